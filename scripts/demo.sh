@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The main job end to end, on a fresh machine, with no internet: installs Debian's
+# docker-registry if missing, builds dist, starts a registry on 127.0.0.1 with a temporary
+# store, fills it with a sample image (config + LAYERS random layers) through the registry's
+# upload API, then fetches every layer with one worker process into an OCI layout and checks
+# each file's sha256. The registry is stopped by its PID on exit.
+#
+#   scripts/demo.sh            # 200 layers
+#   LAYERS=1000 scripts/demo.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LAYERS=${LAYERS:-200}
+
+need=()
+command -v docker-registry >/dev/null || need+=(docker-registry)
+command -v curl >/dev/null || need+=(curl)
+command -v jq >/dev/null || need+=(jq)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+cargo build --release --quiet
+DIST=$PWD/target/release/dist
+
+work=$(mktemp -d)
+pid=""
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 5077)
+cat >"$work/config.yml" <<YML
+version: 0.1
+log: {level: warn, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $work/store}, delete: {enabled: true}}
+http: {addr: 127.0.0.1:$port, secret: demo}
+health: {storagedriver: {enabled: false}}
+YML
+docker-registry serve "$work/config.yml" >"$work/registry.log" 2>&1 &
+pid=$!
+for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/v2/" && break; sleep 0.1; done
+reg=http://127.0.0.1:$port
+repo=demo/app
+
+push_blob() { # push_blob FILE -> prints digest
+  local d loc
+  d=sha256:$(sha256sum "$1" | cut -d' ' -f1)
+  loc=$(curl -sf -D - -o /dev/null -X POST "$reg/v2/$repo/blobs/uploads/" | tr -d '\r' | sed -n 's/^[Ll]ocation: //p')
+  case $loc in http*) ;; *) loc=$reg$loc ;; esac
+  case $loc in *\?*) loc="$loc&digest=$d" ;; *) loc="$loc?digest=$d" ;; esac
+  curl -sf -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' --data-binary @"$1" "$loc"
+  echo "$d"
+}
+
+echo "filling $reg/$repo with a config and $LAYERS layers..."
+mkdir -p "$work/blobs"
+printf '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}' >"$work/blobs/config"
+cfg=$(push_blob "$work/blobs/config")
+layers=""
+for i in $(seq "$LAYERS"); do
+  head -c $((4096 + (i * 7919) % 61440)) /dev/urandom >"$work/blobs/$i"
+  d=$(push_blob "$work/blobs/$i")
+  layers="$layers${layers:+,}{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\",\"digest\":\"$d\",\"size\":$(stat -c %s "$work/blobs/$i")}"
+done
+printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%s},"layers":[%s]}' \
+  "$cfg" "$(stat -c %s "$work/blobs/config")" "$layers" >"$work/manifest.json"
+curl -sf -o /dev/null -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
+  --data-binary @"$work/manifest.json" "$reg/v2/$repo/manifests/latest"
+
+loc=127.0.0.1:$port/$repo
+echo "+ dist fetch $loc latest mediatype:application/vnd.oci.image.manifest.v1+json | jq -c '.config, .layers[]' | dist fetch $loc - -o OUT"
+start=$(date +%s%N)
+"$DIST" fetch "$loc" latest mediatype:application/vnd.oci.image.manifest.v1+json \
+  | jq -c '.config, .layers[]' \
+  | "$DIST" fetch "$loc" - -o "$work/out" --report "$work/report.jsonl" >/dev/null
+end=$(date +%s%N)
+ok=$(jq -r 'select(.status=="ok") | .path' "$work/report.jsonl" | wc -l)
+bad=0
+while read -r digest path; do
+  [ "sha256:$(sha256sum "$path" | cut -d' ' -f1)" = "$digest" ] || { echo "MISMATCH $path"; bad=$((bad + 1)); }
+done < <(jq -r '"\(.digest) \(.path)"' "$work/report.jsonl")
+echo "fetched $ok objects in $(((end - start) / 1000000)) ms; $bad failed a second check by sha256sum"
+[ "$ok" -eq $((LAYERS + 1)) ] && [ "$bad" -eq 0 ]
+echo "demo passed"

@@ -1,0 +1,332 @@
+//! Credentials from Docker's `config.json` and its credential helpers.
+//!
+//! The file is `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`. A registry's
+//! entry is found through `credHelpers.<host>`, then `credsStore`, then `auths.<host>`
+//! (`auth` = base64 `user:password`, or `username`/`password`, or `identitytoken`). Keys of
+//! `auths` are matched loosely, as Docker writes them: `https://index.docker.io/v1/` is
+//! Docker Hub, a scheme and a path are ignored.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::reference::DOCKER_HUB;
+
+/// A secret to authenticate with. Its `Debug` never shows the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// User name and password (or a personal access token used as one).
+    Basic {
+        /// The user name.
+        username: String,
+        /// The password.
+        password: String,
+    },
+    /// An OAuth2 refresh token ("identity token"), exchanged at the token endpoint.
+    IdentityToken(String),
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credential::Basic { username, .. } => write!(f, "Basic({username}, <redacted>)"),
+            Credential::IdentityToken(_) => f.write_str("IdentityToken(<redacted>)"),
+        }
+    }
+}
+
+impl Credential {
+    /// The `Authorization: Basic …` value for this credential, if it is a password.
+    pub fn basic_header(&self) -> Option<String> {
+        match self {
+            Credential::Basic { username, password } => Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
+            )),
+            Credential::IdentityToken(_) => None,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ConfigFile {
+    #[serde(default)]
+    auths: HashMap<String, AuthEntry>,
+    #[serde(default, rename = "credsStore")]
+    creds_store: Option<String>,
+    #[serde(default, rename = "credHelpers")]
+    cred_helpers: HashMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct AuthEntry {
+    #[serde(default)]
+    auth: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    identitytoken: Option<String>,
+}
+
+/// Docker's client configuration, read once.
+#[derive(Debug, Default)]
+pub struct DockerConfig {
+    file: ConfigFile,
+    path: Option<PathBuf>,
+}
+
+impl DockerConfig {
+    /// Reads the configuration from its usual place; a missing file means no credentials.
+    pub fn load() -> Result<DockerConfig> {
+        match default_path() {
+            Some(p) => DockerConfig::from_path(&p),
+            None => Ok(DockerConfig::default()),
+        }
+    }
+
+    /// Reads `config.json` at `path`; a missing file means no credentials.
+    pub fn from_path(path: &Path) -> Result<DockerConfig> {
+        let text = match std::fs::read(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(DockerConfig::default())
+            }
+            Err(e) => {
+                return Err(
+                    Error::new(ErrorKind::Io, format!("reading {}", path.display())).with_cause(e),
+                )
+            }
+        };
+        let file = serde_json::from_slice(&text)
+            .map_err(|e| Error::invalid(format!("parsing {}", path.display())).with_cause(e))?;
+        Ok(DockerConfig {
+            file,
+            path: Some(path.to_owned()),
+        })
+    }
+
+    /// The credential for registry `host` (as users name it, e.g. `docker.io`), if any.
+    pub async fn credential_for(&self, host: &str) -> Result<Option<Credential>> {
+        if let Some(helper) = self.file.cred_helpers.get(host).or_else(|| {
+            self.file
+                .cred_helpers
+                .iter()
+                .find(|(k, _)| normalise_key(k) == host)
+                .map(|(_, v)| v)
+        }) {
+            return run_helper(helper, host).await;
+        }
+        if let Some(store) = &self.file.creds_store {
+            if let Some(c) = run_helper(store, host).await? {
+                return Ok(Some(c));
+            }
+        }
+        let entry = self
+            .file
+            .auths
+            .iter()
+            .find(|(k, _)| normalise_key(k) == host)
+            .map(|(_, v)| v);
+        match entry {
+            Some(e) => entry_credential(e, self.path.as_deref(), host).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+fn default_path() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("DOCKER_CONFIG") {
+        return Some(PathBuf::from(dir).join("config.json"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker").join("config.json"))
+}
+
+/// `https://index.docker.io/v1/` → `docker.io`; `http://host:5000/v2` → `host:5000`.
+fn normalise_key(key: &str) -> &str {
+    let k = key
+        .strip_prefix("https://")
+        .or_else(|| key.strip_prefix("http://"))
+        .unwrap_or(key);
+    let k = k.split('/').next().unwrap_or(k);
+    match k {
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => DOCKER_HUB,
+        _ => k,
+    }
+}
+
+fn entry_credential(e: &AuthEntry, path: Option<&Path>, host: &str) -> Result<Credential> {
+    if let Some(token) = e.identitytoken.as_deref().filter(|t| !t.is_empty()) {
+        return Ok(Credential::IdentityToken(token.to_string()));
+    }
+    if let Some(auth) = e.auth.as_deref().filter(|a| !a.is_empty()) {
+        let bad = || {
+            Error::invalid(format!(
+                "malformed auth entry for {host} in {}",
+                path.map(|p| p.display().to_string()).unwrap_or_default()
+            ))
+        };
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(auth.trim())
+            .map_err(|_| bad())?;
+        let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
+        let (u, p) = decoded.split_once(':').ok_or_else(bad)?;
+        return Ok(Credential::Basic {
+            username: u.to_string(),
+            password: p.to_string(),
+        });
+    }
+    match (&e.username, &e.password) {
+        (Some(u), Some(p)) => Ok(Credential::Basic {
+            username: u.clone(),
+            password: p.clone(),
+        }),
+        _ => Err(Error::invalid(format!(
+            "auth entry for {host} has no credentials"
+        ))),
+    }
+}
+
+#[derive(Deserialize)]
+struct HelperReply {
+    #[serde(rename = "Username", default)]
+    username: String,
+    #[serde(rename = "Secret", default)]
+    secret: String,
+}
+
+/// Runs `docker-credential-<helper> get` with the server URL on stdin, as Docker does.
+async fn run_helper(helper: &str, host: &str) -> Result<Option<Credential>> {
+    let program = format!("docker-credential-{helper}");
+    let server = if host == DOCKER_HUB {
+        "https://index.docker.io/v1/".to_string()
+    } else {
+        host.to_string()
+    };
+    let fail = |msg: String| Error::new(ErrorKind::Unauthorized, msg);
+    let mut child = tokio::process::Command::new(&program)
+        .arg("get")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| fail(format!("running credential helper {program}")).with_cause(e))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A helper that exits without reading its input is fine; its output decides.
+        let _ = stdin.write_all(server.as_bytes()).await;
+    }
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .map_err(|_| {
+            Error::new(
+                ErrorKind::Timeout,
+                format!("credential helper {program} did not answer"),
+            )
+        })?
+        .map_err(|e| fail(format!("running credential helper {program}")).with_cause(e))?;
+    if !out.status.success() {
+        let msg = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        if msg.to_ascii_lowercase().contains("credentials not found") {
+            return Ok(None);
+        }
+        // The helper's own words can carry secrets; report only its exit status.
+        return Err(fail(format!(
+            "credential helper {program} failed ({})",
+            out.status
+        )));
+    }
+    let reply: HelperReply = serde_json::from_slice(&out.stdout).map_err(|_| {
+        fail(format!(
+            "credential helper {program} printed something that is not its JSON reply"
+        ))
+    })?;
+    if reply.secret.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(if reply.username == "<token>" {
+        Credential::IdentityToken(reply.secret)
+    } else {
+        Credential::Basic {
+            username: reply.username,
+            password: reply.secret,
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(json: &str) -> DockerConfig {
+        DockerConfig {
+            file: serde_json::from_str(json).unwrap(),
+            path: None,
+        }
+    }
+
+    #[test]
+    fn keys_normalise_like_docker() {
+        assert_eq!(normalise_key("https://index.docker.io/v1/"), "docker.io");
+        assert_eq!(normalise_key("http://localhost:5000/v2/"), "localhost:5000");
+        assert_eq!(normalise_key("ghcr.io"), "ghcr.io");
+    }
+
+    #[tokio::test]
+    async fn auth_entries() {
+        let c = config(
+            r#"{"auths":{
+                "https://index.docker.io/v1/":{"auth":"dXNlcjpwYTpzcw=="},
+                "reg.example:5000":{"username":"u","password":"p"},
+                "tok.example":{"identitytoken":"refresh"}}}"#,
+        );
+        assert_eq!(
+            c.credential_for("docker.io").await.unwrap(),
+            Some(Credential::Basic {
+                username: "user".into(),
+                password: "pa:ss".into()
+            })
+        );
+        assert!(matches!(
+            c.credential_for("reg.example:5000").await.unwrap(),
+            Some(Credential::Basic { .. })
+        ));
+        assert_eq!(
+            c.credential_for("tok.example").await.unwrap(),
+            Some(Credential::IdentityToken("refresh".into()))
+        );
+        assert_eq!(c.credential_for("other.example").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn malformed_auth_is_an_error_not_a_panic() {
+        let c = config(r#"{"auths":{"r.example":{"auth":"!!!"}}}"#);
+        assert!(c.credential_for("r.example").await.is_err());
+    }
+
+    #[test]
+    fn debug_redacts() {
+        let c = Credential::Basic {
+            username: "u".into(),
+            password: "hunter2".into(),
+        };
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert_eq!(c.basic_header().unwrap(), "Basic dTpodW50ZXIy");
+    }
+
+    #[tokio::test]
+    async fn missing_helper_is_reported() {
+        let c = config(r#"{"credHelpers":{"r.example":"definitely-not-installed-xyz"}}"#);
+        let e = c.credential_for("r.example").await.unwrap_err();
+        assert!(e
+            .to_string()
+            .contains("docker-credential-definitely-not-installed-xyz"));
+    }
+}

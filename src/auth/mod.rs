@@ -1,0 +1,248 @@
+//! Authentication, driven by the registry's `WWW-Authenticate` challenge.
+//!
+//! An [`Authorizer`] belongs to one repository on one registry and is shared by every task
+//! that fetches from it. It starts anonymous; the first 401 says what the registry wants.
+//! `Bearer` gets a token from the realm (with credentials from `config.json` when there are
+//! some), `Basic` sends those credentials. The token is reused until it expires or a 401
+//! arrives, and then refreshed *single-flight*: however many tasks notice at once, one
+//! token request is made and the others wait for its result.
+
+pub mod challenge;
+pub mod credentials;
+pub mod token;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http::HeaderValue;
+use tokio::sync::OnceCell;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::transport::Transport;
+use challenge::Challenge;
+use credentials::{Credential, DockerConfig};
+
+/// Tokens are renewed this long before they expire, so a request is never sent with a
+/// token that dies in flight.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(5);
+
+/// Where credentials come from.
+#[derive(Debug, Clone)]
+pub enum CredentialSource {
+    /// Docker's `config.json` and its credential helpers, read on first need.
+    DockerConfig(Arc<DockerConfig>),
+    /// A fixed credential (library callers, tests).
+    Fixed(Credential),
+    /// Anonymous only.
+    None,
+}
+
+/// What the authorizer currently sends, and a generation number that changes whenever it
+/// changes, so a task can tell whether someone else already reacted to a 401.
+#[derive(Clone, Default)]
+struct State {
+    header: Option<HeaderValue>,
+    expires_at: Option<Instant>,
+    generation: u64,
+    bearer: Option<Challenge>,
+}
+
+/// The `Authorization` a request carried: the header and the state generation it came from.
+#[derive(Clone)]
+pub struct Grant {
+    /// The header, or none for anonymous.
+    pub header: Option<HeaderValue>,
+    generation: u64,
+}
+
+/// Per-repository authentication state shared by all tasks.
+pub struct Authorizer {
+    transport: Transport,
+    registry_host: String,
+    api_host: String,
+    scopes: Vec<String>,
+    source: CredentialSource,
+    credential: OnceCell<Option<Credential>>,
+    state: Mutex<State>,
+    refresh: tokio::sync::Mutex<()>,
+    token_requests: AtomicUsize,
+}
+
+impl std::fmt::Debug for Authorizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authorizer")
+            .field("registry_host", &self.registry_host)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authorizer {
+    /// An authorizer for `repository` on `registry_host` (the name credentials are filed
+    /// under), whose API is served by `api_host`.
+    pub fn new(
+        transport: Transport,
+        registry_host: &str,
+        api_host: &str,
+        repository: &str,
+        source: CredentialSource,
+    ) -> Authorizer {
+        Authorizer {
+            transport,
+            registry_host: registry_host.to_string(),
+            api_host: api_host.to_string(),
+            scopes: vec![format!("repository:{repository}:pull")],
+            source,
+            credential: OnceCell::new(),
+            state: Mutex::new(State::default()),
+            refresh: tokio::sync::Mutex::new(()),
+            token_requests: AtomicUsize::new(0),
+        }
+    }
+
+    /// How many token requests this authorizer has made.
+    pub fn token_requests(&self) -> usize {
+        self.token_requests.load(Ordering::Relaxed)
+    }
+
+    fn snapshot(&self) -> State {
+        self.state.lock().expect("auth state poisoned").clone()
+    }
+
+    /// The header to send now. A bearer token close to expiry is renewed first.
+    pub async fn grant(&self) -> Result<Grant> {
+        let s = self.snapshot();
+        let expiring = s
+            .expires_at
+            .is_some_and(|t| Instant::now() + EXPIRY_MARGIN >= t);
+        if expiring {
+            self.renew(s.generation).await?;
+            let s = self.snapshot();
+            return Ok(Grant {
+                header: s.header,
+                generation: s.generation,
+            });
+        }
+        Ok(Grant {
+            header: s.header,
+            generation: s.generation,
+        })
+    }
+
+    /// Reacts to a 401 that answered a request sent with `used`. Returns `Ok` when the
+    /// request is worth sending again with a fresh [`grant`](Self::grant).
+    pub async fn challenged(&self, used: &Grant, www_authenticate: &[String]) -> Result<()> {
+        let challenges: Vec<Challenge> = www_authenticate
+            .iter()
+            .flat_map(|h| challenge::parse(h))
+            .collect();
+        let _flight = self.refresh.lock().await;
+        if self.snapshot().generation != used.generation {
+            return Ok(()); // another task already reacted to the same 401
+        }
+        let bearer = challenges.iter().find(|c| c.scheme == "bearer");
+        let basic = challenges.iter().find(|c| c.scheme == "basic");
+        if let Some(ch) = bearer {
+            if ch.param("error") == Some("insufficient_scope") && used.header.is_some() {
+                let s = self.snapshot();
+                // A fresh token for the same scope will not widen it.
+                if s.bearer.as_ref().and_then(|b| b.param("scope")) == ch.param("scope") {
+                    return Err(Error::new(
+                        ErrorKind::Denied,
+                        "token does not grant access (insufficient_scope)",
+                    ));
+                }
+            }
+            return self.fetch_token(ch.clone()).await;
+        }
+        if basic.is_some() {
+            let cred = self.credential().await?;
+            let header = cred
+                .as_ref()
+                .and_then(Credential::basic_header)
+                .ok_or_else(|| self.no_credentials("Basic"))?;
+            let mut header = HeaderValue::from_str(&header)
+                .map_err(|_| Error::invalid("credential is not a valid header"))?;
+            header.set_sensitive(true);
+            if used.header.as_ref() == Some(&header) {
+                return Err(Error::new(
+                    ErrorKind::Unauthorized,
+                    format!("credentials for {} were rejected", self.registry_host),
+                ));
+            }
+            let mut s = self.state.lock().expect("auth state poisoned");
+            s.header = Some(header);
+            s.expires_at = None;
+            s.generation += 1;
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::Unauthorized,
+            format!(
+                "unsupported authentication challenge {:?}",
+                www_authenticate.join(", ")
+            ),
+        ))
+    }
+
+    /// Renews an expiring token unless another task already did since `generation`.
+    async fn renew(&self, generation: u64) -> Result<()> {
+        let _flight = self.refresh.lock().await;
+        let s = self.snapshot();
+        if s.generation != generation {
+            return Ok(());
+        }
+        match s.bearer {
+            Some(ch) => self.fetch_token(ch).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Called with the refresh lock held.
+    async fn fetch_token(&self, ch: Challenge) -> Result<()> {
+        let cred = self.credential().await?;
+        let mut scopes = self.scopes.clone();
+        if let Some(asked) = ch.param("scope") {
+            for s in asked.split(' ') {
+                if !s.is_empty() && !scopes.iter().any(|x| x == s) {
+                    scopes.push(s.to_string());
+                }
+            }
+        }
+        self.token_requests.fetch_add(1, Ordering::Relaxed);
+        let token =
+            token::fetch(&self.transport, &ch, &scopes, cred.as_ref(), &self.api_host).await?;
+        let mut s = self.state.lock().expect("auth state poisoned");
+        s.header = Some(token.header);
+        s.expires_at = Some(token.expires_at);
+        s.generation += 1;
+        s.bearer = Some(ch);
+        Ok(())
+    }
+
+    async fn credential(&self) -> Result<Option<Credential>> {
+        self.credential
+            .get_or_try_init(|| async {
+                match &self.source {
+                    CredentialSource::None => Ok(None),
+                    CredentialSource::Fixed(c) => Ok(Some(c.clone())),
+                    CredentialSource::DockerConfig(cfg) => {
+                        cfg.credential_for(&self.registry_host).await
+                    }
+                }
+            })
+            .await
+            .cloned()
+    }
+
+    fn no_credentials(&self, scheme: &str) -> Error {
+        Error::new(
+            ErrorKind::Unauthorized,
+            format!(
+                "{} asks for {scheme} authentication and no credentials for it were found (docker login {})",
+                self.registry_host, self.registry_host
+            ),
+        )
+    }
+}

@@ -1,0 +1,219 @@
+//! The token endpoint of the Docker/OCI bearer-token flow.
+//!
+//! A registry's `Bearer realm=…,service=…` challenge names the endpoint. We ask it for
+//! `scope=repository:<name>:pull`: anonymously, with Basic credentials, or (for an identity
+//! token) by the OAuth2 refresh-token grant. The reply carries `token` or `access_token`
+//! and `expires_in` (60 s when absent, as the spec says).
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Uri};
+use serde::Deserialize;
+
+use super::challenge::Challenge;
+use super::credentials::Credential;
+use crate::error::{Error, ErrorKind, Result};
+use crate::reference::is_loopback;
+use crate::transport::{self, Outgoing, Transport};
+
+/// The lifetime assumed when the token endpoint does not say.
+pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
+/// Bound on a token response; a JWT with many scopes is a few KiB.
+const MAX_TOKEN_RESPONSE: usize = 1 << 20;
+
+/// A bearer token and when it stops being valid.
+#[derive(Clone)]
+pub struct Token {
+    /// The `Authorization` value, `Bearer <token>`, marked sensitive.
+    pub header: HeaderValue,
+    /// When to stop using it.
+    pub expires_at: Instant,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("header", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+#[derive(Deserialize)]
+struct Reply {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    access_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+/// Asks the challenge's realm for a token covering `scopes`.
+///
+/// Credentials go to the realm only over https, or when the realm is on the registry's own
+/// host or on loopback: a registry must not be able to lure a password onto plain HTTP.
+pub async fn fetch(
+    transport: &Transport,
+    challenge: &Challenge,
+    scopes: &[String],
+    credential: Option<&Credential>,
+    registry_host: &str,
+) -> Result<Token> {
+    let realm = challenge
+        .param("realm")
+        .ok_or_else(|| Error::new(ErrorKind::Protocol, "Bearer challenge without realm"))?;
+    let realm_uri: Uri = realm
+        .parse()
+        .ok()
+        .filter(|u: &Uri| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some())
+        .ok_or_else(|| Error::new(ErrorKind::Protocol, format!("bad token realm {realm:?}")))?;
+    let realm_host = realm_uri.authority().map(|a| a.as_str()).unwrap_or("");
+    let credential = credential.filter(|_| {
+        realm_uri.scheme_str() == Some("https")
+            || is_loopback(realm_host)
+            || realm_host == registry_host
+    });
+
+    let mut query = Vec::new();
+    if let Some(service) = challenge.param("service") {
+        query.push(("service", service.to_string()));
+    }
+    for s in scopes {
+        query.push(("scope", s.clone()));
+    }
+
+    let mut req = match credential {
+        Some(Credential::IdentityToken(refresh)) => {
+            let mut form = query.clone();
+            form.push(("grant_type", "refresh_token".into()));
+            form.push(("refresh_token", refresh.clone()));
+            form.push(("client_id", "dist".into()));
+            let mut req = Outgoing::get(realm_uri.clone());
+            req.method = Method::POST;
+            req.body = Bytes::from(encode_form(&form));
+            req.headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-www-form-urlencoded"),
+            );
+            req
+        }
+        _ => {
+            let sep = if realm.contains('?') { '&' } else { '?' };
+            let url = if query.is_empty() {
+                realm_uri.clone()
+            } else {
+                format!("{realm}{sep}{}", encode_form(&query))
+                    .parse()
+                    .map_err(|_| {
+                        Error::new(ErrorKind::Protocol, format!("bad token realm {realm:?}"))
+                    })?
+            };
+            let mut req = Outgoing::get(url);
+            if let Some(h) = credential.and_then(Credential::basic_header) {
+                req.authorization = Some(
+                    HeaderValue::from_str(&h)
+                        .map_err(|_| Error::invalid("credential is not a valid header"))?,
+                );
+            }
+            req
+        }
+    };
+    req.headers.insert(
+        http::header::ACCEPT,
+        HeaderValue::from_static("application/json"),
+    );
+    let shown = realm_uri.clone();
+    let mut reply = transport.send(req).await.map_err(|e| e.with_url(&shown))?;
+    let status = reply.response.status();
+    let body = reply.response.body_mut();
+    if !status.is_success() {
+        let text = transport::read_prefix(transport, body, 512).await;
+        let kind = match status.as_u16() {
+            401 => ErrorKind::Unauthorized,
+            403 => ErrorKind::Denied,
+            429 => ErrorKind::TooManyRequests,
+            _ => ErrorKind::Http,
+        };
+        return Err(Error::new(
+            kind,
+            format!(
+                "token request answered {status}: {}",
+                String::from_utf8_lossy(&text).trim()
+            ),
+        )
+        .with_status(status.as_u16())
+        .with_url(&shown));
+    }
+    let bytes = transport::read_limited(transport, body, MAX_TOKEN_RESPONSE)
+        .await
+        .map_err(|e| e.with_url(&shown))?;
+    let received = Instant::now();
+    let reply: Reply = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::new(ErrorKind::Protocol, "token response is not JSON")
+            .with_cause(e)
+            .with_url(&shown)
+    })?;
+    let token = reply
+        .token
+        .filter(|t| !t.is_empty())
+        .or(reply.access_token.filter(|t| !t.is_empty()))
+        .ok_or_else(|| {
+            Error::new(ErrorKind::Protocol, "token response has no token").with_url(&shown)
+        })?;
+    let lifetime = reply
+        .expires_in
+        .filter(|&s| s > 0)
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_LIFETIME);
+    let mut header = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+        Error::new(ErrorKind::Protocol, "token is not a valid header value").with_url(&shown)
+    })?;
+    header.set_sensitive(true);
+    tracing::debug!(realm = %shown, lifetime_s = lifetime.as_secs(), "got bearer token");
+    Ok(Token {
+        header,
+        expires_at: received + lifetime,
+    })
+}
+
+/// `application/x-www-form-urlencoded`, which is also what a query string wants.
+pub(crate) fn encode_form(pairs: &[(&str, String)]) -> String {
+    let mut out = String::new();
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        percent_encode(k, &mut out);
+        out.push('=');
+        percent_encode(v, &mut out);
+    }
+    out
+}
+
+fn percent_encode(s: &str, out: &mut String) {
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_encoding() {
+        assert_eq!(
+            encode_form(&[
+                ("scope", "repository:a/b:pull".into()),
+                ("service", "x y".into())
+            ]),
+            "scope=repository%3Aa%2Fb%3Apull&service=x%20y"
+        );
+    }
+}

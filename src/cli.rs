@@ -1,0 +1,144 @@
+//! Command-line definitions. Clap stays here, out of the library; `main` turns the parsed
+//! arguments into library calls.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Distribution primitives: fetch verified content out of OCI container registries.
+#[derive(Debug, Parser)]
+#[command(name = "dist", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    #[command(flatten)]
+    pub global: Global,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Log requests, statuses and timings to stderr (-vv for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Speak plain HTTP to the registry even though it is not on loopback.
+    #[arg(long, global = true)]
+    pub plain_http: bool,
+
+    /// Trust this CA certificate (PEM) in addition to the system's.
+    #[arg(long, global = true, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+
+    /// Give up after this long in total (e.g. 30s, 5m, 1h30m).
+    #[arg(long, global = true, env = "DIST_FETCH_TIMEOUT", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Option<Duration>,
+
+    /// How many times a failed request is retried.
+    #[arg(long, global = true, default_value_t = 5, value_name = "N")]
+    pub retries: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fetch one object to stdout, or many (object `-`: lines on stdin) concurrently.
+    Fetch(FetchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// The remote: host[:port]/repository (`redis` means docker.io/library/redis).
+    pub locator: String,
+
+    /// A tag or a digest (algorithm:hex); `-` reads `object hint…` lines from stdin.
+    pub object: String,
+
+    /// `key:value` words: `mediatype:<type>` (repeatable) steers content negotiation,
+    /// `size:<bytes>` is the expected size.
+    pub hints: Vec<String>,
+
+    /// Concurrent fetches at most (worker mode).
+    #[arg(short, long, default_value_t = dist::worker::DEFAULT_JOBS, value_name = "N", value_parser = parse_jobs)]
+    pub jobs: usize,
+
+    /// Write each object to DIR/blobs/<algorithm>/<encoded> (an OCI image layout) and print
+    /// one JSON line per object instead of frames.
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+
+    /// Emit frames (or JSON lines) in input order instead of completion order.
+    #[arg(long)]
+    pub ordered: bool,
+
+    /// Also write one JSON line per object to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+
+    /// With --output: re-hash objects already present before trusting them.
+    #[arg(long, requires = "output")]
+    pub verify_existing: bool,
+}
+
+fn parse_jobs(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=1024).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?} is not a number from 1 to 1024")),
+    }
+}
+
+/// Parses `1h30m`, `90s`, `500ms`, `2m`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<f64>() {
+        return if secs.is_finite() && secs >= 0.0 {
+            Ok(Duration::from_secs_f64(secs))
+        } else {
+            Err(format!("invalid duration {s:?}"))
+        };
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    if rest.is_empty() {
+        return Err("empty duration".into());
+    }
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("invalid duration {s:?}: missing unit"))?;
+        let n: f64 = rest[..num_end]
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?}"))?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_end] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            u => return Err(format!("invalid duration {s:?}: unknown unit {u:?}")),
+        };
+        rest = &rest[unit_end..];
+        total += Duration::from_secs_f64(n * unit);
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("-1").is_err());
+    }
+}

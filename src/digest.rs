@@ -1,0 +1,234 @@
+//! Content digests: parsing by the OCI descriptor grammar, and hashing while bytes stream.
+//!
+//! A [`Digest`] is `algorithm:encoded`. Only `sha256` and `sha512` can be verified, so only
+//! they are accepted; anything else is refused before any network I/O. A [`Hasher`] computes
+//! the digest of a stream incrementally; [`Digest::of`] does it for a byte slice.
+
+use std::fmt;
+use std::str::FromStr;
+
+use sha2::Digest as _;
+
+use crate::error::{Error, Result};
+
+/// A hash function the crate can verify content with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Algorithm {
+    /// SHA-256, 64 lowercase hex characters. The registry default.
+    Sha256,
+    /// SHA-512, 128 lowercase hex characters.
+    Sha512,
+}
+
+impl Algorithm {
+    /// The name used in digests (`sha256`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::Sha256 => "sha256",
+            Algorithm::Sha512 => "sha512",
+        }
+    }
+
+    fn hex_len(self) -> usize {
+        match self {
+            Algorithm::Sha256 => 64,
+            Algorithm::Sha512 => 128,
+        }
+    }
+}
+
+/// A validated content digest such as `sha256:e3b0c442…`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest {
+    algorithm: Algorithm,
+    encoded: String,
+}
+
+impl Digest {
+    /// The hash function.
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// The lowercase hex part after the colon.
+    pub fn encoded(&self) -> &str {
+        &self.encoded
+    }
+
+    /// The digest of `data` under `algorithm`.
+    pub fn of(algorithm: Algorithm, data: &[u8]) -> Digest {
+        let mut h = Hasher::new(algorithm);
+        h.update(data);
+        h.finish()
+    }
+
+    /// Whether `s` looks like a digest (has the `algorithm:` shape) rather than a tag. A tag
+    /// can never contain a colon, so the colon alone decides.
+    pub fn looks_like(s: &str) -> bool {
+        s.contains(':')
+    }
+}
+
+impl FromStr for Digest {
+    type Err = Error;
+
+    /// Parses by the OCI grammar: `algorithm ::= component ([+._-] component)*` with
+    /// components of `[a-z0-9]`, `encoded ::= [a-zA-Z0-9=_-]+`, then requires a registered
+    /// algorithm with its exact encoding (lowercase hex of the right length).
+    fn from_str(s: &str) -> Result<Digest> {
+        let bad = |why: &str| Error::invalid(format!("invalid digest {s:?}: {why}"));
+        let (alg, encoded) = s.split_once(':').ok_or_else(|| bad("missing ':'"))?;
+        let alg_ok = !alg.is_empty()
+            && alg.split(['+', '.', '_', '-']).all(|c| {
+                !c.is_empty()
+                    && c.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            });
+        if !alg_ok {
+            return Err(bad("malformed algorithm"));
+        }
+        if encoded.is_empty()
+            || !encoded
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-'))
+        {
+            return Err(bad("malformed encoded part"));
+        }
+        let algorithm = match alg {
+            "sha256" => Algorithm::Sha256,
+            "sha512" => Algorithm::Sha512,
+            _ => return Err(bad("unsupported algorithm (sha256 and sha512 are)")),
+        };
+        if encoded.len() != algorithm.hex_len()
+            || !encoded
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(bad(&format!(
+                "{} needs {} lowercase hex characters",
+                algorithm.as_str(),
+                algorithm.hex_len()
+            )));
+        }
+        Ok(Digest {
+            algorithm,
+            encoded: encoded.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.algorithm.as_str(), self.encoded)
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl serde::Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Incremental hashing for one algorithm.
+#[derive(Clone)]
+pub enum Hasher {
+    /// SHA-256 state (uses the CPU's SHA extensions when present).
+    Sha256(sha2::Sha256),
+    /// SHA-512 state.
+    Sha512(sha2::Sha512),
+}
+
+impl Hasher {
+    /// A fresh state for `algorithm`.
+    pub fn new(algorithm: Algorithm) -> Hasher {
+        match algorithm {
+            Algorithm::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
+            Algorithm::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
+        }
+    }
+
+    /// Feed more bytes.
+    pub fn update(&mut self, data: &[u8]) {
+        match self {
+            Hasher::Sha256(h) => h.update(data),
+            Hasher::Sha512(h) => h.update(data),
+        }
+    }
+
+    /// The digest of everything fed so far.
+    pub fn finish(self) -> Digest {
+        let (algorithm, encoded) = match self {
+            Hasher::Sha256(h) => (Algorithm::Sha256, hex(&h.finalize())),
+            Hasher::Sha512(h) => (Algorithm::Sha512, hex(&h.finalize())),
+        };
+        Digest { algorithm, encoded }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(HEX[(b >> 4) as usize] as char);
+        s.push(HEX[(b & 15) as usize] as char);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EMPTY: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn parses_and_prints_sha256() {
+        let d: Digest = EMPTY.parse().unwrap();
+        assert_eq!(d.algorithm(), Algorithm::Sha256);
+        assert_eq!(d.to_string(), EMPTY);
+        assert_eq!(Digest::of(Algorithm::Sha256, b""), d);
+    }
+
+    #[test]
+    fn sha512_of_abc() {
+        let d = Digest::of(Algorithm::Sha512, b"abc");
+        assert!(d.encoded().starts_with("ddaf35a193617aba"));
+        assert_eq!(d.to_string().parse::<Digest>().unwrap(), d);
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        for s in [
+            "sha256",
+            "sha256:",
+            ":abc",
+            "SHA256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
+            "sha256:e3b0c442",
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85g",
+            "md5:d41d8cd98f00b204e9800998ecf8427e",
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855x",
+            "sha256::e3b0",
+            "sha--256:abc",
+        ] {
+            let err = s.parse::<Digest>().unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::InvalidInput, "{s}");
+        }
+    }
+
+    #[test]
+    fn incremental_equals_one_shot() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
+        let mut h = Hasher::new(Algorithm::Sha256);
+        for chunk in data.chunks(333) {
+            h.update(chunk);
+        }
+        assert_eq!(h.finish(), Digest::of(Algorithm::Sha256, &data));
+    }
+}

@@ -1,0 +1,265 @@
+//! The one error type of the crate.
+//!
+//! Every failure carries a [`ErrorKind`] that callers can match on, plus what a person needs
+//! to act on it: the object being fetched, the URL that was asked, the HTTP status, and the
+//! underlying cause. The CLI turns this into one line on stderr; the library never prints.
+
+use std::fmt;
+
+/// What went wrong, as a category callers can branch on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A locator, reference, object, hint or input line is malformed. Never retried.
+    InvalidInput,
+    /// The registry does not have the object (404, `BLOB_UNKNOWN`, `MANIFEST_UNKNOWN`).
+    NotFound,
+    /// Authentication failed or no credentials were accepted (401 after the challenge).
+    Unauthorized,
+    /// Authenticated, but access is refused (403).
+    Denied,
+    /// The registry throttled us (429) beyond the retry budget.
+    TooManyRequests,
+    /// The server answered with an unexpected status (5xx after retries, or anything else).
+    Http,
+    /// The TCP or TLS connection could not be made, or it broke.
+    Connect,
+    /// A connect, idle-read or total timeout expired.
+    Timeout,
+    /// The server broke the protocol: a malformed header, token response or redirect.
+    Protocol,
+    /// The content does not hash to the digest it was asked for or announced with.
+    DigestMismatch,
+    /// The content is not the size it was declared or expected to be.
+    SizeMismatch,
+    /// The content is larger than the limit for its kind (manifests: 4 MiB).
+    TooLarge,
+    /// A local file or stream operation failed.
+    Io,
+    /// The operation was cancelled (signal or shutdown).
+    Interrupted,
+}
+
+impl ErrorKind {
+    /// Short lowercase name, used in reports and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidInput => "invalid input",
+            ErrorKind::NotFound => "not found",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Denied => "denied",
+            ErrorKind::TooManyRequests => "too many requests",
+            ErrorKind::Http => "http error",
+            ErrorKind::Connect => "connection error",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Protocol => "protocol error",
+            ErrorKind::DigestMismatch => "digest mismatch",
+            ErrorKind::SizeMismatch => "size mismatch",
+            ErrorKind::TooLarge => "too large",
+            ErrorKind::Io => "i/o error",
+            ErrorKind::Interrupted => "interrupted",
+        }
+    }
+}
+
+type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// An error with its kind, context and cause.
+pub struct Error(Box<Inner>);
+
+struct Inner {
+    kind: ErrorKind,
+    message: String,
+    object: Option<String>,
+    url: Option<String>,
+    status: Option<u16>,
+    cause: Option<Cause>,
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A new error of `kind` described by `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error(Box::new(Inner {
+            kind,
+            message: message.into(),
+            object: None,
+            url: None,
+            status: None,
+            cause: None,
+        }))
+    }
+
+    /// Shorthand for [`ErrorKind::InvalidInput`].
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::InvalidInput, message)
+    }
+
+    /// Attach the underlying cause.
+    pub fn with_cause(mut self, cause: impl Into<Cause>) -> Self {
+        self.0.cause = Some(cause.into());
+        self
+    }
+
+    /// Attach the URL that was being requested; an earlier URL is kept.
+    pub fn with_url(mut self, url: impl fmt::Display) -> Self {
+        if self.0.url.is_none() {
+            self.0.url = Some(url.to_string());
+        }
+        self
+    }
+
+    /// Attach the object (tag or digest) being fetched; an earlier object is kept.
+    pub fn with_object(mut self, object: impl fmt::Display) -> Self {
+        if self.0.object.is_none() {
+            self.0.object = Some(object.to_string());
+        }
+        self
+    }
+
+    /// Attach the HTTP status the server answered with.
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.0.status = Some(status);
+        self
+    }
+
+    /// The category of this error.
+    pub fn kind(&self) -> ErrorKind {
+        self.0.kind
+    }
+
+    /// The URL being requested when it happened, if any.
+    pub fn url(&self) -> Option<&str> {
+        self.0.url.as_deref()
+    }
+
+    /// The object being fetched when it happened, if any.
+    pub fn object(&self) -> Option<&str> {
+        self.0.object.as_deref()
+    }
+
+    /// The HTTP status that caused it, if any.
+    pub fn status(&self) -> Option<u16> {
+        self.0.status
+    }
+
+    /// The human description without object and URL.
+    pub fn message(&self) -> &str {
+        &self.0.message
+    }
+
+    /// Whether the same request may succeed if tried again later: connection failures,
+    /// timeouts, throttling and server-side errors.
+    pub fn is_transient(&self) -> bool {
+        match self.0.kind {
+            ErrorKind::Connect | ErrorKind::Timeout | ErrorKind::TooManyRequests => true,
+            ErrorKind::Http => matches!(self.0.status, Some(408 | 500 | 502 | 503 | 504)),
+            _ => false,
+        }
+    }
+
+    /// The URL (if any) and the reason, for places that print the object themselves.
+    pub fn detail(&self) -> String {
+        match &self.0.url {
+            Some(url) => format!("{url}: {}", self.reason()),
+            None => self.reason(),
+        }
+    }
+
+    /// The reason alone (message and cause), for places that print object and URL themselves.
+    pub fn reason(&self) -> String {
+        let mut s = self.0.message.clone();
+        if let Some(cause) = &self.0.cause {
+            let mut next: Option<&(dyn std::error::Error + 'static)> = Some(cause.as_ref());
+            while let Some(c) = next {
+                let text = c.to_string();
+                if !text.is_empty() && !s.contains(&text) {
+                    s.push_str(": ");
+                    s.push_str(&text);
+                }
+                next = c.source();
+            }
+        }
+        s
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(object) = &self.0.object {
+            write!(f, "{object}: ")?;
+        }
+        if let Some(url) = &self.0.url {
+            write!(f, "{url}: ")?;
+        }
+        f.write_str(&self.reason())
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.0.kind)
+            .field("message", &self.0.message)
+            .field("object", &self.0.object)
+            .field("url", &self.0.url)
+            .field("status", &self.0.status)
+            .field("cause", &self.0.cause)
+            .finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.cause.as_deref().map(|c| c as _)
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        let kind = match e.kind() {
+            std::io::ErrorKind::Interrupted => ErrorKind::Interrupted,
+            std::io::ErrorKind::TimedOut => ErrorKind::Timeout,
+            _ => ErrorKind::Io,
+        };
+        Error::new(kind, "i/o").with_cause(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_object_url_and_cause() {
+        let io = std::io::Error::other("connection reset");
+        let e = Error::new(ErrorKind::Connect, "request failed")
+            .with_object("sha256:ab")
+            .with_url("http://h/v2/x/blobs/sha256:ab")
+            .with_cause(io);
+        assert_eq!(
+            e.to_string(),
+            "sha256:ab: http://h/v2/x/blobs/sha256:ab: request failed: connection reset"
+        );
+        assert!(e.is_transient());
+    }
+
+    #[test]
+    fn first_context_wins() {
+        let e = Error::invalid("bad").with_url("a").with_url("b");
+        assert_eq!(e.url(), Some("a"));
+        assert!(!e.is_transient());
+    }
+
+    #[test]
+    fn http_transience_depends_on_status() {
+        assert!(Error::new(ErrorKind::Http, "x")
+            .with_status(503)
+            .is_transient());
+        assert!(!Error::new(ErrorKind::Http, "x")
+            .with_status(400)
+            .is_transient());
+    }
+}

@@ -1,0 +1,243 @@
+//! A fetched object: what is known about it, and its bytes, verified while they stream.
+//!
+//! [`Download::chunk`] hands out the bytes as they arrive and hashes them; the last call
+//! (the one that returns `None`) is the verdict: the content matched its digest and its
+//! size, or the call fails with [`ErrorKind::DigestMismatch`] or [`ErrorKind::SizeMismatch`].
+//! Consumers must therefore treat what they received as unverified until `chunk` returned
+//! `Ok(None)`; the sinks write into temporary files for exactly that reason.
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+
+use crate::digest::{Algorithm, Digest, Hasher};
+use crate::error::{Error, ErrorKind, Result};
+use crate::reference::Object;
+
+/// Manifests larger than this are refused: no registry accepts them, and they would have
+/// to be held in memory to be parsed.
+pub const MAX_MANIFEST_SIZE: u64 = 4 << 20;
+
+/// The raw byte stream of an object, before verification.
+pub type ByteStream = BoxStream<'static, Result<Bytes>>;
+
+/// What a remote knows about an object before its body is read.
+#[derive(Debug, Clone)]
+pub struct Meta {
+    /// The object as it was asked for.
+    pub object: Object,
+    /// The digest the content must have: the object's own, or the one the registry
+    /// announced for a tag. `None` for a tag the registry sent no digest for; its digest is
+    /// then computed (sha256) and reported, not verified.
+    pub expected: Option<Digest>,
+    /// The exact size the content must have, if known (declared, or hinted by the caller).
+    pub size: Option<u64>,
+    /// The media type, if the remote or the caller knows it.
+    pub media_type: Option<String>,
+    /// Where it comes from, for messages.
+    pub url: String,
+    /// Refuse more than this many bytes even when no size is known.
+    pub limit: Option<u64>,
+}
+
+/// An object whose body is being received and verified.
+pub struct Download {
+    meta: Meta,
+    body: ByteStream,
+    hasher: Hasher,
+    received: u64,
+    verified: Option<Digest>,
+}
+
+impl std::fmt::Debug for Download {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Download")
+            .field("meta", &self.meta)
+            .field("received", &self.received)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Download {
+    /// Wraps a body stream for verification against `meta`.
+    pub fn new(meta: Meta, body: ByteStream) -> Download {
+        let algorithm = meta
+            .expected
+            .as_ref()
+            .map(Digest::algorithm)
+            .unwrap_or(Algorithm::Sha256);
+        Download {
+            meta,
+            body,
+            hasher: Hasher::new(algorithm),
+            received: 0,
+            verified: None,
+        }
+    }
+
+    /// What is known about the object.
+    pub fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    /// Bytes received so far.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// The content's digest, once [`chunk`](Self::chunk) has returned `Ok(None)`.
+    pub fn digest(&self) -> Option<&Digest> {
+        self.verified.as_ref()
+    }
+
+    /// The next piece of content; `Ok(None)` once all of it arrived and was verified.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>> {
+        if self.verified.is_some() {
+            return Ok(None);
+        }
+        match self.body.next().await {
+            Some(Ok(chunk)) => {
+                let total = self.received + chunk.len() as u64;
+                if let Some(size) = self.meta.size {
+                    if total > size {
+                        return Err(self.fail(
+                            ErrorKind::SizeMismatch,
+                            format!("content longer than its expected {size} bytes"),
+                        ));
+                    }
+                }
+                if let Some(limit) = self.meta.limit {
+                    if total > limit {
+                        return Err(self.fail(
+                            ErrorKind::TooLarge,
+                            format!("content larger than {limit} bytes"),
+                        ));
+                    }
+                }
+                self.hasher.update(&chunk);
+                self.received = total;
+                Ok(Some(chunk))
+            }
+            Some(Err(e)) => Err(e.with_object(&self.meta.object).with_url(&self.meta.url)),
+            None => {
+                self.finish()?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        if let Some(size) = self.meta.size {
+            if self.received != size {
+                return Err(self.fail(
+                    ErrorKind::SizeMismatch,
+                    format!("content ended after {} of {size} bytes", self.received),
+                ));
+            }
+        }
+        let algorithm = self
+            .meta
+            .expected
+            .as_ref()
+            .map(Digest::algorithm)
+            .unwrap_or(Algorithm::Sha256);
+        let actual = std::mem::replace(&mut self.hasher, Hasher::new(algorithm)).finish();
+        if let Some(expected) = &self.meta.expected {
+            if *expected != actual {
+                let msg = format!(
+                    "digest mismatch: expected {expected}, got {actual} ({} bytes)",
+                    self.received
+                );
+                return Err(self.fail(ErrorKind::DigestMismatch, msg));
+            }
+        }
+        self.verified = Some(actual);
+        Ok(())
+    }
+
+    fn fail(&self, kind: ErrorKind, msg: String) -> Error {
+        Error::new(kind, msg)
+            .with_object(&self.meta.object)
+            .with_url(&self.meta.url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::stream;
+
+    fn meta(expected: Option<Digest>, size: Option<u64>) -> Meta {
+        Meta {
+            object: Object::Tag("t".into()),
+            expected,
+            size,
+            media_type: None,
+            url: "http://x/y".into(),
+            limit: Some(100),
+        }
+    }
+
+    fn body(parts: &[&'static [u8]]) -> ByteStream {
+        let owned: Vec<Result<Bytes>> = parts.iter().map(|p| Ok(Bytes::from_static(p))).collect();
+        stream::iter(owned).boxed()
+    }
+
+    async fn drain(d: &mut Download) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Some(c) = d.chunk().await? {
+            out.extend_from_slice(&c);
+        }
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn verifies_matching_content() {
+        let want = Digest::of(Algorithm::Sha256, b"hello world");
+        let mut d = Download::new(
+            meta(Some(want.clone()), Some(11)),
+            body(&[b"hello ", b"world"]),
+        );
+        assert_eq!(drain(&mut d).await.unwrap(), b"hello world");
+        assert_eq!(d.digest(), Some(&want));
+    }
+
+    #[tokio::test]
+    async fn reports_mismatch_with_both_digests() {
+        let want = Digest::of(Algorithm::Sha256, b"hello world");
+        let mut d = Download::new(meta(Some(want.clone()), None), body(&[b"hello w0rld"]));
+        let e = drain(&mut d).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::DigestMismatch);
+        let got = Digest::of(Algorithm::Sha256, b"hello w0rld");
+        assert!(
+            e.to_string()
+                .contains(&format!("expected {want}, got {got} (11 bytes)")),
+            "{e}"
+        );
+        assert_eq!(e.url(), Some("http://x/y"));
+    }
+
+    #[tokio::test]
+    async fn size_mismatch_both_ways_and_limit() {
+        let mut d = Download::new(meta(None, Some(3)), body(&[b"abcd"]));
+        assert_eq!(
+            drain(&mut d).await.unwrap_err().kind(),
+            ErrorKind::SizeMismatch
+        );
+        let mut d = Download::new(meta(None, Some(5)), body(&[b"abcd"]));
+        assert_eq!(
+            drain(&mut d).await.unwrap_err().kind(),
+            ErrorKind::SizeMismatch
+        );
+        let big: &'static [u8] = &[0u8; 101];
+        let mut d = Download::new(meta(None, None), body(&[big]));
+        assert_eq!(drain(&mut d).await.unwrap_err().kind(), ErrorKind::TooLarge);
+    }
+
+    #[tokio::test]
+    async fn computes_digest_when_none_expected() {
+        let mut d = Download::new(meta(None, None), body(&[b"abc"]));
+        drain(&mut d).await.unwrap();
+        assert_eq!(d.digest(), Some(&Digest::of(Algorithm::Sha256, b"abc")));
+    }
+}

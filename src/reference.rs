@@ -1,0 +1,470 @@
+//! Names: locators of remotes, and the objects fetched from them. No I/O happens here.
+//!
+//! A locator is schemaless, `host[:port]/path`, normalised the way the Docker reference
+//! grammar does it: `redis` is `docker.io/library/redis`, and the first path component is a
+//! host only when it contains `.` or `:` or is `localhost`. An object is a tag or a digest.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+
+/// Docker Hub's canonical name, as written in references and in `config.json`.
+pub const DOCKER_HUB: &str = "docker.io";
+/// The host that actually serves Docker Hub's registry API.
+pub const DOCKER_HUB_API: &str = "registry-1.docker.io";
+
+/// Where objects come from: a registry repository, or (with `oci:`) an OCI image layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Locator {
+    /// A repository on a registry reached over HTTP(S).
+    Registry(Repository),
+    /// An OCI image layout directory on the local filesystem (`oci:<path>`).
+    Layout(std::path::PathBuf),
+}
+
+impl FromStr for Locator {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Locator> {
+        match s.strip_prefix("oci:") {
+            Some("") => Err(Error::invalid("locator \"oci:\" names no directory")),
+            Some(path) => Ok(Locator::Layout(path.into())),
+            None => s.parse().map(Locator::Registry),
+        }
+    }
+}
+
+impl fmt::Display for Locator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Locator::Registry(r) => r.fmt(f),
+            Locator::Layout(p) => write!(f, "oci:{}", p.display()),
+        }
+    }
+}
+
+/// A repository on a registry: `host/name`, normalised.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Repository {
+    host: String,
+    name: String,
+    plain_http: bool,
+}
+
+impl Repository {
+    /// The registry as users name it (`docker.io`, `localhost:5000`); credentials are
+    /// looked up under this name.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The repository path within the registry (`library/redis`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The host and port that serve the registry API (`registry-1.docker.io` for Docker Hub).
+    pub fn api_host(&self) -> &str {
+        if self.host == DOCKER_HUB {
+            DOCKER_HUB_API
+        } else {
+            &self.host
+        }
+    }
+
+    /// Whether the registry is spoken to over plain HTTP: loopback hosts by default, or
+    /// when forced by [`Repository::force_plain_http`].
+    pub fn plain_http(&self) -> bool {
+        self.plain_http
+    }
+
+    /// Use plain HTTP for this registry even though it is not a loopback host.
+    pub fn force_plain_http(&mut self) {
+        self.plain_http = true;
+    }
+
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &'static str {
+        if self.plain_http {
+            "http"
+        } else {
+            "https"
+        }
+    }
+
+    /// The base URL of the registry API, e.g. `https://registry-1.docker.io/v2/`.
+    pub fn api_base(&self) -> String {
+        format!("{}://{}/v2/", self.scheme(), self.api_host())
+    }
+}
+
+impl FromStr for Repository {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Repository> {
+        let bad = |why: &str| Error::invalid(format!("invalid locator {s:?}: {why}"));
+        // An explicit scheme is not part of the grammar, but people paste URLs.
+        let (rest, scheme) = if let Some(r) = s.strip_prefix("https://") {
+            (r, Some(false))
+        } else if let Some(r) = s.strip_prefix("http://") {
+            (r, Some(true))
+        } else {
+            (s, None)
+        };
+        let rest = rest.trim_end_matches('/');
+        if rest.is_empty() {
+            return Err(bad("empty"));
+        }
+        let (host, path) = match rest.split_once('/') {
+            Some((first, path)) if is_host(first) => (first.to_string(), path.to_string()),
+            _ => (DOCKER_HUB.to_string(), rest.to_string()),
+        };
+        let host = match host.as_str() {
+            "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_string(),
+            _ => host,
+        };
+        validate_host(&host).map_err(|why| bad(&why))?;
+        let name = if host == DOCKER_HUB && !path.contains('/') {
+            format!("library/{path}")
+        } else {
+            path
+        };
+        validate_name(&name).map_err(|why| bad(&why))?;
+        let plain_http = scheme.unwrap_or_else(|| is_loopback(&host));
+        Ok(Repository {
+            host,
+            name,
+            plain_http,
+        })
+    }
+}
+
+impl fmt::Display for Repository {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.host, self.name)
+    }
+}
+
+fn is_host(component: &str) -> bool {
+    component.contains('.') || component.contains(':') || component == "localhost"
+}
+
+/// Strips the port from `host[:port]` or `[v6]:port`.
+pub(crate) fn host_without_port(host: &str) -> &str {
+    if let Some(v6) = host.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or(v6);
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+/// Loopback registries are spoken to over plain HTTP, like Docker's built-in insecure
+/// exception for 127.0.0.0/8.
+pub fn is_loopback(host: &str) -> bool {
+    let h = host_without_port(host);
+    h == "localhost"
+        || h == "::1"
+        || h.parse::<std::net::Ipv4Addr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+fn validate_host(host: &str) -> std::result::Result<(), String> {
+    let (name, port) = if let Some(v6) = host.strip_prefix('[') {
+        let (addr, after) = v6
+            .split_once(']')
+            .ok_or_else(|| "unclosed '[' in host".to_string())?;
+        addr.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| format!("bad IPv6 address {addr:?}"))?;
+        (None, after.strip_prefix(':'))
+    } else {
+        match host.split_once(':') {
+            Some((n, p)) => (Some(n), Some(p)),
+            None => (Some(host), None),
+        }
+    };
+    if let Some(name) = name {
+        let ok = !name.is_empty()
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !ok {
+            return Err(format!("bad host name {name:?}"));
+        }
+    }
+    if let Some(port) = port {
+        if port.parse::<u16>().is_err() {
+            return Err(format!("bad port {port:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// Path components are `[a-z0-9]+` joined by `.`, `_`, `__` or runs of `-`.
+fn validate_name(name: &str) -> std::result::Result<(), String> {
+    if name.is_empty() {
+        return Err("empty repository name".into());
+    }
+    if name.len() > 255 {
+        return Err("repository name longer than 255 characters".into());
+    }
+    for component in name.split('/') {
+        let b = component.as_bytes();
+        let ok = !b.is_empty()
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric()
+            && b.iter().all(|&c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-')
+            })
+            && !component.contains("..")
+            && !component.contains("___")
+            && !component.contains("._")
+            && !component.contains("_.")
+            && !component.contains(".-")
+            && !component.contains("-.")
+            && !component.contains("_-")
+            && !component.contains("-_");
+        if !ok {
+            return Err(format!(
+                "bad path component {component:?} (lowercase letters, digits and single separators)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What to fetch from a remote: a tag (mutable name) or a digest (immutable content).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Object {
+    /// A tag such as `latest`: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
+    Tag(String),
+    /// Content addressed by digest.
+    Digest(Digest),
+}
+
+impl Object {
+    /// The digest, when the object is addressed by one.
+    pub fn digest(&self) -> Option<&Digest> {
+        match self {
+            Object::Digest(d) => Some(d),
+            Object::Tag(_) => None,
+        }
+    }
+}
+
+impl FromStr for Object {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Object> {
+        if Digest::looks_like(s) {
+            return s.parse().map(Object::Digest);
+        }
+        let b = s.as_bytes();
+        let ok = !b.is_empty()
+            && b.len() <= 128
+            && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+            && b.iter()
+                .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));
+        if ok {
+            Ok(Object::Tag(s.to_string()))
+        } else {
+            Err(Error::invalid(format!(
+                "invalid object {s:?}: neither a digest (algorithm:hex) nor a tag"
+            )))
+        }
+    }
+}
+
+impl fmt::Display for Object {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Object::Tag(t) => f.write_str(t),
+            Object::Digest(d) => d.fmt(f),
+        }
+    }
+}
+
+/// A full image reference, `host/name:tag` or `host/name@digest` (both may be given; the
+/// digest wins). A reference without either means `:latest`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    /// Where the image lives.
+    pub repository: Repository,
+    /// The tag, if one was written.
+    pub tag: Option<String>,
+    /// The digest, if one was written.
+    pub digest: Option<Digest>,
+}
+
+impl Reference {
+    /// The object to resolve: the digest when present, else the tag, else `latest`.
+    pub fn object(&self) -> Object {
+        match (&self.digest, &self.tag) {
+            (Some(d), _) => Object::Digest(d.clone()),
+            (None, Some(t)) => Object::Tag(t.clone()),
+            (None, None) => Object::Tag("latest".into()),
+        }
+    }
+}
+
+impl FromStr for Reference {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Reference> {
+        let (rest, digest) = match s.split_once('@') {
+            Some((r, d)) => (r, Some(d.parse::<Digest>()?)),
+            None => (s, None),
+        };
+        // A colon after the last slash starts the tag; one before it is a port.
+        let last_slash = rest.rfind('/').map(|i| i + 1).unwrap_or(0);
+        let (repo, tag) = match rest[last_slash..].find(':') {
+            Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
+            None => (rest, None),
+        };
+        let tag = match tag {
+            Some(t) => match t.parse::<Object>()? {
+                Object::Tag(t) => Some(t),
+                Object::Digest(_) => unreachable!("a tag has no colon"),
+            },
+            None => None,
+        };
+        Ok(Reference {
+            repository: repo.parse()?,
+            tag,
+            digest,
+        })
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.repository)?;
+        if let Some(t) = &self.tag {
+            write!(f, ":{t}")?;
+        }
+        if let Some(d) = &self.digest {
+            write!(f, "@{d}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo(s: &str) -> Repository {
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn docker_hub_normalisation() {
+        let r = repo("redis");
+        assert_eq!(
+            (r.host(), r.name(), r.api_host()),
+            ("docker.io", "library/redis", DOCKER_HUB_API)
+        );
+        assert!(!r.plain_http());
+        assert_eq!(repo("docker.io/redis").name(), "library/redis");
+        assert_eq!(repo("index.docker.io/library/redis").host(), "docker.io");
+        assert_eq!(repo("bitnami/redis").to_string(), "docker.io/bitnami/redis");
+        assert_eq!(repo("redis").api_base(), "https://registry-1.docker.io/v2/");
+    }
+
+    #[test]
+    fn host_detection() {
+        assert_eq!(repo("localhost/x").host(), "localhost");
+        assert_eq!(repo("localhost:5000/team/app").name(), "team/app");
+        assert_eq!(repo("ghcr.io/o/r").host(), "ghcr.io");
+        assert_eq!(repo("myhost:443/r").host(), "myhost:443");
+        // no dot, colon or localhost: a Docker Hub namespace, not a host
+        assert_eq!(repo("myhost/r").to_string(), "docker.io/myhost/r");
+    }
+
+    #[test]
+    fn plain_http_for_loopback_only() {
+        assert!(repo("localhost:5000/x").plain_http());
+        assert!(repo("127.0.0.1:5000/x").plain_http());
+        assert!(repo("127.8.9.1/x").plain_http());
+        assert!(repo("[::1]:5000/x").plain_http());
+        assert!(!repo("ghcr.io/x").plain_http());
+        assert!(!repo("10.0.0.1:5000/x").plain_http());
+        assert!(repo("http://reg.example:80/x").plain_http());
+        assert!(!repo("https://localhost:5000/x").plain_http());
+        assert_eq!(
+            repo("127.0.0.1:5000/x").api_base(),
+            "http://127.0.0.1:5000/v2/"
+        );
+    }
+
+    #[test]
+    fn rejects_bad_locators() {
+        for s in [
+            "",
+            "Redis",
+            "localhost:5000/",
+            "localhost:99999/x",
+            "a..b/x",
+            "ghcr.io/o//r",
+            "ghcr.io/-o/r",
+            "ghcr.io/o_-r/x",
+            "[::1/x",
+            "ho st/x",
+        ] {
+            assert!(s.parse::<Repository>().is_err(), "{s:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn locator_oci_layout() {
+        assert_eq!(
+            "oci:./dir".parse::<Locator>().unwrap(),
+            Locator::Layout("./dir".into())
+        );
+        assert!("oci:".parse::<Locator>().is_err());
+        assert!(matches!(
+            "redis".parse::<Locator>().unwrap(),
+            Locator::Registry(_)
+        ));
+    }
+
+    #[test]
+    fn objects() {
+        assert_eq!(
+            "latest".parse::<Object>().unwrap(),
+            Object::Tag("latest".into())
+        );
+        assert_eq!(
+            "_v1.2-rc".parse::<Object>().unwrap(),
+            Object::Tag("_v1.2-rc".into())
+        );
+        assert!(".hidden".parse::<Object>().is_err());
+        assert!("-x".parse::<Object>().is_err());
+        assert!("a".repeat(129).parse::<Object>().is_err());
+        assert!("sha256:abc".parse::<Object>().is_err());
+        let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert!(matches!(d.parse::<Object>().unwrap(), Object::Digest(_)));
+    }
+
+    #[test]
+    fn references() {
+        let r: Reference = "localhost:5000/team/app:v1".parse().unwrap();
+        assert_eq!(r.repository.to_string(), "localhost:5000/team/app");
+        assert_eq!(r.tag.as_deref(), Some("v1"));
+        let r: Reference = "localhost:5000/team/app".parse().unwrap();
+        assert_eq!(r.object(), Object::Tag("latest".into()));
+        let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let r: Reference = format!("redis:7@{d}").parse().unwrap();
+        assert_eq!(r.object().to_string(), d);
+        assert_eq!(r.to_string(), format!("docker.io/library/redis:7@{d}"));
+    }
+}

@@ -1,0 +1,168 @@
+//! When and how long to wait before trying a request again.
+//!
+//! One policy serves every request of every command: connection errors, timeouts, 408,
+//! 429, 500, 502, 503 and 504 are retried with exponential backoff and jitter, bounded in
+//! attempts. `Retry-After` on 429 and 503 is honoured, and that pause applies to the whole
+//! host ([`HostPause`]): when the registry says "slow down", every task waits, instead of each
+//! one finding out for itself.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+use http::HeaderMap;
+
+/// How often and how patiently to retry.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt (`--retries`).
+    pub retries: u32,
+    /// The first backoff; each later one doubles it.
+    pub base_delay: Duration,
+    /// Cap on one backoff, and on a `Retry-After` we are willing to wait for.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            retries: 5,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No retries at all.
+    pub fn none() -> RetryPolicy {
+        RetryPolicy {
+            retries: 0,
+            ..RetryPolicy::default()
+        }
+    }
+
+    /// The pause before retry number `retry` (0-based): exponential, capped, with jitter
+    /// between half and all of it so that tasks which failed together do not retry together.
+    pub fn backoff(&self, retry: u32) -> Duration {
+        let exp = self.base_delay.saturating_mul(1u32 << retry.min(16));
+        let full = exp.min(self.max_delay);
+        let half = full / 2;
+        half + half.mul_f64(jitter())
+    }
+}
+
+/// A number in [0, 1) that differs between calls and processes; no crate needed for this.
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Parses `Retry-After`: delay seconds, or an HTTP-date.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// A pause shared by every task talking to one host.
+#[derive(Debug, Default)]
+pub struct HostPause {
+    until: Mutex<Option<Instant>>,
+}
+
+impl HostPause {
+    /// Makes every task wait until `delay` from now (extending, never shortening, a pause).
+    pub fn pause_for(&self, delay: Duration) {
+        let until = Instant::now() + delay;
+        let mut u = self.until.lock().expect("pause poisoned");
+        if u.is_none_or(|t| t < until) {
+            *u = Some(until);
+        }
+    }
+
+    /// Waits out the current pause, if any.
+    pub async fn wait(&self) {
+        loop {
+            let until = *self.until.lock().expect("pause poisoned");
+            match until {
+                Some(t) if t > Instant::now() => tokio::time::sleep_until(t).await,
+                _ => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        let p = RetryPolicy {
+            retries: 10,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+        };
+        for retry in 0..10 {
+            let full = (Duration::from_millis(100) * (1 << retry)).min(Duration::from_secs(1));
+            let d = p.backoff(retry);
+            assert!(
+                d >= full / 2 && d <= full,
+                "retry {retry}: {d:?} vs {full:?}"
+            );
+        }
+        let samples: std::collections::HashSet<_> = (0..20).map(|_| p.backoff(3)).collect();
+        assert!(samples.len() > 1, "jitter should vary");
+    }
+
+    #[test]
+    fn parses_retry_after_forms() {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        let later = SystemTime::now() + Duration::from_secs(120);
+        h.insert(
+            http::header::RETRY_AFTER,
+            httpdate::fmt_http_date(later).parse().unwrap(),
+        );
+        let d = retry_after(&h).unwrap();
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
+        h.insert(
+            http::header::RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        h.insert(http::header::RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pause_is_shared_and_only_extends() {
+        let p = std::sync::Arc::new(HostPause::default());
+        p.pause_for(Duration::from_secs(2));
+        p.pause_for(Duration::from_secs(1));
+        let start = tokio::time::Instant::now();
+        let (a, b) = (p.clone(), p.clone());
+        tokio::join!(a.wait(), b.wait());
+        assert!(start.elapsed() >= Duration::from_secs(2));
+    }
+}

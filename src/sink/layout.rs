@@ -1,0 +1,267 @@
+//! The blob store of an OCI image layout: `DIR/blobs/<algorithm>/<encoded>`.
+//!
+//! A blob is written into a temporary file beside its final place (same filesystem), hashed
+//! on the way, fsync'd, and renamed into place only once it verified. So a path under
+//! `blobs/` always holds exactly the content its name says, whatever happens to the process.
+//! Temporary files are named `.dist-tmp-<pid>-…`; a later run removes those whose process
+//! is gone (after `kill -9`, say).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use crate::digest::{Algorithm, Digest, Hasher};
+use crate::error::{Error, ErrorKind, Result};
+
+const TMP_PREFIX: &str = ".dist-tmp-";
+/// Writes are gathered into buffers this large: fewer system calls for small chunks.
+const WRITE_BUFFER: usize = 1 << 20;
+
+/// An OCI image layout directory used as a blob store.
+#[derive(Debug, Clone)]
+pub struct LayoutStore {
+    root: PathBuf,
+}
+
+fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::new(ErrorKind::Io, format!("{what} {}", path.display())).with_cause(e)
+}
+
+impl LayoutStore {
+    /// Opens (creating if needed) the layout at `root`: `oci-layout`, an empty `index.json`
+    /// when there is none, and `blobs/`. Stale temporary files of dead processes are removed.
+    pub fn open(root: impl Into<PathBuf>) -> Result<LayoutStore> {
+        let root = root.into();
+        let blobs = root.join("blobs");
+        std::fs::create_dir_all(&blobs).map_err(|e| io_err("creating", &blobs, e))?;
+        write_if_absent(
+            &root.join("oci-layout"),
+            br#"{"imageLayoutVersion":"1.0.0"}"#,
+        )?;
+        write_if_absent(
+            &root.join("index.json"),
+            br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#,
+        )?;
+        let store = LayoutStore { root };
+        store.remove_stale_temporaries();
+        Ok(store)
+    }
+
+    /// The layout's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the blob with `digest` lives (whether or not it is there).
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root
+            .join("blobs")
+            .join(digest.algorithm().as_str())
+            .join(digest.encoded())
+    }
+
+    /// The size of the blob if it is present. With `verify`, its content is hashed first
+    /// and a blob that does not match its name counts as absent (it will be replaced).
+    pub fn existing(&self, digest: &Digest, verify: bool) -> Result<Option<u64>> {
+        let path = self.blob_path(digest);
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => m,
+            Ok(_) => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("reading", &path, e)),
+        };
+        if verify {
+            let actual = hash_file(&path, digest.algorithm())?;
+            if actual != *digest {
+                tracing::warn!(path = %path.display(), %actual, "stored blob does not match its name; fetching again");
+                return Ok(None);
+            }
+        }
+        Ok(Some(meta.len()))
+    }
+
+    /// A new temporary file for content of `algorithm`, in the directory it will end up in.
+    pub fn temp(&self, algorithm: Algorithm) -> Result<TempBlob> {
+        let dir = self.root.join("blobs").join(algorithm.as_str());
+        std::fs::create_dir_all(&dir).map_err(|e| io_err("creating", &dir, e))?;
+        let file = tempfile::Builder::new()
+            .prefix(&format!("{TMP_PREFIX}{}-", std::process::id()))
+            .tempfile_in(&dir)
+            .map_err(|e| io_err("creating a temporary file in", &dir, e))?;
+        Ok(TempBlob {
+            file,
+            buf: Vec::with_capacity(WRITE_BUFFER),
+            store: self.clone(),
+        })
+    }
+
+    /// Removes `.dist-tmp-<pid>-*` files whose process no longer runs.
+    fn remove_stale_temporaries(&self) {
+        let Ok(algs) = std::fs::read_dir(self.root.join("blobs")) else {
+            return;
+        };
+        for alg in algs.flatten() {
+            let Ok(entries) = std::fs::read_dir(alg.path()) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(TMP_PREFIX)) else {
+                    continue;
+                };
+                let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+                let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+                if !alive {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+    }
+}
+
+/// Content on its way into the store. Dropping it without [`TempBlob::commit`] deletes it.
+pub struct TempBlob {
+    file: tempfile::NamedTempFile,
+    buf: Vec<u8>,
+    store: LayoutStore,
+}
+
+impl TempBlob {
+    /// Appends a chunk; writes go to the file in large pieces.
+    pub fn write(&mut self, chunk: &Bytes) -> Result<()> {
+        if self.buf.len() + chunk.len() > WRITE_BUFFER {
+            self.flush()?;
+        }
+        if chunk.len() >= WRITE_BUFFER {
+            return self.write_through(chunk);
+        }
+        self.buf.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    fn write_through(&mut self, data: &[u8]) -> Result<()> {
+        let path = self.file.path().to_owned();
+        tokio::task::block_in_place(|| self.file.as_file_mut().write_all(data))
+            .map_err(|e| io_err("writing", &path, e))
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let r = self.write_through(&buf);
+        self.buf = buf;
+        self.buf.clear();
+        r
+    }
+
+    /// Empties the file, for a fetch that starts over.
+    pub fn reset(&mut self) -> Result<()> {
+        use std::io::Seek;
+        self.buf.clear();
+        let path = self.file.path().to_owned();
+        let f = self.file.as_file_mut();
+        f.set_len(0)
+            .and_then(|_| f.rewind())
+            .map_err(|e| io_err("truncating", &path, e))
+    }
+
+    /// Makes the verified content durable and moves it to its place for `digest`.
+    pub fn commit(mut self, digest: &Digest) -> Result<PathBuf> {
+        self.flush()?;
+        let dest = self.store.blob_path(digest);
+        let tmp = self.file.path().to_owned();
+        tokio::task::block_in_place(|| self.file.as_file().sync_all())
+            .map_err(|e| io_err("syncing", &tmp, e))?;
+        self.file
+            .persist(&dest)
+            .map_err(|e| io_err("renaming into", &dest, e.error))?;
+        Ok(dest)
+    }
+}
+
+fn write_if_absent(path: &Path, content: &[u8]) -> Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(TMP_PREFIX)
+        .tempfile_in(dir)
+        .map_err(|e| io_err("creating a temporary file in", dir, e))?;
+    tmp.write_all(content)
+        .map_err(|e| io_err("writing", path, e))?;
+    // Another run may have created it meanwhile; either copy is the same.
+    tmp.persist(path)
+        .map_err(|e| io_err("writing", path, e.error))?;
+    Ok(())
+}
+
+/// Hashes a file's content.
+pub fn hash_file(path: &Path, algorithm: Algorithm) -> Result<Digest> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| io_err("opening", path, e))?;
+    let mut h = Hasher::new(algorithm);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| io_err("reading", path, e))?;
+        if n == 0 {
+            return Ok(h.finish());
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn commit_places_blob_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open(dir.path()).unwrap();
+        assert!(dir.path().join("oci-layout").exists());
+        let d = Digest::of(Algorithm::Sha256, b"data");
+        assert_eq!(store.existing(&d, false).unwrap(), None);
+        let mut t = store.temp(Algorithm::Sha256).unwrap();
+        t.write(&Bytes::from_static(b"junk")).unwrap();
+        t.reset().unwrap();
+        t.write(&Bytes::from_static(b"data")).unwrap();
+        let path = t.commit(&d).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"data");
+        assert_eq!(store.existing(&d, true).unwrap(), Some(4));
+        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn wrong_content_counts_as_absent_when_verifying() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open(dir.path()).unwrap();
+        let d = Digest::of(Algorithm::Sha256, b"data");
+        std::fs::create_dir_all(store.blob_path(&d).parent().unwrap()).unwrap();
+        std::fs::write(store.blob_path(&d), b"evil").unwrap();
+        assert_eq!(store.existing(&d, false).unwrap(), Some(4));
+        assert_eq!(store.existing(&d, true).unwrap(), None);
+    }
+
+    #[test]
+    fn stale_temporaries_of_dead_processes_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let sha = dir.path().join("blobs/sha256");
+        std::fs::create_dir_all(&sha).unwrap();
+        // pid 0x7fffffff cannot exist; our own pid does.
+        std::fs::write(sha.join(".dist-tmp-2147483647-abc"), b"x").unwrap();
+        let mine = sha.join(format!(".dist-tmp-{}-abc", std::process::id()));
+        std::fs::write(&mine, b"x").unwrap();
+        LayoutStore::open(dir.path()).unwrap();
+        assert!(!sha.join(".dist-tmp-2147483647-abc").exists());
+        assert!(mine.exists());
+    }
+}

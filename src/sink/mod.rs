@@ -1,0 +1,11 @@
+//! Where fetched objects go: a framed stream, a blob store directory, a JSON report.
+//!
+//! - [`framed`] writes whole, verified objects as frames on a byte stream (stdout);
+//! - [`layout`] stores blobs by digest in an OCI image layout, atomically;
+//! - [`report`] describes each input object as one JSON line;
+//! - [`spool`] holds an object's bytes until its frame can be written.
+
+pub mod framed;
+pub mod layout;
+pub mod report;
+pub mod spool;

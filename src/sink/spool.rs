@@ -1,0 +1,134 @@
+//! A buffer for one object's bytes: in memory while small, in an anonymous temporary file
+//! once it grows past a threshold. Framed output needs whole, verified objects before it
+//! writes a frame; the spool lets a large object wait for its turn without sitting in RAM.
+
+use std::io::{self, Read, Seek, SeekFrom, Write};
+
+use bytes::Bytes;
+
+/// Bytes kept in memory at most, per spool, before spilling to disk.
+pub const DEFAULT_THRESHOLD: usize = 1 << 20;
+
+/// Memory-then-file storage for one object.
+#[derive(Debug)]
+pub struct Spool {
+    threshold: usize,
+    chunks: Vec<Bytes>,
+    file: Option<io::BufWriter<std::fs::File>>,
+    len: u64,
+}
+
+impl Spool {
+    /// An empty spool that spills after `threshold` bytes.
+    pub fn new(threshold: usize) -> Spool {
+        Spool {
+            threshold,
+            chunks: Vec::new(),
+            file: None,
+            len: 0,
+        }
+    }
+
+    /// Bytes held.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether the content went to a temporary file.
+    pub fn spilled(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// Appends a chunk. May block on file I/O once spilled; call from a blocking-friendly
+    /// context for large objects.
+    pub fn push(&mut self, chunk: Bytes) -> io::Result<()> {
+        self.len += chunk.len() as u64;
+        if let Some(f) = &mut self.file {
+            return f.write_all(&chunk);
+        }
+        self.chunks.push(chunk);
+        if self.len > self.threshold as u64 {
+            let mut f = io::BufWriter::with_capacity(256 << 10, tempfile::tempfile()?);
+            for c in self.chunks.drain(..) {
+                f.write_all(&c)?;
+            }
+            self.file = Some(f);
+        }
+        Ok(())
+    }
+
+    /// Drops everything, for a fetch that starts over.
+    pub fn clear(&mut self) -> io::Result<()> {
+        self.chunks.clear();
+        self.len = 0;
+        if let Some(f) = &mut self.file {
+            f.flush()?;
+            let file = f.get_mut();
+            file.set_len(0)?;
+            file.seek(SeekFrom::Start(0))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the whole content to `out`.
+    pub fn copy_to(&mut self, out: &mut dyn Write) -> io::Result<()> {
+        match &mut self.file {
+            None => {
+                for c in &self.chunks {
+                    out.write_all(c)?;
+                }
+                Ok(())
+            }
+            Some(f) => {
+                f.flush()?;
+                let file = f.get_mut();
+                file.seek(SeekFrom::Start(0))?;
+                let mut buf = vec![0u8; 256 << 10];
+                loop {
+                    let n = file.read(&mut buf)?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    out.write_all(&buf[..n])?;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stays_in_memory_below_threshold() {
+        let mut s = Spool::new(10);
+        s.push(Bytes::from_static(b"hello")).unwrap();
+        assert!(!s.spilled());
+        let mut out = Vec::new();
+        s.copy_to(&mut out).unwrap();
+        assert_eq!(out, b"hello");
+    }
+
+    #[test]
+    fn spills_and_clears() {
+        let mut s = Spool::new(4);
+        s.push(Bytes::from_static(b"abc")).unwrap();
+        s.push(Bytes::from_static(b"defg")).unwrap();
+        assert!(s.spilled());
+        assert_eq!(s.len(), 7);
+        let mut out = Vec::new();
+        s.copy_to(&mut out).unwrap();
+        assert_eq!(out, b"abcdefg");
+        s.clear().unwrap();
+        s.push(Bytes::from_static(b"xy")).unwrap();
+        let mut out = Vec::new();
+        s.copy_to(&mut out).unwrap();
+        assert_eq!(out, b"xy");
+    }
+}

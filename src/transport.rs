@@ -1,0 +1,453 @@
+//! The HTTP client every remote shares: one connection pool, TLS, timeouts and redirects.
+//!
+//! TLS is rustls verified against the operating system's trust store plus any `--ca-file`;
+//! HTTP/2 is offered by ALPN and used when the server picks it, HTTP/1.1 keep-alive
+//! otherwise. Plain HTTP is used only for URLs that say `http://`, which the locator decides.
+//! Redirects are followed here so that one rule guards credentials: `Authorization` goes
+//! only to the origin it was meant for, and never from https down to http.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// How many redirects one request may follow.
+pub const MAX_REDIRECTS: usize = 10;
+
+/// Settings of the shared client.
+#[derive(Debug, Clone)]
+pub struct TransportOptions {
+    /// Extra CA certificates (PEM) trusted besides the system store.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Limit for establishing a TCP connection.
+    pub connect_timeout: Duration,
+    /// Limit for the response headers to arrive once a request is sent.
+    pub response_timeout: Duration,
+    /// Limit for the gap between two pieces of a response body; a stalled body is aborted.
+    pub idle_timeout: Duration,
+    /// Idle connections kept per host; the worker sets this to its job count.
+    pub max_idle_per_host: usize,
+}
+
+impl Default for TransportOptions {
+    fn default() -> Self {
+        TransportOptions {
+            ca_file: None,
+            connect_timeout: Duration::from_secs(30),
+            response_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
+            max_idle_per_host: 16,
+        }
+    }
+}
+
+/// The pooled client. Cheap to clone; clones share the pool.
+#[derive(Clone)]
+pub struct Transport {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    opts: Arc<TransportOptions>,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("opts", &self.opts)
+            .finish()
+    }
+}
+
+/// A request about to be sent: the header set may carry a credential that is bound to the
+/// origin of `url`.
+pub struct Outgoing {
+    /// The method.
+    pub method: Method,
+    /// The absolute URL.
+    pub url: Uri,
+    /// Headers other than `Authorization`.
+    pub headers: HeaderMap,
+    /// Credential for the origin of `url` only.
+    pub authorization: Option<HeaderValue>,
+    /// Request body (empty for GET/HEAD).
+    pub body: Bytes,
+}
+
+impl Outgoing {
+    /// A GET of `url` with no headers.
+    pub fn get(url: Uri) -> Outgoing {
+        Outgoing {
+            method: Method::GET,
+            url,
+            headers: HeaderMap::new(),
+            authorization: None,
+            body: Bytes::new(),
+        }
+    }
+}
+
+/// A response and the URL it finally came from (after redirects).
+pub struct Reply {
+    /// The response; its body is not read yet.
+    pub response: Response<Incoming>,
+    /// The URL that answered.
+    pub url: Uri,
+    /// Whether the answer came from the origin the request was addressed to.
+    pub same_origin: bool,
+}
+
+impl Transport {
+    /// Builds the client: system roots plus `ca_file`, HTTP/1.1 and HTTP/2 by ALPN.
+    pub fn new(opts: TransportOptions) -> Result<Transport> {
+        let roots = root_store(opts.ca_file.as_deref())?;
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::new(ErrorKind::Io, "configuring TLS").with_cause(e))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(opts.connect_timeout));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(opts.max_idle_per_host)
+            .http2_adaptive_window(true)
+            .build(https);
+        Ok(Transport {
+            client,
+            opts: Arc::new(opts),
+        })
+    }
+
+    /// The options the client was built with.
+    pub fn options(&self) -> &TransportOptions {
+        &self.opts
+    }
+
+    /// Sends one request without following redirects, waiting at most the response timeout
+    /// for the headers.
+    pub async fn send_once(
+        &self,
+        req: &Outgoing,
+        authorization: Option<&HeaderValue>,
+    ) -> Result<Response<Incoming>> {
+        let mut builder = Request::builder()
+            .method(req.method.clone())
+            .uri(req.url.clone());
+        for (k, v) in &req.headers {
+            builder = builder.header(k, v);
+        }
+        if let Some(a) = authorization {
+            let mut a = a.clone();
+            a.set_sensitive(true);
+            builder = builder.header(http::header::AUTHORIZATION, a);
+        }
+        let request = builder.body(Full::new(req.body.clone())).map_err(|e| {
+            Error::invalid("building request")
+                .with_cause(e)
+                .with_url(&req.url)
+        })?;
+        let started = std::time::Instant::now();
+        let fut = self.client.request(request);
+        let result = tokio::time::timeout(self.opts.response_timeout, fut).await;
+        let response = match result {
+            Err(_) => {
+                return Err(
+                    Error::new(ErrorKind::Timeout, "no response headers in time")
+                        .with_url(&req.url),
+                )
+            }
+            Ok(Err(e)) => return Err(classify_client_error(e).with_url(&req.url)),
+            Ok(Ok(r)) => r,
+        };
+        tracing::debug!(
+            method = %req.method,
+            url = %req.url,
+            status = response.status().as_u16(),
+            version = ?response.version(),
+            ms = started.elapsed().as_millis() as u64,
+            "response"
+        );
+        Ok(response)
+    }
+
+    /// Sends a request and follows redirects (up to [`MAX_REDIRECTS`]). `Authorization` is
+    /// sent only while the URL keeps the scheme, host and port of the original request; a
+    /// redirect from https to http is refused.
+    pub async fn send(&self, mut req: Outgoing) -> Result<Reply> {
+        let origin = Origin::of(&req.url);
+        for _ in 0..=MAX_REDIRECTS {
+            let same_origin = Origin::of(&req.url) == origin;
+            let auth = if same_origin {
+                req.authorization.as_ref()
+            } else {
+                None
+            };
+            let response = self.send_once(&req, auth).await?;
+            let status = response.status();
+            if !is_redirect(status) {
+                return Ok(Reply {
+                    response,
+                    url: req.url,
+                    same_origin,
+                });
+            }
+            let location = response
+                .headers()
+                .get(http::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Protocol,
+                        format!("redirect {status} without Location"),
+                    )
+                    .with_url(&req.url)
+                })?;
+            let next = resolve(&req.url, location).map_err(|e| e.with_url(&req.url))?;
+            if req.url.scheme_str() == Some("https") && next.scheme_str() != Some("https") {
+                return Err(Error::new(
+                    ErrorKind::Protocol,
+                    format!("refusing redirect from https to {next}"),
+                )
+                .with_url(&req.url));
+            }
+            tracing::debug!(from = %req.url, to = %next, status = status.as_u16(), "redirect");
+            if status == StatusCode::SEE_OTHER && req.method != Method::HEAD {
+                req.method = Method::GET;
+                req.body = Bytes::new();
+            }
+            req.url = next;
+        }
+        Err(Error::new(
+            ErrorKind::Protocol,
+            format!("more than {MAX_REDIRECTS} redirects"),
+        )
+        .with_url(&req.url))
+    }
+
+    /// Waits for the next piece of a body, failing when none arrives within the idle
+    /// timeout. `Ok(None)` is the end of the body.
+    pub async fn next_chunk(&self, body: &mut Incoming) -> Result<Option<Bytes>> {
+        loop {
+            let frame = match tokio::time::timeout(self.opts.idle_timeout, body.frame()).await {
+                Err(_) => {
+                    return Err(Error::new(
+                        ErrorKind::Timeout,
+                        "body stalled (idle timeout)",
+                    ))
+                }
+                Ok(None) => return Ok(None),
+                Ok(Some(Err(e))) => {
+                    return Err(Error::new(ErrorKind::Connect, "body interrupted").with_cause(e))
+                }
+                Ok(Some(Ok(f))) => f,
+            };
+            if let Ok(data) = frame.into_data() {
+                if !data.is_empty() {
+                    return Ok(Some(data));
+                }
+            }
+        }
+    }
+}
+
+fn is_redirect(s: StatusCode) -> bool {
+    matches!(s.as_u16(), 301 | 302 | 303 | 307 | 308)
+}
+
+#[derive(PartialEq, Eq)]
+struct Origin(Option<String>, Option<String>, u16);
+
+impl Origin {
+    fn of(u: &Uri) -> Origin {
+        let scheme = u.scheme_str().map(str::to_ascii_lowercase);
+        let default = if scheme.as_deref() == Some("https") {
+            443
+        } else {
+            80
+        };
+        Origin(
+            scheme,
+            u.host().map(str::to_ascii_lowercase),
+            u.port_u16().unwrap_or(default),
+        )
+    }
+}
+
+/// Resolves a `Location` against the URL that sent it.
+pub fn resolve(base: &Uri, location: &str) -> Result<Uri> {
+    let bad = || {
+        Error::new(
+            ErrorKind::Protocol,
+            format!("bad redirect location {location:?}"),
+        )
+    };
+    let abs = if location.contains("://") {
+        location.to_string()
+    } else if let Some(rest) = location.strip_prefix("//") {
+        format!("{}://{rest}", base.scheme_str().unwrap_or("https"))
+    } else {
+        let authority = base.authority().ok_or_else(bad)?;
+        let scheme = base.scheme_str().unwrap_or("https");
+        if location.starts_with('/') {
+            format!("{scheme}://{authority}{location}")
+        } else {
+            let path = base.path();
+            let dir = &path[..path.rfind('/').map(|i| i + 1).unwrap_or(0)];
+            format!("{scheme}://{authority}{dir}{location}")
+        }
+    };
+    let uri: Uri = abs.parse().map_err(|_| bad())?;
+    match uri.scheme_str() {
+        Some("http" | "https") if uri.host().is_some() => Ok(uri),
+        _ => Err(bad()),
+    }
+}
+
+fn classify_client_error(e: hyper_util::client::legacy::Error) -> Error {
+    let kind = if e.is_connect() {
+        ErrorKind::Connect
+    } else {
+        // A request that failed after connecting (reset, closed early) is a broken
+        // connection too, and equally worth retrying.
+        ErrorKind::Connect
+    };
+    let text = if e.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    Error::new(kind, text).with_cause(e)
+}
+
+fn root_store(ca_file: Option<&Path>) -> Result<rustls::RootCertStore> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
+        // One unparsable system certificate must not make every registry unreachable.
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path).map_err(|e| {
+            Error::new(ErrorKind::Io, format!("reading CA file {}", path.display())).with_cause(e)
+        })?;
+        let mut n = 0;
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            let cert = cert.map_err(|e| {
+                Error::invalid(format!("parsing CA file {}", path.display())).with_cause(e)
+            })?;
+            roots
+                .add(cert)
+                .map_err(|e| Error::invalid(format!("CA file {}", path.display())).with_cause(e))?;
+            n += 1;
+        }
+        if n == 0 {
+            return Err(Error::invalid(format!(
+                "CA file {} holds no certificate",
+                path.display()
+            )));
+        }
+    }
+    Ok(roots)
+}
+
+/// Reads a whole body of at most `limit` bytes; more is an error of kind
+/// [`ErrorKind::TooLarge`], so a hostile server cannot make us buffer without bound.
+pub async fn read_limited(
+    transport: &Transport,
+    body: &mut Incoming,
+    limit: usize,
+) -> Result<Bytes> {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = transport.next_chunk(body).await? {
+        if buf.len() + chunk.len() > limit {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!("response larger than {limit} bytes"),
+            ));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// Reads at most `limit` bytes of a body and drops the rest: for error bodies, where the
+/// first bytes explain the failure and the rest does not matter.
+pub async fn read_prefix(transport: &Transport, body: &mut Incoming, limit: usize) -> Bytes {
+    let mut buf = bytes::BytesMut::new();
+    while buf.len() < limit {
+        match transport.next_chunk(body).await {
+            Ok(Some(chunk)) => {
+                let take = chunk.len().min(limit - buf.len());
+                buf.extend_from_slice(&chunk[..take]);
+            }
+            _ => break,
+        }
+    }
+    buf.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn u(s: &str) -> Uri {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn resolves_locations() {
+        let base = u("https://reg.example:5000/v2/x/blobs/sha256:ab");
+        assert_eq!(
+            resolve(&base, "https://cdn.example/a?b=c").unwrap(),
+            u("https://cdn.example/a?b=c")
+        );
+        assert_eq!(
+            resolve(&base, "/other").unwrap(),
+            u("https://reg.example:5000/other")
+        );
+        assert_eq!(
+            resolve(&base, "//cdn.example/p").unwrap(),
+            u("https://cdn.example/p")
+        );
+        assert_eq!(
+            resolve(&base, "sibling").unwrap(),
+            u("https://reg.example:5000/v2/x/blobs/sibling")
+        );
+        assert!(resolve(&base, "ftp://x/y").is_err());
+    }
+
+    #[test]
+    fn origins_compare_scheme_host_and_port() {
+        assert!(Origin::of(&u("https://a.example/x")) == Origin::of(&u("https://A.example:443/y")));
+        assert!(Origin::of(&u("https://a.example/x")) != Origin::of(&u("http://a.example/x")));
+        assert!(
+            Origin::of(&u("http://a.example:5000/")) != Origin::of(&u("http://a.example:5001/"))
+        );
+    }
+
+    #[test]
+    fn missing_ca_file_is_reported() {
+        let e = root_store(Some(Path::new("/nonexistent/ca.pem"))).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/ca.pem"));
+    }
+}

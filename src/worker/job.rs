@@ -1,0 +1,148 @@
+//! One object from start to end: fetch, verify, deliver to the destination.
+//!
+//! Content that fails verification (wrong digest or size) is fetched once more from
+//! scratch (a proxy or a flaky disk may have corrupted one transfer) and only then reported;
+//! it never reaches its final place.
+
+use std::time::Instant;
+
+use super::line::Job;
+use super::{Destination, Outcome, Status};
+use crate::error::{Error, ErrorKind, Result};
+use crate::fetch::Download;
+use crate::remote::Remote;
+use crate::sink::layout::LayoutStore;
+use crate::sink::spool::Spool;
+
+/// Attempts for content that arrives but does not verify.
+const VERIFY_ATTEMPTS: u32 = 2;
+
+/// Runs one job to its outcome.
+pub async fn run(remote: &dyn Remote, line: u64, job: Job, destination: &Destination) -> Outcome {
+    let started = Instant::now();
+    let mut outcome = Outcome::new(line, job.object.to_string());
+    let result = match destination {
+        Destination::Spool { threshold } => to_spool(remote, &job, *threshold, &mut outcome).await,
+        Destination::Store {
+            store,
+            verify_existing,
+        } => to_store(remote, &job, store, *verify_existing, &mut outcome).await,
+    };
+    if let Err(e) = result {
+        outcome.fail(e.with_object(&job.object));
+    }
+    outcome.elapsed = started.elapsed();
+    outcome
+}
+
+fn is_corruption(e: &Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::DigestMismatch | ErrorKind::SizeMismatch
+    )
+}
+
+fn record(outcome: &mut Outcome, download: &Download) {
+    outcome.digest = download.digest().cloned();
+    outcome.size = Some(download.received());
+    outcome.media_type = download.meta().media_type.clone();
+}
+
+async fn to_spool(
+    remote: &dyn Remote,
+    job: &Job,
+    threshold: usize,
+    outcome: &mut Outcome,
+) -> Result<()> {
+    let mut spool = Spool::new(threshold);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut download = remote.fetch(&job.object, &job.hints).await?;
+        let received: Result<()> = async {
+            while let Some(chunk) = download.chunk().await? {
+                if spool.spilled() || spool.len() + chunk.len() as u64 > threshold as u64 {
+                    tokio::task::block_in_place(|| spool.push(chunk))?;
+                } else {
+                    spool.push(chunk)?;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        match received {
+            Ok(()) => {
+                record(outcome, &download);
+                outcome.status = Status::Ok;
+                outcome.content = Some(spool);
+                return Ok(());
+            }
+            Err(e) if is_corruption(&e) && attempt < VERIFY_ATTEMPTS => {
+                tracing::warn!(object = %job.object, error = %e, "content did not verify; fetching again");
+                spool.clear()?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn to_store(
+    remote: &dyn Remote,
+    job: &Job,
+    store: &LayoutStore,
+    verify_existing: bool,
+    outcome: &mut Outcome,
+) -> Result<()> {
+    if let Some(digest) = job.object.digest() {
+        let present = tokio::task::block_in_place(|| store.existing(digest, verify_existing))?;
+        if let Some(size) = present {
+            if let Some(expected) = job.hints.size.filter(|&s| s != size) {
+                return Err(Error::new(
+                    ErrorKind::SizeMismatch,
+                    format!("stored blob has {size} bytes, the descriptor says {expected}"),
+                ));
+            }
+            outcome.status = Status::Exists;
+            outcome.digest = Some(digest.clone());
+            outcome.size = Some(size);
+            outcome.media_type = job.hints.media_type().map(str::to_string);
+            outcome.path = Some(store.blob_path(digest));
+            return Ok(());
+        }
+    }
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut download = remote.fetch(&job.object, &job.hints).await?;
+        let algorithm = download
+            .meta()
+            .expected
+            .as_ref()
+            .map(|d| d.algorithm())
+            .unwrap_or(crate::digest::Algorithm::Sha256);
+        let mut temp = store.temp(algorithm)?;
+        let received: Result<()> = async {
+            while let Some(chunk) = download.chunk().await? {
+                temp.write(&chunk)?;
+            }
+            Ok(())
+        }
+        .await;
+        match received {
+            Ok(()) => {
+                record(outcome, &download);
+                let digest = download
+                    .digest()
+                    .expect("verified download has a digest")
+                    .clone();
+                outcome.path = Some(temp.commit(&digest)?);
+                outcome.status = Status::Ok;
+                return Ok(());
+            }
+            Err(e) if is_corruption(&e) && attempt < VERIFY_ATTEMPTS => {
+                tracing::warn!(object = %job.object, error = %e, "content did not verify; fetching again");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! The worker's input line protocol.
+//!
+//! One object per line: `object [hint…]`, words separated by white space. Blank lines and
+//! lines starting with `#` are skipped. A line starting with `{` is an OCI descriptor in
+//! JSON (what `jq -c '.layers[]'` prints): its `digest` is the object, its `mediaType` a
+//! hint and its `size` the exact size the content must have.
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::hints::Hints;
+use crate::reference::Object;
+
+/// One unit of work read from the input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// The object to fetch.
+    pub object: Object,
+    /// How to fetch it.
+    pub hints: Hints,
+}
+
+#[derive(Deserialize)]
+struct Descriptor {
+    digest: Option<String>,
+    #[serde(rename = "mediaType")]
+    media_type: Option<String>,
+    size: Option<u64>,
+}
+
+/// Parses one input line. `None` for lines to skip; an error names what is wrong with the
+/// line so that it can be reported while the rest of the batch goes on.
+pub fn parse_line(line: &str) -> Option<Result<Job>> {
+    let trimmed = line.trim();
+    if trimmed.is_empty() || trimmed.starts_with('#') {
+        return None;
+    }
+    Some(if trimmed.starts_with('{') {
+        parse_descriptor(trimmed)
+    } else {
+        let mut words = trimmed.split_whitespace();
+        let object = words.next().expect("line is not blank");
+        object.parse().and_then(|object| {
+            Ok(Job {
+                object,
+                hints: Hints::parse(words)?,
+            })
+        })
+    })
+}
+
+fn parse_descriptor(line: &str) -> Result<Job> {
+    let d: Descriptor = serde_json::from_str(line)
+        .map_err(|e| Error::invalid("input line is not a JSON descriptor").with_cause(e))?;
+    let digest = d
+        .digest
+        .ok_or_else(|| Error::invalid("descriptor has no \"digest\""))?;
+    let object = digest.parse::<crate::Digest>().map(Object::Digest)?;
+    let mut hints = Hints {
+        size: d.size,
+        ..Hints::default()
+    };
+    if let Some(t) = d.media_type.filter(|t| !t.is_empty()) {
+        hints.media_types.push(t);
+    }
+    Ok(Job { object, hints })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn plain_lines() {
+        assert!(parse_line("").is_none());
+        assert!(parse_line("   \t").is_none());
+        assert!(parse_line("# comment").is_none());
+        let j = parse_line(&format!("  {D}  mediatype:a/b\tsize:0 "))
+            .unwrap()
+            .unwrap();
+        assert_eq!(j.object.to_string(), D);
+        assert_eq!(j.hints.media_types, vec!["a/b"]);
+        assert_eq!(j.hints.size, Some(0));
+        assert_eq!(
+            parse_line("latest").unwrap().unwrap().object,
+            Object::Tag("latest".into())
+        );
+    }
+
+    #[test]
+    fn descriptor_lines() {
+        let j = parse_line(&format!(
+            r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{D}","size":0,"annotations":{{"a":"b"}}}}"#
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(j.object.to_string(), D);
+        assert_eq!(j.hints.size, Some(0));
+        assert_eq!(
+            j.hints.media_type(),
+            Some("application/vnd.oci.image.layer.v1.tar")
+        );
+    }
+
+    #[test]
+    fn bad_lines_are_errors() {
+        for l in [
+            "sha256:abc",
+            "{not json",
+            r#"{"size":3}"#,
+            r#"{"digest":"sha256:zz"}"#,
+            "latest nocolon",
+            "Bad/Tag",
+        ] {
+            assert!(parse_line(l).unwrap().is_err(), "{l}");
+        }
+    }
+}

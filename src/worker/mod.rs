@@ -1,0 +1,296 @@
+//! The multi-fetch worker: one remote, many objects, a bounded pool of concurrent fetches.
+//!
+//! Input lines (see [`line`](mod@line)) are read as a stream, so fetching starts with the first line
+//! and memory does not grow with the input. Each object becomes a task; at most `jobs` run
+//! at once, all sharing the remote's connection pool and token. Each task ends in an
+//! [`Outcome`], whether it succeeded or not, so that one bad line is reported while the
+//! batch goes on. An object that appears twice is fetched once.
+
+pub mod input;
+pub mod job;
+pub mod line;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::{self, BoxFuture};
+use futures::stream::{BoxStream, StreamExt};
+use sha2::Digest as _;
+use tokio::io::AsyncBufRead;
+
+use crate::digest::Digest;
+use crate::error::{Error, ErrorKind};
+use crate::reference::Object;
+use crate::remote::Remote;
+use crate::sink::layout::LayoutStore;
+use crate::sink::spool::{self, Spool};
+use input::RawLine;
+use line::Job;
+
+/// How an object ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Fetched and verified.
+    Ok,
+    /// Already present (and, if asked, verified) in the store; not fetched.
+    Exists,
+    /// Failed; see [`Outcome::error`].
+    Error,
+}
+
+/// The result of one input line.
+#[derive(Debug)]
+pub struct Outcome {
+    /// 1-based input line number.
+    pub line: u64,
+    /// The object as written in the input (its first word; the digest for descriptors).
+    pub object: String,
+    /// How it ended.
+    pub status: Status,
+    /// The verified digest.
+    pub digest: Option<Digest>,
+    /// The content's size.
+    pub size: Option<u64>,
+    /// The media type, if known.
+    pub media_type: Option<String>,
+    /// Where it was stored (directory output).
+    pub path: Option<PathBuf>,
+    /// Why it failed.
+    pub error: Option<Error>,
+    /// Time from start of the task to its end.
+    pub elapsed: Duration,
+    /// The content (framed output).
+    pub content: Option<Spool>,
+}
+
+impl Outcome {
+    /// An outcome for `object` of input line `line`, not yet decided.
+    pub fn new(line: u64, object: String) -> Outcome {
+        Outcome {
+            line,
+            object,
+            status: Status::Error,
+            digest: None,
+            size: None,
+            media_type: None,
+            path: None,
+            error: None,
+            elapsed: Duration::ZERO,
+            content: None,
+        }
+    }
+
+    /// Marks the outcome failed with `error`.
+    pub fn fail(&mut self, error: Error) {
+        self.status = Status::Error;
+        self.error = Some(error);
+        self.content = None;
+    }
+}
+
+/// Where the worker puts content.
+#[derive(Debug, Clone)]
+pub enum Destination {
+    /// Into spools, for framed output; objects past the threshold spill to temporary files.
+    Spool {
+        /// Bytes kept in memory per object before spilling.
+        threshold: usize,
+    },
+    /// Into an OCI layout's blob store.
+    Store {
+        /// The store.
+        store: LayoutStore,
+        /// Re-hash objects already present before trusting them.
+        verify_existing: bool,
+    },
+}
+
+impl Default for Destination {
+    fn default() -> Self {
+        Destination::Spool {
+            threshold: spool::DEFAULT_THRESHOLD,
+        }
+    }
+}
+
+/// Worker settings.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Concurrent fetches at most.
+    pub jobs: usize,
+    /// Emit outcomes in input order instead of completion order.
+    pub ordered: bool,
+    /// Where content goes.
+    pub destination: Destination,
+}
+
+/// The default bound on concurrent fetches; see the README for the measurement behind it.
+pub const DEFAULT_JOBS: usize = 10;
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions {
+            jobs: DEFAULT_JOBS,
+            ordered: false,
+            destination: Destination::default(),
+        }
+    }
+}
+
+/// Remembers which objects were seen, in 16 bytes each: the digest's own leading bytes,
+/// or the SHA-256 of a tag. A million-line input costs a few tens of MiB at most.
+#[derive(Default)]
+struct Seen(HashSet<u128>);
+
+impl Seen {
+    fn first_time(&mut self, object: &Object) -> bool {
+        let key = match object {
+            Object::Digest(d) => {
+                let mut h = [0u8; 16];
+                for (i, pair) in d.encoded().as_bytes().chunks(2).take(16).enumerate() {
+                    let hex = std::str::from_utf8(pair).unwrap_or("00");
+                    h[i] = u8::from_str_radix(hex, 16).unwrap_or(0);
+                }
+                // Different algorithms must not collide on the same leading bytes.
+                u128::from_be_bytes(h) ^ (d.algorithm() as u128)
+            }
+            Object::Tag(t) => {
+                let h = sha2::Sha256::digest(t.as_bytes());
+                u128::from_be_bytes(h[..16].try_into().expect("16 bytes")) ^ 0xff
+            }
+        };
+        self.0.insert(key)
+    }
+}
+
+/// Runs the worker over `input`: returns the stream of outcomes, in completion order (or
+/// input order with `ordered`). Dropping the stream cancels the fetches in flight.
+pub fn run<R>(remote: Arc<dyn Remote>, input: R, opts: WorkerOptions) -> BoxStream<'static, Outcome>
+where
+    R: AsyncBufRead + Unpin + Send + 'static,
+{
+    let jobs = opts.jobs.max(1);
+    let ordered = opts.ordered;
+    let destination = Arc::new(opts.destination);
+    let lines = futures::stream::unfold(
+        (input, Vec::new(), 0u64, false),
+        |(mut r, mut buf, n, done)| async move {
+            if done {
+                return None;
+            }
+            match input::next_line(&mut r, &mut buf, input::MAX_LINE).await {
+                Ok(Some(l)) => Some((Ok((n + 1, l)), (r, buf, n + 1, false))),
+                Ok(None) => None,
+                Err(e) => Some((Err((n + 1, e)), (r, buf, n + 1, true))),
+            }
+        },
+    );
+    let mut seen = Seen::default();
+    let tasks = lines.filter_map(move |item| {
+        let task: Option<BoxFuture<'static, Outcome>> = match item {
+            Err((n, e)) => Some(ready_error(n, "-", Error::from(e).with_object("stdin"))),
+            Ok((n, RawLine::TooLong)) => Some(ready_error(
+                n,
+                "-",
+                Error::invalid(format!("input line longer than {} bytes", input::MAX_LINE)),
+            )),
+            Ok((n, RawLine::NotUtf8)) => Some(ready_error(
+                n,
+                "-",
+                Error::invalid("input line is not UTF-8"),
+            )),
+            Ok((n, RawLine::Text(text))) => match line::parse_line(&text) {
+                None => None,
+                Some(Err(e)) => Some(ready_error(n, &first_word(&text), e)),
+                Some(Ok(job)) if !seen.first_time(&job.object) => {
+                    tracing::debug!(line = n, object = %job.object, "duplicate object skipped");
+                    None
+                }
+                Some(Ok(job)) => Some(spawn_job(remote.clone(), n, job, destination.clone())),
+            },
+        };
+        future::ready(task)
+    });
+    if ordered {
+        tasks.buffered(jobs).boxed()
+    } else {
+        tasks.buffer_unordered(jobs).boxed()
+    }
+}
+
+fn first_word(text: &str) -> String {
+    let t = text.trim();
+    if t.starts_with('{') {
+        return "-".into();
+    }
+    t.split_whitespace().next().unwrap_or("-").to_string()
+}
+
+fn ready_error(line: u64, object: &str, e: Error) -> BoxFuture<'static, Outcome> {
+    let mut o = Outcome::new(line, object.to_string());
+    o.fail(e);
+    Box::pin(future::ready(o))
+}
+
+fn spawn_job(
+    remote: Arc<dyn Remote>,
+    line: u64,
+    job: Job,
+    destination: Arc<Destination>,
+) -> BoxFuture<'static, Outcome> {
+    let object = job.object.to_string();
+    let handle = AbortOnDrop(tokio::spawn(async move {
+        job::run(remote.as_ref(), line, job, &destination).await
+    }));
+    Box::pin(async move {
+        match handle.join().await {
+            Ok(o) => o,
+            Err(e) => {
+                let mut o = Outcome::new(line, object);
+                let kind = if e.is_cancelled() {
+                    ErrorKind::Interrupted
+                } else {
+                    ErrorKind::Io
+                };
+                o.fail(Error::new(kind, "fetch task ended abnormally").with_cause(e));
+                o
+            }
+        }
+    })
+}
+
+/// Cancels the task when the worker's stream is dropped (interrupt, early exit): its
+/// temporary file is then removed by its own destructor, and nothing keeps running.
+struct AbortOnDrop(tokio::task::JoinHandle<Outcome>);
+
+impl AbortOnDrop {
+    async fn join(mut self) -> Result<Outcome, tokio::task::JoinError> {
+        (&mut self.0).await
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedup_keys() {
+        let mut s = Seen::default();
+        let d: Object = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+            .parse()
+            .unwrap();
+        assert!(s.first_time(&d));
+        assert!(!s.first_time(&d));
+        assert!(s.first_time(&Object::Tag("latest".into())));
+        assert!(!s.first_time(&Object::Tag("latest".into())));
+        assert!(s.first_time(&Object::Tag("v1".into())));
+    }
+}

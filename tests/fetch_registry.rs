@@ -1,0 +1,293 @@
+//! `dist fetch` (one object to stdout) against a real `docker-registry` in every auth mode.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use support::cli::{bytes, sha256, Dist};
+use support::registry::{Mode, Registry, RegistryOptions};
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
+/// A small image: config + three layers, pushed as an OCI manifest under `v1`.
+struct Image {
+    manifest: Vec<u8>,
+    manifest_digest: String,
+    blobs: Vec<(String, Vec<u8>)>,
+}
+
+fn push_image(reg: &Registry, repo: &str, tag: &str, media_type: &str, seed: u64) -> Image {
+    let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":{seed}}}"#).into_bytes();
+    let mut blobs = vec![(reg.push_blob(repo, &config), config)];
+    for (i, len) in [1000usize, 70_000, 300_000].into_iter().enumerate() {
+        let data = bytes(seed * 10 + i as u64, len);
+        blobs.push((reg.push_blob(repo, &data), data));
+    }
+    let layer_type = if media_type == OCI_MANIFEST {
+        "application/vnd.oci.image.layer.v1.tar"
+    } else {
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    };
+    let config_type = if media_type == OCI_MANIFEST {
+        "application/vnd.oci.image.config.v1+json"
+    } else {
+        "application/vnd.docker.container.image.v1+json"
+    };
+    let layers: Vec<String> = blobs[1..]
+        .iter()
+        .map(|(d, b)| {
+            format!(
+                r#"{{"mediaType":"{layer_type}","digest":"{d}","size":{}}}"#,
+                b.len()
+            )
+        })
+        .collect();
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{media_type}","config":{{"mediaType":"{config_type}","digest":"{}","size":{}}},"layers":[{}]}}"#,
+        blobs[0].0,
+        blobs[0].1.len(),
+        layers.join(",")
+    )
+    .into_bytes();
+    let manifest_digest = reg.push_manifest(repo, tag, media_type, &manifest);
+    assert_eq!(manifest_digest, sha256(&manifest));
+    Image {
+        manifest,
+        manifest_digest,
+        blobs,
+    }
+}
+
+fn client_for(reg: &Registry) -> Dist {
+    let dist = Dist::new();
+    if reg.mode() == Mode::Basic {
+        dist.login(&reg.host(), reg.user(), reg.password());
+    }
+    dist
+}
+
+/// The three incantations of the original prototype, byte for byte, in one mode.
+fn incantations(mode: Mode) {
+    let reg = Registry::start(mode);
+    let repo = format!("{}/team/app", reg.host());
+    let image = push_image(&reg, "team/app", "v1", OCI_MANIFEST, 1);
+    let dist = client_for(&reg);
+
+    // 1. A manifest by tag, with a media type hint.
+    let hint = format!("mediatype:{OCI_MANIFEST}");
+    assert_eq!(dist.ok(&["fetch", &repo, "v1", &hint]), image.manifest);
+    // 2. The same by digest.
+    assert_eq!(
+        dist.ok(&["fetch", &repo, &image.manifest_digest, &hint]),
+        image.manifest
+    );
+    assert_eq!(
+        dist.ok(&["fetch", &repo, &image.manifest_digest]),
+        image.manifest
+    );
+    // Every blob by digest.
+    for (digest, data) in &image.blobs {
+        let got = dist.ok(&["fetch", &repo, digest]);
+        assert_eq!(sha256(&got), *digest);
+        assert_eq!(&got, data);
+    }
+    // 3. Every layer through jq and xargs -P10, each output hashed.
+    let script = format!(
+        "set -e; \"$DIST\" fetch {repo} v1 {hint} | jq -r '.layers[].digest' | \
+         xargs -n1 -P10 sh -c '\"$DIST\" fetch {repo} \"$0\" | sha256sum | sed \"s/ .*//\"'"
+    );
+    let out = dist
+        .command(&[])
+        .env("DIST", Dist::bin())
+        .arg0_shell(&script);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: BTreeSet<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| format!("sha256:{l}"))
+        .collect();
+    let want: BTreeSet<String> = image.blobs[1..].iter().map(|(d, _)| d.clone()).collect();
+    assert_eq!(got, want);
+}
+
+/// `Command` built by `Dist::command` runs the binary; this runs a shell line instead, in the
+/// same isolated environment.
+trait ShellExt {
+    fn arg0_shell(&mut self, script: &str) -> std::process::Output;
+}
+
+impl ShellExt for std::process::Command {
+    fn arg0_shell(&mut self, script: &str) -> std::process::Output {
+        let mut sh = std::process::Command::new("sh");
+        sh.arg("-c").arg(script);
+        for (k, v) in self.get_envs() {
+            match v {
+                Some(v) => sh.env(k, v),
+                None => sh.env_remove(k),
+            };
+        }
+        sh.output().expect("run sh")
+    }
+}
+
+#[test]
+fn incantations_anonymous() {
+    incantations(Mode::Anonymous);
+}
+
+#[test]
+fn incantations_basic_auth() {
+    incantations(Mode::Basic);
+}
+
+#[test]
+fn incantations_bearer_token() {
+    incantations(Mode::Token);
+}
+
+#[test]
+fn docker_manifest_by_tag_without_hint_uses_default_accept() {
+    let reg = Registry::start(Mode::Token);
+    let image = push_image(&reg, "lib/docker", "latest", DOCKER_MANIFEST, 2);
+    let dist = Dist::new();
+    let repo = format!("{}/lib/docker", reg.host());
+    assert_eq!(dist.ok(&["fetch", &repo, "latest"]), image.manifest);
+    // An OCI manifest also needs the default Accept list to be served by registry 2.8.
+    let oci = push_image(&reg, "lib/docker", "oci", OCI_MANIFEST, 3);
+    assert_eq!(dist.ok(&["fetch", &repo, "oci"]), oci.manifest);
+}
+
+#[test]
+fn basic_auth_without_credentials_fails_clearly() {
+    let reg = Registry::start(Mode::Basic);
+    let image = push_image(&reg, "team/app", "v1", OCI_MANIFEST, 4);
+    let repo = format!("{}/team/app", reg.host());
+    let out = Dist::new().run(&["fetch", &repo, &image.blobs[1].0], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&image.blobs[1].0), "names the object: {err}");
+    assert!(
+        err.contains(&format!("http://{}/v2/team/app/blobs/", reg.host())),
+        "names the URL: {err}"
+    );
+    assert!(err.contains("no credentials"), "says why: {err}");
+    assert!(out.stdout.is_empty());
+
+    // Wrong password: rejected, and the password never appears in the message.
+    let dist = Dist::new();
+    dist.login(&reg.host(), reg.user(), "not-the-password");
+    let out = dist.run(&["fetch", &repo, &image.blobs[1].0], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rejected"), "{err}");
+    assert!(!err.contains("not-the-password"), "{err}");
+}
+
+#[test]
+fn private_repository_through_a_credential_helper() {
+    let reg = Registry::start_with(RegistryOptions {
+        private_prefix: Some("private/".into()),
+        ..RegistryOptions::new(Mode::Token)
+    });
+    let image = push_image(&reg, "private/app", "v1", OCI_MANIFEST, 5);
+    let repo = format!("{}/private/app", reg.host());
+
+    // Anonymous: the token has no pull right, the registry says 401.
+    let out = Dist::new().run(&["fetch", &repo, "v1"], b"");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A credential helper named by credHelpers answers `get` with the server on stdin.
+    let mut dist = Dist::new();
+    let bin = dist.config_dir().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let helper = bin.join("docker-credential-dist-test");
+    let log = dist.config_dir().join("helper.log");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread server\necho \"$server\" >> {}\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"{}\",\"Secret\":\"{}\"}}' \"$server\"\n",
+            log.display(),
+            reg.user(),
+            reg.password()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dist.docker_config(&format!(
+        r#"{{"credHelpers":{{"{}":"dist-test"}}}}"#,
+        reg.host()
+    ));
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    dist.env("PATH", &path);
+    assert_eq!(dist.ok(&["fetch", &repo, "v1"]), image.manifest);
+    for (digest, data) in &image.blobs {
+        assert_eq!(&dist.ok(&["fetch", &repo, digest]), data);
+    }
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap().lines().next(),
+        Some(reg.host().as_str())
+    );
+}
+
+#[test]
+fn unknown_and_malformed_objects() {
+    let reg = Registry::start(Mode::Anonymous);
+    push_image(&reg, "team/app", "v1", OCI_MANIFEST, 6);
+    let repo = format!("{}/team/app", reg.host());
+    let dist = Dist::new();
+    let missing = sha256(b"not pushed");
+    let out = dist.run(&["fetch", &repo, &missing], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("404") && err.contains("BLOB_UNKNOWN") && err.contains(&missing),
+        "{err}"
+    );
+
+    let out = dist.run(&["fetch", &repo, "nope"], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("MANIFEST_UNKNOWN"));
+
+    // Malformed digests are refused before any network I/O: port 1 would refuse a connection.
+    for bad in [
+        "sha256:abc",
+        "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
+        "md5:x",
+    ] {
+        let out = dist.run(&["fetch", "127.0.0.1:1/x", bad], b"");
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("invalid digest") && !err.contains("connect"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn unreachable_registry_names_url_and_cause() {
+    let dist = Dist::new();
+    let out = dist.run(&["fetch", "--retries", "0", "127.0.0.1:1/x", "latest"], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("http://127.0.0.1:1/v2/x/manifests/latest"),
+        "{err}"
+    );
+    assert!(err.to_lowercase().contains("connect"), "{err}");
+}

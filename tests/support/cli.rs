@@ -1,0 +1,171 @@
+//! Running the `dist` binary from tests, isolated from the machine's Docker configuration.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// A `dist` invocation with its own `DOCKER_CONFIG` directory (empty unless a test writes
+/// a `config.json` into it), so that nothing from the developer's machine leaks in.
+pub struct Dist {
+    config_dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+impl Default for Dist {
+    fn default() -> Self {
+        Dist::new()
+    }
+}
+
+impl Dist {
+    /// A fresh invocation context.
+    pub fn new() -> Dist {
+        Dist {
+            config_dir: tempfile::tempdir().expect("temp dir"),
+            env: Vec::new(),
+        }
+    }
+
+    /// The directory used as `DOCKER_CONFIG`.
+    pub fn config_dir(&self) -> &Path {
+        self.config_dir.path()
+    }
+
+    /// Writes `config.json` with `content`.
+    pub fn docker_config(&self, content: &str) -> &Self {
+        std::fs::write(self.config_dir.path().join("config.json"), content)
+            .expect("write config.json");
+        self
+    }
+
+    /// `config.json` with a Basic `auth` entry for `host`.
+    pub fn login(&self, host: &str, user: &str, password: &str) -> &Self {
+        use base64::Engine as _;
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        self.docker_config(&format!(r#"{{"auths":{{"{host}":{{"auth":"{auth}"}}}}}}"#))
+    }
+
+    /// Adds an environment variable to every run.
+    pub fn env(&mut self, key: &str, value: &str) -> &mut Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// The binary's path.
+    pub fn bin() -> PathBuf {
+        PathBuf::from(env!("CARGO_BIN_EXE_dist"))
+    }
+
+    /// A command for `dist ARGS…` in this context.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(Self::bin());
+        c.args(args)
+            .env("DOCKER_CONFIG", self.config_dir.path())
+            .env_remove("RUST_LOG")
+            .env_remove("DIST_FETCH_TIMEOUT");
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// Runs `dist ARGS…` with `stdin`, returning its output.
+    pub fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn dist");
+        let mut input = child.stdin.take().expect("stdin");
+        let data = stdin.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = input.write_all(&data);
+        });
+        let out = child.wait_with_output().expect("wait dist");
+        writer.join().expect("stdin writer");
+        out
+    }
+
+    /// Runs and asserts success, returning stdout.
+    pub fn ok(&self, args: &[&str]) -> Vec<u8> {
+        let out = self.run(args, b"");
+        assert!(
+            out.status.success(),
+            "dist {args:?} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+}
+
+/// `sha256:<hex>` of `data`.
+pub fn sha256(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    let h = sha2::Sha256::digest(data);
+    let mut s = String::from("sha256:");
+    for b in h {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// One parsed frame of the worker's framed output.
+#[derive(Debug)]
+pub struct Frame {
+    pub object: String,
+    /// `Ok((digest, media_type, body))` or `Err(reason)`.
+    pub result: Result<(String, String, Vec<u8>), String>,
+}
+
+/// Parses framed output strictly: every byte must belong to a well-formed frame.
+pub fn parse_frames(mut data: &[u8]) -> Vec<Frame> {
+    let mut frames = Vec::new();
+    while !data.is_empty() {
+        let nl = data
+            .iter()
+            .position(|&b| b == b'\n')
+            .expect("header line ends");
+        let header = std::str::from_utf8(&data[..nl]).expect("utf-8 header");
+        data = &data[nl + 1..];
+        let mut parts = header.splitn(4, ' ');
+        let object = parts.next().unwrap().to_string();
+        let second = parts.next().expect("second field");
+        if second == "error" {
+            let a = parts.next().unwrap_or("");
+            let b = parts.next().unwrap_or("");
+            frames.push(Frame {
+                object,
+                result: Err(format!("{a} {b}")),
+            });
+            continue;
+        }
+        let size: usize = parts.next().expect("size").parse().expect("numeric size");
+        let media_type = parts.next().expect("media type").to_string();
+        assert!(data.len() > size, "frame body truncated");
+        let body = data[..size].to_vec();
+        assert_eq!(data[size], b'\n', "frame body must end with a newline");
+        data = &data[size + 1..];
+        frames.push(Frame {
+            object,
+            result: Ok((second.to_string(), media_type, body)),
+        });
+    }
+    frames
+}

@@ -1,0 +1,325 @@
+//! Scripted, persistent and random faults, and how each one is put on the wire.
+//!
+//! Faults hyper would refuse to produce (a `Content-Length` that lies, a body cut short, a reset)
+//! are written as raw bytes through [`Conn::take_over`]; the slow ones are streamed bodies.
+
+use std::collections::VecDeque;
+use std::io;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use http::header::{HeaderValue, CONTENT_LENGTH, LOCATION, RETRY_AFTER};
+use http::{Method, Response, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+
+use super::auth::unauthorized;
+use super::routes::Prepared;
+use super::server::{Body, Conn, End};
+
+/// Something that goes wrong with one response.
+///
+/// Offsets and lengths count bytes of the body this response carries (for a 206, of the range).
+/// Body faults (those reshaping a body: `DropAfter` to `IgnoreRange`) are consumed by GETs only;
+/// a HEAD meets them and is served normally. Status faults are consumed by any method.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// This status with an empty body (500, 502, 503, 504, 408, ...).
+    Status(u16),
+    /// This status with `Retry-After` set to the string: seconds or an HTTP-date.
+    StatusWithRetryAfter(u16, String),
+    /// Headers with the full `Content-Length`, the first K body bytes, then a TCP reset. The
+    /// client receives exactly K bytes as long as it keeps reading (the reset waits briefly for
+    /// big writes to drain); it then sees `ConnectionReset`.
+    DropAfter(usize),
+    /// Headers with the full `Content-Length`, the first K body bytes, then a clean close (FIN).
+    Truncate(usize),
+    /// The body with the byte at this offset inverted; headers (digest included) unchanged.
+    CorruptByte(usize),
+    /// `Content-Length` off by this delta, then the real body and a clean close. Written raw: with
+    /// a negative delta the surplus bytes really are on the wire after the declared end.
+    WrongContentLength(i64),
+    /// The body followed by N extra zero bytes, with a `Content-Length` that counts them.
+    LongerBody(usize),
+    /// Headers and the first half of the body, a pause this long, then the rest.
+    Stall(Duration),
+    /// The body in pieces of `chunk` bytes with `delay` between them.
+    SlowBody { chunk: usize, delay: Duration },
+    /// 200 with the whole blob even when a `Range` was asked for.
+    IgnoreRange,
+    /// This status with `Location` (e.g. 307 to a [`Recorder`](super::Recorder)).
+    Redirect { status: u16, location: String },
+    /// 401 with the auth mode's challenge, whatever the credentials (none in [`Auth::None`]).
+    ///
+    /// [`Auth::None`]: super::Auth::None
+    Unauthorized,
+}
+
+impl Fault {
+    fn needs_body(&self) -> bool {
+        matches!(
+            self,
+            Fault::DropAfter(_)
+                | Fault::Truncate(_)
+                | Fault::CorruptByte(_)
+                | Fault::WrongContentLength(_)
+                | Fault::LongerBody(_)
+                | Fault::Stall(_)
+                | Fault::SlowBody { .. }
+                | Fault::IgnoreRange
+        )
+    }
+}
+
+/// Whether a fault key addresses `path` (percent-decoded): the path ends with the key at a
+/// segment boundary, so `sha256:ab..`, `blobs/sha256:ab..`, `manifests/latest` and `/token` all
+/// work, while `latest` does not match `.../manifests/notlatest`.
+pub fn key_matches(path: &str, key: &str) -> bool {
+    match path.strip_suffix(key) {
+        Some(rest) => rest.is_empty() || rest.ends_with('/') || key.starts_with('/'),
+        None => false,
+    }
+}
+
+/// Seeded random faults for blob GETs, for soak tests. Each blob GET (answered 200 or 206) draws
+/// one number from a generator seeded with `seed`, whether or not a scripted fault wins, so the
+/// sequence of faults depends only on the seed and the order of blob GETs. The probabilities are
+/// of disjoint outcomes and should sum to at most 1.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RandomFaults {
+    pub seed: u64,
+    /// `Status(503)`.
+    pub p_503: f64,
+    /// `StatusWithRetryAfter(429, "1")`.
+    pub p_429_retry_after_1s: f64,
+    /// `DropAfter(half the body)`.
+    pub p_drop_mid_body: f64,
+    /// `CorruptByte(half the body)`.
+    pub p_corrupt: f64,
+}
+
+/// How many random faults were injected since [`RandomFaults`] were set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RandomFaultCounts {
+    /// Blob GETs that drew a number.
+    pub draws: usize,
+    pub status_503: usize,
+    pub status_429: usize,
+    pub drop_mid_body: usize,
+    pub corrupt: usize,
+}
+
+/// A deterministic generator (SplitMix64): small, and good enough to pick faults.
+struct Dice {
+    config: RandomFaults,
+    state: u64,
+}
+
+impl Dice {
+    fn next_unit(&mut self) -> f64 {
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// All the faults a registry has been told to inject.
+#[derive(Default)]
+pub struct FaultBook {
+    /// Per key, in the order keys were first used: one-shot faults, FIFO.
+    queued: Vec<(String, VecDeque<Fault>)>,
+    /// Per key: faults every request gets when its queue is empty.
+    every: Vec<(String, Fault)>,
+    random: Option<Dice>,
+    counts: RandomFaultCounts,
+}
+
+impl FaultBook {
+    pub fn push(&mut self, key: &str, fault: Fault) {
+        match self.queued.iter_mut().find(|(k, _)| k == key) {
+            Some((_, queue)) => queue.push_back(fault),
+            None => self.queued.push((key.to_string(), VecDeque::from([fault]))),
+        }
+    }
+
+    pub fn set_every(&mut self, key: &str, fault: Fault) {
+        self.every.retain(|(k, _)| k != key);
+        self.every.push((key.to_string(), fault));
+    }
+
+    pub fn set_random(&mut self, config: RandomFaults) {
+        self.random = Some(Dice {
+            config,
+            state: config.seed,
+        });
+        self.counts = RandomFaultCounts::default();
+    }
+
+    pub fn random_counts(&self) -> RandomFaultCounts {
+        self.counts
+    }
+
+    pub fn clear(&mut self) {
+        *self = FaultBook::default();
+    }
+
+    /// The fault for a request to `path`, if any: queued first, then persistent, then random.
+    /// `blob_len` is the body length when the request is a successful blob GET.
+    pub fn next(&mut self, path: &str, method: &Method, blob_len: Option<usize>) -> Option<Fault> {
+        let random = blob_len.and_then(|len| self.roll(len));
+        let usable = |fault: &Fault| *method == Method::GET || !fault.needs_body();
+        for (key, queue) in &mut self.queued {
+            if key_matches(path, key) && queue.front().is_some_and(usable) {
+                return queue.pop_front();
+            }
+        }
+        let every = self
+            .every
+            .iter()
+            .find(|(key, f)| key_matches(path, key) && usable(f));
+        if let Some((_, fault)) = every {
+            return Some(fault.clone());
+        }
+        let fault = random?;
+        let counter = match fault {
+            Fault::Status(_) => &mut self.counts.status_503,
+            Fault::StatusWithRetryAfter(..) => &mut self.counts.status_429,
+            Fault::DropAfter(_) => &mut self.counts.drop_mid_body,
+            _ => &mut self.counts.corrupt,
+        };
+        *counter += 1;
+        Some(fault)
+    }
+
+    fn roll(&mut self, len: usize) -> Option<Fault> {
+        let dice = self.random.as_mut()?;
+        self.counts.draws += 1;
+        let c = dice.config;
+        let mut x = dice.next_unit();
+        let outcomes = [
+            (c.p_503, Fault::Status(503)),
+            (
+                c.p_429_retry_after_1s,
+                Fault::StatusWithRetryAfter(429, "1".into()),
+            ),
+            (c.p_drop_mid_body, Fault::DropAfter(len / 2)),
+            (c.p_corrupt, Fault::CorruptByte(len / 2)),
+        ];
+        for (p, fault) in outcomes {
+            if x < p {
+                return Some(fault);
+            }
+            x -= p;
+        }
+        None
+    }
+}
+
+/// The response `fault` makes of `prepared`. `challenge` is what a 401 would carry.
+pub fn apply(
+    fault: &Fault,
+    mut prepared: Prepared,
+    challenge: Option<HeaderValue>,
+    conn: &Conn,
+) -> Response<Body> {
+    let len = prepared.body.len();
+    match fault {
+        Fault::Status(code) => bare(*code).into_response(),
+        Fault::StatusWithRetryAfter(code, after) => {
+            bare(*code).header(RETRY_AFTER, after).into_response()
+        }
+        Fault::Redirect { status, location } => {
+            bare(*status).header(LOCATION, location).into_response()
+        }
+        Fault::Unauthorized => unauthorized(challenge),
+        Fault::DropAfter(k) => {
+            let raw = raw_response(&prepared, len, &prepared.body[..len.min(*k)]);
+            conn.take_over(prepared.status, raw, End::Reset)
+        }
+        Fault::Truncate(k) => {
+            let raw = raw_response(&prepared, len, &prepared.body[..len.min(*k)]);
+            conn.take_over(prepared.status, raw, End::Fin)
+        }
+        Fault::WrongContentLength(delta) => {
+            let declared = (len as i64).saturating_add(*delta).max(0) as usize;
+            let raw = raw_response(&prepared, declared, &prepared.body);
+            conn.take_over(prepared.status, raw, End::Fin)
+        }
+        Fault::CorruptByte(offset) => {
+            if *offset < len {
+                let mut body = BytesMut::from(&prepared.body[..]);
+                body[*offset] ^= 0xff;
+                prepared.body = body.freeze();
+            }
+            prepared.into_response()
+        }
+        Fault::LongerBody(extra) => {
+            let mut body = BytesMut::from(&prepared.body[..]);
+            body.resize(len + extra, 0);
+            prepared.body = body.freeze();
+            prepared.into_response()
+        }
+        Fault::Stall(pause) => {
+            let body = &prepared.body;
+            let plan = vec![
+                (Duration::ZERO, body.slice(..len / 2)),
+                (*pause, body.slice(len / 2..)),
+            ];
+            streamed(prepared, plan)
+        }
+        Fault::SlowBody { chunk, delay } => {
+            let chunk = (*chunk).max(1);
+            let plan = (0..len)
+                .step_by(chunk)
+                .map(|at| {
+                    let pause = if at == 0 { Duration::ZERO } else { *delay };
+                    (pause, prepared.body.slice(at..len.min(at + chunk)))
+                })
+                .collect();
+            streamed(prepared, plan)
+        }
+        Fault::IgnoreRange => prepared.into_response(),
+    }
+}
+
+/// A status with an empty body.
+fn bare(code: u16) -> Prepared {
+    let status = StatusCode::from_u16(code).expect("fault status code");
+    Prepared::new(status, Bytes::new())
+}
+
+/// `prepared`'s status line and headers with `Content-Length: declared`, then `body`.
+fn raw_response(prepared: &Prepared, declared: usize, body: &[u8]) -> Bytes {
+    let status = prepared.status;
+    let mut raw = BytesMut::new();
+    let reason = status.canonical_reason().unwrap_or("");
+    raw.extend_from_slice(format!("HTTP/1.1 {} {reason}\r\n", status.as_str()).as_bytes());
+    for (name, value) in prepared
+        .headers
+        .iter()
+        .filter(|(n, _)| *n != CONTENT_LENGTH)
+    {
+        raw.extend_from_slice(name.as_str().as_bytes());
+        raw.extend_from_slice(b": ");
+        raw.extend_from_slice(value.as_bytes());
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(format!("content-length: {declared}\r\n\r\n").as_bytes());
+    raw.extend_from_slice(body);
+    raw.freeze()
+}
+
+/// `prepared` with its body sent as the pieces of `plan`, each after its pause.
+fn streamed(prepared: Prepared, plan: Vec<(Duration, Bytes)>) -> Response<Body> {
+    let frames = futures::stream::iter(plan).then(|(pause, piece)| async move {
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+        Ok::<_, io::Error>(Frame::data(piece))
+    });
+    prepared.respond_with(StreamBody::new(frames).boxed_unsync())
+}

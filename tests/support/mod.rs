@@ -1,0 +1,8 @@
+//! Shared test harness: a real `docker-registry` process in every auth mode, the token
+//! issuer the bearer mode needs, and an in-process registry that injects faults.
+#![allow(dead_code)]
+
+pub mod cli;
+pub mod fake;
+pub mod registry;
+pub mod token;

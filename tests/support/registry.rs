@@ -1,0 +1,507 @@
+//! A real `docker-registry` (CNCF distribution 2.8) process per test, in one of three
+//! auth modes, with helpers to seed it with blobs and manifests.
+//!
+//! Everything here is synchronous: async work runs on private threads and runtimes, so
+//! the harness works from plain `#[test]`s and from inside `#[tokio::test]`s alike.
+
+use std::fs::{self, File};
+use std::future::Future;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, LOCATION};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+
+use super::token::{TokenOptions, TokenServer, PASSWORD, USER};
+
+const REGISTRY_BINARY: &str = "/usr/bin/docker-registry";
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Another process can grab the port between our probe and the registry's bind.
+const START_ATTEMPTS: usize = 3;
+
+/// How the registry authenticates clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// No `auth` section: anyone may push and pull.
+    Anonymous,
+    /// `auth: htpasswd` with [`Registry::user`] / [`Registry::password`].
+    Basic,
+    /// `auth: token` backed by an in-process [`TokenServer`].
+    Token,
+}
+
+/// Everything [`Registry::start_with`] can vary.
+#[derive(Clone, Debug)]
+pub struct RegistryOptions {
+    /// Authentication mode.
+    pub mode: Mode,
+    /// Lifetime of issued tokens (Token mode only).
+    pub token_ttl_secs: u64,
+    /// Repositories starting with this prefix need credentials even to pull (Token mode only).
+    pub private_prefix: Option<String>,
+}
+
+impl RegistryOptions {
+    /// Defaults for `mode`: 300 s tokens, no private repositories.
+    pub fn new(mode: Mode) -> RegistryOptions {
+        RegistryOptions {
+            mode,
+            token_ttl_secs: 300,
+            private_prefix: None,
+        }
+    }
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions::new(Mode::Anonymous)
+    }
+}
+
+/// A running registry. Dropping it kills the process, stops the token server and removes
+/// the storage and config directory.
+pub struct Registry {
+    child: Child,
+    addr: SocketAddr,
+    mode: Mode,
+    log_path: PathBuf,
+    // Declared before `dir` so the issuer stops before its files disappear.
+    token: Option<TokenServer>,
+    dir: TempDir,
+}
+
+impl Registry {
+    /// Starts a registry on `127.0.0.1:<free port>` with fresh storage and default options.
+    pub fn start(mode: Mode) -> Registry {
+        Registry::start_with(RegistryOptions::new(mode))
+    }
+
+    /// Starts a registry with the given options; panics (with the registry log) if it does
+    /// not answer `GET /v2/` within 10 s.
+    pub fn start_with(opts: RegistryOptions) -> Registry {
+        assert!(
+            Path::new(REGISTRY_BINARY).exists(),
+            "{REGISTRY_BINARY} not found: run `apt-get install -y docker-registry`"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("dist-registry-")
+            .tempdir()
+            .expect("create registry temp dir");
+        let token = (opts.mode == Mode::Token).then(|| {
+            TokenServer::start(TokenOptions {
+                ttl_secs: opts.token_ttl_secs,
+                private_prefix: opts.private_prefix.clone(),
+                ..TokenOptions::default()
+            })
+        });
+        let auth = auth_section(opts.mode, dir.path(), token.as_ref());
+        let log_path = dir.path().join("registry.log");
+
+        for attempt in 1..=START_ATTEMPTS {
+            let addr = free_port();
+            let config_path = dir.path().join("config.yml");
+            fs::write(&config_path, config_yaml(dir.path(), addr, &auth))
+                .expect("write registry config");
+            let log = File::create(&log_path).expect("create registry log");
+            let mut command = Command::new(REGISTRY_BINARY);
+            command
+                .arg("serve")
+                .arg(&config_path)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("clone log handle"))
+                .stderr(log);
+            // REGISTRY_* variables override the config file; keep the test hermetic.
+            for (key, _) in std::env::vars_os() {
+                if key.to_string_lossy().starts_with("REGISTRY_") {
+                    command.env_remove(key);
+                }
+            }
+            let mut child = command.spawn().expect("spawn docker-registry");
+            match wait_ready(&mut child, addr) {
+                Ok(()) => {
+                    return Registry {
+                        child,
+                        addr,
+                        mode: opts.mode,
+                        log_path,
+                        token,
+                        dir,
+                    }
+                }
+                Err(why) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let log = fs::read_to_string(&log_path).unwrap_or_default();
+                    if attempt < START_ATTEMPTS && log.contains("address already in use") {
+                        continue;
+                    }
+                    panic!("docker-registry on {addr} {why}; log:\n{log}");
+                }
+            }
+        }
+        unreachable!("every start attempt either returns or panics")
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The authentication mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// User name accepted in Basic and Token modes.
+    pub fn user(&self) -> &str {
+        USER
+    }
+
+    /// Password accepted in Basic and Token modes.
+    pub fn password(&self) -> &str {
+        PASSWORD
+    }
+
+    /// The token issuer (Token mode only).
+    pub fn token_server(&self) -> Option<&TokenServer> {
+        self.token.as_ref()
+    }
+
+    /// Number of requests the token issuer has served; 0 outside Token mode.
+    ///
+    /// `push_blob` and `push_manifest` fetch a token each, so they count too: call
+    /// [`Registry::reset_token_requests`] after seeding and before the code under test.
+    pub fn token_requests(&self) -> usize {
+        self.token.as_ref().map_or(0, TokenServer::requests)
+    }
+
+    /// Sets the token request counter back to zero.
+    pub fn reset_token_requests(&self) {
+        if let Some(token) = &self.token {
+            token.reset_requests();
+        }
+    }
+
+    /// The registry's stdout and stderr so far, for debugging failures.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Uploads `data` in one monolithic `POST` + `PUT` and returns its `sha256:<hex>` digest.
+    pub fn push_blob(&self, repo: &str, data: &[u8]) -> String {
+        let digest = sha256_digest(data);
+        let data = Bytes::copy_from_slice(data);
+        run_async(async {
+            let client = http_client();
+            let auth = self.authorization(&client, repo).await;
+            let start = format!("{}/v2/{repo}/blobs/uploads/", self.url());
+            let (status, headers, body) = send(
+                &client,
+                Method::POST,
+                &start,
+                auth.as_ref(),
+                None,
+                Bytes::new(),
+            )
+            .await;
+            assert_eq!(
+                status,
+                StatusCode::ACCEPTED,
+                "start upload to {repo}: {}\n{}",
+                String::from_utf8_lossy(&body),
+                self.log()
+            );
+            let location = headers
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .expect("upload Location header");
+            // 2.8 answers with an absolute URL, but relative ones are legal too.
+            let mut upload = if location.starts_with('/') {
+                format!("{}{location}", self.url())
+            } else {
+                location.to_string()
+            };
+            upload.push(if upload.contains('?') { '&' } else { '?' });
+            upload.push_str(&format!("digest={}", digest.replace(':', "%3A")));
+            let (status, headers, body) = send(
+                &client,
+                Method::PUT,
+                &upload,
+                auth.as_ref(),
+                Some("application/octet-stream"),
+                data,
+            )
+            .await;
+            assert_eq!(
+                status,
+                StatusCode::CREATED,
+                "finish upload to {repo}: {}\n{}",
+                String::from_utf8_lossy(&body),
+                self.log()
+            );
+            assert_eq!(
+                header_str(&headers, "docker-content-digest"),
+                Some(digest.as_str())
+            );
+        });
+        digest
+    }
+
+    /// `PUT /v2/<repo>/manifests/<reference>` with the given media type; returns the
+    /// manifest's digest. Referenced blobs must have been pushed first.
+    pub fn push_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> String {
+        let digest = sha256_digest(body);
+        let body = Bytes::copy_from_slice(body);
+        run_async(async {
+            let client = http_client();
+            let auth = self.authorization(&client, repo).await;
+            let url = format!("{}/v2/{repo}/manifests/{reference}", self.url());
+            let (status, headers, reply) = send(
+                &client,
+                Method::PUT,
+                &url,
+                auth.as_ref(),
+                Some(media_type),
+                body,
+            )
+            .await;
+            assert_eq!(
+                status,
+                StatusCode::CREATED,
+                "put manifest {repo}:{reference}: {}\n{}",
+                String::from_utf8_lossy(&reply),
+                self.log()
+            );
+            assert_eq!(
+                header_str(&headers, "docker-content-digest"),
+                Some(digest.as_str())
+            );
+        });
+        digest
+    }
+
+    /// The `Authorization` value that lets the harness push to `repo`.
+    async fn authorization(
+        &self,
+        client: &Client<HttpConnector, Full<Bytes>>,
+        repo: &str,
+    ) -> Option<HeaderValue> {
+        let basic = format!("Basic {}", STANDARD.encode(format!("{USER}:{PASSWORD}")));
+        let basic = HeaderValue::from_str(&basic).expect("basic header");
+        match self.mode {
+            Mode::Anonymous => None,
+            Mode::Basic => Some(basic),
+            Mode::Token => {
+                let token = self.token.as_ref().expect("token server in Token mode");
+                let url = format!(
+                    "{}?service={}&scope=repository:{repo}:pull,push",
+                    token.url(),
+                    token.options().service
+                );
+                let (status, _, body) =
+                    send(client, Method::GET, &url, Some(&basic), None, Bytes::new()).await;
+                assert_eq!(status, StatusCode::OK, "push token for {repo}");
+                let reply: serde_json::Value =
+                    serde_json::from_slice(&body).expect("token reply is JSON");
+                let jwt = reply["token"]
+                    .as_str()
+                    .or_else(|| reply["access_token"].as_str())
+                    .expect("token in reply");
+                Some(HeaderValue::from_str(&format!("Bearer {jwt}")).expect("bearer header"))
+            }
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        // Kill by PID via the Child handle we own; the process may already have exited.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn auth_section(mode: Mode, dir: &Path, token: Option<&TokenServer>) -> String {
+    match mode {
+        Mode::Anonymous => String::new(),
+        Mode::Basic => {
+            // Cost 4 is bcrypt's minimum and keeps both hashing and verification fast.
+            let hash = bcrypt::hash_with_result(PASSWORD, 4)
+                .expect("bcrypt hash")
+                .format_for_version(bcrypt::Version::TwoY);
+            let path = dir.join("htpasswd");
+            fs::write(&path, format!("{USER}:{hash}\n")).expect("write htpasswd");
+            format!(
+                "auth:\n  htpasswd:\n    realm: dist-test\n    path: {}\n",
+                yaml_str(&path)
+            )
+        }
+        Mode::Token => {
+            let token = token.expect("token server in Token mode");
+            let bundle = dir.join("issuer.pem");
+            fs::write(&bundle, token.cert_pem()).expect("write rootcertbundle");
+            let opts = token.options();
+            format!(
+                "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                yaml_str(token.url()),
+                yaml_str(&opts.service),
+                yaml_str(&opts.issuer),
+                yaml_str(&bundle)
+            )
+        }
+    }
+}
+
+fn config_yaml(dir: &Path, addr: SocketAddr, auth: &str) -> String {
+    format!(
+        "version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: {root}
+  delete:
+    enabled: true
+http:
+  addr: {addr}
+  secret: dist-test-http-secret
+health:
+  storagedriver:
+    enabled: false
+{auth}",
+        root = yaml_str(dir.join("storage")),
+    )
+}
+
+/// A JSON string literal is a valid YAML double-quoted scalar, so this escapes any path.
+fn yaml_str(value: impl AsRef<Path>) -> String {
+    let value = value.as_ref().to_str().expect("UTF-8 path");
+    serde_json::to_string(value).expect("JSON string")
+}
+
+/// Binds port 0 and releases it; the small race with other processes is handled by
+/// retrying the start.
+fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("find a free port")
+}
+
+/// Polls `GET /v2/` with a bare blocking HTTP/1.1 request until any response arrives.
+fn wait_ready(child: &mut Child, addr: SocketAddr) -> Result<(), String> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait().expect("poll docker-registry") {
+            return Err(format!("exited early with {status}"));
+        }
+        if probe(addr) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("not ready after {READY_TIMEOUT:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn probe(addr: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let request = format!("GET /v2/ HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.")
+}
+
+fn http_client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+async fn send(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    method: Method,
+    url: &str,
+    auth: Option<&HeaderValue>,
+    content_type: Option<&str>,
+    body: Bytes,
+) -> (StatusCode, HeaderMap, Bytes) {
+    let mut request = Request::builder().method(method.clone()).uri(url);
+    if let Some(auth) = auth {
+        request = request.header(AUTHORIZATION, auth);
+    }
+    if let Some(content_type) = content_type {
+        request = request.header(CONTENT_TYPE, content_type);
+    }
+    let request = request
+        .body(Full::new(body))
+        .unwrap_or_else(|e| panic!("build {method} {url}: {e}"));
+    let response = client
+        .request(request)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("read body of {method} {url}: {e}"))
+        .to_bytes();
+    (status, headers, body)
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn sha256_digest(data: &[u8]) -> String {
+    let hash = Sha256::digest(data);
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// Runs `future` to completion on a fresh thread with its own runtime: a runtime can't be
+/// entered from inside another, and callers may well be inside a `#[tokio::test]`.
+fn run_async<T: Send>(future: impl Future<Output = T> + Send) -> T {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("harness runtime")
+                    .block_on(future)
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
