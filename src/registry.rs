@@ -480,7 +480,19 @@ impl Resumable {
                     }
                     self.resumes += 1;
                     tracing::debug!(url = %url, offset = self.offset, error = %e, "resuming body");
-                    self.reopen(url).await?;
+                    if let Err(again) = self.reopen(url).await {
+                        let msg = format!(
+                            "body interrupted after {} bytes ({}), and resuming failed: {}",
+                            self.offset,
+                            e.reason(),
+                            again.reason()
+                        );
+                        let mut err = Error::new(again.kind(), msg);
+                        if let Some(status) = again.status() {
+                            err = err.with_status(status);
+                        }
+                        return Err(err);
+                    }
                 }
             }
         }

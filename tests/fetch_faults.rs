@@ -1,0 +1,281 @@
+//! Fetching from the in-process registry that misbehaves on purpose: lying bodies, wrong
+//! lengths, failures to retry, broken connections to resume, redirects to other hosts.
+
+mod support;
+
+use std::time::Duration;
+
+use support::cli::{bytes, parse_frames, sha256, Dist};
+use support::fake::{Auth, FakeRegistry, Fault, Recorder};
+
+fn fake_with_blob(len: usize) -> (FakeRegistry, String, Vec<u8>) {
+    let reg = FakeRegistry::start();
+    let data = bytes(len as u64, len);
+    let digest = reg.blob("team/app", &data);
+    (reg, digest, data)
+}
+
+fn repo(reg: &FakeRegistry) -> String {
+    format!("{}/team/app", reg.host())
+}
+
+#[test]
+fn lying_body_fails_one_shot_with_both_digests() {
+    let (reg, digest, data) = fake_with_blob(100_000);
+    reg.set_fault_for_every(&digest, Fault::CorruptByte(500));
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let mut corrupted = data.clone();
+    corrupted[500] ^= 0xff;
+    let want = format!(
+        "digest mismatch: expected {digest}, got {} (100000 bytes)",
+        sha256(&corrupted)
+    );
+    assert!(err.contains(&want), "{err}");
+    assert!(
+        err.contains(&format!("/v2/team/app/blobs/{digest}")),
+        "{err}"
+    );
+}
+
+#[test]
+fn corrupted_once_is_fetched_again_in_the_worker() {
+    let (reg, digest, data) = fake_with_blob(50_000);
+    reg.push_fault(&digest, Fault::CorruptByte(7));
+    let out = Dist::new().run(
+        &["fetch", &repo(&reg), "-"],
+        format!("{digest}\n").as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let frames = parse_frames(&out.stdout);
+    assert_eq!(frames[0].result.as_ref().unwrap().2, data);
+    assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 2);
+}
+
+#[test]
+fn always_corrupted_never_lands_in_the_store() {
+    let (reg, digest, _) = fake_with_blob(50_000);
+    reg.set_fault_for_every(&digest, Fault::CorruptByte(7));
+    let dir = tempfile::tempdir().unwrap();
+    let out = Dist::new().run(
+        &[
+            "fetch",
+            &repo(&reg),
+            "-",
+            "-o",
+            dir.path().to_str().unwrap(),
+        ],
+        format!("{digest}\n").as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(line["status"], "error");
+    assert!(line["error"].as_str().unwrap().contains("digest mismatch"));
+    assert_eq!(
+        reg.requests_for(&format!("blobs/{digest}")),
+        2,
+        "one more try from scratch"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("blobs/sha256"))
+        .unwrap()
+        .collect();
+    assert!(
+        left.is_empty(),
+        "nothing, not even a temporary file: {left:?}"
+    );
+}
+
+#[test]
+fn short_declared_length_is_a_mismatch() {
+    let (reg, digest, _) = fake_with_blob(10_000);
+    reg.set_fault_for_every(&digest, Fault::WrongContentLength(-10));
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("digest mismatch"));
+}
+
+#[test]
+fn long_declared_length_fails_after_retries() {
+    let (reg, digest, _) = fake_with_blob(10_000);
+    reg.set_fault_for_every(&digest, Fault::WrongContentLength(10));
+    let out = Dist::new().run(&["fetch", "--retries", "2", &repo(&reg), &digest], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    // All 10000 real bytes arrived, so the resume asks for bytes=10000- and the registry
+    // answers 416: the content is shorter than declared. Not worth more tries.
+    assert!(
+        err.contains(&digest)
+            && err.contains("interrupted after 10000 bytes")
+            && err.contains("416"),
+        "{err}"
+    );
+    assert_eq!(
+        reg.requests_for(&format!("blobs/{digest}")),
+        2,
+        "first try and one resume"
+    );
+}
+
+#[test]
+fn body_longer_than_the_descriptor_says_is_refused() {
+    let (reg, digest, data) = fake_with_blob(10_000);
+    reg.set_fault_for_every(&digest, Fault::LongerBody(5));
+    let line = format!("{digest} size:{}\n", data.len());
+    let out = Dist::new().run(&["fetch", &repo(&reg), "-"], line.as_bytes());
+    assert_eq!(out.status.code(), Some(1));
+    let frames = parse_frames(&out.stdout);
+    let reason = frames[0].result.as_ref().unwrap_err();
+    assert!(
+        reason.contains("10005") && reason.contains("10000"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn tag_is_checked_against_docker_content_digest() {
+    let reg = FakeRegistry::start();
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}"#;
+    let digest = reg.manifest(
+        "team/app",
+        "v1",
+        "application/vnd.oci.image.manifest.v1+json",
+        manifest,
+    );
+    assert_eq!(Dist::new().ok(&["fetch", &repo(&reg), "v1"]), manifest);
+    reg.set_fault_for_every("manifests/v1", Fault::CorruptByte(3));
+    let out = Dist::new().run(&["fetch", &repo(&reg), "v1"], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("expected {digest}")), "{err}");
+}
+
+#[test]
+fn server_errors_are_retried() {
+    let (reg, digest, data) = fake_with_blob(20_000);
+    for status in [503, 500, 502] {
+        reg.push_fault(&digest, Fault::Status(status));
+    }
+    assert_eq!(Dist::new().ok(&["fetch", &repo(&reg), &digest]), data);
+    assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 4);
+    // Not retried: a client error.
+    reg.push_fault(&digest, Fault::Status(400));
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 5);
+}
+
+#[test]
+fn retry_after_is_honoured() {
+    let (reg, digest, data) = fake_with_blob(1000);
+    reg.push_fault(&digest, Fault::StatusWithRetryAfter(429, "1".into()));
+    let started = std::time::Instant::now();
+    assert_eq!(Dist::new().ok(&["fetch", &repo(&reg), &digest]), data);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "waited as told"
+    );
+    let blob_requests: Vec<_> = reg
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("/blobs/"))
+        .collect();
+    assert_eq!(blob_requests.len(), 2);
+}
+
+#[test]
+fn broken_body_resumes_with_range() {
+    let (reg, digest, data) = fake_with_blob(300_000);
+    reg.push_fault(&digest, Fault::DropAfter(100_000));
+    assert_eq!(Dist::new().ok(&["fetch", &repo(&reg), &digest]), data);
+    let ranges: Vec<Option<String>> = reg
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("/blobs/"))
+        .map(|r| r.range)
+        .collect();
+    assert_eq!(ranges.len(), 2);
+    assert_eq!(ranges[0], None);
+    let resumed_at: u64 = ranges[1]
+        .as_deref()
+        .unwrap()
+        .trim_start_matches("bytes=")
+        .trim_end_matches('-')
+        .parse()
+        .unwrap();
+    assert!(
+        resumed_at > 0 && resumed_at <= 100_000,
+        "resumed from what arrived: {resumed_at}"
+    );
+}
+
+#[test]
+fn broken_body_restarts_cleanly_when_range_is_ignored() {
+    let reg = FakeRegistry::builder().range_support(false).start();
+    let data = bytes(5, 300_000);
+    let digest = reg.blob("team/app", &data);
+    reg.push_fault(&digest, Fault::DropAfter(150_000));
+    assert_eq!(Dist::new().ok(&["fetch", &repo(&reg), &digest]), data);
+    assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 2);
+}
+
+#[test]
+fn cross_host_redirect_carries_no_credentials() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::basic("user", "pw"))
+        .start();
+    let data = bytes(6, 4000);
+    let digest = reg.blob("team/app", &data);
+    let cdn = Recorder::serving(&data);
+    reg.set_fault_for_every(
+        &digest,
+        Fault::Redirect {
+            status: 307,
+            location: format!("{}/cdn/{digest}?sig=abc", cdn.url()),
+        },
+    );
+    let dist = Dist::new();
+    dist.login(&reg.host(), "user", "pw");
+    assert_eq!(dist.ok(&["fetch", &repo(&reg), &digest]), data);
+    let at_cdn = cdn.requests();
+    assert_eq!(at_cdn.len(), 1);
+    assert_eq!(
+        at_cdn[0].authorization, None,
+        "Authorization must not follow to another host"
+    );
+    // The registry itself did get the credentials.
+    assert!(reg
+        .requests()
+        .iter()
+        .any(|r| r.auth_scheme() == Some("Basic")));
+}
+
+#[test]
+fn worker_keeps_within_jobs_connections_and_one_token() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(300)))
+        .start();
+    let mut input = String::new();
+    for i in 0..300 {
+        let d = reg.blob("team/app", bytes(1000 + i, 2000 + i as usize * 10));
+        input.push_str(&d);
+        input.push('\n');
+    }
+    let out = Dist::new().run(&["fetch", &repo(&reg), "-", "-j", "4"], input.as_bytes());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(parse_frames(&out.stdout).len(), 300);
+    assert_eq!(reg.token_requests(), 1);
+    assert!(
+        reg.max_open_connections() <= 4,
+        "at most jobs connections open: {}",
+        reg.max_open_connections()
+    );
+}

@@ -1,0 +1,282 @@
+//! The multi-fetch worker (`dist fetch <locator> -`) against a real `docker-registry`.
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+
+use support::cli::{bytes, parse_frames, sha256, Dist};
+use support::registry::{Mode, Registry};
+
+/// Pushes `n` blobs of 4-64 KiB; returns digest -> content.
+fn push_blobs(reg: &Registry, repo: &str, n: usize, seed: u64) -> BTreeMap<String, Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let len = 4096 + (i * 7919 + seed as usize * 131) % (60 << 10);
+            let data = bytes(seed * 100_000 + i as u64, len);
+            (reg.push_blob(repo, &data), data)
+        })
+        .collect()
+}
+
+fn client_for(reg: &Registry) -> Dist {
+    let dist = Dist::new();
+    if reg.mode() != Mode::Anonymous {
+        dist.login(&reg.host(), reg.user(), reg.password());
+    }
+    dist
+}
+
+fn report_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .collect()
+}
+
+/// 1000 blobs through stdin into a directory, every file compared, one token per batch.
+fn thousand_into_directory(mode: Mode) {
+    let reg = Registry::start(mode);
+    let blobs = push_blobs(&reg, "bulk/blobs", 1000, mode as u64 + 1);
+    let dist = client_for(&reg);
+    let out = tempfile::tempdir().unwrap();
+    let input: String = blobs.keys().map(|d| format!("{d}\n")).collect();
+    reg.reset_token_requests();
+    let repo = format!("{}/bulk/blobs", reg.host());
+    let dir = out.path().to_str().unwrap();
+    let run = dist.run(
+        &["fetch", &repo, "-", "-o", dir, "-j", "10"],
+        input.as_bytes(),
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let lines = report_lines(&run.stdout);
+    assert_eq!(lines.len(), 1000);
+    for l in &lines {
+        assert_eq!(l["status"], "ok", "{l}");
+        assert_eq!(l["object"], l["digest"]);
+    }
+    for (digest, data) in &blobs {
+        let path = out
+            .path()
+            .join("blobs/sha256")
+            .join(&digest["sha256:".len()..]);
+        assert_eq!(&std::fs::read(&path).unwrap(), data, "{digest}");
+    }
+    assert_eq!(
+        std::fs::read_dir(out.path().join("blobs/sha256"))
+            .unwrap()
+            .count(),
+        1000,
+        "no stray files"
+    );
+    assert!(out.path().join("oci-layout").exists());
+    if mode == Mode::Token {
+        assert_eq!(reg.token_requests(), 1, "one token for the whole batch");
+    }
+
+    // A second run finds everything in place and fetches nothing.
+    let again = dist.run(&["fetch", &repo, "-", "-o", dir], input.as_bytes());
+    assert!(again.status.success());
+    assert!(report_lines(&again.stdout)
+        .iter()
+        .all(|l| l["status"] == "exists"));
+}
+
+#[test]
+fn thousand_blobs_anonymous() {
+    thousand_into_directory(Mode::Anonymous);
+}
+
+#[test]
+fn thousand_blobs_basic_auth() {
+    thousand_into_directory(Mode::Basic);
+}
+
+#[test]
+fn thousand_blobs_bearer_token() {
+    thousand_into_directory(Mode::Token);
+}
+
+#[test]
+fn framed_output_parses_back_and_verifies() {
+    let reg = Registry::start(Mode::Token);
+    let blobs = push_blobs(&reg, "bulk/framed", 1000, 9);
+    let dist = Dist::new();
+    let input: String = blobs
+        .keys()
+        .map(|d| format!("{d} mediatype:application/vnd.oci.image.layer.v1.tar\n"))
+        .collect();
+    reg.reset_token_requests();
+    let run = dist.run(
+        &["fetch", &format!("{}/bulk/framed", reg.host()), "-"],
+        input.as_bytes(),
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let frames = parse_frames(&run.stdout);
+    assert_eq!(frames.len(), 1000);
+    for f in frames {
+        let (digest, media_type, body) = f.result.expect("no error frames");
+        assert_eq!(f.object, digest);
+        assert_eq!(sha256(&body), digest);
+        assert_eq!(&body, &blobs[&digest]);
+        assert_eq!(media_type, "application/vnd.oci.image.layer.v1.tar");
+    }
+    assert_eq!(reg.token_requests(), 1);
+}
+
+#[test]
+fn bad_lines_get_one_error_each_and_the_batch_goes_on() {
+    let reg = Registry::start(Mode::Anonymous);
+    let blobs = push_blobs(&reg, "mixed/app", 20, 3);
+    let unknown = sha256(b"never pushed");
+    let mut input = String::from("# a comment\n\n");
+    let mut bad = HashMap::new();
+    for (i, d) in blobs.keys().enumerate() {
+        input.push_str(&format!("{d}\n"));
+        match i % 5 {
+            0 => {
+                input.push_str("sha256:1234\n");
+                bad.insert("sha256:1234", "invalid digest");
+            }
+            1 => {
+                input.push_str(&format!("{unknown}\n"));
+                bad.insert(unknown.as_str(), "BLOB_UNKNOWN");
+            }
+            2 => {
+                input.push_str("@@garbage@@ and more\n");
+                bad.insert("@@garbage@@", "invalid object");
+            }
+            3 => {
+                input.push_str("{\"digest\": 12\n");
+                bad.insert("-", "not a JSON descriptor");
+            }
+            _ => {}
+        }
+    }
+    let run = Dist::new().run(
+        &[
+            "fetch",
+            &format!("{}/mixed/app", reg.host()),
+            "-",
+            "-j",
+            "4",
+        ],
+        input.as_bytes(),
+    );
+    assert_eq!(
+        run.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let frames = parse_frames(&run.stdout);
+    let mut good = 0;
+    let mut errors: HashMap<String, usize> = HashMap::new();
+    for f in &frames {
+        match &f.result {
+            Ok((digest, _, body)) => {
+                assert_eq!(&blobs[digest], body);
+                good += 1;
+            }
+            Err(reason) => {
+                let want = bad
+                    .get(f.object.as_str())
+                    .unwrap_or_else(|| panic!("unexpected error for {}", f.object));
+                assert!(reason.contains(want), "{}: {reason}", f.object);
+                *errors.entry(f.object.clone()).or_default() += 1;
+            }
+        }
+    }
+    assert_eq!(good, 20);
+    // A repeated bad object is reported once per line, except the unknown digest, which is
+    // a well-formed object and so fetched (and reported) once.
+    assert_eq!(errors["sha256:1234"], 4);
+    assert_eq!(errors["@@garbage@@"], 4);
+    assert_eq!(errors["-"], 4);
+    assert_eq!(errors[&unknown], 1);
+    // Every error also reaches stderr, with its line number.
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|l| l.starts_with("dist: line "))
+            .count(),
+        13
+    );
+}
+
+#[test]
+fn ordered_output_follows_input_and_descriptors_carry_size() {
+    let reg = Registry::start(Mode::Anonymous);
+    let blobs = push_blobs(&reg, "ord/app", 50, 4);
+    let mut keys: Vec<&String> = blobs.keys().collect();
+    keys.reverse();
+    let mut input = String::new();
+    for d in &keys {
+        input.push_str(&format!(
+            "{{\"mediaType\":\"application/octet-stream\",\"digest\":\"{d}\",\"size\":{}}}\n",
+            blobs[*d].len()
+        ));
+    }
+    // A descriptor that lies about the size fails, even though the digest exists.
+    let liar = keys[0];
+    input.push_str(&format!("{{\"digest\":\"{liar}\",\"size\":1}}\n"));
+    let repo = format!("{}/ord/app", reg.host());
+    let run = Dist::new().run(
+        &["fetch", &repo, "-", "--ordered", "-j", "8"],
+        input.as_bytes(),
+    );
+    // The liar is a duplicate object and is skipped, so everything succeeds...
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let order: Vec<String> = parse_frames(&run.stdout)
+        .into_iter()
+        .map(|f| f.object)
+        .collect();
+    assert_eq!(
+        order,
+        keys.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    );
+    // ...and on its own it fails with a size mismatch.
+    let run = Dist::new().run(
+        &["fetch", &repo, "-"],
+        format!("{{\"digest\":\"{liar}\",\"size\":1}}\n").as_bytes(),
+    );
+    assert_eq!(run.status.code(), Some(1));
+    let frames = parse_frames(&run.stdout);
+    assert!(
+        frames[0]
+            .result
+            .as_ref()
+            .unwrap_err()
+            .contains("expected 1"),
+        "{frames:?}"
+    );
+}
+
+#[test]
+fn unreachable_or_unauthorized_remote_exits_2_before_reading() {
+    let reg = Registry::start(Mode::Basic);
+    let repo = format!("{}/some/app", reg.host());
+    let run = Dist::new().run(
+        &["fetch", &repo, "-"],
+        format!("{}\n", sha256(b"x")).as_bytes(),
+    );
+    assert_eq!(run.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("cannot use"));
+    let run = Dist::new().run(
+        &["fetch", "--retries", "0", "127.0.0.1:1/x", "-"],
+        b"latest\n",
+    );
+    assert_eq!(run.status.code(), Some(2));
+}
