@@ -39,6 +39,14 @@ pub struct Global {
     /// How many times a failed request is retried.
     #[arg(long, global = true, default_value_t = 5, value_name = "N")]
     pub retries: u32,
+
+    /// Give up on a TCP connection that is not established within this long.
+    #[arg(long, global = true, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub connect_timeout: Duration,
+
+    /// Abort (and retry or resume) a response that sends nothing for this long.
+    #[arg(long, global = true, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Subcommand)]

@@ -87,7 +87,11 @@ fn open_remote(global: &Global, locator: &str, jobs: usize) -> Result<Arc<dyn Re
             let transport = Transport::new(TransportOptions {
                 ca_file: global.ca_file.clone(),
                 max_idle_per_host: jobs.max(1),
-                ..TransportOptions::default()
+                connect_timeout: global.connect_timeout,
+                idle_timeout: global.idle_timeout,
+                // Headers wait as long as a body may stall: a registry that is slow to
+                // start a large blob is not broken.
+                response_timeout: global.idle_timeout,
             })?;
             let config = DockerConfig::load()?;
             let retry = RetryPolicy {

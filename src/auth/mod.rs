@@ -23,9 +23,13 @@ use crate::transport::Transport;
 use challenge::Challenge;
 use credentials::{Credential, DockerConfig};
 
-/// Tokens are renewed this long before they expire, so a request is never sent with a
-/// token that dies in flight.
+/// Tokens are renewed this long before they expire (or after three quarters of a shorter
+/// lifetime), so a request is never sent with a token that dies in flight.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(5);
+
+fn renew_at(expires_at: Instant, lifetime: Duration) -> Instant {
+    expires_at - EXPIRY_MARGIN.min(lifetime / 4)
+}
 
 /// Where credentials come from.
 #[derive(Debug, Clone)]
@@ -43,6 +47,7 @@ pub enum CredentialSource {
 #[derive(Clone, Default)]
 struct State {
     header: Option<HeaderValue>,
+    /// When to renew the bearer token (a little before it expires).
     expires_at: Option<Instant>,
     generation: u64,
     bearer: Option<Challenge>,
@@ -112,17 +117,10 @@ impl Authorizer {
 
     /// The header to send now. A bearer token close to expiry is renewed first.
     pub async fn grant(&self) -> Result<Grant> {
-        let s = self.snapshot();
-        let expiring = s
-            .expires_at
-            .is_some_and(|t| Instant::now() + EXPIRY_MARGIN >= t);
-        if expiring {
+        let mut s = self.snapshot();
+        if s.expires_at.is_some_and(|t| Instant::now() >= t) {
             self.renew(s.generation).await?;
-            let s = self.snapshot();
-            return Ok(Grant {
-                header: s.header,
-                generation: s.generation,
-            });
+            s = self.snapshot();
         }
         Ok(Grant {
             header: s.header,
@@ -215,7 +213,7 @@ impl Authorizer {
             token::fetch(&self.transport, &ch, &scopes, cred.as_ref(), &self.api_host).await?;
         let mut s = self.state.lock().expect("auth state poisoned");
         s.header = Some(token.header);
-        s.expires_at = Some(token.expires_at);
+        s.expires_at = Some(renew_at(token.expires_at, token.lifetime));
         s.generation += 1;
         s.bearer = Some(ch);
         Ok(())

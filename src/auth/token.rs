@@ -27,8 +27,10 @@ const MAX_TOKEN_RESPONSE: usize = 1 << 20;
 pub struct Token {
     /// The `Authorization` value, `Bearer <token>`, marked sensitive.
     pub header: HeaderValue,
-    /// When to stop using it.
+    /// When it stops being valid.
     pub expires_at: Instant,
+    /// How long it was valid for when it was issued.
+    pub lifetime: Duration,
 }
 
 impl std::fmt::Debug for Token {
@@ -36,6 +38,7 @@ impl std::fmt::Debug for Token {
         f.debug_struct("Token")
             .field("header", &"<redacted>")
             .field("expires_at", &self.expires_at)
+            .field("lifetime", &self.lifetime)
             .finish()
     }
 }
@@ -175,6 +178,7 @@ pub async fn fetch(
     Ok(Token {
         header,
         expires_at: received + lifetime,
+        lifetime,
     })
 }
 

@@ -1,0 +1,355 @@
+//! Surviving the real network: stalls, expiring and revoked tokens, redirect loops,
+//! interruption by signals and by `kill -9`, and a batch through random faults.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use support::cli::{bytes, parse_frames, sha256, Dist};
+use support::fake::{Auth, FakeRegistry, Fault, RandomFaults};
+
+fn repo(reg: &FakeRegistry) -> String {
+    format!("{}/team/app", reg.host())
+}
+
+fn fill(reg: &FakeRegistry, n: usize, len: usize) -> BTreeMap<String, Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let data = bytes(7000 + i as u64, len + i);
+            (reg.blob("team/app", &data), data)
+        })
+        .collect()
+}
+
+fn lines(blobs: &BTreeMap<String, Vec<u8>>) -> String {
+    blobs.keys().map(|d| format!("{d}\n")).collect()
+}
+
+/// Every file under blobs/ matches its name, and no temporary file is left.
+fn assert_store_clean(dir: &Path) -> usize {
+    let sha = dir.join("blobs/sha256");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&sha).unwrap().flatten() {
+        let name = entry.file_name().into_string().unwrap();
+        assert!(
+            !name.starts_with(".dist-tmp-"),
+            "temporary file left: {name}"
+        );
+        assert_eq!(
+            sha256(&std::fs::read(entry.path()).unwrap()),
+            format!("sha256:{name}")
+        );
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn stalled_body_is_aborted_and_resumed() {
+    let reg = FakeRegistry::start();
+    let data = bytes(1, 200_000);
+    let digest = reg.blob("team/app", &data);
+    reg.push_fault(&digest, Fault::Stall(Duration::from_secs(5)));
+    let started = Instant::now();
+    let got = Dist::new().ok(&["fetch", "--idle-timeout", "500ms", &repo(&reg), &digest]);
+    assert_eq!(got, data);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "did not wait out the stall"
+    );
+    let ranges: Vec<_> = reg
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("/blobs/"))
+        .map(|r| r.range)
+        .collect();
+    assert_eq!(ranges.len(), 2);
+    assert!(
+        ranges[1].as_deref().unwrap().starts_with("bytes="),
+        "{ranges:?}"
+    );
+}
+
+#[test]
+fn expiring_tokens_are_renewed_without_failures() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(1)))
+        .start();
+    let blobs = fill(&reg, 40, 20_000);
+    for d in blobs.keys() {
+        reg.set_fault_for_every(
+            d,
+            Fault::SlowBody {
+                chunk: 5000,
+                delay: Duration::from_millis(80),
+            },
+        );
+    }
+    let out = Dist::new().run(
+        &["fetch", &repo(&reg), "-", "-j", "4"],
+        lines(&blobs).as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let frames = parse_frames(&out.stdout);
+    assert_eq!(frames.len(), 40);
+    for f in frames {
+        let (d, _, body) = f.result.unwrap();
+        assert_eq!(blobs[&d], body);
+    }
+    // The batch lasts ~2.4 s with 1 s tokens: a handful of renewals, not one per object.
+    let tokens = reg.token_requests();
+    assert!((2..=10).contains(&tokens), "token requests: {tokens}");
+}
+
+#[test]
+fn revoked_token_mid_batch_is_refreshed_once() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(300)))
+        .start();
+    let blobs = fill(&reg, 60, 10_000);
+    for d in blobs.keys() {
+        reg.set_fault_for_every(
+            d,
+            Fault::SlowBody {
+                chunk: 5000,
+                delay: Duration::from_millis(60),
+            },
+        );
+    }
+    let child = Dist::new()
+        .command(&["fetch", &repo(&reg), "-", "-j", "6"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = child;
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(lines(&blobs).as_bytes()).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    reg.invalidate_tokens();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(parse_frames(&out.stdout).len(), 60);
+    assert_eq!(
+        reg.token_requests(),
+        2,
+        "one token, then one refresh for every task that saw the 401"
+    );
+}
+
+#[test]
+fn redirect_loops_end_after_ten_hops() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", b"x");
+    let url = format!("{}/v2/team/app/blobs/{digest}", reg.url());
+    reg.set_fault_for_every(
+        &digest,
+        Fault::Redirect {
+            status: 302,
+            location: url,
+        },
+    );
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("more than 10 redirects"));
+    assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 11);
+}
+
+/// A batch that is slow enough to interrupt: 30 blobs of 20 KB at ~4 KB per 100 ms each.
+fn slow_batch() -> (FakeRegistry, BTreeMap<String, Vec<u8>>) {
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, 30, 20_000);
+    for d in blobs.keys() {
+        reg.set_fault_for_every(
+            d,
+            Fault::SlowBody {
+                chunk: 4000,
+                delay: Duration::from_millis(100),
+            },
+        );
+    }
+    (reg, blobs)
+}
+
+fn start_batch(
+    dist: &Dist,
+    reg: &FakeRegistry,
+    blobs: &BTreeMap<String, Vec<u8>>,
+    dir: &Path,
+) -> std::process::Child {
+    let mut child = dist
+        .command(&[
+            "fetch",
+            &repo(reg),
+            "-",
+            "-j",
+            "4",
+            "-o",
+            dir.to_str().unwrap(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines(blobs).as_bytes())
+        .unwrap();
+    child
+}
+
+#[test]
+fn sigterm_stops_promptly_and_leaves_only_verified_blobs() {
+    let (reg, blobs) = slow_batch();
+    let dir = tempfile::tempdir().unwrap();
+    let dist = Dist::new();
+    let child = start_batch(&dist, &reg, &blobs, dir.path());
+    std::thread::sleep(Duration::from_millis(1500));
+    let signalled = Instant::now();
+    assert_eq!(unsafe_kill(child.id(), 15), 0);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        signalled.elapsed() < Duration::from_secs(2),
+        "stopped promptly"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reported: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        !reported.is_empty() && reported.len() < 30,
+        "some, not all, finished: {}",
+        reported.len()
+    );
+    for r in &reported {
+        assert_eq!(r["status"], "ok");
+        assert!(Path::new(r["path"].as_str().unwrap()).exists());
+    }
+    assert_eq!(assert_store_clean(dir.path()), reported.len());
+}
+
+#[test]
+fn after_kill_9_a_rerun_completes_without_refetching() {
+    let (reg, blobs) = slow_batch();
+    let dir = tempfile::tempdir().unwrap();
+    let dist = Dist::new();
+    let mut child = start_batch(&dist, &reg, &blobs, dir.path());
+    std::thread::sleep(Duration::from_millis(1500));
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    child.wait().unwrap();
+    let sha = dir.path().join("blobs/sha256");
+    let done: Vec<String> = std::fs::read_dir(&sha)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().into_string().unwrap())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert!(!done.is_empty() && done.len() < 30, "{}", done.len());
+    reg.clear_faults();
+    let before = reg.request_count();
+    let out = dist.run(
+        &[
+            "fetch",
+            &repo(&reg),
+            "-",
+            "-o",
+            dir.path().to_str().unwrap(),
+        ],
+        lines(&blobs).as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(assert_store_clean(dir.path()), 30);
+    let refetched = reg.requests()[before..]
+        .iter()
+        .filter(|r| done.iter().any(|d| r.path.ends_with(d.as_str())))
+        .count();
+    assert_eq!(refetched, 0, "verified blobs are not fetched again");
+}
+
+#[test]
+fn batch_through_random_faults_completes_with_nothing_corrupted() {
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, 200, 30_000);
+    reg.set_random_faults(RandomFaults {
+        seed: 42,
+        p_503: 0.10,
+        p_429_retry_after_1s: 0.01,
+        p_drop_mid_body: 0.05,
+        p_corrupt: 0.02,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let out = Dist::new().run(
+        &[
+            "fetch",
+            &repo(&reg),
+            "-",
+            "-o",
+            dir.path().to_str().unwrap(),
+            "--retries",
+            "8",
+        ],
+        lines(&blobs).as_bytes(),
+    );
+    let counts = reg.random_fault_counts();
+    eprintln!(
+        "faults injected: {counts:?}; requests: {}; wall: {:?}",
+        reg.request_count(),
+        started.elapsed()
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        counts.status_503 > 0 && counts.drop_mid_body > 0 && counts.corrupt > 0,
+        "{counts:?}"
+    );
+    assert_eq!(assert_store_clean(dir.path()), 200);
+    for (d, data) in &blobs {
+        assert_eq!(
+            &std::fs::read(dir.path().join("blobs/sha256").join(&d[7..])).unwrap(),
+            data
+        );
+    }
+}
+
+fn unsafe_kill(pid: u32, sig: i32) -> i32 {
+    // std has no kill(2) for an arbitrary signal; /bin/kill does it by PID.
+    std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .map(|s| if s.success() { 0 } else { 1 })
+        .unwrap_or(1)
+}

@@ -1,0 +1,185 @@
+//! HTTPS: certificates verified against a CA given with `--ca-file`, HTTP/2 chosen by ALPN,
+//! and no redirect from https down to plain http.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use support::cli::{bytes, sha256, Dist};
+
+/// What the TLS server saw.
+#[derive(Default)]
+struct Seen {
+    versions: Mutex<Vec<hyper::Version>>,
+    requests: AtomicUsize,
+}
+
+struct TlsServer {
+    port: u16,
+    ca_pem: String,
+    seen: Arc<Seen>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            drop(std::mem::replace(
+                &mut self._stop,
+                tokio::sync::oneshot::channel().0,
+            ));
+            let _ = t.join();
+        }
+    }
+}
+
+/// A CA, a certificate for `localhost` signed by it, and a hyper server speaking HTTP/1.1
+/// and HTTP/2 (by ALPN) that serves `blob` at any path, or redirects to `redirect`.
+fn start(blob: Vec<u8>, redirect: Option<String>) -> TlsServer {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "dist test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )
+    .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Seen::default());
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let seen2 = seen.clone();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let (tcp, _) = tokio::select! {
+                    r = listener.accept() => r.unwrap(),
+                    _ = &mut stop_rx => return,
+                };
+                let (acceptor, seen, blob, redirect) = (
+                    acceptor.clone(),
+                    seen2.clone(),
+                    blob.clone(),
+                    redirect.clone(),
+                );
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let svc =
+                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                            seen.versions.lock().unwrap().push(req.version());
+                            seen.requests.fetch_add(1, Ordering::SeqCst);
+                            let resp = match &redirect {
+                                Some(loc) => Response::builder()
+                                    .status(307)
+                                    .header("location", loc.as_str())
+                                    .body(Full::new(Bytes::new())),
+                                None => Response::builder()
+                                    .header("content-length", blob.len())
+                                    .body(Full::new(Bytes::from(blob.clone()))),
+                            };
+                            async move { resp }
+                        });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+    });
+    TlsServer {
+        port,
+        ca_pem: ca.pem(),
+        seen,
+        _stop: stop_tx,
+        thread: Some(thread),
+    }
+}
+
+#[test]
+fn verified_with_ca_file_over_http2() {
+    let data = bytes(11, 100_000);
+    let digest = sha256(&data);
+    let server = start(data.clone(), None);
+    let dist = Dist::new();
+    let ca = dist.config_dir().join("ca.pem");
+    std::fs::write(&ca, &server.ca_pem).unwrap();
+    let locator = format!("https://localhost:{}/team/app", server.port);
+
+    // Unknown issuer: refused.
+    let out = dist.run(&["fetch", "--retries", "0", &locator, &digest], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(
+        err.contains("certificate") || err.contains("issuer"),
+        "{err}"
+    );
+    assert_eq!(server.seen.requests.load(Ordering::SeqCst), 0);
+
+    // With the CA: fetched, verified, over HTTP/2.
+    let got = dist.ok(&[
+        "fetch",
+        "--ca-file",
+        ca.to_str().unwrap(),
+        &locator,
+        &digest,
+    ]);
+    assert_eq!(got, data);
+    assert_eq!(
+        *server.seen.versions.lock().unwrap(),
+        vec![hyper::Version::HTTP_2]
+    );
+}
+
+#[test]
+fn https_to_http_redirect_is_refused() {
+    let plain = support::fake::Recorder::serving(b"downgraded");
+    let server = start(Vec::new(), Some(format!("{}/elsewhere", plain.url())));
+    let dist = Dist::new();
+    let ca = dist.config_dir().join("ca.pem");
+    std::fs::write(&ca, &server.ca_pem).unwrap();
+    let locator = format!("https://localhost:{}/team/app", server.port);
+    let out = dist.run(
+        &[
+            "fetch",
+            "--ca-file",
+            ca.to_str().unwrap(),
+            &locator,
+            &sha256(b"downgraded"),
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing redirect from https"));
+    assert_eq!(plain.request_count(), 0);
+}
