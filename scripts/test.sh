@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it, on a fresh machine too: installs what the tests need
-# (Debian's docker-registry, jq, curl), then checks formatting, lints, and runs every test.
+# (Debian's docker-registry, jq, curl, skopeo), then checks formatting, lints, and runs every test.
 # The tests start their own registries on 127.0.0.1 and stop them by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +9,7 @@ need=()
 command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v jq >/dev/null || need+=(jq)
 command -v curl >/dev/null || need+=(curl)
+command -v skopeo >/dev/null || need+=(skopeo)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo=sudo

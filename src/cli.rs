@@ -53,6 +53,50 @@ pub struct Global {
 pub enum Command {
     /// Fetch one object to stdout, or many (object `-`: lines on stdin) concurrently.
     Fetch(FetchArgs),
+    /// Pull a whole image (manifests, config, layers) into an OCI image layout.
+    Pull(PullArgs),
+    /// Print the descriptor a reference points to, as one JSON line.
+    Resolve(ResolveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// host/name:tag, host/name@digest, or oci:<path>[:tag|@digest].
+    pub reference: String,
+
+    /// The OCI image layout to pull into (created if needed).
+    #[arg(short, long, value_name = "DIR")]
+    pub output: PathBuf,
+
+    /// Pick this platform out of a multi-platform image (default: this machine's, linux).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = parse_platform)]
+    pub platform: Option<dist::image::Platform>,
+
+    /// Pull every platform of a multi-platform image.
+    #[arg(long, conflicts_with = "platform")]
+    pub all_platforms: bool,
+
+    /// Concurrent fetches at most.
+    #[arg(short, long, default_value_t = dist::worker::DEFAULT_JOBS, value_name = "N", value_parser = parse_jobs)]
+    pub jobs: usize,
+
+    /// Also write one JSON line per object to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+
+    /// Re-hash configs and layers already in DIR before trusting them.
+    #[arg(long)]
+    pub verify_existing: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    /// host/name:tag, host/name@digest, or oci:<path>[:tag|@digest].
+    pub reference: String,
+}
+
+fn parse_platform(s: &str) -> Result<dist::image::Platform, String> {
+    s.parse().map_err(|e: dist::Error| e.to_string())
 }
 
 #[derive(Debug, Args)]

@@ -10,8 +10,11 @@
 //! - [`transport`] is the one pooled HTTP client (TLS, HTTP/2, timeouts, redirects);
 //! - [`auth`] answers `WWW-Authenticate` challenges with tokens or credentials;
 //! - [`retry`] decides when a failure is worth another attempt;
-//! - [`registry`] implements the [`remote::Remote`] trait over the registry API;
-//! - [`fetch`] verifies a download as it streams.
+//! - [`registry`] implements the [`remote::Remote`] trait over the registry API, and
+//!   [`layout_remote`] over an OCI image layout directory (`oci:<path>`);
+//! - [`fetch`] verifies a download as it streams;
+//! - [`image`] models descriptors, manifests and platforms, and [`pull`] walks an image
+//!   into an OCI image layout through the [`worker`].
 //!
 //! Errors are one type, [`Error`], whose [`ErrorKind`] callers match on.
 
@@ -20,7 +23,11 @@ pub mod digest;
 pub mod error;
 pub mod fetch;
 pub mod hints;
+pub mod image;
+pub mod layout_remote;
 pub mod media;
+pub mod pull;
+pub mod ranged;
 pub mod reference;
 pub mod registry;
 pub mod remote;

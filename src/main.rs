@@ -11,6 +11,9 @@ use clap::Parser;
 
 use dist::auth::credentials::DockerConfig;
 use dist::auth::CredentialSource;
+use dist::image::ImageRef;
+use dist::layout_remote::LayoutRemote;
+use dist::pull::{Platforms, PullOptions};
 use dist::registry::RegistryRemote;
 use dist::retry::RetryPolicy;
 use dist::sink::{self, layout::LayoutStore};
@@ -19,7 +22,7 @@ use dist::worker::{self, Destination, WorkerOptions};
 use dist::{Error, ErrorKind, Hints, Locator, Object, Remote};
 use futures::{FutureExt, StreamExt};
 
-use cli::{Cli, Command, FetchArgs, Global};
+use cli::{Cli, Command, FetchArgs, Global, PullArgs, ResolveArgs};
 
 /// Exit status when a fetch failed.
 const EXIT_FAILED: u8 = 1;
@@ -74,12 +77,19 @@ fn init_logging(verbose: u8) {
 async fn run(cli: Cli) -> u8 {
     match cli.command {
         Command::Fetch(args) => fetch(&cli.global, args).await,
+        Command::Pull(args) => pull(&cli.global, args).await,
+        Command::Resolve(args) => resolve(&cli.global, args).await,
     }
 }
 
 /// Builds the remote a locator names, sharing one transport.
 fn open_remote(global: &Global, locator: &str, jobs: usize) -> Result<Arc<dyn Remote>, Error> {
-    match locator.parse::<Locator>()? {
+    open_locator(global, locator.parse()?, jobs)
+}
+
+/// Builds the remote for a parsed locator.
+fn open_locator(global: &Global, locator: Locator, jobs: usize) -> Result<Arc<dyn Remote>, Error> {
+    match locator {
         Locator::Registry(mut repo) => {
             if global.plain_http {
                 repo.force_plain_http();
@@ -87,6 +97,8 @@ fn open_remote(global: &Global, locator: &str, jobs: usize) -> Result<Arc<dyn Re
             let transport = Transport::new(TransportOptions {
                 ca_file: global.ca_file.clone(),
                 max_idle_per_host: jobs.max(1),
+                // A large blob may be fetched in a few parallel ranges even with one job.
+                max_connections_per_host: jobs.max(dist::ranged::RangeOptions::default().streams),
                 connect_timeout: global.connect_timeout,
                 idle_timeout: global.idle_timeout,
                 // Headers wait as long as a body may stall: a registry that is slow to
@@ -105,10 +117,7 @@ fn open_remote(global: &Global, locator: &str, jobs: usize) -> Result<Arc<dyn Re
                 retry,
             )))
         }
-        Locator::Layout(path) => Err(Error::invalid(format!(
-            "oci:{} — OCI layout remotes are not supported yet",
-            path.display()
-        ))),
+        Locator::Layout(path) => Ok(Arc::new(LayoutRemote::new(path))),
     }
 }
 
@@ -193,6 +202,7 @@ async fn batch(global: &Global, args: FetchArgs) -> u8 {
         jobs: args.jobs,
         ordered: args.ordered,
         destination,
+        ..WorkerOptions::default()
     };
     let framed = args.output.is_none();
     let input: Box<dyn tokio::io::AsyncBufRead + Unpin + Send> = if args.object == "-" {
@@ -267,6 +277,118 @@ async fn batch(global: &Global, args: FetchArgs) -> u8 {
         EXIT_FAILED
     } else {
         0
+    }
+}
+
+/// `dist pull`: the image into an OCI layout, one JSON line per object on stdout.
+async fn pull(global: &Global, args: PullArgs) -> u8 {
+    let image = match args.reference.parse::<ImageRef>() {
+        Ok(i) => i,
+        Err(e) => return report(&e, EXIT_USAGE),
+    };
+    let store = match LayoutStore::open(&args.output) {
+        Ok(s) => s,
+        Err(e) => return report(&e, EXIT_USAGE),
+    };
+    let mut report_file = match &args.report {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(f) => Some(std::io::BufWriter::new(f)),
+            Err(e) => {
+                eprintln!("dist: cannot create report {}: {e}", path.display());
+                return EXIT_USAGE;
+            }
+        },
+        None => None,
+    };
+    let remote = match open_locator(global, image.locator.clone(), args.jobs) {
+        Ok(r) => r,
+        Err(e) => return report(&e, EXIT_USAGE),
+    };
+    if let Err(e) = remote.check().await {
+        eprintln!("dist: cannot use {}: {e}", remote.describe());
+        return EXIT_USAGE;
+    }
+    let opts = PullOptions {
+        platforms: match (args.all_platforms, args.platform) {
+            (true, _) => Platforms::All,
+            (false, Some(p)) => Platforms::One(p),
+            (false, None) => Platforms::One(dist::image::Platform::host()),
+        },
+        jobs: args.jobs,
+        verify_existing: args.verify_existing,
+    };
+    let mut out = std::io::stdout().lock();
+    let mut write_failed = false;
+    let on_event = |event: dist::pull::Event| {
+        match &event {
+            dist::pull::Event::Object(o) => {
+                if let Some(e) = &o.error {
+                    eprintln!("dist: {e}");
+                }
+            }
+            dist::pull::Event::Skipped { descriptor, .. } => eprintln!(
+                "dist: {}: {}",
+                descriptor.digest,
+                dist::pull::event::skip_reason(descriptor)
+            ),
+        }
+        let line = event.json_line();
+        // Each line is flushed as it comes: it is the progress report.
+        let written = writeln!(out, "{line}").and_then(|_| out.flush());
+        let reported = match &mut report_file {
+            Some(r) => writeln!(r, "{line}"),
+            None => Ok(()),
+        };
+        written.and(reported).map_err(|e| {
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                eprintln!("dist: writing the JSON lines: {e}");
+            }
+            write_failed = true;
+            Error::from(e)
+        })
+    };
+    let object = image.object();
+    let work = dist::pull::pull(remote, &object, image.ref_name(), &store, &opts, on_event);
+    let result = tokio::select! {
+        r = work => r,
+        code = interrupted() => {
+            eprintln!("dist: interrupted; objects reported so far are complete");
+            return code;
+        }
+    };
+    if let Some(Err(e)) = report_file.as_mut().map(Write::flush) {
+        eprintln!("dist: writing the report: {e}");
+        return EXIT_FAILED;
+    }
+    match result {
+        Ok(p) if p.failed == 0 => 0,
+        Ok(_) => EXIT_FAILED,
+        Err(_) if write_failed => EXIT_FAILED,
+        Err(e) if e.kind() == ErrorKind::InvalidInput => report(&e, EXIT_USAGE),
+        Err(e) => report(&e, EXIT_FAILED),
+    }
+}
+
+/// `dist resolve`: the descriptor a reference points to, as one JSON line.
+async fn resolve(global: &Global, args: ResolveArgs) -> u8 {
+    let image = match args.reference.parse::<ImageRef>() {
+        Ok(i) => i,
+        Err(e) => return report(&e, EXIT_USAGE),
+    };
+    let remote = match open_locator(global, image.locator.clone(), 1) {
+        Ok(r) => r,
+        Err(e) => return report(&e, EXIT_USAGE),
+    };
+    match remote.resolve(&image.object()).await {
+        Ok(d) => {
+            let line = serde_json::to_string(&d.bare()).expect("descriptors serialise");
+            match writeln!(std::io::stdout(), "{line}") {
+                Ok(()) => 0,
+                Err(_) => EXIT_FAILED,
+            }
+        }
+        Err(e) if e.kind() == ErrorKind::InvalidInput => report(&e, EXIT_USAGE),
+        Err(e) => report(&e, EXIT_FAILED),
     }
 }
 

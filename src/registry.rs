@@ -19,7 +19,9 @@ use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fetch::{Download, Meta, MAX_MANIFEST_SIZE};
 use crate::hints::Hints;
+use crate::image::Descriptor;
 use crate::media;
+use crate::ranged::{Adaptive, RangeOptions};
 use crate::reference::{Object, Repository};
 use crate::remote::Remote;
 use crate::retry::{self, HostPause, RetryPolicy};
@@ -59,6 +61,7 @@ struct Inner {
     auth: Authorizer,
     retry: RetryPolicy,
     pause: HostPause,
+    ranges: RangeOptions,
 }
 
 impl std::fmt::Debug for RegistryRemote {
@@ -91,8 +94,28 @@ impl RegistryRemote {
                 auth,
                 retry,
                 pause: HostPause::default(),
+                ranges: RangeOptions::default(),
             }),
         }
+    }
+
+    /// Sets when large blobs are fetched in parallel ranges (call before sharing the remote).
+    pub fn with_ranges(mut self, ranges: RangeOptions) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.ranges = ranges,
+            None => panic!("with_ranges must be called before the remote is shared"),
+        }
+        self
+    }
+
+    /// The shared client.
+    pub(crate) fn transport(&self) -> &Transport {
+        &self.inner.transport
+    }
+
+    /// The retry policy requests follow.
+    pub(crate) fn retry_policy(&self) -> &RetryPolicy {
+        &self.inner.retry
     }
 
     /// The repository.
@@ -284,14 +307,36 @@ impl RegistryRemote {
             (Some(d), _) => Some(self.url(endpoint, &d.to_string())?),
             _ => None,
         };
+        let split = match (&resume_url, size) {
+            (Some(url), Some(total))
+                if endpoint == Endpoint::Blobs
+                    && self.inner.ranges.applies(size, reply.response.headers()) =>
+            {
+                Some((url.clone(), total))
+            }
+            _ => None,
+        };
         let body = Resumable {
             remote: self.clone(),
             body: reply.response.into_body(),
             resume_url,
-            headers,
+            headers: headers.clone(),
             offset: 0,
             skip: 0,
             resumes: 0,
+        }
+        .into_stream();
+        let body = match split {
+            Some((url, total)) => Adaptive::new(
+                body,
+                self.clone(),
+                url,
+                headers,
+                total,
+                self.inner.ranges.clone(),
+            )
+            .into_stream(),
+            None => body,
         };
         let meta = Meta {
             object: object.clone(),
@@ -301,7 +346,51 @@ impl RegistryRemote {
             url: reply.url.to_string(),
             limit,
         };
-        Ok(Download::new(meta, body.into_stream()))
+        Ok(Download::new(meta, body))
+    }
+
+    /// Describes a manifest from the answer to a `HEAD`, which Docker Hub does not count
+    /// against the pull quota. `None` when the answer lacks what a descriptor needs.
+    async fn head_manifest(&self, object: &Object) -> Result<Option<Descriptor>> {
+        let url = self.url(Endpoint::Manifests, &object.to_string())?;
+        let mut headers = HeaderMap::new();
+        let accept = media::DEFAULT_MANIFEST_ACCEPT.join(", ");
+        headers.insert(
+            http::header::ACCEPT,
+            HeaderValue::from_str(&accept).expect("media types are ASCII"),
+        );
+        let reply = self.request(Method::HEAD, url.clone(), headers).await?;
+        let h = reply.response.headers();
+        let announced = h
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<Digest>().ok());
+        let digest = match (object, announced) {
+            (Object::Digest(d), Some(a)) if a.algorithm() == d.algorithm() && a != *d => {
+                return Err(Error::new(
+                    ErrorKind::DigestMismatch,
+                    format!("registry announced digest {a} for {d}"),
+                )
+                .with_url(&url))
+            }
+            (Object::Digest(d), _) => d.clone(),
+            (Object::Tag(_), Some(a)) => a,
+            (Object::Tag(_), None) => return Ok(None),
+        };
+        let media_type = h
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(media::essence)
+            .filter(|t| media::is_manifest(t));
+        match (media_type, content_length(h)) {
+            (Some(_), Some(size)) if size > MAX_MANIFEST_SIZE => Err(Error::new(
+                ErrorKind::TooLarge,
+                format!("manifest of {size} bytes exceeds the {MAX_MANIFEST_SIZE}-byte limit"),
+            )
+            .with_url(&url)),
+            (Some(t), Some(size)) => Ok(Some(Descriptor::new(t, digest, size))),
+            _ => Ok(None),
+        }
     }
 }
 
@@ -366,6 +455,28 @@ impl Remote for RegistryRemote {
 
     fn describe(&self) -> String {
         self.inner.repo.to_string()
+    }
+
+    fn resolve<'a>(&'a self, object: &'a Object) -> BoxFuture<'a, Result<Descriptor>> {
+        async move {
+            match self.head_manifest(object).await {
+                Ok(Some(d)) => return Ok(d),
+                Ok(None) => {
+                    tracing::debug!(%object, "HEAD lacks digest, type or length; using GET")
+                }
+                // Some registries and proxies refuse HEAD (405) or answer it badly; any other
+                // failure (404, auth, retries used up) would only repeat with GET.
+                Err(e)
+                    if matches!(e.kind(), ErrorKind::Http | ErrorKind::Protocol)
+                        && !e.is_transient() =>
+                {
+                    tracing::debug!(%object, error = %e, "HEAD failed; using GET")
+                }
+                Err(e) => return Err(e.with_object(object)),
+            }
+            crate::image::resolve_by_fetch(self, object).await
+        }
+        .boxed()
     }
 }
 
@@ -535,7 +646,7 @@ impl Resumable {
 }
 
 /// `bytes 100-199/1000` → 100.
-fn content_range_start(v: &str) -> Option<u64> {
+pub(crate) fn content_range_start(v: &str) -> Option<u64> {
     let rest = v.trim().strip_prefix("bytes ")?;
     rest.split('-').next()?.trim().parse().ok()
 }

@@ -1,14 +1,16 @@
 //! The seam between commands and where content lives.
 //!
 //! A [`Remote`] turns an object (tag or digest) plus hints into a [`Download`]. The registry
-//! over HTTP is one implementation ([`crate::registry::RegistryRemote`]); commands and the
-//! worker only see this trait, so fetching stays pluggable.
+//! over HTTP is one implementation ([`crate::registry::RegistryRemote`]), an OCI image layout
+//! directory another ([`crate::layout_remote::LayoutRemote`]); commands and the worker only
+//! see this trait, so fetching stays pluggable.
 
 use futures::future::BoxFuture;
 
 use crate::error::Result;
 use crate::fetch::Download;
 use crate::hints::Hints;
+use crate::image::Descriptor;
 use crate::reference::Object;
 
 /// A source of content-addressed objects.
@@ -24,4 +26,11 @@ pub trait Remote: Send + Sync {
 
     /// A short description for messages (`localhost:5000/team/app`).
     fn describe(&self) -> String;
+
+    /// The descriptor (media type, digest, size) of the manifest `object` names. The default
+    /// fetches the manifest (at most 4 MiB) and describes what arrived; remotes that can
+    /// answer without sending the content (a registry's `HEAD`) override it.
+    fn resolve<'a>(&'a self, object: &'a Object) -> BoxFuture<'a, Result<Descriptor>> {
+        Box::pin(crate::image::resolve_by_fetch(self, object))
+    }
 }

@@ -353,3 +353,67 @@ fn unsafe_kill(pid: u32, sig: i32) -> i32 {
         .map(|s| if s.success() { 0 } else { 1 })
         .unwrap_or(1)
 }
+
+/// The figures for the fault mix over 1000 blobs: run by hand with
+/// `cargo test --release --test resilience -- --ignored --nocapture soak`.
+#[test]
+#[ignore = "a measurement (about a minute); run by hand for the figures"]
+fn soak_thousand_blobs_through_the_fault_mix() {
+    let reg = FakeRegistry::start();
+    let blobs: BTreeMap<String, Vec<u8>> = (0..1000)
+        .map(|i| {
+            let data = bytes(90_000 + i as u64, 4096 + (i * 7919) % (60 << 10));
+            (reg.blob("team/app", &data), data)
+        })
+        .collect();
+    let input = lines(&blobs);
+    let run = |faults: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let before = reg.request_count();
+        if faults {
+            reg.set_random_faults(RandomFaults {
+                seed: 7,
+                p_503: 0.10,
+                p_429_retry_after_1s: 0.05,
+                p_drop_mid_body: 0.05,
+                p_corrupt: 0.02,
+            });
+        } else {
+            reg.clear_faults();
+        }
+        let started = Instant::now();
+        let out = Dist::new().run(
+            &[
+                "fetch",
+                &repo(&reg),
+                "-",
+                "-o",
+                dir.path().to_str().unwrap(),
+                "--retries",
+                "10",
+            ],
+            input.as_bytes(),
+        );
+        let wall = started.elapsed();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stored = assert_store_clean(dir.path());
+        let ok = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains("\"status\":\"ok\""))
+            .count();
+        (ok, stored, reg.request_count() - before, wall)
+    };
+    let (ok0, _, req0, wall0) = run(false);
+    let (ok1, stored1, req1, wall1) = run(true);
+    let counts = reg.random_fault_counts();
+    println!("fault-free: {ok0} objects, {req0} requests, {wall0:?}");
+    println!(
+        "with faults: {ok1} objects completed, {stored1} verified files, 0 corrupted, {req1} requests, {wall1:?} ({:.1}x the fault-free wall); injected {counts:?}",
+        wall1.as_secs_f64() / wall0.as_secs_f64()
+    );
+    assert_eq!((ok0, ok1, stored1), (1000, 1000, 1000));
+}

@@ -5,6 +5,8 @@
 //! `blobs/` always holds exactly the content its name says, whatever happens to the process.
 //! Temporary files are named `.dist-tmp-<pid>-…`; a later run removes those whose process
 //! is gone (after `kill -9`, say).
+//!
+//! `index.json` is updated through [`super::index`].
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,8 +15,9 @@ use bytes::Bytes;
 
 use crate::digest::{Algorithm, Digest, Hasher};
 use crate::error::{Error, ErrorKind, Result};
+use crate::image::Descriptor;
 
-const TMP_PREFIX: &str = ".dist-tmp-";
+pub(super) const TMP_PREFIX: &str = ".dist-tmp-";
 /// Writes are gathered into buffers this large: fewer system calls for small chunks.
 const WRITE_BUFFER: usize = 1 << 20;
 
@@ -90,10 +93,20 @@ impl LayoutStore {
             .tempfile_in(&dir)
             .map_err(|e| io_err("creating a temporary file in", &dir, e))?;
         Ok(TempBlob {
-            file,
-            buf: Vec::with_capacity(WRITE_BUFFER),
+            path: file.path().to_owned(),
+            file: Some(file),
+            pending: None,
+            buf: Vec::new(),
+            spare: Vec::new(),
             store: self.clone(),
         })
+    }
+
+    /// Adds `entry` to `index.json`, atomically and safely against other runs; see
+    /// [`super::index::add_entry`] for the rules. Blocks; call it from `block_in_place` in
+    /// async code.
+    pub fn add_to_index(&self, entry: &Descriptor) -> Result<()> {
+        super::index::add_entry(&self.root, entry)
     }
 
     /// Removes `.dist-tmp-<pid>-*` files whose process no longer runs.
@@ -121,63 +134,82 @@ impl LayoutStore {
 }
 
 /// Content on its way into the store. Dropping it without [`TempBlob::commit`] deletes it.
+///
+/// Writes are gathered into 1 MiB buffers and handed to the blocking pool, one buffer in
+/// flight while the next fills: receiving and hashing go on while the previous megabyte
+/// is written, so a large blob costs max(hash, write) rather than their sum.
 pub struct TempBlob {
-    file: tempfile::NamedTempFile,
+    /// The file, when no write holds it.
+    file: Option<tempfile::NamedTempFile>,
+    /// The write in flight; it gives the file and its buffer back.
+    pending: Option<tokio::task::JoinHandle<Written>>,
     buf: Vec<u8>,
+    /// A drained buffer, reused for the next fill.
+    spare: Vec<u8>,
+    path: PathBuf,
     store: LayoutStore,
 }
 
+type Written = (tempfile::NamedTempFile, Vec<u8>, std::io::Result<()>);
+
 impl TempBlob {
-    /// Appends a chunk; writes go to the file in large pieces.
-    pub fn write(&mut self, chunk: &Bytes) -> Result<()> {
-        if self.buf.len() + chunk.len() > WRITE_BUFFER {
-            self.flush()?;
-        }
-        if chunk.len() >= WRITE_BUFFER {
-            return self.write_through(chunk);
+    /// Appends a chunk.
+    pub async fn write(&mut self, chunk: &Bytes) -> Result<()> {
+        if !self.buf.is_empty() && self.buf.len() + chunk.len() > WRITE_BUFFER {
+            self.submit().await?;
         }
         self.buf.extend_from_slice(chunk);
         Ok(())
     }
 
-    fn write_through(&mut self, data: &[u8]) -> Result<()> {
-        let path = self.file.path().to_owned();
-        tokio::task::block_in_place(|| self.file.as_file_mut().write_all(data))
-            .map_err(|e| io_err("writing", &path, e))
-    }
-
-    fn flush(&mut self) -> Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
+    /// Takes the file back from the write in flight (or from its resting place).
+    async fn take_file(&mut self) -> Result<tempfile::NamedTempFile> {
+        if let Some(pending) = self.pending.take() {
+            let (file, mut data, written) = pending
+                .await
+                .map_err(|e| Error::new(ErrorKind::Io, "write task failed").with_cause(e))?;
+            written.map_err(|e| io_err("writing", &self.path, e))?;
+            data.clear();
+            self.spare = data;
+            return Ok(file);
         }
-        let buf = std::mem::take(&mut self.buf);
-        let r = self.write_through(&buf);
-        self.buf = buf;
-        self.buf.clear();
-        r
+        Ok(self
+            .file
+            .take()
+            .expect("the file is either resting or in a write"))
     }
 
-    /// Empties the file, for a fetch that starts over.
-    pub fn reset(&mut self) -> Result<()> {
-        use std::io::Seek;
-        self.buf.clear();
-        let path = self.file.path().to_owned();
-        let f = self.file.as_file_mut();
-        f.set_len(0)
-            .and_then(|_| f.rewind())
-            .map_err(|e| io_err("truncating", &path, e))
+    /// Hands the full buffer to the blocking pool.
+    async fn submit(&mut self) -> Result<()> {
+        let file = self.take_file().await?;
+        let data = std::mem::replace(&mut self.buf, std::mem::take(&mut self.spare));
+        self.pending = Some(tokio::task::spawn_blocking(move || {
+            let written = file.as_file().write_all(&data);
+            (file, data, written)
+        }));
+        Ok(())
     }
 
     /// Makes the verified content durable and moves it to its place for `digest`.
-    pub fn commit(mut self, digest: &Digest) -> Result<PathBuf> {
-        self.flush()?;
+    pub async fn commit(mut self, digest: &Digest) -> Result<PathBuf> {
+        let file = self.take_file().await?;
+        let data = std::mem::take(&mut self.buf);
         let dest = self.store.blob_path(digest);
-        let tmp = self.file.path().to_owned();
-        tokio::task::block_in_place(|| self.file.as_file().sync_all())
-            .map_err(|e| io_err("syncing", &tmp, e))?;
-        self.file
-            .persist(&dest)
-            .map_err(|e| io_err("renaming into", &dest, e.error))?;
+        let tmp = self.path.clone();
+        let moved = dest.clone();
+        tokio::task::spawn_blocking(move || {
+            file.as_file()
+                .write_all(&data)
+                .map_err(|e| io_err("writing", &tmp, e))?;
+            file.as_file()
+                .sync_all()
+                .map_err(|e| io_err("syncing", &tmp, e))?;
+            file.persist(&moved)
+                .map_err(|e| io_err("renaming into", &moved, e.error))?;
+            Ok::<_, Error>(())
+        })
+        .await
+        .map_err(|e| Error::new(ErrorKind::Io, "write task failed").with_cause(e))??;
         Ok(dest)
     }
 }
@@ -225,11 +257,16 @@ mod tests {
         assert!(dir.path().join("oci-layout").exists());
         let d = Digest::of(Algorithm::Sha256, b"data");
         assert_eq!(store.existing(&d, false).unwrap(), None);
+        let mut abandoned = store.temp(Algorithm::Sha256).unwrap();
+        abandoned
+            .write(&Bytes::from(vec![1u8; 3 << 20]))
+            .await
+            .unwrap();
+        drop(abandoned);
         let mut t = store.temp(Algorithm::Sha256).unwrap();
-        t.write(&Bytes::from_static(b"junk")).unwrap();
-        t.reset().unwrap();
-        t.write(&Bytes::from_static(b"data")).unwrap();
-        let path = t.commit(&d).unwrap();
+        t.write(&Bytes::from_static(b"da")).await.unwrap();
+        t.write(&Bytes::from_static(b"ta")).await.unwrap();
+        let path = t.commit(&d).await.unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"data");
         assert_eq!(store.existing(&d, true).unwrap(), Some(4));
         let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
@@ -238,6 +275,20 @@ mod tests {
             .map(|e| e.file_name())
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn large_content_is_written_in_order_through_the_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open(dir.path()).unwrap();
+        let data: Vec<u8> = (0..(5u32 << 20) + 12345).map(|i| (i % 251) as u8).collect();
+        let d = Digest::of(Algorithm::Sha256, &data);
+        let mut t = store.temp(Algorithm::Sha256).unwrap();
+        for piece in data.chunks(300_000) {
+            t.write(&Bytes::copy_from_slice(piece)).await.unwrap();
+        }
+        let path = t.commit(&d).await.unwrap();
+        assert_eq!(std::fs::read(path).unwrap(), data);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]

@@ -2,10 +2,12 @@
 //!
 //! - [`framed`] writes whole, verified objects as frames on a byte stream (stdout);
 //! - [`layout`] stores blobs by digest in an OCI image layout, atomically;
+//! - [`index`] adds entries to a layout's `index.json`, safely against concurrent runs;
 //! - [`report`] describes each input object as one JSON line;
 //! - [`spool`] holds an object's bytes until its frame can be written.
 
 pub mod framed;
+pub mod index;
 pub mod layout;
 pub mod report;
 pub mod spool;

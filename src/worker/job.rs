@@ -7,6 +7,7 @@
 use std::time::Instant;
 
 use super::line::Job;
+use super::progress::Progress;
 use super::{Destination, Outcome, Status};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fetch::Download;
@@ -18,15 +19,33 @@ use crate::sink::spool::Spool;
 const VERIFY_ATTEMPTS: u32 = 2;
 
 /// Runs one job to its outcome.
-pub async fn run(remote: &dyn Remote, line: u64, job: Job, destination: &Destination) -> Outcome {
+pub async fn run(
+    remote: &dyn Remote,
+    line: u64,
+    job: Job,
+    destination: &Destination,
+    progress: &Progress,
+) -> Outcome {
     let started = Instant::now();
     let mut outcome = Outcome::new(line, job.object.to_string());
     let result = match destination {
-        Destination::Spool { threshold } => to_spool(remote, &job, *threshold, &mut outcome).await,
+        Destination::Spool { threshold } => {
+            to_spool(remote, &job, *threshold, progress, &mut outcome).await
+        }
         Destination::Store {
             store,
             verify_existing,
-        } => to_store(remote, &job, store, *verify_existing, &mut outcome).await,
+        } => {
+            to_store(
+                remote,
+                &job,
+                store,
+                *verify_existing,
+                progress,
+                &mut outcome,
+            )
+            .await
+        }
     };
     if let Err(e) = result {
         outcome.fail(e.with_object(&job.object));
@@ -52,6 +71,7 @@ async fn to_spool(
     remote: &dyn Remote,
     job: &Job,
     threshold: usize,
+    progress: &Progress,
     outcome: &mut Outcome,
 ) -> Result<()> {
     let mut spool = Spool::new(threshold);
@@ -61,6 +81,7 @@ async fn to_spool(
         let mut download = remote.fetch(&job.object, &job.hints).await?;
         let received: Result<()> = async {
             while let Some(chunk) = download.chunk().await? {
+                progress.received(chunk.len() as u64);
                 if spool.spilled() || spool.len() + chunk.len() as u64 > threshold as u64 {
                     tokio::task::block_in_place(|| spool.push(chunk))?;
                 } else {
@@ -91,6 +112,7 @@ async fn to_store(
     job: &Job,
     store: &LayoutStore,
     verify_existing: bool,
+    progress: &Progress,
     outcome: &mut Outcome,
 ) -> Result<()> {
     if let Some(digest) = job.object.digest() {
@@ -123,7 +145,8 @@ async fn to_store(
         let mut temp = store.temp(algorithm)?;
         let received: Result<()> = async {
             while let Some(chunk) = download.chunk().await? {
-                temp.write(&chunk)?;
+                progress.received(chunk.len() as u64);
+                temp.write(&chunk).await?;
             }
             Ok(())
         }
@@ -135,7 +158,7 @@ async fn to_store(
                     .digest()
                     .expect("verified download has a digest")
                     .clone();
-                outcome.path = Some(temp.commit(&digest)?);
+                outcome.path = Some(temp.commit(&digest).await?);
                 outcome.status = Status::Ok;
                 return Ok(());
             }

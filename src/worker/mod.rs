@@ -9,6 +9,8 @@
 pub mod input;
 pub mod job;
 pub mod line;
+pub mod progress;
+pub mod shard;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -28,6 +30,8 @@ use crate::sink::layout::LayoutStore;
 use crate::sink::spool::{self, Spool};
 use input::RawLine;
 use line::Job;
+use progress::Progress;
+use shard::Shard;
 
 /// How an object ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +128,10 @@ pub struct WorkerOptions {
     pub ordered: bool,
     /// Where content goes.
     pub destination: Destination,
+    /// Keep only the objects of this shard (`--shard K/N`).
+    pub shard: Option<Shard>,
+    /// Counters for a progress display.
+    pub progress: Option<Arc<Progress>>,
 }
 
 /// The default bound on concurrent fetches; see the README for the measurement behind it.
@@ -135,6 +143,8 @@ impl Default for WorkerOptions {
             jobs: DEFAULT_JOBS,
             ordered: false,
             destination: Destination::default(),
+            shard: None,
+            progress: None,
         }
     }
 }
@@ -174,41 +184,71 @@ where
     let jobs = opts.jobs.max(1);
     let ordered = opts.ordered;
     let destination = Arc::new(opts.destination);
+    let shard = opts.shard;
+    let reports_bad_lines = shard.is_none_or(|s| s.reports_bad_lines());
+    let progress = opts.progress.unwrap_or_default();
+    let at_end = progress.clone();
     let lines = futures::stream::unfold(
         (input, Vec::new(), 0u64, false),
-        |(mut r, mut buf, n, done)| async move {
-            if done {
-                return None;
-            }
-            match input::next_line(&mut r, &mut buf, input::MAX_LINE).await {
-                Ok(Some(l)) => Some((Ok((n + 1, l)), (r, buf, n + 1, false))),
-                Ok(None) => None,
-                Err(e) => Some((Err((n + 1, e)), (r, buf, n + 1, true))),
+        move |(mut r, mut buf, n, done)| {
+            let at_end = at_end.clone();
+            async move {
+                if done {
+                    at_end.input_ended();
+                    return None;
+                }
+                match input::next_line(&mut r, &mut buf, input::MAX_LINE).await {
+                    Ok(Some(l)) => Some((Ok((n + 1, l)), (r, buf, n + 1, false))),
+                    Ok(None) => {
+                        at_end.input_ended();
+                        None
+                    }
+                    Err(e) => Some((Err((n + 1, e)), (r, buf, n + 1, true))),
+                }
             }
         },
     );
     let mut seen = Seen::default();
     let tasks = lines.filter_map(move |item| {
         let task: Option<BoxFuture<'static, Outcome>> = match item {
-            Err((n, e)) => Some(ready_error(n, "-", Error::from(e).with_object("stdin"))),
+            Ok((_, RawLine::Text(ref text))) if !reports_bad_lines && !is_wellformed(text) => None,
+            Err(_) | Ok((_, RawLine::TooLong | RawLine::NotUtf8)) if !reports_bad_lines => None,
+            Err((n, e)) => Some(ready_error(
+                &progress,
+                n,
+                "-",
+                Error::from(e).with_object("stdin"),
+            )),
             Ok((n, RawLine::TooLong)) => Some(ready_error(
+                &progress,
                 n,
                 "-",
                 Error::invalid(format!("input line longer than {} bytes", input::MAX_LINE)),
             )),
             Ok((n, RawLine::NotUtf8)) => Some(ready_error(
+                &progress,
                 n,
                 "-",
                 Error::invalid("input line is not UTF-8"),
             )),
             Ok((n, RawLine::Text(text))) => match line::parse_line(&text) {
                 None => None,
-                Some(Err(e)) => Some(ready_error(n, &first_word(&text), e)),
+                Some(Err(e)) => Some(ready_error(&progress, n, &first_word(&text), e)),
+                Some(Ok(job)) if shard.is_some_and(|s| !s.contains(&job.object)) => None,
                 Some(Ok(job)) if !seen.first_time(&job.object) => {
                     tracing::debug!(line = n, object = %job.object, "duplicate object skipped");
                     None
                 }
-                Some(Ok(job)) => Some(spawn_job(remote.clone(), n, job, destination.clone())),
+                Some(Ok(job)) => {
+                    progress.object_read(job.hints.size);
+                    Some(spawn_job(
+                        remote.clone(),
+                        n,
+                        job,
+                        destination.clone(),
+                        progress.clone(),
+                    ))
+                }
             },
         };
         future::ready(task)
@@ -220,6 +260,10 @@ where
     }
 }
 
+fn is_wellformed(text: &str) -> bool {
+    !matches!(line::parse_line(text), Some(Err(_)))
+}
+
 fn first_word(text: &str) -> String {
     let t = text.trim();
     if t.starts_with('{') {
@@ -228,7 +272,14 @@ fn first_word(text: &str) -> String {
     t.split_whitespace().next().unwrap_or("-").to_string()
 }
 
-fn ready_error(line: u64, object: &str, e: Error) -> BoxFuture<'static, Outcome> {
+fn ready_error(
+    progress: &Progress,
+    line: u64,
+    object: &str,
+    e: Error,
+) -> BoxFuture<'static, Outcome> {
+    progress.object_read(None);
+    progress.finished(false);
     let mut o = Outcome::new(line, object.to_string());
     o.fail(e);
     Box::pin(future::ready(o))
@@ -239,10 +290,14 @@ fn spawn_job(
     line: u64,
     job: Job,
     destination: Arc<Destination>,
+    progress: Arc<Progress>,
 ) -> BoxFuture<'static, Outcome> {
     let object = job.object.to_string();
     let handle = AbortOnDrop(tokio::spawn(async move {
-        job::run(remote.as_ref(), line, job, &destination).await
+        progress.started();
+        let outcome = job::run(remote.as_ref(), line, job, &destination, &progress).await;
+        progress.finished(outcome.status != Status::Error);
+        outcome
     }));
     Box::pin(async move {
         match handle.join().await {

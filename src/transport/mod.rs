@@ -21,6 +21,10 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::error::{Error, ErrorKind, Result};
 
+pub mod limit;
+
+use limit::LimitedConnector;
+
 /// How many redirects one request may follow.
 pub const MAX_REDIRECTS: usize = 10;
 
@@ -37,6 +41,8 @@ pub struct TransportOptions {
     pub idle_timeout: Duration,
     /// Idle connections kept per host; the worker sets this to its job count.
     pub max_idle_per_host: usize,
+    /// Connections per host at most, busy or idle; the worker sets this to its job count.
+    pub max_connections_per_host: usize,
 }
 
 impl Default for TransportOptions {
@@ -47,6 +53,7 @@ impl Default for TransportOptions {
             response_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(60),
             max_idle_per_host: 16,
+            max_connections_per_host: 16,
         }
     }
 }
@@ -54,7 +61,7 @@ impl Default for TransportOptions {
 /// The pooled client. Cheap to clone; clones share the pool.
 #[derive(Clone)]
 pub struct Transport {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<LimitedConnector<HttpsConnector<HttpConnector>>, Full<Bytes>>,
     opts: Arc<TransportOptions>,
 }
 
@@ -131,7 +138,7 @@ impl Transport {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(opts.max_idle_per_host)
             .http2_adaptive_window(true)
-            .build(https);
+            .build(LimitedConnector::new(https, opts.max_connections_per_host));
         Ok(Transport {
             client,
             opts: Arc::new(opts),

@@ -1,0 +1,319 @@
+//! The OCI image model that `dist pull` walks: descriptors, manifests, indexes, platforms.
+//!
+//! Only what pulling needs is modelled. A descriptor keeps every field it does not know in
+//! [`Descriptor::extra`], so an entry copied into `index.json` loses nothing. Manifests are
+//! parsed from their exact fetched bytes and never written back out: blobs stay byte for byte
+//! what the remote served, so their digests hold, and Docker media types stay Docker's.
+
+pub mod platform;
+pub mod reference;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::error::{Error, ErrorKind, Result};
+use crate::fetch::{Download, MAX_MANIFEST_SIZE};
+use crate::hints::Hints;
+use crate::media;
+use crate::reference::Object;
+use crate::remote::Remote;
+
+pub use platform::Platform;
+pub use reference::ImageRef;
+
+/// The annotation that names an image in an OCI layout's `index.json` (the tag).
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// A reference to content: its media type, digest and size, and whatever else the producer
+/// attached.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Descriptor {
+    /// The media type of the referenced content.
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    /// The content's digest.
+    #[serde(with = "digest_serde")]
+    pub digest: Digest,
+    /// The content's exact size in bytes.
+    pub size: u64,
+    /// Where else the content may be found; a layer with `urls` is non-distributable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<String>,
+    /// Annotations, such as [`REF_NAME`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// The platform of an index entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+    /// Every other field, kept verbatim (`artifactType`, `data`, …).
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Descriptor {
+    /// A descriptor with just the three required fields.
+    pub fn new(media_type: impl Into<String>, digest: Digest, size: u64) -> Descriptor {
+        Descriptor {
+            media_type: media_type.into(),
+            digest,
+            size,
+            urls: Vec::new(),
+            annotations: BTreeMap::new(),
+            platform: None,
+            extra: serde_json::Map::new(),
+        }
+    }
+
+    /// The same content, described by the three required fields only.
+    pub fn bare(&self) -> Descriptor {
+        Descriptor::new(self.media_type.clone(), self.digest.clone(), self.size)
+    }
+
+    /// The [`REF_NAME`] annotation, if any.
+    pub fn ref_name(&self) -> Option<&str> {
+        self.annotations.get(REF_NAME).map(String::as_str)
+    }
+
+    /// Whether this describes an index (OCI index or Docker manifest list).
+    pub fn is_index(&self) -> bool {
+        media::is_index(&self.media_type)
+    }
+
+    /// The worker's input line for this content: `{"digest","mediaType","size"}`.
+    pub fn worker_line(&self) -> String {
+        serde_json::json!({
+            "digest": self.digest.to_string(),
+            "mediaType": self.media_type,
+            "size": self.size,
+        })
+        .to_string()
+    }
+}
+
+mod digest_serde {
+    use crate::digest::Digest;
+
+    pub fn serialize<S: serde::Serializer>(d: &Digest, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(d)
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Digest, D::Error> {
+        let s: String = serde::Deserialize::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A parsed manifest: either a list of manifests (for several platforms), or one image.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Manifest {
+    /// An OCI image index or Docker manifest list.
+    Index(Vec<Descriptor>),
+    /// An OCI image manifest or Docker schema 2 manifest.
+    Image {
+        /// The configuration blob (boxed: a descriptor is large, and an index is a list).
+        config: Box<Descriptor>,
+        /// The layers, base first.
+        layers: Vec<Descriptor>,
+    },
+}
+
+#[derive(Deserialize)]
+struct RawManifest {
+    #[serde(rename = "schemaVersion")]
+    schema_version: Option<u64>,
+    #[serde(rename = "mediaType")]
+    media_type: Option<String>,
+    manifests: Option<Vec<Descriptor>>,
+    config: Option<Descriptor>,
+    layers: Option<Vec<Descriptor>>,
+}
+
+impl Manifest {
+    /// Parses a manifest. `declared` is the media type it was served or referenced with;
+    /// when both it and the content's own `mediaType` name a manifest kind they must agree,
+    /// so that content cannot pass for something it is not.
+    pub fn parse(declared: Option<&str>, bytes: &[u8]) -> Result<Manifest> {
+        let bad = |why: String| Error::new(ErrorKind::Protocol, why);
+        let raw: RawManifest = serde_json::from_slice(bytes)
+            .map_err(|e| bad("not a manifest".into()).with_cause(e))?;
+        if raw.schema_version == Some(1) {
+            return Err(bad("Docker schema 1 manifests are not supported".into()));
+        }
+        let declared = declared
+            .map(media::essence)
+            .filter(|t| media::is_manifest(t));
+        let own = raw.media_type.as_deref().map(media::essence);
+        if let (Some(d), Some(o)) = (declared, own.filter(|t| media::is_manifest(t))) {
+            if d != o {
+                return Err(bad(format!("manifest served as {d} declares {o}")));
+            }
+        }
+        let kind = own.filter(|t| !t.is_empty()).or(declared);
+        let is_index = match kind {
+            Some(t) if media::is_index(t) => true,
+            Some(media::OCI_MANIFEST | media::DOCKER_MANIFEST) => false,
+            Some(t) => return Err(bad(format!("unsupported manifest type {t}"))),
+            None if raw.manifests.is_some() => true,
+            None if raw.config.is_some() => false,
+            None => return Err(bad("neither an index nor an image manifest".into())),
+        };
+        if is_index {
+            let manifests = raw
+                .manifests
+                .ok_or_else(|| bad("index without \"manifests\"".into()))?;
+            return Ok(Manifest::Index(manifests));
+        }
+        let config = raw
+            .config
+            .ok_or_else(|| bad("image manifest without \"config\"".into()))?;
+        Ok(Manifest::Image {
+            config: Box::new(config),
+            layers: raw.layers.unwrap_or_default(),
+        })
+    }
+}
+
+/// The media type of manifest content: its own `mediaType`, or, for an OCI manifest that
+/// leaves it out, the OCI type its shape says. `None` for content that is no manifest.
+pub fn sniff_media_type(bytes: &[u8]) -> Option<String> {
+    let raw: RawManifest = serde_json::from_slice(bytes).ok()?;
+    if let Some(t) = raw.media_type.filter(|t| !t.is_empty()) {
+        return Some(media::essence(&t).to_string());
+    }
+    if raw.manifests.is_some() {
+        Some(media::OCI_INDEX.to_string())
+    } else if raw.config.is_some() {
+        Some(media::OCI_MANIFEST.to_string())
+    } else {
+        None
+    }
+}
+
+/// Reads a download to its end, verified, refusing more than `limit` bytes.
+pub async fn read_to_end(download: &mut Download, limit: u64) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some(chunk) = download.chunk().await? {
+        if (out.len() + chunk.len()) as u64 > limit {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!("manifest larger than {limit} bytes"),
+            )
+            .with_object(&download.meta().object)
+            .with_url(&download.meta().url));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// Resolves `object` by fetching the manifest it names and describing what arrived: the
+/// fallback for remotes that cannot describe content without sending it.
+pub async fn resolve_by_fetch<R: Remote + ?Sized>(
+    remote: &R,
+    object: &Object,
+) -> Result<Descriptor> {
+    // Every manifest type as a hint sends a digest to the manifests endpoint first; the
+    // media type is then read from the content, not from the hint.
+    let hints = Hints {
+        media_types: media::DEFAULT_MANIFEST_ACCEPT
+            .iter()
+            .map(|t| t.to_string())
+            .collect(),
+        size: None,
+    };
+    let mut download = remote.fetch(object, &hints).await?;
+    let bytes = read_to_end(&mut download, MAX_MANIFEST_SIZE).await?;
+    let media_type = sniff_media_type(&bytes).ok_or_else(|| {
+        Error::new(ErrorKind::Protocol, "content is not a manifest")
+            .with_object(object)
+            .with_url(&download.meta().url)
+    })?;
+    let digest = download
+        .digest()
+        .expect("a download read to its end is verified")
+        .clone();
+    Ok(Descriptor::new(media_type, digest, bytes.len() as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::Algorithm;
+
+    fn d(data: &[u8]) -> String {
+        Digest::of(Algorithm::Sha256, data).to_string()
+    }
+
+    #[test]
+    fn descriptor_round_trip_keeps_unknown_fields() {
+        let text = format!(
+            r#"{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{}","size":7,"platform":{{"architecture":"arm","os":"linux","variant":"v7","features":["x"]}},"artifactType":"a/b","annotations":{{"k":"v"}}}}"#,
+            d(b"m")
+        );
+        let desc: Descriptor = serde_json::from_str(&text).unwrap();
+        assert_eq!(desc.size, 7);
+        assert_eq!(desc.extra["artifactType"], "a/b");
+        assert_eq!(desc.platform.as_ref().unwrap().extra["features"][0], "x");
+        let again: Descriptor =
+            serde_json::from_str(&serde_json::to_string(&desc).unwrap()).unwrap();
+        assert_eq!(again, desc);
+        assert!(!desc.is_index());
+        let bare = serde_json::to_value(desc.bare()).unwrap();
+        assert_eq!(bare.as_object().unwrap().len(), 3);
+        let line: serde_json::Value = serde_json::from_str(&desc.worker_line()).unwrap();
+        assert_eq!(line["digest"], d(b"m"));
+    }
+
+    #[test]
+    fn descriptor_rejects_bad_digest() {
+        let text = r#"{"mediaType":"a/b","digest":"md5:00","size":1}"#;
+        assert!(serde_json::from_str::<Descriptor>(text).is_err());
+    }
+
+    #[test]
+    fn parses_index_and_image() {
+        let index = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[{{"mediaType":"{}","digest":"{}","size":3,"platform":{{"architecture":"amd64","os":"linux"}}}}]}}"#,
+            media::OCI_INDEX,
+            media::OCI_MANIFEST,
+            d(b"a")
+        );
+        match Manifest::parse(Some(media::OCI_INDEX), index.as_bytes()).unwrap() {
+            Manifest::Index(m) => assert_eq!(m[0].platform.as_ref().unwrap().architecture, "amd64"),
+            other => panic!("{other:?}"),
+        }
+        // An OCI manifest may omit mediaType; its shape and the declared type decide.
+        let image = format!(
+            r#"{{"schemaVersion":2,"config":{{"mediaType":"c/d","digest":"{}","size":1}},"layers":[]}}"#,
+            d(b"c")
+        );
+        assert!(matches!(
+            Manifest::parse(None, image.as_bytes()).unwrap(),
+            Manifest::Image { .. }
+        ));
+        assert_eq!(
+            sniff_media_type(image.as_bytes()).as_deref(),
+            Some(media::OCI_MANIFEST)
+        );
+        assert_eq!(
+            sniff_media_type(index.as_bytes()).as_deref(),
+            Some(media::OCI_INDEX)
+        );
+        assert_eq!(sniff_media_type(b"[1]"), None);
+    }
+
+    #[test]
+    fn refuses_confusion_and_unsupported_kinds() {
+        let list = format!(r#"{{"mediaType":"{}","manifests":[]}}"#, media::OCI_INDEX);
+        let e = Manifest::parse(Some(media::DOCKER_MANIFEST), list.as_bytes()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Protocol);
+        assert!(e.to_string().contains("declares"), "{e}");
+        assert!(Manifest::parse(None, br#"{"schemaVersion":1}"#).is_err());
+        assert!(Manifest::parse(None, br#"{"schemaVersion":2}"#).is_err());
+        assert!(Manifest::parse(None, b"not json").is_err());
+        let index_without_list = format!(r#"{{"mediaType":"{}"}}"#, media::OCI_INDEX);
+        assert!(Manifest::parse(None, index_without_list.as_bytes()).is_err());
+    }
+}

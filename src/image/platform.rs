@@ -1,0 +1,194 @@
+//! Platforms (`os/arch[/variant]`): parsing what users type, describing this machine, and
+//! matching index entries.
+//!
+//! Architectures are compared after normalisation, because the same machine goes by several
+//! names (`x86_64` is `amd64`, `aarch64` is `arm64`) and an absent variant means the
+//! architecture's usual one (`arm64` is `arm64/v8`, `arm` is `arm/v7`, `amd64` is `amd64/v1`).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// A platform as OCI index entries describe it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Platform {
+    /// The CPU architecture, by Go's names (`amd64`, `arm64`, …).
+    pub architecture: String,
+    /// The operating system (`linux`, `windows`).
+    pub os: String,
+    /// The operating system version (Windows images).
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub os_version: Option<String>,
+    /// Required operating system features.
+    #[serde(rename = "os.features", default, skip_serializing_if = "Vec::is_empty")]
+    pub os_features: Vec<String>,
+    /// The CPU variant (`v7`, `v8`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// Every other field, kept verbatim.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Platform {
+    /// A platform with just OS, architecture and variant.
+    pub fn new(os: &str, architecture: &str, variant: Option<&str>) -> Platform {
+        Platform {
+            architecture: architecture.to_string(),
+            os: os.to_string(),
+            os_version: None,
+            os_features: Vec::new(),
+            variant: variant.map(str::to_string),
+            extra: serde_json::Map::new(),
+        }
+    }
+
+    /// This machine as a container platform: Linux (containers are Linux images almost
+    /// everywhere) on the architecture this binary was built for.
+    pub fn host() -> Platform {
+        let (arch, variant) = match std::env::consts::ARCH {
+            "x86_64" => ("amd64", None),
+            "x86" => ("386", None),
+            "aarch64" => ("arm64", Some("v8")),
+            "arm" => ("arm", Some("v7")),
+            "powerpc64" if cfg!(target_endian = "little") => ("ppc64le", None),
+            "mips64" if cfg!(target_endian = "little") => ("mips64le", None),
+            "loongarch64" => ("loong64", None),
+            other => (other, None),
+        };
+        Platform::new("linux", arch, variant)
+    }
+
+    /// Whether an index entry for `candidate` serves what `self` asks for: same OS, same
+    /// architecture, same variant once both are normalised.
+    pub fn matches(&self, candidate: &Platform) -> bool {
+        let want = normalise(&self.architecture, self.variant.as_deref());
+        let have = normalise(&candidate.architecture, candidate.variant.as_deref());
+        self.os.eq_ignore_ascii_case(&candidate.os) && want == have
+    }
+}
+
+/// `(architecture, variant)` under their canonical names, variant filled in where the
+/// architecture has a default one.
+fn normalise(arch: &str, variant: Option<&str>) -> (String, Option<String>) {
+    let arch = arch.to_ascii_lowercase();
+    let variant = variant
+        .filter(|v| !v.is_empty())
+        .map(str::to_ascii_lowercase);
+    let (arch, variant) = match arch.as_str() {
+        "x86_64" | "x86-64" => ("amd64".to_string(), variant),
+        "aarch64" => ("arm64".to_string(), variant),
+        "armhf" => ("arm".to_string(), Some("v7".to_string())),
+        "armel" => ("arm".to_string(), Some("v6".to_string())),
+        "i386" | "i686" => ("386".to_string(), variant),
+        _ => (arch, variant),
+    };
+    let variant = match (arch.as_str(), variant.as_deref()) {
+        ("arm64", None | Some("8") | Some("v8")) => Some("v8".to_string()),
+        ("arm", None) => Some("v7".to_string()),
+        ("arm", Some(v)) if v.len() == 1 && v.as_bytes()[0].is_ascii_digit() => {
+            Some(format!("v{v}"))
+        }
+        ("amd64", None) => Some("v1".to_string()),
+        (_, v) => v.map(str::to_string),
+    };
+    (arch, variant)
+}
+
+impl FromStr for Platform {
+    type Err = Error;
+
+    /// Parses `os/arch[/variant]`, e.g. `linux/arm64` or `linux/arm/v7`.
+    fn from_str(s: &str) -> Result<Platform> {
+        let parts: Vec<&str> = s.split('/').collect();
+        let ok = (2..=3).contains(&parts.len())
+            && parts.iter().all(|p| {
+                !p.is_empty()
+                    && p.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+            });
+        if !ok {
+            return Err(Error::invalid(format!(
+                "invalid platform {s:?}: expected os/arch[/variant], e.g. linux/arm64"
+            )));
+        }
+        Ok(Platform::new(
+            &parts[0].to_ascii_lowercase(),
+            &parts[1].to_ascii_lowercase(),
+            parts.get(2).map(|v| v.to_ascii_lowercase()).as_deref(),
+        ))
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Platform {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn parses_and_prints() {
+        assert_eq!(p("linux/amd64").to_string(), "linux/amd64");
+        assert_eq!(p("Linux/ARM/v7").to_string(), "linux/arm/v7");
+        for bad in ["linux", "linux/", "/amd64", "a/b/c/d", "linux/am d64", ""] {
+            assert!(bad.parse::<Platform>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn matching_normalises_names_and_default_variants() {
+        assert!(p("linux/x86_64").matches(&p("linux/amd64")));
+        assert!(p("linux/aarch64").matches(&p("linux/arm64/v8")));
+        assert!(p("linux/arm64").matches(&p("linux/arm64")));
+        assert!(p("linux/arm").matches(&p("linux/arm/v7")));
+        assert!(p("linux/arm/7").matches(&p("linux/arm/v7")));
+        assert!(!p("linux/arm/v6").matches(&p("linux/arm/v7")));
+        assert!(!p("linux/amd64").matches(&p("linux/amd64/v3")));
+        assert!(!p("linux/amd64").matches(&p("windows/amd64")));
+        assert!(!p("linux/amd64").matches(&p("linux/arm64")));
+        // Attestation entries (unknown/unknown) never match a real platform.
+        assert!(!p("linux/amd64").matches(&p("unknown/unknown")));
+    }
+
+    #[test]
+    fn host_is_linux_on_a_known_architecture() {
+        let h = Platform::host();
+        assert_eq!(h.os, "linux");
+        assert!(!h.architecture.is_empty());
+        assert!(h.matches(&h));
+        if std::env::consts::ARCH == "x86_64" {
+            assert!(h.matches(&p("linux/amd64")));
+        }
+    }
+
+    #[test]
+    fn deserialises_oci_fields() {
+        let q: Platform = serde_json::from_str(
+            r#"{"architecture":"amd64","os":"windows","os.version":"10.0.17763.1","os.features":["win32k"]}"#,
+        )
+        .unwrap();
+        assert_eq!(q.os_version.as_deref(), Some("10.0.17763.1"));
+        assert_eq!(q.os_features, vec!["win32k"]);
+        let text = serde_json::to_string(&q).unwrap();
+        assert!(text.contains("\"os.version\""), "{text}");
+    }
+}

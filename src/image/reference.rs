@@ -1,0 +1,193 @@
+//! Image references as `dist pull` and `dist resolve` take them: a registry reference
+//! (`host/name:tag`, `host/name@digest`) or an OCI layout reference
+//! (`oci:<path>[:tag|@digest]`).
+//!
+//! A layout path may itself contain `:` and `@`, so the split follows one rule: an `@`
+//! after the last `/` starts the digest, and then a `:` after the last `/` starts the tag.
+//! A directory whose own name has a colon is therefore written with its tag
+//! (`oci:./my:dir:latest`) or with a trailing slash (`oci:./my:dir/`).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::reference::{Locator, Object, Reference};
+
+/// The tag a reference with neither tag nor digest means.
+pub const DEFAULT_TAG: &str = "latest";
+
+/// A named image: where it lives, and which one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef {
+    /// The remote holding it.
+    pub locator: Locator,
+    /// The tag: as written, or [`DEFAULT_TAG`] when neither tag nor digest was written.
+    pub tag: Option<String>,
+    /// The digest, if one was written; it wins over the tag when resolving.
+    pub digest: Option<Digest>,
+}
+
+impl ImageRef {
+    /// What to resolve: the digest when there is one, else the tag.
+    pub fn object(&self) -> Object {
+        match (&self.digest, &self.tag) {
+            (Some(d), _) => Object::Digest(d.clone()),
+            (None, Some(t)) => Object::Tag(t.clone()),
+            (None, None) => Object::Tag(DEFAULT_TAG.into()),
+        }
+    }
+
+    /// The name to record in a layout's `index.json`: the tag, if any.
+    pub fn ref_name(&self) -> Option<&str> {
+        self.tag.as_deref()
+    }
+}
+
+impl FromStr for ImageRef {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<ImageRef> {
+        let (locator, tag, digest) = match s.strip_prefix("oci:") {
+            Some(rest) => {
+                let (path, tag, digest) = split_layout(rest)
+                    .map_err(|why| Error::invalid(format!("invalid reference {s:?}: {why}")))?;
+                (Locator::Layout(path), tag, digest)
+            }
+            None => {
+                let r: Reference = s.parse()?;
+                (Locator::Registry(r.repository), r.tag, r.digest)
+            }
+        };
+        let tag = match (tag, &digest) {
+            (None, None) => Some(DEFAULT_TAG.to_string()),
+            (t, _) => t,
+        };
+        Ok(ImageRef {
+            locator,
+            tag,
+            digest,
+        })
+    }
+}
+
+/// Splits `<path>[:tag][@digest]` by the rule in the module docs.
+fn split_layout(s: &str) -> std::result::Result<(PathBuf, Option<String>, Option<Digest>), String> {
+    let after_slash = |t: &str| t.rfind('/').map_or(0, |i| i + 1);
+    let (rest, digest) = match s.rfind('@') {
+        Some(at) if at >= after_slash(s) => {
+            let d = s[at + 1..].parse::<Digest>().map_err(|e| e.to_string())?;
+            (&s[..at], Some(d))
+        }
+        _ => (s, None),
+    };
+    let start = after_slash(rest);
+    let (path, tag) = match rest[start..].rfind(':') {
+        Some(i) => {
+            let tag = &rest[start + i + 1..];
+            match tag.parse::<Object>() {
+                Ok(Object::Tag(t)) => (&rest[..start + i], Some(t)),
+                _ => return Err(format!("invalid tag {tag:?}")),
+            }
+        }
+        None => (rest, None),
+    };
+    if path.is_empty() {
+        return Err("no directory".into());
+    }
+    Ok((PathBuf::from(path), tag, digest))
+}
+
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.locator)?;
+        if let Some(t) = &self.tag {
+            write!(f, ":{t}")?;
+        }
+        if let Some(d) = &self.digest {
+            write!(f, "@{d}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    fn r(s: &str) -> ImageRef {
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    fn layout(s: &str) -> (String, Option<String>, Option<String>) {
+        let i = r(s);
+        let Locator::Layout(p) = i.locator else {
+            panic!("{s} is not a layout")
+        };
+        (
+            p.display().to_string(),
+            i.tag,
+            i.digest.map(|d| d.to_string()),
+        )
+    }
+
+    #[test]
+    fn registry_references() {
+        let i = r("localhost:5000/team/app:v1");
+        assert_eq!(i.locator.to_string(), "localhost:5000/team/app");
+        assert_eq!(i.object(), Object::Tag("v1".into()));
+        assert_eq!(i.ref_name(), Some("v1"));
+        let i = r("localhost:5000/team/app");
+        assert_eq!(i.ref_name(), Some("latest"));
+        let i = r(&format!("localhost:5000/team/app@{D}"));
+        assert_eq!(i.object().to_string(), D);
+        assert_eq!(i.ref_name(), None);
+        let i = r(&format!("redis:7@{D}"));
+        assert_eq!(i.object().to_string(), D);
+        assert_eq!(i.ref_name(), Some("7"));
+        assert_eq!(i.to_string(), format!("docker.io/library/redis:7@{D}"));
+    }
+
+    #[test]
+    fn layout_references() {
+        let s = |x: &str| Some(x.to_string());
+        assert_eq!(layout("oci:./dir"), ("./dir".into(), s("latest"), None));
+        assert_eq!(layout("oci:dir:v1"), ("dir".into(), s("v1"), None));
+        assert_eq!(
+            layout("oci:/a/b:c/d:v1"),
+            ("/a/b:c/d".into(), s("v1"), None)
+        );
+        assert_eq!(
+            layout("oci:./my:dir:v2"),
+            ("./my:dir".into(), s("v2"), None)
+        );
+        assert_eq!(
+            layout("oci:./my:dir/"),
+            ("./my:dir/".into(), s("latest"), None)
+        );
+        assert_eq!(layout(&format!("oci:./x@{D}")), ("./x".into(), None, s(D)));
+        assert_eq!(
+            layout(&format!("oci:./x:t@{D}")),
+            ("./x".into(), s("t"), s(D))
+        );
+        assert_eq!(layout("oci:./a@b/c:t"), ("./a@b/c".into(), s("t"), None));
+        assert_eq!(r("oci:./x:t").to_string(), "oci:./x:t");
+    }
+
+    #[test]
+    fn bad_references() {
+        for s in [
+            "oci:",
+            "oci::v1",
+            "oci:./x:ba d",
+            "oci:./x@sha256:12",
+            "oci:./x:-t",
+            "Bad/Repo",
+        ] {
+            assert!(s.parse::<ImageRef>().is_err(), "{s:?}");
+        }
+    }
+}

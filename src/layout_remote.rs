@@ -1,0 +1,362 @@
+//! An OCI image layout directory as a [`Remote`]: the locator `oci:<path>`.
+//!
+//! A digest is read from `blobs/<algorithm>/<encoded>`; a tag is looked up in `index.json`
+//! by its `org.opencontainers.image.ref.name` annotation (the first entry with that name, as
+//! skopeo does). Content is streamed from the file through the same [`Download`] as content
+//! from a registry, so it is verified against its digest and size just the same: a layout on
+//! disk is trusted no more than a registry.
+
+use std::path::{Path, PathBuf};
+
+use bytes::BytesMut;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use serde::Deserialize;
+use tokio::io::AsyncReadExt;
+
+use crate::digest::Digest;
+use crate::error::{Error, ErrorKind, Result};
+use crate::fetch::{Download, Meta, MAX_MANIFEST_SIZE};
+use crate::hints::Hints;
+use crate::image::{self, Descriptor};
+use crate::reference::Object;
+use crate::remote::Remote;
+
+/// Bytes read from a blob file at a time.
+const CHUNK: usize = 256 << 10;
+
+/// An OCI image layout on the local filesystem, read-only.
+#[derive(Debug, Clone)]
+pub struct LayoutRemote {
+    root: PathBuf,
+}
+
+#[derive(Deserialize)]
+struct IndexFile {
+    #[serde(default)]
+    manifests: Vec<Descriptor>,
+}
+
+fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
+    let kind = if e.kind() == std::io::ErrorKind::NotFound {
+        ErrorKind::NotFound
+    } else {
+        ErrorKind::Io
+    };
+    Error::new(kind, format!("{what} {}", path.display())).with_cause(e)
+}
+
+impl LayoutRemote {
+    /// A remote reading the layout at `root`. Nothing is touched until it is used.
+    pub fn new(root: impl Into<PathBuf>) -> LayoutRemote {
+        LayoutRemote { root: root.into() }
+    }
+
+    /// The layout's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root
+            .join("blobs")
+            .join(digest.algorithm().as_str())
+            .join(digest.encoded())
+    }
+
+    /// The entries of `index.json`.
+    pub async fn entries(&self) -> Result<Vec<Descriptor>> {
+        let path = self.root.join("index.json");
+        let text = tokio::fs::read(&path)
+            .await
+            .map_err(|e| io_err("reading", &path, e))?;
+        let index: IndexFile = serde_json::from_slice(&text).map_err(|e| {
+            Error::invalid(format!("{} is not an OCI image index", path.display())).with_cause(e)
+        })?;
+        Ok(index.manifests)
+    }
+
+    /// The first `index.json` entry named `tag`.
+    async fn find_tag(&self, tag: &str) -> Result<Descriptor> {
+        let entries = self.entries().await?;
+        entries
+            .into_iter()
+            .find(|d| d.ref_name() == Some(tag))
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NotFound,
+                    format!(
+                        "no entry named {tag:?} in {}",
+                        self.root.join("index.json").display()
+                    ),
+                )
+            })
+    }
+
+    /// Opens a blob for a verified read. `size` is what the caller expects; `limit` caps
+    /// manifests.
+    async fn open(
+        &self,
+        object: &Object,
+        digest: &Digest,
+        size: Option<u64>,
+        media_type: Option<String>,
+        limit: Option<u64>,
+    ) -> Result<Download> {
+        let path = self.blob_path(digest);
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| io_err("opening", &path, e))?;
+        let len = file
+            .metadata()
+            .await
+            .map_err(|e| io_err("reading", &path, e))?
+            .len();
+        let url = path.display().to_string();
+        if let Some(expected) = size.filter(|&s| s != len) {
+            return Err(Error::new(
+                ErrorKind::SizeMismatch,
+                format!("blob has {len} bytes, expected {expected}"),
+            )
+            .with_url(url));
+        }
+        if let Some(limit) = limit.filter(|&l| len > l) {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!("manifest of {len} bytes exceeds the {limit}-byte limit"),
+            )
+            .with_url(url));
+        }
+        let body = futures::stream::try_unfold((file, path), |(mut file, path)| async move {
+            let mut buf = BytesMut::with_capacity(CHUNK);
+            let n = file
+                .read_buf(&mut buf)
+                .await
+                .map_err(|e| io_err("reading", &path, e))?;
+            Ok((n > 0).then(|| (buf.freeze(), (file, path))))
+        })
+        .boxed();
+        let meta = Meta {
+            object: object.clone(),
+            expected: Some(digest.clone()),
+            // The file's own length: a blob that changes while it is read fails.
+            size: Some(len),
+            media_type,
+            url,
+            limit,
+        };
+        Ok(Download::new(meta, body))
+    }
+}
+
+impl Remote for LayoutRemote {
+    fn fetch<'a>(
+        &'a self,
+        object: &'a Object,
+        hints: &'a Hints,
+    ) -> BoxFuture<'a, Result<Download>> {
+        async move {
+            let hinted = hints.media_type().map(str::to_string);
+            match object {
+                Object::Tag(tag) => {
+                    let d = self.find_tag(tag).await?;
+                    if let Some(h) = hints.size.filter(|&h| h != d.size) {
+                        return Err(Error::new(
+                            ErrorKind::SizeMismatch,
+                            format!("index.json says {} bytes, expected {h}", d.size),
+                        ));
+                    }
+                    let media_type = hinted.or(Some(d.media_type));
+                    self.open(
+                        object,
+                        &d.digest,
+                        Some(d.size),
+                        media_type,
+                        Some(MAX_MANIFEST_SIZE),
+                    )
+                    .await
+                }
+                Object::Digest(digest) => {
+                    let limit = hints.wants_manifest().then_some(MAX_MANIFEST_SIZE);
+                    self.open(object, digest, hints.size, hinted, limit).await
+                }
+            }
+            .map_err(|e| e.with_object(object))
+        }
+        .boxed()
+    }
+
+    fn check<'a>(&'a self) -> BoxFuture<'a, Result<()>> {
+        async move {
+            let marker = self.root.join("oci-layout");
+            let meta = tokio::fs::metadata(&marker).await.map_err(|e| {
+                Error::new(
+                    ErrorKind::NotFound,
+                    format!("{} is not an OCI image layout", self.root.display()),
+                )
+                .with_cause(e)
+            })?;
+            if !meta.is_file() {
+                return Err(Error::invalid(format!(
+                    "{} is not a file",
+                    marker.display()
+                )));
+            }
+            self.entries().await.map(drop)
+        }
+        .boxed()
+    }
+
+    fn describe(&self) -> String {
+        format!("oci:{}", self.root.display())
+    }
+
+    fn resolve<'a>(&'a self, object: &'a Object) -> BoxFuture<'a, Result<Descriptor>> {
+        async move {
+            match object {
+                Object::Tag(tag) => self.find_tag(tag).await.map(|d| d.bare()),
+                Object::Digest(digest) => {
+                    // index.json knows the media type of its entries; anything else is
+                    // read (it is small, being a manifest) and its type taken from it.
+                    let listed = self
+                        .entries()
+                        .await?
+                        .into_iter()
+                        .find(|d| d.digest == *digest);
+                    match listed {
+                        Some(d) => Ok(d.bare()),
+                        None => image::resolve_by_fetch(self, object).await,
+                    }
+                }
+            }
+            .map_err(|e| e.with_object(object))
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::Algorithm;
+    use crate::media;
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        manifest: Vec<u8>,
+        blob: Vec<u8>,
+    }
+
+    fn put(root: &Path, data: &[u8]) -> Digest {
+        let d = Digest::of(Algorithm::Sha256, data);
+        let dir = root.join("blobs/sha256");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(d.encoded()), data).unwrap();
+        d
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let blob = b"layer bytes".to_vec();
+        let b = put(dir.path(), &blob);
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"c/d","digest":"{b}","size":{}}},"layers":[]}}"#,
+            media::OCI_MANIFEST,
+            blob.len()
+        )
+        .into_bytes();
+        let m = put(dir.path(), &manifest);
+        std::fs::write(
+            dir.path().join("oci-layout"),
+            r#"{"imageLayoutVersion":"1.0.0"}"#,
+        )
+        .unwrap();
+        let index = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{}","digest":"{m}","size":{},"annotations":{{"{}":"v1"}}}}]}}"#,
+            media::OCI_MANIFEST,
+            manifest.len(),
+            image::REF_NAME
+        );
+        std::fs::write(dir.path().join("index.json"), index).unwrap();
+        Fixture {
+            dir,
+            manifest,
+            blob,
+        }
+    }
+
+    async fn read(d: &mut Download) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Some(c) = d.chunk().await? {
+            out.extend_from_slice(&c);
+        }
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn fetches_by_tag_and_digest_and_resolves() {
+        let f = fixture();
+        let remote = LayoutRemote::new(f.dir.path());
+        remote.check().await.unwrap();
+        let tag = Object::Tag("v1".into());
+        let mut d = remote.fetch(&tag, &Hints::default()).await.unwrap();
+        assert_eq!(read(&mut d).await.unwrap(), f.manifest);
+        assert_eq!(d.meta().media_type.as_deref(), Some(media::OCI_MANIFEST));
+        let blob = Object::Digest(Digest::of(Algorithm::Sha256, &f.blob));
+        let mut d = remote.fetch(&blob, &Hints::default()).await.unwrap();
+        assert_eq!(read(&mut d).await.unwrap(), f.blob);
+        let desc = remote.resolve(&tag).await.unwrap();
+        assert_eq!(desc.digest, Digest::of(Algorithm::Sha256, &f.manifest));
+        assert_eq!(
+            desc.ref_name(),
+            None,
+            "resolve describes content, not names"
+        );
+        let by_digest = remote
+            .resolve(&Object::Digest(desc.digest.clone()))
+            .await
+            .unwrap();
+        assert_eq!(by_digest, desc);
+        assert!(
+            remote.resolve(&blob).await.is_err(),
+            "a layer is no manifest"
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_and_corrupt_content_fail() {
+        let f = fixture();
+        let remote = LayoutRemote::new(f.dir.path());
+        let e = remote
+            .fetch(&Object::Tag("nope".into()), &Hints::default())
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        let absent = Object::Digest(Digest::of(Algorithm::Sha256, b"absent"));
+        let e = remote.fetch(&absent, &Hints::default()).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        let d = Digest::of(Algorithm::Sha256, &f.blob);
+        std::fs::write(remote.blob_path(&d), b"layer bytez").unwrap();
+        let mut dl = remote
+            .fetch(&Object::Digest(d), &Hints::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            read(&mut dl).await.unwrap_err().kind(),
+            ErrorKind::DigestMismatch
+        );
+        let hints = Hints {
+            size: Some(3),
+            ..Hints::default()
+        };
+        let d = Object::Digest(Digest::of(Algorithm::Sha256, &f.manifest));
+        assert_eq!(
+            remote.fetch(&d, &hints).await.unwrap_err().kind(),
+            ErrorKind::SizeMismatch
+        );
+        assert!(LayoutRemote::new(f.dir.path().join("no"))
+            .check()
+            .await
+            .is_err());
+    }
+}

@@ -1,0 +1,116 @@
+//! What a pull reports per object, and its JSON line.
+
+use serde::Serialize;
+
+use crate::image::Descriptor;
+use crate::sink;
+use crate::worker::{Outcome, Status};
+
+/// One object of a pull, reported as soon as it is settled.
+#[derive(Debug)]
+pub enum Event {
+    /// A manifest, config or layer went through the worker: fetched, already present, or
+    /// failed, exactly as the worker reports it (with `line` renumbered across the pull).
+    Object(Outcome),
+    /// A non-distributable layer (one with `urls`) that was not fetched.
+    Skipped {
+        /// Its number among the pull's objects.
+        line: u64,
+        /// The layer as its manifest lists it.
+        descriptor: Descriptor,
+    },
+}
+
+#[derive(Serialize)]
+struct SkippedLine<'a> {
+    line: u64,
+    object: String,
+    status: &'static str,
+    digest: String,
+    size: u64,
+    #[serde(rename = "mediaType")]
+    media_type: &'a str,
+    path: Option<String>,
+    error: String,
+    ms: u64,
+}
+
+impl Event {
+    /// Whether the object failed.
+    pub fn failed(&self) -> bool {
+        matches!(self, Event::Object(o) if o.status == Status::Error)
+    }
+
+    /// The report line: the worker's keys, all present. A skipped layer has status
+    /// `skipped` and says why in `error`.
+    pub fn json_line(&self) -> String {
+        match self {
+            Event::Object(o) => sink::report::json_line(o),
+            Event::Skipped { line, descriptor } => {
+                let l = SkippedLine {
+                    line: *line,
+                    object: descriptor.digest.to_string(),
+                    status: "skipped",
+                    digest: descriptor.digest.to_string(),
+                    size: descriptor.size,
+                    media_type: &descriptor.media_type,
+                    path: None,
+                    error: skip_reason(descriptor),
+                    ms: 0,
+                };
+                serde_json::to_string(&l).expect("report lines always serialise")
+            }
+        }
+    }
+}
+
+/// Why a layer was not fetched, naming where it lives instead.
+pub fn skip_reason(d: &Descriptor) -> String {
+    format!(
+        "non-distributable layer, not fetched (urls: {})",
+        d.urls.join(" ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::{Algorithm, Digest};
+
+    #[test]
+    fn skipped_line_has_every_key() {
+        let mut d = Descriptor::new(
+            "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+            Digest::of(Algorithm::Sha256, b"x"),
+            1,
+        );
+        d.urls.push("https://example.com/x".into());
+        let e = Event::Skipped {
+            line: 3,
+            descriptor: d,
+        };
+        assert!(!e.failed());
+        let v: serde_json::Value = serde_json::from_str(&e.json_line()).unwrap();
+        let mut keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "digest",
+                "error",
+                "line",
+                "mediaType",
+                "ms",
+                "object",
+                "path",
+                "size",
+                "status"
+            ]
+        );
+        assert_eq!(v["status"], "skipped");
+        assert!(v["error"]
+            .as_str()
+            .unwrap()
+            .contains("https://example.com/x"));
+    }
+}

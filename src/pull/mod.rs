@@ -1,0 +1,350 @@
+//! `dist pull`: a whole image into an OCI image layout, on top of the worker.
+//!
+//! The image is walked level by level: the top manifest; for an index, the manifests of the
+//! chosen platforms (nested indexes included); then every config and layer at once. Each
+//! level is one run of the [worker] over descriptor lines, so fetching,
+//! verification, retries, the already-present check and the report are the worker's own,
+//! and every level shares the remote's connection pool and token. A manifest is read back
+//! from the store and hashed before it is parsed, whether it was fetched now or found there.
+//!
+//! `index.json` is updated last, and only when every object is in place, so that an entry
+//! always names a complete image — apart from non-distributable layers (those with `urls`),
+//! which are reported as skipped and not fetched, as skopeo and containerd do by default.
+//!
+//! Which descriptor `index.json` gets: for one platform out of an index, that platform's
+//! manifest as the index lists it (`platform` included), because the other platforms' blobs
+//! are not there; with all platforms, or for an image that is no index, the top descriptor.
+
+pub mod event;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use futures::StreamExt;
+
+use crate::digest::Digest;
+use crate::error::{Error, ErrorKind, Result};
+use crate::fetch::MAX_MANIFEST_SIZE;
+use crate::image::{Descriptor, Manifest, Platform, REF_NAME};
+use crate::reference::Object;
+use crate::remote::Remote;
+use crate::sink::layout::LayoutStore;
+use crate::worker::{self, Destination, Status, WorkerOptions};
+
+pub use event::Event;
+
+/// Indexes nested deeper than this are refused.
+const MAX_DEPTH: usize = 8;
+
+/// Which platforms of a multi-platform image to pull.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Platforms {
+    /// The first index entry matching this platform.
+    One(Platform),
+    /// Every entry of every index.
+    All,
+}
+
+/// How to pull.
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    /// Which platforms.
+    pub platforms: Platforms,
+    /// Concurrent fetches at most.
+    pub jobs: usize,
+    /// Re-hash configs and layers already present before trusting them (manifests always are).
+    pub verify_existing: bool,
+}
+
+impl Default for PullOptions {
+    fn default() -> Self {
+        PullOptions {
+            platforms: Platforms::One(Platform::host()),
+            jobs: worker::DEFAULT_JOBS,
+            verify_existing: false,
+        }
+    }
+}
+
+/// What a pull did.
+#[derive(Debug, Clone, Default)]
+pub struct Pulled {
+    /// The entry added to `index.json`; `None` when an object failed and the index was
+    /// left alone.
+    pub entry: Option<Descriptor>,
+    /// Objects fetched and verified.
+    pub fetched: usize,
+    /// Objects already in the layout.
+    pub existing: usize,
+    /// Non-distributable layers not fetched.
+    pub skipped: usize,
+    /// Objects that failed (each was reported as an [`Event`]).
+    pub failed: usize,
+}
+
+/// Pulls the image `object` names from `remote` into `store`, reporting every object to
+/// `on_event` as it settles (an error from `on_event` stops the pull). `ref_name` is the
+/// name recorded in `index.json` (the tag). A failed object does not stop the others; it
+/// is counted in [`Pulled::failed`], and `index.json` is then not touched. Errors are what
+/// stops the pull as a whole: the reference does not resolve, a manifest is malformed, no
+/// entry matches the platform. Like the worker, it needs tokio's multi-threaded runtime.
+pub async fn pull<F>(
+    remote: Arc<dyn Remote>,
+    object: &Object,
+    ref_name: Option<&str>,
+    store: &LayoutStore,
+    opts: &PullOptions,
+    on_event: F,
+) -> Result<Pulled>
+where
+    F: FnMut(Event) -> Result<()>,
+{
+    let walk = Walk {
+        remote,
+        store,
+        opts,
+        on_event,
+        line: 0,
+        seen: HashSet::new(),
+        pulled: Pulled::default(),
+    };
+    walk.run(object, ref_name).await
+}
+
+/// An image manifest reached by the walk.
+struct Image {
+    descriptor: Descriptor,
+    config: Box<Descriptor>,
+    layers: Vec<Descriptor>,
+}
+
+struct Walk<'a, F> {
+    remote: Arc<dyn Remote>,
+    store: &'a LayoutStore,
+    opts: &'a PullOptions,
+    on_event: F,
+    /// Objects numbered so far; report lines count across levels.
+    line: u64,
+    /// Every digest queued once: shared layers and repeated entries are fetched once.
+    seen: HashSet<Digest>,
+    pulled: Pulled,
+}
+
+impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
+    async fn run(mut self, object: &Object, ref_name: Option<&str>) -> Result<Pulled> {
+        let top = self.remote.resolve(object).await?;
+        if let Object::Digest(d) = object {
+            if top.digest != *d {
+                return Err(Error::new(
+                    ErrorKind::DigestMismatch,
+                    format!("{} resolved to {}", d, top.digest),
+                ));
+            }
+        }
+        let (images, offered) = self.manifests(&top).await?;
+        if images.is_empty() && self.pulled.failed == 0 {
+            if let Platforms::One(want) = &self.opts.platforms {
+                let offered = if offered.is_empty() {
+                    "none".to_string()
+                } else {
+                    offered.join(", ")
+                };
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!(
+                        "no manifest for {want} in {}; platforms: {offered}",
+                        top.digest
+                    ),
+                )
+                .with_object(object));
+            }
+        }
+        self.blobs(&images).await?;
+        if self.pulled.failed > 0 {
+            return Ok(self.pulled);
+        }
+        let mut entry = match (&self.opts.platforms, images.first()) {
+            (Platforms::One(_), Some(image)) => image.descriptor.clone(),
+            _ => top,
+        };
+        entry.annotations.remove(REF_NAME);
+        if let Some(name) = ref_name {
+            entry.annotations.insert(REF_NAME.into(), name.into());
+        }
+        tokio::task::block_in_place(|| self.store.add_to_index(&entry))?;
+        self.pulled.entry = Some(entry);
+        Ok(self.pulled)
+    }
+
+    /// Fetches and parses manifests from `top` down; returns the image manifests chosen and
+    /// the platforms the indexes offered (for the message when none matches).
+    async fn manifests(&mut self, top: &Descriptor) -> Result<(Vec<Image>, Vec<String>)> {
+        let mut images = Vec::new();
+        let mut offered = Vec::new();
+        let mut level = vec![top.clone()];
+        let mut depth = 0;
+        loop {
+            level.retain(|d| self.seen.insert(d.digest.clone()));
+            if level.is_empty() {
+                break;
+            }
+            depth += 1;
+            if depth > MAX_DEPTH {
+                return Err(Error::new(
+                    ErrorKind::Protocol,
+                    format!("indexes nested more than {MAX_DEPTH} deep"),
+                ));
+            }
+            // Manifests are small: re-hashing one already present costs little, and a
+            // damaged copy is fetched again instead of being parsed.
+            let stored = self.level(&level, true).await?;
+            let mut next = Vec::new();
+            for (desc, ok) in level.iter().zip(stored) {
+                if !ok {
+                    continue;
+                }
+                let bytes = read_manifest(self.store, desc).await?;
+                let parsed = Manifest::parse(Some(&desc.media_type), &bytes)
+                    .map_err(|e| e.with_object(&desc.digest))?;
+                match parsed {
+                    Manifest::Index(children) => {
+                        next.extend(choose(&self.opts.platforms, children, &mut offered))
+                    }
+                    Manifest::Image { config, layers } => images.push(Image {
+                        descriptor: desc.clone(),
+                        config,
+                        layers,
+                    }),
+                }
+            }
+            if matches!(self.opts.platforms, Platforms::One(_)) && !images.is_empty() {
+                images.truncate(1);
+                break;
+            }
+            level = next;
+        }
+        Ok((images, offered))
+    }
+
+    /// Fetches every config and layer of `images`, skipping non-distributable layers.
+    async fn blobs(&mut self, images: &[Image]) -> Result<()> {
+        let mut todo = Vec::new();
+        for image in images {
+            for blob in std::iter::once(&*image.config).chain(&image.layers) {
+                if !self.seen.insert(blob.digest.clone()) {
+                    continue;
+                }
+                if blob.urls.is_empty() {
+                    todo.push(blob.clone());
+                    continue;
+                }
+                self.line += 1;
+                self.pulled.skipped += 1;
+                (self.on_event)(Event::Skipped {
+                    line: self.line,
+                    descriptor: blob.clone(),
+                })?;
+            }
+        }
+        self.level(&todo, self.opts.verify_existing).await.map(drop)
+    }
+
+    /// One worker run over `descs`; returns which of them are now in the store.
+    async fn level(&mut self, descs: &[Descriptor], verify_existing: bool) -> Result<Vec<bool>> {
+        let mut stored = vec![false; descs.len()];
+        if descs.is_empty() {
+            return Ok(stored);
+        }
+        let input: String = descs.iter().map(|d| d.worker_line() + "\n").collect();
+        let opts = WorkerOptions {
+            jobs: self.opts.jobs,
+            ordered: false,
+            destination: Destination::Store {
+                store: self.store.clone(),
+                verify_existing,
+            },
+            ..WorkerOptions::default()
+        };
+        let input = std::io::Cursor::new(input.into_bytes());
+        let mut outcomes = worker::run(self.remote.clone(), input, opts);
+        let base = self.line;
+        self.line += descs.len() as u64;
+        while let Some(mut outcome) = outcomes.next().await {
+            match outcome.status {
+                Status::Ok => self.pulled.fetched += 1,
+                Status::Exists => self.pulled.existing += 1,
+                Status::Error => self.pulled.failed += 1,
+            }
+            let slot = (outcome.line as usize)
+                .checked_sub(1)
+                .and_then(|i| stored.get_mut(i));
+            if let Some(slot) = slot {
+                *slot = outcome.status != Status::Error;
+            }
+            outcome.line += base;
+            (self.on_event)(Event::Object(outcome))?;
+        }
+        Ok(stored)
+    }
+}
+
+/// The entries of an index to descend into: all of them, or the first image manifest for
+/// the platform, else the nested indexes that may hold one. The platforms seen are added
+/// to `offered`.
+fn choose(
+    platforms: &Platforms,
+    children: Vec<Descriptor>,
+    offered: &mut Vec<String>,
+) -> Vec<Descriptor> {
+    let want = match platforms {
+        Platforms::All => return children,
+        Platforms::One(p) => p,
+    };
+    offered.extend(
+        children
+            .iter()
+            .filter(|c| !c.is_index())
+            .filter_map(|c| c.platform.as_ref().map(ToString::to_string)),
+    );
+    let hit = children
+        .iter()
+        .find(|c| !c.is_index() && c.platform.as_ref().is_some_and(|p| want.matches(p)));
+    if let Some(hit) = hit {
+        return vec![hit.clone()];
+    }
+    children
+        .into_iter()
+        .filter(|c| c.is_index() && c.platform.as_ref().is_none_or(|p| want.matches(p)))
+        .collect()
+}
+
+/// A manifest's bytes from the store, checked against its digest.
+async fn read_manifest(store: &LayoutStore, desc: &Descriptor) -> Result<Vec<u8>> {
+    let path = store.blob_path(&desc.digest);
+    let io = |e: std::io::Error| {
+        Error::new(ErrorKind::Io, format!("reading {}", path.display()))
+            .with_cause(e)
+            .with_object(&desc.digest)
+    };
+    let len = tokio::fs::metadata(&path).await.map_err(io)?.len();
+    if len > MAX_MANIFEST_SIZE {
+        return Err(Error::new(
+            ErrorKind::TooLarge,
+            format!("manifest of {len} bytes exceeds the {MAX_MANIFEST_SIZE}-byte limit"),
+        )
+        .with_object(&desc.digest));
+    }
+    let bytes = tokio::fs::read(&path).await.map_err(io)?;
+    let actual = Digest::of(desc.digest.algorithm(), &bytes);
+    if actual != desc.digest {
+        return Err(Error::new(
+            ErrorKind::DigestMismatch,
+            format!("{} holds {actual}", path.display()),
+        )
+        .with_object(&desc.digest));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,200 @@
+//! The walk, end to end between two layouts on disk (no network): the source is a
+//! [`LayoutRemote`], the destination a [`LayoutStore`].
+
+use std::path::Path;
+
+use super::*;
+use crate::digest::Algorithm;
+use crate::layout_remote::LayoutRemote;
+use crate::media;
+
+const LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+const FOREIGN: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar";
+
+fn put(root: &Path, media_type: &str, data: &[u8]) -> Descriptor {
+    let d = Digest::of(Algorithm::Sha256, data);
+    let dir = root.join("blobs/sha256");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(d.encoded()), data).unwrap();
+    Descriptor::new(media_type, d, data.len() as u64)
+}
+
+fn image(root: &Path, arch: &str, extra_layer: Option<Descriptor>) -> Descriptor {
+    let config = put(
+        root,
+        "application/vnd.oci.image.config.v1+json",
+        format!(r#"{{"architecture":"{arch}","os":"linux"}}"#).as_bytes(),
+    );
+    let mut layers = vec![
+        put(root, LAYER, format!("{arch} one").as_bytes()),
+        put(root, LAYER, b"shared"),
+    ];
+    layers.extend(extra_layer);
+    let m = serde_json::json!({
+        "schemaVersion": 2, "mediaType": media::OCI_MANIFEST, "config": config, "layers": layers,
+    });
+    let mut d = put(root, media::OCI_MANIFEST, m.to_string().as_bytes());
+    d.platform = Some(Platform::new("linux", arch, None));
+    d
+}
+
+/// A source layout with an index of amd64 and arm64 tagged `v1`; returns the index.
+fn source(root: &Path, foreign: bool) -> Descriptor {
+    let extra = foreign.then(|| {
+        let mut d = Descriptor::new(FOREIGN, Digest::of(Algorithm::Sha256, b"far"), 3);
+        d.urls.push("https://example.com/far".into());
+        d
+    });
+    let manifests = vec![image(root, "amd64", extra), image(root, "arm64", None)];
+    let index = serde_json::json!({
+        "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": manifests,
+    });
+    let mut top = put(root, media::OCI_INDEX, index.to_string().as_bytes());
+    let store = LayoutStore::open(root).unwrap();
+    top.annotations.insert(REF_NAME.into(), "v1".into());
+    store.add_to_index(&top).unwrap();
+    top.bare()
+}
+
+async fn run(src: &Path, dst: &Path, platforms: Platforms) -> (Result<Pulled>, Vec<String>) {
+    let store = LayoutStore::open(dst).unwrap();
+    let opts = PullOptions {
+        platforms,
+        jobs: 4,
+        verify_existing: false,
+    };
+    let mut lines = Vec::new();
+    let remote: Arc<dyn Remote> = Arc::new(LayoutRemote::new(src));
+    let r = pull(
+        remote,
+        &Object::Tag("v1".into()),
+        Some("v1"),
+        &store,
+        &opts,
+        |e| {
+            lines.push(e.json_line());
+            Ok(())
+        },
+    )
+    .await;
+    (r, lines)
+}
+
+fn statuses(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["status"].to_string())
+        .collect()
+}
+
+fn arm64() -> Platforms {
+    Platforms::One(Platform::new("linux", "arm64", None))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_platform_then_again_fetches_nothing() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    source(src.path(), false);
+    let (r, lines) = run(src.path(), dst.path(), arm64()).await;
+    let pulled = r.unwrap();
+    // index, arm64 manifest, config, two layers
+    assert_eq!((pulled.fetched, pulled.failed, lines.len()), (5, 0, 5));
+    let entry = pulled.entry.unwrap();
+    assert_eq!(entry.media_type, media::OCI_MANIFEST);
+    assert_eq!(entry.platform.as_ref().unwrap().architecture, "arm64");
+    assert_eq!(entry.ref_name(), Some("v1"));
+    let lines_numbers: HashSet<u64> = lines
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["line"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(lines_numbers, (1..=5).collect());
+
+    let (r, lines) = run(src.path(), dst.path(), arm64()).await;
+    let again = r.unwrap();
+    assert_eq!((again.fetched, again.existing), (0, 5));
+    assert!(statuses(&lines).iter().all(|s| s == "\"exists\""));
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dst.path().join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_platforms_records_the_index_and_skips_foreign_layers() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let top = source(src.path(), true);
+    let (r, lines) = run(src.path(), dst.path(), Platforms::All).await;
+    let pulled = r.unwrap();
+    // index, 2 manifests, 2 configs, 3 distinct layers; one foreign layer skipped
+    assert_eq!((pulled.fetched, pulled.skipped), (8, 1));
+    assert_eq!(lines.len(), 9);
+    assert_eq!(
+        statuses(&lines)
+            .iter()
+            .filter(|s| *s == "\"skipped\"")
+            .count(),
+        1
+    );
+    let entry = pulled.entry.unwrap();
+    assert_eq!((&entry.digest, entry.ref_name()), (&top.digest, Some("v1")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_leave_index_json_alone_and_no_match_is_an_error() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    source(src.path(), false);
+    let shared = Digest::of(Algorithm::Sha256, b"shared");
+    std::fs::remove_file(src.path().join("blobs/sha256").join(shared.encoded())).unwrap();
+    let (r, lines) = run(src.path(), dst.path(), arm64()).await;
+    let pulled = r.unwrap();
+    assert_eq!(pulled.failed, 1);
+    assert!(pulled.entry.is_none());
+    assert_eq!(
+        statuses(&lines)
+            .iter()
+            .filter(|s| *s == "\"error\"")
+            .count(),
+        1
+    );
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dst.path().join("index.json")).unwrap()).unwrap();
+    assert!(index["manifests"].as_array().unwrap().is_empty());
+
+    let s390x = Platforms::One(Platform::new("linux", "s390x", None));
+    let e = run(src.path(), dst.path(), s390x).await.0.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert!(e.to_string().contains("linux/amd64, linux/arm64"), "{e}");
+}
+
+#[test]
+fn choose_prefers_a_matching_manifest_then_nested_indexes() {
+    let d = |t: &str, arch: Option<&str>, data: &[u8]| {
+        let mut d = Descriptor::new(t, Digest::of(Algorithm::Sha256, data), 1);
+        d.platform = arch.map(|a| Platform::new("linux", a, None));
+        d
+    };
+    let children = vec![
+        d(media::OCI_MANIFEST, Some("amd64"), b"1"),
+        d(media::OCI_INDEX, None, b"2"),
+        d(media::OCI_INDEX, Some("s390x"), b"3"),
+        d(media::OCI_MANIFEST, Some("arm64"), b"4"),
+    ];
+    let mut offered = Vec::new();
+    let got = choose(&arm64(), children.clone(), &mut offered);
+    assert_eq!(got, vec![children[3].clone()]);
+    assert_eq!(offered, ["linux/amd64", "linux/arm64"]);
+    let riscv = Platforms::One(Platform::new("linux", "riscv64", None));
+    let got = choose(&riscv, children.clone(), &mut offered);
+    assert_eq!(
+        got,
+        vec![children[1].clone()],
+        "only the unlabelled nested index"
+    );
+    assert_eq!(
+        choose(&Platforms::All, children.clone(), &mut offered),
+        children
+    );
+}

@@ -1,0 +1,249 @@
+//! `index.json` of an OCI image layout: adding entries, safely against concurrent writers.
+//!
+//! The file is rewritten whole (temporary file, fsync, rename) under a lock file,
+//! `.dist-index.lock`, created exclusively (`O_EXCL`): two runs adding images to one layout
+//! at once each see the other's entries. The lock holds its owner's PID, so a lock left by
+//! a killed process is recognised and taken over. (`std::fs::File::lock` would do, but it
+//! needs Rust 1.89 and the crate supports 1.85.)
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::layout::TMP_PREFIX;
+use crate::error::{Error, ErrorKind, Result};
+use crate::image::{Descriptor, REF_NAME};
+
+const INDEX_LOCK: &str = ".dist-index.lock";
+/// How long to wait for another process to finish its `index.json` update.
+const INDEX_LOCK_WAIT: Duration = Duration::from_secs(60);
+/// A lock file still empty after this long belongs to a process that died while creating it.
+const EMPTY_LOCK_AGE: Duration = Duration::from_secs(10);
+
+fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::new(ErrorKind::Io, format!("{what} {}", path.display())).with_cause(e)
+}
+
+/// Adds `entry` to `root/index.json`, atomically and under the layout's lock. An entry
+/// named by [`REF_NAME`] replaces every entry of that name (a tag names one image); an
+/// unnamed entry is added unless an unnamed entry for the same digest is already there.
+/// Fields of `index.json` other than `manifests` are kept. Blocks.
+pub fn add_entry(root: &Path, entry: &Descriptor) -> Result<()> {
+    let _lock = IndexLock::acquire(root)?;
+    let path = root.join("index.json");
+    let mut index: serde_json::Value = match std::fs::read(&path) {
+        Ok(text) => serde_json::from_slice(&text).map_err(|e| {
+            Error::invalid(format!("{} is not valid JSON", path.display())).with_cause(e)
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": crate::media::OCI_INDEX,
+            "manifests": [],
+        }),
+        Err(e) => return Err(io_err("reading", &path, e)),
+    };
+    merge_entry(&mut index, entry)
+        .map_err(|why| Error::invalid(format!("{}: {why}", path.display())))?;
+    let text = serde_json::to_vec(&index).expect("JSON values serialise");
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!("{TMP_PREFIX}{}-", std::process::id()))
+        .tempfile_in(root)
+        .map_err(|e| io_err("creating a temporary file in", root, e))?;
+    tmp.write_all(&text)
+        .and_then(|_| tmp.as_file().sync_all())
+        .map_err(|e| io_err("writing", tmp.path(), e))?;
+    tmp.persist(&path)
+        .map_err(|e| io_err("writing", &path, e.error))?;
+    Ok(())
+}
+
+/// Puts `entry` into the `manifests` of an `index.json` value; see
+/// [`add_entry`] for the rules.
+fn merge_entry(
+    index: &mut serde_json::Value,
+    entry: &Descriptor,
+) -> std::result::Result<(), String> {
+    let obj = index
+        .as_object_mut()
+        .ok_or("the index is not a JSON object")?;
+    let manifests = obj
+        .entry("manifests")
+        .or_insert_with(|| serde_json::Value::Array(Vec::new()))
+        .as_array_mut()
+        .ok_or("\"manifests\" is not an array")?;
+    let name_of = |v: &serde_json::Value| {
+        v.pointer("/annotations")
+            .and_then(|a| a.get(REF_NAME))
+            .and_then(|n| n.as_str())
+            .map(str::to_string)
+    };
+    let digest = entry.digest.to_string();
+    match entry.ref_name() {
+        Some(name) => manifests.retain(|m| name_of(m).as_deref() != Some(name)),
+        None => {
+            let present = manifests.iter().any(|m| {
+                name_of(m).is_none() && m.get("digest").and_then(|d| d.as_str()) == Some(&digest)
+            });
+            if present {
+                return Ok(());
+            }
+        }
+    }
+    manifests.push(serde_json::to_value(entry).expect("descriptors serialise"));
+    Ok(())
+}
+
+/// Exclusive use of a layout's `index.json`, released on drop. The lock file holds the
+/// owner's PID so that a lock left by a killed process can be recognised and taken over.
+struct IndexLock(PathBuf);
+
+impl IndexLock {
+    fn acquire(root: &Path) -> Result<IndexLock> {
+        let path = root.join(INDEX_LOCK);
+        let deadline = Instant::now() + INDEX_LOCK_WAIT;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let created = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path);
+            match created {
+                Ok(mut f) => {
+                    let lock = IndexLock(path);
+                    f.write_all(std::process::id().to_string().as_bytes())
+                        .map_err(|e| io_err("writing", &lock.0, e))?;
+                    return Ok(lock);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if lock_is_stale(&path) {
+                        tracing::warn!(path = %path.display(), "removing the lock of a process that is gone");
+                        let _ = std::fs::remove_file(&path);
+                        continue;
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(Error::new(
+                            ErrorKind::Io,
+                            format!(
+                                "{} is still locked after {}s; remove it if no dist is running",
+                                path.display(),
+                                INDEX_LOCK_WAIT.as_secs()
+                            ),
+                        ));
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                Err(e) => return Err(io_err("creating", &path, e)),
+            }
+        }
+    }
+}
+
+impl Drop for IndexLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Whether the lock's owner is gone. Without `/proc` nothing can be told, and a lock is
+/// never taken from a process that may still run.
+fn lock_is_stale(path: &Path) -> bool {
+    if !Path::new("/proc/self").exists() {
+        return false;
+    }
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    match text.trim().parse::<u32>() {
+        Ok(pid) => !Path::new(&format!("/proc/{pid}")).exists(),
+        Err(_) => std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > EMPTY_LOCK_AGE),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::{Algorithm, Digest};
+
+    fn entry(data: &[u8], name: Option<&str>) -> Descriptor {
+        let mut d = Descriptor::new(
+            crate::media::OCI_MANIFEST,
+            Digest::of(Algorithm::Sha256, data),
+            data.len() as u64,
+        );
+        if let Some(n) = name {
+            d.annotations.insert(REF_NAME.into(), n.into());
+        }
+        d
+    }
+
+    fn names(root: &Path) -> Vec<(Option<String>, String)> {
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(root.join("index.json")).unwrap()).unwrap();
+        v["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["annotations"][REF_NAME].as_str().map(str::to_string),
+                    m["digest"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn index_entries_are_added_and_replaced_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::sink::layout::LayoutStore::open(dir.path()).unwrap();
+        store.add_to_index(&entry(b"a", Some("v1"))).unwrap();
+        add_entry(dir.path(), &entry(b"b", Some("v2"))).unwrap();
+        add_entry(dir.path(), &entry(b"c", Some("v1"))).unwrap();
+        add_entry(dir.path(), &entry(b"d", None)).unwrap();
+        add_entry(dir.path(), &entry(b"d", None)).unwrap();
+        let d = |x: &[u8]| Digest::of(Algorithm::Sha256, x).to_string();
+        assert_eq!(
+            names(dir.path()),
+            vec![
+                (Some("v2".into()), d(b"b")),
+                (Some("v1".into()), d(b"c")),
+                (None, d(b"d")),
+            ]
+        );
+        assert!(!dir.path().join(INDEX_LOCK).exists());
+        let mut bad = serde_json::json!({"manifests": 3});
+        assert!(merge_entry(&mut bad, &entry(b"a", None)).is_err());
+        std::fs::write(dir.path().join("index.json"), b"{").unwrap();
+        assert!(add_entry(dir.path(), &entry(b"e", None)).is_err());
+    }
+
+    #[test]
+    fn concurrent_updates_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let root = dir.path();
+                s.spawn(move || {
+                    for i in 0..10 {
+                        let name = format!("t{t}-{i}");
+                        add_entry(root, &entry(name.as_bytes(), Some(&name))).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(names(dir.path()).len(), 80);
+    }
+
+    #[test]
+    fn a_dead_process_lock_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(INDEX_LOCK), "2147483647").unwrap();
+        add_entry(dir.path(), &entry(b"a", Some("v1"))).unwrap();
+        assert_eq!(names(dir.path()).len(), 1);
+    }
+}

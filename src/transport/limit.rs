@@ -1,0 +1,137 @@
+//! A hard cap on connections per host.
+//!
+//! The pool reuses idle connections, but while every connection is busy a new request
+//! opens another one, and a pool under load can briefly hold more than the worker's job
+//! count. Registries (and the people who run them) count connections, so the cap is
+//! enforced where connections are made: a connection holds a permit of its host's
+//! semaphore for as long as it exists, and a new one waits for a permit.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use http::Uri;
+use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Wraps a connector so that at most `limit` connections per host and port exist at once.
+#[derive(Clone)]
+pub struct LimitedConnector<C> {
+    inner: C,
+    limit: usize,
+    hosts: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+}
+
+impl<C> LimitedConnector<C> {
+    /// Caps `inner` at `limit` connections per host (at least one).
+    pub fn new(inner: C, limit: usize) -> Self {
+        LimitedConnector {
+            inner,
+            limit: limit.max(1),
+            hosts: Arc::default(),
+        }
+    }
+
+    fn semaphore(&self, uri: &Uri) -> Arc<Semaphore> {
+        let key = format!(
+            "{}://{}:{}",
+            uri.scheme_str().unwrap_or(""),
+            uri.host().unwrap_or(""),
+            uri.port_u16().unwrap_or(0)
+        );
+        let mut hosts = self.hosts.lock().expect("connection limits poisoned");
+        hosts
+            .entry(key)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.limit)))
+            .clone()
+    }
+}
+
+impl<C> tower_service::Service<Uri> for LimitedConnector<C>
+where
+    C: tower_service::Service<Uri> + Clone + Send + 'static,
+    C::Response: Send,
+    C::Future: Send,
+    C::Error: Into<BoxError>,
+{
+    type Response = Limited<C::Response>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let semaphore = self.semaphore(&uri);
+        // The ready service is the one `poll_ready` was called on; keep a fresh clone
+        // for the next call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let permit = semaphore.acquire_owned().await?;
+            let io = inner.call(uri).await.map_err(Into::into)?;
+            Ok(Limited {
+                io,
+                _permit: permit,
+            })
+        })
+    }
+}
+
+/// A connection that gives its host's permit back when it is dropped.
+pub struct Limited<T> {
+    io: T,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl<T: Connection> Connection for Limited<T> {
+    fn connected(&self) -> Connected {
+        self.io.connected()
+    }
+}
+
+impl<T: Read + Unpin> Read for Limited<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<T: Write + Unpin> Write for Limited<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+}

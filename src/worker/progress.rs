@@ -1,0 +1,83 @@
+//! Counters a progress display reads while the worker runs. The worker only adds to them
+//! (relaxed atomics, no locks on the hot path); rendering is the caller's business.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Live totals of one worker run.
+#[derive(Debug, Default)]
+pub struct Progress {
+    lines: AtomicU64,
+    input_done: AtomicBool,
+    started: AtomicU64,
+    finished: AtomicU64,
+    failed: AtomicU64,
+    bytes: AtomicU64,
+    expected_bytes: AtomicU64,
+}
+
+/// A consistent-enough copy of the counters for one frame of a display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Snapshot {
+    /// Objects read from the input so far (skipped duplicates excluded).
+    pub objects: u64,
+    /// Whether the input has ended, so that `objects` is the total.
+    pub input_done: bool,
+    /// Objects whose fetch has started.
+    pub started: u64,
+    /// Objects finished, successfully or not.
+    pub finished: u64,
+    /// Objects that failed.
+    pub failed: u64,
+    /// Bytes received so far.
+    pub bytes: u64,
+    /// Sum of the sizes known in advance (from descriptors) of the objects read.
+    pub expected_bytes: u64,
+}
+
+impl Snapshot {
+    /// Objects being fetched right now.
+    pub fn in_flight(&self) -> u64 {
+        self.started.saturating_sub(self.finished)
+    }
+}
+
+impl Progress {
+    pub(crate) fn object_read(&self, size: Option<u64>) {
+        self.lines.fetch_add(1, Ordering::Relaxed);
+        if let Some(s) = size {
+            self.expected_bytes.fetch_add(s, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn input_ended(&self) {
+        self.input_done.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn started(&self) {
+        self.started.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn received(&self, n: u64) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn finished(&self, ok: bool) {
+        self.finished.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The current totals.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            objects: self.lines.load(Ordering::Relaxed),
+            input_done: self.input_done.load(Ordering::Relaxed),
+            started: self.started.load(Ordering::Relaxed),
+            finished: self.finished.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            expected_bytes: self.expected_bytes.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! OCI image layouts as remotes (`oci:<path>`): `dist fetch`, `dist resolve` and `dist pull`
+//! reading layouts written by hand, with the same verification as a registry.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use support::cli::{bytes, parse_frames, sha256, Dist};
+
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// A layout written by hand.
+struct Layout {
+    root: PathBuf,
+    entries: Vec<Value>,
+}
+
+impl Layout {
+    fn new(root: PathBuf) -> Layout {
+        std::fs::create_dir_all(root.join("blobs/sha256")).unwrap();
+        std::fs::write(root.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        let l = Layout {
+            root,
+            entries: Vec::new(),
+        };
+        l.write_index();
+        l
+    }
+
+    fn path(&self, digest: &str) -> PathBuf {
+        self.root
+            .join("blobs/sha256")
+            .join(&digest["sha256:".len()..])
+    }
+
+    fn blob(&self, media_type: &str, data: &[u8]) -> Value {
+        let d = sha256(data);
+        std::fs::write(self.path(&d), data).unwrap();
+        json!({"mediaType": media_type, "digest": d, "size": data.len()})
+    }
+
+    /// A manifest of `media_type` with a config and two layers; returns its descriptor.
+    fn image(&self, media_type: &str, seed: u64) -> Value {
+        let config = self.blob(
+            "application/vnd.oci.image.config.v1+json",
+            json!({"architecture": "amd64", "os": "linux", "seed": seed})
+                .to_string()
+                .as_bytes(),
+        );
+        let layers: Vec<Value> = (0..2)
+            .map(|i| {
+                self.blob(
+                    "application/vnd.oci.image.layer.v1.tar",
+                    &bytes(seed * 10 + i, 4000),
+                )
+            })
+            .collect();
+        let m = json!({"schemaVersion": 2, "mediaType": media_type, "config": config, "layers": layers});
+        self.blob(media_type, m.to_string().as_bytes())
+    }
+
+    fn tag(&mut self, desc: &Value, name: &str) {
+        let mut d = desc.clone();
+        d["annotations"] = json!({ REF_NAME: name });
+        self.entries.push(d);
+        self.write_index();
+    }
+
+    fn write_index(&self) {
+        let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": self.entries});
+        std::fs::write(self.root.join("index.json"), index.to_string()).unwrap();
+    }
+
+    fn loc(&self) -> String {
+        format!("oci:{}", self.root.display())
+    }
+}
+
+fn entries(dir: &Path) -> Vec<Value> {
+    let v: Value = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    v["manifests"].as_array().unwrap().clone()
+}
+
+fn lines(out: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn digest(v: &Value) -> &str {
+    v["digest"].as_str().unwrap()
+}
+
+#[test]
+fn fetch_by_digest_tag_and_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut src = Layout::new(dir.path().join("src"));
+    let m = src.image(OCI_MANIFEST, 1);
+    src.tag(&m, "v1");
+    let dist = Dist::new();
+    let manifest = std::fs::read(src.path(digest(&m))).unwrap();
+    assert_eq!(dist.ok(&["fetch", &src.loc(), "v1"]), manifest);
+    assert_eq!(dist.ok(&["fetch", &src.loc(), digest(&m)]), manifest);
+
+    let parsed: Value = serde_json::from_slice(&manifest).unwrap();
+    let blobs: Vec<&Value> = std::iter::once(&parsed["config"])
+        .chain(parsed["layers"].as_array().unwrap())
+        .collect();
+    let input: String = blobs.iter().map(|b| format!("{b}\n")).collect();
+    let framed = dist.run(&["fetch", &src.loc(), "-"], input.as_bytes());
+    assert!(framed.status.success());
+    for f in parse_frames(&framed.stdout) {
+        let (d, media_type, body) = f.result.unwrap();
+        assert_eq!(sha256(&body), d);
+        assert!(
+            media_type.starts_with("application/vnd.oci.image."),
+            "{media_type}"
+        );
+    }
+    let other = dir.path().join("other");
+    let run = dist.run(
+        &["fetch", &src.loc(), "-", "-o", other.to_str().unwrap()],
+        input.as_bytes(),
+    );
+    assert!(run.status.success());
+    assert!(lines(&run.stdout).iter().all(|l| l["status"] == "ok"));
+    for b in &blobs {
+        let d = digest(b);
+        assert_eq!(
+            std::fs::read(other.join("blobs/sha256").join(&d[7..])).unwrap(),
+            std::fs::read(src.path(d)).unwrap()
+        );
+    }
+}
+
+#[test]
+fn missing_corrupt_and_non_layouts_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut src = Layout::new(dir.path().join("src"));
+    let m = src.image(OCI_MANIFEST, 2);
+    src.tag(&m, "v1");
+    let dist = Dist::new();
+    let absent = dist.run(&["fetch", &src.loc(), &sha256(b"absent")], b"");
+    assert_eq!(absent.status.code(), Some(1));
+    let nope = dist.run(&["fetch", &src.loc(), "nope"], b"");
+    assert!(String::from_utf8_lossy(&nope.stderr).contains("no entry named \"nope\""));
+
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(src.path(digest(&m))).unwrap()).unwrap();
+    let layer = digest(&manifest["layers"][1]).to_string();
+    let mut data = std::fs::read(src.path(&layer)).unwrap();
+    data[100] ^= 1;
+    std::fs::write(src.path(&layer), &data).unwrap();
+    let corrupt = dist.run(&["fetch", &src.loc(), &layer], b"");
+    assert_eq!(corrupt.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&corrupt.stderr).contains("digest mismatch"));
+
+    let out = dir.path().join("out");
+    let pull = dist.run(
+        &[
+            "pull",
+            &format!("{}:v1", src.loc()),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(pull.status.code(), Some(1));
+    let report = lines(&pull.stdout);
+    let failed: Vec<&Value> = report.iter().filter(|l| l["status"] == "error").collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["object"], layer.as_str());
+    assert!(
+        !out.join("blobs/sha256").join(&layer[7..]).exists(),
+        "nothing unverified stored"
+    );
+    assert!(
+        entries(&out).is_empty(),
+        "index.json names complete images only"
+    );
+
+    let not_layout = dir.path().join("empty");
+    std::fs::create_dir_all(&not_layout).unwrap();
+    let run = dist.run(
+        &["fetch", &format!("oci:{}", not_layout.display()), "-"],
+        b"",
+    );
+    assert_eq!(run.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("not an OCI image layout"));
+}
+
+#[test]
+fn a_colon_in_the_directory_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut src = Layout::new(dir.path().join("my:dir"));
+    let m = src.image(OCI_MANIFEST, 3);
+    src.tag(&m, "v1");
+    let dist = Dist::new();
+    // A fetch locator is all path; a reference splits its tag off after the last '/'.
+    assert_eq!(sha256(&dist.ok(&["fetch", &src.loc(), "v1"])), digest(&m));
+    let resolved: Value =
+        serde_json::from_slice(&dist.ok(&["resolve", &format!("{}:v1", src.loc())])).unwrap();
+    assert_eq!(resolved, m);
+    // A trailing slash keeps the colon in the path; no tag means latest, and there is none.
+    let latest = dist.run(&["resolve", &format!("{}/", src.loc())], b"");
+    assert_eq!(latest.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&latest.stderr);
+    assert!(
+        err.contains("no entry named \"latest\"") && err.contains("my:dir"),
+        "{err}"
+    );
+}
+
+#[test]
+fn pull_by_digest_and_docker_types_stay_as_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut src = Layout::new(dir.path().join("src"));
+    let oci = src.image(OCI_MANIFEST, 4);
+    let docker = src.image(DOCKER_MANIFEST, 5);
+    src.tag(&oci, "v1");
+    src.tag(&docker, "docker");
+    let out = dir.path().join("out");
+    let o = out.to_str().unwrap();
+    let dist = Dist::new();
+    dist.ok(&["pull", &format!("{}@{}", src.loc(), digest(&oci)), "-o", o]);
+    dist.ok(&["pull", &format!("{}:docker", src.loc()), "-o", o]);
+    dist.ok(&["pull", &format!("{}:v1", src.loc()), "-o", o]);
+    let e = entries(&out);
+    assert_eq!(e.len(), 3, "{e:?}");
+    assert_eq!(
+        (digest(&e[0]), e[0].get("annotations")),
+        (digest(&oci), None)
+    );
+    assert_eq!(
+        (digest(&e[1]), e[1]["mediaType"].as_str()),
+        (digest(&docker), Some(DOCKER_MANIFEST))
+    );
+    assert_eq!(e[1]["annotations"][REF_NAME], "docker");
+    assert_eq!(
+        (digest(&e[2]), &e[2]["annotations"][REF_NAME]),
+        (digest(&oci), &json!("v1"))
+    );
+    for d in [digest(&oci), digest(&docker)] {
+        assert_eq!(
+            std::fs::read(out.join("blobs/sha256").join(&d[7..])).unwrap(),
+            std::fs::read(src.path(d)).unwrap()
+        );
+    }
+}

@@ -1,0 +1,455 @@
+//! `dist pull` and `dist resolve` against a real `docker-registry` holding multi-platform
+//! images (OCI index and Docker manifest list), the result checked byte for byte, read back
+//! through `oci:` locators, and read by another tool, skopeo. The HEAD-first resolution is
+//! checked on the in-process fake registry, which records request methods.
+
+#[path = "pull_registry/images.rs"]
+mod images;
+mod support;
+
+use std::collections::BTreeMap;
+
+use images::*;
+use serde_json::{json, Value};
+use support::cli::{parse_frames, sha256, Dist};
+use support::fake::{FakeRegistry, Fault};
+use support::registry::{Mode, Registry};
+
+#[test]
+fn default_platform_then_again_fetches_nothing() {
+    let reg = Registry::start(Mode::Anonymous);
+    let (index_digest, index, images) = multi(&reg, "team/app", "v1", Flavor::Oci);
+    let (mine, other) = if host_arch() == "amd64" {
+        (&images[0], &images[1])
+    } else {
+        (&images[1], &images[0])
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.jsonl");
+    let out_dir = dir.path().join("layout");
+    let (o, r) = (out_dir.to_str().unwrap(), report.to_str().unwrap());
+    let reference = format!("{}/team/app:v1", reg.host());
+    let dist = Dist::new();
+    let first = dist.ok(&["pull", &reference, "-o", o, "--report", r]);
+    assert_eq!(
+        statuses(&first),
+        counts(&[("ok", 5)]),
+        "index, manifest, config, 2 layers"
+    );
+    assert_eq!(
+        std::fs::read(&report).unwrap(),
+        first,
+        "--report repeats stdout"
+    );
+    assert_eq!(stored(&out_dir, &index_digest), Some(index));
+    assert_image_stored(&out_dir, mine);
+    assert_eq!(
+        stored(&out_dir, &other.digest),
+        None,
+        "other platform not pulled"
+    );
+    assert_eq!(stored(&out_dir, &other.blobs[2].0), None);
+    let e = entries(&out_dir);
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0]["digest"], mine.digest.as_str());
+    assert_eq!(e[0]["mediaType"], Flavor::Oci.manifest());
+    assert_eq!(e[0]["platform"]["architecture"], host_arch());
+    assert_eq!(
+        e[0]["annotations"]["org.opencontainers.image.ref.name"],
+        "v1"
+    );
+    assert!(out_dir.join("oci-layout").exists());
+
+    let again = dist.ok(&["pull", &reference, "-o", o]);
+    assert_eq!(statuses(&again), counts(&[("exists", 5)]));
+    assert_eq!(entries(&out_dir), e);
+}
+
+#[test]
+fn platform_flag_with_bearer_tokens_one_token() {
+    let reg = Registry::start(Mode::Token);
+    let (_, _, images) = multi(&reg, "team/app", "v1", Flavor::Oci);
+    let dir = tempfile::tempdir().unwrap();
+    reg.reset_token_requests();
+    let out = client(&reg).ok(&[
+        "pull",
+        &format!("{}/team/app:v1", reg.host()),
+        "-o",
+        dir.path().to_str().unwrap(),
+        "--platform",
+        "linux/arm64",
+    ]);
+    assert_eq!(statuses(&out), counts(&[("ok", 5)]));
+    assert_image_stored(dir.path(), &images[1]);
+    assert_eq!(entries(dir.path())[0]["digest"], images[1].digest.as_str());
+    assert_eq!(
+        reg.token_requests(),
+        1,
+        "one token for resolve and every level"
+    );
+}
+
+#[test]
+fn all_platforms_keeps_the_index_and_skopeo_reads_it() {
+    let reg = Registry::start(Mode::Basic);
+    let (index_digest, index, images) = multi(&reg, "team/app", "v1", Flavor::Oci);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let out = client(&reg).ok(&[
+        "pull",
+        &format!("{}/team/app:v1", reg.host()),
+        "-o",
+        layout.to_str().unwrap(),
+        "--all-platforms",
+        "-j",
+        "3",
+    ]);
+    // index, 2 manifests, 2 configs, the shared layer once, 2 own layers
+    assert_eq!(statuses(&out), counts(&[("ok", 8)]));
+    assert_eq!(stored(&layout, &index_digest), Some(index.clone()));
+    images.iter().for_each(|i| assert_image_stored(&layout, i));
+    let e = entries(&layout);
+    assert_eq!(e.len(), 1);
+    assert_eq!(
+        (
+            e[0]["digest"].as_str().unwrap(),
+            e[0]["mediaType"].as_str().unwrap()
+        ),
+        (index_digest.as_str(), Flavor::Oci.index())
+    );
+    assert_eq!(e[0]["size"], index.len());
+
+    let target = format!("oci:{}:v1", layout.display());
+    let inspect = skopeo(&["inspect", &target]);
+    let inspect: Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(inspect["Digest"], index_digest.as_str());
+    let copy = dir.path().join("copy");
+    skopeo(&["copy", &target, &format!("dir:{}", copy.display())]);
+    let mine = images.iter().find(|i| i.arch == host_arch()).unwrap();
+    for (d, b) in &mine.blobs {
+        assert_eq!(&std::fs::read(copy.join(&d["sha256:".len()..])).unwrap(), b);
+    }
+}
+
+#[test]
+fn one_platform_pull_is_read_by_skopeo() {
+    let reg = Registry::start(Mode::Anonymous);
+    let (_, _, images) = multi(&reg, "team/app", "v1", Flavor::Oci);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let reference = format!("{}/team/app:v1", reg.host());
+    Dist::new().ok(&[
+        "pull",
+        &reference,
+        "-o",
+        layout.to_str().unwrap(),
+        "--platform",
+        "linux/arm64",
+    ]);
+    let target = format!("oci:{}:v1", layout.display());
+    let inspect: Value = serde_json::from_slice(&skopeo(&["inspect", &target]).stdout).unwrap();
+    assert_eq!(inspect["Digest"], images[1].digest.as_str());
+    assert_eq!(inspect["Architecture"], "arm64");
+    let copy = dir.path().join("copy");
+    skopeo(&["copy", &target, &format!("dir:{}", copy.display())]);
+    assert_eq!(
+        std::fs::read(copy.join("manifest.json")).unwrap(),
+        images[1].manifest
+    );
+}
+
+#[test]
+fn docker_manifest_list_stays_docker() {
+    let reg = Registry::start(Mode::Anonymous);
+    let (list_digest, list, images) = multi(&reg, "legacy/app", "v1", Flavor::Docker);
+    let reference = format!("{}/legacy/app:v1", reg.host());
+    let (one, all) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let dist = Dist::new();
+    dist.ok(&[
+        "pull",
+        &reference,
+        "-o",
+        one.path().to_str().unwrap(),
+        "--platform",
+        "linux/amd64",
+    ]);
+    assert_image_stored(one.path(), &images[0]);
+    assert_eq!(
+        entries(one.path())[0]["mediaType"],
+        Flavor::Docker.manifest()
+    );
+    let out = dist.ok(&[
+        "pull",
+        &reference,
+        "-o",
+        all.path().to_str().unwrap(),
+        "--all-platforms",
+    ]);
+    let types: Vec<String> = json_lines(&out)
+        .iter()
+        .map(|l| l["mediaType"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        types
+            .iter()
+            .all(|t| t.starts_with("application/vnd.docker.")),
+        "{types:?}"
+    );
+    assert_eq!(stored(all.path(), &list_digest), Some(list));
+    let e = entries(all.path());
+    assert_eq!(e[0]["mediaType"], Flavor::Docker.index());
+    assert_eq!(e[0]["digest"], list_digest.as_str());
+}
+
+#[test]
+fn two_images_share_one_dir_even_pulled_at_once() {
+    let reg = Registry::start(Mode::Anonymous);
+    let (index_digest, _, images) = multi(&reg, "team/app", "v1", Flavor::Oci);
+    let mut tags = vec![("v1".to_string(), index_digest)];
+    for (i, image) in images.iter().enumerate() {
+        let tag = format!("single{i}");
+        reg.push_manifest("team/app", &tag, Flavor::Oci.manifest(), &image.manifest);
+        tags.push((tag, image.digest.clone()));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    std::thread::scope(|s| {
+        for (tag, _) in &tags {
+            let reference = format!("{}/team/app:{tag}", reg.host());
+            s.spawn(move || Dist::new().ok(&["pull", &reference, "-o", d, "--all-platforms"]));
+        }
+    });
+    let mut got: Vec<(String, String)> = entries(dir.path())
+        .iter()
+        .map(|e| {
+            let name = e["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .unwrap();
+            (name.to_string(), e["digest"].as_str().unwrap().to_string())
+        })
+        .collect();
+    got.sort();
+    tags.sort();
+    assert_eq!(got, tags);
+    images
+        .iter()
+        .for_each(|i| assert_image_stored(dir.path(), i));
+    let files = std::fs::read_dir(dir.path().join("blobs/sha256"))
+        .unwrap()
+        .count();
+    assert_eq!(files, 8, "shared blobs stored once, no temporaries left");
+}
+
+#[test]
+fn resolve_prints_one_descriptor_line() {
+    let reg = Registry::start(Mode::Basic);
+    let (index_digest, index, images) = multi(&reg, "team/app", "v1", Flavor::Oci);
+    let dist = client(&reg);
+    let want =
+        json!({"mediaType": Flavor::Oci.index(), "digest": index_digest, "size": index.len()});
+    for reference in [
+        format!("{}/team/app:v1", reg.host()),
+        format!("{}/team/app@{index_digest}", reg.host()),
+    ] {
+        let out = dist.ok(&["resolve", &reference]);
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
+        assert_eq!(serde_json::from_slice::<Value>(&out).unwrap(), want);
+    }
+    let out = dist.ok(&[
+        "resolve",
+        &format!("{}/team/app@{}", reg.host(), images[0].digest),
+    ]);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out).unwrap()["mediaType"],
+        Flavor::Oci.manifest()
+    );
+    let missing = dist.run(&["resolve", &format!("{}/team/app:nope", reg.host())], b"");
+    assert_eq!(missing.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&missing.stderr);
+    // A HEAD answer has no body, so the registry's error code cannot be quoted.
+    assert!(
+        err.contains("nope") && err.contains("404 Not Found"),
+        "{err}"
+    );
+    let bad = dist.run(&["resolve", "Not A Reference"], b"");
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn the_layout_is_a_remote_too() {
+    let reg = Registry::start(Mode::Anonymous);
+    let (index_digest, index, images) = multi(&reg, "team/app", "v1", Flavor::Oci);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    let s = src.to_str().unwrap();
+    let dist = Dist::new();
+    dist.ok(&[
+        "pull",
+        &format!("{}/team/app:v1", reg.host()),
+        "-o",
+        s,
+        "--all-platforms",
+    ]);
+    let loc = format!("oci:{s}");
+
+    let layer = &images[1].blobs[2];
+    assert_eq!(dist.ok(&["fetch", &loc, &layer.0]), layer.1);
+    assert_eq!(dist.ok(&["fetch", &loc, "v1"]), index);
+    let want =
+        json!({"mediaType": Flavor::Oci.index(), "digest": index_digest, "size": index.len()});
+    let resolved: Value =
+        serde_json::from_slice(&dist.ok(&["resolve", &format!("{loc}:v1")])).unwrap();
+    assert_eq!(resolved, want);
+
+    let mut all: BTreeMap<String, Vec<u8>> = images.iter().flat_map(|i| i.blobs.clone()).collect();
+    all.extend(
+        images
+            .iter()
+            .map(|i| (i.digest.clone(), i.manifest.clone())),
+    );
+    let input: String = all.keys().map(|d| format!("{d}\n")).collect();
+    let framed = dist.run(&["fetch", &loc, "-"], input.as_bytes());
+    assert!(
+        framed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&framed.stderr)
+    );
+    let frames = parse_frames(&framed.stdout);
+    assert_eq!(frames.len(), all.len());
+    for f in frames {
+        let (digest, _, body) = f.result.expect("no error frames");
+        assert_eq!(&all[&digest], &body);
+    }
+
+    for platform in [None, Some("linux/arm64")] {
+        let copy = dir.path().join(format!("copy-{}", platform.is_some()));
+        let c = copy.to_str().unwrap();
+        let reference = format!("{loc}:v1");
+        let mut args = vec!["pull", reference.as_str(), "-o", c];
+        if let Some(p) = platform {
+            args.extend(["--platform", p]);
+        } else {
+            args.push("--all-platforms");
+        }
+        let out = dist.ok(&args);
+        assert!(statuses(&out).contains_key("ok"));
+        let e = entries(&copy);
+        let expected = if platform.is_some() {
+            &images[1].digest
+        } else {
+            &index_digest
+        };
+        assert_eq!(e[0]["digest"], expected.as_str());
+        assert_eq!(
+            e[0]["annotations"]["org.opencontainers.image.ref.name"],
+            "v1"
+        );
+    }
+}
+
+#[test]
+fn unknown_tag_and_unmatched_platform_fail_clearly() {
+    let reg = Registry::start(Mode::Anonymous);
+    multi(&reg, "team/app", "v1", Flavor::Oci);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let dist = Dist::new();
+    let missing = dist.run(
+        &["pull", &format!("{}/team/app:v9", reg.host()), "-o", d],
+        b"",
+    );
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("v9"));
+    let reference = format!("{}/team/app:v1", reg.host());
+    let none = dist.run(
+        &["pull", &reference, "-o", d, "--platform", "linux/s390x"],
+        b"",
+    );
+    assert_eq!(none.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&none.stderr);
+    assert!(
+        err.contains("linux/s390x") && err.contains("linux/amd64, linux/arm64/v8"),
+        "{err}"
+    );
+    assert!(entries(dir.path()).is_empty());
+    let usage = dist.run(&["pull", &reference, "-o", d, "--platform", "linux"], b"");
+    assert_eq!(usage.status.code(), Some(2));
+}
+
+#[test]
+fn nested_index_is_descended() {
+    let reg = Registry::start(Mode::Anonymous);
+    let (inner, inner_bytes, images) = multi(&reg, "team/app", "inner", Flavor::Oci);
+    let outer = json!({"schemaVersion": 2, "mediaType": Flavor::Oci.index(), "manifests": [
+        {"mediaType": Flavor::Oci.index(), "digest": inner, "size": inner_bytes.len()}]})
+    .to_string();
+    reg.push_manifest("team/app", "v1", Flavor::Oci.index(), outer.as_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    let out = Dist::new().ok(&[
+        "pull",
+        &format!("{}/team/app:v1", reg.host()),
+        "-o",
+        dir.path().to_str().unwrap(),
+        "--platform",
+        "linux/arm64",
+    ]);
+    assert_eq!(
+        statuses(&out),
+        counts(&[("ok", 6)]),
+        "two indexes, manifest, config, 2 layers"
+    );
+    assert_image_stored(dir.path(), &images[1]);
+    assert_eq!(entries(dir.path())[0]["digest"], images[1].digest.as_str());
+}
+
+#[test]
+fn resolve_uses_head_and_falls_back_to_get() {
+    let fake = FakeRegistry::start();
+    let (index_digest, _, images) = multi(&fake, "team/app", "v1", Flavor::Oci);
+    let reference = format!("{}/team/app:v1", fake.host());
+    let dist = Dist::new();
+    let tag_requests = |method: &str| {
+        fake.requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/manifests/v1") && r.method.as_str() == method)
+            .count()
+    };
+    let first: Value = serde_json::from_slice(&dist.ok(&["resolve", &reference])).unwrap();
+    assert_eq!(first["digest"], index_digest.as_str());
+    assert_eq!((tag_requests("HEAD"), tag_requests("GET")), (1, 0));
+    fake.push_fault("manifests/v1", Fault::Status(405));
+    let again: Value = serde_json::from_slice(&dist.ok(&["resolve", &reference])).unwrap();
+    assert_eq!(again, first);
+    assert_eq!((tag_requests("HEAD"), tag_requests("GET")), (2, 1));
+
+    // A foreign layer (with urls) is reported as skipped; a re-pull sends only the HEAD.
+    let far = json!({"mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar",
+        "digest": sha256(b"far away"), "size": 8, "urls": ["https://example.com/far"]});
+    let mut m: Value = serde_json::from_slice(&images[0].manifest).unwrap();
+    m["layers"].as_array_mut().unwrap().push(far);
+    let m = m.to_string();
+    fake.manifest("team/app", "foreign", Flavor::Oci.manifest(), m.as_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let foreign = format!("{}/team/app:foreign", fake.host());
+    let run = dist.run(&["pull", &foreign, "-o", d], b"");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(statuses(&run.stdout), counts(&[("ok", 4), ("skipped", 1)]));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("non-distributable"));
+    let before = fake.request_count();
+    let again = dist.ok(&["pull", &foreign, "-o", d]);
+    assert_eq!(statuses(&again), counts(&[("exists", 4), ("skipped", 1)]));
+    let fetches: Vec<String> = fake.requests()[before..]
+        .iter()
+        .filter(|r| {
+            r.method.as_str() == "GET"
+                && (r.path.contains("/manifests/") || r.path.contains("/blobs/"))
+        })
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(fetches.is_empty(), "a re-pull fetched {fetches:?}");
+}
