@@ -47,6 +47,28 @@ pub struct Global {
     /// Abort (and retry or resume) a response that sends nothing for this long.
     #[arg(long, global = true, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
     pub idle_timeout: Duration,
+
+    /// Concurrent range requests for one large blob on a slow connection (1: never split).
+    #[arg(long, global = true, default_value_t = 4, value_name = "N", value_parser = parse_streams)]
+    pub range_streams: usize,
+
+    /// No progress display, no per-object messages on stderr (errors still set the exit
+    /// status and appear in the output).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// Log format on stderr: `text` for people, `json` (one object per line) for machines.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -57,6 +79,13 @@ pub enum Command {
     Pull(PullArgs),
     /// Print the descriptor a reference points to, as one JSON line.
     Resolve(ResolveArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on stdout: `dist man | man -l -`.
+    Man,
 }
 
 #[derive(Debug, Args)]
@@ -131,6 +160,18 @@ pub struct FetchArgs {
     /// With --output: re-hash objects already present before trusting them.
     #[arg(long, requires = "output")]
     pub verify_existing: bool,
+
+    /// Keep only the objects whose digest falls in shard K of N (K from 0 to N-1), so N
+    /// workers fed the same input fetch everything exactly once.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<dist::worker::shard::Shard>,
+}
+
+fn parse_streams(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=64).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?} is not a number from 1 to 64")),
+    }
 }
 
 fn parse_jobs(s: &str) -> Result<usize, String> {

@@ -17,6 +17,85 @@
 //!   into an OCI image layout through the [`worker`].
 //!
 //! Errors are one type, [`Error`], whose [`ErrorKind`] callers match on.
+//!
+//! # Fetch one blob
+//!
+//! Every remote (a registry, or an OCI image layout directory as here) hands out a
+//! [`Download`] whose bytes are verified as they stream; the content is trustworthy only
+//! once [`Download::chunk`] has returned `Ok(None)`.
+//!
+//! ```
+//! use dist::layout_remote::LayoutRemote;
+//! use dist::sink::layout::LayoutStore;
+//! use dist::{digest::Algorithm, Digest, Hints, Object, Remote};
+//!
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
+//! # async fn main() -> dist::Result<()> {
+//! # let dir = tempfile::tempdir()?;
+//! // A layout with one blob in it.
+//! let store = LayoutStore::open(dir.path())?;
+//! let digest = Digest::of(Algorithm::Sha256, b"hello");
+//! let mut blob = store.temp(Algorithm::Sha256)?;
+//! blob.write(&bytes::Bytes::from_static(b"hello")).await?;
+//! blob.commit(&digest).await?;
+//!
+//! let remote = LayoutRemote::new(dir.path());
+//! let mut download = remote.fetch(&Object::Digest(digest.clone()), &Hints::default()).await?;
+//! let mut content = Vec::new();
+//! while let Some(chunk) = download.chunk().await? {
+//!     content.extend_from_slice(&chunk);
+//! }
+//! assert_eq!(content, b"hello");
+//! assert_eq!(download.digest(), Some(&digest));
+//! # Ok(()) }
+//! ```
+//!
+//! From a registry, the remote is a [`registry::RegistryRemote`]:
+//!
+//! ```no_run
+//! use dist::{auth::CredentialSource, registry::RegistryRemote, retry::RetryPolicy};
+//! use dist::transport::{Transport, TransportOptions};
+//!
+//! # fn main() -> dist::Result<()> {
+//! let repo = "localhost:5000/team/app".parse()?;
+//! let transport = Transport::new(TransportOptions::default())?;
+//! let remote = RegistryRemote::new(repo, transport, CredentialSource::None, RetryPolicy::default());
+//! # let _ = remote; Ok(()) }
+//! ```
+//!
+//! # Run the worker over a stream of objects
+//!
+//! [`worker::run`] takes any async line source (stdin, a file, a socket) and yields one
+//! [`worker::Outcome`] per input object, concurrently, with bounded memory.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use futures::StreamExt;
+//! use dist::layout_remote::LayoutRemote;
+//! use dist::sink::layout::LayoutStore;
+//! use dist::worker::{self, Status, WorkerOptions};
+//! use dist::{digest::Algorithm, Digest};
+//!
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
+//! # async fn main() -> dist::Result<()> {
+//! # let dir = tempfile::tempdir()?;
+//! # let store = LayoutStore::open(dir.path())?;
+//! # let mut lines = String::new();
+//! # for text in ["a", "b", "c"] {
+//! #     let digest = Digest::of(Algorithm::Sha256, text.as_bytes());
+//! #     let mut blob = store.temp(Algorithm::Sha256)?;
+//! #     blob.write(&bytes::Bytes::copy_from_slice(text.as_bytes())).await?;
+//! #     blob.commit(&digest).await?;
+//! #     lines.push_str(&format!("{digest}\n"));
+//! # }
+//! // `lines` holds one digest per line, as `jq -r '.layers[].digest'` prints them.
+//! let remote = Arc::new(LayoutRemote::new(dir.path()));
+//! let input = std::io::Cursor::new(lines.into_bytes());
+//! let outcomes: Vec<_> = worker::run(remote, input, WorkerOptions::default()).collect().await;
+//! assert_eq!(outcomes.len(), 3);
+//! assert!(outcomes.iter().all(|o| o.status == Status::Ok));
+//! # Ok(()) }
+//! ```
 
 pub mod auth;
 pub mod digest;

@@ -1,0 +1,59 @@
+//! `dist fetch`: one object to stdout, streamed as it arrives; with `-` or `--output`, the
+//! worker ([`super::batch`]).
+
+use std::io::Write;
+
+use dist::{Error, ErrorKind, Hints, Object, Remote};
+
+use super::{open_remote, report, EXIT_FAILED, EXIT_USAGE};
+use crate::cli::{FetchArgs, Global};
+
+pub async fn run(global: &Global, args: FetchArgs) -> u8 {
+    if args.object == "-" || args.output.is_some() {
+        return super::batch::run(global, args).await;
+    }
+    let parsed = args
+        .object
+        .parse::<Object>()
+        .and_then(|o| Ok((o, Hints::parse(args.hints.iter().map(String::as_str))?)));
+    let (object, hints) = match parsed {
+        Ok(v) => v,
+        Err(e) => return report(&e, EXIT_USAGE),
+    };
+    let remote = match open_remote(global, &args.locator, 1) {
+        Ok(r) => r,
+        Err(e) => return report(&e, EXIT_USAGE),
+    };
+    match fetch_to_stdout(remote.as_ref(), &object, &hints).await {
+        Ok(()) => 0,
+        Err(e) if e.kind() == ErrorKind::InvalidInput => report(&e, EXIT_USAGE),
+        Err(e) => report(&e, EXIT_FAILED),
+    }
+}
+
+/// Streams one object to stdout. The bytes go out as they arrive (an object may be far
+/// larger than memory); the exit status says whether they verified.
+pub async fn fetch_to_stdout(
+    remote: &dyn Remote,
+    object: &Object,
+    hints: &Hints,
+) -> Result<(), Error> {
+    let mut download = remote.fetch(object, hints).await?;
+    let stdout = std::io::stdout();
+    while let Some(chunk) = download.chunk().await? {
+        let written = tokio::task::block_in_place(|| stdout.lock().write_all(&chunk));
+        match written {
+            Ok(()) => {}
+            // The reader went away (`| head`): nothing left to do, and nothing to report.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(e) => return Err(Error::from(e).with_object(object)),
+        }
+    }
+    tokio::task::block_in_place(|| stdout.lock().flush()).or_else(|e| {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            Ok(())
+        } else {
+            Err(Error::from(e))
+        }
+    })
+}

@@ -1,0 +1,122 @@
+//! The commands of the `dist` binary, one file each, and what they share: opening a
+//! remote from the global options, exit statuses, messages, signals.
+
+pub mod batch;
+pub mod docs;
+pub mod fetch;
+pub mod progress;
+pub mod pull;
+pub mod resolve;
+
+use std::io::Write;
+use std::sync::Arc;
+
+use dist::auth::credentials::DockerConfig;
+use dist::auth::CredentialSource;
+use dist::layout_remote::LayoutRemote;
+use dist::ranged::RangeOptions;
+use dist::registry::RegistryRemote;
+use dist::retry::RetryPolicy;
+use dist::transport::{Transport, TransportOptions};
+use dist::{Error, Locator, Remote};
+
+use crate::cli::Global;
+
+/// Exit status when a fetch failed.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit status for usage errors and remotes that cannot be used at all.
+pub const EXIT_USAGE: u8 = 2;
+
+/// Builds the remote a locator names, sharing one transport.
+pub fn open_remote(global: &Global, locator: &str, jobs: usize) -> Result<Arc<dyn Remote>, Error> {
+    open_locator(global, locator.parse()?, jobs)
+}
+
+/// Builds the remote for a parsed locator.
+pub fn open_locator(
+    global: &Global,
+    locator: Locator,
+    jobs: usize,
+) -> Result<Arc<dyn Remote>, Error> {
+    match locator {
+        Locator::Registry(mut repo) => {
+            if global.plain_http {
+                repo.force_plain_http();
+            }
+            let transport = Transport::new(TransportOptions {
+                ca_file: global.ca_file.clone(),
+                max_idle_per_host: jobs.max(1),
+                // A large blob may be fetched in a few parallel ranges even with one job.
+                max_connections_per_host: jobs.max(global.range_streams),
+                connect_timeout: global.connect_timeout,
+                idle_timeout: global.idle_timeout,
+                // Headers wait as long as a body may stall: a registry that is slow to
+                // start a large blob is not broken.
+                response_timeout: global.idle_timeout,
+            })?;
+            let config = DockerConfig::load()?;
+            let retry = RetryPolicy {
+                retries: global.retries,
+                ..RetryPolicy::default()
+            };
+            let ranges = RangeOptions {
+                streams: global.range_streams,
+                ..RangeOptions::default()
+            };
+            Ok(Arc::new(
+                RegistryRemote::new(
+                    repo,
+                    transport,
+                    CredentialSource::DockerConfig(Arc::new(config)),
+                    retry,
+                )
+                .with_ranges(ranges),
+            ))
+        }
+        Locator::Layout(path) => Ok(Arc::new(LayoutRemote::new(path))),
+    }
+}
+
+/// Creates the `--report` file, if one was asked for.
+pub fn open_report(
+    path: Option<&std::path::Path>,
+) -> Result<Option<std::io::BufWriter<std::fs::File>>, u8> {
+    match path {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(f) => Ok(Some(std::io::BufWriter::new(f))),
+            Err(e) => {
+                eprintln!("dist: cannot create report {}: {e}", path.display());
+                Err(EXIT_USAGE)
+            }
+        },
+        None => Ok(None),
+    }
+}
+
+pub fn flush(out: &mut impl Write) -> std::io::Result<()> {
+    out.flush().inspect_err(|e| {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("dist: writing to stdout: {e}");
+        }
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM with the conventional exit status (128 + signal).
+pub async fn interrupted() -> u8 {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => 130,
+        _ = term.recv() => 143,
+    }
+}
+
+pub fn report(e: &Error, code: u8) -> u8 {
+    eprintln!("dist: {e}");
+    code
+}

@@ -1,0 +1,197 @@
+//! The progress line on a terminal: objects done of total, bytes, throughput, ETA and the
+//! objects in flight, redrawn a few times a second on stderr, then one summary line.
+//!
+//! It never writes to stdout (that is the data), and nothing at all when stderr is not a
+//! terminal or with `-q`. Messages printed while it runs (per-object errors) go through
+//! [`Display::message`], which clears the line first so the two never interleave.
+
+use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dist::worker::progress::{Progress, Snapshot};
+
+/// How often the line is redrawn.
+const TICK: Duration = Duration::from_millis(200);
+
+/// A progress line bound to one worker run.
+pub struct Display {
+    progress: Arc<Progress>,
+    started: Instant,
+    enabled: bool,
+    /// Serialises writes to stderr between the ticker and messages.
+    line: Arc<Mutex<bool>>,
+}
+
+impl Display {
+    /// A display for `progress`, enabled only on a terminal and when not `quiet`.
+    pub fn new(progress: Arc<Progress>, quiet: bool) -> Display {
+        Display {
+            progress,
+            started: Instant::now(),
+            enabled: !quiet && std::io::stderr().is_terminal(),
+            line: Arc::new(Mutex::new(false)),
+        }
+    }
+
+    /// Starts redrawing; the task ends when the display is finished.
+    pub fn start(&self) -> Option<tokio::task::JoinHandle<()>> {
+        if !self.enabled {
+            return None;
+        }
+        let (progress, line, started) = (self.progress.clone(), self.line.clone(), self.started);
+        Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(TICK);
+            loop {
+                tick.tick().await;
+                let text = render(&progress.snapshot(), started.elapsed());
+                let mut drawn = line.lock().expect("progress line poisoned");
+                let mut err = std::io::stderr().lock();
+                let _ = write!(err, "\r\x1b[K{text}");
+                let _ = err.flush();
+                *drawn = true;
+            }
+        }))
+    }
+
+    /// Prints a line of its own (an error, a warning) without tearing the progress line.
+    pub fn message(&self, text: &str) {
+        let mut drawn = self.line.lock().expect("progress line poisoned");
+        let mut err = std::io::stderr().lock();
+        if *drawn {
+            let _ = write!(err, "\r\x1b[K");
+            *drawn = false;
+        }
+        let _ = writeln!(err, "{text}");
+    }
+
+    /// Stops redrawing and prints the summary line.
+    pub fn finish(&self, ticker: Option<tokio::task::JoinHandle<()>>) {
+        if let Some(t) = ticker {
+            t.abort();
+        }
+        if !self.enabled {
+            return;
+        }
+        let s = self.progress.snapshot();
+        let elapsed = self.started.elapsed();
+        let mut drawn = self.line.lock().expect("progress line poisoned");
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(
+            err,
+            "\r\x1b[K{} objects, {} in {:.2} s ({}/s), {} failed",
+            s.finished,
+            bytes(s.bytes),
+            elapsed.as_secs_f64(),
+            bytes(rate(s.bytes, elapsed)),
+            s.failed
+        );
+        *drawn = false;
+    }
+}
+
+fn rate(bytes: u64, elapsed: Duration) -> u64 {
+    let secs = elapsed.as_secs_f64();
+    if secs <= 0.0 {
+        0
+    } else {
+        (bytes as f64 / secs) as u64
+    }
+}
+
+/// One frame of the progress line.
+pub fn render(s: &Snapshot, elapsed: Duration) -> String {
+    let total = if s.input_done {
+        s.objects.to_string()
+    } else {
+        format!("{}+", s.objects)
+    };
+    let speed = rate(s.bytes, elapsed);
+    let mut text = format!(
+        "{}/{} objects, {} in flight, {}, {}/s",
+        s.finished,
+        total,
+        s.in_flight(),
+        bytes(s.bytes),
+        bytes(speed)
+    );
+    if let Some(eta) = eta(s, elapsed) {
+        let secs = eta.as_secs();
+        text.push_str(&format!(", ETA {}:{:02}", secs / 60, secs % 60));
+    }
+    text
+}
+
+/// Remaining time: by bytes when every size was known in advance, else by objects once
+/// the input has ended.
+fn eta(s: &Snapshot, elapsed: Duration) -> Option<Duration> {
+    if !s.input_done || s.finished == 0 {
+        return None;
+    }
+    let secs = elapsed.as_secs_f64();
+    if s.expected_bytes > 0 && s.bytes > 0 && s.expected_bytes >= s.bytes {
+        let left = (s.expected_bytes - s.bytes) as f64;
+        return Some(Duration::from_secs_f64(left * secs / s.bytes as f64));
+    }
+    let left = s.objects.saturating_sub(s.finished) as f64;
+    Some(Duration::from_secs_f64(left * secs / s.finished as f64))
+}
+
+/// `34.8 MB`, in decimal units like the peers print.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1000.0 && unit < UNITS.len() - 1 {
+        v /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counts_rate_and_eta() {
+        let s = Snapshot {
+            objects: 10,
+            input_done: true,
+            started: 6,
+            finished: 5,
+            failed: 0,
+            bytes: 5_000_000,
+            expected_bytes: 0,
+        };
+        let text = render(&s, Duration::from_secs(5));
+        assert_eq!(
+            text,
+            "5/10 objects, 1 in flight, 5.0 MB, 1.0 MB/s, ETA 0:05"
+        );
+        let open = Snapshot {
+            input_done: false,
+            ..s
+        };
+        assert_eq!(
+            render(&open, Duration::from_secs(5)),
+            "5/10+ objects, 1 in flight, 5.0 MB, 1.0 MB/s"
+        );
+        let sized = Snapshot {
+            expected_bytes: 20_000_000,
+            ..s
+        };
+        assert!(render(&sized, Duration::from_secs(5)).ends_with("ETA 0:15"));
+    }
+
+    #[test]
+    fn byte_units() {
+        assert_eq!(bytes(999), "999 B");
+        assert_eq!(bytes(34_828_297), "34.8 MB");
+        assert_eq!(bytes(1_073_741_824), "1.1 GB");
+    }
+}

@@ -1,0 +1,95 @@
+//! `dist pull`: a whole image into an OCI image layout, one JSON line per object.
+
+use std::io::Write;
+
+use dist::image::ImageRef;
+use dist::pull::{Platforms, PullOptions};
+use dist::sink::layout::LayoutStore;
+use dist::{Error, ErrorKind};
+
+use super::{interrupted, open_locator, open_report, report, EXIT_FAILED, EXIT_USAGE};
+use crate::cli::{Global, PullArgs};
+
+/// `dist pull`: the image into an OCI layout, one JSON line per object on stdout.
+pub async fn run(global: &Global, args: PullArgs) -> u8 {
+    let image = match args.reference.parse::<ImageRef>() {
+        Ok(i) => i,
+        Err(e) => return report(&e, EXIT_USAGE),
+    };
+    let store = match LayoutStore::open(&args.output) {
+        Ok(s) => s,
+        Err(e) => return report(&e, EXIT_USAGE),
+    };
+    let mut report_file = match open_report(args.report.as_deref()) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let remote = match open_locator(global, image.locator.clone(), args.jobs) {
+        Ok(r) => r,
+        Err(e) => return report(&e, EXIT_USAGE),
+    };
+    if let Err(e) = remote.check().await {
+        eprintln!("dist: cannot use {}: {e}", remote.describe());
+        return EXIT_USAGE;
+    }
+    let opts = PullOptions {
+        platforms: match (args.all_platforms, args.platform) {
+            (true, _) => Platforms::All,
+            (false, Some(p)) => Platforms::One(p),
+            (false, None) => Platforms::One(dist::image::Platform::host()),
+        },
+        jobs: args.jobs,
+        verify_existing: args.verify_existing,
+    };
+    let mut out = std::io::stdout().lock();
+    let mut write_failed = false;
+    let on_event = |event: dist::pull::Event| {
+        match &event {
+            dist::pull::Event::Object(o) => {
+                if let Some(e) = o.error.as_ref().filter(|_| !global.quiet) {
+                    eprintln!("dist: {e}");
+                }
+            }
+            dist::pull::Event::Skipped { .. } if global.quiet => {}
+            dist::pull::Event::Skipped { descriptor, .. } => eprintln!(
+                "dist: {}: {}",
+                descriptor.digest,
+                dist::pull::event::skip_reason(descriptor)
+            ),
+        }
+        let line = event.json_line();
+        // Each line is flushed as it comes: it is the progress report.
+        let written = writeln!(out, "{line}").and_then(|_| out.flush());
+        let reported = match &mut report_file {
+            Some(r) => writeln!(r, "{line}"),
+            None => Ok(()),
+        };
+        written.and(reported).map_err(|e| {
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                eprintln!("dist: writing the JSON lines: {e}");
+            }
+            write_failed = true;
+            Error::from(e)
+        })
+    };
+    let object = image.object();
+    let work = dist::pull::pull(remote, &object, image.ref_name(), &store, &opts, on_event);
+    let result = tokio::select! {
+        r = work => r,
+        code = interrupted() => {
+            eprintln!("dist: interrupted; objects reported so far are complete");
+            return code;
+        }
+    };
+    if let Some(Err(e)) = report_file.as_mut().map(Write::flush) {
+        eprintln!("dist: writing the report: {e}");
+        return EXIT_FAILED;
+    }
+    match result {
+        Ok(p) if p.failed == 0 => 0,
+        Ok(_) => EXIT_FAILED,
+        Err(_) if write_failed => EXIT_FAILED,
+        Err(e) if e.kind() == ErrorKind::InvalidInput => report(&e, EXIT_USAGE),
+        Err(e) => report(&e, EXIT_FAILED),
+    }
+}

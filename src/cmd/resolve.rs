@@ -1,0 +1,32 @@
+//! `dist resolve`: the descriptor a reference points to, as one JSON line.
+
+use std::io::Write;
+
+use dist::image::ImageRef;
+use dist::ErrorKind;
+
+use super::{open_locator, report, EXIT_FAILED, EXIT_USAGE};
+use crate::cli::{Global, ResolveArgs};
+
+/// `dist resolve`: the descriptor a reference points to, as one JSON line.
+pub async fn run(global: &Global, args: ResolveArgs) -> u8 {
+    let image = match args.reference.parse::<ImageRef>() {
+        Ok(i) => i,
+        Err(e) => return report(&e, EXIT_USAGE),
+    };
+    let remote = match open_locator(global, image.locator.clone(), 1) {
+        Ok(r) => r,
+        Err(e) => return report(&e, EXIT_USAGE),
+    };
+    match remote.resolve(&image.object()).await {
+        Ok(d) => {
+            let line = serde_json::to_string(&d.bare()).expect("descriptors serialise");
+            match writeln!(std::io::stdout(), "{line}") {
+                Ok(()) => 0,
+                Err(_) => EXIT_FAILED,
+            }
+        }
+        Err(e) if e.kind() == ErrorKind::InvalidInput => report(&e, EXIT_USAGE),
+        Err(e) => report(&e, EXIT_FAILED),
+    }
+}

@@ -1,0 +1,198 @@
+//! The user-facing surface: progress on a terminal (and only there), `-q`, JSON logs that
+//! never carry secrets, `--shard`, shell completions and the manual page.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use base64::Engine as _;
+use support::cli::{bytes, Dist};
+use support::fake::{Auth, FakeRegistry};
+
+fn fill(reg: &FakeRegistry, n: usize) -> BTreeMap<String, Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let data = bytes(500 + i as u64, 3000 + i * 17);
+            (reg.blob("team/app", &data), data)
+        })
+        .collect()
+}
+
+fn input(blobs: &BTreeMap<String, Vec<u8>>) -> String {
+    blobs.keys().map(|d| format!("{d}\n")).collect()
+}
+
+#[test]
+fn progress_shows_on_a_terminal_only() {
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, 40);
+    let dist = Dist::new();
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("in.txt");
+    std::fs::write(&list, input(&blobs)).unwrap();
+    let out_dir = dir.path().join("out");
+    // `script` gives the command a pseudo-terminal; stdout goes to a file, so what the
+    // terminal shows is stderr alone.
+    let line = format!(
+        "{} fetch {}/team/app - -o {} < {} > {}",
+        Dist::bin().display(),
+        reg.host(),
+        out_dir.display(),
+        list.display(),
+        dir.path().join("out.jsonl").display()
+    );
+    let tty = dist
+        .command(&[])
+        .get_envs()
+        .fold(Command::new("script"), |mut c, (k, v)| {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+            c
+        });
+    let mut tty = tty;
+    let shown = tty.args(["-qec", &line, "/dev/null"]).output().unwrap();
+    assert!(
+        shown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    let screen = String::from_utf8_lossy(&shown.stdout);
+    assert!(screen.contains("40 objects, "), "summary line: {screen:?}");
+    assert!(screen.contains("0 failed"), "{screen:?}");
+    let lines = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 40, "the data stays on stdout");
+
+    // Not a terminal: nothing on stderr.
+    let quiet = dist.run(
+        &[
+            "fetch",
+            &format!("{}/team/app", reg.host()),
+            "-",
+            "-o",
+            out_dir.to_str().unwrap(),
+        ],
+        input(&blobs).as_bytes(),
+    );
+    assert!(quiet.status.success());
+    assert_eq!(String::from_utf8_lossy(&quiet.stderr), "");
+}
+
+#[test]
+fn quiet_drops_per_object_messages_but_not_the_exit_status() {
+    let reg = FakeRegistry::start();
+    let repo = format!("{}/team/app", reg.host());
+    let loud = Dist::new().run(&["fetch", &repo, "-"], b"sha256:bad\n");
+    assert_eq!(loud.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&loud.stderr).contains("line 1"));
+    let quiet = Dist::new().run(&["fetch", "-q", &repo, "-"], b"sha256:bad\n");
+    assert_eq!(quiet.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&quiet.stderr), "");
+    assert!(String::from_utf8_lossy(&quiet.stdout).contains("sha256:bad error"));
+}
+
+#[test]
+fn json_logs_parse_and_never_carry_secrets() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::basic("alice", "correct-horse-battery"))
+        .start();
+    let blobs = fill(&reg, 3);
+    let dist = Dist::new();
+    dist.login(&reg.host(), "alice", "correct-horse-battery");
+    let mut dist = dist;
+    dist.env("RUST_LOG", "trace");
+    let out = dist.run(
+        &[
+            "fetch",
+            "--log-format",
+            "json",
+            &format!("{}/team/app", reg.host()),
+            "-",
+        ],
+        input(&blobs).as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut lines = 0;
+    for l in stderr.lines() {
+        serde_json::from_str::<serde_json::Value>(l)
+            .unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}"));
+        lines += 1;
+    }
+    assert!(lines > 5, "trace logging produced lines: {lines}");
+    let encoded = base64::engine::general_purpose::STANDARD.encode("alice:correct-horse-battery");
+    assert!(
+        !stderr.contains("correct-horse-battery"),
+        "password in logs"
+    );
+    assert!(!stderr.contains(&encoded), "Basic credential in logs");
+}
+
+#[test]
+fn shards_cover_every_object_exactly_once() {
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, 120);
+    let mut text = input(&blobs);
+    text.push_str("not-a-digest!\n");
+    let repo = format!("{}/team/app", reg.host());
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut bad_reports = 0;
+    for k in 0..4 {
+        let dir = tempfile::tempdir().unwrap();
+        let shard = format!("{k}/4");
+        let out = Dist::new().run(
+            &[
+                "fetch",
+                &repo,
+                "-",
+                "--shard",
+                &shard,
+                "-o",
+                dir.path().to_str().unwrap(),
+            ],
+            text.as_bytes(),
+        );
+        for l in String::from_utf8_lossy(&out.stdout).lines() {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            if v["status"] == "error" {
+                bad_reports += 1;
+                continue;
+            }
+            *seen
+                .entry(v["digest"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+        let share = seen.values().sum::<usize>();
+        assert!(share > 0, "shard {shard} fetched something");
+    }
+    assert_eq!(seen.len(), 120);
+    assert!(seen.values().all(|&n| n == 1), "each object exactly once");
+    assert_eq!(bad_reports, 1, "a bad line is reported by one shard only");
+    assert_eq!(
+        reg.request_count() - 4,
+        120,
+        "one request per object across shards, plus one check each"
+    );
+}
+
+#[test]
+fn completions_and_manual_come_from_the_real_options() {
+    let dist = Dist::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let script = String::from_utf8(dist.ok(&["completions", shell])).unwrap();
+        assert!(
+            script.contains("fetch") && script.contains("shard"),
+            "{shell}"
+        );
+    }
+    let man = String::from_utf8(dist.ok(&["man"])).unwrap();
+    assert!(man.contains(".TH dist 1"));
+    assert!(man.contains("dist\\-fetch") || man.contains("dist-fetch"));
+    assert!(man.contains("shard"));
+}
