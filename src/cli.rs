@@ -28,6 +28,15 @@ pub struct Global {
     #[arg(long, global = true)]
     pub plain_http: bool,
 
+    /// Try this mirror before the registry (repeatable; URL or host[:port]).
+    #[arg(long, global = true, value_name = "URL")]
+    pub mirror: Vec<String>,
+
+    /// Mirror configuration in containerd's layout: DIR/<registry>/hosts.toml (or
+    /// DIR/_default/hosts.toml).
+    #[arg(long, global = true, env = "DIST_HOSTS_DIR", value_name = "DIR")]
+    pub hosts_dir: Option<PathBuf>,
+
     /// Trust this CA certificate (PEM) in addition to the system's.
     #[arg(long, global = true, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,

@@ -102,6 +102,7 @@ pub mod digest;
 pub mod error;
 pub mod fetch;
 pub mod hints;
+pub mod hosts;
 pub mod image;
 pub mod layout_remote;
 pub mod media;

@@ -74,6 +74,8 @@ enum Phase {
 pub(crate) struct Adaptive {
     first: Option<BoxStream<'static, Result<Bytes>>>,
     remote: RegistryRemote,
+    /// The host that served the first stream; the parts go to it too.
+    host: usize,
     url: Uri,
     headers: HeaderMap,
     total: u64,
@@ -89,6 +91,7 @@ impl Adaptive {
     pub(crate) fn new(
         first: BoxStream<'static, Result<Bytes>>,
         remote: RegistryRemote,
+        host: usize,
         url: Uri,
         headers: HeaderMap,
         total: u64,
@@ -97,6 +100,7 @@ impl Adaptive {
         Adaptive {
             first: Some(first),
             remote,
+            host,
             url,
             headers,
             total,
@@ -158,16 +162,20 @@ impl Adaptive {
             .step_by(part as usize)
             .map(|start| (start, (start + part).min(self.total) - 1))
             .collect();
-        let (remote, url, headers) = (self.remote.clone(), self.url.clone(), self.headers.clone());
+        let (remote, host, url, headers) = (
+            self.remote.clone(),
+            self.host,
+            self.url.clone(),
+            self.headers.clone(),
+        );
         let parts = stream::iter(ranges)
             .map(move |(start, end)| {
                 let (remote, url, headers) = (remote.clone(), url.clone(), headers.clone());
                 // Each part runs as its own task so parts download in parallel with the
                 // hashing of earlier ones.
-                let task =
-                    tokio::spawn(
-                        async move { fetch_part(&remote, &url, &headers, start, end).await },
-                    );
+                let task = tokio::spawn(async move {
+                    fetch_part(&remote, host, &url, &headers, start, end).await
+                });
                 async move {
                     task.await.map_err(|e| {
                         Error::new(ErrorKind::Interrupted, "part task ended").with_cause(e)
@@ -183,6 +191,7 @@ impl Adaptive {
 /// Fetches bytes `start..=end` completely, retrying the part on transient failures.
 async fn fetch_part(
     remote: &RegistryRemote,
+    host: usize,
     url: &Uri,
     headers: &HeaderMap,
     start: u64,
@@ -197,7 +206,7 @@ async fn fetch_part(
             HeaderValue::from_str(&format!("bytes={start}-{end}")).expect("ascii"),
         );
         let result: Result<Bytes> = async {
-            let mut reply = remote.request(Method::GET, url.clone(), h).await?;
+            let mut reply = remote.request(host, Method::GET, url.clone(), h).await?;
             if reply.response.status() != StatusCode::PARTIAL_CONTENT {
                 return Err(Error::new(
                     ErrorKind::Protocol,
@@ -216,7 +225,7 @@ async fn fetch_part(
                     format!("asked for bytes {start}-{end}, got Content-Range starting at {got_start:?}"),
                 ));
             }
-            let body = transport::read_limited(remote.transport(), reply.response.body_mut(), want).await?;
+            let body = transport::read_limited(&remote.host(host).transport, reply.response.body_mut(), want).await?;
             if body.len() != want {
                 return Err(Error::new(
                     ErrorKind::Connect,

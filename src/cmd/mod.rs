@@ -13,12 +13,14 @@ use std::sync::Arc;
 
 use dist::auth::credentials::DockerConfig;
 use dist::auth::CredentialSource;
+use dist::hosts::{HostSpec, HostsFile};
 use dist::layout_remote::LayoutRemote;
 use dist::ranged::RangeOptions;
+use dist::registry::host::Mirror;
 use dist::registry::RegistryRemote;
 use dist::retry::RetryPolicy;
 use dist::transport::{Transport, TransportOptions};
-use dist::{Error, Locator, Remote};
+use dist::{Error, Locator, Remote, Repository};
 
 use crate::cli::Global;
 
@@ -43,8 +45,9 @@ pub fn open_locator(
             if global.plain_http {
                 repo.force_plain_http();
             }
-            let transport = Transport::new(TransportOptions {
-                ca_file: global.ca_file.clone(),
+            let options = TransportOptions {
+                ca_files: global.ca_file.iter().cloned().collect(),
+                skip_verify: false,
                 max_idle_per_host: jobs.max(1),
                 // A large blob may be fetched in a few parallel ranges even with one job.
                 max_connections_per_host: jobs.max(global.range_streams),
@@ -53,8 +56,9 @@ pub fn open_locator(
                 // Headers wait as long as a body may stall: a registry that is slow to
                 // start a large blob is not broken.
                 response_timeout: global.idle_timeout,
-            })?;
-            let config = DockerConfig::load()?;
+            };
+            let transport = Transport::new(options.clone())?;
+            let credentials = CredentialSource::DockerConfig(Arc::new(DockerConfig::load()?));
             let retry = RetryPolicy {
                 retries: global.retries,
                 ..RetryPolicy::default()
@@ -63,18 +67,59 @@ pub fn open_locator(
                 streams: global.range_streams,
                 ..RangeOptions::default()
             };
-            Ok(Arc::new(
-                RegistryRemote::new(
-                    repo,
-                    transport,
-                    CredentialSource::DockerConfig(Arc::new(config)),
-                    retry,
-                )
-                .with_ranges(ranges),
-            ))
+            let mut remote =
+                RegistryRemote::new(repo.clone(), transport.clone(), credentials.clone(), retry)
+                    .with_ranges(ranges);
+            let (server, specs) = mirror_specs(global, &repo)?;
+            if let Some(server) = server {
+                remote = remote.with_server(&server, transport.clone(), credentials.clone())?;
+            }
+            if !specs.is_empty() {
+                let mut mirrors = Vec::with_capacity(specs.len());
+                for spec in specs {
+                    // A mirror with its own trust settings gets its own client.
+                    let transport = if spec.ca.is_empty() && !spec.skip_verify {
+                        transport.clone()
+                    } else {
+                        let mut own = options.clone();
+                        own.ca_files.extend(spec.ca.iter().cloned());
+                        own.skip_verify = spec.skip_verify;
+                        Transport::new(own)?
+                    };
+                    mirrors.push(Mirror {
+                        url: spec.url,
+                        capabilities: spec.capabilities,
+                        override_path: spec.override_path,
+                        transport,
+                    });
+                }
+                remote = remote.with_mirrors(&mirrors, credentials)?;
+            }
+            Ok(Arc::new(remote))
         }
         Locator::Layout(path) => Ok(Arc::new(LayoutRemote::new(path))),
     }
+}
+
+/// The mirrors for `repo`: `--mirror` flags first, then its hosts file; and the registry's
+/// own address if the hosts file moves it.
+fn mirror_specs(
+    global: &Global,
+    repo: &Repository,
+) -> Result<(Option<String>, Vec<HostSpec>), Error> {
+    let mut specs = global
+        .mirror
+        .iter()
+        .map(|m| HostSpec::from_flag(m))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut server = None;
+    if let Some(dir) = &global.hosts_dir {
+        if let Some(file) = HostsFile::load(dir, repo.host())? {
+            specs.extend(file.hosts);
+            server = file.server;
+        }
+    }
+    Ok((server, specs))
 }
 
 /// Creates the `--report` file, if one was asked for.

@@ -109,26 +109,32 @@ impl LayoutStore {
         super::index::add_entry(&self.root, entry)
     }
 
-    /// Removes `.dist-tmp-<pid>-*` files whose process no longer runs.
+    /// Removes `.dist-tmp-<pid>-*` files whose process no longer runs, in the layout's
+    /// root (index and layout files) and under `blobs/<algorithm>/`.
     fn remove_stale_temporaries(&self) {
+        remove_stale_in(&self.root);
         let Ok(algs) = std::fs::read_dir(self.root.join("blobs")) else {
             return;
         };
         for alg in algs.flatten() {
-            let Ok(entries) = std::fs::read_dir(alg.path()) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let name = entry.file_name();
-                let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(TMP_PREFIX)) else {
-                    continue;
-                };
-                let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
-                let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
-                if !alive {
-                    let _ = std::fs::remove_file(entry.path());
-                }
-            }
+            remove_stale_in(&alg.path());
+        }
+    }
+}
+
+fn remove_stale_in(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(TMP_PREFIX)) else {
+            continue;
+        };
+        let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+        let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+        if !alive {
+            let _ = std::fs::remove_file(entry.path());
         }
     }
 }
@@ -220,7 +226,7 @@ fn write_if_absent(path: &Path, content: &[u8]) -> Result<()> {
     }
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
-        .prefix(TMP_PREFIX)
+        .prefix(&format!("{TMP_PREFIX}{}-", std::process::id()))
         .tempfile_in(dir)
         .map_err(|e| io_err("creating a temporary file in", dir, e))?;
     tmp.write_all(content)
@@ -311,8 +317,10 @@ mod tests {
         std::fs::write(sha.join(".dist-tmp-2147483647-abc"), b"x").unwrap();
         let mine = sha.join(format!(".dist-tmp-{}-abc", std::process::id()));
         std::fs::write(&mine, b"x").unwrap();
+        std::fs::write(dir.path().join(".dist-tmp-2147483647-index"), b"x").unwrap();
         LayoutStore::open(dir.path()).unwrap();
         assert!(!sha.join(".dist-tmp-2147483647-abc").exists());
+        assert!(!dir.path().join(".dist-tmp-2147483647-index").exists());
         assert!(mine.exists());
     }
 }

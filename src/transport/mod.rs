@@ -6,7 +6,6 @@
 //! Redirects are followed here so that one rule guards credentials: `Authorization` goes
 //! only to the origin it was meant for, and never from https down to http.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use crate::error::{Error, ErrorKind, Result};
 
 pub mod limit;
+pub mod tls;
 
 use limit::LimitedConnector;
 
@@ -31,8 +31,10 @@ pub const MAX_REDIRECTS: usize = 10;
 /// Settings of the shared client.
 #[derive(Debug, Clone)]
 pub struct TransportOptions {
-    /// Extra CA certificates (PEM) trusted besides the system store.
-    pub ca_file: Option<std::path::PathBuf>,
+    /// Extra CA certificates (PEM files) trusted besides the system store.
+    pub ca_files: Vec<std::path::PathBuf>,
+    /// Accept any certificate: only for a mirror configured with `skip_verify`.
+    pub skip_verify: bool,
     /// Limit for establishing a TCP connection.
     pub connect_timeout: Duration,
     /// Limit for the response headers to arrive once a request is sent.
@@ -48,7 +50,8 @@ pub struct TransportOptions {
 impl Default for TransportOptions {
     fn default() -> Self {
         TransportOptions {
-            ca_file: None,
+            ca_files: Vec::new(),
+            skip_verify: false,
             connect_timeout: Duration::from_secs(30),
             response_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(60),
@@ -114,14 +117,7 @@ pub struct Reply {
 impl Transport {
     /// Builds the client: system roots plus `ca_file`, HTTP/1.1 and HTTP/2 by ALPN.
     pub fn new(opts: TransportOptions) -> Result<Transport> {
-        let roots = root_store(opts.ca_file.as_deref())?;
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::new(ErrorKind::Io, "configuring TLS").with_cause(e))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let tls = tls::client_config(&opts.ca_files, opts.skip_verify)?;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -346,37 +342,6 @@ fn classify_client_error(e: hyper_util::client::legacy::Error) -> Error {
     Error::new(kind, text).with_cause(e)
 }
 
-fn root_store(ca_file: Option<&Path>) -> Result<rustls::RootCertStore> {
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for cert in native.certs {
-        // One unparsable system certificate must not make every registry unreachable.
-        let _ = roots.add(cert);
-    }
-    if let Some(path) = ca_file {
-        let pem = std::fs::read(path).map_err(|e| {
-            Error::new(ErrorKind::Io, format!("reading CA file {}", path.display())).with_cause(e)
-        })?;
-        let mut n = 0;
-        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-            let cert = cert.map_err(|e| {
-                Error::invalid(format!("parsing CA file {}", path.display())).with_cause(e)
-            })?;
-            roots
-                .add(cert)
-                .map_err(|e| Error::invalid(format!("CA file {}", path.display())).with_cause(e))?;
-            n += 1;
-        }
-        if n == 0 {
-            return Err(Error::invalid(format!(
-                "CA file {} holds no certificate",
-                path.display()
-            )));
-        }
-    }
-    Ok(roots)
-}
-
 /// Reads a whole body of at most `limit` bytes; more is an error of kind
 /// [`ErrorKind::TooLarge`], so a hostile server cannot make us buffer without bound.
 pub async fn read_limited(
@@ -450,11 +415,5 @@ mod tests {
         assert!(
             Origin::of(&u("http://a.example:5000/")) != Origin::of(&u("http://a.example:5001/"))
         );
-    }
-
-    #[test]
-    fn missing_ca_file_is_reported() {
-        let e = root_store(Some(Path::new("/nonexistent/ca.pem"))).unwrap_err();
-        assert!(e.to_string().contains("/nonexistent/ca.pem"));
     }
 }

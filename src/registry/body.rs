@@ -1,0 +1,134 @@
+//! A response body that resumes with `Range` when the connection breaks part-way.
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use hyper::body::Incoming;
+
+use super::RegistryRemote;
+use crate::error::{Error, ErrorKind, Result};
+
+/// The body of one response, and how to ask for the rest of it.
+pub(crate) struct Resumable {
+    pub(crate) remote: RegistryRemote,
+    /// Which of the remote's hosts answered (resumes go to the same one).
+    pub(crate) host: usize,
+    pub(crate) body: Incoming,
+    /// Where to ask for the rest; `None` when the content has no fixed address (a tag
+    /// without an announced digest), which cannot be resumed safely.
+    pub(crate) resume_url: Option<Uri>,
+    pub(crate) headers: HeaderMap,
+    /// Bytes handed out so far.
+    pub(crate) offset: u64,
+    /// Bytes still to drop from the current body: a server that ignored our Range sends
+    /// the whole content again, and what we already handed out must not repeat.
+    pub(crate) skip: u64,
+    pub(crate) resumes: u32,
+}
+
+impl Resumable {
+    pub(crate) fn into_stream(self) -> crate::fetch::ByteStream {
+        futures::stream::try_unfold(self, |mut s| async move {
+            let next = s.next().await?;
+            Ok(next.map(|c| (c, s)))
+        })
+        .boxed()
+    }
+
+    async fn next(&mut self) -> Result<Option<Bytes>> {
+        let transport = self.remote.host(self.host).transport.clone();
+        loop {
+            match transport.next_chunk(&mut self.body).await {
+                Ok(Some(mut chunk)) => {
+                    if self.skip > 0 {
+                        let drop = self.skip.min(chunk.len() as u64) as usize;
+                        self.skip -= drop as u64;
+                        chunk = chunk.slice(drop..);
+                        if chunk.is_empty() {
+                            continue;
+                        }
+                    }
+                    self.offset += chunk.len() as u64;
+                    return Ok(Some(chunk));
+                }
+                Ok(None) => return Ok(None),
+                Err(e) => {
+                    let Some(url) = self.resume_url.clone() else {
+                        return Err(e);
+                    };
+                    if !e.is_transient() || self.resumes >= self.remote.retry_policy().retries {
+                        return Err(e);
+                    }
+                    self.resumes += 1;
+                    tracing::debug!(url = %url, offset = self.offset, error = %e, "resuming body");
+                    if let Err(again) = self.reopen(url).await {
+                        let msg = format!(
+                            "body interrupted after {} bytes ({}), and resuming failed: {}",
+                            self.offset,
+                            e.reason(),
+                            again.reason()
+                        );
+                        let mut err = Error::new(again.kind(), msg);
+                        if let Some(status) = again.status() {
+                            err = err.with_status(status);
+                        }
+                        return Err(err);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn reopen(&mut self, url: Uri) -> Result<()> {
+        let mut headers = self.headers.clone();
+        let range = format!("bytes={}-", self.offset);
+        headers.insert(
+            http::header::RANGE,
+            HeaderValue::from_str(&range).expect("ascii"),
+        );
+        let reply = self
+            .remote
+            .request(self.host, Method::GET, url.clone(), headers)
+            .await?;
+        let status = reply.response.status();
+        if status == StatusCode::PARTIAL_CONTENT {
+            let start = reply
+                .response
+                .headers()
+                .get(http::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(content_range_start);
+            if start != Some(self.offset) {
+                return Err(Error::new(
+                    ErrorKind::Protocol,
+                    format!("asked for {range}, got Content-Range {start:?}"),
+                )
+                .with_url(&url));
+            }
+            self.skip = 0;
+        } else {
+            // The server ignored Range: the whole content comes again.
+            self.skip = self.offset;
+        }
+        self.body = reply.response.into_body();
+        Ok(())
+    }
+}
+
+/// `bytes 100-199/1000` → 100.
+pub(crate) fn content_range_start(v: &str) -> Option<u64> {
+    let rest = v.trim().strip_prefix("bytes ")?;
+    rest.split('-').next()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_content_range() {
+        assert_eq!(content_range_start("bytes 100-199/1000"), Some(100));
+        assert_eq!(content_range_start("bytes 0-0/*"), Some(0));
+        assert_eq!(content_range_start("items 1-2/3"), None);
+    }
+}

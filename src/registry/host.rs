@@ -1,0 +1,408 @@
+//! One place the registry API is served: the registry itself, or a mirror tried before it.
+//!
+//! Each host has its own connection pool (a mirror may need its own CA), its own
+//! authorizer (credentials are looked up under the host's own name and never sent to
+//! another), and its own `Retry-After` pause. Every request goes through
+//! [`Host::request`], which adds authentication (reacting to 401 challenges), waits out
+//! the host's pause, retries transient failures with backoff, and turns error statuses
+//! into typed errors carrying the registry's OCI error code.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode, Uri};
+use serde::Deserialize;
+
+use crate::auth::{Authorizer, CredentialSource};
+use crate::error::{Error, ErrorKind, Result};
+use crate::reference::Repository;
+use crate::retry::{self, HostPause, RetryPolicy};
+use crate::transport::{self, Outgoing, Transport};
+
+/// Error bodies are read up to this much for their message.
+pub(crate) const MAX_ERROR_BODY: usize = 64 << 10;
+/// How many times one request reacts to a 401 before giving up.
+const MAX_AUTH_ROUNDS: u32 = 2;
+/// A mirror is a shortcut, not the source of truth: it gets one retry, then the next host.
+const MIRROR_RETRIES: u32 = 1;
+
+/// What a mirror may be asked for, as in containerd's `hosts.toml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Content by digest (blobs, and manifests by digest).
+    pub pull: bool,
+    /// Tags: which manifest a tag names right now.
+    pub resolve: bool,
+}
+
+impl Capabilities {
+    /// Both pull and resolve.
+    pub const ALL: Capabilities = Capabilities {
+        pull: true,
+        resolve: true,
+    };
+}
+
+/// A mirror of the registry, tried before the registry itself.
+#[derive(Debug, Clone)]
+pub struct Mirror {
+    /// `scheme://host[:port][/path]`. The API root is `<path>/v2/`, or `<path>/` itself
+    /// with `override_path`.
+    pub url: String,
+    /// What it may be asked for.
+    pub capabilities: Capabilities,
+    /// The path of `url` is the API root (for mirrors served under a prefix).
+    pub override_path: bool,
+    /// The client to reach it with (its own when it needs its own CA or trust settings).
+    pub transport: Transport,
+}
+
+/// A host serving the registry API for one repository.
+pub(crate) struct Host {
+    /// `host[:port]`, for messages and credential lookup.
+    pub(crate) name: String,
+    /// The API root, ending in `/`.
+    api: String,
+    /// `ns=<registry>` on mirror requests, so a mirror of several registries knows which.
+    namespace: Option<String>,
+    pub(crate) transport: Transport,
+    auth: Authorizer,
+    pause: HostPause,
+    pub(crate) capabilities: Capabilities,
+    pub(crate) mirror: bool,
+    /// Set when the mirror could not be reached: the rest of the batch skips it.
+    down: AtomicBool,
+}
+
+impl Host {
+    /// The registry itself, at its usual address or at `server` (`scheme://host[:port]`,
+    /// from a hosts file).
+    pub(crate) fn upstream(
+        repo: &Repository,
+        server: Option<&str>,
+        transport: Transport,
+        credentials: CredentialSource,
+    ) -> Result<Host> {
+        let (name, api) = match server {
+            None => (repo.api_host().to_string(), repo.api_base()),
+            Some(url) => {
+                let bad = || Error::invalid(format!("invalid registry server {url:?}"));
+                let uri: Uri = url.parse().map_err(|_| bad())?;
+                let authority = uri.authority().ok_or_else(bad)?.to_string();
+                let scheme = uri.scheme_str().unwrap_or("https");
+                (authority.clone(), format!("{scheme}://{authority}/v2/"))
+            }
+        };
+        let auth = Authorizer::new(
+            transport.clone(),
+            repo.host(),
+            &name,
+            repo.name(),
+            credentials,
+        );
+        Ok(Host {
+            name,
+            api,
+            namespace: None,
+            transport,
+            auth,
+            pause: HostPause::default(),
+            capabilities: Capabilities::ALL,
+            mirror: false,
+            down: AtomicBool::new(false),
+        })
+    }
+
+    /// A mirror of `repo`'s registry.
+    pub(crate) fn mirror(
+        m: &Mirror,
+        repo: &Repository,
+        credentials: CredentialSource,
+    ) -> Result<Host> {
+        let bad = || {
+            Error::invalid(format!(
+                "invalid mirror URL {:?} (scheme://host[:port][/path])",
+                m.url
+            ))
+        };
+        let uri: Uri = m.url.parse().map_err(|_| bad())?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) {
+            return Err(bad());
+        }
+        let authority = uri.authority().ok_or_else(bad)?.as_str().to_string();
+        let path = uri.path().trim_end_matches('/');
+        let api = if m.override_path || path.ends_with("/v2") {
+            format!(
+                "{}://{authority}{path}/",
+                uri.scheme_str().unwrap_or("https")
+            )
+        } else {
+            format!(
+                "{}://{authority}{path}/v2/",
+                uri.scheme_str().unwrap_or("https")
+            )
+        };
+        let auth = Authorizer::new(
+            m.transport.clone(),
+            &authority,
+            &authority,
+            repo.name(),
+            credentials,
+        );
+        Ok(Host {
+            name: authority,
+            api,
+            namespace: Some(repo.host().to_string()),
+            transport: m.transport.clone(),
+            auth,
+            pause: HostPause::default(),
+            capabilities: m.capabilities,
+            mirror: true,
+            down: AtomicBool::new(false),
+        })
+    }
+
+    /// `<api><name>/<path>`, with the namespace query on mirrors.
+    pub(crate) fn url(&self, name: &str, path: &str) -> Result<Uri> {
+        let mut s = format!("{}{name}/{path}", self.api);
+        if let Some(ns) = &self.namespace {
+            s.push(if s.contains('?') { '&' } else { '?' });
+            s.push_str("ns=");
+            s.push_str(ns);
+        }
+        s.parse()
+            .map_err(|_| Error::invalid(format!("cannot form a URL from {s:?}")))
+    }
+
+    /// Whether this host may be asked for a tag (`resolve`) or content by digest (`pull`).
+    pub(crate) fn serves(&self, tag: bool) -> bool {
+        !self.down.load(Ordering::Relaxed)
+            && if tag {
+                self.capabilities.resolve
+            } else {
+                self.capabilities.pull
+            }
+    }
+
+    /// Whether a failure on this host should send the request to the next host, marking
+    /// an unreachable mirror down for the rest of the run.
+    pub(crate) fn fall_back(&self, e: &Error) -> bool {
+        if !self.mirror {
+            return false;
+        }
+        if matches!(e.kind(), ErrorKind::Connect | ErrorKind::Timeout) {
+            self.down.store(true, Ordering::Relaxed);
+        }
+        tracing::debug!(mirror = %self.name, error = %e, "mirror failed; trying the next host");
+        true
+    }
+
+    /// Token requests made for this host.
+    pub(crate) fn token_requests(&self) -> usize {
+        self.auth.token_requests()
+    }
+
+    /// Sends a request with authentication, retries and status checking. Returns the
+    /// response once its status is a success; its body is left unread.
+    pub(crate) async fn request(
+        &self,
+        policy: &RetryPolicy,
+        method: Method,
+        url: Uri,
+        headers: HeaderMap,
+    ) -> Result<transport::Reply> {
+        let max_retries = if self.mirror {
+            policy.retries.min(MIRROR_RETRIES)
+        } else {
+            policy.retries
+        };
+        let mut retries = 0u32;
+        let mut auth_rounds = 0u32;
+        loop {
+            self.pause.wait().await;
+            let grant = self.auth.grant().await.map_err(|e| e.with_url(&url))?;
+            let req = Outgoing {
+                method: method.clone(),
+                url: url.clone(),
+                headers: headers.clone(),
+                authorization: grant.header.clone(),
+                body: Bytes::new(),
+            };
+            let mut reply = match self.transport.send(req).await {
+                Ok(r) => r,
+                Err(e) if e.is_transient() && retries < max_retries => {
+                    let wait = policy.backoff(retries);
+                    tracing::debug!(url = %url, error = %e, retry = retries + 1, wait_ms = wait.as_millis() as u64, "retrying");
+                    retries += 1;
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                Err(e) => return Err(e.with_url(&url)),
+            };
+            let status = reply.response.status();
+            if status.is_success() {
+                return Ok(reply);
+            }
+            if status == StatusCode::UNAUTHORIZED
+                && reply.same_origin
+                && auth_rounds < MAX_AUTH_ROUNDS
+            {
+                let challenges: Vec<String> = reply
+                    .response
+                    .headers()
+                    .get_all(http::header::WWW_AUTHENTICATE)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok().map(str::to_string))
+                    .collect();
+                if !challenges.is_empty() {
+                    // Drain the small error body so the connection can be reused.
+                    let _ = transport::read_prefix(
+                        &self.transport,
+                        reply.response.body_mut(),
+                        MAX_ERROR_BODY,
+                    )
+                    .await;
+                    self.auth
+                        .challenged(&grant, &challenges)
+                        .await
+                        .map_err(|e| e.with_url(&url))?;
+                    auth_rounds += 1;
+                    continue;
+                }
+            }
+            let after = retry::retry_after(reply.response.headers());
+            let err = status_error(&self.transport, &mut reply).await;
+            if err.is_transient() && retries < max_retries {
+                let wait = match after {
+                    Some(d) if d > policy.max_delay => return Err(err),
+                    Some(d) => {
+                        if matches!(status.as_u16(), 429 | 503) {
+                            self.pause.pause_for(d);
+                        }
+                        d
+                    }
+                    None => policy.backoff(retries),
+                };
+                tracing::debug!(url = %url, status = status.as_u16(), retry = retries + 1, wait_ms = wait.as_millis() as u64, "retrying");
+                retries += 1;
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            return Err(err);
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct OciErrors {
+    #[serde(default)]
+    errors: Vec<OciError>,
+}
+
+#[derive(Deserialize)]
+struct OciError {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// Turns a failed response into an error naming the status and the registry's own words.
+async fn status_error(transport: &Transport, reply: &mut transport::Reply) -> Error {
+    let status = reply.response.status();
+    let url = reply.url.clone();
+    let body = transport::read_prefix(transport, reply.response.body_mut(), MAX_ERROR_BODY).await;
+    let detail = match serde_json::from_slice::<OciErrors>(&body) {
+        Ok(e) if !e.errors.is_empty() => e
+            .errors
+            .iter()
+            .map(|e| match (e.code.is_empty(), e.message.is_empty()) {
+                (false, false) => format!("{}: {}", e.code, e.message),
+                (false, true) => e.code.clone(),
+                _ => e.message.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        _ => String::from_utf8_lossy(&body[..body.len().min(200)])
+            .trim()
+            .to_string(),
+    };
+    let kind = match status.as_u16() {
+        404 => ErrorKind::NotFound,
+        401 => ErrorKind::Unauthorized,
+        403 => ErrorKind::Denied,
+        429 => ErrorKind::TooManyRequests,
+        _ => ErrorKind::Http,
+    };
+    let mut msg = format!("registry answered {status}");
+    if !detail.is_empty() {
+        msg.push_str(": ");
+        msg.push_str(&detail);
+    }
+    Error::new(kind, msg)
+        .with_status(status.as_u16())
+        .with_url(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mirror(url: &str, override_path: bool) -> Host {
+        let repo: Repository = "docker.io/library/redis".parse().unwrap();
+        let m = Mirror {
+            url: url.into(),
+            capabilities: Capabilities {
+                pull: true,
+                resolve: false,
+            },
+            override_path,
+            transport: Transport::new(Default::default()).unwrap(),
+        };
+        Host::mirror(&m, &repo, CredentialSource::None).unwrap()
+    }
+
+    #[test]
+    fn mirror_urls_carry_the_namespace() {
+        let h = mirror("https://mirror.example:5000", false);
+        assert_eq!(
+            h.url("library/redis", "blobs/x").unwrap(),
+            "https://mirror.example:5000/v2/library/redis/blobs/x?ns=docker.io"
+        );
+        assert_eq!(
+            h.url("library/redis", "tags/list?n=1").unwrap(),
+            "https://mirror.example:5000/v2/library/redis/tags/list?n=1&ns=docker.io"
+        );
+        assert_eq!(
+            mirror("http://m.example/prefix/v2", false)
+                .url("a", "b")
+                .unwrap(),
+            "http://m.example/prefix/v2/a/b?ns=docker.io"
+        );
+        assert_eq!(
+            mirror("http://m.example/api", true).url("a", "b").unwrap(),
+            "http://m.example/api/a/b?ns=docker.io"
+        );
+        assert!(
+            !mirror("https://m.example", false).serves(true),
+            "no resolve capability"
+        );
+    }
+
+    #[test]
+    fn bad_mirror_urls_are_refused() {
+        let repo: Repository = "redis".parse().unwrap();
+        for url in ["ftp://m.example", "m.example", ""] {
+            let m = Mirror {
+                url: url.into(),
+                capabilities: Capabilities::ALL,
+                override_path: false,
+                transport: Transport::new(Default::default()).unwrap(),
+            };
+            assert!(
+                Host::mirror(&m, &repo, CredentialSource::None).is_err(),
+                "{url}"
+            );
+        }
+    }
+}

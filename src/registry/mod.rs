@@ -1,0 +1,488 @@
+//! The registry remote: the OCI distribution API over HTTP(S).
+//!
+//! A [`RegistryRemote`] is one repository, served by one or more hosts: mirrors first (in
+//! the order given, each only for what its capabilities allow), the registry itself last.
+//! A mirror that lacks an object, fails, or cannot be reached hands the request to the next
+//! host; an unreachable mirror is skipped for the rest of the run. Requests, with their
+//! authentication and retries, are the business of [`host`]; bodies that break mid-way
+//! resume with `Range` (the `body` module); large blobs on slow links split into parallel ranges
+//! ([`crate::ranged`]).
+
+mod body;
+pub mod host;
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use http::{HeaderMap, HeaderValue, Method, Uri};
+
+use crate::auth::CredentialSource;
+use crate::digest::Digest;
+use crate::error::{Error, ErrorKind, Result};
+use crate::fetch::{Download, Meta, MAX_MANIFEST_SIZE};
+use crate::hints::Hints;
+use crate::image::Descriptor;
+use crate::media;
+use crate::ranged::{Adaptive, RangeOptions};
+use crate::reference::{Object, Repository};
+use crate::remote::Remote;
+use crate::retry::RetryPolicy;
+use crate::transport::{self, Transport};
+pub(crate) use body::content_range_start;
+use body::Resumable;
+use host::{Host, Mirror, MAX_ERROR_BODY};
+
+/// Which API endpoint an object is fetched from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Blobs,
+    Manifests,
+}
+
+impl Endpoint {
+    fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Blobs => "blobs",
+            Endpoint::Manifests => "manifests",
+        }
+    }
+}
+
+/// A repository on a registry, with the state every task shares: per host, the connection
+/// pool, the authorizer and the `Retry-After` pause.
+#[derive(Clone)]
+pub struct RegistryRemote {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    repo: Repository,
+    /// Mirrors in order, then the registry itself.
+    hosts: Vec<Host>,
+    retry: RetryPolicy,
+    ranges: RangeOptions,
+}
+
+impl std::fmt::Debug for RegistryRemote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryRemote")
+            .field("repo", &self.inner.repo)
+            .field(
+                "hosts",
+                &self.inner.hosts.iter().map(|h| &h.name).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl RegistryRemote {
+    /// A remote for `repo`, sharing `transport`'s pool.
+    pub fn new(
+        repo: Repository,
+        transport: Transport,
+        credentials: CredentialSource,
+        retry: RetryPolicy,
+    ) -> Self {
+        let upstream = Host::upstream(&repo, None, transport, credentials)
+            .expect("the usual address is valid");
+        RegistryRemote {
+            inner: Arc::new(Inner {
+                repo,
+                hosts: vec![upstream],
+                retry,
+                ranges: RangeOptions::default(),
+            }),
+        }
+    }
+
+    /// Reaches the registry itself at `server` (`scheme://host[:port]`) instead of its
+    /// usual address (call before sharing the remote).
+    pub fn with_server(
+        mut self,
+        server: &str,
+        transport: Transport,
+        credentials: CredentialSource,
+    ) -> Result<Self> {
+        let inner = Arc::get_mut(&mut self.inner)
+            .expect("with_server must be called before the remote is shared");
+        let upstream = Host::upstream(&inner.repo, Some(server), transport, credentials)?;
+        *inner
+            .hosts
+            .last_mut()
+            .expect("the registry is always a host") = upstream;
+        Ok(self)
+    }
+
+    /// Tries `mirrors`, in order, before the registry (call before sharing the remote).
+    /// Credentials for each mirror are looked up under the mirror's own host name.
+    pub fn with_mirrors(
+        mut self,
+        mirrors: &[Mirror],
+        credentials: CredentialSource,
+    ) -> Result<Self> {
+        let inner = Arc::get_mut(&mut self.inner)
+            .expect("with_mirrors must be called before the remote is shared");
+        let mut hosts = Vec::with_capacity(mirrors.len() + 1);
+        for m in mirrors {
+            hosts.push(Host::mirror(m, &inner.repo, credentials.clone())?);
+        }
+        hosts.append(&mut inner.hosts);
+        inner.hosts = hosts;
+        Ok(self)
+    }
+
+    /// Sets when large blobs are fetched in parallel ranges (call before sharing the remote).
+    pub fn with_ranges(mut self, ranges: RangeOptions) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.ranges = ranges,
+            None => panic!("with_ranges must be called before the remote is shared"),
+        }
+        self
+    }
+
+    /// Host number `i` (mirrors first, the registry last).
+    pub(crate) fn host(&self, i: usize) -> &Host {
+        &self.inner.hosts[i]
+    }
+
+    /// The retry policy requests follow.
+    pub(crate) fn retry_policy(&self) -> &RetryPolicy {
+        &self.inner.retry
+    }
+
+    /// The repository.
+    pub fn repository(&self) -> &Repository {
+        &self.inner.repo
+    }
+
+    /// How many token requests were made so far, over all hosts (one per batch, normally).
+    pub fn token_requests(&self) -> usize {
+        self.inner.hosts.iter().map(Host::token_requests).sum()
+    }
+
+    fn url(&self, host: usize, endpoint: Endpoint, reference: &str) -> Result<Uri> {
+        self.host(host).url(
+            self.inner.repo.name(),
+            &format!("{}/{reference}", endpoint.as_str()),
+        )
+    }
+
+    /// Sends a request to host `host` with authentication, retries and status checking.
+    pub(crate) async fn request(
+        &self,
+        host: usize,
+        method: Method,
+        url: Uri,
+        headers: HeaderMap,
+    ) -> Result<transport::Reply> {
+        self.host(host)
+            .request(&self.inner.retry, method, url, headers)
+            .await
+    }
+
+    /// Runs `attempt` on each host that serves tags (`tag`) or digests, in order, moving
+    /// on from a mirror that fails; the registry's own answer is final.
+    async fn on_hosts<'a, T, F>(&'a self, tag: bool, mut attempt: F) -> Result<T>
+    where
+        F: FnMut(usize) -> BoxFuture<'a, Result<T>>,
+    {
+        let mut last = None;
+        for (i, host) in self.inner.hosts.iter().enumerate() {
+            if !host.serves(tag) {
+                continue;
+            }
+            match attempt(i).await {
+                Err(e) if host.fall_back(&e) => last = Some(e),
+                other => return other,
+            }
+        }
+        Err(last
+            .unwrap_or_else(|| Error::new(ErrorKind::NotFound, "no host may serve this object")))
+    }
+
+    /// Tries the endpoints in turn on one host: a digest may name a blob or a manifest.
+    async fn fetch_on(&self, host: usize, object: &Object, hints: &Hints) -> Result<Download> {
+        let order = match object {
+            Object::Tag(_) => vec![Endpoint::Manifests],
+            Object::Digest(_) if hints.wants_manifest() => {
+                vec![Endpoint::Manifests, Endpoint::Blobs]
+            }
+            Object::Digest(_) => vec![Endpoint::Blobs, Endpoint::Manifests],
+        };
+        let mut first_err = None;
+        for endpoint in order {
+            match self.fetch_from(host, endpoint, object, hints).await {
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    first_err.get_or_insert(e);
+                }
+                other => return other,
+            }
+        }
+        Err(first_err.expect("at least one endpoint"))
+    }
+
+    async fn fetch_from(
+        &self,
+        host: usize,
+        endpoint: Endpoint,
+        object: &Object,
+        hints: &Hints,
+    ) -> Result<Download> {
+        let reference = object.to_string();
+        let url = self.url(host, endpoint, &reference)?;
+        let mut headers = HeaderMap::new();
+        let accept = match endpoint {
+            Endpoint::Manifests if hints.media_types.is_empty() => {
+                media::DEFAULT_MANIFEST_ACCEPT.join(", ")
+            }
+            _ if hints.media_types.is_empty() => "*/*".to_string(),
+            _ => hints.media_types.join(", "),
+        };
+        headers.insert(
+            http::header::ACCEPT,
+            HeaderValue::from_str(&accept)
+                .map_err(|_| Error::invalid(format!("bad media type hint {accept:?}")))?,
+        );
+        let reply = self
+            .request(host, Method::GET, url.clone(), headers.clone())
+            .await?;
+        let h = reply.response.headers();
+        let declared = content_length(h);
+        let announced = match h.get("docker-content-digest").and_then(|v| v.to_str().ok()) {
+            Some(v) => Some(v.parse::<Digest>().map_err(|e| {
+                Error::new(ErrorKind::Protocol, "bad Docker-Content-Digest header")
+                    .with_cause(e)
+                    .with_url(&url)
+            })?),
+            None => None,
+        };
+        let content_type = h
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|t| media::essence(t).to_string())
+            .filter(|t| !t.is_empty() && t != "application/octet-stream");
+        let expected = match object {
+            Object::Digest(d) => {
+                if let Some(a) = &announced {
+                    if a.algorithm() == d.algorithm() && a != d {
+                        return Err(Error::new(
+                            ErrorKind::DigestMismatch,
+                            format!("registry announced digest {a} for {d}"),
+                        )
+                        .with_url(&url));
+                    }
+                }
+                Some(d.clone())
+            }
+            Object::Tag(_) => announced,
+        };
+        let size = match (declared, hints.size) {
+            (Some(d), Some(h)) if d != h => {
+                return Err(Error::new(
+                    ErrorKind::SizeMismatch,
+                    format!("registry declares {d} bytes, expected {h}"),
+                )
+                .with_url(&url))
+            }
+            (d, h) => h.or(d),
+        };
+        let limit = (endpoint == Endpoint::Manifests).then_some(MAX_MANIFEST_SIZE);
+        if let (Some(limit), Some(size)) = (limit, size) {
+            if size > limit {
+                return Err(Error::new(
+                    ErrorKind::TooLarge,
+                    format!("manifest of {size} bytes exceeds the {limit}-byte limit"),
+                )
+                .with_url(&url));
+            }
+        }
+        // A manifest's own Content-Type is authoritative (a hint may list several
+        // acceptable types); a blob endpoint says only octet-stream, so the hint is all
+        // there is.
+        let media_type = match endpoint {
+            Endpoint::Manifests => content_type.or(hints.media_type().map(str::to_string)),
+            Endpoint::Blobs => hints.media_type().map(str::to_string).or(content_type),
+        };
+        // A tag may move between two requests; a resumed request must ask for the same
+        // content, so it goes by digest when the registry told us one.
+        let resume_url = match (&expected, endpoint) {
+            (Some(d), _) => Some(self.url(host, endpoint, &d.to_string())?),
+            _ => None,
+        };
+        let split = match (&resume_url, size) {
+            (Some(url), Some(total))
+                if endpoint == Endpoint::Blobs
+                    && self.inner.ranges.applies(size, reply.response.headers()) =>
+            {
+                Some((url.clone(), total))
+            }
+            _ => None,
+        };
+        let body = Resumable {
+            remote: self.clone(),
+            host,
+            body: reply.response.into_body(),
+            resume_url,
+            headers: headers.clone(),
+            offset: 0,
+            skip: 0,
+            resumes: 0,
+        }
+        .into_stream();
+        let body = match split {
+            Some((url, total)) => Adaptive::new(
+                body,
+                self.clone(),
+                host,
+                url,
+                headers,
+                total,
+                self.inner.ranges.clone(),
+            )
+            .into_stream(),
+            None => body,
+        };
+        let meta = Meta {
+            object: object.clone(),
+            expected,
+            size,
+            media_type,
+            url: reply.url.to_string(),
+            limit,
+        };
+        Ok(Download::new(meta, body))
+    }
+
+    /// Describes a manifest from the answer to a `HEAD`, which Docker Hub does not count
+    /// against the pull quota. `None` when the answer lacks what a descriptor needs.
+    async fn head_manifest(&self, host: usize, object: &Object) -> Result<Option<Descriptor>> {
+        let url = self.url(host, Endpoint::Manifests, &object.to_string())?;
+        let mut headers = HeaderMap::new();
+        let accept = media::DEFAULT_MANIFEST_ACCEPT.join(", ");
+        headers.insert(
+            http::header::ACCEPT,
+            HeaderValue::from_str(&accept).expect("media types are ASCII"),
+        );
+        let reply = self
+            .request(host, Method::HEAD, url.clone(), headers)
+            .await?;
+        let h = reply.response.headers();
+        let announced = h
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<Digest>().ok());
+        let digest = match (object, announced) {
+            (Object::Digest(d), Some(a)) if a.algorithm() == d.algorithm() && a != *d => {
+                return Err(Error::new(
+                    ErrorKind::DigestMismatch,
+                    format!("registry announced digest {a} for {d}"),
+                )
+                .with_url(&url))
+            }
+            (Object::Digest(d), _) => d.clone(),
+            (Object::Tag(_), Some(a)) => a,
+            (Object::Tag(_), None) => return Ok(None),
+        };
+        let media_type = h
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(media::essence)
+            .filter(|t| media::is_manifest(t));
+        match (media_type, content_length(h)) {
+            (Some(_), Some(size)) if size > MAX_MANIFEST_SIZE => Err(Error::new(
+                ErrorKind::TooLarge,
+                format!("manifest of {size} bytes exceeds the {MAX_MANIFEST_SIZE}-byte limit"),
+            )
+            .with_url(&url)),
+            (Some(t), Some(size)) => Ok(Some(Descriptor::new(t, digest, size))),
+            _ => Ok(None),
+        }
+    }
+}
+
+impl Remote for RegistryRemote {
+    fn fetch<'a>(
+        &'a self,
+        object: &'a Object,
+        hints: &'a Hints,
+    ) -> BoxFuture<'a, Result<Download>> {
+        async move {
+            let tag = matches!(object, Object::Tag(_));
+            self.on_hosts(tag, |host| self.fetch_on(host, object, hints).boxed())
+                .await
+                .map_err(|e| e.with_object(object))
+        }
+        .boxed()
+    }
+
+    fn check<'a>(&'a self) -> BoxFuture<'a, Result<()>> {
+        async move {
+            // `/v2/` alone may accept anonymous callers while the repository does not, so
+            // ask for something inside the repository: a tag list page of one entry.
+            self.on_hosts(false, |host| {
+                async move {
+                    let url = self
+                        .host(host)
+                        .url(self.inner.repo.name(), "tags/list?n=1")?;
+                    match self.request(host, Method::GET, url, HeaderMap::new()).await {
+                        Ok(mut reply) => {
+                            let transport = &self.host(host).transport;
+                            let _ = transport::read_prefix(
+                                transport,
+                                reply.response.body_mut(),
+                                MAX_ERROR_BODY,
+                            )
+                            .await;
+                            Ok(())
+                        }
+                        // An empty or unlisted repository is still reachable and authorized.
+                        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+                        Err(e) => Err(e),
+                    }
+                }
+                .boxed()
+            })
+            .await
+        }
+        .boxed()
+    }
+
+    fn describe(&self) -> String {
+        self.inner.repo.to_string()
+    }
+
+    fn resolve<'a>(&'a self, object: &'a Object) -> BoxFuture<'a, Result<Descriptor>> {
+        async move {
+            let tag = matches!(object, Object::Tag(_));
+            let head = self
+                .on_hosts(tag, |host| self.head_manifest(host, object).boxed())
+                .await;
+            match head {
+                Ok(Some(d)) => return Ok(d),
+                Ok(None) => {
+                    tracing::debug!(%object, "HEAD lacks digest, type or length; using GET")
+                }
+                // Some registries and proxies refuse HEAD (405) or answer it badly; any other
+                // failure (404, auth, retries used up) would only repeat with GET.
+                Err(e)
+                    if matches!(e.kind(), ErrorKind::Http | ErrorKind::Protocol)
+                        && !e.is_transient() =>
+                {
+                    tracing::debug!(%object, error = %e, "HEAD failed; using GET")
+                }
+                Err(e) => return Err(e.with_object(object)),
+            }
+            crate::image::resolve_by_fetch(self, object).await
+        }
+        .boxed()
+    }
+}
+
+fn content_length(h: &HeaderMap) -> Option<u64> {
+    h.get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}

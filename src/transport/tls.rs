@@ -1,0 +1,138 @@
+//! TLS client settings: the system trust store plus extra CA files, and, for a host
+//! configured with `skip_verify`, a verifier that accepts any certificate (the handshake
+//! signatures are still checked, so the session is at least bound to the certificate the
+//! server showed).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Builds the client configuration: verified against the system store and `ca_files`, or
+/// not verified at all with `skip_verify`.
+pub fn client_config(ca_files: &[PathBuf], skip_verify: bool) -> Result<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::new(ErrorKind::Io, "configuring TLS").with_cause(e))?;
+    let config = if skip_verify {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+            .with_no_client_auth()
+    } else {
+        builder
+            .with_root_certificates(root_store(ca_files)?)
+            .with_no_client_auth()
+    };
+    Ok(config)
+}
+
+fn root_store(ca_files: &[PathBuf]) -> Result<rustls::RootCertStore> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
+        // One unparsable system certificate must not make every registry unreachable.
+        let _ = roots.add(cert);
+    }
+    for path in ca_files {
+        add_pem(&mut roots, path)?;
+    }
+    Ok(roots)
+}
+
+fn add_pem(roots: &mut rustls::RootCertStore, path: &Path) -> Result<()> {
+    let pem = std::fs::read(path).map_err(|e| {
+        Error::new(ErrorKind::Io, format!("reading CA file {}", path.display())).with_cause(e)
+    })?;
+    let mut n = 0;
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let cert = cert.map_err(|e| {
+            Error::invalid(format!("parsing CA file {}", path.display())).with_cause(e)
+        })?;
+        roots
+            .add(cert)
+            .map_err(|e| Error::invalid(format!("CA file {}", path.display())).with_cause(e))?;
+        n += 1;
+    }
+    if n == 0 {
+        return Err(Error::invalid(format!(
+            "CA file {} holds no certificate",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Accepts any server certificate; only for hosts explicitly configured with `skip_verify`.
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_ca_file_is_reported() {
+        let e = client_config(&[PathBuf::from("/nonexistent/ca.pem")], false).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/ca.pem"));
+    }
+
+    #[test]
+    fn a_file_without_certificates_is_refused() {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), "not a certificate").unwrap();
+        assert!(client_config(&[f.path().to_owned()], false).is_err());
+        assert!(client_config(&[], true).is_ok());
+    }
+}

@@ -1,0 +1,173 @@
+//! Mirrors: `--mirror` and containerd-style `hosts.toml`, tried in order, each only for
+//! what it may serve, with fallback to the registry itself and credentials per host.
+
+mod support;
+
+use base64::Engine as _;
+use support::cli::{bytes, sha256, Dist};
+use support::fake::{Auth, FakeRegistry};
+use support::registry::{Mode, Registry};
+
+fn hosts_dir(registry: &str, toml: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join(registry);
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("hosts.toml"), toml).unwrap();
+    dir
+}
+
+#[test]
+fn real_registries_mirror_then_fallback_then_mirror_down() {
+    let upstream = Registry::start(Mode::Anonymous);
+    let mirror = Registry::start(Mode::Anonymous);
+    let both = bytes(1, 30_000);
+    let only_upstream = bytes(2, 40_000);
+    let d_both = upstream.push_blob("team/app", &both);
+    mirror.push_blob("team/app", &both);
+    let d_up = upstream.push_blob("team/app", &only_upstream);
+    let repo = format!("{}/team/app", upstream.host());
+    let mirror_url = format!("http://{}", mirror.host());
+    let dist = Dist::new();
+
+    let input = format!("{d_both}\n{d_up}\n");
+    let out = dist.run(
+        &["fetch", "--mirror", &mirror_url, &repo, "-", "--ordered"],
+        input.as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let frames = support::cli::parse_frames(&out.stdout);
+    assert_eq!(frames[0].result.as_ref().unwrap().2, both);
+    assert_eq!(
+        frames[1].result.as_ref().unwrap().2,
+        only_upstream,
+        "missing on the mirror: from the registry"
+    );
+
+    // The mirror goes away: everything still comes, from the registry.
+    drop(mirror);
+    let out = dist.run(
+        &[
+            "fetch",
+            "--retries",
+            "1",
+            "--mirror",
+            &mirror_url,
+            &repo,
+            "-",
+        ],
+        input.as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(support::cli::parse_frames(&out.stdout).len(), 2);
+    assert_eq!(
+        sha256(&dist.ok(&["fetch", "--mirror", &mirror_url, &repo, &d_up])),
+        d_up
+    );
+}
+
+#[test]
+fn mirror_serves_what_it_has_and_only_what_it_may() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}"#;
+    let mt = "application/vnd.oci.image.manifest.v1+json";
+    upstream.manifest("team/app", "v1", mt, manifest);
+    mirror.manifest("team/app", "v1", mt, manifest);
+    let blob = bytes(3, 5000);
+    let digest = upstream.blob("team/app", &blob);
+    mirror.blob("team/app", &blob);
+    let dir = hosts_dir(
+        &upstream.host(),
+        &format!("[host.\"{}\"]\n  capabilities = [\"pull\"]\n", mirror.url()),
+    );
+    let mut dist = Dist::new();
+    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    let repo = format!("{}/team/app", upstream.host());
+    assert_eq!(dist.ok(&["fetch", &repo, &digest]), blob);
+    assert_eq!(dist.ok(&["fetch", &repo, "v1"]), manifest);
+    let blob_path = format!("blobs/{digest}");
+    assert_eq!(mirror.requests_for(&blob_path), 1, "digest from the mirror");
+    assert_eq!(upstream.requests_for(&blob_path), 0);
+    assert_eq!(
+        mirror.requests_for("manifests/v1"),
+        0,
+        "no resolve capability: tags go upstream"
+    );
+    assert_eq!(upstream.requests_for("manifests/v1"), 1);
+    let ns: Vec<_> = mirror
+        .requests()
+        .into_iter()
+        .filter_map(|r| r.query)
+        .collect();
+    assert!(
+        ns.iter()
+            .all(|q| q.contains(&format!("ns={}", upstream.host()))),
+        "{ns:?}"
+    );
+}
+
+#[test]
+fn credentials_are_looked_up_per_host_and_never_cross() {
+    let upstream = FakeRegistry::builder()
+        .auth(Auth::basic("up-user", "up-pass"))
+        .start();
+    let mirror = FakeRegistry::builder()
+        .auth(Auth::basic("mirror-user", "mirror-pass"))
+        .start();
+    let blob = bytes(4, 7000);
+    let in_both = upstream.blob("team/app", &blob);
+    mirror.blob("team/app", &blob);
+    let only_up = upstream.blob("team/app", bytes(5, 3000));
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let dist = Dist::new();
+    dist.docker_config(&format!(
+        r#"{{"auths":{{"{}":{{"auth":"{}"}},"{}":{{"auth":"{}"}}}}}}"#,
+        upstream.host(),
+        b64("up-user:up-pass"),
+        mirror.host(),
+        b64("mirror-user:mirror-pass")
+    ));
+    let repo = format!("{}/team/app", upstream.host());
+    let input = format!("{in_both}\n{only_up}\n");
+    let out = dist.run(
+        &["fetch", "--mirror", &mirror.url(), &repo, "-"],
+        input.as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let up_cred = format!("Basic {}", b64("up-user:up-pass"));
+    let mirror_cred = format!("Basic {}", b64("mirror-user:mirror-pass"));
+    for r in mirror.requests() {
+        assert_ne!(
+            r.authorization.as_deref(),
+            Some(up_cred.as_str()),
+            "registry credential sent to the mirror"
+        );
+    }
+    for r in upstream.requests() {
+        assert_ne!(
+            r.authorization.as_deref(),
+            Some(mirror_cred.as_str()),
+            "mirror credential sent to the registry"
+        );
+    }
+    assert!(mirror
+        .requests()
+        .iter()
+        .any(|r| r.authorization.as_deref() == Some(mirror_cred.as_str())));
+    assert!(upstream
+        .requests()
+        .iter()
+        .any(|r| r.authorization.as_deref() == Some(up_cred.as_str())));
+}
