@@ -3,7 +3,7 @@
 //! Each host has its own connection pool (a mirror may need its own CA), its own
 //! authorizer (credentials are looked up under the host's own name and never sent to
 //! another), and its own `Retry-After` pause. Every request goes through
-//! [`Host::request`], which adds authentication (reacting to 401 challenges), waits out
+//! `Host::request`, which adds authentication (reacting to 401 challenges), waits out
 //! the host's pause, retries transient failures with backoff, and turns error statuses
 //! into typed errors carrying the registry's OCI error code.
 
