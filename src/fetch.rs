@@ -40,11 +40,80 @@ pub struct Meta {
     pub limit: Option<u64>,
 }
 
+/// Objects at least this large are hashed on a thread of their own, so that receiving,
+/// hashing and writing run on different cores instead of one after the other.
+const OFFLOAD_HASHING: u64 = 8 << 20;
+/// Chunks in flight to the hashing thread: enough to ride out scheduling hiccups, little
+/// enough to keep memory bounded.
+const HASH_QUEUE: usize = 4;
+
+/// Where the digest is being computed.
+enum Hashing {
+    /// In the task that reads the body.
+    Inline(Box<Hasher>),
+    /// On a blocking-pool thread fed through a bounded queue.
+    Offloaded {
+        queue: Option<tokio::sync::mpsc::Sender<Bytes>>,
+        done: tokio::task::JoinHandle<Digest>,
+    },
+}
+
+impl Hashing {
+    fn start(algorithm: Algorithm, size: Option<u64>) -> Hashing {
+        let big = size.is_some_and(|s| s >= OFFLOAD_HASHING);
+        if !big || tokio::runtime::Handle::try_current().is_err() {
+            return Hashing::Inline(Box::new(Hasher::new(algorithm)));
+        }
+        let (queue, mut rx) = tokio::sync::mpsc::channel::<Bytes>(HASH_QUEUE);
+        let done = tokio::task::spawn_blocking(move || {
+            let mut h = Hasher::new(algorithm);
+            while let Some(chunk) = rx.blocking_recv() {
+                h.update(&chunk);
+            }
+            h.finish()
+        });
+        Hashing::Offloaded {
+            queue: Some(queue),
+            done,
+        }
+    }
+
+    async fn update(&mut self, chunk: &Bytes) -> Result<()> {
+        match self {
+            Hashing::Inline(h) => h.update(chunk),
+            Hashing::Offloaded { queue, .. } => {
+                let sent = match queue {
+                    Some(q) => q.send(chunk.clone()).await.is_ok(),
+                    None => false,
+                };
+                if !sent {
+                    return Err(Error::new(ErrorKind::Io, "the hashing thread stopped"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self) -> Result<Digest> {
+        match self {
+            Hashing::Inline(h) => {
+                Ok(std::mem::replace(h.as_mut(), Hasher::new(Algorithm::Sha256)).finish())
+            }
+            Hashing::Offloaded { queue, done } => {
+                queue.take();
+                done.await.map_err(|e| {
+                    Error::new(ErrorKind::Io, "the hashing thread failed").with_cause(e)
+                })
+            }
+        }
+    }
+}
+
 /// An object whose body is being received and verified.
 pub struct Download {
     meta: Meta,
     body: ByteStream,
-    hasher: Hasher,
+    hashing: Hashing,
     received: u64,
     verified: Option<Digest>,
 }
@@ -66,10 +135,11 @@ impl Download {
             .as_ref()
             .map(Digest::algorithm)
             .unwrap_or(Algorithm::Sha256);
+        let hashing = Hashing::start(algorithm, meta.size);
         Download {
             meta,
             body,
-            hasher: Hasher::new(algorithm),
+            hashing,
             received: 0,
             verified: None,
         }
@@ -114,19 +184,19 @@ impl Download {
                         ));
                     }
                 }
-                self.hasher.update(&chunk);
+                self.hashing.update(&chunk).await?;
                 self.received = total;
                 Ok(Some(chunk))
             }
             Some(Err(e)) => Err(e.with_object(&self.meta.object).with_url(&self.meta.url)),
             None => {
-                self.finish()?;
+                self.finish().await?;
                 Ok(None)
             }
         }
     }
 
-    fn finish(&mut self) -> Result<()> {
+    async fn finish(&mut self) -> Result<()> {
         if let Some(size) = self.meta.size {
             if self.received != size {
                 return Err(self.fail(
@@ -135,13 +205,7 @@ impl Download {
                 ));
             }
         }
-        let algorithm = self
-            .meta
-            .expected
-            .as_ref()
-            .map(Digest::algorithm)
-            .unwrap_or(Algorithm::Sha256);
-        let actual = std::mem::replace(&mut self.hasher, Hasher::new(algorithm)).finish();
+        let actual = self.hashing.finish().await?;
         if let Some(expected) = &self.meta.expected {
             if *expected != actual {
                 let msg = format!(
@@ -232,6 +296,36 @@ mod tests {
         let big: &'static [u8] = &[0u8; 101];
         let mut d = Download::new(meta(None, None), body(&[big]));
         assert_eq!(drain(&mut d).await.unwrap_err().kind(), ErrorKind::TooLarge);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn large_objects_hash_on_their_own_thread() {
+        let data: Vec<u8> = (0..(9u32 << 20)).map(|i| (i % 253) as u8).collect();
+        let want = Digest::of(Algorithm::Sha256, &data);
+        let parts: Vec<Result<Bytes>> = data
+            .chunks(100_000)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let mut m = meta(Some(want.clone()), Some(data.len() as u64));
+        m.limit = None;
+        let mut d = Download::new(m, stream::iter(parts).boxed());
+        assert!(matches!(d.hashing, Hashing::Offloaded { .. }));
+        assert_eq!(drain(&mut d).await.unwrap().len(), data.len());
+        assert_eq!(d.digest(), Some(&want));
+
+        let mut wrong = data.clone();
+        wrong[5 << 20] ^= 1;
+        let parts: Vec<Result<Bytes>> = wrong
+            .chunks(100_000)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let mut m = meta(Some(want), Some(data.len() as u64));
+        m.limit = None;
+        let mut d = Download::new(m, stream::iter(parts).boxed());
+        assert_eq!(
+            drain(&mut d).await.unwrap_err().kind(),
+            ErrorKind::DigestMismatch
+        );
     }
 
     #[tokio::test]

@@ -2,11 +2,17 @@
 //! configured with `skip_verify`, a verifier that accepts any certificate (the handshake
 //! signatures are still checked, so the session is at least bound to the certificate the
 //! server showed).
+//!
+//! The system store is read on the first TLS handshake, not when the client is built:
+//! parsing a few hundred certificates is most of the start-up cost of a one-shot fetch, and
+//! a plain-HTTP registry never needs them. Extra CA files are read at once, so a wrong path
+//! is reported before any request.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
@@ -26,24 +32,95 @@ pub fn client_config(ca_files: &[PathBuf], skip_verify: bool) -> Result<rustls::
             .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
             .with_no_client_auth()
     } else {
+        let mut extra = rustls::RootCertStore::empty();
+        for path in ca_files {
+            add_pem(&mut extra, path)?;
+        }
         builder
-            .with_root_certificates(root_store(ca_files)?)
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(LazyRoots {
+                extra,
+                provider,
+                verifier: OnceLock::new(),
+            }))
             .with_no_client_auth()
     };
     Ok(config)
 }
 
-fn root_store(ca_files: &[PathBuf]) -> Result<rustls::RootCertStore> {
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for cert in native.certs {
-        // One unparsable system certificate must not make every registry unreachable.
-        let _ = roots.add(cert);
+/// Verifies against the system store plus `extra`, loading the system store on first use.
+#[derive(Debug)]
+struct LazyRoots {
+    extra: rustls::RootCertStore,
+    provider: Arc<CryptoProvider>,
+    verifier: OnceLock<std::result::Result<Arc<WebPkiServerVerifier>, String>>,
+}
+
+impl LazyRoots {
+    fn verifier(&self) -> std::result::Result<&Arc<WebPkiServerVerifier>, rustls::Error> {
+        self.verifier
+            .get_or_init(|| {
+                let mut roots = self.extra.clone();
+                for cert in rustls_native_certs::load_native_certs().certs {
+                    // One unparsable system certificate must not make every registry
+                    // unreachable.
+                    let _ = roots.add(cert);
+                }
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
+                    .build()
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| rustls::Error::General(format!("no usable trust store: {e}")))
     }
-    for path in ca_files {
-        add_pem(&mut roots, path)?;
+}
+
+impl ServerCertVerifier for LazyRoots {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        self.verifier()?
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
     }
-    Ok(roots)
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 fn add_pem(roots: &mut rustls::RootCertStore, path: &Path) -> Result<()> {

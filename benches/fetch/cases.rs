@@ -1,0 +1,566 @@
+//! The cases. Each starts the servers it needs, fills them, measures dist against its
+//! baselines in the same run, stops the servers, and returns a detail section plus
+//! summary rows.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use sha2::{Digest as _, Sha256};
+
+use crate::data::{
+    missing_digests, pull_token, push_all, push_file, small_blobs, write_big_file,
+    write_curl_config, write_lines, write_static_tree, GIB, MIB,
+};
+use crate::measure::{cpu_seconds, rusage, sh_quote, Plan, Runner, Sample, Stats, Variant};
+use crate::report::{details, Measured, Row, Target};
+use crate::servers::{start_registry, StaticServer};
+use crate::support::registry::Mode;
+
+/// Number of small blobs in the small-object cases.
+const SMALL_COUNT: usize = 1000;
+/// The worker's and the baselines' concurrency.
+const JOBS: usize = 10;
+/// How long the "many distinct missing digests" run may take before it is made shorter.
+const MISSING_BUDGET_SECS: f64 = 60.0;
+
+/// Everything the cases share.
+pub struct Ctx {
+    /// A tmpfs directory (else a temp dir) for every file a case writes.
+    pub work: PathBuf,
+    /// The binary under test.
+    pub dist: PathBuf,
+    /// Measured runs per variant, after one warm-up.
+    pub runs: usize,
+}
+
+/// What a case hands back.
+pub struct CaseReport {
+    pub details: String,
+    pub rows: Vec<Row>,
+}
+
+impl Ctx {
+    fn plan(&self) -> Plan {
+        Plan {
+            warmups: 1,
+            runs: self.runs,
+        }
+    }
+
+    /// A fresh directory for one case, named after it (`main` removes it afterwards).
+    fn case_dir(&self, case: &str) -> PathBuf {
+        let dir = self.work.join(case);
+        fs::create_dir_all(dir.join("logs")).expect("create case dir");
+        dir
+    }
+
+    fn runner(&self, dir: &Path, server_pids: Option<Vec<u32>>) -> Runner {
+        let docker_config = dir.join("docker-config");
+        fs::create_dir_all(&docker_config).expect("create DOCKER_CONFIG dir");
+        Runner {
+            docker_config,
+            log_dir: dir.join("logs"),
+            server_pids,
+        }
+    }
+
+    /// `exec dist ARGS` with the arguments quoted.
+    fn dist_cmd(&self, args: &[&str]) -> String {
+        let mut cmd = format!("exec {}", q(&self.dist));
+        for arg in args {
+            cmd.push(' ');
+            cmd.push_str(&sh_quote(arg));
+        }
+        cmd
+    }
+}
+
+/// The peak RSS the measuring chain reports for `true` (see `measure.rs`).
+pub fn rss_floor(ctx: &Ctx) -> u64 {
+    let dir = ctx.case_dir("rss-floor");
+    crate::measure::rss_floor(&ctx.runner(&dir, None))
+}
+
+fn q(path: &Path) -> String {
+    sh_quote(path.to_str().expect("UTF-8 path"))
+}
+
+fn wipe(dir: &Path) {
+    if dir.exists() {
+        fs::remove_dir_all(dir).expect("wipe output dir");
+    }
+}
+
+/// `curl --parallel` over a `-K` config of `url`/`output` pairs, in one process. (curl
+/// 7.88 draws its parallel progress meter despite `-s`, hence `--no-progress-meter`.)
+fn curl_parallel(config: &Path) -> String {
+    format!(
+        "exec curl -sSf --no-progress-meter --parallel --parallel-max {JOBS} -K {}",
+        q(config)
+    )
+}
+
+/// Checks that a `-o` run stored `count` objects (a run that exits 0 but stores nothing
+/// would otherwise look very fast).
+fn assert_stored(out: &Path, count: usize) {
+    let stored = fs::read_dir(out.join("blobs/sha256"))
+        .map(|d| d.filter(|e| e.is_ok()).count())
+        .unwrap_or(0);
+    assert_eq!(stored, count, "objects stored in {}", out.display());
+}
+
+/// Issue 3 and 5a: 1000 small blobs behind token auth. The registry is the bottleneck,
+/// so dist should be about as fast as one curl with one token, and far faster than a
+/// process (and a token) per blob.
+pub fn worker_small(ctx: &Ctx) -> CaseReport {
+    const REPO: &str = "bench/small";
+    let dir = ctx.case_dir("worker-small");
+    let blobs = small_blobs(SMALL_COUNT);
+    let server = start_registry(Mode::Token);
+    eprintln!("  [worker-small] pushing {SMALL_COUNT} blobs");
+    push_all(&server.registry, REPO, &blobs);
+
+    let digests = dir.join("digests.txt");
+    write_lines(&digests, blobs.iter().map(|b| &b.digest));
+    // One token up front, as a client that knows the protocol would do. The header goes
+    // in the config file (`header =` is `-H` there) to keep the printed command short.
+    let token = pull_token(&server.registry, REPO);
+    let config = dir.join("curl.cfg");
+    let urls = blobs
+        .iter()
+        .map(|b| format!("{}/v2/{REPO}/blobs/{}", server.registry.url(), b.digest));
+    write_curl_config(
+        &config,
+        Some(&format!("Authorization: Bearer {token}")),
+        urls,
+    );
+
+    let loc = format!("{}/{REPO}", server.registry.host());
+    let out = dir.join("out");
+    let jobs = JOBS.to_string();
+    let digests_q = q(&digests);
+    let variants = [
+        Variant::new(
+            "dist worker -o DIR",
+            format!(
+                "{} < {digests_q} > /dev/null",
+                ctx.dist_cmd(&["fetch", &loc, "-", "-o", out.to_str().unwrap(), "-j", &jobs])
+            ),
+        )
+        .prepare(|| wipe(&out)),
+        Variant::new(
+            "dist worker framed",
+            format!(
+                "{} < {digests_q} > /dev/null",
+                ctx.dist_cmd(&["fetch", &loc, "-", "-j", &jobs])
+            ),
+        ),
+        Variant::new(
+            "xargs -P10 dist fetch",
+            format!(
+                "xargs -P{JOBS} -n1 {} fetch {} < {digests_q} > /dev/null",
+                q(&ctx.dist),
+                sh_quote(&loc)
+            ),
+        ),
+        Variant::new("curl --parallel", curl_parallel(&config)),
+    ];
+    let runner = ctx.runner(&dir, Some(vec![server.pid]));
+    let stats = runner.measure("worker-small", &variants, ctx.plan());
+    assert_stored(&out, SMALL_COUNT);
+
+    let [to_dir, framed, xargs, curl] = stats;
+    CaseReport {
+        details: details(
+            "worker-small",
+            &format!(
+                "{SMALL_COUNT} blobs of 4-64 KiB in a `docker-registry` with bearer-token auth \
+                 (token issuer in the bench process), {JOBS} at a time. Server CPU is the \
+                 registry's plus the token issuer's."
+            ),
+            &Measured::of(&variants, &stats),
+        ),
+        rows: vec![
+            Row::new("worker-small", "worker -o DIR", to_dir)
+                .against("xargs -P10 dist fetch", xargs)
+                .target(Target::Wall(0.125)),
+            Row::new("worker-small", "worker -o DIR", to_dir)
+                .against("curl --parallel", curl)
+                .target(Target::Wall(1.1)),
+            Row::new("worker-small", "worker framed", framed)
+                .against("curl --parallel", curl)
+                .target(Target::Wall(1.1)),
+        ],
+    }
+}
+
+/// Issue 5b: the same blobs from a static file server, where the client is the
+/// bottleneck.
+pub fn static_small(ctx: &Ctx) -> CaseReport {
+    const REPO: &str = "bench/small";
+    let dir = ctx.case_dir("static-small");
+    let blobs = small_blobs(SMALL_COUNT);
+    let root = dir.join("root");
+    write_static_tree(&root, REPO, &blobs);
+    let server = StaticServer::start(&root, &dir);
+    eprintln!("  [static-small] serving with {}", server.describe());
+
+    let digests = dir.join("digests.txt");
+    write_lines(&digests, blobs.iter().map(|b| &b.digest));
+    let config = dir.join("curl.cfg");
+    write_curl_config(
+        &config,
+        None,
+        blobs
+            .iter()
+            .map(|b| format!("http://{}/v2/{REPO}/blobs/{}", server.addr(), b.digest)),
+    );
+
+    let loc = format!("{}/{REPO}", server.addr());
+    let out = dir.join("out");
+    let jobs = JOBS.to_string();
+    let digests_q = q(&digests);
+    let variants = [
+        Variant::new(
+            "dist worker framed",
+            format!(
+                "{} < {digests_q} > /dev/null",
+                ctx.dist_cmd(&["fetch", &loc, "-", "-j", &jobs])
+            ),
+        ),
+        Variant::new(
+            "dist worker -o DIR",
+            format!(
+                "{} < {digests_q} > /dev/null",
+                ctx.dist_cmd(&["fetch", &loc, "-", "-o", out.to_str().unwrap(), "-j", &jobs])
+            ),
+        )
+        .prepare(|| wipe(&out)),
+        Variant::new("curl --parallel", curl_parallel(&config)),
+    ];
+    let runner = ctx.runner(&dir, Some(server.pids()));
+    let stats = runner.measure("static-small", &variants, ctx.plan());
+    assert_stored(&out, SMALL_COUNT);
+
+    let [framed, to_dir, curl] = stats;
+    CaseReport {
+        details: details(
+            "static-small",
+            &format!(
+                "The same {SMALL_COUNT} blobs as plain files from {}, laid out as \
+                 `/v2/REPO/blobs/sha256:<hex>`. dist's reachability check \
+                 (`GET /v2/REPO/tags/list?n=1`) gets a 404 here, which it accepts.",
+                server.describe()
+            ),
+            &Measured::of(&variants, &stats),
+        ),
+        rows: vec![
+            Row::new("static-small", "worker framed", framed)
+                .against("curl --parallel", curl)
+                .target(Target::Wall(1.5))
+                .target(Target::Cpu(1.0)),
+            Row::new("static-small", "worker -o DIR", to_dir)
+                .against("curl --parallel", curl)
+                .target(Target::Wall(1.5))
+                .target(Target::Cpu(1.0)),
+        ],
+    }
+}
+
+/// Issue 5c/5d: one 1 GiB blob. dist must move and hash it about as fast as the slower of
+/// "just transfer it" and "just hash it", in constant memory.
+pub fn big(ctx: &Ctx) -> CaseReport {
+    const REPO: &str = "bench/big";
+    let dir = ctx.case_dir("big");
+    let file = dir.join("blob.bin");
+    eprintln!("  [big] writing and uploading a 1 GiB blob");
+    let digest = write_big_file(&file, GIB, 0xB16);
+    let server = start_registry(Mode::Anonymous);
+    push_file(&server.registry, REPO, &file, &digest);
+
+    let loc = format!("{}/{REPO}", server.registry.host());
+    let url = format!("{}/v2/{REPO}/blobs/{digest}", server.registry.url());
+    let out = dir.join("out");
+    let openssl_out = dir.join("openssl.out");
+    let copy = dir.join("copy.bin");
+    let variants = [
+        Variant::new(
+            "dist fetch DIGEST -o DIR",
+            format!(
+                "{} > /dev/null",
+                ctx.dist_cmd(&["fetch", &loc, &digest, "-o", out.to_str().unwrap()])
+            ),
+        )
+        .prepare(|| wipe(&out)),
+        Variant::new(
+            "dist fetch DIGEST to stdout",
+            format!("{} > /dev/null", ctx.dist_cmd(&["fetch", &loc, &digest])),
+        ),
+        Variant::new(
+            "curl piped to openssl dgst",
+            format!(
+                "curl -sSf {} | openssl dgst -sha256 > {}",
+                sh_quote(&url),
+                q(&openssl_out)
+            ),
+        ),
+        Variant::new(
+            "curl -o /dev/null",
+            format!("exec curl -sSf -o /dev/null {}", sh_quote(&url)),
+        ),
+        Variant::new(
+            "openssl dgst FILE",
+            format!("exec openssl dgst -sha256 {} > /dev/null", q(&file)),
+        ),
+        // Not part of the ceiling: what writing 1 GiB into a tmpfs file costs by itself.
+        Variant::new(
+            "curl -o FILE",
+            format!("exec curl -sSf -o {} {}", q(&copy), sh_quote(&url)),
+        )
+        .prepare(|| {
+            let _ = fs::remove_file(&copy);
+        }),
+    ];
+    let runner = ctx.runner(&dir, Some(vec![server.pid]));
+    let stats = runner.measure("big", &variants, ctx.plan());
+    assert_stored(&out, 1);
+    let hex = digest.trim_start_matches("sha256:");
+    let openssl_said = fs::read_to_string(&openssl_out).unwrap_or_default();
+    assert!(
+        openssl_said.contains(hex),
+        "curl | openssl saw other bytes: {openssl_said}"
+    );
+
+    let [to_dir, to_stdout, piped, transfer, hash, transfer_to_file] = stats;
+    // The ceiling: whichever of the two necessary jobs is slower. Its CPU is both jobs'.
+    let ceiling = Stats {
+        wall: transfer.wall.max(hash.wall),
+        cpu: transfer.cpu + hash.cpu,
+        ..Stats::default()
+    };
+    // The same with the transfer also writing a file, as `-o` must.
+    let ceiling_with_write = Stats {
+        wall: transfer_to_file.wall.max(hash.wall),
+        cpu: transfer_to_file.cpu + hash.cpu,
+        ..Stats::default()
+    };
+    CaseReport {
+        details: details(
+            "big",
+            "One 1 GiB blob from an anonymous `docker-registry` (storage on tmpfs). The \
+             ceiling is max(curl -o /dev/null, openssl dgst FILE): transfer alone, or \
+             hashing alone, whichever is slower; its CPU is the sum of both. `curl -o FILE` \
+             shows what writing 1 GiB into tmpfs costs, which `-o` pays on top.",
+            &Measured::of(&variants, &stats),
+        ),
+        rows: vec![
+            Row::new("big (1 GiB)", "fetch -o DIR", to_dir)
+                .against("ceiling: max(curl, openssl)", ceiling)
+                .target(Target::Wall(1.25))
+                .target(Target::RssMib(16.0)),
+            Row::new("big (1 GiB)", "fetch -o DIR", to_dir)
+                .against("max(curl -o FILE, openssl)", ceiling_with_write),
+            Row::new("big (1 GiB)", "fetch -o DIR", to_dir)
+                .against("curl piped to openssl dgst", piped),
+            Row::new("big (1 GiB)", "fetch to stdout", to_stdout)
+                .against("curl piped to openssl dgst", piped)
+                .target(Target::RssMib(16.0)),
+        ],
+    }
+}
+
+/// Issue 5d: the worker's memory must not grow with its input.
+pub fn many_lines(ctx: &Ctx) -> CaseReport {
+    const REPO: &str = "bench/lines";
+    const LINES: usize = 1_000_000;
+    const MISSING: usize = 100_000;
+    let dir = ctx.case_dir("many-lines");
+    let blobs = small_blobs(SMALL_COUNT);
+    let server = start_registry(Mode::Anonymous);
+    eprintln!("  [many-lines] pushing {SMALL_COUNT} blobs");
+    push_all(&server.registry, REPO, &blobs);
+    let runner = ctx.runner(&dir, Some(vec![server.pid]));
+    let loc = format!("{}/{REPO}", server.registry.host());
+
+    // A million lines, but only the first 1000 are new: duplicates are skipped without a
+    // request, so this measures the input path, not the network.
+    let million = dir.join("million.txt");
+    write_lines(
+        &million,
+        blobs.iter().map(|b| &b.digest).cycle().take(LINES),
+    );
+    // Distinct digests that all 404 (blobs, then manifests: two requests each).
+    let (missing_count, note) = missing_lines_within_budget(ctx, &runner, &dir, &loc, MISSING);
+    let missing = dir.join("missing.txt");
+    write_lines(&missing, missing_digests(missing_count));
+
+    let framed = |input: &Path| {
+        format!(
+            "{} < {} > /dev/null",
+            ctx.dist_cmd(&["fetch", &loc, "-"]),
+            q(input)
+        )
+    };
+    let variants = [
+        Variant::new("1,000,000 lines, 1000 distinct", framed(&million)),
+        Variant::new(
+            &format!("{missing_count} distinct missing digests"),
+            framed(&missing),
+        )
+        .expect_status(1),
+    ];
+    // Peak RSS is what this case is about: one run each, no warm-up (the pushes warmed
+    // the registry).
+    let stats = runner.measure(
+        "many-lines",
+        &variants,
+        Plan {
+            warmups: 0,
+            runs: 1,
+        },
+    );
+
+    let [dups, misses] = stats;
+    CaseReport {
+        details: details(
+            "many-lines",
+            &format!(
+                "Worker (framed output to /dev/null) against an anonymous `docker-registry`. \
+                 One run each: this case is about peak RSS.{note}"
+            ),
+            &Measured::of(&variants, &stats),
+        ),
+        rows: vec![
+            Row::new("many-lines", "1M lines (1000 distinct)", dups).target(Target::RssMib(64.0)),
+            Row::new(
+                "many-lines",
+                &format!("{}k distinct missing", missing_count / 1000),
+                misses,
+            )
+            .target(Target::RssMib(16.0)),
+        ],
+    }
+}
+
+/// Times 10,000 missing digests and returns how many fit in the time budget (at most
+/// `wanted`), with a note saying so if that is fewer than wanted.
+fn missing_lines_within_budget(
+    ctx: &Ctx,
+    runner: &Runner,
+    dir: &Path,
+    loc: &str,
+    wanted: usize,
+) -> (usize, String) {
+    const PROBE: usize = 10_000;
+    let probe = dir.join("probe.txt");
+    write_lines(&probe, missing_digests(PROBE));
+    let variant = Variant::new(
+        "probe",
+        format!(
+            "{} < {} > /dev/null",
+            ctx.dist_cmd(&["fetch", loc, "-"]),
+            q(&probe)
+        ),
+    )
+    .expect_status(1);
+    let per_line = runner.run(&variant).wall / PROBE as f64;
+    let fits = ((MISSING_BUDGET_SECS / per_line) as usize / 1000 * 1000).max(PROBE);
+    if fits >= wanted {
+        (wanted, String::new())
+    } else {
+        let note = format!(
+            " The missing-digest input was cut from {wanted} to {fits} lines: a probe of \
+             {PROBE} took {:.1} ms per line, so {wanted} would take about {:.0} s.",
+            per_line * 1e3,
+            per_line * wanted as f64
+        );
+        (fits, note)
+    }
+}
+
+/// Issue 5: SHA-256 throughput of the `sha2` crate (as dist uses it) against openssl, over
+/// the same 1 GiB file read in 1 MiB chunks.
+pub fn sha(ctx: &Ctx) -> CaseReport {
+    let dir = ctx.case_dir("sha");
+    let file = dir.join("sha.bin");
+    let digest = write_big_file(&file, GIB, 0x5A);
+    let plan = ctx.plan();
+
+    let mut samples = Vec::new();
+    for round in 0..plan.warmups + plan.runs {
+        let (sample, got) = hash_file_in_process(&file);
+        assert_eq!(got, digest, "sha2 over {}", file.display());
+        if round >= plan.warmups {
+            samples.push(sample);
+        }
+    }
+    let sha2 = Stats::from_samples(&samples);
+
+    let variants = [Variant::new(
+        "openssl dgst -sha256 FILE",
+        format!("exec openssl dgst -sha256 {} > /dev/null", q(&file)),
+    )];
+    let [openssl] = ctx.runner(&dir, None).measure("sha", &variants, plan);
+
+    let gbps = |s: &Stats| GIB as f64 / 1e9 / s.wall;
+    let mut lines = vec![Measured {
+        name: "sha2 crate (in the bench process)".into(),
+        command: "read 1 MiB chunks into one buffer, Sha256::update each".into(),
+        stats: sha2,
+    }];
+    lines.extend(Measured::of(&variants, &[openssl]));
+    CaseReport {
+        details: details(
+            "sha",
+            &format!(
+                "SHA-256 of a 1 GiB file on tmpfs: sha2 {:.2} GB/s, openssl {:.2} GB/s \
+                 (GB = 10^9 bytes). The CPU has SHA extensions: {}.",
+                gbps(&sha2),
+                gbps(&openssl),
+                if cpu_has_sha_ni() { "yes" } else { "no" }
+            ),
+            &lines,
+        ),
+        rows: vec![Row::new(
+            "sha (1 GiB)",
+            &format!("sha2 {:.2} GB/s", gbps(&sha2)),
+            sha2,
+        )
+        .against(&format!("openssl {:.2} GB/s", gbps(&openssl)), openssl)],
+    }
+}
+
+/// Hashes `path` with `sha2` in 1 MiB reads; CPU is this thread's user + system time.
+fn hash_file_in_process(path: &Path) -> (Sample, String) {
+    use std::io::Read;
+    let mut file = fs::File::open(path).expect("open sha file");
+    let mut buffer = vec![0u8; MIB];
+    let cpu_before = cpu_seconds(&rusage(libc::RUSAGE_THREAD));
+    let start = Instant::now();
+    let mut hasher = Sha256::new();
+    loop {
+        let n = file.read(&mut buffer).expect("read sha file");
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    let hash = hasher.finalize();
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(&rusage(libc::RUSAGE_THREAD)) - cpu_before;
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    let sample = Sample {
+        wall,
+        cpu,
+        rss_kib: 0,
+        server_cpu: f64::NAN,
+    };
+    (sample, format!("sha256:{hex}"))
+}
+
+fn cpu_has_sha_ni() -> bool {
+    fs::read_to_string("/proc/cpuinfo")
+        .map(|c| c.split_whitespace().any(|w| w == "sha_ni"))
+        .unwrap_or(false)
+}

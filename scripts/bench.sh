@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The benchmark, on a fresh machine too: installs what it needs when missing (Debian's
+# docker-registry, curl, nginx-light, openssl), then runs `cargo bench --bench fetch`, which
+# builds target/release/dist, starts its own servers on 127.0.0.1 (stopping them by PID),
+# and prints Markdown tables. The summary is also written to target/bench-report.md.
+#
+#   scripts/bench.sh                  # every case
+#   scripts/bench.sh small            # cases whose name contains "small"
+#   BENCH_RUNS=9 scripts/bench.sh big # 9 measured runs per variant instead of 5
+#
+# Cases: worker-small, static-small, big, many-lines, sha. Use a quiet machine: the numbers
+# are wall-clock times on shared cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v docker-registry >/dev/null || need+=(docker-registry)
+command -v curl >/dev/null || need+=(curl)
+command -v openssl >/dev/null || need+=(openssl)
+# nginx lives in /usr/sbin, which is not on every user's PATH.
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  echo "installing: ${need[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+exec cargo bench --bench fetch -- "$@"
