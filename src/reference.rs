@@ -305,14 +305,23 @@ pub struct Reference {
     pub digest: Option<Digest>,
 }
 
+/// The tag a reference with neither tag nor digest means.
+pub const DEFAULT_TAG: &str = "latest";
+
+/// What a reference with `tag` and `digest` resolves: the digest when present, else the
+/// tag, else [`DEFAULT_TAG`].
+pub fn object_of(tag: Option<&str>, digest: Option<&Digest>) -> Object {
+    match (digest, tag) {
+        (Some(d), _) => Object::Digest(d.clone()),
+        (None, Some(t)) => Object::Tag(t.to_string()),
+        (None, None) => Object::Tag(DEFAULT_TAG.into()),
+    }
+}
+
 impl Reference {
     /// The object to resolve: the digest when present, else the tag, else `latest`.
     pub fn object(&self) -> Object {
-        match (&self.digest, &self.tag) {
-            (Some(d), _) => Object::Digest(d.clone()),
-            (None, Some(t)) => Object::Tag(t.clone()),
-            (None, None) => Object::Tag("latest".into()),
-        }
+        object_of(self.tag.as_deref(), self.digest.as_ref())
     }
 }
 

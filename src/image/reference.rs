@@ -15,8 +15,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::reference::{Locator, Object, Reference};
 
-/// The tag a reference with neither tag nor digest means.
-pub const DEFAULT_TAG: &str = "latest";
+pub use crate::reference::DEFAULT_TAG;
 
 /// A named image: where it lives, and which one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,11 +31,7 @@ pub struct ImageRef {
 impl ImageRef {
     /// What to resolve: the digest when there is one, else the tag.
     pub fn object(&self) -> Object {
-        match (&self.digest, &self.tag) {
-            (Some(d), _) => Object::Digest(d.clone()),
-            (None, Some(t)) => Object::Tag(t.clone()),
-            (None, None) => Object::Tag(DEFAULT_TAG.into()),
-        }
+        crate::reference::object_of(self.tag.as_deref(), self.digest.as_ref())
     }
 
     /// The name to record in a layout's `index.json`: the tag, if any.

@@ -171,7 +171,10 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
         if let Some(name) = ref_name {
             entry.annotations.insert(REF_NAME.into(), name.into());
         }
-        tokio::task::block_in_place(|| self.store.add_to_index(&entry))?;
+        let (store, indexed) = (self.store.clone(), entry.clone());
+        tokio::task::spawn_blocking(move || store.add_to_index(&indexed))
+            .await
+            .map_err(|e| Error::new(ErrorKind::Io, "index.json update failed").with_cause(e))??;
         self.pulled.entry = Some(entry);
         Ok(self.pulled)
     }

@@ -103,8 +103,8 @@ impl LayoutStore {
     }
 
     /// Adds `entry` to `index.json`, atomically and safely against other runs; see
-    /// [`super::index::add_entry`] for the rules. Blocks; call it from `block_in_place` in
-    /// async code.
+    /// [`super::index::add_entry`] for the rules. Blocks (it may wait for another run's
+    /// lock); call it from `spawn_blocking` in async code.
     pub fn add_to_index(&self, entry: &Descriptor) -> Result<()> {
         super::index::add_entry(&self.root, entry)
     }

@@ -26,39 +26,37 @@ pub fn client_config(ca_files: &[PathBuf], skip_verify: bool) -> Result<rustls::
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::new(ErrorKind::Io, "configuring TLS").with_cause(e))?;
-    let config = if skip_verify {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-            .with_no_client_auth()
-    } else {
-        let mut extra = rustls::RootCertStore::empty();
+    let mut extra = rustls::RootCertStore::empty();
+    if !skip_verify {
         for path in ca_files {
             add_pem(&mut extra, path)?;
         }
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(LazyRoots {
-                extra,
-                provider,
-                verifier: OnceLock::new(),
-            }))
-            .with_no_client_auth()
-    };
-    Ok(config)
+    }
+    Ok(builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Verifier {
+            skip_verify,
+            extra,
+            provider,
+            webpki: OnceLock::new(),
+        }))
+        .with_no_client_auth())
 }
 
-/// Verifies against the system store plus `extra`, loading the system store on first use.
+/// Verifies against the system store plus `extra`, loading the system store on first use;
+/// or, with `skip_verify`, accepts any certificate. Handshake signatures are checked either
+/// way.
 #[derive(Debug)]
-struct LazyRoots {
+struct Verifier {
+    skip_verify: bool,
     extra: rustls::RootCertStore,
     provider: Arc<CryptoProvider>,
-    verifier: OnceLock<std::result::Result<Arc<WebPkiServerVerifier>, String>>,
+    webpki: OnceLock<std::result::Result<Arc<WebPkiServerVerifier>, String>>,
 }
 
-impl LazyRoots {
-    fn verifier(&self) -> std::result::Result<&Arc<WebPkiServerVerifier>, rustls::Error> {
-        self.verifier
+impl Verifier {
+    fn webpki(&self) -> std::result::Result<&Arc<WebPkiServerVerifier>, rustls::Error> {
+        self.webpki
             .get_or_init(|| {
                 let mut roots = self.extra.clone();
                 for cert in rustls_native_certs::load_native_certs().certs {
@@ -75,7 +73,7 @@ impl LazyRoots {
     }
 }
 
-impl ServerCertVerifier for LazyRoots {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -84,7 +82,10 @@ impl ServerCertVerifier for LazyRoots {
         ocsp: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        self.verifier()?
+        if self.skip_verify {
+            return Ok(ServerCertVerified::assertion());
+        }
+        self.webpki()?
             .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
     }
 
@@ -144,55 +145,6 @@ fn add_pem(roots: &mut rustls::RootCertStore, path: &Path) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// Accepts any server certificate; only for hosts explicitly configured with `skip_verify`.
-#[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]

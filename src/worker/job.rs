@@ -82,11 +82,9 @@ async fn to_spool(
         let received: Result<()> = async {
             while let Some(chunk) = download.chunk().await? {
                 progress.received(chunk.len() as u64);
-                if spool.spilled() || spool.len() + chunk.len() as u64 > threshold as u64 {
-                    tokio::task::block_in_place(|| spool.push(chunk))?;
-                } else {
-                    spool.push(chunk)?;
-                }
+                // Once spilled, a push is a copy into a 256 KiB buffer and now and then a
+                // write of it into the page cache: brief enough to do in place.
+                spool.push(chunk)?;
             }
             Ok(())
         }
@@ -116,7 +114,17 @@ async fn to_store(
     outcome: &mut Outcome,
 ) -> Result<()> {
     if let Some(digest) = job.object.digest() {
-        let present = tokio::task::block_in_place(|| store.existing(digest, verify_existing))?;
+        let present = if verify_existing {
+            // Re-hashing a stored blob is real work: off the runtime's thread.
+            let (s, d) = (store.clone(), digest.clone());
+            tokio::task::spawn_blocking(move || s.existing(&d, true))
+                .await
+                .map_err(|e| {
+                    Error::new(ErrorKind::Io, "checking a stored blob failed").with_cause(e)
+                })??
+        } else {
+            store.existing(digest, false)?
+        };
         if let Some(size) = present {
             if let Some(expected) = job.hints.size.filter(|&s| s != size) {
                 return Err(Error::new(
