@@ -6,9 +6,12 @@
 //! Consumers must therefore treat what they received as unverified until `chunk` returned
 //! `Ok(None)`; the sinks write into temporary files for exactly that reason.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::digest::{Algorithm, Digest, Hasher};
 use crate::error::{Error, ErrorKind, Result};
@@ -43,9 +46,10 @@ pub struct Meta {
 /// Objects at least this large are hashed on a thread of their own, so that receiving,
 /// hashing and writing run on different cores instead of one after the other.
 const OFFLOAD_HASHING: u64 = 8 << 20;
-/// Chunks in flight to the hashing thread: enough to ride out scheduling hiccups, little
-/// enough to keep memory bounded.
-const HASH_QUEUE: usize = 4;
+/// Bytes in flight to the hashing thread: enough to ride out scheduling hiccups, little
+/// enough to keep memory bounded whatever the size of the chunks (a ranged part is one
+/// 2 MiB chunk, a socket read a few KiB).
+const HASH_QUEUE_BYTES: usize = 2 << 20;
 
 /// Where the digest is being computed.
 enum Hashing {
@@ -53,7 +57,9 @@ enum Hashing {
     Inline(Box<Hasher>),
     /// On a blocking-pool thread fed through a bounded queue.
     Offloaded {
-        queue: Option<tokio::sync::mpsc::Sender<Bytes>>,
+        queue: Option<tokio::sync::mpsc::UnboundedSender<(Bytes, OwnedSemaphorePermit)>>,
+        /// Byte budget of the queue: a chunk holds its size in permits until hashed.
+        budget: Arc<Semaphore>,
         done: tokio::task::JoinHandle<Digest>,
     },
 }
@@ -64,16 +70,18 @@ impl Hashing {
         if !big || tokio::runtime::Handle::try_current().is_err() {
             return Hashing::Inline(Box::new(Hasher::new(algorithm)));
         }
-        let (queue, mut rx) = tokio::sync::mpsc::channel::<Bytes>(HASH_QUEUE);
+        let (queue, mut rx) =
+            tokio::sync::mpsc::unbounded_channel::<(Bytes, OwnedSemaphorePermit)>();
         let done = tokio::task::spawn_blocking(move || {
             let mut h = Hasher::new(algorithm);
-            while let Some(chunk) = rx.blocking_recv() {
+            while let Some((chunk, _budget)) = rx.blocking_recv() {
                 h.update(&chunk);
             }
             h.finish()
         });
         Hashing::Offloaded {
             queue: Some(queue),
+            budget: Arc::new(Semaphore::new(HASH_QUEUE_BYTES)),
             done,
         }
     }
@@ -81,9 +89,16 @@ impl Hashing {
     async fn update(&mut self, chunk: &Bytes) -> Result<()> {
         match self {
             Hashing::Inline(h) => h.update(chunk),
-            Hashing::Offloaded { queue, .. } => {
+            Hashing::Offloaded { queue, budget, .. } => {
+                // A chunk larger than the whole budget waits for an empty queue.
+                let need = chunk.len().clamp(1, HASH_QUEUE_BYTES) as u32;
+                let permit = budget
+                    .clone()
+                    .acquire_many_owned(need)
+                    .await
+                    .map_err(|_| Error::new(ErrorKind::Io, "the hashing thread stopped"))?;
                 let sent = match queue {
-                    Some(q) => q.send(chunk.clone()).await.is_ok(),
+                    Some(q) => q.send((chunk.clone(), permit)).is_ok(),
                     None => false,
                 };
                 if !sent {
@@ -99,7 +114,7 @@ impl Hashing {
             Hashing::Inline(h) => {
                 Ok(std::mem::replace(h.as_mut(), Hasher::new(Algorithm::Sha256)).finish())
             }
-            Hashing::Offloaded { queue, done } => {
+            Hashing::Offloaded { queue, done, .. } => {
                 queue.take();
                 done.await.map_err(|e| {
                     Error::new(ErrorKind::Io, "the hashing thread failed").with_cause(e)

@@ -39,7 +39,7 @@ impl Default for RangeOptions {
         RangeOptions {
             streams: 4,
             threshold: 64 << 20,
-            part_size: 4 << 20,
+            part_size: 2 << 20,
             probe: 4 << 20,
             slow_below: 128 << 20,
         }
@@ -225,7 +225,7 @@ async fn fetch_part(
                     format!("asked for bytes {start}-{end}, got Content-Range starting at {got_start:?}"),
                 ));
             }
-            let body = transport::read_limited(&remote.host(host).transport, reply.response.body_mut(), want).await?;
+            let body = transport::read_sized(&remote.host(host).transport, reply.response.body_mut(), want).await?;
             if body.len() != want {
                 return Err(Error::new(
                     ErrorKind::Connect,

@@ -349,7 +349,22 @@ pub async fn read_limited(
     body: &mut Incoming,
     limit: usize,
 ) -> Result<Bytes> {
-    let mut buf = bytes::BytesMut::new();
+    read_into(transport, body, limit, bytes::BytesMut::new()).await
+}
+
+/// Reads a body expected to be exactly `len` bytes into one allocation of that size (a
+/// growing buffer would briefly hold twice as much); more is [`ErrorKind::TooLarge`], less
+/// is returned for the caller to judge.
+pub async fn read_sized(transport: &Transport, body: &mut Incoming, len: usize) -> Result<Bytes> {
+    read_into(transport, body, len, bytes::BytesMut::with_capacity(len)).await
+}
+
+async fn read_into(
+    transport: &Transport,
+    body: &mut Incoming,
+    limit: usize,
+    mut buf: bytes::BytesMut,
+) -> Result<Bytes> {
     while let Some(chunk) = transport.next_chunk(body).await? {
         if buf.len() + chunk.len() > limit {
             return Err(Error::new(

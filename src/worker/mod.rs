@@ -135,7 +135,7 @@ pub struct WorkerOptions {
 }
 
 /// The default bound on concurrent fetches; see the README for the measurement behind it.
-pub const DEFAULT_JOBS: usize = 10;
+pub const DEFAULT_JOBS: usize = 16;
 
 impl Default for WorkerOptions {
     fn default() -> Self {
