@@ -356,15 +356,30 @@ impl FromStr for Reference {
 
 impl fmt::Display for Reference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.repository)?;
-        if let Some(t) = &self.tag {
-            write!(f, ":{t}")?;
-        }
-        if let Some(d) = &self.digest {
-            write!(f, "@{d}")?;
-        }
-        Ok(())
+        write_reference(
+            f,
+            &self.repository,
+            self.tag.as_deref(),
+            self.digest.as_ref(),
+        )
     }
+}
+
+/// `<where>[:tag][@digest]`, the way references are written.
+pub(crate) fn write_reference(
+    f: &mut fmt::Formatter<'_>,
+    place: &dyn fmt::Display,
+    tag: Option<&str>,
+    digest: Option<&Digest>,
+) -> fmt::Result {
+    write!(f, "{place}")?;
+    if let Some(t) = tag {
+        write!(f, ":{t}")?;
+    }
+    if let Some(d) = digest {
+        write!(f, "@{d}")?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -57,6 +57,19 @@ async fn fetch_with(
     out
 }
 
+/// About 8 MB/s per connection, on every request for `digest`: far below the 50 MiB/s the
+/// options above call slow.
+fn throttle(reg: &FakeRegistry, digest: &str) {
+    reg.set_fault_for_every(digest, slow());
+}
+
+fn slow() -> Fault {
+    Fault::SlowBody {
+        chunk: 16 << 10,
+        delay: Duration::from_millis(2),
+    }
+}
+
 fn range_requests(reg: &FakeRegistry) -> Vec<String> {
     reg.requests().into_iter().filter_map(|r| r.range).collect()
 }
@@ -66,14 +79,7 @@ async fn slow_stream_switches_to_parallel_parts() {
     let reg = FakeRegistry::start();
     let data = bytes(77, 3 << 20);
     let digest = reg.blob("team/app", &data);
-    // ~8 MB/s per connection: far below the 50 MiB/s the options call slow.
-    reg.set_fault_for_every(
-        &digest,
-        Fault::SlowBody {
-            chunk: 16 << 10,
-            delay: Duration::from_millis(2),
-        },
-    );
+    throttle(&reg, &digest);
     let got = fetch_all(&reg, &digest, small_ranges()).await;
     assert_eq!(got, data);
     let ranges = range_requests(&reg);
@@ -104,21 +110,9 @@ async fn a_failing_part_is_retried() {
     let reg = FakeRegistry::start();
     let data = bytes(79, 2 << 20);
     let digest = reg.blob("team/app", &data);
-    reg.set_fault_for_every(
-        &digest,
-        Fault::SlowBody {
-            chunk: 16 << 10,
-            delay: Duration::from_millis(2),
-        },
-    );
+    throttle(&reg, &digest);
     // Queued faults win over the persistent one: the first stream and then a part break.
-    reg.push_fault(
-        &digest,
-        Fault::SlowBody {
-            chunk: 16 << 10,
-            delay: Duration::from_millis(2),
-        },
-    );
+    reg.push_fault(&digest, slow());
     reg.push_fault(&digest, Fault::Status(503));
     reg.push_fault(&digest, Fault::DropAfter(1000));
     assert_eq!(fetch_all(&reg, &digest, small_ranges()).await, data);
@@ -129,13 +123,7 @@ async fn connection_cap_holds_with_parallel_parts() {
     let reg = FakeRegistry::start();
     let data = bytes(80, 3 << 20);
     let digest = reg.blob("team/app", &data);
-    reg.set_fault_for_every(
-        &digest,
-        Fault::SlowBody {
-            chunk: 16 << 10,
-            delay: Duration::from_millis(2),
-        },
-    );
+    throttle(&reg, &digest);
     let opts = TransportOptions {
         max_connections_per_host: 2,
         ..TransportOptions::default()

@@ -24,6 +24,14 @@ fn fill(reg: &FakeRegistry, n: usize, len: usize) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
+/// Every GET of every blob sends `chunk` bytes, then waits `ms` milliseconds, and so on.
+fn slow_down(reg: &FakeRegistry, blobs: &BTreeMap<String, Vec<u8>>, chunk: usize, ms: u64) {
+    for d in blobs.keys() {
+        let delay = Duration::from_millis(ms);
+        reg.set_fault_for_every(d, Fault::SlowBody { chunk, delay });
+    }
+}
+
 fn lines(blobs: &BTreeMap<String, Vec<u8>>) -> String {
     blobs.keys().map(|d| format!("{d}\n")).collect()
 }
@@ -79,15 +87,7 @@ fn expiring_tokens_are_renewed_without_failures() {
         .auth(Auth::bearer(Duration::from_secs(1)))
         .start();
     let blobs = fill(&reg, 40, 20_000);
-    for d in blobs.keys() {
-        reg.set_fault_for_every(
-            d,
-            Fault::SlowBody {
-                chunk: 5000,
-                delay: Duration::from_millis(80),
-            },
-        );
-    }
+    slow_down(&reg, &blobs, 5000, 80);
     let out = Dist::new().run(
         &["fetch", &repo(&reg), "-", "-j", "4"],
         lines(&blobs).as_bytes(),
@@ -114,15 +114,7 @@ fn revoked_token_mid_batch_is_refreshed_once() {
         .auth(Auth::bearer(Duration::from_secs(300)))
         .start();
     let blobs = fill(&reg, 60, 10_000);
-    for d in blobs.keys() {
-        reg.set_fault_for_every(
-            d,
-            Fault::SlowBody {
-                chunk: 5000,
-                delay: Duration::from_millis(60),
-            },
-        );
-    }
+    slow_down(&reg, &blobs, 5000, 60);
     let child = Dist::new()
         .command(&["fetch", &repo(&reg), "-", "-j", "6"])
         .stdin(Stdio::piped())
@@ -174,15 +166,7 @@ fn redirect_loops_end_after_ten_hops() {
 fn slow_batch() -> (FakeRegistry, BTreeMap<String, Vec<u8>>) {
     let reg = FakeRegistry::start();
     let blobs = fill(&reg, 30, 20_000);
-    for d in blobs.keys() {
-        reg.set_fault_for_every(
-            d,
-            Fault::SlowBody {
-                chunk: 4000,
-                delay: Duration::from_millis(100),
-            },
-        );
-    }
+    slow_down(&reg, &blobs, 4000, 100);
     (reg, blobs)
 }
 

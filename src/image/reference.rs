@@ -96,14 +96,12 @@ fn split_layout(s: &str) -> std::result::Result<(PathBuf, Option<String>, Option
 
 impl fmt::Display for ImageRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.locator)?;
-        if let Some(t) = &self.tag {
-            write!(f, ":{t}")?;
-        }
-        if let Some(d) = &self.digest {
-            write!(f, "@{d}")?;
-        }
-        Ok(())
+        crate::reference::write_reference(
+            f,
+            &self.locator,
+            self.tag.as_deref(),
+            self.digest.as_ref(),
+        )
     }
 }
 
