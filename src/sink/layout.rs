@@ -87,11 +87,17 @@ impl LayoutStore {
     /// A new temporary file for content of `algorithm`, in the directory it will end up in.
     pub fn temp(&self, algorithm: Algorithm) -> Result<TempBlob> {
         let dir = self.root.join("blobs").join(algorithm.as_str());
-        std::fs::create_dir_all(&dir).map_err(|e| io_err("creating", &dir, e))?;
-        let file = tempfile::Builder::new()
-            .prefix(&format!("{TMP_PREFIX}{}-", std::process::id()))
-            .tempfile_in(&dir)
-            .map_err(|e| io_err("creating a temporary file in", &dir, e))?;
+        let prefix = format!("{TMP_PREFIX}{}-", std::process::id());
+        let create = || tempfile::Builder::new().prefix(&prefix).tempfile_in(&dir);
+        // The directory nearly always exists: create it only when the file cannot be made.
+        let file = match create() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&dir).map_err(|e| io_err("creating", &dir, e))?;
+                create()
+            }
+            other => other,
+        }
+        .map_err(|e| io_err("creating a temporary file in", &dir, e))?;
         Ok(TempBlob {
             path: file.path().to_owned(),
             file: Some(file),
