@@ -193,12 +193,9 @@ fn parse_jobs(s: &str) -> Result<usize, String> {
 /// Parses `1h30m`, `90s`, `500ms`, `2m`; a bare number is seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
+    let invalid = || format!("invalid duration {s:?}");
     if let Ok(secs) = s.parse::<f64>() {
-        return if secs.is_finite() && secs >= 0.0 {
-            Ok(Duration::from_secs_f64(secs))
-        } else {
-            Err(format!("invalid duration {s:?}"))
-        };
+        return Duration::try_from_secs_f64(secs).map_err(|_| invalid());
     }
     let mut total = Duration::ZERO;
     let mut rest = s;
@@ -209,9 +206,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         let num_end = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .ok_or_else(|| format!("invalid duration {s:?}: missing unit"))?;
-        let n: f64 = rest[..num_end]
-            .parse()
-            .map_err(|_| format!("invalid duration {s:?}"))?;
+        let n: f64 = rest[..num_end].parse().map_err(|_| invalid())?;
         rest = &rest[num_end..];
         let unit_end = rest
             .find(|c: char| c.is_ascii_digit())
@@ -224,7 +219,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             u => return Err(format!("invalid duration {s:?}: unknown unit {u:?}")),
         };
         rest = &rest[unit_end..];
-        total += Duration::from_secs_f64(n * unit);
+        let part = Duration::try_from_secs_f64(n * unit).map_err(|_| invalid())?;
+        total = total.checked_add(part).ok_or_else(invalid)?;
     }
     Ok(total)
 }
@@ -242,5 +238,7 @@ mod tests {
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("1e30").is_err());
+        assert!(parse_duration("99999999999999999999h").is_err());
     }
 }

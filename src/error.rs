@@ -103,10 +103,11 @@ impl Error {
         self
     }
 
-    /// Attach the URL that was being requested; an earlier URL is kept.
+    /// Attach the URL that was being requested; an earlier URL is kept. The query and any
+    /// user information are dropped: pre-signed URLs carry credentials there.
     pub fn with_url(mut self, url: impl fmt::Display) -> Self {
         if self.0.url.is_none() {
-            self.0.url = Some(url.to_string());
+            self.0.url = Some(redact_url(&url.to_string()));
         }
         self
     }
@@ -228,6 +229,37 @@ impl From<std::io::Error> for Error {
     }
 }
 
+/// `scheme://host/path` of a URL, with `?…` standing for a query and no user information.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (Some(s), r),
+        None => (None, url),
+    };
+    let (before_query, had_query) = match rest.split_once('?') {
+        Some((b, _)) => (b, true),
+        None => (rest, false),
+    };
+    let (authority, path) = match before_query.find('/') {
+        Some(i) => before_query.split_at(i),
+        None => (before_query, ""),
+    };
+    let host = authority
+        .rsplit_once('@')
+        .map(|(_, h)| h)
+        .unwrap_or(authority);
+    let mut out = String::with_capacity(url.len());
+    if let Some(s) = scheme {
+        out.push_str(s);
+        out.push_str("://");
+    }
+    out.push_str(host);
+    out.push_str(path);
+    if had_query {
+        out.push_str("?…");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,6 +276,24 @@ mod tests {
             "sha256:ab: http://h/v2/x/blobs/sha256:ab: request failed: connection reset"
         );
         assert!(e.is_transient());
+    }
+
+    #[test]
+    fn urls_lose_queries_and_user_information() {
+        assert_eq!(
+            redact_url("https://cdn.example/blob?X-Amz-Signature=secret&e=1"),
+            "https://cdn.example/blob?…"
+        );
+        assert_eq!(
+            redact_url("https://user:pw@reg.example:5000/v2/"),
+            "https://reg.example:5000/v2/"
+        );
+        assert_eq!(
+            redact_url("http://h/v2/x/blobs/sha256:ab"),
+            "http://h/v2/x/blobs/sha256:ab"
+        );
+        let e = Error::invalid("x").with_url("https://a.example/p?token=abc");
+        assert!(!e.to_string().contains("abc"));
     }
 
     #[test]

@@ -24,6 +24,9 @@ fn main() -> ExitCode {
     } else {
         tokio::runtime::Builder::new_multi_thread()
     };
+    // Each large object in flight holds a hashing thread and may queue a write: room for
+    // both at the largest --jobs, so the pool can never starve itself.
+    builder.max_blocking_threads(2 * 1024 + 64);
     let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {

@@ -173,11 +173,11 @@ impl Adaptive {
                 let (remote, url, headers) = (remote.clone(), url.clone(), headers.clone());
                 // Each part runs as its own task so parts download in parallel with the
                 // hashing of earlier ones.
-                let task = tokio::spawn(async move {
+                let mut task = PartTask(tokio::spawn(async move {
                     fetch_part(&remote, host, &url, &headers, start, end).await
-                });
+                }));
                 async move {
-                    task.await.map_err(|e| {
+                    (&mut task.0).await.map_err(|e| {
                         Error::new(ErrorKind::Interrupted, "part task ended").with_cause(e)
                     })?
                 }
@@ -185,6 +185,16 @@ impl Adaptive {
             .buffered(self.opts.streams - 1)
             .boxed();
         self.phase = Phase::Split { cut, parts };
+    }
+}
+
+/// A part being fetched; dropped with the download (cancelled, or failed verification), it
+/// stops instead of finishing a transfer nobody will read.
+struct PartTask(tokio::task::JoinHandle<Result<Bytes>>);
+
+impl Drop for PartTask {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -19,6 +19,8 @@ use crate::transport::{self, Outgoing, Transport};
 
 /// The lifetime assumed when the token endpoint does not say.
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
+/// The longest a token is trusted, whatever the server says.
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// Bound on a token response; a JWT with many scopes is a few KiB.
 const MAX_TOKEN_RESPONSE: usize = 1 << 20;
 
@@ -165,10 +167,12 @@ pub async fn fetch(
         .ok_or_else(|| {
             Error::new(ErrorKind::Protocol, "token response has no token").with_url(&shown)
         })?;
+    // A server may claim any lifetime; past a day we renew anyway (and an absurd value
+    // must not overflow the clock arithmetic).
     let lifetime = reply
         .expires_in
         .filter(|&s| s > 0)
-        .map(Duration::from_secs)
+        .map(|s| Duration::from_secs(s.min(MAX_LIFETIME.as_secs())))
         .unwrap_or(DEFAULT_LIFETIME);
     let mut header = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
         Error::new(ErrorKind::Protocol, "token is not a valid header value").with_url(&shown)

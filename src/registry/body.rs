@@ -62,6 +62,11 @@ impl Resumable {
                     self.resumes += 1;
                     tracing::debug!(url = %url, offset = self.offset, error = %e, "resuming body");
                     if let Err(again) = self.reopen(url).await {
+                        if again.status() == Some(416) {
+                            // Nothing lies past what arrived: the body broke after its
+                            // last byte. Verification of digest and size has the last word.
+                            return Ok(None);
+                        }
                         let msg = format!(
                             "body interrupted after {} bytes ({}), and resuming failed: {}",
                             self.offset,

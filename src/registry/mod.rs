@@ -348,7 +348,7 @@ impl RegistryRemote {
             expected,
             size,
             media_type,
-            url: reply.url.to_string(),
+            url: transport::redact(&reply.url),
             limit,
         };
         Ok(Download::new(meta, body))

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::layout::TMP_PREFIX;
+use super::layout::temp_prefix;
 use crate::error::{Error, ErrorKind, Result};
 use crate::image::{Descriptor, REF_NAME};
 
@@ -19,6 +19,8 @@ const INDEX_LOCK: &str = ".dist-index.lock";
 const INDEX_LOCK_WAIT: Duration = Duration::from_secs(60);
 /// A lock file still empty after this long belongs to a process that died while creating it.
 const EMPTY_LOCK_AGE: Duration = Duration::from_secs(10);
+/// An index update takes milliseconds; another machine's lock older than this is dead.
+const FOREIGN_LOCK_AGE: Duration = Duration::from_secs(600);
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::new(ErrorKind::Io, format!("{what} {}", path.display())).with_cause(e)
@@ -46,7 +48,7 @@ pub fn add_entry(root: &Path, entry: &Descriptor) -> Result<()> {
         .map_err(|why| Error::invalid(format!("{}: {why}", path.display())))?;
     let text = serde_json::to_vec(&index).expect("JSON values serialise");
     let mut tmp = tempfile::Builder::new()
-        .prefix(&format!("{TMP_PREFIX}{}-", std::process::id()))
+        .prefix(&temp_prefix())
         .tempfile_in(root)
         .map_err(|e| io_err("creating a temporary file in", root, e))?;
     tmp.write_all(&text)
@@ -110,7 +112,7 @@ impl IndexLock {
             match created {
                 Ok(mut f) => {
                     let lock = IndexLock(path);
-                    f.write_all(std::process::id().to_string().as_bytes())
+                    f.write_all(super::owner::me().as_bytes())
                         .map_err(|e| io_err("writing", &lock.0, e))?;
                     return Ok(lock);
                 }
@@ -145,22 +147,15 @@ impl Drop for IndexLock {
     }
 }
 
-/// Whether the lock's owner is gone. Without `/proc` nothing can be told, and a lock is
-/// never taken from a process that may still run.
+/// Whether the lock's owner is gone: a process of this host that no longer runs, or a
+/// lock of another host (or unreadable) older than any update takes.
 fn lock_is_stale(path: &Path) -> bool {
-    if !Path::new("/proc/self").exists() {
-        return false;
-    }
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return false;
-    };
-    match text.trim().parse::<u32>() {
-        Ok(pid) => !Path::new(&format!("/proc/{pid}")).exists(),
-        Err(_) => std::fs::metadata(path)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > EMPTY_LOCK_AGE),
+    let age = super::owner::age(path);
+    match std::fs::read_to_string(path) {
+        Ok(text) if !text.trim().is_empty() => {
+            super::owner::is_gone(text.trim(), age, FOREIGN_LOCK_AGE)
+        }
+        _ => age.is_some_and(|a| a > EMPTY_LOCK_AGE),
     }
 }
 

@@ -10,6 +10,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -18,6 +19,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::image::Descriptor;
 
 pub(super) const TMP_PREFIX: &str = ".dist-tmp-";
+/// A temporary file of another machine sharing the directory is left alone this long.
+const FOREIGN_TEMP_AGE: Duration = Duration::from_secs(24 * 3600);
 /// Writes are gathered into buffers this large: fewer system calls for small chunks.
 const WRITE_BUFFER: usize = 1 << 20;
 
@@ -87,7 +90,7 @@ impl LayoutStore {
     /// A new temporary file for content of `algorithm`, in the directory it will end up in.
     pub fn temp(&self, algorithm: Algorithm) -> Result<TempBlob> {
         let dir = self.root.join("blobs").join(algorithm.as_str());
-        let prefix = format!("{TMP_PREFIX}{}-", std::process::id());
+        let prefix = temp_prefix();
         let create = || tempfile::Builder::new().prefix(&prefix).tempfile_in(&dir);
         // The directory nearly always exists: create it only when the file cannot be made.
         let file = match create() {
@@ -137,12 +140,21 @@ fn remove_stale_in(dir: &Path) {
         let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(TMP_PREFIX)) else {
             continue;
         };
-        let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
-        let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
-        if !alive {
+        // `<pid>@<host>~<random>`, or `<pid>-<random>` from before hosts were recorded.
+        let owner = match rest.split_once('~') {
+            Some((owner, _)) => owner,
+            None => rest.split('-').next().unwrap_or(""),
+        };
+        if super::owner::is_gone(owner, super::owner::age(&entry.path()), FOREIGN_TEMP_AGE) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
+}
+
+/// `.dist-tmp-<pid>@<host>~`: the owner is recorded so that a later run can tell a dead
+/// run's leftovers from the files of a run still going, here or on another machine.
+pub(super) fn temp_prefix() -> String {
+    format!("{TMP_PREFIX}{}~", super::owner::me())
 }
 
 /// Content on its way into the store. Dropping it without [`TempBlob::commit`] deletes it.
@@ -232,7 +244,7 @@ fn write_if_absent(path: &Path, content: &[u8]) -> Result<()> {
     }
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
-        .prefix(&format!("{TMP_PREFIX}{}-", std::process::id()))
+        .prefix(&temp_prefix())
         .tempfile_in(dir)
         .map_err(|e| io_err("creating a temporary file in", dir, e))?;
     tmp.write_all(content)

@@ -9,5 +9,6 @@
 pub mod framed;
 pub mod index;
 pub mod layout;
+pub mod owner;
 pub mod report;
 pub mod spool;

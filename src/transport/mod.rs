@@ -184,7 +184,7 @@ impl Transport {
         };
         tracing::debug!(
             method = %req.method,
-            url = %req.url,
+            url = %redact(&req.url),
             status = response.status().as_u16(),
             version = ?response.version(),
             ms = started.elapsed().as_millis() as u64,
@@ -229,11 +229,21 @@ impl Transport {
             if req.url.scheme_str() == Some("https") && next.scheme_str() != Some("https") {
                 return Err(Error::new(
                     ErrorKind::Protocol,
-                    format!("refusing redirect from https to {next}"),
+                    format!("refusing redirect from https to {}", redact(&next)),
                 )
                 .with_url(&req.url));
             }
-            tracing::debug!(from = %req.url, to = %next, status = status.as_u16(), "redirect");
+            tracing::debug!(from = %redact(&req.url), to = %redact(&next), status = status.as_u16(), "redirect");
+            let leaves_origin = Origin::of(&next) != origin;
+            if !req.body.is_empty() && leaves_origin {
+                // A body may carry a secret (a refresh token in a form): it stays with the
+                // origin it was meant for.
+                return Err(Error::new(
+                    ErrorKind::Protocol,
+                    format!("refusing to send a request body on to {}", redact(&next)),
+                )
+                .with_url(&req.url));
+            }
             if status == StatusCode::SEE_OTHER && req.method != Method::HEAD {
                 req.method = Method::GET;
                 req.body = Bytes::new();
@@ -271,6 +281,12 @@ impl Transport {
             }
         }
     }
+}
+
+/// A URL for messages and logs: without its query (pre-signed CDN URLs carry credentials
+/// there) and without user information.
+pub fn redact(url: &Uri) -> String {
+    crate::error::redact_url(&url.to_string())
 }
 
 fn is_redirect(s: StatusCode) -> bool {

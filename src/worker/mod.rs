@@ -149,29 +149,35 @@ impl Default for WorkerOptions {
     }
 }
 
-/// Remembers which objects were seen, in 16 bytes each: the digest's own leading bytes,
-/// or the SHA-256 of a tag. A million-line input costs a few tens of MiB at most.
+/// Remembers which objects were seen, in 32 bytes each: a sha256 digest's own bytes, or
+/// the SHA-256 of anything else (a sha512 digest, a tag, each under its own prefix). The
+/// whole digest counts: input is untrusted, and a made-up digest sharing a real one's
+/// leading bytes must not pass for a duplicate and go unfetched.
 #[derive(Default)]
-struct Seen(HashSet<u128>);
+struct Seen(HashSet<[u8; 32]>);
 
 impl Seen {
     fn first_time(&mut self, object: &Object) -> bool {
         let key = match object {
-            Object::Digest(d) => {
-                let mut h = [0u8; 16];
-                for (i, pair) in d.encoded().as_bytes().chunks(2).take(16).enumerate() {
-                    let hex = std::str::from_utf8(pair).unwrap_or("00");
-                    h[i] = u8::from_str_radix(hex, 16).unwrap_or(0);
+            Object::Digest(d) if d.algorithm() == crate::digest::Algorithm::Sha256 => {
+                let mut k = [0u8; 32];
+                for (i, pair) in d.encoded().as_bytes().chunks(2).enumerate() {
+                    // The digest was validated as 64 lowercase hex characters.
+                    k[i] = (hex_value(pair[0]) << 4) | hex_value(pair[1]);
                 }
-                // Different algorithms must not collide on the same leading bytes.
-                u128::from_be_bytes(h) ^ (d.algorithm() as u128)
+                k
             }
-            Object::Tag(t) => {
-                let h = sha2::Sha256::digest(t.as_bytes());
-                u128::from_be_bytes(h[..16].try_into().expect("16 bytes")) ^ 0xff
-            }
+            Object::Digest(d) => sha2::Sha256::digest(format!("digest {d}")).into(),
+            Object::Tag(t) => sha2::Sha256::digest(format!("tag {t}")).into(),
         };
         self.0.insert(key)
+    }
+}
+
+fn hex_value(c: u8) -> u8 {
+    match c {
+        b'0'..=b'9' => c - b'0',
+        _ => c - b'a' + 10,
     }
 }
 
@@ -347,5 +353,14 @@ mod tests {
         assert!(s.first_time(&Object::Tag("latest".into())));
         assert!(!s.first_time(&Object::Tag("latest".into())));
         assert!(s.first_time(&Object::Tag("v1".into())));
+        // Same leading half, different digest: not a duplicate.
+        let twin: Object =
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92400000000000000000000000000000000"
+                .parse()
+                .unwrap();
+        assert!(s.first_time(&twin));
+        let long: Object = format!("sha512:{}", "ab".repeat(64)).parse().unwrap();
+        assert!(s.first_time(&long));
+        assert!(!s.first_time(&long));
     }
 }
