@@ -401,3 +401,46 @@ fn soak_thousand_blobs_through_the_fault_mix() {
     );
     assert_eq!((ok0, ok1, stored1), (1000, 1000, 1000));
 }
+
+#[test]
+fn sigterm_is_honoured_while_nobody_reads_stdout() {
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, 40, 200_000);
+    let mut child = Dist::new()
+        .command(&["fetch", &repo(&reg), "-", "-j", "4"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(lines(&blobs).as_bytes())
+            .unwrap();
+    }
+    // 8 MB of frames against a 64 KiB pipe nobody reads: output is stuck.
+    std::thread::sleep(Duration::from_millis(1000));
+    let signalled = Instant::now();
+    assert_eq!(unsafe_kill(child.id(), 15), 0);
+    let deadline = signalled + Duration::from_secs(6);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running 6 s after SIGTERM with a stuck reader");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(143));
+    assert!(
+        signalled.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        signalled.elapsed()
+    );
+}

@@ -1,14 +1,13 @@
 //! The worker behind `dist fetch <locator> -`: objects from stdin (or the one object given
 //! with `--output`), frames or JSON lines on stdout, a progress line on a terminal.
 
-use std::io::Write;
-
-use dist::sink::{self, layout::LayoutStore};
+use dist::sink::layout::LayoutStore;
 use dist::worker::{self, Destination, WorkerOptions};
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 
+use super::output::{Failure, Output};
 use super::progress::Display;
-use super::{flush, interrupted, open_remote, open_report, report, EXIT_FAILED, EXIT_USAGE};
+use super::{interrupted, open_remote, open_report, report, EXIT_FAILED, EXIT_USAGE};
 use crate::cli::{FetchArgs, Global};
 
 /// The worker: objects from stdin (or the one object given, with `--output`), frames or
@@ -24,7 +23,7 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
         },
         None => Destination::default(),
     };
-    let mut report_file = match open_report(args.report.as_deref()) {
+    let report_file = match open_report(args.report.as_deref()) {
         Ok(r) => r,
         Err(code) => return code,
     };
@@ -60,68 +59,44 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
     };
     let mut outcomes = worker::run(remote, input, opts);
     let ticker = display.start();
-    let mut out = std::io::BufWriter::with_capacity(256 << 10, std::io::stdout().lock());
+    let mut output = Output::start(framed, report_file);
     let mut failed = 0usize;
     let mut interrupted = std::pin::pin!(interrupted());
-    loop {
-        let next = match outcomes.next().now_or_never() {
-            Some(n) => n,
-            None => {
-                // Nothing ready: hand what we have to the reader before waiting.
-                if flush(&mut out).is_err() {
-                    return EXIT_FAILED;
-                }
-                tokio::select! {
-                    n = outcomes.next() => n,
-                    code = &mut interrupted => {
-                        drop(outcomes);
-                        let _ = flush(&mut out);
-                        display.finish(ticker);
-                        eprintln!("dist: interrupted; objects reported so far are complete");
-                        return code;
-                    }
-                }
-            }
+    let code = loop {
+        let next = tokio::select! {
+            n = outcomes.next() => n,
+            code = &mut interrupted => break Some(code),
         };
-        let Some(mut outcome) = next else { break };
+        let Some(outcome) = next else { break None };
         if let Some(e) = &outcome.error {
             failed += 1;
             if !global.quiet {
                 display.message(&format!("dist: line {}: {e}", outcome.line));
             }
         }
-        let line = sink::report::json_line(&outcome);
-        let written = if framed {
-            sink::framed::write_frame(&mut out, &mut outcome)
-        } else {
-            writeln!(out, "{line}")
+        // A reader that does not read fills the queue; a signal must still get through.
+        let sent = tokio::select! {
+            sent = output.send(outcome) => sent,
+            code = &mut interrupted => break Some(code),
         };
-        if let Err(e) = written {
-            if e.kind() != std::io::ErrorKind::BrokenPipe {
-                eprintln!("dist: writing to stdout: {e}");
-            }
-            return EXIT_FAILED;
+        if !sent {
+            break None; // the writer stopped; finish() says why
         }
-        if let Some(r) = &mut report_file {
-            if let Err(e) = writeln!(r, "{line}") {
-                eprintln!("dist: writing the report: {e}");
-                return EXIT_FAILED;
-            }
-        }
+    };
+    if let Some(code) = code {
+        drop(outcomes);
+        output.finish_within(std::time::Duration::from_secs(2));
+        display.finish(ticker);
+        eprintln!("dist: interrupted; objects reported so far are complete");
+        return code;
     }
     display.finish(ticker);
-    if flush(&mut out).is_err() {
-        return EXIT_FAILED;
-    }
-    if let Some(mut r) = report_file {
-        if let Err(e) = r.flush() {
-            eprintln!("dist: writing the report: {e}");
-            return EXIT_FAILED;
+    match output.finish() {
+        Ok(()) if failed == 0 => 0,
+        Ok(()) | Err(Failure::ReaderGone) => EXIT_FAILED,
+        Err(Failure::Write(msg)) => {
+            eprintln!("dist: {msg}");
+            EXIT_FAILED
         }
-    }
-    if failed > 0 {
-        EXIT_FAILED
-    } else {
-        0
     }
 }

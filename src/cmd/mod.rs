@@ -4,11 +4,11 @@
 pub mod batch;
 pub mod docs;
 pub mod fetch;
+pub mod output;
 pub mod progress;
 pub mod pull;
 pub mod resolve;
 
-use std::io::Write;
 use std::sync::Arc;
 
 use dist::auth::credentials::DockerConfig;
@@ -136,14 +136,6 @@ pub fn open_report(
         },
         None => Ok(None),
     }
-}
-
-pub fn flush(out: &mut impl Write) -> std::io::Result<()> {
-    out.flush().inspect_err(|e| {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            eprintln!("dist: writing to stdout: {e}");
-        }
-    })
 }
 
 /// Resolves on SIGINT or SIGTERM with the conventional exit status (128 + signal).
