@@ -105,7 +105,8 @@ impl LayoutStore {
             path: file.path().to_owned(),
             file: Some(file),
             pending: None,
-            buf: Vec::new(),
+            batch: Vec::new(),
+            batched: 0,
             spare: Vec::new(),
             store: self.clone(),
         })
@@ -159,42 +160,45 @@ pub(super) fn temp_prefix() -> String {
 
 /// Content on its way into the store. Dropping it without [`TempBlob::commit`] deletes it.
 ///
-/// Writes are gathered into 1 MiB buffers and handed to the blocking pool, one buffer in
-/// flight while the next fills: receiving and hashing go on while the previous megabyte
-/// is written, so a large blob costs max(hash, write) rather than their sum.
+/// Chunks are gathered (by reference, not copied) into batches of about 1 MiB, each handed
+/// to the blocking pool as one vectored write, one batch in flight while the next fills:
+/// receiving and hashing go on while the previous megabyte is written, so a large blob
+/// costs max(hash, write) rather than their sum.
 pub struct TempBlob {
     /// The file, when no write holds it.
     file: Option<tempfile::NamedTempFile>,
-    /// The write in flight; it gives the file and its buffer back.
+    /// The write in flight; it gives the file and its batch back.
     pending: Option<tokio::task::JoinHandle<Written>>,
-    buf: Vec<u8>,
-    /// A drained buffer, reused for the next fill.
-    spare: Vec<u8>,
+    batch: Vec<Bytes>,
+    batched: usize,
+    /// A drained batch, reused for its allocation.
+    spare: Vec<Bytes>,
     path: PathBuf,
     store: LayoutStore,
 }
 
-type Written = (tempfile::NamedTempFile, Vec<u8>, std::io::Result<()>);
+type Written = (tempfile::NamedTempFile, Vec<Bytes>, std::io::Result<()>);
 
 impl TempBlob {
     /// Appends a chunk.
     pub async fn write(&mut self, chunk: &Bytes) -> Result<()> {
-        if !self.buf.is_empty() && self.buf.len() + chunk.len() > WRITE_BUFFER {
+        if self.batched > 0 && self.batched + chunk.len() > WRITE_BUFFER {
             self.submit().await?;
         }
-        self.buf.extend_from_slice(chunk);
+        self.batched += chunk.len();
+        self.batch.push(chunk.clone());
         Ok(())
     }
 
     /// Takes the file back from the write in flight (or from its resting place).
     async fn take_file(&mut self) -> Result<tempfile::NamedTempFile> {
         if let Some(pending) = self.pending.take() {
-            let (file, mut data, written) = pending
+            let (file, mut batch, written) = pending
                 .await
                 .map_err(|e| Error::new(ErrorKind::Io, "write task failed").with_cause(e))?;
             written.map_err(|e| io_err("writing", &self.path, e))?;
-            data.clear();
-            self.spare = data;
+            batch.clear();
+            self.spare = batch;
             return Ok(file);
         }
         Ok(self
@@ -203,13 +207,14 @@ impl TempBlob {
             .expect("the file is either resting or in a write"))
     }
 
-    /// Hands the full buffer to the blocking pool.
+    /// Hands the batch to the blocking pool.
     async fn submit(&mut self) -> Result<()> {
         let file = self.take_file().await?;
-        let data = std::mem::replace(&mut self.buf, std::mem::take(&mut self.spare));
+        let batch = std::mem::replace(&mut self.batch, std::mem::take(&mut self.spare));
+        self.batched = 0;
         self.pending = Some(tokio::task::spawn_blocking(move || {
-            let written = file.as_file().write_all(&data);
-            (file, data, written)
+            let written = write_chunks(file.as_file(), &batch);
+            (file, batch, written)
         }));
         Ok(())
     }
@@ -217,14 +222,12 @@ impl TempBlob {
     /// Makes the verified content durable and moves it to its place for `digest`.
     pub async fn commit(mut self, digest: &Digest) -> Result<PathBuf> {
         let file = self.take_file().await?;
-        let data = std::mem::take(&mut self.buf);
+        let batch = std::mem::take(&mut self.batch);
         let dest = self.store.blob_path(digest);
         let tmp = self.path.clone();
         let moved = dest.clone();
         tokio::task::spawn_blocking(move || {
-            file.as_file()
-                .write_all(&data)
-                .map_err(|e| io_err("writing", &tmp, e))?;
+            write_chunks(file.as_file(), &batch).map_err(|e| io_err("writing", &tmp, e))?;
             file.as_file()
                 .sync_all()
                 .map_err(|e| io_err("syncing", &tmp, e))?;
@@ -236,6 +239,21 @@ impl TempBlob {
         .map_err(|e| Error::new(ErrorKind::Io, "write task failed").with_cause(e))??;
         Ok(dest)
     }
+}
+
+/// Writes every chunk, in order, with as few system calls as the kernel allows.
+fn write_chunks(mut file: &std::fs::File, chunks: &[Bytes]) -> std::io::Result<()> {
+    let mut slices: Vec<std::io::IoSlice<'_>> =
+        chunks.iter().map(|c| std::io::IoSlice::new(c)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        let n = file.write_vectored(rest)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        std::io::IoSlice::advance_slices(&mut rest, n);
+    }
+    Ok(())
 }
 
 fn write_if_absent(path: &Path, content: &[u8]) -> Result<()> {
