@@ -13,18 +13,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need=()
-command -v docker-registry >/dev/null || need+=(docker-registry)
-command -v curl >/dev/null || need+=(curl)
-command -v openssl >/dev/null || need+=(openssl)
-# nginx lives in /usr/sbin, which is not on every user's PATH.
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
-if [ ${#need[@]} -gt 0 ]; then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo=sudo
-  echo "installing: ${need[*]}"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+scripts/install-missing.sh docker-registry curl openssl nginx:nginx-light
 
 exec cargo bench --bench fetch -- "$@"

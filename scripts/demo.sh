@@ -11,15 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 LAYERS=${LAYERS:-200}
 
-need=()
-command -v docker-registry >/dev/null || need+=(docker-registry)
-command -v curl >/dev/null || need+=(curl)
-command -v jq >/dev/null || need+=(jq)
-if [ ${#need[@]} -gt 0 ]; then
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+scripts/install-missing.sh docker-registry curl jq
 cargo build --release --quiet
 DIST=$PWD/target/release/dist
 

@@ -5,7 +5,6 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use support::cli::{bytes, parse_frames, sha256, Dist};
@@ -115,19 +114,10 @@ fn revoked_token_mid_batch_is_refreshed_once() {
         .start();
     let blobs = fill(&reg, 60, 10_000);
     slow_down(&reg, &blobs, 5000, 60);
-    let child = Dist::new()
-        .command(&["fetch", &repo(&reg), "-", "-j", "6"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = child;
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(lines(&blobs).as_bytes()).unwrap();
-    }
+    let child = Dist::new().spawn(
+        &["fetch", &repo(&reg), "-", "-j", "6"],
+        lines(&blobs).as_bytes(),
+    );
     std::thread::sleep(Duration::from_millis(400));
     reg.invalidate_tokens();
     let out = child.wait_with_output().unwrap();
@@ -176,29 +166,16 @@ fn start_batch(
     blobs: &BTreeMap<String, Vec<u8>>,
     dir: &Path,
 ) -> std::process::Child {
-    let mut child = dist
-        .command(&[
-            "fetch",
-            &repo(reg),
-            "-",
-            "-j",
-            "4",
-            "-o",
-            dir.to_str().unwrap(),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(lines(blobs).as_bytes())
-        .unwrap();
-    child
+    let args = [
+        "fetch",
+        &repo(reg),
+        "-",
+        "-j",
+        "4",
+        "-o",
+        dir.to_str().unwrap(),
+    ];
+    dist.spawn(&args, lines(blobs).as_bytes())
 }
 
 #[test]
@@ -406,22 +383,10 @@ fn soak_thousand_blobs_through_the_fault_mix() {
 fn sigterm_is_honoured_while_nobody_reads_stdout() {
     let reg = FakeRegistry::start();
     let blobs = fill(&reg, 40, 200_000);
-    let mut child = Dist::new()
-        .command(&["fetch", &repo(&reg), "-", "-j", "4"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(lines(&blobs).as_bytes())
-            .unwrap();
-    }
+    let mut child = Dist::new().spawn(
+        &["fetch", &repo(&reg), "-", "-j", "4"],
+        lines(&blobs).as_bytes(),
+    );
     // 8 MB of frames against a 64 KiB pipe nobody reads: output is stuck.
     std::thread::sleep(Duration::from_millis(1000));
     let signalled = Instant::now();

@@ -69,6 +69,25 @@ impl Dist {
         c
     }
 
+    /// Starts `dist ARGS…` in the background with `stdin` as its whole input (then closed),
+    /// stdout and stderr piped, for tests that signal or time it while it runs.
+    pub fn spawn(&self, args: &[&str], stdin: &[u8]) -> std::process::Child {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn dist");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin)
+            .expect("write dist's input");
+        child
+    }
+
     /// Runs `dist ARGS…` with `stdin`, returning its output.
     pub fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
         let mut child = self
