@@ -15,6 +15,9 @@ pub struct Hints {
     pub media_types: Vec<String>,
     /// The exact size the content must have, when known.
     pub size: Option<u64>,
+    /// Go to the origin itself, past any mirror: set for a second attempt after content
+    /// failed verification (a mirror may hold a corrupt copy). Not a hint word.
+    pub origin_only: bool,
 }
 
 impl Hints {

@@ -171,3 +171,44 @@ fn credentials_are_looked_up_per_host_and_never_cross() {
         .iter()
         .any(|r| r.authorization.as_deref() == Some(up_cred.as_str())));
 }
+
+#[test]
+fn corrupt_copy_on_a_mirror_is_fetched_again_from_the_registry() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let blob = bytes(6, 50_000);
+    let digest = upstream.blob("team/app", &blob);
+    mirror.blob("team/app", &blob);
+    mirror.set_fault_for_every(&digest, support::fake::Fault::CorruptByte(100));
+    let repo = format!("{}/team/app", upstream.host());
+    let dir = tempfile::tempdir().unwrap();
+    let out = Dist::new().run(
+        &[
+            "fetch",
+            "--mirror",
+            &mirror.url(),
+            &repo,
+            "-",
+            "-o",
+            dir.path().to_str().unwrap(),
+        ],
+        format!("{digest}\n").as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stored = dir
+        .path()
+        .join("blobs/sha256")
+        .join(&digest["sha256:".len()..]);
+    assert_eq!(std::fs::read(stored).unwrap(), blob);
+    let path = format!("blobs/{digest}");
+    assert_eq!(
+        mirror.requests_for(&path),
+        1,
+        "the mirror's corrupt copy once"
+    );
+    assert_eq!(upstream.requests_for(&path), 1, "then the registry's");
+}

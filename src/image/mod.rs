@@ -221,7 +221,7 @@ pub async fn resolve_by_fetch<R: Remote + ?Sized>(
             .iter()
             .map(|t| t.to_string())
             .collect(),
-        size: None,
+        ..Hints::default()
     };
     let mut download = remote.fetch(object, &hints).await?;
     let bytes = read_to_end(&mut download, MAX_MANIFEST_SIZE).await?;

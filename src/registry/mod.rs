@@ -183,13 +183,13 @@ impl RegistryRemote {
 
     /// Runs `attempt` on each host that serves tags (`tag`) or digests, in order, moving
     /// on from a mirror that fails; the registry's own answer is final.
-    async fn on_hosts<'a, T, F>(&'a self, tag: bool, mut attempt: F) -> Result<T>
+    async fn on_hosts<'a, T, F>(&'a self, tag: bool, origin_only: bool, mut attempt: F) -> Result<T>
     where
         F: FnMut(usize) -> BoxFuture<'a, Result<T>>,
     {
         let mut last = None;
         for (i, host) in self.inner.hosts.iter().enumerate() {
-            if !host.serves(tag) {
+            if !host.serves(tag) || (origin_only && host.mirror) {
                 continue;
             }
             match attempt(i).await {
@@ -409,9 +409,11 @@ impl Remote for RegistryRemote {
     ) -> BoxFuture<'a, Result<Download>> {
         async move {
             let tag = matches!(object, Object::Tag(_));
-            self.on_hosts(tag, |host| self.fetch_on(host, object, hints).boxed())
-                .await
-                .map_err(|e| e.with_object(object))
+            self.on_hosts(tag, hints.origin_only, |host| {
+                self.fetch_on(host, object, hints).boxed()
+            })
+            .await
+            .map_err(|e| e.with_object(object))
         }
         .boxed()
     }
@@ -420,7 +422,7 @@ impl Remote for RegistryRemote {
         async move {
             // `/v2/` alone may accept anonymous callers while the repository does not, so
             // ask for something inside the repository: a tag list page of one entry.
-            self.on_hosts(false, |host| {
+            self.on_hosts(false, false, |host| {
                 async move {
                     let url = self
                         .host(host)
@@ -456,7 +458,7 @@ impl Remote for RegistryRemote {
         async move {
             let tag = matches!(object, Object::Tag(_));
             let head = self
-                .on_hosts(tag, |host| self.head_manifest(host, object).boxed())
+                .on_hosts(tag, false, |host| self.head_manifest(host, object).boxed())
                 .await;
             match head {
                 Ok(Some(d)) => return Ok(d),

@@ -54,6 +54,17 @@ pub async fn run(
     outcome
 }
 
+/// The hints for attempt number `attempt` (1-based): a retry after corrupt content goes
+/// to the origin, past the mirror that may have served it.
+fn hints_for(job: &Job, attempt: u32) -> std::borrow::Cow<'_, crate::hints::Hints> {
+    if attempt <= 1 {
+        return std::borrow::Cow::Borrowed(&job.hints);
+    }
+    let mut hints = job.hints.clone();
+    hints.origin_only = true;
+    std::borrow::Cow::Owned(hints)
+}
+
 fn is_corruption(e: &Error) -> bool {
     matches!(
         e.kind(),
@@ -78,7 +89,7 @@ async fn to_spool(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let mut download = remote.fetch(&job.object, &job.hints).await?;
+        let mut download = remote.fetch(&job.object, &hints_for(job, attempt)).await?;
         let received: Result<()> = async {
             while let Some(chunk) = download.chunk().await? {
                 progress.received(chunk.len() as u64);
@@ -143,7 +154,7 @@ async fn to_store(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let mut download = remote.fetch(&job.object, &job.hints).await?;
+        let mut download = remote.fetch(&job.object, &hints_for(job, attempt)).await?;
         let algorithm = download
             .meta()
             .expected
