@@ -306,9 +306,9 @@ impl RegistryRemote {
         };
         // A tag may move between two requests; a resumed request must ask for the same
         // content, so it goes by digest when the registry told us one.
-        let resume_url = match (&expected, endpoint) {
-            (Some(d), _) => Some(self.url(host, endpoint, &d.to_string())?),
-            _ => None,
+        let resume_url = match &expected {
+            Some(d) => Some(self.url(host, endpoint, &d.to_string())?),
+            None => None,
         };
         let split = match (&resume_url, size) {
             (Some(url), Some(total))

@@ -69,16 +69,20 @@ impl Dist {
         c
     }
 
-    /// Starts `dist ARGS…` in the background with `stdin` as its whole input (then closed),
-    /// stdout and stderr piped, for tests that signal or time it while it runs.
-    pub fn spawn(&self, args: &[&str], stdin: &[u8]) -> std::process::Child {
-        let mut child = self
-            .command(args)
+    /// `dist ARGS…` started with stdin, stdout and stderr all piped.
+    fn start(&self, args: &[&str]) -> std::process::Child {
+        self.command(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn dist");
+            .expect("spawn dist")
+    }
+
+    /// Starts `dist ARGS…` in the background with `stdin` as its whole input (then closed),
+    /// stdout and stderr piped, for tests that signal or time it while it runs.
+    pub fn spawn(&self, args: &[&str], stdin: &[u8]) -> std::process::Child {
+        let mut child = self.start(args);
         child
             .stdin
             .take()
@@ -90,13 +94,7 @@ impl Dist {
 
     /// Runs `dist ARGS…` with `stdin`, returning its output.
     pub fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn dist");
+        let mut child = self.start(args);
         let mut input = child.stdin.take().expect("stdin");
         let data = stdin.to_vec();
         let writer = std::thread::spawn(move || {
