@@ -6,15 +6,13 @@
 //! Consumers must therefore treat what they received as unverified until `chunk` returned
 //! `Ok(None)`; the sinks write into temporary files for exactly that reason.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::digest::{Algorithm, Digest, Hasher};
 use crate::error::{Error, ErrorKind, Result};
+use crate::handoff::Handoff;
 use crate::reference::Object;
 
 /// Manifests larger than this are refused: no registry accepts them, and they would have
@@ -48,7 +46,7 @@ pub struct Meta {
 const OFFLOAD_HASHING: u64 = 8 << 20;
 /// Bytes in flight to the hashing thread: enough to ride out scheduling hiccups, little
 /// enough to keep memory bounded whatever the size of the chunks (a ranged part is one
-/// 2 MiB chunk, a socket read a few KiB).
+/// 2 MiB chunk, a socket read up to a few hundred KiB).
 const HASH_QUEUE_BYTES: usize = 2 << 20;
 
 /// Where the digest is being computed.
@@ -56,12 +54,7 @@ enum Hashing {
     /// In the task that reads the body.
     Inline(Box<Hasher>),
     /// On a blocking-pool thread fed through a bounded queue.
-    Offloaded {
-        queue: Option<tokio::sync::mpsc::UnboundedSender<(Bytes, OwnedSemaphorePermit)>>,
-        /// Byte budget of the queue: a chunk holds its size in permits until hashed.
-        budget: Arc<Semaphore>,
-        done: tokio::task::JoinHandle<Digest>,
-    },
+    Offloaded(Option<Handoff<Digest>>),
 }
 
 impl Hashing {
@@ -70,35 +63,21 @@ impl Hashing {
         if !big || tokio::runtime::Handle::try_current().is_err() {
             return Hashing::Inline(Box::new(Hasher::new(algorithm)));
         }
-        let (queue, mut rx) =
-            tokio::sync::mpsc::unbounded_channel::<(Bytes, OwnedSemaphorePermit)>();
-        let done = tokio::task::spawn_blocking(move || {
+        Hashing::Offloaded(Some(Handoff::spawn(HASH_QUEUE_BYTES, move |chunks| {
             let mut h = Hasher::new(algorithm);
-            while let Some((chunk, _budget)) = rx.blocking_recv() {
+            while let Some(chunk) = chunks.next() {
                 h.update(&chunk);
             }
             h.finish()
-        });
-        Hashing::Offloaded {
-            queue: Some(queue),
-            budget: Arc::new(Semaphore::new(HASH_QUEUE_BYTES)),
-            done,
-        }
+        })))
     }
 
     async fn update(&mut self, chunk: &Bytes) -> Result<()> {
         match self {
             Hashing::Inline(h) => h.update(chunk),
-            Hashing::Offloaded { queue, budget, .. } => {
-                // A chunk larger than the whole budget waits for an empty queue.
-                let need = chunk.len().clamp(1, HASH_QUEUE_BYTES) as u32;
-                let permit = budget
-                    .clone()
-                    .acquire_many_owned(need)
-                    .await
-                    .map_err(|_| Error::new(ErrorKind::Io, "the hashing thread stopped"))?;
-                let sent = match queue {
-                    Some(q) => q.send((chunk.clone(), permit)).is_ok(),
+            Hashing::Offloaded(handoff) => {
+                let sent = match handoff {
+                    Some(h) => h.send(chunk.clone()).await.is_ok(),
                     None => false,
                 };
                 if !sent {
@@ -114,9 +93,11 @@ impl Hashing {
             Hashing::Inline(h) => {
                 Ok(std::mem::replace(h.as_mut(), Hasher::new(Algorithm::Sha256)).finish())
             }
-            Hashing::Offloaded { queue, done, .. } => {
-                queue.take();
-                done.await.map_err(|e| {
+            Hashing::Offloaded(handoff) => {
+                let handoff = handoff
+                    .take()
+                    .ok_or_else(|| Error::new(ErrorKind::Io, "the hash was already taken"))?;
+                handoff.finish().await.map_err(|e| {
                     Error::new(ErrorKind::Io, "the hashing thread failed").with_cause(e)
                 })
             }
@@ -324,7 +305,7 @@ mod tests {
         let mut m = meta(Some(want.clone()), Some(data.len() as u64));
         m.limit = None;
         let mut d = Download::new(m, stream::iter(parts).boxed());
-        assert!(matches!(d.hashing, Hashing::Offloaded { .. }));
+        assert!(matches!(d.hashing, Hashing::Offloaded(Some(_))));
         assert_eq!(drain(&mut d).await.unwrap().len(), data.len());
         assert_eq!(d.digest(), Some(&want));
 

@@ -16,13 +16,16 @@ use bytes::Bytes;
 
 use crate::digest::{Algorithm, Digest, Hasher};
 use crate::error::{Error, ErrorKind, Result};
+use crate::handoff::Handoff;
 use crate::image::Descriptor;
 
 pub(super) const TMP_PREFIX: &str = ".dist-tmp-";
 /// A temporary file of another machine sharing the directory is left alone this long.
 const FOREIGN_TEMP_AGE: Duration = Duration::from_secs(24 * 3600);
-/// Writes are gathered into buffers this large: fewer system calls for small chunks.
+/// Content up to this size is written in one go at commit; beyond, it streams to a writer.
 const WRITE_BUFFER: usize = 1 << 20;
+/// Bytes queued for the writer thread.
+const WRITE_QUEUE_BYTES: usize = 2 << 20;
 
 /// An OCI image layout directory used as a blob store.
 #[derive(Debug, Clone)]
@@ -103,11 +106,11 @@ impl LayoutStore {
         .map_err(|e| io_err("creating a temporary file in", &dir, e))?;
         Ok(TempBlob {
             path: file.path().to_owned(),
-            file: Some(file),
-            pending: None,
-            batch: Vec::new(),
-            batched: 0,
-            spare: Vec::new(),
+            writing: Writing::Gathering {
+                file,
+                batch: Vec::new(),
+                batched: 0,
+            },
             store: self.clone(),
         })
     }
@@ -160,69 +163,101 @@ pub(super) fn temp_prefix() -> String {
 
 /// Content on its way into the store. Dropping it without [`TempBlob::commit`] deletes it.
 ///
-/// Chunks are gathered (by reference, not copied) into batches of about 1 MiB, each handed
-/// to the blocking pool as one vectored write, one batch in flight while the next fills:
-/// receiving and hashing go on while the previous megabyte is written, so a large blob
-/// costs max(hash, write) rather than their sum.
+/// Small content is gathered (by reference, not copied) and written in one go at commit:
+/// one trip to the blocking pool per blob. Past [`WRITE_BUFFER`] the file moves to a
+/// writer on a blocking thread of its own, fed through a bounded queue: receiving and
+/// hashing go on while earlier chunks are written, so a large blob costs max(hash, write)
+/// rather than their sum.
 pub struct TempBlob {
-    /// The file, when no write holds it.
-    file: Option<tempfile::NamedTempFile>,
-    /// The write in flight; it gives the file and its batch back.
-    pending: Option<tokio::task::JoinHandle<Written>>,
-    batch: Vec<Bytes>,
-    batched: usize,
-    /// A drained batch, reused for its allocation.
-    spare: Vec<Bytes>,
+    writing: Writing,
     path: PathBuf,
     store: LayoutStore,
 }
 
-type Written = (tempfile::NamedTempFile, Vec<Bytes>, std::io::Result<()>);
+enum Writing {
+    /// Chunks held until there are enough of them to start a writer, or until commit.
+    Gathering {
+        file: tempfile::NamedTempFile,
+        batch: Vec<Bytes>,
+        batched: usize,
+    },
+    /// A writer thread owns the file and gives it back once the queue is closed.
+    Streaming(Handoff<Written>),
+    /// Between states, or after a failure.
+    Gone,
+}
+
+type Written = (tempfile::NamedTempFile, std::io::Result<()>);
 
 impl TempBlob {
     /// Appends a chunk.
     pub async fn write(&mut self, chunk: &Bytes) -> Result<()> {
-        if self.batched > 0 && self.batched + chunk.len() > WRITE_BUFFER {
-            self.submit().await?;
+        match &mut self.writing {
+            Writing::Gathering { batch, batched, .. } => {
+                *batched += chunk.len();
+                batch.push(chunk.clone());
+                if *batched > WRITE_BUFFER {
+                    self.start_writer();
+                }
+                Ok(())
+            }
+            Writing::Streaming(writer) => {
+                if writer.send(chunk.clone()).await.is_err() {
+                    // The writer only stops early on an error, which taking the file back
+                    // reports.
+                    self.take_file().await?;
+                    return Err(self.failed());
+                }
+                Ok(())
+            }
+            Writing::Gone => Err(self.failed()),
         }
-        self.batched += chunk.len();
-        self.batch.push(chunk.clone());
-        Ok(())
     }
 
-    /// Takes the file back from the write in flight (or from its resting place).
-    async fn take_file(&mut self) -> Result<tempfile::NamedTempFile> {
-        if let Some(pending) = self.pending.take() {
-            let (file, mut batch, written) = pending
-                .await
-                .map_err(|e| Error::new(ErrorKind::Io, "write task failed").with_cause(e))?;
-            written.map_err(|e| io_err("writing", &self.path, e))?;
-            batch.clear();
-            self.spare = batch;
-            return Ok(file);
-        }
-        Ok(self
-            .file
-            .take()
-            .expect("the file is either resting or in a write"))
+    fn failed(&self) -> Error {
+        Error::new(
+            ErrorKind::Io,
+            format!("writing {} after a failure", self.path.display()),
+        )
     }
 
-    /// Hands the batch to the blocking pool.
-    async fn submit(&mut self) -> Result<()> {
-        let file = self.take_file().await?;
-        let batch = std::mem::replace(&mut self.batch, std::mem::take(&mut self.spare));
-        self.batched = 0;
-        self.pending = Some(tokio::task::spawn_blocking(move || {
-            let written = write_chunks(file.as_file(), &batch);
-            (file, batch, written)
+    /// Moves the file and what was gathered to a writer thread.
+    fn start_writer(&mut self) {
+        let Writing::Gathering { file, batch, .. } =
+            std::mem::replace(&mut self.writing, Writing::Gone)
+        else {
+            return;
+        };
+        self.writing = Writing::Streaming(Handoff::spawn(WRITE_QUEUE_BYTES, move |chunks| {
+            let mut written = write_chunks(file.as_file(), &batch);
+            drop(batch);
+            let mut next = Vec::new();
+            while written.is_ok() && chunks.next_batch(&mut next) {
+                written = write_chunks(file.as_file(), &next);
+            }
+            (file, written)
         }));
-        Ok(())
+    }
+
+    /// Takes the file back, with everything written so far, and what was not written yet.
+    async fn take_file(&mut self) -> Result<(tempfile::NamedTempFile, Vec<Bytes>)> {
+        match std::mem::replace(&mut self.writing, Writing::Gone) {
+            Writing::Gathering { file, batch, .. } => Ok((file, batch)),
+            Writing::Streaming(writer) => {
+                let (file, written) = writer
+                    .finish()
+                    .await
+                    .map_err(|e| Error::new(ErrorKind::Io, "write task failed").with_cause(e))?;
+                written.map_err(|e| io_err("writing", &self.path, e))?;
+                Ok((file, Vec::new()))
+            }
+            Writing::Gone => Err(self.failed()),
+        }
     }
 
     /// Makes the verified content durable and moves it to its place for `digest`.
     pub async fn commit(mut self, digest: &Digest) -> Result<PathBuf> {
-        let file = self.take_file().await?;
-        let batch = std::mem::take(&mut self.batch);
+        let (file, batch) = self.take_file().await?;
         let dest = self.store.blob_path(digest);
         let tmp = self.path.clone();
         let moved = dest.clone();
@@ -238,6 +273,16 @@ impl TempBlob {
         .await
         .map_err(|e| Error::new(ErrorKind::Io, "write task failed").with_cause(e))??;
         Ok(dest)
+    }
+}
+
+impl Drop for TempBlob {
+    fn drop(&mut self) {
+        // The writer thread deletes the file when it stops, a moment later; the path goes
+        // now, so that nothing unverified is visible once the blob is dropped.
+        if let Writing::Streaming(_) = self.writing {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
