@@ -78,7 +78,7 @@ fn write_all(
     framed: bool,
     mut report: Option<std::io::BufWriter<std::fs::File>>,
 ) -> Result<(), Failure> {
-    let mut out = std::io::BufWriter::with_capacity(256 << 10, std::io::stdout().lock());
+    let mut out = sink::gather::Gather::new(std::io::stdout().lock());
     let stdout_failed = |e: std::io::Error| {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             Failure::ReaderGone

@@ -9,12 +9,14 @@
 //! `<object> error <reason>\n`, with no body. A frame is written only after its object
 //! was completely received and verified.
 
-use std::io::{self, Write};
+use std::io;
+
+use super::gather::FrameOut;
 
 use crate::worker::{Outcome, Status};
 
 /// Writes one outcome as a frame.
-pub fn write_frame(out: &mut dyn Write, outcome: &mut Outcome) -> io::Result<()> {
+pub fn write_frame(out: &mut dyn FrameOut, outcome: &mut Outcome) -> io::Result<()> {
     let object = one_word(&outcome.object);
     match outcome.status {
         Status::Error => {

@@ -286,19 +286,8 @@ impl Drop for TempBlob {
     }
 }
 
-/// Writes every chunk, in order, with as few system calls as the kernel allows.
-fn write_chunks(mut file: &std::fs::File, chunks: &[Bytes]) -> std::io::Result<()> {
-    let mut slices: Vec<std::io::IoSlice<'_>> =
-        chunks.iter().map(|c| std::io::IoSlice::new(c)).collect();
-    let mut rest = &mut slices[..];
-    while !rest.is_empty() {
-        let n = file.write_vectored(rest)?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        std::io::IoSlice::advance_slices(&mut rest, n);
-    }
-    Ok(())
+fn write_chunks(file: &std::fs::File, chunks: &[Bytes]) -> std::io::Result<()> {
+    super::gather::write_all_vectored(file, chunks)
 }
 
 fn write_if_absent(path: &Path, content: &[u8]) -> Result<()> {

@@ -1,12 +1,14 @@
 //! Where fetched objects go: a framed stream, a blob store directory, a JSON report.
 //!
-//! - [`framed`] writes whole, verified objects as frames on a byte stream (stdout);
+//! - [`framed`] writes whole, verified objects as frames on a byte stream (stdout), through
+//!   [`gather`], which writes them without copying their content;
 //! - [`layout`] stores blobs by digest in an OCI image layout, atomically;
 //! - [`index`] adds entries to a layout's `index.json`, safely against concurrent runs;
 //! - [`report`] describes each input object as one JSON line;
 //! - [`spool`] holds an object's bytes until its frame can be written.
 
 pub mod framed;
+pub mod gather;
 pub mod index;
 pub mod layout;
 pub mod owner;

@@ -4,7 +4,9 @@
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+
+use super::gather::FrameOut;
 
 /// Bytes kept in memory at most, per spool, before spilling to disk.
 pub const DEFAULT_THRESHOLD: usize = 1 << 20;
@@ -75,12 +77,13 @@ impl Spool {
         Ok(())
     }
 
-    /// Writes the whole content to `out`.
-    pub fn copy_to(&mut self, out: &mut dyn Write) -> io::Result<()> {
+    /// Writes the whole content to `out`, handing it the chunks themselves when they are in
+    /// memory.
+    pub fn copy_to(&mut self, out: &mut dyn FrameOut) -> io::Result<()> {
         match &mut self.file {
             None => {
                 for c in &self.chunks {
-                    out.write_all(c)?;
+                    out.write_shared(c)?;
                 }
                 Ok(())
             }
@@ -88,13 +91,15 @@ impl Spool {
                 f.flush()?;
                 let file = f.get_mut();
                 file.seek(SeekFrom::Start(0))?;
-                let mut buf = vec![0u8; 256 << 10];
                 loop {
+                    // A fresh buffer each time: `out` may keep the previous one.
+                    let mut buf = BytesMut::zeroed(256 << 10);
                     let n = file.read(&mut buf)?;
                     if n == 0 {
                         return Ok(());
                     }
-                    out.write_all(&buf[..n])?;
+                    buf.truncate(n);
+                    out.write_shared(&buf.freeze())?;
                 }
             }
         }
