@@ -291,3 +291,45 @@ fn unreachable_registry_names_url_and_cause() {
     );
     assert!(err.to_lowercase().contains("connect"), "{err}");
 }
+
+/// A large blob streams to stdout whole, and a reader that stops early (`| head -c`) ends
+/// the fetch quietly with status 0 instead of an error or a hang.
+#[test]
+fn large_blob_to_stdout_and_a_reader_that_goes_away() {
+    use std::io::Read;
+    let reg = Registry::start(Mode::Anonymous);
+    let data = bytes(77, 24 << 20);
+    let digest = reg.push_blob("big/one", &data);
+    let loc = format!("{}/big/one", reg.host());
+    let dist = Dist::new();
+    let out = dist.ok(&["fetch", &loc, &digest]);
+    assert_eq!(out.len(), data.len());
+    assert_eq!(sha256(&out), sha256(&data));
+
+    let mut child = dist.spawn(&["fetch", &loc, &digest], b"");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut first = vec![0u8; 64 << 10];
+    stdout.read_exact(&mut first).expect("the first bytes");
+    assert_eq!(first, data[..first.len()]);
+    drop(stdout);
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait dist") {
+            break status;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "dist kept running after its reader went away"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("stderr");
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.is_empty(), "nothing to report: {err}");
+}

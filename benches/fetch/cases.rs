@@ -134,6 +134,7 @@ pub fn worker_small(ctx: &Ctx) -> CaseReport {
         &config,
         Some(&format!("Authorization: Bearer {token}")),
         urls,
+        None,
     );
 
     let loc = format!("{}/{REPO}", server.registry.host());
@@ -208,14 +209,17 @@ pub fn static_small(ctx: &Ctx) -> CaseReport {
 
     let digests = dir.join("digests.txt");
     write_lines(&digests, blobs.iter().map(|b| &b.digest));
-    let config = dir.join("curl.cfg");
-    write_curl_config(
-        &config,
-        None,
+    let urls = || {
         blobs
             .iter()
-            .map(|b| format!("http://{}/v2/{REPO}/blobs/{}", server.addr(), b.digest)),
-    );
+            .map(|b| format!("http://{}/v2/{REPO}/blobs/{}", server.addr(), b.digest))
+    };
+    let config = dir.join("curl.cfg");
+    write_curl_config(&config, None, urls(), None);
+    // What `-o DIR` does, done by curl: one file per blob (no verification, no fsync).
+    let files = dir.join("curl-files");
+    let files_config = dir.join("curl-files.cfg");
+    write_curl_config(&files_config, None, urls(), Some(&files));
 
     let loc = format!("{}/{REPO}", server.addr());
     let out = dir.join("out");
@@ -238,12 +242,18 @@ pub fn static_small(ctx: &Ctx) -> CaseReport {
         )
         .prepare(|| wipe(&out)),
         Variant::new("curl --parallel", curl_parallel(&config)),
+        Variant::new("curl --parallel to files", curl_parallel(&files_config)).prepare(|| {
+            wipe(&files);
+            fs::create_dir_all(&files).expect("create curl's output dir");
+        }),
     ];
     let runner = ctx.runner(&dir, Some(server.pids()));
     let stats = runner.measure("static-small", &variants, ctx.plan());
     assert_stored(&out, SMALL_COUNT);
+    let curl_stored = fs::read_dir(&files).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(curl_stored, SMALL_COUNT, "curl stored {curl_stored} files");
 
-    let [framed, to_dir, curl] = stats;
+    let [framed, to_dir, curl, curl_files] = stats;
     CaseReport {
         details: details(
             "static-small",
@@ -264,6 +274,8 @@ pub fn static_small(ctx: &Ctx) -> CaseReport {
                 .against("curl --parallel", curl)
                 .target(Target::Wall(1.5))
                 .target(Target::Cpu(1.0)),
+            Row::new("static-small", "worker -o DIR", to_dir)
+                .against("curl --parallel to files", curl_files),
         ],
     }
 }

@@ -58,17 +58,26 @@ where
     out.flush().expect("flush lines file");
 }
 
-/// A curl config (`-K`) fetching every URL to /dev/null, sending `header` (a `-H` value)
-/// with each.
+/// A curl config (`-K`) fetching every URL to /dev/null, or into a file per URL in
+/// `files_in`, sending `header` (a `-H` value) with each.
 pub fn write_curl_config(
     path: &Path,
     header: Option<&str>,
     urls: impl IntoIterator<Item = String>,
+    files_in: Option<&Path>,
 ) {
     let header = header.map(|h| format!("header = \"{h}\""));
-    let pairs = urls
-        .into_iter()
-        .map(|url| format!("url = \"{url}\"\noutput = \"/dev/null\""));
+    let pairs = urls.into_iter().map(|url| {
+        let output = match files_in {
+            // The URL's last segment is the digest: one file per blob, as `-o DIR` stores.
+            Some(dir) => dir
+                .join(url.rsplit('/').next().unwrap_or("blob"))
+                .display()
+                .to_string(),
+            None => "/dev/null".into(),
+        };
+        format!("url = \"{url}\"\noutput = \"{output}\"")
+    });
     write_lines(path, header.into_iter().chain(pairs));
 }
 

@@ -1,8 +1,7 @@
 //! `dist fetch`: one object to stdout, streamed as it arrives; with `-` or `--output`, the
 //! worker ([`super::batch`]).
 
-use std::io::Write;
-
+use dist::sink::stream::StreamWriter;
 use dist::{Error, ErrorKind, Hints, Object, Remote};
 
 use super::{open_remote, report, EXIT_FAILED, EXIT_USAGE};
@@ -32,28 +31,31 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
 }
 
 /// Streams one object to stdout. The bytes go out as they arrive (an object may be far
-/// larger than memory); the exit status says whether they verified.
+/// larger than memory), written by a thread of their own so that receiving and hashing go
+/// on meanwhile; the exit status says whether they verified.
 pub async fn fetch_to_stdout(
     remote: &dyn Remote,
     object: &Object,
     hints: &Hints,
 ) -> Result<(), Error> {
     let mut download = remote.fetch(object, hints).await?;
-    let stdout = std::io::stdout();
-    while let Some(chunk) = download.chunk().await? {
-        let written = tokio::task::block_in_place(|| stdout.lock().write_all(&chunk));
-        match written {
-            Ok(()) => {}
-            // The reader went away (`| head`): nothing left to do, and nothing to report.
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
-            Err(e) => return Err(Error::from(e).with_object(object)),
+    let mut out = StreamWriter::start(std::io::stdout(), Vec::new());
+    let received = loop {
+        match download.chunk().await {
+            Ok(Some(chunk)) => {
+                if out.write(chunk).await.is_err() {
+                    break Ok(()); // the writer stopped; finish() says why
+                }
+            }
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
         }
+    };
+    let (_, written) = out.finish().await;
+    match written {
+        Ok(()) => received,
+        // The reader went away (`| head`): nothing left to do, and nothing to report.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Error::from(e).with_object(object)),
     }
-    tokio::task::block_in_place(|| stdout.lock().flush()).or_else(|e| {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            Ok(())
-        } else {
-            Err(Error::from(e))
-        }
-    })
 }

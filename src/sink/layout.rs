@@ -16,16 +16,15 @@ use bytes::Bytes;
 
 use crate::digest::{Algorithm, Digest, Hasher};
 use crate::error::{Error, ErrorKind, Result};
-use crate::handoff::Handoff;
 use crate::image::Descriptor;
+
+use super::stream::StreamWriter;
 
 pub(super) const TMP_PREFIX: &str = ".dist-tmp-";
 /// A temporary file of another machine sharing the directory is left alone this long.
 const FOREIGN_TEMP_AGE: Duration = Duration::from_secs(24 * 3600);
 /// Content up to this size is written in one go at commit; beyond, it streams to a writer.
 const WRITE_BUFFER: usize = 1 << 20;
-/// Bytes queued for the writer thread.
-const WRITE_QUEUE_BYTES: usize = 2 << 20;
 
 /// An OCI image layout directory used as a blob store.
 #[derive(Debug, Clone)]
@@ -182,12 +181,10 @@ enum Writing {
         batched: usize,
     },
     /// A writer thread owns the file and gives it back once the queue is closed.
-    Streaming(Handoff<Written>),
+    Streaming(StreamWriter<tempfile::NamedTempFile>),
     /// Between states, or after a failure.
     Gone,
 }
-
-type Written = (tempfile::NamedTempFile, std::io::Result<()>);
 
 impl TempBlob {
     /// Appends a chunk.
@@ -202,7 +199,7 @@ impl TempBlob {
                 Ok(())
             }
             Writing::Streaming(writer) => {
-                if writer.send(chunk.clone()).await.is_err() {
+                if writer.write(chunk.clone()).await.is_err() {
                     // The writer only stops early on an error, which taking the file back
                     // reports.
                     self.take_file().await?;
@@ -228,29 +225,18 @@ impl TempBlob {
         else {
             return;
         };
-        self.writing = Writing::Streaming(Handoff::spawn(WRITE_QUEUE_BYTES, move |chunks| {
-            let mut written = write_chunks(file.as_file(), &batch);
-            drop(batch);
-            let mut next = Vec::new();
-            while written.is_ok() && chunks.next_batch(&mut next) {
-                written = write_chunks(file.as_file(), &next);
-            }
-            (file, written)
-        }));
+        self.writing = Writing::Streaming(StreamWriter::start(file, batch));
     }
 
     /// Takes the file back, with everything written so far, and what was not written yet.
     async fn take_file(&mut self) -> Result<(tempfile::NamedTempFile, Vec<Bytes>)> {
         match std::mem::replace(&mut self.writing, Writing::Gone) {
             Writing::Gathering { file, batch, .. } => Ok((file, batch)),
-            Writing::Streaming(writer) => {
-                let (file, written) = writer
-                    .finish()
-                    .await
-                    .map_err(|e| Error::new(ErrorKind::Io, "write task failed").with_cause(e))?;
-                written.map_err(|e| io_err("writing", &self.path, e))?;
-                Ok((file, Vec::new()))
-            }
+            Writing::Streaming(writer) => match writer.finish().await {
+                (Some(file), Ok(())) => Ok((file, Vec::new())),
+                (_, Err(e)) => Err(io_err("writing", &self.path, e)),
+                (None, Ok(())) => unreachable!("a writer without its file reports why"),
+            },
             Writing::Gone => Err(self.failed()),
         }
     }

@@ -5,7 +5,8 @@
 //! - [`layout`] stores blobs by digest in an OCI image layout, atomically;
 //! - [`index`] adds entries to a layout's `index.json`, safely against concurrent runs;
 //! - [`report`] describes each input object as one JSON line;
-//! - [`spool`] holds an object's bytes until its frame can be written.
+//! - [`spool`] holds an object's bytes until its frame can be written;
+//! - [`stream`] writes an object to a file or stdout from a thread of its own.
 
 pub mod framed;
 pub mod gather;
@@ -14,3 +15,4 @@ pub mod layout;
 pub mod owner;
 pub mod report;
 pub mod spool;
+pub mod stream;
