@@ -118,6 +118,12 @@ impl<R: Send + 'static> Handoff<R> {
                     }
                     return Ok(());
                 }
+                // Only the consumer can make room: it must not sleep through this wait,
+                // whatever the threshold (a 2 MiB ranged part after a few small chunks).
+                if s.consumer_idle {
+                    s.consumer_idle = false;
+                    shared.ready.notify_one();
+                }
                 s.sender_waiting = true;
             }
             // `Notify` keeps a wake-up sent before this await, so none is lost.
@@ -215,6 +221,7 @@ impl Drop for Chunks {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn chunk(i: u32, len: usize) -> Bytes {
         Bytes::from(vec![(i % 251) as u8; len])
@@ -259,6 +266,29 @@ mod tests {
         h.send(chunk(2, 100)).await.unwrap();
         h.send(chunk(3, 7)).await.unwrap();
         assert_eq!(h.finish().await.unwrap(), 112);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_large_chunk_behind_a_small_one_wakes_an_idle_consumer() {
+        let mut h = Handoff::spawn(1000, |chunks| {
+            let mut sizes = Vec::new();
+            while let Some(c) = chunks.next() {
+                sizes.push(c.len());
+            }
+            sizes
+        });
+        // Let the consumer go idle, then leave it below its wake-up threshold.
+        while !h.shared.lock().consumer_idle {
+            tokio::task::yield_now().await;
+        }
+        h.send(chunk(1, 100)).await.unwrap();
+        assert!(h.shared.lock().consumer_idle, "100 bytes do not wake it");
+        let sent = tokio::time::timeout(Duration::from_secs(10), h.send(chunk(2, 950))).await;
+        assert!(
+            sent.is_ok(),
+            "the sender waited for room the consumer never made"
+        );
+        assert_eq!(h.finish().await.unwrap(), vec![100, 950]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]

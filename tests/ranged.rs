@@ -144,3 +144,43 @@ async fn connection_cap_holds_with_parallel_parts() {
         reg.connections()
     );
 }
+
+/// Parallel parts arrive as chunks as large as the queue to the store's writer thread;
+/// one of them behind a few small chunks must not leave the writer asleep (it once did).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_as_large_as_the_write_queue_reach_the_store() {
+    let reg = FakeRegistry::start();
+    let data = bytes(78, 12 << 20);
+    let digest = reg.blob("team/app", &data);
+    throttle(&reg, &digest);
+    let repo = format!("{}/team/app", reg.host()).parse().unwrap();
+    let remote = RegistryRemote::new(
+        repo,
+        Transport::new(TransportOptions::default()).unwrap(),
+        CredentialSource::None,
+        RetryPolicy::default(),
+    )
+    .with_ranges(RangeOptions {
+        part_size: 2 << 20,
+        ..small_ranges()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let store = dist::sink::layout::LayoutStore::open(dir.path()).unwrap();
+    let object: Object = digest.parse().unwrap();
+    let stored = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut download = remote.fetch(&object, &Hints::default()).await.unwrap();
+        let mut temp = store.temp(dist::digest::Algorithm::Sha256).unwrap();
+        while let Some(chunk) = download.chunk().await.unwrap() {
+            temp.write(&chunk).await.unwrap();
+        }
+        temp.commit(download.digest().unwrap()).await.unwrap()
+    })
+    .await
+    .expect("the fetch into the store finished");
+    assert!(
+        range_requests(&reg).len() >= 3,
+        "fetched in parts: {:?}",
+        range_requests(&reg)
+    );
+    assert!(std::fs::read(stored).unwrap() == data, "stored content");
+}
