@@ -28,21 +28,25 @@ async fn fetch_all(reg: &FakeRegistry, digest: &str, ranges: RangeOptions) -> Ve
     fetch_with(reg, digest, ranges, TransportOptions::default()).await
 }
 
+fn remote_for(reg: &FakeRegistry, ranges: RangeOptions, opts: TransportOptions) -> RegistryRemote {
+    let repo = format!("{}/team/app", reg.host()).parse().unwrap();
+    let transport = Transport::new(opts).unwrap();
+    RegistryRemote::new(
+        repo,
+        transport,
+        CredentialSource::None,
+        RetryPolicy::default(),
+    )
+    .with_ranges(ranges)
+}
+
 async fn fetch_with(
     reg: &FakeRegistry,
     digest: &str,
     ranges: RangeOptions,
     opts: TransportOptions,
 ) -> Vec<u8> {
-    let repo = format!("{}/team/app", reg.host()).parse().unwrap();
-    let transport = Transport::new(opts).unwrap();
-    let remote = RegistryRemote::new(
-        repo,
-        transport,
-        CredentialSource::None,
-        RetryPolicy::default(),
-    )
-    .with_ranges(ranges);
+    let remote = remote_for(reg, ranges, opts);
     let object: Object = digest.parse().unwrap();
     let mut download = remote.fetch(&object, &Hints::default()).await.unwrap();
     let mut out = Vec::new();
@@ -153,17 +157,11 @@ async fn parts_as_large_as_the_write_queue_reach_the_store() {
     let data = bytes(78, 12 << 20);
     let digest = reg.blob("team/app", &data);
     throttle(&reg, &digest);
-    let repo = format!("{}/team/app", reg.host()).parse().unwrap();
-    let remote = RegistryRemote::new(
-        repo,
-        Transport::new(TransportOptions::default()).unwrap(),
-        CredentialSource::None,
-        RetryPolicy::default(),
-    )
-    .with_ranges(RangeOptions {
+    let ranges = RangeOptions {
         part_size: 2 << 20,
         ..small_ranges()
-    });
+    };
+    let remote = remote_for(&reg, ranges, TransportOptions::default());
     let dir = tempfile::tempdir().unwrap();
     let store = dist::sink::layout::LayoutStore::open(dir.path()).unwrap();
     let object: Object = digest.parse().unwrap();
