@@ -87,7 +87,8 @@ pub struct Pulled {
 /// name recorded in `index.json` (the tag). A failed object does not stop the others; it
 /// is counted in [`Pulled::failed`], and `index.json` is then not touched. Errors are what
 /// stops the pull as a whole: the reference does not resolve, a manifest is malformed, no
-/// entry matches the platform. Like the worker, it needs tokio's multi-threaded runtime.
+/// entry matches the platform. Like the worker, it runs on any tokio runtime with the
+/// blocking pool (file writes and the hashing of large objects go there).
 pub async fn pull<F>(
     remote: Arc<dyn Remote>,
     object: &Object,

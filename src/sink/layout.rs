@@ -163,7 +163,7 @@ pub(super) fn temp_prefix() -> String {
 /// Content on its way into the store. Dropping it without [`TempBlob::commit`] deletes it.
 ///
 /// Small content is gathered (by reference, not copied) and written in one go at commit:
-/// one trip to the blocking pool per blob. Past [`WRITE_BUFFER`] the file moves to a
+/// one trip to the blocking pool per blob. Past 1 MiB the file moves to a
 /// writer on a blocking thread of its own, fed through a bounded queue: receiving and
 /// hashing go on while earlier chunks are written, so a large blob costs max(hash, write)
 /// rather than their sum.
