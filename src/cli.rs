@@ -61,6 +61,11 @@ pub struct Global {
     #[arg(long, global = true, default_value_t = 4, value_name = "N", value_parser = parse_streams)]
     pub range_streams: usize,
 
+    /// A fixed HTTP/2 flow-control window per stream, in bytes (65535 to 1073741824);
+    /// by default it adapts to the measured bandwidth-delay product.
+    #[arg(long, global = true, value_name = "BYTES", value_parser = parse_window)]
+    pub http2_window: Option<u32>,
+
     /// No progress display, no per-object messages on stderr (errors still set the exit
     /// status and appear in the output).
     #[arg(short, long, global = true)]
@@ -183,6 +188,13 @@ fn parse_streams(s: &str) -> Result<usize, String> {
     }
 }
 
+fn parse_window(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(n) if (65_535..=1 << 30).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?} is not a number from 65535 to 1073741824")),
+    }
+}
+
 fn parse_jobs(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if (1..=1024).contains(&n) => Ok(n),
@@ -228,6 +240,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http2_windows() {
+        assert_eq!(parse_window("65535"), Ok(65_535));
+        assert_eq!(parse_window("1073741824"), Ok(1 << 30));
+        assert!(parse_window("65534").is_err());
+        assert!(parse_window("1073741825").is_err());
+        assert!(parse_window("1m").is_err());
+    }
 
     #[test]
     fn durations() {

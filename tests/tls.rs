@@ -159,6 +159,19 @@ fn verified_with_ca_file_over_http2() {
         *server.seen.versions.lock().unwrap(),
         vec![hyper::Version::HTTP_2]
     );
+
+    // A fixed window smaller than the blob: the transfer needs window updates to finish.
+    let got = dist.ok(&[
+        "fetch",
+        "--ca-file",
+        ca.to_str().unwrap(),
+        "--http2-window",
+        "65535",
+        &locator,
+        &digest,
+    ]);
+    assert_eq!(got, data);
+    assert_eq!(server.seen.versions.lock().unwrap().len(), 2);
 }
 
 #[test]

@@ -576,3 +576,110 @@ fn cpu_has_sha_ni() -> bool {
         .map(|c| c.split_whitespace().any(|w| w == "sha_ni"))
         .unwrap_or(false)
 }
+
+/// Issue 5: HTTP/2 flow-control windows. One 256 MiB blob from nginx over TLS with HTTP/2,
+/// fetched with hyper's adaptive window (the default) and with fixed windows, against
+/// `curl --http2`. On loopback the bandwidth-delay product is tiny, so this shows what a
+/// window costs or saves when latency is not the limit.
+pub fn h2(ctx: &Ctx) -> CaseReport {
+    const REPO: &str = "bench/h2";
+    let dir = ctx.case_dir("h2");
+    let root = dir.join("root");
+    let blobs = root.join("v2").join(REPO).join("blobs");
+    fs::create_dir_all(&blobs).expect("create the static tree");
+    let staged = dir.join("blob.bin");
+    let digest = write_big_file(&staged, 256 * MIB, 0x2);
+    fs::rename(&staged, blobs.join(&digest)).expect("place the blob");
+    let (tls, ca) = make_tls(&dir);
+    let Some(server) = StaticServer::start_tls(&root, &dir, &tls) else {
+        return CaseReport {
+            details: details("h2", "SKIPPED: nginx is not installed.", &[]),
+            rows: Vec::new(),
+        };
+    };
+    let port = server.addr().port();
+    let loc = format!("https://localhost:{port}/{REPO}");
+    let url = format!("https://localhost:{port}/v2/{REPO}/blobs/{digest}");
+    let ca_arg = ca.to_str().unwrap().to_string();
+    let dist_with = |window: Option<&str>| {
+        let mut args = vec!["fetch", &loc, &digest, "--ca-file", &ca_arg];
+        if let Some(w) = window {
+            args.extend(["--http2-window", w]);
+        }
+        format!("{} > /dev/null", ctx.dist_cmd(&args))
+    };
+    let variants = [
+        Variant::new("dist, adaptive window", dist_with(None)),
+        Variant::new("dist, 64 KiB window", dist_with(Some("65535"))),
+        Variant::new("dist, 1 MiB window", dist_with(Some("1048576"))),
+        Variant::new("dist, 16 MiB window", dist_with(Some("16777216"))),
+        Variant::new(
+            "curl --http2",
+            format!(
+                "exec curl -sSf --http2 --cacert {} -o /dev/null {}",
+                q(&ca),
+                sh_quote(&url)
+            ),
+        ),
+    ];
+    let runner = ctx.runner(&dir, Some(server.pids()));
+    let stats = runner.measure("h2", &variants, ctx.plan());
+    let [adaptive, small, medium, large, curl] = stats;
+    CaseReport {
+        details: details(
+            "h2",
+            "One 256 MiB blob from nginx over TLS (a CA made for the run) with HTTP/2 chosen \
+             by ALPN, to stdout (verified) with each window, and curl to /dev/null (not \
+             hashed). The connection window is four times the stream window.",
+            &Measured::of(&variants, &stats),
+        ),
+        rows: vec![
+            Row::new("h2 (256 MiB)", "adaptive window", adaptive).against("curl --http2", curl),
+            Row::new("h2 (256 MiB)", "64 KiB window", small).against("curl --http2", curl),
+            Row::new("h2 (256 MiB)", "1 MiB window", medium).against("curl --http2", curl),
+            Row::new("h2 (256 MiB)", "16 MiB window", large).against("curl --http2", curl),
+        ],
+    }
+}
+
+/// A CA and a `localhost` certificate it signed, made with the openssl command: the TLS
+/// server's certificate and key, and the CA's PEM for the clients.
+fn make_tls(dir: &Path) -> (crate::servers::Tls, PathBuf) {
+    let ca_key = dir.join("ca.key");
+    let ca = dir.join("ca.pem");
+    let key = dir.join("server.key");
+    let csr = dir.join("server.csr");
+    let cert = dir.join("server.pem");
+    let ext = dir.join("server.ext");
+    fs::write(
+        &ext,
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write the certificate extensions");
+    let (ca_key, ca_pem) = (ca_key.to_str().unwrap(), ca.to_str().unwrap());
+    let (key_pem, csr_pem) = (key.to_str().unwrap(), csr.to_str().unwrap());
+    let (cert_pem, ext_file) = (cert.to_str().unwrap(), ext.to_str().unwrap());
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    let steps = [
+        format!("req -x509 {ec} -days 2 -subj /CN=dist-bench-CA -keyout {ca_key} -out {ca_pem}"),
+        format!("req {ec} -subj /CN=localhost -keyout {key_pem} -out {csr_pem}"),
+        format!(
+            "x509 -req -days 2 -in {csr_pem} -CA {ca_pem} -CAkey {ca_key} -CAcreateserial \
+             -extfile {ext_file} -out {cert_pem}"
+        ),
+    ];
+    // The paths are under the bench's own work directory: no spaces.
+    for step in steps {
+        let args: Vec<&str> = step.split_whitespace().collect();
+        let out = std::process::Command::new("openssl")
+            .args(&args)
+            .output()
+            .expect("run openssl (scripts/bench.sh installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    (crate::servers::Tls { cert, key }, ca)
+}

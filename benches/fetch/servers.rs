@@ -53,13 +53,25 @@ pub enum StaticServer {
     },
 }
 
+/// A certificate and its key (PEM files) for a TLS listener.
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 impl StaticServer {
     /// nginx if it is installed, else the in-process server.
     pub fn start(root: &Path, dir: &Path) -> StaticServer {
         match nginx_binary() {
-            Some(nginx) => start_nginx(&nginx, root, dir),
+            Some(nginx) => start_nginx(&nginx, root, dir, None),
             None => start_in_process(root),
         }
+    }
+
+    /// nginx over TLS offering HTTP/2 by ALPN; `None` without nginx (there is no in-process
+    /// fallback for this one).
+    pub fn start_tls(root: &Path, dir: &Path, tls: &Tls) -> Option<StaticServer> {
+        nginx_binary().map(|nginx| start_nginx(&nginx, root, dir, Some(tls)))
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -115,14 +127,14 @@ fn nginx_binary() -> Option<PathBuf> {
 
 /// Runs nginx in the foreground (`daemon off`) with a config of its own in `dir`, so that
 /// nothing of the system's nginx setup (config, logs, pid file, temp dirs) is touched.
-fn start_nginx(nginx: &Path, root: &Path, dir: &Path) -> StaticServer {
+fn start_nginx(nginx: &Path, root: &Path, dir: &Path, tls: Option<&Tls>) -> StaticServer {
     let dir = dir.join("nginx");
     fs::create_dir_all(&dir).expect("create nginx dir");
     let error_log = dir.join("error.log");
     for attempt in 1..=3 {
         let addr = free_port();
         let conf = dir.join("nginx.conf");
-        fs::write(&conf, nginx_conf(root, &dir, addr)).expect("write nginx.conf");
+        fs::write(&conf, nginx_conf(root, &dir, addr, tls)).expect("write nginx.conf");
         let mut child = Command::new(nginx)
             .arg("-p")
             .arg(&dir)
@@ -153,7 +165,16 @@ fn start_nginx(nginx: &Path, root: &Path, dir: &Path) -> StaticServer {
     unreachable!("every attempt returns or panics")
 }
 
-fn nginx_conf(root: &Path, dir: &Path, addr: SocketAddr) -> String {
+fn nginx_conf(root: &Path, dir: &Path, addr: SocketAddr, tls: Option<&Tls>) -> String {
+    // nginx 1.22 (Debian 12) spells HTTP/2 as a `listen` parameter.
+    let listen = match tls {
+        Some(tls) => format!(
+            "listen {addr} ssl http2;\n        ssl_certificate {};\n        ssl_certificate_key {};",
+            tls.cert.display(),
+            tls.key.display()
+        ),
+        None => format!("listen {addr};"),
+    };
     // As root, nginx's workers would switch to `nobody`, who cannot read our 0700 temp dir.
     // SAFETY: geteuid has no preconditions.
     let user = if unsafe { libc::geteuid() } == 0 {
@@ -185,7 +206,7 @@ http {{
     uwsgi_temp_path {d}/uwsgi;
     scgi_temp_path {d}/scgi;
     server {{
-        listen {addr};
+        {listen}
         # Files are laid out as /v2/REPO/blobs/sha256:<hex>; ':' is fine in a file name.
         root {root};
         location / {{ }}

@@ -56,6 +56,7 @@ pub fn open_locator(
                 // Headers wait as long as a body may stall: a registry that is slow to
                 // start a large blob is not broken.
                 response_timeout: global.idle_timeout,
+                http2_window: global.http2_window,
             };
             let transport = Transport::new(options.clone())?;
             let credentials = CredentialSource::DockerConfig(Arc::new(DockerConfig::load()?));
