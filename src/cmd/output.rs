@@ -99,15 +99,19 @@ fn write_all(
             }
             Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => break,
         };
-        let line = sink::report::json_line(&outcome);
+        // Framed output without a report needs no JSON line at all.
+        let line = (!framed || report.is_some()).then(|| sink::report::json_line(&outcome));
         if framed {
             sink::framed::write_frame(&mut out, &mut outcome).map_err(stdout_failed)?;
-        } else {
-            writeln!(out, "{line}").map_err(stdout_failed)?;
         }
-        if let Some(r) = &mut report {
-            writeln!(r, "{line}")
-                .map_err(|e| Failure::Write(format!("writing the report: {e}")))?;
+        if let Some(line) = line {
+            if !framed {
+                writeln!(out, "{line}").map_err(stdout_failed)?;
+            }
+            if let Some(r) = &mut report {
+                writeln!(r, "{line}")
+                    .map_err(|e| Failure::Write(format!("writing the report: {e}")))?;
+            }
         }
     }
     out.flush().map_err(stdout_failed)?;
