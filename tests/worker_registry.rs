@@ -280,3 +280,34 @@ fn unreachable_or_unauthorized_remote_exits_2_before_reading() {
     );
     assert_eq!(run.status.code(), Some(2));
 }
+
+/// Frames on stdout and, with `--report`, one JSON line per input line in the file: the
+/// two outputs describe the same objects.
+#[test]
+fn framed_output_with_a_report_file() {
+    let reg = Registry::start(Mode::Anonymous);
+    let blobs = push_blobs(&reg, "framed/report", 30, 9);
+    let dist = Dist::new();
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let mut input: String = blobs.keys().map(|d| format!("{d}\n")).collect();
+    input.push_str("not-a-digest-or-tag!\n");
+    let repo = format!("{}/framed/report", reg.host());
+    let run = dist.run(
+        &["fetch", &repo, "-", "--report", report.path().to_str().unwrap()],
+        input.as_bytes(),
+    );
+    assert_eq!(run.status.code(), Some(1), "one bad line fails the batch");
+    let frames = parse_frames(&run.stdout);
+    assert_eq!(frames.len(), 31);
+    for frame in frames.iter().filter(|f| f.result.is_ok()) {
+        let (digest, _, body) = frame.result.as_ref().unwrap();
+        assert_eq!(&blobs[digest], body);
+    }
+    let lines = report_lines(&std::fs::read(report.path()).unwrap());
+    assert_eq!(lines.len(), 31);
+    let ok = lines.iter().filter(|l| l["status"] == "ok").count();
+    assert_eq!(ok, 30);
+    let bad: Vec<_> = lines.iter().filter(|l| l["status"] == "error").collect();
+    assert_eq!(bad.len(), 1);
+    assert_eq!(bad[0]["object"], "not-a-digest-or-tag!");
+}
