@@ -293,7 +293,13 @@ fn framed_output_with_a_report_file() {
     input.push_str("not-a-digest-or-tag!\n");
     let repo = format!("{}/framed/report", reg.host());
     let run = dist.run(
-        &["fetch", &repo, "-", "--report", report.path().to_str().unwrap()],
+        &[
+            "fetch",
+            &repo,
+            "-",
+            "--report",
+            report.path().to_str().unwrap(),
+        ],
         input.as_bytes(),
     );
     assert_eq!(run.status.code(), Some(1), "one bad line fails the batch");
