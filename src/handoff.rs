@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 
 /// The consumer stopped taking chunks (it returned, failed or panicked).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Stopped;
+pub struct Stopped;
 
 struct State {
     queue: VecDeque<Bytes>,

@@ -286,11 +286,7 @@ mod tests {
     }
 
     async fn read(d: &mut Download) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        while let Some(c) = d.chunk().await? {
-            out.extend_from_slice(&c);
-        }
-        Ok(out)
+        crate::image::read_to_end(d, u64::MAX).await
     }
 
     #[tokio::test]

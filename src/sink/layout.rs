@@ -248,7 +248,8 @@ impl TempBlob {
         let tmp = self.path.clone();
         let moved = dest.clone();
         tokio::task::spawn_blocking(move || {
-            write_chunks(file.as_file(), &batch).map_err(|e| io_err("writing", &tmp, e))?;
+            super::gather::write_all_vectored(file.as_file(), &batch)
+                .map_err(|e| io_err("writing", &tmp, e))?;
             file.as_file()
                 .sync_all()
                 .map_err(|e| io_err("syncing", &tmp, e))?;
@@ -270,10 +271,6 @@ impl Drop for TempBlob {
             let _ = std::fs::remove_file(&self.path);
         }
     }
-}
-
-fn write_chunks(file: &std::fs::File, chunks: &[Bytes]) -> std::io::Result<()> {
-    super::gather::write_all_vectored(file, chunks)
 }
 
 fn write_if_absent(path: &Path, content: &[u8]) -> Result<()> {

@@ -11,6 +11,8 @@ use std::io::{self, Write};
 use bytes::Bytes;
 
 use crate::handoff::Handoff;
+/// The writer thread stopped taking chunks, after an error or a panic.
+pub use crate::handoff::Stopped;
 
 /// Bytes queued for the writer at most.
 pub const QUEUE_BYTES: usize = 2 << 20;
@@ -40,7 +42,7 @@ impl<W: Write + Send + 'static> StreamWriter<W> {
     /// Queues a chunk, waiting while the queue is full. An error means the writer stopped:
     /// [`StreamWriter::finish`] says why.
     pub async fn write(&mut self, chunk: Bytes) -> Result<(), Stopped> {
-        self.handoff.send(chunk).await.map_err(|_| Stopped)
+        self.handoff.send(chunk).await
     }
 
     /// Waits until everything sent was written (and flushed), and gives the writer back
@@ -52,10 +54,6 @@ impl<W: Write + Send + 'static> StreamWriter<W> {
         }
     }
 }
-
-/// The writer thread stopped taking chunks, after an error or a panic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stopped;
 
 #[cfg(test)]
 mod tests {
