@@ -67,7 +67,7 @@ impl Hashing {
         }
         Hashing::Offloaded(Some(Handoff::spawn(HASH_QUEUE_BYTES, move |chunks| {
             let mut h = Hasher::new(algorithm);
-            while let Some(chunk) = chunks.next() {
+            for chunk in chunks {
                 h.update(&chunk);
             }
             h.finish()

@@ -1,13 +1,16 @@
-//! Chunks of a large object handed from the task that receives them to a blocking thread
-//! that hashes or writes them.
+//! A bounded queue from async code to a blocking thread that hashes, writes or prints what
+//! it is given.
 //!
 //! Why not an async channel plus a semaphore: at a gigabyte per second, waking the other
 //! side for every chunk costs more than the work itself (thousands of futex wake-ups and
-//! context switches per gigabyte on two cores). Here the queue has a byte budget with
-//! hysteresis: a sender that fills it sleeps until the consumer has drained it to half, and
-//! an idle consumer is woken once a quarter of the budget is queued (or at the end). Each
-//! side then wakes the other about once per quarter to half budget, whatever the size of
-//! the chunks.
+//! context switches per gigabyte on two cores), and for a thousand small objects a wake-up
+//! per object costs the output thread as much as writing them. Here the queue has a budget
+//! (bytes, or whatever [`Weigh`] says an item costs) with hysteresis: a sender that fills it
+//! sleeps until the consumer has drained it to half, and an idle consumer is woken once a
+//! quarter of the budget is queued, when the sender must wait, at the end, or when someone
+//! holding a [`Nudge`] says now (the worker's output is nudged whenever its runtime runs out
+//! of work). Each side then wakes the other about once per quarter to half budget,
+//! whatever the size of the items.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -15,26 +18,38 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-/// The consumer stopped taking chunks (it returned, failed or panicked).
+/// The consumer stopped taking items (it returned, failed or panicked).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stopped;
 
-struct State {
-    queue: VecDeque<Bytes>,
-    /// Bytes queued or being consumed.
-    bytes: usize,
+/// What an item costs of a queue's budget: for bytes, their length.
+pub trait Weigh {
+    /// This item's share of the budget.
+    fn weight(&self) -> usize;
+}
+
+impl Weigh for Bytes {
+    fn weight(&self) -> usize {
+        self.len()
+    }
+}
+
+struct State<T> {
+    queue: VecDeque<T>,
+    /// Weight queued or being consumed.
+    weight: usize,
     /// The sender is done (finished or dropped).
     closed: bool,
     /// The sender was dropped unfinished: the consumer should stop without draining.
     abandoned: bool,
-    /// The consumer stopped taking chunks.
+    /// The consumer stopped taking items.
     stopped: bool,
     consumer_idle: bool,
     sender_waiting: bool,
 }
 
-struct Shared {
-    state: Mutex<State>,
+struct Shared<T> {
+    state: Mutex<State<T>>,
     /// Wakes an idle consumer.
     ready: Condvar,
     /// Wakes a sender waiting for room.
@@ -42,126 +57,150 @@ struct Shared {
     capacity: usize,
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
+impl<T> Shared<T> {
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
         // A panic on the other side leaves consistent state behind (every update is a
         // single assignment), so a poisoned lock is still usable.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    fn wake_consumer(&self, s: &mut State<T>) {
+        if s.consumer_idle {
+            s.consumer_idle = false;
+            self.ready.notify_one();
+        }
+    }
 }
 
-/// The sending side, used from async code. Dropping it without [`Handoff::finish`] tells
-/// the consumer to stop at once and drop what is queued.
-pub(crate) struct Handoff<R> {
-    shared: Arc<Shared>,
-    done: Option<tokio::task::JoinHandle<R>>,
-    finished: bool,
+/// A queue whose consumer runs on a blocking thread: the sending half, used from async
+/// code. Dropping it without [`Sender::close`] tells the consumer to stop at once and drop
+/// what is queued.
+pub struct Sender<T> {
+    shared: Arc<Shared<T>>,
+    closed: bool,
 }
 
-/// The consuming side, on a blocking-pool thread.
-pub(crate) struct Chunks {
-    shared: Arc<Shared>,
-    /// Bytes taken by the last call and not yet given back.
+/// The consuming half, for a blocking thread.
+pub struct Receiver<T> {
+    shared: Arc<Shared<T>>,
+    /// Weight taken by the last call and not yet given back.
     taken: usize,
 }
 
-impl<R: Send + 'static> Handoff<R> {
-    /// Starts `consume` on the blocking pool, fed with at most about `capacity` bytes at a
-    /// time (a larger single chunk is still accepted, alone).
-    pub(crate) fn spawn(
-        capacity: usize,
-        consume: impl FnOnce(&mut Chunks) -> R + Send + 'static,
-    ) -> Handoff<R> {
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                queue: VecDeque::new(),
-                bytes: 0,
-                closed: false,
-                abandoned: false,
-                stopped: false,
-                consumer_idle: false,
-                sender_waiting: false,
-            }),
-            ready: Condvar::new(),
-            room: Notify::new(),
-            capacity: capacity.max(1),
-        });
-        let mut chunks = Chunks {
-            shared: shared.clone(),
-            taken: 0,
-        };
-        let done = tokio::task::spawn_blocking(move || consume(&mut chunks));
-        Handoff {
-            shared,
-            done: Some(done),
-            finished: false,
-        }
-    }
+/// Wakes an idle consumer that has items waiting below its wake-up threshold, for a caller
+/// that knows a better moment than the threshold (an idle runtime, a pause in the input).
+pub struct Nudge<T> {
+    shared: Arc<Shared<T>>,
+}
 
-    /// Queues a chunk, waiting while the queue is full.
-    pub(crate) async fn send(&mut self, chunk: Bytes) -> Result<(), Stopped> {
+/// A queue holding about `capacity` of weight at most (a heavier single item is still
+/// accepted, alone).
+pub fn channel<T: Weigh>(capacity: usize) -> (Sender<T>, Receiver<T>) {
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            queue: VecDeque::new(),
+            weight: 0,
+            closed: false,
+            abandoned: false,
+            stopped: false,
+            consumer_idle: false,
+            sender_waiting: false,
+        }),
+        ready: Condvar::new(),
+        room: Notify::new(),
+        capacity: capacity.max(1),
+    });
+    let sender = Sender {
+        shared: shared.clone(),
+        closed: false,
+    };
+    (sender, Receiver { shared, taken: 0 })
+}
+
+impl<T: Weigh> Sender<T> {
+    /// Queues an item, waiting while the queue is full.
+    pub async fn send(&mut self, item: T) -> Result<(), Stopped> {
         let shared = &*self.shared;
+        let weight = item.weight();
+        let mut item = Some(item);
         loop {
             {
                 let mut s = shared.lock();
                 if s.stopped {
                     return Err(Stopped);
                 }
-                // An empty queue takes any chunk, so one larger than the budget still moves.
-                if s.bytes == 0 || s.bytes + chunk.len() <= shared.capacity {
-                    s.bytes += chunk.len();
-                    s.queue.push_back(chunk);
-                    // An idle consumer is woken for a quarter of the budget, not per chunk.
-                    if s.consumer_idle && s.bytes >= shared.capacity / 4 {
-                        s.consumer_idle = false;
-                        shared.ready.notify_one();
+                // An empty queue takes any item, so one heavier than the budget still moves.
+                if s.weight == 0 || s.weight + weight <= shared.capacity {
+                    s.weight += weight;
+                    s.queue.extend(item.take());
+                    // An idle consumer is woken for a quarter of the budget, not per item.
+                    if s.weight >= shared.capacity / 4 {
+                        shared.wake_consumer(&mut s);
                     }
                     return Ok(());
                 }
                 // Only the consumer can make room: it must not sleep through this wait,
                 // whatever the threshold (a 2 MiB ranged part after a few small chunks).
-                if s.consumer_idle {
-                    s.consumer_idle = false;
-                    shared.ready.notify_one();
-                }
+                shared.wake_consumer(&mut s);
                 s.sender_waiting = true;
             }
             // `Notify` keeps a wake-up sent before this await, so none is lost.
             shared.room.notified().await;
         }
     }
+}
 
-    /// Closes the queue and waits for the consumer's result.
-    pub(crate) async fn finish(mut self) -> Result<R, tokio::task::JoinError> {
-        self.finished = true;
-        close(&self.shared, false);
-        self.done.take().expect("finish is called once").await
+impl<T> Sender<T> {
+    /// A handle that can wake the consumer early.
+    pub fn nudge(&self) -> Nudge<T> {
+        Nudge {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Ends the queue: the consumer takes what is queued, then sees the end.
+    pub fn close(mut self) {
+        self.closed = true;
+        end(&self.shared, false);
     }
 }
 
-fn close(shared: &Shared, abandon: bool) {
+fn end<T>(shared: &Shared<T>, abandon: bool) {
     let mut s = shared.lock();
     s.closed = true;
     if abandon {
         s.abandoned = true;
         s.queue.clear();
     }
+    s.consumer_idle = false;
     shared.ready.notify_one();
 }
 
-impl<R> Drop for Handoff<R> {
+impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
-        if !self.finished {
-            close(&self.shared, true);
+        if !self.closed {
+            end(&self.shared, true);
         }
     }
 }
 
-impl Chunks {
-    /// The next chunk, waiting for one; `None` once the sender finished and everything was
-    /// taken, or at once if the sender was dropped. The previous chunk's bytes count as
-    /// consumed from this call on.
-    pub(crate) fn next(&mut self) -> Option<Bytes> {
+impl<T> Nudge<T> {
+    /// Wakes the consumer if it sleeps while items wait.
+    pub fn now(&self) {
+        let mut s = self.shared.lock();
+        if !s.queue.is_empty() {
+            self.shared.wake_consumer(&mut s);
+        }
+    }
+}
+
+/// Items in order, each waited for: the iteration ends once the sender closed the queue
+/// and everything was taken, or at once if the sender was dropped. An item's weight counts
+/// as consumed from the next call on.
+impl<T: Weigh> Iterator for Receiver<T> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
         let shared = &*self.shared;
         let mut s = shared.lock();
         give_back(shared, &mut s, std::mem::take(&mut self.taken));
@@ -169,9 +208,9 @@ impl Chunks {
             if s.abandoned {
                 return None;
             }
-            if let Some(chunk) = s.queue.pop_front() {
-                self.taken = chunk.len();
-                return Some(chunk);
+            if let Some(item) = s.queue.pop_front() {
+                self.taken = item.weight();
+                return Some(item);
             }
             if s.closed {
                 return None;
@@ -180,11 +219,13 @@ impl Chunks {
             s = shared.ready.wait(s).unwrap_or_else(|p| p.into_inner());
         }
     }
+}
 
-    /// Takes every queued chunk (waiting for at least one) into `out`, for consumers that
-    /// work best on many chunks at once (vectored writes). Returns false when there are no
-    /// more. The previous batch counts as consumed from this call on.
-    pub(crate) fn next_batch(&mut self, out: &mut Vec<Bytes>) -> bool {
+impl<T: Weigh> Receiver<T> {
+    /// Takes every queued item (waiting for at least one) into `out`, for consumers that
+    /// work best on many at once (vectored writes). Returns false when there are no more.
+    /// The previous batch counts as consumed from this call on.
+    pub fn next_batch(&mut self, out: &mut Vec<T>) -> bool {
         out.clear();
         let Some(first) = self.next() else {
             return false;
@@ -192,21 +233,21 @@ impl Chunks {
         let mut s = self.shared.lock();
         out.push(first);
         out.extend(s.queue.drain(..));
-        self.taken = out.iter().map(Bytes::len).sum();
+        self.taken = out.iter().map(Weigh::weight).sum();
         true
     }
 }
 
-/// Counts `taken` bytes as consumed, waking a waiting sender once the queue is half empty.
-fn give_back(shared: &Shared, s: &mut State, taken: usize) {
-    s.bytes -= taken;
-    if s.sender_waiting && s.bytes <= shared.capacity / 2 {
+/// Counts `taken` weight as consumed, waking a waiting sender once the queue is half empty.
+fn give_back<T>(shared: &Shared<T>, s: &mut State<T>, taken: usize) {
+    s.weight -= taken;
+    if s.sender_waiting && s.weight <= shared.capacity / 2 {
         s.sender_waiting = false;
         shared.room.notify_one();
     }
 }
 
-impl Drop for Chunks {
+impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
         let mut s = self.shared.lock();
         s.stopped = true;
@@ -215,6 +256,36 @@ impl Drop for Chunks {
             s.sender_waiting = false;
             self.shared.room.notify_one();
         }
+    }
+}
+
+/// A queue of byte chunks with its consumer already running on the blocking pool.
+pub(crate) struct Handoff<R> {
+    sender: Sender<Bytes>,
+    done: tokio::task::JoinHandle<R>,
+}
+
+impl<R: Send + 'static> Handoff<R> {
+    /// Starts `consume` on the blocking pool, fed with at most about `capacity` bytes at a
+    /// time.
+    pub(crate) fn spawn(
+        capacity: usize,
+        consume: impl FnOnce(&mut Receiver<Bytes>) -> R + Send + 'static,
+    ) -> Handoff<R> {
+        let (sender, mut chunks) = channel(capacity);
+        let done = tokio::task::spawn_blocking(move || consume(&mut chunks));
+        Handoff { sender, done }
+    }
+
+    /// Queues a chunk, waiting while the queue is full.
+    pub(crate) async fn send(&mut self, chunk: Bytes) -> Result<(), Stopped> {
+        self.sender.send(chunk).await
+    }
+
+    /// Closes the queue and waits for the consumer's result.
+    pub(crate) async fn finish(self) -> Result<R, tokio::task::JoinError> {
+        self.sender.close();
+        self.done.await
     }
 }
 
@@ -234,7 +305,7 @@ mod tests {
         let mut h = Handoff::spawn(1000, move |chunks| {
             let mut got = Vec::new();
             while let Some(c) = chunks.next() {
-                let queued = chunks.shared.lock().bytes;
+                let queued = chunks.shared.lock().weight;
                 seen.fetch_max(queued, std::sync::atomic::Ordering::Relaxed);
                 got.push(c);
             }
@@ -272,17 +343,20 @@ mod tests {
     async fn a_large_chunk_behind_a_small_one_wakes_an_idle_consumer() {
         let mut h = Handoff::spawn(1000, |chunks| {
             let mut sizes = Vec::new();
-            while let Some(c) = chunks.next() {
+            for c in chunks {
                 sizes.push(c.len());
             }
             sizes
         });
         // Let the consumer go idle, then leave it below its wake-up threshold.
-        while !h.shared.lock().consumer_idle {
+        while !h.sender.shared.lock().consumer_idle {
             tokio::task::yield_now().await;
         }
         h.send(chunk(1, 100)).await.unwrap();
-        assert!(h.shared.lock().consumer_idle, "100 bytes do not wake it");
+        assert!(
+            h.sender.shared.lock().consumer_idle,
+            "100 bytes do not wake it"
+        );
         let sent = tokio::time::timeout(Duration::from_secs(10), h.send(chunk(2, 950))).await;
         assert!(
             sent.is_ok(),
@@ -325,9 +399,89 @@ mod tests {
         for i in 1..10 {
             h.send(chunk(i, 4)).await.unwrap();
         }
-        let done = h.done.take().unwrap();
-        drop(h);
+        let Handoff { sender, done } = h;
+        drop(sender);
         tx.send(()).unwrap();
         assert_eq!(done.await.unwrap(), (Some(4), 0));
+    }
+
+    /// An item that weighs what it says.
+    struct Item(usize);
+
+    impl Weigh for Item {
+        fn weight(&self) -> usize {
+            self.0
+        }
+    }
+
+    /// Waits until the consumer sleeps.
+    async fn until_idle<T>(sender: &Sender<T>) {
+        while !sender.shared.lock().consumer_idle {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_nudge_hands_over_items_below_the_threshold() {
+        let (mut tx, rx) = channel::<Item>(1000);
+        let (got, seen) = std::sync::mpsc::channel();
+        let consumer = std::thread::spawn(move || {
+            for item in rx {
+                got.send(item.0).unwrap();
+            }
+        });
+        until_idle(&tx).await;
+        tx.send(Item(10)).await.unwrap();
+        // Below a quarter of the budget: the consumer sleeps on.
+        assert!(seen.recv_timeout(Duration::from_millis(200)).is_err());
+        assert!(tx.shared.lock().consumer_idle);
+        tx.nudge().now();
+        assert_eq!(seen.recv_timeout(Duration::from_secs(10)), Ok(10));
+        // A quarter of the budget wakes it without a nudge.
+        until_idle(&tx).await;
+        tx.send(Item(250)).await.unwrap();
+        assert_eq!(seen.recv_timeout(Duration::from_secs(10)), Ok(250));
+        tx.close();
+        consumer.join().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn the_budget_counts_weight_not_items() {
+        let (mut tx, mut rx) = channel::<Item>(100);
+        let peak = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = peak.clone();
+        let consumer = std::thread::spawn(move || {
+            let mut batch = Vec::new();
+            let mut total = 0;
+            while rx.next_batch(&mut batch) {
+                let held = rx.shared.lock().weight;
+                seen.fetch_max(held, std::sync::atomic::Ordering::Relaxed);
+                total += batch.len();
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            total
+        });
+        for i in 0..300 {
+            tx.send(Item(1 + i % 40)).await.unwrap();
+        }
+        tx.close();
+        assert_eq!(consumer.join().unwrap(), 300);
+        // What is queued plus the batch being consumed (it counts until given back).
+        assert!(peak.load(std::sync::atomic::Ordering::Relaxed) <= 100);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_nudge_with_nothing_queued_does_nothing() {
+        let (tx, mut rx) = channel::<Item>(100);
+        let consumer = std::thread::spawn(move || rx.next().map(|i| i.0));
+        until_idle(&tx).await;
+        tx.nudge().now();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            tx.shared.lock().consumer_idle,
+            "nothing to take: still asleep"
+        );
+        tx.close();
+        assert_eq!(consumer.join().unwrap(), None);
     }
 }

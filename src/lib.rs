@@ -101,7 +101,7 @@ pub mod auth;
 pub mod digest;
 pub mod error;
 pub mod fetch;
-mod handoff;
+pub mod handoff;
 pub mod hints;
 pub mod hosts;
 pub mod image;

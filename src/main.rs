@@ -22,6 +22,9 @@ fn main() -> ExitCode {
     // Each large object in flight holds a hashing thread and a writer thread: room for
     // both at the largest --jobs, so the pool can never starve itself.
     builder.max_blocking_threads(2 * 1024 + 64);
+    // The worker's output thread is woken in batches, and at the latest when the runtime
+    // has nothing left to do.
+    builder.on_thread_park(cmd::output::on_runtime_park);
     let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {

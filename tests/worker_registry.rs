@@ -317,3 +317,111 @@ fn framed_output_with_a_report_file() {
     assert_eq!(bad.len(), 1);
     assert_eq!(bad[0]["object"], "not-a-digest-or-tag!");
 }
+
+/// Reads a child's stdout on a thread of its own, so a test can wait for output with a
+/// deadline while the child still runs.
+struct Reader {
+    got: Vec<u8>,
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+}
+
+impl Reader {
+    fn new(mut out: std::process::ChildStdout) -> Reader {
+        use std::io::Read;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 64 << 10];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        Reader {
+            got: Vec::new(),
+            rx,
+        }
+    }
+
+    /// Waits until `done` accepts what was read so far; panics after 20 s.
+    fn until(&mut self, what: &str, done: impl Fn(&[u8]) -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !done(&self.got) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(chunk) => self.got.extend(chunk),
+                Err(_) => panic!(
+                    "{what}: not on stdout within 20 s; got {:?}",
+                    String::from_utf8_lossy(&self.got)
+                ),
+            }
+        }
+    }
+}
+
+/// Whether `data` holds `n` whole frames.
+fn has_frames(data: &[u8], n: usize) -> bool {
+    let mut rest = data;
+    for _ in 0..n {
+        let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+            return false;
+        };
+        let header = String::from_utf8_lossy(&rest[..nl]).to_string();
+        let size: usize = header
+            .split(' ')
+            .nth(2)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        if rest.len() < nl + 1 + size + 1 {
+            return false;
+        }
+        rest = &rest[nl + 1 + size + 1..];
+    }
+    true
+}
+
+/// Output is written as objects finish, not held back until more input or the end of the
+/// batch: a pipeline that feeds one digest and waits for its frame must get it.
+#[test]
+fn each_outcome_reaches_stdout_while_the_input_stays_open() {
+    use std::io::Write;
+    let reg = Registry::start(Mode::Anonymous);
+    let blobs = push_blobs(&reg, "stream/out", 3, 11);
+    let digests: Vec<&String> = blobs.keys().collect();
+    let repo = format!("{}/stream/out", reg.host());
+    let dist = Dist::new();
+    let out_dir = tempfile::tempdir().unwrap();
+    for framed in [true, false] {
+        let mut args = vec!["fetch", repo.as_str(), "-"];
+        if !framed {
+            args.extend(["-o", out_dir.path().to_str().unwrap()]);
+        }
+        let mut child = dist.start(&args);
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = Reader::new(child.stdout.take().unwrap());
+        for (i, digest) in digests.iter().enumerate() {
+            writeln!(stdin, "{digest}").unwrap();
+            stdin.flush().unwrap();
+            if framed {
+                stdout.until(&format!("frame {}", i + 1), |d| has_frames(d, i + 1));
+            } else {
+                stdout.until(&format!("line {}", i + 1), |d| {
+                    d.iter().filter(|&&b| b == b'\n').count() == i + 1
+                });
+            }
+        }
+        drop(stdin);
+        assert!(child.wait().unwrap().success());
+        if framed {
+            let frames = parse_frames(&stdout.got);
+            let got: Vec<&str> = frames
+                .iter()
+                .map(|f| f.result.as_ref().unwrap().0.as_str())
+                .collect();
+            assert_eq!(got, digests.iter().map(|d| d.as_str()).collect::<Vec<_>>());
+        } else {
+            let lines = report_lines(&stdout.got);
+            assert!(lines.iter().all(|l| l["status"] == "ok"), "{lines:?}");
+        }
+    }
+}

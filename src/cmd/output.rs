@@ -3,16 +3,35 @@
 //!
 //! The worker's runtime has one thread; a slow reader (`| ssh host cat`) or a large spooled
 //! frame must not stop it from polling the transfers in flight, or their idle timeouts
-//! would fire. Outcomes cross a small bounded queue, so a slow reader still slows the
-//! batch down (backpressure) instead of letting memory grow.
+//! would fire. Outcomes cross a bounded queue, so a slow reader still slows the batch down
+//! (backpressure) instead of letting memory grow.
+//!
+//! The writer is not woken for every outcome: a thousand small blobs cost about as much
+//! in wake-ups and preempted runtime turns as in writing (measured: 1,900 context switches
+//! and 61 ms of CPU per batch, against 170 and 57 ms when woken in batches). It is woken
+//! when a quarter of the queue's budget waits, and whenever the runtime runs out of work
+//! (`on_runtime_park`), so output is never held back while the process sits waiting.
 
 use std::io::Write;
+use std::sync::Mutex;
 
+use dist::handoff::{self, Nudge};
 use dist::sink;
 use dist::worker::Outcome;
 
-/// Outcomes waiting for the writer at most; each holds at most a 1 MiB spool in memory.
-const QUEUE: usize = 4;
+/// Memory the queued outcomes may hold (spools of up to 1 MiB each, in memory).
+const QUEUE_BYTES: usize = 1 << 20;
+
+/// The queue of the output in use, nudged when the runtime goes idle.
+static IDLE_NUDGE: Mutex<Option<Nudge<Outcome>>> = Mutex::new(None);
+
+/// For the runtime's `on_thread_park`: the runtime has nothing to do, so whatever waits
+/// for the writer should go out now.
+pub fn on_runtime_park() {
+    if let Some(nudge) = &*IDLE_NUDGE.lock().unwrap_or_else(|p| p.into_inner()) {
+        nudge.now();
+    }
+}
 
 /// Why output stopped.
 pub enum Failure {
@@ -24,7 +43,7 @@ pub enum Failure {
 
 /// The writer thread and the queue to it.
 pub struct Output {
-    queue: Option<tokio::sync::mpsc::Sender<Outcome>>,
+    queue: Option<handoff::Sender<Outcome>>,
     /// The writer's verdict, sent when it ends.
     done: std::sync::mpsc::Receiver<Result<(), Failure>>,
 }
@@ -33,7 +52,8 @@ impl Output {
     /// Starts the writer: frames (`framed`) or JSON lines on stdout, and JSON lines to
     /// `report` if given.
     pub fn start(framed: bool, report: Option<std::io::BufWriter<std::fs::File>>) -> Output {
-        let (queue, rx) = tokio::sync::mpsc::channel(QUEUE);
+        let (queue, rx) = handoff::channel(QUEUE_BYTES);
+        *IDLE_NUDGE.lock().unwrap_or_else(|p| p.into_inner()) = Some(queue.nudge());
         let (verdict, done) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("dist-output".into())
@@ -50,15 +70,23 @@ impl Output {
     /// Hands an outcome to the writer, waiting while the queue is full. `false` when the
     /// writer has stopped (see [`Output::finish`] for why).
     pub async fn send(&mut self, outcome: Outcome) -> bool {
-        match &self.queue {
+        match &mut self.queue {
             Some(q) => q.send(outcome).await.is_ok(),
             None => false,
         }
     }
 
+    /// Ends the queue: the writer takes what is queued and stops.
+    fn close(&mut self) {
+        IDLE_NUDGE.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(q) = self.queue.take() {
+            q.close();
+        }
+    }
+
     /// Writes what is queued, flushes, and reports how it went.
     pub fn finish(mut self) -> Result<(), Failure> {
-        self.queue.take();
+        self.close();
         self.done
             .recv()
             .unwrap_or_else(|_| Err(Failure::Write("the output thread panicked".into())))
@@ -68,56 +96,67 @@ impl Output {
     /// does not read must not keep the process alive. What the writer had not written by
     /// then is lost with the process.
     pub fn finish_within(mut self, limit: std::time::Duration) {
-        self.queue.take();
+        self.close();
         let _ = self.done.recv_timeout(limit);
     }
 }
 
+impl Drop for Output {
+    /// The writer still takes what was queued.
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
 fn write_all(
-    mut rx: tokio::sync::mpsc::Receiver<Outcome>,
+    mut rx: handoff::Receiver<Outcome>,
     framed: bool,
     mut report: Option<std::io::BufWriter<std::fs::File>>,
 ) -> Result<(), Failure> {
     let mut out = sink::gather::Gather::new(std::io::stdout().lock());
-    let stdout_failed = |e: std::io::Error| {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            Failure::ReaderGone
-        } else {
-            Failure::Write(format!("writing to stdout: {e}"))
+    let mut batch = Vec::new();
+    while rx.next_batch(&mut batch) {
+        for mut outcome in batch.drain(..) {
+            write_one(&mut out, &mut report, framed, &mut outcome)?;
         }
-    };
-    loop {
-        let mut outcome = match rx.try_recv() {
-            Ok(o) => o,
-            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
-                // Nothing queued: hand what we have to the reader before waiting.
-                out.flush().map_err(stdout_failed)?;
-                match rx.blocking_recv() {
-                    Some(o) => o,
-                    None => break,
-                }
-            }
-            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => break,
-        };
-        // Framed output without a report needs no JSON line at all.
-        let line = (!framed || report.is_some()).then(|| sink::report::json_line(&outcome));
-        if framed {
-            sink::framed::write_frame(&mut out, &mut outcome).map_err(stdout_failed)?;
-        }
-        if let Some(line) = line {
-            if !framed {
-                writeln!(out, "{line}").map_err(stdout_failed)?;
-            }
-            if let Some(r) = &mut report {
-                writeln!(r, "{line}")
-                    .map_err(|e| Failure::Write(format!("writing the report: {e}")))?;
-            }
-        }
+        // Hand what we have to the reader before waiting for more.
+        out.flush().map_err(stdout_failed)?;
     }
-    out.flush().map_err(stdout_failed)?;
     if let Some(r) = &mut report {
         r.flush()
             .map_err(|e| Failure::Write(format!("writing the report: {e}")))?;
     }
     Ok(())
+}
+
+/// Writes one outcome's frame or JSON line, and its report line.
+fn write_one<W: Write>(
+    out: &mut sink::gather::Gather<W>,
+    report: &mut Option<std::io::BufWriter<std::fs::File>>,
+    framed: bool,
+    outcome: &mut Outcome,
+) -> Result<(), Failure> {
+    // Framed output without a report needs no JSON line at all.
+    let line = (!framed || report.is_some()).then(|| sink::report::json_line(outcome));
+    if framed {
+        sink::framed::write_frame(out, outcome).map_err(stdout_failed)?;
+    }
+    if let Some(line) = line {
+        if !framed {
+            writeln!(out, "{line}").map_err(stdout_failed)?;
+        }
+        if let Some(r) = report {
+            writeln!(r, "{line}")
+                .map_err(|e| Failure::Write(format!("writing the report: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
+fn stdout_failed(e: std::io::Error) -> Failure {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Failure::ReaderGone
+    } else {
+        Failure::Write(format!("writing to stdout: {e}"))
+    }
 }

@@ -41,6 +41,14 @@ impl Spool {
         self.len == 0
     }
 
+    /// Bytes this spool keeps in memory: the content, or once spilled, the file's buffer.
+    pub fn memory(&self) -> usize {
+        match &self.file {
+            Some(f) => f.capacity(),
+            None => self.len as usize,
+        }
+    }
+
     /// Whether the content went to a temporary file.
     pub fn spilled(&self) -> bool {
         self.file.is_some()

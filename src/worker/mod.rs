@@ -94,6 +94,17 @@ impl Outcome {
     }
 }
 
+/// Bytes an outcome is counted for in a queue besides its content: its strings, and a
+/// bound on how many outcomes without content can wait at once.
+const OUTCOME_WEIGHT: usize = 4 << 10;
+
+impl crate::handoff::Weigh for Outcome {
+    /// What the outcome keeps in memory, roughly.
+    fn weight(&self) -> usize {
+        OUTCOME_WEIGHT + self.content.as_ref().map_or(0, Spool::memory)
+    }
+}
+
 /// Where the worker puts content.
 #[derive(Debug, Clone)]
 pub enum Destination {

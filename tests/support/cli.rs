@@ -69,8 +69,9 @@ impl Dist {
         c
     }
 
-    /// `dist ARGS…` started with stdin, stdout and stderr all piped.
-    fn start(&self, args: &[&str]) -> std::process::Child {
+    /// `dist ARGS…` started with stdin, stdout and stderr all piped, for tests that feed
+    /// and read it as it runs.
+    pub fn start(&self, args: &[&str]) -> std::process::Child {
         self.command(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
