@@ -30,6 +30,8 @@ const WRITE_BUFFER: usize = 1 << 20;
 #[derive(Debug, Clone)]
 pub struct LayoutStore {
     root: PathBuf,
+    /// The blobs live in memory (tmpfs): file operations never wait for a device.
+    in_memory: bool,
 }
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
@@ -51,7 +53,8 @@ impl LayoutStore {
             &root.join("index.json"),
             br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#,
         )?;
-        let store = LayoutStore { root };
+        let in_memory = memory_backed(&blobs);
+        let store = LayoutStore { root, in_memory };
         store.remove_stale_temporaries();
         Ok(store)
     }
@@ -163,7 +166,8 @@ pub(super) fn temp_prefix() -> String {
 /// Content on its way into the store. Dropping it without [`TempBlob::commit`] deletes it.
 ///
 /// Small content is gathered (by reference, not copied) and written in one go at commit:
-/// one trip to the blocking pool per blob. Past 1 MiB the file moves to a
+/// one trip to the blocking pool per blob, or none when the store is on tmpfs, where
+/// nothing waits for a device and the trip would cost more than the work. Past 1 MiB the file moves to a
 /// writer on a blocking thread of its own, fed through a bounded queue: receiving and
 /// hashing go on while earlier chunks are written, so a large blob costs max(hash, write)
 /// rather than their sum.
@@ -247,7 +251,7 @@ impl TempBlob {
         let dest = self.store.blob_path(digest);
         let tmp = self.path.clone();
         let moved = dest.clone();
-        tokio::task::spawn_blocking(move || {
+        let finish = move || {
             super::gather::write_all_vectored(file.as_file(), &batch)
                 .map_err(|e| io_err("writing", &tmp, e))?;
             file.as_file()
@@ -256,9 +260,16 @@ impl TempBlob {
             file.persist(&moved)
                 .map_err(|e| io_err("renaming into", &moved, e.error))?;
             Ok::<_, Error>(())
-        })
-        .await
-        .map_err(|e| Error::new(ErrorKind::Io, "write task failed").with_cause(e))??;
+        };
+        // In memory, writing at most a megabyte, a no-op fsync and a rename take less time
+        // than handing them to another thread and back.
+        if self.store.in_memory {
+            finish()?;
+        } else {
+            tokio::task::spawn_blocking(finish)
+                .await
+                .map_err(|e| Error::new(ErrorKind::Io, "write task failed").with_cause(e))??;
+        }
         Ok(dest)
     }
 }
@@ -271,6 +282,25 @@ impl Drop for TempBlob {
             let _ = std::fs::remove_file(&self.path);
         }
     }
+}
+
+/// Whether `dir` is on a filesystem kept in memory (tmpfs, ramfs).
+fn memory_backed(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    const TMPFS_MAGIC: u64 = 0x0102_1994;
+    const RAMFS_MAGIC: u64 = 0x8584_58f6;
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    let mut fs = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: `path` is NUL-terminated and `fs` is large enough for the kernel's answer.
+    if unsafe { libc::statfs(path.as_ptr(), fs.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // SAFETY: statfs succeeded, so it filled `fs`.
+    // `f_type`'s width and sign differ between targets; the magic numbers fit in 32 bits.
+    let kind = unsafe { fs.assume_init() }.f_type as u64 & 0xffff_ffff;
+    kind == TMPFS_MAGIC || kind == RAMFS_MAGIC
 }
 
 fn write_if_absent(path: &Path, content: &[u8]) -> Result<()> {
@@ -312,8 +342,26 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn commit_places_blob_and_leaves_no_temporary() {
         let dir = tempfile::tempdir().unwrap();
-        let store = LayoutStore::open(dir.path()).unwrap();
-        assert!(dir.path().join("oci-layout").exists());
+        commit_places_blob_in(dir.path()).await;
+    }
+
+    /// On tmpfs the commit runs on the caller's thread: the same guarantees hold.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn commit_in_memory_places_blob_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+        assert!(memory_backed(dir.path()), "/dev/shm is a tmpfs on Linux");
+        commit_places_blob_in(dir.path()).await;
+    }
+
+    #[test]
+    fn a_missing_directory_is_not_called_memory_backed() {
+        assert!(!memory_backed(Path::new("/nonexistent/dist/test")));
+    }
+
+    async fn commit_places_blob_in(dir: &Path) {
+        let store = LayoutStore::open(dir).unwrap();
+        assert_eq!(store.in_memory, memory_backed(&dir.join("blobs")));
+        assert!(dir.join("oci-layout").exists());
         let d = Digest::of(Algorithm::Sha256, b"data");
         assert_eq!(store.existing(&d, false).unwrap(), None);
         let mut abandoned = store.temp(Algorithm::Sha256).unwrap();
