@@ -4,7 +4,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use base64::Engine as _;
 use support::cli::{bytes, Dist};
@@ -42,18 +41,7 @@ fn progress_shows_on_a_terminal_only() {
         list.display(),
         dir.path().join("out.jsonl").display()
     );
-    let tty = dist
-        .command(&[])
-        .get_envs()
-        .fold(Command::new("script"), |mut c, (k, v)| {
-            match v {
-                Some(v) => c.env(k, v),
-                None => c.env_remove(k),
-            };
-            c
-        });
-    let mut tty = tty;
-    let shown = tty.args(["-qec", &line, "/dev/null"]).output().unwrap();
+    let shown = dist.on_terminal(&line);
     assert!(
         shown.status.success(),
         "{}",

@@ -453,3 +453,35 @@ fn resolve_uses_head_and_falls_back_to_get() {
         .collect();
     assert!(fetches.is_empty(), "a re-pull fetched {fetches:?}");
 }
+
+/// On a terminal, `pull` shows the worker's progress line and summary on stderr; the JSON
+/// lines stay on stdout. Not on a terminal, stderr stays empty.
+#[test]
+fn pull_shows_progress_on_a_terminal_only() {
+    let reg = FakeRegistry::start();
+    multi(&reg, "team/app", "v1", Flavor::Oci);
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("layout");
+    let lines = dir.path().join("out.jsonl");
+    let reference = format!("{}/team/app:v1", reg.host());
+    let dist = Dist::new();
+    let shown = dist.on_terminal(&format!(
+        "{} pull {reference} -o {} > {}",
+        Dist::bin().display(),
+        out_dir.display(),
+        lines.display()
+    ));
+    assert!(shown.status.success(), "{shown:?}");
+    let screen = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        screen.contains("5 objects, ") && screen.contains("0 failed"),
+        "index, manifest, config and 2 layers in the summary: {screen:?}"
+    );
+    let reported = std::fs::read(&lines).unwrap();
+    assert_eq!(statuses(&reported), counts(&[("ok", 5)]));
+
+    let again = dist.run(&["pull", &reference, "-o", out_dir.to_str().unwrap()], b"");
+    assert!(again.status.success());
+    assert_eq!(String::from_utf8_lossy(&again.stderr), "");
+    assert_eq!(statuses(&again.stdout), counts(&[("exists", 5)]));
+}

@@ -1,4 +1,5 @@
-//! `dist pull`: a whole image into an OCI image layout, one JSON line per object.
+//! `dist pull`: a whole image into an OCI image layout, one JSON line per object, and the
+//! worker's progress line on a terminal.
 
 use std::io::Write;
 
@@ -7,6 +8,7 @@ use dist::pull::{Platforms, PullOptions};
 use dist::sink::layout::LayoutStore;
 use dist::{Error, ErrorKind};
 
+use super::progress::Display;
 use super::{interrupted, open_locator, open_report, report, EXIT_FAILED, EXIT_USAGE};
 use crate::cli::{Global, PullArgs};
 
@@ -32,6 +34,8 @@ pub async fn run(global: &Global, args: PullArgs) -> u8 {
         eprintln!("dist: cannot use {}: {e}", remote.describe());
         return EXIT_USAGE;
     }
+    let progress = std::sync::Arc::new(dist::worker::progress::Progress::default());
+    let display = Display::new(progress.clone(), global.quiet);
     let opts = PullOptions {
         platforms: match (args.all_platforms, args.platform) {
             (true, _) => Platforms::All,
@@ -40,6 +44,7 @@ pub async fn run(global: &Global, args: PullArgs) -> u8 {
         },
         jobs: args.jobs,
         verify_existing: args.verify_existing,
+        progress: Some(progress),
     };
     let mut out = std::io::stdout().lock();
     let mut write_failed = false;
@@ -47,15 +52,15 @@ pub async fn run(global: &Global, args: PullArgs) -> u8 {
         match &event {
             dist::pull::Event::Object(o) => {
                 if let Some(e) = o.error.as_ref().filter(|_| !global.quiet) {
-                    eprintln!("dist: {e}");
+                    display.message(&format!("dist: {e}"));
                 }
             }
             dist::pull::Event::Skipped { .. } if global.quiet => {}
-            dist::pull::Event::Skipped { descriptor, .. } => eprintln!(
+            dist::pull::Event::Skipped { descriptor, .. } => display.message(&format!(
                 "dist: {}: {}",
                 descriptor.digest,
                 dist::pull::event::skip_reason(descriptor)
-            ),
+            )),
         }
         let line = event.json_line();
         // Each line is flushed as it comes: it is the progress report.
@@ -74,13 +79,16 @@ pub async fn run(global: &Global, args: PullArgs) -> u8 {
     };
     let object = image.object();
     let work = dist::pull::pull(remote, &object, image.ref_name(), &store, &opts, on_event);
+    let ticker = display.start();
     let result = tokio::select! {
         r = work => r,
         code = interrupted() => {
+            display.finish(ticker);
             eprintln!("dist: interrupted; objects reported so far are complete");
             return code;
         }
     };
+    display.finish(ticker);
     if let Some(Err(e)) = report_file.as_mut().map(Write::flush) {
         eprintln!("dist: writing the report: {e}");
         return EXIT_FAILED;

@@ -54,6 +54,9 @@ pub struct PullOptions {
     pub jobs: usize,
     /// Re-hash configs and layers already present before trusting them (manifests always are).
     pub verify_existing: bool,
+    /// Counters for a progress display, shared by every level of the pull. The total grows
+    /// as levels are found; it is final once the configs and layers are being fetched.
+    pub progress: Option<Arc<worker::progress::Progress>>,
 }
 
 impl Default for PullOptions {
@@ -62,6 +65,7 @@ impl Default for PullOptions {
             platforms: Platforms::One(Platform::host()),
             jobs: worker::DEFAULT_JOBS,
             verify_existing: false,
+            progress: None,
         }
     }
 }
@@ -133,6 +137,7 @@ struct Walk<'a, F> {
 
 impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
     async fn run(mut self, object: &Object, ref_name: Option<&str>) -> Result<Pulled> {
+        self.more_levels(true);
         let top = self.remote.resolve(object).await?;
         if let Object::Digest(d) = object {
             if top.digest != *d {
@@ -250,7 +255,15 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                 })?;
             }
         }
+        // Configs and layers are the last level: the progress total is now final.
+        self.more_levels(false);
         self.level(&todo, self.opts.verify_existing).await.map(drop)
+    }
+
+    fn more_levels(&self, more: bool) {
+        if let Some(p) = &self.opts.progress {
+            p.more_input_follows(more);
+        }
     }
 
     /// One worker run over `descs`; returns which of them are now in the store.
@@ -267,6 +280,7 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                 store: self.store.clone(),
                 verify_existing,
             },
+            progress: self.opts.progress.clone(),
             ..WorkerOptions::default()
         };
         let input = std::io::Cursor::new(input.into_bytes());

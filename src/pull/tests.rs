@@ -62,6 +62,7 @@ async fn run(src: &Path, dst: &Path, platforms: Platforms) -> (Result<Pulled>, V
         platforms,
         jobs: 4,
         verify_existing: false,
+        progress: None,
     };
     let mut lines = Vec::new();
     let remote: Arc<dyn Remote> = Arc::new(LayoutRemote::new(src));

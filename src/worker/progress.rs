@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 pub struct Progress {
     lines: AtomicU64,
     input_done: AtomicBool,
+    /// Another run adds to these counters once the current input ends.
+    more_follows: AtomicBool,
     started: AtomicU64,
     finished: AtomicU64,
     failed: AtomicU64,
@@ -20,7 +22,7 @@ pub struct Progress {
 pub struct Snapshot {
     /// Objects read from the input so far (skipped duplicates excluded).
     pub objects: u64,
-    /// Whether the input has ended, so that `objects` is the total.
+    /// Whether the input has ended and no more will follow, so that `objects` is the total.
     pub input_done: bool,
     /// Objects whose fetch has started.
     pub started: u64,
@@ -68,16 +70,44 @@ impl Progress {
         }
     }
 
+    /// Says that another run will add to these counters after the current input ends
+    /// (the levels of a pull: manifests first, then configs and layers), or that none will.
+    /// Until it is called with `false` again, the total is not called final.
+    pub fn more_input_follows(&self, more: bool) {
+        self.more_follows.store(more, Ordering::Relaxed);
+    }
+
     /// The current totals.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             objects: self.lines.load(Ordering::Relaxed),
-            input_done: self.input_done.load(Ordering::Relaxed),
+            input_done: self.input_done.load(Ordering::Relaxed)
+                && !self.more_follows.load(Ordering::Relaxed),
             started: self.started.load(Ordering::Relaxed),
             finished: self.finished.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
             expected_bytes: self.expected_bytes.load(Ordering::Relaxed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_total_is_final_only_when_no_more_input_follows() {
+        let p = Progress::default();
+        p.more_input_follows(true);
+        p.object_read(Some(10));
+        p.input_ended();
+        assert!(!p.snapshot().input_done, "a later level will add objects");
+        p.more_input_follows(false);
+        p.object_read(Some(5));
+        p.input_ended();
+        let s = p.snapshot();
+        assert!(s.input_done);
+        assert_eq!((s.objects, s.expected_bytes), (2, 15));
     }
 }

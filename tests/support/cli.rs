@@ -69,6 +69,23 @@ impl Dist {
         c
     }
 
+    /// Runs the shell command line `line` (which calls `dist` by [`Dist::bin`]) on a
+    /// pseudo-terminal made by `script`, in this context's environment. What the terminal
+    /// showed comes back as stdout: redirect the command's own stdout to a file in `line`
+    /// to see stderr alone.
+    pub fn on_terminal(&self, line: &str) -> Output {
+        let mut tty = Command::new("script");
+        for (k, v) in self.command(&[]).get_envs() {
+            match v {
+                Some(v) => tty.env(k, v),
+                None => tty.env_remove(k),
+            };
+        }
+        tty.args(["-qec", line, "/dev/null"])
+            .output()
+            .expect("run script(1)")
+    }
+
     /// `dist ARGS…` started with stdin, stdout and stderr all piped, for tests that feed
     /// and read it as it runs.
     pub fn start(&self, args: &[&str]) -> std::process::Child {
