@@ -8,7 +8,7 @@
 //!
 //! The writer is not woken for every outcome: a thousand small blobs cost about as much
 //! in wake-ups and preempted runtime turns as in writing (measured: 1,900 context switches
-//! and 61 ms of CPU per batch, against 170 and 57 ms when woken in batches). It is woken
+//! and 61-63 ms of CPU per batch, against ~120 and 57-59 ms when woken in batches). It is woken
 //! when a quarter of the queue's budget waits, and whenever the runtime runs out of work
 //! (`on_runtime_park`), so output is never held back while the process sits waiting.
 

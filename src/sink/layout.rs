@@ -167,10 +167,10 @@ pub(super) fn temp_prefix() -> String {
 ///
 /// Small content is gathered (by reference, not copied) and written in one go at commit:
 /// one trip to the blocking pool per blob, or none when the store is on tmpfs, where
-/// nothing waits for a device and the trip would cost more than the work. Past 1 MiB the file moves to a
-/// writer on a blocking thread of its own, fed through a bounded queue: receiving and
-/// hashing go on while earlier chunks are written, so a large blob costs max(hash, write)
-/// rather than their sum.
+/// nothing waits for a device and the trip would cost more than the work. Past 1 MiB the
+/// file moves to a writer on a blocking thread of its own, fed through a bounded queue:
+/// receiving and hashing go on while earlier chunks are written, so a large blob costs
+/// max(hash, write) rather than their sum.
 pub struct TempBlob {
     writing: Writing,
     path: PathBuf,
