@@ -1,5 +1,5 @@
 //! HTTPS: certificates verified against a CA given with `--ca-file`, HTTP/2 chosen by ALPN,
-//! and no redirect from https down to plain http.
+//! no redirect from https down to plain http, and the way through an `HTTPS_PROXY`.
 
 mod support;
 
@@ -39,7 +39,8 @@ impl Drop for TlsServer {
     }
 }
 
-/// A CA, a certificate for `localhost` signed by it, and a hyper server speaking HTTP/1.1
+/// A CA, a certificate for `localhost` and `registry.test` (a name only the test proxy
+/// resolves) signed by it, and a hyper server speaking HTTP/1.1
 /// and HTTP/2 (by ALPN) that serves `blob` at any path, or redirects to `redirect`.
 fn start(blob: Vec<u8>, redirect: Option<String>) -> TlsServer {
     let ca_key = rcgen::KeyPair::generate().unwrap();
@@ -50,7 +51,8 @@ fn start(blob: Vec<u8>, redirect: Option<String>) -> TlsServer {
         .push(rcgen::DnType::CommonName, "dist test CA");
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let key = rcgen::KeyPair::generate().unwrap();
-    let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    let params =
+        rcgen::CertificateParams::new(vec!["localhost".into(), "registry.test".into()]).unwrap();
     let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
 
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
@@ -195,4 +197,64 @@ fn https_to_http_redirect_is_refused() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("refusing redirect from https"));
     assert_eq!(plain.request_count(), 0);
+}
+
+/// `HTTPS_PROXY` with credentials: the fetch goes through a `CONNECT` tunnel with TLS end to
+/// end; the proxy's credentials travel in the `CONNECT` only and never reach a log line.
+/// Wrong credentials: a clear error, and nothing reaches the registry.
+#[test]
+fn through_an_https_proxy_with_credentials() {
+    let data = bytes(21, 50_000);
+    let digest = sha256(&data);
+    let server = start(data.clone(), None);
+    // alice:s3cret
+    let proxy = support::proxy::ConnectProxy::requiring("Basic YWxpY2U6czNjcmV0");
+    let locator = format!("https://registry.test:{}/team/app", server.port);
+    let run = |credentials: &str| {
+        let mut dist = Dist::new();
+        let ca = dist.config_dir().join("ca.pem");
+        std::fs::write(&ca, &server.ca_pem).unwrap();
+        let proxy_url = format!("http://{credentials}@127.0.0.1:{}", proxy.port());
+        dist.env("HTTPS_PROXY", &proxy_url).env("RUST_LOG", "trace");
+        let ca = ca.to_str().unwrap().to_string();
+        dist.run(
+            &[
+                "fetch",
+                "--retries",
+                "0",
+                "--ca-file",
+                &ca,
+                &locator,
+                &digest,
+            ],
+            b"",
+        )
+    };
+
+    let out = run("alice:s3cret");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert_eq!(out.stdout, data);
+    let tunnels = proxy.tunnels();
+    assert!(!tunnels.is_empty());
+    for t in &tunnels {
+        assert_eq!(t.target, format!("registry.test:{}", server.port));
+        assert_eq!(t.authorization.as_deref(), Some("Basic YWxpY2U6czNjcmV0"));
+    }
+    assert!(server.seen.requests.load(Ordering::SeqCst) > 0);
+    assert!(
+        !log.contains("s3cret") && !log.contains("YWxpY2U6czNjcmV0"),
+        "the proxy's credentials leaked into the log"
+    );
+
+    let served = server.seen.requests.load(Ordering::SeqCst);
+    let out = run("alice:wrong");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("proxy 127.0.0.1") && err.contains("authorization required"),
+        "{err}"
+    );
+    assert!(!err.contains("wrong"), "{err}");
+    assert_eq!(server.seen.requests.load(Ordering::SeqCst), served);
 }

@@ -21,9 +21,11 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use crate::error::{Error, ErrorKind, Result};
 
 pub mod limit;
+pub mod proxy;
 pub mod tls;
 
 use limit::LimitedConnector;
+use proxy::{Proxies, ProxyConnector};
 
 /// How many redirects one request may follow.
 pub const MAX_REDIRECTS: usize = 10;
@@ -69,7 +71,7 @@ impl Default for TransportOptions {
 /// The pooled client. Cheap to clone; clones share the pool.
 #[derive(Clone)]
 pub struct Transport {
-    client: Client<LimitedConnector<HttpsConnector<HttpConnector>>, Full<Bytes>>,
+    client: Client<LimitedConnector<HttpsConnector<ProxyConnector<HttpConnector>>>, Full<Bytes>>,
     opts: Arc<TransportOptions>,
 }
 
@@ -132,7 +134,7 @@ impl Transport {
             .https_or_http()
             .enable_http1()
             .enable_http2()
-            .wrap_connector(http);
+            .wrap_connector(ProxyConnector::new(http, Proxies::from_env()));
         let mut builder = Client::builder(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())

@@ -4,5 +4,6 @@
 
 pub mod cli;
 pub mod fake;
+pub mod proxy;
 pub mod registry;
 pub mod token;
