@@ -71,3 +71,28 @@ fn loopback_and_no_proxy_hosts_are_reached_directly() {
     assert_ne!(out.status.code(), Some(0));
     assert!(proxy.tunnels().is_empty(), "{:?}", proxy.tunnels());
 }
+
+/// A proxy of a kind dist does not speak fails at once, says which, and keeps its
+/// credentials to itself.
+#[test]
+fn an_unsupported_proxy_is_named_without_its_credentials() {
+    let mut dist = Dist::new();
+    dist.env("HTTPS_PROXY", "socks5://carol:hunter2@127.0.0.1:9")
+        .env("RUST_LOG", "dist=debug");
+    let out = dist.run(
+        &[
+            "fetch",
+            "registry.test:443/team/app",
+            "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        ],
+        b"",
+    );
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the proxy socks5://127.0.0.1 is not supported"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2") && !err.contains("carol"), "{err}");
+    assert!(!err.contains("retrying"), "not worth a retry: {err}");
+}

@@ -201,7 +201,8 @@ fn https_to_http_redirect_is_refused() {
 
 /// `HTTPS_PROXY` with credentials: the fetch goes through a `CONNECT` tunnel with TLS end to
 /// end; the proxy's credentials travel in the `CONNECT` only and never reach a log line.
-/// Wrong credentials: a clear error, and nothing reaches the registry.
+/// Wrong credentials: a clear error naming the proxy and its answer, no retries, and
+/// nothing reaches the registry.
 #[test]
 fn through_an_https_proxy_with_credentials() {
     let data = bytes(21, 50_000);
@@ -217,18 +218,7 @@ fn through_an_https_proxy_with_credentials() {
         let proxy_url = format!("http://{credentials}@127.0.0.1:{}", proxy.port());
         dist.env("HTTPS_PROXY", &proxy_url).env("RUST_LOG", "trace");
         let ca = ca.to_str().unwrap().to_string();
-        dist.run(
-            &[
-                "fetch",
-                "--retries",
-                "0",
-                "--ca-file",
-                &ca,
-                &locator,
-                &digest,
-            ],
-            b"",
-        )
+        dist.run(&["fetch", "--ca-file", &ca, &locator, &digest], b"")
     };
 
     let out = run("alice:s3cret");
@@ -248,13 +238,19 @@ fn through_an_https_proxy_with_credentials() {
     );
 
     let served = server.seen.requests.load(Ordering::SeqCst);
+    let asked = proxy.tunnels().len();
     let out = run("alice:wrong");
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("proxy 127.0.0.1") && err.contains("authorization required"),
+        err.contains(&format!(
+            "the proxy 127.0.0.1:{} answered 407",
+            proxy.port()
+        )),
         "{err}"
     );
     assert!(!err.contains("wrong"), "{err}");
+    // A refusal is not retried (the default is 5 retries per request).
+    assert!(proxy.tunnels().len() - asked <= 2, "{:?}", proxy.tunnels());
     assert_eq!(server.seen.requests.load(Ordering::SeqCst), served);
 }

@@ -71,7 +71,7 @@ impl Default for TransportOptions {
 /// The pooled client. Cheap to clone; clones share the pool.
 #[derive(Clone)]
 pub struct Transport {
-    client: Client<LimitedConnector<HttpsConnector<ProxyConnector<HttpConnector>>>, Full<Bytes>>,
+    client: Client<LimitedConnector<HttpsConnector<ProxyConnector>>, Full<Bytes>>,
     opts: Arc<TransportOptions>,
 }
 
@@ -358,6 +358,23 @@ pub fn resolve(base: &Uri, location: &str) -> Result<Uri> {
 }
 
 fn classify_client_error(e: hyper_util::client::legacy::Error) -> Error {
+    // A proxy that refuses the tunnel, or that dist cannot speak to, will do so again: no
+    // retry, a kind of its own.
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(s) = source {
+        if let Some(failed) = s.downcast_ref::<proxy::ProxyError>() {
+            let kind = match failed {
+                proxy::ProxyError::Refused { status: 407, .. } => ErrorKind::Unauthorized,
+                proxy::ProxyError::Refused {
+                    status: 500..=599, ..
+                } => ErrorKind::Connect,
+                proxy::ProxyError::Refused { .. } => ErrorKind::Denied,
+                proxy::ProxyError::Unsupported { .. } => ErrorKind::InvalidInput,
+            };
+            return Error::new(kind, failed.to_string());
+        }
+        source = s.source();
+    }
     let kind = if e.is_connect() {
         ErrorKind::Connect
     } else {

@@ -8,7 +8,9 @@
 //! its URL (`http://user:password@proxy:3128`) and travel only in the `CONNECT` request.
 //! Loopback addresses and `localhost` are never proxied, as in Go's and so containerd's and
 //! crane's clients: a local registry stays local whatever the environment says. Only
-//! `http://` proxies are supported; another scheme fails the connection and says so.
+//! `http://` proxies are supported; another scheme fails the connection and says so. A
+//! refused tunnel is a [`ProxyError`] in the error's causes, so the transport can tell it
+//! from a broken connection and not retry it.
 //!
 //! A proxy that allows `CONNECT` only to port 443 (Squid's default) needs plain-http
 //! registries on other ports listed in `NO_PROXY`.
@@ -20,9 +22,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{HeaderValue, Uri};
-use hyper::rt::{Read, Write};
-use hyper_util::client::legacy::connect::proxy::Tunnel;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::proxy::matcher::Matcher;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -97,7 +101,7 @@ fn is_loopback(host: &str) -> bool {
         || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// `dst` with its port written out: the tunnel would otherwise assume 443 for plain http.
+/// `dst` with its port written out, as `CONNECT` needs it (the scheme's default if none).
 fn with_port(dst: &Uri) -> Uri {
     if dst.port().is_some() {
         return dst.clone();
@@ -113,31 +117,73 @@ fn with_port(dst: &Uri) -> Uri {
     Uri::from_parts(parts).unwrap_or_else(|_| dst.clone())
 }
 
-/// Wraps a TCP connector: destinations the environment sends to a proxy are reached
+/// A proxy that cannot give a tunnel, whatever the number of tries. It travels among the
+/// causes of the connection error, so the transport can tell it from a broken connection.
+#[derive(Debug)]
+pub enum ProxyError {
+    /// The proxy answered `status` instead of opening a tunnel to `target`.
+    Refused {
+        /// The proxy, as `host:port`.
+        proxy: String,
+        /// The destination asked for, as `host:port`.
+        target: String,
+        /// The proxy's status code (407: its credentials are missing or wrong).
+        status: u16,
+    },
+    /// The environment names a kind of proxy this client does not speak.
+    Unsupported {
+        /// The proxy, as `scheme://host` (never its credentials).
+        proxy: String,
+    },
+}
+
+impl std::fmt::Display for ProxyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProxyError::Refused {
+                proxy,
+                target,
+                status,
+            } => {
+                write!(f, "the proxy {proxy} answered {status} to CONNECT {target}")?;
+                if *status == 407 {
+                    f.write_str(
+                        " (proxy credentials missing or refused; they go in the proxy URL)",
+                    )?;
+                }
+                Ok(())
+            }
+            ProxyError::Unsupported { proxy } => {
+                write!(
+                    f,
+                    "the proxy {proxy} is not supported (only http:// proxies are)"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for ProxyError {}
+
+/// Wraps the TCP connector: destinations the environment sends to a proxy are reached
 /// through a `CONNECT` tunnel over a connection to the proxy, the others directly.
 #[derive(Clone)]
-pub struct ProxyConnector<C> {
-    inner: C,
+pub struct ProxyConnector {
+    inner: HttpConnector,
     proxies: Proxies,
 }
 
-impl<C> ProxyConnector<C> {
+impl ProxyConnector {
     /// Routes `inner`'s connections by `proxies`.
-    pub fn new(inner: C, proxies: Proxies) -> Self {
+    pub fn new(inner: HttpConnector, proxies: Proxies) -> Self {
         ProxyConnector { inner, proxies }
     }
 }
 
-impl<C> tower_service::Service<Uri> for ProxyConnector<C>
-where
-    C: tower_service::Service<Uri> + Clone + Send + 'static,
-    C::Response: Read + Write + Unpin + Send + 'static,
-    C::Future: Send + 'static,
-    C::Error: Into<BoxError>,
-{
-    type Response = C::Response;
+impl tower_service::Service<Uri> for ProxyConnector {
+    type Response = TokioIo<TcpStream>;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<C::Response, BoxError>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<TokioIo<TcpStream>, BoxError>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -150,32 +196,113 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         match self.proxies.route(&dst) {
             Route::Direct => Box::pin(async move { inner.call(dst).await.map_err(Into::into) }),
-            Route::Tunnel { proxy, auth } => {
-                let dst = with_port(&dst);
-                tracing::debug!(
-                    host = dst.host().unwrap_or(""),
-                    port = dst.port_u16(),
-                    proxy = proxy.host().unwrap_or(""),
-                    "connecting through a proxy"
-                );
-                let mut tunnel = Tunnel::new(proxy.clone(), inner);
-                if let Some(auth) = auth {
-                    tunnel = tunnel.with_auth(auth);
-                }
-                Box::pin(async move {
-                    std::future::poll_fn(|cx| tunnel.poll_ready(cx)).await?;
-                    tunnel.call(dst).await.map_err(|e| {
-                        let host = proxy.host().unwrap_or("");
-                        let port = proxy.port_u16().unwrap_or(80);
-                        format!("through the proxy {host}:{port}: {e}").into()
-                    })
-                })
-            }
-            Route::Unsupported(proxy) => Box::pin(async move {
-                Err(format!("the proxy {proxy} is not supported (only http:// proxies are)").into())
+            Route::Tunnel { proxy, auth } => Box::pin(async move {
+                let target = authority(&with_port(&dst));
+                let proxy_name = authority(&with_port(&proxy));
+                tracing::debug!(target = %target, proxy = %proxy_name, "connecting through a proxy");
+                let io = inner
+                    .call(proxy)
+                    .await
+                    .map_err(|e| format!("cannot connect to the proxy {proxy_name}: {e}"))?;
+                let tcp = open_tunnel(io.into_inner(), &target, auth.as_ref())
+                    .await
+                    .map_err(|e| match e {
+                        TunnelFailure::Refused(status) => Box::new(ProxyError::Refused {
+                            proxy: proxy_name.clone(),
+                            target: target.clone(),
+                            status,
+                        }) as BoxError,
+                        TunnelFailure::Broken(why) => {
+                            format!("tunnel through the proxy {proxy_name}: {why}").into()
+                        }
+                    })?;
+                Ok(TokioIo::new(tcp))
             }),
+            Route::Unsupported(proxy) => {
+                Box::pin(
+                    async move { Err(Box::new(ProxyError::Unsupported { proxy }) as BoxError) },
+                )
+            }
         }
     }
+}
+
+/// `host:port` of a URI whose port is written out.
+fn authority(uri: &Uri) -> String {
+    format!(
+        "{}:{}",
+        uri.host().unwrap_or(""),
+        uri.port_u16().unwrap_or(0)
+    )
+}
+
+enum TunnelFailure {
+    /// The proxy answered with this status instead of 2xx.
+    Refused(u16),
+    /// The exchange itself failed.
+    Broken(String),
+}
+
+/// Largest proxy answer to `CONNECT` we read.
+const MAX_PROXY_HEAD: usize = 16 << 10;
+
+/// Asks the proxy on `tcp` for a tunnel to `target` (`host:port`) and reads its answer.
+async fn open_tunnel(
+    mut tcp: TcpStream,
+    target: &str,
+    auth: Option<&HeaderValue>,
+) -> std::result::Result<TcpStream, TunnelFailure> {
+    let broken = |e: std::io::Error| TunnelFailure::Broken(e.to_string());
+    let mut head = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n").into_bytes();
+    if let Some(auth) = auth {
+        head.extend_from_slice(b"Proxy-Authorization: ");
+        head.extend_from_slice(auth.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    tcp.write_all(&head).await.map_err(broken)?;
+    // Nothing follows the proxy's answer until we speak, so reading past its end would
+    // mean the proxy broke the protocol.
+    let mut answer = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        if answer.len() > MAX_PROXY_HEAD {
+            return Err(TunnelFailure::Broken(
+                "the proxy's answer is too long".into(),
+            ));
+        }
+        let n = tcp.read(&mut buf).await.map_err(broken)?;
+        if n == 0 {
+            return Err(TunnelFailure::Broken(
+                "the proxy closed the connection".into(),
+            ));
+        }
+        answer.extend_from_slice(&buf[..n]);
+    }
+    if !answer.ends_with(b"\r\n\r\n") {
+        return Err(TunnelFailure::Broken(
+            "the proxy sent data before the tunnel opened".into(),
+        ));
+    }
+    match status_of(&answer) {
+        Some(status) if (200..300).contains(&status) => Ok(tcp),
+        Some(status) => Err(TunnelFailure::Refused(status)),
+        None => Err(TunnelFailure::Broken(
+            "the proxy's answer is not HTTP".into(),
+        )),
+    }
+}
+
+/// The status code of an HTTP/1.x status line at the start of `head`.
+fn status_of(head: &[u8]) -> Option<u16> {
+    let line = head.split(|&b| b == b'\n').next()?;
+    let line = std::str::from_utf8(line).ok()?;
+    let mut words = line.split_whitespace();
+    if !words.next()?.starts_with("HTTP/1.") {
+        return None;
+    }
+    let code = words.next()?;
+    (code.len() == 3).then(|| code.parse().ok()).flatten()
 }
 
 #[cfg(test)]
@@ -231,6 +358,20 @@ mod tests {
             panic!("socks is not supported");
         };
         assert_eq!(named, "socks5://proxy.corp");
+    }
+
+    #[test]
+    fn status_lines() {
+        assert_eq!(
+            status_of(b"HTTP/1.1 200 Connection established\r\n\r\n"),
+            Some(200)
+        );
+        assert_eq!(
+            status_of(b"HTTP/1.0 407 Proxy Authentication Required\r\n"),
+            Some(407)
+        );
+        assert_eq!(status_of(b"SSH-2.0-OpenSSH\r\n"), None);
+        assert_eq!(status_of(b"HTTP/1.1 2000 x\r\n"), None);
     }
 
     #[test]
