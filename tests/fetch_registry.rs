@@ -188,6 +188,43 @@ fn basic_auth_without_credentials_fails_clearly() {
     assert!(!err.contains("not-the-password"), "{err}");
 }
 
+/// Credentials saved by `podman login` / `skopeo login` (`$XDG_RUNTIME_DIR/containers/
+/// auth.json`, or the file `REGISTRY_AUTH_FILE` names) are used when Docker's file has none;
+/// Docker's file, when it has an entry, answers first.
+#[test]
+fn credentials_from_the_containers_tools_auth_json() {
+    use base64::Engine as _;
+    let reg = Registry::start(Mode::Basic);
+    let image = push_image(&reg, "team/app", "v1", OCI_MANIFEST, 6);
+    let repo = format!("{}/team/app", reg.host());
+    let blob = &image.blobs[1];
+    let entry = |password: &str| {
+        let auth =
+            base64::engine::general_purpose::STANDARD.encode(format!("{}:{password}", reg.user()));
+        // The containers tools may key an entry by repository, not only by host.
+        format!(r#"{{"auths":{{"{repo}":{{"auth":"{auth}"}}}}}}"#)
+    };
+
+    // podman's runtime file.
+    let dist = Dist::new();
+    let runtime = dist.config_dir().join("run").join("containers");
+    std::fs::create_dir_all(&runtime).unwrap();
+    std::fs::write(runtime.join("auth.json"), entry(reg.password())).unwrap();
+    assert_eq!(dist.ok(&["fetch", &repo, &blob.0]), blob.1);
+    // Docker's file answers first: a wrong password there is what the registry sees.
+    dist.login(&reg.host(), reg.user(), "not-the-password");
+    let out = dist.run(&["fetch", &repo, &blob.0], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rejected"));
+
+    // REGISTRY_AUTH_FILE, anywhere.
+    let mut dist = Dist::new();
+    let file = dist.config_dir().join("elsewhere.json");
+    std::fs::write(&file, entry(reg.password())).unwrap();
+    dist.env("REGISTRY_AUTH_FILE", file.to_str().unwrap());
+    assert_eq!(dist.ok(&["fetch", &repo, &blob.0]), blob.1);
+}
+
 #[test]
 fn private_repository_through_a_credential_helper() {
     let reg = Registry::start_with(RegistryOptions {

@@ -1,10 +1,16 @@
-//! Credentials from Docker's `config.json` and its credential helpers.
+//! Credentials from Docker's `config.json`, the `auth.json` of podman and skopeo, and
+//! their credential helpers.
 //!
-//! The file is `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`. A registry's
-//! entry is found through `credHelpers.<host>`, then `credsStore`, then `auths.<host>`
-//! (`auth` = base64 `user:password`, or `username`/`password`, or `identitytoken`). Keys of
-//! `auths` are matched loosely, as Docker writes them: `https://index.docker.io/v1/` is
-//! Docker Hub, a scheme and a path are ignored.
+//! The files, in the order they are asked: `$REGISTRY_AUTH_FILE`; Docker's
+//! `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`; then the containers tools'
+//! `$XDG_RUNTIME_DIR/containers/auth.json` and `$XDG_CONFIG_HOME/containers/auth.json` (else
+//! `~/.config/containers/auth.json`). Missing files are skipped; the first file with an entry
+//! for the registry answers. Within a file, a registry's entry is found through
+//! `credHelpers.<host>`, then `credsStore`, then `auths.<host>` (`auth` = base64
+//! `user:password`, or `username`/`password`, or `identitytoken`). Keys of `auths` are
+//! matched loosely, as Docker writes them: `https://index.docker.io/v1/` is Docker Hub, a
+//! scheme and a path are ignored (so the containers tools' per-repository keys,
+//! `host/namespace`, count for the whole host).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -75,45 +81,69 @@ struct AuthEntry {
     identitytoken: Option<String>,
 }
 
-/// Docker's client configuration, read once.
+/// The credential files (Docker's and the containers tools'), read once.
 #[derive(Debug, Default)]
 pub struct DockerConfig {
+    /// The files found, in the order they are asked.
+    sources: Vec<Source>,
+}
+
+#[derive(Debug, Default)]
+struct Source {
     file: ConfigFile,
     path: Option<PathBuf>,
 }
 
 impl DockerConfig {
-    /// Reads the configuration from its usual place; a missing file means no credentials.
+    /// Reads every credential file from its usual place (see the module's documentation);
+    /// missing files are skipped, so none at all means no credentials.
     pub fn load() -> Result<DockerConfig> {
-        match default_path() {
-            Some(p) => DockerConfig::from_path(&p),
-            None => Ok(DockerConfig::default()),
-        }
+        DockerConfig::from_paths(&search_paths(|name| std::env::var_os(name)))
     }
 
     /// Reads `config.json` at `path`; a missing file means no credentials.
     pub fn from_path(path: &Path) -> Result<DockerConfig> {
-        let text = match std::fs::read(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(DockerConfig::default())
-            }
-            Err(e) => {
-                return Err(
-                    Error::new(ErrorKind::Io, format!("reading {}", path.display())).with_cause(e),
-                )
-            }
-        };
-        let file = serde_json::from_slice(&text)
-            .map_err(|e| Error::invalid(format!("parsing {}", path.display())).with_cause(e))?;
-        Ok(DockerConfig {
-            file,
-            path: Some(path.to_owned()),
-        })
+        DockerConfig::from_paths(&[path.to_owned()])
     }
 
-    /// The credential for registry `host` (as users name it, e.g. `docker.io`), if any.
+    /// Reads the files at `paths`, asked in that order; missing ones are skipped.
+    pub fn from_paths(paths: &[PathBuf]) -> Result<DockerConfig> {
+        let mut sources = Vec::new();
+        for path in paths {
+            let text = match std::fs::read(path) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err(
+                        Error::new(ErrorKind::Io, format!("reading {}", path.display()))
+                            .with_cause(e),
+                    )
+                }
+            };
+            let file = serde_json::from_slice(&text)
+                .map_err(|e| Error::invalid(format!("parsing {}", path.display())).with_cause(e))?;
+            sources.push(Source {
+                file,
+                path: Some(path.clone()),
+            });
+        }
+        Ok(DockerConfig { sources })
+    }
+
+    /// The credential for registry `host` (as users name it, e.g. `docker.io`), if any:
+    /// the first file with an entry for it answers.
     pub async fn credential_for(&self, host: &str) -> Result<Option<Credential>> {
+        for source in &self.sources {
+            if let Some(c) = source.credential_for(host).await? {
+                return Ok(Some(c));
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl Source {
+    async fn credential_for(&self, host: &str) -> Result<Option<Credential>> {
         if let Some(helper) = self.file.cred_helpers.get(host).or_else(|| {
             self.file
                 .cred_helpers
@@ -141,11 +171,22 @@ impl DockerConfig {
     }
 }
 
-fn default_path() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("DOCKER_CONFIG") {
-        return Some(PathBuf::from(dir).join("config.json"));
+/// Where credentials are looked for, in order, given the environment `env`: an explicit
+/// `REGISTRY_AUTH_FILE`, Docker's file, then the containers tools' two (runtime, then
+/// persistent).
+fn search_paths(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Vec<PathBuf> {
+    let var = |name: &str| env(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let home = var("HOME");
+    let mut paths = Vec::new();
+    paths.extend(var("REGISTRY_AUTH_FILE"));
+    match var("DOCKER_CONFIG") {
+        Some(dir) => paths.push(dir.join("config.json")),
+        None => paths.extend(home.as_ref().map(|h| h.join(".docker").join("config.json"))),
     }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker").join("config.json"))
+    paths.extend(var("XDG_RUNTIME_DIR").map(|d| d.join("containers").join("auth.json")));
+    let config_home = var("XDG_CONFIG_HOME").or_else(|| home.map(|h| h.join(".config")));
+    paths.extend(config_home.map(|d| d.join("containers").join("auth.json")));
+    paths
 }
 
 /// `https://index.docker.io/v1/` → `docker.io`; `http://host:5000/v2` → `host:5000`.
@@ -267,9 +308,72 @@ mod tests {
 
     fn config(json: &str) -> DockerConfig {
         DockerConfig {
-            file: serde_json::from_str(json).unwrap(),
-            path: None,
+            sources: vec![Source {
+                file: serde_json::from_str(json).unwrap(),
+                path: None,
+            }],
         }
+    }
+
+    #[tokio::test]
+    async fn the_first_file_with_an_entry_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let docker = dir.path().join("config.json");
+        let podman = dir.path().join("auth.json");
+        std::fs::write(
+            &docker,
+            r#"{"auths":{"both.example":{"username":"docker","password":"d"}}}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            &podman,
+            r#"{"auths":{"both.example":{"username":"podman","password":"p"},
+                        "quay.io/team":{"username":"robot","password":"r"}}}"#,
+        )
+        .unwrap();
+        let missing = dir.path().join("absent.json");
+        let c = DockerConfig::from_paths(&[missing, docker, podman]).unwrap();
+        let user = |c: Option<Credential>| match c {
+            Some(Credential::Basic { username, .. }) => username,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            user(c.credential_for("both.example").await.unwrap()),
+            "docker"
+        );
+        assert_eq!(user(c.credential_for("quay.io").await.unwrap()), "robot");
+        assert_eq!(c.credential_for("none.example").await.unwrap(), None);
+    }
+
+    #[test]
+    fn search_order() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| std::ffi::OsString::from(v))
+            }
+        };
+        let all = search_paths(env(&[
+            ("HOME", "/home/u"),
+            ("REGISTRY_AUTH_FILE", "/etc/auth.json"),
+            ("DOCKER_CONFIG", "/etc/docker"),
+            ("XDG_RUNTIME_DIR", "/run/user/1000"),
+            ("XDG_CONFIG_HOME", "/home/u/.cfg"),
+        ]));
+        let want = [
+            "/etc/auth.json",
+            "/etc/docker/config.json",
+            "/run/user/1000/containers/auth.json",
+            "/home/u/.cfg/containers/auth.json",
+        ];
+        assert_eq!(all, want.map(PathBuf::from));
+        let home_only = search_paths(env(&[("HOME", "/home/u"), ("REGISTRY_AUTH_FILE", "")]));
+        let want = [
+            "/home/u/.docker/config.json",
+            "/home/u/.config/containers/auth.json",
+        ];
+        assert_eq!(home_only, want.map(PathBuf::from));
     }
 
     #[test]

@@ -1,11 +1,13 @@
-//! Running the `dist` binary from tests, isolated from the machine's Docker configuration.
+//! Running the `dist` binary from tests, isolated from the machine's Docker and podman
+//! credentials.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 /// A `dist` invocation with its own `DOCKER_CONFIG` directory (empty unless a test writes
-/// a `config.json` into it), so that nothing from the developer's machine leaks in.
+/// a `config.json` into it), and the containers tools' `auth.json` places under it too, so
+/// that nothing from the developer's machine leaks in.
 pub struct Dist {
     config_dir: tempfile::TempDir,
     env: Vec<(String, String)>,
@@ -61,6 +63,9 @@ impl Dist {
         let mut c = Command::new(Self::bin());
         c.args(args)
             .env("DOCKER_CONFIG", self.config_dir.path())
+            .env("XDG_RUNTIME_DIR", self.config_dir.path().join("run"))
+            .env("XDG_CONFIG_HOME", self.config_dir.path().join("config"))
+            .env_remove("REGISTRY_AUTH_FILE")
             .env_remove("RUST_LOG")
             .env_remove("DIST_FETCH_TIMEOUT");
         for (k, v) in &self.env {
