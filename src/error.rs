@@ -24,6 +24,9 @@ pub enum ErrorKind {
     Http,
     /// The TCP or TLS connection could not be made, or it broke.
     Connect,
+    /// The server's TLS certificate is not trusted for its name (unknown issuer, expired,
+    /// another name). Never retried: it will not change by itself.
+    Certificate,
     /// A connect, idle-read or total timeout expired.
     Timeout,
     /// The server broke the protocol: a malformed header, token response or redirect.
@@ -51,6 +54,7 @@ impl ErrorKind {
             ErrorKind::TooManyRequests => "too many requests",
             ErrorKind::Http => "http error",
             ErrorKind::Connect => "connection error",
+            ErrorKind::Certificate => "certificate error",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Protocol => "protocol error",
             ErrorKind::DigestMismatch => "digest mismatch",

@@ -98,6 +98,7 @@
 //! ```
 
 pub mod auth;
+pub mod certs;
 pub mod digest;
 pub mod error;
 pub mod fetch;

@@ -254,3 +254,35 @@ fn through_an_https_proxy_with_credentials() {
     assert!(proxy.tunnels().len() - asked <= 2, "{:?}", proxy.tunnels());
     assert_eq!(server.seen.requests.load(Ordering::SeqCst), served);
 }
+
+/// A CA kept where podman and Docker keep a registry's CAs (`certs.d/<host:port>/*.crt`)
+/// is trusted for that registry without `--ca-file`, and for no other host.
+#[test]
+fn a_registry_ca_from_certs_d() {
+    let data = bytes(41, 30_000);
+    let digest = sha256(&data);
+    let server = start(data.clone(), None);
+    let dist = Dist::new();
+    let host = format!("localhost:{}", server.port);
+    // The harness points XDG_CONFIG_HOME at `<config dir>/config`.
+    let folder = dist
+        .config_dir()
+        .join("config/containers/certs.d")
+        .join(&host);
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("ca.crt"), &server.ca_pem).unwrap();
+    let got = dist.ok(&["fetch", &format!("https://{host}/team/app"), &digest]);
+    assert_eq!(got, data);
+
+    // The same server under another name: the folder is not its, so its CA is unknown.
+    let mut dist = dist;
+    dist.env("RUST_LOG", "dist=debug");
+    let other = format!("https://127.0.0.1:{}/team/app", server.port);
+    let out = dist.run(&["fetch", &other, &digest], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    // An unknown issuer, not a name mismatch (which a trusted CA would have led to).
+    assert!(err.contains("not trusted: UnknownIssuer"), "{err}");
+    // A certificate does not change by itself: no retry.
+    assert!(!err.contains("retrying"), "{err}");
+}

@@ -45,8 +45,13 @@ pub fn open_locator(
             if global.plain_http {
                 repo.force_plain_http();
             }
+            // `--ca-file`, and the CAs Docker and podman keep for this registry.
+            let mut ca_files: Vec<_> = global.ca_file.iter().cloned().collect();
+            ca_files.extend(dist::certs::ca_files_for(repo.host(), |name| {
+                std::env::var_os(name)
+            }));
             let options = TransportOptions {
-                ca_files: global.ca_file.iter().cloned().collect(),
+                ca_files,
                 skip_verify: false,
                 max_idle_per_host: jobs.max(1),
                 // A large blob may be fetched in a few parallel ranges even with one job.

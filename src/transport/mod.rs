@@ -358,10 +358,18 @@ pub fn resolve(base: &Uri, location: &str) -> Result<Uri> {
 }
 
 fn classify_client_error(e: hyper_util::client::legacy::Error) -> Error {
-    // A proxy that refuses the tunnel, or that dist cannot speak to, will do so again: no
-    // retry, a kind of its own.
+    // A certificate that is not trusted, a proxy that refuses the tunnel or that dist
+    // cannot speak to: all will be the same on the next try, so each has a kind that is
+    // not retried.
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     while let Some(s) = source {
+        if let Some(rustls::Error::InvalidCertificate(why)) = rustls_error(s) {
+            return Error::new(
+                ErrorKind::Certificate,
+                format!("the server's certificate is not trusted: {why:?}"),
+            )
+            .with_cause(e);
+        }
         if let Some(failed) = s.downcast_ref::<proxy::ProxyError>() {
             let kind = match failed {
                 proxy::ProxyError::Refused { status: 407, .. } => ErrorKind::Unauthorized,
@@ -388,6 +396,17 @@ fn classify_client_error(e: hyper_util::client::legacy::Error) -> Error {
         "request failed"
     };
     Error::new(kind, text).with_cause(e)
+}
+
+/// The rustls error behind `e`, if it is one: TLS errors reach us wrapped in `io::Error`s
+/// (two deep through hyper-rustls), whose `source` skips the wrapped error itself.
+fn rustls_error<'a>(mut e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    loop {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        e = e.downcast_ref::<std::io::Error>()?.get_ref()?;
+    }
 }
 
 /// Reads a whole body of at most `limit` bytes; more is an error of kind
