@@ -256,7 +256,7 @@ fn through_an_https_proxy_with_credentials() {
 }
 
 /// A CA kept where podman and Docker keep a registry's CAs (`certs.d/<host:port>/*.crt`)
-/// is trusted for that registry without `--ca-file`, and for no other host.
+/// is trusted for that registry without `--ca-file`, and not when another registry is asked.
 #[test]
 fn a_registry_ca_from_certs_d() {
     let data = bytes(41, 30_000);
@@ -281,7 +281,8 @@ fn a_registry_ca_from_certs_d() {
     let out = dist.run(&["fetch", &other, &digest], b"");
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    // An unknown issuer, not a name mismatch (which a trusted CA would have led to).
+    // An unknown issuer, not a name mismatch (which the CA, had it been trusted for this
+    // registry too, would have led to).
     assert!(err.contains("not trusted: UnknownIssuer"), "{err}");
     // A certificate does not change by itself: no retry.
     assert!(!err.contains("retrying"), "{err}");
