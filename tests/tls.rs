@@ -23,20 +23,7 @@ struct TlsServer {
     port: u16,
     ca_pem: String,
     seen: Arc<Seen>,
-    _stop: tokio::sync::oneshot::Sender<()>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for TlsServer {
-    fn drop(&mut self) {
-        if let Some(t) = self.thread.take() {
-            drop(std::mem::replace(
-                &mut self._stop,
-                tokio::sync::oneshot::channel().0,
-            ));
-            let _ = t.join();
-        }
-    }
+    _listener: support::listen::Listener,
 }
 
 /// A CA, a certificate for `localhost` and `registry.test` (a name only the test proxy
@@ -69,62 +56,43 @@ fn start(blob: Vec<u8>, redirect: Option<String>) -> TlsServer {
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
 
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port();
     let seen = Arc::new(Seen::default());
-    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
     let seen2 = seen.clone();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            loop {
-                let (tcp, _) = tokio::select! {
-                    r = listener.accept() => r.unwrap(),
-                    _ = &mut stop_rx => return,
+    let listener = support::listen::Listener::start(move |tcp| {
+        let (acceptor, seen, blob, redirect) = (
+            acceptor.clone(),
+            seen2.clone(),
+            blob.clone(),
+            redirect.clone(),
+        );
+        async move {
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                seen.versions.lock().unwrap().push(req.version());
+                seen.requests.fetch_add(1, Ordering::SeqCst);
+                let resp = match &redirect {
+                    Some(loc) => Response::builder()
+                        .status(307)
+                        .header("location", loc.as_str())
+                        .body(Full::new(Bytes::new())),
+                    None => Response::builder()
+                        .header("content-length", blob.len())
+                        .body(Full::new(Bytes::from(blob.clone()))),
                 };
-                let (acceptor, seen, blob, redirect) = (
-                    acceptor.clone(),
-                    seen2.clone(),
-                    blob.clone(),
-                    redirect.clone(),
-                );
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let svc =
-                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                            seen.versions.lock().unwrap().push(req.version());
-                            seen.requests.fetch_add(1, Ordering::SeqCst);
-                            let resp = match &redirect {
-                                Some(loc) => Response::builder()
-                                    .status(307)
-                                    .header("location", loc.as_str())
-                                    .body(Full::new(Bytes::new())),
-                                None => Response::builder()
-                                    .header("content-length", blob.len())
-                                    .body(Full::new(Bytes::from(blob.clone()))),
-                            };
-                            async move { resp }
-                        });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tls), svc)
-                        .await;
-                });
-            }
-        });
+                async move { resp }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tls), svc)
+                .await;
+        }
     });
     TlsServer {
-        port,
+        port: listener.port(),
         ca_pem: ca.pem(),
         seen,
-        _stop: stop_tx,
-        thread: Some(thread),
+        _listener: listener,
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod fake;
+pub mod listen;
 pub mod proxy;
 pub mod registry;
 pub mod token;

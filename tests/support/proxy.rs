@@ -17,10 +17,8 @@ pub struct Tunnel {
 
 /// The running proxy; stopped when dropped.
 pub struct ConnectProxy {
-    port: u16,
+    listener: super::listen::Listener,
     tunnels: Arc<Mutex<Vec<Tunnel>>>,
-    _stop: tokio::sync::oneshot::Sender<()>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ConnectProxy {
@@ -36,12 +34,12 @@ impl ConnectProxy {
 
     /// `http://127.0.0.1:PORT`, for `HTTPS_PROXY`.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://127.0.0.1:{}", self.port())
     }
 
     /// The port it listens on.
     pub fn port(&self) -> u16 {
-        self.port
+        self.listener.port()
     }
 
     /// Every tunnel asked for so far (granted or not), in order.
@@ -50,46 +48,12 @@ impl ConnectProxy {
     }
 
     fn launch(required: Option<String>) -> ConnectProxy {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
         let tunnels = Arc::new(Mutex::new(Vec::new()));
-        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
         let log = tunnels.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    let (client, _) = tokio::select! {
-                        r = listener.accept() => r.unwrap(),
-                        _ = &mut stop_rx => return,
-                    };
-                    tokio::spawn(serve(client, log.clone(), required.clone()));
-                }
-            });
+        let listener = super::listen::Listener::start(move |client| {
+            serve(client, log.clone(), required.clone())
         });
-        ConnectProxy {
-            port,
-            tunnels,
-            _stop: stop_tx,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for ConnectProxy {
-    fn drop(&mut self) {
-        if let Some(t) = self.thread.take() {
-            drop(std::mem::replace(
-                &mut self._stop,
-                tokio::sync::oneshot::channel().0,
-            ));
-            let _ = t.join();
-        }
+        ConnectProxy { listener, tunnels }
     }
 }
 
