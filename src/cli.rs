@@ -6,9 +6,31 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+/// What the environment changes, shown after the options in `--help` and the manual.
+const ENVIRONMENT: &str = "\
+Environment:
+  DOCKER_CONFIG          Docker's configuration folder (config.json); default ~/.docker
+  REGISTRY_AUTH_FILE     a credentials file asked before Docker's; then podman's
+                         $XDG_RUNTIME_DIR/containers/auth.json and
+                         $XDG_CONFIG_HOME/containers/auth.json (~/.config/...)
+  HTTPS_PROXY, HTTP_PROXY, ALL_PROXY
+                         an http:// proxy, reached with CONNECT (credentials in its URL)
+  NO_PROXY               hosts, domains and networks reached directly (loopback always is)
+  XDG_CONFIG_HOME        also holds containers/certs.d/<host>/*.crt, a registry's CAs
+                         (besides /etc/docker/certs.d and /etc/containers/certs.d)
+  DIST_HOSTS_DIR         as --hosts-dir
+  DIST_FETCH_TIMEOUT     as --timeout
+  RUST_LOG               log filter, overriding -v (e.g. dist=debug)";
+
 /// Distribution primitives: fetch verified content out of OCI container registries.
 #[derive(Debug, Parser)]
-#[command(name = "dist", version, about, propagate_version = true)]
+#[command(
+    name = "dist",
+    version,
+    about,
+    propagate_version = true,
+    after_long_help = ENVIRONMENT
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

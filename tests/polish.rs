@@ -181,6 +181,17 @@ fn completions_and_manual_come_from_the_real_options() {
     }
     let man = String::from_utf8(dist.ok(&["man"])).unwrap();
     assert!(man.contains(".TH dist 1"));
+    // The environment the tool reads is documented where users look for it.
+    let help = String::from_utf8(dist.ok(&["--help"])).unwrap();
+    for name in [
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "REGISTRY_AUTH_FILE",
+        "DOCKER_CONFIG",
+    ] {
+        assert!(help.contains(name), "--help names {name}");
+        assert!(man.contains(name), "the manual names {name}");
+    }
     assert!(man.contains("dist\\-fetch") || man.contains("dist-fetch"));
     assert!(man.contains("shard"));
 }
