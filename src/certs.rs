@@ -1,18 +1,44 @@
-//! Certificate authorities for one registry, where Docker and the containers tools (podman,
-//! skopeo, buildah) keep them: `*.crt` files in a `certs.d/<host[:port]>/` folder.
+//! Certificate authorities and client certificates for one registry, where Docker and the
+//! containers tools (podman, skopeo, buildah) keep them: a `certs.d/<host[:port]>/` folder
+//! with `*.crt` files (CAs) and `*.cert` files each beside a `*.key` of the same name (a
+//! client certificate for mutual TLS).
 //!
-//! The folders, all read when present: `/etc/docker/certs.d/<host>`,
+//! The folders, in this order: `/etc/docker/certs.d/<host>`,
 //! `/etc/containers/certs.d/<host>`, and `$XDG_CONFIG_HOME/containers/certs.d/<host>` (else
-//! `~/.config/containers/certs.d/<host>`). A registry with a private CA that `docker pull`
-//! or `podman pull` already trusts is then trusted by dist too, without `--ca-file`. Client
-//! certificates (`*.cert` and `*.key`) are not used.
+//! `~/.config/containers/certs.d/<host>`). Every CA found is used; of client certificates,
+//! the first. A registry that `docker pull` or `podman pull` already reaches is then reached
+//! by dist too, without `--ca-file` or `--cert`.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use crate::transport::tls::ClientIdentity;
+
 /// The CA files for registry `host` (`registry.corp`, `localhost:5000`), given the
 /// environment `env`: every `*.crt` of every folder, sorted within a folder.
 pub fn ca_files_for(host: &str, env: impl Fn(&str) -> Option<OsString>) -> Vec<PathBuf> {
+    folders(host, env)
+        .iter()
+        .flat_map(|dir| files_ending(dir, "crt"))
+        .collect()
+}
+
+/// The client certificate for registry `host`, given the environment `env`: the first
+/// `*.cert` (in folder order, then by name) that has its `*.key` beside it.
+pub fn client_identity_for(
+    host: &str,
+    env: impl Fn(&str) -> Option<OsString>,
+) -> Option<ClientIdentity> {
+    folders(host, env).iter().find_map(|dir| {
+        files_ending(dir, "cert").into_iter().find_map(|cert| {
+            let key = cert.with_extension("key");
+            key.is_file().then_some(ClientIdentity { cert, key })
+        })
+    })
+}
+
+/// The `certs.d` folders for `host` that may exist, in the order they are read.
+fn folders(host: &str, env: impl Fn(&str) -> Option<OsString>) -> Vec<PathBuf> {
     // A host name never holds a path separator; a locator that smuggles one in must not
     // send us reading other folders.
     if host.is_empty() || host.contains(['/', '\\']) || host.starts_with('.') {
@@ -25,21 +51,18 @@ pub fn ca_files_for(host: &str, env: impl Fn(&str) -> Option<OsString>) -> Vec<P
         PathBuf::from("/etc/containers/certs.d"),
     ];
     roots.extend(config_home.map(|d| d.join("containers").join("certs.d")));
-    roots
-        .iter()
-        .flat_map(|root| crt_files(&root.join(host)))
-        .collect()
+    roots.iter().map(|root| root.join(host)).collect()
 }
 
-/// `*.crt` files directly in `dir`, sorted; none if it does not exist.
-fn crt_files(dir: &Path) -> Vec<PathBuf> {
+/// Files named `*.<extension>` directly in `dir`, sorted; none if it does not exist.
+fn files_ending(dir: &Path, extension: &str) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
     let mut files: Vec<PathBuf> = entries
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "crt") && p.is_file())
+        .filter(|p| p.extension().is_some_and(|x| x == extension) && p.is_file())
         .collect();
     files.sort();
     files
@@ -71,5 +94,31 @@ mod tests {
         assert_eq!(ours, [&mine.join("a.crt"), &mine.join("b.crt")]);
         assert!(ca_files_for("../other.corp", env).is_empty());
         assert!(ca_files_for("x/../../other.corp", env).is_empty());
+    }
+
+    #[test]
+    fn a_client_certificate_needs_its_key() {
+        let home = tempfile::tempdir().unwrap();
+        let mine = home.path().join("containers/certs.d/registry.corp");
+        std::fs::create_dir_all(&mine).unwrap();
+        let config_home = home.path().as_os_str().to_owned();
+        let env = |name: &str| (name == "XDG_CONFIG_HOME").then(|| config_home.clone());
+        std::fs::write(mine.join("a.cert"), "x").unwrap();
+        let ours =
+            |found: Option<ClientIdentity>| found.filter(|i| i.cert.starts_with(home.path()));
+        assert_eq!(
+            ours(client_identity_for("registry.corp", env)),
+            None,
+            "no a.key"
+        );
+        std::fs::write(mine.join("b.cert"), "x").unwrap();
+        std::fs::write(mine.join("b.key"), "x").unwrap();
+        assert_eq!(
+            ours(client_identity_for("registry.corp", env)),
+            Some(ClientIdentity {
+                cert: mine.join("b.cert"),
+                key: mine.join("b.key"),
+            })
+        );
     }
 }

@@ -16,8 +16,9 @@ Environment:
   HTTPS_PROXY, HTTP_PROXY, ALL_PROXY
                          an http:// proxy, reached with CONNECT (credentials in its URL)
   NO_PROXY               hosts, domains and networks reached directly (loopback always is)
-  XDG_CONFIG_HOME        also holds containers/certs.d/<host>/*.crt, a registry's CAs
-                         (besides /etc/docker/certs.d and /etc/containers/certs.d)
+  XDG_CONFIG_HOME        also holds containers/certs.d/<host>/: a registry's CAs (*.crt)
+                         and client certificate (*.cert with its *.key), as do
+                         /etc/docker/certs.d and /etc/containers/certs.d
   DIST_HOSTS_DIR         as --hosts-dir
   DIST_FETCH_TIMEOUT     as --timeout
   RUST_LOG               log filter, overriding -v (e.g. dist=debug)";
@@ -62,6 +63,15 @@ pub struct Global {
     /// Trust this CA certificate (PEM) in addition to the system's.
     #[arg(long, global = true, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
+
+    /// Client certificate (PEM, intermediates after it) for a registry that asks for one;
+    /// with --key.
+    #[arg(long, global = true, value_name = "PEM", requires = "key")]
+    pub cert: Option<PathBuf>,
+
+    /// The private key of --cert (PEM).
+    #[arg(long, global = true, value_name = "PEM", requires = "cert")]
+    pub key: Option<PathBuf>,
 
     /// Give up after this long in total (e.g. 30s, 5m, 1h30m).
     #[arg(long, global = true, env = "DIST_FETCH_TIMEOUT", value_parser = parse_duration, value_name = "DURATION")]

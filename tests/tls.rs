@@ -22,37 +22,72 @@ struct Seen {
 struct TlsServer {
     port: u16,
     ca_pem: String,
+    /// With [`start_mutual`]: a client certificate the server accepts, and its key (PEM).
+    client: Option<(String, String)>,
     seen: Arc<Seen>,
     _listener: support::listen::Listener,
+}
+
+/// A self-signed CA named `name`.
+fn test_ca(name: &str) -> (rcgen::Certificate, rcgen::KeyPair) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    (params.self_signed(&key).unwrap(), key)
 }
 
 /// A CA, a certificate for `localhost` and `registry.test` (a name only the test proxy
 /// resolves) signed by it, and a hyper server speaking HTTP/1.1
 /// and HTTP/2 (by ALPN) that serves `blob` at any path, or redirects to `redirect`.
 fn start(blob: Vec<u8>, redirect: Option<String>) -> TlsServer {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "dist test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
+    start_with(blob, redirect, false)
+}
+
+/// The same server, demanding a client certificate from a CA of its own.
+fn start_mutual(blob: Vec<u8>) -> TlsServer {
+    start_with(blob, None, true)
+}
+
+fn start_with(blob: Vec<u8>, redirect: Option<String>, mutual: bool) -> TlsServer {
+    let (ca, ca_key) = test_ca("dist test CA");
     let key = rcgen::KeyPair::generate().unwrap();
     let params =
         rcgen::CertificateParams::new(vec!["localhost".into(), "registry.test".into()]).unwrap();
     let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
 
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![cert.der().clone()],
-        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-    )
-    .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let mut client = None;
+    let builder = if mutual {
+        let (client_ca, client_ca_key) = test_ca("dist test client CA");
+        let client_key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["dist-client".into()]).unwrap();
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let client_cert = params
+            .signed_by(&client_key, &client_ca, &client_ca_key)
+            .unwrap();
+        client = Some((client_cert.pem(), client_key.serialize_pem()));
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(client_ca.der().clone()).unwrap();
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .unwrap();
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    let mut config = builder
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
 
@@ -91,6 +126,7 @@ fn start(blob: Vec<u8>, redirect: Option<String>) -> TlsServer {
     TlsServer {
         port: listener.port(),
         ca_pem: ca.pem(),
+        client,
         seen,
         _listener: listener,
     }
@@ -254,4 +290,86 @@ fn a_registry_ca_from_certs_d() {
     assert!(err.contains("not trusted: UnknownIssuer"), "{err}");
     // A certificate does not change by itself: no retry.
     assert!(!err.contains("retrying"), "{err}");
+}
+
+/// A registry that demands a client certificate: refused without one, served with
+/// `--cert`/`--key`, and with the pair kept in its `certs.d` folder (`*.cert` + `*.key`).
+#[test]
+fn a_client_certificate_for_mutual_tls() {
+    let data = bytes(51, 20_000);
+    let digest = sha256(&data);
+    let server = start_mutual(data.clone());
+    let (cert_pem, key_pem) = server.client.clone().unwrap();
+    let dist = Dist::new();
+    let host = format!("localhost:{}", server.port);
+    let locator = format!("https://{host}/team/app");
+    let ca = dist.config_dir().join("ca.pem");
+    std::fs::write(&ca, &server.ca_pem).unwrap();
+    let ca = ca.to_str().unwrap();
+
+    // Without one the server ends the connection. (With TLS 1.3 that happens after the
+    // client's side of the handshake, so the error seen varies: its alert, or a closed
+    // connection.)
+    let out = dist.run(
+        &[
+            "fetch",
+            "--retries",
+            "0",
+            "--ca-file",
+            ca,
+            &locator,
+            &digest,
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(server.seen.requests.load(Ordering::SeqCst), 0);
+
+    let cert = dist.config_dir().join("me.pem");
+    let key = dist.config_dir().join("me.key.pem");
+    std::fs::write(&cert, &cert_pem).unwrap();
+    std::fs::write(&key, &key_pem).unwrap();
+    let (c, k) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let got = dist.ok(&[
+        "fetch",
+        "--ca-file",
+        ca,
+        "--cert",
+        c,
+        "--key",
+        k,
+        &locator,
+        &digest,
+    ]);
+    assert_eq!(got, data);
+
+    let folder = dist
+        .config_dir()
+        .join("config/containers/certs.d")
+        .join(&host);
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("ca.crt"), &server.ca_pem).unwrap();
+    std::fs::write(folder.join("client.cert"), &cert_pem).unwrap();
+    std::fs::write(folder.join("client.key"), &key_pem).unwrap();
+    assert_eq!(dist.ok(&["fetch", &locator, &digest]), data);
+
+    // A key that is not a key: named, and its content never printed.
+    std::fs::write(&key, "not a key").unwrap();
+    let out = dist.run(
+        &[
+            "fetch",
+            "--ca-file",
+            ca,
+            "--cert",
+            c,
+            "--key",
+            k,
+            &locator,
+            &digest,
+        ],
+        b"",
+    );
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("me.key.pem"), "{err}");
 }

@@ -50,8 +50,17 @@ pub fn open_locator(
             ca_files.extend(dist::certs::ca_files_for(repo.host(), |name| {
                 std::env::var_os(name)
             }));
+            // `--cert`/`--key`, else a client certificate kept for this registry.
+            let client_identity = match (&global.cert, &global.key) {
+                (Some(cert), Some(key)) => Some(dist::transport::tls::ClientIdentity {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                _ => dist::certs::client_identity_for(repo.host(), |name| std::env::var_os(name)),
+            };
             let options = TransportOptions {
                 ca_files,
+                client_identity,
                 skip_verify: false,
                 max_idle_per_host: jobs.max(1),
                 // A large blob may be fetched in a few parallel ranges even with one job.

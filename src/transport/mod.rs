@@ -51,6 +51,8 @@ pub struct TransportOptions {
     /// `None`, the default, lets hyper size both from the bandwidth-delay product it
     /// measures, which suits both a LAN and a long fat link.
     pub http2_window: Option<u32>,
+    /// A client certificate for servers that ask for one (mutual TLS).
+    pub client_identity: Option<tls::ClientIdentity>,
 }
 
 impl Default for TransportOptions {
@@ -64,6 +66,7 @@ impl Default for TransportOptions {
             max_idle_per_host: 16,
             max_connections_per_host: 16,
             http2_window: None,
+            client_identity: None,
         }
     }
 }
@@ -124,7 +127,11 @@ pub struct Reply {
 impl Transport {
     /// Builds the client: system roots plus `ca_file`, HTTP/1.1 and HTTP/2 by ALPN.
     pub fn new(opts: TransportOptions) -> Result<Transport> {
-        let tls = tls::client_config(&opts.ca_files, opts.skip_verify)?;
+        let tls = tls::client_config(
+            &opts.ca_files,
+            opts.skip_verify,
+            opts.client_identity.as_ref(),
+        )?;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -363,12 +370,8 @@ fn classify_client_error(e: hyper_util::client::legacy::Error) -> Error {
     // not retried.
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     while let Some(s) = source {
-        if let Some(rustls::Error::InvalidCertificate(why)) = rustls_error(s) {
-            return Error::new(
-                ErrorKind::Certificate,
-                format!("the server's certificate is not trusted: {why:?}"),
-            )
-            .with_cause(e);
+        if let Some(why) = rustls_error(s).and_then(certificate_failure) {
+            return Error::new(ErrorKind::Certificate, why).with_cause(e);
         }
         if let Some(failed) = s.downcast_ref::<proxy::ProxyError>() {
             let kind = match failed {
@@ -406,6 +409,34 @@ fn rustls_error<'a>(mut e: &'a (dyn std::error::Error + 'static)) -> Option<&'a 
             return Some(tls);
         }
         e = e.downcast_ref::<std::io::Error>()?.get_ref()?;
+    }
+}
+
+/// What a TLS failure that will not change by retrying says about certificates: ours was
+/// missing or refused, or the server's is not trusted. (A server's refusal of our
+/// certificate only shows when its alert reaches us; under TLS 1.3 it may arrive as a
+/// closed connection instead, which stays a retried connection error.)
+fn certificate_failure(e: &rustls::Error) -> Option<String> {
+    use rustls::AlertDescription as Alert;
+    match e {
+        rustls::Error::InvalidCertificate(why) => {
+            Some(format!("the server's certificate is not trusted: {why:?}"))
+        }
+        rustls::Error::AlertReceived(Alert::CertificateRequired) => {
+            Some("the server requires a client certificate (--cert and --key, or certs.d)".into())
+        }
+        rustls::Error::AlertReceived(
+            alert @ (Alert::BadCertificate
+            | Alert::UnsupportedCertificate
+            | Alert::CertificateRevoked
+            | Alert::CertificateExpired
+            | Alert::CertificateUnknown
+            | Alert::UnknownCA
+            | Alert::AccessDenied),
+        ) => Some(format!(
+            "the server refused our client certificate: {alert:?}"
+        )),
+        _ => None,
     }
 }
 

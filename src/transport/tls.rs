@@ -1,7 +1,7 @@
 //! TLS client settings: the system trust store plus extra CA files, and, for a host
 //! configured with `skip_verify`, a verifier that accepts any certificate (the handshake
 //! signatures are still checked, so the session is at least bound to the certificate the
-//! server showed).
+//! server showed); and a client certificate for registries that ask for one (mutual TLS).
 //!
 //! The system store is read on the first TLS handshake, not when the client is built:
 //! parsing a few hundred certificates is most of the start-up cost of a one-shot fetch, and
@@ -19,9 +19,22 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use crate::error::{Error, ErrorKind, Result};
 
+/// A client certificate and its key, PEM files, shown to servers that ask for one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    /// The certificate, followed by any intermediates.
+    pub cert: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
 /// Builds the client configuration: verified against the system store and `ca_files`, or
-/// not verified at all with `skip_verify`.
-pub fn client_config(ca_files: &[PathBuf], skip_verify: bool) -> Result<rustls::ClientConfig> {
+/// not verified at all with `skip_verify`; presenting `identity` when a server asks.
+pub fn client_config(
+    ca_files: &[PathBuf],
+    skip_verify: bool,
+    identity: Option<&ClientIdentity>,
+) -> Result<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -32,15 +45,59 @@ pub fn client_config(ca_files: &[PathBuf], skip_verify: bool) -> Result<rustls::
             add_pem(&mut extra, path)?;
         }
     }
-    Ok(builder
+    let builder = builder
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(Verifier {
             skip_verify,
             extra,
             provider,
             webpki: OnceLock::new(),
-        }))
-        .with_no_client_auth())
+        }));
+    let Some(identity) = identity else {
+        return Ok(builder.with_no_client_auth());
+    };
+    let (chain, key) = load_identity(identity)?;
+    builder.with_client_auth_cert(chain, key).map_err(|e| {
+        Error::invalid(format!(
+            "client certificate {} with key {}",
+            identity.cert.display(),
+            identity.key.display()
+        ))
+        .with_cause(e)
+    })
+}
+
+/// Reads a client certificate chain and its key; errors name the file, never its content.
+fn load_identity(
+    identity: &ClientIdentity,
+) -> Result<(
+    Vec<CertificateDer<'static>>,
+    rustls::pki_types::PrivateKeyDer<'static>,
+)> {
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|e| {
+            Error::new(ErrorKind::Io, format!("reading {}", path.display())).with_cause(e)
+        })
+    };
+    let pem = read(&identity.cert)?;
+    let chain = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| {
+            Error::invalid(format!("parsing {}", identity.cert.display())).with_cause(e)
+        })?;
+    if chain.is_empty() {
+        return Err(Error::invalid(format!(
+            "{} holds no certificate",
+            identity.cert.display()
+        )));
+    }
+    let pem = read(&identity.key)?;
+    let key = rustls_pemfile::private_key(&mut pem.as_slice())
+        .map_err(|e| Error::invalid(format!("parsing {}", identity.key.display())).with_cause(e))?
+        .ok_or_else(|| {
+            Error::invalid(format!("{} holds no private key", identity.key.display()))
+        })?;
+    Ok((chain, key))
 }
 
 /// Verifies against the system store plus `extra`, loading the system store on first use;
@@ -153,7 +210,7 @@ mod tests {
 
     #[test]
     fn missing_ca_file_is_reported() {
-        let e = client_config(&[PathBuf::from("/nonexistent/ca.pem")], false).unwrap_err();
+        let e = client_config(&[PathBuf::from("/nonexistent/ca.pem")], false, None).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/ca.pem"));
     }
 
@@ -161,7 +218,7 @@ mod tests {
     fn a_file_without_certificates_is_refused() {
         let f = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(f.path(), "not a certificate").unwrap();
-        assert!(client_config(&[f.path().to_owned()], false).is_err());
-        assert!(client_config(&[], true).is_ok());
+        assert!(client_config(&[f.path().to_owned()], false, None).is_err());
+        assert!(client_config(&[], true, None).is_ok());
     }
 }
