@@ -372,4 +372,5 @@ fn a_client_certificate_for_mutual_tls() {
     assert_ne!(out.status.code(), Some(0));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("me.key.pem"), "{err}");
+    assert!(!err.contains("not a key"), "{err}");
 }
