@@ -3,9 +3,10 @@
 //! hosts, domains and networks to reach directly.
 //!
 //! A proxied connection is always a `CONNECT` tunnel, for https and plain-http registries
-//! alike: TLS runs end to end through it, so the proxy learns the `host:port` and nothing
-//! else, no request, no token, no registry credential. The proxy's own credentials come from
-//! its URL (`http://user:password@proxy:3128`) and travel only in the `CONNECT` request.
+//! alike. For https, TLS runs end to end through it, so the proxy learns the `host:port` and
+//! nothing else, no request, no token, no registry credential (plain http crosses it in the
+//! clear, as it crosses any network). The proxy's own credentials come from its URL
+//! (`http://user:password@proxy:3128`) and travel only in the `CONNECT` request.
 //! Loopback addresses and `localhost` are never proxied, as in Go's and so containerd's and
 //! crane's clients: a local registry stays local whatever the environment says. Only
 //! `http://` proxies are supported; another scheme fails the connection and says so. A
