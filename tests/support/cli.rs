@@ -68,6 +68,10 @@ impl Dist {
             .env_remove("REGISTRY_AUTH_FILE")
             .env_remove("RUST_LOG")
             .env_remove("DIST_FETCH_TIMEOUT");
+        // Proxies are a test's own choice, never the machine's.
+        for name in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"] {
+            c.env_remove(name).env_remove(name.to_lowercase());
+        }
         for (k, v) in &self.env {
             c.env(k, v);
         }
