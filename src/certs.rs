@@ -3,10 +3,10 @@
 //! with `*.crt` files (CAs) and `*.cert` files each beside a `*.key` of the same name (a
 //! client certificate for mutual TLS).
 //!
-//! The folders, in this order: `/etc/docker/certs.d/<host>`,
-//! `/etc/containers/certs.d/<host>`, and `$XDG_CONFIG_HOME/containers/certs.d/<host>` (else
-//! `~/.config/containers/certs.d/<host>`). Every CA found is used; of client certificates,
-//! the first. A registry that `docker pull` or `podman pull` already reaches is then reached
+//! The folders, in the containers tools' order of priority:
+//! `$XDG_CONFIG_HOME/containers/certs.d/<host>` (else `~/.config/containers/certs.d/<host>`),
+//! `/etc/containers/certs.d/<host>`, then Docker's `/etc/docker/certs.d/<host>`. Every CA
+//! found is used; of client certificates, the first. A registry that `docker pull` or `podman pull` already reaches is then reached
 //! by dist too, without `--ca-file` or `--cert`.
 
 use std::ffi::OsString;
@@ -46,11 +46,12 @@ fn folders(host: &str, env: impl Fn(&str) -> Option<OsString>) -> Vec<PathBuf> {
     }
     let var = |name: &str| env(name).filter(|v| !v.is_empty()).map(PathBuf::from);
     let config_home = var("XDG_CONFIG_HOME").or_else(|| var("HOME").map(|h| h.join(".config")));
-    let mut roots = vec![
-        PathBuf::from("/etc/docker/certs.d"),
-        PathBuf::from("/etc/containers/certs.d"),
-    ];
-    roots.extend(config_home.map(|d| d.join("containers").join("certs.d")));
+    let mut roots: Vec<PathBuf> = config_home
+        .map(|d| d.join("containers").join("certs.d"))
+        .into_iter()
+        .collect();
+    roots.push(PathBuf::from("/etc/containers/certs.d"));
+    roots.push(PathBuf::from("/etc/docker/certs.d"));
     roots.iter().map(|root| root.join(host)).collect()
 }
 
@@ -86,7 +87,8 @@ mod tests {
         let config_home = home.path().as_os_str().to_owned();
         let env = |name: &str| (name == "XDG_CONFIG_HOME").then(|| config_home.clone());
         let found = ca_files_for("registry.corp:5000", env);
-        // The system folders may exist on this machine; ours come last.
+        // The system folders may exist on this machine; the user's come first.
+        assert!(found[0].starts_with(home.path()), "{found:?}");
         let ours: Vec<_> = found
             .iter()
             .filter(|p| p.starts_with(home.path()))

@@ -18,7 +18,7 @@ Environment:
   NO_PROXY               hosts, domains and networks reached directly (loopback always is)
   XDG_CONFIG_HOME        also holds containers/certs.d/<host>/: a registry's CAs (*.crt)
                          and client certificate (*.cert with its *.key), as do
-                         /etc/docker/certs.d and /etc/containers/certs.d
+                         /etc/containers/certs.d and /etc/docker/certs.d, asked after it
   DIST_HOSTS_DIR         as --hosts-dir
   DIST_FETCH_TIMEOUT     as --timeout
   RUST_LOG               log filter, overriding -v (e.g. dist=debug)";
