@@ -67,35 +67,25 @@ pub fn client_config(
     })
 }
 
-/// Reads a client certificate chain and its key; errors name the file, never its content.
+/// Reads a client certificate chain and its key.
 fn load_identity(
     identity: &ClientIdentity,
 ) -> Result<(
     Vec<CertificateDer<'static>>,
     rustls::pki_types::PrivateKeyDer<'static>,
 )> {
-    let read = |path: &Path| {
-        std::fs::read(path).map_err(|e| {
-            Error::new(ErrorKind::Io, format!("reading {}", path.display())).with_cause(e)
-        })
-    };
-    let pem = read(&identity.cert)?;
-    let chain = rustls_pemfile::certs(&mut pem.as_slice())
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| {
-            Error::invalid(format!("parsing {}", identity.cert.display())).with_cause(e)
-        })?;
-    if chain.is_empty() {
-        return Err(Error::invalid(format!(
-            "{} holds no certificate",
-            identity.cert.display()
-        )));
-    }
-    let pem = read(&identity.key)?;
+    let chain = read_certs(&identity.cert, "client certificate")?;
+    let what = "client key";
+    let pem = read_pem(&identity.key, what)?;
     let key = rustls_pemfile::private_key(&mut pem.as_slice())
-        .map_err(|e| Error::invalid(format!("parsing {}", identity.key.display())).with_cause(e))?
+        .map_err(|e| {
+            Error::invalid(format!("parsing {what} {}", identity.key.display())).with_cause(e)
+        })?
         .ok_or_else(|| {
-            Error::invalid(format!("{} holds no private key", identity.key.display()))
+            Error::invalid(format!(
+                "{what} {} holds no private key",
+                identity.key.display()
+            ))
         })?;
     Ok((chain, key))
 }
@@ -182,26 +172,35 @@ impl ServerCertVerifier for Verifier {
 }
 
 fn add_pem(roots: &mut rustls::RootCertStore, path: &Path) -> Result<()> {
-    let pem = std::fs::read(path).map_err(|e| {
-        Error::new(ErrorKind::Io, format!("reading CA file {}", path.display())).with_cause(e)
-    })?;
-    let mut n = 0;
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        let cert = cert.map_err(|e| {
-            Error::invalid(format!("parsing CA file {}", path.display())).with_cause(e)
-        })?;
+    for cert in read_certs(path, "CA file")? {
         roots
             .add(cert)
             .map_err(|e| Error::invalid(format!("CA file {}", path.display())).with_cause(e))?;
-        n += 1;
     }
-    if n == 0 {
+    Ok(())
+}
+
+/// Reads a PEM file, what a user called `what`, into raw bytes.
+fn read_pem(path: &Path, what: &str) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| {
+        Error::new(ErrorKind::Io, format!("reading {what} {}", path.display())).with_cause(e)
+    })
+}
+
+/// The certificates of a PEM file; none at all is an error. Errors name the file, never
+/// its content.
+fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let pem = read_pem(path, what)?;
+    let certs = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::invalid(format!("parsing {what} {}", path.display())).with_cause(e))?;
+    if certs.is_empty() {
         return Err(Error::invalid(format!(
-            "CA file {} holds no certificate",
+            "{what} {} holds no certificate",
             path.display()
         )));
     }
-    Ok(())
+    Ok(certs)
 }
 
 #[cfg(test)]
