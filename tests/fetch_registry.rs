@@ -207,7 +207,7 @@ fn credentials_from_the_containers_tools_auth_json() {
 
     // podman's runtime file.
     let dist = Dist::new();
-    let runtime = dist.config_dir().join("run").join("containers");
+    let runtime = dist.runtime_dir().join("containers");
     std::fs::create_dir_all(&runtime).unwrap();
     std::fs::write(runtime.join("auth.json"), entry(reg.password())).unwrap();
     assert_eq!(dist.ok(&["fetch", &repo, &blob.0]), blob.1);

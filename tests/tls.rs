@@ -268,12 +268,7 @@ fn a_registry_ca_from_certs_d() {
     let server = start(data.clone(), None);
     let dist = Dist::new();
     let host = format!("localhost:{}", server.port);
-    // The harness points XDG_CONFIG_HOME at `<config dir>/config`.
-    let folder = dist
-        .config_dir()
-        .join("config/containers/certs.d")
-        .join(&host);
-    std::fs::create_dir_all(&folder).unwrap();
+    let folder = dist.certs_d(&host);
     std::fs::write(folder.join("ca.crt"), &server.ca_pem).unwrap();
     let got = dist.ok(&["fetch", &format!("https://{host}/team/app"), &digest]);
     assert_eq!(got, data);
@@ -330,7 +325,7 @@ fn a_client_certificate_for_mutual_tls() {
     std::fs::write(&cert, &cert_pem).unwrap();
     std::fs::write(&key, &key_pem).unwrap();
     let (c, k) = (cert.to_str().unwrap(), key.to_str().unwrap());
-    let got = dist.ok(&[
+    let with_pair = [
         "fetch",
         "--ca-file",
         ca,
@@ -340,14 +335,10 @@ fn a_client_certificate_for_mutual_tls() {
         k,
         &locator,
         &digest,
-    ]);
-    assert_eq!(got, data);
+    ];
+    assert_eq!(dist.ok(&with_pair), data);
 
-    let folder = dist
-        .config_dir()
-        .join("config/containers/certs.d")
-        .join(&host);
-    std::fs::create_dir_all(&folder).unwrap();
+    let folder = dist.certs_d(&host);
     std::fs::write(folder.join("ca.crt"), &server.ca_pem).unwrap();
     std::fs::write(folder.join("client.cert"), &cert_pem).unwrap();
     std::fs::write(folder.join("client.key"), &key_pem).unwrap();
@@ -355,20 +346,7 @@ fn a_client_certificate_for_mutual_tls() {
 
     // A key that is not a key: named, and its content never printed.
     std::fs::write(&key, "not a key").unwrap();
-    let out = dist.run(
-        &[
-            "fetch",
-            "--ca-file",
-            ca,
-            "--cert",
-            c,
-            "--key",
-            k,
-            &locator,
-            &digest,
-        ],
-        b"",
-    );
+    let out = dist.run(&with_pair, b"");
     assert_ne!(out.status.code(), Some(0));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("me.key.pem"), "{err}");

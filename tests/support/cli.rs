@@ -33,6 +33,23 @@ impl Dist {
         self.config_dir.path()
     }
 
+    /// What runs of dist see as `XDG_RUNTIME_DIR` (podman keeps its logins there).
+    pub fn runtime_dir(&self) -> PathBuf {
+        self.config_dir.path().join("run")
+    }
+
+    /// What runs of dist see as `XDG_CONFIG_HOME`.
+    pub fn config_home(&self) -> PathBuf {
+        self.config_dir.path().join("config")
+    }
+
+    /// The `certs.d` folder (under [`Dist::config_home`]) for registry `host`, created.
+    pub fn certs_d(&self, host: &str) -> PathBuf {
+        let folder = self.config_home().join("containers/certs.d").join(host);
+        std::fs::create_dir_all(&folder).expect("create certs.d folder");
+        folder
+    }
+
     /// Writes `config.json` with `content`.
     pub fn docker_config(&self, content: &str) -> &Self {
         std::fs::write(self.config_dir.path().join("config.json"), content)
@@ -63,8 +80,8 @@ impl Dist {
         let mut c = Command::new(Self::bin());
         c.args(args)
             .env("DOCKER_CONFIG", self.config_dir.path())
-            .env("XDG_RUNTIME_DIR", self.config_dir.path().join("run"))
-            .env("XDG_CONFIG_HOME", self.config_dir.path().join("config"))
+            .env("XDG_RUNTIME_DIR", self.runtime_dir())
+            .env("XDG_CONFIG_HOME", self.config_home())
             .env_remove("REGISTRY_AUTH_FILE")
             .env_remove("RUST_LOG")
             .env_remove("DIST_FETCH_TIMEOUT");
