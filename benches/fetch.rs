@@ -6,7 +6,7 @@
 //! BENCH_RUNS=9 cargo bench --bench fetch -- small big
 //! ```
 //!
-//! Cases: `worker-small`, `static-small`, `big`, `many-lines`, `sha`, `h2` (see `fetch/cases.rs`).
+//! Cases: `worker-small`, `static-small`, `big`, `many-lines`, `sha`, `h2`, `ranged` (see `fetch/cases.rs`).
 //! Each variant runs once to warm up and then `BENCH_RUNS` (default 5) times, interleaved
 //! with the other variants of its case. Medians are reported (see `fetch/measure.rs` for
 //! exactly what wall, CPU and peak RSS mean).
@@ -41,13 +41,14 @@ use cases::{CaseReport, Ctx};
 
 type Case = fn(&Ctx) -> CaseReport;
 
-const CASES: [(&str, Case); 6] = [
+const CASES: [(&str, Case); 7] = [
     ("worker-small", cases::worker_small),
     ("static-small", cases::static_small),
     ("big", cases::big),
     ("many-lines", cases::many_lines),
     ("sha", cases::sha),
     ("h2", cases::h2),
+    ("ranged", cases::ranged),
 ];
 
 fn main() {

@@ -8,7 +8,7 @@
 #   scripts/bench.sh small            # cases whose name contains "small"
 #   BENCH_RUNS=9 scripts/bench.sh big # 9 measured runs per variant instead of 5
 #
-# Cases: worker-small, static-small, big, many-lines, sha, h2. Use a quiet machine: the numbers
+# Cases: worker-small, static-small, big, many-lines, sha, h2, ranged. Use a quiet machine: the numbers
 # are wall-clock times on shared cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."

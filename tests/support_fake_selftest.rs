@@ -492,6 +492,26 @@ fn slow_body_arrives_in_paced_chunks() {
 }
 
 #[test]
+fn paced_body_holds_its_rate_from_the_first_byte() {
+    let registry = FakeRegistry::start();
+    let body = content(64 << 10);
+    let path = blob_path("app", &registry.blob("app", &body));
+    // 64 KiB at 256 KiB/s: a quarter of a second after a 50 ms first-byte delay. A pacer
+    // that let a burst through first (as nginx's `limit_rate` does) would finish at once.
+    let fault = Fault::Paced {
+        bytes_per_sec: 256 << 10,
+        first_byte: Duration::from_millis(50),
+    };
+    registry.push_fault(&path, fault);
+
+    let started = Instant::now();
+    let got = get(registry.addr(), &path);
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(50 + 187), "took {took:?}");
+    assert_eq!(got.body, body);
+}
+
+#[test]
 fn ignore_range_answers_200_with_everything() {
     let registry = FakeRegistry::start();
     let body = content(100);

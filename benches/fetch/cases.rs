@@ -643,6 +643,73 @@ pub fn h2(ctx: &Ctx) -> CaseReport {
     }
 }
 
+/// Issue 5: parallel ranged fetch. One 96 MiB blob from the in-process registry, whose every
+/// response is capped at 32 MiB/s with a 20 ms wait for the first byte: a link where each
+/// connection is throttled (object stores, CDNs), with a round trip. The cap is paced from
+/// the first byte on; nginx's `limit_rate` lets one second's worth of each request through
+/// at once, which would make small ranges look free.
+pub fn ranged(ctx: &Ctx) -> CaseReport {
+    use crate::support::fake::{FakeRegistry, Fault};
+    const REPO: &str = "bench/ranged";
+    const SIZE: usize = 96 * MIB;
+    const RATE: u64 = 32 << 20;
+    let dir = ctx.case_dir("ranged");
+    let content: Vec<u8> = (0..SIZE / MIB)
+        .flat_map(|i| crate::support::cli::bytes(0x5A + i as u64, MIB))
+        .collect();
+    let registry = FakeRegistry::start();
+    let digest = registry.blob(REPO, &content);
+    drop(content);
+    let fault = Fault::Paced {
+        bytes_per_sec: RATE,
+        first_byte: std::time::Duration::from_millis(20),
+    };
+    registry.set_fault_for_every(&digest, fault);
+
+    let loc = format!("{}/{REPO}", registry.host());
+    let url = format!("{}/v2/{REPO}/blobs/{digest}", registry.url());
+    let dist_with = |streams: &str| {
+        let args = [
+            "fetch",
+            &loc,
+            &digest,
+            "--plain-http",
+            "--range-streams",
+            streams,
+        ];
+        format!("{} > /dev/null", ctx.dist_cmd(&args))
+    };
+    let variants = [
+        Variant::new("dist, 4 streams (default)", dist_with("4")),
+        Variant::new("dist, 1 stream", dist_with("1")),
+        Variant::new("dist, 8 streams", dist_with("8")),
+        Variant::new(
+            "curl -o /dev/null",
+            format!("exec curl -sSf -o /dev/null {}", sh_quote(&url)),
+        ),
+    ];
+    // The registry runs inside the bench process: its CPU is not measured.
+    let runner = ctx.runner(&dir, None);
+    let stats = runner.measure("ranged", &variants, ctx.plan());
+    let [four, one, eight, curl] = stats;
+    let case = "ranged (96 MiB, 32 MiB/s per connection)";
+    CaseReport {
+        details: details(
+            "ranged",
+            "One 96 MiB blob from the in-process registry; every response is paced to \
+             32 MiB/s with its first byte after 20 ms. dist writes to stdout (verified) \
+             with 4 (default), 1 and 8 range streams; curl to /dev/null is one stream, not \
+             hashed.",
+            &Measured::of(&variants, &stats),
+        ),
+        rows: vec![
+            Row::new(case, "dist, 4 streams", four).against("dist, 1 stream", one),
+            Row::new(case, "dist, 4 streams", four).against("curl (one stream)", curl),
+            Row::new(case, "dist, 8 streams", eight).against("curl (one stream)", curl),
+        ],
+    }
+}
+
 /// A CA and a `localhost` certificate it signed, made with the openssl command: the TLS
 /// server's certificate and key, and the CA's PEM for the clients.
 fn make_tls(dir: &Path) -> (crate::servers::Tls, PathBuf) {

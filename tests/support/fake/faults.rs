@@ -46,6 +46,14 @@ pub enum Fault {
     Stall(Duration),
     /// The body in pieces of `chunk` bytes with `delay` between them.
     SlowBody { chunk: usize, delay: Duration },
+    /// The body no faster than `bytes_per_sec`, its first byte after `first_byte`: a link
+    /// whose every connection is capped, with a round trip. Paced against deadlines, so the
+    /// rate holds over the whole body with no initial burst (unlike nginx's `limit_rate`,
+    /// which lets one second's worth through at once).
+    Paced {
+        bytes_per_sec: u64,
+        first_byte: Duration,
+    },
     /// 200 with the whole blob even when a `Range` was asked for.
     IgnoreRange,
     /// This status with `Location` (e.g. 307 to a [`Recorder`](super::Recorder)).
@@ -67,6 +75,7 @@ impl Fault {
                 | Fault::LongerBody(_)
                 | Fault::Stall(_)
                 | Fault::SlowBody { .. }
+                | Fault::Paced { .. }
                 | Fault::IgnoreRange
         )
     }
@@ -292,8 +301,29 @@ pub fn apply(
                 .collect();
             streamed(prepared, plan)
         }
+        Fault::Paced {
+            bytes_per_sec,
+            first_byte,
+        } => paced(prepared, *bytes_per_sec, *first_byte),
         Fault::IgnoreRange => prepared.into_response(),
     }
+}
+
+/// `prepared` with piece `i` of its body sent no earlier than `first_byte + offset / rate`
+/// after now.
+fn paced(prepared: Prepared, bytes_per_sec: u64, first_byte: Duration) -> Response<Body> {
+    const PIECE: usize = 16 << 10;
+    let start = tokio::time::Instant::now() + first_byte;
+    let body = prepared.body.clone();
+    let rate = bytes_per_sec.max(1) as f64;
+    let frames = futures::stream::iter((0..body.len()).step_by(PIECE)).then(move |at| {
+        let piece = body.slice(at..body.len().min(at + PIECE));
+        async move {
+            tokio::time::sleep_until(start + Duration::from_secs_f64(at as f64 / rate)).await;
+            Ok::<_, io::Error>(Frame::data(piece))
+        }
+    });
+    prepared.respond_with(StreamBody::new(frames).boxed_unsync())
 }
 
 /// A status with an empty body.
