@@ -89,7 +89,8 @@ pub struct Global {
     #[arg(long, global = true, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
     pub idle_timeout: Duration,
 
-    /// Concurrent range requests for one large blob on a slow connection (1: never split).
+    /// Concurrent range requests for one large blob on a slow connection, and range parts
+    /// in memory for all blobs at once (1: never split).
     #[arg(long, global = true, default_value_t = 4, value_name = "N", value_parser = parse_streams)]
     pub range_streams: usize,
 

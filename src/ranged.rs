@@ -4,16 +4,22 @@
 //! stream then crawls while the link is idle. A large blob whose server honours `Range`
 //! is therefore *probed*: the first stream runs alone for a few MiB, and only if it is
 //! slower than [`RangeOptions::slow_below`] is the rest split into parts fetched
-//! concurrently. Parts are handed out strictly in order through a bounded window (at most
-//! `streams - 1` parts buffered), so the digest is still computed over the content in
-//! order and memory stays bounded. On a fast link (loopback, a LAN registry) nothing
-//! changes: extra requests would only cost the registry CPU.
+//! concurrently, `streams` connections in all (the first stream counts until it reaches
+//! the end of its part). Parts are handed out strictly in order, so the digest is still
+//! computed over the content in order. Each part in memory holds one permit of a budget of
+//! `streams` parts shared by every download of a remote: however many blobs the worker
+//! fetches at once, ranged parts hold at most `streams × part_size` bytes. On a fast link
+//! (loopback, a LAN registry) nothing changes: extra requests would only cost the registry
+//! CPU.
 
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::registry::RegistryRemote;
@@ -22,7 +28,8 @@ use crate::transport;
 /// When and how to split a download into ranges.
 #[derive(Debug, Clone)]
 pub struct RangeOptions {
-    /// Concurrent streams at most for one blob; 1 turns ranged fetching off.
+    /// Concurrent streams at most for one blob, and parts in memory at most for all blobs
+    /// of a remote together; 1 turns ranged fetching off.
     pub streams: usize,
     /// Blobs smaller than this are always fetched with one stream.
     pub threshold: u64,
@@ -39,12 +46,16 @@ impl Default for RangeOptions {
         RangeOptions {
             streams: 4,
             threshold: 64 << 20,
-            part_size: 2 << 20,
+            part_size: PART_SIZE,
             probe: 4 << 20,
             slow_below: 128 << 20,
         }
     }
 }
+
+/// The default part size, chosen by measurement (README, Performance): each part pays a
+/// round trip before its first byte, which small parts pay too often.
+const PART_SIZE: u64 = 8 << 20;
 
 impl RangeOptions {
     /// Whether a blob of `size` whose server answered with `headers` may be split.
@@ -55,55 +66,56 @@ impl RangeOptions {
             .is_some_and(|v| v.eq_ignore_ascii_case("bytes"));
         self.streams > 1 && ranges && size.is_some_and(|s| s >= self.threshold)
     }
+
+    /// The budget of parts in memory that every download of one remote shares.
+    pub(crate) fn budget(&self) -> Arc<Semaphore> {
+        Arc::new(Semaphore::new(self.streams.max(1)))
+    }
 }
 
 /// What the first stream does while the probe runs and after it.
 enum Phase {
     /// Judging the first stream's speed.
     Probing,
-    /// Fast enough: the first stream delivers everything.
+    /// Fast enough (or no budget to spare): the first stream delivers everything.
     Single,
     /// Slow: the first stream delivers up to `cut`, then the parts deliver the rest.
-    Split {
-        cut: u64,
-        parts: BoxStream<'static, Result<Bytes>>,
-    },
+    Split { cut: u64, parts: Box<Parts> },
 }
 
 /// An in-order byte stream that may switch from one stream to parallel parts.
 pub(crate) struct Adaptive {
     first: Option<BoxStream<'static, Result<Bytes>>>,
-    remote: RegistryRemote,
-    /// The host that served the first stream; the parts go to it too.
-    host: usize,
-    url: Uri,
-    headers: HeaderMap,
-    total: u64,
+    source: Source,
     opts: RangeOptions,
     offset: u64,
     started: Instant,
     phase: Phase,
 }
 
+/// Where parts come from: the first response's host and URL, and the shared budget.
+#[derive(Clone)]
+pub(crate) struct Source {
+    pub(crate) remote: RegistryRemote,
+    /// The host that served the first stream; the parts go to it too.
+    pub(crate) host: usize,
+    pub(crate) url: Uri,
+    pub(crate) headers: HeaderMap,
+    /// Bytes in the whole blob.
+    pub(crate) total: u64,
+    pub(crate) budget: Arc<Semaphore>,
+}
+
 impl Adaptive {
-    /// Wraps the first response's `body` (a resuming stream of the whole blob, `total`
-    /// bytes) for `url`.
+    /// Wraps the first response's `body` (a resuming stream of the whole blob).
     pub(crate) fn new(
         first: BoxStream<'static, Result<Bytes>>,
-        remote: RegistryRemote,
-        host: usize,
-        url: Uri,
-        headers: HeaderMap,
-        total: u64,
+        source: Source,
         opts: RangeOptions,
     ) -> Adaptive {
         Adaptive {
             first: Some(first),
-            remote,
-            host,
-            url,
-            headers,
-            total,
+            source,
             opts,
             offset: 0,
             started: Instant::now(),
@@ -121,11 +133,14 @@ impl Adaptive {
     }
 
     async fn next(&mut self) -> Result<Option<Bytes>> {
+        let streams = self.opts.streams;
         if let Phase::Split { cut, parts } = &mut self.phase {
             if self.offset >= *cut {
                 self.first = None; // closes the first connection
-                return parts.next().await.transpose();
+                return parts.next(streams).await;
             }
+            // The first stream is still one of the connections.
+            parts.top_up(streams - 1);
         }
         let Some(first) = self.first.as_mut() else {
             return Ok(None);
@@ -150,63 +165,123 @@ impl Adaptive {
         let elapsed = self.started.elapsed().max(Duration::from_millis(1));
         let rate = (self.offset as f64 / elapsed.as_secs_f64()) as u64;
         let part = self.opts.part_size.max(1);
+        let total = self.source.total;
+        let url = &self.source.url;
         // The first stream keeps going to the end of the part it is in.
         let cut = (self.offset / part + 1) * part;
-        if rate >= self.opts.slow_below || cut + part >= self.total {
-            tracing::debug!(url = %self.url, rate_mb_s = rate >> 20, "single stream is fast enough");
+        if rate >= self.opts.slow_below || cut + part >= total {
+            tracing::debug!(%url, rate_mb_s = rate >> 20, "single stream is fast enough");
             self.phase = Phase::Single;
             return;
         }
-        tracing::debug!(url = %self.url, rate_mb_s = rate >> 20, streams = self.opts.streams, "slow stream; fetching the rest in parallel ranges");
-        let ranges: Vec<(u64, u64)> = (cut..self.total)
-            .step_by(part as usize)
-            .map(|start| (start, (start + part).min(self.total) - 1))
-            .collect();
-        let (remote, host, url, headers) = (
-            self.remote.clone(),
-            self.host,
-            self.url.clone(),
-            self.headers.clone(),
-        );
-        let parts = stream::iter(ranges)
-            .map(move |(start, end)| {
-                let (remote, url, headers) = (remote.clone(), url.clone(), headers.clone());
-                // Each part runs as its own task so parts download in parallel with the
-                // hashing of earlier ones.
-                let mut task = PartTask(tokio::spawn(async move {
-                    fetch_part(&remote, host, &url, &headers, start, end).await
-                }));
-                async move {
-                    (&mut task.0).await.map_err(|e| {
-                        Error::new(ErrorKind::Interrupted, "part task ended").with_cause(e)
-                    })?
-                }
-            })
-            .buffered(self.opts.streams - 1)
-            .boxed();
+        // Other downloads hold the whole budget: stopping this stream at the cut would
+        // only make it wait for them.
+        if self.source.budget.available_permits() == 0 {
+            tracing::debug!(%url, "slow stream, but other downloads use every range stream");
+            self.phase = Phase::Single;
+            return;
+        }
+        tracing::debug!(%url, rate_mb_s = rate >> 20, streams = self.opts.streams, "slow stream; fetching the rest in parallel ranges");
+        let mut parts = Box::new(Parts {
+            source: self.source.clone(),
+            part,
+            next_start: cut,
+            running: VecDeque::new(),
+        });
+        parts.top_up(self.opts.streams - 1);
         self.phase = Phase::Split { cut, parts };
     }
 }
 
-/// A part being fetched; dropped with the download (cancelled, or failed verification), it
-/// stops instead of finishing a transfer nobody will read.
-struct PartTask(tokio::task::JoinHandle<Result<Bytes>>);
+/// The parts of a split download: those under way, in order, and where the next begins.
+struct Parts {
+    source: Source,
+    part: u64,
+    next_start: u64,
+    running: VecDeque<PartTask>,
+}
+
+impl Parts {
+    /// Starts parts while fewer than `limit` are under way and the budget has room.
+    fn top_up(&mut self, limit: usize) {
+        while self.running.len() < limit && self.next_start < self.source.total {
+            match self.source.budget.clone().try_acquire_owned() {
+                Ok(permit) => self.start(permit),
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn start(&mut self, permit: OwnedSemaphorePermit) {
+        let start = self.next_start;
+        let end = (start + self.part).min(self.source.total) - 1;
+        self.next_start = end + 1;
+        let source = self.source.clone();
+        // Each part runs as its own task so parts download in parallel with the hashing
+        // of earlier ones.
+        let task = tokio::spawn(async move { fetch_part(&source, start, end).await });
+        self.running.push_back(PartTask {
+            task,
+            _permit: permit,
+        });
+    }
+
+    /// The next part in order. With none under way it waits for the budget: a download
+    /// only holds permits for parts it has started in order, the oldest first, so the
+    /// oldest always finishes and gives its permit back.
+    async fn next(&mut self, limit: usize) -> Result<Option<Bytes>> {
+        self.top_up(limit);
+        if self.running.is_empty() {
+            if self.next_start >= self.source.total {
+                return Ok(None);
+            }
+            let permit = self
+                .source
+                .budget
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|e| {
+                    Error::new(ErrorKind::Interrupted, "range budget closed").with_cause(e)
+                })?;
+            self.start(permit);
+        }
+        let mut head = self.running.pop_front().expect("a part is under way");
+        let bytes = (&mut head.task)
+            .await
+            .map_err(|e| Error::new(ErrorKind::Interrupted, "part task ended").with_cause(e))??;
+        // The part leaves for the hasher: its permit goes back, and the next part starts
+        // while this one is hashed.
+        drop(head);
+        self.top_up(limit);
+        Ok(Some(bytes))
+    }
+}
+
+/// A part being fetched, holding its share of the budget until it is handed on. Dropped
+/// with the download (cancelled, or failed verification), it stops instead of finishing a
+/// transfer nobody will read.
+struct PartTask {
+    task: tokio::task::JoinHandle<Result<Bytes>>,
+    _permit: OwnedSemaphorePermit,
+}
 
 impl Drop for PartTask {
     fn drop(&mut self) {
-        self.0.abort();
+        self.task.abort();
     }
 }
 
 /// Fetches bytes `start..=end` completely, retrying the part on transient failures.
-async fn fetch_part(
-    remote: &RegistryRemote,
-    host: usize,
-    url: &Uri,
-    headers: &HeaderMap,
-    start: u64,
-    end: u64,
-) -> Result<Bytes> {
+async fn fetch_part(source: &Source, start: u64, end: u64) -> Result<Bytes> {
+    let Source {
+        remote,
+        host,
+        url,
+        headers,
+        ..
+    } = source;
+    let host = *host;
     let want = (end - start + 1) as usize;
     let mut attempt = 0;
     loop {

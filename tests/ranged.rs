@@ -89,11 +89,49 @@ async fn slow_stream_switches_to_parallel_parts() {
     let ranges = range_requests(&reg);
     // 3 MiB in 256 KiB parts, the first stream keeping the first part or so.
     assert!(ranges.len() >= 8, "parts were fetched by range: {ranges:?}");
-    assert!(
-        reg.max_open_connections() >= 2 && reg.max_open_connections() <= 4,
-        "{}",
-        reg.max_open_connections()
-    );
+    // Four streams at once: three parts start beside the first stream, a fourth when it
+    // reaches its cut. The server may see one more for a moment, as the first stream's
+    // socket closes while the fourth part's opens.
+    let most = reg.max_open_connections();
+    assert!((4..=5).contains(&most), "connections at once: {most}");
+}
+
+/// However many blobs are fetched at once, their parts share one budget of `streams`
+/// parts: four slow blobs with four streams each would otherwise hold sixteen connections
+/// and sixteen parts in memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_downloads_share_one_budget_of_parts() {
+    let reg = FakeRegistry::start();
+    let blobs: Vec<(Vec<u8>, String)> = (0..4)
+        .map(|i| {
+            let data = bytes(90 + i, 3 << 20);
+            let digest = reg.blob("team/app", &data);
+            throttle(&reg, &digest);
+            (data, digest)
+        })
+        .collect();
+    let remote = remote_for(&reg, small_ranges(), TransportOptions::default());
+    let fetches = blobs.iter().map(|(_, digest)| {
+        let remote = remote.clone();
+        async move {
+            let object: Object = digest.parse().unwrap();
+            let mut download = remote.fetch(&object, &Hints::default()).await.unwrap();
+            let mut out = Vec::new();
+            while let Some(chunk) = download.chunk().await.unwrap() {
+                out.extend_from_slice(&chunk);
+            }
+            assert_eq!(&download.digest().unwrap().to_string(), digest);
+            out
+        }
+    });
+    let got = futures::future::join_all(fetches).await;
+    for ((data, _), got) in blobs.iter().zip(got) {
+        assert!(&got == data, "content in order");
+    }
+    assert!(!range_requests(&reg).is_empty(), "some blob was split");
+    // Four first streams and four parts, plus one socket the server has not yet seen close.
+    let most = reg.max_open_connections();
+    assert!(most <= 9, "connections at once: {most}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,7 +24,7 @@ use crate::fetch::{Download, Meta, MAX_MANIFEST_SIZE};
 use crate::hints::Hints;
 use crate::image::Descriptor;
 use crate::media;
-use crate::ranged::{Adaptive, RangeOptions};
+use crate::ranged::{Adaptive, RangeOptions, Source};
 use crate::reference::{Object, Repository};
 use crate::remote::Remote;
 use crate::retry::RetryPolicy;
@@ -62,6 +62,8 @@ struct Inner {
     hosts: Vec<Host>,
     retry: RetryPolicy,
     ranges: RangeOptions,
+    /// Parts of ranged downloads in memory, shared by every download of this remote.
+    part_budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for RegistryRemote {
@@ -86,12 +88,14 @@ impl RegistryRemote {
     ) -> Self {
         let upstream = Host::upstream(&repo, None, transport, credentials)
             .expect("the usual address is valid");
+        let ranges = RangeOptions::default();
         RegistryRemote {
             inner: Arc::new(Inner {
                 repo,
                 hosts: vec![upstream],
                 retry,
-                ranges: RangeOptions::default(),
+                part_budget: ranges.budget(),
+                ranges,
             }),
         }
     }
@@ -135,7 +139,10 @@ impl RegistryRemote {
     /// Sets when large blobs are fetched in parallel ranges (call before sharing the remote).
     pub fn with_ranges(mut self, ranges: RangeOptions) -> Self {
         match Arc::get_mut(&mut self.inner) {
-            Some(inner) => inner.ranges = ranges,
+            Some(inner) => {
+                inner.part_budget = ranges.budget();
+                inner.ranges = ranges;
+            }
             None => panic!("with_ranges must be called before the remote is shared"),
         }
         self
@@ -331,16 +338,17 @@ impl RegistryRemote {
         }
         .into_stream();
         let body = match split {
-            Some((url, total)) => Adaptive::new(
-                body,
-                self.clone(),
-                host,
-                url,
-                headers,
-                total,
-                self.inner.ranges.clone(),
-            )
-            .into_stream(),
+            Some((url, total)) => {
+                let source = Source {
+                    remote: self.clone(),
+                    host,
+                    url,
+                    headers,
+                    total,
+                    budget: self.inner.part_budget.clone(),
+                };
+                Adaptive::new(body, source, self.inner.ranges.clone()).into_stream()
+            }
             None => body,
         };
         let meta = Meta {
