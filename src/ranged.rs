@@ -22,7 +22,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::registry::RegistryRemote;
+use crate::registry::{RegistryRemote, Resumable};
 use crate::transport;
 
 /// When and how to split a download into ranges.
@@ -135,12 +135,20 @@ impl Adaptive {
     async fn next(&mut self) -> Result<Option<Bytes>> {
         let streams = self.opts.streams;
         if let Phase::Split { cut, parts } = &mut self.phase {
-            if self.offset >= *cut {
+            if self.offset < *cut {
+                // The first stream is still one of the connections.
+                parts.top_up(streams - 1);
+            } else {
                 self.first = None; // closes the first connection
-                return parts.next(streams).await;
+                match parts.next(streams).await? {
+                    Next::Part(bytes) => {
+                        self.offset += bytes.len() as u64;
+                        return Ok(Some(bytes));
+                    }
+                    Next::End => return Ok(None),
+                    Next::RangeIgnored => self.back_to_one_stream().await?,
+                }
             }
-            // The first stream is still one of the connections.
-            parts.top_up(streams - 1);
         }
         let Some(first) = self.first.as_mut() else {
             return Ok(None);
@@ -159,6 +167,24 @@ impl Adaptive {
             self.decide();
         }
         Ok(Some(chunk))
+    }
+
+    /// A server that advertised ranges answered a part with the whole blob (a proxy or a
+    /// redirect target that does not do ranges): the rest comes over one stream again.
+    async fn back_to_one_stream(&mut self) -> Result<()> {
+        let s = &self.source;
+        tracing::debug!(url = %s.url, offset = self.offset, "a part was answered without its range; one stream for the rest");
+        let rest = Resumable::from_offset(
+            s.remote.clone(),
+            s.host,
+            s.url.clone(),
+            s.headers.clone(),
+            self.offset,
+        )
+        .await?;
+        self.first = Some(rest);
+        self.phase = Phase::Single; // drops the parts under way
+        Ok(())
     }
 
     fn decide(&mut self) {
@@ -191,6 +217,16 @@ impl Adaptive {
         parts.top_up(self.opts.streams - 1);
         self.phase = Phase::Split { cut, parts };
     }
+}
+
+/// What [`Parts::next`] found.
+enum Next {
+    /// The next part in order.
+    Part(Bytes),
+    /// Every part has been handed on.
+    End,
+    /// The server answered a part with the whole blob.
+    RangeIgnored,
 }
 
 /// The parts of a split download: those under way, in order, and where the next begins.
@@ -229,11 +265,11 @@ impl Parts {
     /// The next part in order. With none under way it waits for the budget: a download
     /// only holds permits for parts it has started in order, the oldest first, so the
     /// oldest always finishes and gives its permit back.
-    async fn next(&mut self, limit: usize) -> Result<Option<Bytes>> {
+    async fn next(&mut self, limit: usize) -> Result<Next> {
         self.top_up(limit);
         if self.running.is_empty() {
             if self.next_start >= self.source.total {
-                return Ok(None);
+                return Ok(Next::End);
             }
             let permit = self
                 .source
@@ -247,14 +283,17 @@ impl Parts {
             self.start(permit);
         }
         let mut head = self.running.pop_front().expect("a part is under way");
-        let bytes = (&mut head.task)
+        let part = (&mut head.task)
             .await
             .map_err(|e| Error::new(ErrorKind::Interrupted, "part task ended").with_cause(e))??;
         // The part leaves for the hasher: its permit goes back, and the next part starts
         // while this one is hashed.
         drop(head);
+        let Some(bytes) = part else {
+            return Ok(Next::RangeIgnored);
+        };
         self.top_up(limit);
-        Ok(Some(bytes))
+        Ok(Next::Part(bytes))
     }
 }
 
@@ -262,7 +301,7 @@ impl Parts {
 /// with the download (cancelled, or failed verification), it stops instead of finishing a
 /// transfer nobody will read.
 struct PartTask {
-    task: tokio::task::JoinHandle<Result<Bytes>>,
+    task: tokio::task::JoinHandle<Result<Option<Bytes>>>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -272,8 +311,9 @@ impl Drop for PartTask {
     }
 }
 
-/// Fetches bytes `start..=end` completely, retrying the part on transient failures.
-async fn fetch_part(source: &Source, start: u64, end: u64) -> Result<Bytes> {
+/// Fetches bytes `start..=end` completely, retrying the part on transient failures; `None`
+/// when the server answers with the whole blob instead.
+async fn fetch_part(source: &Source, start: u64, end: u64) -> Result<Option<Bytes>> {
     let Source {
         remote,
         host,
@@ -290,13 +330,11 @@ async fn fetch_part(source: &Source, start: u64, end: u64) -> Result<Bytes> {
             http::header::RANGE,
             HeaderValue::from_str(&format!("bytes={start}-{end}")).expect("ascii"),
         );
-        let result: Result<Bytes> = async {
+        let result: Result<Option<Bytes>> = async {
             let mut reply = remote.request(host, Method::GET, url.clone(), h).await?;
             if reply.response.status() != StatusCode::PARTIAL_CONTENT {
-                return Err(Error::new(
-                    ErrorKind::Protocol,
-                    format!("asked for bytes {start}-{end}, server answered {}", reply.response.status()),
-                ));
+                // Errors came back as errors: this is a success without the range.
+                return Ok(None);
             }
             let got_start = reply
                 .response
@@ -317,7 +355,7 @@ async fn fetch_part(source: &Source, start: u64, end: u64) -> Result<Bytes> {
                     format!("part {start}-{end} ended after {} bytes", body.len()),
                 ));
             }
-            Ok(body)
+            Ok(Some(body))
         }
         .await;
         match result {

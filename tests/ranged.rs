@@ -134,6 +134,30 @@ async fn concurrent_downloads_share_one_budget_of_parts() {
     assert!(most <= 9, "connections at once: {most}");
 }
 
+/// A server that advertises ranges but answers a part with the whole blob (a proxy or a
+/// storage redirect that does not do ranges): the rest comes over one stream again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_answered_without_their_range_fall_back_to_one_stream() {
+    let reg = FakeRegistry::start();
+    let data = bytes(81, 3 << 20);
+    let digest = reg.blob("team/app", &data);
+    reg.set_fault_for_every(&digest, Fault::IgnoreRange);
+    // Queued faults win over the persistent one: only the first stream is slow.
+    reg.push_fault(&digest, slow());
+    assert_eq!(fetch_all(&reg, &digest, small_ranges()).await, data);
+    let ranges = range_requests(&reg);
+    assert!(
+        ranges
+            .iter()
+            .any(|r| r.ends_with(&format!("-{}", (512 << 10) - 1))),
+        "a part was asked for: {ranges:?}"
+    );
+    assert!(
+        ranges.iter().any(|r| r.ends_with('-')),
+        "the rest was asked for as one open range: {ranges:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fast_stream_stays_single() {
     let reg = FakeRegistry::start();

@@ -85,39 +85,73 @@ impl Resumable {
     }
 
     async fn reopen(&mut self, url: Uri) -> Result<()> {
-        let mut headers = self.headers.clone();
-        let range = format!("bytes={}-", self.offset);
-        headers.insert(
-            http::header::RANGE,
-            HeaderValue::from_str(&range).expect("ascii"),
-        );
-        let reply = self
-            .remote
-            .request(self.host, Method::GET, url.clone(), headers)
-            .await?;
-        let status = reply.response.status();
-        if status == StatusCode::PARTIAL_CONTENT {
-            let start = reply
-                .response
-                .headers()
-                .get(http::header::CONTENT_RANGE)
-                .and_then(|v| v.to_str().ok())
-                .and_then(content_range_start);
-            if start != Some(self.offset) {
-                return Err(Error::new(
-                    ErrorKind::Protocol,
-                    format!("asked for {range}, got Content-Range {start:?}"),
-                )
-                .with_url(&url));
-            }
-            self.skip = 0;
-        } else {
-            // The server ignored Range: the whole content comes again.
-            self.skip = self.offset;
-        }
-        self.body = reply.response.into_body();
+        let (body, skip) =
+            open_at(&self.remote, self.host, &url, &self.headers, self.offset).await?;
+        self.body = body;
+        self.skip = skip;
         Ok(())
     }
+
+    /// The content at `url` from byte `offset` on, resumable like a first response: what a
+    /// split download goes back to when the server does not answer ranges after all.
+    pub(crate) async fn from_offset(
+        remote: RegistryRemote,
+        host: usize,
+        url: Uri,
+        headers: HeaderMap,
+        offset: u64,
+    ) -> Result<crate::fetch::ByteStream> {
+        let (body, skip) = open_at(&remote, host, &url, &headers, offset).await?;
+        let resumable = Resumable {
+            remote,
+            host,
+            body,
+            resume_url: Some(url),
+            headers,
+            offset,
+            skip,
+            resumes: 0,
+        };
+        Ok(resumable.into_stream())
+    }
+}
+
+/// Asks for the content at `url` from byte `offset` on. Returns the body and how many of
+/// its bytes to drop: none for a `206` that starts at `offset`; `offset` when the server
+/// ignored `Range` and sends the whole content again.
+async fn open_at(
+    remote: &RegistryRemote,
+    host: usize,
+    url: &Uri,
+    headers: &HeaderMap,
+    offset: u64,
+) -> Result<(Incoming, u64)> {
+    let mut headers = headers.clone();
+    let range = format!("bytes={offset}-");
+    headers.insert(
+        http::header::RANGE,
+        HeaderValue::from_str(&range).expect("ascii"),
+    );
+    let reply = remote
+        .request(host, Method::GET, url.clone(), headers)
+        .await?;
+    if reply.response.status() != StatusCode::PARTIAL_CONTENT {
+        return Ok((reply.response.into_body(), offset));
+    }
+    let start = reply
+        .response
+        .headers()
+        .get(http::header::CONTENT_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(content_range_start);
+    if start != Some(offset) {
+        return Err(Error::new(
+            ErrorKind::Protocol,
+            format!("asked for {range}, got Content-Range {start:?}"),
+        )
+        .with_url(url));
+    }
+    Ok((reply.response.into_body(), 0))
 }
 
 /// `bytes 100-199/1000` → 100.

@@ -30,7 +30,7 @@ use crate::remote::Remote;
 use crate::retry::RetryPolicy;
 use crate::transport::{self, Transport};
 pub(crate) use body::content_range_start;
-use body::Resumable;
+pub(crate) use body::Resumable;
 use host::{Host, Mirror, MAX_ERROR_BODY};
 
 /// Which API endpoint an object is fetched from.
