@@ -185,9 +185,28 @@ enum Writing {
         batched: usize,
     },
     /// A writer thread owns the file and gives it back once the queue is closed.
-    Streaming(StreamWriter<tempfile::NamedTempFile>),
+    Streaming(StreamWriter<PlainWrites>),
     /// Between states, or after a failure.
     Gone,
+}
+
+/// The temporary file written through its plain `File`: `NamedTempFile`'s own `Write`
+/// appends the path to every error ("No space left on device ... at path ..."), which our
+/// message names already.
+struct PlainWrites(tempfile::NamedTempFile);
+
+impl std::io::Write for PlainWrites {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.as_file().write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        self.0.as_file().write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.as_file().flush()
+    }
 }
 
 impl TempBlob {
@@ -229,7 +248,7 @@ impl TempBlob {
         else {
             return;
         };
-        self.writing = Writing::Streaming(StreamWriter::start(file, batch));
+        self.writing = Writing::Streaming(StreamWriter::start(PlainWrites(file), batch));
     }
 
     /// Takes the file back, with everything written so far, and what was not written yet.
@@ -237,7 +256,7 @@ impl TempBlob {
         match std::mem::replace(&mut self.writing, Writing::Gone) {
             Writing::Gathering { file, batch, .. } => Ok((file, batch)),
             Writing::Streaming(writer) => match writer.finish().await {
-                (Some(file), Ok(())) => Ok((file, Vec::new())),
+                (Some(PlainWrites(file)), Ok(())) => Ok((file, Vec::new())),
                 (_, Err(e)) => Err(io_err("writing", &self.path, e)),
                 (None, Ok(())) => unreachable!("a writer without its file reports why"),
             },
