@@ -90,6 +90,34 @@ fn always_corrupted_never_lands_in_the_store() {
     );
 }
 
+/// One object named on the command line: its error names the object, with no line number
+/// of an input the user never gave.
+#[test]
+fn one_shot_into_a_directory_reports_without_a_line_number() {
+    let (reg, digest, _) = fake_with_blob(20_000);
+    reg.set_fault_for_every(&digest, Fault::CorruptByte(7));
+    let dir = tempfile::tempdir().unwrap();
+    let out = Dist::new().run(
+        &[
+            "fetch",
+            &repo(&reg),
+            &digest,
+            "-o",
+            dir.path().to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let reported: Vec<&str> = err.lines().filter(|l| l.starts_with("dist: ")).collect();
+    assert_eq!(reported.len(), 1, "{err}");
+    assert!(
+        reported[0].starts_with(&format!("dist: {digest}: "))
+            && reported[0].contains("digest mismatch"),
+        "{err}"
+    );
+}
+
 #[test]
 fn short_declared_length_is_a_mismatch() {
     let (reg, digest, _) = fake_with_blob(10_000);

@@ -45,6 +45,8 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
         progress: Some(progress),
     };
     let framed = args.output.is_none();
+    // Line numbers only mean something when the objects came as lines.
+    let from_lines = args.object == "-";
     let input: Box<dyn tokio::io::AsyncBufRead + Unpin + Send> = if args.object == "-" {
         Box::new(tokio::io::BufReader::with_capacity(
             64 << 10,
@@ -71,7 +73,12 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
         if let Some(e) = &outcome.error {
             failed += 1;
             if !global.quiet {
-                display.message(&format!("dist: line {}: {e}", outcome.line));
+                let message = if from_lines {
+                    format!("dist: line {}: {e}", outcome.line)
+                } else {
+                    format!("dist: {e}")
+                };
+                display.message(&message);
             }
         }
         // A reader that does not read fills the queue; a signal must still get through.
