@@ -214,6 +214,48 @@ fn sigterm_stops_promptly_and_leaves_only_verified_blobs() {
     assert_eq!(assert_store_clean(dir.path()), reported.len());
 }
 
+/// Large objects are hashed and written on threads of their own, which wait for their
+/// fetch. Interrupted, the fetches must be dropped before the process waits for those
+/// threads: it once sat out a two-second timeout, its temporary files there until the end.
+#[test]
+fn sigint_during_large_downloads_stops_promptly_and_removes_their_files() {
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, 3, 12 << 20);
+    for d in blobs.keys() {
+        let fault = Fault::Paced {
+            bytes_per_sec: 2 << 20,
+            first_byte: Duration::ZERO,
+        };
+        reg.set_fault_for_every(d, fault);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dist = Dist::new();
+    let child = start_batch(&dist, &reg, &blobs, dir.path());
+    let sha = dir.path().join("blobs/sha256");
+    let temporaries = || {
+        std::fs::read_dir(&sha)
+            .map(|d| d.flatten().count())
+            .unwrap_or(0)
+    };
+    // Past the first MiB of each, the files belong to writer threads.
+    let waited = Instant::now();
+    while temporaries() < 3 && waited.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(temporaries(), 3, "three downloads under way");
+    let signalled = Instant::now();
+    assert_eq!(unsafe_kill(child.id(), 2), 0);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        signalled.elapsed() < Duration::from_secs(2),
+        "stopped promptly: {:?}",
+        signalled.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(130));
+    assert_eq!(assert_store_clean(dir.path()), 0);
+}
+
 #[test]
 fn after_kill_9_a_rerun_completes_without_refetching() {
     let (reg, blobs) = slow_batch();
