@@ -77,8 +77,11 @@ impl RangeOptions {
 enum Phase {
     /// Judging the first stream's speed.
     Probing,
-    /// Fast enough (or no budget to spare): the first stream delivers everything.
+    /// Fast enough, or too near the end to split: the first stream delivers everything.
     Single,
+    /// Slow, but other downloads hold the budget: the first stream goes on, and the rest
+    /// is split as soon as enough of the budget is free.
+    Slow,
     /// Slow: the first stream delivers up to `cut`, then the parts deliver the rest.
     Split { cut: u64, parts: Box<Parts> },
 }
@@ -163,8 +166,10 @@ impl Adaptive {
             }
         }
         self.offset += chunk.len() as u64;
-        if matches!(self.phase, Phase::Probing) && self.offset >= self.opts.probe {
-            self.decide();
+        match self.phase {
+            Phase::Probing if self.offset >= self.opts.probe => self.judge(),
+            Phase::Slow => self.try_split(),
+            _ => {}
         }
         Ok(Some(chunk))
     }
@@ -187,34 +192,43 @@ impl Adaptive {
         Ok(())
     }
 
-    fn decide(&mut self) {
+    /// The probe is done: is the first stream slow enough to split the rest?
+    fn judge(&mut self) {
         let elapsed = self.started.elapsed().max(Duration::from_millis(1));
         let rate = (self.offset as f64 / elapsed.as_secs_f64()) as u64;
-        let part = self.opts.part_size.max(1);
-        let total = self.source.total;
         let url = &self.source.url;
-        // The first stream keeps going to the end of the part it is in.
-        let cut = (self.offset / part + 1) * part;
-        if rate >= self.opts.slow_below || cut + part >= total {
+        if rate >= self.opts.slow_below {
             tracing::debug!(%url, rate_mb_s = rate >> 20, "single stream is fast enough");
             self.phase = Phase::Single;
             return;
         }
-        // Other downloads hold the whole budget: stopping this stream at the cut would
-        // only make it wait for them.
-        if self.source.budget.available_permits() == 0 {
-            tracing::debug!(%url, "slow stream, but other downloads use every range stream");
+        tracing::debug!(%url, rate_mb_s = rate >> 20, "slow stream");
+        self.phase = Phase::Slow;
+        self.try_split();
+    }
+
+    /// Splits the rest into parts if at least two more streams fit in the budget (with
+    /// one, stopping the first stream at the cut would gain nothing).
+    fn try_split(&mut self) {
+        let part = self.opts.part_size.max(1);
+        // The first stream keeps going to the end of the part it is in.
+        let cut = (self.offset / part + 1) * part;
+        if cut + part >= self.source.total {
             self.phase = Phase::Single;
             return;
         }
-        tracing::debug!(%url, rate_mb_s = rate >> 20, streams = self.opts.streams, "slow stream; fetching the rest in parallel ranges");
+        let extra = self.opts.streams - 1;
+        if self.source.budget.available_permits() < extra.min(2) {
+            return; // other downloads hold the budget; asked again at the next chunk
+        }
+        tracing::debug!(url = %self.source.url, offset = self.offset, streams = self.opts.streams, "fetching the rest in parallel ranges");
         let mut parts = Box::new(Parts {
             source: self.source.clone(),
             part,
             next_start: cut,
             running: VecDeque::new(),
         });
-        parts.top_up(self.opts.streams - 1);
+        parts.top_up(extra);
         self.phase = Phase::Split { cut, parts };
     }
 }

@@ -11,7 +11,7 @@ use dist::registry::RegistryRemote;
 use dist::retry::RetryPolicy;
 use dist::transport::{Transport, TransportOptions};
 use dist::{Hints, Object, Remote};
-use support::cli::bytes;
+use support::cli::{bytes, Dist};
 use support::fake::{FakeRegistry, Fault};
 
 fn small_ranges() -> RangeOptions {
@@ -243,4 +243,46 @@ async fn parts_as_large_as_the_write_queue_reach_the_store() {
         range_requests(&reg)
     );
     assert!(std::fs::read(stored).unwrap() == data, "stored content");
+}
+
+/// Through the command line, with its defaults (blobs of 64 MiB and more, 8 MiB parts):
+/// four slow blobs on four jobs. Each job holds a connection for its blob's first stream;
+/// the parts need connections beyond those, or they would only wait for a job to end.
+#[test]
+fn the_worker_has_connections_for_parts_beside_every_job() {
+    let reg = FakeRegistry::start();
+    let digests: Vec<String> = (0..4)
+        .map(|i| {
+            let digest = reg.blob("team/app", vec![i as u8 + 1; 64 << 20]);
+            let fault = Fault::Paced {
+                bytes_per_sec: 48 << 20,
+                first_byte: Duration::ZERO,
+            };
+            reg.set_fault_for_every(&digest, fault);
+            digest
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = format!("{}/team/app", reg.host());
+    let input = digests.join("\n") + "\n";
+    let args = [
+        "fetch",
+        &repo,
+        "-",
+        "-j",
+        "4",
+        "-o",
+        dir.path().to_str().unwrap(),
+    ];
+    let out = Dist::new().run(&args, input.as_bytes());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!range_requests(&reg).is_empty(), "some blob was split");
+    // Four first streams and parts beside them: at most 4 + 4 - 1 by the client's cap,
+    // and the server may count one socket that is closing.
+    let most = reg.max_open_connections();
+    assert!((6..=8).contains(&most), "connections at once: {most}");
 }

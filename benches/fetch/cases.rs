@@ -653,26 +653,41 @@ pub fn ranged(ctx: &Ctx) -> CaseReport {
     const REPO: &str = "bench/ranged";
     const SIZE: usize = 96 * MIB;
     const RATE: u64 = 32 << 20;
+    /// Blobs fetched at once by the worker, to show that their parts share one budget.
+    const AT_ONCE: u64 = 4;
     let dir = ctx.case_dir("ranged");
-    let content: Vec<u8> = (0..SIZE / MIB)
-        .flat_map(|i| crate::support::cli::bytes(0x5A + i as u64, MIB))
-        .collect();
     let registry = FakeRegistry::start();
-    let digest = registry.blob(REPO, &content);
-    drop(content);
-    let fault = Fault::Paced {
-        bytes_per_sec: RATE,
-        first_byte: std::time::Duration::from_millis(20),
-    };
-    registry.set_fault_for_every(&digest, fault);
+    let digests: Vec<String> = (0..AT_ONCE)
+        .map(|b| {
+            let content: Vec<u8> = (0..(SIZE / MIB) as u64)
+                .flat_map(|i| crate::support::cli::bytes(0x5A + (b << 16) + i, MIB))
+                .collect();
+            let digest = registry.blob(REPO, &content);
+            let fault = Fault::Paced {
+                bytes_per_sec: RATE,
+                first_byte: std::time::Duration::from_millis(20),
+            };
+            registry.set_fault_for_every(&digest, fault);
+            digest
+        })
+        .collect();
+    let digest = &digests[0];
+    let list = dir.join("digests.txt");
+    fs::write(&list, digests.join("\n") + "\n").expect("write the digest list");
+    let out = dir.join("out");
 
     let loc = format!("{}/{REPO}", registry.host());
-    let url = format!("{}/v2/{REPO}/blobs/{digest}", registry.url());
+    let url_of = |d: &str| format!("{}/v2/{REPO}/blobs/{d}", registry.url());
+    let url = url_of(digest);
+    let curl_all: Vec<String> = digests
+        .iter()
+        .map(|d| format!("-o /dev/null {}", sh_quote(url_of(d))))
+        .collect();
     let dist_with = |streams: &str| {
         let args = [
             "fetch",
             &loc,
-            &digest,
+            digest,
             "--plain-http",
             "--range-streams",
             streams,
@@ -687,11 +702,37 @@ pub fn ranged(ctx: &Ctx) -> CaseReport {
             "curl -o /dev/null",
             format!("exec curl -sSf -o /dev/null {}", sh_quote(&url)),
         ),
+        Variant::new(
+            "worker, 4 blobs at once, -o DIR",
+            format!(
+                "{} < {} > /dev/null",
+                ctx.dist_cmd(&[
+                    "fetch",
+                    &loc,
+                    "-",
+                    "--plain-http",
+                    "-j",
+                    "4",
+                    "-o",
+                    out.to_str().unwrap()
+                ]),
+                q(&list)
+            ),
+        )
+        .prepare(|| wipe(&out)),
+        Variant::new(
+            "curl --parallel, 4 blobs",
+            format!(
+                "exec curl -sSf --parallel --parallel-immediate --parallel-max 4 {}",
+                curl_all.join(" ")
+            ),
+        ),
     ];
     // The registry runs inside the bench process: its CPU is not measured.
     let runner = ctx.runner(&dir, None);
     let stats = runner.measure("ranged", &variants, ctx.plan());
-    let [four, one, eight, curl] = stats;
+    assert_stored(&out, AT_ONCE as usize);
+    let [four, one, eight, curl, worker, curl_parallel] = stats;
     let case = "ranged (96 MiB, 32 MiB/s per connection)";
     CaseReport {
         details: details(
@@ -699,13 +740,16 @@ pub fn ranged(ctx: &Ctx) -> CaseReport {
             "One 96 MiB blob from the in-process registry; every response is paced to \
              32 MiB/s with its first byte after 20 ms. dist writes to stdout (verified) \
              with 4 (default), 1 and 8 range streams; curl to /dev/null is one stream, not \
-             hashed.",
+             hashed. Then four such blobs at once: the worker with 4 jobs into `-o DIR` \
+             (their parts share one budget of 4 parts), and curl with one stream each.",
             &Measured::of(&variants, &stats),
         ),
         rows: vec![
             Row::new(case, "dist, 4 streams", four).against("dist, 1 stream", one),
             Row::new(case, "dist, 4 streams", four).against("curl (one stream)", curl),
             Row::new(case, "dist, 8 streams", eight).against("curl (one stream)", curl),
+            Row::new(case, "worker, 4 blobs at once", worker)
+                .against("curl --parallel, 4 blobs", curl_parallel),
         ],
     }
 }

@@ -63,8 +63,11 @@ pub fn open_locator(
                 client_identity,
                 skip_verify: false,
                 max_idle_per_host: jobs.max(1),
-                // A large blob may be fetched in a few parallel ranges even with one job.
-                max_connections_per_host: jobs.max(global.range_streams),
+                // Every job's stream, plus the parallel ranges of slow large blobs (their
+                // budget is `range_streams` parts, one of which replaces a first stream).
+                // With only `max(jobs, streams)`, four slow blobs on four jobs left their
+                // parts waiting for a connection: no gain at all.
+                max_connections_per_host: jobs + global.range_streams - 1,
                 connect_timeout: global.connect_timeout,
                 idle_timeout: global.idle_timeout,
                 // Headers wait as long as a body may stall: a registry that is slow to
