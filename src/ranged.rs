@@ -8,7 +8,8 @@
 //! the end of its part). Parts are handed out strictly in order, so the digest is still
 //! computed over the content in order. Each part in memory holds one permit of a budget of
 //! `streams` parts shared by every download of a remote: however many blobs the worker
-//! fetches at once, ranged parts hold at most `streams × part_size` bytes. On a fast link
+//! fetches at once, ranged parts hold at most `streams × part_size` bytes. A slow blob that
+//! finds the budget in use goes on as one stream and splits once two parts fit. On a fast link
 //! (loopback, a LAN registry) nothing changes: extra requests would only cost the registry
 //! CPU.
 
