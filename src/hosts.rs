@@ -11,16 +11,44 @@
 //!   capabilities = ["pull", "resolve"]      # default: both
 //!   ca = "/etc/dist/mirror-ca.pem"          # or a list; relative to the file
 //!   skip_verify = false
+//!   client = [["client.cert", "client.key"]] # or "both.pem", or ["both.pem", ...]
+//!   [host."https://mirror.example.com".header]
+//!     x-team = "build"                      # or a list of values
 //!
 //! [host."mirror.internal:5000"]
 //!   plain-http = true                       # no scheme given: http instead of https
 //!   override_path = false                   # true: the URL path is the API root
 //! ```
+//!
+//! `ca`, `skip_verify`, `client` and `[header]` at the top of the file apply to the registry
+//! itself. Of several client certificates only the first is used (a TLS client presents
+//! one). Configured headers go to their host only, never along a redirect to another.
 
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::registry::host::Capabilities;
+use crate::transport::tls::ClientIdentity;
+
+/// How to talk to one host: whom to trust, which certificate to show, what to add.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostSettings {
+    /// CA certificates to trust for it, besides the system's.
+    pub ca: Vec<PathBuf>,
+    /// Accept any certificate from it.
+    pub skip_verify: bool,
+    /// The client certificate to show it.
+    pub client: Option<ClientIdentity>,
+    /// Headers for every request to it, in order (a name may repeat).
+    pub headers: Vec<(String, String)>,
+}
+
+impl HostSettings {
+    /// Whether the host needs a client of its own (other trust or another certificate).
+    pub fn needs_own_transport(&self) -> bool {
+        !self.ca.is_empty() || self.skip_verify || self.client.is_some()
+    }
+}
 
 /// One mirror as configured, before a client is built for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,12 +57,10 @@ pub struct HostSpec {
     pub url: String,
     /// What it may be asked for.
     pub capabilities: Capabilities,
-    /// CA certificates to trust for it, besides the system's.
-    pub ca: Vec<PathBuf>,
-    /// Accept any certificate from it.
-    pub skip_verify: bool,
     /// The URL path is the API root (no `/v2` appended).
     pub override_path: bool,
+    /// Trust, client certificate and headers.
+    pub settings: HostSettings,
 }
 
 impl HostSpec {
@@ -43,9 +69,8 @@ impl HostSpec {
         Ok(HostSpec {
             url: with_scheme(value, None)?,
             capabilities: Capabilities::ALL,
-            ca: Vec::new(),
-            skip_verify: false,
             override_path: false,
+            settings: HostSettings::default(),
         })
     }
 }
@@ -55,6 +80,8 @@ impl HostSpec {
 pub struct HostsFile {
     /// Where the registry itself is served, if not at its usual address.
     pub server: Option<String>,
+    /// How to talk to the registry itself (the keys at the top of the file).
+    pub server_settings: HostSettings,
     /// Mirrors, in the order of the file.
     pub hosts: Vec<HostSpec>,
 }
@@ -93,6 +120,7 @@ impl HostsFile {
                 .ok_or_else(|| Error::invalid("\"server\" must be a string"))?;
             file.server = Some(with_scheme(s, None)?);
         }
+        file.server_settings = settings(&table, base, "the registry")?;
         let Some(hosts) = table.get("host") else {
             return Ok(file);
         };
@@ -137,33 +165,123 @@ impl HostsFile {
                     caps
                 }
             };
-            let ca = match entry.get("ca") {
-                None => Vec::new(),
-                Some(toml::Value::String(s)) => vec![base.join(s)],
-                Some(toml::Value::Array(list)) => list
-                    .iter()
-                    .map(|v| v.as_str().map(|s| base.join(s)))
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| {
-                        Error::invalid(format!(
-                            "host {url:?}: ca must be a path or a list of paths"
-                        ))
-                    })?,
-                Some(_) => {
-                    return Err(Error::invalid(format!(
-                        "host {url:?}: ca must be a path or a list of paths"
-                    )))
-                }
-            };
             file.hosts.push(HostSpec {
                 url: with_scheme(url, Some(plain))?,
                 capabilities,
-                ca,
-                skip_verify: flag("skip_verify")?,
                 override_path: flag("override_path")?,
+                settings: settings(entry, base, &format!("host {url:?}"))?,
             });
         }
         Ok(file)
+    }
+}
+
+/// `ca`, `skip_verify`, `client` and `[header]` of one table (a host's, or the file's top
+/// level for the registry itself); relative paths are taken from `base`.
+fn settings(table: &toml::Table, base: &Path, whose: &str) -> Result<HostSettings> {
+    let invalid = |what: &str| Error::invalid(format!("{whose}: {what}"));
+    let paths = |v: &toml::Value| -> Option<Vec<PathBuf>> {
+        match v {
+            toml::Value::String(s) => Some(vec![base.join(s)]),
+            toml::Value::Array(list) => list
+                .iter()
+                .map(|v| v.as_str().map(|s| base.join(s)))
+                .collect(),
+            _ => None,
+        }
+    };
+    let ca = match table.get("ca") {
+        None => Vec::new(),
+        Some(v) => paths(v).ok_or_else(|| invalid("ca must be a path or a list of paths"))?,
+    };
+    let skip_verify = match table.get("skip_verify") {
+        None => false,
+        Some(v) => v
+            .as_bool()
+            .ok_or_else(|| invalid("skip_verify must be true or false"))?,
+    };
+    let client = match table.get("client") {
+        None => None,
+        Some(v) => client_identity(v, base).ok_or_else(|| {
+            invalid("client must be a path, a list of paths, or a list of [certificate, key] pairs")
+        })?,
+    };
+    let mut headers = Vec::new();
+    if let Some(h) = table.get("header") {
+        let h = h
+            .as_table()
+            .ok_or_else(|| invalid("header must be a table"))?;
+        for (name, value) in h {
+            let values: Vec<&str> = match value {
+                toml::Value::String(s) => vec![s.as_str()],
+                toml::Value::Array(list) => list
+                    .iter()
+                    .map(toml::Value::as_str)
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| {
+                        invalid(&format!(
+                            "header {name:?} must be a string or a list of strings"
+                        ))
+                    })?,
+                _ => {
+                    return Err(invalid(&format!(
+                        "header {name:?} must be a string or a list of strings"
+                    )))
+                }
+            };
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err()
+                || values
+                    .iter()
+                    .any(|v| http::HeaderValue::from_str(v).is_err())
+            {
+                return Err(invalid(&format!(
+                    "header {name:?} is not a valid HTTP header"
+                )));
+            }
+            headers.extend(values.into_iter().map(|v| (name.clone(), v.to_string())));
+        }
+    }
+    Ok(HostSettings {
+        ca,
+        skip_verify,
+        client,
+        headers,
+    })
+}
+
+/// containerd's three spellings of `client`: a PEM with both certificate and key, a list
+/// of such files, or a list of `[certificate, key]` pairs (an empty key: it is in the
+/// certificate's file). The first one counts. `None` when the shape is wrong.
+fn client_identity(value: &toml::Value, base: &Path) -> Option<Option<ClientIdentity>> {
+    let both = |path: &str| {
+        let path = base.join(path);
+        ClientIdentity {
+            cert: path.clone(),
+            key: path,
+        }
+    };
+    let first = match value {
+        toml::Value::String(s) => return Some(Some(both(s))),
+        toml::Value::Array(list) => match list.first() {
+            None => return Some(None),
+            Some(first) => first,
+        },
+        _ => return None,
+    };
+    match first {
+        toml::Value::String(s) => Some(Some(both(s))),
+        toml::Value::Array(pair) => match pair.as_slice() {
+            [toml::Value::String(cert), toml::Value::String(key)] if key.is_empty() => {
+                Some(Some(both(cert)))
+            }
+            [toml::Value::String(cert), toml::Value::String(key)] => Some(Some(ClientIdentity {
+                cert: base.join(cert),
+                key: base.join(key),
+            })),
+            [toml::Value::String(cert)] => Some(Some(both(cert))),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
@@ -232,15 +350,78 @@ server = "https://registry-1.docker.io"
             }
         );
         assert_eq!(
-            f.hosts[0].ca,
+            f.hosts[0].settings.ca,
             vec![
                 PathBuf::from("/etc/dist/docker.io/ca1.pem"),
                 PathBuf::from("/abs/ca2.pem")
             ]
         );
-        assert!(f.hosts[1].skip_verify && !f.hosts[0].skip_verify);
+        assert!(f.hosts[1].settings.skip_verify && !f.hosts[0].settings.skip_verify);
         assert!(f.hosts[2].override_path);
         assert_eq!(f.hosts[2].capabilities, Capabilities::ALL);
+    }
+
+    #[test]
+    fn client_certificates_in_containerd_s_three_spellings_and_headers() {
+        let base = Path::new("/etc/dist/r");
+        let pair = |cert: &str, key: &str| ClientIdentity {
+            cert: PathBuf::from(cert),
+            key: PathBuf::from(key),
+        };
+        let f = HostsFile::parse(
+            r#"
+ca = "registry-ca.pem"
+client = "/certs/both.pem"
+[header]
+  x-team = "build"
+
+[host."https://a.example"]
+  client = ["one.pem", "two.pem"]
+
+[host."https://b.example"]
+  client = [["b.cert", "b.key"], ["other.pem", ""]]
+  [host."https://b.example".header]
+    x-custom = ["first", "second"]
+    x-other = "third"
+
+[host."https://c.example"]
+  client = [["c.pem", ""]]
+"#,
+            base,
+        )
+        .unwrap();
+        let top = &f.server_settings;
+        assert_eq!(top.ca, [PathBuf::from("/etc/dist/r/registry-ca.pem")]);
+        assert_eq!(top.client, Some(pair("/certs/both.pem", "/certs/both.pem")));
+        assert_eq!(top.headers, [("x-team".to_string(), "build".to_string())]);
+        let clients: Vec<_> = f.hosts.iter().map(|h| h.settings.client.clone()).collect();
+        assert_eq!(
+            clients,
+            [
+                Some(pair("/etc/dist/r/one.pem", "/etc/dist/r/one.pem")),
+                Some(pair("/etc/dist/r/b.cert", "/etc/dist/r/b.key")),
+                Some(pair("/etc/dist/r/c.pem", "/etc/dist/r/c.pem")),
+            ]
+        );
+        let headers: Vec<(&str, &str)> = f.hosts[1]
+            .settings
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            headers,
+            [
+                ("x-custom", "first"),
+                ("x-custom", "second"),
+                ("x-other", "third")
+            ]
+        );
+        assert!(f.hosts[1].settings.needs_own_transport());
+        assert!(!HostSpec::from_flag("m.example")
+            .unwrap()
+            .settings
+            .needs_own_transport());
     }
 
     #[test]
@@ -249,6 +430,12 @@ server = "https://registry-1.docker.io"
             "host = 3",
             "[host.\"m\"]\ncapabilities = [\"teleport\"]",
             "[host.\"m\"]\nskip_verify = \"yes\"",
+            "[host.\"m\"]\nclient = 3",
+            "[host.\"m\"]\nclient = [[\"a\", \"b\", \"c\"]]",
+            "[host.\"m\"]\nheader = \"x\"",
+            "[host.\"m\".header]\n\"bad name\" = \"v\"",
+            "[host.\"m\".header]\nx = 3",
+            "ca = 3",
             "[host.\"ftp://m\"]",
             "not toml [",
         ] {

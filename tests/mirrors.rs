@@ -5,7 +5,7 @@ mod support;
 
 use base64::Engine as _;
 use support::cli::{bytes, sha256, Dist};
-use support::fake::{Auth, FakeRegistry};
+use support::fake::{Auth, FakeRegistry, Fault, Recorder};
 use support::registry::{Mode, Registry};
 
 fn hosts_dir(registry: &str, toml: &str) -> tempfile::TempDir {
@@ -211,4 +211,66 @@ fn corrupt_copy_on_a_mirror_is_fetched_again_from_the_registry() {
         "the mirror's corrupt copy once"
     );
     assert_eq!(upstream.requests_for(&path), 1, "then the registry's");
+}
+
+/// `[header]` in `hosts.toml`: the file's own for the registry, a host's for that mirror;
+/// each goes to its host only, and not along a redirect to another (a storage backend
+/// must not see what may be an API key).
+#[test]
+fn configured_headers_reach_their_host_and_no_other() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let on_mirror = bytes(4, 5000);
+    let on_upstream = bytes(5, 6000);
+    let mirrored = mirror.blob("team/app", &on_mirror);
+    let redirected = upstream.blob("team/app", &on_upstream);
+    let cdn = Recorder::serving(&on_upstream);
+    upstream.set_fault_for_every(
+        &redirected,
+        Fault::Redirect {
+            status: 307,
+            location: format!("{}/cdn/{redirected}", cdn.url()),
+        },
+    );
+    let toml = format!(
+        "[header]\n  x-registry-key = \"up-secret\"\n\n\
+         [host.\"{}\"]\n  capabilities = [\"pull\"]\n\
+         [host.\"{}\".header]\n  x-mirror-key = [\"m1\", \"m2\"]\n",
+        mirror.url(),
+        mirror.url()
+    );
+    let dir = hosts_dir(&upstream.host(), &toml);
+    let mut dist = Dist::new();
+    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    let repo = format!("{}/team/app", upstream.host());
+    assert_eq!(dist.ok(&["fetch", &repo, &mirrored]), on_mirror);
+    // Not on the mirror: the registry answers with a redirect to the CDN. With the HTTP
+    // stack's own logs on, the configured value still appears nowhere.
+    let out = dist.run(&["fetch", &repo, &redirected, "-vv"], b"");
+    assert_eq!(out.stdout, on_upstream);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("redirect"), "the log is on: {log}");
+    assert!(!log.contains("up-secret"), "{log}");
+
+    let values = |h: &http::HeaderMap, name: &str| -> Vec<String> {
+        h.get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect()
+    };
+    let at_mirror = mirror.requests();
+    assert!(!at_mirror.is_empty());
+    for r in &at_mirror {
+        assert_eq!(values(&r.headers, "x-mirror-key"), ["m1", "m2"]);
+        assert!(values(&r.headers, "x-registry-key").is_empty());
+    }
+    let at_upstream = upstream.requests();
+    assert!(!at_upstream.is_empty());
+    for r in &at_upstream {
+        assert_eq!(values(&r.headers, "x-registry-key"), ["up-secret"]);
+        assert!(values(&r.headers, "x-mirror-key").is_empty());
+    }
+    let at_cdn = cdn.requests();
+    assert_eq!(at_cdn.len(), 1);
+    assert!(values(&at_cdn[0].headers, "x-registry-key").is_empty());
 }

@@ -352,3 +352,43 @@ fn a_client_certificate_for_mutual_tls() {
     assert!(err.contains("me.key.pem"), "{err}");
     assert!(!err.contains("not a key"), "{err}");
 }
+
+/// A mirror that demands a client certificate, given in `hosts.toml` as containerd writes
+/// it: one PEM holding both certificate and key. Without the `client` key the mirror
+/// refuses, and the registry behind it (nothing listens there) cannot help.
+#[test]
+fn a_mirror_s_client_certificate_from_hosts_toml() {
+    let data = bytes(52, 30_000);
+    let digest = sha256(&data);
+    let server = start_mutual(data.clone());
+    let (cert_pem, key_pem) = server.client.clone().unwrap();
+    let dist = Dist::new();
+    let hosts = dist.config_dir().join("hosts");
+    let folder = hosts.join("localhost:1");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("mirror-ca.pem"), &server.ca_pem).unwrap();
+    std::fs::write(folder.join("me.pem"), format!("{cert_pem}{key_pem}")).unwrap();
+    let mirror = format!(
+        "[host.\"https://localhost:{}\"]\n  ca = \"mirror-ca.pem\"\n",
+        server.port
+    );
+    let args = [
+        "fetch",
+        "--retries",
+        "0",
+        "--hosts-dir",
+        hosts.to_str().unwrap(),
+        "localhost:1/team/app",
+        &digest,
+    ];
+
+    std::fs::write(folder.join("hosts.toml"), &mirror).unwrap();
+    let out = dist.run(&args, b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(server.seen.requests.load(Ordering::SeqCst), 0);
+
+    let with_client = format!("{mirror}  client = \"me.pem\"\n");
+    std::fs::write(folder.join("hosts.toml"), with_client).unwrap();
+    assert_eq!(dist.ok(&args), data);
+    assert_eq!(server.seen.requests.load(Ordering::SeqCst), 1);
+}

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use dist::auth::credentials::DockerConfig;
 use dist::auth::CredentialSource;
-use dist::hosts::{HostSpec, HostsFile};
+use dist::hosts::{HostSettings, HostSpec, HostsFile};
 use dist::layout_remote::LayoutRemote;
 use dist::ranged::RangeOptions;
 use dist::registry::host::Mirror;
@@ -45,23 +45,29 @@ pub fn open_locator(
             if global.plain_http {
                 repo.force_plain_http();
             }
-            // `--ca-file`, and the CAs Docker and podman keep for this registry.
+            let (server, server_settings, specs) = mirror_specs(global, &repo)?;
+            // `--ca-file`, the hosts file's `ca`, and the CAs Docker and podman keep for
+            // this registry.
             let mut ca_files: Vec<_> = global.ca_file.iter().cloned().collect();
+            ca_files.extend(server_settings.ca.iter().cloned());
             ca_files.extend(dist::certs::ca_files_for(repo.host(), |name| {
                 std::env::var_os(name)
             }));
-            // `--cert`/`--key`, else a client certificate kept for this registry.
+            // `--cert`/`--key`, else the hosts file's `client`, else a client certificate
+            // kept for this registry.
             let client_identity = match (&global.cert, &global.key) {
                 (Some(cert), Some(key)) => Some(dist::transport::tls::ClientIdentity {
                     cert: cert.clone(),
                     key: key.clone(),
                 }),
-                _ => dist::certs::client_identity_for(repo.host(), |name| std::env::var_os(name)),
+                _ => server_settings.client.clone().or_else(|| {
+                    dist::certs::client_identity_for(repo.host(), |name| std::env::var_os(name))
+                }),
             };
             let options = TransportOptions {
                 ca_files,
                 client_identity,
-                skip_verify: false,
+                skip_verify: server_settings.skip_verify,
                 max_idle_per_host: jobs.max(1),
                 // Every job's stream, plus the parallel ranges of slow large blobs (their
                 // budget is `range_streams` parts, one of which replaces a first stream).
@@ -88,23 +94,29 @@ pub fn open_locator(
             let mut remote =
                 RegistryRemote::new(repo.clone(), transport.clone(), credentials.clone(), retry)
                     .with_ranges(ranges);
-            let (server, specs) = mirror_specs(global, &repo)?;
             if let Some(server) = server {
                 remote = remote.with_server(&server, transport.clone(), credentials.clone())?;
             }
+            remote = remote.with_registry_headers(header_map(&server_settings.headers)?);
             if !specs.is_empty() {
                 let mut mirrors = Vec::with_capacity(specs.len());
                 for spec in specs {
-                    // A mirror with its own trust settings gets its own client.
-                    let transport = if spec.ca.is_empty() && !spec.skip_verify {
-                        transport.clone()
-                    } else {
+                    // A mirror with its own trust settings or certificate gets its own
+                    // client.
+                    let s = &spec.settings;
+                    let transport = if s.needs_own_transport() {
                         let mut own = options.clone();
-                        own.ca_files.extend(spec.ca.iter().cloned());
-                        own.skip_verify = spec.skip_verify;
+                        own.ca_files.extend(s.ca.iter().cloned());
+                        own.skip_verify = s.skip_verify;
+                        if let Some(client) = &s.client {
+                            own.client_identity = Some(client.clone());
+                        }
                         Transport::new(own)?
+                    } else {
+                        transport.clone()
                     };
                     mirrors.push(Mirror {
+                        headers: header_map(&s.headers)?,
                         url: spec.url,
                         capabilities: spec.capabilities,
                         override_path: spec.override_path,
@@ -120,24 +132,39 @@ pub fn open_locator(
 }
 
 /// The mirrors for `repo`: `--mirror` flags first, then its hosts file; and the registry's
-/// own address if the hosts file moves it.
+/// own address if the hosts file moves it, and how to talk to the registry.
 fn mirror_specs(
     global: &Global,
     repo: &Repository,
-) -> Result<(Option<String>, Vec<HostSpec>), Error> {
+) -> Result<(Option<String>, HostSettings, Vec<HostSpec>), Error> {
     let mut specs = global
         .mirror
         .iter()
         .map(|m| HostSpec::from_flag(m))
         .collect::<Result<Vec<_>, _>>()?;
     let mut server = None;
+    let mut settings = HostSettings::default();
     if let Some(dir) = &global.hosts_dir {
         if let Some(file) = HostsFile::load(dir, repo.host())? {
             specs.extend(file.hosts);
             server = file.server;
+            settings = file.server_settings;
         }
     }
-    Ok((server, specs))
+    Ok((server, settings, specs))
+}
+
+/// Configured headers as a map (the hosts file checked that they are valid).
+fn header_map(headers: &[(String, String)]) -> Result<http::HeaderMap, Error> {
+    let mut map = http::HeaderMap::new();
+    for (name, value) in headers {
+        let name = http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|e| Error::invalid(format!("header name {name:?}")).with_cause(e))?;
+        let value = http::HeaderValue::from_str(value)
+            .map_err(|e| Error::invalid(format!("value of header {name}")).with_cause(e))?;
+        map.append(name, value);
+    }
+    Ok(map)
 }
 
 /// Creates the `--report` file, if one was asked for.

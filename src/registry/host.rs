@@ -55,6 +55,8 @@ pub struct Mirror {
     pub override_path: bool,
     /// The client to reach it with (its own when it needs its own CA or trust settings).
     pub transport: Transport,
+    /// Headers for every request to it (never sent along a redirect to another host).
+    pub headers: HeaderMap,
 }
 
 /// A host serving the registry API for one repository.
@@ -70,6 +72,8 @@ pub(crate) struct Host {
     pause: HostPause,
     pub(crate) capabilities: Capabilities,
     pub(crate) mirror: bool,
+    /// Configured headers for every request to this host only.
+    pub(crate) headers: HeaderMap,
     /// Set when the mirror could not be reached: the rest of the batch skips it.
     down: AtomicBool,
 }
@@ -109,6 +113,7 @@ impl Host {
             pause: HostPause::default(),
             capabilities: Capabilities::ALL,
             mirror: false,
+            headers: HeaderMap::new(),
             down: AtomicBool::new(false),
         })
     }
@@ -158,6 +163,7 @@ impl Host {
             pause: HostPause::default(),
             capabilities: m.capabilities,
             mirror: true,
+            headers: m.headers.clone(),
             down: AtomicBool::new(false),
         })
     }
@@ -226,6 +232,7 @@ impl Host {
                 url: url.clone(),
                 headers: headers.clone(),
                 authorization: grant.header.clone(),
+                origin_headers: self.headers.clone(),
                 body: Bytes::new(),
             };
             let mut reply = match self.transport.send(req).await {
@@ -358,6 +365,7 @@ mod tests {
             },
             override_path,
             transport: Transport::new(Default::default()).unwrap(),
+            headers: HeaderMap::new(),
         };
         Host::mirror(&m, &repo, CredentialSource::None).unwrap()
     }
@@ -398,6 +406,7 @@ mod tests {
                 capabilities: Capabilities::ALL,
                 override_path: false,
                 transport: Transport::new(Default::default()).unwrap(),
+                headers: HeaderMap::new(),
             };
             assert!(
                 Host::mirror(&m, &repo, CredentialSource::None).is_err(),

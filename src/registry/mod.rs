@@ -118,6 +118,19 @@ impl RegistryRemote {
         Ok(self)
     }
 
+    /// Sends `headers` with every request to the registry itself, and only to it (call
+    /// before sharing the remote; mirrors have their own in [`Mirror::headers`]).
+    pub fn with_registry_headers(mut self, headers: HeaderMap) -> Self {
+        let inner = Arc::get_mut(&mut self.inner)
+            .expect("with_registry_headers must be called before the remote is shared");
+        inner
+            .hosts
+            .last_mut()
+            .expect("the registry is always a host")
+            .headers = headers;
+        self
+    }
+
     /// Tries `mirrors`, in order, before the registry (call before sharing the remote).
     /// Credentials for each mirror are looked up under the mirror's own host name.
     pub fn with_mirrors(

@@ -97,6 +97,9 @@ pub struct Outgoing {
     pub headers: HeaderMap,
     /// Credential for the origin of `url` only.
     pub authorization: Option<HeaderValue>,
+    /// Headers configured for this host (`hosts.toml`'s `header`): like `authorization`,
+    /// sent to the origin of `url` only, and never logged, since they may carry secrets.
+    pub origin_headers: HeaderMap,
     /// Request body (empty for GET/HEAD).
     pub body: Bytes,
 }
@@ -109,6 +112,7 @@ impl Outgoing {
             url,
             headers: HeaderMap::new(),
             authorization: None,
+            origin_headers: HeaderMap::new(),
             body: Bytes::new(),
         }
     }
@@ -169,22 +173,26 @@ impl Transport {
     }
 
     /// Sends one request without following redirects, waiting at most the response timeout
-    /// for the headers.
-    pub async fn send_once(
-        &self,
-        req: &Outgoing,
-        authorization: Option<&HeaderValue>,
-    ) -> Result<Response<Incoming>> {
+    /// for the headers. `Authorization` and the origin's own headers go along only when
+    /// `url` is still `origin`.
+    pub async fn send_once(&self, req: &Outgoing, origin: bool) -> Result<Response<Incoming>> {
         let mut builder = Request::builder()
             .method(req.method.clone())
             .uri(req.url.clone());
         for (k, v) in &req.headers {
             builder = builder.header(k, v);
         }
-        if let Some(a) = authorization {
-            let mut a = a.clone();
-            a.set_sensitive(true);
-            builder = builder.header(http::header::AUTHORIZATION, a);
+        if origin {
+            for (k, v) in req
+                .authorization
+                .iter()
+                .map(|a| (&http::header::AUTHORIZATION, a))
+                .chain(&req.origin_headers)
+            {
+                let mut v = v.clone();
+                v.set_sensitive(true);
+                builder = builder.header(k, v);
+            }
         }
         let request = builder.body(Full::new(req.body.clone())).map_err(|e| {
             Error::invalid("building request")
@@ -215,19 +223,14 @@ impl Transport {
         Ok(response)
     }
 
-    /// Sends a request and follows redirects (up to [`MAX_REDIRECTS`]). `Authorization` is
-    /// sent only while the URL keeps the scheme, host and port of the original request; a
-    /// redirect from https to http is refused.
+    /// Sends a request and follows redirects (up to [`MAX_REDIRECTS`]). `Authorization` and
+    /// the origin's own headers are sent only while the URL keeps the scheme, host and port
+    /// of the original request; a redirect from https to http is refused.
     pub async fn send(&self, mut req: Outgoing) -> Result<Reply> {
         let origin = Origin::of(&req.url);
         for _ in 0..=MAX_REDIRECTS {
             let same_origin = Origin::of(&req.url) == origin;
-            let auth = if same_origin {
-                req.authorization.as_ref()
-            } else {
-                None
-            };
-            let response = self.send_once(&req, auth).await?;
+            let response = self.send_once(&req, same_origin).await?;
             let status = response.status();
             if !is_redirect(status) {
                 return Ok(Reply {
