@@ -39,8 +39,9 @@ pub struct HostSettings {
     pub skip_verify: bool,
     /// The client certificate to show it.
     pub client: Option<ClientIdentity>,
-    /// Headers for every request to it, in order (a name may repeat).
-    pub headers: Vec<(String, String)>,
+    /// Headers for every request to it (a name may carry several values), marked
+    /// sensitive: they may be keys, and never reach a log.
+    pub headers: http::HeaderMap,
 }
 
 impl HostSettings {
@@ -206,7 +207,7 @@ fn settings(table: &toml::Table, base: &Path, whose: &str) -> Result<HostSetting
             invalid("client must be a path, a list of paths, or a list of [certificate, key] pairs")
         })?,
     };
-    let mut headers = Vec::new();
+    let mut headers = http::HeaderMap::new();
     if let Some(h) = table.get("header") {
         let h = h
             .as_table()
@@ -229,16 +230,13 @@ fn settings(table: &toml::Table, base: &Path, whose: &str) -> Result<HostSetting
                     )))
                 }
             };
-            if http::HeaderName::from_bytes(name.as_bytes()).is_err()
-                || values
-                    .iter()
-                    .any(|v| http::HeaderValue::from_str(v).is_err())
-            {
-                return Err(invalid(&format!(
-                    "header {name:?} is not a valid HTTP header"
-                )));
+            let not_valid = || invalid(&format!("header {name:?} is not a valid HTTP header"));
+            let key = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| not_valid())?;
+            for v in values {
+                let mut value = http::HeaderValue::from_str(v).map_err(|_| not_valid())?;
+                value.set_sensitive(true);
+                headers.append(&key, value);
             }
-            headers.extend(values.into_iter().map(|v| (name.clone(), v.to_string())));
         }
     }
     Ok(HostSettings {
@@ -393,7 +391,9 @@ client = "/certs/both.pem"
         let top = &f.server_settings;
         assert_eq!(top.ca, [PathBuf::from("/etc/dist/r/registry-ca.pem")]);
         assert_eq!(top.client, Some(pair("/certs/both.pem", "/certs/both.pem")));
-        assert_eq!(top.headers, [("x-team".to_string(), "build".to_string())]);
+        assert_eq!(top.headers.len(), 1);
+        assert_eq!(top.headers["x-team"], "build");
+        assert!(top.headers["x-team"].is_sensitive());
         let clients: Vec<_> = f.hosts.iter().map(|h| h.settings.client.clone()).collect();
         assert_eq!(
             clients,
@@ -403,20 +403,10 @@ client = "/certs/both.pem"
                 Some(pair("/etc/dist/r/c.pem", "/etc/dist/r/c.pem")),
             ]
         );
-        let headers: Vec<(&str, &str)> = f.hosts[1]
-            .settings
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        assert_eq!(
-            headers,
-            [
-                ("x-custom", "first"),
-                ("x-custom", "second"),
-                ("x-other", "third")
-            ]
-        );
+        let headers = &f.hosts[1].settings.headers;
+        let custom: Vec<_> = headers.get_all("x-custom").iter().collect();
+        assert_eq!(custom, ["first", "second"]);
+        assert_eq!(headers["x-other"], "third");
         assert!(f.hosts[1].settings.needs_own_transport());
         assert!(!HostSpec::from_flag("m.example")
             .unwrap()

@@ -97,7 +97,7 @@ pub fn open_locator(
             if let Some(server) = server {
                 remote = remote.with_server(&server, transport.clone(), credentials.clone())?;
             }
-            remote = remote.with_registry_headers(header_map(&server_settings.headers)?);
+            remote = remote.with_registry_headers(server_settings.headers.clone());
             if !specs.is_empty() {
                 let mut mirrors = Vec::with_capacity(specs.len());
                 for spec in specs {
@@ -116,7 +116,7 @@ pub fn open_locator(
                         transport.clone()
                     };
                     mirrors.push(Mirror {
-                        headers: header_map(&s.headers)?,
+                        headers: s.headers.clone(),
                         url: spec.url,
                         capabilities: spec.capabilities,
                         override_path: spec.override_path,
@@ -152,19 +152,6 @@ fn mirror_specs(
         }
     }
     Ok((server, settings, specs))
-}
-
-/// Configured headers as a map (the hosts file checked that they are valid).
-fn header_map(headers: &[(String, String)]) -> Result<http::HeaderMap, Error> {
-    let mut map = http::HeaderMap::new();
-    for (name, value) in headers {
-        let name = http::HeaderName::from_bytes(name.as_bytes())
-            .map_err(|e| Error::invalid(format!("header name {name:?}")).with_cause(e))?;
-        let value = http::HeaderValue::from_str(value)
-            .map_err(|e| Error::invalid(format!("value of header {name}")).with_cause(e))?;
-        map.append(name, value);
-    }
-    Ok(map)
 }
 
 /// Creates the `--report` file, if one was asked for.
