@@ -29,11 +29,20 @@ pub fn client_identity_for(
     host: &str,
     env: impl Fn(&str) -> Option<OsString>,
 ) -> Option<ClientIdentity> {
-    folders(host, env).iter().find_map(|dir| {
-        files_ending(dir, "cert").into_iter().find_map(|cert| {
-            let key = cert.with_extension("key");
-            key.is_file().then_some(ClientIdentity { cert, key })
-        })
+    folders(host, env).iter().find_map(|dir| first_pair(dir))
+}
+
+/// The CAs (`*.crt`) and the first client certificate (`*.cert` with its `*.key`) kept in
+/// one folder laid out like `certs.d/<host>`.
+pub fn in_folder(dir: &Path) -> (Vec<PathBuf>, Option<ClientIdentity>) {
+    (files_ending(dir, "crt"), first_pair(dir))
+}
+
+/// The first `*.cert` in `dir`, by name, that has its `*.key` beside it.
+fn first_pair(dir: &Path) -> Option<ClientIdentity> {
+    files_ending(dir, "cert").into_iter().find_map(|cert| {
+        let key = cert.with_extension("key");
+        key.is_file().then_some(ClientIdentity { cert, key })
     })
 }
 

@@ -88,25 +88,38 @@ pub struct HostsFile {
 }
 
 impl HostsFile {
-    /// Reads `DIR/<registry>/hosts.toml`, else `DIR/_default/hosts.toml`; `None` when
-    /// neither exists.
+    /// Reads the folder `DIR/<registry>`, else `DIR/_default`, as containerd does: its
+    /// `hosts.toml`, or without one, Docker's certificate files in it (`*.crt` CAs, a
+    /// `*.cert` with its `*.key`) for the registry itself. `None` when neither folder exists.
     pub fn load(dir: &Path, registry: &str) -> Result<Option<HostsFile>> {
-        for folder in [registry, "_default"] {
-            let path = dir.join(folder).join("hosts.toml");
-            match std::fs::read_to_string(&path) {
-                Ok(text) => {
-                    let base = path.parent().unwrap_or(dir);
-                    return HostsFile::parse(&text, base).map(Some).map_err(|e| {
-                        Error::invalid(format!("{}: {}", path.display(), e.reason()))
-                    });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    return Err(Error::invalid(format!("reading {}", path.display())).with_cause(e));
-                }
+        // A host name never holds a path separator; one smuggled into a locator must not
+        // send us reading other folders.
+        let own =
+            (!registry.is_empty() && !registry.contains(['/', '\\']) && !registry.starts_with('.'))
+                .then(|| dir.join(registry))
+                .filter(|d| d.is_dir());
+        let Some(folder) = own.or_else(|| Some(dir.join("_default")).filter(|d| d.is_dir())) else {
+            return Ok(None);
+        };
+        let path = folder.join("hosts.toml");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => HostsFile::parse(&text, &folder)
+                .map(Some)
+                .map_err(|e| Error::invalid(format!("{}: {}", path.display(), e.reason()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let (ca, client) = crate::certs::in_folder(&folder);
+                let server_settings = HostSettings {
+                    ca,
+                    client,
+                    ..HostSettings::default()
+                };
+                Ok(Some(HostsFile {
+                    server_settings,
+                    ..HostsFile::default()
+                }))
             }
+            Err(e) => Err(Error::invalid(format!("reading {}", path.display())).with_cause(e)),
         }
-        Ok(None)
     }
 
     /// Parses the text of a `hosts.toml`; relative CA paths are taken from `base`.
@@ -453,5 +466,45 @@ client = "/certs/both.pem"
         .unwrap();
         let f = HostsFile::load(dir.path(), "docker.io").unwrap().unwrap();
         assert_eq!(f.hosts[0].url, "https://d.example");
+    }
+
+    /// containerd's rule: a registry's own folder wins over `_default` even without a
+    /// `hosts.toml`, and then its Docker-style certificate files are the registry's.
+    #[test]
+    fn a_folder_without_hosts_toml_holds_the_registry_s_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("_default")).unwrap();
+        std::fs::write(
+            dir.path().join("_default/hosts.toml"),
+            "[host.\"https://d.example\"]\n",
+        )
+        .unwrap();
+        let own = dir.path().join("registry.corp:5000");
+        std::fs::create_dir_all(&own).unwrap();
+        for name in ["ca.crt", "client.cert", "client.key", "lonely.cert"] {
+            std::fs::write(own.join(name), "").unwrap();
+        }
+        let f = HostsFile::load(dir.path(), "registry.corp:5000")
+            .unwrap()
+            .unwrap();
+        assert!(f.hosts.is_empty(), "_default is not consulted: {f:?}");
+        assert_eq!(f.server_settings.ca, [own.join("ca.crt")]);
+        assert_eq!(
+            f.server_settings.client,
+            Some(ClientIdentity {
+                cert: own.join("client.cert"),
+                key: own.join("client.key"),
+            })
+        );
+        let other = HostsFile::load(dir.path(), "other.example")
+            .unwrap()
+            .unwrap();
+        assert_eq!(other.hosts[0].url, "https://d.example");
+        assert!(HostsFile::load(dir.path(), "../etc")
+            .unwrap()
+            .unwrap()
+            .server_settings
+            .ca
+            .is_empty());
     }
 }

@@ -392,3 +392,31 @@ fn a_mirror_s_client_certificate_from_hosts_toml() {
     assert_eq!(dist.ok(&args), data);
     assert_eq!(server.seen.requests.load(Ordering::SeqCst), 1);
 }
+
+/// `--hosts-dir` as containerd reads it: a registry's folder without a `hosts.toml` holds
+/// Docker-style certificate files for the registry itself.
+#[test]
+fn certificate_files_in_a_hosts_dir_folder_without_hosts_toml() {
+    let data = bytes(53, 10_000);
+    let digest = sha256(&data);
+    let server = start_mutual(data.clone());
+    let (cert_pem, key_pem) = server.client.clone().unwrap();
+    let dist = Dist::new();
+    let hosts = dist.config_dir().join("containerd-certs.d");
+    let host = format!("localhost:{}", server.port);
+    let folder = hosts.join(&host);
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("ca.crt"), &server.ca_pem).unwrap();
+    std::fs::write(folder.join("client.cert"), &cert_pem).unwrap();
+    std::fs::write(folder.join("client.key"), &key_pem).unwrap();
+    let locator = format!("https://{host}/team/app");
+    let hosts_dir = hosts.to_str().unwrap();
+    assert_eq!(
+        dist.ok(&["fetch", "--hosts-dir", hosts_dir, &locator, &digest]),
+        data
+    );
+    // Without the folder's files the server is not trusted.
+    let out = dist.run(&["fetch", "--retries", "0", &locator, &digest], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("certificate"));
+}
