@@ -12,7 +12,7 @@ use dist::retry::RetryPolicy;
 use dist::transport::{Transport, TransportOptions};
 use dist::{Hints, Object, Remote};
 use support::cli::{bytes, Dist};
-use support::fake::{FakeRegistry, Fault};
+use support::fake::{FakeRegistry, Fault, RandomFaults};
 
 fn small_ranges() -> RangeOptions {
     RangeOptions {
@@ -182,6 +182,30 @@ async fn a_failing_part_is_retried() {
     reg.push_fault(&digest, Fault::Status(503));
     reg.push_fault(&digest, Fault::DropAfter(1000));
     assert_eq!(fetch_all(&reg, &digest, small_ranges()).await, data);
+}
+
+/// Parts through a flaky server: some answered 503, some cut off half-way; each is
+/// retried on its own and the content still arrives whole and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_through_random_faults_arrive_whole() {
+    let reg = FakeRegistry::start();
+    let data = bytes(82, 4 << 20);
+    let digest = reg.blob("team/app", &data);
+    reg.set_random_faults(RandomFaults {
+        seed: 5,
+        p_503: 0.2,
+        p_drop_mid_body: 0.2,
+        ..RandomFaults::default()
+    });
+    // Queued faults win over the dice: the first stream is slow, so the rest is split.
+    reg.push_fault(&digest, slow());
+    assert_eq!(fetch_all(&reg, &digest, small_ranges()).await, data);
+    let counts = reg.random_fault_counts();
+    assert!(
+        counts.status_503 > 0 && counts.drop_mid_body > 0,
+        "faults were injected into parts: {counts:?}"
+    );
+    assert!(range_requests(&reg).len() >= 12, "split into parts");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
