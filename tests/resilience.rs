@@ -256,6 +256,36 @@ fn sigint_during_large_downloads_stops_promptly_and_removes_their_files() {
     assert_eq!(assert_store_clean(dir.path()), 0);
 }
 
+/// A producer that lives on keeps dist's stdin open; SIGTERM sent to dist alone (as a
+/// supervisor does) must not wait for a read of stdin that nothing can cancel. It once
+/// waited out the two-second shutdown timeout.
+#[test]
+fn sigterm_with_stdin_still_open_stops_promptly() {
+    use std::io::{Read, Write};
+    let reg = FakeRegistry::start();
+    let data = bytes(61, 1000);
+    let digest = reg.blob("team/app", &data);
+    let dist = Dist::new();
+    let mut child = dist.start(&["fetch", &repo(&reg), "-"]);
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(format!("{digest}\n").as_bytes()).unwrap();
+    input.flush().unwrap();
+    // Its frame on stdout: the input is being read and the signal handlers are set.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = vec![0u8; 64];
+    stdout.read_exact(&mut first).unwrap();
+    let signalled = Instant::now();
+    assert_eq!(unsafe_kill(child.id(), 15), 0);
+    let status = child.wait().unwrap();
+    let took = signalled.elapsed();
+    drop(input);
+    assert!(
+        took < Duration::from_millis(1500),
+        "stopped promptly: {took:?}"
+    );
+    assert_eq!(status.code(), Some(143));
+}
+
 #[test]
 fn after_kill_9_a_rerun_completes_without_refetching() {
     let (reg, blobs) = slow_batch();

@@ -48,10 +48,7 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
     // Line numbers only mean something when the objects came as lines.
     let from_lines = args.object == "-";
     let input: Box<dyn tokio::io::AsyncBufRead + Unpin + Send> = if args.object == "-" {
-        Box::new(tokio::io::BufReader::with_capacity(
-            64 << 10,
-            tokio::io::stdin(),
-        ))
+        Box::new(super::stdin::stdin())
     } else {
         let line = std::iter::once(args.object.as_str())
             .chain(args.hints.iter().map(String::as_str))

@@ -8,6 +8,7 @@ pub mod output;
 pub mod progress;
 pub mod pull;
 pub mod resolve;
+pub mod stdin;
 
 use std::sync::Arc;
 
