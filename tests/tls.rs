@@ -353,70 +353,97 @@ fn a_client_certificate_for_mutual_tls() {
     assert!(!err.contains("not a key"), "{err}");
 }
 
-/// A mirror that demands a client certificate, given in `hosts.toml` as containerd writes
-/// it: one PEM holding both certificate and key. Without the `client` key the mirror
-/// refuses, and the registry behind it (nothing listens there) cannot help.
-#[test]
-fn a_mirror_s_client_certificate_from_hosts_toml() {
-    let data = bytes(52, 30_000);
+/// A server that demands a client certificate, the content it serves, and a `--hosts-dir`
+/// with an empty folder for a registry (named from the server's port).
+struct MutualWithHostsDir {
+    data: Vec<u8>,
+    digest: String,
+    server: TlsServer,
+    cert_pem: String,
+    key_pem: String,
+    dist: Dist,
+    hosts: std::path::PathBuf,
+    folder: std::path::PathBuf,
+}
+
+fn mutual_with_hosts_dir(seed: u64, registry: impl FnOnce(u16) -> String) -> MutualWithHostsDir {
+    let data = bytes(seed, 20_000);
     let digest = sha256(&data);
     let server = start_mutual(data.clone());
     let (cert_pem, key_pem) = server.client.clone().unwrap();
     let dist = Dist::new();
     let hosts = dist.config_dir().join("hosts");
-    let folder = hosts.join("localhost:1");
+    let folder = hosts.join(registry(server.port));
     std::fs::create_dir_all(&folder).unwrap();
-    std::fs::write(folder.join("mirror-ca.pem"), &server.ca_pem).unwrap();
-    std::fs::write(folder.join("me.pem"), format!("{cert_pem}{key_pem}")).unwrap();
+    MutualWithHostsDir {
+        data,
+        digest,
+        server,
+        cert_pem,
+        key_pem,
+        dist,
+        hosts,
+        folder,
+    }
+}
+
+/// A mirror that demands a client certificate, given in `hosts.toml` as containerd writes
+/// it: one PEM holding both certificate and key. Without the `client` key the mirror
+/// refuses, and the registry behind it (nothing listens there) cannot help.
+#[test]
+fn a_mirror_s_client_certificate_from_hosts_toml() {
+    let m = mutual_with_hosts_dir(52, |_| "localhost:1".into());
+    std::fs::write(m.folder.join("mirror-ca.pem"), &m.server.ca_pem).unwrap();
+    std::fs::write(
+        m.folder.join("me.pem"),
+        format!("{}{}", m.cert_pem, m.key_pem),
+    )
+    .unwrap();
     let mirror = format!(
         "[host.\"https://localhost:{}\"]\n  ca = \"mirror-ca.pem\"\n",
-        server.port
+        m.server.port
     );
     let args = [
         "fetch",
         "--retries",
         "0",
         "--hosts-dir",
-        hosts.to_str().unwrap(),
+        m.hosts.to_str().unwrap(),
         "localhost:1/team/app",
-        &digest,
+        &m.digest,
     ];
 
-    std::fs::write(folder.join("hosts.toml"), &mirror).unwrap();
-    let out = dist.run(&args, b"");
+    std::fs::write(m.folder.join("hosts.toml"), &mirror).unwrap();
+    let out = m.dist.run(&args, b"");
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(server.seen.requests.load(Ordering::SeqCst), 0);
+    assert_eq!(m.server.seen.requests.load(Ordering::SeqCst), 0);
 
     let with_client = format!("{mirror}  client = \"me.pem\"\n");
-    std::fs::write(folder.join("hosts.toml"), with_client).unwrap();
-    assert_eq!(dist.ok(&args), data);
-    assert_eq!(server.seen.requests.load(Ordering::SeqCst), 1);
+    std::fs::write(m.folder.join("hosts.toml"), with_client).unwrap();
+    assert_eq!(m.dist.ok(&args), m.data);
+    assert_eq!(m.server.seen.requests.load(Ordering::SeqCst), 1);
 }
 
 /// `--hosts-dir` as containerd reads it: a registry's folder without a `hosts.toml` holds
 /// Docker-style certificate files for the registry itself.
 #[test]
 fn certificate_files_in_a_hosts_dir_folder_without_hosts_toml() {
-    let data = bytes(53, 10_000);
-    let digest = sha256(&data);
-    let server = start_mutual(data.clone());
-    let (cert_pem, key_pem) = server.client.clone().unwrap();
-    let dist = Dist::new();
-    let hosts = dist.config_dir().join("containerd-certs.d");
-    let host = format!("localhost:{}", server.port);
-    let folder = hosts.join(&host);
-    std::fs::create_dir_all(&folder).unwrap();
-    std::fs::write(folder.join("ca.crt"), &server.ca_pem).unwrap();
-    std::fs::write(folder.join("client.cert"), &cert_pem).unwrap();
-    std::fs::write(folder.join("client.key"), &key_pem).unwrap();
+    let m = mutual_with_hosts_dir(53, |port| format!("localhost:{port}"));
+    let host = format!("localhost:{}", m.server.port);
+    std::fs::write(m.folder.join("ca.crt"), &m.server.ca_pem).unwrap();
+    std::fs::write(m.folder.join("client.cert"), &m.cert_pem).unwrap();
+    std::fs::write(m.folder.join("client.key"), &m.key_pem).unwrap();
     let locator = format!("https://{host}/team/app");
-    let hosts_dir = hosts.to_str().unwrap();
+    let hosts_dir = m.hosts.to_str().unwrap();
     assert_eq!(
-        dist.ok(&["fetch", "--hosts-dir", hosts_dir, &locator, &digest]),
-        data
+        m.dist
+            .ok(&["fetch", "--hosts-dir", hosts_dir, &locator, &m.digest]),
+        m.data
     );
     // Without the folder's files the server is not trusted.
-    let out = dist.run(&["fetch", "--retries", "0", &locator, &digest], b"");
+    let out = m
+        .dist
+        .run(&["fetch", "--retries", "0", &locator, &m.digest], b"");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("certificate"));
 }
