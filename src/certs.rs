@@ -6,8 +6,9 @@
 //! The folders, in the containers tools' order of priority:
 //! `$XDG_CONFIG_HOME/containers/certs.d/<host>` (else `~/.config/containers/certs.d/<host>`),
 //! `/etc/containers/certs.d/<host>`, then Docker's `/etc/docker/certs.d/<host>`. Every CA
-//! found is used; of client certificates, the first. A registry that `docker pull` or `podman pull` already reaches is then reached
-//! by dist too, without `--ca-file` or `--cert`.
+//! found is used; of client certificates, the first. A registry that `docker pull` or
+//! `podman pull` already reaches is then reached by dist too, without `--ca-file` or
+//! `--cert`.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -46,11 +47,16 @@ fn first_pair(dir: &Path) -> Option<ClientIdentity> {
     })
 }
 
+/// Whether `host` may name a folder of its own (`certs.d/<host>`, a hosts dir's
+/// `<host>`): a host name never holds a path separator, and a locator that smuggles one in
+/// must not send us reading other folders.
+pub(crate) fn is_folder_name(host: &str) -> bool {
+    !host.is_empty() && !host.contains(['/', '\\']) && !host.starts_with('.')
+}
+
 /// The `certs.d` folders for `host` that may exist, in the order they are read.
 fn folders(host: &str, env: impl Fn(&str) -> Option<OsString>) -> Vec<PathBuf> {
-    // A host name never holds a path separator; a locator that smuggles one in must not
-    // send us reading other folders.
-    if host.is_empty() || host.contains(['/', '\\']) || host.starts_with('.') {
+    if !is_folder_name(host) {
         return Vec::new();
     }
     let var = |name: &str| env(name).filter(|v| !v.is_empty()).map(PathBuf::from);

@@ -92,12 +92,9 @@ impl HostsFile {
     /// `hosts.toml`, or without one, Docker's certificate files in it (`*.crt` CAs, a
     /// `*.cert` with its `*.key`) for the registry itself. `None` when neither folder exists.
     pub fn load(dir: &Path, registry: &str) -> Result<Option<HostsFile>> {
-        // A host name never holds a path separator; one smuggled into a locator must not
-        // send us reading other folders.
-        let own =
-            (!registry.is_empty() && !registry.contains(['/', '\\']) && !registry.starts_with('.'))
-                .then(|| dir.join(registry))
-                .filter(|d| d.is_dir());
+        let own = crate::certs::is_folder_name(registry)
+            .then(|| dir.join(registry))
+            .filter(|d| d.is_dir());
         let Some(folder) = own.or_else(|| Some(dir.join("_default")).filter(|d| d.is_dir())) else {
             return Ok(None);
         };
