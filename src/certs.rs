@@ -59,8 +59,7 @@ fn folders(host: &str, env: impl Fn(&str) -> Option<OsString>) -> Vec<PathBuf> {
     if !is_folder_name(host) {
         return Vec::new();
     }
-    let var = |name: &str| env(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-    let config_home = var("XDG_CONFIG_HOME").or_else(|| var("HOME").map(|h| h.join(".config")));
+    let config_home = crate::user_dirs::config_home(&env);
     let mut roots: Vec<PathBuf> = config_home
         .map(|d| d.join("containers").join("certs.d"))
         .into_iter()

@@ -116,6 +116,7 @@ pub mod remote;
 pub mod retry;
 pub mod sink;
 pub mod transport;
+mod user_dirs;
 pub mod worker;
 
 pub use digest::Digest;

@@ -175,16 +175,15 @@ impl Source {
 /// `REGISTRY_AUTH_FILE`, Docker's file, then the containers tools' two (runtime, then
 /// persistent).
 fn search_paths(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Vec<PathBuf> {
-    let var = |name: &str| env(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-    let home = var("HOME");
+    let var = |name: &str| crate::user_dirs::path_var(&env, name);
     let mut paths = Vec::new();
     paths.extend(var("REGISTRY_AUTH_FILE"));
     match var("DOCKER_CONFIG") {
         Some(dir) => paths.push(dir.join("config.json")),
-        None => paths.extend(home.as_ref().map(|h| h.join(".docker").join("config.json"))),
+        None => paths.extend(var("HOME").map(|h| h.join(".docker").join("config.json"))),
     }
     paths.extend(var("XDG_RUNTIME_DIR").map(|d| d.join("containers").join("auth.json")));
-    let config_home = var("XDG_CONFIG_HOME").or_else(|| home.map(|h| h.join(".config")));
+    let config_home = crate::user_dirs::config_home(&env);
     paths.extend(config_home.map(|d| d.join("containers").join("auth.json")));
     paths
 }
