@@ -47,7 +47,7 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
     let framed = args.output.is_none();
     // Line numbers only mean something when the objects came as lines.
     let from_lines = args.object == "-";
-    let input: Box<dyn tokio::io::AsyncBufRead + Unpin + Send> = if args.object == "-" {
+    let input: Box<dyn tokio::io::AsyncBufRead + Unpin + Send> = if from_lines {
         Box::new(super::stdin::stdin())
     } else {
         let line = std::iter::once(args.object.as_str())
