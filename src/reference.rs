@@ -162,15 +162,15 @@ pub(crate) fn host_without_port(host: &str) -> &str {
     }
 }
 
-/// Loopback registries are spoken to over plain HTTP, like Docker's built-in insecure
-/// exception for 127.0.0.0/8.
+/// Whether `host` (`name`, `name:port`, `[v6]` or `[v6]:port`) is this machine: `localhost`
+/// in any case, 127.0.0.0/8 or `::1` in any spelling. Loopback registries are spoken to over
+/// plain HTTP, like Docker's built-in insecure exception for 127.0.0.0/8, and never through
+/// a proxy.
 pub fn is_loopback(host: &str) -> bool {
     let h = host_without_port(host);
-    h == "localhost"
-        || h == "::1"
-        || h.parse::<std::net::Ipv4Addr>()
-            .map(|ip| ip.is_loopback())
-            .unwrap_or(false)
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn validate_host(host: &str) -> std::result::Result<(), String> {
@@ -420,6 +420,9 @@ mod tests {
         assert!(repo("127.0.0.1:5000/x").plain_http());
         assert!(repo("127.8.9.1/x").plain_http());
         assert!(repo("[::1]:5000/x").plain_http());
+        assert!(repo("[0:0:0:0:0:0:0:1]/x").plain_http());
+        assert!(repo("LocalHost:5000/x").plain_http());
+        assert!(!repo("localhost.example:5000/x").plain_http());
         assert!(!repo("ghcr.io/x").plain_http());
         assert!(!repo("10.0.0.1:5000/x").plain_http());
         assert!(repo("http://reg.example:80/x").plain_http());

@@ -17,7 +17,6 @@
 //! registries on other ports listed in `NO_PROXY`.
 
 use std::future::Future;
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -70,7 +69,7 @@ impl Proxies {
         let Some(host) = dst.host() else {
             return Route::Direct;
         };
-        if is_loopback(host) {
+        if crate::reference::is_loopback(host) {
             return Route::Direct;
         }
         let Some(intercept) = self.matcher.intercept(dst) else {
@@ -94,12 +93,6 @@ impl Proxies {
             auth,
         }
     }
-}
-
-fn is_loopback(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.eq_ignore_ascii_case("localhost")
-        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `dst` with its port written out, as `CONNECT` needs it (the scheme's default if none).
@@ -321,6 +314,8 @@ mod tests {
             "https://127.0.0.1:5000/v2/",
             "http://localhost:5000/v2/",
             "https://[::1]:443/v2/",
+            "https://[0:0:0:0:0:0:0:1]/v2/",
+            "http://LOCALHOST:5000/v2/",
             "https://registry.internal.corp/v2/",
             "https://10.1.2.3/v2/",
         ] {
