@@ -6,6 +6,8 @@
 //!
 //! ```toml
 //! server = "https://registry-1.docker.io"   # optional: where the registry itself is
+//! capabilities = ["pull", "resolve"]        # with server: what it may be asked; default both
+//! override_path = false                     # with server: true: its URL path is the API root
 //!
 //! [host."https://mirror.example.com"]
 //!   capabilities = ["pull", "resolve"]      # default: both
@@ -21,13 +23,14 @@
 //! ```
 //!
 //! `ca`, `skip_verify`, `client` and `[header]` at the top of the file apply to the registry
-//! itself. Of several client certificates only the first is used (a TLS client presents
+//! itself; `capabilities` and `override_path` there only once `server` moves it, as in
+//! containerd. Of several client certificates only the first is used (a TLS client presents
 //! one). Configured headers go to their host only, never along a redirect to another.
 
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::registry::host::Capabilities;
+use crate::registry::host::{Capabilities, Server};
 use crate::transport::tls::ClientIdentity;
 
 /// How to talk to one host: whom to trust, which certificate to show, what to add.
@@ -79,8 +82,9 @@ impl HostSpec {
 /// The parsed `hosts.toml` of one registry.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostsFile {
-    /// Where the registry itself is served, if not at its usual address.
-    pub server: Option<String>,
+    /// Where the registry itself is served, if not at its usual address, with the file's
+    /// top-level `capabilities` and `override_path` (containerd reads them only then).
+    pub server: Option<Server>,
     /// How to talk to the registry itself (the keys at the top of the file).
     pub server_settings: HostSettings,
     /// Mirrors, in the order of the file.
@@ -129,7 +133,11 @@ impl HostsFile {
             let s = server
                 .as_str()
                 .ok_or_else(|| Error::invalid("\"server\" must be a string"))?;
-            file.server = Some(with_scheme(s, None)?);
+            file.server = Some(Server {
+                url: with_scheme(s, None)?,
+                capabilities: capabilities(&table, "the registry")?,
+                override_path: flag(&table, "override_path", "the registry")?,
+            });
         }
         file.server_settings = settings(&table, base, "the registry")?;
         let Some(hosts) = table.get("host") else {
@@ -142,49 +150,60 @@ impl HostsFile {
             let entry = entry
                 .as_table()
                 .ok_or_else(|| Error::invalid(format!("host {url:?} must be a table")))?;
-            let flag = |key: &str| -> Result<bool> {
-                match entry.get(key) {
-                    None => Ok(false),
-                    Some(v) => v.as_bool().ok_or_else(|| {
-                        Error::invalid(format!("host {url:?}: {key} must be true or false"))
-                    }),
-                }
-            };
-            let plain = flag("plain-http")? || flag("plain_http")?;
-            let capabilities = match entry.get("capabilities") {
-                None => Capabilities::ALL,
-                Some(v) => {
-                    let list = v.as_array().ok_or_else(|| {
-                        Error::invalid(format!("host {url:?}: capabilities must be a list"))
-                    })?;
-                    let mut caps = Capabilities {
-                        pull: false,
-                        resolve: false,
-                    };
-                    for c in list {
-                        match c.as_str() {
-                            Some("pull") => caps.pull = true,
-                            Some("resolve") => caps.resolve = true,
-                            Some("push") => {} // dist never pushes
-                            _ => {
-                                return Err(Error::invalid(format!(
-                                    "host {url:?}: unknown capability {c:?}"
-                                )))
-                            }
-                        }
-                    }
-                    caps
-                }
-            };
+            let what = format!("host {url:?}");
+            let plain = flag(entry, "plain-http", &what)? || flag(entry, "plain_http", &what)?;
             file.hosts.push(HostSpec {
                 url: with_scheme(url, Some(plain))?,
-                capabilities,
-                override_path: flag("override_path")?,
-                settings: settings(entry, base, &format!("host {url:?}"))?,
+                capabilities: capabilities(entry, &what)?,
+                override_path: flag(entry, "override_path", &what)?,
+                settings: settings(entry, base, &what)?,
             });
         }
         Ok(file)
     }
+}
+
+/// A true/false key of one table (a host's, or the file's top), false when absent.
+fn flag(table: &toml::Table, key: &str, what: &str) -> Result<bool> {
+    match table.get(key) {
+        None => Ok(false),
+        Some(v) => v
+            .as_bool()
+            .ok_or_else(|| Error::invalid(format!("{what}: {key} must be true or false"))),
+    }
+}
+
+/// `capabilities` of one table: both pull and resolve when absent; `push` is accepted and
+/// ignored, since dist never pushes.
+fn capabilities(table: &toml::Table, what: &str) -> Result<Capabilities> {
+    let Some(v) = table.get("capabilities") else {
+        return Ok(Capabilities::ALL);
+    };
+    let list = v
+        .as_array()
+        .ok_or_else(|| Error::invalid(format!("{what}: capabilities must be a list")))?;
+    let mut caps = Capabilities {
+        pull: false,
+        resolve: false,
+    };
+    for c in list {
+        match c.as_str().map(str::to_ascii_lowercase).as_deref() {
+            Some("pull") => caps.pull = true,
+            Some("resolve") => caps.resolve = true,
+            Some("push") => {}
+            Some(other) => {
+                return Err(Error::invalid(format!(
+                    "{what}: unknown capability {other:?}"
+                )))
+            }
+            None => {
+                return Err(Error::invalid(format!(
+                    "{what}: capabilities must be strings"
+                )))
+            }
+        }
+    }
+    Ok(caps)
 }
 
 /// `ca`, `skip_verify`, `client` and `[header]` of one table (a host's, or the file's top
@@ -205,12 +224,7 @@ fn settings(table: &toml::Table, base: &Path, whose: &str) -> Result<HostSetting
         None => Vec::new(),
         Some(v) => paths(v).ok_or_else(|| invalid("ca must be a path or a list of paths"))?,
     };
-    let skip_verify = match table.get("skip_verify") {
-        None => false,
-        Some(v) => v
-            .as_bool()
-            .ok_or_else(|| invalid("skip_verify must be true or false"))?,
-    };
+    let skip_verify = flag(table, "skip_verify", whose)?;
     let client = match table.get("client") {
         None => None,
         Some(v) => client_identity(v, base).ok_or_else(|| {
@@ -340,7 +354,14 @@ server = "https://registry-1.docker.io"
             Path::new("/etc/dist/docker.io"),
         )
         .unwrap();
-        assert_eq!(f.server.as_deref(), Some("https://registry-1.docker.io"));
+        assert_eq!(
+            f.server,
+            Some(Server {
+                url: "https://registry-1.docker.io".into(),
+                capabilities: Capabilities::ALL,
+                override_path: false,
+            })
+        );
         let urls: Vec<&str> = f.hosts.iter().map(|h| h.url.as_str()).collect();
         assert_eq!(
             urls,
@@ -367,6 +388,55 @@ server = "https://registry-1.docker.io"
         assert!(f.hosts[1].settings.skip_verify && !f.hosts[0].settings.skip_verify);
         assert!(f.hosts[2].override_path);
         assert_eq!(f.hosts[2].capabilities, Capabilities::ALL);
+    }
+
+    #[test]
+    fn top_level_capabilities_and_override_path_belong_to_the_server() {
+        let f = HostsFile::parse(
+            r#"
+server = "registry.example:5000/cache/docker"
+capabilities = ["Pull", "push"]
+override_path = true
+"#,
+            Path::new("/etc/dist/r"),
+        )
+        .unwrap();
+        assert_eq!(
+            f.server,
+            Some(Server {
+                url: "https://registry.example:5000/cache/docker".into(),
+                capabilities: Capabilities {
+                    pull: true,
+                    resolve: false
+                },
+                override_path: true,
+            })
+        );
+        // Without `server` containerd keeps the registry at its address with every
+        // capability; so does dist.
+        let f = HostsFile::parse("capabilities = [\"pull\"]\n", Path::new("/r")).unwrap();
+        assert_eq!(f.server, None);
+        for (text, want) in [
+            (
+                "server = \"r.example\"\ncapabilities = [\"fetch\"]",
+                "the registry: unknown capability \"fetch\"",
+            ),
+            (
+                "server = \"r.example\"\ncapabilities = [1]",
+                "the registry: capabilities must be strings",
+            ),
+            (
+                "server = \"r.example\"\noverride_path = \"yes\"",
+                "the registry: override_path must be true or false",
+            ),
+            (
+                "[host.\"m.example\"]\ncapabilities = \"pull\"",
+                "host \"m.example\": capabilities must be a list",
+            ),
+        ] {
+            let e = HostsFile::parse(text, Path::new("/r")).unwrap_err();
+            assert_eq!(e.reason(), want, "{text}");
+        }
     }
 
     #[test]

@@ -274,3 +274,108 @@ fn configured_headers_reach_their_host_and_no_other() {
     assert_eq!(at_cdn.len(), 1);
     assert!(values(&at_cdn[0].headers, "x-registry-key").is_empty());
 }
+
+/// A hosts file's `server` moves the registry itself, path and all: `<path>/v2/` as the
+/// API root, or `<path>/` with `override_path`, as containerd reads it.
+#[test]
+fn a_hosts_file_server_moves_the_registry_under_a_path() {
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}"#;
+    let mt = "application/vnd.oci.image.manifest.v1+json";
+    let prefixed = FakeRegistry::builder().api_root("/cache/docker/v2").start();
+    let blob = bytes(7, 20_000);
+    let digest = prefixed.blob("team/app", &blob);
+    prefixed.manifest("team/app", "v1", mt, manifest);
+    // The registry's own name is made up: only the hosts file knows where it is.
+    let repo = "registry.invalid/team/app";
+    let dir = hosts_dir(
+        "registry.invalid",
+        &format!("server = \"{}/cache/docker\"\n", prefixed.url()),
+    );
+    let mut dist = Dist::new();
+    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    assert_eq!(dist.ok(&["fetch", repo, &digest]), blob);
+    assert_eq!(dist.ok(&["fetch", repo, "v1"]), manifest);
+    assert_eq!(prefixed.requests_for(&format!("blobs/{digest}")), 1);
+
+    // An API root without `/v2`: reached only when the file says the path is the root.
+    let bare = FakeRegistry::builder().api_root("/api").start();
+    let digest = bare.blob("team/app", &blob);
+    let toml = |override_path: bool| {
+        format!(
+            "server = \"{}/api\"\noverride_path = {override_path}\n",
+            bare.url()
+        )
+    };
+    let dir = hosts_dir("registry.invalid", &toml(true));
+    let mut dist = Dist::new();
+    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    assert_eq!(dist.ok(&["fetch", repo, &digest]), blob);
+    let dir = hosts_dir("registry.invalid", &toml(false));
+    let mut dist = Dist::new();
+    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    let out = dist.run(&["fetch", "--retries", "0", repo, &digest], b"");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}/api/v2/team/app/blobs/{digest}", bare.url()))
+            && err.contains("404"),
+        "{err}"
+    );
+}
+
+/// The file's top-level `capabilities` describe the moved registry: one that may only pull
+/// leaves tags to a mirror that may resolve, and with no such mirror a tag is refused with
+/// the reason, not sent where the file says it must not go.
+#[test]
+fn a_pull_only_registry_leaves_tags_to_mirrors() {
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}"#;
+    let mt = "application/vnd.oci.image.manifest.v1+json";
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    upstream.manifest("team/app", "v1", mt, manifest);
+    mirror.manifest("team/app", "v1", mt, manifest);
+    let blob = bytes(8, 9000);
+    let digest = upstream.blob("team/app", &blob);
+    mirror.blob("team/app", &blob);
+    let repo = "registry.invalid/team/app";
+    let server = format!(
+        "server = \"{}\"\ncapabilities = [\"pull\"]\n",
+        upstream.url()
+    );
+    let dir = hosts_dir(
+        "registry.invalid",
+        &format!(
+            "{server}\n[host.\"{}\"]\n  capabilities = [\"resolve\"]\n",
+            mirror.url()
+        ),
+    );
+    let mut dist = Dist::new();
+    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    assert_eq!(dist.ok(&["fetch", repo, "v1"]), manifest);
+    assert_eq!(dist.ok(&["fetch", repo, &digest]), blob);
+    assert_eq!(mirror.requests_for("manifests/v1"), 1);
+    assert_eq!(
+        upstream.requests_for("manifests/v1"),
+        0,
+        "the registry may not resolve"
+    );
+    assert_eq!(upstream.requests_for(&format!("blobs/{digest}")), 1);
+    assert_eq!(
+        mirror.requests_for(&format!("blobs/{digest}")),
+        0,
+        "the mirror may not pull"
+    );
+
+    let dir = hosts_dir("registry.invalid", &server);
+    let mut dist = Dist::new();
+    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    let out = dist.run(&["fetch", repo, "v1"], b"");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no host may resolve tags (`capabilities` in the hosts file)"),
+        "{err}"
+    );
+    assert_eq!(upstream.requests_for("manifests/v1"), 0);
+    assert_eq!(dist.ok(&["fetch", repo, &digest]), blob);
+}

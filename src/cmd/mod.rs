@@ -17,7 +17,7 @@ use dist::auth::CredentialSource;
 use dist::hosts::{HostSettings, HostSpec, HostsFile};
 use dist::layout_remote::LayoutRemote;
 use dist::ranged::RangeOptions;
-use dist::registry::host::Mirror;
+use dist::registry::host::{Mirror, Server};
 use dist::registry::RegistryRemote;
 use dist::retry::RetryPolicy;
 use dist::transport::{Transport, TransportOptions};
@@ -137,7 +137,7 @@ pub fn open_locator(
 fn mirror_specs(
     global: &Global,
     repo: &Repository,
-) -> Result<(Option<String>, HostSettings, Vec<HostSpec>), Error> {
+) -> Result<(Option<Server>, HostSettings, Vec<HostSpec>), Error> {
     let mut specs = global
         .mirror
         .iter()

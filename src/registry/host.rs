@@ -43,6 +43,18 @@ impl Capabilities {
     };
 }
 
+/// Where the registry itself is served when a hosts file moves it (`server = …`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    /// `scheme://host[:port][/path]`. The API root is `<path>/v2/`, or `<path>/` itself
+    /// with `override_path`.
+    pub url: String,
+    /// What it may be asked for; a registry that may not resolve leaves tags to mirrors.
+    pub capabilities: Capabilities,
+    /// The path of `url` is the API root (for registries served under a prefix).
+    pub override_path: bool,
+}
+
 /// A mirror of the registry, tried before the registry itself.
 #[derive(Debug, Clone)]
 pub struct Mirror {
@@ -79,22 +91,24 @@ pub(crate) struct Host {
 }
 
 impl Host {
-    /// The registry itself, at its usual address or at `server` (`scheme://host[:port]`,
-    /// from a hosts file).
+    /// The registry itself, at its usual address or where a hosts file's `server` puts it.
     pub(crate) fn upstream(
         repo: &Repository,
-        server: Option<&str>,
+        server: Option<&Server>,
         transport: Transport,
         credentials: CredentialSource,
     ) -> Result<Host> {
-        let (name, api) = match server {
-            None => (repo.api_host().to_string(), repo.api_base()),
-            Some(url) => {
-                let bad = || Error::invalid(format!("invalid registry server {url:?}"));
-                let uri: Uri = url.parse().map_err(|_| bad())?;
-                let authority = uri.authority().ok_or_else(bad)?.to_string();
-                let scheme = uri.scheme_str().unwrap_or("https");
-                (authority.clone(), format!("{scheme}://{authority}/v2/"))
+        let (name, api, capabilities) = match server {
+            None => (
+                repo.api_host().to_string(),
+                repo.api_base(),
+                Capabilities::ALL,
+            ),
+            Some(s) => {
+                let (authority, api) = api_root(&s.url, s.override_path).ok_or_else(|| {
+                    Error::invalid(format!("invalid registry server {:?}", s.url))
+                })?;
+                (authority, api, s.capabilities)
             }
         };
         let auth = Authorizer::new(
@@ -111,7 +125,7 @@ impl Host {
             transport,
             auth,
             pause: HostPause::default(),
-            capabilities: Capabilities::ALL,
+            capabilities,
             mirror: false,
             headers: HeaderMap::new(),
             down: AtomicBool::new(false),
@@ -124,29 +138,12 @@ impl Host {
         repo: &Repository,
         credentials: CredentialSource,
     ) -> Result<Host> {
-        let bad = || {
+        let (authority, api) = api_root(&m.url, m.override_path).ok_or_else(|| {
             Error::invalid(format!(
                 "invalid mirror URL {:?} (scheme://host[:port][/path])",
                 m.url
             ))
-        };
-        let uri: Uri = m.url.parse().map_err(|_| bad())?;
-        if !matches!(uri.scheme_str(), Some("http" | "https")) {
-            return Err(bad());
-        }
-        let authority = uri.authority().ok_or_else(bad)?.as_str().to_string();
-        let path = uri.path().trim_end_matches('/');
-        let api = if m.override_path || path.ends_with("/v2") {
-            format!(
-                "{}://{authority}{path}/",
-                uri.scheme_str().unwrap_or("https")
-            )
-        } else {
-            format!(
-                "{}://{authority}{path}/v2/",
-                uri.scheme_str().unwrap_or("https")
-            )
-        };
+        })?;
         let auth = Authorizer::new(
             m.transport.clone(),
             &authority,
@@ -351,6 +348,25 @@ async fn status_error(transport: &Transport, reply: &mut transport::Reply) -> Er
         .with_url(url)
 }
 
+/// The authority and API root of `scheme://host[:port][/path]`, as containerd reads a
+/// hosts file: `<path>/v2/`, unless the path already ends in `/v2` or `override_path` says
+/// the path is the root. `None` for anything but an http(s) URL with a host.
+fn api_root(url: &str, override_path: bool) -> Option<(String, String)> {
+    let uri: Uri = url.parse().ok()?;
+    let scheme = uri
+        .scheme_str()
+        .filter(|s| matches!(*s, "http" | "https"))?;
+    let authority = uri.authority()?.as_str().to_string();
+    let path = uri.path().trim_end_matches('/');
+    let v2 = if override_path || path.ends_with("/v2") {
+        ""
+    } else {
+        "/v2"
+    };
+    let api = format!("{scheme}://{authority}{path}{v2}/");
+    Some((authority, api))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,6 +411,59 @@ mod tests {
             !mirror("https://m.example", false).serves(true),
             "no resolve capability"
         );
+    }
+
+    #[test]
+    fn a_moved_registry_keeps_its_path_and_its_capabilities() {
+        let repo: Repository = "registry.example/team/app".parse().unwrap();
+        let upstream = |url: &str, override_path: bool| {
+            let server = Server {
+                url: url.into(),
+                capabilities: Capabilities {
+                    pull: true,
+                    resolve: false,
+                },
+                override_path,
+            };
+            let transport = Transport::new(Default::default()).unwrap();
+            Host::upstream(&repo, Some(&server), transport, CredentialSource::None)
+        };
+        for (url, override_path, want) in [
+            (
+                "https://cache.example:5000",
+                false,
+                "https://cache.example:5000/v2/",
+            ),
+            (
+                "http://cache.example/docker/",
+                false,
+                "http://cache.example/docker/v2/",
+            ),
+            (
+                "http://cache.example/docker/v2",
+                false,
+                "http://cache.example/docker/v2/",
+            ),
+            (
+                "http://cache.example/api",
+                true,
+                "http://cache.example/api/",
+            ),
+        ] {
+            let host = upstream(url, override_path).unwrap();
+            assert_eq!(
+                host.url("team/app", "blobs/x").unwrap().to_string(),
+                format!("{want}team/app/blobs/x"),
+                "{url}"
+            );
+            assert!(host.serves(false) && !host.serves(true), "pull only");
+            assert!(!host.mirror);
+        }
+        assert_eq!(
+            upstream("https://cache.example:5000", false).unwrap().name,
+            "cache.example:5000"
+        );
+        assert!(upstream("ftp://cache.example", false).is_err());
     }
 
     #[test]

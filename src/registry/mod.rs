@@ -31,7 +31,7 @@ use crate::retry::RetryPolicy;
 use crate::transport::{self, Transport};
 pub(crate) use body::content_range_start;
 pub(crate) use body::Resumable;
-use host::{Host, Mirror, MAX_ERROR_BODY};
+use host::{Host, Mirror, Server, MAX_ERROR_BODY};
 
 /// Which API endpoint an object is fetched from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,11 +100,11 @@ impl RegistryRemote {
         }
     }
 
-    /// Reaches the registry itself at `server` (`scheme://host[:port]`) instead of its
-    /// usual address (call before sharing the remote).
+    /// Reaches the registry itself at `server` instead of its usual address, asking it only
+    /// for what its capabilities allow (call before sharing the remote).
     pub fn with_server(
         mut self,
-        server: &str,
+        server: &Server,
         transport: Transport,
         credentials: CredentialSource,
     ) -> Result<Self> {
@@ -217,8 +217,20 @@ impl RegistryRemote {
                 other => return other,
             }
         }
-        Err(last
-            .unwrap_or_else(|| Error::new(ErrorKind::NotFound, "no host may serve this object")))
+        Err(last.unwrap_or_else(|| {
+            // Only a hosts file's capabilities leave nobody to ask.
+            let what = if tag {
+                "resolve tags"
+            } else {
+                "pull content by digest"
+            };
+            let who = if origin_only {
+                "the registry itself may not"
+            } else {
+                "no host may"
+            };
+            Error::invalid(format!("{who} {what} (`capabilities` in the hosts file)"))
+        }))
     }
 
     /// Tries the endpoints in turn on one host: a digest may name a blob or a manifest.

@@ -121,6 +121,8 @@ struct State {
     log: Mutex<Vec<RequestRecord>>,
     /// Off: `Range` is ignored and every blob GET answers 200 with the whole blob.
     range_support: bool,
+    /// Where the API is served: `/v2`, or a registry behind a path prefix.
+    api_root: String,
 }
 
 /// Configures a [`FakeRegistry`] before it starts.
@@ -128,6 +130,7 @@ struct State {
 pub struct Builder {
     auth: Auth,
     range_support: bool,
+    api_root: String,
 }
 
 impl Builder {
@@ -144,6 +147,13 @@ impl Builder {
         self
     }
 
+    /// Serves the API under `root` (for example `/cache/docker/v2`, or `/api` for a registry
+    /// that does not follow the spec's `/v2`) instead of `/v2`; other paths get 404.
+    pub fn api_root(mut self, root: &str) -> Self {
+        self.api_root = root.trim_end_matches('/').to_string();
+        self
+    }
+
     /// Binds `127.0.0.1:0` and starts serving.
     pub fn start(self) -> FakeRegistry {
         let listener = server::bind_local();
@@ -154,6 +164,7 @@ impl Builder {
             auth: auth::AuthState::new(self.auth, format!("{url}/token")),
             log: Mutex::default(),
             range_support: self.range_support,
+            api_root: self.api_root,
         });
         let shared = state.clone();
         let handler: server::Handler =
@@ -177,6 +188,7 @@ impl FakeRegistry {
         Builder {
             auth: Auth::None,
             range_support: true,
+            api_root: "/v2".to_string(),
         }
     }
 

@@ -161,7 +161,7 @@ fn respond(
     path: &str,
     conn: &Conn,
 ) -> (Response<Body>, Option<Fault>) {
-    let route = Route::parse(path);
+    let route = spec_path(state, path).map_or(Route::Other, |p| Route::parse(&p));
     let prepared = if let Route::Token = route {
         let prepared = state.auth.token_endpoint(parts);
         if prepared.status == StatusCode::UNAUTHORIZED {
@@ -194,6 +194,16 @@ fn respond(
         faults::apply(&fault, prepared, challenge, conn),
         Some(fault),
     )
+}
+
+/// The path as the spec names it (`/v2/…`), for a fake serving its API under another root;
+/// `None` for a path outside it.
+fn spec_path(state: &State, path: &str) -> Option<String> {
+    if path == "/token" || state.api_root == "/v2" {
+        return Some(path.to_string());
+    }
+    let rest = path.strip_prefix(state.api_root.as_str())?;
+    (rest.is_empty() || rest.starts_with('/')).then(|| format!("/v2{rest}"))
 }
 
 /// The normal answer to a request that passed auth.
