@@ -14,6 +14,7 @@
 //!   ca = "/etc/dist/mirror-ca.pem"          # or a list; relative to the file
 //!   skip_verify = false
 //!   client = [["client.cert", "client.key"]] # or "both.pem", or ["both.pem", ...]
+//!   dial_timeout = "2s"                     # connect timeout (default --connect-timeout)
 //!   [host."https://mirror.example.com".header]
 //!     x-team = "build"                      # or a list of values
 //!
@@ -22,10 +23,11 @@
 //!   override_path = false                   # true: the URL path is the API root
 //! ```
 //!
-//! `ca`, `skip_verify`, `client` and `[header]` at the top of the file apply to the registry
-//! itself; `capabilities` and `override_path` there only once `server` moves it, as in
-//! containerd. Of several client certificates only the first is used (a TLS client presents
-//! one). Configured headers go to their host only, never along a redirect to another.
+//! `ca`, `skip_verify`, `client`, `dial_timeout` and `[header]` at the top of the file apply
+//! to the registry itself; `capabilities` and `override_path` there only once `server`
+//! moves it, as in containerd. Of several client certificates only the first is used (a TLS
+//! client presents one). Configured headers go to their host only, never along a redirect
+//! to another.
 
 use std::path::{Path, PathBuf};
 
@@ -45,12 +47,19 @@ pub struct HostSettings {
     /// Headers for every request to it (a name may carry several values), marked
     /// sensitive: they may be keys, and never reach a log.
     pub headers: http::HeaderMap,
+    /// How long establishing a connection to it may take (`dial_timeout`); short for a
+    /// mirror that may be gone, so that the registry takes over quickly.
+    pub dial_timeout: Option<std::time::Duration>,
 }
 
 impl HostSettings {
-    /// Whether the host needs a client of its own (other trust or another certificate).
+    /// Whether the host needs a client of its own (other trust, another certificate, its
+    /// own connect timeout).
     pub fn needs_own_transport(&self) -> bool {
-        !self.ca.is_empty() || self.skip_verify || self.client.is_some()
+        !self.ca.is_empty()
+            || self.skip_verify
+            || self.client.is_some()
+            || self.dial_timeout.is_some()
     }
 }
 
@@ -225,6 +234,15 @@ fn settings(table: &toml::Table, base: &Path, whose: &str) -> Result<HostSetting
         Some(v) => paths(v).ok_or_else(|| invalid("ca must be a path or a list of paths"))?,
     };
     let skip_verify = flag(table, "skip_verify", whose)?;
+    let dial_timeout = match table.get("dial_timeout") {
+        None => None,
+        Some(v) => {
+            let text = v
+                .as_str()
+                .ok_or_else(|| invalid("dial_timeout must be a duration such as \"5s\""))?;
+            Some(crate::duration::parse(text).map_err(|e| invalid(&format!("dial_timeout: {e}")))?)
+        }
+    };
     let client = match table.get("client") {
         None => None,
         Some(v) => client_identity(v, base).ok_or_else(|| {
@@ -268,6 +286,7 @@ fn settings(table: &toml::Table, base: &Path, whose: &str) -> Result<HostSetting
         skip_verify,
         client,
         headers,
+        dial_timeout,
     })
 }
 
@@ -412,6 +431,7 @@ override_path = true
                 override_path: true,
             })
         );
+        assert_eq!(f.server_settings.dial_timeout, None);
         // Without `server` containerd keeps the registry at its address with every
         // capability; so does dist.
         let f = HostsFile::parse("capabilities = [\"pull\"]\n", Path::new("/r")).unwrap();
@@ -437,6 +457,28 @@ override_path = true
             let e = HostsFile::parse(text, Path::new("/r")).unwrap_err();
             assert_eq!(e.reason(), want, "{text}");
         }
+    }
+
+    #[test]
+    fn dial_timeouts_are_per_host_and_give_the_host_its_own_client() {
+        let f = HostsFile::parse(
+            "dial_timeout = \"1m30s\"\n[host.\"https://m.example\"]\n  dial_timeout = \"250ms\"\n[host.\"https://n.example\"]\n",
+            Path::new("/r"),
+        )
+        .unwrap();
+        let d = std::time::Duration::from_millis;
+        assert_eq!(f.server_settings.dial_timeout, Some(d(90_000)));
+        assert_eq!(f.hosts[0].settings.dial_timeout, Some(d(250)));
+        assert_eq!(f.hosts[1].settings.dial_timeout, None);
+        assert!(f.hosts[0].settings.needs_own_transport());
+        assert!(!f.hosts[1].settings.needs_own_transport());
+        let e = HostsFile::parse("dial_timeout = \"5 parsecs\"", Path::new("/r")).unwrap_err();
+        assert!(
+            e.reason()
+                .starts_with("the registry: dial_timeout: invalid duration"),
+            "{}",
+            e.reason()
+        );
     }
 
     #[test]
@@ -506,6 +548,8 @@ client = "/certs/both.pem"
             "[host.\"m\".header]\n\"bad name\" = \"v\"",
             "[host.\"m\".header]\nx = 3",
             "ca = 3",
+            "dial_timeout = \"soon\"",
+            "[host.\"m\"]\ndial_timeout = 5",
             "[host.\"ftp://m\"]",
             "not toml [",
         ] {

@@ -100,6 +100,7 @@
 pub mod auth;
 pub mod certs;
 pub mod digest;
+pub mod duration;
 pub mod error;
 pub mod fetch;
 pub mod handoff;

@@ -379,3 +379,90 @@ fn a_pull_only_registry_leaves_tags_to_mirrors() {
     assert_eq!(upstream.requests_for("manifests/v1"), 0);
     assert_eq!(dist.ok(&["fetch", repo, &digest]), blob);
 }
+
+/// A port where `connect` hangs: a listener whose backlog (shrunk to its minimum) is already
+/// full, so the kernel drops every further handshake, as with a host that went away.
+struct Blackhole {
+    port: u16,
+    _listener: std::net::TcpListener,
+    _filler: std::net::TcpStream,
+}
+
+fn blackhole() -> Blackhole {
+    use std::os::fd::AsRawFd;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // SAFETY: listening again on a listening socket only changes its backlog.
+    assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+    let addr = listener.local_addr().unwrap();
+    let filler = std::net::TcpStream::connect(addr).unwrap();
+    Blackhole {
+        port: addr.port(),
+        _listener: listener,
+        _filler: filler,
+    }
+}
+
+/// `dial_timeout` bounds connecting to its host only: a mirror that went away hands over to
+/// the registry after it, not after the 30 s default; at the top of the file it is the
+/// registry's own.
+#[test]
+fn dial_timeout_lets_a_dead_host_go_quickly() {
+    let hole = blackhole();
+    let upstream = FakeRegistry::start();
+    let blob = bytes(9, 7000);
+    let digest = upstream.blob("team/app", &blob);
+    let dir = hosts_dir(
+        &upstream.host(),
+        &format!(
+            "[host.\"http://127.0.0.1:{}\"]\n  dial_timeout = \"300ms\"\n",
+            hole.port
+        ),
+    );
+    let mut dist = Dist::new();
+    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    let repo = format!("{}/team/app", upstream.host());
+    // Everyone else's connect timeout is two minutes: only the file's can end the
+    // mirror's two tries (and this test) within one.
+    let started = std::time::Instant::now();
+    let out = dist.run(
+        &["fetch", "--connect-timeout", "120s", &repo, &digest, "-v"],
+        b"",
+    );
+    assert_eq!(out.stdout, blob, "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("mirror failed; trying the next host"), "{log}");
+
+    let dir = hosts_dir(
+        "registry.invalid",
+        &format!(
+            "server = \"http://127.0.0.1:{}\"\ndial_timeout = \"300ms\"\n",
+            hole.port
+        ),
+    );
+    let mut dist = Dist::new();
+    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    let started = std::time::Instant::now();
+    let out = dist.run(
+        &[
+            "fetch",
+            "--retries",
+            "0",
+            "--connect-timeout",
+            "120s",
+            "registry.invalid/team/app",
+            &digest,
+        ],
+        b"",
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "127.0.0.1:{}/v2/team/app/blobs/{digest}",
+            hole.port
+        )) && err.contains("cannot connect"),
+        "{err}"
+    );
+}

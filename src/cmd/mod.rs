@@ -75,7 +75,11 @@ pub fn open_locator(
                 // With only `max(jobs, streams)`, four slow blobs on four jobs left their
                 // parts waiting for a connection: no gain at all.
                 max_connections_per_host: jobs + global.range_streams - 1,
-                connect_timeout: global.connect_timeout,
+                // The hosts file's `dial_timeout` is about one host: it wins over the
+                // flag, which is everyone's default.
+                connect_timeout: server_settings
+                    .dial_timeout
+                    .unwrap_or(global.connect_timeout),
                 idle_timeout: global.idle_timeout,
                 // Headers wait as long as a body may stall: a registry that is slow to
                 // start a large blob is not broken.
@@ -102,16 +106,20 @@ pub fn open_locator(
             if !specs.is_empty() {
                 let mut mirrors = Vec::with_capacity(specs.len());
                 for spec in specs {
-                    // A mirror with its own trust settings or certificate gets its own
-                    // client.
+                    // A mirror with its own trust settings, certificate or connect timeout
+                    // gets its own client; so does every mirror when the registry's
+                    // `dial_timeout` is not the default they should keep.
                     let s = &spec.settings;
-                    let transport = if s.needs_own_transport() {
+                    let registry_timeout_differs =
+                        options.connect_timeout != global.connect_timeout;
+                    let transport = if s.needs_own_transport() || registry_timeout_differs {
                         let mut own = options.clone();
                         own.ca_files.extend(s.ca.iter().cloned());
                         own.skip_verify = s.skip_verify;
                         if let Some(client) = &s.client {
                             own.client_identity = Some(client.clone());
                         }
+                        own.connect_timeout = s.dial_timeout.unwrap_or(global.connect_timeout);
                         Transport::new(own)?
                     } else {
                         transport.clone()

@@ -1,0 +1,57 @@
+//! Durations as people write them in flags and config files: `1h30m`, `90s`, `500ms`.
+
+use std::time::Duration;
+
+/// Parses `1h30m`, `90s`, `500ms`, `2m` (Go's units from `ms` to `h`, as containerd's
+/// `hosts.toml` writes them); a bare number is seconds.
+pub fn parse(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let invalid = || format!("invalid duration {s:?}");
+    if let Ok(secs) = s.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).map_err(|_| invalid());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    if rest.is_empty() {
+        return Err("empty duration".into());
+    }
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("invalid duration {s:?}: missing unit"))?;
+        let n: f64 = rest[..num_end].parse().map_err(|_| invalid())?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_end] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            u => return Err(format!("invalid duration {s:?}: unknown unit {u:?}")),
+        };
+        rest = &rest[unit_end..];
+        let part = Duration::try_from_secs_f64(n * unit).map_err(|_| invalid())?;
+        total = total.checked_add(part).ok_or_else(invalid)?;
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_style_units_and_bare_seconds() {
+        assert_eq!(parse("30").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse("1.5s").unwrap(), Duration::from_millis(1500));
+        assert!(parse("5x").is_err());
+        assert!(parse("").is_err());
+        assert!(parse("-1").is_err());
+        assert!(parse("1e30").is_err());
+        assert!(parse("99999999999999999999h").is_err());
+    }
+}
