@@ -6,29 +6,104 @@ use support::cli::{bytes, Dist};
 use support::fake::FakeRegistry;
 use support::proxy::ConnectProxy;
 
-/// `HTTP_PROXY` carries a plain-http registry through a `CONNECT` tunnel too.
+/// `HTTP_PROXY` carries a plain-http registry the way curl and Go's client do: requests go
+/// to the proxy in absolute form, not through a tunnel, so a proxy that tunnels only to
+/// port 443 (Squid's default) still carries a registry on port 5000.
 #[test]
-fn plain_http_registry_through_http_proxy() {
+fn plain_http_registry_through_a_forwarding_proxy() {
     let reg = FakeRegistry::start();
-    let data = bytes(31, 20_000);
-    let digest = reg.blob("team/app", &data);
-    let proxy = ConnectProxy::start();
-    let mut dist = Dist::new();
-    dist.env("HTTP_PROXY", &proxy.url());
+    let data = [bytes(31, 20_000), bytes(34, 30_000)];
+    let digests = data.clone().map(|d| reg.blob("team/app", &d));
     let port = reg.addr().port();
     let locator = format!("registry.test:{port}/team/app");
-    let out = dist.run(&["fetch", "--plain-http", &locator, &digest], b"");
+    for proxy in [
+        ConnectProxy::start(),
+        ConnectProxy::tunnelling_only_to_443(),
+    ] {
+        let mut dist = Dist::new();
+        dist.env("HTTP_PROXY", &proxy.url());
+        let input = format!("{}\n{}\n", digests[0], digests[1]);
+        let out = dist.run(
+            &[
+                "fetch",
+                "--plain-http",
+                &locator,
+                "-",
+                "-j",
+                "1",
+                "--ordered",
+            ],
+            input.as_bytes(),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let frames = support::cli::parse_frames(&out.stdout);
+        assert_eq!(frames.len(), 2);
+        for (frame, want) in frames.iter().zip(&data) {
+            assert_eq!(&frame.result.as_ref().unwrap().2, want);
+        }
+        let asked = proxy.tunnels();
+        assert!(asked.len() >= 2, "{asked:?}");
+        let base = format!("http://registry.test:{port}/v2/");
+        assert!(
+            asked
+                .iter()
+                .all(|t| t.method != "CONNECT" && t.target.starts_with(&base)),
+            "{asked:?}"
+        );
+    }
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        reg.requests().len() >= 2,
+        "the registry got the requests, in origin form"
     );
-    assert_eq!(out.stdout, data);
-    let tunnels = proxy.tunnels();
-    assert!(!tunnels.is_empty());
-    assert!(tunnels
-        .iter()
-        .all(|t| t.target == format!("registry.test:{port}")));
+}
+
+/// A forwarding proxy's own credentials go with every request to it, are never passed on to
+/// the registry, and a refusal names the proxy, not the registry.
+#[test]
+fn a_forwarding_proxy_s_credentials_stay_with_the_proxy() {
+    let reg = FakeRegistry::start();
+    let data = bytes(33, 5_000);
+    let digest = reg.blob("team/app", &data);
+    let port = reg.addr().port();
+    let locator = format!("registry.test:{port}/team/app");
+    let proxy = ConnectProxy::requiring("Basic YWxpY2U6czNjcmV0");
+    let proxy_url = |user: &str| format!("http://{user}:s3cret@127.0.0.1:{}", proxy.port());
+
+    let mut dist = Dist::new();
+    dist.env("HTTP_PROXY", &proxy_url("alice"));
+    let out = dist.run(&["fetch", "--plain-http", &locator, &digest, "-vv"], b"");
+    assert_eq!(out.stdout, data, "{}", String::from_utf8_lossy(&out.stderr));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !log.contains("YWxpY2U6czNjcmV0") && !log.contains("s3cret"),
+        "{log}"
+    );
+    let asked = proxy.tunnels();
+    assert!(!asked.is_empty());
+    for t in &asked {
+        assert_eq!(t.authorization.as_deref(), Some("Basic YWxpY2U6czNjcmV0"));
+    }
+    for r in reg.requests() {
+        assert!(r.headers.get("proxy-authorization").is_none(), "{r:?}");
+    }
+
+    let mut dist = Dist::new();
+    dist.env("HTTP_PROXY", &proxy_url("mallory"));
+    let out = dist.run(&["fetch", "--plain-http", &locator, &digest], b"");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the proxy answered 407 Proxy Authentication Required"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("retrying") && !err.contains("s3cret"),
+        "{err}"
+    );
 }
 
 /// Loopback registries are reached directly whatever the environment says, and `NO_PROXY`

@@ -315,6 +315,17 @@ struct OciError {
 async fn status_error(transport: &Transport, reply: &mut transport::Reply) -> Error {
     let status = reply.response.status();
     let url = reply.url.clone();
+    if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+        // Only a proxy forwarding plain-http requests answers this; its body is its own
+        // error page, not the registry's.
+        return Error::new(
+            ErrorKind::Unauthorized,
+            "the proxy answered 407 Proxy Authentication Required (proxy credentials missing \
+             or refused; they go in the proxy URL)",
+        )
+        .with_status(407)
+        .with_url(url);
+    }
     let body = transport::read_prefix(transport, reply.response.body_mut(), MAX_ERROR_BODY).await;
     let detail = match serde_json::from_slice::<OciErrors>(&body) {
         Ok(e) if !e.errors.is_empty() => e

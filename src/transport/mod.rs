@@ -76,6 +76,9 @@ impl Default for TransportOptions {
 pub struct Transport {
     client: Client<LimitedConnector<HttpsConnector<ProxyConnector>>, Full<Bytes>>,
     opts: Arc<TransportOptions>,
+    /// The connector's proxies, asked again per request for a forwarding proxy's
+    /// credentials.
+    proxies: Proxies,
 }
 
 impl std::fmt::Debug for Transport {
@@ -136,6 +139,7 @@ impl Transport {
             opts.skip_verify,
             opts.client_identity.as_ref(),
         )?;
+        let proxies = Proxies::from_env();
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -145,7 +149,7 @@ impl Transport {
             .https_or_http()
             .enable_http1()
             .enable_http2()
-            .wrap_connector(ProxyConnector::new(http, Proxies::from_env()));
+            .wrap_connector(ProxyConnector::new(http, proxies.clone()));
         let mut builder = Client::builder(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
@@ -164,6 +168,7 @@ impl Transport {
         Ok(Transport {
             client,
             opts: Arc::new(opts),
+            proxies,
         })
     }
 
@@ -193,6 +198,9 @@ impl Transport {
                 v.set_sensitive(true);
                 builder = builder.header(k, v);
             }
+        }
+        if let Some(auth) = self.proxies.forwarding_auth(&req.url) {
+            builder = builder.header(http::header::PROXY_AUTHORIZATION, auth);
         }
         let request = builder.body(Full::new(req.body.clone())).map_err(|e| {
             Error::invalid("building request")

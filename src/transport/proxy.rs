@@ -2,19 +2,19 @@
 //! `HTTP_PROXY` and `ALL_PROXY` (or their lower-case forms), with `NO_PROXY` listing the
 //! hosts, domains and networks to reach directly.
 //!
-//! A proxied connection is always a `CONNECT` tunnel, for https and plain-http registries
-//! alike. For https, TLS runs end to end through it, so the proxy learns the `host:port` and
-//! nothing else, no request, no token, no registry credential (plain http crosses it in the
-//! clear, as it crosses any network). The proxy's own credentials come from its URL
-//! (`http://user:password@proxy:3128`) and travel only in the `CONNECT` request.
+//! An https destination is reached through a `CONNECT` tunnel: TLS runs end to end through
+//! it, so the proxy learns the `host:port` and nothing else, no request, no token, no
+//! registry credential. A plain-http destination is not tunnelled: its requests go to the
+//! proxy in absolute form (`GET http://host:port/v2/…`), as curl and Go's client send them,
+//! which proxies that allow `CONNECT` only to port 443 (Squid's default) accept; plain http
+//! crosses the proxy in the clear either way, as it crosses any network. The proxy's own
+//! credentials come from its URL (`http://user:password@proxy:3128`) and travel in the
+//! `CONNECT` request, or in each forwarded request ([`Proxies::forwarding_auth`]).
 //! Loopback addresses and `localhost` are never proxied, as in Go's and so containerd's and
 //! crane's clients: a local registry stays local whatever the environment says. Only
 //! `http://` proxies are supported; another scheme fails the connection and says so. A
 //! refused tunnel is a [`ProxyError`] in the error's causes, so the transport can tell it
 //! from a broken connection and not retry it.
-//!
-//! A proxy that allows `CONNECT` only to port 443 (Squid's default) needs plain-http
-//! registries on other ports listed in `NO_PROXY`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{HeaderValue, Uri};
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::client::proxy::matcher::Matcher;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,6 +36,12 @@ enum Route {
     Direct,
     /// Through a `CONNECT` tunnel at `proxy`, with `auth` for `Proxy-Authorization`.
     Tunnel {
+        proxy: Uri,
+        auth: Option<HeaderValue>,
+    },
+    /// Plain http: requests go to `proxy` itself, which forwards them; `auth` goes along
+    /// with each as `Proxy-Authorization`.
+    Forward {
         proxy: Uri,
         auth: Option<HeaderValue>,
     },
@@ -88,9 +94,21 @@ impl Proxies {
         if let Some(a) = &mut auth {
             a.set_sensitive(true);
         }
-        Route::Tunnel {
-            proxy: proxy.clone(),
-            auth,
+        let proxy = proxy.clone();
+        if dst.scheme_str() == Some("http") {
+            Route::Forward { proxy, auth }
+        } else {
+            Route::Tunnel { proxy, auth }
+        }
+    }
+
+    /// The `Proxy-Authorization` a request to `dst` carries: the proxy's credentials when
+    /// the proxy forwards it (plain http), none when it goes direct or through a tunnel,
+    /// where the credentials went with the `CONNECT` and the proxy must not see any more.
+    pub fn forwarding_auth(&self, dst: &Uri) -> Option<HeaderValue> {
+        match self.route(dst) {
+            Route::Forward { auth, .. } => auth,
+            _ => None,
         }
     }
 }
@@ -160,7 +178,8 @@ impl std::fmt::Display for ProxyError {
 impl std::error::Error for ProxyError {}
 
 /// Wraps the TCP connector: destinations the environment sends to a proxy are reached
-/// through a `CONNECT` tunnel over a connection to the proxy, the others directly.
+/// through a `CONNECT` tunnel over a connection to the proxy (https), or over a connection
+/// to the proxy that forwards the requests (plain http); the others directly.
 #[derive(Clone)]
 pub struct ProxyConnector {
     inner: HttpConnector,
@@ -175,9 +194,9 @@ impl ProxyConnector {
 }
 
 impl tower_service::Service<Uri> for ProxyConnector {
-    type Response = TokioIo<TcpStream>;
+    type Response = ProxyStream;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<TokioIo<TcpStream>, BoxError>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<ProxyStream, BoxError>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -189,7 +208,22 @@ impl tower_service::Service<Uri> for ProxyConnector {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         match self.proxies.route(&dst) {
-            Route::Direct => Box::pin(async move { inner.call(dst).await.map_err(Into::into) }),
+            Route::Direct => Box::pin(async move {
+                let io = inner.call(dst).await?;
+                Ok(ProxyStream::to_destination(io))
+            }),
+            Route::Forward { proxy, .. } => Box::pin(async move {
+                let proxy_name = authority(&with_port(&proxy));
+                tracing::debug!(target = %authority(&with_port(&dst)), proxy = %proxy_name, "forwarding through a proxy");
+                let io = inner
+                    .call(proxy)
+                    .await
+                    .map_err(|e| format!("cannot connect to the proxy {proxy_name}: {e}"))?;
+                Ok(ProxyStream {
+                    io,
+                    forwarding: true,
+                })
+            }),
             Route::Tunnel { proxy, auth } => Box::pin(async move {
                 let target = authority(&with_port(&dst));
                 let proxy_name = authority(&with_port(&proxy));
@@ -210,7 +244,7 @@ impl tower_service::Service<Uri> for ProxyConnector {
                             format!("tunnel through the proxy {proxy_name}: {why}").into()
                         }
                     })?;
-                Ok(TokioIo::new(tcp))
+                Ok(ProxyStream::to_destination(TokioIo::new(tcp)))
             }),
             Route::Unsupported(proxy) => {
                 Box::pin(
@@ -218,6 +252,69 @@ impl tower_service::Service<Uri> for ProxyConnector {
                 )
             }
         }
+    }
+}
+
+/// A connection the proxy connector made: to the destination (directly or through a
+/// tunnel), or to a proxy that forwards requests, which tells the HTTP client to write them
+/// in absolute form.
+pub struct ProxyStream {
+    io: TokioIo<TcpStream>,
+    forwarding: bool,
+}
+
+impl ProxyStream {
+    fn to_destination(io: TokioIo<TcpStream>) -> ProxyStream {
+        ProxyStream {
+            io,
+            forwarding: false,
+        }
+    }
+}
+
+impl Connection for ProxyStream {
+    fn connected(&self) -> Connected {
+        self.io.connected().proxy(self.forwarding)
+    }
+}
+
+impl hyper::rt::Read for ProxyStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for ProxyStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
     }
 }
 
@@ -345,6 +442,25 @@ mod tests {
             p.route(&uri("http://registry.corp:5000/v2/")),
             Route::Direct
         );
+    }
+
+    #[test]
+    fn plain_http_is_forwarded_with_the_credentials_on_each_request() {
+        let p = Proxies::of("http://bob:pw@proxy.corp:3128", "", "");
+        let Route::Forward { proxy, auth } = p.route(&uri("http://registry.corp:5000/v2/")) else {
+            panic!("plain http goes to the proxy in absolute form");
+        };
+        assert_eq!(proxy.host(), Some("proxy.corp"));
+        assert_eq!(auth.unwrap().to_str().unwrap(), "Basic Ym9iOnB3");
+        let forwarded = p.forwarding_auth(&uri("http://registry.corp:5000/v2/x"));
+        assert!(forwarded.unwrap().is_sensitive());
+        // Through a tunnel the credentials went with CONNECT; the requests inside carry none.
+        assert!(matches!(
+            p.route(&uri("https://ghcr.io/v2/")),
+            Route::Tunnel { auth: Some(_), .. }
+        ));
+        assert_eq!(p.forwarding_auth(&uri("https://ghcr.io/v2/")), None);
+        assert_eq!(p.forwarding_auth(&uri("http://127.0.0.1:5000/v2/")), None);
     }
 
     #[test]
