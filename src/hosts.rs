@@ -1,8 +1,9 @@
 //! Mirror configuration: `--mirror URL`, and containerd's `hosts.toml`.
 //!
 //! A hosts directory holds one folder per registry, named like the registry
-//! (`docker.io`, `localhost:5000`), with a `hosts.toml` in it; `_default/hosts.toml` applies
-//! to registries without a folder of their own. The file lists mirrors in order:
+//! (`docker.io`, `localhost:5000` or `localhost_5000_`), with a `hosts.toml` in it;
+//! `_default/hosts.toml` applies to registries without a folder of their own. The file lists
+//! mirrors in order:
 //!
 //! ```toml
 //! server = "https://registry-1.docker.io"   # optional: where the registry itself is
@@ -101,14 +102,25 @@ pub struct HostsFile {
 }
 
 impl HostsFile {
-    /// Reads the folder `DIR/<registry>`, else `DIR/_default`, as containerd does: its
+    /// Reads the registry's folder, else `DIR/_default`, as containerd does: its
     /// `hosts.toml`, or without one, Docker's certificate files in it (`*.crt` CAs, a
-    /// `*.cert` with its `*.key`) for the registry itself. `None` when neither folder exists.
+    /// `*.cert` with its `*.key`) for the registry itself. The registry's folder is
+    /// `DIR/<host>_<port>_` (the spelling that works on every filesystem, tried first), else
+    /// `DIR/<host>:<port>`. `None` when no folder exists.
     pub fn load(dir: &Path, registry: &str) -> Result<Option<HostsFile>> {
         let own = crate::certs::is_folder_name(registry)
-            .then(|| dir.join(registry))
-            .filter(|d| d.is_dir());
-        let Some(folder) = own.or_else(|| Some(dir.join("_default")).filter(|d| d.is_dir())) else {
+            .then(|| {
+                port_spelled_out(registry)
+                    .into_iter()
+                    .chain([registry.to_string()])
+            })
+            .into_iter()
+            .flatten();
+        let Some(folder) = own
+            .chain(["_default".to_string()])
+            .map(|name| dir.join(name))
+            .find(|d| d.is_dir())
+        else {
             return Ok(None);
         };
         let path = folder.join("hosts.toml");
@@ -170,6 +182,14 @@ impl HostsFile {
         }
         Ok(file)
     }
+}
+
+/// `host_port_` for `host:port`, containerd's folder name without a colon; `None` without
+/// a port.
+fn port_spelled_out(registry: &str) -> Option<String> {
+    let (host, port) = registry.rsplit_once(':')?;
+    (!host.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| format!("{host}_{port}_"))
 }
 
 /// A true/false key of one table (a host's, or the file's top), false when absent.
@@ -617,5 +637,41 @@ client = "/certs/both.pem"
             .server_settings
             .ca
             .is_empty());
+    }
+
+    /// containerd looks for `host_port_` before `host:port` (a name every filesystem takes).
+    #[test]
+    fn a_port_may_be_spelled_with_underscores_and_that_folder_comes_first() {
+        let dir = tempfile::tempdir().unwrap();
+        for (folder, mirror) in [
+            ("registry.corp:5000", "https://colon.example"),
+            ("registry.corp_5000_", "https://underscore.example"),
+            ("[::1]_5000_", "https://v6.example"),
+        ] {
+            std::fs::create_dir_all(dir.path().join(folder)).unwrap();
+            std::fs::write(
+                dir.path().join(folder).join("hosts.toml"),
+                format!("[host.\"{mirror}\"]\n"),
+            )
+            .unwrap();
+        }
+        let first = |registry: &str| {
+            HostsFile::load(dir.path(), registry)
+                .unwrap()
+                .map(|f| f.hosts[0].url.clone())
+        };
+        assert_eq!(
+            first("registry.corp:5000").as_deref(),
+            Some("https://underscore.example")
+        );
+        assert_eq!(first("[::1]:5000").as_deref(), Some("https://v6.example"));
+        assert_eq!(first("registry.corp"), None);
+        assert_eq!(port_spelled_out("registry.corp"), None);
+        assert_eq!(port_spelled_out("[::1]"), None);
+        std::fs::remove_dir_all(dir.path().join("registry.corp_5000_")).unwrap();
+        assert_eq!(
+            first("registry.corp:5000").as_deref(),
+            Some("https://colon.example")
+        );
     }
 }
