@@ -235,8 +235,8 @@ fn capabilities(table: &toml::Table, what: &str) -> Result<Capabilities> {
     Ok(caps)
 }
 
-/// `ca`, `skip_verify`, `client` and `[header]` of one table (a host's, or the file's top
-/// level for the registry itself); relative paths are taken from `base`.
+/// `ca`, `skip_verify`, `client`, `dial_timeout` and `[header]` of one table (a host's, or
+/// the file's top level for the registry itself); relative paths are taken from `base`.
 fn settings(table: &toml::Table, base: &Path, whose: &str) -> Result<HostSettings> {
     let invalid = |what: &str| Error::invalid(format!("{whose}: {what}"));
     let paths = |v: &toml::Value| -> Option<Vec<PathBuf>> {
@@ -260,7 +260,10 @@ fn settings(table: &toml::Table, base: &Path, whose: &str) -> Result<HostSetting
             let text = v
                 .as_str()
                 .ok_or_else(|| invalid("dial_timeout must be a duration such as \"5s\""))?;
-            Some(crate::duration::parse(text).map_err(|e| invalid(&format!("dial_timeout: {e}")))?)
+            let d =
+                crate::duration::parse(text).map_err(|e| invalid(&format!("dial_timeout: {e}")))?;
+            // Zero is no limit of its own in containerd (Go's dialer): the default applies.
+            (!d.is_zero()).then_some(d)
         }
     };
     let client = match table.get("client") {
@@ -492,6 +495,8 @@ override_path = true
         assert_eq!(f.hosts[1].settings.dial_timeout, None);
         assert!(f.hosts[0].settings.needs_own_transport());
         assert!(!f.hosts[1].settings.needs_own_transport());
+        let zero = HostsFile::parse("dial_timeout = \"0s\"", Path::new("/r")).unwrap();
+        assert_eq!(zero.server_settings.dial_timeout, None);
         let e = HostsFile::parse("dial_timeout = \"5 parsecs\"", Path::new("/r")).unwrap_err();
         assert!(
             e.reason()
