@@ -15,7 +15,8 @@ Environment:
                          $XDG_CONFIG_HOME/containers/auth.json (~/.config/...)
   HTTPS_PROXY, HTTP_PROXY, ALL_PROXY
                          an http:// proxy (credentials in its URL): tunnels (CONNECT)
-                         for https, forwarded requests for plain http
+                         for https, forwarded requests for plain http; or socks5://,
+                         socks5h:// (names resolved by the proxy)
   NO_PROXY               hosts, domains and networks reached directly (loopback always is)
   XDG_CONFIG_HOME        also holds containers/certs.d/<host>/: a registry's CAs (*.crt)
                          and client certificate (*.cert with its *.key), as do

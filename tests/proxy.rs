@@ -5,6 +5,7 @@ mod support;
 use support::cli::{bytes, Dist};
 use support::fake::FakeRegistry;
 use support::proxy::ConnectProxy;
+use support::socks::{SocksConnect, SocksProxy};
 
 /// `HTTP_PROXY` carries a plain-http registry the way curl and Go's client do: requests go
 /// to the proxy in absolute form, not through a tunnel, so a proxy that tunnels only to
@@ -152,7 +153,7 @@ fn loopback_and_no_proxy_hosts_are_reached_directly() {
 #[test]
 fn an_unsupported_proxy_is_named_without_its_credentials() {
     let mut dist = Dist::new();
-    dist.env("HTTPS_PROXY", "socks5://carol:hunter2@127.0.0.1:9")
+    dist.env("HTTPS_PROXY", "socks4://carol:hunter2@127.0.0.1:9")
         .env("RUST_LOG", "dist=debug");
     let out = dist.run(
         &[
@@ -165,9 +166,97 @@ fn an_unsupported_proxy_is_named_without_its_credentials() {
     assert_ne!(out.status.code(), Some(0));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("the proxy socks5://127.0.0.1 is not supported"),
+        err.contains("the proxy socks4://127.0.0.1 is not supported"),
         "{err}"
     );
     assert!(!err.contains("hunter2") && !err.contains("carol"), "{err}");
     assert!(!err.contains("retrying"), "not worth a retry: {err}");
+}
+
+/// `ALL_PROXY=socks5h://…` (or `socks5://`) carries a registry through a SOCKS5 proxy, the
+/// name going to the proxy unresolved (it is the proxy's network that knows it).
+#[test]
+fn a_registry_through_a_socks5_proxy() {
+    let reg = FakeRegistry::start();
+    let data = bytes(35, 25_000);
+    let digest = reg.blob("team/app", &data);
+    let port = reg.addr().port();
+    let locator = format!("registry.test:{port}/team/app");
+    for scheme in ["socks5h", "socks5"] {
+        let socks = SocksProxy::start();
+        let mut dist = Dist::new();
+        dist.env(
+            "ALL_PROXY",
+            &format!("{scheme}://127.0.0.1:{}", socks.port()),
+        );
+        let out = dist.run(&["fetch", "--plain-http", &locator, &digest], b"");
+        assert_eq!(out.stdout, data, "{}", String::from_utf8_lossy(&out.stderr));
+        let connects = socks.connects();
+        assert!(!connects.is_empty());
+        assert!(
+            connects.iter().all(|c| *c
+                == SocksConnect {
+                    target: format!("registry.test:{port}"),
+                    user: None
+                }),
+            "{connects:?}"
+        );
+    }
+}
+
+/// A SOCKS proxy's credentials come from its URL and stay out of every message; wrong or
+/// missing ones, and a destination its rules forbid, fail at once with the reason.
+#[test]
+fn socks5_credentials_and_refusals() {
+    let reg = FakeRegistry::start();
+    let data = bytes(36, 8_000);
+    let digest = reg.blob("team/app", &data);
+    let port = reg.addr().port();
+    let locator = format!("registry.test:{port}/team/app");
+    let socks = SocksProxy::requiring("alice", "s3cret");
+    let fetch = |proxy: &str| {
+        let mut dist = Dist::new();
+        dist.env("ALL_PROXY", proxy);
+        dist.run(&["fetch", "--plain-http", &locator, &digest, "-v"], b"")
+    };
+    let out = fetch(&format!(
+        "socks5h://alice:s3cret@127.0.0.1:{}",
+        socks.port()
+    ));
+    assert_eq!(out.stdout, data, "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("s3cret"));
+    assert_eq!(socks.connects()[0].user.as_deref(), Some("alice"));
+
+    for (proxy, says) in [
+        (
+            format!("socks5h://alice:wrong@127.0.0.1:{}", socks.port()),
+            "did not accept the credentials in the proxy URL",
+        ),
+        (
+            format!("socks5h://127.0.0.1:{}", socks.port()),
+            "asks for credentials (they go in the proxy URL)",
+        ),
+    ] {
+        let out = fetch(&proxy);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{err}");
+        assert!(!err.contains("retrying") && !err.contains("wrong"), "{err}");
+    }
+
+    let strict = SocksProxy::forbidding(port);
+    let out = fetch(&format!("socks5h://127.0.0.1:{}", strict.port()));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "did not connect to registry.test:{port}: connection not allowed by ruleset (reply 2)"
+        )),
+        "{err}"
+    );
+    assert!(
+        !err.contains("retrying"),
+        "the proxy's rules do not change: {err}"
+    );
+    assert_eq!(strict.connects().len(), 1);
 }

@@ -259,6 +259,44 @@ fn through_an_https_proxy_with_credentials() {
     assert_eq!(server.seen.requests.load(Ordering::SeqCst), served);
 }
 
+/// Through a SOCKS5 proxy TLS runs end to end too: the proxy is asked for the registry's
+/// name and port, and the certificate is checked against that name.
+#[test]
+fn through_a_socks5_proxy() {
+    let data = bytes(22, 40_000);
+    let digest = sha256(&data);
+    let server = start(data.clone(), None);
+    let socks = support::socks::SocksProxy::requiring("alice", "s3cret");
+    let mut dist = Dist::new();
+    let ca = dist.config_dir().join("ca.pem");
+    std::fs::write(&ca, &server.ca_pem).unwrap();
+    let proxy_url = format!("socks5h://alice:s3cret@127.0.0.1:{}", socks.port());
+    dist.env("HTTPS_PROXY", &proxy_url).env("RUST_LOG", "trace");
+    let locator = format!("https://registry.test:{}/team/app", server.port);
+    let out = dist.run(
+        &[
+            "fetch",
+            "--ca-file",
+            ca.to_str().unwrap(),
+            &locator,
+            &digest,
+        ],
+        b"",
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert_eq!(out.stdout, data);
+    assert!(
+        !log.contains("s3cret"),
+        "the proxy's password leaked into the log"
+    );
+    let connects = socks.connects();
+    assert!(!connects.is_empty());
+    assert!(connects
+        .iter()
+        .all(|c| c.target == format!("registry.test:{}", server.port)));
+}
+
 /// A CA kept where podman and Docker keep a registry's CAs (`certs.d/<host:port>/*.crt`)
 /// is trusted for that registry without `--ca-file`, and not when another registry is asked.
 #[test]

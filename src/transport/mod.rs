@@ -74,6 +74,7 @@ macro_rules! pass_io_through {
 
 pub mod limit;
 pub mod proxy;
+mod socks;
 pub mod tls;
 
 use limit::LimitedConnector;
@@ -444,6 +445,14 @@ fn classify_client_error(e: hyper_util::client::legacy::Error) -> Error {
                 } => ErrorKind::Connect,
                 proxy::ProxyError::Refused { .. } => ErrorKind::Denied,
                 proxy::ProxyError::Unsupported { .. } => ErrorKind::InvalidInput,
+                proxy::ProxyError::SocksCredentials { .. } => ErrorKind::Unauthorized,
+                // The proxy's rules, or a request it cannot carry: the same next time.
+                proxy::ProxyError::SocksRefused {
+                    code: 2 | 7 | 8, ..
+                } => ErrorKind::Denied,
+                // Unreachable, refused, timed out beyond the proxy: like a broken
+                // connection, worth another try.
+                proxy::ProxyError::SocksRefused { .. } => ErrorKind::Connect,
             };
             return Error::new(kind, failed.to_string());
         }

@@ -10,11 +10,13 @@
 //! crosses the proxy in the clear either way, as it crosses any network. The proxy's own
 //! credentials come from its URL (`http://user:password@proxy:3128`) and travel in the
 //! `CONNECT` request, or in each forwarded request ([`Proxies::forwarding_auth`]).
+//! A `socks5://` or `socks5h://` proxy opens a connection to the destination for either
+//! scheme (see `socks.rs`), with a user and password from its URL if it asks for them.
 //! Loopback addresses and `localhost` are never proxied, as in Go's and so containerd's and
-//! crane's clients: a local registry stays local whatever the environment says. Only
-//! `http://` proxies are supported; another scheme fails the connection and says so. A
-//! refused tunnel is a [`ProxyError`] in the error's causes, so the transport can tell it
-//! from a broken connection and not retry it.
+//! crane's clients: a local registry stays local whatever the environment says. Other
+//! proxy schemes fail the connection and say so. A refused tunnel is a [`ProxyError`] in
+//! the error's causes, so the transport can tell it from a broken connection and not retry
+//! it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -27,6 +29,8 @@ use hyper_util::client::proxy::matcher::Matcher;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use super::socks::SocksFailure;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -45,8 +49,26 @@ enum Route {
         proxy: Uri,
         auth: Option<HeaderValue>,
     },
+    /// Through a SOCKS5 proxy (`proxy` is `http://host:port`, for the TCP connector).
+    Socks {
+        proxy: Uri,
+        auth: Option<SocksAuth>,
+    },
     /// The environment names a proxy this client cannot speak to.
     Unsupported(String),
+}
+
+/// A SOCKS5 user and password; the password never reaches a log or a message.
+#[derive(Clone, PartialEq)]
+struct SocksAuth {
+    user: String,
+    password: String,
+}
+
+impl std::fmt::Debug for SocksAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SocksAuth({:?}, <password>)", self.user)
+    }
 }
 
 /// Which proxy, if any, each destination goes through.
@@ -82,13 +104,35 @@ impl Proxies {
             return Route::Direct;
         };
         let proxy = intercept.uri();
-        if proxy.scheme_str() != Some("http") {
-            // The userinfo of a proxy URL may hold a password: name only scheme and host.
-            return Route::Unsupported(format!(
+        // The userinfo of a proxy URL may hold a password: name only scheme and host.
+        let named = || {
+            format!(
                 "{}://{}",
                 proxy.scheme_str().unwrap_or(""),
                 proxy.host().unwrap_or("")
-            ));
+            )
+        };
+        match proxy.scheme_str() {
+            Some("http") => {}
+            Some("socks5" | "socks5h") => {
+                let address = format!(
+                    "http://{}:{}",
+                    proxy.host().unwrap_or_default(),
+                    proxy.port_u16().unwrap_or(1080)
+                );
+                let Ok(address) = address.parse() else {
+                    return Route::Unsupported(named());
+                };
+                let auth = intercept.raw_auth().map(|(user, password)| SocksAuth {
+                    user: user.to_string(),
+                    password: password.to_string(),
+                });
+                return Route::Socks {
+                    proxy: address,
+                    auth,
+                };
+            }
+            _ => return Route::Unsupported(named()),
         }
         let mut auth = intercept.basic_auth().cloned();
         if let Some(a) = &mut auth {
@@ -147,6 +191,22 @@ pub enum ProxyError {
         /// The proxy, as `scheme://host` (never its credentials).
         proxy: String,
     },
+    /// The SOCKS proxy wants credentials that were not given, or refused those that were.
+    SocksCredentials {
+        /// The proxy, as `host:port`.
+        proxy: String,
+        /// Whether credentials were given (in the proxy URL).
+        given: bool,
+    },
+    /// The SOCKS proxy did not connect to `target`, for the reason its reply `code` gives.
+    SocksRefused {
+        /// The proxy, as `host:port`.
+        proxy: String,
+        /// The destination asked for, as `host:port`.
+        target: String,
+        /// The SOCKS5 reply code (2: not allowed by the proxy's rules).
+        code: u8,
+    },
 }
 
 impl std::fmt::Display for ProxyError {
@@ -168,9 +228,29 @@ impl std::fmt::Display for ProxyError {
             ProxyError::Unsupported { proxy } => {
                 write!(
                     f,
-                    "the proxy {proxy} is not supported (only http:// proxies are)"
+                    "the proxy {proxy} is not supported (only http://, socks5:// and socks5h:// proxies are)"
                 )
             }
+            ProxyError::SocksCredentials { proxy, given: true } => write!(
+                f,
+                "the SOCKS proxy {proxy} did not accept the credentials in the proxy URL"
+            ),
+            ProxyError::SocksCredentials {
+                proxy,
+                given: false,
+            } => write!(
+                f,
+                "the SOCKS proxy {proxy} asks for credentials (they go in the proxy URL)"
+            ),
+            ProxyError::SocksRefused {
+                proxy,
+                target,
+                code,
+            } => write!(
+                f,
+                "the SOCKS proxy {proxy} did not connect to {target}: {} (reply {code})",
+                super::socks::reply_reason(*code)
+            ),
         }
     }
 }
@@ -242,6 +322,42 @@ impl tower_service::Service<Uri> for ProxyConnector {
                         }) as BoxError,
                         TunnelFailure::Broken(why) => {
                             format!("tunnel through the proxy {proxy_name}: {why}").into()
+                        }
+                    })?;
+                Ok(ProxyStream::to_destination(TokioIo::new(tcp)))
+            }),
+            Route::Socks { proxy, auth } => Box::pin(async move {
+                let dst = with_port(&dst);
+                let target = authority(&dst);
+                let proxy_name = authority(&proxy);
+                tracing::debug!(target = %target, proxy = %proxy_name, "connecting through a SOCKS proxy");
+                let io = inner
+                    .call(proxy)
+                    .await
+                    .map_err(|e| format!("cannot connect to the SOCKS proxy {proxy_name}: {e}"))?;
+                let credentials = auth
+                    .as_ref()
+                    .map(|a| (a.user.as_str(), a.password.as_str()));
+                let host = dst.host().unwrap_or_default();
+                let port = dst.port_u16().unwrap_or(0);
+                let tcp = super::socks::connect(io.into_inner(), host, port, credentials)
+                    .await
+                    .map_err(|e| -> BoxError {
+                        match e {
+                            SocksFailure::Credentials { given } => {
+                                Box::new(ProxyError::SocksCredentials {
+                                    proxy: proxy_name.clone(),
+                                    given,
+                                })
+                            }
+                            SocksFailure::Refused(code) => Box::new(ProxyError::SocksRefused {
+                                proxy: proxy_name.clone(),
+                                target: target.clone(),
+                                code,
+                            }),
+                            SocksFailure::Broken(why) => {
+                                format!("SOCKS handshake with {proxy_name}: {why}").into()
+                            }
                         }
                     })?;
                 Ok(ProxyStream::to_destination(TokioIo::new(tcp)))
@@ -427,11 +543,31 @@ mod tests {
 
     #[test]
     fn other_proxy_schemes_are_refused_without_their_credentials() {
-        let p = Proxies::of("socks5://bob:hunter2@proxy.corp:1080", "", "");
+        let p = Proxies::of("socks4://bob:hunter2@proxy.corp:1080", "", "");
         let Route::Unsupported(named) = p.route(&uri("https://quay.io/v2/")) else {
-            panic!("socks is not supported");
+            panic!("socks4 is not supported");
         };
-        assert_eq!(named, "socks5://proxy.corp");
+        assert_eq!(named, "socks4://proxy.corp");
+    }
+
+    #[test]
+    fn socks5_proxies_carry_both_schemes_with_a_hidden_password() {
+        for scheme in ["socks5", "socks5h"] {
+            let p = Proxies::of(&format!("{scheme}://bob:hunter2@proxy.corp"), "", "");
+            for dst in ["https://quay.io/v2/", "http://registry.corp:5000/v2/"] {
+                let Route::Socks { proxy, auth } = p.route(&uri(dst)) else {
+                    panic!("{scheme} carries {dst}");
+                };
+                assert_eq!(proxy, uri("http://proxy.corp:1080"), "the default port");
+                let auth = auth.unwrap();
+                assert_eq!(
+                    (auth.user.as_str(), auth.password.as_str()),
+                    ("bob", "hunter2")
+                );
+                assert!(!format!("{auth:?}").contains("hunter2"));
+                assert_eq!(p.forwarding_auth(&uri(dst)), None, "nothing to forward");
+            }
+        }
     }
 
     #[test]

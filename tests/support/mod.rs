@@ -7,4 +7,5 @@ pub mod fake;
 pub mod listen;
 pub mod proxy;
 pub mod registry;
+pub mod socks;
 pub mod token;
