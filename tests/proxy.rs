@@ -105,6 +105,31 @@ fn a_forwarding_proxy_s_credentials_stay_with_the_proxy() {
         !err.contains("retrying") && !err.contains("s3cret"),
         "{err}"
     );
+
+    // The proxy's own gateway error is told apart from the registry's.
+    let open = ConnectProxy::start();
+    let mut dist = Dist::new();
+    dist.env("HTTP_PROXY", &open.url());
+    let out = dist.run(
+        &[
+            "fetch",
+            "--retries",
+            "0",
+            "--plain-http",
+            "registry.test:1/team/app",
+            &digest,
+        ],
+        b"",
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "registry (through the proxy 127.0.0.1:{}) answered 502",
+            open.port()
+        )),
+        "{err}"
+    );
 }
 
 /// Loopback registries are reached directly whatever the environment says, and `NO_PROXY`

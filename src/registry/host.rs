@@ -349,7 +349,11 @@ async fn status_error(transport: &Transport, reply: &mut transport::Reply) -> Er
         429 => ErrorKind::TooManyRequests,
         _ => ErrorKind::Http,
     };
-    let mut msg = format!("registry answered {status}");
+    // A forwarding proxy's own refusals and gateway errors look like the registry's.
+    let mut msg = match transport.forwarding_proxy(&url) {
+        Some(proxy) => format!("registry (through the proxy {proxy}) answered {status}"),
+        None => format!("registry answered {status}"),
+    };
     if !detail.is_empty() {
         msg.push_str(": ");
         msg.push_str(&detail);

@@ -230,6 +230,11 @@ impl Transport {
         &self.opts
     }
 
+    /// The proxy (`host:port`) that forwards plain-http requests to `url`, if one does.
+    pub fn forwarding_proxy(&self, url: &Uri) -> Option<String> {
+        self.proxies.forwarding_proxy(url)
+    }
+
     /// Sends one request without following redirects, waiting at most the response timeout
     /// for the headers. `Authorization` and the origin's own headers go along only when
     /// `url` is still `origin`.

@@ -146,6 +146,15 @@ impl Proxies {
         }
     }
 
+    /// The proxy (`host:port`) that forwards requests to `dst`, if one does: its answers
+    /// arrive as if they were the destination's.
+    pub fn forwarding_proxy(&self, dst: &Uri) -> Option<String> {
+        match self.route(dst) {
+            Route::Forward { proxy, .. } => Some(authority(&with_port(&proxy))),
+            _ => None,
+        }
+    }
+
     /// The `Proxy-Authorization` a request to `dst` carries: the proxy's credentials when
     /// the proxy forwards it (plain http), none when it goes direct or through a tunnel,
     /// where the credentials went with the `CONNECT` and the proxy must not see any more.
@@ -532,6 +541,12 @@ mod tests {
         assert_eq!(auth.unwrap().to_str().unwrap(), "Basic Ym9iOnB3");
         let forwarded = p.forwarding_auth(&uri("http://registry.corp:5000/v2/x"));
         assert!(forwarded.unwrap().is_sensitive());
+        assert_eq!(
+            p.forwarding_proxy(&uri("http://registry.corp:5000/v2/x"))
+                .as_deref(),
+            Some("proxy.corp:3128")
+        );
+        assert_eq!(p.forwarding_proxy(&uri("https://ghcr.io/v2/")), None);
         // Through a tunnel the credentials went with CONNECT; the requests inside carry none.
         assert!(matches!(
             p.route(&uri("https://ghcr.io/v2/")),
