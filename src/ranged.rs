@@ -351,12 +351,7 @@ async fn fetch_part(source: &Source, start: u64, end: u64) -> Result<Option<Byte
                 // Errors came back as errors: this is a success without the range.
                 return Ok(None);
             }
-            let got_start = reply
-                .response
-                .headers()
-                .get(http::header::CONTENT_RANGE)
-                .and_then(|v| v.to_str().ok())
-                .and_then(crate::registry::content_range_start);
+            let got_start = crate::registry::content_range_start(reply.response.headers());
             if got_start != Some(start) {
                 return Err(Error::new(
                     ErrorKind::Protocol,

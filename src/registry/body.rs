@@ -138,12 +138,7 @@ async fn open_at(
     if reply.response.status() != StatusCode::PARTIAL_CONTENT {
         return Ok((reply.response.into_body(), offset));
     }
-    let start = reply
-        .response
-        .headers()
-        .get(http::header::CONTENT_RANGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(content_range_start);
+    let start = content_range_start(reply.response.headers());
     if start != Some(offset) {
         return Err(Error::new(
             ErrorKind::Protocol,
@@ -154,9 +149,10 @@ async fn open_at(
     Ok((reply.response.into_body(), 0))
 }
 
-/// `bytes 100-199/1000` → 100.
-pub(crate) fn content_range_start(v: &str) -> Option<u64> {
-    let rest = v.trim().strip_prefix("bytes ")?;
+/// Where the range a `206` answer carries starts: `Content-Range: bytes 100-199/1000` → 100.
+pub(crate) fn content_range_start(headers: &HeaderMap) -> Option<u64> {
+    let value = headers.get(http::header::CONTENT_RANGE)?.to_str().ok()?;
+    let rest = value.trim().strip_prefix("bytes ")?;
     rest.split('-').next()?.trim().parse().ok()
 }
 
@@ -166,8 +162,17 @@ mod tests {
 
     #[test]
     fn parses_content_range() {
-        assert_eq!(content_range_start("bytes 100-199/1000"), Some(100));
-        assert_eq!(content_range_start("bytes 0-0/*"), Some(0));
-        assert_eq!(content_range_start("items 1-2/3"), None);
+        let start = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                http::header::CONTENT_RANGE,
+                HeaderValue::from_str(value).unwrap(),
+            );
+            content_range_start(&headers)
+        };
+        assert_eq!(start("bytes 100-199/1000"), Some(100));
+        assert_eq!(start("bytes 0-0/*"), Some(0));
+        assert_eq!(start("items 1-2/3"), None);
+        assert_eq!(content_range_start(&HeaderMap::new()), None);
     }
 }
