@@ -105,13 +105,12 @@ pub fn open_locator(
             remote = remote.with_registry_headers(server_settings.headers.clone());
             if !specs.is_empty() {
                 let mut mirrors = Vec::with_capacity(specs.len());
+                let registry_timeout_differs = options.connect_timeout != global.connect_timeout;
                 for spec in specs {
                     // A mirror with its own trust settings, certificate or connect timeout
                     // gets its own client; so does every mirror when the registry's
                     // `dial_timeout` is not the default they should keep.
                     let s = &spec.settings;
-                    let registry_timeout_differs =
-                        options.connect_timeout != global.connect_timeout;
                     let transport = if s.needs_own_transport() || registry_timeout_differs {
                         let mut own = options.clone();
                         own.ca_files.extend(s.ca.iter().cloned());
