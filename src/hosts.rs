@@ -239,19 +239,13 @@ fn capabilities(table: &toml::Table, what: &str) -> Result<Capabilities> {
 /// the file's top level for the registry itself); relative paths are taken from `base`.
 fn settings(table: &toml::Table, base: &Path, whose: &str) -> Result<HostSettings> {
     let invalid = |what: &str| Error::invalid(format!("{whose}: {what}"));
-    let paths = |v: &toml::Value| -> Option<Vec<PathBuf>> {
-        match v {
-            toml::Value::String(s) => Some(vec![base.join(s)]),
-            toml::Value::Array(list) => list
-                .iter()
-                .map(|v| v.as_str().map(|s| base.join(s)))
-                .collect(),
-            _ => None,
-        }
-    };
     let ca = match table.get("ca") {
         None => Vec::new(),
-        Some(v) => paths(v).ok_or_else(|| invalid("ca must be a path or a list of paths"))?,
+        Some(v) => strings(v)
+            .ok_or_else(|| invalid("ca must be a path or a list of paths"))?
+            .into_iter()
+            .map(|s| base.join(s))
+            .collect(),
     };
     let skip_verify = flag(table, "skip_verify", whose)?;
     let dial_timeout = match table.get("dial_timeout") {
@@ -278,23 +272,11 @@ fn settings(table: &toml::Table, base: &Path, whose: &str) -> Result<HostSetting
             .as_table()
             .ok_or_else(|| invalid("header must be a table"))?;
         for (name, value) in h {
-            let values: Vec<&str> = match value {
-                toml::Value::String(s) => vec![s.as_str()],
-                toml::Value::Array(list) => list
-                    .iter()
-                    .map(toml::Value::as_str)
-                    .collect::<Option<_>>()
-                    .ok_or_else(|| {
-                        invalid(&format!(
-                            "header {name:?} must be a string or a list of strings"
-                        ))
-                    })?,
-                _ => {
-                    return Err(invalid(&format!(
-                        "header {name:?} must be a string or a list of strings"
-                    )))
-                }
-            };
+            let values = strings(value).ok_or_else(|| {
+                invalid(&format!(
+                    "header {name:?} must be a string or a list of strings"
+                ))
+            })?;
             let not_valid = || invalid(&format!("header {name:?} is not a valid HTTP header"));
             let key = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| not_valid())?;
             for v in values {
@@ -311,6 +293,15 @@ fn settings(table: &toml::Table, base: &Path, whose: &str) -> Result<HostSetting
         headers,
         dial_timeout,
     })
+}
+
+/// A value containerd lets be one string or a list of them; `None` for any other shape.
+fn strings(value: &toml::Value) -> Option<Vec<&str>> {
+    match value {
+        toml::Value::String(s) => Some(vec![s.as_str()]),
+        toml::Value::Array(list) => list.iter().map(toml::Value::as_str).collect(),
+        _ => None,
+    }
 }
 
 /// containerd's three spellings of `client`: a PEM with both certificate and key, a list
