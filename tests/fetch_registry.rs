@@ -234,13 +234,15 @@ fn private_repository_through_a_credential_helper() {
     let image = push_image(&reg, "private/app", "v1", OCI_MANIFEST, 5);
     let repo = format!("{}/private/app", reg.host());
 
-    // Anonymous: the token has no pull right, the registry says 401.
+    // Anonymous: the token has no pull right, the registry says 401, and the message says
+    // what is missing.
     let out = Dist::new().run(&["fetch", &repo, "v1"], b"");
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no access to the repository private/app")
+            && err.contains(&format!("docker login {}", reg.host())),
+        "{err}"
     );
 
     // A credential helper named by credHelpers answers `get` with the server on stdin.

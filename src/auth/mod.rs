@@ -146,10 +146,7 @@ impl Authorizer {
                 let s = self.snapshot();
                 // A fresh token for the same scope will not widen it.
                 if s.bearer.as_ref().and_then(|b| b.param("scope")) == ch.param("scope") {
-                    return Err(Error::new(
-                        ErrorKind::Denied,
-                        "token does not grant access (insufficient_scope)",
-                    ));
+                    return Err(self.not_granted(ch.param("scope")).await);
                 }
             }
             return self.fetch_token(ch.clone()).await;
@@ -234,6 +231,17 @@ impl Authorizer {
             .cloned()
     }
 
+    /// A token that was fetched for the scope the registry asks for, and still does not
+    /// open it. Registries (Docker Hub among them) answer so for a repository that does
+    /// not exist as well as for one the caller may not read, so the message names both.
+    async fn not_granted(&self, scope: Option<&str>) -> Error {
+        let anonymous = matches!(self.credential().await, Ok(None));
+        Error::new(
+            ErrorKind::Denied,
+            not_granted_message(&self.registry_host, scope, anonymous),
+        )
+    }
+
     fn no_credentials(&self, scheme: &str) -> Error {
         Error::new(
             ErrorKind::Unauthorized,
@@ -242,5 +250,49 @@ impl Authorizer {
                 self.registry_host, self.registry_host
             ),
         )
+    }
+}
+
+/// See [`Authorizer::not_granted`].
+fn not_granted_message(host: &str, scope: Option<&str>, anonymous: bool) -> String {
+    // `repository:NAME:ACTIONS`; a scope leaves the registry (and any port) out of NAME.
+    let what = match scope.map(|s| s.split(':').collect::<Vec<_>>()).as_deref() {
+        Some(["repository", name, _]) => format!("the repository {name}"),
+        Some(_) => format!("the scope {}", scope.unwrap_or_default()),
+        None => "what it asked for".to_string(),
+    };
+    if anonymous {
+        format!(
+            "{host} gives anonymous callers no access to {what} (insufficient_scope): \
+             it does not exist, or it needs credentials (docker login {host})"
+        )
+    } else {
+        format!(
+            "{host} gives the credentials found for it no access to {what} \
+             (insufficient_scope): it does not exist, or they may not read it"
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_scope_says_whether_credentials_were_sent() {
+        let anon = not_granted_message("r.example:5000", Some("repository:team/app:pull"), true);
+        assert_eq!(
+            anon,
+            "r.example:5000 gives anonymous callers no access to the repository team/app \
+             (insufficient_scope): it does not exist, or it needs credentials \
+             (docker login r.example:5000)"
+        );
+        let with = not_granted_message("r.example", Some("repository:team/app:pull"), false);
+        assert!(with.contains("the credentials found for it"), "{with}");
+        assert!(!with.contains("docker login"), "{with}");
+        let odd = not_granted_message("r.example", Some("registry:catalog:*:x"), true);
+        assert!(odd.contains("the scope registry:catalog:*:x"), "{odd}");
+        let none = not_granted_message("r.example", None, true);
+        assert!(none.contains("no access to what it asked for"), "{none}");
     }
 }
