@@ -9,6 +9,11 @@ pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.mani
 /// Docker image manifest, schema 2.
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 
+/// Docker image manifest, schema 1, signed: what docker-registry falls back to when it has
+/// none of the types asked for. Its digest covers the payload without the signatures it
+/// is served with, so it cannot be verified as served.
+pub const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
+
 /// What a tag is fetched with when no media type is hinted: every manifest kind `dist`
 /// understands, indexes first so multi-platform images stay multi-platform.
 pub const DEFAULT_MANIFEST_ACCEPT: [&str; 4] = [
@@ -23,7 +28,7 @@ pub fn is_manifest(media_type: &str) -> bool {
     let t = essence(media_type);
     DEFAULT_MANIFEST_ACCEPT.contains(&t)
         || t == "application/vnd.docker.distribution.manifest.v1+json"
-        || t == "application/vnd.docker.distribution.manifest.v1+prettyjws"
+        || t == DOCKER_SCHEMA1_SIGNED
         || t == "application/vnd.oci.artifact.manifest.v1+json"
 }
 

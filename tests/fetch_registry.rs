@@ -162,6 +162,51 @@ fn docker_manifest_by_tag_without_hint_uses_default_accept() {
     assert_eq!(dist.ok(&["fetch", &repo, "oci"]), oci.manifest);
 }
 
+/// Asked for a type it does not have for a tag, docker-registry converts the manifest to
+/// signed schema 1, whose digest cannot be checked against what is served. That must fail
+/// up front and say why, not stream the bytes and call them corrupt at the end.
+#[test]
+fn a_schema1_fallback_is_refused_before_any_byte() {
+    let reg = Registry::start(Mode::Anonymous);
+    let repo_name = "lib/single";
+    // The conversion needs a config with a history entry per layer.
+    let layer = bytes(41, 5000);
+    let layer_digest = reg.push_blob(repo_name, &layer);
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{layer_digest}"]}},"history":[{{"created":"2024-01-01T00:00:00Z","created_by":"test"}}]}}"#
+    );
+    let config_digest = reg.push_blob(repo_name, config.as_bytes());
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{DOCKER_MANIFEST}","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"{config_digest}","size":{}}},"layers":[{{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","digest":"{layer_digest}","size":{}}}]}}"#,
+        config.len(),
+        layer.len()
+    );
+    reg.push_manifest(repo_name, "v1", DOCKER_MANIFEST, manifest.as_bytes());
+    let repo = format!("{}/{repo_name}", reg.host());
+    let dist = Dist::new();
+    let hint = "mediatype:application/vnd.oci.image.index.v1+json";
+    let out = dist.run(&["fetch", &repo, "v1", hint], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        out.stdout.is_empty(),
+        "{} bytes on stdout",
+        out.stdout.len()
+    );
+    assert!(
+        err.contains("signed Docker schema 1 manifest") && !err.contains("digest mismatch"),
+        "{err}"
+    );
+    // The worker reports it as a missing object, and goes on.
+    let out = dist.run(
+        &["fetch", &repo, "-"],
+        format!("v1 {hint}\nv1\n").as_bytes(),
+    );
+    let frames = String::from_utf8_lossy(&out.stdout);
+    assert!(frames.starts_with("v1 error "), "{frames}");
+    assert!(frames.contains(&manifest), "{frames}");
+}
+
 #[test]
 fn basic_auth_without_credentials_fails_clearly() {
     let reg = Registry::start(Mode::Basic);

@@ -294,6 +294,23 @@ impl RegistryRemote {
             .and_then(|v| v.to_str().ok())
             .map(|t| media::essence(t).to_string())
             .filter(|t| !t.is_empty() && t != "application/octet-stream");
+        if endpoint == Endpoint::Manifests
+            && content_type.as_deref() == Some(media::DOCKER_SCHEMA1_SIGNED)
+        {
+            // Refused before a byte is read: streamed to stdout, it would fail only at the
+            // end, as a digest mismatch that looks like corruption.
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "the registry answered with a signed Docker schema 1 manifest ({}), \
+                     its fallback when it has none of the types asked for ({accept}); \
+                     dist does not fetch schema 1, deprecated since 2017, whose digest \
+                     leaves out the signatures it is served with",
+                    media::DOCKER_SCHEMA1_SIGNED
+                ),
+            )
+            .with_url(&url));
+        }
         let expected = match object {
             Object::Digest(d) => {
                 if let Some(a) = &announced {

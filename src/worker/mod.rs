@@ -163,12 +163,14 @@ impl Default for WorkerOptions {
 /// Remembers which objects were seen, in 32 bytes each: a sha256 digest's own bytes, or
 /// the SHA-256 of anything else (a sha512 digest, a tag, each under its own prefix). The
 /// whole digest counts: input is untrusted, and a made-up digest sharing a real one's
-/// leading bytes must not pass for a duplicate and go unfetched.
+/// leading bytes must not pass for a duplicate and go unfetched. A tag counts together
+/// with its `mediatype:` hints: the registry may answer it differently for each (an index,
+/// or the one manifest it picks for a client that takes no indexes).
 #[derive(Default)]
 struct Seen(HashSet<[u8; 32]>);
 
 impl Seen {
-    fn first_time(&mut self, object: &Object) -> bool {
+    fn first_time(&mut self, object: &Object, media_types: &[String]) -> bool {
         let key = match object {
             Object::Digest(d) if d.algorithm() == crate::digest::Algorithm::Sha256 => {
                 let mut k = [0u8; 32];
@@ -179,7 +181,9 @@ impl Seen {
                 k
             }
             Object::Digest(d) => sha2::Sha256::digest(format!("digest {d}")).into(),
-            Object::Tag(t) => sha2::Sha256::digest(format!("tag {t}")).into(),
+            Object::Tag(t) => {
+                sha2::Sha256::digest(format!("tag {t} {}", media_types.join(" "))).into()
+            }
         };
         self.0.insert(key)
     }
@@ -252,7 +256,7 @@ where
                 None => None,
                 Some(Err(e)) => Some(ready_error(&progress, n, &first_word(&text), e)),
                 Some(Ok(job)) if shard.is_some_and(|s| !s.contains(&job.object)) => None,
-                Some(Ok(job)) if !seen.first_time(&job.object) => {
+                Some(Ok(job)) if !seen.first_time(&job.object, &job.hints.media_types) => {
                     tracing::debug!(line = n, object = %job.object, "duplicate object skipped");
                     None
                 }
@@ -359,19 +363,24 @@ mod tests {
         let d: Object = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
             .parse()
             .unwrap();
-        assert!(s.first_time(&d));
-        assert!(!s.first_time(&d));
-        assert!(s.first_time(&Object::Tag("latest".into())));
-        assert!(!s.first_time(&Object::Tag("latest".into())));
-        assert!(s.first_time(&Object::Tag("v1".into())));
+        assert!(s.first_time(&d, &[]));
+        assert!(!s.first_time(&d, &[]));
+        assert!(s.first_time(&Object::Tag("latest".into()), &[]));
+        assert!(!s.first_time(&Object::Tag("latest".into()), &[]));
+        assert!(s.first_time(&Object::Tag("v1".into()), &[]));
         // Same leading half, different digest: not a duplicate.
         let twin: Object =
             "sha256:e3b0c44298fc1c149afbf4c8996fb92400000000000000000000000000000000"
                 .parse()
                 .unwrap();
-        assert!(s.first_time(&twin));
+        assert!(s.first_time(&twin, &[]));
         let long: Object = format!("sha512:{}", "ab".repeat(64)).parse().unwrap();
-        assert!(s.first_time(&long));
-        assert!(!s.first_time(&long));
+        assert!(s.first_time(&long, &[]));
+        assert!(!s.first_time(&long, &[]));
+        // A digest pins its content whatever the hints; a tag's answer depends on them.
+        let index = ["application/vnd.oci.image.index.v1+json".to_string()];
+        assert!(!s.first_time(&d, &index));
+        assert!(s.first_time(&Object::Tag("latest".into()), &index));
+        assert!(!s.first_time(&Object::Tag("latest".into()), &index));
     }
 }
