@@ -75,9 +75,13 @@ pub struct Global {
     #[arg(long, global = true, value_name = "PEM", requires = "cert")]
     pub key: Option<PathBuf>,
 
-    /// Give up after this long in total (e.g. 30s, 5m, 1h30m).
+    /// Give up after this long in total (e.g. 30s, 5m, 1h30m); exit status 124.
     #[arg(long, global = true, env = "DIST_FETCH_TIMEOUT", value_parser = dist::duration::parse, value_name = "DURATION")]
     pub timeout: Option<Duration>,
+
+    /// When `--timeout` runs out, counted from the start (set by `main`).
+    #[arg(skip)]
+    pub deadline: Option<tokio::time::Instant>,
 
     /// How many times a failed request is retried.
     #[arg(long, global = true, default_value_t = 5, value_name = "N")]

@@ -9,11 +9,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use cli::{Cli, Command, LogFormat};
-use cmd::{EXIT_FAILED, EXIT_USAGE};
+use cmd::{EXIT_TIMEOUT, EXIT_USAGE};
 
 fn main() -> ExitCode {
     tune_allocator();
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     init_logging(cli.global.verbose, cli.global.log_format);
     // One runtime thread polls every transfer with less synchronisation (measured: client
     // CPU for 1000 small blobs 0.15-0.19 s on one thread against 0.25-0.27 s on two);
@@ -33,14 +33,19 @@ fn main() -> ExitCode {
         }
     };
     let timeout = cli.global.timeout;
+    cli.global.deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let deadline = cli.global.deadline;
+    let abandoned = abandoned_at_deadline(&cli.command);
     let code = runtime.block_on(async {
         let work = run(cli);
-        match timeout {
-            Some(t) => tokio::time::timeout(t, work).await.unwrap_or_else(|_| {
-                eprintln!("dist: gave up after the --timeout of {t:?}");
-                EXIT_FAILED
-            }),
-            None => work.await,
+        match (deadline, timeout, abandoned) {
+            (Some(at), Some(t), Some(what)) => {
+                tokio::time::timeout_at(at, work).await.unwrap_or_else(|_| {
+                    eprintln!("dist: {what}: gave up after the --timeout of {t:?}");
+                    EXIT_TIMEOUT
+                })
+            }
+            _ => work.await,
         }
     });
     // The runtime drops its tasks only after waiting for its blocking threads, and a
@@ -91,6 +96,17 @@ fn init_logging(verbose: u8, format: LogFormat) {
         LogFormat::Text => builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),
+    }
+}
+
+/// What a command that does not stop by itself at `--timeout` is after, for the message
+/// when it is abandoned there. The worker and `pull` stop by themselves (`cmd::stopped`):
+/// what they wrote must end whole, and their temporary files must go.
+fn abandoned_at_deadline(command: &Command) -> Option<String> {
+    match command {
+        Command::Fetch(a) if a.object != "-" && a.output.is_none() => Some(a.object.clone()),
+        Command::Resolve(a) => Some(a.reference.clone()),
+        _ => None,
     }
 }
 

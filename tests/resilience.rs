@@ -481,3 +481,98 @@ fn sigterm_is_honoured_while_nobody_reads_stdout() {
         signalled.elapsed()
     );
 }
+
+/// `--timeout` ends a batch the way a signal does: whatever was reported is whole and
+/// verified, the rest is left out, no temporary file stays, and the exit status (124, as
+/// timeout(1) has it) tells a deadline from failed objects.
+#[test]
+fn a_batch_stops_whole_at_its_timeout() {
+    let (reg, blobs) = slow_batch();
+    let dir = tempfile::tempdir().unwrap();
+    let dist = Dist::new();
+    let to_dir = [
+        "--timeout",
+        "1500ms",
+        "fetch",
+        &repo(&reg),
+        "-",
+        "-j",
+        "4",
+        "-o",
+        dir.path().to_str().unwrap(),
+    ];
+    let out = dist.run(&to_dir, lines(&blobs).as_bytes());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(124), "{err}");
+    assert!(err.contains("gave up after the --timeout of 1.5s"), "{err}");
+    let reported: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        !reported.is_empty() && reported.len() < blobs.len(),
+        "some, not all, finished: {}",
+        reported.len()
+    );
+    assert!(reported.iter().all(|r| r["status"] == "ok"));
+    assert_eq!(assert_store_clean(dir.path()), reported.len());
+
+    // Framed: every frame written is complete.
+    let out = dist.run(
+        &["--timeout", "1500ms", "fetch", &repo(&reg), "-", "-j", "4"],
+        lines(&blobs).as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(124));
+    let frames = parse_frames(&out.stdout);
+    assert!(!frames.is_empty() && frames.len() < blobs.len());
+    for f in &frames {
+        let (_, _, body) = f.result.as_ref().expect("only complete, verified frames");
+        assert_eq!(body, &blobs[&f.object], "{}", f.object);
+    }
+}
+
+/// Large objects in flight at the deadline: their writer threads' files go too, and the
+/// process does not wait for the downloads (12 s each at this pace) to end.
+#[test]
+fn large_downloads_cut_by_the_timeout_leave_no_files() {
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, 2, 12 << 20);
+    for d in blobs.keys() {
+        let fault = Fault::Paced {
+            bytes_per_sec: 1 << 20,
+            first_byte: Duration::ZERO,
+        };
+        reg.set_fault_for_every(d, fault);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dist = Dist::new();
+    let started = Instant::now();
+    let args = [
+        "--timeout",
+        "2s",
+        "fetch",
+        &repo(&reg),
+        "-",
+        "-o",
+        dir.path().to_str().unwrap(),
+    ];
+    let out = dist.run(&args, lines(&blobs).as_bytes());
+    assert_eq!(out.status.code(), Some(124));
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(out.stdout.is_empty());
+    assert_eq!(assert_store_clean(dir.path()), 0);
+
+    // One object to stdout: abandoned at the deadline, named in the message.
+    let digest = blobs.keys().next().unwrap();
+    let out = dist.run(&["--timeout", "500ms", "fetch", &repo(&reg), digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(124), "{err}");
+    assert!(
+        err.contains(&format!("{digest}: gave up after the --timeout of 500ms")),
+        "{err}"
+    );
+}

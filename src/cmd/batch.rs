@@ -7,7 +7,7 @@ use futures::StreamExt;
 
 use super::output::{Failure, Output};
 use super::progress::Display;
-use super::{interrupted, open_remote, open_report, report, EXIT_FAILED, EXIT_USAGE};
+use super::{open_remote, open_report, report, stopped, EXIT_FAILED, EXIT_USAGE};
 use crate::cli::{FetchArgs, Global};
 
 /// The worker: objects from stdin (or the one object given, with `--output`), frames or
@@ -31,7 +31,14 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
         Ok(r) => r,
         Err(e) => return report(&e, EXIT_USAGE),
     };
-    if let Err(e) = remote.check().await {
+    let checked = tokio::select! {
+        r = remote.check() => r,
+        why = stopped(global) => {
+            eprintln!("{}", why.message());
+            return why.code();
+        }
+    };
+    if let Err(e) = checked {
         eprintln!("dist: cannot use {}: {e}", remote.describe());
         return EXIT_USAGE;
     }
@@ -60,11 +67,11 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
     let ticker = display.start();
     let mut output = Output::start(framed, report_file);
     let mut failed = 0usize;
-    let mut interrupted = std::pin::pin!(interrupted());
-    let code = loop {
+    let mut stop = std::pin::pin!(stopped(global));
+    let stopped = loop {
         let next = tokio::select! {
             n = outcomes.next() => n,
-            code = &mut interrupted => break Some(code),
+            why = &mut stop => break Some(why),
         };
         let Some(outcome) = next else { break None };
         if let Some(e) = &outcome.error {
@@ -81,18 +88,18 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
         // A reader that does not read fills the queue; a signal must still get through.
         let sent = tokio::select! {
             sent = output.send(outcome) => sent,
-            code = &mut interrupted => break Some(code),
+            why = &mut stop => break Some(why),
         };
         if !sent {
             break None; // the writer stopped; finish() says why
         }
     };
-    if let Some(code) = code {
+    if let Some(why) = stopped {
         drop(outcomes);
         output.finish_within(std::time::Duration::from_secs(2));
         display.finish(ticker);
-        eprintln!("dist: interrupted; objects reported so far are complete");
-        return code;
+        eprintln!("{}", why.message());
+        return why.code();
     }
     display.finish(ticker);
     match output.finish() {

@@ -29,6 +29,8 @@ use crate::cli::Global;
 pub const EXIT_FAILED: u8 = 1;
 /// Exit status for usage errors and remotes that cannot be used at all.
 pub const EXIT_USAGE: u8 = 2;
+/// Exit status when `--timeout` ran out, as timeout(1) has it.
+pub const EXIT_TIMEOUT: u8 = 124;
 
 /// Builds the remote a locator names, sharing one transport.
 pub fn open_remote(global: &Global, locator: &str, jobs: usize) -> Result<Arc<dyn Remote>, Error> {
@@ -178,8 +180,55 @@ pub fn open_report(
     }
 }
 
+/// Why a batch stopped before its end.
+pub enum Stop {
+    /// SIGINT or SIGTERM, with the conventional exit status (128 + signal).
+    Signal(u8),
+    /// `--timeout` ran out.
+    Deadline(std::time::Duration),
+}
+
+impl Stop {
+    pub fn code(&self) -> u8 {
+        match self {
+            Stop::Signal(code) => *code,
+            Stop::Deadline(_) => EXIT_TIMEOUT,
+        }
+    }
+
+    /// Said once output has been finished: everything reported is complete.
+    pub fn message(&self) -> String {
+        match self {
+            Stop::Signal(_) => "dist: interrupted; objects reported so far are complete".into(),
+            Stop::Deadline(t) => format!(
+                "dist: gave up after the --timeout of {t:?}; objects reported so far are \
+                 complete, the others were not fetched"
+            ),
+        }
+    }
+}
+
+/// Resolves when a batch must stop: on a signal, or when `--timeout` runs out. A batch
+/// stops the same way for both, so that what it wrote is whole and no temporary file
+/// stays behind.
+pub async fn stopped(global: &Global) -> Stop {
+    let deadline = async {
+        match (global.deadline, global.timeout) {
+            (Some(at), Some(t)) => {
+                tokio::time::sleep_until(at).await;
+                t
+            }
+            _ => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        code = interrupted() => Stop::Signal(code),
+        t = deadline => Stop::Deadline(t),
+    }
+}
+
 /// Resolves on SIGINT or SIGTERM with the conventional exit status (128 + signal).
-pub async fn interrupted() -> u8 {
+async fn interrupted() -> u8 {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),

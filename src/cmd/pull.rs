@@ -9,7 +9,7 @@ use dist::sink::layout::LayoutStore;
 use dist::{Error, ErrorKind};
 
 use super::progress::Display;
-use super::{interrupted, open_locator, open_report, report, EXIT_FAILED, EXIT_USAGE};
+use super::{open_locator, open_report, report, stopped, EXIT_FAILED, EXIT_USAGE};
 use crate::cli::{Global, PullArgs};
 
 /// `dist pull`: the image into an OCI layout, one JSON line per object on stdout.
@@ -82,10 +82,10 @@ pub async fn run(global: &Global, args: PullArgs) -> u8 {
     let ticker = display.start();
     let result = tokio::select! {
         r = work => r,
-        code = interrupted() => {
+        why = stopped(global) => {
             display.finish(ticker);
-            eprintln!("dist: interrupted; objects reported so far are complete");
-            return code;
+            eprintln!("{}", why.message());
+            return why.code();
         }
     };
     display.finish(ticker);
