@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-/// What the environment changes, shown after the options in `--help` and the manual.
-const ENVIRONMENT: &str = "\
+/// What the environment changes and what the exit status says, shown after the options in
+/// `--help` and the manual.
+const AFTER_HELP: &str = "\
 Environment:
   DOCKER_CONFIG          Docker's configuration folder (config.json); default ~/.docker
   REGISTRY_AUTH_FILE     a credentials file asked before Docker's; then podman's
@@ -23,7 +24,14 @@ Environment:
                          /etc/containers/certs.d and /etc/docker/certs.d, asked after it
   DIST_HOSTS_DIR         as --hosts-dir
   DIST_FETCH_TIMEOUT     as --timeout
-  RUST_LOG               log filter, overriding -v (e.g. dist=debug)";
+  RUST_LOG               log filter, overriding -v (e.g. dist=debug)
+
+Exit status:
+  0        everything fetched and verified
+  1        an object failed (the others still completed)
+  2        usage error, or the remote cannot be reached or authenticated at all
+  124      --timeout ran out (what was reported is complete)
+  130, 143 interrupted by SIGINT, SIGTERM (what was reported is complete)";
 
 /// Distribution primitives: fetch verified content out of OCI container registries.
 #[derive(Debug, Parser)]
@@ -32,7 +40,7 @@ Environment:
     version,
     about,
     propagate_version = true,
-    after_long_help = ENVIRONMENT
+    after_long_help = AFTER_HELP
 )]
 pub struct Cli {
     #[command(subcommand)]

@@ -194,4 +194,15 @@ fn completions_and_manual_come_from_the_real_options() {
     }
     assert!(man.contains("dist\\-fetch") || man.contains("dist-fetch"));
     assert!(man.contains("shard"));
+    // So are the exit statuses scripts branch on.
+    for status in ["124", "130, 143"] {
+        assert!(
+            help.contains(status),
+            "--help explains exit status {status}"
+        );
+        assert!(
+            man.contains(status),
+            "the manual explains exit status {status}"
+        );
+    }
 }
