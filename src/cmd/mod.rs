@@ -189,6 +189,7 @@ pub enum Stop {
 }
 
 impl Stop {
+    /// The exit status to end with.
     pub fn code(&self) -> u8 {
         match self {
             Stop::Signal(code) => *code,

@@ -55,7 +55,7 @@ fn one_line(s: &str) -> String {
 
 /// Frame headers are split on spaces; a field must not contain one. Borrows the field
 /// when it has none, as nearly every object and media type does: rebuilding it char by
-/// char was the output thread's largest cost after the writes.
+/// char was the output thread's largest single cost in a profile.
 fn one_word(s: &str) -> Cow<'_, str> {
     if s.is_empty() {
         Cow::Borrowed("-")
