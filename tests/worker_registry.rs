@@ -100,6 +100,67 @@ fn thousand_blobs_bearer_token() {
     thousand_into_directory(Mode::Token);
 }
 
+/// A stored blob cut short since it was verified (a full disk, a copy interrupted) is
+/// found by its descriptor's size and fetched again; a descriptor whose size is wrong
+/// fails, naming the registry's size, and leaves the stored blob alone.
+#[test]
+fn a_stored_blob_of_the_wrong_size_is_fetched_again() {
+    let reg = Registry::start(Mode::Anonymous);
+    let blobs = push_blobs(&reg, "heal/blobs", 3, 7);
+    let repo = format!("{}/heal/blobs", reg.host());
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().to_str().unwrap();
+    let descriptors: String = blobs
+        .iter()
+        .map(|(d, b)| format!("{{\"digest\":\"{d}\",\"size\":{}}}\n", b.len()))
+        .collect();
+    let dist = Dist::new();
+    assert!(dist
+        .run(&["fetch", &repo, "-", "-o", dir], descriptors.as_bytes())
+        .status
+        .success());
+    let (damaged, content) = blobs.iter().next().unwrap();
+    let path = out
+        .path()
+        .join("blobs/sha256")
+        .join(&damaged["sha256:".len()..]);
+    std::fs::write(&path, &content[..100]).unwrap();
+
+    let again = dist.run(&["fetch", &repo, "-", "-o", dir], descriptors.as_bytes());
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let lines = report_lines(&again.stdout);
+    let status = |d: &str| {
+        lines
+            .iter()
+            .find(|l| l["object"] == d)
+            .map(|l| l["status"].clone())
+    };
+    assert_eq!(status(damaged), Some("ok".into()));
+    assert_eq!(&std::fs::read(&path).unwrap(), content);
+    for d in blobs.keys().filter(|d| *d != damaged) {
+        assert_eq!(status(d), Some("exists".into()), "{d}");
+    }
+
+    // The descriptor is wrong this time: the blob stays as it is.
+    let lying = format!(
+        "{{\"digest\":\"{damaged}\",\"size\":{}}}\n",
+        content.len() + 1
+    );
+    let out = dist.run(&["fetch", &repo, "-", "-o", dir], lying.as_bytes());
+    assert_eq!(out.status.code(), Some(1));
+    let line = &report_lines(&out.stdout)[0];
+    let error = line["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("registry declares {} bytes", content.len())),
+        "{error}"
+    );
+    assert_eq!(&std::fs::read(&path).unwrap(), content);
+}
+
 #[test]
 fn framed_output_parses_back_and_verifies() {
     let reg = Registry::start(Mode::Token);

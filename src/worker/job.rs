@@ -136,13 +136,24 @@ async fn to_store(
         } else {
             store.existing(digest, false)?
         };
-        if let Some(size) = present {
-            if let Some(expected) = job.hints.size.filter(|&s| s != size) {
-                return Err(Error::new(
-                    ErrorKind::SizeMismatch,
-                    format!("stored blob has {size} bytes, the descriptor says {expected}"),
-                ));
+        // A stored blob of another size than its descriptor says was damaged since it was
+        // verified (truncated by a full disk, a copy cut short), or the descriptor is wrong.
+        // Fetching again tells which: the fetch replaces a damaged blob, and fails on a
+        // wrong descriptor, naming the size the registry declares, without touching the
+        // blob.
+        let present = present.filter(|&size| match job.hints.size {
+            Some(expected) if expected != size => {
+                tracing::warn!(
+                    path = %store.blob_path(digest).display(),
+                    size,
+                    expected,
+                    "stored blob is not the size its descriptor says; fetching again"
+                );
+                false
             }
+            _ => true,
+        });
+        if let Some(size) = present {
             outcome.status = Status::Exists;
             outcome.digest = Some(digest.clone());
             outcome.size = Some(size);
