@@ -131,7 +131,19 @@ impl FromStr for Repository {
         } else {
             path
         };
-        validate_name(&name).map_err(|why| bad(&why))?;
+        if let Err(why) = validate_name(&name) {
+            // People paste image references (`host/name:tag`) where a locator goes.
+            return Err(match with_object(s) {
+                Some((repo, object)) if repo.parse::<Repository>().is_ok() => bad(&format!(
+                    "a locator names a repository; the tag or digest is the next argument: \
+                     {repo} {object}"
+                )),
+                _ if !rest.contains('/') && is_host(rest) => {
+                    bad("a registry with no repository (host[:port]/name)")
+                }
+                _ => bad(&why),
+            });
+        }
         let plain_http = scheme.unwrap_or_else(|| is_loopback(&host));
         Ok(Repository {
             host,
@@ -145,6 +157,20 @@ impl fmt::Display for Repository {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.host, self.name)
     }
+}
+
+/// Splits an image reference (`name@digest`, `name:tag`) into its repository and object;
+/// `None` when there is neither. A lone `host:port` is not a name and a tag.
+fn with_object(s: &str) -> Option<(&str, &str)> {
+    if let Some(split) = s.split_once('@') {
+        return Some(split);
+    }
+    let last = s.rsplit('/').next()?;
+    let (name, tag) = last.rsplit_once(':')?;
+    if !s.contains('/') && is_host(name) {
+        return None;
+    }
+    Some((&s[..s.len() - tag.len() - 1], tag))
 }
 
 fn is_host(component: &str) -> bool {
@@ -449,6 +475,28 @@ mod tests {
         ] {
             assert!(s.parse::<Repository>().is_err(), "{s:?} should be rejected");
         }
+    }
+
+    #[test]
+    fn an_image_reference_as_locator_shows_the_right_spelling() {
+        let said = |s: &str| s.parse::<Repository>().unwrap_err().to_string();
+        assert!(
+            said("127.0.0.1:5000/lab/image:latest").ends_with(
+                "the tag or digest is the next argument: 127.0.0.1:5000/lab/image latest"
+            ),
+            "{}",
+            said("127.0.0.1:5000/lab/image:latest")
+        );
+        let digest = format!("sha256:{}", "a".repeat(64));
+        assert!(said(&format!("ghcr.io/o/r@{digest}")).ends_with(&format!("ghcr.io/o/r {digest}")));
+        assert!(said("redis:7").ends_with("redis 7"));
+        // A host and port with no repository is not a tag.
+        assert!(
+            said("localhost:5000").ends_with("a registry with no repository (host[:port]/name)")
+        );
+        assert!(said("reg.example:5000").ends_with("no repository (host[:port]/name)"));
+        // Nor is anything whose repository part is no locator either.
+        assert!(!said("Bad/Name:tag").contains("next argument"));
     }
 
     #[test]
