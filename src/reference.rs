@@ -104,7 +104,7 @@ impl FromStr for Repository {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Repository> {
-        let bad = |why: &str| Error::invalid(format!("invalid locator {s:?}: {why}"));
+        let bad = |why: &str| Error::invalid(format!("invalid locator {:?}: {why}", shown(s)));
         // An explicit scheme is not part of the grammar, but people paste URLs.
         let (rest, scheme) = if let Some(r) = s.strip_prefix("https://") {
             (r, Some(false))
@@ -116,6 +116,9 @@ impl FromStr for Repository {
         let rest = rest.trim_end_matches('/');
         if rest.is_empty() {
             return Err(bad("empty"));
+        }
+        if has_user_info(s) {
+            return Err(bad(NO_CREDENTIALS_HERE));
         }
         let (host, path) = match rest.split_once('/') {
             Some((first, path)) if is_host(first) => (first.to_string(), path.to_string()),
@@ -162,8 +165,9 @@ impl fmt::Display for Repository {
 /// Splits an image reference (`name@digest`, `name:tag`) into its repository and object;
 /// `None` when there is neither. A lone `host:port` is not a name and a tag.
 fn with_object(s: &str) -> Option<(&str, &str)> {
-    if let Some(split) = s.split_once('@') {
-        return Some(split);
+    if let Some((repo, digest)) = s.split_once('@') {
+        // `user@host/…` is user information, not a digest.
+        return (digest.contains(':') && !digest.contains('/')).then_some((repo, digest));
     }
     let last = s.rsplit('/').next()?;
     let (name, tag) = last.rsplit_once(':')?;
@@ -171,6 +175,28 @@ fn with_object(s: &str) -> Option<(&str, &str)> {
         return None;
     }
     Some((&s[..s.len() - tag.len() - 1], tag))
+}
+
+/// Why `user:password@host/…` is refused.
+const NO_CREDENTIALS_HERE: &str = "credentials do not go here; dist reads them from docker \
+     login, podman login or a credential helper (see --help)";
+
+/// Whether `s` starts with user information (`[scheme://]user[:password]@host/…`).
+fn has_user_info(s: &str) -> bool {
+    let body = s.split_once("://").map_or(s, |(_, rest)| rest);
+    body.split_once('/')
+        .is_some_and(|(authority, _)| authority.contains('@'))
+}
+
+/// The locator as it may be shown in a message: without user information
+/// (`user:password@host/…`), which has no place in a locator and must not reach a
+/// terminal or a log.
+fn shown(s: &str) -> String {
+    if has_user_info(s) {
+        crate::error::redact_url(s)
+    } else {
+        s.to_string()
+    }
 }
 
 fn is_host(component: &str) -> bool {
@@ -355,6 +381,12 @@ impl FromStr for Reference {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Reference> {
+        if has_user_info(s) {
+            return Err(Error::invalid(format!(
+                "invalid reference {:?}: {NO_CREDENTIALS_HERE}",
+                shown(s)
+            )));
+        }
         let (rest, digest) = match s.split_once('@') {
             Some((r, d)) => (r, Some(d.parse::<Digest>()?)),
             None => (s, None),
@@ -495,6 +527,16 @@ mod tests {
             said("localhost:5000").ends_with("a registry with no repository (host[:port]/name)")
         );
         assert!(said("reg.example:5000").ends_with("no repository (host[:port]/name)"));
+        // User information is neither an object nor something to show.
+        let with_password = said("https://me:s3cret@reg.example/app:v1");
+        assert!(!with_password.contains("s3cret"), "{with_password}");
+        assert!(with_password.contains("reg.example/app"), "{with_password}");
+        assert!(!said("me@reg.example/App").contains("next argument"));
+        let reference = "me:s3cret@reg.example/app:v1"
+            .parse::<Reference>()
+            .unwrap_err();
+        assert!(!reference.to_string().contains("s3cret"), "{reference}");
+        assert!(reference.to_string().contains("credentials do not go here"));
         // Nor is anything whose repository part is no locator either.
         assert!(!said("Bad/Name:tag").contains("next argument"));
     }
