@@ -166,9 +166,13 @@ fn framed_output_parses_back_and_verifies() {
     let reg = Registry::start(Mode::Token);
     let blobs = push_blobs(&reg, "bulk/framed", 1000, 9);
     let dist = Dist::new();
-    let input: String = blobs
-        .keys()
-        .map(|d| format!("{d} mediatype:application/vnd.oci.image.layer.v1.tar\n"))
+    // Saved by a Windows editor, the list starts with a byte order mark.
+    let input: String = std::iter::once("\u{feff}".to_string())
+        .chain(
+            blobs
+                .keys()
+                .map(|d| format!("{d} mediatype:application/vnd.oci.image.layer.v1.tar\n")),
+        )
         .collect();
     reg.reset_token_requests();
     let run = dist.run(

@@ -64,9 +64,28 @@ pub async fn next_line<R: AsyncBufRead + Unpin>(
     }))
 }
 
+/// The first line without the byte order mark that Windows editors and PowerShell put at
+/// the start of a UTF-8 file.
+pub fn without_bom(line: RawLine) -> RawLine {
+    match line {
+        RawLine::Text(t) if t.starts_with('\u{feff}') => {
+            RawLine::Text(t['\u{feff}'.len_utf8()..].to_string())
+        }
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_byte_order_mark_is_dropped() {
+        let text = |s: &str| RawLine::Text(s.into());
+        assert_eq!(without_bom(text("\u{feff}sha256:ab")), text("sha256:ab"));
+        assert_eq!(without_bom(text("latest")), text("latest"));
+        assert_eq!(without_bom(RawLine::TooLong), RawLine::TooLong);
+    }
 
     #[tokio::test]
     async fn splits_caps_and_survives_bad_bytes() {

@@ -219,7 +219,10 @@ where
                     return None;
                 }
                 match input::next_line(&mut r, &mut buf, input::MAX_LINE).await {
-                    Ok(Some(l)) => Some((Ok((n + 1, l)), (r, buf, n + 1, false))),
+                    Ok(Some(l)) => {
+                        let l = if n == 0 { input::without_bom(l) } else { l };
+                        Some((Ok((n + 1, l)), (r, buf, n + 1, false)))
+                    }
                     Ok(None) => {
                         at_end.input_ended();
                         None
