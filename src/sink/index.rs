@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::layout::temp_prefix;
+use super::layout::new_layout_file;
 use crate::error::{Error, ErrorKind, Result};
 use crate::image::{Descriptor, REF_NAME};
 
@@ -47,10 +47,8 @@ pub fn add_entry(root: &Path, entry: &Descriptor) -> Result<()> {
     merge_entry(&mut index, entry)
         .map_err(|why| Error::invalid(format!("{}: {why}", path.display())))?;
     let text = serde_json::to_vec(&index).expect("JSON values serialise");
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&temp_prefix())
-        .tempfile_in(root)
-        .map_err(|e| io_err("creating a temporary file in", root, e))?;
+    let mut tmp =
+        new_layout_file(root).map_err(|e| io_err("creating a temporary file in", root, e))?;
     tmp.write_all(&text)
         .and_then(|_| tmp.as_file().sync_all())
         .map_err(|e| io_err("writing", tmp.path(), e))?;

@@ -95,8 +95,7 @@ impl LayoutStore {
     /// A new temporary file for content of `algorithm`, in the directory it will end up in.
     pub fn temp(&self, algorithm: Algorithm) -> Result<TempBlob> {
         let dir = self.root.join("blobs").join(algorithm.as_str());
-        let prefix = temp_prefix();
-        let create = || tempfile::Builder::new().prefix(&prefix).tempfile_in(&dir);
+        let create = || new_layout_file(&dir);
         // The directory nearly always exists: create it only when the file cannot be made.
         let file = match create() {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -159,8 +158,24 @@ fn remove_stale_in(dir: &Path) {
 
 /// `.dist-tmp-<pid>@<host>~`: the owner is recorded so that a later run can tell a dead
 /// run's leftovers from the files of a run still going, here or on another machine.
-pub(super) fn temp_prefix() -> String {
+fn temp_prefix() -> String {
     format!("{TMP_PREFIX}{}~", super::owner::me())
+}
+
+/// A temporary file in `dir` that will be renamed to a file of the layout. Its mode is
+/// that of any file the user creates (0666 less the umask), not tempfile's 0600: other
+/// users and tools read a layout (skopeo or podman run by another user, a web server
+/// serving it), and a layout pulled with sudo was unreadable to everyone else.
+pub(super) fn new_layout_file(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    let prefix = temp_prefix();
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    builder.tempfile_in(dir)
 }
 
 /// Content on its way into the store. Dropping it without [`TempBlob::commit`] deletes it.
@@ -327,10 +342,8 @@ fn write_if_absent(path: &Path, content: &[u8]) -> Result<()> {
         return Ok(());
     }
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&temp_prefix())
-        .tempfile_in(dir)
-        .map_err(|e| io_err("creating a temporary file in", dir, e))?;
+    let mut tmp =
+        new_layout_file(dir).map_err(|e| io_err("creating a temporary file in", dir, e))?;
     tmp.write_all(content)
         .map_err(|e| io_err("writing", path, e))?;
     // Another run may have created it meanwhile; either copy is the same.
@@ -357,6 +370,24 @@ pub fn hash_file(path: &Path, algorithm: Algorithm) -> Result<Digest> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Layout files get the mode of any new file (0666 less the umask), which
+    /// `/proc/self/status` reports without changing it.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn layout_files_are_as_readable_as_the_umask_allows() {
+        use std::os::unix::fs::PermissionsExt;
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let umask = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Umask:"))
+            .map(|v| u32::from_str_radix(v.trim(), 8).unwrap())
+            .expect("Umask in /proc/self/status");
+        let dir = tempfile::tempdir().unwrap();
+        let file = new_layout_file(dir.path()).unwrap();
+        let mode = file.as_file().metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o666 & !umask);
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn commit_places_blob_and_leaves_no_temporary() {
