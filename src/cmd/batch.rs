@@ -31,9 +31,12 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
         Ok(r) => r,
         Err(e) => return report(&e, EXIT_USAGE),
     };
+    // One stop for the whole run: a signal that came between two of them would be lost,
+    // since the first one's handler stays installed.
+    let mut stop = std::pin::pin!(stopped(global));
     let checked = tokio::select! {
         r = remote.check() => r,
-        why = stopped(global) => {
+        why = &mut stop => {
             eprintln!("{}", why.message());
             return why.code();
         }
@@ -67,7 +70,6 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
     let ticker = display.start();
     let mut output = Output::start(framed, report_file);
     let mut failed = 0usize;
-    let mut stop = std::pin::pin!(stopped(global));
     let stopped = loop {
         let next = tokio::select! {
             n = outcomes.next() => n,
