@@ -485,3 +485,22 @@ fn certificate_files_in_a_hosts_dir_folder_without_hosts_toml() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("certificate"));
 }
+
+/// A registry without TLS at an address that is not loopback is the usual case: dist
+/// speaks HTTPS and the server answers in plain HTTP. That fails at once (it will not
+/// change by retrying) and says what to do.
+#[test]
+fn a_plain_http_server_spoken_to_in_tls_is_named_as_such() {
+    let reg = support::fake::FakeRegistry::start();
+    let digest = reg.blob("team/app", b"plain");
+    let dist = Dist::new();
+    let locator = format!("https://{}/team/app", reg.host());
+    let out = dist.run(&["fetch", &locator, &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("does not speak TLS") && err.contains("--plain-http"),
+        "{err}"
+    );
+    assert_eq!(reg.connections(), 1, "not retried");
+}

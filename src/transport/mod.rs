@@ -442,6 +442,9 @@ fn classify_client_error(e: hyper_util::client::legacy::Error) -> Error {
         if let Some(why) = rustls_error(s).and_then(certificate_failure) {
             return Error::new(ErrorKind::Certificate, why).with_cause(e);
         }
+        if rustls_error(s).is_some_and(is_not_tls) {
+            return Error::new(ErrorKind::Protocol, NOT_TLS);
+        }
         if let Some(failed) = s.downcast_ref::<proxy::ProxyError>() {
             let kind = match failed {
                 proxy::ProxyError::Refused { status: 407, .. } => ErrorKind::Unauthorized,
@@ -463,19 +466,14 @@ fn classify_client_error(e: hyper_util::client::legacy::Error) -> Error {
         }
         source = s.source();
     }
-    let kind = if e.is_connect() {
-        ErrorKind::Connect
-    } else {
-        // A request that failed after connecting (reset, closed early) is a broken
-        // connection too, and equally worth retrying.
-        ErrorKind::Connect
-    };
+    // A request that failed after connecting (reset, closed early) is a broken connection
+    // too, and as worth retrying as one that could not be made.
     let text = if e.is_connect() {
         "cannot connect"
     } else {
         "request failed"
     };
-    Error::new(kind, text).with_cause(e)
+    Error::new(ErrorKind::Connect, text).with_cause(e)
 }
 
 /// The rustls error behind `e`, if it is one: TLS errors reach us wrapped in `io::Error`s
@@ -487,6 +485,20 @@ fn rustls_error<'a>(mut e: &'a (dyn std::error::Error + 'static)) -> Option<&'a 
         }
         e = e.downcast_ref::<std::io::Error>()?.get_ref()?;
     }
+}
+
+/// The most common way to meet a registry without TLS: an address that is not loopback,
+/// so dist speaks HTTPS, and the server answers the TLS greeting in plain HTTP.
+const NOT_TLS: &str = "the server does not speak TLS (a plain-HTTP registry?); for one \
+     without TLS, use --plain-http, an http:// locator or `plain-http` in hosts.toml";
+
+/// Whether the first bytes back were not a TLS record at all, as when an HTTP server
+/// answers a TLS greeting with `HTTP/1.1 400`.
+fn is_not_tls(e: &rustls::Error) -> bool {
+    matches!(
+        e,
+        rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)
+    )
 }
 
 /// What a TLS failure that will not change by retrying says about certificates: ours was
