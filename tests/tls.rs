@@ -43,20 +43,39 @@ fn test_ca(name: &str) -> (rcgen::Certificate, rcgen::KeyPair) {
 /// resolves) signed by it, and a hyper server speaking HTTP/1.1
 /// and HTTP/2 (by ALPN) that serves `blob` at any path, or redirects to `redirect`.
 fn start(blob: Vec<u8>, redirect: Option<String>) -> TlsServer {
-    start_with(blob, redirect, false)
+    start_with(blob, redirect, false, false)
 }
 
 /// The same server, demanding a client certificate from a CA of its own.
 fn start_mutual(blob: Vec<u8>) -> TlsServer {
-    start_with(blob, None, true)
+    start_with(blob, None, true, false)
 }
 
-fn start_with(blob: Vec<u8>, redirect: Option<String>, mutual: bool) -> TlsServer {
+/// The same server with a self-signed certificate that says it is a CA, as
+/// `openssl req -x509` makes them (Docker's guide to a registry of one's own); `ca_pem`
+/// is that certificate.
+fn start_self_signed(blob: Vec<u8>) -> TlsServer {
+    start_with(blob, None, false, true)
+}
+
+fn start_with(
+    blob: Vec<u8>,
+    redirect: Option<String>,
+    mutual: bool,
+    self_signed: bool,
+) -> TlsServer {
     let (ca, ca_key) = test_ca("dist test CA");
     let key = rcgen::KeyPair::generate().unwrap();
-    let params =
+    let mut params =
         rcgen::CertificateParams::new(vec!["localhost".into(), "registry.test".into()]).unwrap();
-    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    let (cert, ca_pem) = if self_signed {
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).unwrap();
+        let pem = cert.pem();
+        (cert, pem)
+    } else {
+        (params.signed_by(&key, &ca, &ca_key).unwrap(), ca.pem())
+    };
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
@@ -125,7 +144,7 @@ fn start_with(blob: Vec<u8>, redirect: Option<String>, mutual: bool) -> TlsServe
     });
     TlsServer {
         port: listener.port(),
-        ca_pem: ca.pem(),
+        ca_pem,
         client,
         seen,
         _listener: listener,
@@ -503,4 +522,41 @@ fn a_plain_http_server_spoken_to_in_tls_is_named_as_such() {
         "{err}"
     );
     assert_eq!(reg.connections(), 1, "not retried");
+}
+
+/// A registry whose own self-signed certificate says it is a CA: refused until the user
+/// trusts that certificate, then accepted, for the names it carries only.
+#[test]
+fn a_trusted_self_signed_ca_certificate_serves_as_the_registrys_own() {
+    let blob = bytes(77, 5000);
+    let digest = sha256(&blob);
+    let server = start_self_signed(blob.clone());
+    let dist = Dist::new();
+    let locator = format!("https://localhost:{}/team/app", server.port);
+
+    let out = dist.run(&["--retries", "0", "fetch", &locator, &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("not trusted") && err.contains("--ca-file"),
+        "{err}"
+    );
+
+    let ca = dist.config_dir().join("registry.pem");
+    std::fs::write(&ca, &server.ca_pem).unwrap();
+    let ca = ca.to_str().unwrap();
+    assert_eq!(
+        dist.ok(&["--ca-file", ca, "fetch", &locator, &digest]),
+        blob
+    );
+
+    // The certificate names localhost, not 127.0.0.1.
+    let by_ip = format!("https://127.0.0.1:{}/team/app", server.port);
+    let out = dist.run(
+        &["--retries", "0", "--ca-file", ca, "fetch", &by_ip, &digest],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("NotValidForName"), "{err}");
 }

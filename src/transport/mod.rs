@@ -73,6 +73,7 @@ macro_rules! pass_io_through {
 }
 
 pub mod limit;
+mod pinned;
 pub mod proxy;
 mod socks;
 pub mod tls;
@@ -509,7 +510,18 @@ fn certificate_failure(e: &rustls::Error) -> Option<String> {
     use rustls::AlertDescription as Alert;
     match e {
         rustls::Error::InvalidCertificate(why) => {
-            Some(format!("the server's certificate is not trusted: {why:?}"))
+            // An unknown issuer, or a self-signed certificate that says it is a CA, is what
+            // a registry with a private CA or its own certificate shows.
+            let hint = match why {
+                rustls::CertificateError::UnknownIssuer | rustls::CertificateError::Other(_) => {
+                    "; trust its CA or its own certificate with --ca-file, `ca` in \
+                     hosts.toml or certs.d/<host>/*.crt"
+                }
+                _ => "",
+            };
+            Some(format!(
+                "the server's certificate is not trusted: {why:?}{hint}"
+            ))
         }
         rustls::Error::AlertReceived(Alert::CertificateRequired) => {
             Some("the server requires a client certificate (--cert and --key, or certs.d)".into())

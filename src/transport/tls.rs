@@ -40,9 +40,10 @@ pub fn client_config(
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::new(ErrorKind::Io, "configuring TLS").with_cause(e))?;
     let mut extra = rustls::RootCertStore::empty();
+    let mut trusted = Vec::new();
     if !skip_verify {
         for path in ca_files {
-            add_pem(&mut extra, path)?;
+            trusted.extend(add_pem(&mut extra, path)?);
         }
     }
     let builder = builder
@@ -50,6 +51,7 @@ pub fn client_config(
         .with_custom_certificate_verifier(Arc::new(Verifier {
             skip_verify,
             extra,
+            trusted,
             provider,
             webpki: OnceLock::new(),
         }));
@@ -97,6 +99,8 @@ fn load_identity(
 struct Verifier {
     skip_verify: bool,
     extra: rustls::RootCertStore,
+    /// The certificates of `extra` as the user gave them, for [`super::pinned`].
+    trusted: Vec<CertificateDer<'static>>,
     provider: Arc<CryptoProvider>,
     webpki: OnceLock<std::result::Result<Arc<WebPkiServerVerifier>, String>>,
 }
@@ -132,8 +136,20 @@ impl ServerCertVerifier for Verifier {
         if self.skip_verify {
             return Ok(ServerCertVerified::assertion());
         }
-        self.webpki()?
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        let refused = match self.webpki()?.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp,
+            now,
+        ) {
+            Ok(verified) => return Ok(verified),
+            Err(e) => e,
+        };
+        match super::pinned::verify(&self.trusted, end_entity, server_name, now) {
+            Some(verdict) => verdict.map(|()| ServerCertVerified::assertion()),
+            None => Err(refused),
+        }
     }
 
     fn verify_tls12_signature(
@@ -171,13 +187,15 @@ impl ServerCertVerifier for Verifier {
     }
 }
 
-fn add_pem(roots: &mut rustls::RootCertStore, path: &Path) -> Result<()> {
-    for cert in read_certs(path, "CA file")? {
+/// Adds the certificates of a PEM file to `roots`, and returns them.
+fn add_pem(roots: &mut rustls::RootCertStore, path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let certs = read_certs(path, "CA file")?;
+    for cert in &certs {
         roots
-            .add(cert)
+            .add(cert.clone())
             .map_err(|e| Error::invalid(format!("CA file {}", path.display())).with_cause(e))?;
     }
-    Ok(())
+    Ok(certs)
 }
 
 /// Reads a PEM file, what a user called `what`, into raw bytes.
