@@ -206,3 +206,36 @@ fn completions_and_manual_come_from_the_real_options() {
         );
     }
 }
+
+/// As curl does, binary content is not dumped on a terminal; text is, and anything goes to
+/// a file or pipe.
+#[test]
+fn binary_content_is_not_written_to_a_terminal() {
+    let reg = FakeRegistry::start();
+    let binary = reg.blob("team/app", b"\x1f\x8b\x08\x00\x00\x00\x00\x00layer");
+    let text = reg.blob("team/app", br#"{"architecture":"amd64"}"#);
+    let dist = Dist::new();
+    let fetch = |digest: &str| {
+        format!(
+            "{} fetch {}/team/app {digest}",
+            Dist::bin().display(),
+            reg.host()
+        )
+    };
+    let shown = dist.on_terminal(&fetch(&binary));
+    let screen = String::from_utf8_lossy(&shown.stdout);
+    assert_eq!(shown.status.code(), Some(2), "{screen}");
+    assert!(screen.contains("not written to a terminal"), "{screen}");
+    assert!(!screen.contains("layer"), "{screen}");
+
+    let shown = dist.on_terminal(&fetch(&text));
+    assert!(shown.status.success());
+    assert!(String::from_utf8_lossy(&shown.stdout).contains(r#"{"architecture":"amd64"}"#));
+
+    let piped = dist.run(
+        &["fetch", &format!("{}/team/app", reg.host()), &binary],
+        b"",
+    );
+    assert!(piped.status.success());
+    assert!(piped.stdout.ends_with(b"layer"));
+}

@@ -39,10 +39,19 @@ pub async fn fetch_to_stdout(
     hints: &Hints,
 ) -> Result<(), Error> {
     let mut download = remote.fetch(object, hints).await?;
+    let mut guard_terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let mut out = StreamWriter::start(std::io::stdout(), Vec::new());
     let received = loop {
         match download.chunk().await {
             Ok(Some(chunk)) => {
+                // As curl does: a layer dumped on a terminal garbles it and helps no one.
+                if std::mem::take(&mut guard_terminal) && looks_binary(&chunk) {
+                    break Err(Error::invalid(
+                        "binary content is not written to a terminal; redirect stdout \
+                         (> FILE, | tar tz) or store it with -o DIR",
+                    )
+                    .with_object(object));
+                }
                 if out.write(chunk).await.is_err() {
                     break Ok(()); // the writer stopped; finish() says why
                 }
@@ -58,4 +67,10 @@ pub async fn fetch_to_stdout(
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(Error::from(e).with_object(object)),
     }
+}
+
+/// Whether the start of some content is binary rather than text: a NUL byte, as curl
+/// decides. Manifests, configs and other JSON never hold one.
+fn looks_binary(start: &[u8]) -> bool {
+    start.iter().take(8 << 10).any(|&b| b == 0)
 }
