@@ -214,20 +214,27 @@ fn sigterm_stops_promptly_and_leaves_only_verified_blobs() {
     assert_eq!(assert_store_clean(dir.path()), reported.len());
 }
 
+/// `n` blobs of 12 MiB, each served at `bytes_per_sec`: downloads that last long enough to
+/// be cut while their hashing and writer threads hold files.
+fn paced_large_blobs(n: usize, bytes_per_sec: u64) -> (FakeRegistry, BTreeMap<String, Vec<u8>>) {
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, n, 12 << 20);
+    for d in blobs.keys() {
+        let fault = Fault::Paced {
+            bytes_per_sec,
+            first_byte: Duration::ZERO,
+        };
+        reg.set_fault_for_every(d, fault);
+    }
+    (reg, blobs)
+}
+
 /// Large objects are hashed and written on threads of their own, which wait for their
 /// fetch. Interrupted, the fetches must be dropped before the process waits for those
 /// threads: it once sat out a two-second timeout, its temporary files there until the end.
 #[test]
 fn sigint_during_large_downloads_stops_promptly_and_removes_their_files() {
-    let reg = FakeRegistry::start();
-    let blobs = fill(&reg, 3, 12 << 20);
-    for d in blobs.keys() {
-        let fault = Fault::Paced {
-            bytes_per_sec: 2 << 20,
-            first_byte: Duration::ZERO,
-        };
-        reg.set_fault_for_every(d, fault);
-    }
+    let (reg, blobs) = paced_large_blobs(3, 2 << 20);
     let dir = tempfile::tempdir().unwrap();
     let dist = Dist::new();
     let child = start_batch(&dist, &reg, &blobs, dir.path());
@@ -535,15 +542,7 @@ fn a_batch_stops_whole_at_its_timeout() {
 /// process does not wait for the downloads (12 s each at this pace) to end.
 #[test]
 fn large_downloads_cut_by_the_timeout_leave_no_files() {
-    let reg = FakeRegistry::start();
-    let blobs = fill(&reg, 2, 12 << 20);
-    for d in blobs.keys() {
-        let fault = Fault::Paced {
-            bytes_per_sec: 1 << 20,
-            first_byte: Duration::ZERO,
-        };
-        reg.set_fault_for_every(d, fault);
-    }
+    let (reg, blobs) = paced_large_blobs(2, 1 << 20);
     let dir = tempfile::tempdir().unwrap();
     let dist = Dist::new();
     let started = Instant::now();
