@@ -346,7 +346,7 @@ async fn fetch_part(source: &Source, start: u64, end: u64) -> Result<Option<Byte
             HeaderValue::from_str(&format!("bytes={start}-{end}")).expect("ascii"),
         );
         let result: Result<Option<Bytes>> = async {
-            let mut reply = remote.request(host, Method::GET, url.clone(), h).await?;
+            let mut reply = remote.request(host, Method::GET, url.clone(), &h).await?;
             if reply.response.status() != StatusCode::PARTIAL_CONTENT {
                 // Errors came back as errors: this is a success without the range.
                 return Ok(None);

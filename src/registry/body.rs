@@ -133,7 +133,7 @@ async fn open_at(
         HeaderValue::from_str(&range).expect("ascii"),
     );
     let reply = remote
-        .request(host, Method::GET, url.clone(), headers)
+        .request(host, Method::GET, url.clone(), &headers)
         .await?;
     if reply.response.status() != StatusCode::PARTIAL_CONTENT {
         return Ok((reply.response.into_body(), offset));

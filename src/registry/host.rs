@@ -212,7 +212,7 @@ impl Host {
         policy: &RetryPolicy,
         method: Method,
         url: Uri,
-        headers: HeaderMap,
+        headers: &HeaderMap,
     ) -> Result<transport::Reply> {
         let max_retries = if self.mirror {
             policy.retries.min(MIRROR_RETRIES)

@@ -194,7 +194,7 @@ impl RegistryRemote {
         host: usize,
         method: Method,
         url: Uri,
-        headers: HeaderMap,
+        headers: &HeaderMap,
     ) -> Result<transport::Reply> {
         self.host(host)
             .request(&self.inner.retry, method, url, headers)
@@ -277,7 +277,7 @@ impl RegistryRemote {
                 .map_err(|_| Error::invalid(format!("bad media type hint {accept:?}")))?,
         );
         let reply = self
-            .request(host, Method::GET, url.clone(), headers.clone())
+            .request(host, Method::GET, url.clone(), &headers)
             .await?;
         let h = reply.response.headers();
         let declared = content_length(h);
@@ -418,7 +418,7 @@ impl RegistryRemote {
             HeaderValue::from_str(&accept).expect("media types are ASCII"),
         );
         let reply = self
-            .request(host, Method::HEAD, url.clone(), headers)
+            .request(host, Method::HEAD, url.clone(), &headers)
             .await?;
         let h = reply.response.headers();
         let announced = h
@@ -480,7 +480,10 @@ impl Remote for RegistryRemote {
                     let url = self
                         .host(host)
                         .url(self.inner.repo.name(), "tags/list?n=1")?;
-                    match self.request(host, Method::GET, url, HeaderMap::new()).await {
+                    match self
+                        .request(host, Method::GET, url, &HeaderMap::new())
+                        .await
+                    {
                         Ok(mut reply) => {
                             let transport = &self.host(host).transport;
                             let _ = transport::read_prefix(

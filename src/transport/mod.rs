@@ -387,8 +387,14 @@ pub fn redact(url: &Uri) -> String {
     if secret_bearing {
         crate::error::redact_url(&url.to_string())
     } else {
-        // Nearly every URL: nothing to take out, and no second pass over it.
-        url.to_string()
+        // Nearly every URL: nothing to take out, and no second pass over it; sized up front
+        // so that the text is written into one allocation.
+        let len = url.scheme_str().map_or(0, |s| s.len() + 3)
+            + url.authority().map_or(0, |a| a.as_str().len())
+            + url.path_and_query().map_or(1, |p| p.as_str().len());
+        let mut s = String::with_capacity(len);
+        let _ = std::fmt::Write::write_fmt(&mut s, format_args!("{url}"));
+        s
     }
 }
 
