@@ -17,6 +17,8 @@ use support::cli::{bytes, sha256, Dist};
 struct Seen {
     versions: Mutex<Vec<hyper::Version>>,
     requests: AtomicUsize,
+    /// TCP connections accepted, whether or not their handshake succeeds.
+    connections: AtomicUsize,
 }
 
 struct TlsServer {
@@ -120,6 +122,7 @@ fn start_with(
             redirect.clone(),
         );
         async move {
+            seen.connections.fetch_add(1, Ordering::SeqCst);
             let Ok(tls) = acceptor.accept(tcp).await else {
                 return;
             };
@@ -559,4 +562,41 @@ fn a_trusted_self_signed_ca_certificate_serves_as_the_registrys_own() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("NotValidForName"), "{err}");
+}
+
+/// A mirror whose certificate is not trusted will not be trusted on the next request
+/// either: after the first refusal it is skipped for the rest of the run, as an
+/// unreachable one is, instead of costing every object a failed handshake.
+#[test]
+fn a_mirror_with_an_untrusted_certificate_is_tried_once() {
+    let mirror = start(Vec::new(), None);
+    let reg = support::fake::FakeRegistry::start();
+    let blobs: Vec<(String, Vec<u8>)> = (0..3)
+        .map(|i| {
+            let data = bytes(90 + i, 2000);
+            (reg.blob("team/app", &data), data)
+        })
+        .collect();
+    let input: String = blobs.iter().map(|(d, _)| format!("{d}\n")).collect();
+    let dist = Dist::new();
+    let out = dist.run(
+        &[
+            "--mirror",
+            &format!("https://localhost:{}", mirror.port),
+            "fetch",
+            &format!("{}/team/app", reg.host()),
+            "-",
+            "-j",
+            "1",
+        ],
+        input.as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let frames = support::cli::parse_frames(&out.stdout);
+    assert_eq!(frames.len(), blobs.len());
+    assert_eq!(mirror.seen.connections.load(Ordering::SeqCst), 1);
 }

@@ -188,12 +188,16 @@ impl Host {
     }
 
     /// Whether a failure on this host should send the request to the next host, marking
-    /// an unreachable mirror down for the rest of the run.
+    /// an unreachable or untrusted mirror down for the rest of the run.
     pub(crate) fn fall_back(&self, e: &Error) -> bool {
         if !self.mirror {
             return false;
         }
-        if matches!(e.kind(), ErrorKind::Connect | ErrorKind::Timeout) {
+        // Unreachable, or not to be trusted: neither changes from one request to the next.
+        if matches!(
+            e.kind(),
+            ErrorKind::Connect | ErrorKind::Timeout | ErrorKind::Certificate
+        ) {
             self.down.store(true, Ordering::Relaxed);
         }
         tracing::debug!(mirror = %self.name, error = %e, "mirror failed; trying the next host");
