@@ -151,7 +151,12 @@ impl Dist {
 
     /// Runs and asserts success, returning stdout.
     pub fn ok(&self, args: &[&str]) -> Vec<u8> {
-        let out = self.run(args, b"");
+        self.ok_fed(args, b"")
+    }
+
+    /// Like [`Dist::ok`], with `stdin` as the whole input.
+    pub fn ok_fed(&self, args: &[&str], stdin: &[u8]) -> Vec<u8> {
+        let out = self.run(args, stdin);
         assert!(
             out.status.success(),
             "dist {args:?} failed: {}\n{}",
