@@ -194,7 +194,7 @@ pub struct FetchArgs {
     /// The remote: host[:port]/repository (`redis` means docker.io/library/redis).
     pub locator: String,
 
-    /// A tag or a digest (algorithm:hex); `-` reads `object hint…` lines from stdin.
+    /// A tag or a digest (algorithm:hex; `tag@digest` is the digest); `-` reads `object hint…` lines from stdin.
     pub object: String,
 
     /// `key:value` words: `mediatype:<type>` (repeatable) steers content negotiation,

@@ -87,6 +87,12 @@ impl FromStr for Digest {
                         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
             });
         if !alg_ok {
+            // `SHA256:ABC…` is a common paste from tools that print digests in capitals.
+            if alg.bytes().any(|b| b.is_ascii_uppercase()) {
+                return Err(bad(
+                    "malformed algorithm (digests are written in lowercase)",
+                ));
+            }
             return Err(bad("malformed algorithm"));
         }
         if encoded.is_empty()
@@ -225,6 +231,11 @@ mod tests {
             let err = s.parse::<Digest>().unwrap_err();
             assert_eq!(err.kind(), crate::ErrorKind::InvalidInput, "{s}");
         }
+        let capitals = "SHA256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855";
+        let err = capitals.parse::<Digest>().unwrap_err().to_string();
+        assert!(err.contains("written in lowercase"), "{err}");
+        let err = "sha--256:abc".parse::<Digest>().unwrap_err().to_string();
+        assert!(!err.contains("lowercase"), "{err}");
     }
 
     #[test]

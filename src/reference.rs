@@ -316,17 +316,22 @@ impl Object {
 impl FromStr for Object {
     type Err = Error;
 
+    /// A tag, a digest, or `tag@digest` as image references write both (`7.2@sha256:…`,
+    /// copied from `redis:7.2@sha256:…`): the digest, which pins the content, as Docker and
+    /// containerd read such a reference.
     fn from_str(s: &str) -> Result<Object> {
+        if let Some((tag, digest)) = s.split_once('@') {
+            if !is_tag(tag) {
+                return Err(Error::invalid(format!(
+                    "invalid object {s:?}: {tag:?} before '@' is not a tag"
+                )));
+            }
+            return digest.parse().map(Object::Digest);
+        }
         if Digest::looks_like(s) {
             return s.parse().map(Object::Digest);
         }
-        let b = s.as_bytes();
-        let ok = !b.is_empty()
-            && b.len() <= 128
-            && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-            && b.iter()
-                .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));
-        if ok {
+        if is_tag(s) {
             Ok(Object::Tag(s.to_string()))
         } else {
             Err(Error::invalid(format!(
@@ -334,6 +339,16 @@ impl FromStr for Object {
             )))
         }
     }
+}
+
+/// Whether `s` is a tag: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
+fn is_tag(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
 }
 
 impl fmt::Display for Object {
@@ -570,6 +585,18 @@ mod tests {
         assert!("sha256:abc".parse::<Object>().is_err());
         let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
         assert!(matches!(d.parse::<Object>().unwrap(), Object::Digest(_)));
+        // As copied out of `redis:7.2@sha256:…`: the digest is what is fetched.
+        assert_eq!(
+            format!("7.2@{d}").parse::<Object>().unwrap(),
+            d.parse::<Object>().unwrap()
+        );
+        let e = format!("-x@{d}").parse::<Object>().unwrap_err();
+        assert!(
+            e.to_string().contains("\"-x\" before '@' is not a tag"),
+            "{e}"
+        );
+        assert!("v1@sha256:abc".parse::<Object>().is_err());
+        assert!(format!("v1@{d}@{d}").parse::<Object>().is_err());
     }
 
     #[test]

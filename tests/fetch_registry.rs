@@ -369,6 +369,31 @@ fn unknown_and_malformed_objects() {
     }
 }
 
+/// `tag@digest`, as copied out of an image reference, fetches the digest (the tag says
+/// nothing about the content, as Docker and containerd read it), one-shot and in a batch.
+#[test]
+fn tag_at_digest_fetches_the_digest() {
+    let reg = Registry::start(Mode::Anonymous);
+    let image = push_image(&reg, "team/app", "v1", OCI_MANIFEST, 8);
+    let repo = format!("{}/team/app", reg.host());
+    let dist = Dist::new();
+    // A tag that does not exist: were it looked up, the fetch would fail.
+    let object = format!("gone@{}", image.manifest_digest);
+    assert_eq!(dist.ok(&["fetch", &repo, &object]), image.manifest);
+
+    let (layer, content) = &image.blobs[1];
+    let dir = tempfile::tempdir().unwrap();
+    let report = dist.ok_fed(
+        &["fetch", &repo, "-", "-o", dir.path().to_str().unwrap()],
+        format!("v1@{layer}\n").as_bytes(),
+    );
+    let report = String::from_utf8(report).unwrap();
+    assert!(report.contains(r#""status":"ok""#), "{report}");
+    let hex = layer.trim_start_matches("sha256:");
+    let stored = std::fs::read(dir.path().join("blobs/sha256").join(hex)).unwrap();
+    assert_eq!(&stored, content);
+}
+
 #[test]
 fn unreachable_registry_names_url_and_cause() {
     let dist = Dist::new();
