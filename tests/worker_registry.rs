@@ -490,3 +490,57 @@ fn each_outcome_reaches_stdout_while_the_input_stays_open() {
         }
     }
 }
+
+/// A reader of the JSON lines that goes away (`| head -1`) stops the batch promptly with
+/// status 1, leaving only verified blobs and no temporary file behind.
+#[test]
+fn a_report_reader_that_goes_away_stops_the_batch() {
+    use std::io::Read;
+    let reg = Registry::start(Mode::Anonymous);
+    let blobs = push_blobs(&reg, "gone/reader", 300, 11);
+    let input: String = blobs.keys().map(|d| format!("{d}\n")).collect();
+    let out_dir = tempfile::tempdir().unwrap();
+    let dist = Dist::new();
+    let repo = format!("{}/gone/reader", reg.host());
+    let mut child = dist.spawn(
+        &[
+            "fetch",
+            &repo,
+            "-",
+            "-o",
+            out_dir.path().to_str().unwrap(),
+            "-j",
+            "2",
+        ],
+        input.as_bytes(),
+    );
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 1];
+    stdout.read_exact(&mut first).unwrap();
+    drop(stdout);
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "dist kept fetching after its reader went away"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(1));
+    let blob_dir = out_dir.path().join("blobs/sha256");
+    let mut stored = 0;
+    for entry in std::fs::read_dir(&blob_dir).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        let digest = format!("sha256:{name}");
+        let content = blobs
+            .get(&digest)
+            .unwrap_or_else(|| panic!("left behind: {name}"));
+        assert_eq!(&std::fs::read(entry.path()).unwrap(), content);
+        stored += 1;
+    }
+    assert!(stored >= 1, "the line read was for a stored blob");
+}
