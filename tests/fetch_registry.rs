@@ -235,7 +235,46 @@ fn basic_auth_without_credentials_fails_clearly() {
     let out = dist.run(&["fetch", &repo, &image.blobs[1].0], b"");
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("rejected"), "{err}");
+    let config = dist.config_dir().join("config.json");
+    assert!(
+        err.contains(&format!(
+            "refused the credentials from {}",
+            config.display()
+        )) && err.contains(&format!("docker login {}", reg.host())),
+        "names where they came from and what to do: {err}"
+    );
+    assert!(!err.contains("not-the-password"), "{err}");
+}
+
+/// A token server that refuses the credentials says so in its own words, which rarely
+/// name the file they came from or the fix; dist's message does.
+#[test]
+fn a_token_server_refusing_credentials_names_their_file() {
+    let reg = Registry::start(Mode::Token);
+    let image = push_image(&reg, "team/app", "v1", OCI_MANIFEST, 5);
+    let repo = format!("{}/team/app", reg.host());
+    let dist = Dist::new();
+    dist.login(&reg.host(), reg.user(), "not-the-password");
+    let out = dist.run(&["fetch", &repo, &image.blobs[1].0], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let config = dist.config_dir().join("config.json");
+    assert!(
+        err.contains(&format!(
+            "{} refused the credentials from {}",
+            reg.host(),
+            config.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("bad credentials") && err.contains("401"),
+        "keeps the server's words: {err}"
+    );
+    assert!(
+        err.contains(&format!("docker login {}", reg.host())),
+        "{err}"
+    );
     assert!(!err.contains("not-the-password"), "{err}");
 }
 
@@ -266,7 +305,15 @@ fn credentials_from_the_containers_tools_auth_json() {
     dist.login(&reg.host(), reg.user(), "not-the-password");
     let out = dist.run(&["fetch", &repo, &blob.0], b"");
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("rejected"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let docker_file = dist.config_dir().join("config.json");
+    assert!(
+        err.contains(&format!(
+            "refused the credentials from {}",
+            docker_file.display()
+        )),
+        "{err}"
+    );
 
     // REGISTRY_AUTH_FILE, anywhere.
     let mut dist = Dist::new();
@@ -332,6 +379,27 @@ fn private_repository_through_a_credential_helper() {
         std::fs::read_to_string(&log).unwrap().lines().next(),
         Some(reg.host().as_str())
     );
+
+    // A helper whose secret is refused is named, since its store is where to look.
+    let stale = bin.join("docker-credential-dist-stale");
+    std::fs::write(
+        &stale,
+        "#!/bin/sh\nprintf '{\"Username\":\"someone\",\"Secret\":\"stale-secret\"}'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&stale, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dist.docker_config(&format!(
+        r#"{{"credHelpers":{{"{}":"dist-stale"}}}}"#,
+        reg.host()
+    ));
+    let out = dist.run(&["fetch", &repo, "v1"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("refused the credentials from credential helper docker-credential-dist-stale"),
+        "{err}"
+    );
+    assert!(!err.contains("stale-secret"), "{err}");
 }
 
 #[test]

@@ -133,9 +133,15 @@ impl DockerConfig {
     /// The credential for registry `host` (as users name it, e.g. `docker.io`), if any:
     /// the first file with an entry for it answers.
     pub async fn credential_for(&self, host: &str) -> Result<Option<Credential>> {
+        Ok(self.find(host).await?.map(|(c, _)| c))
+    }
+
+    /// Like [`DockerConfig::credential_for`], with where the credential came from (the
+    /// file, or the credential helper), for messages about a refused one.
+    pub async fn find(&self, host: &str) -> Result<Option<(Credential, String)>> {
         for source in &self.sources {
-            if let Some(c) = source.credential_for(host).await? {
-                return Ok(Some(c));
+            if let Some(found) = source.find(host).await? {
+                return Ok(Some(found));
             }
         }
         Ok(None)
@@ -143,7 +149,10 @@ impl DockerConfig {
 }
 
 impl Source {
-    async fn credential_for(&self, host: &str) -> Result<Option<Credential>> {
+    async fn find(&self, host: &str) -> Result<Option<(Credential, String)>> {
+        let helped = |helper: &str, c: Option<Credential>| {
+            c.map(|c| (c, format!("credential helper docker-credential-{helper}")))
+        };
         if let Some(helper) = self.file.cred_helpers.get(host).or_else(|| {
             self.file
                 .cred_helpers
@@ -151,11 +160,11 @@ impl Source {
                 .find(|(k, _)| normalise_key(k) == host)
                 .map(|(_, v)| v)
         }) {
-            return run_helper(helper, host).await;
+            return Ok(helped(helper, run_helper(helper, host).await?));
         }
         if let Some(store) = &self.file.creds_store {
-            if let Some(c) = run_helper(store, host).await? {
-                return Ok(Some(c));
+            if let Some(found) = helped(store, run_helper(store, host).await?) {
+                return Ok(Some(found));
             }
         }
         let entry = self
@@ -164,8 +173,12 @@ impl Source {
             .iter()
             .find(|(k, _)| normalise_key(k) == host)
             .map(|(_, v)| v);
+        let origin = || match &self.path {
+            Some(p) => p.display().to_string(),
+            None => "the credential file".to_string(),
+        };
         match entry {
-            Some(e) => entry_credential(e, self.path.as_deref(), host).map(Some),
+            Some(e) => entry_credential(e, self.path.as_deref(), host).map(|c| Some((c, origin()))),
             None => Ok(None),
         }
     }
@@ -331,7 +344,7 @@ mod tests {
         )
         .unwrap();
         let missing = dir.path().join("absent.json");
-        let c = DockerConfig::from_paths(&[missing, docker, podman]).unwrap();
+        let c = DockerConfig::from_paths(&[missing, docker, podman.clone()]).unwrap();
         let user = |c: Option<Credential>| match c {
             Some(Credential::Basic { username, .. }) => username,
             other => panic!("{other:?}"),
@@ -342,6 +355,9 @@ mod tests {
         );
         assert_eq!(user(c.credential_for("quay.io").await.unwrap()), "robot");
         assert_eq!(c.credential_for("none.example").await.unwrap(), None);
+        // Messages about a refused credential name the file it came from.
+        let (_, origin) = c.find("quay.io").await.unwrap().unwrap();
+        assert_eq!(origin, podman.display().to_string());
     }
 
     #[test]

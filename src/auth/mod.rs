@@ -68,7 +68,8 @@ pub struct Authorizer {
     api_host: String,
     scopes: Vec<String>,
     source: CredentialSource,
-    credential: OnceCell<Option<Credential>>,
+    /// The credential, once looked up, with where it was found.
+    credential: OnceCell<Option<(Credential, String)>>,
     state: Mutex<State>,
     refresh: tokio::sync::Mutex<()>,
     token_requests: AtomicUsize,
@@ -152,18 +153,19 @@ impl Authorizer {
             return self.fetch_token(ch.clone()).await;
         }
         if basic.is_some() {
-            let cred = self.credential().await?;
-            let header = cred
+            let found = self.found().await?;
+            let header = found
                 .as_ref()
-                .and_then(Credential::basic_header)
+                .and_then(|(c, _)| c.basic_header())
                 .ok_or_else(|| self.no_credentials("Basic"))?;
             let mut header = HeaderValue::from_str(&header)
                 .map_err(|_| Error::invalid("credential is not a valid header"))?;
             header.set_sensitive(true);
             if used.header.as_ref() == Some(&header) {
+                let origin = found.map(|(_, o)| o).unwrap_or_default();
                 return Err(Error::new(
                     ErrorKind::Unauthorized,
-                    format!("credentials for {} were rejected", self.registry_host),
+                    refused_message(&self.registry_host, Some(&origin), None),
                 ));
             }
             let mut s = self.state.lock().expect("auth state poisoned");
@@ -206,8 +208,27 @@ impl Authorizer {
             }
         }
         self.token_requests.fetch_add(1, Ordering::Relaxed);
-        let token =
-            token::fetch(&self.transport, &ch, &scopes, cred.as_ref(), &self.api_host).await?;
+        let token = match token::fetch(&self.transport, &ch, &scopes, cred.as_ref(), &self.api_host)
+            .await
+        {
+            Ok(token) => token,
+            // The token server's 401 is about the credentials (or their absence), which
+            // its own words rarely say.
+            Err(e) if e.status() == Some(401) => {
+                let found = self.found().await?;
+                let origin = found.as_ref().map(|(_, o)| o.as_str());
+                let mut refused = Error::new(
+                    ErrorKind::Unauthorized,
+                    refused_message(&self.registry_host, origin, Some(e.message())),
+                )
+                .with_status(401);
+                if let Some(url) = e.url() {
+                    refused = refused.with_url(url);
+                }
+                return Err(refused);
+            }
+            Err(e) => return Err(e),
+        };
         let mut s = self.state.lock().expect("auth state poisoned");
         s.header = Some(token.header);
         s.expires_at = Some(renew_at(token.expires_at, token.lifetime));
@@ -217,14 +238,19 @@ impl Authorizer {
     }
 
     async fn credential(&self) -> Result<Option<Credential>> {
+        Ok(self.found().await?.map(|(c, _)| c))
+    }
+
+    /// The credential and where it came from, looked up once.
+    async fn found(&self) -> Result<Option<(Credential, String)>> {
         self.credential
             .get_or_try_init(|| async {
                 match &self.source {
                     CredentialSource::None => Ok(None),
-                    CredentialSource::Fixed(c) => Ok(Some(c.clone())),
-                    CredentialSource::DockerConfig(cfg) => {
-                        cfg.credential_for(&self.registry_host).await
+                    CredentialSource::Fixed(c) => {
+                        Ok(Some((c.clone(), "the credential given".to_string())))
                     }
+                    CredentialSource::DockerConfig(cfg) => cfg.find(&self.registry_host).await,
                 }
             })
             .await
@@ -253,6 +279,20 @@ impl Authorizer {
     }
 }
 
+/// A refusal of the credentials from `origin` (`None`: none were sent), in the words of
+/// the server's `reply` if there is one, with the way to fix it.
+fn refused_message(host: &str, origin: Option<&str>, reply: Option<&str>) -> String {
+    let said = reply.map(|r| format!(" ({r})")).unwrap_or_default();
+    match origin {
+        Some(origin) => format!(
+            "{host} refused the credentials from {origin}{said}: log in again (docker login {host})"
+        ),
+        None => format!(
+            "{host} needs credentials and none were found{said}: log in first (docker login {host})"
+        ),
+    }
+}
+
 /// See [`Authorizer::not_granted`].
 fn not_granted_message(host: &str, scope: Option<&str>, anonymous: bool) -> String {
     // `repository:NAME:ACTIONS`; a scope leaves the registry (and any port) out of NAME.
@@ -277,6 +317,23 @@ fn not_granted_message(host: &str, scope: Option<&str>, anonymous: bool) -> Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_names_where_the_credentials_came_from() {
+        assert_eq!(
+            refused_message(
+                "r.example",
+                Some("/home/u/.docker/config.json"),
+                Some("401: no")
+            ),
+            "r.example refused the credentials from /home/u/.docker/config.json (401: no): \
+             log in again (docker login r.example)"
+        );
+        assert_eq!(
+            refused_message("r.example", None, None),
+            "r.example needs credentials and none were found: log in first (docker login r.example)"
+        );
+    }
 
     #[test]
     fn a_refused_scope_says_whether_credentials_were_sent() {
