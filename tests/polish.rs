@@ -239,3 +239,41 @@ fn binary_content_is_not_written_to_a_terminal() {
     assert!(piped.status.success());
     assert!(piped.stdout.ends_with(b"layer"));
 }
+
+/// `-o DIR` on a directory with an `index.json` of its own (a web project's) is refused
+/// before anything is fetched or written, by the worker and by `pull`: merging image
+/// entries into that file would leave neither a layout nor the user's file.
+#[test]
+fn a_directory_that_is_not_a_layout_is_left_alone() {
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, 3);
+    let dist = Dist::new();
+    let dir = tempfile::tempdir().unwrap();
+    let theirs = r#"{"name":"my web app","version":"1.0.0"}"#;
+    std::fs::write(dir.path().join("index.json"), theirs).unwrap();
+    let out_dir = dir.path().to_str().unwrap();
+    let repo = format!("{}/team/app", reg.host());
+    let pull_ref = format!("{repo}:latest");
+    let lines = input(&blobs);
+    let runs: [(&[&str], &[u8]); 2] = [
+        (&["fetch", &repo, "-", "-o", out_dir], lines.as_bytes()),
+        (&["pull", &pull_ref, "-o", out_dir], b""),
+    ];
+    for (args, stdin) in runs {
+        let out = dist.run(args, stdin);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("is not an OCI image layout: its index.json is not an OCI image index"),
+            "{err}"
+        );
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(left, ["index.json"], "{args:?}");
+        let kept = std::fs::read_to_string(dir.path().join("index.json")).unwrap();
+        assert_eq!(kept, theirs);
+    }
+    assert_eq!(reg.requests().len(), 0, "nothing was fetched");
+}

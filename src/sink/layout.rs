@@ -41,8 +41,11 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
 impl LayoutStore {
     /// Opens (creating if needed) the layout at `root`: `oci-layout`, an empty `index.json`
     /// when there is none, and `blobs/`. Stale temporary files of dead processes are removed.
+    /// A directory whose `oci-layout` or `index.json` is not a layout's is refused before
+    /// anything is written ([`super::layout_check`]).
     pub fn open(root: impl Into<PathBuf>) -> Result<LayoutStore> {
         let root = root.into();
+        super::layout_check::check(&root)?;
         let blobs = root.join("blobs");
         std::fs::create_dir_all(&blobs).map_err(|e| io_err("creating", &blobs, e))?;
         write_if_absent(

@@ -3,6 +3,7 @@
 //! - [`framed`] writes whole, verified objects as frames on a byte stream (stdout), through
 //!   [`gather`], which writes them without copying their content;
 //! - [`layout`] stores blobs by digest in an OCI image layout, atomically;
+//! - [`layout_check`] refuses a directory that holds something other than a layout;
 //! - [`index`] adds entries to a layout's `index.json`, safely against concurrent runs;
 //! - [`report`] describes each input object as one JSON line;
 //! - [`spool`] holds an object's bytes until its frame can be written;
@@ -12,6 +13,7 @@ pub mod framed;
 pub mod gather;
 pub mod index;
 pub mod layout;
+pub mod layout_check;
 pub mod owner;
 pub mod report;
 pub mod spool;

@@ -1,0 +1,132 @@
+//! Recognising a directory that holds something other than an OCI image layout.
+//!
+//! `-o DIR` and `dist pull -o DIR` turn a directory into a layout by adding `oci-layout`,
+//! `index.json` and `blobs/`. A directory that already has an `index.json` of its own (a
+//! web project's, say) or a layout of an unknown version must be refused before anything is
+//! fetched: merging image entries into someone else's JSON, or writing blobs beside it,
+//! would leave neither a valid layout nor the user's file as it was.
+
+use std::path::Path;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Refuses `root` if its `oci-layout` or `index.json`, where present, are not an OCI image
+/// layout's (version 1.x) and an image index (`schemaVersion` 2).
+pub fn check(root: &Path) -> Result<()> {
+    if let Some(v) = read_json(root, "oci-layout")? {
+        match v.get("imageLayoutVersion").and_then(|v| v.as_str()) {
+            Some(version) if version.starts_with("1.") => {}
+            Some(version) => {
+                return Err(refuse(
+                    root,
+                    "oci-layout",
+                    &format!("says version {version:?}, and dist knows 1.x"),
+                ))
+            }
+            None => return Err(refuse(root, "oci-layout", "has no imageLayoutVersion")),
+        }
+    }
+    if let Some(v) = read_json(root, "index.json")? {
+        if v.get("schemaVersion").and_then(|v| v.as_u64()) != Some(2) {
+            return Err(refuse(
+                root,
+                "index.json",
+                "is not an OCI image index (no \"schemaVersion\": 2)",
+            ));
+        }
+        if v.get("manifests").is_some_and(|m| !m.is_array()) {
+            return Err(refuse(
+                root,
+                "index.json",
+                "has a \"manifests\" that is not an array",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The file `name` in `root` as JSON, `None` when it does not exist.
+fn read_json(root: &Path, name: &str) -> Result<Option<serde_json::Value>> {
+    let path = root.join(name);
+    let text = match std::fs::read(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(
+                Error::new(ErrorKind::Io, format!("reading {}", path.display())).with_cause(e),
+            )
+        }
+    };
+    serde_json::from_slice(&text)
+        .map(Some)
+        .map_err(|e| refuse(root, name, "is not JSON").with_cause(e))
+}
+
+fn refuse(root: &Path, file: &str, why: &str) -> Error {
+    Error::invalid(format!(
+        "{} is not an OCI image layout: its {file} {why}; give a new or empty directory, or \
+         an existing layout",
+        root.display()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn layouts_and_empty_directories_pass() {
+        assert!(check(dir_with(&[]).path()).is_ok());
+        let layout = dir_with(&[
+            ("oci-layout", r#"{"imageLayoutVersion":"1.0.0"}"#),
+            ("index.json", r#"{"schemaVersion":2,"manifests":[]}"#),
+        ]);
+        assert!(check(layout.path()).is_ok());
+        assert!(check(dir_with(&[("index.json", r#"{"schemaVersion":2}"#)]).path()).is_ok());
+    }
+
+    #[test]
+    fn other_files_are_refused_and_named() {
+        for (name, text, why) in [
+            (
+                "index.json",
+                r#"{"name":"my web app"}"#,
+                "no \"schemaVersion\": 2",
+            ),
+            (
+                "index.json",
+                r#"{"schemaVersion":1}"#,
+                "no \"schemaVersion\": 2",
+            ),
+            ("index.json", "{\"oops", "is not JSON"),
+            (
+                "index.json",
+                r#"{"schemaVersion":2,"manifests":{}}"#,
+                "not an array",
+            ),
+            (
+                "oci-layout",
+                r#"{"imageLayoutVersion":"2.0.0"}"#,
+                "\"2.0.0\"",
+            ),
+            ("oci-layout", "{}", "no imageLayoutVersion"),
+        ] {
+            let dir = dir_with(&[(name, text)]);
+            let e = check(dir.path()).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput);
+            let msg = e.to_string();
+            assert!(
+                msg.contains(&format!("its {name}")) && msg.contains(why),
+                "{msg}"
+            );
+        }
+    }
+}
