@@ -51,6 +51,12 @@ fn read_json(root: &Path, name: &str) -> Result<Option<serde_json::Value>> {
     let text = match std::fs::read(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            return Err(Error::invalid(format!(
+                "{} is a file, not a directory for an OCI image layout",
+                root.display()
+            )))
+        }
         Err(e) => {
             return Err(
                 Error::new(ErrorKind::Io, format!("reading {}", path.display())).with_cause(e),
@@ -91,6 +97,14 @@ mod tests {
         ]);
         assert!(check(layout.path()).is_ok());
         assert!(check(dir_with(&[("index.json", r#"{"schemaVersion":2}"#)]).path()).is_ok());
+    }
+
+    #[test]
+    fn a_file_is_not_a_directory() {
+        let dir = dir_with(&[("blob", "x")]);
+        let e = check(&dir.path().join("blob")).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("is a file, not a directory"), "{e}");
     }
 
     #[test]
