@@ -376,6 +376,28 @@ fn unknown_tag_and_unmatched_platform_fail_clearly() {
     assert_eq!(usage.status.code(), Some(2));
 }
 
+/// A single-platform image (no index) for another platform is pulled, as Docker and
+/// podman pull it, with a warning saying which platform it is for; a match says nothing.
+#[test]
+fn a_single_platform_image_for_another_platform_is_pulled_with_a_warning() {
+    let reg = Registry::start(Mode::Anonymous);
+    let image = push_image(&reg, "team/arm", Flavor::Oci, "arm64", 3);
+    reg.push_manifest("team/arm", "v1", Flavor::Oci.manifest(), &image.manifest);
+    let reference = format!("{}/team/arm:v1", reg.host());
+    let dist = Dist::new();
+    for (platform, warned) in [("linux/s390x", true), ("linux/arm64/v8", false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let out = dist.run(&["pull", &reference, "-o", d, "--platform", platform], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        assert_image_stored(dir.path(), &image);
+        assert_eq!(entries(dir.path()).len(), 1);
+        let warning = format!("v1 is an image for linux/arm64 only, not {platform}");
+        assert_eq!(err.contains(&warning), warned, "{platform}: {err}");
+    }
+}
+
 #[test]
 fn nested_index_is_descended() {
     let reg = Registry::start(Mode::Anonymous);

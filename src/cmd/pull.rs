@@ -93,6 +93,16 @@ pub async fn run(global: &Global, args: PullArgs) -> u8 {
         eprintln!("dist: writing the report: {e}");
         return EXIT_FAILED;
     }
+    // As Docker and podman do: a single-platform image for another platform is pulled,
+    // and said so, since it will not run here (or where --platform meant it to).
+    if let (Ok(pulled), Platforms::One(want)) = (&result, &opts.platforms) {
+        if let Some(have) = pulled.image_platform.as_ref().filter(|h| !want.matches(h)) {
+            eprintln!(
+                "dist: warning: {object} is an image for {have} only, not {want} (it has no \
+                 index of platforms to choose from); pulled as it is"
+            );
+        }
+    }
     match result {
         Ok(p) if p.failed == 0 => 0,
         Ok(_) => EXIT_FAILED,

@@ -84,6 +84,10 @@ pub struct Pulled {
     pub skipped: usize,
     /// Objects that failed (each was reported as an [`Event`]).
     pub failed: usize,
+    /// For an image that is no index, the platform its config declares: there was nothing
+    /// to choose by [`PullOptions::platforms`], so the caller may warn when it differs (as
+    /// Docker and podman do).
+    pub image_platform: Option<Platform>,
 }
 
 /// Pulls the image `object` names from `remote` into `store`, reporting every object to
@@ -168,6 +172,11 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
         self.blobs(&images).await?;
         if self.pulled.failed > 0 {
             return Ok(self.pulled);
+        }
+        if let [image] = images.as_slice() {
+            if image.descriptor.digest == top.digest {
+                self.pulled.image_platform = config_platform(self.store, &image.config).await;
+            }
         }
         let mut entry = match (&self.opts.platforms, images.first()) {
             (Platforms::One(_), Some(image)) => image.descriptor.clone(),
@@ -337,6 +346,30 @@ fn choose(
 }
 
 /// A manifest's bytes from the store, checked against its digest.
+/// The platform an image config (stored and verified) declares, if it names one. Configs
+/// are small; one past the manifest limit is not read for this.
+async fn config_platform(store: &LayoutStore, config: &Descriptor) -> Option<Platform> {
+    #[derive(serde::Deserialize)]
+    struct Declared {
+        architecture: Option<String>,
+        os: Option<String>,
+        variant: Option<String>,
+    }
+    if config.size > MAX_MANIFEST_SIZE {
+        return None;
+    }
+    let bytes = tokio::fs::read(store.blob_path(&config.digest))
+        .await
+        .ok()?;
+    let d: Declared = serde_json::from_slice(&bytes).ok()?;
+    match (d.os, d.architecture) {
+        (Some(os), Some(arch)) if !os.is_empty() && !arch.is_empty() => {
+            Some(Platform::new(&os, &arch, d.variant.as_deref()))
+        }
+        _ => None,
+    }
+}
+
 async fn read_manifest(store: &LayoutStore, desc: &Descriptor) -> Result<Vec<u8>> {
     let path = store.blob_path(&desc.digest);
     let io = |e: std::io::Error| {
