@@ -52,6 +52,11 @@ impl Digest {
         self.algorithm
     }
 
+    /// The whole digest, `algorithm:encoded`, as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
     /// The lowercase hex part after the colon.
     pub fn encoded(&self) -> &str {
         &self.text[self.algorithm.as_str().len() + 1..]

@@ -304,6 +304,14 @@ pub enum Object {
 }
 
 impl Object {
+    /// The tag, or the digest as `algorithm:encoded`: what goes into a request path.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Object::Tag(t) => t,
+            Object::Digest(d) => d.as_str(),
+        }
+    }
+
     /// The digest, when the object is addressed by one.
     pub fn digest(&self) -> Option<&Digest> {
         match self {
