@@ -198,7 +198,8 @@ impl Authorizer {
 
     /// Called with the refresh lock held.
     async fn fetch_token(&self, ch: Challenge) -> Result<()> {
-        let cred = self.credential().await?;
+        let found = self.found().await?;
+        let cred = found.as_ref().map(|(c, _)| c);
         let mut scopes = self.scopes.clone();
         if let Some(asked) = ch.param("scope") {
             for s in asked.split(' ') {
@@ -208,14 +209,11 @@ impl Authorizer {
             }
         }
         self.token_requests.fetch_add(1, Ordering::Relaxed);
-        let token = match token::fetch(&self.transport, &ch, &scopes, cred.as_ref(), &self.api_host)
-            .await
-        {
+        let token = match token::fetch(&self.transport, &ch, &scopes, cred, &self.api_host).await {
             Ok(token) => token,
             // The token server's 401 is about the credentials (or their absence), which
             // its own words rarely say.
             Err(e) if e.status() == Some(401) => {
-                let found = self.found().await?;
                 let origin = found.as_ref().map(|(_, o)| o.as_str());
                 let mut refused = Error::new(
                     ErrorKind::Unauthorized,

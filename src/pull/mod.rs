@@ -221,7 +221,7 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                 if !ok {
                     continue;
                 }
-                let bytes = read_manifest(self.store, desc).await?;
+                let bytes = read_json_blob(self.store, desc).await?;
                 let parsed = Manifest::parse(Some(&desc.media_type), &bytes)
                     .map_err(|e| e.with_object(&desc.digest))?;
                 match parsed {
@@ -345,9 +345,8 @@ fn choose(
         .collect()
 }
 
-/// A manifest's bytes from the store, checked against its digest.
-/// The platform an image config (stored and verified) declares, if it names one. Configs
-/// are small; one past the manifest limit is not read for this.
+/// The platform an image config in the store declares, if it names one. A config that
+/// cannot be read back whole and verified, or is past the manifest limit, names none.
 async fn config_platform(store: &LayoutStore, config: &Descriptor) -> Option<Platform> {
     #[derive(serde::Deserialize)]
     struct Declared {
@@ -355,12 +354,7 @@ async fn config_platform(store: &LayoutStore, config: &Descriptor) -> Option<Pla
         os: Option<String>,
         variant: Option<String>,
     }
-    if config.size > MAX_MANIFEST_SIZE {
-        return None;
-    }
-    let bytes = tokio::fs::read(store.blob_path(&config.digest))
-        .await
-        .ok()?;
+    let bytes = read_json_blob(store, config).await.ok()?;
     let d: Declared = serde_json::from_slice(&bytes).ok()?;
     match (d.os, d.architecture) {
         (Some(os), Some(arch)) if !os.is_empty() && !arch.is_empty() => {
@@ -370,7 +364,9 @@ async fn config_platform(store: &LayoutStore, config: &Descriptor) -> Option<Pla
     }
 }
 
-async fn read_manifest(store: &LayoutStore, desc: &Descriptor) -> Result<Vec<u8>> {
+/// A manifest's or config's bytes from the store, checked against its digest, up to the
+/// manifest limit.
+async fn read_json_blob(store: &LayoutStore, desc: &Descriptor) -> Result<Vec<u8>> {
     let path = store.blob_path(&desc.digest);
     let io = |e: std::io::Error| {
         Error::new(ErrorKind::Io, format!("reading {}", path.display()))
