@@ -60,13 +60,13 @@ enum Hashing {
 }
 
 impl Hashing {
-    fn start(algorithm: Algorithm, size: Option<u64>) -> Hashing {
+    /// Hashing that goes on from `h` (fresh, or primed with content already at hand).
+    fn start(mut h: Hasher, size: Option<u64>) -> Hashing {
         let big = size.is_some_and(|s| s >= OFFLOAD_HASHING);
         if !big || tokio::runtime::Handle::try_current().is_err() {
-            return Hashing::Inline(Box::new(Hasher::new(algorithm)));
+            return Hashing::Inline(Box::new(h));
         }
         Hashing::Offloaded(Some(Handoff::spawn(HASH_QUEUE_BYTES, move |chunks| {
-            let mut h = Hasher::new(algorithm);
             for chunk in chunks {
                 h.update(&chunk);
             }
@@ -107,6 +107,23 @@ impl Hashing {
     }
 }
 
+/// Content of an object already at hand when its download starts (a partial download an
+/// earlier run kept): how long it is, and its hash so far. The download carries on after
+/// it and verifies the whole content.
+#[derive(Clone)]
+pub struct Prefix {
+    /// Bytes at hand: the download starts at this offset.
+    pub len: u64,
+    /// The hash of those bytes, ready to take the rest.
+    pub hasher: Hasher,
+}
+
+impl std::fmt::Debug for Prefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prefix").field("len", &self.len).finish()
+    }
+}
+
 /// An object whose body is being received and verified.
 pub struct Download {
     meta: Meta,
@@ -133,7 +150,7 @@ impl Download {
             .as_ref()
             .map(Digest::algorithm)
             .unwrap_or(Algorithm::Sha256);
-        let hashing = Hashing::start(algorithm, meta.size);
+        let hashing = Hashing::start(Hasher::new(algorithm), meta.size);
         Download {
             meta,
             body,
@@ -141,6 +158,43 @@ impl Download {
             received: 0,
             verified: None,
         }
+    }
+
+    /// Wraps `body`, the content from byte `prefix.len` on, for verification of the whole
+    /// content against `meta` (whose size, if any, is the whole content's). Only the rest
+    /// is handed out.
+    pub fn after(meta: Meta, body: ByteStream, prefix: Prefix) -> Download {
+        let hashing = Hashing::start(prefix.hasher, meta.size);
+        Download {
+            meta,
+            body,
+            hashing,
+            received: prefix.len,
+            verified: None,
+        }
+    }
+
+    /// The same download carrying on after `prefix`: the first `prefix.len` bytes of the
+    /// body are received and dropped. For a remote that can only send content whole; call
+    /// it before the first [`chunk`](Self::chunk).
+    pub fn skipping(self, prefix: Prefix) -> Download {
+        let mut skip = prefix.len;
+        let body = self
+            .body
+            .filter_map(move |item| {
+                let out = match item {
+                    Ok(mut chunk) if skip > 0 => {
+                        let drop = skip.min(chunk.len() as u64);
+                        skip -= drop;
+                        let _ = chunk.split_to(drop as usize);
+                        (!chunk.is_empty()).then_some(Ok(chunk))
+                    }
+                    other => Some(other),
+                };
+                std::future::ready(out)
+            })
+            .boxed();
+        Download::after(self.meta, body, prefix)
     }
 
     /// What is known about the object.
@@ -320,6 +374,30 @@ mod tests {
             drain(&mut d).await.unwrap_err().kind(),
             ErrorKind::DigestMismatch
         );
+    }
+
+    #[tokio::test]
+    async fn skipping_hands_out_the_rest_and_verifies_the_whole() {
+        let want = Digest::of(Algorithm::Sha256, b"hello world");
+        let prefix = |bytes: &[u8]| {
+            let mut hasher = Hasher::new(Algorithm::Sha256);
+            hasher.update(bytes);
+            Prefix {
+                len: bytes.len() as u64,
+                hasher,
+            }
+        };
+        let whole = || body(&[b"hel", b"lo wo", b"rld"]);
+        let mut d =
+            Download::new(meta(Some(want.clone()), Some(11)), whole()).skipping(prefix(b"hello"));
+        assert_eq!(drain(&mut d).await.unwrap(), b" world");
+        assert_eq!(d.digest(), Some(&want));
+        assert_eq!(d.received(), 11);
+
+        let mut d =
+            Download::new(meta(Some(want.clone()), Some(11)), whole()).skipping(prefix(b"jello"));
+        let e = drain(&mut d).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::DigestMismatch, "{e}");
     }
 
     #[tokio::test]

@@ -92,6 +92,9 @@ pub(crate) struct Adaptive {
     first: Option<BoxStream<'static, Result<Bytes>>>,
     source: Source,
     opts: RangeOptions,
+    /// Where the first stream started: past 0 when a download carries on after content
+    /// kept by an earlier run.
+    start: u64,
     offset: u64,
     started: Instant,
     phase: Phase,
@@ -111,9 +114,10 @@ pub(crate) struct Source {
 }
 
 impl Adaptive {
-    /// Wraps the first response's `body` (a resuming stream of the whole blob).
+    /// Wraps the first response's `body` (a resuming stream of the blob from `start` on).
     pub(crate) fn new(
         first: BoxStream<'static, Result<Bytes>>,
+        start: u64,
         source: Source,
         opts: RangeOptions,
     ) -> Adaptive {
@@ -121,7 +125,8 @@ impl Adaptive {
             first: Some(first),
             source,
             opts,
-            offset: 0,
+            start,
+            offset: start,
             started: Instant::now(),
             phase: Phase::Probing,
         }
@@ -168,7 +173,7 @@ impl Adaptive {
         }
         self.offset += chunk.len() as u64;
         match self.phase {
-            Phase::Probing if self.offset >= self.opts.probe => self.judge(),
+            Phase::Probing if self.offset - self.start >= self.opts.probe => self.judge(),
             Phase::Slow => self.try_split(),
             _ => {}
         }
@@ -196,7 +201,7 @@ impl Adaptive {
     /// The probe is done: is the first stream slow enough to split the rest?
     fn judge(&mut self) {
         let elapsed = self.started.elapsed().max(Duration::from_millis(1));
-        let rate = (self.offset as f64 / elapsed.as_secs_f64()) as u64;
+        let rate = ((self.offset - self.start) as f64 / elapsed.as_secs_f64()) as u64;
         let url = &self.source.url;
         if rate >= self.opts.slow_below {
             tracing::debug!(%url, rate_mb_s = rate >> 20, "single stream is fast enough");

@@ -8,7 +8,7 @@
 use futures::future::BoxFuture;
 
 use crate::error::Result;
-use crate::fetch::Download;
+use crate::fetch::{Download, Prefix};
 use crate::hints::Hints;
 use crate::image::Descriptor;
 use crate::reference::Object;
@@ -19,6 +19,19 @@ pub trait Remote: Send + Sync {
     /// an object that does not exist fails with [`crate::ErrorKind::NotFound`].
     fn fetch<'a>(&'a self, object: &'a Object, hints: &'a Hints)
         -> BoxFuture<'a, Result<Download>>;
+
+    /// Fetches the rest of `object` after `prefix`, its first bytes kept by an earlier run.
+    /// The download hands out the bytes from `prefix.len` on and verifies the whole
+    /// content. The default asks for the whole content and drops what the prefix holds;
+    /// a registry asks for the rest alone (`Range`).
+    fn fetch_rest<'a>(
+        &'a self,
+        object: &'a Object,
+        hints: &'a Hints,
+        prefix: Prefix,
+    ) -> BoxFuture<'a, Result<Download>> {
+        Box::pin(async move { Ok(self.fetch(object, hints).await?.skipping(prefix)) })
+    }
 
     /// Checks that the remote can be reached and, where it needs credentials, that they are
     /// accepted, so that a batch fails once instead of once per object.

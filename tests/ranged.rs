@@ -96,6 +96,57 @@ async fn slow_stream_switches_to_parallel_parts() {
     assert!((4..=5).contains(&most), "connections at once: {most}");
 }
 
+/// A download that carries on after a partial one asks for the rest alone: on a slow link
+/// that rest is split too, its parts starting after the prefix, and the digest still covers
+/// the whole blob.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rest_after_a_prefix_is_split_and_verified_whole() {
+    use dist::digest::{Algorithm, Hasher};
+    use dist::fetch::Prefix;
+    let reg = FakeRegistry::start();
+    let data = bytes(79, 3 << 20);
+    let digest = reg.blob("team/app", &data);
+    throttle(&reg, &digest);
+    let kept = 1_000_000;
+    let mut hasher = Hasher::new(Algorithm::Sha256);
+    hasher.update(&data[..kept]);
+    let prefix = Prefix {
+        len: kept as u64,
+        hasher,
+    };
+    let remote = remote_for(&reg, small_ranges(), TransportOptions::default());
+    let object: Object = digest.parse().unwrap();
+    let mut download = remote
+        .fetch_rest(&object, &Hints::default(), prefix)
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    while let Some(chunk) = download.chunk().await.unwrap() {
+        rest.extend_from_slice(&chunk);
+    }
+    assert!(rest == data[kept..], "only the rest is handed out");
+    assert_eq!(download.digest().unwrap().to_string(), digest);
+    assert_eq!(download.received(), data.len() as u64);
+    let ranges = range_requests(&reg);
+    assert_eq!(ranges[0], "bytes=1000000-");
+    assert!(ranges.len() >= 4, "the rest was split: {ranges:?}");
+    let starts: Vec<u64> = ranges[1..]
+        .iter()
+        .map(|r| {
+            r["bytes=".len()..]
+                .split('-')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        starts.iter().all(|&s| s > kept as u64),
+        "parts start after the prefix: {ranges:?}"
+    );
+}
+
 /// However many blobs are fetched at once, their parts share one budget of `streams`
 /// parts: four slow blobs with four streams each would otherwise hold sixteen connections
 /// and sixteen parts in memory.

@@ -35,14 +35,15 @@ fn lines(blobs: &BTreeMap<String, Vec<u8>>) -> String {
     blobs.keys().map(|d| format!("{d}\n")).collect()
 }
 
-/// Every file under blobs/ matches its name, and no temporary file is left.
+/// Every file under blobs/ matches its name, and no temporary file or partial download
+/// is left.
 fn assert_store_clean(dir: &Path) -> usize {
     let sha = dir.join("blobs/sha256");
     let mut n = 0;
     for entry in std::fs::read_dir(&sha).unwrap().flatten() {
         let name = entry.file_name().into_string().unwrap();
         assert!(
-            !name.starts_with(".dist-tmp-"),
+            !name.starts_with(".dist-tmp-") && !name.starts_with(".dist-partial-"),
             "temporary file left: {name}"
         );
         assert_eq!(
@@ -229,11 +230,49 @@ fn paced_large_blobs(n: usize, bytes_per_sec: u64) -> (FakeRegistry, BTreeMap<St
     (reg, blobs)
 }
 
+/// The partial downloads under `dir`'s blobs: digest → bytes kept.
+fn partials(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir.join("blobs/sha256"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().unwrap();
+            let hex = name.strip_prefix(".dist-partial-")?.to_string();
+            Some((format!("sha256:{hex}"), std::fs::read(e.path()).unwrap()))
+        })
+        .collect()
+}
+
+/// Asserts that `dir`'s blob folder holds a partial download of each of `blobs` and
+/// nothing else, each a prefix of its blob past the first MiB; returns them.
+fn assert_only_partials(
+    dir: &Path,
+    blobs: &BTreeMap<String, Vec<u8>>,
+) -> BTreeMap<String, Vec<u8>> {
+    let kept = partials(dir);
+    let names = std::fs::read_dir(dir.join("blobs/sha256")).unwrap().count();
+    assert_eq!(names, kept.len(), "nothing but the partials");
+    assert_eq!(kept.len(), blobs.len(), "a partial download per blob");
+    for (digest, prefix) in &kept {
+        let whole = &blobs[digest];
+        assert!(
+            prefix.len() > 1 << 20 && prefix.len() < whole.len(),
+            "{} of {} bytes",
+            prefix.len(),
+            whole.len()
+        );
+        assert!(whole[..prefix.len()] == prefix[..], "a prefix of {digest}");
+    }
+    kept
+}
+
 /// Large objects are hashed and written on threads of their own, which wait for their
 /// fetch. Interrupted, the fetches must be dropped before the process waits for those
 /// threads: it once sat out a two-second timeout, its temporary files there until the end.
+/// What they wrote is kept as partial downloads, which the next run carries on with
+/// `Range` instead of fetching again from the first byte.
 #[test]
-fn sigint_during_large_downloads_stops_promptly_and_removes_their_files() {
+fn sigint_during_large_downloads_stops_promptly_and_keeps_partials_a_rerun_carries_on() {
     let (reg, blobs) = paced_large_blobs(3, 2 << 20);
     let dir = tempfile::tempdir().unwrap();
     let dist = Dist::new();
@@ -260,7 +299,38 @@ fn sigint_during_large_downloads_stops_promptly_and_removes_their_files() {
         signalled.elapsed()
     );
     assert_eq!(out.status.code(), Some(130));
-    assert_eq!(assert_store_clean(dir.path()), 0);
+    let kept = assert_only_partials(dir.path(), &blobs);
+
+    reg.clear_faults();
+    let before = reg.requests().len();
+    let args = [
+        "fetch",
+        &repo(&reg),
+        "-",
+        "-o",
+        dir.path().to_str().unwrap(),
+    ];
+    let out = dist.run(&args, lines(&blobs).as_bytes());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(assert_store_clean(dir.path()), 3);
+    let rerun = &reg.requests()[before..];
+    for (digest, prefix) in &kept {
+        let gets: Vec<_> = rerun
+            .iter()
+            .filter(|r| r.path.ends_with(&format!("/blobs/{digest}")))
+            .collect();
+        assert_eq!(gets.len(), 1, "{digest}: {gets:?}");
+        assert_eq!(
+            gets[0].range.as_deref(),
+            Some(format!("bytes={}-", prefix.len()).as_str()),
+            "only the rest was asked for"
+        );
+    }
 }
 
 /// A producer that lives on keeps dist's stdin open; SIGTERM sent to dist alone (as a
@@ -538,10 +608,11 @@ fn a_batch_stops_whole_at_its_timeout() {
     }
 }
 
-/// Large objects in flight at the deadline: their writer threads' files go too, and the
-/// process does not wait for the downloads (12 s each at this pace) to end.
+/// Large objects in flight at the deadline: their writer threads' files become partial
+/// downloads (no temporary file stays), and the process does not wait for the downloads
+/// (12 s each at this pace) to end.
 #[test]
-fn large_downloads_cut_by_the_timeout_leave_no_files() {
+fn large_downloads_cut_by_the_timeout_leave_only_partials() {
     let (reg, blobs) = paced_large_blobs(2, 1 << 20);
     let dir = tempfile::tempdir().unwrap();
     let dist = Dist::new();
@@ -563,7 +634,7 @@ fn large_downloads_cut_by_the_timeout_leave_no_files() {
         started.elapsed()
     );
     assert!(out.stdout.is_empty());
-    assert_eq!(assert_store_clean(dir.path()), 0);
+    assert_only_partials(dir.path(), &blobs);
 
     // One object to stdout: abandoned at the deadline, named in the message.
     let digest = blobs.keys().next().unwrap();

@@ -156,6 +156,20 @@ pub(crate) fn content_range_start(headers: &HeaderMap) -> Option<u64> {
     rest.split('-').next()?.trim().parse().ok()
 }
 
+/// The whole content's size a `206` answer states: `Content-Range: bytes 100-199/1000` →
+/// 1000 (`None` for `*`, unknown).
+pub(crate) fn content_range_total(headers: &HeaderMap) -> Option<u64> {
+    let value = headers.get(http::header::CONTENT_RANGE)?.to_str().ok()?;
+    value
+        .trim()
+        .strip_prefix("bytes ")?
+        .rsplit_once('/')?
+        .1
+        .trim()
+        .parse()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +188,16 @@ mod tests {
         assert_eq!(start("bytes 0-0/*"), Some(0));
         assert_eq!(start("items 1-2/3"), None);
         assert_eq!(content_range_start(&HeaderMap::new()), None);
+        let total = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                http::header::CONTENT_RANGE,
+                HeaderValue::from_str(value).unwrap(),
+            );
+            content_range_total(&headers)
+        };
+        assert_eq!(total("bytes 100-199/1000"), Some(1000));
+        assert_eq!(total("bytes 0-0/*"), None);
+        assert_eq!(total("bytes 5-9"), None);
     }
 }

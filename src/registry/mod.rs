@@ -20,7 +20,7 @@ use http::{HeaderMap, HeaderValue, Method, Uri};
 use crate::auth::CredentialSource;
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
-use crate::fetch::{Download, Meta, MAX_MANIFEST_SIZE};
+use crate::fetch::{Download, Meta, Prefix, MAX_MANIFEST_SIZE};
 use crate::hints::Hints;
 use crate::image::Descriptor;
 use crate::media;
@@ -232,7 +232,14 @@ impl RegistryRemote {
     }
 
     /// Tries the endpoints in turn on one host: a digest may name a blob or a manifest.
-    async fn fetch_on(&self, host: usize, object: &Object, hints: &Hints) -> Result<Download> {
+    /// With a `prefix`, only the content after it is asked for.
+    async fn fetch_on(
+        &self,
+        host: usize,
+        object: &Object,
+        hints: &Hints,
+        prefix: Option<&Prefix>,
+    ) -> Result<Download> {
         let order = match object {
             Object::Tag(_) => vec![Endpoint::Manifests],
             Object::Digest(_) if hints.wants_manifest() => {
@@ -242,7 +249,7 @@ impl RegistryRemote {
         };
         let mut first_err = None;
         for endpoint in order {
-            match self.fetch_from(host, endpoint, object, hints).await {
+            match self.fetch_from(host, endpoint, object, hints, prefix).await {
                 Err(e) if e.kind() == ErrorKind::NotFound => {
                     first_err.get_or_insert(e);
                 }
@@ -258,6 +265,7 @@ impl RegistryRemote {
         endpoint: Endpoint,
         object: &Object,
         hints: &Hints,
+        prefix: Option<&Prefix>,
     ) -> Result<Download> {
         let url = self.url(host, endpoint, object.as_str())?;
         let mut headers = HeaderMap::new();
@@ -271,11 +279,41 @@ impl RegistryRemote {
             }
         };
         headers.insert(http::header::ACCEPT, accept.clone());
-        let reply = self
-            .request(host, Method::GET, url.clone(), &headers)
-            .await?;
+        let offset = prefix.map_or(0, |p| p.len);
+        let reply = if offset == 0 {
+            self.request(host, Method::GET, url.clone(), &headers)
+                .await?
+        } else {
+            let mut ranged = headers.clone();
+            let range = format!("bytes={offset}-");
+            ranged.insert(
+                http::header::RANGE,
+                HeaderValue::from_str(&range).expect("ascii"),
+            );
+            self.request(host, Method::GET, url.clone(), &ranged)
+                .await?
+        };
         let h = reply.response.headers();
-        let declared = content_length(h);
+        // Asked for the rest, the content's size is the whole range's: a `206` must start
+        // where asked and says the total; a `200` sends everything, and the part already
+        // at hand is dropped on arrival.
+        let (declared, skip) = if offset == 0 {
+            (content_length(h), 0)
+        } else if reply.response.status() == http::StatusCode::PARTIAL_CONTENT {
+            let start = content_range_start(h);
+            if start != Some(offset) {
+                return Err(Error::new(
+                    ErrorKind::Protocol,
+                    format!("asked for bytes={offset}-, got Content-Range {start:?}"),
+                )
+                .with_url(&url));
+            }
+            let total = body::content_range_total(h)
+                .or_else(|| content_length(h).map(|rest| rest + offset));
+            (total, 0)
+        } else {
+            (content_length(h), offset)
+        };
         let announced = match h.get("docker-content-digest").and_then(|v| v.to_str().ok()) {
             Some(v) => Some(v.parse::<Digest>().map_err(|e| {
                 Error::new(ErrorKind::Protocol, "bad Docker-Content-Digest header")
@@ -372,8 +410,8 @@ impl RegistryRemote {
             body: reply.response.into_body(),
             resume_url,
             headers: headers.clone(),
-            offset: 0,
-            skip: 0,
+            offset,
+            skip,
             resumes: 0,
         }
         .into_stream();
@@ -387,7 +425,7 @@ impl RegistryRemote {
                     total,
                     budget: self.inner.part_budget.clone(),
                 };
-                Adaptive::new(body, source, self.inner.ranges.clone()).into_stream()
+                Adaptive::new(body, offset, source, self.inner.ranges.clone()).into_stream()
             }
             None => body,
         };
@@ -399,7 +437,10 @@ impl RegistryRemote {
             url: transport::redact(&reply.url),
             limit,
         };
-        Ok(Download::new(meta, body))
+        Ok(match prefix {
+            Some(p) => Download::after(meta, body, p.clone()),
+            None => Download::new(meta, body),
+        })
     }
 
     /// Describes a manifest from the answer to a `HEAD`, which Docker Hub does not count
@@ -454,7 +495,24 @@ impl Remote for RegistryRemote {
         async move {
             let tag = matches!(object, Object::Tag(_));
             self.on_hosts(tag, hints.origin_only, |host| {
-                self.fetch_on(host, object, hints).boxed()
+                self.fetch_on(host, object, hints, None).boxed()
+            })
+            .await
+            .map_err(|e| e.with_object(object))
+        }
+        .boxed()
+    }
+
+    fn fetch_rest<'a>(
+        &'a self,
+        object: &'a Object,
+        hints: &'a Hints,
+        prefix: Prefix,
+    ) -> BoxFuture<'a, Result<Download>> {
+        async move {
+            let tag = matches!(object, Object::Tag(_));
+            self.on_hosts(tag, hints.origin_only, |host| {
+                self.fetch_on(host, object, hints, Some(&prefix)).boxed()
             })
             .await
             .map_err(|e| e.with_object(object))

@@ -6,23 +6,38 @@
 //! Temporary files are named `.dist-tmp-<pid>-…`; a later run removes those whose process
 //! is gone (after `kill -9`, say).
 //!
+//! A download of a blob that stops part-way (interrupted, timed out, or failed on the
+//! network after its retries) past its first MiB keeps what it wrote as
+//! `.dist-partial-<encoded>` beside the blob's place: the next run that wants the blob
+//! claims that file (by renaming it to a temporary of its own, so that two runs never share
+//! one), hashes it, and asks only for the rest. Content that failed verification is never
+//! kept. Partial files untouched for a day are removed when a store opens.
+//!
 //! `index.json` is updated through [`super::index`].
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 
 use crate::digest::{Algorithm, Digest, Hasher};
 use crate::error::{Error, ErrorKind, Result};
+use crate::fetch::Prefix;
 use crate::image::Descriptor;
 
 use super::stream::StreamWriter;
 
 pub(super) const TMP_PREFIX: &str = ".dist-tmp-";
+/// A partial download kept for the next run: `.dist-partial-<encoded>`.
+const PARTIAL_PREFIX: &str = ".dist-partial-";
 /// A temporary file of another machine sharing the directory is left alone this long.
 const FOREIGN_TEMP_AGE: Duration = Duration::from_secs(24 * 3600);
+/// A partial download nobody carried on within this long is removed: a layout is often
+/// copied or served, and should not hold forgotten gigabytes.
+const PARTIAL_AGE: Duration = Duration::from_secs(24 * 3600);
 /// Content up to this size is written in one go at commit; beyond, it streams to a writer.
 const WRITE_BUFFER: usize = 1 << 20;
 
@@ -32,6 +47,9 @@ pub struct LayoutStore {
     root: PathBuf,
     /// The blobs live in memory (tmpfs): file operations never wait for a device.
     in_memory: bool,
+    /// Partial downloads found when the store opened and not claimed yet. Looking here
+    /// instead of on disk costs a blob that has none (nearly all) no system call.
+    partials: Arc<Mutex<HashSet<PathBuf>>>,
 }
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
@@ -57,8 +75,12 @@ impl LayoutStore {
             br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#,
         )?;
         let in_memory = memory_backed(&blobs);
-        let store = LayoutStore { root, in_memory };
-        store.remove_stale_temporaries();
+        let store = LayoutStore {
+            root,
+            in_memory,
+            partials: Arc::default(),
+        };
+        store.sweep();
         Ok(store)
     }
 
@@ -95,6 +117,88 @@ impl LayoutStore {
         Ok(Some(meta.len()))
     }
 
+    fn partial_path(&self, digest: &Digest) -> PathBuf {
+        self.root
+            .join("blobs")
+            .join(digest.algorithm().as_str())
+            .join(format!("{PARTIAL_PREFIX}{}", digest.encoded()))
+    }
+
+    /// Claims the partial download of `digest` an earlier run kept, if there is one: a
+    /// temporary file holding its first bytes, set to be kept again should this download
+    /// stop too, and their hash. Blocks (it reads the whole partial file back).
+    pub fn resume(&self, digest: &Digest) -> Result<Option<(TempBlob, Prefix)>> {
+        let Some(partial) = self.known_partial(digest, true) else {
+            return Ok(None);
+        };
+        let dir = partial.parent().expect("a partial file is in a directory");
+        let claimed = tempfile::Builder::new()
+            .prefix(&temp_prefix())
+            .make_in(dir, |path| {
+                std::fs::rename(&partial, path)?;
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(path)
+            });
+        let file = match claimed {
+            Ok(file) => file,
+            // Another run claimed it first.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("claiming", &partial, e)),
+        };
+        let path = file.path().to_owned();
+        // Reading to the end leaves the file's position there, where the rest is appended.
+        let (hasher, len) = hash_reader(file.as_file(), digest.algorithm())
+            .map_err(|e| io_err("reading", &path, e))?;
+        let blob = TempBlob {
+            path,
+            writing: Writing::Gathering {
+                file,
+                batch: Vec::new(),
+                batched: 0,
+            },
+            store: self.clone(),
+            park: Some(digest.clone()),
+            kept: len,
+        };
+        if len == 0 {
+            blob.discard();
+            return Ok(None);
+        }
+        Ok(Some((blob, Prefix { len, hasher })))
+    }
+
+    /// Removes the partial download of `digest` an earlier run kept (the blob is stored
+    /// now). Costs nothing when there is none.
+    pub fn remove_partial(&self, digest: &Digest) {
+        if let Some(partial) = self.known_partial(digest, true) {
+            let _ = std::fs::remove_file(&partial);
+        }
+    }
+
+    /// Whether an earlier run kept a partial download of `digest` that [`Self::resume`]
+    /// may claim. No system call.
+    pub fn has_partial(&self, digest: &Digest) -> bool {
+        self.known_partial(digest, false).is_some()
+    }
+
+    /// The partial download of `digest` found at open and not claimed since, if any;
+    /// with `forget`, it is not known any more.
+    fn known_partial(&self, digest: &Digest, forget: bool) -> Option<PathBuf> {
+        let mut partials = self.partials.lock().unwrap_or_else(|p| p.into_inner());
+        if partials.is_empty() {
+            return None;
+        }
+        let path = self.partial_path(digest);
+        let known = if forget {
+            partials.remove(&path)
+        } else {
+            partials.contains(&path)
+        };
+        known.then_some(path)
+    }
+
     /// A new temporary file for content of `algorithm`, in the directory it will end up in.
     pub fn temp(&self, algorithm: Algorithm) -> Result<TempBlob> {
         let dir = self.root.join("blobs").join(algorithm.as_str());
@@ -116,6 +220,8 @@ impl LayoutStore {
                 batched: 0,
             },
             store: self.clone(),
+            park: None,
+            kept: 0,
         })
     }
 
@@ -127,25 +233,42 @@ impl LayoutStore {
     }
 
     /// Removes `.dist-tmp-<pid>-*` files whose process no longer runs, in the layout's
-    /// root (index and layout files) and under `blobs/<algorithm>/`.
-    fn remove_stale_temporaries(&self) {
+    /// root (index and layout files) and under `blobs/<algorithm>/`, and partial downloads
+    /// older than [`PARTIAL_AGE`]; notes the others.
+    fn sweep(&self) {
         remove_stale_in(&self.root);
         let Ok(algs) = std::fs::read_dir(self.root.join("blobs")) else {
             return;
         };
+        let mut partials = self.partials.lock().unwrap_or_else(|p| p.into_inner());
         for alg in algs.flatten() {
-            remove_stale_in(&alg.path());
+            partials.extend(remove_stale_in(&alg.path()));
         }
     }
 }
 
-fn remove_stale_in(dir: &Path) {
+/// Removes the stale temporary files and partial downloads in `dir`; returns the paths of
+/// the partial downloads kept.
+fn remove_stale_in(dir: &Path) -> Vec<PathBuf> {
+    let mut kept = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
+        return kept;
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(TMP_PREFIX)) else {
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        if name.starts_with(PARTIAL_PREFIX) {
+            let age = super::owner::age(&entry.path());
+            if age.is_some_and(|a| a > PARTIAL_AGE) {
+                let _ = std::fs::remove_file(entry.path());
+            } else {
+                kept.push(entry.path());
+            }
+            continue;
+        }
+        let Some(rest) = name.strip_prefix(TMP_PREFIX) else {
             continue;
         };
         // `<pid>@<host>~<random>`, or `<pid>-<random>` from before hosts were recorded.
@@ -157,6 +280,7 @@ fn remove_stale_in(dir: &Path) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
+    kept
 }
 
 /// `.dist-tmp-<pid>@<host>~`: the owner is recorded so that a later run can tell a dead
@@ -181,7 +305,9 @@ pub(super) fn new_layout_file(dir: &Path) -> std::io::Result<tempfile::NamedTemp
     builder.tempfile_in(dir)
 }
 
-/// Content on its way into the store. Dropping it without [`TempBlob::commit`] deletes it.
+/// Content on its way into the store. Dropping it without [`TempBlob::commit`] deletes it,
+/// unless it was told to keep a partial download ([`TempBlob::keep_partial`]) and some of
+/// it is on disk.
 ///
 /// Small content is gathered (by reference, not copied) and written in one go at commit:
 /// one trip to the blocking pool per blob, or none when the store is on tmpfs, where
@@ -193,6 +319,11 @@ pub struct TempBlob {
     writing: Writing,
     path: PathBuf,
     store: LayoutStore,
+    /// The blob the file becomes a partial download of if dropped unfinished, to be
+    /// carried on by a later run.
+    park: Option<Digest>,
+    /// Bytes the file held when it was claimed from an earlier run.
+    kept: u64,
 }
 
 enum Writing {
@@ -228,6 +359,19 @@ impl std::io::Write for PlainWrites {
 }
 
 impl TempBlob {
+    /// Should this be dropped unfinished (the run interrupted, or the network failing past
+    /// its retries), what reached the file stays as a partial download of `digest` for the
+    /// next run. Only content past the first MiB is ever on disk before commit.
+    pub fn keep_partial(&mut self, digest: &Digest) {
+        self.park = Some(digest.clone());
+    }
+
+    /// Deletes the file now, kept or not: its content is wrong (it failed verification)
+    /// or cannot be trusted.
+    pub fn discard(mut self) {
+        self.park = None;
+    }
+
     /// Appends a chunk.
     pub async fn write(&mut self, chunk: &Bytes) -> Result<()> {
         match &mut self.writing {
@@ -313,9 +457,18 @@ impl TempBlob {
 
 impl Drop for TempBlob {
     fn drop(&mut self) {
+        let streaming = matches!(self.writing, Writing::Streaming(_));
+        // Renamed here rather than by the writer thread, which may not get to it before
+        // an interrupted process exits. A chunk it is writing still lands in the same
+        // file, after the others; whoever carries it on verifies the whole content anyway.
+        if let Some(digest) = self.park.as_ref().filter(|_| streaming || self.kept > 0) {
+            if std::fs::rename(&self.path, self.store.partial_path(digest)).is_ok() {
+                return;
+            }
+        }
         // The writer thread deletes the file when it stops, a moment later; the path goes
         // now, so that nothing unverified is visible once the blob is dropped.
-        if let Writing::Streaming(_) = self.writing {
+        if streaming {
             let _ = std::fs::remove_file(&self.path);
         }
     }
@@ -357,16 +510,27 @@ fn write_if_absent(path: &Path, content: &[u8]) -> Result<()> {
 
 /// Hashes a file's content.
 pub fn hash_file(path: &Path, algorithm: Algorithm) -> Result<Digest> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|e| io_err("opening", path, e))?;
+    let f = std::fs::File::open(path).map_err(|e| io_err("opening", path, e))?;
+    let (h, _) = hash_reader(&f, algorithm).map_err(|e| io_err("reading", path, e))?;
+    Ok(h.finish())
+}
+
+/// Hashes what `r` holds up to its end; returns the hash state and how many bytes it took.
+fn hash_reader(mut r: impl std::io::Read, algorithm: Algorithm) -> std::io::Result<(Hasher, u64)> {
     let mut h = Hasher::new(algorithm);
     let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0;
     loop {
-        let n = f.read(&mut buf).map_err(|e| io_err("reading", path, e))?;
+        let n = match r.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
         if n == 0 {
-            return Ok(h.finish());
+            return Ok((h, len));
         }
         h.update(&buf[..n]);
+        len += n as u64;
     }
 }
 
@@ -460,6 +624,110 @@ mod tests {
         std::fs::write(store.blob_path(&d), b"evil").unwrap();
         assert_eq!(store.existing(&d, false).unwrap(), Some(4));
         assert_eq!(store.existing(&d, true).unwrap(), None);
+    }
+
+    /// Past its first MiB, a download dropped unfinished keeps what it wrote for the next
+    /// run, which claims it with its hash; discarded or still gathering, nothing stays.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn unfinished_downloads_are_kept_and_claimed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open(dir.path()).unwrap();
+        let data: Vec<u8> = (0..(3u32 << 20)).map(|i| (i % 241) as u8).collect();
+        let d = Digest::of(Algorithm::Sha256, &data);
+        let sha = dir.path().join("blobs/sha256");
+        let listing = || {
+            let mut names: Vec<String> = std::fs::read_dir(&sha)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().into_string().unwrap())
+                .collect();
+            names.sort();
+            names
+        };
+
+        let mut small = store.temp(Algorithm::Sha256).unwrap();
+        small.keep_partial(&d);
+        small.write(&Bytes::from_static(b"gathered")).await.unwrap();
+        drop(small);
+        assert_eq!(listing(), Vec::<String>::new(), "nothing on disk yet");
+
+        let mut discarded = store.temp(Algorithm::Sha256).unwrap();
+        discarded.keep_partial(&d);
+        discarded
+            .write(&Bytes::copy_from_slice(&data[..2 << 20]))
+            .await
+            .unwrap();
+        discarded.discard();
+        assert_eq!(listing(), Vec::<String>::new());
+
+        let mut kept = store.temp(Algorithm::Sha256).unwrap();
+        kept.keep_partial(&d);
+        kept.write(&Bytes::copy_from_slice(&data[..2 << 20]))
+            .await
+            .unwrap();
+        drop(kept);
+        let partial = format!("{PARTIAL_PREFIX}{}", d.encoded());
+        assert_eq!(listing(), vec![partial.clone()]);
+        // The writer thread finishes its write into the renamed file.
+        let waited = std::time::Instant::now();
+        while std::fs::metadata(sha.join(&partial)).unwrap().len() < 2 << 20
+            && waited.elapsed() < Duration::from_secs(10)
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(std::fs::read(sha.join(&partial)).unwrap() == data[..2 << 20]);
+
+        // A store opened now knows it; the one opened before does not look.
+        assert!(!store.has_partial(&d));
+        let store = LayoutStore::open(dir.path()).unwrap();
+        assert!(store.has_partial(&d));
+        let (mut blob, prefix) = store.resume(&d).unwrap().expect("claimed");
+        assert!(!store.has_partial(&d), "claimed once");
+        assert!(store.resume(&d).unwrap().is_none());
+        assert_eq!(prefix.len, 2 << 20);
+        let mut hasher = prefix.hasher;
+        hasher.update(&data[2 << 20..]);
+        assert_eq!(hasher.finish(), d);
+        assert!(
+            !sha.join(&partial).exists(),
+            "renamed to a temporary of its own"
+        );
+        blob.write(&Bytes::copy_from_slice(&data[2 << 20..]))
+            .await
+            .unwrap();
+        let path = blob.commit(&d).await.unwrap();
+        assert!(
+            std::fs::read(path).unwrap() == data,
+            "appended after the prefix"
+        );
+        assert_eq!(listing(), vec![d.encoded().to_string()]);
+    }
+
+    #[test]
+    fn partial_downloads_untouched_for_a_day_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let sha = dir.path().join("blobs/sha256");
+        std::fs::create_dir_all(&sha).unwrap();
+        let old = Digest::of(Algorithm::Sha256, b"old");
+        let new = Digest::of(Algorithm::Sha256, b"new");
+        let old_path = sha.join(format!("{PARTIAL_PREFIX}{}", old.encoded()));
+        std::fs::write(&old_path, b"ol").unwrap();
+        std::fs::write(
+            sha.join(format!("{PARTIAL_PREFIX}{}", new.encoded())),
+            b"ne",
+        )
+        .unwrap();
+        let day_ago = std::time::SystemTime::now() - PARTIAL_AGE - Duration::from_secs(60);
+        std::fs::File::options()
+            .write(true)
+            .open(&old_path)
+            .unwrap()
+            .set_modified(day_ago)
+            .unwrap();
+        let store = LayoutStore::open(dir.path()).unwrap();
+        assert!(!old_path.exists());
+        assert!(!store.has_partial(&old));
+        assert!(store.has_partial(&new));
     }
 
     #[test]

@@ -2,17 +2,19 @@
 //!
 //! Content that fails verification (wrong digest or size) is fetched once more from
 //! scratch (a proxy or a flaky disk may have corrupted one transfer) and only then reported;
-//! it never reaches its final place.
+//! it never reaches its final place. A blob whose download an earlier run left part-way
+//! is carried on from where it stopped ([`LayoutStore::resume`]).
 
 use std::time::Instant;
 
 use super::line::Job;
 use super::progress::Progress;
 use super::{Destination, Outcome, Status};
+use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
-use crate::fetch::Download;
+use crate::fetch::{Download, Prefix};
 use crate::remote::Remote;
-use crate::sink::layout::LayoutStore;
+use crate::sink::layout::{LayoutStore, TempBlob};
 use crate::sink::spool::Spool;
 
 /// Attempts for content that arrives but does not verify.
@@ -154,6 +156,7 @@ async fn to_store(
             _ => true,
         });
         if let Some(size) = present {
+            store.remove_partial(digest);
             outcome.status = Status::Exists;
             outcome.digest = Some(digest.clone());
             outcome.size = Some(size);
@@ -165,14 +168,34 @@ async fn to_store(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let mut download = remote.fetch(&job.object, &hints_for(job, attempt)).await?;
-        let algorithm = download
-            .meta()
-            .expected
-            .as_ref()
-            .map(|d| d.algorithm())
-            .unwrap_or(crate::digest::Algorithm::Sha256);
-        let mut temp = store.temp(algorithm)?;
+        let hints = hints_for(job, attempt);
+        // Only the first attempt carries on a partial download: after content that failed
+        // verification, everything is fetched again.
+        let kept = match job.object.digest() {
+            Some(digest) if attempt == 1 && store.has_partial(digest) => {
+                claim_partial(store, digest).await?
+            }
+            _ => None,
+        };
+        let (mut download, mut temp) = match kept {
+            Some((temp, prefix)) => {
+                let len = prefix.len;
+                match remote.fetch_rest(&job.object, &hints, prefix).await {
+                    Ok(download) => {
+                        tracing::info!(object = %job.object, bytes = len, "carrying on from a partial download an earlier run kept");
+                        (download, temp)
+                    }
+                    // Kept again (dropping `temp` does that) for a run that can reach it.
+                    Err(e) if !cannot_carry_on(&e) => return Err(e),
+                    Err(e) => {
+                        tracing::debug!(object = %job.object, error = %e, "the partial download cannot be carried on; fetching from scratch");
+                        temp.discard();
+                        start(remote, job, &hints, store).await?
+                    }
+                }
+            }
+            None => start(remote, job, &hints, store).await?,
+        };
         let received: Result<()> = async {
             while let Some(chunk) = download.chunk().await? {
                 progress.received(chunk.len() as u64);
@@ -193,9 +216,68 @@ async fn to_store(
                 return Ok(());
             }
             Err(e) if is_corruption(&e) && attempt < VERIFY_ATTEMPTS => {
+                temp.discard();
                 tracing::warn!(object = %job.object, error = %e, "content did not verify; fetching again");
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                if !keeps_partial(&e) {
+                    temp.discard();
+                }
+                return Err(e);
+            }
         }
     }
+}
+
+/// A fresh download of the job's object, and the temporary file it goes into, kept as a
+/// partial download should the run stop before the end.
+async fn start(
+    remote: &dyn Remote,
+    job: &Job,
+    hints: &crate::hints::Hints,
+    store: &LayoutStore,
+) -> Result<(Download, TempBlob)> {
+    let download = remote.fetch(&job.object, hints).await?;
+    let algorithm = download
+        .meta()
+        .expected
+        .as_ref()
+        .map(|d| d.algorithm())
+        .unwrap_or(crate::digest::Algorithm::Sha256);
+    let mut temp = store.temp(algorithm)?;
+    if let Some(digest) = job.object.digest() {
+        temp.keep_partial(digest);
+    }
+    Ok((download, temp))
+}
+
+/// The partial download of `digest` an earlier run kept, claimed and hashed off the
+/// runtime's thread (it may be gigabytes).
+async fn claim_partial(store: &LayoutStore, digest: &Digest) -> Result<Option<(TempBlob, Prefix)>> {
+    let (s, d) = (store.clone(), digest.clone());
+    tokio::task::spawn_blocking(move || s.resume(&d))
+        .await
+        .map_err(|e| {
+            Error::new(ErrorKind::Io, "claiming a partial download failed").with_cause(e)
+        })?
+}
+
+/// Whether a request for the rest after a partial download failed because of the partial
+/// itself: nothing lies past it (416), the server answered another range, or the blob is
+/// gone. Anything else may work in a later run, for which the partial is kept.
+fn cannot_carry_on(e: &Error) -> bool {
+    e.status() == Some(416) || matches!(e.kind(), ErrorKind::Protocol | ErrorKind::NotFound)
+}
+
+/// Whether what a download wrote is worth keeping after it failed with `e`: yes when the
+/// network or the run stopped it, not when the content or the disk is at fault.
+fn keeps_partial(e: &Error) -> bool {
+    !matches!(
+        e.kind(),
+        ErrorKind::DigestMismatch
+            | ErrorKind::SizeMismatch
+            | ErrorKind::TooLarge
+            | ErrorKind::Protocol
+            | ErrorKind::Io
+    )
 }

@@ -1,0 +1,173 @@
+//! Partial downloads kept across runs: a blob whose download stopped part-way is carried
+//! on by the next run with `Range`, and only ever lands in the store verified whole.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use support::cli::{bytes, Dist};
+use support::fake::{FakeRegistry, Fault, RequestRecord};
+
+/// Past the first MiB, what a download received is on disk and worth keeping.
+const LEN: usize = 3 << 20;
+
+fn fake_with_blob() -> (FakeRegistry, String, Vec<u8>) {
+    let reg = FakeRegistry::start();
+    let data = bytes(77, LEN);
+    let digest = reg.blob("team/app", &data);
+    (reg, digest, data)
+}
+
+fn hex(digest: &str) -> &str {
+    digest.strip_prefix("sha256:").unwrap()
+}
+
+fn partial_path(dir: &Path, digest: &str) -> PathBuf {
+    dir.join("blobs/sha256")
+        .join(format!(".dist-partial-{}", hex(digest)))
+}
+
+/// Runs the worker into `dir` for `digest`; returns the exit status, stdout and stderr.
+fn fetch_into(reg: &FakeRegistry, dir: &Path, digest: &str, extra: &[&str]) -> (i32, String) {
+    let repo = format!("{}/team/app", reg.host());
+    let mut args = vec!["fetch", &repo, "-", "-o", dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = Dist::new().run(&args, format!("{digest}\n").as_bytes());
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// The blob GETs the registry saw since `from`.
+fn blob_gets(reg: &FakeRegistry, digest: &str, from: usize) -> Vec<RequestRecord> {
+    reg.requests()[from..]
+        .iter()
+        .filter(|r| r.path.ends_with(&format!("/blobs/{digest}")))
+        .cloned()
+        .collect()
+}
+
+/// The names in `dir`'s blob folder.
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("blobs/sha256"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+fn assert_stored_alone(dir: &Path, digest: &str, data: &[u8]) {
+    assert_eq!(names(dir), vec![hex(digest).to_string()]);
+    let stored = std::fs::read(dir.join("blobs/sha256").join(hex(digest))).unwrap();
+    assert!(stored == data, "the stored blob is the content");
+}
+
+#[test]
+fn a_connection_lost_past_the_retries_keeps_the_partial_and_the_next_run_asks_for_the_rest() {
+    let (reg, digest, data) = fake_with_blob();
+    reg.set_fault_for_every(&digest, Fault::DropAfter(2 << 20));
+    let dir = tempfile::tempdir().unwrap();
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &["--retries", "0"]);
+    assert_eq!(status, 1, "{text}");
+    let kept = std::fs::read(partial_path(dir.path(), &digest)).unwrap();
+    assert!(
+        kept.len() > 1 << 20 && kept.len() <= 2 << 20,
+        "{}",
+        kept.len()
+    );
+    assert!(kept[..] == data[..kept.len()], "a prefix of the blob");
+    assert_eq!(names(dir.path()).len(), 1, "{:?}", names(dir.path()));
+
+    reg.clear_faults();
+    let before = reg.requests().len();
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+    assert_eq!(status, 0, "{text}");
+    assert!(text.contains(r#""size":3145728"#), "the whole size: {text}");
+    let gets = blob_gets(&reg, &digest, before);
+    assert_eq!(gets.len(), 1);
+    assert_eq!(
+        gets[0].range.as_deref(),
+        Some(format!("bytes={}-", kept.len()).as_str())
+    );
+    assert_stored_alone(dir.path(), &digest, &data);
+}
+
+/// A partial file whose bytes are wrong (a disk fault, a tampered file) fails the digest
+/// when the rest has arrived; the blob is then fetched whole, and nothing wrong is kept.
+#[test]
+fn a_wrong_partial_fails_verification_and_the_blob_is_fetched_from_scratch() {
+    let (reg, digest, data) = fake_with_blob();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("blobs/sha256")).unwrap();
+    let mut wrong = data[..2 << 20].to_vec();
+    wrong[1000] ^= 1;
+    std::fs::write(partial_path(dir.path(), &digest), &wrong).unwrap();
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+    assert_eq!(status, 0, "{text}");
+    let gets = blob_gets(&reg, &digest, 0);
+    let ranges: Vec<Option<&str>> = gets.iter().map(|g| g.range.as_deref()).collect();
+    assert_eq!(ranges, vec![Some("bytes=2097152-"), None]);
+    assert_stored_alone(dir.path(), &digest, &data);
+}
+
+/// A server that ignores `Range` sends the whole blob; the part already at hand is
+/// dropped on arrival instead of written twice.
+#[test]
+fn a_server_that_ignores_range_still_completes_the_partial() {
+    let (reg, digest, data) = fake_with_blob();
+    reg.set_fault_for_every(&digest, Fault::IgnoreRange);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("blobs/sha256")).unwrap();
+    std::fs::write(partial_path(dir.path(), &digest), &data[..(3 << 19)]).unwrap();
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+    assert_eq!(status, 0, "{text}");
+    assert_eq!(blob_gets(&reg, &digest, 0).len(), 1);
+    assert_stored_alone(dir.path(), &digest, &data);
+}
+
+/// A partial as long as the blob (the run died between its last write and the rename)
+/// leaves nothing to ask for: the registry refuses the range, and the blob is fetched
+/// whole.
+#[test]
+fn a_partial_with_nothing_left_to_fetch_is_replaced() {
+    let (reg, digest, data) = fake_with_blob();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("blobs/sha256")).unwrap();
+    std::fs::write(partial_path(dir.path(), &digest), &data).unwrap();
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+    assert_eq!(status, 0, "{text}");
+    assert_stored_alone(dir.path(), &digest, &data);
+}
+
+/// Content that does not verify is never kept for a later run.
+#[test]
+fn corrupted_content_is_not_kept_as_a_partial() {
+    let (reg, digest, _) = fake_with_blob();
+    reg.set_fault_for_every(&digest, Fault::CorruptByte(100));
+    let dir = tempfile::tempdir().unwrap();
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+    assert_eq!(status, 1, "{text}");
+    assert!(text.contains("digest mismatch"), "{text}");
+    assert_eq!(names(dir.path()), Vec::<String>::new());
+}
+
+/// A blob stored meanwhile (by another run) makes its partial download useless.
+#[test]
+fn a_partial_beside_its_stored_blob_is_removed() {
+    let (reg, digest, data) = fake_with_blob();
+    let dir = tempfile::tempdir().unwrap();
+    let sha = dir.path().join("blobs/sha256");
+    std::fs::create_dir_all(&sha).unwrap();
+    std::fs::write(sha.join(hex(&digest)), &data).unwrap();
+    std::fs::write(partial_path(dir.path(), &digest), &data[..1 << 21]).unwrap();
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+    assert_eq!(status, 0, "{text}");
+    assert!(text.contains(r#""status":"exists""#), "{text}");
+    assert_stored_alone(dir.path(), &digest, &data);
+    assert!(blob_gets(&reg, &digest, 0).is_empty());
+}
