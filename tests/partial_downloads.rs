@@ -97,6 +97,56 @@ fn a_connection_lost_past_the_retries_keeps_the_partial_and_the_next_run_asks_fo
     assert_stored_alone(dir.path(), &digest, &data);
 }
 
+/// `kill -9` gives a run no chance to keep anything; the next run finds the dead run's
+/// temporary file, whose name says which blob it holds, and carries it on.
+#[test]
+fn after_kill_9_the_next_run_carries_on_the_dead_runs_download() {
+    let (reg, digest, data) = fake_with_blob();
+    let fault = Fault::Paced {
+        bytes_per_sec: 1 << 20,
+        first_byte: std::time::Duration::ZERO,
+    };
+    reg.set_fault_for_every(&digest, fault);
+    let dir = tempfile::tempdir().unwrap();
+    let repo = format!("{}/team/app", reg.host());
+    let args = ["fetch", &repo, "-", "-o", dir.path().to_str().unwrap()];
+    let dist = Dist::new();
+    let mut child = dist.spawn(&args, format!("{digest}\n").as_bytes());
+    let on_disk = || -> u64 {
+        std::fs::read_dir(dir.path().join("blobs/sha256"))
+            .map(|d| d.flatten().map(|e| e.metadata().unwrap().len()).sum())
+            .unwrap_or(0)
+    };
+    let waited = std::time::Instant::now();
+    while on_disk() < (3 << 19) && waited.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let written = on_disk();
+    assert!(
+        written >= 3 << 19,
+        "{written} bytes written before the kill"
+    );
+    let temporaries: Vec<String> = names(dir.path());
+    assert_eq!(temporaries.len(), 1, "{temporaries:?}");
+    assert!(temporaries[0].starts_with(".dist-tmp-"), "{temporaries:?}");
+
+    reg.clear_faults();
+    let before = reg.requests().len();
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+    assert_eq!(status, 0, "{text}");
+    let gets = blob_gets(&reg, &digest, before);
+    assert_eq!(gets.len(), 1);
+    let start: u64 = gets[0]
+        .range
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok())
+        .unwrap_or_else(|| panic!("a range from where the dead run stopped: {gets:?}"));
+    assert!(start >= written, "{start} < {written}");
+    assert_stored_alone(dir.path(), &digest, &data);
+}
+
 /// A partial file whose bytes are wrong (a disk fault, a tampered file) fails the digest
 /// when the rest has arrived; the blob is then fetched whole, and nothing wrong is kept.
 #[test]

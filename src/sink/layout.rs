@@ -11,7 +11,9 @@
 //! `.dist-partial-<encoded>` beside the blob's place: the next run that wants the blob
 //! claims that file (by renaming it to a temporary of its own, so that two runs never share
 //! one), hashes it, and asks only for the rest. Content that failed verification is never
-//! kept. Partial files untouched for a day are removed when a store opens.
+//! kept. A killed run's temporary file of a blob known by its digest names that blob
+//! (`.dist-tmp-<pid>@<host>~<encoded>~…`), and becomes its partial download when the next
+//! run opens the store. Partial files untouched for a day are removed then.
 //!
 //! `index.json` is updated through [`super::index`].
 
@@ -133,7 +135,7 @@ impl LayoutStore {
         };
         let dir = partial.parent().expect("a partial file is in a directory");
         let claimed = tempfile::Builder::new()
-            .prefix(&temp_prefix())
+            .prefix(&blob_temp_prefix(digest))
             .make_in(dir, |path| {
                 std::fs::rename(&partial, path)?;
                 std::fs::OpenOptions::new()
@@ -201,8 +203,25 @@ impl LayoutStore {
 
     /// A new temporary file for content of `algorithm`, in the directory it will end up in.
     pub fn temp(&self, algorithm: Algorithm) -> Result<TempBlob> {
+        self.new_temp(algorithm, None)
+    }
+
+    /// A new temporary file for the blob `digest`. Dropped unfinished (the run interrupted,
+    /// or the network failing past its retries), what reached it stays as a partial
+    /// download for the next run, and so it does after `kill -9`: its name says which blob
+    /// it holds, and the next run to open the store turns it into that blob's partial
+    /// download. Only content past the first MiB is ever on disk before commit.
+    pub fn temp_for(&self, digest: &Digest) -> Result<TempBlob> {
+        self.new_temp(digest.algorithm(), Some(digest))
+    }
+
+    fn new_temp(&self, algorithm: Algorithm, digest: Option<&Digest>) -> Result<TempBlob> {
         let dir = self.root.join("blobs").join(algorithm.as_str());
-        let create = || new_layout_file(&dir);
+        let prefix = match digest {
+            Some(d) => blob_temp_prefix(d),
+            None => temp_prefix(),
+        };
+        let create = || new_named_file(&dir, &prefix);
         // The directory nearly always exists: create it only when the file cannot be made.
         let file = match create() {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -220,7 +239,7 @@ impl LayoutStore {
                 batched: 0,
             },
             store: self.clone(),
-            park: None,
+            park: digest.cloned(),
             kept: 0,
         })
     }
@@ -271,12 +290,24 @@ fn remove_stale_in(dir: &Path) -> Vec<PathBuf> {
         let Some(rest) = name.strip_prefix(TMP_PREFIX) else {
             continue;
         };
-        // `<pid>@<host>~<random>`, or `<pid>-<random>` from before hosts were recorded.
-        let owner = match rest.split_once('~') {
-            Some((owner, _)) => owner,
-            None => rest.split('-').next().unwrap_or(""),
+        // `<pid>@<host>~<random>`, `<pid>@<host>~<encoded>~<random>` for a blob known by
+        // its digest, or `<pid>-<random>` from before hosts were recorded.
+        let (owner, blob) = match rest.split_once('~') {
+            Some((owner, tail)) => (owner, tail.split_once('~').map(|(encoded, _)| encoded)),
+            None => (rest.split('-').next().unwrap_or(""), None),
         };
-        if super::owner::is_gone(owner, super::owner::age(&entry.path()), FOREIGN_TEMP_AGE) {
+        let age = super::owner::age(&entry.path());
+        if !super::owner::is_gone(owner, age, FOREIGN_TEMP_AGE) {
+            continue;
+        }
+        // A killed run's download of a known blob: what it wrote is a partial download.
+        let partial = dir.join(format!("{PARTIAL_PREFIX}{}", blob.unwrap_or_default()));
+        let worth_keeping = blob.is_some()
+            && age.is_some_and(|a| a <= PARTIAL_AGE)
+            && entry.metadata().is_ok_and(|m| m.len() > 0);
+        if worth_keeping && std::fs::rename(entry.path(), &partial).is_ok() {
+            kept.push(partial);
+        } else {
             let _ = std::fs::remove_file(entry.path());
         }
     }
@@ -289,14 +320,23 @@ fn temp_prefix() -> String {
     format!("{TMP_PREFIX}{}~", super::owner::me())
 }
 
+/// `.dist-tmp-<pid>@<host>~<encoded>~`: a temporary file of the blob `digest` says so, for
+/// the run that finds it after this one was killed.
+fn blob_temp_prefix(digest: &Digest) -> String {
+    format!("{TMP_PREFIX}{}~{}~", super::owner::me(), digest.encoded())
+}
+
 /// A temporary file in `dir` that will be renamed to a file of the layout. Its mode is
 /// that of any file the user creates (0666 less the umask), not tempfile's 0600: other
 /// users and tools read a layout (skopeo or podman run by another user, a web server
 /// serving it), and a layout pulled with sudo was unreadable to everyone else.
 pub(super) fn new_layout_file(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
-    let prefix = temp_prefix();
+    new_named_file(dir, &temp_prefix())
+}
+
+fn new_named_file(dir: &Path, prefix: &str) -> std::io::Result<tempfile::NamedTempFile> {
     let mut builder = tempfile::Builder::new();
-    builder.prefix(&prefix);
+    builder.prefix(prefix);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -306,8 +346,8 @@ pub(super) fn new_layout_file(dir: &Path) -> std::io::Result<tempfile::NamedTemp
 }
 
 /// Content on its way into the store. Dropping it without [`TempBlob::commit`] deletes it,
-/// unless it was told to keep a partial download ([`TempBlob::keep_partial`]) and some of
-/// it is on disk.
+/// unless it is a known blob's ([`LayoutStore::temp_for`]) and some of it is on disk: that
+/// stays as a partial download.
 ///
 /// Small content is gathered (by reference, not copied) and written in one go at commit:
 /// one trip to the blocking pool per blob, or none when the store is on tmpfs, where
@@ -359,13 +399,6 @@ impl std::io::Write for PlainWrites {
 }
 
 impl TempBlob {
-    /// Should this be dropped unfinished (the run interrupted, or the network failing past
-    /// its retries), what reached the file stays as a partial download of `digest` for the
-    /// next run. Only content past the first MiB is ever on disk before commit.
-    pub fn keep_partial(&mut self, digest: &Digest) {
-        self.park = Some(digest.clone());
-    }
-
     /// Deletes the file now, kept or not: its content is wrong (it failed verification)
     /// or cannot be trusted.
     pub fn discard(mut self) {
@@ -645,14 +678,12 @@ mod tests {
             names
         };
 
-        let mut small = store.temp(Algorithm::Sha256).unwrap();
-        small.keep_partial(&d);
+        let mut small = store.temp_for(&d).unwrap();
         small.write(&Bytes::from_static(b"gathered")).await.unwrap();
         drop(small);
         assert_eq!(listing(), Vec::<String>::new(), "nothing on disk yet");
 
-        let mut discarded = store.temp(Algorithm::Sha256).unwrap();
-        discarded.keep_partial(&d);
+        let mut discarded = store.temp_for(&d).unwrap();
         discarded
             .write(&Bytes::copy_from_slice(&data[..2 << 20]))
             .await
@@ -660,8 +691,7 @@ mod tests {
         discarded.discard();
         assert_eq!(listing(), Vec::<String>::new());
 
-        let mut kept = store.temp(Algorithm::Sha256).unwrap();
-        kept.keep_partial(&d);
+        let mut kept = store.temp_for(&d).unwrap();
         kept.write(&Bytes::copy_from_slice(&data[..2 << 20]))
             .await
             .unwrap();
@@ -701,6 +731,29 @@ mod tests {
             "appended after the prefix"
         );
         assert_eq!(listing(), vec![d.encoded().to_string()]);
+    }
+
+    /// After `kill -9`, a dead run's temporary file of a known blob becomes its partial
+    /// download; an empty one (nothing was written yet) goes.
+    #[test]
+    fn a_killed_runs_blob_file_becomes_a_partial_download() {
+        let dir = tempfile::tempdir().unwrap();
+        let sha = dir.path().join("blobs/sha256");
+        std::fs::create_dir_all(&sha).unwrap();
+        let host = super::super::owner::me().split_once('@').unwrap().1;
+        let written = Digest::of(Algorithm::Sha256, b"written");
+        let empty = Digest::of(Algorithm::Sha256, b"empty");
+        let dead =
+            |d: &Digest| sha.join(format!(".dist-tmp-2147483647@{host}~{}~Ab1", d.encoded()));
+        std::fs::write(dead(&written), b"writ").unwrap();
+        std::fs::write(dead(&empty), b"").unwrap();
+        let store = LayoutStore::open(dir.path()).unwrap();
+        assert!(!dead(&written).exists() && !dead(&empty).exists());
+        assert!(store.has_partial(&written));
+        assert!(!store.has_partial(&empty));
+        let partial = sha.join(format!("{PARTIAL_PREFIX}{}", written.encoded()));
+        assert_eq!(std::fs::read(partial).unwrap(), b"writ");
+        assert_eq!(std::fs::read_dir(&sha).unwrap().count(), 1);
     }
 
     #[test]

@@ -238,16 +238,14 @@ async fn start(
     store: &LayoutStore,
 ) -> Result<(Download, TempBlob)> {
     let download = remote.fetch(&job.object, hints).await?;
-    let algorithm = download
-        .meta()
-        .expected
-        .as_ref()
-        .map(|d| d.algorithm())
-        .unwrap_or(crate::digest::Algorithm::Sha256);
-    let mut temp = store.temp(algorithm)?;
-    if let Some(digest) = job.object.digest() {
-        temp.keep_partial(digest);
-    }
+    let temp = match (job.object.digest(), &download.meta().expected) {
+        (Some(digest), _) => store.temp_for(digest)?,
+        (None, expected) => store.temp(
+            expected
+                .as_ref()
+                .map_or(crate::digest::Algorithm::Sha256, Digest::algorithm),
+        )?,
+    };
     Ok((download, temp))
 }
 
