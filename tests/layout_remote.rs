@@ -186,12 +186,25 @@ fn missing_corrupt_and_non_layouts_fail() {
 
     let not_layout = dir.path().join("empty");
     std::fs::create_dir_all(&not_layout).unwrap();
-    let run = dist.run(
-        &["fetch", &format!("oci:{}", not_layout.display()), "-"],
-        b"",
-    );
-    assert_eq!(run.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&run.stderr).contains("not an OCI image layout"));
+    let loc = format!("oci:{}", not_layout.display());
+    let missing = format!("oci:{}", dir.path().join("missing").display());
+    // The worker, a one-shot fetch and resolve all refuse it as unusable (exit status 2),
+    // naming the directory, rather than failing an object on its missing index.json.
+    let runs = [
+        vec!["fetch", &loc, "-"],
+        vec!["fetch", &loc, "v1"],
+        vec!["fetch", &missing, "v1"],
+    ];
+    let resolve = format!("{missing}:v1");
+    for args in runs.iter().chain([&vec!["resolve", &resolve]]) {
+        let run = dist.run(args, b"");
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("is not an OCI image layout"),
+            "{args:?}: {err}"
+        );
+    }
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use dist::sink::stream::StreamWriter;
 use dist::{Error, ErrorKind, Hints, Object, Remote};
 
-use super::{open_remote, report, EXIT_FAILED, EXIT_USAGE};
+use super::{check_layout, open_locator, report, EXIT_FAILED, EXIT_USAGE};
 use crate::cli::{FetchArgs, Global};
 
 pub async fn run(global: &Global, args: FetchArgs) -> u8 {
@@ -19,10 +19,16 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
         Ok(v) => v,
         Err(e) => return report(&e, EXIT_USAGE),
     };
-    let remote = match open_remote(global, &args.locator, 1) {
+    let opened = args.locator.parse().and_then(|locator: dist::Locator| {
+        Ok((open_locator(global, locator.clone(), 1)?, locator))
+    });
+    let (remote, locator) = match opened {
         Ok(r) => r,
         Err(e) => return report(&e, EXIT_USAGE),
     };
+    if let Err(code) = check_layout(remote.as_ref(), &locator).await {
+        return code;
+    }
     match fetch_to_stdout(remote.as_ref(), &object, &hints).await {
         Ok(()) => 0,
         Err(e) if e.kind() == ErrorKind::InvalidInput => report(&e, EXIT_USAGE),

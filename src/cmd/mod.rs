@@ -32,6 +32,20 @@ pub const EXIT_USAGE: u8 = 2;
 /// Exit status when `--timeout` ran out, as timeout(1) has it.
 pub const EXIT_TIMEOUT: u8 = 124;
 
+/// Checks an OCI layout remote before a one-shot command uses it, as the worker and `pull`
+/// check every remote: a path that is not a layout is a usage error (exit status 2) that
+/// names the directory, not a failed object. A registry is not checked there: the check
+/// would cost a request the command's own makes anyway.
+pub async fn check_layout(remote: &dyn Remote, locator: &Locator) -> Result<(), u8> {
+    if !matches!(locator, Locator::Layout(_)) {
+        return Ok(());
+    }
+    remote.check().await.map_err(|e| {
+        eprintln!("dist: cannot use {}: {e}", remote.describe());
+        EXIT_USAGE
+    })
+}
+
 /// Builds the remote a locator names, sharing one transport.
 pub fn open_remote(global: &Global, locator: &str, jobs: usize) -> Result<Arc<dyn Remote>, Error> {
     open_locator(global, locator.parse()?, jobs)

@@ -5,7 +5,7 @@ use std::io::Write;
 use dist::image::ImageRef;
 use dist::ErrorKind;
 
-use super::{open_locator, report, EXIT_FAILED, EXIT_USAGE};
+use super::{check_layout, open_locator, report, EXIT_FAILED, EXIT_USAGE};
 use crate::cli::{Global, ResolveArgs};
 
 /// `dist resolve`: the descriptor a reference points to, as one JSON line.
@@ -18,6 +18,9 @@ pub async fn run(global: &Global, args: ResolveArgs) -> u8 {
         Ok(r) => r,
         Err(e) => return report(&e, EXIT_USAGE),
     };
+    if let Err(code) = check_layout(remote.as_ref(), &image.locator).await {
+        return code;
+    }
     match remote.resolve(&image.object()).await {
         Ok(d) => {
             let line = serde_json::to_string(&d.bare()).expect("descriptors serialise");
