@@ -299,6 +299,8 @@ fn sigint_during_large_downloads_stops_promptly_and_keeps_partials_a_rerun_carri
         signalled.elapsed()
     );
     assert_eq!(out.status.code(), Some(130));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("kept for the next run to carry on"), "{err}");
     let kept = assert_only_partials(dir.path(), &blobs);
 
     reg.clear_faults();
@@ -634,6 +636,8 @@ fn large_downloads_cut_by_the_timeout_leave_only_partials() {
         started.elapsed()
     );
     assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("kept for the next run to carry on"), "{err}");
     assert_only_partials(dir.path(), &blobs);
 
     // One object to stdout: abandoned at the deadline, named in the message.

@@ -37,7 +37,7 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
     let checked = tokio::select! {
         r = remote.check() => r,
         why = &mut stop => {
-            eprintln!("{}", why.message());
+            eprintln!("{}", why.message(false));
             return why.code();
         }
     };
@@ -55,6 +55,7 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
         progress: Some(progress),
     };
     let framed = args.output.is_none();
+    let into_store = !framed;
     // Line numbers only mean something when the objects came as lines.
     let from_lines = args.object == "-";
     let input: Box<dyn tokio::io::AsyncBufRead + Unpin + Send> = if from_lines {
@@ -100,7 +101,7 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
         drop(outcomes);
         output.finish_within(std::time::Duration::from_secs(2));
         display.finish(ticker);
-        eprintln!("{}", why.message());
+        eprintln!("{}", why.message(into_store));
         return why.code();
     }
     display.finish(ticker);

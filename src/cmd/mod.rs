@@ -211,15 +211,23 @@ impl Stop {
         }
     }
 
-    /// Said once output has been finished: everything reported is complete.
-    pub fn message(&self) -> String {
-        match self {
+    /// Said once output has been finished: everything reported is complete. Into a
+    /// layout (`into_store`), large downloads cut short are kept, and the next run carries
+    /// them on: worth knowing before deciding whether to run again.
+    pub fn message(&self, into_store: bool) -> String {
+        let mut text = match self {
             Stop::Signal(_) => "dist: interrupted; objects reported so far are complete".into(),
             Stop::Deadline(t) => format!(
                 "dist: gave up after the --timeout of {t:?}; objects reported so far are \
                  complete, the others were not fetched"
             ),
+        };
+        if into_store {
+            text.push_str(
+                "; downloads cut short past their first MiB are kept for the next run to carry on",
+            );
         }
+        text
     }
 }
 

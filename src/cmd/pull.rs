@@ -84,7 +84,7 @@ pub async fn run(global: &Global, args: PullArgs) -> u8 {
         r = work => r,
         why = stopped(global) => {
             display.finish(ticker);
-            eprintln!("{}", why.message());
+            eprintln!("{}", why.message(true));
             return why.code();
         }
     };
