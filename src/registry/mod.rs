@@ -231,6 +231,21 @@ impl RegistryRemote {
         }))
     }
 
+    /// Fetches `object` from the first host that has it; with a `prefix`, only the rest.
+    async fn fetch_after(
+        &self,
+        object: &Object,
+        hints: &Hints,
+        prefix: Option<&Prefix>,
+    ) -> Result<Download> {
+        let tag = matches!(object, Object::Tag(_));
+        self.on_hosts(tag, hints.origin_only, |host| {
+            self.fetch_on(host, object, hints, prefix).boxed()
+        })
+        .await
+        .map_err(|e| e.with_object(object))
+    }
+
     /// Tries the endpoints in turn on one host: a digest may name a blob or a manifest.
     /// With a `prefix`, only the content after it is asked for.
     async fn fetch_on(
@@ -492,15 +507,7 @@ impl Remote for RegistryRemote {
         object: &'a Object,
         hints: &'a Hints,
     ) -> BoxFuture<'a, Result<Download>> {
-        async move {
-            let tag = matches!(object, Object::Tag(_));
-            self.on_hosts(tag, hints.origin_only, |host| {
-                self.fetch_on(host, object, hints, None).boxed()
-            })
-            .await
-            .map_err(|e| e.with_object(object))
-        }
-        .boxed()
+        self.fetch_after(object, hints, None).boxed()
     }
 
     fn fetch_rest<'a>(
@@ -509,15 +516,7 @@ impl Remote for RegistryRemote {
         hints: &'a Hints,
         prefix: Prefix,
     ) -> BoxFuture<'a, Result<Download>> {
-        async move {
-            let tag = matches!(object, Object::Tag(_));
-            self.on_hosts(tag, hints.origin_only, |host| {
-                self.fetch_on(host, object, hints, Some(&prefix)).boxed()
-            })
-            .await
-            .map_err(|e| e.with_object(object))
-        }
-        .boxed()
+        async move { self.fetch_after(object, hints, Some(&prefix)).await }.boxed()
     }
 
     fn check<'a>(&'a self) -> BoxFuture<'a, Result<()>> {
