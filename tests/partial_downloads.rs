@@ -165,6 +165,46 @@ fn a_wrong_partial_fails_verification_and_the_blob_is_fetched_from_scratch() {
     assert_stored_alone(dir.path(), &digest, &data);
 }
 
+/// Two runs that want the same blob at once: one claims the partial download and carries
+/// it on, the other finds it gone and fetches the blob whole (or, started late, finds the
+/// blob stored); both succeed, and one verified copy remains with nothing beside it.
+#[test]
+fn two_runs_never_share_a_partial() {
+    let (reg, digest, data) = fake_with_blob();
+    let fault = Fault::SlowBody {
+        chunk: 64 << 10,
+        delay: std::time::Duration::from_millis(50),
+    };
+    reg.set_fault_for_every(&digest, fault);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("blobs/sha256")).unwrap();
+    std::fs::write(partial_path(dir.path(), &digest), &data[..2 << 20]).unwrap();
+    let repo = format!("{}/team/app", reg.host());
+    let args = ["fetch", &repo, "-", "-o", dir.path().to_str().unwrap()];
+    let dist = Dist::new();
+    let input = format!("{digest}\n");
+    let children: Vec<_> = (0..2)
+        .map(|_| dist.spawn(&args, input.as_bytes()))
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let ranges: Vec<Option<String>> = blob_gets(&reg, &digest, 0)
+        .into_iter()
+        .map(|g| g.range)
+        .collect();
+    let carried_on: Vec<_> = ranges.iter().flatten().collect();
+    assert_eq!(carried_on, ["bytes=2097152-"], "claimed once: {ranges:?}");
+    assert!(ranges.len() <= 2, "{ranges:?}");
+    assert_stored_alone(dir.path(), &digest, &data);
+}
+
 /// A server that ignores `Range` sends the whole blob; the part already at hand is
 /// dropped on arrival instead of written twice.
 #[test]
