@@ -157,6 +157,9 @@ async fn to_store(
         });
         if let Some(size) = present {
             store.remove_partial(digest);
+            if job.hints.size.is_some() {
+                progress.already_here(size);
+            }
             outcome.status = Status::Exists;
             outcome.digest = Some(digest.clone());
             outcome.size = Some(size);
@@ -183,6 +186,9 @@ async fn to_store(
                 match remote.fetch_rest(&job.object, &hints, prefix).await {
                     Ok(download) => {
                         tracing::info!(object = %job.object, bytes = len, "carrying on from a partial download an earlier run kept");
+                        if job.hints.size.is_some() {
+                            progress.already_here(len);
+                        }
                         (download, temp)
                     }
                     // Kept again (dropping `temp` does that) for a run that can reach it.

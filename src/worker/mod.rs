@@ -360,6 +360,67 @@ impl Drop for AbortOnDrop {
 mod tests {
     use super::*;
 
+    /// On a re-run, bytes already stored or held by a partial download are not expected
+    /// from the network: once everything is done, what was expected is what arrived.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn bytes_already_here_are_not_expected() {
+        use crate::digest::{Algorithm, Digest};
+        use futures::StreamExt;
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        let stored: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
+        let partial: Vec<u8> = (0..7000u32).map(|i| (i * 7) as u8).collect();
+        let mut lines = String::new();
+        for data in [&stored, &partial] {
+            let d = Digest::of(Algorithm::Sha256, data);
+            let path = src.path().join("blobs/sha256").join(d.encoded());
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, data).unwrap();
+            lines.push_str(&format!("{d} size:{}\n", data.len()));
+        }
+        std::fs::write(
+            src.path().join("oci-layout"),
+            r#"{"imageLayoutVersion":"1.0.0"}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            src.path().join("index.json"),
+            r#"{"schemaVersion":2,"manifests":[]}"#,
+        )
+        .unwrap();
+        let sha = dst.path().join("blobs/sha256");
+        std::fs::create_dir_all(&sha).unwrap();
+        let d = Digest::of(Algorithm::Sha256, &stored);
+        std::fs::write(sha.join(d.encoded()), &stored).unwrap();
+        let d = Digest::of(Algorithm::Sha256, &partial);
+        std::fs::write(
+            sha.join(format!(".dist-partial-{}", d.encoded())),
+            &partial[..3000],
+        )
+        .unwrap();
+
+        let progress = Arc::new(Progress::default());
+        let opts = WorkerOptions {
+            jobs: 2,
+            ordered: true,
+            destination: Destination::Store {
+                store: LayoutStore::open(dst.path()).unwrap(),
+                verify_existing: false,
+            },
+            shard: None,
+            progress: Some(progress.clone()),
+        };
+        let remote: Arc<dyn Remote> = Arc::new(crate::layout_remote::LayoutRemote::new(src.path()));
+        let input = std::io::Cursor::new(lines.into_bytes());
+        let outcomes: Vec<Outcome> = run(remote, input, opts).collect().await;
+        let statuses: Vec<Status> = outcomes.iter().map(|o| o.status).collect();
+        assert_eq!(statuses, [Status::Exists, Status::Ok]);
+        assert_eq!(outcomes[1].size, Some(7000));
+        let s = progress.snapshot();
+        assert_eq!((s.bytes, s.expected_bytes), (4000, 4000));
+        assert_eq!(std::fs::read(sha.join(d.encoded())).unwrap(), partial);
+    }
+
     #[test]
     fn dedup_keys() {
         let mut s = Seen::default();

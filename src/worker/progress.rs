@@ -63,6 +63,17 @@ impl Progress {
         self.bytes.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// `n` of the bytes expected need not come over the network: a blob already stored,
+    /// or the part of one a partial download holds. Counted as expected, they would keep
+    /// the remaining time from ever reaching zero on a re-run.
+    pub(crate) fn already_here(&self, n: u64) {
+        let _ = self
+            .expected_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |e| {
+                Some(e.saturating_sub(n))
+            });
+    }
+
     pub(crate) fn finished(&self, ok: bool) {
         self.finished.fetch_add(1, Ordering::Relaxed);
         if !ok {
@@ -109,5 +120,9 @@ mod tests {
         let s = p.snapshot();
         assert!(s.input_done);
         assert_eq!((s.objects, s.expected_bytes), (2, 15));
+        p.already_here(4);
+        assert_eq!(p.snapshot().expected_bytes, 11);
+        p.already_here(40);
+        assert_eq!(p.snapshot().expected_bytes, 0, "never below zero");
     }
 }
