@@ -98,6 +98,7 @@
 //! ```
 
 pub mod auth;
+mod blocking;
 pub mod certs;
 pub mod digest;
 pub mod duration;

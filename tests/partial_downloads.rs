@@ -27,6 +27,12 @@ fn partial_path(dir: &Path, digest: &str) -> PathBuf {
         .join(format!(".dist-partial-{}", hex(digest)))
 }
 
+/// Leaves `bytes` in `dir` as a partial download of `digest`, as an earlier run would.
+fn plant_partial(dir: &Path, digest: &str, bytes: &[u8]) {
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    std::fs::write(partial_path(dir, digest), bytes).unwrap();
+}
+
 /// Runs the worker into `dir` for `digest`; returns the exit status, stdout and stderr.
 fn fetch_into(reg: &FakeRegistry, dir: &Path, digest: &str, extra: &[&str]) -> (i32, String) {
     let repo = format!("{}/team/app", reg.host());
@@ -153,10 +159,9 @@ fn after_kill_9_the_next_run_carries_on_the_dead_runs_download() {
 fn a_wrong_partial_fails_verification_and_the_blob_is_fetched_from_scratch() {
     let (reg, digest, data) = fake_with_blob();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("blobs/sha256")).unwrap();
     let mut wrong = data[..2 << 20].to_vec();
     wrong[1000] ^= 1;
-    std::fs::write(partial_path(dir.path(), &digest), &wrong).unwrap();
+    plant_partial(dir.path(), &digest, &wrong);
     let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
     assert_eq!(status, 0, "{text}");
     let gets = blob_gets(&reg, &digest, 0);
@@ -177,8 +182,7 @@ fn two_runs_never_share_a_partial() {
     };
     reg.set_fault_for_every(&digest, fault);
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("blobs/sha256")).unwrap();
-    std::fs::write(partial_path(dir.path(), &digest), &data[..2 << 20]).unwrap();
+    plant_partial(dir.path(), &digest, &data[..2 << 20]);
     let repo = format!("{}/team/app", reg.host());
     let args = ["fetch", &repo, "-", "-o", dir.path().to_str().unwrap()];
     let dist = Dist::new();
@@ -212,8 +216,7 @@ fn a_server_that_ignores_range_still_completes_the_partial() {
     let (reg, digest, data) = fake_with_blob();
     reg.set_fault_for_every(&digest, Fault::IgnoreRange);
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("blobs/sha256")).unwrap();
-    std::fs::write(partial_path(dir.path(), &digest), &data[..(3 << 19)]).unwrap();
+    plant_partial(dir.path(), &digest, &data[..(3 << 19)]);
     let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
     assert_eq!(status, 0, "{text}");
     assert_eq!(blob_gets(&reg, &digest, 0).len(), 1);
@@ -227,8 +230,7 @@ fn a_server_that_ignores_range_still_completes_the_partial() {
 fn a_partial_with_nothing_left_to_fetch_is_replaced() {
     let (reg, digest, data) = fake_with_blob();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("blobs/sha256")).unwrap();
-    std::fs::write(partial_path(dir.path(), &digest), &data).unwrap();
+    plant_partial(dir.path(), &digest, &data);
     let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
     assert_eq!(status, 0, "{text}");
     assert_stored_alone(dir.path(), &digest, &data);
@@ -251,10 +253,8 @@ fn corrupted_content_is_not_kept_as_a_partial() {
 fn a_partial_beside_its_stored_blob_is_removed() {
     let (reg, digest, data) = fake_with_blob();
     let dir = tempfile::tempdir().unwrap();
-    let sha = dir.path().join("blobs/sha256");
-    std::fs::create_dir_all(&sha).unwrap();
-    std::fs::write(sha.join(hex(&digest)), &data).unwrap();
-    std::fs::write(partial_path(dir.path(), &digest), &data[..1 << 21]).unwrap();
+    plant_partial(dir.path(), &digest, &data[..1 << 21]);
+    std::fs::write(dir.path().join("blobs/sha256").join(hex(&digest)), &data).unwrap();
     let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
     assert_eq!(status, 0, "{text}");
     assert!(text.contains(r#""status":"exists""#), "{text}");

@@ -179,6 +179,17 @@ fn start_batch(
     dist.spawn(&args, lines(blobs).as_bytes())
 }
 
+/// A run after an interrupted one, with default options: `blobs` into `dir`.
+fn rerun_into(
+    dist: &Dist,
+    reg: &FakeRegistry,
+    blobs: &BTreeMap<String, Vec<u8>>,
+    dir: &Path,
+) -> std::process::Output {
+    let args = ["fetch", &repo(reg), "-", "-o", dir.to_str().unwrap()];
+    dist.run(&args, lines(blobs).as_bytes())
+}
+
 #[test]
 fn sigterm_stops_promptly_and_leaves_only_verified_blobs() {
     let (reg, blobs) = slow_batch();
@@ -305,14 +316,7 @@ fn sigint_during_large_downloads_stops_promptly_and_keeps_partials_a_rerun_carri
 
     reg.clear_faults();
     let before = reg.requests().len();
-    let args = [
-        "fetch",
-        &repo(&reg),
-        "-",
-        "-o",
-        dir.path().to_str().unwrap(),
-    ];
-    let out = dist.run(&args, lines(&blobs).as_bytes());
+    let out = rerun_into(&dist, &reg, &blobs, dir.path());
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -384,16 +388,7 @@ fn after_kill_9_a_rerun_completes_without_refetching() {
     assert!(!done.is_empty() && done.len() < 30, "{}", done.len());
     reg.clear_faults();
     let before = reg.request_count();
-    let out = dist.run(
-        &[
-            "fetch",
-            &repo(&reg),
-            "-",
-            "-o",
-            dir.path().to_str().unwrap(),
-        ],
-        lines(&blobs).as_bytes(),
-    );
+    let out = rerun_into(&dist, &reg, &blobs, dir.path());
     assert!(
         out.status.success(),
         "{}",

@@ -187,9 +187,10 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
             entry.annotations.insert(REF_NAME.into(), name.into());
         }
         let (store, indexed) = (self.store.clone(), entry.clone());
-        tokio::task::spawn_blocking(move || store.add_to_index(&indexed))
-            .await
-            .map_err(|e| Error::new(ErrorKind::Io, "index.json update failed").with_cause(e))??;
+        crate::blocking::run("index.json update failed", move || {
+            store.add_to_index(&indexed)
+        })
+        .await?;
         self.pulled.entry = Some(entry);
         Ok(self.pulled)
     }

@@ -480,9 +480,7 @@ impl TempBlob {
         if self.store.in_memory {
             finish()?;
         } else {
-            tokio::task::spawn_blocking(finish)
-                .await
-                .map_err(|e| Error::new(ErrorKind::Io, "write task failed").with_cause(e))??;
+            crate::blocking::run("write task failed", finish).await?;
         }
         Ok(dest)
     }

@@ -10,6 +10,7 @@ use std::time::Instant;
 use super::line::Job;
 use super::progress::Progress;
 use super::{Destination, Outcome, Status};
+use crate::blocking;
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fetch::{Download, Prefix};
@@ -130,11 +131,10 @@ async fn to_store(
         let present = if verify_existing {
             // Re-hashing a stored blob is real work: off the runtime's thread.
             let (s, d) = (store.clone(), digest.clone());
-            tokio::task::spawn_blocking(move || s.existing(&d, true))
-                .await
-                .map_err(|e| {
-                    Error::new(ErrorKind::Io, "checking a stored blob failed").with_cause(e)
-                })??
+            blocking::run("checking a stored blob failed", move || {
+                s.existing(&d, true)
+            })
+            .await?
         } else {
             store.existing(digest, false)?
         };
@@ -259,11 +259,7 @@ async fn start(
 /// runtime's thread (it may be gigabytes).
 async fn claim_partial(store: &LayoutStore, digest: &Digest) -> Result<Option<(TempBlob, Prefix)>> {
     let (s, d) = (store.clone(), digest.clone());
-    tokio::task::spawn_blocking(move || s.resume(&d))
-        .await
-        .map_err(|e| {
-            Error::new(ErrorKind::Io, "claiming a partial download failed").with_cause(e)
-        })?
+    blocking::run("claiming a partial download failed", move || s.resume(&d)).await
 }
 
 /// Whether a request for the rest after a partial download failed because of the partial

@@ -378,16 +378,7 @@ mod tests {
             std::fs::write(path, data).unwrap();
             lines.push_str(&format!("{d} size:{}\n", data.len()));
         }
-        std::fs::write(
-            src.path().join("oci-layout"),
-            r#"{"imageLayoutVersion":"1.0.0"}"#,
-        )
-        .unwrap();
-        std::fs::write(
-            src.path().join("index.json"),
-            r#"{"schemaVersion":2,"manifests":[]}"#,
-        )
-        .unwrap();
+        LayoutStore::open(src.path()).unwrap(); // oci-layout and index.json
         let sha = dst.path().join("blobs/sha256");
         std::fs::create_dir_all(&sha).unwrap();
         let d = Digest::of(Algorithm::Sha256, &stored);
