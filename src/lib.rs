@@ -116,6 +116,7 @@ pub mod reference;
 pub mod registry;
 pub mod remote;
 pub mod retry;
+mod server_text;
 pub mod sink;
 pub mod transport;
 mod user_dirs;

@@ -181,6 +181,47 @@ fn tag_is_checked_against_docker_content_digest() {
     assert!(err.contains(&format!("expected {digest}")), "{err}");
 }
 
+/// A CDN's or a proxy's HTML error page, or a body with line breaks and escape sequences,
+/// still makes one line on stderr, with nothing in it that a terminal would act on.
+#[test]
+fn error_pages_make_one_clean_line() {
+    let (reg, digest, _) = fake_with_blob(1000);
+    let fail_with = |content_type, body: &str| {
+        reg.clear_faults();
+        let page = Fault::Page {
+            status: 403,
+            content_type,
+            body: body.into(),
+        };
+        reg.set_fault_for_every(&digest, page);
+        let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        err
+    };
+
+    let err = fail_with(
+        "text/html",
+        "<!DOCTYPE html>\n<html><head><title>Access denied |\n registry.example used \
+         Cloudflare</title></head>\n<body><h1>Sorry</h1>\n</body></html>\n",
+    );
+    assert!(
+        err.contains(
+            "registry answered 403 Forbidden: Access denied | registry.example used Cloudflare"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains('<'), "{err}");
+
+    let err = fail_with("text/plain", "denied\r\n\x1b]0;owned\x07 by policy\n");
+    assert!(
+        err.contains("registry answered 403 Forbidden: denied ]0;owned by policy"),
+        "{err}"
+    );
+    assert!(!err.contains(['\x1b', '\x07', '\r']), "{err:?}");
+}
+
 #[test]
 fn server_errors_are_retried() {
     let (reg, digest, data) = fake_with_blob(20_000);

@@ -141,15 +141,14 @@ pub async fn fetch(
             429 => ErrorKind::TooManyRequests,
             _ => ErrorKind::Http,
         };
-        return Err(Error::new(
-            kind,
-            format!(
-                "token request answered {status}: {}",
-                String::from_utf8_lossy(&text).trim()
-            ),
-        )
-        .with_status(status.as_u16())
-        .with_url(&shown));
+        let mut msg = format!("token request answered {status}");
+        let said = crate::server_text::excerpt(&text, &status.to_string());
+        if !said.is_empty() {
+            msg = format!("{msg}: {said}");
+        }
+        return Err(Error::new(kind, msg)
+            .with_status(status.as_u16())
+            .with_url(&shown));
     }
     let bytes = transport::read_limited(transport, body, MAX_TOKEN_RESPONSE)
         .await

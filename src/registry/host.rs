@@ -17,6 +17,7 @@ use crate::auth::{Authorizer, CredentialSource};
 use crate::error::{Error, ErrorKind, Result};
 use crate::reference::Repository;
 use crate::retry::{self, HostPause, RetryPolicy};
+use crate::server_text;
 use crate::transport::{self, Outgoing, Transport};
 
 /// Error bodies are read up to this much for their message.
@@ -344,19 +345,20 @@ async fn status_error(transport: &Transport, reply: &mut transport::Reply) -> Er
     }
     let body = transport::read_prefix(transport, reply.response.body_mut(), MAX_ERROR_BODY).await;
     let detail = match serde_json::from_slice::<OciErrors>(&body) {
-        Ok(e) if !e.errors.is_empty() => e
-            .errors
-            .iter()
-            .map(|e| match (e.code.is_empty(), e.message.is_empty()) {
-                (false, false) => format!("{}: {}", e.code, e.message),
-                (false, true) => e.code.clone(),
-                _ => e.message.clone(),
-            })
-            .collect::<Vec<_>>()
-            .join("; "),
-        _ => String::from_utf8_lossy(&body[..body.len().min(200)])
-            .trim()
-            .to_string(),
+        Ok(e) if !e.errors.is_empty() => {
+            let all = e
+                .errors
+                .iter()
+                .map(|e| match (e.code.is_empty(), e.message.is_empty()) {
+                    (false, false) => format!("{}: {}", e.code, e.message),
+                    (false, true) => e.code.clone(),
+                    _ => e.message.clone(),
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            server_text::one_line(&all)
+        }
+        _ => server_text::excerpt(&body, &status.to_string()),
     };
     let kind = match status.as_u16() {
         404 => ErrorKind::NotFound,

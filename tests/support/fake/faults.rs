@@ -29,6 +29,12 @@ pub enum Fault {
     Status(u16),
     /// This status with `Retry-After` set to the string: seconds or an HTTP-date.
     StatusWithRetryAfter(u16, String),
+    /// This status with a body of this content type: a proxy's or CDN's own error page.
+    Page {
+        status: u16,
+        content_type: &'static str,
+        body: String,
+    },
     /// Headers with the full `Content-Length`, the first K body bytes, then a TCP reset. The
     /// client receives exactly K bytes as long as it keeps reading (the reset waits briefly for
     /// big writes to drain); it then sees `ConnectionReset`.
@@ -250,6 +256,14 @@ pub fn apply(
         Fault::Status(code) => bare(*code).into_response(),
         Fault::StatusWithRetryAfter(code, after) => {
             bare(*code).header(RETRY_AFTER, after).into_response()
+        }
+        Fault::Page {
+            status,
+            content_type,
+            body,
+        } => {
+            let status = StatusCode::from_u16(*status).expect("fault status code");
+            Prepared::typed(status, content_type, body.clone()).into_response()
         }
         Fault::Redirect { status, location } => {
             bare(*status).header(LOCATION, location).into_response()

@@ -1,0 +1,112 @@
+//! Text a server sent (an error body, a token endpoint's refusal), made fit for a one-line
+//! message: a proxy's HTML error page or a body with line breaks would otherwise spread
+//! one error over many lines of stderr, and control characters from an untrusted server
+//! (terminal escape sequences) would reach the user's terminal.
+
+/// How many characters of a server's text a message shows at most.
+pub const MAX_SHOWN: usize = 200;
+
+/// `body` as one line of at most [`MAX_SHOWN`] characters: control characters and runs of
+/// white space become one space. An HTML page is shown by its `<title>` alone, and not at
+/// all when the title only repeats `status` (nginx's `404 Not Found` page): its markup
+/// says nothing a reader needs.
+pub fn excerpt(body: &[u8], status: &str) -> String {
+    let text = String::from_utf8_lossy(body);
+    if !looks_like_html(&text) {
+        return one_line(&text);
+    }
+    match title(&text).map(|t| one_line(&t)) {
+        Some(t) if !t.is_empty() && !status.contains(t.as_str()) => t,
+        _ => String::new(),
+    }
+}
+
+/// `text` on one line of at most [`MAX_SHOWN`] characters, ending in `…` when cut.
+pub fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(MAX_SHOWN + 4));
+    let mut shown = 0;
+    let mut space = false;
+    for c in text.trim().chars() {
+        if c.is_whitespace() || c.is_control() {
+            space = true;
+            continue;
+        }
+        if shown == MAX_SHOWN {
+            out.push('…');
+            break;
+        }
+        if std::mem::take(&mut space) && !out.is_empty() {
+            out.push(' ');
+            shown += 1;
+        }
+        out.push(c);
+        shown += 1;
+    }
+    out
+}
+
+fn looks_like_html(text: &str) -> bool {
+    let head: String = text.trim_start().chars().take(256).collect();
+    let head = head.to_ascii_lowercase();
+    head.starts_with("<!doctype html") || head.starts_with("<html") || head.contains("<title")
+}
+
+/// The text between `<title …>` and `</title>`, tags matched without regard to case.
+fn title(html: &str) -> Option<String> {
+    let lower = html.to_ascii_lowercase();
+    let open = lower.find("<title")?;
+    let start = open + lower[open..].find('>')? + 1;
+    let end = start + lower[start..].find("</title")?;
+    // Lowercasing ASCII keeps byte offsets, so they index the original text too.
+    Some(html[start..end].to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NGINX_404: &str = "<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n\
+        <center><h1>404 Not Found</h1></center>\r\n<hr><center>nginx/1.22.1</center>\r\n\
+        </body>\r\n</html>\r\n";
+
+    #[test]
+    fn an_html_page_that_repeats_the_status_shows_nothing() {
+        assert_eq!(excerpt(NGINX_404.as_bytes(), "404 Not Found"), "");
+    }
+
+    #[test]
+    fn an_html_page_shows_its_title_when_it_says_more() {
+        let page = b"<!DOCTYPE html>\n<HTML><Head><TITLE>\n  Access denied |\n registry.example \
+            used Cloudflare</TITLE></Head><body>...</body></HTML>";
+        assert_eq!(
+            excerpt(page, "403 Forbidden"),
+            "Access denied | registry.example used Cloudflare"
+        );
+        assert_eq!(
+            excerpt(b"<html><body>no title</body></html>", "502 Bad Gateway"),
+            ""
+        );
+    }
+
+    #[test]
+    fn text_is_one_line_without_control_characters() {
+        assert_eq!(
+            excerpt(
+                b"  upstream\r\n\tfailed \x1b[31mred\x1b[0m\n\n",
+                "502 Bad Gateway"
+            ),
+            "upstream failed [31mred [0m"
+        );
+        assert_eq!(excerpt(b"", "404 Not Found"), "");
+    }
+
+    #[test]
+    fn long_text_is_cut_with_an_ellipsis() {
+        let long = "é".repeat(500);
+        let shown = one_line(&long);
+        assert_eq!(shown.chars().count(), MAX_SHOWN + 1);
+        assert!(shown.ends_with('…'));
+        let exact = "x".repeat(MAX_SHOWN);
+        assert_eq!(one_line(&exact), exact, "not cut at exactly the limit");
+    }
+}
