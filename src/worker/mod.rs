@@ -10,27 +10,26 @@ pub mod input;
 pub mod job;
 pub mod line;
 pub mod progress;
+mod seen;
 pub mod shard;
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::{self, BoxFuture};
 use futures::stream::{BoxStream, StreamExt};
-use sha2::Digest as _;
 use tokio::io::AsyncBufRead;
 
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind};
-use crate::reference::Object;
 use crate::remote::Remote;
 use crate::sink::layout::LayoutStore;
 use crate::sink::spool::{self, Spool};
 use input::RawLine;
 use line::Job;
 use progress::Progress;
+use seen::Seen;
 use shard::Shard;
 
 /// How an object ended.
@@ -157,42 +156,6 @@ impl Default for WorkerOptions {
             shard: None,
             progress: None,
         }
-    }
-}
-
-/// Remembers which objects were seen, in 32 bytes each: a sha256 digest's own bytes, or
-/// the SHA-256 of anything else (a sha512 digest, a tag, each under its own prefix). The
-/// whole digest counts: input is untrusted, and a made-up digest sharing a real one's
-/// leading bytes must not pass for a duplicate and go unfetched. A tag counts together
-/// with its `mediatype:` hints: the registry may answer it differently for each (an index,
-/// or the one manifest it picks for a client that takes no indexes).
-#[derive(Default)]
-struct Seen(HashSet<[u8; 32]>);
-
-impl Seen {
-    fn first_time(&mut self, object: &Object, media_types: &[String]) -> bool {
-        let key = match object {
-            Object::Digest(d) if d.algorithm() == crate::digest::Algorithm::Sha256 => {
-                let mut k = [0u8; 32];
-                for (i, pair) in d.encoded().as_bytes().chunks(2).enumerate() {
-                    // The digest was validated as 64 lowercase hex characters.
-                    k[i] = (hex_value(pair[0]) << 4) | hex_value(pair[1]);
-                }
-                k
-            }
-            Object::Digest(d) => sha2::Sha256::digest(format!("digest {d}")).into(),
-            Object::Tag(t) => {
-                sha2::Sha256::digest(format!("tag {t} {}", media_types.join(" "))).into()
-            }
-        };
-        self.0.insert(key)
-    }
-}
-
-fn hex_value(c: u8) -> u8 {
-    match c {
-        b'0'..=b'9' => c - b'0',
-        _ => c - b'a' + 10,
     }
 }
 
@@ -410,32 +373,5 @@ mod tests {
         let s = progress.snapshot();
         assert_eq!((s.bytes, s.expected_bytes), (4000, 4000));
         assert_eq!(std::fs::read(sha.join(d.encoded())).unwrap(), partial);
-    }
-
-    #[test]
-    fn dedup_keys() {
-        let mut s = Seen::default();
-        let d: Object = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-            .parse()
-            .unwrap();
-        assert!(s.first_time(&d, &[]));
-        assert!(!s.first_time(&d, &[]));
-        assert!(s.first_time(&Object::Tag("latest".into()), &[]));
-        assert!(!s.first_time(&Object::Tag("latest".into()), &[]));
-        assert!(s.first_time(&Object::Tag("v1".into()), &[]));
-        // Same leading half, different digest: not a duplicate.
-        let twin: Object =
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92400000000000000000000000000000000"
-                .parse()
-                .unwrap();
-        assert!(s.first_time(&twin, &[]));
-        let long: Object = format!("sha512:{}", "ab".repeat(64)).parse().unwrap();
-        assert!(s.first_time(&long, &[]));
-        assert!(!s.first_time(&long, &[]));
-        // A digest pins its content whatever the hints; a tag's answer depends on them.
-        let index = ["application/vnd.oci.image.index.v1+json".to_string()];
-        assert!(!s.first_time(&d, &index));
-        assert!(s.first_time(&Object::Tag("latest".into()), &index));
-        assert!(!s.first_time(&Object::Tag("latest".into()), &index));
     }
 }

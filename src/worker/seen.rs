@@ -1,0 +1,175 @@
+//! Which objects a batch has met already, so that an object named twice is fetched once.
+//!
+//! Every object the batch meets is remembered to its end, so this is the one part of the
+//! worker whose memory grows with its input: with the count of *distinct* objects. It is
+//! kept to their 32 bytes each. A plain hash set of them needed about twice that, and
+//! three times while it doubled: 112 MiB of peak RSS for 1,000,000 distinct digests.
+//! Here new keys go to a small hash set, and each time it fills they move, in order, into
+//! a sorted array that holds exactly the keys (about 45 MiB for that input).
+
+use std::collections::HashSet;
+
+use sha2::Digest as _;
+
+use crate::digest::Algorithm;
+use crate::reference::Object;
+
+/// How many keys the hash set takes before they move into the sorted array: small enough
+/// that the set stays near 1 MiB, large enough that moving them (a pass over the array)
+/// is rare.
+const BATCH: usize = 16 * 1024;
+
+/// The objects met so far, in 32 bytes each: a sha256 digest's own bytes, or the SHA-256
+/// of anything else (a sha512 digest, a tag, each under its own prefix). The whole digest
+/// counts: input is untrusted, and a made-up digest sharing a real one's leading bytes must
+/// not pass for a duplicate and go unfetched. A tag counts together with its `mediatype:`
+/// hints: the registry may answer it differently for each (an index, or the one manifest
+/// it picks for a client that takes no indexes).
+pub(super) struct Seen {
+    recent: HashSet<Key>,
+    /// Every key not in `recent`, sorted, none twice.
+    settled: Vec<Key>,
+    batch: usize,
+}
+
+type Key = [u8; 32];
+
+/// The sorted array's first capacity, in bytes.
+const ARRAY_START: usize = 4 << 20;
+
+impl Default for Seen {
+    fn default() -> Self {
+        Seen::with_batch(BATCH)
+    }
+}
+
+impl Seen {
+    fn with_batch(batch: usize) -> Self {
+        Seen {
+            recent: HashSet::new(),
+            settled: Vec::new(),
+            batch,
+        }
+    }
+
+    /// Whether `object` (with these `mediatype:` hints) is met for the first time; it is
+    /// remembered from now on.
+    pub(super) fn first_time(&mut self, object: &Object, media_types: &[String]) -> bool {
+        let key = key(object, media_types);
+        if self.settled.binary_search(&key).is_ok() || !self.recent.insert(key) {
+            return false;
+        }
+        if self.recent.len() >= self.batch {
+            self.settle();
+        }
+        true
+    }
+
+    /// Moves the recent keys into the sorted array, merging from the back so that no key
+    /// is moved twice and no second array is needed. The set keeps its capacity for the
+    /// next batch.
+    fn settle(&mut self) {
+        let mut fresh: Vec<Key> = self.recent.drain().collect();
+        fresh.sort_unstable();
+        let old = self.settled.len();
+        // The array starts at 4 MiB (131,072 keys): an allocation that large is mapped on
+        // its own, so its pages cost memory only once written, and growing it remaps them
+        // instead of copying them and leaving the old copy in the heap.
+        let wanted = (old + fresh.len()).max(ARRAY_START / std::mem::size_of::<Key>());
+        self.settled.reserve(wanted - old);
+        self.settled.resize(old + fresh.len(), [0; 32]);
+        let (mut i, mut j) = (old, fresh.len());
+        for k in (0..self.settled.len()).rev() {
+            // A fresh key is never in the array already, so the two never compare equal.
+            if j == 0 {
+                break;
+            }
+            if i > 0 && self.settled[i - 1] > fresh[j - 1] {
+                self.settled[k] = self.settled[i - 1];
+                i -= 1;
+            } else {
+                self.settled[k] = fresh[j - 1];
+                j -= 1;
+            }
+        }
+    }
+}
+
+fn key(object: &Object, media_types: &[String]) -> Key {
+    match object {
+        Object::Digest(d) if d.algorithm() == Algorithm::Sha256 => {
+            let mut k = [0u8; 32];
+            for (i, pair) in d.encoded().as_bytes().chunks(2).enumerate() {
+                // The digest was validated as 64 lowercase hex characters.
+                k[i] = (hex_value(pair[0]) << 4) | hex_value(pair[1]);
+            }
+            k
+        }
+        Object::Digest(d) => sha2::Sha256::digest(format!("digest {d}")).into(),
+        Object::Tag(t) => sha2::Sha256::digest(format!("tag {t} {}", media_types.join(" "))).into(),
+    }
+}
+
+fn hex_value(c: u8) -> u8 {
+    match c {
+        b'0'..=b'9' => c - b'0',
+        _ => c - b'a' + 10,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedup_keys() {
+        let mut s = Seen::default();
+        let d: Object = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+            .parse()
+            .unwrap();
+        assert!(s.first_time(&d, &[]));
+        assert!(!s.first_time(&d, &[]));
+        assert!(s.first_time(&Object::Tag("latest".into()), &[]));
+        assert!(!s.first_time(&Object::Tag("latest".into()), &[]));
+        assert!(s.first_time(&Object::Tag("v1".into()), &[]));
+        // Same leading half, different digest: not a duplicate.
+        let twin: Object =
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92400000000000000000000000000000000"
+                .parse()
+                .unwrap();
+        assert!(s.first_time(&twin, &[]));
+        let long: Object = format!("sha512:{}", "ab".repeat(64)).parse().unwrap();
+        assert!(s.first_time(&long, &[]));
+        assert!(!s.first_time(&long, &[]));
+        // A digest pins its content whatever the hints; a tag's answer depends on them.
+        let index = ["application/vnd.oci.image.index.v1+json".to_string()];
+        assert!(!s.first_time(&d, &index));
+        assert!(s.first_time(&Object::Tag("latest".into()), &index));
+        assert!(!s.first_time(&Object::Tag("latest".into()), &index));
+    }
+
+    /// Keys met batches ago are still known once they have moved into the array, which
+    /// stays sorted and holds each key once.
+    #[test]
+    fn keys_are_known_across_batches() {
+        let digest = |i: u32| -> Object {
+            let d = crate::digest::Digest::of(Algorithm::Sha256, &i.to_le_bytes());
+            Object::Digest(d)
+        };
+        let mut s = Seen::with_batch(7);
+        for i in 0..100 {
+            assert!(s.first_time(&digest(i), &[]), "{i} is new");
+            assert!(!s.first_time(&digest(i / 2), &[]), "{} was met", i / 2);
+        }
+        assert_eq!(s.settled.len(), 98, "14 batches of 7 moved");
+        assert_eq!(s.recent.len(), 2);
+        assert!(
+            s.settled.windows(2).all(|w| w[0] < w[1]),
+            "sorted, once each"
+        );
+        for i in 0..100 {
+            assert!(!s.first_time(&digest(i), &[]), "{i} is known");
+        }
+        assert!(s.first_time(&digest(100), &[]));
+    }
+}
