@@ -219,7 +219,7 @@ fn basic_auth_without_credentials_fails_clearly() {
     let image = push_image(&reg, "team/app", "v1", OCI_MANIFEST, 4);
     let repo = format!("{}/team/app", reg.host());
     let out = Dist::new().run(&["fetch", &repo, &image.blobs[1].0], b"");
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&image.blobs[1].0), "names the object: {err}");
     assert!(
@@ -251,7 +251,7 @@ fn fetch_with_a_wrong_password(
     dist.login(&reg.host(), reg.user(), "not-the-password");
     let out = dist.run(&["fetch", repo, object], b"");
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(!err.contains("not-the-password"), "{err}");
     (err, dist.config_dir().join("config.json"))
 }
@@ -308,7 +308,7 @@ fn credentials_from_the_containers_tools_auth_json() {
     // Docker's file answers first: a wrong password there is what the registry sees.
     dist.login(&reg.host(), reg.user(), "not-the-password");
     let out = dist.run(&["fetch", &repo, &blob.0], b"");
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     let docker_file = dist.config_dir().join("config.json");
     assert!(
@@ -398,7 +398,7 @@ fn private_repository_through_a_credential_helper() {
     ));
     let out = dist.run(&["fetch", &repo, "v1"], b"");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
         err.contains("refused the credentials from credential helper docker-credential-dist-stale"),
         "{err}"
@@ -466,17 +466,29 @@ fn tag_at_digest_fetches_the_digest() {
     assert_eq!(&stored, content);
 }
 
+/// A registry that cannot be reached is exit status 2 for the one-shot commands too, as
+/// for a batch, so that a script can tell it from an object that is not there (1).
 #[test]
 fn unreachable_registry_names_url_and_cause() {
     let dist = Dist::new();
     let out = dist.run(&["fetch", "--retries", "0", "127.0.0.1:1/x", "latest"], b"");
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("http://127.0.0.1:1/v2/x/manifests/latest"),
         "{err}"
     );
     assert!(err.to_lowercase().contains("connect"), "{err}");
+
+    let out = dist.run(&["resolve", "--retries", "0", "127.0.0.1:1/x:latest"], b"");
+    assert_eq!(out.status.code(), Some(2));
+
+    let reg = Registry::start(Mode::Anonymous);
+    let missing = format!("{}/team/app", reg.host());
+    let out = dist.run(&["fetch", &missing, "nothing-here"], b"");
+    assert_eq!(out.status.code(), Some(1), "a missing object");
+    let out = dist.run(&["resolve", &format!("{missing}:nothing-here")], b"");
+    assert_eq!(out.status.code(), Some(1), "a missing object");
 }
 
 /// A large blob streams to stdout whole, and a reader that stops early (`| head -c`) ends

@@ -175,7 +175,7 @@ fn verified_with_ca_file_over_http2() {
 
     // Unknown issuer: refused.
     let out = dist.run(&["fetch", "--retries", "0", &locator, &digest], b"");
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
     assert!(
         err.contains("certificate") || err.contains("issuer"),
@@ -273,7 +273,7 @@ fn through_an_https_proxy_with_credentials() {
     let served = server.seen.requests.load(Ordering::SeqCst);
     let asked = proxy.tunnels().len();
     let out = run("alice:wrong");
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(&format!(
@@ -344,7 +344,7 @@ fn a_registry_ca_from_certs_d() {
     dist.env("RUST_LOG", "dist=debug");
     let other = format!("https://127.0.0.1:{}/team/app", server.port);
     let out = dist.run(&["fetch", &other, &digest], b"");
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     // An unknown issuer, not a name mismatch (which the CA, had it been trusted for this
     // registry too, would have led to).
@@ -382,7 +382,7 @@ fn a_client_certificate_for_mutual_tls() {
         ],
         b"",
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert_eq!(server.seen.requests.load(Ordering::SeqCst), 0);
 
     let cert = dist.config_dir().join("me.pem");
@@ -480,7 +480,7 @@ fn a_mirror_s_client_certificate_from_hosts_toml() {
 
     std::fs::write(m.folder.join("hosts.toml"), &mirror).unwrap();
     let out = m.dist.run(&args, b"");
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert_eq!(m.server.seen.requests.load(Ordering::SeqCst), 0);
 
     let with_client = format!("{mirror}  client = \"me.pem\"\n");
@@ -509,7 +509,7 @@ fn certificate_files_in_a_hosts_dir_folder_without_hosts_toml() {
     let out = m
         .dist
         .run(&["fetch", "--retries", "0", &locator, &m.digest], b"");
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("certificate"));
 }
 
@@ -544,7 +544,7 @@ fn a_trusted_self_signed_ca_certificate_serves_as_the_registrys_own() {
 
     let out = dist.run(&["--retries", "0", "fetch", &locator, &digest], b"");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
         err.contains("not trusted") && err.contains("--ca-file"),
         "{err}"
@@ -564,7 +564,7 @@ fn a_trusted_self_signed_ca_certificate_serves_as_the_registrys_own() {
         b"",
     );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("NotValidForName"), "{err}");
 }
 

@@ -2,9 +2,9 @@
 //! worker ([`super::batch`]).
 
 use dist::sink::stream::StreamWriter;
-use dist::{Error, ErrorKind, Hints, Object, Remote};
+use dist::{Error, Hints, Object, Remote};
 
-use super::{check_layout, open_locator, report, EXIT_FAILED, EXIT_USAGE};
+use super::{check_layout, exit_for, open_locator, report, EXIT_USAGE};
 use crate::cli::{FetchArgs, Global};
 
 pub async fn run(global: &Global, args: FetchArgs) -> u8 {
@@ -31,8 +31,7 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
     }
     match fetch_to_stdout(remote.as_ref(), &object, &hints).await {
         Ok(()) => 0,
-        Err(e) if e.kind() == ErrorKind::InvalidInput => report(&e, EXIT_USAGE),
-        Err(e) => report(&e, EXIT_FAILED),
+        Err(e) => report(&e, exit_for(&e)),
     }
 }
 

@@ -21,7 +21,7 @@ use dist::registry::host::{Mirror, Server};
 use dist::registry::RegistryRemote;
 use dist::retry::RetryPolicy;
 use dist::transport::{Transport, TransportOptions};
-use dist::{Error, Locator, Remote, Repository};
+use dist::{Error, ErrorKind, Locator, Remote, Repository};
 
 use crate::cli::Global;
 
@@ -31,6 +31,22 @@ pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 /// Exit status when `--timeout` ran out, as timeout(1) has it.
 pub const EXIT_TIMEOUT: u8 = 124;
+
+/// The exit status of a one-shot command that failed with `e`, as the worker's check of
+/// its remote decides for a batch: a remote that cannot be reached (no connection, or one
+/// that broke past the retries; an untrusted certificate) or that refuses the credentials
+/// is status 2, as a usage error is; an object that failed otherwise (not found, refused,
+/// not what its digest says) is status 1. A script can tell a registry it cannot use from
+/// an object it cannot have.
+pub fn exit_for(e: &Error) -> u8 {
+    match e.kind() {
+        ErrorKind::InvalidInput
+        | ErrorKind::Connect
+        | ErrorKind::Certificate
+        | ErrorKind::Unauthorized => EXIT_USAGE,
+        _ => EXIT_FAILED,
+    }
+}
 
 /// Checks an OCI layout remote before a one-shot command uses it, as the worker and `pull`
 /// check every remote: a path that is not a layout is a usage error (exit status 2) that

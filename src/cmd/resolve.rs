@@ -3,9 +3,8 @@
 use std::io::Write;
 
 use dist::image::ImageRef;
-use dist::ErrorKind;
 
-use super::{check_layout, open_locator, report, EXIT_FAILED, EXIT_USAGE};
+use super::{check_layout, exit_for, open_locator, report, EXIT_FAILED, EXIT_USAGE};
 use crate::cli::{Global, ResolveArgs};
 
 /// `dist resolve`: the descriptor a reference points to, as one JSON line.
@@ -29,7 +28,6 @@ pub async fn run(global: &Global, args: ResolveArgs) -> u8 {
                 Err(_) => EXIT_FAILED,
             }
         }
-        Err(e) if e.kind() == ErrorKind::InvalidInput => report(&e, EXIT_USAGE),
-        Err(e) => report(&e, EXIT_FAILED),
+        Err(e) => report(&e, exit_for(&e)),
     }
 }
