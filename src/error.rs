@@ -24,6 +24,9 @@ pub enum ErrorKind {
     Http,
     /// The TCP or TLS connection could not be made, or it broke.
     Connect,
+    /// The host's name does not exist (the resolver says so, rather than failing for the
+    /// moment). Never retried: a mistyped registry fails at once, as with curl or docker.
+    UnknownHost,
     /// The server's TLS certificate is not trusted for its name (unknown issuer, expired,
     /// another name). Never retried: it will not change by itself.
     Certificate,
@@ -54,6 +57,7 @@ impl ErrorKind {
             ErrorKind::TooManyRequests => "too many requests",
             ErrorKind::Http => "http error",
             ErrorKind::Connect => "connection error",
+            ErrorKind::UnknownHost => "unknown host",
             ErrorKind::Certificate => "certificate error",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Protocol => "protocol error",

@@ -466,6 +466,32 @@ fn tag_at_digest_fetches_the_digest() {
     assert_eq!(&stored, content);
 }
 
+/// A host name that does not exist is a typo, not a passing fault: dist says so at once,
+/// with status 2, instead of retrying for seconds. (Skipped where no resolver answers for
+/// `.invalid`, which RFC 6761 reserves for names that never exist.)
+#[test]
+fn a_host_that_does_not_exist_fails_without_retries() {
+    use std::net::ToSocketAddrs;
+    const HOST: &str = "no-such-registry.invalid";
+    match (HOST, 443).to_socket_addrs() {
+        Err(e) if e.to_string().contains("Name or service not known") => {}
+        other => {
+            eprintln!("skipped: the resolver answers {HOST} with {other:?}");
+            return;
+        }
+    }
+    let mut dist = Dist::new();
+    dist.env("RUST_LOG", "dist=debug");
+    let out = dist.run(
+        &["fetch", "--retries", "3", &format!("{HOST}/x"), "latest"],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("Name or service not known"), "{err}");
+    assert!(!err.contains("retrying"), "{err}");
+}
+
 /// A registry that cannot be reached is exit status 2 for the one-shot commands too, as
 /// for a batch, so that a script can tell it from an object that is not there (1).
 #[test]

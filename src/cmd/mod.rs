@@ -42,6 +42,7 @@ pub fn exit_for(e: &Error) -> u8 {
     match e.kind() {
         ErrorKind::InvalidInput
         | ErrorKind::Connect
+        | ErrorKind::UnknownHost
         | ErrorKind::Certificate
         | ErrorKind::Unauthorized => EXIT_USAGE,
         _ => EXIT_FAILED,

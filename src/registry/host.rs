@@ -209,7 +209,10 @@ impl Host {
         // Unreachable, or not to be trusted: neither changes from one request to the next.
         if matches!(
             e.kind(),
-            ErrorKind::Connect | ErrorKind::Timeout | ErrorKind::Certificate
+            ErrorKind::Connect
+                | ErrorKind::UnknownHost
+                | ErrorKind::Timeout
+                | ErrorKind::Certificate
         ) {
             self.down.store(true, Ordering::Relaxed);
         }

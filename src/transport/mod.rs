@@ -484,6 +484,9 @@ fn classify_client_error(e: hyper_util::client::legacy::Error) -> Error {
         }
         source = s.source();
     }
+    if e.is_connect() && names_no_host(&e) {
+        return Error::new(ErrorKind::UnknownHost, "cannot connect").with_cause(e);
+    }
     // A request that failed after connecting (reset, closed early) is a broken connection
     // too, and as worth retrying as one that could not be made.
     let text = if e.is_connect() {
@@ -492,6 +495,27 @@ fn classify_client_error(e: hyper_util::client::legacy::Error) -> Error {
         "request failed"
     };
     Error::new(ErrorKind::Connect, text).with_cause(e)
+}
+
+/// Whether the resolver said, somewhere in `e`'s causes, that the host's name does not
+/// exist. The system resolver's failures reach us as `io::Error`s that std words as
+/// "failed to lookup address information: <gai_strerror>", in English (Rust programs keep
+/// the C locale). Only `EAI_AGAIN`, "Temporary failure in name resolution" (no DNS server
+/// answered), is worth another try; an unknown name (`EAI_NONAME`), a name without
+/// addresses and a resolver's refusal will be the same in a moment. Any other wording
+/// counts as a failure to connect, retried as before.
+fn names_no_host(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            let text = io.to_string();
+            if let Some(why) = text.strip_prefix("failed to lookup address information: ") {
+                return !why.starts_with("Temporary failure");
+            }
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// The rustls error behind `e`, if it is one: TLS errors reach us wrapped in `io::Error`s
@@ -629,6 +653,34 @@ mod tests {
             redact(&u("https://me:s3cret@reg.example/v2/")),
             "https://reg.example/v2/"
         );
+    }
+
+    #[test]
+    fn only_a_name_that_does_not_exist_is_an_unknown_host() {
+        let gai = |why: &str| {
+            std::io::Error::other(format!("failed to lookup address information: {why}"))
+        };
+        assert!(names_no_host(&gai("Name or service not known")));
+        assert!(names_no_host(&gai("No address associated with hostname")));
+        assert!(!names_no_host(&gai("Temporary failure in name resolution")));
+        assert!(!names_no_host(&std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused
+        )));
+
+        // Found among the causes, as hyper-util nests it.
+        #[derive(Debug)]
+        struct Wrapper(std::io::Error);
+        impl std::fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("dns error")
+            }
+        }
+        impl std::error::Error for Wrapper {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        assert!(names_no_host(&Wrapper(gai("Name or service not known"))));
     }
 
     #[test]
