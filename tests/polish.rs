@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use support::cli::{bytes, Dist};
-use support::fake::{Auth, FakeRegistry};
+use support::fake::{Auth, FakeRegistry, Fault};
 
 fn fill(reg: &FakeRegistry, n: usize) -> BTreeMap<String, Vec<u8>> {
     (0..n)
@@ -66,6 +66,48 @@ fn progress_shows_on_a_terminal_only() {
     );
     assert!(quiet.status.success());
     assert_eq!(String::from_utf8_lossy(&quiet.stderr), "");
+}
+
+/// A one-shot fetch into a file draws a meter on the terminal, as curl does, once it has
+/// run for a second; a short one draws nothing, and `-q` silences it.
+#[test]
+fn a_long_download_to_a_file_shows_a_meter() {
+    let reg = FakeRegistry::start();
+    let data = bytes(77, 3_000_000);
+    let digest = reg.blob("team/app", &data);
+    let small = reg.blob("team/app", b"small");
+    // Paced at 1 MB/s: about three seconds, so several frames.
+    reg.set_fault_for_every(
+        &digest,
+        Fault::Paced {
+            bytes_per_sec: 1_000_000,
+            first_byte: std::time::Duration::ZERO,
+        },
+    );
+    let dist = Dist::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("blob");
+    let fetch = |object: &str, flags: &str| {
+        let line = format!(
+            "{} fetch {flags} {}/team/app {object} > {}",
+            Dist::bin().display(),
+            reg.host(),
+            file.display()
+        );
+        let shown = dist.on_terminal(&line);
+        assert!(shown.status.success(), "{shown:?}");
+        String::from_utf8_lossy(&shown.stdout).into_owned()
+    };
+
+    let screen = fetch(&digest, "");
+    assert_eq!(std::fs::read(&file).unwrap(), data, "the data goes to the file");
+    assert!(screen.contains(" of 3.0 MB ("), "a meter with the size: {screen:?}");
+    assert!(screen.contains("MB/s, ETA 0:0"), "{screen:?}");
+    assert!(screen.contains("3.0 MB in "), "a summary line: {screen:?}");
+
+    assert_eq!(fetch(&digest, "-q"), "", "-q draws nothing");
+    assert_eq!(fetch(&small, ""), "", "a short download draws nothing");
+    assert_eq!(std::fs::read(&file).unwrap(), b"small");
 }
 
 #[test]

@@ -4,6 +4,7 @@
 use dist::sink::stream::StreamWriter;
 use dist::{Error, Hints, Object, Remote};
 
+use super::progress::Meter;
 use super::{check_layout, exit_for, open_locator, report, EXIT_USAGE};
 use crate::cli::{FetchArgs, Global};
 
@@ -29,7 +30,12 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
     if let Err(code) = check_layout(remote.as_ref(), &locator).await {
         return code;
     }
-    match fetch_to_stdout(remote.as_ref(), &object, &hints).await {
+    // As curl does: a meter when the content goes to a file or a pipe and stderr is a
+    // terminal someone is looking at.
+    let meter = !global.quiet
+        && std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && !std::io::IsTerminal::is_terminal(&std::io::stdout());
+    match fetch_to_stdout(remote.as_ref(), &object, &hints, meter).await {
         Ok(()) => 0,
         Err(e) => report(&e, exit_for(&e)),
     }
@@ -37,13 +43,16 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
 
 /// Streams one object to stdout. The bytes go out as they arrive (an object may be far
 /// larger than memory), written by a thread of their own so that receiving and hashing go
-/// on meanwhile; the exit status says whether they verified.
+/// on meanwhile; the exit status says whether they verified. With `meter`, a download
+/// that takes more than a second shows its progress on stderr.
 pub async fn fetch_to_stdout(
     remote: &dyn Remote,
     object: &Object,
     hints: &Hints,
+    meter: bool,
 ) -> Result<(), Error> {
     let mut download = remote.fetch(object, hints).await?;
+    let meter = Meter::start(download.meta().size, meter);
     let mut guard_terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let mut out = StreamWriter::start(std::io::stdout(), Vec::new());
     let received = loop {
@@ -57,6 +66,7 @@ pub async fn fetch_to_stdout(
                     )
                     .with_object(object));
                 }
+                meter.add(chunk.len() as u64);
                 if out.write(chunk).await.is_err() {
                     break Ok(()); // the writer stopped; finish() says why
                 }
@@ -66,12 +76,14 @@ pub async fn fetch_to_stdout(
         }
     };
     let (_, written) = out.finish().await;
-    match written {
+    let result = match written {
         Ok(()) => received,
         // The reader went away (`| head`): nothing left to do, and nothing to report.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(Error::from(e).with_object(object)),
-    }
+    };
+    meter.finish(result.is_ok());
+    result
 }
 
 /// Whether the start of some content is binary rather than text: a NUL byte, as curl

@@ -1,11 +1,13 @@
 //! The progress line on a terminal: objects done of total, bytes, throughput, ETA and the
-//! objects in flight, redrawn a few times a second on stderr, then one summary line.
+//! objects in flight, redrawn a few times a second on stderr, then one summary line; and
+//! the [`Meter`] of a single download sent to a file or a pipe.
 //!
 //! It never writes to stdout (that is the data), and nothing at all when stderr is not a
 //! terminal or with `-q`. Messages printed while it runs (per-object errors) go through
 //! [`Display::message`], which clears the line first so the two never interleave.
 
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,6 +15,8 @@ use dist::worker::progress::{Progress, Snapshot};
 
 /// How often the line is redrawn.
 const TICK: Duration = Duration::from_millis(200);
+/// How long a single download runs before its meter is drawn.
+const METER_DELAY: Duration = Duration::from_secs(1);
 
 /// A progress line bound to one worker run.
 pub struct Display {
@@ -87,6 +91,102 @@ impl Display {
             s.failed
         );
         *drawn = false;
+    }
+}
+
+/// The meter of one download whose content goes to a file or a pipe (`dist fetch … >
+/// layer.tar`), as curl draws one: bytes, the share of the size when it is known, rate and
+/// remaining time, on stderr. It is drawn only from a second in, so that a manifest or a
+/// small blob never shows one and a script's many short fetches leave the terminal alone.
+pub struct Meter {
+    received: Arc<AtomicU64>,
+    drawn: Arc<AtomicBool>,
+    started: Instant,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Meter {
+    /// Starts the meter of a download of `size` bytes (if known); `shown` says whether it
+    /// may be drawn at all (stderr a terminal, stdout not, no `-q`).
+    pub fn start(size: Option<u64>, shown: bool) -> Meter {
+        let received = Arc::new(AtomicU64::new(0));
+        let drawn = Arc::new(AtomicBool::new(false));
+        let started = Instant::now();
+        let ticker = shown.then(|| {
+            let (received, drawn) = (received.clone(), drawn.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(METER_DELAY).await;
+                let mut tick = tokio::time::interval(TICK);
+                loop {
+                    tick.tick().await;
+                    let n = received.load(Ordering::Relaxed);
+                    let text = render_meter(n, size, started.elapsed());
+                    let mut err = std::io::stderr().lock();
+                    let _ = write!(err, "\r\x1b[K{text}");
+                    let _ = err.flush();
+                    drawn.store(true, Ordering::Relaxed);
+                }
+            })
+        });
+        Meter {
+            received,
+            drawn,
+            started,
+            ticker,
+        }
+    }
+
+    /// Counts `n` more bytes received.
+    pub fn add(&self, n: u64) {
+        self.received.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Stops drawing. A meter that was drawn gives way to a summary line when the download
+    /// succeeded, and to nothing when it failed, so that the error message that follows
+    /// starts on a clean line.
+    pub fn finish(self, ok: bool) {
+        if let Some(t) = self.ticker {
+            t.abort();
+        }
+        if !self.drawn.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r\x1b[K");
+        if ok {
+            let n = self.received.load(Ordering::Relaxed);
+            let elapsed = self.started.elapsed();
+            let _ = writeln!(
+                err,
+                "{} in {:.2} s ({}/s)",
+                bytes(n),
+                elapsed.as_secs_f64(),
+                bytes(rate(n, elapsed))
+            );
+        }
+        let _ = err.flush();
+    }
+}
+
+/// One frame of a download's meter.
+fn render_meter(received: u64, size: Option<u64>, elapsed: Duration) -> String {
+    let speed = rate(received, elapsed);
+    match size.filter(|&s| s > 0 && s >= received) {
+        Some(size) => {
+            let mut text = format!(
+                "{} of {} ({}%), {}/s",
+                bytes(received),
+                bytes(size),
+                received * 100 / size,
+                bytes(speed)
+            );
+            // Rounded up: "0:00" only once nothing is left.
+            if let Some(secs) = (speed > 0).then(|| (size - received).div_ceil(speed)) {
+                text.push_str(&format!(", ETA {}:{:02}", secs / 60, secs % 60));
+            }
+            text
+        }
+        None => format!("{}, {}/s", bytes(received), bytes(speed)),
     }
 }
 
@@ -186,6 +286,23 @@ mod tests {
             ..s
         };
         assert!(render(&sized, Duration::from_secs(5)).ends_with("ETA 0:15"));
+    }
+
+    #[test]
+    fn a_meter_shows_the_share_rate_and_time_left() {
+        assert_eq!(
+            render_meter(30_000_000, Some(120_000_000), Duration::from_secs(3)),
+            "30.0 MB of 120.0 MB (25%), 10.0 MB/s, ETA 0:09"
+        );
+        assert_eq!(
+            render_meter(30_000_000, None, Duration::from_secs(3)),
+            "30.0 MB, 10.0 MB/s"
+        );
+        // A size the body has already outgrown is not trusted for a share.
+        assert_eq!(
+            render_meter(30_000_000, Some(1000), Duration::from_secs(3)),
+            "30.0 MB, 10.0 MB/s"
+        );
     }
 
     #[test]
