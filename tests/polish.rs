@@ -100,8 +100,15 @@ fn a_long_download_to_a_file_shows_a_meter() {
     };
 
     let screen = fetch(&digest, "");
-    assert_eq!(std::fs::read(&file).unwrap(), data, "the data goes to the file");
-    assert!(screen.contains(" of 3.0 MB ("), "a meter with the size: {screen:?}");
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        data,
+        "the data goes to the file"
+    );
+    assert!(
+        screen.contains(" of 3.0 MB ("),
+        "a meter with the size: {screen:?}"
+    );
     assert!(screen.contains("MB/s, ETA 0:0"), "{screen:?}");
     assert!(screen.contains("3.0 MB in "), "a summary line: {screen:?}");
 
