@@ -50,6 +50,14 @@ pub struct Cli {
     pub global: Global,
 }
 
+impl Global {
+    /// Whether a progress line or a meter may be drawn on stderr: not with `-q`, and not
+    /// while log lines go there (`-v`, `RUST_LOG`), which would tear it at every request.
+    pub fn draws_progress(&self) -> bool {
+        !self.quiet && self.verbose == 0 && std::env::var_os("RUST_LOG").is_none()
+    }
+}
+
 /// Options every command takes.
 #[derive(Debug, Args)]
 pub struct Global {

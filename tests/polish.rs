@@ -113,6 +113,11 @@ fn a_long_download_to_a_file_shows_a_meter() {
     assert!(screen.contains("3.0 MB in "), "a summary line: {screen:?}");
 
     assert_eq!(fetch(&digest, "-q"), "", "-q draws nothing");
+    let logged = fetch(&digest, "-v");
+    assert!(
+        !logged.contains(" of 3.0 MB"),
+        "no meter among log lines: {logged:?}"
+    );
     assert_eq!(fetch(&small, ""), "", "a short download draws nothing");
     assert_eq!(std::fs::read(&file).unwrap(), b"small");
 }

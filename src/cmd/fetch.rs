@@ -32,7 +32,7 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
     }
     // As curl does: a meter when the content goes to a file or a pipe and stderr is a
     // terminal someone is looking at.
-    let meter = !global.quiet
+    let meter = global.draws_progress()
         && std::io::IsTerminal::is_terminal(&std::io::stderr())
         && !std::io::IsTerminal::is_terminal(&std::io::stdout());
     match fetch_to_stdout(remote.as_ref(), &object, &hints, meter).await {

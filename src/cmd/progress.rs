@@ -28,7 +28,8 @@ pub struct Display {
 }
 
 impl Display {
-    /// A display for `progress`, enabled only on a terminal and when not `quiet`.
+    /// A display for `progress`, enabled only on a terminal and when not `quiet` (`-q`, or
+    /// log lines on stderr).
     pub fn new(progress: Arc<Progress>, quiet: bool) -> Display {
         Display {
             progress,
