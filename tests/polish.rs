@@ -114,6 +114,7 @@ fn a_long_download_to_a_file_shows_a_meter() {
 
     assert_eq!(fetch(&digest, "-q"), "", "-q draws nothing");
     let logged = fetch(&digest, "-v");
+    assert!(logged.contains("response"), "-v logs: {logged:?}");
     assert!(
         !logged.contains(" of 3.0 MB"),
         "no meter among log lines: {logged:?}"
