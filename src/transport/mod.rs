@@ -500,17 +500,23 @@ fn classify_client_error(e: hyper_util::client::legacy::Error) -> Error {
 /// Whether the resolver said, somewhere in `e`'s causes, that the host's name does not
 /// exist. The system resolver's failures reach us as `io::Error`s that std words as
 /// "failed to lookup address information: <gai_strerror>", in English (Rust programs keep
-/// the C locale). Only `EAI_AGAIN`, "Temporary failure in name resolution" (no DNS server
-/// answered), is worth another try; an unknown name (`EAI_NONAME`), a name without
-/// addresses and a resolver's refusal will be the same in a moment. Any other wording
-/// counts as a failure to connect, retried as before.
+/// the C locale). Only the answers that a name does not exist, or has no address, count
+/// (`EAI_NONAME`, `EAI_NODATA`, in glibc's and musl's words): they will be the same in a
+/// moment. Anything else, "Temporary failure in name resolution" (no DNS server answered)
+/// first of all, and any wording not known here, is a failure to connect, retried.
 fn names_no_host(e: &(dyn std::error::Error + 'static)) -> bool {
+    const NO_SUCH_NAME: [&str; 4] = [
+        "Name or service not known",
+        "No address associated with hostname",
+        "Name does not resolve",
+        "Name has no usable address",
+    ];
     let mut source = Some(e);
     while let Some(s) = source {
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
             let text = io.to_string();
             if let Some(why) = text.strip_prefix("failed to lookup address information: ") {
-                return !why.starts_with("Temporary failure");
+                return NO_SUCH_NAME.iter().any(|n| why.starts_with(n));
             }
         }
         source = s.source();
@@ -662,7 +668,12 @@ mod tests {
         };
         assert!(names_no_host(&gai("Name or service not known")));
         assert!(names_no_host(&gai("No address associated with hostname")));
+        assert!(names_no_host(&gai("Name does not resolve")));
         assert!(!names_no_host(&gai("Temporary failure in name resolution")));
+        assert!(!names_no_host(&gai(
+            "Non-recoverable failure in name resolution"
+        )));
+        assert!(!names_no_host(&gai("a wording not known here")));
         assert!(!names_no_host(&std::io::Error::from(
             std::io::ErrorKind::ConnectionRefused
         )));
