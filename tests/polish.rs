@@ -121,6 +121,23 @@ fn a_long_download_to_a_file_shows_a_meter() {
     );
     assert_eq!(fetch(&small, ""), "", "a short download draws nothing");
     assert_eq!(std::fs::read(&file).unwrap(), b"small");
+
+    // Cut short by --timeout: the message starts on a line of its own and nothing is
+    // drawn after it.
+    let line = format!(
+        "{} fetch --timeout 2s {}/team/app {digest} > {}",
+        Dist::bin().display(),
+        reg.host(),
+        file.display()
+    );
+    let shown = dist.on_terminal(&line);
+    assert_eq!(shown.status.code(), Some(124), "{shown:?}");
+    let screen = String::from_utf8_lossy(&shown.stdout);
+    let tail = screen.rsplit('\r').find(|s| !s.trim().is_empty()).unwrap();
+    assert!(
+        tail.contains("gave up after the --timeout") && !tail.contains(" of 3.0 MB"),
+        "{screen:?}"
+    );
 }
 
 #[test]

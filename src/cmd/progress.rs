@@ -145,10 +145,15 @@ impl Meter {
     /// Stops drawing. A meter that was drawn gives way to a summary line when the download
     /// succeeded, and to nothing when it failed, so that the error message that follows
     /// starts on a clean line.
-    pub fn finish(self, ok: bool) {
-        if let Some(t) = self.ticker {
-            t.abort();
-        }
+    pub fn finish(mut self, ok: bool) {
+        self.stop(ok);
+    }
+
+    fn stop(&mut self, ok: bool) {
+        let Some(ticker) = self.ticker.take() else {
+            return;
+        };
+        ticker.abort();
         if !self.drawn.load(Ordering::Relaxed) {
             return;
         }
@@ -166,6 +171,14 @@ impl Meter {
             );
         }
         let _ = err.flush();
+    }
+}
+
+/// A download abandoned before its end (`--timeout`) stops its meter too: a detached
+/// ticker would go on drawing over the message that says why.
+impl Drop for Meter {
+    fn drop(&mut self) {
+        self.stop(false);
     }
 }
 
