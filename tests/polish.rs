@@ -87,14 +87,17 @@ fn a_long_download_to_a_file_shows_a_meter() {
     let dist = Dist::new();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("blob");
-    let fetch = |object: &str, flags: &str| {
+    let on_terminal = |object: &str, flags: &str| {
         let line = format!(
             "{} fetch {flags} {}/team/app {object} > {}",
             Dist::bin().display(),
             reg.host(),
             file.display()
         );
-        let shown = dist.on_terminal(&line);
+        dist.on_terminal(&line)
+    };
+    let fetch = |object: &str, flags: &str| {
+        let shown = on_terminal(object, flags);
         assert!(shown.status.success(), "{shown:?}");
         String::from_utf8_lossy(&shown.stdout).into_owned()
     };
@@ -124,13 +127,7 @@ fn a_long_download_to_a_file_shows_a_meter() {
 
     // Cut short by --timeout: the message starts on a line of its own and nothing is
     // drawn after it.
-    let line = format!(
-        "{} fetch --timeout 2s {}/team/app {digest} > {}",
-        Dist::bin().display(),
-        reg.host(),
-        file.display()
-    );
-    let shown = dist.on_terminal(&line);
+    let shown = on_terminal(&digest, "--timeout 2s");
     assert_eq!(shown.status.code(), Some(124), "{shown:?}");
     let screen = String::from_utf8_lossy(&shown.stdout);
     let tail = screen.rsplit('\r').find(|s| !s.trim().is_empty()).unwrap();
