@@ -120,10 +120,8 @@ impl LayoutStore {
     }
 
     fn partial_path(&self, digest: &Digest) -> PathBuf {
-        self.root
-            .join("blobs")
-            .join(digest.algorithm().as_str())
-            .join(format!("{PARTIAL_PREFIX}{}", digest.encoded()))
+        let dir = self.root.join("blobs").join(digest.algorithm().as_str());
+        partial_in(&dir, digest.encoded())
     }
 
     /// Claims the partial download of `digest` an earlier run kept, if there is one: a
@@ -301,17 +299,23 @@ fn remove_stale_in(dir: &Path) -> Vec<PathBuf> {
             continue;
         }
         // A killed run's download of a known blob: what it wrote is a partial download.
-        let partial = dir.join(format!("{PARTIAL_PREFIX}{}", blob.unwrap_or_default()));
-        let worth_keeping = blob.is_some()
-            && age.is_some_and(|a| a <= PARTIAL_AGE)
-            && entry.metadata().is_ok_and(|m| m.len() > 0);
-        if worth_keeping && std::fs::rename(entry.path(), &partial).is_ok() {
-            kept.push(partial);
-        } else {
-            let _ = std::fs::remove_file(entry.path());
+        let partial = blob
+            .filter(|_| age.is_some_and(|a| a <= PARTIAL_AGE))
+            .filter(|_| entry.metadata().is_ok_and(|m| m.len() > 0))
+            .map(|encoded| partial_in(dir, encoded));
+        match partial {
+            Some(partial) if std::fs::rename(entry.path(), &partial).is_ok() => kept.push(partial),
+            _ => {
+                let _ = std::fs::remove_file(entry.path());
+            }
         }
     }
     kept
+}
+
+/// Where the partial download of the blob `encoded` lies in `dir`, its algorithm's folder.
+fn partial_in(dir: &Path, encoded: &str) -> PathBuf {
+    dir.join(format!("{PARTIAL_PREFIX}{encoded}"))
 }
 
 /// `.dist-tmp-<pid>@<host>~`: the owner is recorded so that a later run can tell a dead
