@@ -295,19 +295,16 @@ impl RegistryRemote {
         };
         headers.insert(http::header::ACCEPT, accept.clone());
         let offset = prefix.map_or(0, |p| p.len);
-        let reply = if offset == 0 {
-            self.request(host, Method::GET, url.clone(), &headers)
-                .await?
-        } else {
-            let mut ranged = headers.clone();
+        // `headers` go on to the resumes and parts, which set ranges of their own.
+        let mut asked = std::borrow::Cow::Borrowed(&headers);
+        if offset > 0 {
             let range = format!("bytes={offset}-");
-            ranged.insert(
+            asked.to_mut().insert(
                 http::header::RANGE,
                 HeaderValue::from_str(&range).expect("ascii"),
             );
-            self.request(host, Method::GET, url.clone(), &ranged)
-                .await?
-        };
+        }
+        let reply = self.request(host, Method::GET, url.clone(), &asked).await?;
         let h = reply.response.headers();
         // Asked for the rest, the content's size is the whole range's: a `206` must start
         // where asked and says the total; a `200` sends everything, and the part already
