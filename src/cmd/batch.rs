@@ -46,7 +46,7 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
         return EXIT_USAGE;
     }
     let progress = std::sync::Arc::new(dist::worker::progress::Progress::default());
-    let display = Display::new(progress.clone(), !global.draws_progress());
+    let display = Display::new(progress.clone(), global.draws_progress());
     let opts = WorkerOptions {
         jobs: args.jobs,
         ordered: args.ordered,

@@ -28,13 +28,13 @@ pub struct Display {
 }
 
 impl Display {
-    /// A display for `progress`, enabled only on a terminal and when not `quiet` (`-q`, or
-    /// log lines on stderr).
-    pub fn new(progress: Arc<Progress>, quiet: bool) -> Display {
+    /// A display for `progress`, enabled only on a terminal and when it may be `shown`
+    /// at all ([`crate::cli::Global::draws_progress`]).
+    pub fn new(progress: Arc<Progress>, shown: bool) -> Display {
         Display {
             progress,
             started: Instant::now(),
-            enabled: !quiet && std::io::stderr().is_terminal(),
+            enabled: shown && std::io::stderr().is_terminal(),
             line: Arc::new(Mutex::new(false)),
         }
     }
@@ -108,7 +108,8 @@ pub struct Meter {
 
 impl Meter {
     /// Starts the meter of a download of `size` bytes (if known); `shown` says whether it
-    /// may be drawn at all (stderr a terminal, stdout not, no `-q`).
+    /// may be drawn at all ([`crate::cli::Global::draws_progress`], stderr a terminal,
+    /// stdout not).
     pub fn start(size: Option<u64>, shown: bool) -> Meter {
         let received = Arc::new(AtomicU64::new(0));
         let drawn = Arc::new(AtomicBool::new(false));

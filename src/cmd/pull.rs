@@ -35,7 +35,7 @@ pub async fn run(global: &Global, args: PullArgs) -> u8 {
         return EXIT_USAGE;
     }
     let progress = std::sync::Arc::new(dist::worker::progress::Progress::default());
-    let display = Display::new(progress.clone(), !global.draws_progress());
+    let display = Display::new(progress.clone(), global.draws_progress());
     let opts = PullOptions {
         platforms: match (args.all_platforms, args.platform) {
             (true, _) => Platforms::All,
