@@ -181,6 +181,58 @@ fn tag_is_checked_against_docker_content_digest() {
     assert!(err.contains(&format!("expected {digest}")), "{err}");
 }
 
+/// A proxy that compresses whatever it passes on: dist asks for the stored bytes
+/// (`identity`), undoes `gzip` and `deflate` when it gets them anyway, and verifies what
+/// they decode to. A coding it cannot undo fails at once, before any byte is written.
+#[test]
+fn coded_answers_are_decoded_before_verification() {
+    let (reg, digest, data) = fake_with_blob(300_000);
+    reg.set_fault_for_every(&digest, Fault::Coded("gzip"));
+    assert!(Dist::new().ok(&["fetch", &repo(&reg), &digest]) == data);
+    let asked = reg.requests().into_iter().last().unwrap();
+    assert_eq!(asked.headers["accept-encoding"], "identity");
+
+    let dir = tempfile::tempdir().unwrap();
+    let line = Dist::new().ok_fed(
+        &[
+            "fetch",
+            &repo(&reg),
+            "-",
+            "-o",
+            dir.path().to_str().unwrap(),
+        ],
+        format!("{digest} size:300000\n").as_bytes(),
+    );
+    let line: serde_json::Value = serde_json::from_slice(&line).unwrap();
+    assert_eq!(line["status"], "ok", "{line}");
+    assert_eq!(line["size"], 300_000);
+    let stored = dir.path().join("blobs/sha256").join(&digest[7..]);
+    assert!(std::fs::read(stored).unwrap() == data);
+
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}"#;
+    let manifest_digest = reg.manifest(
+        "team/app",
+        "v1",
+        "application/vnd.oci.image.manifest.v1+json",
+        manifest,
+    );
+    reg.set_fault_for_every("manifests/v1", Fault::Coded("deflate"));
+    assert_eq!(Dist::new().ok(&["fetch", &repo(&reg), "v1"]), manifest);
+    let described = Dist::new().ok(&["resolve", &format!("{}:v1", repo(&reg))]);
+    let described: serde_json::Value = serde_json::from_slice(&described).unwrap();
+    assert_eq!(described["digest"], manifest_digest.as_str());
+    assert_eq!(described["size"], manifest.len());
+
+    reg.set_fault_for_every(&digest, Fault::Coded("br"));
+    let before = reg.requests_for(&format!("blobs/{digest}"));
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Content-Encoding \"br\""), "{err}");
+    assert_eq!(reg.requests_for(&format!("blobs/{digest}")), before + 1);
+}
+
 /// A CDN's or a proxy's HTML error page, or a body with line breaks and escape sequences,
 /// still makes one line on stderr, with nothing in it that a terminal would act on.
 #[test]

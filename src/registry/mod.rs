@@ -9,6 +9,7 @@
 //! ([`crate::ranged`]).
 
 mod body;
+mod coding;
 pub mod host;
 
 use std::sync::Arc;
@@ -283,7 +284,6 @@ impl RegistryRemote {
         prefix: Option<&Prefix>,
     ) -> Result<Download> {
         let url = self.url(host, endpoint, object.as_str())?;
-        let mut headers = HeaderMap::new();
         let accept = match endpoint {
             Endpoint::Manifests if hints.media_types.is_empty() => default_manifest_accept(),
             _ if hints.media_types.is_empty() => HeaderValue::from_static("*/*"),
@@ -293,7 +293,7 @@ impl RegistryRemote {
                     .map_err(|_| Error::invalid(format!("bad media type hint {joined:?}")))?
             }
         };
-        headers.insert(http::header::ACCEPT, accept.clone());
+        let headers = request_headers(accept.clone());
         let offset = prefix.map_or(0, |p| p.len);
         // `headers` go on to the resumes and parts, which set ranges of their own.
         let mut asked = std::borrow::Cow::Borrowed(&headers);
@@ -306,10 +306,23 @@ impl RegistryRemote {
         }
         let reply = self.request(host, Method::GET, url.clone(), &asked).await?;
         let h = reply.response.headers();
+        let codings = coding::codings(h).map_err(|e| e.with_url(&url))?;
+        let coded = !codings.is_empty();
         // Asked for the rest, the content's size is the whole range's: a `206` must start
         // where asked and says the total; a `200` sends everything, and the part already
         // at hand is dropped on arrival.
-        let (declared, skip) = if offset == 0 {
+        let (declared, skip) = if coded {
+            if reply.response.status() == http::StatusCode::PARTIAL_CONTENT {
+                return Err(Error::new(
+                    ErrorKind::Protocol,
+                    "the server coded a range of the content (Content-Encoding on a 206), \
+                     which cannot be joined to the bytes at hand",
+                )
+                .with_url(&url));
+            }
+            // Content-Length counts the coded bytes, not the content's.
+            (None, offset)
+        } else if offset == 0 {
             (content_length(h), 0)
         } else if reply.response.status() == http::StatusCode::PARTIAL_CONTENT {
             let start = content_range_start(h);
@@ -403,6 +416,7 @@ impl RegistryRemote {
         // content, so it goes by digest when the registry told us one. An object asked for
         // by that digest already has its URL, and need not form it again.
         let resume_url = match (&expected, object) {
+            _ if coded => None,
             (Some(d), Object::Digest(asked)) if d == asked => Some(url.clone()),
             (Some(d), _) => Some(self.url(host, endpoint, d.as_str())?),
             (None, _) => None,
@@ -423,10 +437,15 @@ impl RegistryRemote {
             resume_url,
             headers: headers.clone(),
             offset,
-            skip,
+            skip: if coded { 0 } else { skip },
             resumes: 0,
         }
         .into_stream();
+        let body = if coded {
+            coding::decode(body, &codings, skip)
+        } else {
+            body
+        };
         let body = match split {
             Some((url, total)) => {
                 let source = Source {
@@ -459,8 +478,7 @@ impl RegistryRemote {
     /// against the pull quota. `None` when the answer lacks what a descriptor needs.
     async fn head_manifest(&self, host: usize, object: &Object) -> Result<Option<Descriptor>> {
         let url = self.url(host, Endpoint::Manifests, object.as_str())?;
-        let mut headers = HeaderMap::new();
-        headers.insert(http::header::ACCEPT, default_manifest_accept());
+        let headers = request_headers(default_manifest_accept());
         let reply = self
             .request(host, Method::HEAD, url.clone(), &headers)
             .await?;
@@ -486,7 +504,9 @@ impl RegistryRemote {
             .and_then(|v| v.to_str().ok())
             .map(media::essence)
             .filter(|t| media::is_manifest(t));
-        match (media_type, content_length(h)) {
+        // A coded answer's length is the coded bytes', not the manifest's.
+        let uncoded = coding::codings(h).is_ok_and(|c| c.is_empty());
+        match (media_type, content_length(h).filter(|_| uncoded)) {
             (Some(_), Some(size)) if size > MAX_MANIFEST_SIZE => Err(Error::new(
                 ErrorKind::TooLarge,
                 format!("manifest of {size} bytes exceeds the {MAX_MANIFEST_SIZE}-byte limit"),
@@ -580,6 +600,18 @@ impl Remote for RegistryRemote {
         }
         .boxed()
     }
+}
+
+/// The headers every request for content starts from. The content is asked for as it is
+/// stored (`identity`): its digest names those bytes, and ranges address them.
+fn request_headers(accept: HeaderValue) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(2);
+    headers.insert(http::header::ACCEPT, accept);
+    headers.insert(
+        http::header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
+    headers
 }
 
 /// The `Accept` of a manifest request without hints: every kind dist reads, joined once.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use http::header::{HeaderValue, CONTENT_LENGTH, LOCATION, RETRY_AFTER};
+use http::header::{HeaderValue, CONTENT_ENCODING, CONTENT_LENGTH, LOCATION, RETRY_AFTER};
 use http::{Method, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
@@ -21,7 +21,7 @@ use super::server::{Body, Conn, End};
 /// Something that goes wrong with one response.
 ///
 /// Offsets and lengths count bytes of the body this response carries (for a 206, of the range).
-/// Body faults (those reshaping a body: `DropAfter` to `IgnoreRange`) are consumed by GETs only;
+/// Body faults (those reshaping a body: `DropAfter` to `Coded`) are consumed by GETs only;
 /// a HEAD meets them and is served normally. Status faults are consumed by any method.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
@@ -62,6 +62,10 @@ pub enum Fault {
     },
     /// 200 with the whole blob even when a `Range` was asked for.
     IgnoreRange,
+    /// The body sent with this `Content-Encoding`, whatever the request accepted, as a
+    /// proxy that compresses on its own would: `gzip` and `deflate` really code it, any
+    /// other name goes over the body unchanged.
+    Coded(&'static str),
     /// This status with `Location` (e.g. 307 to a [`Recorder`](super::Recorder)).
     Redirect { status: u16, location: String },
     /// 401 with the auth mode's challenge, whatever the credentials (none in [`Auth::None`]).
@@ -83,6 +87,7 @@ impl Fault {
                 | Fault::SlowBody { .. }
                 | Fault::Paced { .. }
                 | Fault::IgnoreRange
+                | Fault::Coded(_)
         )
     }
 }
@@ -320,7 +325,29 @@ pub fn apply(
             first_byte,
         } => paced(prepared, *bytes_per_sec, *first_byte),
         Fault::IgnoreRange => prepared.into_response(),
+        Fault::Coded(name) => {
+            prepared.body = code(name, &prepared.body);
+            prepared.header(CONTENT_ENCODING, name).into_response()
+        }
     }
+}
+
+/// `body` in the content coding `name` (unchanged for a name it does not know).
+fn code(name: &str, body: &[u8]) -> Bytes {
+    use std::io::Write;
+    let level = flate2::Compression::fast();
+    let coded = match name {
+        "gzip" => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), level);
+            e.write_all(body).and_then(|_| e.finish())
+        }
+        "deflate" => {
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), level);
+            e.write_all(body).and_then(|_| e.finish())
+        }
+        _ => Ok(body.to_vec()),
+    };
+    coded.expect("coding into memory").into()
 }
 
 /// `prepared` with piece `i` of its body sent no earlier than `first_byte + offset / rate`

@@ -1,0 +1,287 @@
+//! `Content-Encoding`: the codings a response was sent with, and the stream that undoes them.
+//!
+//! dist asks for `Accept-Encoding: identity`, since a digest names the stored bytes and
+//! ranges (resumes, split downloads) address them. Some servers compress anyway: a proxy
+//! or CDN in front of the registry that gzips JSON, or one that ignores the header.
+//! containerd decodes such answers, and so does dist: `gzip` and `deflate` are undone
+//! before the bytes are hashed, so verification sees the content itself. A coded body
+//! cannot be resumed or split (its ranges would address the coded bytes, which the
+//! server may code differently next time), and its `Content-Length` is not the
+//! content's size.
+
+use std::io;
+use std::pin::Pin;
+
+use async_compression::futures::bufread::{GzipDecoder, ZlibDecoder};
+use bytes::{Bytes, BytesMut};
+use futures::{AsyncRead, AsyncReadExt, StreamExt, TryStreamExt};
+use http::HeaderMap;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::fetch::ByteStream;
+
+/// Decoded bytes handed on at a time: each read produces at most this much, so a body
+/// that inflates a thousandfold still moves through memory in small pieces.
+const DECODED_CHUNK: usize = 64 << 10;
+
+/// A content coding dist can undo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Coding {
+    /// `gzip` (or its old name `x-gzip`), RFC 1952; concatenated members are one body.
+    Gzip,
+    /// `deflate`, which HTTP defines as the zlib format (RFC 1950).
+    Deflate,
+}
+
+impl Coding {
+    fn name(self) -> &'static str {
+        match self {
+            Coding::Gzip => "gzip",
+            Coding::Deflate => "deflate",
+        }
+    }
+}
+
+/// The codings of a response, in the order they were applied; empty for none or
+/// `identity`. A coding dist cannot undo is an error, raised before a byte is read:
+/// hashed as it is, the body would only fail at its end as a digest mismatch.
+pub(crate) fn codings(headers: &HeaderMap) -> Result<Vec<Coding>> {
+    let mut codings = Vec::new();
+    for value in headers.get_all(http::header::CONTENT_ENCODING) {
+        let value = value.to_str().map_err(|_| {
+            Error::new(
+                ErrorKind::Protocol,
+                "a Content-Encoding header that is not text",
+            )
+        })?;
+        for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let coding = if name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip")
+            {
+                Coding::Gzip
+            } else if name.eq_ignore_ascii_case("deflate") {
+                Coding::Deflate
+            } else if name.eq_ignore_ascii_case("identity") {
+                continue;
+            } else {
+                return Err(Error::new(
+                    ErrorKind::Protocol,
+                    format!(
+                        "the server sent the content with Content-Encoding {name:?}, which \
+                         dist does not decode (it asks for identity; gzip and deflate are \
+                         undone)"
+                    ),
+                ));
+            };
+            codings.push(coding);
+        }
+    }
+    Ok(codings)
+}
+
+/// `body` with `codings` undone (the last applied is undone first), and then its first
+/// `skip` decoded bytes dropped: a server that ignored a `Range` sends everything again.
+pub(crate) fn decode(body: ByteStream, codings: &[Coding], skip: u64) -> ByteStream {
+    let decoded = codings
+        .iter()
+        .rev()
+        .fold(body, |body, &coding| undo(body, coding));
+    if skip == 0 {
+        return decoded;
+    }
+    futures::stream::try_unfold((decoded, skip), |(mut body, mut skip)| async move {
+        while let Some(mut chunk) = body.try_next().await? {
+            if skip > 0 {
+                let drop = skip.min(chunk.len() as u64) as usize;
+                skip -= drop as u64;
+                chunk = chunk.slice(drop..);
+            }
+            if !chunk.is_empty() {
+                return Ok(Some((chunk, (body, skip))));
+            }
+        }
+        Ok(None)
+    })
+    .boxed()
+}
+
+fn undo(body: ByteStream, coding: Coding) -> ByteStream {
+    // The decoders read from an `AsyncBufRead`, which carries `io::Error`: a failure of
+    // the body travels through them wrapped, and is unwrapped on the way out.
+    let coded = body.map_err(io::Error::other).into_async_read();
+    let reader: Pin<Box<dyn AsyncRead + Send>> = match coding {
+        Coding::Gzip => {
+            let mut decoder = GzipDecoder::new(coded);
+            decoder.multiple_members(true);
+            Box::pin(decoder)
+        }
+        Coding::Deflate => Box::pin(ZlibDecoder::new(coded)),
+    };
+    futures::stream::try_unfold(reader, move |mut reader| async move {
+        let mut buf = BytesMut::zeroed(DECODED_CHUNK);
+        let n = reader
+            .read(&mut buf)
+            .await
+            .map_err(|e| decoding_failed(e, coding))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.truncate(n);
+        Ok(Some((Bytes::from(buf), reader)))
+    })
+    .boxed()
+}
+
+/// The body's own error when it is one that travelled through the decoder; otherwise the
+/// coded bytes themselves are bad.
+fn decoding_failed(e: io::Error, coding: Coding) -> Error {
+    if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+        let inner = e.into_inner().expect("checked above");
+        return *inner.downcast::<Error>().expect("checked above");
+    }
+    Error::new(
+        ErrorKind::Protocol,
+        format!("the body's {} coding does not decode", coding.name()),
+    )
+    .with_cause(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+    use std::io::Write;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(
+                http::header::CONTENT_ENCODING,
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn zlib(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// The coded bytes as a body that arrives in pieces of `piece` bytes.
+    fn body(coded: Vec<u8>, piece: usize) -> ByteStream {
+        let pieces: Vec<Result<Bytes>> = coded
+            .chunks(piece)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        futures::stream::iter(pieces).boxed()
+    }
+
+    async fn collect(mut s: ByteStream) -> Result<(Vec<u8>, usize)> {
+        let (mut all, mut largest) = (Vec::new(), 0);
+        while let Some(chunk) = s.try_next().await? {
+            largest = largest.max(chunk.len());
+            all.extend_from_slice(&chunk);
+        }
+        Ok((all, largest))
+    }
+
+    #[test]
+    fn reads_the_codings_in_order() {
+        assert_eq!(codings(&HeaderMap::new()).unwrap(), vec![]);
+        assert_eq!(codings(&headers(&["identity"])).unwrap(), vec![]);
+        assert_eq!(codings(&headers(&["GZIP"])).unwrap(), vec![Coding::Gzip]);
+        assert_eq!(
+            codings(&headers(&["deflate, x-gzip"])).unwrap(),
+            vec![Coding::Deflate, Coding::Gzip]
+        );
+        assert_eq!(
+            codings(&headers(&["gzip", "deflate"])).unwrap(),
+            vec![Coding::Gzip, Coding::Deflate]
+        );
+        let e = codings(&headers(&["br"])).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Protocol);
+        assert!(e.to_string().contains("\"br\""), "{e}");
+    }
+
+    #[tokio::test]
+    async fn undoes_gzip_and_deflate_in_bounded_pieces() {
+        // Zeros inflate about a thousandfold: 8 MiB from a few KiB of gzip.
+        let data = vec![0u8; 8 << 20];
+        let coded = gzip(&data);
+        assert!(coded.len() < 64 << 10, "{} coded bytes", coded.len());
+        let (out, largest) = collect(decode(body(coded, 1000), &[Coding::Gzip], 0))
+            .await
+            .unwrap();
+        assert_eq!(out.len(), data.len());
+        assert!(out == data);
+        assert!(largest <= DECODED_CHUNK, "a piece of {largest} bytes");
+
+        let text: Vec<u8> = (0..100_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let coded = gzip(&zlib(&text));
+        let (out, _) = collect(decode(body(coded, 7), &[Coding::Deflate, Coding::Gzip], 0))
+            .await
+            .unwrap();
+        assert!(out == text);
+    }
+
+    #[tokio::test]
+    async fn concatenated_gzip_members_are_one_body() {
+        let mut coded = gzip(b"hello ");
+        coded.extend(gzip(b"world"));
+        let (out, _) = collect(decode(body(coded, 3), &[Coding::Gzip], 0))
+            .await
+            .unwrap();
+        assert_eq!(out, b"hello world");
+    }
+
+    #[tokio::test]
+    async fn drops_the_skipped_prefix_after_decoding() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let (out, _) = collect(decode(body(gzip(&data), 4096), &[Coding::Gzip], 70_001))
+            .await
+            .unwrap();
+        assert!(out == data[70_001..]);
+    }
+
+    #[tokio::test]
+    async fn bad_coded_bytes_and_broken_bodies_are_told_apart() {
+        let mut coded = gzip(&[7u8; 100_000]);
+        let len = coded.len();
+        coded[len / 2] ^= 0xff;
+        coded[len / 2 + 1] ^= 0xff;
+        let e = collect(decode(body(coded, 100), &[Coding::Gzip], 0))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Protocol);
+        assert!(e.to_string().contains("gzip coding does not decode"), "{e}");
+
+        let coded = gzip(&[7u8; 100_000]);
+        let broken = futures::stream::iter(vec![
+            Ok(Bytes::from(coded[..10].to_vec())),
+            Err(Error::new(ErrorKind::Connect, "connection reset")),
+        ])
+        .boxed();
+        let e = collect(decode(broken, &[Coding::Gzip], 0))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Connect);
+        assert!(e.to_string().contains("connection reset"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_body_cut_short_does_not_pass_for_whole() {
+        let coded = gzip(&[1u8; 100_000]);
+        let cut = coded[..coded.len() - 4].to_vec();
+        let e = collect(decode(body(cut, 500), &[Coding::Gzip], 0))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
+    }
+}
