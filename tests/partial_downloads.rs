@@ -223,6 +223,22 @@ fn a_server_that_ignores_range_still_completes_the_partial() {
     assert_stored_alone(dir.path(), &digest, &data);
 }
 
+/// A server that codes what it sends (`Content-Encoding: gzip`) codes a range on its own
+/// terms, which cannot be joined to the partial: the blob is fetched again from scratch.
+#[test]
+fn a_server_that_codes_its_answers_still_completes_the_partial() {
+    let (reg, digest, data) = fake_with_blob();
+    reg.set_fault_for_every(&digest, Fault::Coded("gzip"));
+    let dir = tempfile::tempdir().unwrap();
+    plant_partial(dir.path(), &digest, &data[..(3 << 19)]);
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+    assert_eq!(status, 0, "{text}");
+    let gets = blob_gets(&reg, &digest, 0);
+    let ranges: Vec<_> = gets.iter().map(|r| r.range.as_deref()).collect();
+    assert_eq!(ranges, [Some("bytes=1572864-"), None], "{text}");
+    assert_stored_alone(dir.path(), &digest, &data);
+}
+
 /// A partial as long as the blob (the run died between its last write and the rename)
 /// leaves nothing to ask for: the registry refuses the range, and the blob is fetched
 /// whole.

@@ -78,6 +78,11 @@ pub(crate) fn codings(headers: &HeaderMap) -> Result<Vec<Coding>> {
     Ok(codings)
 }
 
+/// Whether a response carries any coding but `identity`, undoable or not.
+pub(crate) fn is_coded(headers: &HeaderMap) -> bool {
+    !matches!(codings(headers).as_deref(), Ok([]))
+}
+
 /// `body` with `codings` undone (the last applied is undone first), and then its first
 /// `skip` decoded bytes dropped: a server that ignored a `Range` sends everything again.
 pub(crate) fn decode(body: ByteStream, codings: &[Coding], skip: u64) -> ByteStream {
@@ -194,6 +199,8 @@ mod tests {
 
     #[test]
     fn reads_the_codings_in_order() {
+        assert!(!is_coded(&HeaderMap::new()) && !is_coded(&headers(&["identity"])));
+        assert!(is_coded(&headers(&["gzip"])) && is_coded(&headers(&["br"])));
         assert_eq!(codings(&HeaderMap::new()).unwrap(), vec![]);
         assert_eq!(codings(&headers(&["identity"])).unwrap(), vec![]);
         assert_eq!(codings(&headers(&["GZIP"])).unwrap(), vec![Coding::Gzip]);

@@ -313,10 +313,11 @@ impl RegistryRemote {
         // at hand is dropped on arrival.
         let (declared, skip) = if coded {
             if reply.response.status() == http::StatusCode::PARTIAL_CONTENT {
+                // Its range addresses coded bytes, which the server may code differently
+                // each time; a partial download is then fetched again from scratch.
                 return Err(Error::new(
                     ErrorKind::Protocol,
-                    "the server coded a range of the content (Content-Encoding on a 206), \
-                     which cannot be joined to the bytes at hand",
+                    "the server coded a range of the content (Content-Encoding on a 206)",
                 )
                 .with_url(&url));
             }
@@ -505,7 +506,7 @@ impl RegistryRemote {
             .map(media::essence)
             .filter(|t| media::is_manifest(t));
         // A coded answer's length is the coded bytes', not the manifest's.
-        let uncoded = coding::codings(h).is_ok_and(|c| c.is_empty());
+        let uncoded = !coding::is_coded(h);
         match (media_type, content_length(h).filter(|_| uncoded)) {
             (Some(_), Some(size)) if size > MAX_MANIFEST_SIZE => Err(Error::new(
                 ErrorKind::TooLarge,
