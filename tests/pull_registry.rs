@@ -507,3 +507,68 @@ fn pull_shows_progress_on_a_terminal_only() {
     assert_eq!(String::from_utf8_lossy(&again.stderr), "");
     assert_eq!(statuses(&again.stdout), counts(&[("exists", 5)]));
 }
+
+/// A container restarted in its pod (a Job with `restartPolicy: OnFailure`) runs dist again
+/// under the same host name and often the same PID as the run that was killed. That run's
+/// lock on `index.json` and its download must still read as a dead run's: here their owner
+/// has the PID of a live process (this test) and a start time it never had.
+#[test]
+fn a_killed_runs_lock_and_download_are_taken_over_though_its_pid_lives_again() {
+    let reg = FakeRegistry::start();
+    let (_, _, images) = multi(&reg, "team/app", "v1", Flavor::Oci);
+    let image = images.iter().find(|i| i.arch == host_arch()).unwrap();
+    let (layer, data) = &image.blobs[2];
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = dir.path().join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    std::fs::write(
+        dir.path().join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("index.json"),
+        r#"{"schemaVersion":2,"manifests":[]}"#,
+    )
+    .unwrap();
+    let host: String = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '-' => c,
+            _ => '_',
+        })
+        .collect();
+    let owner = format!("{}.1@{host}", std::process::id());
+    std::fs::write(dir.path().join(".dist-index.lock"), &owner).unwrap();
+    let temp = blobs.join(format!(".dist-tmp-{owner}~{}~Ab12Cd", &layer[7..]));
+    std::fs::write(&temp, &data[..3000]).unwrap();
+
+    let reference = format!("{}/team/app:v1", reg.host());
+    let before = reg.request_count();
+    let out = Dist::new().run(
+        &["pull", &reference, "-o", dir.path().to_str().unwrap()],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let asked: Vec<Option<String>> = reg.requests()[before..]
+        .iter()
+        .filter(|r| r.path.ends_with(layer.as_str()))
+        .map(|r| r.range.clone())
+        .collect();
+    assert_eq!(asked, [Some("bytes=3000-".to_string())], "carried on");
+    assert_eq!(stored(dir.path(), layer).as_deref(), Some(&data[..]));
+    assert_eq!(entries(dir.path()).len(), 1);
+    let leftovers: Vec<String> = [dir.path().to_path_buf(), blobs]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).unwrap().flatten())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".dist"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

@@ -1,18 +1,40 @@
 //! Who owns a temporary file or a lock in a shared directory, and whether that owner is
 //! gone.
 //!
-//! An owner is `<pid>@<host>`. A directory may be shared by machines (an NFS export, a
-//! Kubernetes volume under an Indexed Job), where another machine's PID says nothing here:
-//! only this host's owners are judged by their PID; another host's are judged by age alone.
+//! An owner is `<pid>.<start>@<host>`, `<start>` being when the process started (clock
+//! ticks since boot, from `/proc/<pid>/stat`). A PID alone is not enough: a container that
+//! restarts in its pod (a Job with `restartPolicy: OnFailure`) runs dist again under the
+//! same host name and, in a fresh PID namespace, often the same PID as the run that was
+//! killed, whose files would then look like those of a live process (this very one)
+//! forever. A directory may also be shared by machines (an NFS export, a Kubernetes volume
+//! under an Indexed Job), where another machine's PID says nothing here: only this host's
+//! owners are judged by their process; another host's are judged by age alone.
 
 use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-/// This process, as written into names and lock files: `<pid>@<host>`.
+/// This process, as written into names and lock files: `<pid>.<start>@<host>`, or
+/// `<pid>@<host>` where `/proc` cannot tell when it started.
 pub fn me() -> &'static str {
     static ME: OnceLock<String> = OnceLock::new();
-    ME.get_or_init(|| format!("{}@{}", std::process::id(), host()))
+    ME.get_or_init(|| {
+        let pid = std::process::id();
+        match start_time(pid) {
+            Some(start) => format!("{pid}.{start}@{}", host()),
+            None => format!("{pid}@{}", host()),
+        }
+    })
+}
+
+/// When process `pid` started, in clock ticks since boot: field 22 of `/proc/<pid>/stat`.
+/// `None` when there is no such process (or no `/proc`).
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields are counted after the command name, which is in parentheses and may itself
+    // hold spaces and parentheses; the state, field 3, comes first.
+    let fields = &stat[stat.rfind(')')? + 1..];
+    fields.split_whitespace().nth(22 - 3)?.parse().ok()
 }
 
 /// This machine's host name, reduced to characters safe in a file name.
@@ -38,19 +60,23 @@ fn host() -> String {
     }
 }
 
-/// Whether the owner `owner` (as written by [`me`], or a bare PID from older versions) is
-/// gone, for a file last modified `age` ago. Another host's owner is gone only after
-/// `foreign_after`.
+/// Whether the owner `owner` (as written by [`me`]; `<pid>@<host>` or a bare PID from
+/// older versions) is gone, for a file last modified `age` ago. An owner of this host is
+/// gone when no process has its PID, or one that started at another time has. Another
+/// host's owner is gone only after `foreign_after`.
 pub fn is_gone(owner: &str, age: Option<Duration>, foreign_after: Duration) -> bool {
-    let (pid, owner_host) = match owner.split_once('@') {
-        Some((pid, host)) => (pid, Some(host)),
+    let (process, owner_host) = match owner.split_once('@') {
+        Some((process, host)) => (process, Some(host)),
         None => (owner, None),
     };
-    let here = owner_host.is_none_or(|h| h == host());
-    match (here, pid.parse::<u32>()) {
-        (true, Ok(pid)) if Path::new("/proc/self").exists() => {
-            !Path::new(&format!("/proc/{pid}")).exists()
-        }
+    let (pid, start) = match process.split_once('.') {
+        Some((pid, start)) => (pid, Some(start.parse::<u64>())),
+        None => (process, None),
+    };
+    let here = owner_host.is_none_or(|h| h == host()) && Path::new("/proc/self").exists();
+    match (here, pid.parse::<u32>(), start) {
+        (true, Ok(pid), Some(Ok(start))) => start_time(pid) != Some(start),
+        (true, Ok(pid), None) => !Path::new(&format!("/proc/{pid}")).exists(),
         _ => age.is_some_and(|a| a > foreign_after),
     }
 }
@@ -70,13 +96,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn judges_this_host_by_pid_and_others_by_age() {
+    fn judges_this_host_by_process_and_others_by_age() {
         let mine = me();
         assert!(
             !is_gone(mine, None, Duration::ZERO),
             "this process is alive"
         );
+        let pid = std::process::id();
+        let start = start_time(pid).expect("this process's start time");
+        assert_eq!(mine, format!("{pid}.{start}@{}", host()));
+        // A restarted container's run: this PID and host, another start.
+        let earlier = format!("{pid}.{}@{}", start.wrapping_sub(1), host());
+        assert!(is_gone(&earlier, None, Duration::from_secs(3600)));
+        assert!(
+            !is_gone(&format!("{pid}@{}", host()), None, Duration::ZERO),
+            "an owner without a start time is judged by its PID"
+        );
+        let unreadable = format!("{pid}.soon@{}", host());
+        assert!(!is_gone(
+            &unreadable,
+            Some(Duration::from_secs(60)),
+            Duration::from_secs(3600)
+        ));
+        assert!(is_gone(
+            &unreadable,
+            Some(Duration::from_secs(7200)),
+            Duration::from_secs(3600)
+        ));
         let dead = format!("2147483647@{}", host());
+        assert!(is_gone(&dead, None, Duration::from_secs(3600)));
+        let dead = format!("2147483647.5@{}", host());
         assert!(is_gone(&dead, None, Duration::from_secs(3600)));
         assert!(
             is_gone("2147483647", None, Duration::from_secs(3600)),
