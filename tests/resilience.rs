@@ -605,6 +605,41 @@ fn a_batch_stops_whole_at_its_timeout() {
     }
 }
 
+/// A registry that accepts connections and never answers holds the check made before any
+/// object is fetched: `--timeout` ends it there too, for `pull` as for the worker.
+#[test]
+fn the_timeout_covers_the_check_of_a_registry_that_never_answers() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = silent.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().to_str().unwrap();
+    let image = format!("{host}/team/app:v1");
+    let repo = format!("{host}/team/app");
+    let runs: [&[&str]; 2] = [
+        &["--timeout", "1s", "pull", &image, "-o", out_dir],
+        &["--timeout", "1s", "fetch", &repo, "-", "-o", out_dir],
+    ];
+    for args in runs {
+        let mut child = Dist::new().spawn(args, b"latest\n");
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                child.kill().unwrap();
+                panic!("{args:?} still running 30 s after a --timeout of 1 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert_eq!(status.code(), Some(124), "{args:?}: {err}");
+        assert!(err.contains("gave up after the --timeout of 1s"), "{err}");
+    }
+    drop(silent);
+}
+
 /// Large objects in flight at the deadline: their writer threads' files become partial
 /// downloads (no temporary file stays), and the process does not wait for the downloads
 /// (12 s each at this pace) to end.

@@ -30,7 +30,17 @@ pub async fn run(global: &Global, args: PullArgs) -> u8 {
         Ok(r) => r,
         Err(e) => return report(&e, EXIT_USAGE),
     };
-    if let Err(e) = remote.check().await {
+    // One stop for the whole run, the check included: a registry that does not answer
+    // must not hold the pull beyond --timeout or a signal.
+    let mut stop = std::pin::pin!(stopped(global));
+    let checked = tokio::select! {
+        r = remote.check() => r,
+        why = &mut stop => {
+            eprintln!("{}", why.message(true));
+            return why.code();
+        }
+    };
+    if let Err(e) = checked {
         eprintln!("dist: cannot use {}: {e}", remote.describe());
         return EXIT_USAGE;
     }
@@ -82,7 +92,7 @@ pub async fn run(global: &Global, args: PullArgs) -> u8 {
     let ticker = display.start();
     let result = tokio::select! {
         r = work => r,
-        why = stopped(global) => {
+        why = &mut stop => {
             display.finish(ticker);
             eprintln!("{}", why.message(true));
             return why.code();
