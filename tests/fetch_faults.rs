@@ -181,6 +181,31 @@ fn tag_is_checked_against_docker_content_digest() {
     assert!(err.contains(&format!("expected {digest}")), "{err}");
 }
 
+/// The worker checks its remote once with a tag listing. A registry that refuses listings
+/// (403) to credentials allowed to pull must not stop the batch; refused credentials (401)
+/// still do, with status 2.
+#[test]
+fn a_refused_listing_does_not_stop_the_batch() {
+    let (reg, digest, data) = fake_with_blob(5000);
+    reg.set_fault_for_every("tags/list", Fault::Status(403));
+    let frames = Dist::new().ok_fed(
+        &["fetch", &repo(&reg), "-"],
+        format!("{digest}\n").as_bytes(),
+    );
+    let frames = parse_frames(&frames);
+    assert_eq!(frames.len(), 1);
+    assert!(frames[0].result.as_ref().unwrap().2 == data);
+    assert_eq!(reg.requests_for("tags/list"), 1);
+
+    reg.set_fault_for_every("tags/list", Fault::Unauthorized);
+    let out = Dist::new().run(
+        &["fetch", &repo(&reg), "-"],
+        format!("{digest}\n").as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot use"));
+}
+
 /// A proxy that compresses whatever it passes on: dist asks for the stored bytes
 /// (`identity`), undoes `gzip` and `deflate` when it gets them anyway, and verifies what
 /// they decode to. A coding it cannot undo fails at once, before any byte is written.

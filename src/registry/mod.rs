@@ -560,8 +560,12 @@ impl Remote for RegistryRemote {
                             .await;
                             Ok(())
                         }
-                        // An empty or unlisted repository is still reachable and authorized.
-                        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+                        // An empty or unlisted repository is still reachable and authorized;
+                        // and a registry may refuse listings (403) to credentials that may
+                        // pull (an ECR policy without `ecr:ListImages`): the objects say.
+                        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Denied) => {
+                            Ok(())
+                        }
                         Err(e) => Err(e),
                     }
                 }
