@@ -314,6 +314,97 @@ fn server_errors_are_retried() {
     assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 5);
 }
 
+/// 408 and 504 are retried like the other transient statuses.
+#[test]
+fn timeouts_answered_by_the_server_are_retried() {
+    let (reg, digest, data) = fake_with_blob(3000);
+    reg.push_fault(&digest, Fault::Status(408));
+    reg.push_fault(&digest, Fault::Status(504));
+    assert_eq!(Dist::new().ok(&["fetch", &repo(&reg), &digest]), data);
+    assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 3);
+}
+
+/// A registry that asks to be retried later than dist waits (an hour, as a quota does) is
+/// not retried, and the message says what it asked for.
+#[test]
+fn a_retry_after_beyond_a_minute_fails_at_once_and_says_so() {
+    let (reg, digest, _) = fake_with_blob(3000);
+    reg.set_fault_for_every(&digest, Fault::StatusWithRetryAfter(429, "3600".into()));
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("429 Too Many Requests"), "{err}");
+    assert!(
+        err.contains("asks to be retried in 3600 s, longer than dist waits (60 s)"),
+        "{err}"
+    );
+    assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 1);
+}
+
+/// A body that ends cleanly (FIN) before its `Content-Length` is resumed from where it
+/// stopped, like one cut by a reset.
+#[test]
+fn a_body_closed_early_is_resumed() {
+    let (reg, digest, data) = fake_with_blob(300_000);
+    reg.push_fault(&digest, Fault::Truncate(100_000));
+    assert!(Dist::new().ok(&["fetch", &repo(&reg), &digest]) == data);
+    let ranges: Vec<Option<String>> = reg
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with(&digest))
+        .map(|r| r.range.clone())
+        .collect();
+    assert_eq!(ranges, [None, Some("bytes=100000-".to_string())]);
+}
+
+/// A manifest over the 4 MiB cap is refused, whatever the registry serves.
+#[test]
+fn a_manifest_over_the_cap_is_refused() {
+    let reg = FakeRegistry::start();
+    let mut huge = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","annotations":{"x":""#.to_vec();
+    huge.resize(huge.len() + (5 << 20), b'a');
+    huge.extend_from_slice(br#""}}"#);
+    reg.manifest(
+        "team/app",
+        "huge",
+        "application/vnd.oci.image.manifest.v1+json",
+        &huge,
+    );
+    let out = Dist::new().run(&["fetch", &repo(&reg), "huge"], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("exceeds the 4194304-byte limit"), "{err}");
+}
+
+/// A stored blob is trusted by its name unless `--verify-existing` asks for it to be hashed
+/// again: then a damaged one (same length, other bytes) is fetched and replaced.
+#[test]
+fn verify_existing_replaces_a_damaged_blob() {
+    let (reg, digest, data) = fake_with_blob(40_000);
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo(&reg);
+    let into = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["fetch", &repo, "-", "-o", dir.path().to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let line = Dist::new().ok_fed(&args, format!("{digest}\n").as_bytes());
+        serde_json::from_slice(&line).unwrap()
+    };
+    assert_eq!(into(&[])["status"], "ok");
+    let stored = dir.path().join("blobs/sha256").join(&digest[7..]);
+    let damaged = vec![0u8; data.len()];
+    std::fs::write(&stored, &damaged).unwrap();
+    let gets = || reg.requests_for(&format!("blobs/{digest}"));
+    let before = gets();
+    assert_eq!(into(&[])["status"], "exists");
+    assert_eq!(gets(), before, "trusted without a request");
+    assert!(std::fs::read(&stored).unwrap() == damaged);
+    assert_eq!(into(&["--verify-existing"])["status"], "ok");
+    assert_eq!(gets(), before + 1);
+    assert!(std::fs::read(&stored).unwrap() == data);
+    assert_eq!(into(&["--verify-existing"])["status"], "exists");
+}
+
 #[test]
 fn retry_after_is_honoured() {
     let (reg, digest, data) = fake_with_blob(1000);

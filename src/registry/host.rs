@@ -8,6 +8,7 @@
 //! into typed errors carrying the registry's OCI error code.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode, Uri};
@@ -298,7 +299,9 @@ impl Host {
             let err = status_error(&self.transport, &mut reply).await;
             if err.is_transient() && retries < max_retries {
                 let wait = match after {
-                    Some(d) if d > policy.max_delay => return Err(err),
+                    Some(d) if d > policy.max_delay => {
+                        return Err(waits_too_long(err, d, policy.max_delay))
+                    }
                     Some(d) => {
                         if matches!(status.as_u16(), 429 | 503) {
                             self.pause.pause_for(d);
@@ -382,6 +385,25 @@ async fn status_error(transport: &Transport, reply: &mut transport::Reply) -> Er
     Error::new(kind, msg)
         .with_status(status.as_u16())
         .with_url(url)
+}
+
+/// `err`, saying that the server asked for a pause longer than dist waits: without it, a
+/// registry's "come back in an hour" reads like any other refusal.
+fn waits_too_long(err: Error, asked: Duration, limit: Duration) -> Error {
+    let msg = format!(
+        "{}; it asks to be retried in {} s, longer than dist waits ({} s)",
+        err.message(),
+        asked.as_secs(),
+        limit.as_secs()
+    );
+    let mut longer = Error::new(err.kind(), msg);
+    if let Some(status) = err.status() {
+        longer = longer.with_status(status);
+    }
+    if let Some(url) = err.url() {
+        longer = longer.with_url(url);
+    }
+    longer
 }
 
 /// The authority and API root of `scheme://host[:port][/path]`, as containerd reads a
