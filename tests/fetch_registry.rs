@@ -558,3 +558,46 @@ fn large_blob_to_stdout_and_a_reader_that_goes_away() {
     assert_eq!(status.code(), Some(0), "{err}");
     assert!(err.is_empty(), "nothing to report: {err}");
 }
+
+/// Docker Desktop and `az acr login` store an identity token (an OAuth2 refresh token) in
+/// `config.json`, not a password: dist trades it at the realm with the `refresh_token` grant.
+/// This issuer also replies with `access_token` alone and without `expires_in`, which the
+/// distribution spec allows. A refresh token the issuer refuses makes the remote unusable.
+#[test]
+fn an_identity_token_is_traded_for_access() {
+    let reg = Registry::start_with(RegistryOptions {
+        private_prefix: Some("private/".into()),
+        refresh_token: Some("refresh-me".into()),
+        token_reply: support::token::TokenReply::AccessTokenOnly,
+        omit_expires_in: true,
+        ..RegistryOptions::new(Mode::Token)
+    });
+    let image = push_image(&reg, "private/app", "v1", OCI_MANIFEST, 6);
+    let repo = format!("{}/private/app", reg.host());
+    let config = |token: &str| {
+        format!(
+            r#"{{"auths":{{"{}":{{"identitytoken":"{token}"}}}}}}"#,
+            reg.host()
+        )
+    };
+
+    let dist = Dist::new();
+    dist.docker_config(&config("refresh-me"));
+    assert_eq!(dist.ok(&["fetch", &repo, "v1"]), image.manifest);
+    let (layer, data) = &image.blobs[3];
+    assert!(dist.ok(&["fetch", &repo, layer]) == *data);
+
+    let dist = Dist::new();
+    dist.docker_config(&config("stale"));
+    let out = dist.run(&["fetch", &repo, "v1"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        !err.contains("stale"),
+        "the token stays out of messages: {err}"
+    );
+    assert!(
+        err.contains("refused the credentials from") && err.contains("docker login"),
+        "{err}"
+    );
+}

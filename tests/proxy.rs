@@ -90,7 +90,7 @@ fn a_forwarding_proxy_s_credentials_stay_with_the_proxy() {
     let mut dist = Dist::new();
     dist.env("HTTP_PROXY", &proxy_url("mallory"));
     let out = dist.run(&["fetch", "--plain-http", &locator, &digest], b"");
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2), "refused credentials: unusable");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("the proxy answered 407 Proxy Authentication Required"),

@@ -24,7 +24,7 @@ use hyper_util::rt::TokioExecutor;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
-use super::token::{TokenOptions, TokenServer, PASSWORD, USER};
+use super::token::{TokenOptions, TokenReply, TokenServer, PASSWORD, USER};
 
 const REGISTRY_BINARY: &str = "/usr/bin/docker-registry";
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,6 +51,12 @@ pub struct RegistryOptions {
     pub token_ttl_secs: u64,
     /// Repositories starting with this prefix need credentials even to pull (Token mode only).
     pub private_prefix: Option<String>,
+    /// The issuer's refresh token, accepted by the `refresh_token` grant (Token mode only).
+    pub refresh_token: Option<String>,
+    /// Which fields carry the token in the issuer's replies (Token mode only).
+    pub token_reply: TokenReply,
+    /// The issuer leaves `expires_in` out of its replies (Token mode only).
+    pub omit_expires_in: bool,
 }
 
 impl RegistryOptions {
@@ -60,6 +66,9 @@ impl RegistryOptions {
             mode,
             token_ttl_secs: 300,
             private_prefix: None,
+            refresh_token: None,
+            token_reply: TokenReply::Both,
+            omit_expires_in: false,
         }
     }
 }
@@ -103,6 +112,9 @@ impl Registry {
             TokenServer::start(TokenOptions {
                 ttl_secs: opts.token_ttl_secs,
                 private_prefix: opts.private_prefix.clone(),
+                refresh_token: opts.refresh_token.clone(),
+                reply: opts.token_reply,
+                omit_expires_in: opts.omit_expires_in,
                 ..TokenOptions::default()
             })
         });
