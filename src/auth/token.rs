@@ -74,12 +74,7 @@ pub async fn fetch(
         .ok()
         .filter(|u: &Uri| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some())
         .ok_or_else(|| Error::new(ErrorKind::Protocol, format!("bad token realm {realm:?}")))?;
-    let realm_host = realm_uri.authority().map(|a| a.as_str()).unwrap_or("");
-    let credential = credential.filter(|_| {
-        realm_uri.scheme_str() == Some("https")
-            || is_loopback(realm_host)
-            || realm_host == registry_host
-    });
+    let credential = credential.filter(|_| may_carry_credentials(&realm_uri, registry_host));
 
     let mut query = Vec::new();
     if let Some(service) = challenge.param("service") {
@@ -199,6 +194,14 @@ pub(crate) fn encode_form(pairs: &[(&str, String)]) -> String {
     out
 }
 
+/// Whether credentials may go to the token realm `realm`: over https, or to the registry's
+/// own host (`host[:port]` as the locator names it) or loopback, where plain HTTP is the
+/// registry's own choice and crosses no network.
+fn may_carry_credentials(realm: &Uri, registry_host: &str) -> bool {
+    let realm_host = realm.authority().map(|a| a.as_str()).unwrap_or("");
+    realm.scheme_str() == Some("https") || is_loopback(realm_host) || realm_host == registry_host
+}
+
 fn percent_encode(s: &str, out: &mut String) {
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
@@ -212,6 +215,29 @@ fn percent_encode(s: &str, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_go_to_a_realm_over_https_or_to_the_registry_itself() {
+        let may =
+            |realm: &str, registry: &str| may_carry_credentials(&realm.parse().unwrap(), registry);
+        assert!(may(
+            "https://auth.example.com/token",
+            "registry.example.com"
+        ));
+        assert!(may(
+            "http://registry.example.com:5000/token",
+            "registry.example.com:5000"
+        ));
+        assert!(may("http://127.0.0.1:5001/token", "registry.example.com"));
+        assert!(!may(
+            "http://auth.example.com/token",
+            "registry.example.com"
+        ));
+        assert!(!may(
+            "http://registry.example.com:5001/token",
+            "registry.example.com:5000"
+        ));
+    }
 
     #[test]
     fn form_encoding() {
