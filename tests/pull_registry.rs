@@ -572,3 +572,67 @@ fn a_killed_runs_lock_and_download_are_taken_over_though_its_pid_lives_again() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// A pull stopped by SIGTERM or by `--timeout` leaves what it stored verified, no temporary
+/// file, and `index.json` as it was: the image is not listed until all of it is in place.
+#[test]
+fn an_interrupted_pull_leaves_index_json_alone_and_no_temporary_file() {
+    let reg = FakeRegistry::start();
+    let (_, _, images) = multi(&reg, "team/app", "v1", Flavor::Oci);
+    let image = images.iter().find(|i| i.arch == host_arch()).unwrap();
+    let (config, _) = &image.blobs[0];
+    let (layer, _) = &image.blobs[2];
+    // 20,100 bytes at 2000 bytes/s: the layer takes ten seconds.
+    let slow = Fault::Paced {
+        bytes_per_sec: 2000,
+        first_byte: std::time::Duration::ZERO,
+    };
+    reg.set_fault_for_every(layer, slow);
+    let reference = format!("{}/team/app:v1", reg.host());
+    let check = |dir: &std::path::Path| {
+        assert!(entries(dir).is_empty(), "index.json lists nothing yet");
+        for entry in std::fs::read_dir(dir.join("blobs/sha256"))
+            .unwrap()
+            .flatten()
+        {
+            let name = entry.file_name().into_string().unwrap();
+            assert!(!name.starts_with(".dist"), "left behind: {name}");
+            let content = std::fs::read(entry.path()).unwrap();
+            assert_eq!(sha256(&content), format!("sha256:{name}"));
+        }
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Dist::new().start(&["pull", &reference, "-o", dir.path().to_str().unwrap()]);
+    drop(child.stdin.take());
+    let started = std::time::Instant::now();
+    while stored(dir.path(), config).is_none() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(8),
+            "no config stored"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) sends a signal to a child this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143));
+    check(dir.path());
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = Dist::new().run(
+        &[
+            "--timeout",
+            "1500ms",
+            "pull",
+            &reference,
+            "-o",
+            dir.path().to_str().unwrap(),
+        ],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(124), "{err}");
+    assert!(err.contains("gave up after the --timeout of 1.5s"), "{err}");
+    check(dir.path());
+}
