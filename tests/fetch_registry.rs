@@ -113,6 +113,38 @@ fn incantations(mode: Mode) {
         .collect();
     let want: BTreeSet<String> = image.blobs[1..].iter().map(|(d, _)| d.clone()).collect();
     assert_eq!(got, want);
+
+    // The worker's way and `dist pull`, as the README writes them.
+    let work = tempfile::tempdir().unwrap();
+    let script = format!(
+        "set -e; \"$DIST\" fetch {repo} v1 {hint} \\\n  | jq -c '.config, .layers[]' | \
+         \"$DIST\" fetch {repo} - -o ./image\n\"$DIST\" pull {repo}:v1 -o ./pulled"
+    );
+    let out = dist
+        .command(&[])
+        .env("DIST", Dist::bin())
+        .current_dir(work.path())
+        .arg0_shell(&script);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for layout in ["image", "pulled"] {
+        for (digest, data) in &image.blobs {
+            let path = work
+                .path()
+                .join(layout)
+                .join("blobs/sha256")
+                .join(&digest[7..]);
+            assert!(std::fs::read(&path).unwrap() == *data, "{layout}: {digest}");
+        }
+    }
+    let pulled = work
+        .path()
+        .join("pulled/blobs/sha256")
+        .join(&image.manifest_digest[7..]);
+    assert_eq!(std::fs::read(pulled).unwrap(), image.manifest);
 }
 
 /// `Command` built by `Dist::command` runs the binary; this runs a shell line instead, in the
@@ -125,6 +157,9 @@ impl ShellExt for std::process::Command {
     fn arg0_shell(&mut self, script: &str) -> std::process::Output {
         let mut sh = std::process::Command::new("sh");
         sh.arg("-c").arg(script);
+        if let Some(dir) = self.get_current_dir() {
+            sh.current_dir(dir);
+        }
         for (k, v) in self.get_envs() {
             match v {
                 Some(v) => sh.env(k, v),
