@@ -239,6 +239,35 @@ fn a_server_that_codes_its_answers_still_completes_the_partial() {
     assert_stored_alone(dir.path(), &digest, &data);
 }
 
+/// A partial download is found by name in a directory others may write to. A symbolic
+/// link planted there must not make the run append to the file it points to, outside the
+/// layout, nor be renamed into `blobs/`: it is removed and the blob fetched whole.
+#[test]
+fn a_planted_symlink_is_not_carried_on() {
+    let (reg, digest, data) = fake_with_blob();
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim");
+    std::fs::write(&victim, &data[..(3 << 19)]).unwrap();
+    std::fs::create_dir_all(dir.path().join("blobs/sha256")).unwrap();
+    std::os::unix::fs::symlink(&victim, partial_path(dir.path(), &digest)).unwrap();
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+    assert_eq!(status, 0, "{text}");
+    assert!(
+        std::fs::read(&victim).unwrap() == data[..(3 << 19)],
+        "the victim is untouched"
+    );
+    let gets = blob_gets(&reg, &digest, 0);
+    assert_eq!(gets.len(), 1);
+    assert_eq!(gets[0].range, None, "fetched whole");
+    let stored = dir.path().join("blobs/sha256").join(hex(&digest));
+    assert!(std::fs::symlink_metadata(&stored)
+        .unwrap()
+        .file_type()
+        .is_file());
+    assert_stored_alone(dir.path(), &digest, &data);
+}
+
 /// A partial as long as the blob (the run died between its last write and the rename)
 /// leaves nothing to ask for: the registry refuses the range, and the blob is fetched
 /// whole.

@@ -136,15 +136,18 @@ impl LayoutStore {
             .prefix(&blob_temp_prefix(digest))
             .make_in(dir, |path| {
                 std::fs::rename(&partial, path)?;
-                std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(path)
+                open_regular(path).inspect_err(|_| {
+                    let _ = std::fs::remove_file(path);
+                })
             });
         let file = match claimed {
             Ok(file) => file,
             // Another run claimed it first.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                tracing::warn!(path = %partial.display(), "not a regular file; removed, and the blob fetched whole");
+                return Ok(None);
+            }
             Err(e) => return Err(io_err("claiming", &partial, e)),
         };
         let path = file.path().to_owned();
@@ -541,6 +544,31 @@ fn write_if_absent(path: &Path, content: &[u8]) -> Result<()> {
     tmp.persist(path)
         .map_err(|e| io_err("writing", path, e.error))?;
     Ok(())
+}
+
+/// Opens `path` to read and append, if it is a regular file. A partial download is found
+/// by its name in a directory others may write to: a symbolic link planted there must not
+/// lead a run (often root's) to append to a file outside the layout, nor end up renamed
+/// into `blobs/`; a FIFO must not hang it. Such a file is refused with `InvalidData`.
+fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path);
+    let not_regular = || std::io::Error::new(std::io::ErrorKind::InvalidData, "not a regular file");
+    let file = match opened {
+        Ok(file) => file,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::EISDIR)) => {
+            return Err(not_regular())
+        }
+        Err(e) => return Err(e),
+    };
+    if !file.metadata()?.is_file() {
+        return Err(not_regular());
+    }
+    Ok(file)
 }
 
 /// Hashes a file's content.
