@@ -191,7 +191,12 @@ impl Error {
                 next = c.source();
             }
         }
-        s
+        // What a server said reaches messages in many ways; none may break the line or
+        // reach the terminal as an escape sequence.
+        match crate::server_text::printable(&s) {
+            std::borrow::Cow::Borrowed(_) => s,
+            std::borrow::Cow::Owned(clean) => clean,
+        }
     }
 }
 
@@ -284,6 +289,19 @@ mod tests {
             "sha256:ab: http://h/v2/x/blobs/sha256:ab: request failed: connection reset"
         );
         assert!(e.is_transient());
+    }
+
+    #[test]
+    fn reasons_stay_on_one_line_without_escapes() {
+        let e = Error::new(
+            ErrorKind::Protocol,
+            "no manifest for li\u{1b}[2J\nnux/amd64",
+        )
+        .with_cause(std::io::Error::other("bell\u{7} and\r\nbreak"));
+        assert_eq!(
+            e.to_string(),
+            "no manifest for li [2J nux/amd64: bell  and  break"
+        );
     }
 
     #[test]

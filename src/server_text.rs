@@ -3,6 +3,19 @@
 //! one error over many lines of stderr, and control characters from an untrusted server
 //! (terminal escape sequences) would reach the user's terminal.
 
+/// `text` with every control character (line breaks, terminal escapes) replaced by a
+/// space: for strings a server chose (a platform's fields, a layer's URLs) that are shown
+/// whole, and for every error's reason.
+pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .into()
+}
+
 /// How many characters of a server's text a message shows at most.
 pub const MAX_SHOWN: usize = 200;
 

@@ -129,9 +129,12 @@ impl FromStr for Platform {
 
 impl fmt::Display for Platform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
+        // The fields come from a registry's JSON: shown, they must stay on one line and
+        // carry no terminal escapes.
+        let shown = crate::server_text::printable;
+        write!(f, "{}/{}", shown(&self.os), shown(&self.architecture))?;
         if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
+            write!(f, "/{}", shown(v))?;
         }
         Ok(())
     }
@@ -143,6 +146,14 @@ mod tests {
 
     fn p(s: &str) -> Platform {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_registrys_fields_print_on_one_line_without_escapes() {
+        let mut p = p("linux/arm");
+        p.architecture = "arm\u{1b}[2J\nFAKE LINE".into();
+        p.variant = Some("v7\u{7}".into());
+        assert_eq!(p.to_string(), "linux/arm [2J FAKE LINE/v7 ");
     }
 
     #[test]

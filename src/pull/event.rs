@@ -68,7 +68,7 @@ impl Event {
 pub fn skip_reason(d: &Descriptor) -> String {
     format!(
         "non-distributable layer, not fetched (urls: {})",
-        d.urls.join(" ")
+        crate::server_text::printable(&d.urls.join(" "))
     )
 }
 
@@ -76,6 +76,21 @@ pub fn skip_reason(d: &Descriptor) -> String {
 mod tests {
     use super::*;
     use crate::digest::{Algorithm, Digest};
+
+    #[test]
+    fn a_skipped_layers_urls_print_without_escapes() {
+        let mut d = Descriptor::new(
+            "application/vnd.oci.image.layer.nondistributable.v1.tar",
+            Digest::of(Algorithm::Sha256, b"x"),
+            1,
+        );
+        d.urls
+            .push("https://example.invalid/l\u{1b}[31m\nnext".into());
+        assert_eq!(
+            skip_reason(&d),
+            "non-distributable layer, not fetched (urls: https://example.invalid/l [31m next)"
+        );
+    }
 
     #[test]
     fn skipped_line_has_every_key() {
