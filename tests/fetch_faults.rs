@@ -181,6 +181,38 @@ fn tag_is_checked_against_docker_content_digest() {
     assert!(err.contains(&format!("expected {digest}")), "{err}");
 }
 
+/// A credential file that is not JSON does not stop fetches that need none of its
+/// credentials: a registry that asks for none never hears of it, and one that challenges
+/// (anonymous tokens, as Docker Hub) gets a warning naming the file, once.
+#[test]
+fn a_broken_credential_file_is_passed_over_with_a_warning() {
+    let dist = Dist::new();
+    dist.docker_config("{\"auths\": {");
+    let (open, digest, data) = fake_with_blob(2000);
+    let out = dist.run(&["fetch", &repo(&open), &digest], b"");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout == data);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let tokens = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(300)))
+        .start();
+    let digest = tokens.blob("team/app", &data);
+    let out = dist.run(&["fetch", &repo(&tokens), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(out.stdout == data);
+    assert!(
+        err.contains("ignoring") && err.contains("config.json"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
 /// The worker checks its remote once with a tag listing. A registry that refuses listings
 /// (403) to credentials allowed to pull must not stop the batch; refused credentials (401)
 /// still do, with status 2.

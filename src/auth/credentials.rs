@@ -92,6 +92,11 @@ pub struct DockerConfig {
 struct Source {
     file: ConfigFile,
     path: Option<PathBuf>,
+    /// Why the file could not be read or parsed: it then answers nothing, and says so once,
+    /// when a registry first asks for credentials. As with docker, a broken file must not
+    /// stop pulls that need none of its credentials.
+    broken: Option<String>,
+    warned: std::sync::atomic::AtomicBool,
 }
 
 impl DockerConfig {
@@ -110,21 +115,21 @@ impl DockerConfig {
     pub fn from_paths(paths: &[PathBuf]) -> Result<DockerConfig> {
         let mut sources = Vec::new();
         for path in paths {
-            let text = match std::fs::read(path) {
-                Ok(t) => t,
+            let parsed = match std::fs::read(path) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    return Err(
-                        Error::new(ErrorKind::Io, format!("reading {}", path.display()))
-                            .with_cause(e),
-                    )
-                }
+                Err(e) => Err(format!("cannot read it: {e}")),
+                Ok(text) => serde_json::from_slice::<ConfigFile>(&text)
+                    .map_err(|e| format!("it is not a credential file: {e}")),
             };
-            let file = serde_json::from_slice(&text)
-                .map_err(|e| Error::invalid(format!("parsing {}", path.display())).with_cause(e))?;
+            let (file, broken) = match parsed {
+                Ok(file) => (file, None),
+                Err(why) => (ConfigFile::default(), Some(why)),
+            };
             sources.push(Source {
                 file,
                 path: Some(path.clone()),
+                broken,
+                ..Source::default()
             });
         }
         Ok(DockerConfig { sources })
@@ -150,6 +155,13 @@ impl DockerConfig {
 
 impl Source {
     async fn find(&self, host: &str) -> Result<Option<(Credential, String)>> {
+        if let Some(why) = &self.broken {
+            if !self.warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                let path = self.path.as_deref().unwrap_or(Path::new("?"));
+                tracing::warn!("ignoring {}: {why}", path.display());
+            }
+            return Ok(None);
+        }
         let helped = |helper: &str, c: Option<Credential>| {
             c.map(|c| (c, format!("credential helper docker-credential-{helper}")))
         };
@@ -322,7 +334,7 @@ mod tests {
         DockerConfig {
             sources: vec![Source {
                 file: serde_json::from_str(json).unwrap(),
-                path: None,
+                ..Source::default()
             }],
         }
     }
@@ -422,6 +434,28 @@ mod tests {
             Some(Credential::IdentityToken("refresh".into()))
         );
         assert_eq!(c.credential_for("other.example").await.unwrap(), None);
+    }
+
+    /// A file that is not JSON (or cannot be read) answers nothing instead of failing every
+    /// run: the next file still answers, and registries that need no credentials work.
+    #[tokio::test]
+    async fn a_broken_file_is_passed_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let broken = dir.path().join("broken.json");
+        std::fs::write(&broken, "{\"auths\": {").unwrap();
+        let good = dir.path().join("good.json");
+        std::fs::write(
+            &good,
+            r#"{"auths":{"r.example":{"username":"u","password":"p"}}}"#,
+        )
+        .unwrap();
+        let c = DockerConfig::from_paths(&[broken.clone(), good]).unwrap();
+        assert!(matches!(
+            c.credential_for("r.example").await.unwrap(),
+            Some(Credential::Basic { .. })
+        ));
+        let c = DockerConfig::from_paths(&[broken]).unwrap();
+        assert_eq!(c.credential_for("r.example").await.unwrap(), None);
     }
 
     #[tokio::test]
