@@ -276,6 +276,40 @@ fn completions_and_manual_come_from_the_real_options() {
     }
 }
 
+/// Output that cannot be written (a full disk: `/dev/full`) is an error that says so; for
+/// `resolve`, whose status 1 also means "does not resolve", the message tells them apart.
+#[test]
+fn a_stdout_that_cannot_be_written_says_so() {
+    let reg = FakeRegistry::start();
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}"#;
+    reg.manifest(
+        "team/app",
+        "v1",
+        "application/vnd.oci.image.manifest.v1+json",
+        manifest,
+    );
+    let reference = format!("{}/team/app:v1", reg.host());
+    let dist = Dist::new();
+    for args in [vec!["resolve", reference.as_str()], vec!["man"]] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = dist
+            .command(&args)
+            .stdout(full)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            err.contains("dist: writing to stdout: No space left on device"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
 /// As curl does, binary content is not dumped on a terminal; text is, and anything goes to
 /// a file or pipe.
 #[test]

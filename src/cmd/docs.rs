@@ -17,8 +17,14 @@ pub fn completions(shell: clap_complete::Shell) -> u8 {
 /// Writes the generated text; a reader that went away (`| head`) is not an error.
 fn print(text: &[u8]) -> u8 {
     use std::io::Write;
-    match std::io::stdout().write_all(text) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => EXIT_FAILED,
+    match std::io::stdout()
+        .write_all(text)
+        .and_then(|_| std::io::stdout().flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("dist: writing to stdout: {e}");
+            EXIT_FAILED
+        }
         _ => 0,
     }
 }

@@ -24,8 +24,12 @@ pub async fn run(global: &Global, args: ResolveArgs) -> u8 {
         Ok(d) => {
             let line = serde_json::to_string(&d.bare()).expect("descriptors serialise");
             match writeln!(std::io::stdout(), "{line}") {
-                Ok(()) => 0,
-                Err(_) => EXIT_FAILED,
+                // A reader that went away (`| head -0`) wanted no more, as for `fetch`.
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    eprintln!("dist: writing to stdout: {e}");
+                    EXIT_FAILED
+                }
+                _ => 0,
             }
         }
         Err(e) => report(&e, exit_for(&e)),
