@@ -436,19 +436,52 @@ pub fn resolve(base: &Uri, location: &str) -> Result<Uri> {
     } else {
         let authority = base.authority().ok_or_else(bad)?;
         let scheme = base.scheme_str().unwrap_or("https");
-        if location.starts_with('/') {
-            format!("{scheme}://{authority}{location}")
+        let target = if location.starts_with('/') {
+            location.to_string()
         } else {
             let path = base.path();
             let dir = &path[..path.rfind('/').map(|i| i + 1).unwrap_or(0)];
-            format!("{scheme}://{authority}{dir}{location}")
-        }
+            format!("{dir}{location}")
+        };
+        format!("{scheme}://{authority}{}", without_dot_segments(&target))
     };
     let uri: Uri = abs.parse().map_err(|_| bad())?;
     match uri.scheme_str() {
         Some("http" | "https") if uri.host().is_some() => Ok(uri),
         _ => Err(bad()),
     }
+}
+
+/// `path[?query]` with its `.` and `..` segments resolved (RFC 3986, 5.2.4), as a browser
+/// or curl resolves `Location: ../other/blob`; a server would take them literally.
+fn without_dot_segments(target: &str) -> String {
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    };
+    let mut kept: Vec<&str> = Vec::new();
+    let mut segments = path.strip_prefix('/').unwrap_or(path).split('/').peekable();
+    while let Some(segment) = segments.next() {
+        let last = segments.peek().is_none();
+        match segment {
+            "." | ".." => {
+                if segment == ".." {
+                    kept.pop();
+                }
+                // `a/b/..` names the directory `a/`.
+                if last {
+                    kept.push("");
+                }
+            }
+            other => kept.push(other),
+        }
+    }
+    let mut out = format!("/{}", kept.join("/"));
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
 }
 
 fn classify_client_error(e: hyper_util::client::legacy::Error) -> Error {
@@ -714,6 +747,22 @@ mod tests {
             u("https://reg.example:5000/v2/x/blobs/sibling")
         );
         assert!(resolve(&base, "ftp://x/y").is_err());
+        assert_eq!(
+            resolve(&base, "../../../ok/app/blobs/d?sig=a/../b").unwrap(),
+            u("https://reg.example:5000/ok/app/blobs/d?sig=a/../b")
+        );
+        assert_eq!(
+            resolve(&base, "/a/./b/../../../c").unwrap(),
+            u("https://reg.example:5000/c")
+        );
+        assert_eq!(
+            resolve(&base, "./").unwrap(),
+            u("https://reg.example:5000/v2/x/blobs/")
+        );
+        assert_eq!(
+            resolve(&base, "..").unwrap(),
+            u("https://reg.example:5000/v2/x/")
+        );
     }
 
     #[test]
