@@ -138,15 +138,25 @@ async fn open_at(
     if reply.response.status() != StatusCode::PARTIAL_CONTENT {
         return Ok((reply.response.into_body(), offset));
     }
-    let start = content_range_start(reply.response.headers());
-    if start != Some(offset) {
-        return Err(Error::new(
-            ErrorKind::Protocol,
-            format!("asked for {range}, got Content-Range {start:?}"),
-        )
-        .with_url(url));
+    if content_range_start(reply.response.headers()) != Some(offset) {
+        return Err(wrong_range(offset, reply.response.headers()).with_url(url));
     }
     Ok((reply.response.into_body(), 0))
+}
+
+/// A `206` that does not start at `offset`, where the rest was asked for.
+pub(crate) fn wrong_range(offset: u64, headers: &HeaderMap) -> Error {
+    let got = match headers.get(http::header::CONTENT_RANGE) {
+        Some(v) => format!(
+            "Content-Range: {}",
+            crate::server_text::one_line(&String::from_utf8_lossy(v.as_bytes()))
+        ),
+        None => "no Content-Range".to_string(),
+    };
+    Error::new(
+        ErrorKind::Protocol,
+        format!("asked for bytes={offset}-, got a 206 with {got}"),
+    )
 }
 
 /// Where the range a `206` answer carries starts: `Content-Range: bytes 100-199/1000` → 100.
@@ -173,6 +183,23 @@ pub(crate) fn content_range_total(headers: &HeaderMap) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wrong_range_is_told_as_the_server_sent_it() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(
+            wrong_range(9500, &headers).to_string(),
+            "asked for bytes=9500-, got a 206 with no Content-Range"
+        );
+        headers.insert(
+            http::header::CONTENT_RANGE,
+            HeaderValue::from_static("bytes 10-99/100"),
+        );
+        assert_eq!(
+            wrong_range(9500, &headers).to_string(),
+            "asked for bytes=9500-, got a 206 with Content-Range: bytes 10-99/100"
+        );
+    }
 
     #[test]
     fn parses_content_range() {

@@ -326,13 +326,8 @@ impl RegistryRemote {
         } else if offset == 0 {
             (content_length(h), 0)
         } else if reply.response.status() == http::StatusCode::PARTIAL_CONTENT {
-            let start = content_range_start(h);
-            if start != Some(offset) {
-                return Err(Error::new(
-                    ErrorKind::Protocol,
-                    format!("asked for bytes={offset}-, got Content-Range {start:?}"),
-                )
-                .with_url(&url));
+            if content_range_start(h) != Some(offset) {
+                return Err(body::wrong_range(offset, h).with_url(&url));
             }
             let total = body::content_range_total(h)
                 .or_else(|| content_length(h).map(|rest| rest + offset));

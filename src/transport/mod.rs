@@ -600,7 +600,8 @@ fn certificate_failure(e: &rustls::Error) -> Option<String> {
                 _ => "",
             };
             Some(format!(
-                "the server's certificate is not trusted: {why:?}{hint}"
+                "the server's certificate is not trusted: {}{hint}",
+                certificate_problem(why)
             ))
         }
         rustls::Error::AlertReceived(Alert::CertificateRequired) => {
@@ -619,6 +620,27 @@ fn certificate_failure(e: &rustls::Error) -> Option<String> {
         )),
         _ => None,
     }
+}
+
+/// What is wrong with a server's certificate, in words where the case is common, with
+/// rustls's name for it (which searches well) in any case.
+fn certificate_problem(why: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as E;
+    let (words, name) = match why {
+        E::UnknownIssuer => ("issued by an authority not trusted here", "UnknownIssuer"),
+        E::Expired | E::ExpiredContext { .. } => ("expired", "Expired"),
+        E::NotValidYet | E::NotValidYetContext { .. } => ("not valid yet", "NotValidYet"),
+        E::NotValidForName | E::NotValidForNameContext { .. } => {
+            ("not issued for this host name", "NotValidForName")
+        }
+        E::Revoked => ("revoked", "Revoked"),
+        E::Other(other) if format!("{other:?}").contains("CaUsedAsEndEntity") => (
+            "a CA certificate served as the server's own",
+            "CaUsedAsEndEntity",
+        ),
+        _ => return format!("{why:?}"),
+    };
+    format!("{words} ({name})")
 }
 
 /// Reads a whole body of at most `limit` bytes; more is an error of kind
@@ -725,6 +747,21 @@ mod tests {
             }
         }
         assert!(names_no_host(&Wrapper(gai("Name or service not known"))));
+    }
+
+    #[test]
+    fn certificate_problems_are_told_in_words() {
+        use rustls::CertificateError as E;
+        assert_eq!(
+            certificate_problem(&E::UnknownIssuer),
+            "issued by an authority not trusted here (UnknownIssuer)"
+        );
+        assert_eq!(certificate_problem(&E::Expired), "expired (Expired)");
+        assert_eq!(
+            certificate_problem(&E::NotValidForName),
+            "not issued for this host name (NotValidForName)"
+        );
+        assert_eq!(certificate_problem(&E::BadSignature), "BadSignature");
     }
 
     #[test]
