@@ -276,6 +276,28 @@ fn completions_and_manual_come_from_the_real_options() {
     }
 }
 
+/// An option where it does nothing is a usage error at once, before any request: the
+/// worker's options on a one-shot fetch to stdout, hints after `-`.
+#[test]
+fn misplaced_options_are_refused_not_ignored() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", b"x");
+    let repo = format!("{}/team/app", reg.host());
+    let dist = Dist::new();
+    let out = dist.run(&["fetch", &repo, &digest, "--report", "r.jsonl"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--report applies to many objects"), "{err}");
+    let out = dist.run(
+        &["fetch", &repo, "-", "size:1"],
+        format!("{digest}\n").as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("hints go on each input line"), "{err}");
+    assert_eq!(reg.request_count(), 0);
+}
+
 /// Output that cannot be written (a full disk: `/dev/full`) is an error that says so; for
 /// `resolve`, whose status 1 also means "does not resolve", the message tells them apart.
 #[test]

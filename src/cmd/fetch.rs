@@ -9,6 +9,9 @@ use super::{check_layout, exit_for, open_locator, report, EXIT_USAGE};
 use crate::cli::{FetchArgs, Global};
 
 pub async fn run(global: &Global, args: FetchArgs) -> u8 {
+    if let Some(misplaced) = misplaced_option(&args) {
+        return report(&Error::invalid(misplaced), EXIT_USAGE);
+    }
     if args.object == "-" || args.output.is_some() {
         return super::batch::run(global, args).await;
     }
@@ -39,6 +42,40 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
         Ok(()) => 0,
         Err(e) => report(&e, exit_for(&e)),
     }
+}
+
+/// An option given where it does nothing, said at once rather than ignored: the worker's
+/// options on a one-shot fetch to stdout, hints after `-` (they go on each input line).
+fn misplaced_option(args: &FetchArgs) -> Option<String> {
+    if args.object == "-" {
+        return (!args.hints.is_empty()).then(|| {
+            format!(
+                "hints go on each input line after its object, not after `-` (got {})",
+                args.hints.join(" ")
+            )
+        });
+    }
+    if args.output.is_some() {
+        return None;
+    }
+    let worker_only = [
+        (args.report.is_some(), "--report"),
+        (args.ordered, "--ordered"),
+        (args.shard.is_some(), "--shard"),
+    ];
+    let given: Vec<&str> = worker_only
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, name)| *name)
+        .collect();
+    (!given.is_empty()).then(|| {
+        let verb = if given.len() > 1 { "apply" } else { "applies" };
+        format!(
+            "{} {verb} to many objects (object `-`) or to -o DIR; a one-shot fetch writes \
+             its object to stdout",
+            given.join(", ")
+        )
+    })
 }
 
 /// Streams one object to stdout. The bytes go out as they arrive (an object may be far
