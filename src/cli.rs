@@ -92,7 +92,7 @@ pub struct Global {
     pub key: Option<PathBuf>,
 
     /// Give up after this long in total (e.g. 30s, 5m, 1h30m); exit status 124.
-    #[arg(long, global = true, env = "DIST_FETCH_TIMEOUT", value_parser = dist::duration::parse, value_name = "DURATION")]
+    #[arg(long, global = true, env = "DIST_FETCH_TIMEOUT", value_parser = parse_timeout, value_name = "DURATION")]
     pub timeout: Option<Duration>,
 
     /// When `--timeout` runs out, counted from the start (set by `main`).
@@ -104,11 +104,11 @@ pub struct Global {
     pub retries: u32,
 
     /// Give up on a TCP connection that is not established within this long.
-    #[arg(long, global = true, default_value = "30s", value_parser = dist::duration::parse, value_name = "DURATION")]
+    #[arg(long, global = true, default_value = "30s", value_parser = parse_timeout, value_name = "DURATION")]
     pub connect_timeout: Duration,
 
     /// Abort (and retry or resume) a response that sends nothing for this long.
-    #[arg(long, global = true, default_value = "60s", value_parser = dist::duration::parse, value_name = "DURATION")]
+    #[arg(long, global = true, default_value = "60s", value_parser = parse_timeout, value_name = "DURATION")]
     pub idle_timeout: Duration,
 
     /// Concurrent range requests for one large blob on a slow connection, and range parts
@@ -257,9 +257,25 @@ fn parse_jobs(s: &str) -> Result<usize, String> {
     }
 }
 
+/// A timeout of zero would fail every request before it could start.
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    match dist::duration::parse(s)? {
+        d if d.is_zero() => Err(format!("{s:?} is no time at all; a timeout must be longer")),
+        d => Ok(d),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timeouts_must_be_longer_than_zero() {
+        assert_eq!(parse_timeout("1m30s"), Ok(Duration::from_secs(90)));
+        assert!(parse_timeout("0s").is_err());
+        assert!(parse_timeout("0").is_err());
+        assert!(parse_timeout("soon").is_err());
+    }
 
     #[test]
     fn http2_windows() {
