@@ -54,7 +54,10 @@ impl Global {
     /// Whether a progress line or a meter may be drawn on stderr: not with `-q`, and not
     /// while log lines go there (`-v`, `RUST_LOG`), which would tear it at every request.
     pub fn draws_progress(&self) -> bool {
-        !self.quiet && self.verbose == 0 && std::env::var_os("RUST_LOG").is_none()
+        !self.quiet
+            && self.verbose == 0
+            && self.log_format == LogFormat::Text
+            && std::env::var_os("RUST_LOG").is_none()
     }
 }
 

@@ -2,6 +2,7 @@
 //! logging and exit codes. Everything else lives in the library.
 
 mod cli;
+#[macro_use]
 mod cmd;
 
 use std::process::ExitCode;
@@ -15,6 +16,9 @@ fn main() -> ExitCode {
     tune_allocator();
     let mut cli = Cli::parse();
     init_logging(cli.global.verbose, cli.global.log_format);
+    if cli.global.log_format == LogFormat::Json {
+        cmd::messages_as_json();
+    }
     // One runtime thread polls every transfer with less synchronisation (measured: client
     // CPU for 1000 small blobs 0.15-0.19 s on one thread against 0.25-0.27 s on two);
     // hashing large objects and writing files or stdout run on threads of their own.
@@ -41,7 +45,9 @@ fn main() -> ExitCode {
         match (deadline, timeout, abandoned) {
             (Some(at), Some(t), Some(what)) => {
                 tokio::time::timeout_at(at, work).await.unwrap_or_else(|_| {
-                    eprintln!("dist: {what}: gave up after the --timeout of {t:?}");
+                    cmd::say(&format!(
+                        "dist: {what}: gave up after the --timeout of {t:?}"
+                    ));
                     EXIT_TIMEOUT
                 })
             }

@@ -160,6 +160,9 @@ fn json_logs_parse_and_never_carry_secrets() {
     dist.login(&reg.host(), "alice", "correct-horse-battery");
     let mut dist = dist;
     dist.env("RUST_LOG", "trace");
+    // One object is missing: its error is a message of the CLI's own, not a log line,
+    // and must parse as JSON too.
+    let missing = format!("sha256:{}", "0".repeat(64));
     let out = dist.run(
         &[
             "fetch",
@@ -168,20 +171,25 @@ fn json_logs_parse_and_never_carry_secrets() {
             &format!("{}/team/app", reg.host()),
             "-",
         ],
-        input(&blobs).as_bytes(),
+        format!("{}{missing}\n", input(&blobs)).as_bytes(),
     );
-    assert!(
-        out.status.success(),
+    assert_eq!(
+        out.status.code(),
+        Some(1),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     let mut lines = 0;
+    let mut told = false;
     for l in stderr.lines() {
-        serde_json::from_str::<serde_json::Value>(l)
+        let v = serde_json::from_str::<serde_json::Value>(l)
             .unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}"));
+        let message = v["fields"]["message"].as_str().unwrap_or_default();
+        told |= message.contains(&missing) && message.contains("404");
         lines += 1;
     }
+    assert!(told, "the missing object's error, as JSON: {stderr}");
     assert!(lines > 5, "trace logging produced lines: {lines}");
     let encoded = base64::engine::general_purpose::STANDARD.encode("alice:correct-horse-battery");
     assert!(

@@ -37,12 +37,12 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
     let checked = tokio::select! {
         r = remote.check() => r,
         why = &mut stop => {
-            eprintln!("{}", why.message(false));
+            say!("{}", why.message(false));
             return why.code();
         }
     };
     if let Err(e) = checked {
-        eprintln!("dist: cannot use {}: {e}", remote.describe());
+        say!("dist: cannot use {}: {e}", remote.describe());
         return EXIT_USAGE;
     }
     let progress = std::sync::Arc::new(dist::worker::progress::Progress::default());
@@ -101,7 +101,7 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
         drop(outcomes);
         output.finish_within(std::time::Duration::from_secs(2));
         display.finish(ticker);
-        eprintln!("{}", why.message(into_store));
+        say!("{}", why.message(into_store));
         return why.code();
     }
     display.finish(ticker);
@@ -109,7 +109,7 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
         Ok(()) if failed == 0 => 0,
         Ok(()) | Err(Failure::ReaderGone) => EXIT_FAILED,
         Err(Failure::Write(msg)) => {
-            eprintln!("dist: {msg}");
+            say!("dist: {msg}");
             EXIT_FAILED
         }
     }

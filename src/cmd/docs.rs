@@ -22,7 +22,7 @@ fn print(text: &[u8]) -> u8 {
         .and_then(|_| std::io::stdout().flush())
     {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            eprintln!("dist: writing to stdout: {e}");
+            say!("dist: writing to stdout: {e}");
             EXIT_FAILED
         }
         _ => 0,
@@ -34,14 +34,14 @@ pub fn man() -> u8 {
     let cmd = Cli::command();
     let mut out = Vec::new();
     if let Err(e) = clap_mangen::Man::new(cmd.clone()).render(&mut out) {
-        eprintln!("dist: rendering the manual: {e}");
+        say!("dist: rendering the manual: {e}");
         return EXIT_FAILED;
     }
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         let name = format!("dist-{}", sub.get_name());
         let page = clap_mangen::Man::new(sub.clone().name(name));
         if let Err(e) = page.render(&mut out) {
-            eprintln!("dist: rendering the manual: {e}");
+            say!("dist: rendering the manual: {e}");
             return EXIT_FAILED;
         }
     }

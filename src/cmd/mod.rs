@@ -1,6 +1,13 @@
 //! The commands of the `dist` binary, one file each, and what they share: opening a
 //! remote from the global options, exit statuses, messages, signals.
 
+/// Prints a message on stderr through [`say`]: text, or a JSON line with `--log-format json`.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cmd::say(&format!($($arg)*))
+    };
+}
+
 pub mod batch;
 pub mod docs;
 pub mod fetch;
@@ -24,6 +31,35 @@ use dist::transport::{Transport, TransportOptions};
 use dist::{Error, ErrorKind, Locator, Remote, Repository};
 
 use crate::cli::Global;
+
+/// Whether messages go out as JSON lines (`--log-format json`), like the log lines beside
+/// them, so that a program reading stderr can parse every line.
+static JSON_MESSAGES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes [`say`] write JSON lines.
+pub fn messages_as_json() {
+    JSON_MESSAGES.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Writes a message for the person (or program) reading stderr: the text as it is, or with
+/// `--log-format json` a JSON line shaped like the log's (`level`, `fields.message`).
+pub fn say(text: &str) {
+    if JSON_MESSAGES.load(std::sync::atomic::Ordering::Relaxed) {
+        let level = if text.starts_with("dist: warning:") {
+            "WARN"
+        } else {
+            "ERROR"
+        };
+        let line = serde_json::json!({
+            "level": level,
+            "fields": { "message": text },
+            "target": "dist",
+        });
+        eprintln!("{line}");
+    } else {
+        eprintln!("{text}");
+    }
+}
 
 /// Exit status when a fetch failed.
 pub const EXIT_FAILED: u8 = 1;
@@ -58,7 +94,7 @@ pub async fn check_layout(remote: &dyn Remote, locator: &Locator) -> Result<(), 
         return Ok(());
     }
     remote.check().await.map_err(|e| {
-        eprintln!("dist: cannot use {}: {e}", remote.describe());
+        say!("dist: cannot use {}: {e}", remote.describe());
         EXIT_USAGE
     })
 }
@@ -203,7 +239,7 @@ pub fn open_report(
         Some(path) => match std::fs::File::create(path) {
             Ok(f) => Ok(Some(std::io::BufWriter::new(f))),
             Err(e) => {
-                eprintln!("dist: cannot create report {}: {e}", path.display());
+                say!("dist: cannot create report {}: {e}", path.display());
                 Err(EXIT_USAGE)
             }
         },
@@ -283,6 +319,6 @@ async fn interrupted() -> u8 {
 }
 
 pub fn report(e: &Error, code: u8) -> u8 {
-    eprintln!("dist: {e}");
+    say!("dist: {e}");
     code
 }

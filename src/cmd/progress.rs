@@ -62,12 +62,11 @@ impl Display {
     /// Prints a line of its own (an error, a warning) without tearing the progress line.
     pub fn message(&self, text: &str) {
         let mut drawn = self.line.lock().expect("progress line poisoned");
-        let mut err = std::io::stderr().lock();
         if *drawn {
-            let _ = write!(err, "\r\x1b[K");
+            let _ = write!(std::io::stderr().lock(), "\r\x1b[K");
             *drawn = false;
         }
-        let _ = writeln!(err, "{text}");
+        super::say(text);
     }
 
     /// Stops redrawing and prints the summary line.

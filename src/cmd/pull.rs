@@ -36,12 +36,12 @@ pub async fn run(global: &Global, args: PullArgs) -> u8 {
     let checked = tokio::select! {
         r = remote.check() => r,
         why = &mut stop => {
-            eprintln!("{}", why.message(true));
+            say!("{}", why.message(true));
             return why.code();
         }
     };
     if let Err(e) = checked {
-        eprintln!("dist: cannot use {}: {e}", remote.describe());
+        say!("dist: cannot use {}: {e}", remote.describe());
         return EXIT_USAGE;
     }
     let progress = std::sync::Arc::new(dist::worker::progress::Progress::default());
@@ -81,7 +81,7 @@ pub async fn run(global: &Global, args: PullArgs) -> u8 {
         };
         written.and(reported).map_err(|e| {
             if e.kind() != std::io::ErrorKind::BrokenPipe {
-                eprintln!("dist: writing the JSON lines: {e}");
+                say!("dist: writing the JSON lines: {e}");
             }
             write_failed = true;
             Error::from(e)
@@ -94,20 +94,20 @@ pub async fn run(global: &Global, args: PullArgs) -> u8 {
         r = work => r,
         why = &mut stop => {
             display.finish(ticker);
-            eprintln!("{}", why.message(true));
+            say!("{}", why.message(true));
             return why.code();
         }
     };
     display.finish(ticker);
     if let Some(Err(e)) = report_file.as_mut().map(Write::flush) {
-        eprintln!("dist: writing the report: {e}");
+        say!("dist: writing the report: {e}");
         return EXIT_FAILED;
     }
     // As Docker and podman do: a single-platform image for another platform is pulled,
     // and said so, since it will not run here (or where --platform meant it to).
     if let (Ok(pulled), Platforms::One(want)) = (&result, &opts.platforms) {
         if let Some(have) = pulled.image_platform.as_ref().filter(|h| !want.matches(h)) {
-            eprintln!(
+            say!(
                 "dist: warning: {object} is an image for {have} only, not {want} (it has no \
                  index of platforms to choose from); pulled as it is"
             );

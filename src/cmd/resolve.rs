@@ -26,7 +26,7 @@ pub async fn run(global: &Global, args: ResolveArgs) -> u8 {
             match writeln!(std::io::stdout(), "{line}") {
                 // A reader that went away (`| head -0`) wanted no more, as for `fetch`.
                 Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                    eprintln!("dist: writing to stdout: {e}");
+                    say!("dist: writing to stdout: {e}");
                     EXIT_FAILED
                 }
                 _ => 0,
