@@ -7,7 +7,9 @@ use futures::StreamExt;
 
 use super::output::{Failure, Output};
 use super::progress::Display;
-use super::{open_remote, open_report, report, stopped, EXIT_FAILED, EXIT_USAGE};
+use super::{
+    check_before_batch, open_remote, open_report, report, stopped, EXIT_FAILED, EXIT_USAGE,
+};
 use crate::cli::{FetchArgs, Global};
 
 /// The worker: objects from stdin (or the one object given, with `--output`), frames or
@@ -34,16 +36,8 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
     // One stop for the whole run: a signal that came between two of them would be lost,
     // since the first one's handler stays installed.
     let mut stop = std::pin::pin!(stopped(global));
-    let checked = tokio::select! {
-        r = remote.check() => r,
-        why = &mut stop => {
-            say!("{}", why.message(false));
-            return why.code();
-        }
-    };
-    if let Err(e) = checked {
-        say!("dist: cannot use {}: {e}", remote.describe());
-        return EXIT_USAGE;
+    if let Err(code) = check_before_batch(remote.as_ref(), &mut stop, false).await {
+        return code;
     }
     let progress = std::sync::Arc::new(dist::worker::progress::Progress::default());
     let display = Display::new(progress.clone(), global.draws_progress());

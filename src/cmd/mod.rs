@@ -247,6 +247,26 @@ pub fn open_report(
     }
 }
 
+/// Checks the remote of a batch (the worker, `pull`) once before it starts, watching the
+/// run's one `stop` meanwhile: a registry that does not answer must not hold the run beyond
+/// `--timeout` or a signal. `Err` is the exit status, the reason already said.
+pub async fn check_before_batch<S: std::future::Future<Output = Stop>>(
+    remote: &dyn Remote,
+    stop: &mut std::pin::Pin<&mut S>,
+    into_store: bool,
+) -> Result<(), u8> {
+    tokio::select! {
+        checked = remote.check() => checked.map_err(|e| {
+            say!("dist: cannot use {}: {e}", remote.describe());
+            EXIT_USAGE
+        }),
+        why = stop.as_mut() => {
+            say!("{}", why.message(into_store));
+            Err(why.code())
+        }
+    }
+}
+
 /// Why a batch stopped before its end.
 pub enum Stop {
     /// SIGINT or SIGTERM, with the conventional exit status (128 + signal).

@@ -9,7 +9,9 @@ use dist::sink::layout::LayoutStore;
 use dist::{Error, ErrorKind};
 
 use super::progress::Display;
-use super::{open_locator, open_report, report, stopped, EXIT_FAILED, EXIT_USAGE};
+use super::{
+    check_before_batch, open_locator, open_report, report, stopped, EXIT_FAILED, EXIT_USAGE,
+};
 use crate::cli::{Global, PullArgs};
 
 /// `dist pull`: the image into an OCI layout, one JSON line per object on stdout.
@@ -33,16 +35,8 @@ pub async fn run(global: &Global, args: PullArgs) -> u8 {
     // One stop for the whole run, the check included: a registry that does not answer
     // must not hold the pull beyond --timeout or a signal.
     let mut stop = std::pin::pin!(stopped(global));
-    let checked = tokio::select! {
-        r = remote.check() => r,
-        why = &mut stop => {
-            say!("{}", why.message(true));
-            return why.code();
-        }
-    };
-    if let Err(e) = checked {
-        say!("dist: cannot use {}: {e}", remote.describe());
-        return EXIT_USAGE;
+    if let Err(code) = check_before_batch(remote.as_ref(), &mut stop, true).await {
+        return code;
     }
     let progress = std::sync::Arc::new(dist::worker::progress::Progress::default());
     let display = Display::new(progress.clone(), global.draws_progress());
