@@ -111,7 +111,8 @@ impl DockerConfig {
         DockerConfig::from_paths(&[path.to_owned()])
     }
 
-    /// Reads the files at `paths`, asked in that order; missing ones are skipped.
+    /// Reads the files at `paths`, asked in that order; missing ones are skipped, and one
+    /// that cannot be read or parsed answers nothing (with a warning when first asked).
     pub fn from_paths(paths: &[PathBuf]) -> Result<DockerConfig> {
         let mut sources = Vec::new();
         for path in paths {
