@@ -196,7 +196,7 @@ fn render_meter(received: u64, size: Option<u64>, elapsed: Duration) -> String {
             );
             // Rounded up: "0:00" only once nothing is left.
             if let Some(secs) = (speed > 0).then(|| (size - received).div_ceil(speed)) {
-                text.push_str(&format!(", ETA {}:{:02}", secs / 60, secs % 60));
+                text.push_str(&eta_text(secs));
             }
             text
         }
@@ -230,10 +230,14 @@ pub fn render(s: &Snapshot, elapsed: Duration) -> String {
         bytes(speed)
     );
     if let Some(eta) = eta(s, elapsed) {
-        let secs = eta.as_secs();
-        text.push_str(&format!(", ETA {}:{:02}", secs / 60, secs % 60));
+        text.push_str(&eta_text(eta.as_secs()));
     }
     text
+}
+
+/// `, ETA m:ss`, as the progress line and the meter both end.
+fn eta_text(secs: u64) -> String {
+    format!(", ETA {}:{:02}", secs / 60, secs % 60)
 }
 
 /// Remaining time: by bytes when every size was known in advance, else by objects once
