@@ -38,7 +38,13 @@ pub struct RangeOptions {
     pub part_size: u64,
     /// How much the first stream receives before its speed is judged.
     pub probe: u64,
-    /// A first stream slower than this (bytes per second) triggers parallel parts.
+    /// How long the probe lasts at least: on a fast link the first MiB take a few
+    /// milliseconds, and a pause of this process on a busy machine must not pass for a
+    /// slow server.
+    pub probe_time: Duration,
+    /// A first stream slower than this (bytes per second) triggers parallel parts. The
+    /// rate counts only the time spent waiting for the network: a consumer that is slower
+    /// than the link (a slow disk, a slow reader of stdout) is not helped by more streams.
     pub slow_below: u64,
 }
 
@@ -49,6 +55,7 @@ impl Default for RangeOptions {
             threshold: 64 << 20,
             part_size: PART_SIZE,
             probe: 4 << 20,
+            probe_time: Duration::from_millis(100),
             slow_below: 128 << 20,
         }
     }
@@ -97,6 +104,8 @@ pub(crate) struct Adaptive {
     start: u64,
     offset: u64,
     started: Instant,
+    /// Time the probe spent waiting for the first stream's next bytes.
+    waited: Duration,
     phase: Phase,
 }
 
@@ -128,6 +137,7 @@ impl Adaptive {
             start,
             offset: start,
             started: Instant::now(),
+            waited: Duration::ZERO,
             phase: Phase::Probing,
         }
     }
@@ -162,7 +172,13 @@ impl Adaptive {
         let Some(first) = self.first.as_mut() else {
             return Ok(None);
         };
-        let Some(mut chunk) = first.next().await.transpose()? else {
+        let probing = matches!(self.phase, Phase::Probing);
+        let asked = probing.then(Instant::now);
+        let next = first.next().await;
+        if let Some(asked) = asked {
+            self.waited += asked.elapsed();
+        }
+        let Some(mut chunk) = next.transpose()? else {
             return Ok(None);
         };
         if let Phase::Split { cut, .. } = &self.phase {
@@ -173,7 +189,12 @@ impl Adaptive {
         }
         self.offset += chunk.len() as u64;
         match self.phase {
-            Phase::Probing if self.offset - self.start >= self.opts.probe => self.judge(),
+            Phase::Probing
+                if self.offset - self.start >= self.opts.probe
+                    && self.started.elapsed() >= self.opts.probe_time =>
+            {
+                self.judge()
+            }
             Phase::Slow => self.try_split(),
             _ => {}
         }
@@ -200,8 +221,8 @@ impl Adaptive {
 
     /// The probe is done: is the first stream slow enough to split the rest?
     fn judge(&mut self) {
-        let elapsed = self.started.elapsed().max(Duration::from_millis(1));
-        let rate = ((self.offset - self.start) as f64 / elapsed.as_secs_f64()) as u64;
+        let waited = self.waited.max(Duration::from_micros(100));
+        let rate = ((self.offset - self.start) as f64 / waited.as_secs_f64()) as u64;
         let url = &self.source.url;
         if rate >= self.opts.slow_below {
             tracing::debug!(%url, rate_mb_s = rate >> 20, "single stream is fast enough");

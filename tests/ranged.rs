@@ -20,6 +20,7 @@ fn small_ranges() -> RangeOptions {
         threshold: 1 << 20,
         part_size: 256 << 10,
         probe: 128 << 10,
+        probe_time: Duration::from_millis(5),
         slow_below: 50 << 20,
     }
 }
@@ -220,6 +221,46 @@ async fn fast_stream_stays_single() {
     };
     assert_eq!(fetch_all(&reg, &digest, fast).await, data);
     assert!(range_requests(&reg).is_empty());
+}
+
+/// A fast server read by a slow consumer: the stream is slow only because the bytes are
+/// not asked for, and more connections would only hold more parts in memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_is_not_taken_for_a_slow_server() {
+    let reg = FakeRegistry::start();
+    let data = bytes(80, 2 << 20);
+    let digest = reg.blob("team/app", &data);
+    let slow_below = 20 << 20;
+    let ranges = RangeOptions {
+        slow_below,
+        // Long enough that a few late wake-ups on a busy machine stay far below the
+        // 25 ms of waiting that would make the ~500 KB read by then look slow.
+        probe_time: Duration::from_millis(100),
+        ..small_ranges()
+    };
+    let remote = remote_for(&reg, ranges, TransportOptions::default());
+    let object: Object = digest.parse().unwrap();
+    let mut download = remote.fetch(&object, &Hints::default()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut got = Vec::new();
+    while let Some(chunk) = download.chunk().await.unwrap() {
+        got.extend_from_slice(&chunk);
+        // About 4 MiB/s, whatever the size of the chunks.
+        let pause = Duration::from_secs_f64(chunk.len() as f64 / (4 << 20) as f64);
+        tokio::time::sleep(pause).await;
+    }
+    assert_eq!(got, data);
+    // Far below what the options call slow, measured as the consumer sees it.
+    let rate = data.len() as f64 / started.elapsed().as_secs_f64();
+    assert!(
+        rate < slow_below as f64,
+        "the consumer was not slow: {rate}"
+    );
+    assert!(
+        range_requests(&reg).is_empty(),
+        "{:?}",
+        range_requests(&reg)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
