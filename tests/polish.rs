@@ -410,3 +410,80 @@ fn a_directory_that_is_not_a_layout_is_left_alone() {
     }
     assert_eq!(reg.requests().len(), 0, "nothing was fetched");
 }
+
+/// `--report` truncates its file, so one that names what the run reads or writes (the
+/// input, the file stdout goes to, the layout's index) is refused before anything is
+/// touched or fetched; a report beside the index is fine.
+#[test]
+fn a_report_that_would_destroy_input_or_layout_is_refused() {
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, 3);
+    let dist = Dist::new();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = format!("{}/team/app", reg.host());
+    let list = dir.path().join("in.txt");
+    std::fs::write(&list, input(&blobs)).unwrap();
+    let list_s = list.to_str().unwrap();
+    let layout = dir.path().join("out");
+    let layout_s = layout.to_str().unwrap();
+    let index = layout.join("index.json");
+    let index_s = index.to_str().unwrap();
+    let pull_ref = format!("{repo}:latest");
+    let refused = |args: &[&str], needle: &str| {
+        let stdout = std::fs::File::create(dir.path().join("stdout")).unwrap();
+        let out = dist
+            .command(args)
+            .stdin(std::fs::File::open(&list).unwrap())
+            .stdout(stdout)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    };
+    refused(
+        &["fetch", &repo, "-", "-o", layout_s, "--report", list_s],
+        "is the input being read",
+    );
+    assert_eq!(std::fs::read_to_string(&list).unwrap(), input(&blobs));
+    refused(
+        &["fetch", &repo, "-", "-o", layout_s, "--report", index_s],
+        "the layout's index.json",
+    );
+    refused(
+        &["pull", &pull_ref, "-o", layout_s, "--report", index_s],
+        "the layout's index.json",
+    );
+    let stdout_file = dir.path().join("stdout");
+    refused(
+        &[
+            "fetch",
+            &repo,
+            "-",
+            "--report",
+            stdout_file.to_str().unwrap(),
+        ],
+        "stdout already writes to this file",
+    );
+    let index_text = std::fs::read_to_string(&index).unwrap();
+    assert!(index_text.contains("\"manifests\":[]"), "{index_text}");
+    assert_eq!(reg.requests().len(), 0, "nothing was fetched");
+
+    let beside = layout.join("report.jsonl");
+    let out = dist.run(
+        &[
+            "fetch",
+            &repo,
+            "-",
+            "-o",
+            layout_s,
+            "--report",
+            beside.to_str().unwrap(),
+        ],
+        input(&blobs).as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let report = std::fs::read_to_string(&beside).unwrap();
+    assert_eq!(report.lines().count(), blobs.len());
+}

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use super::output::{Failure, Output};
 use super::progress::Display;
 use super::{
-    check_before_batch, open_remote, open_report, report, stopped, EXIT_FAILED, EXIT_USAGE,
+    check_before_batch, open_remote, report, report_file, stopped, EXIT_FAILED, EXIT_USAGE,
 };
 use crate::cli::{FetchArgs, Global};
 
@@ -25,7 +25,11 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
         },
         None => Destination::default(),
     };
-    let report_file = match open_report(args.report.as_deref()) {
+    let in_use = report_file::InUse {
+        store: args.output.as_deref(),
+        reads_stdin: args.object == "-",
+    };
+    let report_out = match report_file::open(args.report.as_deref(), &in_use) {
         Ok(r) => r,
         Err(code) => return code,
     };
@@ -63,7 +67,7 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
     };
     let mut outcomes = worker::run(remote, input, opts);
     let ticker = display.start();
-    let mut output = Output::start(framed, report_file);
+    let mut output = Output::start(framed, report_out);
     let mut failed = 0usize;
     let stopped = loop {
         let next = tokio::select! {

@@ -14,6 +14,7 @@ pub mod fetch;
 pub mod output;
 pub mod progress;
 pub mod pull;
+pub mod report_file;
 pub mod resolve;
 pub mod stdin;
 
@@ -229,22 +230,6 @@ fn mirror_specs(
         }
     }
     Ok((server, settings, specs))
-}
-
-/// Creates the `--report` file, if one was asked for.
-pub fn open_report(
-    path: Option<&std::path::Path>,
-) -> Result<Option<std::io::BufWriter<std::fs::File>>, u8> {
-    match path {
-        Some(path) => match std::fs::File::create(path) {
-            Ok(f) => Ok(Some(std::io::BufWriter::new(f))),
-            Err(e) => {
-                say!("dist: cannot create report {}: {e}", path.display());
-                Err(EXIT_USAGE)
-            }
-        },
-        None => Ok(None),
-    }
 }
 
 /// Checks the remote of a batch (the worker, `pull`) once before it starts, watching the

@@ -10,7 +10,7 @@ use dist::{Error, ErrorKind};
 
 use super::progress::Display;
 use super::{
-    check_before_batch, open_locator, open_report, report, stopped, EXIT_FAILED, EXIT_USAGE,
+    check_before_batch, open_locator, report, report_file, stopped, EXIT_FAILED, EXIT_USAGE,
 };
 use crate::cli::{Global, PullArgs};
 
@@ -24,7 +24,11 @@ pub async fn run(global: &Global, args: PullArgs) -> u8 {
         Ok(s) => s,
         Err(e) => return report(&e, EXIT_USAGE),
     };
-    let mut report_file = match open_report(args.report.as_deref()) {
+    let in_use = report_file::InUse {
+        store: Some(&args.output),
+        reads_stdin: false,
+    };
+    let mut report_out = match report_file::open(args.report.as_deref(), &in_use) {
         Ok(r) => r,
         Err(code) => return code,
     };
@@ -69,7 +73,7 @@ pub async fn run(global: &Global, args: PullArgs) -> u8 {
         let line = event.json_line();
         // Each line is flushed as it comes: it is the progress report.
         let written = writeln!(out, "{line}").and_then(|_| out.flush());
-        let reported = match &mut report_file {
+        let reported = match &mut report_out {
             Some(r) => writeln!(r, "{line}"),
             None => Ok(()),
         };
@@ -93,7 +97,7 @@ pub async fn run(global: &Global, args: PullArgs) -> u8 {
         }
     };
     display.finish(ticker);
-    if let Some(Err(e)) = report_file.as_mut().map(Write::flush) {
+    if let Some(Err(e)) = report_out.as_mut().map(Write::flush) {
         say!("dist: writing the report: {e}");
         return EXIT_FAILED;
     }

@@ -1,0 +1,176 @@
+//! The `--report FILE` of the worker and `dist pull`: created only where truncating it
+//! destroys nothing the run itself needs.
+//!
+//! Creating the report truncates it. Pointed by a slip at the layout being written
+//! (`--report DIR/index.json`), at the input being read (`--report digests.txt <
+//! digests.txt`) or at the file stdout already writes to, that truncation would empty the
+//! layout's index, make the batch read nothing and report success, or interleave two copies
+//! of every line. Those are refused before anything is created or fetched, as GNU tools
+//! refuse "input file is output file".
+
+use std::fs::{File, Metadata};
+use std::io::BufWriter;
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use super::EXIT_USAGE;
+
+/// What the run already uses that the report must not be.
+#[derive(Default)]
+pub struct InUse<'a> {
+    /// The OCI layout written into (`-o DIR`), once opened.
+    pub store: Option<&'a Path>,
+    /// Whether objects are read from stdin.
+    pub reads_stdin: bool,
+}
+
+/// Creates the `--report` file, if one was asked for; `Err` is the exit status, the
+/// reason already said.
+pub fn open(path: Option<&Path>, in_use: &InUse) -> Result<Option<BufWriter<File>>, u8> {
+    let Some(path) = path else { return Ok(None) };
+    if let Some(why) = clash(path, in_use) {
+        say!("dist: --report {}: {why}", path.display());
+        return Err(EXIT_USAGE);
+    }
+    match File::create(path) {
+        Ok(f) => Ok(Some(BufWriter::new(f))),
+        Err(e) => {
+            say!("dist: cannot create report {}: {e}", path.display());
+            Err(EXIT_USAGE)
+        }
+    }
+}
+
+/// Why `report` must not be created, if it must not.
+fn clash(report: &Path, in_use: &InUse) -> Option<String> {
+    // Identity, not names: a symbolic or hard link to index.json is index.json.
+    if let Some(target) = std::fs::metadata(report).ok().filter(Metadata::is_file) {
+        if in_use.reads_stdin && same_file(&target, &std::io::stdin()) {
+            return Some("this is the input being read (stdin); it would be emptied".into());
+        }
+        if same_file(&target, &std::io::stdout()) {
+            return Some("stdout already writes to this file".into());
+        }
+        if let Some(dir) = in_use.store {
+            for name in ["index.json", "oci-layout"] {
+                let file = std::fs::metadata(dir.join(name));
+                if file.is_ok_and(|f| same_inode(&f, &target)) {
+                    return Some(format!(
+                        "this is the layout's {name}; name a file outside {}",
+                        dir.display()
+                    ));
+                }
+            }
+        }
+    }
+    let dir = in_use.store?;
+    // A file that does not exist yet has no identity: where it would go decides.
+    let parent = absolute_parent(report)?;
+    let root = std::fs::canonicalize(dir).ok()?;
+    let ours = report
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with(".dist-"));
+    if parent.starts_with(root.join("blobs")) || (parent == root && ours) {
+        return Some(format!(
+            "this is inside the layout's blob store or working files; name a file outside {}, \
+             or beside index.json",
+            dir.display()
+        ));
+    }
+    None
+}
+
+/// The directory `path` would be created in, with links resolved.
+fn absolute_parent(path: &Path) -> Option<PathBuf> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::canonicalize(parent).ok()
+}
+
+/// Whether the regular file `stream` (stdin, stdout) refers to is `target`.
+fn same_file(target: &Metadata, stream: &impl AsFd) -> bool {
+    let Ok(fd) = stream.as_fd().try_clone_to_owned() else {
+        return false;
+    };
+    File::from(fd)
+        .metadata()
+        .is_ok_and(|m| m.is_file() && same_inode(&m, target))
+}
+
+fn same_inode(a: &Metadata, b: &Metadata) -> bool {
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("blobs/sha256")).unwrap();
+        std::fs::write(dir.path().join("index.json"), "{}").unwrap();
+        std::fs::write(dir.path().join("oci-layout"), "{}").unwrap();
+        dir
+    }
+
+    fn in_store(dir: &Path) -> InUse<'_> {
+        InUse {
+            store: Some(dir),
+            reads_stdin: false,
+        }
+    }
+
+    #[test]
+    fn the_layouts_own_files_are_refused() {
+        let dir = layout();
+        let use_ = in_store(dir.path());
+        for name in [
+            "index.json",
+            "oci-layout",
+            "blobs/sha256/abc",
+            ".dist-index.lock",
+        ] {
+            let why = clash(&dir.path().join(name), &use_);
+            assert!(why.is_some(), "{name} was allowed");
+        }
+        // Reached through another name, it is still the index.
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink(dir.path().join("index.json"), &link).unwrap();
+        assert!(clash(&link, &use_).unwrap().contains("index.json"));
+        let outside = tempfile::tempdir().unwrap();
+        let hard = outside.path().join("hard.json");
+        std::fs::hard_link(dir.path().join("oci-layout"), &hard).unwrap();
+        assert!(clash(&hard, &use_).unwrap().contains("oci-layout"));
+    }
+
+    #[test]
+    fn files_beside_the_index_or_elsewhere_are_allowed() {
+        let dir = layout();
+        let use_ = in_store(dir.path());
+        assert_eq!(clash(&dir.path().join("report.jsonl"), &use_), None);
+        let other = tempfile::tempdir().unwrap();
+        let existing = other.path().join("old.jsonl");
+        std::fs::write(&existing, "x").unwrap();
+        assert_eq!(clash(&existing, &use_), None);
+        // Without a layout, an index.json is just a file.
+        assert_eq!(
+            clash(&dir.path().join("index.json"), &InUse::default()),
+            None
+        );
+    }
+
+    #[test]
+    fn a_report_that_is_refused_is_not_created_or_truncated() {
+        let dir = layout();
+        let index = dir.path().join("index.json");
+        let use_ = in_store(dir.path());
+        assert_eq!(open(Some(&index), &use_).err(), Some(EXIT_USAGE));
+        assert_eq!(std::fs::read_to_string(&index).unwrap(), "{}");
+        let beside = dir.path().join("report.jsonl");
+        assert!(open(Some(&beside), &use_).unwrap().is_some());
+        assert!(beside.exists());
+    }
+}
