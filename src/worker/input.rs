@@ -1,5 +1,7 @@
-//! Reading input lines with bounded memory: a line longer than the limit is reported and
-//! skipped instead of being buffered, and a line that is not UTF-8 is reported, not fatal.
+//! Reading input lines with bounded memory: a line longer than the limit is reported as
+//! soon as it passes the limit (input without newlines, such as a binary file or
+//! `/dev/zero`, must not keep the run silent) and the rest of it is skipped instead of being
+//! buffered; a line that is not UTF-8 is reported, not fatal.
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
@@ -17,51 +19,86 @@ pub enum RawLine {
     NotUtf8,
 }
 
-/// Reads the next line; `Ok(None)` at the end of the input.
-pub async fn next_line<R: AsyncBufRead + Unpin>(
-    reader: &mut R,
-    buf: &mut Vec<u8>,
+/// Input split into lines, with the limit and what is left of a line too long.
+pub struct Lines<R> {
+    reader: R,
+    buf: Vec<u8>,
     max: usize,
-) -> std::io::Result<Option<RawLine>> {
-    buf.clear();
-    let mut too_long = false;
-    let mut any = false;
-    loop {
-        let available = reader.fill_buf().await?;
-        if available.is_empty() {
-            break;
+    /// The rest of a line already reported as too long is still to be skipped.
+    skipping: bool,
+}
+
+impl<R: AsyncBufRead + Unpin> Lines<R> {
+    /// Lines of `reader`, each at most `max` bytes.
+    pub fn new(reader: R, max: usize) -> Lines<R> {
+        Lines {
+            reader,
+            buf: Vec::new(),
+            max,
+            skipping: false,
         }
-        any = true;
-        let (take, done) = match available.iter().position(|&b| b == b'\n') {
-            Some(i) => (i + 1, true),
-            None => (available.len(), false),
-        };
-        if !too_long {
-            if buf.len() + take > max + 1 {
-                too_long = true;
-                buf.clear();
-            } else {
-                buf.extend_from_slice(&available[..take]);
+    }
+
+    /// Reads the next line; `Ok(None)` at the end of the input.
+    pub async fn next(&mut self) -> std::io::Result<Option<RawLine>> {
+        if self.skipping {
+            self.skip_rest().await?;
+        }
+        self.buf.clear();
+        let mut any = false;
+        loop {
+            let available = self.reader.fill_buf().await?;
+            if available.is_empty() {
+                break;
+            }
+            any = true;
+            let (take, done) = match available.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (available.len(), false),
+            };
+            if self.buf.len() + take > self.max + 1 {
+                self.reader.consume(take);
+                self.buf.clear();
+                self.skipping = !done;
+                return Ok(Some(RawLine::TooLong));
+            }
+            self.buf.extend_from_slice(&available[..take]);
+            self.reader.consume(take);
+            if done {
+                break;
             }
         }
-        reader.consume(take);
-        if done {
-            break;
+        if !any {
+            return Ok(None);
         }
+        while matches!(self.buf.last(), Some(b'\n' | b'\r')) {
+            self.buf.pop();
+        }
+        Ok(Some(match std::str::from_utf8(&self.buf) {
+            Ok(s) => RawLine::Text(s.to_string()),
+            Err(_) => RawLine::NotUtf8,
+        }))
     }
-    if !any {
-        return Ok(None);
+
+    /// Drops input up to and including the next newline.
+    async fn skip_rest(&mut self) -> std::io::Result<()> {
+        loop {
+            let available = self.reader.fill_buf().await?;
+            if available.is_empty() {
+                break;
+            }
+            let (take, done) = match available.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (available.len(), false),
+            };
+            self.reader.consume(take);
+            if done {
+                break;
+            }
+        }
+        self.skipping = false;
+        Ok(())
     }
-    if too_long {
-        return Ok(Some(RawLine::TooLong));
-    }
-    while matches!(buf.last(), Some(b'\n' | b'\r')) {
-        buf.pop();
-    }
-    Ok(Some(match std::str::from_utf8(buf) {
-        Ok(s) => RawLine::Text(s.to_string()),
-        Err(_) => RawLine::NotUtf8,
-    }))
 }
 
 /// The first line without the byte order mark that Windows editors and PowerShell put at
@@ -87,15 +124,20 @@ mod tests {
         assert_eq!(without_bom(RawLine::TooLong), RawLine::TooLong);
     }
 
+    async fn all_lines(data: &[u8], max: usize) -> Vec<RawLine> {
+        let r = tokio::io::BufReader::with_capacity(4, data);
+        let mut lines = Lines::new(r, max);
+        let mut got = Vec::new();
+        while let Some(l) = lines.next().await.unwrap() {
+            got.push(l);
+        }
+        got
+    }
+
     #[tokio::test]
     async fn splits_caps_and_survives_bad_bytes() {
         let data: Vec<u8> = [b"a\r\n".as_slice(), b"bbbbbbbbbb\n", b"\xff\xfe\n", b"last"].concat();
-        let mut r = tokio::io::BufReader::with_capacity(4, data.as_slice());
-        let mut buf = Vec::new();
-        let mut got = Vec::new();
-        while let Some(l) = next_line(&mut r, &mut buf, 5).await.unwrap() {
-            got.push(l);
-        }
+        let got = all_lines(&data, 5).await;
         assert_eq!(
             got,
             vec![
@@ -105,5 +147,34 @@ mod tests {
                 RawLine::Text("last".into())
             ]
         );
+        // A long line cut exactly at a read boundary, and one that ends the input.
+        let got = all_lines(b"abcdefgh\nok\nabcdefghij", 5).await;
+        assert_eq!(
+            got,
+            [
+                RawLine::TooLong,
+                RawLine::Text("ok".into()),
+                RawLine::TooLong
+            ]
+        );
+    }
+
+    /// Input that never ends its line is reported once it passes the limit, not when (if
+    /// ever) the line ends.
+    #[tokio::test]
+    async fn an_endless_line_is_reported_before_it_ends() {
+        let (mut tx, rx) = tokio::io::duplex(64);
+        let feeder = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            while tx.write_all(&[0u8; 64]).await.is_ok() {}
+        });
+        let mut lines = Lines::new(tokio::io::BufReader::new(rx), 1000);
+        let first = tokio::time::timeout(std::time::Duration::from_secs(10), lines.next()).await;
+        assert_eq!(
+            first.expect("reported in time").unwrap(),
+            Some(RawLine::TooLong)
+        );
+        drop(lines);
+        feeder.await.unwrap();
     }
 }

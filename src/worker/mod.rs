@@ -173,24 +173,24 @@ where
     let progress = opts.progress.unwrap_or_default();
     let at_end = progress.clone();
     let lines = futures::stream::unfold(
-        (input, Vec::new(), 0u64, false),
-        move |(mut r, mut buf, n, done)| {
+        (input::Lines::new(input, input::MAX_LINE), 0u64, false),
+        move |(mut lines, n, done)| {
             let at_end = at_end.clone();
             async move {
                 if done {
                     at_end.input_ended();
                     return None;
                 }
-                match input::next_line(&mut r, &mut buf, input::MAX_LINE).await {
+                match lines.next().await {
                     Ok(Some(l)) => {
                         let l = if n == 0 { input::without_bom(l) } else { l };
-                        Some((Ok((n + 1, l)), (r, buf, n + 1, false)))
+                        Some((Ok((n + 1, l)), (lines, n + 1, false)))
                     }
                     Ok(None) => {
                         at_end.input_ended();
                         None
                     }
-                    Err(e) => Some((Err((n + 1, e)), (r, buf, n + 1, true))),
+                    Err(e) => Some((Err((n + 1, e)), (lines, n + 1, true))),
                 }
             }
         },
