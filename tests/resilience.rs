@@ -680,3 +680,58 @@ fn large_downloads_cut_by_the_timeout_leave_only_partials() {
         "{err}"
     );
 }
+
+/// A connection that closes with no answer (a kept-alive connection the server was
+/// closing as the request went out) loses nothing: the request goes again at once on a
+/// new connection, with `--retries 0` too, on the same connection's second request as on
+/// its first. Only once per request: a server that never answers is a fault, and
+/// `--retries 0` then means one request and that resend.
+#[test]
+fn a_request_lost_with_its_connection_is_sent_again_once() {
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, 2, 3000);
+    let mut digests = blobs.keys();
+    let (first, second) = (digests.next().unwrap(), digests.next().unwrap());
+    reg.push_fault(second, Fault::CloseUnanswered);
+    let dist = Dist::new();
+    let out_dir = tempfile::tempdir().unwrap();
+    let input = format!("{first}\n{second}\n");
+    let out = dist.run(
+        &[
+            "fetch",
+            "--retries",
+            "0",
+            &repo(&reg),
+            "-",
+            "-o",
+            out_dir.path().to_str().unwrap(),
+            "--ordered",
+            "-j",
+            "1",
+        ],
+        input.as_bytes(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let gets = |digest: &str| {
+        reg.requests()
+            .into_iter()
+            .filter(|r| r.path.ends_with(digest))
+            .collect::<Vec<_>>()
+    };
+    let lost = gets(second);
+    assert_eq!(lost.len(), 2, "sent, lost, sent again");
+    assert_ne!(lost[0].connection, lost[1].connection);
+    assert_eq!(gets(first)[0].connection, lost[0].connection, "kept alive");
+
+    reg.set_fault_for_every(first, Fault::CloseUnanswered);
+    let before = gets(first).len();
+    let out = dist.run(&["fetch", "--retries", "0", &repo(&reg), first], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert_eq!(
+        gets(first).len() - before,
+        2,
+        "one resend, no retries: {err}"
+    );
+}

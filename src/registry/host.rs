@@ -242,6 +242,7 @@ impl Host {
         };
         let mut retries = 0u32;
         let mut auth_rounds = 0u32;
+        let mut resent = false;
         loop {
             self.pause.wait().await;
             let grant = self.auth.grant().await.map_err(|e| e.with_url(&url))?;
@@ -255,6 +256,13 @@ impl Host {
             };
             let mut reply = match self.transport.send(req).await {
                 Ok(r) => r,
+                // Once per request: a server that drops every request is a fault, retried
+                // (or not) by the policy below.
+                Err(e) if !resent && transport::lost_before_answer(&e) => {
+                    tracing::debug!(url = %url, error = %e, "connection lost before an answer; sending again");
+                    resent = true;
+                    continue;
+                }
                 Err(e) if e.is_transient() && retries < max_retries => {
                     let wait = policy.backoff(retries);
                     tracing::debug!(url = %url, error = %e, retry = retries + 1, wait_ms = wait.as_millis() as u64, "retrying");

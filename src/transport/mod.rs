@@ -484,6 +484,19 @@ fn without_dot_segments(target: &str) -> String {
     out
 }
 
+/// Whether `e` is a request lost, before any answer, by a connection that had been made: a
+/// kept-alive connection the server closed as the request went out, or HTTP/2 streams
+/// opened as a GOAWAY arrived (nginx sends one after `keepalive_requests`, CDNs at will).
+/// That is how connections end, not a fault of the server, and nothing was answered, so
+/// the request may go again at once on a new connection, as curl and Go's client resend
+/// it, whatever the retry budget.
+pub fn lost_before_answer(e: &Error) -> bool {
+    e.kind() == ErrorKind::Connect
+        && std::error::Error::source(e)
+            .and_then(|c| c.downcast_ref::<hyper_util::client::legacy::Error>())
+            .is_some_and(|c| !c.is_connect())
+}
+
 fn classify_client_error(e: hyper_util::client::legacy::Error) -> Error {
     // A certificate that is not trusted, a proxy that refuses the tunnel or that dist
     // cannot speak to: all will be the same on the next try, so each has a kind that is

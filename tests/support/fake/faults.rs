@@ -41,6 +41,9 @@ pub enum Fault {
     DropAfter(usize),
     /// Headers with the full `Content-Length`, the first K body bytes, then a clean close (FIN).
     Truncate(usize),
+    /// The request read and no answer at all, then a clean close (FIN): what a client sees
+    /// when it sends on a kept-alive connection the server is closing.
+    CloseUnanswered,
     /// The body with the byte at this offset inverted; headers (digest included) unchanged.
     CorruptByte(usize),
     /// `Content-Length` off by this delta, then the real body and a clean close. Written raw: with
@@ -282,6 +285,7 @@ pub fn apply(
             let raw = raw_response(&prepared, len, &prepared.body[..len.min(*k)]);
             conn.take_over(prepared.status, raw, End::Fin)
         }
+        Fault::CloseUnanswered => conn.take_over(prepared.status, Bytes::new(), End::Fin),
         Fault::WrongContentLength(delta) => {
             let declared = (len as i64).saturating_add(*delta).max(0) as usize;
             let raw = raw_response(&prepared, declared, &prepared.body);
