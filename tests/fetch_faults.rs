@@ -547,3 +547,44 @@ fn worker_keeps_within_jobs_connections_and_one_token() {
         reg.max_open_connections()
     );
 }
+
+/// The token server fails as a registry does (a 503 or 502, a 429, a connection closed
+/// unanswered) and is retried as one, on the request's budget; one that keeps failing
+/// ends the object with an error that names it.
+#[test]
+fn token_requests_are_retried_like_any_other() {
+    let data = bytes(31, 4000);
+    let bearer = || {
+        let reg = FakeRegistry::builder()
+            .auth(Auth::bearer(Duration::from_secs(300)))
+            .start();
+        let digest = reg.blob("team/app", &data);
+        (reg, digest)
+    };
+    let dist = Dist::new();
+    for fault in [
+        Fault::Status(503),
+        Fault::Status(502),
+        Fault::StatusWithRetryAfter(429, "0".into()),
+        Fault::CloseUnanswered,
+    ] {
+        let (reg, digest) = bearer();
+        reg.push_fault("/token", fault.clone());
+        let out = dist.run(&["fetch", &repo(&reg), &digest], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{fault:?}: {err}");
+        assert!(out.stdout == data, "{fault:?}");
+        assert_eq!(reg.token_requests(), 2, "{fault:?}");
+    }
+
+    let (reg, digest) = bearer();
+    reg.set_fault_for_every("/token", Fault::Status(503));
+    let out = dist.run(&["fetch", "--retries", "2", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("/token") && err.contains("503"),
+        "names the token server and what it said: {err}"
+    );
+    assert_eq!(reg.token_requests(), 3, "one request and two retries");
+}

@@ -243,9 +243,29 @@ impl Host {
         let mut retries = 0u32;
         let mut auth_rounds = 0u32;
         let mut resent = false;
+        // Whether a failure is worth another attempt, and after how long; counts it.
+        let again = |e: &Error, retries: &mut u32| {
+            (e.is_transient() && *retries < max_retries).then(|| {
+                let wait = policy.backoff(*retries);
+                tracing::debug!(url = %url, error = %e, retry = *retries + 1, wait_ms = wait.as_millis() as u64, "retrying");
+                *retries += 1;
+                wait
+            })
+        };
         loop {
             self.pause.wait().await;
-            let grant = self.auth.grant().await.map_err(|e| e.with_url(&url))?;
+            // Token requests fail as other requests do (a 503 or 429 from the token
+            // server, a dropped connection) and are retried on the same budget.
+            let grant = match self.auth.grant().await {
+                Ok(g) => g,
+                Err(e) => match again(&e, &mut retries) {
+                    Some(wait) => {
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    None => return Err(e.with_url(&url)),
+                },
+            };
             let req = Outgoing {
                 method: method.clone(),
                 url: url.clone(),
@@ -263,14 +283,13 @@ impl Host {
                     resent = true;
                     continue;
                 }
-                Err(e) if e.is_transient() && retries < max_retries => {
-                    let wait = policy.backoff(retries);
-                    tracing::debug!(url = %url, error = %e, retry = retries + 1, wait_ms = wait.as_millis() as u64, "retrying");
-                    retries += 1;
-                    tokio::time::sleep(wait).await;
-                    continue;
-                }
-                Err(e) => return Err(e.with_url(&url)),
+                Err(e) => match again(&e, &mut retries) {
+                    Some(wait) => {
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    None => return Err(e.with_url(&url)),
+                },
             };
             let status = reply.response.status();
             if status.is_success() {
@@ -295,11 +314,13 @@ impl Host {
                         MAX_ERROR_BODY,
                     )
                     .await;
-                    self.auth
-                        .challenged(&grant, &challenges)
-                        .await
-                        .map_err(|e| e.with_url(&url))?;
-                    auth_rounds += 1;
+                    match self.auth.challenged(&grant, &challenges).await {
+                        Ok(()) => auth_rounds += 1,
+                        Err(e) => match again(&e, &mut retries) {
+                            Some(wait) => tokio::time::sleep(wait).await,
+                            None => return Err(e.with_url(&url)),
+                        },
+                    }
                     continue;
                 }
             }
