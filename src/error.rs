@@ -159,6 +159,16 @@ impl Error {
         &self.0.message
     }
 
+    /// Whether content arrived but is not what was asked for (wrong digest or size): worth
+    /// one more fetch from the origin (see [`Hints::for_attempt`](crate::Hints::for_attempt)),
+    /// since a mirror or a cache on the way may hold a bad copy.
+    pub fn is_corruption(&self) -> bool {
+        matches!(
+            self.0.kind,
+            ErrorKind::DigestMismatch | ErrorKind::SizeMismatch
+        )
+    }
+
     /// Whether the same request may succeed if tried again later: connection failures,
     /// timeouts, throttling and server-side errors.
     pub fn is_transient(&self) -> bool {

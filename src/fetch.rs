@@ -19,6 +19,10 @@ use crate::reference::Object;
 /// to be held in memory to be parsed.
 pub const MAX_MANIFEST_SIZE: u64 = 4 << 20;
 
+/// Fetches of content that arrives but does not verify, the first included: the second
+/// goes to the origin (see [`crate::Hints::for_attempt`]), then the error stands.
+pub const VERIFY_ATTEMPTS: u32 = 2;
+
 /// The raw byte stream of an object, before verification.
 pub type ByteStream = BoxStream<'static, Result<Bytes>>;
 

@@ -21,6 +21,18 @@ pub struct Hints {
 }
 
 impl Hints {
+    /// The hints for fetch number `attempt` (1-based) of the same object: a fetch after
+    /// content failed verification goes to the origin, past the mirror that may have
+    /// served it.
+    pub fn for_attempt(&self, attempt: u32) -> std::borrow::Cow<'_, Hints> {
+        if attempt <= 1 {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut hints = self.clone();
+        hints.origin_only = true;
+        std::borrow::Cow::Owned(hints)
+    }
+
     /// Parses hint words. A word without a colon, or a malformed value of a known key, is
     /// an error; unknown keys are logged at debug level and skipped.
     pub fn parse<'a>(words: impl IntoIterator<Item = &'a str>) -> Result<Hints> {

@@ -37,6 +37,41 @@ fn lying_body_fails_one_shot_with_both_digests() {
         err.contains(&format!("/v2/team/app/blobs/{digest}")),
         "{err}"
     );
+    // Small enough to be held back until verified: nothing of it reached stdout, and it
+    // was fetched once more before the error stood.
+    assert!(out.stdout.is_empty(), "{} bytes written", out.stdout.len());
+    assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 2);
+}
+
+/// As the worker does, a one-shot fetch fetches content that did not verify once more
+/// while nothing of it was written (up to 1 MiB is held back): a manifest piped into `jq`
+/// is whole and verified or absent. Past 1 MiB the content streams, and the exit status
+/// is the verdict.
+#[test]
+fn corrupted_once_is_fetched_again_by_a_one_shot_fetch_while_held_back() {
+    let reg = FakeRegistry::start();
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+    let oci = "application/vnd.oci.image.manifest.v1+json";
+    reg.manifest("team/app", "v1", oci, manifest);
+    reg.push_fault("manifests/v1", Fault::CorruptByte(20));
+    let out = Dist::new().run(&["fetch", &repo(&reg), "v1"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(out.stdout, manifest);
+    assert_eq!(reg.requests_for("manifests/v1"), 2);
+
+    let big = bytes(33, (1 << 20) + 300_000);
+    let digest = reg.blob("team/app", &big);
+    reg.set_fault_for_every(&digest, Fault::CorruptByte(1 << 20));
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("digest mismatch"));
+    assert_eq!(
+        reg.requests_for(&format!("blobs/{digest}")),
+        1,
+        "already streamed"
+    );
+    assert_eq!(out.stdout.len(), big.len());
 }
 
 #[test]
@@ -143,8 +178,8 @@ fn long_declared_length_is_a_size_mismatch() {
     );
     assert_eq!(
         reg.requests_for(&format!("blobs/{digest}")),
-        2,
-        "first try and one resume"
+        4,
+        "first try and one resume, then both again since nothing was written yet"
     );
 }
 

@@ -1,6 +1,8 @@
 //! `dist fetch`: one object to stdout, streamed as it arrives; with `-` or `--output`, the
 //! worker ([`super::batch`]).
 
+use bytes::Bytes;
+use dist::fetch::VERIFY_ATTEMPTS;
 use dist::sink::stream::StreamWriter;
 use dist::{Error, Hints, Object, Remote};
 
@@ -78,49 +80,139 @@ fn misplaced_option(args: &FetchArgs) -> Option<String> {
     })
 }
 
-/// Streams one object to stdout. The bytes go out as they arrive (an object may be far
-/// larger than memory), written by a thread of their own so that receiving and hashing go
-/// on meanwhile; the exit status says whether they verified. With `meter`, a download
-/// that takes more than a second shows its progress on stderr.
+/// Content up to this size is held back until it verifies, and only then written: a
+/// manifest, a config or a small blob piped into `jq` or `tar` never reaches the reader
+/// unverified (a pipeline without `pipefail` would not see the exit status), and content
+/// that does not verify is fetched once more from the origin, as the worker does. Larger
+/// content streams as it arrives; for it the exit status is the verdict.
+const HOLD_BACK: usize = 1 << 20;
+
+/// Streams one object to stdout: held back while it is small (see [`HOLD_BACK`]), then
+/// written as it arrives (an object may be far larger than memory), by a thread of its own
+/// so that receiving and hashing go on meanwhile; the exit status says whether it
+/// verified. With `meter`, a download that takes more than a second shows its progress on
+/// stderr.
 pub async fn fetch_to_stdout(
     remote: &dyn Remote,
     object: &Object,
     hints: &Hints,
     meter: bool,
 ) -> Result<(), Error> {
-    let mut download = remote.fetch(object, hints).await?;
-    let meter = Meter::start(download.meta().size, meter);
-    let mut guard_terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let mut out = StreamWriter::start(std::io::stdout(), Vec::new());
-    let received = loop {
-        match download.chunk().await {
-            Ok(Some(chunk)) => {
-                // As curl does: a layer dumped on a terminal garbles it and helps no one.
-                if std::mem::take(&mut guard_terminal) && looks_binary(&chunk) {
-                    break Err(Error::invalid(
-                        "binary content is not written to a terminal; redirect stdout \
-                         (> FILE, | tar tz) or store it with -o DIR",
-                    )
-                    .with_object(object));
-                }
-                meter.add(chunk.len() as u64);
-                if out.write(chunk).await.is_err() {
-                    break Ok(()); // the writer stopped; finish() says why
-                }
+    let mut out = Stdout::new(object);
+    let mut shown: Option<Meter> = None;
+    let mut attempt = 1;
+    let result = loop {
+        let mut download = match remote.fetch(object, &hints.for_attempt(attempt)).await {
+            Ok(d) => d,
+            Err(e) => break Err(e),
+        };
+        let size = download.meta().size;
+        let meter = shown.get_or_insert_with(|| Meter::start(size, meter));
+        meter.restart();
+        let mut held = Vec::new();
+        let mut held_bytes = 0;
+        let received = loop {
+            let chunk = match download.chunk().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            };
+            if let Err(e) = out.refuse_binary_on_terminal(&chunk) {
+                break Err(e);
             }
-            Ok(None) => break Ok(()),
+            meter.add(chunk.len() as u64);
+            let written = if out.started() {
+                out.write_all(std::iter::once(chunk)).await
+            } else {
+                held_bytes += chunk.len();
+                held.push(chunk);
+                held_bytes <= HOLD_BACK || out.write_all(held.drain(..)).await
+            };
+            if !written {
+                break Ok(()); // the writer stopped; finish() says why
+            }
+        };
+        match received {
+            Ok(()) => {
+                // A stopped writer is reported by finish().
+                out.write_all(held.drain(..)).await;
+                break Ok(());
+            }
+            Err(e) if e.is_corruption() && !out.started() && attempt < VERIFY_ATTEMPTS => {
+                tracing::warn!(%object, error = %e, "content did not verify; fetching again");
+                attempt += 1;
+            }
             Err(e) => break Err(e),
         }
     };
-    let (_, written) = out.finish().await;
-    let result = match written {
-        Ok(()) => received,
+    let result = match out.finish().await {
+        Ok(()) => result,
         // The reader went away (`| head`): nothing left to do, and nothing to report.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(Error::from(e).with_object(object)),
     };
-    meter.finish(result.is_ok());
+    if let Some(meter) = shown {
+        meter.finish(result.is_ok());
+    }
     result
+}
+
+/// Stdout for one object: its writer thread, started with the first bytes to write, and
+/// the guard that keeps binary content off a terminal.
+struct Stdout<'a> {
+    object: &'a Object,
+    writer: Option<StreamWriter<std::io::Stdout>>,
+    guard_terminal: bool,
+}
+
+impl<'a> Stdout<'a> {
+    fn new(object: &'a Object) -> Stdout<'a> {
+        Stdout {
+            object,
+            writer: None,
+            guard_terminal: std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        }
+    }
+
+    /// Whether any bytes went to the writer.
+    fn started(&self) -> bool {
+        self.writer.is_some()
+    }
+
+    /// As curl does: a layer dumped on a terminal garbles it and helps no one. The first
+    /// chunk decides.
+    fn refuse_binary_on_terminal(&mut self, chunk: &[u8]) -> Result<(), Error> {
+        if std::mem::take(&mut self.guard_terminal) && looks_binary(chunk) {
+            return Err(Error::invalid(
+                "binary content is not written to a terminal; redirect stdout (> FILE, | tar \
+                 tz) or store it with -o DIR",
+            )
+            .with_object(self.object));
+        }
+        Ok(())
+    }
+
+    /// Hands `chunks` to the writer, starting it with them; `false` once it has stopped.
+    async fn write_all(&mut self, chunks: impl Iterator<Item = Bytes>) -> bool {
+        let Some(writer) = &mut self.writer else {
+            self.writer = Some(StreamWriter::start(std::io::stdout(), chunks.collect()));
+            return true;
+        };
+        for chunk in chunks {
+            if writer.write(chunk).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Waits for the writer to write everything; how writing went.
+    async fn finish(self) -> std::io::Result<()> {
+        match self.writer {
+            Some(w) => w.finish().await.1,
+            None => Ok(()),
+        }
+    }
 }
 
 /// Whether the start of some content is binary rather than text: a NUL byte, as curl

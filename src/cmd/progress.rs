@@ -137,6 +137,11 @@ impl Meter {
         }
     }
 
+    /// Counts from zero again: the content is being fetched once more.
+    pub fn restart(&self) {
+        self.received.store(0, Ordering::Relaxed);
+    }
+
     /// Counts `n` more bytes received.
     pub fn add(&self, n: u64) {
         self.received.fetch_add(n, Ordering::Relaxed);

@@ -13,13 +13,10 @@ use super::{Destination, Outcome, Status};
 use crate::blocking;
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
-use crate::fetch::{Download, Prefix};
+use crate::fetch::{Download, Prefix, VERIFY_ATTEMPTS};
 use crate::remote::Remote;
 use crate::sink::layout::{LayoutStore, TempBlob};
 use crate::sink::spool::Spool;
-
-/// Attempts for content that arrives but does not verify.
-const VERIFY_ATTEMPTS: u32 = 2;
 
 /// Runs one job to its outcome.
 pub async fn run(
@@ -57,24 +54,6 @@ pub async fn run(
     outcome
 }
 
-/// The hints for attempt number `attempt` (1-based): a retry after corrupt content goes
-/// to the origin, past the mirror that may have served it.
-fn hints_for(job: &Job, attempt: u32) -> std::borrow::Cow<'_, crate::hints::Hints> {
-    if attempt <= 1 {
-        return std::borrow::Cow::Borrowed(&job.hints);
-    }
-    let mut hints = job.hints.clone();
-    hints.origin_only = true;
-    std::borrow::Cow::Owned(hints)
-}
-
-fn is_corruption(e: &Error) -> bool {
-    matches!(
-        e.kind(),
-        ErrorKind::DigestMismatch | ErrorKind::SizeMismatch
-    )
-}
-
 fn record(outcome: &mut Outcome, download: &Download) {
     outcome.digest = download.digest().cloned();
     outcome.size = Some(download.received());
@@ -92,7 +71,9 @@ async fn to_spool(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let mut download = remote.fetch(&job.object, &hints_for(job, attempt)).await?;
+        let mut download = remote
+            .fetch(&job.object, &job.hints.for_attempt(attempt))
+            .await?;
         let received: Result<()> = async {
             while let Some(chunk) = download.chunk().await? {
                 progress.received(chunk.len() as u64);
@@ -110,7 +91,7 @@ async fn to_spool(
                 outcome.content = Some(spool);
                 return Ok(());
             }
-            Err(e) if is_corruption(&e) && attempt < VERIFY_ATTEMPTS => {
+            Err(e) if e.is_corruption() && attempt < VERIFY_ATTEMPTS => {
                 tracing::warn!(object = %job.object, error = %e, "content did not verify; fetching again");
                 spool.clear()?;
             }
@@ -171,7 +152,7 @@ async fn to_store(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let hints = hints_for(job, attempt);
+        let hints = job.hints.for_attempt(attempt);
         // Only the first attempt carries on a partial download: after content that failed
         // verification, everything is fetched again.
         let kept = match job.object.digest() {
@@ -221,7 +202,7 @@ async fn to_store(
                 outcome.status = Status::Ok;
                 return Ok(());
             }
-            Err(e) if is_corruption(&e) && attempt < VERIFY_ATTEMPTS => {
+            Err(e) if e.is_corruption() && attempt < VERIFY_ATTEMPTS => {
                 temp.discard();
                 tracing::warn!(object = %job.object, error = %e, "content did not verify; fetching again");
             }
