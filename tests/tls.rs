@@ -130,38 +130,61 @@ fn start_with(
     mutual: bool,
     self_signed: bool,
 ) -> TlsServer {
+    serve(mutual, self_signed, None, move |_| match &redirect {
+        Some(loc) => Response::builder()
+            .status(307)
+            .header("location", loc.as_str())
+            .body(Full::new(Bytes::new())),
+        None => Response::builder()
+            .header("content-length", blob.len())
+            .body(Full::new(Bytes::from(blob.clone()))),
+    })
+}
+
+type Answer = http::Result<Response<Full<Bytes>>>;
+
+/// Serves HTTPS (see [`tls_acceptor`]) with `respond`, counting what it sees. With
+/// `goaway_after`, each connection is closed gracefully after that many requests: a
+/// GOAWAY under HTTP/2, as nginx sends after `keepalive_requests` (1000 by default) and
+/// CDNs send at will.
+fn serve(
+    mutual: bool,
+    self_signed: bool,
+    goaway_after: Option<usize>,
+    respond: impl Fn(&Request<hyper::body::Incoming>) -> Answer + Send + Sync + 'static,
+) -> TlsServer {
     let (acceptor, ca_pem, client) = tls_acceptor(mutual, self_signed);
     let seen = Arc::new(Seen::default());
     let seen2 = seen.clone();
+    let respond = Arc::new(respond);
     let listener = support::listen::Listener::start(move |tcp| {
-        let (acceptor, seen, blob, redirect) = (
-            acceptor.clone(),
-            seen2.clone(),
-            blob.clone(),
-            redirect.clone(),
-        );
+        let (acceptor, seen, respond) = (acceptor.clone(), seen2.clone(), respond.clone());
         async move {
             seen.connections.fetch_add(1, Ordering::SeqCst);
             let Ok(tls) = acceptor.accept(tcp).await else {
                 return;
             };
+            let served = Arc::new(AtomicUsize::new(0));
+            let enough = Arc::new(tokio::sync::Notify::new());
+            let (served2, enough2) = (served.clone(), enough.clone());
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 seen.versions.lock().unwrap().push(req.version());
                 seen.requests.fetch_add(1, Ordering::SeqCst);
-                let resp = match &redirect {
-                    Some(loc) => Response::builder()
-                        .status(307)
-                        .header("location", loc.as_str())
-                        .body(Full::new(Bytes::new())),
-                    None => Response::builder()
-                        .header("content-length", blob.len())
-                        .body(Full::new(Bytes::from(blob.clone()))),
-                };
+                if Some(served2.fetch_add(1, Ordering::SeqCst) + 1) == goaway_after {
+                    enough2.notify_one();
+                }
+                let resp = respond(&req);
                 async move { resp }
             });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tls), svc)
-                .await;
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(tls), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = enough.notified() => {}
+            }
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
         }
     });
     TlsServer {
@@ -612,61 +635,23 @@ fn a_mirror_with_an_untrusted_certificate_is_tried_once() {
     assert_eq!(mirror.seen.connections.load(Ordering::SeqCst), 1);
 }
 
-/// An HTTPS server (HTTP/2 by ALPN) serving `blobs` by the digest that ends the path, that
-/// closes each connection gracefully after `per_connection` requests: a GOAWAY, as nginx
-/// sends after `keepalive_requests` (1000 by default) and CDNs send at will.
+/// An HTTPS server serving `blobs` by the digest that ends the path, and closing each
+/// connection gracefully after `per_connection` requests.
 fn start_goaway(
     blobs: Arc<std::collections::HashMap<String, Vec<u8>>>,
     per_connection: usize,
 ) -> TlsServer {
-    let (acceptor, ca_pem, client) = tls_acceptor(false, false);
-    let seen = Arc::new(Seen::default());
-    let seen2 = seen.clone();
-    let listener = support::listen::Listener::start(move |tcp| {
-        let (acceptor, seen, blobs) = (acceptor.clone(), seen2.clone(), blobs.clone());
-        async move {
-            seen.connections.fetch_add(1, Ordering::SeqCst);
-            let Ok(tls) = acceptor.accept(tcp).await else {
-                return;
-            };
-            let served = Arc::new(AtomicUsize::new(0));
-            let enough = Arc::new(tokio::sync::Notify::new());
-            let (served2, enough2) = (served.clone(), enough.clone());
-            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                seen.versions.lock().unwrap().push(req.version());
-                seen.requests.fetch_add(1, Ordering::SeqCst);
-                if served2.fetch_add(1, Ordering::SeqCst) + 1 == per_connection {
-                    enough2.notify_one();
-                }
-                let digest = req.uri().path().rsplit('/').next().unwrap_or_default();
-                let resp = match blobs.get(digest) {
-                    Some(blob) => Response::builder()
-                        .header("content-length", blob.len())
-                        .body(Full::new(Bytes::from(blob.clone()))),
-                    None => Response::builder()
-                        .status(404)
-                        .body(Full::new(Bytes::new())),
-                };
-                async move { resp }
-            });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection(TokioIo::new(tls), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => return,
-                _ = enough.notified() => {}
-            }
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+    serve(false, false, Some(per_connection), move |req| {
+        let digest = req.uri().path().rsplit('/').next().unwrap_or_default();
+        match blobs.get(digest) {
+            Some(blob) => Response::builder()
+                .header("content-length", blob.len())
+                .body(Full::new(Bytes::from(blob.clone()))),
+            None => Response::builder()
+                .status(404)
+                .body(Full::new(Bytes::new())),
         }
-    });
-    TlsServer {
-        port: listener.port(),
-        ca_pem,
-        client,
-        seen,
-        _listener: listener,
-    }
+    })
 }
 
 /// A server that sends GOAWAY every few requests ends streams opened as it closes; those
