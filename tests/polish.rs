@@ -466,8 +466,8 @@ fn a_report_that_would_destroy_input_or_layout_is_refused() {
         ],
         "stdout already writes to this file",
     );
-    let index_text = std::fs::read_to_string(&index).unwrap();
-    assert!(index_text.contains("\"manifests\":[]"), "{index_text}");
+    // Each refused run created the layout, and took it back.
+    assert!(!layout.exists());
     assert_eq!(reg.requests().len(), 0, "nothing was fetched");
 
     let beside = layout.join("report.jsonl");
@@ -486,4 +486,63 @@ fn a_report_that_would_destroy_input_or_layout_is_refused() {
     assert_eq!(out.status.code(), Some(0));
     let report = std::fs::read_to_string(&beside).unwrap();
     assert_eq!(report.lines().count(), blobs.len());
+}
+
+/// A run that fails before storing anything (a mistyped reference, a registry it cannot
+/// use) takes back the layout directory it created; a directory that was there before,
+/// or that holds what the run stored, stays.
+#[test]
+fn a_failed_run_leaves_no_empty_layout_behind() {
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, 2);
+    let dist = Dist::new();
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = dir.path().join("fresh");
+    let fresh_s = fresh.to_str().unwrap();
+    let nowhere = "127.0.0.1:1/team/app";
+    let pull_nowhere = format!("{nowhere}:v1");
+    let missing = format!("{}/team/app:nosuchtag", reg.host());
+    let runs: [(&[&str], &[u8], i32); 3] = [
+        (
+            &["pull", "--retries", "0", &pull_nowhere, "-o", fresh_s],
+            b"",
+            2,
+        ),
+        (&["pull", &missing, "-o", fresh_s], b"", 1),
+        (
+            &["fetch", "--retries", "0", nowhere, "-", "-o", fresh_s],
+            b"sha256:0000000000000000000000000000000000000000000000000000000000000000\n",
+            2,
+        ),
+    ];
+    for (args, stdin, code) in runs {
+        let out = dist.run(args, stdin);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert!(!fresh.exists(), "{args:?} left {fresh:?}");
+    }
+
+    // One blob stored, one missing: the run fails, and what it stored stays.
+    let mut lines = input(&blobs);
+    lines.push_str("sha256:1111111111111111111111111111111111111111111111111111111111111111\n");
+    let repo = format!("{}/team/app", reg.host());
+    let out = dist.run(&["fetch", &repo, "-", "-o", fresh_s], lines.as_bytes());
+    assert_eq!(out.status.code(), Some(1));
+    for digest in blobs.keys() {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        assert!(fresh.join("blobs/sha256").join(hex).exists());
+    }
+
+    let existing = dir.path().join("existing");
+    std::fs::create_dir(&existing).unwrap();
+    let existing_s = existing.to_str().unwrap();
+    let out = dist.run(
+        &["pull", "--retries", "0", &pull_nowhere, "-o", existing_s],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        existing.join("oci-layout").exists(),
+        "not this run's to remove"
+    );
 }

@@ -15,16 +15,26 @@ use crate::cli::{FetchArgs, Global};
 /// The worker: objects from stdin (or the one object given, with `--output`), frames or
 /// JSON lines on stdout.
 pub async fn run(global: &Global, args: FetchArgs) -> u8 {
-    let destination = match &args.output {
-        Some(dir) => match LayoutStore::open(dir) {
-            Ok(store) => Destination::Store {
-                store,
-                verify_existing: args.verify_existing,
-            },
-            Err(e) => return report(&e, EXIT_USAGE),
+    let store = match args.output.as_ref().map(LayoutStore::open).transpose() {
+        Ok(s) => s,
+        Err(e) => return report(&e, EXIT_USAGE),
+    };
+    let destination = match &store {
+        Some(store) => Destination::Store {
+            store: store.clone(),
+            verify_existing: args.verify_existing,
         },
         None => Destination::default(),
     };
+    let code = run_into(global, args, destination).await;
+    // A mistyped locator or an unusable registry leaves no empty layout behind.
+    if let Some(store) = store.filter(|_| code != 0) {
+        store.remove_if_unused();
+    }
+    code
+}
+
+async fn run_into(global: &Global, args: FetchArgs, destination: Destination) -> u8 {
     let in_use = report_file::InUse {
         store: args.output.as_deref(),
         reads_stdin: args.object == "-",

@@ -24,6 +24,15 @@ pub async fn run(global: &Global, args: PullArgs) -> u8 {
         Ok(s) => s,
         Err(e) => return report(&e, EXIT_USAGE),
     };
+    let code = pull_into(global, args, image, &store).await;
+    // A mistyped reference or an unusable registry leaves no empty layout behind.
+    if code != 0 {
+        store.remove_if_unused();
+    }
+    code
+}
+
+async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &LayoutStore) -> u8 {
     let in_use = report_file::InUse {
         store: Some(&args.output),
         reads_stdin: false,
@@ -86,7 +95,7 @@ pub async fn run(global: &Global, args: PullArgs) -> u8 {
         })
     };
     let object = image.object();
-    let work = dist::pull::pull(remote, &object, image.ref_name(), &store, &opts, on_event);
+    let work = dist::pull::pull(remote, &object, image.ref_name(), store, &opts, on_event);
     let ticker = display.start();
     let result = tokio::select! {
         r = work => r,

@@ -52,7 +52,15 @@ pub struct LayoutStore {
     /// Partial downloads found when the store opened and not claimed yet. Looking here
     /// instead of on disk costs a blob that has none (nearly all) no system call.
     partials: Arc<Mutex<HashSet<PathBuf>>>,
+    /// This run created the directory: a run that fails before storing anything removes
+    /// it again ([`LayoutStore::remove_if_unused`]).
+    created: bool,
 }
+
+/// What [`LayoutStore::open`] writes into a new layout.
+const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+const EMPTY_INDEX: &[u8] =
+    br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::new(ErrorKind::Io, format!("{what} {}", path.display())).with_cause(e)
@@ -66,21 +74,17 @@ impl LayoutStore {
     pub fn open(root: impl Into<PathBuf>) -> Result<LayoutStore> {
         let root = root.into();
         super::layout_check::check(&root)?;
+        let created = std::fs::symlink_metadata(&root).is_err();
         let blobs = root.join("blobs");
         std::fs::create_dir_all(&blobs).map_err(|e| io_err("creating", &blobs, e))?;
-        write_if_absent(
-            &root.join("oci-layout"),
-            br#"{"imageLayoutVersion":"1.0.0"}"#,
-        )?;
-        write_if_absent(
-            &root.join("index.json"),
-            br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#,
-        )?;
+        write_if_absent(&root.join("oci-layout"), OCI_LAYOUT)?;
+        write_if_absent(&root.join("index.json"), EMPTY_INDEX)?;
         let in_memory = memory_backed(&blobs);
         let store = LayoutStore {
             root,
             in_memory,
             partials: Arc::default(),
+            created,
         };
         store.sweep();
         Ok(store)
@@ -89,6 +93,15 @@ impl LayoutStore {
     /// The layout's directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// For a run that failed: removes the layout again if this run created its directory
+    /// and nothing is in it but what [`LayoutStore::open`] wrote (no blob, no partial
+    /// download, no other file, an index still empty), so that a mistyped reference or an
+    /// unreachable registry leaves no empty layout behind. Anything else stays as it is.
+    /// Whether the directory was removed.
+    pub fn remove_if_unused(&self) -> bool {
+        self.created && remove_skeleton(&self.root).is_ok()
     }
 
     /// Where the blob with `digest` lives (whether or not it is there).
@@ -531,6 +544,31 @@ fn memory_backed(dir: &Path) -> bool {
     kind == TMPFS_MAGIC || kind == RAMFS_MAGIC
 }
 
+/// Removes `root` if it holds exactly a new layout's files: `oci-layout` and `index.json` as
+/// [`LayoutStore::open`] writes them, and `blobs/` with empty directories in it. Only
+/// `remove_dir` removes directories, so content that appears meanwhile stops it.
+fn remove_skeleton(root: &Path) -> std::io::Result<()> {
+    let unexpected = || std::io::Error::other("not an unused layout");
+    for entry in std::fs::read_dir(root)? {
+        let name = entry?.file_name();
+        if !matches!(name.to_str(), Some("oci-layout" | "index.json" | "blobs")) {
+            return Err(unexpected());
+        }
+    }
+    let same = |name: &str, want: &[u8]| std::fs::read(root.join(name)).is_ok_and(|b| b == want);
+    if !same("oci-layout", OCI_LAYOUT) || !same("index.json", EMPTY_INDEX) {
+        return Err(unexpected());
+    }
+    let blobs = root.join("blobs");
+    for entry in std::fs::read_dir(&blobs)? {
+        std::fs::remove_dir(entry?.path())?;
+    }
+    std::fs::remove_dir(&blobs)?;
+    std::fs::remove_file(root.join("index.json"))?;
+    std::fs::remove_file(root.join("oci-layout"))?;
+    std::fs::remove_dir(root)
+}
+
 fn write_if_absent(path: &Path, content: &[u8]) -> Result<()> {
     if path.exists() {
         return Ok(());
@@ -631,6 +669,40 @@ mod tests {
         let dir = tempfile::tempdir_in("/dev/shm").unwrap();
         assert!(memory_backed(dir.path()), "/dev/shm is a tmpfs on Linux");
         commit_places_blob_in(dir.path()).await;
+    }
+
+    /// A failed run takes back the layout it created, and only a layout that is still
+    /// exactly as it created it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn only_an_unused_layout_of_this_run_is_removed() {
+        let parent = tempfile::tempdir().unwrap();
+        let fresh = parent.path().join("fresh");
+        let store = LayoutStore::open(&fresh).unwrap();
+        std::fs::create_dir(fresh.join("blobs/sha256")).unwrap();
+        assert!(store.remove_if_unused());
+        assert!(!fresh.exists());
+
+        // There before this run: never removed.
+        let existing = parent.path().join("existing");
+        std::fs::create_dir(&existing).unwrap();
+        assert!(!LayoutStore::open(&existing).unwrap().remove_if_unused());
+        assert!(existing.join("oci-layout").exists());
+
+        // A blob, another file, an index that names an image: kept whole.
+        type Change = fn(&Path);
+        let changes: [Change; 3] = [
+            |d| std::fs::write(d.join("blobs/sha256/ab"), b"x").unwrap(),
+            |d| std::fs::write(d.join("report.jsonl"), b"").unwrap(),
+            |d| std::fs::write(d.join("index.json"), br#"{"manifests":[1]}"#).unwrap(),
+        ];
+        for (i, change) in changes.into_iter().enumerate() {
+            let dir = parent.path().join(format!("used{i}"));
+            let store = LayoutStore::open(&dir).unwrap();
+            std::fs::create_dir(dir.join("blobs/sha256")).unwrap();
+            change(&dir);
+            assert!(!store.remove_if_unused(), "change {i}");
+            assert!(dir.join("oci-layout").exists(), "change {i}");
+        }
     }
 
     #[test]
