@@ -734,4 +734,11 @@ fn a_request_lost_with_its_connection_is_sent_again_once() {
         2,
         "one resend, no retries: {err}"
     );
+
+    // An answer that is not HTTP was an answer: a fault, with no resend of its own.
+    reg.set_fault_for_every(second, Fault::NotHttp);
+    let before = gets(second).len();
+    let out = dist.run(&["fetch", "--retries", "0", &repo(&reg), second], b"");
+    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(gets(second).len() - before, 1);
 }

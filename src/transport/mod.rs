@@ -491,10 +491,22 @@ fn without_dot_segments(target: &str) -> String {
 /// the request may go again at once on a new connection, as curl and Go's client resend
 /// it, whatever the retry budget.
 pub fn lost_before_answer(e: &Error) -> bool {
-    e.kind() == ErrorKind::Connect
-        && std::error::Error::source(e)
-            .and_then(|c| c.downcast_ref::<hyper_util::client::legacy::Error>())
-            .is_some_and(|c| !c.is_connect())
+    let Some(client) = std::error::Error::source(e)
+        .and_then(|c| c.downcast_ref::<hyper_util::client::legacy::Error>())
+    else {
+        return false;
+    };
+    // An answer that could not be parsed was an answer: a fault, not a lost request.
+    let mut cause = std::error::Error::source(client);
+    while let Some(c) = cause {
+        if c.downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_parse() || h.is_parse_status() || h.is_user())
+        {
+            return false;
+        }
+        cause = c.source();
+    }
+    e.kind() == ErrorKind::Connect && !client.is_connect()
 }
 
 fn classify_client_error(e: hyper_util::client::legacy::Error) -> Error {

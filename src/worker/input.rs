@@ -52,10 +52,7 @@ impl<R: AsyncBufRead + Unpin> Lines<R> {
                 break;
             }
             any = true;
-            let (take, done) = match available.iter().position(|&b| b == b'\n') {
-                Some(i) => (i + 1, true),
-                None => (available.len(), false),
-            };
+            let (take, done) = through_newline(available);
             if self.buf.len() + take > self.max + 1 {
                 self.reader.consume(take);
                 self.buf.clear();
@@ -87,10 +84,7 @@ impl<R: AsyncBufRead + Unpin> Lines<R> {
             if available.is_empty() {
                 break;
             }
-            let (take, done) = match available.iter().position(|&b| b == b'\n') {
-                Some(i) => (i + 1, true),
-                None => (available.len(), false),
-            };
+            let (take, done) = through_newline(available);
             self.reader.consume(take);
             if done {
                 break;
@@ -98,6 +92,14 @@ impl<R: AsyncBufRead + Unpin> Lines<R> {
         }
         self.skipping = false;
         Ok(())
+    }
+}
+
+/// How much of `available` belongs to the current line, and whether that ends it.
+fn through_newline(available: &[u8]) -> (usize, bool) {
+    match available.iter().position(|&b| b == b'\n') {
+        Some(i) => (i + 1, true),
+        None => (available.len(), false),
     }
 }
 

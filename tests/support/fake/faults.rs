@@ -44,6 +44,8 @@ pub enum Fault {
     /// The request read and no answer at all, then a clean close (FIN): what a client sees
     /// when it sends on a kept-alive connection the server is closing.
     CloseUnanswered,
+    /// Bytes that are no HTTP response (another service on the port), then a close.
+    NotHttp,
     /// The body with the byte at this offset inverted; headers (digest included) unchanged.
     CorruptByte(usize),
     /// `Content-Length` off by this delta, then the real body and a clean close. Written raw: with
@@ -286,6 +288,11 @@ pub fn apply(
             conn.take_over(prepared.status, raw, End::Fin)
         }
         Fault::CloseUnanswered => conn.take_over(prepared.status, Bytes::new(), End::Fin),
+        Fault::NotHttp => conn.take_over(
+            prepared.status,
+            Bytes::from_static(b"SSH-2.0-OpenSSH_9.2\r\n"),
+            End::Fin,
+        ),
         Fault::WrongContentLength(delta) => {
             let declared = (len as i64).saturating_add(*delta).max(0) as usize;
             let raw = raw_response(&prepared, declared, &prepared.body);
