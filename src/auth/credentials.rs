@@ -23,6 +23,9 @@ use tokio::io::AsyncWriteExt;
 use crate::error::{Error, ErrorKind, Result};
 use crate::reference::DOCKER_HUB;
 
+/// How long a credential helper may take to answer `get`.
+const HELPER_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A secret to authenticate with. Its `Debug` never shows the secret.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Credential {
@@ -275,8 +278,13 @@ async fn run_helper(helper: &str, host: &str) -> Result<Option<Credential>> {
     } else {
         host.to_string()
     };
+    run_program(&program, &server, HELPER_TIMEOUT).await
+}
+
+/// Runs a credential helper `program` (found on `PATH` unless it is a path) for `server`.
+async fn run_program(program: &str, server: &str, within: Duration) -> Result<Option<Credential>> {
     let fail = |msg: String| Error::new(ErrorKind::Unauthorized, msg);
-    let mut child = tokio::process::Command::new(&program)
+    let mut child = tokio::process::Command::new(program)
         .arg("get")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -288,13 +296,15 @@ async fn run_helper(helper: &str, host: &str) -> Result<Option<Credential>> {
         // A helper that exits without reading its input is fine; its output decides.
         let _ = stdin.write_all(server.as_bytes()).await;
     }
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+    // A helper that hangs (waiting for a desktop session, a prompt nobody sees) will hang
+    // again: not a timeout worth retrying, but a credential that cannot be had.
+    let out = tokio::time::timeout(within, child.wait_with_output())
         .await
         .map_err(|_| {
-            Error::new(
-                ErrorKind::Timeout,
-                format!("credential helper {program} did not answer"),
-            )
+            fail(format!(
+                "credential helper {program} did not answer within {:?}",
+                within
+            ))
         })?
         .map_err(|e| fail(format!("running credential helper {program}")).with_cause(e))?;
     if !out.status.success() {
@@ -330,6 +340,29 @@ async fn run_helper(helper: &str, host: &str) -> Result<Option<Credential>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A helper that hangs (a desktop keychain waiting for a session) ends in an error
+    /// that is not retried: every retry would wait out the timeout again.
+    #[tokio::test]
+    async fn a_helper_that_does_not_answer_is_not_a_passing_fault() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let helper = dir.path().join("docker-credential-hangs");
+        std::fs::write(&helper, "#!/bin/sh\nexec sleep 30\n").unwrap();
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let started = std::time::Instant::now();
+        let e = run_program(
+            helper.to_str().unwrap(),
+            "r.test",
+            Duration::from_millis(300),
+        )
+        .await
+        .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(e.to_string().contains("did not answer"), "{e}");
+        assert!(!e.is_transient(), "{:?}", e.kind());
+        assert_eq!(e.kind(), ErrorKind::Unauthorized);
+    }
 
     fn config(json: &str) -> DockerConfig {
         DockerConfig {
