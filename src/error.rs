@@ -30,6 +30,9 @@ pub enum ErrorKind {
     /// The server's TLS certificate is not trusted for its name (unknown issuer, expired,
     /// another name). Never retried: it will not change by itself.
     Certificate,
+    /// The server answered the TLS handshake in plain HTTP: a registry without TLS, named
+    /// without `--plain-http`. Never retried.
+    NotTls,
     /// A connect, idle-read or total timeout expired.
     Timeout,
     /// The server broke the protocol: a malformed header, token response or redirect.
@@ -59,6 +62,7 @@ impl ErrorKind {
             ErrorKind::Connect => "connection error",
             ErrorKind::UnknownHost => "unknown host",
             ErrorKind::Certificate => "certificate error",
+            ErrorKind::NotTls => "not tls",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Protocol => "protocol error",
             ErrorKind::DigestMismatch => "digest mismatch",

@@ -559,7 +559,8 @@ fn a_plain_http_server_spoken_to_in_tls_is_named_as_such() {
     let locator = format!("https://{}/team/app", reg.host());
     let out = dist.run(&["fetch", &locator, &digest], b"");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    // A registry it cannot use at all, as the worker's check says too: status 2.
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
         err.contains("does not speak TLS") && err.contains("--plain-http"),
         "{err}"

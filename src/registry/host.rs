@@ -214,6 +214,7 @@ impl Host {
                 | ErrorKind::UnknownHost
                 | ErrorKind::Timeout
                 | ErrorKind::Certificate
+                | ErrorKind::NotTls
         ) {
             self.down.store(true, Ordering::Relaxed);
         }

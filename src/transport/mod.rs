@@ -519,7 +519,7 @@ fn classify_client_error(e: hyper_util::client::legacy::Error) -> Error {
             return Error::new(ErrorKind::Certificate, why).with_cause(e);
         }
         if rustls_error(s).is_some_and(is_not_tls) {
-            return Error::new(ErrorKind::Protocol, NOT_TLS);
+            return Error::new(ErrorKind::NotTls, NOT_TLS);
         }
         if let Some(failed) = s.downcast_ref::<proxy::ProxyError>() {
             let kind = match failed {
