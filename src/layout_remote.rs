@@ -18,7 +18,7 @@ use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fetch::{Download, Meta, MAX_MANIFEST_SIZE};
 use crate::hints::Hints;
-use crate::image::{self, Descriptor};
+use crate::image::{self, Descriptor, Platform};
 use crate::reference::Object;
 use crate::remote::Remote;
 
@@ -150,6 +150,22 @@ impl LayoutRemote {
 }
 
 impl Remote for LayoutRemote {
+    fn listed_platform<'a>(&'a self, object: &'a Object) -> BoxFuture<'a, Option<Platform>> {
+        async move {
+            let entry = match object {
+                Object::Tag(tag) => self.find_tag(tag).await.ok(),
+                Object::Digest(digest) => self
+                    .entries()
+                    .await
+                    .ok()?
+                    .into_iter()
+                    .find(|d| d.digest == *digest),
+            };
+            entry?.platform
+        }
+        .boxed()
+    }
+
     fn fetch<'a>(
         &'a self,
         object: &'a Object,

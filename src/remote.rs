@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use crate::error::Result;
 use crate::fetch::{Download, Prefix};
 use crate::hints::Hints;
-use crate::image::Descriptor;
+use crate::image::{Descriptor, Platform};
 use crate::reference::Object;
 
 /// A source of content-addressed objects.
@@ -45,5 +45,14 @@ pub trait Remote: Send + Sync {
     /// answer without sending the content (a registry's `HEAD`) override it.
     fn resolve<'a>(&'a self, object: &'a Object) -> BoxFuture<'a, Result<Descriptor>> {
         Box::pin(crate::image::resolve_by_fetch(self, object))
+    }
+
+    /// The platform this remote's own listing gives the manifest `object` names, when it
+    /// keeps one: the entries of an OCI layout's `index.json` may say it, a registry keeps
+    /// no such listing. `dist pull` copies it into the layout it writes, so that a copy
+    /// from layout to layout keeps it.
+    fn listed_platform<'a>(&'a self, object: &'a Object) -> BoxFuture<'a, Option<Platform>> {
+        let _ = object;
+        Box::pin(async { None })
     }
 }

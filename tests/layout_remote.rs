@@ -265,3 +265,25 @@ fn pull_by_digest_and_docker_types_stay_as_they_are() {
         );
     }
 }
+
+/// A layout's entry may say which platform its manifest is for; a pull from it keeps that
+/// in the layout it writes, by tag or by digest.
+#[test]
+fn pull_from_a_layout_keeps_the_entrys_platform() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut src = Layout::new(dir.path().join("src"));
+    let mut image = src.image(OCI_MANIFEST, 6);
+    image["platform"] = json!({"architecture": "amd64", "os": "linux"});
+    src.tag(&image, "v1");
+    let dist = Dist::new();
+    for reference in [
+        format!("{}:v1", src.loc()),
+        format!("{}@{}", src.loc(), digest(&image)),
+    ] {
+        let out = dir.path().join(format!("out{}", reference.len()));
+        dist.ok(&["pull", &reference, "-o", out.to_str().unwrap()]);
+        let e = entries(&out);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0]["platform"], image["platform"], "{reference}: {e:?}");
+    }
+}

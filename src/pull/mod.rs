@@ -151,6 +151,7 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                 ));
             }
         }
+        let top_digest = top.digest.clone();
         let (images, offered) = self.manifests(&top).await?;
         if images.is_empty() && self.pulled.failed == 0 {
             if let Platforms::One(want) = &self.opts.platforms {
@@ -182,6 +183,9 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
             (Platforms::One(_), Some(image)) => image.descriptor.clone(),
             _ => top,
         };
+        if entry.platform.is_none() && entry.digest == top_digest {
+            entry.platform = self.remote.listed_platform(object).await;
+        }
         entry.annotations.remove(REF_NAME);
         if let Some(name) = ref_name {
             entry.annotations.insert(REF_NAME.into(), name.into());
