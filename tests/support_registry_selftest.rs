@@ -463,3 +463,12 @@ async fn harness_is_usable_inside_a_tokio_runtime() {
     assert_eq!(blob.status, StatusCode::OK);
     assert_eq!(&blob.body[..], b"hello from a runtime");
 }
+
+/// Readiness is this registry's own answer: another test's registry holding the port (it
+/// won the race for it) must not pass for ours.
+#[test]
+fn readiness_is_the_registrys_own_answer() {
+    let reg = Registry::start(Mode::Basic);
+    assert!(reg.answers_as_itself());
+    assert!(!reg.answers_as("another-registry"));
+}

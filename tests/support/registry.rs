@@ -30,6 +30,9 @@ const REGISTRY_BINARY: &str = "/usr/bin/docker-registry";
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Another process can grab the port between our probe and the registry's bind.
 const START_ATTEMPTS: usize = 3;
+/// A response header naming the registry process that answered: a registry that failed
+/// to bind its port must not pass for ready because another test's registry holds it.
+const INSTANCE_HEADER: &str = "X-Dist-Test-Instance";
 
 /// How the registry authenticates clients.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +87,8 @@ impl Default for RegistryOptions {
 pub struct Registry {
     child: Child,
     addr: SocketAddr,
+    /// What this registry answers in [`INSTANCE_HEADER`].
+    instance: String,
     mode: Mode,
     log_path: PathBuf,
     // Declared before `dir` so the issuer stops before its files disappear.
@@ -123,9 +128,14 @@ impl Registry {
 
         for attempt in 1..=START_ATTEMPTS {
             let addr = free_port();
+            let name = dir.path().file_name().unwrap().to_string_lossy();
+            let instance = format!("{}-{name}-{attempt}", std::process::id());
             let config_path = dir.path().join("config.yml");
-            fs::write(&config_path, config_yaml(dir.path(), addr, &auth))
-                .expect("write registry config");
+            fs::write(
+                &config_path,
+                config_yaml(dir.path(), addr, &auth, &instance),
+            )
+            .expect("write registry config");
             let log = File::create(&log_path).expect("create registry log");
             let mut command = Command::new(REGISTRY_BINARY);
             command
@@ -141,11 +151,12 @@ impl Registry {
                 }
             }
             let mut child = command.spawn().expect("spawn docker-registry");
-            match wait_ready(&mut child, addr) {
+            match wait_ready(&mut child, addr, &instance) {
                 Ok(()) => {
                     return Registry {
                         child,
                         addr,
+                        instance,
                         mode: opts.mode,
                         log_path,
                         token,
@@ -164,6 +175,18 @@ impl Registry {
             }
         }
         unreachable!("every start attempt either returns or panics")
+    }
+
+    /// Whether the server on this registry's port is this registry (a selftest of the
+    /// readiness check).
+    pub fn answers_as_itself(&self) -> bool {
+        probe(self.addr, &self.instance)
+    }
+
+    /// Whether the server on this registry's port answers as the registry named
+    /// `instance`.
+    pub fn answers_as(&self, instance: &str) -> bool {
+        probe(self.addr, instance)
     }
 
     /// `127.0.0.1:PORT`.
@@ -387,7 +410,7 @@ fn auth_section(mode: Mode, dir: &Path, token: Option<&TokenServer>) -> String {
     }
 }
 
-fn config_yaml(dir: &Path, addr: SocketAddr, auth: &str) -> String {
+fn config_yaml(dir: &Path, addr: SocketAddr, auth: &str, instance: &str) -> String {
     format!(
         "version: 0.1
 log:
@@ -402,11 +425,14 @@ storage:
 http:
   addr: {addr}
   secret: dist-test-http-secret
+  headers:
+    {INSTANCE_HEADER}: [{instance}]
 health:
   storagedriver:
     enabled: false
 {auth}",
         root = yaml_str(dir.join("storage")),
+        instance = yaml_str(instance),
     )
 }
 
@@ -424,14 +450,15 @@ fn free_port() -> SocketAddr {
         .expect("find a free port")
 }
 
-/// Polls `GET /v2/` with a bare blocking HTTP/1.1 request until any response arrives.
-fn wait_ready(child: &mut Child, addr: SocketAddr) -> Result<(), String> {
+/// Polls `GET /v2/` with a bare blocking HTTP/1.1 request until this registry (the one
+/// named `instance`) answers.
+fn wait_ready(child: &mut Child, addr: SocketAddr, instance: &str) -> Result<(), String> {
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         if let Some(status) = child.try_wait().expect("poll docker-registry") {
             return Err(format!("exited early with {status}"));
         }
-        if probe(addr) {
+        if probe(addr, instance) {
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -441,7 +468,7 @@ fn wait_ready(child: &mut Child, addr: SocketAddr) -> Result<(), String> {
     }
 }
 
-fn probe(addr: SocketAddr) -> bool {
+fn probe(addr: SocketAddr, instance: &str) -> bool {
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
         return false;
     };
@@ -450,8 +477,14 @@ fn probe(addr: SocketAddr) -> bool {
     if stream.write_all(request.as_bytes()).is_err() {
         return false;
     }
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.")
+    // Connection: close, so the answer ends; a registry's answer to /v2/ is short.
+    let mut answer = Vec::new();
+    let _ = stream.take(64 << 10).read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    answer.starts_with("HTTP/1.")
+        && answer
+            .lines()
+            .any(|l| l.eq_ignore_ascii_case(&format!("{INSTANCE_HEADER}: {instance}")))
 }
 
 fn http_client() -> Client<HttpConnector, Full<Bytes>> {
