@@ -244,14 +244,16 @@ impl Host {
         let mut retries = 0u32;
         let mut auth_rounds = 0u32;
         let mut resent = false;
-        // Whether a failure is worth another attempt, and after how long; counts it.
-        let again = |e: &Error, retries: &mut u32| {
-            (e.is_transient() && *retries < max_retries).then(|| {
-                let wait = policy.backoff(*retries);
-                tracing::debug!(url = %url, error = %e, retry = *retries + 1, wait_ms = wait.as_millis() as u64, "retrying");
-                *retries += 1;
-                wait
-            })
+        // How long to wait before trying again after `e` (counting the retry), or `e` with
+        // the URL when it is not worth another attempt.
+        let again = |e: Error, retries: &mut u32| {
+            if !e.is_transient() || *retries >= max_retries {
+                return Err(e.with_url(&url));
+            }
+            let wait = policy.backoff(*retries);
+            tracing::debug!(url = %url, error = %e, retry = *retries + 1, wait_ms = wait.as_millis() as u64, "retrying");
+            *retries += 1;
+            Ok(wait)
         };
         loop {
             self.pause.wait().await;
@@ -259,13 +261,10 @@ impl Host {
             // server, a dropped connection) and are retried on the same budget.
             let grant = match self.auth.grant().await {
                 Ok(g) => g,
-                Err(e) => match again(&e, &mut retries) {
-                    Some(wait) => {
-                        tokio::time::sleep(wait).await;
-                        continue;
-                    }
-                    None => return Err(e.with_url(&url)),
-                },
+                Err(e) => {
+                    tokio::time::sleep(again(e, &mut retries)?).await;
+                    continue;
+                }
             };
             let req = Outgoing {
                 method: method.clone(),
@@ -284,13 +283,10 @@ impl Host {
                     resent = true;
                     continue;
                 }
-                Err(e) => match again(&e, &mut retries) {
-                    Some(wait) => {
-                        tokio::time::sleep(wait).await;
-                        continue;
-                    }
-                    None => return Err(e.with_url(&url)),
-                },
+                Err(e) => {
+                    tokio::time::sleep(again(e, &mut retries)?).await;
+                    continue;
+                }
             };
             let status = reply.response.status();
             if status.is_success() {
@@ -317,10 +313,7 @@ impl Host {
                     .await;
                     match self.auth.challenged(&grant, &challenges).await {
                         Ok(()) => auth_rounds += 1,
-                        Err(e) => match again(&e, &mut retries) {
-                            Some(wait) => tokio::time::sleep(wait).await,
-                            None => return Err(e.with_url(&url)),
-                        },
+                        Err(e) => tokio::time::sleep(again(e, &mut retries)?).await,
                     }
                     continue;
                 }
