@@ -26,6 +26,24 @@ pub const VERIFY_ATTEMPTS: u32 = 2;
 /// The raw byte stream of an object, before verification.
 pub type ByteStream = BoxStream<'static, Result<Bytes>>;
 
+/// `body` without its first `skip` bytes: the part of a content resent whole that is
+/// already at hand.
+pub(crate) fn skip_prefix(body: ByteStream, mut skip: u64) -> ByteStream {
+    body.filter_map(move |item| {
+        let out = match item {
+            Ok(mut chunk) if skip > 0 => {
+                let drop = skip.min(chunk.len() as u64);
+                skip -= drop;
+                let _ = chunk.split_to(drop as usize);
+                (!chunk.is_empty()).then_some(Ok(chunk))
+            }
+            other => Some(other),
+        };
+        std::future::ready(out)
+    })
+    .boxed()
+}
+
 /// What a remote knows about an object before its body is read.
 #[derive(Debug, Clone)]
 pub struct Meta {
@@ -182,22 +200,7 @@ impl Download {
     /// body are received and dropped. For a remote that can only send content whole; call
     /// it before the first [`chunk`](Self::chunk).
     pub fn skipping(self, prefix: Prefix) -> Download {
-        let mut skip = prefix.len;
-        let body = self
-            .body
-            .filter_map(move |item| {
-                let out = match item {
-                    Ok(mut chunk) if skip > 0 => {
-                        let drop = skip.min(chunk.len() as u64);
-                        skip -= drop;
-                        let _ = chunk.split_to(drop as usize);
-                        (!chunk.is_empty()).then_some(Ok(chunk))
-                    }
-                    other => Some(other),
-                };
-                std::future::ready(out)
-            })
-            .boxed();
+        let body = skip_prefix(self.body, prefix.len);
         Download::after(self.meta, body, prefix)
     }
 

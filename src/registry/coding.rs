@@ -93,20 +93,7 @@ pub(crate) fn decode(body: ByteStream, codings: &[Coding], skip: u64) -> ByteStr
     if skip == 0 {
         return decoded;
     }
-    futures::stream::try_unfold((decoded, skip), |(mut body, mut skip)| async move {
-        while let Some(mut chunk) = body.try_next().await? {
-            if skip > 0 {
-                let drop = skip.min(chunk.len() as u64) as usize;
-                skip -= drop as u64;
-                chunk = chunk.slice(drop..);
-            }
-            if !chunk.is_empty() {
-                return Ok(Some((chunk, (body, skip))));
-            }
-        }
-        Ok(None)
-    })
-    .boxed()
+    crate::fetch::skip_prefix(decoded, skip)
 }
 
 fn undo(body: ByteStream, coding: Coding) -> ByteStream {
