@@ -45,9 +45,7 @@ fn main() -> ExitCode {
         match (deadline, timeout, abandoned) {
             (Some(at), Some(t), Some(what)) => {
                 tokio::time::timeout_at(at, work).await.unwrap_or_else(|_| {
-                    cmd::say(&format!(
-                        "dist: {what}: gave up after the --timeout of {t:?}"
-                    ));
+                    say!("dist: {what}: gave up after the --timeout of {t:?}");
                     EXIT_TIMEOUT
                 })
             }

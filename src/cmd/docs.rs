@@ -3,7 +3,7 @@
 
 use clap::CommandFactory;
 
-use super::EXIT_FAILED;
+use super::{print_stdout, EXIT_FAILED};
 use crate::cli::Cli;
 
 /// Prints the completion script for `shell`.
@@ -11,22 +11,7 @@ pub fn completions(shell: clap_complete::Shell) -> u8 {
     let mut cmd = Cli::command();
     let mut out = Vec::new();
     clap_complete::generate(shell, &mut cmd, "dist", &mut out);
-    print(&out)
-}
-
-/// Writes the generated text; a reader that went away (`| head`) is not an error.
-fn print(text: &[u8]) -> u8 {
-    use std::io::Write;
-    match std::io::stdout()
-        .write_all(text)
-        .and_then(|_| std::io::stdout().flush())
-    {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            say!("dist: writing to stdout: {e}");
-            EXIT_FAILED
-        }
-        _ => 0,
-    }
+    print_stdout(&out)
 }
 
 /// Prints the manual page (roff), with a section per subcommand.
@@ -45,5 +30,5 @@ pub fn man() -> u8 {
             return EXIT_FAILED;
         }
     }
-    print(&out)
+    print_stdout(&out)
 }

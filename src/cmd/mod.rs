@@ -71,9 +71,9 @@ pub const EXIT_TIMEOUT: u8 = 124;
 
 /// The exit status of a one-shot command that failed with `e`, as the worker's check of
 /// its remote decides for a batch: a remote that cannot be reached (no connection, or one
-/// that broke past the retries; an untrusted certificate, a server that does not speak TLS) or that refuses the credentials
-/// is status 2, as a usage error is; an object that failed otherwise (not found, refused,
-/// not what its digest says) is status 1. A script can tell a registry it cannot use from
+/// that broke past the retries; an untrusted certificate, a server that does not speak
+/// TLS) or that refuses the credentials is status 2, as a usage error is; an object that
+/// failed otherwise (not found, refused, not what its digest says) is status 1. A script can tell a registry it cannot use from
 /// an object it cannot have.
 pub fn exit_for(e: &Error) -> u8 {
     match e.kind() {
@@ -95,10 +95,13 @@ pub async fn check_layout(remote: &dyn Remote, locator: &Locator) -> Result<(), 
     if !matches!(locator, Locator::Layout(_)) {
         return Ok(());
     }
-    remote.check().await.map_err(|e| {
-        say!("dist: cannot use {}: {e}", remote.describe());
-        EXIT_USAGE
-    })
+    remote.check().await.map_err(|e| cannot_use(remote, &e))
+}
+
+/// Says that `remote` failed its check with `e`; the exit status for it.
+fn cannot_use(remote: &dyn Remote, e: &Error) -> u8 {
+    say!("dist: cannot use {}: {e}", remote.describe());
+    EXIT_USAGE
 }
 
 /// Builds the remote a locator names, sharing one transport.
@@ -242,10 +245,7 @@ pub async fn check_before_batch<S: std::future::Future<Output = Stop>>(
     into_store: bool,
 ) -> Result<(), u8> {
     tokio::select! {
-        checked = remote.check() => checked.map_err(|e| {
-            say!("dist: cannot use {}: {e}", remote.describe());
-            EXIT_USAGE
-        }),
+        checked = remote.check() => checked.map_err(|e| cannot_use(remote, &e)),
         why = stop.as_mut() => {
             say!("{}", why.message(into_store));
             Err(why.code())
@@ -321,6 +321,20 @@ async fn interrupted() -> u8 {
     tokio::select! {
         _ = int.recv() => 130,
         _ = term.recv() => 143,
+    }
+}
+
+/// Writes `text` to stdout as a command's whole output: the exit status, with a failure
+/// said. A reader that went away (`| head`) wanted no more, as for `fetch`: not an error.
+pub fn print_stdout(text: &[u8]) -> u8 {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text).and_then(|_| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            say!("dist: writing to stdout: {e}");
+            EXIT_FAILED
+        }
+        _ => 0,
     }
 }
 

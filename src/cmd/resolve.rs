@@ -1,10 +1,8 @@
 //! `dist resolve`: the descriptor a reference points to, as one JSON line.
 
-use std::io::Write;
-
 use dist::image::ImageRef;
 
-use super::{check_layout, exit_for, open_locator, report, EXIT_FAILED, EXIT_USAGE};
+use super::{check_layout, exit_for, open_locator, print_stdout, report, EXIT_USAGE};
 use crate::cli::{Global, ResolveArgs};
 
 /// `dist resolve`: the descriptor a reference points to, as one JSON line.
@@ -22,15 +20,9 @@ pub async fn run(global: &Global, args: ResolveArgs) -> u8 {
     }
     match remote.resolve(&image.object()).await {
         Ok(d) => {
-            let line = serde_json::to_string(&d.bare()).expect("descriptors serialise");
-            match writeln!(std::io::stdout(), "{line}") {
-                // A reader that went away (`| head -0`) wanted no more, as for `fetch`.
-                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                    say!("dist: writing to stdout: {e}");
-                    EXIT_FAILED
-                }
-                _ => 0,
-            }
+            let mut line = serde_json::to_vec(&d.bare()).expect("descriptors serialise");
+            line.push(b'\n');
+            print_stdout(&line)
         }
         Err(e) => report(&e, exit_for(&e)),
     }

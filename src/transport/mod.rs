@@ -493,6 +493,7 @@ fn without_dot_segments(target: &str) -> String {
 pub fn lost_before_answer(e: &Error) -> bool {
     let Some(client) = std::error::Error::source(e)
         .and_then(|c| c.downcast_ref::<hyper_util::client::legacy::Error>())
+        .filter(|c| e.kind() == ErrorKind::Connect && !c.is_connect())
     else {
         return false;
     };
@@ -506,7 +507,7 @@ pub fn lost_before_answer(e: &Error) -> bool {
         }
         cause = c.source();
     }
-    e.kind() == ErrorKind::Connect && !client.is_connect()
+    true
 }
 
 fn classify_client_error(e: hyper_util::client::legacy::Error) -> Error {
