@@ -47,6 +47,9 @@ pub struct Sample {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Stats {
     pub wall: f64,
+    /// The fastest and slowest runs, to read the median against: on a shared VM one run in
+    /// several can take twice as long doing the same work.
+    pub wall_range: (f64, f64),
     pub cpu: f64,
     pub rss_kib: u64,
     pub server_cpu: f64,
@@ -57,6 +60,11 @@ impl Stats {
     pub fn from_samples(samples: &[Sample]) -> Stats {
         Stats {
             wall: median(samples.iter().map(|s| s.wall)),
+            wall_range: samples
+                .iter()
+                .map(|s| (s.wall, s.wall))
+                .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)))
+                .unwrap_or((f64::NAN, f64::NAN)),
             cpu: median(samples.iter().map(|s| s.cpu)),
             rss_kib: samples.iter().map(|s| s.rss_kib).max().unwrap_or(0),
             server_cpu: median(samples.iter().map(|s| s.server_cpu)),
@@ -150,6 +158,16 @@ impl Runner {
             for (variant, samples) in variants.iter().zip(&mut samples) {
                 (variant.prepare)();
                 let sample = self.run(variant);
+                // Every sample, so that a median can be read against the spread around it.
+                let server = if sample.server_cpu.is_nan() {
+                    String::new()
+                } else {
+                    format!(", server {:.3} s", sample.server_cpu)
+                };
+                eprintln!(
+                    "    {:.3} s wall, {:.3} s CPU{server}: {}",
+                    sample.wall, sample.cpu, variant.name
+                );
                 if round >= plan.warmups {
                     samples.push(sample);
                 }

@@ -137,15 +137,18 @@ impl Measured {
 pub fn details(title: &str, about: &str, lines: &[Measured]) -> String {
     let mut out = format!("### {title}\n\n{about}\n\n");
     out.push_str(
-        "| variant | wall s | CPU s | peak RSS | server CPU s |\n|---|---:|---:|---:|---:|\n",
+        "| variant | wall s | wall s, fastest-slowest | CPU s | peak RSS | server CPU s |\n\
+         |---|---:|---:|---:|---:|---:|\n",
     );
     for line in lines {
         let s = &line.stats;
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} |",
+            "| {} | {} | {}-{} | {} | {} | {} |",
             line.name,
             secs(s.wall),
+            secs(s.wall_range.0),
+            secs(s.wall_range.1),
             secs(s.cpu),
             rss(s.rss_kib),
             secs(s.server_cpu)
