@@ -490,6 +490,58 @@ fn retry_after_is_honoured() {
     assert_eq!(blob_requests.len(), 2);
 }
 
+/// A 429 with Retry-After holds every request to that host, not only the one it answered:
+/// a job that starts during the pause waits it out instead of drawing another 429.
+#[test]
+fn retry_after_holds_the_whole_host() {
+    let reg = FakeRegistry::start();
+    let [limited, slow, later] = [1, 2, 3].map(|n| reg.blob("team/app", bytes(n, 2000)));
+    reg.push_fault(&limited, Fault::StatusWithRetryAfter(429, "2".into()));
+    // Keeps the second job slot busy until the 429 has surely arrived, so the third job
+    // starts inside the pause.
+    reg.push_fault(
+        &slow,
+        Fault::Paced {
+            bytes_per_sec: 1 << 20,
+            first_byte: Duration::from_millis(300),
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let input = format!("{limited}\n{slow}\n{later}\n");
+    let out = Dist::new().ok_fed(
+        &[
+            "fetch",
+            &repo(&reg),
+            "-",
+            "-j",
+            "2",
+            "-o",
+            dir.path().to_str().unwrap(),
+        ],
+        input.as_bytes(),
+    );
+    let lines: Vec<serde_json::Value> = out
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    let later_line = lines
+        .iter()
+        .find(|l| l["object"] == later.as_str())
+        .expect("a line for the third blob");
+    assert_eq!(later_line["status"], "ok");
+    let waited = later_line["ms"].as_u64().unwrap();
+    assert!(
+        waited >= 1000,
+        "the third job waited out the pause: {waited} ms"
+    );
+    assert_eq!(
+        reg.requests_for(&format!("blobs/{later}")),
+        1,
+        "no 429 drawn"
+    );
+}
+
 #[test]
 fn broken_body_resumes_with_range() {
     let (reg, digest, data) = fake_with_blob(300_000);

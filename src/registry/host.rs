@@ -245,12 +245,20 @@ impl Host {
         let mut auth_rounds = 0u32;
         let mut resent = false;
         // How long to wait before trying again after `e` (counting the retry), or `e` with
-        // the URL when it is not worth another attempt.
-        let again = |e: Error, retries: &mut u32| {
+        // the URL when it is not worth another attempt. A server's Retry-After replaces the
+        // backoff, and one past the policy's longest wait ends the request now: sleeping
+        // through it would only hold the job.
+        let again = |e: Error, retries: &mut u32, asked: Option<Duration>| {
             if !e.is_transient() || *retries >= max_retries {
                 return Err(e.with_url(&url));
             }
-            let wait = policy.backoff(*retries);
+            let wait = match asked {
+                Some(d) if d > policy.max_delay => {
+                    return Err(waits_too_long(e, d, policy.max_delay).with_url(&url))
+                }
+                Some(d) => d,
+                None => policy.backoff(*retries),
+            };
             tracing::debug!(url = %url, error = %e, retry = *retries + 1, wait_ms = wait.as_millis() as u64, "retrying");
             *retries += 1;
             Ok(wait)
@@ -262,7 +270,7 @@ impl Host {
             let grant = match self.auth.grant().await {
                 Ok(g) => g,
                 Err(e) => {
-                    tokio::time::sleep(again(e, &mut retries)?).await;
+                    tokio::time::sleep(again(e, &mut retries, None)?).await;
                     continue;
                 }
             };
@@ -284,7 +292,7 @@ impl Host {
                     continue;
                 }
                 Err(e) => {
-                    tokio::time::sleep(again(e, &mut retries)?).await;
+                    tokio::time::sleep(again(e, &mut retries, None)?).await;
                     continue;
                 }
             };
@@ -313,32 +321,20 @@ impl Host {
                     .await;
                     match self.auth.challenged(&grant, &challenges).await {
                         Ok(()) => auth_rounds += 1,
-                        Err(e) => tokio::time::sleep(again(e, &mut retries)?).await,
+                        Err(e) => tokio::time::sleep(again(e, &mut retries, None)?).await,
                     }
                     continue;
                 }
             }
-            let after = retry::retry_after(reply.response.headers());
+            let asked = retry::retry_after(reply.response.headers());
             let err = status_error(&self.transport, &mut reply).await;
-            if err.is_transient() && retries < max_retries {
-                let wait = match after {
-                    Some(d) if d > policy.max_delay => {
-                        return Err(waits_too_long(err, d, policy.max_delay))
-                    }
-                    Some(d) => {
-                        if matches!(status.as_u16(), 429 | 503) {
-                            self.pause.pause_for(d);
-                        }
-                        d
-                    }
-                    None => policy.backoff(retries),
-                };
-                tracing::debug!(url = %url, status = status.as_u16(), retry = retries + 1, wait_ms = wait.as_millis() as u64, "retrying");
-                retries += 1;
-                tokio::time::sleep(wait).await;
-                continue;
+            let wait = again(err, &mut retries, asked)?;
+            // A server that says how long to hold off (429, 503) says it to every request
+            // to this host, not only this one.
+            if asked.is_some() && matches!(status.as_u16(), 429 | 503) {
+                self.pause.pause_for(wait);
             }
-            return Err(err);
+            tokio::time::sleep(wait).await;
         }
     }
 }
