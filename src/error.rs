@@ -197,7 +197,13 @@ impl Error {
         if let Some(cause) = &self.0.cause {
             let mut next: Option<&(dyn std::error::Error + 'static)> = Some(cause.as_ref());
             while let Some(c) = next {
-                let text = c.to_string();
+                // hyper-util's client wraps every failure in "client error (Connect)" or the
+                // like, which says less than the message already does; its causes say more.
+                let text = if c.is::<hyper_util::client::legacy::Error>() {
+                    String::new()
+                } else {
+                    c.to_string()
+                };
                 if !text.is_empty() && !s.contains(&text) {
                     s.push_str(": ");
                     s.push_str(&text);

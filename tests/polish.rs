@@ -546,3 +546,23 @@ fn a_failed_run_leaves_no_empty_layout_behind() {
         "not this run's to remove"
     );
 }
+
+/// A registry that is not there is named with the system's own words, without the HTTP
+/// client's wrapper ("client error (Connect)") between them and dist's.
+#[test]
+fn a_registry_that_is_not_there_is_named_plainly() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let locator = format!("127.0.0.1:{port}/team/app");
+    let out = Dist::new().run(&["fetch", "--retries", "0", &locator, "latest"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let expected = format!(
+        "dist: latest: http://127.0.0.1:{port}/v2/team/app/manifests/latest: cannot connect: "
+    );
+    assert!(err.starts_with(&expected), "{err}");
+    assert!(err.contains("Connection refused"), "{err}");
+    assert!(!err.contains("client error"), "{err}");
+}
