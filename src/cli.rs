@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use dist::transport::Http2Window;
+
 /// What the environment changes and what the exit status says, shown after the options in
 /// `--help` and the manual.
 const AFTER_HELP: &str = "\
@@ -119,10 +121,11 @@ pub struct Global {
     #[arg(long, global = true, default_value_t = 4, value_name = "N", value_parser = parse_streams)]
     pub range_streams: usize,
 
-    /// A fixed HTTP/2 flow-control window per stream, in bytes (65535 to 1073741824);
-    /// by default it adapts to the measured bandwidth-delay product.
-    #[arg(long, global = true, value_name = "BYTES", value_parser = parse_window)]
-    pub http2_window: Option<u32>,
+    /// HTTP/2 flow-control window, per stream and per connection, in bytes (65535 to
+    /// 1073741824; default 16777216), or `adaptive` to size it from the measured
+    /// bandwidth-delay product.
+    #[arg(long, global = true, value_name = "BYTES|adaptive", value_parser = parse_window)]
+    pub http2_window: Option<Http2Window>,
 
     /// No progress display, no per-object messages on stderr (errors still set the exit
     /// status and appear in the output).
@@ -246,10 +249,15 @@ fn parse_streams(s: &str) -> Result<usize, String> {
     }
 }
 
-fn parse_window(s: &str) -> Result<u32, String> {
+fn parse_window(s: &str) -> Result<Http2Window, String> {
+    if s == "adaptive" {
+        return Ok(Http2Window::Adaptive);
+    }
     match s.parse::<u32>() {
-        Ok(n) if (65_535..=1 << 30).contains(&n) => Ok(n),
-        _ => Err(format!("{s:?} is not a number from 65535 to 1073741824")),
+        Ok(n) if (65_535..=1 << 30).contains(&n) => Ok(Http2Window::Fixed(n)),
+        _ => Err(format!(
+            "{s:?} is neither `adaptive` nor a number from 65535 to 1073741824"
+        )),
     }
 }
 
@@ -282,8 +290,10 @@ mod tests {
 
     #[test]
     fn http2_windows() {
-        assert_eq!(parse_window("65535"), Ok(65_535));
-        assert_eq!(parse_window("1073741824"), Ok(1 << 30));
+        assert_eq!(parse_window("65535"), Ok(Http2Window::Fixed(65_535)));
+        assert_eq!(parse_window("1073741824"), Ok(Http2Window::Fixed(1 << 30)));
+        assert_eq!(parse_window("adaptive"), Ok(Http2Window::Adaptive));
+        assert!(parse_window("Adaptive").is_err());
         assert!(parse_window("65534").is_err());
         assert!(parse_window("1073741825").is_err());
         assert!(parse_window("1m").is_err());

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
-use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -66,13 +66,18 @@ impl Default for RangeOptions {
 const PART_SIZE: u64 = 8 << 20;
 
 impl RangeOptions {
-    /// Whether a blob of `size` whose server answered with `headers` may be split.
-    pub fn applies(&self, size: Option<u64>, headers: &HeaderMap) -> bool {
+    /// Whether a blob of `size` whose server answered with `headers` over `version` may be
+    /// split. Not over HTTP/2: the parts would be streams of the same connection, sharing
+    /// its window and its TCP flow, which is all a throttled link gives one connection.
+    pub fn applies(&self, size: Option<u64>, headers: &HeaderMap, version: Version) -> bool {
         let ranges = headers
             .get(http::header::ACCEPT_RANGES)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.eq_ignore_ascii_case("bytes"));
-        self.streams > 1 && ranges && size.is_some_and(|s| s >= self.threshold)
+        self.streams > 1
+            && ranges
+            && version < Version::HTTP_2
+            && size.is_some_and(|s| s >= self.threshold)
     }
 
     /// The budget of parts in memory that every download of one remote shares.
@@ -411,16 +416,19 @@ mod tests {
     #[test]
     fn applies_only_to_large_ranged_blobs() {
         let o = RangeOptions::default();
+        let h1 = Version::HTTP_11;
         let mut h = HeaderMap::new();
-        assert!(!o.applies(Some(1 << 30), &h));
+        assert!(!o.applies(Some(1 << 30), &h, h1));
         h.insert(
             http::header::ACCEPT_RANGES,
             HeaderValue::from_static("bytes"),
         );
-        assert!(o.applies(Some(1 << 30), &h));
-        assert!(!o.applies(Some(1 << 20), &h));
-        assert!(!o.applies(None, &h));
+        assert!(o.applies(Some(1 << 30), &h, h1));
+        assert!(o.applies(Some(1 << 30), &h, Version::HTTP_10));
+        assert!(!o.applies(Some(1 << 30), &h, Version::HTTP_2));
+        assert!(!o.applies(Some(1 << 20), &h, h1));
+        assert!(!o.applies(None, &h, h1));
         let off = RangeOptions { streams: 1, ..o };
-        assert!(!off.applies(Some(1 << 30), &h));
+        assert!(!off.applies(Some(1 << 30), &h, h1));
     }
 }

@@ -241,6 +241,22 @@ fn verified_with_ca_file_over_http2() {
     ]);
     assert_eq!(got, data);
     assert_eq!(server.seen.versions.lock().unwrap().len(), 2);
+
+    // The window hyper sizes from the bandwidth-delay product, starting at 64 KiB.
+    let got = dist.ok(&[
+        "fetch",
+        "--ca-file",
+        ca.to_str().unwrap(),
+        "--http2-window",
+        "adaptive",
+        &locator,
+        &digest,
+    ]);
+    assert_eq!(got, data);
+    assert_eq!(
+        *server.seen.versions.lock().unwrap(),
+        vec![hyper::Version::HTTP_2; 3]
+    );
 }
 
 #[test]

@@ -158,7 +158,7 @@ pub fn open_locator(
                 // Headers wait as long as a body may stall: a registry that is slow to
                 // start a large blob is not broken.
                 response_timeout: global.idle_timeout,
-                http2_window: global.http2_window,
+                http2_window: global.http2_window.unwrap_or_default(),
             };
             let transport = Transport::new(options.clone())?;
             let credentials = CredentialSource::DockerConfig(Arc::new(DockerConfig::load()?));

@@ -420,7 +420,11 @@ impl RegistryRemote {
         let split = match (&resume_url, size) {
             (Some(url), Some(total))
                 if endpoint == Endpoint::Blobs
-                    && self.inner.ranges.applies(size, reply.response.headers()) =>
+                    && self.inner.ranges.applies(
+                        size,
+                        reply.response.headers(),
+                        reply.response.version(),
+                    ) =>
             {
                 Some((url.clone(), total))
             }

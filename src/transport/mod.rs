@@ -84,6 +84,32 @@ use proxy::{Proxies, ProxyConnector};
 /// How many redirects one request may follow.
 pub const MAX_REDIRECTS: usize = 10;
 
+/// How much an HTTP/2 server may send ahead of what dist has read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Http2Window {
+    /// This many bytes in flight, on each stream and on the connection as a whole: the
+    /// most a connection holds in memory when dist reads slower than the server sends,
+    /// and, divided by the round trip, the fastest a stream can go.
+    Fixed(u32),
+    /// hyper's estimate of the bandwidth-delay product, grown from the protocol's 64 KiB
+    /// to at most 16 MiB as transfers go on.
+    Adaptive,
+}
+
+impl Http2Window {
+    /// The default: 16 MiB from the first byte, adaptive's own ceiling. Faster than adaptive
+    /// in every transfer measured (README, Performance): a 128 MiB blob 20 ms away in half
+    /// the time, 1000 small blobs on loopback in 16-25% less, where a 64 KiB connection
+    /// window to start with costs window updates.
+    pub const DEFAULT: Http2Window = Http2Window::Fixed(16 << 20);
+}
+
+impl Default for Http2Window {
+    fn default() -> Self {
+        Http2Window::DEFAULT
+    }
+}
+
 /// Settings of the shared client.
 #[derive(Debug, Clone)]
 pub struct TransportOptions {
@@ -101,10 +127,8 @@ pub struct TransportOptions {
     pub max_idle_per_host: usize,
     /// Connections per host at most, busy or idle; the worker sets this to its job count.
     pub max_connections_per_host: usize,
-    /// A fixed HTTP/2 stream window in bytes (the connection gets four times as much).
-    /// `None`, the default, lets hyper size both from the bandwidth-delay product it
-    /// measures, which suits both a LAN and a long fat link.
-    pub http2_window: Option<u32>,
+    /// The HTTP/2 flow-control window.
+    pub http2_window: Http2Window,
     /// A client certificate for servers that ask for one (mutual TLS).
     pub client_identity: Option<tls::ClientIdentity>,
 }
@@ -119,7 +143,7 @@ impl Default for TransportOptions {
             idle_timeout: Duration::from_secs(60),
             max_idle_per_host: 16,
             max_connections_per_host: 16,
-            http2_window: None,
+            http2_window: Http2Window::DEFAULT,
             client_identity: None,
         }
     }
@@ -211,12 +235,12 @@ impl Transport {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(opts.max_idle_per_host);
         match opts.http2_window {
-            Some(window) => builder
+            // The connection gets no more than one stream: whatever the number of streams,
+            // the connection holds at most the window in memory.
+            Http2Window::Fixed(window) => builder
                 .http2_initial_stream_window_size(window)
-                .http2_initial_connection_window_size(
-                    window.saturating_mul(4).min(i32::MAX as u32),
-                ),
-            None => builder.http2_adaptive_window(true),
+                .http2_initial_connection_window_size(window),
+            Http2Window::Adaptive => builder.http2_adaptive_window(true),
         };
         let client = builder.build(LimitedConnector::new(https, opts.max_connections_per_host));
         Ok(Transport {
