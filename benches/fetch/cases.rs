@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
 
@@ -14,7 +14,7 @@ use crate::data::{
 };
 use crate::measure::{cpu_seconds, rusage, sh_quote, Plan, Runner, Sample, Stats, Variant};
 use crate::report::{details, Measured, Row, Target};
-use crate::servers::{start_registry, StaticServer};
+use crate::servers::{start_registry, DelayLine, StaticServer};
 use crate::support::registry::Mode;
 
 /// Number of small blobs in the small-object cases.
@@ -608,19 +608,26 @@ fn cpu_has_sha_ni() -> bool {
         .unwrap_or(false)
 }
 
-/// Issue 5: HTTP/2 flow-control windows. One 256 MiB blob from nginx over TLS with HTTP/2,
-/// fetched with hyper's adaptive window (the default) and with fixed windows, against
-/// `curl --http2`. On loopback the bandwidth-delay product is tiny, so this shows what a
-/// window costs or saves when latency is not the limit.
+/// Issue 5: HTTP/2 flow-control windows, over TLS from nginx (a CA made for the run, HTTP/2
+/// chosen by ALPN): one 256 MiB blob to stdout (verified) and the 1000 small blobs through
+/// the worker, on loopback and through a delay line with a 20 ms round trip, with dist's
+/// default window, hyper's adaptive one and smaller fixed ones, against curl (not hashing).
+/// On loopback the bandwidth-delay product is tiny, so there the window's own costs show;
+/// 20 ms away, how fast a window lets a transfer start.
 pub fn h2(ctx: &Ctx) -> CaseReport {
     const REPO: &str = "bench/h2";
+    const ROUND_TRIP: Duration = Duration::from_millis(20);
     let dir = ctx.case_dir("h2");
     let root = dir.join("root");
-    let blobs = root.join("v2").join(REPO).join("blobs");
-    fs::create_dir_all(&blobs).expect("create the static tree");
+    let small = small_blobs(SMALL_COUNT);
+    write_static_tree(&root, REPO, &small);
     let staged = dir.join("blob.bin");
     let digest = write_big_file(&staged, 256 * MIB, 0x2);
-    fs::rename(&staged, blobs.join(&digest)).expect("place the blob");
+    fs::rename(
+        &staged,
+        root.join("v2").join(REPO).join("blobs").join(&digest),
+    )
+    .expect("place the blob");
     let (tls, ca) = make_tls(&dir);
     let Some(server) = StaticServer::start_tls(&root, &dir, &tls) else {
         return CaseReport {
@@ -628,47 +635,128 @@ pub fn h2(ctx: &Ctx) -> CaseReport {
             rows: Vec::new(),
         };
     };
-    let port = server.addr().port();
-    let loc = format!("https://localhost:{port}/{REPO}");
-    let url = format!("https://localhost:{port}/v2/{REPO}/blobs/{digest}");
+    let far = DelayLine::start(server.addr(), ROUND_TRIP / 2);
+    let (near, far) = (server.addr().port(), far.addr().port());
+    let digests = dir.join("digests.txt");
+    write_lines(&digests, small.iter().map(|b| &b.digest));
     let ca_arg = ca.to_str().unwrap().to_string();
-    let dist_with = |window: Option<&str>| {
-        let mut args = vec!["fetch", &loc, &digest, "--ca-file", &ca_arg];
+    let jobs = JOBS.to_string();
+    let dist = |port: u16, object: &str, window: Option<&str>| {
+        let loc = format!("https://localhost:{port}/{REPO}");
+        let mut args = vec!["fetch", &loc, object, "--ca-file", &ca_arg];
+        if object == "-" {
+            args.extend(["-j", &jobs]);
+        }
         if let Some(w) = window {
             args.extend(["--http2-window", w]);
         }
-        format!("{} > /dev/null", ctx.dist_cmd(&args))
+        let input = if object == "-" {
+            format!(" < {}", q(&digests))
+        } else {
+            String::new()
+        };
+        format!("{}{input} > /dev/null", ctx.dist_cmd(&args))
     };
-    let variants = [
-        Variant::new("dist, adaptive window", dist_with(None)),
-        Variant::new("dist, 64 KiB window", dist_with(Some("65535"))),
-        Variant::new("dist, 1 MiB window", dist_with(Some("1048576"))),
-        Variant::new("dist, 16 MiB window", dist_with(Some("16777216"))),
+    let curl_big = |port: u16| {
+        let url = format!("https://localhost:{port}/v2/{REPO}/blobs/{digest}");
+        format!(
+            "exec curl -sSf --http2 --cacert {} -o /dev/null {}",
+            q(&ca),
+            sh_quote(&url)
+        )
+    };
+    let curl_small = |port: u16| {
+        let config = dir.join(format!("curl-{port}.cfg"));
+        let urls = small
+            .iter()
+            .map(|b| format!("https://localhost:{port}/v2/{REPO}/blobs/{}", b.digest));
+        write_curl_config(&config, None, urls, None);
+        format!(
+            "exec curl -sSf --no-progress-meter --http2 --cacert {} --parallel \
+             --parallel-max {JOBS} -K {}",
+            q(&ca),
+            q(&config)
+        )
+    };
+    let big_variants = [
+        Variant::new("dist, 16 MiB window (default)", dist(near, &digest, None)),
         Variant::new(
-            "curl --http2",
-            format!(
-                "exec curl -sSf --http2 --cacert {} -o /dev/null {}",
-                q(&ca),
-                sh_quote(&url)
-            ),
+            "dist, adaptive window",
+            dist(near, &digest, Some("adaptive")),
         ),
+        Variant::new("dist, 64 KiB window", dist(near, &digest, Some("65535"))),
+        Variant::new("dist, 1 MiB window", dist(near, &digest, Some("1048576"))),
+        Variant::new("curl --http2", curl_big(near)),
+        Variant::new("dist, default, 20 ms away", dist(far, &digest, None)),
+        Variant::new(
+            "dist, adaptive, 20 ms away",
+            dist(far, &digest, Some("adaptive")),
+        ),
+        Variant::new("curl --http2, 20 ms away", curl_big(far)),
+    ];
+    let small_variants = [
+        Variant::new("dist worker, default window", dist(near, "-", None)),
+        Variant::new(
+            "dist worker, adaptive window",
+            dist(near, "-", Some("adaptive")),
+        ),
+        Variant::new("curl --parallel --http2", curl_small(near)),
+        Variant::new("dist worker, default, 20 ms away", dist(far, "-", None)),
+        Variant::new(
+            "dist worker, adaptive, 20 ms away",
+            dist(far, "-", Some("adaptive")),
+        ),
+        Variant::new("curl --parallel --http2, 20 ms away", curl_small(far)),
     ];
     let runner = ctx.runner(&dir, Some(server.pids()));
-    let stats = runner.measure("h2", &variants, ctx.plan());
-    let [adaptive, small, medium, large, curl] = stats;
-    CaseReport {
-        details: details(
-            "h2",
-            "One 256 MiB blob from nginx over TLS (a CA made for the run) with HTTP/2 chosen \
-             by ALPN, to stdout (verified) with each window, and curl to /dev/null (not \
-             hashed). The connection window is four times the stream window.",
-            &Measured::of(&variants, &stats),
+    let big = runner.measure("h2", &big_variants, ctx.plan());
+    let many = runner.measure("h2", &small_variants, ctx.plan());
+    let [default, adaptive, small_window, medium, curl, far_default, far_adaptive, far_curl] = big;
+    let [many_default, many_adaptive, many_curl, far_many_default, far_many_adaptive, far_many_curl] =
+        many;
+    let big_case = "h2 (256 MiB)";
+    let far_big_case = "h2 (256 MiB, 20 ms away)";
+    let many_case = "h2 (1000 small blobs)";
+    let far_many_case = "h2 (1000 small blobs, 20 ms away)";
+    let mut about = details(
+        "h2",
+        &format!(
+            "One 256 MiB blob from nginx over TLS with HTTP/2 chosen by ALPN, to stdout \
+             (verified), and curl to /dev/null (not hashed); \"20 ms away\" goes through a \
+             delay line on the bench's own thread that holds every byte for 10 ms each way. \
+             A fixed window is each stream's and the connection's. The {SMALL_COUNT} small \
+             blobs follow."
         ),
+        &Measured::of(&big_variants, &big),
+    );
+    about.push_str(&details(
+        "h2, small blobs",
+        &format!(
+            "The {SMALL_COUNT} blobs of 4-64 KiB from the same nginx, {JOBS} at a time: \
+             the worker's streams share one connection, as curl's do."
+        ),
+        &Measured::of(&small_variants, &many),
+    ));
+    CaseReport {
+        details: about,
         rows: vec![
-            Row::new("h2 (256 MiB)", "adaptive window", adaptive).against("curl --http2", curl),
-            Row::new("h2 (256 MiB)", "64 KiB window", small).against("curl --http2", curl),
-            Row::new("h2 (256 MiB)", "1 MiB window", medium).against("curl --http2", curl),
-            Row::new("h2 (256 MiB)", "16 MiB window", large).against("curl --http2", curl),
+            Row::new(big_case, "16 MiB window (default)", default).against("curl --http2", curl),
+            Row::new(big_case, "adaptive window", adaptive).against("curl --http2", curl),
+            Row::new(big_case, "64 KiB window", small_window).against("curl --http2", curl),
+            Row::new(big_case, "1 MiB window", medium).against("curl --http2", curl),
+            Row::new(far_big_case, "default window", far_default).against("curl --http2", far_curl),
+            Row::new(far_big_case, "default window", far_default)
+                .against("adaptive window", far_adaptive),
+            Row::new(far_big_case, "adaptive window", far_adaptive)
+                .against("curl --http2", far_curl),
+            Row::new(many_case, "default window", many_default)
+                .against("curl --parallel --http2", many_curl),
+            Row::new(many_case, "default window", many_default)
+                .against("adaptive window", many_adaptive),
+            Row::new(far_many_case, "default window", far_many_default)
+                .against("curl --parallel --http2", far_many_curl),
+            Row::new(far_many_case, "default window", far_many_default)
+                .against("adaptive window", far_many_adaptive),
         ],
     }
 }

@@ -4,7 +4,8 @@
 //! - a real `docker-registry` through the test harness, whose PID we find as the one new
 //!   child process named `docker-registry` (the harness keeps its `Child` private);
 //! - a static file server for the "client is the bottleneck" case: nginx when installed,
-//!   else a small hyper server on a thread of the bench.
+//!   else a small hyper server on a thread of the bench;
+//! - a delay line in front of a server, for a link with a round trip.
 
 use std::collections::HashMap;
 use std::fs;
@@ -349,4 +350,104 @@ fn load_tree(root: &Path, dir: &Path, files: &mut HashMap<String, bytes::Bytes>)
             files.insert(key, fs::read(&path).expect("read static file").into());
         }
     }
+}
+
+/// A TCP forwarder on `127.0.0.1` that holds every byte for `one_way` in each direction
+/// before passing it on: a link with a round trip of twice that and no bandwidth limit of
+/// its own (what it holds is what is in flight). It runs on a thread of the bench, so its
+/// CPU is charged to neither side.
+pub struct DelayLine {
+    addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl DelayLine {
+    pub fn start(target: SocketAddr, one_way: Duration) -> DelayLine {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind delay line");
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
+        let addr = listener.local_addr().expect("local addr");
+        let (shutdown, mut stop) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("delay line runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                loop {
+                    let client = tokio::select! {
+                        accepted = listener.accept() => match accepted {
+                            Ok((stream, _)) => stream,
+                            Err(_) => continue,
+                        },
+                        _ = &mut stop => return,
+                    };
+                    tokio::spawn(async move {
+                        let Ok(server) = tokio::net::TcpStream::connect(target).await else {
+                            return;
+                        };
+                        let _ = (client.set_nodelay(true), server.set_nodelay(true));
+                        let (client_read, client_write) = client.into_split();
+                        let (server_read, server_write) = server.into_split();
+                        tokio::join!(
+                            delay(client_read, server_write, one_way),
+                            delay(server_read, client_write, one_way),
+                        );
+                    });
+                }
+            });
+        });
+        DelayLine {
+            addr,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for DelayLine {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Passes what `from` sends on to `to`, each piece `by` after it arrived, then the close.
+async fn delay(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    by: Duration,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let writer = async move {
+        while let Some((due, piece)) = rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            if to.write_all(&piece).await.is_err() {
+                return;
+            }
+        }
+        let _ = to.shutdown().await;
+    };
+    let reader = async move {
+        let mut buf = vec![0u8; 256 << 10];
+        while let Ok(n @ 1..) = from.read(&mut buf).await {
+            let due = tokio::time::Instant::now() + by;
+            if tx.send((due, buf[..n].to_vec())).is_err() {
+                return;
+            }
+        }
+    };
+    tokio::join!(reader, writer);
 }
