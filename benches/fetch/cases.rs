@@ -723,9 +723,9 @@ pub fn h2(ctx: &Ctx) -> CaseReport {
         &format!(
             "One 256 MiB blob from nginx over TLS with HTTP/2 chosen by ALPN, to stdout \
              (verified), and curl to /dev/null (not hashed); \"20 ms away\" goes through a \
-             delay line on the bench's own thread that holds every byte for 10 ms each way. \
-             A fixed window is each stream's and the connection's. The {SMALL_COUNT} small \
-             blobs follow."
+             delay line on the bench's own thread that holds every byte for 10 ms each way \
+             (its CPU counts as the server's). A fixed window is each stream's and the \
+             connection's. The {SMALL_COUNT} small blobs follow."
         ),
         &Measured::of(&big_variants, &big),
     );

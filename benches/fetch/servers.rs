@@ -355,7 +355,7 @@ fn load_tree(root: &Path, dir: &Path, files: &mut HashMap<String, bytes::Bytes>)
 /// A TCP forwarder on `127.0.0.1` that holds every byte for `one_way` in each direction
 /// before passing it on: a link with a round trip of twice that and no bandwidth limit of
 /// its own (what it holds is what is in flight). It runs on a thread of the bench, so its
-/// CPU is charged to neither side.
+/// CPU counts as the server's, never the client's.
 pub struct DelayLine {
     addr: SocketAddr,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
