@@ -13,10 +13,10 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::measure::{children_named, children_of};
+use crate::support::listen::Listener;
 use crate::support::registry::{Mode, Registry, RegistryOptions};
 
 /// A registry and the PID of its process.
@@ -49,8 +49,8 @@ pub enum StaticServer {
     },
     InProcess {
         addr: SocketAddr,
-        shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-        thread: Option<JoinHandle<()>>,
+        /// Stops the server when dropped.
+        _listener: Listener,
     },
 }
 
@@ -102,18 +102,9 @@ impl StaticServer {
 
 impl Drop for StaticServer {
     fn drop(&mut self) {
-        match self {
-            StaticServer::Nginx { child, pids, .. } => stop_nginx(child, pids),
-            StaticServer::InProcess {
-                shutdown, thread, ..
-            } => {
-                if let Some(tx) = shutdown.take() {
-                    let _ = tx.send(());
-                }
-                if let Some(t) = thread.take() {
-                    let _ = t.join();
-                }
-            }
+        // The in-process server stops with its listener.
+        if let StaticServer::Nginx { child, pids, .. } = self {
+            stop_nginx(child, pids);
         }
     }
 }
@@ -287,55 +278,36 @@ fn start_in_process(root: &Path) -> StaticServer {
     let mut files = HashMap::new();
     load_tree(root, root, &mut files);
     let files = Arc::new(files);
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind static server");
-    listener
-        .set_nonblocking(true)
-        .expect("nonblocking listener");
-    let addr = listener.local_addr().expect("local addr");
-    let (shutdown, mut stop) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("static server runtime");
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-            loop {
-                let stream = tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, _)) => stream,
-                        Err(_) => continue,
-                    },
-                    _ = &mut stop => return,
-                };
-                let files = files.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let body = files.get(req.uri().path()).cloned();
-                        async move {
-                            let response = match body {
-                                Some(bytes) => Response::builder()
-                                    .header("content-type", "application/octet-stream")
-                                    .body(Full::new(bytes)),
-                                None => Response::builder()
-                                    .status(StatusCode::NOT_FOUND)
-                                    .body(Full::new(Bytes::new())),
-                            };
-                            Ok::<_, std::convert::Infallible>(response.expect("response"))
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+    let listener = Listener::start(move |stream| {
+        let files = files.clone();
+        async move {
+            let service = hyper::service::service_fn(move |req| {
+                let body = files.get(req.uri().path()).cloned();
+                async move {
+                    let response = match body {
+                        Some(bytes) => Response::builder()
+                            .header("content-type", "application/octet-stream")
+                            .body(Full::new(bytes)),
+                        None => Response::builder()
+                            .status(StatusCode::NOT_FOUND)
+                            .body(Full::new(Bytes::new())),
+                    };
+                    Ok::<_, std::convert::Infallible>(response.expect("response"))
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        }
     });
     StaticServer::InProcess {
-        addr,
-        shutdown: Some(shutdown),
-        thread: Some(thread),
+        addr: loopback(listener.port()),
+        _listener: listener,
     }
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 /// Maps `/relative/path` to the content of every file below `dir`.
@@ -357,69 +329,28 @@ fn load_tree(root: &Path, dir: &Path, files: &mut HashMap<String, bytes::Bytes>)
 /// its own (what it holds is what is in flight). It runs on a thread of the bench, so its
 /// CPU counts as the server's, never the client's.
 pub struct DelayLine {
-    addr: SocketAddr,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    listener: Listener,
 }
 
 impl DelayLine {
     pub fn start(target: SocketAddr, one_way: Duration) -> DelayLine {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind delay line");
-        listener
-            .set_nonblocking(true)
-            .expect("nonblocking listener");
-        let addr = listener.local_addr().expect("local addr");
-        let (shutdown, mut stop) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("delay line runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                loop {
-                    let client = tokio::select! {
-                        accepted = listener.accept() => match accepted {
-                            Ok((stream, _)) => stream,
-                            Err(_) => continue,
-                        },
-                        _ = &mut stop => return,
-                    };
-                    tokio::spawn(async move {
-                        let Ok(server) = tokio::net::TcpStream::connect(target).await else {
-                            return;
-                        };
-                        let _ = (client.set_nodelay(true), server.set_nodelay(true));
-                        let (client_read, client_write) = client.into_split();
-                        let (server_read, server_write) = server.into_split();
-                        tokio::join!(
-                            delay(client_read, server_write, one_way),
-                            delay(server_read, client_write, one_way),
-                        );
-                    });
-                }
-            });
+        let listener = Listener::start(move |client| async move {
+            let Ok(server) = tokio::net::TcpStream::connect(target).await else {
+                return;
+            };
+            let _ = (client.set_nodelay(true), server.set_nodelay(true));
+            let (client_read, client_write) = client.into_split();
+            let (server_read, server_write) = server.into_split();
+            tokio::join!(
+                delay(client_read, server_write, one_way),
+                delay(server_read, client_write, one_way),
+            );
         });
-        DelayLine {
-            addr,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
-        }
+        DelayLine { listener }
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
-
-impl Drop for DelayLine {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        loopback(self.listener.port())
     }
 }
 
