@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::cli::{bytes, parse_frames, sha256, Dist};
+use support::cli::{bytes, json_lines, parse_frames, sha256, Dist};
 use support::fake::{Auth, FakeRegistry, Fault, Recorder};
 
 fn fake_with_blob(len: usize) -> (FakeRegistry, String, Vec<u8>) {
@@ -520,11 +520,7 @@ fn retry_after_holds_the_whole_host() {
         ],
         input.as_bytes(),
     );
-    let lines: Vec<serde_json::Value> = out
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_slice(l).unwrap())
-        .collect();
+    let lines = json_lines(&out);
     let later_line = lines
         .iter()
         .find(|l| l["object"] == later.as_str())

@@ -6,7 +6,7 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
-use support::cli::{bytes, parse_frames, sha256, Dist};
+use support::cli::{bytes, json_lines, parse_frames, sha256, Dist};
 
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -85,13 +85,6 @@ fn entries(dir: &Path) -> Vec<Value> {
     v["manifests"].as_array().unwrap().clone()
 }
 
-fn lines(out: &[u8]) -> Vec<Value> {
-    String::from_utf8_lossy(out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 fn digest(v: &Value) -> &str {
     v["digest"].as_str().unwrap()
 }
@@ -128,7 +121,7 @@ fn fetch_by_digest_tag_and_worker() {
         input.as_bytes(),
     );
     assert!(run.status.success());
-    assert!(lines(&run.stdout).iter().all(|l| l["status"] == "ok"));
+    assert!(json_lines(&run.stdout).iter().all(|l| l["status"] == "ok"));
     for b in &blobs {
         let d = digest(b);
         assert_eq!(
@@ -171,7 +164,7 @@ fn missing_corrupt_and_non_layouts_fail() {
         b"",
     );
     assert_eq!(pull.status.code(), Some(1));
-    let report = lines(&pull.stdout);
+    let report = json_lines(&pull.stdout);
     let failed: Vec<&Value> = report.iter().filter(|l| l["status"] == "error").collect();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["object"], layer.as_str());

@@ -6,7 +6,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use support::cli::{bytes, Dist};
+use support::cli::{bytes, json_lines, Dist};
 use support::fake::{Auth, FakeRegistry, Fault};
 
 fn fill(reg: &FakeRegistry, n: usize) -> BTreeMap<String, Vec<u8>> {
@@ -223,8 +223,7 @@ fn shards_cover_every_object_exactly_once() {
             ],
             text.as_bytes(),
         );
-        for l in String::from_utf8_lossy(&out.stdout).lines() {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        for v in json_lines(&out.stdout) {
             if v["status"] == "error" {
                 bad_reports += 1;
                 continue;

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use images::*;
 use serde_json::{json, Value};
-use support::cli::{parse_frames, sha256, Dist};
+use support::cli::{json_lines, parse_frames, sha256, Dist};
 use support::fake::{FakeRegistry, Fault};
 use support::registry::{Mode, Registry};
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::cli::{bytes, parse_frames, sha256, Dist};
+use support::cli::{bytes, json_lines, parse_frames, sha256, Dist};
 use support::fake::{Auth, FakeRegistry, Fault, RandomFaults};
 
 fn repo(reg: &FakeRegistry) -> String {
@@ -210,10 +210,7 @@ fn sigterm_stops_promptly_and_leaves_only_verified_blobs() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let reported: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let reported = json_lines(&out.stdout);
     assert!(
         !reported.is_empty() && reported.len() < 30,
         "some, not all, finished: {}",
@@ -579,10 +576,7 @@ fn a_batch_stops_whole_at_its_timeout() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(124), "{err}");
     assert!(err.contains("gave up after the --timeout of 1.5s"), "{err}");
-    let reported: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let reported = json_lines(&out.stdout);
     assert!(
         !reported.is_empty() && reported.len() < blobs.len(),
         "some, not all, finished: {}",

@@ -4,7 +4,7 @@ mod support;
 
 use std::collections::{BTreeMap, HashMap};
 
-use support::cli::{bytes, parse_frames, sha256, Dist};
+use support::cli::{bytes, json_lines, parse_frames, sha256, Dist};
 use support::registry::{Mode, Registry};
 
 /// Pushes `n` blobs of 4-64 KiB; returns digest -> content.
@@ -26,13 +26,6 @@ fn client_for(reg: &Registry) -> Dist {
     dist
 }
 
-fn report_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
-        .collect()
-}
-
 /// 1000 blobs through stdin into a directory, every file compared, one token per batch.
 fn thousand_into_directory(mode: Mode) {
     let reg = Registry::start(mode);
@@ -52,7 +45,7 @@ fn thousand_into_directory(mode: Mode) {
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    let lines = report_lines(&run.stdout);
+    let lines = json_lines(&run.stdout);
     assert_eq!(lines.len(), 1000);
     for l in &lines {
         assert_eq!(l["status"], "ok", "{l}");
@@ -80,7 +73,7 @@ fn thousand_into_directory(mode: Mode) {
     // A second run finds everything in place and fetches nothing.
     let again = dist.run(&["fetch", &repo, "-", "-o", dir], input.as_bytes());
     assert!(again.status.success());
-    assert!(report_lines(&again.stdout)
+    assert!(json_lines(&again.stdout)
         .iter()
         .all(|l| l["status"] == "exists"));
 }
@@ -132,7 +125,7 @@ fn a_stored_blob_of_the_wrong_size_is_fetched_again() {
         "{}",
         String::from_utf8_lossy(&again.stderr)
     );
-    let lines = report_lines(&again.stdout);
+    let lines = json_lines(&again.stdout);
     let status = |d: &str| {
         lines
             .iter()
@@ -152,7 +145,7 @@ fn a_stored_blob_of_the_wrong_size_is_fetched_again() {
     );
     let out = dist.run(&["fetch", &repo, "-", "-o", dir], lying.as_bytes());
     assert_eq!(out.status.code(), Some(1));
-    let line = &report_lines(&out.stdout)[0];
+    let line = &json_lines(&out.stdout)[0];
     let error = line["error"].as_str().unwrap();
     assert!(
         error.contains(&format!("registry declares {} bytes", content.len())),
@@ -374,7 +367,7 @@ fn framed_output_with_a_report_file() {
         let (digest, _, body) = frame.result.as_ref().unwrap();
         assert_eq!(&blobs[digest], body);
     }
-    let lines = report_lines(&std::fs::read(report.path()).unwrap());
+    let lines = json_lines(&std::fs::read(report.path()).unwrap());
     assert_eq!(lines.len(), 31);
     let ok = lines.iter().filter(|l| l["status"] == "ok").count();
     assert_eq!(ok, 30);
@@ -485,7 +478,7 @@ fn each_outcome_reaches_stdout_while_the_input_stays_open() {
                 .collect();
             assert_eq!(got, digests.iter().map(|d| d.as_str()).collect::<Vec<_>>());
         } else {
-            let lines = report_lines(&stdout.got);
+            let lines = json_lines(&stdout.got);
             assert!(lines.iter().all(|l| l["status"] == "ok"), "{lines:?}");
         }
     }

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 
-use crate::support::cli::{bytes, sha256, Dist};
+use crate::support::cli::{bytes, json_lines, sha256, Dist};
 use crate::support::fake::FakeRegistry;
 use crate::support::registry::{Mode, Registry};
 
@@ -164,13 +164,6 @@ pub fn stored(dir: &Path, digest: &str) -> Option<Vec<u8>> {
 pub fn entries(dir: &Path) -> Vec<Value> {
     let v: Value = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
     v["manifests"].as_array().unwrap().clone()
-}
-
-pub fn json_lines(out: &[u8]) -> Vec<Value> {
-    String::from_utf8_lossy(out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
-        .collect()
 }
 
 pub fn statuses(out: &[u8]) -> BTreeMap<String, usize> {

@@ -192,6 +192,15 @@ pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
     out
 }
 
+/// Parses JSON lines (the worker's per-object lines, a `--report` file, `pull`'s lines):
+/// every line must be one JSON value.
+pub fn json_lines(out: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .collect()
+}
+
 /// One parsed frame of the worker's framed output.
 #[derive(Debug)]
 pub struct Frame {
