@@ -89,7 +89,8 @@ pub const MAX_REDIRECTS: usize = 10;
 pub enum Http2Window {
     /// This many bytes in flight, on each stream and on the connection as a whole: the
     /// most a connection holds in memory when dist reads slower than the server sends,
-    /// and, divided by the round trip, the fastest a stream can go.
+    /// and, divided by the round trip, the fastest a stream can go. Brought within what
+    /// HTTP/2 allows: 65,535 (the protocol's default) to 2^31 - 1.
     Fixed(u32),
     /// hyper's estimate of the bandwidth-delay product, grown from the protocol's 64 KiB
     /// to at most 16 MiB as transfers go on.
