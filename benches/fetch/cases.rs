@@ -312,6 +312,8 @@ pub fn big(ctx: &Ctx) -> CaseReport {
     let out = dir.join("out");
     let openssl_out = dir.join("openssl.out");
     let copy = dir.join("copy.bin");
+    let tee_file = dir.join("teed.bin");
+    let teed_out = dir.join("teed-openssl.out");
     let variants = [
         Variant::new(
             "dist fetch DIGEST -o DIR",
@@ -349,18 +351,30 @@ pub fn big(ctx: &Ctx) -> CaseReport {
         .prepare(|| {
             let _ = fs::remove_file(&copy);
         }),
+        // The same job as `-o` with the peers: keep the file and hash what was received.
+        Variant::new(
+            "curl piped through tee FILE to openssl dgst",
+            format!(
+                "curl -sSf {} | tee {} | openssl dgst -sha256 > {}",
+                sh_quote(&url),
+                q(&tee_file),
+                q(&teed_out)
+            ),
+        )
+        .prepare(|| {
+            let _ = fs::remove_file(&tee_file);
+        }),
     ];
     let runner = ctx.runner(&dir, Some(vec![server.pid]));
     let stats = runner.measure("big", &variants, ctx.plan());
     assert_stored(&out, 1);
     let hex = digest.trim_start_matches("sha256:");
-    let openssl_said = fs::read_to_string(&openssl_out).unwrap_or_default();
-    assert!(
-        openssl_said.contains(hex),
-        "curl | openssl saw other bytes: {openssl_said}"
-    );
+    for said in [&openssl_out, &teed_out] {
+        let said = fs::read_to_string(said).unwrap_or_default();
+        assert!(said.contains(hex), "curl | openssl saw other bytes: {said}");
+    }
 
-    let [to_dir, to_stdout, piped, transfer, hash, transfer_to_file] = stats;
+    let [to_dir, to_stdout, piped, transfer, hash, transfer_to_file, teed] = stats;
     // The ceiling: whichever of the two necessary jobs is slower. Its CPU is both jobs'.
     let ceiling = Stats {
         wall: transfer.wall.max(hash.wall),
@@ -379,7 +393,8 @@ pub fn big(ctx: &Ctx) -> CaseReport {
             "One 1 GiB blob from an anonymous `docker-registry` (storage on tmpfs). The \
              ceiling is max(curl -o /dev/null, openssl dgst FILE): transfer alone, or \
              hashing alone, whichever is slower; its CPU is the sum of both. `curl -o FILE` \
-             shows what writing 1 GiB into tmpfs costs, which `-o` pays on top.",
+             shows what writing 1 GiB into tmpfs costs, which `-o` pays on top; `curl | tee \
+             FILE | openssl dgst` does the whole job of `-o` with the peers.",
             &Measured::of(&variants, &stats),
         ),
         rows: vec![
@@ -391,6 +406,8 @@ pub fn big(ctx: &Ctx) -> CaseReport {
                 .against("max(curl -o FILE, openssl)", ceiling_with_write),
             Row::new("big (1 GiB)", "fetch -o DIR", to_dir)
                 .against("curl piped to openssl dgst", piped),
+            Row::new("big (1 GiB)", "fetch -o DIR", to_dir)
+                .against("curl piped through tee FILE to openssl dgst", teed),
             Row::new("big (1 GiB)", "fetch to stdout", to_stdout)
                 .against("curl piped to openssl dgst", piped)
                 .target(Target::RssMib(16.0)),
