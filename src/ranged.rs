@@ -3,8 +3,8 @@
 //! Some servers cap the bandwidth of each connection (object stores, CDNs, proxies); one
 //! stream then crawls while the link is idle. A large blob whose server honours `Range`
 //! is therefore *probed*: the first stream runs alone for a few MiB, and only if it is
-//! slower than [`RangeOptions::slow_below`] is the rest split into parts fetched
-//! concurrently, `streams` connections in all (the first stream counts until it reaches
+//! slower than [`RangeOptions::slow_below`] twice in a row is the rest split into parts
+//! fetched concurrently, `streams` connections in all (the first stream counts until it reaches
 //! the end of its part). Parts are handed out strictly in order, so the digest is still
 //! computed over the content in order. Each part in memory holds one permit of a budget of
 //! `streams` parts shared by every download of a remote: however many blobs the worker
@@ -36,10 +36,12 @@ pub struct RangeOptions {
     pub threshold: u64,
     /// Size of one part.
     pub part_size: u64,
-    /// How much the first stream receives before its speed is judged.
+    /// How much the first stream receives before its speed is judged. A stream judged
+    /// slow is probed once more, and split only if it is slow again: one stall of the
+    /// server or of this machine must not pass for a slow link.
     pub probe: u64,
-    /// How long the probe lasts at least: on a fast link the first MiB take a few
-    /// milliseconds, and a pause of this process on a busy machine must not pass for a
+    /// How long each window of the probe lasts at least: on a fast link the first MiB
+    /// take a few milliseconds, and a pause of this process on a busy machine must not pass for a
     /// slow server.
     pub probe_time: Duration,
     /// A first stream slower than this (bytes per second) triggers parallel parts. The
@@ -54,8 +56,10 @@ impl Default for RangeOptions {
             streams: 4,
             threshold: 64 << 20,
             part_size: PART_SIZE,
-            probe: 4 << 20,
-            probe_time: Duration::from_millis(100),
+            // Two windows of 2 MiB and 50 ms: a slow link is split as early as after one
+            // window of 4 MiB and 100 ms, and a stall must span both to split a fast one.
+            probe: 2 << 20,
+            probe_time: Duration::from_millis(50),
             slow_below: 128 << 20,
         }
     }
@@ -104,13 +108,15 @@ pub(crate) struct Adaptive {
     first: Option<BoxStream<'static, Result<Bytes>>>,
     source: Source,
     opts: RangeOptions,
-    /// Where the first stream started: past 0 when a download carries on after content
-    /// kept by an earlier run.
+    /// Where the probe's window started: past 0 when a download carries on after content
+    /// kept by an earlier run, and where the first window ended for the second.
     start: u64,
     offset: u64,
     started: Instant,
     /// Time the probe spent waiting for the first stream's next bytes.
     waited: Duration,
+    /// The probe's first window was slow.
+    slow_once: bool,
     phase: Phase,
 }
 
@@ -143,6 +149,7 @@ impl Adaptive {
             offset: start,
             started: Instant::now(),
             waited: Duration::ZERO,
+            slow_once: false,
             phase: Phase::Probing,
         }
     }
@@ -224,7 +231,7 @@ impl Adaptive {
         Ok(())
     }
 
-    /// The probe is done: is the first stream slow enough to split the rest?
+    /// A probe window is done: is the first stream slow enough to split the rest?
     fn judge(&mut self) {
         let waited = self.waited.max(Duration::from_micros(100));
         let rate = ((self.offset - self.start) as f64 / waited.as_secs_f64()) as u64;
@@ -232,6 +239,17 @@ impl Adaptive {
         if rate >= self.opts.slow_below {
             tracing::debug!(%url, rate_mb_s = rate >> 20, "single stream is fast enough");
             self.phase = Phase::Single;
+            return;
+        }
+        if !self.slow_once {
+            // A stall (a busy registry, this process paused) fills one window; a throttled
+            // link is slow in the next one too. Telling them apart costs a slow link one
+            // more window before its parts start.
+            tracing::debug!(%url, rate_mb_s = rate >> 20, "slow window; probing again");
+            self.slow_once = true;
+            self.start = self.offset;
+            self.started = Instant::now();
+            self.waited = Duration::ZERO;
             return;
         }
         tracing::debug!(%url, rate_mb_s = rate >> 20, "slow stream");

@@ -55,6 +55,8 @@ pub enum Fault {
     LongerBody(usize),
     /// Headers and the first half of the body, a pause this long, then the rest.
     Stall(Duration),
+    /// Headers and the first N bytes of the body, a pause this long, then the rest.
+    StallAfter(usize, Duration),
     /// The body in pieces of `chunk` bytes with `delay` between them.
     SlowBody { chunk: usize, delay: Duration },
     /// The body no faster than `bytes_per_sec`, its first byte after `first_byte`: a link
@@ -89,6 +91,7 @@ impl Fault {
                 | Fault::WrongContentLength(_)
                 | Fault::LongerBody(_)
                 | Fault::Stall(_)
+                | Fault::StallAfter(..)
                 | Fault::SlowBody { .. }
                 | Fault::Paced { .. }
                 | Fault::IgnoreRange
@@ -312,14 +315,8 @@ pub fn apply(
             prepared.body = body.freeze();
             prepared.into_response()
         }
-        Fault::Stall(pause) => {
-            let body = &prepared.body;
-            let plan = vec![
-                (Duration::ZERO, body.slice(..len / 2)),
-                (*pause, body.slice(len / 2..)),
-            ];
-            streamed(prepared, plan)
-        }
+        Fault::Stall(pause) => stalled(prepared, len / 2, *pause),
+        Fault::StallAfter(at, pause) => stalled(prepared, (*at).min(len), *pause),
         Fault::SlowBody { chunk, delay } => {
             let chunk = (*chunk).max(1);
             let plan = (0..len)
@@ -403,6 +400,16 @@ fn raw_response(prepared: &Prepared, declared: usize, body: &[u8]) -> Bytes {
     raw.extend_from_slice(format!("content-length: {declared}\r\n\r\n").as_bytes());
     raw.extend_from_slice(body);
     raw.freeze()
+}
+
+/// `prepared` with the first `at` bytes of its body sent at once and the rest after `pause`.
+fn stalled(prepared: Prepared, at: usize, pause: Duration) -> Response<Body> {
+    let body = &prepared.body;
+    let plan = vec![
+        (Duration::ZERO, body.slice(..at)),
+        (pause, body.slice(at..)),
+    ];
+    streamed(prepared, plan)
 }
 
 /// `prepared` with its body sent as the pieces of `plan`, each after its pause.
