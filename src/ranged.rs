@@ -4,8 +4,8 @@
 //! stream then crawls while the link is idle. A large blob whose server honours `Range`
 //! is therefore *probed*: the first stream runs alone for a few MiB, and only if it is
 //! slower than [`RangeOptions::slow_below`] twice in a row is the rest split into parts
-//! fetched concurrently, `streams` connections in all (the first stream counts until it reaches
-//! the end of its part). Parts are handed out strictly in order, so the digest is still
+//! fetched concurrently, `streams` connections in all (the first stream counts until it
+//! reaches the end of its part). Parts are handed out strictly in order, so the digest is still
 //! computed over the content in order. Each part in memory holds one permit of a budget of
 //! `streams` parts shared by every download of a remote: however many blobs the worker
 //! fetches at once, ranged parts hold at most `streams × part_size` bytes. A slow blob that
@@ -41,8 +41,8 @@ pub struct RangeOptions {
     /// server or of this machine must not pass for a slow link.
     pub probe: u64,
     /// How long each window of the probe lasts at least: on a fast link the first MiB
-    /// take a few milliseconds, and a pause of this process on a busy machine must not pass for a
-    /// slow server.
+    /// take a few milliseconds, and a pause of this process on a busy machine must not
+    /// pass for a slow server.
     pub probe_time: Duration,
     /// A first stream slower than this (bytes per second) triggers parallel parts. The
     /// rate counts only the time spent waiting for the network: a consumer that is slower
