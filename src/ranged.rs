@@ -14,6 +14,7 @@
 //! CPU.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,11 @@ pub struct RangeOptions {
     /// rate counts only the time spent waiting for the network: a consumer that is slower
     /// than the link (a slow disk, a slow reader of stdout) is not helped by more streams.
     pub slow_below: u64,
+    /// A remote whose large downloads together receive at least this much per second
+    /// over a probe window is not on a slow link, however small one stream's share: eight
+    /// blobs at once from a fast registry each get an eighth of the link or of this
+    /// machine, and parts would only add connections and memory to a link already full.
+    pub fast_link: u64,
 }
 
 impl Default for RangeOptions {
@@ -61,6 +67,9 @@ impl Default for RangeOptions {
             probe: 2 << 20,
             probe_time: Duration::from_millis(50),
             slow_below: 128 << 20,
+            // Four slow streams' worth: four blobs behind a per-connection limit of up to
+            // 128 MiB/s still split.
+            fast_link: 512 << 20,
         }
     }
 }
@@ -84,10 +93,20 @@ impl RangeOptions {
             && size.is_some_and(|s| s >= self.threshold)
     }
 
-    /// The budget of parts in memory that every download of one remote shares.
-    pub(crate) fn budget(&self) -> Arc<Semaphore> {
-        Arc::new(Semaphore::new(self.streams.max(1)))
+    /// What every download of one remote shares.
+    pub(crate) fn shared(&self) -> Arc<Shared> {
+        Arc::new(Shared {
+            budget: Arc::new(Semaphore::new(self.streams.max(1))),
+            received: AtomicU64::new(0),
+        })
     }
+}
+
+/// What the large downloads of one remote share: the budget of parts in memory, and the
+/// bytes they have received in all, which tells a slow link from a fast one shared.
+pub(crate) struct Shared {
+    budget: Arc<Semaphore>,
+    received: AtomicU64,
 }
 
 /// What the first stream does while the probe runs and after it.
@@ -115,12 +134,15 @@ pub(crate) struct Adaptive {
     started: Instant,
     /// Time the probe spent waiting for the first stream's next bytes.
     waited: Duration,
+    /// What the remote's large downloads had received when the probe's window started.
+    shared_at_start: u64,
     /// The probe's first window was slow.
     slow_once: bool,
     phase: Phase,
 }
 
-/// Where parts come from: the first response's host and URL, and the shared budget.
+/// Where parts come from: the first response's host and URL, and what the remote's
+/// downloads share.
 #[derive(Clone)]
 pub(crate) struct Source {
     pub(crate) remote: RegistryRemote,
@@ -130,7 +152,7 @@ pub(crate) struct Source {
     pub(crate) headers: HeaderMap,
     /// Bytes in the whole blob.
     pub(crate) total: u64,
-    pub(crate) budget: Arc<Semaphore>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl Adaptive {
@@ -141,6 +163,7 @@ impl Adaptive {
         source: Source,
         opts: RangeOptions,
     ) -> Adaptive {
+        let shared_at_start = source.shared.received.load(Ordering::Relaxed);
         Adaptive {
             first: Some(first),
             source,
@@ -149,6 +172,7 @@ impl Adaptive {
             offset: start,
             started: Instant::now(),
             waited: Duration::ZERO,
+            shared_at_start,
             slow_once: false,
             phase: Phase::Probing,
         }
@@ -174,6 +198,7 @@ impl Adaptive {
                 match parts.next(streams).await? {
                     Next::Part(bytes) => {
                         self.offset += bytes.len() as u64;
+                        self.count(&bytes);
                         return Ok(Some(bytes));
                     }
                     Next::End => return Ok(None),
@@ -200,6 +225,7 @@ impl Adaptive {
             }
         }
         self.offset += chunk.len() as u64;
+        self.count(&chunk);
         match self.phase {
             Phase::Probing
                 if self.offset - self.start >= self.opts.probe
@@ -231,6 +257,12 @@ impl Adaptive {
         Ok(())
     }
 
+    /// Adds bytes handed on to what the remote's large downloads received in all.
+    fn count(&self, bytes: &Bytes) {
+        let received = &self.source.shared.received;
+        received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    }
+
     /// A probe window is done: is the first stream slow enough to split the rest?
     fn judge(&mut self) {
         let waited = self.waited.max(Duration::from_micros(100));
@@ -238,6 +270,14 @@ impl Adaptive {
         let url = &self.source.url;
         if rate >= self.opts.slow_below {
             tracing::debug!(%url, rate_mb_s = rate >> 20, "single stream is fast enough");
+            self.phase = Phase::Single;
+            return;
+        }
+        let all = self.source.shared.received.load(Ordering::Relaxed) - self.shared_at_start;
+        let window = self.started.elapsed().max(Duration::from_micros(100));
+        let all_rate = (all as f64 / window.as_secs_f64()) as u64;
+        if all_rate >= self.opts.fast_link {
+            tracing::debug!(%url, rate_mb_s = rate >> 20, all_mb_s = all_rate >> 20, "slow stream on a fast link: one stream");
             self.phase = Phase::Single;
             return;
         }
@@ -250,6 +290,7 @@ impl Adaptive {
             self.start = self.offset;
             self.started = Instant::now();
             self.waited = Duration::ZERO;
+            self.shared_at_start = self.source.shared.received.load(Ordering::Relaxed);
             return;
         }
         tracing::debug!(%url, rate_mb_s = rate >> 20, "slow stream");
@@ -268,7 +309,7 @@ impl Adaptive {
             return;
         }
         let extra = self.opts.streams - 1;
-        if self.source.budget.available_permits() < extra.min(2) {
+        if self.source.shared.budget.available_permits() < extra.min(2) {
             return; // other downloads hold the budget; asked again at the next chunk
         }
         tracing::debug!(url = %self.source.url, offset = self.offset, streams = self.opts.streams, "fetching the rest in parallel ranges");
@@ -305,7 +346,7 @@ impl Parts {
     /// Starts parts while fewer than `limit` are under way and the budget has room.
     fn top_up(&mut self, limit: usize) {
         while self.running.len() < limit && self.next_start < self.source.total {
-            match self.source.budget.clone().try_acquire_owned() {
+            match self.source.shared.budget.clone().try_acquire_owned() {
                 Ok(permit) => self.start(permit),
                 Err(_) => break,
             }
@@ -337,6 +378,7 @@ impl Parts {
             }
             let permit = self
                 .source
+                .shared
                 .budget
                 .clone()
                 .acquire_owned()

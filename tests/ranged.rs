@@ -22,6 +22,7 @@ fn small_ranges() -> RangeOptions {
         probe: 128 << 10,
         probe_time: Duration::from_millis(5),
         slow_below: 50 << 20,
+        fast_link: 200 << 20,
     }
 }
 
@@ -223,7 +224,7 @@ async fn fast_stream_stays_single() {
 
 /// A fast server that stalls once, early: the probe's first window looks slow, the second
 /// does not, and the blob stays one stream. (Judged on one window, a 300 ms pause of a
-/// loopback registry split a 1 GiB fetch into parts: 61 MiB of peak RSS instead of 13.)
+/// loopback registry split a 1 GiB fetch into parts: 60 MiB of peak RSS instead of 13.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_stall_is_not_a_slow_link() {
     let reg = FakeRegistry::start();
@@ -247,6 +248,58 @@ async fn one_stall_is_not_a_slow_link() {
         range_requests(&reg)
     );
     assert_eq!(reg.requests_for(&digest), 1);
+}
+
+/// Eight blobs at once, each paced below what the options call slow but together far above
+/// `fast_link`: each stream has its share of a fast link, and parts would only add
+/// connections and memory. The same pace for one blob alone is a slow link, and splits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_sharing_a_fast_link_are_not_split() {
+    // Rates low enough that a debug build on a busy machine keeps up with all eight.
+    let pace = || Fault::Paced {
+        bytes_per_sec: 5 << 20,
+        first_byte: Duration::ZERO,
+    };
+    let ranges = RangeOptions {
+        probe_time: Duration::from_millis(20),
+        slow_below: 10 << 20,
+        fast_link: 20 << 20,
+        ..small_ranges()
+    };
+    let fetch_together = |count: u64| {
+        let reg = FakeRegistry::start();
+        let blobs: Vec<(Vec<u8>, String)> = (0..count)
+            .map(|i| {
+                let data = bytes(100 + i, 3 << 19);
+                let digest = reg.blob("team/app", &data);
+                reg.set_fault_for_every(&digest, pace());
+                (data, digest)
+            })
+            .collect();
+        let remote = remote_for(&reg, ranges.clone(), TransportOptions::default());
+        async move {
+            let fetches = blobs.iter().map(|(data, digest)| {
+                let remote = remote.clone();
+                async move {
+                    let object: Object = digest.parse().unwrap();
+                    let mut download = remote.fetch(&object, &Hints::default()).await.unwrap();
+                    let mut out = Vec::new();
+                    while let Some(chunk) = download.chunk().await.unwrap() {
+                        out.extend_from_slice(&chunk);
+                    }
+                    assert_eq!(&download.digest().unwrap().to_string(), digest);
+                    assert!(&out == data, "content in order");
+                }
+            });
+            futures::future::join_all(fetches).await;
+            range_requests(&reg)
+        }
+    };
+    // 8 x 5 MiB/s is 40 MiB/s in all, twice the fast_link.
+    let shared = fetch_together(8).await;
+    assert!(shared.is_empty(), "split on a shared fast link: {shared:?}");
+    let alone = fetch_together(1).await;
+    assert!(!alone.is_empty(), "one blob at 5 MiB/s was not split");
 }
 
 /// A fast server read by a slow consumer: the stream is slow only because the bytes are

@@ -63,8 +63,8 @@ struct Inner {
     hosts: Vec<Host>,
     retry: RetryPolicy,
     ranges: RangeOptions,
-    /// Parts of ranged downloads in memory, shared by every download of this remote.
-    part_budget: Arc<tokio::sync::Semaphore>,
+    /// What every ranged download of this remote shares: parts in memory, bytes received.
+    ranged: Arc<crate::ranged::Shared>,
 }
 
 impl std::fmt::Debug for RegistryRemote {
@@ -95,7 +95,7 @@ impl RegistryRemote {
                 repo,
                 hosts: vec![upstream],
                 retry,
-                part_budget: ranges.budget(),
+                ranged: ranges.shared(),
                 ranges,
             }),
         }
@@ -154,7 +154,7 @@ impl RegistryRemote {
     pub fn with_ranges(mut self, ranges: RangeOptions) -> Self {
         match Arc::get_mut(&mut self.inner) {
             Some(inner) => {
-                inner.part_budget = ranges.budget();
+                inner.ranged = ranges.shared();
                 inner.ranges = ranges;
             }
             None => panic!("with_ranges must be called before the remote is shared"),
@@ -454,7 +454,7 @@ impl RegistryRemote {
                     url,
                     headers,
                     total,
-                    budget: self.inner.part_budget.clone(),
+                    shared: self.inner.ranged.clone(),
                 };
                 Adaptive::new(body, offset, source, self.inner.ranges.clone()).into_stream()
             }
