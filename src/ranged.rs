@@ -163,8 +163,7 @@ impl Adaptive {
         source: Source,
         opts: RangeOptions,
     ) -> Adaptive {
-        let shared_at_start = source.shared.received.load(Ordering::Relaxed);
-        Adaptive {
+        let mut adaptive = Adaptive {
             first: Some(first),
             source,
             opts,
@@ -172,10 +171,20 @@ impl Adaptive {
             offset: start,
             started: Instant::now(),
             waited: Duration::ZERO,
-            shared_at_start,
+            shared_at_start: 0,
             slow_once: false,
             phase: Phase::Probing,
-        }
+        };
+        adaptive.begin_window();
+        adaptive
+    }
+
+    /// Starts a window of the probe at the current offset.
+    fn begin_window(&mut self) {
+        self.start = self.offset;
+        self.started = Instant::now();
+        self.waited = Duration::ZERO;
+        self.shared_at_start = self.source.shared.received.load(Ordering::Relaxed);
     }
 
     /// The stream of the whole content, in order.
@@ -287,10 +296,7 @@ impl Adaptive {
             // more window before its parts start.
             tracing::debug!(%url, rate_mb_s = rate >> 20, "slow window; probing again");
             self.slow_once = true;
-            self.start = self.offset;
-            self.started = Instant::now();
-            self.waited = Duration::ZERO;
-            self.shared_at_start = self.source.shared.received.load(Ordering::Relaxed);
+            self.begin_window();
             return;
         }
         tracing::debug!(%url, rate_mb_s = rate >> 20, "slow stream");
