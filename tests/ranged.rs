@@ -48,7 +48,11 @@ async fn fetch_with(
     ranges: RangeOptions,
     opts: TransportOptions,
 ) -> Vec<u8> {
-    let remote = remote_for(reg, ranges, opts);
+    fetch_verified(&remote_for(reg, ranges, opts), digest).await
+}
+
+/// The whole content of `digest` through `remote`, which verified it.
+async fn fetch_verified(remote: &RegistryRemote, digest: &str) -> Vec<u8> {
     let object: Object = digest.parse().unwrap();
     let mut download = remote.fetch(&object, &Hints::default()).await.unwrap();
     let mut out = Vec::new();
@@ -61,6 +65,36 @@ async fn fetch_with(
         "verified over the whole content"
     );
     out
+}
+
+/// `count` blobs of `len` bytes in `reg` (seeds from `seed` on), each answered with
+/// `fault()` every time it is asked for.
+fn blobs_answered_with(
+    reg: &FakeRegistry,
+    count: u64,
+    seed: u64,
+    len: usize,
+    fault: impl Fn() -> Fault,
+) -> Vec<(Vec<u8>, String)> {
+    (0..count)
+        .map(|i| {
+            let data = bytes(seed + i, len);
+            let digest = reg.blob("team/app", &data);
+            reg.set_fault_for_every(&digest, fault());
+            (data, digest)
+        })
+        .collect()
+}
+
+/// Fetches every blob at once through `remote`: each verified, and whole.
+async fn fetch_at_once(remote: &RegistryRemote, blobs: &[(Vec<u8>, String)]) {
+    let fetches = blobs
+        .iter()
+        .map(|(_, digest)| fetch_verified(remote, digest));
+    let got = futures::future::join_all(fetches).await;
+    for ((data, _), got) in blobs.iter().zip(got) {
+        assert!(&got == data, "content in order");
+    }
 }
 
 /// About 8 MB/s per connection, on every request for `digest`: far below the 50 MiB/s the
@@ -155,32 +189,9 @@ async fn the_rest_after_a_prefix_is_split_and_verified_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_downloads_share_one_budget_of_parts() {
     let reg = FakeRegistry::start();
-    let blobs: Vec<(Vec<u8>, String)> = (0..4)
-        .map(|i| {
-            let data = bytes(90 + i, 3 << 20);
-            let digest = reg.blob("team/app", &data);
-            throttle(&reg, &digest);
-            (data, digest)
-        })
-        .collect();
+    let blobs = blobs_answered_with(&reg, 4, 90, 3 << 20, slow);
     let remote = remote_for(&reg, small_ranges(), TransportOptions::default());
-    let fetches = blobs.iter().map(|(_, digest)| {
-        let remote = remote.clone();
-        async move {
-            let object: Object = digest.parse().unwrap();
-            let mut download = remote.fetch(&object, &Hints::default()).await.unwrap();
-            let mut out = Vec::new();
-            while let Some(chunk) = download.chunk().await.unwrap() {
-                out.extend_from_slice(&chunk);
-            }
-            assert_eq!(&download.digest().unwrap().to_string(), digest);
-            out
-        }
-    });
-    let got = futures::future::join_all(fetches).await;
-    for ((data, _), got) in blobs.iter().zip(got) {
-        assert!(&got == data, "content in order");
-    }
+    fetch_at_once(&remote, &blobs).await;
     assert!(!range_requests(&reg).is_empty(), "some blob was split");
     // Four first streams and four parts, plus one socket the server has not yet seen close.
     let most = reg.max_open_connections();
@@ -268,30 +279,10 @@ async fn streams_sharing_a_fast_link_are_not_split() {
     };
     let fetch_together = |count: u64| {
         let reg = FakeRegistry::start();
-        let blobs: Vec<(Vec<u8>, String)> = (0..count)
-            .map(|i| {
-                let data = bytes(100 + i, 3 << 19);
-                let digest = reg.blob("team/app", &data);
-                reg.set_fault_for_every(&digest, pace());
-                (data, digest)
-            })
-            .collect();
+        let blobs = blobs_answered_with(&reg, count, 100, 3 << 19, pace);
         let remote = remote_for(&reg, ranges.clone(), TransportOptions::default());
         async move {
-            let fetches = blobs.iter().map(|(data, digest)| {
-                let remote = remote.clone();
-                async move {
-                    let object: Object = digest.parse().unwrap();
-                    let mut download = remote.fetch(&object, &Hints::default()).await.unwrap();
-                    let mut out = Vec::new();
-                    while let Some(chunk) = download.chunk().await.unwrap() {
-                        out.extend_from_slice(&chunk);
-                    }
-                    assert_eq!(&download.digest().unwrap().to_string(), digest);
-                    assert!(&out == data, "content in order");
-                }
-            });
-            futures::future::join_all(fetches).await;
+            fetch_at_once(&remote, &blobs).await;
             range_requests(&reg)
         }
     };
