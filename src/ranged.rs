@@ -3,15 +3,16 @@
 //! Some servers cap the bandwidth of each connection (object stores, CDNs, proxies); one
 //! stream then crawls while the link is idle. A large blob whose server honours `Range`
 //! is therefore *probed*: the first stream runs alone for a few MiB, and only if it is
-//! slower than [`RangeOptions::slow_below`] twice in a row is the rest split into parts
+//! slower than [`RangeOptions::slow_below`] twice in a row, while the remote's large
+//! downloads together stay below [`RangeOptions::fast_link`], is the rest split into parts
 //! fetched concurrently, `streams` connections in all (the first stream counts until it
-//! reaches the end of its part). Parts are handed out strictly in order, so the digest is still
-//! computed over the content in order. Each part in memory holds one permit of a budget of
-//! `streams` parts shared by every download of a remote: however many blobs the worker
-//! fetches at once, ranged parts hold at most `streams × part_size` bytes. A slow blob that
-//! finds the budget in use goes on as one stream and splits once two parts fit. On a fast link
-//! (loopback, a LAN registry) nothing changes: extra requests would only cost the registry
-//! CPU.
+//! reaches the end of its part). Parts are handed out strictly in order, so the digest is
+//! still computed over the content in order. Each part in memory holds one permit of a
+//! budget of `streams` parts shared by every download of a remote: however many blobs the
+//! worker fetches at once, ranged parts hold at most `streams × part_size` bytes. A slow
+//! blob that finds the budget in use goes on as one stream and splits once two parts fit.
+//! On a fast link (loopback, a LAN registry) nothing changes: extra requests would only
+//! cost the registry CPU.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -282,7 +283,8 @@ impl Adaptive {
             self.phase = Phase::Single;
             return;
         }
-        let all = self.source.shared.received.load(Ordering::Relaxed) - self.shared_at_start;
+        let now = self.source.shared.received.load(Ordering::Relaxed);
+        let all = now.saturating_sub(self.shared_at_start);
         let window = self.started.elapsed().max(Duration::from_micros(100));
         let all_rate = (all as f64 / window.as_secs_f64()) as u64;
         if all_rate >= self.opts.fast_link {
