@@ -7,11 +7,16 @@
 //! `~/.config/containers/auth.json`). Missing files are skipped; the first file with an entry
 //! for the registry answers. Within a file, a registry's entry is found through
 //! `credHelpers.<host>`, then `credsStore`, then `auths.<host>` (`auth` = base64
-//! `user:password`, or `username`/`password`, or `identitytoken`). Keys of `auths` are
-//! matched loosely, as Docker writes them: `https://index.docker.io/v1/` is Docker Hub, a
-//! scheme and a path are ignored (so the containers tools' per-repository keys,
-//! `host/namespace`, count for the whole host).
+//! `user:password`, or `username`/`password`, or `identitytoken`; an entry with none of
+//! them, as Docker Desktop writes beside its `credsStore`, is no credential). Keys are
+//! matched as their writers mean them: one with a scheme is Docker's URL form, whose path
+//! is ignored (`https://index.docker.io/v1/` is Docker Hub); one without may name a
+//! namespace, `host/team`, as the containers tools write, and then counts only for the
+//! repositories under it. The key naming the repository most closely wins; between equal
+//! ones, a bare host before a URL, then byte order, so the choice never depends on how a
+//! file happens to be ordered in memory.
 
+use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -122,8 +127,7 @@ impl DockerConfig {
             let parsed = match std::fs::read(path) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => Err(format!("cannot read it: {e}")),
-                Ok(text) => serde_json::from_slice::<ConfigFile>(&text)
-                    .map_err(|e| format!("it is not a credential file: {e}")),
+                Ok(text) => serde_json::from_slice::<ConfigFile>(&text).map_err(not_a_config),
             };
             let (file, broken) = match parsed {
                 Ok(file) => (file, None),
@@ -139,17 +143,26 @@ impl DockerConfig {
         Ok(DockerConfig { sources })
     }
 
-    /// The credential for registry `host` (as users name it, e.g. `docker.io`), if any:
-    /// the first file with an entry for it answers.
-    pub async fn credential_for(&self, host: &str) -> Result<Option<Credential>> {
-        Ok(self.find(host).await?.map(|(c, _)| c))
+    /// The credential for `repository` on registry `host` (as users name it, e.g.
+    /// `docker.io`), if any: the first file with an entry for it answers. Without a
+    /// repository, only entries for the whole registry count.
+    pub async fn credential_for(
+        &self,
+        host: &str,
+        repository: Option<&str>,
+    ) -> Result<Option<Credential>> {
+        Ok(self.find(host, repository).await?.map(|(c, _)| c))
     }
 
     /// Like [`DockerConfig::credential_for`], with where the credential came from (the
     /// file, or the credential helper), for messages about a refused one.
-    pub async fn find(&self, host: &str) -> Result<Option<(Credential, String)>> {
+    pub async fn find(
+        &self,
+        host: &str,
+        repository: Option<&str>,
+    ) -> Result<Option<(Credential, String)>> {
         for source in &self.sources {
-            if let Some(found) = source.find(host).await? {
+            if let Some(found) = source.find(host, repository).await? {
                 return Ok(Some(found));
             }
         }
@@ -158,7 +171,11 @@ impl DockerConfig {
 }
 
 impl Source {
-    async fn find(&self, host: &str) -> Result<Option<(Credential, String)>> {
+    async fn find(
+        &self,
+        host: &str,
+        repository: Option<&str>,
+    ) -> Result<Option<(Credential, String)>> {
         if let Some(why) = &self.broken {
             if !self.warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
                 let path = self.path.as_deref().unwrap_or(Path::new("?"));
@@ -169,13 +186,7 @@ impl Source {
         let helped = |helper: &str, c: Option<Credential>| {
             c.map(|c| (c, format!("credential helper docker-credential-{helper}")))
         };
-        if let Some(helper) = self.file.cred_helpers.get(host).or_else(|| {
-            self.file
-                .cred_helpers
-                .iter()
-                .find(|(k, _)| normalise_key(k) == host)
-                .map(|(_, v)| v)
-        }) {
+        if let Some(helper) = closest(&self.file.cred_helpers, host, repository) {
             return Ok(helped(helper, run_helper(helper, host).await?));
         }
         if let Some(store) = &self.file.creds_store {
@@ -183,20 +194,14 @@ impl Source {
                 return Ok(Some(found));
             }
         }
-        let entry = self
-            .file
-            .auths
-            .iter()
-            .find(|(k, _)| normalise_key(k) == host)
-            .map(|(_, v)| v);
-        let origin = || match &self.path {
+        let Some(entry) = closest(&self.file.auths, host, repository) else {
+            return Ok(None);
+        };
+        let origin = match &self.path {
             Some(p) => p.display().to_string(),
             None => "the credential file".to_string(),
         };
-        match entry {
-            Some(e) => entry_credential(e, self.path.as_deref(), host).map(|c| Some((c, origin()))),
-            None => Ok(None),
-        }
+        Ok(entry_credential(entry, self.path.as_deref(), host)?.map(|c| (c, origin)))
     }
 }
 
@@ -217,22 +222,69 @@ fn search_paths(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Vec<PathBuf
     paths
 }
 
-/// `https://index.docker.io/v1/` → `docker.io`; `http://host:5000/v2` → `host:5000`.
-fn normalise_key(key: &str) -> &str {
-    let k = key
-        .strip_prefix("https://")
-        .or_else(|| key.strip_prefix("http://"))
-        .unwrap_or(key);
-    let k = k.split('/').next().unwrap_or(k);
-    match k {
-        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => DOCKER_HUB,
-        _ => k,
-    }
+/// Why a credential file did not parse, without serde's text, which quotes the offending
+/// value: in `{"auths":{"host":"dXNlcjpwdw=="}}` that is a password.
+fn not_a_config(e: serde_json::Error) -> String {
+    let what = match e.classify() {
+        serde_json::error::Category::Data => "unexpected content",
+        _ => "not valid JSON",
+    };
+    format!(
+        "it is not a credential file ({what} at line {}, column {})",
+        e.line(),
+        e.column()
+    )
 }
 
-fn entry_credential(e: &AuthEntry, path: Option<&Path>, host: &str) -> Result<Credential> {
+/// How closely `key` (of `auths` or `credHelpers`) names `repository` on `host`: `None`
+/// if it does not, else how many components of the repository's path it names (0 for the
+/// whole registry). See the module's documentation for the two forms of key.
+fn key_reach(key: &str, host: &str, repository: Option<&str>) -> Option<usize> {
+    let (key_host, path) = match key
+        .strip_prefix("https://")
+        .or_else(|| key.strip_prefix("http://"))
+    {
+        Some(url) => (url.split('/').next().unwrap_or(url), ""),
+        None => key.split_once('/').unwrap_or((key, "")),
+    };
+    let key_host = match key_host {
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => DOCKER_HUB,
+        other => other,
+    };
+    if key_host != host {
+        return None;
+    }
+    let path = path.trim_end_matches('/');
+    if path.is_empty() {
+        return Some(0);
+    }
+    let repository = repository?;
+    let under = repository == path
+        || repository
+            .strip_prefix(path)
+            .is_some_and(|rest| rest.starts_with('/'));
+    under.then(|| path.split('/').count())
+}
+
+/// The value of the key of `map` that names `repository` on `host` most closely.
+fn closest<'a, V>(
+    map: &'a HashMap<String, V>,
+    host: &str,
+    repository: Option<&str>,
+) -> Option<&'a V> {
+    map.iter()
+        .filter_map(|(key, value)| {
+            let reach = key_reach(key, host, repository)?;
+            Some(((reach, !key.contains("://"), Reverse(key.as_str())), value))
+        })
+        .max_by(|a, b| a.0.cmp(&b.0))
+        .map(|(_, value)| value)
+}
+
+/// The credential an entry holds, if it holds one.
+fn entry_credential(e: &AuthEntry, path: Option<&Path>, host: &str) -> Result<Option<Credential>> {
     if let Some(token) = e.identitytoken.as_deref().filter(|t| !t.is_empty()) {
-        return Ok(Credential::IdentityToken(token.to_string()));
+        return Ok(Some(Credential::IdentityToken(token.to_string())));
     }
     if let Some(auth) = e.auth.as_deref().filter(|a| !a.is_empty()) {
         let bad = || {
@@ -246,18 +298,18 @@ fn entry_credential(e: &AuthEntry, path: Option<&Path>, host: &str) -> Result<Cr
             .map_err(|_| bad())?;
         let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
         let (u, p) = decoded.split_once(':').ok_or_else(bad)?;
-        return Ok(Credential::Basic {
+        return Ok(Some(Credential::Basic {
             username: u.to_string(),
             password: p.to_string(),
-        });
+        }));
     }
-    match (&e.username, &e.password) {
-        (Some(u), Some(p)) => Ok(Credential::Basic {
-            username: u.clone(),
-            password: p.clone(),
-        }),
+    let given = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+    match (given(&e.username), given(&e.password)) {
+        (Some(username), Some(password)) => Ok(Some(Credential::Basic { username, password })),
+        (None, None) => Ok(None),
         _ => Err(Error::invalid(format!(
-            "auth entry for {host} has no credentials"
+            "auth entry for {host} in {} has a user name or a password, not both",
+            path.map(|p| p.display().to_string()).unwrap_or_default()
         ))),
     }
 }
@@ -396,13 +448,16 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert_eq!(
-            user(c.credential_for("both.example").await.unwrap()),
+            user(c.credential_for("both.example", None).await.unwrap()),
             "docker"
         );
-        assert_eq!(user(c.credential_for("quay.io").await.unwrap()), "robot");
-        assert_eq!(c.credential_for("none.example").await.unwrap(), None);
+        assert_eq!(
+            user(c.credential_for("quay.io", Some("team/app")).await.unwrap()),
+            "robot"
+        );
+        assert_eq!(c.credential_for("none.example", None).await.unwrap(), None);
         // Messages about a refused credential name the file it came from.
-        let (_, origin) = c.find("quay.io").await.unwrap().unwrap();
+        let (_, origin) = c.find("quay.io", Some("team/app")).await.unwrap().unwrap();
         assert_eq!(origin, podman.display().to_string());
     }
 
@@ -438,10 +493,98 @@ mod tests {
     }
 
     #[test]
-    fn keys_normalise_like_docker() {
-        assert_eq!(normalise_key("https://index.docker.io/v1/"), "docker.io");
-        assert_eq!(normalise_key("http://localhost:5000/v2/"), "localhost:5000");
-        assert_eq!(normalise_key("ghcr.io"), "ghcr.io");
+    fn keys_name_a_registry_or_a_namespace_in_it() {
+        let reach = |key, repo| key_reach(key, "docker.io", repo);
+        assert_eq!(
+            reach("https://index.docker.io/v1/", Some("library/redis")),
+            Some(0)
+        );
+        assert_eq!(reach("docker.io", None), Some(0));
+        assert_eq!(reach("docker.io/library", Some("library/redis")), Some(1));
+        assert_eq!(
+            reach("docker.io/library/redis", Some("library/redis")),
+            Some(2)
+        );
+        assert_eq!(reach("docker.io/lib", Some("library/redis")), None);
+        assert_eq!(reach("docker.io/library", None), None);
+        assert_eq!(reach("ghcr.io", Some("library/redis")), None);
+        assert_eq!(
+            key_reach("http://localhost:5000/v2/", "localhost:5000", None),
+            Some(0)
+        );
+    }
+
+    /// Which key answers must not depend on a hash map's order: the closest namespace,
+    /// then a bare host before Docker's URL form.
+    #[tokio::test]
+    async fn the_closest_key_answers_whatever_the_order() {
+        let c = config(
+            r#"{"auths":{
+                "r.example/team":{"username":"team","password":"p"},
+                "r.example/other":{"username":"other","password":"p"},
+                "r.example":{"username":"bare","password":"p"},
+                "https://r.example":{"username":"url","password":"p"},
+                "r.example/team/app/deep":{"username":"deeper","password":"p"}}}"#,
+        );
+        let user = |c: Option<Credential>| match c {
+            Some(Credential::Basic { username, .. }) => username,
+            other => panic!("{other:?}"),
+        };
+        for _ in 0..20 {
+            let found = c.credential_for("r.example", Some("team/app")).await;
+            assert_eq!(user(found.unwrap()), "team");
+            let found = c.credential_for("r.example", Some("elsewhere/app")).await;
+            assert_eq!(user(found.unwrap()), "bare");
+            assert_eq!(
+                user(c.credential_for("r.example", None).await.unwrap()),
+                "bare"
+            );
+        }
+        let urls_only = config(
+            r#"{"auths":{"https://r.example/v2/":{"username":"b","password":"p"},
+                         "http://r.example":{"username":"a","password":"p"}}}"#,
+        );
+        for _ in 0..20 {
+            let found = urls_only.credential_for("r.example", None).await;
+            assert_eq!(user(found.unwrap()), "a", "byte order breaks the tie");
+        }
+    }
+
+    /// Docker Desktop writes `{"auths":{"https://index.docker.io/v1/":{}},"credsStore":
+    /// "desktop"}`: the empty entry means no credentials here, not a broken file.
+    #[tokio::test]
+    async fn an_empty_entry_is_no_credential_and_the_next_file_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let desktop = dir.path().join("config.json");
+        std::fs::write(&desktop, r#"{"auths":{"https://index.docker.io/v1/":{}}}"#).unwrap();
+        let podman = dir.path().join("auth.json");
+        std::fs::write(
+            &podman,
+            r#"{"auths":{"docker.io":{"username":"podman","password":"p"}}}"#,
+        )
+        .unwrap();
+        let c = DockerConfig::from_paths(std::slice::from_ref(&desktop)).unwrap();
+        assert_eq!(c.credential_for("docker.io", None).await.unwrap(), None);
+        let c = DockerConfig::from_paths(&[desktop, podman]).unwrap();
+        assert!(matches!(
+            c.credential_for("docker.io", None).await.unwrap(),
+            Some(Credential::Basic { username, .. }) if username == "podman"
+        ));
+        let half = config(r#"{"auths":{"r.example":{"username":"u"}}}"#);
+        let e = half.credential_for("r.example", None).await.unwrap_err();
+        assert!(e.to_string().contains("not both"), "{e}");
+    }
+
+    /// serde's message quotes the value it did not expect, which may be a password.
+    #[test]
+    fn a_broken_file_is_described_without_its_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, r#"{"auths":{"r.example":"c2VjcmV0OnB3"}}"#).unwrap();
+        let c = DockerConfig::from_paths(&[path]).unwrap();
+        let why = c.sources[0].broken.as_deref().unwrap();
+        assert!(why.contains("line 1"), "{why}");
+        assert!(!why.contains("c2VjcmV0OnB3"), "{why}");
     }
 
     #[tokio::test]
@@ -453,21 +596,21 @@ mod tests {
                 "tok.example":{"identitytoken":"refresh"}}}"#,
         );
         assert_eq!(
-            c.credential_for("docker.io").await.unwrap(),
+            c.credential_for("docker.io", None).await.unwrap(),
             Some(Credential::Basic {
                 username: "user".into(),
                 password: "pa:ss".into()
             })
         );
         assert!(matches!(
-            c.credential_for("reg.example:5000").await.unwrap(),
+            c.credential_for("reg.example:5000", None).await.unwrap(),
             Some(Credential::Basic { .. })
         ));
         assert_eq!(
-            c.credential_for("tok.example").await.unwrap(),
+            c.credential_for("tok.example", None).await.unwrap(),
             Some(Credential::IdentityToken("refresh".into()))
         );
-        assert_eq!(c.credential_for("other.example").await.unwrap(), None);
+        assert_eq!(c.credential_for("other.example", None).await.unwrap(), None);
     }
 
     /// A file that is not JSON (or cannot be read) answers nothing instead of failing every
@@ -485,17 +628,17 @@ mod tests {
         .unwrap();
         let c = DockerConfig::from_paths(&[broken.clone(), good]).unwrap();
         assert!(matches!(
-            c.credential_for("r.example").await.unwrap(),
+            c.credential_for("r.example", None).await.unwrap(),
             Some(Credential::Basic { .. })
         ));
         let c = DockerConfig::from_paths(&[broken]).unwrap();
-        assert_eq!(c.credential_for("r.example").await.unwrap(), None);
+        assert_eq!(c.credential_for("r.example", None).await.unwrap(), None);
     }
 
     #[tokio::test]
     async fn malformed_auth_is_an_error_not_a_panic() {
         let c = config(r#"{"auths":{"r.example":{"auth":"!!!"}}}"#);
-        assert!(c.credential_for("r.example").await.is_err());
+        assert!(c.credential_for("r.example", None).await.is_err());
     }
 
     #[test]
@@ -511,7 +654,7 @@ mod tests {
     #[tokio::test]
     async fn missing_helper_is_reported() {
         let c = config(r#"{"credHelpers":{"r.example":"definitely-not-installed-xyz"}}"#);
-        let e = c.credential_for("r.example").await.unwrap_err();
+        let e = c.credential_for("r.example", None).await.unwrap_err();
         assert!(e
             .to_string()
             .contains("docker-credential-definitely-not-installed-xyz"));

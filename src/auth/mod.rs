@@ -66,6 +66,7 @@ pub struct Authorizer {
     transport: Transport,
     registry_host: String,
     api_host: String,
+    repository: String,
     scopes: Vec<String>,
     source: CredentialSource,
     /// The credential, once looked up, with where it was found.
@@ -73,6 +74,8 @@ pub struct Authorizer {
     state: Mutex<State>,
     refresh: tokio::sync::Mutex<()>,
     token_requests: AtomicUsize,
+    /// The plain-HTTP token realm the credentials found were kept from, once it happened.
+    withheld_from: std::sync::OnceLock<String>,
 }
 
 impl std::fmt::Debug for Authorizer {
@@ -98,12 +101,14 @@ impl Authorizer {
             transport,
             registry_host: registry_host.to_string(),
             api_host: api_host.to_string(),
+            repository: repository.to_string(),
             scopes: vec![format!("repository:{repository}:pull")],
             source,
             credential: OnceCell::new(),
             state: Mutex::new(State::default()),
             refresh: tokio::sync::Mutex::new(()),
             token_requests: AtomicUsize::new(0),
+            withheld_from: std::sync::OnceLock::new(),
         }
     }
 
@@ -208,6 +213,9 @@ impl Authorizer {
                 }
             }
         }
+        if cred.is_some() && !token::credentials_may_go(&ch, &self.api_host) {
+            self.withhold(&ch);
+        }
         self.token_requests.fetch_add(1, Ordering::Relaxed);
         let token = match token::fetch(&self.transport, &ch, &scopes, cred, &self.api_host).await {
             Ok(token) => token,
@@ -248,21 +256,41 @@ impl Authorizer {
                     CredentialSource::Fixed(c) => {
                         Ok(Some((c.clone(), "the credential given".to_string())))
                     }
-                    CredentialSource::DockerConfig(cfg) => cfg.find(&self.registry_host).await,
+                    CredentialSource::DockerConfig(cfg) => {
+                        cfg.find(&self.registry_host, Some(&self.repository)).await
+                    }
                 }
             })
             .await
             .cloned()
     }
 
+    /// Says once that the credentials found stay home: the token realm is plain HTTP on
+    /// another host, where a registry could lure a password onto the network.
+    fn withhold(&self, ch: &Challenge) {
+        let realm = ch.param("realm").unwrap_or_default();
+        let realm = crate::error::redact_url(realm);
+        if self.withheld_from.set(realm.clone()).is_ok() {
+            tracing::warn!(
+                "{}: the credentials found for it are not sent to its token service {realm}, \
+                 plain HTTP on another host; asking for an anonymous token",
+                self.registry_host
+            );
+        }
+    }
+
     /// A token that was fetched for the scope the registry asks for, and still does not
     /// open it. Registries (Docker Hub among them) answer so for a repository that does
     /// not exist as well as for one the caller may not read, so the message names both.
     async fn not_granted(&self, scope: Option<&str>) -> Error {
-        let anonymous = matches!(self.credential().await, Ok(None));
+        let caller = match (self.credential().await, self.withheld_from.get()) {
+            (_, Some(realm)) => Caller::Withheld(realm),
+            (Ok(None), _) => Caller::Anonymous,
+            _ => Caller::Credentials,
+        };
         Error::new(
             ErrorKind::Denied,
-            not_granted_message(&self.registry_host, scope, anonymous),
+            not_granted_message(&self.registry_host, scope, caller),
         )
     }
 
@@ -291,24 +319,36 @@ fn refused_message(host: &str, origin: Option<&str>, reply: Option<&str>) -> Str
     }
 }
 
+/// Who a token that did not open the repository was issued to.
+enum Caller<'a> {
+    Anonymous,
+    Credentials,
+    /// Anonymous, because the credentials found could not go to this realm.
+    Withheld(&'a str),
+}
+
 /// See [`Authorizer::not_granted`].
-fn not_granted_message(host: &str, scope: Option<&str>, anonymous: bool) -> String {
+fn not_granted_message(host: &str, scope: Option<&str>, caller: Caller) -> String {
     // `repository:NAME:ACTIONS`; a scope leaves the registry (and any port) out of NAME.
     let what = match scope.map(|s| s.split(':').collect::<Vec<_>>()).as_deref() {
         Some(["repository", name, _]) => format!("the repository {name}"),
         Some(_) => format!("the scope {}", scope.unwrap_or_default()),
         None => "what it asked for".to_string(),
     };
-    if anonymous {
-        format!(
+    match caller {
+        Caller::Anonymous => format!(
             "{host} gives anonymous callers no access to {what} (insufficient_scope): \
              it does not exist, or it needs credentials (docker login {host})"
-        )
-    } else {
-        format!(
+        ),
+        Caller::Credentials => format!(
             "{host} gives the credentials found for it no access to {what} \
              (insufficient_scope): it does not exist, or they may not read it"
-        )
+        ),
+        Caller::Withheld(realm) => format!(
+            "{host} gives anonymous callers no access to {what} (insufficient_scope); \
+             the credentials found for it were not sent to its token service {realm}, \
+             which is plain HTTP on another host"
+        ),
     }
 }
 
@@ -335,19 +375,30 @@ mod tests {
 
     #[test]
     fn a_refused_scope_says_whether_credentials_were_sent() {
-        let anon = not_granted_message("r.example:5000", Some("repository:team/app:pull"), true);
+        let anon = not_granted_message(
+            "r.example:5000",
+            Some("repository:team/app:pull"),
+            Caller::Anonymous,
+        );
         assert_eq!(
             anon,
             "r.example:5000 gives anonymous callers no access to the repository team/app \
              (insufficient_scope): it does not exist, or it needs credentials \
              (docker login r.example:5000)"
         );
-        let with = not_granted_message("r.example", Some("repository:team/app:pull"), false);
+        let with = not_granted_message(
+            "r.example",
+            Some("repository:team/app:pull"),
+            Caller::Credentials,
+        );
         assert!(with.contains("the credentials found for it"), "{with}");
         assert!(!with.contains("docker login"), "{with}");
-        let odd = not_granted_message("r.example", Some("registry:catalog:*:x"), true);
+        let odd = not_granted_message("r.example", Some("registry:catalog:*:x"), Caller::Anonymous);
         assert!(odd.contains("the scope registry:catalog:*:x"), "{odd}");
-        let none = not_granted_message("r.example", None, true);
+        let none = not_granted_message("r.example", None, Caller::Anonymous);
         assert!(none.contains("no access to what it asked for"), "{none}");
+        let kept = Caller::Withheld("http://auth.example/token");
+        let kept = not_granted_message("r.example", None, kept);
+        assert!(kept.contains("were not sent to its token service http://auth.example/token"));
     }
 }

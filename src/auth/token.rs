@@ -51,8 +51,21 @@ struct Reply {
     token: Option<String>,
     #[serde(default)]
     access_token: Option<String>,
+    /// Go clients take any JSON number here, and some servers send -1 or a string.
     #[serde(default)]
-    expires_in: Option<u64>,
+    expires_in: Option<serde_json::Value>,
+}
+
+/// What `expires_in` says, if it says a positive number of seconds.
+fn lifetime_of(expires_in: Option<&serde_json::Value>) -> Option<Duration> {
+    let secs = match expires_in? {
+        serde_json::Value::Number(n) => n.as_f64()?,
+        serde_json::Value::String(s) => s.trim().parse().ok()?,
+        _ => return None,
+    };
+    // A server may claim any lifetime; past a day we renew anyway (and an absurd value
+    // must not overflow the clock arithmetic).
+    (secs >= 1.0).then(|| Duration::from_secs(secs.min(MAX_LIFETIME.as_secs_f64()) as u64))
 }
 
 /// Asks the challenge's realm for a token covering `scopes`.
@@ -75,24 +88,13 @@ pub async fn fetch(
         .filter(|u: &Uri| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some())
         .ok_or_else(|| Error::new(ErrorKind::Protocol, format!("bad token realm {realm:?}")))?;
     let credential = credential.filter(|_| may_carry_credentials(&realm_uri, registry_host));
-
-    let mut query = Vec::new();
-    if let Some(service) = challenge.param("service") {
-        query.push(("service", service.to_string()));
-    }
-    for s in scopes {
-        query.push(("scope", s.clone()));
-    }
+    let service = challenge.param("service");
 
     let mut req = match credential {
         Some(Credential::IdentityToken(refresh)) => {
-            let mut form = query.clone();
-            form.push(("grant_type", "refresh_token".into()));
-            form.push(("refresh_token", refresh.clone()));
-            form.push(("client_id", "dist".into()));
             let mut req = Outgoing::get(realm_uri.clone());
             req.method = Method::POST;
-            req.body = Bytes::from(encode_form(&form));
+            req.body = Bytes::from(refresh_form(service, scopes, refresh));
             req.headers.insert(
                 http::header::CONTENT_TYPE,
                 HeaderValue::from_static("application/x-www-form-urlencoded"),
@@ -100,6 +102,12 @@ pub async fn fetch(
             req
         }
         _ => {
+            // Docker's token protocol: one `scope` parameter per scope.
+            let mut query: Vec<(&str, String)> = service
+                .map(|service| ("service", service.to_string()))
+                .into_iter()
+                .collect();
+            query.extend(scopes.iter().map(|s| ("scope", s.clone())));
             let sep = if realm.contains('?') { '&' } else { '?' };
             let url = if query.is_empty() {
                 realm_uri.clone()
@@ -161,23 +169,31 @@ pub async fn fetch(
         .ok_or_else(|| {
             Error::new(ErrorKind::Protocol, "token response has no token").with_url(&shown)
         })?;
-    // A server may claim any lifetime; past a day we renew anyway (and an absurd value
-    // must not overflow the clock arithmetic).
-    let lifetime = reply
-        .expires_in
-        .filter(|&s| s > 0)
-        .map(|s| Duration::from_secs(s.min(MAX_LIFETIME.as_secs())))
-        .unwrap_or(DEFAULT_LIFETIME);
+    let lifetime = lifetime_of(reply.expires_in.as_ref()).unwrap_or(DEFAULT_LIFETIME);
     let mut header = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
         Error::new(ErrorKind::Protocol, "token is not a valid header value").with_url(&shown)
     })?;
     header.set_sensitive(true);
-    tracing::debug!(realm = %shown, lifetime_s = lifetime.as_secs(), "got bearer token");
+    tracing::debug!(realm = %transport::redact(&shown), lifetime_s = lifetime.as_secs(), "got bearer token");
     Ok(Token {
         header,
         expires_at: received + lifetime,
         lifetime,
     })
+}
+
+/// The OAuth2 refresh-token grant's form. OAuth2 (RFC 6749, 3.3) takes one `scope` of
+/// space-separated scopes, where Docker's GET takes one parameter per scope.
+fn refresh_form(service: Option<&str>, scopes: &[String], refresh: &str) -> String {
+    let mut form: Vec<(&str, String)> = service
+        .map(|service| ("service", service.to_string()))
+        .into_iter()
+        .collect();
+    form.push(("scope", scopes.join(" ")));
+    form.push(("grant_type", "refresh_token".into()));
+    form.push(("refresh_token", refresh.to_string()));
+    form.push(("client_id", "dist".into()));
+    encode_form(&form)
 }
 
 /// `application/x-www-form-urlencoded`, which is also what a query string wants.
@@ -192,6 +208,15 @@ pub(crate) fn encode_form(pairs: &[(&str, String)]) -> String {
         percent_encode(v, &mut out);
     }
     out
+}
+
+/// Whether [`fetch`] would send credentials to the realm `challenge` names (see
+/// [`may_carry_credentials`]); false for a realm that is not a URL.
+pub fn credentials_may_go(challenge: &Challenge, registry_host: &str) -> bool {
+    challenge
+        .param("realm")
+        .and_then(|realm| realm.parse::<Uri>().ok())
+        .is_some_and(|realm| may_carry_credentials(&realm, registry_host))
 }
 
 /// Whether credentials may go to the token realm `realm`: over https, or to the registry's
@@ -237,6 +262,32 @@ mod tests {
             "http://registry.example.com:5001/token",
             "registry.example.com:5000"
         ));
+    }
+
+    #[test]
+    fn lifetimes_as_servers_write_them() {
+        let of = |json: &str| lifetime_of(Some(&serde_json::from_str(json).unwrap()));
+        assert_eq!(of("300"), Some(Duration::from_secs(300)));
+        assert_eq!(of("300.5"), Some(Duration::from_secs(300)));
+        assert_eq!(of("\"300\""), Some(Duration::from_secs(300)));
+        assert_eq!(of("1e12"), Some(MAX_LIFETIME));
+        for unusable in ["-1", "0", "0.5", "null", "\"soon\"", "{}"] {
+            assert_eq!(of(unusable), None, "{unusable}");
+        }
+        assert_eq!(lifetime_of(None), None);
+    }
+
+    #[test]
+    fn the_refresh_grant_sends_one_scope_of_all_scopes() {
+        let scopes = [
+            "repository:a:pull".to_string(),
+            "repository:a:pull,push".into(),
+        ];
+        assert_eq!(
+            refresh_form(Some("reg"), &scopes, "rt"),
+            "service=reg&scope=repository%3Aa%3Apull%20repository%3Aa%3Apull%2Cpush\
+             &grant_type=refresh_token&refresh_token=rt&client_id=dist"
+        );
     }
 
     #[test]
