@@ -347,6 +347,16 @@ fn with_scheme(value: &str, plain: Option<bool>) -> Result<String> {
     if value.is_empty() {
         return Err(Error::invalid("empty mirror address"));
     }
+    // A password here would be shown in messages and logs as part of the host's name, and
+    // never used: mirrors' credentials come from the same files as the registry's.
+    let after_scheme = value.split_once("://").map_or(value, |(_, rest)| rest);
+    if after_scheme.split('/').next().unwrap_or("").contains('@') {
+        return Err(Error::invalid(format!(
+            "mirror {}: {}",
+            crate::error::redact_url(value),
+            crate::reference::NO_CREDENTIALS_HERE
+        )));
+    }
     if value.starts_with("http://") || value.starts_with("https://") {
         return Ok(value.to_string());
     }
@@ -366,6 +376,19 @@ fn with_scheme(value: &str, plain: Option<bool>) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mirror_with_a_password_is_refused_without_showing_it() {
+        for value in [
+            "http://mu:mirrorSECRET@127.0.0.1:16004",
+            "mu:mirrorSECRET@mirror.example/cache",
+        ] {
+            let e = with_scheme(value, None).unwrap_err();
+            assert!(e.to_string().contains("credentials do not go here"), "{e}");
+            assert!(!e.to_string().contains("mirrorSECRET"), "{e}");
+        }
+        assert!(with_scheme("mirror.example/path@x", None).is_ok());
+    }
 
     #[test]
     fn parses_containerd_shape_in_order() {

@@ -178,7 +178,8 @@ fn with_object(s: &str) -> Option<(&str, &str)> {
 }
 
 /// Why `user:password@host/…` is refused.
-const NO_CREDENTIALS_HERE: &str = "credentials do not go here; dist reads them from docker \
+pub(crate) const NO_CREDENTIALS_HERE: &str =
+    "credentials do not go here; dist reads them from docker \
      login, podman login or a credential helper (see --help)";
 
 /// Whether `s` starts with user information (`[scheme://]user[:password]@host/…`).

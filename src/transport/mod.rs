@@ -454,7 +454,10 @@ pub fn resolve(base: &Uri, location: &str) -> Result<Uri> {
     let bad = || {
         Error::new(
             ErrorKind::Protocol,
-            format!("bad redirect location {location:?}"),
+            format!(
+                "bad redirect location {:?}",
+                crate::error::redact_url(location)
+            ),
         )
     };
     let abs = if location.contains("://") {
@@ -474,6 +477,17 @@ pub fn resolve(base: &Uri, location: &str) -> Result<Uri> {
         format!("{scheme}://{authority}{}", without_dot_segments(&target))
     };
     let uri: Uri = abs.parse().map_err(|_| bad())?;
+    // Credentials in a location would be sent nowhere by us, but the connection pool
+    // names its connections (and logs them) by authority, password included.
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(Error::new(
+            ErrorKind::Protocol,
+            format!(
+                "redirect to {} carries credentials (user:password@), which dist does not follow",
+                crate::error::redact_url(&abs)
+            ),
+        ));
+    }
     match uri.scheme_str() {
         Some("http" | "https") if uri.host().is_some() => Ok(uri),
         _ => Err(bad()),
@@ -838,6 +852,9 @@ mod tests {
             assert_eq!(resolve(&base, location).unwrap(), u(want), "{location}");
         }
         assert!(resolve(&base, "ftp://x/y").is_err());
+        let e = resolve(&base, "http://cdnuser:cdnPASS@cdn.example/p?sig=s").unwrap_err();
+        assert!(e.to_string().contains("carries credentials"), "{e}");
+        assert!(!e.to_string().contains("cdnPASS"), "{e}");
     }
 
     #[test]
