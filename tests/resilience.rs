@@ -553,6 +553,42 @@ fn sigterm_is_honoured_while_nobody_reads_stdout() {
     );
 }
 
+/// Frames over 1 MiB wait in spool files and weigh only their file buffer in the output
+/// queue, so every object can be done while two such frames still wait for a reader that
+/// does not read.
+/// A signal or `--timeout` must end that last phase too.
+#[test]
+fn a_stop_is_honoured_while_the_last_frames_wait_for_a_reader() {
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, 2, 3_000_000);
+    let stopped_within = |extra: &[&str], signal: bool| {
+        let loc = repo(&reg);
+        let mut args = vec!["fetch", loc.as_str(), "-"];
+        args.extend_from_slice(extra);
+        let mut child = Dist::new().spawn(&args, lines(&blobs).as_bytes());
+        // Long enough for every fetch to finish on the slowest machine.
+        std::thread::sleep(Duration::from_millis(2500));
+        let stop = Instant::now();
+        if signal {
+            assert_eq!(unsafe_kill(child.id(), 15), 0);
+        }
+        let deadline = stop + Duration::from_secs(8);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{extra:?}: still running 8 s after the stop with a stuck reader");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        status.code()
+    };
+    assert_eq!(stopped_within(&[], true), Some(143));
+    assert_eq!(stopped_within(&["--timeout", "3s"], false), Some(124));
+}
+
 /// `--timeout` ends a batch the way a signal does: whatever was reported is whole and
 /// verified, the rest is left out, no temporary file stays, and the exit status (124, as
 /// timeout(1) has it) tells a deadline from failed objects.

@@ -105,15 +105,34 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
             break None; // the writer stopped; finish() says why
         }
     };
-    if let Some(why) = stopped {
-        drop(outcomes);
-        output.finish_within(std::time::Duration::from_secs(2));
-        display.finish(ticker);
-        say!("{}", why.message(into_store));
-        return why.code();
-    }
+    drop(outcomes);
+    let ended = match stopped {
+        // Every object is done; what is left is writing out, which a stuck reader can make
+        // last for ever, and a signal or `--timeout` must still end.
+        None => tokio::select! {
+            finished = output.finish() => Ok(finished),
+            why = &mut stop => Err(why),
+        },
+        Some(why) => {
+            output
+                .finish_within(std::time::Duration::from_secs(2))
+                .await;
+            Err(why)
+        }
+    };
     display.finish(ticker);
-    match output.finish() {
+    match ended {
+        Ok(finished) => finished_code(finished, failed),
+        Err(why) => {
+            say!("{}", why.message(into_store));
+            why.code()
+        }
+    }
+}
+
+/// The exit status of a batch that ran to its end.
+fn finished_code(finished: Result<(), Failure>, failed: usize) -> u8 {
+    match finished {
         Ok(()) if failed == 0 => 0,
         Ok(()) | Err(Failure::ReaderGone) => EXIT_FAILED,
         Err(Failure::Write(msg)) => {

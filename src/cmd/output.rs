@@ -44,8 +44,9 @@ pub enum Failure {
 /// The writer thread and the queue to it.
 pub struct Output {
     queue: Option<handoff::Sender<Outcome>>,
-    /// The writer's verdict, sent when it ends.
-    done: std::sync::mpsc::Receiver<Result<(), Failure>>,
+    /// The writer's verdict, sent when it ends. Awaited, not waited for: a reader that
+    /// does not read must not keep a signal or `--timeout` from ending the run.
+    done: tokio::sync::oneshot::Receiver<Result<(), Failure>>,
 }
 
 impl Output {
@@ -54,7 +55,7 @@ impl Output {
     pub fn start(framed: bool, report: Option<std::io::BufWriter<std::fs::File>>) -> Output {
         let (queue, rx) = handoff::channel(QUEUE_BYTES);
         *IDLE_NUDGE.lock().unwrap_or_else(|p| p.into_inner()) = Some(queue.nudge());
-        let (verdict, done) = std::sync::mpsc::channel();
+        let (verdict, done) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name("dist-output".into())
             .spawn(move || {
@@ -85,19 +86,19 @@ impl Output {
     }
 
     /// Writes what is queued, flushes, and reports how it went.
-    pub fn finish(mut self) -> Result<(), Failure> {
+    pub async fn finish(mut self) -> Result<(), Failure> {
         self.close();
-        self.done
-            .recv()
+        (&mut self.done)
+            .await
             .unwrap_or_else(|_| Err(Failure::Write("the output thread panicked".into())))
     }
 
     /// Like [`Output::finish`], but gives up after `limit`: on interruption a reader that
     /// does not read must not keep the process alive. What the writer had not written by
     /// then is lost with the process.
-    pub fn finish_within(mut self, limit: std::time::Duration) {
+    pub async fn finish_within(mut self, limit: std::time::Duration) {
         self.close();
-        let _ = self.done.recv_timeout(limit);
+        let _ = tokio::time::timeout(limit, &mut self.done).await;
     }
 }
 
