@@ -424,6 +424,34 @@ fn nested_index_is_descended() {
     assert_eq!(entries(dir.path())[0]["digest"], images[1].digest.as_str());
 }
 
+/// An index entry that calls an OCI manifest a Docker one and names no platform, as some
+/// build tools write them: `docker-registry` answers 404 to an `Accept` of the label alone,
+/// and skopeo and containerd pull such an image; so does dist.
+#[test]
+fn a_mislabelled_entry_without_a_platform_is_pulled() {
+    let reg = Registry::start(Mode::Anonymous);
+    let image = push_image(&reg, "team/app", Flavor::Oci, host_arch(), 3);
+    let index = json!({"schemaVersion": 2, "mediaType": Flavor::Oci.index(), "manifests": [
+        {"mediaType": Flavor::Docker.manifest(), "digest": image.digest,
+         "size": image.manifest.len()}]})
+    .to_string();
+    reg.push_manifest("team/app", "v1", Flavor::Oci.index(), index.as_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    let out = Dist::new().ok(&[
+        "pull",
+        &format!("{}/team/app:v1", reg.host()),
+        "-o",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(
+        statuses(&out),
+        counts(&[("ok", 5)]),
+        "index, manifest, config, 2 layers"
+    );
+    assert_image_stored(dir.path(), &image);
+    assert_eq!(entries(dir.path())[0]["digest"], image.digest.as_str());
+}
+
 #[test]
 fn resolve_uses_head_and_falls_back_to_get() {
     let fake = FakeRegistry::start();

@@ -131,10 +131,22 @@ struct RawManifest {
 }
 
 impl Manifest {
+    /// Parses content fetched by digest and verified: what it declares itself to be wins
+    /// over the type its descriptor gave (an index entry may call an OCI manifest a Docker
+    /// one, and the digest vouches for the content, not for the entry's label), which
+    /// counts only when the content declares nothing.
+    pub fn parse_verified(described: &str, bytes: &[u8]) -> Result<Manifest> {
+        Manifest::parse_as(Some(described), bytes, true)
+    }
+
     /// Parses a manifest. `declared` is the media type it was served or referenced with;
     /// when both it and the content's own `mediaType` name a manifest kind they must agree,
     /// so that content cannot pass for something it is not.
     pub fn parse(declared: Option<&str>, bytes: &[u8]) -> Result<Manifest> {
+        Manifest::parse_as(declared, bytes, false)
+    }
+
+    fn parse_as(declared: Option<&str>, bytes: &[u8], own_wins: bool) -> Result<Manifest> {
         let bad = |why: String| Error::new(ErrorKind::Protocol, why);
         let raw: RawManifest = serde_json::from_slice(bytes)
             .map_err(|e| bad("not a manifest".into()).with_cause(e))?;
@@ -146,7 +158,7 @@ impl Manifest {
             .filter(|t| media::is_manifest(t));
         let own = raw.media_type.as_deref().map(media::essence);
         if let (Some(d), Some(o)) = (declared, own.filter(|t| media::is_manifest(t))) {
-            if d != o {
+            if d != o && !own_wins {
                 return Err(bad(format!("manifest served as {d} declares {o}")));
             }
         }
@@ -310,6 +322,15 @@ mod tests {
         let e = Manifest::parse(Some(media::DOCKER_MANIFEST), list.as_bytes()).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Protocol);
         assert!(e.to_string().contains("declares"), "{e}");
+        // Fetched by digest and verified, the content's own type wins over its label.
+        let verified = Manifest::parse_verified(media::DOCKER_MANIFEST, list.as_bytes());
+        assert!(matches!(verified, Ok(Manifest::Index(m)) if m.is_empty()));
+        let unlabelled = br#"{"config":{"mediaType":"a/b","digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","size":0}}"#;
+        let by_label = Manifest::parse_verified(media::OCI_INDEX, unlabelled).unwrap_err();
+        assert!(
+            by_label.to_string().contains("without \"manifests\""),
+            "{by_label}"
+        );
         assert!(Manifest::parse(None, br#"{"schemaVersion":1}"#).is_err());
         assert!(Manifest::parse(None, br#"{"schemaVersion":2}"#).is_err());
         assert!(Manifest::parse(None, b"not json").is_err());

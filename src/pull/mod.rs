@@ -227,7 +227,7 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                     continue;
                 }
                 let bytes = read_json_blob(self.store, desc).await?;
-                let parsed = Manifest::parse(Some(&desc.media_type), &bytes)
+                let parsed = Manifest::parse_verified(&desc.media_type, &bytes)
                     .map_err(|e| e.with_object(&desc.digest))?;
                 match parsed {
                     Manifest::Index(children) => {
@@ -321,8 +321,9 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
 }
 
 /// The entries of an index to descend into: all of them, or the first image manifest for
-/// the platform, else the nested indexes that may hold one. The platforms seen are added
-/// to `offered`.
+/// the platform, else the first that names no platform (as containerd and skopeo take it;
+/// its config's platform is checked later), else the nested indexes that may hold one. The
+/// platforms seen are added to `offered`.
 fn choose(
     platforms: &Platforms,
     children: Vec<Descriptor>,
@@ -338,9 +339,10 @@ fn choose(
             .filter(|c| !c.is_index())
             .filter_map(|c| c.platform.as_ref().map(ToString::to_string)),
     );
-    let hit = children
-        .iter()
-        .find(|c| !c.is_index() && c.platform.as_ref().is_some_and(|p| want.matches(p)));
+    let manifests = || children.iter().filter(|c| !c.is_index());
+    let hit = manifests()
+        .find(|c| c.platform.as_ref().is_some_and(|p| want.matches(p)))
+        .or_else(|| manifests().find(|c| c.platform.is_none()));
     if let Some(hit) = hit {
         return vec![hit.clone()];
     }

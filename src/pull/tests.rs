@@ -171,7 +171,7 @@ async fn failures_leave_index_json_alone_and_no_match_is_an_error() {
 }
 
 #[test]
-fn choose_prefers_a_matching_manifest_then_nested_indexes() {
+fn choose_prefers_a_matching_manifest_then_an_unlabelled_one_then_nested_indexes() {
     let d = |t: &str, arch: Option<&str>, data: &[u8]| {
         let mut d = Descriptor::new(t, Digest::of(Algorithm::Sha256, data), 1);
         d.platform = arch.map(|a| Platform::new("linux", a, None));
@@ -198,4 +198,12 @@ fn choose_prefers_a_matching_manifest_then_nested_indexes() {
         choose(&Platforms::All, children.clone(), &mut offered),
         children
     );
+    // A manifest that names no platform is taken when none names the one wanted, before
+    // any nested index; one that does name it still comes first.
+    let mut unlabelled = children.clone();
+    unlabelled.push(d(media::OCI_MANIFEST, None, b"5"));
+    let got = choose(&riscv, unlabelled.clone(), &mut offered);
+    assert_eq!(got, vec![unlabelled[4].clone()]);
+    let got = choose(&arm64(), unlabelled.clone(), &mut offered);
+    assert_eq!(got, vec![unlabelled[3].clone()]);
 }

@@ -3,7 +3,8 @@
 //! One object per line: `object [hint…]`, words separated by white space. Blank lines and
 //! lines starting with `#` are skipped. A line starting with `{` is an OCI descriptor in
 //! JSON (what `jq -c '.layers[]'` prints): its `digest` is the object, its `mediaType` a
-//! hint and its `size` the exact size the content must have.
+//! hint (for a manifest type, the first of every manifest type) and its `size` the exact
+//! size the content must have.
 
 use serde::Deserialize;
 
@@ -61,7 +62,19 @@ fn parse_descriptor(line: &str) -> Result<Job> {
         ..Hints::default()
     };
     if let Some(t) = d.media_type.filter(|t| !t.is_empty()) {
+        // A descriptor's type for a manifest is a preference, not a demand: an index entry
+        // may call an OCI manifest a Docker one, and a registry that honours Accept then
+        // answers 404. The digest decides what the content is, so the other manifest types
+        // follow (containerd sends the type, then `*/*`).
+        let others: Vec<String> = crate::media::is_manifest(&t)
+            .then_some(crate::media::DEFAULT_MANIFEST_ACCEPT)
+            .into_iter()
+            .flatten()
+            .filter(|other| *other != t)
+            .map(str::to_string)
+            .collect();
         hints.media_types.push(t);
+        hints.media_types.extend(others);
     }
     Ok(Job { object, hints })
 }
@@ -99,8 +112,23 @@ mod tests {
         assert_eq!(j.object.to_string(), D);
         assert_eq!(j.hints.size, Some(0));
         assert_eq!(
-            j.hints.media_type(),
-            Some("application/vnd.oci.image.layer.v1.tar")
+            j.hints.media_types,
+            ["application/vnd.oci.image.layer.v1.tar"]
+        );
+        let j = parse_line(&format!(
+            r#"{{"mediaType":"application/vnd.docker.distribution.manifest.v2+json","digest":"{D}"}}"#
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            j.hints.media_types,
+            [
+                crate::media::DOCKER_MANIFEST,
+                crate::media::OCI_INDEX,
+                crate::media::OCI_MANIFEST,
+                crate::media::DOCKER_MANIFEST_LIST,
+            ],
+            "the descriptor's type first, then every other manifest type"
         );
     }
 
