@@ -239,6 +239,33 @@ fn a_server_that_codes_its_answers_still_completes_the_partial() {
     assert_stored_alone(dir.path(), &digest, &data);
 }
 
+/// A directory under a partial download's name is not ours: it is left alone, run after
+/// run, and the blob is fetched whole beside it.
+#[test]
+fn a_directory_under_a_partial_name_is_left_alone() {
+    let (reg, digest, data) = fake_with_blob();
+    let dir = tempfile::tempdir().unwrap();
+    let planted = partial_path(dir.path(), &digest);
+    std::fs::create_dir_all(planted.join("inside")).unwrap();
+    for _ in 0..2 {
+        let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+        assert_eq!(status, 0, "{text}");
+        assert!(!text.contains("removed"), "{text}");
+        assert!(planted.join("inside").is_dir(), "left where it was");
+    }
+    let stored = dir.path().join("blobs/sha256").join(hex(&digest));
+    assert_eq!(std::fs::read(&stored).unwrap(), data);
+    let names: Vec<String> = std::fs::read_dir(dir.path().join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names.len(),
+        2,
+        "the blob and the planted directory: {names:?}"
+    );
+}
+
 /// A partial download is found by name in a directory others may write to. A symbolic
 /// link planted there must not make the run append to the file it points to, outside the
 /// layout, nor be renamed into `blobs/`: it is removed and the blob fetched whole.

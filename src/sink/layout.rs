@@ -292,6 +292,12 @@ fn remove_stale_in(dir: &Path) -> Vec<PathBuf> {
         let Some(name) = name.to_str() else {
             continue;
         };
+        // We make files only: a directory under one of our names was put there by someone
+        // else, and is neither carried on (which failed, and renamed it back and forth
+        // run after run) nor removed. A symlink is removed when it is found out.
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
         if name.starts_with(PARTIAL_PREFIX) {
             let age = super::owner::age(&entry.path());
             if age.is_some_and(|a| a > PARTIAL_AGE) {

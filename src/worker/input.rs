@@ -9,7 +9,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 pub const MAX_LINE: usize = 64 << 10;
 
 /// One line of input, or why it cannot be used.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RawLine {
     /// The text without its line ending.
     Text(String),
@@ -53,7 +53,8 @@ impl<R: AsyncBufRead + Unpin> Lines<R> {
             }
             any = true;
             let (take, done) = through_newline(available);
-            if self.buf.len() + take > self.max + 1 {
+            // Room for the line's ending, `\r\n` at most; the text is measured below.
+            if self.buf.len() + take > self.max + 2 {
                 self.reader.consume(take);
                 self.buf.clear();
                 self.skipping = !done;
@@ -71,8 +72,14 @@ impl<R: AsyncBufRead + Unpin> Lines<R> {
         while matches!(self.buf.last(), Some(b'\n' | b'\r')) {
             self.buf.pop();
         }
+        if self.buf.len() > self.max {
+            return Ok(Some(RawLine::TooLong));
+        }
+        let comment = self.buf.trim_ascii_start().starts_with(b"#");
         Ok(Some(match std::str::from_utf8(&self.buf) {
             Ok(s) => RawLine::Text(s.to_string()),
+            // Skipped whatever it holds (a Latin-1 "café" in a note to oneself).
+            Err(_) if comment => RawLine::Text(String::from_utf8_lossy(&self.buf).into_owned()),
             Err(_) => RawLine::NotUtf8,
         }))
     }
@@ -159,6 +166,25 @@ mod tests {
                 RawLine::TooLong
             ]
         );
+    }
+
+    /// A line of exactly the limit fits whatever its ending; one byte more does not.
+    #[tokio::test]
+    async fn the_limit_counts_the_text_not_its_ending() {
+        let got = all_lines(b"abcde\r\nabcde\nabcdef\r\nabcdef\n", 5).await;
+        let text = RawLine::Text("abcde".into());
+        assert_eq!(
+            got,
+            [text.clone(), text, RawLine::TooLong, RawLine::TooLong]
+        );
+    }
+
+    /// A comment is skipped whatever it holds; other lines must be UTF-8.
+    #[tokio::test]
+    async fn a_comment_need_not_be_utf8() {
+        let got = all_lines(b"  # caf\xe9\nx\xe9\n", 20).await;
+        assert!(matches!(&got[0], RawLine::Text(t) if t.trim_start().starts_with('#')));
+        assert_eq!(got[1], RawLine::NotUtf8);
     }
 
     /// Input that never ends its line is reported once it passes the limit, not when (if
