@@ -210,8 +210,8 @@ pub(crate) fn encode_form(pairs: &[(&str, String)]) -> String {
     out
 }
 
-/// Whether [`fetch`] would send credentials to the realm `challenge` names (see
-/// [`may_carry_credentials`]); false for a realm that is not a URL.
+/// Whether [`fetch`] would send credentials to the realm `challenge` names: over https,
+/// or on the registry's own or a loopback host. False for a realm that is not a URL.
 pub fn credentials_may_go(challenge: &Challenge, registry_host: &str) -> bool {
     challenge
         .param("realm")
