@@ -553,6 +553,44 @@ fn sigterm_is_honoured_while_nobody_reads_stdout() {
     );
 }
 
+/// A reader that leaves (`| head -c 10`) stops the batch there, not at the batch's next
+/// write: a slow download after what was read is not carried on to its end for nobody.
+#[test]
+fn a_batch_stops_when_its_reader_leaves() {
+    use std::io::Read as _;
+    let reg = FakeRegistry::start();
+    let small = reg.blob("team/app", bytes(1, 1000));
+    let slow = reg.blob("team/app", bytes(2, 4 << 20));
+    // A minute at this pace, even in four parts a quarter of that.
+    let pace = Fault::Paced {
+        bytes_per_sec: 64 << 10,
+        first_byte: Duration::ZERO,
+    };
+    reg.set_fault_for_every(&slow, pace);
+    let input = format!("{small}\n{slow}\n");
+    let mut child = Dist::new().spawn(&["fetch", &repo(&reg), "-", "--ordered"], input.as_bytes());
+    let mut out = child.stdout.take().unwrap();
+    let mut first = [0u8; 10];
+    out.read_exact(&mut first).unwrap();
+    assert_eq!(&first[..7], b"sha256:", "the small blob's frame comes first");
+    drop(out);
+    let left = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if left.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("still fetching 10 s after its reader left");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(!err.contains("interrupted"), "nothing to explain: {err}");
+}
+
 /// Frames over 1 MiB wait in spool files and weigh only their file buffer in the output
 /// queue, so every object can be done while two such frames still wait for a reader that
 /// does not read.

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use super::output::{Failure, Output};
 use super::progress::Display;
 use super::{
-    check_before_batch, open_remote, report, report_file, stopped, EXIT_FAILED, EXIT_USAGE,
+    check_before_batch, open_remote, report, report_file, stopped, Stop, EXIT_FAILED, EXIT_USAGE,
 };
 use crate::cli::{FetchArgs, Global};
 
@@ -49,7 +49,12 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
     };
     // One stop for the whole run: a signal that came between two of them would be lost,
     // since the first one's handler stays installed.
-    let mut stop = std::pin::pin!(stopped(global));
+    let mut stop = std::pin::pin!(async {
+        tokio::select! {
+            why = stopped(global) => why,
+            () = super::output::reader_gone() => Stop::ReaderGone,
+        }
+    });
     if let Err(code) = check_before_batch(remote.as_ref(), &mut stop, false).await {
         return code;
     }
@@ -124,7 +129,7 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
     match ended {
         Ok(finished) => finished_code(finished, failed),
         Err(why) => {
-            say!("{}", why.message(into_store));
+            why.say(into_store);
             why.code()
         }
     }

@@ -247,7 +247,7 @@ pub async fn check_before_batch<S: std::future::Future<Output = Stop>>(
     tokio::select! {
         checked = remote.check() => checked.map_err(|e| cannot_use(remote, &e)),
         why = stop.as_mut() => {
-            say!("{}", why.message(into_store));
+            why.say(into_store);
             Err(why.code())
         }
     }
@@ -259,6 +259,8 @@ pub enum Stop {
     Signal(u8),
     /// `--timeout` ran out.
     Deadline(std::time::Duration),
+    /// The reader of stdout went away (`| head`): as when a write finds it gone.
+    ReaderGone,
 }
 
 impl Stop {
@@ -267,26 +269,35 @@ impl Stop {
         match self {
             Stop::Signal(code) => *code,
             Stop::Deadline(_) => EXIT_TIMEOUT,
+            Stop::ReaderGone => EXIT_FAILED,
         }
     }
 
-    /// Said once output has been finished: everything reported is complete. Into a
-    /// layout (`into_store`), large downloads cut short are kept, and the next run carries
-    /// them on: worth knowing before deciding whether to run again.
-    pub fn message(&self, into_store: bool) -> String {
+    /// Says why, once output has been finished; see [`Stop::message`].
+    pub fn say(&self, into_store: bool) {
+        if let Some(message) = self.message(into_store) {
+            say!("{message}");
+        }
+    }
+
+    /// Everything reported is complete. Into a layout (`into_store`), large downloads cut
+    /// short are kept, and the next run carries them on: worth knowing before deciding
+    /// whether to run again. Nothing for a reader that left: `| head` is no failure.
+    fn message(&self, into_store: bool) -> Option<String> {
         let mut text = match self {
             Stop::Signal(_) => "dist: interrupted; objects reported so far are complete".into(),
             Stop::Deadline(t) => format!(
                 "dist: gave up after the --timeout of {t:?}; objects reported so far are \
                  complete, the others were not fetched"
             ),
+            Stop::ReaderGone => return None,
         };
         if into_store {
             text.push_str(
                 "; downloads cut short past their first MiB are kept for the next run to carry on",
             );
         }
-        text
+        Some(text)
     }
 }
 

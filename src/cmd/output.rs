@@ -109,6 +109,59 @@ impl Drop for Output {
     }
 }
 
+/// Resolves when stdout is a pipe or a socket whose reader has gone (`| head` exited), so
+/// that a batch stops there instead of fetching what nobody will read: without it, the
+/// batch learnt of it only at its next write, which a large download can hold back for
+/// minutes. Never resolves for anything else (a file, a terminal, `/dev/null`).
+pub async fn reader_gone() {
+    let (gone, watch) = tokio::sync::oneshot::channel();
+    if stdout_is_a_channel() {
+        let watcher = std::thread::Builder::new()
+            .name("dist-stdout-watch".into())
+            .spawn(move || {
+                if hung_up(libc::STDOUT_FILENO) {
+                    let _ = gone.send(());
+                }
+            });
+        if watcher.is_ok() && watch.await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending().await
+}
+
+fn stdout_is_a_channel() -> bool {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes a `stat` into memory of its size; it is read only on success.
+    if unsafe { libc::fstat(libc::STDOUT_FILENO, st.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // SAFETY: fstat succeeded, so it filled `st`.
+    let kind = unsafe { st.assume_init() }.st_mode & libc::S_IFMT;
+    kind == libc::S_IFIFO || kind == libc::S_IFSOCK
+}
+
+/// Blocks until `fd`'s reader is gone (true), or `fd` cannot be watched (false). Asking
+/// for no event, `poll` reports only the error and hang-up it always reports: a pipe with
+/// no reader left, a socket shut down.
+fn hung_up(fd: libc::c_int) -> bool {
+    let mut watched = libc::pollfd {
+        fd,
+        events: 0,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one valid `pollfd`, and a count of one.
+        let ready = unsafe { libc::poll(&mut watched, 1, -1) };
+        if ready > 0 {
+            return watched.revents & (libc::POLLERR | libc::POLLHUP) != 0;
+        }
+        if ready < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return false;
+        }
+    }
+}
+
 fn write_all(
     mut rx: handoff::Receiver<Outcome>,
     framed: bool,

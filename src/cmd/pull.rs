@@ -101,7 +101,7 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
         r = work => r,
         why = &mut stop => {
             display.finish(ticker);
-            say!("{}", why.message(true));
+            why.say(true);
             return why.code();
         }
     };
