@@ -127,8 +127,8 @@ pub struct Global {
     #[arg(long, global = true, value_name = "BYTES|adaptive", value_parser = parse_window)]
     pub http2_window: Option<Http2Window>,
 
-    /// No progress display, no per-object messages on stderr (errors still set the exit
-    /// status and appear in the output).
+    /// No progress display, no per-object messages or warnings on stderr (errors still set
+    /// the exit status and appear in the output).
     #[arg(short, long, global = true)]
     pub quiet: bool,
 

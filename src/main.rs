@@ -15,7 +15,7 @@ use cmd::{EXIT_TIMEOUT, EXIT_USAGE};
 fn main() -> ExitCode {
     tune_allocator();
     let mut cli = Cli::parse();
-    init_logging(cli.global.verbose, cli.global.log_format);
+    init_logging(cli.global.verbose, cli.global.quiet, cli.global.log_format);
     if cli.global.log_format == LogFormat::Json {
         cmd::messages_as_json();
     }
@@ -81,10 +81,13 @@ async fn drop_cancelled_tasks() {
     }
 }
 
-/// Logs go to stderr: `-v` shows requests and timings, `RUST_LOG` overrides. Credentials
-/// never reach a log line: headers carrying them are marked sensitive and never logged.
-fn init_logging(verbose: u8, format: LogFormat) {
+/// Logs go to stderr: `-v` shows requests and timings, `-q` leaves errors only (the
+/// warnings about one object's retries are the per-object messages it promises to keep
+/// quiet), `RUST_LOG` overrides. Credentials never reach a log line: headers carrying them
+/// are marked sensitive and never logged.
+fn init_logging(verbose: u8, quiet: bool, format: LogFormat) {
     let default = match verbose {
+        0 if quiet => "error",
         0 => "warn",
         1 => "dist=debug",
         _ => "debug",

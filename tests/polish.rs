@@ -148,6 +148,17 @@ fn quiet_drops_per_object_messages_but_not_the_exit_status() {
     assert_eq!(quiet.status.code(), Some(1));
     assert_eq!(String::from_utf8_lossy(&quiet.stderr), "");
     assert!(String::from_utf8_lossy(&quiet.stdout).contains("sha256:bad error"));
+    // A retry's warning is a per-object message too.
+    let digest = reg.blob("team/app", bytes(3, 5000));
+    let line = format!("{digest}\n");
+    let run = |args: &[&str]| {
+        reg.push_fault(&digest, Fault::CorruptByte(10));
+        let out = Dist::new().run(args, line.as_bytes());
+        assert_eq!(out.status.code(), Some(0));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(run(&["fetch", &repo, "-"]).contains("WARN"));
+    assert_eq!(run(&["fetch", "-q", &repo, "-"]), "");
 }
 
 #[test]
