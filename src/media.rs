@@ -37,6 +37,16 @@ pub fn is_index(media_type: &str) -> bool {
     matches!(essence(media_type), OCI_INDEX | DOCKER_MANIFEST_LIST)
 }
 
+/// Whether the type is an image's config (OCI's or Docker's), whose `os` and
+/// `architecture` say what the image runs on; an artifact's config may hold anything.
+pub fn is_image_config(media_type: &str) -> bool {
+    matches!(
+        essence(media_type),
+        "application/vnd.oci.image.config.v1+json"
+            | "application/vnd.docker.container.image.v1+json"
+    )
+}
+
 /// The type without parameters (`; charset=…`) and surrounding space.
 pub fn essence(media_type: &str) -> &str {
     media_type.split(';').next().unwrap_or("").trim()
@@ -55,5 +65,7 @@ mod tests {
         assert!(!is_manifest("application/vnd.oci.image.layer.v1.tar+gzip"));
         assert!(is_index(DOCKER_MANIFEST_LIST));
         assert!(!is_index(OCI_MANIFEST));
+        assert!(is_image_config("application/vnd.oci.image.config.v1+json"));
+        assert!(!is_image_config("application/vnd.example+json"));
     }
 }

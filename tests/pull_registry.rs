@@ -396,6 +396,29 @@ fn a_single_platform_image_for_another_platform_is_pulled_with_a_warning() {
         let warning = format!("v1 is an image for linux/arm64 only, not {platform}");
         assert_eq!(err.contains(&warning), warned, "{platform}: {err}");
     }
+    // An artifact's config may say `os` and `architecture` and mean something else.
+    let config = br#"{"os":"windows","architecture":"arm64"}"#;
+    let config_digest = reg.push_blob("team/arm", config);
+    let artifact = json!({"schemaVersion": 2, "mediaType": Flavor::Oci.manifest(),
+        "artifactType": "application/vnd.example", "layers": [],
+        "config": {"mediaType": "application/vnd.example+json", "digest": config_digest,
+                   "size": config.len()}})
+    .to_string();
+    reg.push_manifest(
+        "team/arm",
+        "art",
+        Flavor::Oci.manifest(),
+        artifact.as_bytes(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let reference = format!("{}/team/arm:art", reg.host());
+    let out = dist.run(
+        &["pull", &reference, "-o", dir.path().to_str().unwrap()],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("warning"), "{err}");
 }
 
 #[test]

@@ -572,7 +572,11 @@ fn a_batch_stops_when_its_reader_leaves() {
     let mut out = child.stdout.take().unwrap();
     let mut first = [0u8; 10];
     out.read_exact(&mut first).unwrap();
-    assert_eq!(&first[..7], b"sha256:", "the small blob's frame comes first");
+    assert_eq!(
+        &first[..7],
+        b"sha256:",
+        "the small blob's frame comes first"
+    );
     drop(out);
     let left = Instant::now();
     let status = loop {
@@ -586,7 +590,12 @@ fn a_batch_stops_when_its_reader_leaves() {
         std::thread::sleep(Duration::from_millis(50));
     };
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(!err.contains("interrupted"), "nothing to explain: {err}");
 }

@@ -66,6 +66,18 @@ impl Platform {
         Platform::new("linux", arch, variant)
     }
 
+    /// What `self` asks for, as it is looked for: `linux/arm` is `linux/arm/v7`. (The
+    /// other usual variants, `arm64/v8` and `amd64/v1`, go without saying.)
+    pub fn as_looked_for(&self) -> Platform {
+        let (arch, variant) = normalise(&self.architecture, self.variant.as_deref());
+        let mut p = self.clone();
+        if arch == "arm" {
+            p.architecture = arch;
+            p.variant = variant;
+        }
+        p
+    }
+
     /// Whether an index entry for `candidate` serves what `self` asks for: same OS, same
     /// architecture, same variant once both are normalised.
     pub fn matches(&self, candidate: &Platform) -> bool {
@@ -136,6 +148,10 @@ impl fmt::Display for Platform {
         if let Some(v) = &self.variant {
             write!(f, "/{}", shown(v))?;
         }
+        // Windows images differ by it alone: without it, two entries read the same.
+        if let Some(v) = self.os_version.as_deref().filter(|v| !v.is_empty()) {
+            write!(f, " ({})", shown(v))?;
+        }
         Ok(())
     }
 }
@@ -160,6 +176,14 @@ mod tests {
     fn parses_and_prints() {
         assert_eq!(p("linux/amd64").to_string(), "linux/amd64");
         assert_eq!(p("Linux/ARM/v7").to_string(), "linux/arm/v7");
+        let mut windows = p("windows/amd64");
+        windows.os_version = Some("10.0.17763.1234".into());
+        assert_eq!(windows.to_string(), "windows/amd64 (10.0.17763.1234)");
+        // What is looked for: arm's usual variant said, the others going without saying.
+        assert_eq!(p("linux/arm").as_looked_for().to_string(), "linux/arm/v7");
+        assert_eq!(p("linux/armhf").as_looked_for().to_string(), "linux/arm/v7");
+        assert_eq!(p("linux/arm64").as_looked_for().to_string(), "linux/arm64");
+        assert_eq!(p("linux/amd64").as_looked_for().to_string(), "linux/amd64");
         for bad in ["linux", "linux/", "/amd64", "a/b/c/d", "linux/am d64", ""] {
             assert!(bad.parse::<Platform>().is_err(), "{bad:?}");
         }

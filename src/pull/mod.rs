@@ -163,7 +163,8 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                 return Err(Error::new(
                     ErrorKind::NotFound,
                     format!(
-                        "no manifest for {want} in {}; platforms: {offered}",
+                        "no manifest for {} in {}; platforms: {offered}",
+                        want.as_looked_for(),
                         top.digest
                     ),
                 )
@@ -333,12 +334,18 @@ fn choose(
         Platforms::All => return children,
         Platforms::One(p) => p,
     };
-    offered.extend(
-        children
-            .iter()
-            .filter(|c| !c.is_index())
-            .filter_map(|c| c.platform.as_ref().map(ToString::to_string)),
-    );
+    // `unknown/unknown` labels a build's attestations, which are no platform to offer.
+    for shown in children
+        .iter()
+        .filter(|c| !c.is_index())
+        .filter_map(|c| c.platform.as_ref())
+        .filter(|p| p.os != "unknown" || p.architecture != "unknown")
+        .map(ToString::to_string)
+    {
+        if !offered.contains(&shown) {
+            offered.push(shown);
+        }
+    }
     let manifests = || children.iter().filter(|c| !c.is_index());
     let hit = manifests()
         .find(|c| c.platform.as_ref().is_some_and(|p| want.matches(p)))
@@ -353,8 +360,12 @@ fn choose(
 }
 
 /// The platform an image config in the store declares, if it names one. A config that
-/// cannot be read back whole and verified, or is past the manifest limit, names none.
+/// cannot be read back whole and verified, or is past the manifest limit, names none, as
+/// does an artifact's config, which may hold `os` fields meaning something else.
 async fn config_platform(store: &LayoutStore, config: &Descriptor) -> Option<Platform> {
+    if !crate::media::is_image_config(&config.media_type) {
+        return None;
+    }
     #[derive(serde::Deserialize)]
     struct Declared {
         architecture: Option<String>,

@@ -200,6 +200,15 @@ fn choose_prefers_a_matching_manifest_then_an_unlabelled_one_then_nested_indexes
     );
     // A manifest that names no platform is taken when none names the one wanted, before
     // any nested index; one that does name it still comes first.
+    // Attestations are no platform on offer, and one platform is listed once.
+    let mut offered = Vec::new();
+    let mut attested = children.clone();
+    attested.push(d(media::OCI_MANIFEST, Some("amd64"), b"6"));
+    let mut attestation = d(media::OCI_MANIFEST, None, b"7");
+    attestation.platform = Some(Platform::new("unknown", "unknown", None));
+    attested.push(attestation);
+    choose(&riscv, attested, &mut offered);
+    assert_eq!(offered, ["linux/amd64", "linux/arm64"]);
     let mut unlabelled = children.clone();
     unlabelled.push(d(media::OCI_MANIFEST, None, b"5"));
     let got = choose(&riscv, unlabelled.clone(), &mut offered);
