@@ -251,10 +251,19 @@ fn is_wellformed(text: &str) -> bool {
     !matches!(line::parse_line(text), Some(Err(_)))
 }
 
+/// The object a bad line names, for its error: the first word, or a descriptor's `digest`
+/// if the JSON holds one as one word (its other fields may be what is wrong).
 fn first_word(text: &str) -> String {
     let t = text.trim();
     if t.starts_with('{') {
-        return "-".into();
+        let value: Option<serde_json::Value> = serde_json::from_str(t).ok();
+        let digest = value
+            .as_ref()
+            .and_then(|v| v.get("digest")?.as_str())
+            .filter(|d| {
+                !d.is_empty() && !d.contains(|c: char| c.is_whitespace() || c.is_control())
+            });
+        return digest.unwrap_or("-").to_string();
     }
     t.split_whitespace().next().unwrap_or("-").to_string()
 }
@@ -322,6 +331,24 @@ impl Drop for AbortOnDrop {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bad_line_is_reported_under_the_object_it_names() {
+        assert_eq!(first_word("  latest nocolon"), "latest");
+        let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert_eq!(
+            first_word(&format!(r#"{{"digest":"{d}","mediaType":5}}"#)),
+            d
+        );
+        for nameless in [
+            r#"{"size":3}"#,
+            "{not json",
+            r#"{"digest":"a b"}"#,
+            r#"{"digest":7}"#,
+        ] {
+            assert_eq!(first_word(nameless), "-", "{nameless}");
+        }
+    }
 
     /// On a re-run, bytes already stored or held by a partial download are not expected
     /// from the network: once everything is done, what was expected is what arrived.
