@@ -246,6 +246,15 @@ fn a_schema1_fallback_is_refused_before_any_byte() {
         "{frames}"
     );
     assert!(frames.contains(&manifest), "{frames}");
+    // Asked for by name (as `pull` asks for the type a HEAD announced), it is no fallback.
+    let by_name = "mediatype:application/vnd.docker.distribution.manifest.v1+prettyjws";
+    let out = dist.run(&["fetch", &repo, "v1", by_name], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the manifest is a signed Docker schema 1") && !err.contains("fallback"),
+        "{err}"
+    );
 }
 
 #[test]

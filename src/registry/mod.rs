@@ -353,15 +353,25 @@ impl RegistryRemote {
         {
             // Refused before a byte is read: streamed to stdout, it would fail only at the
             // end, as a digest mismatch that looks like corruption.
+            let asked = accept.to_str().unwrap_or_default();
+            let what = if asked.contains(media::DOCKER_SCHEMA1_SIGNED) {
+                // Asked for by name (the type a HEAD announced, a hint): no fallback.
+                format!(
+                    "the manifest is a signed Docker schema 1 manifest ({})",
+                    media::DOCKER_SCHEMA1_SIGNED
+                )
+            } else {
+                format!(
+                    "the registry answered with a signed Docker schema 1 manifest ({}), \
+                     its fallback when it has none of the types asked for ({asked})",
+                    media::DOCKER_SCHEMA1_SIGNED
+                )
+            };
             return Err(Error::new(
                 ErrorKind::NotFound,
                 format!(
-                    "the registry answered with a signed Docker schema 1 manifest ({}), \
-                     its fallback when it has none of the types asked for ({}); \
-                     dist does not fetch schema 1, deprecated since 2017, whose digest \
-                     leaves out the signatures it is served with",
-                    media::DOCKER_SCHEMA1_SIGNED,
-                    accept.to_str().unwrap_or_default()
+                    "{what}; dist does not fetch schema 1, deprecated since 2017, whose \
+                     digest leaves out the signatures it is served with"
                 ),
             )
             .with_url(&url));
