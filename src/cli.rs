@@ -199,6 +199,27 @@ pub struct ResolveArgs {
     pub reference: String,
 }
 
+/// Ends the run on a command line clap refused, in our words where they help more:
+/// `dist fetch host/name:tag`, an image reference pasted whole, lacks its object to clap,
+/// but what it needs is the spelling that splits the two.
+pub fn explain_or_exit(e: clap::Error) -> ! {
+    if e.kind() == clap::error::ErrorKind::MissingRequiredArgument {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let words: Vec<&str> = args
+            .iter()
+            .map(String::as_str)
+            .filter(|a| !a.starts_with('-'))
+            .collect();
+        if let ["fetch", locator] = words.as_slice() {
+            if let Err(why) = locator.parse::<dist::Locator>() {
+                eprintln!("dist: {why}");
+                std::process::exit(i32::from(crate::cmd::EXIT_USAGE));
+            }
+        }
+    }
+    e.exit()
+}
+
 fn parse_platform(s: &str) -> Result<dist::image::Platform, String> {
     s.parse().map_err(|e: dist::Error| e.to_string())
 }

@@ -137,6 +137,28 @@ fn a_long_download_to_a_file_shows_a_meter() {
     );
 }
 
+/// An image reference pasted whole as the locator, with no object after it, gets the
+/// spelling that works, not only clap's "required arguments were not provided".
+#[test]
+fn a_pasted_reference_alone_gets_the_spelling_that_works() {
+    for args in [
+        vec!["fetch", "127.0.0.1:5000/lab/image:latest"],
+        vec!["fetch", "127.0.0.1:5000/lab/image:latest", "latest"],
+    ] {
+        let out = Dist::new().run(&args, b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("the tag or digest is the next argument: 127.0.0.1:5000/lab/image latest"),
+            "{args:?}: {err}"
+        );
+    }
+    // Missing the object of a plain locator is still clap's to say.
+    let out = Dist::new().run(&["fetch", "127.0.0.1:5000/lab/image"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("<OBJECT>"));
+}
+
 #[test]
 fn quiet_drops_per_object_messages_but_not_the_exit_status() {
     let reg = FakeRegistry::start();

@@ -52,10 +52,20 @@ fn read_json(root: &Path, name: &str) -> Result<Option<serde_json::Value>> {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
-            return Err(Error::invalid(format!(
-                "{} is a file, not a directory for an OCI image layout",
-                root.display()
-            )))
+            // `root` itself, or a directory above it that is a file (`-o notes.txt/out`).
+            let file = root.ancestors().find(|a| a.is_file()).unwrap_or(root);
+            return Err(Error::invalid(if file == root {
+                format!(
+                    "{} is a file, not a directory for an OCI image layout",
+                    root.display()
+                )
+            } else {
+                format!(
+                    "{} cannot be a directory for an OCI image layout: {} is a file",
+                    root.display(),
+                    file.display()
+                )
+            }));
         }
         Err(e) => {
             return Err(
@@ -105,6 +115,14 @@ mod tests {
         let e = check(&dir.path().join("blob")).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
         assert!(e.to_string().contains("is a file, not a directory"), "{e}");
+        let below = dir.path().join("blob").join("out");
+        let e = check(&below).unwrap_err();
+        let blob = dir.path().join("blob");
+        assert!(
+            e.to_string()
+                .ends_with(&format!("{} is a file", blob.display())),
+            "{e}"
+        );
     }
 
     #[test]
