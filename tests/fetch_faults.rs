@@ -605,6 +605,27 @@ fn cross_host_redirect_carries_no_credentials() {
         .any(|r| r.auth_scheme() == Some("Basic")));
 }
 
+/// After a redirect, a refusal comes from the blob store, and the message says so: "the
+/// registry answered 403" sends people to fix registry permissions.
+#[test]
+fn a_refusal_after_a_redirect_is_the_targets() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(7, 4000));
+    let store = Recorder::refusing(http::StatusCode::FORBIDDEN);
+    reg.set_fault_for_every(
+        &digest,
+        Fault::Redirect {
+            status: 307,
+            location: format!("{}/cdn/{digest}?sig=abc", store.url()),
+        },
+    );
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("the redirect's target answered 403"), "{err}");
+    assert!(err.contains(&store.host()), "{err}");
+}
+
 #[test]
 fn worker_keeps_within_jobs_connections_and_one_token() {
     let reg = FakeRegistry::builder()

@@ -392,10 +392,16 @@ async fn status_error(transport: &Transport, reply: &mut transport::Reply) -> Er
         429 => ErrorKind::TooManyRequests,
         _ => ErrorKind::Http,
     };
-    // A forwarding proxy's own refusals and gateway errors look like the registry's.
+    // A forwarding proxy's own refusals and gateway errors look like the registry's; and
+    // after a redirect, it is the blob store (a CDN, S3) that answered, not the registry.
+    let who = if reply.same_origin {
+        "registry"
+    } else {
+        "the redirect's target"
+    };
     let mut msg = match transport.forwarding_proxy(&url) {
-        Some(proxy) => format!("registry (through the proxy {proxy}) answered {status}"),
-        None => format!("registry answered {status}"),
+        Some(proxy) => format!("{who} (through the proxy {proxy}) answered {status}"),
+        None => format!("{who} answered {status}"),
     };
     if !detail.is_empty() {
         msg.push_str(": ");

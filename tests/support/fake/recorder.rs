@@ -31,7 +31,16 @@ impl Recorder {
         Self::launch(Some(Bytes::copy_from_slice(bytes.as_ref())))
     }
 
+    /// A recorder refusing everything with `status` (an object store's 403, say).
+    pub fn refusing(status: StatusCode) -> Self {
+        Self::launch_with(None, status)
+    }
+
     fn launch(content: Option<Bytes>) -> Self {
+        Self::launch_with(content, StatusCode::OK)
+    }
+
+    fn launch_with(content: Option<Bytes>, status: StatusCode) -> Self {
         let log = Arc::new(Mutex::new(Vec::new()));
         let shared = log.clone();
         let handler: Handler = Arc::new(move |req, conn| {
@@ -46,7 +55,7 @@ impl Recorder {
                     prepared.head = head;
                     prepared
                 }
-                _ => Prepared::new(StatusCode::OK, Bytes::new()),
+                _ => Prepared::new(status, Bytes::new()),
             };
             record.status = prepared.status.as_u16();
             shared.lock().unwrap().push(record);
