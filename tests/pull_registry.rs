@@ -421,6 +421,22 @@ fn a_single_platform_image_for_another_platform_is_pulled_with_a_warning() {
     assert!(!err.contains("warning"), "{err}");
 }
 
+/// `dist pull <reg>/team/app:v1 -o <new dir> EXTRA…`, which must succeed: the layout and
+/// the JSON lines.
+fn pull_app_v1(reg: &Registry, extra: &[&str]) -> (tempfile::TempDir, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = format!("{}/team/app:v1", reg.host());
+    let mut args = vec![
+        "pull",
+        reference.as_str(),
+        "-o",
+        dir.path().to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = Dist::new().ok(&args);
+    (dir, out)
+}
+
 #[test]
 fn nested_index_is_descended() {
     let reg = Registry::start(Mode::Anonymous);
@@ -429,15 +445,7 @@ fn nested_index_is_descended() {
         {"mediaType": Flavor::Oci.index(), "digest": inner, "size": inner_bytes.len()}]})
     .to_string();
     reg.push_manifest("team/app", "v1", Flavor::Oci.index(), outer.as_bytes());
-    let dir = tempfile::tempdir().unwrap();
-    let out = Dist::new().ok(&[
-        "pull",
-        &format!("{}/team/app:v1", reg.host()),
-        "-o",
-        dir.path().to_str().unwrap(),
-        "--platform",
-        "linux/arm64",
-    ]);
+    let (dir, out) = pull_app_v1(&reg, &["--platform", "linux/arm64"]);
     assert_eq!(
         statuses(&out),
         counts(&[("ok", 6)]),
@@ -459,13 +467,7 @@ fn a_mislabelled_entry_without_a_platform_is_pulled() {
          "size": image.manifest.len()}]})
     .to_string();
     reg.push_manifest("team/app", "v1", Flavor::Oci.index(), index.as_bytes());
-    let dir = tempfile::tempdir().unwrap();
-    let out = Dist::new().ok(&[
-        "pull",
-        &format!("{}/team/app:v1", reg.host()),
-        "-o",
-        dir.path().to_str().unwrap(),
-    ]);
+    let (dir, out) = pull_app_v1(&reg, &[]);
     assert_eq!(
         statuses(&out),
         counts(&[("ok", 5)]),

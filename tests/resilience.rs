@@ -5,6 +5,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use support::cli::{bytes, json_lines, parse_frames, sha256, Dist};
@@ -458,6 +459,21 @@ fn unsafe_kill(pid: u32, sig: i32) -> i32 {
         .unwrap_or(1)
 }
 
+/// Waits for `child` to exit, at most `limit`; kills it and fails the test past that.
+fn exit_within(child: &mut std::process::Child, limit: Duration, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what}: still running {limit:?} later");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The figures for the fault mix over 1000 blobs: run by hand with
 /// `cargo test --release --test resilience -- --ignored --nocapture soak`.
 #[test]
@@ -534,17 +550,11 @@ fn sigterm_is_honoured_while_nobody_reads_stdout() {
     std::thread::sleep(Duration::from_millis(1000));
     let signalled = Instant::now();
     assert_eq!(unsafe_kill(child.id(), 15), 0);
-    let deadline = signalled + Duration::from_secs(6);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("still running 6 s after SIGTERM with a stuck reader");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = exit_within(
+        &mut child,
+        Duration::from_secs(6),
+        "SIGTERM, a stuck reader",
+    );
     assert_eq!(status.code(), Some(143));
     assert!(
         signalled.elapsed() < Duration::from_secs(4),
@@ -578,17 +588,7 @@ fn a_batch_stops_when_its_reader_leaves() {
         "the small blob's frame comes first"
     );
     drop(out);
-    let left = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if left.elapsed() > Duration::from_secs(10) {
-            let _ = child.kill();
-            panic!("still fetching 10 s after its reader left");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = exit_within(&mut child, Duration::from_secs(10), "the reader left");
     let mut err = String::new();
     child
         .stderr
@@ -615,22 +615,11 @@ fn a_stop_is_honoured_while_the_last_frames_wait_for_a_reader() {
         let mut child = Dist::new().spawn(&args, lines(&blobs).as_bytes());
         // Long enough for every fetch to finish on the slowest machine.
         std::thread::sleep(Duration::from_millis(2500));
-        let stop = Instant::now();
         if signal {
             assert_eq!(unsafe_kill(child.id(), 15), 0);
         }
-        let deadline = stop + Duration::from_secs(8);
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("{extra:?}: still running 8 s after the stop with a stuck reader");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        status.code()
+        let what = format!("{extra:?}, a stuck reader");
+        exit_within(&mut child, Duration::from_secs(8), &what).code()
     };
     assert_eq!(stopped_within(&[], true), Some(143));
     assert_eq!(stopped_within(&["--timeout", "3s"], false), Some(124));
