@@ -422,9 +422,24 @@ impl FromStr for Reference {
             None => (rest, None),
         };
         let tag = match tag {
+            // `name:sha256:…`, a colon typed for the `@`: what follows the first colon
+            // would parse as a digest, or fail as a bad one, and name neither mistake.
+            Some(t) if t.contains(':') => {
+                return Err(Error::invalid(format!(
+                    "invalid reference {:?}: {t:?} after ':' is not a tag; a digest goes \
+                     after '@' ({}@{t})",
+                    shown(s),
+                    &rest[..rest.len() - t.len() - 1]
+                )))
+            }
             Some(t) => match t.parse::<Object>()? {
                 Object::Tag(t) => Some(t),
-                Object::Digest(_) => unreachable!("a tag has no colon"),
+                Object::Digest(d) => {
+                    return Err(Error::invalid(format!(
+                        "invalid reference {:?}: {d} is not a tag",
+                        shown(s)
+                    )))
+                }
             },
             None => None,
         };
@@ -531,6 +546,26 @@ mod tests {
         ] {
             assert!(s.parse::<Repository>().is_err(), "{s:?} should be rejected");
         }
+    }
+
+    #[test]
+    fn a_colon_typed_for_the_at_is_refused_with_the_spelling() {
+        let digest = format!("sha256:{}", "c".repeat(64));
+        let e = format!("reg.example:5000/team/app:{digest}")
+            .parse::<Reference>()
+            .unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
+        assert!(
+            e.to_string().ends_with(&format!(
+                "goes after '@' (reg.example:5000/team/app@{digest})"
+            )),
+            "{e}"
+        );
+        let e = "reg.example/app:v1:x".parse::<Reference>().unwrap_err();
+        assert!(
+            e.to_string().contains("\"v1:x\" after ':' is not a tag"),
+            "{e}"
+        );
     }
 
     #[test]
