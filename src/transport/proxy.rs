@@ -75,22 +75,91 @@ impl std::fmt::Debug for SocksAuth {
 #[derive(Clone)]
 pub struct Proxies {
     matcher: Arc<Matcher>,
+    /// The same rules with every proxy the matcher cannot use (`ftp://…`, a typo, no URL
+    /// at all) standing in as a placeholder: hyper-util's matcher drops such a proxy, and
+    /// the destinations it was meant for would quietly go direct.
+    unusable: Option<Arc<Unusable>>,
 }
+
+struct Unusable {
+    matcher: Matcher,
+    /// Placeholder host to the proxy setting it stands for (scheme, host and port only).
+    named: Vec<(String, String)>,
+}
+
+/// The proxy schemes hyper-util's matcher keeps (and no scheme, which means http).
+const MATCHED_SCHEMES: [&str; 6] = ["http", "https", "socks4", "socks4a", "socks5", "socks5h"];
 
 impl Proxies {
     /// The proxies the environment names (none when it names none).
     pub fn from_env() -> Proxies {
-        Proxies {
-            matcher: Arc::new(Matcher::from_env()),
+        let var = |names: [&str; 2]| {
+            names
+                .iter()
+                .find_map(|n| std::env::var(n).ok())
+                .unwrap_or_default()
+        };
+        // A CGI program's HTTP_PROXY comes from a request header; the matcher ignores
+        // every proxy then, and so does this.
+        if std::env::var_os("REQUEST_METHOD").is_some() {
+            return Proxies::of_values("", "", "", "");
         }
+        Proxies::of_values(
+            &var(["ALL_PROXY", "all_proxy"]),
+            &var(["HTTP_PROXY", "http_proxy"]),
+            &var(["HTTPS_PROXY", "https_proxy"]),
+            &var(["NO_PROXY", "no_proxy"]),
+        )
     }
 
     /// Proxies given as values of the environment variables, for tests.
     #[cfg(test)]
     fn of(all: &str, https: &str, no: &str) -> Proxies {
+        Proxies::of_values(all, "", https, no)
+    }
+
+    fn of_values(all: &str, http: &str, https: &str, no: &str) -> Proxies {
+        let rules = |all: &str, http: &str, https: &str| {
+            Matcher::builder()
+                .all(all.to_string())
+                .http(http.to_string())
+                .https(https.to_string())
+                .no(no.to_string())
+                .build()
+        };
+        let mut named = Vec::new();
+        let mut stand_in = |value: &str, which: &str| -> String {
+            if value.trim().is_empty() || usable(value) {
+                return value.to_string();
+            }
+            let placeholder = format!("unusable-{which}.invalid");
+            named.push((placeholder.clone(), shown_proxy(value)));
+            format!("http://{placeholder}")
+        };
+        let shadow = (
+            stand_in(all, "all"),
+            stand_in(http, "http"),
+            stand_in(https, "https"),
+        );
+        let unusable = (!named.is_empty()).then(|| {
+            Arc::new(Unusable {
+                matcher: rules(&shadow.0, &shadow.1, &shadow.2),
+                named,
+            })
+        });
         Proxies {
-            matcher: Arc::new(Matcher::builder().all(all).https(https).no(no).build()),
+            matcher: Arc::new(rules(all, http, https)),
+            unusable,
         }
+    }
+
+    /// The unusable proxy setting that would have taken `dst`, if one would.
+    fn unusable_for(&self, dst: &Uri) -> Option<String> {
+        let unusable = self.unusable.as_ref()?;
+        let intercept = unusable.matcher.intercept(dst)?;
+        let host = intercept.uri().host()?;
+        let (_, named) = unusable.named.iter().find(|(h, _)| h == host)?;
+        Some(named.clone())
     }
 
     fn route(&self, dst: &Uri) -> Route {
@@ -101,17 +170,13 @@ impl Proxies {
             return Route::Direct;
         }
         let Some(intercept) = self.matcher.intercept(dst) else {
-            return Route::Direct;
+            return match self.unusable_for(dst) {
+                Some(named) => Route::Unsupported(named),
+                None => Route::Direct,
+            };
         };
         let proxy = intercept.uri();
-        // The userinfo of a proxy URL may hold a password: name only scheme and host.
-        let named = || {
-            format!(
-                "{}://{}",
-                proxy.scheme_str().unwrap_or(""),
-                proxy.host().unwrap_or("")
-            )
-        };
+        let named = || shown_proxy(&proxy.to_string());
         match proxy.scheme_str() {
             Some("http") => {}
             Some("socks5" | "socks5h") => {
@@ -163,6 +228,32 @@ impl Proxies {
             Route::Forward { auth, .. } => auth,
             _ => None,
         }
+    }
+}
+
+/// Whether hyper-util's matcher can use the proxy setting `value`.
+fn usable(value: &str) -> bool {
+    value.parse::<Uri>().is_ok_and(|uri| {
+        uri.authority().is_some()
+            && uri
+                .scheme_str()
+                .is_none_or(|s| MATCHED_SCHEMES.contains(&s))
+    })
+}
+
+/// A proxy setting as a message may show it: scheme, host and port, never the user and
+/// password its userinfo may hold; or only that it is not a URL.
+fn shown_proxy(value: &str) -> String {
+    match value.trim().parse::<Uri>() {
+        Ok(uri) if uri.host().is_some() => {
+            let port = uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
+            format!(
+                "{}://{}{port}",
+                uri.scheme_str().unwrap_or("http"),
+                uri.host().unwrap_or_default()
+            )
+        }
+        _ => "named by the environment (not a URL)".to_string(),
     }
 }
 
@@ -562,7 +653,40 @@ mod tests {
         let Route::Unsupported(named) = p.route(&uri("https://quay.io/v2/")) else {
             panic!("socks4 is not supported");
         };
-        assert_eq!(named, "socks4://proxy.corp");
+        assert_eq!(named, "socks4://proxy.corp:1080");
+    }
+
+    /// hyper-util's matcher drops a proxy it cannot use, and its destinations would go
+    /// direct: a typo in `HTTPS_PROXY` must fail the fetch, not bypass the proxy.
+    #[test]
+    fn a_proxy_the_matcher_drops_is_refused_not_bypassed() {
+        let p = Proxies::of_values("", "", "ftp://bob:hunter2@proxy.corp:21", "");
+        let Route::Unsupported(named) = p.route(&uri("https://quay.io/v2/")) else {
+            panic!("ftp:// went direct");
+        };
+        assert_eq!(named, "ftp://proxy.corp:21");
+        // It was meant for https only, and loopback stays direct.
+        assert_eq!(p.route(&uri("http://registry.corp/v2/")), Route::Direct);
+        assert_eq!(p.route(&uri("https://127.0.0.1:5000/v2/")), Route::Direct);
+        // NO_PROXY still sends a destination direct.
+        let p = Proxies::of_values("ftp://proxy.corp:21", "", "", ".corp");
+        assert_eq!(p.route(&uri("https://registry.corp/v2/")), Route::Direct);
+        assert!(matches!(
+            p.route(&uri("https://quay.io/v2/")),
+            Route::Unsupported(_)
+        ));
+        // Not a URL at all.
+        let p = Proxies::of_values("", "::nonsense::", "", "");
+        let Route::Unsupported(named) = p.route(&uri("http://registry.corp/v2/")) else {
+            panic!("garbage went direct");
+        };
+        assert!(named.contains("not a URL"), "{named}");
+        // A host without a scheme is http, as curl reads it.
+        let p = Proxies::of_values("", "proxy.corp:3128", "", "");
+        assert!(matches!(
+            p.route(&uri("http://registry.corp/v2/")),
+            Route::Forward { .. }
+        ));
     }
 
     #[test]
