@@ -186,11 +186,37 @@ fn an_unsupported_proxy_is_named_without_its_credentials() {
     assert_ne!(out.status.code(), Some(0));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("the proxy socks4://127.0.0.1 is not supported"),
+        err.contains("the proxy socks4://127.0.0.1:9 is not supported"),
         "{err}"
     );
     assert!(!err.contains("hunter2") && !err.contains("carol"), "{err}");
     assert!(!err.contains("retrying"), "not worth a retry: {err}");
+}
+
+/// A scheme hyper-util's matcher drops (here a typo'd one) must not send the fetch around
+/// the proxy: it fails like any unsupported proxy.
+#[test]
+fn a_proxy_with_a_scheme_nobody_speaks_is_not_bypassed() {
+    let mut dist = Dist::new();
+    dist.env("HTTP_PROXY", "htp://dave:hunter2@127.0.0.1:9");
+    let out = dist.run(
+        &[
+            "--plain-http",
+            "--retries",
+            "0",
+            "fetch",
+            "192.0.2.2:18343/team/app",
+            "v1",
+        ],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("the proxy htp://127.0.0.1:9 is not supported"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2") && !err.contains("dave"), "{err}");
 }
 
 /// `ALL_PROXY=socks5h://…` (or `socks5://`) carries a registry through a SOCKS5 proxy, the
