@@ -1,8 +1,9 @@
 //! Names: locators of remotes, and the objects fetched from them. No I/O happens here.
 //!
-//! A locator is schemaless, `host[:port]/path`, normalised the way the Docker reference
-//! grammar does it: `redis` is `docker.io/library/redis`, and the first path component is a
-//! host only when it contains `.` or `:` or is `localhost`. An object is a tag or a digest.
+//! A locator is schemaless, `host[:port]/path` (an `http://` or `https://` prefix picks the
+//! scheme), normalised the way the Docker reference grammar does it: `redis` is
+//! `docker.io/library/redis`, and the first path component is a host only when it contains
+//! `.` or `:` or is `localhost`. An object is a tag or a digest.
 
 use std::fmt;
 use std::str::FromStr;
