@@ -63,7 +63,21 @@ const EMPTY_INDEX: &[u8] =
     br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
-    Error::new(ErrorKind::Io, format!("{what} {}", path.display())).with_cause(e)
+    Error::new(ErrorKind::Io, format!("{what} {}", path.display())).with_cause(os_error(e))
+}
+
+/// The system's error without what `tempfile` appends, `at path "<its random temporary
+/// name>"`: our message names the directory already, and the name means nothing to the
+/// reader. (`tempfile` keeps the system's error private; its text is all there is.)
+fn os_error(e: std::io::Error) -> std::io::Error {
+    if e.get_ref().is_none() {
+        return e;
+    }
+    let text = e.to_string();
+    match text.split_once(" at path \"") {
+        Some((system, _)) => std::io::Error::new(e.kind(), system.to_string()),
+        None => e,
+    }
 }
 
 impl LayoutStore {
@@ -644,6 +658,20 @@ fn hash_reader(mut r: impl std::io::Read, algorithm: Algorithm) -> std::io::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_temporary_file_is_described_without_its_random_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("absent");
+        let e = new_layout_file(&missing).unwrap_err();
+        assert!(
+            e.to_string().contains("at path"),
+            "tempfile's own words: {e}"
+        );
+        let shown = io_err("creating a temporary file in", &missing, e).to_string();
+        assert!(!shown.contains("at path"), "{shown}");
+        assert!(shown.contains("No such file or directory"), "{shown}");
+    }
 
     /// Layout files get the mode of any new file (0666 less the umask), which
     /// `/proc/self/status` reports without changing it.
