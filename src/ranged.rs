@@ -425,8 +425,11 @@ impl Drop for PartTask {
     }
 }
 
-/// Fetches bytes `start..=end` completely, retrying the part on transient failures; `None`
-/// when the server answers with the whole blob instead.
+/// Fetches bytes `start..=end` completely; `None` when the server answers with something
+/// else than exactly that range (the whole blob, or another range), and the rest of the
+/// blob is better fetched as one stream. The request itself was retried already (a 5xx,
+/// a 429, a dropped connection) by `request`, on the run's budget: what this retries,
+/// with the same budget and backoff, is a body that breaks off after the answer.
 async fn fetch_part(source: &Source, start: u64, end: u64) -> Result<Option<Bytes>> {
     let Source {
         remote,
@@ -437,42 +440,48 @@ async fn fetch_part(source: &Source, start: u64, end: u64) -> Result<Option<Byte
     } = source;
     let host = *host;
     let want = (end - start + 1) as usize;
+    let mut h = headers.clone();
+    h.insert(
+        http::header::RANGE,
+        HeaderValue::from_str(&format!("bytes={start}-{end}")).expect("ascii"),
+    );
     let mut attempt = 0;
     loop {
-        let mut h = headers.clone();
-        h.insert(
-            http::header::RANGE,
-            HeaderValue::from_str(&format!("bytes={start}-{end}")).expect("ascii"),
-        );
-        let result: Result<Option<Bytes>> = async {
-            let mut reply = remote.request(host, Method::GET, url.clone(), &h).await?;
-            if reply.response.status() != StatusCode::PARTIAL_CONTENT {
-                // Errors came back as errors: this is a success without the range.
-                return Ok(None);
-            }
-            let got_start = crate::registry::content_range_start(reply.response.headers());
-            if got_start != Some(start) {
-                return Err(Error::new(
-                    ErrorKind::Protocol,
-                    format!("asked for bytes {start}-{end}, got Content-Range starting at {got_start:?}"),
-                ));
-            }
-            let body = transport::read_sized(&remote.host(host).transport, reply.response.body_mut(), want).await?;
-            if body.len() != want {
-                return Err(Error::new(
+        let mut reply = remote
+            .request(host, Method::GET, url.clone(), &h)
+            .await
+            .map_err(|e| e.with_url(url))?;
+        if reply.response.status() != StatusCode::PARTIAL_CONTENT {
+            // Errors came back as errors: this is a success without the range.
+            return Ok(None);
+        }
+        let answered = crate::registry::content_range(reply.response.headers());
+        if answered != Some((start, end)) {
+            tracing::warn!(
+                url = %crate::transport::redact(url),
+                asked = %format!("{start}-{end}"),
+                got = %answered.map_or("no usable Content-Range".into(), |(s, e)| format!("{s}-{e}")),
+                "a part came back as another range; the rest of the blob goes in one stream"
+            );
+            return Ok(None);
+        }
+        let transport = &remote.host(host).transport;
+        let read = transport::read_sized(transport, reply.response.body_mut(), want)
+            .await
+            .and_then(|body| match body.len() == want {
+                true => Ok(body),
+                false => Err(Error::new(
                     ErrorKind::Connect,
                     format!("part {start}-{end} ended after {} bytes", body.len()),
-                ));
-            }
-            Ok(Some(body))
-        }
-        .await;
-        match result {
+                )),
+            });
+        match read {
+            Ok(body) => return Ok(Some(body)),
             Err(e) if e.is_transient() && attempt < remote.retry_policy().retries => {
                 attempt += 1;
                 tokio::time::sleep(remote.retry_policy().backoff(attempt - 1)).await;
             }
-            other => return other.map_err(|e| e.with_url(url)),
+            Err(e) => return Err(e.with_url(url)),
         }
     }
 }

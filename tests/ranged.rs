@@ -346,6 +346,70 @@ async fn a_failing_part_is_retried() {
     assert_eq!(fetch_all(&reg, &digest, small_ranges()).await, data);
 }
 
+/// A part answered with another range than asked (here from its start to the end of the
+/// blob, as a server that ignores where a range ends): the rest of the blob comes as one
+/// stream, not a failed fetch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_answered_with_another_range_falls_back_to_one_stream() {
+    let reg = FakeRegistry::start();
+    let data = bytes(83, 3 << 20);
+    let digest = reg.blob("team/app", &data);
+    throttle(&reg, &digest);
+    // Queued faults win over the persistent one: the first stream is slow, and the first
+    // part comes back running to the end.
+    reg.push_fault(&digest, slow());
+    reg.push_fault(&digest, Fault::RangeToEnd);
+    assert_eq!(fetch_all(&reg, &digest, small_ranges()).await, data);
+    let ranges = range_requests(&reg);
+    assert!(
+        ranges.iter().filter(|r| r.ends_with('-')).count() >= 1,
+        "the rest was asked for as one open range: {ranges:?}"
+    );
+}
+
+/// A part whose requests keep failing gets the run's retries once, not once per retry
+/// of the request: each part is asked for at most `retries + 1` times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_part_gets_the_retry_budget_once() {
+    let reg = FakeRegistry::start();
+    let data = bytes(84, 2 << 20);
+    let digest = reg.blob("team/app", &data);
+    reg.set_fault_for_every(&digest, Fault::Status(503));
+    reg.push_fault(&digest, slow());
+    let repo = format!("{}/team/app", reg.host()).parse().unwrap();
+    let policy = RetryPolicy {
+        retries: 2,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_secs(60),
+    };
+    let remote = RegistryRemote::new(
+        repo,
+        Transport::new(TransportOptions::default()).unwrap(),
+        CredentialSource::None,
+        policy,
+    )
+    .with_ranges(small_ranges());
+    let object: Object = digest.parse().unwrap();
+    let fetched = async {
+        let mut download = remote.fetch(&object, &Hints::default()).await?;
+        while download.chunk().await?.is_some() {}
+        Ok::<_, dist::Error>(())
+    };
+    assert!(fetched.await.is_err(), "every part answered 503");
+    let mut asked = std::collections::BTreeMap::<String, usize>::new();
+    for range in range_requests(&reg)
+        .into_iter()
+        .filter(|r| !r.ends_with('-'))
+    {
+        *asked.entry(range).or_default() += 1;
+    }
+    assert!(!asked.is_empty(), "the blob was split");
+    assert!(
+        asked.values().all(|&n| n <= 3),
+        "requests per part: {asked:?}"
+    );
+}
+
 /// Parts through a flaky server: some answered 503, some cut off half-way; each is
 /// retried on its own and the content still arrives whole and in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

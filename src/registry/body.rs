@@ -159,6 +159,14 @@ pub(crate) fn wrong_range(offset: u64, headers: &HeaderMap) -> Error {
     )
 }
 
+/// The range a `206` answer carries: `Content-Range: bytes 100-199/1000` → (100, 199).
+pub(crate) fn content_range(headers: &HeaderMap) -> Option<(u64, u64)> {
+    let value = headers.get(http::header::CONTENT_RANGE)?.to_str().ok()?;
+    let range = value.trim().strip_prefix("bytes ")?.split('/').next()?;
+    let (first, last) = range.split_once('-')?;
+    Some((first.trim().parse().ok()?, last.trim().parse().ok()?))
+}
+
 /// Where the range a `206` answer carries starts: `Content-Range: bytes 100-199/1000` → 100.
 pub(crate) fn content_range_start(headers: &HeaderMap) -> Option<u64> {
     let value = headers.get(http::header::CONTENT_RANGE)?.to_str().ok()?;

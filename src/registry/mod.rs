@@ -30,8 +30,8 @@ use crate::reference::{Object, Repository};
 use crate::remote::Remote;
 use crate::retry::RetryPolicy;
 use crate::transport::{self, Transport};
-pub(crate) use body::content_range_start;
 pub(crate) use body::Resumable;
+pub(crate) use body::{content_range, content_range_start};
 use host::{Host, Mirror, Server, MAX_ERROR_BODY};
 
 /// Which API endpoint an object is fetched from.

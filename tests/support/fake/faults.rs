@@ -69,6 +69,9 @@ pub enum Fault {
     },
     /// 200 with the whole blob even when a `Range` was asked for.
     IgnoreRange,
+    /// A ranged request answered from its start to the end of the blob, with a
+    /// `Content-Range` saying so: a server that ignores where a range ends.
+    RangeToEnd,
     /// The body sent with this `Content-Encoding`, whatever the request accepted, as a
     /// proxy that compresses on its own would: `gzip` and `deflate` really code it, any
     /// other name goes over the body unchanged.
@@ -95,6 +98,7 @@ impl Fault {
                 | Fault::SlowBody { .. }
                 | Fault::Paced { .. }
                 | Fault::IgnoreRange
+                | Fault::RangeToEnd
                 | Fault::Coded(_)
         )
     }
@@ -332,7 +336,7 @@ pub fn apply(
             bytes_per_sec,
             first_byte,
         } => paced(prepared, *bytes_per_sec, *first_byte),
-        Fault::IgnoreRange => prepared.into_response(),
+        Fault::IgnoreRange | Fault::RangeToEnd => prepared.into_response(),
         Fault::Coded(name) => {
             prepared.body = code(name, &prepared.body);
             prepared.header(CONTENT_ENCODING, name).into_response()

@@ -187,6 +187,22 @@ fn respond(
     };
     let prepared = match (&fault, &route) {
         (Fault::IgnoreRange, Route::Blob { .. }) => content(state, parts, &route, false),
+        (Fault::RangeToEnd, Route::Blob { name, digest }) => {
+            let start = parts
+                .headers
+                .get(http::header::RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|r| r.strip_prefix("bytes="))
+                .and_then(|r| r.split('-').next())
+                .map(str::to_string);
+            let content = state.content.lock().unwrap();
+            match (start, content.blobs.get(&(name.clone(), digest.clone()))) {
+                (Some(start), Some(bytes)) => {
+                    serve_bytes(bytes, Some(&format!("bytes={start}-")), true)
+                }
+                _ => prepared,
+            }
+        }
         _ => prepared,
     };
     let challenge = state.auth.challenge(&route);
