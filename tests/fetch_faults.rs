@@ -564,6 +564,33 @@ fn broken_body_resumes_with_range() {
     );
 }
 
+/// A body that keeps breaking is resumed after the retries' backoff, not at once: a
+/// registry that resets connections while it restarts would otherwise use up every resume
+/// in milliseconds. (Three breaks: backoffs of at least 100, 200 and 400 ms.)
+#[test]
+fn resumes_wait_like_retries() {
+    let (reg, digest, data) = fake_with_blob(300_000);
+    for _ in 0..3 {
+        reg.push_fault(&digest, Fault::DropAfter(50_000));
+    }
+    let started = std::time::Instant::now();
+    assert_eq!(Dist::new().ok(&["fetch", &repo(&reg), &digest]), data);
+    let took = started.elapsed();
+    assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 4);
+    assert!(took >= Duration::from_millis(700), "resumed after {took:?}");
+}
+
+/// A `Retry-After` past what dist waits is named even when no retries are left.
+#[test]
+fn a_long_retry_after_is_named_on_the_last_attempt() {
+    let (reg, digest, _) = fake_with_blob(1000);
+    reg.push_fault(&digest, Fault::StatusWithRetryAfter(429, "120".into()));
+    let out = Dist::new().run(&["--retries", "0", "fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("asks to be retried in 120 s"), "{err}");
+}
+
 #[test]
 fn broken_body_restarts_cleanly_when_range_is_ignored() {
     let reg = FakeRegistry::builder().range_support(false).start();

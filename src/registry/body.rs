@@ -60,6 +60,10 @@ impl Resumable {
                         return Err(e);
                     }
                     self.resumes += 1;
+                    // Paced like any retry: a registry that resets connections while it
+                    // restarts would otherwise use up every resume in milliseconds.
+                    let pause = self.remote.retry_policy().backoff(self.resumes - 1);
+                    tokio::time::sleep(pause).await;
                     tracing::debug!(url = %url, offset = self.offset, error = %e, "resuming body");
                     if let Err(again) = self.reopen(url).await {
                         if again.status() == Some(416) {

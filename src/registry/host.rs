@@ -249,16 +249,17 @@ impl Host {
         // backoff, and one past the policy's longest wait ends the request now: sleeping
         // through it would only hold the job.
         let again = |e: Error, retries: &mut u32, asked: Option<Duration>| {
-            if !e.is_transient() || *retries >= max_retries {
+            if !e.is_transient() {
                 return Err(e.with_url(&url));
             }
-            let wait = match asked {
-                Some(d) if d > policy.max_delay => {
-                    return Err(waits_too_long(e, d, policy.max_delay).with_url(&url))
-                }
-                Some(d) => d,
-                None => policy.backoff(*retries),
-            };
+            // Said on the last attempt too: "come back in an hour" explains the failure.
+            if let Some(d) = asked.filter(|d| *d > policy.max_delay) {
+                return Err(waits_too_long(e, d, policy.max_delay).with_url(&url));
+            }
+            if *retries >= max_retries {
+                return Err(e.with_url(&url));
+            }
+            let wait = asked.unwrap_or_else(|| policy.backoff(*retries));
             tracing::debug!(url = %url, error = %e, retry = *retries + 1, wait_ms = wait.as_millis() as u64, "retrying");
             *retries += 1;
             Ok(wait)
