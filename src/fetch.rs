@@ -219,7 +219,10 @@ impl Download {
         self.verified.as_ref()
     }
 
-    /// The next piece of content; `Ok(None)` once all of it arrived and was verified.
+    /// The next piece of content; `Ok(None)` once all of it arrived and was verified:
+    /// against the digest asked for, or for a tag the one the registry announced
+    /// (`Docker-Content-Digest`). A tag answered without one has nothing to be checked
+    /// against; its digest is then only computed (see `Meta::expected`).
     pub async fn chunk(&mut self) -> Result<Option<Bytes>> {
         if self.verified.is_some() {
             return Ok(None);
