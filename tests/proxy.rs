@@ -193,6 +193,24 @@ fn an_unsupported_proxy_is_named_without_its_credentials() {
     assert!(!err.contains("retrying"), "not worth a retry: {err}");
 }
 
+/// A proxy that refuses the connection is named, with the system's reason.
+#[test]
+fn an_unreachable_proxy_is_named_with_the_reason() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut dist = Dist::new();
+    dist.env("HTTPS_PROXY", &format!("http://127.0.0.1:{port}"));
+    let out = dist.run(
+        &["--retries", "0", "fetch", "registry.test/team/app", "v1"],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    let said = format!("cannot connect to the proxy 127.0.0.1:{port}");
+    assert!(err.contains(&said) && err.contains("refused"), "{err}");
+}
+
 /// A scheme hyper-util's matcher drops (here a typo'd one) must not send the fetch around
 /// the proxy: it fails like any unsupported proxy.
 #[test]

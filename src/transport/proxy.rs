@@ -231,6 +231,22 @@ impl Proxies {
     }
 }
 
+/// An error with its causes: the connector says only "tcp connect error", and the system's
+/// "Connection refused (os error 111)" is its source.
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Whether hyper-util's matcher can use the proxy setting `value`.
 fn usable(value: &str) -> bool {
     value.parse::<Uri>().is_ok_and(|uri| {
@@ -395,10 +411,9 @@ impl tower_service::Service<Uri> for ProxyConnector {
             Route::Forward { proxy, .. } => Box::pin(async move {
                 let proxy_name = authority(&with_port(&proxy));
                 tracing::debug!(target = %authority(&with_port(&dst)), proxy = %proxy_name, "forwarding through a proxy");
-                let io = inner
-                    .call(proxy)
-                    .await
-                    .map_err(|e| format!("cannot connect to the proxy {proxy_name}: {e}"))?;
+                let io = inner.call(proxy).await.map_err(|e| {
+                    format!("cannot connect to the proxy {proxy_name}: {}", causes(&e))
+                })?;
                 Ok(ProxyStream {
                     io,
                     forwarding: true,
@@ -408,10 +423,9 @@ impl tower_service::Service<Uri> for ProxyConnector {
                 let target = authority(&with_port(&dst));
                 let proxy_name = authority(&with_port(&proxy));
                 tracing::debug!(target = %target, proxy = %proxy_name, "connecting through a proxy");
-                let io = inner
-                    .call(proxy)
-                    .await
-                    .map_err(|e| format!("cannot connect to the proxy {proxy_name}: {e}"))?;
+                let io = inner.call(proxy).await.map_err(|e| {
+                    format!("cannot connect to the proxy {proxy_name}: {}", causes(&e))
+                })?;
                 let tcp = open_tunnel(io.into_inner(), &target, auth.as_ref())
                     .await
                     .map_err(|e| match e {
