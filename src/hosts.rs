@@ -53,17 +53,6 @@ pub struct HostSettings {
     pub dial_timeout: Option<std::time::Duration>,
 }
 
-impl HostSettings {
-    /// Whether the host needs a client of its own (other trust, another certificate, its
-    /// own connect timeout).
-    pub fn needs_own_transport(&self) -> bool {
-        !self.ca.is_empty()
-            || self.skip_verify
-            || self.client.is_some()
-            || self.dial_timeout.is_some()
-    }
-}
-
 /// One mirror as configured, before a client is built for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostSpec {
@@ -507,8 +496,6 @@ override_path = true
         assert_eq!(f.server_settings.dial_timeout, Some(d(90_000)));
         assert_eq!(f.hosts[0].settings.dial_timeout, Some(d(250)));
         assert_eq!(f.hosts[1].settings.dial_timeout, None);
-        assert!(f.hosts[0].settings.needs_own_transport());
-        assert!(!f.hosts[1].settings.needs_own_transport());
         let zero = HostsFile::parse("dial_timeout = \"0s\"", Path::new("/r")).unwrap();
         assert_eq!(zero.server_settings.dial_timeout, None);
         let e = HostsFile::parse("dial_timeout = \"5 parsecs\"", Path::new("/r")).unwrap_err();
@@ -568,11 +555,11 @@ client = "/certs/both.pem"
         let custom: Vec<_> = headers.get_all("x-custom").iter().collect();
         assert_eq!(custom, ["first", "second"]);
         assert_eq!(headers["x-other"], "third");
-        assert!(f.hosts[1].settings.needs_own_transport());
-        assert!(!HostSpec::from_flag("m.example")
-            .unwrap()
-            .settings
-            .needs_own_transport());
+        assert_eq!(
+            HostSpec::from_flag("m.example").unwrap().settings,
+            HostSettings::default(),
+            "a --mirror has no settings of its own"
+        );
     }
 
     #[test]

@@ -643,6 +643,73 @@ fn a_mirror_with_an_untrusted_certificate_is_tried_once() {
     assert_eq!(mirror.seen.connections.load(Ordering::SeqCst), 1);
 }
 
+/// The registry's `skip_verify` is the registry's: a mirror behind it, with a certificate
+/// nobody trusts, is still refused (and the registry serves), whether the mirror comes
+/// from the hosts file or from `--mirror`.
+#[test]
+fn the_registry_s_skip_verify_does_not_cover_its_mirrors() {
+    let data = bytes(95, 20_000);
+    let digest = sha256(&data);
+    let registry = start(data.clone(), None);
+    let mirror = start(data.clone(), None);
+    let dist = Dist::new();
+    let hosts = dist.config_dir().join("hosts");
+    let folder = hosts.join(format!("localhost:{}", registry.port));
+    std::fs::create_dir_all(&folder).unwrap();
+    let mirror_url = format!("https://localhost:{}", mirror.port);
+    let toml =
+        format!("skip_verify = true\n[host.\"{mirror_url}\"]\n  capabilities = [\"pull\"]\n");
+    std::fs::write(folder.join("hosts.toml"), toml).unwrap();
+    let locator = format!("https://localhost:{}/team/app", registry.port);
+    let hosts_dir = hosts.to_str().unwrap();
+    let got = dist.ok(&["--hosts-dir", hosts_dir, "fetch", &locator, &digest]);
+    assert_eq!(got, data);
+    std::fs::write(folder.join("hosts.toml"), "skip_verify = true\n").unwrap();
+    let got = dist.ok(&[
+        "--hosts-dir",
+        hosts_dir,
+        "--mirror",
+        &mirror_url,
+        "fetch",
+        &locator,
+        &digest,
+    ]);
+    assert_eq!(got, data);
+    assert_eq!(
+        mirror.seen.requests.load(Ordering::SeqCst),
+        0,
+        "the mirror was refused"
+    );
+    assert!(registry.seen.requests.load(Ordering::SeqCst) >= 2);
+}
+
+/// A mirror's CA kept in its own certs.d folder is trusted for it, as Docker and podman
+/// read certs.d per endpoint; the registry's folder is not the mirror's.
+#[test]
+fn a_mirror_s_ca_from_its_own_certs_d() {
+    let data = bytes(96, 20_000);
+    let digest = sha256(&data);
+    let mirror = start(data.clone(), None);
+    let dist = Dist::new();
+    let mirror_host = format!("localhost:{}", mirror.port);
+    std::fs::write(dist.certs_d(&mirror_host).join("ca.crt"), &mirror.ca_pem).unwrap();
+    // Nothing listens where the registry is said to be: only the mirror can serve.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let got = dist.ok(&[
+        "--mirror",
+        &format!("https://{mirror_host}"),
+        "--retries",
+        "0",
+        "fetch",
+        &format!("127.0.0.1:{port}/team/app"),
+        &digest,
+    ]);
+    assert_eq!(got, data);
+    assert!(mirror.seen.requests.load(Ordering::SeqCst) >= 1);
+}
+
 /// An HTTPS server serving `blobs` by the digest that ends the path, and closing each
 /// connection gracefully after `per_connection` requests.
 fn start_goaway(

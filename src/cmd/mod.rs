@@ -109,6 +109,13 @@ pub fn open_remote(global: &Global, locator: &str, jobs: usize) -> Result<Arc<dy
     open_locator(global, locator.parse()?, jobs)
 }
 
+/// `host[:port]` of a mirror's URL (`scheme://host[:port][/path]`), as certs.d names its
+/// folders.
+fn mirror_authority(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.split('/').next().unwrap_or(rest).to_string()
+}
+
 /// Builds the remote for a parsed locator.
 pub fn open_locator(
     global: &Global,
@@ -179,24 +186,34 @@ pub fn open_locator(
             remote = remote.with_registry_headers(server_settings.headers.clone());
             if !specs.is_empty() {
                 let mut mirrors = Vec::with_capacity(specs.len());
-                let registry_timeout_differs = options.connect_timeout != global.connect_timeout;
                 for spec in specs {
-                    // A mirror with its own trust settings, certificate or connect timeout
-                    // gets its own client; so does every mirror when the registry's
-                    // `dial_timeout` is not the default they should keep.
+                    // Every mirror gets a client of its own, trusting what is set for it and
+                    // nothing set for the registry alone: the registry's `skip_verify`, its
+                    // CAs and client certificate (hosts file or certs.d) stay the
+                    // registry's. What the command line gives (`--ca-file`, `--cert`) and
+                    // the mirror's own certs.d folder count, as Docker and podman read
+                    // certs.d per endpoint.
                     let s = &spec.settings;
-                    let transport = if s.needs_own_transport() || registry_timeout_differs {
-                        let mut own = options.clone();
-                        own.ca_files.extend(s.ca.iter().cloned());
-                        own.skip_verify = s.skip_verify;
-                        if let Some(client) = &s.client {
-                            own.client_identity = Some(client.clone());
-                        }
-                        own.connect_timeout = s.dial_timeout.unwrap_or(global.connect_timeout);
-                        Transport::new(own)?
-                    } else {
-                        transport.clone()
+                    let env = |name: &str| std::env::var_os(name);
+                    let authority = mirror_authority(&spec.url);
+                    let mut own = options.clone();
+                    own.ca_files = global.ca_file.iter().cloned().collect();
+                    own.ca_files.extend(s.ca.iter().cloned());
+                    own.ca_files
+                        .extend(dist::certs::ca_files_for(&authority, env));
+                    own.skip_verify = s.skip_verify;
+                    own.client_identity = match (&global.cert, &global.key) {
+                        (Some(cert), Some(key)) => Some(dist::transport::tls::ClientIdentity {
+                            cert: cert.clone(),
+                            key: key.clone(),
+                        }),
+                        _ => s
+                            .client
+                            .clone()
+                            .or_else(|| dist::certs::client_identity_for(&authority, env)),
                     };
+                    own.connect_timeout = s.dial_timeout.unwrap_or(global.connect_timeout);
+                    let transport = Transport::new(own)?;
                     mirrors.push(Mirror {
                         headers: s.headers.clone(),
                         url: spec.url,
