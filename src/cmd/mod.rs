@@ -116,6 +116,34 @@ fn mirror_authority(url: &str) -> String {
     rest.split('/').next().unwrap_or(rest).to_string()
 }
 
+/// Whom a host's client trusts and which certificate it shows: `--ca-file`, the hosts
+/// file's `ca` for it and the CAs Docker and podman keep for `authority` in certs.d; and
+/// `--cert`/`--key`, else its hosts-file `client`, else a pair kept in its certs.d folder.
+fn trust_for(
+    global: &Global,
+    settings: &dist::hosts::HostSettings,
+    authority: &str,
+) -> (
+    Vec<std::path::PathBuf>,
+    Option<dist::transport::tls::ClientIdentity>,
+) {
+    let env = |name: &str| std::env::var_os(name);
+    let mut ca_files: Vec<std::path::PathBuf> = global.ca_file.iter().cloned().collect();
+    ca_files.extend(settings.ca.iter().cloned());
+    ca_files.extend(dist::certs::ca_files_for(authority, env));
+    let identity = match (&global.cert, &global.key) {
+        (Some(cert), Some(key)) => Some(dist::transport::tls::ClientIdentity {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ => settings
+            .client
+            .clone()
+            .or_else(|| dist::certs::client_identity_for(authority, env)),
+    };
+    (ca_files, identity)
+}
+
 /// Builds the remote for a parsed locator.
 pub fn open_locator(
     global: &Global,
@@ -128,24 +156,7 @@ pub fn open_locator(
                 repo.force_plain_http();
             }
             let (server, server_settings, specs) = mirror_specs(global, &repo)?;
-            // `--ca-file`, the hosts file's `ca`, and the CAs Docker and podman keep for
-            // this registry.
-            let mut ca_files: Vec<_> = global.ca_file.iter().cloned().collect();
-            ca_files.extend(server_settings.ca.iter().cloned());
-            ca_files.extend(dist::certs::ca_files_for(repo.host(), |name| {
-                std::env::var_os(name)
-            }));
-            // `--cert`/`--key`, else the hosts file's `client`, else a client certificate
-            // kept for this registry.
-            let client_identity = match (&global.cert, &global.key) {
-                (Some(cert), Some(key)) => Some(dist::transport::tls::ClientIdentity {
-                    cert: cert.clone(),
-                    key: key.clone(),
-                }),
-                _ => server_settings.client.clone().or_else(|| {
-                    dist::certs::client_identity_for(repo.host(), |name| std::env::var_os(name))
-                }),
-            };
+            let (ca_files, client_identity) = trust_for(global, &server_settings, repo.host());
             let options = TransportOptions {
                 ca_files,
                 client_identity,
@@ -194,24 +205,12 @@ pub fn open_locator(
                     // the mirror's own certs.d folder count, as Docker and podman read
                     // certs.d per endpoint.
                     let s = &spec.settings;
-                    let env = |name: &str| std::env::var_os(name);
-                    let authority = mirror_authority(&spec.url);
+                    let (ca_files, client_identity) =
+                        trust_for(global, s, &mirror_authority(&spec.url));
                     let mut own = options.clone();
-                    own.ca_files = global.ca_file.iter().cloned().collect();
-                    own.ca_files.extend(s.ca.iter().cloned());
-                    own.ca_files
-                        .extend(dist::certs::ca_files_for(&authority, env));
+                    own.ca_files = ca_files;
+                    own.client_identity = client_identity;
                     own.skip_verify = s.skip_verify;
-                    own.client_identity = match (&global.cert, &global.key) {
-                        (Some(cert), Some(key)) => Some(dist::transport::tls::ClientIdentity {
-                            cert: cert.clone(),
-                            key: key.clone(),
-                        }),
-                        _ => s
-                            .client
-                            .clone()
-                            .or_else(|| dist::certs::client_identity_for(&authority, env)),
-                    };
                     own.connect_timeout = s.dial_timeout.unwrap_or(global.connect_timeout);
                     let transport = Transport::new(own)?;
                     mirrors.push(Mirror {
