@@ -468,12 +468,15 @@ async fn fetch_part(source: &Source, start: u64, end: u64) -> Result<Option<Byte
         let transport = &remote.host(host).transport;
         let read = transport::read_sized(transport, reply.response.body_mut(), want)
             .await
-            .and_then(|body| match body.len() == want {
-                true => Ok(body),
-                false => Err(Error::new(
-                    ErrorKind::Connect,
-                    format!("part {start}-{end} ended after {} bytes", body.len()),
-                )),
+            .and_then(|body| {
+                if body.len() == want {
+                    Ok(body)
+                } else {
+                    Err(Error::new(
+                        ErrorKind::Connect,
+                        format!("part {start}-{end} ended after {} bytes", body.len()),
+                    ))
+                }
             });
         match read {
             Ok(body) => return Ok(Some(body)),

@@ -66,13 +66,14 @@ fn parse_descriptor(line: &str) -> Result<Job> {
         // may call an OCI manifest a Docker one, and a registry that honours Accept then
         // answers 404. The digest decides what the content is, so the other manifest types
         // follow (containerd sends the type, then `*/*`).
-        let others: Vec<String> = crate::media::is_manifest(&t)
-            .then_some(crate::media::DEFAULT_MANIFEST_ACCEPT)
-            .into_iter()
-            .flatten()
-            .filter(|other| *other != t)
-            .map(str::to_string)
-            .collect();
+        let others: Vec<String> = if crate::media::is_manifest(&t) {
+            let all = crate::media::DEFAULT_MANIFEST_ACCEPT.iter();
+            all.filter(|other| **other != t)
+                .map(|other| other.to_string())
+                .collect()
+        } else {
+            Vec::new()
+        };
         hints.media_types.push(t);
         hints.media_types.extend(others);
     }
