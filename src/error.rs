@@ -86,6 +86,8 @@ struct Inner {
     url: Option<String>,
     status: Option<u16>,
     cause: Option<Cause>,
+    /// How the hosts asked before this one (mirrors) failed, each as URL and reason.
+    earlier: Vec<String>,
 }
 
 /// The crate's result type.
@@ -101,6 +103,7 @@ impl Error {
             url: None,
             status: None,
             cause: None,
+            earlier: Vec::new(),
         }))
     }
 
@@ -136,6 +139,18 @@ impl Error {
     pub fn with_status(mut self, status: u16) -> Self {
         self.0.status = Some(status);
         self
+    }
+
+    /// Records how the hosts asked before this error's host failed (the mirrors tried
+    /// first), so the final message does not hide why they could not serve the object.
+    pub fn with_earlier(mut self, failures: Vec<String>) -> Self {
+        self.0.earlier = failures;
+        self
+    }
+
+    /// How the hosts asked first failed (URL and reason each), oldest first.
+    pub fn earlier(&self) -> &[String] {
+        &self.0.earlier
     }
 
     /// The category of this error.
@@ -211,6 +226,11 @@ impl Error {
                 next = c.source();
             }
         }
+        if !self.0.earlier.is_empty() {
+            s.push_str(" (tried first: ");
+            s.push_str(&self.0.earlier.join("; "));
+            s.push(')');
+        }
         // What a server said reaches messages in many ways; none may break the line or
         // reach the terminal as an escape sequence.
         match crate::server_text::printable(&s) {
@@ -241,6 +261,7 @@ impl fmt::Debug for Error {
             .field("url", &self.0.url)
             .field("status", &self.0.status)
             .field("cause", &self.0.cause)
+            .field("earlier", &self.0.earlier)
             .finish()
     }
 }

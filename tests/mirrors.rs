@@ -461,3 +461,57 @@ fn dial_timeout_lets_a_dead_host_go_quickly() {
         "{err}"
     );
 }
+
+/// When the registry fails too, the mirror's own failure is part of the final error: a
+/// mirror the user relies on (the registry being out of reach) is why nothing came, and
+/// the registry's refusal alone would hide it. A mirror that merely lacks what the
+/// registry lacks as well stays out of it.
+#[test]
+fn a_failing_mirror_is_named_when_the_registry_fails_too() {
+    let mirror = FakeRegistry::builder()
+        .auth(Auth::basic("mirror-user", "mirror-pass"))
+        .start();
+    let blob = bytes(10, 3000);
+    let digest = mirror.blob("team/app", &blob);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone = closed.local_addr().unwrap().port();
+    drop(closed);
+    let repo = format!("127.0.0.1:{gone}/team/app");
+    let dist = Dist::new();
+    let out = dist.run(
+        &[
+            "fetch",
+            "--retries",
+            "0",
+            "--mirror",
+            &mirror.url(),
+            &repo,
+            &digest,
+        ],
+        b"",
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("127.0.0.1:{gone}/v2/")), "{err}");
+    assert!(
+        err.contains(&format!(
+            "tried first: {}/v2/team/app/blobs/{digest}",
+            mirror.url()
+        )) && err.contains("asks for Basic authentication"),
+        "{err}"
+    );
+
+    // Missing on both: the registry's 404 says it all.
+    let upstream = FakeRegistry::start();
+    let plain_mirror = FakeRegistry::start();
+    let absent = sha256(b"nowhere");
+    let repo = format!("{}/team/app", upstream.host());
+    let out = dist.run(
+        &["fetch", "--mirror", &plain_mirror.url(), &repo, &absent],
+        b"",
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&upstream.host()), "{err}");
+    assert!(!err.contains("tried first"), "{err}");
+}

@@ -206,16 +206,18 @@ impl RegistryRemote {
     where
         F: FnMut(usize) -> BoxFuture<'a, Result<T>>,
     {
-        let mut last = None;
+        let mut failed: Vec<Error> = Vec::new();
         for (i, host) in self.inner.hosts.iter().enumerate() {
             if !host.serves(tag) || (origin_only && host.mirror) {
                 continue;
             }
             match attempt(i).await {
-                Err(e) if host.fall_back(&e) => last = Some(e),
-                other => return other,
+                Err(e) if host.fall_back(&e) => failed.push(e),
+                Err(e) => return Err(with_mirror_failures(e, &failed)),
+                ok => return ok,
             }
         }
+        let last = failed.pop().map(|e| with_mirror_failures(e, &failed));
         Err(last.unwrap_or_else(|| {
             // Only a hosts file's capabilities leave nobody to ask.
             let what = if tag {
@@ -643,4 +645,22 @@ fn content_length(h: &HeaderMap) -> Option<u64> {
         .ok()?
         .parse()
         .ok()
+}
+
+/// `e`, the last host's failure, with the mirrors' failures before it. A mirror that
+/// lacks an object is routine when the registry lacks it too; any other failure is why a
+/// mirror the user relies on did not serve, which the registry's error alone would hide.
+fn with_mirror_failures(e: Error, mirrors: &[Error]) -> Error {
+    let both_missing =
+        |m: &Error| m.kind() == ErrorKind::NotFound && e.kind() == ErrorKind::NotFound;
+    let earlier: Vec<String> = mirrors
+        .iter()
+        .filter(|m| !both_missing(m))
+        .map(Error::detail)
+        .collect();
+    if earlier.is_empty() {
+        e
+    } else {
+        e.with_earlier(earlier)
+    }
 }
