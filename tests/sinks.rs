@@ -56,3 +56,94 @@ fn a_spool_that_cannot_be_written_names_its_directory() {
         assert!(message.contains("No such file or directory"), "{message}");
     }
 }
+
+/// `dist ARGS…` with `stdin`, under a limit on open files of `soft` (and `hard`).
+fn run_with_file_limit(
+    dist: &Dist,
+    args: &[&str],
+    stdin: &[u8],
+    soft: u64,
+    hard: u64,
+) -> std::process::Output {
+    use std::io::Write;
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+    let mut command = dist.command(args);
+    // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: soft as libc::rlim_t,
+                rlim_max: hard as libc::rlim_t,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn dist");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin)
+        .expect("feed dist");
+    child.wait_with_output().expect("wait for dist")
+}
+
+/// A batch with more jobs than open files allow (`-j 64` under `ulimit -n 64`: a
+/// connection and a file each) lost most of its objects to "Too many open files". Now it
+/// raises the soft limit as far as the hard one allows and, where that is not enough,
+/// runs fewer jobs at once, says so, and stores every object.
+#[test]
+fn a_low_open_file_limit_slows_the_batch_instead_of_failing_it() {
+    let reg = FakeRegistry::start();
+    let blobs: Vec<(String, Vec<u8>)> = (0..100)
+        .map(|i| {
+            let data = bytes(100 + i, 2000 + i as usize * 31);
+            (reg.blob("team/app", &data), data)
+        })
+        .collect();
+    let input: String = blobs.iter().map(|(d, _)| format!("{d}\n")).collect();
+    for (soft, hard, slowed) in [(64, 64, true), (64, 4096, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let out_dir = dir.path().join("layout");
+        let out = run_with_file_limit(
+            &Dist::new(),
+            &[
+                "fetch",
+                &repo(&reg),
+                "-",
+                "-j",
+                "64",
+                "-o",
+                out_dir.to_str().unwrap(),
+            ],
+            input.as_bytes(),
+            soft,
+            hard,
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "limit {soft}/{hard}: {stderr}");
+        assert_eq!(
+            stderr.contains("-j 64 needs up to") && stderr.contains("the limit is 64"),
+            slowed,
+            "limit {soft}/{hard}: {stderr}"
+        );
+        for (digest, data) in &blobs {
+            let path = out_dir
+                .join("blobs/sha256")
+                .join(&digest["sha256:".len()..]);
+            assert!(
+                std::fs::read(&path).is_ok_and(|stored| stored == *data),
+                "{digest} stored under limit {soft}/{hard}"
+            );
+        }
+    }
+}
