@@ -147,3 +147,53 @@ fn a_low_open_file_limit_slows_the_batch_instead_of_failing_it() {
         }
     }
 }
+
+/// Shards started at once into one new `-o DIR` (the README's Indexed Job): one whose
+/// objects all fail removes the directory it created, as a run that stored nothing does,
+/// while another is still fetching into it. The other shard then stored every blob, exited
+/// 0, and left a directory with `blobs/` but no `oci-layout` or `index.json`, which no
+/// tool reads as a layout (about one time in two). Whatever the timing, the layout the
+/// successful shard leaves is whole now.
+#[test]
+fn a_failing_shard_does_not_take_the_layout_from_one_still_fetching() {
+    let reg = FakeRegistry::start();
+    let blobs: Vec<(String, Vec<u8>)> = (0..40)
+        .map(|i| {
+            let data = bytes(300 + i, 3000 + i as usize * 17);
+            (reg.blob("team/app", &data), data)
+        })
+        .collect();
+    let input: String = blobs.iter().map(|(d, _)| format!("{d}\n")).collect();
+    let missing = format!("sha256:{}\n", "0".repeat(64));
+    let dist = Dist::new();
+    for round in 0..10 {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("layout");
+        let dir = dir.to_str().unwrap();
+        let args = ["fetch", &repo(&reg), "-", "-o", dir];
+        let failing = dist.spawn(&args, missing.as_bytes());
+        let out = dist.run(&args, input.as_bytes());
+        let failed = failing.wait_with_output().unwrap();
+        assert_eq!(failed.status.code(), Some(1), "round {round}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "round {round}: {stderr}");
+        let layout = std::path::Path::new(dir);
+        assert_eq!(
+            std::fs::read_to_string(layout.join("oci-layout"))
+                .ok()
+                .as_deref(),
+            Some(r#"{"imageLayoutVersion":"1.0.0"}"#),
+            "round {round}"
+        );
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+        assert_eq!(index["manifests"], serde_json::json!([]), "round {round}");
+        for (digest, data) in &blobs {
+            let path = layout.join("blobs/sha256").join(&digest["sha256:".len()..]);
+            assert!(
+                std::fs::read(&path).is_ok_and(|stored| stored == *data),
+                "round {round}: {digest}"
+            );
+        }
+    }
+}
