@@ -43,7 +43,8 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
         Ok(r) => r,
         Err(code) => return code,
     };
-    let remote = match open_remote(global, &args.locator, args.jobs) {
+    let jobs = super::jobs_within_file_limit(global, args.jobs);
+    let remote = match open_remote(global, &args.locator, jobs) {
         Ok(r) => r,
         Err(e) => return report(&e, EXIT_USAGE),
     };
@@ -61,7 +62,7 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
     let progress = std::sync::Arc::new(dist::worker::progress::Progress::default());
     let display = Display::new(progress.clone(), global.draws_progress());
     let opts = WorkerOptions {
-        jobs: args.jobs,
+        jobs,
         ordered: args.ordered,
         destination,
         shard: args.shard,

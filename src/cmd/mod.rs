@@ -104,6 +104,64 @@ fn cannot_use(remote: &dyn Remote, e: &Error) -> u8 {
     EXIT_USAGE
 }
 
+/// Open files a batch needs besides its jobs': the standard streams, the runtime's, the
+/// report, the index lock, the token server's and mirrors' connections. About a dozen are
+/// open while a batch runs; the rest is margin.
+const RESERVED_FILES: libc::rlim_t = 32;
+
+/// The number of jobs a batch can run within the process's limit on open files. Each job
+/// holds a connection and a file (the temporary blob, or the spool of a framed object),
+/// and the parallel ranges of slow blobs hold a connection each. Past the limit, jobs
+/// failed with "Too many open files" (61 of 100 blobs with `-j 64` under `ulimit -n 64`)
+/// and connections were retried until they happened to fit. So the soft limit is raised
+/// as far as the hard one allows, as Go's runtime does for containerd and skopeo, and a
+/// batch that still does not fit runs fewer jobs at once and says so: slower, but whole.
+pub fn jobs_within_file_limit(global: &Global, jobs: usize) -> usize {
+    let ranges = global.range_streams as libc::rlim_t;
+    let need = |jobs: usize| RESERVED_FILES + 2 * jobs as libc::rlim_t + ranges;
+    let Some(limit) = raise_file_limit(need(jobs)) else {
+        return jobs;
+    };
+    if limit >= need(jobs) {
+        return jobs;
+    }
+    let fit = limit.saturating_sub(RESERVED_FILES + ranges) / 2;
+    let fit = usize::try_from(fit).unwrap_or(usize::MAX).clamp(1, jobs);
+    if !global.quiet {
+        say!(
+            "dist: warning: -j {jobs} needs up to {} open files and the limit is {limit} \
+             (ulimit -n): fetching {fit} at a time",
+            need(jobs)
+        );
+    }
+    fit
+}
+
+/// Raises the soft limit on open files to `want`, or as close as the hard limit allows;
+/// the soft limit then. `None` when it cannot be read.
+fn raise_file_limit(want: libc::rlim_t) -> Option<libc::rlim_t> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one `rlimit` into memory of its size.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return None;
+    }
+    if limit.rlim_cur >= want {
+        return Some(limit.rlim_cur);
+    }
+    let raised = libc::rlimit {
+        rlim_cur: want.min(limit.rlim_max),
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: setrlimit reads one `rlimit`; a soft limit within the hard one is allowed.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+        return Some(limit.rlim_cur);
+    }
+    Some(raised.rlim_cur)
+}
+
 /// Builds the remote a locator names, sharing one transport.
 pub fn open_remote(global: &Global, locator: &str, jobs: usize) -> Result<Arc<dyn Remote>, Error> {
     open_locator(global, locator.parse()?, jobs)

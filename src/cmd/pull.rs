@@ -41,7 +41,8 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
         Ok(r) => r,
         Err(code) => return code,
     };
-    let remote = match open_locator(global, image.locator.clone(), args.jobs) {
+    let jobs = super::jobs_within_file_limit(global, args.jobs);
+    let remote = match open_locator(global, image.locator.clone(), jobs) {
         Ok(r) => r,
         Err(e) => return report(&e, EXIT_USAGE),
     };
@@ -59,7 +60,7 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
             (false, Some(p)) => Platforms::One(p),
             (false, None) => Platforms::One(dist::image::Platform::host()),
         },
-        jobs: args.jobs,
+        jobs,
         verify_existing: args.verify_existing,
         progress: Some(progress),
     };

@@ -90,9 +90,7 @@ impl LayoutStore {
         super::layout_check::check(&root)?;
         let created = std::fs::symlink_metadata(&root).is_err();
         let blobs = root.join("blobs");
-        std::fs::create_dir_all(&blobs).map_err(|e| io_err("creating", &blobs, e))?;
-        write_if_absent(&root.join("oci-layout"), OCI_LAYOUT)?;
-        write_if_absent(&root.join("index.json"), EMPTY_INDEX)?;
+        make_skeleton(&root, &blobs)?;
         let in_memory = memory_backed(&blobs);
         let store = LayoutStore {
             root,
@@ -115,7 +113,20 @@ impl LayoutStore {
     /// unreachable registry leaves no empty layout behind. Anything else stays as it is.
     /// Whether the directory was removed.
     pub fn remove_if_unused(&self) -> bool {
-        self.created && remove_skeleton(&self.root).is_ok()
+        if !self.created {
+            return false;
+        }
+        if remove_skeleton(&self.root).is_ok() {
+            return true;
+        }
+        // Another run into the same new directory (a shard beside this one) put something
+        // in it while it was being taken apart, often because it found it going and
+        // rebuilt it ([`Self::temp`]): the layout is that run's now, and needs back the
+        // files this removal may already have taken.
+        if std::fs::symlink_metadata(&self.root).is_ok() {
+            let _ = make_skeleton(&self.root, &self.root.join("blobs"));
+        }
+        false
     }
 
     /// Where the blob with `digest` lives (whether or not it is there).
@@ -251,9 +262,14 @@ impl LayoutStore {
         };
         let create = || new_named_file(&dir, &prefix);
         // The directory nearly always exists: create it only when the file cannot be made.
+        // It may also be gone with the whole layout: a run that created the directory and
+        // failed without storing anything removes it ([`Self::remove_if_unused`]), while
+        // another run into it (a shard beside it) is still at work. That run needs the
+        // layout's files back too, or it stores blobs in a directory no tool takes for a
+        // layout.
         let file = match create() {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(&dir).map_err(|e| io_err("creating", &dir, e))?;
+                make_skeleton(&self.root, &dir)?;
                 create()
             }
             other => other,
@@ -589,6 +605,14 @@ fn remove_skeleton(root: &Path) -> std::io::Result<()> {
     std::fs::remove_dir(root)
 }
 
+/// Creates what is missing of a layout at `root`: the directory `dir` under `blobs/`
+/// (`blobs/` itself included), `oci-layout` and an empty `index.json`.
+fn make_skeleton(root: &Path, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| io_err("creating", dir, e))?;
+    write_if_absent(&root.join("oci-layout"), OCI_LAYOUT)?;
+    write_if_absent(&root.join("index.json"), EMPTY_INDEX)
+}
+
 fn write_if_absent(path: &Path, content: &[u8]) -> Result<()> {
     if path.exists() {
         return Ok(());
@@ -737,6 +761,26 @@ mod tests {
             assert!(!store.remove_if_unused(), "change {i}");
             assert!(dir.join("oci-layout").exists(), "change {i}");
         }
+    }
+
+    /// A run that created the directory and failed without storing anything takes the
+    /// layout away while another run into it still works: that run puts the whole layout
+    /// back when it next stores a blob, not `blobs/` alone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_layout_taken_away_under_a_run_is_made_whole_again() {
+        let parent = tempfile::tempdir().unwrap();
+        let root = parent.path().join("shared");
+        let failed = LayoutStore::open(&root).unwrap();
+        let working = LayoutStore::open(&root).unwrap();
+        assert!(failed.remove_if_unused());
+        assert!(!root.exists());
+        let d = Digest::of(Algorithm::Sha256, b"data");
+        let mut t = working.temp_for(&d).unwrap();
+        t.write(&Bytes::from_static(b"data")).await.unwrap();
+        t.commit(&d).await.unwrap();
+        assert_eq!(std::fs::read(root.join("oci-layout")).unwrap(), OCI_LAYOUT);
+        assert_eq!(std::fs::read(root.join("index.json")).unwrap(), EMPTY_INDEX);
+        assert_eq!(working.existing(&d, true).unwrap(), Some(4));
     }
 
     #[test]

@@ -79,7 +79,7 @@ async fn to_spool(
                 progress.received(chunk.len() as u64);
                 // Once spilled, a push is a copy into a 256 KiB buffer and now and then a
                 // write of it into the page cache: brief enough to do in place.
-                spool.push(chunk)?;
+                spool.push(chunk).map_err(spool_failed)?;
             }
             Ok(())
         }
@@ -93,11 +93,25 @@ async fn to_spool(
             }
             Err(e) if e.is_corruption() && attempt < VERIFY_ATTEMPTS => {
                 tracing::warn!(object = %job.object, error = %e, "content did not verify; fetching again");
-                spool.clear()?;
+                spool.clear().map_err(spool_failed)?;
             }
             Err(e) => return Err(e),
         }
     }
+}
+
+/// A spool that could not be written: it lies in the system's temporary directory, not
+/// where the output goes, so a user told only "No space left on device" would look for
+/// room in the wrong place.
+fn spool_failed(e: std::io::Error) -> Error {
+    Error::new(
+        ErrorKind::Io,
+        format!(
+            "holding the object in a temporary file in {} (TMPDIR) until its frame is written",
+            std::env::temp_dir().display()
+        ),
+    )
+    .with_cause(e)
 }
 
 async fn to_store(

@@ -1,0 +1,199 @@
+//! The output side of the worker and of `pull`, as a batch mirroring job meets it: framed
+//! stdout read by an independent parser, temporary space that runs out, descriptor limits.
+
+mod support;
+
+use support::cli::{bytes, Dist};
+use support::fake::FakeRegistry;
+
+fn repo(reg: &FakeRegistry) -> String {
+    format!("{}/team/app", reg.host())
+}
+
+/// Framed output, checked byte for byte against the README's grammar rather than through
+/// the shared parser: `<object> SP <digest> SP <size> SP <mediatype> LF <content> LF`, and
+/// `<object> SP error SP <reason> LF` for a failure.
+///
+/// An object past 1 MiB waits for its frame in a temporary file under `TMPDIR`. When that
+/// cannot be written (a small `/tmp` filled up, as in many containers), the error must say
+/// where: "i/o: No space left on device" sent users looking for room where the output
+/// goes. The batch goes on.
+#[test]
+fn a_spool_that_cannot_be_written_names_its_directory() {
+    let reg = FakeRegistry::start();
+    let small = bytes(1, 1000);
+    let small_digest = reg.blob("team/app", &small);
+    let large = bytes(2, (1 << 20) + 4096);
+    let large_digest = reg.blob("team/app", &large);
+    let scratch = tempfile::tempdir().unwrap();
+    let missing = scratch.path().join("no-such-tmp");
+    let mut dist = Dist::new();
+    dist.env("TMPDIR", missing.to_str().unwrap());
+    let input = format!("{small_digest}\n{large_digest}\n");
+    let out = dist.run(&["fetch", &repo(&reg), "-", "--ordered"], input.as_bytes());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+
+    let mut want = format!("{small_digest} {small_digest} 1000 -\n").into_bytes();
+    want.extend_from_slice(&small);
+    want.push(b'\n');
+    assert!(
+        out.stdout.starts_with(&want),
+        "the small object's frame first: {:?}",
+        String::from_utf8_lossy(&out.stdout[..out.stdout.len().min(200)])
+    );
+    let rest = std::str::from_utf8(&out.stdout[want.len()..]).expect("an error line is text");
+    let reason = rest
+        .strip_prefix(&format!("{large_digest} error "))
+        .and_then(|r| r.strip_suffix('\n'))
+        .unwrap_or_else(|| panic!("one error line for the large object: {rest:?}"));
+    assert!(!reason.contains('\n'), "{reason:?}");
+    for message in [reason, &stderr] {
+        assert!(
+            message.contains(&format!("temporary file in {}", missing.display())),
+            "{message}"
+        );
+        assert!(message.contains("No such file or directory"), "{message}");
+    }
+}
+
+/// `dist ARGS…` with `stdin`, under a limit on open files of `soft` (and `hard`).
+fn run_with_file_limit(
+    dist: &Dist,
+    args: &[&str],
+    stdin: &[u8],
+    soft: u64,
+    hard: u64,
+) -> std::process::Output {
+    use std::io::Write;
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+    let mut command = dist.command(args);
+    // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: soft as libc::rlim_t,
+                rlim_max: hard as libc::rlim_t,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn dist");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin)
+        .expect("feed dist");
+    child.wait_with_output().expect("wait for dist")
+}
+
+/// A batch with more jobs than open files allow (`-j 64` under `ulimit -n 64`: a
+/// connection and a file each) lost most of its objects to "Too many open files". Now it
+/// raises the soft limit as far as the hard one allows and, where that is not enough,
+/// runs fewer jobs at once, says so, and stores every object.
+#[test]
+fn a_low_open_file_limit_slows_the_batch_instead_of_failing_it() {
+    let reg = FakeRegistry::start();
+    let blobs: Vec<(String, Vec<u8>)> = (0..100)
+        .map(|i| {
+            let data = bytes(100 + i, 2000 + i as usize * 31);
+            (reg.blob("team/app", &data), data)
+        })
+        .collect();
+    let input: String = blobs.iter().map(|(d, _)| format!("{d}\n")).collect();
+    for (soft, hard, slowed) in [(64, 64, true), (64, 4096, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let out_dir = dir.path().join("layout");
+        let out = run_with_file_limit(
+            &Dist::new(),
+            &[
+                "fetch",
+                &repo(&reg),
+                "-",
+                "-j",
+                "64",
+                "-o",
+                out_dir.to_str().unwrap(),
+            ],
+            input.as_bytes(),
+            soft,
+            hard,
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "limit {soft}/{hard}: {stderr}");
+        assert_eq!(
+            stderr.contains("-j 64 needs up to") && stderr.contains("the limit is 64"),
+            slowed,
+            "limit {soft}/{hard}: {stderr}"
+        );
+        for (digest, data) in &blobs {
+            let path = out_dir
+                .join("blobs/sha256")
+                .join(&digest["sha256:".len()..]);
+            assert!(
+                std::fs::read(&path).is_ok_and(|stored| stored == *data),
+                "{digest} stored under limit {soft}/{hard}"
+            );
+        }
+    }
+}
+
+/// Shards started at once into one new `-o DIR` (the README's Indexed Job): one whose
+/// objects all fail removes the directory it created, as a run that stored nothing does,
+/// while another is still fetching into it. The other shard then stored every blob, exited
+/// 0, and left a directory with `blobs/` but no `oci-layout` or `index.json`, which no
+/// tool reads as a layout (about one time in two). Whatever the timing, the layout the
+/// successful shard leaves is whole now.
+#[test]
+fn a_failing_shard_does_not_take_the_layout_from_one_still_fetching() {
+    let reg = FakeRegistry::start();
+    let blobs: Vec<(String, Vec<u8>)> = (0..40)
+        .map(|i| {
+            let data = bytes(300 + i, 3000 + i as usize * 17);
+            (reg.blob("team/app", &data), data)
+        })
+        .collect();
+    let input: String = blobs.iter().map(|(d, _)| format!("{d}\n")).collect();
+    let missing = format!("sha256:{}\n", "0".repeat(64));
+    let dist = Dist::new();
+    for round in 0..10 {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("layout");
+        let dir = dir.to_str().unwrap();
+        let args = ["fetch", &repo(&reg), "-", "-o", dir];
+        let failing = dist.spawn(&args, missing.as_bytes());
+        let out = dist.run(&args, input.as_bytes());
+        let failed = failing.wait_with_output().unwrap();
+        assert_eq!(failed.status.code(), Some(1), "round {round}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "round {round}: {stderr}");
+        let layout = std::path::Path::new(dir);
+        assert_eq!(
+            std::fs::read_to_string(layout.join("oci-layout"))
+                .ok()
+                .as_deref(),
+            Some(r#"{"imageLayoutVersion":"1.0.0"}"#),
+            "round {round}"
+        );
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+        assert_eq!(index["manifests"], serde_json::json!([]), "round {round}");
+        for (digest, data) in &blobs {
+            let path = layout.join("blobs/sha256").join(&digest["sha256:".len()..]);
+            assert!(
+                std::fs::read(&path).is_ok_and(|stored| stored == *data),
+                "round {round}: {digest}"
+            );
+        }
+    }
+}
