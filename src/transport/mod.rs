@@ -316,7 +316,8 @@ impl Transport {
             }
             Ok(Err(e)) => {
                 let refused = || self.refusals.of(&req.url);
-                return Err(classify_client_error(e, refused).with_url(&req.url));
+                let ours = self.opts.client_identity.as_ref();
+                return Err(classify_client_error(e, refused, ours).with_url(&req.url));
             }
             Ok(Ok(r)) => r,
         };
@@ -567,17 +568,19 @@ pub fn lost_before_answer(e: &Error) -> bool {
 
 /// A request's failure as dist's error. `refused` is the alert that ended the latest
 /// connection to the request's server (see [`refusal`]): a failure that says no more than
-/// that a connection made was lost may be how the server refused our client certificate.
+/// that a connection made was lost may be how the server refused our client certificate,
+/// `ours` (if we have one).
 fn classify_client_error(
     e: hyper_util::client::legacy::Error,
     refused: impl FnOnce() -> Option<rustls::Error>,
+    ours: Option<&tls::ClientIdentity>,
 ) -> Error {
     // A certificate that is not trusted, a proxy that refuses the tunnel or that dist
     // cannot speak to: all will be the same on the next try, so each has a kind that is
     // not retried.
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     while let Some(s) = source {
-        if let Some(why) = rustls_error(s).and_then(certificate_failure) {
+        if let Some(why) = rustls_error(s).and_then(|tls| certificate_failure(tls, ours)) {
             return Error::new(ErrorKind::Certificate, why).with_cause(e);
         }
         if rustls_error(s).is_some_and(is_not_tls) {
@@ -608,7 +611,7 @@ fn classify_client_error(
         return Error::new(ErrorKind::UnknownHost, "cannot connect").with_cause(e);
     }
     if !e.is_connect() {
-        if let Some(why) = refused().as_ref().and_then(certificate_failure) {
+        if let Some(why) = refused().and_then(|alert| certificate_failure(&alert, ours)) {
             // What the request's own error says ("connection closed") is only the
             // refusal's consequence.
             tracing::debug!(error = %e, "connection ended by the server's alert");
@@ -677,11 +680,11 @@ fn is_not_tls(e: &rustls::Error) -> bool {
     )
 }
 
-/// What a TLS failure that will not change by retrying says about certificates: ours was
-/// missing or refused, or the server's is not trusted. (A server's refusal of our
-/// certificate shows only as its alert: under TLS 1.3, after the handshake, often read by
-/// the connection rather than the request; see [`refusal`].)
-fn certificate_failure(e: &rustls::Error) -> Option<String> {
+/// What a TLS failure that will not change by retrying says about certificates: ours
+/// (`ours`, if we have one) was missing or refused, or the server's is not trusted. (A
+/// server's refusal of our certificate shows only as its alert: under TLS 1.3, after the
+/// handshake, often read by the connection rather than the request; see [`refusal`].)
+fn certificate_failure(e: &rustls::Error, ours: Option<&tls::ClientIdentity>) -> Option<String> {
     use rustls::AlertDescription as Alert;
     match e {
         rustls::Error::InvalidCertificate(why) => {
@@ -700,7 +703,7 @@ fn certificate_failure(e: &rustls::Error) -> Option<String> {
             ))
         }
         rustls::Error::AlertReceived(Alert::CertificateRequired) => {
-            Some("the server requires a client certificate (--cert and --key, or certs.d)".into())
+            Some(CLIENT_CERTIFICATE_REQUIRED.into())
         }
         rustls::Error::AlertReceived(
             alert @ (Alert::BadCertificate
@@ -710,12 +713,21 @@ fn certificate_failure(e: &rustls::Error) -> Option<String> {
             | Alert::CertificateUnknown
             | Alert::UnknownCA
             | Alert::AccessDenied),
-        ) => Some(format!(
-            "the server refused our client certificate: {alert:?}"
-        )),
+        ) => Some(match ours {
+            // With none shown, the server can only mean that it wants one: Go's server, as
+            // Debian's docker-registry has it, says BadCertificate for a missing one too.
+            None => format!("{CLIENT_CERTIFICATE_REQUIRED}: {alert:?}"),
+            Some(ours) => format!(
+                "the server refused our client certificate {}: {alert:?}",
+                ours.cert.display()
+            ),
+        }),
         _ => None,
     }
 }
+
+const CLIENT_CERTIFICATE_REQUIRED: &str =
+    "the server requires a client certificate (--cert and --key, or certs.d)";
 
 /// What is wrong with a server's certificate, in words where the case is common, with
 /// rustls's name for it (which searches well) in any case.
