@@ -472,3 +472,85 @@ fn readiness_is_the_registrys_own_answer() {
     assert!(reg.answers_as_itself());
     assert!(!reg.answers_as("another-registry"));
 }
+
+/// What a TLS client offering h2 and http/1.1 by ALPN learns from `reg` under `config`:
+/// the protocol picked, then, once it has sent the HTTP/2 preface, the server's first
+/// bytes, or the TLS error that ended the connection instead.
+fn tls_handshake(
+    reg: &Registry,
+    config: &rustls::ClientConfig,
+) -> (Option<Vec<u8>>, Result<usize, String>) {
+    use std::io::{Read, Write};
+    let mut config = config.clone();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let addr: std::net::SocketAddr = reg.host().parse().unwrap();
+    let name = rustls::pki_types::ServerName::from(addr.ip());
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    conn.complete_io(&mut tcp)
+        .expect("client's side of the handshake");
+    let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
+    conn.writer()
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .unwrap();
+    // A server that has refused us may have reset the connection already: what it sent
+    // before is still there to read.
+    while conn.wants_write() && conn.write_tls(&mut tcp).is_ok() {}
+    let mut first = [0u8; 64];
+    loop {
+        match conn.read_tls(&mut tcp) {
+            Ok(0) => return (alpn, Err("closed without an alert".into())),
+            Ok(_) => {}
+            Err(e) => return (alpn, Err(e.to_string())),
+        }
+        if let Err(e) = conn.process_new_packets() {
+            return (alpn, Err(format!("{e:?}")));
+        }
+        match conn.reader().read(&mut first) {
+            Ok(n) => return (alpn, Ok(n)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return (alpn, Err(e.to_string())),
+        }
+    }
+}
+
+/// With `mutual_tls` the registry speaks HTTPS for 127.0.0.1, picks HTTP/2 by ALPN as
+/// Go's server does, answers a client showing the certificate its `clientcas` issued, and
+/// ends the connection of one without with a TLS alert; the harness seeds it all the same.
+#[test]
+fn mutual_tls_offers_http2_and_demands_a_client_certificate() {
+    let reg = Registry::start_with(RegistryOptions {
+        mutual_tls: true,
+        ..RegistryOptions::default()
+    });
+    assert!(reg.url().starts_with("https://127.0.0.1:"), "{}", reg.url());
+    assert!(reg.answers_as_itself());
+    let tls = reg.tls().expect("TLS files");
+    for file in [&tls.ca, &tls.client_cert, &tls.client_key, &tls.client_ca] {
+        assert!(file.is_file(), "{}", file.display());
+    }
+    reg.push_blob("selftest/tls", b"over mutual TLS");
+
+    let (alpn, read) = tls_handshake(&reg, &tls.client_config());
+    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
+    assert!(read.expect("the server's settings") > 0);
+
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read(&tls.ca).unwrap();
+    for cert in rustls_pemfile::certs(&mut ca.as_slice()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let anonymous = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let (alpn, read) = tls_handshake(&reg, &anonymous);
+    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
+    let refused = read.expect_err("no answer without a client certificate");
+    assert!(refused.starts_with("AlertReceived("), "{refused}");
+}

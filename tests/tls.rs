@@ -11,6 +11,7 @@ use http_body_util::Full;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use support::cli::{bytes, sha256, Dist};
+use support::registry::{Registry, RegistryOptions};
 
 /// What the TLS server saw.
 #[derive(Default)]
@@ -410,8 +411,7 @@ fn a_client_certificate_for_mutual_tls() {
     let ca = ca.to_str().unwrap();
 
     // Without one the server ends the connection. (With TLS 1.3 that happens after the
-    // client's side of the handshake, so the error seen varies: its alert, or a closed
-    // connection.)
+    // client's side of the handshake.)
     let out = dist.run(
         &[
             "fetch",
@@ -458,6 +458,92 @@ fn a_client_certificate_for_mutual_tls() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("me.key.pem"), "{err}");
     assert!(!err.contains("not a key"), "{err}");
+}
+
+/// A Go registry (`docker-registry` with `clientcas`) that is shown no client certificate,
+/// or one its CA did not issue, ends the connection with a TLS alert after the handshake;
+/// over HTTP/2, which it picks by ALPN, the alert reaches the connection, not the request.
+/// dist says it is the certificate, and at once: no request sent again, no retry. With the
+/// certificate its CA issued, the fetch succeeds, over HTTP/2.
+#[test]
+fn a_go_registry_refusing_the_client_certificate_over_http2_is_not_retried() {
+    let reg = Registry::start_with(RegistryOptions {
+        mutual_tls: true,
+        ..RegistryOptions::default()
+    });
+    let data = bytes(71, 20_000);
+    let digest = reg.push_blob("team/app", &data);
+    let tls = reg.tls().unwrap();
+    let mut dist = Dist::new();
+    dist.env("RUST_LOG", "dist=debug");
+    let locator = format!("{}/team/app", reg.url());
+    let ca = tls.ca.to_str().unwrap();
+    // The default retries (5) apply: a refusal taken for a lost connection would show.
+    let refused = |identity: &[&str]| -> String {
+        let mut args = vec!["fetch", "--ca-file", ca];
+        args.extend_from_slice(identity);
+        args.extend([locator.as_str(), digest.as_str()]);
+        let out = dist.run(&args, b"");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        // Every attempt after the first is logged, as a resend or as a retry.
+        assert!(!err.contains("sending again"), "{err}");
+        assert!(!err.contains("retrying"), "{err}");
+        err.lines()
+            .filter(|l| l.starts_with("dist: "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+
+    // Go's server answers a missing certificate as it answers a bad one (BadCertificate):
+    // with none shown, that is a demand for one, and where to give it.
+    let said = refused(&[]);
+    assert!(
+        said.contains("the server requires a client certificate (--cert and --key, or certs.d)"),
+        "{said}"
+    );
+
+    let (other_ca, other_ca_key) = test_ca("a CA the registry does not know");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["dist-client".into()]).unwrap();
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let wrong = params.signed_by(&key, &other_ca, &other_ca_key).unwrap();
+    let wrong_cert = dist.config_dir().join("wrong.pem");
+    let wrong_key = dist.config_dir().join("wrong.key.pem");
+    std::fs::write(&wrong_cert, wrong.pem()).unwrap();
+    std::fs::write(&wrong_key, key.serialize_pem()).unwrap();
+    let said = refused(&[
+        "--cert",
+        wrong_cert.to_str().unwrap(),
+        "--key",
+        wrong_key.to_str().unwrap(),
+    ]);
+    assert!(
+        said.contains(&format!(
+            "the server refused our client certificate {}: BadCertificate",
+            wrong_cert.display()
+        )),
+        "{said}"
+    );
+
+    let out = dist.run(
+        &[
+            "fetch",
+            "--ca-file",
+            ca,
+            "--cert",
+            tls.client_cert.to_str().unwrap(),
+            "--key",
+            tls.client_key.to_str().unwrap(),
+            &locator,
+            &digest,
+        ],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(out.stdout, data);
+    assert!(err.contains("version=HTTP/2.0"), "{err}");
 }
 
 /// A server that demands a client certificate, the content it serves, and a `--hosts-dir`

@@ -75,11 +75,13 @@ macro_rules! pass_io_through {
 pub mod limit;
 mod pinned;
 pub mod proxy;
+mod refusal;
 mod socks;
 pub mod tls;
 
 use limit::LimitedConnector;
 use proxy::{Proxies, ProxyConnector};
+use refusal::{RefusalConnector, Refusals};
 
 /// How many redirects one request may follow.
 pub const MAX_REDIRECTS: usize = 10;
@@ -153,8 +155,10 @@ impl Default for TransportOptions {
 /// The pooled client. Cheap to clone; clones share the pool.
 #[derive(Clone)]
 pub struct Transport {
-    client: Client<LimitedConnector<HttpsConnector<ProxyConnector>>, Full<Bytes>>,
+    client: Client<LimitedConnector<RefusalConnector<HttpsConnector<ProxyConnector>>>, Full<Bytes>>,
     opts: Arc<TransportOptions>,
+    /// What servers said of our client certificate, for requests whose own error does not.
+    refusals: Refusals,
     /// The connector's proxies, asked again per request for a forwarding proxy's
     /// credentials.
     proxies: Proxies,
@@ -246,11 +250,17 @@ impl Transport {
             }
             Http2Window::Adaptive => builder.http2_adaptive_window(true),
         };
-        let client = builder.build(LimitedConnector::new(https, opts.max_connections_per_host));
+        let refusals = Refusals::default();
+        let watched = RefusalConnector::new(https, refusals.clone());
+        let client = builder.build(LimitedConnector::new(
+            watched,
+            opts.max_connections_per_host,
+        ));
         Ok(Transport {
             client,
             opts: Arc::new(opts),
             proxies,
+            refusals,
         })
     }
 
@@ -304,7 +314,11 @@ impl Transport {
                         .with_url(&req.url),
                 )
             }
-            Ok(Err(e)) => return Err(classify_client_error(e).with_url(&req.url)),
+            Ok(Err(e)) => {
+                let refused = || self.refusals.of(&req.url);
+                let ours = self.opts.client_identity.as_ref();
+                return Err(classify_client_error(e, refused, ours).with_url(&req.url));
+            }
             Ok(Ok(r)) => r,
         };
         tracing::debug!(
@@ -552,13 +566,21 @@ pub fn lost_before_answer(e: &Error) -> bool {
     true
 }
 
-fn classify_client_error(e: hyper_util::client::legacy::Error) -> Error {
+/// A request's failure as dist's error. `refused` is the alert that ended the latest
+/// connection to the request's server (see [`refusal`]): a failure that says no more than
+/// that a connection made was lost may be how the server refused our client certificate,
+/// `ours` (if we have one).
+fn classify_client_error(
+    e: hyper_util::client::legacy::Error,
+    refused: impl FnOnce() -> Option<rustls::Error>,
+    ours: Option<&tls::ClientIdentity>,
+) -> Error {
     // A certificate that is not trusted, a proxy that refuses the tunnel or that dist
     // cannot speak to: all will be the same on the next try, so each has a kind that is
     // not retried.
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     while let Some(s) = source {
-        if let Some(why) = rustls_error(s).and_then(certificate_failure) {
+        if let Some(why) = rustls_error(s).and_then(|tls| certificate_failure(tls, ours)) {
             return Error::new(ErrorKind::Certificate, why).with_cause(e);
         }
         if rustls_error(s).is_some_and(is_not_tls) {
@@ -587,6 +609,14 @@ fn classify_client_error(e: hyper_util::client::legacy::Error) -> Error {
     }
     if e.is_connect() && names_no_host(&e) {
         return Error::new(ErrorKind::UnknownHost, "cannot connect").with_cause(e);
+    }
+    if !e.is_connect() {
+        if let Some(why) = refused().and_then(|alert| certificate_failure(&alert, ours)) {
+            // What the request's own error says ("connection closed") is only the
+            // refusal's consequence.
+            tracing::debug!(error = %e, "connection ended by the server's alert");
+            return Error::new(ErrorKind::Certificate, why);
+        }
     }
     // A request that failed after connecting (reset, closed early) is a broken connection
     // too, and as worth retrying as one that could not be made.
@@ -650,11 +680,11 @@ fn is_not_tls(e: &rustls::Error) -> bool {
     )
 }
 
-/// What a TLS failure that will not change by retrying says about certificates: ours was
-/// missing or refused, or the server's is not trusted. (A server's refusal of our
-/// certificate only shows when its alert reaches us; under TLS 1.3 it may arrive as a
-/// closed connection instead, which stays a retried connection error.)
-fn certificate_failure(e: &rustls::Error) -> Option<String> {
+/// What a TLS failure that will not change by retrying says about certificates: ours
+/// (`ours`, if we have one) was missing or refused, or the server's is not trusted. (A
+/// server's refusal of our certificate shows only as its alert: under TLS 1.3, after the
+/// handshake, often read by the connection rather than the request; see [`refusal`].)
+fn certificate_failure(e: &rustls::Error, ours: Option<&tls::ClientIdentity>) -> Option<String> {
     use rustls::AlertDescription as Alert;
     match e {
         rustls::Error::InvalidCertificate(why) => {
@@ -673,7 +703,7 @@ fn certificate_failure(e: &rustls::Error) -> Option<String> {
             ))
         }
         rustls::Error::AlertReceived(Alert::CertificateRequired) => {
-            Some("the server requires a client certificate (--cert and --key, or certs.d)".into())
+            Some(CLIENT_CERTIFICATE_REQUIRED.into())
         }
         rustls::Error::AlertReceived(
             alert @ (Alert::BadCertificate
@@ -683,12 +713,21 @@ fn certificate_failure(e: &rustls::Error) -> Option<String> {
             | Alert::CertificateUnknown
             | Alert::UnknownCA
             | Alert::AccessDenied),
-        ) => Some(format!(
-            "the server refused our client certificate: {alert:?}"
-        )),
+        ) => Some(match ours {
+            // With none shown, the server can only mean that it wants one: Go's server, as
+            // Debian's docker-registry has it, says BadCertificate for a missing one too.
+            None => format!("{CLIENT_CERTIFICATE_REQUIRED}: {alert:?}"),
+            Some(ours) => format!(
+                "the server refused our client certificate {}: {alert:?}",
+                ours.cert.display()
+            ),
+        }),
         _ => None,
     }
 }
+
+const CLIENT_CERTIFICATE_REQUIRED: &str =
+    "the server requires a client certificate (--cert and --key, or certs.d)";
 
 /// What is wrong with a server's certificate, in words where the case is common, with
 /// rustls's name for it (which searches well) in any case.

@@ -1,5 +1,6 @@
 //! A real `docker-registry` (CNCF distribution 2.8) process per test, in one of three
-//! auth modes, with helpers to seed it with blobs and manifests.
+//! auth modes, optionally over TLS that demands a client certificate, with helpers to seed
+//! it with blobs and manifests.
 //!
 //! Everything here is synchronous: async work runs on private threads and runtimes, so
 //! the harness works from plain `#[test]`s and from inside `#[tokio::test]`s alike.
@@ -10,6 +11,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD;
@@ -18,6 +20,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, LOCATION};
 use hyper::{Method, Request, StatusCode};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -60,6 +63,10 @@ pub struct RegistryOptions {
     pub token_reply: TokenReply,
     /// The issuer leaves `expires_in` out of its replies (Token mode only).
     pub omit_expires_in: bool,
+    /// Serve HTTPS (HTTP/2 offered by ALPN, as Go's server does) with a certificate for
+    /// 127.0.0.1 from a CA of its own, and demand a client certificate from a second CA
+    /// (`http.tls.clientcas`). See [`Registry::tls`].
+    pub mutual_tls: bool,
 }
 
 impl RegistryOptions {
@@ -72,6 +79,7 @@ impl RegistryOptions {
             refresh_token: None,
             token_reply: TokenReply::Both,
             omit_expires_in: false,
+            mutual_tls: false,
         }
     }
 }
@@ -91,6 +99,7 @@ pub struct Registry {
     instance: String,
     mode: Mode,
     log_path: PathBuf,
+    tls: Option<MutualTls>,
     // Declared before `dir` so the issuer stops before its files disappear.
     token: Option<TokenServer>,
     dir: TempDir,
@@ -124,6 +133,7 @@ impl Registry {
             })
         });
         let auth = auth_section(opts.mode, dir.path(), token.as_ref());
+        let tls = opts.mutual_tls.then(|| MutualTls::generate(dir.path()));
         let log_path = dir.path().join("registry.log");
 
         for attempt in 1..=START_ATTEMPTS {
@@ -133,7 +143,7 @@ impl Registry {
             let config_path = dir.path().join("config.yml");
             fs::write(
                 &config_path,
-                config_yaml(dir.path(), addr, &auth, &instance),
+                config_yaml(dir.path(), addr, &auth, tls.as_ref(), &instance),
             )
             .expect("write registry config");
             let log = File::create(&log_path).expect("create registry log");
@@ -151,7 +161,7 @@ impl Registry {
                 }
             }
             let mut child = command.spawn().expect("spawn docker-registry");
-            match wait_ready(&mut child, addr, &instance) {
+            match wait_ready(&mut child, addr, &instance, tls.as_ref()) {
                 Ok(()) => {
                     return Registry {
                         child,
@@ -159,6 +169,7 @@ impl Registry {
                         instance,
                         mode: opts.mode,
                         log_path,
+                        tls,
                         token,
                         dir,
                     }
@@ -180,13 +191,13 @@ impl Registry {
     /// Whether the server on this registry's port is this registry (a selftest of the
     /// readiness check).
     pub fn answers_as_itself(&self) -> bool {
-        probe(self.addr, &self.instance)
+        probe(self.addr, &self.instance, self.tls.as_ref())
     }
 
     /// Whether the server on this registry's port answers as the registry named
     /// `instance`.
     pub fn answers_as(&self, instance: &str) -> bool {
-        probe(self.addr, instance)
+        probe(self.addr, instance, self.tls.as_ref())
     }
 
     /// `127.0.0.1:PORT`.
@@ -194,9 +205,15 @@ impl Registry {
         self.addr.to_string()
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://` with [`RegistryOptions::mutual_tls`].
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The files of a registry started with [`RegistryOptions::mutual_tls`].
+    pub fn tls(&self) -> Option<&MutualTls> {
+        self.tls.as_ref()
     }
 
     /// The authentication mode.
@@ -244,7 +261,7 @@ impl Registry {
         let digest = sha256_digest(data);
         let data = Bytes::copy_from_slice(data);
         run_async(async {
-            let client = http_client();
+            let client = http_client(self.tls.as_ref());
             let auth = self.authorization(&client, repo).await;
             let start = format!("{}/v2/{repo}/blobs/uploads/", self.url());
             let (status, headers, body) = send(
@@ -311,7 +328,7 @@ impl Registry {
         let digest = sha256_digest(body);
         let body = Bytes::copy_from_slice(body);
         run_async(async {
-            let client = http_client();
+            let client = http_client(self.tls.as_ref());
             let auth = self.authorization(&client, repo).await;
             let url = format!("{}/v2/{repo}/manifests/{reference}", self.url());
             let (status, headers, reply) = send(
@@ -339,11 +356,7 @@ impl Registry {
     }
 
     /// The `Authorization` value that lets the harness push to `repo`.
-    async fn authorization(
-        &self,
-        client: &Client<HttpConnector, Full<Bytes>>,
-        repo: &str,
-    ) -> Option<HeaderValue> {
+    async fn authorization(&self, client: &HarnessClient, repo: &str) -> Option<HeaderValue> {
         let basic = format!("Basic {}", STANDARD.encode(format!("{USER}:{PASSWORD}")));
         let basic = HeaderValue::from_str(&basic).expect("basic header");
         match self.mode {
@@ -410,7 +423,21 @@ fn auth_section(mode: Mode, dir: &Path, token: Option<&TokenServer>) -> String {
     }
 }
 
-fn config_yaml(dir: &Path, addr: SocketAddr, auth: &str, instance: &str) -> String {
+fn config_yaml(
+    dir: &Path,
+    addr: SocketAddr,
+    auth: &str,
+    tls: Option<&MutualTls>,
+    instance: &str,
+) -> String {
+    let tls = tls.map_or_else(String::new, |tls| {
+        format!(
+            "  tls:\n    certificate: {}\n    key: {}\n    clientcas:\n      - {}\n",
+            yaml_str(&tls.server_cert),
+            yaml_str(&tls.server_key),
+            yaml_str(&tls.client_ca),
+        )
+    });
     format!(
         "version: 0.1
 log:
@@ -427,7 +454,7 @@ http:
   secret: dist-test-http-secret
   headers:
     {INSTANCE_HEADER}: [{instance}]
-health:
+{tls}health:
   storagedriver:
     enabled: false
 {auth}",
@@ -452,13 +479,18 @@ fn free_port() -> SocketAddr {
 
 /// Polls `GET /v2/` with a bare blocking HTTP/1.1 request until this registry (the one
 /// named `instance`) answers.
-fn wait_ready(child: &mut Child, addr: SocketAddr, instance: &str) -> Result<(), String> {
+fn wait_ready(
+    child: &mut Child,
+    addr: SocketAddr,
+    instance: &str,
+    tls: Option<&MutualTls>,
+) -> Result<(), String> {
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         if let Some(status) = child.try_wait().expect("poll docker-registry") {
             return Err(format!("exited early with {status}"));
         }
-        if probe(addr, instance) {
+        if probe(addr, instance, tls) {
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -468,18 +500,34 @@ fn wait_ready(child: &mut Child, addr: SocketAddr, instance: &str) -> Result<(),
     }
 }
 
-fn probe(addr: SocketAddr, instance: &str) -> bool {
+fn probe(addr: SocketAddr, instance: &str, tls: Option<&MutualTls>) -> bool {
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
         return false;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
     let request = format!("GET /v2/ HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
     // Connection: close, so the answer ends; a registry's answer to /v2/ is short.
     let mut answer = Vec::new();
-    let _ = stream.take(64 << 10).read_to_end(&mut answer);
+    match tls {
+        None => {
+            if stream.write_all(request.as_bytes()).is_err() {
+                return false;
+            }
+            let _ = stream.take(64 << 10).read_to_end(&mut answer);
+        }
+        Some(tls) => {
+            // No ALPN offered: Go's server speaks HTTP/1.1 then.
+            let name = rustls::pki_types::ServerName::from(addr.ip());
+            let Ok(conn) = rustls::ClientConnection::new(tls.client_config(), name) else {
+                return false;
+            };
+            let mut stream = rustls::StreamOwned::new(conn, stream);
+            if stream.write_all(request.as_bytes()).is_err() {
+                return false;
+            }
+            let _ = stream.take(64 << 10).read_to_end(&mut answer);
+        }
+    }
     let answer = String::from_utf8_lossy(&answer);
     answer.starts_with("HTTP/1.")
         && answer
@@ -487,12 +535,108 @@ fn probe(addr: SocketAddr, instance: &str) -> bool {
             .any(|l| l.eq_ignore_ascii_case(&format!("{INSTANCE_HEADER}: {instance}")))
 }
 
-fn http_client() -> Client<HttpConnector, Full<Bytes>> {
-    Client::builder(TokioExecutor::new()).build_http()
+/// The harness's own client: plain HTTP, or HTTPS showing the client certificate.
+type HarnessClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+fn http_client(tls: Option<&MutualTls>) -> HarnessClient {
+    let config = match tls {
+        Some(tls) => (*tls.client_config()).clone(),
+        None => rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+    };
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Client::builder(TokioExecutor::new()).build(https)
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The certificates of a registry that demands a client certificate, as PEM files in its
+/// directory: its CA, its own certificate for 127.0.0.1, the CA it trusts for clients and
+/// a client certificate that CA issued.
+pub struct MutualTls {
+    /// The CA that issued the registry's certificate: what a client trusts.
+    pub ca: PathBuf,
+    /// A client certificate the registry accepts (`--cert`).
+    pub client_cert: PathBuf,
+    /// Its key (`--key`).
+    pub client_key: PathBuf,
+    /// The CA the registry trusts for clients (`clientcas`).
+    pub client_ca: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+    client: Arc<rustls::ClientConfig>,
+}
+
+impl MutualTls {
+    fn generate(dir: &Path) -> MutualTls {
+        let (ca, ca_key) = test_ca("dist test registry CA");
+        let (client_ca, client_ca_key) = test_ca("dist test client CA");
+        let server_key = rcgen::KeyPair::generate().expect("server key");
+        let server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .expect("server certificate params")
+            .signed_by(&server_key, &ca, &ca_key)
+            .expect("sign server certificate");
+        let client_key = rcgen::KeyPair::generate().expect("client key");
+        let mut params =
+            rcgen::CertificateParams::new(vec!["dist-client".to_string()]).expect("client params");
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let client = params
+            .signed_by(&client_key, &client_ca, &client_ca_key)
+            .expect("sign client certificate");
+
+        let write = |name: &str, pem: String| {
+            let path = dir.join(name);
+            fs::write(&path, pem).expect("write TLS file");
+            path
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.der().clone()).expect("registry CA");
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(client_key.serialize_der().into());
+        let config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_client_auth_cert(vec![client.der().clone()], key)
+            .expect("client certificate");
+        MutualTls {
+            ca: write("ca.pem", ca.pem()),
+            client_cert: write("client.pem", client.pem()),
+            client_key: write("client.key", client_key.serialize_pem()),
+            client_ca: write("client-ca.pem", client_ca.pem()),
+            server_cert: write("server.pem", server.pem()),
+            server_key: write("server.key", server_key.serialize_pem()),
+            client: Arc::new(config),
+        }
+    }
+
+    /// A TLS client configuration that trusts the registry and shows the client certificate.
+    pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
+        self.client.clone()
+    }
+}
+
+/// A self-signed CA named `name`.
+fn test_ca(name: &str) -> (rcgen::Certificate, rcgen::KeyPair) {
+    let key = rcgen::KeyPair::generate().expect("CA key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    (params.self_signed(&key).expect("self-sign CA"), key)
 }
 
 async fn send(
-    client: &Client<HttpConnector, Full<Bytes>>,
+    client: &HarnessClient,
     method: Method,
     url: &str,
     auth: Option<&HeaderValue>,

@@ -1,0 +1,275 @@
+//! What each server last said of our TLS client certificate, kept per origin.
+//!
+//! Under TLS 1.3 the client's side of the handshake is over before the server has checked
+//! the client's certificate: a server that refuses it says so in an alert, read after the
+//! handshake, and closes. Over HTTP/1.1 that read is the request's own, and the request's
+//! error carries the alert. Over HTTP/2 the connection's task reads it, not the request:
+//! h2 passes the streams the alert's text only (no `rustls::Error` to look at), and a
+//! request still waiting for the connection learns no more than that it closed. A write
+//! that meets the closed socket first fails with a broken pipe, the alert unread. Each of
+//! these looked like a lost connection and was retried, though the next connection is
+//! refused the same way. So every connection tells its origin's record whether the server
+//! refused it, and a request that failed on a connection looks there for why.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use http::Uri;
+use hyper::rt::{Read, ReadBuf, ReadBufCursor, Write};
+use hyper_util::client::legacy::connect::{Connected, Connection};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The alert that ended the latest connection to each origin, until a later connection to
+/// it is answered. One transport shows one client certificate, so a server's verdict on it
+/// holds for every connection until the server changes its mind.
+#[derive(Clone, Default)]
+pub(crate) struct Refusals(Arc<Mutex<HashMap<String, rustls::Error>>>);
+
+impl Refusals {
+    /// The alert that ended the latest connection to the origin of `url`, unless one made
+    /// since was answered.
+    pub(crate) fn of(&self, url: &Uri) -> Option<rustls::Error> {
+        self.0
+            .lock()
+            .expect("refusals poisoned")
+            .get(&origin(url))
+            .cloned()
+    }
+
+    fn refused(&self, origin: &str, alert: rustls::Error) {
+        self.0
+            .lock()
+            .expect("refusals poisoned")
+            .insert(origin.to_string(), alert);
+    }
+
+    fn answered(&self, origin: &str) {
+        self.0.lock().expect("refusals poisoned").remove(origin);
+    }
+}
+
+/// `scheme://host:port`, the port filled in, so a request's URL and the connector's
+/// destination (which keeps the URL's authority as written) name an origin alike.
+fn origin(uri: &Uri) -> String {
+    let scheme = uri.scheme_str().unwrap_or("");
+    let port = uri
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    let host = uri.host().unwrap_or("").to_ascii_lowercase();
+    format!("{scheme}://{host}:{port}")
+}
+
+/// The alert a server ended the connection with, in an I/O error from the TLS stream.
+fn alert_in(e: &io::Error) -> Option<&rustls::Error> {
+    super::rustls_error(e).filter(|tls| matches!(tls, rustls::Error::AlertReceived(_)))
+}
+
+/// Wraps a connector so that its connections report to `refusals`.
+#[derive(Clone)]
+pub(crate) struct RefusalConnector<C> {
+    inner: C,
+    refusals: Refusals,
+}
+
+impl<C> RefusalConnector<C> {
+    pub(crate) fn new(inner: C, refusals: Refusals) -> Self {
+        RefusalConnector { inner, refusals }
+    }
+}
+
+impl<C> tower_service::Service<Uri> for RefusalConnector<C>
+where
+    C: tower_service::Service<Uri> + Clone + Send + 'static,
+    C::Response: Send,
+    C::Future: Send,
+    C::Error: Into<BoxError>,
+{
+    type Response = Watched<C::Response>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let origin = origin(&uri);
+        let refusals = self.refusals.clone();
+        // The ready service is the one `poll_ready` was called on; keep a fresh clone
+        // for the next call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let io = inner.call(uri).await.map_err(Into::into)?;
+            Ok(Watched {
+                io,
+                origin,
+                refusals,
+                answered: false,
+                held: None,
+            })
+        })
+    }
+}
+
+/// A connection that reports the alert it ends with, or that the server answered.
+pub(crate) struct Watched<T> {
+    io: T,
+    origin: String,
+    refusals: Refusals,
+    /// Whether the server has sent anything since the handshake: a server that takes our
+    /// certificate sends data (an HTTP/2 server its settings at once), one that refuses it
+    /// only its alert.
+    answered: bool,
+    /// A write's failure waiting for the read that may explain it.
+    held: Option<io::Error>,
+}
+
+impl<T: Read + Write + Unpin> Watched<T> {
+    /// A failed write. On a connection the server has not answered, a write that meets a
+    /// reset connection may be how a refusal shows, its alert not read yet: the write's
+    /// failure waits for the read that explains it, and is the alert, if one comes.
+    fn write_failed<R>(&mut self, cx: &mut Context<'_>, e: io::Error) -> Poll<io::Result<R>> {
+        if alert_in(&e).is_some() {
+            self.note(&e);
+            return Poll::Ready(Err(e));
+        }
+        // A reset connection is readable at once (its data, then the reset), so the wait
+        // is one turn of the reactor; a request's response timeout bounds it regardless.
+        if self.answered
+            || !matches!(
+                e.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            )
+        {
+            return Poll::Ready(Err(e));
+        }
+        self.held = Some(e);
+        self.poll_held(cx)
+    }
+
+    /// Reads what the server sent before the reset: its alert, or anything else, which
+    /// leaves the write's own failure to report.
+    fn poll_held<R>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<R>> {
+        let mut scratch = [0u8; 512];
+        let mut buf = ReadBuf::new(&mut scratch);
+        match Pin::new(&mut self.io).poll_read(cx, buf.unfilled()) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(read)) if alert_in(&read).is_some() => {
+                self.held = None;
+                self.note(&read);
+                Poll::Ready(Err(read))
+            }
+            Poll::Ready(_) => Poll::Ready(Err(self.held.take().expect("a held failure"))),
+        }
+    }
+
+    fn note(&mut self, e: &io::Error) {
+        if let Some(alert) = alert_in(e) {
+            self.refusals.refused(&self.origin, alert.clone());
+        }
+    }
+
+    /// `r`, a write's outcome, with a failure explained where it can be.
+    fn written<R>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
+        match r {
+            Poll::Ready(Err(e)) => self.write_failed(cx, e),
+            other => other,
+        }
+    }
+}
+
+impl<T: Connection> Connection for Watched<T> {
+    fn connected(&self) -> Connected {
+        self.io.connected()
+    }
+}
+
+impl<T: Read + Write + Unpin> Read for Watched<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_read(cx, buf);
+        match &r {
+            Poll::Ready(Ok(())) if !this.answered => {
+                this.answered = true;
+                this.refusals.answered(&this.origin);
+            }
+            Poll::Ready(Err(e)) if !this.answered => this.note(e),
+            _ => {}
+        }
+        r
+    }
+}
+
+impl<T: Read + Write + Unpin> Write for Watched<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.held.is_some() {
+            return this.poll_held(cx);
+        }
+        let r = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.written(cx, r)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.held.is_some() {
+            return this.poll_held(cx);
+        }
+        let r = Pin::new(&mut this.io).poll_flush(cx);
+        this.written(cx, r)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.held.is_some() {
+            return this.poll_held(cx);
+        }
+        let r = Pin::new(&mut this.io).poll_shutdown(cx);
+        this.written(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.held.is_some() {
+            return this.poll_held(cx);
+        }
+        let r = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.written(cx, r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_and_a_connector_s_destination_name_one_origin() {
+        let dst: Uri = "https://Registry.Example".parse().unwrap();
+        let url: Uri = "https://registry.example:443/v2/a/blobs/x".parse().unwrap();
+        assert_eq!(origin(&dst), origin(&url));
+        let other: Uri = "https://registry.example:5000/v2/".parse().unwrap();
+        assert_ne!(origin(&dst), origin(&other));
+    }
+}
