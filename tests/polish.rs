@@ -159,6 +159,37 @@ fn a_pasted_reference_alone_gets_the_spelling_that_works() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("<OBJECT>"));
 }
 
+/// `dist pull` and `dist resolve` take one reference; the tag written apart, as `dist fetch`
+/// takes it, gets the joined spelling, before any network I/O (port 1 refuses) and without
+/// creating the output directory.
+#[test]
+fn a_tag_written_apart_from_a_reference_gets_the_joined_spelling() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let out_path = out_dir.to_str().unwrap();
+    let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    for (args, joined) in [
+        (
+            vec!["pull", "127.0.0.1:1/lab/image", "v1", "-o", out_path],
+            "(127.0.0.1:1/lab/image:v1)".to_string(),
+        ),
+        (
+            vec!["resolve", "127.0.0.1:1/lab/image", d],
+            format!("(127.0.0.1:1/lab/image@{d})"),
+        ),
+    ] {
+        let out = Dist::new().run(&args, b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("takes one image reference, its tag or digest joined to the name with ':' or '@' {joined}")),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("connect"), "{err}");
+    }
+    assert!(!out_dir.exists());
+}
+
 #[test]
 fn quiet_drops_per_object_messages_but_not_the_exit_status() {
     let reg = FakeRegistry::start();
