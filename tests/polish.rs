@@ -70,6 +70,35 @@ fn progress_shows_on_a_terminal_only() {
 
 /// A one-shot fetch into a file draws a meter on the terminal, as curl does, once it has
 /// run for a second; a short one draws nothing, and `-q` silences it.
+/// `dist fetch LOC -` with the terminal as its input waits for typed lines: it says so and
+/// how to end them, and draws no progress line over what is being typed.
+#[test]
+fn a_worker_reading_a_terminal_says_so_and_draws_no_progress() {
+    let reg = FakeRegistry::start();
+    let dist = Dist::new();
+    let dir = tempfile::tempdir().unwrap();
+    // script(1) gives stdin and stderr the pseudo-terminal and ends the input (Ctrl-D)
+    // when its own, empty, stdin does.
+    let line = format!(
+        "{} fetch {}/team/app - > {}",
+        Dist::bin().display(),
+        reg.host(),
+        dir.path().join("out").display()
+    );
+    let shown = dist.on_terminal(&line);
+    let screen = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{screen:?}");
+    assert!(
+        screen.contains("reading objects from the terminal, one per line")
+            && screen.contains("end with Ctrl-D"),
+        "{screen:?}"
+    );
+    assert!(
+        !screen.contains("in flight") && !screen.contains("0 failed"),
+        "no progress line: {screen:?}"
+    );
+}
+
 #[test]
 fn a_long_download_to_a_file_shows_a_meter() {
     let reg = FakeRegistry::start();
