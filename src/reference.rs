@@ -145,6 +145,15 @@ impl FromStr for Repository {
                 _ if !rest.contains('/') && is_host(rest) => {
                     bad("a registry with no repository (host[:port]/name)")
                 }
+                // `Team/App`, as a project is named elsewhere: registries take no capitals.
+                _ if name.bytes().any(|b| b.is_ascii_uppercase())
+                    && validate_name(&name.to_ascii_lowercase()).is_ok() =>
+                {
+                    bad(&format!(
+                        "{why}; repository names are lowercase: {host}/{}",
+                        name.to_ascii_lowercase()
+                    ))
+                }
                 _ => bad(&why),
             });
         }
@@ -688,6 +697,26 @@ mod tests {
         );
         assert!("v1@sha256:abc".parse::<Object>().is_err());
         assert!(format!("v1@{d}@{d}").parse::<Object>().is_err());
+    }
+
+    /// A repository written with capitals is refused with its lowercase spelling.
+    #[test]
+    fn capitals_in_a_repository_get_the_lowercase_spelling() {
+        for (written, fix) in [
+            ("localhost:5000/Team/app", "localhost:5000/team/app"),
+            ("http://127.0.0.1:5000/team/App", "127.0.0.1:5000/team/app"),
+            ("Redis", "docker.io/library/redis"),
+        ] {
+            let e = written.parse::<Repository>().unwrap_err().to_string();
+            assert!(e.contains("bad path component"), "{e}");
+            assert!(
+                e.ends_with(&format!("; repository names are lowercase: {fix}")),
+                "{e}"
+            );
+        }
+        // Nothing to suggest when lowercase does not mend it.
+        let e = "localhost:5000/Te.-am/a".parse::<Repository>().unwrap_err();
+        assert!(!e.to_string().contains("lowercase:"), "{e}");
     }
 
     /// An image reference where the object goes gets the object it holds, not a complaint
