@@ -204,6 +204,12 @@ pub struct ResolveArgs {
 /// `dist fetch host/name:tag`, an image reference pasted whole, lacks its object to clap,
 /// but what it needs is the spelling that splits the two.
 pub fn explain_or_exit(e: clap::Error) -> ! {
+    if e.kind() == clap::error::ErrorKind::UnknownArgument {
+        if let Some(why) = object_written_apart(&e) {
+            eprintln!("dist: {why}");
+            std::process::exit(i32::from(crate::cmd::EXIT_USAGE));
+        }
+    }
     if e.kind() == clap::error::ErrorKind::MissingRequiredArgument {
         let args: Vec<String> = std::env::args().skip(1).collect();
         let words: Vec<&str> = args
@@ -219,6 +225,37 @@ pub fn explain_or_exit(e: clap::Error) -> ! {
         }
     }
     e.exit()
+}
+
+/// `dist pull host/name v1` or `dist resolve host/name v1`: the tag (or digest) written
+/// apart, as `dist fetch` takes it, which clap only calls an unexpected argument. Found by
+/// parsing the command line again without that word: when `pull` or `resolve` then parses,
+/// the word was a second positional, and the reference it belongs to is known for certain
+/// (an option's value that happens to be the same word is left in place).
+fn object_written_apart(e: &clap::Error) -> Option<String> {
+    let word = match e.get(clap::error::ContextKind::InvalidArg)? {
+        clap::error::ContextValue::String(w) => w.clone(),
+        _ => return None,
+    };
+    if word.starts_with('-') {
+        return None;
+    }
+    let mut args: Vec<String> = std::env::args().collect();
+    let at = args.iter().rposition(|a| *a == word)?;
+    args.remove(at);
+    let (command, reference) = match Cli::try_parse_from(&args).ok()?.command {
+        Command::Pull(a) => ("pull", a.reference),
+        Command::Resolve(a) => ("resolve", a.reference),
+        _ => return None,
+    };
+    let joined = match word.parse::<dist::Object>().ok()? {
+        dist::Object::Digest(d) => format!("{reference}@{d}"),
+        dist::Object::Tag(t) => format!("{reference}:{t}"),
+    };
+    Some(format!(
+        "{command} takes one image reference, its tag or digest joined to the name with ':' \
+         or '@' ({joined}); got {word:?} after it"
+    ))
 }
 
 fn parse_platform(s: &str) -> Result<dist::image::Platform, String> {

@@ -145,6 +145,15 @@ impl FromStr for Repository {
                 _ if !rest.contains('/') && is_host(rest) => {
                     bad("a registry with no repository (host[:port]/name)")
                 }
+                // `Team/App`, as a project is named elsewhere: registries take no capitals.
+                _ if name.bytes().any(|b| b.is_ascii_uppercase())
+                    && validate_name(&name.to_ascii_lowercase()).is_ok() =>
+                {
+                    bad(&format!(
+                        "{why}; repository names are lowercase: {host}/{}",
+                        name.to_ascii_lowercase()
+                    ))
+                }
                 _ => bad(&why),
             });
         }
@@ -332,6 +341,9 @@ impl FromStr for Object {
     fn from_str(s: &str) -> Result<Object> {
         if let Some((tag, digest)) = s.split_once('@') {
             if !is_tag(tag) {
+                if let Some(e) = pasted_reference(s, None) {
+                    return Err(e);
+                }
                 return Err(Error::invalid(format!(
                     "invalid object {s:?}: {tag:?} before '@' is not a tag"
                 )));
@@ -339,7 +351,10 @@ impl FromStr for Object {
             return digest.parse().map(Object::Digest);
         }
         if Digest::looks_like(s) {
-            return s.parse().map(Object::Digest);
+            return s
+                .parse()
+                .map(Object::Digest)
+                .map_err(|e| pasted_reference(s, Some(&e)).unwrap_or(e));
         }
         if is_tag(s) {
             Ok(Object::Tag(s.to_string()))
@@ -349,6 +364,46 @@ impl FromStr for Object {
             )))
         }
     }
+}
+
+/// The error for an image reference (`team/app:v1`, `redis:7.2`, `host/app@sha256:…`)
+/// given where a tag or digest goes, as people paste one after learning `dist pull`: the
+/// digest grammar's complaint (a "malformed algorithm") would not tell them what to write.
+/// `digest_error` is why `s` is no digest, kept in the message when `s` may have been meant
+/// as one. `None` when `s` is no such reference, or when it names a digest algorithm dist
+/// knows (`sha256:abc` is a digest written wrong, and its own message says how).
+fn pasted_reference(s: &str, digest_error: Option<&Error>) -> Option<Error> {
+    let r: Reference = s.parse().ok()?;
+    let object = match (&r.digest, &r.tag) {
+        (Some(d), _) => d.to_string(),
+        (None, Some(t)) => t.clone(),
+        (None, None) => return None,
+    };
+    // The repository as written: normalised (`docker.io/…`) it would name another registry
+    // than the user's locator may.
+    let before = s.split('@').next().unwrap_or(s);
+    let last_slash = before.rfind('/').map_or(0, |i| i + 1);
+    let name = match before[last_slash..].find(':') {
+        Some(i) => &before[..last_slash + i],
+        None => before,
+    };
+    if s.contains('/') || s.contains('@') {
+        return Some(Error::invalid(format!(
+            "invalid object {s:?}: an image reference, not a tag or digest; the repository is \
+             the locator and the object is {object} alone ({name} {object})"
+        )));
+    }
+    if ["sha256", "sha512"]
+        .iter()
+        .any(|a| name.eq_ignore_ascii_case(a))
+    {
+        return None;
+    }
+    // `md5:…` may be meant as a digest as much as `app:v1` as a reference: say both.
+    let digest_error = digest_error?;
+    Some(Error::invalid(format!(
+        "{digest_error}; if it is an image reference (name:tag), the object is {object} alone"
+    )))
 }
 
 /// Whether `s` is a tag: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
@@ -642,6 +697,61 @@ mod tests {
         );
         assert!("v1@sha256:abc".parse::<Object>().is_err());
         assert!(format!("v1@{d}@{d}").parse::<Object>().is_err());
+    }
+
+    /// A repository written with capitals is refused with its lowercase spelling.
+    #[test]
+    fn capitals_in_a_repository_get_the_lowercase_spelling() {
+        for (written, fix) in [
+            ("localhost:5000/Team/app", "localhost:5000/team/app"),
+            ("http://127.0.0.1:5000/team/App", "127.0.0.1:5000/team/app"),
+            ("Redis", "docker.io/library/redis"),
+        ] {
+            let e = written.parse::<Repository>().unwrap_err().to_string();
+            assert!(e.contains("bad path component"), "{e}");
+            assert!(
+                e.ends_with(&format!("; repository names are lowercase: {fix}")),
+                "{e}"
+            );
+        }
+        // Nothing to suggest when lowercase does not mend it.
+        let e = "localhost:5000/Te.-am/a".parse::<Repository>().unwrap_err();
+        assert!(!e.to_string().contains("lowercase:"), "{e}");
+    }
+
+    /// An image reference where the object goes gets the object it holds, not a complaint
+    /// about a digest's algorithm; a digest written wrong keeps its own message.
+    #[test]
+    fn pasted_references_as_objects() {
+        let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let message = |s: &str| s.parse::<Object>().unwrap_err().to_string();
+        for (pasted, fix) in [
+            (
+                "localhost:5000/team/app:v1",
+                "(localhost:5000/team/app v1)".to_string(),
+            ),
+            ("team/app:v1", "(team/app v1)".to_string()),
+            (
+                &format!("localhost:5000/team/app@{d}"),
+                format!("(localhost:5000/team/app {d})"),
+            ),
+            (&format!("team/app:v1@{d}"), format!("(team/app {d})")),
+        ] {
+            let e = message(pasted);
+            assert!(e.contains("an image reference, not a tag or digest"), "{e}");
+            assert!(e.ends_with(&fix), "{e}");
+        }
+        let e = message("redis:7.2");
+        assert!(e.starts_with("invalid digest \"redis:7.2\""), "{e}");
+        assert!(e.ends_with("the object is 7.2 alone"), "{e}");
+        let e = message("app:v1");
+        assert!(
+            e.contains("unsupported algorithm (sha256 and sha512 are)"),
+            "{e}"
+        );
+        assert!(e.ends_with("the object is v1 alone"), "{e}");
+        assert!(message("sha256:abc").ends_with("sha256 needs 64 lowercase hex characters"));
+        assert!(message("SHA256:ABC").contains("digests are written in lowercase"));
     }
 
     #[test]

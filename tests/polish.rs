@@ -70,6 +70,35 @@ fn progress_shows_on_a_terminal_only() {
 
 /// A one-shot fetch into a file draws a meter on the terminal, as curl does, once it has
 /// run for a second; a short one draws nothing, and `-q` silences it.
+/// `dist fetch LOC -` with the terminal as its input waits for typed lines: it says so and
+/// how to end them, and draws no progress line over what is being typed.
+#[test]
+fn a_worker_reading_a_terminal_says_so_and_draws_no_progress() {
+    let reg = FakeRegistry::start();
+    let dist = Dist::new();
+    let dir = tempfile::tempdir().unwrap();
+    // script(1) gives stdin and stderr the pseudo-terminal and ends the input (Ctrl-D)
+    // when its own, empty, stdin does.
+    let line = format!(
+        "{} fetch {}/team/app - > {}",
+        Dist::bin().display(),
+        reg.host(),
+        dir.path().join("out").display()
+    );
+    let shown = dist.on_terminal(&line);
+    let screen = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{screen:?}");
+    assert!(
+        screen.contains("reading objects from the terminal, one per line")
+            && screen.contains("end with Ctrl-D"),
+        "{screen:?}"
+    );
+    assert!(
+        !screen.contains("in flight") && !screen.contains("0 failed"),
+        "no progress line: {screen:?}"
+    );
+}
+
 #[test]
 fn a_long_download_to_a_file_shows_a_meter() {
     let reg = FakeRegistry::start();
@@ -157,6 +186,37 @@ fn a_pasted_reference_alone_gets_the_spelling_that_works() {
     let out = Dist::new().run(&["fetch", "127.0.0.1:5000/lab/image"], b"");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("<OBJECT>"));
+}
+
+/// `dist pull` and `dist resolve` take one reference; the tag written apart, as `dist fetch`
+/// takes it, gets the joined spelling, before any network I/O (port 1 refuses) and without
+/// creating the output directory.
+#[test]
+fn a_tag_written_apart_from_a_reference_gets_the_joined_spelling() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let out_path = out_dir.to_str().unwrap();
+    let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    for (args, joined) in [
+        (
+            vec!["pull", "127.0.0.1:1/lab/image", "v1", "-o", out_path],
+            "(127.0.0.1:1/lab/image:v1)".to_string(),
+        ),
+        (
+            vec!["resolve", "127.0.0.1:1/lab/image", d],
+            format!("(127.0.0.1:1/lab/image@{d})"),
+        ),
+    ] {
+        let out = Dist::new().run(&args, b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("takes one image reference, its tag or digest joined to the name with ':' or '@' {joined}")),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("connect"), "{err}");
+    }
+    assert!(!out_dir.exists());
 }
 
 #[test]

@@ -59,8 +59,18 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
     if let Err(code) = check_before_batch(remote.as_ref(), &mut stop, false).await {
         return code;
     }
+    // `dist fetch LOC -` typed without a pipe waits for lines from the keyboard: say so,
+    // or it looks hung, and draw no progress line, which would redraw over what is typed.
+    let typed = args.object == "-" && std::io::IsTerminal::is_terminal(&std::io::stdin());
+    if typed && !global.quiet {
+        eprintln!(
+            "dist: reading objects from the terminal, one per line (object [hint…]); end with \
+             Ctrl-D, or pipe them in: … | dist fetch {} -",
+            args.locator
+        );
+    }
     let progress = std::sync::Arc::new(dist::worker::progress::Progress::default());
-    let display = Display::new(progress.clone(), global.draws_progress());
+    let display = Display::new(progress.clone(), global.draws_progress() && !typed);
     let opts = WorkerOptions {
         jobs,
         ordered: args.ordered,
