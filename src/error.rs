@@ -135,6 +135,12 @@ impl Error {
         self
     }
 
+    /// Adds what the user may do about it to the message, after a `;`.
+    pub fn with_note(mut self, note: impl fmt::Display) -> Self {
+        self.0.message = format!("{}; {note}", self.0.message);
+        self
+    }
+
     /// Attach the HTTP status the server answered with.
     pub fn with_status(mut self, status: u16) -> Self {
         self.0.status = Some(status);

@@ -330,6 +330,21 @@ impl Object {
             Object::Tag(_) => None,
         }
     }
+
+    /// For a tag that is a digest's hex with its algorithm left off (`27ae8a…`, copied
+    /// from a tool that prints digests bare), the digest it most likely means. Such a tag
+    /// is valid, so it is asked for as one; this names the spelling when it is not found.
+    pub fn bare_digest_spelling(&self) -> Option<String> {
+        let Object::Tag(t) = self else { return None };
+        let hex = t
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        match t.len() {
+            64 if hex => Some(format!("sha256:{t}")),
+            128 if hex => Some(format!("sha512:{t}")),
+            _ => None,
+        }
+    }
 }
 
 impl FromStr for Object {
@@ -752,6 +767,27 @@ mod tests {
         assert!(e.ends_with("the object is v1 alone"), "{e}");
         assert!(message("sha256:abc").ends_with("sha256 needs 64 lowercase hex characters"));
         assert!(message("SHA256:ABC").contains("digests are written in lowercase"));
+    }
+
+    #[test]
+    fn a_bare_digest_as_a_tag_gets_its_spelling() {
+        let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let o: Object = hex.parse().unwrap();
+        assert_eq!(o.bare_digest_spelling(), Some(format!("sha256:{hex}")));
+        let o: Object = hex.repeat(2).parse().unwrap();
+        assert_eq!(
+            o.bare_digest_spelling(),
+            Some(format!("sha512:{}", hex.repeat(2)))
+        );
+        for not in [
+            "v1",
+            &hex[1..],
+            &hex.to_ascii_uppercase(),
+            &format!("sha256:{hex}"),
+        ] {
+            let o: Object = not.parse().unwrap();
+            assert_eq!(o.bare_digest_spelling(), None, "{not}");
+        }
     }
 
     #[test]

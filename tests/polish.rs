@@ -658,3 +658,31 @@ fn a_registry_that_is_not_there_is_named_plainly() {
     assert!(err.contains("Connection refused"), "{err}");
     assert!(!err.contains("client error"), "{err}");
 }
+
+/// A digest's hex pasted without its algorithm is a valid tag, so it is asked for as one;
+/// when no such tag exists, the message gives the digest's spelling, in one-shot fetches,
+/// in the worker's lines and in `resolve`.
+#[test]
+fn a_bare_digest_not_found_as_a_tag_gets_the_digest_spelling() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(77, 2000));
+    let hex = &digest["sha256:".len()..];
+    let repo = format!("{}/team/app", reg.host());
+    let dist = Dist::new();
+    let hint = format!("if a digest was meant, write it {digest}");
+    let out = dist.run(&["fetch", &repo, hex], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&hint), "{err}");
+    let out = dist.run(&["fetch", &repo, "-"], format!("{hex}\n").as_bytes());
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&hint), "{err}");
+    let out = dist.run(&["resolve", &format!("{repo}:{hex}")], b"");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&hint), "{err}");
+    // A tag that merely is not there gets no such advice.
+    let out = dist.run(&["fetch", &repo, "v9"], b"");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("if a digest was meant"));
+}

@@ -246,7 +246,7 @@ impl RegistryRemote {
             self.fetch_on(host, object, hints, prefix).boxed()
         })
         .await
-        .map_err(|e| e.with_object(object))
+        .map_err(|e| not_found_hint(e, object).with_object(object))
     }
 
     /// Tries the endpoints in turn on one host: a digest may name a blob or a manifest.
@@ -610,7 +610,7 @@ impl Remote for RegistryRemote {
                 {
                     tracing::debug!(%object, error = %e, "HEAD failed; using GET")
                 }
-                Err(e) => return Err(e.with_object(object)),
+                Err(e) => return Err(not_found_hint(e, object).with_object(object)),
             }
             crate::image::resolve_by_fetch(self, object).await
         }
@@ -645,6 +645,16 @@ fn content_length(h: &HeaderMap) -> Option<u64> {
         .ok()?
         .parse()
         .ok()
+}
+
+/// `e`, with the digest a tag written as bare hex most likely meant, when it is not found.
+fn not_found_hint(e: Error, object: &Object) -> Error {
+    match object.bare_digest_spelling() {
+        Some(digest) if e.kind() == ErrorKind::NotFound => {
+            e.with_note(format!("if a digest was meant, write it {digest}"))
+        }
+        _ => e,
+    }
 }
 
 /// `e`, the last host's failure, with the mirrors' failures before it. A mirror that
