@@ -686,3 +686,28 @@ fn a_bare_digest_not_found_as_a_tag_gets_the_digest_spelling() {
     let out = dist.run(&["fetch", &repo, "v9"], b"");
     assert!(!String::from_utf8_lossy(&out.stderr).contains("if a digest was meant"));
 }
+
+/// Empty input, as a failed `jq` upstream leaves it, succeeds with nothing to do and says
+/// so; input of comments only is taken as meant, and `-q` silences the warning.
+#[test]
+fn empty_input_succeeds_with_a_warning() {
+    let reg = FakeRegistry::start();
+    let repo = format!("{}/team/app", reg.host());
+    let dist = Dist::new();
+    let out = dist.run(&["fetch", &repo, "-"], b"");
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the input was empty: no objects to fetch"),
+        "{err}"
+    );
+    for (args, input) in [
+        (vec!["fetch", &repo, "-"], &b"# nothing today\n"[..]),
+        (vec!["-q", "fetch", &repo, "-"], &b""[..]),
+    ] {
+        let out = dist.run(&args, input);
+        assert_eq!(out.status.code(), Some(0));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("input was empty"), "{args:?}: {err}");
+    }
+}

@@ -76,7 +76,7 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
         ordered: args.ordered,
         destination,
         shard: args.shard,
-        progress: Some(progress),
+        progress: Some(progress.clone()),
     };
     let framed = args.output.is_none();
     let into_store = !framed;
@@ -122,6 +122,9 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
         }
     };
     drop(outcomes);
+    if stopped.is_none() && progress.input_was_empty() && !global.quiet {
+        display.message("dist: warning: the input was empty: no objects to fetch");
+    }
     let ended = match stopped {
         // Every object is done; what is left is writing out, which a stuck reader can make
         // last for ever, and a signal or `--timeout` must still end.

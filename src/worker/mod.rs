@@ -178,7 +178,7 @@ where
             let at_end = at_end.clone();
             async move {
                 if done {
-                    at_end.input_ended();
+                    at_end.input_ended(false);
                     return None;
                 }
                 match lines.next().await {
@@ -187,7 +187,7 @@ where
                         Some((Ok((n + 1, l)), (lines, n + 1, false)))
                     }
                     Ok(None) => {
-                        at_end.input_ended();
+                        at_end.input_ended(n == 0);
                         None
                     }
                     Err(e) => Some((Err((n + 1, e)), (lines, n + 1, true))),

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 pub struct Progress {
     lines: AtomicU64,
     input_done: AtomicBool,
+    /// The input ended without a line, not even a comment or a blank one.
+    input_empty: AtomicBool,
     /// Another run adds to these counters once the current input ends.
     more_follows: AtomicBool,
     started: AtomicU64,
@@ -51,8 +53,16 @@ impl Progress {
         }
     }
 
-    pub(crate) fn input_ended(&self) {
+    pub(crate) fn input_ended(&self, empty: bool) {
+        self.input_empty.store(empty, Ordering::Relaxed);
         self.input_done.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the input ended without a single line (a comment or a blank line counts).
+    /// The batch then succeeds with nothing to do, which is most often a sign that what
+    /// fed it failed (`jq` on a missing file, in a shell without `pipefail`).
+    pub fn input_was_empty(&self) -> bool {
+        self.input_empty.load(Ordering::Relaxed)
     }
 
     pub(crate) fn started(&self) {
@@ -112,11 +122,11 @@ mod tests {
         let p = Progress::default();
         p.more_input_follows(true);
         p.object_read(Some(10));
-        p.input_ended();
+        p.input_ended(false);
         assert!(!p.snapshot().input_done, "a later level will add objects");
         p.more_input_follows(false);
         p.object_read(Some(5));
-        p.input_ended();
+        p.input_ended(false);
         let s = p.snapshot();
         assert!(s.input_done);
         assert_eq!((s.objects, s.expected_bytes), (2, 15));
