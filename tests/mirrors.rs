@@ -515,3 +515,51 @@ fn a_failing_mirror_is_named_when_the_registry_fails_too() {
     assert!(err.contains(&upstream.host()), "{err}");
     assert!(!err.contains("tried first"), "{err}");
 }
+
+/// A hosts directory that is not there configures no mirrors, as in containerd, but says
+/// so: a mistyped folder would otherwise route around every mirror without a word.
+#[test]
+fn a_missing_hosts_directory_is_named() {
+    let upstream = FakeRegistry::start();
+    let blob = bytes(11, 2000);
+    let digest = upstream.blob("team/app", &blob);
+    let repo = format!("{}/team/app", upstream.host());
+    let present = tempfile::tempdir().unwrap();
+    let missing = present.path().join("certs.d-typo");
+    let dist = Dist::new();
+    let out = dist.run(
+        &[
+            "fetch",
+            "--hosts-dir",
+            missing.to_str().unwrap(),
+            &repo,
+            &digest,
+        ],
+        b"",
+    );
+    assert_eq!(out.stdout, blob);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "the hosts directory {} (--hosts-dir, DIST_HOSTS_DIR) is not a directory",
+            missing.display()
+        )),
+        "{err}"
+    );
+    let out = dist.run(
+        &[
+            "fetch",
+            "--hosts-dir",
+            present.path().to_str().unwrap(),
+            &repo,
+            &digest,
+        ],
+        b"",
+    );
+    assert_eq!(out.stdout, blob);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -301,6 +301,15 @@ fn mirror_specs(
     let mut server = None;
     let mut settings = HostSettings::default();
     if let Some(dir) = &global.hosts_dir {
+        // containerd reads a missing config path as no mirrors; so does dist, but a
+        // mistyped folder would then route around every mirror without a word.
+        if !dir.is_dir() && !global.quiet {
+            say!(
+                "dist: warning: the hosts directory {} (--hosts-dir, DIST_HOSTS_DIR) is not \
+                 a directory: no mirrors are configured from it",
+                dir.display()
+            );
+        }
         if let Some(file) = HostsFile::load(dir, repo.host())? {
             specs.extend(file.hosts);
             server = file.server;
