@@ -197,3 +197,35 @@ fn a_failing_shard_does_not_take_the_layout_from_one_still_fetching() {
         }
     }
 }
+
+/// An empty file under a blob's name (a `touch`, another tool's cut copy) is fetched over
+/// even without a `size:` hint; it would otherwise stand for the blob for ever.
+#[test]
+fn an_empty_file_under_a_blob_s_name_is_fetched_over() {
+    let reg = FakeRegistry::start();
+    let blob = bytes(91, 5000);
+    let digest = reg.blob("team/app", &blob);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir
+        .path()
+        .join("blobs/sha256")
+        .join(&digest["sha256:".len()..]);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, b"").unwrap();
+    let out = Dist::new().run(
+        &[
+            "fetch",
+            &repo(&reg),
+            "-",
+            "-o",
+            dir.path().to_str().unwrap(),
+        ],
+        format!("{digest}\n").as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), blob);
+}

@@ -147,6 +147,13 @@ impl LayoutStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_err("reading", &path, e)),
         };
+        // An empty file is checked even unasked, for free: no dist run leaves one (files
+        // are renamed into place whole), but a `touch`, a full disk under another tool or
+        // a crashed copy does, and it would stand for the blob for ever.
+        if !verify && meta.len() == 0 && Digest::of(digest.algorithm(), b"") != *digest {
+            tracing::warn!(path = %path.display(), "stored blob is empty, unlike its name; fetching again");
+            return Ok(None);
+        }
         if verify {
             let actual = hash_file(&path, digest.algorithm())?;
             if actual != *digest {
@@ -781,6 +788,24 @@ mod tests {
         assert_eq!(std::fs::read(root.join("oci-layout")).unwrap(), OCI_LAYOUT);
         assert_eq!(std::fs::read(root.join("index.json")).unwrap(), EMPTY_INDEX);
         assert_eq!(working.existing(&d, true).unwrap(), Some(4));
+    }
+
+    /// An empty file named like a blob that is not empty is not taken for it, verified or
+    /// not; the empty blob's own file is.
+    #[test]
+    fn an_empty_file_stands_only_for_the_empty_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open(dir.path()).unwrap();
+        let data = Digest::of(Algorithm::Sha256, b"data");
+        let empty = Digest::of(Algorithm::Sha256, b"");
+        for d in [&data, &empty] {
+            std::fs::create_dir_all(store.blob_path(d).parent().unwrap()).unwrap();
+            std::fs::write(store.blob_path(d), b"").unwrap();
+        }
+        assert_eq!(store.existing(&data, false).unwrap(), None);
+        assert_eq!(store.existing(&data, true).unwrap(), None);
+        assert_eq!(store.existing(&empty, false).unwrap(), Some(0));
+        assert_eq!(store.existing(&empty, true).unwrap(), Some(0));
     }
 
     #[test]
