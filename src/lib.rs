@@ -97,6 +97,10 @@
 //! # Ok(()) }
 //! ```
 
+// A library user puts these types in their own `#[derive(Debug)]` structs; types holding
+// secrets write theirs by hand and redact them.
+#![warn(missing_debug_implementations)]
+
 pub mod auth;
 mod blocking;
 pub mod certs;

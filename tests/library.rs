@@ -115,6 +115,27 @@ fn handles_are_send_sync_and_static() {
     spawnable(&task);
 }
 
+/// A service keeps these in its own `#[derive(Debug)]` structs and logs them.
+#[test]
+fn public_handles_implement_debug() {
+    fn debug<T: std::fmt::Debug>() {}
+    debug::<dist::digest::Hasher>();
+    debug::<dist::sink::layout::TempBlob>();
+    debug::<dist::sink::stream::StreamWriter<Vec<u8>>>();
+    debug::<dist::sink::gather::Gather<Vec<u8>>>();
+    debug::<dist::handoff::Sender<bytes::Bytes>>();
+    debug::<dist::handoff::Receiver<bytes::Bytes>>();
+    debug::<dist::handoff::Nudge<bytes::Bytes>>();
+    debug::<dist::transport::limit::LimitedConnector<()>>();
+    debug::<dist::transport::limit::Limited<()>>();
+    debug::<dist::transport::proxy::ProxyStream>();
+    debug::<dist::transport::Reply>();
+    debug::<dist::worker::input::Lines<&[u8]>>();
+    let mut hasher = dist::digest::Hasher::new(dist::digest::Algorithm::Sha512);
+    hasher.update(b"x");
+    assert_eq!(format!("{hasher:?}"), "Hasher(sha512)");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manifest_by_tag_then_its_blobs_from_many_tasks_sharing_one_remote() {
     let reg = FakeRegistry::start();

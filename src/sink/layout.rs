@@ -454,6 +454,22 @@ impl std::io::Write for PlainWrites {
     }
 }
 
+impl std::fmt::Debug for TempBlob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let writing = match &self.writing {
+            Writing::Gathering { batched, .. } => format!("gathering {batched} bytes"),
+            Writing::Streaming(_) => "streaming".to_string(),
+            Writing::Gone => "gone".to_string(),
+        };
+        f.debug_struct("TempBlob")
+            .field("path", &self.path)
+            .field("writing", &writing)
+            .field("park", &self.park)
+            .field("kept", &self.kept)
+            .finish_non_exhaustive()
+    }
+}
+
 impl TempBlob {
     /// Deletes the file now, kept or not: its content is wrong (it failed verification)
     /// or cannot be trusted.
