@@ -7,8 +7,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dist::auth::credentials::Credential;
-use dist::auth::CredentialSource;
+use dist::auth::{Credential, CredentialSource};
 use dist::image::Manifest;
 use dist::registry::RegistryRemote;
 use dist::retry::RetryPolicy;

@@ -21,7 +21,8 @@ use tokio::sync::OnceCell;
 use crate::error::{Error, ErrorKind, Result};
 use crate::transport::Transport;
 use challenge::Challenge;
-use credentials::{Credential, DockerConfig};
+/// The types [`CredentialSource`] holds, here beside it.
+pub use credentials::{Credential, DockerConfig};
 
 /// Tokens are renewed this long before they expire (or after three quarters of a shorter
 /// lifetime), so a request is never sent with a token that dies in flight.

@@ -532,6 +532,11 @@ impl TempBlob {
     }
 
     /// Makes the verified content durable and moves it to its place for `digest`.
+    ///
+    /// The content is not hashed again here: `digest` is taken on the caller's word. Commit
+    /// only once the [`Download`](crate::Download) whose chunks were written returned
+    /// `Ok(None)`, with the digest it verified ([`Download::digest`](crate::Download::digest));
+    /// after an error, drop the blob (or [`discard`](Self::discard) it).
     pub async fn commit(mut self, digest: &Digest) -> Result<PathBuf> {
         let (file, batch) = self.take_file().await?;
         let dest = self.store.blob_path(digest);
