@@ -157,6 +157,17 @@ pub enum Hasher {
     Sha512(sha2::Sha512),
 }
 
+impl fmt::Debug for Hasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The running state means nothing to a reader; the algorithm does.
+        let algorithm = match self {
+            Hasher::Sha256(_) => Algorithm::Sha256,
+            Hasher::Sha512(_) => Algorithm::Sha512,
+        };
+        write!(f, "Hasher({})", algorithm.as_str())
+    }
+}
+
 impl Hasher {
     /// A fresh state for `algorithm`.
     pub fn new(algorithm: Algorithm) -> Hasher {

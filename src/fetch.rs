@@ -153,6 +153,28 @@ pub struct Download {
     hashing: Hashing,
     received: u64,
     verified: Option<Digest>,
+    /// The error `chunk` returned, returned again to a caller that asks on: the body may
+    /// not be polled past its end, and the hash is gone once taken.
+    failed: Option<Failed>,
+}
+
+/// What an error said, to say it again (an [`Error`]'s cause cannot be cloned).
+struct Failed {
+    kind: ErrorKind,
+    reason: String,
+    status: Option<u16>,
+}
+
+impl Failed {
+    fn again(&self, meta: &Meta) -> Error {
+        let e = Error::new(self.kind, self.reason.clone())
+            .with_object(&meta.object)
+            .with_url(&meta.url);
+        match self.status {
+            Some(status) => e.with_status(status),
+            None => e,
+        }
+    }
 }
 
 impl std::fmt::Debug for Download {
@@ -179,6 +201,7 @@ impl Download {
             hashing,
             received: 0,
             verified: None,
+            failed: None,
         }
     }
 
@@ -193,6 +216,7 @@ impl Download {
             hashing,
             received: prefix.len,
             verified: None,
+            failed: None,
         }
     }
 
@@ -223,10 +247,28 @@ impl Download {
     /// against the digest asked for, or for a tag the one the registry announced
     /// (`Docker-Content-Digest`). A tag answered without one has nothing to be checked
     /// against; its digest is then only computed (see `Meta::expected`).
+    ///
+    /// An error is final: every later call returns it again, so a caller that goes on
+    /// asking never reaches `Ok(None)` for content that failed.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>> {
         if self.verified.is_some() {
             return Ok(None);
         }
+        if let Some(failed) = &self.failed {
+            return Err(failed.again(&self.meta));
+        }
+        let next = self.next_chunk().await;
+        if let Err(e) = &next {
+            self.failed = Some(Failed {
+                kind: e.kind(),
+                reason: e.reason(),
+                status: e.status(),
+            });
+        }
+        next
+    }
+
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
         match self.body.next().await {
             Some(Ok(chunk)) => {
                 let total = self.received + chunk.len() as u64;
@@ -384,6 +426,38 @@ mod tests {
             drain(&mut d).await.unwrap_err().kind(),
             ErrorKind::DigestMismatch
         );
+    }
+
+    /// A caller that asks again after the verdict gets the verdict again: the body, which
+    /// may be a stream that must not be polled after its end, is not asked again, and
+    /// the hash is not taken twice.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_verdict_stands_when_asked_again() {
+        let data: Vec<u8> = (0..(9u32 << 20)).map(|i| (i % 251) as u8).collect();
+        for len in [11, data.len()] {
+            let want = Digest::of(Algorithm::Sha256, b"something else");
+            let mut m = meta(Some(want), Some(len as u64));
+            m.limit = None;
+            let chunks: Vec<Bytes> = data[..len]
+                .chunks(1 << 20)
+                .map(Bytes::copy_from_slice)
+                .collect();
+            // `unfold` panics when polled after its end.
+            let body = stream::unfold(chunks.into_iter(), |mut rest| async move {
+                rest.next().map(|c| (Ok(c), rest))
+            })
+            .boxed();
+            let mut d = Download::new(m, body);
+            assert_eq!(
+                drain(&mut d).await.unwrap_err().kind(),
+                ErrorKind::DigestMismatch
+            );
+            for _ in 0..2 {
+                let again = d.chunk().await.unwrap_err();
+                assert_eq!(again.kind(), ErrorKind::DigestMismatch, "{again}");
+            }
+            assert_eq!(d.digest(), None);
+        }
     }
 
     #[tokio::test]

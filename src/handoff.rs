@@ -93,6 +93,30 @@ pub struct Nudge<T> {
     shared: Arc<Shared<T>>,
 }
 
+// Items may be megabytes of content: the halves show the queue's budget, not its items.
+impl<T> std::fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender")
+            .field("capacity", &self.shared.capacity)
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> std::fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("capacity", &self.shared.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> std::fmt::Debug for Nudge<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Nudge").finish_non_exhaustive()
+    }
+}
+
 /// A queue holding about `capacity` of weight at most (a heavier single item is still
 /// accepted, alone).
 pub fn channel<T: Weigh>(capacity: usize) -> (Sender<T>, Receiver<T>) {

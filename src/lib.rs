@@ -63,6 +63,88 @@
 //! # let _ = remote; Ok(()) }
 //! ```
 //!
+//! With credentials, from the user's `config.json` and its helpers
+//! (`CredentialSource::DockerConfig(Arc::new(DockerConfig::load()?))`) or fixed ones:
+//!
+//! ```no_run
+//! # use dist::{registry::RegistryRemote, retry::RetryPolicy};
+//! # use dist::transport::{Transport, TransportOptions};
+//! use dist::auth::{Credential, CredentialSource};
+//! # fn main() -> dist::Result<()> {
+//! let robot = Credential::Basic { username: "robot".into(), password: "…".into() };
+//! let remote = RegistryRemote::new(
+//!     "registry.example/team/app".parse()?,
+//!     Transport::new(TransportOptions::default())?,
+//!     CredentialSource::Fixed(robot),
+//!     RetryPolicy::default(),
+//! );
+//! # let _ = remote; Ok(()) }
+//! ```
+//!
+//! # Share a remote between tasks, and cancel
+//!
+//! A remote is `Send + Sync`; [`registry::RegistryRemote`] and [`transport::Transport`] are
+//! handles (an `Arc` inside) that clone cheaply and share one connection pool, one token
+//! and one `Retry-After` pause. [`Remote::fetch`] borrows the remote, the object and the
+//! hints, so a task owns clones of them; the future and the [`Download`] are `Send` and
+//! can be spawned. Dropping a download (or aborting its task) cancels it: its connection
+//! is closed rather than pooled, its hashing thread stops, and a
+//! [`TempBlob`](sink::layout::TempBlob) dropped before
+//! [`commit`](sink::layout::TempBlob::commit) leaves no file behind.
+//!
+//! ```
+//! # use dist::layout_remote::LayoutRemote;
+//! # use dist::sink::layout::LayoutStore;
+//! # use dist::{digest::Algorithm, Digest};
+//! use dist::{ErrorKind, Hints, Object, Remote};
+//!
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
+//! # async fn main() -> dist::Result<()> {
+//! # let dir = tempfile::tempdir()?;
+//! # let store = LayoutStore::open(dir.path())?;
+//! # let mut digests = Vec::new();
+//! # for text in ["a", "b"] {
+//! #     let digest = Digest::of(Algorithm::Sha256, text.as_bytes());
+//! #     let mut blob = store.temp(Algorithm::Sha256)?;
+//! #     blob.write(&bytes::Bytes::copy_from_slice(text.as_bytes())).await?;
+//! #     blob.commit(&digest).await?;
+//! #     digests.push(digest);
+//! # }
+//! # digests.push(Digest::of(Algorithm::Sha256, b"missing"));
+//! let remote = LayoutRemote::new(dir.path()); // or a RegistryRemote: both clone cheaply
+//! let mut tasks = tokio::task::JoinSet::new();
+//! for digest in digests {
+//!     let remote = remote.clone();
+//!     tasks.spawn(async move {
+//!         let mut download = remote.fetch(&Object::Digest(digest), &Hints::default()).await?;
+//!         let mut size = 0;
+//!         while let Some(chunk) = download.chunk().await? {
+//!             size += chunk.len(); // into the caller's own sink
+//!         }
+//!         Ok::<_, dist::Error>(size)
+//!     });
+//! }
+//! while let Some(done) = tasks.join_next().await {
+//!     match done.expect("not aborted") {
+//!         Ok(size) => assert_eq!(size, 1),
+//!         Err(e) if e.kind() == ErrorKind::NotFound => {}
+//!         Err(e) => return Err(e),
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # Tell errors apart
+//!
+//! Every function returns [`Error`]; match on its [`ErrorKind`]: `NotFound`,
+//! `Unauthorized` (no credentials, or refused ones), `Denied`, `DigestMismatch` and
+//! `SizeMismatch` (content that is not what was asked for, also
+//! [`Error::is_corruption`]), `TooLarge`, `InvalidInput`. [`Error::is_transient`] says
+//! whether the same request may succeed later (connection failures, timeouts, 429, 5xx);
+//! the remote has retried those already, as its [`retry::RetryPolicy`] allows.
+//! [`Error::status`], [`Error::url`] and [`Error::object`] give the context; the `Display`
+//! form is one line with credentials and signed queries taken out.
+//!
 //! # Run the worker over a stream of objects
 //!
 //! [`worker::run`] takes any async line source (stdin, a file, a socket) and yields one
@@ -96,6 +178,10 @@
 //! assert!(outcomes.iter().all(|o| o.status == Status::Ok));
 //! # Ok(()) }
 //! ```
+
+// A library user puts these types in their own `#[derive(Debug)]` structs; types holding
+// secrets write theirs by hand and redact them.
+#![warn(missing_debug_implementations)]
 
 pub mod auth;
 mod blocking;

@@ -77,7 +77,7 @@ struct ConfigFile {
     cred_helpers: HashMap<String, String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 struct AuthEntry {
     #[serde(default)]
     auth: Option<String>,
@@ -87,6 +87,20 @@ struct AuthEntry {
     password: Option<String>,
     #[serde(default)]
     identitytoken: Option<String>,
+}
+
+// Reaches `Debug` of `CredentialSource`, which services log with their settings: says
+// which secrets an entry holds, never what they are.
+impl std::fmt::Debug for AuthEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
+        f.debug_struct("AuthEntry")
+            .field("auth", &secret(&self.auth))
+            .field("username", &self.username)
+            .field("password", &secret(&self.password))
+            .field("identitytoken", &secret(&self.identitytoken))
+            .finish()
+    }
 }
 
 /// The credential files (Docker's and the containers tools'), read once.
@@ -585,6 +599,27 @@ mod tests {
         let why = c.sources[0].broken.as_deref().unwrap();
         assert!(why.contains("line 1"), "{why}");
         assert!(!why.contains("c2VjcmV0OnB3"), "{why}");
+    }
+
+    /// A service logs its settings with `{:?}`; the credentials read from the files must
+    /// not come along.
+    #[test]
+    fn debug_shows_no_secret() {
+        let c = config(
+            r#"{"auths":{
+                "a.example":{"auth":"YWxpY2U6czNjcmV0"},
+                "b.example":{"username":"bob","password":"hunter2"},
+                "c.example":{"identitytoken":"refresh-me"}}}"#,
+        );
+        let source = crate::auth::CredentialSource::DockerConfig(std::sync::Arc::new(c));
+        let shown = format!("{source:?}");
+        for secret in ["YWxpY2U6czNjcmV0", "hunter2", "refresh-me"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(
+            shown.contains("b.example") && shown.contains("bob"),
+            "{shown}"
+        );
     }
 
     #[tokio::test]

@@ -21,7 +21,8 @@ use tokio::sync::OnceCell;
 use crate::error::{Error, ErrorKind, Result};
 use crate::transport::Transport;
 use challenge::Challenge;
-use credentials::{Credential, DockerConfig};
+/// The types [`CredentialSource`] holds, here beside it.
+pub use credentials::{Credential, DockerConfig};
 
 /// Tokens are renewed this long before they expire (or after three quarters of a shorter
 /// lifetime), so a request is never sent with a token that dies in flight.
@@ -59,6 +60,20 @@ pub struct Grant {
     /// The header, or none for anonymous.
     pub header: Option<HeaderValue>,
     generation: u64,
+}
+
+impl std::fmt::Debug for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The scheme tells anonymous, Basic and Bearer apart; the rest is the secret.
+        let scheme = self.header.as_ref().map(|h| {
+            let text = h.to_str().unwrap_or_default();
+            format!("{} <redacted>", text.split(' ').next().unwrap_or_default())
+        });
+        f.debug_struct("Grant")
+            .field("header", &scheme)
+            .field("generation", &self.generation)
+            .finish()
+    }
 }
 
 /// Per-repository authentication state shared by all tasks.
@@ -355,6 +370,20 @@ fn not_granted_message(host: &str, scope: Option<&str>, caller: Caller) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_grant_debugs_without_its_header() {
+        let mut header = HeaderValue::from_static("Bearer s3cret-token");
+        // Marked as the authorizer marks it; `Debug` must not rely on that alone.
+        header.set_sensitive(false);
+        let grant = Grant {
+            header: Some(header),
+            generation: 3,
+        };
+        let shown = format!("{grant:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("Bearer"), "the scheme is no secret: {shown}");
+    }
 
     #[test]
     fn a_refusal_names_where_the_credentials_came_from() {

@@ -35,6 +35,16 @@ pub struct Gather<W: Write> {
     small: BytesMut,
 }
 
+impl<W: Write + std::fmt::Debug> std::fmt::Debug for Gather<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // What is gathered may be a quarter of a megabyte: its size says enough.
+        f.debug_struct("Gather")
+            .field("out", &self.out)
+            .field("pending_bytes", &(self.pending_len + self.small.len()))
+            .finish()
+    }
+}
+
 impl<W: Write> Gather<W> {
     /// Gathers for `out`.
     pub fn new(out: W) -> Gather<W> {

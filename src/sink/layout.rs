@@ -461,6 +461,22 @@ impl std::io::Write for PlainWrites {
     }
 }
 
+impl std::fmt::Debug for TempBlob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let writing = match &self.writing {
+            Writing::Gathering { batched, .. } => format!("gathering {batched} bytes"),
+            Writing::Streaming(_) => "streaming".to_string(),
+            Writing::Gone => "gone".to_string(),
+        };
+        f.debug_struct("TempBlob")
+            .field("path", &self.path)
+            .field("writing", &writing)
+            .field("park", &self.park)
+            .field("kept", &self.kept)
+            .finish_non_exhaustive()
+    }
+}
+
 impl TempBlob {
     /// Deletes the file now, kept or not: its content is wrong (it failed verification)
     /// or cannot be trusted.
@@ -523,6 +539,11 @@ impl TempBlob {
     }
 
     /// Makes the verified content durable and moves it to its place for `digest`.
+    ///
+    /// The content is not hashed again here: `digest` is taken on the caller's word. Commit
+    /// only once the [`Download`](crate::Download) whose chunks were written returned
+    /// `Ok(None)`, with the digest it verified ([`Download::digest`](crate::Download::digest));
+    /// after an error, drop the blob (or [`discard`](Self::discard) it).
     pub async fn commit(mut self, digest: &Digest) -> Result<PathBuf> {
         let (file, batch) = self.take_file().await?;
         let dest = self.store.blob_path(digest);

@@ -23,6 +23,13 @@ pub struct StreamWriter<W> {
     handoff: Handoff<(W, io::Result<()>)>,
 }
 
+impl<W> std::fmt::Debug for StreamWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The writer lives on its thread; nothing of it is at hand here.
+        f.debug_struct("StreamWriter").finish_non_exhaustive()
+    }
+}
+
 impl<W: Write + Send + 'static> StreamWriter<W> {
     /// Starts a thread that writes `first`, then every chunk sent, to `out`.
     pub fn start(mut out: W, first: Vec<Bytes>) -> StreamWriter<W> {

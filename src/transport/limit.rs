@@ -20,7 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Wraps a connector so that at most `limit` connections per host and port exist at once.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct LimitedConnector<C> {
     inner: C,
     limit: usize,
@@ -85,6 +85,7 @@ where
 }
 
 /// A connection that gives its host's permit back when it is dropped.
+#[derive(Debug)]
 pub struct Limited<T> {
     io: T,
     _permit: OwnedSemaphorePermit,

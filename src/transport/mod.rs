@@ -190,6 +190,25 @@ pub struct Outgoing {
     pub body: Bytes,
 }
 
+impl std::fmt::Debug for Outgoing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The credential and the configured headers are secrets by design, and a
+        // pre-signed URL's query is one too; the header names still help a reader.
+        let origin_headers: Vec<_> = self.origin_headers.keys().collect();
+        f.debug_struct("Outgoing")
+            .field("method", &self.method)
+            .field("url", &redact(&self.url))
+            .field("headers", &self.headers)
+            .field(
+                "authorization",
+                &self.authorization.as_ref().map(|_| "<redacted>"),
+            )
+            .field("origin_headers", &origin_headers)
+            .field("body", &self.body.len())
+            .finish()
+    }
+}
+
 impl Outgoing {
     /// A GET of `url` with no headers.
     pub fn get(url: Uri) -> Outgoing {
@@ -212,6 +231,19 @@ pub struct Reply {
     pub url: Uri,
     /// Whether the answer came from the origin the request was addressed to.
     pub same_origin: bool,
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A redirect may have led to a pre-signed URL, whose query is a credential.
+        f.debug_struct("Reply")
+            .field("status", &self.response.status())
+            .field("version", &self.response.version())
+            .field("headers", self.response.headers())
+            .field("url", &redact(&self.url))
+            .field("same_origin", &self.same_origin)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Transport {
@@ -804,6 +836,26 @@ pub async fn read_prefix(transport: &Transport, body: &mut Incoming, limit: usiz
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A request on its way carries the registry's credential and the host's configured
+    /// headers (API keys); its `Debug` shows neither, nor a pre-signed URL's query.
+    #[test]
+    fn an_outgoing_request_debugs_without_secrets() {
+        let mut req = Outgoing::get(u("https://cdn.example/blob?X-Amz-Signature=sig-s3cret"));
+        req.authorization = Some(HeaderValue::from_static("Basic YWxpY2U6czNjcmV0"));
+        req.origin_headers
+            .insert("x-api-key", HeaderValue::from_static("key-s3cret"));
+        req.headers
+            .insert(http::header::ACCEPT, HeaderValue::from_static("*/*"));
+        let shown = format!("{req:?}");
+        for secret in ["YWxpY2U6czNjcmV0", "key-s3cret", "sig-s3cret"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(
+            shown.contains("x-api-key") && shown.contains("*/*"),
+            "{shown}"
+        );
+    }
 
     fn u(s: &str) -> Uri {
         s.parse().unwrap()

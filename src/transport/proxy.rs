@@ -81,6 +81,22 @@ pub struct Proxies {
     unusable: Option<Arc<Unusable>>,
 }
 
+impl std::fmt::Debug for Proxies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The matcher holds the proxies' URLs with their users and passwords: none of it
+        // is shown. The unusable settings are named by scheme, host and port only.
+        let unusable = self.unusable.as_ref().map(|u| {
+            u.named
+                .iter()
+                .map(|(_, setting)| setting.as_str())
+                .collect::<Vec<_>>()
+        });
+        f.debug_struct("Proxies")
+            .field("unusable", &unusable)
+            .finish_non_exhaustive()
+    }
+}
+
 struct Unusable {
     matcher: Matcher,
     /// Placeholder host to the proxy setting it stands for (scheme, host and port only).
@@ -376,7 +392,7 @@ impl std::error::Error for ProxyError {}
 /// Wraps the TCP connector: destinations the environment sends to a proxy are reached
 /// through a `CONNECT` tunnel over a connection to the proxy (https), or over a connection
 /// to the proxy that forwards the requests (plain http); the others directly.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct ProxyConnector {
     inner: HttpConnector,
     proxies: Proxies,
@@ -488,6 +504,7 @@ impl tower_service::Service<Uri> for ProxyConnector {
 /// A connection the proxy connector made: to the destination (directly or through a
 /// tunnel), or to a proxy that forwards requests, which tells the HTTP client to write them
 /// in absolute form.
+#[derive(Debug)]
 pub struct ProxyStream {
     io: TokioIo<TcpStream>,
     forwarding: bool,
@@ -591,6 +608,24 @@ fn status_of(head: &[u8]) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The proxies' URLs carry their credentials; a service that logs its transport or
+    /// connector with `{:?}` must not print them.
+    #[test]
+    fn debug_shows_no_proxy_credentials() {
+        let p = Proxies::of_values(
+            "http://alice:s3cret@proxy.corp:3128",
+            "ftp://carol:ftp-pass@ftp.corp:21",
+            "socks5://bob:hunter2@socks.corp:1080",
+            "",
+        );
+        let connector = ProxyConnector::new(HttpConnector::new(), p.clone());
+        let shown = format!("{p:?} {connector:?}");
+        for secret in ["s3cret", "hunter2", "ftp-pass"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("ftp://ftp.corp:21"), "{shown}");
+    }
 
     fn uri(s: &str) -> Uri {
         s.parse().unwrap()

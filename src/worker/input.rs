@@ -20,6 +20,7 @@ pub enum RawLine {
 }
 
 /// Input split into lines, with the limit and what is left of a line too long.
+#[derive(Debug)]
 pub struct Lines<R> {
     reader: R,
     buf: Vec<u8>,

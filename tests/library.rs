@@ -1,0 +1,333 @@
+//! `dist` embedded in a tokio service, as a mirroring service would use it: one remote shared
+//! by many tasks, manifests by tag, blobs streamed into the caller's own sink, fetches
+//! cancelled midway, and errors told apart by their kind.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dist::auth::{Credential, CredentialSource};
+use dist::image::Manifest;
+use dist::registry::RegistryRemote;
+use dist::retry::RetryPolicy;
+use dist::sink::layout::LayoutStore;
+use dist::transport::{Transport, TransportOptions};
+use dist::{Digest, Download, ErrorKind, Hints, Object, Remote};
+use support::cli::bytes;
+use support::fake::{Auth, FakeRegistry, Fault};
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+fn remote(reg: &FakeRegistry, opts: TransportOptions, creds: CredentialSource) -> RegistryRemote {
+    let repo = format!("{}/team/app", reg.host()).parse().unwrap();
+    RegistryRemote::new(
+        repo,
+        Transport::new(opts).unwrap(),
+        creds,
+        // Quick retries: the faults here are the same on every attempt.
+        RetryPolicy {
+            retries: 1,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(10),
+        },
+    )
+}
+
+fn anonymous(reg: &FakeRegistry) -> RegistryRemote {
+    remote(reg, TransportOptions::default(), CredentialSource::None)
+}
+
+/// An image of `layers` blobs in `reg`, tagged `v1`: the manifest's digest and the blobs.
+fn image(reg: &FakeRegistry, layers: &[Vec<u8>]) -> (String, Vec<(String, Vec<u8>)>) {
+    let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
+    let mut blobs = vec![(reg.blob("team/app", &config), config)];
+    for data in layers {
+        blobs.push((reg.blob("team/app", data), data.clone()));
+    }
+    let descriptor = |(digest, data): &(String, Vec<u8>), media: &str| {
+        format!(
+            r#"{{"mediaType":"{media}","digest":"{digest}","size":{}}}"#,
+            data.len()
+        )
+    };
+    let layers: Vec<String> = blobs[1..]
+        .iter()
+        .map(|b| descriptor(b, "application/vnd.oci.image.layer.v1.tar+gzip"))
+        .collect();
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{},"layers":[{}]}}"#,
+        descriptor(&blobs[0], "application/vnd.oci.image.config.v1+json"),
+        layers.join(",")
+    );
+    let digest = reg.manifest("team/app", "v1", OCI_MANIFEST, manifest);
+    (digest, blobs)
+}
+
+/// The caller's own sink: a file in a layout store, committed only once the download
+/// verified.
+async fn store_verified(store: &LayoutStore, mut download: Download) -> dist::Result<Digest> {
+    let mut blob = store.temp(dist::digest::Algorithm::Sha256)?;
+    while let Some(chunk) = download.chunk().await? {
+        blob.write(&chunk).await?;
+    }
+    let digest = download.digest().expect("verified").clone();
+    blob.commit(&digest).await?;
+    Ok(digest)
+}
+
+fn temporary_files(dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir.join("blobs/sha256")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            found.push(name);
+        }
+    }
+    found
+}
+
+/// What `tokio::spawn` and sharing across tasks need of the handles, checked by the compiler.
+#[test]
+fn handles_are_send_sync_and_static() {
+    fn shared<T: Send + Sync + Clone + 'static>() {}
+    fn sent<T: Send + 'static>() {}
+    shared::<RegistryRemote>();
+    shared::<dist::layout_remote::LayoutRemote>();
+    shared::<Transport>();
+    shared::<LayoutStore>();
+    shared::<Arc<dyn Remote>>();
+    sent::<Download>();
+    sent::<dist::sink::layout::TempBlob>();
+    sent::<dist::Error>();
+    fn error<E: std::error::Error + Send + Sync + 'static>() {}
+    error::<dist::Error>();
+    // A fetch future borrows the remote, object and hints; moved into the task, it is
+    // spawnable.
+    let reg = FakeRegistry::start();
+    let remote = anonymous(&reg);
+    let task = async move {
+        let object: Object = "v1".parse()?;
+        remote.fetch(&object, &Hints::default()).await.map(|_| ())
+    };
+    fn spawnable<F: std::future::Future + Send + 'static>(_: &F) {}
+    spawnable(&task);
+}
+
+/// A service keeps these in its own `#[derive(Debug)]` structs and logs them.
+#[test]
+fn public_handles_implement_debug() {
+    fn debug<T: std::fmt::Debug>() {}
+    debug::<dist::digest::Hasher>();
+    debug::<dist::sink::layout::TempBlob>();
+    debug::<dist::sink::stream::StreamWriter<Vec<u8>>>();
+    debug::<dist::sink::gather::Gather<Vec<u8>>>();
+    debug::<dist::handoff::Sender<bytes::Bytes>>();
+    debug::<dist::handoff::Receiver<bytes::Bytes>>();
+    debug::<dist::handoff::Nudge<bytes::Bytes>>();
+    debug::<dist::transport::limit::LimitedConnector<()>>();
+    debug::<dist::transport::limit::Limited<()>>();
+    debug::<dist::transport::proxy::ProxyStream>();
+    debug::<dist::transport::Reply>();
+    debug::<dist::worker::input::Lines<&[u8]>>();
+    let mut hasher = dist::digest::Hasher::new(dist::digest::Algorithm::Sha512);
+    hasher.update(b"x");
+    assert_eq!(format!("{hasher:?}"), "Hasher(sha512)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifest_by_tag_then_its_blobs_from_many_tasks_sharing_one_remote() {
+    let reg = FakeRegistry::start();
+    let layers: Vec<Vec<u8>> = (0..12).map(|i| bytes(i, 50_000 + i as usize)).collect();
+    let (manifest_digest, blobs) = image(&reg, &layers);
+    let remote = anonymous(&reg);
+
+    let tag: Object = "v1".parse().unwrap();
+    let mut download = remote.fetch(&tag, &Hints::default()).await.unwrap();
+    let bytes = dist::image::read_to_end(&mut download, dist::fetch::MAX_MANIFEST_SIZE)
+        .await
+        .unwrap();
+    assert_eq!(download.digest().unwrap().to_string(), manifest_digest);
+    let media_type = download.meta().media_type.clone();
+    assert_eq!(media_type.as_deref(), Some(OCI_MANIFEST));
+    let Manifest::Image { config, layers } =
+        Manifest::parse(media_type.as_deref(), &bytes).unwrap()
+    else {
+        panic!("an image manifest");
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = LayoutStore::open(dir.path()).unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for descriptor in std::iter::once(*config).chain(layers) {
+        let (remote, store) = (remote.clone(), store.clone());
+        tasks.spawn(async move {
+            let object = Object::Digest(descriptor.digest.clone());
+            let hints = Hints {
+                size: Some(descriptor.size),
+                ..Hints::default()
+            };
+            let download = remote.fetch(&object, &hints).await?;
+            store_verified(&store, download).await
+        });
+    }
+    let mut stored = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        stored.push(done.unwrap().unwrap().to_string());
+    }
+    assert_eq!(stored.len(), blobs.len());
+    for (digest, data) in &blobs {
+        let path = store.blob_path(&digest.parse().unwrap());
+        assert!(
+            std::fs::read(path).unwrap() == *data,
+            "{digest} stored whole"
+        );
+    }
+    assert!(temporary_files(dir.path()).is_empty());
+    // All the tasks went through one pool: far fewer connections than fetches.
+    assert!(reg.connections() <= 16, "{} connections", reg.connections());
+}
+
+/// A service that gives up on a fetch (the client went away) drops its future or aborts
+/// its task: the connection it held is not kept from others, and nothing unverified stays
+/// in the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_fetches_free_their_connection_and_leave_no_files() {
+    let reg = FakeRegistry::start();
+    // Large enough to be hashed on a thread of its own and written by a writer thread.
+    let data = bytes(7, 12 << 20);
+    let digest = reg.blob("team/app", &data);
+    let small = reg.blob("team/app", b"small");
+    reg.set_fault_for_every(
+        &digest,
+        Fault::SlowBody {
+            chunk: 64 << 10,
+            delay: Duration::from_millis(5),
+        },
+    );
+    // One connection at most: a connection a cancelled fetch kept would stop the next one.
+    let opts = TransportOptions {
+        max_connections_per_host: 1,
+        max_idle_per_host: 1,
+        ..TransportOptions::default()
+    };
+    let remote = remote(&reg, opts, CredentialSource::None);
+    let dir = tempfile::tempdir().unwrap();
+    let store = LayoutStore::open(dir.path()).unwrap();
+
+    // Aborted while streaming into the store, past the first MiB.
+    let (started, mut started_rx) = tokio::sync::mpsc::channel(1);
+    let task = {
+        let (remote, store, digest) = (remote.clone(), store.clone(), digest.clone());
+        tokio::spawn(async move {
+            let object: Object = digest.parse().unwrap();
+            let mut download = remote.fetch(&object, &Hints::default()).await.unwrap();
+            let mut blob = store.temp(dist::digest::Algorithm::Sha256).unwrap();
+            while let Some(chunk) = download.chunk().await.unwrap() {
+                blob.write(&chunk).await.unwrap();
+                if download.received() > 2 << 20 {
+                    let _ = started.try_send(());
+                }
+            }
+        })
+    };
+    started_rx.recv().await.unwrap();
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    assert!(temporary_files(dir.path()).is_empty());
+
+    // Dropped between two chunks.
+    let object: Object = digest.parse().unwrap();
+    let mut download = remote.fetch(&object, &Hints::default()).await.unwrap();
+    download.chunk().await.unwrap().unwrap();
+    drop(download);
+
+    let object: Object = small.parse().unwrap();
+    let next = async {
+        let mut download = remote.fetch(&object, &Hints::default()).await?;
+        dist::image::read_to_end(&mut download, 100).await
+    };
+    // A guard against hanging, not a measure: the fetch needs milliseconds.
+    let got = tokio::time::timeout(Duration::from_secs(60), next)
+        .await
+        .expect("the cancelled fetches gave their connection back")
+        .unwrap();
+    assert_eq!(got, b"small");
+}
+
+/// Content that does not match its digest is never handed out as a complete stream: the
+/// last call says so, with a kind the caller can match on, however the caller reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_content_ends_in_a_digest_mismatch() {
+    let reg = FakeRegistry::start();
+    for len in [1000, 10 << 20] {
+        let data = bytes(len as u64, len);
+        let digest = reg.blob("team/app", &data);
+        reg.set_fault_for_every(&digest, Fault::CorruptByte(len / 2));
+        let object: Object = digest.parse().unwrap();
+        let mut download = anonymous(&reg)
+            .fetch(&object, &Hints::default())
+            .await
+            .unwrap();
+        let mut received = 0;
+        let err = loop {
+            match download.chunk().await {
+                Ok(Some(chunk)) => received += chunk.len(),
+                Ok(None) => panic!("corrupt content of {len} bytes passed"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(received, len, "all of it arrived before the verdict");
+        assert_eq!(err.kind(), ErrorKind::DigestMismatch, "{err}");
+        assert!(err.is_corruption());
+        // Asking again does not turn the verdict around.
+        assert!(download.chunk().await.is_err());
+        assert!(download.digest().is_none());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_kinds_a_caller_matches_on() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::basic("alice", "s3cret"))
+        .start();
+    let data = b"content".to_vec();
+    let digest = reg.blob("team/app", &data);
+    let object: Object = digest.parse().unwrap();
+    let missing: Object = format!("sha256:{}", "0".repeat(64)).parse().unwrap();
+    let hints = Hints::default();
+
+    let err = anonymous(&reg).fetch(&object, &hints).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unauthorized, "{err}");
+    assert!(!err.is_transient());
+
+    let alice = Credential::Basic {
+        username: "alice".into(),
+        password: "s3cret".into(),
+    };
+    let remote = remote(
+        &reg,
+        TransportOptions::default(),
+        CredentialSource::Fixed(alice),
+    );
+    remote.check().await.unwrap();
+    let err = remote.fetch(&missing, &hints).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert_eq!(err.object(), Some(missing.as_str()));
+
+    reg.set_fault_for_every(&digest, Fault::Status(503));
+    let err = remote.fetch(&object, &hints).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Http, "{err}");
+    assert_eq!(err.status(), Some(503));
+    assert!(err.is_transient());
+    reg.clear_faults();
+
+    let mut download = remote.fetch(&object, &hints).await.unwrap();
+    assert_eq!(
+        dist::image::read_to_end(&mut download, 100).await.unwrap(),
+        data
+    );
+    // The credential never shows in what a service would log.
+    let logged = format!("{remote:?} {download:?} {err:?}");
+    assert!(!logged.contains("s3cret"), "{logged}");
+}
