@@ -1,10 +1,12 @@
 //! `index.json` of an OCI image layout: adding entries, safely against concurrent writers.
 //!
-//! The file is rewritten whole (temporary file, fsync, rename) under a lock file,
-//! `.dist-index.lock`, created exclusively (`O_EXCL`): two runs adding images to one layout
-//! at once each see the other's entries. The lock holds its owner's PID, so a lock left by
-//! a killed process is recognised and taken over. (`std::fs::File::lock` would do, but it
-//! needs Rust 1.89 and the crate supports 1.85.)
+//! The file is rewritten whole (temporary file, fsync, rename) under an exclusive `flock`
+//! of the lock file `.dist-index.lock`: two runs adding images to one layout at once each
+//! see the other's entries. The kernel drops the lock of a process that dies, so a killed
+//! run leaves nothing that has to be judged stale. The holder removes the file when done;
+//! a waiter that then gets the lock of the removed file finds another at the path, or none,
+//! and starts again, so exactly one process holds the lock of the file at the path.
+//! (`std::fs::File::lock` would do, but it needs Rust 1.89 and the crate supports 1.85.)
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,10 +19,6 @@ use crate::image::{Descriptor, REF_NAME};
 const INDEX_LOCK: &str = ".dist-index.lock";
 /// How long to wait for another process to finish its `index.json` update.
 const INDEX_LOCK_WAIT: Duration = Duration::from_secs(60);
-/// A lock file still empty after this long belongs to a process that died while creating it.
-const EMPTY_LOCK_AGE: Duration = Duration::from_secs(10);
-/// An index update takes milliseconds; another machine's lock older than this is dead.
-const FOREIGN_LOCK_AGE: Duration = Duration::from_secs(600);
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::new(ErrorKind::Io, format!("{what} {}", path.display())).with_cause(e)
@@ -93,67 +91,66 @@ fn merge_entry(
     Ok(())
 }
 
-/// Exclusive use of a layout's `index.json`, released on drop. The lock file holds the
-/// owner's PID so that a lock left by a killed process can be recognised and taken over.
-struct IndexLock(PathBuf);
+/// Exclusive use of a layout's `index.json`, released on drop.
+struct IndexLock {
+    /// Holds the lock, which goes when it closes.
+    _file: std::fs::File,
+    path: PathBuf,
+}
 
 impl IndexLock {
     fn acquire(root: &Path) -> Result<IndexLock> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::MetadataExt;
+
         let path = root.join(INDEX_LOCK);
         let deadline = Instant::now() + INDEX_LOCK_WAIT;
         let mut pause = Duration::from_millis(1);
         loop {
-            let created = std::fs::OpenOptions::new()
+            let file = std::fs::OpenOptions::new()
+                .read(true)
                 .write(true)
-                .create_new(true)
-                .open(&path);
-            match created {
-                Ok(mut f) => {
-                    let lock = IndexLock(path);
-                    f.write_all(super::owner::me().as_bytes())
-                        .map_err(|e| io_err("writing", &lock.0, e))?;
-                    return Ok(lock);
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(|e| io_err("creating", &path, e))?;
+            // SAFETY: flock on a descriptor this function owns; it touches no memory.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                // The holder before may have removed the file after this one opened it:
+                // the lock counts only if it is the lock of the file at the path now.
+                let here = std::fs::symlink_metadata(&path).ok();
+                let mine = file.metadata().map_err(|e| io_err("reading", &path, e))?;
+                if here.is_some_and(|h| h.dev() == mine.dev() && h.ino() == mine.ino()) {
+                    return Ok(IndexLock { _file: file, path });
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    if lock_is_stale(&path) {
-                        tracing::warn!(path = %path.display(), "removing the lock of a process that is gone");
-                        let _ = std::fs::remove_file(&path);
-                        continue;
-                    }
-                    if Instant::now() >= deadline {
-                        return Err(Error::new(
-                            ErrorKind::Io,
-                            format!(
-                                "{} is still locked after {}s; remove it if no dist is running",
-                                path.display(),
-                                INDEX_LOCK_WAIT.as_secs()
-                            ),
-                        ));
-                    }
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(50));
-                }
-                Err(e) => return Err(io_err("creating", &path, e)),
+                continue;
             }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::WouldBlock {
+                return Err(io_err("locking", &path, e));
+            }
+            drop(file);
+            if Instant::now() >= deadline {
+                return Err(Error::new(
+                    ErrorKind::Io,
+                    format!(
+                        "{} is still locked by another process after {}s",
+                        path.display(),
+                        INDEX_LOCK_WAIT.as_secs()
+                    ),
+                ));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(50));
         }
     }
 }
 
 impl Drop for IndexLock {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// Whether the lock's owner is gone: a process of this host that no longer runs, or a
-/// lock of another host (or unreadable) older than any update takes.
-fn lock_is_stale(path: &Path) -> bool {
-    let age = super::owner::age(path);
-    match std::fs::read_to_string(path) {
-        Ok(text) if !text.trim().is_empty() => {
-            super::owner::is_gone(text.trim(), age, FOREIGN_LOCK_AGE)
-        }
-        _ => age.is_some_and(|a| a > EMPTY_LOCK_AGE),
+        // Removed while still locked (`_file` closes after this, dropping the lock), so no
+        // waiter can take the lock of a file at the path that is about to go.
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -232,11 +229,42 @@ mod tests {
         assert_eq!(names(dir.path()).len(), 80);
     }
 
+    /// A lock file left by a killed run holds no lock: it is used as it is, by many
+    /// writers at once without losing an entry (judging such a file stale once let two of
+    /// them remove it and each hold a lock of its own).
     #[test]
-    fn a_dead_process_lock_is_taken_over() {
+    fn a_killed_run_s_lock_file_is_used_by_concurrent_writers() {
+        for _ in 0..3 {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join(INDEX_LOCK), "2147483647").unwrap();
+            std::thread::scope(|s| {
+                for t in 0..8 {
+                    let root = dir.path();
+                    s.spawn(move || {
+                        for i in 0..10 {
+                            let name = format!("t{t}-{i}");
+                            add_entry(root, &entry(name.as_bytes(), Some(&name))).unwrap();
+                        }
+                    });
+                }
+            });
+            assert_eq!(names(dir.path()).len(), 80);
+            assert!(!dir.path().join(INDEX_LOCK).exists());
+        }
+    }
+
+    /// A lock held elsewhere is waited for, not broken, however old its file.
+    #[test]
+    fn a_held_lock_is_waited_for() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(INDEX_LOCK), "2147483647").unwrap();
-        add_entry(dir.path(), &entry(b"a", Some("v1"))).unwrap();
+        let held = IndexLock::acquire(dir.path()).unwrap();
+        let root = dir.path().to_path_buf();
+        let waiter = std::thread::spawn(move || add_entry(&root, &entry(b"a", Some("v1"))));
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!waiter.is_finished(), "the lock was not respected");
+        assert!(!dir.path().join("index.json").exists());
+        drop(held);
+        waiter.join().unwrap().unwrap();
         assert_eq!(names(dir.path()).len(), 1);
     }
 }
