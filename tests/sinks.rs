@@ -65,18 +65,35 @@ fn run_with_file_limit(
     soft: u64,
     hard: u64,
 ) -> std::process::Output {
+    run_with_limit(dist, args, stdin, libc::RLIMIT_NOFILE, soft, hard)
+}
+
+/// `dist ARGS…` with `stdin`, under a limit of `soft` (and `hard`) on `resource`. The
+/// signal a write past `RLIMIT_FSIZE` raises is ignored, so such a write fails as one on a
+/// full disk does, rather than killing the process.
+fn run_with_limit(
+    dist: &Dist,
+    args: &[&str],
+    stdin: &[u8],
+    resource: libc::__rlimit_resource_t,
+    soft: u64,
+    hard: u64,
+) -> std::process::Output {
     use std::io::Write;
     use std::os::unix::process::CommandExt;
     use std::process::Stdio;
     let mut command = dist.command(args);
-    // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
+    // SAFETY: only signal and setrlimit, which are async-signal-safe, run between fork
+    // and exec.
     unsafe {
         command.pre_exec(move || {
             let limit = libc::rlimit {
                 rlim_cur: soft as libc::rlim_t,
                 rlim_max: hard as libc::rlim_t,
             };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+            if libc::signal(libc::SIGXFSZ, libc::SIG_IGN) == libc::SIG_ERR
+                || libc::setrlimit(resource, &limit) != 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
@@ -228,4 +245,36 @@ fn an_empty_file_under_a_blob_s_name_is_fetched_over() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(std::fs::read(&path).unwrap(), blob);
+}
+
+/// A new `-o DIR` whose layout files cannot be written (a full disk; here a limit on file
+/// size, which fails writes the same way) is refused with exit status 2, and the
+/// directory it began is taken away again rather than left as an empty `blobs/`.
+#[test]
+fn a_layout_that_cannot_be_written_is_not_left_half_made() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(92, 3000));
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("new");
+    let out = run_with_limit(
+        &Dist::new(),
+        &["fetch", &repo(&reg), "-", "-o", dir.to_str().unwrap()],
+        format!("{digest}\n").as_bytes(),
+        libc::RLIMIT_FSIZE,
+        0,
+        libc::RLIM_INFINITY,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("oci-layout"), "{err}");
+    assert!(
+        !dir.exists(),
+        "left behind: {:?}",
+        std::fs::read_dir(&dir).map(|d| d.count())
+    );
 }

@@ -90,7 +90,13 @@ impl LayoutStore {
         super::layout_check::check(&root)?;
         let created = std::fs::symlink_metadata(&root).is_err();
         let blobs = root.join("blobs");
-        make_skeleton(&root, &blobs)?;
+        if let Err(e) = make_skeleton(&root, &blobs) {
+            // A full disk, most often: what was begun of a new layout goes again.
+            if created {
+                let _ = remove_skeleton(&root);
+            }
+            return Err(e);
+        }
         let in_memory = memory_backed(&blobs);
         let store = LayoutStore {
             root,
@@ -619,17 +625,30 @@ fn remove_skeleton(root: &Path) -> std::io::Result<()> {
             return Err(unexpected());
         }
     }
-    let same = |name: &str, want: &[u8]| std::fs::read(root.join(name)).is_ok_and(|b| b == want);
-    if !same("oci-layout", OCI_LAYOUT) || !same("index.json", EMPTY_INDEX) {
+    // Missing parts are fine: a layout begun on a full disk may lack any of them.
+    let gone = |r: std::io::Result<()>| match r {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    };
+    let fits = |name: &str, want: &[u8]| match std::fs::read(root.join(name)) {
+        Ok(b) => b == want,
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    };
+    if !fits("oci-layout", OCI_LAYOUT) || !fits("index.json", EMPTY_INDEX) {
         return Err(unexpected());
     }
     let blobs = root.join("blobs");
-    for entry in std::fs::read_dir(&blobs)? {
-        std::fs::remove_dir(entry?.path())?;
+    match std::fs::read_dir(&blobs) {
+        Ok(entries) => {
+            for entry in entries {
+                std::fs::remove_dir(entry?.path())?;
+            }
+            std::fs::remove_dir(&blobs)?;
+        }
+        Err(e) => gone(Err(e))?,
     }
-    std::fs::remove_dir(&blobs)?;
-    std::fs::remove_file(root.join("index.json"))?;
-    std::fs::remove_file(root.join("oci-layout"))?;
+    gone(std::fs::remove_file(root.join("index.json")))?;
+    gone(std::fs::remove_file(root.join("oci-layout")))?;
     std::fs::remove_dir(root)
 }
 
