@@ -74,6 +74,34 @@ fn corrupted_once_is_fetched_again_by_a_one_shot_fetch_while_held_back() {
     assert_eq!(out.stdout.len(), big.len());
 }
 
+/// A manifest is capped at 4 MiB, so a one-shot fetch holds all of it back, not just its
+/// first MiB: one between 1 and 4 MiB (or an endless body cut off at the cap) that does
+/// not verify reaches the reader not at all, and is fetched once more first.
+#[test]
+fn a_manifest_past_a_mib_is_held_back_whole() {
+    let reg = FakeRegistry::start();
+    let mut manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","annotations":{"x":""#.to_vec();
+    manifest.resize(manifest.len() + (3 << 20), b'a');
+    manifest.extend_from_slice(br#""}}"#);
+    let oci = "application/vnd.oci.image.manifest.v1+json";
+    reg.manifest("team/app", "v1", oci, &manifest);
+
+    reg.push_fault("manifests/v1", Fault::CorruptByte(2 << 20));
+    let out = Dist::new().run(&["fetch", &repo(&reg), "v1"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(out.stdout == manifest, "{} bytes written", out.stdout.len());
+    assert_eq!(reg.requests_for("manifests/v1"), 2);
+
+    reg.set_fault_for_every("manifests/v1", Fault::CorruptByte(2 << 20));
+    let out = Dist::new().run(&["fetch", &repo(&reg), "v1"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("digest mismatch"), "{err}");
+    assert!(out.stdout.is_empty(), "{} bytes written", out.stdout.len());
+    assert_eq!(reg.requests_for("manifests/v1"), 4);
+}
+
 #[test]
 fn corrupted_once_is_fetched_again_in_the_worker() {
     let (reg, digest, data) = fake_with_blob(50_000);
