@@ -311,7 +311,21 @@ pub fn redact_url(url: &str) -> String {
     if had_query {
         out.push_str("?…");
     }
-    out
+    shorten_url(out)
+}
+
+/// How many characters of a URL a message shows at most: real registry URLs are far
+/// shorter, while a server's `Location` may run to hundreds of KiB (hyper accepts headers
+/// that long), which would otherwise fill the error line and a log with one URL.
+pub(crate) const MAX_URL_SHOWN: usize = 512;
+
+/// `url` cut to [`MAX_URL_SHOWN`] characters, ending in `…` when cut.
+fn shorten_url(mut url: String) -> String {
+    if let Some((cut, _)) = url.char_indices().nth(MAX_URL_SHOWN) {
+        url.truncate(cut);
+        url.push('…');
+    }
+    url
 }
 
 #[cfg(test)]
@@ -343,6 +357,19 @@ mod tests {
             e.to_string(),
             "no manifest for li [2J nux/amd64: bell  and  break"
         );
+    }
+
+    #[test]
+    fn long_urls_are_cut_short() {
+        let long = format!("http://h/v2/{}", "a".repeat(300_000));
+        let shown = redact_url(&long);
+        assert_eq!(shown.chars().count(), MAX_URL_SHOWN + 1);
+        assert!(
+            shown.starts_with("http://h/v2/aaa") && shown.ends_with("a…"),
+            "{shown}"
+        );
+        let e = Error::new(ErrorKind::Protocol, "more than 10 redirects").with_url(&long);
+        assert!(e.to_string().len() < 1000, "{} bytes", e.to_string().len());
     }
 
     #[test]

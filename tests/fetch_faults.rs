@@ -681,6 +681,28 @@ fn a_refusal_after_a_redirect_is_the_targets() {
     assert!(err.contains(&store.host()), "{err}");
 }
 
+/// A `Location` is the server's to choose, and may run to hundreds of KiB: the error
+/// still fits on a line, showing the start of the URL.
+#[test]
+fn a_huge_location_makes_a_short_message() {
+    let (reg, digest, _) = fake_with_blob(1000);
+    for len in [300_000, 30_000] {
+        reg.set_fault_for_every(
+            &digest,
+            Fault::Redirect {
+                status: 307,
+                location: format!("/v2/elsewhere/{}", "a".repeat(len)),
+            },
+        );
+        let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{}", &err[..err.len().min(300)]);
+        assert!(err.len() < 2000, "{} bytes of stderr", err.len());
+        assert!(err.contains("/v2/elsewhere/aaaa"), "{err}");
+        assert!(err.contains("a…"), "{err}");
+    }
+}
+
 #[test]
 fn worker_keeps_within_jobs_connections_and_one_token() {
     let reg = FakeRegistry::builder()
