@@ -696,10 +696,54 @@ fn a_huge_location_makes_a_short_message() {
         );
         let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{}", &err[..err.len().min(300)]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}",
+            &err[err.len().saturating_sub(6000)..]
+        );
         assert!(err.len() < 2000, "{} bytes of stderr", err.len());
         assert!(err.contains("/v2/elsewhere/aaaa"), "{err}");
         assert!(err.contains("a…"), "{err}");
+    }
+}
+
+/// A challenge's realm and scope are the server's text: one of hundreds of KiB makes a
+/// short message, and one whose scope makes the token URL too long says that, not that
+/// the realm is bad.
+#[test]
+fn a_huge_challenge_makes_a_short_message() {
+    let (reg, digest, _) = fake_with_blob(1000);
+    // Issues a token for any scope, which the registry then finds insufficient.
+    let tokens = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(300)))
+        .start();
+    let huge = "a".repeat(300_000);
+    let realm = format!("{}/token", tokens.url());
+    let cases = [
+        (
+            format!(r#"Bearer realm="{realm}",service="fake",scope="repository:{huge}:pull""#),
+            "with the challenge's service and scope is no valid URL",
+        ),
+        (
+            format!(r#"Bearer realm="{}/{huge}",service="fake""#, tokens.url()),
+            "bad token realm",
+        ),
+        (
+            format!(
+                r#"Bearer realm="{realm}",service="fake",scope="repository:{}:pull",error="insufficient_scope""#,
+                &huge[..60_000]
+            ),
+            "gives anonymous callers no access to the repository aaaa",
+        ),
+    ];
+    for (challenge, want) in cases {
+        reg.set_fault_for_every(&digest, Fault::Challenge(challenge));
+        let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.len() < 2000, "{} bytes of stderr", err.len());
+        assert!(err.contains(want), "{err}");
+        assert_ne!(out.status.code(), Some(0), "{err}");
     }
 }
 

@@ -82,6 +82,9 @@ pub enum Fault {
     ///
     /// [`Auth::None`]: super::Auth::None
     Unauthorized,
+    /// 401 with this `WWW-Authenticate` value, whatever the credentials: a challenge of the
+    /// server's own making (a hostile realm or scope).
+    Challenge(String),
 }
 
 impl Fault {
@@ -286,6 +289,9 @@ pub fn apply(
             bare(*status).header(LOCATION, location).into_response()
         }
         Fault::Unauthorized => unauthorized(challenge),
+        Fault::Challenge(value) => unauthorized(Some(
+            HeaderValue::from_str(value).expect("a challenge fit for a header"),
+        )),
         Fault::DropAfter(k) => {
             let raw = raw_response(&prepared, len, &prepared.body[..len.min(*k)]);
             conn.take_over(prepared.status, raw, End::Reset)
