@@ -747,6 +747,32 @@ fn a_huge_challenge_makes_a_short_message() {
     }
 }
 
+/// A `Docker-Content-Digest` that is no digest is refused, naming the start of it: the
+/// header may be hundreds of KiB, the message stays short.
+#[test]
+fn a_huge_bad_digest_header_makes_a_short_message() {
+    let reg = FakeRegistry::start();
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+    let oci = "application/vnd.oci.image.manifest.v1+json";
+    reg.manifest("team/app", "v1", oci, manifest);
+    reg.set_fault_for_every(
+        "manifests/v1",
+        Fault::Header("docker-content-digest", "x".repeat(300_000)),
+    );
+    let reference = format!("{}:v1", repo(&reg));
+    for args in [&["fetch", &repo(&reg), "v1"][..], &["resolve", &reference]] {
+        let out = Dist::new().run(args, b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.len() < 2000, "{args:?}: {} bytes of stderr", err.len());
+        assert!(
+            err.contains("bad Docker-Content-Digest header: invalid digest \"xxx"),
+            "{err}"
+        );
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
 #[test]
 fn worker_keeps_within_jobs_connections_and_one_token() {
     let reg = FakeRegistry::builder()

@@ -85,6 +85,9 @@ pub enum Fault {
     /// 401 with this `WWW-Authenticate` value, whatever the credentials: a challenge of the
     /// server's own making (a hostile realm or scope).
     Challenge(String),
+    /// The normal response with this header set to this value (replacing the route's own),
+    /// for HEAD and GET alike: a `Docker-Content-Digest` that is no digest, say.
+    Header(&'static str, String),
 }
 
 impl Fault {
@@ -343,6 +346,7 @@ pub fn apply(
             first_byte,
         } => paced(prepared, *bytes_per_sec, *first_byte),
         Fault::IgnoreRange | Fault::RangeToEnd => prepared.into_response(),
+        Fault::Header(name, value) => prepared.header(*name, value).into_response(),
         Fault::Coded(name) => {
             prepared.body = code(name, &prepared.body);
             prepared.header(CONTENT_ENCODING, name).into_response()
