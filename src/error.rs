@@ -232,11 +232,18 @@ impl Error {
             s.push(')');
         }
         // What a server said reaches messages in many ways; none may break the line or
-        // reach the terminal as an escape sequence.
-        match crate::server_text::printable(&s) {
+        // reach the terminal as an escape sequence, nor make it hundreds of KiB long (a
+        // header may be that long): each way shows at most a few hundred characters of
+        // it, and this catches any that does not.
+        let mut s = match crate::server_text::printable(&s) {
             std::borrow::Cow::Borrowed(_) => s,
             std::borrow::Cow::Owned(clean) => clean,
+        };
+        if let Some((cut, _)) = s.char_indices().nth(MAX_REASON) {
+            s.truncate(cut);
+            s.push('…');
         }
+        s
     }
 }
 
@@ -314,6 +321,10 @@ pub fn redact_url(url: &str) -> String {
     shorten_url(out)
 }
 
+/// How many characters of an error's reason are shown at most: far more than any reason
+/// dist words, a mirror's failures included.
+const MAX_REASON: usize = 4096;
+
 /// How many characters of a URL a message shows at most: real registry URLs are far
 /// shorter, while a server's `Location` may run to hundreds of KiB (hyper accepts headers
 /// that long), which would otherwise fill the error line and a log with one URL.
@@ -356,6 +367,18 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "no manifest for li [2J nux/amd64: bell  and  break"
+        );
+    }
+
+    #[test]
+    fn long_reasons_are_cut_short() {
+        let e = Error::new(ErrorKind::Protocol, "z".repeat(300_000))
+            .with_cause(std::io::Error::other("cause"));
+        let reason = e.reason();
+        assert_eq!(reason.chars().count(), MAX_REASON + 1);
+        assert!(
+            reason.starts_with("zzz") && reason.ends_with("z…"),
+            "{reason}"
         );
     }
 

@@ -773,6 +773,22 @@ fn a_huge_bad_digest_header_makes_a_short_message() {
     }
 }
 
+/// A `Content-Encoding` dist cannot undo is named, by its first 200 characters.
+#[test]
+fn a_huge_unknown_coding_makes_a_short_message() {
+    let (reg, digest, _) = fake_with_blob(1000);
+    reg.set_fault_for_every(
+        &digest,
+        Fault::Header("content-encoding", "z".repeat(300_000)),
+    );
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.len() < 2000, "{} bytes of stderr", err.len());
+    assert!(err.contains("Content-Encoding \"zzz"), "{err}");
+    assert!(err.contains("which dist does not decode"), "{err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+}
+
 #[test]
 fn worker_keeps_within_jobs_connections_and_one_token() {
     let reg = FakeRegistry::builder()
