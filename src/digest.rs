@@ -83,7 +83,16 @@ impl FromStr for Digest {
     /// components of `[a-z0-9]`, `encoded ::= [a-zA-Z0-9=_-]+`, then requires a registered
     /// algorithm with its exact encoding (lowercase hex of the right length).
     fn from_str(s: &str) -> Result<Digest> {
-        let bad = |why: &str| Error::invalid(format!("invalid digest {s:?}: {why}"));
+        const MAX_SHOWN: usize = 160;
+        let bad = |why: &str| {
+            // A registry's header may hold hundreds of KiB: the start of it is enough to
+            // recognise (the longest real digest, sha512, has 135 characters).
+            let shown: String = match s.char_indices().nth(MAX_SHOWN) {
+                Some((cut, _)) => format!("{}…", &s[..cut]),
+                None => s.to_string(),
+            };
+            Error::invalid(format!("invalid digest {shown:?}: {why}"))
+        };
         let (alg, encoded) = s.split_once(':').ok_or_else(|| bad("missing ':'"))?;
         let alg_ok = !alg.is_empty()
             && alg.split(['+', '.', '_', '-']).all(|c| {

@@ -238,11 +238,18 @@ impl Error {
             s.push(')');
         }
         // What a server said reaches messages in many ways; none may break the line or
-        // reach the terminal as an escape sequence.
-        match crate::server_text::printable(&s) {
+        // reach the terminal as an escape sequence, nor make it hundreds of KiB long (a
+        // header may be that long): each way shows at most a few hundred characters of
+        // it, and this catches any that does not.
+        let mut s = match crate::server_text::printable(&s) {
             std::borrow::Cow::Borrowed(_) => s,
             std::borrow::Cow::Owned(clean) => clean,
+        };
+        if let Some((cut, _)) = s.char_indices().nth(MAX_REASON) {
+            s.truncate(cut);
+            s.push('…');
         }
+        s
     }
 }
 
@@ -317,7 +324,25 @@ pub fn redact_url(url: &str) -> String {
     if had_query {
         out.push_str("?…");
     }
-    out
+    shorten_url(out)
+}
+
+/// How many characters of an error's reason are shown at most: far more than any reason
+/// dist words, a mirror's failures included.
+const MAX_REASON: usize = 4096;
+
+/// How many characters of a URL a message shows at most: real registry URLs are far
+/// shorter, while a server's `Location` may run to hundreds of KiB (hyper accepts headers
+/// that long), which would otherwise fill the error line and a log with one URL.
+pub(crate) const MAX_URL_SHOWN: usize = 512;
+
+/// `url` cut to [`MAX_URL_SHOWN`] characters, ending in `…` when cut.
+fn shorten_url(mut url: String) -> String {
+    if let Some((cut, _)) = url.char_indices().nth(MAX_URL_SHOWN) {
+        url.truncate(cut);
+        url.push('…');
+    }
+    url
 }
 
 #[cfg(test)]
@@ -349,6 +374,31 @@ mod tests {
             e.to_string(),
             "no manifest for li [2J nux/amd64: bell  and  break"
         );
+    }
+
+    #[test]
+    fn long_reasons_are_cut_short() {
+        let e = Error::new(ErrorKind::Protocol, "z".repeat(300_000))
+            .with_cause(std::io::Error::other("cause"));
+        let reason = e.reason();
+        assert_eq!(reason.chars().count(), MAX_REASON + 1);
+        assert!(
+            reason.starts_with("zzz") && reason.ends_with("z…"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn long_urls_are_cut_short() {
+        let long = format!("http://h/v2/{}", "a".repeat(300_000));
+        let shown = redact_url(&long);
+        assert_eq!(shown.chars().count(), MAX_URL_SHOWN + 1);
+        assert!(
+            shown.starts_with("http://h/v2/aaa") && shown.ends_with("a…"),
+            "{shown}"
+        );
+        let e = Error::new(ErrorKind::Protocol, "more than 10 redirects").with_url(&long);
+        assert!(e.to_string().len() < 1000, "{} bytes", e.to_string().len());
     }
 
     #[test]

@@ -74,6 +74,34 @@ fn corrupted_once_is_fetched_again_by_a_one_shot_fetch_while_held_back() {
     assert_eq!(out.stdout.len(), big.len());
 }
 
+/// A manifest is capped at 4 MiB, so a one-shot fetch holds all of it back, not just its
+/// first MiB: one between 1 and 4 MiB (or an endless body cut off at the cap) that does
+/// not verify reaches the reader not at all, and is fetched once more first.
+#[test]
+fn a_manifest_past_a_mib_is_held_back_whole() {
+    let reg = FakeRegistry::start();
+    let mut manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","annotations":{"x":""#.to_vec();
+    manifest.resize(manifest.len() + (3 << 20), b'a');
+    manifest.extend_from_slice(br#""}}"#);
+    let oci = "application/vnd.oci.image.manifest.v1+json";
+    reg.manifest("team/app", "v1", oci, &manifest);
+
+    reg.push_fault("manifests/v1", Fault::CorruptByte(2 << 20));
+    let out = Dist::new().run(&["fetch", &repo(&reg), "v1"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(out.stdout == manifest, "{} bytes written", out.stdout.len());
+    assert_eq!(reg.requests_for("manifests/v1"), 2);
+
+    reg.set_fault_for_every("manifests/v1", Fault::CorruptByte(2 << 20));
+    let out = Dist::new().run(&["fetch", &repo(&reg), "v1"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("digest mismatch"), "{err}");
+    assert!(out.stdout.is_empty(), "{} bytes written", out.stdout.len());
+    assert_eq!(reg.requests_for("manifests/v1"), 4);
+}
+
 #[test]
 fn corrupted_once_is_fetched_again_in_the_worker() {
     let (reg, digest, data) = fake_with_blob(50_000);
@@ -651,6 +679,114 @@ fn a_refusal_after_a_redirect_is_the_targets() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("the redirect's target answered 403"), "{err}");
     assert!(err.contains(&store.host()), "{err}");
+}
+
+/// A `Location` is the server's to choose, and may run to hundreds of KiB: the error
+/// still fits on a line, showing the start of the URL.
+#[test]
+fn a_huge_location_makes_a_short_message() {
+    let (reg, digest, _) = fake_with_blob(1000);
+    for len in [300_000, 30_000] {
+        reg.set_fault_for_every(
+            &digest,
+            Fault::Redirect {
+                status: 307,
+                location: format!("/v2/elsewhere/{}", "a".repeat(len)),
+            },
+        );
+        let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}",
+            &err[err.len().saturating_sub(6000)..]
+        );
+        assert!(err.len() < 2000, "{} bytes of stderr", err.len());
+        assert!(err.contains("/v2/elsewhere/aaaa"), "{err}");
+        assert!(err.contains("a…"), "{err}");
+    }
+}
+
+/// A challenge's realm and scope are the server's text: one of hundreds of KiB makes a
+/// short message, and one whose scope makes the token URL too long says that, not that
+/// the realm is bad.
+#[test]
+fn a_huge_challenge_makes_a_short_message() {
+    let (reg, digest, _) = fake_with_blob(1000);
+    // Issues a token for any scope, which the registry then finds insufficient.
+    let tokens = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(300)))
+        .start();
+    let huge = "a".repeat(300_000);
+    let realm = format!("{}/token", tokens.url());
+    let cases = [
+        (
+            format!(r#"Bearer realm="{realm}",service="fake",scope="repository:{huge}:pull""#),
+            "with the challenge's service and scope is no valid URL",
+        ),
+        (
+            format!(r#"Bearer realm="{}/{huge}",service="fake""#, tokens.url()),
+            "bad token realm",
+        ),
+        (
+            format!(
+                r#"Bearer realm="{realm}",service="fake",scope="repository:{}:pull",error="insufficient_scope""#,
+                &huge[..60_000]
+            ),
+            "gives anonymous callers no access to the repository aaaa",
+        ),
+    ];
+    for (challenge, want) in cases {
+        reg.set_fault_for_every(&digest, Fault::Challenge(challenge));
+        let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.len() < 2000, "{} bytes of stderr", err.len());
+        assert!(err.contains(want), "{err}");
+        assert_ne!(out.status.code(), Some(0), "{err}");
+    }
+}
+
+/// A `Docker-Content-Digest` that is no digest is refused, naming the start of it: the
+/// header may be hundreds of KiB, the message stays short.
+#[test]
+fn a_huge_bad_digest_header_makes_a_short_message() {
+    let reg = FakeRegistry::start();
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+    let oci = "application/vnd.oci.image.manifest.v1+json";
+    reg.manifest("team/app", "v1", oci, manifest);
+    reg.set_fault_for_every(
+        "manifests/v1",
+        Fault::Header("docker-content-digest", "x".repeat(300_000)),
+    );
+    let reference = format!("{}:v1", repo(&reg));
+    for args in [&["fetch", &repo(&reg), "v1"][..], &["resolve", &reference]] {
+        let out = Dist::new().run(args, b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.len() < 2000, "{args:?}: {} bytes of stderr", err.len());
+        assert!(
+            err.contains("bad Docker-Content-Digest header: invalid digest \"xxx"),
+            "{err}"
+        );
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
+/// A `Content-Encoding` dist cannot undo is named, by its first 200 characters.
+#[test]
+fn a_huge_unknown_coding_makes_a_short_message() {
+    let (reg, digest, _) = fake_with_blob(1000);
+    reg.set_fault_for_every(
+        &digest,
+        Fault::Header("content-encoding", "z".repeat(300_000)),
+    );
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.len() < 2000, "{} bytes of stderr", err.len());
+    assert!(err.contains("Content-Encoding \"zzz"), "{err}");
+    assert!(err.contains("which dist does not decode"), "{err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
 }
 
 #[test]

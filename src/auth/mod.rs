@@ -345,9 +345,11 @@ enum Caller<'a> {
 /// See [`Authorizer::not_granted`].
 fn not_granted_message(host: &str, scope: Option<&str>, caller: Caller) -> String {
     // `repository:NAME:ACTIONS`; a scope leaves the registry (and any port) out of NAME.
+    // The scope is the server's text, and may be of any length.
+    let shown = |text: &str| crate::server_text::one_line(text);
     let what = match scope.map(|s| s.split(':').collect::<Vec<_>>()).as_deref() {
-        Some(["repository", name, _]) => format!("the repository {name}"),
-        Some(_) => format!("the scope {}", scope.unwrap_or_default()),
+        Some(["repository", name, _]) => format!("the repository {}", shown(name)),
+        Some(_) => format!("the scope {}", shown(scope.unwrap_or_default())),
         None => "what it asked for".to_string(),
     };
     match caller {

@@ -86,7 +86,10 @@ pub async fn fetch(
         .parse()
         .ok()
         .filter(|u: &Uri| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some())
-        .ok_or_else(|| Error::new(ErrorKind::Protocol, format!("bad token realm {realm:?}")))?;
+        .ok_or_else(|| {
+            let shown = crate::error::redact_url(realm);
+            Error::new(ErrorKind::Protocol, format!("bad token realm {shown:?}"))
+        })?;
     let credential = credential.filter(|_| may_carry_credentials(&realm_uri, registry_host));
     let service = challenge.param("service");
 
@@ -112,11 +115,20 @@ pub async fn fetch(
             let url = if query.is_empty() {
                 realm_uri.clone()
             } else {
-                format!("{realm}{sep}{}", encode_form(&query))
-                    .parse()
-                    .map_err(|_| {
-                        Error::new(ErrorKind::Protocol, format!("bad token realm {realm:?}"))
-                    })?
+                let url = format!("{realm}{sep}{}", encode_form(&query));
+                // The realm itself parsed: what breaks the URL is what the challenge added
+                // (a service or scope of hundreds of KiB), and the message says so.
+                url.parse().map_err(|_| {
+                    Error::new(
+                        ErrorKind::Protocol,
+                        format!(
+                            "the token request URL for realm {} with the challenge's service \
+                             and scope is no valid URL ({} bytes)",
+                            crate::error::redact_url(realm),
+                            url.len()
+                        ),
+                    )
+                })?
             };
             let mut req = Outgoing::get(url);
             if let Some(h) = credential.and_then(Credential::basic_header) {

@@ -2,7 +2,7 @@
 //! worker ([`super::batch`]).
 
 use bytes::Bytes;
-use dist::fetch::VERIFY_ATTEMPTS;
+use dist::fetch::{Download, MAX_MANIFEST_SIZE, VERIFY_ATTEMPTS};
 use dist::sink::stream::StreamWriter;
 use dist::{Error, Hints, Object, Remote};
 
@@ -84,8 +84,20 @@ fn misplaced_option(args: &FetchArgs) -> Option<String> {
 /// manifest, a config or a small blob piped into `jq` or `tar` never reaches the reader
 /// unverified (a pipeline without `pipefail` would not see the exit status), and content
 /// that does not verify is fetched once more from the origin, as the worker does. Larger
-/// content streams as it arrives; for it the exit status is the verdict.
+/// content streams as it arrives; for it the exit status is the verdict. A download with a
+/// limit (a manifest, capped at [`MAX_MANIFEST_SIZE`]) is held back up to that limit
+/// instead: it can never be larger, so holding all of it costs bounded memory, and a
+/// registry that sends an endless or corrupt manifest gets nothing of it to the reader.
 const HOLD_BACK: usize = 1 << 20;
+
+/// How much of `download` is held back: see [`HOLD_BACK`].
+fn hold_back(download: &Download) -> usize {
+    let limit = download
+        .meta()
+        .limit
+        .map_or(0, |l| l.min(MAX_MANIFEST_SIZE));
+    HOLD_BACK.max(limit as usize)
+}
 
 /// Streams one object to stdout: held back while it is small (see [`HOLD_BACK`]), then
 /// written as it arrives (an object may be far larger than memory), by a thread of its own
@@ -107,6 +119,7 @@ pub async fn fetch_to_stdout(
             Err(e) => break Err(e),
         };
         let size = download.meta().size;
+        let hold = hold_back(&download);
         let meter = shown.get_or_insert_with(|| Meter::start(size, meter));
         meter.restart();
         let mut held = Vec::new();
@@ -126,7 +139,7 @@ pub async fn fetch_to_stdout(
             } else {
                 held_bytes += chunk.len();
                 held.push(chunk);
-                held_bytes <= HOLD_BACK || out.write_all(held.drain(..)).await
+                held_bytes <= hold || out.write_all(held.drain(..)).await
             };
             if !written {
                 break Ok(()); // the writer stopped; finish() says why

@@ -36,6 +36,14 @@ pub use event::Event;
 /// Indexes nested deeper than this are refused.
 const MAX_DEPTH: usize = 8;
 
+/// The most descriptors the walk holds: index entries and every image's config and
+/// layers, repeats included. Each manifest is capped in size, but not their number: an
+/// index of 4 MiB lists some 20,000 manifests or nested indexes, each of which may list
+/// 20,000 more, and a registry can send such manifests gzip-coded for a few KiB each, so
+/// memory would grow with what a hostile registry makes up, not with any real image
+/// (whose indexes list tens of platforms, and whose manifests tens of layers).
+pub const MAX_DESCRIPTORS: usize = 100_000;
+
 /// Which platforms of a multi-platform image to pull.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Platforms {
@@ -114,6 +122,7 @@ where
         opts,
         on_event,
         line: 0,
+        listed: 0,
         seen: HashSet::new(),
         pulled: Pulled::default(),
     };
@@ -134,6 +143,8 @@ struct Walk<'a, F> {
     on_event: F,
     /// Objects numbered so far; report lines count across levels.
     line: u64,
+    /// Descriptors read out of manifests so far (see [`MAX_DESCRIPTORS`]).
+    listed: usize,
     /// Every digest queued once: shared layers and repeated entries are fetched once.
     seen: HashSet<Digest>,
     pulled: Pulled,
@@ -230,6 +241,21 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                 let bytes = read_json_blob(self.store, desc).await?;
                 let parsed = Manifest::parse_verified(&desc.media_type, &bytes)
                     .map_err(|e| e.with_object(&desc.digest))?;
+                self.listed += match &parsed {
+                    Manifest::Index(children) => children.len(),
+                    Manifest::Image { layers, .. } => 1 + layers.len(),
+                };
+                if self.listed > MAX_DESCRIPTORS {
+                    return Err(Error::new(
+                        ErrorKind::TooLarge,
+                        format!(
+                            "the image's indexes and manifests list more than \
+                             {MAX_DESCRIPTORS} descriptors; no image has that many, so \
+                             dist stops instead of holding them all"
+                        ),
+                    )
+                    .with_object(&desc.digest));
+                }
                 match parsed {
                     Manifest::Index(children) => {
                         next.extend(choose(&self.opts.platforms, children, &mut offered))

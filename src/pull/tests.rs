@@ -216,3 +216,51 @@ fn choose_prefers_a_matching_manifest_then_an_unlabelled_one_then_nested_indexes
     let got = choose(&arm64(), unlabelled.clone(), &mut offered);
     assert_eq!(got, vec![unlabelled[3].clone()]);
 }
+
+/// Manifests are capped in size, not in number: an image whose manifests list more
+/// descriptors than any real image is refused before a config or layer is fetched, and
+/// before the walk holds them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_listing_too_many_descriptors_is_refused() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let root = src.path();
+    let config = put(root, "application/vnd.oci.image.config.v1+json", b"{}");
+    let layer = put(root, LAYER, b"one");
+    // Each manifest stays under the 4 MiB cap; together they pass the limit.
+    let per_manifest = 25_000;
+    let count = MAX_DESCRIPTORS / per_manifest + 1;
+    let manifests: Vec<Descriptor> = (0..count)
+        .map(|i| {
+            let m = serde_json::json!({
+                "schemaVersion": 2, "mediaType": media::OCI_MANIFEST, "config": config,
+                "layers": vec![&layer; per_manifest], "annotations": {"i": i.to_string()},
+            });
+            let mut d = put(root, media::OCI_MANIFEST, m.to_string().as_bytes());
+            d.platform = Some(Platform::new("linux", &format!("arch{i}"), None));
+            d
+        })
+        .collect();
+    let index = serde_json::json!({
+        "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": manifests,
+    });
+    let mut top = put(root, media::OCI_INDEX, index.to_string().as_bytes());
+    top.annotations.insert(REF_NAME.into(), "v1".into());
+    LayoutStore::open(root).unwrap().add_to_index(&top).unwrap();
+
+    let (r, _) = run(root, dst.path(), Platforms::All).await;
+    let e = r.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TooLarge, "{e}");
+    assert!(
+        e.to_string().contains("more than 100000 descriptors"),
+        "{e}"
+    );
+    let blobs = dst.path().join("blobs/sha256");
+    assert!(
+        !blobs.join(layer.digest.encoded()).exists(),
+        "a layer was fetched"
+    );
+    assert!(
+        !blobs.join(config.digest.encoded()).exists(),
+        "the config was fetched"
+    );
+}

@@ -66,9 +66,10 @@ pub(crate) fn codings(headers: &HeaderMap) -> Result<Vec<Coding>> {
                 return Err(Error::new(
                     ErrorKind::Protocol,
                     format!(
-                        "the server sent the content with Content-Encoding {name:?}, which \
+                        "the server sent the content with Content-Encoding {:?}, which \
                          dist does not decode (it asks for identity; gzip and deflate are \
-                         undone)"
+                         undone)",
+                        crate::server_text::one_line(name)
                     ),
                 ));
             };

@@ -458,7 +458,8 @@ impl Transport {
 pub fn redact(url: &Uri) -> String {
     let secret_bearing =
         url.query().is_some() || url.authority().is_some_and(|a| a.as_str().contains('@'));
-    if secret_bearing {
+    let long = url.path().len() > crate::error::MAX_URL_SHOWN;
+    if secret_bearing || long {
         crate::error::redact_url(&url.to_string())
     } else {
         // Nearly every URL: nothing to take out, and no second pass over it; sized up front

@@ -82,6 +82,12 @@ pub enum Fault {
     ///
     /// [`Auth::None`]: super::Auth::None
     Unauthorized,
+    /// 401 with this `WWW-Authenticate` value, whatever the credentials: a challenge of the
+    /// server's own making (a hostile realm or scope).
+    Challenge(String),
+    /// The normal response with this header set to this value (replacing the route's own),
+    /// for HEAD and GET alike: a `Docker-Content-Digest` that is no digest, say.
+    Header(&'static str, String),
 }
 
 impl Fault {
@@ -286,6 +292,9 @@ pub fn apply(
             bare(*status).header(LOCATION, location).into_response()
         }
         Fault::Unauthorized => unauthorized(challenge),
+        Fault::Challenge(value) => unauthorized(Some(
+            HeaderValue::from_str(value).expect("a challenge fit for a header"),
+        )),
         Fault::DropAfter(k) => {
             let raw = raw_response(&prepared, len, &prepared.body[..len.min(*k)]);
             conn.take_over(prepared.status, raw, End::Reset)
@@ -337,6 +346,7 @@ pub fn apply(
             first_byte,
         } => paced(prepared, *bytes_per_sec, *first_byte),
         Fault::IgnoreRange | Fault::RangeToEnd => prepared.into_response(),
+        Fault::Header(name, value) => prepared.header(*name, value).into_response(),
         Fault::Coded(name) => {
             prepared.body = code(name, &prepared.body);
             prepared.header(CONTENT_ENCODING, name).into_response()
