@@ -44,6 +44,13 @@ const MAX_DEPTH: usize = 8;
 /// (whose indexes list tens of platforms, and whose manifests tens of layers).
 pub const MAX_DESCRIPTORS: usize = 100_000;
 
+/// The most bytes of manifests and indexes one pull fetches, by their descriptors' sizes,
+/// checked before a level is fetched. Each is capped at 4 MiB, but an index may list
+/// 20,000 of them: some 80 GB on disk for a few hundred KB of index, the more so as a
+/// registry may send them gzip-coded. A real image's manifests come to KiB, or a few MiB
+/// with attestations.
+pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
+
 /// Which platforms of a multi-platform image to pull.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Platforms {
@@ -123,6 +130,7 @@ where
         on_event,
         line: 0,
         listed: 0,
+        manifest_bytes: 0,
         seen: HashSet::new(),
         pulled: Pulled::default(),
     };
@@ -145,6 +153,9 @@ struct Walk<'a, F> {
     line: u64,
     /// Descriptors read out of manifests so far (see [`MAX_DESCRIPTORS`]).
     listed: usize,
+    /// Declared sizes of the manifests and indexes fetched so far (see
+    /// [`MAX_MANIFEST_BYTES`]).
+    manifest_bytes: u64,
     /// Every digest queued once: shared layers and repeated entries are fetched once.
     seen: HashSet<Digest>,
     pulled: Pulled,
@@ -229,6 +240,20 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                     ErrorKind::Protocol,
                     format!("indexes nested more than {MAX_DEPTH} deep"),
                 ));
+            }
+            self.manifest_bytes = level
+                .iter()
+                .fold(self.manifest_bytes, |sum, d| sum.saturating_add(d.size));
+            if self.manifest_bytes > MAX_MANIFEST_BYTES {
+                return Err(Error::new(
+                    ErrorKind::TooLarge,
+                    format!(
+                        "the image's indexes list more than {} MiB of manifests; no image \
+                         has that much, so dist stops before fetching them",
+                        MAX_MANIFEST_BYTES >> 20
+                    ),
+                )
+                .with_object(&top.digest));
             }
             // Manifests are small: re-hashing one already present costs little, and a
             // damaged copy is fetched again instead of being parsed.

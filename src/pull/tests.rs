@@ -264,3 +264,47 @@ async fn an_image_listing_too_many_descriptors_is_refused() {
         "the config was fetched"
     );
 }
+
+/// An index whose entries declare more bytes of manifests than any image has is refused
+/// before one of them is fetched: each is capped in size, but not their sum, which is
+/// what lands on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_of_too_many_manifest_bytes_is_refused_before_fetching_them() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let root = src.path();
+    // Declared only: the walk must stop before it asks for any of them.
+    let per_manifest = 3u64 << 20;
+    let count = MAX_MANIFEST_BYTES / per_manifest + 1;
+    let manifests: Vec<Descriptor> = (0..count)
+        .map(|i| {
+            let mut d = Descriptor::new(
+                media::OCI_MANIFEST,
+                Digest::of(Algorithm::Sha256, format!("m{i}").as_bytes()),
+                per_manifest,
+            );
+            d.platform = Some(Platform::new("linux", &format!("arch{i}"), None));
+            d
+        })
+        .collect();
+    let index = serde_json::json!({
+        "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": manifests,
+    });
+    let mut top = put(root, media::OCI_INDEX, index.to_string().as_bytes());
+    top.annotations.insert(REF_NAME.into(), "v1".into());
+    LayoutStore::open(root).unwrap().add_to_index(&top).unwrap();
+
+    let (r, _) = run(root, dst.path(), Platforms::All).await;
+    let e = r.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TooLarge, "{e}");
+    assert!(
+        e.to_string().contains("more than 64 MiB of manifests"),
+        "{e}"
+    );
+    // One platform of the same index is 3 MiB: asked for (and missing here).
+    let arch0 = Platforms::One(Platform::new("linux", "arch0", None));
+    let (r, _) = run(root, dst.path(), arch0).await;
+    match r {
+        Err(e) => assert_ne!(e.kind(), ErrorKind::TooLarge, "{e}"),
+        Ok(p) => assert!(p.failed > 0),
+    }
+}
