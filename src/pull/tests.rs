@@ -240,16 +240,7 @@ async fn an_image_listing_too_many_descriptors_is_refused() {
             d
         })
         .collect();
-    let index = serde_json::json!({
-        "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": manifests,
-    });
-    let mut top = put(root, media::OCI_INDEX, index.to_string().as_bytes());
-    top.annotations.insert(REF_NAME.into(), "v1".into());
-    LayoutStore::open(root).unwrap().add_to_index(&top).unwrap();
-
-    let (r, _) = run(root, dst.path(), Platforms::All).await;
-    let e = r.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::TooLarge, "{e}");
+    let e = pull_all_of_an_index_refused(root, dst.path(), manifests).await;
     assert!(
         e.to_string().contains("more than 100000 descriptors"),
         "{e}"
@@ -286,16 +277,7 @@ async fn an_index_of_too_many_manifest_bytes_is_refused_before_fetching_them() {
             d
         })
         .collect();
-    let index = serde_json::json!({
-        "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": manifests,
-    });
-    let mut top = put(root, media::OCI_INDEX, index.to_string().as_bytes());
-    top.annotations.insert(REF_NAME.into(), "v1".into());
-    LayoutStore::open(root).unwrap().add_to_index(&top).unwrap();
-
-    let (r, _) = run(root, dst.path(), Platforms::All).await;
-    let e = r.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::TooLarge, "{e}");
+    let e = pull_all_of_an_index_refused(root, dst.path(), manifests).await;
     assert!(
         e.to_string().contains("more than 64 MiB of manifests"),
         "{e}"
@@ -307,4 +289,19 @@ async fn an_index_of_too_many_manifest_bytes_is_refused_before_fetching_them() {
         Err(e) => assert_ne!(e.kind(), ErrorKind::TooLarge, "{e}"),
         Ok(p) => assert!(p.failed > 0),
     }
+}
+
+/// Pulls every platform of an index of `manifests`, tagged `v1` in the layout at `src`,
+/// into `dst`; the pull must be refused as too large, with this error.
+async fn pull_all_of_an_index_refused(src: &Path, dst: &Path, manifests: Vec<Descriptor>) -> Error {
+    let index = serde_json::json!({
+        "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": manifests,
+    });
+    let mut top = put(src, media::OCI_INDEX, index.to_string().as_bytes());
+    top.annotations.insert(REF_NAME.into(), "v1".into());
+    LayoutStore::open(src).unwrap().add_to_index(&top).unwrap();
+    let (r, _) = run(src, dst, Platforms::All).await;
+    let e = r.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TooLarge, "{e}");
+    e
 }

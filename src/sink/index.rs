@@ -215,9 +215,12 @@ mod tests {
     #[test]
     fn concurrent_updates_lose_nothing() {
         let dir = tempfile::tempdir().unwrap();
+        eight_writers_add_ten_each(dir.path());
+    }
+
+    fn eight_writers_add_ten_each(root: &Path) {
         std::thread::scope(|s| {
             for t in 0..8 {
-                let root = dir.path();
                 s.spawn(move || {
                     for i in 0..10 {
                         let name = format!("t{t}-{i}");
@@ -226,7 +229,7 @@ mod tests {
                 });
             }
         });
-        assert_eq!(names(dir.path()).len(), 80);
+        assert_eq!(names(root).len(), 80);
     }
 
     /// A lock file left by a killed run holds no lock: it is used as it is, by many
@@ -237,18 +240,7 @@ mod tests {
         for _ in 0..3 {
             let dir = tempfile::tempdir().unwrap();
             std::fs::write(dir.path().join(INDEX_LOCK), "2147483647").unwrap();
-            std::thread::scope(|s| {
-                for t in 0..8 {
-                    let root = dir.path();
-                    s.spawn(move || {
-                        for i in 0..10 {
-                            let name = format!("t{t}-{i}");
-                            add_entry(root, &entry(name.as_bytes(), Some(&name))).unwrap();
-                        }
-                    });
-                }
-            });
-            assert_eq!(names(dir.path()).len(), 80);
+            eight_writers_add_ten_each(dir.path());
             assert!(!dir.path().join(INDEX_LOCK).exists());
         }
     }
