@@ -855,3 +855,24 @@ fn token_requests_are_retried_like_any_other() {
     );
     assert_eq!(reg.token_requests(), 3, "one request and two retries");
 }
+
+/// A response with more header fields than hyper's default 100 (a chain of CDNs and
+/// proxies adds its own) is taken; past dist's limit it fails at once, saying why, rather
+/// than being retried as a broken connection.
+#[test]
+fn many_response_headers_are_taken_and_too_many_are_not_retried() {
+    let (reg, digest, data) = fake_with_blob(5000);
+    reg.set_fault_for_every(&digest, Fault::ManyHeaders(150));
+    assert_eq!(Dist::new().ok(&["fetch", &repo(&reg), &digest]), data);
+
+    let (reg, digest, _) = fake_with_blob(5000);
+    reg.set_fault_for_every(&digest, Fault::ManyHeaders(1200));
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the response's head is too large (more than 1000 header fields"),
+        "{err}"
+    );
+    assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 1, "{err}");
+}

@@ -83,6 +83,12 @@ use limit::LimitedConnector;
 use proxy::{Proxies, ProxyConnector};
 use refusal::{RefusalConnector, Refusals};
 
+/// How many header fields an HTTP/1.1 response may have. hyper's default, 100, is met by
+/// a response that passed a few CDNs and proxies, each adding its own; curl and Go set no
+/// count at all (only a size, as hyper also does). The fields are then kept on the heap
+/// instead of the stack: one allocation per response.
+pub const MAX_RESPONSE_HEADERS: usize = 1000;
+
 /// How many redirects one request may follow.
 pub const MAX_REDIRECTS: usize = 10;
 
@@ -270,7 +276,8 @@ impl Transport {
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(opts.max_idle_per_host);
+            .pool_max_idle_per_host(opts.max_idle_per_host)
+            .http1_max_headers(MAX_RESPONSE_HEADERS);
         match opts.http2_window {
             // The connection gets no more than one stream: whatever the number of streams,
             // the connection holds at most the window in memory. HTTP/2 allows 2^31 - 1.
@@ -643,6 +650,19 @@ fn classify_client_error(
     if e.is_connect() && names_no_host(&e) {
         return Error::new(ErrorKind::UnknownHost, "cannot connect").with_cause(e);
     }
+    // hyper tells this parse error apart only with its server feature, by its words
+    // ("message head is too large") otherwise.
+    let too_large = |h: &hyper::Error| h.is_parse() && h.to_string().contains("too large");
+    if causes_include(&e, too_large) {
+        // The same answer comes again: not worth a retry.
+        return Error::new(
+            ErrorKind::Protocol,
+            format!(
+                "the response's head is too large (more than {MAX_RESPONSE_HEADERS} header \
+                 fields, or too many bytes of them)"
+            ),
+        );
+    }
     if !e.is_connect() {
         if let Some(why) = refused().and_then(|alert| certificate_failure(&alert, ours)) {
             // What the request's own error says ("connection closed") is only the
@@ -659,6 +679,21 @@ fn classify_client_error(
         "request failed"
     };
     Error::new(ErrorKind::Connect, text).with_cause(e)
+}
+
+/// Whether one of `e`'s causes is a `T` for which `test` holds.
+fn causes_include<T: std::error::Error + 'static>(
+    e: &(dyn std::error::Error + 'static),
+    test: impl Fn(&T) -> bool,
+) -> bool {
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if s.downcast_ref::<T>().is_some_and(&test) {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// Whether the resolver said, somewhere in `e`'s causes, that the host's name does not

@@ -88,6 +88,9 @@ pub enum Fault {
     /// The normal response with this header set to this value (replacing the route's own),
     /// for HEAD and GET alike: a `Docker-Content-Digest` that is no digest, say.
     Header(&'static str, String),
+    /// The normal response with this many extra header fields (`x-filler-N: N`), as a
+    /// chain of CDNs and proxies adding theirs may send.
+    ManyHeaders(usize),
 }
 
 impl Fault {
@@ -347,6 +350,15 @@ pub fn apply(
         } => paced(prepared, *bytes_per_sec, *first_byte),
         Fault::IgnoreRange | Fault::RangeToEnd => prepared.into_response(),
         Fault::Header(name, value) => prepared.header(*name, value).into_response(),
+        Fault::ManyHeaders(n) => {
+            let mut response = prepared.into_response();
+            for i in 0..*n {
+                let name = http::header::HeaderName::try_from(format!("x-filler-{i}"))
+                    .expect("a header name");
+                response.headers_mut().insert(name, HeaderValue::from(i));
+            }
+            response
+        }
         Fault::Coded(name) => {
             prepared.body = code(name, &prepared.body);
             prepared.header(CONTENT_ENCODING, name).into_response()
