@@ -211,6 +211,66 @@ fn long_declared_length_is_a_size_mismatch() {
     );
 }
 
+/// A declared length other than the descriptor's size says the content would not verify:
+/// like a digest mismatch, it is fetched once more (from the registry itself) before the
+/// error stands, by the worker into `-o DIR` and to frames, and by a one-shot fetch. It
+/// used to fail at once, where the same fault without a `size:` hint was repaired.
+#[test]
+fn a_declared_size_other_than_the_hint_is_fetched_once_more() {
+    let (reg, digest, data) = fake_with_blob(20_000);
+    let size = format!("size:{}", data.len());
+    let line = format!("{digest} {size}\n");
+    let faults = [
+        Fault::WrongContentLength(7),
+        Fault::WrongContentLength(-7),
+        Fault::LongerBody(7),
+    ];
+    for fault in faults {
+        let path = format!("blobs/{digest}");
+        reg.push_fault(&path, fault.clone());
+        let out = Dist::new().run(&["fetch", &repo(&reg), "-"], line.as_bytes());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{fault:?}, framed: {err}");
+        let frames = parse_frames(&out.stdout);
+        assert_eq!(frames.len(), 1, "{fault:?}");
+        assert_eq!(frames[0].result.as_ref().unwrap().2, data, "{fault:?}");
+
+        reg.push_fault(&path, fault.clone());
+        let dir = tempfile::tempdir().unwrap();
+        let args = [
+            "fetch",
+            &repo(&reg),
+            "-",
+            "-o",
+            dir.path().to_str().unwrap(),
+        ];
+        let out = Dist::new().run(&args, line.as_bytes());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{fault:?}, -o: {err}");
+        let stored = std::fs::read(dir.path().join("blobs/sha256").join(&digest[7..]));
+        assert_eq!(stored.unwrap(), data, "{fault:?}");
+
+        reg.push_fault(&path, fault.clone());
+        let out = Dist::new().run(&["fetch", &repo(&reg), &digest, &size], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{fault:?}, one-shot: {err}");
+        assert_eq!(out.stdout, data, "{fault:?}");
+    }
+    // Every time, the descriptor's size is what the error names.
+    reg.set_fault_for_every(&digest, Fault::WrongContentLength(7));
+    let before = reg.requests_for(&format!("blobs/{digest}"));
+    let out = Dist::new().run(&["fetch", &repo(&reg), "-"], line.as_bytes());
+    assert_eq!(out.status.code(), Some(1));
+    let frames = parse_frames(&out.stdout);
+    let reason = frames[0].result.as_ref().unwrap_err();
+    assert!(
+        reason.contains("registry declares 20007 bytes, expected 20000"),
+        "{reason}"
+    );
+    let asked = reg.requests_for(&format!("blobs/{digest}")) - before;
+    assert_eq!(asked, 2, "the first time, and once more");
+}
+
 #[test]
 fn body_longer_than_the_descriptor_says_is_refused() {
     let (reg, digest, data) = fake_with_blob(10_000);

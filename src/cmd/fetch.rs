@@ -116,6 +116,13 @@ pub async fn fetch_to_stdout(
     let result = loop {
         let mut download = match remote.fetch(object, &hints.for_attempt(attempt)).await {
             Ok(d) => d,
+            // A declared size or announced digest that is not the one asked for: the
+            // content would not verify, and is fetched again as such.
+            Err(e) if e.is_corruption() && !out.started() && attempt < VERIFY_ATTEMPTS => {
+                tracing::warn!(%object, error = %e, "content did not verify; fetching again");
+                attempt += 1;
+                continue;
+            }
             Err(e) => break Err(e),
         };
         let size = download.meta().size;

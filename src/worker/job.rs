@@ -71,9 +71,19 @@ async fn to_spool(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let mut download = remote
+        let mut download = match remote
             .fetch(&job.object, &job.hints.for_attempt(attempt))
-            .await?;
+            .await
+        {
+            Ok(download) => download,
+            // A declared size or announced digest that is not the one asked for: the
+            // content would not verify, and is fetched again as such.
+            Err(e) if e.is_corruption() && attempt < VERIFY_ATTEMPTS => {
+                tracing::warn!(object = %job.object, error = %e, "content did not verify; fetching again");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let received: Result<()> = async {
             while let Some(chunk) = download.chunk().await? {
                 progress.received(chunk.len() as u64);
@@ -175,7 +185,7 @@ async fn to_store(
             }
             _ => None,
         };
-        let (mut download, mut temp) = match kept {
+        let opened = match kept {
             Some((temp, prefix)) => {
                 let len = prefix.len;
                 match remote.fetch_rest(&job.object, &hints, prefix).await {
@@ -184,18 +194,27 @@ async fn to_store(
                         if job.hints.size.is_some() {
                             progress.already_here(len);
                         }
-                        (download, temp)
+                        Ok((download, temp))
                     }
                     // Kept again (dropping `temp` does that) for a run that can reach it.
                     Err(e) if !cannot_carry_on(&e) => return Err(e),
                     Err(e) => {
                         tracing::debug!(object = %job.object, error = %e, "the partial download cannot be carried on; fetching from scratch");
                         temp.discard();
-                        start(remote, job, &hints, store).await?
+                        start(remote, job, &hints, store).await
                     }
                 }
             }
-            None => start(remote, job, &hints, store).await?,
+            None => start(remote, job, &hints, store).await,
+        };
+        let (mut download, mut temp) = match opened {
+            Ok(opened) => opened,
+            // As in `to_spool`: content announced as other than asked for is fetched again.
+            Err(e) if e.is_corruption() && attempt < VERIFY_ATTEMPTS => {
+                tracing::warn!(object = %job.object, error = %e, "content did not verify; fetching again");
+                continue;
+            }
+            Err(e) => return Err(e),
         };
         let received: Result<()> = async {
             while let Some(chunk) = download.chunk().await? {
