@@ -279,13 +279,18 @@ impl LayoutStore {
         // failed without storing anything removes it ([`Self::remove_if_unused`]), while
         // another run into it (a shard beside it) is still at work. That run needs the
         // layout's files back too, or it stores blobs in a directory no tool takes for a
-        // layout.
-        let file = match create() {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                make_skeleton(&self.root, &dir)?;
-                create()
+        // layout. The removal may still be under way when the layout is made again, and
+        // take the new `blobs/<algorithm>` with it: another try or two finds it done (it
+        // runs once, and puts the layout back itself when it finds it taken over).
+        let mut tries = 0;
+        let file = loop {
+            match create() {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 5 => {
+                    tries += 1;
+                    make_skeleton(&self.root, &dir)?;
+                }
+                other => break other,
             }
-            other => other,
         }
         .map_err(|e| io_err("creating a temporary file in", &dir, e))?;
         Ok(TempBlob {
@@ -653,25 +658,41 @@ fn remove_skeleton(root: &Path) -> std::io::Result<()> {
 }
 
 /// Creates what is missing of a layout at `root`: the directory `dir` under `blobs/`
-/// (`blobs/` itself included), `oci-layout` and an empty `index.json`.
+/// (`blobs/` itself included), `oci-layout` and an empty `index.json`. A run that created
+/// the layout and failed may be taking it away meanwhile (see [`LayoutStore::temp`]): a
+/// part gone while it is made is made again, a few times.
 fn make_skeleton(root: &Path, dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| io_err("creating", dir, e))?;
-    write_if_absent(&root.join("oci-layout"), OCI_LAYOUT)?;
-    write_if_absent(&root.join("index.json"), EMPTY_INDEX)
+    let mut tries = 0;
+    loop {
+        let made = std::fs::create_dir_all(dir)
+            .map_err(|e| ("creating", dir.to_path_buf(), e))
+            .and_then(|()| write_if_absent(&root.join("oci-layout"), OCI_LAYOUT))
+            .and_then(|()| write_if_absent(&root.join("index.json"), EMPTY_INDEX));
+        match made {
+            Err((_, _, e)) if e.kind() == std::io::ErrorKind::NotFound && tries < 5 => tries += 1,
+            Err((what, path, e)) => return Err(io_err(what, &path, e)),
+            Ok(()) => return Ok(()),
+        }
+    }
 }
 
-fn write_if_absent(path: &Path, content: &[u8]) -> Result<()> {
+/// Writes `content` to `path` unless there is a file there; on failure, what was being
+/// done, to which path, and why.
+fn write_if_absent(
+    path: &Path,
+    content: &[u8],
+) -> std::result::Result<(), (&'static str, PathBuf, std::io::Error)> {
     if path.exists() {
         return Ok(());
     }
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp =
-        new_layout_file(dir).map_err(|e| io_err("creating a temporary file in", dir, e))?;
+        new_layout_file(dir).map_err(|e| ("creating a temporary file in", dir.into(), e))?;
     tmp.write_all(content)
-        .map_err(|e| io_err("writing", path, e))?;
+        .map_err(|e| ("writing", path.into(), e))?;
     // Another run may have created it meanwhile; either copy is the same.
     tmp.persist(path)
-        .map_err(|e| io_err("writing", path, e.error))?;
+        .map_err(|e| ("writing", path.into(), e.error))?;
     Ok(())
 }
 
