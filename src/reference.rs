@@ -138,6 +138,11 @@ impl FromStr for Repository {
         if let Err(why) = validate_name(&name) {
             // People paste image references (`host/name:tag`) where a locator goes.
             return Err(match with_object(s) {
+                // `host/name:` with the object typed apart: a separator left behind.
+                Some((repo, "")) if repo.parse::<Repository>().is_ok() => bad(&format!(
+                    "a stray {:?} at its end; the locator is {repo}",
+                    &s[repo.len()..]
+                )),
                 Some((repo, object)) if repo.parse::<Repository>().is_ok() => bad(&format!(
                     "a locator names a repository; the tag or digest is the next argument: \
                      {repo} {object}"
@@ -177,7 +182,9 @@ impl fmt::Display for Repository {
 fn with_object(s: &str) -> Option<(&str, &str)> {
     if let Some((repo, digest)) = s.split_once('@') {
         // `user@host/…` is user information, not a digest.
-        return (digest.contains(':') && !digest.contains('/')).then_some((repo, digest));
+        // Nothing after it: a separator left behind, the object typed apart.
+        let digest_like = digest.is_empty() || (digest.contains(':') && !digest.contains('/'));
+        return digest_like.then_some((repo, digest));
     }
     let last = s.rsplit('/').next()?;
     let (name, tag) = last.rsplit_once(':')?;
@@ -637,6 +644,22 @@ mod tests {
             e.to_string().contains("\"v1:x\" after ':' is not a tag"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_separator_left_at_a_locator_s_end_is_named() {
+        for (typed, sep) in [
+            ("localhost:5077/team/app:", ":"),
+            ("localhost:5077/team/app@", "@"),
+        ] {
+            let e = typed.parse::<Repository>().unwrap_err().to_string();
+            assert!(
+                e.ends_with(&format!(
+                    "a stray \"{sep}\" at its end; the locator is localhost:5077/team/app"
+                )),
+                "{e}"
+            );
+        }
     }
 
     #[test]
