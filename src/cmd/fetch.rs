@@ -114,44 +114,33 @@ pub async fn fetch_to_stdout(
     let mut shown: Option<Meter> = None;
     let mut attempt = 1;
     let result = loop {
-        let mut download = match remote.fetch(object, &hints.for_attempt(attempt)).await {
-            Ok(d) => d,
-            // A declared size or announced digest that is not the one asked for: the
-            // content would not verify, and is fetched again as such.
-            Err(e) if e.is_corruption() && !out.started() && attempt < VERIFY_ATTEMPTS => {
-                tracing::warn!(%object, error = %e, "content did not verify; fetching again");
-                attempt += 1;
-                continue;
-            }
-            Err(e) => break Err(e),
-        };
-        let size = download.meta().size;
-        let hold = hold_back(&download);
-        let meter = shown.get_or_insert_with(|| Meter::start(size, meter));
-        meter.restart();
         let mut held = Vec::new();
-        let mut held_bytes = 0;
-        let received = loop {
-            let chunk = match download.chunk().await {
-                Ok(Some(chunk)) => chunk,
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(e),
-            };
-            if let Err(e) = out.refuse_binary_on_terminal(&chunk) {
-                break Err(e);
+        // The fetch is inside: a declared size or announced digest other than the one
+        // asked for fails it, and is content that would not verify, fetched again as such.
+        let received: Result<(), Error> = async {
+            let mut download = remote.fetch(object, &hints.for_attempt(attempt)).await?;
+            let size = download.meta().size;
+            let hold = hold_back(&download);
+            let meter = shown.get_or_insert_with(|| Meter::start(size, meter));
+            meter.restart();
+            let mut held_bytes = 0;
+            while let Some(chunk) = download.chunk().await? {
+                out.refuse_binary_on_terminal(&chunk)?;
+                meter.add(chunk.len() as u64);
+                let written = if out.started() {
+                    out.write_all(std::iter::once(chunk)).await
+                } else {
+                    held_bytes += chunk.len();
+                    held.push(chunk);
+                    held_bytes <= hold || out.write_all(held.drain(..)).await
+                };
+                if !written {
+                    return Ok(()); // the writer stopped; finish() says why
+                }
             }
-            meter.add(chunk.len() as u64);
-            let written = if out.started() {
-                out.write_all(std::iter::once(chunk)).await
-            } else {
-                held_bytes += chunk.len();
-                held.push(chunk);
-                held_bytes <= hold || out.write_all(held.drain(..)).await
-            };
-            if !written {
-                break Ok(()); // the writer stopped; finish() says why
-            }
-        };
+            Ok(())
+        }
+        .await;
         match received {
             Ok(()) => {
                 // A stopped writer is reported by finish().

@@ -71,31 +71,23 @@ async fn to_spool(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let mut download = match remote
-            .fetch(&job.object, &job.hints.for_attempt(attempt))
-            .await
-        {
-            Ok(download) => download,
-            // A declared size or announced digest that is not the one asked for: the
-            // content would not verify, and is fetched again as such.
-            Err(e) if e.is_corruption() && attempt < VERIFY_ATTEMPTS => {
-                tracing::warn!(object = %job.object, error = %e, "content did not verify; fetching again");
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        let received: Result<()> = async {
+        // The fetch is inside: a declared size or announced digest other than the one
+        // asked for fails it, and is content that would not verify, fetched again as such.
+        let received: Result<Download> = async {
+            let mut download = remote
+                .fetch(&job.object, &job.hints.for_attempt(attempt))
+                .await?;
             while let Some(chunk) = download.chunk().await? {
                 progress.received(chunk.len() as u64);
                 // Once spilled, a push is a copy into a 256 KiB buffer and now and then a
                 // write of it into the page cache: brief enough to do in place.
                 spool.push(chunk).map_err(spool_failed)?;
             }
-            Ok(())
+            Ok(download)
         }
         .await;
         match received {
-            Ok(()) => {
+            Ok(download) => {
                 record(outcome, &download);
                 outcome.status = Status::Ok;
                 outcome.content = Some(spool);
