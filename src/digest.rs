@@ -87,10 +87,7 @@ impl FromStr for Digest {
         let bad = |why: &str| {
             // A registry's header may hold hundreds of KiB: the start of it is enough to
             // recognise (the longest real digest, sha512, has 135 characters).
-            let shown: String = match s.char_indices().nth(MAX_SHOWN) {
-                Some((cut, _)) => format!("{}…", &s[..cut]),
-                None => s.to_string(),
-            };
+            let shown = crate::server_text::cut_to(s.to_string(), MAX_SHOWN);
             Error::invalid(format!("invalid digest {shown:?}: {why}"))
         };
         let (alg, encoded) = s.split_once(':').ok_or_else(|| bad("missing ':'"))?;

@@ -241,15 +241,11 @@ impl Error {
         // reach the terminal as an escape sequence, nor make it hundreds of KiB long (a
         // header may be that long): each way shows at most a few hundred characters of
         // it, and this catches any that does not.
-        let mut s = match crate::server_text::printable(&s) {
+        let s = match crate::server_text::printable(&s) {
             std::borrow::Cow::Borrowed(_) => s,
             std::borrow::Cow::Owned(clean) => clean,
         };
-        if let Some((cut, _)) = s.char_indices().nth(MAX_REASON) {
-            s.truncate(cut);
-            s.push('…');
-        }
-        s
+        crate::server_text::cut_to(s, MAX_REASON)
     }
 }
 
@@ -324,7 +320,7 @@ pub fn redact_url(url: &str) -> String {
     if had_query {
         out.push_str("?…");
     }
-    shorten_url(out)
+    crate::server_text::cut_to(out, MAX_URL_SHOWN)
 }
 
 /// How many characters of an error's reason are shown at most: far more than any reason
@@ -335,15 +331,6 @@ const MAX_REASON: usize = 4096;
 /// shorter, while a server's `Location` may run to hundreds of KiB (hyper accepts headers
 /// that long), which would otherwise fill the error line and a log with one URL.
 pub(crate) const MAX_URL_SHOWN: usize = 512;
-
-/// `url` cut to [`MAX_URL_SHOWN`] characters, ending in `…` when cut.
-fn shorten_url(mut url: String) -> String {
-    if let Some((cut, _)) = url.char_indices().nth(MAX_URL_SHOWN) {
-        url.truncate(cut);
-        url.push('…');
-    }
-    url
-}
 
 #[cfg(test)]
 mod tests {

@@ -16,6 +16,16 @@ pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {
         .into()
 }
 
+/// `text` cut to `max` characters, ending in `…` when cut: for text a server chose that
+/// is shown as it is (a URL, a digest), whatever its length.
+pub(crate) fn cut_to(mut text: String, max: usize) -> String {
+    if let Some((cut, _)) = text.char_indices().nth(max) {
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
 /// How many characters of a server's text a message shows at most.
 pub const MAX_SHOWN: usize = 200;
 
