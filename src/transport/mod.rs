@@ -594,16 +594,9 @@ pub fn lost_before_answer(e: &Error) -> bool {
         return false;
     };
     // An answer that could not be parsed was an answer: a fault, not a lost request.
-    let mut cause = std::error::Error::source(client);
-    while let Some(c) = cause {
-        if c.downcast_ref::<hyper::Error>()
-            .is_some_and(|h| h.is_parse() || h.is_parse_status() || h.is_user())
-        {
-            return false;
-        }
-        cause = c.source();
-    }
-    true
+    !causes_include(client, |h: &hyper::Error| {
+        h.is_parse() || h.is_parse_status() || h.is_user()
+    })
 }
 
 /// A request's failure as dist's error. `refused` is the alert that ended the latest
