@@ -668,6 +668,32 @@ fn resumes_wait_like_retries() {
     assert!(took >= Duration::from_millis(700), "resumed after {took:?}");
 }
 
+/// `--retries` bounds breaks in a row without progress, not breaks over a whole body: a
+/// link that drops every 1.5 MiB still brings a large blob in, with one retry to spend.
+#[test]
+fn a_body_that_breaks_after_progress_each_time_gets_through() {
+    let (reg, digest, data) = fake_with_blob(5 << 20);
+    for _ in 0..3 {
+        reg.push_fault(&digest, Fault::DropAfter(3 << 19));
+    }
+    let got = Dist::new().ok(&["--retries", "1", "fetch", &repo(&reg), &digest]);
+    assert!(got == data, "the whole blob");
+    assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 4);
+}
+
+/// ... while breaks that bring next to nothing still use the budget up.
+#[test]
+fn a_body_that_breaks_without_progress_runs_out_of_retries() {
+    let (reg, digest, _) = fake_with_blob(5 << 20);
+    for _ in 0..3 {
+        reg.push_fault(&digest, Fault::DropAfter(100_000));
+    }
+    let out = Dist::new().run(&["--retries", "1", "fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 2, "{err}");
+}
+
 /// A `Retry-After` past what dist waits is named even when no retries are left.
 #[test]
 fn a_long_retry_after_is_named_on_the_last_attempt() {

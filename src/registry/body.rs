@@ -23,8 +23,18 @@ pub(crate) struct Resumable {
     /// Bytes still to drop from the current body: a server that ignored our Range sends
     /// the whole content again, and what we already handed out must not repeat.
     pub(crate) skip: u64,
+    /// Breaks since the body last made progress: what `--retries` bounds.
     pub(crate) resumes: u32,
+    /// `offset` at the last break (or at the start).
+    pub(crate) progress_mark: u64,
 }
+
+/// New bytes since the last break that make a break count as the first again. A slow
+/// link that drops every few hundred MiB still gets a large blob through (containerd
+/// counts only errors without progress too), while a server that breaks every body
+/// within its first bytes runs out of retries as before. The count is finite: resumes
+/// only happen for content of a known size.
+const PROGRESS: u64 = 1 << 20;
 
 impl Resumable {
     pub(crate) fn into_stream(self) -> crate::fetch::ByteStream {
@@ -56,10 +66,14 @@ impl Resumable {
                     let Some(url) = self.resume_url.clone() else {
                         return Err(e);
                     };
+                    if self.offset >= self.progress_mark.saturating_add(PROGRESS) {
+                        self.resumes = 0;
+                    }
                     if !e.is_transient() || self.resumes >= self.remote.retry_policy().retries {
                         return Err(e);
                     }
                     self.resumes += 1;
+                    self.progress_mark = self.offset;
                     // Paced like any retry: a registry that resets connections while it
                     // restarts would otherwise use up every resume in milliseconds.
                     let pause = self.remote.retry_policy().backoff(self.resumes - 1);
@@ -115,6 +129,7 @@ impl Resumable {
             offset,
             skip,
             resumes: 0,
+            progress_mark: offset,
         };
         Ok(resumable.into_stream())
     }

@@ -451,6 +451,7 @@ impl RegistryRemote {
             offset,
             skip: if coded { 0 } else { skip },
             resumes: 0,
+            progress_mark: offset,
         }
         .into_stream();
         let body = if coded {
