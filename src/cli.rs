@@ -218,13 +218,36 @@ pub fn explain_or_exit(e: clap::Error) -> ! {
             .filter(|a| !a.starts_with('-'))
             .collect();
         if let ["fetch", locator] = words.as_slice() {
-            if let Err(why) = locator.parse::<dist::Locator>() {
+            let why = match locator.parse::<dist::Locator>() {
+                Err(why) => Some(why.to_string()),
+                Ok(dist::Locator::Layout(_)) => layout_object_joined(locator),
+                Ok(_) => None,
+            };
+            if let Some(why) = why {
                 eprintln!("dist: {why}");
                 std::process::exit(i32::from(crate::cmd::EXIT_USAGE));
             }
         }
     }
     e.exit()
+}
+
+/// `dist fetch oci:./dir:v1`: a layout's image reference, as `dist pull` takes it, where
+/// `fetch` wants the directory and the object apart.
+fn layout_object_joined(locator: &str) -> Option<String> {
+    let name = locator.rsplit('/').next().unwrap_or(locator);
+    if !name.contains(':') && !name.contains('@') {
+        return None;
+    }
+    let image = locator.parse::<dist::image::ImageRef>().ok()?;
+    let dist::Locator::Layout(dir) = &image.locator else {
+        return None;
+    };
+    Some(format!(
+        "fetch takes the layout and the object apart: oci:{} {}",
+        dir.display(),
+        image.object()
+    ))
 }
 
 /// `dist pull host/name v1` or `dist resolve host/name v1`: the tag (or digest) written

@@ -206,11 +206,13 @@ impl Remote for LayoutRemote {
         async move {
             let marker = self.root.join("oci-layout");
             let meta = tokio::fs::metadata(&marker).await.map_err(|e| {
-                Error::new(
-                    ErrorKind::NotFound,
-                    format!("{} is not an OCI image layout", self.root.display()),
-                )
-                .with_cause(e)
+                let mut msg = format!("{} is not an OCI image layout", self.root.display());
+                if let Some((dir, object)) = object_written_on(&self.root) {
+                    msg.push_str(&format!(
+                        "; a tag or digest is the next argument: oci:{dir} {object}"
+                    ));
+                }
+                Error::new(ErrorKind::NotFound, msg).with_cause(e)
             })?;
             if !meta.is_file() {
                 return Err(Error::invalid(format!(
@@ -249,6 +251,19 @@ impl Remote for LayoutRemote {
         }
         .boxed()
     }
+}
+
+/// `./dir:v1` or `./dir@sha256:…` where `./dir` is a layout: an image reference, as
+/// `dist pull` takes, given where a locator goes.
+fn object_written_on(root: &Path) -> Option<(&str, &str)> {
+    let s = root.to_str()?;
+    let name_start = s.rfind('/').map_or(0, |i| i + 1);
+    let at = s[name_start..]
+        .find('@')
+        .or_else(|| s[name_start..].rfind(':'))?;
+    let (dir, object) = (&s[..name_start + at], &s[name_start + at + 1..]);
+    let is_layout = !dir.is_empty() && Path::new(dir).join("oci-layout").is_file();
+    (is_layout && !object.is_empty()).then_some((dir, object))
 }
 
 #[cfg(test)]
@@ -333,6 +348,33 @@ mod tests {
             remote.resolve(&blob).await.is_err(),
             "a layer is no manifest"
         );
+    }
+
+    #[tokio::test]
+    async fn a_tag_written_on_the_layout_s_path_is_named() {
+        let f = fixture();
+        let dir = f.dir.path().display().to_string();
+        for object in ["v1", "sha256:abc"] {
+            let sep = if object == "v1" { ':' } else { '@' };
+            let e = LayoutRemote::new(format!("{dir}{sep}{object}"))
+                .check()
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::NotFound);
+            assert!(
+                e.to_string().contains(&format!(
+                    "is not an OCI image layout; a tag or digest is the next argument: \
+                     oci:{dir} {object}"
+                )),
+                "{e}"
+            );
+        }
+        // No layout there either: nothing to suggest.
+        let e = LayoutRemote::new("/nonexistent/dir:v1")
+            .check()
+            .await
+            .unwrap_err();
+        assert!(!e.to_string().contains("next argument"), "{e}");
     }
 
     #[tokio::test]

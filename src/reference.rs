@@ -194,6 +194,17 @@ fn with_object(s: &str) -> Option<(&str, &str)> {
     Some((&s[..s.len() - tag.len() - 1], tag))
 }
 
+/// `host/app@` or `host/app:`: the object left out, or typed as the next argument.
+fn stray_separator(s: &str, repo: &str, sep: char) -> Error {
+    Error::invalid(format!(
+        "invalid reference {:?}: nothing after {sep:?}; write the {} there ({repo}{sep}{}), \
+         or leave the {sep:?} out",
+        shown(s),
+        if sep == '@' { "digest" } else { "tag" },
+        if sep == '@' { "sha256:…" } else { "v1" },
+    ))
+}
+
 /// Why `user:password@host/…` is refused.
 pub(crate) const NO_CREDENTIALS_HERE: &str =
     "credentials do not go here; dist reads them from docker \
@@ -490,6 +501,7 @@ impl FromStr for Reference {
             )));
         }
         let (rest, digest) = match s.split_once('@') {
+            Some((r, "")) => return Err(stray_separator(s, r, '@')),
             Some((r, d)) => (r, Some(d.parse::<Digest>()?)),
             None => (s, None),
         };
@@ -500,6 +512,7 @@ impl FromStr for Reference {
             None => (rest, None),
         };
         let tag = match tag {
+            Some("") if digest.is_none() => return Err(stray_separator(s, repo, ':')),
             // `name:sha256:…`, a colon typed for the `@`: what follows the first colon
             // would parse as a digest, or fail as a bad one, and name neither mistake.
             Some(t) if t.contains(':') => {
@@ -644,6 +657,25 @@ mod tests {
             e.to_string().contains("\"v1:x\" after ':' is not a tag"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_separator_left_at_a_reference_s_end_is_named() {
+        let e = "reg.example/team/app@".parse::<Reference>().unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
+        assert_eq!(
+            e.to_string(),
+            "invalid reference \"reg.example/team/app@\": nothing after '@'; write the digest \
+             there (reg.example/team/app@sha256:…), or leave the '@' out"
+        );
+        let e = "reg.example/team/app:".parse::<Reference>().unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("nothing after ':'; write the tag there (reg.example/team/app:v1)"),
+            "{e}"
+        );
+        // A port's colon is no tag's.
+        assert!("reg.example:5000/team/app".parse::<Reference>().is_ok());
     }
 
     #[test]

@@ -188,6 +188,33 @@ fn a_pasted_reference_alone_gets_the_spelling_that_works() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("<OBJECT>"));
 }
 
+/// The same for a layout: `oci:./dir:v1`, as `dist pull` takes it, alone after `fetch`
+/// (given an object too, the layout check names the spelling).
+#[test]
+fn a_layout_reference_alone_gets_the_spelling_that_works() {
+    let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    for (locator, apart) in [
+        ("oci:./app:v1".to_string(), "oci:./app v1".to_string()),
+        (
+            format!("oci:/srv/a:b/app@{d}"),
+            format!("oci:/srv/a:b/app {d}"),
+        ),
+    ] {
+        let out = Dist::new().run(&["fetch", &locator], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{locator}: {err}");
+        assert!(
+            err.contains(&format!(
+                "fetch takes the layout and the object apart: {apart}"
+            )),
+            "{locator}: {err}"
+        );
+    }
+    let out = Dist::new().run(&["fetch", "oci:./app"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("<OBJECT>"));
+}
+
 /// `dist pull` and `dist resolve` take one reference; the tag written apart, as `dist fetch`
 /// takes it, gets the joined spelling, before any network I/O (port 1 refuses) and without
 /// creating the output directory.
