@@ -54,7 +54,19 @@ impl Hints {
                         .map_err(|_| Error::invalid(format!("invalid size hint {value:?}")))?;
                     hints.size = Some(n);
                 }
-                _ => tracing::debug!(hint = word, "ignoring unknown hint key"),
+                // `sha256:a sha256:b`, digests joined onto one line (`paste -s`, a
+                // `jq` without `[]`): read as a hint, every digest after the first would
+                // be skipped without a word.
+                "sha256" | "sha384" | "sha512" | "blake3" => {
+                    return Err(Error::invalid(format!(
+                        "a digest where a hint goes ({}): objects go one to a line of `dist fetch LOCATOR -`",
+                        crate::server_text::cut_to(word.to_string(), 80)
+                    )));
+                }
+                _ => match meant_key(key) {
+                    Some(known) => warn_once(key, known),
+                    None => tracing::debug!(hint = word, "ignoring unknown hint key"),
+                },
             }
         }
         Ok(hints)
@@ -69,6 +81,49 @@ impl Hints {
     pub fn media_type(&self) -> Option<&str> {
         self.media_types.first().map(String::as_str)
     }
+}
+
+/// The known key an unknown one is most likely a misspelling of (`Size`, `media-type`,
+/// `mediatyp`): such a hint is ignored, as any unknown key is, but not in silence.
+fn meant_key(key: &str) -> Option<&'static str> {
+    let folded: String = key
+        .chars()
+        .filter(|c| !matches!(c, '-' | '_' | '.'))
+        .flat_map(char::to_lowercase)
+        .collect();
+    match folded.as_str() {
+        "size" => Some("size"),
+        _ if edit_distance(&folded, "mediatype") <= 2 => Some("mediatype"),
+        _ => None,
+    }
+}
+
+/// Levenshtein distance, for keys of a few characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
+}
+
+/// One warning per misspelt key and process: a batch of a million lines with `Size:`
+/// says so once.
+fn warn_once(key: &str, known: &str) {
+    static WARNED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+    if warned.len() >= 16 || warned.iter().any(|k| k == key) {
+        return;
+    }
+    warned.push(key.to_string());
+    tracing::warn!("ignoring the hint key {key:?}, which dist does not know: was {known:?} meant?");
 }
 
 #[cfg(test)]
@@ -86,6 +141,41 @@ mod tests {
         assert_eq!(h.media_types, vec![media::OCI_MANIFEST.to_string()]);
         assert_eq!(h.size, Some(42));
         assert!(h.wants_manifest());
+    }
+
+    #[test]
+    fn a_digest_in_the_hints_is_an_error() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let e = Hints::parse([digest.as_str()]).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
+        assert!(
+            e.to_string()
+                .ends_with("objects go one to a line of `dist fetch LOCATOR -`"),
+            "{e}"
+        );
+        assert!(Hints::parse(["sha512:abc"]).is_err());
+    }
+
+    #[test]
+    fn misspelt_keys_are_told_apart_from_unknown_ones() {
+        for key in [
+            "Size",
+            "SIZE",
+            "media-type",
+            "media_type",
+            "mediatyp",
+            "meditype",
+        ] {
+            assert!(meant_key(key).is_some(), "{key}");
+        }
+        for key in ["platform", "annotation", "sized", "type", "media"] {
+            assert_eq!(meant_key(key), None, "{key}");
+        }
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("same", "same"), 0);
+        // Still ignored, not refused: a key a later dist may know.
+        assert_eq!(Hints::parse(["Size:12"]).unwrap(), Hints::default());
     }
 
     #[test]

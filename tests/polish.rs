@@ -738,3 +738,57 @@ fn empty_input_succeeds_with_a_warning() {
         assert!(!err.contains("input was empty"), "{args:?}: {err}");
     }
 }
+
+/// Digests joined onto one line (`paste -s`, a `jq` without `[]`) were read as one object
+/// and hints, and every digest after the first was skipped in silence. Now the line fails
+/// and says why; a misspelt hint key (`Size:`) is ignored as unknown keys are, with one
+/// warning for the whole batch.
+#[test]
+fn digests_joined_on_a_line_fail_it_and_a_misspelt_hint_is_told_once() {
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, 4);
+    let d: Vec<&String> = blobs.keys().collect();
+    let input = format!(
+        "{} {}\n{} Size:{}\n{} Size:{}\n",
+        d[0],
+        d[1],
+        d[2],
+        blobs[d[2]].len(),
+        d[3],
+        blobs[d[3]].len()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = Dist::new().run(
+        &[
+            "fetch",
+            &format!("{}/team/app", reg.host()),
+            "-",
+            "-o",
+            dir.path().to_str().unwrap(),
+        ],
+        input.as_bytes(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let lines = json_lines(&out.stdout);
+    let status = |digest: &str| {
+        lines
+            .iter()
+            .find(|l| l["object"] == digest)
+            .map(|l| l["status"].as_str().unwrap().to_string())
+    };
+    assert_eq!(status(d[2]).as_deref(), Some("ok"), "{lines:?}");
+    assert_eq!(status(d[3]).as_deref(), Some("ok"), "{lines:?}");
+    assert_eq!(status(d[1]), None, "the second digest is not fetched alone");
+    assert!(
+        err.contains("a digest where a hint goes")
+            && err.contains("one to a line of `dist fetch LOCATOR -`"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("ignoring the hint key \"Size\"").count(),
+        1,
+        "{err}"
+    );
+    assert!(err.contains("was \"size\" meant?"), "{err}");
+}
