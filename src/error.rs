@@ -159,6 +159,21 @@ impl Error {
         &self.0.earlier
     }
 
+    /// The same failure, for another task that waited on the request that met it: kind,
+    /// status, object and URL, with the cause's words in the message (a cause cannot be
+    /// copied).
+    pub(crate) fn shared(&self) -> Error {
+        Error(Box::new(Inner {
+            kind: self.0.kind,
+            message: self.reason(),
+            object: self.0.object.clone(),
+            url: self.0.url.clone(),
+            status: self.0.status,
+            cause: None,
+            earlier: Vec::new(),
+        }))
+    }
+
     /// The category of this error.
     pub fn kind(&self) -> ErrorKind {
         self.0.kind

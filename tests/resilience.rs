@@ -136,6 +136,43 @@ fn revoked_token_mid_batch_is_refreshed_once() {
     );
 }
 
+/// Tokens revoked mid-batch while the token server hangs: the tasks that meet the 401
+/// together wait for one token request and share its failure. Asking again one after
+/// another behind the lock, 8 jobs took 49 token requests and 15 s of idle timeouts to
+/// give up on 24 objects.
+#[test]
+fn a_hanging_token_server_is_asked_once_for_every_task_waiting() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(300)))
+        .start();
+    let blobs = fill(&reg, 32, 20_000);
+    slow_down(&reg, &blobs, 2000, 50);
+    let child = Dist::new().spawn(
+        &[
+            "--retries",
+            "1",
+            "--idle-timeout",
+            "300ms",
+            "fetch",
+            &repo(&reg),
+            "-",
+            "-j",
+            "8",
+        ],
+        lines(&blobs).as_bytes(),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    reg.set_fault_for_every("/token", Fault::Stall(Duration::from_secs(5)));
+    reg.invalidate_tokens();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("/token: body stalled"), "{err}");
+    assert_eq!(parse_frames(&out.stdout).len(), 32);
+    let tokens = reg.token_requests();
+    assert!(tokens <= 12, "token requests: {tokens}");
+}
+
 #[test]
 fn redirect_loops_end_after_ten_hops() {
     let reg = FakeRegistry::start();

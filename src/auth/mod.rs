@@ -52,6 +52,20 @@ struct State {
     expires_at: Option<Instant>,
     generation: u64,
     bearer: Option<Challenge>,
+    /// Token requests finished so far, and how the last one failed if it did: the tasks
+    /// that waited for a request take its failure as theirs, rather than each asking a
+    /// failing or hanging token server again, one after another, behind the lock.
+    flights: u64,
+    failed: Option<Arc<Error>>,
+}
+
+impl State {
+    /// The failure of the token request that finished while a task waited for the lock,
+    /// having seen `flights` before it.
+    fn failure_since(&self, flights: u64) -> Option<Error> {
+        let failed = self.failed.as_ref().filter(|_| self.flights != flights)?;
+        Some(failed.shared())
+    }
 }
 
 /// The `Authorization` a request carried: the header and the state generation it came from.
@@ -140,7 +154,7 @@ impl Authorizer {
     pub async fn grant(&self) -> Result<Grant> {
         let mut s = self.snapshot();
         if s.expires_at.is_some_and(|t| Instant::now() >= t) {
-            self.renew(s.generation).await?;
+            self.renew(s.generation, s.flights).await?;
             s = self.snapshot();
         }
         Ok(Grant {
@@ -156,9 +170,14 @@ impl Authorizer {
             .iter()
             .flat_map(|h| challenge::parse(h))
             .collect();
+        let flights = self.snapshot().flights;
         let _flight = self.refresh.lock().await;
-        if self.snapshot().generation != used.generation {
+        let s = self.snapshot();
+        if s.generation != used.generation {
             return Ok(()); // another task already reacted to the same 401
+        }
+        if let Some(e) = s.failure_since(flights) {
+            return Err(e);
         }
         let bearer = challenges.iter().find(|c| c.scheme == "bearer");
         let basic = challenges.iter().find(|c| c.scheme == "basic");
@@ -203,12 +222,16 @@ impl Authorizer {
         ))
     }
 
-    /// Renews an expiring token unless another task already did since `generation`.
-    async fn renew(&self, generation: u64) -> Result<()> {
+    /// Renews an expiring token unless another task already did since `generation`, or
+    /// tried and failed since `flights`.
+    async fn renew(&self, generation: u64, flights: u64) -> Result<()> {
         let _flight = self.refresh.lock().await;
         let s = self.snapshot();
         if s.generation != generation {
             return Ok(());
+        }
+        if let Some(e) = s.failure_since(flights) {
+            return Err(e);
         }
         match s.bearer {
             Some(ch) => self.fetch_token(ch).await,
@@ -218,6 +241,15 @@ impl Authorizer {
 
     /// Called with the refresh lock held.
     async fn fetch_token(&self, ch: Challenge) -> Result<()> {
+        let result = self.ask_token(ch).await;
+        let mut s = self.state.lock().expect("auth state poisoned");
+        s.flights += 1;
+        s.failed = result.as_ref().err().map(|e| Arc::new(e.shared()));
+        result
+    }
+
+    /// [`fetch_token`](Self::fetch_token)'s request, and the state it leads to.
+    async fn ask_token(&self, ch: Challenge) -> Result<()> {
         let found = self.found().await?;
         let cred = found.as_ref().map(|(c, _)| c);
         let mut scopes = self.scopes.clone();
