@@ -147,8 +147,10 @@ pub async fn fetch(
     let shown = realm_uri.clone();
     let mut reply = transport.send(req).await.map_err(|e| e.with_url(&shown))?;
     let status = reply.response.status();
-    let body = reply.response.body_mut();
     if !status.is_success() {
+        // Docker Hub's token service sends 429 with `Retry-After` as its registry does.
+        let asked = crate::retry::retry_after(reply.response.headers());
+        let body = reply.response.body_mut();
         let text = transport::read_prefix(transport, body, 512).await;
         let kind = match status.as_u16() {
             401 => ErrorKind::Unauthorized,
@@ -163,8 +165,10 @@ pub async fn fetch(
         }
         return Err(Error::new(kind, msg)
             .with_status(status.as_u16())
+            .with_retry_after(asked)
             .with_url(&shown));
     }
+    let body = reply.response.body_mut();
     let bytes = transport::read_limited(transport, body, MAX_TOKEN_RESPONSE)
         .await
         .map_err(|e| e.with_url(&shown))?;

@@ -271,7 +271,8 @@ impl Host {
             let grant = match self.auth.grant().await {
                 Ok(g) => g,
                 Err(e) => {
-                    tokio::time::sleep(again(e, &mut retries, None)?).await;
+                    let asked = e.retry_after();
+                    tokio::time::sleep(again(e, &mut retries, asked)?).await;
                     continue;
                 }
             };
@@ -322,7 +323,10 @@ impl Host {
                     .await;
                     match self.auth.challenged(&grant, &challenges).await {
                         Ok(()) => auth_rounds += 1,
-                        Err(e) => tokio::time::sleep(again(e, &mut retries, None)?).await,
+                        Err(e) => {
+                            let asked = e.retry_after();
+                            tokio::time::sleep(again(e, &mut retries, asked)?).await
+                        }
                     }
                     continue;
                 }
