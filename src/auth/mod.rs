@@ -94,7 +94,7 @@ impl std::fmt::Debug for Grant {
 pub struct Authorizer {
     transport: Transport,
     registry_host: String,
-    api_host: String,
+    api_origin: String,
     repository: String,
     scopes: Vec<String>,
     source: CredentialSource,
@@ -118,18 +118,18 @@ impl std::fmt::Debug for Authorizer {
 
 impl Authorizer {
     /// An authorizer for `repository` on `registry_host` (the name credentials are filed
-    /// under), whose API is served by `api_host`.
+    /// under), whose API is served at `api_origin` (`scheme://host[:port]`).
     pub fn new(
         transport: Transport,
         registry_host: &str,
-        api_host: &str,
+        api_origin: &str,
         repository: &str,
         source: CredentialSource,
     ) -> Authorizer {
         Authorizer {
             transport,
             registry_host: registry_host.to_string(),
-            api_host: api_host.to_string(),
+            api_origin: api_origin.to_string(),
             repository: repository.to_string(),
             scopes: vec![format!("repository:{repository}:pull")],
             source,
@@ -260,11 +260,12 @@ impl Authorizer {
                 }
             }
         }
-        if cred.is_some() && !token::credentials_may_go(&ch, &self.api_host) {
+        if cred.is_some() && !token::credentials_may_go(&ch, &self.api_origin) {
             self.withhold(&ch);
         }
         self.token_requests.fetch_add(1, Ordering::Relaxed);
-        let token = match token::fetch(&self.transport, &ch, &scopes, cred, &self.api_host).await {
+        let token = match token::fetch(&self.transport, &ch, &scopes, cred, &self.api_origin).await
+        {
             Ok(token) => token,
             // The token server's 401 is about the credentials (or their absence), which
             // its own words rarely say.
@@ -312,15 +313,16 @@ impl Authorizer {
             .cloned()
     }
 
-    /// Says once that the credentials found stay home: the token realm is plain HTTP on
-    /// another host, where a registry could lure a password onto the network.
+    /// Says once that the credentials found stay home: the token realm is plain HTTP away
+    /// from the registry's own plain-HTTP origin, where a registry could lure a password
+    /// onto the network (or a TLS proxy's misconfigured registry leak it there).
     fn withhold(&self, ch: &Challenge) {
         let realm = ch.param("realm").unwrap_or_default();
         let realm = crate::error::redact_url(realm);
         if self.withheld_from.set(realm.clone()).is_ok() {
             tracing::warn!(
                 "{}: the credentials found for it are not sent to its token service {realm}, \
-                 plain HTTP on another host; asking for an anonymous token",
+                 plain HTTP elsewhere than the registry itself; asking for an anonymous token",
                 self.registry_host
             );
         }
@@ -396,7 +398,7 @@ fn not_granted_message(host: &str, scope: Option<&str>, caller: Caller) -> Strin
         Caller::Withheld(realm) => format!(
             "{host} gives anonymous callers no access to {what} (insufficient_scope); \
              the credentials found for it were not sent to its token service {realm}, \
-             which is plain HTTP on another host"
+             which is plain HTTP elsewhere than the registry itself"
         ),
     }
 }

@@ -116,7 +116,7 @@ impl Host {
         let auth = Authorizer::new(
             transport.clone(),
             repo.host(),
-            &name,
+            origin_of(&api),
             repo.name(),
             credentials,
         );
@@ -149,7 +149,7 @@ impl Host {
         let auth = Authorizer::new(
             m.transport.clone(),
             &authority,
-            &authority,
+            origin_of(&api),
             repo.name(),
             credentials,
         );
@@ -436,6 +436,13 @@ fn waits_too_long(err: Error, asked: Duration, limit: Duration) -> Error {
     longer
 }
 
+/// `scheme://host[:port]` of an API root (`scheme://host[:port]/path/`).
+fn origin_of(api: &str) -> &str {
+    let path = api.find("://").map_or(0, |i| i + 3);
+    let end = api[path..].find('/').map_or(api.len(), |i| path + i);
+    &api[..end]
+}
+
 /// The authority and API root of `scheme://host[:port][/path]`, as containerd reads a
 /// hosts file: `<path>/v2/`, unless the path already ends in `/v2` or `override_path` says
 /// the path is the root. `None` for anything but an http(s) URL with a host.
@@ -553,6 +560,11 @@ mod tests {
             upstream("https://cache.example:5000", false).unwrap().name,
             "cache.example:5000"
         );
+        assert_eq!(
+            origin_of("https://cache.example:5000/docker/v2/"),
+            "https://cache.example:5000"
+        );
+        assert_eq!(origin_of("http://[::1]:5000/v2/"), "http://[::1]:5000");
         assert!(upstream("ftp://cache.example", false).is_err());
     }
 
