@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::HeaderValue;
-use tokio::sync::OnceCell;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::transport::Transport;
@@ -98,8 +97,9 @@ pub struct Authorizer {
     repository: String,
     scopes: Vec<String>,
     source: CredentialSource,
-    /// The credential, once looked up, with where it was found.
-    credential: OnceCell<Option<(Credential, String)>>,
+    /// The credential, once looked up, with where it was found (`None` until then); looked
+    /// up again when it is refused.
+    credential: tokio::sync::Mutex<Option<Option<(Credential, String)>>>,
     state: Mutex<State>,
     refresh: tokio::sync::Mutex<()>,
     token_requests: AtomicUsize,
@@ -133,7 +133,7 @@ impl Authorizer {
             repository: repository.to_string(),
             scopes: vec![format!("repository:{repository}:pull")],
             source,
-            credential: OnceCell::new(),
+            credential: tokio::sync::Mutex::new(None),
             state: Mutex::new(State::default()),
             refresh: tokio::sync::Mutex::new(()),
             token_requests: AtomicUsize::new(0),
@@ -193,19 +193,20 @@ impl Authorizer {
         }
         if basic.is_some() {
             let found = self.found().await?;
-            let header = found
-                .as_ref()
-                .and_then(|(c, _)| c.basic_header())
-                .ok_or_else(|| self.no_credentials("Basic"))?;
-            let mut header = HeaderValue::from_str(&header)
-                .map_err(|_| Error::invalid("credential is not a valid header"))?;
-            header.set_sensitive(true);
+            let mut header = self.basic_header(found.as_ref())?;
             if used.header.as_ref() == Some(&header) {
-                let origin = found.map(|(_, o)| o).unwrap_or_default();
-                return Err(Error::new(
-                    ErrorKind::Unauthorized,
-                    refused_message(&self.registry_host, Some(&origin), None),
-                ));
+                let renewed = match &found {
+                    Some((refused, _)) => self.renewed(refused).await,
+                    None => None,
+                };
+                let Some(renewed) = renewed else {
+                    let origin = found.map(|(_, o)| o).unwrap_or_default();
+                    return Err(Error::new(
+                        ErrorKind::Unauthorized,
+                        refused_message(&self.registry_host, Some(&origin), None),
+                    ));
+                };
+                header = self.basic_header(Some(&renewed))?;
             }
             let mut s = self.state.lock().expect("auth state poisoned");
             s.header = Some(header);
@@ -220,6 +221,17 @@ impl Authorizer {
                 www_authenticate.join(", ")
             ),
         ))
+    }
+
+    /// The `Authorization: Basic` of the credential `found`.
+    fn basic_header(&self, found: Option<&(Credential, String)>) -> Result<HeaderValue> {
+        let header = found
+            .and_then(|(c, _)| c.basic_header())
+            .ok_or_else(|| self.no_credentials("Basic"))?;
+        let mut header = HeaderValue::from_str(&header)
+            .map_err(|_| Error::invalid("credential is not a valid header"))?;
+        header.set_sensitive(true);
+        Ok(header)
     }
 
     /// Renews an expiring token unless another task already did since `generation`, or
@@ -250,7 +262,7 @@ impl Authorizer {
 
     /// [`fetch_token`](Self::fetch_token)'s request, and the state it leads to.
     async fn ask_token(&self, ch: Challenge) -> Result<()> {
-        let found = self.found().await?;
+        let mut found = self.found().await?;
         let cred = found.as_ref().map(|(c, _)| c);
         let mut scopes = self.scopes.clone();
         if let Some(asked) = ch.param("scope") {
@@ -260,12 +272,20 @@ impl Authorizer {
                 }
             }
         }
-        if cred.is_some() && !token::credentials_may_go(&ch, &self.api_origin) {
+        let sent = cred.filter(|_| token::credentials_may_go(&ch, &self.api_origin));
+        if cred.is_some() && sent.is_none() {
             self.withhold(&ch);
         }
-        self.token_requests.fetch_add(1, Ordering::Relaxed);
-        let token = match token::fetch(&self.transport, &ch, &scopes, cred, &self.api_origin).await
-        {
+        let mut token = self.token_for(&ch, &scopes, cred).await;
+        if let (Err(e), Some(refused)) = (&token, sent) {
+            if e.status() == Some(401) {
+                if let Some(renewed) = self.renewed(refused).await {
+                    token = self.token_for(&ch, &scopes, Some(&renewed.0)).await;
+                    found = Some(renewed);
+                }
+            }
+        }
+        let token = match token {
             Ok(token) => token,
             // The token server's 401 is about the credentials (or their absence), which
             // its own words rarely say.
@@ -291,26 +311,57 @@ impl Authorizer {
         Ok(())
     }
 
+    /// A token from the realm `ch` names, with `cred`.
+    async fn token_for(
+        &self,
+        ch: &Challenge,
+        scopes: &[String],
+        cred: Option<&Credential>,
+    ) -> Result<token::Token> {
+        self.token_requests.fetch_add(1, Ordering::Relaxed);
+        token::fetch(&self.transport, ch, scopes, cred, &self.api_origin).await
+    }
+
     async fn credential(&self) -> Result<Option<Credential>> {
         Ok(self.found().await?.map(|(c, _)| c))
     }
 
     /// The credential and where it came from, looked up once.
     async fn found(&self) -> Result<Option<(Credential, String)>> {
-        self.credential
-            .get_or_try_init(|| async {
-                match &self.source {
-                    CredentialSource::None => Ok(None),
-                    CredentialSource::Fixed(c) => {
-                        Ok(Some((c.clone(), "the credential given".to_string())))
-                    }
-                    CredentialSource::DockerConfig(cfg) => {
-                        cfg.find(&self.registry_host, Some(&self.repository)).await
-                    }
-                }
-            })
-            .await
-            .cloned()
+        let mut known = self.credential.lock().await;
+        if let Some(found) = &*known {
+            return Ok(found.clone());
+        }
+        let found = self.look_up().await?;
+        *known = Some(found.clone());
+        Ok(found)
+    }
+
+    /// Another credential than `refused`, if looking up again gives one: a credential
+    /// helper's may expire within a long run (a cloud's access token lasts an hour, an
+    /// ECR password 12 hours) and the helper hands out a fresh one when asked again.
+    /// Files are read once, and give the same one again.
+    async fn renewed(&self, refused: &Credential) -> Option<(Credential, String)> {
+        let mut known = self.credential.lock().await;
+        match self.look_up().await {
+            Ok(Some((c, origin))) if c != *refused => {
+                tracing::debug!(registry = %self.registry_host, %origin, "refused credentials replaced by a fresh lookup");
+                *known = Some(Some((c.clone(), origin.clone())));
+                Some((c, origin))
+            }
+            // The refusal says more than a helper failing now would.
+            _ => None,
+        }
+    }
+
+    async fn look_up(&self) -> Result<Option<(Credential, String)>> {
+        match &self.source {
+            CredentialSource::None => Ok(None),
+            CredentialSource::Fixed(c) => Ok(Some((c.clone(), "the credential given".to_string()))),
+            CredentialSource::DockerConfig(cfg) => {
+                cfg.find(&self.registry_host, Some(&self.repository)).await
+            }
+        }
     }
 
     /// Says once that the credentials found stay home: the token realm is plain HTTP away
