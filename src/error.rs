@@ -85,6 +85,9 @@ struct Inner {
     object: Option<String>,
     url: Option<String>,
     status: Option<u16>,
+    /// How long the server asked to be left alone (`Retry-After`), where that is not
+    /// read off the response by the one who asked (a token server's answer).
+    retry_after: Option<std::time::Duration>,
     cause: Option<Cause>,
     /// How the hosts asked before this one (mirrors) failed, each as URL and reason.
     earlier: Vec<String>,
@@ -102,6 +105,7 @@ impl Error {
             object: None,
             url: None,
             status: None,
+            retry_after: None,
             cause: None,
             earlier: Vec::new(),
         }))
@@ -157,6 +161,33 @@ impl Error {
     /// How the hosts asked first failed (URL and reason each), oldest first.
     pub fn earlier(&self) -> &[String] {
         &self.0.earlier
+    }
+
+    /// Attach how long the server asked to be left alone (its `Retry-After`).
+    pub(crate) fn with_retry_after(mut self, after: Option<std::time::Duration>) -> Self {
+        self.0.retry_after = after;
+        self
+    }
+
+    /// How long the server asked to be left alone, when the error carries it.
+    pub(crate) fn retry_after(&self) -> Option<std::time::Duration> {
+        self.0.retry_after
+    }
+
+    /// The same failure, for another task that waited on the request that met it: kind,
+    /// status, `Retry-After`, object and URL, with the cause's words in the message (a cause cannot be
+    /// copied).
+    pub(crate) fn shared(&self) -> Error {
+        Error(Box::new(Inner {
+            kind: self.0.kind,
+            message: self.reason(),
+            object: self.0.object.clone(),
+            url: self.0.url.clone(),
+            status: self.0.status,
+            retry_after: self.0.retry_after,
+            cause: None,
+            earlier: Vec::new(),
+        }))
     }
 
     /// The category of this error.

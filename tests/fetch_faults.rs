@@ -942,6 +942,49 @@ fn token_requests_are_retried_like_any_other() {
     assert_eq!(reg.token_requests(), 3, "one request and two retries");
 }
 
+/// A token server's `Retry-After` is heeded as a registry's is: waited for, or, past
+/// 60 s, the object fails at once saying so. Before, the backoff's 200 ms and 400 ms went
+/// by instead, and "come back in 2 minutes" was asked five more times within 6 s.
+#[test]
+fn a_token_server_s_retry_after_is_heeded() {
+    let data = bytes(32, 4000);
+    let bearer = || {
+        let reg = FakeRegistry::builder()
+            .auth(Auth::bearer(Duration::from_secs(300)))
+            .start();
+        let digest = reg.blob("team/app", &data);
+        (reg, digest)
+    };
+    let dist = Dist::new();
+
+    let (reg, digest) = bearer();
+    for _ in 0..2 {
+        reg.push_fault("/token", Fault::StatusWithRetryAfter(429, "1".into()));
+    }
+    let started = std::time::Instant::now();
+    let out = dist.run(&["fetch", "--retries", "2", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(out.stdout == data);
+    assert_eq!(reg.token_requests(), 3);
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "waited {:?}, not the 1 s asked twice",
+        started.elapsed()
+    );
+
+    let (reg, digest) = bearer();
+    reg.set_fault_for_every("/token", Fault::StatusWithRetryAfter(429, "120".into()));
+    let out = dist.run(&["fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("/token") && err.contains("asks to be retried in 120 s"),
+        "{err}"
+    );
+    assert_eq!(reg.token_requests(), 1, "{err}");
+}
+
 /// A response with more header fields than hyper's default 100 (a chain of CDNs and
 /// proxies adds its own) is taken; past dist's limit it fails at once, saying why, rather
 /// than being retried as a broken connection.

@@ -136,6 +136,103 @@ fn revoked_token_mid_batch_is_refreshed_once() {
     );
 }
 
+/// Tokens revoked mid-batch while the token server hangs: the tasks that meet the 401
+/// together wait for one token request and share its failure. Asking again one after
+/// another behind the lock, 8 jobs took 49 token requests and 15 s of idle timeouts to
+/// give up on 24 objects.
+#[test]
+fn a_hanging_token_server_is_asked_once_for_every_task_waiting() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(300)))
+        .start();
+    let blobs = fill(&reg, 32, 20_000);
+    slow_down(&reg, &blobs, 2000, 50);
+    let child = Dist::new().spawn(
+        &[
+            "--retries",
+            "1",
+            "--idle-timeout",
+            "300ms",
+            "fetch",
+            &repo(&reg),
+            "-",
+            "-j",
+            "8",
+        ],
+        lines(&blobs).as_bytes(),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    reg.set_fault_for_every("/token", Fault::Stall(Duration::from_secs(5)));
+    reg.invalidate_tokens();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("/token: body stalled"), "{err}");
+    assert_eq!(parse_frames(&out.stdout).len(), 32);
+    let tokens = reg.token_requests();
+    assert!(tokens <= 12, "token requests: {tokens}");
+}
+
+/// A credential helper that prints the password kept in `secret` (a cloud's helper hands
+/// out an access token that lasts an hour, and a fresh one when asked again), for every
+/// registry, as `credsStore`.
+fn rotating_helper(dist: &mut Dist, secret: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dist.config_dir().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-rotating");
+    let script = format!(
+        "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread server\nprintf '{{\"Username\":\"robot\",\"Secret\":\"%s\"}}' \"$(cat {})\"\n",
+        secret.display()
+    );
+    std::fs::write(&helper, script).unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dist.docker_config(r#"{"credsStore":"rotating"}"#);
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    dist.env("PATH", &path);
+}
+
+/// A helper's credentials may expire within a long run, and the helper then hands out
+/// new ones: once refused, it is asked again, and the batch goes on. Asked once per run,
+/// its first answer was refused at the next token renewal, and every object after it
+/// failed.
+#[test]
+fn credentials_from_a_helper_are_asked_again_once_refused() {
+    for bearer in [true, false] {
+        let auth = |pass: &str| match bearer {
+            true => Auth::Bearer {
+                ttl: Duration::from_secs(1),
+                reply: Default::default(),
+                credentials: Some(("robot".into(), pass.into())),
+            },
+            false => Auth::basic("robot", pass),
+        };
+        let reg = FakeRegistry::builder().auth(auth("first")).start();
+        let blobs = fill(&reg, 30, 10_000);
+        slow_down(&reg, &blobs, 5000, 60);
+        let mut dist = Dist::new();
+        let secret = dist.config_dir().join("secret");
+        std::fs::write(&secret, "first").unwrap();
+        rotating_helper(&mut dist, &secret);
+        let child = dist.spawn(
+            &["fetch", &repo(&reg), "-", "-j", "4"],
+            lines(&blobs).as_bytes(),
+        );
+        std::thread::sleep(Duration::from_millis(400));
+        std::fs::write(&secret, "second").unwrap();
+        reg.set_auth(auth("second"));
+        reg.invalidate_tokens();
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "bearer {bearer}: {err}");
+        assert_eq!(parse_frames(&out.stdout).len(), 30);
+    }
+}
+
 #[test]
 fn redirect_loops_end_after_ten_hops() {
     let reg = FakeRegistry::start();

@@ -200,12 +200,20 @@ impl Source {
         let helped = |helper: &str, c: Option<Credential>| {
             c.map(|c| (c, format!("credential helper docker-credential-{helper}")))
         };
-        if let Some(helper) = closest(&self.file.cred_helpers, host, repository) {
-            return Ok(helped(helper, run_helper(helper, host).await?));
-        }
-        if let Some(store) = &self.file.creds_store {
-            if let Some(found) = helped(store, run_helper(store, host).await?) {
-                return Ok(Some(found));
+        // An empty helper name is Docker's way of saying "this file's `auths`" (a
+        // `"credsStore": ""` left to turn off a helper that is not installed here); a
+        // registry's empty `credHelpers` entry passes over `credsStore` too, as in Docker.
+        match closest(&self.file.cred_helpers, host, repository) {
+            Some(helper) if !helper.is_empty() => {
+                return Ok(helped(helper, run_helper(helper, host).await?));
+            }
+            Some(_) => {}
+            None => {
+                if let Some(store) = self.file.creds_store.as_deref().filter(|s| !s.is_empty()) {
+                    if let Some(found) = helped(store, run_helper(store, host).await?) {
+                        return Ok(Some(found));
+                    }
+                }
             }
         }
         let Some(entry) = closest(&self.file.auths, host, repository) else {
@@ -684,6 +692,26 @@ mod tests {
         };
         assert!(!format!("{c:?}").contains("hunter2"));
         assert_eq!(c.basic_header().unwrap(), "Basic dTpodW50ZXIy");
+    }
+
+    /// Docker reads an empty helper name as none: `auths` answers.
+    #[tokio::test]
+    async fn an_empty_helper_name_means_the_file_itself() {
+        let c =
+            config(r#"{"credsStore":"","auths":{"r.example":{"username":"u","password":"p"}}}"#);
+        assert!(matches!(
+            c.credential_for("r.example", None).await.unwrap(),
+            Some(Credential::Basic { username, .. }) if username == "u"
+        ));
+        let c = config(
+            r#"{"credsStore":"definitely-not-installed-xyz","credHelpers":{"r.example":""},
+                "auths":{"r.example":{"username":"u","password":"p"}}}"#,
+        );
+        assert!(matches!(
+            c.credential_for("r.example", None).await.unwrap(),
+            Some(Credential::Basic { username, .. }) if username == "u"
+        ));
+        assert!(c.credential_for("other.example", None).await.is_err());
     }
 
     #[tokio::test]

@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::HeaderValue;
-use tokio::sync::OnceCell;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::transport::Transport;
@@ -52,6 +51,20 @@ struct State {
     expires_at: Option<Instant>,
     generation: u64,
     bearer: Option<Challenge>,
+    /// Token requests finished so far, and how the last one failed if it did: the tasks
+    /// that waited for a request take its failure as theirs, rather than each asking a
+    /// failing or hanging token server again, one after another, behind the lock.
+    flights: u64,
+    failed: Option<Arc<Error>>,
+}
+
+impl State {
+    /// The failure of the token request that finished while a task waited for the lock,
+    /// having seen `flights` before it.
+    fn failure_since(&self, flights: u64) -> Option<Error> {
+        let failed = self.failed.as_ref().filter(|_| self.flights != flights)?;
+        Some(failed.shared())
+    }
 }
 
 /// The `Authorization` a request carried: the header and the state generation it came from.
@@ -80,12 +93,13 @@ impl std::fmt::Debug for Grant {
 pub struct Authorizer {
     transport: Transport,
     registry_host: String,
-    api_host: String,
+    api_origin: String,
     repository: String,
     scopes: Vec<String>,
     source: CredentialSource,
-    /// The credential, once looked up, with where it was found.
-    credential: OnceCell<Option<(Credential, String)>>,
+    /// The credential, once looked up, with where it was found (`None` until then); looked
+    /// up again when it is refused.
+    credential: tokio::sync::Mutex<Option<Option<(Credential, String)>>>,
     state: Mutex<State>,
     refresh: tokio::sync::Mutex<()>,
     token_requests: AtomicUsize,
@@ -104,22 +118,22 @@ impl std::fmt::Debug for Authorizer {
 
 impl Authorizer {
     /// An authorizer for `repository` on `registry_host` (the name credentials are filed
-    /// under), whose API is served by `api_host`.
+    /// under), whose API is served at `api_origin` (`scheme://host[:port]`).
     pub fn new(
         transport: Transport,
         registry_host: &str,
-        api_host: &str,
+        api_origin: &str,
         repository: &str,
         source: CredentialSource,
     ) -> Authorizer {
         Authorizer {
             transport,
             registry_host: registry_host.to_string(),
-            api_host: api_host.to_string(),
+            api_origin: api_origin.to_string(),
             repository: repository.to_string(),
             scopes: vec![format!("repository:{repository}:pull")],
             source,
-            credential: OnceCell::new(),
+            credential: tokio::sync::Mutex::new(None),
             state: Mutex::new(State::default()),
             refresh: tokio::sync::Mutex::new(()),
             token_requests: AtomicUsize::new(0),
@@ -140,7 +154,7 @@ impl Authorizer {
     pub async fn grant(&self) -> Result<Grant> {
         let mut s = self.snapshot();
         if s.expires_at.is_some_and(|t| Instant::now() >= t) {
-            self.renew(s.generation).await?;
+            self.renew(s.generation, s.flights).await?;
             s = self.snapshot();
         }
         Ok(Grant {
@@ -156,9 +170,14 @@ impl Authorizer {
             .iter()
             .flat_map(|h| challenge::parse(h))
             .collect();
+        let flights = self.snapshot().flights;
         let _flight = self.refresh.lock().await;
-        if self.snapshot().generation != used.generation {
+        let s = self.snapshot();
+        if s.generation != used.generation {
             return Ok(()); // another task already reacted to the same 401
+        }
+        if let Some(e) = s.failure_since(flights) {
+            return Err(e);
         }
         let bearer = challenges.iter().find(|c| c.scheme == "bearer");
         let basic = challenges.iter().find(|c| c.scheme == "basic");
@@ -174,19 +193,20 @@ impl Authorizer {
         }
         if basic.is_some() {
             let found = self.found().await?;
-            let header = found
-                .as_ref()
-                .and_then(|(c, _)| c.basic_header())
-                .ok_or_else(|| self.no_credentials("Basic"))?;
-            let mut header = HeaderValue::from_str(&header)
-                .map_err(|_| Error::invalid("credential is not a valid header"))?;
-            header.set_sensitive(true);
+            let mut header = self.basic_header(found.as_ref())?;
             if used.header.as_ref() == Some(&header) {
-                let origin = found.map(|(_, o)| o).unwrap_or_default();
-                return Err(Error::new(
-                    ErrorKind::Unauthorized,
-                    refused_message(&self.registry_host, Some(&origin), None),
-                ));
+                let renewed = match &found {
+                    Some((refused, _)) => self.renewed(refused).await,
+                    None => None,
+                };
+                let Some(renewed) = renewed else {
+                    let origin = found.map(|(_, o)| o).unwrap_or_default();
+                    return Err(Error::new(
+                        ErrorKind::Unauthorized,
+                        refused_message(&self.registry_host, Some(&origin), None),
+                    ));
+                };
+                header = self.basic_header(Some(&renewed))?;
             }
             let mut s = self.state.lock().expect("auth state poisoned");
             s.header = Some(header);
@@ -203,12 +223,27 @@ impl Authorizer {
         ))
     }
 
-    /// Renews an expiring token unless another task already did since `generation`.
-    async fn renew(&self, generation: u64) -> Result<()> {
+    /// The `Authorization: Basic` of the credential `found`.
+    fn basic_header(&self, found: Option<&(Credential, String)>) -> Result<HeaderValue> {
+        let header = found
+            .and_then(|(c, _)| c.basic_header())
+            .ok_or_else(|| self.no_credentials("Basic"))?;
+        let mut header = HeaderValue::from_str(&header)
+            .map_err(|_| Error::invalid("credential is not a valid header"))?;
+        header.set_sensitive(true);
+        Ok(header)
+    }
+
+    /// Renews an expiring token unless another task already did since `generation`, or
+    /// tried and failed since `flights`.
+    async fn renew(&self, generation: u64, flights: u64) -> Result<()> {
         let _flight = self.refresh.lock().await;
         let s = self.snapshot();
         if s.generation != generation {
             return Ok(());
+        }
+        if let Some(e) = s.failure_since(flights) {
+            return Err(e);
         }
         match s.bearer {
             Some(ch) => self.fetch_token(ch).await,
@@ -218,7 +253,16 @@ impl Authorizer {
 
     /// Called with the refresh lock held.
     async fn fetch_token(&self, ch: Challenge) -> Result<()> {
-        let found = self.found().await?;
+        let result = self.ask_token(ch).await;
+        let mut s = self.state.lock().expect("auth state poisoned");
+        s.flights += 1;
+        s.failed = result.as_ref().err().map(|e| Arc::new(e.shared()));
+        result
+    }
+
+    /// [`fetch_token`](Self::fetch_token)'s request, and the state it leads to.
+    async fn ask_token(&self, ch: Challenge) -> Result<()> {
+        let mut found = self.found().await?;
         let cred = found.as_ref().map(|(c, _)| c);
         let mut scopes = self.scopes.clone();
         if let Some(asked) = ch.param("scope") {
@@ -228,11 +272,20 @@ impl Authorizer {
                 }
             }
         }
-        if cred.is_some() && !token::credentials_may_go(&ch, &self.api_host) {
+        let sent = cred.filter(|_| token::credentials_may_go(&ch, &self.api_origin));
+        if cred.is_some() && sent.is_none() {
             self.withhold(&ch);
         }
-        self.token_requests.fetch_add(1, Ordering::Relaxed);
-        let token = match token::fetch(&self.transport, &ch, &scopes, cred, &self.api_host).await {
+        let mut token = self.token_for(&ch, &scopes, cred).await;
+        if let (Err(e), Some(refused)) = (&token, sent) {
+            if e.status() == Some(401) {
+                if let Some(renewed) = self.renewed(refused).await {
+                    token = self.token_for(&ch, &scopes, Some(&renewed.0)).await;
+                    found = Some(renewed);
+                }
+            }
+        }
+        let token = match token {
             Ok(token) => token,
             // The token server's 401 is about the credentials (or their absence), which
             // its own words rarely say.
@@ -258,37 +311,69 @@ impl Authorizer {
         Ok(())
     }
 
+    /// A token from the realm `ch` names, with `cred`.
+    async fn token_for(
+        &self,
+        ch: &Challenge,
+        scopes: &[String],
+        cred: Option<&Credential>,
+    ) -> Result<token::Token> {
+        self.token_requests.fetch_add(1, Ordering::Relaxed);
+        token::fetch(&self.transport, ch, scopes, cred, &self.api_origin).await
+    }
+
     async fn credential(&self) -> Result<Option<Credential>> {
         Ok(self.found().await?.map(|(c, _)| c))
     }
 
     /// The credential and where it came from, looked up once.
     async fn found(&self) -> Result<Option<(Credential, String)>> {
-        self.credential
-            .get_or_try_init(|| async {
-                match &self.source {
-                    CredentialSource::None => Ok(None),
-                    CredentialSource::Fixed(c) => {
-                        Ok(Some((c.clone(), "the credential given".to_string())))
-                    }
-                    CredentialSource::DockerConfig(cfg) => {
-                        cfg.find(&self.registry_host, Some(&self.repository)).await
-                    }
-                }
-            })
-            .await
-            .cloned()
+        let mut known = self.credential.lock().await;
+        if let Some(found) = &*known {
+            return Ok(found.clone());
+        }
+        let found = self.look_up().await?;
+        *known = Some(found.clone());
+        Ok(found)
     }
 
-    /// Says once that the credentials found stay home: the token realm is plain HTTP on
-    /// another host, where a registry could lure a password onto the network.
+    /// Another credential than `refused`, if looking up again gives one: a credential
+    /// helper's may expire within a long run (a cloud's access token lasts an hour, an
+    /// ECR password 12 hours) and the helper hands out a fresh one when asked again.
+    /// Files are read once, and give the same one again.
+    async fn renewed(&self, refused: &Credential) -> Option<(Credential, String)> {
+        let mut known = self.credential.lock().await;
+        match self.look_up().await {
+            Ok(Some((c, origin))) if c != *refused => {
+                tracing::debug!(registry = %self.registry_host, %origin, "refused credentials replaced by a fresh lookup");
+                *known = Some(Some((c.clone(), origin.clone())));
+                Some((c, origin))
+            }
+            // The refusal says more than a helper failing now would.
+            _ => None,
+        }
+    }
+
+    async fn look_up(&self) -> Result<Option<(Credential, String)>> {
+        match &self.source {
+            CredentialSource::None => Ok(None),
+            CredentialSource::Fixed(c) => Ok(Some((c.clone(), "the credential given".to_string()))),
+            CredentialSource::DockerConfig(cfg) => {
+                cfg.find(&self.registry_host, Some(&self.repository)).await
+            }
+        }
+    }
+
+    /// Says once that the credentials found stay home: the token realm is plain HTTP away
+    /// from the registry's own plain-HTTP origin, where a registry could lure a password
+    /// onto the network (or a TLS proxy's misconfigured registry leak it there).
     fn withhold(&self, ch: &Challenge) {
         let realm = ch.param("realm").unwrap_or_default();
         let realm = crate::error::redact_url(realm);
         if self.withheld_from.set(realm.clone()).is_ok() {
             tracing::warn!(
                 "{}: the credentials found for it are not sent to its token service {realm}, \
-                 plain HTTP on another host; asking for an anonymous token",
+                 plain HTTP elsewhere than the registry itself; asking for an anonymous token",
                 self.registry_host
             );
         }
@@ -364,7 +449,7 @@ fn not_granted_message(host: &str, scope: Option<&str>, caller: Caller) -> Strin
         Caller::Withheld(realm) => format!(
             "{host} gives anonymous callers no access to {what} (insufficient_scope); \
              the credentials found for it were not sent to its token service {realm}, \
-             which is plain HTTP on another host"
+             which is plain HTTP elsewhere than the registry itself"
         ),
     }
 }

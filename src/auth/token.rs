@@ -70,14 +70,15 @@ fn lifetime_of(expires_in: Option<&serde_json::Value>) -> Option<Duration> {
 
 /// Asks the challenge's realm for a token covering `scopes`.
 ///
-/// Credentials go to the realm only over https, or when the realm is on the registry's own
-/// host or on loopback: a registry must not be able to lure a password onto plain HTTP.
+/// Credentials go to the realm only over https, or when the realm is the registry's own
+/// plain-HTTP origin (`registry_origin`, `scheme://host[:port]` of its API) or on
+/// loopback: a registry must not be able to lure a password onto plain HTTP.
 pub async fn fetch(
     transport: &Transport,
     challenge: &Challenge,
     scopes: &[String],
     credential: Option<&Credential>,
-    registry_host: &str,
+    registry_origin: &str,
 ) -> Result<Token> {
     let realm = challenge
         .param("realm")
@@ -90,7 +91,7 @@ pub async fn fetch(
             let shown = crate::error::redact_url(realm);
             Error::new(ErrorKind::Protocol, format!("bad token realm {shown:?}"))
         })?;
-    let credential = credential.filter(|_| may_carry_credentials(&realm_uri, registry_host));
+    let credential = credential.filter(|_| may_carry_credentials(&realm_uri, registry_origin));
     let service = challenge.param("service");
 
     let mut req = match credential {
@@ -147,8 +148,10 @@ pub async fn fetch(
     let shown = realm_uri.clone();
     let mut reply = transport.send(req).await.map_err(|e| e.with_url(&shown))?;
     let status = reply.response.status();
-    let body = reply.response.body_mut();
     if !status.is_success() {
+        // Docker Hub's token service sends 429 with `Retry-After` as its registry does.
+        let asked = crate::retry::retry_after(reply.response.headers());
+        let body = reply.response.body_mut();
         let text = transport::read_prefix(transport, body, 512).await;
         let kind = match status.as_u16() {
             401 => ErrorKind::Unauthorized,
@@ -163,8 +166,10 @@ pub async fn fetch(
         }
         return Err(Error::new(kind, msg)
             .with_status(status.as_u16())
+            .with_retry_after(asked)
             .with_url(&shown));
     }
+    let body = reply.response.body_mut();
     let bytes = transport::read_limited(transport, body, MAX_TOKEN_RESPONSE)
         .await
         .map_err(|e| e.with_url(&shown))?;
@@ -223,20 +228,28 @@ pub(crate) fn encode_form(pairs: &[(&str, String)]) -> String {
 }
 
 /// Whether [`fetch`] would send credentials to the realm `challenge` names: over https,
-/// or on the registry's own or a loopback host. False for a realm that is not a URL.
-pub fn credentials_may_go(challenge: &Challenge, registry_host: &str) -> bool {
+/// to the registry's own plain-HTTP origin, or on loopback. False for a realm that is not
+/// a URL.
+pub fn credentials_may_go(challenge: &Challenge, registry_origin: &str) -> bool {
     challenge
         .param("realm")
         .and_then(|realm| realm.parse::<Uri>().ok())
-        .is_some_and(|realm| may_carry_credentials(&realm, registry_host))
+        .is_some_and(|realm| may_carry_credentials(&realm, registry_origin))
 }
 
-/// Whether credentials may go to the token realm `realm`: over https, or to the registry's
-/// own host (`host[:port]` as the locator names it) or loopback, where plain HTTP is the
-/// registry's own choice and crosses no network.
-fn may_carry_credentials(realm: &Uri, registry_host: &str) -> bool {
+/// Whether credentials may go to the token realm `realm`: over https; or over plain HTTP
+/// to the origin of the registry's API (`registry_origin`, `scheme://host[:port]`) when
+/// that is plain HTTP itself, which the credentials already cross; or to loopback, which
+/// crosses no network. An https registry's realm at `http://` on its own host name is
+/// another origin (port 80, in clear), as a registry behind a TLS proxy that believes it
+/// is served over plain HTTP names it.
+fn may_carry_credentials(realm: &Uri, registry_origin: &str) -> bool {
     let realm_host = realm.authority().map(|a| a.as_str()).unwrap_or("");
-    realm.scheme_str() == Some("https") || is_loopback(realm_host) || realm_host == registry_host
+    realm.scheme_str() == Some("https")
+        || is_loopback(realm_host)
+        || registry_origin
+            .strip_prefix("http://")
+            .is_some_and(|registry_host| registry_host == realm_host)
 }
 
 fn percent_encode(s: &str, out: &mut String) {
@@ -259,20 +272,32 @@ mod tests {
             |realm: &str, registry: &str| may_carry_credentials(&realm.parse().unwrap(), registry);
         assert!(may(
             "https://auth.example.com/token",
-            "registry.example.com"
+            "https://registry.example.com"
         ));
         assert!(may(
             "http://registry.example.com:5000/token",
-            "registry.example.com:5000"
+            "http://registry.example.com:5000"
         ));
-        assert!(may("http://127.0.0.1:5001/token", "registry.example.com"));
+        assert!(may(
+            "http://127.0.0.1:5001/token",
+            "https://registry.example.com"
+        ));
         assert!(!may(
             "http://auth.example.com/token",
-            "registry.example.com"
+            "https://registry.example.com"
         ));
         assert!(!may(
             "http://registry.example.com:5001/token",
-            "registry.example.com:5000"
+            "http://registry.example.com:5000"
+        ));
+        // An https registry's password stays off plain HTTP on its own host name too.
+        assert!(!may(
+            "http://registry.example.com/token",
+            "https://registry.example.com"
+        ));
+        assert!(!may(
+            "http://registry.example.com:443/token",
+            "https://registry.example.com:443"
         ));
     }
 

@@ -116,7 +116,7 @@ impl Host {
         let auth = Authorizer::new(
             transport.clone(),
             repo.host(),
-            &name,
+            origin_of(&api),
             repo.name(),
             credentials,
         );
@@ -149,7 +149,7 @@ impl Host {
         let auth = Authorizer::new(
             m.transport.clone(),
             &authority,
-            &authority,
+            origin_of(&api),
             repo.name(),
             credentials,
         );
@@ -271,7 +271,8 @@ impl Host {
             let grant = match self.auth.grant().await {
                 Ok(g) => g,
                 Err(e) => {
-                    tokio::time::sleep(again(e, &mut retries, None)?).await;
+                    let asked = e.retry_after();
+                    tokio::time::sleep(again(e, &mut retries, asked)?).await;
                     continue;
                 }
             };
@@ -322,7 +323,10 @@ impl Host {
                     .await;
                     match self.auth.challenged(&grant, &challenges).await {
                         Ok(()) => auth_rounds += 1,
-                        Err(e) => tokio::time::sleep(again(e, &mut retries, None)?).await,
+                        Err(e) => {
+                            let asked = e.retry_after();
+                            tokio::time::sleep(again(e, &mut retries, asked)?).await
+                        }
                     }
                     continue;
                 }
@@ -430,6 +434,13 @@ fn waits_too_long(err: Error, asked: Duration, limit: Duration) -> Error {
         longer = longer.with_url(url);
     }
     longer
+}
+
+/// `scheme://host[:port]` of an API root (`scheme://host[:port]/path/`).
+fn origin_of(api: &str) -> &str {
+    let path = api.find("://").map_or(0, |i| i + 3);
+    let end = api[path..].find('/').map_or(api.len(), |i| path + i);
+    &api[..end]
 }
 
 /// The authority and API root of `scheme://host[:port][/path]`, as containerd reads a
@@ -549,6 +560,11 @@ mod tests {
             upstream("https://cache.example:5000", false).unwrap().name,
             "cache.example:5000"
         );
+        assert_eq!(
+            origin_of("https://cache.example:5000/docker/v2/"),
+            "https://cache.example:5000"
+        );
+        assert_eq!(origin_of("http://[::1]:5000/v2/"), "http://[::1]:5000");
         assert!(upstream("ftp://cache.example", false).is_err());
     }
 

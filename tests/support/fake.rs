@@ -275,6 +275,12 @@ impl FakeRegistry {
         self.state.auth.invalidate();
     }
 
+    /// Authenticates with `auth` from now on (the realm stays `<url>/token`): credentials
+    /// rotated mid-run. Tokens already issued stay valid until they expire.
+    pub fn set_auth(&self, auth: Auth) {
+        self.state.auth.set_mode(auth);
+    }
+
     /// Every request so far, in the order responses were chosen.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.state.log.lock().unwrap().clone()

@@ -99,7 +99,8 @@ struct Grant {
 
 /// The auth mode plus the tokens issued under it.
 pub struct AuthState {
-    mode: Auth,
+    /// Changed mid-run by [`AuthState::set_mode`]: a password rotated, say.
+    mode: Mutex<Auth>,
     /// `<url>/token`, the realm bearer challenges name.
     realm: String,
     tokens: Mutex<HashMap<String, Grant>>,
@@ -111,7 +112,7 @@ pub struct AuthState {
 impl AuthState {
     pub fn new(mode: Auth, realm: String) -> Self {
         AuthState {
-            mode,
+            mode: Mutex::new(mode),
             realm,
             tokens: Mutex::default(),
             issued: AtomicU64::new(0),
@@ -123,13 +124,22 @@ impl AuthState {
         self.tokens.lock().unwrap().clear();
     }
 
+    /// Authenticates with `mode` from now on; tokens already issued stay valid.
+    pub fn set_mode(&self, mode: Auth) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    fn mode(&self) -> Auth {
+        self.mode.lock().unwrap().clone()
+    }
+
     pub fn token_requests(&self) -> usize {
         self.token_requests.load(Ordering::SeqCst)
     }
 
     /// The `WWW-Authenticate` value a 401 for `route` carries.
     pub fn challenge(&self, route: &Route) -> Option<HeaderValue> {
-        let value = match &self.mode {
+        let value = match self.mode() {
             Auth::None => return None,
             Auth::Basic { .. } => "Basic realm=\"fake\"".to_string(),
             Auth::Bearer { .. } => {
@@ -150,9 +160,9 @@ impl AuthState {
             .headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        let allowed = match &self.mode {
+        let allowed = match self.mode() {
             Auth::None => true,
-            Auth::Basic { user, pass } => authorization == Some(&basic(user, pass)),
+            Auth::Basic { user, pass } => authorization == Some(&basic(&user, &pass)),
             Auth::Bearer { .. } => authorization
                 .and_then(|value| value.strip_prefix("Bearer "))
                 .is_some_and(|token| self.grants(token, route.repository())),
@@ -190,7 +200,7 @@ impl AuthState {
             ttl,
             reply,
             credentials,
-        } = &self.mode
+        } = self.mode()
         else {
             return Prepared::not_found();
         };
@@ -203,7 +213,7 @@ impl AuthState {
                 .headers
                 .get(AUTHORIZATION)
                 .and_then(|v| v.to_str().ok());
-            if sent != Some(&basic(user, pass)) {
+            if sent != Some(&basic(&user, &pass)) {
                 let challenge = HeaderValue::from_static("Basic realm=\"fake-token\"");
                 return unauthorized_prepared(Some(challenge));
             }
@@ -217,7 +227,7 @@ impl AuthState {
         let token = self.new_token();
         let grant = Grant {
             scopes,
-            expires: Instant::now() + *ttl,
+            expires: Instant::now() + ttl,
         };
         self.tokens.lock().unwrap().insert(token.clone(), grant);
 
