@@ -81,9 +81,9 @@ async fn drop_cancelled_tasks() {
     }
 }
 
-/// Logs go to stderr: `-v` shows requests and timings, `-q` leaves errors only (the
-/// warnings about one object's retries are the per-object messages it promises to keep
-/// quiet), `RUST_LOG` overrides. Credentials never reach a log line: headers carrying them
+/// Logs go to stderr, each on a line of its own below any progress line: `-v` shows
+/// requests and timings, `-q` leaves errors only (the warnings about one object's retries
+/// are the per-object messages it promises to keep quiet), `RUST_LOG` overrides. Credentials never reach a log line: headers carrying them
 /// are marked sensitive and never logged.
 fn init_logging(verbose: u8, quiet: bool, format: LogFormat) {
     let default = match verbose {
@@ -96,7 +96,7 @@ fn init_logging(verbose: u8, quiet: bool, format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(cmd::progress::LogWriter)
         .with_target(false);
     match format {
         LogFormat::Json => builder.json().init(),

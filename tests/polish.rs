@@ -99,6 +99,55 @@ fn a_worker_reading_a_terminal_says_so_and_draws_no_progress() {
     );
 }
 
+/// The warning that content did not verify and is fetched again is logged without `-v`,
+/// while the progress line is drawn: it must start on a line of its own, as the per-object
+/// errors do, not be glued to the end of the progress line.
+#[test]
+fn a_warning_logged_during_progress_starts_on_a_line_of_its_own() {
+    let reg = FakeRegistry::start();
+    let slow = bytes(91, 400_000);
+    let slow_digest = reg.blob("team/app", &slow);
+    // Paced so that the progress line is drawn before the next object starts (-j 1).
+    reg.set_fault_for_every(
+        &slow_digest,
+        Fault::Paced {
+            bytes_per_sec: 500_000,
+            first_byte: std::time::Duration::ZERO,
+        },
+    );
+    let bad = bytes(92, 5000);
+    let bad_digest = reg.blob("team/app", &bad);
+    reg.push_fault(&bad_digest, Fault::CorruptByte(10));
+    let dist = Dist::new();
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("in.txt");
+    std::fs::write(&list, format!("{slow_digest}\n{bad_digest}\n")).unwrap();
+    let line = format!(
+        "{} fetch {}/team/app - -j 1 --ordered -o {} < {} > {}",
+        Dist::bin().display(),
+        reg.host(),
+        dir.path().join("out").display(),
+        list.display(),
+        dir.path().join("out.jsonl").display()
+    );
+    let shown = dist.on_terminal(&line);
+    let screen = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{screen:?}");
+    assert!(
+        screen.contains("2 objects, "),
+        "progress was drawn: {screen:?}"
+    );
+    let warned = screen
+        .split('\n')
+        .find(|l| l.contains("content did not verify"))
+        .unwrap_or_else(|| panic!("the refetch is logged: {screen:?}"));
+    let shown_line = warned.rsplit("\r\x1b[K").next().unwrap();
+    assert!(
+        !shown_line.contains("objects,") && !shown_line.contains("in flight"),
+        "the warning shares a line with the progress: {warned:?}"
+    );
+}
+
 #[test]
 fn a_long_download_to_a_file_shows_a_meter() {
     let reg = FakeRegistry::start();

@@ -396,6 +396,24 @@ fn a_single_platform_image_for_another_platform_is_pulled_with_a_warning() {
         let warning = format!("v1 is an image for linux/arm64 only, not {platform}");
         assert_eq!(err.contains(&warning), warned, "{platform}: {err}");
     }
+    // `-q` promises no warnings: the image is pulled all the same, without a word.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let quiet = dist.run(
+        &[
+            "pull",
+            "-q",
+            &reference,
+            "-o",
+            d,
+            "--platform",
+            "linux/s390x",
+        ],
+        b"",
+    );
+    assert_eq!(quiet.status.code(), Some(0));
+    assert_image_stored(dir.path(), &image);
+    assert_eq!(String::from_utf8_lossy(&quiet.stderr), "", "-q: no warning");
     // An artifact's config may say `os` and `architecture` and mean something else.
     let config = br#"{"os":"windows","architecture":"arm64"}"#;
     let config_digest = reg.push_blob("team/arm", config);

@@ -800,6 +800,23 @@ fn the_timeout_covers_the_check_of_a_registry_that_never_answers() {
     drop(silent);
 }
 
+/// `DIST_FETCH_TIMEOUT` is `--timeout` for a job runner that sets the environment (the
+/// README and `--help` name it). Without it this run would end otherwise: the registry
+/// never answers, and the idle timeout gives up on it after 3 s with no retry.
+#[test]
+fn the_timeout_may_come_from_the_environment() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let image = format!("{}/team/app:v1", silent.local_addr().unwrap());
+    let mut dist = Dist::new();
+    dist.env("DIST_FETCH_TIMEOUT", "1s");
+    let args = ["resolve", &image, "--idle-timeout", "3s", "--retries", "0"];
+    let out = dist.run(&args, b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(124), "{err}");
+    assert!(err.contains("gave up after the --timeout of 1s"), "{err}");
+    drop(silent);
+}
+
 /// Large objects in flight at the deadline: their writer threads' files become partial
 /// downloads (no temporary file stays), and the process does not wait for the downloads
 /// (12 s each at this pace) to end.

@@ -4,11 +4,12 @@
 //!
 //! It never writes to stdout (that is the data), and nothing at all when stderr is not a
 //! terminal or with `-q`. Messages printed while it runs (per-object errors) go through
-//! [`Display::message`], which clears the line first so the two never interleave.
+//! [`Display::message`], and log lines through [`LogWriter`], which clear the line first so
+//! the two never interleave.
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use dist::worker::progress::{Progress, Snapshot};
@@ -18,13 +19,59 @@ const TICK: Duration = Duration::from_millis(200);
 /// How long a single download runs before its meter is drawn.
 const METER_DELAY: Duration = Duration::from_secs(1);
 
+/// Whether a progress line or a meter stands on stderr unfinished (no newline after it).
+/// One for the process, since log lines come from anywhere in it; holding it also keeps
+/// the writers of stderr from interleaving.
+static DRAWN: Mutex<bool> = Mutex::new(false);
+
+fn drawn() -> MutexGuard<'static, bool> {
+    DRAWN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Clears the progress line or meter, if one is drawn, so that what comes next on stderr
+/// starts a line of its own; the next tick draws it again below.
+fn clear(drawn: &mut MutexGuard<'static, bool>, err: &mut impl Write) {
+    if **drawn {
+        let _ = write!(err, "\r\x1b[K");
+        **drawn = false;
+    }
+}
+
+/// Where log lines go: stderr, on a line of their own even while a progress line or a
+/// meter is drawn. Warnings are logged without `-v` (content fetched again because it did
+/// not verify), and would otherwise be glued to the end of the progress line.
+pub struct LogWriter;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogLine;
+
+    fn make_writer(&'a self) -> LogLine {
+        LogLine(drawn())
+    }
+}
+
+/// One log line being written; stderr stays the log's until it is dropped.
+pub struct LogLine(MutexGuard<'static, bool>);
+
+impl Write for LogLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut err = std::io::stderr().lock();
+        clear(&mut self.0, &mut err);
+        err.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 /// A progress line bound to one worker run.
 pub struct Display {
     progress: Arc<Progress>,
     started: Instant,
     enabled: bool,
-    /// Serialises writes to stderr between the ticker and messages.
-    line: Arc<Mutex<bool>>,
 }
 
 impl Display {
@@ -35,7 +82,6 @@ impl Display {
             progress,
             started: Instant::now(),
             enabled: shown && std::io::stderr().is_terminal(),
-            line: Arc::new(Mutex::new(false)),
         }
     }
 
@@ -44,13 +90,13 @@ impl Display {
         if !self.enabled {
             return None;
         }
-        let (progress, line, started) = (self.progress.clone(), self.line.clone(), self.started);
+        let (progress, started) = (self.progress.clone(), self.started);
         Some(tokio::spawn(async move {
             let mut tick = tokio::time::interval(TICK);
             loop {
                 tick.tick().await;
                 let text = render(&progress.snapshot(), started.elapsed());
-                let mut drawn = line.lock().expect("progress line poisoned");
+                let mut drawn = drawn();
                 let mut err = std::io::stderr().lock();
                 let _ = write!(err, "\r\x1b[K{text}");
                 let _ = err.flush();
@@ -61,11 +107,8 @@ impl Display {
 
     /// Prints a line of its own (an error, a warning) without tearing the progress line.
     pub fn message(&self, text: &str) {
-        let mut drawn = self.line.lock().expect("progress line poisoned");
-        if *drawn {
-            let _ = write!(std::io::stderr().lock(), "\r\x1b[K");
-            *drawn = false;
-        }
+        let mut drawn = drawn();
+        clear(&mut drawn, &mut std::io::stderr().lock());
         super::say(text);
     }
 
@@ -79,7 +122,7 @@ impl Display {
         }
         let s = self.progress.snapshot();
         let elapsed = self.started.elapsed();
-        let mut drawn = self.line.lock().expect("progress line poisoned");
+        let mut drawn = drawn();
         let mut err = std::io::stderr().lock();
         let _ = writeln!(
             err,
@@ -122,9 +165,11 @@ impl Meter {
                     tick.tick().await;
                     let n = received.load(Ordering::Relaxed);
                     let text = render_meter(n, size, started.elapsed());
+                    let mut line = self::drawn();
                     let mut err = std::io::stderr().lock();
                     let _ = write!(err, "\r\x1b[K{text}");
                     let _ = err.flush();
+                    *line = true;
                     drawn.store(true, Ordering::Relaxed);
                 }
             })
@@ -162,8 +207,10 @@ impl Meter {
         if !self.drawn.load(Ordering::Relaxed) {
             return;
         }
+        let mut line = drawn();
         let mut err = std::io::stderr().lock();
         let _ = write!(err, "\r\x1b[K");
+        *line = false;
         if ok {
             let n = self.received.load(Ordering::Relaxed);
             let elapsed = self.started.elapsed();

@@ -112,8 +112,9 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
         return EXIT_FAILED;
     }
     // As Docker and podman do: a single-platform image for another platform is pulled,
-    // and said so, since it will not run here (or where --platform meant it to).
-    if let (Ok(pulled), Platforms::One(want)) = (&result, &opts.platforms) {
+    // and said so, since it will not run here (or where --platform meant it to); not with
+    // -q, which promises no warnings.
+    if let (Ok(pulled), Platforms::One(want), false) = (&result, &opts.platforms, global.quiet) {
         if let Some(have) = pulled.image_platform.as_ref().filter(|h| !want.matches(h)) {
             say!(
                 "dist: warning: {object} is an image for {have} only, not {want} (it has no \

@@ -1,5 +1,4 @@
-//! Who owns a temporary file or a lock in a shared directory, and whether that owner is
-//! gone.
+//! Who owns a temporary file in a shared directory, and whether that owner is gone.
 //!
 //! An owner is `<pid>.<start>@<host>`, `<start>` being when the process started (clock
 //! ticks since boot, from `/proc/<pid>/stat`). A PID alone is not enough: a container that
@@ -14,7 +13,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-/// This process, as written into names and lock files: `<pid>.<start>@<host>`, or
+/// This process, as written into the names of its files: `<pid>.<start>@<host>`, or
 /// `<pid>@<host>` where `/proc` cannot tell when it started.
 pub fn me() -> &'static str {
     static ME: OnceLock<String> = OnceLock::new();

@@ -1,7 +1,7 @@
 //! Splitting one input across machines: `--shard K/N` keeps the objects whose digest falls
 //! in shard K of N, so N workers fed the same input fetch every object exactly once, with
 //! no coordination beyond their index (Kubernetes' `JOB_COMPLETION_INDEX`, a Slurm array
-//! index, GNU parallel's `{%}`).
+//! index, or GNU parallel's argument: not its `{%}`, which counts from 1).
 //!
 //! The shard of a digest is its leading 64 bits modulo N: digests are uniformly
 //! distributed, so shards are even. A tag has no digest; the SHA-256 of its name stands in.
