@@ -96,7 +96,7 @@ fn init_logging(verbose: u8, quiet: bool, format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(cmd::progress::LogWriter)
         .with_target(false);
     match format {
         LogFormat::Json => builder.json().init(),

@@ -68,6 +68,49 @@ fn progress_shows_on_a_terminal_only() {
     assert_eq!(String::from_utf8_lossy(&quiet.stderr), "");
 }
 
+/// A warning logged while the progress line is drawn (content that did not verify, fetched
+/// again) starts on a line of its own, not glued to the end of the progress line.
+#[test]
+fn a_warning_clears_the_progress_line_first() {
+    let reg = FakeRegistry::start();
+    let slow = reg.blob("team/app", bytes(41, 600_000));
+    let corrupt = reg.blob("team/app", bytes(42, 5000));
+    // The slow blob keeps the line drawn for half a second before the other one starts.
+    reg.set_fault_for_every(
+        &slow,
+        Fault::Paced {
+            bytes_per_sec: 1_000_000,
+            first_byte: std::time::Duration::ZERO,
+        },
+    );
+    reg.push_fault(&corrupt, Fault::CorruptByte(10));
+    let dist = Dist::new();
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("in.txt");
+    std::fs::write(&list, format!("{slow}\n{corrupt}\n")).unwrap();
+    let line = format!(
+        "{} fetch {}/team/app - -j 1 < {} > {}",
+        Dist::bin().display(),
+        reg.host(),
+        list.display(),
+        dir.path().join("frames").display()
+    );
+    let shown = dist.on_terminal(&line);
+    let screen = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{screen:?}");
+    let warning = screen
+        .split('\n')
+        .find(|l| l.contains("content did not verify"))
+        .unwrap_or_else(|| panic!("the warning is shown: {screen:?}"));
+    // What the terminal shows of that line: what follows the last carriage return.
+    let visible = warning.trim_end_matches('\r').rsplit('\r').next().unwrap();
+    assert!(
+        !visible.contains("objects,"),
+        "the warning is glued to the progress line: {visible:?}"
+    );
+    assert!(screen.contains("2 objects, "), "summary line: {screen:?}");
+}
+
 /// A one-shot fetch into a file draws a meter on the terminal, as curl does, once it has
 /// run for a second; a short one draws nothing, and `-q` silences it.
 /// `dist fetch LOC -` with the terminal as its input waits for typed lines: it says so and

@@ -45,6 +45,7 @@ pub fn messages_as_json() {
 /// Writes a message for the person (or program) reading stderr: the text as it is, or with
 /// `--log-format json` a JSON line shaped like the log's (`level`, `fields.message`).
 pub fn say(text: &str) {
+    let _line = progress::clear_line();
     if JSON_MESSAGES.load(std::sync::atomic::Ordering::Relaxed) {
         let level = if text.starts_with("dist: warning:") {
             "WARN"

@@ -3,12 +3,13 @@
 //! the [`Meter`] of a single download sent to a file or a pipe.
 //!
 //! It never writes to stdout (that is the data), and nothing at all when stderr is not a
-//! terminal or with `-q`. Messages printed while it runs (per-object errors) go through
-//! [`Display::message`], which clears the line first so the two never interleave.
+//! terminal or with `-q`. Everything else written to stderr while it runs (per-object
+//! errors, and the warnings logged meanwhile) goes through [`clear_line`] first, so that
+//! the two never interleave.
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use dist::worker::progress::{Progress, Snapshot};
@@ -18,13 +19,60 @@ const TICK: Duration = Duration::from_millis(200);
 /// How long a single download runs before its meter is drawn.
 const METER_DELAY: Duration = Duration::from_secs(1);
 
+/// Whether a progress line or a meter is drawn on stderr's last line, without its newline.
+/// Held by whatever writes to stderr, so that writes never tear one another.
+static DRAWN: Mutex<bool> = Mutex::new(false);
+
+fn drawn() -> MutexGuard<'static, bool> {
+    DRAWN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Takes stderr for lines of text, clearing a progress line or meter drawn there: text
+/// written after one would be glued to it. Redrawing waits while the guard is held.
+pub fn clear_line() -> MutexGuard<'static, bool> {
+    let mut drawn = drawn();
+    if *drawn {
+        let _ = write!(std::io::stderr().lock(), "\r\x1b[K");
+        *drawn = false;
+    }
+    drawn
+}
+
+/// Where log lines go: stderr, above the progress line. A warning logged while a batch
+/// draws its progress (content that did not verify, fetched again) was appended to the
+/// line drawn.
+pub struct LogWriter;
+
+/// Stderr for one log line, taken with [`clear_line`].
+pub struct LogLine {
+    _line: MutexGuard<'static, bool>,
+}
+
+impl Write for LogLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        std::io::stderr().write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogLine;
+
+    fn make_writer(&'a self) -> LogLine {
+        LogLine {
+            _line: clear_line(),
+        }
+    }
+}
+
 /// A progress line bound to one worker run.
 pub struct Display {
     progress: Arc<Progress>,
     started: Instant,
     enabled: bool,
-    /// Serialises writes to stderr between the ticker and messages.
-    line: Arc<Mutex<bool>>,
 }
 
 impl Display {
@@ -35,7 +83,6 @@ impl Display {
             progress,
             started: Instant::now(),
             enabled: shown && std::io::stderr().is_terminal(),
-            line: Arc::new(Mutex::new(false)),
         }
     }
 
@@ -44,13 +91,13 @@ impl Display {
         if !self.enabled {
             return None;
         }
-        let (progress, line, started) = (self.progress.clone(), self.line.clone(), self.started);
+        let (progress, started) = (self.progress.clone(), self.started);
         Some(tokio::spawn(async move {
             let mut tick = tokio::time::interval(TICK);
             loop {
                 tick.tick().await;
                 let text = render(&progress.snapshot(), started.elapsed());
-                let mut drawn = line.lock().expect("progress line poisoned");
+                let mut drawn = drawn();
                 let mut err = std::io::stderr().lock();
                 let _ = write!(err, "\r\x1b[K{text}");
                 let _ = err.flush();
@@ -61,11 +108,6 @@ impl Display {
 
     /// Prints a line of its own (an error, a warning) without tearing the progress line.
     pub fn message(&self, text: &str) {
-        let mut drawn = self.line.lock().expect("progress line poisoned");
-        if *drawn {
-            let _ = write!(std::io::stderr().lock(), "\r\x1b[K");
-            *drawn = false;
-        }
         super::say(text);
     }
 
@@ -79,7 +121,7 @@ impl Display {
         }
         let s = self.progress.snapshot();
         let elapsed = self.started.elapsed();
-        let mut drawn = self.line.lock().expect("progress line poisoned");
+        let mut drawn = drawn();
         let mut err = std::io::stderr().lock();
         let _ = writeln!(
             err,
@@ -122,9 +164,11 @@ impl Meter {
                     tick.tick().await;
                     let n = received.load(Ordering::Relaxed);
                     let text = render_meter(n, size, started.elapsed());
+                    let mut line = self::drawn();
                     let mut err = std::io::stderr().lock();
                     let _ = write!(err, "\r\x1b[K{text}");
                     let _ = err.flush();
+                    *line = true;
                     drawn.store(true, Ordering::Relaxed);
                 }
             })
@@ -162,8 +206,8 @@ impl Meter {
         if !self.drawn.load(Ordering::Relaxed) {
             return;
         }
+        let _line = clear_line();
         let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\r\x1b[K");
         if ok {
             let n = self.received.load(Ordering::Relaxed);
             let elapsed = self.started.elapsed();
