@@ -6,7 +6,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use support::cli::{bytes, json_lines, Dist};
+use support::cli::{bytes, json_lines, parse_frames, Dist};
 use support::fake::{Auth, FakeRegistry, Fault};
 
 fn fill(reg: &FakeRegistry, n: usize) -> BTreeMap<String, Vec<u8>> {
@@ -109,6 +109,42 @@ fn a_warning_clears_the_progress_line_first() {
         "the warning is glued to the progress line: {visible:?}"
     );
     assert!(screen.contains("2 objects, "), "summary line: {screen:?}");
+}
+
+/// A stderr whose reader has gone (`2>&1 >frames | grep -m1 error`) loses the messages,
+/// not the batch: every object is still fetched and framed, and the exit status still says
+/// that lines failed.
+#[test]
+fn a_stderr_nobody_reads_does_not_end_the_batch() {
+    use std::io::Write;
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, 20);
+    let corrupt = blobs.keys().next().unwrap().clone();
+    // Fetched again, with a warning logged.
+    reg.push_fault(&corrupt, Fault::CorruptByte(10));
+    let mut lines: String = (0..50).map(|i| format!("bad!{i}\n")).collect();
+    lines.push_str(&input(&blobs));
+    let dist = Dist::new();
+    let mut child = dist.start(&["fetch", &format!("{}/team/app", reg.host()), "-", "-j", "2"]);
+    drop(child.stderr.take());
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(lines.as_bytes()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{:?}", out.status);
+    let frames = parse_frames(&out.stdout);
+    assert_eq!(frames.len(), 70);
+    let fetched: BTreeMap<String, Vec<u8>> = frames
+        .into_iter()
+        .filter_map(|f| f.result.ok())
+        .map(|(digest, _, body)| (digest, body))
+        .collect();
+    let missing: Vec<&String> = blobs
+        .iter()
+        .filter(|(d, data)| fetched.get(*d) != Some(*data))
+        .map(|(d, _)| d)
+        .collect();
+    assert!(missing.is_empty(), "not framed whole: {missing:?}");
 }
 
 /// A one-shot fetch into a file draws a meter on the terminal, as curl does, once it has

@@ -48,13 +48,17 @@ pub struct LogLine {
     _line: MutexGuard<'static, bool>,
 }
 
+/// A log line stderr cannot take is dropped: told of the error, the log would report it
+/// with `eprintln!`, which panics when stderr is gone (see [`super::to_stderr`]).
 impl Write for LogLine {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        std::io::stderr().write(buf)
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
+        let _ = std::io::stderr().flush();
+        Ok(())
     }
 }
 
