@@ -111,6 +111,49 @@ fn a_warning_clears_the_progress_line_first() {
     assert!(screen.contains("2 objects, "), "summary line: {screen:?}");
 }
 
+/// With stdout on the terminal the progress line is drawn on (`dist fetch LOC - -o DIR <
+/// list`), each JSON line goes above the progress line, not after its text.
+#[test]
+fn output_on_the_terminal_goes_above_the_progress_line() {
+    let reg = FakeRegistry::start();
+    let slow = reg.blob("team/app", bytes(43, 600_000));
+    let small = reg.blob("team/app", bytes(44, 5000));
+    reg.set_fault_for_every(
+        &slow,
+        Fault::Paced {
+            bytes_per_sec: 1_000_000,
+            first_byte: std::time::Duration::ZERO,
+        },
+    );
+    let dist = Dist::new();
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("in.txt");
+    std::fs::write(&list, format!("{slow}\n{small}\n")).unwrap();
+    let line = format!(
+        "{} fetch {}/team/app - -j 1 -o {} < {}",
+        Dist::bin().display(),
+        reg.host(),
+        dir.path().join("out").display(),
+        list.display()
+    );
+    let shown = dist.on_terminal(&line);
+    let screen = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{screen:?}");
+    let rows: Vec<&str> = screen
+        .split('\n')
+        .map(|l| l.trim_end_matches('\r').rsplit('\r').next().unwrap())
+        .map(|l| l.trim_start_matches("\u{1b}[K"))
+        .collect();
+    let json: Vec<&&str> = rows.iter().filter(|r| r.contains("\"line\":")).collect();
+    assert_eq!(json.len(), 2, "{screen:?}");
+    for row in json {
+        assert!(
+            row.starts_with("{\"line\":"),
+            "a JSON line glued to the progress line: {row:?}"
+        );
+    }
+}
+
 /// A stderr whose reader has gone (`2>&1 >frames | grep -m1 error`) loses the messages,
 /// not the batch: every object is still fetched and framed, and the exit status still says
 /// that lines failed.

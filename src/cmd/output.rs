@@ -167,9 +167,13 @@ fn write_all(
     framed: bool,
     mut report: Option<std::io::BufWriter<std::fs::File>>,
 ) -> Result<(), Failure> {
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let mut out = sink::gather::Gather::new(std::io::stdout().lock());
     let mut batch = Vec::new();
     while rx.next_batch(&mut batch) {
+        // On the terminal a progress line may be drawn on (`-o DIR < list`), output goes
+        // above that line: written after it, a JSON line was glued to its text.
+        let _line = terminal.then(super::progress::clear_line);
         for mut outcome in batch.drain(..) {
             write_one(&mut out, &mut report, framed, &mut outcome)?;
         }
