@@ -6,7 +6,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use support::cli::{bytes, json_lines, Dist};
+use support::cli::{bytes, json_lines, parse_frames, Dist};
 use support::fake::{Auth, FakeRegistry, Fault};
 
 fn fill(reg: &FakeRegistry, n: usize) -> BTreeMap<String, Vec<u8>> {
@@ -68,6 +68,128 @@ fn progress_shows_on_a_terminal_only() {
     assert_eq!(String::from_utf8_lossy(&quiet.stderr), "");
 }
 
+/// A warning logged while the progress line is drawn (content that did not verify, fetched
+/// again) starts on a line of its own, not glued to the end of the progress line.
+#[test]
+fn a_warning_clears_the_progress_line_first() {
+    let reg = FakeRegistry::start();
+    let slow = reg.blob("team/app", bytes(41, 600_000));
+    let corrupt = reg.blob("team/app", bytes(42, 5000));
+    // The slow blob keeps the line drawn for half a second before the other one starts.
+    reg.set_fault_for_every(
+        &slow,
+        Fault::Paced {
+            bytes_per_sec: 1_000_000,
+            first_byte: std::time::Duration::ZERO,
+        },
+    );
+    reg.push_fault(&corrupt, Fault::CorruptByte(10));
+    let dist = Dist::new();
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("in.txt");
+    std::fs::write(&list, format!("{slow}\n{corrupt}\n")).unwrap();
+    let line = format!(
+        "{} fetch {}/team/app - -j 1 < {} > {}",
+        Dist::bin().display(),
+        reg.host(),
+        list.display(),
+        dir.path().join("frames").display()
+    );
+    let shown = dist.on_terminal(&line);
+    let screen = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{screen:?}");
+    let warning = screen
+        .split('\n')
+        .find(|l| l.contains("content did not verify"))
+        .unwrap_or_else(|| panic!("the warning is shown: {screen:?}"));
+    // What the terminal shows of that line: what follows the last carriage return.
+    let visible = warning.trim_end_matches('\r').rsplit('\r').next().unwrap();
+    assert!(
+        !visible.contains("objects,"),
+        "the warning is glued to the progress line: {visible:?}"
+    );
+    assert!(screen.contains("2 objects, "), "summary line: {screen:?}");
+}
+
+/// With stdout on the terminal the progress line is drawn on (`dist fetch LOC - -o DIR <
+/// list`), each JSON line goes above the progress line, not after its text.
+#[test]
+fn output_on_the_terminal_goes_above_the_progress_line() {
+    let reg = FakeRegistry::start();
+    let slow = reg.blob("team/app", bytes(43, 600_000));
+    let small = reg.blob("team/app", bytes(44, 5000));
+    reg.set_fault_for_every(
+        &slow,
+        Fault::Paced {
+            bytes_per_sec: 1_000_000,
+            first_byte: std::time::Duration::ZERO,
+        },
+    );
+    let dist = Dist::new();
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("in.txt");
+    std::fs::write(&list, format!("{slow}\n{small}\n")).unwrap();
+    let line = format!(
+        "{} fetch {}/team/app - -j 1 -o {} < {}",
+        Dist::bin().display(),
+        reg.host(),
+        dir.path().join("out").display(),
+        list.display()
+    );
+    let shown = dist.on_terminal(&line);
+    let screen = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{screen:?}");
+    let rows: Vec<&str> = screen
+        .split('\n')
+        .map(|l| l.trim_end_matches('\r').rsplit('\r').next().unwrap())
+        .map(|l| l.trim_start_matches("\u{1b}[K"))
+        .collect();
+    let json: Vec<&&str> = rows.iter().filter(|r| r.contains("\"line\":")).collect();
+    assert_eq!(json.len(), 2, "{screen:?}");
+    for row in json {
+        assert!(
+            row.starts_with("{\"line\":"),
+            "a JSON line glued to the progress line: {row:?}"
+        );
+    }
+}
+
+/// A stderr whose reader has gone (`2>&1 >frames | grep -m1 error`) loses the messages,
+/// not the batch: every object is still fetched and framed, and the exit status still says
+/// that lines failed.
+#[test]
+fn a_stderr_nobody_reads_does_not_end_the_batch() {
+    use std::io::Write;
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, 20);
+    let corrupt = blobs.keys().next().unwrap().clone();
+    // Fetched again, with a warning logged.
+    reg.push_fault(&corrupt, Fault::CorruptByte(10));
+    let mut lines: String = (0..50).map(|i| format!("bad!{i}\n")).collect();
+    lines.push_str(&input(&blobs));
+    let dist = Dist::new();
+    let mut child = dist.start(&["fetch", &format!("{}/team/app", reg.host()), "-", "-j", "2"]);
+    drop(child.stderr.take());
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(lines.as_bytes()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{:?}", out.status);
+    let frames = parse_frames(&out.stdout);
+    assert_eq!(frames.len(), 70);
+    let fetched: BTreeMap<String, Vec<u8>> = frames
+        .into_iter()
+        .filter_map(|f| f.result.ok())
+        .map(|(digest, _, body)| (digest, body))
+        .collect();
+    let missing: Vec<&String> = blobs
+        .iter()
+        .filter(|(d, data)| fetched.get(*d) != Some(*data))
+        .map(|(d, _)| d)
+        .collect();
+    assert!(missing.is_empty(), "not framed whole: {missing:?}");
+}
+
 /// A one-shot fetch into a file draws a meter on the terminal, as curl does, once it has
 /// run for a second; a short one draws nothing, and `-q` silences it.
 /// `dist fetch LOC -` with the terminal as its input waits for typed lines: it says so and
@@ -96,55 +218,6 @@ fn a_worker_reading_a_terminal_says_so_and_draws_no_progress() {
     assert!(
         !screen.contains("in flight") && !screen.contains("0 failed"),
         "no progress line: {screen:?}"
-    );
-}
-
-/// The warning that content did not verify and is fetched again is logged without `-v`,
-/// while the progress line is drawn: it must start on a line of its own, as the per-object
-/// errors do, not be glued to the end of the progress line.
-#[test]
-fn a_warning_logged_during_progress_starts_on_a_line_of_its_own() {
-    let reg = FakeRegistry::start();
-    let slow = bytes(91, 400_000);
-    let slow_digest = reg.blob("team/app", &slow);
-    // Paced so that the progress line is drawn before the next object starts (-j 1).
-    reg.set_fault_for_every(
-        &slow_digest,
-        Fault::Paced {
-            bytes_per_sec: 500_000,
-            first_byte: std::time::Duration::ZERO,
-        },
-    );
-    let bad = bytes(92, 5000);
-    let bad_digest = reg.blob("team/app", &bad);
-    reg.push_fault(&bad_digest, Fault::CorruptByte(10));
-    let dist = Dist::new();
-    let dir = tempfile::tempdir().unwrap();
-    let list = dir.path().join("in.txt");
-    std::fs::write(&list, format!("{slow_digest}\n{bad_digest}\n")).unwrap();
-    let line = format!(
-        "{} fetch {}/team/app - -j 1 --ordered -o {} < {} > {}",
-        Dist::bin().display(),
-        reg.host(),
-        dir.path().join("out").display(),
-        list.display(),
-        dir.path().join("out.jsonl").display()
-    );
-    let shown = dist.on_terminal(&line);
-    let screen = String::from_utf8_lossy(&shown.stdout);
-    assert!(shown.status.success(), "{screen:?}");
-    assert!(
-        screen.contains("2 objects, "),
-        "progress was drawn: {screen:?}"
-    );
-    let warned = screen
-        .split('\n')
-        .find(|l| l.contains("content did not verify"))
-        .unwrap_or_else(|| panic!("the refetch is logged: {screen:?}"));
-    let shown_line = warned.rsplit("\r\x1b[K").next().unwrap();
-    assert!(
-        !shown_line.contains("objects,") && !shown_line.contains("in flight"),
-        "the warning shares a line with the progress: {warned:?}"
     );
 }
 

@@ -484,6 +484,46 @@ fn each_outcome_reaches_stdout_while_the_input_stays_open() {
     }
 }
 
+/// The `--report` file, too, gets each object's line as the object is written out, not
+/// when the batch ends: a batch fed by `tail -f` never ends, and one that is killed must
+/// not lose what it did.
+#[test]
+fn each_report_line_reaches_its_file_while_the_input_stays_open() {
+    use std::io::Write;
+    let reg = Registry::start(Mode::Anonymous);
+    let blobs = push_blobs(&reg, "stream/report", 2, 12);
+    let repo = format!("{}/stream/report", reg.host());
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.jsonl");
+    let dist = Dist::new();
+    let mut child = dist.start(&["fetch", &repo, "-", "--report", report.to_str().unwrap()]);
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = Reader::new(child.stdout.take().unwrap());
+    for (i, digest) in blobs.keys().enumerate() {
+        writeln!(stdin, "{digest}").unwrap();
+        stdin.flush().unwrap();
+        stdout.until(&format!("frame {}", i + 1), |d| has_frames(d, i + 1));
+        // The frame is out; its report line is flushed right after it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let text = std::fs::read_to_string(&report).unwrap();
+            if text.lines().count() == i + 1 {
+                assert!(text.contains(digest.as_str()), "{text}");
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "report line {} not in the file while the input is open: {text:?}",
+                i + 1
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    assert_eq!(json_lines(&std::fs::read(&report).unwrap()).len(), 2);
+}
+
 /// A reader of the JSON lines that goes away (`| head -1`) stops the batch promptly with
 /// status 1, leaving only verified blobs and no temporary file behind.
 #[test]

@@ -45,7 +45,8 @@ pub fn messages_as_json() {
 /// Writes a message for the person (or program) reading stderr: the text as it is, or with
 /// `--log-format json` a JSON line shaped like the log's (`level`, `fields.message`).
 pub fn say(text: &str) {
-    if JSON_MESSAGES.load(std::sync::atomic::Ordering::Relaxed) {
+    let _line = progress::clear_line();
+    let text = if JSON_MESSAGES.load(std::sync::atomic::Ordering::Relaxed) {
         let level = if text.starts_with("dist: warning:") {
             "WARN"
         } else {
@@ -56,10 +57,19 @@ pub fn say(text: &str) {
             "fields": { "message": text },
             "target": "dist",
         });
-        eprintln!("{line}");
+        std::borrow::Cow::Owned(line.to_string())
     } else {
-        eprintln!("{text}");
-    }
+        std::borrow::Cow::Borrowed(text)
+    };
+    to_stderr(&text);
+}
+
+/// Writes a line to stderr, dropping it if stderr cannot take it. `eprintln!` panics
+/// then: a stderr whose reader went away (`2>&1 >frames | grep -m1 error`) ended the
+/// batch with status 101, when the output and the exit status still carry every error.
+pub fn to_stderr(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// Exit status when a fetch failed.

@@ -167,20 +167,31 @@ fn write_all(
     framed: bool,
     mut report: Option<std::io::BufWriter<std::fs::File>>,
 ) -> Result<(), Failure> {
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let mut out = sink::gather::Gather::new(std::io::stdout().lock());
     let mut batch = Vec::new();
     while rx.next_batch(&mut batch) {
+        // On the terminal a progress line may be drawn on (`-o DIR < list`), output goes
+        // above that line: written after it, a JSON line was glued to its text.
+        let _line = terminal.then(super::progress::clear_line);
         for mut outcome in batch.drain(..) {
             write_one(&mut out, &mut report, framed, &mut outcome)?;
         }
-        // Hand what we have to the reader before waiting for more.
+        // Hand what we have to the reader before waiting for more; the report too, which
+        // is what a run that never ends (`tail -f … |`) or gets killed is watched by.
         out.flush().map_err(stdout_failed)?;
-    }
-    if let Some(r) = &mut report {
-        r.flush()
-            .map_err(|e| Failure::Write(format!("writing the report: {e}")))?;
+        flush_report(&mut report)?;
     }
     Ok(())
+}
+
+fn flush_report(report: &mut Option<std::io::BufWriter<std::fs::File>>) -> Result<(), Failure> {
+    match report {
+        Some(r) => r
+            .flush()
+            .map_err(|e| Failure::Write(format!("writing the report: {e}"))),
+        None => Ok(()),
+    }
 }
 
 /// Writes one outcome's frame or JSON line, and its report line.

@@ -3,8 +3,8 @@
 //! the [`Meter`] of a single download sent to a file or a pipe.
 //!
 //! It never writes to stdout (that is the data), and nothing at all when stderr is not a
-//! terminal or with `-q`. Messages printed while it runs (per-object errors) go through
-//! [`Display::message`], and log lines through [`LogWriter`], which clear the line first so
+//! terminal or with `-q`. Everything else written to stderr while it runs (per-object
+//! errors, and the warnings logged meanwhile) goes through [`clear_line`] first, so that
 //! the two never interleave.
 
 use std::io::{IsTerminal, Write};
@@ -19,51 +19,56 @@ const TICK: Duration = Duration::from_millis(200);
 /// How long a single download runs before its meter is drawn.
 const METER_DELAY: Duration = Duration::from_secs(1);
 
-/// Whether a progress line or a meter stands on stderr unfinished (no newline after it).
-/// One for the process, since log lines come from anywhere in it; holding it also keeps
-/// the writers of stderr from interleaving.
+/// Whether a progress line or a meter is drawn on stderr's last line, without its newline.
+/// Held by whatever writes to stderr, so that writes never tear one another.
 static DRAWN: Mutex<bool> = Mutex::new(false);
 
 fn drawn() -> MutexGuard<'static, bool> {
-    DRAWN
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    DRAWN.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Clears the progress line or meter, if one is drawn, so that what comes next on stderr
-/// starts a line of its own; the next tick draws it again below.
-fn clear(drawn: &mut MutexGuard<'static, bool>, err: &mut impl Write) {
-    if **drawn {
-        let _ = write!(err, "\r\x1b[K");
-        **drawn = false;
+/// Takes stderr for lines of text, clearing a progress line or meter drawn there: text
+/// written after one would be glued to it. Redrawing waits while the guard is held.
+pub fn clear_line() -> MutexGuard<'static, bool> {
+    let mut drawn = drawn();
+    if *drawn {
+        let _ = write!(std::io::stderr().lock(), "\r\x1b[K");
+        *drawn = false;
+    }
+    drawn
+}
+
+/// Where log lines go: stderr, above the progress line. A warning logged while a batch
+/// draws its progress (content that did not verify, fetched again) was appended to the
+/// line drawn.
+pub struct LogWriter;
+
+/// Stderr for one log line, taken with [`clear_line`].
+pub struct LogLine {
+    _line: MutexGuard<'static, bool>,
+}
+
+/// A log line stderr cannot take is dropped: told of the error, the log would report it
+/// with `eprintln!`, which panics when stderr is gone (see [`super::to_stderr`]).
+impl Write for LogLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
     }
 }
-
-/// Where log lines go: stderr, on a line of their own even while a progress line or a
-/// meter is drawn. Warnings are logged without `-v` (content fetched again because it did
-/// not verify), and would otherwise be glued to the end of the progress line.
-pub struct LogWriter;
 
 impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
     type Writer = LogLine;
 
     fn make_writer(&'a self) -> LogLine {
-        LogLine(drawn())
-    }
-}
-
-/// One log line being written; stderr stays the log's until it is dropped.
-pub struct LogLine(MutexGuard<'static, bool>);
-
-impl Write for LogLine {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut err = std::io::stderr().lock();
-        clear(&mut self.0, &mut err);
-        err.write(buf)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
+        LogLine {
+            _line: clear_line(),
+        }
     }
 }
 
@@ -107,8 +112,6 @@ impl Display {
 
     /// Prints a line of its own (an error, a warning) without tearing the progress line.
     pub fn message(&self, text: &str) {
-        let mut drawn = drawn();
-        clear(&mut drawn, &mut std::io::stderr().lock());
         super::say(text);
     }
 
@@ -207,10 +210,8 @@ impl Meter {
         if !self.drawn.load(Ordering::Relaxed) {
             return;
         }
-        let mut line = drawn();
+        let _line = clear_line();
         let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\r\x1b[K");
-        *line = false;
         if ok {
             let n = self.received.load(Ordering::Relaxed);
             let elapsed = self.started.elapsed();

@@ -111,8 +111,8 @@ fn through_newline(available: &[u8]) -> (usize, bool) {
     }
 }
 
-/// The first line without the byte order mark that Windows editors and PowerShell put at
-/// the start of a UTF-8 file.
+/// A line without the byte order mark that Windows editors and PowerShell put at the start
+/// of a UTF-8 file: the input's first line, or the first of each file joined into it.
 pub fn without_bom(line: RawLine) -> RawLine {
     match line {
         RawLine::Text(t) if t.starts_with('\u{feff}') => {

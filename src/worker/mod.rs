@@ -183,8 +183,7 @@ where
                 }
                 match lines.next().await {
                     Ok(Some(l)) => {
-                        let l = if n == 0 { input::without_bom(l) } else { l };
-                        Some((Ok((n + 1, l)), (lines, n + 1, false)))
+                        Some((Ok((n + 1, input::without_bom(l))), (lines, n + 1, false)))
                     }
                     Ok(None) => {
                         at_end.input_ended(n == 0);
@@ -348,6 +347,37 @@ mod tests {
         ] {
             assert_eq!(first_word(nameless), "-", "{nameless}");
         }
+    }
+
+    /// Lists saved by Windows editors and joined (`cat lists/*.txt |`) carry a byte order
+    /// mark at the start of each file, so at the start of lines past the first.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_byte_order_mark_is_skipped_at_the_start_of_any_line() {
+        use crate::digest::{Algorithm, Digest};
+        use futures::StreamExt;
+        let src = tempfile::tempdir().unwrap();
+        let mut lines = String::new();
+        for data in [b"first file".as_slice(), b"second file"] {
+            let d = Digest::of(Algorithm::Sha256, data);
+            let path = src.path().join("blobs/sha256").join(d.encoded());
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, data).unwrap();
+            lines.push_str(&format!("\u{feff}{d}\r\n"));
+        }
+        LayoutStore::open(src.path()).unwrap();
+        let remote: Arc<dyn Remote> = Arc::new(crate::layout_remote::LayoutRemote::new(src.path()));
+        let input = std::io::Cursor::new(lines.into_bytes());
+        let opts = WorkerOptions {
+            ordered: true,
+            ..WorkerOptions::default()
+        };
+        let outcomes: Vec<Outcome> = run(remote, input, opts).collect().await;
+        let errors: Vec<String> = outcomes
+            .iter()
+            .filter_map(|o| o.error.as_ref().map(|e| format!("line {}: {e}", o.line)))
+            .collect();
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(outcomes.len(), 2);
     }
 
     /// On a re-run, bytes already stored or held by a partial download are not expected
