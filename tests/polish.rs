@@ -139,13 +139,20 @@ fn output_on_the_terminal_goes_above_the_progress_line() {
     let shown = dist.on_terminal(&line);
     let screen = String::from_utf8_lossy(&shown.stdout);
     assert!(shown.status.success(), "{screen:?}");
+    assert_json_rows_stand_alone(&screen, 2);
+}
+
+/// What a terminal shows of `screen`'s rows (the text after each row's last carriage
+/// return) holds `count` JSON lines, each at the start of its row: none glued to the
+/// progress line's text.
+fn assert_json_rows_stand_alone(screen: &str, count: usize) {
     let rows: Vec<&str> = screen
         .split('\n')
         .map(|l| l.trim_end_matches('\r').rsplit('\r').next().unwrap())
         .map(|l| l.trim_start_matches("\u{1b}[K"))
         .collect();
     let json: Vec<&&str> = rows.iter().filter(|r| r.contains("\"line\":")).collect();
-    assert_eq!(json.len(), 2, "{screen:?}");
+    assert_eq!(json.len(), count, "{screen:?}");
     for row in json {
         assert!(
             row.starts_with("{\"line\":"),
@@ -913,4 +920,117 @@ fn digests_joined_on_a_line_fail_it_and_a_misspelt_hint_is_told_once() {
         "{err}"
     );
     assert!(err.contains("was \"size\" meant?"), "{err}");
+}
+
+/// `dist pull --report FILE` writes each line to the file as it writes it to stdout: a
+/// pull killed part-way (SIGKILL, the OOM killer) leaves a report of what it finished,
+/// and a long pull can be watched through it.
+#[test]
+fn a_pull_s_report_line_reaches_its_file_as_the_object_is_done() {
+    use std::io::BufRead;
+    let reg = FakeRegistry::start();
+    paced_image(&reg);
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.jsonl");
+    let mut child = Dist::new().start(&[
+        "pull",
+        &format!("{}/team/app:v1", reg.host()),
+        "-o",
+        dir.path().join("out").to_str().unwrap(),
+        "-j",
+        "1",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    drop(child.stdin.take());
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let first = first.trim_end().to_string();
+    assert!(first.starts_with('{'), "{first:?}");
+    // The report is written right after stdout: give it a moment, far less than the
+    // second layer takes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+    let in_file = loop {
+        let text = std::fs::read_to_string(&report).unwrap();
+        if text.lines().any(|l| l == first) || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let running = child.try_wait().unwrap().is_none();
+    let rest: Vec<String> = stdout.lines().map(Result::unwrap).collect();
+    assert!(child.wait().unwrap().success());
+    assert!(
+        in_file.lines().any(|l| l == first),
+        "the first line {first:?} was not in the report while the pull ran: {in_file:?}"
+    );
+    assert!(
+        running,
+        "the pull was still running when its report was read"
+    );
+    assert_eq!(rest.len(), 3, "{rest:?}");
+}
+
+/// `team/app:v1`: an image whose two layers of 300 kB arrive at 200 kB/s each, so a pull
+/// with `-j 1` runs on for about three seconds after its first line.
+fn paced_image(reg: &FakeRegistry) {
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let config_digest = reg.blob("team/app", config);
+    let layers: Vec<(String, usize)> = (0..2u64)
+        .map(|i| {
+            let data = bytes(60 + i, 300_000);
+            let digest = reg.blob("team/app", &data);
+            reg.set_fault_for_every(
+                &digest,
+                Fault::Paced {
+                    bytes_per_sec: 200_000,
+                    first_byte: std::time::Duration::ZERO,
+                },
+            );
+            (digest, data.len())
+        })
+        .collect();
+    let layer_json: Vec<String> = layers
+        .iter()
+        .map(|(d, n)| {
+            format!(
+                r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{d}","size":{n}}}"#
+            )
+        })
+        .collect();
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[{}]}}"#,
+        config.len(),
+        layer_json.join(",")
+    );
+    reg.manifest(
+        "team/app",
+        "v1",
+        "application/vnd.oci.image.manifest.v1+json",
+        &manifest,
+    );
+}
+
+/// With stdout on the terminal the progress line is drawn on, `dist pull`'s JSON lines go
+/// above that line, as the worker's do.
+#[test]
+fn a_pull_s_output_on_the_terminal_goes_above_the_progress_line() {
+    let reg = FakeRegistry::start();
+    paced_image(&reg);
+    let dir = tempfile::tempdir().unwrap();
+    let line = format!(
+        "{} pull {}/team/app:v1 -j 1 -o {}",
+        Dist::bin().display(),
+        reg.host(),
+        dir.path().join("out").display()
+    );
+    let shown = Dist::new().on_terminal(&line);
+    let screen = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{screen:?}");
+    assert!(
+        screen.contains("objects, "),
+        "progress was drawn: {screen:?}"
+    );
+    assert_json_rows_stand_alone(&screen, 4);
 }

@@ -1,7 +1,7 @@
 //! `dist pull`: a whole image into an OCI image layout, one JSON line per object, and the
 //! worker's progress line on a terminal.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use dist::image::ImageRef;
 use dist::pull::{Platforms, PullOptions};
@@ -64,6 +64,7 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
         verify_existing: args.verify_existing,
         progress: Some(progress),
     };
+    let terminal = std::io::stdout().is_terminal();
     let mut out = std::io::stdout().lock();
     let mut write_failed = false;
     let on_event = |event: dist::pull::Event| {
@@ -81,13 +82,20 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
             )),
         }
         let line = event.json_line();
-        // Each line is flushed as it comes: it is the progress report.
-        let written = writeln!(out, "{line}").and_then(|_| out.flush());
-        let reported = match &mut report_out {
-            Some(r) => writeln!(r, "{line}"),
-            None => Ok(()),
+        let result = {
+            // On the terminal the progress line is drawn on, a JSON line goes above it.
+            // (Released before `say!` below, which takes the same lock.)
+            let _line = terminal.then(super::progress::clear_line);
+            // Each line is flushed as it comes: it is the progress report, and the report
+            // file is what a killed pull leaves to tell what it finished.
+            let written = writeln!(out, "{line}").and_then(|_| out.flush());
+            let reported = match &mut report_out {
+                Some(r) => writeln!(r, "{line}").and_then(|_| r.flush()),
+                None => Ok(()),
+            };
+            written.and(reported)
         };
-        written.and(reported).map_err(|e| {
+        result.map_err(|e| {
             if e.kind() != std::io::ErrorKind::BrokenPipe {
                 say!("dist: writing the JSON lines: {e}");
             }
