@@ -36,7 +36,18 @@ pub fn parse_line(line: &str) -> Option<Result<Job>> {
     if trimmed.is_empty() || trimmed.starts_with('#') {
         return None;
     }
-    Some(if trimmed.starts_with('{') {
+    Some(if trimmed == "{" {
+        // The first line of `jq '.layers[]'` without `-c`; the lines after it fail too,
+        // but this one says why.
+        Err(Error::invalid(
+            "a descriptor spread over lines (pretty-printed JSON): give one per line, as \
+             `jq -c` prints them",
+        ))
+    } else if trimmed.starts_with('[') {
+        Err(Error::invalid(
+            "a JSON array: give its descriptors one per line (`jq -c '.layers[]'`)",
+        ))
+    } else if trimmed.starts_with('{') {
         parse_descriptor(trimmed)
     } else {
         let mut words = trimmed.split_whitespace();
@@ -145,5 +156,18 @@ mod tests {
         ] {
             assert!(parse_line(l).unwrap().is_err(), "{l}");
         }
+    }
+
+    #[test]
+    fn json_not_one_descriptor_a_line_says_how_to_give_it() {
+        let e = parse_line("{").unwrap().unwrap_err().to_string();
+        assert!(e.contains("as `jq -c` prints them"), "{e}");
+        let e = parse_line(&format!(r#"[{{"digest":"{D}"}}]"#))
+            .unwrap()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("jq -c '.layers[]'"), "{e}");
+        let e = parse_line("[").unwrap().unwrap_err().to_string();
+        assert!(e.contains("a JSON array"), "{e}");
     }
 }
