@@ -901,19 +901,22 @@ fn worker_keeps_within_jobs_connections_and_one_token() {
     );
 }
 
+/// A registry with bearer tokens from its own token server, holding `data`.
+fn bearer_with(data: &[u8]) -> (FakeRegistry, String) {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(300)))
+        .start();
+    let digest = reg.blob("team/app", data);
+    (reg, digest)
+}
+
 /// The token server fails as a registry does (a 503 or 502, a 429, a connection closed
 /// unanswered) and is retried as one, on the request's budget; one that keeps failing
 /// ends the object with an error that names it.
 #[test]
 fn token_requests_are_retried_like_any_other() {
     let data = bytes(31, 4000);
-    let bearer = || {
-        let reg = FakeRegistry::builder()
-            .auth(Auth::bearer(Duration::from_secs(300)))
-            .start();
-        let digest = reg.blob("team/app", &data);
-        (reg, digest)
-    };
+    let bearer = || bearer_with(&data);
     let dist = Dist::new();
     for fault in [
         Fault::Status(503),
@@ -948,13 +951,7 @@ fn token_requests_are_retried_like_any_other() {
 #[test]
 fn a_token_server_s_retry_after_is_heeded() {
     let data = bytes(32, 4000);
-    let bearer = || {
-        let reg = FakeRegistry::builder()
-            .auth(Auth::bearer(Duration::from_secs(300)))
-            .start();
-        let digest = reg.blob("team/app", &data);
-        (reg, digest)
-    };
+    let bearer = || bearer_with(&data);
     let dist = Dist::new();
 
     let (reg, digest) = bearer();
