@@ -609,7 +609,16 @@ fn large_blob_to_stdout_and_a_reader_that_goes_away() {
 /// distribution spec allows. A refresh token the issuer refuses makes the remote unusable.
 #[test]
 fn an_identity_token_is_traded_for_access() {
+    for invalid_grant_400 in [false, true] {
+        an_identity_token_is_traded_with(invalid_grant_400);
+    }
+}
+
+/// ... with a stale one refused by a `401` or, as RFC 6749 has OAuth2 servers answer, by a
+/// `400` with `{"error": "invalid_grant"}`: either way the message says to log in again.
+fn an_identity_token_is_traded_with(invalid_grant_400: bool) {
     let reg = Registry::start_with(RegistryOptions {
+        invalid_grant_400,
         private_prefix: Some("private/".into()),
         refresh_token: Some("refresh-me".into()),
         token_reply: support::token::TokenReply::AccessTokenOnly,

@@ -278,7 +278,7 @@ impl Authorizer {
         }
         let mut token = self.token_for(&ch, &scopes, cred).await;
         if let (Err(e), Some(refused)) = (&token, sent) {
-            if e.status() == Some(401) {
+            if e.kind() == ErrorKind::Unauthorized {
                 if let Some(renewed) = self.renewed(refused).await {
                     token = self.token_for(&ch, &scopes, Some(&renewed.0)).await;
                     found = Some(renewed);
@@ -287,15 +287,15 @@ impl Authorizer {
         }
         let token = match token {
             Ok(token) => token,
-            // The token server's 401 is about the credentials (or their absence), which
-            // its own words rarely say.
-            Err(e) if e.status() == Some(401) => {
+            // The token server's 401 (or OAuth2's invalid_grant) is about the credentials
+            // (or their absence), which its own words rarely say.
+            Err(e) if e.kind() == ErrorKind::Unauthorized => {
                 let origin = found.as_ref().map(|(_, o)| o.as_str());
                 let mut refused = Error::new(
                     ErrorKind::Unauthorized,
                     refused_message(&self.registry_host, origin, Some(e.message())),
                 )
-                .with_status(401);
+                .with_status(e.status().unwrap_or(401));
                 if let Some(url) = e.url() {
                     refused = refused.with_url(url);
                 }

@@ -153,8 +153,14 @@ pub async fn fetch(
         let asked = crate::retry::retry_after(reply.response.headers());
         let body = reply.response.body_mut();
         let text = transport::read_prefix(transport, body, 512).await;
+        let traded = matches!(credential, Some(Credential::IdentityToken(_)));
         let kind = match status.as_u16() {
             401 => ErrorKind::Unauthorized,
+            // RFC 6749's answer to a refresh token the server no longer takes: a refusal
+            // of the credentials like a 401, which its 400 status would hide.
+            400 if traded && String::from_utf8_lossy(&text).contains("invalid_grant") => {
+                ErrorKind::Unauthorized
+            }
             403 => ErrorKind::Denied,
             429 => ErrorKind::TooManyRequests,
             _ => ErrorKind::Http,

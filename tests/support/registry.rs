@@ -59,6 +59,8 @@ pub struct RegistryOptions {
     pub private_prefix: Option<String>,
     /// The issuer's refresh token, accepted by the `refresh_token` grant (Token mode only).
     pub refresh_token: Option<String>,
+    /// The issuer refuses a refresh token with OAuth2's `400 invalid_grant` (Token mode only).
+    pub invalid_grant_400: bool,
     /// Which fields carry the token in the issuer's replies (Token mode only).
     pub token_reply: TokenReply,
     /// The issuer leaves `expires_in` out of its replies (Token mode only).
@@ -77,6 +79,7 @@ impl RegistryOptions {
             token_ttl_secs: 300,
             private_prefix: None,
             refresh_token: None,
+            invalid_grant_400: false,
             token_reply: TokenReply::Both,
             omit_expires_in: false,
             mutual_tls: false,
@@ -127,6 +130,7 @@ impl Registry {
                 ttl_secs: opts.token_ttl_secs,
                 private_prefix: opts.private_prefix.clone(),
                 refresh_token: opts.refresh_token.clone(),
+                invalid_grant_400: opts.invalid_grant_400,
                 reply: opts.token_reply,
                 omit_expires_in: opts.omit_expires_in,
                 ..TokenOptions::default()

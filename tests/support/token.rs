@@ -73,6 +73,9 @@ pub struct TokenOptions {
     /// Refresh token accepted by `POST /token` with `grant_type=refresh_token`; also handed
     /// out by a successful password grant. `None` disables the refresh grant.
     pub refresh_token: Option<String>,
+    /// Refuse a refresh token as RFC 6749 has OAuth2 servers do (`400` with `{"error":
+    /// "invalid_grant"}`) rather than with a `401`.
+    pub invalid_grant_400: bool,
 }
 
 impl Default for TokenOptions {
@@ -87,6 +90,7 @@ impl Default for TokenOptions {
             reply: TokenReply::Both,
             omit_expires_in: false,
             refresh_token: None,
+            invalid_grant_400: false,
         }
     }
 }
@@ -271,6 +275,10 @@ impl Issuer {
                             Some(valid) if offered == Some(valid.as_str()) => {
                                 self.reply(&Caller::User(self.opts.user.clone()), &params, None)
                             }
+                            _ if self.opts.invalid_grant_400 => text(
+                                StatusCode::BAD_REQUEST,
+                                r#"{"error":"invalid_grant","error_description":"refresh token expired"}"#,
+                            ),
                             _ => unauthorized("bad refresh token"),
                         }
                     }
