@@ -181,8 +181,10 @@ fn rotating_helper(dist: &mut Dist, secret: &Path) {
     let bin = dist.config_dir().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let helper = bin.join("docker-credential-rotating");
+    // Each run leaves a line in `helper-runs` beside the config, for tests to count.
     let script = format!(
-        "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread server\nprintf '{{\"Username\":\"robot\",\"Secret\":\"%s\"}}' \"$(cat {})\"\n",
+        "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread server\necho run >> {}\nprintf '{{\"Username\":\"robot\",\"Secret\":\"%s\"}}' \"$(cat {})\"\n",
+        dist.config_dir().join("helper-runs").display(),
         secret.display()
     );
     std::fs::write(&helper, script).unwrap();
@@ -231,6 +233,52 @@ fn credentials_from_a_helper_are_asked_again_once_refused() {
         assert!(out.status.success(), "bearer {bearer}: {err}");
         assert_eq!(parse_frames(&out.stdout).len(), 30);
     }
+}
+
+/// ECR answers a password past its 12 hours with `403 Your authorization token has
+/// expired`, not a 401: Basic credentials from a helper are looked up again on a 403 too.
+/// A 403 that stays (the same credential again) still fails, without the helper being
+/// run for every object.
+#[test]
+fn an_expired_password_refused_with_403_is_looked_up_again() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::basic("robot", "first"))
+        .start();
+    reg.forbid_stale_basic();
+    let blobs = fill(&reg, 30, 10_000);
+    slow_down(&reg, &blobs, 5000, 60);
+    let mut dist = Dist::new();
+    let secret = dist.config_dir().join("secret");
+    std::fs::write(&secret, "first").unwrap();
+    rotating_helper(&mut dist, &secret);
+    let child = dist.spawn(
+        &["fetch", &repo(&reg), "-", "-j", "4"],
+        lines(&blobs).as_bytes(),
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    std::fs::write(&secret, "second").unwrap();
+    reg.set_auth(Auth::basic("robot", "second"));
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(parse_frames(&out.stdout).len(), 30);
+
+    // The helper keeps handing out the expired password: the 403 is the answer.
+    reg.set_auth(Auth::basic("robot", "third"));
+    std::fs::remove_file(dist.config_dir().join("helper-runs")).unwrap();
+    let out = dist.run(
+        &["fetch", &repo(&reg), "-", "-j", "4"],
+        lines(&blobs).as_bytes(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("authorization token has expired"), "{err}");
+    let runs = std::fs::read_to_string(dist.config_dir().join("helper-runs")).unwrap_or_default();
+    assert!(
+        runs.lines().count() <= 4,
+        "the helper ran {} times",
+        runs.lines().count()
+    );
 }
 
 #[test]

@@ -67,6 +67,9 @@ impl State {
     }
 }
 
+/// How often refused credentials are looked up again, at most.
+const RELOOK_EVERY: Duration = Duration::from_secs(30);
+
 /// The `Authorization` a request carried: the header and the state generation it came from.
 #[derive(Clone)]
 pub struct Grant {
@@ -100,6 +103,10 @@ pub struct Authorizer {
     /// The credential, once looked up, with where it was found (`None` until then); looked
     /// up again when it is refused.
     credential: tokio::sync::Mutex<Option<Option<(Credential, String)>>>,
+    /// When the credential was last looked up again after a refusal: a registry that
+    /// refuses every request (a repository the account may not read) must not have the
+    /// helper run for each of them.
+    relooked: Mutex<Option<Instant>>,
     state: Mutex<State>,
     refresh: tokio::sync::Mutex<()>,
     token_requests: AtomicUsize,
@@ -134,6 +141,7 @@ impl Authorizer {
             scopes: vec![format!("repository:{repository}:pull")],
             source,
             credential: tokio::sync::Mutex::new(None),
+            relooked: Mutex::new(None),
             state: Mutex::new(State::default()),
             refresh: tokio::sync::Mutex::new(()),
             token_requests: AtomicUsize::new(0),
@@ -161,6 +169,38 @@ impl Authorizer {
             header: s.header,
             generation: s.generation,
         })
+    }
+
+    /// Reacts to a 403 that answered a request sent with `used`: ECR refuses a password
+    /// that has expired (its credential helper's last 12 hours) with `403 Your
+    /// authorization token has expired`, not with a 401. When `used` carried Basic
+    /// credentials and looking them up again gives others, they are put in place and the
+    /// request is worth sending again (`true`); otherwise the 403 stands.
+    pub async fn forbidden(&self, used: &Grant) -> bool {
+        let basic = used
+            .header
+            .as_ref()
+            .is_some_and(|h| h.as_bytes().starts_with(b"Basic "));
+        if !basic {
+            return false;
+        }
+        let _flight = self.refresh.lock().await;
+        if self.snapshot().generation != used.generation {
+            return true; // another task already put other credentials in place
+        }
+        let Ok(Some((refused, _))) = self.found().await else {
+            return false;
+        };
+        let Some(renewed) = self.renewed(&refused).await else {
+            return false;
+        };
+        let Ok(header) = self.basic_header(Some(&renewed)) else {
+            return false;
+        };
+        let mut s = self.state.lock().expect("auth state poisoned");
+        s.header = Some(header);
+        s.generation += 1;
+        true
     }
 
     /// Reacts to a 401 that answered a request sent with `used`. Returns `Ok` when the
@@ -343,6 +383,13 @@ impl Authorizer {
     /// Files are read once, and give the same one again.
     async fn renewed(&self, refused: &Credential) -> Option<(Credential, String)> {
         let mut known = self.credential.lock().await;
+        {
+            let mut relooked = self.relooked.lock().expect("auth state poisoned");
+            if relooked.is_some_and(|at| at.elapsed() < RELOOK_EVERY) {
+                return None;
+            }
+            *relooked = Some(Instant::now());
+        }
         match self.look_up().await {
             Ok(Some((c, origin))) if c != *refused => {
                 tracing::debug!(registry = %self.registry_host, %origin, "refused credentials replaced by a fresh lookup");

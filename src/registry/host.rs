@@ -331,6 +331,20 @@ impl Host {
                     continue;
                 }
             }
+            if status == StatusCode::FORBIDDEN
+                && reply.same_origin
+                && auth_rounds < MAX_AUTH_ROUNDS
+                && self.auth.forbidden(&grant).await
+            {
+                let _ = transport::read_prefix(
+                    &self.transport,
+                    reply.response.body_mut(),
+                    MAX_ERROR_BODY,
+                )
+                .await;
+                auth_rounds += 1;
+                continue;
+            }
             let asked = retry::retry_after(reply.response.headers());
             let err = status_error(&self.transport, &mut reply).await;
             let wait = again(err, &mut retries, asked)?;

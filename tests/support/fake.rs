@@ -281,6 +281,12 @@ impl FakeRegistry {
         self.state.auth.set_mode(auth);
     }
 
+    /// Answers wrong Basic credentials with `403 DENIED: Your authorization token has
+    /// expired`, as ECR answers a password past its 12 hours, instead of a 401.
+    pub fn forbid_stale_basic(&self) {
+        self.state.auth.forbid_stale_basic();
+    }
+
     /// Every request so far, in the order responses were chosen.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.state.log.lock().unwrap().clone()

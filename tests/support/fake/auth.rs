@@ -8,7 +8,7 @@
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -107,6 +107,9 @@ pub struct AuthState {
     /// Makes every token distinct, whatever the hasher does.
     issued: AtomicU64,
     token_requests: AtomicUsize,
+    /// Wrong Basic credentials get ECR's `403`, as an expired password does there, rather
+    /// than a 401 with a challenge.
+    stale_basic_forbidden: AtomicBool,
 }
 
 impl AuthState {
@@ -117,7 +120,13 @@ impl AuthState {
             tokens: Mutex::default(),
             issued: AtomicU64::new(0),
             token_requests: AtomicUsize::new(0),
+            stale_basic_forbidden: AtomicBool::new(false),
         }
+    }
+
+    /// From now on, answers wrong Basic credentials as ECR answers an expired password.
+    pub fn forbid_stale_basic(&self) {
+        self.stale_basic_forbidden.store(true, Ordering::SeqCst);
     }
 
     pub fn invalidate(&self) {
@@ -167,7 +176,21 @@ impl AuthState {
                 .and_then(|value| value.strip_prefix("Bearer "))
                 .is_some_and(|token| self.grants(token, route.repository())),
         };
-        (!allowed).then(|| unauthorized(self.challenge(route)))
+        let stale = authorization.is_some_and(|a| a.starts_with("Basic "))
+            && self.stale_basic_forbidden.load(Ordering::SeqCst);
+        match allowed {
+            true => None,
+            false if stale => Some(
+                Prepared::error(
+                    StatusCode::FORBIDDEN,
+                    "DENIED",
+                    "Your authorization token has expired. Reauthenticate and try again.",
+                    "",
+                )
+                .into_response(),
+            ),
+            false => Some(unauthorized(self.challenge(route))),
+        }
     }
 
     /// Whether `token` is live and, for a repository, grants pull on it.
