@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use images::*;
 use serde_json::{json, Value};
-use support::cli::{json_lines, parse_frames, sha256, Dist};
+use support::cli::{bytes, json_lines, parse_frames, sha256, Dist};
 use support::fake::{FakeRegistry, Fault};
 use support::registry::{Mode, Registry};
 
@@ -706,4 +706,60 @@ fn an_interrupted_pull_leaves_index_json_alone_and_no_temporary_file() {
     assert_eq!(out.status.code(), Some(124), "{err}");
     assert!(err.contains("gave up after the --timeout of 1.5s"), "{err}");
     check(dir.path());
+}
+
+/// BuildKit's registry cache (`--cache-to type=registry`, `image-manifest=false`, its
+/// default) is an index whose entries are the cached layers and a cache config, not
+/// manifests. Mirrored with `--all-platforms`, each entry is stored as the blob it is and
+/// the tag recorded; asked for one platform, the error says there is no image in it.
+#[test]
+fn an_index_listing_blobs_is_pulled_whole_with_all_platforms() {
+    let reg = Registry::start(Mode::Anonymous);
+    let layer = bytes(41, 30_000);
+    let config = br#"{"layers":[{"blob":"sha256:00"}],"records":[]}"#.to_vec();
+    let blob = |t: &str, data: &[u8]| json!({"mediaType": t, "digest": reg.push_blob("team/app", data), "size": data.len()});
+    let index = json!({"schemaVersion": 2, "mediaType": Flavor::Oci.index(), "manifests": [
+        blob("application/vnd.oci.image.layer.v1.tar+gzip", &layer),
+        blob("application/vnd.buildkit.cacheconfig.v0", &config)]})
+    .to_string();
+    let index_digest = reg.push_manifest(
+        "team/app",
+        "buildcache",
+        Flavor::Oci.index(),
+        index.as_bytes(),
+    );
+    let reference = format!("{}/team/app:buildcache", reg.host());
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let dist = Dist::new();
+    let run = dist.run(&["pull", &reference, "-o", d, "--all-platforms"], b"");
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(statuses(&run.stdout), counts(&[("ok", 3)]));
+    assert_eq!(stored(dir.path(), &index_digest), Some(index.into_bytes()));
+    assert_eq!(stored(dir.path(), &sha256(&layer)), Some(layer));
+    assert_eq!(stored(dir.path(), &sha256(&config)), Some(config));
+    let e = entries(dir.path());
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0]["digest"], index_digest.as_str());
+    assert_eq!(
+        e[0]["annotations"]["org.opencontainers.image.ref.name"],
+        "buildcache"
+    );
+
+    let one = tempfile::tempdir().unwrap();
+    let run = dist.run(
+        &["pull", &reference, "-o", one.path().to_str().unwrap()],
+        b"",
+    );
+    assert_eq!(run.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains("no manifest for") && err.contains("--all-platforms"),
+        "{err}"
+    );
 }

@@ -1,7 +1,8 @@
 //! `dist pull`: a whole image into an OCI image layout, on top of the worker.
 //!
 //! The image is walked level by level: the top manifest; for an index, the manifests of the
-//! chosen platforms (nested indexes included); then every config and layer at once. Each
+//! chosen platforms (nested indexes included); then every config and layer at once, with
+//! any blobs an index lists among its manifests (a build cache's layers). Each
 //! level is one run of the [worker] over descriptor lines, so fetching,
 //! verification, retries, the already-present check and the report are the worker's own,
 //! and every level shares the remote's connection pool and token. A manifest is read back
@@ -137,6 +138,16 @@ where
     walk.run(object, ref_name).await
 }
 
+/// What the manifests of an image lead to.
+struct Found {
+    /// The image manifests chosen.
+    images: Vec<Image>,
+    /// Blobs that indexes list among their manifests, such as a build cache's layers.
+    listed_blobs: Vec<Descriptor>,
+    /// The platforms the indexes offered (for the message when none matches).
+    offered: Vec<String>,
+}
+
 /// An image manifest reached by the walk.
 struct Image {
     descriptor: Descriptor,
@@ -174,14 +185,24 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
             }
         }
         let top_digest = top.digest.clone();
-        let (images, offered) = self.manifests(&top).await?;
+        let Found {
+            images,
+            mut listed_blobs,
+            offered,
+        } = self.manifests(&top).await?;
         if images.is_empty() && self.pulled.failed == 0 {
             if let Platforms::One(want) = &self.opts.platforms {
-                let offered = if offered.is_empty() {
+                let mut offered = if offered.is_empty() {
                     "none".to_string()
                 } else {
                     offered.join(", ")
                 };
+                if !listed_blobs.is_empty() {
+                    offered.push_str(
+                        "; the index lists blobs, not images (a build cache?): \
+                         --all-platforms pulls them",
+                    );
+                }
                 return Err(Error::new(
                     ErrorKind::NotFound,
                     format!(
@@ -193,7 +214,11 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                 .with_object(object));
             }
         }
-        self.blobs(&images).await?;
+        // One platform's image does not include what its index lists beside it.
+        if matches!(self.opts.platforms, Platforms::One(_)) {
+            listed_blobs.clear();
+        }
+        self.blobs(&images, &listed_blobs).await?;
         if self.pulled.failed > 0 {
             return Ok(self.pulled);
         }
@@ -222,10 +247,10 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
         Ok(self.pulled)
     }
 
-    /// Fetches and parses manifests from `top` down; returns the image manifests chosen and
-    /// the platforms the indexes offered (for the message when none matches).
-    async fn manifests(&mut self, top: &Descriptor) -> Result<(Vec<Image>, Vec<String>)> {
+    /// Fetches and parses manifests from `top` down.
+    async fn manifests(&mut self, top: &Descriptor) -> Result<Found> {
         let mut images = Vec::new();
+        let mut listed_blobs = Vec::new();
         let mut offered = Vec::new();
         let mut level = vec![top.clone()];
         let mut depth = 0;
@@ -283,7 +308,17 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                 }
                 match parsed {
                     Manifest::Index(children) => {
-                        next.extend(choose(&self.opts.platforms, children, &mut offered))
+                        // An index may list blobs (BuildKit's registry cache lists its
+                        // layers so): stored as they are, with the configs and layers,
+                        // never parsed or counted as manifests. An entry without a type
+                        // is read as the manifest its shape says.
+                        let (manifests, blobs): (Vec<_>, Vec<_>) =
+                            children.into_iter().partition(|c| {
+                                let t = crate::media::essence(&c.media_type);
+                                t.is_empty() || crate::media::is_manifest(t)
+                            });
+                        next.extend(choose(&self.opts.platforms, manifests, &mut offered));
+                        listed_blobs.extend(blobs);
                     }
                     Manifest::Image { config, layers } => images.push(Image {
                         descriptor: desc.clone(),
@@ -298,28 +333,34 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
             }
             level = next;
         }
-        Ok((images, offered))
+        Ok(Found {
+            images,
+            listed_blobs,
+            offered,
+        })
     }
 
-    /// Fetches every config and layer of `images`, skipping non-distributable layers.
-    async fn blobs(&mut self, images: &[Image]) -> Result<()> {
+    /// Fetches every config and layer of `images`, and the blobs indexes listed,
+    /// skipping non-distributable ones.
+    async fn blobs(&mut self, images: &[Image], listed_blobs: &[Descriptor]) -> Result<()> {
         let mut todo = Vec::new();
-        for image in images {
-            for blob in std::iter::once(&*image.config).chain(&image.layers) {
-                if !self.seen.insert(blob.digest.clone()) {
-                    continue;
-                }
-                if blob.urls.is_empty() {
-                    todo.push(blob.clone());
-                    continue;
-                }
-                self.line += 1;
-                self.pulled.skipped += 1;
-                (self.on_event)(Event::Skipped {
-                    line: self.line,
-                    descriptor: blob.clone(),
-                })?;
+        let of_images = images
+            .iter()
+            .flat_map(|i| std::iter::once(&*i.config).chain(&i.layers));
+        for blob in listed_blobs.iter().chain(of_images) {
+            if !self.seen.insert(blob.digest.clone()) {
+                continue;
             }
+            if blob.urls.is_empty() {
+                todo.push(blob.clone());
+                continue;
+            }
+            self.line += 1;
+            self.pulled.skipped += 1;
+            (self.on_event)(Event::Skipped {
+                line: self.line,
+                descriptor: blob.clone(),
+            })?;
         }
         // Configs and layers are the last level: the progress total is now final.
         self.more_levels(false);
