@@ -492,7 +492,32 @@ fn a_mislabelled_entry_without_a_platform_is_pulled() {
         "index, manifest, config, 2 layers"
     );
     assert_image_stored(dir.path(), &image);
-    assert_eq!(entries(dir.path())[0]["digest"], image.digest.as_str());
+    let e = entries(dir.path());
+    assert_eq!(e[0]["digest"], image.digest.as_str());
+    // index.json says what the manifest is, not what the index called it: skopeo looks
+    // for OCI types there, and reads the manifest by the type it is given.
+    assert_eq!(e[0]["mediaType"], Flavor::Oci.manifest());
+    let target = format!("oci:{}:v1", dir.path().display());
+    let inspect: Value = serde_json::from_slice(&skopeo(&["inspect", &target]).stdout).unwrap();
+    assert_eq!(inspect["Digest"], image.digest.as_str());
+}
+
+/// A registry whose Content-Type disagrees with what the manifest declares (one that
+/// serves the type it was pushed with) does not decide the type index.json records.
+#[test]
+fn the_manifests_own_type_is_recorded_whatever_the_registry_calls_it() {
+    let fake = FakeRegistry::start();
+    let image = push_image(&fake, "team/app", Flavor::Oci, host_arch(), 3);
+    fake.manifest("team/app", "v1", Flavor::Docker.manifest(), &image.manifest);
+    let dir = tempfile::tempdir().unwrap();
+    let reference = format!("{}/team/app:v1", fake.host());
+    Dist::new().ok(&["pull", &reference, "-o", dir.path().to_str().unwrap()]);
+    assert_image_stored(dir.path(), &image);
+    let e = entries(dir.path());
+    assert_eq!(e[0]["mediaType"], Flavor::Oci.manifest());
+    let target = format!("oci:{}:v1", dir.path().display());
+    let inspect: Value = serde_json::from_slice(&skopeo(&["inspect", &target]).stdout).unwrap();
+    assert_eq!(inspect["Digest"], image.digest.as_str());
 }
 
 #[test]

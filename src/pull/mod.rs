@@ -175,7 +175,7 @@ struct Walk<'a, F> {
 impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
     async fn run(mut self, object: &Object, ref_name: Option<&str>) -> Result<Pulled> {
         self.more_levels(true);
-        let top = self.remote.resolve(object).await?;
+        let mut top = self.remote.resolve(object).await?;
         if let Object::Digest(d) = object {
             if top.digest != *d {
                 return Err(Error::new(
@@ -189,7 +189,7 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
             images,
             mut listed_blobs,
             offered,
-        } = self.manifests(&top).await?;
+        } = self.manifests(&mut top).await?;
         if images.is_empty() && self.pulled.failed == 0 {
             if let Platforms::One(want) = &self.opts.platforms {
                 let mut offered = if offered.is_empty() {
@@ -247,8 +247,9 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
         Ok(self.pulled)
     }
 
-    /// Fetches and parses manifests from `top` down.
-    async fn manifests(&mut self, top: &Descriptor) -> Result<Found> {
+    /// Fetches and parses manifests from `top` down, giving `top` and the images the media
+    /// type their content declares.
+    async fn manifests(&mut self, top: &mut Descriptor) -> Result<Found> {
         let mut images = Vec::new();
         let mut listed_blobs = Vec::new();
         let mut offered = Vec::new();
@@ -284,13 +285,23 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
             // damaged copy is fetched again instead of being parsed.
             let stored = self.level(&level, true).await?;
             let mut next = Vec::new();
-            for (desc, ok) in level.iter().zip(stored) {
+            for (desc, ok) in level.iter_mut().zip(stored) {
                 if !ok {
                     continue;
                 }
                 let bytes = read_json_blob(self.store, desc).await?;
                 let parsed = Manifest::parse_verified(&desc.media_type, &bytes)
                     .map_err(|e| e.with_object(&desc.digest))?;
+                // index.json records what the verified content is: a registry's
+                // Content-Type or an index entry may call an OCI manifest a Docker one,
+                // and readers of the layout go by the entry's type (skopeo passes over
+                // entries of Docker types).
+                if let Some(own) = crate::image::sniff_media_type(&bytes) {
+                    desc.media_type = own;
+                }
+                if desc.digest == top.digest {
+                    top.media_type = desc.media_type.clone();
+                }
                 self.listed += match &parsed {
                     Manifest::Index(children) => children.len(),
                     Manifest::Image { layers, .. } => 1 + layers.len(),
