@@ -439,6 +439,33 @@ fn a_single_platform_image_for_another_platform_is_pulled_with_a_warning() {
     assert!(!err.contains("warning"), "{err}");
 }
 
+/// An index entry that names no platform is taken when none names the one asked for, and
+/// its config's platform is then checked as a single image's is: another one is said.
+#[test]
+fn an_unlabelled_entry_for_another_platform_is_pulled_with_a_warning() {
+    let reg = Registry::start(Mode::Anonymous);
+    let image = push_image(&reg, "team/app", Flavor::Oci, "arm64", 3);
+    let index = json!({"schemaVersion": 2, "mediaType": Flavor::Oci.index(), "manifests": [
+        {"mediaType": Flavor::Oci.manifest(), "digest": image.digest,
+         "size": image.manifest.len()}]})
+    .to_string();
+    reg.push_manifest("team/app", "v1", Flavor::Oci.index(), index.as_bytes());
+    let reference = format!("{}/team/app:v1", reg.host());
+    for (platform, warned) in [("linux/s390x", true), ("linux/arm64", false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let out = Dist::new().run(&["pull", &reference, "-o", d, "--platform", platform], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        assert_image_stored(dir.path(), &image);
+        let warning = format!(
+            "v1 is an image for linux/arm64 only, not {platform} (its index names no \
+             platform for it)"
+        );
+        assert_eq!(err.contains(&warning), warned, "{platform}: {err}");
+    }
+}
+
 /// `dist pull <reg>/team/app:v1 -o <new dir> EXTRA…`, which must succeed: the layout and
 /// the JSON lines.
 fn pull_app_v1(reg: &Registry, extra: &[&str]) -> (tempfile::TempDir, Vec<u8>) {

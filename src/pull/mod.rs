@@ -100,10 +100,12 @@ pub struct Pulled {
     pub skipped: usize,
     /// Objects that failed (each was reported as an [`Event`]).
     pub failed: usize,
-    /// For an image that is no index, the platform its config declares: there was nothing
-    /// to choose by [`PullOptions::platforms`], so the caller may warn when it differs (as
-    /// Docker and podman do).
+    /// For an image that is no index, or one taken from an index whose entry names no
+    /// platform, the platform its config declares: nothing said which platform it was
+    /// for, so the caller may warn when it differs (as Docker and podman do).
     pub image_platform: Option<Platform>,
+    /// Whether that image came out of an index (its entry naming no platform).
+    pub image_platform_unlisted: bool,
 }
 
 /// Pulls the image `object` names from `remote` into `store`, reporting every object to
@@ -223,8 +225,11 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
             return Ok(self.pulled);
         }
         if let [image] = images.as_slice() {
-            if image.descriptor.digest == top.digest {
+            // An index entry without a platform is chosen for want of one that names it:
+            // its config says what it runs on, as containerd checks it.
+            if image.descriptor.platform.is_none() {
                 self.pulled.image_platform = config_platform(self.store, &image.config).await;
+                self.pulled.image_platform_unlisted = image.descriptor.digest != top.digest;
             }
         }
         let mut entry = match (&self.opts.platforms, images.first()) {
