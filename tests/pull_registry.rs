@@ -466,6 +466,59 @@ fn an_unlabelled_entry_for_another_platform_is_pulled_with_a_warning() {
     }
 }
 
+/// An index may hold artifacts beside its images (`podman manifest add --artifact`: an
+/// SBOM, a README), their entries naming an `artifactType` and no platform. Such an entry
+/// is no image to take for want of one for the platform asked for.
+#[test]
+fn an_artifact_in_an_index_is_not_taken_for_the_image() {
+    let reg = Registry::start(Mode::Anonymous);
+    let image = push_image(&reg, "team/app", Flavor::Oci, "arm64", 3);
+    let empty = reg.push_blob("team/app", b"{}");
+    let sbom = b"sbom".to_vec();
+    let sbom_digest = reg.push_blob("team/app", &sbom);
+    let artifact = json!({"schemaVersion": 2, "mediaType": Flavor::Oci.manifest(),
+        "artifactType": "application/spdx+json",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty,
+                   "size": 2, "data": "e30="},
+        "layers": [{"mediaType": "application/spdx+json", "digest": sbom_digest,
+                    "size": sbom.len()}]})
+    .to_string();
+    let artifact_digest = reg.push_manifest(
+        "team/app",
+        &sha256(artifact.as_bytes()),
+        Flavor::Oci.manifest(),
+        artifact.as_bytes(),
+    );
+    let index = json!({"schemaVersion": 2, "mediaType": Flavor::Oci.index(), "manifests": [
+        {"mediaType": Flavor::Oci.manifest(), "digest": artifact_digest,
+         "size": artifact.len(), "artifactType": "application/spdx+json"},
+        {"mediaType": Flavor::Oci.manifest(), "digest": image.digest,
+         "size": image.manifest.len(),
+         "platform": {"os": "linux", "architecture": "arm64"}}]})
+    .to_string();
+    reg.push_manifest("team/app", "v1", Flavor::Oci.index(), index.as_bytes());
+    let reference = format!("{}/team/app:v1", reg.host());
+    let dist = Dist::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let none = dist.run(
+        &["pull", &reference, "-o", d, "--platform", "linux/s390x"],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&none.stderr);
+    assert_eq!(none.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("platforms: linux/arm64") && err.contains("--all-platforms pulls them"),
+        "{err}"
+    );
+    assert!(entries(dir.path()).is_empty());
+    let (dir, _) = pull_app_v1(&reg, &["--platform", "linux/arm64"]);
+    assert_image_stored(dir.path(), &image);
+    let (dir, _) = pull_app_v1(&reg, &["--all-platforms"]);
+    assert_image_stored(dir.path(), &image);
+    assert_eq!(stored(dir.path(), &sbom_digest), Some(sbom));
+}
+
 /// `dist pull <reg>/team/app:v1 -o <new dir> EXTRA…`, which must succeed: the layout and
 /// the JSON lines.
 fn pull_app_v1(reg: &Registry, extra: &[&str]) -> (tempfile::TempDir, Vec<u8>) {

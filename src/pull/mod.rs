@@ -148,6 +148,8 @@ struct Found {
     listed_blobs: Vec<Descriptor>,
     /// The platforms the indexes offered (for the message when none matches).
     offered: Vec<String>,
+    /// Whether an index listed artifacts that name no platform, which no platform takes.
+    artifacts: bool,
 }
 
 /// An image manifest reached by the walk.
@@ -191,6 +193,7 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
             images,
             mut listed_blobs,
             offered,
+            artifacts,
         } = self.manifests(&mut top).await?;
         if images.is_empty() && self.pulled.failed == 0 {
             if let Platforms::One(want) = &self.opts.platforms {
@@ -203,6 +206,11 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                     offered.push_str(
                         "; the index lists blobs, not images (a build cache?): \
                          --all-platforms pulls them",
+                    );
+                } else if artifacts {
+                    offered.push_str(
+                        "; the index lists artifacts without a platform (signatures, \
+                         SBOMs): --all-platforms pulls them",
                     );
                 }
                 return Err(Error::new(
@@ -258,6 +266,7 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
         let mut images = Vec::new();
         let mut listed_blobs = Vec::new();
         let mut offered = Vec::new();
+        let mut artifacts = false;
         let mut level = vec![top.clone()];
         let mut depth = 0;
         loop {
@@ -333,6 +342,7 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                                 let t = crate::media::essence(&c.media_type);
                                 t.is_empty() || crate::media::is_manifest(t)
                             });
+                        artifacts |= manifests.iter().any(is_unlabelled_artifact);
                         next.extend(choose(&self.opts.platforms, manifests, &mut offered));
                         listed_blobs.extend(blobs);
                     }
@@ -353,6 +363,7 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
             images,
             listed_blobs,
             offered,
+            artifacts,
         })
     }
 
@@ -430,9 +441,9 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
 }
 
 /// The entries of an index to descend into: all of them, or the first image manifest for
-/// the platform, else the first that names no platform (as containerd and skopeo take it;
-/// its config's platform is checked later), else the nested indexes that may hold one. The
-/// platforms seen are added to `offered`.
+/// the platform, else the first that names no platform and no artifact type (as
+/// containerd and skopeo take it; its config's platform is checked later), else the
+/// nested indexes that may hold one. The platforms seen are added to `offered`.
 fn choose(
     platforms: &Platforms,
     children: Vec<Descriptor>,
@@ -457,7 +468,7 @@ fn choose(
     let manifests = || children.iter().filter(|c| !c.is_index());
     let hit = manifests()
         .find(|c| c.platform.as_ref().is_some_and(|p| want.matches(p)))
-        .or_else(|| manifests().find(|c| c.platform.is_none()));
+        .or_else(|| manifests().find(|c| c.platform.is_none() && !is_unlabelled_artifact(c)));
     if let Some(hit) = hit {
         return vec![hit.clone()];
     }
@@ -465,6 +476,12 @@ fn choose(
         .into_iter()
         .filter(|c| c.is_index() && c.platform.as_ref().is_none_or(|p| want.matches(p)))
         .collect()
+}
+
+/// Whether an index entry is an artifact that names no platform: an SBOM or a signature
+/// put beside the images (`podman manifest add --artifact`), no image for any platform.
+fn is_unlabelled_artifact(entry: &Descriptor) -> bool {
+    entry.platform.is_none() && entry.extra.contains_key("artifactType")
 }
 
 /// The platform an image config in the store declares, if it names one. A config that

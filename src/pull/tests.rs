@@ -215,6 +215,17 @@ fn choose_prefers_a_matching_manifest_then_an_unlabelled_one_then_nested_indexes
     assert_eq!(got, vec![unlabelled[4].clone()]);
     let got = choose(&arm64(), unlabelled.clone(), &mut offered);
     assert_eq!(got, vec![unlabelled[3].clone()]);
+    // An artifact beside the images is no image, with or without others to take.
+    let mut sbom = d(media::OCI_MANIFEST, None, b"8");
+    sbom.extra
+        .insert("artifactType".into(), "application/spdx+json".into());
+    let mut with_sbom = vec![sbom.clone()];
+    with_sbom.extend(unlabelled.clone());
+    assert_eq!(
+        choose(&riscv, with_sbom, &mut offered),
+        vec![unlabelled[4].clone()]
+    );
+    assert!(choose(&riscv, vec![sbom], &mut offered).is_empty());
 }
 
 /// Manifests are capped in size, not in number: an image whose manifests list more
