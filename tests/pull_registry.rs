@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use images::*;
 use serde_json::{json, Value};
-use support::cli::{json_lines, parse_frames, sha256, Dist};
+use support::cli::{bytes, json_lines, parse_frames, sha256, Dist};
 use support::fake::{FakeRegistry, Fault};
 use support::registry::{Mode, Registry};
 
@@ -439,6 +439,86 @@ fn a_single_platform_image_for_another_platform_is_pulled_with_a_warning() {
     assert!(!err.contains("warning"), "{err}");
 }
 
+/// An index entry that names no platform is taken when none names the one asked for, and
+/// its config's platform is then checked as a single image's is: another one is said.
+#[test]
+fn an_unlabelled_entry_for_another_platform_is_pulled_with_a_warning() {
+    let reg = Registry::start(Mode::Anonymous);
+    let image = push_image(&reg, "team/app", Flavor::Oci, "arm64", 3);
+    let index = json!({"schemaVersion": 2, "mediaType": Flavor::Oci.index(), "manifests": [
+        {"mediaType": Flavor::Oci.manifest(), "digest": image.digest,
+         "size": image.manifest.len()}]})
+    .to_string();
+    reg.push_manifest("team/app", "v1", Flavor::Oci.index(), index.as_bytes());
+    let reference = format!("{}/team/app:v1", reg.host());
+    for (platform, warned) in [("linux/s390x", true), ("linux/arm64", false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let out = Dist::new().run(&["pull", &reference, "-o", d, "--platform", platform], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        assert_image_stored(dir.path(), &image);
+        let warning = format!(
+            "v1 is an image for linux/arm64 only, not {platform} (its index names no \
+             platform for it)"
+        );
+        assert_eq!(err.contains(&warning), warned, "{platform}: {err}");
+    }
+}
+
+/// An index may hold artifacts beside its images (`podman manifest add --artifact`: an
+/// SBOM, a README), their entries naming an `artifactType` and no platform. Such an entry
+/// is no image to take for want of one for the platform asked for.
+#[test]
+fn an_artifact_in_an_index_is_not_taken_for_the_image() {
+    let reg = Registry::start(Mode::Anonymous);
+    let image = push_image(&reg, "team/app", Flavor::Oci, "arm64", 3);
+    let empty = reg.push_blob("team/app", b"{}");
+    let sbom = b"sbom".to_vec();
+    let sbom_digest = reg.push_blob("team/app", &sbom);
+    let artifact = json!({"schemaVersion": 2, "mediaType": Flavor::Oci.manifest(),
+        "artifactType": "application/spdx+json",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty,
+                   "size": 2, "data": "e30="},
+        "layers": [{"mediaType": "application/spdx+json", "digest": sbom_digest,
+                    "size": sbom.len()}]})
+    .to_string();
+    let artifact_digest = reg.push_manifest(
+        "team/app",
+        &sha256(artifact.as_bytes()),
+        Flavor::Oci.manifest(),
+        artifact.as_bytes(),
+    );
+    let index = json!({"schemaVersion": 2, "mediaType": Flavor::Oci.index(), "manifests": [
+        {"mediaType": Flavor::Oci.manifest(), "digest": artifact_digest,
+         "size": artifact.len(), "artifactType": "application/spdx+json"},
+        {"mediaType": Flavor::Oci.manifest(), "digest": image.digest,
+         "size": image.manifest.len(),
+         "platform": {"os": "linux", "architecture": "arm64"}}]})
+    .to_string();
+    reg.push_manifest("team/app", "v1", Flavor::Oci.index(), index.as_bytes());
+    let reference = format!("{}/team/app:v1", reg.host());
+    let dist = Dist::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let none = dist.run(
+        &["pull", &reference, "-o", d, "--platform", "linux/s390x"],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&none.stderr);
+    assert_eq!(none.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("platforms: linux/arm64") && err.contains("--all-platforms pulls them"),
+        "{err}"
+    );
+    assert!(entries(dir.path()).is_empty());
+    let (dir, _) = pull_app_v1(&reg, &["--platform", "linux/arm64"]);
+    assert_image_stored(dir.path(), &image);
+    let (dir, _) = pull_app_v1(&reg, &["--all-platforms"]);
+    assert_image_stored(dir.path(), &image);
+    assert_eq!(stored(dir.path(), &sbom_digest), Some(sbom));
+}
+
 /// `dist pull <reg>/team/app:v1 -o <new dir> EXTRA…`, which must succeed: the layout and
 /// the JSON lines.
 fn pull_app_v1(reg: &Registry, extra: &[&str]) -> (tempfile::TempDir, Vec<u8>) {
@@ -492,7 +572,32 @@ fn a_mislabelled_entry_without_a_platform_is_pulled() {
         "index, manifest, config, 2 layers"
     );
     assert_image_stored(dir.path(), &image);
-    assert_eq!(entries(dir.path())[0]["digest"], image.digest.as_str());
+    let e = entries(dir.path());
+    assert_eq!(e[0]["digest"], image.digest.as_str());
+    // index.json says what the manifest is, not what the index called it: skopeo looks
+    // for OCI types there, and reads the manifest by the type it is given.
+    assert_eq!(e[0]["mediaType"], Flavor::Oci.manifest());
+    let target = format!("oci:{}:v1", dir.path().display());
+    let inspect: Value = serde_json::from_slice(&skopeo(&["inspect", &target]).stdout).unwrap();
+    assert_eq!(inspect["Digest"], image.digest.as_str());
+}
+
+/// A registry whose Content-Type disagrees with what the manifest declares (one that
+/// serves the type it was pushed with) does not decide the type index.json records.
+#[test]
+fn the_manifests_own_type_is_recorded_whatever_the_registry_calls_it() {
+    let fake = FakeRegistry::start();
+    let image = push_image(&fake, "team/app", Flavor::Oci, host_arch(), 3);
+    fake.manifest("team/app", "v1", Flavor::Docker.manifest(), &image.manifest);
+    let dir = tempfile::tempdir().unwrap();
+    let reference = format!("{}/team/app:v1", fake.host());
+    Dist::new().ok(&["pull", &reference, "-o", dir.path().to_str().unwrap()]);
+    assert_image_stored(dir.path(), &image);
+    let e = entries(dir.path());
+    assert_eq!(e[0]["mediaType"], Flavor::Oci.manifest());
+    let target = format!("oci:{}:v1", dir.path().display());
+    let inspect: Value = serde_json::from_slice(&skopeo(&["inspect", &target]).stdout).unwrap();
+    assert_eq!(inspect["Digest"], image.digest.as_str());
 }
 
 #[test]
@@ -706,4 +811,60 @@ fn an_interrupted_pull_leaves_index_json_alone_and_no_temporary_file() {
     assert_eq!(out.status.code(), Some(124), "{err}");
     assert!(err.contains("gave up after the --timeout of 1.5s"), "{err}");
     check(dir.path());
+}
+
+/// BuildKit's registry cache (`--cache-to type=registry`, `image-manifest=false`, its
+/// default) is an index whose entries are the cached layers and a cache config, not
+/// manifests. Mirrored with `--all-platforms`, each entry is stored as the blob it is and
+/// the tag recorded; asked for one platform, the error says there is no image in it.
+#[test]
+fn an_index_listing_blobs_is_pulled_whole_with_all_platforms() {
+    let reg = Registry::start(Mode::Anonymous);
+    let layer = bytes(41, 30_000);
+    let config = br#"{"layers":[{"blob":"sha256:00"}],"records":[]}"#.to_vec();
+    let blob = |t: &str, data: &[u8]| json!({"mediaType": t, "digest": reg.push_blob("team/app", data), "size": data.len()});
+    let index = json!({"schemaVersion": 2, "mediaType": Flavor::Oci.index(), "manifests": [
+        blob("application/vnd.oci.image.layer.v1.tar+gzip", &layer),
+        blob("application/vnd.buildkit.cacheconfig.v0", &config)]})
+    .to_string();
+    let index_digest = reg.push_manifest(
+        "team/app",
+        "buildcache",
+        Flavor::Oci.index(),
+        index.as_bytes(),
+    );
+    let reference = format!("{}/team/app:buildcache", reg.host());
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let dist = Dist::new();
+    let run = dist.run(&["pull", &reference, "-o", d, "--all-platforms"], b"");
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(statuses(&run.stdout), counts(&[("ok", 3)]));
+    assert_eq!(stored(dir.path(), &index_digest), Some(index.into_bytes()));
+    assert_eq!(stored(dir.path(), &sha256(&layer)), Some(layer));
+    assert_eq!(stored(dir.path(), &sha256(&config)), Some(config));
+    let e = entries(dir.path());
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0]["digest"], index_digest.as_str());
+    assert_eq!(
+        e[0]["annotations"]["org.opencontainers.image.ref.name"],
+        "buildcache"
+    );
+
+    let one = tempfile::tempdir().unwrap();
+    let run = dist.run(
+        &["pull", &reference, "-o", one.path().to_str().unwrap()],
+        b"",
+    );
+    assert_eq!(run.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains("no manifest for") && err.contains("--all-platforms"),
+        "{err}"
+    );
 }

@@ -124,9 +124,14 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
     // -q, which promises no warnings.
     if let (Ok(pulled), Platforms::One(want), false) = (&result, &opts.platforms, global.quiet) {
         if let Some(have) = pulled.image_platform.as_ref().filter(|h| !want.matches(h)) {
+            let why = if pulled.image_platform_unlisted {
+                "its index names no platform for it"
+            } else {
+                "it has no index of platforms to choose from"
+            };
             say!(
-                "dist: warning: {object} is an image for {have} only, not {want} (it has no \
-                 index of platforms to choose from); pulled as it is"
+                "dist: warning: {object} is an image for {have} only, not {want} ({why}); \
+                 pulled as it is"
             );
         }
     }

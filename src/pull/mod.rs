@@ -1,7 +1,8 @@
 //! `dist pull`: a whole image into an OCI image layout, on top of the worker.
 //!
 //! The image is walked level by level: the top manifest; for an index, the manifests of the
-//! chosen platforms (nested indexes included); then every config and layer at once. Each
+//! chosen platforms (nested indexes included); then every config and layer at once, with
+//! any blobs an index lists among its manifests (a build cache's layers). Each
 //! level is one run of the [worker] over descriptor lines, so fetching,
 //! verification, retries, the already-present check and the report are the worker's own,
 //! and every level shares the remote's connection pool and token. A manifest is read back
@@ -99,10 +100,12 @@ pub struct Pulled {
     pub skipped: usize,
     /// Objects that failed (each was reported as an [`Event`]).
     pub failed: usize,
-    /// For an image that is no index, the platform its config declares: there was nothing
-    /// to choose by [`PullOptions::platforms`], so the caller may warn when it differs (as
-    /// Docker and podman do).
+    /// For an image that is no index, or one taken from an index whose entry names no
+    /// platform, the platform its config declares: nothing said which platform it was
+    /// for, so the caller may warn when it differs (as Docker and podman do).
     pub image_platform: Option<Platform>,
+    /// Whether that image came out of an index (its entry naming no platform).
+    pub image_platform_unlisted: bool,
 }
 
 /// Pulls the image `object` names from `remote` into `store`, reporting every object to
@@ -137,6 +140,18 @@ where
     walk.run(object, ref_name).await
 }
 
+/// What the manifests of an image lead to.
+struct Found {
+    /// The image manifests chosen.
+    images: Vec<Image>,
+    /// Blobs that indexes list among their manifests, such as a build cache's layers.
+    listed_blobs: Vec<Descriptor>,
+    /// The platforms the indexes offered (for the message when none matches).
+    offered: Vec<String>,
+    /// Whether an index listed artifacts that name no platform, which no platform takes.
+    artifacts: bool,
+}
+
 /// An image manifest reached by the walk.
 struct Image {
     descriptor: Descriptor,
@@ -164,7 +179,7 @@ struct Walk<'a, F> {
 impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
     async fn run(mut self, object: &Object, ref_name: Option<&str>) -> Result<Pulled> {
         self.more_levels(true);
-        let top = self.remote.resolve(object).await?;
+        let mut top = self.remote.resolve(object).await?;
         if let Object::Digest(d) = object {
             if top.digest != *d {
                 return Err(Error::new(
@@ -174,14 +189,30 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
             }
         }
         let top_digest = top.digest.clone();
-        let (images, offered) = self.manifests(&top).await?;
+        let Found {
+            images,
+            mut listed_blobs,
+            offered,
+            artifacts,
+        } = self.manifests(&mut top).await?;
         if images.is_empty() && self.pulled.failed == 0 {
             if let Platforms::One(want) = &self.opts.platforms {
-                let offered = if offered.is_empty() {
+                let mut offered = if offered.is_empty() {
                     "none".to_string()
                 } else {
                     offered.join(", ")
                 };
+                if !listed_blobs.is_empty() {
+                    offered.push_str(
+                        "; the index lists blobs, not images (a build cache?): \
+                         --all-platforms pulls them",
+                    );
+                } else if artifacts {
+                    offered.push_str(
+                        "; the index lists artifacts without a platform (signatures, \
+                         SBOMs): --all-platforms pulls them",
+                    );
+                }
                 return Err(Error::new(
                     ErrorKind::NotFound,
                     format!(
@@ -193,13 +224,20 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                 .with_object(object));
             }
         }
-        self.blobs(&images).await?;
+        // One platform's image does not include what its index lists beside it.
+        if matches!(self.opts.platforms, Platforms::One(_)) {
+            listed_blobs.clear();
+        }
+        self.blobs(&images, &listed_blobs).await?;
         if self.pulled.failed > 0 {
             return Ok(self.pulled);
         }
         if let [image] = images.as_slice() {
-            if image.descriptor.digest == top.digest {
+            // An index entry without a platform is chosen for want of one that names it:
+            // its config says what it runs on, as containerd checks it.
+            if image.descriptor.platform.is_none() {
                 self.pulled.image_platform = config_platform(self.store, &image.config).await;
+                self.pulled.image_platform_unlisted = image.descriptor.digest != top.digest;
             }
         }
         let mut entry = match (&self.opts.platforms, images.first()) {
@@ -222,11 +260,13 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
         Ok(self.pulled)
     }
 
-    /// Fetches and parses manifests from `top` down; returns the image manifests chosen and
-    /// the platforms the indexes offered (for the message when none matches).
-    async fn manifests(&mut self, top: &Descriptor) -> Result<(Vec<Image>, Vec<String>)> {
+    /// Fetches and parses manifests from `top` down, giving `top` and the images the media
+    /// type their content declares.
+    async fn manifests(&mut self, top: &mut Descriptor) -> Result<Found> {
         let mut images = Vec::new();
+        let mut listed_blobs = Vec::new();
         let mut offered = Vec::new();
+        let mut artifacts = false;
         let mut level = vec![top.clone()];
         let mut depth = 0;
         loop {
@@ -259,13 +299,23 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
             // damaged copy is fetched again instead of being parsed.
             let stored = self.level(&level, true).await?;
             let mut next = Vec::new();
-            for (desc, ok) in level.iter().zip(stored) {
+            for (desc, ok) in level.iter_mut().zip(stored) {
                 if !ok {
                     continue;
                 }
                 let bytes = read_json_blob(self.store, desc).await?;
                 let parsed = Manifest::parse_verified(&desc.media_type, &bytes)
                     .map_err(|e| e.with_object(&desc.digest))?;
+                // index.json records what the verified content is: a registry's
+                // Content-Type or an index entry may call an OCI manifest a Docker one,
+                // and readers of the layout go by the entry's type (skopeo passes over
+                // entries of Docker types).
+                if let Some(own) = crate::image::sniff_media_type(&bytes) {
+                    desc.media_type = own;
+                }
+                if desc.digest == top.digest {
+                    top.media_type = desc.media_type.clone();
+                }
                 self.listed += match &parsed {
                     Manifest::Index(children) => children.len(),
                     Manifest::Image { layers, .. } => 1 + layers.len(),
@@ -283,7 +333,18 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                 }
                 match parsed {
                     Manifest::Index(children) => {
-                        next.extend(choose(&self.opts.platforms, children, &mut offered))
+                        // An index may list blobs (BuildKit's registry cache lists its
+                        // layers so): stored as they are, with the configs and layers,
+                        // never parsed or counted as manifests. An entry without a type
+                        // is read as the manifest its shape says.
+                        let (manifests, blobs): (Vec<_>, Vec<_>) =
+                            children.into_iter().partition(|c| {
+                                let t = crate::media::essence(&c.media_type);
+                                t.is_empty() || crate::media::is_manifest(t)
+                            });
+                        artifacts |= manifests.iter().any(is_unlabelled_artifact);
+                        next.extend(choose(&self.opts.platforms, manifests, &mut offered));
+                        listed_blobs.extend(blobs);
                     }
                     Manifest::Image { config, layers } => images.push(Image {
                         descriptor: desc.clone(),
@@ -298,28 +359,35 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
             }
             level = next;
         }
-        Ok((images, offered))
+        Ok(Found {
+            images,
+            listed_blobs,
+            offered,
+            artifacts,
+        })
     }
 
-    /// Fetches every config and layer of `images`, skipping non-distributable layers.
-    async fn blobs(&mut self, images: &[Image]) -> Result<()> {
+    /// Fetches every config and layer of `images`, and the blobs indexes listed,
+    /// skipping non-distributable ones.
+    async fn blobs(&mut self, images: &[Image], listed_blobs: &[Descriptor]) -> Result<()> {
         let mut todo = Vec::new();
-        for image in images {
-            for blob in std::iter::once(&*image.config).chain(&image.layers) {
-                if !self.seen.insert(blob.digest.clone()) {
-                    continue;
-                }
-                if blob.urls.is_empty() {
-                    todo.push(blob.clone());
-                    continue;
-                }
-                self.line += 1;
-                self.pulled.skipped += 1;
-                (self.on_event)(Event::Skipped {
-                    line: self.line,
-                    descriptor: blob.clone(),
-                })?;
+        let of_images = images
+            .iter()
+            .flat_map(|i| std::iter::once(&*i.config).chain(&i.layers));
+        for blob in listed_blobs.iter().chain(of_images) {
+            if !self.seen.insert(blob.digest.clone()) {
+                continue;
             }
+            if blob.urls.is_empty() {
+                todo.push(blob.clone());
+                continue;
+            }
+            self.line += 1;
+            self.pulled.skipped += 1;
+            (self.on_event)(Event::Skipped {
+                line: self.line,
+                descriptor: blob.clone(),
+            })?;
         }
         // Configs and layers are the last level: the progress total is now final.
         self.more_levels(false);
@@ -373,9 +441,9 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
 }
 
 /// The entries of an index to descend into: all of them, or the first image manifest for
-/// the platform, else the first that names no platform (as containerd and skopeo take it;
-/// its config's platform is checked later), else the nested indexes that may hold one. The
-/// platforms seen are added to `offered`.
+/// the platform, else the first that names no platform and no artifact type (as
+/// containerd and skopeo take it; its config's platform is checked later), else the
+/// nested indexes that may hold one. The platforms seen are added to `offered`.
 fn choose(
     platforms: &Platforms,
     children: Vec<Descriptor>,
@@ -400,7 +468,7 @@ fn choose(
     let manifests = || children.iter().filter(|c| !c.is_index());
     let hit = manifests()
         .find(|c| c.platform.as_ref().is_some_and(|p| want.matches(p)))
-        .or_else(|| manifests().find(|c| c.platform.is_none()));
+        .or_else(|| manifests().find(|c| c.platform.is_none() && !is_unlabelled_artifact(c)));
     if let Some(hit) = hit {
         return vec![hit.clone()];
     }
@@ -408,6 +476,12 @@ fn choose(
         .into_iter()
         .filter(|c| c.is_index() && c.platform.as_ref().is_none_or(|p| want.matches(p)))
         .collect()
+}
+
+/// Whether an index entry is an artifact that names no platform: an SBOM or a signature
+/// put beside the images (`podman manifest add --artifact`), no image for any platform.
+fn is_unlabelled_artifact(entry: &Descriptor) -> bool {
+    entry.platform.is_none() && entry.extra.contains_key("artifactType")
 }
 
 /// The platform an image config in the store declares, if it names one. A config that

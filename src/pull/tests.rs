@@ -215,6 +215,17 @@ fn choose_prefers_a_matching_manifest_then_an_unlabelled_one_then_nested_indexes
     assert_eq!(got, vec![unlabelled[4].clone()]);
     let got = choose(&arm64(), unlabelled.clone(), &mut offered);
     assert_eq!(got, vec![unlabelled[3].clone()]);
+    // An artifact beside the images is no image, with or without others to take.
+    let mut sbom = d(media::OCI_MANIFEST, None, b"8");
+    sbom.extra
+        .insert("artifactType".into(), "application/spdx+json".into());
+    let mut with_sbom = vec![sbom.clone()];
+    with_sbom.extend(unlabelled.clone());
+    assert_eq!(
+        choose(&riscv, with_sbom, &mut offered),
+        vec![unlabelled[4].clone()]
+    );
+    assert!(choose(&riscv, vec![sbom], &mut offered).is_empty());
 }
 
 /// Manifests are capped in size, not in number: an image whose manifests list more
@@ -289,6 +300,59 @@ async fn an_index_of_too_many_manifest_bytes_is_refused_before_fetching_them() {
         Err(e) => assert_ne!(e.kind(), ErrorKind::TooLarge, "{e}"),
         Ok(p) => assert!(p.failed > 0),
     }
+}
+
+/// The layers a build cache's index lists are blobs, not manifests: however large, they
+/// do not count against the manifests' budget, and are fetched as the blobs they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_an_index_lists_are_no_manifest_bytes() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Declared only, and missing: a failed fetch, not a refusal of the whole pull.
+    let big = Descriptor::new(
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+        Digest::of(Algorithm::Sha256, b"big"),
+        MAX_MANIFEST_BYTES + 1,
+    );
+    let small = put(src.path(), "application/vnd.buildkit.cacheconfig.v0", b"{}");
+    let index = serde_json::json!({
+        "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": [big, small],
+    });
+    let mut top = put(src.path(), media::OCI_INDEX, index.to_string().as_bytes());
+    top.annotations.insert(REF_NAME.into(), "v1".into());
+    LayoutStore::open(src.path())
+        .unwrap()
+        .add_to_index(&top)
+        .unwrap();
+    let (r, lines) = run(src.path(), dst.path(), Platforms::All).await;
+    let pulled = r.unwrap();
+    assert_eq!((pulled.fetched, pulled.failed), (2, 1), "{lines:?}");
+    assert!(dst
+        .path()
+        .join("blobs/sha256")
+        .join(small.digest.encoded())
+        .exists());
+}
+
+/// An index entry that names no media type is read as the manifest its shape says, as
+/// before blobs listed in indexes were told apart by their type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_without_a_media_type_is_still_walked() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut entry = image(src.path(), "amd64", None);
+    entry.media_type = String::new();
+    let index = serde_json::json!({
+        "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": [entry],
+    });
+    let mut top = put(src.path(), media::OCI_INDEX, index.to_string().as_bytes());
+    top.annotations.insert(REF_NAME.into(), "v1".into());
+    LayoutStore::open(src.path())
+        .unwrap()
+        .add_to_index(&top)
+        .unwrap();
+    let (r, lines) = run(src.path(), dst.path(), Platforms::All).await;
+    let pulled = r.unwrap();
+    // index, manifest, config, two layers
+    assert_eq!((pulled.fetched, pulled.failed), (5, 0), "{lines:?}");
 }
 
 /// Pulls every platform of an index of `manifests`, tagged `v1` in the layout at `src`,
