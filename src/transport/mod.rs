@@ -131,6 +131,8 @@ pub struct TransportOptions {
     /// Limit for the response headers to arrive once a request is sent.
     pub response_timeout: Duration,
     /// Limit for the gap between two pieces of a response body; a stalled body is aborted.
+    /// An HTTP/2 connection silent for half of it is sent a PING, and closed when none
+    /// comes back within a quarter more.
     pub idle_timeout: Duration,
     /// Idle connections kept per host; the worker sets this to its job count.
     pub max_idle_per_host: usize,
@@ -289,6 +291,17 @@ impl Transport {
             }
             Http2Window::Adaptive => builder.http2_adaptive_window(true),
         };
+        // An HTTP/2 connection that stops answering with its socket left open (a server
+        // that hangs, a NAT or load balancer that dropped its state without a reset) fails
+        // each request only at the request's own timeout, and a request given up on leaves
+        // its connection in the pool: every retry and every later request went to it again,
+        // and a batch failed object after object. A PING that a connection silent for
+        // half the idle timeout does not answer within a quarter more closes it, so its
+        // requests fail before they would time out and go again on a new connection. An
+        // HTTP/1.1 connection needs none of this: a request given up on closes it.
+        builder
+            .http2_keep_alive_interval(opts.idle_timeout / 2)
+            .http2_keep_alive_timeout(opts.idle_timeout / 4);
         let refusals = Refusals::default();
         let watched = RefusalConnector::new(https, refusals.clone());
         let client = builder.build(LimitedConnector::new(
