@@ -89,6 +89,14 @@ use refusal::{RefusalConnector, Refusals};
 /// instead of the stack: one allocation per response.
 pub const MAX_RESPONSE_HEADERS: usize = 1000;
 
+/// How many bytes of header fields an HTTP/2 response may carry, counted as HTTP/2 counts
+/// them (each field's name and value, and 32 bytes). hyper's default, 16 KiB, is about 150
+/// fields of the size CDNs and proxies add: far fewer than an HTTP/1.1 response may carry
+/// (up to [`MAX_RESPONSE_HEADERS`] fields in hyper's 408 KiB buffer for a head), so a
+/// chain of them that dist passes over HTTP/1.1 failed over HTTP/2, where CDNs meet most
+/// clients. This holds such a head and the 32 bytes of each of its fields.
+pub const MAX_RESPONSE_HEADER_LIST: u32 = 512 << 10;
+
 /// How many redirects one request may follow.
 pub const MAX_REDIRECTS: usize = 10;
 
@@ -279,7 +287,8 @@ impl Transport {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(opts.max_idle_per_host)
-            .http1_max_headers(MAX_RESPONSE_HEADERS);
+            .http1_max_headers(MAX_RESPONSE_HEADERS)
+            .http2_max_header_list_size(MAX_RESPONSE_HEADER_LIST);
         match opts.http2_window {
             // The connection gets no more than one stream: whatever the number of streams,
             // the connection holds at most the window in memory. HTTP/2 allows 2^31 - 1.
