@@ -89,6 +89,14 @@ use refusal::{RefusalConnector, Refusals};
 /// instead of the stack: one allocation per response.
 pub const MAX_RESPONSE_HEADERS: usize = 1000;
 
+/// How many bytes of header fields an HTTP/2 response may carry, counted as HTTP/2 counts
+/// them (each field's name and value, and 32 bytes). hyper's default, 16 KiB, is about 150
+/// fields of the size CDNs and proxies add: far fewer than an HTTP/1.1 response may carry
+/// (up to [`MAX_RESPONSE_HEADERS`] fields in hyper's 408 KiB buffer for a head), so a
+/// chain of them that dist passes over HTTP/1.1 failed over HTTP/2, where CDNs meet most
+/// clients. This holds such a head and the 32 bytes of each of its fields.
+pub const MAX_RESPONSE_HEADER_LIST: u32 = 512 << 10;
+
 /// How many redirects one request may follow.
 pub const MAX_REDIRECTS: usize = 10;
 
@@ -131,6 +139,8 @@ pub struct TransportOptions {
     /// Limit for the response headers to arrive once a request is sent.
     pub response_timeout: Duration,
     /// Limit for the gap between two pieces of a response body; a stalled body is aborted.
+    /// An HTTP/2 connection silent for half of it is sent a PING, and closed when none
+    /// comes back within a quarter more.
     pub idle_timeout: Duration,
     /// Idle connections kept per host; the worker sets this to its job count.
     pub max_idle_per_host: usize,
@@ -277,7 +287,8 @@ impl Transport {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(opts.max_idle_per_host)
-            .http1_max_headers(MAX_RESPONSE_HEADERS);
+            .http1_max_headers(MAX_RESPONSE_HEADERS)
+            .http2_max_header_list_size(MAX_RESPONSE_HEADER_LIST);
         match opts.http2_window {
             // The connection gets no more than one stream: whatever the number of streams,
             // the connection holds at most the window in memory. HTTP/2 allows 2^31 - 1.
@@ -289,6 +300,17 @@ impl Transport {
             }
             Http2Window::Adaptive => builder.http2_adaptive_window(true),
         };
+        // An HTTP/2 connection that stops answering with its socket left open (a server
+        // that hangs, a NAT or load balancer that dropped its state without a reset) fails
+        // each request only at the request's own timeout, and a request given up on leaves
+        // its connection in the pool: every retry and every later request went to it again,
+        // and a batch failed object after object. A PING that a connection silent for
+        // half the idle timeout does not answer within a quarter more closes it, so its
+        // requests fail before they would time out and go again on a new connection. An
+        // HTTP/1.1 connection needs none of this: a request given up on closes it.
+        builder
+            .http2_keep_alive_interval(opts.idle_timeout / 2)
+            .http2_keep_alive_timeout(opts.idle_timeout / 4);
         let refusals = Refusals::default();
         let watched = RefusalConnector::new(https, refusals.clone());
         let client = builder.build(LimitedConnector::new(

@@ -1,0 +1,356 @@
+//! HTTP/2 under faults that a real server, load balancer or CDN produces and the HTTP/1.1
+//! fake registry cannot. The server is the `h2` crate's, over TLS with h2 offered by ALPN
+//! (dist speaks HTTP/2 only over TLS), so that each fault happens at the frame the test
+//! chooses.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Response;
+use support::cli::{bytes, sha256, Dist};
+
+/// What the server does with one request.
+#[derive(Clone, Debug)]
+enum Plan {
+    /// Serves the blob the path names (from the offset a `Range: bytes=N-` asks for), or
+    /// answers 404.
+    Serve,
+    /// Stops reading and writing the whole connection, its socket left open: a server
+    /// that hangs, or a middlebox that dropped the connection's state without a reset.
+    Freeze,
+    /// Sends the headers and this many bytes of the blob, then freezes the connection.
+    FreezeAfter(usize),
+    /// Serves the blob with this many more header fields, of 60 bytes each: what a chain
+    /// of CDNs and proxies adds.
+    ManyFields(usize),
+}
+
+/// What the server saw.
+#[derive(Default)]
+struct Seen {
+    /// Requests in the order they came: the connection's number, the path, the `Range`.
+    requests: Mutex<Vec<(usize, String, Option<String>)>>,
+    connections: AtomicUsize,
+}
+
+struct H2Server {
+    port: u16,
+    ca_pem: String,
+    seen: Arc<Seen>,
+    _listener: support::listen::Listener,
+}
+
+impl H2Server {
+    /// Writes the server's CA where `dist` keeps its files, for `--ca-file`.
+    fn ca_file(&self, dist: &Dist) -> std::path::PathBuf {
+        let path = dist.config_dir().join("ca.pem");
+        std::fs::write(&path, &self.ca_pem).unwrap();
+        path
+    }
+
+    fn locator(&self) -> String {
+        format!("https://localhost:{}/team/app", self.port)
+    }
+
+    /// The connections and `Range` headers of the requests for `digest`, in order.
+    fn requests_for(&self, digest: &str) -> Vec<(usize, Option<String>)> {
+        self.seen
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, path, _)| path.ends_with(digest))
+            .map(|(conn, _, range)| (*conn, range.clone()))
+            .collect()
+    }
+}
+
+/// A TLS acceptor for `localhost` that offers h2 alone, and its CA (PEM).
+fn acceptor() -> (tokio_rustls::TlsAcceptor, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "dist h2 test CA");
+    let ca = params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    (tokio_rustls::TlsAcceptor::from(Arc::new(config)), ca.pem())
+}
+
+type Planner = dyn Fn(usize, &str) -> Plan + Send + Sync;
+
+/// Serves `blobs` (by the digest that ends the path) over HTTP/2, doing with a request
+/// for `path` what `plan(n, path)` says, `n` counting the requests for that path from 0.
+fn start(
+    blobs: HashMap<String, Vec<u8>>,
+    plan: impl Fn(usize, &str) -> Plan + Send + Sync + 'static,
+) -> H2Server {
+    let (acceptor, ca_pem) = acceptor();
+    let seen = Arc::new(Seen::default());
+    let blobs = Arc::new(blobs);
+    let plan: Arc<Planner> = Arc::new(plan);
+    let asked = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
+    let seen2 = seen.clone();
+    let listener = support::listen::Listener::start(move |tcp| {
+        let (acceptor, seen, blobs, plan, asked) = (
+            acceptor.clone(),
+            seen2.clone(),
+            blobs.clone(),
+            plan.clone(),
+            asked.clone(),
+        );
+        async move {
+            let number = seen.connections.fetch_add(1, Ordering::SeqCst);
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let Ok(mut conn) = h2::server::handshake(tls).await else {
+                return;
+            };
+            let frozen = Arc::new(tokio::sync::Notify::new());
+            loop {
+                let accepted = tokio::select! {
+                    accepted = conn.accept() => accepted,
+                    _ = frozen.notified() => {
+                        // Neither read nor written again; the socket stays open until
+                        // the client closes it or the server stops.
+                        std::future::pending::<()>().await;
+                        return;
+                    }
+                };
+                let Some(Ok((req, respond))) = accepted else {
+                    return;
+                };
+                let path = req.uri().path().to_string();
+                let range = req
+                    .headers()
+                    .get("range")
+                    .map(|v| v.to_str().unwrap().to_string());
+                let n = {
+                    let mut asked = asked.lock().unwrap();
+                    let n = asked.entry(path.clone()).or_default();
+                    *n += 1;
+                    *n - 1
+                };
+                seen.requests
+                    .lock()
+                    .unwrap()
+                    .push((number, path.clone(), range.clone()));
+                let step = plan(n, &path);
+                let (blobs, frozen) = (blobs.clone(), frozen.clone());
+                tokio::spawn(async move {
+                    answer(respond, step, &blobs, &path, range, &frozen).await;
+                });
+            }
+        }
+    });
+    H2Server {
+        port: listener.port(),
+        ca_pem,
+        seen,
+        _listener: listener,
+    }
+}
+
+async fn answer(
+    mut respond: h2::server::SendResponse<Bytes>,
+    plan: Plan,
+    blobs: &HashMap<String, Vec<u8>>,
+    path: &str,
+    range: Option<String>,
+    frozen: &tokio::sync::Notify,
+) {
+    if let Plan::Freeze = plan {
+        frozen.notify_one();
+        return;
+    }
+    let digest = path.rsplit('/').next().unwrap_or_default();
+    let Some(blob) = blobs.get(digest) else {
+        let response = Response::builder().status(404).body(()).unwrap();
+        let _ = respond.send_response(response, true);
+        return;
+    };
+    let start = range
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|r| r.parse::<usize>().ok())
+        .filter(|s| *s < blob.len());
+    let mut response = Response::builder();
+    if let Plan::ManyFields(n) = plan {
+        for i in 0..n {
+            response = response.header(format!("x-hop-{i}"), "v".repeat(60));
+        }
+    }
+    let body = match start {
+        Some(start) => {
+            response = response.status(206).header(
+                "content-range",
+                format!("bytes {start}-{}/{}", blob.len() - 1, blob.len()),
+            );
+            &blob[start..]
+        }
+        None => &blob[..],
+    };
+    let response = response
+        .header("content-length", body.len())
+        .body(())
+        .unwrap();
+    let Ok(mut stream) = respond.send_response(response, body.is_empty()) else {
+        return;
+    };
+    let cut = match plan {
+        Plan::FreezeAfter(n) => n.min(body.len()),
+        _ => body.len(),
+    };
+    let _ = send(&mut stream, &body[..cut], cut == body.len()).await;
+    if let Plan::FreezeAfter(_) = plan {
+        // What was sent reaches the socket before the connection stops.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        frozen.notify_one();
+    }
+}
+
+/// Sends `data` as the client's flow control allows, ending the stream with it if `end`.
+async fn send(stream: &mut h2::SendStream<Bytes>, data: &[u8], end: bool) -> Result<(), h2::Error> {
+    let mut data = Bytes::copy_from_slice(data);
+    while !data.is_empty() {
+        stream.reserve_capacity(data.len());
+        let granted = match std::future::poll_fn(|cx| stream.poll_capacity(cx)).await {
+            Some(granted) => granted?,
+            None => return Err(h2::Error::from(h2::Reason::CANCEL)),
+        };
+        let chunk = data.split_to(granted.min(data.len()));
+        stream.send_data(chunk, end && data.is_empty())?;
+    }
+    Ok(())
+}
+
+/// `n` blobs of `size` bytes and more, by digest.
+fn blobs(seed: u64, n: usize, size: usize) -> HashMap<String, Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let data = bytes(seed + i as u64, size + i * 31);
+            (sha256(&data), data)
+        })
+        .collect()
+}
+
+/// Runs the worker over `digests`, in that order, into a new directory; returns its
+/// output and the directory.
+fn worker(
+    server: &H2Server,
+    digests: &[String],
+    extra: &[&str],
+) -> (std::process::Output, tempfile::TempDir) {
+    let dist = Dist::new();
+    let ca = server.ca_file(&dist);
+    let out_dir = tempfile::tempdir().unwrap();
+    let input: String = digests.iter().map(|d| format!("{d}\n")).collect();
+    let locator = server.locator();
+    let mut args = vec!["fetch", "--ca-file", ca.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[&locator, "-", "-o", out_dir.path().to_str().unwrap()]);
+    let out = dist.run(&args, input.as_bytes());
+    (out, out_dir)
+}
+
+fn stored(dir: &tempfile::TempDir, digest: &str) -> Option<Vec<u8>> {
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    std::fs::read(dir.path().join("blobs/sha256").join(hex)).ok()
+}
+
+/// A connection that stops answering altogether, its socket left open (a server that
+/// hangs, a NAT or load balancer that forgot the connection without a reset), is left
+/// for a new one: the request waiting on it is sent again, and a body it cut short
+/// resumes from where it stopped. Under HTTP/1.1 a request given up on closes its
+/// connection; under HTTP/2 the connection stayed in the pool, and every retry and every
+/// later object went to it again and timed out, failing the rest of the batch.
+#[test]
+fn a_connection_that_stops_answering_is_left_for_a_new_one() {
+    let small = blobs(700, 3, 3000);
+    let large = blobs(800, 1, 3 << 20);
+    let mut digests: Vec<String> = small.keys().cloned().collect();
+    digests.sort();
+    let (frozen, big) = (digests[0].clone(), large.keys().next().unwrap().clone());
+    // The first object meets a connection that freezes before its answer, the second one
+    // that freezes in the middle of its body.
+    digests.insert(1, big.clone());
+    let all: HashMap<String, Vec<u8>> = small.into_iter().chain(large).collect();
+    let (frozen2, big2) = (frozen.clone(), big.clone());
+    let server = start(all.clone(), move |n, path| {
+        if n == 0 && path.ends_with(&frozen2) {
+            Plan::Freeze
+        } else if n == 0 && path.ends_with(&big2) {
+            Plan::FreezeAfter(1_500_000)
+        } else {
+            Plan::Serve
+        }
+    });
+    let (out, dir) = worker(&server, &digests, &["--idle-timeout", "2s", "-j", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    for (digest, data) in &all {
+        assert_eq!(stored(&dir, digest).as_ref(), Some(data), "{digest}");
+    }
+    let asked = server.requests_for(&frozen);
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert!(
+        asked[1].0 > asked[0].0,
+        "asked again on a new connection: {asked:?}"
+    );
+    let asked = server.requests_for(&big);
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert!(
+        asked[1].0 > asked[0].0,
+        "resumed on a new connection: {asked:?}"
+    );
+    assert_eq!(asked[1].1.as_deref(), Some("bytes=1500000-"));
+}
+
+/// A response with as many header fields as dist takes over HTTP/1.1 (a chain of CDNs and
+/// proxies adds its own; `fetch_faults.rs` has the HTTP/1.1 case) is taken over HTTP/2
+/// too. hyper's HTTP/2 limit, 16 KiB of fields, refused 200 of them (about 20 KiB), and
+/// these 900 with "connection error detected: unable to maintain the header compression
+/// context", after every retry.
+#[test]
+fn many_response_header_fields_are_taken_over_http2() {
+    let blobs = blobs(900, 2, 5000);
+    let digests: Vec<String> = blobs.keys().cloned().collect();
+    let many = digests[0].clone();
+    let server = start(blobs.clone(), move |_, path| {
+        if path.ends_with(&many) {
+            Plan::ManyFields(900)
+        } else {
+            Plan::Serve
+        }
+    });
+    let (out, dir) = worker(&server, &digests, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    for (digest, data) in &blobs {
+        assert_eq!(stored(&dir, digest).as_ref(), Some(data), "{digest}");
+    }
+    assert_eq!(server.requests_for(&digests[0]).len(), 1);
+}
