@@ -136,7 +136,14 @@ impl HostsFile {
     /// Parses the text of a `hosts.toml`; relative CA paths are taken from `base`.
     pub fn parse(text: &str, base: &Path) -> Result<HostsFile> {
         let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            Error::invalid(format!("not valid TOML: {}", e.message()))
+            // The message alone ("invalid array") leaves the user searching the file.
+            let at = e.span().map_or(String::new(), |span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+                format!(" at line {line}, column {column}")
+            });
+            Error::invalid(format!("not valid TOML{at}: {}", e.message()))
         })?;
         let mut file = HostsFile::default();
         if let Some(server) = table.get("server") {
@@ -573,6 +580,28 @@ client = "/certs/both.pem"
             HostSpec::from_flag("m.example").unwrap().settings,
             HostSettings::default(),
             "a --mirror has no settings of its own"
+        );
+    }
+
+    #[test]
+    fn a_syntax_error_is_placed_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("registry.corp");
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(
+            folder.join("hosts.toml"),
+            "server = \"https://r.example\"\n\n[host.\"https://m.example\"]\n  capabilities = [\"pull\"\n  skip_verify = true\n",
+        )
+        .unwrap();
+        let e = HostsFile::load(dir.path(), "registry.corp").unwrap_err();
+        let file = folder.join("hosts.toml");
+        assert!(
+            e.reason().starts_with(&format!(
+                "{}: not valid TOML at line 5, column 3: ",
+                file.display()
+            )),
+            "{}",
+            e.reason()
         );
     }
 
