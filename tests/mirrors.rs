@@ -563,3 +563,42 @@ fn a_missing_hosts_directory_is_named() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A mirror whose every body breaks off (a cache with a broken disk, a link that drops)
+/// fails like any other failing mirror: after its one retry the registry serves the rest
+/// of the object, rather than the object failing with the mirror's error.
+#[test]
+fn a_mirror_whose_bodies_break_hands_over_to_the_registry() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let blob = bytes(12, 40_000);
+    let digest = upstream.blob("team/app", &blob);
+    mirror.blob("team/app", &blob);
+    mirror.set_fault_for_every(&digest, Fault::DropAfter(10_000));
+    let repo = format!("{}/team/app", upstream.host());
+    let out = Dist::new().run(&["fetch", "--mirror", &mirror.url(), &repo, &digest], b"");
+    assert!(
+        out.status.success() && out.stdout == blob,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = format!("blobs/{digest}");
+    assert_eq!(
+        mirror.requests_for(&path),
+        2,
+        "the mirror's answer and its one retry"
+    );
+    assert_eq!(upstream.requests_for(&path), 1, "then the registry's");
+    // What the mirror sent is kept: the registry is asked for the rest only.
+    let asked: Vec<_> = upstream
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains(&path))
+        .map(|r| {
+            r.headers
+                .get("range")
+                .map(|v| v.to_str().unwrap().to_string())
+        })
+        .collect();
+    assert_eq!(asked, [Some("bytes=20000-".to_string())]);
+}

@@ -222,6 +222,15 @@ impl Host {
         true
     }
 
+    /// How many times a failed request (or a broken body) is tried again on this host.
+    pub(crate) fn max_retries(&self, policy: &RetryPolicy) -> u32 {
+        if self.mirror {
+            policy.retries.min(MIRROR_RETRIES)
+        } else {
+            policy.retries
+        }
+    }
+
     /// Token requests made for this host.
     pub(crate) fn token_requests(&self) -> usize {
         self.auth.token_requests()
@@ -236,11 +245,7 @@ impl Host {
         url: Uri,
         headers: &HeaderMap,
     ) -> Result<transport::Reply> {
-        let max_retries = if self.mirror {
-            policy.retries.min(MIRROR_RETRIES)
-        } else {
-            policy.retries
-        };
+        let max_retries = self.max_retries(policy);
         let mut retries = 0u32;
         let mut auth_rounds = 0u32;
         let mut resent = false;
