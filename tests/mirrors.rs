@@ -291,6 +291,11 @@ fn a_hosts_file_server_moves_the_registry_under_a_path() {
     assert_eq!(dist.ok(&["fetch", repo, &digest]), blob);
     assert_eq!(dist.ok(&["fetch", repo, "v1"]), manifest);
     assert_eq!(prefixed.requests_for(&format!("blobs/{digest}")), 1);
+    // A server elsewhere is told which registry it serves, as containerd tells it.
+    for r in prefixed.requests() {
+        let query = r.query.unwrap_or_default();
+        assert!(query.contains("ns=registry.invalid"), "{} {query}", r.path);
+    }
 
     // An API root without `/v2`: reached only when the file says the path is the root.
     let bare = FakeRegistry::builder().api_root("/api").start();
