@@ -7,11 +7,11 @@
 //!
 //! ```toml
 //! server = "https://registry-1.docker.io"   # optional: where the registry itself is
-//! capabilities = ["pull", "resolve"]        # with server: what it may be asked; default both
+//! capabilities = ["pull", "resolve"]        # with server: what it may be asked; absent or [ ]: both
 //! override_path = false                     # with server: true: its URL path is the API root
 //!
 //! [host."https://mirror.example.com"]
-//!   capabilities = ["pull", "resolve"]      # default: both
+//!   capabilities = ["pull", "resolve"]      # absent or empty: both
 //!   ca = "/etc/dist/mirror-ca.pem"          # or a list; relative to the file
 //!   skip_verify = false
 //!   client = [["client.cert", "client.key"]] # or "both.pem", or ["both.pem", ...]
@@ -136,7 +136,14 @@ impl HostsFile {
     /// Parses the text of a `hosts.toml`; relative CA paths are taken from `base`.
     pub fn parse(text: &str, base: &Path) -> Result<HostsFile> {
         let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            Error::invalid(format!("not valid TOML: {}", e.message()))
+            // The message alone ("invalid array") leaves the user searching the file.
+            let at = e.span().map_or(String::new(), |span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+                format!(" at line {line}, column {column}")
+            });
+            Error::invalid(format!("not valid TOML{at}: {}", e.message()))
         })?;
         let mut file = HostsFile::default();
         if let Some(server) = table.get("server") {
@@ -191,8 +198,8 @@ fn flag(table: &toml::Table, key: &str, what: &str) -> Result<bool> {
     }
 }
 
-/// `capabilities` of one table: both pull and resolve when absent; `push` is accepted and
-/// ignored, since dist never pushes.
+/// `capabilities` of one table: both pull and resolve when absent or empty; `push` is
+/// accepted and ignored, since dist never pushes.
 fn capabilities(table: &toml::Table, what: &str) -> Result<Capabilities> {
     let Some(v) = table.get("capabilities") else {
         return Ok(Capabilities::ALL);
@@ -200,6 +207,12 @@ fn capabilities(table: &toml::Table, what: &str) -> Result<Capabilities> {
     let list = v
         .as_array()
         .ok_or_else(|| Error::invalid(format!("{what}: capabilities must be a list")))?;
+    // containerd reads an empty list as no list at all: the host may do everything. Read
+    // as "nothing", the mirror would be skipped (or the registry refused) where containerd
+    // sends every request.
+    if list.is_empty() {
+        return Ok(Capabilities::ALL);
+    }
     let mut caps = Capabilities {
         pull: false,
         resolve: false,
@@ -458,6 +471,14 @@ override_path = true
             })
         );
         assert_eq!(f.server_settings.dial_timeout, None);
+        // An empty list is containerd's default, every capability, not none.
+        let f = HostsFile::parse(
+            "server = \"r.example\"\ncapabilities = []\n[host.\"m.example\"]\ncapabilities = []\n",
+            Path::new("/r"),
+        )
+        .unwrap();
+        assert_eq!(f.server.unwrap().capabilities, Capabilities::ALL);
+        assert_eq!(f.hosts[0].capabilities, Capabilities::ALL);
         // Without `server` containerd keeps the registry at its address with every
         // capability; so does dist.
         let f = HostsFile::parse("capabilities = [\"pull\"]\n", Path::new("/r")).unwrap();
@@ -559,6 +580,28 @@ client = "/certs/both.pem"
             HostSpec::from_flag("m.example").unwrap().settings,
             HostSettings::default(),
             "a --mirror has no settings of its own"
+        );
+    }
+
+    #[test]
+    fn a_syntax_error_is_placed_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("registry.corp");
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(
+            folder.join("hosts.toml"),
+            "server = \"https://r.example\"\n\n[host.\"https://m.example\"]\n  capabilities = [\"pull\"\n  skip_verify = true\n",
+        )
+        .unwrap();
+        let e = HostsFile::load(dir.path(), "registry.corp").unwrap_err();
+        let file = folder.join("hosts.toml");
+        assert!(
+            e.reason().starts_with(&format!(
+                "{}: not valid TOML at line 5, column 3: ",
+                file.display()
+            )),
+            "{}",
+            e.reason()
         );
     }
 

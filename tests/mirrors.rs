@@ -291,6 +291,11 @@ fn a_hosts_file_server_moves_the_registry_under_a_path() {
     assert_eq!(dist.ok(&["fetch", repo, &digest]), blob);
     assert_eq!(dist.ok(&["fetch", repo, "v1"]), manifest);
     assert_eq!(prefixed.requests_for(&format!("blobs/{digest}")), 1);
+    // A server elsewhere is told which registry it serves, as containerd tells it.
+    for r in prefixed.requests() {
+        let query = r.query.unwrap_or_default();
+        assert!(query.contains("ns=registry.invalid"), "{} {query}", r.path);
+    }
 
     // An API root without `/v2`: reached only when the file says the path is the root.
     let bare = FakeRegistry::builder().api_root("/api").start();
@@ -562,4 +567,43 @@ fn a_missing_hosts_directory_is_named() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A mirror whose every body breaks off (a cache with a broken disk, a link that drops)
+/// fails like any other failing mirror: after its one retry the registry serves the rest
+/// of the object, rather than the object failing with the mirror's error.
+#[test]
+fn a_mirror_whose_bodies_break_hands_over_to_the_registry() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let blob = bytes(12, 40_000);
+    let digest = upstream.blob("team/app", &blob);
+    mirror.blob("team/app", &blob);
+    mirror.set_fault_for_every(&digest, Fault::DropAfter(10_000));
+    let repo = format!("{}/team/app", upstream.host());
+    let out = Dist::new().run(&["fetch", "--mirror", &mirror.url(), &repo, &digest], b"");
+    assert!(
+        out.status.success() && out.stdout == blob,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = format!("blobs/{digest}");
+    assert_eq!(
+        mirror.requests_for(&path),
+        2,
+        "the mirror's answer and its one retry"
+    );
+    assert_eq!(upstream.requests_for(&path), 1, "then the registry's");
+    // What the mirror sent is kept: the registry is asked for the rest only.
+    let asked: Vec<_> = upstream
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains(&path))
+        .map(|r| {
+            r.headers
+                .get("range")
+                .map(|v| v.to_str().unwrap().to_string())
+        })
+        .collect();
+    assert_eq!(asked, [Some("bytes=20000-".to_string())]);
 }

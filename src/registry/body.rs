@@ -5,7 +5,7 @@ use futures::StreamExt;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use hyper::body::Incoming;
 
-use super::RegistryRemote;
+use super::{Endpoint, RegistryRemote};
 use crate::error::{Error, ErrorKind, Result};
 
 /// The body of one response, and how to ask for the rest of it.
@@ -27,6 +27,9 @@ pub(crate) struct Resumable {
     pub(crate) resumes: u32,
     /// `offset` at the last break (or at the start).
     pub(crate) progress_mark: u64,
+    /// The content's endpoint and digest, which address it on every host: when a mirror's
+    /// body fails, the next host serves the rest. `None` where it cannot move.
+    pub(super) address: Option<(Endpoint, String)>,
 }
 
 /// New bytes since the last break that make a break count as the first again. A slow
@@ -46,8 +49,9 @@ impl Resumable {
     }
 
     async fn next(&mut self) -> Result<Option<Bytes>> {
-        let transport = self.remote.host(self.host).transport.clone();
         loop {
+            // The host's each time: a failing mirror hands the body over to another.
+            let transport = &self.remote.host(self.host).transport;
             match transport.next_chunk(&mut self.body).await {
                 Ok(Some(mut chunk)) => {
                     if self.skip > 0 {
@@ -62,44 +66,94 @@ impl Resumable {
                     return Ok(Some(chunk));
                 }
                 Ok(None) => return Ok(None),
-                Err(e) => {
-                    let Some(url) = self.resume_url.clone() else {
-                        return Err(e);
-                    };
-                    if self.offset >= self.progress_mark.saturating_add(PROGRESS) {
-                        self.resumes = 0;
-                    }
-                    if !e.is_transient() || self.resumes >= self.remote.retry_policy().retries {
-                        return Err(e);
-                    }
-                    self.resumes += 1;
-                    self.progress_mark = self.offset;
-                    // Paced like any retry: a registry that resets connections while it
-                    // restarts would otherwise use up every resume in milliseconds.
-                    let pause = self.remote.retry_policy().backoff(self.resumes - 1);
-                    tokio::time::sleep(pause).await;
-                    tracing::debug!(url = %url, offset = self.offset, error = %e, "resuming body");
-                    if let Err(again) = self.reopen(url).await {
-                        if again.status() == Some(416) {
-                            // Nothing lies past what arrived: the body broke after its
-                            // last byte. Verification of digest and size has the last word.
-                            return Ok(None);
-                        }
-                        let msg = format!(
-                            "body interrupted after {} bytes ({}), and resuming failed: {}",
-                            self.offset,
-                            e.reason(),
-                            again.reason()
-                        );
-                        let mut err = Error::new(again.kind(), msg);
-                        if let Some(status) = again.status() {
-                            err = err.with_status(status);
-                        }
-                        return Err(err);
-                    }
-                }
+                Err(e) => match self.resume(e).await? {
+                    true => {}
+                    // Nothing lies past what arrived: the body broke after its last byte.
+                    // Verification of digest and size has the last word.
+                    false => return Ok(None),
+                },
             }
         }
+    }
+
+    /// Asks for the rest after the body broke with `e`: from the same host while its
+    /// retries last, then, from a mirror, from the next host. `false` when nothing lies
+    /// past what arrived (416).
+    async fn resume(&mut self, e: Error) -> Result<bool> {
+        let Some(url) = self.resume_url.clone() else {
+            return Err(e);
+        };
+        if self.offset >= self.progress_mark.saturating_add(PROGRESS) {
+            self.resumes = 0;
+        }
+        // A mirror with a host after it gets a mirror's one retry; the last host that may
+        // serve the content, the run's.
+        let policy = self.remote.retry_policy();
+        let budget = match self.next_host() {
+            Some(_) => self.remote.host(self.host).max_retries(policy),
+            None => policy.retries,
+        };
+        if !e.is_transient() || self.resumes >= budget {
+            return self.hand_over(e).await;
+        }
+        self.resumes += 1;
+        self.progress_mark = self.offset;
+        // Paced like any retry: a registry that resets connections while it
+        // restarts would otherwise use up every resume in milliseconds.
+        let pause = self.remote.retry_policy().backoff(self.resumes - 1);
+        tokio::time::sleep(pause).await;
+        tracing::debug!(url = %url, offset = self.offset, error = %e, "resuming body");
+        match self.reopen(url).await {
+            Ok(()) => Ok(true),
+            Err(again) if again.status() == Some(416) => Ok(false),
+            Err(again) => {
+                let msg = format!(
+                    "body interrupted after {} bytes ({}), and resuming failed: {}",
+                    self.offset,
+                    e.reason(),
+                    again.reason()
+                );
+                let mut err = Error::new(again.kind(), msg);
+                if let Some(status) = again.status() {
+                    err = err.with_status(status);
+                }
+                self.hand_over(err).await
+            }
+        }
+    }
+
+    /// A mirror's body failed for good with `e`: the next host that may serve content by
+    /// digest is asked for the rest, as a mirror that fails before its answer hands over.
+    /// Left to the mirror, one broken cache would fail the object while the registry has
+    /// it. `e` stands when the failing host is the registry, or no host is left.
+    async fn hand_over(&mut self, mut e: Error) -> Result<bool> {
+        loop {
+            let (Some(next), Some((endpoint, digest))) = (self.next_host(), &self.address) else {
+                return Err(e);
+            };
+            let url = self.remote.url(next, *endpoint, digest)?;
+            let from = &self.remote.host(self.host).name;
+            tracing::debug!(mirror = %from, offset = self.offset, error = %e, "mirror failed mid-body; the next host serves the rest");
+            self.host = next;
+            self.resume_url = Some(url.clone());
+            self.resumes = 0;
+            self.progress_mark = self.offset;
+            match self.reopen(url).await {
+                Ok(()) => return Ok(true),
+                Err(again) if again.status() == Some(416) => return Ok(false),
+                Err(again) => e = again,
+            }
+        }
+    }
+
+    /// The host a failing mirror hands the content over to: the next that may serve
+    /// content by digest. `None` on the registry itself, and for content without an
+    /// address.
+    fn next_host(&self) -> Option<usize> {
+        let hosts = &self.remote.inner.hosts;
+        (self.address.is_some() && hosts[self.host].mirror)
+            .then(|| (self.host + 1..hosts.len()).find(|&i| hosts[i].serves(false)))
+            .flatten()
     }
 
     async fn reopen(&mut self, url: Uri) -> Result<()> {
@@ -130,6 +184,7 @@ impl Resumable {
             skip,
             resumes: 0,
             progress_mark: offset,
+            address: None,
         };
         Ok(resumable.into_stream())
     }

@@ -113,6 +113,9 @@ impl Host {
                 (authority, api, s.capabilities)
             }
         };
+        // A `server` elsewhere is often a pull-through cache for several registries, which
+        // containerd tells which one with `ns`, as it tells mirrors.
+        let namespace = serves_another(&name, repo.host()).then(|| repo.host().to_string());
         let auth = Authorizer::new(
             transport.clone(),
             repo.host(),
@@ -123,7 +126,7 @@ impl Host {
         Ok(Host {
             name,
             api,
-            namespace: None,
+            namespace,
             transport,
             auth,
             pause: HostPause::default(),
@@ -153,10 +156,13 @@ impl Host {
             repo.name(),
             credentials,
         );
+        // A host listed under the registry's own name is the registry (with a CA of its
+        // own, say): containerd sends it no `ns`.
+        let namespace = serves_another(&authority, repo.host()).then(|| repo.host().to_string());
         Ok(Host {
             name: authority,
             api,
-            namespace: Some(repo.host().to_string()),
+            namespace,
             transport: m.transport.clone(),
             auth,
             pause: HostPause::default(),
@@ -222,6 +228,15 @@ impl Host {
         true
     }
 
+    /// How many times a failed request (or a broken body) is tried again on this host.
+    pub(crate) fn max_retries(&self, policy: &RetryPolicy) -> u32 {
+        if self.mirror {
+            policy.retries.min(MIRROR_RETRIES)
+        } else {
+            policy.retries
+        }
+    }
+
     /// Token requests made for this host.
     pub(crate) fn token_requests(&self) -> usize {
         self.auth.token_requests()
@@ -236,11 +251,7 @@ impl Host {
         url: Uri,
         headers: &HeaderMap,
     ) -> Result<transport::Reply> {
-        let max_retries = if self.mirror {
-            policy.retries.min(MIRROR_RETRIES)
-        } else {
-            policy.retries
-        };
+        let max_retries = self.max_retries(policy);
         let mut retries = 0u32;
         let mut auth_rounds = 0u32;
         let mut resent = false;
@@ -450,6 +461,15 @@ fn waits_too_long(err: Error, asked: Duration, limit: Duration) -> Error {
     longer
 }
 
+/// Whether requests to `authority` for `registry`'s content need `?ns=<registry>`, by
+/// containerd's rule (`isProxy`): every host but the registry itself, Docker Hub's API
+/// host counting as Docker Hub.
+fn serves_another(authority: &str, registry: &str) -> bool {
+    let hub =
+        registry == crate::reference::DOCKER_HUB && authority == crate::reference::DOCKER_HUB_API;
+    !(hub || authority.eq_ignore_ascii_case(registry))
+}
+
 /// `scheme://host[:port]` of an API root (`scheme://host[:port]/path/`).
 fn origin_of(api: &str) -> &str {
     let path = api.find("://").map_or(0, |i| i + 3);
@@ -522,6 +542,43 @@ mod tests {
             !mirror("https://m.example", false).serves(true),
             "no resolve capability"
         );
+        // The registry under its own name, listed as a host, and Docker Hub at its API
+        // host: no `ns`, as in containerd.
+        let repo: Repository = "registry.example/team/app".parse().unwrap();
+        let itself = Mirror {
+            url: "https://registry.example".into(),
+            capabilities: Capabilities::ALL,
+            override_path: false,
+            transport: Transport::new(Default::default()).unwrap(),
+            headers: HeaderMap::new(),
+        };
+        let h = Host::mirror(&itself, &repo, CredentialSource::None).unwrap();
+        assert_eq!(
+            h.url("team/app", &["blobs/x"]).unwrap(),
+            "https://registry.example/v2/team/app/blobs/x"
+        );
+        let hub: Repository = "redis".parse().unwrap();
+        let transport = Transport::new(Default::default()).unwrap();
+        for server in [
+            None,
+            Some(Server {
+                url: "https://registry-1.docker.io".into(),
+                capabilities: Capabilities::ALL,
+                override_path: false,
+            }),
+        ] {
+            let h = Host::upstream(
+                &hub,
+                server.as_ref(),
+                transport.clone(),
+                CredentialSource::None,
+            )
+            .unwrap();
+            assert_eq!(
+                h.url("library/redis", &["blobs/x"]).unwrap(),
+                "https://registry-1.docker.io/v2/library/redis/blobs/x"
+            );
+        }
     }
 
     #[test]
@@ -564,8 +621,8 @@ mod tests {
             let host = upstream(url, override_path).unwrap();
             assert_eq!(
                 host.url("team/app", &["blobs/", "x"]).unwrap().to_string(),
-                format!("{want}team/app/blobs/x"),
-                "{url}"
+                format!("{want}team/app/blobs/x?ns=registry.example"),
+                "{url}: a moved registry is told which one it serves"
             );
             assert!(host.serves(false) && !host.serves(true), "pull only");
             assert!(!host.mirror);

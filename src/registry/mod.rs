@@ -442,6 +442,11 @@ impl RegistryRemote {
             }
             _ => None,
         };
+        // Where a mirror's broken body can be served from by the next host.
+        let address = match (&resume_url, &expected) {
+            (Some(_), Some(d)) => Some((endpoint, d.to_string())),
+            _ => None,
+        };
         let body = Resumable {
             remote: self.clone(),
             host,
@@ -452,6 +457,7 @@ impl RegistryRemote {
             skip: if coded { 0 } else { skip },
             resumes: 0,
             progress_mark: offset,
+            address,
         }
         .into_stream();
         let body = if coded {
