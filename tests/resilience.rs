@@ -198,6 +198,34 @@ fn rotating_helper(dist: &mut Dist, secret: &Path) {
     dist.env("PATH", &path);
 }
 
+/// Runs a batch of 30 slowed blobs from `reg` with credentials from a helper whose
+/// password changes to "second" (and the registry's to `changed()`) 400 ms in; every blob
+/// must arrive. Returns the `dist` (its helper still handing out "second") and the blobs.
+fn batch_across_a_password_change(
+    reg: &FakeRegistry,
+    changed: impl Fn() -> Auth,
+) -> (Dist, BTreeMap<String, Vec<u8>>) {
+    let blobs = fill(reg, 30, 10_000);
+    slow_down(reg, &blobs, 5000, 60);
+    let mut dist = Dist::new();
+    let secret = dist.config_dir().join("secret");
+    std::fs::write(&secret, "first").unwrap();
+    rotating_helper(&mut dist, &secret);
+    let child = dist.spawn(
+        &["fetch", &repo(reg), "-", "-j", "4"],
+        lines(&blobs).as_bytes(),
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    std::fs::write(&secret, "second").unwrap();
+    reg.set_auth(changed());
+    reg.invalidate_tokens();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(parse_frames(&out.stdout).len(), 30);
+    (dist, blobs)
+}
+
 /// A helper's credentials may expire within a long run, and the helper then hands out
 /// new ones: once refused, it is asked again, and the batch goes on. Asked once per run,
 /// its first answer was refused at the next token renewal, and every object after it
@@ -214,24 +242,7 @@ fn credentials_from_a_helper_are_asked_again_once_refused() {
             false => Auth::basic("robot", pass),
         };
         let reg = FakeRegistry::builder().auth(auth("first")).start();
-        let blobs = fill(&reg, 30, 10_000);
-        slow_down(&reg, &blobs, 5000, 60);
-        let mut dist = Dist::new();
-        let secret = dist.config_dir().join("secret");
-        std::fs::write(&secret, "first").unwrap();
-        rotating_helper(&mut dist, &secret);
-        let child = dist.spawn(
-            &["fetch", &repo(&reg), "-", "-j", "4"],
-            lines(&blobs).as_bytes(),
-        );
-        std::thread::sleep(Duration::from_millis(400));
-        std::fs::write(&secret, "second").unwrap();
-        reg.set_auth(auth("second"));
-        reg.invalidate_tokens();
-        let out = child.wait_with_output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "bearer {bearer}: {err}");
-        assert_eq!(parse_frames(&out.stdout).len(), 30);
+        batch_across_a_password_change(&reg, || auth("second"));
     }
 }
 
@@ -245,23 +256,7 @@ fn an_expired_password_refused_with_403_is_looked_up_again() {
         .auth(Auth::basic("robot", "first"))
         .start();
     reg.forbid_stale_basic();
-    let blobs = fill(&reg, 30, 10_000);
-    slow_down(&reg, &blobs, 5000, 60);
-    let mut dist = Dist::new();
-    let secret = dist.config_dir().join("secret");
-    std::fs::write(&secret, "first").unwrap();
-    rotating_helper(&mut dist, &secret);
-    let child = dist.spawn(
-        &["fetch", &repo(&reg), "-", "-j", "4"],
-        lines(&blobs).as_bytes(),
-    );
-    std::thread::sleep(Duration::from_millis(400));
-    std::fs::write(&secret, "second").unwrap();
-    reg.set_auth(Auth::basic("robot", "second"));
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
-    assert_eq!(parse_frames(&out.stdout).len(), 30);
+    let (dist, blobs) = batch_across_a_password_change(&reg, || Auth::basic("robot", "second"));
 
     // The helper keeps handing out the expired password: the 403 is the answer.
     reg.set_auth(Auth::basic("robot", "third"));

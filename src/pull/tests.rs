@@ -314,15 +314,7 @@ async fn blobs_an_index_lists_are_no_manifest_bytes() {
         MAX_MANIFEST_BYTES + 1,
     );
     let small = put(src.path(), "application/vnd.buildkit.cacheconfig.v0", b"{}");
-    let index = serde_json::json!({
-        "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": [big, small],
-    });
-    let mut top = put(src.path(), media::OCI_INDEX, index.to_string().as_bytes());
-    top.annotations.insert(REF_NAME.into(), "v1".into());
-    LayoutStore::open(src.path())
-        .unwrap()
-        .add_to_index(&top)
-        .unwrap();
+    tag_index_v1(src.path(), vec![big, small.clone()]);
     let (r, lines) = run(src.path(), dst.path(), Platforms::All).await;
     let pulled = r.unwrap();
     assert_eq!((pulled.fetched, pulled.failed), (2, 1), "{lines:?}");
@@ -340,15 +332,7 @@ async fn an_entry_without_a_media_type_is_still_walked() {
     let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut entry = image(src.path(), "amd64", None);
     entry.media_type = String::new();
-    let index = serde_json::json!({
-        "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": [entry],
-    });
-    let mut top = put(src.path(), media::OCI_INDEX, index.to_string().as_bytes());
-    top.annotations.insert(REF_NAME.into(), "v1".into());
-    LayoutStore::open(src.path())
-        .unwrap()
-        .add_to_index(&top)
-        .unwrap();
+    tag_index_v1(src.path(), vec![entry]);
     let (r, lines) = run(src.path(), dst.path(), Platforms::All).await;
     let pulled = r.unwrap();
     // index, manifest, config, two layers
@@ -358,14 +342,19 @@ async fn an_entry_without_a_media_type_is_still_walked() {
 /// Pulls every platform of an index of `manifests`, tagged `v1` in the layout at `src`,
 /// into `dst`; the pull must be refused as too large, with this error.
 async fn pull_all_of_an_index_refused(src: &Path, dst: &Path, manifests: Vec<Descriptor>) -> Error {
+    tag_index_v1(src, manifests);
+    let (r, _) = run(src, dst, Platforms::All).await;
+    let e = r.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TooLarge, "{e}");
+    e
+}
+
+/// Stores an index of `manifests` in the layout at `src`, tagged `v1`.
+fn tag_index_v1(src: &Path, manifests: Vec<Descriptor>) {
     let index = serde_json::json!({
         "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": manifests,
     });
     let mut top = put(src, media::OCI_INDEX, index.to_string().as_bytes());
     top.annotations.insert(REF_NAME.into(), "v1".into());
     LayoutStore::open(src).unwrap().add_to_index(&top).unwrap();
-    let (r, _) = run(src, dst, Platforms::All).await;
-    let e = r.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::TooLarge, "{e}");
-    e
 }
