@@ -714,6 +714,17 @@ fn a_report_that_would_destroy_input_or_layout_is_refused() {
         ],
         "stdout already writes to this file",
     );
+    // Stdout a pipe, named through /dev/stdout: the lines would land among the frames.
+    for args in [
+        vec!["fetch", &repo, "-", "--report", "/dev/stdout"],
+        vec!["pull", &pull_ref, "-o", layout_s, "--report", "/dev/stdout"],
+    ] {
+        let out = dist.run(&args, input(&blobs).as_bytes());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("this is stdout"), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
     // Each refused run created the layout, and took it back.
     assert!(!layout.exists());
     assert_eq!(reg.requests().len(), 0, "nothing was fetched");

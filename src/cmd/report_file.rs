@@ -44,6 +44,13 @@ pub fn open(path: Option<&Path>, in_use: &InUse) -> Result<Option<BufWriter<File
 
 /// Why `report` must not be created, if it must not.
 fn clash(report: &Path, in_use: &InUse) -> Option<String> {
+    // `--report /dev/stdout` with stdout a pipe: the lines would be written twice into
+    // what reads the JSON lines, or into the middle of the frames.
+    if let Some(target) = std::fs::metadata(report).ok().filter(is_pipe) {
+        if same_stream(&target, &std::io::stdout()) {
+            return Some("this is stdout, which the output already goes to".into());
+        }
+    }
     // Identity, not names: a symbolic or hard link to index.json is index.json.
     if let Some(target) = std::fs::metadata(report).ok().filter(Metadata::is_file) {
         if in_use.reads_stdin && same_file(&target, &std::io::stdin()) {
@@ -92,12 +99,22 @@ fn absolute_parent(path: &Path) -> Option<PathBuf> {
 
 /// Whether the regular file `stream` (stdin, stdout) refers to is `target`.
 fn same_file(target: &Metadata, stream: &impl AsFd) -> bool {
-    let Ok(fd) = stream.as_fd().try_clone_to_owned() else {
-        return false;
-    };
-    File::from(fd)
-        .metadata()
-        .is_ok_and(|m| m.is_file() && same_inode(&m, target))
+    stream_metadata(stream).is_some_and(|m| m.is_file() && same_inode(&m, target))
+}
+
+/// Whether the pipe or socket `stream` refers to is `target`.
+fn same_stream(target: &Metadata, stream: &impl AsFd) -> bool {
+    stream_metadata(stream).is_some_and(|m| is_pipe(&m) && same_inode(&m, target))
+}
+
+fn stream_metadata(stream: &impl AsFd) -> Option<Metadata> {
+    let fd = stream.as_fd().try_clone_to_owned().ok()?;
+    File::from(fd).metadata().ok()
+}
+
+fn is_pipe(m: &Metadata) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    m.file_type().is_fifo() || m.file_type().is_socket()
 }
 
 fn same_inode(a: &Metadata, b: &Metadata) -> bool {
