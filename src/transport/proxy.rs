@@ -79,6 +79,9 @@ pub struct Proxies {
     /// at all) standing in as a placeholder: hyper-util's matcher drops such a proxy, and
     /// the destinations it was meant for would quietly go direct.
     unusable: Option<Arc<Unusable>>,
+    /// `NO_PROXY` entries with a port (`registry.corp:5000`), which the matcher cannot
+    /// hold: as hosts (a domain with its subdomains) reached directly on that port only.
+    direct_on_port: Arc<Vec<(String, u16)>>,
 }
 
 impl std::fmt::Debug for Proxies {
@@ -135,6 +138,8 @@ impl Proxies {
     }
 
     fn of_values(all: &str, http: &str, https: &str, no: &str) -> Proxies {
+        let (no, direct_on_port) = no_proxy_entries(no);
+        let no = no.as_str();
         let rules = |all: &str, http: &str, https: &str| {
             Matcher::builder()
                 .all(all.to_string())
@@ -166,6 +171,7 @@ impl Proxies {
         Proxies {
             matcher: Arc::new(rules(all, http, https)),
             unusable,
+            direct_on_port: Arc::new(direct_on_port),
         }
     }
 
@@ -182,7 +188,7 @@ impl Proxies {
         let Some(host) = dst.host() else {
             return Route::Direct;
         };
-        if crate::reference::is_loopback(host) {
+        if crate::reference::is_loopback(host) || self.direct_on_port(dst) {
             return Route::Direct;
         }
         let Some(intercept) = self.matcher.intercept(dst) else {
@@ -227,6 +233,20 @@ impl Proxies {
         }
     }
 
+    /// Whether a `NO_PROXY` entry with a port names `dst`.
+    fn direct_on_port(&self, dst: &Uri) -> bool {
+        let dst = with_port(dst);
+        let host = dst.host().unwrap_or_default();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        self.direct_on_port.iter().any(|(entry, port)| {
+            Some(*port) == dst.port_u16()
+                && match entry.strip_prefix('.') {
+                    Some(domain) => ends_with_domain(host, domain),
+                    None => host.eq_ignore_ascii_case(entry) || ends_with_domain(host, entry),
+                }
+        })
+    }
+
     /// The proxy (`host:port`) that forwards requests to `dst`, if one does: its answers
     /// arrive as if they were the destination's.
     pub fn forwarding_proxy(&self, dst: &Uri) -> Option<String> {
@@ -261,6 +281,51 @@ fn causes(e: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+/// `NO_PROXY` in the forms hyper-util's matcher reads, and apart the entries with a port
+/// (host without brackets, port). Go's clients, and so docker, podman and containerd, read
+/// `registry.corp:5000` (that port only), `[fd00::1]` and `*.corp` (as `.corp`) too; the
+/// matcher took the first two for names no host has and ignored the third, and the
+/// registries they named went through the proxy.
+fn no_proxy_entries(no: &str) -> (String, Vec<(String, u16)>) {
+    let mut plain = Vec::new();
+    let mut with_port = Vec::new();
+    for entry in no.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        // An address or a network (`fd00::1`, `10.0.0.0/8`) has colons but no port.
+        if entry.parse::<std::net::IpAddr>().is_ok() || entry.contains('/') {
+            plain.push(entry.to_string());
+            continue;
+        }
+        let (host, port) = match entry.strip_prefix('[') {
+            Some(v6) => match v6.split_once(']') {
+                Some((addr, rest)) => (addr, rest.strip_prefix(':')),
+                None => (entry, None),
+            },
+            None => match entry.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (entry, None),
+            },
+        };
+        let host = match host.strip_prefix("*.") {
+            Some(domain) => format!(".{domain}"),
+            None => host.to_string(),
+        };
+        match port.map(str::parse::<u16>) {
+            Some(Ok(port)) => with_port.push((host, port)),
+            // Not a port: kept as written, for the matcher to judge.
+            Some(Err(_)) => plain.push(entry.to_string()),
+            None => plain.push(host),
+        }
+    }
+    (plain.join(","), with_port)
+}
+
+/// Whether `host` is a subdomain of `domain` (`a.registry.corp` of `registry.corp`).
+fn ends_with_domain(host: &str, domain: &str) -> bool {
+    host.len() > domain.len()
+        && host.as_bytes()[host.len() - domain.len() - 1] == b'.'
+        && host[host.len() - domain.len()..].eq_ignore_ascii_case(domain)
 }
 
 /// Whether hyper-util's matcher can use the proxy setting `value`.
@@ -651,6 +716,42 @@ mod tests {
         };
         assert_eq!(proxy.host(), Some("proxy.corp"));
         assert_eq!(auth, None);
+    }
+
+    /// The spellings Go's clients (docker, podman, containerd) read in `NO_PROXY`: a user
+    /// whose registry they reach directly must not find dist sending it to the proxy.
+    #[test]
+    fn no_proxy_entries_with_ports_brackets_and_wildcards() {
+        let direct = |no: &str, dst: &str| {
+            Proxies::of("http://proxy.corp:3128", "", no).route(&uri(dst)) == Route::Direct
+        };
+        assert!(direct(
+            "registry.corp:5000",
+            "https://registry.corp:5000/v2/"
+        ));
+        assert!(direct(
+            "registry.corp:5000",
+            "https://a.REGISTRY.corp:5000/v2/"
+        ));
+        assert!(!direct("registry.corp:5000", "https://registry.corp/v2/"));
+        assert!(!direct(
+            "registry.corp:5000",
+            "https://xregistry.corp:5000/v2/"
+        ));
+        assert!(direct("registry.corp:443", "https://registry.corp/v2/"));
+        assert!(direct(".corp:5000", "https://registry.corp:5000/v2/"));
+        assert!(direct("10.2.3.4:5000", "https://10.2.3.4:5000/v2/"));
+        assert!(!direct("10.2.3.4:5000", "https://10.2.3.4:5001/v2/"));
+        assert!(direct("[fd00::5]", "https://[fd00::5]:5000/v2/"));
+        assert!(direct("[fd00::5]:5000", "https://[fd00::5]:5000/v2/"));
+        assert!(!direct("[fd00::5]:5000", "https://[fd00::5]/v2/"));
+        assert!(direct("fd00::5", "https://[fd00::5]:5000/v2/"));
+        assert!(direct("fd00::/16", "https://[fd00::5]:5000/v2/"));
+        assert!(direct("*.corp", "https://registry.corp/v2/"));
+        assert!(!direct("*.corp", "https://registry.com/v2/"));
+        assert!(direct("a.b, *.corp ,10.0.0.0/8", "https://10.9.9.9/v2/"));
+        assert!(direct("*", "https://registry.com/v2/"));
+        assert!(!direct("", "https://registry.com/v2/"));
     }
 
     #[test]
