@@ -140,6 +140,7 @@ impl Proxies {
     fn of_values(all: &str, http: &str, https: &str, no: &str) -> Proxies {
         let (no, direct_on_port) = no_proxy_entries(no);
         let no = no.as_str();
+        let (all, http, https) = (&with_scheme(all), &with_scheme(http), &with_scheme(https));
         let rules = |all: &str, http: &str, https: &str| {
             Matcher::builder()
                 .all(all.to_string())
@@ -326,6 +327,17 @@ fn ends_with_domain(host: &str, domain: &str) -> bool {
     host.len() > domain.len()
         && host.as_bytes()[host.len() - domain.len() - 1] == b'.'
         && host[host.len() - domain.len()..].eq_ignore_ascii_case(domain)
+}
+
+/// A proxy setting with `http://` before it when it names no scheme, as curl and Go's
+/// clients read `proxy.corp:3128/`, which the matcher cannot parse as it stands.
+fn with_scheme(value: &str) -> String {
+    let value = value.trim();
+    if value.is_empty() || value.contains("://") {
+        value.to_string()
+    } else {
+        format!("http://{value}")
+    }
 }
 
 /// Whether hyper-util's matcher can use the proxy setting `value`.
@@ -831,12 +843,22 @@ mod tests {
             panic!("garbage went direct");
         };
         assert!(named.contains("not a URL"), "{named}");
-        // A host without a scheme is http, as curl reads it.
-        let p = Proxies::of_values("", "proxy.corp:3128", "", "");
-        assert!(matches!(
-            p.route(&uri("http://registry.corp/v2/")),
-            Route::Forward { .. }
-        ));
+        // A host without a scheme is http, as curl reads it, with a slash after it too.
+        for setting in [
+            "proxy.corp:3128",
+            "proxy.corp:3128/",
+            " bob:pw@proxy.corp:3128/ ",
+        ] {
+            let p = Proxies::of_values("", setting, setting, "");
+            let Route::Forward { proxy, .. } = p.route(&uri("http://registry.corp/v2/")) else {
+                panic!("{setting:?} forwards plain http");
+            };
+            assert_eq!(authority(&proxy), "proxy.corp:3128", "{setting:?}");
+            assert!(
+                matches!(p.route(&uri("https://ghcr.io/v2/")), Route::Tunnel { .. }),
+                "{setting:?} tunnels https"
+            );
+        }
     }
 
     #[test]
