@@ -112,15 +112,23 @@ const MATCHED_SCHEMES: [&str; 6] = ["http", "https", "socks4", "socks4a", "socks
 impl Proxies {
     /// The proxies the environment names (none when it names none).
     pub fn from_env() -> Proxies {
+        Proxies::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// The proxies the variables `env` gives name.
+    fn from_vars(env: impl Fn(&str) -> Option<String>) -> Proxies {
+        // An empty variable counts as unset, as in curl and Go's clients: `HTTPS_PROXY=`
+        // beside `https_proxy=http://proxy…` must not send everything direct, nor
+        // `NO_PROXY=` beside `no_proxy=registry.corp` send that registry to the proxy.
         let var = |names: [&str; 2]| {
             names
                 .iter()
-                .find_map(|n| std::env::var(n).ok())
+                .find_map(|n| env(n).filter(|v| !v.trim().is_empty()))
                 .unwrap_or_default()
         };
         // A CGI program's HTTP_PROXY comes from a request header; the matcher ignores
         // every proxy then, and so does this.
-        if std::env::var_os("REQUEST_METHOD").is_some() {
+        if env("REQUEST_METHOD").is_some() {
             return Proxies::of_values("", "", "", "");
         }
         Proxies::of_values(
@@ -764,6 +772,44 @@ mod tests {
         assert!(direct("a.b, *.corp ,10.0.0.0/8", "https://10.9.9.9/v2/"));
         assert!(direct("*", "https://registry.com/v2/"));
         assert!(!direct("", "https://registry.com/v2/"));
+    }
+
+    #[test]
+    fn an_empty_variable_leaves_the_other_case_in_force() {
+        let vars = |set: &'static [(&'static str, &'static str)]| {
+            Proxies::from_vars(move |name| {
+                set.iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v.to_string())
+            })
+        };
+        let p = vars(&[
+            ("HTTPS_PROXY", ""),
+            ("https_proxy", "http://proxy.corp:3128"),
+        ]);
+        assert!(matches!(
+            p.route(&uri("https://ghcr.io/v2/")),
+            Route::Tunnel { .. }
+        ));
+        let p = vars(&[
+            ("HTTPS_PROXY", "http://proxy.corp:3128"),
+            ("NO_PROXY", " "),
+            ("no_proxy", "registry.corp"),
+        ]);
+        assert_eq!(p.route(&uri("https://registry.corp/v2/")), Route::Direct);
+        assert!(matches!(
+            p.route(&uri("https://ghcr.io/v2/")),
+            Route::Tunnel { .. }
+        ));
+        // Both set: the upper case wins, as in Go's clients and hyper-util's matcher.
+        let p = vars(&[
+            ("HTTPS_PROXY", "http://upper.corp:3128"),
+            ("https_proxy", "http://lower.corp:3128"),
+        ]);
+        let Route::Tunnel { proxy, .. } = p.route(&uri("https://ghcr.io/v2/")) else {
+            panic!("tunnelled");
+        };
+        assert_eq!(proxy.host(), Some("upper.corp"));
     }
 
     #[test]
