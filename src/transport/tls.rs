@@ -60,12 +60,21 @@ pub fn client_config(
     };
     let (chain, key) = load_identity(identity)?;
     builder.with_client_auth_cert(chain, key).map_err(|e| {
-        Error::invalid(format!(
-            "client certificate {} with key {}",
-            identity.cert.display(),
-            identity.key.display()
-        ))
-        .with_cause(e)
+        // rustls says only "keys may not be consistent: KeyMismatch": which file is
+        // wrong is the user's to find, but they must learn that the two are not a pair.
+        let said = match e {
+            rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => format!(
+                "the key {} is not the key of the client certificate {}",
+                identity.key.display(),
+                identity.cert.display()
+            ),
+            _ => format!(
+                "client certificate {} with key {}",
+                identity.cert.display(),
+                identity.key.display()
+            ),
+        };
+        Error::invalid(said).with_cause(e)
     })
 }
 
@@ -287,6 +296,36 @@ vWABWvA+zQhwAn95XLyb0FoP96zRAc3kxpBGhYGQVhc=
             assert!(said.contains("is encrypted"), "{name}: {said}");
             assert!(said.contains(&key_path.display().to_string()), "{said}");
         }
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["client".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let other = rcgen::KeyPair::generate().unwrap();
+        let identity = ClientIdentity {
+            cert: dir.path().join("client.cert"),
+            key: dir.path().join("other.key"),
+        };
+        std::fs::write(&identity.cert, cert.pem()).unwrap();
+        std::fs::write(&identity.key, other.serialize_pem()).unwrap();
+        let said = client_config(&[], false, Some(&identity))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            said.contains(&format!(
+                "the key {} is not the key of the client certificate {}",
+                identity.key.display(),
+                identity.cert.display()
+            )),
+            "{said}"
+        );
+        std::fs::write(&identity.key, key.serialize_pem()).unwrap();
+        assert!(client_config(&[], false, Some(&identity)).is_ok());
     }
 
     #[test]
