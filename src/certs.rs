@@ -16,12 +16,32 @@ use std::path::{Path, PathBuf};
 use crate::transport::tls::ClientIdentity;
 
 /// The CA files for registry `host` (`registry.corp`, `localhost:5000`), given the
-/// environment `env`: every `*.crt` of every folder, sorted within a folder.
+/// environment `env`: every `*.crt` of every folder, sorted within a folder, but those
+/// that hold no PEM certificate.
 pub fn ca_files_for(host: &str, env: impl Fn(&str) -> Option<OsString>) -> Vec<PathBuf> {
     folders(host, env)
         .iter()
         .flat_map(|dir| files_ending(dir, "crt"))
+        .filter(|path| holds_pem_certificate(path))
         .collect()
+}
+
+/// Whether the file at `path` holds a PEM certificate, or cannot be read (the error will
+/// name it). Docker and podman pass over a `*.crt` without one (a DER copy, an empty file),
+/// as Go's `AppendCertsFromPEM` ignores it; refusing it would make a registry they reach
+/// unusable to dist.
+fn holds_pem_certificate(path: &Path) -> bool {
+    let Ok(pem) = std::fs::read(path) else {
+        return true;
+    };
+    let found = rustls_pemfile::certs(&mut pem.as_slice()).any(|c| c.is_ok());
+    if !found {
+        tracing::warn!(
+            "ignoring {}: it holds no PEM certificate, as Docker and podman ignore it",
+            path.display()
+        );
+    }
+    found
 }
 
 /// The client certificate for registry `host`, given the environment `env`: the first
@@ -93,11 +113,19 @@ mod tests {
         let certs = home.path().join("containers/certs.d");
         let mine = certs.join("registry.corp:5000");
         std::fs::create_dir_all(&mine).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let pem = rcgen::CertificateParams::new(vec!["registry.corp".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap()
+            .pem();
         for name in ["b.crt", "a.crt", "client.cert", "client.key"] {
-            std::fs::write(mine.join(name), "x").unwrap();
+            std::fs::write(mine.join(name), &pem).unwrap();
         }
+        // Not PEM: passed over, as Docker and podman pass it over.
+        std::fs::write(mine.join("c.crt"), "x").unwrap();
         std::fs::create_dir_all(certs.join("other.corp")).unwrap();
-        std::fs::write(certs.join("other.corp/ca.crt"), "x").unwrap();
+        std::fs::write(certs.join("other.corp/ca.crt"), &pem).unwrap();
         let config_home = home.path().as_os_str().to_owned();
         let env = |name: &str| (name == "XDG_CONFIG_HOME").then(|| config_home.clone());
         let found = ca_files_for("registry.corp:5000", env);

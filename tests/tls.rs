@@ -396,6 +396,33 @@ fn a_registry_ca_from_certs_d() {
     assert!(!err.contains("retrying"), "{err}");
 }
 
+/// A `*.crt` in certs.d that holds no PEM certificate (a DER copy, an empty file) is passed
+/// over, as Docker and podman pass it over (Go's `AppendCertsFromPEM` ignores it): the
+/// registry they reach must not become unusable to dist because of it.
+#[test]
+fn a_certs_d_file_without_a_pem_certificate_is_passed_over() {
+    let data = bytes(42, 30_000);
+    let digest = sha256(&data);
+    let server = start(data.clone(), None);
+    let dist = Dist::new();
+    let host = format!("localhost:{}", server.port);
+    let folder = dist.certs_d(&host);
+    std::fs::write(folder.join("a-der.crt"), [0x30, 0x82, 0x01, 0x0a]).unwrap();
+    std::fs::write(folder.join("b-empty.crt"), "").unwrap();
+    std::fs::write(folder.join("ca.crt"), &server.ca_pem).unwrap();
+    let out = dist.run(
+        &["fetch", &format!("https://{host}/team/app"), &digest],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(out.stdout, data);
+    assert!(
+        err.contains("a-der.crt") && err.contains("b-empty.crt"),
+        "{err}"
+    );
+}
+
 /// A registry that demands a client certificate: refused without one, served with
 /// `--cert`/`--key`, and with the pair kept in its `certs.d` folder (`*.cert` + `*.key`).
 #[test]

@@ -79,6 +79,9 @@ pub struct Proxies {
     /// at all) standing in as a placeholder: hyper-util's matcher drops such a proxy, and
     /// the destinations it was meant for would quietly go direct.
     unusable: Option<Arc<Unusable>>,
+    /// `NO_PROXY` entries with a port (`registry.corp:5000`), which the matcher cannot
+    /// hold: as hosts (a domain with its subdomains) reached directly on that port only.
+    direct_on_port: Arc<Vec<(String, u16)>>,
 }
 
 impl std::fmt::Debug for Proxies {
@@ -109,15 +112,23 @@ const MATCHED_SCHEMES: [&str; 6] = ["http", "https", "socks4", "socks4a", "socks
 impl Proxies {
     /// The proxies the environment names (none when it names none).
     pub fn from_env() -> Proxies {
+        Proxies::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// The proxies the variables `env` gives name.
+    fn from_vars(env: impl Fn(&str) -> Option<String>) -> Proxies {
+        // An empty variable counts as unset, as in curl and Go's clients: `HTTPS_PROXY=`
+        // beside `https_proxy=http://proxy…` must not send everything direct, nor
+        // `NO_PROXY=` beside `no_proxy=registry.corp` send that registry to the proxy.
         let var = |names: [&str; 2]| {
             names
                 .iter()
-                .find_map(|n| std::env::var(n).ok())
+                .find_map(|n| env(n).filter(|v| !v.trim().is_empty()))
                 .unwrap_or_default()
         };
         // A CGI program's HTTP_PROXY comes from a request header; the matcher ignores
         // every proxy then, and so does this.
-        if std::env::var_os("REQUEST_METHOD").is_some() {
+        if env("REQUEST_METHOD").is_some() {
             return Proxies::of_values("", "", "", "");
         }
         Proxies::of_values(
@@ -135,6 +146,9 @@ impl Proxies {
     }
 
     fn of_values(all: &str, http: &str, https: &str, no: &str) -> Proxies {
+        let (no, direct_on_port) = no_proxy_entries(no);
+        let no = no.as_str();
+        let (all, http, https) = (&with_scheme(all), &with_scheme(http), &with_scheme(https));
         let rules = |all: &str, http: &str, https: &str| {
             Matcher::builder()
                 .all(all.to_string())
@@ -166,6 +180,7 @@ impl Proxies {
         Proxies {
             matcher: Arc::new(rules(all, http, https)),
             unusable,
+            direct_on_port: Arc::new(direct_on_port),
         }
     }
 
@@ -182,7 +197,7 @@ impl Proxies {
         let Some(host) = dst.host() else {
             return Route::Direct;
         };
-        if crate::reference::is_loopback(host) {
+        if crate::reference::is_loopback(host) || self.direct_on_port(dst) {
             return Route::Direct;
         }
         let Some(intercept) = self.matcher.intercept(dst) else {
@@ -227,6 +242,20 @@ impl Proxies {
         }
     }
 
+    /// Whether a `NO_PROXY` entry with a port names `dst`.
+    fn direct_on_port(&self, dst: &Uri) -> bool {
+        let dst = with_port(dst);
+        let host = dst.host().unwrap_or_default();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        self.direct_on_port.iter().any(|(entry, port)| {
+            Some(*port) == dst.port_u16()
+                && match entry.strip_prefix('.') {
+                    Some(domain) => ends_with_domain(host, domain),
+                    None => host.eq_ignore_ascii_case(entry) || ends_with_domain(host, entry),
+                }
+        })
+    }
+
     /// The proxy (`host:port`) that forwards requests to `dst`, if one does: its answers
     /// arrive as if they were the destination's.
     pub fn forwarding_proxy(&self, dst: &Uri) -> Option<String> {
@@ -261,6 +290,62 @@ fn causes(e: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+/// `NO_PROXY` in the forms hyper-util's matcher reads, and apart the entries with a port
+/// (host without brackets, port). Go's clients, and so docker, podman and containerd, read
+/// `registry.corp:5000` (that port only), `[fd00::1]` and `*.corp` (as `.corp`) too; the
+/// matcher took the first two for names no host has and ignored the third, and the
+/// registries they named went through the proxy.
+fn no_proxy_entries(no: &str) -> (String, Vec<(String, u16)>) {
+    let mut plain = Vec::new();
+    let mut with_port = Vec::new();
+    for entry in no.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        // An address or a network (`fd00::1`, `10.0.0.0/8`) has colons but no port.
+        if entry.parse::<std::net::IpAddr>().is_ok() || entry.contains('/') {
+            plain.push(entry.to_string());
+            continue;
+        }
+        let (host, port) = match entry.strip_prefix('[') {
+            Some(v6) => match v6.split_once(']') {
+                Some((addr, rest)) => (addr, rest.strip_prefix(':')),
+                None => (entry, None),
+            },
+            None => match entry.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (entry, None),
+            },
+        };
+        let host = match host.strip_prefix("*.") {
+            Some(domain) => format!(".{domain}"),
+            None => host.to_string(),
+        };
+        match port.map(str::parse::<u16>) {
+            Some(Ok(port)) => with_port.push((host, port)),
+            // Not a port: kept as written, for the matcher to judge.
+            Some(Err(_)) => plain.push(entry.to_string()),
+            None => plain.push(host),
+        }
+    }
+    (plain.join(","), with_port)
+}
+
+/// Whether `host` is a subdomain of `domain` (`a.registry.corp` of `registry.corp`).
+fn ends_with_domain(host: &str, domain: &str) -> bool {
+    host.len() > domain.len()
+        && host.as_bytes()[host.len() - domain.len() - 1] == b'.'
+        && host[host.len() - domain.len()..].eq_ignore_ascii_case(domain)
+}
+
+/// A proxy setting with `http://` before it when it names no scheme, as curl and Go's
+/// clients read `proxy.corp:3128/`, which the matcher cannot parse as it stands.
+fn with_scheme(value: &str) -> String {
+    let value = value.trim();
+    if value.is_empty() || value.contains("://") {
+        value.to_string()
+    } else {
+        format!("http://{value}")
+    }
 }
 
 /// Whether hyper-util's matcher can use the proxy setting `value`.
@@ -653,6 +738,80 @@ mod tests {
         assert_eq!(auth, None);
     }
 
+    /// The spellings Go's clients (docker, podman, containerd) read in `NO_PROXY`: a user
+    /// whose registry they reach directly must not find dist sending it to the proxy.
+    #[test]
+    fn no_proxy_entries_with_ports_brackets_and_wildcards() {
+        let direct = |no: &str, dst: &str| {
+            Proxies::of("http://proxy.corp:3128", "", no).route(&uri(dst)) == Route::Direct
+        };
+        assert!(direct(
+            "registry.corp:5000",
+            "https://registry.corp:5000/v2/"
+        ));
+        assert!(direct(
+            "registry.corp:5000",
+            "https://a.REGISTRY.corp:5000/v2/"
+        ));
+        assert!(!direct("registry.corp:5000", "https://registry.corp/v2/"));
+        assert!(!direct(
+            "registry.corp:5000",
+            "https://xregistry.corp:5000/v2/"
+        ));
+        assert!(direct("registry.corp:443", "https://registry.corp/v2/"));
+        assert!(direct(".corp:5000", "https://registry.corp:5000/v2/"));
+        assert!(direct("10.2.3.4:5000", "https://10.2.3.4:5000/v2/"));
+        assert!(!direct("10.2.3.4:5000", "https://10.2.3.4:5001/v2/"));
+        assert!(direct("[fd00::5]", "https://[fd00::5]:5000/v2/"));
+        assert!(direct("[fd00::5]:5000", "https://[fd00::5]:5000/v2/"));
+        assert!(!direct("[fd00::5]:5000", "https://[fd00::5]/v2/"));
+        assert!(direct("fd00::5", "https://[fd00::5]:5000/v2/"));
+        assert!(direct("fd00::/16", "https://[fd00::5]:5000/v2/"));
+        assert!(direct("*.corp", "https://registry.corp/v2/"));
+        assert!(!direct("*.corp", "https://registry.com/v2/"));
+        assert!(direct("a.b, *.corp ,10.0.0.0/8", "https://10.9.9.9/v2/"));
+        assert!(direct("*", "https://registry.com/v2/"));
+        assert!(!direct("", "https://registry.com/v2/"));
+    }
+
+    #[test]
+    fn an_empty_variable_leaves_the_other_case_in_force() {
+        let vars = |set: &'static [(&'static str, &'static str)]| {
+            Proxies::from_vars(move |name| {
+                set.iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v.to_string())
+            })
+        };
+        let p = vars(&[
+            ("HTTPS_PROXY", ""),
+            ("https_proxy", "http://proxy.corp:3128"),
+        ]);
+        assert!(matches!(
+            p.route(&uri("https://ghcr.io/v2/")),
+            Route::Tunnel { .. }
+        ));
+        let p = vars(&[
+            ("HTTPS_PROXY", "http://proxy.corp:3128"),
+            ("NO_PROXY", " "),
+            ("no_proxy", "registry.corp"),
+        ]);
+        assert_eq!(p.route(&uri("https://registry.corp/v2/")), Route::Direct);
+        assert!(matches!(
+            p.route(&uri("https://ghcr.io/v2/")),
+            Route::Tunnel { .. }
+        ));
+        // Both set: the upper case wins, as in Go's clients and hyper-util's matcher.
+        let p = vars(&[
+            ("HTTPS_PROXY", "http://upper.corp:3128"),
+            ("https_proxy", "http://lower.corp:3128"),
+        ]);
+        let Route::Tunnel { proxy, .. } = p.route(&uri("https://ghcr.io/v2/")) else {
+            panic!("tunnelled");
+        };
+        assert_eq!(proxy.host(), Some("upper.corp"));
+    }
+
     #[test]
     fn credentials_in_the_proxy_url_become_sensitive_basic_auth() {
         let p = Proxies::of("", "http://alice:s3cret@proxy.corp:3128", "");
@@ -730,12 +889,22 @@ mod tests {
             panic!("garbage went direct");
         };
         assert!(named.contains("not a URL"), "{named}");
-        // A host without a scheme is http, as curl reads it.
-        let p = Proxies::of_values("", "proxy.corp:3128", "", "");
-        assert!(matches!(
-            p.route(&uri("http://registry.corp/v2/")),
-            Route::Forward { .. }
-        ));
+        // A host without a scheme is http, as curl reads it, with a slash after it too.
+        for setting in [
+            "proxy.corp:3128",
+            "proxy.corp:3128/",
+            " bob:pw@proxy.corp:3128/ ",
+        ] {
+            let p = Proxies::of_values("", setting, setting, "");
+            let Route::Forward { proxy, .. } = p.route(&uri("http://registry.corp/v2/")) else {
+                panic!("{setting:?} forwards plain http");
+            };
+            assert_eq!(authority(&proxy), "proxy.corp:3128", "{setting:?}");
+            assert!(
+                matches!(p.route(&uri("https://ghcr.io/v2/")), Route::Tunnel { .. }),
+                "{setting:?} tunnels https"
+            );
+        }
     }
 
     #[test]

@@ -60,12 +60,21 @@ pub fn client_config(
     };
     let (chain, key) = load_identity(identity)?;
     builder.with_client_auth_cert(chain, key).map_err(|e| {
-        Error::invalid(format!(
-            "client certificate {} with key {}",
-            identity.cert.display(),
-            identity.key.display()
-        ))
-        .with_cause(e)
+        // rustls says only "keys may not be consistent: KeyMismatch": which file is
+        // wrong is the user's to find, but they must learn that the two are not a pair.
+        let said = match e {
+            rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => format!(
+                "the key {} is not the key of the client certificate {}",
+                identity.key.display(),
+                identity.cert.display()
+            ),
+            _ => format!(
+                "client certificate {} with key {}",
+                identity.cert.display(),
+                identity.key.display()
+            ),
+        };
+        Error::invalid(said).with_cause(e)
     })
 }
 
@@ -79,6 +88,18 @@ fn load_identity(
     let chain = read_certs(&identity.cert, "client certificate")?;
     let what = "client key";
     let pem = read_pem(&identity.key, what)?;
+    // rustls reads no encrypted key: PKCS#8's form is skipped as an unknown section ("holds
+    // no private key"), OpenSSL's older one fails on its `Proc-Type` header as bad base64.
+    // Either way the user would not learn what to do.
+    if contains(&pem, b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+        || contains(&pem, b"Proc-Type: 4,ENCRYPTED")
+    {
+        return Err(Error::invalid(format!(
+            "{what} {} is encrypted with a passphrase, which dist cannot ask for; \
+             decrypt it first (openssl pkey -in {0} -out <new file>)",
+            identity.key.display()
+        )));
+    }
     let key = rustls_pemfile::private_key(&mut pem.as_slice())
         .map_err(|e| {
             Error::invalid(format!("parsing {what} {}", identity.key.display())).with_cause(e)
@@ -90,6 +111,10 @@ fn load_identity(
             ))
         })?;
     Ok((chain, key))
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Verifies against the system store plus `extra`, loading the system store on first use;
@@ -229,6 +254,78 @@ mod tests {
     fn missing_ca_file_is_reported() {
         let e = client_config(&[PathBuf::from("/nonexistent/ca.pem")], false, None).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/ca.pem"));
+    }
+
+    /// Keys as `openssl pkcs8 -topk8` and `openssl ec -aes128` encrypt them.
+    #[test]
+    fn an_encrypted_client_key_is_named_as_such() {
+        const PKCS8: &str = "-----BEGIN ENCRYPTED PRIVATE KEY-----
+MIHsMFcGCSqGSIb3DQEFDTBKMCkGCSqGSIb3DQEFDDAcBAiFOJ4+Kz/V5gICCAAw
+DAYIKoZIhvcNAgkFADAdBglghkgBZQMEASoEEHCzR3w2Ef+gCSBPugYDlqAEgZAT
+VerssmQVsQ+2cdq1VT+Ki5IZk1p3t/cboU2FmhRjVm7GAATgZ+Wxm4tZsp5RnLBd
+ZXnxhOSfMwJqQYEVb9WqHQZO9qPHmwL6nQhhtjkNyulK/ZbfKGhH0CIxymBDebBK
+uqdTkzXW1Ho44cHXjkZ5+K/tikTTefHqcBK2G1oFBO8Pvj59t3WxRcmshQZJCjg=
+-----END ENCRYPTED PRIVATE KEY-----
+";
+        const LEGACY: &str = "-----BEGIN EC PRIVATE KEY-----
+Proc-Type: 4,ENCRYPTED
+DEK-Info: AES-128-CBC,8FC2265488A007AB9E29C6866C7AF724
+
+s3zvNbeU98p5i6CTjQ5OrjRLeKRCrRL2bzaFembj/FdROz6UCc9Uoz8kzf1KjRux
+ZUIEhSEtzJ5jmf1hE6cYf7813wWW1GH8NsbHBXTMnWn6AwPaqp3wQw44fIVgutK3
+vWABWvA+zQhwAn95XLyb0FoP96zRAc3kxpBGhYGQVhc=
+-----END EC PRIVATE KEY-----
+";
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["client".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let cert_path = dir.path().join("client.cert");
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        for (name, pem) in [("pkcs8.key", PKCS8), ("legacy.key", LEGACY)] {
+            let key_path = dir.path().join(name);
+            std::fs::write(&key_path, pem).unwrap();
+            let identity = ClientIdentity {
+                cert: cert_path.clone(),
+                key: key_path.clone(),
+            };
+            let e = client_config(&[], false, Some(&identity)).unwrap_err();
+            let said = e.to_string();
+            assert!(said.contains("is encrypted"), "{name}: {said}");
+            assert!(said.contains(&key_path.display().to_string()), "{said}");
+        }
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["client".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let other = rcgen::KeyPair::generate().unwrap();
+        let identity = ClientIdentity {
+            cert: dir.path().join("client.cert"),
+            key: dir.path().join("other.key"),
+        };
+        std::fs::write(&identity.cert, cert.pem()).unwrap();
+        std::fs::write(&identity.key, other.serialize_pem()).unwrap();
+        let said = client_config(&[], false, Some(&identity))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            said.contains(&format!(
+                "the key {} is not the key of the client certificate {}",
+                identity.key.display(),
+                identity.cert.display()
+            )),
+            "{said}"
+        );
+        std::fs::write(&identity.key, key.serialize_pem()).unwrap();
+        assert!(client_config(&[], false, Some(&identity)).is_ok());
     }
 
     #[test]
