@@ -36,8 +36,12 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let timeout = cli.global.timeout;
-    cli.global.deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    // A timeout too far off to be a point in time (`DIST_FETCH_TIMEOUT=1e19`) is none:
+    // adding it to the clock panicked with status 101 instead.
+    let now = tokio::time::Instant::now();
+    let timeout = cli.global.timeout.filter(|&t| now.checked_add(t).is_some());
+    cli.global.timeout = timeout;
+    cli.global.deadline = timeout.map(|t| now + t);
     let deadline = cli.global.deadline;
     let abandoned = abandoned_at_deadline(&cli.command);
     let code = runtime.block_on(async {

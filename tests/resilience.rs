@@ -860,6 +860,33 @@ fn the_timeout_may_come_from_the_environment() {
     drop(silent);
 }
 
+/// A timeout too far off to end (`1e19` seconds, past what the clock can count) is no
+/// deadline at all, for a one-shot command as for a batch; it panicked (status 101).
+#[test]
+fn a_timeout_beyond_the_clock_is_none() {
+    let reg = FakeRegistry::start();
+    let data = bytes(31, 1000);
+    let digest = reg.blob("team/app", &data);
+    let dir = tempfile::tempdir().unwrap();
+    let mut dist = Dist::new();
+    dist.env("DIST_FETCH_TIMEOUT", "1e19");
+    let out = dist.run(&["fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(out.stdout, data);
+    let args = [
+        "fetch",
+        &repo(&reg),
+        "-",
+        "-o",
+        dir.path().to_str().unwrap(),
+    ];
+    let out = dist.run(&args, format!("{digest}\n").as_bytes());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(assert_store_clean(dir.path()), 1);
+}
+
 /// Large objects in flight at the deadline: their writer threads' files become partial
 /// downloads (no temporary file stays), and the process does not wait for the downloads
 /// (12 s each at this pace) to end.
