@@ -477,6 +477,60 @@ fn sigint_during_large_downloads_stops_promptly_and_keeps_partials_a_rerun_carri
     }
 }
 
+/// A signal ignored when dist starts stays ignored: `nohup` ignores SIGHUP, a shell running
+/// `dist … &` from a script ignores SIGINT, so that closing the terminal or a Ctrl-C meant
+/// for the foreground leaves the batch running. dist's own handler for SIGINT stopped it.
+#[test]
+fn signals_ignored_at_start_stay_ignored() {
+    use std::os::unix::process::CommandExt;
+    let (reg, blobs) = slow_batch();
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "fetch",
+        &repo(&reg),
+        "-",
+        "-j",
+        "8",
+        "-o",
+        dir.path().to_str().unwrap(),
+    ];
+    let mut command = Dist::new().command(&args);
+    // SAFETY: only signal(2), async-signal-safe, runs between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            for signal in [libc::SIGINT, libc::SIGHUP] {
+                if libc::signal(signal, libc::SIG_IGN) == libc::SIG_ERR {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = lines(&blobs);
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.as_bytes()).unwrap();
+    drop(child.stdin.take());
+    // The first frame: the batch is under way, and its handlers (if any) are set.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    for signal in [libc::SIGINT, libc::SIGHUP] {
+        assert_eq!(unsafe_kill(child.id(), signal), 0);
+    }
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut stdout, &mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{:?}: {err}", out.status);
+    assert_eq!(json_lines(&rest).len() + 1, blobs.len());
+    assert_eq!(assert_store_clean(dir.path()), blobs.len());
+}
+
 /// A producer that lives on keeps dist's stdin open; SIGTERM sent to dist alone (as a
 /// supervisor does) must not wait for a read of stdin that nothing can cancel. It once
 /// waited out the two-second shutdown timeout.

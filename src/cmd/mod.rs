@@ -415,17 +415,39 @@ pub async fn stopped(global: &Global) -> Stop {
 
 /// Resolves on SIGINT or SIGTERM with the conventional exit status (128 + signal).
 async fn interrupted() -> u8 {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return std::future::pending().await;
-    };
+    use tokio::signal::unix::SignalKind;
     tokio::select! {
-        _ = int.recv() => 130,
-        _ = term.recv() => 143,
+        () = received(SignalKind::interrupt()) => 130,
+        () = received(SignalKind::terminate()) => 143,
     }
+}
+
+/// Resolves when `kind` arrives; never when it was ignored as dist started. A shell ignores
+/// SIGINT for a command it runs in the background (`dist … &` in a script), so that a
+/// Ctrl-C meant for the foreground leaves it running: a handler of dist's own undid that.
+async fn received(kind: tokio::signal::unix::SignalKind) {
+    if ignored(kind.as_raw_value()) {
+        return std::future::pending().await;
+    }
+    match tokio::signal::unix::signal(kind) {
+        Ok(mut signal) => {
+            signal.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
+
+/// Whether `signal`'s disposition is to be ignored. Asked before dist sets a handler for
+/// it, this is what dist was started with.
+fn ignored(signal: libc::c_int) -> bool {
+    let mut action = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    // SAFETY: with no new action, sigaction only writes the current one into `action`,
+    // memory of its size.
+    if unsafe { libc::sigaction(signal, std::ptr::null(), action.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // SAFETY: sigaction succeeded, so it filled `action`.
+    unsafe { action.assume_init() }.sa_sigaction == libc::SIG_IGN
 }
 
 /// Writes `text` to stdout as a command's whole output: the exit status, with a failure
