@@ -477,6 +477,34 @@ fn sigint_during_large_downloads_stops_promptly_and_keeps_partials_a_rerun_carri
     }
 }
 
+/// SIGHUP (the terminal closed, the SSH session dropped) stops a batch as SIGTERM does:
+/// status 129, no temporary file, the large downloads kept as partials for the next run.
+/// Left to its default, it killed the process with all its temporary files in place.
+#[test]
+fn sighup_stops_a_batch_as_sigterm_does() {
+    let (reg, blobs) = paced_large_blobs(2, 2 << 20);
+    let dir = tempfile::tempdir().unwrap();
+    let child = start_batch(&Dist::new(), &reg, &blobs, dir.path());
+    let sha = dir.path().join("blobs/sha256");
+    let temporaries = || {
+        std::fs::read_dir(&sha)
+            .map(|d| d.flatten().count())
+            .unwrap_or(0)
+    };
+    let waited = Instant::now();
+    while temporaries() < 2 && waited.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Past the first MiB of each.
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(unsafe_kill(child.id(), libc::SIGHUP), 0);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(129), "{:?}: {err}", out.status);
+    assert!(err.contains("kept for the next run to carry on"), "{err}");
+    assert_only_partials(dir.path(), &blobs);
+}
+
 /// A signal ignored when dist starts stays ignored: `nohup` ignores SIGHUP, a shell running
 /// `dist … &` from a script ignores SIGINT, so that closing the terminal or a Ctrl-C meant
 /// for the foreground leaves the batch running. dist's own handler for SIGINT stopped it.

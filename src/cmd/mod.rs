@@ -348,7 +348,7 @@ pub async fn check_before_batch<S: std::future::Future<Output = Stop>>(
 
 /// Why a batch stopped before its end.
 pub enum Stop {
-    /// SIGINT or SIGTERM, with the conventional exit status (128 + signal).
+    /// SIGINT, SIGTERM or SIGHUP, with the conventional exit status (128 + signal).
     Signal(u8),
     /// `--timeout` ran out.
     Deadline(std::time::Duration),
@@ -413,18 +413,22 @@ pub async fn stopped(global: &Global) -> Stop {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM with the conventional exit status (128 + signal).
+/// Resolves on SIGINT, SIGTERM or SIGHUP with the conventional exit status (128 + signal).
+/// SIGHUP is a closed terminal or a dropped SSH session: left to its default, it killed a
+/// batch on the spot, its temporary files and cut downloads left for a later run to find.
 async fn interrupted() -> u8 {
     use tokio::signal::unix::SignalKind;
     tokio::select! {
         () = received(SignalKind::interrupt()) => 130,
         () = received(SignalKind::terminate()) => 143,
+        () = received(SignalKind::hangup()) => 129,
     }
 }
 
-/// Resolves when `kind` arrives; never when it was ignored as dist started. A shell ignores
-/// SIGINT for a command it runs in the background (`dist … &` in a script), so that a
-/// Ctrl-C meant for the foreground leaves it running: a handler of dist's own undid that.
+/// Resolves when `kind` arrives; never when it was ignored as dist started. `nohup` ignores
+/// SIGHUP, and a shell ignores SIGINT for a command it runs in the background (`dist … &`
+/// in a script), so that a closed terminal or a Ctrl-C meant for the foreground leaves it
+/// running: a handler of dist's own would undo that.
 async fn received(kind: tokio::signal::unix::SignalKind) {
     if ignored(kind.as_raw_value()) {
         return std::future::pending().await;
