@@ -505,6 +505,31 @@ fn sighup_stops_a_batch_as_sigterm_does() {
     assert_only_partials(dir.path(), &blobs);
 }
 
+/// A batch into a directory of its own making, stopped before it stored anything, removes
+/// the directory again as a failed one does; it was left as an empty layout, the stopped
+/// download's temporary file deleted only after the check for an unused layout.
+#[test]
+fn a_batch_stopped_before_storing_anything_removes_its_new_directory() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(71, 20_000));
+    reg.set_fault_for_every(&digest, Fault::StallAfter(5, Duration::from_secs(600)));
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("new");
+    let args = ["fetch", &repo(&reg), "-", "-o", dir.to_str().unwrap()];
+    let child = Dist::new().spawn(&args, format!("{digest}\n").as_bytes());
+    let started = Instant::now();
+    while reg.requests_for(&digest) == 0 {
+        assert!(started.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(unsafe_kill(child.id(), libc::SIGINT), 0);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(!dir.exists(), "an empty layout was left");
+}
+
 /// A signal ignored when dist starts stays ignored: `nohup` ignores SIGHUP, a shell running
 /// `dist … &` from a script ignores SIGINT, so that closing the terminal or a Ctrl-C meant
 /// for the foreground leaves the batch running. dist's own handler for SIGINT stopped it.

@@ -454,6 +454,24 @@ fn ignored(signal: libc::c_int) -> bool {
     unsafe { action.assume_init() }.sa_sigaction == libc::SIG_IGN
 }
 
+/// Runs the scheduler until the number of live tasks stops falling: cancelled tasks are
+/// dropped when the scheduler next gets to them, and dropping one may cancel others (the
+/// parts of a ranged download). Idle connections' tasks stay alive; they are why this
+/// stops at "no longer falling" and not at zero.
+pub async fn drop_cancelled_tasks() {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+    let mut alive = usize::MAX;
+    loop {
+        tokio::task::yield_now().await;
+        let now = metrics.num_alive_tasks();
+        if now >= alive || std::time::Instant::now() > deadline {
+            return;
+        }
+        alive = now;
+    }
+}
+
 /// Writes `text` to stdout as a command's whole output: the exit status, with a failure
 /// said. A reader that went away (`| head`) wanted no more, as for `fetch`: not an error.
 pub fn print_stdout(text: &[u8]) -> u8 {

@@ -25,8 +25,11 @@ pub async fn run(global: &Global, args: PullArgs) -> u8 {
         Err(e) => return report(&e, EXIT_USAGE),
     };
     let code = pull_into(global, args, image, &store).await;
-    // A mistyped reference or an unusable registry leaves no empty layout behind.
+    // A mistyped reference or an unusable registry leaves no empty layout behind, nor
+    // does a stop before anything was stored, once the stopped downloads' temporary files
+    // are gone: they go as their tasks are dropped.
     if code != 0 {
+        super::drop_cancelled_tasks().await;
         store.remove_if_unused();
     }
     code
