@@ -34,7 +34,8 @@ Exit status:
   1        an object failed (the others still completed)
   2        usage error, or the remote cannot be reached or authenticated at all
   124      --timeout ran out (what was reported is complete)
-  130, 143 interrupted by SIGINT, SIGTERM (what was reported is complete)";
+  130, 143 interrupted by SIGINT, SIGTERM (what was reported is complete)
+  129      the terminal closed (SIGHUP; what was reported is complete)";
 
 /// Distribution primitives: fetch verified content out of OCI container registries.
 #[derive(Debug, Parser)]

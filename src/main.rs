@@ -36,8 +36,12 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let timeout = cli.global.timeout;
-    cli.global.deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    // A timeout too far off to be a point in time (`DIST_FETCH_TIMEOUT=1e19`) is none:
+    // adding it to the clock panicked with status 101 instead.
+    let now = tokio::time::Instant::now();
+    let timeout = cli.global.timeout.filter(|&t| now.checked_add(t).is_some());
+    cli.global.timeout = timeout;
+    cli.global.deadline = timeout.map(|t| now + t);
     let deadline = cli.global.deadline;
     let abandoned = abandoned_at_deadline(&cli.command);
     let code = runtime.block_on(async {
@@ -56,29 +60,11 @@ fn main() -> ExitCode {
     // cancelled fetch's hashing and writing threads wait for their task: an interrupted
     // run sat out the whole timeout below, its temporary files still there. So first let
     // the cancelled tasks drop (deleting their files, releasing those threads).
-    runtime.block_on(drop_cancelled_tasks());
+    runtime.block_on(cmd::drop_cancelled_tasks());
     // Then give blocking work a moment to end; a read of stdin that waits for input must
     // not delay the exit beyond that.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     ExitCode::from(code)
-}
-
-/// Runs the scheduler until the number of live tasks stops falling: cancelled tasks are
-/// dropped when the scheduler next gets to them, and dropping one may cancel others (the
-/// parts of a ranged download). Idle connections' tasks stay alive; they are why this
-/// stops at "no longer falling" and not at zero.
-async fn drop_cancelled_tasks() {
-    let metrics = tokio::runtime::Handle::current().metrics();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
-    let mut alive = usize::MAX;
-    loop {
-        tokio::task::yield_now().await;
-        let now = metrics.num_alive_tasks();
-        if now >= alive || std::time::Instant::now() > deadline {
-            return;
-        }
-        alive = now;
-    }
 }
 
 /// Logs go to stderr, each on a line of its own below any progress line: `-v` shows

@@ -813,6 +813,103 @@ fn an_interrupted_pull_leaves_index_json_alone_and_no_temporary_file() {
     check(dir.path());
 }
 
+/// A pull whose reader of the JSON lines went away (`| head -1`) stops as soon as the pipe
+/// says so, as the worker does, not when its next line finds the pipe gone: here that was
+/// after a layer that takes ten minutes. What it stored is verified; no temporary file stays.
+#[test]
+fn a_pull_stops_when_its_reader_goes_away() {
+    let reg = FakeRegistry::start();
+    let (_, _, images) = multi(&reg, "team/app", "v1", Flavor::Oci);
+    let image = images.iter().find(|i| i.arch == host_arch()).unwrap();
+    for (blob, _) in &image.blobs {
+        let stall = Fault::StallAfter(100, std::time::Duration::from_secs(600));
+        reg.set_fault_for_every(blob, stall);
+    }
+    let reference = format!("{}/team/app:v1", reg.host());
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Dist::new().start(&["pull", &reference, "-o", dir.path().to_str().unwrap()]);
+    drop(child.stdin.take());
+    // The index's line and its image manifest's; every blob then holds the next line back.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    for _ in 0..2 {
+        std::io::BufRead::read_line(&mut stdout, &mut String::new()).unwrap();
+    }
+    drop(stdout);
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            child.kill().unwrap();
+            panic!("the pull went on 30 s after its reader went away");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.is_empty(),
+        "a reader that left is no failure to report: {err}"
+    );
+    assert!(entries(dir.path()).is_empty());
+    for entry in std::fs::read_dir(dir.path().join("blobs/sha256"))
+        .unwrap()
+        .flatten()
+    {
+        let name = entry.file_name().into_string().unwrap();
+        assert!(!name.starts_with(".dist"), "left behind: {name}");
+    }
+}
+
+/// A pull into a directory of its own making that is stopped before it stored anything
+/// (SIGINT, SIGTERM, `--timeout`, here while the index downloads) removes the directory
+/// again, as a pull that fails does: it was left as an empty layout, because the stopped
+/// download's temporary file was deleted only after the check for an unused layout.
+#[test]
+fn a_pull_stopped_before_storing_anything_removes_its_new_directory() {
+    let reg = FakeRegistry::start();
+    let (index, _, _) = multi(&reg, "team/app", "v1", Flavor::Oci);
+    let stall = Fault::StallAfter(5, std::time::Duration::from_secs(600));
+    reg.set_fault_for_every(&index, stall);
+    let reference = format!("{}/team/app:v1", reg.host());
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("new");
+        let mut child = Dist::new().start(&["pull", &reference, "-o", dir.to_str().unwrap()]);
+        drop(child.stdin.take());
+        let started = std::time::Instant::now();
+        while reg.requests_for(&index) == 0 {
+            assert!(started.elapsed() < std::time::Duration::from_secs(20));
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        // SAFETY: kill(2) sends a signal to a child this test started and has not reaped.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(128 + signal), "{err}");
+        assert!(!dir.exists(), "{signal}: left {:?}", listing(&dir));
+    }
+}
+
+/// Every path under `dir`, relative to it.
+fn listing(dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(at) = todo.pop() {
+        for entry in std::fs::read_dir(&at).into_iter().flatten().flatten() {
+            let path = entry.path();
+            found.push(path.strip_prefix(dir).unwrap().display().to_string());
+            if path.is_dir() {
+                todo.push(path);
+            }
+        }
+    }
+    found
+}
+
 /// BuildKit's registry cache (`--cache-to type=registry`, `image-manifest=false`, its
 /// default) is an index whose entries are the cached layers and a cache config, not
 /// manifests. Mirrored with `--all-platforms`, each entry is stored as the blob it is and

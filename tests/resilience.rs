@@ -477,6 +477,113 @@ fn sigint_during_large_downloads_stops_promptly_and_keeps_partials_a_rerun_carri
     }
 }
 
+/// SIGHUP (the terminal closed, the SSH session dropped) stops a batch as SIGTERM does:
+/// status 129, no temporary file, the large downloads kept as partials for the next run.
+/// Left to its default, it killed the process with all its temporary files in place.
+#[test]
+fn sighup_stops_a_batch_as_sigterm_does() {
+    let (reg, blobs) = paced_large_blobs(2, 2 << 20);
+    let dir = tempfile::tempdir().unwrap();
+    let child = start_batch(&Dist::new(), &reg, &blobs, dir.path());
+    let sha = dir.path().join("blobs/sha256");
+    let temporaries = || {
+        std::fs::read_dir(&sha)
+            .map(|d| d.flatten().count())
+            .unwrap_or(0)
+    };
+    let waited = Instant::now();
+    while temporaries() < 2 && waited.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Past the first MiB of each.
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(unsafe_kill(child.id(), libc::SIGHUP), 0);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(129), "{:?}: {err}", out.status);
+    assert!(err.contains("kept for the next run to carry on"), "{err}");
+    assert_only_partials(dir.path(), &blobs);
+}
+
+/// A batch into a directory of its own making, stopped before it stored anything, removes
+/// the directory again as a failed one does; it was left as an empty layout, the stopped
+/// download's temporary file deleted only after the check for an unused layout.
+#[test]
+fn a_batch_stopped_before_storing_anything_removes_its_new_directory() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(71, 20_000));
+    reg.set_fault_for_every(&digest, Fault::StallAfter(5, Duration::from_secs(600)));
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("new");
+    let args = ["fetch", &repo(&reg), "-", "-o", dir.to_str().unwrap()];
+    let child = Dist::new().spawn(&args, format!("{digest}\n").as_bytes());
+    let started = Instant::now();
+    while reg.requests_for(&digest) == 0 {
+        assert!(started.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(unsafe_kill(child.id(), libc::SIGINT), 0);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(!dir.exists(), "an empty layout was left");
+}
+
+/// A signal ignored when dist starts stays ignored: `nohup` ignores SIGHUP, a shell running
+/// `dist … &` from a script ignores SIGINT, so that closing the terminal or a Ctrl-C meant
+/// for the foreground leaves the batch running. dist's own handler for SIGINT stopped it.
+#[test]
+fn signals_ignored_at_start_stay_ignored() {
+    use std::os::unix::process::CommandExt;
+    let (reg, blobs) = slow_batch();
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "fetch",
+        &repo(&reg),
+        "-",
+        "-j",
+        "8",
+        "-o",
+        dir.path().to_str().unwrap(),
+    ];
+    let mut command = Dist::new().command(&args);
+    // SAFETY: only signal(2), async-signal-safe, runs between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            for signal in [libc::SIGINT, libc::SIGHUP] {
+                if libc::signal(signal, libc::SIG_IGN) == libc::SIG_ERR {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = lines(&blobs);
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.as_bytes()).unwrap();
+    drop(child.stdin.take());
+    // The first frame: the batch is under way, and its handlers (if any) are set.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    for signal in [libc::SIGINT, libc::SIGHUP] {
+        assert_eq!(unsafe_kill(child.id(), signal), 0);
+    }
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut stdout, &mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{:?}: {err}", out.status);
+    assert_eq!(json_lines(&rest).len() + 1, blobs.len());
+    assert_eq!(assert_store_clean(dir.path()), blobs.len());
+}
+
 /// A producer that lives on keeps dist's stdin open; SIGTERM sent to dist alone (as a
 /// supervisor does) must not wait for a read of stdin that nothing can cancel. It once
 /// waited out the two-second shutdown timeout.
@@ -858,6 +965,33 @@ fn the_timeout_may_come_from_the_environment() {
     assert_eq!(out.status.code(), Some(124), "{err}");
     assert!(err.contains("gave up after the --timeout of 1s"), "{err}");
     drop(silent);
+}
+
+/// A timeout too far off to end (`1e19` seconds, past what the clock can count) is no
+/// deadline at all, for a one-shot command as for a batch; it panicked (status 101).
+#[test]
+fn a_timeout_beyond_the_clock_is_none() {
+    let reg = FakeRegistry::start();
+    let data = bytes(31, 1000);
+    let digest = reg.blob("team/app", &data);
+    let dir = tempfile::tempdir().unwrap();
+    let mut dist = Dist::new();
+    dist.env("DIST_FETCH_TIMEOUT", "1e19");
+    let out = dist.run(&["fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(out.stdout, data);
+    let args = [
+        "fetch",
+        &repo(&reg),
+        "-",
+        "-o",
+        dir.path().to_str().unwrap(),
+    ];
+    let out = dist.run(&args, format!("{digest}\n").as_bytes());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(assert_store_clean(dir.path()), 1);
 }
 
 /// Large objects in flight at the deadline: their writer threads' files become partial

@@ -27,8 +27,11 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
         None => Destination::default(),
     };
     let code = run_into(global, args, destination).await;
-    // A mistyped locator or an unusable registry leaves no empty layout behind.
+    // A mistyped locator or an unusable registry leaves no empty layout behind, nor does a
+    // stop before anything was stored, once the stopped downloads' temporary files are
+    // gone: they go as their tasks are dropped.
     if let Some(store) = store.filter(|_| code != 0) {
+        super::drop_cancelled_tasks().await;
         store.remove_if_unused();
     }
     code

@@ -348,7 +348,7 @@ pub async fn check_before_batch<S: std::future::Future<Output = Stop>>(
 
 /// Why a batch stopped before its end.
 pub enum Stop {
-    /// SIGINT or SIGTERM, with the conventional exit status (128 + signal).
+    /// SIGINT, SIGTERM or SIGHUP, with the conventional exit status (128 + signal).
     Signal(u8),
     /// `--timeout` ran out.
     Deadline(std::time::Duration),
@@ -413,18 +413,62 @@ pub async fn stopped(global: &Global) -> Stop {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM with the conventional exit status (128 + signal).
+/// Resolves on SIGINT, SIGTERM or SIGHUP with the conventional exit status (128 + signal).
+/// SIGHUP is a closed terminal or a dropped SSH session: left to its default, it killed a
+/// batch on the spot, its temporary files and cut downloads left for a later run to find.
 async fn interrupted() -> u8 {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return std::future::pending().await;
-    };
+    use tokio::signal::unix::SignalKind;
     tokio::select! {
-        _ = int.recv() => 130,
-        _ = term.recv() => 143,
+        () = received(SignalKind::interrupt()) => 130,
+        () = received(SignalKind::terminate()) => 143,
+        () = received(SignalKind::hangup()) => 129,
+    }
+}
+
+/// Resolves when `kind` arrives; never when it was ignored as dist started. `nohup` ignores
+/// SIGHUP, and a shell ignores SIGINT for a command it runs in the background (`dist … &`
+/// in a script), so that a closed terminal or a Ctrl-C meant for the foreground leaves it
+/// running: a handler of dist's own would undo that.
+async fn received(kind: tokio::signal::unix::SignalKind) {
+    if ignored(kind.as_raw_value()) {
+        return std::future::pending().await;
+    }
+    match tokio::signal::unix::signal(kind) {
+        Ok(mut signal) => {
+            signal.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
+
+/// Whether `signal`'s disposition is to be ignored. Asked before dist sets a handler for
+/// it, this is what dist was started with.
+fn ignored(signal: libc::c_int) -> bool {
+    let mut action = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    // SAFETY: with no new action, sigaction only writes the current one into `action`,
+    // memory of its size.
+    if unsafe { libc::sigaction(signal, std::ptr::null(), action.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // SAFETY: sigaction succeeded, so it filled `action`.
+    unsafe { action.assume_init() }.sa_sigaction == libc::SIG_IGN
+}
+
+/// Runs the scheduler until the number of live tasks stops falling: cancelled tasks are
+/// dropped when the scheduler next gets to them, and dropping one may cancel others (the
+/// parts of a ranged download). Idle connections' tasks stay alive; they are why this
+/// stops at "no longer falling" and not at zero.
+pub async fn drop_cancelled_tasks() {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+    let mut alive = usize::MAX;
+    loop {
+        tokio::task::yield_now().await;
+        let now = metrics.num_alive_tasks();
+        if now >= alive || std::time::Instant::now() > deadline {
+            return;
+        }
+        alive = now;
     }
 }
 

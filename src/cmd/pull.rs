@@ -10,7 +10,7 @@ use dist::{Error, ErrorKind};
 
 use super::progress::Display;
 use super::{
-    check_before_batch, open_locator, report, report_file, stopped, EXIT_FAILED, EXIT_USAGE,
+    check_before_batch, open_locator, report, report_file, stopped, Stop, EXIT_FAILED, EXIT_USAGE,
 };
 use crate::cli::{Global, PullArgs};
 
@@ -25,8 +25,11 @@ pub async fn run(global: &Global, args: PullArgs) -> u8 {
         Err(e) => return report(&e, EXIT_USAGE),
     };
     let code = pull_into(global, args, image, &store).await;
-    // A mistyped reference or an unusable registry leaves no empty layout behind.
+    // A mistyped reference or an unusable registry leaves no empty layout behind, nor
+    // does a stop before anything was stored, once the stopped downloads' temporary files
+    // are gone: they go as their tasks are dropped.
     if code != 0 {
+        super::drop_cancelled_tasks().await;
         store.remove_if_unused();
     }
     code
@@ -47,8 +50,15 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
         Err(e) => return report(&e, EXIT_USAGE),
     };
     // One stop for the whole run, the check included: a registry that does not answer
-    // must not hold the pull beyond --timeout or a signal.
-    let mut stop = std::pin::pin!(stopped(global));
+    // must not hold the pull beyond --timeout or a signal. A reader of the JSON lines that
+    // went away (`| head -1`) stops it too, as it does the worker: found out only at the
+    // next line, that was after the largest layer in flight, minutes later.
+    let mut stop = std::pin::pin!(async {
+        tokio::select! {
+            why = stopped(global) => why,
+            () = super::output::reader_gone() => Stop::ReaderGone,
+        }
+    });
     if let Err(code) = check_before_batch(remote.as_ref(), &mut stop, true).await {
         return code;
     }

@@ -92,6 +92,18 @@ impl Dist {
         for (k, v) in &self.env {
             c.env(k, v);
         }
+        // dist keeps a signal ignored that it was started with ignored, as `nohup` and a
+        // script's `cmd &` start it: a test suite run from such a script would see its
+        // signal tests fail. Tests that want one ignored set it after this.
+        // SAFETY: only signal(2), async-signal-safe, runs between fork and exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut c, || {
+                for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                    libc::signal(signal, libc::SIG_DFL);
+                }
+                Ok(())
+            });
+        }
         c
     }
 
