@@ -426,19 +426,8 @@ fn sigint_during_large_downloads_stops_promptly_and_keeps_partials_a_rerun_carri
     let dir = tempfile::tempdir().unwrap();
     let dist = Dist::new();
     let child = start_batch(&dist, &reg, &blobs, dir.path());
-    let sha = dir.path().join("blobs/sha256");
-    let temporaries = || {
-        std::fs::read_dir(&sha)
-            .map(|d| d.flatten().count())
-            .unwrap_or(0)
-    };
     // Past the first MiB of each, the files belong to writer threads.
-    let waited = Instant::now();
-    while temporaries() < 3 && waited.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(1000));
-    assert_eq!(temporaries(), 3, "three downloads under way");
+    assert_eq!(downloads_past_their_first_mib(dir.path(), 3), 3);
     let signalled = Instant::now();
     assert_eq!(unsafe_kill(child.id(), 2), 0);
     let out = child.wait_with_output().unwrap();
@@ -477,6 +466,23 @@ fn sigint_during_large_downloads_stops_promptly_and_keeps_partials_a_rerun_carri
     }
 }
 
+/// Waits (up to 20 s) for `n` files being written into the layout at `dir`, then one
+/// second more, for the paced downloads to pass their first MiB; returns how many there are.
+fn downloads_past_their_first_mib(dir: &Path, n: usize) -> usize {
+    let sha = dir.join("blobs/sha256");
+    let temporaries = || {
+        std::fs::read_dir(&sha)
+            .map(|d| d.flatten().count())
+            .unwrap_or(0)
+    };
+    let waited = Instant::now();
+    while temporaries() < n && waited.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    temporaries()
+}
+
 /// SIGHUP (the terminal closed, the SSH session dropped) stops a batch as SIGTERM does:
 /// status 129, no temporary file, the large downloads kept as partials for the next run.
 /// Left to its default, it killed the process with all its temporary files in place.
@@ -485,18 +491,7 @@ fn sighup_stops_a_batch_as_sigterm_does() {
     let (reg, blobs) = paced_large_blobs(2, 2 << 20);
     let dir = tempfile::tempdir().unwrap();
     let child = start_batch(&Dist::new(), &reg, &blobs, dir.path());
-    let sha = dir.path().join("blobs/sha256");
-    let temporaries = || {
-        std::fs::read_dir(&sha)
-            .map(|d| d.flatten().count())
-            .unwrap_or(0)
-    };
-    let waited = Instant::now();
-    while temporaries() < 2 && waited.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // Past the first MiB of each.
-    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(downloads_past_their_first_mib(dir.path(), 2), 2);
     assert_eq!(unsafe_kill(child.id(), libc::SIGHUP), 0);
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

@@ -277,11 +277,7 @@ vWABWvA+zQhwAn95XLyb0FoP96zRAc3kxpBGhYGQVhc=
 -----END EC PRIVATE KEY-----
 ";
         let dir = tempfile::tempdir().unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["client".to_string()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
+        let (_, cert) = self_signed_client();
         let cert_path = dir.path().join("client.cert");
         std::fs::write(&cert_path, cert.pem()).unwrap();
         for (name, pem) in [("pkcs8.key", PKCS8), ("legacy.key", LEGACY)] {
@@ -298,14 +294,20 @@ vWABWvA+zQhwAn95XLyb0FoP96zRAc3kxpBGhYGQVhc=
         }
     }
 
-    #[test]
-    fn a_key_of_another_certificate_is_named_as_such() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A key and a self-signed client certificate for it.
+    fn self_signed_client() -> (rcgen::KeyPair, rcgen::Certificate) {
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = rcgen::CertificateParams::new(vec!["client".to_string()])
             .unwrap()
             .self_signed(&key)
             .unwrap();
+        (key, cert)
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, cert) = self_signed_client();
         let other = rcgen::KeyPair::generate().unwrap();
         let identity = ClientIdentity {
             cert: dir.path().join("client.cert"),
