@@ -191,15 +191,10 @@ impl Authorizer {
         let Ok(Some((refused, _))) = self.found().await else {
             return false;
         };
-        let Some(renewed) = self.renewed(&refused).await else {
+        let Ok(Some(header)) = self.renewed_basic(&refused).await else {
             return false;
         };
-        let Ok(header) = self.basic_header(Some(&renewed)) else {
-            return false;
-        };
-        let mut s = self.state.lock().expect("auth state poisoned");
-        s.header = Some(header);
-        s.generation += 1;
+        self.put_basic(header);
         true
     }
 
@@ -236,7 +231,7 @@ impl Authorizer {
             let mut header = self.basic_header(found.as_ref())?;
             if used.header.as_ref() == Some(&header) {
                 let renewed = match &found {
-                    Some((refused, _)) => self.renewed(refused).await,
+                    Some((refused, _)) => self.renewed_basic(refused).await?,
                     None => None,
                 };
                 let Some(renewed) = renewed else {
@@ -246,12 +241,9 @@ impl Authorizer {
                         refused_message(&self.registry_host, Some(&origin), None),
                     ));
                 };
-                header = self.basic_header(Some(&renewed))?;
+                header = renewed;
             }
-            let mut s = self.state.lock().expect("auth state poisoned");
-            s.header = Some(header);
-            s.expires_at = None;
-            s.generation += 1;
+            self.put_basic(header);
             return Ok(());
         }
         Err(Error::new(
@@ -261,6 +253,23 @@ impl Authorizer {
                 www_authenticate.join(", ")
             ),
         ))
+    }
+
+    /// The `Authorization: Basic` of another credential than `refused`, if looking up
+    /// again gives one ([`renewed`](Self::renewed)).
+    async fn renewed_basic(&self, refused: &Credential) -> Result<Option<HeaderValue>> {
+        match self.renewed(refused).await {
+            Some(renewed) => self.basic_header(Some(&renewed)).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Sends `header` (Basic credentials, which do not expire) from now on.
+    fn put_basic(&self, header: HeaderValue) {
+        let mut s = self.state.lock().expect("auth state poisoned");
+        s.header = Some(header);
+        s.expires_at = None;
+        s.generation += 1;
     }
 
     /// The `Authorization: Basic` of the credential `found`.

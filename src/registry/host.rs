@@ -228,6 +228,13 @@ impl Host {
         true
     }
 
+    /// Reads the small error body of a reply that is answered by asking again, so that
+    /// its connection can be reused.
+    async fn drain(&self, reply: &mut transport::Reply) {
+        let _ = transport::read_prefix(&self.transport, reply.response.body_mut(), MAX_ERROR_BODY)
+            .await;
+    }
+
     /// How many times a failed request (or a broken body) is tried again on this host.
     pub(crate) fn max_retries(&self, policy: &RetryPolicy) -> u32 {
         if self.mirror {
@@ -258,8 +265,10 @@ impl Host {
         // How long to wait before trying again after `e` (counting the retry), or `e` with
         // the URL when it is not worth another attempt. A server's Retry-After replaces the
         // backoff, and one past the policy's longest wait ends the request now: sleeping
-        // through it would only hold the job.
+        // through it would only hold the job. `asked` is read off the response; an error
+        // from elsewhere (a token server's) carries its own.
         let again = |e: Error, retries: &mut u32, asked: Option<Duration>| {
+            let asked = asked.or_else(|| e.retry_after());
             if !e.is_transient() {
                 return Err(e.with_url(&url));
             }
@@ -282,8 +291,7 @@ impl Host {
             let grant = match self.auth.grant().await {
                 Ok(g) => g,
                 Err(e) => {
-                    let asked = e.retry_after();
-                    tokio::time::sleep(again(e, &mut retries, asked)?).await;
+                    tokio::time::sleep(again(e, &mut retries, None)?).await;
                     continue;
                 }
             };
@@ -325,19 +333,10 @@ impl Host {
                     .filter_map(|v| v.to_str().ok().map(str::to_string))
                     .collect();
                 if !challenges.is_empty() {
-                    // Drain the small error body so the connection can be reused.
-                    let _ = transport::read_prefix(
-                        &self.transport,
-                        reply.response.body_mut(),
-                        MAX_ERROR_BODY,
-                    )
-                    .await;
+                    self.drain(&mut reply).await;
                     match self.auth.challenged(&grant, &challenges).await {
                         Ok(()) => auth_rounds += 1,
-                        Err(e) => {
-                            let asked = e.retry_after();
-                            tokio::time::sleep(again(e, &mut retries, asked)?).await
-                        }
+                        Err(e) => tokio::time::sleep(again(e, &mut retries, None)?).await,
                     }
                     continue;
                 }
@@ -347,12 +346,7 @@ impl Host {
                 && auth_rounds < MAX_AUTH_ROUNDS
                 && self.auth.forbidden(&grant).await
             {
-                let _ = transport::read_prefix(
-                    &self.transport,
-                    reply.response.body_mut(),
-                    MAX_ERROR_BODY,
-                )
-                .await;
+                self.drain(&mut reply).await;
                 auth_rounds += 1;
                 continue;
             }
