@@ -376,6 +376,56 @@ fn unknown_tag_and_unmatched_platform_fail_clearly() {
     assert_eq!(usage.status.code(), Some(2));
 }
 
+/// An index without the variant asked for gives the closest older one, which that CPU
+/// runs, as Docker pulls `arm/v6` on a Raspberry Pi asking for `arm/v7`; never a newer one.
+#[test]
+fn a_missing_variant_takes_the_closest_older_one() {
+    let reg = Registry::start(Mode::Anonymous);
+    let images = [
+        push_image(&reg, "team/pi", Flavor::Oci, "arm", 4),
+        push_image(&reg, "team/pi", Flavor::Oci, "arm", 5),
+    ];
+    let manifests: Vec<Value> = images
+        .iter()
+        .zip(["v5", "v6"])
+        .map(|(i, variant)| {
+            json!({"mediaType": Flavor::Oci.manifest(), "digest": i.digest,
+                   "size": i.manifest.len(),
+                   "platform": {"architecture": "arm", "os": "linux", "variant": variant}})
+        })
+        .collect();
+    let index =
+        json!({"schemaVersion": 2, "mediaType": Flavor::Oci.index(), "manifests": manifests});
+    reg.push_manifest(
+        "team/pi",
+        "v1",
+        Flavor::Oci.index(),
+        index.to_string().as_bytes(),
+    );
+    let reference = format!("{}/team/pi:v1", reg.host());
+    let dist = Dist::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = dist.run(
+        &["pull", &reference, "-o", d, "--platform", "linux/arm/v7"],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("warning"), "{err}");
+    assert_image_stored(dir.path(), &images[1]);
+    let recorded = entries(dir.path());
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0]["platform"]["variant"], "v6");
+    let newer = dist.run(
+        &["pull", &reference, "-o", d, "--platform", "linux/arm/v4"],
+        b"",
+    );
+    assert_eq!(newer.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&newer.stderr);
+    assert!(err.contains("linux/arm/v5, linux/arm/v6"), "{err}");
+}
+
 /// A single-platform image (no index) for another platform is pulled, as Docker and
 /// podman pull it, with a warning saying which platform it is for; a match says nothing.
 #[test]

@@ -78,12 +78,52 @@ impl Platform {
         p
     }
 
-    /// Whether an index entry for `candidate` serves what `self` asks for: same OS, same
-    /// architecture, same variant once both are normalised.
+    /// Whether an index entry for `candidate` runs where `self` asks for: same OS, same
+    /// architecture once both are normalised, and the same variant or an older one of it
+    /// (see [`Platform::fit`]).
     pub fn matches(&self, candidate: &Platform) -> bool {
-        let want = normalise(&self.architecture, self.variant.as_deref());
-        let have = normalise(&candidate.architecture, candidate.variant.as_deref());
-        self.os.eq_ignore_ascii_case(&candidate.os) && want == have
+        self.fit(candidate).is_some()
+    }
+
+    /// How well an index entry for `candidate` serves what `self` asks for: `None` when it
+    /// cannot run there, else a rank, higher for a closer variant and highest for the
+    /// variant asked for. A CPU runs its architecture's older variants (`arm/v7` runs
+    /// `arm/v6` and `arm/v5`, `amd64/v3` runs `amd64/v2` and `amd64`, `arm64/v8.2` runs
+    /// `arm64/v8`), so an index without the exact variant still has an image for it, as
+    /// Docker and containerd pick it.
+    pub fn fit(&self, candidate: &Platform) -> Option<u32> {
+        if !self.os.eq_ignore_ascii_case(&candidate.os) {
+            return None;
+        }
+        let (want_arch, want) = normalise(&self.architecture, self.variant.as_deref());
+        let (have_arch, have) = normalise(&candidate.architecture, candidate.variant.as_deref());
+        if want_arch != have_arch {
+            return None;
+        }
+        if want == have {
+            return Some(u32::MAX);
+        }
+        let want = variant_level(&want_arch, want.as_deref()?)?;
+        let have = variant_level(&have_arch, have.as_deref()?)?;
+        (have <= want).then_some(have)
+    }
+}
+
+/// Where a variant stands among its architecture's, for those whose variants are each a
+/// superset of the ones before: `v5` < `v6` < `v7` < `v8` on arm, `v1` < … < `v4` on
+/// amd64, `v8` < `v8.1` < … on arm64, where `v9.N` takes in `v8.(N+5)` (Arm's own
+/// equivalence, as containerd ranks them). `None` for anything else, matched only exactly.
+fn variant_level(arch: &str, variant: &str) -> Option<u32> {
+    let number = variant.strip_prefix('v')?;
+    let (major, minor) = match number.split_once('.') {
+        Some((major, minor)) => (major.parse::<u32>().ok()?, minor.parse::<u32>().ok()?),
+        None => (number.parse::<u32>().ok()?, 0),
+    };
+    match (arch, major) {
+        ("arm", 5..=8) | ("amd64", 1..=4) if minor == 0 => Some(major),
+        ("arm64", 8) if minor <= 9 => Some(minor),
+        ("arm64", 9) if minor <= 4 => Some(minor + 5),
+        _ => None,
     }
 }
 
@@ -198,10 +238,32 @@ mod tests {
         assert!(p("linux/arm/7").matches(&p("linux/arm/v7")));
         assert!(!p("linux/arm/v6").matches(&p("linux/arm/v7")));
         assert!(!p("linux/amd64").matches(&p("linux/amd64/v3")));
+        assert!(!p("linux/arm64").matches(&p("linux/arm64/v8.2")));
         assert!(!p("linux/amd64").matches(&p("windows/amd64")));
         assert!(!p("linux/amd64").matches(&p("linux/arm64")));
         // Attestation entries (unknown/unknown) never match a real platform.
         assert!(!p("linux/amd64").matches(&p("unknown/unknown")));
+    }
+
+    #[test]
+    fn older_variants_fit_below_the_one_asked_for() {
+        let fit = |want: &str, have: &str| p(want).fit(&p(have));
+        assert_eq!(fit("linux/arm/v7", "linux/arm"), Some(u32::MAX));
+        assert!(fit("linux/arm/v7", "linux/arm/v6") > fit("linux/arm/v7", "linux/arm/v5"));
+        assert!(fit("linux/arm/v7", "linux/arm/v5").is_some());
+        assert!(fit("linux/arm/v8", "linux/arm/v7") > fit("linux/arm/v8", "linux/arm/v6"));
+        assert_eq!(fit("linux/arm/v6", "linux/arm/v7"), None);
+        assert!(fit("linux/amd64/v3", "linux/amd64") < fit("linux/amd64/v3", "linux/amd64/v2"));
+        assert_eq!(fit("linux/amd64/v2", "linux/amd64/v3"), None);
+        assert!(fit("linux/arm64/v8.2", "linux/arm64").is_some());
+        assert!(fit("linux/arm64/v9.0", "linux/arm64/v8.5").is_some());
+        assert_eq!(fit("linux/arm64/v9.0", "linux/arm64/v8.6"), None);
+        // No other architecture, and no variant outside the known ranks.
+        assert_eq!(fit("linux/arm64", "linux/arm/v7"), None);
+        assert_eq!(fit("linux/amd64", "linux/386"), None);
+        assert_eq!(fit("linux/arm/v7", "linux/arm/vfp"), None);
+        assert_eq!(fit("linux/riscv64/b", "linux/riscv64/a"), None);
+        assert_eq!(fit("windows/arm/v7", "linux/arm/v6"), None);
     }
 
     #[test]

@@ -441,7 +441,7 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
 }
 
 /// The entries of an index to descend into: all of them, or the first image manifest for
-/// the platform, else the first that names no platform and no artifact type (as
+/// the platform (or, lacking its variant, for the closest older one), else the first that names no platform and no artifact type (as
 /// containerd and skopeo take it; its config's platform is checked later), else the
 /// nested indexes that may hold one. The platforms seen are added to `offered`.
 fn choose(
@@ -466,8 +466,12 @@ fn choose(
         }
     }
     let manifests = || children.iter().filter(|c| !c.is_index());
+    // The first of the closest: an exact variant before an older one.
     let hit = manifests()
-        .find(|c| c.platform.as_ref().is_some_and(|p| want.matches(p)))
+        .filter_map(|c| Some((want.fit(c.platform.as_ref()?)?, c)))
+        .rev()
+        .max_by_key(|(fit, _)| *fit)
+        .map(|(_, c)| c)
         .or_else(|| manifests().find(|c| c.platform.is_none() && !is_unlabelled_artifact(c)));
     if let Some(hit) = hit {
         return vec![hit.clone()];

@@ -228,6 +228,32 @@ fn choose_prefers_a_matching_manifest_then_an_unlabelled_one_then_nested_indexes
     assert!(choose(&riscv, vec![sbom], &mut offered).is_empty());
 }
 
+#[test]
+fn choose_takes_the_closest_older_variant_when_the_one_asked_for_is_missing() {
+    let d = |variant: &str, data: &[u8]| {
+        let mut d = Descriptor::new(media::OCI_MANIFEST, Digest::of(Algorithm::Sha256, data), 1);
+        d.platform = Some(Platform::new("linux", "arm", Some(variant)));
+        d
+    };
+    let v7 = Platforms::One(Platform::new("linux", "arm", Some("v7")));
+    let older = vec![d("v5", b"1"), d("v6", b"2"), d("v8", b"3")];
+    let got = choose(&v7, older.clone(), &mut Vec::new());
+    assert_eq!(got, vec![older[1].clone()], "v6, the closest a v7 CPU runs");
+    // The variant asked for wins wherever it is listed, and the first of equals is taken.
+    let mut with_exact = older.clone();
+    with_exact.push(d("v7", b"4"));
+    with_exact.push(d("7", b"5"));
+    let got = choose(&v7, with_exact.clone(), &mut Vec::new());
+    assert_eq!(got, vec![with_exact[3].clone()]);
+    let v5 = Platforms::One(Platform::new("linux", "arm", Some("v5")));
+    assert_eq!(
+        choose(&v5, older.clone(), &mut Vec::new()),
+        vec![older[0].clone()]
+    );
+    let v4 = Platforms::One(Platform::new("linux", "arm", Some("v4")));
+    assert!(choose(&v4, older, &mut Vec::new()).is_empty());
+}
+
 /// Manifests are capped in size, not in number: an image whose manifests list more
 /// descriptors than any real image is refused before a config or layer is fetched, and
 /// before the walk holds them all.
