@@ -296,6 +296,13 @@ mod tests {
             Manifest::Index(m) => assert_eq!(m[0].platform.as_ref().unwrap().architecture, "amd64"),
             other => panic!("{other:?}"),
         }
+        // An entry whose platform lacks `os`, against the spec, spoils no other entry.
+        let careless = index.replace(r#""os":"linux""#, "");
+        let careless = careless.replace(r#""amd64","#, r#""amd64""#);
+        match Manifest::parse(Some(media::OCI_INDEX), careless.as_bytes()).unwrap() {
+            Manifest::Index(m) => assert_eq!(m[0].platform.as_ref().unwrap().os, ""),
+            other => panic!("{other:?}"),
+        }
         // An OCI manifest may omit mediaType; its shape and the declared type decide.
         let image = format!(
             r#"{{"schemaVersion":2,"config":{{"mediaType":"c/d","digest":"{}","size":1}},"layers":[]}}"#,

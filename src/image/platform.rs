@@ -15,9 +15,13 @@ use crate::error::{Error, Result};
 /// A platform as OCI index entries describe it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Platform {
-    /// The CPU architecture, by Go's names (`amd64`, `arm64`, …).
+    /// The CPU architecture, by Go's names (`amd64`, `arm64`, …). Empty when an index
+    /// entry leaves it out, against the spec: that entry then matches nothing, and the
+    /// others are still chosen from, as containerd reads it.
+    #[serde(default)]
     pub architecture: String,
-    /// The operating system (`linux`, `windows`).
+    /// The operating system (`linux`, `windows`); empty when an index entry leaves it out.
+    #[serde(default)]
     pub os: String,
     /// The operating system version (Windows images).
     #[serde(
@@ -264,6 +268,14 @@ mod tests {
         assert_eq!(fit("linux/arm/v7", "linux/arm/vfp"), None);
         assert_eq!(fit("linux/riscv64/b", "linux/riscv64/a"), None);
         assert_eq!(fit("windows/arm/v7", "linux/arm/v6"), None);
+    }
+
+    #[test]
+    fn an_entry_missing_os_or_architecture_matches_nothing() {
+        let q: Platform = serde_json::from_str(r#"{"architecture":"amd64"}"#).unwrap();
+        assert!(!p("linux/amd64").matches(&q));
+        let q: Platform = serde_json::from_str(r#"{"os":"linux"}"#).unwrap();
+        assert!(!p("linux/amd64").matches(&q));
     }
 
     #[test]

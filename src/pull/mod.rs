@@ -459,6 +459,7 @@ fn choose(
         .filter(|c| !c.is_index())
         .filter_map(|c| c.platform.as_ref())
         .filter(|p| p.os != "unknown" || p.architecture != "unknown")
+        .filter(|p| !p.os.is_empty() && !p.architecture.is_empty())
         .map(ToString::to_string)
     {
         if !offered.contains(&shown) {
