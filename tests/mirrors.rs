@@ -167,6 +167,45 @@ fn credentials_are_looked_up_per_host_and_never_cross() {
         .any(|r| r.authorization.as_deref() == Some(up_cred.as_str())));
 }
 
+/// A hosts file's `server` elsewhere (a pull-through cache standing in for the registry)
+/// is sent its own login, as containerd sends it, never the registry's.
+#[test]
+fn a_server_elsewhere_gets_its_own_credentials_not_the_registrys() {
+    let cache = FakeRegistry::builder()
+        .auth(Auth::basic("cache-user", "cache-pass"))
+        .start();
+    let blob = bytes(8, 9000);
+    let digest = cache.blob("team/app", &blob);
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let mut dist = Dist::new();
+    dist.docker_config(&format!(
+        r#"{{"auths":{{"registry.invalid":{{"auth":"{}"}},"{}":{{"auth":"{}"}}}}}}"#,
+        b64("hub-user:hub-pass"),
+        cache.host(),
+        b64("cache-user:cache-pass")
+    ));
+    let dir = hosts_dir(
+        "registry.invalid",
+        &format!("server = \"{}\"\n", cache.url()),
+    );
+    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    assert_eq!(
+        dist.ok(&["fetch", "registry.invalid/team/app", &digest]),
+        blob
+    );
+    let sent: Vec<_> = cache
+        .requests()
+        .into_iter()
+        .filter_map(|r| r.authorization)
+        .collect();
+    assert!(!sent.is_empty());
+    assert!(
+        sent.iter()
+            .all(|a| a == &format!("Basic {}", b64("cache-user:cache-pass"))),
+        "{sent:?}"
+    );
+}
+
 #[test]
 fn corrupt_copy_on_a_mirror_is_fetched_again_from_the_registry() {
     let upstream = FakeRegistry::start();

@@ -116,9 +116,16 @@ impl Host {
         // A `server` elsewhere is often a pull-through cache for several registries, which
         // containerd tells which one with `ns`, as it tells mirrors.
         let namespace = serves_another(&name, repo.host()).then(|| repo.host().to_string());
+        // Credentials are those of the host asked, as containerd looks them up: a cache
+        // standing in for docker.io gets the cache's login, never Docker Hub's password.
+        let login = if namespace.is_some() {
+            &name
+        } else {
+            repo.host()
+        };
         let auth = Authorizer::new(
             transport.clone(),
-            repo.host(),
+            login,
             origin_of(&api),
             repo.name(),
             credentials,
