@@ -609,11 +609,19 @@ impl Remote for RegistryRemote {
                 Ok(None) => {
                     tracing::debug!(%object, "HEAD lacks digest, type or length; using GET")
                 }
-                // Some registries and proxies refuse HEAD (405) or answer it badly; any other
-                // failure (404, auth, retries used up) would only repeat with GET.
+                // Some registries and proxies refuse HEAD (405, or 403 as registry.centos.org
+                // did) or answer it badly (a 404 for a tag a GET serves); a HEAD answer has
+                // no body to tell these from a real refusal, so GET asks again, as Docker and
+                // crane do, and brings the registry's error code if it is one. Any other
+                // failure (credentials, retries used up) would only repeat with GET.
                 Err(e)
-                    if matches!(e.kind(), ErrorKind::Http | ErrorKind::Protocol)
-                        && !e.is_transient() =>
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::Http
+                            | ErrorKind::Protocol
+                            | ErrorKind::NotFound
+                            | ErrorKind::Denied
+                    ) && !e.is_transient() =>
                 {
                     tracing::debug!(%object, error = %e, "HEAD failed; using GET")
                 }
