@@ -639,6 +639,36 @@ fn resolve_asks_with_get_when_head_is_refused_or_not_found() {
     );
 }
 
+/// A proxy that answers `HEAD` with `Content-Length: 0` (godoxy's and nora's did, and
+/// Docker then failed with "Target.Size must be greater than zero") does not make a
+/// descriptor of size 0: no manifest is empty, so the length is unknown and a `GET` tells.
+#[test]
+fn a_head_answer_of_length_zero_is_asked_again_with_get() {
+    let fake = FakeRegistry::start();
+    let (index_digest, index, _) = multi(&fake, "team/app", "v1", Flavor::Oci);
+    let reference = format!("{}/team/app:v1", fake.host());
+    let zero = || Fault::Header("content-length", "0".into());
+    fake.push_fault("manifests/v1", zero());
+    let before = fake.request_count();
+    let out = Dist::new().ok(&["resolve", &reference]);
+    let want =
+        json!({"mediaType": Flavor::Oci.index(), "digest": index_digest, "size": index.len()});
+    assert_eq!(serde_json::from_slice::<Value>(&out).unwrap(), want);
+    let methods: Vec<String> = fake.requests()[before..]
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.status))
+        .collect();
+    assert_eq!(methods, ["HEAD 200", "GET 200"]);
+    fake.push_fault("manifests/v1", zero());
+    let dir = tempfile::tempdir().unwrap();
+    let pulled = Dist::new().run(
+        &["pull", &reference, "-o", dir.path().to_str().unwrap()],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&pulled.stderr);
+    assert_eq!(pulled.status.code(), Some(0), "{err}");
+}
+
 #[test]
 fn resolve_uses_head_and_falls_back_to_get() {
     let fake = FakeRegistry::start();

@@ -523,9 +523,12 @@ impl RegistryRemote {
             .and_then(|v| v.to_str().ok())
             .map(media::essence)
             .filter(|t| media::is_manifest(t));
-        // A coded answer's length is the coded bytes', not the manifest's.
+        // A coded answer's length is the coded bytes', not the manifest's. No manifest is
+        // empty: a length of 0 is a proxy's for the HEAD answer's own empty body (godoxy
+        // and nora sent it), which left a descriptor of size 0 that no fetch could meet.
         let uncoded = !coding::is_coded(h);
-        match (media_type, content_length(h).filter(|_| uncoded)) {
+        let length = content_length(h).filter(|&n| uncoded && n > 0);
+        match (media_type, length) {
             (Some(_), Some(size)) if size > MAX_MANIFEST_SIZE => Err(Error::new(
                 ErrorKind::TooLarge,
                 format!("manifest of {size} bytes exceeds the {MAX_MANIFEST_SIZE}-byte limit"),
