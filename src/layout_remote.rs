@@ -78,19 +78,18 @@ impl LayoutRemote {
 
     /// The first `index.json` entry named `tag`.
     async fn find_tag(&self, tag: &str) -> Result<Descriptor> {
-        let entries = self.entries().await?;
-        entries
-            .into_iter()
-            .find(|d| d.ref_name() == Some(tag))
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::NotFound,
-                    format!(
-                        "no entry named {tag:?} in {}",
-                        self.root.join("index.json").display()
-                    ),
-                )
-            })
+        let mut entries = self.entries().await?;
+        if let Some(found) = entries.iter().position(|d| d.ref_name() == Some(tag)) {
+            return Ok(entries.swap_remove(found));
+        }
+        Err(Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "no entry named {tag:?} in {}; it lists {}",
+                self.root.join("index.json").display(),
+                listed(&entries)
+            ),
+        ))
     }
 
     /// Opens a blob for a verified read. `size` is what the caller expects; `limit` caps
@@ -251,6 +250,28 @@ impl Remote for LayoutRemote {
         }
         .boxed()
     }
+}
+
+/// The entries of an `index.json`, for a tag that is not among them: by name, and an
+/// entry without one by its digest. `skopeo copy … oci:DIR` without a tag writes its image
+/// so, and `oci:DIR` (`latest`) does not find it; the digest is how to ask for it.
+fn listed(entries: &[Descriptor]) -> String {
+    const SHOWN: usize = 10;
+    if entries.is_empty() {
+        return "nothing".into();
+    }
+    let mut names: Vec<String> = entries
+        .iter()
+        .take(SHOWN)
+        .map(|d| match d.ref_name() {
+            Some(name) => crate::server_text::cut_to(name.to_string(), 80),
+            None => format!("{} (no name)", d.digest),
+        })
+        .collect();
+    if entries.len() > SHOWN {
+        names.push(format!("… ({} in all)", entries.len()));
+    }
+    names.join(", ")
 }
 
 /// `./dir:v1` or `./dir@sha256:…` where `./dir` is a layout: an image reference, as

@@ -200,6 +200,49 @@ fn missing_corrupt_and_non_layouts_fail() {
     }
 }
 
+/// `skopeo copy … oci:DIR` (no tag) writes an entry without a name, which `oci:DIR`
+/// (`latest`) does not find: the error says what `index.json` does list, the unnamed entry
+/// by its digest, so that it can be asked for so.
+#[test]
+fn a_tag_not_found_names_what_the_index_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut src = Layout::new(dir.path().join("src"));
+    let m = src.image(OCI_MANIFEST, 6);
+    src.entries.push(m.clone());
+    src.write_index();
+    let dist = Dist::new();
+    let run = dist.run(&["resolve", &src.loc()], b"");
+    assert_eq!(run.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains(&format!(
+            "no entry named \"latest\" in {}; it lists {} (no name)",
+            src.root.join("index.json").display(),
+            digest(&m)
+        )),
+        "{err}"
+    );
+    let resolved: Value =
+        serde_json::from_slice(&dist.ok(&["resolve", &format!("{}@{}", src.loc(), digest(&m))]))
+            .unwrap();
+    assert_eq!(resolved, m);
+
+    let other = src.image(DOCKER_MANIFEST, 7);
+    src.tag(&other, "v1");
+    src.tag(&other, "v2");
+    let run = dist.run(&["fetch", &src.loc(), "v3"], b"");
+    assert_eq!(run.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains(&format!("; it lists {} (no name), v1, v2", digest(&m))),
+        "{err}"
+    );
+    let empty = Layout::new(dir.path().join("empty"));
+    let run = dist.run(&["resolve", &format!("{}:v1", empty.loc())], b"");
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(err.contains("index.json; it lists nothing"), "{err}");
+}
+
 #[test]
 fn a_colon_in_the_directory_name() {
     let dir = tempfile::tempdir().unwrap();

@@ -266,9 +266,9 @@ fn resolve_prints_one_descriptor_line() {
     let missing = dist.run(&["resolve", &format!("{}/team/app:nope", reg.host())], b"");
     assert_eq!(missing.status.code(), Some(1));
     let err = String::from_utf8_lossy(&missing.stderr);
-    // A HEAD answer has no body, so the registry's error code cannot be quoted.
+    // A HEAD answer has no body; the GET that follows a 404 brings the registry's code.
     assert!(
-        err.contains("nope") && err.contains("404 Not Found"),
+        err.contains("nope") && err.contains("404 Not Found: MANIFEST_UNKNOWN"),
         "{err}"
     );
     let bad = dist.run(&["resolve", "Not A Reference"], b"");
@@ -648,6 +648,75 @@ fn the_manifests_own_type_is_recorded_whatever_the_registry_calls_it() {
     let target = format!("oci:{}:v1", dir.path().display());
     let inspect: Value = serde_json::from_slice(&skopeo(&["inspect", &target]).stdout).unwrap();
     assert_eq!(inspect["Digest"], image.digest.as_str());
+}
+
+/// A registry that refuses `HEAD` with 403 (as registry.centos.org did) or answers it 404
+/// while `GET` serves the tag (some proxies) still resolves, as Docker and crane resolve it:
+/// a `HEAD` answer has no body to say why, so a `GET` asks again. For a tag that really is
+/// missing, that `GET` brings the registry's own error code into the message.
+#[test]
+fn resolve_asks_with_get_when_head_is_refused_or_not_found() {
+    let fake = FakeRegistry::start();
+    let (index_digest, _, _) = multi(&fake, "team/app", "v1", Flavor::Oci);
+    let reference = format!("{}/team/app:v1", fake.host());
+    for status in [403, 404] {
+        fake.push_fault("manifests/v1", Fault::Status(status));
+        let before = fake.request_count();
+        let dir = tempfile::tempdir().unwrap();
+        let out = Dist::new().run(&["resolve", &reference], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "HEAD {status}: {err}");
+        let resolved: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(resolved["digest"], index_digest.as_str(), "HEAD {status}");
+        let methods: Vec<String> = fake.requests()[before..]
+            .iter()
+            .filter(|r| r.path.ends_with("/manifests/v1"))
+            .map(|r| format!("{} {}", r.method, r.status))
+            .collect();
+        assert_eq!(methods, [format!("HEAD {status}"), "GET 200".into()]);
+        fake.push_fault("manifests/v1", Fault::Status(status));
+        let d = dir.path().to_str().unwrap();
+        let pulled = Dist::new().run(&["pull", &reference, "-o", d], b"");
+        let err = String::from_utf8_lossy(&pulled.stderr);
+        assert_eq!(pulled.status.code(), Some(0), "pull, HEAD {status}: {err}");
+    }
+    let missing = Dist::new().run(&["resolve", &format!("{}/team/app:nope", fake.host())], b"");
+    assert_eq!(missing.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        err.contains("404 Not Found: MANIFEST_UNKNOWN: manifest unknown"),
+        "{err}"
+    );
+}
+
+/// A proxy that answers `HEAD` with `Content-Length: 0` (godoxy's and nora's did, and
+/// Docker then failed with "Target.Size must be greater than zero") does not make a
+/// descriptor of size 0: no manifest is empty, so the length is unknown and a `GET` tells.
+#[test]
+fn a_head_answer_of_length_zero_is_asked_again_with_get() {
+    let fake = FakeRegistry::start();
+    let (index_digest, index, _) = multi(&fake, "team/app", "v1", Flavor::Oci);
+    let reference = format!("{}/team/app:v1", fake.host());
+    let zero = || Fault::Header("content-length", "0".into());
+    fake.push_fault("manifests/v1", zero());
+    let before = fake.request_count();
+    let out = Dist::new().ok(&["resolve", &reference]);
+    let want =
+        json!({"mediaType": Flavor::Oci.index(), "digest": index_digest, "size": index.len()});
+    assert_eq!(serde_json::from_slice::<Value>(&out).unwrap(), want);
+    let methods: Vec<String> = fake.requests()[before..]
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.status))
+        .collect();
+    assert_eq!(methods, ["HEAD 200", "GET 200"]);
+    fake.push_fault("manifests/v1", zero());
+    let dir = tempfile::tempdir().unwrap();
+    let pulled = Dist::new().run(
+        &["pull", &reference, "-o", dir.path().to_str().unwrap()],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&pulled.stderr);
+    assert_eq!(pulled.status.code(), Some(0), "{err}");
 }
 
 #[test]

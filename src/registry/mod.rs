@@ -523,9 +523,12 @@ impl RegistryRemote {
             .and_then(|v| v.to_str().ok())
             .map(media::essence)
             .filter(|t| media::is_manifest(t));
-        // A coded answer's length is the coded bytes', not the manifest's.
+        // A coded answer's length is the coded bytes', not the manifest's. No manifest is
+        // empty: a length of 0 is a proxy's for the HEAD answer's own empty body (godoxy
+        // and nora sent it), which left a descriptor of size 0 that no fetch could meet.
         let uncoded = !coding::is_coded(h);
-        match (media_type, content_length(h).filter(|_| uncoded)) {
+        let length = content_length(h).filter(|&n| uncoded && n > 0);
+        match (media_type, length) {
             (Some(_), Some(size)) if size > MAX_MANIFEST_SIZE => Err(Error::new(
                 ErrorKind::TooLarge,
                 format!("manifest of {size} bytes exceeds the {MAX_MANIFEST_SIZE}-byte limit"),
@@ -609,11 +612,19 @@ impl Remote for RegistryRemote {
                 Ok(None) => {
                     tracing::debug!(%object, "HEAD lacks digest, type or length; using GET")
                 }
-                // Some registries and proxies refuse HEAD (405) or answer it badly; any other
-                // failure (404, auth, retries used up) would only repeat with GET.
+                // Some registries and proxies refuse HEAD (405, or 403 as registry.centos.org
+                // did) or answer it badly (a 404 for a tag a GET serves); a HEAD answer has
+                // no body to tell these from a real refusal, so GET asks again, as Docker and
+                // crane do, and brings the registry's error code if it is one. Any other
+                // failure (credentials, retries used up) would only repeat with GET.
                 Err(e)
-                    if matches!(e.kind(), ErrorKind::Http | ErrorKind::Protocol)
-                        && !e.is_transient() =>
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::Http
+                            | ErrorKind::Protocol
+                            | ErrorKind::NotFound
+                            | ErrorKind::Denied
+                    ) && !e.is_transient() =>
                 {
                     tracing::debug!(%object, error = %e, "HEAD failed; using GET")
                 }

@@ -85,8 +85,9 @@ pub enum Fault {
     /// 401 with this `WWW-Authenticate` value, whatever the credentials: a challenge of the
     /// server's own making (a hostile realm or scope).
     Challenge(String),
-    /// The normal response with this header set to this value (replacing the route's own),
-    /// for HEAD and GET alike: a `Docker-Content-Digest` that is no digest, say.
+    /// The normal response with this header set to this value (replacing the route's own,
+    /// `Content-Length` included), for HEAD and GET alike: a `Docker-Content-Digest` that is
+    /// no digest, say, or a HEAD answer's `Content-Length: 0`.
     Header(&'static str, String),
     /// The normal response with this many extra header fields (`x-filler-N: N`), as a
     /// chain of CDNs and proxies adding theirs may send.
@@ -349,7 +350,13 @@ pub fn apply(
             first_byte,
         } => paced(prepared, *bytes_per_sec, *first_byte),
         Fault::IgnoreRange | Fault::RangeToEnd => prepared.into_response(),
-        Fault::Header(name, value) => prepared.header(*name, value).into_response(),
+        Fault::Header(name, value) => {
+            // Set on the response itself, so that it may replace `Content-Length` too.
+            let mut response = prepared.into_response();
+            let value = HeaderValue::from_str(value).expect("header value");
+            response.headers_mut().insert(*name, value);
+            response
+        }
         Fault::ManyHeaders(n) => {
             let mut response = prepared.into_response();
             for i in 0..*n {
