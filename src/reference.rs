@@ -135,7 +135,15 @@ impl FromStr for Repository {
         } else {
             path
         };
-        if let Err(why) = validate_name(&name) {
+        // `ghcr.io` alone reads, by the grammar, as Docker Hub's `library/ghcr.io`, which
+        // Docker accepts and then fails with "pull access denied"; no official image has a
+        // dot in its name, so it is said what it is: a registry without a repository.
+        let checked = if !rest.contains('/') && is_host(rest) {
+            Err("a registry with no repository".to_string())
+        } else {
+            validate_name(&name)
+        };
+        if let Err(why) = checked {
             // People paste image references (`host/name:tag`) where a locator goes.
             return Err(match with_object(s) {
                 // `host/name:` with the object typed apart: a separator left behind.
@@ -712,6 +720,19 @@ mod tests {
             said("localhost:5000").ends_with("a registry with no repository (host[:port]/name)")
         );
         assert!(said("reg.example:5000").ends_with("no repository (host[:port]/name)"));
+        // Not Docker Hub's `library/ghcr.io`, though the grammar reads it so.
+        for lone in [
+            "ghcr.io",
+            "localhost",
+            "https://quay.io/",
+            "registry.example.com",
+        ] {
+            assert!(
+                said(lone).ends_with("no repository (host[:port]/name)"),
+                "{lone}"
+            );
+        }
+        assert_eq!(repo("docker.io/library/ghcr.io").name(), "library/ghcr.io");
         // User information is neither an object nor something to show.
         let with_password = said("https://me:s3cret@reg.example/app:v1");
         assert!(!with_password.contains("s3cret"), "{with_password}");
