@@ -101,19 +101,33 @@ struct IndexLock {
 impl IndexLock {
     fn acquire(root: &Path) -> Result<IndexLock> {
         use std::os::fd::AsRawFd;
-        use std::os::unix::fs::MetadataExt;
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
         let path = root.join(INDEX_LOCK);
         let deadline = Instant::now() + INDEX_LOCK_WAIT;
         let mut pause = Duration::from_millis(1);
         loop {
-            let file = std::fs::OpenOptions::new()
+            let opened = std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(true)
                 .truncate(false)
-                .open(&path)
-                .map_err(|e| io_err("creating", &path, e))?;
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path);
+            let file = match opened {
+                Ok(file) => file,
+                // A symbolic link under the lock's name was planted (a layout in a shared
+                // directory): following it created its target wherever it pointed, as
+                // whoever runs dist (often root), and the lock of that file never passed
+                // for the lock of the path, so the run spun here for ever. It goes, as a
+                // planted partial download's link goes, and the lock is made afresh.
+                Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                    tracing::warn!(path = %path.display(), "a symbolic link under the index lock's name; removed");
+                    std::fs::remove_file(&path).map_err(|e| io_err("removing", &path, e))?;
+                    continue;
+                }
+                Err(e) => return Err(io_err("creating", &path, e)),
+            };
             // SAFETY: flock on a descriptor this function owns; it touches no memory.
             if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
                 // The holder before may have removed the file after this one opened it:
@@ -243,6 +257,26 @@ mod tests {
             eight_writers_add_ten_each(dir.path());
             assert!(!dir.path().join(INDEX_LOCK).exists());
         }
+    }
+
+    /// A symbolic link planted under the lock's name is neither followed (which created
+    /// its target, wherever it pointed) nor taken for the lock (which spun for ever): it is
+    /// removed, and the entry added.
+    #[test]
+    fn a_symlink_under_the_lock_s_name_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        std::os::unix::fs::symlink(&target, dir.path().join(INDEX_LOCK)).unwrap();
+        let root = dir.path().to_path_buf();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(add_entry(&root, &entry(b"a", Some("v1")))));
+        let added = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("add_entry never returned");
+        added.unwrap();
+        assert_eq!(names(dir.path()).len(), 1);
+        assert!(!target.exists(), "the link's target was created");
+        assert!(std::fs::symlink_metadata(dir.path().join(INDEX_LOCK)).is_err());
     }
 
     /// A lock held elsewhere is waited for, not broken, however old its file.
