@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::layout::new_layout_file;
+use super::layout::{new_layout_file, os_error};
 use crate::error::{Error, ErrorKind, Result};
 use crate::image::{Descriptor, REF_NAME};
 
@@ -20,8 +20,10 @@ const INDEX_LOCK: &str = ".dist-index.lock";
 /// How long to wait for another process to finish its `index.json` update.
 const INDEX_LOCK_WAIT: Duration = Duration::from_secs(60);
 
+/// The error names the file the user knows (`index.json`, not the temporary file on its way
+/// there) and the system's cause without `tempfile`'s repetition of the temporary's path.
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
-    Error::new(ErrorKind::Io, format!("{what} {}", path.display())).with_cause(e)
+    Error::new(ErrorKind::Io, format!("{what} {}", path.display())).with_cause(os_error(e))
 }
 
 /// Adds `entry` to `root/index.json`, atomically and under the layout's lock. An entry
@@ -49,7 +51,7 @@ pub fn add_entry(root: &Path, entry: &Descriptor) -> Result<()> {
         new_layout_file(root).map_err(|e| io_err("creating a temporary file in", root, e))?;
     tmp.write_all(&text)
         .and_then(|_| tmp.as_file().sync_all())
-        .map_err(|e| io_err("writing", tmp.path(), e))?;
+        .map_err(|e| io_err("writing", &path, e))?;
     tmp.persist(&path)
         .map_err(|e| io_err("writing", &path, e.error))?;
     Ok(())
