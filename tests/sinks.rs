@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::cli::{bytes, Dist};
+use support::cli::{bytes, json_lines, Dist};
 use support::fake::FakeRegistry;
 
 fn repo(reg: &FakeRegistry) -> String {
@@ -344,4 +344,36 @@ fn an_index_json_that_cannot_be_written_is_named() {
         .filter(|n| n.to_string_lossy().starts_with(".dist-"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// Pulling an image again that is all in place, its `index.json` entry included, writes
+/// nothing, so it succeeds where nothing may be written (a full disk, here a limit on file
+/// size of 0; a layout mounted read-only). It rewrote `index.json` unchanged, and failed.
+#[test]
+fn pulling_again_what_is_in_place_writes_nothing() {
+    let reg = FakeRegistry::start();
+    small_image(&reg, "v1");
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().to_str().unwrap();
+    let dist = Dist::new();
+    let image = format!("{}:v1", repo(&reg));
+    dist.ok(&["pull", &image, "-o", layout]);
+    let index = dir.path().join("index.json");
+    let before = std::fs::read(&index).unwrap();
+    let out = run_with_limit(
+        &dist,
+        &["pull", &image, "-o", layout],
+        b"",
+        libc::RLIMIT_FSIZE,
+        0,
+        libc::RLIM_INFINITY,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let statuses: Vec<_> = json_lines(&out.stdout)
+        .iter()
+        .map(|l| l["status"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(statuses, ["exists"; 3], "{err}");
+    assert_eq!(std::fs::read(&index).unwrap(), before);
 }

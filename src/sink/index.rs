@@ -29,23 +29,26 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
 /// Adds `entry` to `root/index.json`, atomically and under the layout's lock. An entry
 /// named by [`REF_NAME`] replaces every entry of that name (a tag names one image); an
 /// unnamed entry is added unless an unnamed entry for the same digest is already there.
-/// Fields of `index.json` other than `manifests` are kept. Blocks.
+/// Fields of `index.json` other than `manifests` are kept. An `index.json` that already
+/// holds the entry is left as it is. Blocks.
 pub fn add_entry(root: &Path, entry: &Descriptor) -> Result<()> {
-    let _lock = IndexLock::acquire(root)?;
     let path = root.join("index.json");
-    let mut index: serde_json::Value = match std::fs::read(&path) {
-        Ok(text) => serde_json::from_slice(&text).map_err(|e| {
-            Error::invalid(format!("{} is not valid JSON", path.display())).with_cause(e)
-        })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": crate::media::OCI_INDEX,
-            "manifests": [],
-        }),
-        Err(e) => return Err(io_err("reading", &path, e)),
-    };
-    merge_entry(&mut index, entry)
+    // Pulling an image again finds its entry in place: nothing to write, so no lock and no
+    // new file, which a full disk or a read-only layout (a cache mounted so) refused, and
+    // failed a pull that had nothing to do. `index.json` is only ever renamed into place,
+    // so it reads whole without the lock.
+    if let Ok(mut index) = read_index(&path) {
+        if merge_entry(&mut index, entry) == Ok(false) {
+            return Ok(());
+        }
+    }
+    let _lock = IndexLock::acquire(root)?;
+    let mut index = read_index(&path)?;
+    let changed = merge_entry(&mut index, entry)
         .map_err(|why| Error::invalid(format!("{}: {why}", path.display())))?;
+    if !changed {
+        return Ok(());
+    }
     let text = serde_json::to_vec(&index).expect("JSON values serialise");
     let mut tmp =
         new_layout_file(root).map_err(|e| io_err("creating a temporary file in", root, e))?;
@@ -57,12 +60,27 @@ pub fn add_entry(root: &Path, entry: &Descriptor) -> Result<()> {
     Ok(())
 }
 
+/// `index.json` at `path` as JSON; an empty index when there is none.
+fn read_index(path: &Path) -> Result<serde_json::Value> {
+    Ok(match std::fs::read(path) {
+        Ok(text) => serde_json::from_slice(&text).map_err(|e| {
+            Error::invalid(format!("{} is not valid JSON", path.display())).with_cause(e)
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": crate::media::OCI_INDEX,
+            "manifests": [],
+        }),
+        Err(e) => return Err(io_err("reading", path, e)),
+    })
+}
+
 /// Puts `entry` into the `manifests` of an `index.json` value; see
-/// [`add_entry`] for the rules.
+/// [`add_entry`] for the rules. Whether the value changed.
 fn merge_entry(
     index: &mut serde_json::Value,
     entry: &Descriptor,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<bool, String> {
     let obj = index
         .as_object_mut()
         .ok_or("the index is not a JSON object")?;
@@ -78,19 +96,28 @@ fn merge_entry(
             .map(str::to_string)
     };
     let digest = entry.digest.to_string();
+    let value = serde_json::to_value(entry).expect("descriptors serialise");
     match entry.ref_name() {
-        Some(name) => manifests.retain(|m| name_of(m).as_deref() != Some(name)),
+        Some(name) => {
+            let mut named = manifests
+                .iter()
+                .filter(|m| name_of(m).as_deref() == Some(name));
+            if named.next() == Some(&value) && named.next().is_none() {
+                return Ok(false);
+            }
+            manifests.retain(|m| name_of(m).as_deref() != Some(name));
+        }
         None => {
             let present = manifests.iter().any(|m| {
                 name_of(m).is_none() && m.get("digest").and_then(|d| d.as_str()) == Some(&digest)
             });
             if present {
-                return Ok(());
+                return Ok(false);
             }
         }
     }
-    manifests.push(serde_json::to_value(entry).expect("descriptors serialise"));
-    Ok(())
+    manifests.push(value);
+    Ok(true)
 }
 
 /// Exclusive use of a layout's `index.json`, released on drop.
