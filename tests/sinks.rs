@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::cli::{bytes, Dist};
+use support::cli::{bytes, json_lines, Dist};
 use support::fake::FakeRegistry;
 
 fn repo(reg: &FakeRegistry) -> String {
@@ -277,4 +277,103 @@ fn a_layout_that_cannot_be_written_is_not_left_half_made() {
         "left behind: {:?}",
         std::fs::read_dir(&dir).map(|d| d.count())
     );
+}
+
+/// An image in the fake registry under `tag`: a config and one layer; returns the
+/// manifest's digest.
+fn small_image(reg: &FakeRegistry, tag: &str) -> String {
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let config_digest = reg.blob("team/app", config);
+    let layer = bytes(93, 3000);
+    let layer_digest = reg.blob("team/app", &layer);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": layer_digest, "size": layer.len()}],
+    });
+    reg.manifest(
+        "team/app",
+        tag,
+        "application/vnd.oci.image.manifest.v1+json",
+        manifest.to_string(),
+    )
+}
+
+/// Every blob of a pull in place, and `index.json` that cannot be written (a full disk;
+/// here a limit on file size, which fails writes the same way): the pull fails naming
+/// `index.json` and the cause. It named the random temporary file instead, twice over
+/// (`tempfile` appends its path), and never the file the user has to look at.
+#[test]
+fn an_index_json_that_cannot_be_written_is_named() {
+    let reg = FakeRegistry::start();
+    small_image(&reg, "v1");
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().to_str().unwrap();
+    let dist = Dist::new();
+    dist.ok(&["pull", &format!("{}:v1", repo(&reg)), "-o", layout]);
+    let before = std::fs::read(dir.path().join("index.json")).unwrap();
+    // The same image under a second tag: nothing to fetch, one more entry to write.
+    small_image(&reg, "v2");
+    let out = run_with_limit(
+        &dist,
+        &["pull", &format!("{}:v2", repo(&reg)), "-o", layout],
+        b"",
+        libc::RLIMIT_FSIZE,
+        before.len() as u64,
+        libc::RLIM_INFINITY,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let index = dir.path().join("index.json");
+    assert!(
+        err.contains(&format!("writing {}: File too large", index.display())),
+        "{err}"
+    );
+    assert!(
+        !err.contains(".dist-tmp") && !err.contains("at path"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&index).unwrap(), before, "index.json changed");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().starts_with(".dist-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// Pulling an image again that is all in place, its `index.json` entry included, writes
+/// nothing, so it succeeds where nothing may be written (a full disk, here a limit on file
+/// size of 0; a layout mounted read-only). It rewrote `index.json` unchanged, and failed.
+#[test]
+fn pulling_again_what_is_in_place_writes_nothing() {
+    let reg = FakeRegistry::start();
+    small_image(&reg, "v1");
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().to_str().unwrap();
+    let dist = Dist::new();
+    let image = format!("{}:v1", repo(&reg));
+    dist.ok(&["pull", &image, "-o", layout]);
+    let index = dir.path().join("index.json");
+    let before = std::fs::read(&index).unwrap();
+    let out = run_with_limit(
+        &dist,
+        &["pull", &image, "-o", layout],
+        b"",
+        libc::RLIMIT_FSIZE,
+        0,
+        libc::RLIM_INFINITY,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let statuses: Vec<_> = json_lines(&out.stdout)
+        .iter()
+        .map(|l| l["status"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(statuses, ["exists"; 3], "{err}");
+    assert_eq!(std::fs::read(&index).unwrap(), before);
 }

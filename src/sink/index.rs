@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::layout::new_layout_file;
+use super::layout::{new_layout_file, os_error};
 use crate::error::{Error, ErrorKind, Result};
 use crate::image::{Descriptor, REF_NAME};
 
@@ -20,18 +20,49 @@ const INDEX_LOCK: &str = ".dist-index.lock";
 /// How long to wait for another process to finish its `index.json` update.
 const INDEX_LOCK_WAIT: Duration = Duration::from_secs(60);
 
+/// The error names the file the user knows (`index.json`, not the temporary file on its way
+/// there) and the system's cause without `tempfile`'s repetition of the temporary's path.
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
-    Error::new(ErrorKind::Io, format!("{what} {}", path.display())).with_cause(e)
+    Error::new(ErrorKind::Io, format!("{what} {}", path.display())).with_cause(os_error(e))
 }
 
 /// Adds `entry` to `root/index.json`, atomically and under the layout's lock. An entry
 /// named by [`REF_NAME`] replaces every entry of that name (a tag names one image); an
 /// unnamed entry is added unless an unnamed entry for the same digest is already there.
-/// Fields of `index.json` other than `manifests` are kept. Blocks.
+/// Fields of `index.json` other than `manifests` are kept. An `index.json` that already
+/// holds the entry is left as it is. Blocks.
 pub fn add_entry(root: &Path, entry: &Descriptor) -> Result<()> {
-    let _lock = IndexLock::acquire(root)?;
     let path = root.join("index.json");
-    let mut index: serde_json::Value = match std::fs::read(&path) {
+    // Pulling an image again finds its entry in place: nothing to write, so no lock and no
+    // new file, which a full disk or a read-only layout (a cache mounted so) refused, and
+    // failed a pull that had nothing to do. `index.json` is only ever renamed into place,
+    // so it reads whole without the lock.
+    if let Ok(mut index) = read_index(&path) {
+        if merge_entry(&mut index, entry) == Ok(false) {
+            return Ok(());
+        }
+    }
+    let _lock = IndexLock::acquire(root)?;
+    let mut index = read_index(&path)?;
+    let changed = merge_entry(&mut index, entry)
+        .map_err(|why| Error::invalid(format!("{}: {why}", path.display())))?;
+    if !changed {
+        return Ok(());
+    }
+    let text = serde_json::to_vec(&index).expect("JSON values serialise");
+    let mut tmp =
+        new_layout_file(root).map_err(|e| io_err("creating a temporary file in", root, e))?;
+    tmp.write_all(&text)
+        .and_then(|_| tmp.as_file().sync_all())
+        .map_err(|e| io_err("writing", &path, e))?;
+    tmp.persist(&path)
+        .map_err(|e| io_err("writing", &path, e.error))?;
+    Ok(())
+}
+
+/// `index.json` at `path` as JSON; an empty index when there is none.
+fn read_index(path: &Path) -> Result<serde_json::Value> {
+    Ok(match std::fs::read(path) {
         Ok(text) => serde_json::from_slice(&text).map_err(|e| {
             Error::invalid(format!("{} is not valid JSON", path.display())).with_cause(e)
         })?,
@@ -40,27 +71,16 @@ pub fn add_entry(root: &Path, entry: &Descriptor) -> Result<()> {
             "mediaType": crate::media::OCI_INDEX,
             "manifests": [],
         }),
-        Err(e) => return Err(io_err("reading", &path, e)),
-    };
-    merge_entry(&mut index, entry)
-        .map_err(|why| Error::invalid(format!("{}: {why}", path.display())))?;
-    let text = serde_json::to_vec(&index).expect("JSON values serialise");
-    let mut tmp =
-        new_layout_file(root).map_err(|e| io_err("creating a temporary file in", root, e))?;
-    tmp.write_all(&text)
-        .and_then(|_| tmp.as_file().sync_all())
-        .map_err(|e| io_err("writing", tmp.path(), e))?;
-    tmp.persist(&path)
-        .map_err(|e| io_err("writing", &path, e.error))?;
-    Ok(())
+        Err(e) => return Err(io_err("reading", path, e)),
+    })
 }
 
 /// Puts `entry` into the `manifests` of an `index.json` value; see
-/// [`add_entry`] for the rules.
+/// [`add_entry`] for the rules. Whether the value changed.
 fn merge_entry(
     index: &mut serde_json::Value,
     entry: &Descriptor,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<bool, String> {
     let obj = index
         .as_object_mut()
         .ok_or("the index is not a JSON object")?;
@@ -76,19 +96,28 @@ fn merge_entry(
             .map(str::to_string)
     };
     let digest = entry.digest.to_string();
+    let value = serde_json::to_value(entry).expect("descriptors serialise");
     match entry.ref_name() {
-        Some(name) => manifests.retain(|m| name_of(m).as_deref() != Some(name)),
+        Some(name) => {
+            let mut named = manifests
+                .iter()
+                .filter(|m| name_of(m).as_deref() == Some(name));
+            if named.next() == Some(&value) && named.next().is_none() {
+                return Ok(false);
+            }
+            manifests.retain(|m| name_of(m).as_deref() != Some(name));
+        }
         None => {
             let present = manifests.iter().any(|m| {
                 name_of(m).is_none() && m.get("digest").and_then(|d| d.as_str()) == Some(&digest)
             });
             if present {
-                return Ok(());
+                return Ok(false);
             }
         }
     }
-    manifests.push(serde_json::to_value(entry).expect("descriptors serialise"));
-    Ok(())
+    manifests.push(value);
+    Ok(true)
 }
 
 /// Exclusive use of a layout's `index.json`, released on drop.
@@ -101,19 +130,33 @@ struct IndexLock {
 impl IndexLock {
     fn acquire(root: &Path) -> Result<IndexLock> {
         use std::os::fd::AsRawFd;
-        use std::os::unix::fs::MetadataExt;
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
         let path = root.join(INDEX_LOCK);
         let deadline = Instant::now() + INDEX_LOCK_WAIT;
         let mut pause = Duration::from_millis(1);
         loop {
-            let file = std::fs::OpenOptions::new()
+            let opened = std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(true)
                 .truncate(false)
-                .open(&path)
-                .map_err(|e| io_err("creating", &path, e))?;
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path);
+            let file = match opened {
+                Ok(file) => file,
+                // A symbolic link under the lock's name was planted (a layout in a shared
+                // directory): following it created its target wherever it pointed, as
+                // whoever runs dist (often root), and the lock of that file never passed
+                // for the lock of the path, so the run spun here for ever. It goes, as a
+                // planted partial download's link goes, and the lock is made afresh.
+                Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                    tracing::warn!(path = %path.display(), "a symbolic link under the index lock's name; removed");
+                    std::fs::remove_file(&path).map_err(|e| io_err("removing", &path, e))?;
+                    continue;
+                }
+                Err(e) => return Err(io_err("creating", &path, e)),
+            };
             // SAFETY: flock on a descriptor this function owns; it touches no memory.
             if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
                 // The holder before may have removed the file after this one opened it:
@@ -243,6 +286,26 @@ mod tests {
             eight_writers_add_ten_each(dir.path());
             assert!(!dir.path().join(INDEX_LOCK).exists());
         }
+    }
+
+    /// A symbolic link planted under the lock's name is neither followed (which created
+    /// its target, wherever it pointed) nor taken for the lock (which spun for ever): it is
+    /// removed, and the entry added.
+    #[test]
+    fn a_symlink_under_the_lock_s_name_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        std::os::unix::fs::symlink(&target, dir.path().join(INDEX_LOCK)).unwrap();
+        let root = dir.path().to_path_buf();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(add_entry(&root, &entry(b"a", Some("v1")))));
+        let added = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("add_entry never returned");
+        added.unwrap();
+        assert_eq!(names(dir.path()).len(), 1);
+        assert!(!target.exists(), "the link's target was created");
+        assert!(std::fs::symlink_metadata(dir.path().join(INDEX_LOCK)).is_err());
     }
 
     /// A lock held elsewhere is waited for, not broken, however old its file.

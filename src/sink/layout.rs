@@ -69,7 +69,7 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
 /// The system's error without what `tempfile` appends, `at path "<its random temporary
 /// name>"`: our message names the directory already, and the name means nothing to the
 /// reader. (`tempfile` keeps the system's error private; its text is all there is.)
-fn os_error(e: std::io::Error) -> std::io::Error {
+pub(super) fn os_error(e: std::io::Error) -> std::io::Error {
     if e.get_ref().is_none() {
         return e;
     }
