@@ -20,6 +20,13 @@ impl Seen {
     fn line(&self) -> &str {
         self.head.lines().next().unwrap_or_default()
     }
+
+    fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
 }
 
 /// What to do with one request: write `bytes`, then close the connection or keep it.
@@ -33,6 +40,13 @@ impl Answer {
         Answer {
             bytes: bytes.into(),
             close: false,
+        }
+    }
+
+    fn close(bytes: impl Into<Vec<u8>>) -> Answer {
+        Answer {
+            bytes: bytes.into(),
+            close: true,
         }
     }
 }
@@ -168,4 +182,75 @@ fn a_chunked_body_with_a_content_length_is_sized_by_its_chunks() {
         .filter(|r| r.line().contains("/blobs/"))
         .count();
     assert_eq!(fetches, 2, "one request per fetch: {:?}", raw.seen());
+}
+
+/// A body without `Content-Length` ends where the server closes the connection, so a
+/// connection lost part-way ends it as cleanly as the content's end would. Short of the
+/// content's known size (a descriptor's `size`, a `size:` hint) it was cut, and the rest is
+/// asked for with `Range` as for any broken body; before, it was taken for corruption and
+/// fetched whole once more, and a body cut each time failed after two attempts. A range
+/// answered with less than the rest (a server that caps its ranges) goes on the same way.
+#[test]
+fn a_close_delimited_body_cut_short_of_its_size_is_resumed() {
+    let data = bytes(11, 3000);
+    let digest = sha256(&data);
+    let total = data.len();
+    let body = data.clone();
+    // Each answer carries 1000 bytes: the first has no length and is cut by the
+    // connection's close, the second is a range capped at 1000 bytes (its length and
+    // Content-Range say so), the third brings the rest.
+    let raw = Raw::start(move |req, _| {
+        if req.line().contains("/tags/list") {
+            return Answer::keep(with_body(
+                head("200 OK", &["Content-Length: 2".into()]),
+                b"{}",
+            ));
+        }
+        let start = req
+            .header("range")
+            .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok())
+            .unwrap_or(0usize);
+        let end = (start + 1000).min(total);
+        let part = &body[start..end];
+        match start {
+            0 => Answer::close(with_body(head("200 OK", &[]), part)),
+            _ => {
+                let fields = [
+                    format!("Content-Range: bytes {start}-{}/{total}", end - 1),
+                    format!("Content-Length: {}", part.len()),
+                ];
+                Answer::keep(with_body(head("206 Partial Content", &fields), part))
+            }
+        }
+    });
+    let ranges = |since: usize| -> Vec<Option<String>> {
+        raw.seen()[since..]
+            .iter()
+            .filter(|r| r.line().contains("/blobs/"))
+            .map(|r| r.header("range"))
+            .collect()
+    };
+    let want = vec![
+        None,
+        Some("bytes=1000-".to_string()),
+        Some("bytes=2000-".to_string()),
+    ];
+    let dist = Dist::new();
+    let size = format!("size:{total}");
+    assert_eq!(dist.ok(&["fetch", &raw.repo(), &digest, &size]), data);
+    assert_eq!(ranges(0), want);
+
+    let since = raw.seen().len();
+    let dir = tempfile::tempdir().unwrap();
+    let line = format!("{{\"digest\":\"{digest}\",\"size\":{total}}}\n");
+    let out_dir = dir.path().join("out");
+    dist.ok_fed(
+        &["fetch", &raw.repo(), "-", "-o", out_dir.to_str().unwrap()],
+        line.as_bytes(),
+    );
+    let stored = out_dir
+        .join("blobs/sha256")
+        .join(&digest["sha256:".len()..]);
+    assert_eq!(std::fs::read(stored).unwrap(), data);
+    assert_eq!(ranges(since), want);
 }

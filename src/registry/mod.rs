@@ -454,6 +454,7 @@ impl RegistryRemote {
             resume_url,
             headers: headers.clone(),
             offset,
+            size,
             skip: if coded { 0 } else { skip },
             resumes: 0,
             progress_mark: offset,
