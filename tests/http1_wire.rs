@@ -254,3 +254,30 @@ fn a_close_delimited_body_cut_short_of_its_size_is_resumed() {
     assert_eq!(std::fs::read(stored).unwrap(), data);
     assert_eq!(ranges(since), want);
 }
+
+/// A `Location` that a server wrote unencoded (nginx's `$uri` is decoded; a file name may
+/// hold spaces or accents) is followed with those bytes percent-encoded and without its
+/// fragment, as curl, Go's client and browsers follow it. It was refused as a bad
+/// redirect location, which failed the object.
+#[test]
+fn a_redirect_to_an_unencoded_location_is_followed_encoded() {
+    let data = bytes(13, 3000);
+    let digest = sha256(&data);
+    let body = data.clone();
+    let raw = Raw::start(move |req, _| {
+        if req.line().contains("/blobs/") {
+            let mut location = b"Location: /files/my layer\xc3\xa9.tar?name=a b#part".to_vec();
+            location.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
+            return Answer::keep(with_body(b"HTTP/1.1 302 Found\r\n".to_vec(), &location));
+        }
+        let fields = [format!("Content-Length: {}", body.len())];
+        Answer::keep(with_body(head("200 OK", &fields), &body))
+    });
+    let dist = Dist::new();
+    assert_eq!(dist.ok(&["fetch", &raw.repo(), &digest]), data);
+    let lines: Vec<String> = raw.seen().iter().map(|r| r.line().to_string()).collect();
+    assert_eq!(
+        lines[1], "GET /files/my%20layer%C3%A9.tar?name=a%20b HTTP/1.1",
+        "{lines:?}"
+    );
+}
