@@ -281,3 +281,25 @@ fn a_redirect_to_an_unencoded_location_is_followed_encoded() {
         "{lines:?}"
     );
 }
+
+/// A body sent with a transfer coding besides `chunked` (`Transfer-Encoding: gzip,
+/// chunked`, which HTTP/1.1 allows only to a client that asked with `TE`) reaches dist
+/// still coded, hyper undoing only the chunks. It is undone as a `Content-Encoding: gzip`
+/// is, and the content verified; it failed every attempt as a digest mismatch, which
+/// reads as corruption.
+#[test]
+fn a_gzip_transfer_coding_is_undone() {
+    use std::io::Write as _;
+    let data = bytes(17, 50_000);
+    let digest = sha256(&data);
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gzip.write_all(&data).unwrap();
+    let coded = gzip.finish().unwrap();
+    let raw = Raw::start(move |_, _| {
+        let fields = ["Transfer-Encoding: gzip, chunked".to_string()];
+        Answer::keep(with_body(head("200 OK", &fields), &chunked(&coded, 4000)))
+    });
+    let dist = Dist::new();
+    assert_eq!(dist.ok(&["fetch", &raw.repo(), &digest]), data);
+    assert_eq!(raw.seen().len(), 1, "{:?}", raw.seen());
+}
