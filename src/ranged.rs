@@ -260,6 +260,7 @@ impl Adaptive {
             s.url.clone(),
             s.headers.clone(),
             self.offset,
+            s.total,
         )
         .await?;
         self.first = Some(rest);

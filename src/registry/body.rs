@@ -20,6 +20,8 @@ pub(crate) struct Resumable {
     pub(crate) headers: HeaderMap,
     /// Bytes handed out so far.
     pub(crate) offset: u64,
+    /// The whole content's size, when known (declared, or hinted by the caller).
+    pub(crate) size: Option<u64>,
     /// Bytes still to drop from the current body: a server that ignored our Range sends
     /// the whole content again, and what we already handed out must not repeat.
     pub(crate) skip: u64,
@@ -65,7 +67,13 @@ impl Resumable {
                     self.offset += chunk.len() as u64;
                     return Ok(Some(chunk));
                 }
-                Ok(None) => return Ok(None),
+                Ok(None) => match self.cut_short() {
+                    Some(e) => match self.resume(e).await? {
+                        true => {}
+                        false => return Ok(None),
+                    },
+                    None => return Ok(None),
+                },
                 Err(e) => match self.resume(e).await? {
                     true => {}
                     // Nothing lies past what arrived: the body broke after its last byte.
@@ -74,6 +82,21 @@ impl Resumable {
                 },
             }
         }
+    }
+
+    /// The break behind a body that ended short of the content's known size, if it did. A
+    /// body without `Content-Length` ends where its connection closes, so a connection
+    /// lost part-way ends it as cleanly as the content's end; and a server may answer
+    /// `bytes=N-` with less than the rest. Either way the rest is still to come, from
+    /// where the body stopped, as after any break: taken for corruption, it was fetched
+    /// whole once more, and a body cut every time failed.
+    fn cut_short(&self) -> Option<Error> {
+        let size = self.size.filter(|&size| self.offset < size)?;
+        self.resume_url.as_ref()?;
+        Some(Error::new(
+            ErrorKind::Connect,
+            format!("body ended after {} of {size} bytes", self.offset),
+        ))
     }
 
     /// Asks for the rest after the body broke with `e`: from the same host while its
@@ -172,6 +195,7 @@ impl Resumable {
         url: Uri,
         headers: HeaderMap,
         offset: u64,
+        size: u64,
     ) -> Result<crate::fetch::ByteStream> {
         let (body, skip) = open_at(&remote, host, &url, &headers, offset).await?;
         let resumable = Resumable {
@@ -181,6 +205,7 @@ impl Resumable {
             resume_url: Some(url),
             headers,
             offset,
+            size: Some(size),
             skip,
             resumes: 0,
             progress_mark: offset,

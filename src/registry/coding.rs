@@ -45,35 +45,50 @@ impl Coding {
 /// The codings of a response, in the order they were applied; empty for none or
 /// `identity`. A coding dist cannot undo is an error, raised before a byte is read:
 /// hashed as it is, the body would only fail at its end as a digest mismatch.
+///
+/// Transfer codings count too, applied after the content codings: hyper undoes only
+/// `chunked`, and hands on a body sent `Transfer-Encoding: gzip, chunked` still coded.
+/// HTTP/1.1 allows a server other transfer codings only for a client that asked for them
+/// (`TE`), which dist never does, but one that sends them anyway is undone like a proxy
+/// that compresses against `Accept-Encoding: identity`, instead of failing as a digest
+/// mismatch that looks like corruption.
 pub(crate) fn codings(headers: &HeaderMap) -> Result<Vec<Coding>> {
     let mut codings = Vec::new();
-    for value in headers.get_all(http::header::CONTENT_ENCODING) {
-        let value = value.to_str().map_err(|_| {
-            Error::new(
-                ErrorKind::Protocol,
-                "a Content-Encoding header that is not text",
-            )
-        })?;
-        for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            let coding = if name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip")
-            {
-                Coding::Gzip
-            } else if name.eq_ignore_ascii_case("deflate") {
-                Coding::Deflate
-            } else if name.eq_ignore_ascii_case("identity") {
-                continue;
-            } else {
-                return Err(Error::new(
+    for (header, field) in [
+        (http::header::CONTENT_ENCODING, "Content-Encoding"),
+        (http::header::TRANSFER_ENCODING, "Transfer-Encoding"),
+    ] {
+        let transfer = header == http::header::TRANSFER_ENCODING;
+        for value in headers.get_all(&header) {
+            let value = value.to_str().map_err(|_| {
+                Error::new(
                     ErrorKind::Protocol,
-                    format!(
-                        "the server sent the content with Content-Encoding {:?}, which \
-                         dist does not decode (it asks for identity; gzip and deflate are \
-                         undone)",
-                        crate::server_text::one_line(name)
-                    ),
-                ));
-            };
-            codings.push(coding);
+                    format!("a {field} header that is not text"),
+                )
+            })?;
+            for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                let coding =
+                    if name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip") {
+                        Coding::Gzip
+                    } else if name.eq_ignore_ascii_case("deflate") {
+                        Coding::Deflate
+                    } else if name.eq_ignore_ascii_case("identity")
+                        || (transfer && name.eq_ignore_ascii_case("chunked"))
+                    {
+                        continue;
+                    } else {
+                        return Err(Error::new(
+                            ErrorKind::Protocol,
+                            format!(
+                                "the server sent the content with {field} {:?}, which dist \
+                             does not decode (it asks for identity; gzip and deflate are \
+                             undone)",
+                                crate::server_text::one_line(name)
+                            ),
+                        ));
+                    };
+                codings.push(coding);
+            }
         }
     }
     Ok(codings)
@@ -203,6 +218,21 @@ mod tests {
         let e = codings(&headers(&["br"])).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Protocol);
         assert!(e.to_string().contains("\"br\""), "{e}");
+
+        // Transfer codings come after the content codings; hyper undid `chunked`.
+        let mut h = headers(&["deflate"]);
+        let value = HeaderValue::from_static;
+        h.append(http::header::TRANSFER_ENCODING, value("gzip, chunked"));
+        assert_eq!(codings(&h).unwrap(), vec![Coding::Deflate, Coding::Gzip]);
+        let mut h = HeaderMap::new();
+        h.append(http::header::TRANSFER_ENCODING, value("Chunked"));
+        assert!(!is_coded(&h));
+        h.append(http::header::TRANSFER_ENCODING, value("compress"));
+        let e = codings(&h).unwrap_err();
+        assert!(
+            e.to_string().contains("Transfer-Encoding \"compress\""),
+            "{e}"
+        );
     }
 
     #[tokio::test]

@@ -454,6 +454,7 @@ impl RegistryRemote {
             resume_url,
             headers: headers.clone(),
             offset,
+            size,
             skip: if coded { 0 } else { skip },
             resumes: 0,
             progress_mark: offset,
@@ -657,7 +658,14 @@ fn default_manifest_accept() -> HeaderValue {
     JOINED.clone()
 }
 
+/// The body's length, as the response declares it. Not when it also has a
+/// `Transfer-Encoding`: the body is then framed by that (RFC 9112, 6.3), as hyper reads it,
+/// and the length is one a proxy forgot to remove or counts something else; Go's client
+/// (containerd, crane) drops it too.
 fn content_length(h: &HeaderMap) -> Option<u64> {
+    if h.contains_key(http::header::TRANSFER_ENCODING) {
+        return None;
+    }
     h.get(http::header::CONTENT_LENGTH)?
         .to_str()
         .ok()?

@@ -415,7 +415,7 @@ impl Transport {
             let location = response
                 .headers()
                 .get(http::header::LOCATION)
-                .and_then(|v| v.to_str().ok())
+                .map(|v| location_text(v.as_bytes()))
                 .ok_or_else(|| {
                     Error::new(
                         ErrorKind::Protocol,
@@ -423,7 +423,7 @@ impl Transport {
                     )
                     .with_url(&req.url)
                 })?;
-            let next = resolve(&req.url, location).map_err(|e| e.with_url(&req.url))?;
+            let next = resolve(&req.url, &location).map_err(|e| e.with_url(&req.url))?;
             if req.url.scheme_str() == Some("https") && next.scheme_str() != Some("https") {
                 return Err(Error::new(
                     ErrorKind::Protocol,
@@ -523,6 +523,25 @@ impl Origin {
             u.port_u16().unwrap_or(default),
         )
     }
+}
+
+/// A `Location` as a URI reference: without its fragment, which is never sent, and with
+/// the bytes a URI may not hold (spaces, non-ASCII, `"<>`{}`) percent-encoded, as curl,
+/// Go's client and browsers send them. Servers write such locations unencoded (nginx's
+/// `$uri` is decoded, and a file name may have spaces or accents in it), and refusing
+/// them failed the object, or read as a redirect without `Location` when not UTF-8.
+fn location_text(raw: &[u8]) -> String {
+    let raw = raw.split(|&b| b == b'#').next().unwrap_or_default();
+    let mut text = String::with_capacity(raw.len());
+    for &b in raw {
+        match b {
+            b' ' | b'"' | b'<' | b'>' | b'`' | b'{' | b'}' | 0..0x20 | 0x7f.. => {
+                let _ = std::fmt::Write::write_fmt(&mut text, format_args!("%{b:02X}"));
+            }
+            _ => text.push(b as char),
+        }
+    }
+    text
 }
 
 /// Resolves a `Location` against the URL that sent it.
@@ -994,6 +1013,14 @@ mod tests {
             assert_eq!(resolve(&base, location).unwrap(), u(want), "{location}");
         }
         assert!(resolve(&base, "ftp://x/y").is_err());
+        for (raw, want) in [
+            (&b"/cdn/my blob?x=a b#part"[..], "/cdn/my%20blob?x=a%20b"),
+            ("/caf\u{e9}/{a}".as_bytes(), "/caf%C3%A9/%7Ba%7D"),
+            (b"/latin1/\xe9\t", "/latin1/%E9%09"),
+            (b"/kept/%20/as/is?a=b&c=d", "/kept/%20/as/is?a=b&c=d"),
+        ] {
+            assert_eq!(location_text(raw), want, "{raw:?}");
+        }
         let e = resolve(&base, "http://cdnuser:cdnPASS@cdn.example/p?sig=s").unwrap_err();
         assert!(e.to_string().contains("carries credentials"), "{e}");
         assert!(!e.to_string().contains("cdnPASS"), "{e}");
