@@ -99,7 +99,10 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
     let mut output = Output::start(framed, report_out);
     let mut failed = 0usize;
     let stopped = loop {
+        // An outcome already there is an object already stored: reported before the stop,
+        // not dropped by the pick between two ready branches.
         let next = tokio::select! {
+            biased;
             n = outcomes.next() => n,
             why = &mut stop => break Some(why),
         };
