@@ -25,7 +25,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::registry::{RegistryRemote, Resumable};
+use crate::registry::{Address, RegistryRemote, Resumable};
 use crate::transport;
 
 /// When and how to split a download into ranges.
@@ -154,6 +154,9 @@ pub(crate) struct Source {
     /// Bytes in the whole blob.
     pub(crate) total: u64,
     pub(crate) shared: Arc<Shared>,
+    /// Where the content is on every host: the rest moves on from a mirror whose parts
+    /// fail, as a mirror's broken body does.
+    pub(crate) address: Option<Address>,
 }
 
 impl Adaptive {
@@ -205,14 +208,15 @@ impl Adaptive {
                 parts.top_up(streams - 1);
             } else {
                 self.first = None; // closes the first connection
-                match parts.next(streams).await? {
-                    Next::Part(bytes) => {
+                match parts.next(streams).await {
+                    Ok(Next::Part(bytes)) => {
                         self.offset += bytes.len() as u64;
                         self.count(&bytes);
                         return Ok(Some(bytes));
                     }
-                    Next::End => return Ok(None),
-                    Next::RangeIgnored => self.back_to_one_stream().await?,
+                    Ok(Next::End) => return Ok(None),
+                    Ok(Next::RangeIgnored) => self.back_to_one_stream().await?,
+                    Err(e) => self.hand_over(e).await?,
                 }
             }
         }
@@ -260,6 +264,26 @@ impl Adaptive {
             s.url.clone(),
             s.headers.clone(),
             self.offset,
+            s.address.clone(),
+        )
+        .await?;
+        self.first = Some(rest);
+        self.phase = Phase::Single; // drops the parts under way
+        Ok(())
+    }
+
+    /// A part failed for good with `e`: on a mirror, the next host serves the rest as one
+    /// stream (left to the mirror, one broken cache would fail the object while the
+    /// registry has it); on the registry itself, `e` stands.
+    async fn hand_over(&mut self, e: Error) -> Result<()> {
+        let s = &self.source;
+        let rest = Resumable::after_failure(
+            s.remote.clone(),
+            s.host,
+            s.headers.clone(),
+            self.offset,
+            s.address.clone(),
+            e,
         )
         .await?;
         self.first = Some(rest);

@@ -537,3 +537,49 @@ fn the_worker_has_connections_for_parts_beside_every_job() {
     let most = reg.max_open_connections();
     assert!((6..=8).contains(&most), "connections at once: {most}");
 }
+
+/// A mirror that serves the first stream and then fails its parts (a cache losing the blob,
+/// a mirror going down): the registry serves the rest, as it does for a mirror's body that
+/// breaks off, instead of the object failing while the registry has it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_failing_its_parts_hands_over_to_the_registry() {
+    use dist::registry::host::{Capabilities, Mirror};
+    let reg = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let data = bytes(85, 3 << 20);
+    let digest = reg.blob("team/app", &data);
+    mirror.blob("team/app", &data);
+    mirror.set_fault_for_every(&digest, Fault::Status(500));
+    // Queued faults win over the persistent one: the mirror's first stream is slow, and
+    // every part it is asked for fails.
+    mirror.push_fault(&digest, slow());
+    let transport = Transport::new(TransportOptions::default()).unwrap();
+    let m = Mirror {
+        url: mirror.url(),
+        capabilities: Capabilities::ALL,
+        override_path: false,
+        transport: transport.clone(),
+        headers: Default::default(),
+    };
+    let policy = RetryPolicy {
+        retries: 2,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_secs(60),
+    };
+    let repo = format!("{}/team/app", reg.host()).parse().unwrap();
+    let remote = RegistryRemote::new(repo, transport, CredentialSource::None, policy)
+        .with_mirrors(&[m], CredentialSource::None)
+        .unwrap()
+        .with_ranges(small_ranges());
+    assert!(fetch_verified(&remote, &digest).await == data);
+    assert!(
+        range_requests(&mirror).iter().any(|r| !r.ends_with('-')),
+        "the mirror was asked for parts: {:?}",
+        range_requests(&mirror)
+    );
+    assert!(
+        !range_requests(&reg).is_empty(),
+        "the registry served the rest: {:?}",
+        reg.requests()
+    );
+}
