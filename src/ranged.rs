@@ -19,13 +19,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::stream::{self, BoxStream, StreamExt};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::registry::{Address, RegistryRemote, Resumable};
+use crate::registry::{Address, RegistryRemote, Resumable, PROGRESS};
 use crate::transport;
 
 /// When and how to split a download into ranges.
@@ -453,7 +453,11 @@ impl Drop for PartTask {
 /// else than exactly that range (the whole blob, or another range), and the rest of the
 /// blob is better fetched as one stream. The request itself was retried already (a 5xx,
 /// a 429, a dropped connection) by `request`, on the run's budget: what this retries,
-/// with the same budget and backoff, is a body that breaks off after the answer.
+/// with the same budget and backoff, is a body that breaks off after the answer, asking
+/// for what is missing of the part only. As for a single stream, a break after
+/// [`PROGRESS`] new bytes counts as the first again: a link that cuts every connection
+/// after a few MiB (a proxy's limit on a connection's bytes or lifetime) would otherwise
+/// never bring in a part larger than that.
 async fn fetch_part(source: &Source, start: u64, end: u64) -> Result<Option<Bytes>> {
     let Source {
         remote,
@@ -464,13 +468,17 @@ async fn fetch_part(source: &Source, start: u64, end: u64) -> Result<Option<Byte
     } = source;
     let host = *host;
     let want = (end - start + 1) as usize;
+    let mut got = BytesMut::with_capacity(want);
     let mut h = headers.clone();
-    h.insert(
-        http::header::RANGE,
-        HeaderValue::from_str(&format!("bytes={start}-{end}")).expect("ascii"),
-    );
     let mut attempt = 0;
+    // `got.len()` at the last break.
+    let mut mark = 0;
     loop {
+        let from = start + got.len() as u64;
+        h.insert(
+            http::header::RANGE,
+            HeaderValue::from_str(&format!("bytes={from}-{end}")).expect("ascii"),
+        );
         let mut reply = remote
             .request(host, Method::GET, url.clone(), &h)
             .await
@@ -480,37 +488,61 @@ async fn fetch_part(source: &Source, start: u64, end: u64) -> Result<Option<Byte
             return Ok(None);
         }
         let answered = crate::registry::content_range(reply.response.headers());
-        if answered != Some((start, end)) {
+        if answered != Some((from, end)) {
             tracing::warn!(
                 url = %crate::transport::redact(url),
-                asked = %format!("{start}-{end}"),
+                asked = %format!("{from}-{end}"),
                 got = %answered.map_or("no usable Content-Range".into(), |(s, e)| format!("{s}-{e}")),
                 "a part came back as another range; the rest of the blob goes in one stream"
             );
             return Ok(None);
         }
         let transport = &remote.host(host).transport;
-        let read = transport::read_sized(transport, reply.response.body_mut(), want)
+        let read = read_part(transport, reply.response.body_mut(), &mut got, want)
             .await
-            .and_then(|body| {
-                if body.len() == want {
-                    Ok(body)
-                } else {
-                    Err(Error::new(
-                        ErrorKind::Connect,
-                        format!("part {start}-{end} ended after {} bytes", body.len()),
-                    ))
-                }
-            });
+            .map_err(|e| e.with_url(url));
         match read {
-            Ok(body) => return Ok(Some(body)),
-            Err(e) if e.is_transient() && attempt < remote.retry_policy().retries => {
+            Ok(()) => return Ok(Some(got.freeze())),
+            Err(e) if e.is_transient() => {
+                if got.len() >= mark + PROGRESS as usize {
+                    attempt = 0;
+                }
+                if attempt >= remote.retry_policy().retries {
+                    return Err(e);
+                }
                 attempt += 1;
+                mark = got.len();
                 tokio::time::sleep(remote.retry_policy().backoff(attempt - 1)).await;
             }
-            Err(e) => return Err(e.with_url(url)),
+            Err(e) => return Err(e),
         }
     }
+}
+
+/// Appends a part's body to `got`, until it holds the `want` bytes of the whole part; what
+/// arrived before a break stays there. A body that ends short is a break too.
+async fn read_part(
+    transport: &transport::Transport,
+    body: &mut hyper::body::Incoming,
+    got: &mut BytesMut,
+    want: usize,
+) -> Result<()> {
+    while let Some(chunk) = transport.next_chunk(body).await? {
+        if got.len() + chunk.len() > want {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!("part longer than the {want} bytes asked for"),
+            ));
+        }
+        got.extend_from_slice(&chunk);
+    }
+    if got.len() < want {
+        return Err(Error::new(
+            ErrorKind::Connect,
+            format!("part ended {} bytes short of its end", want - got.len()),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -583,3 +583,50 @@ async fn a_mirror_failing_its_parts_hands_over_to_the_registry() {
         reg.requests()
     );
 }
+
+/// A link that cuts every connection after a while (a proxy's or load balancer's limit on
+/// a connection's bytes or lifetime), below the size of a part: a part that breaks off is
+/// asked for the rest of its range, as a single stream is, and a break after new content
+/// does not use up the retries. Asked for from its start each time, no part ever arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_that_breaks_off_carries_on_from_where_it_broke() {
+    let reg = FakeRegistry::start();
+    let data = bytes(86, 12 << 20);
+    let digest = reg.blob("team/app", &data);
+    // Every connection but the first stream's gives 1.5 MiB of its answer, then resets.
+    let cut_at = 3 << 19;
+    reg.set_fault_for_every(&digest, Fault::DropAfter(cut_at));
+    reg.push_fault(&digest, slow());
+    let part_size = 2u64 << 20;
+    let ranges = RangeOptions {
+        part_size,
+        ..small_ranges()
+    };
+    let repo = format!("{}/team/app", reg.host()).parse().unwrap();
+    let policy = RetryPolicy {
+        retries: 2,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_secs(60),
+    };
+    let remote = RegistryRemote::new(
+        repo,
+        Transport::new(TransportOptions::default()).unwrap(),
+        CredentialSource::None,
+        policy,
+    )
+    .with_ranges(ranges);
+    assert!(fetch_verified(&remote, &digest).await == data);
+    let parts: Vec<String> = range_requests(&reg)
+        .into_iter()
+        .filter(|r| !r.ends_with('-'))
+        .collect();
+    let carried_on = format!(
+        "bytes={}-{}",
+        2 * part_size + cut_at as u64,
+        3 * part_size - 1
+    );
+    assert!(
+        parts.contains(&carried_on),
+        "the second part was asked for from where it broke: {parts:?}"
+    );
+}

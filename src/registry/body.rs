@@ -37,7 +37,7 @@ pub(crate) struct Resumable {
 /// counts only errors without progress too), while a server that breaks every body
 /// within its first bytes runs out of retries as before. The count is finite: resumes
 /// only happen for content of a known size.
-const PROGRESS: u64 = 1 << 20;
+pub(crate) const PROGRESS: u64 = 1 << 20;
 
 impl Resumable {
     pub(crate) fn into_stream(self) -> crate::fetch::ByteStream {
