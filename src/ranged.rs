@@ -25,7 +25,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::registry::{Address, RegistryRemote, Resumable, PROGRESS};
+use crate::registry::{resume_budget, Address, RegistryRemote, Resumable, PROGRESS};
 use crate::transport;
 
 /// When and how to split a download into ranges.
@@ -452,7 +452,7 @@ impl Drop for PartTask {
 /// Fetches bytes `start..=end` completely; `None` when the server answers with something
 /// else than exactly that range (the whole blob, or another range), and the rest of the
 /// blob is better fetched as one stream. The request itself was retried already (a 5xx,
-/// a 429, a dropped connection) by `request`, on the run's budget: what this retries,
+/// a 429, a dropped connection) by `request`, on the host's budget: what this retries,
 /// with the same budget and backoff, is a body that breaks off after the answer, asking
 /// for what is missing of the part only. As for a single stream, a break after
 /// [`PROGRESS`] new bytes counts as the first again: a link that cuts every connection
@@ -464,9 +464,11 @@ async fn fetch_part(source: &Source, start: u64, end: u64) -> Result<Option<Byte
         host,
         url,
         headers,
+        address,
         ..
     } = source;
     let host = *host;
+    let budget = resume_budget(remote, host, address.as_ref());
     let want = (end - start + 1) as usize;
     let mut got = BytesMut::with_capacity(want);
     let mut h = headers.clone();
@@ -507,7 +509,7 @@ async fn fetch_part(source: &Source, start: u64, end: u64) -> Result<Option<Byte
                 if got.len() >= mark + PROGRESS as usize {
                     attempt = 0;
                 }
-                if attempt >= remote.retry_policy().retries {
+                if attempt >= budget {
                     return Err(e);
                 }
                 attempt += 1;

@@ -630,3 +630,49 @@ async fn a_part_that_breaks_off_carries_on_from_where_it_broke() {
         "the second part was asked for from where it broke: {parts:?}"
     );
 }
+
+/// A mirror whose parts keep breaking off gets a mirror's one retry for each, as its
+/// requests and a single stream's breaks do, before the registry serves the rest: the
+/// run's retries, with their growing backoff, are the registry's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_whose_parts_break_off_gets_one_retry() {
+    use dist::registry::host::{Capabilities, Mirror};
+    let reg = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let data = bytes(87, 3 << 20);
+    let digest = reg.blob("team/app", &data);
+    mirror.blob("team/app", &data);
+    mirror.set_fault_for_every(&digest, Fault::DropAfter(1000));
+    mirror.push_fault(&digest, slow());
+    let transport = Transport::new(TransportOptions::default()).unwrap();
+    let m = Mirror {
+        url: mirror.url(),
+        capabilities: Capabilities::ALL,
+        override_path: false,
+        transport: transport.clone(),
+        headers: Default::default(),
+    };
+    let policy = RetryPolicy {
+        retries: 4,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_secs(60),
+    };
+    let repo = format!("{}/team/app", reg.host()).parse().unwrap();
+    let remote = RegistryRemote::new(repo, transport, CredentialSource::None, policy)
+        .with_mirrors(&[m], CredentialSource::None)
+        .unwrap()
+        .with_ranges(small_ranges());
+    assert!(fetch_verified(&remote, &digest).await == data);
+    // Asked for again from where it broke, a part keeps its end.
+    let mut asked = std::collections::BTreeMap::<String, usize>::new();
+    for range in range_requests(&mirror) {
+        if let Some((_, end)) = range.split_once('-').filter(|(_, end)| !end.is_empty()) {
+            *asked.entry(end.to_string()).or_default() += 1;
+        }
+    }
+    assert!(!asked.is_empty(), "the blob was split on the mirror");
+    assert!(
+        asked.values().all(|&n| n <= 2),
+        "the mirror's requests per part: {asked:?}"
+    );
+}

@@ -86,13 +86,7 @@ impl Resumable {
         if self.offset >= self.progress_mark.saturating_add(PROGRESS) {
             self.resumes = 0;
         }
-        // A mirror with a host after it gets a mirror's one retry; the last host that may
-        // serve the content, the run's.
-        let policy = self.remote.retry_policy();
-        let budget = match self.next_host() {
-            Some(_) => self.remote.host(self.host).max_retries(policy),
-            None => policy.retries,
-        };
+        let budget = resume_budget(&self.remote, self.host, self.address.as_ref());
         if !e.is_transient() || self.resumes >= budget {
             return self.hand_over(e).await;
         }
@@ -146,13 +140,6 @@ impl Resumable {
         self.resumes = 0;
         self.progress_mark = self.offset;
         Ok(true)
-    }
-
-    /// The host a failing mirror hands the content over to: the next that may serve
-    /// content by digest. `None` on the registry itself, and for content without an
-    /// address.
-    fn next_host(&self) -> Option<usize> {
-        next_host(&self.remote, self.host, self.address.as_ref())
     }
 
     async fn reopen(&mut self, url: Uri) -> Result<()> {
@@ -224,8 +211,23 @@ impl Resumable {
 /// The content's endpoint and digest, which address it on every host.
 pub(crate) type Address = (Endpoint, String);
 
-/// The next host after `host` that may serve content by digest, when `host` is a mirror
-/// and the content has an address.
+/// How many breaks in a row a body from `host` is asked for again: a mirror with a host
+/// after it gets a mirror's one retry, the last host that may serve the content the run's.
+pub(crate) fn resume_budget(
+    remote: &RegistryRemote,
+    host: usize,
+    address: Option<&Address>,
+) -> u32 {
+    let policy = remote.retry_policy();
+    match next_host(remote, host, address) {
+        Some(_) => remote.host(host).max_retries(policy),
+        None => policy.retries,
+    }
+}
+
+/// The host a failing mirror hands the content over to: the next after `host` that may
+/// serve content by digest. `None` on the registry itself, and for content without an
+/// address.
 fn next_host(remote: &RegistryRemote, host: usize, address: Option<&Address>) -> Option<usize> {
     let hosts = &remote.inner.hosts;
     (address.is_some() && hosts[host].mirror)

@@ -31,7 +31,7 @@ use crate::remote::Remote;
 use crate::retry::RetryPolicy;
 use crate::transport::{self, Transport};
 pub(crate) use body::{content_range, content_range_start};
-pub(crate) use body::{Address, Resumable, PROGRESS};
+pub(crate) use body::{resume_budget, Address, Resumable, PROGRESS};
 use host::{Host, Mirror, Server, MAX_ERROR_BODY};
 
 /// Which API endpoint an object is fetched from.
