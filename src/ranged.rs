@@ -254,7 +254,8 @@ impl Adaptive {
     }
 
     /// A server that advertised ranges answered a part with the whole blob (a proxy or a
-    /// redirect target that does not do ranges): the rest comes over one stream again.
+    /// redirect target that does not do ranges): the rest comes over one stream again, from
+    /// the next host if a mirror fails it.
     async fn back_to_one_stream(&mut self) -> Result<()> {
         let s = &self.source;
         tracing::debug!(url = %s.url, offset = self.offset, "a part was answered without its range; one stream for the rest");
@@ -266,7 +267,11 @@ impl Adaptive {
             self.offset,
             s.address.clone(),
         )
-        .await?;
+        .await;
+        let rest = match rest {
+            Ok(rest) => rest,
+            Err(e) => return self.hand_over(e).await,
+        };
         self.first = Some(rest);
         self.phase = Phase::Single; // drops the parts under way
         Ok(())

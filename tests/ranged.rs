@@ -676,3 +676,47 @@ async fn a_mirror_whose_parts_break_off_gets_one_retry() {
         "the mirror's requests per part: {asked:?}"
     );
 }
+
+/// A mirror that answers parts without their range and then fails the rest asked for as
+/// one stream: the registry serves that rest, as it does for the mirror's failing parts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_failing_the_one_stream_after_its_parts_hands_over() {
+    use dist::registry::host::{Capabilities, Mirror};
+    let reg = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let data = bytes(88, 3 << 20);
+    let digest = reg.blob("team/app", &data);
+    mirror.blob("team/app", &data);
+    mirror.set_fault_for_every(&digest, Fault::Status(500));
+    // Queued faults win over the persistent one: a slow first stream, and the three parts
+    // that start beside it answered whole; what is asked after them fails.
+    mirror.push_fault(&digest, slow());
+    for _ in 0..3 {
+        mirror.push_fault(&digest, Fault::IgnoreRange);
+    }
+    let transport = Transport::new(TransportOptions::default()).unwrap();
+    let m = Mirror {
+        url: mirror.url(),
+        capabilities: Capabilities::ALL,
+        override_path: false,
+        transport: transport.clone(),
+        headers: Default::default(),
+    };
+    let policy = RetryPolicy {
+        retries: 2,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_secs(60),
+    };
+    let repo = format!("{}/team/app", reg.host()).parse().unwrap();
+    let remote = RegistryRemote::new(repo, transport, CredentialSource::None, policy)
+        .with_mirrors(&[m], CredentialSource::None)
+        .unwrap()
+        .with_ranges(small_ranges());
+    assert!(fetch_verified(&remote, &digest).await == data);
+    assert_parts_then_one_stream(&mirror);
+    assert!(
+        range_requests(&reg).iter().any(|r| r.ends_with('-')),
+        "the registry served the rest: {:?}",
+        range_requests(&reg)
+    );
+}
