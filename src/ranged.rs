@@ -19,13 +19,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::stream::{self, BoxStream, StreamExt};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::registry::{RegistryRemote, Resumable};
+use crate::registry::{resume_budget, Address, RegistryRemote, Resumable, PROGRESS};
 use crate::transport;
 
 /// When and how to split a download into ranges.
@@ -154,6 +154,9 @@ pub(crate) struct Source {
     /// Bytes in the whole blob.
     pub(crate) total: u64,
     pub(crate) shared: Arc<Shared>,
+    /// Where the content is on every host: the rest moves on from a mirror whose parts
+    /// fail, as a mirror's broken body does.
+    pub(crate) address: Option<Address>,
 }
 
 impl Adaptive {
@@ -205,14 +208,15 @@ impl Adaptive {
                 parts.top_up(streams - 1);
             } else {
                 self.first = None; // closes the first connection
-                match parts.next(streams).await? {
-                    Next::Part(bytes) => {
+                match parts.next(streams).await {
+                    Ok(Next::Part(bytes)) => {
                         self.offset += bytes.len() as u64;
                         self.count(&bytes);
                         return Ok(Some(bytes));
                     }
-                    Next::End => return Ok(None),
-                    Next::RangeIgnored => self.back_to_one_stream().await?,
+                    Ok(Next::End) => return Ok(None),
+                    Ok(Next::RangeIgnored) => self.back_to_one_stream().await?,
+                    Err(e) => self.hand_over(e).await?,
                 }
             }
         }
@@ -250,7 +254,8 @@ impl Adaptive {
     }
 
     /// A server that advertised ranges answered a part with the whole blob (a proxy or a
-    /// redirect target that does not do ranges): the rest comes over one stream again.
+    /// redirect target that does not do ranges): the rest comes over one stream again, from
+    /// the next host if a mirror fails it.
     async fn back_to_one_stream(&mut self) -> Result<()> {
         let s = &self.source;
         tracing::debug!(url = %s.url, offset = self.offset, "a part was answered without its range; one stream for the rest");
@@ -261,6 +266,31 @@ impl Adaptive {
             s.headers.clone(),
             self.offset,
             s.total,
+            s.address.clone(),
+        )
+        .await;
+        let rest = match rest {
+            Ok(rest) => rest,
+            Err(e) => return self.hand_over(e).await,
+        };
+        self.first = Some(rest);
+        self.phase = Phase::Single; // drops the parts under way
+        Ok(())
+    }
+
+    /// A part failed for good with `e`: on a mirror, the next host serves the rest as one
+    /// stream (left to the mirror, one broken cache would fail the object while the
+    /// registry has it); on the registry itself, `e` stands.
+    async fn hand_over(&mut self, e: Error) -> Result<()> {
+        let s = &self.source;
+        let rest = Resumable::after_failure(
+            s.remote.clone(),
+            s.host,
+            s.headers.clone(),
+            self.offset,
+            s.total,
+            s.address.clone(),
+            e,
         )
         .await?;
         self.first = Some(rest);
@@ -429,25 +459,35 @@ impl Drop for PartTask {
 /// Fetches bytes `start..=end` completely; `None` when the server answers with something
 /// else than exactly that range (the whole blob, or another range), and the rest of the
 /// blob is better fetched as one stream. The request itself was retried already (a 5xx,
-/// a 429, a dropped connection) by `request`, on the run's budget: what this retries,
-/// with the same budget and backoff, is a body that breaks off after the answer.
+/// a 429, a dropped connection) by `request`, on the host's budget: what this retries,
+/// with the same budget and backoff, is a body that breaks off after the answer, asking
+/// for what is missing of the part only. As for a single stream, a break after
+/// [`PROGRESS`] new bytes counts as the first again: a link that cuts every connection
+/// after a few MiB (a proxy's limit on a connection's bytes or lifetime) would otherwise
+/// never bring in a part larger than that.
 async fn fetch_part(source: &Source, start: u64, end: u64) -> Result<Option<Bytes>> {
     let Source {
         remote,
         host,
         url,
         headers,
+        address,
         ..
     } = source;
     let host = *host;
+    let budget = resume_budget(remote, host, address.as_ref());
     let want = (end - start + 1) as usize;
+    let mut got = BytesMut::with_capacity(want);
     let mut h = headers.clone();
-    h.insert(
-        http::header::RANGE,
-        HeaderValue::from_str(&format!("bytes={start}-{end}")).expect("ascii"),
-    );
     let mut attempt = 0;
+    // `got.len()` at the last break.
+    let mut mark = 0;
     loop {
+        let from = start + got.len() as u64;
+        h.insert(
+            http::header::RANGE,
+            HeaderValue::from_str(&format!("bytes={from}-{end}")).expect("ascii"),
+        );
         let mut reply = remote
             .request(host, Method::GET, url.clone(), &h)
             .await
@@ -457,37 +497,61 @@ async fn fetch_part(source: &Source, start: u64, end: u64) -> Result<Option<Byte
             return Ok(None);
         }
         let answered = crate::registry::content_range(reply.response.headers());
-        if answered != Some((start, end)) {
+        if answered != Some((from, end)) {
             tracing::warn!(
                 url = %crate::transport::redact(url),
-                asked = %format!("{start}-{end}"),
+                asked = %format!("{from}-{end}"),
                 got = %answered.map_or("no usable Content-Range".into(), |(s, e)| format!("{s}-{e}")),
                 "a part came back as another range; the rest of the blob goes in one stream"
             );
             return Ok(None);
         }
         let transport = &remote.host(host).transport;
-        let read = transport::read_sized(transport, reply.response.body_mut(), want)
+        let read = read_part(transport, reply.response.body_mut(), &mut got, want)
             .await
-            .and_then(|body| {
-                if body.len() == want {
-                    Ok(body)
-                } else {
-                    Err(Error::new(
-                        ErrorKind::Connect,
-                        format!("part {start}-{end} ended after {} bytes", body.len()),
-                    ))
-                }
-            });
+            .map_err(|e| e.with_url(url));
         match read {
-            Ok(body) => return Ok(Some(body)),
-            Err(e) if e.is_transient() && attempt < remote.retry_policy().retries => {
+            Ok(()) => return Ok(Some(got.freeze())),
+            Err(e) if e.is_transient() => {
+                if got.len() >= mark + PROGRESS as usize {
+                    attempt = 0;
+                }
+                if attempt >= budget {
+                    return Err(e);
+                }
                 attempt += 1;
+                mark = got.len();
                 tokio::time::sleep(remote.retry_policy().backoff(attempt - 1)).await;
             }
-            Err(e) => return Err(e.with_url(url)),
+            Err(e) => return Err(e),
         }
     }
+}
+
+/// Appends a part's body to `got`, until it holds the `want` bytes of the whole part; what
+/// arrived before a break stays there. A body that ends short is a break too.
+async fn read_part(
+    transport: &transport::Transport,
+    body: &mut hyper::body::Incoming,
+    got: &mut BytesMut,
+    want: usize,
+) -> Result<()> {
+    while let Some(chunk) = transport.next_chunk(body).await? {
+        if got.len() + chunk.len() > want {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!("part longer than the {want} bytes asked for"),
+            ));
+        }
+        got.extend_from_slice(&chunk);
+    }
+    if got.len() < want {
+        return Err(Error::new(
+            ErrorKind::Connect,
+            format!("part ended {} bytes short of its end", want - got.len()),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

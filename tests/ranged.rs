@@ -537,3 +537,186 @@ fn the_worker_has_connections_for_parts_beside_every_job() {
     let most = reg.max_open_connections();
     assert!((6..=8).contains(&most), "connections at once: {most}");
 }
+
+/// A mirror that serves the first stream and then fails its parts (a cache losing the blob,
+/// a mirror going down): the registry serves the rest, as it does for a mirror's body that
+/// breaks off, instead of the object failing while the registry has it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_failing_its_parts_hands_over_to_the_registry() {
+    use dist::registry::host::{Capabilities, Mirror};
+    let reg = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let data = bytes(85, 3 << 20);
+    let digest = reg.blob("team/app", &data);
+    mirror.blob("team/app", &data);
+    mirror.set_fault_for_every(&digest, Fault::Status(500));
+    // Queued faults win over the persistent one: the mirror's first stream is slow, and
+    // every part it is asked for fails.
+    mirror.push_fault(&digest, slow());
+    let transport = Transport::new(TransportOptions::default()).unwrap();
+    let m = Mirror {
+        url: mirror.url(),
+        capabilities: Capabilities::ALL,
+        override_path: false,
+        transport: transport.clone(),
+        headers: Default::default(),
+    };
+    let policy = RetryPolicy {
+        retries: 2,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_secs(60),
+    };
+    let repo = format!("{}/team/app", reg.host()).parse().unwrap();
+    let remote = RegistryRemote::new(repo, transport, CredentialSource::None, policy)
+        .with_mirrors(&[m], CredentialSource::None)
+        .unwrap()
+        .with_ranges(small_ranges());
+    assert!(fetch_verified(&remote, &digest).await == data);
+    assert!(
+        range_requests(&mirror).iter().any(|r| !r.ends_with('-')),
+        "the mirror was asked for parts: {:?}",
+        range_requests(&mirror)
+    );
+    assert!(
+        !range_requests(&reg).is_empty(),
+        "the registry served the rest: {:?}",
+        reg.requests()
+    );
+}
+
+/// A link that cuts every connection after a while (a proxy's or load balancer's limit on
+/// a connection's bytes or lifetime), below the size of a part: a part that breaks off is
+/// asked for the rest of its range, as a single stream is, and a break after new content
+/// does not use up the retries. Asked for from its start each time, no part ever arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_that_breaks_off_carries_on_from_where_it_broke() {
+    let reg = FakeRegistry::start();
+    let data = bytes(86, 12 << 20);
+    let digest = reg.blob("team/app", &data);
+    // Every connection but the first stream's gives 1.5 MiB of its answer, then resets.
+    let cut_at = 3 << 19;
+    reg.set_fault_for_every(&digest, Fault::DropAfter(cut_at));
+    reg.push_fault(&digest, slow());
+    let part_size = 2u64 << 20;
+    let ranges = RangeOptions {
+        part_size,
+        ..small_ranges()
+    };
+    let repo = format!("{}/team/app", reg.host()).parse().unwrap();
+    let policy = RetryPolicy {
+        retries: 2,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_secs(60),
+    };
+    let remote = RegistryRemote::new(
+        repo,
+        Transport::new(TransportOptions::default()).unwrap(),
+        CredentialSource::None,
+        policy,
+    )
+    .with_ranges(ranges);
+    assert!(fetch_verified(&remote, &digest).await == data);
+    let parts: Vec<String> = range_requests(&reg)
+        .into_iter()
+        .filter(|r| !r.ends_with('-'))
+        .collect();
+    let carried_on = format!(
+        "bytes={}-{}",
+        2 * part_size + cut_at as u64,
+        3 * part_size - 1
+    );
+    assert!(
+        parts.contains(&carried_on),
+        "the second part was asked for from where it broke: {parts:?}"
+    );
+}
+
+/// A mirror whose parts keep breaking off gets a mirror's one retry for each, as its
+/// requests and a single stream's breaks do, before the registry serves the rest: the
+/// run's retries, with their growing backoff, are the registry's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_whose_parts_break_off_gets_one_retry() {
+    use dist::registry::host::{Capabilities, Mirror};
+    let reg = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let data = bytes(87, 3 << 20);
+    let digest = reg.blob("team/app", &data);
+    mirror.blob("team/app", &data);
+    mirror.set_fault_for_every(&digest, Fault::DropAfter(1000));
+    mirror.push_fault(&digest, slow());
+    let transport = Transport::new(TransportOptions::default()).unwrap();
+    let m = Mirror {
+        url: mirror.url(),
+        capabilities: Capabilities::ALL,
+        override_path: false,
+        transport: transport.clone(),
+        headers: Default::default(),
+    };
+    let policy = RetryPolicy {
+        retries: 4,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_secs(60),
+    };
+    let repo = format!("{}/team/app", reg.host()).parse().unwrap();
+    let remote = RegistryRemote::new(repo, transport, CredentialSource::None, policy)
+        .with_mirrors(&[m], CredentialSource::None)
+        .unwrap()
+        .with_ranges(small_ranges());
+    assert!(fetch_verified(&remote, &digest).await == data);
+    // Asked for again from where it broke, a part keeps its end.
+    let mut asked = std::collections::BTreeMap::<String, usize>::new();
+    for range in range_requests(&mirror) {
+        if let Some((_, end)) = range.split_once('-').filter(|(_, end)| !end.is_empty()) {
+            *asked.entry(end.to_string()).or_default() += 1;
+        }
+    }
+    assert!(!asked.is_empty(), "the blob was split on the mirror");
+    assert!(
+        asked.values().all(|&n| n <= 2),
+        "the mirror's requests per part: {asked:?}"
+    );
+}
+
+/// A mirror that answers parts without their range and then fails the rest asked for as
+/// one stream: the registry serves that rest, as it does for the mirror's failing parts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_failing_the_one_stream_after_its_parts_hands_over() {
+    use dist::registry::host::{Capabilities, Mirror};
+    let reg = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let data = bytes(88, 3 << 20);
+    let digest = reg.blob("team/app", &data);
+    mirror.blob("team/app", &data);
+    mirror.set_fault_for_every(&digest, Fault::Status(500));
+    // Queued faults win over the persistent one: a slow first stream, and the three parts
+    // that start beside it answered whole; what is asked after them fails.
+    mirror.push_fault(&digest, slow());
+    for _ in 0..3 {
+        mirror.push_fault(&digest, Fault::IgnoreRange);
+    }
+    let transport = Transport::new(TransportOptions::default()).unwrap();
+    let m = Mirror {
+        url: mirror.url(),
+        capabilities: Capabilities::ALL,
+        override_path: false,
+        transport: transport.clone(),
+        headers: Default::default(),
+    };
+    let policy = RetryPolicy {
+        retries: 2,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_secs(60),
+    };
+    let repo = format!("{}/team/app", reg.host()).parse().unwrap();
+    let remote = RegistryRemote::new(repo, transport, CredentialSource::None, policy)
+        .with_mirrors(&[m], CredentialSource::None)
+        .unwrap()
+        .with_ranges(small_ranges());
+    assert!(fetch_verified(&remote, &digest).await == data);
+    assert_parts_then_one_stream(&mirror);
+    assert!(
+        range_requests(&reg).iter().any(|r| r.ends_with('-')),
+        "the registry served the rest: {:?}",
+        range_requests(&reg)
+    );
+}

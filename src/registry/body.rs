@@ -31,7 +31,7 @@ pub(crate) struct Resumable {
     pub(crate) progress_mark: u64,
     /// The content's endpoint and digest, which address it on every host: when a mirror's
     /// body fails, the next host serves the rest. `None` where it cannot move.
-    pub(super) address: Option<(Endpoint, String)>,
+    pub(super) address: Option<Address>,
 }
 
 /// New bytes since the last break that make a break count as the first again. A slow
@@ -39,7 +39,7 @@ pub(crate) struct Resumable {
 /// counts only errors without progress too), while a server that breaks every body
 /// within its first bytes runs out of retries as before. The count is finite: resumes
 /// only happen for content of a known size.
-const PROGRESS: u64 = 1 << 20;
+pub(crate) const PROGRESS: u64 = 1 << 20;
 
 impl Resumable {
     pub(crate) fn into_stream(self) -> crate::fetch::ByteStream {
@@ -109,13 +109,7 @@ impl Resumable {
         if self.offset >= self.progress_mark.saturating_add(PROGRESS) {
             self.resumes = 0;
         }
-        // A mirror with a host after it gets a mirror's one retry; the last host that may
-        // serve the content, the run's.
-        let policy = self.remote.retry_policy();
-        let budget = match self.next_host() {
-            Some(_) => self.remote.host(self.host).max_retries(policy),
-            None => policy.retries,
-        };
+        let budget = resume_budget(&self.remote, self.host, self.address.as_ref());
         if !e.is_transient() || self.resumes >= budget {
             return self.hand_over(e).await;
         }
@@ -149,34 +143,26 @@ impl Resumable {
     /// digest is asked for the rest, as a mirror that fails before its answer hands over.
     /// Left to the mirror, one broken cache would fail the object while the registry has
     /// it. `e` stands when the failing host is the registry, or no host is left.
-    async fn hand_over(&mut self, mut e: Error) -> Result<bool> {
-        loop {
-            let (Some(next), Some((endpoint, digest))) = (self.next_host(), &self.address) else {
-                return Err(e);
-            };
-            let url = self.remote.url(next, *endpoint, digest)?;
-            let from = &self.remote.host(self.host).name;
-            tracing::debug!(mirror = %from, offset = self.offset, error = %e, "mirror failed mid-body; the next host serves the rest");
-            self.host = next;
-            self.resume_url = Some(url.clone());
-            self.resumes = 0;
-            self.progress_mark = self.offset;
-            match self.reopen(url).await {
-                Ok(()) => return Ok(true),
-                Err(again) if again.status() == Some(416) => return Ok(false),
-                Err(again) => e = again,
-            }
-        }
-    }
-
-    /// The host a failing mirror hands the content over to: the next that may serve
-    /// content by digest. `None` on the registry itself, and for content without an
-    /// address.
-    fn next_host(&self) -> Option<usize> {
-        let hosts = &self.remote.inner.hosts;
-        (self.address.is_some() && hosts[self.host].mirror)
-            .then(|| (self.host + 1..hosts.len()).find(|&i| hosts[i].serves(false)))
-            .flatten()
+    async fn hand_over(&mut self, e: Error) -> Result<bool> {
+        let next = open_on_next_host(
+            &self.remote,
+            self.host,
+            self.address.as_ref(),
+            &self.headers,
+            self.offset,
+            e,
+        )
+        .await?;
+        let Some(next) = next else {
+            return Ok(false);
+        };
+        self.host = next.host;
+        self.resume_url = Some(next.url);
+        self.body = next.body;
+        self.skip = next.skip;
+        self.resumes = 0;
+        self.progress_mark = self.offset;
+        Ok(true)
     }
 
     async fn reopen(&mut self, url: Uri) -> Result<()> {
@@ -196,6 +182,7 @@ impl Resumable {
         headers: HeaderMap,
         offset: u64,
         size: u64,
+        address: Option<Address>,
     ) -> Result<crate::fetch::ByteStream> {
         let (body, skip) = open_at(&remote, host, &url, &headers, offset).await?;
         let resumable = Resumable {
@@ -209,9 +196,112 @@ impl Resumable {
             skip,
             resumes: 0,
             progress_mark: offset,
-            address: None,
+            address,
         };
         Ok(resumable.into_stream())
+    }
+
+    /// The content from byte `offset` on, from the host after the mirror `host`, whose
+    /// parts of a split download failed with `e`: as a mirror's broken body does, it hands
+    /// the rest over. `e` stands on the registry itself, or when no host is left. An empty
+    /// stream when nothing lies past `offset` (416): verification has the last word.
+    pub(crate) async fn after_failure(
+        remote: RegistryRemote,
+        host: usize,
+        headers: HeaderMap,
+        offset: u64,
+        size: u64,
+        address: Option<Address>,
+        e: Error,
+    ) -> Result<crate::fetch::ByteStream> {
+        let next = open_on_next_host(&remote, host, address.as_ref(), &headers, offset, e).await?;
+        let Some(next) = next else {
+            return Ok(futures::stream::empty().boxed());
+        };
+        let resumable = Resumable {
+            remote,
+            host: next.host,
+            body: next.body,
+            resume_url: Some(next.url),
+            headers,
+            offset,
+            size: Some(size),
+            skip: next.skip,
+            resumes: 0,
+            progress_mark: offset,
+            address,
+        };
+        Ok(resumable.into_stream())
+    }
+}
+
+/// The content's endpoint and digest, which address it on every host.
+pub(crate) type Address = (Endpoint, String);
+
+/// How many breaks in a row a body from `host` is asked for again: a mirror with a host
+/// after it gets a mirror's one retry, the last host that may serve the content the run's.
+pub(crate) fn resume_budget(
+    remote: &RegistryRemote,
+    host: usize,
+    address: Option<&Address>,
+) -> u32 {
+    let policy = remote.retry_policy();
+    match next_host(remote, host, address) {
+        Some(_) => remote.host(host).max_retries(policy),
+        None => policy.retries,
+    }
+}
+
+/// The host a failing mirror hands the content over to: the next after `host` that may
+/// serve content by digest. `None` on the registry itself, and for content without an
+/// address.
+fn next_host(remote: &RegistryRemote, host: usize, address: Option<&Address>) -> Option<usize> {
+    let hosts = &remote.inner.hosts;
+    (address.is_some() && hosts[host].mirror)
+        .then(|| (host + 1..hosts.len()).find(|&i| hosts[i].serves(false)))
+        .flatten()
+}
+
+/// The content opened from `offset` on by the next host that will serve it.
+struct Opened {
+    host: usize,
+    url: Uri,
+    body: Incoming,
+    skip: u64,
+}
+
+/// Asks the hosts after the mirror `host`, in turn, for the content from `offset` on,
+/// after `host` failed with `e`. `None` when one says nothing lies past `offset` (416);
+/// the last failure when none serves it, `e` when no host comes after.
+async fn open_on_next_host(
+    remote: &RegistryRemote,
+    mut host: usize,
+    address: Option<&Address>,
+    headers: &HeaderMap,
+    offset: u64,
+    mut e: Error,
+) -> Result<Option<Opened>> {
+    loop {
+        let (Some(next), Some((endpoint, digest))) = (next_host(remote, host, address), address)
+        else {
+            return Err(e);
+        };
+        let url = remote.url(next, *endpoint, digest)?;
+        let from = &remote.host(host).name;
+        tracing::debug!(mirror = %from, offset, error = %e, "mirror failed mid-body; the next host serves the rest");
+        host = next;
+        match open_at(remote, host, &url, headers, offset).await {
+            Ok((body, skip)) => {
+                return Ok(Some(Opened {
+                    host,
+                    url,
+                    body,
+                    skip,
+                }))
+            }
+            Err(again) if again.status() == Some(416) => return Ok(None),
+            Err(again) => e = again,
+        }
     }
 }
 

@@ -30,13 +30,13 @@ use crate::reference::{Object, Repository};
 use crate::remote::Remote;
 use crate::retry::RetryPolicy;
 use crate::transport::{self, Transport};
-pub(crate) use body::Resumable;
 pub(crate) use body::{content_range, content_range_start};
+pub(crate) use body::{resume_budget, Address, Resumable, PROGRESS};
 use host::{Host, Mirror, Server, MAX_ERROR_BODY};
 
 /// Which API endpoint an object is fetched from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Endpoint {
+pub(crate) enum Endpoint {
     Blobs,
     Manifests,
 }
@@ -458,7 +458,7 @@ impl RegistryRemote {
             skip: if coded { 0 } else { skip },
             resumes: 0,
             progress_mark: offset,
-            address,
+            address: address.clone(),
         }
         .into_stream();
         let body = if coded {
@@ -475,6 +475,7 @@ impl RegistryRemote {
                     headers,
                     total,
                     shared: self.inner.ranged.clone(),
+                    address,
                 };
                 Adaptive::new(body, offset, source, self.inner.ranges.clone()).into_stream()
             }
