@@ -1084,3 +1084,54 @@ fn an_index_listing_blobs_is_pulled_whole_with_all_platforms() {
         "{err}"
     );
 }
+
+/// Manifests whose optional fields are JSON `null` (`"annotations": null`, `"urls": null`,
+/// a platform's `"os.features": null`), as tools that serialise every field of a record
+/// write them (GCR refused such manifest lists from gardener's cc-utils; `docker-registry`
+/// stores them). Go's readers (the registry itself, Docker, containerd, skopeo) read
+/// `null` as absent; dist refused the whole image as "not a manifest".
+#[test]
+fn null_optional_fields_are_read_as_absent() {
+    let reg = Registry::start(Mode::Anonymous);
+    let layer = bytes(43, 9_000);
+    let config = json!({"architecture": host_arch(), "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [sha256(&layer)]}})
+    .to_string()
+    .into_bytes();
+    let desc = |t: &str, data: &[u8]| {
+        json!({"mediaType": t, "digest": reg.push_blob("team/app", data), "size": data.len(),
+               "annotations": null, "urls": null})
+    };
+    let manifest = json!({"schemaVersion": 2, "mediaType": Flavor::Oci.manifest(),
+        "config": desc(Flavor::Oci.config(), &config),
+        "layers": [desc(Flavor::Oci.layer(), &layer)], "annotations": null})
+    .to_string()
+    .into_bytes();
+    let manifest_digest = reg.push_manifest(
+        "team/app",
+        &sha256(&manifest),
+        Flavor::Oci.manifest(),
+        &manifest,
+    );
+    let index = json!({"schemaVersion": 2, "mediaType": Flavor::Oci.index(), "manifests": [
+        {"mediaType": Flavor::Oci.manifest(), "digest": manifest_digest,
+         "size": manifest.len(), "annotations": null, "urls": null,
+         "platform": {"os": "linux", "architecture": host_arch(), "os.features": null}}]})
+    .to_string()
+    .into_bytes();
+    let index_digest = reg.push_manifest("team/app", "v1", Flavor::Oci.index(), &index);
+    for extra in [&[][..], &["--all-platforms"][..]] {
+        let (dir, out) = pull_app_v1(&reg, extra);
+        assert_eq!(statuses(&out), counts(&[("ok", 4)]), "{extra:?}");
+        assert_eq!(stored(dir.path(), &index_digest).as_ref(), Some(&index));
+        assert_eq!(
+            stored(dir.path(), &manifest_digest).as_ref(),
+            Some(&manifest)
+        );
+        assert_eq!(stored(dir.path(), &sha256(&config)), Some(config.clone()));
+        assert_eq!(stored(dir.path(), &sha256(&layer)), Some(layer.clone()));
+        let target = format!("oci:{}:v1", dir.path().display());
+        let inspect: Value = serde_json::from_slice(&skopeo(&["inspect", &target]).stdout).unwrap();
+        assert_eq!(inspect["Architecture"], host_arch(), "{extra:?}");
+    }
+}

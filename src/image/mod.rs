@@ -39,10 +39,18 @@ pub struct Descriptor {
     /// The content's exact size in bytes.
     pub size: u64,
     /// Where else the content may be found; a layer with `urls` is non-distributable.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub urls: Vec<String>,
     /// Annotations, such as [`REF_NAME`].
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub annotations: BTreeMap<String, String>,
     /// The platform of an index entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -90,6 +98,17 @@ impl Descriptor {
         })
         .to_string()
     }
+}
+
+/// A field given as JSON `null` takes its default, as Go's `encoding/json` reads it (the
+/// registry, Docker, containerd, skopeo): tools that serialise every field of a record
+/// write `"annotations": null`, and the images they push are pulled everywhere else.
+pub(crate) fn null_as_default<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 mod digest_serde {

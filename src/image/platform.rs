@@ -18,10 +18,10 @@ pub struct Platform {
     /// The CPU architecture, by Go's names (`amd64`, `arm64`, …). Empty when an index
     /// entry leaves it out, against the spec: that entry then matches nothing, and the
     /// others are still chosen from, as containerd reads it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::null_as_default")]
     pub architecture: String,
     /// The operating system (`linux`, `windows`); empty when an index entry leaves it out.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::null_as_default")]
     pub os: String,
     /// The operating system version (Windows images).
     #[serde(
@@ -31,7 +31,12 @@ pub struct Platform {
     )]
     pub os_version: Option<String>,
     /// Required operating system features.
-    #[serde(rename = "os.features", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "os.features",
+        default,
+        deserialize_with = "super::null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub os_features: Vec<String>,
     /// The CPU variant (`v7`, `v8`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -275,6 +280,11 @@ mod tests {
         let q: Platform = serde_json::from_str(r#"{"architecture":"amd64"}"#).unwrap();
         assert!(!p("linux/amd64").matches(&q));
         let q: Platform = serde_json::from_str(r#"{"os":"linux"}"#).unwrap();
+        assert!(!p("linux/amd64").matches(&q));
+        // Go's readers take `null` for absent, and so does dist.
+        let q: Platform =
+            serde_json::from_str(r#"{"os":"linux","architecture":null,"os.features":null}"#)
+                .unwrap();
         assert!(!p("linux/amd64").matches(&q));
     }
 
