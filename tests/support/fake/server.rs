@@ -37,12 +37,26 @@ pub type Body = UnsyncBoxBody<Bytes, io::Error>;
 /// Turns a request into a response; runs on the server's thread.
 pub type Handler = Arc<dyn Fn(Request<Incoming>, &Conn) -> Response<Body> + Send + Sync>;
 
-/// How long a connection about to be reset waits first, so the bytes already written leave the
-/// send buffer: an abortive close discards whatever the kernel has not sent yet. Over loopback a
-/// write the peer's receive window can hold is sent during the write itself, so small takeovers
-/// (up to `RESET_GRACE_ABOVE` bytes) skip the wait and keep many-fault soak tests fast.
-const RESET_GRACE: Duration = Duration::from_millis(20);
-const RESET_GRACE_ABOVE: usize = 16 * 1024;
+/// How often a connection about to be reset looks whether the peer has every byte written, and
+/// how long it waits for that at most (a peer that stopped reading is reset all the same). An
+/// abortive close discards whatever the kernel has not delivered yet, so a reset sent before the
+/// client took in the takeover's bytes cut them short by an amount that depended on how busy
+/// the machine was, and tests counting on them flaked.
+const DRAIN_POLL: Duration = Duration::from_millis(2);
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
+/// Bytes written to `socket` that the peer's kernel has not acknowledged yet (`SIOCOUTQ`).
+fn undelivered(socket: &TcpStream) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ for a TCP socket) writes one int into `n`.
+    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+    if rc == 0 {
+        n.max(0) as usize
+    } else {
+        0
+    }
+}
 
 /// An empty body.
 pub fn empty() -> Body {
@@ -250,7 +264,7 @@ async fn serve(
         inner: stream,
         takeover,
         state: WireState::Hyper,
-        grace: None,
+        drain: None,
     });
     let _ = http1::Builder::new()
         .keep_alive(true)
@@ -263,9 +277,8 @@ async fn serve(
 enum WireState {
     /// Hyper's bytes go to the socket.
     Hyper,
-    /// A takeover's bytes are being written: `raw` is what is still to go; `grace` says whether
-    /// a reset must wait (see [`RESET_GRACE`]).
-    Raw { raw: Bytes, end: End, grace: bool },
+    /// A takeover's bytes are being written: `raw` is what is still to go.
+    Raw { raw: Bytes, end: End },
     /// The takeover is on the wire: hyper's placeholder is discarded, then the connection ends.
     Done(End),
 }
@@ -276,8 +289,9 @@ struct WireIo {
     inner: TcpStream,
     takeover: Arc<Mutex<Option<(Bytes, End)>>>,
     state: WireState,
-    /// Runs out before a reset; started once a big takeover is fully written.
-    grace: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Before a reset: when to give up waiting for the peer to take in every byte, and the
+    /// timer of the next look.
+    drain: Option<(tokio::time::Instant, Pin<Box<tokio::time::Sleep>>)>,
 }
 
 impl AsyncRead for WireIo {
@@ -299,18 +313,14 @@ impl AsyncWrite for WireIo {
         let this = self.get_mut();
         if let WireState::Hyper = this.state {
             if let Some((raw, end)) = this.takeover.lock().unwrap().take() {
-                let grace = raw.len() > RESET_GRACE_ABOVE;
-                this.state = WireState::Raw { raw, end, grace };
+                this.state = WireState::Raw { raw, end };
             }
         }
         loop {
             match &mut this.state {
                 WireState::Hyper => return Pin::new(&mut this.inner).poll_write(cx, buf),
                 WireState::Done(_) => return Poll::Ready(Ok(buf.len())),
-                WireState::Raw { raw, end, grace } if raw.is_empty() => {
-                    if *grace {
-                        this.grace = Some(Box::pin(tokio::time::sleep(RESET_GRACE)));
-                    }
+                WireState::Raw { raw, end } if raw.is_empty() => {
                     this.state = WireState::Done(*end);
                 }
                 WireState::Raw { raw, .. } => {
@@ -331,8 +341,17 @@ impl AsyncWrite for WireIo {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if let WireState::Done(End::Reset) = this.state {
-            if let Some(grace) = &mut this.grace {
-                ready!(grace.as_mut().poll(cx));
+            while undelivered(&this.inner) > 0 {
+                let (limit, next) = this.drain.get_or_insert_with(|| {
+                    let limit = tokio::time::Instant::now() + DRAIN_LIMIT;
+                    (limit, Box::pin(tokio::time::sleep(DRAIN_POLL)))
+                });
+                if tokio::time::Instant::now() >= *limit {
+                    break;
+                }
+                ready!(next.as_mut().poll(cx));
+                next.as_mut()
+                    .reset(tokio::time::Instant::now() + DRAIN_POLL);
             }
             // No FIN: hyper drops the socket next, and a zero linger turns that into a RST.
             return Poll::Ready(this.inner.set_zero_linger());
