@@ -650,6 +650,29 @@ fn the_manifests_own_type_is_recorded_whatever_the_registry_calls_it() {
     assert_eq!(inspect["Digest"], image.digest.as_str());
 }
 
+/// An index entry without `mediaType`, against the spec, is read as Go's clients read it:
+/// the manifest its content declares, pulled like any other.
+#[test]
+fn an_index_entry_without_a_media_type_is_the_manifest_it_declares() {
+    let fake = FakeRegistry::start();
+    let (_, index, images) = multi(&fake, "team/app", "v1", Flavor::Oci);
+    let mut careless: Value = serde_json::from_slice(&index).unwrap();
+    for entry in careless["manifests"].as_array_mut().unwrap() {
+        entry.as_object_mut().unwrap().remove("mediaType");
+    }
+    let careless = careless.to_string().into_bytes();
+    fake.manifest("team/app", "v2", Flavor::Oci.index(), &careless);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let reference = format!("{}/team/app:v2", fake.host());
+    let out = Dist::new().run(&["pull", &reference, "-o", d, "--all-platforms"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    for image in &images {
+        assert_image_stored(dir.path(), image);
+    }
+}
+
 /// A registry that refuses `HEAD` with 403 (as registry.centos.org did) or answers it 404
 /// while `GET` serves the tag (some proxies) still resolves, as Docker and crane resolve it:
 /// a `HEAD` answer has no body to say why, so a `GET` asks again. For a tag that really is

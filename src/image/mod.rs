@@ -30,8 +30,10 @@ pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// attached.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Descriptor {
-    /// The media type of the referenced content.
-    #[serde(rename = "mediaType")]
+    /// The media type of the referenced content. Empty when a descriptor leaves it out,
+    /// against the spec, as Go's readers take it: an index entry is then read as the
+    /// manifest its content declares.
+    #[serde(rename = "mediaType", default)]
     pub media_type: String,
     /// The content's digest.
     #[serde(with = "digest_serde")]
@@ -295,6 +297,13 @@ mod tests {
         assert_eq!(bare.as_object().unwrap().len(), 3);
         let line: serde_json::Value = serde_json::from_str(&desc.worker_line()).unwrap();
         assert_eq!(line["digest"], d(b"m"));
+    }
+
+    #[test]
+    fn descriptor_without_media_type_reads_as_empty() {
+        let text = format!(r#"{{"digest":"{}","size":1}}"#, d(b"a"));
+        let desc: Descriptor = serde_json::from_str(&text).unwrap();
+        assert_eq!(desc.media_type, "");
     }
 
     #[test]
