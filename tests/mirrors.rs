@@ -544,6 +544,25 @@ fn a_failing_mirror_is_named_when_the_registry_fails_too() {
         )) && err.contains("asks for Basic authentication"),
         "{err}"
     );
+    // A mirror's own answer is named as the mirror's, not the registry's.
+    let failing = FakeRegistry::start();
+    let digest = failing.blob("team/app", &blob);
+    failing.set_fault_for_every(&digest, Fault::Status(500));
+    let out = dist.run(
+        &[
+            "fetch",
+            "--retries",
+            "0",
+            "--mirror",
+            &failing.url(),
+            &repo,
+            &digest,
+        ],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("mirror answered 500"), "{err}");
+    assert!(!err.contains("registry answered 500"), "{err}");
 
     // Missing on both: the registry's 404 says it all.
     let upstream = FakeRegistry::start();

@@ -358,7 +358,7 @@ impl Host {
                 continue;
             }
             let asked = retry::retry_after(reply.response.headers());
-            let err = status_error(&self.transport, &mut reply).await;
+            let err = status_error(&self.transport, &mut reply, self.mirror).await;
             let wait = again(err, &mut retries, asked)?;
             // A server that says how long to hold off (429, 503) says it to every request
             // to this host, not only this one.
@@ -385,7 +385,7 @@ struct OciError {
 }
 
 /// Turns a failed response into an error naming the status and the registry's own words.
-async fn status_error(transport: &Transport, reply: &mut transport::Reply) -> Error {
+async fn status_error(transport: &Transport, reply: &mut transport::Reply, mirror: bool) -> Error {
     let status = reply.response.status();
     let url = reply.url.clone();
     if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
@@ -425,10 +425,10 @@ async fn status_error(transport: &Transport, reply: &mut transport::Reply) -> Er
     };
     // A forwarding proxy's own refusals and gateway errors look like the registry's; and
     // after a redirect, it is the blob store (a CDN, S3) that answered, not the registry.
-    let who = if reply.same_origin {
-        "registry"
-    } else {
-        "the redirect's target"
+    let who = match (reply.same_origin, mirror) {
+        (true, false) => "registry",
+        (true, true) => "mirror",
+        (false, _) => "the redirect's target",
     };
     let mut msg = match transport.forwarding_proxy(&url) {
         Some(proxy) => format!("{who} (through the proxy {proxy}) answered {status}"),
