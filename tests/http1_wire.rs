@@ -143,6 +143,27 @@ fn chunked(data: &[u8], size: usize) -> Vec<u8> {
 /// else) is read by its chunks, as RFC 9112 (6.3) says and hyper reads it: the length
 /// declares no size, which before failed every such blob as "longer than its expected
 /// 100 bytes", and a descriptor's size as a mismatch before a byte was read.
+/// What the worker stores of `digest`, fetched from `raw` with its size given.
+fn worker_stores(dist: &Dist, raw: &Raw, digest: &str, size: usize) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let line = format!("{{\"digest\":\"{digest}\",\"size\":{size}}}\n");
+    dist.ok_fed(
+        &[
+            "fetch",
+            &raw.repo(),
+            "-",
+            "-o",
+            dir.path().to_str().unwrap(),
+        ],
+        line.as_bytes(),
+    );
+    let stored = dir
+        .path()
+        .join("blobs/sha256")
+        .join(&digest["sha256:".len()..]);
+    std::fs::read(stored).unwrap()
+}
+
 #[test]
 fn a_chunked_body_with_a_content_length_is_sized_by_its_chunks() {
     let data = bytes(7, 3000);
@@ -165,17 +186,7 @@ fn a_chunked_body_with_a_content_length_is_sized_by_its_chunks() {
     let dist = Dist::new();
     assert_eq!(dist.ok(&["fetch", &raw.repo(), &digest]), data);
 
-    let dir = tempfile::tempdir().unwrap();
-    let line = format!("{{\"digest\":\"{digest}\",\"size\":{}}}\n", data.len());
-    let out_dir = dir.path().join("out");
-    dist.ok_fed(
-        &["fetch", &raw.repo(), "-", "-o", out_dir.to_str().unwrap()],
-        line.as_bytes(),
-    );
-    let stored = out_dir
-        .join("blobs/sha256")
-        .join(&digest["sha256:".len()..]);
-    assert_eq!(std::fs::read(stored).unwrap(), data);
+    assert_eq!(worker_stores(&dist, &raw, &digest, data.len()), data);
     let fetches = raw
         .seen()
         .iter()
@@ -241,17 +252,7 @@ fn a_close_delimited_body_cut_short_of_its_size_is_resumed() {
     assert_eq!(ranges(0), want);
 
     let since = raw.seen().len();
-    let dir = tempfile::tempdir().unwrap();
-    let line = format!("{{\"digest\":\"{digest}\",\"size\":{total}}}\n");
-    let out_dir = dir.path().join("out");
-    dist.ok_fed(
-        &["fetch", &raw.repo(), "-", "-o", out_dir.to_str().unwrap()],
-        line.as_bytes(),
-    );
-    let stored = out_dir
-        .join("blobs/sha256")
-        .join(&digest["sha256:".len()..]);
-    assert_eq!(std::fs::read(stored).unwrap(), data);
+    assert_eq!(worker_stores(&dist, &raw, &digest, total), data);
     assert_eq!(ranges(since), want);
 }
 

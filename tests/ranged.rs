@@ -51,6 +51,40 @@ async fn fetch_with(
     fetch_verified(&remote_for(reg, ranges, opts), digest).await
 }
 
+/// A registry and a mirror both holding the same 3 MiB blob (from `seed`), its digest.
+fn on_both(seed: u64) -> (FakeRegistry, FakeRegistry, Vec<u8>, String) {
+    let reg = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let data = bytes(seed, 3 << 20);
+    let digest = reg.blob("team/app", &data);
+    mirror.blob("team/app", &data);
+    (reg, mirror, data, digest)
+}
+
+/// `reg`'s repository with `mirror` tried first, split into small parts, with `retries`
+/// and short pauses.
+fn mirrored(reg: &FakeRegistry, mirror: &FakeRegistry, retries: u32) -> RegistryRemote {
+    use dist::registry::host::{Capabilities, Mirror};
+    let transport = Transport::new(TransportOptions::default()).unwrap();
+    let m = Mirror {
+        url: mirror.url(),
+        capabilities: Capabilities::ALL,
+        override_path: false,
+        transport: transport.clone(),
+        headers: Default::default(),
+    };
+    let policy = RetryPolicy {
+        retries,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_secs(60),
+    };
+    let repo = format!("{}/team/app", reg.host()).parse().unwrap();
+    RegistryRemote::new(repo, transport, CredentialSource::None, policy)
+        .with_mirrors(&[m], CredentialSource::None)
+        .unwrap()
+        .with_ranges(small_ranges())
+}
+
 /// The whole content of `digest` through `remote`, which verified it.
 async fn fetch_verified(remote: &RegistryRemote, digest: &str) -> Vec<u8> {
     let object: Object = digest.parse().unwrap();
@@ -543,34 +577,12 @@ fn the_worker_has_connections_for_parts_beside_every_job() {
 /// breaks off, instead of the object failing while the registry has it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mirror_failing_its_parts_hands_over_to_the_registry() {
-    use dist::registry::host::{Capabilities, Mirror};
-    let reg = FakeRegistry::start();
-    let mirror = FakeRegistry::start();
-    let data = bytes(85, 3 << 20);
-    let digest = reg.blob("team/app", &data);
-    mirror.blob("team/app", &data);
+    let (reg, mirror, data, digest) = on_both(85);
     mirror.set_fault_for_every(&digest, Fault::Status(500));
     // Queued faults win over the persistent one: the mirror's first stream is slow, and
     // every part it is asked for fails.
     mirror.push_fault(&digest, slow());
-    let transport = Transport::new(TransportOptions::default()).unwrap();
-    let m = Mirror {
-        url: mirror.url(),
-        capabilities: Capabilities::ALL,
-        override_path: false,
-        transport: transport.clone(),
-        headers: Default::default(),
-    };
-    let policy = RetryPolicy {
-        retries: 2,
-        base_delay: Duration::from_millis(5),
-        max_delay: Duration::from_secs(60),
-    };
-    let repo = format!("{}/team/app", reg.host()).parse().unwrap();
-    let remote = RegistryRemote::new(repo, transport, CredentialSource::None, policy)
-        .with_mirrors(&[m], CredentialSource::None)
-        .unwrap()
-        .with_ranges(small_ranges());
+    let remote = mirrored(&reg, &mirror, 2);
     assert!(fetch_verified(&remote, &digest).await == data);
     assert!(
         range_requests(&mirror).iter().any(|r| !r.ends_with('-')),
@@ -636,32 +648,10 @@ async fn a_part_that_breaks_off_carries_on_from_where_it_broke() {
 /// run's retries, with their growing backoff, are the registry's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mirror_whose_parts_break_off_gets_one_retry() {
-    use dist::registry::host::{Capabilities, Mirror};
-    let reg = FakeRegistry::start();
-    let mirror = FakeRegistry::start();
-    let data = bytes(87, 3 << 20);
-    let digest = reg.blob("team/app", &data);
-    mirror.blob("team/app", &data);
+    let (reg, mirror, data, digest) = on_both(87);
     mirror.set_fault_for_every(&digest, Fault::DropAfter(1000));
     mirror.push_fault(&digest, slow());
-    let transport = Transport::new(TransportOptions::default()).unwrap();
-    let m = Mirror {
-        url: mirror.url(),
-        capabilities: Capabilities::ALL,
-        override_path: false,
-        transport: transport.clone(),
-        headers: Default::default(),
-    };
-    let policy = RetryPolicy {
-        retries: 4,
-        base_delay: Duration::from_millis(5),
-        max_delay: Duration::from_secs(60),
-    };
-    let repo = format!("{}/team/app", reg.host()).parse().unwrap();
-    let remote = RegistryRemote::new(repo, transport, CredentialSource::None, policy)
-        .with_mirrors(&[m], CredentialSource::None)
-        .unwrap()
-        .with_ranges(small_ranges());
+    let remote = mirrored(&reg, &mirror, 4);
     assert!(fetch_verified(&remote, &digest).await == data);
     // Asked for again from where it broke, a part keeps its end.
     let mut asked = std::collections::BTreeMap::<String, usize>::new();
@@ -681,12 +671,7 @@ async fn a_mirror_whose_parts_break_off_gets_one_retry() {
 /// one stream: the registry serves that rest, as it does for the mirror's failing parts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mirror_failing_the_one_stream_after_its_parts_hands_over() {
-    use dist::registry::host::{Capabilities, Mirror};
-    let reg = FakeRegistry::start();
-    let mirror = FakeRegistry::start();
-    let data = bytes(88, 3 << 20);
-    let digest = reg.blob("team/app", &data);
-    mirror.blob("team/app", &data);
+    let (reg, mirror, data, digest) = on_both(88);
     mirror.set_fault_for_every(&digest, Fault::Status(500));
     // Queued faults win over the persistent one: a slow first stream, and the three parts
     // that start beside it answered whole; what is asked after them fails.
@@ -694,24 +679,7 @@ async fn a_mirror_failing_the_one_stream_after_its_parts_hands_over() {
     for _ in 0..3 {
         mirror.push_fault(&digest, Fault::IgnoreRange);
     }
-    let transport = Transport::new(TransportOptions::default()).unwrap();
-    let m = Mirror {
-        url: mirror.url(),
-        capabilities: Capabilities::ALL,
-        override_path: false,
-        transport: transport.clone(),
-        headers: Default::default(),
-    };
-    let policy = RetryPolicy {
-        retries: 2,
-        base_delay: Duration::from_millis(5),
-        max_delay: Duration::from_secs(60),
-    };
-    let repo = format!("{}/team/app", reg.host()).parse().unwrap();
-    let remote = RegistryRemote::new(repo, transport, CredentialSource::None, policy)
-        .with_mirrors(&[m], CredentialSource::None)
-        .unwrap()
-        .with_ranges(small_ranges());
+    let remote = mirrored(&reg, &mirror, 2);
     assert!(fetch_verified(&remote, &digest).await == data);
     assert_parts_then_one_stream(&mirror);
     assert!(
