@@ -333,3 +333,62 @@ fn a_partial_beside_its_stored_blob_is_removed() {
     assert_stored_alone(dir.path(), &digest, &data);
     assert!(blob_gets(&reg, &digest, 0).is_empty());
 }
+
+/// A partial download another user's run left in a shared directory (0644, as dist leaves
+/// it) is not this run's to write to, nor, in a sticky directory, to move: the blob is
+/// fetched whole, and the partial stays where it was for its owner. As root, dist runs as
+/// `nobody` over root's file; otherwise over a file of its own that it may not write.
+#[test]
+fn another_users_partial_is_left_alone_and_the_blob_fetched_whole() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let set_mode = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    // SAFETY: geteuid has no preconditions and touches no memory.
+    let root = unsafe { libc::geteuid() } == 0;
+    let dir_modes: &[u32] = if root { &[0o777, 0o1777] } else { &[0o777] };
+    for &dir_mode in dir_modes {
+        let (reg, digest, data) = fake_with_blob();
+        let base = tempfile::tempdir().unwrap();
+        set_mode(base.path(), 0o755);
+        let dir = base.path().join("shared");
+        plant_partial(&dir, &digest, &data[..2 << 20]);
+        for sub in ["", "blobs", "blobs/sha256"] {
+            set_mode(&dir.join(sub), dir_mode);
+        }
+        let partial = partial_path(&dir, &digest);
+        set_mode(&partial, if root { 0o644 } else { 0o444 });
+        let dist = Dist::new();
+        set_mode(dist.config_dir(), 0o755);
+        let repo = format!("{}/team/app", reg.host());
+        let mut cmd = dist.command(&["fetch", &repo, "-", "-o", dir.to_str().unwrap()]);
+        if root {
+            cmd.uid(65534).gid(65534);
+        }
+        let mut child = cmd
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(
+            &mut child.stdin.take().unwrap(),
+            format!("{digest}\n").as_bytes(),
+        )
+        .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "mode {dir_mode:o}: {text}");
+        assert!(text.contains("may not write to"), "{text}");
+        let gets = blob_gets(&reg, &digest, 0);
+        assert_eq!(gets.len(), 1, "{gets:?}");
+        assert_eq!(gets[0].range, None, "fetched whole");
+        let stored = std::fs::read(dir.join("blobs/sha256").join(hex(&digest))).unwrap();
+        assert!(stored == data, "the stored blob is the content");
+        assert!(
+            std::fs::read(&partial).unwrap() == data[..2 << 20],
+            "the other user's partial is where it was"
+        );
+    }
+}

@@ -187,7 +187,14 @@ impl LayoutStore {
             .prefix(&blob_temp_prefix(digest))
             .make_in(dir, |path| {
                 std::fs::rename(&partial, path)?;
-                open_regular(path).inspect_err(|_| {
+                open_regular(path).inspect_err(|e| {
+                    // Another user's, which this run may move but not write to: it stays
+                    // theirs to carry on.
+                    if e.kind() == std::io::ErrorKind::PermissionDenied
+                        && std::fs::rename(path, &partial).is_ok()
+                    {
+                        return;
+                    }
                     let _ = std::fs::remove_file(path);
                 })
             });
@@ -197,6 +204,14 @@ impl LayoutStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
                 tracing::warn!(path = %partial.display(), "not a regular file; removed, and the blob fetched whole");
+                return Ok(None);
+            }
+            // Another user's partial in a shared directory: not writable by this run, or
+            // not even movable (a sticky directory, as /tmp is). Failing the blob over it
+            // failed it in every run, for ever where it could not be moved (nor removed
+            // when a day old); it is only a head start, and the blob is fetched whole.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                tracing::warn!(path = %partial.display(), error = %os_error(e), "a partial download this run may not write to (another user's?); left alone, and the blob fetched whole");
                 return Ok(None);
             }
             Err(e) => return Err(io_err("claiming", &partial, e)),
