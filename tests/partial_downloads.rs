@@ -295,16 +295,39 @@ fn a_planted_symlink_is_not_carried_on() {
     assert_stored_alone(dir.path(), &digest, &data);
 }
 
-/// A partial as long as the blob (the run died between its last write and the rename)
-/// leaves nothing to ask for: the registry refuses the range, and the blob is fetched
-/// whole.
+/// A partial as long as the blob (a run killed between its last write and the rename, or
+/// stopped once the last chunk arrived) holds the whole blob: it verifies, and is stored
+/// without asking the registry, with or without a size hint. One as long but wrong (a
+/// write that never reached the disk) leaves nothing to ask for: the registry refuses the
+/// range, and the blob is fetched whole.
 #[test]
-fn a_partial_with_nothing_left_to_fetch_is_replaced() {
+fn a_partial_holding_the_whole_blob_is_stored_without_a_fetch() {
+    for hint in ["", " size:3145728"] {
+        let (reg, digest, data) = fake_with_blob();
+        let dir = tempfile::tempdir().unwrap();
+        plant_partial(dir.path(), &digest, &data);
+        let line = format!("{digest}{hint}");
+        let (status, text) = fetch_into(&reg, dir.path(), &line, &[]);
+        assert_eq!(status, 0, "{text}");
+        assert!(text.contains(r#""status":"ok""#), "{text}");
+        assert!(text.contains(r#""size":3145728"#), "{text}");
+        let gets = blob_gets(&reg, &digest, 0);
+        assert!(gets.is_empty(), "hint {hint:?}: {gets:?}");
+        assert_stored_alone(dir.path(), &digest, &data);
+    }
+
     let (reg, digest, data) = fake_with_blob();
     let dir = tempfile::tempdir().unwrap();
-    plant_partial(dir.path(), &digest, &data);
+    let mut wrong = data.clone();
+    wrong[LEN - 1] ^= 1;
+    plant_partial(dir.path(), &digest, &wrong);
     let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
     assert_eq!(status, 0, "{text}");
+    let ranges: Vec<_> = blob_gets(&reg, &digest, 0)
+        .into_iter()
+        .map(|g| g.range)
+        .collect();
+    assert_eq!(ranges, [Some(format!("bytes={LEN}-")), None]);
     assert_stored_alone(dir.path(), &digest, &data);
 }
 

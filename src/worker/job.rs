@@ -173,7 +173,25 @@ async fn to_store(
         // verification, everything is fetched again.
         let kept = match job.object.digest() {
             Some(digest) if attempt == 1 && store.has_partial(digest) => {
-                claim_partial(store, digest).await?
+                match claim_partial(store, digest).await? {
+                    // The whole blob already: a run killed between its last write and the
+                    // rename (an fsync of gigabytes takes seconds), or stopped once the
+                    // last chunk arrived. Nothing lies past it, so asking for the rest
+                    // only got a 416 and the whole blob fetched again; it verified, and is
+                    // stored as it is, as containerd commits an ingest that is complete.
+                    Some((temp, prefix)) if holds_whole(&prefix, digest, job.hints.size) => {
+                        if job.hints.size.is_some() {
+                            progress.already_here(prefix.len);
+                        }
+                        outcome.path = Some(temp.commit(digest).await?);
+                        outcome.status = Status::Ok;
+                        outcome.digest = Some(digest.clone());
+                        outcome.size = Some(prefix.len);
+                        outcome.media_type = job.hints.media_type().map(str::to_string);
+                        return Ok(());
+                    }
+                    kept => kept,
+                }
             }
             _ => None,
         };
@@ -266,6 +284,12 @@ async fn start(
 async fn claim_partial(store: &LayoutStore, digest: &Digest) -> Result<Option<(TempBlob, Prefix)>> {
     let (s, d) = (store.clone(), digest.clone());
     blocking::run("claiming a partial download failed", move || s.resume(&d)).await
+}
+
+/// Whether a partial download is the whole blob `digest`, of the size the descriptor says
+/// if it says one (a descriptor with a wrong size fails as a fetch would).
+fn holds_whole(prefix: &Prefix, digest: &Digest, size: Option<u64>) -> bool {
+    size.is_none_or(|size| size == prefix.len) && prefix.hasher.clone().finish() == *digest
 }
 
 /// Whether a request for the rest after a partial download failed because of the partial
