@@ -4,7 +4,7 @@
 //! on the way, fsync'd, and renamed into place only once it verified. So a path under
 //! `blobs/` always holds exactly the content its name says, whatever happens to the process.
 //! Temporary files are named `.dist-tmp-<pid>-…`; a later run removes those whose process
-//! is gone (after `kill -9`, say).
+//! is gone (after `kill -9`, say) and that no process holds its lock on.
 //!
 //! A download of a blob that stops part-way (interrupted, timed out, or failed on the
 //! network after its retries) past its first MiB keeps what it wrote as
@@ -187,16 +187,23 @@ impl LayoutStore {
             .prefix(&blob_temp_prefix(digest))
             .make_in(dir, |path| {
                 std::fs::rename(&partial, path)?;
-                open_regular(path).inspect_err(|e| {
-                    // Another user's, which this run may move but not write to: it stays
-                    // theirs to carry on.
-                    if e.kind() == std::io::ErrorKind::PermissionDenied
-                        && std::fs::rename(path, &partial).is_ok()
-                    {
-                        return;
-                    }
-                    let _ = std::fs::remove_file(path);
-                })
+                open_regular(path)
+                    .and_then(|file| match hold(&file) {
+                        true => Ok(file),
+                        false => Err(std::io::ErrorKind::ResourceBusy.into()),
+                    })
+                    .inspect_err(|e| {
+                        // Another user's, which this run may move but not write to, or a
+                        // file a live process still writes: it stays theirs.
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ResourceBusy
+                        ) && std::fs::rename(path, &partial).is_ok()
+                        {
+                            return;
+                        }
+                        let _ = std::fs::remove_file(path);
+                    })
             });
         let file = match claimed {
             Ok(file) => file,
@@ -204,6 +211,13 @@ impl LayoutStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
                 tracing::warn!(path = %partial.display(), "not a regular file; removed, and the blob fetched whole");
+                return Ok(None);
+            }
+            // Still written by a live process: the run that kept it, finishing its last
+            // chunk, or a run whose file was taken for a dead one's. Appending too would
+            // mix two writers in one file.
+            Err(e) if e.kind() == std::io::ErrorKind::ResourceBusy => {
+                tracing::warn!(path = %partial.display(), "a partial download another process still writes to; left alone, and the blob fetched whole");
                 return Ok(None);
             }
             // Another user's partial in a shared directory: not writable by this run, or
@@ -380,7 +394,12 @@ fn remove_stale_in(dir: &Path) -> Vec<PathBuf> {
             None => (rest.split('-').next().unwrap_or(""), None),
         };
         let age = super::owner::age(&entry.path());
-        if !super::owner::is_gone(owner, age, FOREIGN_TEMP_AGE) {
+        // The name alone misjudges a run in another PID namespace under the same host
+        // name (containers of one pod, or run with the host's network, sharing a
+        // volume): its PID means nothing here, and its live download was taken for a
+        // dead run's, turned into a partial download under it, and its commit failed.
+        // Its lock says it lives.
+        if !super::owner::is_gone(owner, age, FOREIGN_TEMP_AGE) || held(&entry.path()) {
             continue;
         }
         // A killed run's download of a known blob: what it wrote is a partial download.
@@ -431,7 +450,37 @@ fn new_named_file(dir: &Path, prefix: &str) -> std::io::Result<tempfile::NamedTe
         use std::os::unix::fs::PermissionsExt;
         builder.permissions(std::fs::Permissions::from_mode(0o666));
     }
-    builder.tempfile_in(dir)
+    let file = builder.tempfile_in(dir)?;
+    hold(file.as_file());
+    Ok(file)
+}
+
+/// Locks a file this run writes (`flock`, exclusive) for as long as it is open, which
+/// [`held`] sees from any process, whatever the file is named: as with `index.json`'s
+/// lock, the kernel drops it when its holder dies. False when another process holds it.
+/// (A filesystem without locks takes none: names alone judge its files.)
+fn hold(file: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor the caller owns; it touches no memory.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    locked || std::io::Error::last_os_error().kind() != std::io::ErrorKind::WouldBlock
+}
+
+/// Whether a live process holds `path` under its lock ([`hold`]). A file this run cannot
+/// open to read is judged by its name alone.
+fn held(path: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    else {
+        return false;
+    };
+    // SAFETY: flock on a descriptor this function owns; it touches no memory.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0;
+    !locked && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
 }
 
 /// Content on its way into the store. Dropping it without [`TempBlob::commit`] deletes it,
@@ -1035,6 +1084,53 @@ mod tests {
         let partial = sha.join(format!("{PARTIAL_PREFIX}{}", written.encoded()));
         assert_eq!(std::fs::read(partial).unwrap(), b"writ");
         assert_eq!(std::fs::read_dir(&sha).unwrap().count(), 1);
+    }
+
+    /// A run in another PID namespace under the same host name (containers of one pod
+    /// sharing a volume) looks dead by its files' names; its lock says it lives. Its
+    /// download is neither taken for a dead run's nor removed, and a partial download a
+    /// process still writes to is not claimed until it lets go.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn files_a_live_process_holds_are_left_to_it_whatever_their_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let sha = dir.path().join("blobs/sha256");
+        let store = LayoutStore::open(dir.path()).unwrap();
+        let data: Vec<u8> = (0..(3u32 << 20)).map(|i| (i % 239) as u8).collect();
+        let d = Digest::of(Algorithm::Sha256, &data);
+        let mut live = store.temp_for(&d).unwrap();
+        live.write(&Bytes::copy_from_slice(&data[..2 << 20]))
+            .await
+            .unwrap();
+        // Its name as another namespace sees it: a PID that runs nothing there.
+        let host = super::super::owner::me().split_once('@').unwrap().1;
+        let seen = sha.join(format!(".dist-tmp-2147483647.5@{host}~{}~Ab1", d.encoded()));
+        std::fs::rename(&live.path, &seen).unwrap();
+        let other = LayoutStore::open(dir.path()).unwrap();
+        assert!(seen.exists(), "left to its live owner");
+        assert!(!other.has_partial(&d));
+        std::fs::rename(&seen, &live.path).unwrap();
+        live.write(&Bytes::copy_from_slice(&data[2 << 20..]))
+            .await
+            .unwrap();
+        let path = live.commit(&d).await.unwrap();
+        assert!(std::fs::read(path).unwrap() == data);
+
+        let kept = Digest::of(Algorithm::Sha256, b"kept");
+        let partial = sha.join(format!("{PARTIAL_PREFIX}{}", kept.encoded()));
+        std::fs::write(&partial, b"ke").unwrap();
+        let writer = std::fs::File::options()
+            .append(true)
+            .open(&partial)
+            .unwrap();
+        assert!(hold(&writer));
+        let store = LayoutStore::open(dir.path()).unwrap();
+        assert!(store.has_partial(&kept));
+        assert!(store.resume(&kept).unwrap().is_none(), "still written to");
+        assert_eq!(std::fs::read(&partial).unwrap(), b"ke", "left where it was");
+        drop(writer);
+        let store = LayoutStore::open(dir.path()).unwrap();
+        let (_, prefix) = store.resume(&kept).unwrap().expect("claimed once let go");
+        assert_eq!(prefix.len, 2);
     }
 
     #[test]
