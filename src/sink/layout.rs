@@ -40,6 +40,11 @@ const FOREIGN_TEMP_AGE: Duration = Duration::from_secs(24 * 3600);
 /// A partial download nobody carried on within this long is removed: a layout is often
 /// copied or served, and should not hold forgotten gigabytes.
 const PARTIAL_AGE: Duration = Duration::from_secs(24 * 3600);
+/// How long claiming a partial download waits for a process still writing it to let go:
+/// the run that kept it, its writer thread finishing the last chunk, takes milliseconds.
+/// A store kept open may fetch a blob again as soon as its download failed: without the
+/// wait, it found the partial download busy and fetched the blob whole.
+const CLAIM_WAIT: Duration = Duration::from_secs(2);
 /// Content up to this size is written in one go at commit; beyond, it streams to a writer.
 const WRITE_BUFFER: usize = 1 << 20;
 
@@ -188,7 +193,7 @@ impl LayoutStore {
             .make_in(dir, |path| {
                 std::fs::rename(&partial, path)?;
                 open_regular(path)
-                    .and_then(|file| match hold(&file) {
+                    .and_then(|file| match hold_within(&file, CLAIM_WAIT) {
                         true => Ok(file),
                         false => Err(std::io::ErrorKind::ResourceBusy.into()),
                     })
@@ -466,6 +471,20 @@ fn hold(file: &std::fs::File) -> bool {
     locked || std::io::Error::last_os_error().kind() != std::io::ErrorKind::WouldBlock
 }
 
+/// [`hold`], waiting up to `wait` for another holder to let go.
+fn hold_within(file: &std::fs::File, wait: Duration) -> bool {
+    let started = std::time::Instant::now();
+    loop {
+        if hold(file) {
+            return true;
+        }
+        if started.elapsed() >= wait {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Whether a live process holds `path` under its lock ([`hold`]). A file this run cannot
 /// open to read is judged by its name alone.
 fn held(path: &Path) -> bool {
@@ -652,7 +671,17 @@ impl Drop for TempBlob {
         // an interrupted process exits. A chunk it is writing still lands in the same
         // file, after the others; whoever carries it on verifies the whole content anyway.
         if let Some(digest) = self.park.as_ref().filter(|_| streaming || self.kept > 0) {
-            if std::fs::rename(&self.path, self.store.partial_path(digest)).is_ok() {
+            let partial = self.store.partial_path(digest);
+            if std::fs::rename(&self.path, &partial).is_ok() {
+                // This store knows it too. A service keeps one store open for its life:
+                // its next fetch of the blob fetched it whole instead of carrying this on,
+                // and left it beside the stored blob, unswept, until the service restarted.
+                let mut partials = self
+                    .store
+                    .partials
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                partials.insert(partial);
                 return;
             }
         }
@@ -1037,8 +1066,8 @@ mod tests {
         }
         assert!(std::fs::read(sha.join(&partial)).unwrap() == data[..2 << 20]);
 
-        // A store opened now knows it; the one opened before does not look.
-        assert!(!store.has_partial(&d));
+        // The store that kept it knows it, and so does one opened now.
+        assert!(store.has_partial(&d));
         let store = LayoutStore::open(dir.path()).unwrap();
         assert!(store.has_partial(&d));
         let (mut blob, prefix) = store.resume(&d).unwrap().expect("claimed");
