@@ -266,33 +266,41 @@ fn a_directory_under_a_partial_name_is_left_alone() {
     );
 }
 
-/// A partial download is found by name in a directory others may write to. A symbolic
-/// link planted there must not make the run append to the file it points to, outside the
-/// layout, nor be renamed into `blobs/`: it is removed and the blob fetched whole.
+/// A partial download is found by name in a directory others may write to. A link planted
+/// there must not make the run append to the file it leads to, outside the layout, nor be
+/// renamed into `blobs/`: it is removed and the blob fetched whole. A symbolic link, and a
+/// hard link, which `O_NOFOLLOW` does not see (where `fs.protected_hardlinks` is off, a
+/// user may link any file on the filesystem, and dist often runs as root).
 #[test]
-fn a_planted_symlink_is_not_carried_on() {
-    let (reg, digest, data) = fake_with_blob();
-    let dir = tempfile::tempdir().unwrap();
-    let outside = tempfile::tempdir().unwrap();
-    let victim = outside.path().join("victim");
-    std::fs::write(&victim, &data[..(3 << 19)]).unwrap();
-    std::fs::create_dir_all(dir.path().join("blobs/sha256")).unwrap();
-    std::os::unix::fs::symlink(&victim, partial_path(dir.path(), &digest)).unwrap();
-    let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
-    assert_eq!(status, 0, "{text}");
-    assert!(
-        std::fs::read(&victim).unwrap() == data[..(3 << 19)],
-        "the victim is untouched"
-    );
-    let gets = blob_gets(&reg, &digest, 0);
-    assert_eq!(gets.len(), 1);
-    assert_eq!(gets[0].range, None, "fetched whole");
-    let stored = dir.path().join("blobs/sha256").join(hex(&digest));
-    assert!(std::fs::symlink_metadata(&stored)
-        .unwrap()
-        .file_type()
-        .is_file());
-    assert_stored_alone(dir.path(), &digest, &data);
+fn a_planted_link_is_not_carried_on() {
+    type Plant = fn(&Path, &Path) -> std::io::Result<()>;
+    let links: [(&str, Plant); 2] = [
+        ("symbolic", |to, at| std::os::unix::fs::symlink(to, at)),
+        ("hard", |to, at| std::fs::hard_link(to, at)),
+    ];
+    for (kind, plant) in links {
+        let (reg, digest, data) = fake_with_blob();
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim");
+        std::fs::write(&victim, &data[..(3 << 19)]).unwrap();
+        std::fs::create_dir_all(dir.path().join("blobs/sha256")).unwrap();
+        plant(&victim, &partial_path(dir.path(), &digest)).unwrap();
+        let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+        assert_eq!(status, 0, "{kind}: {text}");
+        assert!(
+            std::fs::read(&victim).unwrap() == data[..(3 << 19)],
+            "{kind}: the victim is untouched"
+        );
+        let gets = blob_gets(&reg, &digest, 0);
+        assert_eq!(gets.len(), 1, "{kind}");
+        assert_eq!(gets[0].range, None, "{kind}: fetched whole");
+        let stored = dir.path().join("blobs/sha256").join(hex(&digest));
+        let meta = std::fs::symlink_metadata(&stored).unwrap();
+        assert!(meta.file_type().is_file(), "{kind}");
+        assert_eq!(std::os::unix::fs::MetadataExt::nlink(&meta), 1, "{kind}");
+        assert_stored_alone(dir.path(), &digest, &data);
+    }
 }
 
 /// A partial as long as the blob (a run killed between its last write and the rename, or

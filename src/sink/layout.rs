@@ -215,7 +215,7 @@ impl LayoutStore {
             // Another run claimed it first.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                tracing::warn!(path = %partial.display(), "not a regular file; removed, and the blob fetched whole");
+                tracing::warn!(path = %partial.display(), "not a regular file of its own (a link?); removed, and the blob fetched whole");
                 return Ok(None);
             }
             // Still written by a live process: the run that kept it, finishing its last
@@ -789,11 +789,14 @@ fn write_if_absent(
     Ok(())
 }
 
-/// Opens `path` to read and append, if it is a regular file. A partial download is found
-/// by its name in a directory others may write to: a symbolic link planted there must not
-/// lead a run (often root's) to append to a file outside the layout, nor end up renamed
-/// into `blobs/`; a FIFO must not hang it. Such a file is refused with `InvalidData`.
+/// Opens `path` to read and append, if it is a regular file of no other name. A partial
+/// download is found by its name in a directory others may write to: a symbolic link
+/// planted there must not lead a run (often root's) to append to a file outside the
+/// layout, nor end up renamed into `blobs/`; nor must a hard link, which `O_NOFOLLOW` does
+/// not see (a file dist made has one name); a FIFO must not hang it. Such a file is
+/// refused with `InvalidData`.
 fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::MetadataExt;
     use std::os::unix::fs::OpenOptionsExt;
     let opened = std::fs::OpenOptions::new()
         .read(true)
@@ -808,7 +811,8 @@ fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
         }
         Err(e) => return Err(e),
     };
-    if !file.metadata()?.is_file() {
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.nlink() != 1 {
         return Err(not_regular());
     }
     Ok(file)
