@@ -423,3 +423,30 @@ fn another_users_partial_is_left_alone_and_the_blob_fetched_whole() {
         );
     }
 }
+
+/// A registry that does not have the blob (a mistyped repository, or a private one asked
+/// without credentials, which many registries answer with 404) says nothing of the
+/// partial download, whose content is the digest's wherever it is served: it is kept for
+/// the run that reaches the blob, and that run asks only for the rest.
+#[test]
+fn a_partial_is_kept_when_the_blob_is_not_found() {
+    let (reg, digest, data) = fake_with_blob();
+    let dir = tempfile::tempdir().unwrap();
+    plant_partial(dir.path(), &digest, &data[..2 << 20]);
+    let typo = format!("{}/team/ap", reg.host());
+    let args = ["fetch", &typo, "-", "-o", dir.path().to_str().unwrap()];
+    let out = Dist::new().run(&args, format!("{digest}\n").as_bytes());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("404"), "{text}");
+    let kept = std::fs::read(partial_path(dir.path(), &digest)).expect("kept");
+    assert!(kept == data[..2 << 20], "kept as it was");
+
+    let before = reg.requests().len();
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+    assert_eq!(status, 0, "{text}");
+    let gets = blob_gets(&reg, &digest, before);
+    assert_eq!(gets.len(), 1, "{gets:?}");
+    assert_eq!(gets[0].range.as_deref(), Some("bytes=2097152-"));
+    assert_stored_alone(dir.path(), &digest, &data);
+}

@@ -293,10 +293,13 @@ fn holds_whole(prefix: &Prefix, digest: &Digest, size: Option<u64>) -> bool {
 }
 
 /// Whether a request for the rest after a partial download failed because of the partial
-/// itself: nothing lies past it (416), the server answered another range, or the blob is
-/// gone. Anything else may work in a later run, for which the partial is kept.
+/// itself: nothing lies past it (416), or the server answered another range. Anything else
+/// may work in a later run, for which the partial is kept. A blob not found is among
+/// those: a mistyped repository, or a private one asked without credentials (which many
+/// registries answer with 404), says nothing of content that is the digest's wherever it
+/// is served, and a whole fetch was refused the same after the partial was thrown away.
 fn cannot_carry_on(e: &Error) -> bool {
-    e.status() == Some(416) || matches!(e.kind(), ErrorKind::Protocol | ErrorKind::NotFound)
+    e.status() == Some(416) || e.kind() == ErrorKind::Protocol
 }
 
 /// Whether what a download wrote is worth keeping after it failed with `e`: yes when the
