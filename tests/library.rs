@@ -331,3 +331,67 @@ async fn error_kinds_a_caller_matches_on() {
     let logged = format!("{remote:?} {download:?} {err:?}");
     assert!(!logged.contains("s3cret"), "{logged}");
 }
+
+/// A service keeps one store open for its life. A download that failed past its retries is
+/// kept as a partial download, which the store's next fetch of the blob carries on: it was
+/// fetched whole instead, and the partial stayed beside the stored blob until the service
+/// restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_kept_open_carries_on_its_own_partial_downloads() {
+    use dist::worker::{self, Destination, Status, WorkerOptions};
+    use futures::StreamExt;
+    let reg = FakeRegistry::start();
+    let data = bytes(8, 3 << 20);
+    let digest = reg.blob("team/app", &data);
+    reg.set_fault_for_every(&digest, Fault::DropAfter(2 << 20));
+    let repo = format!("{}/team/app", reg.host()).parse().unwrap();
+    let no_retries = RetryPolicy {
+        retries: 0,
+        ..RetryPolicy::default()
+    };
+    let transport = Transport::new(TransportOptions::default()).unwrap();
+    let remote: Arc<dyn Remote> = Arc::new(RegistryRemote::new(
+        repo,
+        transport,
+        CredentialSource::None,
+        no_retries,
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let store = LayoutStore::open(dir.path()).unwrap();
+    let fetch = || {
+        let input = std::io::Cursor::new(format!("{digest}\n").into_bytes());
+        let opts = WorkerOptions {
+            destination: Destination::Store {
+                store: store.clone(),
+                verify_existing: false,
+            },
+            ..WorkerOptions::default()
+        };
+        worker::run(remote.clone(), input, opts).collect::<Vec<_>>()
+    };
+    let failed = fetch().await;
+    assert_eq!(failed[0].status, Status::Error, "{:?}", failed[0].error);
+    assert_eq!(temporary_files(dir.path()).len(), 1, "kept");
+
+    reg.clear_faults();
+    let before = reg.requests().len();
+    let done = fetch().await;
+    assert_eq!(done[0].status, Status::Ok, "{:?}", done[0].error);
+    let ranges: Vec<Option<String>> = reg.requests()[before..]
+        .iter()
+        .filter(|r| r.path.ends_with(&digest))
+        .map(|r| r.range.clone())
+        .collect();
+    assert_eq!(ranges.len(), 1, "{ranges:?}");
+    let from: u64 = ranges[0]
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok())
+        .unwrap_or_else(|| panic!("carried on: {ranges:?}"));
+    assert!(from > 1 << 20, "{from}");
+    assert!(
+        temporary_files(dir.path()).is_empty(),
+        "nothing beside the blob"
+    );
+    let stored = std::fs::read(dir.path().join("blobs/sha256").join(&digest[7..])).unwrap();
+    assert!(stored == data);
+}

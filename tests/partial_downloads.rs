@@ -266,45 +266,76 @@ fn a_directory_under_a_partial_name_is_left_alone() {
     );
 }
 
-/// A partial download is found by name in a directory others may write to. A symbolic
-/// link planted there must not make the run append to the file it points to, outside the
-/// layout, nor be renamed into `blobs/`: it is removed and the blob fetched whole.
+/// A partial download is found by name in a directory others may write to. A link planted
+/// there must not make the run append to the file it leads to, outside the layout, nor be
+/// renamed into `blobs/`: it is removed and the blob fetched whole. A symbolic link, and a
+/// hard link, which `O_NOFOLLOW` does not see (where `fs.protected_hardlinks` is off, a
+/// user may link any file on the filesystem, and dist often runs as root).
 #[test]
-fn a_planted_symlink_is_not_carried_on() {
-    let (reg, digest, data) = fake_with_blob();
-    let dir = tempfile::tempdir().unwrap();
-    let outside = tempfile::tempdir().unwrap();
-    let victim = outside.path().join("victim");
-    std::fs::write(&victim, &data[..(3 << 19)]).unwrap();
-    std::fs::create_dir_all(dir.path().join("blobs/sha256")).unwrap();
-    std::os::unix::fs::symlink(&victim, partial_path(dir.path(), &digest)).unwrap();
-    let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
-    assert_eq!(status, 0, "{text}");
-    assert!(
-        std::fs::read(&victim).unwrap() == data[..(3 << 19)],
-        "the victim is untouched"
-    );
-    let gets = blob_gets(&reg, &digest, 0);
-    assert_eq!(gets.len(), 1);
-    assert_eq!(gets[0].range, None, "fetched whole");
-    let stored = dir.path().join("blobs/sha256").join(hex(&digest));
-    assert!(std::fs::symlink_metadata(&stored)
-        .unwrap()
-        .file_type()
-        .is_file());
-    assert_stored_alone(dir.path(), &digest, &data);
+fn a_planted_link_is_not_carried_on() {
+    type Plant = fn(&Path, &Path) -> std::io::Result<()>;
+    let links: [(&str, Plant); 2] = [
+        ("symbolic", |to, at| std::os::unix::fs::symlink(to, at)),
+        ("hard", |to, at| std::fs::hard_link(to, at)),
+    ];
+    for (kind, plant) in links {
+        let (reg, digest, data) = fake_with_blob();
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim");
+        std::fs::write(&victim, &data[..(3 << 19)]).unwrap();
+        std::fs::create_dir_all(dir.path().join("blobs/sha256")).unwrap();
+        plant(&victim, &partial_path(dir.path(), &digest)).unwrap();
+        let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+        assert_eq!(status, 0, "{kind}: {text}");
+        assert!(
+            std::fs::read(&victim).unwrap() == data[..(3 << 19)],
+            "{kind}: the victim is untouched"
+        );
+        let gets = blob_gets(&reg, &digest, 0);
+        assert_eq!(gets.len(), 1, "{kind}");
+        assert_eq!(gets[0].range, None, "{kind}: fetched whole");
+        let stored = dir.path().join("blobs/sha256").join(hex(&digest));
+        let meta = std::fs::symlink_metadata(&stored).unwrap();
+        assert!(meta.file_type().is_file(), "{kind}");
+        assert_eq!(std::os::unix::fs::MetadataExt::nlink(&meta), 1, "{kind}");
+        assert_stored_alone(dir.path(), &digest, &data);
+    }
 }
 
-/// A partial as long as the blob (the run died between its last write and the rename)
-/// leaves nothing to ask for: the registry refuses the range, and the blob is fetched
-/// whole.
+/// A partial as long as the blob (a run killed between its last write and the rename, or
+/// stopped once the last chunk arrived) holds the whole blob: it verifies, and is stored
+/// without asking the registry, with or without a size hint. One as long but wrong (a
+/// write that never reached the disk) leaves nothing to ask for: the registry refuses the
+/// range, and the blob is fetched whole.
 #[test]
-fn a_partial_with_nothing_left_to_fetch_is_replaced() {
+fn a_partial_holding_the_whole_blob_is_stored_without_a_fetch() {
+    for hint in ["", " size:3145728"] {
+        let (reg, digest, data) = fake_with_blob();
+        let dir = tempfile::tempdir().unwrap();
+        plant_partial(dir.path(), &digest, &data);
+        let line = format!("{digest}{hint}");
+        let (status, text) = fetch_into(&reg, dir.path(), &line, &[]);
+        assert_eq!(status, 0, "{text}");
+        assert!(text.contains(r#""status":"ok""#), "{text}");
+        assert!(text.contains(r#""size":3145728"#), "{text}");
+        let gets = blob_gets(&reg, &digest, 0);
+        assert!(gets.is_empty(), "hint {hint:?}: {gets:?}");
+        assert_stored_alone(dir.path(), &digest, &data);
+    }
+
     let (reg, digest, data) = fake_with_blob();
     let dir = tempfile::tempdir().unwrap();
-    plant_partial(dir.path(), &digest, &data);
+    let mut wrong = data.clone();
+    wrong[LEN - 1] ^= 1;
+    plant_partial(dir.path(), &digest, &wrong);
     let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
     assert_eq!(status, 0, "{text}");
+    let ranges: Vec<_> = blob_gets(&reg, &digest, 0)
+        .into_iter()
+        .map(|g| g.range)
+        .collect();
+    assert_eq!(ranges, [Some(format!("bytes={LEN}-")), None]);
     assert_stored_alone(dir.path(), &digest, &data);
 }
 
@@ -332,4 +363,90 @@ fn a_partial_beside_its_stored_blob_is_removed() {
     assert!(text.contains(r#""status":"exists""#), "{text}");
     assert_stored_alone(dir.path(), &digest, &data);
     assert!(blob_gets(&reg, &digest, 0).is_empty());
+}
+
+/// A partial download another user's run left in a shared directory (0644, as dist leaves
+/// it) is not this run's to write to, nor, in a sticky directory, to move: the blob is
+/// fetched whole, and the partial stays where it was for its owner. As root, dist runs as
+/// `nobody` over root's file; otherwise over a file of its own that it may not write.
+#[test]
+fn another_users_partial_is_left_alone_and_the_blob_fetched_whole() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let set_mode = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    // SAFETY: geteuid has no preconditions and touches no memory.
+    let root = unsafe { libc::geteuid() } == 0;
+    let dir_modes: &[u32] = if root { &[0o777, 0o1777] } else { &[0o777] };
+    for &dir_mode in dir_modes {
+        let (reg, digest, data) = fake_with_blob();
+        let base = tempfile::tempdir().unwrap();
+        set_mode(base.path(), 0o755);
+        let dir = base.path().join("shared");
+        plant_partial(&dir, &digest, &data[..2 << 20]);
+        for sub in ["", "blobs", "blobs/sha256"] {
+            set_mode(&dir.join(sub), dir_mode);
+        }
+        let partial = partial_path(&dir, &digest);
+        set_mode(&partial, if root { 0o644 } else { 0o444 });
+        let dist = Dist::new();
+        set_mode(dist.config_dir(), 0o755);
+        let repo = format!("{}/team/app", reg.host());
+        let mut cmd = dist.command(&["fetch", &repo, "-", "-o", dir.to_str().unwrap()]);
+        if root {
+            cmd.uid(65534).gid(65534);
+        }
+        let mut child = cmd
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(
+            &mut child.stdin.take().unwrap(),
+            format!("{digest}\n").as_bytes(),
+        )
+        .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "mode {dir_mode:o}: {text}");
+        assert!(text.contains("may not write to"), "{text}");
+        let gets = blob_gets(&reg, &digest, 0);
+        assert_eq!(gets.len(), 1, "{gets:?}");
+        assert_eq!(gets[0].range, None, "fetched whole");
+        let stored = std::fs::read(dir.join("blobs/sha256").join(hex(&digest))).unwrap();
+        assert!(stored == data, "the stored blob is the content");
+        assert!(
+            std::fs::read(&partial).unwrap() == data[..2 << 20],
+            "the other user's partial is where it was"
+        );
+    }
+}
+
+/// A registry that does not have the blob (a mistyped repository, or a private one asked
+/// without credentials, which many registries answer with 404) says nothing of the
+/// partial download, whose content is the digest's wherever it is served: it is kept for
+/// the run that reaches the blob, and that run asks only for the rest.
+#[test]
+fn a_partial_is_kept_when_the_blob_is_not_found() {
+    let (reg, digest, data) = fake_with_blob();
+    let dir = tempfile::tempdir().unwrap();
+    plant_partial(dir.path(), &digest, &data[..2 << 20]);
+    let typo = format!("{}/team/ap", reg.host());
+    let args = ["fetch", &typo, "-", "-o", dir.path().to_str().unwrap()];
+    let out = Dist::new().run(&args, format!("{digest}\n").as_bytes());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("404"), "{text}");
+    let kept = std::fs::read(partial_path(dir.path(), &digest)).expect("kept");
+    assert!(kept == data[..2 << 20], "kept as it was");
+
+    let before = reg.requests().len();
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+    assert_eq!(status, 0, "{text}");
+    let gets = blob_gets(&reg, &digest, before);
+    assert_eq!(gets.len(), 1, "{gets:?}");
+    assert_eq!(gets[0].range.as_deref(), Some("bytes=2097152-"));
+    assert_stored_alone(dir.path(), &digest, &data);
 }

@@ -4,7 +4,7 @@
 //! on the way, fsync'd, and renamed into place only once it verified. So a path under
 //! `blobs/` always holds exactly the content its name says, whatever happens to the process.
 //! Temporary files are named `.dist-tmp-<pid>-…`; a later run removes those whose process
-//! is gone (after `kill -9`, say).
+//! is gone (after `kill -9`, say) and that no process holds its lock on.
 //!
 //! A download of a blob that stops part-way (interrupted, timed out, or failed on the
 //! network after its retries) past its first MiB keeps what it wrote as
@@ -40,6 +40,11 @@ const FOREIGN_TEMP_AGE: Duration = Duration::from_secs(24 * 3600);
 /// A partial download nobody carried on within this long is removed: a layout is often
 /// copied or served, and should not hold forgotten gigabytes.
 const PARTIAL_AGE: Duration = Duration::from_secs(24 * 3600);
+/// How long claiming a partial download waits for a process still writing it to let go:
+/// the run that kept it, its writer thread finishing the last chunk, takes milliseconds.
+/// A store kept open may fetch a blob again as soon as its download failed: without the
+/// wait, it found the partial download busy and fetched the blob whole.
+const CLAIM_WAIT: Duration = Duration::from_secs(2);
 /// Content up to this size is written in one go at commit; beyond, it streams to a writer.
 const WRITE_BUFFER: usize = 1 << 20;
 
@@ -187,16 +192,45 @@ impl LayoutStore {
             .prefix(&blob_temp_prefix(digest))
             .make_in(dir, |path| {
                 std::fs::rename(&partial, path)?;
-                open_regular(path).inspect_err(|_| {
-                    let _ = std::fs::remove_file(path);
-                })
+                open_regular(path)
+                    .and_then(|file| match hold_within(&file, CLAIM_WAIT) {
+                        true => Ok(file),
+                        false => Err(std::io::ErrorKind::ResourceBusy.into()),
+                    })
+                    .inspect_err(|e| {
+                        // Another user's, which this run may move but not write to, or a
+                        // file a live process still writes: it stays theirs.
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ResourceBusy
+                        ) && std::fs::rename(path, &partial).is_ok()
+                        {
+                            return;
+                        }
+                        let _ = std::fs::remove_file(path);
+                    })
             });
         let file = match claimed {
             Ok(file) => file,
             // Another run claimed it first.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                tracing::warn!(path = %partial.display(), "not a regular file; removed, and the blob fetched whole");
+                tracing::warn!(path = %partial.display(), "not a regular file of its own (a link?); removed, and the blob fetched whole");
+                return Ok(None);
+            }
+            // Still written by a live process: the run that kept it, finishing its last
+            // chunk, or a run whose file was taken for a dead one's. Appending too would
+            // mix two writers in one file.
+            Err(e) if e.kind() == std::io::ErrorKind::ResourceBusy => {
+                tracing::warn!(path = %partial.display(), "a partial download another process still writes to; left alone, and the blob fetched whole");
+                return Ok(None);
+            }
+            // Another user's partial in a shared directory: not writable by this run, or
+            // not even movable (a sticky directory, as /tmp is). Failing the blob over it
+            // failed it in every run, for ever where it could not be moved (nor removed
+            // when a day old); it is only a head start, and the blob is fetched whole.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                tracing::warn!(path = %partial.display(), error = %os_error(e), "a partial download this run may not write to (another user's?); left alone, and the blob fetched whole");
                 return Ok(None);
             }
             Err(e) => return Err(io_err("claiming", &partial, e)),
@@ -365,7 +399,12 @@ fn remove_stale_in(dir: &Path) -> Vec<PathBuf> {
             None => (rest.split('-').next().unwrap_or(""), None),
         };
         let age = super::owner::age(&entry.path());
-        if !super::owner::is_gone(owner, age, FOREIGN_TEMP_AGE) {
+        // The name alone misjudges a run in another PID namespace under the same host
+        // name (containers of one pod, or run with the host's network, sharing a
+        // volume): its PID means nothing here, and its live download was taken for a
+        // dead run's, turned into a partial download under it, and its commit failed.
+        // Its lock says it lives.
+        if !super::owner::is_gone(owner, age, FOREIGN_TEMP_AGE) || held(&entry.path()) {
             continue;
         }
         // A killed run's download of a known blob: what it wrote is a partial download.
@@ -416,7 +455,51 @@ fn new_named_file(dir: &Path, prefix: &str) -> std::io::Result<tempfile::NamedTe
         use std::os::unix::fs::PermissionsExt;
         builder.permissions(std::fs::Permissions::from_mode(0o666));
     }
-    builder.tempfile_in(dir)
+    let file = builder.tempfile_in(dir)?;
+    hold(file.as_file());
+    Ok(file)
+}
+
+/// Locks a file this run writes (`flock`, exclusive) for as long as it is open, which
+/// [`held`] sees from any process, whatever the file is named: as with `index.json`'s
+/// lock, the kernel drops it when its holder dies. False when another process holds it.
+/// (A filesystem without locks takes none: names alone judge its files.)
+fn hold(file: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor the caller owns; it touches no memory.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    locked || std::io::Error::last_os_error().kind() != std::io::ErrorKind::WouldBlock
+}
+
+/// [`hold`], waiting up to `wait` for another holder to let go.
+fn hold_within(file: &std::fs::File, wait: Duration) -> bool {
+    let started = std::time::Instant::now();
+    loop {
+        if hold(file) {
+            return true;
+        }
+        if started.elapsed() >= wait {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether a live process holds `path` under its lock ([`hold`]). A file this run cannot
+/// open to read is judged by its name alone.
+fn held(path: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    else {
+        return false;
+    };
+    // SAFETY: flock on a descriptor this function owns; it touches no memory.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0;
+    !locked && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
 }
 
 /// Content on its way into the store. Dropping it without [`TempBlob::commit`] deletes it,
@@ -588,7 +671,17 @@ impl Drop for TempBlob {
         // an interrupted process exits. A chunk it is writing still lands in the same
         // file, after the others; whoever carries it on verifies the whole content anyway.
         if let Some(digest) = self.park.as_ref().filter(|_| streaming || self.kept > 0) {
-            if std::fs::rename(&self.path, self.store.partial_path(digest)).is_ok() {
+            let partial = self.store.partial_path(digest);
+            if std::fs::rename(&self.path, &partial).is_ok() {
+                // This store knows it too. A service keeps one store open for its life:
+                // its next fetch of the blob fetched it whole instead of carrying this on,
+                // and left it beside the stored blob, unswept, until the service restarted.
+                let mut partials = self
+                    .store
+                    .partials
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                partials.insert(partial);
                 return;
             }
         }
@@ -696,11 +789,14 @@ fn write_if_absent(
     Ok(())
 }
 
-/// Opens `path` to read and append, if it is a regular file. A partial download is found
-/// by its name in a directory others may write to: a symbolic link planted there must not
-/// lead a run (often root's) to append to a file outside the layout, nor end up renamed
-/// into `blobs/`; a FIFO must not hang it. Such a file is refused with `InvalidData`.
+/// Opens `path` to read and append, if it is a regular file of no other name. A partial
+/// download is found by its name in a directory others may write to: a symbolic link
+/// planted there must not lead a run (often root's) to append to a file outside the
+/// layout, nor end up renamed into `blobs/`; nor must a hard link, which `O_NOFOLLOW` does
+/// not see (a file dist made has one name); a FIFO must not hang it. Such a file is
+/// refused with `InvalidData`.
 fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::MetadataExt;
     use std::os::unix::fs::OpenOptionsExt;
     let opened = std::fs::OpenOptions::new()
         .read(true)
@@ -715,7 +811,8 @@ fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
         }
         Err(e) => return Err(e),
     };
-    if !file.metadata()?.is_file() {
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.nlink() != 1 {
         return Err(not_regular());
     }
     Ok(file)
@@ -973,8 +1070,8 @@ mod tests {
         }
         assert!(std::fs::read(sha.join(&partial)).unwrap() == data[..2 << 20]);
 
-        // A store opened now knows it; the one opened before does not look.
-        assert!(!store.has_partial(&d));
+        // The store that kept it knows it, and so does one opened now.
+        assert!(store.has_partial(&d));
         let store = LayoutStore::open(dir.path()).unwrap();
         assert!(store.has_partial(&d));
         let (mut blob, prefix) = store.resume(&d).unwrap().expect("claimed");
@@ -1020,6 +1117,53 @@ mod tests {
         let partial = sha.join(format!("{PARTIAL_PREFIX}{}", written.encoded()));
         assert_eq!(std::fs::read(partial).unwrap(), b"writ");
         assert_eq!(std::fs::read_dir(&sha).unwrap().count(), 1);
+    }
+
+    /// A run in another PID namespace under the same host name (containers of one pod
+    /// sharing a volume) looks dead by its files' names; its lock says it lives. Its
+    /// download is neither taken for a dead run's nor removed, and a partial download a
+    /// process still writes to is not claimed until it lets go.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn files_a_live_process_holds_are_left_to_it_whatever_their_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let sha = dir.path().join("blobs/sha256");
+        let store = LayoutStore::open(dir.path()).unwrap();
+        let data: Vec<u8> = (0..(3u32 << 20)).map(|i| (i % 239) as u8).collect();
+        let d = Digest::of(Algorithm::Sha256, &data);
+        let mut live = store.temp_for(&d).unwrap();
+        live.write(&Bytes::copy_from_slice(&data[..2 << 20]))
+            .await
+            .unwrap();
+        // Its name as another namespace sees it: a PID that runs nothing there.
+        let host = super::super::owner::me().split_once('@').unwrap().1;
+        let seen = sha.join(format!(".dist-tmp-2147483647.5@{host}~{}~Ab1", d.encoded()));
+        std::fs::rename(&live.path, &seen).unwrap();
+        let other = LayoutStore::open(dir.path()).unwrap();
+        assert!(seen.exists(), "left to its live owner");
+        assert!(!other.has_partial(&d));
+        std::fs::rename(&seen, &live.path).unwrap();
+        live.write(&Bytes::copy_from_slice(&data[2 << 20..]))
+            .await
+            .unwrap();
+        let path = live.commit(&d).await.unwrap();
+        assert!(std::fs::read(path).unwrap() == data);
+
+        let kept = Digest::of(Algorithm::Sha256, b"kept");
+        let partial = sha.join(format!("{PARTIAL_PREFIX}{}", kept.encoded()));
+        std::fs::write(&partial, b"ke").unwrap();
+        let writer = std::fs::File::options()
+            .append(true)
+            .open(&partial)
+            .unwrap();
+        assert!(hold(&writer));
+        let store = LayoutStore::open(dir.path()).unwrap();
+        assert!(store.has_partial(&kept));
+        assert!(store.resume(&kept).unwrap().is_none(), "still written to");
+        assert_eq!(std::fs::read(&partial).unwrap(), b"ke", "left where it was");
+        drop(writer);
+        let store = LayoutStore::open(dir.path()).unwrap();
+        let (_, prefix) = store.resume(&kept).unwrap().expect("claimed once let go");
+        assert_eq!(prefix.len, 2);
     }
 
     #[test]

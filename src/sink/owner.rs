@@ -7,7 +7,10 @@
 //! killed, whose files would then look like those of a live process (this very one)
 //! forever. A directory may also be shared by machines (an NFS export, a Kubernetes volume
 //! under an Indexed Job), where another machine's PID says nothing here: only this host's
-//! owners are judged by their process; another host's are judged by age alone.
+//! owners are judged by their process; another host's are judged by age alone. A run in
+//! another PID namespace under this host name looks gone by its PID: the layout store
+//! asks the lock its live files are held under before it believes a name
+//! ([`super::layout`]).
 
 use std::path::Path;
 use std::sync::OnceLock;

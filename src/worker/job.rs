@@ -173,7 +173,25 @@ async fn to_store(
         // verification, everything is fetched again.
         let kept = match job.object.digest() {
             Some(digest) if attempt == 1 && store.has_partial(digest) => {
-                claim_partial(store, digest).await?
+                match claim_partial(store, digest).await? {
+                    // The whole blob already: a run killed between its last write and the
+                    // rename (an fsync of gigabytes takes seconds), or stopped once the
+                    // last chunk arrived. Nothing lies past it, so asking for the rest
+                    // only got a 416 and the whole blob fetched again; it verified, and is
+                    // stored as it is, as containerd commits an ingest that is complete.
+                    Some((temp, prefix)) if holds_whole(&prefix, digest, job.hints.size) => {
+                        if job.hints.size.is_some() {
+                            progress.already_here(prefix.len);
+                        }
+                        outcome.path = Some(temp.commit(digest).await?);
+                        outcome.status = Status::Ok;
+                        outcome.digest = Some(digest.clone());
+                        outcome.size = Some(prefix.len);
+                        outcome.media_type = job.hints.media_type().map(str::to_string);
+                        return Ok(());
+                    }
+                    kept => kept,
+                }
             }
             _ => None,
         };
@@ -268,11 +286,20 @@ async fn claim_partial(store: &LayoutStore, digest: &Digest) -> Result<Option<(T
     blocking::run("claiming a partial download failed", move || s.resume(&d)).await
 }
 
+/// Whether a partial download is the whole blob `digest`, of the size the descriptor says
+/// if it says one (a descriptor with a wrong size fails as a fetch would).
+fn holds_whole(prefix: &Prefix, digest: &Digest, size: Option<u64>) -> bool {
+    size.is_none_or(|size| size == prefix.len) && prefix.hasher.clone().finish() == *digest
+}
+
 /// Whether a request for the rest after a partial download failed because of the partial
-/// itself: nothing lies past it (416), the server answered another range, or the blob is
-/// gone. Anything else may work in a later run, for which the partial is kept.
+/// itself: nothing lies past it (416), or the server answered another range. Anything else
+/// may work in a later run, for which the partial is kept. A blob not found is among
+/// those: a mistyped repository, or a private one asked without credentials (which many
+/// registries answer with 404), says nothing of content that is the digest's wherever it
+/// is served, and a whole fetch was refused the same after the partial was thrown away.
 fn cannot_carry_on(e: &Error) -> bool {
-    e.status() == Some(416) || matches!(e.kind(), ErrorKind::Protocol | ErrorKind::NotFound)
+    e.status() == Some(416) || e.kind() == ErrorKind::Protocol
 }
 
 /// Whether what a download wrote is worth keeping after it failed with `e`: yes when the
