@@ -650,6 +650,26 @@ fn the_manifests_own_type_is_recorded_whatever_the_registry_calls_it() {
     assert_eq!(inspect["Digest"], image.digest.as_str());
 }
 
+/// An image its index lists but the registry no longer has (its garbage collection took
+/// one platform's manifest) fails the pull naming that platform, not by digest alone.
+#[test]
+fn a_missing_platform_image_is_named_by_its_platform() {
+    let fake = FakeRegistry::start();
+    let (_, _, images) = multi(&fake, "team/app", "v1", Flavor::Oci);
+    fake.set_fault_for_every(&images[1].digest, Fault::Status(404));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let reference = format!("{}/team/app:v1", fake.host());
+    let out = Dist::new().run(&["pull", &reference, "-o", d, "--all-platforms"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&images[1].digest) && err.contains("the index's entry for linux/arm64/v8"),
+        "{err}"
+    );
+    assert!(!err.contains("entry for linux/amd64"), "{err}");
+}
+
 /// An index entry without `mediaType`, against the spec, is read as Go's clients read it:
 /// the manifest its content declares, pulled like any other.
 #[test]

@@ -427,11 +427,15 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                 Status::Exists => self.pulled.existing += 1,
                 Status::Error => self.pulled.failed += 1,
             }
-            let slot = (outcome.line as usize)
-                .checked_sub(1)
-                .and_then(|i| stored.get_mut(i));
-            if let Some(slot) = slot {
+            let index = (outcome.line as usize).checked_sub(1);
+            if let Some(slot) = index.and_then(|i| stored.get_mut(i)) {
                 *slot = outcome.status != Status::Error;
+            }
+            // A digest alone does not say which of an index's images failed (one a
+            // registry's garbage collection took, say), nor so which --platform still pulls.
+            let platform = index.and_then(|i| descs.get(i)?.platform.as_ref());
+            if let (Some(e), Some(p)) = (outcome.error.take(), platform) {
+                outcome.error = Some(e.with_note(format!("it is the index's entry for {p}")));
             }
             outcome.line += base;
             (self.on_event)(Event::Object(outcome))?;
