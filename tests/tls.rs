@@ -688,6 +688,41 @@ fn a_plain_http_server_spoken_to_in_tls_is_named_as_such() {
     assert_eq!(reg.connections(), 1, "not retried");
 }
 
+/// A server that takes the connection and never answers the TLS greeting (hung, or a port
+/// that is not TLS and waits for a line) is given `--connect-timeout` for the handshake, as
+/// for the connection, not the idle timeout meant for a response; the failure says it was
+/// the handshake, and is the registry's (status 2), not the object's.
+#[test]
+fn a_tls_handshake_that_stalls_ends_at_the_connect_timeout() {
+    let listener = support::listen::Listener::start(|tcp| async move {
+        let _held = tcp;
+        std::future::pending::<()>().await
+    });
+    let dist = Dist::new();
+    let locator = format!("https://localhost:{}/team/app", listener.port());
+    let digest = sha256(b"never sent");
+    let out = dist.run(
+        &[
+            "fetch",
+            "--connect-timeout",
+            "1s",
+            "--idle-timeout",
+            "20s",
+            "--retries",
+            "0",
+            &locator,
+            &digest,
+        ],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("TLS handshake did not finish within 1s (--connect-timeout)"),
+        "{err}"
+    );
+}
+
 /// A registry whose own self-signed certificate says it is a CA: refused until the user
 /// trusts that certificate, then accepted, for the names it carries only.
 #[test]

@@ -72,6 +72,7 @@ macro_rules! pass_io_through {
     };
 }
 
+mod handshake;
 pub mod limit;
 mod pinned;
 pub mod proxy;
@@ -79,6 +80,7 @@ mod refusal;
 mod socks;
 pub mod tls;
 
+use handshake::{HandshakeDeadline, HandshakeDone};
 use limit::LimitedConnector;
 use proxy::{Proxies, ProxyConnector};
 use refusal::{RefusalConnector, Refusals};
@@ -134,7 +136,7 @@ pub struct TransportOptions {
     pub ca_files: Vec<std::path::PathBuf>,
     /// Accept any certificate: only for a mirror configured with `skip_verify`.
     pub skip_verify: bool,
-    /// Limit for establishing a TCP connection.
+    /// Limit for establishing a TCP connection, and again for its TLS handshake.
     pub connect_timeout: Duration,
     /// Limit for the response headers to arrive once a request is sent.
     pub response_timeout: Duration,
@@ -168,10 +170,13 @@ impl Default for TransportOptions {
     }
 }
 
+/// Connections with TLS for `https` destinations, the handshake given its own deadline.
+type TlsConnector = HandshakeDone<HttpsConnector<HandshakeDeadline<ProxyConnector>>>;
+
 /// The pooled client. Cheap to clone; clones share the pool.
 #[derive(Clone)]
 pub struct Transport {
-    client: Client<LimitedConnector<RefusalConnector<HttpsConnector<ProxyConnector>>>, Full<Bytes>>,
+    client: Client<LimitedConnector<RefusalConnector<TlsConnector>>, Full<Bytes>>,
     opts: Arc<TransportOptions>,
     /// What servers said of our client certificate, for requests whose own error does not.
     refusals: Refusals,
@@ -280,7 +285,11 @@ impl Transport {
             .https_or_http()
             .enable_http1()
             .enable_http2()
-            .wrap_connector(ProxyConnector::new(http, proxies.clone()));
+            .wrap_connector(HandshakeDeadline::new(
+                ProxyConnector::new(http, proxies.clone()),
+                opts.connect_timeout,
+            ));
+        let https = HandshakeDone::new(https);
         let mut builder = Client::builder(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
@@ -652,6 +661,16 @@ fn classify_client_error(
     // A certificate that is not trusted, a proxy that refuses the tunnel or that dist
     // cannot speak to: all will be the same on the next try, so each has a kind that is
     // not retried.
+    if let Some(limit) = handshake::timed_out(&e) {
+        // Like a connection not made in time: worth another try, and exit status 2.
+        return Error::new(
+            ErrorKind::Connect,
+            format!(
+                "the TLS handshake did not finish within {limit:?} (--connect-timeout): the \
+                 server took the connection but did not answer in TLS"
+            ),
+        );
+    }
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     while let Some(s) = source {
         if let Some(why) = rustls_error(s).and_then(|tls| certificate_failure(tls, ours)) {
