@@ -155,6 +155,17 @@ fn serve(
     respond: impl Fn(&Request<hyper::body::Incoming>) -> Answer + Send + Sync + 'static,
 ) -> TlsServer {
     let (acceptor, ca_pem, client) = tls_acceptor(mutual, self_signed);
+    serve_with(acceptor, ca_pem, client, goaway_after, respond)
+}
+
+/// [`serve`] with an acceptor of the caller's.
+fn serve_with(
+    acceptor: tokio_rustls::TlsAcceptor,
+    ca_pem: String,
+    client: Option<(String, String)>,
+    goaway_after: Option<usize>,
+    respond: impl Fn(&Request<hyper::body::Incoming>) -> Answer + Send + Sync + 'static,
+) -> TlsServer {
     let seen = Arc::new(Seen::default());
     let seen2 = seen.clone();
     let respond = Arc::new(respond);
@@ -389,7 +400,7 @@ fn a_registry_ca_from_certs_d() {
     // An unknown issuer, not a name mismatch (which the CA, had it been trusted for this
     // registry too, would have led to).
     assert!(
-        err.contains("not trusted: issued by an authority not trusted here (UnknownIssuer)"),
+        err.contains("not trusted: issued by \"dist test CA\", which is not trusted here"),
         "{err}"
     );
     // A certificate does not change by itself: no retry.
@@ -686,6 +697,109 @@ fn a_plain_http_server_spoken_to_in_tls_is_named_as_such() {
         "{err}"
     );
     assert_eq!(reg.connections(), 1, "not retried");
+}
+
+/// A server whose certificate an intermediate CA issued, configured with its certificate
+/// alone (`cert.pem` where `fullchain.pem` was meant): browsers fetch the missing
+/// intermediate, rustls (like Go and curl) does not, so trusting the root is not enough.
+/// The refusal names the issuer to trust and says that the chain may be what is wrong;
+/// trusting that intermediate, or the server sending it, serves.
+#[test]
+fn a_certificate_sent_without_its_intermediate_is_named_as_such() {
+    let blob = bytes(78, 3000);
+    let digest = sha256(&blob);
+    let (root, root_key) = test_ca("dist test root CA");
+    let intermediate_key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "dist test issuing CA 7");
+    let intermediate = params
+        .signed_by(&intermediate_key, &root, &root_key)
+        .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".into()])
+        .unwrap()
+        .signed_by(&key, &intermediate, &intermediate_key)
+        .unwrap();
+    let server = |chain: Vec<rustls::pki_types::CertificateDer<'static>>| {
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            chain,
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let blob = blob.clone();
+        serve_with(acceptor, root.pem(), None, None, move |_| {
+            Response::builder()
+                .header("content-length", blob.len())
+                .body(Full::new(Bytes::from(blob.clone())))
+        })
+    };
+    let dist = Dist::new();
+    let root_file = dist.config_dir().join("root.pem");
+    std::fs::write(&root_file, root.pem()).unwrap();
+    let root_file = root_file.to_str().unwrap();
+
+    let alone = server(vec![leaf.der().clone()]);
+    let locator = format!("https://localhost:{}/team/app", alone.port);
+    let out = dist.run(
+        &[
+            "--retries",
+            "0",
+            "--ca-file",
+            root_file,
+            "fetch",
+            &locator,
+            &digest,
+        ],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(
+            "issued by \"dist test issuing CA 7\", which is not trusted here, and sent \
+             without intermediate certificates (UnknownIssuer); trust \"dist test issuing CA 7\" \
+             with --ca-file"
+        ) && err.contains("full chain"),
+        "{err}"
+    );
+    assert!(!err.contains("OtherError"), "no rustls Debug: {err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    // The intermediate trusted, as the message says.
+    let intermediate_file = dist.config_dir().join("intermediate.pem");
+    std::fs::write(&intermediate_file, intermediate.pem()).unwrap();
+    let intermediate_file = intermediate_file.to_str().unwrap();
+    assert_eq!(
+        dist.ok(&["--ca-file", intermediate_file, "fetch", &locator, &digest]),
+        blob
+    );
+
+    // The full chain sent: the root is enough. A root not trusted is named, and nothing is
+    // said of a missing intermediate.
+    let full = server(vec![leaf.der().clone(), intermediate.der().clone()]);
+    let locator = format!("https://localhost:{}/team/app", full.port);
+    assert_eq!(
+        dist.ok(&["--ca-file", root_file, "fetch", &locator, &digest]),
+        blob
+    );
+    let out = dist.run(&["--retries", "0", "fetch", &locator, &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("the certificates the server sent lead up to \"dist test root CA\"")
+            && !err.contains("intermediate"),
+        "{err}"
+    );
 }
 
 /// A server that takes the connection and never answers the TLS greeting (hung, or a port

@@ -673,8 +673,20 @@ fn classify_client_error(
     }
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     while let Some(s) = source {
-        if let Some(why) = rustls_error(s).and_then(|tls| certificate_failure(tls, ours)) {
-            return Error::new(ErrorKind::Certificate, why).with_cause(e);
+        if let Some(failure) = rustls_error(s) {
+            if let Some(why) = certificate_failure(failure, ours) {
+                let refused = Error::new(ErrorKind::Certificate, why);
+                // rustls would show our account of an unknown issuer by its `Debug`, and
+                // has nothing to add to it.
+                return match failure {
+                    rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))
+                        if o.0.is::<tls::UnknownIssuer>() =>
+                    {
+                        refused
+                    }
+                    _ => refused.with_cause(e),
+                };
+            }
         }
         if rustls_error(s).is_some_and(is_not_tls) {
             return Error::new(ErrorKind::NotTls, NOT_TLS);
@@ -808,6 +820,15 @@ fn is_not_tls(e: &rustls::Error) -> bool {
 fn certificate_failure(e: &rustls::Error, ours: Option<&tls::ClientIdentity>) -> Option<String> {
     use rustls::AlertDescription as Alert;
     match e {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))
+            if other.0.downcast_ref::<tls::UnknownIssuer>().is_some() =>
+        {
+            let unknown = other.0.downcast_ref::<tls::UnknownIssuer>()?;
+            Some(format!(
+                "the server's certificate is not trusted: {}",
+                unknown_issuer(unknown)
+            ))
+        }
         rustls::Error::InvalidCertificate(why) => {
             // An unknown issuer, or a self-signed certificate that says it is a CA, is what
             // a registry with a private CA or its own certificate shows.
@@ -845,6 +866,37 @@ fn certificate_failure(e: &rustls::Error, ours: Option<&tls::ClientIdentity>) ->
         }),
         _ => None,
     }
+}
+
+/// Where a CA or a certificate is trusted for a registry.
+const TRUST_WITH: &str = "--ca-file, `ca` in hosts.toml or certs.d/<host>/*.crt";
+
+/// Which certificate to trust, by the name the user will find in their files, for a
+/// certificate issued by an authority not trusted here; and, for one sent without an
+/// intermediate, that the chain may be what is wrong, which trusting the root will not cure.
+fn unknown_issuer(unknown: &tls::UnknownIssuer) -> String {
+    let name = unknown.issuer.as_ref().map(|n| format!("\"{n}\""));
+    if unknown.self_signed {
+        let name = name.map_or_else(String::new, |n| format!(" ({n})"));
+        return format!(
+            "it is self-signed{name} and not trusted here (UnknownIssuer); trust it with \
+             {TRUST_WITH}"
+        );
+    }
+    let issuer = name.unwrap_or_else(|| "its issuer".into());
+    if unknown.alone {
+        return format!(
+            "issued by {issuer}, which is not trusted here, and sent without intermediate \
+             certificates (UnknownIssuer); trust {issuer} with {TRUST_WITH}: if it is an \
+             intermediate CA, its root is not enough, and the server should send it after \
+             its own certificate (its full chain: browsers fetch a missing intermediate, \
+             dist, Go and curl do not)"
+        );
+    }
+    format!(
+        "the certificates the server sent lead up to {issuer}, which is not trusted here \
+         (UnknownIssuer); trust {issuer} with {TRUST_WITH}"
+    )
 }
 
 const CLIENT_CERTIFICATE_REQUIRED: &str =

@@ -51,6 +51,22 @@ fn valid_for(
 /// `notBefore` and `notAfter` of a DER certificate, in seconds since 1970. webpki reads
 /// them only while verifying a chain, which is what refused this certificate.
 fn validity(cert: &[u8]) -> Option<(i64, i64)> {
+    let [_, validity, _] = fields(cert)?;
+    let (tag, not_before, rest) = tlv(validity)?;
+    let not_before = time(tag, not_before)?;
+    let (tag, not_after, _) = tlv(rest)?;
+    Some((not_before, time(tag, not_after)?))
+}
+
+/// The issuer and the subject of a DER certificate, as the content of each name's DER
+/// element: equal for a certificate that is its own issuer. webpki shows neither.
+pub(super) fn issuer_and_subject(cert: &[u8]) -> Option<(&[u8], &[u8])> {
+    let [issuer, _, subject] = fields(cert)?;
+    Some((issuer, subject))
+}
+
+/// The content of a DER certificate's issuer, validity and subject.
+fn fields(cert: &[u8]) -> Option<[&[u8]; 3]> {
     const SEQUENCE: u8 = 0x30;
     const EXPLICIT_VERSION: u8 = 0xa0;
     let (SEQUENCE, certificate, _) = tlv(cert)? else {
@@ -64,14 +80,46 @@ fn validity(cert: &[u8]) -> Option<(i64, i64)> {
         (_, _, rest) = tlv(rest)?; // the serial number
     }
     (_, _, rest) = tlv(rest)?; // the signature algorithm
-    (_, _, rest) = tlv(rest)?; // the issuer
-    let (SEQUENCE, validity, _) = tlv(rest)? else {
+    let (SEQUENCE, issuer, rest) = tlv(rest)? else {
         return None;
     };
-    let (tag, not_before, rest) = tlv(validity)?;
-    let not_before = time(tag, not_before)?;
-    let (tag, not_after, _) = tlv(rest)?;
-    Some((not_before, time(tag, not_after)?))
+    let (SEQUENCE, validity, rest) = tlv(rest)? else {
+        return None;
+    };
+    let (SEQUENCE, subject, _) = tlv(rest)? else {
+        return None;
+    };
+    Some([issuer, validity, subject])
+}
+
+/// The first common name (CN) of a name's content (see [`issuer_and_subject`]), when it is
+/// text: what people call a CA by, and what `openssl x509 -issuer` shows.
+pub(super) fn common_name(name: &[u8]) -> Option<String> {
+    const SET: u8 = 0x31;
+    const COMMON_NAME: [u8; 3] = [0x55, 0x04, 0x03]; // 2.5.4.3
+    let mut rest = name;
+    while !rest.is_empty() {
+        let (tag, set, next) = tlv(rest)?;
+        rest = next;
+        if tag != SET {
+            continue;
+        }
+        let mut attributes = set;
+        while !attributes.is_empty() {
+            let (_, attribute, next) = tlv(attributes)?;
+            attributes = next;
+            let (_, oid, value) = tlv(attribute)?;
+            if oid != COMMON_NAME {
+                continue;
+            }
+            // UTF8String, PrintableString, TeletexString (in practice Latin-1 or ASCII),
+            // IA5String; a BMPString or anything else is not shown.
+            let (tag, text, _) = tlv(value)?;
+            return matches!(tag, 0x0c | 0x13 | 0x14 | 0x16)
+                .then(|| String::from_utf8_lossy(text).into_owned());
+        }
+    }
+    None
 }
 
 /// One DER element: its tag, its content and what follows it.
@@ -141,6 +189,38 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The names openssl and rcgen write: issuer and subject told apart, and their CN read.
+    #[test]
+    fn issuer_and_subject_names() {
+        let (ca_key, ca) = {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            params
+                .distinguished_name
+                .push(rcgen::DnType::OrganizationName, "Example Corp");
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, "Example Issuing CA 2");
+            let cert = params.self_signed(&key).unwrap();
+            (key, cert)
+        };
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "registry.example");
+        let leaf = params.signed_by(&key, &ca, &ca_key).unwrap();
+
+        let (issuer, subject) = issuer_and_subject(leaf.der()).unwrap();
+        assert_eq!(common_name(issuer).as_deref(), Some("Example Issuing CA 2"));
+        assert_eq!(common_name(subject).as_deref(), Some("registry.example"));
+        let (issuer, subject) = issuer_and_subject(ca.der()).unwrap();
+        assert_eq!(issuer, subject);
+        assert_eq!(issuer_and_subject(&leaf.der()[..40]), None);
+        assert_eq!(common_name(&[]), None);
+    }
 
     #[test]
     fn calendar_days() {
