@@ -31,7 +31,8 @@ pub enum ErrorKind {
     /// another name). Never retried: it will not change by itself.
     Certificate,
     /// The server answered the TLS handshake in plain HTTP: a registry without TLS, named
-    /// without `--plain-http`. Never retried.
+    /// without `--plain-http`; or, the other way round, a TLS server answered a plain-HTTP
+    /// request saying that it speaks TLS. Never retried.
     NotTls,
     /// A connect, idle-read or total timeout expired.
     Timeout,

@@ -837,6 +837,34 @@ fn a_tls_handshake_that_stalls_ends_at_the_connect_timeout() {
     );
 }
 
+/// The other way round: a TLS registry asked in plain HTTP (`--plain-http`, or a loopback
+/// address, plain HTTP by default) answers, as Go's server does, 400 "Client sent an HTTP
+/// request to an HTTPS server". That is the registry unusable as named (status 2, as for
+/// the other direction), not a failed object, and the message says what to write instead.
+#[test]
+fn a_tls_registry_asked_in_plain_http_is_named_as_such() {
+    let reg = Registry::start_with(RegistryOptions {
+        mutual_tls: true,
+        ..RegistryOptions::default()
+    });
+    let digest = sha256(b"not asked for");
+    let dist = Dist::new();
+    let locator = format!("{}/team/app", reg.host());
+    for args in [vec!["fetch"], vec!["fetch", "--plain-http"]] {
+        let mut args = args;
+        args.extend([locator.as_str(), digest.as_str()]);
+        let out = dist.run(&args, b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("the server speaks TLS, not plain HTTP")
+                && err.contains("Client sent an HTTP request to an HTTPS server")
+                && err.contains("write https:// before the locator"),
+            "{err}"
+        );
+    }
+}
+
 /// A registry whose own self-signed certificate says it is a CA: refused until the user
 /// trusts that certificate, then accepted, for the names it carries only.
 #[test]
