@@ -865,6 +865,57 @@ fn a_tls_registry_asked_in_plain_http_is_named_as_such() {
     }
 }
 
+/// A proxy or load balancer that offers h2 by ALPN in front of a server that speaks only
+/// HTTP/1.1: the server is picked HTTP/2 and answers the client's preface with an HTTP/1.1
+/// 400. That is said in words, once: every connection would end the same way.
+#[test]
+fn a_server_that_chose_http2_and_answers_in_http1_is_named_as_such() {
+    let (acceptor, ca_pem, _) = tls_acceptor(false, false);
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    let listener = support::listen::Listener::start(move |tcp| {
+        let (acceptor, counted) = (acceptor.clone(), counted.clone());
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            counted.fetch_add(1, Ordering::SeqCst);
+            let Ok(mut tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+            let mut preface = [0u8; 24];
+            let _ = tls.read_exact(&mut preface).await;
+            let _ = tls
+                .write_all(
+                    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                )
+                .await;
+            let _ = tls.shutdown().await;
+        }
+    });
+    let dist = Dist::new();
+    let ca = dist.config_dir().join("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    let locator = format!("https://localhost:{}/team/app", listener.port());
+    let digest = sha256(b"never served");
+    let out = dist.run(
+        &[
+            "fetch",
+            "--ca-file",
+            ca.to_str().unwrap(),
+            &locator,
+            &digest,
+        ],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the server chose HTTP/2 by ALPN but answered in HTTP/1.1"),
+        "{err}"
+    );
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert_eq!(connections.load(Ordering::SeqCst), 1, "not retried: {err}");
+}
+
 /// A registry whose own self-signed certificate says it is a CA: refused until the user
 /// trusts that certificate, then accepted, for the names it carries only.
 #[test]

@@ -83,7 +83,7 @@ pub mod tls;
 use handshake::{HandshakeDeadline, HandshakeDone};
 use limit::LimitedConnector;
 use proxy::{Proxies, ProxyConnector};
-use refusal::{RefusalConnector, Refusals};
+use refusal::{Ending, RefusalConnector, Refusals};
 
 /// How many header fields an HTTP/1.1 response may have. hyper's default, 100, is met by
 /// a response that passed a few CDNs and proxies, each adding its own; curl and Go set no
@@ -655,7 +655,7 @@ pub fn lost_before_answer(e: &Error) -> bool {
 /// `ours` (if we have one).
 fn classify_client_error(
     e: hyper_util::client::legacy::Error,
-    refused: impl FnOnce() -> Option<rustls::Error>,
+    refused: impl FnOnce() -> Option<Ending>,
     ours: Option<&tls::ClientIdentity>,
 ) -> Error {
     // A certificate that is not trusted, a proxy that refuses the tunnel or that dist
@@ -729,11 +729,21 @@ fn classify_client_error(
         );
     }
     if !e.is_connect() {
-        if let Some(why) = refused().and_then(|alert| certificate_failure(&alert, ours)) {
-            // What the request's own error says ("connection closed") is only the
-            // refusal's consequence.
-            tracing::debug!(error = %e, "connection ended by the server's alert");
-            return Error::new(ErrorKind::Certificate, why);
+        // What the request's own error says ("connection closed", "frame with invalid
+        // size") is only the consequence of how the connection ended.
+        match refused() {
+            Some(Ending::Alert(alert)) => {
+                if let Some(why) = certificate_failure(&alert, ours) {
+                    tracing::debug!(error = %e, "connection ended by the server's alert");
+                    return Error::new(ErrorKind::Certificate, why);
+                }
+            }
+            Some(Ending::Http1OnHttp2) => {
+                tracing::debug!(error = %e, "HTTP/1.1 on an HTTP/2 connection");
+                // The same on every connection: not retried.
+                return Error::new(ErrorKind::Protocol, HTTP1_ON_HTTP2);
+            }
+            None => {}
         }
     }
     // A request that failed after connecting (reset, closed early) is a broken connection
@@ -798,6 +808,11 @@ fn rustls_error<'a>(mut e: &'a (dyn std::error::Error + 'static)) -> Option<&'a 
         e = e.downcast_ref::<std::io::Error>()?.get_ref()?;
     }
 }
+
+/// A server that chose HTTP/2 by ALPN and answered in HTTP/1.1.
+const HTTP1_ON_HTTP2: &str = "the server chose HTTP/2 by ALPN but answered in HTTP/1.1: a \
+     proxy or load balancer in front of the registry offers h2 (its `alpn` setting) for a \
+     server that speaks only HTTP/1.1, which dist, like Go's and curl's clients, cannot use";
 
 /// The most common way to meet a registry without TLS: an address that is not loopback,
 /// so dist speaks HTTPS, and the server answers the TLS greeting in plain HTTP.
