@@ -676,14 +676,10 @@ fn classify_client_error(
         if let Some(failure) = rustls_error(s) {
             if let Some(why) = certificate_failure(failure, ours) {
                 let refused = Error::new(ErrorKind::Certificate, why);
-                // rustls would show our account of an unknown issuer by its `Debug`, and
-                // has nothing to add to it.
+                // Of a certificate, rustls says no more than our words (its name for the
+                // case, its times in seconds since 1970, names in their `Debug` forms).
                 return match failure {
-                    rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))
-                        if o.0.is::<tls::UnknownIssuer>() =>
-                    {
-                        refused
-                    }
+                    rustls::Error::InvalidCertificate(_) => refused,
                     _ => refused.with_cause(e),
                 };
             }
@@ -921,21 +917,84 @@ const CLIENT_CERTIFICATE_REQUIRED: &str =
 /// rustls's name for it (which searches well) in any case.
 fn certificate_problem(why: &rustls::CertificateError) -> String {
     use rustls::CertificateError as E;
+    let clock = |now: &rustls::pki_types::UnixTime| {
+        format!("this machine's clock reads {}", pinned::utc(now.as_secs()))
+    };
     let (words, name) = match why {
-        E::UnknownIssuer => ("issued by an authority not trusted here", "UnknownIssuer"),
-        E::Expired | E::ExpiredContext { .. } => ("expired", "Expired"),
-        E::NotValidYet | E::NotValidYetContext { .. } => ("not valid yet", "NotValidYet"),
-        E::NotValidForName | E::NotValidForNameContext { .. } => {
-            ("not issued for this host name", "NotValidForName")
-        }
-        E::Revoked => ("revoked", "Revoked"),
+        E::UnknownIssuer => (
+            "issued by an authority not trusted here".into(),
+            "UnknownIssuer",
+        ),
+        // A clock far off (a machine without NTP, a VM restored from a snapshot) makes
+        // every certificate expired or not valid yet: the clock's time shows which it is.
+        E::ExpiredContext { time, not_after } => (
+            format!(
+                "expired on {}; {}",
+                pinned::utc(not_after.as_secs()),
+                clock(time)
+            ),
+            "Expired",
+        ),
+        E::Expired => ("expired".into(), "Expired"),
+        E::NotValidYetContext { time, not_before } => (
+            format!(
+                "not valid before {}; {}",
+                pinned::utc(not_before.as_secs()),
+                clock(time)
+            ),
+            "NotValidYet",
+        ),
+        E::NotValidYet => ("not valid yet".into(), "NotValidYet"),
+        E::NotValidForNameContext {
+            expected,
+            presented,
+        } => (issued_for(expected, presented), "NotValidForName"),
+        E::NotValidForName => ("not issued for this host name".into(), "NotValidForName"),
+        E::Revoked => ("revoked".into(), "Revoked"),
         E::Other(other) if format!("{other:?}").contains("CaUsedAsEndEntity") => (
-            "a CA certificate served as the server's own",
+            "a CA certificate served as the server's own".into(),
             "CaUsedAsEndEntity",
         ),
         _ => return format!("{why:?}"),
     };
     format!("{words} ({name})")
+}
+
+/// Which names a certificate was issued for, and which was asked for: webpki lists them in
+/// its `Debug` forms (`DnsName("a.example")`, `IpAddress(10.0.0.1)`).
+fn issued_for(expected: &rustls::pki_types::ServerName<'_>, presented: &[String]) -> String {
+    use rustls::pki_types::ServerName;
+    let names: Vec<String> = presented
+        .iter()
+        .map(|p| {
+            let bare = p
+                .strip_prefix("DnsName(\"")
+                .and_then(|n| n.strip_suffix("\")"))
+                .or_else(|| p.strip_prefix("IpAddress(")?.strip_suffix(')'))
+                .unwrap_or(p);
+            crate::server_text::cut_to(crate::server_text::printable(bare).into_owned(), 100)
+        })
+        .take(10)
+        .collect();
+    let (asked, by_address) = match expected {
+        ServerName::DnsName(name) => (name.as_ref().to_string(), false),
+        ServerName::IpAddress(ip) => (std::net::IpAddr::from(*ip).to_string(), true),
+        other => (format!("{other:?}"), false),
+    };
+    let issued = if names.is_empty() {
+        "issued for no host name".to_string()
+    } else {
+        format!("issued for {}", names.join(", "))
+    };
+    let mut said = format!("{issued}, not for {asked}");
+    if by_address {
+        // Go says "doesn't contain any IP SANs": the cure is the same.
+        said.push_str(
+            ", which a certificate must name as an IP address (an IP SAN); or use a name it \
+             was issued for",
+        );
+    }
+    said
 }
 
 /// Reads a whole body of at most `limit` bytes; more is an error of kind
@@ -1077,6 +1136,48 @@ mod tests {
             "not issued for this host name (NotValidForName)"
         );
         assert_eq!(certificate_problem(&E::BadSignature), "BadSignature");
+
+        // With rustls's context: dates, not seconds since 1970; names, not their `Debug`.
+        let at = rustls::pki_types::UnixTime::since_unix_epoch;
+        let day = std::time::Duration::from_secs(86_400);
+        assert_eq!(
+            certificate_problem(&E::ExpiredContext {
+                time: at(day * 20_000),
+                not_after: at(day * 19_999),
+            }),
+            "expired on 2024-10-03 00:00:00 UTC; this machine's clock reads \
+             2024-10-04 00:00:00 UTC (Expired)"
+        );
+        assert_eq!(
+            certificate_problem(&E::NotValidYetContext {
+                time: at(day * 10_000),
+                not_before: at(day * 20_000),
+            }),
+            "not valid before 2024-10-04 00:00:00 UTC; this machine's clock reads \
+             1997-05-19 00:00:00 UTC (NotValidYet)"
+        );
+        let name = |n: &str| rustls::pki_types::ServerName::try_from(n.to_string()).unwrap();
+        assert_eq!(
+            certificate_problem(&E::NotValidForNameContext {
+                expected: name("registry.example"),
+                presented: vec![
+                    "DnsName(\"other.example\")".into(),
+                    "DnsName(\"*.example.net\")".into()
+                ],
+            }),
+            "issued for other.example, *.example.net, not for registry.example (NotValidForName)"
+        );
+        assert_eq!(
+            certificate_problem(&E::NotValidForNameContext {
+                expected: name("10.0.0.5"),
+                presented: vec![
+                    "DnsName(\"registry.example\")".into(),
+                    "IpAddress(10.0.0.6)".into()
+                ],
+            }),
+            "issued for registry.example, 10.0.0.6, not for 10.0.0.5, which a certificate must \
+             name as an IP address (an IP SAN); or use a name it was issued for (NotValidForName)"
+        );
     }
 
     #[test]

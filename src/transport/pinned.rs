@@ -35,17 +35,35 @@ fn valid_for(
     now: UnixTime,
 ) -> Result<(), CertificateError> {
     let (not_before, not_after) = validity(cert).ok_or(CertificateError::BadEncoding)?;
+    // Its dates, for the message, as rustls gives them for other certificates.
+    let at = |secs: i64| {
+        UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs.max(0).unsigned_abs()))
+    };
+    let time = now;
     let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
     if now < not_before {
-        return Err(CertificateError::NotValidYet);
+        return Err(CertificateError::NotValidYetContext {
+            time,
+            not_before: at(not_before),
+        });
     }
     if now > not_after {
-        return Err(CertificateError::Expired);
+        return Err(CertificateError::ExpiredContext {
+            time,
+            not_after: at(not_after),
+        });
     }
     webpki::EndEntityCert::try_from(cert)
         .map_err(|_| CertificateError::BadEncoding)?
         .verify_is_valid_for_subject_name(name)
-        .map_err(|_| CertificateError::NotValidForName)
+        .map_err(|e| match e {
+            // The names it has, for the message, as rustls gives them for other certificates.
+            webpki::Error::CertNotValidForName(names) => CertificateError::NotValidForNameContext {
+                expected: names.expected,
+                presented: names.presented,
+            },
+            _ => CertificateError::NotValidForName,
+        })
 }
 
 /// `notBefore` and `notAfter` of a DER certificate, in seconds since 1970. webpki reads
@@ -174,6 +192,34 @@ fn time(tag: u8, value: &[u8]) -> Option<i64> {
     Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
 }
 
+/// A time in seconds since 1970 as `YYYY-MM-DD HH:MM:SS UTC`, for messages about a
+/// certificate's dates (rustls shows them as seconds since 1970).
+pub(super) fn utc(secs: u64) -> String {
+    let secs = i64::try_from(secs).unwrap_or(i64::MAX);
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's `civil_from_days`.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
 /// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (Howard Hinnant's
 /// `days_from_civil`).
 fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
@@ -231,6 +277,22 @@ mod tests {
     }
 
     #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc(1_709_251_199), "2024-02-29 23:59:59 UTC");
+        assert_eq!(utc(2_524_607_999), "2049-12-31 23:59:59 UTC");
+        for days in [0, 11_017, 19_782, 30_000] {
+            let (y, m, d) = {
+                let text = utc(days as u64 * 86_400);
+                let n = |r: std::ops::Range<usize>| text[r].parse::<i64>().unwrap();
+                (n(0..4), n(5..7), n(8..10))
+            };
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+    }
+
+    #[test]
     fn both_time_forms() {
         assert_eq!(time(0x17, b"700101000000Z"), Some(0));
         assert_eq!(time(0x17, b"491231235959Z"), Some(2_524_607_999));
@@ -283,12 +345,37 @@ mod tests {
         assert!(verify(&trusted, &cert, &localhost, at_year(2030)).is_some_and(|r| r.is_ok()));
         assert!(verify(&trusted, &cert, &ip, at_year(2030)).is_some_and(|r| r.is_ok()));
         assert!(verify(&trusted, &other, &localhost, at_year(2030)).is_none());
+        let new_year = |year| {
+            UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+                days_from_civil(year, 1, 1) as u64 * 86_400,
+            ))
+        };
         let refused = |name, year| match verify(&trusted, &cert, name, at_year(year)) {
             Some(Err(rustls::Error::InvalidCertificate(why))) => why,
             other => panic!("{other:?}"),
         };
-        assert_eq!(refused(&elsewhere, 2030), CertificateError::NotValidForName);
-        assert_eq!(refused(&localhost, 2070), CertificateError::Expired);
-        assert_eq!(refused(&localhost, 1999), CertificateError::NotValidYet);
+        assert!(
+            matches!(
+                refused(&elsewhere, 2030),
+                CertificateError::NotValidForNameContext { presented, .. }
+                    if presented == ["DnsName(\"localhost\")", "IpAddress(127.0.0.1)"]
+            ),
+            "{:?}",
+            refused(&elsewhere, 2030)
+        );
+        assert_eq!(
+            refused(&localhost, 2070),
+            CertificateError::ExpiredContext {
+                time: at_year(2070),
+                not_after: new_year(2060),
+            }
+        );
+        assert_eq!(
+            refused(&localhost, 1999),
+            CertificateError::NotValidYetContext {
+                time: at_year(1999),
+                not_before: new_year(2001),
+            }
+        );
     }
 }
