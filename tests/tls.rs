@@ -916,6 +916,41 @@ fn a_server_that_chose_http2_and_answers_in_http1_is_named_as_such() {
     assert_eq!(connections.load(Ordering::SeqCst), 1, "not retried: {err}");
 }
 
+/// A server with no TLS version in common with dist (TLS 1.0 or 1.1 only) answers the
+/// greeting with a `protocol_version` alert, one with no cipher suite in common (CBC only,
+/// which Go's clients still offer) with `handshake_failure`, as OpenSSL does. Either is
+/// said in words, and at once: every attempt would meet it again.
+#[test]
+fn a_server_with_no_tls_version_or_cipher_suite_in_common_is_named_as_such() {
+    for (alert, said) in [
+        (70u8, "the server refused every TLS version dist speaks (ProtocolVersion)"),
+        (40, "the server refused the TLS handshake (HandshakeFailure): it requires a client certificate (--cert and --key, or certs.d), or it has no cipher suite in common with dist"),
+    ] {
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        let listener = support::listen::Listener::start(move |mut tcp| {
+            let counted = counted.clone();
+            async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                counted.fetch_add(1, Ordering::SeqCst);
+                let mut hello = [0u8; 512];
+                let _ = tcp.read(&mut hello).await;
+                // A fatal alert record, as a TLS 1.2 server writes it.
+                let _ = tcp.write_all(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, alert]).await;
+                let _ = tcp.shutdown().await;
+            }
+        });
+        let dist = Dist::new();
+        let locator = format!("https://localhost:{}/team/app", listener.port());
+        let digest = sha256(b"never served");
+        let out = dist.run(&["fetch", &locator, &digest], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(said), "{err}");
+        assert_eq!(connections.load(Ordering::SeqCst), 1, "not retried: {err}");
+    }
+}
+
 /// A registry whose own self-signed certificate says it is a CA: refused until the user
 /// trusts that certificate, then accepted, for the names it carries only.
 #[test]

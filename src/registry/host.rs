@@ -228,6 +228,7 @@ impl Host {
                 | ErrorKind::Timeout
                 | ErrorKind::Certificate
                 | ErrorKind::NotTls
+                | ErrorKind::TlsIncompatible
         ) {
             self.down.store(true, Ordering::Relaxed);
         }

@@ -687,6 +687,9 @@ fn classify_client_error(
         if rustls_error(s).is_some_and(is_not_tls) {
             return Error::new(ErrorKind::NotTls, NOT_TLS);
         }
+        if let Some(why) = rustls_error(s).and_then(|tls| incompatible(tls, ours)) {
+            return Error::new(ErrorKind::TlsIncompatible, why);
+        }
         if let Some(failed) = s.downcast_ref::<proxy::ProxyError>() {
             let kind = match failed {
                 proxy::ProxyError::Refused { status: 407, .. } => ErrorKind::Unauthorized,
@@ -822,6 +825,45 @@ fn is_not_tls(e: &rustls::Error) -> bool {
         e,
         rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)
     )
+}
+
+/// What a handshake refused for want of a TLS version or cipher suite in common says, in
+/// words: the alert's name alone ("received fatal alert: HandshakeFailure") told no one
+/// what to do, and it was retried, though every attempt meets it again. Go still offers
+/// TLS 1.2's CBC suites, so a registry docker pulls from may have only those.
+fn incompatible(e: &rustls::Error, ours: Option<&tls::ClientIdentity>) -> Option<String> {
+    use rustls::AlertDescription as Alert;
+    const OFFERED: &str = "dist offers TLS 1.3, and TLS 1.2 with ECDHE key exchange and \
+         AES-GCM or ChaCha20-Poly1305 only";
+    match e {
+        rustls::Error::AlertReceived(Alert::ProtocolVersion) => Some(format!(
+            "the server refused every TLS version dist speaks (ProtocolVersion): it speaks only \
+             an older one (TLS 1.0 or 1.1), which dist does not; {OFFERED}"
+        )),
+        rustls::Error::AlertReceived(
+            alert @ (Alert::HandshakeFailure | Alert::InsufficientSecurity),
+        ) => {
+            // OpenSSL's server under TLS 1.2 says the same of a client certificate it
+            // required and was not shown, or refused: nothing in the alert tells them apart.
+            let certificate = match ours {
+                None => "it requires a client certificate (--cert and --key, or certs.d), or "
+                    .to_string(),
+                Some(ours) => format!(
+                    "it refused our client certificate {}, or ",
+                    ours.cert.display()
+                ),
+            };
+            Some(format!(
+                "the server refused the TLS handshake ({alert:?}): {certificate}it has no \
+                 cipher suite in common with dist (an older server may offer only CBC or RSA \
+                 key exchange suites; {OFFERED})"
+            ))
+        }
+        rustls::Error::PeerIncompatible(why) => Some(format!(
+            "the server's TLS is not compatible with dist's ({why:?}); {OFFERED}"
+        )),
+        _ => None,
+    }
 }
 
 /// What a TLS failure that will not change by retrying says about certificates: ours
