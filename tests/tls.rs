@@ -155,6 +155,17 @@ fn serve(
     respond: impl Fn(&Request<hyper::body::Incoming>) -> Answer + Send + Sync + 'static,
 ) -> TlsServer {
     let (acceptor, ca_pem, client) = tls_acceptor(mutual, self_signed);
+    serve_with(acceptor, ca_pem, client, goaway_after, respond)
+}
+
+/// [`serve`] with an acceptor of the caller's.
+fn serve_with(
+    acceptor: tokio_rustls::TlsAcceptor,
+    ca_pem: String,
+    client: Option<(String, String)>,
+    goaway_after: Option<usize>,
+    respond: impl Fn(&Request<hyper::body::Incoming>) -> Answer + Send + Sync + 'static,
+) -> TlsServer {
     let seen = Arc::new(Seen::default());
     let seen2 = seen.clone();
     let respond = Arc::new(respond);
@@ -389,7 +400,7 @@ fn a_registry_ca_from_certs_d() {
     // An unknown issuer, not a name mismatch (which the CA, had it been trusted for this
     // registry too, would have led to).
     assert!(
-        err.contains("not trusted: issued by an authority not trusted here (UnknownIssuer)"),
+        err.contains("not trusted: issued by \"dist test CA\", which is not trusted here"),
         "{err}"
     );
     // A certificate does not change by itself: no retry.
@@ -688,6 +699,258 @@ fn a_plain_http_server_spoken_to_in_tls_is_named_as_such() {
     assert_eq!(reg.connections(), 1, "not retried");
 }
 
+/// A server whose certificate an intermediate CA issued, configured with its certificate
+/// alone (`cert.pem` where `fullchain.pem` was meant): browsers fetch the missing
+/// intermediate, rustls (like Go and curl) does not, so trusting the root is not enough.
+/// The refusal names the issuer to trust and says that the chain may be what is wrong;
+/// trusting that intermediate, or the server sending it, serves.
+#[test]
+fn a_certificate_sent_without_its_intermediate_is_named_as_such() {
+    let blob = bytes(78, 3000);
+    let digest = sha256(&blob);
+    let (root, root_key) = test_ca("dist test root CA");
+    let intermediate_key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "dist test issuing CA 7");
+    let intermediate = params
+        .signed_by(&intermediate_key, &root, &root_key)
+        .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".into()])
+        .unwrap()
+        .signed_by(&key, &intermediate, &intermediate_key)
+        .unwrap();
+    let server = |chain: Vec<rustls::pki_types::CertificateDer<'static>>| {
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            chain,
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let blob = blob.clone();
+        serve_with(acceptor, root.pem(), None, None, move |_| {
+            Response::builder()
+                .header("content-length", blob.len())
+                .body(Full::new(Bytes::from(blob.clone())))
+        })
+    };
+    let dist = Dist::new();
+    let root_file = dist.config_dir().join("root.pem");
+    std::fs::write(&root_file, root.pem()).unwrap();
+    let root_file = root_file.to_str().unwrap();
+
+    let alone = server(vec![leaf.der().clone()]);
+    let locator = format!("https://localhost:{}/team/app", alone.port);
+    let out = dist.run(
+        &[
+            "--retries",
+            "0",
+            "--ca-file",
+            root_file,
+            "fetch",
+            &locator,
+            &digest,
+        ],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(
+            "issued by \"dist test issuing CA 7\", which is not trusted here, and sent \
+             without intermediate certificates (UnknownIssuer); trust \"dist test issuing CA 7\" \
+             with --ca-file"
+        ) && err.contains("full chain"),
+        "{err}"
+    );
+    assert!(!err.contains("OtherError"), "no rustls Debug: {err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    // The intermediate trusted, as the message says.
+    let intermediate_file = dist.config_dir().join("intermediate.pem");
+    std::fs::write(&intermediate_file, intermediate.pem()).unwrap();
+    let intermediate_file = intermediate_file.to_str().unwrap();
+    assert_eq!(
+        dist.ok(&["--ca-file", intermediate_file, "fetch", &locator, &digest]),
+        blob
+    );
+
+    // The full chain sent: the root is enough. A root not trusted is named, and nothing is
+    // said of a missing intermediate.
+    let full = server(vec![leaf.der().clone(), intermediate.der().clone()]);
+    let locator = format!("https://localhost:{}/team/app", full.port);
+    assert_eq!(
+        dist.ok(&["--ca-file", root_file, "fetch", &locator, &digest]),
+        blob
+    );
+    let out = dist.run(&["--retries", "0", "fetch", &locator, &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("the certificates the server sent lead up to \"dist test root CA\"")
+            && !err.contains("intermediate"),
+        "{err}"
+    );
+}
+
+/// A server that takes the connection and never answers the TLS greeting (hung, or a port
+/// that is not TLS and waits for a line) is given `--connect-timeout` for the handshake, as
+/// for the connection, not the idle timeout meant for a response; the failure says it was
+/// the handshake, and is the registry's (status 2), not the object's.
+#[test]
+fn a_tls_handshake_that_stalls_ends_at_the_connect_timeout() {
+    let listener = support::listen::Listener::start(|tcp| async move {
+        let _held = tcp;
+        std::future::pending::<()>().await
+    });
+    let dist = Dist::new();
+    let locator = format!("https://localhost:{}/team/app", listener.port());
+    let digest = sha256(b"never sent");
+    let out = dist.run(
+        &[
+            "fetch",
+            "--connect-timeout",
+            "1s",
+            "--idle-timeout",
+            "20s",
+            "--retries",
+            "0",
+            &locator,
+            &digest,
+        ],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("TLS handshake did not finish within 1s (--connect-timeout)"),
+        "{err}"
+    );
+}
+
+/// The other way round: a TLS registry asked in plain HTTP (`--plain-http`, or a loopback
+/// address, plain HTTP by default) answers, as Go's server does, 400 "Client sent an HTTP
+/// request to an HTTPS server". That is the registry unusable as named (status 2, as for
+/// the other direction), not a failed object, and the message says what to write instead.
+#[test]
+fn a_tls_registry_asked_in_plain_http_is_named_as_such() {
+    let reg = Registry::start_with(RegistryOptions {
+        mutual_tls: true,
+        ..RegistryOptions::default()
+    });
+    let digest = sha256(b"not asked for");
+    let dist = Dist::new();
+    let locator = format!("{}/team/app", reg.host());
+    for args in [vec!["fetch"], vec!["fetch", "--plain-http"]] {
+        let mut args = args;
+        args.extend([locator.as_str(), digest.as_str()]);
+        let out = dist.run(&args, b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("the server speaks TLS, not plain HTTP")
+                && err.contains("Client sent an HTTP request to an HTTPS server")
+                && err.contains("write https:// before the locator"),
+            "{err}"
+        );
+    }
+}
+
+/// A proxy or load balancer that offers h2 by ALPN in front of a server that speaks only
+/// HTTP/1.1: the server is picked HTTP/2 and answers the client's preface with an HTTP/1.1
+/// 400. That is said in words, once: every connection would end the same way.
+#[test]
+fn a_server_that_chose_http2_and_answers_in_http1_is_named_as_such() {
+    let (acceptor, ca_pem, _) = tls_acceptor(false, false);
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    let listener = support::listen::Listener::start(move |tcp| {
+        let (acceptor, counted) = (acceptor.clone(), counted.clone());
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            counted.fetch_add(1, Ordering::SeqCst);
+            let Ok(mut tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+            let mut preface = [0u8; 24];
+            let _ = tls.read_exact(&mut preface).await;
+            let _ = tls
+                .write_all(
+                    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                )
+                .await;
+            let _ = tls.shutdown().await;
+        }
+    });
+    let dist = Dist::new();
+    let ca = dist.config_dir().join("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    let locator = format!("https://localhost:{}/team/app", listener.port());
+    let digest = sha256(b"never served");
+    let out = dist.run(
+        &[
+            "fetch",
+            "--ca-file",
+            ca.to_str().unwrap(),
+            &locator,
+            &digest,
+        ],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the server chose HTTP/2 by ALPN but answered in HTTP/1.1"),
+        "{err}"
+    );
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert_eq!(connections.load(Ordering::SeqCst), 1, "not retried: {err}");
+}
+
+/// A server with no TLS version in common with dist (TLS 1.0 or 1.1 only) answers the
+/// greeting with a `protocol_version` alert, one with no cipher suite in common (CBC only,
+/// which Go's clients still offer) with `handshake_failure`, as OpenSSL does. Either is
+/// said in words, and at once: every attempt would meet it again.
+#[test]
+fn a_server_with_no_tls_version_or_cipher_suite_in_common_is_named_as_such() {
+    for (alert, said) in [
+        (70u8, "the server refused every TLS version dist speaks (ProtocolVersion)"),
+        (40, "the server refused the TLS handshake (HandshakeFailure): it requires a client certificate (--cert and --key, or certs.d), or it has no cipher suite in common with dist"),
+    ] {
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        let listener = support::listen::Listener::start(move |mut tcp| {
+            let counted = counted.clone();
+            async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                counted.fetch_add(1, Ordering::SeqCst);
+                let mut hello = [0u8; 512];
+                let _ = tcp.read(&mut hello).await;
+                // A fatal alert record, as a TLS 1.2 server writes it.
+                let _ = tcp.write_all(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, alert]).await;
+                let _ = tcp.shutdown().await;
+            }
+        });
+        let dist = Dist::new();
+        let locator = format!("https://localhost:{}/team/app", listener.port());
+        let digest = sha256(b"never served");
+        let out = dist.run(&["fetch", &locator, &digest], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(said), "{err}");
+        assert_eq!(connections.load(Ordering::SeqCst), 1, "not retried: {err}");
+    }
+}
+
 /// A registry whose own self-signed certificate says it is a CA: refused until the user
 /// trusts that certificate, then accepted, for the names it carries only.
 #[test]
@@ -721,7 +984,18 @@ fn a_trusted_self_signed_ca_certificate_serves_as_the_registrys_own() {
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("NotValidForName"), "{err}");
+    assert!(
+        err.contains(
+            "not trusted: issued for localhost, registry.test, not for 127.0.0.1, which a \
+             certificate must name as an IP address (an IP SAN); or use a name it was issued \
+             for (NotValidForName)"
+        ),
+        "{err}"
+    );
+    assert!(
+        !err.contains("invalid peer certificate"),
+        "rustls's words: {err}"
+    );
 }
 
 /// A mirror whose certificate is not trusted will not be trusted on the next request

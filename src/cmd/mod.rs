@@ -92,6 +92,7 @@ pub fn exit_for(e: &Error) -> u8 {
         | ErrorKind::UnknownHost
         | ErrorKind::Certificate
         | ErrorKind::NotTls
+        | ErrorKind::TlsIncompatible
         | ErrorKind::Unauthorized => EXIT_USAGE,
         _ => EXIT_FAILED,
     }

@@ -228,6 +228,7 @@ impl Host {
                 | ErrorKind::Timeout
                 | ErrorKind::Certificate
                 | ErrorKind::NotTls
+                | ErrorKind::TlsIncompatible
         ) {
             self.down.store(true, Ordering::Relaxed);
         }
@@ -416,6 +417,23 @@ async fn status_error(transport: &Transport, reply: &mut transport::Reply, mirro
         }
         _ => server_text::excerpt(&body, &status.to_string()),
     };
+    if status == StatusCode::BAD_REQUEST
+        && url.scheme_str() == Some("http")
+        && tls_port_refusal(&body)
+    {
+        // Every request would get this answer: the registry cannot be used this way, which
+        // is what the one-shot's status 2 and a mirror marked down say.
+        return Error::new(
+            ErrorKind::NotTls,
+            format!(
+                "the server speaks TLS, not plain HTTP (it answered {status}: {detail}); for a \
+                 TLS registry, write https:// before the locator (loopback addresses get plain \
+                 HTTP otherwise), without --plain-http or `plain-http` in hosts.toml"
+            ),
+        )
+        .with_status(400)
+        .with_url(url);
+    }
     let kind = match status.as_u16() {
         404 => ErrorKind::NotFound,
         401 => ErrorKind::Unauthorized,
@@ -441,6 +459,19 @@ async fn status_error(transport: &Transport, reply: &mut transport::Reply, mirro
     Error::new(kind, msg)
         .with_status(status.as_u16())
         .with_url(url)
+}
+
+/// Whether `body` is a TLS server's answer to a plain-HTTP request on its port, in the
+/// words of Go's `net/http` (the registry itself, Harbor, Zot, Traefik, Caddy), nginx and
+/// Apache httpd.
+fn tls_port_refusal(body: &[u8]) -> bool {
+    const SAID: [&[u8]; 3] = [
+        b"Client sent an HTTP request to an HTTPS server",
+        b"The plain HTTP request was sent to HTTPS port",
+        b"speaking plain HTTP to an SSL-enabled server port",
+    ];
+    SAID.iter()
+        .any(|said| body.windows(said.len()).any(|w| w == *said))
 }
 
 /// `err`, saying that the server asked for a pause longer than dist waits: without it, a
@@ -500,6 +531,20 @@ fn api_root(url: &str, override_path: bool) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_servers_refusing_plain_http_are_recognised() {
+        for body in [
+            &b"Client sent an HTTP request to an HTTPS server.\n"[..],
+            b"<html>\r\n<head><title>400 The plain HTTP request was sent to HTTPS port</title>",
+            b"<p>Reason: You're speaking plain HTTP to an SSL-enabled server port.<br />",
+        ] {
+            assert!(tls_port_refusal(body), "{}", String::from_utf8_lossy(body));
+        }
+        assert!(!tls_port_refusal(
+            b"{\"errors\":[{\"code\":\"DIGEST_INVALID\"}]}"
+        ));
+    }
 
     fn mirror(url: &str, override_path: bool) -> Host {
         let repo: Repository = "docker.io/library/redis".parse().unwrap();

@@ -72,6 +72,7 @@ macro_rules! pass_io_through {
     };
 }
 
+mod handshake;
 pub mod limit;
 mod pinned;
 pub mod proxy;
@@ -79,9 +80,10 @@ mod refusal;
 mod socks;
 pub mod tls;
 
+use handshake::{HandshakeDeadline, HandshakeDone};
 use limit::LimitedConnector;
 use proxy::{Proxies, ProxyConnector};
-use refusal::{RefusalConnector, Refusals};
+use refusal::{Ending, RefusalConnector, Refusals};
 
 /// How many header fields an HTTP/1.1 response may have. hyper's default, 100, is met by
 /// a response that passed a few CDNs and proxies, each adding its own; curl and Go set no
@@ -134,7 +136,7 @@ pub struct TransportOptions {
     pub ca_files: Vec<std::path::PathBuf>,
     /// Accept any certificate: only for a mirror configured with `skip_verify`.
     pub skip_verify: bool,
-    /// Limit for establishing a TCP connection.
+    /// Limit for establishing a TCP connection, and again for its TLS handshake.
     pub connect_timeout: Duration,
     /// Limit for the response headers to arrive once a request is sent.
     pub response_timeout: Duration,
@@ -168,10 +170,13 @@ impl Default for TransportOptions {
     }
 }
 
+/// Connections with TLS for `https` destinations, the handshake given its own deadline.
+type TlsConnector = HandshakeDone<HttpsConnector<HandshakeDeadline<ProxyConnector>>>;
+
 /// The pooled client. Cheap to clone; clones share the pool.
 #[derive(Clone)]
 pub struct Transport {
-    client: Client<LimitedConnector<RefusalConnector<HttpsConnector<ProxyConnector>>>, Full<Bytes>>,
+    client: Client<LimitedConnector<RefusalConnector<TlsConnector>>, Full<Bytes>>,
     opts: Arc<TransportOptions>,
     /// What servers said of our client certificate, for requests whose own error does not.
     refusals: Refusals,
@@ -280,7 +285,11 @@ impl Transport {
             .https_or_http()
             .enable_http1()
             .enable_http2()
-            .wrap_connector(ProxyConnector::new(http, proxies.clone()));
+            .wrap_connector(HandshakeDeadline::new(
+                ProxyConnector::new(http, proxies.clone()),
+                opts.connect_timeout,
+            ));
+        let https = HandshakeDone::new(https);
         let mut builder = Client::builder(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
@@ -646,19 +655,40 @@ pub fn lost_before_answer(e: &Error) -> bool {
 /// `ours` (if we have one).
 fn classify_client_error(
     e: hyper_util::client::legacy::Error,
-    refused: impl FnOnce() -> Option<rustls::Error>,
+    refused: impl FnOnce() -> Option<Ending>,
     ours: Option<&tls::ClientIdentity>,
 ) -> Error {
     // A certificate that is not trusted, a proxy that refuses the tunnel or that dist
     // cannot speak to: all will be the same on the next try, so each has a kind that is
     // not retried.
+    if let Some(limit) = handshake::timed_out(&e) {
+        // Like a connection not made in time: worth another try, and exit status 2.
+        return Error::new(
+            ErrorKind::Connect,
+            format!(
+                "the TLS handshake did not finish within {limit:?} (--connect-timeout): the \
+                 server took the connection but did not answer in TLS"
+            ),
+        );
+    }
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     while let Some(s) = source {
-        if let Some(why) = rustls_error(s).and_then(|tls| certificate_failure(tls, ours)) {
-            return Error::new(ErrorKind::Certificate, why).with_cause(e);
+        if let Some(failure) = rustls_error(s) {
+            if let Some(why) = certificate_failure(failure, ours) {
+                let refused = Error::new(ErrorKind::Certificate, why);
+                // Of a certificate, rustls says no more than our words (its name for the
+                // case, its times in seconds since 1970, names in their `Debug` forms).
+                return match failure {
+                    rustls::Error::InvalidCertificate(_) => refused,
+                    _ => refused.with_cause(e),
+                };
+            }
         }
         if rustls_error(s).is_some_and(is_not_tls) {
             return Error::new(ErrorKind::NotTls, NOT_TLS);
+        }
+        if let Some(why) = rustls_error(s).and_then(|tls| incompatible(tls, ours)) {
+            return Error::new(ErrorKind::TlsIncompatible, why);
         }
         if let Some(failed) = s.downcast_ref::<proxy::ProxyError>() {
             let kind = match failed {
@@ -698,11 +728,21 @@ fn classify_client_error(
         );
     }
     if !e.is_connect() {
-        if let Some(why) = refused().and_then(|alert| certificate_failure(&alert, ours)) {
-            // What the request's own error says ("connection closed") is only the
-            // refusal's consequence.
-            tracing::debug!(error = %e, "connection ended by the server's alert");
-            return Error::new(ErrorKind::Certificate, why);
+        // What the request's own error says ("connection closed", "frame with invalid
+        // size") is only the consequence of how the connection ended.
+        match refused() {
+            Some(Ending::Alert(alert)) => {
+                if let Some(why) = certificate_failure(&alert, ours) {
+                    tracing::debug!(error = %e, "connection ended by the server's alert");
+                    return Error::new(ErrorKind::Certificate, why);
+                }
+            }
+            Some(Ending::Http1OnHttp2) => {
+                tracing::debug!(error = %e, "HTTP/1.1 on an HTTP/2 connection");
+                // The same on every connection: not retried.
+                return Error::new(ErrorKind::Protocol, HTTP1_ON_HTTP2);
+            }
+            None => {}
         }
     }
     // A request that failed after connecting (reset, closed early) is a broken connection
@@ -768,6 +808,11 @@ fn rustls_error<'a>(mut e: &'a (dyn std::error::Error + 'static)) -> Option<&'a 
     }
 }
 
+/// A server that chose HTTP/2 by ALPN and answered in HTTP/1.1.
+const HTTP1_ON_HTTP2: &str = "the server chose HTTP/2 by ALPN but answered in HTTP/1.1: a \
+     proxy or load balancer in front of the registry offers h2 (its `alpn` setting) for a \
+     server that speaks only HTTP/1.1, which dist, like Go's and curl's clients, cannot use";
+
 /// The most common way to meet a registry without TLS: an address that is not loopback,
 /// so dist speaks HTTPS, and the server answers the TLS greeting in plain HTTP.
 const NOT_TLS: &str = "the server does not speak TLS (a plain-HTTP registry?); for one \
@@ -782,6 +827,45 @@ fn is_not_tls(e: &rustls::Error) -> bool {
     )
 }
 
+/// What a handshake refused for want of a TLS version or cipher suite in common says, in
+/// words: the alert's name alone ("received fatal alert: HandshakeFailure") told no one
+/// what to do, and it was retried, though every attempt meets it again. Go still offers
+/// TLS 1.2's CBC suites, so a registry docker pulls from may have only those.
+fn incompatible(e: &rustls::Error, ours: Option<&tls::ClientIdentity>) -> Option<String> {
+    use rustls::AlertDescription as Alert;
+    const OFFERED: &str = "dist offers TLS 1.3, and TLS 1.2 with ECDHE key exchange and \
+         AES-GCM or ChaCha20-Poly1305 only";
+    match e {
+        rustls::Error::AlertReceived(Alert::ProtocolVersion) => Some(format!(
+            "the server refused every TLS version dist speaks (ProtocolVersion): it speaks only \
+             an older one (TLS 1.0 or 1.1), which dist does not; {OFFERED}"
+        )),
+        rustls::Error::AlertReceived(
+            alert @ (Alert::HandshakeFailure | Alert::InsufficientSecurity),
+        ) => {
+            // OpenSSL's server under TLS 1.2 says the same of a client certificate it
+            // required and was not shown, or refused: nothing in the alert tells them apart.
+            let certificate = match ours {
+                None => "it requires a client certificate (--cert and --key, or certs.d), or "
+                    .to_string(),
+                Some(ours) => format!(
+                    "it refused our client certificate {}, or ",
+                    ours.cert.display()
+                ),
+            };
+            Some(format!(
+                "the server refused the TLS handshake ({alert:?}): {certificate}it has no \
+                 cipher suite in common with dist (an older server may offer only CBC or RSA \
+                 key exchange suites; {OFFERED})"
+            ))
+        }
+        rustls::Error::PeerIncompatible(why) => Some(format!(
+            "the server's TLS is not compatible with dist's ({why:?}); {OFFERED}"
+        )),
+        _ => None,
+    }
+}
+
 /// What a TLS failure that will not change by retrying says about certificates: ours
 /// (`ours`, if we have one) was missing or refused, or the server's is not trusted. (A
 /// server's refusal of our certificate shows only as its alert: under TLS 1.3, after the
@@ -789,6 +873,15 @@ fn is_not_tls(e: &rustls::Error) -> bool {
 fn certificate_failure(e: &rustls::Error, ours: Option<&tls::ClientIdentity>) -> Option<String> {
     use rustls::AlertDescription as Alert;
     match e {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))
+            if other.0.downcast_ref::<tls::UnknownIssuer>().is_some() =>
+        {
+            let unknown = other.0.downcast_ref::<tls::UnknownIssuer>()?;
+            Some(format!(
+                "the server's certificate is not trusted: {}",
+                unknown_issuer(unknown)
+            ))
+        }
         rustls::Error::InvalidCertificate(why) => {
             // An unknown issuer, or a self-signed certificate that says it is a CA, is what
             // a registry with a private CA or its own certificate shows.
@@ -828,6 +921,37 @@ fn certificate_failure(e: &rustls::Error, ours: Option<&tls::ClientIdentity>) ->
     }
 }
 
+/// Where a CA or a certificate is trusted for a registry.
+const TRUST_WITH: &str = "--ca-file, `ca` in hosts.toml or certs.d/<host>/*.crt";
+
+/// Which certificate to trust, by the name the user will find in their files, for a
+/// certificate issued by an authority not trusted here; and, for one sent without an
+/// intermediate, that the chain may be what is wrong, which trusting the root will not cure.
+fn unknown_issuer(unknown: &tls::UnknownIssuer) -> String {
+    let name = unknown.issuer.as_ref().map(|n| format!("\"{n}\""));
+    if unknown.self_signed {
+        let name = name.map_or_else(String::new, |n| format!(" ({n})"));
+        return format!(
+            "it is self-signed{name} and not trusted here (UnknownIssuer); trust it with \
+             {TRUST_WITH}"
+        );
+    }
+    let issuer = name.unwrap_or_else(|| "its issuer".into());
+    if unknown.alone {
+        return format!(
+            "issued by {issuer}, which is not trusted here, and sent without intermediate \
+             certificates (UnknownIssuer); trust {issuer} with {TRUST_WITH}: if it is an \
+             intermediate CA, its root is not enough, and the server should send it after \
+             its own certificate (its full chain: browsers fetch a missing intermediate, \
+             dist, Go and curl do not)"
+        );
+    }
+    format!(
+        "the certificates the server sent lead up to {issuer}, which is not trusted here \
+         (UnknownIssuer); trust {issuer} with {TRUST_WITH}"
+    )
+}
+
 const CLIENT_CERTIFICATE_REQUIRED: &str =
     "the server requires a client certificate (--cert and --key, or certs.d)";
 
@@ -835,21 +959,84 @@ const CLIENT_CERTIFICATE_REQUIRED: &str =
 /// rustls's name for it (which searches well) in any case.
 fn certificate_problem(why: &rustls::CertificateError) -> String {
     use rustls::CertificateError as E;
+    let clock = |now: &rustls::pki_types::UnixTime| {
+        format!("this machine's clock reads {}", pinned::utc(now.as_secs()))
+    };
     let (words, name) = match why {
-        E::UnknownIssuer => ("issued by an authority not trusted here", "UnknownIssuer"),
-        E::Expired | E::ExpiredContext { .. } => ("expired", "Expired"),
-        E::NotValidYet | E::NotValidYetContext { .. } => ("not valid yet", "NotValidYet"),
-        E::NotValidForName | E::NotValidForNameContext { .. } => {
-            ("not issued for this host name", "NotValidForName")
-        }
-        E::Revoked => ("revoked", "Revoked"),
+        E::UnknownIssuer => (
+            "issued by an authority not trusted here".into(),
+            "UnknownIssuer",
+        ),
+        // A clock far off (a machine without NTP, a VM restored from a snapshot) makes
+        // every certificate expired or not valid yet: the clock's time shows which it is.
+        E::ExpiredContext { time, not_after } => (
+            format!(
+                "expired on {}; {}",
+                pinned::utc(not_after.as_secs()),
+                clock(time)
+            ),
+            "Expired",
+        ),
+        E::Expired => ("expired".into(), "Expired"),
+        E::NotValidYetContext { time, not_before } => (
+            format!(
+                "not valid before {}; {}",
+                pinned::utc(not_before.as_secs()),
+                clock(time)
+            ),
+            "NotValidYet",
+        ),
+        E::NotValidYet => ("not valid yet".into(), "NotValidYet"),
+        E::NotValidForNameContext {
+            expected,
+            presented,
+        } => (issued_for(expected, presented), "NotValidForName"),
+        E::NotValidForName => ("not issued for this host name".into(), "NotValidForName"),
+        E::Revoked => ("revoked".into(), "Revoked"),
         E::Other(other) if format!("{other:?}").contains("CaUsedAsEndEntity") => (
-            "a CA certificate served as the server's own",
+            "a CA certificate served as the server's own".into(),
             "CaUsedAsEndEntity",
         ),
         _ => return format!("{why:?}"),
     };
     format!("{words} ({name})")
+}
+
+/// Which names a certificate was issued for, and which was asked for: webpki lists them in
+/// its `Debug` forms (`DnsName("a.example")`, `IpAddress(10.0.0.1)`).
+fn issued_for(expected: &rustls::pki_types::ServerName<'_>, presented: &[String]) -> String {
+    use rustls::pki_types::ServerName;
+    let names: Vec<String> = presented
+        .iter()
+        .map(|p| {
+            let bare = p
+                .strip_prefix("DnsName(\"")
+                .and_then(|n| n.strip_suffix("\")"))
+                .or_else(|| p.strip_prefix("IpAddress(")?.strip_suffix(')'))
+                .unwrap_or(p);
+            crate::server_text::cut_to(crate::server_text::printable(bare).into_owned(), 100)
+        })
+        .take(10)
+        .collect();
+    let (asked, by_address) = match expected {
+        ServerName::DnsName(name) => (name.as_ref().to_string(), false),
+        ServerName::IpAddress(ip) => (std::net::IpAddr::from(*ip).to_string(), true),
+        other => (format!("{other:?}"), false),
+    };
+    let issued = if names.is_empty() {
+        "issued for no host name".to_string()
+    } else {
+        format!("issued for {}", names.join(", "))
+    };
+    let mut said = format!("{issued}, not for {asked}");
+    if by_address {
+        // Go says "doesn't contain any IP SANs": the cure is the same.
+        said.push_str(
+            ", which a certificate must name as an IP address (an IP SAN); or use a name it \
+             was issued for",
+        );
+    }
+    said
 }
 
 /// Reads a whole body of at most `limit` bytes; more is an error of kind
@@ -991,6 +1178,48 @@ mod tests {
             "not issued for this host name (NotValidForName)"
         );
         assert_eq!(certificate_problem(&E::BadSignature), "BadSignature");
+
+        // With rustls's context: dates, not seconds since 1970; names, not their `Debug`.
+        let at = rustls::pki_types::UnixTime::since_unix_epoch;
+        let day = std::time::Duration::from_secs(86_400);
+        assert_eq!(
+            certificate_problem(&E::ExpiredContext {
+                time: at(day * 20_000),
+                not_after: at(day * 19_999),
+            }),
+            "expired on 2024-10-03 00:00:00 UTC; this machine's clock reads \
+             2024-10-04 00:00:00 UTC (Expired)"
+        );
+        assert_eq!(
+            certificate_problem(&E::NotValidYetContext {
+                time: at(day * 10_000),
+                not_before: at(day * 20_000),
+            }),
+            "not valid before 2024-10-04 00:00:00 UTC; this machine's clock reads \
+             1997-05-19 00:00:00 UTC (NotValidYet)"
+        );
+        let name = |n: &str| rustls::pki_types::ServerName::try_from(n.to_string()).unwrap();
+        assert_eq!(
+            certificate_problem(&E::NotValidForNameContext {
+                expected: name("registry.example"),
+                presented: vec![
+                    "DnsName(\"other.example\")".into(),
+                    "DnsName(\"*.example.net\")".into()
+                ],
+            }),
+            "issued for other.example, *.example.net, not for registry.example (NotValidForName)"
+        );
+        assert_eq!(
+            certificate_problem(&E::NotValidForNameContext {
+                expected: name("10.0.0.5"),
+                presented: vec![
+                    "DnsName(\"registry.example\")".into(),
+                    "IpAddress(10.0.0.6)".into()
+                ],
+            }),
+            "issued for registry.example, 10.0.0.6, not for 10.0.0.5, which a certificate must \
+             name as an IP address (an IP SAN); or use a name it was issued for (NotValidForName)"
+        );
     }
 
     #[test]

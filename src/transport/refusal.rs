@@ -10,6 +10,11 @@
 //! these looked like a lost connection and was retried, though the next connection is
 //! refused the same way. So every connection tells its origin's record whether the server
 //! refused it, and a request that failed on a connection looks there for why.
+//!
+//! The record also holds the other way a server ends every connection alike after the
+//! handshake: choosing HTTP/2 by ALPN and then answering in HTTP/1.1, as a proxy or load
+//! balancer does that offers `h2` for a server speaking only HTTP/1.1. h2 read the status
+//! line as a frame's header ("frame with invalid size"), and each retry met it again.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -24,16 +29,37 @@ use hyper_util::client::legacy::connect::{Connected, Connection};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The alert that ended the latest connection to each origin, until a later connection to
-/// it is answered. One transport shows one client certificate, so a server's verdict on it
-/// holds for every connection until the server changes its mind.
+/// How the latest connection to each origin ended, until a later connection to it is
+/// answered. One transport shows one client certificate, so a server's verdict on it holds
+/// for every connection until the server changes its mind.
 #[derive(Clone, Default)]
-pub(crate) struct Refusals(Arc<Mutex<HashMap<String, rustls::Error>>>);
+pub(crate) struct Refusals(Arc<Mutex<HashMap<String, Ending>>>);
+
+/// How a server ended a connection before answering on it.
+#[derive(Clone, Debug)]
+pub(crate) enum Ending {
+    /// With this TLS alert.
+    Alert(rustls::Error),
+    /// With HTTP/1.1 where it had chosen HTTP/2 by ALPN.
+    Http1OnHttp2,
+}
+
+/// What a connection's read fails with when its server chose HTTP/2 and answers in HTTP/1.1.
+#[derive(Debug)]
+pub(crate) struct Http1OnHttp2;
+
+impl std::fmt::Display for Http1OnHttp2 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the server chose HTTP/2 by ALPN but answered in HTTP/1.1")
+    }
+}
+
+impl std::error::Error for Http1OnHttp2 {}
 
 impl Refusals {
-    /// The alert that ended the latest connection to the origin of `url`, unless one made
-    /// since was answered.
-    pub(crate) fn of(&self, url: &Uri) -> Option<rustls::Error> {
+    /// How the latest connection to the origin of `url` ended, unless one made since was
+    /// answered.
+    pub(crate) fn of(&self, url: &Uri) -> Option<Ending> {
         self.0
             .lock()
             .expect("refusals poisoned")
@@ -41,11 +67,11 @@ impl Refusals {
             .cloned()
     }
 
-    fn refused(&self, origin: &str, alert: rustls::Error) {
+    fn refused(&self, origin: &str, ending: Ending) {
         self.0
             .lock()
             .expect("refusals poisoned")
-            .insert(origin.to_string(), alert);
+            .insert(origin.to_string(), ending);
     }
 
     fn answered(&self, origin: &str) {
@@ -85,7 +111,7 @@ impl<C> RefusalConnector<C> {
 impl<C> tower_service::Service<Uri> for RefusalConnector<C>
 where
     C: tower_service::Service<Uri> + Clone + Send + 'static,
-    C::Response: Send,
+    C::Response: Connection + Send,
     C::Future: Send,
     C::Error: Into<BoxError>,
 {
@@ -106,8 +132,10 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
             let io = inner.call(uri).await.map_err(Into::into)?;
+            let http2 = io.connected().is_negotiated_h2();
             Ok(Watched {
                 io,
+                http2,
                 origin,
                 refusals,
                 answered: false,
@@ -120,6 +148,8 @@ where
 /// A connection that reports the alert it ends with, or that the server answered.
 pub(crate) struct Watched<T> {
     io: T,
+    /// HTTP/2 was chosen by ALPN.
+    http2: bool,
     origin: String,
     refusals: Refusals,
     /// Whether the server has sent anything since the handshake: a server that takes our
@@ -171,8 +201,40 @@ impl<T: Read + Write + Unpin> Watched<T> {
 
     fn note(&mut self, e: &io::Error) {
         if let Some(alert) = alert_in(e) {
-            self.refusals.refused(&self.origin, alert.clone());
+            self.refusals
+                .refused(&self.origin, Ending::Alert(alert.clone()));
         }
+    }
+
+    /// The first read of an HTTP/2 connection, looked at: an HTTP/2 server's first bytes
+    /// are a frame (its SETTINGS), never `HTTP/`.
+    fn poll_first_http2_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        let mut first = [0u8; 4096];
+        let len = first.len().min(buf.remaining());
+        let mut read = ReadBuf::new(&mut first[..len]);
+        match Pin::new(&mut self.io).poll_read(cx, read.unfilled()) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(e)) => {
+                self.note(&e);
+                return Poll::Ready(Err(e));
+            }
+            Poll::Ready(Ok(())) => {}
+        }
+        if read.filled().starts_with(b"HTTP/") {
+            self.refusals.refused(&self.origin, Ending::Http1OnHttp2);
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                Http1OnHttp2,
+            )));
+        }
+        buf.put_slice(read.filled());
+        self.answered = true;
+        self.refusals.answered(&self.origin);
+        Poll::Ready(Ok(()))
     }
 
     /// `r`, a write's outcome, with a failure explained where it can be.
@@ -197,6 +259,9 @@ impl<T: Read + Write + Unpin> Read for Watched<T> {
         buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.http2 && !this.answered {
+            return this.poll_first_http2_read(cx, buf);
+        }
         let r = Pin::new(&mut this.io).poll_read(cx, buf);
         match &r {
             Poll::Ready(Ok(())) if !this.answered => {

@@ -173,7 +173,7 @@ impl ServerCertVerifier for Verifier {
         };
         match super::pinned::verify(&self.trusted, end_entity, server_name, now) {
             Some(verdict) => verdict.map(|()| ServerCertVerified::assertion()),
-            None => Err(refused),
+            None => Err(UnknownIssuer::explain(refused, end_entity, intermediates)),
         }
     }
 
@@ -211,6 +211,61 @@ impl ServerCertVerifier for Verifier {
             .supported_schemes()
     }
 }
+
+/// A certificate whose issuer is not trusted, with what the refusal needs to say what to
+/// trust, where rustls says only `UnknownIssuer`. Most often the server sent its
+/// certificate without the intermediate CA's (`cert.pem` configured where `fullchain.pem`
+/// was meant): browsers fetch a missing intermediate, rustls, Go and curl do not, and the
+/// user, told to trust a CA, trusted the root and was refused the same way.
+#[derive(Debug)]
+pub(crate) struct UnknownIssuer {
+    /// The common name of the authority the certificates the server sent lead up to.
+    pub(crate) issuer: Option<String>,
+    /// The server's certificate is its own issuer.
+    pub(crate) self_signed: bool,
+    /// The server sent its certificate alone, though another certificate issued it.
+    pub(crate) alone: bool,
+}
+
+impl UnknownIssuer {
+    /// `refused` with the issuer's name when it is an unknown issuer; as it is otherwise.
+    fn explain(
+        refused: rustls::Error,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+    ) -> rustls::Error {
+        if refused != rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) {
+            return refused;
+        }
+        let top = intermediates.last().unwrap_or(end_entity);
+        let (Some((issuer, _)), Some((leaf_issuer, leaf_subject))) = (
+            super::pinned::issuer_and_subject(top),
+            super::pinned::issuer_and_subject(end_entity),
+        ) else {
+            return refused;
+        };
+        let self_signed = leaf_issuer == leaf_subject;
+        let issuer = super::pinned::common_name(issuer).map(|name| {
+            let name = crate::server_text::printable(&name).into_owned();
+            crate::server_text::cut_to(name, 64)
+        });
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+            Arc::new(UnknownIssuer {
+                issuer,
+                self_signed,
+                alone: intermediates.is_empty() && !self_signed,
+            }),
+        )))
+    }
+}
+
+impl std::fmt::Display for UnknownIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UnknownIssuer")
+    }
+}
+
+impl std::error::Error for UnknownIssuer {}
 
 /// Adds the certificates of a PEM file to `roots`, and returns them.
 fn add_pem(roots: &mut rustls::RootCertStore, path: &Path) -> Result<Vec<CertificateDer<'static>>> {
