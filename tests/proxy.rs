@@ -211,6 +211,56 @@ fn an_unreachable_proxy_is_named_with_the_reason() {
     assert!(err.contains(&said) && err.contains("refused"), "{err}");
 }
 
+/// A proxy that takes the connection and never answers `CONNECT` (or SOCKS's greeting) is
+/// given `--connect-timeout`, and named, not the idle timeout's "no response headers".
+#[test]
+fn a_proxy_that_never_answers_the_tunnel_request_is_given_the_connect_timeout() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    // Holds every connection open without a word, until the test ends.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in silent.incoming() {
+            held.push(conn);
+        }
+    });
+    for (var, proxy, what) in [
+        ("HTTPS_PROXY", format!("http://127.0.0.1:{port}"), "CONNECT"),
+        (
+            "ALL_PROXY",
+            format!("socks5h://127.0.0.1:{port}"),
+            "the SOCKS handshake",
+        ),
+    ] {
+        let mut dist = Dist::new();
+        dist.env(var, &proxy);
+        let out = dist.run(
+            &[
+                "--retries",
+                "0",
+                "--connect-timeout",
+                "500ms",
+                "--idle-timeout",
+                "60s",
+                "--timeout",
+                "30s",
+                "fetch",
+                "registry.test/team/app",
+                "v1",
+            ],
+            b"",
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        let said = format!("the proxy 127.0.0.1:{port} did not answer {what} within 500ms");
+        assert!(err.contains(&said), "{proxy}: {err}");
+        assert_ne!(
+            out.status.code(),
+            Some(124),
+            "{proxy}: ran into --timeout: {err}"
+        );
+    }
+}
+
 /// A scheme hyper-util's matcher drops (here a typo'd one) must not send the fetch around
 /// the proxy: it fails like any unsupported proxy.
 #[test]

@@ -286,7 +286,8 @@ impl Transport {
             .enable_http1()
             .enable_http2()
             .wrap_connector(HandshakeDeadline::new(
-                ProxyConnector::new(http, proxies.clone()),
+                ProxyConnector::new(http, proxies.clone())
+                    .with_handshake_timeout(opts.connect_timeout),
                 opts.connect_timeout,
             ));
         let https = HandshakeDone::new(https);

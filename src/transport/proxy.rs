@@ -481,12 +481,47 @@ impl std::error::Error for ProxyError {}
 pub struct ProxyConnector {
     inner: HttpConnector,
     proxies: Proxies,
+    /// How long a proxy may take to open a tunnel (`CONNECT`, or SOCKS's greeting and
+    /// request) once the connection to it is made.
+    handshake: Option<std::time::Duration>,
 }
 
 impl ProxyConnector {
     /// Routes `inner`'s connections by `proxies`.
     pub fn new(inner: HttpConnector, proxies: Proxies) -> Self {
-        ProxyConnector { inner, proxies }
+        ProxyConnector {
+            inner,
+            proxies,
+            handshake: None,
+        }
+    }
+
+    /// Gives a proxy `limit` to open each tunnel. A proxy that takes the connection and
+    /// never answers `CONNECT` (hung, or not a proxy at all) otherwise held the fetch until
+    /// the request's idle timeout, a minute a try, said as "no response headers in time"
+    /// for a request never sent; curl counts this into its connect timeout.
+    pub fn with_handshake_timeout(mut self, limit: std::time::Duration) -> Self {
+        self.handshake = Some(limit);
+        self
+    }
+}
+
+/// `work`, the opening of a tunnel through `proxy`, within `limit` if there is one.
+async fn within<T>(
+    limit: Option<std::time::Duration>,
+    proxy: &str,
+    what: &str,
+    work: impl Future<Output = Result<T, BoxError>>,
+) -> Result<T, BoxError> {
+    let Some(limit) = limit else {
+        return work.await;
+    };
+    match tokio::time::timeout(limit, work).await {
+        Ok(done) => done,
+        Err(_) => Err(format!(
+            "the proxy {proxy} did not answer {what} within {limit:?} (--connect-timeout)"
+        )
+        .into()),
     }
 }
 
@@ -504,6 +539,7 @@ impl tower_service::Service<Uri> for ProxyConnector {
         // for the next call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
+        let limit = self.handshake;
         match self.proxies.route(&dst) {
             Route::Direct => Box::pin(async move {
                 let io = inner.call(dst).await?;
@@ -527,9 +563,9 @@ impl tower_service::Service<Uri> for ProxyConnector {
                 let io = inner.call(proxy).await.map_err(|e| {
                     format!("cannot connect to the proxy {proxy_name}: {}", causes(&e))
                 })?;
-                let tcp = open_tunnel(io.into_inner(), &target, auth.as_ref())
-                    .await
-                    .map_err(|e| match e {
+                let opened = open_tunnel(io.into_inner(), &target, auth.as_ref());
+                let opened = async {
+                    opened.await.map_err(|e| match e {
                         TunnelFailure::Refused(status) => Box::new(ProxyError::Refused {
                             proxy: proxy_name.clone(),
                             target: target.clone(),
@@ -538,7 +574,9 @@ impl tower_service::Service<Uri> for ProxyConnector {
                         TunnelFailure::Broken(why) => {
                             format!("tunnel through the proxy {proxy_name}: {why}").into()
                         }
-                    })?;
+                    })
+                };
+                let tcp = within(limit, &proxy_name, "CONNECT", opened).await?;
                 Ok(ProxyStream::to_destination(TokioIo::new(tcp)))
             }),
             Route::Socks { proxy, auth } => Box::pin(async move {
@@ -555,9 +593,9 @@ impl tower_service::Service<Uri> for ProxyConnector {
                     .map(|a| (a.user.as_str(), a.password.as_str()));
                 let host = dst.host().unwrap_or_default();
                 let port = dst.port_u16().unwrap_or(0);
-                let tcp = super::socks::connect(io.into_inner(), host, port, credentials)
-                    .await
-                    .map_err(|e| -> BoxError {
+                let opened = super::socks::connect(io.into_inner(), host, port, credentials);
+                let opened = async {
+                    opened.await.map_err(|e| -> BoxError {
                         match e {
                             SocksFailure::Credentials { given } => {
                                 Box::new(ProxyError::SocksCredentials {
@@ -574,7 +612,9 @@ impl tower_service::Service<Uri> for ProxyConnector {
                                 format!("SOCKS handshake with {proxy_name}: {why}").into()
                             }
                         }
-                    })?;
+                    })
+                };
+                let tcp = within(limit, &proxy_name, "the SOCKS handshake", opened).await?;
                 Ok(ProxyStream::to_destination(TokioIo::new(tcp)))
             }),
             Route::Unsupported(proxy) => {
