@@ -67,19 +67,21 @@ impl Resumable {
                     self.offset += chunk.len() as u64;
                     return Ok(Some(chunk));
                 }
-                Ok(None) => match self.cut_short() {
-                    Some(e) => match self.resume(e).await? {
-                        true => {}
-                        false => return Ok(None),
-                    },
-                    None => return Ok(None),
-                },
-                Err(e) => match self.resume(e).await? {
-                    true => {}
-                    // Nothing lies past what arrived: the body broke after its last byte.
-                    // Verification of digest and size has the last word.
-                    false => return Ok(None),
-                },
+                Ok(None) => {
+                    let Some(e) = self.cut_short() else {
+                        return Ok(None);
+                    };
+                    if !self.resume(e).await? {
+                        return Ok(None);
+                    }
+                }
+                // `false`: nothing lies past what arrived, the body broke after its last
+                // byte. Verification of digest and size has the last word.
+                Err(e) => {
+                    if !self.resume(e).await? {
+                        return Ok(None);
+                    }
+                }
             }
         }
     }
@@ -185,20 +187,13 @@ impl Resumable {
         address: Option<Address>,
     ) -> Result<crate::fetch::ByteStream> {
         let (body, skip) = open_at(&remote, host, &url, &headers, offset).await?;
-        let resumable = Resumable {
-            remote,
+        let opened = Opened {
             host,
+            url,
             body,
-            resume_url: Some(url),
-            headers,
-            offset,
-            size: Some(size),
             skip,
-            resumes: 0,
-            progress_mark: offset,
-            address,
         };
-        Ok(resumable.into_stream())
+        Ok(Resumable::opened(remote, opened, headers, offset, size, address).into_stream())
     }
 
     /// The content from byte `offset` on, from the host after the mirror `host`, whose
@@ -218,20 +213,32 @@ impl Resumable {
         let Some(next) = next else {
             return Ok(futures::stream::empty().boxed());
         };
-        let resumable = Resumable {
+        Ok(Resumable::opened(remote, next, headers, offset, size, address).into_stream())
+    }
+
+    /// The content `opened` from byte `offset` on, of `size` bytes in all, with no break
+    /// yet.
+    fn opened(
+        remote: RegistryRemote,
+        opened: Opened,
+        headers: HeaderMap,
+        offset: u64,
+        size: u64,
+        address: Option<Address>,
+    ) -> Resumable {
+        Resumable {
             remote,
-            host: next.host,
-            body: next.body,
-            resume_url: Some(next.url),
+            host: opened.host,
+            body: opened.body,
+            resume_url: Some(opened.url),
             headers,
             offset,
             size: Some(size),
-            skip: next.skip,
+            skip: opened.skip,
             resumes: 0,
             progress_mark: offset,
             address,
-        };
-        Ok(resumable.into_stream())
+        }
     }
 }
 
