@@ -536,15 +536,15 @@ async fn read_part(
     got: &mut BytesMut,
     want: usize,
 ) -> Result<()> {
-    while let Some(chunk) = transport.next_chunk(body).await? {
-        if got.len() + chunk.len() > want {
-            return Err(Error::new(
+    transport::read_onto(transport, body, got, want)
+        .await
+        .map_err(|e| match e.kind() {
+            ErrorKind::TooLarge => Error::new(
                 ErrorKind::TooLarge,
                 format!("part longer than the {want} bytes asked for"),
-            ));
-        }
-        got.extend_from_slice(&chunk);
-    }
+            ),
+            _ => e,
+        })?;
     if got.len() < want {
         return Err(Error::new(
             ErrorKind::Connect,

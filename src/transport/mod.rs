@@ -1047,22 +1047,20 @@ pub async fn read_limited(
     body: &mut Incoming,
     limit: usize,
 ) -> Result<Bytes> {
-    read_into(transport, body, limit, bytes::BytesMut::new()).await
+    let mut buf = bytes::BytesMut::new();
+    read_onto(transport, body, &mut buf, limit).await?;
+    Ok(buf.freeze())
 }
 
-/// Reads a body expected to be exactly `len` bytes into one allocation of that size (a
-/// growing buffer would briefly hold twice as much); more is [`ErrorKind::TooLarge`], less
-/// is returned for the caller to judge.
-pub async fn read_sized(transport: &Transport, body: &mut Incoming, len: usize) -> Result<Bytes> {
-    read_into(transport, body, len, bytes::BytesMut::with_capacity(len)).await
-}
-
-async fn read_into(
+/// Appends a body to `buf`, which may not grow past `limit` bytes: more is an error of
+/// kind [`ErrorKind::TooLarge`]. What arrived before an error stays in `buf`, for a caller
+/// that asks for the rest.
+pub async fn read_onto(
     transport: &Transport,
     body: &mut Incoming,
+    buf: &mut bytes::BytesMut,
     limit: usize,
-    mut buf: bytes::BytesMut,
-) -> Result<Bytes> {
+) -> Result<()> {
     while let Some(chunk) = transport.next_chunk(body).await? {
         if buf.len() + chunk.len() > limit {
             return Err(Error::new(
@@ -1072,7 +1070,7 @@ async fn read_into(
         }
         buf.extend_from_slice(&chunk);
     }
-    Ok(buf.freeze())
+    Ok(())
 }
 
 /// Reads at most `limit` bytes of a body and drops the rest: for error bodies, where the
