@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::layout::{new_layout_file, os_error};
+use super::layout::{new_layout_file, os_error, try_flock};
 use crate::error::{Error, ErrorKind, Result};
 use crate::image::{Descriptor, REF_NAME};
 
@@ -129,7 +129,6 @@ struct IndexLock {
 
 impl IndexLock {
     fn acquire(root: &Path) -> Result<IndexLock> {
-        use std::os::fd::AsRawFd;
         use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
         let path = root.join(INDEX_LOCK);
@@ -157,8 +156,7 @@ impl IndexLock {
                 }
                 Err(e) => return Err(io_err("creating", &path, e)),
             };
-            // SAFETY: flock on a descriptor this function owns; it touches no memory.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            if try_flock(&file, libc::LOCK_EX).map_err(|e| io_err("locking", &path, e))? {
                 // The holder before may have removed the file after this one opened it:
                 // the lock counts only if it is the lock of the file at the path now.
                 let here = std::fs::symlink_metadata(&path).ok();
@@ -167,10 +165,6 @@ impl IndexLock {
                     return Ok(IndexLock { _file: file, path });
                 }
                 continue;
-            }
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::WouldBlock {
-                return Err(io_err("locking", &path, e));
             }
             drop(file);
             if Instant::now() >= deadline {

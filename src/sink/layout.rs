@@ -465,10 +465,22 @@ fn new_named_file(dir: &Path, prefix: &str) -> std::io::Result<tempfile::NamedTe
 /// lock, the kernel drops it when its holder dies. False when another process holds it.
 /// (A filesystem without locks takes none: names alone judge its files.)
 fn hold(file: &std::fs::File) -> bool {
+    !matches!(try_flock(file, libc::LOCK_EX), Ok(false))
+}
+
+/// Takes `file`'s `flock` (`LOCK_EX` or `LOCK_SH`) without waiting for it: `Ok(false)`
+/// when another process holds it.
+pub(super) fn try_flock(file: &std::fs::File, operation: libc::c_int) -> std::io::Result<bool> {
     use std::os::fd::AsRawFd;
     // SAFETY: flock on a descriptor the caller owns; it touches no memory.
-    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
-    locked || std::io::Error::last_os_error().kind() != std::io::ErrorKind::WouldBlock
+    if unsafe { libc::flock(file.as_raw_fd(), operation | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock => Ok(false),
+        _ => Err(e),
+    }
 }
 
 /// [`hold`], waiting up to `wait` for another holder to let go.
@@ -488,7 +500,6 @@ fn hold_within(file: &std::fs::File, wait: Duration) -> bool {
 /// Whether a live process holds `path` under its lock ([`hold`]). A file this run cannot
 /// open to read is judged by its name alone.
 fn held(path: &Path) -> bool {
-    use std::os::fd::AsRawFd;
     use std::os::unix::fs::OpenOptionsExt;
     let Ok(file) = std::fs::OpenOptions::new()
         .read(true)
@@ -497,9 +508,7 @@ fn held(path: &Path) -> bool {
     else {
         return false;
     };
-    // SAFETY: flock on a descriptor this function owns; it touches no memory.
-    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0;
-    !locked && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
+    matches!(try_flock(&file, libc::LOCK_SH), Ok(false))
 }
 
 /// Content on its way into the store. Dropping it without [`TempBlob::commit`] deletes it,
