@@ -54,6 +54,25 @@ pub async fn run(
     outcome
 }
 
+/// Records `digest`, whole in the store at `path` without a byte received: `size` bytes
+/// that the progress counts as already here where the job said how many to expect.
+fn record_whole(
+    outcome: &mut Outcome,
+    job: &Job,
+    progress: &Progress,
+    digest: &Digest,
+    size: u64,
+    path: std::path::PathBuf,
+) {
+    if job.hints.size.is_some() {
+        progress.already_here(size);
+    }
+    outcome.digest = Some(digest.clone());
+    outcome.size = Some(size);
+    outcome.media_type = job.hints.media_type().map(str::to_string);
+    outcome.path = Some(path);
+}
+
 fn record(outcome: &mut Outcome, download: &Download) {
     outcome.digest = download.digest().cloned();
     outcome.size = Some(download.received());
@@ -154,14 +173,9 @@ async fn to_store(
         });
         if let Some(size) = present {
             store.remove_partial(digest);
-            if job.hints.size.is_some() {
-                progress.already_here(size);
-            }
+            let path = store.blob_path(digest);
+            record_whole(outcome, job, progress, digest, size, path);
             outcome.status = Status::Exists;
-            outcome.digest = Some(digest.clone());
-            outcome.size = Some(size);
-            outcome.media_type = job.hints.media_type().map(str::to_string);
-            outcome.path = Some(store.blob_path(digest));
             return Ok(());
         }
     }
@@ -180,14 +194,9 @@ async fn to_store(
                     // only got a 416 and the whole blob fetched again; it verified, and is
                     // stored as it is, as containerd commits an ingest that is complete.
                     Some((temp, prefix)) if holds_whole(&prefix, digest, job.hints.size) => {
-                        if job.hints.size.is_some() {
-                            progress.already_here(prefix.len);
-                        }
-                        outcome.path = Some(temp.commit(digest).await?);
+                        let path = temp.commit(digest).await?;
+                        record_whole(outcome, job, progress, digest, prefix.len, path);
                         outcome.status = Status::Ok;
-                        outcome.digest = Some(digest.clone());
-                        outcome.size = Some(prefix.len);
-                        outcome.media_type = job.hints.media_type().map(str::to_string);
                         return Ok(());
                     }
                     kept => kept,
