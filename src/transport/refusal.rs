@@ -92,7 +92,7 @@ fn origin(uri: &Uri) -> String {
 
 /// The alert a server ended the connection with, in an I/O error from the TLS stream.
 fn alert_in(e: &io::Error) -> Option<&rustls::Error> {
-    super::rustls_error(e).filter(|tls| matches!(tls, rustls::Error::AlertReceived(_)))
+    super::failure::rustls_error(e).filter(|tls| matches!(tls, rustls::Error::AlertReceived(_)))
 }
 
 /// Wraps a connector so that its connections report to `refusals`.

@@ -1,0 +1,512 @@
+//! What a failed request was: hyper's, rustls's and the resolver's failures read as
+//! dist's error kinds, in words a user can act on.
+
+use super::refusal::Ending;
+use super::{handshake, pinned, proxy, tls, MAX_RESPONSE_HEADERS};
+use crate::error::{Error, ErrorKind};
+
+/// Whether `e` is a request lost, before any answer, by a connection that had been made: a
+/// kept-alive connection the server closed as the request went out, or HTTP/2 streams
+/// opened as a GOAWAY arrived (nginx sends one after `keepalive_requests`, CDNs at will).
+/// That is how connections end, not a fault of the server, and nothing was answered, so
+/// the request may go again at once on a new connection, as curl and Go's client resend
+/// it, whatever the retry budget.
+pub fn lost_before_answer(e: &Error) -> bool {
+    let Some(client) = std::error::Error::source(e)
+        .and_then(|c| c.downcast_ref::<hyper_util::client::legacy::Error>())
+        .filter(|c| e.kind() == ErrorKind::Connect && !c.is_connect())
+    else {
+        return false;
+    };
+    // An answer that could not be parsed was an answer: a fault, not a lost request.
+    !causes_include(client, |h: &hyper::Error| {
+        h.is_parse() || h.is_parse_status() || h.is_user()
+    })
+}
+
+/// A request's failure as dist's error. `refused` is the alert that ended the latest
+/// connection to the request's server (see [`refusal`]): a failure that says no more than
+/// that a connection made was lost may be how the server refused our client certificate,
+/// `ours` (if we have one).
+pub(super) fn classify_client_error(
+    e: hyper_util::client::legacy::Error,
+    refused: impl FnOnce() -> Option<Ending>,
+    ours: Option<&tls::ClientIdentity>,
+) -> Error {
+    // A certificate that is not trusted, a proxy that refuses the tunnel or that dist
+    // cannot speak to: all will be the same on the next try, so each has a kind that is
+    // not retried.
+    if let Some(limit) = handshake::timed_out(&e) {
+        // Like a connection not made in time: worth another try, and exit status 2.
+        return Error::new(
+            ErrorKind::Connect,
+            format!(
+                "the TLS handshake did not finish within {limit:?} (--connect-timeout): the \
+                 server took the connection but did not answer in TLS"
+            ),
+        );
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(s) = source {
+        if let Some(failure) = rustls_error(s) {
+            if let Some(why) = certificate_failure(failure, ours) {
+                let refused = Error::new(ErrorKind::Certificate, why);
+                // Of a certificate, rustls says no more than our words (its name for the
+                // case, its times in seconds since 1970, names in their `Debug` forms).
+                return match failure {
+                    rustls::Error::InvalidCertificate(_) => refused,
+                    _ => refused.with_cause(e),
+                };
+            }
+        }
+        if rustls_error(s).is_some_and(is_not_tls) {
+            return Error::new(ErrorKind::NotTls, NOT_TLS);
+        }
+        if let Some(why) = rustls_error(s).and_then(|tls| incompatible(tls, ours)) {
+            return Error::new(ErrorKind::TlsIncompatible, why);
+        }
+        if let Some(failed) = s.downcast_ref::<proxy::ProxyError>() {
+            let kind = match failed {
+                proxy::ProxyError::Refused { status: 407, .. } => ErrorKind::Unauthorized,
+                proxy::ProxyError::Refused {
+                    status: 500..=599, ..
+                } => ErrorKind::Connect,
+                proxy::ProxyError::Refused { .. } => ErrorKind::Denied,
+                proxy::ProxyError::Unsupported { .. } => ErrorKind::InvalidInput,
+                proxy::ProxyError::SocksCredentials { .. } => ErrorKind::Unauthorized,
+                // The proxy's rules, or a request it cannot carry: the same next time.
+                proxy::ProxyError::SocksRefused {
+                    code: 2 | 7 | 8, ..
+                } => ErrorKind::Denied,
+                // Unreachable, refused, timed out beyond the proxy: like a broken
+                // connection, worth another try.
+                proxy::ProxyError::SocksRefused { .. } => ErrorKind::Connect,
+            };
+            return Error::new(kind, failed.to_string());
+        }
+        source = s.source();
+    }
+    if e.is_connect() && names_no_host(&e) {
+        return Error::new(ErrorKind::UnknownHost, "cannot connect").with_cause(e);
+    }
+    // hyper tells this parse error apart only with its server feature, by its words
+    // ("message head is too large") otherwise.
+    let too_large = |h: &hyper::Error| h.is_parse() && h.to_string().contains("too large");
+    if causes_include(&e, too_large) {
+        // The same answer comes again: not worth a retry.
+        return Error::new(
+            ErrorKind::Protocol,
+            format!(
+                "the response's head is too large (more than {MAX_RESPONSE_HEADERS} header \
+                 fields, or too many bytes of them)"
+            ),
+        );
+    }
+    if !e.is_connect() {
+        // What the request's own error says ("connection closed", "frame with invalid
+        // size") is only the consequence of how the connection ended.
+        match refused() {
+            Some(Ending::Alert(alert)) => {
+                if let Some(why) = certificate_failure(&alert, ours) {
+                    tracing::debug!(error = %e, "connection ended by the server's alert");
+                    return Error::new(ErrorKind::Certificate, why);
+                }
+            }
+            Some(Ending::Http1OnHttp2) => {
+                tracing::debug!(error = %e, "HTTP/1.1 on an HTTP/2 connection");
+                // The same on every connection: not retried.
+                return Error::new(ErrorKind::Protocol, HTTP1_ON_HTTP2);
+            }
+            None => {}
+        }
+    }
+    // A request that failed after connecting (reset, closed early) is a broken connection
+    // too, and as worth retrying as one that could not be made.
+    let text = if e.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    Error::new(ErrorKind::Connect, text).with_cause(e)
+}
+
+/// Whether one of `e`'s causes is a `T` for which `test` holds.
+fn causes_include<T: std::error::Error + 'static>(
+    e: &(dyn std::error::Error + 'static),
+    test: impl Fn(&T) -> bool,
+) -> bool {
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if s.downcast_ref::<T>().is_some_and(&test) {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// Whether the resolver said, somewhere in `e`'s causes, that the host's name does not
+/// exist. The system resolver's failures reach us as `io::Error`s that std words as
+/// "failed to lookup address information: <gai_strerror>", in English (Rust programs keep
+/// the C locale). Only the answers that a name does not exist, or has no address, count
+/// (`EAI_NONAME`, `EAI_NODATA`, in glibc's and musl's words): they will be the same in a
+/// moment. Anything else, "Temporary failure in name resolution" (no DNS server answered)
+/// first of all, and any wording not known here, is a failure to connect, retried.
+fn names_no_host(e: &(dyn std::error::Error + 'static)) -> bool {
+    const NO_SUCH_NAME: [&str; 4] = [
+        "Name or service not known",
+        "No address associated with hostname",
+        "Name does not resolve",
+        "Name has no usable address",
+    ];
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            let text = io.to_string();
+            if let Some(why) = text.strip_prefix("failed to lookup address information: ") {
+                return NO_SUCH_NAME.iter().any(|n| why.starts_with(n));
+            }
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// The rustls error behind `e`, if it is one: TLS errors reach us wrapped in `io::Error`s
+/// (two deep through hyper-rustls), whose `source` skips the wrapped error itself.
+pub(super) fn rustls_error<'a>(
+    mut e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a rustls::Error> {
+    loop {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        e = e.downcast_ref::<std::io::Error>()?.get_ref()?;
+    }
+}
+
+/// A server that chose HTTP/2 by ALPN and answered in HTTP/1.1.
+const HTTP1_ON_HTTP2: &str = "the server chose HTTP/2 by ALPN but answered in HTTP/1.1: a \
+     proxy or load balancer in front of the registry offers h2 (its `alpn` setting) for a \
+     server that speaks only HTTP/1.1, which dist, like Go's and curl's clients, cannot use";
+
+/// The most common way to meet a registry without TLS: an address that is not loopback,
+/// so dist speaks HTTPS, and the server answers the TLS greeting in plain HTTP.
+const NOT_TLS: &str = "the server does not speak TLS (a plain-HTTP registry?); for one \
+     without TLS, use --plain-http, an http:// locator or `plain-http` in hosts.toml";
+
+/// Whether the first bytes back were not a TLS record at all, as when an HTTP server
+/// answers a TLS greeting with `HTTP/1.1 400`.
+fn is_not_tls(e: &rustls::Error) -> bool {
+    matches!(
+        e,
+        rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)
+    )
+}
+
+/// What a handshake refused for want of a TLS version or cipher suite in common says, in
+/// words: the alert's name alone ("received fatal alert: HandshakeFailure") told no one
+/// what to do, and it was retried, though every attempt meets it again. Go still offers
+/// TLS 1.2's CBC suites, so a registry docker pulls from may have only those.
+fn incompatible(e: &rustls::Error, ours: Option<&tls::ClientIdentity>) -> Option<String> {
+    use rustls::AlertDescription as Alert;
+    const OFFERED: &str = "dist offers TLS 1.3, and TLS 1.2 with ECDHE key exchange and \
+         AES-GCM or ChaCha20-Poly1305 only";
+    match e {
+        rustls::Error::AlertReceived(Alert::ProtocolVersion) => Some(format!(
+            "the server refused every TLS version dist speaks (ProtocolVersion): it speaks only \
+             an older one (TLS 1.0 or 1.1), which dist does not; {OFFERED}"
+        )),
+        rustls::Error::AlertReceived(
+            alert @ (Alert::HandshakeFailure | Alert::InsufficientSecurity),
+        ) => {
+            // OpenSSL's server under TLS 1.2 says the same of a client certificate it
+            // required and was not shown, or refused: nothing in the alert tells them apart.
+            let certificate = match ours {
+                None => "it requires a client certificate (--cert and --key, or certs.d), or "
+                    .to_string(),
+                Some(ours) => format!(
+                    "it refused our client certificate {}, or ",
+                    ours.cert.display()
+                ),
+            };
+            Some(format!(
+                "the server refused the TLS handshake ({alert:?}): {certificate}it has no \
+                 cipher suite in common with dist (an older server may offer only CBC or RSA \
+                 key exchange suites; {OFFERED})"
+            ))
+        }
+        rustls::Error::PeerIncompatible(why) => Some(format!(
+            "the server's TLS is not compatible with dist's ({why:?}); {OFFERED}"
+        )),
+        _ => None,
+    }
+}
+
+/// What a TLS failure that will not change by retrying says about certificates: ours
+/// (`ours`, if we have one) was missing or refused, or the server's is not trusted. (A
+/// server's refusal of our certificate shows only as its alert: under TLS 1.3, after the
+/// handshake, often read by the connection rather than the request; see [`refusal`].)
+fn certificate_failure(e: &rustls::Error, ours: Option<&tls::ClientIdentity>) -> Option<String> {
+    use rustls::AlertDescription as Alert;
+    match e {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))
+            if other.0.downcast_ref::<tls::UnknownIssuer>().is_some() =>
+        {
+            let unknown = other.0.downcast_ref::<tls::UnknownIssuer>()?;
+            Some(format!(
+                "the server's certificate is not trusted: {}",
+                unknown_issuer(unknown)
+            ))
+        }
+        rustls::Error::InvalidCertificate(why) => {
+            // An unknown issuer, or a self-signed certificate that says it is a CA, is what
+            // a registry with a private CA or its own certificate shows.
+            let hint = match why {
+                rustls::CertificateError::UnknownIssuer | rustls::CertificateError::Other(_) => {
+                    "; trust its CA or its own certificate with --ca-file, `ca` in \
+                     hosts.toml or certs.d/<host>/*.crt"
+                }
+                _ => "",
+            };
+            Some(format!(
+                "the server's certificate is not trusted: {}{hint}",
+                certificate_problem(why)
+            ))
+        }
+        rustls::Error::AlertReceived(Alert::CertificateRequired) => {
+            Some(CLIENT_CERTIFICATE_REQUIRED.into())
+        }
+        rustls::Error::AlertReceived(
+            alert @ (Alert::BadCertificate
+            | Alert::UnsupportedCertificate
+            | Alert::CertificateRevoked
+            | Alert::CertificateExpired
+            | Alert::CertificateUnknown
+            | Alert::UnknownCA
+            | Alert::AccessDenied),
+        ) => Some(match ours {
+            // With none shown, the server can only mean that it wants one: Go's server, as
+            // Debian's docker-registry has it, says BadCertificate for a missing one too.
+            None => format!("{CLIENT_CERTIFICATE_REQUIRED}: {alert:?}"),
+            Some(ours) => format!(
+                "the server refused our client certificate {}: {alert:?}",
+                ours.cert.display()
+            ),
+        }),
+        _ => None,
+    }
+}
+
+/// Where a CA or a certificate is trusted for a registry.
+const TRUST_WITH: &str = "--ca-file, `ca` in hosts.toml or certs.d/<host>/*.crt";
+
+/// Which certificate to trust, by the name the user will find in their files, for a
+/// certificate issued by an authority not trusted here; and, for one sent without an
+/// intermediate, that the chain may be what is wrong, which trusting the root will not cure.
+fn unknown_issuer(unknown: &tls::UnknownIssuer) -> String {
+    let name = unknown.issuer.as_ref().map(|n| format!("\"{n}\""));
+    if unknown.self_signed {
+        let name = name.map_or_else(String::new, |n| format!(" ({n})"));
+        return format!(
+            "it is self-signed{name} and not trusted here (UnknownIssuer); trust it with \
+             {TRUST_WITH}"
+        );
+    }
+    let issuer = name.unwrap_or_else(|| "its issuer".into());
+    if unknown.alone {
+        return format!(
+            "issued by {issuer}, which is not trusted here, and sent without intermediate \
+             certificates (UnknownIssuer); trust {issuer} with {TRUST_WITH}: if it is an \
+             intermediate CA, its root is not enough, and the server should send it after \
+             its own certificate (its full chain: browsers fetch a missing intermediate, \
+             dist, Go and curl do not)"
+        );
+    }
+    format!(
+        "the certificates the server sent lead up to {issuer}, which is not trusted here \
+         (UnknownIssuer); trust {issuer} with {TRUST_WITH}"
+    )
+}
+
+const CLIENT_CERTIFICATE_REQUIRED: &str =
+    "the server requires a client certificate (--cert and --key, or certs.d)";
+
+/// What is wrong with a server's certificate, in words where the case is common, with
+/// rustls's name for it (which searches well) in any case.
+fn certificate_problem(why: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as E;
+    let clock = |now: &rustls::pki_types::UnixTime| {
+        format!("this machine's clock reads {}", pinned::utc(now.as_secs()))
+    };
+    let (words, name) = match why {
+        E::UnknownIssuer => (
+            "issued by an authority not trusted here".into(),
+            "UnknownIssuer",
+        ),
+        // A clock far off (a machine without NTP, a VM restored from a snapshot) makes
+        // every certificate expired or not valid yet: the clock's time shows which it is.
+        E::ExpiredContext { time, not_after } => (
+            format!(
+                "expired on {}; {}",
+                pinned::utc(not_after.as_secs()),
+                clock(time)
+            ),
+            "Expired",
+        ),
+        E::Expired => ("expired".into(), "Expired"),
+        E::NotValidYetContext { time, not_before } => (
+            format!(
+                "not valid before {}; {}",
+                pinned::utc(not_before.as_secs()),
+                clock(time)
+            ),
+            "NotValidYet",
+        ),
+        E::NotValidYet => ("not valid yet".into(), "NotValidYet"),
+        E::NotValidForNameContext {
+            expected,
+            presented,
+        } => (issued_for(expected, presented), "NotValidForName"),
+        E::NotValidForName => ("not issued for this host name".into(), "NotValidForName"),
+        E::Revoked => ("revoked".into(), "Revoked"),
+        E::Other(other) if format!("{other:?}").contains("CaUsedAsEndEntity") => (
+            "a CA certificate served as the server's own".into(),
+            "CaUsedAsEndEntity",
+        ),
+        _ => return format!("{why:?}"),
+    };
+    format!("{words} ({name})")
+}
+
+/// Which names a certificate was issued for, and which was asked for: webpki lists them in
+/// its `Debug` forms (`DnsName("a.example")`, `IpAddress(10.0.0.1)`).
+fn issued_for(expected: &rustls::pki_types::ServerName<'_>, presented: &[String]) -> String {
+    use rustls::pki_types::ServerName;
+    let names: Vec<String> = presented
+        .iter()
+        .map(|p| {
+            let bare = p
+                .strip_prefix("DnsName(\"")
+                .and_then(|n| n.strip_suffix("\")"))
+                .or_else(|| p.strip_prefix("IpAddress(")?.strip_suffix(')'))
+                .unwrap_or(p);
+            crate::server_text::cut_to(crate::server_text::printable(bare).into_owned(), 100)
+        })
+        .take(10)
+        .collect();
+    let (asked, by_address) = match expected {
+        ServerName::DnsName(name) => (name.as_ref().to_string(), false),
+        ServerName::IpAddress(ip) => (std::net::IpAddr::from(*ip).to_string(), true),
+        other => (format!("{other:?}"), false),
+    };
+    let issued = if names.is_empty() {
+        "issued for no host name".to_string()
+    } else {
+        format!("issued for {}", names.join(", "))
+    };
+    let mut said = format!("{issued}, not for {asked}");
+    if by_address {
+        // Go says "doesn't contain any IP SANs": the cure is the same.
+        said.push_str(
+            ", which a certificate must name as an IP address (an IP SAN); or use a name it \
+             was issued for",
+        );
+    }
+    said
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_name_that_does_not_exist_is_an_unknown_host() {
+        let gai = |why: &str| {
+            std::io::Error::other(format!("failed to lookup address information: {why}"))
+        };
+        assert!(names_no_host(&gai("Name or service not known")));
+        assert!(names_no_host(&gai("No address associated with hostname")));
+        assert!(names_no_host(&gai("Name does not resolve")));
+        assert!(!names_no_host(&gai("Temporary failure in name resolution")));
+        assert!(!names_no_host(&gai(
+            "Non-recoverable failure in name resolution"
+        )));
+        assert!(!names_no_host(&gai("a wording not known here")));
+        assert!(!names_no_host(&std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused
+        )));
+
+        // Found among the causes, as hyper-util nests it.
+        #[derive(Debug)]
+        struct Wrapper(std::io::Error);
+        impl std::fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("dns error")
+            }
+        }
+        impl std::error::Error for Wrapper {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        assert!(names_no_host(&Wrapper(gai("Name or service not known"))));
+    }
+
+    #[test]
+    fn certificate_problems_are_told_in_words() {
+        use rustls::CertificateError as E;
+        assert_eq!(
+            certificate_problem(&E::UnknownIssuer),
+            "issued by an authority not trusted here (UnknownIssuer)"
+        );
+        assert_eq!(certificate_problem(&E::Expired), "expired (Expired)");
+        assert_eq!(
+            certificate_problem(&E::NotValidForName),
+            "not issued for this host name (NotValidForName)"
+        );
+        assert_eq!(certificate_problem(&E::BadSignature), "BadSignature");
+
+        // With rustls's context: dates, not seconds since 1970; names, not their `Debug`.
+        let at = rustls::pki_types::UnixTime::since_unix_epoch;
+        let day = std::time::Duration::from_secs(86_400);
+        assert_eq!(
+            certificate_problem(&E::ExpiredContext {
+                time: at(day * 20_000),
+                not_after: at(day * 19_999),
+            }),
+            "expired on 2024-10-03 00:00:00 UTC; this machine's clock reads \
+             2024-10-04 00:00:00 UTC (Expired)"
+        );
+        assert_eq!(
+            certificate_problem(&E::NotValidYetContext {
+                time: at(day * 10_000),
+                not_before: at(day * 20_000),
+            }),
+            "not valid before 2024-10-04 00:00:00 UTC; this machine's clock reads \
+             1997-05-19 00:00:00 UTC (NotValidYet)"
+        );
+        let name = |n: &str| rustls::pki_types::ServerName::try_from(n.to_string()).unwrap();
+        assert_eq!(
+            certificate_problem(&E::NotValidForNameContext {
+                expected: name("registry.example"),
+                presented: vec![
+                    "DnsName(\"other.example\")".into(),
+                    "DnsName(\"*.example.net\")".into()
+                ],
+            }),
+            "issued for other.example, *.example.net, not for registry.example (NotValidForName)"
+        );
+        assert_eq!(
+            certificate_problem(&E::NotValidForNameContext {
+                expected: name("10.0.0.5"),
+                presented: vec![
+                    "DnsName(\"registry.example\")".into(),
+                    "IpAddress(10.0.0.6)".into()
+                ],
+            }),
+            "issued for registry.example, 10.0.0.6, not for 10.0.0.5, which a certificate must \
+             name as an IP address (an IP SAN); or use a name it was issued for (NotValidForName)"
+        );
+    }
+}

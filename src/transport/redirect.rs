@@ -1,0 +1,176 @@
+//! Following redirects: which statuses are redirects, where a `Location` leads, and
+//! whether it leaves the origin the request's credentials belong to.
+
+use http::{StatusCode, Uri};
+
+use crate::error::{Error, ErrorKind, Result};
+
+pub(super) fn is_redirect(s: StatusCode) -> bool {
+    matches!(s.as_u16(), 301 | 302 | 303 | 307 | 308)
+}
+
+#[derive(PartialEq, Eq)]
+pub(super) struct Origin(Option<String>, Option<String>, u16);
+
+impl Origin {
+    pub(super) fn of(u: &Uri) -> Origin {
+        let scheme = u.scheme_str().map(str::to_ascii_lowercase);
+        let default = if scheme.as_deref() == Some("https") {
+            443
+        } else {
+            80
+        };
+        Origin(
+            scheme,
+            u.host().map(str::to_ascii_lowercase),
+            u.port_u16().unwrap_or(default),
+        )
+    }
+}
+
+/// A `Location` as a URI reference: without its fragment, which is never sent, and with
+/// the bytes a URI may not hold (spaces, non-ASCII, `"<>`{}`) percent-encoded, as curl,
+/// Go's client and browsers send them. Servers write such locations unencoded (nginx's
+/// `$uri` is decoded, and a file name may have spaces or accents in it), and refusing
+/// them failed the object, or read as a redirect without `Location` when not UTF-8.
+pub(super) fn location_text(raw: &[u8]) -> String {
+    let raw = raw.split(|&b| b == b'#').next().unwrap_or_default();
+    let mut text = String::with_capacity(raw.len());
+    for &b in raw {
+        match b {
+            b' ' | b'"' | b'<' | b'>' | b'`' | b'{' | b'}' | 0..0x20 | 0x7f.. => {
+                let _ = std::fmt::Write::write_fmt(&mut text, format_args!("%{b:02X}"));
+            }
+            _ => text.push(b as char),
+        }
+    }
+    text
+}
+
+/// Resolves a `Location` against the URL that sent it.
+pub fn resolve(base: &Uri, location: &str) -> Result<Uri> {
+    let bad = || {
+        Error::new(
+            ErrorKind::Protocol,
+            format!(
+                "bad redirect location {:?}",
+                crate::error::redact_url(location)
+            ),
+        )
+    };
+    let abs = if location.contains("://") {
+        location.to_string()
+    } else if let Some(rest) = location.strip_prefix("//") {
+        format!("{}://{rest}", base.scheme_str().unwrap_or("https"))
+    } else {
+        let authority = base.authority().ok_or_else(bad)?;
+        let scheme = base.scheme_str().unwrap_or("https");
+        let target = if location.starts_with('/') {
+            location.to_string()
+        } else {
+            let path = base.path();
+            let dir = &path[..path.rfind('/').map(|i| i + 1).unwrap_or(0)];
+            format!("{dir}{location}")
+        };
+        format!("{scheme}://{authority}{}", without_dot_segments(&target))
+    };
+    let uri: Uri = abs.parse().map_err(|_| bad())?;
+    // Credentials in a location would be sent nowhere by us, but the connection pool
+    // names its connections (and logs them) by authority, password included.
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(Error::new(
+            ErrorKind::Protocol,
+            format!(
+                "redirect to {} carries credentials (user:password@), which dist does not follow",
+                crate::error::redact_url(&abs)
+            ),
+        ));
+    }
+    match uri.scheme_str() {
+        Some("http" | "https") if uri.host().is_some() => Ok(uri),
+        _ => Err(bad()),
+    }
+}
+
+/// `path[?query]` with its `.` and `..` segments resolved (RFC 3986, 5.2.4), as a browser
+/// or curl resolves `Location: ../other/blob`; a server would take them literally.
+fn without_dot_segments(target: &str) -> String {
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    };
+    let mut kept: Vec<&str> = Vec::new();
+    let mut segments = path.strip_prefix('/').unwrap_or(path).split('/').peekable();
+    while let Some(segment) = segments.next() {
+        let last = segments.peek().is_none();
+        match segment {
+            "." | ".." => {
+                if segment == ".." {
+                    kept.pop();
+                }
+                // `a/b/..` names the directory `a/`.
+                if last {
+                    kept.push("");
+                }
+            }
+            other => kept.push(other),
+        }
+    }
+    let mut out = format!("/{}", kept.join("/"));
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn u(s: &str) -> Uri {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn resolves_locations() {
+        let base = u("https://reg.example:5000/v2/x/blobs/sha256:ab");
+        let cases = [
+            ("https://cdn.example/a?b=c", "https://cdn.example/a?b=c"),
+            ("/other", "https://reg.example:5000/other"),
+            ("//cdn.example/p", "https://cdn.example/p"),
+            ("sibling", "https://reg.example:5000/v2/x/blobs/sibling"),
+            (
+                "../../../ok/app/blobs/d?sig=a/../b",
+                "https://reg.example:5000/ok/app/blobs/d?sig=a/../b",
+            ),
+            ("/a/./b/../../../c", "https://reg.example:5000/c"),
+            ("./", "https://reg.example:5000/v2/x/blobs/"),
+            ("..", "https://reg.example:5000/v2/x/"),
+        ];
+        for (location, want) in cases {
+            assert_eq!(resolve(&base, location).unwrap(), u(want), "{location}");
+        }
+        assert!(resolve(&base, "ftp://x/y").is_err());
+        for (raw, want) in [
+            (&b"/cdn/my blob?x=a b#part"[..], "/cdn/my%20blob?x=a%20b"),
+            ("/caf\u{e9}/{a}".as_bytes(), "/caf%C3%A9/%7Ba%7D"),
+            (b"/latin1/\xe9\t", "/latin1/%E9%09"),
+            (b"/kept/%20/as/is?a=b&c=d", "/kept/%20/as/is?a=b&c=d"),
+        ] {
+            assert_eq!(location_text(raw), want, "{raw:?}");
+        }
+        let e = resolve(&base, "http://cdnuser:cdnPASS@cdn.example/p?sig=s").unwrap_err();
+        assert!(e.to_string().contains("carries credentials"), "{e}");
+        assert!(!e.to_string().contains("cdnPASS"), "{e}");
+    }
+
+    #[test]
+    fn origins_compare_scheme_host_and_port() {
+        assert!(Origin::of(&u("https://a.example/x")) == Origin::of(&u("https://A.example:443/y")));
+        assert!(Origin::of(&u("https://a.example/x")) != Origin::of(&u("http://a.example/x")));
+        assert!(
+            Origin::of(&u("http://a.example:5000/")) != Origin::of(&u("http://a.example:5001/"))
+        );
+    }
+}
