@@ -26,7 +26,7 @@ pub struct Snapshot {
     pub objects: u64,
     /// Whether the input has ended and no more will follow, so that `objects` is the total.
     pub input_done: bool,
-    /// Objects whose fetch has started.
+    /// Objects whose fetch has started (a line that names no object starts and ends at once).
     pub started: u64,
     /// Objects finished, successfully or not.
     pub finished: u64,
