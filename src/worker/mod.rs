@@ -273,11 +273,7 @@ fn ready_error(
     object: &str,
     e: Error,
 ) -> BoxFuture<'static, Outcome> {
-    progress.object_read(None);
-    // Started as well as finished: counted as finished alone, each bad line took one off
-    // the fetches shown in flight.
-    progress.started();
-    progress.finished(false);
+    progress.bad_line();
     let mut o = Outcome::new(line, object.to_string());
     o.fail(e);
     Box::pin(future::ready(o))
