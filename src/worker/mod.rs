@@ -273,8 +273,7 @@ fn ready_error(
     object: &str,
     e: Error,
 ) -> BoxFuture<'static, Outcome> {
-    progress.object_read(None);
-    progress.finished(false);
+    progress.bad_line();
     let mut o = Outcome::new(line, object.to_string());
     o.fail(e);
     Box::pin(future::ready(o))
@@ -378,6 +377,56 @@ mod tests {
             .collect();
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(outcomes.len(), 2);
+    }
+
+    /// A remote whose fetches never end, and that says when one has begun.
+    struct Stalled(Arc<tokio::sync::Notify>);
+
+    impl Remote for Stalled {
+        fn fetch<'a>(
+            &'a self,
+            _: &'a crate::reference::Object,
+            _: &'a crate::hints::Hints,
+        ) -> BoxFuture<'a, crate::error::Result<crate::fetch::Download>> {
+            self.0.notify_one();
+            Box::pin(future::pending())
+        }
+
+        fn check<'a>(&'a self) -> BoxFuture<'a, crate::error::Result<()>> {
+            Box::pin(future::ready(Ok(())))
+        }
+
+        fn describe(&self) -> String {
+            "stalled".into()
+        }
+    }
+
+    /// Bad lines end as soon as they are read: they must not be taken off the fetches
+    /// still running, or a list with many bad lines shows none in flight for its whole run.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn bad_lines_do_not_hide_the_fetches_in_flight() {
+        use futures::StreamExt;
+        let begun = Arc::new(tokio::sync::Notify::new());
+        let remote: Arc<dyn Remote> = Arc::new(Stalled(begun.clone()));
+        let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let input = format!("sha256:bad1\nnocolon x\n{d}\n");
+        let progress = Arc::new(Progress::default());
+        let opts = WorkerOptions {
+            jobs: 4,
+            progress: Some(progress.clone()),
+            ..WorkerOptions::default()
+        };
+        let mut outcomes = run(remote, std::io::Cursor::new(input.into_bytes()), opts);
+        for _ in 0..2 {
+            let o = outcomes.next().await.expect("a bad line's outcome");
+            assert_eq!(o.status, Status::Error);
+        }
+        tokio::time::timeout(Duration::from_secs(30), begun.notified())
+            .await
+            .expect("the fetch began");
+        let s = progress.snapshot();
+        assert_eq!((s.finished, s.failed), (2, 2));
+        assert_eq!(s.in_flight(), 1, "{s:?}");
     }
 
     /// On a re-run, bytes already stored or held by a partial download are not expected

@@ -17,6 +17,8 @@ pub struct Progress {
     failed: AtomicU64,
     bytes: AtomicU64,
     expected_bytes: AtomicU64,
+    /// Objects read without a size known in advance.
+    sizes_unknown: AtomicU64,
 }
 
 /// A consistent-enough copy of the counters for one frame of a display.
@@ -26,7 +28,7 @@ pub struct Snapshot {
     pub objects: u64,
     /// Whether the input has ended and no more will follow, so that `objects` is the total.
     pub input_done: bool,
-    /// Objects whose fetch has started.
+    /// Objects whose fetch has started (a line that names no object starts and ends at once).
     pub started: u64,
     /// Objects finished, successfully or not.
     pub finished: u64,
@@ -34,7 +36,8 @@ pub struct Snapshot {
     pub failed: u64,
     /// Bytes received so far.
     pub bytes: u64,
-    /// Sum of the sizes known in advance (from descriptors) of the objects read.
+    /// Sum of the sizes known in advance (from descriptors) of the objects read; 0 once
+    /// an object was read whose size is not known, since the bytes to come are not then.
     pub expected_bytes: u64,
 }
 
@@ -48,9 +51,19 @@ impl Snapshot {
 impl Progress {
     pub(crate) fn object_read(&self, size: Option<u64>) {
         self.lines.fetch_add(1, Ordering::Relaxed);
-        if let Some(s) = size {
-            self.expected_bytes.fetch_add(s, Ordering::Relaxed);
-        }
+        match size {
+            Some(s) => self.expected_bytes.fetch_add(s, Ordering::Relaxed),
+            None => self.sizes_unknown.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+
+    /// A line that names no object: read, and over as soon as it is. Started as well as
+    /// finished, or each one took one off the fetches shown in flight; no bytes come for
+    /// it, so it leaves the bytes expected known.
+    pub(crate) fn bad_line(&self) {
+        self.lines.fetch_add(1, Ordering::Relaxed);
+        self.started();
+        self.finished(false);
     }
 
     pub(crate) fn input_ended(&self, empty: bool) {
@@ -108,7 +121,10 @@ impl Progress {
             finished: self.finished.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
-            expected_bytes: self.expected_bytes.load(Ordering::Relaxed),
+            expected_bytes: match self.sizes_unknown.load(Ordering::Relaxed) {
+                0 => self.expected_bytes.load(Ordering::Relaxed),
+                _ => 0,
+            },
         }
     }
 }
@@ -134,5 +150,19 @@ mod tests {
         assert_eq!(p.snapshot().expected_bytes, 11);
         p.already_here(40);
         assert_eq!(p.snapshot().expected_bytes, 0, "never below zero");
+    }
+
+    /// One object of unknown size makes the bytes to come unknown: the sizes that are
+    /// known would call a batch done while a large blob named without its size still comes.
+    /// A bad line has no bytes to come and does not count.
+    #[test]
+    fn expected_bytes_are_known_only_when_every_size_is() {
+        let p = Progress::default();
+        p.object_read(Some(10));
+        p.bad_line();
+        assert_eq!(p.snapshot().expected_bytes, 10);
+        p.object_read(None);
+        p.object_read(Some(5));
+        assert_eq!(p.snapshot().expected_bytes, 0);
     }
 }
