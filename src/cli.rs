@@ -213,7 +213,13 @@ pub fn explain_or_exit(e: clap::Error) -> ! {
         }
     }
     if e.kind() == clap::error::ErrorKind::MissingRequiredArgument {
-        let args: Vec<String> = std::env::args().skip(1).collect();
+        // An argument that is not UTF-8 (a path in Latin-1) leaves the error to clap:
+        // `std::env::args` panics on it.
+        let args: Option<Vec<String>> = std::env::args_os()
+            .skip(1)
+            .map(|a| a.into_string().ok())
+            .collect();
+        let args = args.unwrap_or_default();
         let words: Vec<&str> = args
             .iter()
             .map(String::as_str)
@@ -265,8 +271,9 @@ fn object_written_apart(e: &clap::Error) -> Option<String> {
     if word.starts_with('-') {
         return None;
     }
-    let mut args: Vec<String> = std::env::args().collect();
-    let at = args.iter().rposition(|a| *a == word)?;
+    // The arguments as the OS gave them: a path among them need not be UTF-8.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let at = args.iter().rposition(|a| *a == *word)?;
     args.remove(at);
     let (command, reference) = match Cli::try_parse_from(&args).ok()?.command {
         Command::Pull(a) => ("pull", a.reference),

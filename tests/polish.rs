@@ -375,6 +375,33 @@ fn a_tag_written_apart_from_a_reference_gets_the_joined_spelling() {
     assert!(!out_dir.exists());
 }
 
+/// A command line clap refuses is explained from the arguments as the OS gave them, which
+/// need not be UTF-8 (a path in Latin-1): read as strings, they panicked with status 101.
+#[test]
+fn a_refused_command_line_with_a_path_that_is_not_utf8_is_explained() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join(OsStr::from_bytes(b"caf\xe9"));
+    let out_dir = out_dir.as_os_str();
+    let with_output = |words: &[&'static str]| -> Vec<&OsStr> {
+        let mut args: Vec<&OsStr> = words.iter().map(|w| OsStr::new(*w)).collect();
+        args.extend([OsStr::new("-o"), out_dir]);
+        args
+    };
+    let tag_apart = with_output(&["pull", "127.0.0.1:1/lab/image", "v1"]);
+    let no_object = with_output(&["fetch", "127.0.0.1:1/lab/image"]);
+    for (args, said) in [
+        (tag_apart, "(127.0.0.1:1/lab/image:v1); got \"v1\" after it"),
+        (no_object, "<OBJECT>"),
+    ] {
+        let out = Dist::new().command(&[]).args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(said), "{args:?}: {err}");
+    }
+}
+
 #[test]
 fn quiet_drops_per_object_messages_but_not_the_exit_status() {
     let reg = FakeRegistry::start();
