@@ -615,6 +615,72 @@ fn a_stdout_that_cannot_be_written_says_so() {
     }
 }
 
+/// A stdout open read-only (`1<file`) takes nothing: every command says so and fails.
+/// Rust's own stdout counts such a write (`EBADF`) as done, and dist exited 0 with the
+/// object, the worker's frames and pull's JSON lines gone nowhere.
+#[test]
+fn a_stdout_open_read_only_is_an_error_not_a_success() {
+    let reg = FakeRegistry::start();
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let config_digest = reg.blob("team/app", config);
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[]}}"#,
+        config.len()
+    );
+    let manifest_type = "application/vnd.oci.image.manifest.v1+json";
+    reg.manifest("team/app", "v1", manifest_type, manifest.as_bytes());
+    let repo = format!("{}/team/app", reg.host());
+    let reference = format!("{repo}:v1");
+    let dir = tempfile::tempdir().unwrap();
+    let read_only = dir.path().join("read-only");
+    std::fs::write(&read_only, "").unwrap();
+    let layout = dir.path().join("layout");
+    let layout = layout.to_str().unwrap();
+    let dist = Dist::new();
+    let bad = "Bad file descriptor";
+    for (args, input, said) in [
+        (
+            vec!["fetch", &repo, "v1"],
+            String::new(),
+            format!("dist: v1: writing to stdout: {bad}"),
+        ),
+        (
+            vec!["fetch", &repo, "-"],
+            format!("{config_digest}\n"),
+            format!("dist: writing to stdout: {bad}"),
+        ),
+        (
+            vec!["pull", &reference, "-o", layout],
+            String::new(),
+            format!("dist: writing the JSON lines: {bad}"),
+        ),
+        (
+            vec!["resolve", &reference],
+            String::new(),
+            format!("dist: writing to stdout: {bad}"),
+        ),
+    ] {
+        let mut child = dist
+            .command(&args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::fs::File::open(&read_only).unwrap())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(&said), "{args:?}: {err}");
+    }
+}
+
 /// As curl does, binary content is not dumped on a terminal; text is, and anything goes to
 /// a file or pipe.
 #[test]

@@ -477,7 +477,7 @@ pub async fn drop_cancelled_tasks() {
 /// said. A reader that went away (`| head`) wanted no more, as for `fetch`: not an error.
 pub fn print_stdout(text: &[u8]) -> u8 {
     use std::io::Write;
-    let mut out = std::io::stdout().lock();
+    let mut out = output::RawStdout::new();
     match out.write_all(text).and_then(|_| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             say!("dist: writing to stdout: {e}");

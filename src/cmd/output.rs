@@ -109,6 +109,36 @@ impl Drop for Output {
     }
 }
 
+/// Standard output, written to its file descriptor as it is. `std::io::stdout()` takes a
+/// write that fails with `EBADF` for done: with stdout open read-only (`1<file`, a
+/// descriptor a service manager handed over wrong), a batch's frames went nowhere and dist
+/// exited 0. Unbuffered: callers gather or buffer what they write.
+pub struct RawStdout(std::mem::ManuallyDrop<std::fs::File>);
+
+impl RawStdout {
+    pub fn new() -> RawStdout {
+        use std::os::fd::FromRawFd;
+        // SAFETY: descriptor 1 is open (Rust's runtime puts /dev/null there when a process
+        // starts without it), and this `File` never closes it: it is never dropped.
+        let file = unsafe { std::fs::File::from_raw_fd(libc::STDOUT_FILENO) };
+        RawStdout(std::mem::ManuallyDrop::new(file))
+    }
+}
+
+impl Write for RawStdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        self.0.write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Resolves when stdout is a pipe or a socket whose reader has gone (`| head` exited), so
 /// that a batch stops there instead of fetching what nobody will read: without it, the
 /// batch learnt of it only at its next write, which a large download can hold back for
@@ -168,7 +198,7 @@ fn write_all(
     mut report: Option<std::io::BufWriter<std::fs::File>>,
 ) -> Result<(), Failure> {
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let mut out = sink::gather::Gather::new(std::io::stdout().lock());
+    let mut out = sink::gather::Gather::new(RawStdout::new());
     let mut batch = Vec::new();
     while rx.next_batch(&mut batch) {
         // On the terminal a progress line may be drawn on (`-o DIR < list`), output goes

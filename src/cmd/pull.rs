@@ -75,7 +75,7 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
         progress: Some(progress),
     };
     let terminal = std::io::stdout().is_terminal();
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::new(super::output::RawStdout::new());
     let mut write_failed = false;
     let on_event = |event: dist::pull::Event| {
         match &event {
