@@ -14,6 +14,7 @@ use cmd::{EXIT_TIMEOUT, EXIT_USAGE};
 
 fn main() -> ExitCode {
     tune_allocator();
+    cli::unset_empty_option_variables();
     let mut cli = Cli::try_parse().unwrap_or_else(|e| cli::explain_or_exit(e));
     init_logging(cli.global.verbose, cli.global.quiet, cli.global.log_format);
     if cli.global.log_format == LogFormat::Json {
