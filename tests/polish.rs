@@ -818,6 +818,22 @@ fn a_report_that_would_destroy_input_or_layout_is_refused() {
         assert!(err.contains("this is stdout"), "{args:?}: {err}");
         assert!(out.stdout.is_empty(), "{args:?}");
     }
+    // `-`, stdout to curl and tar, was created as a file of that name where dist ran.
+    for args in [
+        vec!["fetch", &repo, "-", "--report", "-"],
+        vec!["pull", &pull_ref, "-o", layout_s, "--report", "-"],
+    ] {
+        let out = dist
+            .command(&args)
+            .current_dir(dir.path())
+            .stdin(std::fs::File::open(&list).unwrap())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("--report -: stdout already carries"), "{err}");
+        assert!(!dir.path().join("-").exists(), "{args:?}");
+    }
     // Each refused run created the layout, and took it back.
     assert!(!layout.exists());
     assert_eq!(reg.requests().len(), 0, "nothing was fetched");
