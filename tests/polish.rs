@@ -615,11 +615,13 @@ fn a_stdout_that_cannot_be_written_says_so() {
     }
 }
 
-/// A stdout open read-only (`1<file`) takes nothing: every command says so and fails.
-/// Rust's own stdout counts such a write (`EBADF`) as done, and dist exited 0 with the
-/// object, the worker's frames and pull's JSON lines gone nowhere.
+/// A stdout open read-only (`1<file`) or closed (`>&-`) takes nothing: every command says
+/// so and fails, as `cat` and `curl` do. Rust's own stdout counts a write there (`EBADF`,
+/// or /dev/null, which Rust's runtime opens in place of a closed descriptor 1) as done,
+/// and dist exited 0 with the object, the worker's frames and pull's JSON lines gone
+/// nowhere.
 #[test]
-fn a_stdout_open_read_only_is_an_error_not_a_success() {
+fn a_stdout_that_takes_nothing_is_an_error_not_a_success() {
     let reg = FakeRegistry::start();
     let config = br#"{"architecture":"amd64","os":"linux"}"#;
     let config_digest = reg.blob("team/app", config);
@@ -638,7 +640,7 @@ fn a_stdout_open_read_only_is_an_error_not_a_success() {
     let layout = layout.to_str().unwrap();
     let dist = Dist::new();
     let bad = "Bad file descriptor";
-    for (args, input, said) in [
+    let cases = [
         (
             vec!["fetch", &repo, "v1"],
             String::new(),
@@ -659,25 +661,42 @@ fn a_stdout_open_read_only_is_an_error_not_a_success() {
             String::new(),
             format!("dist: writing to stdout: {bad}"),
         ),
-    ] {
-        let mut child = dist
-            .command(&args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::fs::File::open(&read_only).unwrap())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write as _;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
-        assert!(err.contains(&said), "{args:?}: {err}");
+    ];
+    for closed in [false, true] {
+        for (args, input, said) in &cases {
+            let mut command = dist.command(args);
+            if closed {
+                // SAFETY: only close(2), async-signal-safe, runs between fork and exec.
+                unsafe {
+                    std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                        libc::close(libc::STDOUT_FILENO);
+                        Ok(())
+                    });
+                }
+            } else {
+                command.stdout(std::fs::File::open(&read_only).unwrap());
+            }
+            let mut child = command
+                .stdin(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write as _;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{args:?}, closed {closed}: {err}"
+            );
+            assert!(err.contains(said), "{args:?}, closed {closed}: {err}");
+        }
     }
 }
 
