@@ -207,12 +207,12 @@ pub struct ResolveArgs {
 /// but what it needs is the spelling that splits the two.
 pub fn explain_or_exit(e: clap::Error) -> ! {
     if let Some(why) = variable_refused(&e) {
-        eprintln!("dist: {why}");
+        crate::cmd::to_stderr(&format!("dist: {why}"));
         std::process::exit(i32::from(crate::cmd::EXIT_USAGE));
     }
     if e.kind() == clap::error::ErrorKind::UnknownArgument {
         if let Some(why) = object_written_apart(&e) {
-            eprintln!("dist: {why}");
+            crate::cmd::to_stderr(&format!("dist: {why}"));
             std::process::exit(i32::from(crate::cmd::EXIT_USAGE));
         }
     }
@@ -236,7 +236,7 @@ pub fn explain_or_exit(e: clap::Error) -> ! {
                 Ok(_) => None,
             };
             if let Some(why) = why {
-                eprintln!("dist: {why}");
+                crate::cmd::to_stderr(&format!("dist: {why}"));
                 std::process::exit(i32::from(crate::cmd::EXIT_USAGE));
             }
         }

@@ -33,7 +33,7 @@ fn main() -> ExitCode {
     let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("dist: cannot start the async runtime: {e}");
+            cmd::to_stderr(&format!("dist: cannot start the async runtime: {e}"));
             return ExitCode::from(EXIT_USAGE);
         }
     };

@@ -197,6 +197,33 @@ fn a_stderr_nobody_reads_does_not_end_the_batch() {
     assert!(missing.is_empty(), "not framed whole: {missing:?}");
 }
 
+/// A usage error dist explains in its own words, with stderr's reader gone, is still a
+/// usage error (status 2): written with `eprintln!`, it panicked with status 101.
+#[test]
+fn a_usage_error_with_stderr_gone_is_still_a_usage_error() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let dist = Dist::new();
+    for args in [
+        vec!["fetch", "127.0.0.1:1/lab/image:latest"],
+        vec!["pull", "127.0.0.1:1/lab/image", "v1", "-o", "unused"],
+    ] {
+        // A pipe whose reader is gone before dist starts.
+        let mut fds = [0; 2];
+        // SAFETY: pipe(2) writes two descriptors into an array of two.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: both descriptors were just created and are owned here alone.
+        let (reader, writer) =
+            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        drop(reader);
+        let status = dist
+            .command(&args)
+            .stderr(std::process::Stdio::from(writer))
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(2), "{args:?}");
+    }
+}
+
 /// A one-shot fetch into a file draws a meter on the terminal, as curl does, once it has
 /// run for a second; a short one draws nothing, and `-q` silences it.
 /// `dist fetch LOC -` with the terminal as its input waits for typed lines: it says so and
