@@ -981,6 +981,34 @@ fn a_registry_that_is_not_there_is_named_plainly() {
     assert!(!err.contains("client error"), "{err}");
 }
 
+/// A registry that takes the connection and never answers is one dist cannot use, status
+/// 2, for a one-shot fetch and `resolve` as for the worker, whose check says so, and as
+/// over TLS, where the handshake times out: it was status 1, an object that failed, which
+/// a script reads as "not there" rather than "try again later".
+#[test]
+fn a_registry_that_never_answers_cannot_be_used() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let locator = format!("{}/team/app", silent.local_addr().unwrap());
+    let reference = format!("{locator}:latest");
+    let quick = ["--idle-timeout", "300ms", "--retries", "0"];
+    let dist = Dist::new();
+    for (args, input) in [
+        (vec!["fetch", &locator, "latest"], ""),
+        (vec!["resolve", &reference], ""),
+        (vec!["fetch", &locator, "-"], "latest\n"),
+    ] {
+        let args = [&args[..], &quick[..]].concat();
+        let out = dist.run(&args, input.as_bytes());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("no response headers in time"),
+            "{args:?}: {err}"
+        );
+    }
+    drop(silent);
+}
+
 /// A digest's hex pasted without its algorithm is a valid tag, so it is asked for as one;
 /// when no such tag exists, the message gives the digest's spelling, in one-shot fetches,
 /// in the worker's lines and in `resolve`.
