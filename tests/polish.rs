@@ -727,6 +727,38 @@ fn a_stdout_that_takes_nothing_is_an_error_not_a_success() {
     }
 }
 
+/// A pull whose `--report` cannot be written (a full disk: `/dev/full`) says that of the
+/// report, once: it was said as "writing the JSON lines", stdout's, and then again.
+#[test]
+fn a_report_that_cannot_be_written_is_named_once() {
+    let reg = FakeRegistry::start();
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let config_digest = reg.blob("team/app", config);
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[]}}"#,
+        config.len()
+    );
+    let manifest_type = "application/vnd.oci.image.manifest.v1+json";
+    reg.manifest("team/app", "v1", manifest_type, manifest.as_bytes());
+    let reference = format!("{}/team/app:v1", reg.host());
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let args = [
+        "pull",
+        &reference,
+        "-o",
+        layout.to_str().unwrap(),
+        "--report",
+        "/dev/full",
+    ];
+    let out = Dist::new().run(&args, b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let said = "dist: writing the report: No space left on device";
+    assert_eq!(err.matches(said).count(), 1, "{err}");
+    assert!(!err.contains("JSON lines"), "{err}");
+}
+
 /// As curl does, binary content is not dumped on a terminal; text is, and anything goes to
 /// a file or pipe.
 #[test]
