@@ -206,14 +206,24 @@ pub struct ResolveArgs {
 /// `dist fetch host/name:tag`, an image reference pasted whole, lacks its object to clap,
 /// but what it needs is the spelling that splits the two.
 pub fn explain_or_exit(e: clap::Error) -> ! {
+    if let Some(why) = variable_refused(&e) {
+        crate::cmd::to_stderr(&format!("dist: {why}"));
+        std::process::exit(i32::from(crate::cmd::EXIT_USAGE));
+    }
     if e.kind() == clap::error::ErrorKind::UnknownArgument {
         if let Some(why) = object_written_apart(&e) {
-            eprintln!("dist: {why}");
+            crate::cmd::to_stderr(&format!("dist: {why}"));
             std::process::exit(i32::from(crate::cmd::EXIT_USAGE));
         }
     }
     if e.kind() == clap::error::ErrorKind::MissingRequiredArgument {
-        let args: Vec<String> = std::env::args().skip(1).collect();
+        // An argument that is not UTF-8 (a path in Latin-1) leaves the error to clap:
+        // `std::env::args` panics on it.
+        let args: Option<Vec<String>> = std::env::args_os()
+            .skip(1)
+            .map(|a| a.into_string().ok())
+            .collect();
+        let args = args.unwrap_or_default();
         let words: Vec<&str> = args
             .iter()
             .map(String::as_str)
@@ -226,12 +236,57 @@ pub fn explain_or_exit(e: clap::Error) -> ! {
                 Ok(_) => None,
             };
             if let Some(why) = why {
-                eprintln!("dist: {why}");
+                crate::cmd::to_stderr(&format!("dist: {why}"));
                 std::process::exit(i32::from(crate::cmd::EXIT_USAGE));
             }
         }
     }
     e.exit()
+}
+
+/// The environment variables that stand for options, each with its option.
+const OPTION_VARIABLES: [(&str, &str); 2] = [
+    ("DIST_FETCH_TIMEOUT", "--timeout"),
+    ("DIST_HOSTS_DIR", "--hosts-dir"),
+];
+
+/// Makes an empty `DIST_FETCH_TIMEOUT=` or `DIST_HOSTS_DIR=` (a job runner's input left
+/// blank) count as unset, as an empty proxy variable does: clap took it for a value and
+/// refused the run for an empty `--timeout` or `--hosts-dir` nobody typed. Call it before
+/// any other thread starts: nothing may read the environment meanwhile.
+pub fn unset_empty_option_variables() {
+    for (variable, _) in OPTION_VARIABLES {
+        if std::env::var_os(variable).is_some_and(|v| v.is_empty()) {
+            std::env::remove_var(variable);
+        }
+    }
+}
+
+/// `DIST_FETCH_TIMEOUT=soon`, which clap refuses in the words of `--timeout`, an option
+/// the command line may not hold at all: said of the variable, where the value came from.
+fn variable_refused(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        e.kind(),
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue
+    ) {
+        return None;
+    }
+    let (ContextValue::String(arg), ContextValue::String(value)) = (
+        e.get(ContextKind::InvalidArg)?,
+        e.get(ContextKind::InvalidValue)?,
+    ) else {
+        return None;
+    };
+    let option = arg.split(' ').next()?;
+    let (variable, _) = OPTION_VARIABLES.iter().find(|(_, o)| *o == option)?;
+    // Even with the option typed after the command, clap reads the variable for the
+    // command line's other level, and refuses it there.
+    if std::env::var_os(variable)? != value.as_str() {
+        return None;
+    }
+    let why = std::error::Error::source(e).map_or_else(|| "not valid".into(), |s| s.to_string());
+    Some(format!("{variable} (as {option}): {why}"))
 }
 
 /// `dist fetch oci:./dir:v1`: a layout's image reference, as `dist pull` takes it, where
@@ -265,8 +320,9 @@ fn object_written_apart(e: &clap::Error) -> Option<String> {
     if word.starts_with('-') {
         return None;
     }
-    let mut args: Vec<String> = std::env::args().collect();
-    let at = args.iter().rposition(|a| *a == word)?;
+    // The arguments as the OS gave them: a path among them need not be UTF-8.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let at = args.iter().rposition(|a| *a == *word)?;
     args.remove(at);
     let (command, reference) = match Cli::try_parse_from(&args).ok()?.command {
         Command::Pull(a) => ("pull", a.reference),

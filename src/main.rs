@@ -14,6 +14,7 @@ use cmd::{EXIT_TIMEOUT, EXIT_USAGE};
 
 fn main() -> ExitCode {
     tune_allocator();
+    cli::unset_empty_option_variables();
     let mut cli = Cli::try_parse().unwrap_or_else(|e| cli::explain_or_exit(e));
     init_logging(cli.global.verbose, cli.global.quiet, cli.global.log_format);
     if cli.global.log_format == LogFormat::Json {
@@ -32,7 +33,7 @@ fn main() -> ExitCode {
     let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("dist: cannot start the async runtime: {e}");
+            cmd::to_stderr(&format!("dist: cannot start the async runtime: {e}"));
             return ExitCode::from(EXIT_USAGE);
         }
     };

@@ -197,6 +197,33 @@ fn a_stderr_nobody_reads_does_not_end_the_batch() {
     assert!(missing.is_empty(), "not framed whole: {missing:?}");
 }
 
+/// A usage error dist explains in its own words, with stderr's reader gone, is still a
+/// usage error (status 2): written with `eprintln!`, it panicked with status 101.
+#[test]
+fn a_usage_error_with_stderr_gone_is_still_a_usage_error() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let dist = Dist::new();
+    for args in [
+        vec!["fetch", "127.0.0.1:1/lab/image:latest"],
+        vec!["pull", "127.0.0.1:1/lab/image", "v1", "-o", "unused"],
+    ] {
+        // A pipe whose reader is gone before dist starts.
+        let mut fds = [0; 2];
+        // SAFETY: pipe(2) writes two descriptors into an array of two.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: both descriptors were just created and are owned here alone.
+        let (reader, writer) =
+            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        drop(reader);
+        let status = dist
+            .command(&args)
+            .stderr(std::process::Stdio::from(writer))
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(2), "{args:?}");
+    }
+}
+
 /// A one-shot fetch into a file draws a meter on the terminal, as curl does, once it has
 /// run for a second; a short one draws nothing, and `-q` silences it.
 /// `dist fetch LOC -` with the terminal as its input waits for typed lines: it says so and
@@ -373,6 +400,33 @@ fn a_tag_written_apart_from_a_reference_gets_the_joined_spelling() {
         assert!(!err.contains("connect"), "{err}");
     }
     assert!(!out_dir.exists());
+}
+
+/// A command line clap refuses is explained from the arguments as the OS gave them, which
+/// need not be UTF-8 (a path in Latin-1): read as strings, they panicked with status 101.
+#[test]
+fn a_refused_command_line_with_a_path_that_is_not_utf8_is_explained() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join(OsStr::from_bytes(b"caf\xe9"));
+    let out_dir = out_dir.as_os_str();
+    let with_output = |words: &[&'static str]| -> Vec<&OsStr> {
+        let mut args: Vec<&OsStr> = words.iter().map(|w| OsStr::new(*w)).collect();
+        args.extend([OsStr::new("-o"), out_dir]);
+        args
+    };
+    let tag_apart = with_output(&["pull", "127.0.0.1:1/lab/image", "v1"]);
+    let no_object = with_output(&["fetch", "127.0.0.1:1/lab/image"]);
+    for (args, said) in [
+        (tag_apart, "(127.0.0.1:1/lab/image:v1); got \"v1\" after it"),
+        (no_object, "<OBJECT>"),
+    ] {
+        let out = Dist::new().command(&[]).args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(said), "{args:?}: {err}");
+    }
 }
 
 #[test]
@@ -588,6 +642,123 @@ fn a_stdout_that_cannot_be_written_says_so() {
     }
 }
 
+/// A stdout open read-only (`1<file`) or closed (`>&-`) takes nothing: every command says
+/// so and fails, as `cat` and `curl` do. Rust's own stdout counts a write there (`EBADF`,
+/// or /dev/null, which Rust's runtime opens in place of a closed descriptor 1) as done,
+/// and dist exited 0 with the object, the worker's frames and pull's JSON lines gone
+/// nowhere.
+#[test]
+fn a_stdout_that_takes_nothing_is_an_error_not_a_success() {
+    let reg = FakeRegistry::start();
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let config_digest = reg.blob("team/app", config);
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[]}}"#,
+        config.len()
+    );
+    let manifest_type = "application/vnd.oci.image.manifest.v1+json";
+    reg.manifest("team/app", "v1", manifest_type, manifest.as_bytes());
+    let repo = format!("{}/team/app", reg.host());
+    let reference = format!("{repo}:v1");
+    let dir = tempfile::tempdir().unwrap();
+    let read_only = dir.path().join("read-only");
+    std::fs::write(&read_only, "").unwrap();
+    let layout = dir.path().join("layout");
+    let layout = layout.to_str().unwrap();
+    let dist = Dist::new();
+    let bad = "Bad file descriptor";
+    let cases = [
+        (
+            vec!["fetch", &repo, "v1"],
+            String::new(),
+            format!("dist: v1: writing to stdout: {bad}"),
+        ),
+        (
+            vec!["fetch", &repo, "-"],
+            format!("{config_digest}\n"),
+            format!("dist: writing to stdout: {bad}"),
+        ),
+        (
+            vec!["pull", &reference, "-o", layout],
+            String::new(),
+            format!("dist: writing the JSON lines: {bad}"),
+        ),
+        (
+            vec!["resolve", &reference],
+            String::new(),
+            format!("dist: writing to stdout: {bad}"),
+        ),
+    ];
+    for closed in [false, true] {
+        for (args, input, said) in &cases {
+            let mut command = dist.command(args);
+            if closed {
+                // SAFETY: only close(2), async-signal-safe, runs between fork and exec.
+                unsafe {
+                    std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                        libc::close(libc::STDOUT_FILENO);
+                        Ok(())
+                    });
+                }
+            } else {
+                command.stdout(std::fs::File::open(&read_only).unwrap());
+            }
+            let mut child = command
+                .stdin(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write as _;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{args:?}, closed {closed}: {err}"
+            );
+            assert!(err.contains(said), "{args:?}, closed {closed}: {err}");
+        }
+    }
+}
+
+/// A pull whose `--report` cannot be written (a full disk: `/dev/full`) says that of the
+/// report, once: it was said as "writing the JSON lines", stdout's, and then again.
+#[test]
+fn a_report_that_cannot_be_written_is_named_once() {
+    let reg = FakeRegistry::start();
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let config_digest = reg.blob("team/app", config);
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[]}}"#,
+        config.len()
+    );
+    let manifest_type = "application/vnd.oci.image.manifest.v1+json";
+    reg.manifest("team/app", "v1", manifest_type, manifest.as_bytes());
+    let reference = format!("{}/team/app:v1", reg.host());
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let args = [
+        "pull",
+        &reference,
+        "-o",
+        layout.to_str().unwrap(),
+        "--report",
+        "/dev/full",
+    ];
+    let out = Dist::new().run(&args, b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let said = "dist: writing the report: No space left on device";
+    assert_eq!(err.matches(said).count(), 1, "{err}");
+    assert!(!err.contains("JSON lines"), "{err}");
+}
+
 /// As curl does, binary content is not dumped on a terminal; text is, and anything goes to
 /// a file or pipe.
 #[test]
@@ -725,6 +896,22 @@ fn a_report_that_would_destroy_input_or_layout_is_refused() {
         assert!(err.contains("this is stdout"), "{args:?}: {err}");
         assert!(out.stdout.is_empty(), "{args:?}");
     }
+    // `-`, stdout to curl and tar, was created as a file of that name where dist ran.
+    for args in [
+        vec!["fetch", &repo, "-", "--report", "-"],
+        vec!["pull", &pull_ref, "-o", layout_s, "--report", "-"],
+    ] {
+        let out = dist
+            .command(&args)
+            .current_dir(dir.path())
+            .stdin(std::fs::File::open(&list).unwrap())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("--report -: stdout already carries"), "{err}");
+        assert!(!dir.path().join("-").exists(), "{args:?}");
+    }
     // Each refused run created the layout, and took it back.
     assert!(!layout.exists());
     assert_eq!(reg.requests().len(), 0, "nothing was fetched");
@@ -824,6 +1011,34 @@ fn a_registry_that_is_not_there_is_named_plainly() {
     assert!(err.starts_with(&expected), "{err}");
     assert!(err.contains("Connection refused"), "{err}");
     assert!(!err.contains("client error"), "{err}");
+}
+
+/// A registry that takes the connection and never answers is one dist cannot use, status
+/// 2, for a one-shot fetch and `resolve` as for the worker, whose check says so, and as
+/// over TLS, where the handshake times out: it was status 1, an object that failed, which
+/// a script reads as "not there" rather than "try again later".
+#[test]
+fn a_registry_that_never_answers_cannot_be_used() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let locator = format!("{}/team/app", silent.local_addr().unwrap());
+    let reference = format!("{locator}:latest");
+    let quick = ["--idle-timeout", "300ms", "--retries", "0"];
+    let dist = Dist::new();
+    for (args, input) in [
+        (vec!["fetch", &locator, "latest"], ""),
+        (vec!["resolve", &reference], ""),
+        (vec!["fetch", &locator, "-"], "latest\n"),
+    ] {
+        let args = [&args[..], &quick[..]].concat();
+        let out = dist.run(&args, input.as_bytes());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("no response headers in time"),
+            "{args:?}: {err}"
+        );
+    }
+    drop(silent);
 }
 
 /// A digest's hex pasted without its algorithm is a valid tag, so it is asked for as one;

@@ -974,6 +974,39 @@ fn the_timeout_may_come_from_the_environment() {
     drop(silent);
 }
 
+/// An empty `DIST_FETCH_TIMEOUT=` or `DIST_HOSTS_DIR=` (a job runner's input left blank)
+/// counts as unset, as an empty proxy variable does, where clap refused the run for an
+/// empty `--timeout` or `--hosts-dir` nobody typed; a malformed one is refused naming the
+/// variable, before any request.
+#[test]
+fn option_variables_empty_are_unset_and_malformed_are_named() {
+    let reg = FakeRegistry::start();
+    let data = bytes(31, 1000);
+    let digest = reg.blob("team/app", &data);
+    let mut dist = Dist::new();
+    dist.env("DIST_FETCH_TIMEOUT", "").env("DIST_HOSTS_DIR", "");
+    let out = dist.run(&["fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(out.stdout, data);
+    let requests = reg.request_count();
+    let mut dist = Dist::new();
+    dist.env("DIST_FETCH_TIMEOUT", "soon");
+    for args in [
+        vec!["fetch", &repo(&reg), &digest],
+        vec!["fetch", &repo(&reg), &digest, "--timeout", "1m"],
+    ] {
+        let out = dist.run(&args, b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(r#"dist: DIST_FETCH_TIMEOUT (as --timeout): invalid duration "soon""#),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(reg.request_count(), requests);
+}
+
 /// A timeout too far off to end (`1e19` seconds, past what the clock can count) is no
 /// deadline at all, for a one-shot command as for a batch; it panicked (status 101).
 #[test]

@@ -4,8 +4,9 @@
 use bytes::Bytes;
 use dist::fetch::{Download, MAX_MANIFEST_SIZE, VERIFY_ATTEMPTS};
 use dist::sink::stream::StreamWriter;
-use dist::{Error, Hints, Object, Remote};
+use dist::{Error, ErrorKind, Hints, Object, Remote};
 
+use super::output::RawStdout;
 use super::progress::Meter;
 use super::{check_layout, exit_for, open_locator, report, EXIT_USAGE};
 use crate::cli::{FetchArgs, Global};
@@ -158,7 +159,9 @@ pub async fn fetch_to_stdout(
         Ok(()) => result,
         // The reader went away (`| head`): nothing left to do, and nothing to report.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(Error::from(e).with_object(object)),
+        Err(e) => Err(Error::new(ErrorKind::Io, "writing to stdout")
+            .with_cause(e)
+            .with_object(object)),
     };
     if let Some(meter) = shown {
         meter.finish(result.is_ok());
@@ -170,7 +173,7 @@ pub async fn fetch_to_stdout(
 /// the guard that keeps binary content off a terminal.
 struct Stdout<'a> {
     object: &'a Object,
-    writer: Option<StreamWriter<std::io::Stdout>>,
+    writer: Option<StreamWriter<RawStdout>>,
     guard_terminal: bool,
 }
 
@@ -204,7 +207,7 @@ impl<'a> Stdout<'a> {
     /// Hands `chunks` to the writer, starting it with them; `false` once it has stopped.
     async fn write_all(&mut self, chunks: impl Iterator<Item = Bytes>) -> bool {
         let Some(writer) = &mut self.writer else {
-            self.writer = Some(StreamWriter::start(std::io::stdout(), chunks.collect()));
+            self.writer = Some(StreamWriter::start(RawStdout::new(), chunks.collect()));
             return true;
         };
         for chunk in chunks {

@@ -81,14 +81,16 @@ pub const EXIT_TIMEOUT: u8 = 124;
 
 /// The exit status of a one-shot command that failed with `e`, as the worker's check of
 /// its remote decides for a batch: a remote that cannot be reached (no connection, or one
-/// that broke past the retries; an untrusted certificate, a server that does not speak
-/// TLS) or that refuses the credentials is status 2, as a usage error is; an object that
-/// failed otherwise (not found, refused, not what its digest says) is status 1. A script
-/// can tell a registry it cannot use from an object it cannot have.
+/// that broke past the retries; one that takes the connection and never answers, over
+/// plain HTTP as over TLS; an untrusted certificate, a server that does not speak TLS) or
+/// that refuses the credentials is status 2, as a usage error is; an object that failed
+/// otherwise (not found, refused, not what its digest says) is status 1. A script can
+/// tell a registry it cannot use from an object it cannot have.
 pub fn exit_for(e: &Error) -> u8 {
     match e.kind() {
         ErrorKind::InvalidInput
         | ErrorKind::Connect
+        | ErrorKind::Timeout
         | ErrorKind::UnknownHost
         | ErrorKind::Certificate
         | ErrorKind::NotTls
@@ -477,7 +479,7 @@ pub async fn drop_cancelled_tasks() {
 /// said. A reader that went away (`| head`) wanted no more, as for `fetch`: not an error.
 pub fn print_stdout(text: &[u8]) -> u8 {
     use std::io::Write;
-    let mut out = std::io::stdout().lock();
+    let mut out = output::RawStdout::new();
     match out.write_all(text).and_then(|_| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             say!("dist: writing to stdout: {e}");

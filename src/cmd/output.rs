@@ -109,6 +109,68 @@ impl Drop for Output {
     }
 }
 
+/// Standard output, written to its file descriptor as it is. `std::io::stdout()` takes a
+/// write that fails with `EBADF` for done: with stdout open read-only (`1<file`, a
+/// descriptor a service manager handed over wrong), a batch's frames went nowhere and dist
+/// exited 0. Unbuffered: callers gather or buffer what they write.
+pub struct RawStdout(Option<std::mem::ManuallyDrop<std::fs::File>>);
+
+impl RawStdout {
+    pub fn new() -> RawStdout {
+        use std::os::fd::FromRawFd;
+        if STARTED_WITHOUT_STDOUT.load(std::sync::atomic::Ordering::Relaxed) {
+            return RawStdout(None);
+        }
+        // SAFETY: descriptor 1 is open (Rust's runtime puts /dev/null there when a process
+        // starts without it), and this `File` never closes it: it is never dropped.
+        let file = unsafe { std::fs::File::from_raw_fd(libc::STDOUT_FILENO) };
+        RawStdout(Some(std::mem::ManuallyDrop::new(file)))
+    }
+
+    fn file(&mut self) -> std::io::Result<&mut std::fs::File> {
+        match &mut self.0 {
+            Some(file) => Ok(file),
+            None => Err(std::io::Error::from_raw_os_error(libc::EBADF)),
+        }
+    }
+}
+
+impl Write for RawStdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file()?.write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        self.file()?.write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Whether dist started with stdout closed (`>&-`). Rust's runtime then opens /dev/null
+/// as descriptor 1 before `main`, so that no file or socket opened later takes its
+/// number; writes there succeeded, and a fetch whose object went nowhere exited 0 where
+/// `cat` and `curl` fail. Recorded by [`record_closed_stdout`], which runs first.
+static STARTED_WITHOUT_STDOUT: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Run by the C runtime with the program's other initialisers, before Rust's runtime
+/// starts and fills in a closed descriptor 1.
+#[cfg(target_os = "linux")]
+#[used]
+#[link_section = ".init_array"]
+static RECORD_CLOSED_STDOUT: extern "C" fn() = record_closed_stdout;
+
+#[cfg(target_os = "linux")]
+extern "C" fn record_closed_stdout() {
+    // SAFETY: F_GETFD only asks whether the descriptor is open.
+    if unsafe { libc::fcntl(libc::STDOUT_FILENO, libc::F_GETFD) } == -1 {
+        STARTED_WITHOUT_STDOUT.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Resolves when stdout is a pipe or a socket whose reader has gone (`| head` exited), so
 /// that a batch stops there instead of fetching what nobody will read: without it, the
 /// batch learnt of it only at its next write, which a large download can hold back for
@@ -168,7 +230,7 @@ fn write_all(
     mut report: Option<std::io::BufWriter<std::fs::File>>,
 ) -> Result<(), Failure> {
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let mut out = sink::gather::Gather::new(std::io::stdout().lock());
+    let mut out = sink::gather::Gather::new(RawStdout::new());
     let mut batch = Vec::new();
     while rx.next_batch(&mut batch) {
         // On the terminal a progress line may be drawn on (`-o DIR < list`), output goes

@@ -75,7 +75,7 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
         progress: Some(progress),
     };
     let terminal = std::io::stdout().is_terminal();
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::new(super::output::RawStdout::new());
     let mut write_failed = false;
     let on_event = |event: dist::pull::Event| {
         match &event {
@@ -98,16 +98,21 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
             let _line = terminal.then(super::progress::clear_line);
             // Each line is flushed as it comes: it is the progress report, and the report
             // file is what a killed pull leaves to tell what it finished.
-            let written = writeln!(out, "{line}").and_then(|_| out.flush());
+            let written = writeln!(out, "{line}")
+                .and_then(|_| out.flush())
+                .map_err(|e| ("the JSON lines", e));
             let reported = match &mut report_out {
-                Some(r) => writeln!(r, "{line}").and_then(|_| r.flush()),
+                Some(r) => writeln!(r, "{line}")
+                    .and_then(|_| r.flush())
+                    .map_err(|e| ("the report", e)),
                 None => Ok(()),
             };
             written.and(reported)
         };
-        result.map_err(|e| {
+        // Which of the two failed: a full disk under the report was said as stdout's.
+        result.map_err(|(what, e)| {
             if e.kind() != std::io::ErrorKind::BrokenPipe {
-                say!("dist: writing the JSON lines: {e}");
+                say!("dist: writing {what}: {e}");
             }
             write_failed = true;
             Error::from(e)
@@ -125,7 +130,9 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
         }
     };
     display.finish(ticker);
-    if let Some(Err(e)) = report_out.as_mut().map(Write::flush) {
+    // A report that failed a line was said then; its flush would only fail again.
+    let flushed = report_out.as_mut().map(Write::flush);
+    if let (Some(Err(e)), false) = (flushed, write_failed) {
         say!("dist: writing the report: {e}");
         return EXIT_FAILED;
     }

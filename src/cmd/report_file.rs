@@ -44,6 +44,15 @@ pub fn open(path: Option<&Path>, in_use: &InUse) -> Result<Option<BufWriter<File
 
 /// Why `report` must not be created, if it must not.
 fn clash(report: &Path, in_use: &InUse) -> Option<String> {
+    // `-` reads as stdout, as it does to curl and tar; created, it was a file named `-`
+    // in the working directory, which nobody looked for.
+    if report == Path::new("-") {
+        return Some(
+            "stdout already carries the output (frames, or JSON lines with -o); name a file \
+             (./- for one named -)"
+                .into(),
+        );
+    }
     // `--report /dev/stdout` with stdout a pipe: the lines would be written twice into
     // what reads the JSON lines, or into the middle of the frames.
     if let Some(target) = std::fs::metadata(report).ok().filter(is_pipe) {
@@ -177,6 +186,13 @@ mod tests {
             clash(&dir.path().join("index.json"), &InUse::default()),
             None
         );
+    }
+
+    #[test]
+    fn a_dash_is_not_taken_for_a_file_name() {
+        let why = clash(Path::new("-"), &InUse::default()).unwrap();
+        assert!(why.contains("stdout"), "{why}");
+        assert_eq!(clash(Path::new("./-"), &InUse::default()), None);
     }
 
     #[test]
