@@ -97,6 +97,30 @@ fn stalled_body_is_aborted_and_resumed() {
     );
 }
 
+/// A body that stalls past `--retries` is a registry that cannot be used for now, status 2,
+/// as a connection that keeps breaking is: 1 would say the object is not there.
+#[test]
+fn a_one_shot_fetch_whose_body_keeps_stalling_exits_2() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(3, 200_000));
+    reg.set_fault_for_every(&digest, Fault::Stall(Duration::from_secs(5)));
+    let out = Dist::new().run(
+        &[
+            "fetch",
+            "--idle-timeout",
+            "300ms",
+            "--retries",
+            "0",
+            &repo(&reg),
+            &digest,
+        ],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("body stalled"), "{err}");
+}
+
 #[test]
 fn expiring_tokens_are_renewed_without_failures() {
     let reg = FakeRegistry::builder()
