@@ -182,6 +182,8 @@
 // A library user puts these types in their own `#[derive(Debug)]` structs; types holding
 // secrets write theirs by hand and redact them.
 #![warn(missing_debug_implementations)]
+// Every public item is documented; CI's clippy run (-D warnings) keeps it so.
+#![warn(missing_docs)]
 
 pub mod auth;
 mod blocking;
