@@ -1034,7 +1034,7 @@ fn a_registry_that_never_answers_cannot_be_used() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(
-            err.contains("no response headers in time"),
+            err.contains("no response headers within 300ms (--idle-timeout)"),
             "{args:?}: {err}"
         );
     }

@@ -118,7 +118,10 @@ fn a_one_shot_fetch_whose_body_keeps_stalling_exits_2() {
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("body stalled"), "{err}");
+    assert!(
+        err.contains("body stalled: nothing for 300ms (--idle-timeout)"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! The TCP connection has `--connect-timeout`, but a server that takes the connection and
 //! never answers the TLS greeting (a hung or overloaded server, a port that is not TLS and
 //! waits for a line) held the handshake until the request's own timeout, the idle timeout,
-//! ran out: a minute per attempt, reported as "no response headers in time" of a request
+//! ran out: a minute per attempt, reported as "no response headers within 60s" of a request
 //! never sent. curl counts the handshake into its connect timeout, Go gives it ten seconds
 //! (`TLSHandshakeTimeout`); here the handshake gets `--connect-timeout` of its own, from the
 //! moment the connection (through any proxy) is made, and its failure says what it was.

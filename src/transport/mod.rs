@@ -386,10 +386,16 @@ impl Transport {
         let result = tokio::time::timeout(self.opts.response_timeout, fut).await;
         let response = match result {
             Err(_) => {
-                return Err(
-                    Error::new(ErrorKind::Timeout, "no response headers in time")
-                        .with_url(&req.url),
+                // Named with its limit and option: "in time" left the user to guess
+                // which of the timeouts ran out, and how long it was.
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "no response headers within {:?} (--idle-timeout)",
+                        self.opts.response_timeout
+                    ),
                 )
+                .with_url(&req.url));
             }
             Ok(Err(e)) => {
                 let refused = || self.refusals.of(&req.url);
@@ -480,7 +486,10 @@ impl Transport {
                 Err(_) => {
                     return Err(Error::new(
                         ErrorKind::Timeout,
-                        "body stalled (idle timeout)",
+                        format!(
+                            "body stalled: nothing for {:?} (--idle-timeout)",
+                            self.opts.idle_timeout
+                        ),
                     ))
                 }
                 Ok(None) => return Ok(None),

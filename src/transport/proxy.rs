@@ -498,7 +498,7 @@ impl ProxyConnector {
 
     /// Gives a proxy `limit` to open each tunnel. A proxy that takes the connection and
     /// never answers `CONNECT` (hung, or not a proxy at all) otherwise held the fetch until
-    /// the request's idle timeout, a minute a try, said as "no response headers in time"
+    /// the request's idle timeout, a minute a try, said as "no response headers within 60s"
     /// for a request never sent; curl counts this into its connect timeout.
     pub fn with_handshake_timeout(mut self, limit: std::time::Duration) -> Self {
         self.handshake = Some(limit);
