@@ -578,6 +578,27 @@ fn retry_after_is_honoured() {
     assert_eq!(blob_requests.len(), 2);
 }
 
+/// A `Retry-After` that asks for no pause at all (`0`, or an HTTP-date a clock ahead of
+/// the server's reads as past) still leaves the backoff between retries: before, the
+/// retries went out within milliseconds, all spent on a registry that was shedding load.
+/// (Two retries: backoffs of at least 100 and 200 ms.)
+#[test]
+fn a_retry_after_of_no_time_keeps_the_backoff() {
+    for asked in ["0", "Wed, 21 Oct 2015 07:28:00 GMT"] {
+        let (reg, digest, _) = fake_with_blob(1000);
+        reg.set_fault_for_every(&digest, Fault::StatusWithRetryAfter(503, asked.into()));
+        let started = std::time::Instant::now();
+        let out = Dist::new().run(&["--retries", "2", "fetch", &repo(&reg), &digest], b"");
+        let took = started.elapsed();
+        assert_eq!(out.status.code(), Some(1), "{asked}");
+        assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 3, "{asked}");
+        assert!(
+            took >= Duration::from_millis(300),
+            "{asked}: retried within {took:?}"
+        );
+    }
+}
+
 /// A 429 with Retry-After holds every request to that host, not only the one it answered:
 /// a job that starts during the pause waits it out instead of drawing another 429.
 #[test]

@@ -271,7 +271,7 @@ impl Host {
         let mut auth_rounds = 0u32;
         let mut resent = false;
         // How long to wait before trying again after `e` (counting the retry), or `e` with
-        // the URL when it is not worth another attempt. A server's Retry-After replaces the
+        // the URL when it is not worth another attempt. A server's Retry-After lengthens the
         // backoff, and one past the policy's longest wait ends the request now: sleeping
         // through it would only hold the job. `asked` is read off the response; an error
         // from elsewhere (a token server's) carries its own.
@@ -287,7 +287,7 @@ impl Host {
             if *retries >= max_retries {
                 return Err(e.with_url(&url));
             }
-            let wait = asked.unwrap_or_else(|| policy.backoff(*retries));
+            let wait = policy.wait(*retries, asked);
             tracing::debug!(url = %url, error = %e, retry = *retries + 1, wait_ms = wait.as_millis() as u64, "retrying");
             *retries += 1;
             Ok(wait)
@@ -363,8 +363,8 @@ impl Host {
             let wait = again(err, &mut retries, asked)?;
             // A server that says how long to hold off (429, 503) says it to every request
             // to this host, not only this one.
-            if asked.is_some() && matches!(status.as_u16(), 429 | 503) {
-                self.pause.pause_for(wait);
+            if let Some(asked) = asked.filter(|_| matches!(status.as_u16(), 429 | 503)) {
+                self.pause.pause_for(asked);
             }
             tokio::time::sleep(wait).await;
         }
