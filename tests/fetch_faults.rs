@@ -715,6 +715,48 @@ fn a_body_that_breaks_without_progress_runs_out_of_retries() {
     assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 2, "{err}");
 }
 
+/// An object that fails after its retries says how many attempts it was given, beside the
+/// last failure: a request answered 503 each time, a body that breaks each time, a token
+/// server answering 503. Before, the last failure read as if nothing had been tried again.
+/// With `--retries 0` there is nothing to add.
+#[test]
+fn a_failure_after_retries_says_how_many_attempts_it_took() {
+    let (reg, digest, _) = fake_with_blob(300_000);
+    reg.set_fault_for_every(&digest, Fault::Status(503));
+    let out = Dist::new().run(&["--retries", "2", "fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("registry answered 503 Service Unavailable (gave up after 3 attempts)"),
+        "{err}"
+    );
+
+    let (reg, digest, _) = fake_with_blob(300_000);
+    reg.set_fault_for_every(&digest, Fault::DropAfter(1000));
+    let out = Dist::new().run(&["--retries", "2", "fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 3, "{err}");
+    assert!(err.contains("(gave up after 3 attempts)"), "{err}");
+
+    let (reg, digest) = bearer_with(&bytes(33, 4000));
+    reg.set_fault_for_every("/token", Fault::Status(503));
+    let out = Dist::new().run(&["--retries", "1", "fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "/token: token request answered 503 Service Unavailable (gave up after 2 attempts)"
+        ),
+        "{err}"
+    );
+
+    let (reg, digest, _) = fake_with_blob(1000);
+    reg.set_fault_for_every(&digest, Fault::Status(503));
+    let out = Dist::new().run(&["--retries", "0", "fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("attempts"), "{err}");
+}
+
 /// A `Retry-After` past what dist waits is named even when no retries are left.
 #[test]
 fn a_long_retry_after_is_named_on_the_last_attempt() {

@@ -285,7 +285,7 @@ impl Host {
                 return Err(waits_too_long(e, d, policy.max_delay).with_url(&url));
             }
             if *retries >= max_retries {
-                return Err(e.with_url(&url));
+                return Err(e.with_attempts(*retries + 1).with_url(&url));
             }
             let wait = policy.wait(*retries, asked);
             tracing::debug!(url = %url, error = %e, retry = *retries + 1, wait_ms = wait.as_millis() as u64, "retrying");
