@@ -1008,6 +1008,39 @@ fn token_requests_are_retried_like_any_other() {
     assert_eq!(reg.token_requests(), 3, "one request and two retries");
 }
 
+/// A token is renewed a little before it ends (here a quarter of its 6 s early); a renewal
+/// that fails then leaves the current token in use while it lasts. Before, the request
+/// that found the token due failed with the token server's 503 (with `--retries 0`, the
+/// object), though its token still opened the repository.
+#[test]
+fn a_failed_early_renewal_keeps_the_token_that_still_works() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(6)))
+        .start();
+    let first = reg.blob("team/app", bytes(34, 1000));
+    let second = reg.blob("team/app", bytes(35, 1000));
+    // Holds the one job until the token is due for renewal (4.5 s), not past its end (6 s).
+    reg.push_fault(&first, Fault::StallAfter(10, Duration::from_secs(5)));
+    let input = format!("{first}\n{second}\n");
+    let args = ["--retries", "0", "fetch", &repo(&reg), "-", "-j", "1"];
+    let child = Dist::new().spawn(&args, input.as_bytes());
+    let started = std::time::Instant::now();
+    while reg.token_requests() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "no token asked for"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    reg.set_fault_for_every("/token", Fault::Status(503));
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let frames = parse_frames(&out.stdout);
+    assert_eq!(frames.len(), 2, "{err}");
+    assert_eq!(reg.token_requests(), 2, "the renewal was tried: {err}");
+}
+
 /// A token server's `Retry-After` is heeded as a registry's is: waited for, or, past
 /// 60 s, the object fails at once saying so. Before, the backoff's 200 ms and 400 ms went
 /// by instead, and "come back in 2 minutes" was asked five more times within 6 s.
