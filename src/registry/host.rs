@@ -7,7 +7,7 @@
 //! the host's pause, retries transient failures with backoff, and turns error statuses
 //! into typed errors carrying the registry's OCI error code.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,6 +27,11 @@ pub(crate) const MAX_ERROR_BODY: usize = 64 << 10;
 const MAX_AUTH_ROUNDS: u32 = 2;
 /// A mirror is a shortcut, not the source of truth: it gets one retry, then the next host.
 const MIRROR_RETRIES: u32 = 1;
+/// Requests in a row that a mirror leaves unanswered within the idle timeout before it is
+/// skipped for the rest of the run. One is a slow answer (a cache fetching a large blob
+/// from its upstream), and the objects after it still want the mirror; a mirror that hangs
+/// on every request costs each object its timeouts, and is given up on soon.
+const MIRROR_TIMEOUTS: u32 = 2;
 
 /// What a mirror may be asked for, as in containerd's `hosts.toml`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +95,8 @@ pub(crate) struct Host {
     pub(crate) headers: HeaderMap,
     /// Set when the mirror could not be reached: the rest of the batch skips it.
     down: AtomicBool,
+    /// Requests in a row that failed with a timeout, reset by any answer.
+    timeouts: AtomicU32,
 }
 
 impl Host {
@@ -141,6 +148,7 @@ impl Host {
             mirror: false,
             headers: HeaderMap::new(),
             down: AtomicBool::new(false),
+            timeouts: AtomicU32::new(0),
         })
     }
 
@@ -177,6 +185,7 @@ impl Host {
             mirror: true,
             headers: m.headers.clone(),
             down: AtomicBool::new(false),
+            timeouts: AtomicU32::new(0),
         })
     }
 
@@ -221,15 +230,19 @@ impl Host {
             return false;
         }
         // Unreachable, or not to be trusted: neither changes from one request to the next.
-        if matches!(
-            e.kind(),
+        // A connection made and a request left unanswered may be a slow answer, once.
+        let down = match e.kind() {
             ErrorKind::Connect
-                | ErrorKind::UnknownHost
-                | ErrorKind::Timeout
-                | ErrorKind::Certificate
-                | ErrorKind::NotTls
-                | ErrorKind::TlsIncompatible
-        ) {
+            | ErrorKind::UnknownHost
+            | ErrorKind::Certificate
+            | ErrorKind::NotTls
+            | ErrorKind::TlsIncompatible => true,
+            ErrorKind::Timeout => {
+                self.timeouts.fetch_add(1, Ordering::Relaxed) + 1 >= MIRROR_TIMEOUTS
+            }
+            _ => false,
+        };
+        if down {
             self.down.store(true, Ordering::Relaxed);
         }
         tracing::debug!(mirror = %self.name, error = %e, "mirror failed; trying the next host");
@@ -325,6 +338,7 @@ impl Host {
                     continue;
                 }
             };
+            self.timeouts.store(0, Ordering::Relaxed);
             let status = reply.response.status();
             if status.is_success() {
                 return Ok(reply);
