@@ -1041,6 +1041,26 @@ fn a_failed_early_renewal_keeps_the_token_that_still_works() {
     assert_eq!(reg.token_requests(), 2, "the renewal was tried: {err}");
 }
 
+/// A registry that answers every request with 401 and a fresh challenge, whatever token it
+/// is sent (one that does not take its token server's tokens), is asked a bounded number of
+/// times, and the message says that tokens were sent and refused: the registry's own words
+/// ("authentication required") read like a missing login.
+#[test]
+fn a_registry_refusing_every_fresh_token_is_given_up_on_and_says_so() {
+    let (reg, digest) = bearer_with(&bytes(36, 1000));
+    reg.set_fault_for_every(&digest, Fault::Unauthorized);
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("answered 401 Unauthorized")
+            && err.contains("it refused 2 tokens in a row, each just issued by its token server"),
+        "{err}"
+    );
+    assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 3, "{err}");
+    assert_eq!(reg.token_requests(), 2, "{err}");
+}
+
 /// A token server's `Retry-After` is heeded as a registry's is: waited for, or, past
 /// 60 s, the object fails at once saying so. Before, the backoff's 200 ms and 400 ms went
 /// by instead, and "come back in 2 minutes" was asked five more times within 6 s.

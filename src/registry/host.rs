@@ -373,7 +373,20 @@ impl Host {
                 continue;
             }
             let asked = retry::retry_after(reply.response.headers());
-            let err = status_error(&self.transport, &mut reply, self.mirror).await;
+            let mut err = status_error(&self.transport, &mut reply, self.mirror).await;
+            let bearer = grant
+                .header
+                .as_ref()
+                .is_some_and(|h| h.as_bytes().starts_with(b"Bearer "));
+            if status == StatusCode::UNAUTHORIZED && auth_rounds >= MAX_AUTH_ROUNDS && bearer {
+                // Its own words ask for authentication, which was sent: a registry that
+                // does not take its token server's tokens (a signing key they do not
+                // share) reads like a missing login otherwise.
+                err = err.with_note(format!(
+                    "it refused {MAX_AUTH_ROUNDS} tokens in a row, each just issued by its \
+                     token server"
+                ));
+            }
             let wait = again(err, &mut retries, asked)?;
             // A server that says how long to hold off (429, 503) says it to every request
             // to this host, not only this one.
