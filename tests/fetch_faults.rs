@@ -1061,6 +1061,25 @@ fn a_registry_refusing_every_fresh_token_is_given_up_on_and_says_so() {
     assert_eq!(reg.token_requests(), 2, "{err}");
 }
 
+/// A token request lost with its kept-alive connection (here the registry's own, which
+/// answered the first 401) is sent again at once, as any request is, without spending a
+/// retry: before, with `--retries 0`, it failed the object.
+#[test]
+fn a_token_request_lost_with_its_connection_is_sent_again() {
+    let (reg, digest) = bearer_with(&bytes(37, 1000));
+    reg.push_fault("/token", Fault::CloseUnanswered);
+    let out = Dist::new().run(&["--retries", "0", "fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(reg.token_requests(), 2, "lost, sent again");
+
+    reg.set_fault_for_every("/token", Fault::CloseUnanswered);
+    let out = Dist::new().run(&["--retries", "0", "fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert_eq!(reg.token_requests(), 4, "once per request: {err}");
+}
+
 /// A token server's `Retry-After` is heeded as a registry's is: waited for, or, past
 /// 60 s, the object fails at once saying so. Before, the backoff's 200 ms and 400 ms went
 /// by instead, and "come back in 2 minutes" was asked five more times within 6 s.
