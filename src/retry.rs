@@ -105,6 +105,12 @@ impl HostPause {
         }
     }
 
+    /// Whether a pause is running now.
+    pub fn running(&self) -> bool {
+        let until = *self.until.lock().expect("pause poisoned");
+        until.is_some_and(|t| t > Instant::now())
+    }
+
     /// Waits out the current pause, if any.
     pub async fn wait(&self) {
         loop {

@@ -270,14 +270,21 @@ impl Host {
         self.auth.token_requests()
     }
 
+    /// Whether the host asked to be left alone (`Retry-After`) and that time is not over.
+    pub(crate) fn paused(&self) -> bool {
+        self.pause.running()
+    }
+
     /// Sends a request with authentication, retries and status checking. Returns the
-    /// response once its status is a success; its body is left unread.
+    /// response once its status is a success; its body is left unread. A mirror that
+    /// `hands_off` to the registry is not waited for when it asks to be left alone.
     pub(crate) async fn request(
         &self,
         policy: &RetryPolicy,
         method: Method,
         url: Uri,
         headers: &HeaderMap,
+        hands_off: bool,
     ) -> Result<transport::Reply> {
         let max_retries = self.max_retries(policy);
         let mut retries = 0u32;
@@ -387,10 +394,17 @@ impl Host {
                      token server"
                 ));
             }
-            let wait = again(err, &mut retries, asked)?;
             // A server that says how long to hold off (429, 503) says it to every request
             // to this host, not only this one.
-            if let Some(asked) = asked.filter(|_| matches!(status.as_u16(), 429 | 503)) {
+            let holding = asked.filter(|_| matches!(status.as_u16(), 429 | 503));
+            if let Some(asked) = holding.filter(|_| hands_off) {
+                // A mirror is a shortcut: waiting for it, object after object, while the
+                // registry would answer now, made a throttled cache slow the whole run.
+                self.pause.pause_for(asked.min(policy.max_delay));
+                return Err(err.with_url(&url));
+            }
+            let wait = again(err, &mut retries, asked)?;
+            if let Some(asked) = holding {
                 self.pause.pause_for(asked);
             }
             tokio::time::sleep(wait).await;
