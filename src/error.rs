@@ -94,6 +94,8 @@ struct Inner {
     /// read off the response by the one who asked (a token server's answer).
     retry_after: Option<std::time::Duration>,
     cause: Option<Cause>,
+    /// How many attempts were made in a row before giving up, when retries were spent.
+    attempts: u32,
     /// How the hosts asked before this one (mirrors) failed, each as URL and reason.
     earlier: Vec<String>,
 }
@@ -112,6 +114,7 @@ impl Error {
             status: None,
             retry_after: None,
             cause: None,
+            attempts: 0,
             earlier: Vec::new(),
         }))
     }
@@ -168,6 +171,13 @@ impl Error {
         &self.0.earlier
     }
 
+    /// Records that the request or body failed this many times in a row: after retries,
+    /// the last failure alone reads as if none had been made.
+    pub(crate) fn with_attempts(mut self, attempts: u32) -> Self {
+        self.0.attempts = attempts;
+        self
+    }
+
     /// Attach how long the server asked to be left alone (its `Retry-After`).
     pub(crate) fn with_retry_after(mut self, after: Option<std::time::Duration>) -> Self {
         self.0.retry_after = after;
@@ -191,6 +201,7 @@ impl Error {
             status: self.0.status,
             retry_after: self.0.retry_after,
             cause: None,
+            attempts: 0,
             earlier: Vec::new(),
         }))
     }
@@ -267,6 +278,9 @@ impl Error {
                 }
                 next = c.source();
             }
+        }
+        if self.0.attempts > 1 {
+            s.push_str(&format!(" (gave up after {} attempts)", self.0.attempts));
         }
         if !self.0.earlier.is_empty() {
             s.push_str(" (tried first: ");

@@ -517,7 +517,7 @@ async fn fetch_part(source: &Source, start: u64, end: u64) -> Result<Option<Byte
                     attempt = 0;
                 }
                 if attempt >= budget {
-                    return Err(e);
+                    return Err(e.with_attempts(attempt + 1));
                 }
                 attempt += 1;
                 mark = got.len();

@@ -52,6 +52,15 @@ impl RetryPolicy {
         let half = full / 2;
         half + half.mul_f64(jitter())
     }
+
+    /// The pause before retry number `retry` when the server asked for `asked`: what it
+    /// asked for, but never less than the backoff. `Retry-After: 0`, or a date that a clock
+    /// ahead of the server's reads as past, would otherwise spend every retry within
+    /// milliseconds, on a registry that is restarting or shedding load.
+    pub fn wait(&self, retry: u32, asked: Option<Duration>) -> Duration {
+        let backoff = self.backoff(retry);
+        asked.map_or(backoff, |asked| asked.max(backoff))
+    }
 }
 
 /// A number in [0, 1) that differs between calls and processes; no crate needed for this.
@@ -96,6 +105,12 @@ impl HostPause {
         }
     }
 
+    /// Whether a pause is running now.
+    pub fn running(&self) -> bool {
+        let until = *self.until.lock().expect("pause poisoned");
+        until.is_some_and(|t| t > Instant::now())
+    }
+
     /// Waits out the current pause, if any.
     pub async fn wait(&self) {
         loop {
@@ -129,6 +144,22 @@ mod tests {
         }
         let samples: std::collections::HashSet<_> = (0..20).map(|_| p.backoff(3)).collect();
         assert!(samples.len() > 1, "jitter should vary");
+    }
+
+    #[test]
+    fn a_retry_after_lengthens_the_backoff_and_never_shortens_it() {
+        let p = RetryPolicy::default();
+        for retry in 0..4 {
+            let least = p.base_delay * (1 << retry) / 2;
+            for asked in [None, Some(Duration::ZERO), Some(Duration::from_millis(1))] {
+                let d = p.wait(retry, asked);
+                assert!(d >= least, "retry {retry}, asked {asked:?}: {d:?}");
+            }
+        }
+        assert_eq!(
+            p.wait(0, Some(Duration::from_secs(7))),
+            Duration::from_secs(7)
+        );
     }
 
     #[test]

@@ -578,6 +578,27 @@ fn retry_after_is_honoured() {
     assert_eq!(blob_requests.len(), 2);
 }
 
+/// A `Retry-After` that asks for no pause at all (`0`, or an HTTP-date a clock ahead of
+/// the server's reads as past) still leaves the backoff between retries: before, the
+/// retries went out within milliseconds, all spent on a registry that was shedding load.
+/// (Two retries: backoffs of at least 100 and 200 ms.)
+#[test]
+fn a_retry_after_of_no_time_keeps_the_backoff() {
+    for asked in ["0", "Wed, 21 Oct 2015 07:28:00 GMT"] {
+        let (reg, digest, _) = fake_with_blob(1000);
+        reg.set_fault_for_every(&digest, Fault::StatusWithRetryAfter(503, asked.into()));
+        let started = std::time::Instant::now();
+        let out = Dist::new().run(&["--retries", "2", "fetch", &repo(&reg), &digest], b"");
+        let took = started.elapsed();
+        assert_eq!(out.status.code(), Some(1), "{asked}");
+        assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 3, "{asked}");
+        assert!(
+            took >= Duration::from_millis(300),
+            "{asked}: retried within {took:?}"
+        );
+    }
+}
+
 /// A 429 with Retry-After holds every request to that host, not only the one it answered:
 /// a job that starts during the pause waits it out instead of drawing another 429.
 #[test]
@@ -692,6 +713,48 @@ fn a_body_that_breaks_without_progress_runs_out_of_retries() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{err}");
     assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 2, "{err}");
+}
+
+/// An object that fails after its retries says how many attempts it was given, beside the
+/// last failure: a request answered 503 each time, a body that breaks each time, a token
+/// server answering 503. Before, the last failure read as if nothing had been tried again.
+/// With `--retries 0` there is nothing to add.
+#[test]
+fn a_failure_after_retries_says_how_many_attempts_it_took() {
+    let (reg, digest, _) = fake_with_blob(300_000);
+    reg.set_fault_for_every(&digest, Fault::Status(503));
+    let out = Dist::new().run(&["--retries", "2", "fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("registry answered 503 Service Unavailable (gave up after 3 attempts)"),
+        "{err}"
+    );
+
+    let (reg, digest, _) = fake_with_blob(300_000);
+    reg.set_fault_for_every(&digest, Fault::DropAfter(1000));
+    let out = Dist::new().run(&["--retries", "2", "fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 3, "{err}");
+    assert!(err.contains("(gave up after 3 attempts)"), "{err}");
+
+    let (reg, digest) = bearer_with(&bytes(33, 4000));
+    reg.set_fault_for_every("/token", Fault::Status(503));
+    let out = Dist::new().run(&["--retries", "1", "fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "/token: token request answered 503 Service Unavailable (gave up after 2 attempts)"
+        ),
+        "{err}"
+    );
+
+    let (reg, digest, _) = fake_with_blob(1000);
+    reg.set_fault_for_every(&digest, Fault::Status(503));
+    let out = Dist::new().run(&["--retries", "0", "fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("attempts"), "{err}");
 }
 
 /// A `Retry-After` past what dist waits is named even when no retries are left.
@@ -943,6 +1006,78 @@ fn token_requests_are_retried_like_any_other() {
         "names the token server and what it said: {err}"
     );
     assert_eq!(reg.token_requests(), 3, "one request and two retries");
+}
+
+/// A token is renewed a little before it ends (here a quarter of its 6 s early); a renewal
+/// that fails then leaves the current token in use while it lasts. Before, the request
+/// that found the token due failed with the token server's 503 (with `--retries 0`, the
+/// object), though its token still opened the repository.
+#[test]
+fn a_failed_early_renewal_keeps_the_token_that_still_works() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(6)))
+        .start();
+    let first = reg.blob("team/app", bytes(34, 1000));
+    let second = reg.blob("team/app", bytes(35, 1000));
+    // Holds the one job until the token is due for renewal (4.5 s), not past its end (6 s).
+    reg.push_fault(&first, Fault::StallAfter(10, Duration::from_secs(5)));
+    let input = format!("{first}\n{second}\n");
+    let args = ["--retries", "0", "fetch", &repo(&reg), "-", "-j", "1"];
+    let child = Dist::new().spawn(&args, input.as_bytes());
+    let started = std::time::Instant::now();
+    while reg.token_requests() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "no token asked for"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    reg.set_fault_for_every("/token", Fault::Status(503));
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let frames = parse_frames(&out.stdout);
+    assert_eq!(frames.len(), 2, "{err}");
+    assert_eq!(reg.token_requests(), 2, "the renewal was tried: {err}");
+}
+
+/// A registry that answers every request with 401 and a fresh challenge, whatever token it
+/// is sent (one that does not take its token server's tokens), is asked a bounded number of
+/// times, and the message says that tokens were sent and refused: the registry's own words
+/// ("authentication required") read like a missing login.
+#[test]
+fn a_registry_refusing_every_fresh_token_is_given_up_on_and_says_so() {
+    let (reg, digest) = bearer_with(&bytes(36, 1000));
+    reg.set_fault_for_every(&digest, Fault::Unauthorized);
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("answered 401 Unauthorized")
+            && err.contains("it refused 2 tokens in a row, each just issued by its token server"),
+        "{err}"
+    );
+    assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 3, "{err}");
+    assert_eq!(reg.token_requests(), 2, "{err}");
+}
+
+/// A token request lost with its kept-alive connection (here the registry's own, which
+/// answered the first 401) is sent again at once, as any request is, without spending a
+/// retry: before, with `--retries 0`, it failed the object.
+#[test]
+fn a_token_request_lost_with_its_connection_is_sent_again() {
+    let (reg, digest) = bearer_with(&bytes(37, 1000));
+    reg.push_fault("/token", Fault::CloseUnanswered);
+    let out = Dist::new().run(&["--retries", "0", "fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(reg.token_requests(), 2, "lost, sent again");
+
+    reg.set_fault_for_every("/token", Fault::CloseUnanswered);
+    let out = Dist::new().run(&["--retries", "0", "fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert_eq!(reg.token_requests(), 4, "once per request: {err}");
 }
 
 /// A token server's `Retry-After` is heeded as a registry's is: waited for, or, past

@@ -68,6 +68,97 @@ fn real_registries_mirror_then_fallback_then_mirror_down() {
     );
 }
 
+/// A mirror that leaves one request unanswered within the idle timeout (a cache fetching a
+/// large blob from its upstream) hands that object to the registry and serves the next
+/// ones: before, that one slow answer marked it down for the rest of the run, and every
+/// later object went to the registry (to Docker Hub's pull limits, for a cache in front of
+/// it). A mirror that leaves request after request unanswered is still skipped.
+#[test]
+fn a_mirror_slow_to_answer_once_stays_in_use() {
+    let slow = Fault::SlowHead(std::time::Duration::from_secs(3));
+    let run = |slow_for: usize| {
+        let upstream = FakeRegistry::start();
+        let mirror = FakeRegistry::start();
+        let digests: Vec<String> = (0..3)
+            .map(|n| {
+                let blob = bytes(40 + n, 2000);
+                mirror.blob("team/app", &blob);
+                upstream.blob("team/app", &blob)
+            })
+            .collect();
+        for digest in &digests[..slow_for] {
+            mirror.push_fault(digest, slow.clone());
+        }
+        let repo = format!("{}/team/app", upstream.host());
+        let input = digests.join("\n") + "\n";
+        let args = [
+            "--retries",
+            "0",
+            "--idle-timeout",
+            "1s",
+            "fetch",
+            "--mirror",
+            &mirror.url(),
+            &repo,
+            "-",
+            "-j",
+            "1",
+        ];
+        let out = Dist::new().run(&args, input.as_bytes());
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        assert_eq!(support::cli::parse_frames(&out.stdout).len(), 3, "{err}");
+        let asked = |reg: &FakeRegistry| {
+            digests
+                .iter()
+                .map(|d| reg.requests_for(&format!("blobs/{d}")))
+                .collect::<Vec<_>>()
+        };
+        (asked(&mirror), asked(&upstream))
+    };
+    assert_eq!(run(1), (vec![1, 1, 1], vec![1, 0, 0]), "slow once");
+    assert_eq!(run(3), (vec![1, 1, 0], vec![1, 1, 1]), "slow every time");
+}
+
+/// A mirror that answers 429 or 503 with `Retry-After` (a cache over its quota) is left
+/// alone for that long, and the registry serves meanwhile: the object it answered goes
+/// there at once, and the next ones do not ask the mirror. Before, each object waited out
+/// the mirror's pause and asked it again before going to the registry: a throttled
+/// mirror made every object of the run take its `Retry-After` twice.
+#[test]
+fn a_mirror_that_asks_to_be_left_alone_is_passed_over() {
+    for status in [429, 503] {
+        let upstream = FakeRegistry::start();
+        let mirror = FakeRegistry::start();
+        let digests: Vec<String> = (0..3)
+            .map(|n| {
+                let blob = bytes(60 + n, 2000);
+                mirror.blob("team/app", &blob);
+                upstream.blob("team/app", &blob)
+            })
+            .collect();
+        for digest in &digests {
+            let asked = Fault::StatusWithRetryAfter(status, "30".into());
+            mirror.set_fault_for_every(digest, asked);
+        }
+        let repo = format!("{}/team/app", upstream.host());
+        let input = digests.join("\n") + "\n";
+        let args = ["fetch", "--mirror", &mirror.url(), &repo, "-", "-j", "1"];
+        let out = Dist::new().run(&args, input.as_bytes());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{status}: {err}");
+        assert_eq!(support::cli::parse_frames(&out.stdout).len(), 3, "{err}");
+        let asked = |reg: &FakeRegistry| {
+            digests
+                .iter()
+                .map(|d| reg.requests_for(&format!("blobs/{d}")))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(asked(&mirror), [1, 0, 0], "{status}: {err}");
+        assert_eq!(asked(&upstream), [1, 1, 1], "{status}: {err}");
+    }
+}
+
 #[test]
 fn mirror_serves_what_it_has_and_only_what_it_may() {
     let upstream = FakeRegistry::start();

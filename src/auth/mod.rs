@@ -49,6 +49,8 @@ struct State {
     header: Option<HeaderValue>,
     /// When to renew the bearer token (a little before it expires).
     expires_at: Option<Instant>,
+    /// When the bearer token really expires: until then, it is sent when renewing fails.
+    valid_until: Option<Instant>,
     generation: u64,
     bearer: Option<Challenge>,
     /// Token requests finished so far, and how the last one failed if it did: the tasks
@@ -162,8 +164,16 @@ impl Authorizer {
     pub async fn grant(&self) -> Result<Grant> {
         let mut s = self.snapshot();
         if s.expires_at.is_some_and(|t| Instant::now() >= t) {
-            self.renew(s.generation, s.flights).await?;
-            s = self.snapshot();
+            match self.renew(s.generation, s.flights).await {
+                Ok(()) => s = self.snapshot(),
+                // Renewing early keeps a token from dying in flight; the token it would
+                // replace still opens the repository, and a token server's passing 503
+                // must not fail requests it can carry.
+                Err(e) if s.valid_until.is_some_and(|t| Instant::now() < t) => {
+                    tracing::debug!(error = %e, "renewing the token failed; sending the current one while it lasts");
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(Grant {
             header: s.header,
@@ -269,6 +279,7 @@ impl Authorizer {
         let mut s = self.state.lock().expect("auth state poisoned");
         s.header = Some(header);
         s.expires_at = None;
+        s.valid_until = None;
         s.generation += 1;
     }
 
@@ -355,6 +366,7 @@ impl Authorizer {
         let mut s = self.state.lock().expect("auth state poisoned");
         s.header = Some(token.header);
         s.expires_at = Some(renew_at(token.expires_at, token.lifetime));
+        s.valid_until = Some(token.expires_at);
         s.generation += 1;
         s.bearer = Some(ch);
         Ok(())

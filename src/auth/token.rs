@@ -146,7 +146,18 @@ pub async fn fetch(
         HeaderValue::from_static("application/json"),
     );
     let shown = realm_uri.clone();
-    let mut reply = transport.send(req).await.map_err(|e| e.with_url(&shown))?;
+    // A request lost with a kept-alive connection goes again at once, outside the retry
+    // budget, as the registry's own requests do: the token server's connection has sat
+    // idle for a token's lifetime when a renewal comes. Not a POST, which may have been
+    // taken, as Go's client does not resend one.
+    let sent = match transport.send(req.clone()).await {
+        Err(e) if req.method == Method::GET && transport::lost_before_answer(&e) => {
+            tracing::debug!(realm = %transport::redact(&shown), error = %e, "connection lost before an answer; sending again");
+            transport.send(req).await
+        }
+        sent => sent,
+    };
+    let mut reply = sent.map_err(|e| e.with_url(&shown))?;
     let status = reply.response.status();
     if !status.is_success() {
         // Docker Hub's token service sends 429 with `Retry-After` as its registry does.

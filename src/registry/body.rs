@@ -112,8 +112,11 @@ impl Resumable {
             self.resumes = 0;
         }
         let budget = resume_budget(&self.remote, self.host, self.address.as_ref());
-        if !e.is_transient() || self.resumes >= budget {
+        if !e.is_transient() {
             return self.hand_over(e).await;
+        }
+        if self.resumes >= budget {
+            return self.hand_over(e.with_attempts(self.resumes + 1)).await;
         }
         self.resumes += 1;
         self.progress_mark = self.offset;

@@ -7,7 +7,7 @@
 //! the host's pause, retries transient failures with backoff, and turns error statuses
 //! into typed errors carrying the registry's OCI error code.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,6 +27,11 @@ pub(crate) const MAX_ERROR_BODY: usize = 64 << 10;
 const MAX_AUTH_ROUNDS: u32 = 2;
 /// A mirror is a shortcut, not the source of truth: it gets one retry, then the next host.
 const MIRROR_RETRIES: u32 = 1;
+/// Requests in a row that a mirror leaves unanswered within the idle timeout before it is
+/// skipped for the rest of the run. One is a slow answer (a cache fetching a large blob
+/// from its upstream), and the objects after it still want the mirror; a mirror that hangs
+/// on every request costs each object its timeouts, and is given up on soon.
+const MIRROR_TIMEOUTS: u32 = 2;
 
 /// What a mirror may be asked for, as in containerd's `hosts.toml`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +95,8 @@ pub(crate) struct Host {
     pub(crate) headers: HeaderMap,
     /// Set when the mirror could not be reached: the rest of the batch skips it.
     down: AtomicBool,
+    /// Requests in a row that failed with a timeout, reset by any answer.
+    timeouts: AtomicU32,
 }
 
 impl Host {
@@ -141,6 +148,7 @@ impl Host {
             mirror: false,
             headers: HeaderMap::new(),
             down: AtomicBool::new(false),
+            timeouts: AtomicU32::new(0),
         })
     }
 
@@ -177,6 +185,7 @@ impl Host {
             mirror: true,
             headers: m.headers.clone(),
             down: AtomicBool::new(false),
+            timeouts: AtomicU32::new(0),
         })
     }
 
@@ -221,15 +230,19 @@ impl Host {
             return false;
         }
         // Unreachable, or not to be trusted: neither changes from one request to the next.
-        if matches!(
-            e.kind(),
+        // A connection made and a request left unanswered may be a slow answer, once.
+        let down = match e.kind() {
             ErrorKind::Connect
-                | ErrorKind::UnknownHost
-                | ErrorKind::Timeout
-                | ErrorKind::Certificate
-                | ErrorKind::NotTls
-                | ErrorKind::TlsIncompatible
-        ) {
+            | ErrorKind::UnknownHost
+            | ErrorKind::Certificate
+            | ErrorKind::NotTls
+            | ErrorKind::TlsIncompatible => true,
+            ErrorKind::Timeout => {
+                self.timeouts.fetch_add(1, Ordering::Relaxed) + 1 >= MIRROR_TIMEOUTS
+            }
+            _ => false,
+        };
+        if down {
             self.down.store(true, Ordering::Relaxed);
         }
         tracing::debug!(mirror = %self.name, error = %e, "mirror failed; trying the next host");
@@ -257,21 +270,28 @@ impl Host {
         self.auth.token_requests()
     }
 
+    /// Whether the host asked to be left alone (`Retry-After`) and that time is not over.
+    pub(crate) fn paused(&self) -> bool {
+        self.pause.running()
+    }
+
     /// Sends a request with authentication, retries and status checking. Returns the
-    /// response once its status is a success; its body is left unread.
+    /// response once its status is a success; its body is left unread. A mirror that
+    /// `hands_off` to the registry is not waited for when it asks to be left alone.
     pub(crate) async fn request(
         &self,
         policy: &RetryPolicy,
         method: Method,
         url: Uri,
         headers: &HeaderMap,
+        hands_off: bool,
     ) -> Result<transport::Reply> {
         let max_retries = self.max_retries(policy);
         let mut retries = 0u32;
         let mut auth_rounds = 0u32;
         let mut resent = false;
         // How long to wait before trying again after `e` (counting the retry), or `e` with
-        // the URL when it is not worth another attempt. A server's Retry-After replaces the
+        // the URL when it is not worth another attempt. A server's Retry-After lengthens the
         // backoff, and one past the policy's longest wait ends the request now: sleeping
         // through it would only hold the job. `asked` is read off the response; an error
         // from elsewhere (a token server's) carries its own.
@@ -285,9 +305,9 @@ impl Host {
                 return Err(waits_too_long(e, d, policy.max_delay).with_url(&url));
             }
             if *retries >= max_retries {
-                return Err(e.with_url(&url));
+                return Err(e.with_attempts(*retries + 1).with_url(&url));
             }
-            let wait = asked.unwrap_or_else(|| policy.backoff(*retries));
+            let wait = policy.wait(*retries, asked);
             tracing::debug!(url = %url, error = %e, retry = *retries + 1, wait_ms = wait.as_millis() as u64, "retrying");
             *retries += 1;
             Ok(wait)
@@ -325,6 +345,7 @@ impl Host {
                     continue;
                 }
             };
+            self.timeouts.store(0, Ordering::Relaxed);
             let status = reply.response.status();
             if status.is_success() {
                 return Ok(reply);
@@ -359,12 +380,32 @@ impl Host {
                 continue;
             }
             let asked = retry::retry_after(reply.response.headers());
-            let err = status_error(&self.transport, &mut reply, self.mirror).await;
-            let wait = again(err, &mut retries, asked)?;
+            let mut err = status_error(&self.transport, &mut reply, self.mirror).await;
+            let bearer = grant
+                .header
+                .as_ref()
+                .is_some_and(|h| h.as_bytes().starts_with(b"Bearer "));
+            if status == StatusCode::UNAUTHORIZED && auth_rounds >= MAX_AUTH_ROUNDS && bearer {
+                // Its own words ask for authentication, which was sent: a registry that
+                // does not take its token server's tokens (a signing key they do not
+                // share) reads like a missing login otherwise.
+                err = err.with_note(format!(
+                    "it refused {MAX_AUTH_ROUNDS} tokens in a row, each just issued by its \
+                     token server"
+                ));
+            }
             // A server that says how long to hold off (429, 503) says it to every request
             // to this host, not only this one.
-            if asked.is_some() && matches!(status.as_u16(), 429 | 503) {
-                self.pause.pause_for(wait);
+            let holding = asked.filter(|_| matches!(status.as_u16(), 429 | 503));
+            if let Some(asked) = holding.filter(|_| hands_off) {
+                // A mirror is a shortcut: waiting for it, object after object, while the
+                // registry would answer now, made a throttled cache slow the whole run.
+                self.pause.pause_for(asked.min(policy.max_delay));
+                return Err(err.with_url(&url));
+            }
+            let wait = again(err, &mut retries, asked)?;
+            if let Some(asked) = holding {
+                self.pause.pause_for(asked);
             }
             tokio::time::sleep(wait).await;
         }

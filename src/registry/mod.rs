@@ -196,8 +196,26 @@ impl RegistryRemote {
         headers: &HeaderMap,
     ) -> Result<transport::Reply> {
         self.host(host)
-            .request(&self.inner.retry, method, url, headers)
+            .request(
+                &self.inner.retry,
+                method,
+                url,
+                headers,
+                self.hands_off(host),
+            )
             .await
+    }
+
+    /// Whether host `i` is a mirror the registry stands behind for whatever the mirror may
+    /// be asked: then the mirror's "come back later" sends its requests there instead of
+    /// holding them.
+    fn hands_off(&self, i: usize) -> bool {
+        let hosts = &self.inner.hosts;
+        let (host, registry) = (&hosts[i], hosts.last().expect("the registry is a host"));
+        let covers = |mirror: bool, registry: bool| registry || !mirror;
+        host.mirror
+            && covers(host.capabilities.pull, registry.capabilities.pull)
+            && covers(host.capabilities.resolve, registry.capabilities.resolve)
     }
 
     /// Runs `attempt` on each host that serves tags (`tag`) or digests, in order, moving
@@ -208,7 +226,10 @@ impl RegistryRemote {
     {
         let mut failed: Vec<Error> = Vec::new();
         for (i, host) in self.inner.hosts.iter().enumerate() {
-            if !host.serves(tag) || (origin_only && host.mirror) {
+            if !host.serves(tag)
+                || (origin_only && host.mirror)
+                || (host.paused() && self.hands_off(i))
+            {
                 continue;
             }
             match attempt(i).await {

@@ -201,6 +201,7 @@ impl std::fmt::Debug for Transport {
 
 /// A request about to be sent: the header set may carry a credential that is bound to the
 /// origin of `url`.
+#[derive(Clone)]
 pub struct Outgoing {
     /// The method.
     pub method: Method,

@@ -67,6 +67,9 @@ pub enum Fault {
         bytes_per_sec: u64,
         first_byte: Duration,
     },
+    /// The normal response, its head sent only after this long: a server slow to answer
+    /// at all (a cache fetching from its upstream), which the client's idle timeout ends.
+    SlowHead(Duration),
     /// 200 with the whole blob even when a `Range` was asked for.
     IgnoreRange,
     /// A ranged request answered from its start to the end of the blob, with a
@@ -350,6 +353,10 @@ pub fn apply(
             first_byte,
         } => paced(prepared, *bytes_per_sec, *first_byte),
         Fault::IgnoreRange | Fault::RangeToEnd => prepared.into_response(),
+        Fault::SlowHead(delay) => {
+            conn.delay_head(*delay);
+            prepared.into_response()
+        }
         Fault::Header(name, value) => {
             // Set on the response itself, so that it may replace `Content-Length` too.
             let mut response = prepared.into_response();

@@ -84,6 +84,8 @@ pub struct Conn {
     /// Sequence number of the connection, from 1, in accept order.
     pub id: u64,
     takeover: Arc<Mutex<Option<(Bytes, End)>>>,
+    /// How long to hold the response head of the request being answered.
+    head_delay: Mutex<Option<Duration>>,
 }
 
 impl Conn {
@@ -93,6 +95,12 @@ impl Conn {
     ///
     /// Safe only because HTTP/1.1 clients do not pipeline: hyper has flushed the previous
     /// response before it reads the request this one answers.
+    /// Sends the response the handler returns only after `delay`: a server slow to answer
+    /// at all, as a cache fetching from its upstream is.
+    pub fn delay_head(&self, delay: Duration) {
+        *self.head_delay.lock().unwrap() = Some(delay);
+    }
+
     pub fn take_over(&self, status: StatusCode, raw: Bytes, end: End) -> Response<Body> {
         *self.takeover.lock().unwrap() = Some((raw, end));
         Response::builder()
@@ -241,6 +249,7 @@ async fn serve(
     let conn = Arc::new(Conn {
         id,
         takeover: takeover.clone(),
+        head_delay: Mutex::new(None),
     });
     let service = service_fn(move |req| {
         let (handler, conn, panics) = (handler.clone(), conn.clone(), panics.clone());
@@ -257,6 +266,10 @@ async fn serve(
                     *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
                     response
                 });
+            let delay = conn.head_delay.lock().unwrap().take();
+            if let Some(delay) = delay {
+                tokio::time::sleep(delay).await;
+            }
             Ok::<_, Infallible>(response)
         }
     });
