@@ -24,7 +24,13 @@ pub struct Shard {
 impl Shard {
     /// Shard `index` of `count` (`index < count`).
     pub fn new(index: u64, count: u64) -> Result<Shard> {
-        if count == 0 || index >= count {
+        // "K must be between 0 and N-1" reads as nonsense for N = 0.
+        if count == 0 {
+            return Err(Error::invalid(format!(
+                "invalid shard {index}/0: N, the number of shards, must be at least 1"
+            )));
+        }
+        if index >= count {
             return Err(Error::invalid(format!(
                 "invalid shard {index}/{count}: K must be between 0 and N-1"
             )));
@@ -85,6 +91,9 @@ mod tests {
         for bad in ["4/4", "1/0", "x/2", "1", "-1/2"] {
             assert!(bad.parse::<Shard>().is_err(), "{bad}");
         }
+        let none = "0/0".parse::<Shard>().unwrap_err().to_string();
+        assert!(none.contains("at least 1"), "{none}");
+        assert!(!none.contains("N-1"), "{none}");
     }
 
     #[test]
