@@ -240,6 +240,54 @@ fn two_images_share_one_dir_even_pulled_at_once() {
     assert_eq!(files, 8, "shared blobs stored once, no temporaries left");
 }
 
+/// A mirror's life: one layout pulled into again and again. The tag moves on the registry:
+/// its entry follows (one entry, the old blobs kept), and skopeo reads the new image. One
+/// platform pulled under a tag the layout holds whole leaves the whole index named, so
+/// readers on the other platforms still get theirs (it used to name arm64's image alone).
+#[test]
+fn a_mirror_follows_a_moved_tag_and_keeps_its_whole_index_named() {
+    let reg = Registry::start(Mode::Anonymous);
+    let (old_digest, _, old) = multi(&reg, "team/app", "v1", Flavor::Oci);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let o = layout.to_str().unwrap();
+    let reference = format!("{}/team/app:v1", reg.host());
+    let target = format!("oci:{o}:v1");
+    let inspect = |extra: &[&str]| -> Value {
+        let mut args = vec!["inspect"];
+        args.extend(extra);
+        args.push(&target);
+        serde_json::from_slice(&skopeo(&args).stdout).unwrap()
+    };
+    let dist = Dist::new();
+    dist.ok(&["pull", &reference, "-o", o, "--all-platforms"]);
+
+    let moved = [
+        push_image(&reg, "team/app", Flavor::Oci, "amd64", 11),
+        push_image(&reg, "team/app", Flavor::Oci, "arm64", 12),
+    ];
+    let (new_digest, _) = push_index(&reg, "team/app", "v1", Flavor::Oci, &[&moved[0], &moved[1]]);
+    dist.ok(&["pull", &reference, "-o", o, "--all-platforms"]);
+    let e = entries(&layout);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0]["digest"], new_digest.as_str());
+    assert_eq!(
+        inspect(&["--raw"]),
+        serde_json::from_slice::<Value>(&stored(&layout, &new_digest).unwrap()).unwrap()
+    );
+    assert!(stored(&layout, &old_digest).is_some(), "old blobs stay");
+    old.iter().for_each(|i| assert_image_stored(&layout, i));
+
+    let out = dist.ok(&["pull", &reference, "-o", o, "--platform", "linux/arm64"]);
+    assert_eq!(statuses(&out), counts(&[("exists", 5)]));
+    assert_eq!(entries(&layout), e, "the whole index stays named");
+    for image in &moved {
+        let seen = inspect(&["--override-arch", &image.arch]);
+        assert_eq!(seen["Architecture"], image.arch.as_str());
+        assert_eq!(seen["Layers"][1], image.blobs[2].0.as_str());
+    }
+}
+
 #[test]
 fn resolve_prints_one_descriptor_line() {
     let reg = Registry::start(Mode::Basic);

@@ -15,6 +15,8 @@
 //! Which descriptor `index.json` gets: for one platform out of an index, that platform's
 //! manifest as the index lists it (`platform` included), because the other platforms' blobs
 //! are not there; with all platforms, or for an image that is no index, the top descriptor.
+//! An entry of the same name for the whole index, there already, stays instead: its blobs
+//! are all there, and it names the other platforms too.
 
 pub mod event;
 
@@ -89,8 +91,9 @@ impl Default for PullOptions {
 /// What a pull did.
 #[derive(Debug, Clone, Default)]
 pub struct Pulled {
-    /// The entry added to `index.json`; `None` when an object failed and the index was
-    /// left alone.
+    /// The entry `index.json` names the image by: the one added, or the whole index's
+    /// entry already there for a pull of one of its platforms; `None` when an object
+    /// failed and the index was left alone.
     pub entry: Option<Descriptor>,
     /// Objects fetched and verified.
     pub fetched: usize,
@@ -250,6 +253,22 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
         entry.annotations.remove(REF_NAME);
         if let Some(name) = ref_name {
             entry.annotations.insert(REF_NAME.into(), name.into());
+        }
+        // The whole index under this name (an --all-platforms pull of the same tag, which
+        // stored every platform) holds the platform just pulled: naming that platform's
+        // image instead took the name from the others, and readers on other platforms of
+        // `oci:DIR:tag` were handed this one.
+        if entry.digest != top_digest {
+            let store = self.store.clone();
+            let (name, whole) = (ref_name.map(str::to_string), top_digest.clone());
+            let kept = crate::blocking::run("reading index.json failed", move || {
+                Ok(store.index_entry(name.as_deref(), &whole))
+            })
+            .await?;
+            if let Some(kept) = kept {
+                self.pulled.entry = Some(kept);
+                return Ok(self.pulled);
+            }
         }
         let (store, indexed) = (self.store.clone(), entry.clone());
         crate::blocking::run("index.json update failed", move || {

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::layout::{new_layout_file, os_error, try_flock};
+use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::image::{Descriptor, REF_NAME};
 
@@ -58,6 +59,18 @@ pub fn add_entry(root: &Path, entry: &Descriptor) -> Result<()> {
     tmp.persist(&path)
         .map_err(|e| io_err("writing", &path, e.error))?;
     Ok(())
+}
+
+/// The entry of `root/index.json` named `name` (or, for `None`, an unnamed one) whose
+/// digest is `digest`, if there is one. An `index.json` that cannot be read holds none
+/// (adding to it says why).
+pub fn find_entry(root: &Path, name: Option<&str>, digest: &Digest) -> Option<Descriptor> {
+    let index = read_index(&root.join("index.json")).ok()?;
+    let manifests = index.get("manifests")?.as_array()?;
+    manifests
+        .iter()
+        .filter_map(|m| serde_json::from_value::<Descriptor>(m.clone()).ok())
+        .find(|d| d.digest == *digest && d.ref_name() == name)
 }
 
 /// `index.json` at `path` as JSON; an empty index when there is none.
