@@ -288,6 +288,68 @@ fn a_mirror_follows_a_moved_tag_and_keeps_its_whole_index_named() {
     }
 }
 
+/// The entry names the tag alone, as skopeo reads it, and the full name beside it as
+/// containerd and BuildKit write it. Another repository's image of the same tag takes the
+/// tag's place, and says so: a mirror of many repositories into one layout lost an image's
+/// name without a word. A moved tag of the same repository is the usual update, said
+/// nothing of; a layout pulled into itself is left as it is.
+#[test]
+fn another_repository_s_image_of_the_same_tag_takes_its_name_loudly() {
+    const IMAGE_NAME: &str = "io.containerd.image.name";
+    let reg = Registry::start(Mode::Anonymous);
+    let redis = push_image(&reg, "a/redis", Flavor::Oci, host_arch(), 1);
+    reg.push_manifest("a/redis", "7", Flavor::Oci.manifest(), &redis.manifest);
+    let nginx = push_image(&reg, "b/nginx", Flavor::Oci, host_arch(), 2);
+    reg.push_manifest("b/nginx", "7", Flavor::Oci.manifest(), &nginx.manifest);
+    let dir = tempfile::tempdir().unwrap();
+    let o = dir.path().to_str().unwrap();
+    let (a, b) = (
+        format!("{}/a/redis:7", reg.host()),
+        format!("{}/b/nginx:7", reg.host()),
+    );
+    let dist = Dist::new();
+    let pull = |reference: &str, extra: &[&str]| {
+        let mut args = vec!["pull", reference, "-o", o];
+        args.extend(extra);
+        let out = dist.run(&args, b"");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{err}");
+        err
+    };
+    assert_eq!(pull(&a, &[]), "");
+    let e = entries(dir.path());
+    assert_eq!(e[0]["annotations"][IMAGE_NAME], a.as_str());
+    assert_eq!(
+        e[0]["annotations"]["org.opencontainers.image.ref.name"],
+        "7"
+    );
+
+    let err = pull(&b, &[]);
+    assert!(
+        err.starts_with(&format!(
+            "dist: warning: 7 in {o} named {a} ({}); it names {b} now",
+            redis.digest
+        )),
+        "{err}"
+    );
+    let e = entries(dir.path());
+    assert_eq!(e.len(), 1);
+    assert_eq!(
+        (&e[0]["digest"], &e[0]["annotations"][IMAGE_NAME]),
+        (&json!(nginx.digest), &json!(b))
+    );
+    assert_eq!(pull(&a, &["-q"]), "", "-q promises no warnings");
+
+    let moved = push_image(&reg, "a/redis", Flavor::Oci, host_arch(), 3);
+    reg.push_manifest("a/redis", "7", Flavor::Oci.manifest(), &moved.manifest);
+    assert_eq!(pull(&a, &[]), "", "a moved tag is no surprise");
+    assert_eq!(entries(dir.path())[0]["digest"], moved.digest.as_str());
+
+    let index = std::fs::read(dir.path().join("index.json")).unwrap();
+    assert_eq!(pull(&format!("oci:{o}:7"), &[]), "");
+    assert_eq!(std::fs::read(dir.path().join("index.json")).unwrap(), index);
+}
+
 #[test]
 fn resolve_prints_one_descriptor_line() {
     let reg = Registry::start(Mode::Basic);

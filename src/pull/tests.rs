@@ -63,6 +63,7 @@ async fn run(src: &Path, dst: &Path, platforms: Platforms) -> (Result<Pulled>, V
         jobs: 4,
         verify_existing: false,
         progress: None,
+        image_name: None,
     };
     let mut lines = Vec::new();
     let remote: Arc<dyn Remote> = Arc::new(LayoutRemote::new(src));

@@ -342,8 +342,8 @@ impl LayoutStore {
 
     /// Adds `entry` to `index.json`, atomically and safely against other runs; see
     /// [`super::index::add_entry`] for the rules. Blocks (it may wait for another run's
-    /// lock); call it from `spawn_blocking` in async code.
-    pub fn add_to_index(&self, entry: &Descriptor) -> Result<()> {
+    /// lock); call it from `spawn_blocking` in async code. Returns the entries replaced.
+    pub fn add_to_index(&self, entry: &Descriptor) -> Result<Vec<Descriptor>> {
         super::index::add_entry(&self.root, entry)
     }
 
