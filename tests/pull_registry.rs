@@ -240,6 +240,116 @@ fn two_images_share_one_dir_even_pulled_at_once() {
     assert_eq!(files, 8, "shared blobs stored once, no temporaries left");
 }
 
+/// A mirror's life: one layout pulled into again and again. The tag moves on the registry:
+/// its entry follows (one entry, the old blobs kept), and skopeo reads the new image. One
+/// platform pulled under a tag the layout holds whole leaves the whole index named, so
+/// readers on the other platforms still get theirs (it used to name arm64's image alone).
+#[test]
+fn a_mirror_follows_a_moved_tag_and_keeps_its_whole_index_named() {
+    let reg = Registry::start(Mode::Anonymous);
+    let (old_digest, _, old) = multi(&reg, "team/app", "v1", Flavor::Oci);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let o = layout.to_str().unwrap();
+    let reference = format!("{}/team/app:v1", reg.host());
+    let target = format!("oci:{o}:v1");
+    let inspect = |extra: &[&str]| -> Value {
+        let mut args = vec!["inspect"];
+        args.extend(extra);
+        args.push(&target);
+        serde_json::from_slice(&skopeo(&args).stdout).unwrap()
+    };
+    let dist = Dist::new();
+    dist.ok(&["pull", &reference, "-o", o, "--all-platforms"]);
+
+    let moved = [
+        push_image(&reg, "team/app", Flavor::Oci, "amd64", 11),
+        push_image(&reg, "team/app", Flavor::Oci, "arm64", 12),
+    ];
+    let (new_digest, _) = push_index(&reg, "team/app", "v1", Flavor::Oci, &[&moved[0], &moved[1]]);
+    dist.ok(&["pull", &reference, "-o", o, "--all-platforms"]);
+    let e = entries(&layout);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0]["digest"], new_digest.as_str());
+    assert_eq!(
+        inspect(&["--raw"]),
+        serde_json::from_slice::<Value>(&stored(&layout, &new_digest).unwrap()).unwrap()
+    );
+    assert!(stored(&layout, &old_digest).is_some(), "old blobs stay");
+    old.iter().for_each(|i| assert_image_stored(&layout, i));
+
+    let out = dist.ok(&["pull", &reference, "-o", o, "--platform", "linux/arm64"]);
+    assert_eq!(statuses(&out), counts(&[("exists", 5)]));
+    assert_eq!(entries(&layout), e, "the whole index stays named");
+    for image in &moved {
+        let seen = inspect(&["--override-arch", &image.arch]);
+        assert_eq!(seen["Architecture"], image.arch.as_str());
+        assert_eq!(seen["Layers"][1], image.blobs[2].0.as_str());
+    }
+}
+
+/// The entry names the tag alone, as skopeo reads it, and the full name beside it as
+/// containerd and BuildKit write it. Another repository's image of the same tag takes the
+/// tag's place, and says so: a mirror of many repositories into one layout lost an image's
+/// name without a word. A moved tag of the same repository is the usual update, said
+/// nothing of; a layout pulled into itself is left as it is.
+#[test]
+fn another_repository_s_image_of_the_same_tag_takes_its_name_loudly() {
+    const IMAGE_NAME: &str = "io.containerd.image.name";
+    let reg = Registry::start(Mode::Anonymous);
+    let redis = push_image(&reg, "a/redis", Flavor::Oci, host_arch(), 1);
+    reg.push_manifest("a/redis", "7", Flavor::Oci.manifest(), &redis.manifest);
+    let nginx = push_image(&reg, "b/nginx", Flavor::Oci, host_arch(), 2);
+    reg.push_manifest("b/nginx", "7", Flavor::Oci.manifest(), &nginx.manifest);
+    let dir = tempfile::tempdir().unwrap();
+    let o = dir.path().to_str().unwrap();
+    let (a, b) = (
+        format!("{}/a/redis:7", reg.host()),
+        format!("{}/b/nginx:7", reg.host()),
+    );
+    let dist = Dist::new();
+    let pull = |reference: &str, extra: &[&str]| {
+        let mut args = vec!["pull", reference, "-o", o];
+        args.extend(extra);
+        let out = dist.run(&args, b"");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{err}");
+        err
+    };
+    assert_eq!(pull(&a, &[]), "");
+    let e = entries(dir.path());
+    assert_eq!(e[0]["annotations"][IMAGE_NAME], a.as_str());
+    assert_eq!(
+        e[0]["annotations"]["org.opencontainers.image.ref.name"],
+        "7"
+    );
+
+    let err = pull(&b, &[]);
+    assert!(
+        err.starts_with(&format!(
+            "dist: warning: 7 in {o} named {a} ({}); it names {b} now",
+            redis.digest
+        )),
+        "{err}"
+    );
+    let e = entries(dir.path());
+    assert_eq!(e.len(), 1);
+    assert_eq!(
+        (&e[0]["digest"], &e[0]["annotations"][IMAGE_NAME]),
+        (&json!(nginx.digest), &json!(b))
+    );
+    assert_eq!(pull(&a, &["-q"]), "", "-q promises no warnings");
+
+    let moved = push_image(&reg, "a/redis", Flavor::Oci, host_arch(), 3);
+    reg.push_manifest("a/redis", "7", Flavor::Oci.manifest(), &moved.manifest);
+    assert_eq!(pull(&a, &[]), "", "a moved tag is no surprise");
+    assert_eq!(entries(dir.path())[0]["digest"], moved.digest.as_str());
+
+    let index = std::fs::read(dir.path().join("index.json")).unwrap();
+    assert_eq!(pull(&format!("oci:{o}:7"), &[]), "");
+    assert_eq!(std::fs::read(dir.path().join("index.json")).unwrap(), index);
+}
+
 #[test]
 fn resolve_prints_one_descriptor_line() {
     let reg = Registry::start(Mode::Basic);

@@ -3,8 +3,10 @@
 
 use std::io::{IsTerminal, Write};
 
-use dist::image::ImageRef;
+use dist::image::{ImageRef, IMAGE_NAME};
+use dist::layout_remote::LayoutRemote;
 use dist::pull::{Platforms, PullOptions};
+use dist::reference::Locator;
 use dist::sink::layout::LayoutStore;
 use dist::{Error, ErrorKind};
 
@@ -73,6 +75,7 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
         jobs,
         verify_existing: args.verify_existing,
         progress: Some(progress),
+        image_name: image_name(&image).await,
     };
     let terminal = std::io::stdout().is_terminal();
     let mut out = std::io::BufWriter::new(super::output::RawStdout::new());
@@ -152,6 +155,22 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
             );
         }
     }
+    // The tag alone names an entry, as skopeo reads it: another repository's image of the
+    // same tag took its name, which a mirror of many repositories into one layout lost
+    // without a word. A moved tag of the same repository is the usual update.
+    if let (Ok(pulled), Some(now), false) = (&result, &opts.image_name, global.quiet) {
+        for was in &pulled.replaced {
+            if let Some(before) = was.annotations.get(IMAGE_NAME).filter(|b| *b != now) {
+                say!(
+                    "dist: warning: {} in {} named {before} ({}); it names {now} now, and \
+                     {before} has no name there (one layout per repository keeps both)",
+                    was.ref_name().unwrap_or_default(),
+                    args.output.display(),
+                    was.digest
+                );
+            }
+        }
+    }
     match result {
         Ok(p) if p.failed == 0 => 0,
         Ok(_) => EXIT_FAILED,
@@ -159,4 +178,16 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
         Err(e) if e.kind() == ErrorKind::InvalidInput => report(&e, EXIT_USAGE),
         Err(e) => report(&e, EXIT_FAILED),
     }
+}
+
+/// The full name the entry records: a registry image's own, or what the source layout's
+/// entry of that tag records (so that pulling a layout into itself changes nothing).
+async fn image_name(image: &ImageRef) -> Option<String> {
+    let (Locator::Layout(root), Some(tag), None) = (&image.locator, &image.tag, &image.digest)
+    else {
+        return image.image_name();
+    };
+    let entries = LayoutRemote::new(root).entries().await.ok()?;
+    let entry = entries.into_iter().find(|e| e.ref_name() == Some(tag))?;
+    entry.annotations.get(IMAGE_NAME).cloned()
 }

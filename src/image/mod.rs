@@ -26,6 +26,11 @@ pub use reference::ImageRef;
 /// The annotation that names an image in an OCI layout's `index.json` (the tag).
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
+/// The annotation beside [`REF_NAME`] that names an image in full (`host/repository:tag`),
+/// as containerd and BuildKit write it and containerd's import names images by: the tag
+/// alone does not tell `a/redis:7` from `b/nginx:7`.
+pub const IMAGE_NAME: &str = "io.containerd.image.name";
+
 /// A reference to content: its media type, digest and size, and whatever else the producer
 /// attached.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

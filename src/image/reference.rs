@@ -38,6 +38,15 @@ impl ImageRef {
     pub fn ref_name(&self) -> Option<&str> {
         self.tag.as_deref()
     }
+
+    /// The full name to record beside the tag ([`super::IMAGE_NAME`]), `host/name:tag`:
+    /// for a registry's image named by a tag. A layout's entry carries its own, if any.
+    pub fn image_name(&self) -> Option<String> {
+        match (&self.locator, &self.tag) {
+            (Locator::Registry(repo), Some(tag)) => Some(format!("{repo}:{tag}")),
+            _ => None,
+        }
+    }
 }
 
 impl FromStr for ImageRef {
@@ -142,6 +151,10 @@ mod tests {
         assert_eq!(i.object().to_string(), D);
         assert_eq!(i.ref_name(), Some("7"));
         assert_eq!(i.to_string(), format!("docker.io/library/redis:7@{D}"));
+        assert_eq!(i.image_name().as_deref(), Some("docker.io/library/redis:7"));
+        let i = r(&format!("localhost:5000/team/app@{D}"));
+        assert_eq!(i.image_name(), None);
+        assert_eq!(r("oci:dir:v1").image_name(), None);
     }
 
     #[test]

@@ -15,6 +15,8 @@
 //! Which descriptor `index.json` gets: for one platform out of an index, that platform's
 //! manifest as the index lists it (`platform` included), because the other platforms' blobs
 //! are not there; with all platforms, or for an image that is no index, the top descriptor.
+//! An entry of the same name for the whole index, there already, stays instead: its blobs
+//! are all there, and it names the other platforms too.
 
 pub mod event;
 
@@ -26,7 +28,7 @@ use futures::StreamExt;
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fetch::MAX_MANIFEST_SIZE;
-use crate::image::{Descriptor, Manifest, Platform, REF_NAME};
+use crate::image::{Descriptor, Manifest, Platform, IMAGE_NAME, REF_NAME};
 use crate::reference::Object;
 use crate::remote::Remote;
 use crate::sink::layout::LayoutStore;
@@ -73,6 +75,10 @@ pub struct PullOptions {
     /// Counters for a progress display, shared by every level of the pull. The total grows
     /// as levels are found; it is final once the configs and layers are being fetched.
     pub progress: Option<Arc<worker::progress::Progress>>,
+    /// The image's full name (`host/repository:tag`, [`crate::image::ImageRef::image_name`]),
+    /// recorded beside the tag as [`IMAGE_NAME`] so that an entry says which repository's
+    /// tag it is; no annotation when `None`.
+    pub image_name: Option<String>,
 }
 
 impl Default for PullOptions {
@@ -82,6 +88,7 @@ impl Default for PullOptions {
             jobs: worker::DEFAULT_JOBS,
             verify_existing: false,
             progress: None,
+            image_name: None,
         }
     }
 }
@@ -89,8 +96,9 @@ impl Default for PullOptions {
 /// What a pull did.
 #[derive(Debug, Clone, Default)]
 pub struct Pulled {
-    /// The entry added to `index.json`; `None` when an object failed and the index was
-    /// left alone.
+    /// The entry `index.json` names the image by: the one added, or the whole index's
+    /// entry already there for a pull of one of its platforms; `None` when an object
+    /// failed and the index was left alone.
     pub entry: Option<Descriptor>,
     /// Objects fetched and verified.
     pub fetched: usize,
@@ -106,6 +114,10 @@ pub struct Pulled {
     pub image_platform: Option<Platform>,
     /// Whether that image came out of an index (its entry naming no platform).
     pub image_platform_unlisted: bool,
+    /// The entries of the same name `entry` took the place of in `index.json`: a tag that
+    /// moved, or (by their [`IMAGE_NAME`]) another repository's image of the same tag,
+    /// whose blobs stay but which the layout no longer names.
+    pub replaced: Vec<Descriptor>,
 }
 
 /// Pulls the image `object` names from `remote` into `store`, reporting every object to
@@ -248,11 +260,31 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
             entry.platform = self.remote.listed_platform(object).await;
         }
         entry.annotations.remove(REF_NAME);
+        entry.annotations.remove(IMAGE_NAME);
         if let Some(name) = ref_name {
             entry.annotations.insert(REF_NAME.into(), name.into());
+            if let Some(full) = &self.opts.image_name {
+                entry.annotations.insert(IMAGE_NAME.into(), full.clone());
+            }
+        }
+        // The whole index under this name (an --all-platforms pull of the same tag, which
+        // stored every platform) holds the platform just pulled: naming that platform's
+        // image instead took the name from the others, and readers on other platforms of
+        // `oci:DIR:tag` were handed this one.
+        if entry.digest != top_digest {
+            let store = self.store.clone();
+            let (name, whole) = (ref_name.map(str::to_string), top_digest.clone());
+            let kept = crate::blocking::run("reading index.json failed", move || {
+                Ok(store.index_entry(name.as_deref(), &whole))
+            })
+            .await?;
+            if let Some(kept) = kept {
+                self.pulled.entry = Some(kept);
+                return Ok(self.pulled);
+            }
         }
         let (store, indexed) = (self.store.clone(), entry.clone());
-        crate::blocking::run("index.json update failed", move || {
+        self.pulled.replaced = crate::blocking::run("index.json update failed", move || {
             store.add_to_index(&indexed)
         })
         .await?;

@@ -63,6 +63,7 @@ async fn run(src: &Path, dst: &Path, platforms: Platforms) -> (Result<Pulled>, V
         jobs: 4,
         verify_existing: false,
         progress: None,
+        image_name: None,
     };
     let mut lines = Vec::new();
     let remote: Arc<dyn Remote> = Arc::new(LayoutRemote::new(src));
@@ -141,6 +142,40 @@ async fn all_platforms_records_the_index_and_skips_foreign_layers() {
     );
     let entry = pulled.entry.unwrap();
     assert_eq!((&entry.digest, entry.ref_name()), (&top.digest, Some("v1")));
+}
+
+fn index_entries(root: &Path) -> Vec<Descriptor> {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("index.json")).unwrap()).unwrap();
+    serde_json::from_value(index["manifests"].clone()).unwrap()
+}
+
+/// One platform pulled under a name that already names its whole index (pulled with all
+/// platforms) leaves the index named: naming the one platform's image took the name from
+/// the others, whose readers were then handed this platform's image. The other way
+/// round, the index takes the name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_platform_keeps_its_whole_index_named() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let top = source(src.path(), false);
+    run(src.path(), dst.path(), Platforms::All).await.0.unwrap();
+    let before = index_entries(dst.path());
+    let (r, lines) = run(src.path(), dst.path(), arm64()).await;
+    let pulled = r.unwrap();
+    assert!(statuses(&lines).iter().all(|s| s == "\"exists\""));
+    assert_eq!(pulled.entry.unwrap().digest, top.digest);
+    assert_eq!(index_entries(dst.path()), before);
+
+    let dst = tempfile::tempdir().unwrap();
+    run(src.path(), dst.path(), arm64()).await.0.unwrap();
+    assert_ne!(index_entries(dst.path())[0].digest, top.digest);
+    run(src.path(), dst.path(), Platforms::All).await.0.unwrap();
+    let after = index_entries(dst.path());
+    assert_eq!(after.len(), 1);
+    assert_eq!(
+        (&after[0].digest, after[0].ref_name()),
+        (&top.digest, Some("v1"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

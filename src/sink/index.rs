@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::layout::{new_layout_file, os_error, try_flock};
+use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::image::{Descriptor, REF_NAME};
 
@@ -30,25 +31,25 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
 /// named by [`REF_NAME`] replaces every entry of that name (a tag names one image); an
 /// unnamed entry is added unless an unnamed entry for the same digest is already there.
 /// Fields of `index.json` other than `manifests` are kept. An `index.json` that already
-/// holds the entry is left as it is. Blocks.
-pub fn add_entry(root: &Path, entry: &Descriptor) -> Result<()> {
+/// holds the entry is left as it is. Returns the entries replaced. Blocks.
+pub fn add_entry(root: &Path, entry: &Descriptor) -> Result<Vec<Descriptor>> {
     let path = root.join("index.json");
     // Pulling an image again finds its entry in place: nothing to write, so no lock and no
     // new file, which a full disk or a read-only layout (a cache mounted so) refused, and
     // failed a pull that had nothing to do. `index.json` is only ever renamed into place,
     // so it reads whole without the lock.
     if let Ok(mut index) = read_index(&path) {
-        if merge_entry(&mut index, entry) == Ok(false) {
-            return Ok(());
+        if merge_entry(&mut index, entry) == Ok(None) {
+            return Ok(Vec::new());
         }
     }
     let _lock = IndexLock::acquire(root)?;
     let mut index = read_index(&path)?;
-    let changed = merge_entry(&mut index, entry)
-        .map_err(|why| Error::invalid(format!("{}: {why}", path.display())))?;
-    if !changed {
-        return Ok(());
-    }
+    let Some(replaced) = merge_entry(&mut index, entry)
+        .map_err(|why| Error::invalid(format!("{}: {why}", path.display())))?
+    else {
+        return Ok(Vec::new());
+    };
     let text = serde_json::to_vec(&index).expect("JSON values serialise");
     let mut tmp =
         new_layout_file(root).map_err(|e| io_err("creating a temporary file in", root, e))?;
@@ -57,7 +58,23 @@ pub fn add_entry(root: &Path, entry: &Descriptor) -> Result<()> {
         .map_err(|e| io_err("writing", &path, e))?;
     tmp.persist(&path)
         .map_err(|e| io_err("writing", &path, e.error))?;
-    Ok(())
+    // An entry another tool wrote that is no descriptor is still replaced, unreported.
+    Ok(replaced
+        .into_iter()
+        .filter_map(|v| serde_json::from_value(v).ok())
+        .collect())
+}
+
+/// The entry of `root/index.json` named `name` (or, for `None`, an unnamed one) whose
+/// digest is `digest`, if there is one. An `index.json` that cannot be read holds none
+/// (adding to it says why).
+pub fn find_entry(root: &Path, name: Option<&str>, digest: &Digest) -> Option<Descriptor> {
+    let index = read_index(&root.join("index.json")).ok()?;
+    let manifests = index.get("manifests")?.as_array()?;
+    manifests
+        .iter()
+        .filter_map(|m| serde_json::from_value::<Descriptor>(m.clone()).ok())
+        .find(|d| d.digest == *digest && d.ref_name() == name)
 }
 
 /// `index.json` at `path` as JSON; an empty index when there is none.
@@ -76,11 +93,12 @@ fn read_index(path: &Path) -> Result<serde_json::Value> {
 }
 
 /// Puts `entry` into the `manifests` of an `index.json` value; see
-/// [`add_entry`] for the rules. Whether the value changed.
+/// [`add_entry`] for the rules. The entries it replaced, or `None` when the value is
+/// unchanged.
 fn merge_entry(
     index: &mut serde_json::Value,
     entry: &Descriptor,
-) -> std::result::Result<bool, String> {
+) -> std::result::Result<Option<Vec<serde_json::Value>>, String> {
     let obj = index
         .as_object_mut()
         .ok_or("the index is not a JSON object")?;
@@ -97,27 +115,32 @@ fn merge_entry(
     };
     let digest = entry.digest.to_string();
     let value = serde_json::to_value(entry).expect("descriptors serialise");
+    let mut replaced = Vec::new();
     match entry.ref_name() {
         Some(name) => {
             let mut named = manifests
                 .iter()
                 .filter(|m| name_of(m).as_deref() == Some(name));
             if named.next() == Some(&value) && named.next().is_none() {
-                return Ok(false);
+                return Ok(None);
             }
-            manifests.retain(|m| name_of(m).as_deref() != Some(name));
+            let (was, kept) = std::mem::take(manifests)
+                .into_iter()
+                .partition(|m| name_of(m).as_deref() == Some(name));
+            *manifests = kept;
+            replaced = was;
         }
         None => {
             let present = manifests.iter().any(|m| {
                 name_of(m).is_none() && m.get("digest").and_then(|d| d.as_str()) == Some(&digest)
             });
             if present {
-                return Ok(false);
+                return Ok(None);
             }
         }
     }
     manifests.push(value);
-    Ok(true)
+    Ok(Some(replaced))
 }
 
 /// Exclusive use of a layout's `index.json`, released on drop.
@@ -230,7 +253,8 @@ mod tests {
         let store = crate::sink::layout::LayoutStore::open(dir.path()).unwrap();
         store.add_to_index(&entry(b"a", Some("v1"))).unwrap();
         add_entry(dir.path(), &entry(b"b", Some("v2"))).unwrap();
-        add_entry(dir.path(), &entry(b"c", Some("v1"))).unwrap();
+        let replaced = add_entry(dir.path(), &entry(b"c", Some("v1"))).unwrap();
+        assert_eq!(replaced, vec![entry(b"a", Some("v1"))]);
         add_entry(dir.path(), &entry(b"d", None)).unwrap();
         add_entry(dir.path(), &entry(b"d", None)).unwrap();
         let d = |x: &[u8]| Digest::of(Algorithm::Sha256, x).to_string();

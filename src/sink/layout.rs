@@ -342,9 +342,15 @@ impl LayoutStore {
 
     /// Adds `entry` to `index.json`, atomically and safely against other runs; see
     /// [`super::index::add_entry`] for the rules. Blocks (it may wait for another run's
-    /// lock); call it from `spawn_blocking` in async code.
-    pub fn add_to_index(&self, entry: &Descriptor) -> Result<()> {
+    /// lock); call it from `spawn_blocking` in async code. Returns the entries replaced.
+    pub fn add_to_index(&self, entry: &Descriptor) -> Result<Vec<Descriptor>> {
         super::index::add_entry(&self.root, entry)
+    }
+
+    /// The `index.json` entry named `name` (unnamed for `None`) for `digest`, if any; see
+    /// [`super::index::find_entry`]. Blocks.
+    pub fn index_entry(&self, name: Option<&str>, digest: &Digest) -> Option<Descriptor> {
+        super::index::find_entry(&self.root, name, digest)
     }
 
     /// Removes `.dist-tmp-<pid>-*` files whose process no longer runs, in the layout's
