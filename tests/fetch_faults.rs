@@ -496,6 +496,91 @@ fn a_retry_after_beyond_a_minute_fails_at_once_and_says_so() {
     assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 1);
 }
 
+/// Docker Hub answers a client whose pull quota is spent with 429 and no `Retry-After`:
+/// the quota comes back over hours, so retrying within the run only spends requests
+/// (which Docker Hub has counted against the quota too). The request fails at once, and
+/// the message says it is the quota and that logging in raises it.
+#[test]
+fn a_spent_pull_quota_fails_at_once_and_says_to_log_in() {
+    const HUB: &str = "You have reached your unauthenticated pull rate limit. \
+        https://www.docker.com/increase-rate-limit";
+    let reg = FakeRegistry::start();
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+    reg.manifest(
+        "team/app",
+        "v1",
+        "application/vnd.oci.image.manifest.v1+json",
+        manifest,
+    );
+    // Told by the headers alone (a message of another wording), and by the words alone.
+    for fault in [
+        Fault::Quota {
+            message: "Too Many Requests",
+            remaining: Some("0;w=21600"),
+        },
+        Fault::Quota {
+            message: HUB,
+            remaining: None,
+        },
+    ] {
+        reg.clear_faults();
+        let before = reg.requests_for("manifests/v1");
+        reg.set_fault_for_every("manifests/v1", fault.clone());
+        let out = Dist::new().run(&["fetch", &repo(&reg), "v1"], b"");
+        assert_eq!(out.status.code(), Some(1), "{fault:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("429 Too Many Requests"), "{err}");
+        assert!(err.contains("a pull rate limit: anonymous pulls"), "{err}");
+        assert!(
+            err.contains(&format!("docker login {}", reg.host())),
+            "anonymous: {err}"
+        );
+        assert_eq!(
+            reg.requests_for("manifests/v1") - before,
+            1,
+            "not retried: {fault:?}"
+        );
+    }
+    // With credentials sent, logging in is no advice: the account's own quota is spent.
+    let private = FakeRegistry::builder()
+        .auth(Auth::basic("user", "password"))
+        .start();
+    private.manifest(
+        "team/app",
+        "v1",
+        "application/vnd.oci.image.manifest.v1+json",
+        manifest,
+    );
+    private.set_fault_for_every(
+        "manifests/v1",
+        Fault::Quota {
+            message: HUB,
+            remaining: None,
+        },
+    );
+    let logged_in = Dist::new();
+    logged_in.login(&private.host(), "user", "password");
+    let out = logged_in.run(&["fetch", &repo(&private), "v1"], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("a pull rate limit: the account logged in has used up its quota"),
+        "{err}"
+    );
+    assert!(!err.contains("docker login"), "{err}");
+    // A 429 with quota left is a burst limit, which passes: retried as before.
+    reg.clear_faults();
+    reg.push_fault(
+        "manifests/v1",
+        Fault::Quota {
+            message: "Too Many Requests",
+            remaining: Some("37;w=21600"),
+        },
+    );
+    assert_eq!(Dist::new().ok(&["fetch", &repo(&reg), "v1"]), manifest);
+}
+
 /// A body that ends cleanly (FIN) before its `Content-Length` is resumed from where it
 /// stopped, like one cut by a reset.
 #[test]

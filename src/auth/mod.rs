@@ -154,6 +154,27 @@ impl Authorizer {
         self.token_requests.load(Ordering::Relaxed)
     }
 
+    /// What to tell a caller whose request, sent with `used`, met a spent pull quota:
+    /// a quota is counted per account, or per address for anonymous callers, whose
+    /// quota logging in raises (Docker Hub's: 100 pulls against 200 and more).
+    pub(crate) async fn quota_advice(&self, used: &Grant) -> String {
+        let logged_in = used.header.is_some()
+            && self.withheld_from.get().is_none()
+            && matches!(self.credential().await, Ok(Some(_)));
+        if logged_in {
+            "a pull rate limit: the account logged in has used up its quota, which refills \
+             over hours, not seconds (not retried)"
+                .to_string()
+        } else {
+            format!(
+                "a pull rate limit: anonymous pulls from this address have used up their \
+                 quota, which refills over hours, not seconds (not retried); logging in \
+                 raises it (docker login {})",
+                self.registry_host
+            )
+        }
+    }
+
     fn snapshot(&self) -> State {
         self.state.lock().expect("auth state poisoned").clone()
     }

@@ -359,7 +359,21 @@ impl Host {
                 continue;
             }
             let asked = retry::retry_after(reply.response.headers());
+            let out_of_quota = status == StatusCode::TOO_MANY_REQUESTS
+                && asked.is_none()
+                && quota_left(reply.response.headers()) == Some(0);
             let err = status_error(&self.transport, &mut reply, self.mirror).await;
+            // A spent quota (Docker Hub's pull limit) refills over hours and says so
+            // without a `Retry-After`: retries would only spend requests, which Docker
+            // Hub has counted against the quota too. Its words tell it where its headers
+            // are missing (a HEAD's answer has no body, a proxy may drop headers).
+            if status == StatusCode::TOO_MANY_REQUESTS
+                && asked.is_none()
+                && (out_of_quota || err.message().contains("pull rate limit"))
+            {
+                let advice = self.auth.quota_advice(&grant).await;
+                return Err(err.with_note(advice).with_url(&url));
+            }
             let wait = again(err, &mut retries, asked)?;
             // A server that says how long to hold off (429, 503) says it to every request
             // to this host, not only this one.
@@ -459,6 +473,13 @@ async fn status_error(transport: &Transport, reply: &mut transport::Reply, mirro
     Error::new(kind, msg)
         .with_status(status.as_u16())
         .with_url(url)
+}
+
+/// The requests left in the quota a `RateLimit-Remaining` header reports (`0;w=21600`,
+/// Docker Hub's, or a bare `0` as the IETF draft writes it).
+fn quota_left(headers: &HeaderMap) -> Option<u64> {
+    let value = headers.get("ratelimit-remaining")?.to_str().ok()?;
+    value.split(';').next()?.trim().parse().ok()
 }
 
 /// Whether `body` is a TLS server's answer to a plain-HTTP request on its port, in the
