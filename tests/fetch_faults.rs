@@ -918,6 +918,73 @@ fn a_huge_challenge_makes_a_short_message() {
     }
 }
 
+/// Quay answers a token that does not open the repository (a private one, or one that
+/// does not exist, asked anonymously) with a plain 401 challenge, without a scope or
+/// `error="insufficient_scope"`, as Harbor did with a scope. A token fetched for that
+/// very challenge will not widen: the second 401 is the answer, said as Docker Hub's
+/// `insufficient_scope` is, instead of a third token and a bare `401 Unauthorized`.
+#[test]
+fn a_fresh_token_refused_without_insufficient_scope_says_what_it_means() {
+    let reg = FakeRegistry::start();
+    let tokens = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(300)))
+        .start();
+    let realm = format!("{}/token", tokens.url());
+    for challenge in [
+        format!(r#"Bearer realm="{realm}",service="quay.io""#),
+        format!(r#"Bearer realm="{realm}",service="harbor",scope="repository:team/app:pull""#),
+    ] {
+        reg.set_fault_for_every("manifests/v1", Fault::Challenge(challenge.clone()));
+        let asked = tokens.token_requests();
+        let out = Dist::new().run(&["fetch", &repo(&reg), "v1"], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "{} gives anonymous callers no access to the repository team/app",
+                reg.host()
+            )),
+            "{challenge}: {err}"
+        );
+        assert!(
+            err.contains(&format!(
+                "it does not exist, or it needs credentials (docker login {})",
+                reg.host()
+            )),
+            "{err}"
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "as for insufficient_scope: {err}"
+        );
+        assert_eq!(
+            tokens.token_requests() - asked,
+            1,
+            "one token is enough to tell"
+        );
+    }
+    // The worker's objects say it each, as they do for insufficient_scope.
+    let quay = Fault::Challenge(format!(r#"Bearer realm="{realm}",service="quay.io""#));
+    let blob = reg.blob("team/app", b"x");
+    for key in ["tags/list", "manifests/v1", &blob] {
+        reg.set_fault_for_every(key, quay.clone());
+    }
+    let out = Dist::new().run(
+        &["fetch", &repo(&reg), "-"],
+        format!("{blob}\nv1\n").as_bytes(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err.matches("gives anonymous callers no access to the repository team/app")
+            .count(),
+        2,
+        "{err}"
+    );
+    // A token the registry stopped taking (revoked, expired early) is still renewed
+    // once: tests/resilience.rs revokes every token mid-batch.
+}
+
 /// A `Docker-Content-Digest` that is no digest is refused, naming the start of it: the
 /// header may be hundreds of KiB, the message stays short.
 #[test]

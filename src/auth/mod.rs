@@ -220,8 +220,14 @@ impl Authorizer {
     }
 
     /// Reacts to a 401 that answered a request sent with `used`. Returns `Ok` when the
-    /// request is worth sending again with a fresh [`grant`](Self::grant).
-    pub async fn challenged(&self, used: &Grant, www_authenticate: &[String]) -> Result<()> {
+    /// request is worth sending again with a fresh [`grant`](Self::grant). `again`: the
+    /// request already met a 401, so `used` came after it: a token fetched for it.
+    pub async fn challenged(
+        &self,
+        used: &Grant,
+        www_authenticate: &[String],
+        again: bool,
+    ) -> Result<()> {
         let challenges: Vec<Challenge> = www_authenticate
             .iter()
             .flat_map(|h| challenge::parse(h))
@@ -238,12 +244,24 @@ impl Authorizer {
         let bearer = challenges.iter().find(|c| c.scheme == "bearer");
         let basic = challenges.iter().find(|c| c.scheme == "basic");
         if let Some(ch) = bearer {
-            if ch.param("error") == Some("insufficient_scope") && used.header.is_some() {
-                let s = self.snapshot();
-                // A fresh token for the same scope will not widen it.
-                if s.bearer.as_ref().and_then(|b| b.param("scope")) == ch.param("scope") {
-                    return Err(self.not_granted(ch.param("scope")).await);
-                }
+            // A fresh token for the same scope will not widen it. Registries say so with
+            // `insufficient_scope`; Quay (and Harbor once) only challenge again, so a
+            // 401 to the token fetched for this very challenge says it too: the one
+            // renewal a revoked or expired token needs has been made.
+            let same_scope = s.bearer.as_ref().and_then(|b| b.param("scope")) == ch.param("scope");
+            let insufficient = ch.param("error") == Some("insufficient_scope");
+            let fresh = again
+                && used
+                    .header
+                    .as_ref()
+                    .is_some_and(|h| h.as_bytes().starts_with(b"Bearer "));
+            if used.header.is_some() && same_scope && (insufficient || fresh) {
+                let said = if insufficient {
+                    "insufficient_scope"
+                } else {
+                    "a token fetched for it was refused"
+                };
+                return Err(self.not_granted(ch.param("scope"), said).await);
             }
             return self.fetch_token(ch.clone()).await;
         }
@@ -459,7 +477,7 @@ impl Authorizer {
     /// A token that was fetched for the scope the registry asks for, and still does not
     /// open it. Registries (Docker Hub among them) answer so for a repository that does
     /// not exist as well as for one the caller may not read, so the message names both.
-    async fn not_granted(&self, scope: Option<&str>) -> Error {
+    async fn not_granted(&self, scope: Option<&str>, said: &str) -> Error {
         let caller = match (self.credential().await, self.withheld_from.get()) {
             (_, Some(realm)) => Caller::Withheld(realm),
             (Ok(None), _) => Caller::Anonymous,
@@ -467,7 +485,13 @@ impl Authorizer {
         };
         Error::new(
             ErrorKind::Denied,
-            not_granted_message(&self.registry_host, scope, caller),
+            // A challenge without a scope (Quay's) was answered for dist's own.
+            not_granted_message(
+                &self.registry_host,
+                scope.or(self.scopes.first().map(String::as_str)),
+                said,
+                caller,
+            ),
         )
     }
 
@@ -505,7 +529,7 @@ enum Caller<'a> {
 }
 
 /// See [`Authorizer::not_granted`].
-fn not_granted_message(host: &str, scope: Option<&str>, caller: Caller) -> String {
+fn not_granted_message(host: &str, scope: Option<&str>, said: &str, caller: Caller) -> String {
     // `repository:NAME:ACTIONS`; a scope leaves the registry (and any port) out of NAME.
     // The scope is the server's text, and may be of any length.
     let shown = |text: &str| crate::server_text::one_line(text);
@@ -516,15 +540,15 @@ fn not_granted_message(host: &str, scope: Option<&str>, caller: Caller) -> Strin
     };
     match caller {
         Caller::Anonymous => format!(
-            "{host} gives anonymous callers no access to {what} (insufficient_scope): \
+            "{host} gives anonymous callers no access to {what} ({said}): \
              it does not exist, or it needs credentials (docker login {host})"
         ),
         Caller::Credentials => format!(
             "{host} gives the credentials found for it no access to {what} \
-             (insufficient_scope): it does not exist, or they may not read it"
+             ({said}): it does not exist, or they may not read it"
         ),
         Caller::Withheld(realm) => format!(
-            "{host} gives anonymous callers no access to {what} (insufficient_scope); \
+            "{host} gives anonymous callers no access to {what} ({said}); \
              the credentials found for it were not sent to its token service {realm}, \
              which is plain HTTP elsewhere than the registry itself"
         ),
@@ -571,6 +595,7 @@ mod tests {
         let anon = not_granted_message(
             "r.example:5000",
             Some("repository:team/app:pull"),
+            "insufficient_scope",
             Caller::Anonymous,
         );
         assert_eq!(
@@ -582,16 +607,22 @@ mod tests {
         let with = not_granted_message(
             "r.example",
             Some("repository:team/app:pull"),
+            "insufficient_scope",
             Caller::Credentials,
         );
         assert!(with.contains("the credentials found for it"), "{with}");
         assert!(!with.contains("docker login"), "{with}");
-        let odd = not_granted_message("r.example", Some("registry:catalog:*:x"), Caller::Anonymous);
+        let odd = not_granted_message(
+            "r.example",
+            Some("registry:catalog:*:x"),
+            "insufficient_scope",
+            Caller::Anonymous,
+        );
         assert!(odd.contains("the scope registry:catalog:*:x"), "{odd}");
-        let none = not_granted_message("r.example", None, Caller::Anonymous);
+        let none = not_granted_message("r.example", None, "insufficient_scope", Caller::Anonymous);
         assert!(none.contains("no access to what it asked for"), "{none}");
         let kept = Caller::Withheld("http://auth.example/token");
-        let kept = not_granted_message("r.example", None, kept);
+        let kept = not_granted_message("r.example", None, "insufficient_scope", kept);
         assert!(kept.contains("were not sent to its token service http://auth.example/token"));
     }
 }

@@ -342,7 +342,11 @@ impl Host {
                     .collect();
                 if !challenges.is_empty() {
                     self.drain(&mut reply).await;
-                    match self.auth.challenged(&grant, &challenges).await {
+                    match self
+                        .auth
+                        .challenged(&grant, &challenges, auth_rounds > 0)
+                        .await
+                    {
                         Ok(()) => auth_rounds += 1,
                         Err(e) => tokio::time::sleep(again(e, &mut retries, None)?).await,
                     }
