@@ -1154,3 +1154,51 @@ fn many_response_headers_are_taken_and_too_many_are_not_retried() {
     );
     assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 1, "{err}");
 }
+
+/// ECR refuses a password past its 12 hours with `403 DENIED: Your authorization token
+/// has expired`, not a 401. From a file, no fresh one will come: that is credentials
+/// refused, as a 401 is, so the worker stops at its check (status 2) with one message
+/// saying to log in again, instead of taking the 403 for a listing ECR may refuse and
+/// failing every object with it.
+#[test]
+fn an_expired_ecr_password_is_refused_credentials() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::basic("AWS", "fresh"))
+        .start();
+    reg.forbid_stale_basic();
+    let blobs: Vec<String> = (0..3u8).map(|i| reg.blob("team/app", [i; 100])).collect();
+    let dist = Dist::new();
+    dist.login(&reg.host(), "AWS", "stale");
+    let input = blobs.join("\n") + "\n";
+    for (args, stdin) in [
+        (vec!["fetch", &repo(&reg), "-"], input.as_bytes()),
+        (vec!["fetch", &repo(&reg), &blobs[0]], &b""[..]),
+    ] {
+        let out = dist.run(&args, stdin);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains("Your authorization token has expired"),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!(
+                "refused the credentials from {}",
+                dist.config_dir().join("config.json").display()
+            )),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!("log in again (docker login {})", reg.host())),
+            "{err}"
+        );
+    }
+    // The one-shot's object was asked for; the batch's were not.
+    assert_eq!(
+        reg.requests_for(&blobs[0]),
+        2,
+        "unauthenticated, then the 403"
+    );
+    assert_eq!(reg.requests_for(&blobs[1]), 0);
+}

@@ -219,6 +219,19 @@ impl Authorizer {
         true
     }
 
+    /// The credentials sent with `used` refused, in the registry's words `said`: ECR
+    /// refuses a password past its 12 hours with a 403, which [`forbidden`](Self::forbidden)
+    /// could not replace. `None` when `used` sent no Basic credentials.
+    pub(crate) async fn expired(&self, used: &Grant, said: &str) -> Option<Error> {
+        let basic = used.header.as_ref()?.as_bytes().starts_with(b"Basic ");
+        let origin = match self.found().await {
+            Ok(Some((_, origin))) if basic => origin,
+            _ => return None,
+        };
+        let message = refused_message(&self.registry_host, Some(&origin), Some(said));
+        Some(Error::new(ErrorKind::Unauthorized, message).with_status(403))
+    }
+
     /// Reacts to a 401 that answered a request sent with `used`. Returns `Ok` when the
     /// request is worth sending again with a fresh [`grant`](Self::grant). `again`: the
     /// request already met a 401, so `used` came after it: a token fetched for it.

@@ -366,7 +366,18 @@ impl Host {
             let out_of_quota = status == StatusCode::TOO_MANY_REQUESTS
                 && asked.is_none()
                 && quota_left(reply.response.headers()) == Some(0);
+            let own = reply.same_origin;
             let err = status_error(&self.transport, &mut reply, self.mirror).await;
+            // ECR's words for a password past its 12 hours: credentials refused, as a 401
+            // says, and not a repository policy's 403, which names the action refused.
+            if status == StatusCode::FORBIDDEN
+                && own
+                && err.message().contains("authorization token has expired")
+            {
+                if let Some(refused) = self.auth.expired(&grant, err.message()).await {
+                    return Err(refused.with_url(&url));
+                }
+            }
             // A spent quota (Docker Hub's pull limit) refills over hours and says so
             // without a `Retry-After`: retries would only spend requests, which Docker
             // Hub has counted against the quota too. Its words tell it where its headers
