@@ -1202,3 +1202,35 @@ fn an_expired_ecr_password_is_refused_credentials() {
     );
     assert_eq!(reg.requests_for(&blobs[1]), 0);
 }
+
+/// GHCR's token service answers an anonymous request for a repository that is private,
+/// or that does not exist (a typo), with 401: the message names both causes, as for
+/// Docker Hub's `insufficient_scope`, not only "log in first", which sends whoever
+/// mistyped the name to log in for a repository that is not there.
+#[test]
+fn an_anonymous_token_refused_names_the_repository_and_both_causes() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::Bearer {
+            ttl: Duration::from_secs(300),
+            reply: Default::default(),
+            credentials: Some(("user".into(), "pw".into())),
+        })
+        .start();
+    let out = Dist::new().run(&["fetch", &format!("{}/team/typo", reg.host()), "v1"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "no usable credentials: {err}");
+    assert!(
+        err.contains(&format!(
+            "{} gives anonymous callers no token for the repository team/typo",
+            reg.host()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "it needs credentials (docker login {}), or it does not exist",
+            reg.host()
+        )),
+        "{err}"
+    );
+}

@@ -228,7 +228,12 @@ impl Authorizer {
             Ok(Some((_, origin))) if basic => origin,
             _ => return None,
         };
-        let message = refused_message(&self.registry_host, Some(&origin), Some(said));
+        let message = refused_message(
+            &self.registry_host,
+            &self.repository,
+            Some(&origin),
+            Some(said),
+        );
         Some(Error::new(ErrorKind::Unauthorized, message).with_status(403))
     }
 
@@ -290,7 +295,7 @@ impl Authorizer {
                     let origin = found.map(|(_, o)| o).unwrap_or_default();
                     return Err(Error::new(
                         ErrorKind::Unauthorized,
-                        refused_message(&self.registry_host, Some(&origin), None),
+                        refused_message(&self.registry_host, &self.repository, Some(&origin), None),
                     ));
                 };
                 header = renewed;
@@ -394,7 +399,12 @@ impl Authorizer {
                 let origin = found.as_ref().map(|(_, o)| o.as_str());
                 let mut refused = Error::new(
                     ErrorKind::Unauthorized,
-                    refused_message(&self.registry_host, origin, Some(e.message())),
+                    refused_message(
+                        &self.registry_host,
+                        &self.repository,
+                        origin,
+                        Some(e.message()),
+                    ),
                 )
                 .with_status(e.status().unwrap_or(401));
                 if let Some(url) = e.url() {
@@ -519,16 +529,24 @@ impl Authorizer {
     }
 }
 
-/// A refusal of the credentials from `origin` (`None`: none were sent), in the words of
-/// the server's `reply` if there is one, with the way to fix it.
-fn refused_message(host: &str, origin: Option<&str>, reply: Option<&str>) -> String {
+/// A refusal of the credentials from `origin` (`None`: none were sent, for a token for
+/// `repository`), in the words of the server's `reply` if there is one, with the way to
+/// fix it. A token service that refuses anonymous callers one repository (GHCR's) does
+/// so for a private repository and for one that does not exist alike.
+fn refused_message(
+    host: &str,
+    repository: &str,
+    origin: Option<&str>,
+    reply: Option<&str>,
+) -> String {
     let said = reply.map(|r| format!(" ({r})")).unwrap_or_default();
     match origin {
         Some(origin) => format!(
             "{host} refused the credentials from {origin}{said}: log in again (docker login {host})"
         ),
         None => format!(
-            "{host} needs credentials and none were found{said}: log in first (docker login {host})"
+            "{host} gives anonymous callers no token for the repository {repository}{said}: \
+             it needs credentials (docker login {host}), or it does not exist"
         ),
     }
 }
@@ -591,6 +609,7 @@ mod tests {
         assert_eq!(
             refused_message(
                 "r.example",
+                "team/app",
                 Some("/home/u/.docker/config.json"),
                 Some("401: no")
             ),
@@ -598,8 +617,9 @@ mod tests {
              log in again (docker login r.example)"
         );
         assert_eq!(
-            refused_message("r.example", None, None),
-            "r.example needs credentials and none were found: log in first (docker login r.example)"
+            refused_message("r.example", "team/app", None, None),
+            "r.example gives anonymous callers no token for the repository team/app: it needs \
+             credentials (docker login r.example), or it does not exist"
         );
     }
 
