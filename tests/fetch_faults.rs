@@ -963,6 +963,14 @@ fn a_fresh_token_refused_without_insufficient_scope_says_what_it_means() {
             "one token is enough to tell"
         );
     }
+    // A challenge that says what is wrong with the token (`invalid_token`: GitLab's for a
+    // JWT it takes for expired, on a skewed clock) is not about the repository.
+    let invalid = format!(r#"Bearer realm="{realm}",service="gitlab",error="invalid_token""#);
+    reg.set_fault_for_every("manifests/v1", Fault::Challenge(invalid));
+    let out = Dist::new().run(&["fetch", &repo(&reg), "v1"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("401 Unauthorized"), "{err}");
+    assert!(!err.contains("does not exist"), "{err}");
     // The worker's objects say it each, as they do for insufficient_scope.
     let quay = Fault::Challenge(format!(r#"Bearer realm="{realm}",service="quay.io""#));
     let blob = reg.blob("team/app", b"x");

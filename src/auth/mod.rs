@@ -268,7 +268,9 @@ impl Authorizer {
             // renewal a revoked or expired token needs has been made.
             let same_scope = s.bearer.as_ref().and_then(|b| b.param("scope")) == ch.param("scope");
             let insufficient = ch.param("error") == Some("insufficient_scope");
+            // A challenge that names another error (`invalid_token`) is about the token.
             let fresh = again
+                && ch.param("error").is_none()
                 && used
                     .header
                     .as_ref()
