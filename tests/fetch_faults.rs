@@ -496,6 +496,91 @@ fn a_retry_after_beyond_a_minute_fails_at_once_and_says_so() {
     assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 1);
 }
 
+/// Docker Hub answers a client whose pull quota is spent with 429 and no `Retry-After`:
+/// the quota comes back over hours, so retrying within the run only spends requests
+/// (which Docker Hub has counted against the quota too). The request fails at once, and
+/// the message says it is the quota and that logging in raises it.
+#[test]
+fn a_spent_pull_quota_fails_at_once_and_says_to_log_in() {
+    const HUB: &str = "You have reached your unauthenticated pull rate limit. \
+        https://www.docker.com/increase-rate-limit";
+    let reg = FakeRegistry::start();
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+    reg.manifest(
+        "team/app",
+        "v1",
+        "application/vnd.oci.image.manifest.v1+json",
+        manifest,
+    );
+    // Told by the headers alone (a message of another wording), and by the words alone.
+    for fault in [
+        Fault::Quota {
+            message: "Too Many Requests",
+            remaining: Some("0;w=21600"),
+        },
+        Fault::Quota {
+            message: HUB,
+            remaining: None,
+        },
+    ] {
+        reg.clear_faults();
+        let before = reg.requests_for("manifests/v1");
+        reg.set_fault_for_every("manifests/v1", fault.clone());
+        let out = Dist::new().run(&["fetch", &repo(&reg), "v1"], b"");
+        assert_eq!(out.status.code(), Some(1), "{fault:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("429 Too Many Requests"), "{err}");
+        assert!(err.contains("a pull rate limit: anonymous pulls"), "{err}");
+        assert!(
+            err.contains(&format!("docker login {}", reg.host())),
+            "anonymous: {err}"
+        );
+        assert_eq!(
+            reg.requests_for("manifests/v1") - before,
+            1,
+            "not retried: {fault:?}"
+        );
+    }
+    // With credentials sent, logging in is no advice: the account's own quota is spent.
+    let private = FakeRegistry::builder()
+        .auth(Auth::basic("user", "password"))
+        .start();
+    private.manifest(
+        "team/app",
+        "v1",
+        "application/vnd.oci.image.manifest.v1+json",
+        manifest,
+    );
+    private.set_fault_for_every(
+        "manifests/v1",
+        Fault::Quota {
+            message: HUB,
+            remaining: None,
+        },
+    );
+    let logged_in = Dist::new();
+    logged_in.login(&private.host(), "user", "password");
+    let out = logged_in.run(&["fetch", &repo(&private), "v1"], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("a pull rate limit: the account logged in has used up its quota"),
+        "{err}"
+    );
+    assert!(!err.contains("docker login"), "{err}");
+    // A 429 with quota left is a burst limit, which passes: retried as before.
+    reg.clear_faults();
+    reg.push_fault(
+        "manifests/v1",
+        Fault::Quota {
+            message: "Too Many Requests",
+            remaining: Some("37;w=21600"),
+        },
+    );
+    assert_eq!(Dist::new().ok(&["fetch", &repo(&reg), "v1"]), manifest);
+}
+
 /// A body that ends cleanly (FIN) before its `Content-Length` is resumed from where it
 /// stopped, like one cut by a reset.
 #[test]
@@ -896,6 +981,81 @@ fn a_huge_challenge_makes_a_short_message() {
     }
 }
 
+/// Quay answers a token that does not open the repository (a private one, or one that
+/// does not exist, asked anonymously) with a plain 401 challenge, without a scope or
+/// `error="insufficient_scope"`, as Harbor did with a scope. A token fetched for that
+/// very challenge will not widen: the second 401 is the answer, said as Docker Hub's
+/// `insufficient_scope` is, instead of a third token and a bare `401 Unauthorized`.
+#[test]
+fn a_fresh_token_refused_without_insufficient_scope_says_what_it_means() {
+    let reg = FakeRegistry::start();
+    let tokens = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(300)))
+        .start();
+    let realm = format!("{}/token", tokens.url());
+    for challenge in [
+        format!(r#"Bearer realm="{realm}",service="quay.io""#),
+        format!(r#"Bearer realm="{realm}",service="harbor",scope="repository:team/app:pull""#),
+    ] {
+        reg.set_fault_for_every("manifests/v1", Fault::Challenge(challenge.clone()));
+        let asked = tokens.token_requests();
+        let out = Dist::new().run(&["fetch", &repo(&reg), "v1"], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "{} gives anonymous callers no access to the repository team/app",
+                reg.host()
+            )),
+            "{challenge}: {err}"
+        );
+        assert!(
+            err.contains(&format!(
+                "it does not exist, or it needs credentials (docker login {})",
+                reg.host()
+            )),
+            "{err}"
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "as for insufficient_scope: {err}"
+        );
+        assert_eq!(
+            tokens.token_requests() - asked,
+            1,
+            "one token is enough to tell"
+        );
+    }
+    // A challenge that says what is wrong with the token (`invalid_token`: GitLab's for a
+    // JWT it takes for expired, on a skewed clock) is not about the repository.
+    let invalid = format!(r#"Bearer realm="{realm}",service="gitlab",error="invalid_token""#);
+    reg.set_fault_for_every("manifests/v1", Fault::Challenge(invalid));
+    let out = Dist::new().run(&["fetch", &repo(&reg), "v1"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("401 Unauthorized"), "{err}");
+    assert!(!err.contains("does not exist"), "{err}");
+    // The worker's objects say it each, as they do for insufficient_scope.
+    let quay = Fault::Challenge(format!(r#"Bearer realm="{realm}",service="quay.io""#));
+    let blob = reg.blob("team/app", b"x");
+    for key in ["tags/list", "manifests/v1", &blob] {
+        reg.set_fault_for_every(key, quay.clone());
+    }
+    let out = Dist::new().run(
+        &["fetch", &repo(&reg), "-"],
+        format!("{blob}\nv1\n").as_bytes(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err.matches("gives anonymous callers no access to the repository team/app")
+            .count(),
+        2,
+        "{err}"
+    );
+    // A token the registry stopped taking (revoked, expired early) is still renewed
+    // once: tests/resilience.rs revokes every token mid-batch.
+}
+
 /// A `Docker-Content-Digest` that is no digest is refused, naming the start of it: the
 /// header may be hundreds of KiB, the message stays short.
 #[test]
@@ -1048,7 +1208,13 @@ fn a_failed_early_renewal_keeps_the_token_that_still_works() {
 #[test]
 fn a_registry_refusing_every_fresh_token_is_given_up_on_and_says_so() {
     let (reg, digest) = bearer_with(&bytes(36, 1000));
-    reg.set_fault_for_every(&digest, Fault::Unauthorized);
+    // A bare challenge to a fresh token reads as no access to the repository (Quay's
+    // way); one that calls the token invalid is about the tokens.
+    let invalid = format!(
+        r#"Bearer realm="{}/token",service="fake",error="invalid_token""#,
+        reg.url()
+    );
+    reg.set_fault_for_every(&digest, Fault::Challenge(invalid));
     let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
@@ -1136,4 +1302,84 @@ fn many_response_headers_are_taken_and_too_many_are_not_retried() {
         "{err}"
     );
     assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 1, "{err}");
+}
+
+/// ECR refuses a password past its 12 hours with `403 DENIED: Your authorization token
+/// has expired`, not a 401. From a file, no fresh one will come: that is credentials
+/// refused, as a 401 is, so the worker stops at its check (status 2) with one message
+/// saying to log in again, instead of taking the 403 for a listing ECR may refuse and
+/// failing every object with it.
+#[test]
+fn an_expired_ecr_password_is_refused_credentials() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::basic("AWS", "fresh"))
+        .start();
+    reg.forbid_stale_basic();
+    let blobs: Vec<String> = (0..3u8).map(|i| reg.blob("team/app", [i; 100])).collect();
+    let dist = Dist::new();
+    dist.login(&reg.host(), "AWS", "stale");
+    let input = blobs.join("\n") + "\n";
+    for (args, stdin) in [
+        (vec!["fetch", &repo(&reg), "-"], input.as_bytes()),
+        (vec!["fetch", &repo(&reg), &blobs[0]], &b""[..]),
+    ] {
+        let out = dist.run(&args, stdin);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains("Your authorization token has expired"),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!(
+                "refused the credentials from {}",
+                dist.config_dir().join("config.json").display()
+            )),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!("log in again (docker login {})", reg.host())),
+            "{err}"
+        );
+    }
+    // The one-shot's object was asked for; the batch's were not.
+    assert_eq!(
+        reg.requests_for(&blobs[0]),
+        2,
+        "unauthenticated, then the 403"
+    );
+    assert_eq!(reg.requests_for(&blobs[1]), 0);
+}
+
+/// GHCR's token service answers an anonymous request for a repository that is private,
+/// or that does not exist (a typo), with 401: the message names both causes, as for
+/// Docker Hub's `insufficient_scope`, not only "log in first", which sends whoever
+/// mistyped the name to log in for a repository that is not there.
+#[test]
+fn an_anonymous_token_refused_names_the_repository_and_both_causes() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::Bearer {
+            ttl: Duration::from_secs(300),
+            reply: Default::default(),
+            credentials: Some(("user".into(), "pw".into())),
+        })
+        .start();
+    let out = Dist::new().run(&["fetch", &format!("{}/team/typo", reg.host()), "v1"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "no usable credentials: {err}");
+    assert!(
+        err.contains(&format!(
+            "{} gives anonymous callers no token for the repository team/typo",
+            reg.host()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "it needs credentials (docker login {}), or it does not exist",
+            reg.host()
+        )),
+        "{err}"
+    );
 }

@@ -156,6 +156,27 @@ impl Authorizer {
         self.token_requests.load(Ordering::Relaxed)
     }
 
+    /// What to tell a caller whose request, sent with `used`, met a spent pull quota:
+    /// a quota is counted per account, or per address for anonymous callers, whose
+    /// quota logging in raises (Docker Hub's: 100 pulls against 200 and more).
+    pub(crate) async fn quota_advice(&self, used: &Grant) -> String {
+        let logged_in = used.header.is_some()
+            && self.withheld_from.get().is_none()
+            && matches!(self.credential().await, Ok(Some(_)));
+        if logged_in {
+            "a pull rate limit: the account logged in has used up its quota, which refills \
+             over hours, not seconds (not retried)"
+                .to_string()
+        } else {
+            format!(
+                "a pull rate limit: anonymous pulls from this address have used up their \
+                 quota, which refills over hours, not seconds (not retried); logging in \
+                 raises it (docker login {})",
+                self.registry_host
+            )
+        }
+    }
+
     fn snapshot(&self) -> State {
         self.state.lock().expect("auth state poisoned").clone()
     }
@@ -208,9 +229,33 @@ impl Authorizer {
         true
     }
 
+    /// The credentials sent with `used` refused, in the registry's words `said`: ECR
+    /// refuses a password past its 12 hours with a 403, which [`forbidden`](Self::forbidden)
+    /// could not replace. `None` when `used` sent no Basic credentials.
+    pub(crate) async fn expired(&self, used: &Grant, said: &str) -> Option<Error> {
+        let basic = used.header.as_ref()?.as_bytes().starts_with(b"Basic ");
+        let origin = match self.found().await {
+            Ok(Some((_, origin))) if basic => origin,
+            _ => return None,
+        };
+        let message = refused_message(
+            &self.registry_host,
+            &self.repository,
+            Some(&origin),
+            Some(said),
+        );
+        Some(Error::new(ErrorKind::Unauthorized, message).with_status(403))
+    }
+
     /// Reacts to a 401 that answered a request sent with `used`. Returns `Ok` when the
-    /// request is worth sending again with a fresh [`grant`](Self::grant).
-    pub async fn challenged(&self, used: &Grant, www_authenticate: &[String]) -> Result<()> {
+    /// request is worth sending again with a fresh [`grant`](Self::grant). `again`: the
+    /// request already met a 401, so `used` came after it: a token fetched for it.
+    pub async fn challenged(
+        &self,
+        used: &Grant,
+        www_authenticate: &[String],
+        again: bool,
+    ) -> Result<()> {
         let challenges: Vec<Challenge> = www_authenticate
             .iter()
             .flat_map(|h| challenge::parse(h))
@@ -227,12 +272,26 @@ impl Authorizer {
         let bearer = challenges.iter().find(|c| c.scheme == "bearer");
         let basic = challenges.iter().find(|c| c.scheme == "basic");
         if let Some(ch) = bearer {
-            if ch.param("error") == Some("insufficient_scope") && used.header.is_some() {
-                let s = self.snapshot();
-                // A fresh token for the same scope will not widen it.
-                if s.bearer.as_ref().and_then(|b| b.param("scope")) == ch.param("scope") {
-                    return Err(self.not_granted(ch.param("scope")).await);
-                }
+            // A fresh token for the same scope will not widen it. Registries say so with
+            // `insufficient_scope`; Quay (and Harbor once) only challenge again, so a
+            // 401 to the token fetched for this very challenge says it too: the one
+            // renewal a revoked or expired token needs has been made.
+            let same_scope = s.bearer.as_ref().and_then(|b| b.param("scope")) == ch.param("scope");
+            let insufficient = ch.param("error") == Some("insufficient_scope");
+            // A challenge that names another error (`invalid_token`) is about the token.
+            let fresh = again
+                && ch.param("error").is_none()
+                && used
+                    .header
+                    .as_ref()
+                    .is_some_and(|h| h.as_bytes().starts_with(b"Bearer "));
+            if used.header.is_some() && same_scope && (insufficient || fresh) {
+                let said = if insufficient {
+                    "insufficient_scope"
+                } else {
+                    "a token fetched for it was refused"
+                };
+                return Err(self.not_granted(ch.param("scope"), said).await);
             }
             return self.fetch_token(ch.clone()).await;
         }
@@ -248,7 +307,7 @@ impl Authorizer {
                     let origin = found.map(|(_, o)| o).unwrap_or_default();
                     return Err(Error::new(
                         ErrorKind::Unauthorized,
-                        refused_message(&self.registry_host, Some(&origin), None),
+                        refused_message(&self.registry_host, &self.repository, Some(&origin), None),
                     ));
                 };
                 header = renewed;
@@ -353,7 +412,12 @@ impl Authorizer {
                 let origin = found.as_ref().map(|(_, o)| o.as_str());
                 let mut refused = Error::new(
                     ErrorKind::Unauthorized,
-                    refused_message(&self.registry_host, origin, Some(e.message())),
+                    refused_message(
+                        &self.registry_host,
+                        &self.repository,
+                        origin,
+                        Some(e.message()),
+                    ),
                 )
                 .with_status(e.status().unwrap_or(401));
                 if let Some(url) = e.url() {
@@ -450,7 +514,7 @@ impl Authorizer {
     /// A token that was fetched for the scope the registry asks for, and still does not
     /// open it. Registries (Docker Hub among them) answer so for a repository that does
     /// not exist as well as for one the caller may not read, so the message names both.
-    async fn not_granted(&self, scope: Option<&str>) -> Error {
+    async fn not_granted(&self, scope: Option<&str>, said: &str) -> Error {
         let caller = match (self.credential().await, self.withheld_from.get()) {
             (_, Some(realm)) => Caller::Withheld(realm),
             (Ok(None), _) => Caller::Anonymous,
@@ -458,7 +522,13 @@ impl Authorizer {
         };
         Error::new(
             ErrorKind::Denied,
-            not_granted_message(&self.registry_host, scope, caller),
+            // A challenge without a scope (Quay's) was answered for dist's own.
+            not_granted_message(
+                &self.registry_host,
+                scope.or(self.scopes.first().map(String::as_str)),
+                said,
+                caller,
+            ),
         )
     }
 
@@ -473,16 +543,24 @@ impl Authorizer {
     }
 }
 
-/// A refusal of the credentials from `origin` (`None`: none were sent), in the words of
-/// the server's `reply` if there is one, with the way to fix it.
-fn refused_message(host: &str, origin: Option<&str>, reply: Option<&str>) -> String {
+/// A refusal of the credentials from `origin` (`None`: none were sent, for a token for
+/// `repository`), in the words of the server's `reply` if there is one, with the way to
+/// fix it. A token service that refuses anonymous callers one repository (GHCR's) does
+/// so for a private repository and for one that does not exist alike.
+fn refused_message(
+    host: &str,
+    repository: &str,
+    origin: Option<&str>,
+    reply: Option<&str>,
+) -> String {
     let said = reply.map(|r| format!(" ({r})")).unwrap_or_default();
     match origin {
         Some(origin) => format!(
             "{host} refused the credentials from {origin}{said}: log in again (docker login {host})"
         ),
         None => format!(
-            "{host} needs credentials and none were found{said}: log in first (docker login {host})"
+            "{host} gives anonymous callers no token for the repository {repository}{said}: \
+             it needs credentials (docker login {host}), or it does not exist"
         ),
     }
 }
@@ -496,7 +574,7 @@ enum Caller<'a> {
 }
 
 /// See [`Authorizer::not_granted`].
-fn not_granted_message(host: &str, scope: Option<&str>, caller: Caller) -> String {
+fn not_granted_message(host: &str, scope: Option<&str>, said: &str, caller: Caller) -> String {
     // `repository:NAME:ACTIONS`; a scope leaves the registry (and any port) out of NAME.
     // The scope is the server's text, and may be of any length.
     let shown = |text: &str| crate::server_text::one_line(text);
@@ -507,15 +585,15 @@ fn not_granted_message(host: &str, scope: Option<&str>, caller: Caller) -> Strin
     };
     match caller {
         Caller::Anonymous => format!(
-            "{host} gives anonymous callers no access to {what} (insufficient_scope): \
+            "{host} gives anonymous callers no access to {what} ({said}): \
              it does not exist, or it needs credentials (docker login {host})"
         ),
         Caller::Credentials => format!(
             "{host} gives the credentials found for it no access to {what} \
-             (insufficient_scope): it does not exist, or they may not read it"
+             ({said}): it does not exist, or they may not read it"
         ),
         Caller::Withheld(realm) => format!(
-            "{host} gives anonymous callers no access to {what} (insufficient_scope); \
+            "{host} gives anonymous callers no access to {what} ({said}); \
              the credentials found for it were not sent to its token service {realm}, \
              which is plain HTTP elsewhere than the registry itself"
         ),
@@ -545,6 +623,7 @@ mod tests {
         assert_eq!(
             refused_message(
                 "r.example",
+                "team/app",
                 Some("/home/u/.docker/config.json"),
                 Some("401: no")
             ),
@@ -552,8 +631,9 @@ mod tests {
              log in again (docker login r.example)"
         );
         assert_eq!(
-            refused_message("r.example", None, None),
-            "r.example needs credentials and none were found: log in first (docker login r.example)"
+            refused_message("r.example", "team/app", None, None),
+            "r.example gives anonymous callers no token for the repository team/app: it needs \
+             credentials (docker login r.example), or it does not exist"
         );
     }
 
@@ -562,6 +642,7 @@ mod tests {
         let anon = not_granted_message(
             "r.example:5000",
             Some("repository:team/app:pull"),
+            "insufficient_scope",
             Caller::Anonymous,
         );
         assert_eq!(
@@ -573,16 +654,22 @@ mod tests {
         let with = not_granted_message(
             "r.example",
             Some("repository:team/app:pull"),
+            "insufficient_scope",
             Caller::Credentials,
         );
         assert!(with.contains("the credentials found for it"), "{with}");
         assert!(!with.contains("docker login"), "{with}");
-        let odd = not_granted_message("r.example", Some("registry:catalog:*:x"), Caller::Anonymous);
+        let odd = not_granted_message(
+            "r.example",
+            Some("registry:catalog:*:x"),
+            "insufficient_scope",
+            Caller::Anonymous,
+        );
         assert!(odd.contains("the scope registry:catalog:*:x"), "{odd}");
-        let none = not_granted_message("r.example", None, Caller::Anonymous);
+        let none = not_granted_message("r.example", None, "insufficient_scope", Caller::Anonymous);
         assert!(none.contains("no access to what it asked for"), "{none}");
         let kept = Caller::Withheld("http://auth.example/token");
-        let kept = not_granted_message("r.example", None, kept);
+        let kept = not_granted_message("r.example", None, "insufficient_scope", kept);
         assert!(kept.contains("were not sent to its token service http://auth.example/token"));
     }
 }

@@ -363,7 +363,11 @@ impl Host {
                     .collect();
                 if !challenges.is_empty() {
                     self.drain(&mut reply).await;
-                    match self.auth.challenged(&grant, &challenges).await {
+                    match self
+                        .auth
+                        .challenged(&grant, &challenges, auth_rounds > 0)
+                        .await
+                    {
                         Ok(()) => auth_rounds += 1,
                         Err(e) => tokio::time::sleep(again(e, &mut retries, None)?).await,
                     }
@@ -380,7 +384,32 @@ impl Host {
                 continue;
             }
             let asked = retry::retry_after(reply.response.headers());
+            let out_of_quota = status == StatusCode::TOO_MANY_REQUESTS
+                && asked.is_none()
+                && quota_left(reply.response.headers()) == Some(0);
+            let own = reply.same_origin;
             let mut err = status_error(&self.transport, &mut reply, self.mirror).await;
+            // ECR's words for a password past its 12 hours: credentials refused, as a 401
+            // says, and not a repository policy's 403, which names the action refused.
+            if status == StatusCode::FORBIDDEN
+                && own
+                && err.message().contains("authorization token has expired")
+            {
+                if let Some(refused) = self.auth.expired(&grant, err.message()).await {
+                    return Err(refused.with_url(&url));
+                }
+            }
+            // A spent quota (Docker Hub's pull limit) refills over hours and says so
+            // without a `Retry-After`: retries would only spend requests, which Docker
+            // Hub has counted against the quota too. Its words tell it where its headers
+            // are missing (a HEAD's answer has no body, a proxy may drop headers).
+            if status == StatusCode::TOO_MANY_REQUESTS
+                && asked.is_none()
+                && (out_of_quota || err.message().contains("pull rate limit"))
+            {
+                let advice = self.auth.quota_advice(&grant).await;
+                return Err(err.with_note(advice).with_url(&url));
+            }
             let bearer = grant
                 .header
                 .as_ref()
@@ -500,6 +529,13 @@ async fn status_error(transport: &Transport, reply: &mut transport::Reply, mirro
     Error::new(kind, msg)
         .with_status(status.as_u16())
         .with_url(url)
+}
+
+/// The requests left in the quota a `RateLimit-Remaining` header reports (`0;w=21600`,
+/// Docker Hub's, or a bare `0` as the IETF draft writes it).
+fn quota_left(headers: &HeaderMap) -> Option<u64> {
+    let value = headers.get("ratelimit-remaining")?.to_str().ok()?;
+    value.split(';').next()?.trim().parse().ok()
 }
 
 /// Whether `body` is a TLS server's answer to a plain-HTTP request on its port, in the

@@ -29,6 +29,13 @@ pub enum Fault {
     Status(u16),
     /// This status with `Retry-After` set to the string: seconds or an HTTP-date.
     StatusWithRetryAfter(u16, String),
+    /// 429 as Docker Hub answers a client whose pull quota is spent: its OCI error
+    /// `TOOMANYREQUESTS` with this message, no `Retry-After`, and, when given, the
+    /// `ratelimit-remaining` it reports beside `ratelimit-limit: 100;w=21600`.
+    Quota {
+        message: &'static str,
+        remaining: Option<&'static str>,
+    },
     /// This status with a body of this content type: a proxy's or CDN's own error page.
     Page {
         status: u16,
@@ -286,6 +293,23 @@ pub fn apply(
         Fault::Status(code) => bare(*code).into_response(),
         Fault::StatusWithRetryAfter(code, after) => {
             bare(*code).header(RETRY_AFTER, after).into_response()
+        }
+        Fault::Quota { message, remaining } => {
+            let body = serde_json::json!({
+                "errors": [{"code": "TOOMANYREQUESTS", "message": message}]
+            });
+            let typed = Prepared::typed(
+                StatusCode::TOO_MANY_REQUESTS,
+                "application/json",
+                body.to_string(),
+            );
+            let mut response = typed.into_response();
+            if let Some(remaining) = remaining {
+                let headers = response.headers_mut();
+                headers.insert("ratelimit-limit", HeaderValue::from_static("100;w=21600"));
+                headers.insert("ratelimit-remaining", HeaderValue::from_static(remaining));
+            }
+            response
         }
         Fault::Page {
             status,
