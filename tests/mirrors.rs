@@ -68,6 +68,29 @@ fn real_registries_mirror_then_fallback_then_mirror_down() {
     );
 }
 
+/// A registry and a mirror holding the same three blobs of 2000 bytes (`seed`, `seed + 1`,
+/// `seed + 2`), and their digests.
+fn mirrored_blobs(seed: u64) -> (FakeRegistry, FakeRegistry, Vec<String>) {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let digests = (0..3)
+        .map(|n| {
+            let blob = bytes(seed + n, 2000);
+            mirror.blob("team/app", &blob);
+            upstream.blob("team/app", &blob)
+        })
+        .collect();
+    (upstream, mirror, digests)
+}
+
+/// How many times `reg` was asked for each of `digests`.
+fn asked(reg: &FakeRegistry, digests: &[String]) -> Vec<usize> {
+    digests
+        .iter()
+        .map(|d| reg.requests_for(&format!("blobs/{d}")))
+        .collect()
+}
+
 /// A mirror that leaves one request unanswered within the idle timeout (a cache fetching a
 /// large blob from its upstream) hands that object to the registry and serves the next
 /// ones: before, that one slow answer marked it down for the rest of the run, and every
@@ -77,15 +100,7 @@ fn real_registries_mirror_then_fallback_then_mirror_down() {
 fn a_mirror_slow_to_answer_once_stays_in_use() {
     let slow = Fault::SlowHead(std::time::Duration::from_secs(3));
     let run = |slow_for: usize| {
-        let upstream = FakeRegistry::start();
-        let mirror = FakeRegistry::start();
-        let digests: Vec<String> = (0..3)
-            .map(|n| {
-                let blob = bytes(40 + n, 2000);
-                mirror.blob("team/app", &blob);
-                upstream.blob("team/app", &blob)
-            })
-            .collect();
+        let (upstream, mirror, digests) = mirrored_blobs(40);
         for digest in &digests[..slow_for] {
             mirror.push_fault(digest, slow.clone());
         }
@@ -108,13 +123,7 @@ fn a_mirror_slow_to_answer_once_stays_in_use() {
         let err = String::from_utf8_lossy(&out.stderr).to_string();
         assert_eq!(out.status.code(), Some(0), "{err}");
         assert_eq!(support::cli::parse_frames(&out.stdout).len(), 3, "{err}");
-        let asked = |reg: &FakeRegistry| {
-            digests
-                .iter()
-                .map(|d| reg.requests_for(&format!("blobs/{d}")))
-                .collect::<Vec<_>>()
-        };
-        (asked(&mirror), asked(&upstream))
+        (asked(&mirror, &digests), asked(&upstream, &digests))
     };
     assert_eq!(run(1), (vec![1, 1, 1], vec![1, 0, 0]), "slow once");
     assert_eq!(run(3), (vec![1, 1, 0], vec![1, 1, 1]), "slow every time");
@@ -128,15 +137,7 @@ fn a_mirror_slow_to_answer_once_stays_in_use() {
 #[test]
 fn a_mirror_that_asks_to_be_left_alone_is_passed_over() {
     for status in [429, 503] {
-        let upstream = FakeRegistry::start();
-        let mirror = FakeRegistry::start();
-        let digests: Vec<String> = (0..3)
-            .map(|n| {
-                let blob = bytes(60 + n, 2000);
-                mirror.blob("team/app", &blob);
-                upstream.blob("team/app", &blob)
-            })
-            .collect();
+        let (upstream, mirror, digests) = mirrored_blobs(60);
         for digest in &digests {
             let asked = Fault::StatusWithRetryAfter(status, "30".into());
             mirror.set_fault_for_every(digest, asked);
@@ -148,14 +149,8 @@ fn a_mirror_that_asks_to_be_left_alone_is_passed_over() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{status}: {err}");
         assert_eq!(support::cli::parse_frames(&out.stdout).len(), 3, "{err}");
-        let asked = |reg: &FakeRegistry| {
-            digests
-                .iter()
-                .map(|d| reg.requests_for(&format!("blobs/{d}")))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(asked(&mirror), [1, 0, 0], "{status}: {err}");
-        assert_eq!(asked(&upstream), [1, 1, 1], "{status}: {err}");
+        assert_eq!(asked(&mirror, &digests), [1, 0, 0], "{status}: {err}");
+        assert_eq!(asked(&upstream, &digests), [1, 1, 1], "{status}: {err}");
     }
 }
 

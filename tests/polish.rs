@@ -642,14 +642,9 @@ fn a_stdout_that_cannot_be_written_says_so() {
     }
 }
 
-/// A stdout open read-only (`1<file`) or closed (`>&-`) takes nothing: every command says
-/// so and fails, as `cat` and `curl` do. Rust's own stdout counts a write there (`EBADF`,
-/// or /dev/null, which Rust's runtime opens in place of a closed descriptor 1) as done,
-/// and dist exited 0 with the object, the worker's frames and pull's JSON lines gone
-/// nowhere.
-#[test]
-fn a_stdout_that_takes_nothing_is_an_error_not_a_success() {
-    let reg = FakeRegistry::start();
+/// Puts `team/app:v1` on `reg`: an OCI manifest with a config and no layers. Returns the
+/// config's digest.
+fn image_without_layers(reg: &FakeRegistry) -> String {
     let config = br#"{"architecture":"amd64","os":"linux"}"#;
     let config_digest = reg.blob("team/app", config);
     let manifest = format!(
@@ -658,6 +653,18 @@ fn a_stdout_that_takes_nothing_is_an_error_not_a_success() {
     );
     let manifest_type = "application/vnd.oci.image.manifest.v1+json";
     reg.manifest("team/app", "v1", manifest_type, manifest.as_bytes());
+    config_digest
+}
+
+/// A stdout open read-only (`1<file`) or closed (`>&-`) takes nothing: every command says
+/// so and fails, as `cat` and `curl` do. Rust's own stdout counts a write there (`EBADF`,
+/// or /dev/null, which Rust's runtime opens in place of a closed descriptor 1) as done,
+/// and dist exited 0 with the object, the worker's frames and pull's JSON lines gone
+/// nowhere.
+#[test]
+fn a_stdout_that_takes_nothing_is_an_error_not_a_success() {
+    let reg = FakeRegistry::start();
+    let config_digest = image_without_layers(&reg);
     let repo = format!("{}/team/app", reg.host());
     let reference = format!("{repo}:v1");
     let dir = tempfile::tempdir().unwrap();
@@ -732,14 +739,7 @@ fn a_stdout_that_takes_nothing_is_an_error_not_a_success() {
 #[test]
 fn a_report_that_cannot_be_written_is_named_once() {
     let reg = FakeRegistry::start();
-    let config = br#"{"architecture":"amd64","os":"linux"}"#;
-    let config_digest = reg.blob("team/app", config);
-    let manifest = format!(
-        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[]}}"#,
-        config.len()
-    );
-    let manifest_type = "application/vnd.oci.image.manifest.v1+json";
-    reg.manifest("team/app", "v1", manifest_type, manifest.as_bytes());
+    image_without_layers(&reg);
     let reference = format!("{}/team/app:v1", reg.host());
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
