@@ -241,6 +241,13 @@ pub fn explain_or_exit(e: clap::Error) -> ! {
             }
         }
     }
+    // Help and version text go to stdout, and clap drops a failed write of them and exits
+    // 0: `dist --help > FILE` on a full disk passed for a success. A terminal is left to
+    // clap, which colours what it writes there.
+    if !e.use_stderr() && !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        let text = e.render().to_string();
+        std::process::exit(i32::from(crate::cmd::print_stdout(text.as_bytes())));
+    }
     e.exit()
 }
 

@@ -610,6 +610,7 @@ fn misplaced_options_are_refused_not_ignored() {
 
 /// Output that cannot be written (a full disk: `/dev/full`) is an error that says so; for
 /// `resolve`, whose status 1 also means "does not resolve", the message tells them apart.
+/// Help and version text too: clap drops a failed write of them and exits 0.
 #[test]
 fn a_stdout_that_cannot_be_written_says_so() {
     let reg = FakeRegistry::start();
@@ -622,7 +623,15 @@ fn a_stdout_that_cannot_be_written_says_so() {
     );
     let reference = format!("{}/team/app:v1", reg.host());
     let dist = Dist::new();
-    for args in [vec!["resolve", reference.as_str()], vec!["man"]] {
+    let cases = [
+        vec!["resolve", reference.as_str()],
+        vec!["man"],
+        vec!["--help"],
+        vec!["fetch", "-h"],
+        vec!["help", "pull"],
+        vec!["--version"],
+    ];
+    for args in cases {
         let full = std::fs::OpenOptions::new()
             .write(true)
             .open("/dev/full")
