@@ -3,8 +3,9 @@
 //! A blob is written into a temporary file beside its final place (same filesystem), hashed
 //! on the way, fsync'd, and renamed into place only once it verified. So a path under
 //! `blobs/` always holds exactly the content its name says, whatever happens to the process.
-//! Temporary files are named `.dist-tmp-<pid>-…`; a later run removes those whose process
-//! is gone (after `kill -9`, say) and that no process holds its lock on.
+//! Temporary files are named `.dist-tmp-<run>~…`, the run being `<pid>.<start>@<host>`
+//! ([`super::owner::me`]); a later run removes those whose process is gone (after
+//! `kill -9`, say) and that no process holds its lock on.
 //!
 //! A download of a blob that stops part-way (interrupted, timed out, or failed on the
 //! network after its retries) past its first MiB keeps what it wrote as
@@ -12,7 +13,7 @@
 //! claims that file (by renaming it to a temporary of its own, so that two runs never share
 //! one), hashes it, and asks only for the rest. Content that failed verification is never
 //! kept. A killed run's temporary file of a blob known by its digest names that blob
-//! (`.dist-tmp-<pid>@<host>~<encoded>~…`), and becomes its partial download when the next
+//! (`.dist-tmp-<run>~<encoded>~…`), and becomes its partial download when the next
 //! run opens the store. Partial files untouched for a day are removed then.
 //!
 //! `index.json` is updated through [`super::index`].
@@ -439,7 +440,7 @@ fn temp_prefix() -> String {
     format!("{TMP_PREFIX}{}~", super::owner::me())
 }
 
-/// `.dist-tmp-<pid>@<host>~<encoded>~`: a temporary file of the blob `digest` says so, for
+/// `.dist-tmp-<run>~<encoded>~`: a temporary file of the blob `digest` says so, for
 /// the run that finds it after this one was killed.
 fn blob_temp_prefix(digest: &Digest) -> String {
     format!("{TMP_PREFIX}{}~{}~", super::owner::me(), digest.encoded())
