@@ -204,7 +204,7 @@ pub mod reference;
 pub mod registry;
 pub mod remote;
 pub mod retry;
-mod server_text;
+pub mod server_text;
 pub mod sink;
 pub mod transport;
 mod user_dirs;

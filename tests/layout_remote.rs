@@ -323,3 +323,44 @@ fn pull_from_a_layout_keeps_the_entrys_platform() {
         assert_eq!(e[0]["platform"], image["platform"], "{reference}: {e:?}");
     }
 }
+
+/// The full name a layout's entry records is text whoever wrote the layout chose: the
+/// warning that names it when another image takes the tag shows it on one line, without
+/// terminal escapes.
+#[test]
+fn a_layout_s_image_names_reach_stderr_without_escapes() {
+    const IMAGE_NAME: &str = "io.containerd.image.name";
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = out.to_str().unwrap();
+    let dist = Dist::new();
+    for (i, name) in [
+        "reg.example/a:v1",
+        "reg.example/\u{1b}]0;pwned\u{7}\u{1b}[2J\u{9b}31mb:v1\nnext",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut src = Layout::new(dir.path().join(format!("src{i}")));
+        let mut image = src.image(OCI_MANIFEST, 20 + i as u64);
+        image["annotations"] = json!({ REF_NAME: "v1", IMAGE_NAME: name });
+        src.entries.push(image);
+        src.write_index();
+        let run = dist.run(&["pull", &format!("{}:v1", src.loc()), "-o", o], b"");
+        let err = String::from_utf8_lossy(&run.stderr).into_owned();
+        assert!(run.status.success(), "{err}");
+        if i == 1 {
+            assert!(err.contains("named reg.example/a:v1"), "{err}");
+            assert!(err.contains("it names reg.example/"), "{err}");
+            assert!(
+                !err.trim_end_matches('\n').contains(char::is_control),
+                "{err:?}"
+            );
+        }
+    }
+    assert_eq!(
+        entries(&out)[0]["annotations"][IMAGE_NAME],
+        "reg.example/\u{1b}]0;pwned\u{7}\u{1b}[2J\u{9b}31mb:v1\nnext",
+        "the entry records the name as it was"
+    );
+}

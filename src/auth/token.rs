@@ -262,6 +262,11 @@ pub fn credentials_may_go(challenge: &Challenge, registry_origin: &str) -> bool 
 /// is served over plain HTTP names it.
 fn may_carry_credentials(realm: &Uri, registry_origin: &str) -> bool {
     let realm_host = realm.authority().map(|a| a.as_str()).unwrap_or("");
+    // The authority's user information would pass for its host below (`[::1]@evil.example`
+    // reads as loopback), sending the password in clear to the host after the `@`.
+    if realm_host.contains('@') {
+        return false;
+    }
     realm.scheme_str() == Some("https")
         || is_loopback(realm_host)
         || registry_origin
@@ -316,6 +321,15 @@ mod tests {
             "http://registry.example.com:443/token",
             "https://registry.example.com:443"
         ));
+        // User information before the host is no part of it: the request goes to
+        // evil.example, in clear.
+        for realm in [
+            "http://[::1]@evil.example/token",
+            "http://[::1]:80@evil.example/token",
+            "http://registry.example.com:5000@evil.example/token",
+        ] {
+            assert!(!may(realm, "http://registry.example.com:5000"), "{realm}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ use dist::image::{ImageRef, IMAGE_NAME};
 use dist::layout_remote::LayoutRemote;
 use dist::pull::{Platforms, PullOptions};
 use dist::reference::Locator;
+use dist::server_text::one_line;
 use dist::sink::layout::LayoutStore;
 use dist::{Error, ErrorKind};
 
@@ -161,6 +162,9 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
     if let (Ok(pulled), Some(now), false) = (&result, &opts.image_name, global.quiet) {
         for was in &pulled.replaced {
             if let Some(before) = was.annotations.get(IMAGE_NAME).filter(|b| *b != now) {
+                // Names a layout's writer chose (the source's, or one pulled in before):
+                // shown, they must stay on the line and carry no terminal escapes.
+                let (before, now) = (one_line(before), one_line(now));
                 say!(
                     "dist: warning: {} in {} named {before} ({}); it names {now} now, and \
                      {before} has no name there (one layout per repository keeps both)",

@@ -192,7 +192,12 @@ impl fmt::Display for Platform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The fields come from a registry's JSON: shown, they must stay on one line and
         // carry no terminal escapes.
-        let shown = crate::server_text::printable;
+        let shown = |text: &str| {
+            crate::server_text::cut_to(
+                crate::server_text::printable(text).into_owned(),
+                crate::server_text::MAX_SHOWN,
+            )
+        };
         write!(f, "{}/{}", shown(&self.os), shown(&self.architecture))?;
         if let Some(v) = &self.variant {
             write!(f, "/{}", shown(v))?;
@@ -219,6 +224,15 @@ mod tests {
         p.architecture = "arm\u{1b}[2J\nFAKE LINE".into();
         p.variant = Some("v7\u{7}".into());
         assert_eq!(p.to_string(), "linux/arm [2J FAKE LINE/v7 ");
+        // A config or index of 4 MiB may spend it all on one field.
+        p.os = "x".repeat(4 << 20);
+        p.os_version = Some("y".repeat(4 << 20));
+        let shown = p.to_string();
+        assert!(shown.len() < 1024, "{} bytes", shown.len());
+        assert!(
+            shown.starts_with("xxx") && shown.ends_with("yyy…)"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -68,7 +68,12 @@ impl Event {
 pub fn skip_reason(d: &Descriptor) -> String {
     format!(
         "non-distributable layer, not fetched (urls: {})",
-        crate::server_text::printable(&d.urls.join(" "))
+        // A manifest may list any number of URLs of any length: a line on stderr shows as
+        // much as one long URL, as an error's URL does.
+        crate::server_text::cut_to(
+            crate::server_text::printable(&d.urls.join(" ")).into_owned(),
+            crate::error::MAX_URL_SHOWN
+        )
     )
 }
 
@@ -90,6 +95,19 @@ mod tests {
             skip_reason(&d),
             "non-distributable layer, not fetched (urls: https://example.invalid/l [31m next)"
         );
+    }
+
+    #[test]
+    fn a_skipped_layers_urls_print_cut() {
+        let mut d = Descriptor::new(
+            "application/vnd.oci.image.layer.nondistributable.v1.tar",
+            Digest::of(Algorithm::Sha256, b"x"),
+            1,
+        );
+        d.urls = vec![format!("https://example.invalid/{}", "a".repeat(1 << 20)); 3];
+        let shown = skip_reason(&d);
+        assert!(shown.len() < 1024, "{} bytes", shown.len());
+        assert!(shown.ends_with("aaa…)"), "{shown}");
     }
 
     #[test]
