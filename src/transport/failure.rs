@@ -24,6 +24,17 @@ pub fn lost_before_answer(e: &Error) -> bool {
     })
 }
 
+/// Whether an HTTP/2 server refused `e`'s request, or its whole connection, with
+/// `HTTP_1_1_REQUIRED` (RFC 9113, 0xd): IIS for a request it will authenticate only over
+/// HTTP/1.1, and proxies that take HTTP/2 for some requests only.
+pub(super) fn http1_required(e: &Error) -> bool {
+    std::error::Error::source(e).is_some_and(|cause| {
+        causes_include(cause, |h2: &h2::Error| {
+            h2.reason() == Some(h2::Reason::HTTP_1_1_REQUIRED)
+        })
+    })
+}
+
 /// A request's failure as dist's error. `refused` is the alert that ended the latest
 /// connection to the request's server (see [`refusal`]): a failure that says no more than
 /// that a connection made was lost may be how the server refused our client certificate,
