@@ -431,3 +431,31 @@ fn a_request_refused_for_http2_goes_again_over_http1() {
     assert!(http1[1].ends_with(&digests[2]), "{http1:?}");
     assert_eq!(server.requests_for(&digests[2]).len(), 0);
 }
+
+/// A response head past what dist takes over HTTP/2 (512 KiB of header fields) is refused
+/// as the same head over HTTP/1.1 is: at once, saying so, since the same answer comes on
+/// every try. h2 resets such a stream itself, and dist read that as a request lost with
+/// its connection: it sent it again and spent every retry, then said "stream error
+/// detected: unspecific protocol error detected".
+#[test]
+fn a_response_head_too_large_for_http2_fails_at_once_saying_so() {
+    let blobs = blobs(960, 2, 5000);
+    let mut digests: Vec<String> = blobs.keys().cloned().collect();
+    digests.sort();
+    let huge = digests[0].clone();
+    let huge2 = huge.clone();
+    // 6000 fields of 60-byte values: about 600 KiB as HTTP/2 counts them.
+    let server = start(blobs.clone(), move |_, path| {
+        if path.ends_with(&huge2) {
+            Plan::ManyFields(6000)
+        } else {
+            Plan::Serve
+        }
+    });
+    let (out, dir) = worker(&server, &digests, &["-j", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("512 KiB"), "{err}");
+    assert_eq!(server.requests_for(&huge).len(), 1, "{err}");
+    assert_eq!(stored(&dir, &digests[1]).as_ref(), blobs.get(&digests[1]));
+}
