@@ -28,6 +28,8 @@ enum Plan {
     /// Serves the blob with this many more header fields, of 60 bytes each: what a chain
     /// of CDNs and proxies adds.
     ManyFields(usize),
+    /// Resets the stream with this error code before any answer.
+    Reset(h2::Reason),
 }
 
 /// What the server saw.
@@ -36,6 +38,8 @@ struct Seen {
     /// Requests in the order they came: the connection's number, the path, the `Range`.
     requests: Mutex<Vec<(usize, String, Option<String>)>>,
     connections: AtomicUsize,
+    /// The paths asked for over HTTP/1.1, in order.
+    http1: Mutex<Vec<String>>,
 }
 
 struct H2Server {
@@ -70,7 +74,7 @@ impl H2Server {
     }
 }
 
-/// A TLS acceptor for `localhost` that offers h2 alone, and its CA (PEM).
+/// A TLS acceptor for `localhost` that prefers h2, and its CA (PEM).
 fn acceptor() -> (tokio_rustls::TlsAcceptor, String) {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -94,7 +98,8 @@ fn acceptor() -> (tokio_rustls::TlsAcceptor, String) {
             rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
         )
         .unwrap();
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    // HTTP/1.1 for a client that offers nothing else; dist's offer of h2 takes h2.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     (tokio_rustls::TlsAcceptor::from(Arc::new(config)), ca.pem())
 }
 
@@ -125,6 +130,10 @@ fn start(
             let Ok(tls) = acceptor.accept(tcp).await else {
                 return;
             };
+            if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+                serve_http1(tls, &seen, &blobs).await;
+                return;
+            }
             let Ok(mut conn) = h2::server::handshake(tls).await else {
                 return;
             };
@@ -173,6 +182,33 @@ fn start(
     }
 }
 
+/// Serves `blobs` whole over HTTP/1.1, recording each path.
+async fn serve_http1(
+    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    seen: &Arc<Seen>,
+    blobs: &Arc<HashMap<String, Vec<u8>>>,
+) {
+    let (seen, blobs) = (seen.clone(), blobs.clone());
+    let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let path = req.uri().path().to_string();
+        seen.http1.lock().unwrap().push(path.clone());
+        let digest = path.rsplit('/').next().unwrap_or_default();
+        let response = match blobs.get(digest) {
+            Some(blob) => Response::new(http_body_util::Full::new(Bytes::from(blob.clone()))),
+            None => {
+                let mut response = Response::new(http_body_util::Full::new(Bytes::new()));
+                *response.status_mut() = http::StatusCode::NOT_FOUND;
+                response
+            }
+        };
+        async move { Ok::<_, std::convert::Infallible>(response) }
+    });
+    let io = hyper_util::rt::TokioIo::new(tls);
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(io, service)
+        .await;
+}
+
 async fn answer(
     mut respond: h2::server::SendResponse<Bytes>,
     plan: Plan,
@@ -183,6 +219,10 @@ async fn answer(
 ) {
     if let Plan::Freeze = plan {
         frozen.notify_one();
+        return;
+    }
+    if let Plan::Reset(reason) = plan {
+        respond.send_reset(reason);
         return;
     }
     let digest = path.rsplit('/').next().unwrap_or_default();
@@ -353,4 +393,69 @@ fn many_response_header_fields_are_taken_over_http2() {
         assert_eq!(stored(&dir, digest).as_ref(), Some(data), "{digest}");
     }
     assert_eq!(server.requests_for(&digests[0]).len(), 1);
+}
+
+/// A server that answers some requests over HTTP/2 and refuses others with
+/// `HTTP_1_1_REQUIRED` (IIS for a request it authenticates only over HTTP/1.1, some
+/// proxies) gets them over HTTP/1.1, as curl sends them, and later ones to it go there at
+/// once. dist sent each again over HTTP/2 and spent every retry on the same refusal, then
+/// exited 2: "stream error received: endpoint requires HTTP/1.1".
+#[test]
+fn a_request_refused_for_http2_goes_again_over_http1() {
+    let blobs = blobs(950, 3, 5000);
+    let mut digests: Vec<String> = blobs.keys().cloned().collect();
+    digests.sort();
+    let refused = digests[1].clone();
+    let refused2 = refused.clone();
+    let server = start(blobs.clone(), move |_, path| {
+        if path.ends_with(&refused2) {
+            Plan::Reset(h2::Reason::HTTP_1_1_REQUIRED)
+        } else {
+            Plan::Serve
+        }
+    });
+    let (out, dir) = worker(&server, &digests, &["-j", "1", "--retries", "0"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    for (digest, data) in &blobs {
+        assert_eq!(stored(&dir, digest).as_ref(), Some(data), "{digest}");
+    }
+    assert_eq!(
+        server.requests_for(&refused).len(),
+        1,
+        "asked over HTTP/2 once"
+    );
+    let http1 = server.seen.http1.lock().unwrap().clone();
+    assert_eq!(http1.len(), 2, "{http1:?}");
+    assert!(http1[0].ends_with(&refused), "{http1:?}");
+    assert!(http1[1].ends_with(&digests[2]), "{http1:?}");
+    assert_eq!(server.requests_for(&digests[2]).len(), 0);
+}
+
+/// A response head past what dist takes over HTTP/2 (512 KiB of header fields) is refused
+/// as the same head over HTTP/1.1 is: at once, saying so, since the same answer comes on
+/// every try. h2 resets such a stream itself, and dist read that as a request lost with
+/// its connection: it sent it again and spent every retry, then said "stream error
+/// detected: unspecific protocol error detected".
+#[test]
+fn a_response_head_too_large_for_http2_fails_at_once_saying_so() {
+    let blobs = blobs(960, 2, 5000);
+    let mut digests: Vec<String> = blobs.keys().cloned().collect();
+    digests.sort();
+    let huge = digests[0].clone();
+    let huge2 = huge.clone();
+    // 6000 fields of 60-byte values: about 600 KiB as HTTP/2 counts them.
+    let server = start(blobs.clone(), move |_, path| {
+        if path.ends_with(&huge2) {
+            Plan::ManyFields(6000)
+        } else {
+            Plan::Serve
+        }
+    });
+    let (out, dir) = worker(&server, &digests, &["-j", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("512 KiB"), "{err}");
+    assert_eq!(server.requests_for(&huge).len(), 1, "{err}");
+    assert_eq!(stored(&dir, &digests[1]).as_ref(), blobs.get(&digests[1]));
 }

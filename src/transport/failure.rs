@@ -2,7 +2,7 @@
 //! dist's error kinds, in words a user can act on.
 
 use super::refusal::Ending;
-use super::{handshake, pinned, proxy, tls, MAX_RESPONSE_HEADERS};
+use super::{handshake, pinned, proxy, tls, MAX_RESPONSE_HEADERS, MAX_RESPONSE_HEADER_LIST};
 use crate::error::{Error, ErrorKind};
 
 /// Whether `e` is a request lost, before any answer, by a connection that had been made: a
@@ -21,6 +21,17 @@ pub fn lost_before_answer(e: &Error) -> bool {
     // An answer that could not be parsed was an answer: a fault, not a lost request.
     !causes_include(client, |h: &hyper::Error| {
         h.is_parse() || h.is_parse_status() || h.is_user()
+    })
+}
+
+/// Whether an HTTP/2 server refused `e`'s request, or its whole connection, with
+/// `HTTP_1_1_REQUIRED` (RFC 9113, 0xd): IIS for a request it will authenticate only over
+/// HTTP/1.1, and proxies that take HTTP/2 for some requests only.
+pub(super) fn http1_required(e: &Error) -> bool {
+    std::error::Error::source(e).is_some_and(|cause| {
+        causes_include(cause, |h2: &h2::Error| {
+            h2.reason() == Some(h2::Reason::HTTP_1_1_REQUIRED)
+        })
     })
 }
 
@@ -101,6 +112,24 @@ pub(super) fn classify_client_error(
                  fields, or too many bytes of them)"
             ),
         );
+    }
+    // h2 resets a stream itself for an answer it cannot take: a head past
+    // MAX_RESPONSE_HEADER_LIST (for which it has no error of its own), or one HTTP/2 does
+    // not allow. That was an answer, and the same one comes again; read as a lost request,
+    // it was sent again and retried, then reported as "unspecific protocol error".
+    let refused_answer = |h2: &h2::Error| {
+        h2.is_reset() && h2.is_library() && h2.reason() == Some(h2::Reason::PROTOCOL_ERROR)
+    };
+    if causes_include(&e, refused_answer) {
+        return Error::new(
+            ErrorKind::Protocol,
+            format!(
+                "the response's head could not be taken over HTTP/2: more than {} KiB of \
+                 header fields, or fields HTTP/2 does not allow",
+                MAX_RESPONSE_HEADER_LIST >> 10
+            ),
+        )
+        .with_cause(e);
     }
     if !e.is_connect() {
         // What the request's own error says ("connection closed", "frame with invalid

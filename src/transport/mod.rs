@@ -6,7 +6,8 @@
 //! Redirects are followed here so that one rule guards credentials: `Authorization` goes
 //! only to the origin it was meant for, and never from https down to http.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -179,10 +180,16 @@ impl Default for TransportOptions {
 /// Connections with TLS for `https` destinations, the handshake given its own deadline.
 type TlsConnector = HandshakeDone<HttpsConnector<HandshakeDeadline<ProxyConnector>>>;
 
+type PooledClient = Client<LimitedConnector<RefusalConnector<TlsConnector>>, Full<Bytes>>;
+
 /// The pooled client. Cheap to clone; clones share the pool.
 #[derive(Clone)]
 pub struct Transport {
-    client: Client<LimitedConnector<RefusalConnector<TlsConnector>>, Full<Bytes>>,
+    client: PooledClient,
+    /// A client that offers only HTTP/1.1, for the origins that refused HTTP/2 with
+    /// `HTTP_1_1_REQUIRED` (listed in `http1_only`).
+    http1: PooledClient,
+    http1_only: Arc<Mutex<HashSet<Origin>>>,
     opts: Arc<TransportOptions>,
     /// What servers said of our client certificate, for requests whose own error does not.
     refusals: Refusals,
@@ -287,17 +294,21 @@ impl Transport {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(opts.connect_timeout));
+        let inner = HandshakeDeadline::new(
+            ProxyConnector::new(http, proxies.clone()).with_handshake_timeout(opts.connect_timeout),
+            opts.connect_timeout,
+        );
+        let http1 = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls.clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(inner.clone());
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .enable_http2()
-            .wrap_connector(HandshakeDeadline::new(
-                ProxyConnector::new(http, proxies.clone())
-                    .with_handshake_timeout(opts.connect_timeout),
-                opts.connect_timeout,
-            ));
-        let https = HandshakeDone::new(https);
+            .wrap_connector(inner);
         let mut builder = Client::builder(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
@@ -329,13 +340,21 @@ impl Transport {
             .http2_keep_alive_interval(opts.idle_timeout / 2)
             .http2_keep_alive_timeout(opts.idle_timeout / 4);
         let refusals = Refusals::default();
-        let watched = RefusalConnector::new(https, refusals.clone());
-        let client = builder.build(LimitedConnector::new(
-            watched,
-            opts.max_connections_per_host,
-        ));
+        // Each client caps its connections on its own: the HTTP/2 connection an origin
+        // refused is left idle and closed by the pool, and sharing the cap with it left a
+        // fetch capped at one connection nothing to fall back on until then.
+        let pooled = |https| {
+            let watched = RefusalConnector::new(HandshakeDone::new(https), refusals.clone());
+            builder.build(LimitedConnector::new(
+                watched,
+                opts.max_connections_per_host,
+            ))
+        };
+        let (client, http1) = (pooled(https), pooled(http1));
         Ok(Transport {
             client,
+            http1,
+            http1_only: Arc::default(),
             opts: Arc::new(opts),
             proxies,
             refusals,
@@ -356,6 +375,36 @@ impl Transport {
     /// for the headers. `Authorization` and the origin's own headers go along only when
     /// `url` is still `origin`.
     pub async fn send_once(&self, req: &Outgoing, origin: bool) -> Result<Response<Incoming>> {
+        let http1 = self.needs_http1(&req.url);
+        match self.send_on(req, origin, http1).await {
+            // A server (IIS, some proxies) that takes HTTP/2 for some requests only answers
+            // the others with HTTP_1_1_REQUIRED; the request is sent again over HTTP/1.1, as
+            // curl sends it, and so is every later request to that origin.
+            Err(e) if !http1 && failure::http1_required(&e) => {
+                tracing::debug!(url = %redact(&req.url), error = %e, "HTTP/1.1 required; sending again over HTTP/1.1");
+                self.http1_only
+                    .lock()
+                    .expect("HTTP/1.1 origins poisoned")
+                    .insert(Origin::of(&req.url));
+                self.send_on(req, origin, true).await
+            }
+            other => other,
+        }
+    }
+
+    fn needs_http1(&self, url: &Uri) -> bool {
+        let only = self.http1_only.lock().expect("HTTP/1.1 origins poisoned");
+        !only.is_empty() && only.contains(&Origin::of(url))
+    }
+
+    /// [`Transport::send_once`] over the client that offers HTTP/2, or over the one that
+    /// offers only HTTP/1.1.
+    async fn send_on(
+        &self,
+        req: &Outgoing,
+        origin: bool,
+        http1: bool,
+    ) -> Result<Response<Incoming>> {
         let mut builder = Request::builder()
             .method(req.method.clone())
             .uri(req.url.clone());
@@ -383,7 +432,8 @@ impl Transport {
                 .with_url(&req.url)
         })?;
         let started = std::time::Instant::now();
-        let fut = self.client.request(request);
+        let client = if http1 { &self.http1 } else { &self.client };
+        let fut = client.request(request);
         let result = tokio::time::timeout(self.opts.response_timeout, fut).await;
         let response = match result {
             Err(_) => {
