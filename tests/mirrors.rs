@@ -751,3 +751,187 @@ fn a_mirror_whose_bodies_break_hands_over_to_the_registry() {
         .collect();
     assert_eq!(asked, [Some("bytes=20000-".to_string())]);
 }
+
+/// A mirror that went away for a moment (a cache restarted in a run of hours) is asked
+/// again once its down mark runs out, and skipped twice as long when it is still down.
+/// Before, a mirror found unreachable once was skipped for the rest of the run: every
+/// later object went to the registry, and to its pull limits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_back_from_an_outage_is_used_again() {
+    use dist::{Hints, Object, Remote};
+    use std::time::Duration;
+
+    let upstream = FakeRegistry::start();
+    let blobs: Vec<Vec<u8>> = (0..5).map(|n| bytes(90 + n, 2000)).collect();
+    let digests: Vec<String> = blobs.iter().map(|b| upstream.blob("team/app", b)).collect();
+    // The mirror's port, free for now: connections to it are refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mirror_up = || {
+        let mirror = FakeRegistry::builder().port(port).start();
+        for b in &blobs {
+            mirror.blob("team/app", b);
+        }
+        mirror
+    };
+    let first = Duration::from_secs(1);
+    let transport = dist::transport::Transport::new(Default::default()).unwrap();
+    let mirror = dist::registry::host::Mirror {
+        url: format!("http://127.0.0.1:{port}"),
+        capabilities: dist::registry::host::Capabilities::ALL,
+        override_path: false,
+        transport: transport.clone(),
+        headers: Default::default(),
+    };
+    let retry = dist::retry::RetryPolicy {
+        retries: 1,
+        base_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(10),
+    };
+    let repo = format!("{}/team/app", upstream.host()).parse().unwrap();
+    let remote = dist::registry::RegistryRemote::new(
+        repo,
+        transport,
+        dist::auth::CredentialSource::None,
+        retry,
+    )
+    .with_mirrors(&[mirror], dist::auth::CredentialSource::None)
+    .unwrap()
+    .with_mirror_down(first);
+    let fetch = |n: usize| {
+        let remote = &remote;
+        let object = Object::Digest(digests[n].parse().unwrap());
+        async move {
+            let mut download = remote.fetch(&object, &Hints::default()).await.unwrap();
+            while download.chunk().await.unwrap().is_some() {}
+        }
+    };
+
+    // Refused: the registry serves, and the mirror is marked down.
+    fetch(0).await;
+    let mirror = mirror_up();
+    fetch(1).await;
+    assert_eq!(
+        mirror.requests_for(&format!("blobs/{}", digests[1])),
+        0,
+        "marked down"
+    );
+    assert_eq!(upstream.requests_for(&format!("blobs/{}", digests[1])), 1);
+    // The mark runs out: the mirror, back, serves again.
+    tokio::time::sleep(first + Duration::from_millis(200)).await;
+    fetch(2).await;
+    assert_eq!(
+        mirror.requests_for(&format!("blobs/{}", digests[2])),
+        1,
+        "asked again"
+    );
+    assert_eq!(upstream.requests_for(&format!("blobs/{}", digests[2])), 0);
+
+    // Down again, and still down when its mark runs out: skipped twice as long.
+    drop(mirror);
+    fetch(3).await;
+    tokio::time::sleep(first + Duration::from_millis(200)).await;
+    fetch(3).await;
+    let mirror = mirror_up();
+    tokio::time::sleep(first + Duration::from_millis(200)).await;
+    fetch(4).await;
+    assert_eq!(
+        mirror.requests_for(&format!("blobs/{}", digests[4])),
+        0,
+        "marked down for twice as long"
+    );
+    tokio::time::sleep(first * 2).await;
+    fetch(4).await;
+    assert_eq!(
+        mirror.requests_for(&format!("blobs/{}", digests[4])),
+        1,
+        "back"
+    );
+}
+
+/// A free loopback port: connections to it are refused.
+fn refused_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// The worker's and `pull`'s check before the batch asks the first host that may serve
+/// content: a mirror down at the start leaves the batch to the registry, saying once at
+/// `-v` that the mirror is skipped; a registry down at the start leaves it to the mirror
+/// for what the mirror has.
+#[test]
+fn a_batch_runs_from_whichever_host_is_up_at_the_start() {
+    let mt = "application/vnd.oci.image.manifest.v1+json";
+    let (upstream, mirror, digests) = mirrored_blobs(120);
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+    let config = b"{}";
+    upstream.blob("team/app", config);
+    mirror.blob("team/app", config);
+    let by_digest = upstream.manifest("team/app", "v1", mt, manifest);
+    mirror.manifest("team/app", "v1", mt, manifest);
+    let input = digests.join("\n") + "\n";
+    let gone = format!("http://127.0.0.1:{}", refused_port());
+    let dist = Dist::new();
+
+    let repo = format!("{}/team/app", upstream.host());
+    let worker = [
+        "-v",
+        "--retries",
+        "0",
+        "fetch",
+        "--mirror",
+        &gone,
+        &repo,
+        "-",
+    ];
+    let out = dist.run(&worker, input.as_bytes());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(support::cli::parse_frames(&out.stdout).len(), 3, "{err}");
+    assert_eq!(err.matches("mirror marked down").count(), 1, "{err}");
+    let out_dir = tempfile::tempdir().unwrap();
+    let target = out_dir.path().join("image");
+    let image = format!("{repo}:v1");
+    let pull = ["--retries", "0", "pull", "--mirror", &gone, &image, "-o"];
+    dist.ok(&[&pull[..], &[target.to_str().unwrap()]].concat());
+
+    // The registry down, the mirror up: the mirror's objects come, the others fail alone.
+    let repo = format!("127.0.0.1:{}/team/app", refused_port());
+    let extra = format!("sha256:{}", "0".repeat(64));
+    let input = format!("{input}{extra}\n");
+    let worker = [
+        "--retries",
+        "0",
+        "fetch",
+        "--mirror",
+        &mirror.url(),
+        &repo,
+        "-",
+    ];
+    let out = dist.run(&worker, input.as_bytes());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let frames = support::cli::parse_frames(&out.stdout);
+    assert_eq!(frames.len(), 4, "{err}");
+    assert_eq!(
+        frames.iter().filter(|f| f.result.is_ok()).count(),
+        3,
+        "{err}"
+    );
+    let target = out_dir.path().join("from-mirror");
+    let image = format!("{repo}:v1");
+    let pull = [
+        "--retries",
+        "0",
+        "pull",
+        "--mirror",
+        &mirror.url(),
+        &image,
+        "-o",
+    ];
+    dist.ok(&[&pull[..], &[target.to_str().unwrap()]].concat());
+    let index = std::fs::read_to_string(target.join("index.json")).unwrap();
+    assert!(index.contains(&by_digest), "{index}");
+}

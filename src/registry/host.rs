@@ -7,8 +7,9 @@
 //! the host's pause, retries transient failures with backoff, and turns error statuses
 //! into typed errors carrying the registry's OCI error code.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode, Uri};
@@ -28,10 +29,16 @@ const MAX_AUTH_ROUNDS: u32 = 2;
 /// A mirror is a shortcut, not the source of truth: it gets one retry, then the next host.
 const MIRROR_RETRIES: u32 = 1;
 /// Requests in a row that a mirror leaves unanswered within the idle timeout before it is
-/// skipped for the rest of the run. One is a slow answer (a cache fetching a large blob
-/// from its upstream), and the objects after it still want the mirror; a mirror that hangs
-/// on every request costs each object its timeouts, and is given up on soon.
+/// marked down. One is a slow answer (a cache fetching a large blob from its upstream), and
+/// the objects after it still want the mirror; a mirror that hangs on every request costs
+/// each object its timeouts, and is given up on soon (and, asked again when its mark runs
+/// out, marked down again at its first timeout, having answered nothing in between).
 const MIRROR_TIMEOUTS: u32 = 2;
+/// How long a mirror marked down is skipped at first (see [`MirrorDown`]).
+pub(crate) const MIRROR_DOWN: Duration = Duration::from_secs(30);
+/// The longest a mirror marked down again and again is skipped at a time: a run of hours
+/// asks it again a few times an hour, each asking costing one object a failed connection.
+const MIRROR_DOWN_MAX: Duration = Duration::from_secs(600);
 
 /// What a mirror may be asked for, as in containerd's `hosts.toml`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,8 +100,8 @@ pub(crate) struct Host {
     pub(crate) mirror: bool,
     /// Configured headers for every request to this host only.
     pub(crate) headers: HeaderMap,
-    /// Set when the mirror could not be reached: the rest of the batch skips it.
-    down: AtomicBool,
+    /// Set when the mirror could not be reached: it is skipped until the mark runs out.
+    down: Mutex<MirrorDown>,
     /// Requests in a row that failed with a timeout, reset by any answer.
     timeouts: AtomicU32,
 }
@@ -147,7 +154,7 @@ impl Host {
             capabilities,
             mirror: false,
             headers: HeaderMap::new(),
-            down: AtomicBool::new(false),
+            down: Mutex::default(),
             timeouts: AtomicU32::new(0),
         })
     }
@@ -184,7 +191,7 @@ impl Host {
             capabilities: m.capabilities,
             mirror: true,
             headers: m.headers.clone(),
-            down: AtomicBool::new(false),
+            down: Mutex::default(),
             timeouts: AtomicU32::new(0),
         })
     }
@@ -215,7 +222,7 @@ impl Host {
 
     /// Whether this host may be asked for a tag (`resolve`) or content by digest (`pull`).
     pub(crate) fn serves(&self, tag: bool) -> bool {
-        !self.down.load(Ordering::Relaxed)
+        self.up()
             && if tag {
                 self.capabilities.resolve
             } else {
@@ -223,9 +230,24 @@ impl Host {
             }
     }
 
+    /// Whether this host is not marked down, saying so when its mark has just run out.
+    fn up(&self) -> bool {
+        let mut down = self.down.lock().expect("mirror mark poisoned");
+        match down.until {
+            None => true,
+            Some(until) if until > Instant::now() => false,
+            Some(_) => {
+                down.until = None;
+                tracing::debug!(mirror = %self.name, "mirror marked down before; trying it again");
+                true
+            }
+        }
+    }
+
     /// Whether a failure on this host should send the request to the next host, marking
-    /// an unreachable or untrusted mirror down for the rest of the run.
-    pub(crate) fn fall_back(&self, e: &Error) -> bool {
+    /// an unreachable or untrusted mirror down for a while: `first` the first time, twice
+    /// as long each time it is still down when asked again.
+    pub(crate) fn fall_back(&self, e: &Error, first: Duration) -> bool {
         if !self.mirror {
             return false;
         }
@@ -242,10 +264,13 @@ impl Host {
             }
             _ => false,
         };
-        if down {
-            self.down.store(true, Ordering::Relaxed);
-        }
         tracing::debug!(mirror = %self.name, error = %e, "mirror failed; trying the next host");
+        if down {
+            let mut mark = self.down.lock().expect("mirror mark poisoned");
+            if let Some(skipped) = mark.mark(Instant::now(), first) {
+                tracing::debug!(mirror = %self.name, skipped = ?skipped, "mirror marked down; the next host serves until it is tried again");
+            }
+        }
         true
     }
 
@@ -346,6 +371,13 @@ impl Host {
                 }
             };
             self.timeouts.store(0, Ordering::Relaxed);
+            if self.mirror {
+                let mut down = self.down.lock().expect("mirror mark poisoned");
+                if down.marks > 0 {
+                    *down = MirrorDown::default();
+                    tracing::debug!(mirror = %self.name, "mirror answers again");
+                }
+            }
             let status = reply.response.status();
             if status.is_success() {
                 return Ok(reply);
@@ -438,6 +470,36 @@ impl Host {
             }
             tokio::time::sleep(wait).await;
         }
+    }
+}
+
+/// A mirror found unreachable, not trusted or hanging is skipped for a while, not for the
+/// rest of the run: in a batch of hours, a cache restarted for a minute would otherwise
+/// send every later object to the registry (and its pull limits). containerd asks each
+/// host on every request; a mark spares each object a failed connection meanwhile.
+#[derive(Debug, Default)]
+struct MirrorDown {
+    /// Until when the mirror is skipped; `None` while it is asked.
+    until: Option<Instant>,
+    /// Marks since the mirror last answered: each skips it twice as long as the one before.
+    marks: u32,
+}
+
+impl MirrorDown {
+    /// Marks the mirror down at `now`, and returns for how long; `None` when it already is
+    /// (requests that were on their way when it went down fail one after another, and
+    /// would otherwise lengthen the mark each time).
+    fn mark(&mut self, now: Instant, first: Duration) -> Option<Duration> {
+        if self.until.is_some_and(|until| until > now) {
+            return None;
+        }
+        let longest = MIRROR_DOWN_MAX.max(first);
+        let skipped = first
+            .checked_mul(1 << self.marks.min(20))
+            .map_or(longest, |d| d.min(longest));
+        self.marks += 1;
+        self.until = Some(now + skipped);
+        Some(skipped)
     }
 }
 
@@ -621,6 +683,27 @@ mod tests {
         assert!(!tls_port_refusal(
             b"{\"errors\":[{\"code\":\"DIGEST_INVALID\"}]}"
         ));
+    }
+
+    #[test]
+    fn a_mirror_mark_doubles_while_it_stays_down_and_is_capped() {
+        let (first, start) = (Duration::from_secs(30), Instant::now());
+        let mut down = MirrorDown::default();
+        assert_eq!(down.mark(start, first), Some(first));
+        // Requests that were under way fail too: the mark stands as it is.
+        assert_eq!(down.mark(start + first / 2, first), None);
+        assert_eq!(down.until, Some(start + first));
+        let mut now = start + first;
+        for want in [60, 120, 240, 480, 600, 600] {
+            let skipped = down.mark(now, first).expect("the mark ran out");
+            assert_eq!(skipped, Duration::from_secs(want));
+            now += skipped;
+        }
+        for _ in 0..40 {
+            down.mark(now, first);
+            now += MIRROR_DOWN_MAX;
+        }
+        assert_eq!(down.mark(now, first), Some(MIRROR_DOWN_MAX), "no overflow");
     }
 
     fn mirror(url: &str, override_path: bool) -> Host {

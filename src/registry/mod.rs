@@ -3,7 +3,7 @@
 //! A [`RegistryRemote`] is one repository, served by one or more hosts: mirrors first (in
 //! the order given, each only for what its capabilities allow), the registry itself last.
 //! A mirror that lacks an object, fails, or cannot be reached hands the request to the next
-//! host; an unreachable mirror is skipped for the rest of the run. Requests, with their
+//! host; an unreachable mirror is skipped for a while, then asked again. Requests, with their
 //! authentication and retries, are the business of [`host`]; bodies that break mid-way
 //! resume with `Range` (the `body` module); large blobs on slow links split into parallel ranges
 //! ([`crate::ranged`]).
@@ -13,6 +13,7 @@ mod coding;
 pub mod host;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -65,6 +66,8 @@ struct Inner {
     ranges: RangeOptions,
     /// What every ranged download of this remote shares: parts in memory, bytes received.
     ranged: Arc<crate::ranged::Shared>,
+    /// How long a mirror found unreachable is skipped at first.
+    mirror_down: Duration,
 }
 
 impl std::fmt::Debug for RegistryRemote {
@@ -97,6 +100,7 @@ impl RegistryRemote {
                 retry,
                 ranged: ranges.shared(),
                 ranges,
+                mirror_down: host::MIRROR_DOWN,
             }),
         }
     }
@@ -148,6 +152,17 @@ impl RegistryRemote {
         hosts.append(&mut inner.hosts);
         inner.hosts = hosts;
         Ok(self)
+    }
+
+    /// How long a mirror found unreachable (refused, unknown, untrusted, or leaving two
+    /// requests in a row unanswered) is skipped before it is asked again: 30 s by default,
+    /// twice as long each time it is still down, up to 10 min (call before sharing the
+    /// remote).
+    pub fn with_mirror_down(mut self, first: Duration) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("with_mirror_down must be called before the remote is shared")
+            .mirror_down = first;
+        self
     }
 
     /// Sets when large blobs are fetched in parallel ranges (call before sharing the remote).
@@ -233,7 +248,7 @@ impl RegistryRemote {
                 continue;
             }
             match attempt(i).await {
-                Err(e) if host.fall_back(&e) => failed.push(e),
+                Err(e) if host.fall_back(&e, self.inner.mirror_down) => failed.push(e),
                 Err(e) => return Err(with_mirror_failures(e, &failed)),
                 ok => return ok,
             }

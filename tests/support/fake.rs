@@ -131,6 +131,7 @@ pub struct Builder {
     auth: Auth,
     range_support: bool,
     api_root: String,
+    port: u16,
 }
 
 impl Builder {
@@ -154,9 +155,16 @@ impl Builder {
         self
     }
 
-    /// Binds `127.0.0.1:0` and starts serving.
+    /// Listens on `port` of 127.0.0.1 (default 0: any free one): a host that went away
+    /// comes back at the address its clients know.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Binds `127.0.0.1:<port>` and starts serving.
     pub fn start(self) -> FakeRegistry {
-        let listener = server::bind_local();
+        let listener = server::bind_local(self.port);
         let url = format!("http://{}", listener.local_addr().expect("local_addr"));
         let state = Arc::new(State {
             content: Mutex::default(),
@@ -189,6 +197,7 @@ impl FakeRegistry {
             auth: Auth::None,
             range_support: true,
             api_root: "/v2".to_string(),
+            port: 0,
         }
     }
 

@@ -63,7 +63,7 @@ impl Recorder {
         });
         Recorder {
             log,
-            server: ServerThread::start("fake-recorder", server::bind_local(), handler),
+            server: ServerThread::start("fake-recorder", server::bind_local(0), handler),
         }
     }
 

@@ -132,10 +132,10 @@ pub struct ServerThread {
     thread: Option<JoinHandle<()>>,
 }
 
-/// Binds a listener on an ephemeral loopback port, so the address is known before the server
+/// Binds a listener on a loopback port (0: an ephemeral one), so the address is known before the server
 /// starts (the bearer realm is built from it).
-pub fn bind_local() -> std::net::TcpListener {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+pub fn bind_local(port: u16) -> std::net::TcpListener {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind 127.0.0.1");
     listener.set_nonblocking(true).expect("set_nonblocking");
     listener
 }
