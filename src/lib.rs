@@ -178,6 +178,48 @@
 //! assert!(outcomes.iter().all(|o| o.status == Status::Ok));
 //! # Ok(()) }
 //! ```
+//!
+//! # Room to grow
+//!
+//! What the crate reports grows with it: [`ErrorKind`], [`worker::Status`] and
+//! [`pull::Event`] may gain variants, and [`worker::Outcome`], [`pull::Pulled`] and
+//! [`worker::progress::Snapshot`] fields, in a minor release. They are `#[non_exhaustive]`,
+//! so a `match` needs a `_` arm and a pattern a `..`:
+//!
+//! ```
+//! use dist::pull::Pulled;
+//! use dist::worker::{Outcome, Status};
+//!
+//! fn line(o: &Outcome) -> String {
+//!     match o.status {
+//!         Status::Ok | Status::Exists => format!("{} done", o.object),
+//!         Status::Error => format!("{} failed", o.object),
+//!         _ => format!("{} {:?}", o.object, o.status),
+//!     }
+//! }
+//! fn summary(p: &Pulled) -> String {
+//!     let Pulled { fetched, existing, failed, .. } = p;
+//!     format!("{fetched} fetched, {existing} present, {failed} failed")
+//! }
+//! assert_eq!(line(&Outcome::new(1, "v1".into())), "v1 failed");
+//! assert_eq!(summary(&Pulled::default()), "0 fetched, 0 present, 0 failed");
+//! ```
+//!
+//! A match that names every variant today does not compile, so it cannot break tomorrow:
+//!
+//! ```compile_fail
+//! # let status = dist::worker::Status::Ok;
+//! let done = match status {
+//!     dist::worker::Status::Ok | dist::worker::Status::Exists => true,
+//!     dist::worker::Status::Error => false,
+//! };
+//! ```
+//!
+//! Nor does building what only the crate reports:
+//!
+//! ```compile_fail
+//! let pulled = dist::pull::Pulled { fetched: 1, ..Default::default() };
+//! ```
 
 // A library user puts these types in their own `#[derive(Debug)]` structs; types holding
 // secrets write theirs by hand and redact them.

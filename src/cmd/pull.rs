@@ -94,6 +94,8 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
                 descriptor.digest,
                 dist::pull::event::skip_reason(descriptor)
             )),
+            // The library's events may grow; the JSON line below still reports one.
+            _ => {}
         }
         let line = event.json_line();
         let result = {

@@ -95,6 +95,7 @@ impl Default for PullOptions {
 
 /// What a pull did.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct Pulled {
     /// The entry `index.json` names the image by: the one added, or the whole index's
     /// entry already there for a pull of one of its platforms; `None` when an object

@@ -34,6 +34,7 @@ use shard::Shard;
 
 /// How an object ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Status {
     /// Fetched and verified.
     Ok,
@@ -45,6 +46,7 @@ pub enum Status {
 
 /// The result of one input line.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Outcome {
     /// 1-based input line number.
     pub line: u64,
