@@ -38,6 +38,7 @@ use crate::transport::tls::ClientIdentity;
 
 /// How to talk to one host: whom to trust, which certificate to show, what to add.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HostSettings {
     /// CA certificates to trust for it, besides the system's.
     pub ca: Vec<PathBuf>,

@@ -220,6 +220,31 @@
 //! ```compile_fail
 //! let pulled = dist::pull::Pulled { fetched: 1, ..Default::default() };
 //! ```
+//!
+//! Settings grow too (a flag of the CLI is usually a new field): [`pull::PullOptions`],
+//! [`worker::WorkerOptions`], [`transport::TransportOptions`], [`ranged::RangeOptions`],
+//! [`Hints`] and [`hosts::HostSettings`] are `#[non_exhaustive]`, as are the enums
+//! [`pull::Platforms`], [`worker::Destination`], [`auth::CredentialSource`] and
+//! [`auth::Credential`]. Start from the default and set what differs; a field added later
+//! keeps its default:
+//!
+//! ```
+//! use dist::pull::{Platforms, PullOptions};
+//! use dist::transport::TransportOptions;
+//!
+//! let mut opts = PullOptions::default();
+//! opts.platforms = Platforms::All;
+//! opts.jobs = 4;
+//! let mut transport = TransportOptions::default();
+//! transport.max_connections_per_host = 8;
+//! # let _ = (opts, transport);
+//! ```
+//!
+//! A struct expression, even one ending in `..Default::default()`, does not compile:
+//!
+//! ```compile_fail
+//! let opts = dist::pull::PullOptions { jobs: 4, ..Default::default() };
+//! ```
 
 // A library user puts these types in their own `#[derive(Debug)]` structs; types holding
 // secrets write theirs by hand and redact them.

@@ -56,6 +56,7 @@ pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
 
 /// Which platforms of a multi-platform image to pull.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Platforms {
     /// The first index entry matching this platform.
     One(Platform),
@@ -65,6 +66,7 @@ pub enum Platforms {
 
 /// How to pull.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct PullOptions {
     /// Which platforms.
     pub platforms: Platforms,

@@ -138,6 +138,7 @@ impl Default for Http2Window {
 
 /// Settings of the shared client.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct TransportOptions {
     /// Extra CA certificates (PEM files) trusted besides the system store.
     pub ca_files: Vec<std::path::PathBuf>,

@@ -108,6 +108,7 @@ impl crate::handoff::Weigh for Outcome {
 
 /// Where the worker puts content.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum Destination {
     /// Into spools, for framed output; objects past the threshold spill to temporary files.
     Spool {
@@ -133,6 +134,7 @@ impl Default for Destination {
 
 /// Worker settings.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct WorkerOptions {
     /// Concurrent fetches at most.
     pub jobs: usize,
