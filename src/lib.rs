@@ -271,6 +271,10 @@ pub mod reference;
 pub mod registry;
 pub mod remote;
 pub mod retry;
+// Public for the binary's tag-taken warning alone, which shows names a layout's writer
+// chose: no API a library user should build on (its limits and HTML rules follow the CLI's
+// messages), so kept out of the docs and free to change.
+#[doc(hidden)]
 pub mod server_text;
 pub mod sink;
 pub mod transport;
