@@ -112,6 +112,28 @@ fn handles_are_send_sync_and_static() {
     };
     fn spawnable<F: std::future::Future + Send + 'static>(_: &F) {}
     spawnable(&task);
+    // What a service passes between tasks or keeps in shared state.
+    shared::<dist::auth::CredentialSource>();
+    fn sync<T: Send + Sync + 'static>() {}
+    sync::<dist::auth::DockerConfig>();
+    sync::<dist::worker::progress::Progress>();
+    shared::<dist::pull::PullOptions>();
+    shared::<dist::worker::WorkerOptions>();
+    sent::<dist::worker::Outcome>();
+    sent::<dist::pull::Event>();
+    sent::<dist::pull::Pulled>();
+    // A pull, with the remote, store and options moved in, runs in a task of its own.
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, store) = (
+        Arc::new(anonymous(&reg)),
+        LayoutStore::open(dir.path()).unwrap(),
+    );
+    let pull = async move {
+        let object: Object = "v1".parse()?;
+        let opts = dist::pull::PullOptions::default();
+        dist::pull::pull(remote, &object, Some("v1"), &store, &opts, |_| Ok(())).await
+    };
+    spawnable(&pull);
 }
 
 /// A service keeps these in its own `#[derive(Debug)]` structs and logs them.
