@@ -127,9 +127,13 @@ pub struct Pulled {
 /// `on_event` as it settles (an error from `on_event` stops the pull). `ref_name` is the
 /// name recorded in `index.json` (the tag). A failed object does not stop the others; it
 /// is counted in [`Pulled::failed`], and `index.json` is then not touched. Errors are what
-/// stops the pull as a whole: the reference does not resolve, a manifest is malformed, no
-/// entry matches the platform. Like the worker, it runs on any tokio runtime with the
-/// blocking pool (file writes and the hashing of large objects go there).
+/// stops the pull as a whole: the reference does not resolve (the remote's kinds:
+/// [`ErrorKind::NotFound`], `Unauthorized`, `Denied`, `Connect`, …), a manifest is
+/// malformed (`Protocol`) or too large (`TooLarge`), no entry matches the platform
+/// (`NotFound` too: its message lists the platforms offered), `index.json` cannot be
+/// written (`Io`), or `on_event` failed (its error, as it was). Like the worker, it runs
+/// on any tokio runtime with the blocking pool (file writes and the hashing of large
+/// objects go there).
 pub async fn pull<F>(
     remote: Arc<dyn Remote>,
     object: &Object,
