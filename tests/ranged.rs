@@ -60,15 +60,9 @@ fn on_both(seed: u64) -> (FakeRegistry, FakeRegistry, Vec<u8>, String) {
 /// `reg`'s repository with `mirror` tried first, split into small parts, with `retries`
 /// and short pauses.
 fn mirrored(reg: &FakeRegistry, mirror: &FakeRegistry, retries: u32) -> RegistryRemote {
-    use dist::registry::host::{Capabilities, Mirror};
+    use dist::registry::host::Mirror;
     let transport = Transport::new(TransportOptions::default()).unwrap();
-    let m = Mirror {
-        url: mirror.url(),
-        capabilities: Capabilities::ALL,
-        override_path: false,
-        transport: transport.clone(),
-        headers: Default::default(),
-    };
+    let m = Mirror::new(mirror.url(), transport.clone());
     let policy = RetryPolicy {
         retries,
         base_delay: Duration::from_millis(5),

@@ -281,13 +281,11 @@ pub fn open_locator(
                     own.skip_verify = s.skip_verify;
                     own.connect_timeout = s.dial_timeout.unwrap_or(global.connect_timeout);
                     let transport = Transport::new(own)?;
-                    mirrors.push(Mirror {
-                        headers: s.headers.clone(),
-                        url: spec.url,
-                        capabilities: spec.capabilities,
-                        override_path: spec.override_path,
-                        transport,
-                    });
+                    let mut mirror = Mirror::new(spec.url, transport);
+                    mirror.capabilities = spec.capabilities;
+                    mirror.override_path = spec.override_path;
+                    mirror.headers = s.headers.clone();
+                    mirrors.push(mirror);
                 }
                 remote = remote.with_mirrors(&mirrors, credentials)?;
             }
