@@ -10,6 +10,7 @@ use crate::media;
 
 /// The parsed hints of one object.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Hints {
     /// Media types to accept, in order of preference.
     pub media_types: Vec<String>,

@@ -38,6 +38,7 @@ use crate::transport::tls::ClientIdentity;
 
 /// How to talk to one host: whom to trust, which certificate to show, what to add.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HostSettings {
     /// CA certificates to trust for it, besides the system's.
     pub ca: Vec<PathBuf>,
@@ -53,8 +54,22 @@ pub struct HostSettings {
     pub dial_timeout: Option<std::time::Duration>,
 }
 
-/// One mirror as configured, before a client is built for it.
+/// One mirror as configured, before a client is built for it. Read from a file or a flag,
+/// it gains fields as `hosts.toml` gains keys (as `settings` came): a pattern needs `..`.
+///
+/// ```
+/// let spec = dist::hosts::HostSpec::from_flag("mirror.example:5000")?;
+/// let dist::hosts::HostSpec { url, .. } = spec;
+/// assert_eq!(url, "https://mirror.example:5000");
+/// # Ok::<_, dist::Error>(())
+/// ```
+///
+/// ```compile_fail
+/// # let spec = dist::hosts::HostSpec::from_flag("mirror.example").unwrap();
+/// let dist::hosts::HostSpec { url, capabilities, override_path, settings } = spec;
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HostSpec {
     /// `scheme://host[:port][/path]`.
     pub url: String,
@@ -80,6 +95,7 @@ impl HostSpec {
 
 /// The parsed `hosts.toml` of one registry.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HostsFile {
     /// Where the registry itself is served, if not at its usual address, with the file's
     /// top-level `capabilities` and `override_path` (containerd reads them only then).

@@ -178,6 +178,73 @@
 //! assert!(outcomes.iter().all(|o| o.status == Status::Ok));
 //! # Ok(()) }
 //! ```
+//!
+//! # Room to grow
+//!
+//! What the crate reports grows with it: [`ErrorKind`], [`worker::Status`] and
+//! [`pull::Event`] may gain variants, and [`worker::Outcome`], [`pull::Pulled`] and
+//! [`worker::progress::Snapshot`] fields, in a minor release. They are `#[non_exhaustive]`,
+//! so a `match` needs a `_` arm and a pattern a `..`:
+//!
+//! ```
+//! use dist::pull::Pulled;
+//! use dist::worker::{Outcome, Status};
+//!
+//! fn line(o: &Outcome) -> String {
+//!     match o.status {
+//!         Status::Ok | Status::Exists => format!("{} done", o.object),
+//!         Status::Error => format!("{} failed", o.object),
+//!         _ => format!("{} {:?}", o.object, o.status),
+//!     }
+//! }
+//! fn summary(p: &Pulled) -> String {
+//!     let Pulled { fetched, existing, failed, .. } = p;
+//!     format!("{fetched} fetched, {existing} present, {failed} failed")
+//! }
+//! assert_eq!(line(&Outcome::new(1, "v1".into())), "v1 failed");
+//! assert_eq!(summary(&Pulled::default()), "0 fetched, 0 present, 0 failed");
+//! ```
+//!
+//! A match that names every variant today does not compile, so it cannot break tomorrow:
+//!
+//! ```compile_fail
+//! # let status = dist::worker::Status::Ok;
+//! let done = match status {
+//!     dist::worker::Status::Ok | dist::worker::Status::Exists => true,
+//!     dist::worker::Status::Error => false,
+//! };
+//! ```
+//!
+//! Nor does building what only the crate reports:
+//!
+//! ```compile_fail
+//! let pulled = dist::pull::Pulled { fetched: 1, ..Default::default() };
+//! ```
+//!
+//! Settings grow too (a flag of the CLI is usually a new field): [`pull::PullOptions`],
+//! [`worker::WorkerOptions`], [`transport::TransportOptions`], [`ranged::RangeOptions`],
+//! [`Hints`] and [`hosts::HostSettings`] are `#[non_exhaustive]`, as are the enums
+//! [`pull::Platforms`], [`worker::Destination`], [`auth::CredentialSource`] and
+//! [`auth::Credential`]. Start from the default and set what differs; a field added later
+//! keeps its default:
+//!
+//! ```
+//! use dist::pull::{Platforms, PullOptions};
+//! use dist::transport::TransportOptions;
+//!
+//! let mut opts = PullOptions::default();
+//! opts.platforms = Platforms::All;
+//! opts.jobs = 4;
+//! let mut transport = TransportOptions::default();
+//! transport.max_connections_per_host = 8;
+//! # let _ = (opts, transport);
+//! ```
+//!
+//! A struct expression, even one ending in `..Default::default()`, does not compile:
+//!
+//! ```compile_fail
+//! let opts = dist::pull::PullOptions { jobs: 4, ..Default::default() };
+//! ```
 
 // A library user puts these types in their own `#[derive(Debug)]` structs; types holding
 // secrets write theirs by hand and redact them.
@@ -204,6 +271,10 @@ pub mod reference;
 pub mod registry;
 pub mod remote;
 pub mod retry;
+// Public for the binary's tag-taken warning alone, which shows names a layout's writer
+// chose: no API a library user should build on (its limits and HTML rules follow the CLI's
+// messages), so kept out of the docs and free to change.
+#[doc(hidden)]
 pub mod server_text;
 pub mod sink;
 pub mod transport;

@@ -30,6 +30,7 @@ use crate::transport;
 
 /// When and how to split a download into ranges.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RangeOptions {
     /// Concurrent streams at most for one blob, and parts in memory at most for all blobs
     /// of a remote together; 1 turns ranged fetching off.

@@ -2,6 +2,13 @@
 //! message: a proxy's HTML error page or a body with line breaks would otherwise spread
 //! one error over many lines of stderr, and control characters from an untrusted server
 //! (terminal escape sequences) would reach the user's terminal.
+//!
+//! Not the library's API (hidden from its docs): the binary uses [`one_line`] alone, and
+//! the rest stays inside the crate.
+//!
+//! ```compile_fail
+//! let said = dist::server_text::excerpt(b"<title>Denied</title>", "403 Forbidden");
+//! ```
 
 /// `text` with every control character (line breaks, terminal escapes) replaced by a
 /// space: for strings a server chose (a platform's fields, a layer's URLs) that are shown
@@ -33,7 +40,7 @@ pub const MAX_SHOWN: usize = 200;
 /// white space become one space. An HTML page is shown by its `<title>` alone, and not at
 /// all when the title only repeats `status` (nginx's `404 Not Found` page): its markup
 /// says nothing a reader needs.
-pub fn excerpt(body: &[u8], status: &str) -> String {
+pub(crate) fn excerpt(body: &[u8], status: &str) -> String {
     let text = String::from_utf8_lossy(body);
     if !looks_like_html(&text) {
         return one_line(&text);

@@ -112,6 +112,28 @@ fn handles_are_send_sync_and_static() {
     };
     fn spawnable<F: std::future::Future + Send + 'static>(_: &F) {}
     spawnable(&task);
+    // What a service passes between tasks or keeps in shared state.
+    shared::<dist::auth::CredentialSource>();
+    fn sync<T: Send + Sync + 'static>() {}
+    sync::<dist::auth::DockerConfig>();
+    sync::<dist::worker::progress::Progress>();
+    shared::<dist::pull::PullOptions>();
+    shared::<dist::worker::WorkerOptions>();
+    sent::<dist::worker::Outcome>();
+    sent::<dist::pull::Event>();
+    sent::<dist::pull::Pulled>();
+    // A pull, with the remote, store and options moved in, runs in a task of its own.
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, store) = (
+        Arc::new(anonymous(&reg)),
+        LayoutStore::open(dir.path()).unwrap(),
+    );
+    let pull = async move {
+        let object: Object = "v1".parse()?;
+        let opts = dist::pull::PullOptions::default();
+        dist::pull::pull(remote, &object, Some("v1"), &store, &opts, |_| Ok(())).await
+    };
+    spawnable(&pull);
 }
 
 /// A service keeps these in its own `#[derive(Debug)]` structs and logs them.
@@ -163,10 +185,8 @@ async fn manifest_by_tag_then_its_blobs_from_many_tasks_sharing_one_remote() {
         let (remote, store) = (remote.clone(), store.clone());
         tasks.spawn(async move {
             let object = Object::Digest(descriptor.digest.clone());
-            let hints = Hints {
-                size: Some(descriptor.size),
-                ..Hints::default()
-            };
+            let mut hints = Hints::default();
+            hints.size = Some(descriptor.size);
             let download = remote.fetch(&object, &hints).await?;
             store_verified(&store, download).await
         });
@@ -206,11 +226,9 @@ async fn cancelled_fetches_free_their_connection_and_leave_no_files() {
         },
     );
     // One connection at most: a connection a cancelled fetch kept would stop the next one.
-    let opts = TransportOptions {
-        max_connections_per_host: 1,
-        max_idle_per_host: 1,
-        ..TransportOptions::default()
-    };
+    let mut opts = TransportOptions::default();
+    opts.max_connections_per_host = 1;
+    opts.max_idle_per_host = 1;
     let remote = remote(&reg, opts, CredentialSource::None);
     let dir = tempfile::tempdir().unwrap();
     let store = LayoutStore::open(dir.path()).unwrap();
@@ -360,12 +378,10 @@ async fn a_store_kept_open_carries_on_its_own_partial_downloads() {
     let store = LayoutStore::open(dir.path()).unwrap();
     let fetch = || {
         let input = std::io::Cursor::new(format!("{digest}\n").into_bytes());
-        let opts = WorkerOptions {
-            destination: Destination::Store {
-                store: store.clone(),
-                verify_existing: false,
-            },
-            ..WorkerOptions::default()
+        let mut opts = WorkerOptions::default();
+        opts.destination = Destination::Store {
+            store: store.clone(),
+            verify_existing: false,
         };
         worker::run(remote.clone(), input, opts).collect::<Vec<_>>()
     };

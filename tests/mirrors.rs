@@ -781,13 +781,8 @@ async fn a_mirror_back_from_an_outage_is_used_again() {
     // inside a mark: the assertions that it is still skipped must not race its end.
     let first = Duration::from_secs(2);
     let transport = dist::transport::Transport::new(Default::default()).unwrap();
-    let mirror = dist::registry::host::Mirror {
-        url: format!("http://127.0.0.1:{port}"),
-        capabilities: dist::registry::host::Capabilities::ALL,
-        override_path: false,
-        transport: transport.clone(),
-        headers: Default::default(),
-    };
+    let mirror =
+        dist::registry::host::Mirror::new(format!("http://127.0.0.1:{port}"), transport.clone());
     let retry = dist::retry::RetryPolicy {
         retries: 1,
         base_delay: Duration::from_millis(1),

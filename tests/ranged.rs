@@ -15,15 +15,11 @@ use support::cli::{bytes, Dist};
 use support::fake::{FakeRegistry, Fault, RandomFaults};
 
 fn small_ranges() -> RangeOptions {
-    RangeOptions {
-        streams: 4,
-        threshold: 1 << 20,
-        part_size: 256 << 10,
-        probe: 128 << 10,
-        probe_time: Duration::from_millis(5),
-        slow_below: 50 << 20,
-        fast_link: 200 << 20,
-    }
+    let mut ranges = RangeOptions::default();
+    (ranges.streams, ranges.threshold, ranges.part_size) = (4, 1 << 20, 256 << 10);
+    (ranges.probe, ranges.probe_time) = (128 << 10, Duration::from_millis(5));
+    (ranges.slow_below, ranges.fast_link) = (50 << 20, 200 << 20);
+    ranges
 }
 
 async fn fetch_all(reg: &FakeRegistry, digest: &str, ranges: RangeOptions) -> Vec<u8> {
@@ -64,15 +60,9 @@ fn on_both(seed: u64) -> (FakeRegistry, FakeRegistry, Vec<u8>, String) {
 /// `reg`'s repository with `mirror` tried first, split into small parts, with `retries`
 /// and short pauses.
 fn mirrored(reg: &FakeRegistry, mirror: &FakeRegistry, retries: u32) -> RegistryRemote {
-    use dist::registry::host::{Capabilities, Mirror};
+    use dist::registry::host::Mirror;
     let transport = Transport::new(TransportOptions::default()).unwrap();
-    let m = Mirror {
-        url: mirror.url(),
-        capabilities: Capabilities::ALL,
-        override_path: false,
-        transport: transport.clone(),
-        headers: Default::default(),
-    };
+    let m = Mirror::new(mirror.url(), transport.clone());
     let policy = RetryPolicy {
         retries,
         base_delay: Duration::from_millis(5),
@@ -264,10 +254,8 @@ async fn fast_stream_stays_single() {
     let reg = FakeRegistry::start();
     let data = bytes(78, 3 << 20);
     let digest = reg.blob("team/app", &data);
-    let fast = RangeOptions {
-        slow_below: 1, // anything is fast enough
-        ..small_ranges()
-    };
+    let mut fast = small_ranges();
+    fast.slow_below = 1; // anything is fast enough
     assert_eq!(fetch_all(&reg, &digest, fast).await, data);
     assert!(range_requests(&reg).is_empty());
 }
@@ -286,11 +274,9 @@ async fn one_stall_is_not_a_slow_link() {
         &digest,
         Fault::StallAfter(1 << 20, Duration::from_millis(1000)),
     );
-    let ranges = RangeOptions {
-        probe: 4 << 20,
-        slow_below: 20 << 20,
-        ..small_ranges()
-    };
+    let mut ranges = small_ranges();
+    ranges.probe = 4 << 20;
+    ranges.slow_below = 20 << 20;
     assert_eq!(fetch_all(&reg, &digest, ranges).await, data);
     assert!(
         range_requests(&reg).is_empty(),
@@ -310,12 +296,10 @@ async fn streams_sharing_a_fast_link_are_not_split() {
         bytes_per_sec: 5 << 20,
         first_byte: Duration::ZERO,
     };
-    let ranges = RangeOptions {
-        probe_time: Duration::from_millis(20),
-        slow_below: 10 << 20,
-        fast_link: 20 << 20,
-        ..small_ranges()
-    };
+    let mut ranges = small_ranges();
+    ranges.probe_time = Duration::from_millis(20);
+    ranges.slow_below = 10 << 20;
+    ranges.fast_link = 20 << 20;
     let fetch_together = |count: u64| {
         let reg = FakeRegistry::start();
         let blobs = blobs_answered_with(&reg, count, 100, 3 << 19, pace);
@@ -340,13 +324,11 @@ async fn a_slow_consumer_is_not_taken_for_a_slow_server() {
     let data = bytes(80, 2 << 20);
     let digest = reg.blob("team/app", &data);
     let slow_below = 20 << 20;
-    let ranges = RangeOptions {
-        slow_below,
-        // Long enough that a few late wake-ups on a busy machine stay far below the
-        // 25 ms of waiting that would make the ~500 KB read by then look slow.
-        probe_time: Duration::from_millis(100),
-        ..small_ranges()
-    };
+    let mut ranges = small_ranges();
+    ranges.slow_below = slow_below;
+    // Long enough that a few late wake-ups on a busy machine stay far below the
+    // 25 ms of waiting that would make the ~500 KB read by then look slow.
+    ranges.probe_time = Duration::from_millis(100);
     let remote = remote_for(&reg, ranges, TransportOptions::default());
     let object: Object = digest.parse().unwrap();
     let mut download = remote.fetch(&object, &Hints::default()).await.unwrap();
@@ -475,10 +457,8 @@ async fn connection_cap_holds_with_parallel_parts() {
     let data = bytes(80, 3 << 20);
     let digest = reg.blob("team/app", &data);
     throttle(&reg, &digest);
-    let opts = TransportOptions {
-        max_connections_per_host: 2,
-        ..TransportOptions::default()
-    };
+    let mut opts = TransportOptions::default();
+    opts.max_connections_per_host = 2;
     assert_eq!(fetch_with(&reg, &digest, small_ranges(), opts).await, data);
     assert!(!range_requests(&reg).is_empty(), "still split into parts");
     // The client never holds more than 2 sockets, but the first stream is abandoned at the
@@ -504,10 +484,8 @@ async fn parts_as_large_as_the_write_queue_reach_the_store() {
     let data = bytes(78, 12 << 20);
     let digest = reg.blob("team/app", &data);
     throttle(&reg, &digest);
-    let ranges = RangeOptions {
-        part_size: 2 << 20,
-        ..small_ranges()
-    };
+    let mut ranges = small_ranges();
+    ranges.part_size = 2 << 20;
     let remote = remote_for(&reg, ranges, TransportOptions::default());
     let dir = tempfile::tempdir().unwrap();
     let store = dist::sink::layout::LayoutStore::open(dir.path()).unwrap();
@@ -610,10 +588,8 @@ async fn a_part_that_breaks_off_carries_on_from_where_it_broke() {
     reg.set_fault_for_every(&digest, Fault::DropAfter(cut_at));
     reg.push_fault(&digest, slow());
     let part_size = 2u64 << 20;
-    let ranges = RangeOptions {
-        part_size,
-        ..small_ranges()
-    };
+    let mut ranges = small_ranges();
+    ranges.part_size = part_size;
     let repo = format!("{}/team/app", reg.host()).parse().unwrap();
     let policy = RetryPolicy {
         retries: 2,

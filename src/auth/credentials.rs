@@ -33,6 +33,7 @@ const HELPER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A secret to authenticate with. Its `Debug` never shows the secret.
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Credential {
     /// User name and password (or a personal access token used as one).
     Basic {

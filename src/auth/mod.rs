@@ -33,6 +33,7 @@ fn renew_at(expires_at: Instant, lifetime: Duration) -> Instant {
 
 /// Where credentials come from.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum CredentialSource {
     /// Docker's `config.json` and its credential helpers, read on first need.
     DockerConfig(Arc<DockerConfig>),

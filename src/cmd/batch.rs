@@ -74,13 +74,12 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
     }
     let progress = std::sync::Arc::new(dist::worker::progress::Progress::default());
     let display = Display::new(progress.clone(), global.draws_progress() && !typed);
-    let opts = WorkerOptions {
-        jobs,
-        ordered: args.ordered,
-        destination,
-        shard: args.shard,
-        progress: Some(progress.clone()),
-    };
+    let mut opts = WorkerOptions::default();
+    opts.jobs = jobs;
+    opts.ordered = args.ordered;
+    opts.destination = destination;
+    opts.shard = args.shard;
+    opts.progress = Some(progress.clone());
     let framed = args.output.is_none();
     let into_store = !framed;
     // Line numbers only mean something when the objects came as lines.

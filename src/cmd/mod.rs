@@ -228,37 +228,34 @@ pub fn open_locator(
             }
             let (server, server_settings, specs) = mirror_specs(global, &repo)?;
             let (ca_files, client_identity) = trust_for(global, &server_settings, repo.host());
-            let options = TransportOptions {
-                ca_files,
-                client_identity,
-                skip_verify: server_settings.skip_verify,
-                max_idle_per_host: jobs.max(1),
-                // Every job's stream, plus the parallel ranges of slow large blobs (their
-                // budget is `range_streams` parts, one of which replaces a first stream).
-                // With only `max(jobs, streams)`, four slow blobs on four jobs left their
-                // parts waiting for a connection: no gain at all.
-                max_connections_per_host: jobs + global.range_streams - 1,
-                // The hosts file's `dial_timeout` is about one host: it wins over the
-                // flag, which is everyone's default.
-                connect_timeout: server_settings
-                    .dial_timeout
-                    .unwrap_or(global.connect_timeout),
-                idle_timeout: global.idle_timeout,
-                // Headers wait as long as a body may stall: a registry that is slow to
-                // start a large blob is not broken.
-                response_timeout: global.idle_timeout,
-                http2_window: global.http2_window.unwrap_or_default(),
-            };
+            let mut options = TransportOptions::default();
+            options.ca_files = ca_files;
+            options.client_identity = client_identity;
+            options.skip_verify = server_settings.skip_verify;
+            options.max_idle_per_host = jobs.max(1);
+            // Every job's stream, plus the parallel ranges of slow large blobs (their
+            // budget is `range_streams` parts, one of which replaces a first stream).
+            // With only `max(jobs, streams)`, four slow blobs on four jobs left their
+            // parts waiting for a connection: no gain at all.
+            options.max_connections_per_host = jobs + global.range_streams - 1;
+            // The hosts file's `dial_timeout` is about one host: it wins over the
+            // flag, which is everyone's default.
+            options.connect_timeout = server_settings
+                .dial_timeout
+                .unwrap_or(global.connect_timeout);
+            options.idle_timeout = global.idle_timeout;
+            // Headers wait as long as a body may stall: a registry that is slow to
+            // start a large blob is not broken.
+            options.response_timeout = global.idle_timeout;
+            options.http2_window = global.http2_window.unwrap_or_default();
             let transport = Transport::new(options.clone())?;
             let credentials = CredentialSource::DockerConfig(Arc::new(DockerConfig::load()?));
             let retry = RetryPolicy {
                 retries: global.retries,
                 ..RetryPolicy::default()
             };
-            let ranges = RangeOptions {
-                streams: global.range_streams,
-                ..RangeOptions::default()
-            };
+            let mut ranges = RangeOptions::default();
+            ranges.streams = global.range_streams;
             let mut remote =
                 RegistryRemote::new(repo.clone(), transport.clone(), credentials.clone(), retry)
                     .with_ranges(ranges);
@@ -284,13 +281,11 @@ pub fn open_locator(
                     own.skip_verify = s.skip_verify;
                     own.connect_timeout = s.dial_timeout.unwrap_or(global.connect_timeout);
                     let transport = Transport::new(own)?;
-                    mirrors.push(Mirror {
-                        headers: s.headers.clone(),
-                        url: spec.url,
-                        capabilities: spec.capabilities,
-                        override_path: spec.override_path,
-                        transport,
-                    });
+                    let mut mirror = Mirror::new(spec.url, transport);
+                    mirror.capabilities = spec.capabilities;
+                    mirror.override_path = spec.override_path;
+                    mirror.headers = s.headers.clone();
+                    mirrors.push(mirror);
                 }
                 remote = remote.with_mirrors(&mirrors, credentials)?;
             }

@@ -67,17 +67,16 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
     }
     let progress = std::sync::Arc::new(dist::worker::progress::Progress::default());
     let display = Display::new(progress.clone(), global.draws_progress());
-    let opts = PullOptions {
-        platforms: match (args.all_platforms, args.platform) {
-            (true, _) => Platforms::All,
-            (false, Some(p)) => Platforms::One(p),
-            (false, None) => Platforms::One(dist::image::Platform::host()),
-        },
-        jobs,
-        verify_existing: args.verify_existing,
-        progress: Some(progress),
-        image_name: image_name(&image).await,
+    let mut opts = PullOptions::default();
+    opts.platforms = match (args.all_platforms, args.platform) {
+        (true, _) => Platforms::All,
+        (false, Some(p)) => Platforms::One(p),
+        (false, None) => Platforms::One(dist::image::Platform::host()),
     };
+    opts.jobs = jobs;
+    opts.verify_existing = args.verify_existing;
+    opts.progress = Some(progress);
+    opts.image_name = image_name(&image).await;
     let terminal = std::io::stdout().is_terminal();
     let mut out = std::io::BufWriter::new(super::output::RawStdout::new());
     let mut write_failed = false;
@@ -94,6 +93,8 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
                 descriptor.digest,
                 dist::pull::event::skip_reason(descriptor)
             )),
+            // The library's events may grow; the JSON line below still reports one.
+            _ => {}
         }
         let line = event.json_line();
         let result = {

@@ -8,6 +8,7 @@ use crate::worker::{Outcome, Status};
 
 /// One object of a pull, reported as soon as it is settled.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Event {
     /// A manifest, config or layer went through the worker: fetched, already present, or
     /// failed, exactly as the worker reports it (with `line` renumbered across the pull).

@@ -56,6 +56,7 @@ pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
 
 /// Which platforms of a multi-platform image to pull.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Platforms {
     /// The first index entry matching this platform.
     One(Platform),
@@ -65,6 +66,7 @@ pub enum Platforms {
 
 /// How to pull.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct PullOptions {
     /// Which platforms.
     pub platforms: Platforms,
@@ -95,6 +97,7 @@ impl Default for PullOptions {
 
 /// What a pull did.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct Pulled {
     /// The entry `index.json` names the image by: the one added, or the whole index's
     /// entry already there for a pull of one of its platforms; `None` when an object
@@ -124,9 +127,13 @@ pub struct Pulled {
 /// `on_event` as it settles (an error from `on_event` stops the pull). `ref_name` is the
 /// name recorded in `index.json` (the tag). A failed object does not stop the others; it
 /// is counted in [`Pulled::failed`], and `index.json` is then not touched. Errors are what
-/// stops the pull as a whole: the reference does not resolve, a manifest is malformed, no
-/// entry matches the platform. Like the worker, it runs on any tokio runtime with the
-/// blocking pool (file writes and the hashing of large objects go there).
+/// stops the pull as a whole: the reference does not resolve (the remote's kinds:
+/// [`ErrorKind::NotFound`], `Unauthorized`, `Denied`, `Connect`, …), a manifest is
+/// malformed (`Protocol`) or too large (`TooLarge`), no entry matches the platform
+/// (`NotFound` too: its message lists the platforms offered), `index.json` cannot be
+/// written (`Io`), or `on_event` failed (its error, as it was). Like the worker, it runs
+/// on any tokio runtime with the blocking pool (file writes and the hashing of large
+/// objects go there).
 pub async fn pull<F>(
     remote: Arc<dyn Remote>,
     object: &Object,

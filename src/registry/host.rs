@@ -58,7 +58,9 @@ impl Capabilities {
 }
 
 /// Where the registry itself is served when a hosts file moves it (`server = …`).
+/// Built with [`Server::new`]: it may gain settings, as [`Mirror`] does.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Server {
     /// `scheme://host[:port][/path]`. The API root is `<path>/v2/`, or `<path>/` itself
     /// with `override_path`.
@@ -69,8 +71,40 @@ pub struct Server {
     pub override_path: bool,
 }
 
-/// A mirror of the registry, tried before the registry itself.
+/// A mirror of the registry, tried before the registry itself. Built with [`Mirror::new`]
+/// and its fields set: it gained `headers` with `hosts.toml`, and may gain more.
+///
+/// ```
+/// use dist::registry::{host::{Capabilities, Mirror}, RegistryRemote};
+/// use dist::{auth::CredentialSource, retry::RetryPolicy};
+/// use dist::transport::{Transport, TransportOptions};
+///
+/// # fn main() -> dist::Result<()> {
+/// let transport = Transport::new(TransportOptions::default())?;
+/// let mut mirror = Mirror::new("https://mirror.example", transport.clone());
+/// mirror.capabilities = Capabilities { pull: true, resolve: false };
+/// let remote = RegistryRemote::new(
+///     "registry.example/team/app".parse()?,
+///     transport,
+///     CredentialSource::None,
+///     RetryPolicy::default(),
+/// )
+/// .with_mirrors(&[mirror], CredentialSource::None)?;
+/// # let _ = remote; Ok(()) }
+/// ```
+///
+/// ```compile_fail
+/// # let transport = dist::transport::Transport::new(Default::default()).unwrap();
+/// let mirror = dist::registry::host::Mirror {
+///     url: "https://mirror.example".into(),
+///     capabilities: dist::registry::host::Capabilities::ALL,
+///     override_path: false,
+///     transport,
+///     headers: Default::default(),
+/// };
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Mirror {
     /// `scheme://host[:port][/path]`. The API root is `<path>/v2/`, or `<path>/` itself
     /// with `override_path`.
@@ -83,6 +117,38 @@ pub struct Mirror {
     pub transport: Transport,
     /// Headers for every request to it (never sent along a redirect to another host).
     pub headers: HeaderMap,
+}
+
+impl Server {
+    /// The registry at `url`, asked for everything, its API root at `<path>/v2/`.
+    ///
+    /// ```
+    /// // A registry served under a prefix, for RegistryRemote::with_server.
+    /// let mut server = dist::registry::host::Server::new("https://example.test/registry");
+    /// server.override_path = true;
+    /// # assert!(server.capabilities.resolve);
+    /// ```
+    pub fn new(url: impl Into<String>) -> Server {
+        Server {
+            url: url.into(),
+            capabilities: Capabilities::ALL,
+            override_path: false,
+        }
+    }
+}
+
+impl Mirror {
+    /// A mirror at `url` reached with `transport`: asked for everything, its API root at
+    /// `<path>/v2/`, no headers of its own.
+    pub fn new(url: impl Into<String>, transport: Transport) -> Mirror {
+        Mirror {
+            url: url.into(),
+            capabilities: Capabilities::ALL,
+            override_path: false,
+            transport,
+            headers: HeaderMap::new(),
+        }
+    }
 }
 
 /// A host serving the registry API for one repository.

@@ -107,6 +107,11 @@ impl RegistryRemote {
 
     /// Reaches the registry itself at `server` instead of its usual address, asking it only
     /// for what its capabilities allow (call before sharing the remote).
+    ///
+    /// # Panics
+    ///
+    /// If the remote was cloned already: clones share one state, which this would change
+    /// under the other's feet.
     pub fn with_server(
         mut self,
         server: &Server,
@@ -125,6 +130,11 @@ impl RegistryRemote {
 
     /// Sends `headers` with every request to the registry itself, and only to it (call
     /// before sharing the remote; mirrors have their own in [`Mirror::headers`]).
+    ///
+    /// # Panics
+    ///
+    /// If the remote was cloned already: clones share one state, which this would change
+    /// under the other's feet.
     pub fn with_registry_headers(mut self, headers: HeaderMap) -> Self {
         let inner = Arc::get_mut(&mut self.inner)
             .expect("with_registry_headers must be called before the remote is shared");
@@ -138,6 +148,11 @@ impl RegistryRemote {
 
     /// Tries `mirrors`, in order, before the registry (call before sharing the remote).
     /// Credentials for each mirror are looked up under the mirror's own host name.
+    ///
+    /// # Panics
+    ///
+    /// If the remote was cloned already: clones share one state, which this would change
+    /// under the other's feet.
     pub fn with_mirrors(
         mut self,
         mirrors: &[Mirror],
@@ -156,8 +171,12 @@ impl RegistryRemote {
 
     /// How long a mirror found unreachable (refused, unknown, untrusted, or leaving two
     /// requests in a row unanswered) is skipped before it is asked again: 30 s by default,
-    /// twice as long each time it is still down, up to 10 min (call before sharing the
-    /// remote).
+    /// twice as long each time it is still down, up to 10 min.
+    ///
+    /// # Panics
+    ///
+    /// If the remote was cloned already: clones share one state, which this would change
+    /// under the other's feet.
     pub fn with_mirror_down(mut self, first: Duration) -> Self {
         Arc::get_mut(&mut self.inner)
             .expect("with_mirror_down must be called before the remote is shared")
@@ -166,6 +185,26 @@ impl RegistryRemote {
     }
 
     /// Sets when large blobs are fetched in parallel ranges (call before sharing the remote).
+    ///
+    /// # Panics
+    ///
+    /// If the remote was cloned already: clones share one state, which this would change
+    /// under the other's feet.
+    ///
+    /// ```should_panic
+    /// # use dist::{auth::CredentialSource, registry::RegistryRemote, retry::RetryPolicy};
+    /// # use dist::transport::{Transport, TransportOptions};
+    /// # fn main() -> dist::Result<()> {
+    /// let remote = RegistryRemote::new(
+    ///     "registry.example/team/app".parse()?,
+    ///     Transport::new(TransportOptions::default())?,
+    ///     CredentialSource::None,
+    ///     RetryPolicy::default(),
+    /// );
+    /// let for_a_task = remote.clone();
+    /// let remote = remote.with_ranges(Default::default()); // panics: set it up, then clone
+    /// # Ok(()) }
+    /// ```
     pub fn with_ranges(mut self, ranges: RangeOptions) -> Self {
         match Arc::get_mut(&mut self.inner) {
             Some(inner) => {

@@ -90,7 +90,10 @@ impl LayoutStore {
     /// Opens (creating if needed) the layout at `root`: `oci-layout`, an empty `index.json`
     /// when there is none, and `blobs/`. Stale temporary files of dead processes are removed.
     /// A directory whose `oci-layout` or `index.json` is not a layout's is refused before
-    /// anything is written ([`super::layout_check`]).
+    /// anything is written ([`super::layout_check`]), with [`ErrorKind::InvalidInput`];
+    /// other failures are [`ErrorKind::Io`]. Blocks (a few system calls, and one per stale
+    /// temporary file): call it from `spawn_blocking` where a runtime's thread must not
+    /// wait for a slow disk.
     pub fn open(root: impl Into<PathBuf>) -> Result<LayoutStore> {
         let root = root.into();
         super::layout_check::check(&root)?;
@@ -151,6 +154,8 @@ impl LayoutStore {
 
     /// The size of the blob if it is present. With `verify`, its content is hashed first
     /// and a blob that does not match its name counts as absent (it will be replaced).
+    /// Blocks: one system call, and with `verify` the reading of the whole blob (call it
+    /// from `spawn_blocking` in async code then).
     pub fn existing(&self, digest: &Digest, verify: bool) -> Result<Option<u64>> {
         let path = self.blob_path(digest);
         let meta = match std::fs::metadata(&path) {

@@ -138,6 +138,7 @@ impl Default for Http2Window {
 
 /// Settings of the shared client.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct TransportOptions {
     /// Extra CA certificates (PEM files) trusted besides the system store.
     pub ca_files: Vec<std::path::PathBuf>,
@@ -283,6 +284,11 @@ impl std::fmt::Debug for Reply {
 
 impl Transport {
     /// Builds the client: system roots plus `ca_file`, HTTP/1.1 and HTTP/2 by ALPN.
+    ///
+    /// Reads the CA files and the client identity at once, blocking (a few KB each); the
+    /// system's roots are read at the first TLS handshake. Fails with
+    /// [`ErrorKind::InvalidInput`] for a file that does not parse or a key that does not
+    /// match its certificate, and with [`ErrorKind::Io`] for one that cannot be read.
     pub fn new(opts: TransportOptions) -> Result<Transport> {
         let tls = tls::client_config(
             &opts.ca_files,

@@ -34,6 +34,7 @@ use shard::Shard;
 
 /// How an object ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Status {
     /// Fetched and verified.
     Ok,
@@ -45,6 +46,7 @@ pub enum Status {
 
 /// The result of one input line.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Outcome {
     /// 1-based input line number.
     pub line: u64,
@@ -106,6 +108,7 @@ impl crate::handoff::Weigh for Outcome {
 
 /// Where the worker puts content.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum Destination {
     /// Into spools, for framed output; objects past the threshold spill to temporary files.
     Spool {
@@ -131,6 +134,7 @@ impl Default for Destination {
 
 /// Worker settings.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct WorkerOptions {
     /// Concurrent fetches at most.
     pub jobs: usize,

@@ -23,6 +23,7 @@ pub struct Progress {
 
 /// A consistent-enough copy of the counters for one frame of a display.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct Snapshot {
     /// Objects read from the input so far (skipped duplicates excluded).
     pub objects: u64,
