@@ -318,10 +318,15 @@ pub fn bytes(n: u64) -> String {
         unit += 1;
     }
     if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
+        return format!("{n} B");
     }
+    let mut text = format!("{v:.1}");
+    // 999,950 bytes and up round to 1000.0 of a unit: that is one of the next.
+    if text == "1000.0" && unit < UNITS.len() - 1 {
+        unit += 1;
+        text = format!("{:.1}", v / 1000.0);
+    }
+    format!("{text} {}", UNITS[unit])
 }
 
 #[cfg(test)]
@@ -381,5 +386,11 @@ mod tests {
         assert_eq!(bytes(999), "999 B");
         assert_eq!(bytes(34_828_297), "34.8 MB");
         assert_eq!(bytes(1_073_741_824), "1.1 GB");
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(999_949), "999.9 kB");
+        assert_eq!(bytes(999_950), "1.0 MB");
+        assert_eq!(bytes(999_999_999), "1.0 GB");
+        assert_eq!(bytes(2_500_000_000_000), "2.5 TB");
+        assert_eq!(bytes(999_999_999_999_999), "1000.0 TB");
     }
 }
