@@ -283,29 +283,45 @@ pub fn render(s: &Snapshot, elapsed: Duration) -> String {
         bytes(speed)
     );
     if let Some(eta) = eta(s, elapsed) {
-        text.push_str(&eta_text(eta.as_secs()));
+        text.push_str(&eta_text(eta));
     }
     text
 }
 
-/// `, ETA m:ss`, as the progress line and the meter both end.
+/// `, ETA m:ss` (`h:mm:ss` from an hour on), as the progress line and the meter both end.
+/// Nothing past 99:59:59: so far off, the estimate rests on a trickle of bytes at the
+/// start or a size no download will reach, and says nothing a user can wait for.
 fn eta_text(secs: u64) -> String {
-    format!(", ETA {}:{:02}", secs / 60, secs % 60)
+    match secs {
+        0..3600 => format!(", ETA {}:{:02}", secs / 60, secs % 60),
+        3600..MAX_ETA => format!(
+            ", ETA {}:{:02}:{:02}",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        ),
+        _ => String::new(),
+    }
 }
+
+/// The first remaining time, in seconds, that is not shown.
+const MAX_ETA: u64 = 100 * 3600;
 
 /// Remaining time: by bytes when every size was known in advance, else by objects once
 /// the input has ended.
-fn eta(s: &Snapshot, elapsed: Duration) -> Option<Duration> {
+/// In whole seconds, saturating: a `Duration` made from more seconds than it holds (a
+/// descriptor's absurd `size` over the few bytes of a slow start) would panic the redraw.
+fn eta(s: &Snapshot, elapsed: Duration) -> Option<u64> {
     if !s.input_done || s.finished == 0 {
         return None;
     }
     let secs = elapsed.as_secs_f64();
     if s.expected_bytes > 0 && s.bytes > 0 && s.expected_bytes >= s.bytes {
         let left = (s.expected_bytes - s.bytes) as f64;
-        return Some(Duration::from_secs_f64(left * secs / s.bytes as f64));
+        return Some((left * secs / s.bytes as f64) as u64);
     }
     let left = s.objects.saturating_sub(s.finished) as f64;
-    Some(Duration::from_secs_f64(left * secs / s.finished as f64))
+    Some((left * secs / s.finished as f64) as u64)
 }
 
 /// `34.8 MB`, in decimal units like the peers print.
@@ -362,6 +378,36 @@ mod tests {
             ..s
         };
         assert!(render(&sized, Duration::from_secs(5)).ends_with("ETA 0:15"));
+    }
+
+    #[test]
+    fn a_long_eta_shows_hours_and_an_absurd_one_none() {
+        let s = Snapshot {
+            objects: 2,
+            input_done: true,
+            started: 2,
+            finished: 1,
+            failed: 0,
+            bytes: 1_000_000,
+            expected_bytes: 3_000_000,
+        };
+        assert!(render(&s, Duration::from_secs(5400)).ends_with(", ETA 3:00:00"));
+        assert!(render(&s, Duration::from_secs(59)).ends_with(", ETA 1:58"));
+        // A size of 2^63 over a first byte after ten seconds: 2.9 trillion years.
+        let absurd = Snapshot {
+            bytes: 1,
+            expected_bytes: 1 << 63,
+            ..s
+        };
+        let text = render(&absurd, Duration::from_secs(10));
+        assert!(!text.contains("ETA"), "{text}");
+        assert_eq!(
+            render_meter(1_000, Some(u64::MAX), Duration::from_secs(1)),
+            "1.0 kB of 18446744.1 TB (0%), 1.0 kB/s"
+        );
+        assert!(
+            render_meter(1_000, Some(4_601_000), Duration::from_secs(1)).ends_with(", ETA 1:16:40")
+        );
     }
 
     #[test]
