@@ -111,6 +111,47 @@ fn a_warning_clears_the_progress_line_first() {
     assert!(screen.contains("2 objects, "), "summary line: {screen:?}");
 }
 
+/// On a narrow terminal each frame of the progress line stays within one row: a frame
+/// that wraps is redrawn from its last row only, leaving a copy of the rows above behind
+/// at every redraw.
+#[test]
+fn the_progress_line_fits_a_narrow_terminal() {
+    let reg = FakeRegistry::start();
+    let slow = reg.blob("team/app", bytes(45, 800_000));
+    let small = reg.blob("team/app", bytes(46, 5000));
+    reg.set_fault_for_every(
+        &slow,
+        Fault::Paced {
+            bytes_per_sec: 1_000_000,
+            first_byte: std::time::Duration::ZERO,
+        },
+    );
+    let dist = Dist::new();
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("in.txt");
+    std::fs::write(&list, format!("{slow}\n{small}\n")).unwrap();
+    let line = format!(
+        "stty cols 40 && {} fetch {}/team/app - -j 1 < {} > {}",
+        Dist::bin().display(),
+        reg.host(),
+        list.display(),
+        dir.path().join("frames").display()
+    );
+    let shown = dist.on_terminal(&line);
+    let screen = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{screen:?}");
+    let frames: Vec<&str> = screen
+        .split('\r')
+        .filter_map(|f| f.strip_prefix("\x1b[K"))
+        // Frames, not the summary line, which is written once.
+        .filter(|f| f.contains(" objects,") && !f.contains(" failed"))
+        .collect();
+    assert!(!frames.is_empty(), "the line is drawn: {screen:?}");
+    for frame in frames {
+        assert!(frame.chars().count() < 40, "{frame:?} wraps at 40 columns");
+    }
+}
+
 /// With stdout on the terminal the progress line is drawn on (`dist fetch LOC - -o DIR <
 /// list`), each JSON line goes above the progress line, not after its text.
 #[test]

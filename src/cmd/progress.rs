@@ -101,6 +101,7 @@ impl Display {
             loop {
                 tick.tick().await;
                 let text = render(&progress.snapshot(), started.elapsed());
+                let text = fit(&text, columns());
                 let mut drawn = drawn();
                 let mut err = std::io::stderr().lock();
                 let _ = write!(err, "\r\x1b[K{text}");
@@ -168,6 +169,7 @@ impl Meter {
                     tick.tick().await;
                     let n = received.load(Ordering::Relaxed);
                     let text = render_meter(n, size, started.elapsed());
+                    let text = fit(&text, columns());
                     let mut line = self::drawn();
                     let mut err = std::io::stderr().lock();
                     let _ = write!(err, "\r\x1b[K{text}");
@@ -233,6 +235,37 @@ impl Drop for Meter {
     fn drop(&mut self) {
         self.stop(false);
     }
+}
+
+/// The width of the terminal stderr is, asked at each frame so that a resize is followed.
+fn columns() -> Option<usize> {
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one `winsize` into memory of its size.
+    let ok = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
+    (ok && size.ws_col > 0).then_some(size.ws_col.into())
+}
+
+/// A frame cut to fit on one line of `columns`. A frame that wraps is redrawn from the
+/// start of its last row only: each redraw would leave a copy of the rows above behind.
+/// Whole fields go from the end first; the last column stays free, where some terminals
+/// wrap already.
+fn fit(text: &str, columns: Option<usize>) -> std::borrow::Cow<'_, str> {
+    let Some(room) = columns.map(|c| c.saturating_sub(1).max(1)) else {
+        return text.into();
+    };
+    let mut end = text.len();
+    while text[..end].chars().count() > room {
+        match text[..end].rfind(", ") {
+            Some(i) => end = i,
+            None => return text.chars().take(room).collect::<String>().into(),
+        }
+    }
+    text[..end].into()
 }
 
 /// One frame of a download's meter.
@@ -408,6 +441,21 @@ mod tests {
         assert!(
             render_meter(1_000, Some(4_601_000), Duration::from_secs(1)).ends_with(", ETA 1:16:40")
         );
+    }
+
+    #[test]
+    fn a_frame_fits_the_terminal() {
+        let text = "5/10 objects, 1 in flight, 5.0 MB, 1.0 MB/s, ETA 0:05";
+        assert_eq!(fit(text, None), text);
+        assert_eq!(fit(text, Some(80)), text);
+        assert_eq!(fit(text, Some(text.len() + 1)), text);
+        assert_eq!(
+            fit(text, Some(text.len())),
+            "5/10 objects, 1 in flight, 5.0 MB, 1.0 MB/s"
+        );
+        assert_eq!(fit(text, Some(40)), "5/10 objects, 1 in flight, 5.0 MB");
+        assert_eq!(fit(text, Some(8)), "5/10 ob");
+        assert_eq!(fit(text, Some(1)), "5");
     }
 
     #[test]
