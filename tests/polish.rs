@@ -152,6 +152,36 @@ fn the_progress_line_fits_a_narrow_terminal() {
     }
 }
 
+/// The rate shown is that of the last seconds: a connection that stalls reads 0 B/s once
+/// the window has passed, not the average since the start, which only slowly decays.
+#[test]
+fn a_stall_shows_no_rate() {
+    let reg = FakeRegistry::start();
+    let blob = reg.blob("team/app", bytes(47, 1_000_000));
+    reg.push_fault(
+        &blob,
+        Fault::StallAfter(600_000, std::time::Duration::from_millis(6500)),
+    );
+    let dist = Dist::new();
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("in.txt");
+    std::fs::write(&list, format!("{blob}\n")).unwrap();
+    let line = format!(
+        "{} fetch {}/team/app - < {} > {}",
+        Dist::bin().display(),
+        reg.host(),
+        list.display(),
+        dir.path().join("frames").display()
+    );
+    let shown = dist.on_terminal(&line);
+    let screen = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{screen:?}");
+    assert!(
+        screen.contains("600.0 kB, 0 B/s"),
+        "the stall shows as such: {screen:?}"
+    );
+}
+
 /// With stdout on the terminal the progress line is drawn on (`dist fetch LOC - -o DIR <
 /// list`), each JSON line goes above the progress line, not after its text.
 #[test]

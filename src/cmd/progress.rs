@@ -18,6 +18,8 @@ use dist::worker::progress::{Progress, Snapshot};
 const TICK: Duration = Duration::from_millis(200);
 /// How long a single download runs before its meter is drawn.
 const METER_DELAY: Duration = Duration::from_secs(1);
+/// How far back the rate shown looks.
+const RATE_WINDOW: Duration = Duration::from_secs(5);
 
 /// Whether a progress line or a meter is drawn on stderr's last line, without its newline.
 /// Held by whatever writes to stderr, so that writes never tear one another.
@@ -98,9 +100,11 @@ impl Display {
         let (progress, started) = (self.progress.clone(), self.started);
         Some(tokio::spawn(async move {
             let mut tick = tokio::time::interval(TICK);
+            let mut window = Window::default();
             loop {
                 tick.tick().await;
-                let text = render(&progress.snapshot(), started.elapsed());
+                let (s, elapsed) = (progress.snapshot(), started.elapsed());
+                let text = render(&s, elapsed, window.rate(elapsed, s.bytes));
                 let text = fit(&text, columns());
                 let mut drawn = drawn();
                 let mut err = std::io::stderr().lock();
@@ -165,10 +169,11 @@ impl Meter {
             tokio::spawn(async move {
                 tokio::time::sleep(METER_DELAY).await;
                 let mut tick = tokio::time::interval(TICK);
+                let mut window = Window::default();
                 loop {
                     tick.tick().await;
-                    let n = received.load(Ordering::Relaxed);
-                    let text = render_meter(n, size, started.elapsed());
+                    let (n, elapsed) = (received.load(Ordering::Relaxed), started.elapsed());
+                    let text = render_meter(n, size, window.rate(elapsed, n));
                     let text = fit(&text, columns());
                     let mut line = self::drawn();
                     let mut err = std::io::stderr().lock();
@@ -268,9 +273,37 @@ fn fit(text: &str, columns: Option<usize>) -> std::borrow::Cow<'_, str> {
     text[..end].into()
 }
 
-/// One frame of a download's meter.
-fn render_meter(received: u64, size: Option<u64>, elapsed: Duration) -> String {
-    let speed = rate(received, elapsed);
+/// The rate over the last [`RATE_WINDOW`], from the counts of the frames drawn. The
+/// average since the start hid a stall: an hour at 100 MB/s and then a dead connection
+/// still read 50 MB/s an hour later.
+#[derive(Debug, Default)]
+struct Window {
+    /// (time since the start, bytes by then), oldest first; the start is (0, 0).
+    samples: std::collections::VecDeque<(Duration, u64)>,
+}
+
+impl Window {
+    fn rate(&mut self, elapsed: Duration, bytes: u64) -> u64 {
+        if self.samples.is_empty() {
+            self.samples.push_back((Duration::ZERO, 0));
+        }
+        // A meter restarted from zero (content fetched again) starts a window of its own.
+        if self.samples.back().is_some_and(|&(_, b)| b > bytes) {
+            self.samples.clear();
+            self.samples.push_back((elapsed, bytes));
+            return 0;
+        }
+        self.samples.push_back((elapsed, bytes));
+        while self.samples.len() > 2 && elapsed.saturating_sub(self.samples[1].0) >= RATE_WINDOW {
+            self.samples.pop_front();
+        }
+        let (since, from) = self.samples[0];
+        rate(bytes - from, elapsed.saturating_sub(since))
+    }
+}
+
+/// One frame of a download's meter, `speed` the rate to show.
+fn render_meter(received: u64, size: Option<u64>, speed: u64) -> String {
     match size.filter(|&s| s > 0 && s >= received) {
         Some(size) => {
             let mut text = format!(
@@ -295,18 +328,17 @@ fn rate(bytes: u64, elapsed: Duration) -> u64 {
     if secs <= 0.0 {
         0
     } else {
-        (bytes as f64 / secs) as u64
+        (bytes as f64 / secs).round() as u64
     }
 }
 
-/// One frame of the progress line.
-pub fn render(s: &Snapshot, elapsed: Duration) -> String {
+/// One frame of the progress line, `speed` the rate to show.
+fn render(s: &Snapshot, elapsed: Duration, speed: u64) -> String {
     let total = if s.input_done {
         s.objects.to_string()
     } else {
         format!("{}+", s.objects)
     };
-    let speed = rate(s.bytes, elapsed);
     let mut text = format!(
         "{}/{} objects, {} in flight, {}, {}/s",
         s.finished,
@@ -382,6 +414,36 @@ pub fn bytes(n: u64) -> String {
 mod tests {
     use super::*;
 
+    /// A frame showing the average rate since the start.
+    fn frame(s: &Snapshot, elapsed: Duration) -> String {
+        render(s, elapsed, rate(s.bytes, elapsed))
+    }
+
+    /// The rate shown is that of the last few seconds: after a stall it falls to zero,
+    /// not to the average since the start; a count that went back starts over.
+    #[test]
+    fn the_rate_is_that_of_the_last_seconds() {
+        let mut w = Window::default();
+        let at = |ms| Duration::from_millis(ms);
+        assert_eq!(w.rate(at(200), 200_000), 1_000_000);
+        // A minute at 1 MB/s, a frame every 200 ms.
+        for ms in (400..=60_000).step_by(200) {
+            assert_eq!(w.rate(at(ms), ms * 1000), 1_000_000, "at {ms} ms");
+        }
+        // Then the connection stalls.
+        for ms in (60_200..=63_000).step_by(200) {
+            let r = w.rate(at(ms), 60_000_000);
+            assert!(r < 1_000_000 && r > 0, "{r} at {ms} ms");
+        }
+        assert_eq!(w.rate(at(65_200), 60_000_000), 0);
+        assert!(w.samples.len() < 30, "only the last seconds are kept");
+        // Twice as fast again.
+        assert_eq!(w.rate(at(70_400), 70_400_000), 2_000_000);
+        // Fetched again from zero.
+        assert_eq!(w.rate(at(70_600), 0), 0);
+        assert_eq!(w.rate(at(70_800), 400_000), 2_000_000);
+    }
+
     #[test]
     fn renders_counts_rate_and_eta() {
         let s = Snapshot {
@@ -393,7 +455,7 @@ mod tests {
             bytes: 5_000_000,
             expected_bytes: 0,
         };
-        let text = render(&s, Duration::from_secs(5));
+        let text = frame(&s, Duration::from_secs(5));
         assert_eq!(
             text,
             "5/10 objects, 1 in flight, 5.0 MB, 1.0 MB/s, ETA 0:05"
@@ -403,14 +465,14 @@ mod tests {
             ..s
         };
         assert_eq!(
-            render(&open, Duration::from_secs(5)),
+            frame(&open, Duration::from_secs(5)),
             "5/10+ objects, 1 in flight, 5.0 MB, 1.0 MB/s"
         );
         let sized = Snapshot {
             expected_bytes: 20_000_000,
             ..s
         };
-        assert!(render(&sized, Duration::from_secs(5)).ends_with("ETA 0:15"));
+        assert!(frame(&sized, Duration::from_secs(5)).ends_with("ETA 0:15"));
     }
 
     #[test]
@@ -424,23 +486,21 @@ mod tests {
             bytes: 1_000_000,
             expected_bytes: 3_000_000,
         };
-        assert!(render(&s, Duration::from_secs(5400)).ends_with(", ETA 3:00:00"));
-        assert!(render(&s, Duration::from_secs(59)).ends_with(", ETA 1:58"));
+        assert!(frame(&s, Duration::from_secs(5400)).ends_with(", ETA 3:00:00"));
+        assert!(frame(&s, Duration::from_secs(59)).ends_with(", ETA 1:58"));
         // A size of 2^63 over a first byte after ten seconds: 2.9 trillion years.
         let absurd = Snapshot {
             bytes: 1,
             expected_bytes: 1 << 63,
             ..s
         };
-        let text = render(&absurd, Duration::from_secs(10));
+        let text = frame(&absurd, Duration::from_secs(10));
         assert!(!text.contains("ETA"), "{text}");
         assert_eq!(
-            render_meter(1_000, Some(u64::MAX), Duration::from_secs(1)),
+            render_meter(1_000, Some(u64::MAX), 1_000),
             "1.0 kB of 18446744.1 TB (0%), 1.0 kB/s"
         );
-        assert!(
-            render_meter(1_000, Some(4_601_000), Duration::from_secs(1)).ends_with(", ETA 1:16:40")
-        );
+        assert!(render_meter(1_000, Some(4_601_000), 1_000).ends_with(", ETA 1:16:40"));
     }
 
     #[test]
@@ -461,16 +521,16 @@ mod tests {
     #[test]
     fn a_meter_shows_the_share_rate_and_time_left() {
         assert_eq!(
-            render_meter(30_000_000, Some(120_000_000), Duration::from_secs(3)),
+            render_meter(30_000_000, Some(120_000_000), 10_000_000),
             "30.0 MB of 120.0 MB (25%), 10.0 MB/s, ETA 0:09"
         );
         assert_eq!(
-            render_meter(30_000_000, None, Duration::from_secs(3)),
+            render_meter(30_000_000, None, 10_000_000),
             "30.0 MB, 10.0 MB/s"
         );
         // A size the body has already outgrown is not trusted for a share.
         assert_eq!(
-            render_meter(30_000_000, Some(1000), Duration::from_secs(3)),
+            render_meter(30_000_000, Some(1000), 10_000_000),
             "30.0 MB, 10.0 MB/s"
         );
     }
