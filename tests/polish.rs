@@ -111,6 +111,77 @@ fn a_warning_clears_the_progress_line_first() {
     assert!(screen.contains("2 objects, "), "summary line: {screen:?}");
 }
 
+/// On a narrow terminal each frame of the progress line stays within one row: a frame
+/// that wraps is redrawn from its last row only, leaving a copy of the rows above behind
+/// at every redraw.
+#[test]
+fn the_progress_line_fits_a_narrow_terminal() {
+    let reg = FakeRegistry::start();
+    let slow = reg.blob("team/app", bytes(45, 800_000));
+    let small = reg.blob("team/app", bytes(46, 5000));
+    reg.set_fault_for_every(
+        &slow,
+        Fault::Paced {
+            bytes_per_sec: 1_000_000,
+            first_byte: std::time::Duration::ZERO,
+        },
+    );
+    let dist = Dist::new();
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("in.txt");
+    std::fs::write(&list, format!("{slow}\n{small}\n")).unwrap();
+    let line = format!(
+        "stty cols 40 && {} fetch {}/team/app - -j 1 < {} > {}",
+        Dist::bin().display(),
+        reg.host(),
+        list.display(),
+        dir.path().join("frames").display()
+    );
+    let shown = dist.on_terminal(&line);
+    let screen = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{screen:?}");
+    let frames: Vec<&str> = screen
+        .split('\r')
+        .filter_map(|f| f.strip_prefix("\x1b[K"))
+        // Frames, not the summary line, which is written once.
+        .filter(|f| f.contains(" objects,") && !f.contains(" failed"))
+        .collect();
+    assert!(!frames.is_empty(), "the line is drawn: {screen:?}");
+    for frame in frames {
+        assert!(frame.chars().count() < 40, "{frame:?} wraps at 40 columns");
+    }
+}
+
+/// The rate shown is that of the last seconds: a connection that stalls reads 0 B/s once
+/// the window has passed, not the average since the start, which only slowly decays.
+#[test]
+fn a_stall_shows_no_rate() {
+    let reg = FakeRegistry::start();
+    let blob = reg.blob("team/app", bytes(47, 1_000_000));
+    reg.push_fault(
+        &blob,
+        Fault::StallAfter(600_000, std::time::Duration::from_millis(6500)),
+    );
+    let dist = Dist::new();
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("in.txt");
+    std::fs::write(&list, format!("{blob}\n")).unwrap();
+    let line = format!(
+        "{} fetch {}/team/app - < {} > {}",
+        Dist::bin().display(),
+        reg.host(),
+        list.display(),
+        dir.path().join("frames").display()
+    );
+    let shown = dist.on_terminal(&line);
+    let screen = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{screen:?}");
+    assert!(
+        screen.contains("600.0 kB, 0 B/s"),
+        "the stall shows as such: {screen:?}"
+    );
+}
+
 /// With stdout on the terminal the progress line is drawn on (`dist fetch LOC - -o DIR <
 /// list`), each JSON line goes above the progress line, not after its text.
 #[test]

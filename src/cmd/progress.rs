@@ -18,6 +18,8 @@ use dist::worker::progress::{Progress, Snapshot};
 const TICK: Duration = Duration::from_millis(200);
 /// How long a single download runs before its meter is drawn.
 const METER_DELAY: Duration = Duration::from_secs(1);
+/// How far back the rate shown looks.
+const RATE_WINDOW: Duration = Duration::from_secs(5);
 
 /// Whether a progress line or a meter is drawn on stderr's last line, without its newline.
 /// Held by whatever writes to stderr, so that writes never tear one another.
@@ -98,9 +100,12 @@ impl Display {
         let (progress, started) = (self.progress.clone(), self.started);
         Some(tokio::spawn(async move {
             let mut tick = tokio::time::interval(TICK);
+            let mut window = Window::default();
             loop {
                 tick.tick().await;
-                let text = render(&progress.snapshot(), started.elapsed());
+                let (s, elapsed) = (progress.snapshot(), started.elapsed());
+                let text = render(&s, elapsed, window.rate(elapsed, s.bytes));
+                let text = fit(&text, columns());
                 let mut drawn = drawn();
                 let mut err = std::io::stderr().lock();
                 let _ = write!(err, "\r\x1b[K{text}");
@@ -164,10 +169,12 @@ impl Meter {
             tokio::spawn(async move {
                 tokio::time::sleep(METER_DELAY).await;
                 let mut tick = tokio::time::interval(TICK);
+                let mut window = Window::default();
                 loop {
                     tick.tick().await;
-                    let n = received.load(Ordering::Relaxed);
-                    let text = render_meter(n, size, started.elapsed());
+                    let (n, elapsed) = (received.load(Ordering::Relaxed), started.elapsed());
+                    let text = render_meter(n, size, window.rate(elapsed, n));
+                    let text = fit(&text, columns());
                     let mut line = self::drawn();
                     let mut err = std::io::stderr().lock();
                     let _ = write!(err, "\r\x1b[K{text}");
@@ -235,9 +242,68 @@ impl Drop for Meter {
     }
 }
 
-/// One frame of a download's meter.
-fn render_meter(received: u64, size: Option<u64>, elapsed: Duration) -> String {
-    let speed = rate(received, elapsed);
+/// The width of the terminal stderr is, asked at each frame so that a resize is followed.
+fn columns() -> Option<usize> {
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one `winsize` into memory of its size.
+    let ok = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
+    (ok && size.ws_col > 0).then_some(size.ws_col.into())
+}
+
+/// A frame cut to fit on one line of `columns`. A frame that wraps is redrawn from the
+/// start of its last row only: each redraw would leave a copy of the rows above behind.
+/// Whole fields go from the end first; the last column stays free, where some terminals
+/// wrap already.
+fn fit(text: &str, columns: Option<usize>) -> std::borrow::Cow<'_, str> {
+    let Some(room) = columns.map(|c| c.saturating_sub(1).max(1)) else {
+        return text.into();
+    };
+    let mut end = text.len();
+    while text[..end].chars().count() > room {
+        match text[..end].rfind(", ") {
+            Some(i) => end = i,
+            None => return text.chars().take(room).collect::<String>().into(),
+        }
+    }
+    text[..end].into()
+}
+
+/// The rate over the last [`RATE_WINDOW`], from the counts of the frames drawn. The
+/// average since the start hid a stall: an hour at 100 MB/s and then a dead connection
+/// still read 50 MB/s an hour later.
+#[derive(Debug, Default)]
+struct Window {
+    /// (time since the start, bytes by then), oldest first; the start is (0, 0).
+    samples: std::collections::VecDeque<(Duration, u64)>,
+}
+
+impl Window {
+    fn rate(&mut self, elapsed: Duration, bytes: u64) -> u64 {
+        if self.samples.is_empty() {
+            self.samples.push_back((Duration::ZERO, 0));
+        }
+        // A meter restarted from zero (content fetched again) starts a window of its own.
+        if self.samples.back().is_some_and(|&(_, b)| b > bytes) {
+            self.samples.clear();
+            self.samples.push_back((elapsed, bytes));
+            return 0;
+        }
+        self.samples.push_back((elapsed, bytes));
+        while self.samples.len() > 2 && elapsed.saturating_sub(self.samples[1].0) >= RATE_WINDOW {
+            self.samples.pop_front();
+        }
+        let (since, from) = self.samples[0];
+        rate(bytes - from, elapsed.saturating_sub(since))
+    }
+}
+
+/// One frame of a download's meter, `speed` the rate to show.
+fn render_meter(received: u64, size: Option<u64>, speed: u64) -> String {
     match size.filter(|&s| s > 0 && s >= received) {
         Some(size) => {
             let mut text = format!(
@@ -262,18 +328,17 @@ fn rate(bytes: u64, elapsed: Duration) -> u64 {
     if secs <= 0.0 {
         0
     } else {
-        (bytes as f64 / secs) as u64
+        (bytes as f64 / secs).round() as u64
     }
 }
 
-/// One frame of the progress line.
-pub fn render(s: &Snapshot, elapsed: Duration) -> String {
+/// One frame of the progress line, `speed` the rate to show.
+fn render(s: &Snapshot, elapsed: Duration, speed: u64) -> String {
     let total = if s.input_done {
         s.objects.to_string()
     } else {
         format!("{}+", s.objects)
     };
-    let speed = rate(s.bytes, elapsed);
     let mut text = format!(
         "{}/{} objects, {} in flight, {}, {}/s",
         s.finished,
@@ -283,29 +348,45 @@ pub fn render(s: &Snapshot, elapsed: Duration) -> String {
         bytes(speed)
     );
     if let Some(eta) = eta(s, elapsed) {
-        text.push_str(&eta_text(eta.as_secs()));
+        text.push_str(&eta_text(eta));
     }
     text
 }
 
-/// `, ETA m:ss`, as the progress line and the meter both end.
+/// `, ETA m:ss` (`h:mm:ss` from an hour on), as the progress line and the meter both end.
+/// Nothing past 99:59:59: so far off, the estimate rests on a trickle of bytes at the
+/// start or a size no download will reach, and says nothing a user can wait for.
 fn eta_text(secs: u64) -> String {
-    format!(", ETA {}:{:02}", secs / 60, secs % 60)
+    match secs {
+        0..3600 => format!(", ETA {}:{:02}", secs / 60, secs % 60),
+        3600..MAX_ETA => format!(
+            ", ETA {}:{:02}:{:02}",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        ),
+        _ => String::new(),
+    }
 }
+
+/// The first remaining time, in seconds, that is not shown.
+const MAX_ETA: u64 = 100 * 3600;
 
 /// Remaining time: by bytes when every size was known in advance, else by objects once
 /// the input has ended.
-fn eta(s: &Snapshot, elapsed: Duration) -> Option<Duration> {
+/// In whole seconds, saturating: a `Duration` made from more seconds than it holds (a
+/// descriptor's absurd `size` over the few bytes of a slow start) would panic the redraw.
+fn eta(s: &Snapshot, elapsed: Duration) -> Option<u64> {
     if !s.input_done || s.finished == 0 {
         return None;
     }
     let secs = elapsed.as_secs_f64();
     if s.expected_bytes > 0 && s.bytes > 0 && s.expected_bytes >= s.bytes {
         let left = (s.expected_bytes - s.bytes) as f64;
-        return Some(Duration::from_secs_f64(left * secs / s.bytes as f64));
+        return Some((left * secs / s.bytes as f64) as u64);
     }
     let left = s.objects.saturating_sub(s.finished) as f64;
-    Some(Duration::from_secs_f64(left * secs / s.finished as f64))
+    Some((left * secs / s.finished as f64) as u64)
 }
 
 /// `34.8 MB`, in decimal units like the peers print.
@@ -318,15 +399,50 @@ pub fn bytes(n: u64) -> String {
         unit += 1;
     }
     if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
+        return format!("{n} B");
     }
+    let mut text = format!("{v:.1}");
+    // 999,950 bytes and up round to 1000.0 of a unit: that is one of the next.
+    if text == "1000.0" && unit < UNITS.len() - 1 {
+        unit += 1;
+        text = format!("{:.1}", v / 1000.0);
+    }
+    format!("{text} {}", UNITS[unit])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A frame showing the average rate since the start.
+    fn frame(s: &Snapshot, elapsed: Duration) -> String {
+        render(s, elapsed, rate(s.bytes, elapsed))
+    }
+
+    /// The rate shown is that of the last few seconds: after a stall it falls to zero,
+    /// not to the average since the start; a count that went back starts over.
+    #[test]
+    fn the_rate_is_that_of_the_last_seconds() {
+        let mut w = Window::default();
+        let at = |ms| Duration::from_millis(ms);
+        assert_eq!(w.rate(at(200), 200_000), 1_000_000);
+        // A minute at 1 MB/s, a frame every 200 ms.
+        for ms in (400..=60_000).step_by(200) {
+            assert_eq!(w.rate(at(ms), ms * 1000), 1_000_000, "at {ms} ms");
+        }
+        // Then the connection stalls.
+        for ms in (60_200..=63_000).step_by(200) {
+            let r = w.rate(at(ms), 60_000_000);
+            assert!(r < 1_000_000 && r > 0, "{r} at {ms} ms");
+        }
+        assert_eq!(w.rate(at(65_200), 60_000_000), 0);
+        assert!(w.samples.len() < 30, "only the last seconds are kept");
+        // Twice as fast again.
+        assert_eq!(w.rate(at(70_400), 70_400_000), 2_000_000);
+        // Fetched again from zero.
+        assert_eq!(w.rate(at(70_600), 0), 0);
+        assert_eq!(w.rate(at(70_800), 400_000), 2_000_000);
+    }
 
     #[test]
     fn renders_counts_rate_and_eta() {
@@ -334,7 +450,7 @@ mod tests {
         let mut s = Snapshot::default();
         (s.objects, s.input_done, s.started, s.finished) = (10, true, 6, 5);
         s.bytes = 5_000_000;
-        let text = render(&s, Duration::from_secs(5));
+        let text = frame(&s, Duration::from_secs(5));
         assert_eq!(
             text,
             "5/10 objects, 1 in flight, 5.0 MB, 1.0 MB/s, ETA 0:05"
@@ -342,27 +458,61 @@ mod tests {
         let mut open = s;
         open.input_done = false;
         assert_eq!(
-            render(&open, Duration::from_secs(5)),
+            frame(&open, Duration::from_secs(5)),
             "5/10+ objects, 1 in flight, 5.0 MB, 1.0 MB/s"
         );
         let mut sized = s;
         sized.expected_bytes = 20_000_000;
-        assert!(render(&sized, Duration::from_secs(5)).ends_with("ETA 0:15"));
+        assert!(frame(&sized, Duration::from_secs(5)).ends_with("ETA 0:15"));
+    }
+
+    #[test]
+    fn a_long_eta_shows_hours_and_an_absurd_one_none() {
+        let mut s = Snapshot::default();
+        (s.objects, s.input_done, s.started, s.finished) = (2, true, 2, 1);
+        (s.bytes, s.expected_bytes) = (1_000_000, 3_000_000);
+        assert!(frame(&s, Duration::from_secs(5400)).ends_with(", ETA 3:00:00"));
+        assert!(frame(&s, Duration::from_secs(59)).ends_with(", ETA 1:58"));
+        // A size of 2^63 over a first byte after ten seconds: 2.9 trillion years.
+        let mut absurd = s;
+        (absurd.bytes, absurd.expected_bytes) = (1, 1 << 63);
+        let text = frame(&absurd, Duration::from_secs(10));
+        assert!(!text.contains("ETA"), "{text}");
+        assert_eq!(
+            render_meter(1_000, Some(u64::MAX), 1_000),
+            "1.0 kB of 18446744.1 TB (0%), 1.0 kB/s"
+        );
+        assert!(render_meter(1_000, Some(4_601_000), 1_000).ends_with(", ETA 1:16:40"));
+    }
+
+    #[test]
+    fn a_frame_fits_the_terminal() {
+        let text = "5/10 objects, 1 in flight, 5.0 MB, 1.0 MB/s, ETA 0:05";
+        assert_eq!(fit(text, None), text);
+        assert_eq!(fit(text, Some(80)), text);
+        assert_eq!(fit(text, Some(text.len() + 1)), text);
+        assert_eq!(
+            fit(text, Some(text.len())),
+            "5/10 objects, 1 in flight, 5.0 MB, 1.0 MB/s"
+        );
+        assert_eq!(fit(text, Some(40)), "5/10 objects, 1 in flight, 5.0 MB");
+        assert_eq!(fit(text, Some(8)), "5/10 ob");
+        assert_eq!(fit(text, Some(1)), "5");
     }
 
     #[test]
     fn a_meter_shows_the_share_rate_and_time_left() {
         assert_eq!(
-            render_meter(30_000_000, Some(120_000_000), Duration::from_secs(3)),
+            render_meter(30_000_000, Some(120_000_000), 10_000_000),
             "30.0 MB of 120.0 MB (25%), 10.0 MB/s, ETA 0:09"
         );
         assert_eq!(
-            render_meter(30_000_000, None, Duration::from_secs(3)),
+            render_meter(30_000_000, None, 10_000_000),
             "30.0 MB, 10.0 MB/s"
         );
         // A size the body has already outgrown is not trusted for a share.
         assert_eq!(
-            render_meter(30_000_000, Some(1000), Duration::from_secs(3)),
+            render_meter(30_000_000, Some(1000), 10_000_000),
             "30.0 MB, 10.0 MB/s"
         );
     }
@@ -372,5 +522,11 @@ mod tests {
         assert_eq!(bytes(999), "999 B");
         assert_eq!(bytes(34_828_297), "34.8 MB");
         assert_eq!(bytes(1_073_741_824), "1.1 GB");
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(999_949), "999.9 kB");
+        assert_eq!(bytes(999_950), "1.0 MB");
+        assert_eq!(bytes(999_999_999), "1.0 GB");
+        assert_eq!(bytes(2_500_000_000_000), "2.5 TB");
+        assert_eq!(bytes(999_999_999_999_999), "1000.0 TB");
     }
 }
