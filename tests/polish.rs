@@ -68,14 +68,17 @@ fn progress_shows_on_a_terminal_only() {
     assert_eq!(String::from_utf8_lossy(&quiet.stderr), "");
 }
 
-/// A warning logged while the progress line is drawn (content that did not verify, fetched
-/// again) starts on a line of its own, not glued to the end of the progress line.
-#[test]
-fn a_warning_clears_the_progress_line_first() {
+/// A registry holding a blob of `slow_len` bytes served at 1 MB/s, which keeps a progress
+/// line drawn, and a small one (seed `seed + 1`), and a list in a temporary directory
+/// naming the slow one first. Returns the registry, the small blob's digest, the directory
+/// and the list.
+fn a_slow_blob_then_a_small_one(
+    seed: u64,
+    slow_len: usize,
+) -> (FakeRegistry, String, tempfile::TempDir, std::path::PathBuf) {
     let reg = FakeRegistry::start();
-    let slow = reg.blob("team/app", bytes(41, 600_000));
-    let corrupt = reg.blob("team/app", bytes(42, 5000));
-    // The slow blob keeps the line drawn for half a second before the other one starts.
+    let slow = reg.blob("team/app", bytes(seed, slow_len));
+    let small = reg.blob("team/app", bytes(seed + 1, 5000));
     reg.set_fault_for_every(
         &slow,
         Fault::Paced {
@@ -83,21 +86,41 @@ fn a_warning_clears_the_progress_line_first() {
             first_byte: std::time::Duration::ZERO,
         },
     );
-    reg.push_fault(&corrupt, Fault::CorruptByte(10));
-    let dist = Dist::new();
     let dir = tempfile::tempdir().unwrap();
     let list = dir.path().join("in.txt");
-    std::fs::write(&list, format!("{slow}\n{corrupt}\n")).unwrap();
+    std::fs::write(&list, format!("{slow}\n{small}\n")).unwrap();
+    (reg, small, dir, list)
+}
+
+/// What a terminal shows of the worker fetching `list` from `reg` one at a time, its
+/// frames going to a file in `dir`, after the shell commands in `before`; it must succeed.
+fn worker_on_terminal(
+    before: &str,
+    reg: &FakeRegistry,
+    list: &std::path::Path,
+    dir: &std::path::Path,
+) -> String {
     let line = format!(
-        "{} fetch {}/team/app - -j 1 < {} > {}",
+        "{before}{} fetch {}/team/app - -j 1 < {} > {}",
         Dist::bin().display(),
         reg.host(),
         list.display(),
-        dir.path().join("frames").display()
+        dir.join("frames").display()
     );
-    let shown = dist.on_terminal(&line);
-    let screen = String::from_utf8_lossy(&shown.stdout);
+    let shown = Dist::new().on_terminal(&line);
+    let screen = String::from_utf8_lossy(&shown.stdout).to_string();
     assert!(shown.status.success(), "{screen:?}");
+    screen
+}
+
+/// A warning logged while the progress line is drawn (content that did not verify, fetched
+/// again) starts on a line of its own, not glued to the end of the progress line.
+#[test]
+fn a_warning_clears_the_progress_line_first() {
+    // The slow blob keeps the line drawn for half a second before the other one starts.
+    let (reg, corrupt, dir, list) = a_slow_blob_then_a_small_one(41, 600_000);
+    reg.push_fault(&corrupt, Fault::CorruptByte(10));
+    let screen = worker_on_terminal("", &reg, &list, dir.path());
     let warning = screen
         .split('\n')
         .find(|l| l.contains("content did not verify"))
@@ -116,30 +139,8 @@ fn a_warning_clears_the_progress_line_first() {
 /// at every redraw.
 #[test]
 fn the_progress_line_fits_a_narrow_terminal() {
-    let reg = FakeRegistry::start();
-    let slow = reg.blob("team/app", bytes(45, 800_000));
-    let small = reg.blob("team/app", bytes(46, 5000));
-    reg.set_fault_for_every(
-        &slow,
-        Fault::Paced {
-            bytes_per_sec: 1_000_000,
-            first_byte: std::time::Duration::ZERO,
-        },
-    );
-    let dist = Dist::new();
-    let dir = tempfile::tempdir().unwrap();
-    let list = dir.path().join("in.txt");
-    std::fs::write(&list, format!("{slow}\n{small}\n")).unwrap();
-    let line = format!(
-        "stty cols 40 && {} fetch {}/team/app - -j 1 < {} > {}",
-        Dist::bin().display(),
-        reg.host(),
-        list.display(),
-        dir.path().join("frames").display()
-    );
-    let shown = dist.on_terminal(&line);
-    let screen = String::from_utf8_lossy(&shown.stdout);
-    assert!(shown.status.success(), "{screen:?}");
+    let (reg, _, dir, list) = a_slow_blob_then_a_small_one(45, 800_000);
+    let screen = worker_on_terminal("stty cols 40 && ", &reg, &list, dir.path());
     let frames: Vec<&str> = screen
         .split('\r')
         .filter_map(|f| f.strip_prefix("\x1b[K"))
@@ -186,20 +187,8 @@ fn a_stall_shows_no_rate() {
 /// list`), each JSON line goes above the progress line, not after its text.
 #[test]
 fn output_on_the_terminal_goes_above_the_progress_line() {
-    let reg = FakeRegistry::start();
-    let slow = reg.blob("team/app", bytes(43, 600_000));
-    let small = reg.blob("team/app", bytes(44, 5000));
-    reg.set_fault_for_every(
-        &slow,
-        Fault::Paced {
-            bytes_per_sec: 1_000_000,
-            first_byte: std::time::Duration::ZERO,
-        },
-    );
+    let (reg, _, dir, list) = a_slow_blob_then_a_small_one(43, 600_000);
     let dist = Dist::new();
-    let dir = tempfile::tempdir().unwrap();
-    let list = dir.path().join("in.txt");
-    std::fs::write(&list, format!("{slow}\n{small}\n")).unwrap();
     let line = format!(
         "{} fetch {}/team/app - -j 1 -o {} < {}",
         Dist::bin().display(),
