@@ -81,6 +81,17 @@ pub struct Grant {
     generation: u64,
 }
 
+impl Grant {
+    /// Whether the header sent uses `scheme` (`b"Bearer"`, `b"Basic"`); never for an
+    /// anonymous request.
+    pub(crate) fn sends(&self, scheme: &[u8]) -> bool {
+        self.header.as_ref().is_some_and(|h| {
+            let h = h.as_bytes();
+            h.len() > scheme.len() && h.starts_with(scheme) && h[scheme.len()] == b' '
+        })
+    }
+}
+
 impl std::fmt::Debug for Grant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The scheme tells anonymous, Basic and Bearer apart; the rest is the secret.
@@ -209,11 +220,7 @@ impl Authorizer {
     /// credentials and looking them up again gives others, they are put in place and the
     /// request is worth sending again (`true`); otherwise the 403 stands.
     pub async fn forbidden(&self, used: &Grant) -> bool {
-        let basic = used
-            .header
-            .as_ref()
-            .is_some_and(|h| h.as_bytes().starts_with(b"Basic "));
-        if !basic {
+        if !used.sends(b"Basic") {
             return false;
         }
         let _flight = self.refresh.lock().await;
@@ -234,9 +241,11 @@ impl Authorizer {
     /// refuses a password past its 12 hours with a 403, which [`forbidden`](Self::forbidden)
     /// could not replace. `None` when `used` sent no Basic credentials.
     pub(crate) async fn expired(&self, used: &Grant, said: &str) -> Option<Error> {
-        let basic = used.header.as_ref()?.as_bytes().starts_with(b"Basic ");
+        if !used.sends(b"Basic") {
+            return None;
+        }
         let origin = match self.found().await {
-            Ok(Some((_, origin))) if basic => origin,
+            Ok(Some((_, origin))) => origin,
             _ => return None,
         };
         let message = refused_message(
@@ -280,12 +289,7 @@ impl Authorizer {
             let same_scope = s.bearer.as_ref().and_then(|b| b.param("scope")) == ch.param("scope");
             let insufficient = ch.param("error") == Some("insufficient_scope");
             // A challenge that names another error (`invalid_token`) is about the token.
-            let fresh = again
-                && ch.param("error").is_none()
-                && used
-                    .header
-                    .as_ref()
-                    .is_some_and(|h| h.as_bytes().starts_with(b"Bearer "));
+            let fresh = again && ch.param("error").is_none() && used.sends(b"Bearer");
             if used.header.is_some() && same_scope && (insufficient || fresh) {
                 let said = if insufficient {
                     "insufficient_scope"
@@ -604,6 +608,19 @@ fn not_granted_message(host: &str, scope: Option<&str>, said: &str, caller: Call
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_grant_tells_its_scheme() {
+        let grant = |h: Option<&'static str>| Grant {
+            header: h.map(HeaderValue::from_static),
+            generation: 0,
+        };
+        assert!(grant(Some("Bearer abc")).sends(b"Bearer"));
+        assert!(!grant(Some("Bearer abc")).sends(b"Basic"));
+        assert!(grant(Some("Basic YTpi")).sends(b"Basic"));
+        assert!(!grant(Some("Bearerx abc")).sends(b"Bearer"));
+        assert!(!grant(None).sends(b"Bearer"));
+    }
 
     #[test]
     fn a_grant_debugs_without_its_header() {

@@ -508,11 +508,10 @@ impl Host {
                 let advice = self.auth.quota_advice(&grant).await;
                 return Err(err.with_note(advice).with_url(&url));
             }
-            let bearer = grant
-                .header
-                .as_ref()
-                .is_some_and(|h| h.as_bytes().starts_with(b"Bearer "));
-            if status == StatusCode::UNAUTHORIZED && auth_rounds >= MAX_AUTH_ROUNDS && bearer {
+            if status == StatusCode::UNAUTHORIZED
+                && auth_rounds >= MAX_AUTH_ROUNDS
+                && grant.sends(b"Bearer")
+            {
                 // Its own words ask for authentication, which was sent: a registry that
                 // does not take its token server's tokens (a signing key they do not
                 // share) reads like a missing login otherwise.
