@@ -298,6 +298,10 @@ impl Host {
 
     /// Whether this host is not marked down, saying so when its mark has just run out.
     fn up(&self) -> bool {
+        // Only a mirror is ever marked: the registry, asked for every object, takes no lock.
+        if !self.mirror {
+            return true;
+        }
         let mut down = self.down.lock().expect("mirror mark poisoned");
         match down.until {
             None => true,
