@@ -828,6 +828,41 @@ fn a_report_that_cannot_be_written_is_named_once() {
     assert!(!err.contains("JSON lines"), "{err}");
 }
 
+/// A config or layer a pull fails on is said on stderr, once, and its JSON line says why,
+/// in the report file as on stdout: the error was dropped on its way to the line unless
+/// an index named the object's platform, and the pull exited 1 without a word.
+#[test]
+fn a_pulls_failed_blob_is_said_and_reported() {
+    let reg = FakeRegistry::start();
+    let config_digest = image_without_layers(&reg);
+    reg.set_fault_for_every(&config_digest, Fault::Status(404));
+    let reference = format!("{}/team/app:v1", reg.host());
+    let dir = tempfile::tempdir().unwrap();
+    let (layout, report) = (dir.path().join("layout"), dir.path().join("report.jsonl"));
+    let args = [
+        "pull",
+        &reference,
+        "-o",
+        layout.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ];
+    let out = Dist::new().run(&args, b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let said = format!("/blobs/{config_digest}: registry answered 404");
+    assert_eq!(err.matches(&said).count(), 1, "{err}");
+    let failed: Vec<_> = json_lines(&out.stdout)
+        .into_iter()
+        .filter(|v| v["status"] == "error")
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let why = failed[0]["error"].as_str().unwrap_or_default();
+    assert!(why.contains(&said), "{failed:?}");
+    assert!(err.contains(why), "stderr says what the line says: {err}");
+    assert_eq!(std::fs::read(&report).unwrap(), out.stdout);
+}
+
 /// As curl does, binary content is not dumped on a terminal; text is, and anything goes to
 /// a file or pipe.
 #[test]

@@ -472,9 +472,14 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
             }
             // A digest alone does not say which of an index's images failed (one a
             // registry's garbage collection took, say), nor so which --platform still pulls.
+            // Taken only when there is a platform to add: a config's or layer's error
+            // taken and dropped left its line `"error": null` and stderr silent.
             let platform = index.and_then(|i| descs.get(i)?.platform.as_ref());
-            if let (Some(e), Some(p)) = (outcome.error.take(), platform) {
-                outcome.error = Some(e.with_note(format!("it is the index's entry for {p}")));
+            if let Some(p) = platform {
+                outcome.error = outcome
+                    .error
+                    .take()
+                    .map(|e| e.with_note(format!("it is the index's entry for {p}")));
             }
             outcome.line += base;
             (self.on_event)(Event::Object(outcome))?;

@@ -195,6 +195,14 @@ async fn failures_leave_index_json_alone_and_no_match_is_an_error() {
             .count(),
         1
     );
+    // The failed layer's line says why, naming it.
+    let failed: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["status"] == "error")
+        .collect();
+    let why = failed[0]["error"].as_str().unwrap_or_default();
+    assert!(why.contains(shared.encoded()), "{failed:?}");
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dst.path().join("index.json")).unwrap()).unwrap();
     assert!(index["manifests"].as_array().unwrap().is_empty());
