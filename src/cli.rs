@@ -217,22 +217,10 @@ pub fn explain_or_exit(e: clap::Error) -> ! {
         }
     }
     if e.kind() == clap::error::ErrorKind::MissingRequiredArgument {
-        // An argument that is not UTF-8 (a path in Latin-1) leaves the error to clap:
-        // `std::env::args` panics on it.
-        let args: Option<Vec<String>> = std::env::args_os()
-            .skip(1)
-            .map(|a| a.into_string().ok())
-            .collect();
-        let args = args.unwrap_or_default();
-        let words: Vec<&str> = args
-            .iter()
-            .map(String::as_str)
-            .filter(|a| !a.starts_with('-'))
-            .collect();
-        if let ["fetch", locator] = words.as_slice() {
+        if let Some(locator) = fetch_locator_alone() {
             let why = match locator.parse::<dist::Locator>() {
                 Err(why) => Some(why.to_string()),
-                Ok(dist::Locator::Layout(_)) => layout_object_joined(locator),
+                Ok(dist::Locator::Layout(_)) => layout_object_joined(&locator),
                 Ok(_) => None,
             };
             if let Some(why) = why {
@@ -294,6 +282,24 @@ fn variable_refused(e: &clap::Error) -> Option<String> {
     }
     let why = std::error::Error::source(e).map_or_else(|| "not valid".into(), |s| s.to_string());
     Some(format!("{variable} (as {option}): {why}"))
+}
+
+/// The locator of `dist fetch LOCATOR` given alone, without its object: found by parsing
+/// the command line again with an object after it, so that options around it (`-j 4`,
+/// `--timeout 5s`, `--log-format json`), whose values are words too, are read as clap
+/// reads them. Picking the words that do not start with `-` took an option's value for
+/// the command, and a pasted reference got clap's "<OBJECT> not provided" instead of its
+/// spelling whenever such an option was given. `None` when that does not parse as a
+/// fetch of exactly that object (another argument was missing).
+fn fetch_locator_alone() -> Option<String> {
+    const PLACED: &str = "-";
+    // The arguments as the OS gave them: a path among them need not be UTF-8.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    args.push(PLACED.into());
+    match Cli::try_parse_from(&args).ok()?.command {
+        Command::Fetch(a) if a.object == PLACED && a.hints.is_empty() => Some(a.locator),
+        _ => None,
+    }
 }
 
 /// `dist fetch oci:./dir:v1`: a layout's image reference, as `dist pull` takes it, where

@@ -386,9 +386,19 @@ fn a_long_download_to_a_file_shows_a_meter() {
 /// spelling that works, not only clap's "required arguments were not provided".
 #[test]
 fn a_pasted_reference_alone_gets_the_spelling_that_works() {
+    // Options with values around it too: their values were taken for words of the
+    // command line, and clap's message came instead.
     for args in [
         vec!["fetch", "127.0.0.1:5000/lab/image:latest"],
         vec!["fetch", "127.0.0.1:5000/lab/image:latest", "latest"],
+        vec![
+            "--timeout",
+            "5s",
+            "fetch",
+            "127.0.0.1:5000/lab/image:latest",
+        ],
+        vec!["fetch", "-j", "4", "127.0.0.1:5000/lab/image:latest"],
+        vec!["fetch", "127.0.0.1:5000/lab/image:latest", "--retries", "3"],
     ] {
         let out = Dist::new().run(&args, b"");
         let err = String::from_utf8_lossy(&out.stderr);
@@ -416,7 +426,7 @@ fn a_layout_reference_alone_gets_the_spelling_that_works() {
             format!("oci:/srv/a:b/app {d}"),
         ),
     ] {
-        let out = Dist::new().run(&["fetch", &locator], b"");
+        let out = Dist::new().run(&["fetch", "-o", "out", &locator], b"");
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{locator}: {err}");
         assert!(
