@@ -206,14 +206,22 @@ pub struct ResolveArgs {
 /// `dist fetch host/name:tag`, an image reference pasted whole, lacks its object to clap,
 /// but what it needs is the spelling that splits the two.
 pub fn explain_or_exit(e: clap::Error) -> ! {
-    if let Some(why) = variable_refused(&e) {
-        crate::cmd::to_stderr(&format!("dist: {why}"));
+    // A program reading stderr as JSON lines gets a usage error as one of them too: a
+    // text line there broke its parser on the one run it most needed to understand.
+    let json = log_format_asked() == Some(LogFormat::Json);
+    if json {
+        crate::cmd::messages_as_json();
+    }
+    let refuse = |why: &str| -> ! {
+        crate::cmd::say(&format!("dist: {why}"));
         std::process::exit(i32::from(crate::cmd::EXIT_USAGE));
+    };
+    if let Some(why) = variable_refused(&e) {
+        refuse(&why);
     }
     if e.kind() == clap::error::ErrorKind::UnknownArgument {
         if let Some(why) = object_written_apart(&e) {
-            crate::cmd::to_stderr(&format!("dist: {why}"));
-            std::process::exit(i32::from(crate::cmd::EXIT_USAGE));
+            refuse(&why);
         }
     }
     if e.kind() == clap::error::ErrorKind::MissingRequiredArgument {
@@ -224,10 +232,13 @@ pub fn explain_or_exit(e: clap::Error) -> ! {
                 Ok(_) => None,
             };
             if let Some(why) = why {
-                crate::cmd::to_stderr(&format!("dist: {why}"));
-                std::process::exit(i32::from(crate::cmd::EXIT_USAGE));
+                refuse(&why);
             }
         }
+    }
+    if json && e.use_stderr() {
+        crate::cmd::say(&format!("dist: {}", one_line_usage_error(&e)));
+        std::process::exit(e.exit_code());
     }
     // Help and version text go to stdout, and clap drops a failed write of them and exits
     // 0: `dist --help > FILE` on a full disk passed for a success. A terminal is left to
@@ -237,6 +248,45 @@ pub fn explain_or_exit(e: clap::Error) -> ! {
         std::process::exit(i32::from(crate::cmd::print_stdout(text.as_bytes())));
     }
     e.exit()
+}
+
+/// The `--log-format` of a command line clap refused: the last one given before `--`.
+/// Read from the words, as clap may have stopped short of it (`-j 0 --log-format json`).
+fn log_format_asked() -> Option<LogFormat> {
+    use clap::ValueEnum;
+    let mut asked = None;
+    let mut args = std::env::args_os().skip(1);
+    while let Some(arg) = args.next() {
+        let value = match arg.to_str() {
+            Some("--") => break,
+            Some("--log-format") => args.next(),
+            Some(a) => a.strip_prefix("--log-format=").map(Into::into),
+            None => None,
+        };
+        if let Some(v) = value {
+            asked = v.to_str().and_then(|v| LogFormat::from_str(v, false).ok());
+        }
+    }
+    asked
+}
+
+/// Clap's message for `e` on one line, as dist's own messages are: its `error: ` prefix,
+/// the usage and the pointer to `--help` left out (the usage is in `--help`), the rest of
+/// its lines joined.
+fn one_line_usage_error(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let text = text.strip_prefix("error: ").unwrap_or(&text);
+    let mut line = String::new();
+    for part in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if part.starts_with("Usage:") || part.starts_with("For more information") {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(if line.ends_with(':') { " " } else { "; " });
+        }
+        line.push_str(part);
+    }
+    line
 }
 
 /// The environment variables that stand for options, each with its option.

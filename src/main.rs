@@ -33,7 +33,7 @@ fn main() -> ExitCode {
     let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
-            cmd::to_stderr(&format!("dist: cannot start the async runtime: {e}"));
+            say!("dist: cannot start the async runtime: {e}");
             return ExitCode::from(EXIT_USAGE);
         }
     };

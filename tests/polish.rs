@@ -572,6 +572,80 @@ fn json_logs_parse_and_never_carry_secrets() {
     assert!(!stderr.contains(&encoded), "Basic credential in logs");
 }
 
+/// With `--log-format json`, a command line dist refuses is a JSON line too, on one line
+/// and in the words of text mode: clap's errors, and dist's own explanations of them, were
+/// text whatever the format asked for, and broke a reader parsing every line.
+#[test]
+fn usage_errors_are_json_lines_with_log_format_json() {
+    for (args, said) in [
+        (
+            vec!["--log-format", "json", "fetch", "127.0.0.1:1/a/b"],
+            "<OBJECT>",
+        ),
+        (
+            vec!["--log-format=json", "fecth", "127.0.0.1:1/a/b", "v1"],
+            "'fecth'",
+        ),
+        (
+            vec![
+                "fetch",
+                "-j",
+                "0",
+                "--log-format",
+                "json",
+                "127.0.0.1:1/a/b",
+                "-",
+            ],
+            "from 1 to 1024",
+        ),
+        (
+            vec!["--log-format", "json", "fetch", "127.0.0.1:1/a/b:v1"],
+            "next argument: 127.0.0.1:1/a/b v1",
+        ),
+        (
+            vec![
+                "--log-format",
+                "json",
+                "pull",
+                "127.0.0.1:1/a/b",
+                "v1",
+                "-o",
+                "x",
+            ],
+            "(127.0.0.1:1/a/b:v1)",
+        ),
+    ] {
+        let out = Dist::new().run(&args, b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {err}");
+        let v: serde_json::Value = serde_json::from_str(lines[0])
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON: {err}: {e}"));
+        assert_eq!(v["level"], "ERROR", "{err}");
+        let message = v["fields"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with("dist: ") && message.contains(said),
+            "{err}"
+        );
+        assert!(
+            !message.contains("error:") && !message.contains("Usage"),
+            "{err}"
+        );
+    }
+    let mut dist = Dist::new();
+    dist.env("DIST_FETCH_TIMEOUT", "soon");
+    let out = dist.run(
+        &["--log-format", "json", "fetch", "127.0.0.1:1/a/b", "v1"],
+        b"",
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert!(v["fields"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("DIST_FETCH_TIMEOUT"));
+}
+
 #[test]
 fn shards_cover_every_object_exactly_once() {
     let reg = FakeRegistry::start();
