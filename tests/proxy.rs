@@ -193,22 +193,25 @@ fn an_unsupported_proxy_is_named_without_its_credentials() {
     assert!(!err.contains("retrying"), "not worth a retry: {err}");
 }
 
-/// A proxy that refuses the connection is named, with the system's reason.
+/// A proxy that refuses the connection is named, with the system's reason: a SOCKS one's
+/// said only "tcp connect error", which a refusal, a timeout and no route all say.
 #[test]
 fn an_unreachable_proxy_is_named_with_the_reason() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
-    let mut dist = Dist::new();
-    dist.env("HTTPS_PROXY", &format!("http://127.0.0.1:{port}"));
-    let out = dist.run(
-        &["--retries", "0", "fetch", "registry.test/team/app", "v1"],
-        b"",
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0), "{err}");
-    let said = format!("cannot connect to the proxy 127.0.0.1:{port}");
-    assert!(err.contains(&said) && err.contains("refused"), "{err}");
+    for (scheme, what) in [("http", "proxy"), ("socks5h", "SOCKS proxy")] {
+        let mut dist = Dist::new();
+        dist.env("HTTPS_PROXY", &format!("{scheme}://127.0.0.1:{port}"));
+        let out = dist.run(
+            &["--retries", "0", "fetch", "registry.test/team/app", "v1"],
+            b"",
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{err}");
+        let said = format!("cannot connect to the {what} 127.0.0.1:{port}");
+        assert!(err.contains(&said) && err.contains("refused"), "{err}");
+    }
 }
 
 /// A proxy that takes the connection and never answers `CONNECT` (or SOCKS's greeting) is

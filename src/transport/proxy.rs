@@ -584,10 +584,12 @@ impl tower_service::Service<Uri> for ProxyConnector {
                 let target = authority(&dst);
                 let proxy_name = authority(&proxy);
                 tracing::debug!(target = %target, proxy = %proxy_name, "connecting through a SOCKS proxy");
-                let io = inner
-                    .call(proxy)
-                    .await
-                    .map_err(|e| format!("cannot connect to the SOCKS proxy {proxy_name}: {e}"))?;
+                let io = inner.call(proxy).await.map_err(|e| {
+                    format!(
+                        "cannot connect to the SOCKS proxy {proxy_name}: {}",
+                        causes(&e)
+                    )
+                })?;
                 let credentials = auth
                     .as_ref()
                     .map(|a| (a.user.as_str(), a.password.as_str()));
