@@ -947,6 +947,36 @@ fn a_pulls_failed_blob_is_said_and_reported() {
     assert_eq!(std::fs::read(&report).unwrap(), out.stdout);
 }
 
+/// A registry that passes the check before a pull and then breaks on the tag (every
+/// connection closed unanswered, past the retries) is status 2 for `pull` as for `resolve`,
+/// in the same words: it was 1, an image that is not there, for `pull` alone.
+#[test]
+fn a_registry_broken_at_the_tag_is_status_2_for_pull_as_for_resolve() {
+    let reg = FakeRegistry::start();
+    image_without_layers(&reg);
+    reg.set_fault_for_every("manifests/v1", Fault::CloseUnanswered);
+    let reference = format!("{}/team/app:v1", reg.host());
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let said = |args: &[&str]| {
+        let out = Dist::new().run(args, b"");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        err
+    };
+    let resolved = said(&["--retries", "1", "resolve", &reference]);
+    let pulled = said(&[
+        "--retries",
+        "1",
+        "pull",
+        &reference,
+        "-o",
+        layout.to_str().unwrap(),
+    ]);
+    assert!(resolved.contains("/manifests/v1: "), "{resolved}");
+    assert_eq!(resolved, pulled);
+}
+
 /// As curl does, binary content is not dumped on a terminal; text is, and anything goes to
 /// a file or pipe.
 #[test]

@@ -9,11 +9,12 @@ use dist::pull::{Platforms, PullOptions};
 use dist::reference::Locator;
 use dist::server_text::one_line;
 use dist::sink::layout::LayoutStore;
-use dist::{Error, ErrorKind};
+use dist::Error;
 
 use super::progress::Display;
 use super::{
-    check_before_batch, open_locator, report, report_file, stopped, Stop, EXIT_FAILED, EXIT_USAGE,
+    check_before_batch, exit_for, open_locator, report, report_file, stopped, Stop, EXIT_FAILED,
+    EXIT_USAGE,
 };
 use crate::cli::{Global, PullArgs};
 
@@ -180,8 +181,10 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
         Ok(p) if p.failed == 0 => 0,
         Ok(_) => EXIT_FAILED,
         Err(_) if write_failed => EXIT_FAILED,
-        Err(e) if e.kind() == ErrorKind::InvalidInput => report(&e, EXIT_USAGE),
-        Err(e) => report(&e, EXIT_FAILED),
+        // The tag's answer is the one-shot resolve's: a registry that passed the check
+        // and then broke, or refused the credentials for the manifest, is status 2 there
+        // and here alike, so a script can tell it from an image that is not there.
+        Err(e) => report(&e, exit_for(&e)),
     }
 }
 
