@@ -977,6 +977,42 @@ fn a_registry_broken_at_the_tag_is_status_2_for_pull_as_for_resolve() {
     assert_eq!(resolved, pulled);
 }
 
+/// A non-distributable layer a pull leaves out is a warning on stderr (`WARN` in JSON), not
+/// an error: the pull succeeds without it, and it was said at level `ERROR`.
+#[test]
+fn a_skipped_foreign_layer_is_a_warning() {
+    let reg = FakeRegistry::start();
+    let config = br#"{"architecture":"amd64","os":"windows"}"#;
+    let config_digest = reg.blob("team/app", config);
+    let foreign = format!("sha256:{}", "f".repeat(64));
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip","digest":"{foreign}","size":5,"urls":["https://example.invalid/layer"]}}]}}"#,
+        config.len()
+    );
+    let manifest_type = "application/vnd.oci.image.manifest.v1+json";
+    reg.manifest("team/app", "v1", manifest_type, manifest.as_bytes());
+    let reference = format!("{}/team/app:v1", reg.host());
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let layout = layout.to_str().unwrap();
+    let text = Dist::new().run(&["pull", &reference, "-o", layout], b"");
+    let err = String::from_utf8_lossy(&text.stderr);
+    assert_eq!(text.status.code(), Some(0), "{err}");
+    let said = format!("dist: warning: {foreign}: non-distributable layer, not fetched");
+    assert!(err.contains(&said), "{err}");
+    let json = Dist::new().run(
+        &["--log-format", "json", "pull", &reference, "-o", layout],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&json.stderr);
+    let skip = err
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["fields"]["message"].as_str().unwrap().contains(&foreign))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert_eq!(skip["level"], "WARN", "{err}");
+}
+
 /// As curl does, binary content is not dumped on a terminal; text is, and anything goes to
 /// a file or pipe.
 #[test]

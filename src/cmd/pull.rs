@@ -89,8 +89,10 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
                 }
             }
             dist::pull::Event::Skipped { .. } if global.quiet => {}
+            // A warning, not an error: the pull goes on and succeeds without it (a log
+            // reader alerting on ERROR was woken by every Windows image).
             dist::pull::Event::Skipped { descriptor, .. } => display.message(&format!(
-                "dist: {}: {}",
+                "dist: warning: {}: {}",
                 descriptor.digest,
                 dist::pull::event::skip_reason(descriptor)
             )),
