@@ -473,8 +473,9 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
             // A digest alone does not say which of an index's images failed (one a
             // registry's garbage collection took, say), nor so which --platform still pulls.
             let platform = index.and_then(|i| descs.get(i)?.platform.as_ref());
-            if let (Some(e), Some(p)) = (outcome.error.take(), platform) {
-                outcome.error = Some(e.with_note(format!("it is the index's entry for {p}")));
+            if let Some(p) = platform {
+                let note = format!("it is the index's entry for {p}");
+                outcome.error = outcome.error.take().map(|e| e.with_note(note));
             }
             outcome.line += base;
             (self.on_event)(Event::Object(outcome))?;
