@@ -14,6 +14,7 @@ use cmd::{EXIT_TIMEOUT, EXIT_USAGE};
 
 fn main() -> ExitCode {
     tune_allocator();
+    catch_file_size_limit();
     cli::unset_empty_option_variables();
     let mut cli = Cli::try_parse().unwrap_or_else(|e| cli::explain_or_exit(e));
     init_logging(cli.global.verbose, cli.global.quiet, cli.global.log_format);
@@ -111,6 +112,25 @@ async fn run(cli: Cli) -> u8 {
         Command::Resolve(args) => cmd::resolve::run(&cli.global, args).await,
         Command::Completions { shell } => cmd::docs::completions(shell),
         Command::Man => cmd::docs::man(),
+    }
+}
+
+/// A write past a limit on file size (`ulimit -f`, systemd's `LimitFSIZE=`, a batch
+/// system's) raises SIGXFSZ, whose default kills the process: a whole batch died silently
+/// with status 153, the lines of the objects it had finished unwritten, and its temporary
+/// file became a partial download that the next run appended to past the limit again, and
+/// died of. Caught, the write fails with "File too large" instead, as one on a full disk
+/// does: that object fails and is not kept, and the rest go on. A handler, not `SIG_IGN`,
+/// so that the programs dist runs (credential helpers) start with the default.
+fn catch_file_size_limit() {
+    extern "C" fn nothing(_: libc::c_int) {}
+    // SAFETY: a zeroed sigaction is a valid one (empty mask, no flags); the handler does
+    // nothing, so it is async-signal-safe.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = nothing as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigaction(libc::SIGXFSZ, &action, std::ptr::null_mut());
     }
 }
 

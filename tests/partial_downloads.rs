@@ -107,6 +107,20 @@ fn a_connection_lost_past_the_retries_keeps_the_partial_and_the_next_run_asks_fo
 /// temporary file, whose name says which blob it holds, and carries it on.
 #[test]
 fn after_kill_9_the_next_run_carries_on_the_dead_runs_download() {
+    kill_9_then_carry_on(true);
+}
+
+/// A run killed and not reaped yet by its parent (a supervisor that starts the next run
+/// before it waits for the killed one) is a zombie, its PID and start time still in
+/// `/proc`: the next run carries on its download all the same, instead of taking it for a
+/// live run's, fetching the blob whole and leaving the dead run's file behind.
+#[test]
+fn a_killed_run_not_reaped_yet_is_carried_on_too() {
+    kill_9_then_carry_on(false);
+}
+
+/// Kills a run mid-download, reaped before the next run or only after it.
+fn kill_9_then_carry_on(reap_first: bool) {
     let (reg, digest, data) = fake_with_blob();
     let fault = Fault::Paced {
         bytes_per_sec: 1 << 20,
@@ -128,7 +142,21 @@ fn after_kill_9_the_next_run_carries_on_the_dead_runs_download() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    if reap_first {
+        child.wait().unwrap();
+    } else {
+        // A zombie once its other threads are gone too: the last of them to exit closes
+        // the run's files, dropping their locks.
+        let proc = PathBuf::from(format!("/proc/{}", child.id()));
+        let zombie = || {
+            let s = std::fs::read_to_string(proc.join("stat")).unwrap();
+            s[s.rfind(')').unwrap()..].starts_with(") Z")
+                && std::fs::read_dir(proc.join("task")).unwrap().count() == 1
+        };
+        while !zombie() {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
     let written = on_disk();
     assert!(
         written >= 3 << 19,
@@ -141,6 +169,7 @@ fn after_kill_9_the_next_run_carries_on_the_dead_runs_download() {
     reg.clear_faults();
     let before = reg.requests().len();
     let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+    child.wait().unwrap();
     assert_eq!(status, 0, "{text}");
     let gets = blob_gets(&reg, &digest, before);
     assert_eq!(gets.len(), 1);

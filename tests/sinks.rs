@@ -69,8 +69,8 @@ fn run_with_file_limit(
 }
 
 /// `dist ARGS…` with `stdin`, under a limit of `soft` (and `hard`) on `resource`. The
-/// signal a write past `RLIMIT_FSIZE` raises is ignored, so such a write fails as one on a
-/// full disk does, rather than killing the process.
+/// signal a write past `RLIMIT_FSIZE` raises keeps its default, which kills a process that
+/// does not catch it: dist does, and such a write fails as one on a full disk does.
 fn run_with_limit(
     dist: &Dist,
     args: &[&str],
@@ -83,17 +83,14 @@ fn run_with_limit(
     use std::os::unix::process::CommandExt;
     use std::process::Stdio;
     let mut command = dist.command(args);
-    // SAFETY: only signal and setrlimit, which are async-signal-safe, run between fork
-    // and exec.
+    // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
     unsafe {
         command.pre_exec(move || {
             let limit = libc::rlimit {
                 rlim_cur: soft as libc::rlim_t,
                 rlim_max: hard as libc::rlim_t,
             };
-            if libc::signal(libc::SIGXFSZ, libc::SIG_IGN) == libc::SIG_ERR
-                || libc::setrlimit(resource, &limit) != 0
-            {
+            if libc::setrlimit(resource, &limit) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
@@ -277,6 +274,55 @@ fn a_layout_that_cannot_be_written_is_not_left_half_made() {
         "left behind: {:?}",
         std::fs::read_dir(&dir).map(|d| d.count())
     );
+}
+
+/// A blob past a limit on file size (`ulimit -f`, systemd's `LimitFSIZE=`) fails alone,
+/// saying why, as on a full disk: the others are stored and reported, and nothing of it is
+/// kept. The limit's signal killed the whole batch silently (status 153, no line written),
+/// and left a temporary file that every later run carried on past the limit, and died of.
+#[test]
+fn a_blob_past_the_file_size_limit_fails_alone() {
+    let reg = FakeRegistry::start();
+    let small = reg.blob("team/app", bytes(94, 3000));
+    let large = reg.blob("team/app", bytes(95, 3 << 20));
+    let small_after = reg.blob("team/app", bytes(96, 3000));
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().to_str().unwrap();
+    let input = format!("{small}\n{large}\n{small_after}\n");
+    for run in 0..2 {
+        let out = run_with_limit(
+            &Dist::new(),
+            &["fetch", &repo(&reg), "-", "-o", layout, "--ordered"],
+            input.as_bytes(),
+            libc::RLIMIT_FSIZE,
+            2 << 20,
+            libc::RLIM_INFINITY,
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "run {run}: {err}");
+        let lines = json_lines(&out.stdout);
+        let statuses: Vec<_> = lines
+            .iter()
+            .map(|l| l["status"].as_str().unwrap())
+            .collect();
+        let want = if run == 0 { "ok" } else { "exists" };
+        assert_eq!(statuses, [want, "error", want], "run {run}: {err}");
+        let error = lines[1]["error"].as_str().unwrap();
+        assert!(error.contains("File too large"), "run {run}: {error}");
+        assert!(
+            err.contains(&large) && err.contains("File too large"),
+            "{err}"
+        );
+        let mut left: Vec<_> = std::fs::read_dir(dir.path().join("blobs/sha256"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        let mut stored = [&small, &small_after].map(|d| d.strip_prefix("sha256:").unwrap());
+        stored.sort();
+        assert_eq!(left, stored, "run {run}");
+    }
 }
 
 /// An image in the fake registry under `tag`: a config and one layer; returns the

@@ -31,6 +31,7 @@ use crate::fetch::MAX_MANIFEST_SIZE;
 use crate::image::{Descriptor, Manifest, Platform, IMAGE_NAME, REF_NAME};
 use crate::reference::Object;
 use crate::remote::Remote;
+use crate::sink::index::Added;
 use crate::sink::layout::LayoutStore;
 use crate::worker::{self, Destination, Status, WorkerOptions};
 
@@ -277,24 +278,21 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
         // The whole index under this name (an --all-platforms pull of the same tag, which
         // stored every platform) holds the platform just pulled: naming that platform's
         // image instead took the name from the others, and readers on other platforms of
-        // `oci:DIR:tag` were handed this one.
-        if entry.digest != top_digest {
-            let store = self.store.clone();
-            let (name, whole) = (ref_name.map(str::to_string), top_digest.clone());
-            let kept = crate::blocking::run("reading index.json failed", move || {
-                Ok(store.index_entry(name.as_deref(), &whole))
-            })
-            .await?;
-            if let Some(kept) = kept {
-                self.pulled.entry = Some(kept);
-                return Ok(self.pulled);
-            }
-        }
+        // `oci:DIR:tag` were handed this one. Asked under index.json's lock, so that such
+        // a pull ending while this one waits for it keeps the name too.
+        let keep = (entry.digest != top_digest).then_some(top_digest);
         let (store, indexed) = (self.store.clone(), entry.clone());
-        self.pulled.replaced = crate::blocking::run("index.json update failed", move || {
-            store.add_to_index(&indexed)
+        let added = crate::blocking::run("index.json update failed", move || {
+            store.add_to_index_unless(&indexed, keep.as_ref())
         })
         .await?;
+        match added {
+            Added::Kept(kept) => {
+                self.pulled.entry = Some(*kept);
+                return Ok(self.pulled);
+            }
+            Added::Replacing(replaced) => self.pulled.replaced = replaced,
+        }
         self.pulled.entry = Some(entry);
         Ok(self.pulled)
     }
@@ -476,10 +474,8 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
             // taken and dropped left its line `"error": null` and stderr silent.
             let platform = index.and_then(|i| descs.get(i)?.platform.as_ref());
             if let Some(p) = platform {
-                outcome.error = outcome
-                    .error
-                    .take()
-                    .map(|e| e.with_note(format!("it is the index's entry for {p}")));
+                let note = format!("it is the index's entry for {p}");
+                outcome.error = outcome.error.take().map(|e| e.with_note(note));
             }
             outcome.line += base;
             (self.on_event)(Event::Object(outcome))?;

@@ -27,28 +27,58 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::new(ErrorKind::Io, format!("{what} {}", path.display())).with_cause(os_error(e))
 }
 
+/// What [`add_entry_unless`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Added {
+    /// The entry is in `index.json` (or was already), in place of these entries.
+    Replacing(Vec<Descriptor>),
+    /// An entry of the same name for the digest asked about was there: it stays, the new
+    /// entry is not added.
+    Kept(Box<Descriptor>),
+}
+
 /// Adds `entry` to `root/index.json`, atomically and under the layout's lock. An entry
 /// named by [`REF_NAME`] replaces every entry of that name (a tag names one image); an
 /// unnamed entry is added unless an unnamed entry for the same digest is already there.
 /// Fields of `index.json` other than `manifests` are kept. An `index.json` that already
 /// holds the entry is left as it is. Returns the entries replaced. Blocks.
 pub fn add_entry(root: &Path, entry: &Descriptor) -> Result<Vec<Descriptor>> {
+    match add_entry_unless(root, entry, None)? {
+        Added::Replacing(replaced) => Ok(replaced),
+        Added::Kept(_) => unreachable!("nothing to keep was asked for"),
+    }
+}
+
+/// [`add_entry`], unless an entry of `entry`'s name for the digest `keep` is there: that
+/// one is left as it is ([`Added::Kept`]). Looked for under the lock too, so that an
+/// entry another run adds while this one waits for the lock is seen: looked for only
+/// before, it was replaced. Blocks.
+pub fn add_entry_unless(root: &Path, entry: &Descriptor, keep: Option<&Digest>) -> Result<Added> {
     let path = root.join("index.json");
+    let kept = |index: &serde_json::Value| {
+        keep.and_then(|digest| entry_in(index, entry.ref_name(), digest))
+    };
     // Pulling an image again finds its entry in place: nothing to write, so no lock and no
     // new file, which a full disk or a read-only layout (a cache mounted so) refused, and
     // failed a pull that had nothing to do. `index.json` is only ever renamed into place,
     // so it reads whole without the lock.
     if let Ok(mut index) = read_index(&path) {
+        if let Some(kept) = kept(&index) {
+            return Ok(Added::Kept(Box::new(kept)));
+        }
         if merge_entry(&mut index, entry) == Ok(None) {
-            return Ok(Vec::new());
+            return Ok(Added::Replacing(Vec::new()));
         }
     }
     let _lock = IndexLock::acquire(root)?;
     let mut index = read_index(&path)?;
+    if let Some(kept) = kept(&index) {
+        return Ok(Added::Kept(Box::new(kept)));
+    }
     let Some(replaced) = merge_entry(&mut index, entry)
         .map_err(|why| Error::invalid(format!("{}: {why}", path.display())))?
     else {
-        return Ok(Vec::new());
+        return Ok(Added::Replacing(Vec::new()));
     };
     let text = serde_json::to_vec(&index).expect("JSON values serialise");
     let mut tmp =
@@ -59,17 +89,23 @@ pub fn add_entry(root: &Path, entry: &Descriptor) -> Result<Vec<Descriptor>> {
     tmp.persist(&path)
         .map_err(|e| io_err("writing", &path, e.error))?;
     // An entry another tool wrote that is no descriptor is still replaced, unreported.
-    Ok(replaced
-        .into_iter()
-        .filter_map(|v| serde_json::from_value(v).ok())
-        .collect())
+    Ok(Added::Replacing(
+        replaced
+            .into_iter()
+            .filter_map(|v| serde_json::from_value(v).ok())
+            .collect(),
+    ))
 }
 
 /// The entry of `root/index.json` named `name` (or, for `None`, an unnamed one) whose
 /// digest is `digest`, if there is one. An `index.json` that cannot be read holds none
 /// (adding to it says why).
 pub fn find_entry(root: &Path, name: Option<&str>, digest: &Digest) -> Option<Descriptor> {
-    let index = read_index(&root.join("index.json")).ok()?;
+    entry_in(&read_index(&root.join("index.json")).ok()?, name, digest)
+}
+
+/// [`find_entry`] in an `index.json` read.
+fn entry_in(index: &serde_json::Value, name: Option<&str>, digest: &Digest) -> Option<Descriptor> {
     let manifests = index.get("manifests")?.as_array()?;
     manifests
         .iter()

@@ -353,6 +353,16 @@ impl LayoutStore {
         super::index::add_entry(&self.root, entry)
     }
 
+    /// [`Self::add_to_index`], unless `index.json` has an entry of `entry`'s name for
+    /// `keep`, which then stays; see [`super::index::add_entry_unless`]. Blocks.
+    pub fn add_to_index_unless(
+        &self,
+        entry: &Descriptor,
+        keep: Option<&Digest>,
+    ) -> Result<super::index::Added> {
+        super::index::add_entry_unless(&self.root, entry, keep)
+    }
+
     /// The `index.json` entry named `name` (unnamed for `None`) for `digest`, if any; see
     /// [`super::index::find_entry`]. Blocks.
     pub fn index_entry(&self, name: Option<&str>, digest: &Digest) -> Option<Descriptor> {

@@ -32,11 +32,32 @@ pub fn me() -> &'static str {
 /// When process `pid` started, in clock ticks since boot: field 22 of `/proc/<pid>/stat`.
 /// `None` when there is no such process (or no `/proc`).
 fn start_time(pid: u32) -> Option<u64> {
+    stat_after_name(pid)?
+        .split_whitespace()
+        .nth(22 - 3)?
+        .parse()
+        .ok()
+}
+
+/// Whether process `pid` is a zombie: killed (`kill -9`, the OOM killer) and not reaped
+/// by its parent yet, as a supervisor that starts the next run before it waits for the
+/// killed one leaves it. Its PID and start time are still in `/proc`, but it holds no file
+/// and no lock any more; taken for live, its download was fetched again whole.
+fn zombie(pid: u32) -> bool {
+    stat_after_name(pid)
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .map(|state| matches!(state, "Z" | "X"))
+        })
+        .unwrap_or(false)
+}
+
+/// `/proc/<pid>/stat` from the state (field 3) on. Fields are counted after the command
+/// name, which is in parentheses and may itself hold spaces and parentheses.
+fn stat_after_name(pid: u32) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields are counted after the command name, which is in parentheses and may itself
-    // hold spaces and parentheses; the state, field 3, comes first.
-    let fields = &stat[stat.rfind(')')? + 1..];
-    fields.split_whitespace().nth(22 - 3)?.parse().ok()
+    Some(stat[stat.rfind(')')? + 1..].to_string())
 }
 
 /// This machine's host name, reduced to characters safe in a file name.
@@ -77,8 +98,8 @@ pub fn is_gone(owner: &str, age: Option<Duration>, foreign_after: Duration) -> b
     };
     let here = owner_host.is_none_or(|h| h == host()) && Path::new("/proc/self").exists();
     match (here, pid.parse::<u32>(), start) {
-        (true, Ok(pid), Some(Ok(start))) => start_time(pid) != Some(start),
-        (true, Ok(pid), None) => !Path::new(&format!("/proc/{pid}")).exists(),
+        (true, Ok(pid), Some(Ok(start))) => start_time(pid) != Some(start) || zombie(pid),
+        (true, Ok(pid), None) => !Path::new(&format!("/proc/{pid}")).exists() || zombie(pid),
         _ => age.is_some_and(|a| a > foreign_after),
     }
 }
@@ -145,5 +166,32 @@ mod tests {
             Duration::from_secs(3600)
         ));
         assert!(!is_gone(foreign, None, Duration::from_secs(3600)));
+    }
+
+    /// A killed child not reaped yet is a zombie: its PID and start time are still in
+    /// `/proc`, but it runs nothing.
+    #[test]
+    fn a_killed_process_not_reaped_yet_is_gone() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let start = start_time(pid).expect("a live child's start time");
+        let named = format!("{pid}.{start}@{}", host());
+        let bare = format!("{pid}@{}", host());
+        assert!(!is_gone(&named, None, Duration::ZERO));
+        assert!(!is_gone(&bare, None, Duration::ZERO));
+        child.kill().unwrap();
+        let state = || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            stat[stat.rfind(')').unwrap() + 2..].chars().next().unwrap()
+        };
+        while state() != 'Z' {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(is_gone(&named, None, Duration::ZERO));
+        assert!(is_gone(&bare, None, Duration::ZERO));
+        child.wait().unwrap();
     }
 }
