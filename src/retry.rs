@@ -73,7 +73,17 @@ fn jitter() -> f64 {
 }
 
 /// Parses `Retry-After`: delay seconds, or an HTTP-date.
+///
+/// A date is counted from the response's own `Date`, as RFC 9111 counts `Expires`: both
+/// come from the server's clock, which may be minutes away from this one. Read by the
+/// local clock, a server ahead asked for seconds and seemed to ask for longer than dist
+/// waits, and one behind seemed to ask for no pause at all. Without a `Date`, the local
+/// clock is all there is.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let date = |name| {
+        let v = headers.get(name)?.to_str().ok()?.trim();
+        httpdate::parse_http_date(v).ok()
+    };
     let v = headers
         .get(http::header::RETRY_AFTER)?
         .to_str()
@@ -82,11 +92,9 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let when = httpdate::parse_http_date(v).ok()?;
-    Some(
-        when.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
+    let when = date(http::header::RETRY_AFTER)?;
+    let now = date(http::header::DATE).unwrap_or_else(SystemTime::now);
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// A pause shared by every task talking to one host.
@@ -184,6 +192,26 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
         h.insert(http::header::RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn a_retry_after_date_counts_from_the_server_s_date() {
+        let date = |t: SystemTime| httpdate::fmt_http_date(t).parse().unwrap();
+        let hour = Duration::from_secs(3600);
+        for server_now in [SystemTime::now() + hour, SystemTime::now() - hour] {
+            let mut h = HeaderMap::new();
+            h.insert(http::header::DATE, date(server_now));
+            let later = server_now + Duration::from_secs(30);
+            h.insert(http::header::RETRY_AFTER, date(later));
+            assert_eq!(retry_after(&h), Some(Duration::from_secs(30)));
+            h.insert(http::header::RETRY_AFTER, date(server_now - hour));
+            assert_eq!(retry_after(&h), Some(Duration::ZERO));
+            // A `Date` that is no date leaves the local clock to read it by.
+            h.insert(http::header::DATE, "yesterday".parse().unwrap());
+            h.insert(http::header::RETRY_AFTER, date(SystemTime::now() + hour));
+            let d = retry_after(&h).unwrap();
+            assert!(d > hour - Duration::from_secs(5) && d <= hour, "{d:?}");
+        }
     }
 
     #[tokio::test(start_paused = true)]
