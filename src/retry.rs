@@ -106,7 +106,12 @@ pub struct HostPause {
 impl HostPause {
     /// Makes every task wait until `delay` from now (extending, never shortening, a pause).
     pub fn pause_for(&self, delay: Duration) {
-        let until = Instant::now() + delay;
+        // The delay is the server's number, and a policy may let any through: past the
+        // clock's range, the sum would panic. Thirty years is as long, as tokio counts it.
+        let now = Instant::now();
+        let until = now
+            .checked_add(delay)
+            .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86400));
         let mut u = self.until.lock().expect("pause poisoned");
         if u.is_none_or(|t| t < until) {
             *u = Some(until);
@@ -212,6 +217,17 @@ mod tests {
             let d = retry_after(&h).unwrap();
             assert!(d > hour - Duration::from_secs(5) && d <= hour, "{d:?}");
         }
+    }
+
+    /// A library's policy may take any `Retry-After` (`max_delay: Duration::MAX`), and a
+    /// server may ask for `u64::MAX` seconds: past the clock's range, that pause panicked.
+    #[tokio::test]
+    async fn a_pause_past_the_clock_s_range_holds_the_host() {
+        let p = HostPause::default();
+        p.pause_for(Duration::MAX);
+        assert!(p.running());
+        p.pause_for(Duration::from_secs(1));
+        assert!(p.running());
     }
 
     #[tokio::test(start_paused = true)]
