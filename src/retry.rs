@@ -73,7 +73,17 @@ fn jitter() -> f64 {
 }
 
 /// Parses `Retry-After`: delay seconds, or an HTTP-date.
+///
+/// A date is counted from the response's own `Date`, as RFC 9111 counts `Expires`: both
+/// come from the server's clock, which may be minutes away from this one. Read by the
+/// local clock, a server ahead asked for seconds and seemed to ask for longer than dist
+/// waits, and one behind seemed to ask for no pause at all. Without a `Date`, the local
+/// clock is all there is.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let date = |name| {
+        let v = headers.get(name)?.to_str().ok()?.trim();
+        httpdate::parse_http_date(v).ok()
+    };
     let v = headers
         .get(http::header::RETRY_AFTER)?
         .to_str()
@@ -82,11 +92,9 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let when = httpdate::parse_http_date(v).ok()?;
-    Some(
-        when.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
+    let when = date(http::header::RETRY_AFTER)?;
+    let now = date(http::header::DATE).unwrap_or_else(SystemTime::now);
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// A pause shared by every task talking to one host.
@@ -98,7 +106,12 @@ pub struct HostPause {
 impl HostPause {
     /// Makes every task wait until `delay` from now (extending, never shortening, a pause).
     pub fn pause_for(&self, delay: Duration) {
-        let until = Instant::now() + delay;
+        // The delay is the server's number, and a policy may let any through: past the
+        // clock's range, the sum would panic. Thirty years is as long, as tokio counts it.
+        let now = Instant::now();
+        let until = now
+            .checked_add(delay)
+            .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86400));
         let mut u = self.until.lock().expect("pause poisoned");
         if u.is_none_or(|t| t < until) {
             *u = Some(until);
@@ -184,6 +197,37 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
         h.insert(http::header::RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn a_retry_after_date_counts_from_the_server_s_date() {
+        let date = |t: SystemTime| httpdate::fmt_http_date(t).parse().unwrap();
+        let hour = Duration::from_secs(3600);
+        for server_now in [SystemTime::now() + hour, SystemTime::now() - hour] {
+            let mut h = HeaderMap::new();
+            h.insert(http::header::DATE, date(server_now));
+            let later = server_now + Duration::from_secs(30);
+            h.insert(http::header::RETRY_AFTER, date(later));
+            assert_eq!(retry_after(&h), Some(Duration::from_secs(30)));
+            h.insert(http::header::RETRY_AFTER, date(server_now - hour));
+            assert_eq!(retry_after(&h), Some(Duration::ZERO));
+            // A `Date` that is no date leaves the local clock to read it by.
+            h.insert(http::header::DATE, "yesterday".parse().unwrap());
+            h.insert(http::header::RETRY_AFTER, date(SystemTime::now() + hour));
+            let d = retry_after(&h).unwrap();
+            assert!(d > hour - Duration::from_secs(5) && d <= hour, "{d:?}");
+        }
+    }
+
+    /// A library's policy may take any `Retry-After` (`max_delay: Duration::MAX`), and a
+    /// server may ask for `u64::MAX` seconds: past the clock's range, that pause panicked.
+    #[tokio::test]
+    async fn a_pause_past_the_clock_s_range_holds_the_host() {
+        let p = HostPause::default();
+        p.pause_for(Duration::MAX);
+        assert!(p.running());
+        p.pause_for(Duration::from_secs(1));
+        assert!(p.running());
     }
 
     #[tokio::test(start_paused = true)]

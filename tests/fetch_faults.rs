@@ -663,8 +663,8 @@ fn retry_after_is_honoured() {
     assert_eq!(blob_requests.len(), 2);
 }
 
-/// A `Retry-After` that asks for no pause at all (`0`, or an HTTP-date a clock ahead of
-/// the server's reads as past) still leaves the backoff between retries: before, the
+/// A `Retry-After` that asks for no pause at all (`0`, or an HTTP-date already past)
+/// still leaves the backoff between retries: before, the
 /// retries went out within milliseconds, all spent on a registry that was shedding load.
 /// (Two retries: backoffs of at least 100 and 200 ms.)
 #[test]
@@ -681,6 +681,39 @@ fn a_retry_after_of_no_time_keeps_the_backoff() {
             took >= Duration::from_millis(300),
             "{asked}: retried within {took:?}"
         );
+    }
+}
+
+/// A `Retry-After` date is read by the clock that wrote it, the server's own `Date`: a
+/// registry whose clock runs 10 minutes ahead asked for 2 s and was read as asking for
+/// 602 s (past the 60 s dist waits: failed at once), and one 10 minutes behind was read
+/// as asking for no pause at all.
+#[test]
+fn a_retry_after_date_is_read_by_the_server_s_own_clock() {
+    for skew in [600i64, -600] {
+        let (reg, digest, data) = fake_with_blob(1000);
+        let server_now = if skew > 0 {
+            std::time::SystemTime::now() + Duration::from_secs(skew as u64)
+        } else {
+            std::time::SystemTime::now() - Duration::from_secs(skew.unsigned_abs())
+        };
+        let date = httpdate::fmt_http_date(server_now);
+        let after = httpdate::fmt_http_date(server_now + Duration::from_secs(2));
+        reg.push_fault(
+            &digest,
+            Fault::StatusWithRetryAfterAndDate(503, after, date),
+        );
+        let started = std::time::Instant::now();
+        let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "clock {skew:+} s: {err}");
+        assert_eq!(out.stdout, data);
+        assert!(
+            started.elapsed() >= Duration::from_secs(2),
+            "clock {skew:+} s: retried after {:?}, not the 2 s asked",
+            started.elapsed()
+        );
+        assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 2);
     }
 }
 

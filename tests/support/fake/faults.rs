@@ -29,6 +29,9 @@ pub enum Fault {
     Status(u16),
     /// This status with `Retry-After` set to the string: seconds or an HTTP-date.
     StatusWithRetryAfter(u16, String),
+    /// This status with `Retry-After` and `Date` set to the two strings: a server whose
+    /// clock disagrees with the client's dates both by its own clock.
+    StatusWithRetryAfterAndDate(u16, String, String),
     /// 429 as Docker Hub answers a client whose pull quota is spent: its OCI error
     /// `TOOMANYREQUESTS` with this message, no `Retry-After`, and, when given, the
     /// `ratelimit-remaining` it reports beside `ratelimit-limit: 100;w=21600`.
@@ -294,6 +297,10 @@ pub fn apply(
         Fault::StatusWithRetryAfter(code, after) => {
             bare(*code).header(RETRY_AFTER, after).into_response()
         }
+        Fault::StatusWithRetryAfterAndDate(code, after, date) => bare(*code)
+            .header(RETRY_AFTER, after)
+            .header(http::header::DATE, date)
+            .into_response(),
         Fault::Quota { message, remaining } => {
             let body = serde_json::json!({
                 "errors": [{"code": "TOOMANYREQUESTS", "message": message}]
