@@ -97,14 +97,8 @@ pub fn add_entry_unless(root: &Path, entry: &Descriptor, keep: Option<&Digest>) 
     ))
 }
 
-/// The entry of `root/index.json` named `name` (or, for `None`, an unnamed one) whose
-/// digest is `digest`, if there is one. An `index.json` that cannot be read holds none
-/// (adding to it says why).
-pub fn find_entry(root: &Path, name: Option<&str>, digest: &Digest) -> Option<Descriptor> {
-    entry_in(&read_index(&root.join("index.json")).ok()?, name, digest)
-}
-
-/// [`find_entry`] in an `index.json` read.
+/// The entry of `index` named `name` (or, for `None`, an unnamed one) whose digest is
+/// `digest`, if there is one.
 fn entry_in(index: &serde_json::Value, name: Option<&str>, digest: &Digest) -> Option<Descriptor> {
     let manifests = index.get("manifests")?.as_array()?;
     manifests

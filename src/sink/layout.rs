@@ -363,12 +363,6 @@ impl LayoutStore {
         super::index::add_entry_unless(&self.root, entry, keep)
     }
 
-    /// The `index.json` entry named `name` (unnamed for `None`) for `digest`, if any; see
-    /// [`super::index::find_entry`]. Blocks.
-    pub fn index_entry(&self, name: Option<&str>, digest: &Digest) -> Option<Descriptor> {
-        super::index::find_entry(&self.root, name, digest)
-    }
-
     /// Removes `.dist-tmp-<pid>-*` files whose process no longer runs, in the layout's
     /// root (index and layout files) and under `blobs/<algorithm>/`, and partial downloads
     /// older than [`PARTIAL_AGE`]; notes the others.
