@@ -259,6 +259,8 @@ pub mod digest;
 pub mod duration;
 pub mod error;
 pub mod fetch;
+#[cfg(test)]
+mod fuzz;
 pub mod handoff;
 pub mod hints;
 pub mod hosts;

@@ -105,78 +105,89 @@ impl FromStr for Repository {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Repository> {
-        let bad = |why: &str| Error::invalid(format!("invalid locator {:?}: {why}", shown(s)));
-        // An explicit scheme is not part of the grammar, but people paste URLs.
-        let (rest, scheme) = if let Some(r) = s.strip_prefix("https://") {
-            (r, Some(false))
-        } else if let Some(r) = s.strip_prefix("http://") {
-            (r, Some(true))
-        } else {
-            (s, None)
-        };
-        let rest = rest.trim_end_matches('/');
-        if rest.is_empty() {
-            return Err(bad("empty"));
-        }
-        if has_user_info(s) {
-            return Err(bad(NO_CREDENTIALS_HERE));
-        }
-        let (host, path) = match rest.split_once('/') {
-            Some((first, path)) if is_host(first) => (first.to_string(), path.to_string()),
-            _ => (DOCKER_HUB.to_string(), rest.to_string()),
-        };
-        let host = match host.as_str() {
-            "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_string(),
-            _ => host,
-        };
-        validate_host(&host).map_err(|why| bad(&why))?;
-        let name = if host == DOCKER_HUB && !path.contains('/') {
-            format!("library/{path}")
-        } else {
-            path
-        };
-        // `ghcr.io` alone reads, by the grammar, as Docker Hub's `library/ghcr.io`, which
-        // Docker accepts and then fails with "pull access denied"; no official image has a
-        // dot in its name, so it is said what it is: a registry without a repository.
-        let checked = if !rest.contains('/') && is_host(rest) {
-            Err("a registry with no repository".to_string())
-        } else {
-            validate_name(&name)
-        };
-        if let Err(why) = checked {
-            // People paste image references (`host/name:tag`) where a locator goes.
-            return Err(match with_object(s) {
-                // `host/name:` with the object typed apart: a separator left behind.
-                Some((repo, "")) if repo.parse::<Repository>().is_ok() => bad(&format!(
-                    "a stray {:?} at its end; the locator is {repo}",
-                    &s[repo.len()..]
-                )),
-                Some((repo, object)) if repo.parse::<Repository>().is_ok() => bad(&format!(
-                    "a locator names a repository; the tag or digest is the next argument: \
-                     {repo} {object}"
-                )),
-                _ if !rest.contains('/') && is_host(rest) => {
-                    bad("a registry with no repository (host[:port]/name)")
-                }
-                // `Team/App`, as a project is named elsewhere: registries take no capitals.
-                _ if name.bytes().any(|b| b.is_ascii_uppercase())
-                    && validate_name(&name.to_ascii_lowercase()).is_ok() =>
-                {
-                    bad(&format!(
-                        "{why}; repository names are lowercase: {host}/{}",
-                        name.to_ascii_lowercase()
-                    ))
-                }
-                _ => bad(&why),
-            });
-        }
-        let plain_http = scheme.unwrap_or_else(|| is_loopback(&host));
-        Ok(Repository {
-            host,
-            name,
-            plain_http,
-        })
+        parse_repository(s, true)
     }
+}
+
+/// Parses a locator; with `explain`, a refusal names the spelling that was likely meant.
+/// That asks whether a shorter locator parses, which asks for no explanation of its own:
+/// explained in turn, `host/app:a:b:…` recursed once per colon, and a few thousand of
+/// them overflowed the stack.
+fn parse_repository(s: &str, explain: bool) -> Result<Repository> {
+    let bad = |why: &str| Error::invalid(format!("invalid locator {:?}: {why}", shown(s)));
+    // An explicit scheme is not part of the grammar, but people paste URLs.
+    let (rest, scheme) = if let Some(r) = s.strip_prefix("https://") {
+        (r, Some(false))
+    } else if let Some(r) = s.strip_prefix("http://") {
+        (r, Some(true))
+    } else {
+        (s, None)
+    };
+    let rest = rest.trim_end_matches('/');
+    if rest.is_empty() {
+        return Err(bad("empty"));
+    }
+    if has_user_info(s) {
+        return Err(bad(NO_CREDENTIALS_HERE));
+    }
+    let (host, path) = match rest.split_once('/') {
+        Some((first, path)) if is_host(first) => (first.to_string(), path.to_string()),
+        _ => (DOCKER_HUB.to_string(), rest.to_string()),
+    };
+    let host = match host.as_str() {
+        "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_string(),
+        _ => host,
+    };
+    validate_host(&host).map_err(|why| bad(&why))?;
+    let name = if host == DOCKER_HUB && !path.contains('/') {
+        format!("library/{path}")
+    } else {
+        path
+    };
+    // `ghcr.io` alone reads, by the grammar, as Docker Hub's `library/ghcr.io`, which
+    // Docker accepts and then fails with "pull access denied"; no official image has a
+    // dot in its name, so it is said what it is: a registry without a repository.
+    let checked = if !rest.contains('/') && is_host(rest) {
+        Err("a registry with no repository".to_string())
+    } else {
+        validate_name(&name)
+    };
+    if let Err(why) = checked {
+        if !explain {
+            return Err(bad(&why));
+        }
+        // People paste image references (`host/name:tag`) where a locator goes.
+        return Err(match with_object(s) {
+            // `host/name:` with the object typed apart: a separator left behind.
+            Some((repo, "")) if parse_repository(repo, false).is_ok() => bad(&format!(
+                "a stray {:?} at its end; the locator is {repo}",
+                &s[repo.len()..]
+            )),
+            Some((repo, object)) if parse_repository(repo, false).is_ok() => bad(&format!(
+                "a locator names a repository; the tag or digest is the next argument: \
+                 {repo} {object}"
+            )),
+            _ if !rest.contains('/') && is_host(rest) => {
+                bad("a registry with no repository (host[:port]/name)")
+            }
+            // `Team/App`, as a project is named elsewhere: registries take no capitals.
+            _ if name.bytes().any(|b| b.is_ascii_uppercase())
+                && validate_name(&name.to_ascii_lowercase()).is_ok() =>
+            {
+                bad(&format!(
+                    "{why}; repository names are lowercase: {host}/{}",
+                    name.to_ascii_lowercase()
+                ))
+            }
+            _ => bad(&why),
+        });
+    }
+    let plain_http = scheme.unwrap_or_else(|| is_loopback(&host));
+    Ok(Repository {
+        host,
+        name,
+        plain_http,
+    })
 }
 
 impl fmt::Display for Repository {
@@ -791,6 +802,16 @@ mod tests {
     }
 
     /// A repository written with capitals is refused with its lowercase spelling.
+    /// The spelling a refusal suggests comes from parsing a shorter locator, which once
+    /// suggested one of its own, recursing once per colon: 1000 overflowed a test's stack.
+    #[test]
+    fn a_locator_of_many_colons_is_refused_not_a_stack_overflow() {
+        let typed = format!("reg.example/app{}", ":x".repeat(5000));
+        let e = typed.parse::<Repository>().unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
+        assert!(typed.parse::<Reference>().is_err());
+    }
+
     #[test]
     fn capitals_in_a_repository_get_the_lowercase_spelling() {
         for (written, fix) in [

@@ -61,11 +61,14 @@ pub fn one_line(text: &str) -> String {
             space = true;
             continue;
         }
-        if shown == MAX_SHOWN {
+        let gap = std::mem::take(&mut space) && !out.is_empty();
+        // The gap counts too: a space that took the count from one short of the limit
+        // past it, which `==` never met, let the rest of the text through whole.
+        if shown + usize::from(gap) >= MAX_SHOWN {
             out.push('…');
             break;
         }
-        if std::mem::take(&mut space) && !out.is_empty() {
+        if gap {
             out.push(' ');
             shown += 1;
         }
@@ -137,6 +140,11 @@ mod tests {
         assert_eq!(shown.chars().count(), MAX_SHOWN + 1);
         assert!(shown.ends_with('…'));
         let exact = "x".repeat(MAX_SHOWN);
+        assert_eq!(one_line(&exact), exact, "not cut at exactly the limit");
+        let spaced = format!("{} {}", "x".repeat(MAX_SHOWN - 1), "y".repeat(64 << 10));
+        let shown = one_line(&spaced);
+        assert_eq!(shown, format!("{}…", "x".repeat(MAX_SHOWN - 1)));
+        let exact = format!("{} y", "x".repeat(MAX_SHOWN - 2));
         assert_eq!(one_line(&exact), exact, "not cut at exactly the limit");
     }
 }

@@ -411,6 +411,15 @@ fn coded_answers_are_decoded_before_verification() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("Content-Encoding \"br\""), "{err}");
     assert_eq!(reg.requests_for(&format!("blobs/{digest}")), before + 1);
+
+    // One decoder nested in the next per coding: 3000 of them (a 15 KB header) overflowed
+    // the stack, and dist died of SIGABRT.
+    let chain = vec!["gzip"; 3000].join(",");
+    reg.set_fault_for_every(&digest, Fault::Header("content-encoding", chain));
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("more than 5 codings"), "{err}");
 }
 
 /// A CDN's or a proxy's HTML error page, or a body with line breaks and escape sequences,

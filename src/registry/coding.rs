@@ -24,6 +24,11 @@ use crate::fetch::ByteStream;
 /// that inflates a thousandfold still moves through memory in small pieces.
 const DECODED_CHUNK: usize = 64 << 10;
 
+/// Most codings undone for one body, as curl allows (CVE-2022-32206): each is a decoder
+/// the body's bytes pass through, nested one in the next, so a header naming thousands
+/// (`gzip,gzip,…`, 15 KB for 3000) overflowed the stack before a byte was read.
+const MAX_CODINGS: usize = 5;
+
 /// A content coding dist can undo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Coding {
@@ -87,6 +92,15 @@ pub(crate) fn codings(headers: &HeaderMap) -> Result<Vec<Coding>> {
                             ),
                         ));
                     };
+                if codings.len() == MAX_CODINGS {
+                    return Err(Error::new(
+                        ErrorKind::Protocol,
+                        format!(
+                            "the server sent the content with more than {MAX_CODINGS} codings \
+                             (Content-Encoding and Transfer-Encoding), which dist does not undo"
+                        ),
+                    ));
+                }
                 codings.push(coding);
             }
         }
@@ -233,6 +247,23 @@ mod tests {
             e.to_string().contains("Transfer-Encoding \"compress\""),
             "{e}"
         );
+    }
+
+    /// Each coding nests one more decoder: thousands of them overflowed the stack.
+    #[test]
+    fn a_chain_of_codings_is_bounded() {
+        let five = ["gzip"; MAX_CODINGS].join(", ");
+        assert_eq!(codings(&headers(&[&five])).unwrap().len(), MAX_CODINGS);
+        let mut h = headers(&[&five]);
+        h.append(
+            http::header::TRANSFER_ENCODING,
+            HeaderValue::from_static("gzip, chunked"),
+        );
+        let e = codings(&h).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Protocol);
+        assert!(e.to_string().contains("more than 5 codings"), "{e}");
+        let e = codings(&headers(&[&vec!["gzip"; 3000].join(",")])).unwrap_err();
+        assert!(e.to_string().contains("more than 5 codings"), "{e}");
     }
 
     #[tokio::test]

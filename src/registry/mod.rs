@@ -406,9 +406,7 @@ impl RegistryRemote {
             if content_range_start(h) != Some(offset) {
                 return Err(body::wrong_range(offset, h).with_url(&url));
             }
-            let total = body::content_range_total(h)
-                .or_else(|| content_length(h).map(|rest| rest + offset));
-            (total, 0)
+            (resumed_size(h, offset), 0)
         } else {
             (content_length(h), offset)
         };
@@ -749,6 +747,14 @@ fn content_length(h: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
+/// The whole content's size a `206` for the rest from `offset` declares: its
+/// `Content-Range` total, else its length past `offset`.
+fn resumed_size(h: &HeaderMap, offset: u64) -> Option<u64> {
+    // A length no content past `offset` can have (hyper takes up to 2^64 - 3) is no size:
+    // added up, it overflowed, a panic in a debug build and a wrapped size in release.
+    body::content_range_total(h).or_else(|| content_length(h)?.checked_add(offset))
+}
+
 /// `e`, with the digest a tag written as bare hex most likely meant, when it is not found.
 fn not_found_hint(e: Error, object: &Object) -> Error {
     match object.bare_digest_spelling() {
@@ -774,5 +780,35 @@ fn with_mirror_failures(e: Error, mirrors: &[Error]) -> Error {
         e
     } else {
         e.with_earlier(earlier)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resumed_size_is_the_total_or_the_rest_past_the_offset() {
+        let headers = |pairs: &[(http::HeaderName, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (name, value) in pairs {
+                h.insert(name, HeaderValue::from_static(value));
+            }
+            h
+        };
+        use http::header::{CONTENT_LENGTH, CONTENT_RANGE};
+        let h = headers(&[
+            (CONTENT_RANGE, "bytes 100-199/1000"),
+            (CONTENT_LENGTH, "100"),
+        ]);
+        assert_eq!(resumed_size(&h, 100), Some(1000));
+        let h = headers(&[(CONTENT_RANGE, "bytes 100-199/*"), (CONTENT_LENGTH, "100")]);
+        assert_eq!(resumed_size(&h, 100), Some(200));
+        // A server's length that no content past the offset can have.
+        let h = headers(&[
+            (CONTENT_RANGE, "bytes 1048576-2097151/*"),
+            (CONTENT_LENGTH, "18446744073709551613"),
+        ]);
+        assert_eq!(resumed_size(&h, 1 << 20), None);
     }
 }

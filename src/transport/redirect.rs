@@ -58,7 +58,7 @@ pub fn resolve(base: &Uri, location: &str) -> Result<Uri> {
             ),
         )
     };
-    let abs = if location.contains("://") {
+    let abs = if has_scheme(location) {
         location.to_string()
     } else if let Some(rest) = location.strip_prefix("//") {
         format!("{}://{rest}", base.scheme_str().unwrap_or("https"))
@@ -90,6 +90,17 @@ pub fn resolve(base: &Uri, location: &str) -> Result<Uri> {
         Some("http" | "https") if uri.host().is_some() => Ok(uri),
         _ => Err(bad()),
     }
+}
+
+/// Whether `location` starts with `scheme://` (RFC 3986, 3.1): a `://` further on, in a
+/// query (`/blob?next=https://cdn.example/…`), is part of a relative reference.
+fn has_scheme(location: &str) -> bool {
+    location.split_once("://").is_some_and(|(scheme, _)| {
+        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    })
 }
 
 /// `path[?query]` with its `.` and `..` segments resolved (RFC 3986, 5.2.4), as a browser
@@ -147,6 +158,15 @@ mod tests {
             ("/a/./b/../../../c", "https://reg.example:5000/c"),
             ("./", "https://reg.example:5000/v2/x/blobs/"),
             ("..", "https://reg.example:5000/v2/x/"),
+            (
+                "/cdn/blob?next=https://other.example/x",
+                "https://reg.example:5000/cdn/blob?next=https://other.example/x",
+            ),
+            (
+                "sibling?from=http://a/b",
+                "https://reg.example:5000/v2/x/blobs/sibling?from=http://a/b",
+            ),
+            ("HTTP://cdn.example/p", "http://cdn.example/p"),
         ];
         for (location, want) in cases {
             assert_eq!(resolve(&base, location).unwrap(), u(want), "{location}");
