@@ -801,7 +801,6 @@ mod tests {
         assert!(format!("v1@{d}@{d}").parse::<Object>().is_err());
     }
 
-    /// A repository written with capitals is refused with its lowercase spelling.
     /// The spelling a refusal suggests comes from parsing a shorter locator, which once
     /// suggested one of its own, recursing once per colon: 1000 overflowed a test's stack.
     #[test]
@@ -812,6 +811,7 @@ mod tests {
         assert!(typed.parse::<Reference>().is_err());
     }
 
+    /// A repository written with capitals is refused with its lowercase spelling.
     #[test]
     fn capitals_in_a_repository_get_the_lowercase_spelling() {
         for (written, fix) in [
