@@ -388,14 +388,7 @@ impl Authorizer {
     async fn ask_token(&self, ch: Challenge) -> Result<()> {
         let mut found = self.found().await?;
         let cred = found.as_ref().map(|(c, _)| c);
-        let mut scopes = self.scopes.clone();
-        if let Some(asked) = ch.param("scope") {
-            for s in asked.split(' ') {
-                if !s.is_empty() && !scopes.iter().any(|x| x == s) {
-                    scopes.push(s.to_string());
-                }
-            }
-        }
+        let scopes = merged_scopes(&self.scopes, ch.param("scope"));
         let sent = cred.filter(|_| token::credentials_may_go(&ch, &self.api_origin));
         if cred.is_some() && sent.is_none() {
             self.withhold(&ch);
@@ -578,6 +571,21 @@ enum Caller<'a> {
     Withheld(&'a str),
 }
 
+/// dist's own scopes, then those of the challenge's `scope` (space-separated) it lacks,
+/// each once and in the order named.
+fn merged_scopes(own: &[String], asked: Option<&str>) -> Vec<String> {
+    let mut scopes = own.to_vec();
+    // A set, not a scan of the list for each word: the header is the server's, and one
+    // naming 60,000 scopes (469 KB, which hyper takes) cost seconds of CPU.
+    let mut seen: std::collections::HashSet<&str> = own.iter().map(String::as_str).collect();
+    for s in asked.unwrap_or_default().split(' ') {
+        if !s.is_empty() && seen.insert(s) {
+            scopes.push(s.to_string());
+        }
+    }
+    scopes
+}
+
 /// See [`Authorizer::not_granted`].
 fn not_granted_message(host: &str, scope: Option<&str>, said: &str, caller: Caller) -> String {
     // `repository:NAME:ACTIONS`; a scope leaves the registry (and any port) out of NAME.
@@ -653,6 +661,27 @@ mod tests {
             "r.example gives anonymous callers no token for the repository team/app: it needs \
              credentials (docker login r.example), or it does not exist"
         );
+    }
+
+    #[test]
+    fn a_challenge_s_scopes_are_added_once_after_dist_s_own() {
+        let own = vec!["repository:a:pull".to_string()];
+        assert_eq!(merged_scopes(&own, None), own);
+        let asked = "repository:b:pull  repository:a:pull repository:b:pull repository:c:push";
+        assert_eq!(
+            merged_scopes(&own, Some(asked)),
+            [
+                "repository:a:pull",
+                "repository:b:pull",
+                "repository:c:push"
+            ]
+        );
+        let many: Vec<String> = (0..20_000)
+            .map(|i| format!("repository:r{i}:pull"))
+            .collect();
+        let merged = merged_scopes(&own, Some(&many.join(" ")));
+        assert_eq!(merged.len(), 20_001);
+        assert_eq!(merged[1..], many[..]);
     }
 
     #[test]
