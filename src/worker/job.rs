@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use super::line::Job;
-use super::progress::Progress;
+use super::progress::{Progress, Tally};
 use super::{Destination, Outcome, Status};
 use crate::blocking;
 use crate::digest::Digest;
@@ -28,9 +28,10 @@ pub async fn run(
 ) -> Outcome {
     let started = Instant::now();
     let mut outcome = Outcome::new(line, job.object.to_string());
+    let mut tally = Tally::new(progress, job.hints.size);
     let result = match destination {
         Destination::Spool { threshold } => {
-            to_spool(remote, &job, *threshold, progress, &mut outcome).await
+            to_spool(remote, &job, *threshold, &mut tally, &mut outcome).await
         }
         Destination::Store {
             store,
@@ -41,13 +42,14 @@ pub async fn run(
                 &job,
                 store,
                 *verify_existing,
-                progress,
+                &mut tally,
                 &mut outcome,
             )
             .await
         }
     };
     if let Err(e) = result {
+        tally.failed();
         outcome.fail(e.with_object(&job.object));
     }
     outcome.elapsed = started.elapsed();
@@ -55,18 +57,16 @@ pub async fn run(
 }
 
 /// Records `digest`, whole in the store at `path` without a byte received: `size` bytes
-/// that the progress counts as already here where the job said how many to expect.
+/// that the progress counts as already here.
 fn record_whole(
     outcome: &mut Outcome,
     job: &Job,
-    progress: &Progress,
+    tally: &mut Tally<'_>,
     digest: &Digest,
     size: u64,
     path: std::path::PathBuf,
 ) {
-    if job.hints.size.is_some() {
-        progress.already_here(size);
-    }
+    tally.already_here(size);
     outcome.digest = Some(digest.clone());
     outcome.size = Some(size);
     outcome.media_type = job.hints.media_type().map(str::to_string);
@@ -83,7 +83,7 @@ async fn to_spool(
     remote: &dyn Remote,
     job: &Job,
     threshold: usize,
-    progress: &Progress,
+    tally: &mut Tally<'_>,
     outcome: &mut Outcome,
 ) -> Result<()> {
     let mut spool = Spool::new(threshold);
@@ -97,7 +97,7 @@ async fn to_spool(
                 .fetch(&job.object, &job.hints.for_attempt(attempt))
                 .await?;
             while let Some(chunk) = download.chunk().await? {
-                progress.received(chunk.len() as u64);
+                tally.received(chunk.len() as u64);
                 // Once spilled, a push is a copy into a 256 KiB buffer and now and then a
                 // write of it into the page cache: brief enough to do in place.
                 spool.push(chunk).map_err(spool_failed)?;
@@ -114,6 +114,7 @@ async fn to_spool(
             }
             Err(e) if e.is_corruption() && attempt < VERIFY_ATTEMPTS => {
                 tracing::warn!(object = %job.object, error = %e, "content did not verify; fetching again");
+                tally.again();
                 spool.clear().map_err(spool_failed)?;
             }
             Err(e) => return Err(e),
@@ -140,7 +141,7 @@ async fn to_store(
     job: &Job,
     store: &LayoutStore,
     verify_existing: bool,
-    progress: &Progress,
+    tally: &mut Tally<'_>,
     outcome: &mut Outcome,
 ) -> Result<()> {
     if let Some(digest) = job.object.digest() {
@@ -174,7 +175,7 @@ async fn to_store(
         if let Some(size) = present {
             store.remove_partial(digest);
             let path = store.blob_path(digest);
-            record_whole(outcome, job, progress, digest, size, path);
+            record_whole(outcome, job, tally, digest, size, path);
             outcome.status = Status::Exists;
             return Ok(());
         }
@@ -195,7 +196,7 @@ async fn to_store(
                     // stored as it is, as containerd commits an ingest that is complete.
                     Some((temp, prefix)) if holds_whole(&prefix, digest, job.hints.size) => {
                         let path = temp.commit(digest).await?;
-                        record_whole(outcome, job, progress, digest, prefix.len, path);
+                        record_whole(outcome, job, tally, digest, prefix.len, path);
                         outcome.status = Status::Ok;
                         return Ok(());
                     }
@@ -210,9 +211,7 @@ async fn to_store(
                 match remote.fetch_rest(&job.object, &hints, prefix).await {
                     Ok(download) => {
                         tracing::info!(object = %job.object, bytes = len, "carrying on from a partial download an earlier run kept");
-                        if job.hints.size.is_some() {
-                            progress.already_here(len);
-                        }
+                        tally.already_here(len);
                         Ok((download, temp))
                     }
                     // Kept again (dropping `temp` does that) for a run that can reach it.
@@ -231,13 +230,14 @@ async fn to_store(
             // As in `to_spool`: content announced as other than asked for is fetched again.
             Err(e) if e.is_corruption() && attempt < VERIFY_ATTEMPTS => {
                 tracing::warn!(object = %job.object, error = %e, "content did not verify; fetching again");
+                tally.again();
                 continue;
             }
             Err(e) => return Err(e),
         };
         let received: Result<()> = async {
             while let Some(chunk) = download.chunk().await? {
-                progress.received(chunk.len() as u64);
+                tally.received(chunk.len() as u64);
                 temp.write(&chunk).await?;
             }
             Ok(())
@@ -256,6 +256,7 @@ async fn to_store(
             }
             Err(e) if e.is_corruption() && attempt < VERIFY_ATTEMPTS => {
                 temp.discard();
+                tally.again();
                 tracing::warn!(object = %job.object, error = %e, "content did not verify; fetching again");
             }
             Err(e) => {

@@ -484,4 +484,47 @@ mod tests {
         assert_eq!((s.bytes, s.expected_bytes), (4000, 4000));
         assert_eq!(std::fs::read(sha.join(d.encoded())).unwrap(), partial);
     }
+
+    /// A failed object's bytes are no longer expected, and one fetched twice (its first
+    /// copy did not verify) is expected twice: at the end, what was expected is what
+    /// arrived, and the display's remaining time is zero. The missing blob's 5000 bytes
+    /// stayed expected, and the corrupt one's second copy was received beyond them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn failed_and_refetched_objects_leave_the_bytes_expected_right() {
+        use crate::digest::{Algorithm, Digest};
+        use futures::StreamExt;
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        LayoutStore::open(src.path()).unwrap();
+        let sha = src.path().join("blobs/sha256");
+        std::fs::create_dir_all(&sha).unwrap();
+        let missing = Digest::of(Algorithm::Sha256, b"never stored");
+        let good: Vec<u8> = (0..2000u32).map(|i| i as u8).collect();
+        let meant: Vec<u8> = (0..3000u32).map(|i| (i * 3) as u8).collect();
+        let corrupt = Digest::of(Algorithm::Sha256, &meant);
+        std::fs::write(sha.join(corrupt.encoded()), vec![0u8; 3000]).unwrap();
+        let good_digest = Digest::of(Algorithm::Sha256, &good);
+        std::fs::write(sha.join(good_digest.encoded()), &good).unwrap();
+        let lines = format!("{missing} size:5000\n{corrupt} size:3000\n{good_digest} size:2000\n");
+
+        let progress = Arc::new(Progress::default());
+        let opts = WorkerOptions {
+            jobs: 1,
+            ordered: true,
+            destination: Destination::Store {
+                store: LayoutStore::open(dst.path()).unwrap(),
+                verify_existing: false,
+            },
+            shard: None,
+            progress: Some(progress.clone()),
+        };
+        let remote: Arc<dyn Remote> = Arc::new(crate::layout_remote::LayoutRemote::new(src.path()));
+        let input = std::io::Cursor::new(lines.into_bytes());
+        let outcomes: Vec<Outcome> = run(remote, input, opts).collect().await;
+        let statuses: Vec<Status> = outcomes.iter().map(|o| o.status).collect();
+        assert_eq!(statuses, [Status::Error, Status::Error, Status::Ok]);
+        let s = progress.snapshot();
+        assert_eq!(s.bytes, 2 * 3000 + 2000, "{s:?}");
+        assert_eq!(s.expected_bytes, s.bytes, "{s:?}");
+    }
 }

@@ -21,6 +21,58 @@ pub struct Progress {
     sizes_unknown: AtomicU64,
 }
 
+/// One object's share of the byte counts. What an object leaves unfetched (it failed) is
+/// taken off the bytes expected, and what it fetches again (content that failed
+/// verification, fetched anew) is added to them: otherwise a batch with one failed
+/// object showed its size as still to come, and an ETA that never reached zero, after the
+/// end, and one with a refetch more bytes received than expected.
+pub(crate) struct Tally<'a> {
+    progress: &'a Progress,
+    /// The object's size, when the input said it (and so it is among the bytes expected).
+    size: Option<u64>,
+    /// Bytes of the current attempt received, or found here already.
+    counted: u64,
+}
+
+impl<'a> Tally<'a> {
+    pub(crate) fn new(progress: &'a Progress, size: Option<u64>) -> Tally<'a> {
+        Tally {
+            progress,
+            size,
+            counted: 0,
+        }
+    }
+
+    pub(crate) fn received(&mut self, n: u64) {
+        self.progress.received(n);
+        self.counted = self.counted.saturating_add(n);
+    }
+
+    /// `n` bytes need not come over the network: see [`Progress::already_here`].
+    pub(crate) fn already_here(&mut self, n: u64) {
+        if self.size.is_some() {
+            self.progress.already_here(n);
+        }
+        self.counted = self.counted.saturating_add(n);
+    }
+
+    /// The object is fetched again from its start: all of it is to come once more.
+    pub(crate) fn again(&mut self) {
+        if self.size.is_some() {
+            self.progress.expect_more(self.counted);
+        }
+        self.counted = 0;
+    }
+
+    /// The object failed: what it did not get is no longer to come.
+    pub(crate) fn failed(&mut self) {
+        if let Some(size) = self.size {
+            self.progress
+                .already_here(size.saturating_sub(self.counted));
+        }
+    }
+}
+
 /// A consistent-enough copy of the counters for one frame of a display.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -53,9 +105,21 @@ impl Progress {
     pub(crate) fn object_read(&self, size: Option<u64>) {
         self.lines.fetch_add(1, Ordering::Relaxed);
         match size {
-            Some(s) => self.expected_bytes.fetch_add(s, Ordering::Relaxed),
-            None => self.sizes_unknown.fetch_add(1, Ordering::Relaxed),
+            // Sizes are the input's word, and a descriptor may say anything: added up
+            // as they are, two near 2^64 wrapped round to a small total.
+            Some(s) => self.expect_more(s),
+            None => {
+                self.sizes_unknown.fetch_add(1, Ordering::Relaxed);
+            }
         };
+    }
+
+    fn expect_more(&self, n: u64) {
+        let _ = self
+            .expected_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |e| {
+                Some(e.saturating_add(n))
+            });
     }
 
     /// A line that names no object: read, and over as soon as it is. Started as well as
@@ -151,6 +215,43 @@ mod tests {
         assert_eq!(p.snapshot().expected_bytes, 11);
         p.already_here(40);
         assert_eq!(p.snapshot().expected_bytes, 0, "never below zero");
+    }
+
+    /// Whatever befalls an object, the bytes expected of it end equal to those it got.
+    #[test]
+    fn a_tally_leaves_expected_equal_to_received() {
+        let p = Progress::default();
+        for size in [100, 100, 100] {
+            p.object_read(Some(size));
+        }
+        // Failed part-way.
+        let mut t = Tally::new(&p, Some(100));
+        t.received(30);
+        t.failed();
+        // Fetched twice (the first copy did not verify), then whole.
+        let mut t = Tally::new(&p, Some(100));
+        t.received(100);
+        t.again();
+        t.received(100);
+        // Carried on from 40 bytes kept, which then did not verify, fetched again, and
+        // failed after 10 bytes.
+        let mut t = Tally::new(&p, Some(100));
+        t.already_here(40);
+        t.received(60);
+        t.again();
+        t.received(10);
+        t.failed();
+        let s = p.snapshot();
+        assert_eq!(s.bytes, 30 + 200 + 70);
+        assert_eq!(s.expected_bytes, s.bytes);
+    }
+
+    #[test]
+    fn sizes_near_the_top_of_u64_do_not_wrap() {
+        let p = Progress::default();
+        p.object_read(Some(u64::MAX - 1));
+        p.object_read(Some(10));
+        assert_eq!(p.snapshot().expected_bytes, u64::MAX);
     }
 
     /// One object of unknown size makes the bytes to come unknown: the sizes that are
