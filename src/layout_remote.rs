@@ -67,9 +67,12 @@ impl LayoutRemote {
     /// The entries of `index.json`.
     pub async fn entries(&self) -> Result<Vec<Descriptor>> {
         let path = self.root.join("index.json");
-        let text = tokio::fs::read(&path)
-            .await
-            .map_err(|e| io_err("reading", &path, e))?;
+        let read = path.clone();
+        let text = crate::blocking::run("reading index.json failed", move || {
+            crate::sink::layout_check::read_layout_json(&read)
+                .map_err(|e| io_err("reading", &read, e))
+        })
+        .await?;
         let index: IndexFile = serde_json::from_slice(&text).map_err(|e| {
             Error::invalid(format!("{} is not an OCI image index", path.display())).with_cause(e)
         })?;

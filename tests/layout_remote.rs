@@ -364,3 +364,57 @@ fn a_layout_s_image_names_reach_stderr_without_escapes() {
         "the entry records the name as it was"
     );
 }
+
+/// A layout's `index.json` that is a named pipe, or larger than dist reads, is refused,
+/// naming why, as a source and as a destination. The pipe blocked the read for ever,
+/// waiting for a writer, and an index of any size was read into memory whole.
+#[test]
+fn an_index_json_that_is_a_pipe_or_huge_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut src = Layout::new(dir.path().join("src"));
+    let m = src.image(OCI_MANIFEST, 3);
+    src.tag(&m, "v1");
+    let index = src.root.join("index.json");
+    let dist = Dist::new();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let out_index = out.join("index.json");
+    let (loc, into) = (src.loc(), out.to_str().unwrap().to_string());
+    let cases: [(&Path, Vec<&str>); 2] = [
+        (&index, vec!["fetch", &loc, "v1"]),
+        (&out_index, vec!["fetch", &loc, digest(&m), "-o", &into]),
+    ];
+    for (path, args) in cases {
+        let saved = std::fs::read(path).ok();
+        std::fs::remove_file(path).ok();
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo(3) with a NUL-terminated path this test owns.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let mut child = dist.start(&args);
+        drop(child.stdin.take());
+        let started = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > std::time::Duration::from_secs(20) {
+                let _ = child.kill();
+                panic!("{args:?}: still reading the pipe 20 s later");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let run = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{args:?}: {err}");
+        assert!(err.contains("not a regular file"), "{args:?}: {err}");
+
+        std::fs::remove_file(path).unwrap();
+        let huge = std::fs::File::create(path).unwrap();
+        huge.set_len(65 << 20).unwrap();
+        let run = dist.run(&args, b"");
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{args:?}: {err}");
+        assert!(err.contains("larger than the 64 MiB dist reads"), "{args:?}: {err}");
+        std::fs::remove_file(path).unwrap();
+        if let Some(text) = saved {
+            std::fs::write(path, text).unwrap();
+        }
+    }
+}

@@ -109,7 +109,7 @@ fn entry_in(index: &serde_json::Value, name: Option<&str>, digest: &Digest) -> O
 
 /// `index.json` at `path` as JSON; an empty index when there is none.
 fn read_index(path: &Path) -> Result<serde_json::Value> {
-    Ok(match std::fs::read(path) {
+    Ok(match super::layout_check::read_layout_json(path) {
         Ok(text) => serde_json::from_slice(&text).map_err(|e| {
             Error::invalid(format!("{} is not valid JSON", path.display())).with_cause(e)
         })?,

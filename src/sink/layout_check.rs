@@ -6,9 +6,46 @@
 //! fetched: merging image entries into someone else's JSON, or writing blobs beside it,
 //! would leave neither a valid layout nor the user's file as it was.
 
+use std::io::Read;
 use std::path::Path;
 
 use crate::error::{Error, ErrorKind, Result};
+
+/// The most of a layout's own JSON file (`index.json`, `oci-layout`) dist reads. An
+/// `index.json` naming a hundred thousand images is some 30 MiB.
+pub const MAX_LAYOUT_JSON: u64 = 64 << 20;
+
+/// Reads a layout's JSON file whole, refusing one that is no regular file or is larger
+/// than [`MAX_LAYOUT_JSON`]. A named pipe in its place (or a device) blocked the read for
+/// ever, waiting for a writer, and a file of gigabytes was read into memory whole.
+/// A missing file is `NotFound`, as `std::fs::read` says it.
+pub fn read_layout_json(path: &Path) -> std::io::Result<Vec<u8>> {
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let too_large = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than the {} MiB dist reads", MAX_LAYOUT_JSON >> 20),
+        )
+    };
+    if meta.len() > MAX_LAYOUT_JSON {
+        return Err(too_large());
+    }
+    let mut text = Vec::with_capacity(meta.len() as usize);
+    // Bounded again: the file may grow between the two looks.
+    std::fs::File::open(path)?
+        .take(MAX_LAYOUT_JSON + 1)
+        .read_to_end(&mut text)?;
+    if text.len() as u64 > MAX_LAYOUT_JSON {
+        return Err(too_large());
+    }
+    Ok(text)
+}
 
 /// Refuses `root` if its `oci-layout` or `index.json`, where present, are not an OCI image
 /// layout's (version 1.x) and an image index (`schemaVersion` 2).
@@ -48,7 +85,7 @@ pub fn check(root: &Path) -> Result<()> {
 /// The file `name` in `root` as JSON, `None` when it does not exist.
 fn read_json(root: &Path, name: &str) -> Result<Option<serde_json::Value>> {
     let path = root.join(name);
-    let text = match std::fs::read(&path) {
+    let text = match read_layout_json(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
