@@ -280,7 +280,17 @@ fn validate_host(host: &str) -> std::result::Result<(), String> {
             .ok_or_else(|| "unclosed '[' in host".to_string())?;
         addr.parse::<std::net::Ipv6Addr>()
             .map_err(|_| format!("bad IPv6 address {addr:?}"))?;
-        (None, after.strip_prefix(':'))
+        // URLs take `[::1]5000` for `[::1]` on the scheme's port, the rest unread: a
+        // colon left out went to port 80 or 443 of the address.
+        let port = match after {
+            "" => None,
+            _ => Some(after.strip_prefix(':').ok_or_else(|| {
+                format!(
+                    "{after:?} after the IPv6 address; a port goes after a colon ([{addr}]:PORT)"
+                )
+            })?),
+        };
+        (None, port)
     } else {
         match host.split_once(':') {
             Some((n, p)) => (Some(n), Some(p)),
@@ -656,6 +666,23 @@ mod tests {
         ] {
             assert!(s.parse::<Repository>().is_err(), "{s:?} should be rejected");
         }
+    }
+
+    /// A URL reads `[::1]5000` as `[::1]` on the scheme's port: the locator was taken, and
+    /// dist asked port 80 (or 443) of the address for the registry on 5000.
+    #[test]
+    fn an_ipv6_literal_is_followed_by_a_port_or_nothing() {
+        assert_eq!(repo("[::1]/x").host(), "[::1]");
+        assert_eq!(repo("[fd00::5]:5000/x").host(), "[fd00::5]:5000");
+        for s in ["[::1]5000/team/app", "[fd00::5]x/app", "[::1]]:5000/app"] {
+            let e = s.parse::<Repository>().unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidInput, "{s}");
+            assert!(e.to_string().contains("after the IPv6 address"), "{e}");
+        }
+        let e = "[::1]5000/team/app".parse::<Repository>().unwrap_err();
+        assert!(e.to_string().contains("([::1]:PORT)"), "{e}");
+        let e = "[::1]5000/team/app:v1".parse::<Reference>().unwrap_err();
+        assert!(e.to_string().contains("after the IPv6 address"), "{e}");
     }
 
     #[test]
