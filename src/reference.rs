@@ -280,7 +280,23 @@ fn validate_host(host: &str) -> std::result::Result<(), String> {
             .ok_or_else(|| "unclosed '[' in host".to_string())?;
         addr.parse::<std::net::Ipv6Addr>()
             .map_err(|_| format!("bad IPv6 address {addr:?}"))?;
-        (None, after.strip_prefix(':'))
+        // URLs take `[::1]5000` for `[::1]` on the scheme's port, the rest unread: a
+        // colon left out went to port 80 or 443 of the address.
+        let port = match after {
+            "" => None,
+            _ => Some(after.strip_prefix(':').ok_or_else(|| {
+                format!(
+                    "{after:?} after the IPv6 address; a port goes after a colon ([{addr}]:PORT)"
+                )
+            })?),
+        };
+        (None, port)
+    } else if let Some(bracketed) = bracketed_ipv6(host) {
+        // `::1:5000` read as a name "" and a port ":1:5000" was refused as `bad host name
+        // ""`, which says nothing of the brackets an IPv6 address needs in a locator.
+        return Err(format!(
+            "an IPv6 address is written in brackets, as in URLs: {bracketed}"
+        ));
     } else {
         match host.split_once(':') {
             Some((n, p)) => (Some(n), Some(p)),
@@ -307,6 +323,28 @@ fn validate_host(host: &str) -> std::result::Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `host` (an IPv6 address without brackets, with or without a port after it) as it is
+/// written: `[fd00::1]:5000` for `fd00::1:5000`, where the last group reads as a port,
+/// as people write `host:port`; `[fd00::5]` when it cannot be one (`fd00:` is no address,
+/// and the colon of a `::` separates no port). `None` for anything else.
+fn bracketed_ipv6(host: &str) -> Option<String> {
+    if host.matches(':').count() < 2 {
+        return None;
+    }
+    let with_port = host.rsplit_once(':').filter(|(addr, port)| {
+        !addr.ends_with(':')
+            && addr.parse::<std::net::Ipv6Addr>().is_ok()
+            && port.parse::<u16>().is_ok()
+    });
+    match with_port {
+        Some((addr, port)) => Some(format!("[{addr}]:{port}")),
+        None => host
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok()
+            .then(|| format!("[{host}]")),
+    }
 }
 
 /// Path components are `[a-z0-9]+` joined by `.`, `_`, `__` or runs of `-`.
@@ -656,6 +694,48 @@ mod tests {
         ] {
             assert!(s.parse::<Repository>().is_err(), "{s:?} should be rejected");
         }
+    }
+
+    /// An IPv6 address typed without its brackets was refused as `bad host name ""`.
+    #[test]
+    fn a_bare_ipv6_address_is_refused_with_its_bracketed_spelling() {
+        for (s, spelled) in [
+            ("::1:5000/team/app", "[::1]:5000"),
+            ("fd00::1:443/app", "[fd00::1]:443"),
+            ("::1/team/app", "[::1]"),
+            ("fe80::1/app", "[fe80::1]"),
+            ("2001:db8:0:0:0:0:0:1/app", "[2001:db8:0:0:0:0:0:1]"),
+        ] {
+            let e = s.parse::<Repository>().unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidInput, "{s}");
+            assert!(
+                e.to_string().ends_with(&format!(
+                    "an IPv6 address is written in brackets, as in URLs: {spelled}"
+                )),
+                "{s}: {e}"
+            );
+        }
+        let e = "::1:5000/team/app:v1".parse::<Reference>().unwrap_err();
+        assert!(e.to_string().contains("[::1]:5000"), "{e}");
+        // A host and port is no address.
+        assert_eq!(repo("reg.example:5000/x").host(), "reg.example:5000");
+    }
+
+    /// A URL reads `[::1]5000` as `[::1]` on the scheme's port: the locator was taken, and
+    /// dist asked port 80 (or 443) of the address for the registry on 5000.
+    #[test]
+    fn an_ipv6_literal_is_followed_by_a_port_or_nothing() {
+        assert_eq!(repo("[::1]/x").host(), "[::1]");
+        assert_eq!(repo("[fd00::5]:5000/x").host(), "[fd00::5]:5000");
+        for s in ["[::1]5000/team/app", "[fd00::5]x/app", "[::1]]:5000/app"] {
+            let e = s.parse::<Repository>().unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidInput, "{s}");
+            assert!(e.to_string().contains("after the IPv6 address"), "{e}");
+        }
+        let e = "[::1]5000/team/app".parse::<Repository>().unwrap_err();
+        assert!(e.to_string().contains("([::1]:PORT)"), "{e}");
+        let e = "[::1]5000/team/app:v1".parse::<Reference>().unwrap_err();
+        assert!(e.to_string().contains("after the IPv6 address"), "{e}");
     }
 
     #[test]

@@ -536,6 +536,23 @@ fn a_host_that_does_not_exist_fails_without_retries() {
     assert!(!err.contains("retrying"), "{err}");
 }
 
+/// `10.0.0.256` (an address mistyped) is no IP address, and over TLS no name a
+/// certificate can be checked against: it was retried as a broken connection, 6 s with
+/// the default retries, then said "invalid dns name", naming neither cause.
+#[test]
+fn a_host_tls_cannot_name_fails_at_once_and_says_why() {
+    for locator in ["10.0.0.256:5000/team/app", "https://127.1:5000/team/app"] {
+        let out = Dist::new().run(&["fetch", "--retries", "3", locator, "v1"], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("neither an IP address nor a DNS name TLS can verify"),
+            "{err}"
+        );
+        assert!(!err.contains("gave up after"), "not retried: {err}");
+    }
+}
+
 /// A registry that cannot be reached is exit status 2 for the one-shot commands too, as
 /// for a batch, so that a script can tell it from an object that is not there (1).
 #[test]

@@ -726,6 +726,18 @@ fn api_root(url: &str, override_path: bool) -> Option<(String, String)> {
         .scheme_str()
         .filter(|s| matches!(*s, "http" | "https"))?;
     let authority = uri.authority()?.as_str().to_string();
+    // `http::Uri` reads `[::1]5000` as `[::1]` on the scheme's port, the rest unread: a
+    // mirror written without its colon would be asked at port 80 or 443.
+    if let Some((_, after)) = authority.split_once(']') {
+        let port = || {
+            after
+                .strip_prefix(':')
+                .is_some_and(|p| p.parse::<u16>().is_ok())
+        };
+        if !after.is_empty() && !port() {
+            return None;
+        }
+    }
     let path = uri.path().trim_end_matches('/');
     let v2 = if override_path || path.ends_with("/v2") {
         ""
@@ -739,6 +751,27 @@ fn api_root(url: &str, override_path: bool) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `http::Uri` takes `[::1]5000` for `[::1]` on the scheme's port: a mirror written
+    /// without its colon was asked at port 80 or 443 of the address.
+    #[test]
+    fn a_mirror_s_ipv6_literal_is_followed_by_a_port_or_nothing() {
+        assert_eq!(
+            api_root("http://[::1]:5000", false),
+            Some(("[::1]:5000".into(), "http://[::1]:5000/v2/".into()))
+        );
+        assert_eq!(
+            api_root("https://[fd00::5]/cache", false),
+            Some(("[fd00::5]".into(), "https://[fd00::5]/cache/v2/".into()))
+        );
+        for url in [
+            "http://[::1]5000",
+            "https://[fd00::5]x/v2",
+            "http://[::1]:x",
+        ] {
+            assert_eq!(api_root(url, false), None, "{url}");
+        }
+    }
 
     #[test]
     fn tls_servers_refusing_plain_http_are_recognised() {

@@ -59,6 +59,17 @@ pub(super) fn classify_client_error(
     }
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     while let Some(s) = source {
+        // `10.0.0.256` or `127.1`: neither an IP address nor a name a certificate can be
+        // checked against. Nothing was sent; it was retried as a broken connection and
+        // failed as "invalid dns name", naming neither the host nor what is wrong with it.
+        if s.is::<rustls::pki_types::InvalidDnsNameError>() {
+            return Error::new(
+                ErrorKind::UnknownHost,
+                "cannot connect: the host is neither an IP address nor a DNS name TLS can \
+                 verify (one that ends in a number, as 10.0.0.256 or 127.1: a mistyped \
+                 address?)",
+            );
+        }
         if let Some(failure) = rustls_error(s) {
             if let Some(why) = certificate_failure(failure, ours) {
                 let refused = Error::new(ErrorKind::Certificate, why);
