@@ -263,14 +263,15 @@ pub(crate) fn host_without_port(host: &str) -> &str {
 }
 
 /// Whether `host` (`name`, `name:port`, `[v6]` or `[v6]:port`) is this machine: `localhost`
-/// in any case, 127.0.0.0/8 or `::1` in any spelling. Loopback registries are spoken to over
-/// plain HTTP, like Docker's built-in insecure exception for 127.0.0.0/8, and never through
-/// a proxy.
+/// in any case, 127.0.0.0/8 or `::1` in any spelling, 127.0.0.0/8 mapped into IPv6
+/// (`[::ffff:127.0.0.1]`, as Go's and so containerd's check counts it too). Loopback
+/// registries are spoken to over plain HTTP, like Docker's built-in insecure exception for
+/// 127.0.0.0/8, and never through a proxy.
 pub fn is_loopback(host: &str) -> bool {
     let h = host_without_port(host);
     h.eq_ignore_ascii_case("localhost")
         || h.parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+            .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 fn validate_host(host: &str) -> std::result::Result<(), String> {
@@ -666,6 +667,8 @@ mod tests {
         assert!(repo("127.8.9.1/x").plain_http());
         assert!(repo("[::1]:5000/x").plain_http());
         assert!(repo("[0:0:0:0:0:0:0:1]/x").plain_http());
+        assert!(repo("[::ffff:127.0.0.1]:5000/x").plain_http());
+        assert!(!repo("[::ffff:10.0.0.1]:5000/x").plain_http());
         assert!(repo("LocalHost:5000/x").plain_http());
         assert!(!repo("localhost.example:5000/x").plain_http());
         assert!(!repo("ghcr.io/x").plain_http());
