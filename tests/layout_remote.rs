@@ -411,7 +411,10 @@ fn an_index_json_that_is_a_pipe_or_huge_is_refused() {
         let run = dist.run(&args, b"");
         let err = String::from_utf8_lossy(&run.stderr);
         assert!(!run.status.success(), "{args:?}: {err}");
-        assert!(err.contains("larger than the 64 MiB dist reads"), "{args:?}: {err}");
+        assert!(
+            err.contains("larger than the 64 MiB dist reads"),
+            "{args:?}: {err}"
+        );
         std::fs::remove_file(path).unwrap();
         if let Some(text) = saved {
             std::fs::write(path, text).unwrap();

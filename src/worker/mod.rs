@@ -433,12 +433,37 @@ mod tests {
         assert_eq!(s.in_flight(), 1, "{s:?}");
     }
 
+    /// Runs `lines` with the layout at `src` as the remote into a store at `dst`, `jobs`
+    /// at a time, in order: the outcomes, and the progress counters at the end.
+    async fn layout_to_store(
+        src: &std::path::Path,
+        dst: &std::path::Path,
+        lines: String,
+        jobs: usize,
+    ) -> (Vec<Outcome>, super::progress::Snapshot) {
+        use futures::StreamExt;
+        let progress = Arc::new(Progress::default());
+        let opts = WorkerOptions {
+            jobs,
+            ordered: true,
+            destination: Destination::Store {
+                store: LayoutStore::open(dst).unwrap(),
+                verify_existing: false,
+            },
+            shard: None,
+            progress: Some(progress.clone()),
+        };
+        let remote: Arc<dyn Remote> = Arc::new(crate::layout_remote::LayoutRemote::new(src));
+        let input = std::io::Cursor::new(lines.into_bytes());
+        let outcomes: Vec<Outcome> = run(remote, input, opts).collect().await;
+        (outcomes, progress.snapshot())
+    }
+
     /// On a re-run, bytes already stored or held by a partial download are not expected
     /// from the network: once everything is done, what was expected is what arrived.
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn bytes_already_here_are_not_expected() {
         use crate::digest::{Algorithm, Digest};
-        use futures::StreamExt;
         let src = tempfile::tempdir().unwrap();
         let dst = tempfile::tempdir().unwrap();
         let stored: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
@@ -463,24 +488,10 @@ mod tests {
         )
         .unwrap();
 
-        let progress = Arc::new(Progress::default());
-        let opts = WorkerOptions {
-            jobs: 2,
-            ordered: true,
-            destination: Destination::Store {
-                store: LayoutStore::open(dst.path()).unwrap(),
-                verify_existing: false,
-            },
-            shard: None,
-            progress: Some(progress.clone()),
-        };
-        let remote: Arc<dyn Remote> = Arc::new(crate::layout_remote::LayoutRemote::new(src.path()));
-        let input = std::io::Cursor::new(lines.into_bytes());
-        let outcomes: Vec<Outcome> = run(remote, input, opts).collect().await;
+        let (outcomes, s) = layout_to_store(src.path(), dst.path(), lines, 2).await;
         let statuses: Vec<Status> = outcomes.iter().map(|o| o.status).collect();
         assert_eq!(statuses, [Status::Exists, Status::Ok]);
         assert_eq!(outcomes[1].size, Some(7000));
-        let s = progress.snapshot();
         assert_eq!((s.bytes, s.expected_bytes), (4000, 4000));
         assert_eq!(std::fs::read(sha.join(d.encoded())).unwrap(), partial);
     }
@@ -492,7 +503,6 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn failed_and_refetched_objects_leave_the_bytes_expected_right() {
         use crate::digest::{Algorithm, Digest};
-        use futures::StreamExt;
         let src = tempfile::tempdir().unwrap();
         let dst = tempfile::tempdir().unwrap();
         LayoutStore::open(src.path()).unwrap();
@@ -507,23 +517,9 @@ mod tests {
         std::fs::write(sha.join(good_digest.encoded()), &good).unwrap();
         let lines = format!("{missing} size:5000\n{corrupt} size:3000\n{good_digest} size:2000\n");
 
-        let progress = Arc::new(Progress::default());
-        let opts = WorkerOptions {
-            jobs: 1,
-            ordered: true,
-            destination: Destination::Store {
-                store: LayoutStore::open(dst.path()).unwrap(),
-                verify_existing: false,
-            },
-            shard: None,
-            progress: Some(progress.clone()),
-        };
-        let remote: Arc<dyn Remote> = Arc::new(crate::layout_remote::LayoutRemote::new(src.path()));
-        let input = std::io::Cursor::new(lines.into_bytes());
-        let outcomes: Vec<Outcome> = run(remote, input, opts).collect().await;
+        let (outcomes, s) = layout_to_store(src.path(), dst.path(), lines, 1).await;
         let statuses: Vec<Status> = outcomes.iter().map(|o| o.status).collect();
         assert_eq!(statuses, [Status::Error, Status::Error, Status::Ok]);
-        let s = progress.snapshot();
         assert_eq!(s.bytes, 2 * 3000 + 2000, "{s:?}");
         assert_eq!(s.expected_bytes, s.bytes, "{s:?}");
     }
