@@ -111,6 +111,73 @@ fn run_with_limit(
     child.wait_with_output().expect("wait for dist")
 }
 
+/// `dist ARGS…` as `nobody`, allowed `threads` threads in all (`ulimit -u`; a cgroup's
+/// `pids.max` refuses them the same way), and killed if it runs a minute: a hang shows as
+/// SIGKILL. `None` unless the tests run as root, who alone can switch users, and whom the
+/// limit does not bind.
+fn run_with_thread_limit(
+    dist: &Dist,
+    args: &[&str],
+    stdin: &[u8],
+    threads: u64,
+) -> Option<std::process::Output> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+    // SAFETY: geteuid has no preconditions and touches no memory.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("not root: cannot run dist as another user under a limit on threads");
+        return None;
+    }
+    std::fs::set_permissions(dist.config_dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut command = dist.command(args);
+    // SAFETY: only setgid, setuid and setrlimit, async-signal-safe, run between fork and
+    // exec.
+    unsafe {
+        command.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: threads as libc::rlim_t,
+                rlim_max: threads as libc::rlim_t,
+            };
+            if libc::setgid(65534) != 0
+                || libc::setuid(65534) != 0
+                || libc::setrlimit(libc::RLIMIT_NPROC, &limit) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn dist");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin)
+        .expect("feed dist");
+    let pid = child.id() as libc::pid_t;
+    let (ended, end) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if end
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .is_err()
+        {
+            // SAFETY: kill only sends a signal; the child is not reaped before `ended`.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    });
+    let out = child.wait_with_output().expect("wait for dist");
+    drop(ended);
+    watchdog.join().unwrap();
+    Some(out)
+}
+
 /// A batch with more jobs than open files allow (`-j 64` under `ulimit -n 64`: a
 /// connection and a file each) lost most of its objects to "Too many open files". Now it
 /// raises the soft limit as far as the hard one allows and, where that is not enough,
@@ -422,4 +489,68 @@ fn pulling_again_what_is_in_place_writes_nothing() {
         .collect();
     assert_eq!(statuses, ["exists"; 3], "{err}");
     assert_eq!(std::fs::read(&index).unwrap(), before);
+}
+
+/// A limit on threads (`ulimit -u`, a cgroup's `pids.max`, as in a container) leaves
+/// dist fewer threads than a large object's hashing and writing want: they are done on the
+/// runtime's thread instead, slower but whole. A fetch of a 9 MiB blob to stdout with one
+/// thread to spare hung for good (its writer queued behind its hasher on tokio's blocking
+/// pool, and the hasher waited for what the writer was to be sent), and with none
+/// panicked; a worker that could not start its output thread panicked (status 101)
+/// instead of saying why.
+#[test]
+fn a_limit_on_threads_slows_fetches_instead_of_hanging_them() {
+    let reg = FakeRegistry::start();
+    let large = bytes(97, 9 << 20);
+    let digest = reg.blob("team/app", &large);
+    for threads in [1, 2, 3] {
+        let args = ["fetch", &repo(&reg), &digest];
+        let Some(out) = run_with_thread_limit(&Dist::new(), &args, b"", threads) else {
+            return;
+        };
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{threads} threads: {err}");
+        assert!(out.stdout == large, "{threads} threads: not the blob");
+    }
+
+    let blobs: Vec<(String, Vec<u8>)> = (0..6)
+        .map(|i| {
+            let data = bytes(200 + i, (9 << 20) + i as usize);
+            (reg.blob("team/app", &data), data)
+        })
+        .collect();
+    let input: String = blobs.iter().map(|(d, _)| format!("{d}\n")).collect();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let layout = dir.path().join("layout");
+    let repo = repo(&reg);
+    let args = [
+        "fetch",
+        &repo,
+        "-",
+        "-j",
+        "6",
+        "-o",
+        layout.to_str().unwrap(),
+    ];
+    let out = run_with_thread_limit(&Dist::new(), &args, input.as_bytes(), 2).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("cannot start the output thread") && err.contains("ulimit -u"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    let out = run_with_thread_limit(&Dist::new(), &args, input.as_bytes(), 6).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    for (digest, data) in &blobs {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        let stored = std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap();
+        assert!(stored == *data, "{digest}");
+    }
 }
