@@ -554,3 +554,38 @@ fn a_limit_on_threads_slows_fetches_instead_of_hanging_them() {
         assert!(stored == *data, "{digest}");
     }
 }
+
+/// A limit on address space (`ulimit -v`, as batch schedulers set it) of 512 MiB, for a
+/// batch whose memory in use stays near 40 MiB: glibc reserved 64 MiB of address space for
+/// each of up to eight arenas per core, one for each hashing and writing thread of the
+/// large blobs, and the batch aborted ("memory allocation of 417792 bytes failed",
+/// SIGABRT) with all of its output lost.
+#[test]
+fn a_limit_on_address_space_leaves_a_batch_of_large_blobs_whole() {
+    let reg = FakeRegistry::start();
+    let blobs: Vec<(String, Vec<u8>)> = (0..32)
+        .map(|i| {
+            let data = bytes(300 + i, (9 << 20) + i as usize);
+            (reg.blob("team/app", &data), data)
+        })
+        .collect();
+    let input: String = blobs.iter().map(|(d, _)| format!("{d}\n")).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let out = run_with_limit(
+        &Dist::new(),
+        &["fetch", &repo(&reg), "-", "-o", layout.to_str().unwrap()],
+        input.as_bytes(),
+        libc::RLIMIT_AS,
+        512 << 20,
+        512 << 20,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{:?}: {err}", out.status);
+    assert_eq!(json_lines(&out.stdout).len(), blobs.len(), "{err}");
+    for (digest, data) in &blobs {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        let stored = std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap();
+        assert!(stored == *data, "{digest}");
+    }
+}
