@@ -283,6 +283,12 @@ impl<T> Drop for Receiver<T> {
     }
 }
 
+/// The stack of a [`Handoff`]'s thread. Hashing and writing chunks need a few KiB of it;
+/// Rust's default of 2 MiB, for the hashing and writing threads of `-j 64` large blobs,
+/// made 256 MiB of address space and of data (`ulimit -v`, `ulimit -d`), and a limit of
+/// 300 MiB aborted the batch on an allocation that no longer fit.
+const STACK_BYTES: usize = 256 << 10;
+
 /// A queue of byte chunks with its consumer already running on a thread of its own.
 pub(crate) struct Handoff<R> {
     sender: Sender<Bytes>,
@@ -306,11 +312,13 @@ impl<R: Send + 'static> Handoff<R> {
         let (sender, mut chunks) = channel(capacity);
         let (result, done) = tokio::sync::oneshot::channel();
         let (give, take) = std::sync::mpsc::sync_channel(1);
-        let spawned = std::thread::Builder::new().spawn(move || {
-            if let Ok(state) = take.recv() {
-                let _ = result.send(consume(state, &mut chunks));
-            }
-        });
+        let spawned = std::thread::Builder::new()
+            .stack_size(STACK_BYTES)
+            .spawn(move || {
+                if let Ok(state) = take.recv() {
+                    let _ = result.send(consume(state, &mut chunks));
+                }
+            });
         if let Err(e) = spawned {
             return Err((state, e));
         }

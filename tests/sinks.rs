@@ -589,3 +589,45 @@ fn a_limit_on_address_space_leaves_a_batch_of_large_blobs_whole() {
         assert!(stored == *data, "{digest}");
     }
 }
+
+/// A limit on data (`ulimit -d`; `ulimit -v` the same) of 300 MiB, for `-j 64` blobs of
+/// 8 MiB or more, each hashed and written by a thread of its own: with Rust's default
+/// stack of 2 MiB those 128 threads took 256 MiB of it before any content, and the batch
+/// aborted ("memory allocation of 417792 bytes failed", SIGABRT) with all its output.
+#[test]
+fn a_limit_on_data_leaves_a_wide_batch_of_large_blobs_whole() {
+    let reg = FakeRegistry::start();
+    let blobs: Vec<(String, Vec<u8>)> = (0..64)
+        .map(|i| {
+            let data = bytes(400 + i, (8 << 20) + i as usize);
+            (reg.blob("team/app", &data), data)
+        })
+        .collect();
+    let input: String = blobs.iter().map(|(d, _)| format!("{d}\n")).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let out = run_with_limit(
+        &Dist::new(),
+        &[
+            "fetch",
+            &repo(&reg),
+            "-",
+            "-j",
+            "64",
+            "-o",
+            layout.to_str().unwrap(),
+        ],
+        input.as_bytes(),
+        libc::RLIMIT_DATA,
+        300 << 20,
+        300 << 20,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{:?}: {err}", out.status);
+    assert_eq!(json_lines(&out.stdout).len(), blobs.len(), "{err}");
+    for (digest, data) in &blobs {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        let stored = std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap();
+        assert!(stored == *data, "{digest}");
+    }
+}
