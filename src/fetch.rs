@@ -83,17 +83,22 @@ enum Hashing {
 
 impl Hashing {
     /// Hashing that goes on from `h` (fresh, or primed with content already at hand).
-    fn start(mut h: Hasher, size: Option<u64>) -> Hashing {
+    fn start(h: Hasher, size: Option<u64>) -> Hashing {
         let big = size.is_some_and(|s| s >= OFFLOAD_HASHING);
         if !big || tokio::runtime::Handle::try_current().is_err() {
             return Hashing::Inline(Box::new(h));
         }
-        Hashing::Offloaded(Some(Handoff::spawn(HASH_QUEUE_BYTES, move |chunks| {
+        let started = Handoff::spawn(HASH_QUEUE_BYTES, h, |mut h, chunks| {
             for chunk in chunks {
                 h.update(&chunk);
             }
             h.finish()
-        })))
+        });
+        match started {
+            Ok(handoff) => Hashing::Offloaded(Some(handoff)),
+            // No thread to be had (a limit on processes): hashed here, slower but whole.
+            Err((h, _)) => Hashing::Inline(Box::new(h)),
+        }
     }
 
     async fn update(&mut self, chunk: &Bytes) -> Result<()> {
@@ -121,9 +126,10 @@ impl Hashing {
                 let handoff = handoff
                     .take()
                     .ok_or_else(|| Error::new(ErrorKind::Io, "the hash was already taken"))?;
-                handoff.finish().await.map_err(|e| {
-                    Error::new(ErrorKind::Io, "the hashing thread failed").with_cause(e)
-                })
+                handoff
+                    .finish()
+                    .await
+                    .map_err(|_| Error::new(ErrorKind::Io, "the hashing thread panicked"))
             }
         }
     }

@@ -283,22 +283,47 @@ impl<T> Drop for Receiver<T> {
     }
 }
 
-/// A queue of byte chunks with its consumer already running on the blocking pool.
+/// The stack of a [`Handoff`]'s thread. Hashing and writing chunks need a few KiB of it;
+/// Rust's default of 2 MiB, for the hashing and writing threads of `-j 64` large blobs,
+/// made 256 MiB of address space and of data (`ulimit -v`, `ulimit -d`), and a limit of
+/// 300 MiB aborted the batch on an allocation that no longer fit.
+const STACK_BYTES: usize = 256 << 10;
+
+/// A queue of byte chunks with its consumer already running on a thread of its own.
 pub(crate) struct Handoff<R> {
     sender: Sender<Bytes>,
-    done: tokio::task::JoinHandle<R>,
+    done: tokio::sync::oneshot::Receiver<R>,
 }
 
 impl<R: Send + 'static> Handoff<R> {
-    /// Starts `consume` on the blocking pool, fed with at most about `capacity` bytes at a
-    /// time.
-    pub(crate) fn spawn(
+    /// Starts `consume` with `state` on a thread of its own, fed with at most about
+    /// `capacity` bytes at a time. When no thread can be started (a limit on processes:
+    /// `ulimit -u`, a cgroup's `pids.max`), `state` comes back with the error, for the
+    /// caller to do the work itself.
+    ///
+    /// Not tokio's blocking pool: it queues a task it has no thread for, and a writer
+    /// waiting there behind a hashing thread that waits for the same object's task hung
+    /// a fetch for good (one thread left to the pool); with none left, it panicked.
+    pub(crate) fn spawn<S: Send + 'static>(
         capacity: usize,
-        consume: impl FnOnce(&mut Receiver<Bytes>) -> R + Send + 'static,
-    ) -> Handoff<R> {
+        state: S,
+        consume: impl FnOnce(S, &mut Receiver<Bytes>) -> R + Send + 'static,
+    ) -> Result<Handoff<R>, (S, std::io::Error)> {
         let (sender, mut chunks) = channel(capacity);
-        let done = tokio::task::spawn_blocking(move || consume(&mut chunks));
-        Handoff { sender, done }
+        let (result, done) = tokio::sync::oneshot::channel();
+        let (give, take) = std::sync::mpsc::sync_channel(1);
+        let spawned = std::thread::Builder::new()
+            .stack_size(STACK_BYTES)
+            .spawn(move || {
+                if let Ok(state) = take.recv() {
+                    let _ = result.send(consume(state, &mut chunks));
+                }
+            });
+        if let Err(e) = spawned {
+            return Err((state, e));
+        }
+        let _ = give.send(state);
+        Ok(Handoff { sender, done })
     }
 
     /// Queues a chunk, waiting while the queue is full.
@@ -306,10 +331,10 @@ impl<R: Send + 'static> Handoff<R> {
         self.sender.send(chunk).await
     }
 
-    /// Closes the queue and waits for the consumer's result.
-    pub(crate) async fn finish(self) -> Result<R, tokio::task::JoinError> {
+    /// Closes the queue and waits for the consumer's result; [`Stopped`] when it panicked.
+    pub(crate) async fn finish(self) -> Result<R, Stopped> {
         self.sender.close();
-        self.done.await
+        self.done.await.map_err(|_| Stopped)
     }
 }
 
@@ -326,7 +351,7 @@ mod tests {
     async fn delivers_every_chunk_in_order_within_the_budget() {
         let peak = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let seen = peak.clone();
-        let mut h = Handoff::spawn(1000, move |chunks| {
+        let mut h = Handoff::spawn(1000, (), move |(), chunks| {
             let mut got = Vec::new();
             while let Some(c) = chunks.next() {
                 let queued = chunks.shared.lock().weight;
@@ -334,7 +359,8 @@ mod tests {
                 got.push(c);
             }
             got
-        });
+        })
+        .unwrap();
         for i in 0..500 {
             h.send(chunk(i, 1 + (i as usize % 300))).await.unwrap();
         }
@@ -349,14 +375,15 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn a_chunk_larger_than_the_budget_still_passes() {
-        let mut h = Handoff::spawn(10, |chunks| {
+        let mut h = Handoff::spawn(10, (), |(), chunks| {
             let mut batch = Vec::new();
             let mut total = 0;
             while chunks.next_batch(&mut batch) {
                 total += batch.iter().map(Bytes::len).sum::<usize>();
             }
             total
-        });
+        })
+        .unwrap();
         h.send(chunk(1, 5)).await.unwrap();
         h.send(chunk(2, 100)).await.unwrap();
         h.send(chunk(3, 7)).await.unwrap();
@@ -365,13 +392,14 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn a_large_chunk_behind_a_small_one_wakes_an_idle_consumer() {
-        let mut h = Handoff::spawn(1000, |chunks| {
+        let mut h = Handoff::spawn(1000, (), |(), chunks| {
             let mut sizes = Vec::new();
             for c in chunks {
                 sizes.push(c.len());
             }
             sizes
-        });
+        })
+        .unwrap();
         // Let the consumer go idle, then leave it below its wake-up threshold.
         while !h.sender.shared.lock().consumer_idle {
             tokio::task::yield_now().await;
@@ -391,7 +419,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn a_consumer_that_stops_fails_the_sender() {
-        let mut h = Handoff::spawn(10, |chunks| chunks.next().map(|c| c.len()));
+        let mut h = Handoff::spawn(10, (), |(), chunks| chunks.next().map(|c| c.len())).unwrap();
         let mut result = Ok(());
         for i in 0..100 {
             result = h.send(chunk(i, 8)).await;
@@ -407,7 +435,7 @@ mod tests {
     async fn dropping_the_sender_stops_the_consumer_without_draining() {
         let (took_one, first_taken) = tokio::sync::oneshot::channel();
         let (tx, rx) = std::sync::mpsc::channel();
-        let mut h = Handoff::spawn(1 << 20, move |chunks| {
+        let mut h = Handoff::spawn(1 << 20, (), move |(), chunks| {
             let first = chunks.next().map(|c| c.len());
             let _ = took_one.send(());
             // Wait until the sender is gone, then see what is left.
@@ -417,7 +445,8 @@ mod tests {
                 rest += 1;
             }
             (first, rest)
-        });
+        })
+        .unwrap();
         h.send(chunk(0, 4)).await.unwrap();
         first_taken.await.unwrap();
         for i in 1..10 {

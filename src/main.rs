@@ -25,12 +25,16 @@ fn main() -> ExitCode {
     // CPU for 1000 small blobs 0.15-0.19 s on one thread against 0.25-0.27 s on two);
     // hashing large objects and writing files or stdout run on threads of their own.
     let mut builder = tokio::runtime::Builder::new_current_thread();
-    // Each large object in flight holds a hashing thread and a writer thread: room for
-    // both at the largest --jobs, so the pool can never starve itself.
+    // Room for the file work (a commit's fsync, a stored blob's re-hash) of every job at
+    // the largest --jobs; large objects are hashed and written on threads not the pool's.
     builder.max_blocking_threads(2 * 1024 + 64);
     // The worker's output thread is woken in batches, and at the latest when the runtime
     // has nothing left to do.
     builder.on_thread_park(cmd::output::on_runtime_park);
+    // Past a limit on threads (`ulimit -u`, a cgroup's `pids.max`) tokio queues blocking
+    // work for the threads it has, but panics when it has none: one started now, while
+    // there is room, and kept for the whole run, is always there to take it.
+    builder.thread_keep_alive(std::time::Duration::MAX);
     let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -38,6 +42,13 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    // That thread; tried first on a thread of our own, since tokio would panic here too.
+    if std::thread::Builder::new()
+        .spawn(|| {})
+        .is_ok_and(|t| t.join().is_ok())
+    {
+        runtime.spawn_blocking(|| {});
+    }
     // A timeout too far off to be a point in time (`DIST_FETCH_TIMEOUT=1e19`) is none:
     // adding it to the clock panicked with status 101 instead.
     let now = tokio::time::Instant::now();
@@ -58,10 +69,10 @@ fn main() -> ExitCode {
             _ => work.await,
         }
     });
-    // The runtime drops its tasks only after waiting for its blocking threads, and a
-    // cancelled fetch's hashing and writing threads wait for their task: an interrupted
-    // run sat out the whole timeout below, its temporary files still there. So first let
-    // the cancelled tasks drop (deleting their files, releasing those threads).
+    // The runtime drops its tasks only after waiting for its blocking threads: an
+    // interrupted run sat out the whole timeout below, its temporary files still there.
+    // So first let the cancelled tasks drop (deleting their files, stopping the threads
+    // that hash and write their objects).
     runtime.block_on(cmd::drop_cancelled_tasks());
     // Then give blocking work a moment to end; a read of stdin that waits for input must
     // not delay the exit beyond that.
@@ -138,11 +149,19 @@ fn catch_file_size_limit() {
 /// again: left to itself it serves the few-hundred-KiB buffers of a fast body with `mmap`
 /// and trims the heap below 1 MiB, which cost 20,000-50,000 page faults (about 5% of the
 /// CPU) per GiB received. Memory stays bounded: what is kept is reused by the next buffers.
+///
+/// And two arenas, not glibc's eight per core: each reserves 64 MiB of address space, so
+/// the hashing and writing threads of a batch of large blobs took about 1 GiB of it for
+/// some 40 MiB used, and a limit on address space (`ulimit -v`, as batch schedulers set
+/// it) aborted the batch ("memory allocation of 417792 bytes failed"). The threads other
+/// than the runtime's allocate little; the CPU time of a batch of 32 MiB blobs measured
+/// the same with two.
 fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters; called before any other thread runs.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }

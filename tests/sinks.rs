@@ -111,6 +111,73 @@ fn run_with_limit(
     child.wait_with_output().expect("wait for dist")
 }
 
+/// `dist ARGS…` as `nobody`, allowed `threads` threads in all (`ulimit -u`; a cgroup's
+/// `pids.max` refuses them the same way), and killed if it runs a minute: a hang shows as
+/// SIGKILL. `None` unless the tests run as root, who alone can switch users, and whom the
+/// limit does not bind.
+fn run_with_thread_limit(
+    dist: &Dist,
+    args: &[&str],
+    stdin: &[u8],
+    threads: u64,
+) -> Option<std::process::Output> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+    // SAFETY: geteuid has no preconditions and touches no memory.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("not root: cannot run dist as another user under a limit on threads");
+        return None;
+    }
+    std::fs::set_permissions(dist.config_dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut command = dist.command(args);
+    // SAFETY: only setgid, setuid and setrlimit, async-signal-safe, run between fork and
+    // exec.
+    unsafe {
+        command.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: threads as libc::rlim_t,
+                rlim_max: threads as libc::rlim_t,
+            };
+            if libc::setgid(65534) != 0
+                || libc::setuid(65534) != 0
+                || libc::setrlimit(libc::RLIMIT_NPROC, &limit) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn dist");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin)
+        .expect("feed dist");
+    let pid = child.id() as libc::pid_t;
+    let (ended, end) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if end
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .is_err()
+        {
+            // SAFETY: kill only sends a signal; the child is not reaped before `ended`.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    });
+    let out = child.wait_with_output().expect("wait for dist");
+    drop(ended);
+    watchdog.join().unwrap();
+    Some(out)
+}
+
 /// A batch with more jobs than open files allow (`-j 64` under `ulimit -n 64`: a
 /// connection and a file each) lost most of its objects to "Too many open files". Now it
 /// raises the soft limit as far as the hard one allows and, where that is not enough,
@@ -422,4 +489,145 @@ fn pulling_again_what_is_in_place_writes_nothing() {
         .collect();
     assert_eq!(statuses, ["exists"; 3], "{err}");
     assert_eq!(std::fs::read(&index).unwrap(), before);
+}
+
+/// A limit on threads (`ulimit -u`, a cgroup's `pids.max`, as in a container) leaves
+/// dist fewer threads than a large object's hashing and writing want: they are done on the
+/// runtime's thread instead, slower but whole. A fetch of a 9 MiB blob to stdout with one
+/// thread to spare hung for good (its writer queued behind its hasher on tokio's blocking
+/// pool, and the hasher waited for what the writer was to be sent), and with none
+/// panicked; a worker that could not start its output thread panicked (status 101)
+/// instead of saying why.
+#[test]
+fn a_limit_on_threads_slows_fetches_instead_of_hanging_them() {
+    let reg = FakeRegistry::start();
+    let large = bytes(97, 9 << 20);
+    let digest = reg.blob("team/app", &large);
+    for threads in [1, 2, 3] {
+        let args = ["fetch", &repo(&reg), &digest];
+        let Some(out) = run_with_thread_limit(&Dist::new(), &args, b"", threads) else {
+            return;
+        };
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{threads} threads: {err}");
+        assert!(out.stdout == large, "{threads} threads: not the blob");
+    }
+
+    let blobs: Vec<(String, Vec<u8>)> = (0..6)
+        .map(|i| {
+            let data = bytes(200 + i, (9 << 20) + i as usize);
+            (reg.blob("team/app", &data), data)
+        })
+        .collect();
+    let input: String = blobs.iter().map(|(d, _)| format!("{d}\n")).collect();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let layout = dir.path().join("layout");
+    let repo = repo(&reg);
+    let args = [
+        "fetch",
+        &repo,
+        "-",
+        "-j",
+        "6",
+        "-o",
+        layout.to_str().unwrap(),
+    ];
+    let out = run_with_thread_limit(&Dist::new(), &args, input.as_bytes(), 2).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("cannot start the output thread") && err.contains("ulimit -u"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    let out = run_with_thread_limit(&Dist::new(), &args, input.as_bytes(), 6).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    for (digest, data) in &blobs {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        let stored = std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap();
+        assert!(stored == *data, "{digest}");
+    }
+}
+
+/// A limit on address space (`ulimit -v`, as batch schedulers set it) of 512 MiB, for a
+/// batch whose memory in use stays near 40 MiB: glibc reserved 64 MiB of address space for
+/// each of up to eight arenas per core, one for each hashing and writing thread of the
+/// large blobs, and the batch aborted ("memory allocation of 417792 bytes failed",
+/// SIGABRT) with all of its output lost.
+#[test]
+fn a_limit_on_address_space_leaves_a_batch_of_large_blobs_whole() {
+    let reg = FakeRegistry::start();
+    let blobs: Vec<(String, Vec<u8>)> = (0..32)
+        .map(|i| {
+            let data = bytes(300 + i, (9 << 20) + i as usize);
+            (reg.blob("team/app", &data), data)
+        })
+        .collect();
+    let input: String = blobs.iter().map(|(d, _)| format!("{d}\n")).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let out = run_with_limit(
+        &Dist::new(),
+        &["fetch", &repo(&reg), "-", "-o", layout.to_str().unwrap()],
+        input.as_bytes(),
+        libc::RLIMIT_AS,
+        512 << 20,
+        512 << 20,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{:?}: {err}", out.status);
+    assert_eq!(json_lines(&out.stdout).len(), blobs.len(), "{err}");
+    for (digest, data) in &blobs {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        let stored = std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap();
+        assert!(stored == *data, "{digest}");
+    }
+}
+
+/// A limit on data (`ulimit -d`; `ulimit -v` the same) of 300 MiB, for `-j 64` blobs of
+/// 8 MiB or more, each hashed and written by a thread of its own: with Rust's default
+/// stack of 2 MiB those 128 threads took 256 MiB of it before any content, and the batch
+/// aborted ("memory allocation of 417792 bytes failed", SIGABRT) with all its output.
+#[test]
+fn a_limit_on_data_leaves_a_wide_batch_of_large_blobs_whole() {
+    let reg = FakeRegistry::start();
+    let blobs: Vec<(String, Vec<u8>)> = (0..64)
+        .map(|i| {
+            let data = bytes(400 + i, (8 << 20) + i as usize);
+            (reg.blob("team/app", &data), data)
+        })
+        .collect();
+    let input: String = blobs.iter().map(|(d, _)| format!("{d}\n")).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let out = run_with_limit(
+        &Dist::new(),
+        &[
+            "fetch",
+            &repo(&reg),
+            "-",
+            "-j",
+            "64",
+            "-o",
+            layout.to_str().unwrap(),
+        ],
+        input.as_bytes(),
+        libc::RLIMIT_DATA,
+        300 << 20,
+        300 << 20,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{:?}: {err}", out.status);
+    assert_eq!(json_lines(&out.stdout).len(), blobs.len(), "{err}");
+    for (digest, data) in &blobs {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        let stored = std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap();
+        assert!(stored == *data, "{digest}");
+    }
 }

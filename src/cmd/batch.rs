@@ -93,9 +93,19 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
             .join(" ");
         Box::new(std::io::Cursor::new(line.into_bytes()))
     };
+    // Before any fetch starts: without a thread for the output there is no batch.
+    let mut output = match Output::start(framed, report_out) {
+        Ok(output) => output,
+        Err(e) => {
+            say!(
+                "dist: cannot start the output thread: {e} (a limit on threads: ulimit -u \
+                 or -v, or the cgroup's pids.max)"
+            );
+            return EXIT_USAGE;
+        }
+    };
     let mut outcomes = worker::run(remote, input, opts);
     let ticker = display.start();
-    let mut output = Output::start(framed, report_out);
     let mut failed = 0usize;
     let stopped = loop {
         // An outcome already there is an object already stored: reported before the stop,

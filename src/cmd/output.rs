@@ -51,21 +51,23 @@ pub struct Output {
 
 impl Output {
     /// Starts the writer: frames (`framed`) or JSON lines on stdout, and JSON lines to
-    /// `report` if given.
-    pub fn start(framed: bool, report: Option<std::io::BufWriter<std::fs::File>>) -> Output {
+    /// `report` if given. Fails when no thread can be started (a limit on processes).
+    pub fn start(
+        framed: bool,
+        report: Option<std::io::BufWriter<std::fs::File>>,
+    ) -> std::io::Result<Output> {
         let (queue, rx) = handoff::channel(QUEUE_BYTES);
-        *IDLE_NUDGE.lock().unwrap_or_else(|p| p.into_inner()) = Some(queue.nudge());
         let (verdict, done) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name("dist-output".into())
             .spawn(move || {
                 let _ = verdict.send(write_all(rx, framed, report));
-            })
-            .expect("starting the output thread");
-        Output {
+            })?;
+        *IDLE_NUDGE.lock().unwrap_or_else(|p| p.into_inner()) = Some(queue.nudge());
+        Ok(Output {
             queue: Some(queue),
             done,
-        }
+        })
     }
 
     /// Hands an outcome to the writer, waiting while the queue is full. `false` when the

@@ -133,8 +133,8 @@ pub struct Pulled {
 /// malformed (`Protocol`) or too large (`TooLarge`), no entry matches the platform
 /// (`NotFound` too: its message lists the platforms offered), `index.json` cannot be
 /// written (`Io`), or `on_event` failed (its error, as it was). Like the worker, it runs
-/// on any tokio runtime with the blocking pool (file writes and the hashing of large
-/// objects go there).
+/// on any tokio runtime with the blocking pool (file work goes there; large objects are
+/// hashed and written on threads of their own).
 pub async fn pull<F>(
     remote: Arc<dyn Remote>,
     object: &Object,

@@ -20,7 +20,15 @@ pub const QUEUE_BYTES: usize = 2 << 20;
 /// A writer thread for one object. Dropping it without [`StreamWriter::finish`] stops the
 /// thread at its next chunk and drops the writer there.
 pub struct StreamWriter<W> {
-    handoff: Handoff<(W, io::Result<()>)>,
+    writing: Writing<W>,
+}
+
+enum Writing<W> {
+    /// On the writer's thread.
+    Thread(Handoff<(W, io::Result<()>)>),
+    /// Here, by the caller, since no thread could be started: slower (the caller waits for
+    /// every write), but whole. The outcome so far beside the writer.
+    Here(W, io::Result<()>),
 }
 
 impl<W> std::fmt::Debug for StreamWriter<W> {
@@ -31,9 +39,10 @@ impl<W> std::fmt::Debug for StreamWriter<W> {
 }
 
 impl<W: Write + Send + 'static> StreamWriter<W> {
-    /// Starts a thread that writes `first`, then every chunk sent, to `out`.
-    pub fn start(mut out: W, first: Vec<Bytes>) -> StreamWriter<W> {
-        let handoff = Handoff::spawn(QUEUE_BYTES, move |chunks| {
+    /// Starts a thread that writes `first`, then every chunk sent, to `out`; without a
+    /// thread to be had, writes them itself as they come.
+    pub fn start(out: W, first: Vec<Bytes>) -> StreamWriter<W> {
+        let started = Handoff::spawn(QUEUE_BYTES, (out, first), |(mut out, first), chunks| {
             let mut written = super::gather::write_all_vectored(&mut out, &first);
             drop(first);
             let mut batch = Vec::new();
@@ -43,21 +52,44 @@ impl<W: Write + Send + 'static> StreamWriter<W> {
             written = written.and_then(|()| out.flush());
             (out, written)
         });
-        StreamWriter { handoff }
+        let writing = match started {
+            Ok(handoff) => Writing::Thread(handoff),
+            Err(((mut out, first), e)) => {
+                tracing::debug!("no writer thread ({e}): writing on the caller's");
+                let written = super::gather::write_all_vectored(&mut out, &first);
+                Writing::Here(out, written)
+            }
+        };
+        StreamWriter { writing }
     }
 
     /// Queues a chunk, waiting while the queue is full. An error means the writer stopped:
     /// [`StreamWriter::finish`] says why.
     pub async fn write(&mut self, chunk: Bytes) -> Result<(), Stopped> {
-        self.handoff.send(chunk).await
+        match &mut self.writing {
+            Writing::Thread(handoff) => handoff.send(chunk).await,
+            Writing::Here(out, written) => {
+                if written.is_ok() {
+                    *written = super::gather::write_all_vectored(out, &[chunk]);
+                }
+                written.as_ref().map_err(|_| Stopped)?;
+                Ok(())
+            }
+        }
     }
 
     /// Waits until everything sent was written (and flushed), and gives the writer back
     /// with the outcome.
     pub async fn finish(self) -> (Option<W>, io::Result<()>) {
-        match self.handoff.finish().await {
-            Ok((out, written)) => (Some(out), written),
-            Err(e) => (None, Err(io::Error::other(e))),
+        match self.writing {
+            Writing::Thread(handoff) => match handoff.finish().await {
+                Ok((out, written)) => (Some(out), written),
+                Err(Stopped) => (None, Err(io::Error::other("the writer thread panicked"))),
+            },
+            Writing::Here(mut out, written) => {
+                let written = written.and_then(|()| out.flush());
+                (Some(out), written)
+            }
         }
     }
 }
