@@ -79,9 +79,7 @@ fn run_with_limit(
     soft: u64,
     hard: u64,
 ) -> std::process::Output {
-    use std::io::Write;
     use std::os::unix::process::CommandExt;
-    use std::process::Stdio;
     let mut command = dist.command(args);
     // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
     unsafe {
@@ -96,6 +94,14 @@ fn run_with_limit(
             Ok(())
         });
     }
+    let child = spawn_fed(command, stdin);
+    child.wait_with_output().expect("wait for dist")
+}
+
+/// `command` started with stdout and stderr piped and `stdin` as its whole input.
+fn spawn_fed(mut command: std::process::Command, stdin: &[u8]) -> std::process::Child {
+    use std::io::Write;
+    use std::process::Stdio;
     let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -108,7 +114,7 @@ fn run_with_limit(
         .unwrap()
         .write_all(stdin)
         .expect("feed dist");
-    child.wait_with_output().expect("wait for dist")
+    child
 }
 
 /// `dist ARGS…` as `nobody`, allowed `threads` threads in all (`ulimit -u`; a cgroup's
@@ -121,10 +127,8 @@ fn run_with_thread_limit(
     stdin: &[u8],
     threads: u64,
 ) -> Option<std::process::Output> {
-    use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
-    use std::process::Stdio;
     // SAFETY: geteuid has no preconditions and touches no memory.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("not root: cannot run dist as another user under a limit on threads");
@@ -149,18 +153,7 @@ fn run_with_thread_limit(
             Ok(())
         });
     }
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn dist");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin)
-        .expect("feed dist");
+    let child = spawn_fed(command, stdin);
     let pid = child.id() as libc::pid_t;
     let (ended, end) = std::sync::mpsc::channel::<()>();
     let watchdog = std::thread::spawn(move || {
@@ -562,32 +555,7 @@ fn a_limit_on_threads_slows_fetches_instead_of_hanging_them() {
 /// SIGABRT) with all of its output lost.
 #[test]
 fn a_limit_on_address_space_leaves_a_batch_of_large_blobs_whole() {
-    let reg = FakeRegistry::start();
-    let blobs: Vec<(String, Vec<u8>)> = (0..32)
-        .map(|i| {
-            let data = bytes(300 + i, (9 << 20) + i as usize);
-            (reg.blob("team/app", &data), data)
-        })
-        .collect();
-    let input: String = blobs.iter().map(|(d, _)| format!("{d}\n")).collect();
-    let dir = tempfile::tempdir().unwrap();
-    let layout = dir.path().join("layout");
-    let out = run_with_limit(
-        &Dist::new(),
-        &["fetch", &repo(&reg), "-", "-o", layout.to_str().unwrap()],
-        input.as_bytes(),
-        libc::RLIMIT_AS,
-        512 << 20,
-        512 << 20,
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{:?}: {err}", out.status);
-    assert_eq!(json_lines(&out.stdout).len(), blobs.len(), "{err}");
-    for (digest, data) in &blobs {
-        let hex = digest.strip_prefix("sha256:").unwrap();
-        let stored = std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap();
-        assert!(stored == *data, "{digest}");
-    }
+    large_blobs_under_limit(32, 9 << 20, 300, &[], libc::RLIMIT_AS, 512 << 20);
 }
 
 /// A limit on data (`ulimit -d`; `ulimit -v` the same) of 360 MiB, for `-j 64` blobs of
@@ -598,31 +566,46 @@ fn a_limit_on_address_space_leaves_a_batch_of_large_blobs_whole() {
 /// limit leaves room for a loaded machine, where more chunks wait in the queues.
 #[test]
 fn a_limit_on_data_leaves_a_wide_batch_of_large_blobs_whole() {
+    large_blobs_under_limit(
+        64,
+        8 << 20,
+        400,
+        &["-j", "64"],
+        libc::RLIMIT_DATA,
+        360 << 20,
+    );
+}
+
+/// A batch of `count` blobs of `size` bytes and more (`seed` onwards), fetched with
+/// `options` into a layout under `limit` on `resource`: every one is reported and stored.
+fn large_blobs_under_limit(
+    count: u64,
+    size: usize,
+    seed: u64,
+    options: &[&str],
+    resource: libc::__rlimit_resource_t,
+    limit: u64,
+) {
     let reg = FakeRegistry::start();
-    let blobs: Vec<(String, Vec<u8>)> = (0..64)
+    let blobs: Vec<(String, Vec<u8>)> = (0..count)
         .map(|i| {
-            let data = bytes(400 + i, (8 << 20) + i as usize);
+            let data = bytes(seed + i, size + i as usize);
             (reg.blob("team/app", &data), data)
         })
         .collect();
     let input: String = blobs.iter().map(|(d, _)| format!("{d}\n")).collect();
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
+    let repo = repo(&reg);
+    let mut args = vec!["fetch", &repo, "-", "-o", layout.to_str().unwrap()];
+    args.extend_from_slice(options);
     let out = run_with_limit(
         &Dist::new(),
-        &[
-            "fetch",
-            &repo(&reg),
-            "-",
-            "-j",
-            "64",
-            "-o",
-            layout.to_str().unwrap(),
-        ],
+        &args,
         input.as_bytes(),
-        libc::RLIMIT_DATA,
-        360 << 20,
-        360 << 20,
+        resource,
+        limit,
+        limit,
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{:?}: {err}", out.status);
