@@ -689,26 +689,56 @@ impl TempBlob {
     }
 }
 
+impl TempBlob {
+    /// Keeps what was received as a partial download for a later run to carry on (see
+    /// [`LayoutStore::temp_for`]), once the chunks still queued for the writer are written.
+    /// Dropped instead, the blob keeps only what the writer had got to: a connection cut
+    /// 2 MiB into a fast download kept its first MiB and dropped the rest it had received.
+    pub async fn keep(mut self) {
+        if !matches!(self.writing, Writing::Streaming(_)) {
+            // Nothing of this run's on disk: a claimed partial is put back by the drop.
+            return;
+        }
+        // A writer that failed gave its file up (and deleted it) already.
+        if let Ok((file, _)) = self.take_file().await {
+            self.park_file();
+            self.park = None;
+            // Its temporary name, if the rename failed, goes with it.
+            drop(file);
+        }
+    }
+
+    /// Renames the file to the partial download of the blob it was for, if it is for one;
+    /// whether it was.
+    fn park_file(&mut self) -> bool {
+        let Some(digest) = self.park.as_ref() else {
+            return false;
+        };
+        let partial = self.store.partial_path(digest);
+        if std::fs::rename(&self.path, &partial).is_err() {
+            return false;
+        }
+        // This store knows it too. A service keeps one store open for its life: its next
+        // fetch of the blob fetched it whole instead of carrying this on, and left it
+        // beside the stored blob, unswept, until the service restarted.
+        let mut partials = self
+            .store
+            .partials
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        partials.insert(partial);
+        true
+    }
+}
+
 impl Drop for TempBlob {
     fn drop(&mut self) {
         let streaming = matches!(self.writing, Writing::Streaming(_));
         // Renamed here rather than by the writer thread, which may not get to it before
         // an interrupted process exits. A chunk it is writing still lands in the same
         // file, after the others; whoever carries it on verifies the whole content anyway.
-        if let Some(digest) = self.park.as_ref().filter(|_| streaming || self.kept > 0) {
-            let partial = self.store.partial_path(digest);
-            if std::fs::rename(&self.path, &partial).is_ok() {
-                // This store knows it too. A service keeps one store open for its life:
-                // its next fetch of the blob fetched it whole instead of carrying this on,
-                // and left it beside the stored blob, unswept, until the service restarted.
-                let mut partials = self
-                    .store
-                    .partials
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                partials.insert(partial);
-                return;
-            }
+        if (streaming || self.kept > 0) && self.park_file() {
+            return;
         }
         // The writer thread deletes the file when it stops, a moment later; the path goes
         // now, so that nothing unverified is visible once the blob is dropped.
@@ -1045,6 +1075,29 @@ mod tests {
         std::fs::write(store.blob_path(&d), b"evil").unwrap();
         assert_eq!(store.existing(&d, false).unwrap(), Some(4));
         assert_eq!(store.existing(&d, true).unwrap(), None);
+    }
+
+    /// A download kept after its connection broke holds everything it received, the
+    /// chunks still queued for the writer included: dropped, it kept what the writer had
+    /// got to, as little as the first MiB of a fast download.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_kept_download_holds_every_chunk_received() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open(dir.path()).unwrap();
+        let data: Vec<u8> = (0..(4u32 << 20)).map(|i| (i % 251) as u8).collect();
+        let d = Digest::of(Algorithm::Sha256, &data);
+        for round in 0..20 {
+            let mut t = store.temp_for(&d).unwrap();
+            for chunk in data[..3 << 20].chunks(64 << 10) {
+                t.write(&Bytes::copy_from_slice(chunk)).await.unwrap();
+            }
+            t.keep().await;
+            let partial = store.partial_path(&d);
+            let kept = std::fs::read(&partial).unwrap();
+            assert_eq!(kept.len(), 3 << 20, "round {round}");
+            assert!(kept[..] == data[..3 << 20], "round {round}");
+            std::fs::remove_file(&partial).unwrap();
+        }
     }
 
     /// Past its first MiB, a download dropped unfinished keeps what it wrote for the next

@@ -260,7 +260,9 @@ async fn to_store(
                 tracing::warn!(object = %job.object, error = %e, "content did not verify; fetching again");
             }
             Err(e) => {
-                if !keeps_partial(&e) {
+                if keeps_partial(&e) {
+                    temp.keep().await;
+                } else {
                     temp.discard();
                 }
                 return Err(e);
