@@ -699,13 +699,13 @@ impl TempBlob {
             // Nothing of this run's on disk: a claimed partial is put back by the drop.
             return;
         }
-        // A writer that failed gave its file up (and deleted it) already.
-        if let Ok((file, _)) = self.take_file().await {
-            self.park_file();
-            self.park = None;
-            // Its temporary name, if the rename failed, goes with it.
-            drop(file);
-        }
+        // Renamed first, as a drop does: a signal that cancels the wait below still
+        // leaves the partial download, a prefix of the blob whatever the writer got to.
+        self.park_file();
+        self.park = None;
+        // The temporary name, if the rename failed, goes with the file; if the writer
+        // failed, it went with its file already.
+        let _ = self.take_file().await;
     }
 
     /// Renames the file to the partial download of the blob it was for, if it is for one;
