@@ -1425,3 +1425,55 @@ fn an_anonymous_token_refused_names_the_repository_and_both_causes() {
         "{err}"
     );
 }
+
+/// A manifest served as `application/json` or `text/plain` (a static mirror, a registry that
+/// labels nothing) is reported as what it declares itself to be, in the frame header and in
+/// the JSON line alike: the label says nothing, and a descriptor line's own type was lost
+/// to it too. Casing counts as no label: media types compare case-insensitively.
+#[test]
+fn a_manifest_served_under_a_generic_type_reports_its_own() {
+    const DOCKER: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    const OCI: &str = "application/vnd.oci.image.manifest.v1+json";
+    let reg = FakeRegistry::start();
+    let docker = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{DOCKER}","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"{}","size":2}},"layers":[]}}"#,
+        sha256(b"{}")
+    );
+    // An OCI manifest may leave its `mediaType` out; its shape says what it is.
+    let unlabelled = format!(
+        r#"{{"schemaVersion":2,"config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":2}},"layers":[]}}"#,
+        sha256(b"{}")
+    );
+    reg.manifest("team/app", "v1", "application/json", &docker);
+    let d2 = reg.manifest("team/app", "v2", "text/plain; charset=utf-8", &unlabelled);
+    reg.manifest(
+        "team/app",
+        "v3",
+        "Application/Vnd.Docker.Distribution.Manifest.V2+JSON",
+        &docker,
+    );
+    let descriptor = format!(
+        r#"{{"mediaType":"{OCI}","digest":"{d2}","size":{}}}"#,
+        unlabelled.len()
+    );
+    let input = format!("v1\nv2\nv3\n{descriptor}\n");
+    let dist = Dist::new();
+    let out = dist.ok_fed(&["fetch", &repo(&reg), "-", "--ordered"], input.as_bytes());
+    let types: Vec<String> = parse_frames(&out)
+        .into_iter()
+        .map(|f| f.result.expect("fetched").1)
+        .collect();
+    assert_eq!(types, [DOCKER, OCI, DOCKER, OCI]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dist.ok_fed(
+        &[
+            "fetch",
+            &repo(&reg),
+            "-",
+            "-o",
+            dir.path().to_str().unwrap(),
+        ],
+        b"v1\n",
+    );
+    assert_eq!(json_lines(&out)[0]["mediaType"], DOCKER);
+}
