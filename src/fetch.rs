@@ -340,6 +340,21 @@ impl Download {
         let actual = self.hashing.finish().await?;
         if let Some(expected) = &self.meta.expected {
             if *expected != actual {
+                // Schema 1 under no label of its own (registry.access.redhat.com served it as
+                // text/plain) passed the check on `Content-Type`; its digest leaves out the
+                // signatures served with it, which is no corruption to fetch again for.
+                if self
+                    .kept
+                    .as_deref()
+                    .is_some_and(crate::image::is_signed_schema1)
+                {
+                    let served = self.meta.media_type.as_deref().unwrap_or("no type");
+                    let msg = format!(
+                        "the manifest is a signed Docker schema 1 manifest, served as {served}; {}",
+                        crate::media::SCHEMA1_REFUSED
+                    );
+                    return Err(self.fail(ErrorKind::NotFound, msg));
+                }
                 let msg = format!(
                     "digest mismatch: expected {expected}, got {actual} ({} bytes)",
                     self.received

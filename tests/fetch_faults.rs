@@ -1477,3 +1477,44 @@ fn a_manifest_served_under_a_generic_type_reports_its_own() {
     );
     assert_eq!(json_lines(&out)[0]["mediaType"], DOCKER);
 }
+
+/// A signed schema 1 manifest served as `text/plain` (registry.access.redhat.com labelled
+/// its manifests so; containerd reads that label as schema 1) slips past the check on
+/// `Content-Type`, and its `Docker-Content-Digest`, the payload's without its signatures,
+/// never matches the bytes served. That is said as schema 1, as a labelled one is, not as
+/// a digest mismatch that reads like corruption and is fetched again.
+#[test]
+fn an_unlabelled_schema1_manifest_is_refused_as_schema1_not_as_corrupt() {
+    let reg = FakeRegistry::start();
+    let payload = r#"{"schemaVersion":1,"name":"team/app","tag":"v1","architecture":"amd64","fsLayers":[],"history":[]"#;
+    let signed = format!(
+        r#"{payload},"signatures":[{{"header":{{"alg":"ES256"}},"signature":"c2ln","protected":"cHJv"}}]}}"#
+    );
+    reg.manifest("team/app", "v1", "text/plain", &signed);
+    let payload_digest = sha256(format!("{payload}}}").as_bytes());
+    reg.set_fault_for_every(
+        "manifests/v1",
+        Fault::Header("docker-content-digest", payload_digest),
+    );
+    let dist = Dist::new();
+    let out = dist.run(&["fetch", &repo(&reg), "v1"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(out.stdout.is_empty());
+    assert!(
+        err.contains("signed Docker schema 1 manifest, served as text/plain")
+            && !err.contains("digest mismatch"),
+        "{err}"
+    );
+    assert_eq!(
+        reg.requests_for("manifests/v1"),
+        1,
+        "fetched again as corrupt"
+    );
+    let out = dist.run(&["fetch", &repo(&reg), "-"], b"v1\n");
+    let frames = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        frames.starts_with("v1 error ") && frames.contains("schema 1"),
+        "{frames}"
+    );
+}

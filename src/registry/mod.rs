@@ -444,10 +444,7 @@ impl RegistryRemote {
             };
             return Err(Error::new(
                 ErrorKind::NotFound,
-                format!(
-                    "{what}; dist does not fetch schema 1, deprecated since 2017, whose \
-                     digest leaves out the signatures it is served with"
-                ),
+                format!("{what}; {}", media::SCHEMA1_REFUSED),
             )
             .with_url(&url));
         }
