@@ -55,7 +55,9 @@ pub struct Meta {
     pub expected: Option<Digest>,
     /// The exact size the content must have, if known (declared, or hinted by the caller).
     pub size: Option<u64>,
-    /// The media type, if the remote or the caller knows it.
+    /// The media type, if the remote or the caller knows it. For a manifest served under
+    /// a `Content-Type` that names no manifest type (`application/json`), the type the
+    /// manifest declares, once [`Download::chunk`] returned `Ok(None)`.
     pub media_type: Option<String>,
     /// Where it comes from, for messages.
     pub url: String,
@@ -162,6 +164,8 @@ pub struct Download {
     /// The error `chunk` returned, returned again to a caller that asks on: the body may
     /// not be polled past its end, and the hash is gone once taken.
     failed: Option<Failed>,
+    /// The content so far, kept for [`Download::typed_by_content`] only.
+    kept: Option<Vec<u8>>,
 }
 
 /// What an error said, to say it again (an [`Error`]'s cause cannot be cloned).
@@ -208,6 +212,7 @@ impl Download {
             received: 0,
             verified: None,
             failed: None,
+            kept: None,
         }
     }
 
@@ -223,6 +228,7 @@ impl Download {
             received: prefix.len,
             verified: None,
             failed: None,
+            kept: None,
         }
     }
 
@@ -232,6 +238,19 @@ impl Download {
     pub fn skipping(self, prefix: Prefix) -> Download {
         let body = skip_prefix(self.body, prefix.len);
         Download::after(self.meta, body, prefix)
+    }
+
+    /// The same download, its media type read from the manifest's own `mediaType` (or
+    /// shape) once the content verifies: for a manifest served with a `Content-Type` that
+    /// says nothing of what it is (`application/json`, `text/plain`, as static mirrors and
+    /// some registries serve them), which would otherwise be reported as its type. The
+    /// content is held until then, up to `meta.limit`; call it before the first
+    /// [`chunk`](Self::chunk), on a download that starts at the content's first byte.
+    pub(crate) fn typed_by_content(mut self) -> Download {
+        if self.received == 0 && self.meta.limit.is_some() {
+            self.kept = Some(Vec::new());
+        }
+        self
     }
 
     /// What is known about the object.
@@ -296,6 +315,9 @@ impl Download {
                 }
                 self.hashing.update(&chunk).await?;
                 self.received = total;
+                if let Some(kept) = &mut self.kept {
+                    kept.extend_from_slice(&chunk);
+                }
                 Ok(Some(chunk))
             }
             Some(Err(e)) => Err(e.with_object(&self.meta.object).with_url(&self.meta.url)),
@@ -318,6 +340,21 @@ impl Download {
         let actual = self.hashing.finish().await?;
         if let Some(expected) = &self.meta.expected {
             if *expected != actual {
+                // Schema 1 under no label of its own (registry.access.redhat.com served it as
+                // text/plain) passed the check on `Content-Type`; its digest leaves out the
+                // signatures served with it, which is no corruption to fetch again for.
+                if self
+                    .kept
+                    .as_deref()
+                    .is_some_and(crate::image::is_signed_schema1)
+                {
+                    let served = self.meta.media_type.as_deref().unwrap_or("no type");
+                    let msg = format!(
+                        "the manifest is a signed Docker schema 1 manifest, served as {served}; {}",
+                        crate::media::SCHEMA1_REFUSED
+                    );
+                    return Err(self.fail(ErrorKind::NotFound, msg));
+                }
                 let msg = format!(
                     "digest mismatch: expected {expected}, got {actual} ({} bytes)",
                     self.received
@@ -326,6 +363,11 @@ impl Download {
             }
         }
         self.verified = Some(actual);
+        if let Some(kept) = self.kept.take() {
+            if let Some(own) = crate::image::sniff_media_type(&kept) {
+                self.meta.media_type = Some(own);
+            }
+        }
         Ok(())
     }
 

@@ -78,9 +78,14 @@ impl Hints {
         self.media_types.iter().any(|t| media::is_manifest(t))
     }
 
-    /// The first hinted media type, if any.
+    /// The first hinted media type that names one type, without its parameters: what the
+    /// content is reported as when the server does not say. A range (`*/*`, `image/*`)
+    /// only widens `Accept`, and says nothing of what arrives.
     pub fn media_type(&self) -> Option<&str> {
-        self.media_types.first().map(String::as_str)
+        self.media_types
+            .iter()
+            .map(|t| media::essence(t))
+            .find(|t| !t.contains('*'))
     }
 }
 

@@ -14,6 +14,10 @@ pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.
 /// is served with, so it cannot be verified as served.
 pub const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
 
+/// Why a signed schema 1 manifest is refused, wherever it is met.
+pub(crate) const SCHEMA1_REFUSED: &str = "dist does not fetch schema 1, deprecated since 2017, \
+     whose digest leaves out the signatures it is served with";
+
 /// What a tag is fetched with when no media type is hinted: every manifest kind `dist`
 /// understands, indexes first so multi-platform images stay multi-platform.
 pub const DEFAULT_MANIFEST_ACCEPT: [&str; 4] = [

@@ -1425,3 +1425,96 @@ fn an_anonymous_token_refused_names_the_repository_and_both_causes() {
         "{err}"
     );
 }
+
+/// A manifest served as `application/json` or `text/plain` (a static mirror, a registry that
+/// labels nothing) is reported as what it declares itself to be, in the frame header and in
+/// the JSON line alike: the label says nothing, and a descriptor line's own type was lost
+/// to it too. Casing counts as no label: media types compare case-insensitively.
+#[test]
+fn a_manifest_served_under_a_generic_type_reports_its_own() {
+    const DOCKER: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    const OCI: &str = "application/vnd.oci.image.manifest.v1+json";
+    let reg = FakeRegistry::start();
+    let docker = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{DOCKER}","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"{}","size":2}},"layers":[]}}"#,
+        sha256(b"{}")
+    );
+    // An OCI manifest may leave its `mediaType` out; its shape says what it is.
+    let unlabelled = format!(
+        r#"{{"schemaVersion":2,"config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":2}},"layers":[]}}"#,
+        sha256(b"{}")
+    );
+    reg.manifest("team/app", "v1", "application/json", &docker);
+    let d2 = reg.manifest("team/app", "v2", "text/plain; charset=utf-8", &unlabelled);
+    reg.manifest(
+        "team/app",
+        "v3",
+        "Application/Vnd.Docker.Distribution.Manifest.V2+JSON",
+        &docker,
+    );
+    let descriptor = format!(
+        r#"{{"mediaType":"{OCI}","digest":"{d2}","size":{}}}"#,
+        unlabelled.len()
+    );
+    let input = format!("v1\nv2\nv3\n{descriptor}\n");
+    let dist = Dist::new();
+    let out = dist.ok_fed(&["fetch", &repo(&reg), "-", "--ordered"], input.as_bytes());
+    let types: Vec<String> = parse_frames(&out)
+        .into_iter()
+        .map(|f| f.result.expect("fetched").1)
+        .collect();
+    assert_eq!(types, [DOCKER, OCI, DOCKER, OCI]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dist.ok_fed(
+        &[
+            "fetch",
+            &repo(&reg),
+            "-",
+            "-o",
+            dir.path().to_str().unwrap(),
+        ],
+        b"v1\n",
+    );
+    assert_eq!(json_lines(&out)[0]["mediaType"], DOCKER);
+}
+
+/// A signed schema 1 manifest served as `text/plain` (registry.access.redhat.com labelled
+/// its manifests so; containerd reads that label as schema 1) slips past the check on
+/// `Content-Type`, and its `Docker-Content-Digest`, the payload's without its signatures,
+/// never matches the bytes served. That is said as schema 1, as a labelled one is, not as
+/// a digest mismatch that reads like corruption and is fetched again.
+#[test]
+fn an_unlabelled_schema1_manifest_is_refused_as_schema1_not_as_corrupt() {
+    let reg = FakeRegistry::start();
+    let payload = r#"{"schemaVersion":1,"name":"team/app","tag":"v1","architecture":"amd64","fsLayers":[],"history":[]"#;
+    let signed = format!(
+        r#"{payload},"signatures":[{{"header":{{"alg":"ES256"}},"signature":"c2ln","protected":"cHJv"}}]}}"#
+    );
+    reg.manifest("team/app", "v1", "text/plain", &signed);
+    let payload_digest = sha256(format!("{payload}}}").as_bytes());
+    reg.set_fault_for_every(
+        "manifests/v1",
+        Fault::Header("docker-content-digest", payload_digest),
+    );
+    let dist = Dist::new();
+    let out = dist.run(&["fetch", &repo(&reg), "v1"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(out.stdout.is_empty());
+    assert!(
+        err.contains("signed Docker schema 1 manifest, served as text/plain")
+            && !err.contains("digest mismatch"),
+        "{err}"
+    );
+    assert_eq!(
+        reg.requests_for("manifests/v1"),
+        1,
+        "fetched again as corrupt"
+    );
+    let out = dist.run(&["fetch", &repo(&reg), "-"], b"v1\n");
+    let frames = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        frames.starts_with("v1 error ") && frames.contains("schema 1"),
+        "{frames}"
+    );
+}

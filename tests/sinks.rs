@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::cli::{bytes, json_lines, Dist};
+use support::cli::{bytes, json_lines, parse_frames, Dist};
 use support::fake::FakeRegistry;
 
 fn repo(reg: &FakeRegistry) -> String {
@@ -615,4 +615,42 @@ fn large_blobs_under_limit(
         let stored = std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap();
         assert!(stored == *data, "{digest}");
     }
+}
+
+/// A `mediatype:` range (`*/*`) widens `Accept` and says nothing of what arrives: a blob
+/// fetched with one is of no known type (`-`), not of type `*/*`; a type beside it is the
+/// blob's, without the parameters written to steer `Accept`.
+#[test]
+fn a_media_type_range_is_no_media_type_of_the_content() {
+    let reg = FakeRegistry::start();
+    let a = reg.blob("team/app", b"one");
+    let b = reg.blob("team/app", b"two");
+    let input = format!(
+        "{a} mediatype:*/*\n{b} mediatype:*/* mediatype:application/vnd.oci.image.layer.v1.tar;q=0.9\n"
+    );
+    let dist = Dist::new();
+    let out = dist.ok_fed(&["fetch", &repo(&reg), "-", "--ordered"], input.as_bytes());
+    let types: Vec<String> = parse_frames(&out)
+        .into_iter()
+        .map(|f| f.result.expect("fetched").1)
+        .collect();
+    assert_eq!(types, ["-", "application/vnd.oci.image.layer.v1.tar"]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dist.ok_fed(
+        &[
+            "fetch",
+            &repo(&reg),
+            "-",
+            "-o",
+            dir.path().to_str().unwrap(),
+            "--ordered",
+        ],
+        input.as_bytes(),
+    );
+    let lines = json_lines(&out);
+    assert_eq!(lines[0]["mediaType"], serde_json::Value::Null);
+    assert_eq!(
+        lines[1]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar"
+    );
 }

@@ -229,6 +229,19 @@ pub fn sniff_media_type(bytes: &[u8]) -> Option<String> {
     }
 }
 
+/// Whether `bytes` are a signed Docker schema 1 manifest: its digest is that of the
+/// content without its `signatures`, so the bytes as served never match it.
+pub(crate) fn is_signed_schema1(bytes: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Schema1 {
+        #[serde(rename = "schemaVersion")]
+        schema_version: Option<u64>,
+        signatures: Option<serde::de::IgnoredAny>,
+    }
+    serde_json::from_slice::<Schema1>(bytes)
+        .is_ok_and(|m| m.schema_version == Some(1) && m.signatures.is_some())
+}
+
 /// Reads a download to its end, verified, refusing more than `limit` bytes.
 pub async fn read_to_end(download: &mut Download, limit: u64) -> Result<Vec<u8>> {
     let mut out = Vec::new();

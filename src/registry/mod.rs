@@ -444,10 +444,7 @@ impl RegistryRemote {
             };
             return Err(Error::new(
                 ErrorKind::NotFound,
-                format!(
-                    "{what}; dist does not fetch schema 1, deprecated since 2017, whose \
-                     digest leaves out the signatures it is served with"
-                ),
+                format!("{what}; {}", media::SCHEMA1_REFUSED),
             )
             .with_url(&url));
         }
@@ -487,8 +484,12 @@ impl RegistryRemote {
             }
         }
         // A manifest's own Content-Type is authoritative (a hint may list several
-        // acceptable types); a blob endpoint says only octet-stream, so the hint is all
-        // there is.
+        // acceptable types), unless it names no manifest type (`application/json`,
+        // `text/plain`, as static mirrors serve them): the manifest's own `mediaType` is
+        // then read once it arrived. A blob endpoint says only octet-stream, so the hint
+        // is all there is.
+        let typed_by_content = endpoint == Endpoint::Manifests
+            && !content_type.as_deref().is_some_and(media::is_manifest);
         let media_type = match endpoint {
             Endpoint::Manifests => content_type.or(hints.media_type().map(str::to_string)),
             Endpoint::Blobs => hints.media_type().map(str::to_string).or(content_type),
@@ -564,6 +565,7 @@ impl RegistryRemote {
         };
         Ok(match prefix {
             Some(p) => Download::after(meta, body, p.clone()),
+            None if typed_by_content => Download::new(meta, body).typed_by_content(),
             None => Download::new(meta, body),
         })
     }
