@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::cli::{bytes, json_lines, parse_frames, sha256, Dist};
+use support::cli::{bytes, frame_media_types, json_lines, parse_frames, sha256, Dist};
 use support::fake::{Auth, FakeRegistry, Fault, Recorder};
 
 fn fake_with_blob(len: usize) -> (FakeRegistry, String, Vec<u8>) {
@@ -1459,10 +1459,7 @@ fn a_manifest_served_under_a_generic_type_reports_its_own() {
     let input = format!("v1\nv2\nv3\n{descriptor}\n");
     let dist = Dist::new();
     let out = dist.ok_fed(&["fetch", &repo(&reg), "-", "--ordered"], input.as_bytes());
-    let types: Vec<String> = parse_frames(&out)
-        .into_iter()
-        .map(|f| f.result.expect("fetched").1)
-        .collect();
+    let types = frame_media_types(&out);
     assert_eq!(types, [DOCKER, OCI, DOCKER, OCI]);
     let dir = tempfile::tempdir().unwrap();
     let out = dist.ok_fed(

@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::cli::{bytes, json_lines, parse_frames, Dist};
+use support::cli::{bytes, frame_media_types, json_lines, Dist};
 use support::fake::FakeRegistry;
 
 fn repo(reg: &FakeRegistry) -> String {
@@ -630,10 +630,7 @@ fn a_media_type_range_is_no_media_type_of_the_content() {
     );
     let dist = Dist::new();
     let out = dist.ok_fed(&["fetch", &repo(&reg), "-", "--ordered"], input.as_bytes());
-    let types: Vec<String> = parse_frames(&out)
-        .into_iter()
-        .map(|f| f.result.expect("fetched").1)
-        .collect();
+    let types = frame_media_types(&out);
     assert_eq!(types, ["-", "application/vnd.oci.image.layer.v1.tar"]);
     let dir = tempfile::tempdir().unwrap();
     let out = dist.ok_fed(

@@ -221,6 +221,15 @@ pub struct Frame {
     pub result: Result<(String, String, Vec<u8>), String>,
 }
 
+/// The media type in each frame's header of framed output in which every object was
+/// fetched (`-` for none known).
+pub fn frame_media_types(out: &[u8]) -> Vec<String> {
+    parse_frames(out)
+        .into_iter()
+        .map(|f| f.result.expect("fetched").1)
+        .collect()
+}
+
 /// Parses framed output strictly: every byte must belong to a well-formed frame.
 pub fn parse_frames(mut data: &[u8]) -> Vec<Frame> {
     let mut frames = Vec::new();
