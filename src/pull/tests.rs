@@ -171,7 +171,12 @@ async fn one_platform_keeps_its_whole_index_named() {
     run(src.path(), dst.path(), arm64()).await.0.unwrap();
     assert_ne!(index_entries(dst.path())[0].digest, top.digest);
     run(src.path(), dst.path(), Platforms::All).await.0.unwrap();
-    let after = index_entries(dst.path());
+    assert_whole_index_named(dst.path(), &top);
+}
+
+/// `index.json` at `dst` holds one entry: the whole index `top`, named `v1`.
+fn assert_whole_index_named(dst: &Path, top: &Descriptor) {
+    let after = index_entries(dst);
     assert_eq!(after.len(), 1);
     assert_eq!(
         (&after[0].digest, after[0].ref_name()),
@@ -188,14 +193,8 @@ async fn a_whole_index_named_while_waiting_for_the_lock_stays_named() {
     let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let top = source(src.path(), false);
     LayoutStore::open(dst.path()).unwrap();
-    // Another run's lock on index.json, taken as it takes it.
-    let lock_path = dst.path().join(".dist-index.lock");
-    let lock = std::fs::File::create(&lock_path).unwrap();
-    {
-        use std::os::fd::AsRawFd;
-        // SAFETY: flock on a descriptor this test owns.
-        assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
-    }
+    // Another run's lock on index.json.
+    let lock = crate::sink::index::IndexLock::acquire(dst.path()).unwrap();
     let other_run = async {
         // The one-platform pull has stored its 5 objects and is at the lock.
         let sha = dst.path().join("blobs/sha256");
@@ -209,18 +208,12 @@ async fn a_whole_index_named_while_waiting_for_the_lock_stays_named() {
             "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": [whole],
         });
         std::fs::write(dst.path().join("index.json"), index.to_string()).unwrap();
-        std::fs::remove_file(&lock_path).unwrap();
         drop(lock);
     };
     let ((r, _), ()) = tokio::join!(run(src.path(), dst.path(), arm64()), other_run);
     let pulled = r.unwrap();
     assert_eq!(pulled.entry.unwrap().digest, top.digest);
-    let after = index_entries(dst.path());
-    assert_eq!(after.len(), 1);
-    assert_eq!(
-        (&after[0].digest, after[0].ref_name()),
-        (&top.digest, Some("v1"))
-    );
+    assert_whole_index_named(dst.path(), &top);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

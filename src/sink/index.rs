@@ -174,14 +174,16 @@ fn merge_entry(
 }
 
 /// Exclusive use of a layout's `index.json`, released on drop.
-struct IndexLock {
+pub(crate) struct IndexLock {
     /// Holds the lock, which goes when it closes.
     _file: std::fs::File,
     path: PathBuf,
 }
 
 impl IndexLock {
-    fn acquire(root: &Path) -> Result<IndexLock> {
+    /// Takes the lock of the layout at `root`, waiting up to a minute for another holder.
+    /// Blocks.
+    pub(crate) fn acquire(root: &Path) -> Result<IndexLock> {
         use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
         let path = root.join(INDEX_LOCK);
