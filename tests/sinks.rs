@@ -506,13 +506,7 @@ fn a_limit_on_threads_slows_fetches_instead_of_hanging_them() {
         assert!(out.stdout == large, "{threads} threads: not the blob");
     }
 
-    let blobs: Vec<(String, Vec<u8>)> = (0..6)
-        .map(|i| {
-            let data = bytes(200 + i, (9 << 20) + i as usize);
-            (reg.blob("team/app", &data), data)
-        })
-        .collect();
-    let input: String = blobs.iter().map(|(d, _)| format!("{d}\n")).collect();
+    let (blobs, input) = large_blobs(&reg, 6, 9 << 20, 200);
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(
         dir.path(),
@@ -541,11 +535,7 @@ fn a_limit_on_threads_slows_fetches_instead_of_hanging_them() {
     let out = run_with_thread_limit(&Dist::new(), &args, input.as_bytes(), 6).unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
-    for (digest, data) in &blobs {
-        let hex = digest.strip_prefix("sha256:").unwrap();
-        let stored = std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap();
-        assert!(stored == *data, "{digest}");
-    }
+    assert_stored(&layout, &blobs);
 }
 
 /// A limit on address space (`ulimit -v`, as batch schedulers set it) of 512 MiB, for a
@@ -587,13 +577,7 @@ fn large_blobs_under_limit(
     limit: u64,
 ) {
     let reg = FakeRegistry::start();
-    let blobs: Vec<(String, Vec<u8>)> = (0..count)
-        .map(|i| {
-            let data = bytes(seed + i, size + i as usize);
-            (reg.blob("team/app", &data), data)
-        })
-        .collect();
-    let input: String = blobs.iter().map(|(d, _)| format!("{d}\n")).collect();
+    let (blobs, input) = large_blobs(&reg, count, size, seed);
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
     let repo = repo(&reg);
@@ -610,7 +594,30 @@ fn large_blobs_under_limit(
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{:?}: {err}", out.status);
     assert_eq!(json_lines(&out.stdout).len(), blobs.len(), "{err}");
-    for (digest, data) in &blobs {
+    assert_stored(&layout, &blobs);
+}
+
+/// `count` blobs of `size` bytes and more (contents from `seed` on) in `reg`: each digest
+/// with its content, and the worker's input naming them all.
+fn large_blobs(
+    reg: &FakeRegistry,
+    count: u64,
+    size: usize,
+    seed: u64,
+) -> (Vec<(String, Vec<u8>)>, String) {
+    let blobs: Vec<(String, Vec<u8>)> = (0..count)
+        .map(|i| {
+            let data = bytes(seed + i, size + i as usize);
+            (reg.blob("team/app", &data), data)
+        })
+        .collect();
+    let input = blobs.iter().map(|(d, _)| format!("{d}\n")).collect();
+    (blobs, input)
+}
+
+/// Every one of `blobs` is stored in the layout at `layout`, whole.
+fn assert_stored(layout: &std::path::Path, blobs: &[(String, Vec<u8>)]) {
+    for (digest, data) in blobs {
         let hex = digest.strip_prefix("sha256:").unwrap();
         let stored = std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap();
         assert!(stored == *data, "{digest}");
