@@ -464,12 +464,24 @@ fn unknown_tag_and_unmatched_platform_fail_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
     let dist = Dist::new();
-    let missing = dist.run(
-        &["pull", &format!("{}/team/app:v9", reg.host()), "-o", d],
-        b"",
-    );
+    let report = tempfile::tempdir().unwrap();
+    let report = report.path().join("report.jsonl");
+    let r = report.to_str().unwrap();
+    let v9 = format!("{}/team/app:v9", reg.host());
+    let missing = dist.run(&["pull", &v9, "-o", d, "--report", r], b"");
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("v9"));
+    // What stopped the pull is its last line, on stdout and in the report alike.
+    let lines = json_lines(&missing.stdout);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["object"], v9.as_str());
+    assert_eq!(lines[0]["status"], "error");
+    assert_eq!(lines[0]["line"], 1);
+    assert!(
+        lines[0]["error"].as_str().unwrap().contains("v9"),
+        "{lines:?}"
+    );
+    assert_eq!(json_lines(&std::fs::read(&report).unwrap()), lines);
     let reference = format!("{}/team/app:v1", reg.host());
     let none = dist.run(
         &["pull", &reference, "-o", d, "--platform", "linux/s390x"],
@@ -480,6 +492,16 @@ fn unknown_tag_and_unmatched_platform_fail_clearly() {
     assert!(
         err.contains("linux/s390x") && err.contains("linux/amd64, linux/arm64/v8"),
         "{err}"
+    );
+    // The index was fetched (line 1); the platform it lacks follows it.
+    let lines = json_lines(&none.stdout);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["status"], "ok");
+    assert_eq!(lines[1]["line"], 2);
+    assert_eq!(lines[1]["object"], reference.as_str());
+    assert!(
+        lines[1]["error"].as_str().unwrap().contains("linux/s390x"),
+        "{lines:?}"
     );
     assert!(entries(dir.path()).is_empty());
     let usage = dist.run(&["pull", &reference, "-o", d, "--platform", "linux"], b"");

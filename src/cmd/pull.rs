@@ -81,7 +81,14 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
     let terminal = std::io::stdout().is_terminal();
     let mut out = std::io::BufWriter::new(super::output::RawStdout::new());
     let mut write_failed = false;
+    let mut last_line = 0;
+    let started = std::time::Instant::now();
     let on_event = |event: dist::pull::Event| {
+        last_line = last_line.max(match &event {
+            dist::pull::Event::Object(o) => o.line,
+            dist::pull::Event::Skipped { line, .. } => *line,
+            _ => 0,
+        });
         match &event {
             dist::pull::Event::Object(o) => {
                 if let Some(e) = o.error.as_ref().filter(|_| !global.quiet) {
@@ -100,31 +107,13 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
             _ => {}
         }
         let line = event.json_line();
-        let result = {
+        let written = {
             // On the terminal the progress line is drawn on, a JSON line goes above it.
-            // (Released before `say!` below, which takes the same lock.)
+            // (Released before `say!` in `said`, which takes the same lock.)
             let _line = terminal.then(super::progress::clear_line);
-            // Each line is flushed as it comes: it is the progress report, and the report
-            // file is what a killed pull leaves to tell what it finished.
-            let written = writeln!(out, "{line}")
-                .and_then(|_| out.flush())
-                .map_err(|e| ("the JSON lines", e));
-            let reported = match &mut report_out {
-                Some(r) => writeln!(r, "{line}")
-                    .and_then(|_| r.flush())
-                    .map_err(|e| ("the report", e)),
-                None => Ok(()),
-            };
-            written.and(reported)
+            write_line(&mut out, &mut report_out, &line)
         };
-        // Which of the two failed: a full disk under the report was said as stdout's.
-        result.map_err(|(what, e)| {
-            if e.kind() != std::io::ErrorKind::BrokenPipe {
-                say!("dist: writing {what}: {e}");
-            }
-            write_failed = true;
-            Error::from(e)
-        })
+        said(written).inspect_err(|_| write_failed = true)
     };
     let object = image.object();
     let work = dist::pull::pull(remote, &object, image.ref_name(), store, &opts, on_event);
@@ -183,11 +172,55 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
         Ok(p) if p.failed == 0 => 0,
         Ok(_) => EXIT_FAILED,
         Err(_) if write_failed => EXIT_FAILED,
-        // The tag's answer is the one-shot resolve's: a registry that passed the check
-        // and then broke, or refused the credentials for the manifest, is status 2 there
-        // and here alike, so a script can tell it from an image that is not there.
-        Err(e) => report(&e, exit_for(&e)),
+        Err(e) => {
+            // The tag's answer is the one-shot resolve's: a registry that passed the check
+            // and then broke, or refused the credentials for the manifest, is status 2
+            // there and here alike, so a script can tell it from an image that is not there.
+            let code = report(&e, exit_for(&e));
+            // It is the last line too (a tag that does not resolve, no platform that
+            // matches): a mirroring job reading the reports found an empty one, and the
+            // reason only on stderr.
+            let mut outcome = dist::worker::Outcome::new(last_line + 1, args.reference);
+            outcome.elapsed = started.elapsed();
+            outcome.fail(e);
+            let line = dist::sink::report::json_line(&outcome);
+            match said(write_line(&mut out, &mut report_out, &line)) {
+                Ok(()) => code,
+                Err(_) => code.max(EXIT_FAILED),
+            }
+        }
     }
+}
+
+/// Writes one JSON line to stdout and to the report, flushing each: the lines are the
+/// progress report, and the report file is what a killed pull leaves to tell what it
+/// finished. `Err` says which of the two failed.
+fn write_line(
+    out: &mut impl Write,
+    report_out: &mut Option<impl Write>,
+    line: &str,
+) -> Result<(), (&'static str, std::io::Error)> {
+    let written = writeln!(out, "{line}")
+        .and_then(|_| out.flush())
+        .map_err(|e| ("the JSON lines", e));
+    let reported = match report_out {
+        Some(r) => writeln!(r, "{line}")
+            .and_then(|_| r.flush())
+            .map_err(|e| ("the report", e)),
+        None => Ok(()),
+    };
+    written.and(reported)
+}
+
+/// Says a failed write, naming which (a full disk under the report was said as stdout's);
+/// a reader gone away (`| head -1`) is said nothing of.
+fn said(written: Result<(), (&'static str, std::io::Error)>) -> dist::Result<()> {
+    written.map_err(|(what, e)| {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            say!("dist: writing {what}: {e}");
+        }
+        Error::from(e)
+    })
 }
 
 /// The full name the entry records: a registry image's own, or what the source layout's
