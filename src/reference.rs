@@ -330,7 +330,7 @@ fn validate_host(host: &str) -> std::result::Result<(), String> {
 /// written: `[fd00::1]:5000` for `fd00::1:5000`, where the last group reads as a port,
 /// as people write `host:port`; `[fd00::5]` when it cannot be one (`fd00:` is no address,
 /// and the colon of a `::` separates no port). `None` for anything else.
-fn bracketed_ipv6(host: &str) -> Option<String> {
+pub(crate) fn bracketed_ipv6(host: &str) -> Option<String> {
     if host.matches(':').count() < 2 {
         return None;
     }

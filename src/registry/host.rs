@@ -232,8 +232,14 @@ impl Host {
         credentials: CredentialSource,
     ) -> Result<Host> {
         let (authority, api) = api_root(&m.url, m.override_path).ok_or_else(|| {
+            // `--mirror ::1:5000`, the address as ss or a log shows it, was refused
+            // without a word of the brackets, as the locator no longer is.
+            let host = m.url.split_once("://").map_or(&*m.url, |(_, rest)| rest);
+            let hint = crate::reference::bracketed_ipv6(host.split('/').next().unwrap_or(""))
+                .map(|b| format!("; an IPv6 address is written in brackets, as in URLs: {b}"))
+                .unwrap_or_default();
             Error::invalid(format!(
-                "invalid mirror URL {:?} (scheme://host[:port][/path])",
+                "invalid mirror URL {:?} (scheme://host[:port][/path]){hint}",
                 m.url
             ))
         })?;
@@ -947,20 +953,36 @@ mod tests {
         assert!(upstream("ftp://cache.example", false).is_err());
     }
 
+    /// A mirror of Docker Hub's `redis` at `url`.
+    fn try_mirror(url: &str) -> Result<Host> {
+        let m = Mirror {
+            url: url.into(),
+            capabilities: Capabilities::ALL,
+            override_path: false,
+            transport: Transport::new(Default::default()).unwrap(),
+            headers: HeaderMap::new(),
+        };
+        Host::mirror(&m, &"redis".parse().unwrap(), CredentialSource::None)
+    }
+
     #[test]
     fn bad_mirror_urls_are_refused() {
-        let repo: Repository = "redis".parse().unwrap();
         for url in ["ftp://m.example", "m.example", ""] {
-            let m = Mirror {
-                url: url.into(),
-                capabilities: Capabilities::ALL,
-                override_path: false,
-                transport: Transport::new(Default::default()).unwrap(),
-                headers: HeaderMap::new(),
-            };
+            assert!(try_mirror(url).is_err(), "{url}");
+        }
+    }
+
+    #[test]
+    fn a_mirror_s_bare_ipv6_address_is_refused_with_its_bracketed_spelling() {
+        for (url, want) in [
+            ("http://::1:5000", "[::1]:5000"),
+            ("https://fd00::5/cache", "[fd00::5]"),
+        ] {
+            let e = try_mirror(url).err().expect(url);
             assert!(
-                Host::mirror(&m, &repo, CredentialSource::None).is_err(),
-                "{url}"
+                e.to_string()
+                    .ends_with(&format!("brackets, as in URLs: {want}")),
+                "{url}: {e}"
             );
         }
     }
