@@ -14,13 +14,31 @@
 /// space: for strings a server chose (a platform's fields, a layer's URLs) that are shown
 /// whole, and for every error's reason.
 pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.contains(char::is_control) {
+    if !text.contains(hidden) {
         return std::borrow::Cow::Borrowed(text);
     }
     text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| if hidden(c) { ' ' } else { c })
         .collect::<String>()
         .into()
+}
+
+/// Whether `c` must not reach a terminal as it is: control characters, and the Unicode
+/// controls that reorder or break what follows them. A server's `\u{202E}` (right-to-left
+/// override) turned the rest of a message around, so that what it said about a digest or
+/// a host read as something else (the "Trojan Source" trick), as did line separators.
+fn hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{2028}'
+                | '\u{2029}'
+        )
 }
 
 /// `text` cut to `max` characters, ending in `…` when cut: for text a server chose that
@@ -57,7 +75,7 @@ pub fn one_line(text: &str) -> String {
     let mut shown = 0;
     let mut space = false;
     for c in text.trim().chars() {
-        if c.is_whitespace() || c.is_control() {
+        if c.is_whitespace() || hidden(c) {
             space = true;
             continue;
         }
@@ -131,6 +149,15 @@ mod tests {
             "upstream failed [31mred [0m"
         );
         assert_eq!(excerpt(b"", "404 Not Found"), "");
+    }
+
+    #[test]
+    fn text_that_reorders_or_breaks_what_follows_is_not_shown() {
+        let reversed = "blob \u{202E}gnp.tahw\u{202C} not found\u{2066}x\u{2069}\u{200F}";
+        assert_eq!(one_line(reversed), "blob gnp.tahw not found x");
+        assert_eq!(printable("a\u{2028}b\u{061C}c"), "a b c");
+        // Right-to-left text itself is text: only the controls go.
+        assert_eq!(printable("שלום"), "שלום");
     }
 
     #[test]
