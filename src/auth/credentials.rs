@@ -3,9 +3,9 @@
 //!
 //! The files, in the order they are asked: `$REGISTRY_AUTH_FILE`; Docker's
 //! `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`; then the containers tools'
-//! `$XDG_RUNTIME_DIR/containers/auth.json` and `$XDG_CONFIG_HOME/containers/auth.json` (else
-//! `~/.config/containers/auth.json`). Missing files are skipped; the first file with an entry
-//! for the registry answers. Within a file, a registry's entry is found through
+//! `$XDG_RUNTIME_DIR/containers/auth.json` (else `/run/containers/<uid>/auth.json`) and
+//! `$XDG_CONFIG_HOME/containers/auth.json` (else `~/.config/containers/auth.json`). Missing
+//! files are skipped; the first file with an entry for the registry answers. Within a file, a registry's entry is found through
 //! `credHelpers.<host>`, then `credsStore`, then `auths.<host>` (`auth` = base64
 //! `user:password`, or `username`/`password`, or `identitytoken`; an entry with none of
 //! them, as Docker Desktop writes beside its `credsStore`, is no credential). Keys are
@@ -126,7 +126,9 @@ impl DockerConfig {
     /// Reads every credential file from its usual place (see the module's documentation);
     /// missing files are skipped, so none at all means no credentials.
     pub fn load() -> Result<DockerConfig> {
-        DockerConfig::from_paths(&search_paths(|name| std::env::var_os(name)))
+        // SAFETY: getuid(2) cannot fail and touches no memory of ours.
+        let uid = unsafe { libc::getuid() };
+        DockerConfig::from_paths(&search_paths(|name| std::env::var_os(name), uid))
     }
 
     /// Reads `config.json` at `path`; a missing file means no credentials.
@@ -228,10 +230,10 @@ impl Source {
     }
 }
 
-/// Where credentials are looked for, in order, given the environment `env`: an explicit
-/// `REGISTRY_AUTH_FILE`, Docker's file, then the containers tools' two (runtime, then
-/// persistent).
-fn search_paths(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Vec<PathBuf> {
+/// Where credentials are looked for, in order, given the environment `env` of user `uid`:
+/// an explicit `REGISTRY_AUTH_FILE`, Docker's file, then the containers tools' two
+/// (runtime, then persistent).
+fn search_paths(env: impl Fn(&str) -> Option<std::ffi::OsString>, uid: u32) -> Vec<PathBuf> {
     let var = |name: &str| crate::user_dirs::path_var(&env, name);
     let mut paths = Vec::new();
     paths.extend(var("REGISTRY_AUTH_FILE"));
@@ -239,7 +241,12 @@ fn search_paths(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Vec<PathBuf
         Some(dir) => paths.push(dir.join("config.json")),
         None => paths.extend(var("HOME").map(|h| h.join(".docker").join("config.json"))),
     }
-    paths.extend(var("XDG_RUNTIME_DIR").map(|d| d.join("containers").join("auth.json")));
+    // Without `XDG_RUNTIME_DIR` (`sudo`, cron, a system service), `podman login` writes
+    // `/run/containers/<uid>/auth.json`, and podman, skopeo and buildah read it there.
+    paths.push(match var("XDG_RUNTIME_DIR") {
+        Some(dir) => dir.join("containers").join("auth.json"),
+        None => PathBuf::from(format!("/run/containers/{uid}/auth.json")),
+    });
     let config_home = crate::user_dirs::config_home(&env);
     paths.extend(config_home.map(|d| d.join("containers").join("auth.json")));
     paths
@@ -493,13 +500,16 @@ mod tests {
                     .map(|(_, v)| std::ffi::OsString::from(v))
             }
         };
-        let all = search_paths(env(&[
-            ("HOME", "/home/u"),
-            ("REGISTRY_AUTH_FILE", "/etc/auth.json"),
-            ("DOCKER_CONFIG", "/etc/docker"),
-            ("XDG_RUNTIME_DIR", "/run/user/1000"),
-            ("XDG_CONFIG_HOME", "/home/u/.cfg"),
-        ]));
+        let all = search_paths(
+            env(&[
+                ("HOME", "/home/u"),
+                ("REGISTRY_AUTH_FILE", "/etc/auth.json"),
+                ("DOCKER_CONFIG", "/etc/docker"),
+                ("XDG_RUNTIME_DIR", "/run/user/1000"),
+                ("XDG_CONFIG_HOME", "/home/u/.cfg"),
+            ]),
+            1000,
+        );
         let want = [
             "/etc/auth.json",
             "/etc/docker/config.json",
@@ -507,9 +517,19 @@ mod tests {
             "/home/u/.cfg/containers/auth.json",
         ];
         assert_eq!(all, want.map(PathBuf::from));
-        let home_only = search_paths(env(&[("HOME", "/home/u"), ("REGISTRY_AUTH_FILE", "")]));
+        let home_only = search_paths(
+            env(&[
+                ("HOME", "/home/u"),
+                ("REGISTRY_AUTH_FILE", ""),
+                ("XDG_RUNTIME_DIR", ""),
+            ]),
+            1000,
+        );
+        // Where podman keeps the logins of a user without `XDG_RUNTIME_DIR` (root's, after
+        // `sudo podman login`).
         let want = [
             "/home/u/.docker/config.json",
+            "/run/containers/1000/auth.json",
             "/home/u/.config/containers/auth.json",
         ];
         assert_eq!(home_only, want.map(PathBuf::from));
