@@ -239,7 +239,8 @@ fn search_paths(env: impl Fn(&str) -> Option<std::ffi::OsString>, uid: u32) -> V
     paths.extend(var("REGISTRY_AUTH_FILE"));
     match var("DOCKER_CONFIG") {
         Some(dir) => paths.push(dir.join("config.json")),
-        None => paths.extend(var("HOME").map(|h| h.join(".docker").join("config.json"))),
+        None => paths
+            .extend(crate::user_dirs::home(&env).map(|h| h.join(".docker").join("config.json"))),
     }
     // Without `XDG_RUNTIME_DIR` (`sudo`, cron, a system service), `podman login` writes
     // `/run/containers/<uid>/auth.json`, and podman, skopeo and buildah read it there.
