@@ -23,13 +23,19 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use serde::Deserialize;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::reference::DOCKER_HUB;
 
 /// How long a credential helper may take to answer `get`.
 const HELPER_TIMEOUT: Duration = Duration::from_secs(60);
+/// The most a credential helper's reply may hold: a few hundred bytes, an ECR password
+/// some KiB. Past it, the helper is broken, and dist's memory is not its sink.
+const HELPER_REPLY_LIMIT: usize = 1 << 20;
+/// How much of a helper's stderr is kept, to look for "credentials not found"; the rest
+/// is read and dropped, so a chatty helper does not stall on a full pipe.
+const HELPER_STDERR_KEPT: usize = 64 << 10;
 
 /// A secret to authenticate with. Its `Debug` never shows the secret.
 #[derive(Clone, PartialEq, Eq)]
@@ -379,30 +385,62 @@ async fn run_program(program: &str, server: &str, within: Duration) -> Result<Op
         // A helper that exits without reading its input is fine; its output decides.
         let _ = stdin.write_all(server.as_bytes()).await;
     }
+    let io_fail =
+        |e: std::io::Error| fail(format!("running credential helper {program}")).with_cause(e);
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let talk = async {
+        let reply = async {
+            let mut reply = Vec::new();
+            (&mut stdout)
+                .take(HELPER_REPLY_LIMIT as u64 + 1)
+                .read_to_end(&mut reply)
+                .await
+                .map_err(io_fail)?;
+            if reply.len() > HELPER_REPLY_LIMIT {
+                // Returning drops (and so kills) the helper, which may print forever.
+                return Err(fail(format!(
+                    "credential helper {program} printed more than {} MiB, which is no reply",
+                    HELPER_REPLY_LIMIT >> 20
+                )));
+            }
+            Ok(reply)
+        };
+        let said = async {
+            let mut said = Vec::new();
+            let mut chunk = [0u8; 8192];
+            loop {
+                let n = stderr.read(&mut chunk).await.map_err(io_fail)?;
+                if n == 0 {
+                    return Ok(said);
+                }
+                let room = HELPER_STDERR_KEPT.saturating_sub(said.len());
+                said.extend_from_slice(&chunk[..n.min(room)]);
+            }
+        };
+        let (reply, said) = tokio::try_join!(reply, said)?;
+        let status = child.wait().await.map_err(io_fail)?;
+        Ok::<_, Error>((status, reply, said))
+    };
     // A helper that hangs (waiting for a desktop session, a prompt nobody sees) will hang
     // again: not a timeout worth retrying, but a credential that cannot be had.
-    let out = tokio::time::timeout(within, child.wait_with_output())
-        .await
-        .map_err(|_| {
-            fail(format!(
-                "credential helper {program} did not answer within {:?}",
-                within
-            ))
-        })?
-        .map_err(|e| fail(format!("running credential helper {program}")).with_cause(e))?;
-    if !out.status.success() {
-        let msg = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
+    let (status, stdout, stderr) = tokio::time::timeout(within, talk).await.map_err(|_| {
+        fail(format!(
+            "credential helper {program} did not answer within {:?}",
+            within
+        ))
+    })??;
+    if !status.success() {
+        let msg = String::from_utf8_lossy(&stdout).to_string() + &String::from_utf8_lossy(&stderr);
         if msg.to_ascii_lowercase().contains("credentials not found") {
             return Ok(None);
         }
         // The helper's own words can carry secrets; report only its exit status.
         return Err(fail(format!(
-            "credential helper {program} failed ({})",
-            out.status
+            "credential helper {program} failed ({status})"
         )));
     }
-    let reply: HelperReply = serde_json::from_slice(&out.stdout).map_err(|_| {
+    let reply: HelperReply = serde_json::from_slice(&stdout).map_err(|_| {
         fail(format!(
             "credential helper {program} printed something that is not its JSON reply"
         ))
@@ -445,6 +483,46 @@ mod tests {
         assert!(e.to_string().contains("did not answer"), "{e}");
         assert!(!e.is_transient(), "{:?}", e.kind());
         assert_eq!(e.kind(), ErrorKind::Unauthorized);
+    }
+
+    fn helper(dir: &Path, name: &str, script: &str) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(format!("docker-credential-{name}"));
+        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path.to_str().unwrap().to_string()
+    }
+
+    /// A helper that prints without end must not have dist hold all it prints until the
+    /// timeout (gigabytes, from a loop): past 1 MiB it is refused, and stopped.
+    #[tokio::test]
+    async fn a_helper_s_reply_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let flood = helper(
+            dir.path(),
+            "flood",
+            "head -c 2097152 /dev/zero; exec sleep 30",
+        );
+        let e = run_program(&flood, "r.test", Duration::from_secs(20))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("printed more than 1 MiB"), "{e}");
+        assert_eq!(e.kind(), ErrorKind::Unauthorized);
+        // Its stderr is read to the end and not kept: a helper that logs a lot there
+        // still answers.
+        let chatty = helper(
+            dir.path(),
+            "chatty",
+            "head -c 2097152 /dev/zero >&2; printf '{\"Username\":\"u\",\"Secret\":\"s\"}'",
+        );
+        let c = run_program(&chatty, "r.test", Duration::from_secs(20)).await;
+        assert_eq!(
+            c.unwrap(),
+            Some(Credential::Basic {
+                username: "u".into(),
+                password: "s".into()
+            })
+        );
     }
 
     fn config(json: &str) -> DockerConfig {
