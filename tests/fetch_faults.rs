@@ -936,6 +936,33 @@ fn cross_host_redirect_carries_no_credentials() {
         .any(|r| r.auth_scheme() == Some("Basic")));
 }
 
+/// A mangled login (an `auth` that is no base64 of `user:password`, as a token pasted
+/// there is) does not stop a pull that needs no credentials: docker passes over such a
+/// file with a warning, and so does dist over the entry, naming the file, not the text.
+#[test]
+fn an_unreadable_login_does_not_stop_an_anonymous_pull() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(300)))
+        .start();
+    let data = bytes(8, 4000);
+    let digest = reg.blob("team/app", &data);
+    let dist = Dist::new();
+    dist.docker_config(&format!(
+        r#"{{"auths":{{"{}":{{"auth":"ghp_s3cretToken!"}}}}}}"#,
+        reg.host()
+    ));
+    let out = dist.run(&["fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(out.stdout, data);
+    let file = dist.config_dir().join("config.json");
+    assert!(
+        err.contains(&file.display().to_string()) && err.contains("is not base64"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"), "{err}");
+}
+
 /// After a redirect, a refusal comes from the blob store, and the message says so: "the
 /// registry answered 403" sends people to fix registry permissions.
 #[test]

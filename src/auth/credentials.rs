@@ -126,6 +126,8 @@ struct Source {
     /// stop pulls that need none of its credentials.
     broken: Option<String>,
     warned: std::sync::atomic::AtomicBool,
+    /// The `auths` keys whose entries could not be read, said once each.
+    warned_entries: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl DockerConfig {
@@ -212,7 +214,7 @@ impl Source {
         // An empty helper name is Docker's way of saying "this file's `auths`" (a
         // `"credsStore": ""` left to turn off a helper that is not installed here); a
         // registry's empty `credHelpers` entry passes over `credsStore` too, as in Docker.
-        match closest(&self.file.cred_helpers, host, repository) {
+        match closest(&self.file.cred_helpers, host, repository).map(|(_, h)| h) {
             Some(helper) if !helper.is_empty() => {
                 return Ok(helped(helper, run_helper(helper, host).await?));
             }
@@ -225,14 +227,30 @@ impl Source {
                 }
             }
         }
-        let Some(entry) = closest(&self.file.auths, host, repository) else {
+        let Some((key, entry)) = closest(&self.file.auths, host, repository) else {
             return Ok(None);
         };
         let origin = match &self.path {
             Some(p) => p.display().to_string(),
             None => "the credential file".to_string(),
         };
-        Ok(entry_credential(entry, self.path.as_deref(), host)?.map(|c| (c, origin)))
+        match entry_credential(entry) {
+            Ok(found) => Ok(found.map(|c| (c, origin))),
+            // Docker passes over a whole file with such an entry, with a warning, and the
+            // containers tools over an `auth` without a colon: a registry that lets anyone
+            // pull must not fail for a stale login, and the next file may have a good one.
+            Err(why) => {
+                let first = self
+                    .warned_entries
+                    .lock()
+                    .expect("warned entries poisoned")
+                    .insert(key.clone());
+                if first {
+                    tracing::warn!("ignoring the entry {key:?} of {origin}: {why}");
+                }
+                Ok(None)
+            }
+        }
     }
 }
 
@@ -303,38 +321,38 @@ fn key_reach(key: &str, host: &str, repository: Option<&str>) -> Option<usize> {
     under.then(|| path.split('/').count())
 }
 
-/// The value of the key of `map` that names `repository` on `host` most closely.
+/// The key of `map` that names `repository` on `host` most closely, with its value.
 fn closest<'a, V>(
     map: &'a HashMap<String, V>,
     host: &str,
     repository: Option<&str>,
-) -> Option<&'a V> {
+) -> Option<(&'a String, &'a V)> {
     map.iter()
         .filter_map(|(key, value)| {
             let reach = key_reach(key, host, repository)?;
-            Some(((reach, !key.contains("://"), Reverse(key.as_str())), value))
+            Some((
+                (reach, !key.contains("://"), Reverse(key.as_str())),
+                (key, value),
+            ))
         })
         .max_by(|a, b| a.0.cmp(&b.0))
-        .map(|(_, value)| value)
+        .map(|(_, found)| found)
 }
 
-/// The credential an entry holds, if it holds one.
-fn entry_credential(e: &AuthEntry, path: Option<&Path>, host: &str) -> Result<Option<Credential>> {
+/// The credential an entry holds, if it holds one; else why the entry cannot be read (no
+/// word of its content, which is a secret).
+fn entry_credential(e: &AuthEntry) -> std::result::Result<Option<Credential>, &'static str> {
     if let Some(token) = e.identitytoken.as_deref().filter(|t| !t.is_empty()) {
         return Ok(Some(Credential::IdentityToken(token.to_string())));
     }
     if let Some(auth) = e.auth.as_deref().filter(|a| !a.is_empty()) {
-        let bad = || {
-            Error::invalid(format!(
-                "malformed auth entry for {host} in {}",
-                path.map(|p| p.display().to_string()).unwrap_or_default()
-            ))
-        };
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(auth.trim())
-            .map_err(|_| bad())?;
-        let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
-        let (u, p) = decoded.split_once(':').ok_or_else(bad)?;
+            .map_err(|_| "its auth is not base64")?;
+        let decoded = String::from_utf8(decoded).map_err(|_| "its auth is not text")?;
+        let (u, p) = decoded
+            .split_once(':')
+            .ok_or("its auth is not user:password")?;
         return Ok(Some(Credential::Basic {
             username: u.to_string(),
             password: p.to_string(),
@@ -344,10 +362,7 @@ fn entry_credential(e: &AuthEntry, path: Option<&Path>, host: &str) -> Result<Op
     match (given(&e.username), given(&e.password)) {
         (Some(username), Some(password)) => Ok(Some(Credential::Basic { username, password })),
         (None, None) => Ok(None),
-        _ => Err(Error::invalid(format!(
-            "auth entry for {host} in {} has a user name or a password, not both",
-            path.map(|p| p.display().to_string()).unwrap_or_default()
-        ))),
+        _ => Err("it has a user name or a password, not both"),
     }
 }
 
@@ -692,9 +707,6 @@ mod tests {
             c.credential_for("docker.io", None).await.unwrap(),
             Some(Credential::Basic { username, .. }) if username == "podman"
         ));
-        let half = config(r#"{"auths":{"r.example":{"username":"u"}}}"#);
-        let e = half.credential_for("r.example", None).await.unwrap_err();
-        assert!(e.to_string().contains("not both"), "{e}");
     }
 
     /// serde's message quotes the value it did not expect, which may be a password.
@@ -778,10 +790,35 @@ mod tests {
         assert_eq!(c.credential_for("r.example", None).await.unwrap(), None);
     }
 
+    /// Docker passes over a file with an entry it cannot read, the containers tools over
+    /// an `auth` without a colon: such an entry answers nothing, and the next file may.
     #[tokio::test]
-    async fn malformed_auth_is_an_error_not_a_panic() {
-        let c = config(r#"{"auths":{"r.example":{"auth":"!!!"}}}"#);
-        assert!(c.credential_for("r.example", None).await.is_err());
+    async fn an_unreadable_entry_is_passed_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let podman = dir.path().join("auth.json");
+        std::fs::write(
+            &podman,
+            r#"{"auths":{"r.example":{"username":"podman","password":"p"}}}"#,
+        )
+        .unwrap();
+        let docker = dir.path().join("config.json");
+        // Not base64; base64 of "no-colon"; not text; a user name alone.
+        for entry in [
+            r#"{"auth":"!!!"}"#,
+            r#"{"auth":"bm8tY29sb24="}"#,
+            r#"{"auth":"/w=="}"#,
+            r#"{"username":"u"}"#,
+        ] {
+            std::fs::write(&docker, format!(r#"{{"auths":{{"r.example":{entry}}}}}"#)).unwrap();
+            let alone = DockerConfig::from_paths(std::slice::from_ref(&docker)).unwrap();
+            let found = alone.credential_for("r.example", None).await;
+            assert_eq!(found.unwrap(), None, "{entry}");
+            let both = DockerConfig::from_paths(&[docker.clone(), podman.clone()]).unwrap();
+            assert!(matches!(
+                both.credential_for("r.example", None).await.unwrap(),
+                Some(Credential::Basic { username, .. }) if username == "podman"
+            ));
+        }
     }
 
     #[test]
