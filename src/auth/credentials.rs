@@ -5,16 +5,17 @@
 //! `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`; then the containers tools'
 //! `$XDG_RUNTIME_DIR/containers/auth.json` (else `/run/containers/<uid>/auth.json`) and
 //! `$XDG_CONFIG_HOME/containers/auth.json` (else `~/.config/containers/auth.json`). Missing
-//! files are skipped; the first file with an entry for the registry answers. Within a file, a registry's entry is found through
-//! `credHelpers.<host>`, then `credsStore`, then `auths.<host>` (`auth` = base64
-//! `user:password`, or `username`/`password`, or `identitytoken`; an entry with none of
-//! them, as Docker Desktop writes beside its `credsStore`, is no credential). Keys are
-//! matched as their writers mean them: one with a scheme is Docker's URL form, whose path
-//! is ignored (`https://index.docker.io/v1/` is Docker Hub); one without may name a
-//! namespace, `host/team`, as the containers tools write, and then counts only for the
-//! repositories under it. The key naming the repository most closely wins; between equal
-//! ones, a bare host before a URL, then byte order, so the choice never depends on how a
-//! file happens to be ordered in memory.
+//! files are skipped; the first file with an entry for the registry answers. Within a file,
+//! a registry's entry is found through `credHelpers.<host>`, then `credsStore`, then
+//! `auths.<host>` (`auth` = base64 `user:password`, or `username`/`password`, or
+//! `identitytoken`, or `registrytoken`, a bearer token for the registry itself, which wins
+//! as in Docker; an entry with none of them, as Docker Desktop writes beside its
+//! `credsStore`, is no credential). Keys are matched as their writers mean them: one with a
+//! scheme is Docker's URL form, whose path is ignored (`https://index.docker.io/v1/` is
+//! Docker Hub); one without may name a namespace, `host/team`, as the containers tools
+//! write, and then counts only for the repositories under it. The key naming the
+//! repository most closely wins; between equal ones, a bare host before a URL, then byte
+//! order, so the choice never depends on how a file happens to be ordered in memory.
 
 use std::cmp::Reverse;
 use std::collections::HashMap;
@@ -50,6 +51,9 @@ pub enum Credential {
     },
     /// An OAuth2 refresh token ("identity token"), exchanged at the token endpoint.
     IdentityToken(String),
+    /// A bearer token for the registry itself (Docker's `registrytoken`), sent as it is
+    /// when the registry asks for a bearer token, with no token endpoint asked.
+    RegistryToken(String),
 }
 
 impl std::fmt::Debug for Credential {
@@ -57,6 +61,7 @@ impl std::fmt::Debug for Credential {
         match self {
             Credential::Basic { username, .. } => write!(f, "Basic({username}, <redacted>)"),
             Credential::IdentityToken(_) => f.write_str("IdentityToken(<redacted>)"),
+            Credential::RegistryToken(_) => f.write_str("RegistryToken(<redacted>)"),
         }
     }
 }
@@ -69,7 +74,7 @@ impl Credential {
                 "Basic {}",
                 base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
             )),
-            Credential::IdentityToken(_) => None,
+            Credential::IdentityToken(_) | Credential::RegistryToken(_) => None,
         }
     }
 }
@@ -94,6 +99,8 @@ struct AuthEntry {
     password: Option<String>,
     #[serde(default)]
     identitytoken: Option<String>,
+    #[serde(default)]
+    registrytoken: Option<String>,
 }
 
 // Reaches `Debug` of `CredentialSource`, which services log with their settings: says
@@ -106,6 +113,7 @@ impl std::fmt::Debug for AuthEntry {
             .field("username", &self.username)
             .field("password", &secret(&self.password))
             .field("identitytoken", &secret(&self.identitytoken))
+            .field("registrytoken", &secret(&self.registrytoken))
             .finish()
     }
 }
@@ -342,6 +350,10 @@ fn closest<'a, V>(
 /// The credential an entry holds, if it holds one; else why the entry cannot be read (no
 /// word of its content, which is a secret).
 fn entry_credential(e: &AuthEntry) -> std::result::Result<Option<Credential>, &'static str> {
+    // Docker's daemon takes a registry token over anything else the entry holds.
+    if let Some(token) = e.registrytoken.as_deref().filter(|t| !t.is_empty()) {
+        return Ok(Some(Credential::RegistryToken(token.to_string())));
+    }
     if let Some(token) = e.identitytoken.as_deref().filter(|t| !t.is_empty()) {
         return Ok(Some(Credential::IdentityToken(token.to_string())));
     }
@@ -729,11 +741,12 @@ mod tests {
             r#"{"auths":{
                 "a.example":{"auth":"YWxpY2U6czNjcmV0"},
                 "b.example":{"username":"bob","password":"hunter2"},
-                "c.example":{"identitytoken":"refresh-me"}}}"#,
+                "c.example":{"identitytoken":"refresh-me"},
+                "d.example":{"registrytoken":"bearer-me"}}}"#,
         );
         let source = crate::auth::CredentialSource::DockerConfig(std::sync::Arc::new(c));
         let shown = format!("{source:?}");
-        for secret in ["YWxpY2U6czNjcmV0", "hunter2", "refresh-me"] {
+        for secret in ["YWxpY2U6czNjcmV0", "hunter2", "refresh-me", "bearer-me"] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
         assert!(
@@ -748,7 +761,8 @@ mod tests {
             r#"{"auths":{
                 "https://index.docker.io/v1/":{"auth":"dXNlcjpwYTpzcw=="},
                 "reg.example:5000":{"username":"u","password":"p"},
-                "tok.example":{"identitytoken":"refresh"}}}"#,
+                "tok.example":{"identitytoken":"refresh"},
+                "reg.example":{"registrytoken":"bearer","auth":"dXNlcjpwYTpzcw=="}}}"#,
         );
         assert_eq!(
             c.credential_for("docker.io", None).await.unwrap(),
@@ -765,6 +779,10 @@ mod tests {
             c.credential_for("tok.example", None).await.unwrap(),
             Some(Credential::IdentityToken("refresh".into()))
         );
+        // As Docker's daemon, a registry token wins over what else the entry holds.
+        let found = c.credential_for("reg.example", None).await.unwrap();
+        assert_eq!(found, Some(Credential::RegistryToken("bearer".into())));
+        assert!(!format!("{found:?}").contains("bearer\""), "{found:?}");
         assert_eq!(c.credential_for("other.example", None).await.unwrap(), None);
     }
 
