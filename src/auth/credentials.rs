@@ -358,8 +358,15 @@ fn entry_credential(e: &AuthEntry) -> std::result::Result<Option<Credential>, &'
         return Ok(Some(Credential::IdentityToken(token.to_string())));
     }
     if let Some(auth) = e.auth.as_deref().filter(|a| !a.is_empty()) {
+        // Go's decoder, which Docker's and podman's use, skips line breaks anywhere:
+        // `base64` wraps at 76 columns, and `jq --arg auth "$(… | base64)"` keeps the breaks.
+        let joined: String = auth
+            .trim()
+            .chars()
+            .filter(|c| !matches!(c, '\r' | '\n'))
+            .collect();
         let decoded = base64::engine::general_purpose::STANDARD
-            .decode(auth.trim())
+            .decode(joined)
             .map_err(|_| "its auth is not base64")?;
         let decoded = String::from_utf8(decoded).map_err(|_| "its auth is not text")?;
         let (u, p) = decoded
@@ -806,6 +813,33 @@ mod tests {
         ));
         let c = DockerConfig::from_paths(&[broken]).unwrap();
         assert_eq!(c.credential_for("r.example", None).await.unwrap(), None);
+    }
+
+    /// `base64` wraps its output at 76 columns: a long token (an ECR password, a GitHub
+    /// fine-grained one) put in with `jq --arg auth "$(printf %s "$u:$p" | base64)"` keeps
+    /// the line breaks, which Docker's decoder skips.
+    #[tokio::test]
+    async fn a_wrapped_auth_reads_as_in_docker() {
+        let password = format!("github_pat_{}", "A1b2".repeat(20));
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("robot:{password}"));
+        let wrapped: Vec<String> = encoded
+            .as_bytes()
+            .chunks(76)
+            .map(|line| String::from_utf8(line.to_vec()).unwrap())
+            .collect();
+        assert!(wrapped.len() > 1);
+        for joined in [wrapped.join("\\n"), wrapped.join("\\r\\n") + "\\n"] {
+            let c = config(&format!(
+                r#"{{"auths":{{"r.example":{{"auth":"{joined}"}}}}}}"#
+            ));
+            assert_eq!(
+                c.credential_for("r.example", None).await.unwrap(),
+                Some(Credential::Basic {
+                    username: "robot".into(),
+                    password: password.clone()
+                })
+            );
+        }
     }
 
     /// Docker passes over a file with an entry it cannot read, the containers tools over
