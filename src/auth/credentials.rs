@@ -79,14 +79,30 @@ impl Credential {
     }
 }
 
+// `null` anywhere is what Go writes for a nil map or pointer, and reads as empty, as
+// Docker and podman read these files; to serde it would be no map and break the file.
 #[derive(Debug, Default, Deserialize)]
 struct ConfigFile {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     auths: HashMap<String, AuthEntry>,
     #[serde(default, rename = "credsStore")]
     creds_store: Option<String>,
-    #[serde(default, rename = "credHelpers")]
+    #[serde(default, rename = "credHelpers", deserialize_with = "null_as_empty")]
     cred_helpers: HashMap<String, String>,
+}
+
+/// A map whose `null` (or `null` values) read as empty, as Go's decoder reads them.
+fn null_as_empty<'de, D, V>(d: D) -> std::result::Result<HashMap<String, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de> + Default,
+{
+    let map: Option<HashMap<String, Option<V>>> = Deserialize::deserialize(d)?;
+    Ok(map
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.unwrap_or_default()))
+        .collect())
 }
 
 #[derive(Default, Deserialize)]
@@ -160,6 +176,9 @@ impl DockerConfig {
             let parsed = match std::fs::read(path) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => Err(format!("cannot read it: {e}")),
+                // Docker reads an empty file (as `touch` or docker-py leave it) as no
+                // settings, not as a broken one.
+                Ok(text) if text.trim_ascii().is_empty() => Ok(ConfigFile::default()),
                 Ok(text) => serde_json::from_slice::<ConfigFile>(&text).map_err(not_a_config),
             };
             let (file, broken) = match parsed {
@@ -726,6 +745,42 @@ mod tests {
             c.credential_for("docker.io", None).await.unwrap(),
             Some(Credential::Basic { username, .. }) if username == "podman"
         ));
+    }
+
+    /// Go writes a nil map as `null` and Docker reads it back as empty, and an empty file
+    /// as no settings: neither is a broken file, whose other entries would be lost.
+    #[tokio::test]
+    async fn null_and_empty_read_as_docker_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(
+            &path,
+            r#"{"auths":{"a.example":null,"r.example":{"username":"u","password":"p",
+                "auth":null,"identitytoken":null}},"credHelpers":null,"credsStore":null}"#,
+        )
+        .unwrap();
+        let c = DockerConfig::from_paths(std::slice::from_ref(&path)).unwrap();
+        assert!(c.sources[0].broken.is_none(), "{:?}", c.sources[0].broken);
+        assert!(matches!(
+            c.credential_for("r.example", None).await.unwrap(),
+            Some(Credential::Basic { username, .. }) if username == "u"
+        ));
+        assert_eq!(c.credential_for("a.example", None).await.unwrap(), None);
+        // A null helper is Go's empty string: it passes over `credsStore` to `auths`.
+        std::fs::write(
+            &path,
+            r#"{"auths":null,"credsStore":"definitely-not-installed-xyz",
+                "credHelpers":{"r.example":null}}"#,
+        )
+        .unwrap();
+        let c = DockerConfig::from_paths(std::slice::from_ref(&path)).unwrap();
+        assert!(c.sources[0].broken.is_none(), "{:?}", c.sources[0].broken);
+        assert_eq!(c.credential_for("r.example", None).await.unwrap(), None);
+        for empty in ["", " \n"] {
+            std::fs::write(&path, empty).unwrap();
+            let c = DockerConfig::from_paths(std::slice::from_ref(&path)).unwrap();
+            assert!(c.sources[0].broken.is_none(), "{:?}", c.sources[0].broken);
+        }
     }
 
     /// serde's message quotes the value it did not expect, which may be a password.
