@@ -414,13 +414,21 @@ struct HelperReply {
 
 /// Runs `docker-credential-<helper> get` with the server URL on stdin, as Docker does.
 async fn run_helper(helper: &str, host: &str) -> Result<Option<Credential>> {
-    let program = format!("docker-credential-{helper}");
-    let server = if host == DOCKER_HUB {
-        "https://index.docker.io/v1/".to_string()
-    } else {
-        host.to_string()
-    };
-    run_program(&program, &server, HELPER_TIMEOUT).await
+    ask_helper(&format!("docker-credential-{helper}"), host, HELPER_TIMEOUT).await
+}
+
+/// Asks the helper `program` for `host` under the name its login stored it: a helper
+/// keeps credentials by the exact server name it was given, which for Docker Hub is
+/// `https://index.docker.io/v1/` from `docker login` and `docker.io` from `podman login`
+/// (and what podman and skopeo ask for).
+async fn ask_helper(program: &str, host: &str, within: Duration) -> Result<Option<Credential>> {
+    if host != DOCKER_HUB {
+        return run_program(program, host, within).await;
+    }
+    match run_program(program, "https://index.docker.io/v1/", within).await? {
+        Some(found) => Ok(Some(found)),
+        None => run_program(program, DOCKER_HUB, within).await,
+    }
 }
 
 /// Runs a credential helper `program` (found on `PATH` unless it is a path) for `server`.
@@ -544,6 +552,36 @@ mod tests {
         std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         path.to_str().unwrap().to_string()
+    }
+
+    /// `podman login docker.io` stores Docker Hub's login in a helper as `docker.io`,
+    /// `docker login` as `https://index.docker.io/v1/`: either is found.
+    #[tokio::test]
+    async fn docker_hub_is_asked_for_under_both_its_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let asked = dir.path().join("asked");
+        let podman = helper(
+            dir.path(),
+            "podman-stored",
+            &format!(
+                "read s; echo \"$s\" >> {}\n[ \"$s\" = docker.io ] || \
+                 {{ echo 'credentials not found in native keychain'; exit 1; }}\n\
+                 printf '{{\"Username\":\"podman\",\"Secret\":\"p\"}}'",
+                asked.display()
+            ),
+        );
+        let found = ask_helper(&podman, "docker.io", Duration::from_secs(20)).await;
+        assert!(matches!(
+            found.unwrap(),
+            Some(Credential::Basic { username, .. }) if username == "podman"
+        ));
+        let asked_for = std::fs::read_to_string(&asked).unwrap();
+        assert_eq!(asked_for, "https://index.docker.io/v1/\ndocker.io\n");
+        // Other registries are asked for once, by their own name.
+        std::fs::remove_file(&asked).unwrap();
+        let found = ask_helper(&podman, "quay.io", Duration::from_secs(20)).await;
+        assert_eq!(found.unwrap(), None);
+        assert_eq!(std::fs::read_to_string(&asked).unwrap(), "quay.io\n");
     }
 
     /// A helper that prints without end must not have dist hold all it prints until the
