@@ -14,8 +14,8 @@ const AFTER_HELP: &str = "\
 Environment:
   DOCKER_CONFIG          Docker's configuration folder (config.json); default ~/.docker
   REGISTRY_AUTH_FILE     a credentials file asked before Docker's; then podman's
-                         $XDG_RUNTIME_DIR/containers/auth.json and
-                         $XDG_CONFIG_HOME/containers/auth.json (~/.config/...)
+                         $XDG_RUNTIME_DIR/containers/auth.json (/run/containers/<uid>/...)
+                         and $XDG_CONFIG_HOME/containers/auth.json (~/.config/...)
   HTTPS_PROXY, HTTP_PROXY, ALL_PROXY
                          an http:// proxy (credentials in its URL): tunnels (CONNECT)
                          for https, forwarded requests for plain http; or socks5://,

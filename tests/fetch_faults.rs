@@ -936,6 +936,88 @@ fn cross_host_redirect_carries_no_credentials() {
         .any(|r| r.auth_scheme() == Some("Basic")));
 }
 
+/// A mangled login (an `auth` that is no base64 of `user:password`, as a token pasted
+/// there is) does not stop a pull that needs no credentials: docker passes over such a
+/// file with a warning, and so does dist over the entry, naming the file, not the text.
+#[test]
+fn an_unreadable_login_does_not_stop_an_anonymous_pull() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(300)))
+        .start();
+    let data = bytes(8, 4000);
+    let digest = reg.blob("team/app", &data);
+    let dist = Dist::new();
+    dist.docker_config(&format!(
+        r#"{{"auths":{{"{}":{{"auth":"ghp_s3cretToken!"}}}}}}"#,
+        reg.host()
+    ));
+    let out = dist.run(&["fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(out.stdout, data);
+    let file = dist.config_dir().join("config.json");
+    assert!(
+        err.contains(&file.display().to_string()) && err.contains("is not base64"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"), "{err}");
+}
+
+/// Docker's `registrytoken` is the registry's own bearer token: Docker's daemon sends it
+/// as it is and asks no token endpoint (which here would refuse an anonymous caller).
+/// Refused, it fails as credentials refused, naming the file and not the token.
+#[test]
+fn a_registry_token_is_sent_as_the_bearer_token() {
+    use std::io::{Read as _, Write as _};
+    let reg = FakeRegistry::builder()
+        .auth(Auth::Bearer {
+            ttl: Duration::from_secs(300),
+            reply: Default::default(),
+            credentials: Some(("user".into(), "pw".into())),
+        })
+        .start();
+    let data = bytes(9, 4000);
+    let digest = reg.blob("team/app", &data);
+    // The token a registry's own console would hand out, from its token endpoint.
+    let mut tcp = std::net::TcpStream::connect(reg.addr()).unwrap();
+    write!(
+        tcp,
+        "GET /token?service=fake-registry&scope=repository:team/app:pull HTTP/1.1\r\n\
+         Host: {}\r\nAuthorization: Basic dXNlcjpwdw==\r\nConnection: close\r\n\r\n",
+        reg.host()
+    )
+    .unwrap();
+    let mut reply = String::new();
+    tcp.read_to_string(&mut reply).unwrap();
+    let body = reply.split_once("\r\n\r\n").expect("a reply").1;
+    let json: serde_json::Value = serde_json::from_str(body).expect("token JSON");
+    let token = json["token"].as_str().expect("a token").to_string();
+    let minted = reg.token_requests();
+
+    let dist = Dist::new();
+    dist.docker_config(&format!(
+        r#"{{"auths":{{"{}":{{"registrytoken":"{token}"}}}}}}"#,
+        reg.host()
+    ));
+    assert_eq!(dist.ok(&["fetch", &repo(&reg), &digest]), data);
+    assert_eq!(reg.token_requests(), minted, "no token endpoint is asked");
+
+    dist.docker_config(&format!(
+        r#"{{"auths":{{"{}":{{"registrytoken":"revoked-s3cret"}}}}}}"#,
+        reg.host()
+    ));
+    let out = dist.run(&["fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let file = dist.config_dir().join("config.json");
+    assert!(
+        err.contains(&format!("refused the credentials from {}", file.display())),
+        "{err}"
+    );
+    assert!(!err.contains("revoked-s3cret"), "{err}");
+    assert_eq!(reg.token_requests(), minted, "no token endpoint is asked");
+}
+
 /// After a redirect, a refusal comes from the blob store, and the message says so: "the
 /// registry answered 403" sends people to fix registry permissions.
 #[test]

@@ -290,7 +290,16 @@ impl Authorizer {
             let insufficient = ch.param("error") == Some("insufficient_scope");
             // A challenge that names another error (`invalid_token`) is about the token.
             let fresh = again && ch.param("error").is_none() && used.sends(b"Bearer");
-            if used.header.is_some() && same_scope && (insufficient || fresh) {
+            // A registry token was not fetched for any scope: refused, it is the
+            // credential that is, which `put_registry_token` says.
+            if used.header.is_some()
+                && same_scope
+                && (insufficient || fresh)
+                && !matches!(
+                    self.found().await,
+                    Ok(Some((Credential::RegistryToken(_), _)))
+                )
+            {
                 let said = if insufficient {
                     "insufficient_scope"
                 } else {
@@ -387,6 +396,9 @@ impl Authorizer {
     /// [`fetch_token`](Self::fetch_token)'s request, and the state it leads to.
     async fn ask_token(&self, ch: Challenge) -> Result<()> {
         let mut found = self.found().await?;
+        if let Some((Credential::RegistryToken(token), origin)) = &found {
+            return self.put_registry_token(token, origin, ch);
+        }
         let cred = found.as_ref().map(|(c, _)| c);
         let scopes = merged_scopes(&self.scopes, ch.param("scope"));
         let sent = cred.filter(|_| token::credentials_may_go(&ch, &self.api_origin));
@@ -429,6 +441,28 @@ impl Authorizer {
         s.header = Some(token.header);
         s.expires_at = Some(renew_at(token.expires_at, token.lifetime));
         s.valid_until = Some(token.expires_at);
+        s.generation += 1;
+        s.bearer = Some(ch);
+        Ok(())
+    }
+
+    /// Sends Docker's `registrytoken` from now on, as Docker's daemon does: the registry's
+    /// own bearer token, for which no token endpoint is asked. Already sent and challenged
+    /// again, it is refused: nothing renews it.
+    fn put_registry_token(&self, token: &str, origin: &str, ch: Challenge) -> Result<()> {
+        let mut header = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| Error::invalid("credential is not a valid header"))?;
+        header.set_sensitive(true);
+        let mut s = self.state.lock().expect("auth state poisoned");
+        if s.header.as_ref() == Some(&header) {
+            return Err(Error::new(
+                ErrorKind::Unauthorized,
+                refused_message(&self.registry_host, &self.repository, Some(origin), None),
+            ));
+        }
+        s.header = Some(header);
+        s.expires_at = None;
+        s.valid_until = None;
         s.generation += 1;
         s.bearer = Some(ch);
         Ok(())
