@@ -244,7 +244,7 @@ impl LayoutStore {
         let path = file.path().to_owned();
         // Reading to the end leaves the file's position there, where the rest is appended.
         let (hasher, len) = hash_reader(file.as_file(), digest.algorithm())
-            .map_err(|e| io_err("reading", &path, e))?;
+            .map_err(|e| io_err("reading", &partial, e))?;
         let blob = TempBlob {
             path,
             writing: Writing::Gathering {
@@ -539,6 +539,8 @@ fn held(path: &Path) -> bool {
 /// max(hash, write) rather than their sum.
 pub struct TempBlob {
     writing: Writing,
+    /// The temporary file: never named in an error, since it is gone (deleted, or kept
+    /// under the partial download's name) by the time the error is read.
     path: PathBuf,
     store: LayoutStore,
     /// The blob the file becomes a partial download of if dropped unfinished, to be
@@ -630,8 +632,24 @@ impl TempBlob {
     fn failed(&self) -> Error {
         Error::new(
             ErrorKind::Io,
-            format!("writing {} after a failure", self.path.display()),
+            format!("{} after a failure", self.writing_what()),
         )
+    }
+
+    /// What a failed write says it was writing: the blob's place when its digest is
+    /// known, else the directory the content goes into.
+    fn writing_what(&self) -> String {
+        match &self.park {
+            Some(digest) => format!("writing {}", self.store.blob_path(digest).display()),
+            None => {
+                let dir = self.path.parent().unwrap_or(Path::new("."));
+                format!("writing into {}", dir.display())
+            }
+        }
+    }
+
+    fn write_err(&self, e: std::io::Error) -> Error {
+        Error::new(ErrorKind::Io, self.writing_what()).with_cause(os_error(e))
     }
 
     /// Moves the file and what was gathered to a writer thread.
@@ -650,7 +668,7 @@ impl TempBlob {
             Writing::Gathering { file, batch, .. } => Ok((file, batch)),
             Writing::Streaming(writer) => match writer.finish().await {
                 (Some(PlainWrites(file)), Ok(())) => Ok((file, Vec::new())),
-                (_, Err(e)) => Err(io_err("writing", &self.path, e)),
+                (_, Err(e)) => Err(self.write_err(e)),
                 (None, Ok(())) => unreachable!("a writer without its file reports why"),
             },
             Writing::Gone => Err(self.failed()),
@@ -666,14 +684,13 @@ impl TempBlob {
     pub async fn commit(mut self, digest: &Digest) -> Result<PathBuf> {
         let (file, batch) = self.take_file().await?;
         let dest = self.store.blob_path(digest);
-        let tmp = self.path.clone();
         let moved = dest.clone();
         let finish = move || {
             super::gather::write_all_vectored(file.as_file(), &batch)
-                .map_err(|e| io_err("writing", &tmp, e))?;
+                .map_err(|e| io_err("writing", &moved, e))?;
             file.as_file()
                 .sync_all()
-                .map_err(|e| io_err("syncing", &tmp, e))?;
+                .map_err(|e| io_err("writing", &moved, e))?;
             file.persist(&moved)
                 .map_err(|e| io_err("renaming into", &moved, e.error))?;
             Ok::<_, Error>(())
