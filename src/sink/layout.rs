@@ -255,6 +255,7 @@ impl LayoutStore {
             store: self.clone(),
             park: Some(digest.clone()),
             kept: len,
+            len,
         };
         if len == 0 {
             blob.discard();
@@ -343,6 +344,7 @@ impl LayoutStore {
             store: self.clone(),
             park: digest.cloned(),
             kept: 0,
+            len: 0,
         })
     }
 
@@ -426,16 +428,40 @@ fn remove_stale_in(dir: &Path) -> Vec<PathBuf> {
         // A killed run's download of a known blob: what it wrote is a partial download.
         let partial = blob
             .filter(|_| age.is_some_and(|a| a <= PARTIAL_AGE))
-            .filter(|_| entry.metadata().is_ok_and(|m| m.len() > 0))
-            .map(|encoded| partial_in(dir, encoded));
+            .zip(
+                entry
+                    .metadata()
+                    .ok()
+                    .map(|m| m.len())
+                    .filter(|&len| len > 0),
+            )
+            .map(|(encoded, len)| (partial_in(dir, encoded), len));
         match partial {
-            Some(partial) if std::fs::rename(entry.path(), &partial).is_ok() => kept.push(partial),
+            Some((partial, len)) if park(&entry.path(), len, &partial) => kept.push(partial),
             _ => {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
     }
     kept
+}
+
+/// Makes the file `from`, which holds (or is about to hold) `len` bytes, the partial
+/// download at `partial`, unless one at least as long is there already: two runs may
+/// download the same blob at once (pulls of images that share a layer, into one layout),
+/// and the one stopped last replaced a longer partial download with its shorter one. Both
+/// are prefixes of the same blob, to be verified whole; the longer saves the more. One
+/// nobody carried on within [`PARTIAL_AGE`] counts for none: the sweep removes it.
+/// Whether a partial download is at `partial` now.
+fn park(from: &Path, len: u64, partial: &Path) -> bool {
+    let there = std::fs::symlink_metadata(partial)
+        .ok()
+        .filter(|m| m.is_file())
+        .filter(|_| super::owner::age(partial).is_some_and(|a| a <= PARTIAL_AGE));
+    if there.is_some_and(|there| there.len() >= len) {
+        return std::fs::remove_file(from).is_ok();
+    }
+    std::fs::rename(from, partial).is_ok()
 }
 
 /// Where the partial download of the blob `encoded` lies in `dir`, its algorithm's folder.
@@ -548,6 +574,8 @@ pub struct TempBlob {
     park: Option<Digest>,
     /// Bytes the file held when it was claimed from an earlier run.
     kept: u64,
+    /// Bytes the file holds once everything written to the blob has reached it.
+    len: u64,
 }
 
 enum Writing {
@@ -594,6 +622,7 @@ impl std::fmt::Debug for TempBlob {
             .field("writing", &writing)
             .field("park", &self.park)
             .field("kept", &self.kept)
+            .field("len", &self.len)
             .finish_non_exhaustive()
     }
 }
@@ -607,6 +636,7 @@ impl TempBlob {
 
     /// Appends a chunk.
     pub async fn write(&mut self, chunk: &Bytes) -> Result<()> {
+        self.len += chunk.len() as u64;
         match &mut self.writing {
             Writing::Gathering { batch, batched, .. } => {
                 *batched += chunk.len();
@@ -718,21 +748,22 @@ impl TempBlob {
         }
         // Renamed first, as a drop does: a signal that cancels the wait below still
         // leaves the partial download, a prefix of the blob whatever the writer got to.
-        self.park_file();
+        self.park_file(self.len);
         self.park = None;
         // The temporary name, if the rename failed, goes with the file; if the writer
         // failed, it went with its file already.
         let _ = self.take_file().await;
     }
 
-    /// Renames the file to the partial download of the blob it was for, if it is for one;
-    /// whether it was.
-    fn park_file(&mut self) -> bool {
+    /// Renames the file, which will hold `len` bytes, to the partial download of the blob
+    /// it was for, if it is for one and no longer one is there; whether a partial download
+    /// of the blob is there now.
+    fn park_file(&mut self, len: u64) -> bool {
         let Some(digest) = self.park.as_ref() else {
             return false;
         };
         let partial = self.store.partial_path(digest);
-        if std::fs::rename(&self.path, &partial).is_err() {
+        if !park(&self.path, len, &partial) {
             return false;
         }
         // This store knows it too. A service keeps one store open for its life: its next
@@ -754,7 +785,9 @@ impl Drop for TempBlob {
         // Renamed here rather than by the writer thread, which may not get to it before
         // an interrupted process exits. A chunk it is writing still lands in the same
         // file, after the others; whoever carries it on verifies the whole content anyway.
-        if (streaming || self.kept > 0) && self.park_file() {
+        // Only what the writer got to is sure to be in the file: it stops at its next chunk.
+        let written = || std::fs::metadata(&self.path).map_or(0, |m| m.len());
+        if (streaming || self.kept > 0) && self.park_file(written()) {
             return;
         }
         // The writer thread deletes the file when it stops, a moment later; the path goes
@@ -1259,6 +1292,48 @@ mod tests {
         let store = LayoutStore::open(dir.path()).unwrap();
         let (_, prefix) = store.resume(&kept).unwrap().expect("claimed once let go");
         assert_eq!(prefix.len, 2);
+    }
+
+    /// Two downloads of one blob at once (pulls of images sharing a layer, into one
+    /// layout) both stopped: the longer partial download stays, whichever stopped last,
+    /// and so it does when a killed run's file is turned into one beside a longer one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn the_longer_of_two_partial_downloads_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open(dir.path()).unwrap();
+        let data: Vec<u8> = (0..(4u32 << 20)).map(|i| (i % 233) as u8).collect();
+        let d = Digest::of(Algorithm::Sha256, &data);
+        let partial = store.partial_path(&d);
+        for longer_first in [true, false] {
+            let mut kept = Vec::new();
+            for len in [3 << 20, 2 << 20] {
+                let mut t = store.temp_for(&d).unwrap();
+                t.write(&Bytes::copy_from_slice(&data[..len]))
+                    .await
+                    .unwrap();
+                kept.push(t);
+            }
+            if !longer_first {
+                kept.reverse();
+            }
+            for t in kept {
+                t.keep().await;
+            }
+            let held = std::fs::read(&partial).unwrap();
+            assert_eq!(held.len(), 3 << 20, "longer first: {longer_first}");
+            assert!(held[..] == data[..3 << 20]);
+            let sha = dir.path().join("blobs/sha256");
+            assert_eq!(std::fs::read_dir(&sha).unwrap().count(), 1);
+        }
+
+        let host = super::super::owner::me().split_once('@').unwrap().1;
+        let dead =
+            partial.with_file_name(format!(".dist-tmp-2147483647@{host}~{}~Ab1", d.encoded()));
+        std::fs::write(&dead, &data[..5]).unwrap();
+        let store = LayoutStore::open(dir.path()).unwrap();
+        assert!(!dead.exists());
+        assert!(store.has_partial(&d));
+        assert_eq!(std::fs::read(&partial).unwrap().len(), 3 << 20);
     }
 
     #[test]
