@@ -3,6 +3,7 @@
 //! A blob is written into a temporary file beside its final place (same filesystem), hashed
 //! on the way, fsync'd, and renamed into place only once it verified. So a path under
 //! `blobs/` always holds exactly the content its name says, whatever happens to the process.
+//! The renames are made durable once per batch ([`LayoutStore::sync`]).
 //! Temporary files are named `.dist-tmp-<run>~…`, the run being `<pid>.<start>@<host>`
 //! ([`super::owner::me`]); a later run removes those whose process is gone (after
 //! `kill -9`, say) and that no process holds its lock on.
@@ -58,6 +59,8 @@ pub struct LayoutStore {
     /// Partial downloads found when the store opened and not claimed yet. Looking here
     /// instead of on disk costs a blob that has none (nearly all) no system call.
     partials: Arc<Mutex<HashSet<PathBuf>>>,
+    /// Directories blobs were renamed into since the last [`LayoutStore::sync`].
+    renamed: Arc<Mutex<HashSet<PathBuf>>>,
     /// This run created the directory: a run that fails before storing anything removes
     /// it again ([`LayoutStore::remove_if_unused`]).
     created: bool,
@@ -111,6 +114,7 @@ impl LayoutStore {
             root,
             in_memory,
             partials: Arc::default(),
+            renamed: Arc::default(),
             created,
         };
         store.sweep();
@@ -349,9 +353,12 @@ impl LayoutStore {
     }
 
     /// Adds `entry` to `index.json`, atomically and safely against other runs; see
-    /// [`super::index::add_entry`] for the rules. Blocks (it may wait for another run's
-    /// lock); call it from `spawn_blocking` in async code. Returns the entries replaced.
+    /// [`super::index::add_entry`] for the rules. The blobs stored so far are made
+    /// durable first ([`Self::sync`]), so that after a crash `index.json` names none that
+    /// is not there. Blocks (it may wait for another run's lock); call it from
+    /// `spawn_blocking` in async code. Returns the entries replaced.
     pub fn add_to_index(&self, entry: &Descriptor) -> Result<Vec<Descriptor>> {
+        self.sync()?;
         super::index::add_entry(&self.root, entry)
     }
 
@@ -362,7 +369,30 @@ impl LayoutStore {
         entry: &Descriptor,
         keep: Option<&Digest>,
     ) -> Result<super::index::Added> {
+        self.sync()?;
         super::index::add_entry_unless(&self.root, entry, keep)
+    }
+
+    /// Makes the blobs stored since the last call durable under their names. A blob's
+    /// content is fsync'd before its rename into place, but the rename is only as durable
+    /// as its directory: a power loss soon after a run that said it stored a blob could
+    /// take the name back. The directories (each `blobs/<algorithm>` a blob went into,
+    /// `blobs/` and the layout's own) are fsync'd once per batch: once per blob cost 1000
+    /// small blobs a fifth to a third more time on ext4, once per batch nothing
+    /// measurable. Nothing to do when no blob was stored, or in memory (tmpfs). Blocks.
+    pub fn sync(&self) -> Result<()> {
+        let dirs: Vec<PathBuf> = {
+            let mut renamed = self.renamed.lock().unwrap_or_else(|p| p.into_inner());
+            renamed.drain().collect()
+        };
+        if dirs.is_empty() {
+            return Ok(());
+        }
+        let blobs = self.root.join("blobs");
+        for dir in dirs.iter().chain([&blobs, &self.root]) {
+            sync_dir(dir).map_err(|e| io_err("syncing", dir, e))?;
+        }
+        Ok(())
     }
 
     /// Removes `.dist-tmp-<pid>-*` files whose process no longer runs, in the layout's
@@ -731,6 +761,11 @@ impl TempBlob {
             finish()?;
         } else {
             crate::blocking::run("write task failed", finish).await?;
+            let dir = dest.parent().expect("a blob is in a directory");
+            let mut renamed = self.store.renamed.lock().unwrap_or_else(|p| p.into_inner());
+            if !renamed.contains(dir) {
+                renamed.insert(dir.to_owned());
+            }
         }
         Ok(dest)
     }
@@ -796,6 +831,11 @@ impl Drop for TempBlob {
             let _ = std::fs::remove_file(&self.path);
         }
     }
+}
+
+/// Makes the names in the directory `dir` durable (those renamed into it, say).
+pub(super) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Whether `dir` is on a filesystem kept in memory (tmpfs, ramfs).
@@ -886,7 +926,11 @@ fn write_if_absent(
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp =
         new_layout_file(dir).map_err(|e| ("creating a temporary file in", dir.into(), e))?;
+    // Synced before its rename: renamed first, a power loss soon after could leave an
+    // empty `index.json` (the rename durable, the data not yet written), and every later
+    // run refused the directory as no layout.
     tmp.write_all(content)
+        .and_then(|()| tmp.as_file().sync_all())
         .map_err(|e| ("writing", path.into(), e))?;
     // Another run may have created it meanwhile; either copy is the same.
     tmp.persist(path)
