@@ -1146,6 +1146,23 @@ mod tests {
         assert_eq!(names.len(), 1, "{names:?}");
     }
 
+    /// An empty chunk, as a stream of the caller's may hand one over (an HTTP/2 body's
+    /// last frame), writes nothing: the blob commits. Alone in what was gathered, it
+    /// failed the commit with "failed to write whole buffer".
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn an_empty_chunk_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open(dir.path()).unwrap();
+        for data in [&b""[..], b"data"] {
+            let d = Digest::of(Algorithm::Sha256, data);
+            let mut t = store.temp_for(&d).unwrap();
+            t.write(&Bytes::copy_from_slice(data)).await.unwrap();
+            t.write(&Bytes::new()).await.unwrap();
+            let path = t.commit(&d).await.unwrap();
+            assert_eq!(std::fs::read(path).unwrap(), data);
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn large_content_is_written_in_order_through_the_pool() {
         let dir = tempfile::tempdir().unwrap();
