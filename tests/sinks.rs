@@ -59,6 +59,48 @@ fn a_spool_that_cannot_be_written_names_its_directory() {
     }
 }
 
+/// A spool that fills its directory only with its last bytes, which wait in its buffer
+/// until the frame is written (a limit on file size fails them as a full disk does): the
+/// object fails, naming the spool's directory, and the batch goes on. The failure came
+/// out of the frame's writing, after its header: "writing to stdout: File too large", a
+/// header without its content, and the batch stopped there.
+#[test]
+fn a_spool_that_fills_its_directory_at_its_end_fails_alone() {
+    let reg = FakeRegistry::start();
+    let small = reg.blob("team/app", bytes(3, 1000));
+    let large = bytes(4, (1 << 20) + 100_000);
+    let large_digest = reg.blob("team/app", &large);
+    let after = reg.blob("team/app", bytes(5, 1000));
+    let scratch = tempfile::tempdir().unwrap();
+    let mut dist = Dist::new();
+    dist.env("TMPDIR", scratch.path().to_str().unwrap());
+    let input = format!("{small}\n{large_digest}\n{after}\n");
+    let out = run_with_limit(
+        &dist,
+        &["fetch", &repo(&reg), "-", "--ordered"],
+        input.as_bytes(),
+        libc::RLIMIT_FSIZE,
+        large.len() as u64 - 1,
+        libc::RLIM_INFINITY,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("stdout"), "{stderr}");
+    let frames = support::cli::parse_frames(&out.stdout);
+    let objects: Vec<_> = frames.iter().map(|f| f.object.as_str()).collect();
+    assert_eq!(objects, [&small, &large_digest, &after], "{stderr}");
+    assert!(
+        frames[0].result.is_ok() && frames[2].result.is_ok(),
+        "{stderr}"
+    );
+    let reason = frames[1].result.as_ref().unwrap_err();
+    assert!(
+        reason.contains(&format!("temporary file in {}", scratch.path().display()))
+            && reason.contains("File too large"),
+        "{reason}"
+    );
+}
+
 /// `dist ARGS…` with `stdin`, under a limit on open files of `soft` (and `hard`).
 fn run_with_file_limit(
     dist: &Dist,
