@@ -828,8 +828,8 @@ fn dir_synced_after_renames(ops: &[FileOp], dir: &Path, until: usize) -> bool {
 
 /// What `-o DIR` and `pull` report stored is on disk when they exit, whatever the
 /// filesystem orders: each file's content before its name, the blobs' names (their
-/// directory fsync'd once, not per blob) before `index.json` names them, and `index.json`
-/// itself. Only the files' content was synced: a power loss after a run that said done
+/// directory fsync'd once, not per blob) before `index.json` names them, `index.json`
+/// itself, and a new layout's own name. Only the files' content was synced: a power loss after a run that said done
 /// could take the names back, and leave an `index.json` naming blobs that were not there.
 #[test]
 fn what_the_layout_says_is_stored_is_synced_to_disk() {
@@ -840,7 +840,7 @@ fn what_the_layout_says_is_stored_is_synced_to_disk() {
     let dist = Dist::new();
     let image = format!("{}:v1", repo(&reg));
     let args = ["pull", &image, "-o", layout.to_str().unwrap()];
-    let Some(ops) = traced_file_operations(&dist, &args, &layout) else {
+    let Some(ops) = traced_file_operations(&dist, &args, parent.path()) else {
         eprintln!("strace cannot run here; not checked");
         return;
     };
@@ -858,6 +858,15 @@ fn what_the_layout_says_is_stored_is_synced_to_disk() {
     assert!(
         dir_synced_after_renames(&ops, &layout, ops.len()),
         "index.json not synced: {ops:#?}"
+    );
+    // The new layout's own name, in the directory it was created in.
+    let last_blob = ops
+        .iter()
+        .rposition(|op| matches!(op, FileOp::Rename(_, to) if to.parent() == Some(&*blobs)));
+    let above = FileOp::Sync(parent.path().to_path_buf());
+    assert!(
+        ops[last_blob.expect("blobs stored")..].contains(&above),
+        "the new layout's directory not synced: {ops:#?}"
     );
 
     let more = reg.blob("team/app", bytes(98, 5000));
