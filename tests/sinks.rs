@@ -753,9 +753,11 @@ fn traced_file_operations(dist: &Dist, args: &[&str], under: &Path) -> Option<Ve
     let mut pending = std::collections::HashMap::new();
     let mut ops = Vec::new();
     for line in text.lines() {
+        // strace pads short PIDs: `123  fsync(…`.
         let Some((pid, call)) = line.split_once(' ') else {
             continue;
         };
+        let call = call.trim_start();
         let call = if let Some(begun) = call.strip_suffix(" <unfinished ...>") {
             pending.insert(pid.to_string(), begun.to_string());
             continue;
