@@ -839,9 +839,21 @@ impl Drop for TempBlob {
     }
 }
 
-/// Makes the names in the directory `dir` durable (those renamed into it, say).
+/// Makes the names in the directory `dir` durable (those renamed into it, say), as far as
+/// the filesystem lets it: one that refuses to open a directory to read (EACCES) or to
+/// fsync it (EINVAL, EBADF) has no such sync to offer, and failing a run that stored every
+/// blob over it would help no one (PostgreSQL's `fsync_fname` passes over them the same).
 pub(super) fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
+    let unsupported =
+        |e: &std::io::Error, codes: &[i32]| e.raw_os_error().is_some_and(|c| codes.contains(&c));
+    let file = match std::fs::File::open(dir) {
+        Err(e) if unsupported(&e, &[libc::EACCES, libc::EISDIR]) => return Ok(()),
+        other => other?,
+    };
+    match file.sync_all() {
+        Err(e) if unsupported(&e, &[libc::EINVAL, libc::EBADF]) => Ok(()),
+        other => other,
+    }
 }
 
 /// Whether `dir` is on a filesystem kept in memory (tmpfs, ramfs).
