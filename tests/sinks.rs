@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::path::{Path, PathBuf};
+
 use support::cli::{bytes, frame_media_types, json_lines, Dist};
 use support::fake::FakeRegistry;
 
@@ -55,6 +57,48 @@ fn a_spool_that_cannot_be_written_names_its_directory() {
         );
         assert!(message.contains("No such file or directory"), "{message}");
     }
+}
+
+/// A spool that fills its directory only with its last bytes, which wait in its buffer
+/// until the frame is written (a limit on file size fails them as a full disk does): the
+/// object fails, naming the spool's directory, and the batch goes on. The failure came
+/// out of the frame's writing, after its header: "writing to stdout: File too large", a
+/// header without its content, and the batch stopped there.
+#[test]
+fn a_spool_that_fills_its_directory_at_its_end_fails_alone() {
+    let reg = FakeRegistry::start();
+    let small = reg.blob("team/app", bytes(3, 1000));
+    let large = bytes(4, (1 << 20) + 100_000);
+    let large_digest = reg.blob("team/app", &large);
+    let after = reg.blob("team/app", bytes(5, 1000));
+    let scratch = tempfile::tempdir().unwrap();
+    let mut dist = Dist::new();
+    dist.env("TMPDIR", scratch.path().to_str().unwrap());
+    let input = format!("{small}\n{large_digest}\n{after}\n");
+    let out = run_with_limit(
+        &dist,
+        &["fetch", &repo(&reg), "-", "--ordered"],
+        input.as_bytes(),
+        libc::RLIMIT_FSIZE,
+        large.len() as u64 - 1,
+        libc::RLIM_INFINITY,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("stdout"), "{stderr}");
+    let frames = support::cli::parse_frames(&out.stdout);
+    let objects: Vec<_> = frames.iter().map(|f| f.object.as_str()).collect();
+    assert_eq!(objects, [&small, &large_digest, &after], "{stderr}");
+    assert!(
+        frames[0].result.is_ok() && frames[2].result.is_ok(),
+        "{stderr}"
+    );
+    let reason = frames[1].result.as_ref().unwrap_err();
+    assert!(
+        reason.contains(&format!("temporary file in {}", scratch.path().display()))
+            && reason.contains("File too large"),
+        "{reason}"
+    );
 }
 
 /// `dist ARGS…` with `stdin`, under a limit on open files of `soft` (and `hard`).
@@ -340,6 +384,8 @@ fn a_layout_that_cannot_be_written_is_not_left_half_made() {
 /// saying why, as on a full disk: the others are stored and reported, and nothing of it is
 /// kept. The limit's signal killed the whole batch silently (status 153, no line written),
 /// and left a temporary file that every later run carried on past the limit, and died of.
+/// The error names the blob's place, which the user knows: it named the random temporary
+/// file, deleted by the time anyone read the message.
 #[test]
 fn a_blob_past_the_file_size_limit_fails_alone() {
     let reg = FakeRegistry::start();
@@ -369,6 +415,15 @@ fn a_blob_past_the_file_size_limit_fails_alone() {
         assert_eq!(statuses, [want, "error", want], "run {run}: {err}");
         let error = lines[1]["error"].as_str().unwrap();
         assert!(error.contains("File too large"), "run {run}: {error}");
+        let place = dir.path().join("blobs/sha256").join(&large[7..]);
+        assert!(
+            error.contains(&format!("writing {}: File too large", place.display())),
+            "run {run}: {error}"
+        );
+        assert!(
+            !error.contains(".dist-tmp") && !err.contains(".dist-tmp"),
+            "run {run}: {err}"
+        );
         assert!(
             err.contains(&large) && err.contains("File too large"),
             "{err}"
@@ -656,5 +711,177 @@ fn a_media_type_range_is_no_media_type_of_the_content() {
     assert_eq!(
         lines[1]["mediaType"],
         "application/vnd.oci.image.layer.v1.tar"
+    );
+}
+
+/// The file operations of `dist ARGS…` on paths under `under`, in the order they ended, as
+/// `strace` saw them: `("fsync", path)` for an fsync of a file or directory there, and
+/// `("rename", to)` with the path renamed from as `from`. `None` where `strace` cannot
+/// run (not installed, or tracing not allowed).
+fn traced_file_operations(dist: &Dist, args: &[&str], under: &Path) -> Option<Vec<FileOp>> {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut command = std::process::Command::new("strace");
+    command
+        .args(["-f", "-y", "-qq", "-s", "4096", "-o"])
+        .arg(log.path())
+        .args([
+            "-e",
+            "trace=fsync,fdatasync,rename,renameat,renameat2",
+            "--",
+        ])
+        .arg(Dist::bin())
+        .args(args);
+    let traced = dist.command(args);
+    for (key, value) in traced.get_envs() {
+        match value {
+            Some(value) => command.env(key, value),
+            None => command.env_remove(key),
+        };
+    }
+    let out = command.output().ok()?;
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    if text.is_empty() {
+        return None;
+    }
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A call another thread's interrupted is split over two lines: `<pid> fsync(… <unfinished
+    // ...>` and `<pid> <... fsync resumed>) = 0`; it counts where it ended.
+    let mut pending = std::collections::HashMap::new();
+    let mut ops = Vec::new();
+    for line in text.lines() {
+        // strace pads short PIDs: `123  fsync(…`.
+        let Some((pid, call)) = line.split_once(' ') else {
+            continue;
+        };
+        let call = call.trim_start();
+        let call = if let Some(begun) = call.strip_suffix(" <unfinished ...>") {
+            pending.insert(pid.to_string(), begun.to_string());
+            continue;
+        } else if let Some(rest) = call.strip_prefix("<... ") {
+            let begun = pending.remove(pid).unwrap_or_default();
+            format!(
+                "{begun}{}",
+                rest.split_once(" resumed>").map_or("", |(_, r)| r)
+            )
+        } else {
+            call.to_string()
+        };
+        if !call.ends_with("= 0") {
+            continue;
+        }
+        let quoted: Vec<&str> = call.split('"').skip(1).step_by(2).collect();
+        let op = if call.starts_with("fsync(") || call.starts_with("fdatasync(") {
+            let path = call.split_once('<').and_then(|(_, r)| r.split_once('>'));
+            path.map(|(p, _)| FileOp::Sync(PathBuf::from(p)))
+        } else if call.starts_with("rename") && quoted.len() == 2 {
+            Some(FileOp::Rename(quoted[0].into(), quoted[1].into()))
+        } else {
+            None
+        };
+        match op {
+            Some(FileOp::Sync(p)) if p.starts_with(under) => ops.push(FileOp::Sync(p)),
+            Some(FileOp::Rename(from, to)) if to.starts_with(under) => {
+                ops.push(FileOp::Rename(from, to))
+            }
+            _ => {}
+        }
+    }
+    Some(ops)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum FileOp {
+    Sync(PathBuf),
+    Rename(PathBuf, PathBuf),
+}
+
+/// Each file renamed into the layout was fsync'd first: written and renamed without, a
+/// power loss soon after could leave it empty under its name. The new layout's
+/// `oci-layout` and `index.json` were not, and an empty `index.json` had every later run
+/// refuse the directory as no layout.
+fn assert_synced_before_renamed(ops: &[FileOp]) {
+    for (i, op) in ops.iter().enumerate() {
+        if let FileOp::Rename(from, to) = op {
+            assert!(
+                ops[..i].contains(&FileOp::Sync(from.clone())),
+                "{} renamed to {} unsynced: {ops:#?}",
+                from.display(),
+                to.display()
+            );
+        }
+    }
+}
+
+/// The position after which `dir` is fsync'd following every rename into it up to `until`
+/// (or the end): the renames are durable by then.
+fn dir_synced_after_renames(ops: &[FileOp], dir: &Path, until: usize) -> bool {
+    let last = ops[..until]
+        .iter()
+        .rposition(|op| matches!(op, FileOp::Rename(_, to) if to.parent() == Some(dir)));
+    let Some(last) = last else {
+        return true;
+    };
+    ops[last..until].contains(&FileOp::Sync(dir.to_path_buf()))
+}
+
+/// What `-o DIR` and `pull` report stored is on disk when they exit, whatever the
+/// filesystem orders: each file's content before its name, the blobs' names (their
+/// directory fsync'd once, not per blob) before `index.json` names them, `index.json`
+/// itself, and a new layout's own name. Only the files' content was synced: a power loss after a run that said done
+/// could take the names back, and leave an `index.json` naming blobs that were not there.
+#[test]
+fn what_the_layout_says_is_stored_is_synced_to_disk() {
+    let reg = FakeRegistry::start();
+    small_image(&reg, "v1");
+    let parent = tempfile::tempdir().unwrap();
+    let layout = parent.path().join("new");
+    let dist = Dist::new();
+    let image = format!("{}:v1", repo(&reg));
+    let args = ["pull", &image, "-o", layout.to_str().unwrap()];
+    let Some(ops) = traced_file_operations(&dist, &args, parent.path()) else {
+        eprintln!("strace cannot run here; not checked");
+        return;
+    };
+    assert_synced_before_renamed(&ops);
+    let blobs = layout.join("blobs/sha256");
+    let index = layout.join("index.json");
+    let entry = ops
+        .iter()
+        .rposition(|op| matches!(op, FileOp::Rename(_, to) if *to == index))
+        .expect("index.json written");
+    assert!(
+        dir_synced_after_renames(&ops, &blobs, entry),
+        "blobs not synced before index.json names them: {ops:#?}"
+    );
+    assert!(
+        dir_synced_after_renames(&ops, &layout, ops.len()),
+        "index.json not synced: {ops:#?}"
+    );
+    // The new layout's own name, in the directory it was created in.
+    let last_blob = ops
+        .iter()
+        .rposition(|op| matches!(op, FileOp::Rename(_, to) if to.parent() == Some(&*blobs)));
+    let above = FileOp::Sync(parent.path().to_path_buf());
+    assert!(
+        ops[last_blob.expect("blobs stored")..].contains(&above),
+        "the new layout's directory not synced: {ops:#?}"
+    );
+
+    let more = reg.blob("team/app", bytes(98, 5000));
+    let args = ["fetch", &repo(&reg), &more, "-o", layout.to_str().unwrap()];
+    let ops = traced_file_operations(&dist, &args, &layout).unwrap();
+    assert_synced_before_renamed(&ops);
+    assert!(
+        ops.iter()
+            .any(|op| matches!(op, FileOp::Rename(_, to) if to.parent() == Some(&*blobs))),
+        "{ops:#?}"
+    );
+    assert!(
+        dir_synced_after_renames(&ops, &blobs, ops.len()),
+        "blobs not synced before exit: {ops:#?}"
     );
 }

@@ -26,7 +26,16 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
         },
         None => Destination::default(),
     };
-    let code = run_into(global, args, destination).await;
+    let mut code = run_into(global, args, destination).await;
+    // A batch that ran to its end has its blobs on disk under their names when it exits,
+    // not only their content: a power loss after it could otherwise take back names it
+    // reported stored. (A stopped run exits without waiting for the disk.)
+    if let Some(store) = store.clone().filter(|_| code == 0 || code == EXIT_FAILED) {
+        let synced = tokio::task::spawn_blocking(move || store.sync()).await;
+        if let Ok(Err(e)) = synced {
+            code = report(&e, EXIT_FAILED);
+        }
+    }
     // A mistyped locator or an unusable registry leaves no empty layout behind, nor does a
     // stop before anything was stored, once the stopped downloads' temporary files are
     // gone: they go as their tasks are dropped.

@@ -105,7 +105,13 @@ impl<W: Write> FrameOut for Gather<W> {
 
 /// Writes every chunk, in order, with as few system calls as the kernel allows.
 pub(crate) fn write_all_vectored(mut out: impl Write, chunks: &[Bytes]) -> io::Result<()> {
-    let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
+    // Empty chunks left alone: a write of nothing but them returns 0, taken for a writer
+    // that can take no more.
+    let mut slices: Vec<IoSlice<'_>> = chunks
+        .iter()
+        .filter(|c| !c.is_empty())
+        .map(|c| IoSlice::new(c))
+        .collect();
     let mut rest = &mut slices[..];
     while !rest.is_empty() {
         match out.write_vectored(rest) {

@@ -88,6 +88,8 @@ pub fn add_entry_unless(root: &Path, entry: &Descriptor, keep: Option<&Digest>) 
         .map_err(|e| io_err("writing", &path, e))?;
     tmp.persist(&path)
         .map_err(|e| io_err("writing", &path, e.error))?;
+    // Durable before the run says the image is in place, as the blobs it names are.
+    super::layout::sync_dir(root).map_err(|e| io_err("syncing", root, e))?;
     // An entry another tool wrote that is no descriptor is still replaced, unreported.
     Ok(Added::Replacing(
         replaced

@@ -3,6 +3,7 @@
 //! A blob is written into a temporary file beside its final place (same filesystem), hashed
 //! on the way, fsync'd, and renamed into place only once it verified. So a path under
 //! `blobs/` always holds exactly the content its name says, whatever happens to the process.
+//! The renames are made durable once per batch ([`LayoutStore::sync`]).
 //! Temporary files are named `.dist-tmp-<run>~…`, the run being `<pid>.<start>@<host>`
 //! ([`super::owner::me`]); a later run removes those whose process is gone (after
 //! `kill -9`, say) and that no process holds its lock on.
@@ -58,6 +59,8 @@ pub struct LayoutStore {
     /// Partial downloads found when the store opened and not claimed yet. Looking here
     /// instead of on disk costs a blob that has none (nearly all) no system call.
     partials: Arc<Mutex<HashSet<PathBuf>>>,
+    /// Directories blobs were renamed into since the last [`LayoutStore::sync`].
+    renamed: Arc<Mutex<HashSet<PathBuf>>>,
     /// This run created the directory: a run that fails before storing anything removes
     /// it again ([`LayoutStore::remove_if_unused`]).
     created: bool,
@@ -111,6 +114,7 @@ impl LayoutStore {
             root,
             in_memory,
             partials: Arc::default(),
+            renamed: Arc::default(),
             created,
         };
         store.sweep();
@@ -244,7 +248,7 @@ impl LayoutStore {
         let path = file.path().to_owned();
         // Reading to the end leaves the file's position there, where the rest is appended.
         let (hasher, len) = hash_reader(file.as_file(), digest.algorithm())
-            .map_err(|e| io_err("reading", &path, e))?;
+            .map_err(|e| io_err("reading", &partial, e))?;
         let blob = TempBlob {
             path,
             writing: Writing::Gathering {
@@ -255,6 +259,7 @@ impl LayoutStore {
             store: self.clone(),
             park: Some(digest.clone()),
             kept: len,
+            len,
         };
         if len == 0 {
             blob.discard();
@@ -343,13 +348,17 @@ impl LayoutStore {
             store: self.clone(),
             park: digest.cloned(),
             kept: 0,
+            len: 0,
         })
     }
 
     /// Adds `entry` to `index.json`, atomically and safely against other runs; see
-    /// [`super::index::add_entry`] for the rules. Blocks (it may wait for another run's
-    /// lock); call it from `spawn_blocking` in async code. Returns the entries replaced.
+    /// [`super::index::add_entry`] for the rules. The blobs stored so far are made
+    /// durable first ([`Self::sync`]), so that after a crash `index.json` names none that
+    /// is not there. Blocks (it may wait for another run's lock); call it from
+    /// `spawn_blocking` in async code. Returns the entries replaced.
     pub fn add_to_index(&self, entry: &Descriptor) -> Result<Vec<Descriptor>> {
+        self.sync()?;
         super::index::add_entry(&self.root, entry)
     }
 
@@ -360,7 +369,36 @@ impl LayoutStore {
         entry: &Descriptor,
         keep: Option<&Digest>,
     ) -> Result<super::index::Added> {
+        self.sync()?;
         super::index::add_entry_unless(&self.root, entry, keep)
+    }
+
+    /// Makes the blobs stored since the last call durable under their names. A blob's
+    /// content is fsync'd before its rename into place, but the rename is only as durable
+    /// as its directory: a power loss soon after a run that said it stored a blob could
+    /// take the name back. The directories (each `blobs/<algorithm>` a blob went into,
+    /// `blobs/`, the layout's own, and the one above it if this run created the layout)
+    /// are fsync'd once per batch: once per blob cost 1000
+    /// small blobs a fifth to a third more time on ext4, once per batch nothing
+    /// measurable. Nothing to do when no blob was stored, or in memory (tmpfs). Blocks.
+    pub fn sync(&self) -> Result<()> {
+        let dirs: Vec<PathBuf> = {
+            let mut renamed = self.renamed.lock().unwrap_or_else(|p| p.into_inner());
+            renamed.drain().collect()
+        };
+        if dirs.is_empty() {
+            return Ok(());
+        }
+        let blobs = self.root.join("blobs");
+        // A layout this run created holds its blobs only once its own name is durable.
+        let above = self.created.then(|| match self.root.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        });
+        for dir in dirs.iter().chain([&blobs, &self.root]).chain(&above) {
+            sync_dir(dir).map_err(|e| io_err("syncing", dir, e))?;
+        }
+        Ok(())
     }
 
     /// Removes `.dist-tmp-<pid>-*` files whose process no longer runs, in the layout's
@@ -426,16 +464,40 @@ fn remove_stale_in(dir: &Path) -> Vec<PathBuf> {
         // A killed run's download of a known blob: what it wrote is a partial download.
         let partial = blob
             .filter(|_| age.is_some_and(|a| a <= PARTIAL_AGE))
-            .filter(|_| entry.metadata().is_ok_and(|m| m.len() > 0))
-            .map(|encoded| partial_in(dir, encoded));
+            .zip(
+                entry
+                    .metadata()
+                    .ok()
+                    .map(|m| m.len())
+                    .filter(|&len| len > 0),
+            )
+            .map(|(encoded, len)| (partial_in(dir, encoded), len));
         match partial {
-            Some(partial) if std::fs::rename(entry.path(), &partial).is_ok() => kept.push(partial),
+            Some((partial, len)) if park(&entry.path(), len, &partial) => kept.push(partial),
             _ => {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
     }
     kept
+}
+
+/// Makes the file `from`, which holds (or is about to hold) `len` bytes, the partial
+/// download at `partial`, unless one at least as long is there already: two runs may
+/// download the same blob at once (pulls of images that share a layer, into one layout),
+/// and the one stopped last replaced a longer partial download with its shorter one. Both
+/// are prefixes of the same blob, to be verified whole; the longer saves the more. One
+/// nobody carried on within [`PARTIAL_AGE`] counts for none: the sweep removes it.
+/// Whether a partial download is at `partial` now.
+fn park(from: &Path, len: u64, partial: &Path) -> bool {
+    let there = std::fs::symlink_metadata(partial)
+        .ok()
+        .filter(|m| m.is_file())
+        .filter(|_| super::owner::age(partial).is_some_and(|a| a <= PARTIAL_AGE));
+    if there.is_some_and(|there| there.len() >= len) {
+        return std::fs::remove_file(from).is_ok();
+    }
+    std::fs::rename(from, partial).is_ok()
 }
 
 /// Where the partial download of the blob `encoded` lies in `dir`, its algorithm's folder.
@@ -539,6 +601,8 @@ fn held(path: &Path) -> bool {
 /// max(hash, write) rather than their sum.
 pub struct TempBlob {
     writing: Writing,
+    /// The temporary file: never named in an error, since it is gone (deleted, or kept
+    /// under the partial download's name) by the time the error is read.
     path: PathBuf,
     store: LayoutStore,
     /// The blob the file becomes a partial download of if dropped unfinished, to be
@@ -546,6 +610,8 @@ pub struct TempBlob {
     park: Option<Digest>,
     /// Bytes the file held when it was claimed from an earlier run.
     kept: u64,
+    /// Bytes the file holds once everything written to the blob has reached it.
+    len: u64,
 }
 
 enum Writing {
@@ -592,6 +658,7 @@ impl std::fmt::Debug for TempBlob {
             .field("writing", &writing)
             .field("park", &self.park)
             .field("kept", &self.kept)
+            .field("len", &self.len)
             .finish_non_exhaustive()
     }
 }
@@ -605,6 +672,7 @@ impl TempBlob {
 
     /// Appends a chunk.
     pub async fn write(&mut self, chunk: &Bytes) -> Result<()> {
+        self.len += chunk.len() as u64;
         match &mut self.writing {
             Writing::Gathering { batch, batched, .. } => {
                 *batched += chunk.len();
@@ -630,8 +698,24 @@ impl TempBlob {
     fn failed(&self) -> Error {
         Error::new(
             ErrorKind::Io,
-            format!("writing {} after a failure", self.path.display()),
+            format!("{} after a failure", self.writing_what()),
         )
+    }
+
+    /// What a failed write says it was writing: the blob's place when its digest is
+    /// known, else the directory the content goes into.
+    fn writing_what(&self) -> String {
+        match &self.park {
+            Some(digest) => format!("writing {}", self.store.blob_path(digest).display()),
+            None => {
+                let dir = self.path.parent().unwrap_or(Path::new("."));
+                format!("writing into {}", dir.display())
+            }
+        }
+    }
+
+    fn write_err(&self, e: std::io::Error) -> Error {
+        Error::new(ErrorKind::Io, self.writing_what()).with_cause(os_error(e))
     }
 
     /// Moves the file and what was gathered to a writer thread.
@@ -650,7 +734,7 @@ impl TempBlob {
             Writing::Gathering { file, batch, .. } => Ok((file, batch)),
             Writing::Streaming(writer) => match writer.finish().await {
                 (Some(PlainWrites(file)), Ok(())) => Ok((file, Vec::new())),
-                (_, Err(e)) => Err(io_err("writing", &self.path, e)),
+                (_, Err(e)) => Err(self.write_err(e)),
                 (None, Ok(())) => unreachable!("a writer without its file reports why"),
             },
             Writing::Gone => Err(self.failed()),
@@ -666,14 +750,13 @@ impl TempBlob {
     pub async fn commit(mut self, digest: &Digest) -> Result<PathBuf> {
         let (file, batch) = self.take_file().await?;
         let dest = self.store.blob_path(digest);
-        let tmp = self.path.clone();
         let moved = dest.clone();
         let finish = move || {
             super::gather::write_all_vectored(file.as_file(), &batch)
-                .map_err(|e| io_err("writing", &tmp, e))?;
+                .map_err(|e| io_err("writing", &moved, e))?;
             file.as_file()
                 .sync_all()
-                .map_err(|e| io_err("syncing", &tmp, e))?;
+                .map_err(|e| io_err("writing", &moved, e))?;
             file.persist(&moved)
                 .map_err(|e| io_err("renaming into", &moved, e.error))?;
             Ok::<_, Error>(())
@@ -684,6 +767,11 @@ impl TempBlob {
             finish()?;
         } else {
             crate::blocking::run("write task failed", finish).await?;
+            let dir = dest.parent().expect("a blob is in a directory");
+            let mut renamed = self.store.renamed.lock().unwrap_or_else(|p| p.into_inner());
+            if !renamed.contains(dir) {
+                renamed.insert(dir.to_owned());
+            }
         }
         Ok(dest)
     }
@@ -701,21 +789,22 @@ impl TempBlob {
         }
         // Renamed first, as a drop does: a signal that cancels the wait below still
         // leaves the partial download, a prefix of the blob whatever the writer got to.
-        self.park_file();
+        self.park_file(self.len);
         self.park = None;
         // The temporary name, if the rename failed, goes with the file; if the writer
         // failed, it went with its file already.
         let _ = self.take_file().await;
     }
 
-    /// Renames the file to the partial download of the blob it was for, if it is for one;
-    /// whether it was.
-    fn park_file(&mut self) -> bool {
+    /// Renames the file, which will hold `len` bytes, to the partial download of the blob
+    /// it was for, if it is for one and no longer one is there; whether a partial download
+    /// of the blob is there now.
+    fn park_file(&mut self, len: u64) -> bool {
         let Some(digest) = self.park.as_ref() else {
             return false;
         };
         let partial = self.store.partial_path(digest);
-        if std::fs::rename(&self.path, &partial).is_err() {
+        if !park(&self.path, len, &partial) {
             return false;
         }
         // This store knows it too. A service keeps one store open for its life: its next
@@ -737,7 +826,9 @@ impl Drop for TempBlob {
         // Renamed here rather than by the writer thread, which may not get to it before
         // an interrupted process exits. A chunk it is writing still lands in the same
         // file, after the others; whoever carries it on verifies the whole content anyway.
-        if (streaming || self.kept > 0) && self.park_file() {
+        // Only what the writer got to is sure to be in the file: it stops at its next chunk.
+        let written = || std::fs::metadata(&self.path).map_or(0, |m| m.len());
+        if (streaming || self.kept > 0) && self.park_file(written()) {
             return;
         }
         // The writer thread deletes the file when it stops, a moment later; the path goes
@@ -745,6 +836,23 @@ impl Drop for TempBlob {
         if streaming {
             let _ = std::fs::remove_file(&self.path);
         }
+    }
+}
+
+/// Makes the names in the directory `dir` durable (those renamed into it, say), as far as
+/// the filesystem lets it: one that refuses to open a directory to read (EACCES) or to
+/// fsync it (EINVAL, EBADF) has no such sync to offer, and failing a run that stored every
+/// blob over it would help no one (PostgreSQL's `fsync_fname` passes over them the same).
+pub(super) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    let unsupported =
+        |e: &std::io::Error, codes: &[i32]| e.raw_os_error().is_some_and(|c| codes.contains(&c));
+    let file = match std::fs::File::open(dir) {
+        Err(e) if unsupported(&e, &[libc::EACCES, libc::EISDIR]) => return Ok(()),
+        other => other?,
+    };
+    match file.sync_all() {
+        Err(e) if unsupported(&e, &[libc::EINVAL, libc::EBADF]) => Ok(()),
+        other => other,
     }
 }
 
@@ -836,7 +944,11 @@ fn write_if_absent(
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp =
         new_layout_file(dir).map_err(|e| ("creating a temporary file in", dir.into(), e))?;
+    // Synced before its rename: renamed first, a power loss soon after could leave an
+    // empty `index.json` (the rename durable, the data not yet written), and every later
+    // run refused the directory as no layout.
     tmp.write_all(content)
+        .and_then(|()| tmp.as_file().sync_all())
         .map_err(|e| ("writing", path.into(), e))?;
     // Another run may have created it meanwhile; either copy is the same.
     tmp.persist(path)
@@ -1052,6 +1164,23 @@ mod tests {
         assert_eq!(names.len(), 1, "{names:?}");
     }
 
+    /// An empty chunk, as a stream of the caller's may hand one over (an HTTP/2 body's
+    /// last frame), writes nothing: the blob commits. Alone in what was gathered, it
+    /// failed the commit with "failed to write whole buffer".
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn an_empty_chunk_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open(dir.path()).unwrap();
+        for data in [&b""[..], b"data"] {
+            let d = Digest::of(Algorithm::Sha256, data);
+            let mut t = store.temp_for(&d).unwrap();
+            t.write(&Bytes::copy_from_slice(data)).await.unwrap();
+            t.write(&Bytes::new()).await.unwrap();
+            let path = t.commit(&d).await.unwrap();
+            assert_eq!(std::fs::read(path).unwrap(), data);
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn large_content_is_written_in_order_through_the_pool() {
         let dir = tempfile::tempdir().unwrap();
@@ -1242,6 +1371,48 @@ mod tests {
         let store = LayoutStore::open(dir.path()).unwrap();
         let (_, prefix) = store.resume(&kept).unwrap().expect("claimed once let go");
         assert_eq!(prefix.len, 2);
+    }
+
+    /// Two downloads of one blob at once (pulls of images sharing a layer, into one
+    /// layout) both stopped: the longer partial download stays, whichever stopped last,
+    /// and so it does when a killed run's file is turned into one beside a longer one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn the_longer_of_two_partial_downloads_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open(dir.path()).unwrap();
+        let data: Vec<u8> = (0..(4u32 << 20)).map(|i| (i % 233) as u8).collect();
+        let d = Digest::of(Algorithm::Sha256, &data);
+        let partial = store.partial_path(&d);
+        for longer_first in [true, false] {
+            let mut kept = Vec::new();
+            for len in [3 << 20, 2 << 20] {
+                let mut t = store.temp_for(&d).unwrap();
+                t.write(&Bytes::copy_from_slice(&data[..len]))
+                    .await
+                    .unwrap();
+                kept.push(t);
+            }
+            if !longer_first {
+                kept.reverse();
+            }
+            for t in kept {
+                t.keep().await;
+            }
+            let held = std::fs::read(&partial).unwrap();
+            assert_eq!(held.len(), 3 << 20, "longer first: {longer_first}");
+            assert!(held[..] == data[..3 << 20]);
+            let sha = dir.path().join("blobs/sha256");
+            assert_eq!(std::fs::read_dir(&sha).unwrap().count(), 1);
+        }
+
+        let host = super::super::owner::me().split_once('@').unwrap().1;
+        let dead =
+            partial.with_file_name(format!(".dist-tmp-2147483647@{host}~{}~Ab1", d.encoded()));
+        std::fs::write(&dead, &data[..5]).unwrap();
+        let store = LayoutStore::open(dir.path()).unwrap();
+        assert!(!dead.exists());
+        assert!(store.has_partial(&d));
+        assert_eq!(std::fs::read(&partial).unwrap().len(), 3 << 20);
     }
 
     #[test]

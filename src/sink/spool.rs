@@ -72,6 +72,17 @@ impl Spool {
         Ok(())
     }
 
+    /// Writes out what a spilled spool still holds in its buffer, once the content is all
+    /// there. A full disk is found now, while the object can fail alone, rather than by
+    /// [`Spool::copy_to`] in the middle of its frame, where it was taken for the output's
+    /// failure.
+    pub fn finish(&mut self) -> io::Result<()> {
+        match &mut self.file {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
+    }
+
     /// Drops everything, for a fetch that starts over.
     pub fn clear(&mut self) -> io::Result<()> {
         self.chunks.clear();

@@ -107,6 +107,7 @@ async fn to_spool(
         .await;
         match received {
             Ok(download) => {
+                spool.finish().map_err(spool_failed)?;
                 record(outcome, &download);
                 outcome.status = Status::Ok;
                 outcome.content = Some(spool);
