@@ -5,7 +5,8 @@
 //! `Bearer` gets a token from the realm (with credentials from `config.json` when there are
 //! some), `Basic` sends those credentials. The token is reused until it expires or a 401
 //! arrives, and then refreshed *single-flight*: however many tasks notice at once, one
-//! token request is made and the others wait for its result.
+//! token request is made and the others wait for its result, or, when the token is only
+//! due for early renewal and still valid, go on sending it meanwhile.
 
 pub mod challenge;
 pub mod credentials;
@@ -193,20 +194,18 @@ impl Authorizer {
         self.state.lock().expect("auth state poisoned").clone()
     }
 
-    /// The header to send now. A bearer token close to expiry is renewed first.
+    /// The header to send now. A bearer token close to expiry is renewed first, and one
+    /// past it waits for its renewal.
     pub async fn grant(&self) -> Result<Grant> {
         let mut s = self.snapshot();
-        if s.expires_at.is_some_and(|t| Instant::now() >= t) {
-            match self.renew(s.generation, s.flights).await {
-                Ok(()) => s = self.snapshot(),
-                // Renewing early keeps a token from dying in flight; the token it would
-                // replace still opens the repository, and a token server's passing 503
-                // must not fail requests it can carry.
-                Err(e) if s.valid_until.is_some_and(|t| Instant::now() < t) => {
-                    tracing::debug!(error = %e, "renewing the token failed; sending the current one while it lasts");
-                }
-                Err(e) => return Err(e),
+        let now = Instant::now();
+        if s.expires_at.is_some_and(|t| now >= t) {
+            if s.valid_until.is_some_and(|t| now < t) {
+                self.renew_early(s.generation).await;
+            } else {
+                self.renew(s.generation, s.flights).await?;
             }
+            s = self.snapshot();
         }
         Ok(Grant {
             header: s.header,
@@ -358,7 +357,7 @@ impl Authorizer {
         Ok(header)
     }
 
-    /// Renews an expiring token unless another task already did since `generation`, or
+    /// Renews an expired token unless another task already did since `generation`, or
     /// tried and failed since `flights`.
     async fn renew(&self, generation: u64, flights: u64) -> Result<()> {
         let _flight = self.refresh.lock().await;
@@ -372,6 +371,25 @@ impl Authorizer {
         match s.bearer {
             Some(ch) => self.fetch_token(ch).await,
             None => Ok(()),
+        }
+    }
+
+    /// Renews a token due for renewal that is still valid, unless another task is at it or
+    /// already did since `generation`. The token it would replace still opens the
+    /// repository: the other tasks send it meanwhile rather than wait for the token
+    /// server, and a failure (a passing 503) leaves it in use while it lasts.
+    async fn renew_early(&self, generation: u64) {
+        let Ok(_flight) = self.refresh.try_lock() else {
+            return;
+        };
+        let s = self.snapshot();
+        if s.generation != generation {
+            return;
+        }
+        if let Some(ch) = s.bearer {
+            if let Err(e) = self.fetch_token(ch).await {
+                tracing::debug!(error = %e, "renewing the token failed; sending the current one while it lasts");
+            }
         }
     }
 
