@@ -1325,6 +1325,117 @@ fn a_failed_early_renewal_keeps_the_token_that_still_works() {
     assert_eq!(reg.token_requests(), 2, "the renewal was tried: {err}");
 }
 
+/// A token due for early renewal still opens the repository: while one task waits for
+/// the renewal (here a token server slow to answer), the others go on sending it. Before,
+/// every task queued behind the renewal until the token reply came.
+#[test]
+fn an_early_renewal_holds_up_only_the_task_that_asks() {
+    // Renewed a second before its 4 s end, by a reply that takes half of that second.
+    let reg = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(4)))
+        .start();
+    let mut input = String::new();
+    for i in 0..480 {
+        let d = reg.blob("team/app", bytes(600 + i, 1000));
+        reg.set_fault_for_every(&d, Fault::SlowHead(Duration::from_millis(40)));
+        input.push_str(&d);
+        input.push('\n');
+    }
+    let child = Dist::new().spawn(&["fetch", &repo(&reg), "-", "-j", "4"], input.as_bytes());
+    let started = std::time::Instant::now();
+    while reg.token_requests() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "no token asked for"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    reg.push_fault("/token", Fault::SlowHead(Duration::from_millis(500)));
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(parse_frames(&out.stdout).len(), 480, "{err}");
+    assert_eq!(reg.token_requests(), 2, "one renewal: {err}");
+
+    let log = reg.requests();
+    let blob = |r: &&support::fake::RequestRecord| r.path.contains("/blobs/");
+    let first = log.iter().find(blob).unwrap().authorization.clone();
+    let renewal = log
+        .iter()
+        .rposition(|r| r.path == "/token")
+        .expect("a renewal");
+    let meanwhile = log[renewal..]
+        .iter()
+        .filter(blob)
+        .take_while(|r| r.authorization == first)
+        .count();
+    // The three other jobs, 40 ms an object, over the renewal's 500 ms; the requests
+    // already on their way when it began are at most those three.
+    assert!(
+        meanwhile > 6,
+        "{meanwhile} objects asked for with the old token during the renewal"
+    );
+}
+
+/// A token server that fails the early renewal is asked again after the retry policy's
+/// backoff, by one task, while the current token carries the requests. Before, each
+/// request that found the token due asked again at once: about one token request per
+/// object until the token ended.
+#[test]
+fn a_failing_early_renewal_is_retried_after_a_backoff() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(4)))
+        .start();
+    let mut input = String::new();
+    for i in 0..480 {
+        let d = reg.blob("team/app", bytes(1600 + i, 1000));
+        reg.set_fault_for_every(&d, Fault::SlowHead(Duration::from_millis(40)));
+        input.push_str(&d);
+        input.push('\n');
+    }
+    let child = Dist::new().spawn(&["fetch", &repo(&reg), "-", "-j", "4"], input.as_bytes());
+    let started = std::time::Instant::now();
+    while reg.token_requests() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "no token asked for"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let issued = std::time::Instant::now();
+    reg.set_fault_for_every("/token", Fault::Status(503));
+    // Its output is read meanwhile: a full pipe would hold it up.
+    let out = std::thread::spawn(move || child.wait_with_output().unwrap());
+    // Due for renewal at 3 s, ended at 4 s; then the token server recovers, and the
+    // objects left are fetched with a new token.
+    std::thread::sleep(Duration::from_millis(4300).saturating_sub(issued.elapsed()));
+    reg.clear_faults();
+    let out = out.join().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(parse_frames(&out.stdout).len(), 480, "{err}");
+
+    let log = reg.requests();
+    let first = log
+        .iter()
+        .find(|r| r.auth_scheme() == Some("Bearer"))
+        .unwrap();
+    let last_carried = log
+        .iter()
+        .rposition(|r| r.authorization == first.authorization && r.status == 200)
+        .unwrap();
+    let asked = log[..last_carried]
+        .iter()
+        .filter(|r| r.path == "/token")
+        .count();
+    // The first token, then a renewal at 3 s and its retries 100-200 ms, 300-600 ms and
+    // 700-1400 ms later: three or four within the token's last second.
+    assert!(
+        (3..=5).contains(&asked),
+        "{asked} token requests while the token carried the requests"
+    );
+}
+
 /// A registry that answers every request with 401 and a fresh challenge, whatever token it
 /// is sent (one that does not take its token server's tokens), is asked a bounded number of
 /// times, and the message says that tokens were sent and refused: the registry's own words

@@ -215,6 +215,40 @@ fn a_hanging_token_server_is_asked_once_for_every_task_waiting() {
     assert!(tokens <= 12, "token requests: {tokens}");
 }
 
+/// Tokens revoked mid-batch while the token server fails for a second: the token server
+/// is asked again after the retry policy's backoff, once for all the tasks that need a
+/// token, not once by each task after its own backoff. Before, 8 jobs asked it about 20
+/// times in that second.
+#[test]
+fn a_failing_token_server_is_asked_again_once_per_backoff() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(300)))
+        .start();
+    let blobs = fill(&reg, 128, 10_000);
+    slow_down(&reg, &blobs, 2000, 20);
+    let child = Dist::new().spawn(
+        &["fetch", &repo(&reg), "-", "-j", "8"],
+        lines(&blobs).as_bytes(),
+    );
+    // Its output is read meanwhile: a full pipe would hold it up.
+    let out = std::thread::spawn(move || child.wait_with_output().unwrap());
+    std::thread::sleep(Duration::from_millis(300));
+    reg.set_fault_for_every("/token", Fault::Status(503));
+    reg.invalidate_tokens();
+    std::thread::sleep(Duration::from_secs(1));
+    let failed = reg.token_requests() - 1;
+    reg.clear_faults();
+    let out = out.join().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(parse_frames(&out.stdout).len(), 128);
+    // At 0, then 100-200 ms, 300-600 ms and 700-1400 ms later.
+    assert!(
+        (1..=4).contains(&failed),
+        "{failed} token requests in the second the token server failed"
+    );
+}
+
 /// A credential helper that prints the password kept in `secret` (a cloud's helper hands
 /// out an access token that lasts an hour, and a fresh one when asked again), for every
 /// registry, as `credsStore`.

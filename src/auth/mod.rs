@@ -5,7 +5,9 @@
 //! `Bearer` gets a token from the realm (with credentials from `config.json` when there are
 //! some), `Basic` sends those credentials. The token is reused until it expires or a 401
 //! arrives, and then refreshed *single-flight*: however many tasks notice at once, one
-//! token request is made and the others wait for its result.
+//! token request is made and the others wait for its result, or, when the token is only
+//! due for early renewal and still valid, go on sending it meanwhile. A token request that
+//! fails is not made again before the retry policy's backoff.
 
 pub mod challenge;
 pub mod credentials;
@@ -18,6 +20,7 @@ use std::time::{Duration, Instant};
 use http::HeaderValue;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::retry::RetryPolicy;
 use crate::transport::Transport;
 use challenge::Challenge;
 /// The types [`CredentialSource`] holds, here beside it.
@@ -59,6 +62,11 @@ struct State {
     /// failing or hanging token server again, one after another, behind the lock.
     flights: u64,
     failed: Option<Arc<Error>>,
+    /// Token requests failed in a row, and when the next one may go: a failing token
+    /// server is asked again after the retry policy's backoff, not by each request that
+    /// finds the token due.
+    failures: u32,
+    retry_at: Option<Instant>,
 }
 
 impl State {
@@ -193,20 +201,18 @@ impl Authorizer {
         self.state.lock().expect("auth state poisoned").clone()
     }
 
-    /// The header to send now. A bearer token close to expiry is renewed first.
-    pub async fn grant(&self) -> Result<Grant> {
+    /// The header to send now. A bearer token close to expiry is renewed first, and one
+    /// past it waits for its renewal; failed token requests are retried under `policy`.
+    pub async fn grant(&self, policy: &RetryPolicy) -> Result<Grant> {
         let mut s = self.snapshot();
-        if s.expires_at.is_some_and(|t| Instant::now() >= t) {
-            match self.renew(s.generation, s.flights).await {
-                Ok(()) => s = self.snapshot(),
-                // Renewing early keeps a token from dying in flight; the token it would
-                // replace still opens the repository, and a token server's passing 503
-                // must not fail requests it can carry.
-                Err(e) if s.valid_until.is_some_and(|t| Instant::now() < t) => {
-                    tracing::debug!(error = %e, "renewing the token failed; sending the current one while it lasts");
-                }
-                Err(e) => return Err(e),
+        let now = Instant::now();
+        if s.expires_at.is_some_and(|t| now >= t) {
+            if s.valid_until.is_some_and(|t| now < t) {
+                self.renew_early(s.generation, policy).await;
+            } else {
+                self.renew(s.generation, s.flights, policy).await?;
             }
+            s = self.snapshot();
         }
         Ok(Grant {
             header: s.header,
@@ -265,6 +271,7 @@ impl Authorizer {
         used: &Grant,
         www_authenticate: &[String],
         again: bool,
+        policy: &RetryPolicy,
     ) -> Result<()> {
         let challenges: Vec<Challenge> = www_authenticate
             .iter()
@@ -307,7 +314,7 @@ impl Authorizer {
                 };
                 return Err(self.not_granted(ch.param("scope"), said).await);
             }
-            return self.fetch_token(ch.clone()).await;
+            return self.fetch_token(ch.clone(), policy).await;
         }
         if basic.is_some() {
             let found = self.found().await?;
@@ -367,9 +374,9 @@ impl Authorizer {
         Ok(header)
     }
 
-    /// Renews an expiring token unless another task already did since `generation`, or
+    /// Renews an expired token unless another task already did since `generation`, or
     /// tried and failed since `flights`.
-    async fn renew(&self, generation: u64, flights: u64) -> Result<()> {
+    async fn renew(&self, generation: u64, flights: u64, policy: &RetryPolicy) -> Result<()> {
         let _flight = self.refresh.lock().await;
         let s = self.snapshot();
         if s.generation != generation {
@@ -379,18 +386,79 @@ impl Authorizer {
             return Err(e);
         }
         match s.bearer {
-            Some(ch) => self.fetch_token(ch).await,
+            Some(ch) => self.fetch_token(ch, policy).await,
             None => Ok(()),
         }
     }
 
-    /// Called with the refresh lock held.
-    async fn fetch_token(&self, ch: Challenge) -> Result<()> {
+    /// Renews a token due for renewal that is still valid, unless another task is at it,
+    /// already did since `generation`, or the last token request failed within its
+    /// backoff. The token it would replace still opens the repository: the other tasks
+    /// send it meanwhile rather than wait for the token server, and a failure (a passing
+    /// 503) leaves it in use while it lasts.
+    async fn renew_early(&self, generation: u64, policy: &RetryPolicy) {
+        let Ok(_flight) = self.refresh.try_lock() else {
+            return;
+        };
+        let s = self.snapshot();
+        if s.generation != generation || s.retry_at.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        if let Some(ch) = s.bearer {
+            if let Err(e) = self.fetch_token(ch, policy).await {
+                tracing::debug!(error = %e, "renewing the token failed; sending the current one while it lasts");
+            }
+        }
+    }
+
+    /// Called with the refresh lock held. After a failed token request, the next one
+    /// waits for `policy`'s backoff (or the `Retry-After` the failure carried).
+    async fn fetch_token(&self, ch: Challenge, policy: &RetryPolicy) -> Result<()> {
+        self.back_off(policy).await?;
         let result = self.ask_token(ch).await;
         let mut s = self.state.lock().expect("auth state poisoned");
         s.flights += 1;
-        s.failed = result.as_ref().err().map(|e| Arc::new(e.shared()));
+        match &result {
+            Ok(()) => {
+                s.failed = None;
+                s.failures = 0;
+                s.retry_at = None;
+            }
+            Err(e) => {
+                let wait = policy.wait(s.failures.min(policy.retries), e.retry_after());
+                // The wait may be the server's number, past the clock's range.
+                let now = Instant::now();
+                let far = now + Duration::from_secs(30 * 365 * 86400);
+                s.retry_at = Some(now.checked_add(wait).unwrap_or(far));
+                s.failures = s.failures.saturating_add(1);
+                s.failed = Some(Arc::new(e.shared()));
+            }
+        }
         result
+    }
+
+    /// Waits until the last failed token request's backoff has passed, when it failed as a
+    /// server failing for now does; a wait longer than `policy` allows gives that failure
+    /// again at once, as the request's own retries would. Refusals are not waited for:
+    /// they end the request that meets them anyway.
+    async fn back_off(&self, policy: &RetryPolicy) -> Result<()> {
+        let s = self.snapshot();
+        let (Some(at), Some(failed)) = (s.retry_at, s.failed) else {
+            return Ok(());
+        };
+        let left = at.saturating_duration_since(Instant::now());
+        if left.is_zero() || !failed.is_transient() {
+            return Ok(());
+        }
+        if left > policy.max_delay {
+            return Err(failed.shared());
+        }
+        tracing::debug!(
+            wait_ms = left.as_millis() as u64,
+            "waiting out the token server's backoff"
+        );
+        tokio::time::sleep(left).await;
+        Ok(())
     }
 
     /// [`fetch_token`](Self::fetch_token)'s request, and the state it leads to.

@@ -417,7 +417,7 @@ impl Host {
             self.pause.wait().await;
             // Token requests fail as other requests do (a 503 or 429 from the token
             // server, a dropped connection) and are retried on the same budget.
-            let grant = match self.auth.grant().await {
+            let grant = match self.auth.grant(policy).await {
                 Ok(g) => g,
                 Err(e) => {
                     tokio::time::sleep(again(e, &mut retries, None)?).await;
@@ -473,7 +473,7 @@ impl Host {
                     self.drain(&mut reply).await;
                     match self
                         .auth
-                        .challenged(&grant, &challenges, auth_rounds > 0)
+                        .challenged(&grant, &challenges, auth_rounds > 0, policy)
                         .await
                     {
                         Ok(()) => auth_rounds += 1,
