@@ -1163,3 +1163,60 @@ fn a_request_lost_with_its_connection_is_sent_again_once() {
     assert_ne!(out.status.code(), Some(0));
     assert_eq!(gets(second).len() - before, 1);
 }
+
+/// Reads one frame off `out`: its header line, and its body if it has one.
+fn next_frame(out: &mut impl std::io::BufRead) -> String {
+    let mut header = String::new();
+    out.read_line(&mut header).unwrap();
+    let size: Option<usize> = header.split(' ').nth(2).and_then(|s| s.parse().ok());
+    if let Some(size) = size.filter(|_| !header.contains(" error ")) {
+        let mut body = vec![0u8; size + 1];
+        out.read_exact(&mut body).unwrap();
+    }
+    header
+}
+
+/// A worker fed slowly keeps its connections in the pool between objects; a load balancer
+/// or NAT that dropped them meanwhile, silently, resets each one only as the next request
+/// goes out on it. Each such request is lost before an answer, and the next goes out on
+/// the next stale connection: resent once, then retried, a batch that had used eight
+/// connections failed the first object after the gap with `--retries 2`, though none of
+/// its attempts ever reached the registry on a live connection.
+#[test]
+fn the_first_object_after_an_idle_gap_survives_every_pooled_connection_gone_stale() {
+    use std::io::Write;
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, 8, 3000);
+    // All eight at once, each on a connection of its own.
+    for d in blobs.keys() {
+        reg.set_fault_for_every(d, Fault::SlowHead(Duration::from_millis(300)));
+    }
+    let later = reg.blob("team/app", bytes(77, 5000));
+    let dist = Dist::new();
+    let args = ["fetch", &repo(&reg), "-", "-j", "8", "--retries", "2"];
+    let mut child = dist.start(&[&args[..], &["--timeout", "120s"]].concat());
+    let mut input = child.stdin.take().unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    input.write_all(lines(&blobs).as_bytes()).unwrap();
+    input.flush().unwrap();
+    for _ in 0..blobs.len() {
+        let header = next_frame(&mut out);
+        assert!(!header.contains(" error "), "{header}");
+    }
+    assert!(reg.connections() >= 8, "{} connections", reg.connections());
+    reg.clear_faults();
+    reg.forget_connections();
+
+    writeln!(input, "{later}").unwrap();
+    input.flush().unwrap();
+    let header = next_frame(&mut out);
+    drop(input);
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        header.starts_with(&format!("{later} {later} 5000 ")),
+        "{header}: {err}"
+    );
+    assert!(status.success(), "{status:?}: {err}");
+}
