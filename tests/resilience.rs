@@ -1220,3 +1220,63 @@ fn the_first_object_after_an_idle_gap_survives_every_pooled_connection_gone_stal
     );
     assert!(status.success(), "{status:?}: {err}");
 }
+
+/// A stdin whose descriptor is non-blocking (shared with a wrapper that reads it with
+/// asyncio, or a terminal a program left so) has nothing to read at each pause of its
+/// producer. That is no end of the input: the batch waits for the next line, as it does on
+/// a blocking pipe. It ended with `stdin: Resource temporarily unavailable` instead, at
+/// its first pause or before its first line.
+#[test]
+fn a_non_blocking_stdin_is_waited_on_between_lines() {
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+    let reg = FakeRegistry::start();
+    let first = reg.blob("team/app", bytes(81, 3000));
+    let second = reg.blob("team/app", bytes(82, 4000));
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array, each owned below.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: F_GETFL and F_SETFL on the read end, just made.
+    unsafe {
+        let flags = libc::fcntl(fds[0], libc::F_GETFL);
+        assert_eq!(
+            libc::fcntl(fds[0], libc::F_SETFL, flags | libc::O_NONBLOCK),
+            0
+        );
+    }
+    // SAFETY: each descriptor is open and owned by nothing else.
+    let (read, mut input) = unsafe {
+        (
+            std::process::Stdio::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    };
+    let mut child = Dist::new()
+        .command(&["fetch", &repo(&reg), "-", "--timeout", "120s"])
+        .stdin(read)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    // Nothing to read at first, and again between the two lines.
+    std::thread::sleep(Duration::from_millis(300));
+    writeln!(input, "{first}").unwrap();
+    let header = next_frame(&mut out);
+    assert!(
+        header.starts_with(&format!("{first} {first} 3000 ")),
+        "{header}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    writeln!(input, "{second}").unwrap();
+    let header = next_frame(&mut out);
+    assert!(
+        header.starts_with(&format!("{second} {second} 4000 ")),
+        "{header}"
+    );
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {err}", out.status);
+    assert!(err.is_empty(), "{err}");
+}
