@@ -1197,3 +1197,120 @@ fn a_request_lost_with_its_connection_is_sent_again_once() {
     assert_ne!(out.status.code(), Some(0));
     assert_eq!(gets(second).len() - before, 1);
 }
+
+/// Reads one frame off `out`: its header line, and its body if it has one.
+fn next_frame(out: &mut impl std::io::BufRead) -> String {
+    let mut header = String::new();
+    out.read_line(&mut header).unwrap();
+    let size: Option<usize> = header.split(' ').nth(2).and_then(|s| s.parse().ok());
+    if let Some(size) = size.filter(|_| !header.contains(" error ")) {
+        let mut body = vec![0u8; size + 1];
+        out.read_exact(&mut body).unwrap();
+    }
+    header
+}
+
+/// A worker fed slowly keeps its connections in the pool between objects; a load balancer
+/// or NAT that dropped them meanwhile, silently, resets each one only as the next request
+/// goes out on it. Each such request is lost before an answer, and the next goes out on
+/// the next stale connection: resent once, then retried, a batch that had used eight
+/// connections failed the first object after the gap with `--retries 2`, though none of
+/// its attempts ever reached the registry on a live connection.
+#[test]
+fn the_first_object_after_an_idle_gap_survives_every_pooled_connection_gone_stale() {
+    use std::io::Write;
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, 8, 3000);
+    // All eight at once, each on a connection of its own.
+    for d in blobs.keys() {
+        reg.set_fault_for_every(d, Fault::SlowHead(Duration::from_millis(300)));
+    }
+    let later = reg.blob("team/app", bytes(77, 5000));
+    let dist = Dist::new();
+    let args = ["fetch", &repo(&reg), "-", "-j", "8", "--retries", "2"];
+    let mut child = dist.start(&[&args[..], &["--timeout", "120s"]].concat());
+    let mut input = child.stdin.take().unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    input.write_all(lines(&blobs).as_bytes()).unwrap();
+    input.flush().unwrap();
+    for _ in 0..blobs.len() {
+        let header = next_frame(&mut out);
+        assert!(!header.contains(" error "), "{header}");
+    }
+    assert!(reg.connections() >= 8, "{} connections", reg.connections());
+    reg.clear_faults();
+    reg.forget_connections();
+
+    writeln!(input, "{later}").unwrap();
+    input.flush().unwrap();
+    let header = next_frame(&mut out);
+    drop(input);
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        header.starts_with(&format!("{later} {later} 5000 ")),
+        "{header}: {err}"
+    );
+    assert!(status.success(), "{status:?}: {err}");
+}
+
+/// A stdin whose descriptor is non-blocking (shared with a wrapper that reads it with
+/// asyncio, or a terminal a program left so) has nothing to read at each pause of its
+/// producer. That is no end of the input: the batch waits for the next line, as it does on
+/// a blocking pipe. It ended with `stdin: Resource temporarily unavailable` instead, at
+/// its first pause or before its first line.
+#[test]
+fn a_non_blocking_stdin_is_waited_on_between_lines() {
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+    let reg = FakeRegistry::start();
+    let first = reg.blob("team/app", bytes(81, 3000));
+    let second = reg.blob("team/app", bytes(82, 4000));
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array, each owned below.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: F_GETFL and F_SETFL on the read end, just made.
+    unsafe {
+        let flags = libc::fcntl(fds[0], libc::F_GETFL);
+        assert_eq!(
+            libc::fcntl(fds[0], libc::F_SETFL, flags | libc::O_NONBLOCK),
+            0
+        );
+    }
+    // SAFETY: each descriptor is open and owned by nothing else.
+    let (read, mut input) = unsafe {
+        (
+            std::process::Stdio::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    };
+    let mut child = Dist::new()
+        .command(&["fetch", &repo(&reg), "-", "--timeout", "120s"])
+        .stdin(read)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    // Nothing to read at first, and again between the two lines.
+    std::thread::sleep(Duration::from_millis(300));
+    writeln!(input, "{first}").unwrap();
+    let header = next_frame(&mut out);
+    assert!(
+        header.starts_with(&format!("{first} {first} 3000 ")),
+        "{header}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    writeln!(input, "{second}").unwrap();
+    let header = next_frame(&mut out);
+    assert!(
+        header.starts_with(&format!("{second} {second} 4000 ")),
+        "{header}"
+    );
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {err}", out.status);
+    assert!(err.is_empty(), "{err}");
+}

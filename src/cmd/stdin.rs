@@ -52,6 +52,17 @@ fn read_all(tx: &mpsc::Sender<std::io::Result<Bytes>>) {
                 tx.blocking_send(Ok(buf.freeze()))
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            // A descriptor shared with a process that made it non-blocking (a wrapper
+            // reading the same stdin with asyncio, a terminal left so) has nothing to read
+            // at each pause of its producer: that is no end of the input, and a batch fed
+            // slowly ended at its first pause, or before its first line.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if let Err(e) = readable(libc::STDIN_FILENO) {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+                continue;
+            }
             Err(e) => {
                 let _ = tx.blocking_send(Err(e));
                 return;
@@ -59,6 +70,25 @@ fn read_all(tx: &mpsc::Sender<std::io::Result<Bytes>>) {
         };
         if sent.is_err() {
             return; // the reader is gone
+        }
+    }
+}
+
+/// Blocks until `fd` has something to read, or has reached its end.
+fn readable(fd: libc::c_int) -> std::io::Result<()> {
+    let mut watched = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one valid `pollfd`, and a count of one.
+        if unsafe { libc::poll(&mut watched, 1, -1) } >= 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
         }
     }
 }

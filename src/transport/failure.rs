@@ -24,6 +24,16 @@ pub fn lost_before_answer(e: &Error) -> bool {
     })
 }
 
+/// Whether `e`, a request [`lost_before_answer`], went with its connection (reset,
+/// closed, gone away), rather than being refused alone on a connection that lives on (an
+/// HTTP/2 stream reset, `HTTP_1_1_REQUIRED`).
+pub(super) fn lost_with_connection(e: &Error) -> bool {
+    lost_before_answer(e)
+        && !http1_required(e)
+        && !std::error::Error::source(e)
+            .is_some_and(|cause| causes_include(cause, |h2: &h2::Error| h2.is_reset()))
+}
+
 /// Whether an HTTP/2 server refused `e`'s request, or its whole connection, with
 /// `HTTP_1_1_REQUIRED` (RFC 9113, 0xd): IIS for a request it will authenticate only over
 /// HTTP/1.1, and proxies that take HTTP/2 for some requests only.

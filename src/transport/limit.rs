@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -79,6 +80,7 @@ where
             Ok(Limited {
                 io,
                 _permit: permit,
+                answered: Answered::default(),
             })
         })
     }
@@ -89,11 +91,31 @@ where
 pub struct Limited<T> {
     io: T,
     _permit: OwnedSemaphorePermit,
+    answered: Answered,
 }
 
 impl<T: Connection> Connection for Limited<T> {
     fn connected(&self) -> Connected {
-        self.io.connected()
+        self.io.connected().extra(self.answered.clone())
+    }
+}
+
+/// Whether a connection has answered a request yet, shared by every request sent on it
+/// (the pool hands each one the connection's [`Connected`], extras and all). A request
+/// lost on a connection that had answered before met one kept alive in the pool, which
+/// the server or the network may have dropped while it sat idle.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Answered(Arc<AtomicBool>);
+
+impl Answered {
+    /// Records an answer.
+    pub(crate) fn answer(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the connection has answered a request.
+    pub(crate) fn before(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
     }
 }
 

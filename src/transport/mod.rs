@@ -439,27 +439,57 @@ impl Transport {
         })?;
         let started = std::time::Instant::now();
         let client = if http1 { &self.http1 } else { &self.client };
-        let fut = client.request(request);
-        let result = tokio::time::timeout(self.opts.response_timeout, fut).await;
-        let response = match result {
-            Err(_) => {
-                // Named with its limit and option: "in time" left the user to guess
-                // which of the timeouts ran out, and how long it was.
-                return Err(Error::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "no response headers within {:?} (--idle-timeout)",
-                        self.opts.response_timeout
-                    ),
-                )
-                .with_url(&req.url));
+        // A request that can go again unchanged: a GET or HEAD, never the refresh-token
+        // grant's POST, which may have been taken.
+        let repeatable = matches!(req.method, Method::GET | Method::HEAD);
+        let mut stale = 0;
+        let response = loop {
+            let mut request = request.clone();
+            let used = hyper_util::client::legacy::connect::capture_connection(&mut request);
+            let fut = client.request(request);
+            let result = tokio::time::timeout(self.opts.response_timeout, fut).await;
+            match result {
+                Err(_) => {
+                    // Named with its limit and option: "in time" left the user to guess
+                    // which of the timeouts ran out, and how long it was.
+                    return Err(Error::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "no response headers within {:?} (--idle-timeout)",
+                            self.opts.response_timeout
+                        ),
+                    )
+                    .with_url(&req.url));
+                }
+                Ok(Err(e)) => {
+                    let refused = || self.refusals.of(&req.url);
+                    let ours = self.opts.client_identity.as_ref();
+                    let e = classify_client_error(e, refused, ours).with_url(&req.url);
+                    // A worker fed slowly finds its pooled connections as it left them,
+                    // though a load balancer or NAT may have dropped them all meanwhile,
+                    // saying so only as a request goes out on each. Every one of them is
+                    // passed over, as Go's client does, before the caller counts a loss:
+                    // it resent once and then retried, each time on the next stale
+                    // connection, and failed the first object after an idle gap. The
+                    // pool holds no more connections than the cap.
+                    if repeatable
+                        && stale < self.opts.max_connections_per_host
+                        && failure::lost_with_connection(&e)
+                        && answered_before(&used)
+                    {
+                        stale += 1;
+                        tracing::debug!(url = %redact(&req.url), error = %e, "kept-alive connection lost before an answer; sending again");
+                        continue;
+                    }
+                    return Err(e);
+                }
+                Ok(Ok(r)) => {
+                    if let Some(answered) = r.extensions().get::<limit::Answered>() {
+                        answered.answer();
+                    }
+                    break r;
+                }
             }
-            Ok(Err(e)) => {
-                let refused = || self.refusals.of(&req.url);
-                let ours = self.opts.client_identity.as_ref();
-                return Err(classify_client_error(e, refused, ours).with_url(&req.url));
-            }
-            Ok(Ok(r)) => r,
         };
         tracing::debug!(
             method = %req.method,
@@ -562,6 +592,18 @@ impl Transport {
             }
         }
     }
+}
+
+/// Whether the connection a request went out on, as `used` captured it, had answered a
+/// request before: one kept alive in the pool.
+fn answered_before(used: &hyper_util::client::legacy::connect::CaptureConnection) -> bool {
+    let mut extras = http::Extensions::new();
+    if let Some(connected) = &*used.connection_metadata() {
+        connected.get_extras(&mut extras);
+    }
+    extras
+        .get::<limit::Answered>()
+        .is_some_and(limit::Answered::before)
 }
 
 /// A URL for messages and logs: without its query (pre-signed CDN URLs carry credentials

@@ -123,6 +123,8 @@ struct State {
     range_support: bool,
     /// Where the API is served: `/v2`, or a registry behind a path prefix.
     api_root: String,
+    /// Connections numbered up to this one are reset at their next request, unanswered.
+    forgotten: std::sync::atomic::AtomicU64,
 }
 
 /// Configures a [`FakeRegistry`] before it starts.
@@ -173,6 +175,7 @@ impl Builder {
             log: Mutex::default(),
             range_support: self.range_support,
             api_root: self.api_root,
+            forgotten: Default::default(),
         });
         let shared = state.clone();
         let handler: server::Handler =
@@ -294,6 +297,15 @@ impl FakeRegistry {
     /// expired`, as ECR answers a password past its 12 hours, instead of a 401.
     pub fn forbid_stale_basic(&self) {
         self.state.auth.forbid_stale_basic();
+    }
+
+    /// Resets every connection open now at its next request, unanswered, as a load
+    /// balancer or NAT that dropped them while they sat idle does (it says nothing until
+    /// the client sends again), or a registry's host restarted meanwhile. Connections
+    /// accepted later are served as usual.
+    pub fn forget_connections(&self) {
+        let accepted = self.server.stats().accepted.load(Ordering::SeqCst);
+        self.state.forgotten.store(accepted, Ordering::SeqCst);
     }
 
     /// Every request so far, in the order responses were chosen.

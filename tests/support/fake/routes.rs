@@ -13,7 +13,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::faults::{self, Fault};
-use super::server::{empty, full, Body, Conn};
+use super::server::{empty, full, Body, Conn, End};
 use super::{digest_of, RequestRecord, State};
 
 /// Which endpoint a (percent-decoded) path addresses.
@@ -146,7 +146,13 @@ pub fn handle(state: &State, req: Request<Incoming>, conn: &Conn) -> Response<Bo
     let (parts, _body) = req.into_parts();
     let mut record = RequestRecord::new(&parts, conn.id);
     let path = percent_decode(parts.uri.path());
-    let (response, fault) = respond(state, &parts, &path, conn);
+    let forgotten = conn.id <= state.forgotten.load(std::sync::atomic::Ordering::SeqCst);
+    let (response, fault) = if forgotten {
+        let reset = conn.take_over(StatusCode::OK, Bytes::new(), End::Reset);
+        (reset, Some(Fault::CloseUnanswered))
+    } else {
+        respond(state, &parts, &path, conn)
+    };
     record.status = response.status().as_u16();
     record.fault = fault;
     state.log.lock().unwrap().push(record);
