@@ -543,9 +543,14 @@ fn sigint_during_large_downloads_stops_promptly_and_keeps_partials_a_rerun_carri
 /// second more, for the paced downloads to pass their first MiB; returns how many there are.
 fn downloads_past_their_first_mib(dir: &Path, n: usize) -> usize {
     let sha = dir.join("blobs/sha256");
+    // The downloads' own files, not the locks they are fetched under.
     let temporaries = || {
         std::fs::read_dir(&sha)
-            .map(|d| d.flatten().count())
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(".dist-tmp-"))
+                    .count()
+            })
             .unwrap_or(0)
     };
     let waited = Instant::now();

@@ -17,6 +17,12 @@
 //! (`.dist-tmp-<run>~<encoded>~…`), and becomes its partial download when the next
 //! run opens the store. Partial files untouched for a day are removed then.
 //!
+//! A blob is fetched into the store under a lock another process sees
+//! ([`LayoutStore::try_ingest`]: an `flock` on `.dist-lock-<encoded>` beside the blob's
+//! place), as containerd fetches under its ingest locks: runs into one layout that want
+//! the same blob at once (pulls of images sharing a layer) download it once, the others
+//! waiting for it to be stored.
+//!
 //! `index.json` is updated through [`super::index`].
 
 use std::collections::HashSet;
@@ -37,6 +43,8 @@ use super::stream::StreamWriter;
 pub(super) const TMP_PREFIX: &str = ".dist-tmp-";
 /// A partial download kept for the next run: `.dist-partial-<encoded>`.
 const PARTIAL_PREFIX: &str = ".dist-partial-";
+/// The lock of a blob being fetched into the store: `.dist-lock-<encoded>`.
+const LOCK_PREFIX: &str = ".dist-lock-";
 /// A temporary file of another machine sharing the directory is left alone this long.
 const FOREIGN_TEMP_AGE: Duration = Duration::from_secs(24 * 3600);
 /// A partial download nobody carried on within this long is removed: a layout is often
@@ -312,6 +320,70 @@ impl LayoutStore {
         self.new_temp(digest.algorithm(), Some(digest))
     }
 
+    /// Takes the lock under which `digest` is fetched into the store, unless another
+    /// fetch holds it: another process's, or another task's of this one (an `flock` is
+    /// held by an open file, not by a process), which is then fetching the blob. Hold the
+    /// lock until the blob is stored or its fetch has failed; the lock is let go when
+    /// dropped, and by the kernel when its process dies. Where no lock can be had (a
+    /// filesystem without `flock`, a directory that is not writable), the lock holds
+    /// nothing and the fetch goes ahead: the lock only saves a second download, the
+    /// store's renames keep every blob whole either way. Blocks (a few system calls).
+    pub fn try_ingest(&self, digest: &Digest) -> Option<IngestLock> {
+        let dir = self.root.join("blobs").join(digest.algorithm().as_str());
+        let path = dir.join(format!("{LOCK_PREFIX}{}", digest.encoded()));
+        let unlocked = || Some(IngestLock { held: None });
+        // Each turn either takes the lock, finds it held, or finds that the file it
+        // locked was unlinked by its holder meanwhile, and tries the new one.
+        for _ in 0..8 {
+            let file = match open_lock(&path, true) {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    // The layout taken away by a failed run beside this one: made again,
+                    // as for a temporary file ([`Self::temp`]).
+                    if make_skeleton(&self.root, &dir).is_err() {
+                        return unlocked();
+                    }
+                    continue;
+                }
+                // A symbolic link planted at the lock's name: never followed.
+                Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                    let _ = std::fs::remove_file(&path);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::debug!(path = %path.display(), error = %e, "no lock for the blob's fetch");
+                    return unlocked();
+                }
+            };
+            match try_flock(&file, libc::LOCK_EX) {
+                Ok(true) if names_file(&path, &file) => {
+                    return Some(IngestLock {
+                        held: Some((file, path)),
+                    })
+                }
+                Ok(true) => continue,
+                Ok(false) => return None,
+                // No locks on this filesystem: its lock files would hold nothing, and pile up.
+                Err(e) => {
+                    tracing::debug!(path = %path.display(), error = %e, "no lock for the blob's fetch");
+                    let _ = std::fs::remove_file(&path);
+                    return unlocked();
+                }
+            }
+        }
+        unlocked()
+    }
+
+    /// Sweeps the folder of `algorithm` again as at open: a process that fetched a blob
+    /// under its lock and let go without storing it (stopped, or killed) left a partial
+    /// download, or a temporary file that becomes one, for whoever takes the lock next.
+    /// Blocks (it lists the folder).
+    pub fn find_partials(&self, algorithm: Algorithm) {
+        let found = remove_stale_in(&self.root.join("blobs").join(algorithm.as_str()));
+        let mut partials = self.partials.lock().unwrap_or_else(|p| p.into_inner());
+        partials.extend(found);
+    }
+
     fn new_temp(&self, algorithm: Algorithm, digest: Option<&Digest>) -> Result<TempBlob> {
         let dir = self.root.join("blobs").join(algorithm.as_str());
         let prefix = match digest {
@@ -402,8 +474,9 @@ impl LayoutStore {
     }
 
     /// Removes `.dist-tmp-<pid>-*` files whose process no longer runs, in the layout's
-    /// root (index and layout files) and under `blobs/<algorithm>/`, and partial downloads
-    /// older than [`PARTIAL_AGE`]; notes the others.
+    /// root (index and layout files) and under `blobs/<algorithm>/`, partial downloads
+    /// older than [`PARTIAL_AGE`], and lock files no process holds; notes the partial
+    /// downloads kept.
     fn sweep(&self) {
         remove_stale_in(&self.root);
         let Ok(algs) = std::fs::read_dir(self.root.join("blobs")) else {
@@ -432,6 +505,10 @@ fn remove_stale_in(dir: &Path) -> Vec<PathBuf> {
         // else, and is neither carried on (which failed, and renamed it back and forth
         // run after run) nor removed. A symlink is removed when it is found out.
         if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        if name.starts_with(LOCK_PREFIX) {
+            remove_unheld_lock(&entry.path());
             continue;
         }
         if name.starts_with(PARTIAL_PREFIX) {
@@ -480,6 +557,71 @@ fn remove_stale_in(dir: &Path) -> Vec<PathBuf> {
         }
     }
     kept
+}
+
+/// Removes the lock file at `path` if no process holds it (its run was killed), taking the
+/// lock first as a fetch would ([`LayoutStore::try_ingest`]), so that a process that opened
+/// it meanwhile finds it gone once it gets the lock, and makes a new one.
+fn remove_unheld_lock(path: &Path) {
+    match open_lock(path, false) {
+        Ok(file) => match try_flock(&file, libc::LOCK_EX) {
+            Ok(true) if names_file(path, &file) => {
+                let _ = std::fs::remove_file(path);
+            }
+            // A filesystem without locks: nobody holds it.
+            Err(_) => {
+                let _ = std::fs::remove_file(path);
+            }
+            _ => {}
+        },
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            let _ = std::fs::remove_file(path);
+        }
+        Err(_) => {}
+    }
+}
+
+/// Opens the lock file at `path` (creating it with `create`) to lock it: read-only, which
+/// `flock` needs no more than, so another user's lock in a shared layout is seen too;
+/// never through a symbolic link, and never waiting on a FIFO.
+fn open_lock(path: &Path, create: bool) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let create = if create { libc::O_CREAT } else { 0 };
+    std::fs::OpenOptions::new()
+        .read(true)
+        .mode(0o666)
+        .custom_flags(create | libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+}
+
+/// Whether `path` still names `file`, a regular file: a lock taken on a file its holder
+/// unlinked before letting go locks nothing anyone else sees.
+fn names_file(path: &Path, file: &std::fs::File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::symlink_metadata(path)) {
+        (Ok(held), Ok(named)) => {
+            held.is_file() && held.dev() == named.dev() && held.ino() == named.ino()
+        }
+        _ => false,
+    }
+}
+
+/// The lock under which a blob is fetched into the store ([`LayoutStore::try_ingest`]).
+#[derive(Debug)]
+pub struct IngestLock {
+    held: Option<(std::fs::File, PathBuf)>,
+}
+
+impl Drop for IngestLock {
+    fn drop(&mut self) {
+        // Unlinked while still held, then closed: a process that opened the file meanwhile
+        // gets the lock only after that, finds the name gone or another file's, and tries
+        // again ([`names_file`]). Closed first, that process could take the lock on the
+        // file about to go, while a third made a new one and fetched the blob too.
+        if let Some((_file, path)) = &self.held {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 /// Makes the file `from`, which holds (or is about to hold) `len` bytes, the partial
@@ -1440,6 +1582,39 @@ mod tests {
         assert!(!old_path.exists());
         assert!(!store.has_partial(&old));
         assert!(store.has_partial(&new));
+    }
+
+    /// A blob's fetch lock: one holder at a time, this process's other tasks included;
+    /// let go, its file goes. A fetch that opened the file just before its holder let go
+    /// gets the lock on a file no longer named, and takes a new one instead.
+    #[test]
+    fn an_ingest_lock_has_one_holder_and_goes_when_let_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open(dir.path()).unwrap();
+        let d = Digest::of(Algorithm::Sha256, b"data");
+        let path = dir
+            .path()
+            .join("blobs/sha256")
+            .join(format!("{LOCK_PREFIX}{}", d.encoded()));
+        let first = store.try_ingest(&d).expect("free");
+        assert!(first.held.is_some(), "a real lock on this filesystem");
+        assert!(store.try_ingest(&d).is_none(), "held by the first");
+        let late = open_lock(&path, false).unwrap();
+        drop(first);
+        assert!(!path.exists(), "removed by its holder");
+        assert!(matches!(try_flock(&late, libc::LOCK_EX), Ok(true)));
+        assert!(!names_file(&path, &late), "a lock on an unlinked file");
+        let mut second = store.try_ingest(&d).expect("free again");
+        assert!(names_file(&path, &second.held.as_ref().unwrap().0));
+        // Closed without the removal, as a killed run leaves it: taken by the next
+        // fetch, swept at open.
+        drop(second.held.take());
+        drop(late);
+        let other = Digest::of(Algorithm::Sha256, b"other");
+        drop(store.try_ingest(&other).expect("free"));
+        assert!(path.exists());
+        LayoutStore::open(dir.path()).unwrap();
+        assert!(!path.exists(), "swept");
     }
 
     #[test]

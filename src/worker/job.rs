@@ -3,10 +3,13 @@
 //! Content that fails verification (wrong digest or size) is fetched once more from
 //! scratch (a proxy or a flaky disk may have corrupted one transfer) and only then reported;
 //! it never reaches its final place. A blob whose download an earlier run left part-way
-//! is carried on from where it stopped ([`LayoutStore::resume`]).
+//! is carried on from where it stopped ([`LayoutStore::resume`]). A blob is fetched into
+//! the store under its lock ([`LayoutStore::try_ingest`]), so runs into one store fetch it
+//! once.
 
 use std::time::Instant;
 
+use super::ingest::{self, Claimed, LOCK_FROM};
 use super::line::Job;
 use super::progress::{Progress, Tally};
 use super::{Destination, Outcome, Status};
@@ -15,7 +18,7 @@ use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fetch::{Download, Prefix, VERIFY_ATTEMPTS};
 use crate::remote::Remote;
-use crate::sink::layout::{LayoutStore, TempBlob};
+use crate::sink::layout::{IngestLock, LayoutStore, TempBlob};
 use crate::sink::spool::Spool;
 
 /// Runs one job to its outcome.
@@ -71,6 +74,21 @@ fn record_whole(
     outcome.size = Some(size);
     outcome.media_type = job.hints.media_type().map(str::to_string);
     outcome.path = Some(path);
+}
+
+/// Records `digest` as found in the store, `size` bytes, not fetched: `exists`.
+fn record_found(
+    outcome: &mut Outcome,
+    job: &Job,
+    tally: &mut Tally<'_>,
+    store: &LayoutStore,
+    digest: &Digest,
+    size: u64,
+) {
+    store.remove_partial(digest);
+    let path = store.blob_path(digest);
+    record_whole(outcome, job, tally, digest, size, path);
+    outcome.status = Status::Exists;
 }
 
 fn record(outcome: &mut Outcome, download: &Download) {
@@ -145,39 +163,21 @@ async fn to_store(
     tally: &mut Tally<'_>,
     outcome: &mut Outcome,
 ) -> Result<()> {
+    // Held until the blob is stored or its fetch failed: other runs into the store wait
+    // for it instead of downloading the blob too. Taken before the request when the
+    // descriptor says the blob is large enough, else once the registry said ([`start`]).
+    let mut held = None;
     if let Some(digest) = job.object.digest() {
-        let present = if verify_existing {
-            // Re-hashing a stored blob is real work: off the runtime's thread.
-            let (s, d) = (store.clone(), digest.clone());
-            blocking::run("checking a stored blob failed", move || {
-                s.existing(&d, true)
-            })
-            .await?
-        } else {
-            store.existing(digest, false)?
-        };
-        // A stored blob of another size than its descriptor says was damaged since it was
-        // verified (truncated by a full disk, a copy cut short), or the descriptor is wrong.
-        // Fetching again tells which: the fetch replaces a damaged blob, and fails on a
-        // wrong descriptor, naming the size the registry declares, without touching the
-        // blob.
-        let present = present.filter(|&size| match job.hints.size {
-            Some(expected) if expected != size => {
-                tracing::warn!(
-                    path = %store.blob_path(digest).display(),
-                    size,
-                    expected,
-                    "stored blob is not the size its descriptor says; fetching again"
-                );
-                false
+        let mut present = stored(store, job, digest, verify_existing).await?;
+        if present.is_none() && job.hints.size.is_some_and(|size| size >= LOCK_FROM) {
+            let look = || stored(store, job, digest, verify_existing);
+            match ingest::claim(store, digest, look).await? {
+                Claimed::Mine(lock) => held = Some(lock),
+                Claimed::Stored(size) => present = Some(size),
             }
-            _ => true,
-        });
+        }
         if let Some(size) = present {
-            store.remove_partial(digest);
-            let path = store.blob_path(digest);
-            record_whole(outcome, job, tally, digest, size, path);
-            outcome.status = Status::Exists;
+            record_found(outcome, job, tally, store, digest, size);
             return Ok(());
         }
     }
@@ -213,21 +213,30 @@ async fn to_store(
                     Ok(download) => {
                         tracing::info!(object = %job.object, bytes = len, "carrying on from a partial download an earlier run kept");
                         tally.already_here(len);
-                        Ok((download, temp))
+                        Ok(Started::Fetching(Box::new((download, temp))))
                     }
                     // Kept again (dropping `temp` does that) for a run that can reach it.
                     Err(e) if !cannot_carry_on(&e) => return Err(e),
                     Err(e) => {
                         tracing::debug!(object = %job.object, error = %e, "the partial download cannot be carried on; fetching from scratch");
                         temp.discard();
-                        start(remote, job, &hints, store).await
+                        start(remote, job, &hints, store, verify_existing, &mut held).await
                     }
                 }
             }
-            None => start(remote, job, &hints, store).await,
+            None => start(remote, job, &hints, store, verify_existing, &mut held).await,
         };
         let (mut download, mut temp) = match opened {
-            Ok(opened) => opened,
+            Ok(Started::Fetching(opened)) => *opened,
+            Ok(Started::Stored(digest, size)) => {
+                record_found(outcome, job, tally, store, &digest, size);
+                return Ok(());
+            }
+            // Nothing received on this attempt: it starts again, as the first.
+            Ok(Started::TakenOver) => {
+                attempt = 0;
+                continue;
+            }
             // As in `to_spool`: content announced as other than asked for is fetched again.
             Err(e) if e.is_corruption() && attempt < VERIFY_ATTEMPTS => {
                 tracing::warn!(object = %job.object, error = %e, "content did not verify; fetching again");
@@ -272,15 +281,94 @@ async fn to_store(
     }
 }
 
+/// The size of the blob `digest` if the store holds it (hashed first with
+/// `verify_existing`), as the job's descriptor says it should be.
+async fn stored(
+    store: &LayoutStore,
+    job: &Job,
+    digest: &Digest,
+    verify_existing: bool,
+) -> Result<Option<u64>> {
+    let present = if verify_existing {
+        // Re-hashing a stored blob is real work: off the runtime's thread.
+        let (s, d) = (store.clone(), digest.clone());
+        blocking::run("checking a stored blob failed", move || {
+            s.existing(&d, true)
+        })
+        .await?
+    } else {
+        store.existing(digest, false)?
+    };
+    // A stored blob of another size than its descriptor says was damaged since it was
+    // verified (truncated by a full disk, a copy cut short), or the descriptor is wrong.
+    // Fetching again tells which: the fetch replaces a damaged blob, and fails on a
+    // wrong descriptor, naming the size the registry declares, without touching the
+    // blob.
+    Ok(present.filter(|&size| match job.hints.size {
+        Some(expected) if expected != size => {
+            tracing::warn!(
+                path = %store.blob_path(digest).display(),
+                size,
+                expected,
+                "stored blob is not the size its descriptor says; fetching again"
+            );
+            false
+        }
+        _ => true,
+    }))
+}
+
+/// What [`start`] began.
+enum Started {
+    /// The download, and the temporary file it goes into (boxed: the other variant is
+    /// small).
+    Fetching(Box<(Download, TempBlob)>),
+    /// Another fetch, which held the blob's lock, stored it meanwhile: of this size.
+    Stored(Digest, u64),
+    /// Another fetch held the blob's lock and let go without storing it: this one holds it
+    /// now, and starts again, carrying on what the other kept.
+    TakenOver,
+}
+
 /// A fresh download of the job's object, and the temporary file it goes into, kept as a
-/// partial download should the run stop before the end.
+/// partial download should the run stop before the end. A blob whose size was not known
+/// before the request is locked ([`ingest`]) once the registry declared it large enough;
+/// when another fetch holds it, this download is dropped before its body is read, and the
+/// blob waited for.
 async fn start(
     remote: &dyn Remote,
     job: &Job,
     hints: &crate::hints::Hints,
     store: &LayoutStore,
-) -> Result<(Download, TempBlob)> {
+    verify_existing: bool,
+    held: &mut Option<IngestLock>,
+) -> Result<Started> {
     let download = remote.fetch(&job.object, hints).await?;
+    if let Some(digest) = job.object.digest() {
+        let large = download.meta().size.is_none_or(|size| size >= LOCK_FROM);
+        if held.is_none() && large {
+            let look = || stored(store, job, digest, verify_existing);
+            match store.try_ingest(digest) {
+                Some(lock) => {
+                    // Stored by a fetch that let go between the look for it and the lock.
+                    if let Some(size) = look().await? {
+                        return Ok(Started::Stored(digest.clone(), size));
+                    }
+                    *held = Some(lock);
+                }
+                None => {
+                    drop(download);
+                    return match ingest::claim(store, digest, look).await? {
+                        Claimed::Stored(size) => Ok(Started::Stored(digest.clone(), size)),
+                        Claimed::Mine(lock) => {
+                            *held = Some(lock);
+                            Ok(Started::TakenOver)
+                        }
+                    };
+                }
+            }
+        }
+    }
     let temp = match (job.object.digest(), &download.meta().expected) {
         (Some(digest), _) => store.temp_for(digest)?,
         (None, expected) => store.temp(
@@ -289,7 +377,7 @@ async fn start(
                 .map_or(crate::digest::Algorithm::Sha256, Digest::algorithm),
         )?,
     };
-    Ok((download, temp))
+    Ok(Started::Fetching(Box::new((download, temp))))
 }
 
 /// The partial download of `digest` an earlier run kept, claimed and hashed off the

@@ -6,6 +6,7 @@
 //! [`Outcome`], whether it succeeded or not, so that one bad line is reported while the
 //! batch goes on. An object that appears twice is fetched once.
 
+mod ingest;
 pub mod input;
 pub mod job;
 pub mod line;

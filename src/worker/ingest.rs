@@ -1,0 +1,178 @@
+//! One fetch of a blob into a store at a time, across processes: runs into one layout
+//! that want the same blob at once (pulls of images sharing a layer, started together by a
+//! mirroring job) download it once. The others wait for the blob to be stored and report
+//! it found there, or take over when the fetch stopped without storing it, carrying on
+//! what it kept ([`LayoutStore::try_ingest`]). This is containerd's ingest lock.
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::blocking;
+use crate::digest::Digest;
+use crate::error::Result;
+use crate::sink::layout::{IngestLock, LayoutStore};
+
+/// The first pause between looks while another fetch holds a blob: a small blob's fetch
+/// ends within it. Pauses double up to [`LAST_PAUSE`], which bounds how late a waiting run
+/// learns that a large blob was stored.
+const FIRST_PAUSE: Duration = Duration::from_millis(50);
+const LAST_PAUSE: Duration = Duration::from_millis(500);
+
+/// Blobs from this size on are fetched under a lock. Each lock is a file made and removed
+/// beside the blob (seven system calls, two of them journaled on a disk, where every
+/// blob's fsync commits them): locking every blob, 1000 blobs of 2 KiB from a local layout
+/// took 134 ms instead of 119 ms into tmpfs (medians of 15 interleaved runs), 1.86 s
+/// instead of 1.07 s into a busy ext4 disk, and from docker-registry 2.95 s instead of
+/// 2.85 s. A second download of a small blob costs less than that.
+pub(super) const LOCK_FROM: u64 = 1 << 20;
+
+/// How the wait for a blob's lock ended.
+pub(super) enum Claimed {
+    /// This fetch holds the blob's lock; the blob is not in the store.
+    Mine(IngestLock),
+    /// Another fetch stored the blob, of this size, checked as `stored` checks.
+    Stored(u64),
+}
+
+/// Takes the lock of `digest` in `store` for a fetch, waiting while another fetch holds
+/// it. `stored` looks for the blob in the store (hashing it with `--verify-existing`),
+/// and is asked again once the lock is taken, since the fetch that held it may have
+/// stored the blob just before. The wait is a sleep, so the run's stop (a signal,
+/// `--timeout`), which drops the job, ends it at once.
+pub(super) async fn claim<F, Fut>(
+    store: &LayoutStore,
+    digest: &Digest,
+    mut stored: F,
+) -> Result<Claimed>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<u64>>>,
+{
+    let mut pause = FIRST_PAUSE;
+    let mut waited = false;
+    loop {
+        if let Some(lock) = store.try_ingest(digest) {
+            if let Some(size) = stored().await? {
+                return Ok(Claimed::Stored(size));
+            }
+            if waited {
+                // The other fetch stopped without storing the blob: what it kept, this
+                // one carries on.
+                let (s, algorithm) = (store.clone(), digest.algorithm());
+                blocking::run("looking for partial downloads failed", move || {
+                    s.find_partials(algorithm);
+                    Ok(())
+                })
+                .await?;
+            }
+            return Ok(Claimed::Mine(lock));
+        }
+        if !waited {
+            tracing::info!(%digest, "another fetch is storing this blob in the layout; waiting for it");
+            waited = true;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(LAST_PAUSE);
+        if let Some(size) = stored().await? {
+            return Ok(Claimed::Stored(size));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use futures::future::BoxFuture;
+    use futures::StreamExt;
+
+    use super::super::{run, Destination, Status, WorkerOptions};
+    use crate::digest::{Algorithm, Digest};
+    use crate::layout_remote::LayoutRemote;
+    use crate::remote::Remote;
+    use crate::sink::layout::LayoutStore;
+
+    /// A layout as the remote, counting fetches and holding each until let through.
+    struct Gated {
+        inner: LayoutRemote,
+        fetches: AtomicUsize,
+        gate: tokio::sync::Semaphore,
+        begun: tokio::sync::Notify,
+    }
+
+    impl Remote for Gated {
+        fn fetch<'a>(
+            &'a self,
+            object: &'a crate::reference::Object,
+            hints: &'a crate::hints::Hints,
+        ) -> BoxFuture<'a, crate::error::Result<crate::fetch::Download>> {
+            Box::pin(async move {
+                self.fetches.fetch_add(1, Ordering::SeqCst);
+                self.begun.notify_one();
+                self.gate.acquire().await.unwrap().forget();
+                self.inner.fetch(object, hints).await
+            })
+        }
+
+        fn check<'a>(&'a self) -> BoxFuture<'a, crate::error::Result<()>> {
+            self.inner.check()
+        }
+
+        fn describe(&self) -> String {
+            "gated".into()
+        }
+    }
+
+    /// Two worker runs of one process into one store (a service running pulls side by
+    /// side) want the same blob: a lock is held by an open file, not by a process, so the
+    /// second waits for the first as another process would, rather than deadlocking on
+    /// itself or fetching the blob too.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_runs_of_one_process_fetch_a_blob_once() {
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..(2u32 << 20)).map(|i| (i % 253) as u8).collect();
+        let d = Digest::of(Algorithm::Sha256, &data);
+        let path = src.path().join("blobs/sha256").join(d.encoded());
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, &data).unwrap();
+        LayoutStore::open(src.path()).unwrap();
+        let remote = Arc::new(Gated {
+            inner: LayoutRemote::new(src.path()),
+            fetches: AtomicUsize::new(0),
+            gate: tokio::sync::Semaphore::new(0),
+            begun: tokio::sync::Notify::new(),
+        });
+        let store = LayoutStore::open(dst.path()).unwrap();
+        let worker = |store: LayoutStore| {
+            let opts = WorkerOptions {
+                destination: Destination::Store {
+                    store,
+                    verify_existing: false,
+                },
+                ..WorkerOptions::default()
+            };
+            let line = format!("{d} size:{}\n", data.len());
+            let input = std::io::Cursor::new(line.into_bytes());
+            let remote: Arc<dyn Remote> = remote.clone();
+            tokio::spawn(run(remote, input, opts).collect::<Vec<_>>())
+        };
+        let first = worker(store.clone());
+        remote.begun.notified().await;
+        let second = worker(store.clone());
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        remote.gate.add_permits(2);
+        let within = std::time::Duration::from_secs(30);
+        let first = tokio::time::timeout(within, first).await.unwrap().unwrap();
+        let second = tokio::time::timeout(within, second).await.unwrap().unwrap();
+        assert_eq!(first[0].status, Status::Ok, "{:?}", first[0].error);
+        assert_eq!(second[0].status, Status::Exists, "{:?}", second[0].error);
+        assert_eq!(remote.fetches.load(Ordering::SeqCst), 1);
+        assert_eq!(std::fs::read(store.blob_path(&d)).unwrap(), data);
+        let left = std::fs::read_dir(dst.path().join("blobs/sha256"))
+            .unwrap()
+            .count();
+        assert_eq!(left, 1, "the blob alone, no lock file");
+    }
+}
