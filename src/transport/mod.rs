@@ -403,14 +403,9 @@ impl Transport {
         !only.is_empty() && only.contains(&Origin::of(url))
     }
 
-    /// [`Transport::send_once`] over the client that offers HTTP/2, or over the one that
-    /// offers only HTTP/1.1.
-    async fn send_on(
-        &self,
-        req: &Outgoing,
-        origin: bool,
-        http1: bool,
-    ) -> Result<Response<Incoming>> {
+    /// The request `req` stands for. `Authorization` and the origin's own headers go along
+    /// only with `origin`.
+    fn request(&self, req: &Outgoing, origin: bool) -> Result<Request<Full<Bytes>>> {
         let mut builder = Request::builder()
             .method(req.method.clone())
             .uri(req.url.clone());
@@ -432,11 +427,21 @@ impl Transport {
         if let Some(auth) = self.proxies.forwarding_auth(&req.url) {
             builder = builder.header(http::header::PROXY_AUTHORIZATION, auth);
         }
-        let request = builder.body(Full::new(req.body.clone())).map_err(|e| {
+        builder.body(Full::new(req.body.clone())).map_err(|e| {
             Error::invalid("building request")
                 .with_cause(e)
                 .with_url(&req.url)
-        })?;
+        })
+    }
+
+    /// [`Transport::send_once`] over the client that offers HTTP/2, or over the one that
+    /// offers only HTTP/1.1.
+    async fn send_on(
+        &self,
+        req: &Outgoing,
+        origin: bool,
+        http1: bool,
+    ) -> Result<Response<Incoming>> {
         let started = std::time::Instant::now();
         let client = if http1 { &self.http1 } else { &self.client };
         // A request that can go again unchanged: a GET or HEAD, never the refresh-token
@@ -444,9 +449,9 @@ impl Transport {
         let repeatable = matches!(req.method, Method::GET | Method::HEAD);
         let mut stale = 0;
         let response = loop {
-            let mut request = request.clone();
-            let used = hyper_util::client::legacy::connect::capture_connection(&mut request);
-            let fut = client.request(request);
+            // Built for each attempt, which is nearly always the only one: a copy kept for
+            // the next would cost every request its headers twice.
+            let fut = client.request(self.request(req, origin)?);
             let result = tokio::time::timeout(self.opts.response_timeout, fut).await;
             match result {
                 Err(_) => {
@@ -462,6 +467,7 @@ impl Transport {
                     .with_url(&req.url));
                 }
                 Ok(Err(e)) => {
+                    let reused = e.connect_info().is_some_and(answered_before);
                     let refused = || self.refusals.of(&req.url);
                     let ours = self.opts.client_identity.as_ref();
                     let e = classify_client_error(e, refused, ours).with_url(&req.url);
@@ -475,7 +481,7 @@ impl Transport {
                     if repeatable
                         && stale < self.opts.max_connections_per_host
                         && failure::lost_with_connection(&e)
-                        && answered_before(&used)
+                        && reused
                     {
                         stale += 1;
                         tracing::debug!(url = %redact(&req.url), error = %e, "kept-alive connection lost before an answer; sending again");
@@ -594,13 +600,11 @@ impl Transport {
     }
 }
 
-/// Whether the connection a request went out on, as `used` captured it, had answered a
-/// request before: one kept alive in the pool.
-fn answered_before(used: &hyper_util::client::legacy::connect::CaptureConnection) -> bool {
+/// Whether the connection a request failed on had answered a request before: one kept
+/// alive in the pool.
+fn answered_before(connected: &hyper_util::client::legacy::connect::Connected) -> bool {
     let mut extras = http::Extensions::new();
-    if let Some(connected) = &*used.connection_metadata() {
-        connected.get_extras(&mut extras);
-    }
+    connected.get_extras(&mut extras);
     extras
         .get::<limit::Answered>()
         .is_some_and(limit::Answered::before)
