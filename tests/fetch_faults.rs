@@ -970,11 +970,7 @@ fn an_unreadable_login_does_not_stop_an_anonymous_pull() {
 fn a_registry_token_is_sent_as_the_bearer_token() {
     use std::io::{Read as _, Write as _};
     let reg = FakeRegistry::builder()
-        .auth(Auth::Bearer {
-            ttl: Duration::from_secs(300),
-            reply: Default::default(),
-            credentials: Some(("user".into(), "pw".into())),
-        })
+        .auth(Auth::bearer_for("user", "pw"))
         .start();
     let data = bytes(9, 4000);
     let digest = reg.blob("team/app", &data);
@@ -1325,18 +1321,16 @@ fn a_failed_early_renewal_keeps_the_token_that_still_works() {
     assert_eq!(reg.token_requests(), 2, "the renewal was tried: {err}");
 }
 
-/// A token due for early renewal still opens the repository: while one task waits for
-/// the renewal (here a token server slow to answer), the others go on sending it. Before,
-/// every task queued behind the renewal until the token reply came.
-#[test]
-fn an_early_renewal_holds_up_only_the_task_that_asks() {
-    // Renewed a second before its 4 s end, by a reply that takes half of that second.
+/// A batch of 480 blobs of 1000 bytes (seeded from `seed`), each served 40 ms late, on 4
+/// jobs under tokens that last 4 s: about 4.8 s of work, so the first token is renewed
+/// early midway. Returns once the first token was asked for.
+fn renewing_batch(seed: u64) -> (FakeRegistry, std::process::Child) {
     let reg = FakeRegistry::builder()
         .auth(Auth::bearer(Duration::from_secs(4)))
         .start();
     let mut input = String::new();
     for i in 0..480 {
-        let d = reg.blob("team/app", bytes(600 + i, 1000));
+        let d = reg.blob("team/app", bytes(seed + i, 1000));
         reg.set_fault_for_every(&d, Fault::SlowHead(Duration::from_millis(40)));
         input.push_str(&d);
         input.push('\n');
@@ -1350,6 +1344,16 @@ fn an_early_renewal_holds_up_only_the_task_that_asks() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+    (reg, child)
+}
+
+/// A token due for early renewal still opens the repository: while one task waits for
+/// the renewal (here a token server slow to answer), the others go on sending it. Before,
+/// every task queued behind the renewal until the token reply came.
+#[test]
+fn an_early_renewal_holds_up_only_the_task_that_asks() {
+    // Renewed a second before its 4 s end, by a reply that takes half of that second.
+    let (reg, child) = renewing_batch(600);
     reg.push_fault("/token", Fault::SlowHead(Duration::from_millis(500)));
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -1390,25 +1394,7 @@ fn an_early_renewal_holds_up_only_the_task_that_asks() {
 /// object until the token ended.
 #[test]
 fn a_failing_early_renewal_is_retried_after_a_backoff() {
-    let reg = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(4)))
-        .start();
-    let mut input = String::new();
-    for i in 0..480 {
-        let d = reg.blob("team/app", bytes(1600 + i, 1000));
-        reg.set_fault_for_every(&d, Fault::SlowHead(Duration::from_millis(40)));
-        input.push_str(&d);
-        input.push('\n');
-    }
-    let child = Dist::new().spawn(&["fetch", &repo(&reg), "-", "-j", "4"], input.as_bytes());
-    let started = std::time::Instant::now();
-    while reg.token_requests() == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "no token asked for"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let (reg, child) = renewing_batch(1600);
     let issued = std::time::Instant::now();
     reg.set_fault_for_every("/token", Fault::Status(503));
     // Its output is read meanwhile: a full pipe would hold it up.
@@ -1607,11 +1593,7 @@ fn an_expired_ecr_password_is_refused_credentials() {
 #[test]
 fn an_anonymous_token_refused_names_the_repository_and_both_causes() {
     let reg = FakeRegistry::builder()
-        .auth(Auth::Bearer {
-            ttl: Duration::from_secs(300),
-            reply: Default::default(),
-            credentials: Some(("user".into(), "pw".into())),
-        })
+        .auth(Auth::bearer_for("user", "pw"))
         .start();
     let out = Dist::new().run(&["fetch", &format!("{}/team/typo", reg.host()), "v1"], b"");
     let err = String::from_utf8_lossy(&out.stderr);

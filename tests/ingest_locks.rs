@@ -100,6 +100,25 @@ fn line(digest: &str) -> String {
     format!("{digest} size:{LEN}\n")
 }
 
+/// The registry with its large blob, served at `bytes_per_sec` to the first request for
+/// it; the input line naming it, with its size when `sized`.
+fn paced_blob(sized: bool, bytes_per_sec: u64) -> (FakeRegistry, String, Vec<u8>, String) {
+    let (reg, digest, data) = fake_with_blob();
+    let input = if sized {
+        line(&digest)
+    } else {
+        format!("{digest}\n")
+    };
+    reg.push_fault(
+        &digest,
+        Fault::Paced {
+            bytes_per_sec,
+            first_byte: Duration::ZERO,
+        },
+    );
+    (reg, digest, data, input)
+}
+
 /// Starts a second run once the first is downloading, and waits until the second has
 /// checked the registry and gone on to the blob, asking for it once at most (to learn
 /// its size, when its input line does not say it).
@@ -139,19 +158,7 @@ fn two_runs_at_once_of_a_blob_of_unknown_size_store_it_once() {
 }
 
 fn two_runs_at_once(sized: bool) {
-    let (reg, digest, data) = fake_with_blob();
-    let input = if sized {
-        line(&digest)
-    } else {
-        format!("{digest}\n")
-    };
-    reg.push_fault(
-        &digest,
-        Fault::Paced {
-            bytes_per_sec: 2 << 20,
-            first_byte: Duration::ZERO,
-        },
-    );
+    let (reg, digest, data, input) = paced_blob(sized, 2 << 20);
     let dir = tempfile::tempdir().unwrap();
     let repo = format!("{}/team/app", reg.host());
     let args = args(&repo, dir.path(), &[]);
@@ -190,19 +197,7 @@ fn a_waiting_run_takes_over_a_blob_of_unknown_size() {
 }
 
 fn take_over(sized: bool) {
-    let (reg, digest, data) = fake_with_blob();
-    let input = if sized {
-        line(&digest)
-    } else {
-        format!("{digest}\n")
-    };
-    reg.push_fault(
-        &digest,
-        Fault::Paced {
-            bytes_per_sec: 1 << 20,
-            first_byte: Duration::ZERO,
-        },
-    );
+    let (reg, digest, data, input) = paced_blob(sized, 1 << 20);
     let dir = tempfile::tempdir().unwrap();
     let repo = format!("{}/team/app", reg.host());
     let args = args(&repo, dir.path(), &[]);

@@ -58,6 +58,16 @@ impl Auth {
             credentials: None,
         }
     }
+
+    /// Bearer tokens valid for 300 s, issued only to `user` with `pass` (anonymous callers
+    /// are refused).
+    pub fn bearer_for(user: &str, pass: &str) -> Self {
+        Auth::Bearer {
+            ttl: Duration::from_secs(300),
+            reply: TokenReply::default(),
+            credentials: Some((user.to_string(), pass.to_string())),
+        }
+    }
 }
 
 /// Which JSON field(s) carry the token in the token endpoint's reply.
