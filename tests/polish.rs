@@ -560,6 +560,12 @@ fn json_logs_parse_and_never_carry_secrets() {
             .unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}"));
         let message = v["fields"]["message"].as_str().unwrap_or_default();
         told |= message.contains(&missing) && message.contains("404");
+        // dist's own messages are stamped as the log lines are.
+        let stamp = v["timestamp"].as_str().unwrap_or_default();
+        assert!(
+            stamp.len() > 20 && stamp.ends_with('Z'),
+            "no timestamp: {l}"
+        );
         lines += 1;
     }
     assert!(told, "the missing object's error, as JSON: {stderr}");

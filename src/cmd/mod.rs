@@ -52,7 +52,15 @@ pub fn say(text: &str) {
         } else {
             "ERROR"
         };
+        // Stamped as the log lines are, in their format: a log reader that orders or
+        // filters by time lost every failed object's line, which carried none.
+        let mut timestamp = String::new();
+        let _ = tracing_subscriber::fmt::time::FormatTime::format_time(
+            &tracing_subscriber::fmt::time::SystemTime,
+            &mut tracing_subscriber::fmt::format::Writer::new(&mut timestamp),
+        );
         let line = serde_json::json!({
+            "timestamp": timestamp,
             "level": level,
             "fields": { "message": text },
             "target": "dist",
