@@ -9,21 +9,14 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use support::cli::{bytes, json_lines, Dist};
+use support::cli::{assert_stored_alone, blob_names as names, bytes, hex, json_lines, Dist};
 use support::fake::{FakeRegistry, Fault, RequestRecord};
 
 /// Past the first MiB: a download of it is on disk while it runs.
 const LEN: usize = 3 << 20;
 
 fn fake_with_blob() -> (FakeRegistry, String, Vec<u8>) {
-    let reg = FakeRegistry::start();
-    let data = bytes(91, LEN);
-    let digest = reg.blob("team/app", &data);
-    (reg, digest, data)
-}
-
-fn hex(digest: &str) -> &str {
-    digest.strip_prefix("sha256:").unwrap()
+    FakeRegistry::with_blob(91, LEN)
 }
 
 fn args<'a>(repo: &'a str, dir: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
@@ -57,27 +50,6 @@ fn until(what: &str, mut done: impl FnMut() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-/// The names in `dir`'s blob folder.
-fn names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir.join("blobs/sha256"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    names
-}
-
-fn assert_stored_alone(dir: &Path, digest: &str, data: &[u8]) {
-    assert_eq!(
-        names(dir),
-        vec![hex(digest).to_string()],
-        "nothing else left"
-    );
-    let stored = std::fs::read(dir.join("blobs/sha256").join(hex(digest))).unwrap();
-    assert!(stored == data, "the stored blob is the content");
 }
 
 fn status_of(out: &std::process::Output) -> String {

@@ -5,21 +5,14 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use support::cli::{bytes, Dist};
+use support::cli::{assert_stored_alone, blob_names as names, hex, Dist};
 use support::fake::{FakeRegistry, Fault, RequestRecord};
 
 /// Past the first MiB, what a download received is on disk and worth keeping.
 const LEN: usize = 3 << 20;
 
 fn fake_with_blob() -> (FakeRegistry, String, Vec<u8>) {
-    let reg = FakeRegistry::start();
-    let data = bytes(77, LEN);
-    let digest = reg.blob("team/app", &data);
-    (reg, digest, data)
-}
-
-fn hex(digest: &str) -> &str {
-    digest.strip_prefix("sha256:").unwrap()
+    FakeRegistry::with_blob(77, LEN)
 }
 
 fn partial_path(dir: &Path, digest: &str) -> PathBuf {
@@ -54,23 +47,6 @@ fn blob_gets(reg: &FakeRegistry, digest: &str, from: usize) -> Vec<RequestRecord
         .filter(|r| r.path.ends_with(&format!("/blobs/{digest}")))
         .cloned()
         .collect()
-}
-
-/// The names in `dir`'s blob folder.
-fn names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir.join("blobs/sha256"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    names
-}
-
-fn assert_stored_alone(dir: &Path, digest: &str, data: &[u8]) {
-    assert_eq!(names(dir), vec![hex(digest).to_string()]);
-    let stored = std::fs::read(dir.join("blobs/sha256").join(hex(digest))).unwrap();
-    assert!(stored == data, "the stored blob is the content");
 }
 
 #[test]

@@ -179,6 +179,34 @@ impl Dist {
     }
 }
 
+/// The hex part of a `sha256:` digest, as blob files are named.
+pub fn hex(digest: &str) -> &str {
+    digest.strip_prefix("sha256:").unwrap()
+}
+
+/// The names in the `blobs/sha256` folder of the layout `dir`, sorted.
+pub fn blob_names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("blobs/sha256"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Asserts that the layout `dir` holds the blob `digest` with `data`, and nothing else
+/// (no temporary file, partial download or lock) beside it.
+pub fn assert_stored_alone(dir: &std::path::Path, digest: &str, data: &[u8]) {
+    assert_eq!(
+        blob_names(dir),
+        vec![hex(digest).to_string()],
+        "nothing else left"
+    );
+    let stored = std::fs::read(dir.join("blobs/sha256").join(hex(digest))).unwrap();
+    assert!(stored == data, "the stored blob is the content");
+}
+
 /// `sha256:<hex>` of `data`.
 pub fn sha256(data: &[u8]) -> String {
     use sha2::Digest as _;

@@ -209,6 +209,15 @@ impl FakeRegistry {
         Self::builder().start()
     }
 
+    /// Starts a registry holding one blob in `team/app`, `len` bytes made from `seed`:
+    /// the registry, the blob's digest and its content.
+    pub fn with_blob(seed: u64, len: usize) -> (Self, String, Vec<u8>) {
+        let reg = Self::start();
+        let data = super::cli::bytes(seed, len);
+        let digest = reg.blob("team/app", &data);
+        (reg, digest, data)
+    }
+
     /// The listening address.
     pub fn addr(&self) -> std::net::SocketAddr {
         self.server.addr()
