@@ -51,11 +51,8 @@ where
     let mut pause = FIRST_PAUSE;
     let mut waited = false;
     loop {
-        if let Some(lock) = store.try_ingest(digest) {
-            if let Some(size) = stored().await? {
-                return Ok(Claimed::Stored(size));
-            }
-            if waited {
+        if let Some(claimed) = try_claim(store, digest, &mut stored).await? {
+            if waited && matches!(claimed, Claimed::Mine(_)) {
                 // The other fetch stopped without storing the blob: what it kept, this
                 // one carries on.
                 let (s, algorithm) = (store.clone(), digest.algorithm());
@@ -65,7 +62,7 @@ where
                 })
                 .await?;
             }
-            return Ok(Claimed::Mine(lock));
+            return Ok(claimed);
         }
         if !waited {
             tracing::info!(%digest, "another fetch is storing this blob in the layout; waiting for it");
@@ -77,6 +74,27 @@ where
             return Ok(Claimed::Stored(size));
         }
     }
+}
+
+/// [`claim`]'s one try, without waiting: `None` while another fetch holds the lock. Once
+/// the lock is taken, `stored` looks again: the fetch that held it may have stored the
+/// blob between the caller's look and the lock.
+pub(super) async fn try_claim<F, Fut>(
+    store: &LayoutStore,
+    digest: &Digest,
+    stored: &mut F,
+) -> Result<Option<Claimed>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<u64>>>,
+{
+    let Some(lock) = store.try_ingest(digest) else {
+        return Ok(None);
+    };
+    Ok(Some(match stored().await? {
+        Some(size) => Claimed::Stored(size),
+        None => Claimed::Mine(lock),
+    }))
 }
 
 #[cfg(test)]

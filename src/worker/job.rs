@@ -347,15 +347,10 @@ async fn start(
     if let Some(digest) = job.object.digest() {
         let large = download.meta().size.is_none_or(|size| size >= LOCK_FROM);
         if held.is_none() && large {
-            let look = || stored(store, job, digest, verify_existing);
-            match store.try_ingest(digest) {
-                Some(lock) => {
-                    // Stored by a fetch that let go between the look for it and the lock.
-                    if let Some(size) = look().await? {
-                        return Ok(Started::Stored(digest.clone(), size));
-                    }
-                    *held = Some(lock);
-                }
+            let mut look = || stored(store, job, digest, verify_existing);
+            match ingest::try_claim(store, digest, &mut look).await? {
+                Some(Claimed::Stored(size)) => return Ok(Started::Stored(digest.clone(), size)),
+                Some(Claimed::Mine(lock)) => *held = Some(lock),
                 None => {
                     drop(download);
                     return match ingest::claim(store, digest, look).await? {
