@@ -720,12 +720,7 @@ fn hold_within(file: &std::fs::File, wait: Duration) -> bool {
 /// Whether a live process holds `path` under its lock ([`hold`]). A file this run cannot
 /// open to read is judged by its name alone.
 fn held(path: &Path) -> bool {
-    use std::os::unix::fs::OpenOptionsExt;
-    let Ok(file) = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-    else {
+    let Ok(file) = open_lock(path, false) else {
         return false;
     };
     matches!(try_flock(&file, libc::LOCK_SH), Ok(false))
