@@ -434,6 +434,8 @@ async fn ask_helper(program: &str, host: &str, within: Duration) -> Result<Optio
 /// Runs a credential helper `program` (found on `PATH` unless it is a path) for `server`.
 async fn run_program(program: &str, server: &str, within: Duration) -> Result<Option<Credential>> {
     let fail = |msg: String| Error::new(ErrorKind::Unauthorized, msg);
+    let io_fail =
+        |e: std::io::Error| fail(format!("running credential helper {program}")).with_cause(e);
     let mut child = tokio::process::Command::new(program)
         .arg("get")
         .stdin(std::process::Stdio::piped())
@@ -441,13 +443,11 @@ async fn run_program(program: &str, server: &str, within: Duration) -> Result<Op
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| fail(format!("running credential helper {program}")).with_cause(e))?;
+        .map_err(io_fail)?;
     if let Some(mut stdin) = child.stdin.take() {
         // A helper that exits without reading its input is fine; its output decides.
         let _ = stdin.write_all(server.as_bytes()).await;
     }
-    let io_fail =
-        |e: std::io::Error| fail(format!("running credential helper {program}")).with_cause(e);
     let mut stdout = child.stdout.take().expect("stdout is piped");
     let mut stderr = child.stderr.take().expect("stderr is piped");
     let talk = async {
