@@ -21,6 +21,10 @@ fn main() -> ExitCode {
     if cli.global.log_format == LogFormat::Json {
         cmd::messages_as_json();
     }
+    if let Err(e) = cmd::ensure_file_limit() {
+        say!("dist: {e}");
+        return ExitCode::from(EXIT_USAGE);
+    }
     // One runtime thread polls every transfer with less synchronisation (measured: client
     // CPU for 1000 small blobs 0.15-0.19 s on one thread against 0.25-0.27 s on two);
     // hashing large objects and writing files or stdout run on threads of their own.

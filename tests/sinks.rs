@@ -152,12 +152,11 @@ fn spawn_fed(mut command: std::process::Command, stdin: &[u8]) -> std::process::
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn dist");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin)
-        .expect("feed dist");
+    // A dist that stops before reading its input (refusing to start) closes the pipe.
+    let fed = child.stdin.take().unwrap().write_all(stdin);
+    if let Err(e) = fed {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "feed dist: {e}");
+    }
     child
 }
 
@@ -264,6 +263,46 @@ fn a_low_open_file_limit_slows_the_batch_instead_of_failing_it() {
             );
         }
     }
+}
+
+/// Under a limit on open files too low to start (`ulimit -n 6`, soft and hard), tokio's
+/// signal set-up panicked (status 101, "failed to create UnixStream") and at 8 the
+/// runtime failed to start with no word of the limit. dist now says what the limit is and
+/// what it needs, with the usage status, for a one-shot fetch and a worker alike; at the
+/// minimum it runs.
+#[test]
+fn an_open_file_limit_too_low_to_run_is_named() {
+    let reg = FakeRegistry::start();
+    let data = bytes(7, 3000);
+    let digest = reg.blob("team/app", &data);
+    let line = format!("{digest}\n");
+    for limit in [6, 8, 15] {
+        for args in [
+            vec!["fetch", &repo(&reg), &digest],
+            vec!["fetch", &repo(&reg), "-"],
+        ] {
+            let out = run_with_file_limit(&Dist::new(), &args, line.as_bytes(), limit, limit);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "limit {limit} {args:?}: {stderr}"
+            );
+            assert!(
+                stderr.contains(&format!("the limit on open files is {limit} (ulimit -n)"))
+                    && stderr.contains("at least 16"),
+                "limit {limit} {args:?}: {stderr}"
+            );
+            assert!(out.stdout.is_empty(), "limit {limit} {args:?}");
+        }
+    }
+    let out = run_with_file_limit(&Dist::new(), &["fetch", &repo(&reg), &digest], b"", 16, 16);
+    assert_eq!(
+        (out.status.code(), out.stdout),
+        (Some(0), data),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Shards started at once into one new `-o DIR` (the README's Indexed Job): one whose

@@ -158,6 +158,26 @@ pub fn jobs_within_file_limit(global: &Global, jobs: usize) -> usize {
     fit
 }
 
+/// The fewest open files dist runs with: the standard streams, the runtime's (its poller,
+/// its waker, the signal pipe), a connection to the registry and one to its token server
+/// or a redirect's host, the file being written, and those read as it starts (credentials,
+/// CAs). The plainest fetch needed 10 when measured; below that the runtime or tokio's
+/// signal set-up failed, the latter with a panic.
+const MIN_OPEN_FILES: libc::rlim_t = 16;
+
+/// Makes sure the limit on open files leaves dist room to run, raising the soft limit
+/// towards [`RESERVED_FILES`] if it is lower. The error says what the limit is and what
+/// dist needs, for `main` to print before anything could fail with "Too many open files".
+pub fn ensure_file_limit() -> Result<(), String> {
+    match raise_file_limit(RESERVED_FILES) {
+        Some(limit) if limit < MIN_OPEN_FILES => Err(format!(
+            "the limit on open files is {limit} (ulimit -n) and dist needs at least \
+             {MIN_OPEN_FILES}"
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Raises the soft limit on open files to `want`, or as close as the hard limit allows;
 /// the soft limit then. `None` when it cannot be read.
 fn raise_file_limit(want: libc::rlim_t) -> Option<libc::rlim_t> {
