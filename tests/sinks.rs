@@ -872,12 +872,14 @@ fn dir_synced_after_renames(ops: &[FileOp], dir: &Path, until: usize) -> bool {
 /// directory fsync'd once, not per blob) before `index.json` names them, `index.json`
 /// itself, and a new layout's own name. Only the files' content was synced: a power loss after a run that said done
 /// could take the names back, and leave an `index.json` naming blobs that were not there.
+/// The directories `-o` made above a new layout are synced too: only the one right above
+/// it was, so a power loss could take the layout back with the directory made for it.
 #[test]
 fn what_the_layout_says_is_stored_is_synced_to_disk() {
     let reg = FakeRegistry::start();
     small_image(&reg, "v1");
     let parent = tempfile::tempdir().unwrap();
-    let layout = parent.path().join("new");
+    let layout = parent.path().join("made/for/new");
     let dist = Dist::new();
     let image = format!("{}:v1", repo(&reg));
     let args = ["pull", &image, "-o", layout.to_str().unwrap()];
@@ -900,15 +902,18 @@ fn what_the_layout_says_is_stored_is_synced_to_disk() {
         dir_synced_after_renames(&ops, &layout, ops.len()),
         "index.json not synced: {ops:#?}"
     );
-    // The new layout's own name, in the directory it was created in.
+    // The new layout's own name, in the directory it was created in, and those of the
+    // directories made for it, up to the one that was there.
     let last_blob = ops
         .iter()
         .rposition(|op| matches!(op, FileOp::Rename(_, to) if to.parent() == Some(&*blobs)));
-    let above = FileOp::Sync(parent.path().to_path_buf());
-    assert!(
-        ops[last_blob.expect("blobs stored")..].contains(&above),
-        "the new layout's directory not synced: {ops:#?}"
-    );
+    for above in ["made/for", "made", ""] {
+        let above = FileOp::Sync(parent.path().join(above).components().collect());
+        assert!(
+            ops[last_blob.expect("blobs stored")..].contains(&above),
+            "{above:?} not synced: {ops:#?}"
+        );
+    }
 
     let more = reg.blob("team/app", bytes(98, 5000));
     let args = ["fetch", &repo(&reg), &more, "-o", layout.to_str().unwrap()];
