@@ -78,13 +78,14 @@ impl Hints {
         self.media_types.iter().any(|t| media::is_manifest(t))
     }
 
-    /// The first hinted media type that names one type, without its parameters: what the
-    /// content is reported as when the server does not say. A range (`*/*`, `image/*`)
+    /// The first hinted media type that names one type, without its parameters (and in its
+    /// registered spelling, for a type dist knows): what the content is reported as when
+    /// the server does not say. A range (`*/*`, `image/*`)
     /// only widens `Accept`, and says nothing of what arrives.
     pub fn media_type(&self) -> Option<&str> {
         self.media_types
             .iter()
-            .map(|t| media::essence(t))
+            .map(|t| media::canonical(t))
             .find(|t| !t.contains('*'))
     }
 }

@@ -79,7 +79,7 @@ fn parse_descriptor(line: &str) -> Result<Job> {
         // follow (containerd sends the type, then `*/*`).
         let others: Vec<String> = if crate::media::is_manifest(&t) {
             let all = crate::media::DEFAULT_MANIFEST_ACCEPT.iter();
-            all.filter(|other| **other != t)
+            all.filter(|other| !crate::media::is(&t, other))
                 .map(|other| other.to_string())
                 .collect()
         } else {
