@@ -2,7 +2,8 @@
 //!
 //! `mediatype:<type>` (repeatable) sets the Accept header and, when it names a manifest type,
 //! makes a digest try the manifests endpoint first. `size:<bytes>` is the size the caller
-//! expects (from a descriptor); the content must be exactly that long. Unknown keys are
+//! expects (from a descriptor: decimal digits, within its `int64`); the content must be
+//! exactly that long. Unknown keys are
 //! ignored so that producers can add keys that older versions of `dist` do not know.
 
 use crate::error::{Error, Result};
@@ -50,9 +51,12 @@ impl Hints {
                     hints.media_types.push(value.to_string());
                 }
                 "size" => {
-                    let n = value
-                        .parse()
-                        .map_err(|_| Error::invalid(format!("invalid size hint {value:?}")))?;
+                    let n = parse_size(value)?;
+                    if let Some(earlier) = hints.size.filter(|&s| s != n) {
+                        return Err(Error::invalid(format!(
+                            "two size hints, {earlier} and {n}: the content has one size"
+                        )));
+                    }
                     hints.size = Some(n);
                 }
                 // `sha256:a sha256:b`, digests joined onto one line (`paste -s`, a
@@ -78,15 +82,33 @@ impl Hints {
         self.media_types.iter().any(|t| media::is_manifest(t))
     }
 
-    /// The first hinted media type that names one type, without its parameters: what the
-    /// content is reported as when the server does not say. A range (`*/*`, `image/*`)
+    /// The first hinted media type that names one type, without its parameters (and in its
+    /// registered spelling, for a type dist knows): what the content is reported as when
+    /// the server does not say. A range (`*/*`, `image/*`)
     /// only widens `Accept`, and says nothing of what arrives.
     pub fn media_type(&self) -> Option<&str> {
         self.media_types
             .iter()
-            .map(|t| media::essence(t))
+            .map(|t| media::canonical(t))
             .find(|t| !t.contains('*'))
     }
+}
+
+/// A `size:` value: decimal digits, within the OCI descriptor's `int64`. Rust's own parser
+/// also takes a sign (`+5` was read as 5), and a `u64` past `int64` describes no content.
+fn parse_size(value: &str) -> Result<u64> {
+    value
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| value.parse::<i64>().ok())
+        .flatten()
+        .and_then(|n| u64::try_from(n).ok())
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "invalid size hint {value:?}: expected a byte count in decimal digits, at most {}",
+                i64::MAX
+            ))
+        })
 }
 
 /// The known key an unknown one is most likely a misspelling of (`Size`, `media-type`,
@@ -182,6 +204,39 @@ mod tests {
         assert_eq!(edit_distance("same", "same"), 0);
         // Still ignored, not refused: a key a later dist may know.
         assert_eq!(Hints::parse(["Size:12"]).unwrap(), Hints::default());
+    }
+
+    #[test]
+    fn a_size_is_digits_within_int64_given_once() {
+        for v in [
+            "+5",
+            "-1",
+            "-0",
+            "0x10",
+            "",
+            "1e3",
+            "5.0",
+            "5_000",
+            "\u{0663}",
+            "9223372036854775808",
+            "18446744073709551615",
+            "18446744073709551616",
+        ] {
+            let word = format!("size:{v}");
+            let e = Hints::parse([word.as_str()]).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidInput, "{v}");
+            assert!(e.to_string().contains(&format!("{v:?}")), "{e}");
+        }
+        let max = i64::MAX.to_string();
+        let h = Hints::parse([format!("size:{max}").as_str(), "size:007"]);
+        assert!(h.is_err(), "two sizes");
+        assert_eq!(
+            Hints::parse([format!("size:{max}").as_str()]).unwrap().size,
+            Some(i64::MAX as u64)
+        );
+        assert_eq!(Hints::parse(["size:7", "size:007"]).unwrap().size, Some(7));
+        let e = Hints::parse(["size:7", "size:8"]).unwrap_err();
+        assert!(e.to_string().contains("7 and 8"), "{e}");
     }
 
     #[test]

@@ -184,7 +184,12 @@ impl Remote for LayoutRemote {
                             format!("index.json says {} bytes, expected {h}", d.size),
                         ));
                     }
-                    let media_type = hinted.or(Some(d.media_type));
+                    // What the entry records is what the tag is, as a registry's
+                    // Content-Type is: a hint says what the caller takes, not what it got.
+                    let recorded = crate::media::canonical(&d.media_type);
+                    let media_type = (!recorded.is_empty())
+                        .then(|| recorded.to_string())
+                        .or(hinted);
                     self.open(
                         object,
                         &d.digest,

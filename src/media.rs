@@ -27,33 +27,64 @@ pub const DEFAULT_MANIFEST_ACCEPT: [&str; 4] = [
     DOCKER_MANIFEST,
 ];
 
+/// Docker image manifest, schema 1, unsigned.
+const DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+json";
+/// The OCI artifact manifest of image-spec 1.1's release candidates.
+const OCI_ARTIFACT_MANIFEST: &str = "application/vnd.oci.artifact.manifest.v1+json";
+/// OCI image config.
+const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+/// Docker image config.
+const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+
+/// The types served from the manifests endpoint.
+const MANIFEST_TYPES: [&str; 7] = [
+    OCI_INDEX,
+    OCI_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    DOCKER_MANIFEST,
+    DOCKER_SCHEMA1,
+    DOCKER_SCHEMA1_SIGNED,
+    OCI_ARTIFACT_MANIFEST,
+];
+
 /// Whether content of this type is served from the manifests endpoint.
 pub fn is_manifest(media_type: &str) -> bool {
-    let t = essence(media_type);
-    DEFAULT_MANIFEST_ACCEPT.contains(&t)
-        || t == "application/vnd.docker.distribution.manifest.v1+json"
-        || t == DOCKER_SCHEMA1_SIGNED
-        || t == "application/vnd.oci.artifact.manifest.v1+json"
+    MANIFEST_TYPES.contains(&canonical(media_type))
 }
 
 /// Whether the type is an index (a list of manifests for several platforms).
 pub fn is_index(media_type: &str) -> bool {
-    matches!(essence(media_type), OCI_INDEX | DOCKER_MANIFEST_LIST)
+    matches!(canonical(media_type), OCI_INDEX | DOCKER_MANIFEST_LIST)
 }
 
 /// Whether the type is an image's config (OCI's or Docker's), whose `os` and
 /// `architecture` say what the image runs on; an artifact's config may hold anything.
 pub fn is_image_config(media_type: &str) -> bool {
-    matches!(
-        essence(media_type),
-        "application/vnd.oci.image.config.v1+json"
-            | "application/vnd.docker.container.image.v1+json"
-    )
+    matches!(canonical(media_type), OCI_CONFIG | DOCKER_CONFIG)
+}
+
+/// Whether `media_type` is `known`, whatever its parameters and the case it is written in.
+pub fn is(media_type: &str, known: &str) -> bool {
+    essence(media_type).eq_ignore_ascii_case(known)
 }
 
 /// The type without parameters (`; charset=…`) and surrounding space.
 pub fn essence(media_type: &str) -> &str {
     media_type.split(';').next().unwrap_or("").trim()
+}
+
+/// The type without parameters, in its registered spelling when it is one dist knows
+/// (`Application/Vnd.Oci.Image.Manifest.V1+JSON` is the OCI manifest type: type and
+/// subtype are case-insensitive, RFC 9110 8.3.1), else as written. Every comparison with a
+/// known type goes through here; and what dist reports and records in a layout is this
+/// spelling, the one the tools that read them compare with byte for byte.
+pub fn canonical(media_type: &str) -> &str {
+    let t = essence(media_type);
+    MANIFEST_TYPES
+        .into_iter()
+        .chain([OCI_CONFIG, DOCKER_CONFIG])
+        .find(|known| known.eq_ignore_ascii_case(t))
+        .unwrap_or(t)
 }
 
 #[cfg(test)]
@@ -71,5 +102,20 @@ mod tests {
         assert!(!is_index(OCI_MANIFEST));
         assert!(is_image_config("application/vnd.oci.image.config.v1+json"));
         assert!(!is_image_config("application/vnd.example+json"));
+    }
+
+    #[test]
+    fn case_and_parameters_do_not_count() {
+        let odd = " Application/Vnd.Oci.Image.Index.V1+JSON ; Charset=UTF-8";
+        assert_eq!(canonical(odd), OCI_INDEX);
+        assert!(is_manifest(odd) && is_index(odd));
+        assert!(is(odd, OCI_INDEX) && !is(odd, OCI_MANIFEST));
+        assert!(is_image_config(
+            "Application/Vnd.Docker.Container.Image.V1+json"
+        ));
+        assert!(is_manifest(&DOCKER_SCHEMA1_SIGNED.to_uppercase()));
+        // Unknown types keep their spelling, without parameters.
+        assert_eq!(canonical("Text/Plain; charset=utf-8"), "Text/Plain");
+        assert_eq!(canonical(""), "");
     }
 }

@@ -1617,7 +1617,8 @@ fn an_anonymous_token_refused_names_the_repository_and_both_causes() {
 /// A manifest served as `application/json` or `text/plain` (a static mirror, a registry that
 /// labels nothing) is reported as what it declares itself to be, in the frame header and in
 /// the JSON line alike: the label says nothing, and a descriptor line's own type was lost
-/// to it too. Casing counts as no label: media types compare case-insensitively.
+/// to it too. A label in another case is the type it names, reported in its registered
+/// spelling: media types compare case-insensitively.
 #[test]
 fn a_manifest_served_under_a_generic_type_reports_its_own() {
     const DOCKER: &str = "application/vnd.docker.distribution.manifest.v2+json";

@@ -131,6 +131,29 @@ fn fetch_by_digest_tag_and_worker() {
     }
 }
 
+/// A tag's type is what `index.json` records for it, whatever type a hint asked for, as a
+/// registry's `Content-Type` is: a manifest asked for as an index was reported as one.
+#[test]
+fn a_tag_is_reported_as_its_entry_s_type_not_the_hint_s() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut src = Layout::new(dir.path().join("src"));
+    let m = src.image(OCI_MANIFEST, 1);
+    src.tag(&m, "v1");
+    let d = src.image(DOCKER_MANIFEST, 2);
+    let mut unlabelled = d.clone();
+    unlabelled.as_object_mut().unwrap().remove("mediaType");
+    src.tag(&unlabelled, "v2");
+    let input = format!("v1 mediatype:{OCI_INDEX}\nv2 mediatype:{DOCKER_MANIFEST}\n");
+    let out = Dist::new().ok_fed(&["fetch", &src.loc(), "-", "--ordered"], input.as_bytes());
+    let frames = parse_frames(&out);
+    let types: Vec<&str> = frames
+        .iter()
+        .map(|f| f.result.as_ref().unwrap().1.as_str())
+        .collect();
+    // An entry without a type (against the spec) leaves the hint to say it.
+    assert_eq!(types, [OCI_MANIFEST, DOCKER_MANIFEST]);
+}
+
 #[test]
 fn missing_corrupt_and_non_layouts_fail() {
     let dir = tempfile::tempdir().unwrap();

@@ -180,9 +180,9 @@ impl Manifest {
             return Err(bad("Docker schema 1 manifests are not supported".into()));
         }
         let declared = declared
-            .map(media::essence)
+            .map(media::canonical)
             .filter(|t| media::is_manifest(t));
-        let own = raw.media_type.as_deref().map(media::essence);
+        let own = raw.media_type.as_deref().map(media::canonical);
         if let (Some(d), Some(o)) = (declared, own.filter(|t| media::is_manifest(t))) {
             if d != o && !own_wins {
                 return Err(bad(format!("manifest served as {d} declares {o}")));
@@ -218,7 +218,7 @@ impl Manifest {
 pub fn sniff_media_type(bytes: &[u8]) -> Option<String> {
     let raw: RawManifest = serde_json::from_slice(bytes).ok()?;
     if let Some(t) = raw.media_type.filter(|t| !t.is_empty()) {
-        return Some(media::essence(&t).to_string());
+        return Some(media::canonical(&t).to_string());
     }
     if raw.manifests.is_some() {
         Some(media::OCI_INDEX.to_string())

@@ -421,15 +421,18 @@ impl RegistryRemote {
         let content_type = h
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|t| media::essence(t).to_string())
-            .filter(|t| !t.is_empty() && t != "application/octet-stream");
+            .map(|t| media::canonical(t).to_string())
+            .filter(|t| !t.is_empty() && !media::is(t, "application/octet-stream"));
         if endpoint == Endpoint::Manifests
             && content_type.as_deref() == Some(media::DOCKER_SCHEMA1_SIGNED)
         {
             // Refused before a byte is read: streamed to stdout, it would fail only at the
             // end, as a digest mismatch that looks like corruption.
             let asked = accept.to_str().unwrap_or_default();
-            let what = if asked.contains(media::DOCKER_SCHEMA1_SIGNED) {
+            let what = if asked
+                .split(',')
+                .any(|t| media::is(t, media::DOCKER_SCHEMA1_SIGNED))
+            {
                 // Asked for by name (the type a HEAD announced, a hint): no fallback.
                 format!(
                     "the manifest is a signed Docker schema 1 manifest ({})",
@@ -598,7 +601,7 @@ impl RegistryRemote {
         let media_type = h
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(media::essence)
+            .map(media::canonical)
             .filter(|t| media::is_manifest(t));
         // A coded answer's length is the coded bytes', not the manifest's. No manifest is
         // empty: a length of 0 is a proxy's for the HEAD answer's own empty body (godoxy

@@ -68,6 +68,13 @@ fn parse_descriptor(line: &str) -> Result<Job> {
         .digest
         .ok_or_else(|| Error::invalid("descriptor has no \"digest\""))?;
     let object = digest.parse::<crate::Digest>().map(Object::Digest)?;
+    // The spec's `size` is an int64: past it, no content has that size.
+    if let Some(size) = d.size.filter(|&s| i64::try_from(s).is_err()) {
+        return Err(Error::invalid(format!(
+            "descriptor \"size\" {size} is past the largest int64, {}",
+            i64::MAX
+        )));
+    }
     let mut hints = Hints {
         size: d.size,
         ..Hints::default()
@@ -79,7 +86,7 @@ fn parse_descriptor(line: &str) -> Result<Job> {
         // follow (containerd sends the type, then `*/*`).
         let others: Vec<String> = if crate::media::is_manifest(&t) {
             let all = crate::media::DEFAULT_MANIFEST_ACCEPT.iter();
-            all.filter(|other| **other != t)
+            all.filter(|other| !crate::media::is(&t, other))
                 .map(|other| other.to_string())
                 .collect()
         } else {
@@ -156,6 +163,18 @@ mod tests {
         ] {
             assert!(parse_line(l).unwrap().is_err(), "{l}");
         }
+    }
+
+    #[test]
+    fn a_descriptor_size_is_an_int64_byte_count() {
+        for size in ["-1", "1.5", "1e3", "9223372036854775808", "\"5\""] {
+            let line = format!(r#"{{"digest":"{D}","size":{size}}}"#);
+            let e = parse_line(&line).unwrap().unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidInput, "{size}");
+        }
+        let line = format!(r#"{{"digest":"{D}","size":{}}}"#, i64::MAX);
+        let j = parse_line(&line).unwrap().unwrap();
+        assert_eq!(j.hints.size, Some(i64::MAX as u64));
     }
 
     #[test]

@@ -1,0 +1,155 @@
+//! Media types as servers and users spell them: type, subtype and parameter names are
+//! case-insensitive (RFC 9110, 8.3.1), so `Application/Vnd.Oci.Image.Manifest.V1+JSON`
+//! is the OCI manifest type, in a hint, a descriptor line, a `Content-Type` and a
+//! manifest's own `mediaType` alike.
+
+mod support;
+
+use support::cli::{frame_media_types, json_lines, Dist};
+use support::fake::FakeRegistry;
+
+const OCI: &str = "application/vnd.oci.image.manifest.v1+json";
+const SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
+
+fn repo(reg: &FakeRegistry) -> String {
+    format!("{}/team/app", reg.host())
+}
+
+/// An OCI image in the fake registry under `tag`, its manifest declaring `own` and served
+/// as `served`; returns the manifest's digest and bytes.
+fn image(reg: &FakeRegistry, tag: &str, own: &str, served: &str) -> (String, String) {
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let config_digest = reg.blob("team/app", config);
+    let layer = b"layer";
+    let layer_digest = reg.blob("team/app", layer);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": own,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": layer_digest, "size": layer.len()}],
+    })
+    .to_string();
+    let digest = reg.manifest("team/app", tag, served, &manifest);
+    (digest, manifest)
+}
+
+fn blob_requests(reg: &FakeRegistry) -> Vec<String> {
+    reg.requests()
+        .into_iter()
+        .map(|r| r.path)
+        .filter(|p| p.contains("/blobs/"))
+        .collect()
+}
+
+/// A manifest type hinted in another case is a manifest type: a digest goes to the
+/// manifests endpoint first, as it does for the lower-case hint, where it went to the
+/// blobs endpoint first and cost a 404 before the manifest. So for a descriptor line,
+/// which also asks for the other manifest types after its own.
+#[test]
+fn a_manifest_type_in_another_case_goes_to_the_manifests_endpoint_first() {
+    let reg = FakeRegistry::start();
+    let (digest, manifest) = image(&reg, "v1", OCI, OCI);
+    let dist = Dist::new();
+    let hint = "mediatype:Application/Vnd.Oci.Image.Manifest.V1+JSON";
+    let out = dist.ok(&["fetch", &repo(&reg), &digest, hint]);
+    assert_eq!(out, manifest.as_bytes());
+    assert_eq!(blob_requests(&reg), Vec::<String>::new());
+    let line = format!(
+        r#"{{"mediaType":"application/vnd.oci.image.manifest.v1+JSON","digest":"{digest}","size":{}}}"#,
+        manifest.len()
+    );
+    let out = dist.ok_fed(&["fetch", &repo(&reg), "-"], format!("{line}\n").as_bytes());
+    assert_eq!(frame_media_types(&out), [OCI]);
+    assert_eq!(blob_requests(&reg), Vec::<String>::new());
+    let last = reg.requests().pop().unwrap();
+    let accept = last.accept.unwrap();
+    assert!(
+        accept.starts_with("application/vnd.oci.image.manifest.v1+JSON, ")
+            && accept.contains("application/vnd.docker.distribution.manifest.v2+json")
+            && accept.matches("manifest.v1+").count() == 1,
+        "{accept}"
+    );
+}
+
+/// A signed schema 1 manifest labelled in another case is refused on its header, as the
+/// lower-case label is: it was taken for a manifest of no known type, and, with a
+/// `Docker-Content-Digest` of the served bytes, fetched as if it were one.
+#[test]
+fn a_schema1_label_in_another_case_is_refused_on_the_header() {
+    let reg = FakeRegistry::start();
+    let signed = r#"{"schemaVersion":1,"name":"team/app","tag":"v1","architecture":"amd64","fsLayers":[],"history":[],"signatures":[{"header":{"alg":"ES256"},"signature":"c2ln","protected":"cHJv"}]}"#;
+    reg.manifest(
+        "team/app",
+        "v1",
+        "application/vnd.docker.distribution.manifest.v1+PrettyJWS; charset=UTF-8",
+        signed,
+    );
+    let dist = Dist::new();
+    let out = dist.run(&["fetch", &repo(&reg), "v1"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(out.stdout.is_empty());
+    assert!(
+        err.contains(&format!(
+            "the registry answered with a signed Docker schema 1 manifest ({SCHEMA1})"
+        )),
+        "{err}"
+    );
+    // Asked for by name in another case, it is still what was asked for.
+    let hint = format!("mediatype:{}", SCHEMA1.to_uppercase());
+    let out = dist.run(&["fetch", &repo(&reg), "v1", &hint], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the manifest is a signed Docker schema 1 manifest ("),
+        "{err}"
+    );
+}
+
+/// A `HEAD` whose `Content-Type` names a manifest type in another case describes the
+/// manifest: `resolve` took it for no manifest type and sent a `GET` too, which Docker Hub
+/// counts as a pull. The type is reported in its registered spelling.
+#[test]
+fn resolve_reads_a_content_type_in_another_case_from_the_head() {
+    let reg = FakeRegistry::start();
+    let (digest, manifest) = image(
+        &reg,
+        "v1",
+        OCI,
+        "Application/Vnd.Oci.Image.Manifest.V1+json",
+    );
+    let out = Dist::new().ok(&["resolve", &format!("{}:v1", repo(&reg))]);
+    let d = &json_lines(&out)[0];
+    assert_eq!(d["digest"], digest.as_str());
+    assert_eq!(d["size"], manifest.len());
+    assert_eq!(d["mediaType"], OCI);
+    let gets: Vec<_> = reg
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == http::Method::GET && r.path.contains("/manifests/"))
+        .collect();
+    assert!(gets.is_empty(), "{gets:?}");
+}
+
+/// A manifest whose own `mediaType` is written in another case is the type it names:
+/// `pull` refused it as an unsupported manifest type. `index.json` records the type in its
+/// registered spelling, the one readers of a layout compare with.
+#[test]
+fn a_manifest_declaring_its_type_in_another_case_is_pulled() {
+    let reg = FakeRegistry::start();
+    let (digest, _) = image(
+        &reg,
+        "v1",
+        "application/vnd.oci.image.manifest.v1+JSON",
+        OCI,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().to_str().unwrap();
+    Dist::new().ok(&["pull", &format!("{}:v1", repo(&reg)), "-o", layout]);
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("index.json")).unwrap()).unwrap();
+    let entry = &index["manifests"][0];
+    assert_eq!(entry["digest"], digest.as_str());
+    assert_eq!(entry["mediaType"], OCI);
+}
