@@ -2,7 +2,7 @@
 //!
 //! A registry's `Bearer realm=…,service=…` challenge names the endpoint. We ask it for
 //! `scope=repository:<name>:pull`: anonymously, with Basic credentials, or (for an identity
-//! token) by the OAuth2 refresh-token grant. The reply carries `token` or `access_token`
+//! token) by the OAuth2 refresh-token grant. The reply carries `access_token` or `token`
 //! and `expires_in` (60 s when absent, as the spec says).
 
 use std::time::{Duration, Instant};
@@ -54,6 +54,16 @@ struct Reply {
     /// Go clients take any JSON number here, and some servers send -1 or a string.
     #[serde(default)]
     expires_in: Option<serde_json::Value>,
+}
+
+impl Reply {
+    /// The token: `access_token` when there is one, else `token`. The spec leaves open
+    /// which counts when both are there and differ; Docker's client copies `access_token`
+    /// over `token`, and registries that send both are tried with Docker's client.
+    fn token(self) -> Option<String> {
+        let access = self.access_token.filter(|t| !t.is_empty());
+        access.or(self.token.filter(|t| !t.is_empty()))
+    }
 }
 
 /// What `expires_in` says, if it says a positive number of seconds.
@@ -196,14 +206,10 @@ pub async fn fetch(
             .with_cause(e)
             .with_url(&shown)
     })?;
-    let token = reply
-        .token
-        .filter(|t| !t.is_empty())
-        .or(reply.access_token.filter(|t| !t.is_empty()))
-        .ok_or_else(|| {
-            Error::new(ErrorKind::Protocol, "token response has no token").with_url(&shown)
-        })?;
     let lifetime = lifetime_of(reply.expires_in.as_ref()).unwrap_or(DEFAULT_LIFETIME);
+    let token = reply.token().ok_or_else(|| {
+        Error::new(ErrorKind::Protocol, "token response has no token").with_url(&shown)
+    })?;
     let mut header = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
         Error::new(ErrorKind::Protocol, "token is not a valid header value").with_url(&shown)
     })?;
@@ -330,6 +336,22 @@ mod tests {
         ] {
             assert!(!may(realm, "http://registry.example.com:5000"), "{realm}");
         }
+    }
+
+    #[test]
+    fn access_token_wins_over_token_as_in_docker() {
+        let chosen = |json: &str| serde_json::from_str::<Reply>(json).unwrap().token();
+        assert_eq!(
+            chosen(r#"{"token":"t","access_token":"a"}"#).as_deref(),
+            Some("a")
+        );
+        assert_eq!(
+            chosen(r#"{"token":"t","access_token":""}"#).as_deref(),
+            Some("t")
+        );
+        assert_eq!(chosen(r#"{"token":"t"}"#).as_deref(), Some("t"));
+        assert_eq!(chosen(r#"{"access_token":"a"}"#).as_deref(), Some("a"));
+        assert_eq!(chosen(r#"{"token":"","access_token":null}"#), None);
     }
 
     #[test]
