@@ -15,6 +15,7 @@ use super::challenge::Challenge;
 use super::credentials::Credential;
 use crate::error::{Error, ErrorKind, Result};
 use crate::reference::is_loopback;
+use crate::registry::MAX_ERROR_BODY;
 use crate::transport::{self, Outgoing, Transport};
 
 /// The lifetime assumed when the token endpoint does not say.
@@ -173,7 +174,7 @@ pub async fn fetch(
         // Docker Hub's token service sends 429 with `Retry-After` as its registry does.
         let asked = crate::retry::retry_after(reply.response.headers());
         let body = reply.response.body_mut();
-        let text = transport::read_prefix(transport, body, 512).await;
+        let text = transport::read_prefix(transport, body, MAX_ERROR_BODY).await;
         let traded = matches!(credential, Some(Credential::IdentityToken(_)));
         let kind = match status.as_u16() {
             401 => ErrorKind::Unauthorized,
@@ -187,7 +188,7 @@ pub async fn fetch(
             _ => ErrorKind::Http,
         };
         let mut msg = format!("token request answered {status}");
-        let said = crate::server_text::excerpt(&text, &status.to_string());
+        let said = crate::server_text::error_detail(&text, &status.to_string());
         if !said.is_empty() {
             msg = format!("{msg}: {said}");
         }
