@@ -505,6 +505,16 @@ impl Authorizer {
             }
             Err(e) => return Err(e),
         };
+        // Docker keeps the newest refresh token for the session's later grants; a server
+        // that rotates them no longer takes the one from the file. Kept in memory only.
+        if let (Some(new), Some((Credential::IdentityToken(old), origin))) =
+            (token.refresh_token, found)
+        {
+            if new != old {
+                let rotated = (Credential::IdentityToken(new), origin);
+                *self.credential.lock().await = Some(Some(rotated));
+            }
+        }
         let mut s = self.state.lock().expect("auth state poisoned");
         s.header = Some(token.header);
         s.expires_at = Some(renew_at(token.expires_at, token.lifetime));

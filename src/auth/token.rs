@@ -34,6 +34,9 @@ pub struct Token {
     pub expires_at: Instant,
     /// How long it was valid for when it was issued.
     pub lifetime: Duration,
+    /// The refresh token the OAuth2 refresh-token grant's reply handed out, if it did: an
+    /// OAuth2 server may rotate them, and take only the newest for the next grant.
+    pub(crate) refresh_token: Option<String>,
 }
 
 impl std::fmt::Debug for Token {
@@ -42,7 +45,7 @@ impl std::fmt::Debug for Token {
             .field("header", &"<redacted>")
             .field("expires_at", &self.expires_at)
             .field("lifetime", &self.lifetime)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -55,6 +58,8 @@ struct Reply {
     /// Go clients take any JSON number here, and some servers send -1 or a string.
     #[serde(default)]
     expires_in: Option<serde_json::Value>,
+    #[serde(default)]
+    refresh_token: Option<String>,
 }
 
 impl Reply {
@@ -208,6 +213,10 @@ pub async fn fetch(
             .with_url(&shown)
     })?;
     let lifetime = lifetime_of(reply.expires_in.as_ref()).unwrap_or(DEFAULT_LIFETIME);
+    let refresh_token = reply
+        .refresh_token
+        .clone()
+        .filter(|t| !t.is_empty() && matches!(credential, Some(Credential::IdentityToken(_))));
     let token = reply.token().ok_or_else(|| {
         Error::new(ErrorKind::Protocol, "token response has no token").with_url(&shown)
     })?;
@@ -220,6 +229,7 @@ pub async fn fetch(
         header,
         expires_at: received + lifetime,
         lifetime,
+        refresh_token,
     })
 }
 
