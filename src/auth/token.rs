@@ -5,13 +5,14 @@
 //! token) by the OAuth2 refresh-token grant. The reply carries `access_token` or `token`
 //! and `expires_in` (60 s when absent, as the spec says).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Uri};
 use serde::Deserialize;
 
 use super::challenge::Challenge;
+use super::clock::Stamp;
 use super::credentials::Credential;
 use crate::error::{Error, ErrorKind, Result};
 use crate::reference::is_loopback;
@@ -30,8 +31,8 @@ const MAX_TOKEN_RESPONSE: usize = 1 << 20;
 pub struct Token {
     /// The `Authorization` value, `Bearer <token>`, marked sensitive.
     pub header: HeaderValue,
-    /// When it stops being valid.
-    pub expires_at: Instant,
+    /// When it stops being valid, on a clock that counts the time the machine sleeps.
+    pub expires_at: Stamp,
     /// How long it was valid for when it was issued.
     pub lifetime: Duration,
     /// The refresh token the OAuth2 refresh-token grant's reply handed out, if it did: an
@@ -206,7 +207,7 @@ pub async fn fetch(
     let bytes = transport::read_limited(transport, body, MAX_TOKEN_RESPONSE)
         .await
         .map_err(|e| e.with_url(&shown))?;
-    let received = Instant::now();
+    let received = Stamp::now();
     let reply: Reply = serde_json::from_slice(&bytes).map_err(|e| {
         Error::new(ErrorKind::Protocol, "token response is not JSON")
             .with_cause(e)
