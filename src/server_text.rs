@@ -69,6 +69,56 @@ pub(crate) fn excerpt(body: &[u8], status: &str) -> String {
     }
 }
 
+/// What an error `body` says, on one line: the messages of a registry's OCI `errors`
+/// (`CODE: message; …`), an OAuth2 token server's `error` and `error_description`, or
+/// Docker Hub's token service's `details`; any other body as [`excerpt`] shows it.
+pub(crate) fn error_detail(body: &[u8], status: &str) -> String {
+    #[derive(serde::Deserialize)]
+    struct Said {
+        #[serde(default)]
+        errors: Vec<OciError>,
+        #[serde(default)]
+        error: Option<String>,
+        #[serde(default)]
+        error_description: Option<String>,
+        #[serde(default)]
+        details: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct OciError {
+        #[serde(default)]
+        code: Option<String>,
+        #[serde(default)]
+        message: Option<String>,
+    }
+    let Ok(said) = serde_json::from_slice::<Said>(body) else {
+        return excerpt(body, status);
+    };
+    let pair = |code: Option<String>, message: Option<String>| {
+        let parts: Vec<String> = [code, message]
+            .into_iter()
+            .flatten()
+            .filter(|s| !s.is_empty())
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(": "))
+    };
+    let all: Vec<String> = said
+        .errors
+        .into_iter()
+        .filter_map(|e| pair(e.code, e.message))
+        .collect();
+    let all = if !all.is_empty() {
+        all.join("; ")
+    } else if let Some(oauth) = pair(said.error, said.error_description) {
+        oauth
+    } else if let Some(details) = said.details.filter(|d| !d.is_empty()) {
+        details
+    } else {
+        return excerpt(body, status);
+    };
+    one_line(&all)
+}
+
 /// `text` on one line of at most [`MAX_SHOWN`] characters, ending in `…` when cut.
 pub fn one_line(text: &str) -> String {
     let mut out = String::with_capacity(text.len().min(MAX_SHOWN + 4));
@@ -137,6 +187,25 @@ mod tests {
             excerpt(b"<html><body>no title</body></html>", "502 Bad Gateway"),
             ""
         );
+    }
+
+    #[test]
+    fn json_error_bodies_show_their_messages() {
+        let detail = |body: &str| error_detail(body.as_bytes(), "401 Unauthorized");
+        assert_eq!(
+            detail(
+                r#"{"errors":[{"code":"A","message":"one"},{"code":"B"},{"message":"three\nx"}]}"#
+            ),
+            "A: one; B; three x"
+        );
+        assert_eq!(
+            detail(r#"{"error":"invalid_grant","error_description":null}"#),
+            "invalid_grant"
+        );
+        assert_eq!(detail(r#"{"details":"no"}"#), "no");
+        for shown_as_is in [r#"{"errors":[{}]}"#, "{}", "[1]", r#"{"error":7}"#] {
+            assert_eq!(detail(shown_as_is), shown_as_is);
+        }
     }
 
     #[test]

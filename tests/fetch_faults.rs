@@ -1253,6 +1253,78 @@ fn bearer_with(data: &[u8]) -> (FakeRegistry, String) {
     (reg, digest)
 }
 
+/// A token server's JSON refusal is shown by its messages, as a registry's is: the OCI
+/// `errors` a registry's own token service sends, OAuth2's `error` and
+/// `error_description`, Docker Hub's `details`. A body that is no JSON is shown as it is.
+#[test]
+fn a_token_server_s_json_refusal_shows_its_words() {
+    let (reg, digest) = bearer_with(&bytes(34, 4000));
+    let refused = |status, content_type, body: &str| {
+        reg.clear_faults();
+        let page = Fault::Page {
+            status,
+            content_type,
+            body: body.into(),
+        };
+        reg.set_fault_for_every("/token", page);
+        let out = Dist::new().run(&["--retries", "0", "fetch", &repo(&reg), &digest], b"");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_ne!(out.status.code(), Some(0), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(&format!("{}/token", reg.url())), "{err}");
+        assert!(!err.contains('{'), "{err}");
+        err
+    };
+    let json = "application/json";
+
+    let err = refused(
+        401,
+        json,
+        r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":null}]}"#,
+    );
+    let said = "token request answered 401 Unauthorized: UNAUTHORIZED: authentication required";
+    assert!(err.contains(said), "{err}");
+
+    // Past the first 512 bytes, where a JSON body used to be cut and shown raw.
+    let long = format!(
+        r#"{{"errors":[{{"code":"DENIED","detail":"{}","message":"go away"}}]}}"#,
+        "x".repeat(2000)
+    );
+    let err = refused(403, json, &long);
+    assert!(
+        err.contains("token request answered 403 Forbidden: DENIED: go away"),
+        "{err}"
+    );
+
+    let oauth = r#"{"error":"invalid_scope","error_description":"no such scope"}"#;
+    let err = refused(400, json, oauth);
+    assert!(
+        err.contains("token request answered 400 Bad Request: invalid_scope: no such scope"),
+        "{err}"
+    );
+
+    let hub = r#"{"details":"incorrect username or password"}"#;
+    let err = refused(401, "text/plain", hub);
+    assert!(
+        err.contains("401 Unauthorized: incorrect username or password"),
+        "{err}"
+    );
+
+    reg.clear_faults();
+    let page = Fault::Page {
+        status: 403,
+        content_type: "text/plain",
+        body: "not\r\nfor \x1b[31myou".into(),
+    };
+    reg.set_fault_for_every("/token", page);
+    let out = Dist::new().run(&["--retries", "0", "fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("token request answered 403 Forbidden: not for [31myou"),
+        "{err:?}"
+    );
+}
+
 /// The token server fails as a registry does (a 503 or 502, a 429, a connection closed
 /// unanswered) and is retried as one, on the request's budget; one that keeps failing
 /// ends the object with an error that names it.

@@ -671,3 +671,44 @@ fn an_identity_token_is_traded_with(invalid_grant_400: bool) {
         "{err}"
     );
 }
+
+/// An OAuth2 server that rotates its refresh tokens hands out a new one with each token and
+/// takes only the newest from then on: the renewals of a long run ask with the newest, as
+/// Docker does, not with the one from `config.json`, which stopped working at the first.
+#[test]
+fn a_rotated_refresh_token_carries_the_run_on() {
+    use dist::auth::{Credential, CredentialSource};
+    use dist::registry::RegistryRemote;
+    use dist::retry::RetryPolicy;
+    use dist::transport::{Transport, TransportOptions};
+    use dist::{Hints, Object, Remote};
+
+    let reg = Registry::start_with(RegistryOptions {
+        private_prefix: Some("private/".into()),
+        refresh_token: Some("refresh-me".into()),
+        rotate_refresh_token: true,
+        token_ttl_secs: 1,
+        ..RegistryOptions::new(Mode::Token)
+    });
+    let image = push_image(&reg, "private/app", "v1", OCI_MANIFEST, 7);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let remote = RegistryRemote::new(
+            format!("{}/private/app", reg.host()).parse().unwrap(),
+            Transport::new(TransportOptions::default()).unwrap(),
+            CredentialSource::Fixed(Credential::IdentityToken("refresh-me".into())),
+            RetryPolicy::default(),
+        );
+        for (digest, data) in &image.blobs[..3] {
+            let object: Object = digest.parse().unwrap();
+            let mut download = remote.fetch(&object, &Hints::default()).await.unwrap();
+            let got = dist::image::read_to_end(&mut download, 1 << 20)
+                .await
+                .unwrap();
+            assert!(got == *data, "{digest}");
+            // Past the token's second: the next object needs a renewed one.
+            tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        }
+    });
+    assert!(reg.token_requests() >= 3, "{}", reg.token_requests());
+}

@@ -10,6 +10,7 @@
 //! fails is not made again before the retry policy's backoff.
 
 pub mod challenge;
+pub mod clock;
 pub mod credentials;
 pub mod token;
 
@@ -23,6 +24,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::retry::RetryPolicy;
 use crate::transport::Transport;
 use challenge::Challenge;
+use clock::Stamp;
 /// The types [`CredentialSource`] holds, here beside it.
 pub use credentials::{Credential, DockerConfig};
 
@@ -30,7 +32,7 @@ pub use credentials::{Credential, DockerConfig};
 /// lifetime), so a request is never sent with a token that dies in flight.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(5);
 
-fn renew_at(expires_at: Instant, lifetime: Duration) -> Instant {
+fn renew_at(expires_at: Stamp, lifetime: Duration) -> Stamp {
     expires_at - EXPIRY_MARGIN.min(lifetime / 4)
 }
 
@@ -51,10 +53,11 @@ pub enum CredentialSource {
 #[derive(Clone, Default)]
 struct State {
     header: Option<HeaderValue>,
-    /// When to renew the bearer token (a little before it expires).
-    expires_at: Option<Instant>,
+    /// When to renew the bearer token (a little before it expires). Both on the clock
+    /// that counts the time the machine sleeps, as the token server's does.
+    expires_at: Option<Stamp>,
     /// When the bearer token really expires: until then, it is sent when renewing fails.
-    valid_until: Option<Instant>,
+    valid_until: Option<Stamp>,
     generation: u64,
     bearer: Option<Challenge>,
     /// Token requests finished so far, and how the last one failed if it did: the tasks
@@ -205,7 +208,7 @@ impl Authorizer {
     /// past it waits for its renewal; failed token requests are retried under `policy`.
     pub async fn grant(&self, policy: &RetryPolicy) -> Result<Grant> {
         let mut s = self.snapshot();
-        let now = Instant::now();
+        let now = Stamp::now();
         if s.expires_at.is_some_and(|t| now >= t) {
             if s.valid_until.is_some_and(|t| now < t) {
                 self.renew_early(s.generation, policy).await;
@@ -505,6 +508,16 @@ impl Authorizer {
             }
             Err(e) => return Err(e),
         };
+        // Docker keeps the newest refresh token for the session's later grants; a server
+        // that rotates them no longer takes the one from the file. Kept in memory only.
+        if let (Some(new), Some((Credential::IdentityToken(old), origin))) =
+            (token.refresh_token, found)
+        {
+            if new != old {
+                let rotated = (Credential::IdentityToken(new), origin);
+                *self.credential.lock().await = Some(Some(rotated));
+            }
+        }
         let mut s = self.state.lock().expect("auth state poisoned");
         s.header = Some(token.header);
         s.expires_at = Some(renew_at(token.expires_at, token.lifetime));
@@ -730,6 +743,40 @@ mod tests {
         assert!(grant(Some("Basic YTpi")).sends(b"Basic"));
         assert!(!grant(Some("Bearerx abc")).sends(b"Bearer"));
         assert!(!grant(None).sends(b"Bearer"));
+    }
+
+    /// A token whose lifetime ran out while the machine was suspended, which `Instant`
+    /// does not count, is renewed before it is sent again, not after the 401 it would get.
+    #[tokio::test]
+    async fn a_token_that_ended_while_the_machine_slept_is_renewed() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let origin = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let transport = Transport::new(Default::default()).unwrap();
+        let auth = Authorizer::new(transport, "r.example", &origin, "a", CredentialSource::None);
+        let issued = Stamp::now();
+        let lifetime = Duration::from_secs(300);
+        {
+            let mut s = auth.state.lock().unwrap();
+            s.header = Some(HeaderValue::from_static("Bearer issued"));
+            s.expires_at = Some(renew_at(issued + lifetime, lifetime));
+            s.valid_until = Some(issued + lifetime);
+            s.bearer = challenge::parse(&format!("Bearer realm=\"{origin}/token\""))
+                .into_iter()
+                .next();
+        }
+        let policy = RetryPolicy {
+            retries: 0,
+            ..RetryPolicy::default()
+        };
+        let sent = auth.grant(&policy).await.unwrap();
+        assert_eq!(sent.header.unwrap(), "Bearer issued");
+        assert_eq!(auth.token_requests(), 0);
+
+        clock::tests::suspend(Duration::from_secs(3600));
+        // The token server is gone: the renewal's failure shows it was asked.
+        assert!(auth.grant(&policy).await.is_err());
+        assert_eq!(auth.token_requests(), 1);
     }
 
     #[test]

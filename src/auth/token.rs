@@ -2,19 +2,21 @@
 //!
 //! A registry's `Bearer realm=…,service=…` challenge names the endpoint. We ask it for
 //! `scope=repository:<name>:pull`: anonymously, with Basic credentials, or (for an identity
-//! token) by the OAuth2 refresh-token grant. The reply carries `token` or `access_token`
+//! token) by the OAuth2 refresh-token grant. The reply carries `access_token` or `token`
 //! and `expires_in` (60 s when absent, as the spec says).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Uri};
 use serde::Deserialize;
 
 use super::challenge::Challenge;
+use super::clock::Stamp;
 use super::credentials::Credential;
 use crate::error::{Error, ErrorKind, Result};
 use crate::reference::is_loopback;
+use crate::registry::MAX_ERROR_BODY;
 use crate::transport::{self, Outgoing, Transport};
 
 /// The lifetime assumed when the token endpoint does not say.
@@ -29,10 +31,13 @@ const MAX_TOKEN_RESPONSE: usize = 1 << 20;
 pub struct Token {
     /// The `Authorization` value, `Bearer <token>`, marked sensitive.
     pub header: HeaderValue,
-    /// When it stops being valid.
-    pub expires_at: Instant,
+    /// When it stops being valid, on a clock that counts the time the machine sleeps.
+    pub expires_at: Stamp,
     /// How long it was valid for when it was issued.
     pub lifetime: Duration,
+    /// The refresh token the OAuth2 refresh-token grant's reply handed out, if it did: an
+    /// OAuth2 server may rotate them, and take only the newest for the next grant.
+    pub(crate) refresh_token: Option<String>,
 }
 
 impl std::fmt::Debug for Token {
@@ -41,7 +46,7 @@ impl std::fmt::Debug for Token {
             .field("header", &"<redacted>")
             .field("expires_at", &self.expires_at)
             .field("lifetime", &self.lifetime)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -54,6 +59,18 @@ struct Reply {
     /// Go clients take any JSON number here, and some servers send -1 or a string.
     #[serde(default)]
     expires_in: Option<serde_json::Value>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+}
+
+impl Reply {
+    /// The token: `access_token` when there is one, else `token`. The spec leaves open
+    /// which counts when both are there and differ; Docker's client copies `access_token`
+    /// over `token`, and registries that send both are tried with Docker's client.
+    fn token(self) -> Option<String> {
+        let access = self.access_token.filter(|t| !t.is_empty());
+        access.or(self.token.filter(|t| !t.is_empty()))
+    }
 }
 
 /// What `expires_in` says, if it says a positive number of seconds.
@@ -163,7 +180,7 @@ pub async fn fetch(
         // Docker Hub's token service sends 429 with `Retry-After` as its registry does.
         let asked = crate::retry::retry_after(reply.response.headers());
         let body = reply.response.body_mut();
-        let text = transport::read_prefix(transport, body, 512).await;
+        let text = transport::read_prefix(transport, body, MAX_ERROR_BODY).await;
         let traded = matches!(credential, Some(Credential::IdentityToken(_)));
         let kind = match status.as_u16() {
             401 => ErrorKind::Unauthorized,
@@ -177,7 +194,7 @@ pub async fn fetch(
             _ => ErrorKind::Http,
         };
         let mut msg = format!("token request answered {status}");
-        let said = crate::server_text::excerpt(&text, &status.to_string());
+        let said = crate::server_text::error_detail(&text, &status.to_string());
         if !said.is_empty() {
             msg = format!("{msg}: {said}");
         }
@@ -190,20 +207,20 @@ pub async fn fetch(
     let bytes = transport::read_limited(transport, body, MAX_TOKEN_RESPONSE)
         .await
         .map_err(|e| e.with_url(&shown))?;
-    let received = Instant::now();
+    let received = Stamp::now();
     let reply: Reply = serde_json::from_slice(&bytes).map_err(|e| {
         Error::new(ErrorKind::Protocol, "token response is not JSON")
             .with_cause(e)
             .with_url(&shown)
     })?;
-    let token = reply
-        .token
-        .filter(|t| !t.is_empty())
-        .or(reply.access_token.filter(|t| !t.is_empty()))
-        .ok_or_else(|| {
-            Error::new(ErrorKind::Protocol, "token response has no token").with_url(&shown)
-        })?;
     let lifetime = lifetime_of(reply.expires_in.as_ref()).unwrap_or(DEFAULT_LIFETIME);
+    let refresh_token = reply
+        .refresh_token
+        .clone()
+        .filter(|t| !t.is_empty() && matches!(credential, Some(Credential::IdentityToken(_))));
+    let token = reply.token().ok_or_else(|| {
+        Error::new(ErrorKind::Protocol, "token response has no token").with_url(&shown)
+    })?;
     let mut header = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
         Error::new(ErrorKind::Protocol, "token is not a valid header value").with_url(&shown)
     })?;
@@ -213,6 +230,7 @@ pub async fn fetch(
         header,
         expires_at: received + lifetime,
         lifetime,
+        refresh_token,
     })
 }
 
@@ -330,6 +348,22 @@ mod tests {
         ] {
             assert!(!may(realm, "http://registry.example.com:5000"), "{realm}");
         }
+    }
+
+    #[test]
+    fn access_token_wins_over_token_as_in_docker() {
+        let chosen = |json: &str| serde_json::from_str::<Reply>(json).unwrap().token();
+        assert_eq!(
+            chosen(r#"{"token":"t","access_token":"a"}"#).as_deref(),
+            Some("a")
+        );
+        assert_eq!(
+            chosen(r#"{"token":"t","access_token":""}"#).as_deref(),
+            Some("t")
+        );
+        assert_eq!(chosen(r#"{"token":"t"}"#).as_deref(), Some("t"));
+        assert_eq!(chosen(r#"{"access_token":"a"}"#).as_deref(), Some("a"));
+        assert_eq!(chosen(r#"{"token":"","access_token":null}"#), None);
     }
 
     #[test]

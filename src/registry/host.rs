@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode, Uri};
-use serde::Deserialize;
 
 use crate::auth::{Authorizer, CredentialSource};
 use crate::error::{Error, ErrorKind, Result};
@@ -578,20 +577,6 @@ impl MirrorDown {
     }
 }
 
-#[derive(Deserialize)]
-struct OciErrors {
-    #[serde(default)]
-    errors: Vec<OciError>,
-}
-
-#[derive(Deserialize)]
-struct OciError {
-    #[serde(default)]
-    code: String,
-    #[serde(default)]
-    message: String,
-}
-
 /// Turns a failed response into an error naming the status and the registry's own words.
 async fn status_error(transport: &Transport, reply: &mut transport::Reply, mirror: bool) -> Error {
     let status = reply.response.status();
@@ -608,22 +593,7 @@ async fn status_error(transport: &Transport, reply: &mut transport::Reply, mirro
         .with_url(url);
     }
     let body = transport::read_prefix(transport, reply.response.body_mut(), MAX_ERROR_BODY).await;
-    let detail = match serde_json::from_slice::<OciErrors>(&body) {
-        Ok(e) if !e.errors.is_empty() => {
-            let all = e
-                .errors
-                .iter()
-                .map(|e| match (e.code.is_empty(), e.message.is_empty()) {
-                    (false, false) => format!("{}: {}", e.code, e.message),
-                    (false, true) => e.code.clone(),
-                    _ => e.message.clone(),
-                })
-                .collect::<Vec<_>>()
-                .join("; ");
-            server_text::one_line(&all)
-        }
-        _ => server_text::excerpt(&body, &status.to_string()),
-    };
+    let detail = server_text::error_detail(&body, &status.to_string());
     if status == StatusCode::BAD_REQUEST
         && url.scheme_str() == Some("http")
         && tls_port_refusal(&body)

@@ -33,7 +33,8 @@ use crate::retry::RetryPolicy;
 use crate::transport::{self, Transport};
 pub(crate) use body::{content_range, content_range_start};
 pub(crate) use body::{resume_budget, Address, Resumable, PROGRESS};
-use host::{Host, Mirror, Server, MAX_ERROR_BODY};
+pub(crate) use host::MAX_ERROR_BODY;
+use host::{Host, Mirror, Server};
 
 /// Which API endpoint an object is fetched from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

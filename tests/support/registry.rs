@@ -65,6 +65,8 @@ pub struct RegistryOptions {
     pub token_reply: TokenReply,
     /// The issuer leaves `expires_in` out of its replies (Token mode only).
     pub omit_expires_in: bool,
+    /// The issuer rotates its refresh token at each refresh grant (Token mode only).
+    pub rotate_refresh_token: bool,
     /// Serve HTTPS (HTTP/2 offered by ALPN, as Go's server does) with a certificate for
     /// 127.0.0.1 from a CA of its own, and demand a client certificate from a second CA
     /// (`http.tls.clientcas`). See [`Registry::tls`].
@@ -82,6 +84,7 @@ impl RegistryOptions {
             invalid_grant_400: false,
             token_reply: TokenReply::Both,
             omit_expires_in: false,
+            rotate_refresh_token: false,
             mutual_tls: false,
         }
     }
@@ -133,6 +136,7 @@ impl Registry {
                 invalid_grant_400: opts.invalid_grant_400,
                 reply: opts.token_reply,
                 omit_expires_in: opts.omit_expires_in,
+                rotate_refresh_token: opts.rotate_refresh_token,
                 ..TokenOptions::default()
             })
         });

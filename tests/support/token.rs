@@ -76,6 +76,9 @@ pub struct TokenOptions {
     /// Refuse a refresh token as RFC 6749 has OAuth2 servers do (`400` with `{"error":
     /// "invalid_grant"}`) rather than with a `401`.
     pub invalid_grant_400: bool,
+    /// Each refresh grant hands out a new refresh token and takes only the newest from then
+    /// on, as an OAuth2 server rotating its refresh tokens does.
+    pub rotate_refresh_token: bool,
 }
 
 impl Default for TokenOptions {
@@ -91,6 +94,7 @@ impl Default for TokenOptions {
             omit_expires_in: false,
             refresh_token: None,
             invalid_grant_400: false,
+            rotate_refresh_token: false,
         }
     }
 }
@@ -149,6 +153,9 @@ struct Issuer {
     cert_pem: String,
     cert_der: Vec<u8>,
     requests: AtomicUsize,
+    /// The refresh token taken now: `opts.refresh_token` until one is rotated.
+    refresh: std::sync::Mutex<Option<String>>,
+    rotations: AtomicUsize,
 }
 
 /// Who a token request came from, after checking credentials.
@@ -178,6 +185,8 @@ impl Issuer {
             cert_der: cert.der().to_vec(),
             key,
             rng,
+            refresh: std::sync::Mutex::new(opts.refresh_token.clone()),
+            rotations: AtomicUsize::new(0),
             opts,
             requests: AtomicUsize::new(0),
         }
@@ -266,14 +275,22 @@ impl Issuer {
                         if !self.valid(user, pass) {
                             return unauthorized("bad credentials");
                         }
-                        let refresh = self.opts.refresh_token.clone();
+                        let refresh = self.refresh.lock().unwrap().clone();
                         self.reply(&Caller::User(user.to_string()), &params, refresh)
                     }
                     Some("refresh_token") => {
                         let offered = first(&params, "refresh_token");
-                        match &self.opts.refresh_token {
+                        let mut current = self.refresh.lock().unwrap();
+                        match current.clone() {
                             Some(valid) if offered == Some(valid.as_str()) => {
-                                self.reply(&Caller::User(self.opts.user.clone()), &params, None)
+                                let rotated = self.opts.rotate_refresh_token.then(|| {
+                                    let n = self.rotations.fetch_add(1, Ordering::SeqCst) + 1;
+                                    let new = format!("{}-rotated-{n}", self.opts.user);
+                                    *current = Some(new.clone());
+                                    new
+                                });
+                                drop(current);
+                                self.reply(&Caller::User(self.opts.user.clone()), &params, rotated)
                             }
                             _ if self.opts.invalid_grant_400 => text(
                                 StatusCode::BAD_REQUEST,
