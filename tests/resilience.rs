@@ -1319,3 +1319,89 @@ fn a_non_blocking_stdin_is_waited_on_between_lines() {
     assert!(out.status.success(), "{:?}: {err}", out.status);
     assert!(err.is_empty(), "{err}");
 }
+
+/// A mirroring job feeding a running batch (`tail -f queue | dist fetch LOC -`) names again
+/// the digests that failed: a blob not pushed yet when first asked for, an outage longer
+/// than the retries. Such a line fetches it again, and gets its own frame or line; one
+/// naming an object fetched already is still skipped. The failed line was remembered as
+/// met, and every later line naming it was skipped silently: no fetch, no output, no error.
+fn a_failed_object_named_again_is_fetched_again(into_dir: bool) {
+    use std::io::{BufRead, Write};
+    let reg = FakeRegistry::start();
+    let data = bytes(91, 5000);
+    let digest = sha256(&data);
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.jsonl");
+    let store = dir.path().join("layout");
+    let repo = repo(&reg);
+    // The timeout only ends a run that never answers a line, so that it fails, not hangs.
+    let mut args = vec!["fetch", &repo, "-", "--timeout", "120s"];
+    args.extend(["--report", report.to_str().unwrap()]);
+    if into_dir {
+        args.extend(["-o", store.to_str().unwrap()]);
+    }
+    let mut child = Dist::new().start(&args);
+    let mut input = child.stdin.take().unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut next = || {
+        if into_dir {
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            line
+        } else {
+            next_frame(&mut out)
+        }
+    };
+    writeln!(input, "{digest}").unwrap();
+    input.flush().unwrap();
+    let first = next();
+    assert!(first.contains("error") && first.contains("404"), "{first}");
+    assert_eq!(reg.blob("team/app", &data), digest);
+    writeln!(input, "{digest}").unwrap();
+    input.flush().unwrap();
+    let second = next();
+    let asked = reg.requests_for(&digest);
+    // Stored now: named once more, it is a duplicate.
+    writeln!(input, "{digest}").unwrap();
+    drop(input);
+    let status = child.wait().unwrap();
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut out, &mut rest).unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    if into_dir {
+        let line = &json_lines(second.as_bytes())[0];
+        assert_eq!(line["status"], "ok", "{second}: {err}");
+        support::cli::assert_stored_alone(&store, &digest, &data);
+    } else {
+        assert!(
+            second.starts_with(&format!("{digest} {digest} 5000 ")),
+            "{second}: {err}"
+        );
+    }
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    assert_eq!(
+        reg.requests_for(&digest),
+        asked,
+        "the third line fetched nothing"
+    );
+    let reported = json_lines(&std::fs::read(&report).unwrap());
+    let seen: Vec<(u64, &str)> = reported
+        .iter()
+        .map(|l| (l["line"].as_u64().unwrap(), l["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(seen, [(1, "error"), (2, "ok")]);
+    assert!(err.contains("line 1: ") && !err.contains("line 2"), "{err}");
+    // A line failed: the run says so, whatever came after it.
+    assert_eq!(status.code(), Some(1), "{err}");
+}
+
+#[test]
+fn a_failed_object_named_again_is_fetched_again_as_a_frame() {
+    a_failed_object_named_again_is_fetched_again(false);
+}
+
+#[test]
+fn a_failed_object_named_again_is_fetched_again_into_a_directory() {
+    a_failed_object_named_again_is_fetched_again(true);
+}

@@ -253,12 +253,14 @@ fn bad_lines_get_one_error_each_and_the_batch_goes_on() {
         }
     }
     assert_eq!(good, 20);
-    // A repeated bad object is reported once per line, except the unknown digest, which is
-    // a well-formed object and so fetched (and reported) once.
+    // A repeated bad object is reported once per line. The unknown digest is a well-formed
+    // object: a line naming it while its fetch runs is a duplicate, one read after that
+    // fetch failed fetches it again, so it is reported at least once and once a line at most.
     assert_eq!(errors["sha256:1234"], 4);
     assert_eq!(errors["@@garbage@@"], 4);
     assert_eq!(errors["-"], 4);
-    assert_eq!(errors[&unknown], 1);
+    let unknown_errors = errors[&unknown];
+    assert!((1..=4).contains(&unknown_errors), "{unknown_errors}");
     // Every error also reaches stderr, with its line number.
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(
@@ -266,7 +268,7 @@ fn bad_lines_get_one_error_each_and_the_batch_goes_on() {
             .lines()
             .filter(|l| l.starts_with("dist: line "))
             .count(),
-        13
+        12 + unknown_errors
     );
 }
 

@@ -4,7 +4,8 @@
 //! and memory does not grow with the input. Each object becomes a task; at most `jobs` run
 //! at once, all sharing the remote's connection pool and token. Each task ends in an
 //! [`Outcome`], whether it succeeded or not, so that one bad line is reported while the
-//! batch goes on. An object that appears twice is fetched once.
+//! batch goes on. An object that appears twice is fetched once, unless that fetch failed
+//! before the second line was read: then it is fetched again.
 
 mod ingest;
 pub mod input;
@@ -200,7 +201,14 @@ where
         },
     );
     let mut seen = Seen::default();
+    // The keys of objects that failed, from their tasks to the line reader, which forgets
+    // them before it looks at its next line. Sent before the failure's outcome leaves the
+    // worker: a line written once that outcome was seen is read after it.
+    let (failed_tx, failed_rx) = std::sync::mpsc::channel::<seen::Key>();
     let tasks = lines.filter_map(move |item| {
+        for key in failed_rx.try_iter() {
+            seen.forget(key);
+        }
         let task: Option<BoxFuture<'static, Outcome>> = match item {
             Ok((_, RawLine::Text(ref text))) if !reports_bad_lines && !is_wellformed(text) => None,
             Err(_) | Ok((_, RawLine::TooLong | RawLine::NotUtf8)) if !reports_bad_lines => None,
@@ -226,19 +234,25 @@ where
                 None => None,
                 Some(Err(e)) => Some(ready_error(&progress, n, &first_word(&text), e)),
                 Some(Ok(job)) if shard.is_some_and(|s| !s.contains(&job.object)) => None,
-                Some(Ok(job)) if !seen.first_time(&job.object, &job.hints.media_types) => {
-                    tracing::debug!(line = n, object = %job.object, "duplicate object skipped");
-                    None
-                }
                 Some(Ok(job)) => {
-                    progress.object_read(job.hints.size);
-                    Some(spawn_job(
-                        remote.clone(),
-                        n,
-                        job,
-                        destination.clone(),
-                        progress.clone(),
-                    ))
+                    let key = seen::key(&job.object, &job.hints.media_types);
+                    // An object still in flight is a duplicate too, even if its fetch
+                    // then fails: that fetch and its error answer this line as well.
+                    if seen.first_time(key) {
+                        progress.object_read(job.hints.size);
+                        let failed = Forget(key, failed_tx.clone());
+                        Some(spawn_job(
+                            remote.clone(),
+                            n,
+                            job,
+                            destination.clone(),
+                            progress.clone(),
+                            failed,
+                        ))
+                    } else {
+                        tracing::debug!(line = n, object = %job.object, "duplicate object skipped");
+                        None
+                    }
                 }
             },
         };
@@ -284,12 +298,16 @@ fn ready_error(
     Box::pin(future::ready(o))
 }
 
+/// How a failed task has the line reader forget its object.
+struct Forget(seen::Key, std::sync::mpsc::Sender<seen::Key>);
+
 fn spawn_job(
     remote: Arc<dyn Remote>,
     line: u64,
     job: Job,
     destination: Arc<Destination>,
     progress: Arc<Progress>,
+    failed: Forget,
 ) -> BoxFuture<'static, Outcome> {
     let object = job.object.to_string();
     let handle = AbortOnDrop(tokio::spawn(async move {
@@ -299,7 +317,7 @@ fn spawn_job(
         outcome
     }));
     Box::pin(async move {
-        match handle.join().await {
+        let outcome = match handle.join().await {
             Ok(o) => o,
             Err(e) => {
                 let mut o = Outcome::new(line, object);
@@ -311,7 +329,14 @@ fn spawn_job(
                 o.fail(Error::new(kind, "fetch task ended abnormally").with_cause(e));
                 o
             }
+        };
+        // The task has ended, and with it its hold on the object (a lock, a partial
+        // download): a new fetch of it starts clean.
+        if outcome.status == Status::Error {
+            let Forget(key, reader) = failed;
+            let _ = reader.send(key);
         }
+        outcome
     })
 }
 
@@ -523,5 +548,103 @@ mod tests {
         assert_eq!(statuses, [Status::Error, Status::Error, Status::Ok]);
         assert_eq!(s.bytes, 2 * 3000 + 2000, "{s:?}");
         assert_eq!(s.expected_bytes, s.bytes, "{s:?}");
+    }
+
+    /// A remote where nothing exists: the first fetch of `held` waits for `release` before
+    /// it fails; every fetch says it has begun, by object.
+    struct Missing {
+        held: crate::reference::Object,
+        release: Arc<tokio::sync::Notify>,
+        begun: tokio::sync::mpsc::UnboundedSender<String>,
+        fetches_of_held: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Remote for Missing {
+        fn fetch<'a>(
+            &'a self,
+            object: &'a crate::reference::Object,
+            _: &'a crate::hints::Hints,
+        ) -> BoxFuture<'a, crate::error::Result<crate::fetch::Download>> {
+            use std::sync::atomic::Ordering;
+            Box::pin(async move {
+                let first = *object == self.held
+                    && self.fetches_of_held.fetch_add(1, Ordering::SeqCst) == 0;
+                let _ = self.begun.send(object.to_string());
+                if first {
+                    self.release.notified().await;
+                }
+                Err(Error::new(ErrorKind::NotFound, "not pushed yet"))
+            })
+        }
+
+        fn check<'a>(&'a self) -> BoxFuture<'a, crate::error::Result<()>> {
+            Box::pin(future::ready(Ok(())))
+        }
+
+        fn describe(&self) -> String {
+            "missing".into()
+        }
+    }
+
+    /// A line naming an object whose fetch failed fetches it again (a blob pushed since, an
+    /// outage over); one that came while that fetch was still running was answered by it,
+    /// and is skipped as a duplicate, whatever its end.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn an_object_that_failed_is_fetched_again_when_named_again() {
+        use crate::digest::{Algorithm, Digest};
+        use futures::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let a = Digest::of(Algorithm::Sha256, b"pushed later");
+        let b = Digest::of(Algorithm::Sha256, b"another");
+        let release = Arc::new(tokio::sync::Notify::new());
+        let (begun_tx, mut begun) = tokio::sync::mpsc::unbounded_channel();
+        let remote = Arc::new(Missing {
+            held: crate::reference::Object::Digest(a.clone()),
+            release: release.clone(),
+            begun: begun_tx,
+            fetches_of_held: Default::default(),
+        });
+        let (mut input, rx) = tokio::io::duplex(4096);
+        let opts = WorkerOptions {
+            jobs: 4,
+            ..WorkerOptions::default()
+        };
+        let worker_remote: Arc<dyn Remote> = remote.clone();
+        let mut outcomes = run(worker_remote, tokio::io::BufReader::new(rx), opts);
+        let (out_tx, mut out) = tokio::sync::mpsc::unbounded_channel();
+        let consumer = tokio::spawn(async move {
+            while let Some(o) = outcomes.next().await {
+                let _ = out_tx.send((o.line, o.status));
+            }
+        });
+        input.write_all(format!("{a}\n").as_bytes()).await.unwrap();
+        assert_eq!(begun.recv().await.unwrap(), a.to_string());
+        // Line 2 comes while line 1 is in flight; line 3's fetch beginning shows it was read.
+        input
+            .write_all(format!("{a}\n{b}\n").as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(begun.recv().await.unwrap(), b.to_string());
+        release.notify_one();
+        let mut ended = vec![out.recv().await.unwrap(), out.recv().await.unwrap()];
+        ended.sort_by_key(|o| o.0);
+        assert_eq!(ended, [(1, Status::Error), (3, Status::Error)]);
+        // Both failures are out: named again, each is fetched again.
+        input
+            .write_all(format!("{a}\n{b}\n").as_bytes())
+            .await
+            .unwrap();
+        drop(input);
+        consumer.await.unwrap();
+        let mut rest = Vec::new();
+        while let Some(o) = out.recv().await {
+            rest.push(o);
+        }
+        rest.sort_by_key(|o| o.0);
+        assert_eq!(rest, [(4, Status::Error), (5, Status::Error)]);
+        let fetches = remote
+            .fetches_of_held
+            .load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(fetches, 2);
     }
 }

@@ -1,6 +1,7 @@
 //! Which objects a batch has met already, so that an object named twice is fetched once.
 //!
-//! Every object the batch meets is remembered to its end, so this is the one part of the
+//! Every object the batch meets is remembered to its end, unless its fetch fails: then it
+//! is forgotten, and a later line naming it fetches it again. So this is the one part of the
 //! worker whose memory grows with its input: with the count of *distinct* objects. It is
 //! kept to their 32 bytes each. A plain hash set of them needed about twice that, and
 //! three times while it doubled: 112 MiB of peak RSS for 1,000,000 distinct digests.
@@ -29,10 +30,15 @@ pub(super) struct Seen {
     recent: HashSet<Key>,
     /// Every key not in `recent`, sorted, none twice.
     settled: Vec<Key>,
+    /// Keys in `settled` that count as not met: taking one out of the array there and then
+    /// would move half of it, for each failed object. They leave it together once there are
+    /// `batch` of them, in one pass, as keys enter it.
+    forgotten: HashSet<Key>,
     batch: usize,
 }
 
-type Key = [u8; 32];
+/// An object as [`Seen`] remembers it.
+pub(super) type Key = [u8; 32];
 
 /// The sorted array's first capacity, in bytes.
 const ARRAY_START: usize = 4 << 20;
@@ -48,14 +54,17 @@ impl Seen {
         Seen {
             recent: HashSet::new(),
             settled: Vec::new(),
+            forgotten: HashSet::new(),
             batch,
         }
     }
 
-    /// Whether `object` (with these `mediatype:` hints) is met for the first time; it is
-    /// remembered from now on.
-    pub(super) fn first_time(&mut self, object: &Object, media_types: &[String]) -> bool {
-        let key = key(object, media_types);
+    /// Whether the object of `key` is met for the first time, or for the first time since
+    /// it was forgotten; it is remembered from now on.
+    pub(super) fn first_time(&mut self, key: Key) -> bool {
+        if !self.forgotten.is_empty() && self.forgotten.remove(&key) {
+            return true; // still in `settled`, where it counts again
+        }
         if self.settled.binary_search(&key).is_ok() || !self.recent.insert(key) {
             return false;
         }
@@ -63,6 +72,18 @@ impl Seen {
             self.settle();
         }
         true
+    }
+
+    /// Forgets the object of `key`, met before: it counts as not met until it is met again.
+    pub(super) fn forget(&mut self, key: Key) {
+        if self.recent.remove(&key) || self.settled.binary_search(&key).is_err() {
+            return;
+        }
+        self.forgotten.insert(key);
+        if self.forgotten.len() >= self.batch {
+            let forgotten = std::mem::take(&mut self.forgotten);
+            self.settled.retain(|k| !forgotten.contains(k));
+        }
     }
 
     /// Moves the recent keys into the sorted array, merging from the back so that no key
@@ -95,7 +116,8 @@ impl Seen {
     }
 }
 
-fn key(object: &Object, media_types: &[String]) -> Key {
+/// The key of `object` named with these `mediatype:` hints.
+pub(super) fn key(object: &Object, media_types: &[String]) -> Key {
     match object {
         Object::Digest(d) if d.algorithm() == Algorithm::Sha256 => {
             let mut k = [0u8; 32];
@@ -121,31 +143,35 @@ fn hex_value(c: u8) -> u8 {
 mod tests {
     use super::*;
 
+    fn first(s: &mut Seen, object: &Object, media_types: &[String]) -> bool {
+        s.first_time(key(object, media_types))
+    }
+
     #[test]
     fn dedup_keys() {
         let mut s = Seen::default();
         let d: Object = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
             .parse()
             .unwrap();
-        assert!(s.first_time(&d, &[]));
-        assert!(!s.first_time(&d, &[]));
-        assert!(s.first_time(&Object::Tag("latest".into()), &[]));
-        assert!(!s.first_time(&Object::Tag("latest".into()), &[]));
-        assert!(s.first_time(&Object::Tag("v1".into()), &[]));
+        assert!(first(&mut s, &d, &[]));
+        assert!(!first(&mut s, &d, &[]));
+        assert!(first(&mut s, &Object::Tag("latest".into()), &[]));
+        assert!(!first(&mut s, &Object::Tag("latest".into()), &[]));
+        assert!(first(&mut s, &Object::Tag("v1".into()), &[]));
         // Same leading half, different digest: not a duplicate.
         let twin: Object =
             "sha256:e3b0c44298fc1c149afbf4c8996fb92400000000000000000000000000000000"
                 .parse()
                 .unwrap();
-        assert!(s.first_time(&twin, &[]));
+        assert!(first(&mut s, &twin, &[]));
         let long: Object = format!("sha512:{}", "ab".repeat(64)).parse().unwrap();
-        assert!(s.first_time(&long, &[]));
-        assert!(!s.first_time(&long, &[]));
+        assert!(first(&mut s, &long, &[]));
+        assert!(!first(&mut s, &long, &[]));
         // A digest pins its content whatever the hints; a tag's answer depends on them.
         let index = ["application/vnd.oci.image.index.v1+json".to_string()];
-        assert!(!s.first_time(&d, &index));
-        assert!(s.first_time(&Object::Tag("latest".into()), &index));
-        assert!(!s.first_time(&Object::Tag("latest".into()), &index));
+        assert!(!first(&mut s, &d, &index));
+        assert!(first(&mut s, &Object::Tag("latest".into()), &index));
+        assert!(!first(&mut s, &Object::Tag("latest".into()), &index));
     }
 
     /// Keys met batches ago are still known once they have moved into the array, which
@@ -158,8 +184,8 @@ mod tests {
         };
         let mut s = Seen::with_batch(7);
         for i in 0..100 {
-            assert!(s.first_time(&digest(i), &[]), "{i} is new");
-            assert!(!s.first_time(&digest(i / 2), &[]), "{} was met", i / 2);
+            assert!(first(&mut s, &digest(i), &[]), "{i} is new");
+            assert!(!first(&mut s, &digest(i / 2), &[]), "{} was met", i / 2);
         }
         assert_eq!(s.settled.len(), 98, "14 batches of 7 moved");
         assert_eq!(s.recent.len(), 2);
@@ -168,8 +194,47 @@ mod tests {
             "sorted, once each"
         );
         for i in 0..100 {
-            assert!(!s.first_time(&digest(i), &[]), "{i} is known");
+            assert!(!first(&mut s, &digest(i), &[]), "{i} is known");
         }
-        assert!(s.first_time(&digest(100), &[]));
+        assert!(first(&mut s, &digest(100), &[]));
+    }
+
+    /// A forgotten key is new once more, whether it was still recent or had moved into
+    /// the array, and known again once met; forgotten keys leave the array together.
+    #[test]
+    fn forgotten_keys_are_new_again() {
+        let digest = |i: u32| -> Object {
+            let d = crate::digest::Digest::of(Algorithm::Sha256, &i.to_le_bytes());
+            Object::Digest(d)
+        };
+        let mut s = Seen::with_batch(4);
+        for i in 0..10 {
+            assert!(first(&mut s, &digest(i), &[]));
+        }
+        assert_eq!((s.settled.len(), s.recent.len()), (8, 2));
+        for i in [1, 5, 9] {
+            s.forget(key(&digest(i), &[]));
+        }
+        for i in 0..10 {
+            assert_eq!(
+                first(&mut s, &digest(i), &[]),
+                [1, 5, 9].contains(&i),
+                "{i}"
+            );
+        }
+        for i in 0..10 {
+            assert!(!first(&mut s, &digest(i), &[]), "{i} is known again");
+        }
+        // Forgotten, not met again: gone from the array at the fourth, as a batch.
+        for i in [0, 1, 2] {
+            s.forget(key(&digest(i), &[]));
+        }
+        assert_eq!((s.settled.len(), s.forgotten.len()), (8, 3));
+        s.forget(key(&digest(3), &[]));
+        assert_eq!((s.settled.len(), s.forgotten.len()), (4, 0));
+        for i in 0..10 {
+            assert_eq!(first(&mut s, &digest(i), &[]), i < 4, "{i}");
+        }
+        assert!(s.settled.windows(2).all(|w| w[0] < w[1]));
     }
 }
