@@ -48,7 +48,7 @@ impl Hints {
                     if value.is_empty() || !value.contains('/') {
                         return Err(Error::invalid(format!("invalid media type hint {value:?}")));
                     }
-                    hints.media_types.push(value.to_string());
+                    hints.media_types.push(media::registered(value));
                 }
                 "size" => {
                     let n = parse_size(value)?;

@@ -87,6 +87,20 @@ pub fn canonical(media_type: &str) -> &str {
         .unwrap_or(t)
 }
 
+/// `media_type` as dist sends and remembers it: a type it knows in its registered
+/// spelling, its parameters (`;q=0.5`) kept as written; any other type as written. A
+/// registry may match `Accept` byte for byte, and a tag named with the same type in two
+/// spellings is one object to fetch once.
+pub fn registered(media_type: &str) -> String {
+    let t = essence(media_type);
+    let known = canonical(t);
+    if known == t {
+        return media_type.to_string();
+    }
+    let params = media_type.find(';').map_or("", |at| &media_type[at..]);
+    format!("{known}{params}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +128,12 @@ mod tests {
             "Application/Vnd.Docker.Container.Image.V1+json"
         ));
         assert!(is_manifest(&DOCKER_SCHEMA1_SIGNED.to_uppercase()));
+        assert_eq!(
+            registered("application/VND.oci.image.manifest.v1+json; q=0.5"),
+            "application/vnd.oci.image.manifest.v1+json; q=0.5"
+        );
+        assert_eq!(registered(OCI_INDEX), OCI_INDEX);
+        assert_eq!(registered("Text/Plain; a=B"), "Text/Plain; a=B");
         // Unknown types keep their spelling, without parameters.
         assert_eq!(canonical("Text/Plain; charset=utf-8"), "Text/Plain");
         assert_eq!(canonical(""), "");

@@ -5,7 +5,7 @@
 
 mod support;
 
-use support::cli::{frame_media_types, json_lines, Dist};
+use support::cli::{frame_media_types, json_lines, parse_frames, Dist};
 use support::fake::FakeRegistry;
 
 const OCI: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -65,12 +65,37 @@ fn a_manifest_type_in_another_case_goes_to_the_manifests_endpoint_first() {
     assert_eq!(blob_requests(&reg), Vec::<String>::new());
     let last = reg.requests().pop().unwrap();
     let accept = last.accept.unwrap();
+    // Sent in its registered spelling: a registry may match `Accept` byte for byte.
     assert!(
-        accept.starts_with("application/vnd.oci.image.manifest.v1+JSON, ")
+        accept.starts_with("application/vnd.oci.image.manifest.v1+json, ")
             && accept.contains("application/vnd.docker.distribution.manifest.v2+json")
-            && accept.matches("manifest.v1+").count() == 1,
+            && accept.matches("manifest.v1+").count() == 1
+            && !accept.contains("JSON"),
         "{accept}"
     );
+}
+
+/// A tag named twice with the same type in two spellings is one object, fetched once, as
+/// it is with one spelling: the spelling was part of what made it a new object.
+#[test]
+fn a_tag_hinted_in_two_spellings_is_fetched_once() {
+    let reg = FakeRegistry::start();
+    let (_, manifest) = image(&reg, "v1", OCI, OCI);
+    let input = format!("v1 mediatype:{OCI}\nv1 mediatype:{}\n", OCI.to_uppercase());
+    let before = reg.requests().len();
+    let out = Dist::new().ok_fed(&["fetch", &repo(&reg), "-"], input.as_bytes());
+    let frames = parse_frames(&out);
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    let (_, media_type, body) = frames[0].result.as_ref().unwrap();
+    assert_eq!(
+        (media_type.as_str(), body.as_slice()),
+        (OCI, manifest.as_bytes())
+    );
+    let manifest_gets = reg.requests()[before..]
+        .iter()
+        .filter(|r| r.path.contains("/manifests/"))
+        .count();
+    assert_eq!(manifest_gets, 1);
 }
 
 /// A signed schema 1 manifest labelled in another case is refused on its header, as the

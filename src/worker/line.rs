@@ -92,7 +92,7 @@ fn parse_descriptor(line: &str) -> Result<Job> {
         } else {
             Vec::new()
         };
-        hints.media_types.push(t);
+        hints.media_types.push(crate::media::registered(&t));
         hints.media_types.extend(others);
     }
     Ok(Job { object, hints })
