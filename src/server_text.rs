@@ -146,7 +146,8 @@ pub fn one_line(text: &str) -> String {
     out
 }
 
-fn looks_like_html(text: &str) -> bool {
+/// Whether `text` is an HTML page (its `<title>` is what [`excerpt`] shows of it).
+pub(crate) fn looks_like_html(text: &str) -> bool {
     let head: String = text.trim_start().chars().take(256).collect();
     let head = head.to_ascii_lowercase();
     head.starts_with("<!doctype html") || head.starts_with("<html") || head.contains("<title")

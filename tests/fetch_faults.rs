@@ -1325,6 +1325,79 @@ fn a_token_server_s_json_refusal_shows_its_words() {
     );
 }
 
+/// A token endpoint answering 200 with no JSON (a captive portal's or a single sign-on
+/// page) says what came instead: its type, and an HTML page's title. One that is JSON
+/// broken by a trailing comma, or a bare token, still holds the token, and is not shown.
+#[test]
+fn a_token_reply_that_is_no_json_says_what_came_instead() {
+    let (reg, digest) = bearer_with(&bytes(35, 4000));
+    let answered = |content_type, body: &str| {
+        reg.clear_faults();
+        let page = Fault::Page {
+            status: 200,
+            content_type,
+            body: body.into(),
+        };
+        reg.set_fault_for_every("/token", page);
+        let out = Dist::new().run(&["--retries", "0", "fetch", &repo(&reg), &digest], b"");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_ne!(out.status.code(), Some(0), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(&format!("{}/token", reg.url())), "{err}");
+        err
+    };
+
+    let portal = "<!DOCTYPE html>\n<html><head><title>Corp Wi-Fi |\n sign in to continue</title>\
+        </head><body><form action=\"/login\"><input name=\"user\"></form></body></html>";
+    let err = answered("text/html; charset=utf-8", portal);
+    assert!(
+        err.contains(
+            "token response is an HTML page, not JSON (Content-Type text/html; charset=utf-8): \
+             Corp Wi-Fi | sign in to continue"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains('<'), "{err}");
+
+    let secret = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ0ZXN0ZXIifQ.c2lnbmF0dXJl";
+    for held in [
+        format!(r#"{{"token":"{secret}","expires_in":300,}}"#),
+        format!(r#""{secret}""#),
+        secret.to_string(),
+        format!("access_token={secret}&token_type=bearer"),
+        format!("token: {secret}\nexpires: 300"),
+    ] {
+        let err = answered("application/json", &held);
+        assert!(!err.contains("c2lnbmF0dXJl"), "{held}: {err}");
+        assert!(err.contains("not shown, as it may hold a token"), "{err}");
+        assert!(err.contains("Content-Type application/json"), "{err}");
+    }
+
+    // A single sign-on service the token endpoint sends its callers to: named, without
+    // the query its login state is in.
+    let sso = Recorder::serving(portal);
+    reg.clear_faults();
+    let location = format!("{}/login?state=s3cret-state", sso.url());
+    reg.set_fault_for_every(
+        "/token",
+        Fault::Redirect {
+            status: 302,
+            location,
+        },
+    );
+    let out = Dist::new().run(&["--retries", "0", "fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8(out.stderr).unwrap();
+    let after = format!("(answered by {}/login?…, after a redirect)", sso.url());
+    assert!(err.contains("Corp Wi-Fi") && err.contains(&after), "{err}");
+    assert!(!err.contains("s3cret-state"), "{err}");
+
+    let err = answered("text/plain", "Access to this site is blocked by policy\r\n");
+    assert!(
+        err.contains("token response is not JSON (Content-Type text/plain): Access to this site is blocked by policy"),
+        "{err}"
+    );
+}
+
 /// The token server fails as a registry does (a 503 or 502, a 429, a connection closed
 /// unanswered) and is retried as one, on the request's budget; one that keeps failing
 /// ends the object with an error that names it.

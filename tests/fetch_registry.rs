@@ -712,3 +712,46 @@ fn a_rotated_refresh_token_carries_the_run_on() {
     });
     assert!(reg.token_requests() >= 3, "{}", reg.token_requests());
 }
+
+/// A run may trade one identity token at one realm from several hosts: here a hosts file
+/// lists the registry itself as a pull-only host (to give it a CA, say), so the batch's
+/// check and the content go there and the tag to the registry, each host with its own
+/// authorizer. The refresh token the first one's grant rotated is the one the second must
+/// send: the rotating server no longer takes the one from `config.json`.
+#[test]
+fn a_rotated_refresh_token_serves_every_host_of_the_run() {
+    let reg = Registry::start_with(RegistryOptions {
+        private_prefix: Some("private/".into()),
+        refresh_token: Some("refresh-me".into()),
+        rotate_refresh_token: true,
+        ..RegistryOptions::new(Mode::Token)
+    });
+    let image = push_image(&reg, "private/app", "v1", OCI_MANIFEST, 9);
+    let hosts = tempfile::tempdir().unwrap();
+    let folder = hosts.path().join(reg.host());
+    std::fs::create_dir_all(&folder).unwrap();
+    let toml = format!("[host.\"{}\"]\n  capabilities = [\"pull\"]\n", reg.url());
+    std::fs::write(folder.join("hosts.toml"), toml).unwrap();
+    let dist = Dist::new();
+    dist.docker_config(&format!(
+        r#"{{"auths":{{"{}":{{"identitytoken":"refresh-me"}}}}}}"#,
+        reg.host()
+    ));
+    let out = tempfile::tempdir().unwrap();
+    let layout = out.path().join("image");
+    dist.ok(&[
+        "pull",
+        "--hosts-dir",
+        hosts.path().to_str().unwrap(),
+        &format!("{}/private/app:v1", reg.host()),
+        "-o",
+        layout.to_str().unwrap(),
+    ]);
+    let stored = std::fs::read(
+        layout
+            .join("blobs/sha256")
+            .join(support::cli::hex(&image.manifest_digest)),
+    )
+    .unwrap();
+    assert!(stored == image.manifest);
+}

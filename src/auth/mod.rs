@@ -470,6 +470,9 @@ impl Authorizer {
         if let Some((Credential::RegistryToken(token), origin)) = &found {
             return self.put_registry_token(token, origin, ch);
         }
+        if let Some((newer, origin)) = self.rotated(&ch, found.as_ref()) {
+            found = Some((newer, origin));
+        }
         let cred = found.as_ref().map(|(c, _)| c);
         let scopes = merged_scopes(&self.scopes, ch.param("scope"));
         let sent = cred.filter(|_| token::credentials_may_go(&ch, &self.api_origin));
@@ -479,7 +482,12 @@ impl Authorizer {
         let mut token = self.token_for(&ch, &scopes, cred).await;
         if let (Err(e), Some(refused)) = (&token, sent) {
             if e.kind() == ErrorKind::Unauthorized {
-                if let Some(renewed) = self.renewed(refused).await {
+                // Another host's authorizer may have had it rotated while this one asked.
+                let renewed = match self.rotated(&ch, found.as_ref()) {
+                    Some(newer) => Some(newer),
+                    None => self.renewed(refused).await,
+                };
+                if let Some(renewed) = renewed {
                     token = self.token_for(&ch, &scopes, Some(&renewed.0)).await;
                     found = Some(renewed);
                 }
@@ -514,6 +522,11 @@ impl Authorizer {
             (token.refresh_token, found)
         {
             if new != old {
+                if let (CredentialSource::DockerConfig(cfg), Some(realm)) =
+                    (&self.source, ch.param("realm"))
+                {
+                    cfg.rotated.record(realm, ch.param("service"), &old, &new);
+                }
                 let rotated = (Credential::IdentityToken(new), origin);
                 *self.credential.lock().await = Some(Some(rotated));
             }
@@ -547,6 +560,24 @@ impl Authorizer {
         s.generation += 1;
         s.bearer = Some(ch);
         Ok(())
+    }
+
+    /// The newest refresh token the identity token `found` was rotated to at `ch`'s realm
+    /// and service by any authorizer sharing this one's credential files, if it was.
+    fn rotated(
+        &self,
+        ch: &Challenge,
+        found: Option<&(Credential, String)>,
+    ) -> Option<(Credential, String)> {
+        let (CredentialSource::DockerConfig(cfg), Some((Credential::IdentityToken(t), origin))) =
+            (&self.source, found)
+        else {
+            return None;
+        };
+        let newest = cfg
+            .rotated
+            .newest(ch.param("realm")?, ch.param("service"), t)?;
+        Some((Credential::IdentityToken(newest), origin.clone()))
     }
 
     /// A token from the realm `ch` names, with `cred`.
@@ -777,6 +808,64 @@ mod tests {
         // The token server is gone: the renewal's failure shows it was asked.
         assert!(auth.grant(&policy).await.is_err());
         assert_eq!(auth.token_requests(), 1);
+    }
+
+    /// Two hosts of a run trade one identity token at one realm: the server rotated it for
+    /// the other host's authorizer while this one's grant, with the old token, was on its
+    /// way. The newest is tried before the refusal stands.
+    #[tokio::test]
+    async fn a_refresh_token_rotated_meanwhile_for_another_host_is_tried() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.json");
+        std::fs::write(&file, r#"{"auths":{"r.example":{"identitytoken":"t0"}}}"#).unwrap();
+        let cfg = Arc::new(DockerConfig::from_path(&file).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let origin = format!("http://{}", listener.local_addr().unwrap());
+        let realm = format!("{origin}/token");
+        let server = {
+            let (cfg, realm) = (cfg.clone(), realm.clone());
+            tokio::spawn(async move {
+                let mut offered = Vec::new();
+                while offered.len() < 2 {
+                    let (mut conn, _) = listener.accept().await.unwrap();
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !request.ends_with(b"&client_id=dist") {
+                        let n = conn.read(&mut buf).await.unwrap();
+                        assert!(n > 0, "{}", String::from_utf8_lossy(&request));
+                        request.extend_from_slice(&buf[..n]);
+                    }
+                    let text = String::from_utf8_lossy(&request).into_owned();
+                    let (status, body) = if text.contains("refresh_token=t0&") {
+                        cfg.rotated.record(&realm, Some("svc"), "t0", "t1");
+                        ("401 Unauthorized", "")
+                    } else {
+                        ("200 OK", r#"{"access_token":"a1","expires_in":300}"#)
+                    };
+                    let reply = format!(
+                        "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    conn.write_all(reply.as_bytes()).await.unwrap();
+                    offered.push(text.contains("refresh_token=t1&"));
+                }
+                offered
+            })
+        };
+        let transport = Transport::new(Default::default()).unwrap();
+        let source = CredentialSource::DockerConfig(cfg);
+        let auth = Authorizer::new(transport, "r.example", &origin, "a", source);
+        let policy = RetryPolicy::default();
+        let anonymous = auth.grant(&policy).await.unwrap();
+        let challenge = format!(r#"Bearer realm="{realm}",service="svc""#);
+        auth.challenged(&anonymous, &[challenge], false, &policy)
+            .await
+            .unwrap();
+        let sent = auth.grant(&policy).await.unwrap();
+        assert_eq!(sent.header.unwrap(), "Bearer a1");
+        assert_eq!(server.await.unwrap(), [false, true]);
     }
 
     #[test]

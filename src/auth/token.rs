@@ -203,15 +203,24 @@ pub async fn fetch(
             .with_retry_after(asked)
             .with_url(&shown));
     }
+    let content_type = reply
+        .response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .map(|v| crate::server_text::one_line(&String::from_utf8_lossy(v.as_bytes())));
+    // A login page or captive portal often answers after a redirect elsewhere.
+    let answered_by = (!reply.same_origin).then(|| transport::redact(&reply.url));
     let body = reply.response.body_mut();
     let bytes = transport::read_limited(transport, body, MAX_TOKEN_RESPONSE)
         .await
         .map_err(|e| e.with_url(&shown))?;
     let received = Stamp::now();
     let reply: Reply = serde_json::from_slice(&bytes).map_err(|e| {
-        Error::new(ErrorKind::Protocol, "token response is not JSON")
-            .with_cause(e)
-            .with_url(&shown)
+        let mut msg = unreadable_reply(&bytes, content_type.as_deref(), &e);
+        if let Some(other) = answered_by {
+            msg = format!("{msg} (answered by {other}, after a redirect)");
+        }
+        Error::new(ErrorKind::Protocol, msg).with_url(&shown)
     })?;
     let lifetime = lifetime_of(reply.expires_in.as_ref()).unwrap_or(DEFAULT_LIFETIME);
     let refresh_token = reply
@@ -232,6 +241,66 @@ pub async fn fetch(
         lifetime,
         refresh_token,
     })
+}
+
+/// Why a token endpoint's 200 `body` of `content_type` gave no token reply (`e`), with what
+/// it said when that cannot be a token: an HTML page (a captive portal, a single sign-on
+/// login) by its `<title>` alone, and prose (a proxy's notice) as one short line. A body
+/// that begins as JSON does, or holds a word that could be a token (a bare token, a form,
+/// a JWT in text), is not shown: JSON broken by a trailing comma still holds its token.
+/// Neither is serde's own message, which quotes a string it did not expect.
+fn unreadable_reply(body: &[u8], content_type: Option<&str>, e: &serde_json::Error) -> String {
+    let typed = content_type.map_or("no Content-Type".to_string(), |t| {
+        format!("Content-Type {t}")
+    });
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        return format!("token response is empty ({typed})");
+    }
+    if text.starts_with(['{', '[', '"']) {
+        let what = match e.classify() {
+            serde_json::error::Category::Data => "JSON without a token reply's fields",
+            _ => "broken JSON",
+        };
+        return format!(
+            "token response is {what} ({typed}; at line {} column {}); not shown, as it may \
+             hold a token",
+            e.line(),
+            e.column()
+        );
+    }
+    if crate::server_text::looks_like_html(text) {
+        let title = crate::server_text::excerpt(text.as_bytes(), "");
+        let title = if title.is_empty() {
+            String::new()
+        } else {
+            format!(": {title}")
+        };
+        return format!(
+            "token response is an HTML page, not JSON ({typed}){title}; a login page or a \
+             network's portal answered for the token service"
+        );
+    }
+    if may_be_a_token(text) {
+        return format!("token response is not JSON ({typed}); not shown, as it may hold a token");
+    }
+    let said = crate::server_text::one_line(text);
+    format!("token response is not JSON ({typed}): {said}")
+}
+
+/// Whether `text` could carry a token: a word without white space (a bare token, a
+/// form-encoded reply) or a word long enough to be one (an opaque token, a JWT).
+fn may_be_a_token(text: &str) -> bool {
+    let tokenish = |w: &str| {
+        w.len() >= 20
+            && w.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b))
+    };
+    !text.contains(char::is_whitespace)
+        || text
+            .split(|c: char| c.is_whitespace() || "\"'`:;,&<>()[]{}".contains(c))
+            .any(tokenish)
 }
 
 /// The OAuth2 refresh-token grant's form. OAuth2 (RFC 6749, 3.3) takes one `scope` of
@@ -389,6 +458,59 @@ mod tests {
             refresh_form(Some("reg"), &scopes, "rt"),
             "service=reg&scope=repository%3Aa%3Apull%20repository%3Aa%3Apull%2Cpush\
              &grant_type=refresh_token&refresh_token=rt&client_id=dist"
+        );
+    }
+
+    #[test]
+    fn a_reply_that_is_no_token_json_is_shown_only_when_it_cannot_be_a_token() {
+        let said = |body: &str| {
+            let e = serde_json::from_str::<Reply>(body).err().expect(body);
+            unreadable_reply(body.as_bytes(), Some("text/plain"), &e)
+        };
+        let secret = "dckr_pat_2b3e36beeb386dfdaacb9b46004ccb7c";
+        // serde's own message quotes a string it did not expect: the token, here.
+        let quoted = serde_json::from_str::<Reply>(&format!("\"{secret}\""))
+            .err()
+            .unwrap();
+        assert!(quoted.to_string().contains(secret), "{quoted}");
+        for held in [
+            format!("\"{secret}\""),
+            format!(r#"{{"access_token": "{secret}",}}"#),
+            format!(r#"[{{"token": "{secret}"}}]"#),
+            secret.to_string(),
+            format!("access_token={secret}&scope=repository%3Aa%3Apull"),
+            format!("Bearer {secret}"),
+        ] {
+            let shown = said(&held);
+            assert!(!shown.contains(secret), "{held}: {shown}");
+            assert!(
+                shown.contains("not shown, as it may hold a token"),
+                "{shown}"
+            );
+        }
+        assert_eq!(
+            said(r#"{"token": "t",}"#),
+            "token response is broken JSON (Content-Type text/plain; at line 1 column 15); \
+             not shown, as it may hold a token"
+        );
+        assert_eq!(
+            said("Service temporarily unavailable,\n\x1b[31m try later"),
+            "token response is not JSON (Content-Type text/plain): Service temporarily \
+             unavailable, [31m try later"
+        );
+        let long = "word ".repeat(100);
+        assert!(said(&long).chars().count() < 300);
+        let page = "<html><head><title>Sign in</title></head><body>x</body></html>";
+        let e = serde_json::from_str::<Reply>(page).err().unwrap();
+        assert_eq!(
+            unreadable_reply(page.as_bytes(), None, &e),
+            "token response is an HTML page, not JSON (no Content-Type): Sign in; a login \
+             page or a network's portal answered for the token service"
+        );
+        let e = serde_json::from_str::<Reply>("").err().unwrap();
+        assert_eq!(
+            unreadable_reply(b" \n", Some("text/plain"), &e),
+            "token response is empty (Content-Type text/plain)"
         );
     }
 
