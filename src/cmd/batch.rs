@@ -1,8 +1,10 @@
 //! The worker behind `dist fetch <locator> -`: objects from stdin (or the one object given
 //! with `--output`), frames or JSON lines on stdout, a progress line on a terminal.
 
+use std::time::Duration;
+
 use dist::sink::layout::LayoutStore;
-use dist::worker::{self, Destination, WorkerOptions};
+use dist::worker::{self, Destination, Status, WorkerOptions};
 use futures::StreamExt;
 
 use super::output::{Failure, Output};
@@ -113,18 +115,33 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
             return EXIT_USAGE;
         }
     };
+    let mut syncs = Syncs::new(match &opts.destination {
+        Destination::Store { store, .. } => Some(store.clone()),
+        _ => None,
+    });
     let mut outcomes = worker::run(remote, input, opts);
     let ticker = display.start();
     let mut failed = 0usize;
-    let stopped = loop {
+    let mut stopped = loop {
         // An outcome already there is an object already stored: reported before the stop,
         // not dropped by the pick between two ready branches.
         let next = tokio::select! {
             biased;
+            synced = syncs.next() => {
+                // Exits with status 1 as the batch-end sync's failure does, and goes on.
+                if let Err(e) = synced {
+                    failed += 1;
+                    display.message(&format!("dist: {e}"));
+                }
+                continue;
+            }
             n = outcomes.next() => n,
             why = &mut stop => break Some(why),
         };
         let Some(outcome) = next else { break None };
+        if outcome.status == Status::Ok {
+            syncs.stored();
+        }
         if let Some(e) = &outcome.error {
             failed += 1;
             if !global.quiet {
@@ -146,6 +163,16 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
         }
     };
     drop(outcomes);
+    if stopped.is_none() {
+        // A disk that does not answer must not hold up a signal or `--timeout`.
+        tokio::select! {
+            synced = syncs.finish() => if let Err(e) = synced {
+                failed += 1;
+                display.message(&format!("dist: {e}"));
+            },
+            why = &mut stop => stopped = Some(why),
+        }
+    }
     if stopped.is_none() && progress.input_was_empty() && !global.quiet {
         display.message("dist: warning: the input was empty: no objects to fetch");
     }
@@ -169,6 +196,64 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
         Err(why) => {
             why.say(into_store);
             why.code()
+        }
+    }
+}
+
+/// How long the name of a blob reported stored may wait to be made durable while the batch
+/// goes on. A worker fed by `tail -f` may never reach the end of its batch, where the rest are
+/// synced. Each sync is one fsync per directory a blob went into and of the few above it;
+/// see the README for what one per second costs.
+const SYNC_WITHIN: Duration = Duration::from_secs(1);
+
+/// The syncs of the store ([`LayoutStore::sync`]) while the batch runs, one at a time on the
+/// blocking pool, [`SYNC_WITHIN`] after a blob was stored: the fetches go on meanwhile.
+struct Syncs {
+    store: Option<LayoutStore>,
+    due: Option<tokio::time::Instant>,
+    running: Option<tokio::task::JoinHandle<dist::Result<()>>>,
+}
+
+impl Syncs {
+    fn new(store: Option<LayoutStore>) -> Syncs {
+        Syncs {
+            store,
+            due: None,
+            running: None,
+        }
+    }
+
+    /// A blob was stored: its name is synced within [`SYNC_WITHIN`].
+    fn stored(&mut self) {
+        if self.store.is_some() && self.due.is_none() {
+            self.due = Some(tokio::time::Instant::now() + SYNC_WITHIN);
+        }
+    }
+
+    /// Waits until a sync is due and starts it, or for the one running to end, with its
+    /// result. Cancel-safe: nothing changes before what it waits for has come.
+    async fn next(&mut self) -> dist::Result<()> {
+        if let Some(running) = &mut self.running {
+            let ended = running.await;
+            self.running = None;
+            return ended.unwrap_or(Ok(()));
+        }
+        let (Some(due), Some(store)) = (self.due, &self.store) else {
+            return std::future::pending().await;
+        };
+        tokio::time::sleep_until(due).await;
+        self.due = None;
+        let store = store.clone();
+        self.running = Some(tokio::task::spawn_blocking(move || store.sync()));
+        Ok(())
+    }
+
+    /// The result of the sync still running, if one is: the batch's own sync at its end
+    /// must not pass over the directories it took.
+    async fn finish(&mut self) -> dist::Result<()> {
+        match self.running.take() {
+            Some(running) => running.await.unwrap_or(Ok(())),
+            None => Ok(()),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! A blob is written into a temporary file beside its final place (same filesystem), hashed
 //! on the way, fsync'd, and renamed into place only once it verified. So a path under
 //! `blobs/` always holds exactly the content its name says, whatever happens to the process.
-//! The renames are made durable once per batch ([`LayoutStore::sync`]).
+//! The renames are made durable in batches, not per blob ([`LayoutStore::sync`]).
 //! Temporary files are named `.dist-tmp-<run>~…`, the run being `<pid>.<start>@<host>`
 //! ([`super::owner::me`]); a later run removes those whose process is gone (after
 //! `kill -9`, say) and that no process holds its lock on.
@@ -456,9 +456,11 @@ impl LayoutStore {
     /// as its directory: a power loss soon after a run that said it stored a blob could
     /// take the name back. The directories (each `blobs/<algorithm>` a blob went into,
     /// `blobs/`, the layout's own, and the ones above it whose entries this run made when
-    /// it created the layout) are fsync'd once per batch: once per blob cost 1000
-    /// small blobs a fifth to a third more time on ext4, once per batch nothing
-    /// measurable. Nothing to do when no blob was stored, or in memory (tmpfs). Blocks.
+    /// it created the layout) are fsync'd here, not per blob: once per blob cost 1000 small
+    /// blobs a fifth to a third more time on ext4, once per batch nothing measurable, nor
+    /// once a second. A service whose batch never ends calls it every second or so, as
+    /// `dist fetch LOC - -o DIR` does, or the names it stored may never be durable. Nothing
+    /// to do when no blob was stored, or in memory (tmpfs). Blocks.
     pub fn sync(&self) -> Result<()> {
         let dirs: Vec<PathBuf> = {
             let mut renamed = self.renamed.lock().unwrap_or_else(|p| p.into_inner());
