@@ -1253,6 +1253,30 @@ fn bearer_with(data: &[u8]) -> (FakeRegistry, String) {
     (reg, digest)
 }
 
+/// What a one-shot fetch of `digest` says, on one line that names the realm, when the token
+/// endpoint answers every request with `status` and `body` of `content_type`; it fails.
+fn token_server_answers(
+    reg: &FakeRegistry,
+    digest: &str,
+    status: u16,
+    content_type: &'static str,
+    body: &str,
+) -> String {
+    reg.clear_faults();
+    let page = Fault::Page {
+        status,
+        content_type,
+        body: body.into(),
+    };
+    reg.set_fault_for_every("/token", page);
+    let out = Dist::new().run(&["--retries", "0", "fetch", &repo(reg), digest], b"");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(&format!("{}/token", reg.url())), "{err}");
+    err
+}
+
 /// A token server's JSON refusal is shown by its messages, as a registry's is: the OCI
 /// `errors` a registry's own token service sends, OAuth2's `error` and
 /// `error_description`, Docker Hub's `details`. A body that is no JSON is shown as it is.
@@ -1260,18 +1284,7 @@ fn bearer_with(data: &[u8]) -> (FakeRegistry, String) {
 fn a_token_server_s_json_refusal_shows_its_words() {
     let (reg, digest) = bearer_with(&bytes(34, 4000));
     let refused = |status, content_type, body: &str| {
-        reg.clear_faults();
-        let page = Fault::Page {
-            status,
-            content_type,
-            body: body.into(),
-        };
-        reg.set_fault_for_every("/token", page);
-        let out = Dist::new().run(&["--retries", "0", "fetch", &repo(&reg), &digest], b"");
-        let err = String::from_utf8(out.stderr).unwrap();
-        assert_ne!(out.status.code(), Some(0), "{err}");
-        assert_eq!(err.lines().count(), 1, "{err}");
-        assert!(err.contains(&format!("{}/token", reg.url())), "{err}");
+        let err = token_server_answers(&reg, &digest, status, content_type, body);
         assert!(!err.contains('{'), "{err}");
         err
     };
@@ -1331,21 +1344,8 @@ fn a_token_server_s_json_refusal_shows_its_words() {
 #[test]
 fn a_token_reply_that_is_no_json_says_what_came_instead() {
     let (reg, digest) = bearer_with(&bytes(35, 4000));
-    let answered = |content_type, body: &str| {
-        reg.clear_faults();
-        let page = Fault::Page {
-            status: 200,
-            content_type,
-            body: body.into(),
-        };
-        reg.set_fault_for_every("/token", page);
-        let out = Dist::new().run(&["--retries", "0", "fetch", &repo(&reg), &digest], b"");
-        let err = String::from_utf8(out.stderr).unwrap();
-        assert_ne!(out.status.code(), Some(0), "{err}");
-        assert_eq!(err.lines().count(), 1, "{err}");
-        assert!(err.contains(&format!("{}/token", reg.url())), "{err}");
-        err
-    };
+    let answered =
+        |content_type, body: &str| token_server_answers(&reg, &digest, 200, content_type, body);
 
     let portal = "<!DOCTYPE html>\n<html><head><title>Corp Wi-Fi |\n sign in to continue</title>\
         </head><body><form action=\"/login\"><input name=\"user\"></form></body></html>";
