@@ -153,15 +153,19 @@ pub(crate) struct RotatedTokens(std::sync::Mutex<HashMap<RotationKey, String>>);
 /// The realm, the service (if the challenge names one) and the token replaced.
 type RotationKey = (String, Option<String>, String);
 
+fn rotation_key(realm: &str, service: Option<&str>, token: &str) -> RotationKey {
+    (
+        realm.to_string(),
+        service.map(str::to_string),
+        token.to_string(),
+    )
+}
+
 impl RotatedTokens {
     /// The newest refresh token `token` was rotated to at `realm` for `service`, if it was.
     pub(crate) fn newest(&self, realm: &str, service: Option<&str>, token: &str) -> Option<String> {
         let map = self.0.lock().expect("rotated tokens poisoned");
-        let mut key = (
-            realm.to_string(),
-            service.map(str::to_string),
-            token.to_string(),
-        );
+        let mut key = rotation_key(realm, service, token);
         let mut newest = None;
         // Bounded: a server handing an old token out again must not loop us forever.
         for _ in 0..map.len() {
@@ -174,13 +178,8 @@ impl RotatedTokens {
 
     /// Records that the server at `realm` for `service` replaced `old` with `new`.
     pub(crate) fn record(&self, realm: &str, service: Option<&str>, old: &str, new: &str) {
-        let key = (
-            realm.to_string(),
-            service.map(str::to_string),
-            old.to_string(),
-        );
         let mut map = self.0.lock().expect("rotated tokens poisoned");
-        map.insert(key, new.to_string());
+        map.insert(rotation_key(realm, service, old), new.to_string());
     }
 }
 
