@@ -73,6 +73,13 @@ pub(crate) fn excerpt(body: &[u8], status: &str) -> String {
 /// (`CODE: message; …`), an OAuth2 token server's `error` and `error_description`, or
 /// Docker Hub's token service's `details`; any other body as [`excerpt`] shows it.
 pub(crate) fn error_detail(body: &[u8], status: &str) -> String {
+    json_error(body).unwrap_or_else(|| excerpt(body, status))
+}
+
+/// The messages of a JSON error `body` ([`error_detail`]'s fields), on one line; `None`
+/// when it is no JSON or names none of them, so a caller that must not show the rest of a
+/// body (a token server's) can use it alone.
+pub(crate) fn json_error(body: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct Said {
         #[serde(default)]
@@ -91,9 +98,7 @@ pub(crate) fn error_detail(body: &[u8], status: &str) -> String {
         #[serde(default)]
         message: Option<String>,
     }
-    let Ok(said) = serde_json::from_slice::<Said>(body) else {
-        return excerpt(body, status);
-    };
+    let said = serde_json::from_slice::<Said>(body).ok()?;
     let pair = |code: Option<String>, message: Option<String>| {
         let parts: Vec<String> = [code, message]
             .into_iter()
@@ -111,12 +116,10 @@ pub(crate) fn error_detail(body: &[u8], status: &str) -> String {
         all.join("; ")
     } else if let Some(oauth) = pair(said.error, said.error_description) {
         oauth
-    } else if let Some(details) = said.details.filter(|d| !d.is_empty()) {
-        details
     } else {
-        return excerpt(body, status);
+        said.details.filter(|d| !d.is_empty())?
     };
-    one_line(&all)
+    Some(one_line(&all))
 }
 
 /// `text` on one line of at most [`MAX_SHOWN`] characters, ending in `…` when cut.

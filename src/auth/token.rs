@@ -227,9 +227,9 @@ pub async fn fetch(
         .refresh_token
         .clone()
         .filter(|t| !t.is_empty() && matches!(credential, Some(Credential::IdentityToken(_))));
-    let token = reply.token().ok_or_else(|| {
-        Error::new(ErrorKind::Protocol, "token response has no token").with_url(&shown)
-    })?;
+    let token = reply
+        .token()
+        .ok_or_else(|| Error::new(ErrorKind::Protocol, tokenless_reply(&bytes)).with_url(&shown))?;
     let mut header = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
         Error::new(ErrorKind::Protocol, "token is not a valid header value").with_url(&shown)
     })?;
@@ -241,6 +241,36 @@ pub async fn fetch(
         lifetime,
         refresh_token,
     })
+}
+
+/// What a token endpoint's 200 JSON `body` without a token said: its error messages
+/// (servers that answer a refusal with 200 and an OAuth2 `error`), else the names of its
+/// fields, which tell a realm that is no token endpoint from one that names the token
+/// otherwise. Field values are never shown: one of them may be a token after all.
+fn tokenless_reply(body: &[u8]) -> String {
+    const SAID: &str = "token response has no token";
+    if let Some(said) = crate::server_text::json_error(body) {
+        return format!("{SAID}: {said}");
+    }
+    let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice(body) else {
+        return SAID.to_string();
+    };
+    // A name shaped like a token is left out like a value.
+    let plain = |k: &&String| {
+        k.len() <= 32
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    let mut names: Vec<&str> = fields.keys().filter(plain).map(String::as_str).collect();
+    if names.len() < fields.len() {
+        names.push("…");
+    }
+    match names.is_empty() {
+        true => format!("{SAID} (an empty JSON object)"),
+        false => {
+            crate::server_text::one_line(&format!("{SAID} (its fields: {})", names.join(", ")))
+        }
+    }
 }
 
 /// Why a token endpoint's 200 `body` of `content_type` gave no token reply (`e`), with what
@@ -433,6 +463,32 @@ mod tests {
         assert_eq!(chosen(r#"{"token":"t"}"#).as_deref(), Some("t"));
         assert_eq!(chosen(r#"{"access_token":"a"}"#).as_deref(), Some("a"));
         assert_eq!(chosen(r#"{"token":"","access_token":null}"#), None);
+    }
+
+    #[test]
+    fn a_json_reply_without_a_token_says_what_it_holds_but_no_value() {
+        let said = |body: &str| tokenless_reply(body.as_bytes());
+        assert_eq!(
+            said(r#"{"error":"invalid_scope","error_description":"no such repository"}"#),
+            "token response has no token: invalid_scope: no such repository"
+        );
+        assert_eq!(
+            said(r#"{"details":"incorrect username or password"}"#),
+            "token response has no token: incorrect username or password"
+        );
+        let secret = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1In0.c2ln";
+        let odd = said(&format!(
+            r#"{{"id_token":"{secret}","scope":"repository:a:pull","{secret}":1}}"#
+        ));
+        assert_eq!(
+            odd,
+            "token response has no token (its fields: id_token, scope, …)"
+        );
+        assert_eq!(
+            said("{}"),
+            "token response has no token (an empty JSON object)"
+        );
+        assert_eq!(said(r#"["t"]"#), "token response has no token");
     }
 
     #[test]
