@@ -472,10 +472,30 @@ impl LayoutStore {
         let blobs = self.root.join("blobs");
         // A layout this run created holds its blobs only once its own name, and those of
         // the directories made for it, are durable.
+        // Every directory is tried whatever failed before it: after an EIO in one, the
+        // others' names can still be made durable, and this round's list is not kept for
+        // another (a second fsync of a failed directory may report success for what was
+        // lost, as PostgreSQL learned).
+        let mut first = None;
+        let mut more = 0;
         for dir in dirs.iter().chain([&blobs, &self.root]).chain(&self.made_in) {
-            sync_dir(dir).map_err(|e| io_err("syncing", dir, e))?;
+            if let Err(e) = sync_dir(dir) {
+                match first {
+                    None => first = Some((dir, e)),
+                    Some(_) => more += 1,
+                }
+            }
         }
-        Ok(())
+        let Some((dir, e)) = first else {
+            return Ok(());
+        };
+        let also = match more {
+            0 => String::new(),
+            1 => " (and 1 other directory)".to_string(),
+            n => format!(" (and {n} other directories)"),
+        };
+        let msg = format!("syncing {}{also}", dir.display());
+        Err(Error::new(ErrorKind::Io, msg).with_cause(os_error(e)))
     }
 
     /// Removes `.dist-tmp-<pid>-*` files whose process no longer runs, in the layout's
@@ -1223,6 +1243,28 @@ mod tests {
         let dir = tempfile::tempdir_in("/dev/shm").unwrap();
         assert!(memory_backed(dir.path()), "/dev/shm is a tmpfs on Linux");
         commit_places_blob_in(dir.path()).await;
+    }
+
+    /// A directory that fails to sync does not keep the others of its round from being
+    /// synced: the error names the first and counts the rest.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_failed_directory_sync_goes_on_with_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open(dir.path().join("lay")).unwrap();
+        let gone = [dir.path().join("gone-1"), dir.path().join("gone-2")];
+        store.renamed.lock().unwrap().extend(gone.iter().cloned());
+        let e = store.sync().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Io);
+        let shown = e.to_string();
+        assert!(
+            gone.iter()
+                .any(|g| shown
+                    .starts_with(&format!("syncing {} (and 1 other directory)", g.display()))),
+            "{shown}"
+        );
+        assert!(shown.contains("No such file or directory"), "{shown}");
+        // The round is over: the failed directories are not synced again.
+        store.sync().unwrap();
     }
 
     /// The directories whose entries a new layout's creation makes, up to the first one
