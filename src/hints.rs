@@ -45,7 +45,7 @@ impl Hints {
             })?;
             match key {
                 "mediatype" | "mediaType" => {
-                    if value.is_empty() || !value.contains('/') {
+                    if !media::well_formed(value) {
                         return Err(Error::invalid(format!("invalid media type hint {value:?}")));
                     }
                     hints.media_types.push(media::registered(value));
@@ -244,5 +244,13 @@ mod tests {
         assert!(Hints::parse(["nocolon"]).is_err());
         assert!(Hints::parse(["size:-1"]).is_err());
         assert!(Hints::parse(["mediatype:"]).is_err());
+        for typo in [
+            "mediatype:/",
+            "mediatype:application/",
+            "mediaType:oci/manifest/v1",
+        ] {
+            let e = Hints::parse([typo]).unwrap_err();
+            assert!(e.to_string().contains("invalid media type hint"), "{e}");
+        }
     }
 }

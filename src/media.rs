@@ -73,6 +73,30 @@ pub fn essence(media_type: &str) -> &str {
     media_type.split(';').next().unwrap_or("").trim()
 }
 
+/// Whether `media_type` is a type or a range as `Accept` carries them (RFC 6838 4.2
+/// names, RFC 9110 12.5.1 ranges: `type/subtype`, `type/*` or `*/*`, then parameters in
+/// visible ASCII). A hint such as `/` or `application/` would otherwise go out as
+/// the request's `Accept`, and the registry's answer to it would be the first sign of the
+/// typo.
+pub fn well_formed(media_type: &str) -> bool {
+    let name = |part: &str| {
+        let mut bytes = part.bytes();
+        part.len() <= 127
+            && bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
+            && bytes.all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    };
+    let (essence, params) = media_type.split_once(';').unwrap_or((media_type, ""));
+    let Some((kind, sub)) = essence.trim().split_once('/') else {
+        return false;
+    };
+    let type_ok = match (kind, sub) {
+        ("*", "*") => true,
+        (_, "*") => name(kind),
+        _ => name(kind) && name(sub),
+    };
+    type_ok && params.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+}
+
 /// The type without parameters, in its registered spelling when it is one dist knows
 /// (`Application/Vnd.Oci.Image.Manifest.V1+JSON` is the OCI manifest type: type and
 /// subtype are case-insensitive, RFC 9110 8.3.1), else as written. Every comparison with a
@@ -104,6 +128,33 @@ pub fn registered(media_type: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn well_formed_types_and_ranges() {
+        for ok in [
+            OCI_MANIFEST,
+            "application/vnd.docker.distribution.manifest.v2+json",
+            "application/json;charset=utf-8",
+            "application/json; q=0.5",
+            "image/*",
+            "*/*",
+        ] {
+            assert!(well_formed(ok), "{ok}");
+        }
+        for bad in [
+            "/",
+            "application/",
+            "/json",
+            "application",
+            "a/b/c",
+            "*/json",
+            ".x/y",
+            "application/json;\u{1}",
+            "application/j son",
+        ] {
+            assert!(!well_formed(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn classification() {
