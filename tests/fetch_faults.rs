@@ -1277,6 +1277,42 @@ fn token_server_answers(
     err
 }
 
+/// A realm that redirects its callers to another host, which then asks them to
+/// authenticate, refused a request that carried no credentials: they go to the realm's
+/// origin only. Telling the user to log in again, as for the realm's own 401, would send
+/// them round in circles; the message names the redirect instead.
+#[test]
+fn a_realm_redirect_to_a_host_that_answers_401_is_no_refusal_of_the_credentials() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::bearer_for("alice", "s3cret"))
+        .start();
+    let digest = reg.blob("team/app", bytes(36, 4000));
+    let elsewhere = Recorder::refusing(http::StatusCode::UNAUTHORIZED);
+    reg.set_fault_for_every(
+        "/token",
+        Fault::Redirect {
+            status: 307,
+            location: format!("{}/oauth/token", elsewhere.url()),
+        },
+    );
+    let dist = Dist::new();
+    dist.login(&reg.host(), "alice", "s3cret");
+    let out = dist.run(&["--retries", "0", "fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the token request was redirected to {}/oauth/token, which answered 401 Unauthorized",
+            elsewhere.url()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("log in again"), "{err}");
+    let asked = elsewhere.requests();
+    assert!(!asked.is_empty());
+    assert!(asked.iter().all(|r| r.authorization.is_none()), "{asked:?}");
+}
+
 /// A token server's JSON refusal is shown by its messages, as a registry's is: the OCI
 /// `errors` a registry's own token service sends, OAuth2's `error` and
 /// `error_description`, Docker Hub's `details`. A body that is no JSON is shown as it is.

@@ -176,6 +176,20 @@ pub async fn fetch(
     };
     let mut reply = sent.map_err(|e| e.with_url(&shown))?;
     let status = reply.response.status();
+    if !reply.same_origin && matches!(status.as_u16(), 401 | 403) {
+        // Credentials stay with the realm's origin, so this refusal is of a request that
+        // carried none: "log in again", as for the realm's own 401, would never help.
+        return Err(Error::new(
+            ErrorKind::Protocol,
+            format!(
+                "the token request was redirected to {}, which answered {status}; \
+                 credentials go only to the realm's own scheme, host and port",
+                transport::redact(&reply.url)
+            ),
+        )
+        .with_status(status.as_u16())
+        .with_url(&shown));
+    }
     if !status.is_success() {
         // Docker Hub's token service sends 429 with `Retry-After` as its registry does.
         let asked = crate::retry::retry_after(reply.response.headers());
