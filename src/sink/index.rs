@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::layout::{new_layout_file, os_error, try_flock};
+use super::layout::{io_err, new_layout_file, try_flock};
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::image::{Descriptor, REF_NAME};
@@ -20,12 +20,6 @@ use crate::image::{Descriptor, REF_NAME};
 const INDEX_LOCK: &str = ".dist-index.lock";
 /// How long to wait for another process to finish its `index.json` update.
 const INDEX_LOCK_WAIT: Duration = Duration::from_secs(60);
-
-/// The error names the file the user knows (`index.json`, not the temporary file on its way
-/// there) and the system's cause without `tempfile`'s repetition of the temporary's path.
-fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
-    Error::new(ErrorKind::Io, format!("{what} {}", path.display())).with_cause(os_error(e))
-}
 
 /// What [`add_entry_unless`] did.
 #[derive(Debug, Clone, PartialEq)]

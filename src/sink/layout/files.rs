@@ -1,0 +1,208 @@
+//! The layout's own files and directories: creating its skeleton, making names durable,
+//! opening files without following links, hashing what a file holds.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::digest::{Algorithm, Digest, Hasher};
+use crate::error::Result;
+
+use super::temp_blob::new_layout_file;
+use super::{io_err, EMPTY_INDEX, OCI_LAYOUT};
+
+/// The directories whose entries creating `root` (not there yet) with `create_dir_all`
+/// makes: its parent and, while that is missing too, the parent's parent, up to the first
+/// directory that is there. `-o /srv/mirror/2026/layout` with only `/srv/mirror` there
+/// makes entries in `2026` and `/srv/mirror`.
+pub(super) fn made_in(root: &Path) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    let mut dir = root;
+    while let Some(parent) = dir.parent() {
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
+        dirs.push(parent.to_path_buf());
+        if parent == Path::new(".") || std::fs::symlink_metadata(parent).is_ok() {
+            break;
+        }
+        dir = parent;
+    }
+    dirs
+}
+
+/// Makes the names in the directory `dir` durable (those renamed into it, say), as far as
+/// the filesystem lets it: one that refuses to open a directory to read (EACCES) or to
+/// fsync it (EINVAL, EBADF) has no such sync to offer, and failing a run that stored every
+/// blob over it would help no one (PostgreSQL's `fsync_fname` passes over them the same).
+pub(in crate::sink) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    let unsupported =
+        |e: &std::io::Error, codes: &[i32]| e.raw_os_error().is_some_and(|c| codes.contains(&c));
+    let file = match std::fs::File::open(dir) {
+        Err(e) if unsupported(&e, &[libc::EACCES, libc::EISDIR]) => return Ok(()),
+        other => other?,
+    };
+    match file.sync_all() {
+        Err(e) if unsupported(&e, &[libc::EINVAL, libc::EBADF]) => Ok(()),
+        other => other,
+    }
+}
+
+/// Whether `dir` is on a filesystem kept in memory (tmpfs, ramfs).
+pub(super) fn memory_backed(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    const TMPFS_MAGIC: u64 = 0x0102_1994;
+    const RAMFS_MAGIC: u64 = 0x8584_58f6;
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    let mut fs = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: `path` is NUL-terminated and `fs` is large enough for the kernel's answer.
+    if unsafe { libc::statfs(path.as_ptr(), fs.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // SAFETY: statfs succeeded, so it filled `fs`.
+    // `f_type`'s width and sign differ between targets; the magic numbers fit in 32 bits.
+    let kind = unsafe { fs.assume_init() }.f_type as u64 & 0xffff_ffff;
+    kind == TMPFS_MAGIC || kind == RAMFS_MAGIC
+}
+
+/// Removes `root` if it holds exactly a new layout's files: `oci-layout` and `index.json` as
+/// [`LayoutStore::open`](super::LayoutStore::open) writes them, and `blobs/` with empty directories in it. Only
+/// `remove_dir` removes directories, so content that appears meanwhile stops it.
+pub(super) fn remove_skeleton(root: &Path) -> std::io::Result<()> {
+    let unexpected = || std::io::Error::other("not an unused layout");
+    for entry in std::fs::read_dir(root)? {
+        let name = entry?.file_name();
+        if !matches!(name.to_str(), Some("oci-layout" | "index.json" | "blobs")) {
+            return Err(unexpected());
+        }
+    }
+    // Missing parts are fine: a layout begun on a full disk may lack any of them.
+    let gone = |r: std::io::Result<()>| match r {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    };
+    let fits = |name: &str, want: &[u8]| match std::fs::read(root.join(name)) {
+        Ok(b) => b == want,
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    };
+    if !fits("oci-layout", OCI_LAYOUT) || !fits("index.json", EMPTY_INDEX) {
+        return Err(unexpected());
+    }
+    let blobs = root.join("blobs");
+    match std::fs::read_dir(&blobs) {
+        Ok(entries) => {
+            for entry in entries {
+                std::fs::remove_dir(entry?.path())?;
+            }
+            std::fs::remove_dir(&blobs)?;
+        }
+        Err(e) => gone(Err(e))?,
+    }
+    gone(std::fs::remove_file(root.join("index.json")))?;
+    gone(std::fs::remove_file(root.join("oci-layout")))?;
+    std::fs::remove_dir(root)
+}
+
+/// Creates what is missing of a layout at `root`: the directory `dir` under `blobs/`
+/// (`blobs/` itself included), `oci-layout` and an empty `index.json`. A run that created
+/// the layout and failed may be taking it away meanwhile (see [`LayoutStore::temp`](super::LayoutStore::temp)): a
+/// part gone while it is made is made again, a few times.
+pub(super) fn make_skeleton(root: &Path, dir: &Path) -> Result<()> {
+    let mut tries = 0;
+    loop {
+        let made = std::fs::create_dir_all(dir)
+            .map_err(|e| ("creating", dir.to_path_buf(), e))
+            .and_then(|()| write_if_absent(&root.join("oci-layout"), OCI_LAYOUT))
+            .and_then(|()| write_if_absent(&root.join("index.json"), EMPTY_INDEX));
+        match made {
+            Err((_, _, e)) if e.kind() == std::io::ErrorKind::NotFound && tries < 5 => tries += 1,
+            Err((what, path, e)) => return Err(io_err(what, &path, e)),
+            Ok(()) => return Ok(()),
+        }
+    }
+}
+
+/// Writes `content` to `path` unless there is a file there; on failure, what was being
+/// done, to which path, and why.
+fn write_if_absent(
+    path: &Path,
+    content: &[u8],
+) -> std::result::Result<(), (&'static str, PathBuf, std::io::Error)> {
+    if path.exists() {
+        return Ok(());
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp =
+        new_layout_file(dir).map_err(|e| ("creating a temporary file in", dir.into(), e))?;
+    // Synced before its rename: renamed first, a power loss soon after could leave an
+    // empty `index.json` (the rename durable, the data not yet written), and every later
+    // run refused the directory as no layout.
+    tmp.write_all(content)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| ("writing", path.into(), e))?;
+    // Another run may have created it meanwhile; either copy is the same.
+    tmp.persist(path)
+        .map_err(|e| ("writing", path.into(), e.error))?;
+    Ok(())
+}
+
+/// Opens `path` to read and append, if it is a regular file of no other name. A partial
+/// download is found by its name in a directory others may write to: a symbolic link
+/// planted there must not lead a run (often root's) to append to a file outside the
+/// layout, nor end up renamed into `blobs/`; nor must a hard link, which `O_NOFOLLOW` does
+/// not see (a file dist made has one name); a FIFO must not hang it. Such a file is
+/// refused with `InvalidData`.
+pub(super) fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::OpenOptionsExt;
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path);
+    let not_regular = || std::io::Error::new(std::io::ErrorKind::InvalidData, "not a regular file");
+    let file = match opened {
+        Ok(file) => file,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::EISDIR)) => {
+            return Err(not_regular())
+        }
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.nlink() != 1 {
+        return Err(not_regular());
+    }
+    Ok(file)
+}
+
+/// Hashes a file's content.
+pub fn hash_file(path: &Path, algorithm: Algorithm) -> Result<Digest> {
+    let f = std::fs::File::open(path).map_err(|e| io_err("opening", path, e))?;
+    let (h, _) = hash_reader(&f, algorithm).map_err(|e| io_err("reading", path, e))?;
+    Ok(h.finish())
+}
+
+/// Hashes what `r` holds up to its end; returns the hash state and how many bytes it took.
+pub(super) fn hash_reader(
+    mut r: impl std::io::Read,
+    algorithm: Algorithm,
+) -> std::io::Result<(Hasher, u64)> {
+    let mut h = Hasher::new(algorithm);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return Ok((h, len));
+        }
+        h.update(&buf[..n]);
+        len += n as u64;
+    }
+}

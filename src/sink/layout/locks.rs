@@ -1,0 +1,119 @@
+//! The `flock`s a layout's files are written under, and the ingest lock a blob is fetched
+//! under, which other processes see whatever the files are named.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Removes the lock file at `path` if no process holds it (its run was killed), taking the
+/// lock first as a fetch would ([`LayoutStore::try_ingest`](super::LayoutStore::try_ingest)), so that a process that opened
+/// it meanwhile finds it gone once it gets the lock, and makes a new one.
+pub(super) fn remove_unheld_lock(path: &Path) {
+    match open_lock(path, false) {
+        Ok(file) => match try_flock(&file, libc::LOCK_EX) {
+            Ok(true) if names_file(path, &file) => {
+                let _ = std::fs::remove_file(path);
+            }
+            // A filesystem without locks: nobody holds it.
+            Err(_) => {
+                let _ = std::fs::remove_file(path);
+            }
+            _ => {}
+        },
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            let _ = std::fs::remove_file(path);
+        }
+        Err(_) => {}
+    }
+}
+
+/// Opens the lock file at `path` (creating it with `create`) to lock it: read-only, which
+/// `flock` needs no more than, so another user's lock in a shared layout is seen too;
+/// never through a symbolic link, and never waiting on a FIFO.
+pub(super) fn open_lock(path: &Path, create: bool) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let create = if create { libc::O_CREAT } else { 0 };
+    std::fs::OpenOptions::new()
+        .read(true)
+        .mode(0o666)
+        .custom_flags(create | libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+}
+
+/// Whether `path` still names `file`, a regular file: a lock taken on a file its holder
+/// unlinked before letting go locks nothing anyone else sees.
+pub(super) fn names_file(path: &Path, file: &std::fs::File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::symlink_metadata(path)) {
+        (Ok(held), Ok(named)) => {
+            held.is_file() && held.dev() == named.dev() && held.ino() == named.ino()
+        }
+        _ => false,
+    }
+}
+
+/// The lock under which a blob is fetched into the store ([`LayoutStore::try_ingest`](super::LayoutStore::try_ingest)).
+#[derive(Debug)]
+pub struct IngestLock {
+    pub(super) held: Option<(std::fs::File, PathBuf)>,
+}
+
+impl Drop for IngestLock {
+    fn drop(&mut self) {
+        // Unlinked while still held, then closed: a process that opened the file meanwhile
+        // gets the lock only after that, finds the name gone or another file's, and tries
+        // again ([`names_file`]). Closed first, that process could take the lock on the
+        // file about to go, while a third made a new one and fetched the blob too.
+        if let Some((_file, path)) = &self.held {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Locks a file this run writes (`flock`, exclusive) for as long as it is open, which
+/// [`held`] sees from any process, whatever the file is named: as with `index.json`'s
+/// lock, the kernel drops it when its holder dies. False when another process holds it.
+/// (A filesystem without locks takes none: names alone judge its files.)
+pub(super) fn hold(file: &std::fs::File) -> bool {
+    !matches!(try_flock(file, libc::LOCK_EX), Ok(false))
+}
+
+/// Takes `file`'s `flock` (`LOCK_EX` or `LOCK_SH`) without waiting for it: `Ok(false)`
+/// when another process holds it.
+pub(in crate::sink) fn try_flock(
+    file: &std::fs::File,
+    operation: libc::c_int,
+) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor the caller owns; it touches no memory.
+    if unsafe { libc::flock(file.as_raw_fd(), operation | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock => Ok(false),
+        _ => Err(e),
+    }
+}
+
+/// [`hold`], waiting up to `wait` for another holder to let go.
+pub(super) fn hold_within(file: &std::fs::File, wait: Duration) -> bool {
+    let started = std::time::Instant::now();
+    loop {
+        if hold(file) {
+            return true;
+        }
+        if started.elapsed() >= wait {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether a live process holds `path` under its lock ([`hold`]). A file this run cannot
+/// open to read is judged by its name alone.
+pub(super) fn held(path: &Path) -> bool {
+    let Ok(file) = open_lock(path, false) else {
+        return false;
+    };
+    matches!(try_flock(&file, libc::LOCK_SH), Ok(false))
+}

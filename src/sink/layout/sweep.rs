@@ -1,0 +1,82 @@
+//! Removing what killed or failed runs left in a layout: temporary files of processes
+//! that are gone, partial downloads nobody carried on, lock files nobody holds.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::locks::{held, remove_unheld_lock};
+use super::temp_blob::{park, partial_in};
+use super::{LOCK_PREFIX, PARTIAL_AGE, PARTIAL_PREFIX, TMP_PREFIX};
+
+/// A temporary file of another machine sharing the directory is left alone this long.
+const FOREIGN_TEMP_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// Removes the stale temporary files and partial downloads in `dir`; returns the paths of
+/// the partial downloads kept.
+pub(super) fn remove_stale_in(dir: &Path) -> Vec<PathBuf> {
+    let mut kept = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return kept;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        // We make files only: a directory under one of our names was put there by someone
+        // else, and is neither carried on (which failed, and renamed it back and forth
+        // run after run) nor removed. A symlink is removed when it is found out.
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        if name.starts_with(LOCK_PREFIX) {
+            remove_unheld_lock(&entry.path());
+            continue;
+        }
+        if name.starts_with(PARTIAL_PREFIX) {
+            let age = crate::sink::owner::age(&entry.path());
+            if age.is_some_and(|a| a > PARTIAL_AGE) {
+                let _ = std::fs::remove_file(entry.path());
+            } else {
+                kept.push(entry.path());
+            }
+            continue;
+        }
+        let Some(rest) = name.strip_prefix(TMP_PREFIX) else {
+            continue;
+        };
+        // `<pid>@<host>~<random>`, `<pid>@<host>~<encoded>~<random>` for a blob known by
+        // its digest, or `<pid>-<random>` from before hosts were recorded.
+        let (owner, blob) = match rest.split_once('~') {
+            Some((owner, tail)) => (owner, tail.split_once('~').map(|(encoded, _)| encoded)),
+            None => (rest.split('-').next().unwrap_or(""), None),
+        };
+        let age = crate::sink::owner::age(&entry.path());
+        // The name alone misjudges a run in another PID namespace under the same host
+        // name (containers of one pod, or run with the host's network, sharing a
+        // volume): its PID means nothing here, and its live download was taken for a
+        // dead run's, turned into a partial download under it, and its commit failed.
+        // Its lock says it lives.
+        if !crate::sink::owner::is_gone(owner, age, FOREIGN_TEMP_AGE) || held(&entry.path()) {
+            continue;
+        }
+        // A killed run's download of a known blob: what it wrote is a partial download.
+        let partial = blob
+            .filter(|_| age.is_some_and(|a| a <= PARTIAL_AGE))
+            .zip(
+                entry
+                    .metadata()
+                    .ok()
+                    .map(|m| m.len())
+                    .filter(|&len| len > 0),
+            )
+            .map(|(encoded, len)| (partial_in(dir, encoded), len));
+        match partial {
+            Some((partial, len)) if park(&entry.path(), len, &partial) => kept.push(partial),
+            _ => {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    kept
+}

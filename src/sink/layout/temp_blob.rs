@@ -1,0 +1,327 @@
+//! Content on its way into the store ([`TempBlob`]): temporary files beside the blob's
+//! place, written from a thread of their own, committed by rename, or kept as partial
+//! downloads.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use crate::digest::Digest;
+use crate::error::{Error, ErrorKind, Result};
+use crate::sink::stream::StreamWriter;
+
+use super::locks::hold;
+use super::{io_err, os_error, LayoutStore, PARTIAL_AGE, PARTIAL_PREFIX, TMP_PREFIX};
+
+/// Content up to this size is written in one go at commit; beyond, it streams to a writer.
+const WRITE_BUFFER: usize = 1 << 20;
+
+/// Makes the file `from`, which holds (or is about to hold) `len` bytes, the partial
+/// download at `partial`, unless one at least as long is there already: two runs may
+/// download the same blob at once (pulls of images that share a layer, into one layout),
+/// and the one stopped last replaced a longer partial download with its shorter one. Both
+/// are prefixes of the same blob, to be verified whole; the longer saves the more. One
+/// nobody carried on within [`PARTIAL_AGE`] counts for none: the sweep removes it.
+/// Whether a partial download is at `partial` now.
+pub(super) fn park(from: &Path, len: u64, partial: &Path) -> bool {
+    let there = std::fs::symlink_metadata(partial)
+        .ok()
+        .filter(|m| m.is_file())
+        .filter(|_| crate::sink::owner::age(partial).is_some_and(|a| a <= PARTIAL_AGE));
+    if there.is_some_and(|there| there.len() >= len) {
+        return std::fs::remove_file(from).is_ok();
+    }
+    std::fs::rename(from, partial).is_ok()
+}
+
+/// Where the partial download of the blob `encoded` lies in `dir`, its algorithm's folder.
+pub(super) fn partial_in(dir: &Path, encoded: &str) -> PathBuf {
+    dir.join(format!("{PARTIAL_PREFIX}{encoded}"))
+}
+
+/// `.dist-tmp-<pid>@<host>~`: the owner is recorded so that a later run can tell a dead
+/// run's leftovers from the files of a run still going, here or on another machine.
+pub(super) fn temp_prefix() -> String {
+    format!("{TMP_PREFIX}{}~", crate::sink::owner::me())
+}
+
+/// `.dist-tmp-<run>~<encoded>~`: a temporary file of the blob `digest` says so, for
+/// the run that finds it after this one was killed.
+pub(super) fn blob_temp_prefix(digest: &Digest) -> String {
+    format!(
+        "{TMP_PREFIX}{}~{}~",
+        crate::sink::owner::me(),
+        digest.encoded()
+    )
+}
+
+/// A temporary file in `dir` that will be renamed to a file of the layout. Its mode is
+/// that of any file the user creates (0666 less the umask), not tempfile's 0600: other
+/// users and tools read a layout (skopeo or podman run by another user, a web server
+/// serving it), and a layout pulled with sudo was unreadable to everyone else.
+pub(in crate::sink) fn new_layout_file(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    new_named_file(dir, &temp_prefix())
+}
+
+pub(super) fn new_named_file(dir: &Path, prefix: &str) -> std::io::Result<tempfile::NamedTempFile> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(prefix);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let file = builder.tempfile_in(dir)?;
+    hold(file.as_file());
+    Ok(file)
+}
+
+/// Content on its way into the store. Dropping it without [`TempBlob::commit`] deletes it,
+/// unless it is a known blob's ([`LayoutStore::temp_for`]) and some of it is on disk: that
+/// stays as a partial download.
+///
+/// Small content is gathered (by reference, not copied) and written in one go at commit:
+/// one trip to the blocking pool per blob, or none when the store is on tmpfs, where
+/// nothing waits for a device and the trip would cost more than the work. Past 1 MiB the
+/// file moves to a writer on a blocking thread of its own, fed through a bounded queue:
+/// receiving and hashing go on while earlier chunks are written, so a large blob costs
+/// max(hash, write) rather than their sum.
+pub struct TempBlob {
+    pub(super) writing: Writing,
+    /// The temporary file: never named in an error, since it is gone (deleted, or kept
+    /// under the partial download's name) by the time the error is read.
+    pub(super) path: PathBuf,
+    pub(super) store: LayoutStore,
+    /// The blob the file becomes a partial download of if dropped unfinished, to be
+    /// carried on by a later run.
+    pub(super) park: Option<Digest>,
+    /// Bytes the file held when it was claimed from an earlier run.
+    pub(super) kept: u64,
+    /// Bytes the file holds once everything written to the blob has reached it.
+    pub(super) len: u64,
+}
+
+pub(super) enum Writing {
+    /// Chunks held until there are enough of them to start a writer, or until commit.
+    Gathering {
+        file: tempfile::NamedTempFile,
+        batch: Vec<Bytes>,
+        batched: usize,
+    },
+    /// A writer thread owns the file and gives it back once the queue is closed.
+    Streaming(StreamWriter<PlainWrites>),
+    /// Between states, or after a failure.
+    Gone,
+}
+
+/// The temporary file written through its plain `File`: `NamedTempFile`'s own `Write`
+/// appends the path to every error ("No space left on device ... at path ..."), which our
+/// message names already.
+pub(super) struct PlainWrites(tempfile::NamedTempFile);
+
+impl std::io::Write for PlainWrites {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.as_file().write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        self.0.as_file().write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.as_file().flush()
+    }
+}
+
+impl std::fmt::Debug for TempBlob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let writing = match &self.writing {
+            Writing::Gathering { batched, .. } => format!("gathering {batched} bytes"),
+            Writing::Streaming(_) => "streaming".to_string(),
+            Writing::Gone => "gone".to_string(),
+        };
+        f.debug_struct("TempBlob")
+            .field("path", &self.path)
+            .field("writing", &writing)
+            .field("park", &self.park)
+            .field("kept", &self.kept)
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TempBlob {
+    /// Deletes the file now, kept or not: its content is wrong (it failed verification)
+    /// or cannot be trusted.
+    pub fn discard(mut self) {
+        self.park = None;
+    }
+
+    /// Appends a chunk.
+    pub async fn write(&mut self, chunk: &Bytes) -> Result<()> {
+        self.len += chunk.len() as u64;
+        match &mut self.writing {
+            Writing::Gathering { batch, batched, .. } => {
+                *batched += chunk.len();
+                batch.push(chunk.clone());
+                if *batched > WRITE_BUFFER {
+                    self.start_writer();
+                }
+                Ok(())
+            }
+            Writing::Streaming(writer) => {
+                if writer.write(chunk.clone()).await.is_err() {
+                    // The writer only stops early on an error, which taking the file back
+                    // reports.
+                    self.take_file().await?;
+                    return Err(self.failed());
+                }
+                Ok(())
+            }
+            Writing::Gone => Err(self.failed()),
+        }
+    }
+
+    fn failed(&self) -> Error {
+        Error::new(
+            ErrorKind::Io,
+            format!("{} after a failure", self.writing_what()),
+        )
+    }
+
+    /// What a failed write says it was writing: the blob's place when its digest is
+    /// known, else the directory the content goes into.
+    fn writing_what(&self) -> String {
+        match &self.park {
+            Some(digest) => format!("writing {}", self.store.blob_path(digest).display()),
+            None => {
+                let dir = self.path.parent().unwrap_or(Path::new("."));
+                format!("writing into {}", dir.display())
+            }
+        }
+    }
+
+    fn write_err(&self, e: std::io::Error) -> Error {
+        Error::new(ErrorKind::Io, self.writing_what()).with_cause(os_error(e))
+    }
+
+    /// Moves the file and what was gathered to a writer thread.
+    fn start_writer(&mut self) {
+        let Writing::Gathering { file, batch, .. } =
+            std::mem::replace(&mut self.writing, Writing::Gone)
+        else {
+            return;
+        };
+        self.writing = Writing::Streaming(StreamWriter::start(PlainWrites(file), batch));
+    }
+
+    /// Takes the file back, with everything written so far, and what was not written yet.
+    async fn take_file(&mut self) -> Result<(tempfile::NamedTempFile, Vec<Bytes>)> {
+        match std::mem::replace(&mut self.writing, Writing::Gone) {
+            Writing::Gathering { file, batch, .. } => Ok((file, batch)),
+            Writing::Streaming(writer) => match writer.finish().await {
+                (Some(PlainWrites(file)), Ok(())) => Ok((file, Vec::new())),
+                (_, Err(e)) => Err(self.write_err(e)),
+                (None, Ok(())) => unreachable!("a writer without its file reports why"),
+            },
+            Writing::Gone => Err(self.failed()),
+        }
+    }
+
+    /// Makes the verified content durable and moves it to its place for `digest`.
+    ///
+    /// The content is not hashed again here: `digest` is taken on the caller's word. Commit
+    /// only once the [`Download`](crate::Download) whose chunks were written returned
+    /// `Ok(None)`, with the digest it verified ([`Download::digest`](crate::Download::digest));
+    /// after an error, drop the blob (or [`discard`](Self::discard) it).
+    pub async fn commit(mut self, digest: &Digest) -> Result<PathBuf> {
+        let (file, batch) = self.take_file().await?;
+        let dest = self.store.blob_path(digest);
+        let moved = dest.clone();
+        let finish = move || {
+            crate::sink::gather::write_all_vectored(file.as_file(), &batch)
+                .map_err(|e| io_err("writing", &moved, e))?;
+            file.as_file()
+                .sync_all()
+                .map_err(|e| io_err("writing", &moved, e))?;
+            file.persist(&moved)
+                .map_err(|e| io_err("renaming into", &moved, e.error))?;
+            Ok::<_, Error>(())
+        };
+        // In memory, writing at most a megabyte, a no-op fsync and a rename take less time
+        // than handing them to another thread and back.
+        if self.store.in_memory {
+            finish()?;
+        } else {
+            crate::blocking::run("write task failed", finish).await?;
+            let dir = dest.parent().expect("a blob is in a directory");
+            let mut renamed = self.store.renamed.lock().unwrap_or_else(|p| p.into_inner());
+            if !renamed.contains(dir) {
+                renamed.insert(dir.to_owned());
+            }
+        }
+        Ok(dest)
+    }
+}
+
+impl TempBlob {
+    /// Keeps what was received as a partial download for a later run to carry on (see
+    /// [`LayoutStore::temp_for`]), once the chunks still queued for the writer are written.
+    /// Dropped instead, the blob keeps only what the writer had got to: a connection cut
+    /// 2 MiB into a fast download kept its first MiB and dropped the rest it had received.
+    pub async fn keep(mut self) {
+        if !matches!(self.writing, Writing::Streaming(_)) {
+            // Nothing of this run's on disk: a claimed partial is put back by the drop.
+            return;
+        }
+        // Renamed first, as a drop does: a signal that cancels the wait below still
+        // leaves the partial download, a prefix of the blob whatever the writer got to.
+        self.park_file(self.len);
+        self.park = None;
+        // The temporary name, if the rename failed, goes with the file; if the writer
+        // failed, it went with its file already.
+        let _ = self.take_file().await;
+    }
+
+    /// Renames the file, which will hold `len` bytes, to the partial download of the blob
+    /// it was for, if it is for one and no longer one is there; whether a partial download
+    /// of the blob is there now.
+    fn park_file(&mut self, len: u64) -> bool {
+        let Some(digest) = self.park.as_ref() else {
+            return false;
+        };
+        let partial = self.store.partial_path(digest);
+        if !park(&self.path, len, &partial) {
+            return false;
+        }
+        // This store knows it too. A service keeps one store open for its life: its next
+        // fetch of the blob fetched it whole instead of carrying this on, and left it
+        // beside the stored blob, unswept, until the service restarted.
+        let mut partials = self
+            .store
+            .partials
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        partials.insert(partial);
+        true
+    }
+}
+
+impl Drop for TempBlob {
+    fn drop(&mut self) {
+        let streaming = matches!(self.writing, Writing::Streaming(_));
+        // Renamed here rather than by the writer thread, which may not get to it before
+        // an interrupted process exits. A chunk it is writing still lands in the same
+        // file, after the others; whoever carries it on verifies the whole content anyway.
+        // Only what the writer got to is sure to be in the file: it stops at its next chunk.
+        let written = || std::fs::metadata(&self.path).map_or(0, |m| m.len());
+        if (streaming || self.kept > 0) && self.park_file(written()) {
+            return;
+        }
+        // The writer thread deletes the file when it stops, a moment later; the path goes
+        // now, so that nothing unverified is visible once the blob is dropped.
+        if streaming {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
