@@ -1100,3 +1100,72 @@ fn a_directory_sync_that_fails_while_the_worker_runs_is_named() {
     assert_eq!(lines[0]["status"], "ok");
     assert_eq!(status.code(), Some(1));
 }
+
+/// The report is the record a finished job leaves (the Indexed Job's
+/// `report-$JOB_COMPLETION_INDEX.jsonl`): it is synced before the run exits, as the blobs
+/// are. It was not, and a power loss soon after could leave it empty, creating it having
+/// truncated it. The worker's and a pull's alike.
+#[test]
+fn the_report_of_a_finished_run_is_synced_to_disk() {
+    let reg = FakeRegistry::start();
+    small_image(&reg, "v1");
+    let blob = reg.blob("team/app", bytes(94, 5000));
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("mirror");
+    let report = dir.path().join("report.jsonl");
+    let (repo, image) = (repo(&reg), format!("{}:v1", repo(&reg)));
+    let (l, r) = (layout.to_str().unwrap(), report.to_str().unwrap());
+    let dist = Dist::new();
+    for args in [
+        vec!["fetch", &repo, &blob, "-o", l, "--report", r],
+        vec!["pull", &image, "-o", l, "--report", r],
+    ] {
+        let Some(ops) = traced_file_operations(&dist, &args, dir.path()) else {
+            eprintln!("strace cannot run here; not checked");
+            return;
+        };
+        assert!(
+            ops.contains(&FileOp::Sync(report.clone())),
+            "{args:?}: the report was not synced: {ops:#?}"
+        );
+        assert!(!std::fs::read_to_string(&report).unwrap().is_empty());
+    }
+}
+
+/// A report whose sync fails (EIO from a failing disk) is said, and the run exits 1: what
+/// it says may not survive a power loss.
+#[test]
+fn a_report_that_cannot_be_synced_is_said() {
+    let reg = FakeRegistry::start();
+    small_image(&reg, "v1");
+    let blob = reg.blob("team/app", bytes(92, 5000));
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("mirror");
+    let report = dir.path().join("report.jsonl");
+    // `strace -P` needs the path to be there to match it.
+    std::fs::write(&report, "").unwrap();
+    let (repo, image) = (repo(&reg), format!("{}:v1", repo(&reg)));
+    let (l, r) = (layout.to_str().unwrap(), report.to_str().unwrap());
+    let dist = Dist::new();
+    let options = ["-P", r, "-e", "inject=fsync,fdatasync:error=EIO"];
+    for args in [
+        vec!["fetch", &repo, &blob, "-o", l, "--report", r],
+        vec!["pull", &image, "-o", l, "--report", r],
+    ] {
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let Ok(out) = traced(&dist, &args, log.path(), &options).output() else {
+            eprintln!("strace cannot run here; not checked");
+            return;
+        };
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.starts_with("strace: ") {
+            eprintln!("strace cannot run here; not checked: {err}");
+            return;
+        }
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("dist: syncing the report: Input/output error"),
+            "{args:?}: {err}"
+        );
+    }
+}

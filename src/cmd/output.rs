@@ -13,7 +13,8 @@
 //! (`on_runtime_park`), so output is never held back while the process sits waiting.
 
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use dist::handoff::{self, Nudge};
 use dist::sink;
@@ -47,6 +48,9 @@ pub struct Output {
     /// The writer's verdict, sent when it ends. Awaited, not waited for: a reader that
     /// does not read must not keep a signal or `--timeout` from ending the run.
     done: tokio::sync::oneshot::Receiver<Result<(), Failure>>,
+    /// Set by [`Output::finish`]: the batch ran to its end, and the report is synced once
+    /// written. A stopped run exits without waiting for the disk.
+    ran_to_end: Arc<AtomicBool>,
 }
 
 impl Output {
@@ -58,15 +62,18 @@ impl Output {
     ) -> std::io::Result<Output> {
         let (queue, rx) = handoff::channel(QUEUE_BYTES);
         let (verdict, done) = tokio::sync::oneshot::channel();
+        let ran_to_end = Arc::new(AtomicBool::new(false));
+        let sync_at_end = ran_to_end.clone();
         std::thread::Builder::new()
             .name("dist-output".into())
             .spawn(move || {
-                let _ = verdict.send(write_all(rx, framed, report));
+                let _ = verdict.send(write_all(rx, framed, report, &sync_at_end));
             })?;
         *IDLE_NUDGE.lock().unwrap_or_else(|p| p.into_inner()) = Some(queue.nudge());
         Ok(Output {
             queue: Some(queue),
             done,
+            ran_to_end,
         })
     }
 
@@ -87,8 +94,9 @@ impl Output {
         }
     }
 
-    /// Writes what is queued, flushes, and reports how it went.
+    /// Writes what is queued, flushes, syncs the report, and reports how it went.
     pub async fn finish(mut self) -> Result<(), Failure> {
+        self.ran_to_end.store(true, Ordering::Release);
         self.close();
         (&mut self.done)
             .await
@@ -230,6 +238,7 @@ fn write_all(
     mut rx: handoff::Receiver<Outcome>,
     framed: bool,
     mut report: Option<std::io::BufWriter<std::fs::File>>,
+    ran_to_end: &AtomicBool,
 ) -> Result<(), Failure> {
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let mut out = sink::gather::Gather::new(RawStdout::new());
@@ -246,7 +255,11 @@ fn write_all(
         out.flush().map_err(stdout_failed)?;
         flush_report(&mut report)?;
     }
-    Ok(())
+    match report.filter(|_| ran_to_end.load(Ordering::Acquire)) {
+        Some(r) => super::report_file::sync(r.get_ref())
+            .map_err(|e| Failure::Write(format!("syncing the report: {e}"))),
+        None => Ok(()),
+    }
 }
 
 fn flush_report(report: &mut Option<std::io::BufWriter<std::fs::File>>) -> Result<(), Failure> {

@@ -168,7 +168,7 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
             }
         }
     }
-    match result {
+    let code = match result {
         Ok(p) if p.failed == 0 => 0,
         Ok(_) => EXIT_FAILED,
         Err(_) if write_failed => EXIT_FAILED,
@@ -189,7 +189,14 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
                 Err(_) => code.max(EXIT_FAILED),
             }
         }
+    };
+    // A report that failed a line was said then.
+    let synced = report_out.as_ref().filter(|_| !write_failed);
+    if let Some(Err(e)) = synced.map(|r| report_file::sync(r.get_ref())) {
+        say!("dist: syncing the report: {e}");
+        return code.max(EXIT_FAILED);
     }
+    code
 }
 
 /// Writes one JSON line to stdout and to the report, flushing each: the lines are the

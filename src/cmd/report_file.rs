@@ -42,6 +42,20 @@ pub fn open(path: Option<&Path>, in_use: &InUse) -> Result<Option<BufWriter<File
     }
 }
 
+/// Makes the report's lines durable, as a batch that ran to its end makes the blobs it
+/// stored: the report is the record a finished job leaves (the Indexed Job's
+/// `report-$JOB_COMPLETION_INDEX.jsonl`), and a power loss soon after it exited could
+/// otherwise leave it empty, since creating it truncated it. Once per run, not per line.
+/// A pipe or a device (`--report >(jq …)`, `/dev/null`) holds nothing to sync, and its
+/// fsync fails with `EINVAL`.
+pub fn sync(report: &File) -> std::io::Result<()> {
+    if report.metadata()?.is_file() {
+        report.sync_data()
+    } else {
+        Ok(())
+    }
+}
+
 /// Why `report` must not be created, if it must not.
 fn clash(report: &Path, in_use: &InUse) -> Option<String> {
     // `-` reads as stdout, as it does to curl and tar; created, it was a file named `-`

@@ -211,7 +211,9 @@ where
         }
         let task: Option<BoxFuture<'static, Outcome>> = match item {
             Ok((_, RawLine::Text(ref text))) if !reports_bad_lines && !is_wellformed(text) => None,
-            Err(_) | Ok((_, RawLine::TooLong | RawLine::NotUtf8)) if !reports_bad_lines => None,
+            // An error reading the input is no line: every shard's input broke there, and
+            // each shard's batch was cut short, so each says so.
+            Ok((_, RawLine::TooLong | RawLine::NotUtf8)) if !reports_bad_lines => None,
             Err((n, e)) => Some(ready_error(
                 &progress,
                 n,
@@ -457,6 +459,45 @@ mod tests {
         let s = progress.snapshot();
         assert_eq!((s.finished, s.failed), (2, 2));
         assert_eq!(s.in_flight(), 1, "{s:?}");
+    }
+
+    /// Input that fails part-way (EIO from a failing disk or NFS, a reset socket).
+    struct BrokenInput;
+
+    impl tokio::io::AsyncRead for BrokenInput {
+        fn poll_read(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            _: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Err(std::io::Error::from_raw_os_error(libc::EIO)))
+        }
+    }
+
+    /// Every shard reads the whole input, so an error reading it cut every shard's batch
+    /// short, not only shard 0's: each says so and fails. Shards other than 0 skipped it as
+    /// a bad line, and exited 0 having fetched only part of their share.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn every_shard_reports_an_input_it_could_not_read() {
+        use futures::StreamExt;
+        use tokio::io::AsyncReadExt;
+        for k in 0..3 {
+            let remote: Arc<dyn Remote> = Arc::new(Stalled(Default::default()));
+            let input = std::io::Cursor::new(b"# a list\n".to_vec()).chain(BrokenInput);
+            let opts = WorkerOptions {
+                shard: Some(Shard::new(k, 3).unwrap()),
+                ..WorkerOptions::default()
+            };
+            let outcomes: Vec<Outcome> = run(remote, tokio::io::BufReader::new(input), opts)
+                .collect()
+                .await;
+            assert_eq!(outcomes.len(), 1, "shard {k}/3: {outcomes:?}");
+            let e = outcomes[0].error.as_ref().expect("an error").to_string();
+            assert!(
+                e.contains("stdin") && e.contains("os error 5"),
+                "{k}/3: {e}"
+            );
+        }
     }
 
     /// Runs `lines` with the layout at `src` as the remote into a store at `dst`, `jobs`
