@@ -279,12 +279,10 @@ fn tokenless_reply(body: &[u8]) -> String {
     if names.len() < fields.len() {
         names.push("…");
     }
-    match names.is_empty() {
-        true => format!("{SAID} (an empty JSON object)"),
-        false => {
-            crate::server_text::one_line(&format!("{SAID} (its fields: {})", names.join(", ")))
-        }
+    if names.is_empty() {
+        return format!("{SAID} (an empty JSON object)");
     }
+    crate::server_text::one_line(&format!("{SAID} (its fields: {})", names.join(", ")))
 }
 
 /// Why a token endpoint's 200 `body` of `content_type` gave no token reply (`e`), with what
