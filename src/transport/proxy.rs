@@ -301,6 +301,12 @@ fn no_proxy_entries(no: &str) -> (String, Vec<(String, u16)>) {
     let mut plain = Vec::new();
     let mut with_port = Vec::new();
     for entry in no.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        // `*` is every host, as curl and Go's clients read it; the matcher holds it among
+        // the names only, and a registry at an address went through the proxy.
+        if entry == "*" {
+            plain.extend(["*", "0.0.0.0/0", "::/0"].map(String::from));
+            continue;
+        }
         // An address or a network (`fd00::1`, `10.0.0.0/8`) has colons but no port.
         if entry.parse::<std::net::IpAddr>().is_ok() || entry.contains('/') {
             plain.push(entry.to_string());
@@ -813,6 +819,8 @@ mod tests {
         assert!(!direct("*.corp", "https://registry.com/v2/"));
         assert!(direct("a.b, *.corp ,10.0.0.0/8", "https://10.9.9.9/v2/"));
         assert!(direct("*", "https://registry.com/v2/"));
+        assert!(direct("*", "https://10.1.2.3:5000/v2/"));
+        assert!(direct("a.b, * ", "https://[fd00::5]:5000/v2/"));
         assert!(!direct("", "https://registry.com/v2/"));
     }
 
