@@ -377,3 +377,46 @@ fn socks5_credentials_and_refusals() {
     );
     assert_eq!(strict.connects().len(), 1);
 }
+
+/// What the same request would meet again at the proxy, a proxy that does not speak SOCKS5
+/// at all or credentials longer than SOCKS5 can carry, fails at once, naming the proxy and
+/// the reason, and not after every retry's wait.
+#[test]
+fn a_socks_proxy_that_cannot_carry_the_request_is_not_asked_again() {
+    let user = "u".repeat(300);
+    let login = SocksProxy::requiring(&user, "s3cret");
+    let http = SocksProxy::speaking_http();
+    for (proxy, socks, says) in [
+        (
+            format!("socks5h://{user}:s3cret@127.0.0.1:{}", login.port()),
+            &login,
+            "SOCKS5 user names and passwords are at most 255 bytes",
+        ),
+        (
+            format!("socks5://127.0.0.1:{}", http.port()),
+            &http,
+            "does not speak SOCKS5",
+        ),
+    ] {
+        let mut dist = Dist::new();
+        dist.env("ALL_PROXY", &proxy);
+        let out = dist.run(
+            &[
+                "--retries",
+                "3",
+                "-v",
+                "fetch",
+                "registry.test/team/app",
+                "v1",
+            ],
+            b"",
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        let said = format!("the SOCKS proxy 127.0.0.1:{} cannot be used", socks.port());
+        assert!(err.contains(&said) && err.contains(says), "{err}");
+        assert!(!err.contains("retrying"), "{err}");
+        assert_eq!(socks.greetings(), 1, "{err}");
+        assert!(!err.contains("s3cret") && !err.contains(&user), "{err}");
+    }
+}

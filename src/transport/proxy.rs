@@ -430,6 +430,14 @@ pub enum ProxyError {
         /// The SOCKS5 reply code (2: not allowed by the proxy's rules).
         code: u8,
     },
+    /// The SOCKS proxy cannot carry the request, whatever the number of tries: it does not
+    /// speak SOCKS5, or the credentials or the destination's name are too long for it.
+    SocksUnusable {
+        /// The proxy, as `host:port`.
+        proxy: String,
+        /// Why, never with the credentials.
+        why: String,
+    },
 }
 
 impl std::fmt::Display for ProxyError {
@@ -474,6 +482,9 @@ impl std::fmt::Display for ProxyError {
                 "the SOCKS proxy {proxy} did not connect to {target}: {} (reply {code})",
                 super::socks::reply_reason(*code)
             ),
+            ProxyError::SocksUnusable { proxy, why } => {
+                write!(f, "the SOCKS proxy {proxy} cannot be used: {why}")
+            }
         }
     }
 }
@@ -615,6 +626,10 @@ impl tower_service::Service<Uri> for ProxyConnector {
                                 proxy: proxy_name.clone(),
                                 target: target.clone(),
                                 code,
+                            }),
+                            SocksFailure::Unusable(why) => Box::new(ProxyError::SocksUnusable {
+                                proxy: proxy_name.clone(),
+                                why,
                             }),
                             SocksFailure::Broken(why) => {
                                 format!("SOCKS handshake with {proxy_name}: {why}").into()
