@@ -200,11 +200,13 @@ impl Proxies {
         if crate::reference::is_loopback(host) || self.direct_on_port(dst) {
             return Route::Direct;
         }
+        // Before the matcher: it takes ALL_PROXY's proxy for a destination whose own
+        // variable (HTTPS_PROXY with a typo) it cannot use, and so did the fetch.
+        if let Some(named) = self.unusable_for(dst) {
+            return Route::Unsupported(named);
+        }
         let Some(intercept) = self.matcher.intercept(dst) else {
-            return match self.unusable_for(dst) {
-                Some(named) => Route::Unsupported(named),
-                None => Route::Direct,
-            };
+            return Route::Direct;
         };
         let proxy = intercept.uri();
         let named = || shown_proxy(&proxy.to_string());
@@ -947,6 +949,21 @@ mod tests {
         assert!(matches!(
             p.route(&uri("https://quay.io/v2/")),
             Route::Unsupported(_)
+        ));
+        // A typo in HTTPS_PROXY is not made good by ALL_PROXY's proxy.
+        let p = Proxies::of_values(
+            "socks5h://socks.corp:1080",
+            "",
+            "htps://proxy.corp:3128",
+            "",
+        );
+        let Route::Unsupported(named) = p.route(&uri("https://quay.io/v2/")) else {
+            panic!("ALL_PROXY's proxy took the https destination");
+        };
+        assert_eq!(named, "htps://proxy.corp:3128");
+        assert!(matches!(
+            p.route(&uri("http://registry.corp/v2/")),
+            Route::Socks { .. }
         ));
         // Not a URL at all.
         let p = Proxies::of_values("", "::nonsense::", "", "");
