@@ -214,6 +214,39 @@ fn an_unreachable_proxy_is_named_with_the_reason() {
     }
 }
 
+/// A proxy named by a host name that does not exist is a typo, as a registry's is: named,
+/// with the resolver's words, at once and not after every retry. (Skipped where no resolver
+/// answers for `.invalid`.)
+#[test]
+fn a_proxy_whose_name_does_not_exist_is_not_asked_again() {
+    use std::net::ToSocketAddrs;
+    const PROXY: &str = "no-such-proxy.invalid";
+    match (PROXY, 3128).to_socket_addrs() {
+        Err(e) if e.to_string().contains("Name or service not known") => {}
+        other => {
+            eprintln!("skipped: the resolver answers {PROXY} with {other:?}");
+            return;
+        }
+    }
+    for (scheme, what) in [("http", "proxy"), ("socks5h", "SOCKS proxy")] {
+        let mut dist = Dist::new();
+        dist.env("HTTPS_PROXY", &format!("{scheme}://{PROXY}:3128"));
+        dist.env("RUST_LOG", "dist=debug");
+        let out = dist.run(
+            &["--retries", "3", "fetch", "registry.test/team/app", "v1"],
+            b"",
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        let said = format!("cannot connect to the {what} {PROXY}:3128");
+        assert!(
+            err.contains(&said) && err.contains("Name or service not known"),
+            "{err}"
+        );
+        assert!(!err.contains("retrying"), "{err}");
+    }
+}
+
 /// A proxy that takes the connection and never answers `CONNECT` (or SOCKS's greeting) is
 /// given `--connect-timeout`, and named, not the idle timeout's "no response headers".
 #[test]

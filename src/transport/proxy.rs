@@ -278,20 +278,38 @@ impl Proxies {
     }
 }
 
-/// An error with its causes: the connector says only "tcp connect error", and the system's
-/// "Connection refused (os error 111)" is its source.
-fn causes(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let said = cause.to_string();
-        if !text.contains(&said) {
-            text.push_str(": ");
-            text.push_str(&said);
-        }
-        source = cause.source();
+/// No connection to the proxy itself. The connector's error stays its source, not words in
+/// its message: the system's "Connection refused (os error 111)" lies below the connector's
+/// "tcp connect error", and the transport looks there for a name the resolver says does not
+/// exist, which fails at once for a proxy as for a registry.
+#[derive(Debug)]
+struct ProxyUnreachable {
+    /// "proxy" or "SOCKS proxy".
+    what: &'static str,
+    /// The proxy, as `host:port`.
+    proxy: String,
+    cause: BoxError,
+}
+
+impl std::fmt::Display for ProxyUnreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot connect to the {} {}", self.what, self.proxy)
     }
-    text
+}
+
+impl std::error::Error for ProxyUnreachable {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.cause.as_ref())
+    }
+}
+
+/// The error for a connection to `proxy` that failed with `cause`.
+fn unreachable(what: &'static str, proxy: &str, cause: impl Into<BoxError>) -> ProxyUnreachable {
+    ProxyUnreachable {
+        what,
+        proxy: proxy.to_string(),
+        cause: cause.into(),
+    }
 }
 
 /// `NO_PROXY` in the forms hyper-util's matcher reads, and apart the entries with a port
@@ -567,9 +585,10 @@ impl tower_service::Service<Uri> for ProxyConnector {
             Route::Forward { proxy, .. } => Box::pin(async move {
                 let proxy_name = authority(&with_port(&proxy));
                 tracing::debug!(target = %authority(&with_port(&dst)), proxy = %proxy_name, "forwarding through a proxy");
-                let io = inner.call(proxy).await.map_err(|e| {
-                    format!("cannot connect to the proxy {proxy_name}: {}", causes(&e))
-                })?;
+                let io = inner
+                    .call(proxy)
+                    .await
+                    .map_err(|e| unreachable("proxy", &proxy_name, e))?;
                 Ok(ProxyStream {
                     io,
                     forwarding: true,
@@ -579,9 +598,10 @@ impl tower_service::Service<Uri> for ProxyConnector {
                 let target = authority(&with_port(&dst));
                 let proxy_name = authority(&with_port(&proxy));
                 tracing::debug!(target = %target, proxy = %proxy_name, "connecting through a proxy");
-                let io = inner.call(proxy).await.map_err(|e| {
-                    format!("cannot connect to the proxy {proxy_name}: {}", causes(&e))
-                })?;
+                let io = inner
+                    .call(proxy)
+                    .await
+                    .map_err(|e| unreachable("proxy", &proxy_name, e))?;
                 let opened = open_tunnel(io.into_inner(), &target, auth.as_ref());
                 let opened = async {
                     opened.await.map_err(|e| match e {
@@ -603,12 +623,10 @@ impl tower_service::Service<Uri> for ProxyConnector {
                 let target = authority(&dst);
                 let proxy_name = authority(&proxy);
                 tracing::debug!(target = %target, proxy = %proxy_name, "connecting through a SOCKS proxy");
-                let io = inner.call(proxy).await.map_err(|e| {
-                    format!(
-                        "cannot connect to the SOCKS proxy {proxy_name}: {}",
-                        causes(&e)
-                    )
-                })?;
+                let io = inner
+                    .call(proxy)
+                    .await
+                    .map_err(|e| unreachable("SOCKS proxy", &proxy_name, e))?;
                 let credentials = auth
                     .as_ref()
                     .map(|a| (a.user.as_str(), a.password.as_str()));
