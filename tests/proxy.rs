@@ -214,6 +214,28 @@ fn an_unreachable_proxy_is_named_with_the_reason() {
     }
 }
 
+/// A proxy that refuses a tunnel says why in a page after its answer's head, as Squid does:
+/// the refusal is still named with its status, and not retried.
+#[test]
+fn a_tunnel_refused_with_an_error_page_is_named_with_the_status() {
+    let strict = ConnectProxy::tunnelling_only_to_443();
+    let locked = ConnectProxy::requiring("Basic YWxpY2U6czNjcmV0");
+    for (proxy, status, code) in [(&strict, 403, 1), (&locked, 407, 2)] {
+        let mut dist = Dist::new();
+        dist.env("HTTPS_PROXY", &proxy.url());
+        let out = dist.run(&["-v", "fetch", "registry.test:5000/team/app", "v1"], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let said = format!(
+            "the proxy 127.0.0.1:{} answered {status} to CONNECT registry.test:5000",
+            proxy.port()
+        );
+        assert!(err.contains(&said), "{err}");
+        assert_eq!(out.status.code(), Some(code), "{err}");
+        assert!(!err.contains("retrying"), "{err}");
+        assert_eq!(proxy.tunnels().len(), 1);
+    }
+}
+
 /// A proxy named by a host name that does not exist is a typo, as a registry's is: named,
 /// with the resolver's words, at once and not after every retry. (Skipped where no resolver
 /// answers for `.invalid`.)

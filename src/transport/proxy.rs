@@ -729,7 +729,7 @@ async fn open_tunnel(
     }
     head.extend_from_slice(b"\r\n");
     tcp.write_all(&head).await.map_err(broken)?;
-    // Nothing follows the proxy's answer until we speak, so reading past its end would
+    // Nothing follows a tunnel's opening until we speak, so reading past its end would
     // mean the proxy broke the protocol.
     let mut answer = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
@@ -747,13 +747,17 @@ async fn open_tunnel(
         }
         answer.extend_from_slice(&buf[..n]);
     }
-    if !answer.ends_with(b"\r\n\r\n") {
-        return Err(TunnelFailure::Broken(
-            "the proxy sent data before the tunnel opened".into(),
-        ));
-    }
+    // A refusal comes with a page after its head (Squid's 403 and 407 do), often in the
+    // same segment: the status says what happened, whatever follows it.
     match status_of(&answer) {
-        Some(status) if (200..300).contains(&status) => Ok(tcp),
+        Some(status) if (200..300).contains(&status) => {
+            if !answer.ends_with(b"\r\n\r\n") {
+                return Err(TunnelFailure::Broken(
+                    "the proxy sent data before the tunnel opened".into(),
+                ));
+            }
+            Ok(tcp)
+        }
         Some(status) => Err(TunnelFailure::Refused(status)),
         None => Err(TunnelFailure::Broken(
             "the proxy's answer is not HTTP".into(),
