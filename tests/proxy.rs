@@ -214,6 +214,61 @@ fn an_unreachable_proxy_is_named_with_the_reason() {
     }
 }
 
+/// A proxy that refuses a tunnel says why in a page after its answer's head, as Squid does:
+/// the refusal is still named with its status, and not retried.
+#[test]
+fn a_tunnel_refused_with_an_error_page_is_named_with_the_status() {
+    let strict = ConnectProxy::tunnelling_only_to_443();
+    let locked = ConnectProxy::requiring("Basic YWxpY2U6czNjcmV0");
+    for (proxy, status, code) in [(&strict, 403, 1), (&locked, 407, 2)] {
+        let mut dist = Dist::new();
+        dist.env("HTTPS_PROXY", &proxy.url());
+        let out = dist.run(&["-v", "fetch", "registry.test:5000/team/app", "v1"], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let said = format!(
+            "the proxy 127.0.0.1:{} answered {status} to CONNECT registry.test:5000",
+            proxy.port()
+        );
+        assert!(err.contains(&said), "{err}");
+        assert_eq!(out.status.code(), Some(code), "{err}");
+        assert!(!err.contains("retrying"), "{err}");
+        assert_eq!(proxy.tunnels().len(), 1);
+    }
+}
+
+/// A proxy named by a host name that does not exist is a typo, as a registry's is: named,
+/// with the resolver's words, at once and not after every retry. (Skipped where no resolver
+/// answers for `.invalid`.)
+#[test]
+fn a_proxy_whose_name_does_not_exist_is_not_asked_again() {
+    use std::net::ToSocketAddrs;
+    const PROXY: &str = "no-such-proxy.invalid";
+    match (PROXY, 3128).to_socket_addrs() {
+        Err(e) if e.to_string().contains("Name or service not known") => {}
+        other => {
+            eprintln!("skipped: the resolver answers {PROXY} with {other:?}");
+            return;
+        }
+    }
+    for (scheme, what) in [("http", "proxy"), ("socks5h", "SOCKS proxy")] {
+        let mut dist = Dist::new();
+        dist.env("HTTPS_PROXY", &format!("{scheme}://{PROXY}:3128"));
+        dist.env("RUST_LOG", "dist=debug");
+        let out = dist.run(
+            &["--retries", "3", "fetch", "registry.test/team/app", "v1"],
+            b"",
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        let said = format!("cannot connect to the {what} {PROXY}:3128");
+        assert!(
+            err.contains(&said) && err.contains("Name or service not known"),
+            "{err}"
+        );
+        assert!(!err.contains("retrying"), "{err}");
+    }
+}
+
 /// A proxy that takes the connection and never answers `CONNECT` (or SOCKS's greeting) is
 /// given `--connect-timeout`, and named, not the idle timeout's "no response headers".
 #[test]
@@ -376,4 +431,47 @@ fn socks5_credentials_and_refusals() {
         "the proxy's rules do not change: {err}"
     );
     assert_eq!(strict.connects().len(), 1);
+}
+
+/// What the same request would meet again at the proxy, a proxy that does not speak SOCKS5
+/// at all or credentials longer than SOCKS5 can carry, fails at once, naming the proxy and
+/// the reason, and not after every retry's wait.
+#[test]
+fn a_socks_proxy_that_cannot_carry_the_request_is_not_asked_again() {
+    let user = "u".repeat(300);
+    let login = SocksProxy::requiring(&user, "s3cret");
+    let http = SocksProxy::speaking_http();
+    for (proxy, socks, says) in [
+        (
+            format!("socks5h://{user}:s3cret@127.0.0.1:{}", login.port()),
+            &login,
+            "SOCKS5 user names and passwords are at most 255 bytes",
+        ),
+        (
+            format!("socks5://127.0.0.1:{}", http.port()),
+            &http,
+            "does not speak SOCKS5",
+        ),
+    ] {
+        let mut dist = Dist::new();
+        dist.env("ALL_PROXY", &proxy);
+        let out = dist.run(
+            &[
+                "--retries",
+                "3",
+                "-v",
+                "fetch",
+                "registry.test/team/app",
+                "v1",
+            ],
+            b"",
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        let said = format!("the SOCKS proxy 127.0.0.1:{} cannot be used", socks.port());
+        assert!(err.contains(&said) && err.contains(says), "{err}");
+        assert!(!err.contains("retrying"), "{err}");
+        assert_eq!(socks.greetings(), 1, "{err}");
+        assert!(!err.contains("s3cret") && !err.contains(&user), "{err}");
+    }
 }

@@ -106,6 +106,7 @@ pub(super) fn classify_client_error(
                 proxy::ProxyError::Refused { .. } => ErrorKind::Denied,
                 proxy::ProxyError::Unsupported { .. } => ErrorKind::InvalidInput,
                 proxy::ProxyError::SocksCredentials { .. } => ErrorKind::Unauthorized,
+                proxy::ProxyError::SocksUnusable { .. } => ErrorKind::InvalidInput,
                 // The proxy's rules, or a request it cannot carry: the same next time.
                 proxy::ProxyError::SocksRefused {
                     code: 2 | 7 | 8, ..

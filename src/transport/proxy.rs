@@ -200,11 +200,13 @@ impl Proxies {
         if crate::reference::is_loopback(host) || self.direct_on_port(dst) {
             return Route::Direct;
         }
+        // Before the matcher: it takes ALL_PROXY's proxy for a destination whose own
+        // variable (HTTPS_PROXY with a typo) it cannot use, and so did the fetch.
+        if let Some(named) = self.unusable_for(dst) {
+            return Route::Unsupported(named);
+        }
         let Some(intercept) = self.matcher.intercept(dst) else {
-            return match self.unusable_for(dst) {
-                Some(named) => Route::Unsupported(named),
-                None => Route::Direct,
-            };
+            return Route::Direct;
         };
         let proxy = intercept.uri();
         let named = || shown_proxy(&proxy.to_string());
@@ -276,20 +278,38 @@ impl Proxies {
     }
 }
 
-/// An error with its causes: the connector says only "tcp connect error", and the system's
-/// "Connection refused (os error 111)" is its source.
-fn causes(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let said = cause.to_string();
-        if !text.contains(&said) {
-            text.push_str(": ");
-            text.push_str(&said);
-        }
-        source = cause.source();
+/// No connection to the proxy itself. The connector's error stays its source, not words in
+/// its message: the system's "Connection refused (os error 111)" lies below the connector's
+/// "tcp connect error", and the transport looks there for a name the resolver says does not
+/// exist, which fails at once for a proxy as for a registry.
+#[derive(Debug)]
+struct ProxyUnreachable {
+    /// "proxy" or "SOCKS proxy".
+    what: &'static str,
+    /// The proxy, as `host:port`.
+    proxy: String,
+    cause: BoxError,
+}
+
+impl std::fmt::Display for ProxyUnreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot connect to the {} {}", self.what, self.proxy)
     }
-    text
+}
+
+impl std::error::Error for ProxyUnreachable {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.cause.as_ref())
+    }
+}
+
+/// The error for a connection to `proxy` that failed with `cause`.
+fn unreachable(what: &'static str, proxy: &str, cause: impl Into<BoxError>) -> ProxyUnreachable {
+    ProxyUnreachable {
+        what,
+        proxy: proxy.to_string(),
+        cause: cause.into(),
+    }
 }
 
 /// `NO_PROXY` in the forms hyper-util's matcher reads, and apart the entries with a port
@@ -301,6 +321,12 @@ fn no_proxy_entries(no: &str) -> (String, Vec<(String, u16)>) {
     let mut plain = Vec::new();
     let mut with_port = Vec::new();
     for entry in no.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        // `*` is every host, as curl and Go's clients read it; the matcher holds it among
+        // the names only, and a registry at an address went through the proxy.
+        if entry == "*" {
+            plain.extend(["*", "0.0.0.0/0", "::/0"].map(String::from));
+            continue;
+        }
         // An address or a network (`fd00::1`, `10.0.0.0/8`) has colons but no port.
         if entry.parse::<std::net::IpAddr>().is_ok() || entry.contains('/') {
             plain.push(entry.to_string());
@@ -424,6 +450,14 @@ pub enum ProxyError {
         /// The SOCKS5 reply code (2: not allowed by the proxy's rules).
         code: u8,
     },
+    /// The SOCKS proxy cannot carry the request, whatever the number of tries: it does not
+    /// speak SOCKS5, or the credentials or the destination's name are too long for it.
+    SocksUnusable {
+        /// The proxy, as `host:port`.
+        proxy: String,
+        /// Why, never with the credentials.
+        why: String,
+    },
 }
 
 impl std::fmt::Display for ProxyError {
@@ -468,6 +502,9 @@ impl std::fmt::Display for ProxyError {
                 "the SOCKS proxy {proxy} did not connect to {target}: {} (reply {code})",
                 super::socks::reply_reason(*code)
             ),
+            ProxyError::SocksUnusable { proxy, why } => {
+                write!(f, "the SOCKS proxy {proxy} cannot be used: {why}")
+            }
         }
     }
 }
@@ -548,9 +585,10 @@ impl tower_service::Service<Uri> for ProxyConnector {
             Route::Forward { proxy, .. } => Box::pin(async move {
                 let proxy_name = authority(&with_port(&proxy));
                 tracing::debug!(target = %authority(&with_port(&dst)), proxy = %proxy_name, "forwarding through a proxy");
-                let io = inner.call(proxy).await.map_err(|e| {
-                    format!("cannot connect to the proxy {proxy_name}: {}", causes(&e))
-                })?;
+                let io = inner
+                    .call(proxy)
+                    .await
+                    .map_err(|e| unreachable("proxy", &proxy_name, e))?;
                 Ok(ProxyStream {
                     io,
                     forwarding: true,
@@ -560,9 +598,10 @@ impl tower_service::Service<Uri> for ProxyConnector {
                 let target = authority(&with_port(&dst));
                 let proxy_name = authority(&with_port(&proxy));
                 tracing::debug!(target = %target, proxy = %proxy_name, "connecting through a proxy");
-                let io = inner.call(proxy).await.map_err(|e| {
-                    format!("cannot connect to the proxy {proxy_name}: {}", causes(&e))
-                })?;
+                let io = inner
+                    .call(proxy)
+                    .await
+                    .map_err(|e| unreachable("proxy", &proxy_name, e))?;
                 let opened = open_tunnel(io.into_inner(), &target, auth.as_ref());
                 let opened = async {
                     opened.await.map_err(|e| match e {
@@ -584,12 +623,10 @@ impl tower_service::Service<Uri> for ProxyConnector {
                 let target = authority(&dst);
                 let proxy_name = authority(&proxy);
                 tracing::debug!(target = %target, proxy = %proxy_name, "connecting through a SOCKS proxy");
-                let io = inner.call(proxy).await.map_err(|e| {
-                    format!(
-                        "cannot connect to the SOCKS proxy {proxy_name}: {}",
-                        causes(&e)
-                    )
-                })?;
+                let io = inner
+                    .call(proxy)
+                    .await
+                    .map_err(|e| unreachable("SOCKS proxy", &proxy_name, e))?;
                 let credentials = auth
                     .as_ref()
                     .map(|a| (a.user.as_str(), a.password.as_str()));
@@ -609,6 +646,10 @@ impl tower_service::Service<Uri> for ProxyConnector {
                                 proxy: proxy_name.clone(),
                                 target: target.clone(),
                                 code,
+                            }),
+                            SocksFailure::Unusable(why) => Box::new(ProxyError::SocksUnusable {
+                                proxy: proxy_name.clone(),
+                                why,
                             }),
                             SocksFailure::Broken(why) => {
                                 format!("SOCKS handshake with {proxy_name}: {why}").into()
@@ -688,7 +729,7 @@ async fn open_tunnel(
     }
     head.extend_from_slice(b"\r\n");
     tcp.write_all(&head).await.map_err(broken)?;
-    // Nothing follows the proxy's answer until we speak, so reading past its end would
+    // Nothing follows a tunnel's opening until we speak, so reading past its end would
     // mean the proxy broke the protocol.
     let mut answer = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
@@ -706,13 +747,17 @@ async fn open_tunnel(
         }
         answer.extend_from_slice(&buf[..n]);
     }
-    if !answer.ends_with(b"\r\n\r\n") {
-        return Err(TunnelFailure::Broken(
-            "the proxy sent data before the tunnel opened".into(),
-        ));
-    }
+    // A refusal comes with a page after its head (Squid's 403 and 407 do), often in the
+    // same segment: the status says what happened, whatever follows it.
     match status_of(&answer) {
-        Some(status) if (200..300).contains(&status) => Ok(tcp),
+        Some(status) if (200..300).contains(&status) => {
+            if !answer.ends_with(b"\r\n\r\n") {
+                return Err(TunnelFailure::Broken(
+                    "the proxy sent data before the tunnel opened".into(),
+                ));
+            }
+            Ok(tcp)
+        }
         Some(status) => Err(TunnelFailure::Refused(status)),
         None => Err(TunnelFailure::Broken(
             "the proxy's answer is not HTTP".into(),
@@ -813,6 +858,8 @@ mod tests {
         assert!(!direct("*.corp", "https://registry.com/v2/"));
         assert!(direct("a.b, *.corp ,10.0.0.0/8", "https://10.9.9.9/v2/"));
         assert!(direct("*", "https://registry.com/v2/"));
+        assert!(direct("*", "https://10.1.2.3:5000/v2/"));
+        assert!(direct("a.b, * ", "https://[fd00::5]:5000/v2/"));
         assert!(!direct("", "https://registry.com/v2/"));
     }
 
@@ -924,6 +971,21 @@ mod tests {
         assert!(matches!(
             p.route(&uri("https://quay.io/v2/")),
             Route::Unsupported(_)
+        ));
+        // A typo in HTTPS_PROXY is not made good by ALL_PROXY's proxy.
+        let p = Proxies::of_values(
+            "socks5h://socks.corp:1080",
+            "",
+            "htps://proxy.corp:3128",
+            "",
+        );
+        let Route::Unsupported(named) = p.route(&uri("https://quay.io/v2/")) else {
+            panic!("ALL_PROXY's proxy took the https destination");
+        };
+        assert_eq!(named, "htps://proxy.corp:3128");
+        assert!(matches!(
+            p.route(&uri("http://registry.corp/v2/")),
+            Route::Socks { .. }
         ));
         // Not a URL at all.
         let p = Proxies::of_values("", "::nonsense::", "", "");

@@ -24,7 +24,10 @@ pub(super) enum SocksFailure {
     Credentials { given: bool },
     /// The proxy answered this reply code instead of connecting.
     Refused(u8),
-    /// The exchange itself failed: a broken connection, or an answer that is not SOCKS5.
+    /// What the same request meets again at this proxy, however often it is asked: a
+    /// proxy that does not speak SOCKS5, or a user, password or name SOCKS5 cannot carry.
+    Unusable(String),
+    /// The exchange itself failed: a broken connection, or an answer SOCKS5 does not allow.
     Broken(String),
 }
 
@@ -61,8 +64,8 @@ pub(super) async fn connect(
     let mut chosen = [0u8; 2];
     tcp.read_exact(&mut chosen).await.map_err(broken)?;
     if chosen[0] != VERSION {
-        return Err(SocksFailure::Broken(
-            "the proxy does not speak SOCKS5".into(),
+        return Err(SocksFailure::Unusable(
+            "it does not speak SOCKS5 (an HTTP proxy is named http://…)".into(),
         ));
     }
     match (chosen[1], auth) {
@@ -75,8 +78,8 @@ pub(super) async fn connect(
         }
         (NONE_ACCEPTABLE, Some(_)) => return Err(SocksFailure::Credentials { given: true }),
         (other, _) => {
-            return Err(SocksFailure::Broken(format!(
-                "the proxy chose authentication method {other}, which was not offered"
+            return Err(SocksFailure::Unusable(format!(
+                "it chose authentication method {other}, which was not offered"
             )))
         }
     }
@@ -118,7 +121,7 @@ async fn login(tcp: &mut TcpStream, user: &str, password: &str) -> Result<(), So
     let broken = |e: std::io::Error| SocksFailure::Broken(e.to_string());
     let (Ok(user_len), Ok(password_len)) = (u8::try_from(user.len()), u8::try_from(password.len()))
     else {
-        return Err(SocksFailure::Broken(
+        return Err(SocksFailure::Unusable(
             "SOCKS5 user names and passwords are at most 255 bytes".into(),
         ));
     };
@@ -150,7 +153,7 @@ fn connect_request(host: &str, port: u16) -> Result<Vec<u8>, SocksFailure> {
         }
         Err(_) => {
             let len = u8::try_from(host.len()).map_err(|_| {
-                SocksFailure::Broken("a host name longer than SOCKS5 allows".into())
+                SocksFailure::Unusable("a host name longer than SOCKS5 allows".into())
             })?;
             request.push(3);
             request.push(len);

@@ -138,9 +138,7 @@ async fn serve(mut client: TcpStream, log: Arc<Mutex<Vec<Tunnel>>>, rules: Rules
         });
         if rules.required.is_some() && authorization != rules.required {
             let _ = client
-                .write_all(
-                    b"HTTP/1.1 407 Proxy Authentication Required\r\ncontent-length: 0\r\n\r\n",
-                )
+                .write_all(&error_page("407 Proxy Authentication Required"))
                 .await;
             return;
         }
@@ -219,6 +217,16 @@ async fn forward(
         && client.write_all(&body).await.is_ok()
 }
 
+/// A refusal as Squid sends it: the head and an HTML page after it, in one write.
+fn error_page(status: &str) -> Vec<u8> {
+    let page = format!("<html><body><h1>{status}</h1>Squid says no.</body></html>\n");
+    format!(
+        "HTTP/1.1 {status}\r\ncontent-type: text/html\r\ncontent-length: {}\r\n\r\n{page}",
+        page.len()
+    )
+    .into_bytes()
+}
+
 async fn tunnel(mut client: TcpStream, target: &str, rules: &Rules) {
     let port = target
         .rsplit_once(':')
@@ -228,9 +236,7 @@ async fn tunnel(mut client: TcpStream, target: &str, rules: &Rules) {
         return;
     };
     if rules.connect_only_443 && port != 443 {
-        let _ = client
-            .write_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n")
-            .await;
+        let _ = client.write_all(&error_page("403 Forbidden")).await;
         return;
     }
     let Ok(mut upstream) = TcpStream::connect(("127.0.0.1", port)).await else {

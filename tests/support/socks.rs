@@ -3,6 +3,7 @@
 //! rules, and resolves every name to 127.0.0.1, so `registry.test:PORT` lands on a local
 //! server.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,12 +24,15 @@ struct Rules {
     login: Option<(String, String)>,
     /// Answer "not allowed by ruleset" for this port.
     forbidden_port: Option<u16>,
+    /// Answer every greeting as an HTTP proxy does: with a 400.
+    http_only: bool,
 }
 
 /// The running proxy; stopped when dropped.
 pub struct SocksProxy {
     listener: super::listen::Listener,
     connects: Arc<Mutex<Vec<SocksConnect>>>,
+    greetings: Arc<AtomicUsize>,
 }
 
 impl SocksProxy {
@@ -53,6 +57,14 @@ impl SocksProxy {
         })
     }
 
+    /// An HTTP proxy named as a SOCKS one: it answers SOCKS's greeting with a 400.
+    pub fn speaking_http() -> SocksProxy {
+        Self::launch(Rules {
+            http_only: true,
+            ..Rules::default()
+        })
+    }
+
     /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.listener.port()
@@ -63,16 +75,26 @@ impl SocksProxy {
         self.connects.lock().unwrap().clone()
     }
 
+    /// How many connections have greeted it (each a try at a handshake).
+    pub fn greetings(&self) -> usize {
+        self.greetings.load(Ordering::SeqCst)
+    }
+
     fn launch(rules: Rules) -> SocksProxy {
         let connects = Arc::new(Mutex::new(Vec::new()));
-        let log = connects.clone();
+        let greetings = Arc::new(AtomicUsize::new(0));
+        let (log, greeted) = (connects.clone(), greetings.clone());
         let listener = super::listen::Listener::start(move |client| {
-            let (log, rules) = (log.clone(), rules.clone());
+            let (log, greeted, rules) = (log.clone(), greeted.clone(), rules.clone());
             async move {
-                let _ = serve(client, log, rules).await;
+                let _ = serve(client, log, greeted, rules).await;
             }
         });
-        SocksProxy { listener, connects }
+        SocksProxy {
+            listener,
+            connects,
+            greetings,
+        }
     }
 }
 
@@ -85,10 +107,17 @@ async fn read_bytes(client: &mut TcpStream, n: usize) -> std::io::Result<Vec<u8>
 async fn serve(
     mut client: TcpStream,
     log: Arc<Mutex<Vec<SocksConnect>>>,
+    greeted: Arc<AtomicUsize>,
     rules: Rules,
 ) -> std::io::Result<()> {
     let head = read_bytes(&mut client, 2).await?;
     let methods = read_bytes(&mut client, usize::from(head[1])).await?;
+    greeted.fetch_add(1, Ordering::SeqCst);
+    if rules.http_only {
+        return client
+            .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            .await;
+    }
     let mut user = None;
     if let Some((want_user, want_password)) = &rules.login {
         if !methods.contains(&2) {
