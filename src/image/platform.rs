@@ -62,11 +62,28 @@ impl Platform {
     /// This machine as a container platform: Linux (containers are Linux images almost
     /// everywhere) on the architecture this binary was built for.
     pub fn host() -> Platform {
-        let (arch, variant) = match std::env::consts::ARCH {
+        let arch = std::env::consts::ARCH;
+        let machine = if arch == "arm" { machine() } else { None };
+        Platform::host_on(arch, machine.as_deref())
+    }
+
+    /// [`Platform::host`] for a binary built for `arch` (Rust's name) on a machine the
+    /// kernel calls `machine` (`uname -m`). One build for 32-bit Arm runs on ARMv6 CPUs
+    /// (a Raspberry Pi Zero or 1) as well as later ones, and an ARMv6 CPU runs no `arm/v7`
+    /// image: the kernel's `armv6l` says which, as Docker reads the CPU's own word for it.
+    fn host_on(arch: &str, machine: Option<&str>) -> Platform {
+        let (arch, variant) = match arch {
             "x86_64" => ("amd64", None),
             "x86" => ("386", None),
             "aarch64" => ("arm64", Some("v8")),
-            "arm" => ("arm", Some("v7")),
+            "arm" => {
+                let older = machine.and_then(|m| match m.strip_prefix("armv")?.get(..1)? {
+                    "5" => Some("v5"),
+                    "6" => Some("v6"),
+                    _ => None,
+                });
+                ("arm", Some(older.unwrap_or("v7")))
+            }
             "powerpc64" if cfg!(target_endian = "little") => ("ppc64le", None),
             "mips64" if cfg!(target_endian = "little") => ("mips64le", None),
             "loongarch64" => ("loong64", None),
@@ -114,6 +131,18 @@ impl Platform {
         }
         older_variant(&want_arch, want.as_deref()?, have.as_deref()?)
     }
+}
+
+/// The kernel's name for this machine (`uname -m`: `armv6l`, `armv7l`, `x86_64`).
+fn machine() -> Option<String> {
+    let mut name = std::mem::MaybeUninit::<libc::utsname>::zeroed();
+    // SAFETY: uname(2) fills the struct of ours it is given, and only that.
+    if unsafe { libc::uname(name.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: on success every field is a NUL-terminated string within the struct.
+    let machine = unsafe { std::ffi::CStr::from_ptr(name.assume_init_ref().machine.as_ptr()) };
+    Some(machine.to_string_lossy().into_owned())
 }
 
 /// How close `have` comes to `want` among the variants of `arch` that a CPU of variant
@@ -333,6 +362,29 @@ mod tests {
             serde_json::from_str(r#"{"os":"linux","architecture":null,"os.features":null}"#)
                 .unwrap();
         assert!(!p("linux/amd64").matches(&q));
+    }
+
+    #[test]
+    fn an_armv6_machine_asks_for_arm_v6() {
+        let on = |machine: Option<&str>| Platform::host_on("arm", machine).to_string();
+        assert_eq!(on(Some("armv6l")), "linux/arm/v6");
+        assert_eq!(on(Some("armv5tel")), "linux/arm/v5");
+        // An ARMv7 or ARMv8 CPU runs the usual arm/v7 images, as does one the kernel
+        // does not name.
+        for machine in [
+            Some("armv7l"),
+            Some("armv8l"),
+            Some("aarch64"),
+            Some(""),
+            None,
+        ] {
+            assert_eq!(on(machine), "linux/arm/v7", "{machine:?}");
+        }
+        assert_eq!(
+            Platform::host_on("x86_64", Some("x86_64")).to_string(),
+            "linux/amd64"
+        );
+        assert!(!machine().unwrap_or_default().is_empty());
     }
 
     #[test]
