@@ -493,10 +493,12 @@ fn choose(
         Platforms::All => return children,
         Platforms::One(p) => p,
     };
-    // `unknown/unknown` labels a build's attestations, which are no platform to offer.
+    // `unknown/unknown` labels a build's attestations, which are no platform to offer. A
+    // nested index offers its platform when it is not walked; one that is offers its
+    // entries' own.
     for shown in children
         .iter()
-        .filter(|c| !c.is_index())
+        .filter(|c| !c.is_index() || c.platform.as_ref().is_some_and(|p| !want.matches(p)))
         .filter_map(|c| c.platform.as_ref())
         .filter(|p| p.os != "unknown" || p.architecture != "unknown")
         .filter(|p| !p.os.is_empty() && !p.architecture.is_empty())

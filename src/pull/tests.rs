@@ -261,7 +261,8 @@ fn choose_prefers_a_matching_manifest_then_an_unlabelled_one_then_nested_indexes
     let mut offered = Offered::default();
     let got = choose(&arm64(), children.clone(), &mut offered);
     assert_eq!(got, vec![children[3].clone()]);
-    assert_eq!(offered.to_string(), "linux/amd64, linux/arm64");
+    // The s390x index is not walked: its platform is on offer.
+    assert_eq!(offered.to_string(), "linux/amd64, linux/s390x, linux/arm64");
     let riscv = Platforms::One(Platform::new("linux", "riscv64", None));
     let got = choose(&riscv, children.clone(), &mut offered);
     assert_eq!(
@@ -283,7 +284,7 @@ fn choose_prefers_a_matching_manifest_then_an_unlabelled_one_then_nested_indexes
     attestation.platform = Some(Platform::new("unknown", "unknown", None));
     attested.push(attestation);
     choose(&riscv, attested, &mut offered);
-    assert_eq!(offered.to_string(), "linux/amd64, linux/arm64");
+    assert_eq!(offered.to_string(), "linux/amd64, linux/s390x, linux/arm64");
     let mut unlabelled = children.clone();
     unlabelled.push(d(media::OCI_MANIFEST, None, b"5"));
     let got = choose(&riscv, unlabelled.clone(), &mut offered);
@@ -475,6 +476,37 @@ async fn the_platforms_offered_are_named_up_to_a_bound() {
     );
     assert!(!said.contains("linux/arm/x299"), "{said}");
     assert!(said.len() < 1000, "{} bytes: {said}", said.len());
+}
+
+/// An index whose entries are indexes for platforms (no image of its own) offers those
+/// platforms: the message for one it does not hold names them, not "none".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_platforms_of_nested_indexes_are_offered() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let nested = |arch: &str, variant: Option<&str>| {
+        let index = serde_json::json!({
+            "schemaVersion": 2, "mediaType": media::OCI_INDEX,
+            "manifests": [image(src.path(), arch, None)],
+        });
+        let mut d = put(src.path(), media::OCI_INDEX, index.to_string().as_bytes());
+        d.platform = Some(Platform::new("linux", arch, variant));
+        d
+    };
+    tag_index_v1(
+        src.path(),
+        vec![nested("amd64", None), nested("arm64", Some("v8"))],
+    );
+    let s390x = Platforms::One(Platform::new("linux", "s390x", None));
+    let e = run(src.path(), dst.path(), s390x).await.0.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert!(
+        e.to_string()
+            .ends_with("; platforms: linux/amd64, linux/arm64/v8"),
+        "{e}"
+    );
+    // One that matches is walked to its image.
+    let (r, _) = run(src.path(), dst.path(), arm64()).await;
+    assert!(r.is_ok(), "{r:?}");
 }
 
 /// Pulls every platform of an index of `manifests`, tagged `v1` in the layout at `src`,
