@@ -95,6 +95,17 @@ impl LayoutRemote {
         ))
     }
 
+    /// What `entry` describes. An entry without a media type (against the spec) gets the
+    /// one its content declares, as `dist pull` reads and records it: an empty type, passed
+    /// on by a script as a hint, asks for nothing.
+    async fn described(&self, entry: Descriptor) -> Result<Descriptor> {
+        if !crate::media::essence(&entry.media_type).is_empty() {
+            return Ok(entry.bare());
+        }
+        let read = image::resolve_by_fetch(self, &Object::Digest(entry.digest.clone())).await?;
+        Ok(Descriptor::new(read.media_type, entry.digest, entry.size))
+    }
+
     /// Opens a blob for a verified read. `size` is what the caller expects; `limit` caps
     /// manifests.
     async fn open(
@@ -239,7 +250,7 @@ impl Remote for LayoutRemote {
     fn resolve<'a>(&'a self, object: &'a Object) -> BoxFuture<'a, Result<Descriptor>> {
         async move {
             match object {
-                Object::Tag(tag) => self.find_tag(tag).await.map(|d| d.bare()),
+                Object::Tag(tag) => self.described(self.find_tag(tag).await?).await,
                 Object::Digest(digest) => {
                     // index.json knows the media type of its entries; anything else is
                     // read (it is small, being a manifest) and its type taken from it.
@@ -249,7 +260,7 @@ impl Remote for LayoutRemote {
                         .into_iter()
                         .find(|d| d.digest == *digest);
                     match listed {
-                        Some(d) => Ok(d.bare()),
+                        Some(d) => self.described(d).await,
                         None => image::resolve_by_fetch(self, object).await,
                     }
                 }

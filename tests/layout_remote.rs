@@ -154,6 +154,31 @@ fn a_tag_is_reported_as_its_entry_s_type_not_the_hint_s() {
     assert_eq!(types, [OCI_MANIFEST, DOCKER_MANIFEST]);
 }
 
+/// `dist resolve` has no hint: an entry without a type (against the spec) is described by
+/// the type its content declares, as `dist pull` records it, not by an empty one that a
+/// script would pass on as `mediatype:`.
+#[test]
+fn resolve_gives_an_untyped_entry_its_content_s_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut src = Layout::new(dir.path().join("src"));
+    let d = src.image(DOCKER_MANIFEST, 2);
+    let mut unlabelled = d.clone();
+    unlabelled.as_object_mut().unwrap().remove("mediaType");
+    src.tag(&unlabelled, "v2");
+    let dist = Dist::new();
+    for reference in [
+        format!("{}:v2", src.loc()),
+        format!("{}@{}", src.loc(), digest(&d)),
+    ] {
+        let out = dist.ok(&["resolve", &reference]);
+        assert_eq!(
+            serde_json::from_slice::<Value>(&out).unwrap(),
+            d,
+            "{reference}"
+        );
+    }
+}
+
 #[test]
 fn missing_corrupt_and_non_layouts_fail() {
     let dir = tempfile::tempdir().unwrap();

@@ -62,11 +62,28 @@ impl Platform {
     /// This machine as a container platform: Linux (containers are Linux images almost
     /// everywhere) on the architecture this binary was built for.
     pub fn host() -> Platform {
-        let (arch, variant) = match std::env::consts::ARCH {
+        let arch = std::env::consts::ARCH;
+        let machine = if arch == "arm" { machine() } else { None };
+        Platform::host_on(arch, machine.as_deref())
+    }
+
+    /// [`Platform::host`] for a binary built for `arch` (Rust's name) on a machine the
+    /// kernel calls `machine` (`uname -m`). One build for 32-bit Arm runs on ARMv6 CPUs
+    /// (a Raspberry Pi Zero or 1) as well as later ones, and an ARMv6 CPU runs no `arm/v7`
+    /// image: the kernel's `armv6l` says which, as Docker reads the CPU's own word for it.
+    fn host_on(arch: &str, machine: Option<&str>) -> Platform {
+        let (arch, variant) = match arch {
             "x86_64" => ("amd64", None),
             "x86" => ("386", None),
             "aarch64" => ("arm64", Some("v8")),
-            "arm" => ("arm", Some("v7")),
+            "arm" => {
+                let older = machine.and_then(|m| match m.strip_prefix("armv")?.get(..1)? {
+                    "5" => Some("v5"),
+                    "6" => Some("v6"),
+                    _ => None,
+                });
+                ("arm", Some(older.unwrap_or("v7")))
+            }
             "powerpc64" if cfg!(target_endian = "little") => ("ppc64le", None),
             "mips64" if cfg!(target_endian = "little") => ("mips64le", None),
             "loongarch64" => ("loong64", None),
@@ -112,27 +129,55 @@ impl Platform {
         if want == have {
             return Some(u32::MAX);
         }
-        let want = variant_level(&want_arch, want.as_deref()?)?;
-        let have = variant_level(&have_arch, have.as_deref()?)?;
-        (have <= want).then_some(have)
+        older_variant(&want_arch, want.as_deref()?, have.as_deref()?)
     }
 }
 
-/// Where a variant stands among its architecture's, for those whose variants are each a
-/// superset of the ones before: `v5` < `v6` < `v7` < `v8` on arm, `v1` < … < `v4` on
-/// amd64, `v8` < `v8.1` < … on arm64, where `v9.N` takes in `v8.(N+5)` (Arm's own
-/// equivalence, as containerd ranks them). `None` for anything else, matched only exactly.
-fn variant_level(arch: &str, variant: &str) -> Option<u32> {
-    let number = variant.strip_prefix('v')?;
-    let (major, minor) = match number.split_once('.') {
-        Some((major, minor)) => (major.parse::<u32>().ok()?, minor.parse::<u32>().ok()?),
-        None => (number.parse::<u32>().ok()?, 0),
-    };
-    match (arch, major) {
-        ("arm", 5..=8) | ("amd64", 1..=4) if minor == 0 => Some(major),
-        ("arm64", 8) if minor <= 9 => Some(minor),
-        ("arm64", 9) if minor <= 4 => Some(minor + 5),
+/// The kernel's name for this machine (`uname -m`: `armv6l`, `armv7l`, `x86_64`).
+fn machine() -> Option<String> {
+    let mut name = std::mem::MaybeUninit::<libc::utsname>::zeroed();
+    // SAFETY: uname(2) fills the struct of ours it is given, and only that.
+    if unsafe { libc::uname(name.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: on success every field is a NUL-terminated string within the struct.
+    let machine = unsafe { std::ffi::CStr::from_ptr(name.assume_init_ref().machine.as_ptr()) };
+    Some(machine.to_string_lossy().into_owned())
+}
+
+/// How close `have` comes to `want` among the variants of `arch` that a CPU of variant
+/// `want` runs: higher for a closer one, `None` for one it does not run and for variants
+/// outside the known ranks (matched only exactly). On arm, `v5` < `v6` < `v7` < `v8`; on
+/// amd64, `v1` < … < `v4`; on arm64, `v8` < `v8.1` < … < `v8.9`, and `v9.N` runs `v9.0`
+/// to `v9.N` and, as containerd has it (`v9.0` grew out of `v8.5`), `v8` to `v8.(N+5)`,
+/// its own major version first. No `v8.N` runs a `v9`, which needs more than any `v8.N`.
+fn older_variant(arch: &str, want: &str, have: &str) -> Option<u32> {
+    let (want_major, want_minor) = variant_number(want)?;
+    let (have_major, have_minor) = variant_number(have)?;
+    match arch {
+        "arm" | "amd64" => {
+            let known = if arch == "arm" { 5..=8 } else { 1..=4 };
+            let single = |major: u32, minor: u32| minor == 0 && known.contains(&major);
+            (single(want_major, want_minor) && single(have_major, have_minor))
+                .then_some(have_major)
+                .filter(|&have| have <= want_major)
+        }
+        "arm64" => match (want_major, have_major) {
+            (8, 8) if want_minor <= 9 => (have_minor <= want_minor).then_some(have_minor),
+            (9, 9) => (have_minor <= want_minor).then_some(have_minor.saturating_add(10)),
+            (9, 8) => (have_minor <= want_minor.saturating_add(5).min(9)).then_some(have_minor),
+            _ => None,
+        },
         _ => None,
+    }
+}
+
+/// `vN` or `vN.M` as `(N, M)`.
+fn variant_number(variant: &str) -> Option<(u32, u32)> {
+    let number = variant.strip_prefix('v')?;
+    match number.split_once('.') {
+        Some((major, minor)) => Some((major.parse().ok()?, minor.parse().ok()?)),
+        None => Some((number.parse().ok()?, 0)),
     }
 }
 
@@ -281,6 +326,23 @@ mod tests {
         assert!(fit("linux/arm64/v8.2", "linux/arm64").is_some());
         assert!(fit("linux/arm64/v9.0", "linux/arm64/v8.5").is_some());
         assert_eq!(fit("linux/arm64/v9.0", "linux/arm64/v8.6"), None);
+        // A v9 is no older v8.N, whatever its minor version: a v8.6 CPU lacks what every
+        // v9 requires. A v9.N CPU takes its own major version before the v8s it runs.
+        assert_eq!(fit("linux/arm64/v8.6", "linux/arm64/v9.0"), None);
+        assert_eq!(fit("linux/arm64/v8.9", "linux/arm64/v9"), None);
+        assert!(
+            fit("linux/arm64/v9.1", "linux/arm64/v9.0")
+                > fit("linux/arm64/v9.1", "linux/arm64/v8.6")
+        );
+        assert!(fit("linux/arm64/v9.1", "linux/arm64/v8.6").is_some());
+        assert_eq!(fit("linux/arm64/v9.1", "linux/arm64/v8.7"), None);
+        // Past v9.4 every v8 runs; the plain arm64 image too.
+        assert!(fit("linux/arm64/v9.5", "linux/arm64").is_some());
+        assert!(fit("linux/arm64/v9.5", "linux/arm64/v8.9").is_some());
+        // Numbers a registry or a user made up rank without overflowing.
+        let huge = "linux/arm64/v9.4294967295";
+        assert!(fit(huge, "linux/arm64/v9.4294967294").is_some());
+        assert!(fit(huge, "linux/arm64/v8.9").is_some());
         // No other architecture, and no variant outside the known ranks.
         assert_eq!(fit("linux/arm64", "linux/arm/v7"), None);
         assert_eq!(fit("linux/amd64", "linux/386"), None);
@@ -300,6 +362,29 @@ mod tests {
             serde_json::from_str(r#"{"os":"linux","architecture":null,"os.features":null}"#)
                 .unwrap();
         assert!(!p("linux/amd64").matches(&q));
+    }
+
+    #[test]
+    fn an_armv6_machine_asks_for_arm_v6() {
+        let on = |machine: Option<&str>| Platform::host_on("arm", machine).to_string();
+        assert_eq!(on(Some("armv6l")), "linux/arm/v6");
+        assert_eq!(on(Some("armv5tel")), "linux/arm/v5");
+        // An ARMv7 or ARMv8 CPU runs the usual arm/v7 images, as does one the kernel
+        // does not name.
+        for machine in [
+            Some("armv7l"),
+            Some("armv8l"),
+            Some("aarch64"),
+            Some(""),
+            None,
+        ] {
+            assert_eq!(on(machine), "linux/arm/v7", "{machine:?}");
+        }
+        assert_eq!(
+            Platform::host_on("x86_64", Some("x86_64")).to_string(),
+            "linux/amd64"
+        );
+        assert!(!machine().unwrap_or_default().is_empty());
     }
 
     #[test]

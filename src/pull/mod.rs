@@ -167,7 +167,7 @@ struct Found {
     /// Blobs that indexes list among their manifests, such as a build cache's layers.
     listed_blobs: Vec<Descriptor>,
     /// The platforms the indexes offered (for the message when none matches).
-    offered: Vec<String>,
+    offered: Offered,
     /// Whether an index listed artifacts that name no platform, which no platform takes.
     artifacts: bool,
 }
@@ -217,11 +217,7 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
         } = self.manifests(&mut top).await?;
         if images.is_empty() && self.pulled.failed == 0 {
             if let Platforms::One(want) = &self.opts.platforms {
-                let mut offered = if offered.is_empty() {
-                    "none".to_string()
-                } else {
-                    offered.join(", ")
-                };
+                let mut offered = offered.to_string();
                 if !listed_blobs.is_empty() {
                     offered.push_str(
                         "; the index lists blobs, not images (a build cache?): \
@@ -302,7 +298,7 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
     async fn manifests(&mut self, top: &mut Descriptor) -> Result<Found> {
         let mut images = Vec::new();
         let mut listed_blobs = Vec::new();
-        let mut offered = Vec::new();
+        let mut offered = Offered::default();
         let mut artifacts = false;
         let mut level = vec![top.clone()];
         let mut depth = 0;
@@ -491,24 +487,24 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
 fn choose(
     platforms: &Platforms,
     children: Vec<Descriptor>,
-    offered: &mut Vec<String>,
+    offered: &mut Offered,
 ) -> Vec<Descriptor> {
     let want = match platforms {
         Platforms::All => return children,
         Platforms::One(p) => p,
     };
-    // `unknown/unknown` labels a build's attestations, which are no platform to offer.
+    // `unknown/unknown` labels a build's attestations, which are no platform to offer. A
+    // nested index offers its platform when it is not walked; one that is offers its
+    // entries' own.
     for shown in children
         .iter()
-        .filter(|c| !c.is_index())
+        .filter(|c| !c.is_index() || c.platform.as_ref().is_some_and(|p| !want.matches(p)))
         .filter_map(|c| c.platform.as_ref())
         .filter(|p| p.os != "unknown" || p.architecture != "unknown")
         .filter(|p| !p.os.is_empty() && !p.architecture.is_empty())
         .map(ToString::to_string)
     {
-        if !offered.contains(&shown) {
-            offered.push(shown);
-        }
+        offered.add(shown);
     }
     let manifests = || children.iter().filter(|c| !c.is_index());
     // The first of the closest: an exact variant before an older one.
@@ -525,6 +521,44 @@ fn choose(
         .into_iter()
         .filter(|c| c.is_index() && c.platform.as_ref().is_none_or(|p| want.matches(p)))
         .collect()
+}
+
+/// The platforms the indexes of an image offer, each once, in the order found: for the
+/// message when none matches, which names the first [`Offered::SHOWN`] and says how many
+/// there are. A registry's indexes may list tens of thousands: each compared with every
+/// other, they took seconds; all named, the message ran on for KiB and was cut before the
+/// advice that follows the list.
+#[derive(Default)]
+struct Offered {
+    shown: Vec<String>,
+    seen: HashSet<String>,
+}
+
+impl Offered {
+    /// More than any real image offers (Docker's official images list about ten).
+    const SHOWN: usize = 20;
+
+    fn add(&mut self, platform: String) {
+        if !self.seen.contains(&platform) {
+            if self.shown.len() < Self::SHOWN {
+                self.shown.push(platform.clone());
+            }
+            self.seen.insert(platform);
+        }
+    }
+}
+
+impl std::fmt::Display for Offered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.shown.is_empty() {
+            return f.write_str("none");
+        }
+        f.write_str(&self.shown.join(", "))?;
+        if self.seen.len() > self.shown.len() {
+            write!(f, ", … ({} in all)", self.seen.len())?;
+        }
+        Ok(())
+    }
 }
 
 /// Whether an index entry is an artifact that names no platform: an SBOM or a signature

@@ -258,10 +258,11 @@ fn choose_prefers_a_matching_manifest_then_an_unlabelled_one_then_nested_indexes
         d(media::OCI_INDEX, Some("s390x"), b"3"),
         d(media::OCI_MANIFEST, Some("arm64"), b"4"),
     ];
-    let mut offered = Vec::new();
+    let mut offered = Offered::default();
     let got = choose(&arm64(), children.clone(), &mut offered);
     assert_eq!(got, vec![children[3].clone()]);
-    assert_eq!(offered, ["linux/amd64", "linux/arm64"]);
+    // The s390x index is not walked: its platform is on offer.
+    assert_eq!(offered.to_string(), "linux/amd64, linux/s390x, linux/arm64");
     let riscv = Platforms::One(Platform::new("linux", "riscv64", None));
     let got = choose(&riscv, children.clone(), &mut offered);
     assert_eq!(
@@ -276,14 +277,14 @@ fn choose_prefers_a_matching_manifest_then_an_unlabelled_one_then_nested_indexes
     // A manifest that names no platform is taken when none names the one wanted, before
     // any nested index; one that does name it still comes first.
     // Attestations are no platform on offer, and one platform is listed once.
-    let mut offered = Vec::new();
+    let mut offered = Offered::default();
     let mut attested = children.clone();
     attested.push(d(media::OCI_MANIFEST, Some("amd64"), b"6"));
     let mut attestation = d(media::OCI_MANIFEST, None, b"7");
     attestation.platform = Some(Platform::new("unknown", "unknown", None));
     attested.push(attestation);
     choose(&riscv, attested, &mut offered);
-    assert_eq!(offered, ["linux/amd64", "linux/arm64"]);
+    assert_eq!(offered.to_string(), "linux/amd64, linux/s390x, linux/arm64");
     let mut unlabelled = children.clone();
     unlabelled.push(d(media::OCI_MANIFEST, None, b"5"));
     let got = choose(&riscv, unlabelled.clone(), &mut offered);
@@ -312,21 +313,21 @@ fn choose_takes_the_closest_older_variant_when_the_one_asked_for_is_missing() {
     };
     let v7 = Platforms::One(Platform::new("linux", "arm", Some("v7")));
     let older = vec![d("v5", b"1"), d("v6", b"2"), d("v8", b"3")];
-    let got = choose(&v7, older.clone(), &mut Vec::new());
+    let got = choose(&v7, older.clone(), &mut Offered::default());
     assert_eq!(got, vec![older[1].clone()], "v6, the closest a v7 CPU runs");
     // The variant asked for wins wherever it is listed, and the first of equals is taken.
     let mut with_exact = older.clone();
     with_exact.push(d("v7", b"4"));
     with_exact.push(d("7", b"5"));
-    let got = choose(&v7, with_exact.clone(), &mut Vec::new());
+    let got = choose(&v7, with_exact.clone(), &mut Offered::default());
     assert_eq!(got, vec![with_exact[3].clone()]);
     let v5 = Platforms::One(Platform::new("linux", "arm", Some("v5")));
     assert_eq!(
-        choose(&v5, older.clone(), &mut Vec::new()),
+        choose(&v5, older.clone(), &mut Offered::default()),
         vec![older[0].clone()]
     );
     let v4 = Platforms::One(Platform::new("linux", "arm", Some("v4")));
-    assert!(choose(&v4, older, &mut Vec::new()).is_empty());
+    assert!(choose(&v4, older, &mut Offered::default()).is_empty());
 }
 
 /// Manifests are capped in size, not in number: an image whose manifests list more
@@ -438,6 +439,74 @@ async fn an_entry_without_a_media_type_is_still_walked() {
     let pulled = r.unwrap();
     // index, manifest, config, two layers
     assert_eq!((pulled.fetched, pulled.failed), (5, 0), "{lines:?}");
+}
+
+/// The message for no match names the platforms an index offers, but not all of an index
+/// that lists hundreds (a registry's making): the first few and how many, with what
+/// follows the list still said after it, and without comparing each platform with every
+/// other, which took seconds for an index of thousands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_platforms_offered_are_named_up_to_a_bound() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let amd64 = image(src.path(), "amd64", None);
+    let mut entries: Vec<Descriptor> = (0..500)
+        .map(|i| {
+            let mut d = amd64.clone();
+            d.platform = Some(Platform::new(
+                "linux",
+                "arm",
+                Some(&format!("x{}", i % 300)),
+            ));
+            d
+        })
+        .collect();
+    let mut sbom = amd64.bare();
+    sbom.extra
+        .insert("artifactType".into(), "application/spdx+json".into());
+    entries.push(sbom);
+    tag_index_v1(src.path(), entries);
+    let s390x = Platforms::One(Platform::new("linux", "s390x", None));
+    let e = run(src.path(), dst.path(), s390x).await.0.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    let said = e.to_string();
+    assert!(
+        said.contains("platforms: linux/arm/x0, linux/arm/x1, ")
+            && said.contains(", … (300 in all); the index lists artifacts"),
+        "{said}"
+    );
+    assert!(!said.contains("linux/arm/x299"), "{said}");
+    assert!(said.len() < 1000, "{} bytes: {said}", said.len());
+}
+
+/// An index whose entries are indexes for platforms (no image of its own) offers those
+/// platforms: the message for one it does not hold names them, not "none".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_platforms_of_nested_indexes_are_offered() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let nested = |arch: &str, variant: Option<&str>| {
+        let index = serde_json::json!({
+            "schemaVersion": 2, "mediaType": media::OCI_INDEX,
+            "manifests": [image(src.path(), arch, None)],
+        });
+        let mut d = put(src.path(), media::OCI_INDEX, index.to_string().as_bytes());
+        d.platform = Some(Platform::new("linux", arch, variant));
+        d
+    };
+    tag_index_v1(
+        src.path(),
+        vec![nested("amd64", None), nested("arm64", Some("v8"))],
+    );
+    let s390x = Platforms::One(Platform::new("linux", "s390x", None));
+    let e = run(src.path(), dst.path(), s390x).await.0.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert!(
+        e.to_string()
+            .ends_with("; platforms: linux/amd64, linux/arm64/v8"),
+        "{e}"
+    );
+    // One that matches is walked to its image.
+    let (r, _) = run(src.path(), dst.path(), arm64()).await;
+    assert!(r.is_ok(), "{r:?}");
 }
 
 /// Pulls every platform of an index of `manifests`, tagged `v1` in the layout at `src`,
