@@ -27,6 +27,8 @@ pub struct Lines<R> {
     max: usize,
     /// The rest of a line already reported as too long is still to be skipped.
     skipping: bool,
+    /// Nothing was read yet: the input's first bytes may say it is no UTF-8.
+    at_start: bool,
 }
 
 impl<R: AsyncBufRead + Unpin> Lines<R> {
@@ -37,6 +39,7 @@ impl<R: AsyncBufRead + Unpin> Lines<R> {
             buf: Vec::new(),
             max,
             skipping: false,
+            at_start: true,
         }
     }
 
@@ -44,6 +47,12 @@ impl<R: AsyncBufRead + Unpin> Lines<R> {
     pub async fn next(&mut self) -> std::io::Result<Option<RawLine>> {
         if self.skipping {
             self.skip_rest().await?;
+        }
+        if std::mem::take(&mut self.at_start) {
+            let first = self.reader.fill_buf().await?;
+            if first.starts_with(&[0xff, 0xfe]) || first.starts_with(&[0xfe, 0xff]) {
+                return Err(utf16());
+            }
         }
         self.buf.clear();
         let mut any = false;
@@ -103,6 +112,18 @@ impl<R: AsyncBufRead + Unpin> Lines<R> {
     }
 }
 
+/// Input that begins with UTF-16's byte-order mark, as PowerShell 5 writes files
+/// (`Out-File`, `>`): read as UTF-8, each of its lines was "not UTF-8" and the NUL that
+/// follows every newline began a line of its own, two errors a line that never named the
+/// cause. No line of it can be read, so it is refused whole.
+fn utf16() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        "the input is UTF-16 (it begins with a byte-order mark) and dist reads UTF-8: \
+         convert it first (iconv -f UTF-16 -t UTF-8, or Out-File -Encoding utf8)",
+    )
+}
+
 /// How much of `available` belongs to the current line, and whether that ends it.
 fn through_newline(available: &[u8]) -> (usize, bool) {
     match available.iter().position(|&b| b == b'\n') {
@@ -125,6 +146,29 @@ pub fn without_bom(line: RawLine) -> RawLine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn utf16_input_is_refused_whole() {
+        for bom in [[0xff, 0xfe], [0xfe, 0xff]] {
+            let mut data = bom.to_vec();
+            for c in "latest\r\nv2\r\n".encode_utf16() {
+                let pair = if bom[0] == 0xff {
+                    c.to_le_bytes()
+                } else {
+                    c.to_be_bytes()
+                };
+                data.extend_from_slice(&pair);
+            }
+            let mut lines = Lines::new(&data[..], MAX_LINE);
+            let e = lines.next().await.unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+            assert!(e.to_string().contains("UTF-16"), "{e}");
+        }
+        // UTF-8's own mark is no such thing: it is dropped from the first line.
+        let mut lines = Lines::new(&b"\xef\xbb\xbflatest\n"[..], MAX_LINE);
+        let first = lines.next().await.unwrap().unwrap();
+        assert_eq!(without_bom(first), RawLine::Text("latest".into()));
+    }
 
     #[test]
     fn a_byte_order_mark_is_dropped() {
