@@ -85,14 +85,20 @@ impl LayoutRemote {
         if let Some(found) = entries.iter().position(|d| d.ref_name() == Some(tag)) {
             return Ok(entries.swap_remove(found));
         }
-        Err(Error::new(
+        let e = Error::new(
             ErrorKind::NotFound,
             format!(
                 "no entry named {tag:?} in {}; it lists {}",
                 self.root.join("index.json").display(),
                 listed(&entries)
             ),
-        ))
+        );
+        // A digest's hex pasted without its algorithm is a valid tag, which no layout
+        // names: as for a registry, the spelling that fetches it.
+        match Object::Tag(tag.to_string()).bare_digest_spelling() {
+            Some(digest) => Err(e.with_note(format!("if a digest was meant, write it {digest}"))),
+            None => Err(e),
+        }
     }
 
     /// What `entry` describes. An entry without a media type (against the spec) gets the

@@ -291,6 +291,32 @@ fn a_tag_not_found_names_what_the_index_lists() {
     assert!(err.contains("index.json; it lists nothing"), "{err}");
 }
 
+/// A digest's hex pasted without its algorithm is a valid tag, and a layout has no such
+/// entry: the error says how to write the digest, as a registry's 404 for it does, rather
+/// than only listing the names the layout has.
+#[test]
+fn a_bare_digest_as_a_tag_gets_its_spelling_from_a_layout_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut src = Layout::new(dir.path().join("src"));
+    let m = src.image(OCI_MANIFEST, 8);
+    src.tag(&m, "v1");
+    let dist = Dist::new();
+    let bare = &digest(&m)["sha256:".len()..];
+    let run = dist.run(&["fetch", &src.loc(), bare], b"");
+    assert_eq!(run.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains(&format!("if a digest was meant, write it {}", digest(&m))),
+        "{err}"
+    );
+    let run = dist.run(&["fetch", &src.loc(), "-"], format!("{bare}\n").as_bytes());
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        out.contains(&format!("if a digest was meant, write it {}", digest(&m))),
+        "{out}"
+    );
+}
+
 #[test]
 fn a_colon_in_the_directory_name() {
     let dir = tempfile::tempdir().unwrap();
