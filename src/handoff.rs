@@ -448,6 +448,10 @@ mod tests {
         })
         .unwrap();
         h.send(chunk(0, 4)).await.unwrap();
+        // Four bytes are far below the quarter of the budget that wakes a consumer: one
+        // that went idle before the chunk came (a loaded machine starts the thread first
+        // now and then) sleeps on, and this test hung in CI.
+        h.sender.nudge().now();
         first_taken.await.unwrap();
         for i in 1..10 {
             h.send(chunk(i, 4)).await.unwrap();
