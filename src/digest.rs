@@ -133,7 +133,16 @@ impl FromStr for Digest {
         let algorithm = match alg {
             "sha256" => Algorithm::Sha256,
             "sha512" => Algorithm::Sha512,
-            _ => return Err(bad("unsupported algorithm (sha256 and sha512 are)")),
+            _ => {
+                // Valid by the grammar, which the spec has pass as a digest: what is wrong
+                // is only that dist cannot verify it, and "invalid" would say otherwise.
+                let shown = crate::server_text::cut_to(s.to_string(), MAX_SHOWN);
+                let alg = crate::server_text::cut_to(alg.to_string(), 40);
+                return Err(Error::invalid(format!(
+                    "unsupported digest algorithm {alg:?} in {shown:?}: dist verifies sha256 \
+                     and sha512"
+                )));
+            }
         };
         if encoded.len() != algorithm.hex_len()
             || !encoded
@@ -275,6 +284,30 @@ mod tests {
         assert!(err.contains("written in lowercase"), "{err}");
         let err = "sha--256:abc".parse::<Digest>().unwrap_err().to_string();
         assert!(!err.contains("lowercase"), "{err}");
+    }
+
+    #[test]
+    fn an_unsupported_algorithm_is_named_not_called_invalid() {
+        let s = "sha256+b64u:LCa0a2j_xo_5m0U8HTBBNBNCLXBkg7-g-YpeiGJm564";
+        let err = s.parse::<Digest>().unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::InvalidInput);
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "unsupported digest algorithm \"sha256+b64u\" in \"{s}\": dist verifies \
+                 sha256 and sha512"
+            )
+        );
+        let long = format!("{}:abc", "a".repeat(10_000));
+        let err = long.parse::<Digest>().unwrap_err().to_string();
+        assert!(err.len() < 300, "{err}");
+        assert!(
+            err.starts_with(&format!(
+                "unsupported digest algorithm \"{}…\"",
+                "a".repeat(40)
+            )),
+            "{err}"
+        );
     }
 
     #[test]
