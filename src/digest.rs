@@ -74,6 +74,33 @@ impl Digest {
     pub fn looks_like(s: &str) -> bool {
         s.contains(':')
     }
+
+    /// The algorithm of `s` when `s` is a digest by the OCI grammar in an algorithm dist
+    /// cannot verify (`sha256+b64u:…`, `blake3:…`), which the image spec says should pass
+    /// validation; `None` for a digest dist verifies, and for anything malformed.
+    pub fn unsupported_algorithm(s: &str) -> Option<&str> {
+        let (alg, encoded) = s.split_once(':')?;
+        let known = matches!(alg, "sha256" | "sha512");
+        (!known && algorithm_ok(alg) && encoded_ok(encoded)).then_some(alg)
+    }
+}
+
+/// `algorithm ::= component ([+._-] component)*`, components of `[a-z0-9]+`.
+fn algorithm_ok(alg: &str) -> bool {
+    !alg.is_empty()
+        && alg.split(['+', '.', '_', '-']).all(|c| {
+            !c.is_empty()
+                && c.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+}
+
+/// `encoded ::= [a-zA-Z0-9=_-]+`.
+fn encoded_ok(encoded: &str) -> bool {
+    !encoded.is_empty()
+        && encoded
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-'))
 }
 
 impl FromStr for Digest {
@@ -91,13 +118,7 @@ impl FromStr for Digest {
             Error::invalid(format!("invalid digest {shown:?}: {why}"))
         };
         let (alg, encoded) = s.split_once(':').ok_or_else(|| bad("missing ':'"))?;
-        let alg_ok = !alg.is_empty()
-            && alg.split(['+', '.', '_', '-']).all(|c| {
-                !c.is_empty()
-                    && c.bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-            });
-        if !alg_ok {
+        if !algorithm_ok(alg) {
             // `SHA256:ABC…` is a common paste from tools that print digests in capitals.
             if alg.bytes().any(|b| b.is_ascii_uppercase()) {
                 return Err(bad(
@@ -106,17 +127,22 @@ impl FromStr for Digest {
             }
             return Err(bad("malformed algorithm"));
         }
-        if encoded.is_empty()
-            || !encoded
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-'))
-        {
+        if !encoded_ok(encoded) {
             return Err(bad("malformed encoded part"));
         }
         let algorithm = match alg {
             "sha256" => Algorithm::Sha256,
             "sha512" => Algorithm::Sha512,
-            _ => return Err(bad("unsupported algorithm (sha256 and sha512 are)")),
+            _ => {
+                // Valid by the grammar, which the spec has pass as a digest: what is wrong
+                // is only that dist cannot verify it, and "invalid" would say otherwise.
+                let shown = crate::server_text::cut_to(s.to_string(), MAX_SHOWN);
+                let alg = crate::server_text::cut_to(alg.to_string(), 40);
+                return Err(Error::invalid(format!(
+                    "unsupported digest algorithm {alg:?} in {shown:?}: dist verifies sha256 \
+                     and sha512"
+                )));
+            }
         };
         if encoded.len() != algorithm.hex_len()
             || !encoded
@@ -258,6 +284,61 @@ mod tests {
         assert!(err.contains("written in lowercase"), "{err}");
         let err = "sha--256:abc".parse::<Digest>().unwrap_err().to_string();
         assert!(!err.contains("lowercase"), "{err}");
+    }
+
+    #[test]
+    fn an_unsupported_algorithm_is_named_not_called_invalid() {
+        let s = "sha256+b64u:LCa0a2j_xo_5m0U8HTBBNBNCLXBkg7-g-YpeiGJm564";
+        let err = s.parse::<Digest>().unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::InvalidInput);
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "unsupported digest algorithm \"sha256+b64u\" in \"{s}\": dist verifies \
+                 sha256 and sha512"
+            )
+        );
+        let long = format!("{}:abc", "a".repeat(10_000));
+        let err = long.parse::<Digest>().unwrap_err().to_string();
+        assert!(err.len() < 300, "{err}");
+        assert!(
+            err.starts_with(&format!(
+                "unsupported digest algorithm \"{}…\"",
+                "a".repeat(40)
+            )),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn tells_unsupported_algorithms_from_malformed_digests() {
+        for (s, alg) in [
+            (
+                "sha256+b64u:LCa0a2j_xo_5m0U8HTBBNBNCLXBkg7-g-YpeiGJm564",
+                "sha256+b64u",
+            ),
+            (
+                "blake3:af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262",
+                "blake3",
+            ),
+            (
+                "multihash+base58:QmRZxt2b1FVZPNqd8hsiykDL3TdBDeTSPX9Kv46HmX4Gx8",
+                "multihash+base58",
+            ),
+        ] {
+            assert_eq!(Digest::unsupported_algorithm(s), Some(alg), "{s}");
+        }
+        for s in [
+            EMPTY,
+            "sha256:e3b0",
+            "SHA384:abc",
+            "blake3:",
+            "blake3:a b",
+            "md5",
+            "sha--256:abc",
+        ] {
+            assert_eq!(Digest::unsupported_algorithm(s), None, "{s}");
+        }
     }
 
     #[test]

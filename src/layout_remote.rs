@@ -31,10 +31,20 @@ pub struct LayoutRemote {
     root: PathBuf,
 }
 
+/// `index.json`, its entries taken one at a time: one whose digest is in an algorithm
+/// dist does not verify is valid by the image spec (which says such digests should pass
+/// validation), and must not make the layout's other entries unreadable.
 #[derive(Deserialize)]
 struct IndexFile {
     #[serde(default)]
-    manifests: Vec<Descriptor>,
+    manifests: Vec<serde_json::Value>,
+}
+
+/// The entries of `index.json`: those dist can read, and, by their names, the digests of
+/// those in an algorithm it does not verify.
+struct Entries {
+    usable: Vec<Descriptor>,
+    unverifiable: Vec<(Option<String>, String)>,
 }
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
@@ -64,8 +74,13 @@ impl LayoutRemote {
             .join(digest.encoded())
     }
 
-    /// The entries of `index.json`.
+    /// The entries of `index.json`, leaving out any whose digest is in an algorithm dist
+    /// does not verify.
     pub async fn entries(&self) -> Result<Vec<Descriptor>> {
+        Ok(self.read_entries().await?.usable)
+    }
+
+    async fn read_entries(&self) -> Result<Entries> {
         let path = self.root.join("index.json");
         let read = path.clone();
         let text = crate::blocking::run("reading index.json failed", move || {
@@ -73,24 +88,56 @@ impl LayoutRemote {
                 .map_err(|e| io_err("reading", &read, e))
         })
         .await?;
-        let index: IndexFile = serde_json::from_slice(&text).map_err(|e| {
+        let not_an_index = |e: serde_json::Error| {
             Error::invalid(format!("{} is not an OCI image index", path.display())).with_cause(e)
-        })?;
-        Ok(index.manifests)
+        };
+        let index: IndexFile = serde_json::from_slice(&text).map_err(not_an_index)?;
+        let mut entries = Entries {
+            usable: Vec::with_capacity(index.manifests.len()),
+            unverifiable: Vec::new(),
+        };
+        for entry in index.manifests {
+            let digest = entry.get("digest").and_then(|d| d.as_str());
+            if let Some(d) = digest.filter(|d| Digest::unsupported_algorithm(d).is_some()) {
+                let name = entry
+                    .get("annotations")
+                    .and_then(|a| a.get(image::REF_NAME))
+                    .and_then(|n| n.as_str())
+                    .map(str::to_string);
+                entries.unverifiable.push((name, d.to_string()));
+                continue;
+            }
+            entries
+                .usable
+                .push(serde_json::from_value(entry).map_err(not_an_index)?);
+        }
+        Ok(entries)
     }
 
     /// The first `index.json` entry named `tag`.
     async fn find_tag(&self, tag: &str) -> Result<Descriptor> {
-        let mut entries = self.entries().await?;
+        let Entries {
+            usable: mut entries,
+            unverifiable,
+        } = self.read_entries().await?;
         if let Some(found) = entries.iter().position(|d| d.ref_name() == Some(tag)) {
             return Ok(entries.swap_remove(found));
+        }
+        let index = self.root.join("index.json");
+        if let Some((_, digest)) = unverifiable.iter().find(|(n, _)| n.as_deref() == Some(tag)) {
+            return Err(Error::invalid(format!(
+                "the entry named {tag:?} in {} is {}, in an algorithm dist does not verify \
+                 (it verifies sha256 and sha512)",
+                index.display(),
+                crate::server_text::cut_to(digest.clone(), 160)
+            )));
         }
         let e = Error::new(
             ErrorKind::NotFound,
             format!(
                 "no entry named {tag:?} in {}; it lists {}",
-                self.root.join("index.json").display(),
-                listed(&entries)
+                index.display(),
+                listed(&entries, &unverifiable)
             ),
         );
         // A digest's hex pasted without its algorithm is a valid tag, which no layout
@@ -280,21 +327,28 @@ impl Remote for LayoutRemote {
 /// The entries of an `index.json`, for a tag that is not among them: by name, and an
 /// entry without one by its digest. `skopeo copy … oci:DIR` without a tag writes its image
 /// so, and `oci:DIR` (`latest`) does not find it; the digest is how to ask for it.
-fn listed(entries: &[Descriptor]) -> String {
+fn listed(entries: &[Descriptor], unverifiable: &[(Option<String>, String)]) -> String {
     const SHOWN: usize = 10;
-    if entries.is_empty() {
+    let all = entries
+        .iter()
+        .map(|d| (d.ref_name(), d.digest.as_str()))
+        .chain(unverifiable.iter().map(|(n, d)| (n.as_deref(), d.as_str())));
+    let count = entries.len() + unverifiable.len();
+    if count == 0 {
         return "nothing".into();
     }
-    let mut names: Vec<String> = entries
-        .iter()
+    let mut names: Vec<String> = all
         .take(SHOWN)
-        .map(|d| match d.ref_name() {
+        .map(|(name, digest)| match name {
             Some(name) => crate::server_text::cut_to(name.to_string(), 80),
-            None => format!("{} (no name)", d.digest),
+            None => format!(
+                "{} (no name)",
+                crate::server_text::cut_to(digest.to_string(), 160)
+            ),
         })
         .collect();
-    if entries.len() > SHOWN {
-        names.push(format!("… ({} in all)", entries.len()));
+    if count > SHOWN {
+        names.push(format!("… ({count} in all)"));
     }
     names.join(", ")
 }

@@ -1202,6 +1202,62 @@ fn a_huge_bad_digest_header_makes_a_short_message() {
     }
 }
 
+/// A `Docker-Content-Digest` in another algorithm than the one asked for is no mismatch:
+/// `docker-registry` answers a `sha512:` request with its canonical `sha256:` digest. One
+/// in an algorithm dist does not verify (a registry's `blake3:`, the image spec's example
+/// `sha256+b64u:`) is a digest all the same, and failed every fetch of good content as a
+/// "bad Docker-Content-Digest header"; a tag's content is then reported by its sha256.
+#[test]
+fn a_digest_header_in_another_algorithm_does_not_fail_good_content() {
+    let (reg, digest, data) = fake_with_blob(100_000);
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+    let oci = "application/vnd.oci.image.manifest.v1+json";
+    let manifest_digest = reg.manifest("team/app", "v1", oci, manifest);
+    // The manifest's own: for the tag it is checked against, for the blob it is another
+    // content's, in another algorithm than the one asked for.
+    let sha512 = format!(
+        "sha512:{:x}",
+        <sha2::Sha512 as sha2::Digest>::digest(manifest)
+    );
+    for (header, tag_digest) in [
+        (sha512.as_str(), sha512.as_str()),
+        (
+            "blake3:af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262",
+            manifest_digest.as_str(),
+        ),
+        (
+            "sha256+b64u:LCa0a2j_xo_5m0U8HTBBNBNCLXBkg7-g-YpeiGJm564",
+            manifest_digest.as_str(),
+        ),
+    ] {
+        reg.clear_faults();
+        for key in [digest.as_str(), "manifests/v1"] {
+            reg.set_fault_for_every(key, Fault::Header("docker-content-digest", header.into()));
+        }
+        let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{header}: {err}");
+        assert!(out.stdout == data, "{header}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let o = dir.path().to_str().unwrap();
+        let lines = format!("{digest}\nv1\n");
+        let out = Dist::new().run(&["fetch", &repo(&reg), "-", "-o", o], lines.as_bytes());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{header}: {err}");
+        let mut reported: Vec<(String, String)> = json_lines(&out.stdout)
+            .iter()
+            .map(|l| (l["object"].to_string(), l["digest"].to_string()))
+            .collect();
+        reported.sort();
+        let want = vec![
+            (format!("{digest:?}"), format!("{digest:?}")),
+            ("\"v1\"".to_string(), format!("{tag_digest:?}")),
+        ];
+        assert_eq!(reported, want, "{header}");
+    }
+}
+
 /// A `Content-Encoding` dist cannot undo is named, by its first 200 characters.
 #[test]
 fn a_huge_unknown_coding_makes_a_short_message() {

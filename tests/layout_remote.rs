@@ -317,6 +317,66 @@ fn a_bare_digest_as_a_tag_gets_its_spelling_from_a_layout_too() {
     );
 }
 
+/// An entry whose digest is in an algorithm dist does not verify (`sha256+b64u:`, the
+/// image spec's own example) is valid by the spec, and `dist pull` into the layout keeps
+/// it; the layout's other entries stay readable, where every command refused the whole
+/// layout as "not an OCI image index". Asked for, its tag fails naming the digest.
+#[test]
+fn an_entry_in_an_algorithm_dist_does_not_verify_leaves_the_others_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut src = Layout::new(dir.path().join("src"));
+    let m = src.image(OCI_MANIFEST, 8);
+    let foreign = "sha256+b64u:LCa0a2j_xo_5m0U8HTBBNBNCLXBkg7-g-YpeiGJm564";
+    src.tag(
+        &json!({"mediaType": OCI_MANIFEST, "digest": foreign, "size": 7}),
+        "other",
+    );
+    src.tag(&m, "v1");
+    let dist = Dist::new();
+    let manifest = std::fs::read(src.path(digest(&m))).unwrap();
+    assert_eq!(dist.ok(&["fetch", &src.loc(), "v1"]), manifest);
+    let resolved: Value =
+        serde_json::from_slice(&dist.ok(&["resolve", &format!("{}:v1", src.loc())])).unwrap();
+    assert_eq!(resolved["digest"], digest(&m));
+    let out = dir.path().join("out");
+    dist.ok(&[
+        "pull",
+        &format!("{}:v1", src.loc()),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read(out.join("blobs/sha256").join(&digest(&m)[7..])).unwrap(),
+        manifest
+    );
+
+    // As the digest itself is, given as the object.
+    let run = dist.run(&["fetch", &src.loc(), "other"], b"");
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the entry named \"other\" in {} is {foreign}, in an algorithm dist does not \
+             verify",
+            src.root.join("index.json").display()
+        )),
+        "{err}"
+    );
+    let run = dist.run(&["fetch", &src.loc(), "v3"], b"");
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(err.ends_with("; it lists v1, other\n"), "{err}");
+    // A malformed digest still makes index.json no index.
+    src.tag(
+        &json!({"mediaType": OCI_MANIFEST, "digest": "sha256:ABC", "size": 7}),
+        "bad",
+    );
+    let run = dist.run(&["fetch", &src.loc(), "v1"], b"");
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{err}");
+    assert!(err.contains("is not an OCI image index"), "{err}");
+    assert!(err.contains("invalid digest \"sha256:ABC\""), "{err}");
+}
+
 #[test]
 fn a_colon_in_the_directory_name() {
     let dir = tempfile::tempdir().unwrap();

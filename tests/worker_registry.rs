@@ -579,3 +579,42 @@ fn a_report_reader_that_goes_away_stops_the_batch() {
     }
     assert!(stored >= 1, "the line read was for a stored blob");
 }
+
+/// A blob whose content is the text the worker once hashed a tag's key from (`tag v1 `)
+/// has a sha256 digest equal to that key: the tag named after it was taken for a
+/// duplicate and skipped without a word, and the batch succeeded without it.
+#[test]
+fn a_blob_holding_a_tag_s_key_text_does_not_hide_the_tag() {
+    let reg = Registry::start(Mode::Anonymous);
+    let text = reg.push_blob("team/app", b"tag v1 ");
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let config_digest = reg.push_blob("team/app", config);
+    let oci = "application/vnd.oci.image.manifest.v1+json";
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{oci}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[]}}"#,
+        config.len()
+    );
+    let manifest_digest = reg.push_manifest("team/app", "v1", oci, manifest.as_bytes());
+    let repo = format!("{}/team/app", reg.host());
+    let input = format!("{text}\nv1\n");
+    let run = Dist::new().run(&["fetch", &repo, "-", "--ordered"], input.as_bytes());
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let got: Vec<(String, String, Vec<u8>)> = parse_frames(&run.stdout)
+        .into_iter()
+        .map(|f| {
+            let (digest, _, body) = f.result.expect("fetched");
+            (f.object, digest, body)
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (text.clone(), text, b"tag v1 ".to_vec()),
+            ("v1".to_string(), manifest_digest, manifest.into_bytes()),
+        ]
+    );
+}

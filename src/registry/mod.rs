@@ -411,8 +411,16 @@ impl RegistryRemote {
         } else {
             (content_length(h), offset)
         };
-        let announced = match h.get("docker-content-digest").and_then(|v| v.to_str().ok()) {
-            Some(v) => Some(v.parse::<Digest>().map_err(|e| {
+        let header = h.get("docker-content-digest").and_then(|v| v.to_str().ok());
+        let announced = match header.map(|v| (v, Digest::unsupported_algorithm(v))) {
+            // A registry may announce its own canonical digest, in an algorithm dist cannot
+            // verify: it says nothing against content asked for by digest, and a tag's is
+            // then hashed and reported as for a registry that announces none.
+            Some((_, Some(algorithm))) => {
+                tracing::debug!(algorithm, %url, "ignoring a Docker-Content-Digest in an algorithm dist does not verify");
+                None
+            }
+            Some((v, None)) => Some(v.parse::<Digest>().map_err(|e| {
                 Error::new(ErrorKind::Protocol, "bad Docker-Content-Digest header")
                     .with_cause(e)
                     .with_url(&url)

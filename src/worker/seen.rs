@@ -12,7 +12,6 @@ use std::collections::HashSet;
 
 use sha2::Digest as _;
 
-use crate::digest::Algorithm;
 use crate::reference::Object;
 
 /// How many keys the hash set takes before they move into the sorted array: small enough
@@ -20,10 +19,10 @@ use crate::reference::Object;
 /// is rare.
 const BATCH: usize = 16 * 1024;
 
-/// The objects met so far, in 32 bytes each: a sha256 digest's own bytes, or the SHA-256
-/// of anything else (a sha512 digest, a tag, each under its own prefix). The whole digest
-/// counts: input is untrusted, and a made-up digest sharing a real one's leading bytes must
-/// not pass for a duplicate and go unfetched. A tag counts together with its `mediatype:`
+/// The objects met so far, in 32 bytes each: the SHA-256 of the object's kind and name
+/// (a digest, a tag, each under its own prefix). The whole digest counts: input is
+/// untrusted, and a made-up digest sharing a real one's leading bytes must not pass for a
+/// duplicate and go unfetched. A tag counts together with its `mediatype:`
 /// hints: the registry may answer it differently for each (an index, or the one manifest
 /// it picks for a client that takes no indexes).
 pub(super) struct Seen {
@@ -116,32 +115,30 @@ impl Seen {
     }
 }
 
-/// The key of `object` named with these `mediatype:` hints.
+/// The key of `object` named with these `mediatype:` hints: the SHA-256 of a text that
+/// says which kind of object it is. A sha256 digest's own bytes are no key: they are the
+/// hash of content, which may be another object's text (a blob holding `tag v1 `).
 pub(super) fn key(object: &Object, media_types: &[String]) -> Key {
+    let mut h = sha2::Sha256::new();
     match object {
-        Object::Digest(d) if d.algorithm() == Algorithm::Sha256 => {
-            let mut k = [0u8; 32];
-            for (i, pair) in d.encoded().as_bytes().chunks(2).enumerate() {
-                // The digest was validated as 64 lowercase hex characters.
-                k[i] = (hex_value(pair[0]) << 4) | hex_value(pair[1]);
-            }
-            k
+        Object::Digest(d) => {
+            h.update(b"digest ");
+            h.update(d.as_str());
         }
-        Object::Digest(d) => sha2::Sha256::digest(format!("digest {d}")).into(),
-        Object::Tag(t) => sha2::Sha256::digest(format!("tag {t} {}", media_types.join(" "))).into(),
+        Object::Tag(t) => {
+            h.update(b"tag ");
+            h.update(t);
+            h.update(b" ");
+            h.update(media_types.join(" "));
+        }
     }
-}
-
-fn hex_value(c: u8) -> u8 {
-    match c {
-        b'0'..=b'9' => c - b'0',
-        _ => c - b'a' + 10,
-    }
+    h.finalize().into()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::digest::Algorithm;
 
     fn first(s: &mut Seen, object: &Object, media_types: &[String]) -> bool {
         s.first_time(key(object, media_types))
@@ -172,6 +169,29 @@ mod tests {
         assert!(!first(&mut s, &d, &index));
         assert!(first(&mut s, &Object::Tag("latest".into()), &index));
         assert!(!first(&mut s, &Object::Tag("latest".into()), &index));
+    }
+
+    /// No object's key is another's: a sha256 digest is the hash of some content, and the
+    /// content may be the very text another object's key was hashed from (a blob holding
+    /// `tag v1 `), which made that object a duplicate, skipped without a word.
+    #[test]
+    fn a_sha256_digest_is_no_other_object_s_key() {
+        let sha512: Object = format!("sha512:{}", "ab".repeat(64)).parse().unwrap();
+        let v1 = Object::Tag("v1".into());
+        let index = ["application/vnd.oci.image.index.v1+json".to_string()];
+        for (object, media_types, text) in [
+            (&sha512, &[][..], format!("digest {sha512}")),
+            (&v1, &[][..], "tag v1 ".to_string()),
+            (&v1, &index[..], format!("tag v1 {}", index[0])),
+        ] {
+            let mut s = Seen::default();
+            let holding_text = Object::Digest(crate::digest::Digest::of(
+                Algorithm::Sha256,
+                text.as_bytes(),
+            ));
+            assert!(first(&mut s, &holding_text, &[]));
+            assert!(first(&mut s, object, media_types), "{object} {text:?}");
+        }
     }
 
     /// Keys met batches ago are still known once they have moved into the array, which
