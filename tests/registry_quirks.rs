@@ -4,7 +4,7 @@
 mod support;
 
 use support::cli::{bytes, Dist};
-use support::fake::{Auth, FakeRegistry};
+use support::fake::{Auth, FakeRegistry, Fault};
 
 fn repo(reg: &FakeRegistry) -> String {
     format!("{}/team/app", reg.host())
@@ -34,4 +34,44 @@ fn a_challenge_whose_realm_is_not_ascii_is_answered() {
         .map(|r| r.auth_scheme().map(str::to_string))
         .collect();
     assert_eq!(sent, [None, Some("Basic".to_string())]);
+}
+
+/// Asked for by digest, content is checked against that digest: a `Docker-Content-Digest`
+/// in an algorithm dist does not know says no more than one in another algorithm it knows,
+/// and is passed over as that one is. It failed the object as a bad header. For a tag, the
+/// header is all there is to check against, and one that cannot be read still fails.
+#[test]
+fn a_digest_header_in_an_unknown_algorithm_is_passed_over_for_a_digest() {
+    let reg = FakeRegistry::start();
+    let data = bytes(4, 5000);
+    let digest = reg.blob("team/app", &data);
+    for announced in [
+        format!("sha384:{}", "ab".repeat(48)),
+        format!("blake3:{}", "cd".repeat(32)),
+    ] {
+        reg.set_fault_for_every(
+            &digest,
+            Fault::Header("docker-content-digest", announced.clone()),
+        );
+        let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{announced}: {err}");
+        assert_eq!(out.stdout, data);
+    }
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+    reg.manifest(
+        "team/app",
+        "v1",
+        "application/vnd.oci.image.manifest.v1+json",
+        manifest,
+    );
+    let blake3 = format!("blake3:{}", "cd".repeat(32));
+    reg.set_fault_for_every(
+        "manifests/v1",
+        Fault::Header("docker-content-digest", blake3),
+    );
+    let out = Dist::new().run(&["fetch", &repo(&reg), "v1"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("bad Docker-Content-Digest header"), "{err}");
 }
