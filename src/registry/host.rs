@@ -466,7 +466,10 @@ impl Host {
                     .headers()
                     .get_all(http::header::WWW_AUTHENTICATE)
                     .iter()
-                    .filter_map(|v| v.to_str().ok().map(str::to_string))
+                    // Not `to_str`, which refuses any byte past ASCII: a realm in the
+                    // server's language (nginx's `auth_basic "Geschützt"`) dropped the
+                    // whole challenge, and the credentials were never sent.
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
                     .collect();
                 if !challenges.is_empty() {
                     self.drain(&mut reply).await;

@@ -412,19 +412,26 @@ impl RegistryRemote {
             (content_length(h), offset)
         };
         let header = h.get("docker-content-digest").and_then(|v| v.to_str().ok());
-        let announced = match header.map(|v| (v, Digest::unsupported_algorithm(v))) {
+        let announced = match header.map(|v| (v, v.parse::<Digest>())) {
+            Some((_, Ok(d))) => Some(d),
             // A registry may announce its own canonical digest, in an algorithm dist cannot
             // verify: it says nothing against content asked for by digest, and a tag's is
             // then hashed and reported as for a registry that announces none.
-            Some((_, Some(algorithm))) => {
-                tracing::debug!(algorithm, %url, "ignoring a Docker-Content-Digest in an algorithm dist does not verify");
+            Some((v, Err(_))) if Digest::unsupported_algorithm(v).is_some() => {
+                tracing::debug!(header = v, %url, "ignoring a Docker-Content-Digest in an algorithm dist does not verify");
                 None
             }
-            Some((v, None)) => Some(v.parse::<Digest>().map_err(|e| {
-                Error::new(ErrorKind::Protocol, "bad Docker-Content-Digest header")
-                    .with_cause(e)
-                    .with_url(&url)
-            })?),
+            // Content asked for by digest is checked against that digest, whatever the
+            // header says; `resolve`'s HEAD passes a bad one over too, as containerd does.
+            Some((_, Err(_))) if matches!(object, Object::Digest(_)) => None,
+            // For a tag the header is all there is to check the content against.
+            Some((_, Err(e))) => {
+                return Err(
+                    Error::new(ErrorKind::Protocol, "bad Docker-Content-Digest header")
+                        .with_cause(e)
+                        .with_url(&url),
+                )
+            }
             None => None,
         };
         let content_type = h

@@ -302,6 +302,12 @@ impl FakeRegistry {
         self.state.auth.set_mode(auth);
     }
 
+    /// Challenges with these `WWW-Authenticate` headers (`{realm}` and `{scope}` filled
+    /// in), in this order, from now on: a registry's own spelling of its challenge.
+    pub fn set_challenges(&self, headers: &[&str]) {
+        self.state.auth.set_challenges(headers);
+    }
+
     /// Answers wrong Basic credentials with `403 DENIED: Your authorization token has
     /// expired`, as ECR answers a password past its 12 hours, instead of a 401.
     pub fn forbid_stale_basic(&self) {

@@ -120,6 +120,9 @@ pub struct AuthState {
     /// Wrong Basic credentials get ECR's `403`, as an expired password does there, rather
     /// than a 401 with a challenge.
     stale_basic_forbidden: AtomicBool,
+    /// `WWW-Authenticate` headers of the registry's own spelling (`{realm}` and `{scope}`
+    /// filled in), sent instead of the mode's challenge.
+    challenges: Mutex<Option<Vec<String>>>,
 }
 
 impl AuthState {
@@ -131,7 +134,29 @@ impl AuthState {
             issued: AtomicU64::new(0),
             token_requests: AtomicUsize::new(0),
             stale_basic_forbidden: AtomicBool::new(false),
+            challenges: Mutex::default(),
         }
+    }
+
+    /// Challenges with these `WWW-Authenticate` headers from now on.
+    pub fn set_challenges(&self, headers: &[&str]) {
+        let headers = headers.iter().map(|h| h.to_string()).collect();
+        *self.challenges.lock().unwrap() = Some(headers);
+    }
+
+    /// The 401 challenges for `route`: the registry's own spelling, if set.
+    pub fn challenges(&self, route: &Route) -> Vec<HeaderValue> {
+        let Some(own) = self.challenges.lock().unwrap().clone() else {
+            return self.challenge(route).into_iter().collect();
+        };
+        let scope = route
+            .repository()
+            .map(|name| format!("repository:{name}:pull"))
+            .unwrap_or_default();
+        own.iter()
+            .map(|h| h.replace("{realm}", &self.realm).replace("{scope}", &scope))
+            .map(|h| HeaderValue::from_bytes(h.as_bytes()).expect("challenge header"))
+            .collect()
     }
 
     /// From now on, answers wrong Basic credentials as ECR answers an expired password.
@@ -199,7 +224,13 @@ impl AuthState {
                 )
                 .into_response(),
             ),
-            false => Some(unauthorized(self.challenge(route))),
+            false => {
+                let mut denied = unauthorized(None);
+                for challenge in self.challenges(route) {
+                    denied.headers_mut().append(WWW_AUTHENTICATE, challenge);
+                }
+                Some(denied)
+            }
         }
     }
 

@@ -1,0 +1,77 @@
+//! What real registries and the servers in front of them send, as a client pulling from
+//! them meets it: challenges in their own spellings, token replies, blob stores.
+
+mod support;
+
+use support::cli::{bytes, Dist};
+use support::fake::{Auth, FakeRegistry, Fault};
+
+fn repo(reg: &FakeRegistry) -> String {
+    format!("{}/team/app", reg.host())
+}
+
+/// nginx's `auth_basic "Zugang geschützt";` in front of a registry sends its realm's bytes
+/// as written: UTF-8, which a header may carry (obs-text) and Go's clients read. dist read
+/// only ASCII headers, passed over the challenge, and failed with the 401 without ever
+/// sending the credentials it had.
+#[test]
+fn a_challenge_whose_realm_is_not_ascii_is_answered() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::basic("user", "pw"))
+        .start();
+    let data = bytes(3, 5000);
+    let digest = reg.blob("team/app", &data);
+    reg.set_challenges(&["Basic realm=\"Zugang geschützt\""]);
+    let dist = Dist::new();
+    dist.login(&reg.host(), "user", "pw");
+    let out = dist.run(&["fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(out.stdout, data);
+    let sent: Vec<_> = reg
+        .requests()
+        .iter()
+        .map(|r| r.auth_scheme().map(str::to_string))
+        .collect();
+    assert_eq!(sent, [None, Some("Basic".to_string())]);
+}
+
+/// Asked for by digest, content is checked against that digest: a `Docker-Content-Digest`
+/// that dist cannot read says no more than one in another algorithm it knows, and is
+/// passed over as that one is. It failed the object as a bad header. For a tag, the
+/// header is all there is to check against, and a malformed one still fails.
+#[test]
+fn a_digest_header_in_an_unknown_algorithm_is_passed_over_for_a_digest() {
+    let reg = FakeRegistry::start();
+    let data = bytes(4, 5000);
+    let digest = reg.blob("team/app", &data);
+    for announced in [
+        format!("sha384:{}", "ab".repeat(48)),
+        format!("blake3:{}", "cd".repeat(32)),
+        "sha256:not-hex".to_string(),
+    ] {
+        reg.set_fault_for_every(
+            &digest,
+            Fault::Header("docker-content-digest", announced.clone()),
+        );
+        let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{announced}: {err}");
+        assert_eq!(out.stdout, data);
+    }
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+    reg.manifest(
+        "team/app",
+        "v1",
+        "application/vnd.oci.image.manifest.v1+json",
+        manifest,
+    );
+    reg.set_fault_for_every(
+        "manifests/v1",
+        Fault::Header("docker-content-digest", "sha256:not-hex".to_string()),
+    );
+    let out = Dist::new().run(&["fetch", &repo(&reg), "v1"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("bad Docker-Content-Digest header"), "{err}");
+}
