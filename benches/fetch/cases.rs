@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest as _, Sha256};
 
 use crate::data::{
-    missing_digests, pull_token, push_all, push_file, small_blobs, write_big_file,
+    distinct_tags, missing_digests, pull_token, push_all, push_file, small_blobs, write_big_file,
     write_curl_config, write_lines, write_static_tree, GIB, MIB,
 };
 use crate::measure::{cpu_seconds, rusage, sh_quote, Plan, Runner, Sample, Stats, Variant};
@@ -21,8 +21,8 @@ use crate::support::registry::Mode;
 const SMALL_COUNT: usize = 1000;
 /// The worker's and the baselines' concurrency.
 const JOBS: usize = 10;
-/// How long the "many distinct missing digests" run may take before it is made shorter.
-const MISSING_BUDGET_SECS: f64 = 60.0;
+/// How long each `many-lines` run of distinct objects may take before it is made shorter.
+const LINES_BUDGET_SECS: f64 = 60.0;
 /// See [`Ctx::fast_plan`].
 const FAST_CASE_RUNS: usize = 5;
 
@@ -419,23 +419,40 @@ pub fn big(ctx: &Ctx) -> CaseReport {
 pub fn many_lines(ctx: &Ctx) -> CaseReport {
     const REPO: &str = "bench/lines";
     const LINES: usize = 1_000_000;
-    const MISSING: usize = 1_000_000;
+    const DISTINCT: usize = 1_000_000;
     let dir = ctx.case_dir("many-lines");
     let blobs = small_blobs(SMALL_COUNT);
     let server = start_registry(Mode::Anonymous);
     eprintln!("  [many-lines] pushing {SMALL_COUNT} blobs");
     push_all(&server.registry, REPO, &blobs);
-    // The distinct digests are all missing, and nginx says so: docker-registry spends
-    // about 1 ms of CPU on each answer, so a million of them would take half an hour, and
-    // what this case measures is dist's memory, which grows with the distinct objects.
+    // The distinct objects are asked of nginx: docker-registry spends about 1 ms of CPU on
+    // each answer, so a million of them would take half an hour, and what this case
+    // measures is dist's memory. Distinct tags, each answered by the same small manifest,
+    // are fetched and remembered: the set that skips duplicates grows by each. Distinct
+    // missing digests fail, and a failed object is forgotten (a line naming it again
+    // fetches it again), so those show memory under a flood of failures instead.
+    let tags_root = dir.join("tags-root");
+    fs::create_dir_all(&tags_root).expect("create a root for nginx");
+    fs::write(
+        tags_root.join("manifest.json"),
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[]}}"#,
+            blobs[0].digest,
+            blobs[0].data.len()
+        ),
+    )
+    .expect("write the tags' manifest");
+    let tags_server = StaticServer::start(&tags_root, &dir.join("tags"));
     let empty = dir.join("empty-root");
     fs::create_dir_all(&empty).expect("create an empty root for nginx");
-    let statics = StaticServer::start(&empty, &dir);
+    let missing_server = StaticServer::start(&empty, &dir.join("missing"));
     let mut pids = vec![server.pid];
-    pids.extend(statics.pids());
+    pids.extend(tags_server.pids());
+    pids.extend(missing_server.pids());
     let runner = ctx.runner(&dir, Some(pids));
     let loc = format!("{}/{REPO}", server.registry.host());
-    let missing_loc = format!("{}/{REPO}", statics.addr());
+    let tags_loc = format!("{}/{REPO}", tags_server.addr());
+    let missing_loc = format!("{}/{REPO}", missing_server.addr());
 
     // A million lines, but only the first 1000 are new: duplicates are skipped without a
     // request, so this measures the input path, not the network.
@@ -444,9 +461,25 @@ pub fn many_lines(ctx: &Ctx) -> CaseReport {
         &million,
         blobs.iter().map(|b| &b.digest).cycle().take(LINES),
     );
+    let budget = |name: &str, lines: Vec<String>, loc: &str, status: i32| {
+        lines_within_budget(ctx, &runner, &dir, name, lines, loc, status, DISTINCT)
+    };
+    // Distinct tags, each fetched (one request each).
+    let (tag_count, tag_note) = budget(
+        "distinct tags",
+        distinct_tags(PROBE_LINES).collect(),
+        &tags_loc,
+        0,
+    );
+    let tags = dir.join("tags.txt");
+    write_lines(&tags, distinct_tags(tag_count));
     // Distinct digests that all 404 (blobs, then manifests: two requests each).
-    let (missing_count, note) =
-        missing_lines_within_budget(ctx, &runner, &dir, &missing_loc, MISSING);
+    let (missing_count, missing_note) = budget(
+        "distinct missing digests",
+        missing_digests(PROBE_LINES).collect(),
+        &missing_loc,
+        1,
+    );
     let missing = dir.join("missing.txt");
     write_lines(&missing, missing_digests(missing_count));
 
@@ -459,6 +492,10 @@ pub fn many_lines(ctx: &Ctx) -> CaseReport {
     };
     let variants = [
         Variant::new("1,000,000 lines, 1000 distinct", framed(&loc, &million)),
+        Variant::new(
+            &format!("{tag_count} distinct tags (nginx)"),
+            framed(&tags_loc, &tags),
+        ),
         // A line of stderr per missing digest would write 250 MB into the log.
         Variant::new(
             &format!("{missing_count} distinct missing digests (nginx)"),
@@ -477,25 +514,30 @@ pub fn many_lines(ctx: &Ctx) -> CaseReport {
         },
     );
 
-    let [dups, misses] = stats;
+    let [dups, distinct, misses] = stats;
+    let count = |n: usize, what: &str| match n {
+        n if n % 1_000_000 == 0 => format!("{}M {what}", n / 1_000_000),
+        n => format!("{}k {what}", n / 1000),
+    };
     CaseReport {
         details: details(
             "many-lines",
             &format!(
                 "Worker (framed output to /dev/null) against an anonymous `docker-registry`. \
-                 One run each: this case is about peak RSS. The distinct missing digests \
-                 are asked of nginx serving an empty directory.{note}"
+                 One run each: this case is about peak RSS. The distinct tags are asked of \
+                 nginx answering each with the same manifest, and are remembered to skip \
+                 duplicates; the distinct missing digests are asked of nginx serving an \
+                 empty directory, and are forgotten once they failed.{tag_note}{missing_note}"
             ),
             &Measured::of(&variants, &stats),
         ),
         rows: vec![
             Row::new("many-lines", "1M lines (1000 distinct)", dups).target(Target::RssMib(64.0)),
+            Row::new("many-lines", &count(tag_count, "distinct tags"), distinct)
+                .target(Target::RssMib(64.0)),
             Row::new(
                 "many-lines",
-                &match missing_count {
-                    n if n % 1_000_000 == 0 => format!("{}M distinct missing", n / 1_000_000),
-                    n => format!("{}k distinct missing", n / 1000),
-                },
+                &count(missing_count, "distinct missing"),
                 misses,
             )
             .target(Target::RssMib(64.0)),
@@ -503,35 +545,44 @@ pub fn many_lines(ctx: &Ctx) -> CaseReport {
     }
 }
 
-/// Times 10,000 missing digests and returns how many fit in the time budget (at most
+/// Lines the `many-lines` probes time: how many fit in the time budget is worked out from
+/// these.
+const PROBE_LINES: usize = 10_000;
+
+/// Times `lines` (the first [`PROBE_LINES`] of such input) against `loc`, which must exit
+/// with `status`, and returns how many lines of it fit in the time budget (at most
 /// `wanted`), with a note saying so if that is fewer than wanted.
-fn missing_lines_within_budget(
+#[allow(clippy::too_many_arguments)]
+fn lines_within_budget(
     ctx: &Ctx,
     runner: &Runner,
     dir: &Path,
+    name: &str,
+    lines: Vec<String>,
     loc: &str,
+    status: i32,
     wanted: usize,
 ) -> (usize, String) {
-    const PROBE: usize = 10_000;
     let probe = dir.join("probe.txt");
-    write_lines(&probe, missing_digests(PROBE));
+    write_lines(&probe, lines.iter());
     let variant = Variant::new(
         "probe",
         format!(
-            "{} < {} > /dev/null",
+            "{} < {} > /dev/null 2>/dev/null",
             ctx.dist_cmd(&["fetch", loc, "-"]),
             q(&probe)
         ),
     )
-    .expect_status(1);
-    let per_line = runner.run(&variant).wall / PROBE as f64;
-    let fits = ((MISSING_BUDGET_SECS / per_line) as usize / 1000 * 1000).max(PROBE);
+    .expect_status(status);
+    let per_line = runner.run(&variant).wall / lines.len() as f64;
+    let fits = ((LINES_BUDGET_SECS / per_line) as usize / 1000 * 1000).max(lines.len());
     if fits >= wanted {
         (wanted, String::new())
     } else {
         let note = format!(
-            " The missing-digest input was cut from {wanted} to {fits} lines: a probe of \
-             {PROBE} took {:.1} ms per line, so {wanted} would take about {:.0} s.",
+            " The input of {name} was cut from {wanted} to {fits} lines: a probe of {} took \
+             {:.1} ms per line, so {wanted} would take about {:.0} s.",
+            lines.len(),
             per_line * 1e3,
             per_line * wanted as f64
         );

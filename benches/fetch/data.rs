@@ -91,6 +91,11 @@ pub fn write_static_tree(root: &Path, repo: &str, blobs: &[Blob]) {
     }
 }
 
+/// `count` distinct tags (`tag-0000001`, …), each answered by the same manifest.
+pub fn distinct_tags(count: usize) -> impl Iterator<Item = String> {
+    (0..count).map(|i| format!("tag-{i:07}"))
+}
+
 /// `count` distinct digests that name no content we ever push.
 pub fn missing_digests(count: usize) -> impl Iterator<Item = String> {
     (0..count).map(|i| sha256(format!("dist-bench missing {i}").as_bytes()))

@@ -202,6 +202,11 @@ http {{
         # Files are laid out as /v2/REPO/blobs/sha256:<hex>; ':' is fine in a file name.
         root {root};
         location / {{ }}
+        # A root's `manifest.json`, if it has one, answers every tag (`many-lines`).
+        location ~ /manifests/tag-[0-9]+$ {{
+            default_type application/vnd.oci.image.manifest.v1+json;
+            try_files $uri /manifest.json =404;
+        }}
     }}
 }}
 ",
@@ -282,11 +287,23 @@ fn start_in_process(root: &Path) -> StaticServer {
         let files = files.clone();
         async move {
             let service = hyper::service::service_fn(move |req| {
-                let body = files.get(req.uri().path()).cloned();
+                let path = req.uri().path();
+                // As nginx is configured: a root's `manifest.json` answers every tag.
+                let tag = path
+                    .rsplit_once("/manifests/tag-")
+                    .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+                let (body, content_type) = match files.get(path) {
+                    Some(found) => (Some(found.clone()), "application/octet-stream"),
+                    None if tag => (
+                        files.get("/manifest.json").cloned(),
+                        "application/vnd.oci.image.manifest.v1+json",
+                    ),
+                    None => (None, ""),
+                };
                 async move {
                     let response = match body {
                         Some(bytes) => Response::builder()
-                            .header("content-type", "application/octet-stream")
+                            .header("content-type", content_type)
                             .body(Full::new(bytes)),
                         None => Response::builder()
                             .status(StatusCode::NOT_FOUND)
