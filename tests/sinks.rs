@@ -1169,3 +1169,65 @@ fn a_report_that_cannot_be_synced_is_said() {
         );
     }
 }
+
+/// A spool that cannot be read back once its frame has begun (EIO from a failing disk
+/// under `TMPDIR`) cuts that frame short, and the batch must stop there: its reader cannot
+/// tell where the next frame would start. The message names the object and the spool's
+/// directory: it said "writing to stdout: Input/output error", and sent users looking for
+/// a fault where the frames go.
+#[test]
+fn a_spool_that_cannot_be_read_back_is_named() {
+    let reg = FakeRegistry::start();
+    let first = bytes(80, 3 << 20);
+    let first_digest = reg.blob("team/app", &first);
+    let second = reg.blob("team/app", bytes(81, 3 << 20));
+    let third = reg.blob("team/app", bytes(82, 1000));
+    let scratch = tempfile::tempdir().unwrap();
+    let mut dist = Dist::new();
+    dist.env("TMPDIR", scratch.path().to_str().unwrap());
+    let args = ["fetch", &repo(&reg), "-", "--ordered", "-j", "1"];
+    let log = tempfile::NamedTempFile::new().unwrap();
+    // strace counts each thread's calls apart: only the output thread reads that often,
+    // and only spools; each 3 MiB one in 13 reads, so the 20th is in the second's body.
+    let options = ["-e", "trace=read", "-e", "inject=read:error=EIO:when=20"];
+    let mut command = traced(&dist, &args, log.path(), &options);
+    let Ok(child) = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    else {
+        eprintln!("strace cannot run here; not checked");
+        return;
+    };
+    let input = format!("{first_digest}\n{second}\n{third}\n");
+    let out = {
+        use std::io::Write;
+        let mut child = child;
+        let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
+        child.wait_with_output().unwrap()
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.starts_with("strace: ") {
+        eprintln!("strace cannot run here; not checked: {err}");
+        return;
+    }
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    let injected: Vec<_> = text.lines().filter(|l| l.contains("INJECTED")).collect();
+    assert!(
+        injected.len() == 1 && injected[0].contains(&format!("<{}/", scratch.path().display())),
+        "the failed read is a spool's: {injected:#?}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let mut want = format!("{first_digest} {first_digest} {} -\n", first.len()).into_bytes();
+    want.extend_from_slice(&first);
+    want.push(b'\n');
+    assert!(out.stdout.starts_with(&want), "the first frame whole");
+    assert!(!err.contains("stdout"), "{err}");
+    assert!(
+        err.contains(&second)
+            && err.contains(&format!("temporary file in {}", scratch.path().display()))
+            && err.contains("Input/output error"),
+        "{err}"
+    );
+}

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use dist::handoff::{self, Nudge};
 use dist::sink;
+use dist::sink::spool::CopyError;
 use dist::worker::Outcome;
 
 /// Memory the queued outcomes may hold (spools of up to 1 MiB each, in memory).
@@ -281,7 +282,10 @@ fn write_one<W: Write>(
     // Framed output without a report needs no JSON line at all.
     let line = (!framed || report.is_some()).then(|| sink::report::json_line(outcome));
     if framed {
-        sink::framed::write_frame(out, outcome).map_err(stdout_failed)?;
+        sink::framed::write_frame(out, outcome).map_err(|e| match e {
+            CopyError::Out(e) => stdout_failed(e),
+            CopyError::Spool(e) => spool_unreadable(&outcome.object, e),
+        })?;
     }
     if let Some(line) = line {
         if !framed {
@@ -293,6 +297,17 @@ fn write_one<W: Write>(
         }
     }
     Ok(())
+}
+
+/// A spool read back for its frame that failed (EIO from a failing disk under `TMPDIR`):
+/// the frame has begun and cannot be finished, so the batch stops, as on a write error,
+/// saying where the fault lies, which is not where the frames go.
+fn spool_unreadable(object: &str, e: std::io::Error) -> Failure {
+    Failure::Write(format!(
+        "{object}: reading the object back from its temporary file in {} (TMPDIR), its \
+         frame cut short: {e}",
+        std::env::temp_dir().display()
+    ))
 }
 
 fn stdout_failed(e: std::io::Error) -> Failure {

@@ -10,14 +10,16 @@
 //! was completely received and verified.
 
 use std::borrow::Cow;
-use std::io;
 
 use super::gather::FrameOut;
+use super::spool::CopyError;
 
 use crate::worker::{Outcome, Status};
 
-/// Writes one outcome as a frame.
-pub fn write_frame(out: &mut dyn FrameOut, outcome: &mut Outcome) -> io::Result<()> {
+/// Writes one outcome as a frame. A spool that cannot be read back fails as
+/// [`CopyError::Spool`], once the frame has begun: its header and part of its content may
+/// be out already.
+pub fn write_frame(out: &mut dyn FrameOut, outcome: &mut Outcome) -> Result<(), CopyError> {
     let object = one_word(&outcome.object);
     match outcome.status {
         Status::Error => {
@@ -26,7 +28,7 @@ pub fn write_frame(out: &mut dyn FrameOut, outcome: &mut Outcome) -> io::Result<
                 .as_ref()
                 .map(|e| e.detail())
                 .unwrap_or_else(|| "unknown error".into());
-            writeln!(out, "{object} error {}", one_line(&reason))
+            writeln!(out, "{object} error {}", one_line(&reason)).map_err(CopyError::Out)
         }
         Status::Ok | Status::Exists => {
             let digest = outcome
@@ -40,11 +42,11 @@ pub fn write_frame(out: &mut dyn FrameOut, outcome: &mut Outcome) -> io::Result<
                 .map(one_word)
                 .unwrap_or(Cow::Borrowed("-"));
             let size = outcome.size.unwrap_or(0);
-            writeln!(out, "{object} {digest} {size} {media_type}")?;
+            writeln!(out, "{object} {digest} {size} {media_type}").map_err(CopyError::Out)?;
             if let Some(spool) = &mut outcome.content {
                 spool.copy_to(out)?;
             }
-            out.write_all(b"\n")
+            out.write_all(b"\n").map_err(CopyError::Out)
         }
     }
 }

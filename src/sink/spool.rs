@@ -98,31 +98,46 @@ impl Spool {
 
     /// Writes the whole content to `out`, handing it the chunks themselves when they are in
     /// memory.
-    pub fn copy_to(&mut self, out: &mut dyn FrameOut) -> io::Result<()> {
+    pub fn copy_to(&mut self, out: &mut dyn FrameOut) -> Result<(), CopyError> {
         match &mut self.file {
             None => {
                 for c in &self.chunks {
-                    out.write_shared(c)?;
+                    out.write_shared(c).map_err(CopyError::Out)?;
                 }
                 Ok(())
             }
             Some(f) => {
-                f.flush()?;
+                f.flush().map_err(CopyError::Spool)?;
                 let file = f.get_mut();
-                file.seek(SeekFrom::Start(0))?;
+                file.seek(SeekFrom::Start(0)).map_err(CopyError::Spool)?;
                 loop {
                     // A fresh buffer each time: `out` may keep the previous one.
                     let mut buf = BytesMut::zeroed(256 << 10);
-                    let n = file.read(&mut buf)?;
+                    let n = match file.read(&mut buf) {
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(CopyError::Spool(e)),
+                    };
                     if n == 0 {
                         return Ok(());
                     }
                     buf.truncate(n);
-                    out.write_shared(&buf.freeze())?;
+                    out.write_shared(&buf.freeze()).map_err(CopyError::Out)?;
                 }
             }
         }
     }
+}
+
+/// Why [`Spool::copy_to`] stopped. The two call for different remedies: a spool lies in
+/// the system's temporary directory, not where the output goes, and a user told only
+/// "writing to stdout: Input/output error" looked for the fault in the wrong place.
+#[derive(Debug)]
+pub enum CopyError {
+    /// The spool's file could not be read back (a failing disk under `TMPDIR`).
+    Spool(io::Error),
+    /// The output did not take what it was given.
+    Out(io::Error),
 }
 
 #[cfg(test)]
