@@ -140,6 +140,23 @@ pub enum CopyError {
     Out(io::Error),
 }
 
+impl std::fmt::Display for CopyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CopyError::Spool(e) => write!(f, "reading back the temporary file: {e}"),
+            CopyError::Out(e) => write!(f, "writing the output: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for CopyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CopyError::Spool(e) | CopyError::Out(e) => Some(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
