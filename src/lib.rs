@@ -90,7 +90,10 @@
 //! can be spawned. Dropping a download (or aborting its task) cancels it: its connection
 //! is closed rather than pooled, its hashing thread stops, and a
 //! [`TempBlob`](sink::layout::TempBlob) dropped before
-//! [`commit`](sink::layout::TempBlob::commit) leaves no file behind.
+//! [`commit`](sink::layout::TempBlob::commit) leaves nothing at the blob's place: no
+//! temporary file, only, for one made by
+//! [`LayoutStore::temp_for`](sink::layout::LayoutStore::temp_for) with content written past
+//! its first MiB, the partial download a later fetch of that blob carries on.
 //!
 //! ```
 //! # use dist::layout_remote::LayoutRemote;
