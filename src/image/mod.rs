@@ -151,7 +151,9 @@ struct RawManifest {
     schema_version: Option<u64>,
     #[serde(rename = "mediaType")]
     media_type: Option<String>,
-    manifests: Option<Vec<Descriptor>>,
+    /// Read one entry at a time: what an entry holds is no business of sniffing the
+    /// index's type, and one entry dist cannot use must not make the others unreadable.
+    manifests: Option<Vec<serde_json::Value>>,
     config: Option<Descriptor>,
     layers: Option<Vec<Descriptor>>,
 }
@@ -200,7 +202,11 @@ impl Manifest {
         if is_index {
             let manifests = raw
                 .manifests
-                .ok_or_else(|| bad("index without \"manifests\"".into()))?;
+                .ok_or_else(|| bad("index without \"manifests\"".into()))?
+                .into_iter()
+                .map(serde_json::from_value)
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| bad("not a manifest".into()).with_cause(e))?;
             return Ok(Manifest::Index(manifests));
         }
         let config = raw
@@ -367,6 +373,21 @@ mod tests {
             Some(media::OCI_INDEX)
         );
         assert_eq!(sniff_media_type(b"[1]"), None);
+    }
+
+    #[test]
+    fn sniffs_an_index_whatever_its_entries_hold() {
+        // Valid by the image spec's grammar, unverifiable by dist, and none of the
+        // sniffing's business: `dist resolve` of such an index said "content is not a
+        // manifest" when the registry's HEAD told it nothing.
+        let index = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{}","digest":"sha256+b64u:LCa0a2j_xo_5m0U8HTBBNBNCLXBkg7-g-YpeiGJm564","size":-1}}]}}"#,
+            media::OCI_MANIFEST
+        );
+        assert_eq!(
+            sniff_media_type(index.as_bytes()).as_deref(),
+            Some(media::OCI_INDEX)
+        );
     }
 
     #[test]
