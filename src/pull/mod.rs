@@ -425,14 +425,16 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
     /// skipping non-distributable ones.
     async fn blobs(&mut self, images: &[Image], listed_blobs: &[Descriptor]) -> Result<()> {
         let mut todo = Vec::new();
-        let of_images = images
-            .iter()
-            .flat_map(|i| std::iter::once(&*i.config).chain(&i.layers));
-        for blob in listed_blobs.iter().chain(of_images) {
+        // `urls` make a layer non-distributable, never a config: an image is nothing
+        // without its config, which skopeo and containerd copy whatever it lists.
+        let configs = images.iter().map(|i| (&*i.config, false));
+        let layers = images.iter().flat_map(|i| &i.layers).map(|l| (l, true));
+        let listed = listed_blobs.iter().map(|b| (b, true));
+        for (blob, may_skip) in listed.chain(configs).chain(layers) {
             if !self.seen.insert(blob.digest.clone()) {
                 continue;
             }
-            if blob.urls.is_empty() {
+            if blob.urls.is_empty() || !may_skip {
                 todo.push(blob.clone());
                 continue;
             }

@@ -666,3 +666,33 @@ fn choose_prefers_an_entry_dist_can_fetch_only_as_good_a_fit() {
     assert_eq!((got.len(), cannot.len()), (0, 1));
     assert!(cannot[0].platform.is_none());
 }
+
+/// `urls` make a layer non-distributable, not a config: an image without its config is
+/// no image (skopeo copies the config whatever it lists), and one whose config named a
+/// mirror in `urls` was recorded in index.json with the config absent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_with_urls_is_fetched_all_the_same() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let root = src.path();
+    let mut config = put(
+        root,
+        "application/vnd.oci.image.config.v1+json",
+        br#"{"architecture":"amd64","os":"linux"}"#,
+    );
+    config.urls.push("https://mirror.example/config".into());
+    let layer = put(root, LAYER, b"layer");
+    let m = serde_json::json!({
+        "schemaVersion": 2, "mediaType": media::OCI_MANIFEST, "config": config,
+        "layers": [layer],
+    });
+    let mut top = put(root, media::OCI_MANIFEST, m.to_string().as_bytes());
+    top.annotations.insert(REF_NAME.into(), "v1".into());
+    LayoutStore::open(root).unwrap().add_to_index(&top).unwrap();
+    let (r, lines) = run(root, dst.path(), Platforms::All).await;
+    let pulled = r.unwrap();
+    assert_eq!((pulled.fetched, pulled.skipped), (3, 0), "{lines:?}");
+    assert!(LayoutStore::open(dst.path())
+        .unwrap()
+        .blob_path(&config.digest)
+        .exists());
+}
