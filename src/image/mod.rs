@@ -91,6 +91,12 @@ impl Descriptor {
         self.annotations.get(REF_NAME).map(String::as_str)
     }
 
+    /// Whether it names an `artifactType`: one given as `null` or `""` names none, as Go
+    /// reads it (and as [`null_as_default`] reads the other optional fields).
+    pub(crate) fn names_artifact_type(&self) -> bool {
+        names_artifact_type(self.extra.get("artifactType"))
+    }
+
     /// Whether this describes an index (OCI index or Docker manifest list).
     pub fn is_index(&self) -> bool {
         media::is_index(&self.media_type)
@@ -105,6 +111,10 @@ impl Descriptor {
         })
         .to_string()
     }
+}
+
+fn names_artifact_type(field: Option<&serde_json::Value>) -> bool {
+    field.is_some_and(|t| !t.is_null() && t.as_str() != Some(""))
 }
 
 /// A field given as JSON `null` takes its default, as Go's `encoding/json` reads it (the
@@ -207,7 +217,7 @@ impl UnusableEntry {
             platform: value
                 .get("platform")
                 .and_then(|p| Platform::deserialize(p).ok()),
-            artifact: value.get("artifactType").is_some(),
+            artifact: names_artifact_type(value.get("artifactType")),
             why,
         }))
     }

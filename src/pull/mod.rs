@@ -638,7 +638,7 @@ impl std::fmt::Display for Offered {
 /// Whether an index entry is an artifact that names no platform: an SBOM or a signature
 /// put beside the images (`podman manifest add --artifact`), no image for any platform.
 fn is_unlabelled_artifact(entry: &Descriptor) -> bool {
-    entry.platform.is_none() && entry.extra.contains_key("artifactType")
+    entry.platform.is_none() && entry.names_artifact_type()
 }
 
 /// The platform an image config in the store declares, if it names one. A config that

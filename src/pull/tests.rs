@@ -696,3 +696,22 @@ async fn a_config_with_urls_is_fetched_all_the_same() {
         .blob_path(&config.digest)
         .exists());
 }
+
+/// `"artifactType": null` (or `""`) names no artifact type, as Go reads it and as dist
+/// reads every other optional field given so: an image listed without a platform by a
+/// tool that writes every field was taken for an artifact, and no platform pulled it.
+#[test]
+fn an_artifact_type_of_null_names_no_artifact() {
+    for none in [serde_json::Value::Null, "".into()] {
+        let mut d = Descriptor::new(media::OCI_MANIFEST, Digest::of(Algorithm::Sha256, b"1"), 1);
+        d.extra.insert("artifactType".into(), none.clone());
+        let got = choose(
+            &arm64(),
+            vec![d.clone()],
+            Vec::new(),
+            &mut Offered::default(),
+        )
+        .0;
+        assert_eq!(got, vec![d], "{none}");
+    }
+}
