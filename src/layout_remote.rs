@@ -300,6 +300,10 @@ impl Remote for LayoutRemote {
         format!("oci:{}", self.root.display())
     }
 
+    fn manifest_location(&self, digest: &Digest) -> Option<String> {
+        Some(self.blob_path(digest).display().to_string())
+    }
+
     fn resolve<'a>(&'a self, object: &'a Object) -> BoxFuture<'a, Result<Descriptor>> {
         async move {
             match object {

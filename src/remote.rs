@@ -7,6 +7,7 @@
 
 use futures::future::BoxFuture;
 
+use crate::digest::Digest;
 use crate::error::Result;
 use crate::fetch::{Download, Prefix};
 use crate::hints::Hints;
@@ -54,5 +55,14 @@ pub trait Remote: Send + Sync {
     fn listed_platform<'a>(&'a self, object: &'a Object) -> BoxFuture<'a, Option<Platform>> {
         let _ = object;
         Box::pin(async { None })
+    }
+
+    /// Where the manifest `digest` is read from, for a message about what it holds (a
+    /// registry's URL for it, a layout's file); `None` when the remote cannot say. A
+    /// manifest dist could not use was named by its digest alone, which does not say
+    /// which registry or mirror served it.
+    fn manifest_location(&self, digest: &Digest) -> Option<String> {
+        let _ = digest;
+        None
     }
 }

@@ -825,6 +825,71 @@ fn an_index_entry_without_a_media_type_is_the_manifest_it_declares() {
     }
 }
 
+/// An index entry in a digest algorithm dist does not verify (`sha256+b64u:`, valid by the
+/// OCI grammar) is no reason to refuse the index, as containerd and skopeo read it: the
+/// other platforms pull, and the tag resolves by `GET` too. Asked for, it fails naming its
+/// platform, its digest and the index's URL.
+#[test]
+fn an_entry_dist_cannot_verify_fails_only_the_pull_that_needs_it() {
+    let fake = FakeRegistry::start();
+    let (_, index, images) = multi(&fake, "team/app", "v1", Flavor::Oci);
+    let b64u = "sha256+b64u:LCa0a2j_xo_5m0U8HTBBNBNCLXBkg7-g-YpeiGJm564";
+    let mut index: Value = serde_json::from_slice(&index).unwrap();
+    index["manifests"].as_array_mut().unwrap().push(json!({
+        "mediaType": Flavor::Oci.manifest(), "digest": b64u, "size": 500,
+        "platform": {"architecture": "s390x", "os": "linux"},
+    }));
+    let index = index.to_string().into_bytes();
+    let index_digest = fake.manifest("team/app", "v2", Flavor::Oci.index(), &index);
+    let reference = format!("{}/team/app:v2", fake.host());
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = Dist::new().run(
+        &["pull", &reference, "-o", d, "--platform", "linux/arm64"],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_image_stored(dir.path(), &images[1]);
+
+    fake.push_fault("manifests/v2", Fault::Status(403));
+    let out = Dist::new().run(&["resolve", &reference], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let resolved: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(resolved["digest"], index_digest.as_str());
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = Dist::new().run(
+        &["pull", &reference, "-o", d, "--platform", "linux/s390x"],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let url = format!("/v2/team/app/manifests/{index_digest}");
+    for part in [
+        b64u,
+        url.as_str(),
+        "the index's entry for linux/s390x",
+        "sha512",
+    ] {
+        assert!(err.contains(part), "{part} in {err}");
+    }
+    assert!(entries(dir.path()).is_empty(), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = Dist::new().run(&["pull", &reference, "-o", d, "--all-platforms"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for image in &images {
+        assert_image_stored(dir.path(), image);
+    }
+    assert!(err.contains(b64u), "{err}");
+}
+
 /// A registry that refuses `HEAD` with 403 (as registry.centos.org did) or answers it 404
 /// while `GET` serves the tag (some proxies) still resolves, as Docker and crane resolve it:
 /// a `HEAD` answer has no body to say why, so a `GET` asks again. For a tag that really is

@@ -91,6 +91,12 @@ impl Descriptor {
         self.annotations.get(REF_NAME).map(String::as_str)
     }
 
+    /// Whether it names an `artifactType`: one given as `null` or `""` names none, as Go
+    /// reads it (and as [`null_as_default`] reads the other optional fields).
+    pub(crate) fn names_artifact_type(&self) -> bool {
+        names_artifact_type(self.extra.get("artifactType"))
+    }
+
     /// Whether this describes an index (OCI index or Docker manifest list).
     pub fn is_index(&self) -> bool {
         media::is_index(&self.media_type)
@@ -105,6 +111,10 @@ impl Descriptor {
         })
         .to_string()
     }
+}
+
+fn names_artifact_type(field: Option<&serde_json::Value>) -> bool {
+    field.is_some_and(|t| !t.is_null() && t.as_str() != Some(""))
 }
 
 /// A field given as JSON `null` takes its default, as Go's `encoding/json` reads it (the
@@ -151,9 +161,77 @@ struct RawManifest {
     schema_version: Option<u64>,
     #[serde(rename = "mediaType")]
     media_type: Option<String>,
-    manifests: Option<Vec<Descriptor>>,
+    /// Read one entry at a time: what an entry holds is no business of sniffing the
+    /// index's type, and one entry dist cannot use must not make the others unreadable.
+    manifests: Option<Vec<serde_json::Value>>,
     config: Option<Descriptor>,
     layers: Option<Vec<Descriptor>>,
+}
+
+/// An index entry dist cannot fetch: a digest in an algorithm dist does not verify
+/// (`sha256+b64u:…`, which the image spec has pass validation), a malformed digest, a
+/// negative size. containerd and skopeo read such an index and fail only when they must
+/// fetch the entry (go-digest checks a digest on use), and so does `dist pull`: an entry
+/// for another platform is no reason to refuse the one asked for.
+#[derive(Debug)]
+pub(crate) struct UnusableEntry {
+    /// Its place in the index, from 0.
+    pub position: usize,
+    /// Its digest as written, when that is a digest by the OCI grammar (and so safe to
+    /// show as it is).
+    pub digest: Option<String>,
+    /// Its media type; empty when it gives none.
+    pub media_type: String,
+    /// Its platform, when it gives one that reads.
+    pub platform: Option<Platform>,
+    /// Whether it names an `artifactType`.
+    pub artifact: bool,
+    /// Why it cannot be fetched.
+    pub why: Error,
+}
+
+impl UnusableEntry {
+    fn read(
+        position: usize,
+        value: &serde_json::Value,
+    ) -> std::result::Result<Descriptor, Box<Self>> {
+        let e = match Descriptor::deserialize(value) {
+            Ok(d) => return Ok(d),
+            Err(e) => e,
+        };
+        let digest = value.get("digest").and_then(|d| d.as_str());
+        let why = match digest.map(str::parse::<Digest>) {
+            Some(Err(bad)) => bad,
+            _ => Error::new(ErrorKind::Protocol, "malformed index entry").with_cause(e),
+        };
+        Err(Box::new(UnusableEntry {
+            position,
+            digest: digest
+                .filter(|d| Digest::unsupported_algorithm(d).is_some())
+                .map(|d| crate::server_text::cut_to(d.to_string(), 160)),
+            media_type: value
+                .get("mediaType")
+                .and_then(|t| t.as_str())
+                .unwrap_or_default()
+                .to_string(),
+            platform: value
+                .get("platform")
+                .and_then(|p| Platform::deserialize(p).ok()),
+            artifact: names_artifact_type(value.get("artifactType")),
+            why,
+        }))
+    }
+
+    /// Whether it is a manifest or an index by its media type (or gives none), not a blob.
+    pub fn is_manifest(&self) -> bool {
+        let t = media::essence(&self.media_type);
+        t.is_empty() || media::is_manifest(t)
+    }
+
+    /// Whether it is an index by its media type.
+    pub fn is_index(&self) -> bool {
+        media::is_index(&self.media_type)
+    }
 }
 
 impl Manifest {
@@ -162,17 +240,31 @@ impl Manifest {
     /// one, and the digest vouches for the content, not for the entry's label), which
     /// counts only when the content declares nothing.
     pub fn parse_verified(described: &str, bytes: &[u8]) -> Result<Manifest> {
-        Manifest::parse_as(Some(described), bytes, true)
+        Manifest::parse_as(Some(described), bytes, true, false).map(|(m, _)| m)
+    }
+
+    /// As [`Manifest::parse_verified`], but an index's entries that dist cannot fetch are
+    /// set apart instead of failing the whole index.
+    pub(crate) fn parse_verified_leniently(
+        described: &str,
+        bytes: &[u8],
+    ) -> Result<(Manifest, Vec<UnusableEntry>)> {
+        Manifest::parse_as(Some(described), bytes, true, true)
     }
 
     /// Parses a manifest. `declared` is the media type it was served or referenced with;
     /// when both it and the content's own `mediaType` name a manifest kind they must agree,
     /// so that content cannot pass for something it is not.
     pub fn parse(declared: Option<&str>, bytes: &[u8]) -> Result<Manifest> {
-        Manifest::parse_as(declared, bytes, false)
+        Manifest::parse_as(declared, bytes, false, false).map(|(m, _)| m)
     }
 
-    fn parse_as(declared: Option<&str>, bytes: &[u8], own_wins: bool) -> Result<Manifest> {
+    fn parse_as(
+        declared: Option<&str>,
+        bytes: &[u8],
+        own_wins: bool,
+        lenient: bool,
+    ) -> Result<(Manifest, Vec<UnusableEntry>)> {
         let bad = |why: String| Error::new(ErrorKind::Protocol, why);
         let raw: RawManifest = serde_json::from_slice(bytes)
             .map_err(|e| bad("not a manifest".into()).with_cause(e))?;
@@ -198,18 +290,28 @@ impl Manifest {
             None => return Err(bad("neither an index nor an image manifest".into())),
         };
         if is_index {
-            let manifests = raw
+            let entries = raw
                 .manifests
                 .ok_or_else(|| bad("index without \"manifests\"".into()))?;
-            return Ok(Manifest::Index(manifests));
+            let mut manifests = Vec::with_capacity(entries.len());
+            let mut unusable = Vec::new();
+            for (position, value) in entries.iter().enumerate() {
+                match UnusableEntry::read(position, value) {
+                    Ok(d) => manifests.push(d),
+                    Err(u) if lenient => unusable.push(*u),
+                    Err(u) => return Err(bad("not a manifest".into()).with_cause(u.why)),
+                }
+            }
+            return Ok((Manifest::Index(manifests), unusable));
         }
         let config = raw
             .config
             .ok_or_else(|| bad("image manifest without \"config\"".into()))?;
-        Ok(Manifest::Image {
+        let image = Manifest::Image {
             config: Box::new(config),
             layers: raw.layers.unwrap_or_default(),
-        })
+        };
+        Ok((image, Vec::new()))
     }
 }
 
@@ -367,6 +469,21 @@ mod tests {
             Some(media::OCI_INDEX)
         );
         assert_eq!(sniff_media_type(b"[1]"), None);
+    }
+
+    #[test]
+    fn sniffs_an_index_whatever_its_entries_hold() {
+        // Valid by the image spec's grammar, unverifiable by dist, and none of the
+        // sniffing's business: `dist resolve` of such an index said "content is not a
+        // manifest" when the registry's HEAD told it nothing.
+        let index = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{}","digest":"sha256+b64u:LCa0a2j_xo_5m0U8HTBBNBNCLXBkg7-g-YpeiGJm564","size":-1}}]}}"#,
+            media::OCI_MANIFEST
+        );
+        assert_eq!(
+            sniff_media_type(index.as_bytes()).as_deref(),
+            Some(media::OCI_INDEX)
+        );
     }
 
     #[test]

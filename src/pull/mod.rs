@@ -28,12 +28,12 @@ use futures::StreamExt;
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fetch::MAX_MANIFEST_SIZE;
-use crate::image::{Descriptor, Manifest, Platform, IMAGE_NAME, REF_NAME};
+use crate::image::{Descriptor, Manifest, Platform, UnusableEntry, IMAGE_NAME, REF_NAME};
 use crate::reference::Object;
 use crate::remote::Remote;
 use crate::sink::index::Added;
 use crate::sink::layout::LayoutStore;
-use crate::worker::{self, Destination, Status, WorkerOptions};
+use crate::worker::{self, Destination, Outcome, Status, WorkerOptions};
 
 pub use event::Event;
 
@@ -127,7 +127,9 @@ pub struct Pulled {
 /// Pulls the image `object` names from `remote` into `store`, reporting every object to
 /// `on_event` as it settles (an error from `on_event` stops the pull). `ref_name` is the
 /// name recorded in `index.json` (the tag). A failed object does not stop the others; it
-/// is counted in [`Pulled::failed`], and `index.json` is then not touched. Errors are what
+/// is counted in [`Pulled::failed`], and `index.json` is then not touched; so is an index
+/// entry to be pulled that cannot be fetched (a digest in an algorithm dist does not
+/// verify, a malformed one), while others of that index stay readable. Errors are what
 /// stops the pull as a whole: the reference does not resolve (the remote's kinds:
 /// [`ErrorKind::NotFound`], `Unauthorized`, `Denied`, `Connect`, …), a manifest is
 /// malformed (`Protocol`) or too large (`TooLarge`), no entry matches the platform
@@ -337,8 +339,14 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                     continue;
                 }
                 let bytes = read_json_blob(self.store, desc).await?;
-                let parsed = Manifest::parse_verified(&desc.media_type, &bytes)
-                    .map_err(|e| e.with_object(&desc.digest))?;
+                let (parsed, unusable) =
+                    Manifest::parse_verified_leniently(&desc.media_type, &bytes).map_err(|e| {
+                        let e = e.with_object(&desc.digest);
+                        match self.remote.manifest_location(&desc.digest) {
+                            Some(url) => e.with_url(url),
+                            None => e,
+                        }
+                    })?;
                 // index.json records what the verified content is: a registry's
                 // Content-Type or an index entry may call an OCI manifest a Docker one,
                 // and readers of the layout go by the entry's type (skopeo passes over
@@ -349,6 +357,7 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                 if desc.digest == top.digest {
                     top.media_type = desc.media_type.clone();
                 }
+                self.listed += unusable.len();
                 self.listed += match &parsed {
                     Manifest::Index(children) => children.len(),
                     Manifest::Image { layers, .. } => 1 + layers.len(),
@@ -376,8 +385,20 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                                 t.is_empty() || crate::media::is_manifest(t)
                             });
                         artifacts |= manifests.iter().any(is_unlabelled_artifact);
-                        next.extend(choose(&self.opts.platforms, manifests, &mut offered));
+                        // A blob is no platform's image: one dist cannot fetch matters
+                        // only when every entry is pulled.
+                        let (unusable, unusable_blobs): (Vec<_>, Vec<_>) =
+                            unusable.into_iter().partition(UnusableEntry::is_manifest);
+                        let (chosen, mut cannot) =
+                            choose(&self.opts.platforms, manifests, unusable, &mut offered);
+                        next.extend(chosen);
                         listed_blobs.extend(blobs);
+                        if matches!(self.opts.platforms, Platforms::All) {
+                            cannot.extend(unusable_blobs);
+                        }
+                        for entry in cannot {
+                            self.unusable(entry, desc)?;
+                        }
                     }
                     Manifest::Image { config, layers } => images.push(Image {
                         descriptor: desc.clone(),
@@ -404,14 +425,16 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
     /// skipping non-distributable ones.
     async fn blobs(&mut self, images: &[Image], listed_blobs: &[Descriptor]) -> Result<()> {
         let mut todo = Vec::new();
-        let of_images = images
-            .iter()
-            .flat_map(|i| std::iter::once(&*i.config).chain(&i.layers));
-        for blob in listed_blobs.iter().chain(of_images) {
+        // `urls` make a layer non-distributable, never a config: an image is nothing
+        // without its config, which skopeo and containerd copy whatever it lists.
+        let configs = images.iter().map(|i| (&*i.config, false));
+        let layers = images.iter().flat_map(|i| &i.layers).map(|l| (l, true));
+        let listed = listed_blobs.iter().map(|b| (b, true));
+        for (blob, may_skip) in listed.chain(configs).chain(layers) {
             if !self.seen.insert(blob.digest.clone()) {
                 continue;
             }
-            if blob.urls.is_empty() {
+            if blob.urls.is_empty() || !may_skip {
                 todo.push(blob.clone());
                 continue;
             }
@@ -425,6 +448,27 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
         // Configs and layers are the last level: the progress total is now final.
         self.more_levels(false);
         self.level(&todo, self.opts.verify_existing).await.map(drop)
+    }
+
+    /// Reports an index entry that was to be pulled but cannot be fetched as a failed
+    /// object: the others still complete, and `index.json` is left alone.
+    fn unusable(&mut self, entry: UnusableEntry, index: &Descriptor) -> Result<()> {
+        self.line += 1;
+        self.pulled.failed += 1;
+        let object = entry
+            .digest
+            .unwrap_or_else(|| format!("entry {} of {}", entry.position + 1, index.digest));
+        let mut error = entry.why.with_object(&object);
+        if let Some(url) = self.remote.manifest_location(&index.digest) {
+            error = error.with_url(url);
+        }
+        if let Some(p) = &entry.platform {
+            error = error.with_note(format!("it is the index's entry for {p}"));
+        }
+        let mut outcome = Outcome::new(self.line, object);
+        outcome.media_type = Some(entry.media_type).filter(|t| !t.is_empty());
+        outcome.fail(error);
+        (self.on_event)(Event::Object(outcome))
     }
 
     fn more_levels(&self, more: bool) {
@@ -483,23 +527,28 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
 /// The entries of an index to descend into: all of them, or the first image manifest for
 /// the platform (or, lacking its variant, for the closest older one), else the first that names no platform and no artifact type (as
 /// containerd and skopeo take it; its config's platform is checked later), else the
-/// nested indexes that may hold one. The platforms seen are added to `offered`.
+/// nested indexes that may hold one. The platforms seen are added to `offered`. Second,
+/// the entries dist cannot fetch that were to be descended into: all of them, or the one
+/// that would have been chosen, unless an entry dist can fetch does as well.
 fn choose(
     platforms: &Platforms,
     children: Vec<Descriptor>,
+    mut unusable: Vec<UnusableEntry>,
     offered: &mut Offered,
-) -> Vec<Descriptor> {
+) -> (Vec<Descriptor>, Vec<UnusableEntry>) {
     let want = match platforms {
-        Platforms::All => return children,
+        Platforms::All => return (children, unusable),
         Platforms::One(p) => p,
     };
     // `unknown/unknown` labels a build's attestations, which are no platform to offer. A
     // nested index offers its platform when it is not walked; one that is offers its
     // entries' own.
-    for shown in children
-        .iter()
-        .filter(|c| !c.is_index() || c.platform.as_ref().is_some_and(|p| !want.matches(p)))
-        .filter_map(|c| c.platform.as_ref())
+    let listed = children.iter().map(|c| (c.is_index(), c.platform.as_ref()));
+    let unlisted = unusable.iter().map(|u| (u.is_index(), u.platform.as_ref()));
+    for shown in listed
+        .chain(unlisted)
+        .filter(|(index, p)| !index || p.is_some_and(|p| !want.matches(p)))
+        .filter_map(|(_, p)| p)
         .filter(|p| p.os != "unknown" || p.architecture != "unknown")
         .filter(|p| !p.os.is_empty() && !p.architecture.is_empty())
         .map(ToString::to_string)
@@ -511,16 +560,41 @@ fn choose(
     let hit = manifests()
         .filter_map(|c| Some((want.fit(c.platform.as_ref()?)?, c)))
         .rev()
-        .max_by_key(|(fit, _)| *fit)
-        .map(|(_, c)| c)
-        .or_else(|| manifests().find(|c| c.platform.is_none() && !is_unlabelled_artifact(c)));
-    if let Some(hit) = hit {
-        return vec![hit.clone()];
+        .max_by_key(|(fit, _)| *fit);
+    let unusable_hit = unusable
+        .iter()
+        .enumerate()
+        .filter(|(_, u)| !u.is_index())
+        .filter_map(|(i, u)| Some((want.fit(u.platform.as_ref()?)?, i)))
+        .rev()
+        .max_by_key(|(fit, _)| *fit);
+    // One that fits better is the image this index has for the platform: pulling a worse
+    // fit instead would hand over another variant without a word.
+    match (hit, unusable_hit) {
+        (Some((fit, _)), Some((better, i))) if better > fit => {
+            return (Vec::new(), vec![unusable.swap_remove(i)])
+        }
+        (Some((_, c)), _) => return (vec![c.clone()], Vec::new()),
+        (None, Some((_, i))) => return (Vec::new(), vec![unusable.swap_remove(i)]),
+        (None, None) => {}
     }
-    children
+    if let Some(c) = manifests().find(|c| c.platform.is_none() && !is_unlabelled_artifact(c)) {
+        return (vec![c.clone()], Vec::new());
+    }
+    let unlabelled = |u: &UnusableEntry| !u.is_index() && u.platform.is_none() && !u.artifact;
+    if let Some(i) = unusable.iter().position(unlabelled) {
+        return (Vec::new(), vec![unusable.swap_remove(i)]);
+    }
+    let may_hold = |p: Option<&Platform>| p.is_none_or(|p| want.matches(p));
+    let nested: Vec<_> = children
         .into_iter()
-        .filter(|c| c.is_index() && c.platform.as_ref().is_none_or(|p| want.matches(p)))
-        .collect()
+        .filter(|c| c.is_index() && may_hold(c.platform.as_ref()))
+        .collect();
+    if !nested.is_empty() {
+        return (nested, Vec::new());
+    }
+    unusable.retain(|u| u.is_index() && may_hold(u.platform.as_ref()));
+    (Vec::new(), unusable)
 }
 
 /// The platforms the indexes of an image offer, each once, in the order found: for the
@@ -564,7 +638,7 @@ impl std::fmt::Display for Offered {
 /// Whether an index entry is an artifact that names no platform: an SBOM or a signature
 /// put beside the images (`podman manifest add --artifact`), no image for any platform.
 fn is_unlabelled_artifact(entry: &Descriptor) -> bool {
-    entry.platform.is_none() && entry.extra.contains_key("artifactType")
+    entry.platform.is_none() && entry.names_artifact_type()
 }
 
 /// The platform an image config in the store declares, if it names one. A config that

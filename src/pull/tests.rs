@@ -259,19 +259,19 @@ fn choose_prefers_a_matching_manifest_then_an_unlabelled_one_then_nested_indexes
         d(media::OCI_MANIFEST, Some("arm64"), b"4"),
     ];
     let mut offered = Offered::default();
-    let got = choose(&arm64(), children.clone(), &mut offered);
+    let got = choose(&arm64(), children.clone(), Vec::new(), &mut offered).0;
     assert_eq!(got, vec![children[3].clone()]);
     // The s390x index is not walked: its platform is on offer.
     assert_eq!(offered.to_string(), "linux/amd64, linux/s390x, linux/arm64");
     let riscv = Platforms::One(Platform::new("linux", "riscv64", None));
-    let got = choose(&riscv, children.clone(), &mut offered);
+    let got = choose(&riscv, children.clone(), Vec::new(), &mut offered).0;
     assert_eq!(
         got,
         vec![children[1].clone()],
         "only the unlabelled nested index"
     );
     assert_eq!(
-        choose(&Platforms::All, children.clone(), &mut offered),
+        choose(&Platforms::All, children.clone(), Vec::new(), &mut offered).0,
         children
     );
     // A manifest that names no platform is taken when none names the one wanted, before
@@ -283,13 +283,13 @@ fn choose_prefers_a_matching_manifest_then_an_unlabelled_one_then_nested_indexes
     let mut attestation = d(media::OCI_MANIFEST, None, b"7");
     attestation.platform = Some(Platform::new("unknown", "unknown", None));
     attested.push(attestation);
-    choose(&riscv, attested, &mut offered);
+    choose(&riscv, attested, Vec::new(), &mut offered);
     assert_eq!(offered.to_string(), "linux/amd64, linux/s390x, linux/arm64");
     let mut unlabelled = children.clone();
     unlabelled.push(d(media::OCI_MANIFEST, None, b"5"));
-    let got = choose(&riscv, unlabelled.clone(), &mut offered);
+    let got = choose(&riscv, unlabelled.clone(), Vec::new(), &mut offered).0;
     assert_eq!(got, vec![unlabelled[4].clone()]);
-    let got = choose(&arm64(), unlabelled.clone(), &mut offered);
+    let got = choose(&arm64(), unlabelled.clone(), Vec::new(), &mut offered).0;
     assert_eq!(got, vec![unlabelled[3].clone()]);
     // An artifact beside the images is no image, with or without others to take.
     let mut sbom = d(media::OCI_MANIFEST, None, b"8");
@@ -298,10 +298,12 @@ fn choose_prefers_a_matching_manifest_then_an_unlabelled_one_then_nested_indexes
     let mut with_sbom = vec![sbom.clone()];
     with_sbom.extend(unlabelled.clone());
     assert_eq!(
-        choose(&riscv, with_sbom, &mut offered),
+        choose(&riscv, with_sbom, Vec::new(), &mut offered).0,
         vec![unlabelled[4].clone()]
     );
-    assert!(choose(&riscv, vec![sbom], &mut offered).is_empty());
+    assert!(choose(&riscv, vec![sbom], Vec::new(), &mut offered)
+        .0
+        .is_empty());
 }
 
 #[test]
@@ -313,21 +315,23 @@ fn choose_takes_the_closest_older_variant_when_the_one_asked_for_is_missing() {
     };
     let v7 = Platforms::One(Platform::new("linux", "arm", Some("v7")));
     let older = vec![d("v5", b"1"), d("v6", b"2"), d("v8", b"3")];
-    let got = choose(&v7, older.clone(), &mut Offered::default());
+    let got = choose(&v7, older.clone(), Vec::new(), &mut Offered::default()).0;
     assert_eq!(got, vec![older[1].clone()], "v6, the closest a v7 CPU runs");
     // The variant asked for wins wherever it is listed, and the first of equals is taken.
     let mut with_exact = older.clone();
     with_exact.push(d("v7", b"4"));
     with_exact.push(d("7", b"5"));
-    let got = choose(&v7, with_exact.clone(), &mut Offered::default());
+    let got = choose(&v7, with_exact.clone(), Vec::new(), &mut Offered::default()).0;
     assert_eq!(got, vec![with_exact[3].clone()]);
     let v5 = Platforms::One(Platform::new("linux", "arm", Some("v5")));
     assert_eq!(
-        choose(&v5, older.clone(), &mut Offered::default()),
+        choose(&v5, older.clone(), Vec::new(), &mut Offered::default()).0,
         vec![older[0].clone()]
     );
     let v4 = Platforms::One(Platform::new("linux", "arm", Some("v4")));
-    assert!(choose(&v4, older, &mut Offered::default()).is_empty());
+    assert!(choose(&v4, older, Vec::new(), &mut Offered::default())
+        .0
+        .is_empty());
 }
 
 /// Manifests are capped in size, not in number: an image whose manifests list more
@@ -527,4 +531,187 @@ fn tag_index_v1(src: &Path, manifests: Vec<Descriptor>) {
     let mut top = put(src, media::OCI_INDEX, index.to_string().as_bytes());
     top.annotations.insert(REF_NAME.into(), "v1".into());
     LayoutStore::open(src).unwrap().add_to_index(&top).unwrap();
+}
+
+/// Stores an index of `entries`, as JSON, in the layout at `src`, tagged `v1`; returns it.
+fn tag_index_of_values(src: &Path, entries: Vec<serde_json::Value>) -> Descriptor {
+    let index = serde_json::json!({
+        "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": entries,
+    });
+    let mut top = put(src, media::OCI_INDEX, index.to_string().as_bytes());
+    top.annotations.insert(REF_NAME.into(), "v1".into());
+    LayoutStore::open(src).unwrap().add_to_index(&top).unwrap();
+    top
+}
+
+/// Valid by the image spec's grammar (which says such a digest should pass validation),
+/// in an algorithm dist does not verify.
+const B64U: &str = "sha256+b64u:LCa0a2j_xo_5m0U8HTBBNBNCLXBkg7-g-YpeiGJm564";
+
+fn entry_for(arch: &str, digest: serde_json::Value, size: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "mediaType": media::OCI_MANIFEST, "digest": digest, "size": size,
+        "platform": {"os": "linux", "architecture": arch},
+    })
+}
+
+/// An index entry dist cannot fetch (a digest in an algorithm it does not verify, a
+/// malformed digest, a negative size) spoils no other platform's pull, as containerd and
+/// skopeo read such an index: the whole pull failed with "not a manifest", naming no URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_dist_cannot_fetch_spoil_no_other_platform() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let amd64 = serde_json::to_value(image(src.path(), "amd64", None)).unwrap();
+    let top = tag_index_of_values(
+        src.path(),
+        vec![
+            entry_for("arm64", B64U.into(), 1.into()),
+            entry_for("s390x", "sha256:abc".into(), 1.into()),
+            entry_for("ppc64le", amd64["digest"].clone(), (-1).into()),
+            amd64,
+        ],
+    );
+    let amd = Platforms::One(Platform::new("linux", "amd64", None));
+    let (r, lines) = run(src.path(), dst.path(), amd).await;
+    let pulled = r.unwrap();
+    assert_eq!((pulled.fetched, pulled.failed), (5, 0), "{lines:?}");
+    let entry = pulled.entry.unwrap();
+    assert_eq!(entry.platform.unwrap().architecture, "amd64");
+
+    // The one asked for cannot be fetched: named with its platform, its digest and where
+    // the index that lists it is; the pull fails and index.json is left alone.
+    let dst = tempfile::tempdir().unwrap();
+    let (r, lines) = run(src.path(), dst.path(), arm64()).await;
+    let pulled = r.unwrap();
+    assert_eq!((pulled.failed, pulled.entry), (1, None), "{lines:?}");
+    let last: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert_eq!(
+        (&last["object"], &last["status"]),
+        (&B64U.into(), &"error".into())
+    );
+    let said = last["error"].as_str().unwrap();
+    for part in [
+        B64U,
+        "linux/arm64",
+        top.digest.encoded(),
+        "dist verifies sha256",
+    ] {
+        assert!(said.contains(part), "{part} in {said}");
+    }
+    assert!(!dst.path().join("index.json").exists() || index_entries(dst.path()).is_empty());
+
+    // A malformed one is not shown as it is, and its reason is the digest's.
+    let s390x = Platforms::One(Platform::new("linux", "s390x", None));
+    let (r, lines) = run(src.path(), dst.path(), s390x).await;
+    assert_eq!(r.unwrap().failed, 1, "{lines:?}");
+    let last: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    let said = last["error"].as_str().unwrap();
+    assert_eq!(last["object"], format!("entry 2 of {}", top.digest));
+    assert!(
+        said.contains("invalid digest") && said.contains("linux/s390x"),
+        "{said}"
+    );
+
+    // Every platform: the others are pulled, each unusable entry is a failed object.
+    let dst = tempfile::tempdir().unwrap();
+    let (r, lines) = run(src.path(), dst.path(), Platforms::All).await;
+    let pulled = r.unwrap();
+    assert_eq!((pulled.fetched, pulled.failed), (5, 3), "{lines:?}");
+    assert_eq!(pulled.entry, None);
+}
+
+/// An entry dist cannot fetch loses to one it can for the same platform (a producer
+/// moving to another algorithm may list both), but not to a worse fit: that would be
+/// another variant than the one the index has for the platform.
+#[test]
+fn choose_prefers_an_entry_dist_can_fetch_only_as_good_a_fit() {
+    let unusable = |arch: &str, variant: Option<&str>| {
+        let mut v = entry_for(arch, B64U.into(), 1.into());
+        if let Some(variant) = variant {
+            v["platform"]["variant"] = variant.into();
+        }
+        let text = serde_json::json!({"mediaType": media::OCI_INDEX, "manifests": [v]});
+        let (_, mut u) =
+            Manifest::parse_verified_leniently(media::OCI_INDEX, text.to_string().as_bytes())
+                .unwrap();
+        u.pop().unwrap()
+    };
+    let mut usable = Descriptor::new(media::OCI_MANIFEST, Digest::of(Algorithm::Sha256, b"1"), 1);
+    usable.platform = Some(Platform::new("linux", "arm", Some("v6")));
+    let v7 = Platforms::One(Platform::new("linux", "arm", Some("v7")));
+    let (got, cannot) = choose(
+        &v7,
+        vec![usable.clone()],
+        vec![unusable("arm", Some("v6"))],
+        &mut Offered::default(),
+    );
+    assert_eq!((got, cannot.len()), (vec![usable.clone()], 0));
+    let (got, cannot) = choose(
+        &v7,
+        vec![usable.clone()],
+        vec![unusable("arm", Some("v7"))],
+        &mut Offered::default(),
+    );
+    assert_eq!((got.len(), cannot.len()), (0, 1));
+    // One that names no platform is the one taken for want of a match, as a usable one
+    // would be; another platform's is not.
+    let mut unlabelled = unusable("amd64", None);
+    unlabelled.platform = None;
+    let (got, cannot) = choose(
+        &v7,
+        Vec::new(),
+        vec![unusable("amd64", None), unlabelled],
+        &mut Offered::default(),
+    );
+    assert_eq!((got.len(), cannot.len()), (0, 1));
+    assert!(cannot[0].platform.is_none());
+}
+
+/// `urls` make a layer non-distributable, not a config: an image without its config is
+/// no image (skopeo copies the config whatever it lists), and one whose config named a
+/// mirror in `urls` was recorded in index.json with the config absent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_with_urls_is_fetched_all_the_same() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let root = src.path();
+    let mut config = put(
+        root,
+        "application/vnd.oci.image.config.v1+json",
+        br#"{"architecture":"amd64","os":"linux"}"#,
+    );
+    config.urls.push("https://mirror.example/config".into());
+    let layer = put(root, LAYER, b"layer");
+    let m = serde_json::json!({
+        "schemaVersion": 2, "mediaType": media::OCI_MANIFEST, "config": config,
+        "layers": [layer],
+    });
+    let mut top = put(root, media::OCI_MANIFEST, m.to_string().as_bytes());
+    top.annotations.insert(REF_NAME.into(), "v1".into());
+    LayoutStore::open(root).unwrap().add_to_index(&top).unwrap();
+    let (r, lines) = run(root, dst.path(), Platforms::All).await;
+    let pulled = r.unwrap();
+    assert_eq!((pulled.fetched, pulled.skipped), (3, 0), "{lines:?}");
+    assert!(LayoutStore::open(dst.path())
+        .unwrap()
+        .blob_path(&config.digest)
+        .exists());
+}
+
+/// `"artifactType": null` (or `""`) names no artifact type, as Go reads it and as dist
+/// reads every other optional field given so: an image listed without a platform by a
+/// tool that writes every field was taken for an artifact, and no platform pulled it.
+#[test]
+fn an_artifact_type_of_null_names_no_artifact() {
+    for none in [serde_json::Value::Null, "".into()] {
+        let mut d = Descriptor::new(media::OCI_MANIFEST, Digest::of(Algorithm::Sha256, b"1"), 1);
+        d.extra.insert("artifactType".into(), none.clone());
+        let got = choose(
+            &arm64(),
+            vec![d.clone()],
+            Vec::new(),
+            &mut Offered::default(),
+        )
+        .0;
+        assert_eq!(got, vec![d], "{none}");
+    }
 }

@@ -697,6 +697,16 @@ impl Remote for RegistryRemote {
         self.inner.repo.to_string()
     }
 
+    fn manifest_location(&self, digest: &Digest) -> Option<String> {
+        // The registry's own URL (the last host; mirrors come first): the content is the
+        // digest's wherever it came from, and the registry is where it is published.
+        let registry = self.inner.hosts.len().checked_sub(1)?;
+        let url = self
+            .url(registry, Endpoint::Manifests, digest.as_str())
+            .ok()?;
+        Some(url.to_string())
+    }
+
     fn resolve<'a>(&'a self, object: &'a Object) -> BoxFuture<'a, Result<Descriptor>> {
         async move {
             let tag = matches!(object, Object::Tag(_));
