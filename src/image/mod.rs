@@ -35,10 +35,10 @@ pub const IMAGE_NAME: &str = "io.containerd.image.name";
 /// attached.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Descriptor {
-    /// The media type of the referenced content. Empty when a descriptor leaves it out,
-    /// against the spec, as Go's readers take it: an index entry is then read as the
-    /// manifest its content declares.
-    #[serde(rename = "mediaType", default)]
+    /// The media type of the referenced content. Empty when a descriptor leaves it out or
+    /// gives it as `null`, against the spec, as Go's readers take it: an index entry is
+    /// then read as the manifest its content declares.
+    #[serde(rename = "mediaType", default, deserialize_with = "null_as_default")]
     pub media_type: String,
     /// The content's digest.
     #[serde(with = "digest_serde")]
@@ -469,6 +469,22 @@ mod tests {
             Some(media::OCI_INDEX)
         );
         assert_eq!(sniff_media_type(b"[1]"), None);
+    }
+
+    /// Go reads a `null` string as empty, and an index entry whose type is `null` is an
+    /// entry without one, not an entry dist cannot use.
+    #[test]
+    fn a_media_type_of_null_is_none_given() {
+        let entry = r#"{"mediaType":null,"digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","size":0}"#;
+        let d: Descriptor = serde_json::from_str(entry).unwrap();
+        assert_eq!(d.media_type, "");
+        let index = format!(r#"{{"schemaVersion":2,"manifests":[{entry}]}}"#);
+        let Manifest::Index(entries) =
+            Manifest::parse(Some(media::OCI_INDEX), index.as_bytes()).unwrap()
+        else {
+            panic!("not an index");
+        };
+        assert_eq!(entries, [d]);
     }
 
     #[test]
