@@ -107,7 +107,13 @@ fn fetch_by_digest_tag_and_worker() {
     let input: String = blobs.iter().map(|b| format!("{b}\n")).collect();
     let framed = dist.run(&["fetch", &src.loc(), "-"], input.as_bytes());
     assert!(framed.status.success());
-    for f in parse_frames(&framed.stdout) {
+    let frames = parse_frames(&framed.stdout);
+    let mut framed_objects: Vec<&str> = frames.iter().map(|f| f.object.as_str()).collect();
+    let mut wanted: Vec<&str> = blobs.iter().map(|b| digest(b)).collect();
+    framed_objects.sort_unstable();
+    wanted.sort_unstable();
+    assert_eq!(framed_objects, wanted, "one frame per line");
+    for f in frames {
         let (d, media_type, body) = f.result.unwrap();
         assert_eq!(sha256(&body), d);
         assert!(
