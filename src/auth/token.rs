@@ -269,9 +269,10 @@ fn tokenless_reply(body: &[u8]) -> String {
     let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice(body) else {
         return SAID.to_string();
     };
-    // A name shaped like a token is left out like a value.
+    // A name that could be a token is left out like a value, and so is one in other
+    // characters than a field name's.
     let plain = |k: &&String| {
-        k.len() <= 32
+        !tokenish(k)
             && k.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     };
@@ -334,15 +335,18 @@ fn unreadable_reply(body: &[u8], content_type: Option<&str>, e: &serde_json::Err
 /// Whether `text` could carry a token: a word without white space (a bare token, a
 /// form-encoded reply) or a word long enough to be one (an opaque token, a JWT).
 fn may_be_a_token(text: &str) -> bool {
-    let tokenish = |w: &str| {
-        w.len() >= 20
-            && w.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b))
-    };
     !text.contains(char::is_whitespace)
         || text
             .split(|c: char| c.is_whitespace() || "\"'`:;,&<>()[]{}".contains(c))
             .any(tokenish)
+}
+
+/// Whether the word `w` is long enough, in a token's characters, to be an opaque token or
+/// a JWT.
+fn tokenish(w: &str) -> bool {
+    w.len() >= 20
+        && w.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b))
 }
 
 /// The OAuth2 refresh-token grant's form. OAuth2 (RFC 6749, 3.3) takes one `scope` of
@@ -490,7 +494,7 @@ mod tests {
         );
         let secret = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1In0.c2ln";
         let odd = said(&format!(
-            r#"{{"id_token":"{secret}","scope":"repository:a:pull","{secret}":1}}"#
+            r#"{{"id_token":"{secret}","scope":"repository:a:pull","{secret}":1,"refresh_token_expires_in":1}}"#
         ));
         assert_eq!(
             odd,
