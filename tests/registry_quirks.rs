@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use support::cli::{bytes, Dist};
 use support::fake::{Auth, FakeRegistry, Fault};
 
@@ -74,4 +76,22 @@ fn a_digest_header_in_an_unknown_algorithm_is_passed_over_for_a_digest() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("bad Docker-Content-Digest header"), "{err}");
+}
+
+/// RFC 7235 wants a realm URL quoted, and registries behind some proxies and appliances
+/// send it bare (`Bearer realm=https://host/token,service=…`). Read as a token, the realm
+/// stopped at the `:`, no token was asked for, and the 401 failed a public pull.
+#[test]
+fn a_bearer_challenge_with_an_unquoted_realm_is_answered() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(300)))
+        .start();
+    let data = bytes(4, 3000);
+    let digest = reg.blob("team/app", &data);
+    reg.set_challenges(&["Bearer realm={realm},service=fake-registry,scope={scope}"]);
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(out.stdout, data);
+    assert_eq!(reg.token_requests(), 1);
 }

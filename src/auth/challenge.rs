@@ -84,7 +84,17 @@ impl<'a> Cursor<'a> {
 
     fn value(&mut self) -> String {
         if self.peek() != Some(b'"') {
-            return self.token().to_string();
+            // RFC 7235 allows only a token here, but some registries leave a realm URL
+            // unquoted (`realm=https://host/token`): up to the next comma or space is what
+            // they meant, where a token would stop at the `:` and lose the challenge.
+            let start = self.i;
+            while self
+                .peek()
+                .is_some_and(|b| !matches!(b, b',' | b' ' | b'\t'))
+            {
+                self.i += 1;
+            }
+            return String::from_utf8_lossy(&self.s[start..self.i]).into_owned();
         }
         self.i += 1;
         let mut out = Vec::new();
@@ -193,6 +203,22 @@ mod tests {
         assert_eq!(v[0].scheme, "negotiate");
         assert_eq!(v[0].params, vec![(String::new(), "abc==".to_string())]);
         assert_eq!(v[1].param("realm"), Some(r#"say "hi""#));
+    }
+
+    #[test]
+    fn an_unquoted_realm_url_is_read_whole() {
+        let v = parse("Bearer realm=https://auth.example:8443/token?a=b,service=reg.example");
+        assert_eq!(v.len(), 1);
+        assert_eq!(
+            v[0].param("realm"),
+            Some("https://auth.example:8443/token?a=b")
+        );
+        assert_eq!(v[0].param("service"), Some("reg.example"));
+        let v = parse(r#"Basic realm=Registry, Bearer realm=http://[::1]:5001/t scope="x""#);
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].param("realm"), Some("Registry"));
+        assert_eq!(v[1].param("realm"), Some("http://[::1]:5001/t"));
+        assert_eq!(v[1].param("scope"), Some("x"));
     }
 
     #[test]
