@@ -7,13 +7,16 @@
 #
 #   scripts/demo.sh            # 200 layers
 #   LAYERS=1000 scripts/demo.sh
+#   DIST=target/debug/dist scripts/demo.sh   # that binary, not built here (as the tests run it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LAYERS=${LAYERS:-200}
 
 scripts/install-missing.sh docker-registry curl jq
-cargo build --release --quiet
-DIST=$PWD/target/release/dist
+if [ -z "${DIST:-}" ]; then
+  cargo build --release --quiet
+  DIST=$PWD/target/release/dist
+fi
 
 work=$(mktemp -d)
 pid=""
