@@ -315,6 +315,38 @@ fn a_worker_reading_a_terminal_says_so_and_draws_no_progress() {
     );
 }
 
+/// The framed worker with stdout on the terminal refuses at once, as the one-shot fetch
+/// refuses binary content there: frames of layers garbled the terminal. Nothing is read or
+/// asked for, and the hint says how to get the objects.
+#[test]
+fn the_framed_worker_refuses_a_terminal_stdout() {
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, 2);
+    let dist = Dist::new();
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("in.txt");
+    std::fs::write(&list, input(&blobs)).unwrap();
+    let line = format!(
+        "{} fetch {}/team/app - < {}",
+        Dist::bin().display(),
+        reg.host(),
+        list.display()
+    );
+    let shown = dist.on_terminal(&line);
+    let screen = String::from_utf8_lossy(&shown.stdout);
+    assert_eq!(shown.status.code(), Some(2), "{screen:?}");
+    assert!(
+        screen.contains("not written to a terminal") && screen.contains("-o DIR"),
+        "{screen:?}"
+    );
+    assert_eq!(reg.request_count(), 0, "the registry was asked");
+    // Redirected, the same batch frames both objects.
+    let frames = dir.path().join("frames");
+    let shown = dist.on_terminal(&format!("{line} > {}", frames.display()));
+    assert!(shown.status.success(), "{:?}", shown);
+    assert_eq!(parse_frames(&std::fs::read(&frames).unwrap()).len(), 2);
+}
+
 #[test]
 fn a_long_download_to_a_file_shows_a_meter() {
     let reg = FakeRegistry::start();

@@ -17,6 +17,18 @@ use crate::cli::{FetchArgs, Global};
 /// The worker: objects from stdin (or the one object given, with `--output`), frames or
 /// JSON lines on stdout.
 pub async fn run(global: &Global, args: FetchArgs) -> u8 {
+    // As the one-shot fetch keeps binary content off a terminal, and curl does: frames
+    // hold layers, which garble a terminal and help no one. Said before the input is read
+    // or the registry asked, when nothing is lost by it.
+    if args.output.is_none() && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        say!(
+            "dist: frames carry binary content and are not written to a terminal; redirect \
+             stdout (> FILE, | …), store the objects with -o DIR, or fetch one object to \
+             the terminal with dist fetch {} OBJECT",
+            args.locator
+        );
+        return EXIT_USAGE;
+    }
     let store = match args.output.as_ref().map(LayoutStore::open).transpose() {
         Ok(s) => s,
         Err(e) => return report(&e, EXIT_USAGE),
