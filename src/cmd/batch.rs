@@ -85,6 +85,11 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
     if let Err(code) = check_before_batch(remote.as_ref(), &mut stop, false).await {
         return code;
     }
+    // The previous run's report stays until now: a run that could not start keeps it.
+    let report_out = match report_out.map(report_file::Opened::begin).transpose() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
     // `dist fetch LOC -` typed without a pipe waits for lines from the keyboard: say so,
     // or it looks hung, and draw no progress line, which would redraw over what is typed.
     let typed = args.object == "-" && std::io::IsTerminal::is_terminal(&std::io::stdin());
