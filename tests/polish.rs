@@ -315,6 +315,38 @@ fn a_worker_reading_a_terminal_says_so_and_draws_no_progress() {
     );
 }
 
+/// The framed worker with stdout on the terminal refuses at once, as the one-shot fetch
+/// refuses binary content there: frames of layers garbled the terminal. Nothing is read or
+/// asked for, and the hint says how to get the objects.
+#[test]
+fn the_framed_worker_refuses_a_terminal_stdout() {
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, 2);
+    let dist = Dist::new();
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("in.txt");
+    std::fs::write(&list, input(&blobs)).unwrap();
+    let line = format!(
+        "{} fetch {}/team/app - < {}",
+        Dist::bin().display(),
+        reg.host(),
+        list.display()
+    );
+    let shown = dist.on_terminal(&line);
+    let screen = String::from_utf8_lossy(&shown.stdout);
+    assert_eq!(shown.status.code(), Some(2), "{screen:?}");
+    assert!(
+        screen.contains("not written to a terminal") && screen.contains("-o DIR"),
+        "{screen:?}"
+    );
+    assert_eq!(reg.request_count(), 0, "the registry was asked");
+    // Redirected, the same batch frames both objects.
+    let frames = dir.path().join("frames");
+    let shown = dist.on_terminal(&format!("{line} > {}", frames.display()));
+    assert!(shown.status.success(), "{:?}", shown);
+    assert_eq!(parse_frames(&std::fs::read(&frames).unwrap()).len(), 2);
+}
+
 #[test]
 fn a_long_download_to_a_file_shows_a_meter() {
     let reg = FakeRegistry::start();
@@ -1192,6 +1224,109 @@ fn a_report_that_would_destroy_input_or_layout_is_refused() {
     assert_eq!(out.status.code(), Some(0));
     let report = std::fs::read_to_string(&beside).unwrap();
     assert_eq!(report.lines().count(), blobs.len());
+}
+
+/// A run that cannot start its batch (the registry down, here) keeps the previous run's
+/// report, often what tells why, and leaves none it created: the report was truncated as
+/// it was opened, before the registry check. The worker's and a pull's alike.
+#[test]
+fn a_run_that_cannot_start_keeps_the_previous_report() {
+    let dist = Dist::new();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let old = dir.path().join("old.jsonl");
+    let new = dir.path().join("new.jsonl");
+    std::fs::write(&old, "{\"line\":1}\n").unwrap();
+    let (l, o, n) = (
+        layout.to_str().unwrap(),
+        old.to_str().unwrap(),
+        new.to_str().unwrap(),
+    );
+    let nowhere = "127.0.0.1:1/team/app";
+    let pull_nowhere = format!("{nowhere}:v1");
+    for report in [o, n] {
+        for args in [
+            vec!["fetch", "--retries", "0", nowhere, "-", "--report", report],
+            vec![
+                "fetch",
+                "--retries",
+                "0",
+                nowhere,
+                "-",
+                "-o",
+                l,
+                "--report",
+                report,
+            ],
+            vec![
+                "pull",
+                "--retries",
+                "0",
+                &pull_nowhere,
+                "-o",
+                l,
+                "--report",
+                report,
+            ],
+        ] {
+            let out = dist.run(&args, b"latest\n");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        }
+    }
+    assert_eq!(std::fs::read_to_string(&old).unwrap(), "{\"line\":1}\n");
+    assert!(!new.exists(), "a report was left by runs that never began");
+}
+
+/// Shards given the same `--report` wrote each from its own offset over the other's
+/// lines. While one run writes a report, another given it is refused before it fetches
+/// anything, and the first one's report is whole.
+#[test]
+fn a_report_another_run_writes_is_refused() {
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, 4);
+    let dist = Dist::new();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let report = dir.path().join("report.jsonl");
+    let repo = format!("{}/team/app", reg.host());
+    let (l, r) = (layout.to_str().unwrap(), report.to_str().unwrap());
+    let first_args = ["fetch", &repo, "-", "-o", l, "--report", r];
+    let mut first = dist.start(&first_args);
+    let mut first_in = first.stdin.take().unwrap();
+    {
+        use std::io::{BufRead, Write};
+        first_in.write_all(input(&blobs).as_bytes()).unwrap();
+        first_in.flush().unwrap();
+        // Its batch has fetched everything once it has said so; its input stays open.
+        let mut said = std::io::BufReader::new(first.stdout.as_mut().unwrap());
+        for _ in &blobs {
+            let mut line = String::new();
+            said.read_line(&mut line).unwrap();
+            assert!(line.contains("\"status\":\"ok\""), "{line:?}");
+        }
+    }
+    let requests = reg.request_count();
+    let second = dist.run(
+        &[
+            "fetch", &repo, "-", "-o", l, "--report", r, "--shard", "1/2",
+        ],
+        input(&blobs).as_bytes(),
+    );
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "{err}");
+    assert!(err.contains("another run is writing this report"), "{err}");
+    assert_eq!(
+        reg.request_count(),
+        requests,
+        "the refused run asked for something"
+    );
+    drop(first_in);
+    let status = first.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let lines = json_lines(&std::fs::read(&report).unwrap());
+    assert_eq!(lines.len(), blobs.len());
+    assert!(lines.iter().all(|v| v["status"] == "ok"), "{lines:?}");
 }
 
 /// A run that fails before storing anything (a mistyped reference, a registry it cannot

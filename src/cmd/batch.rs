@@ -17,6 +17,18 @@ use crate::cli::{FetchArgs, Global};
 /// The worker: objects from stdin (or the one object given, with `--output`), frames or
 /// JSON lines on stdout.
 pub async fn run(global: &Global, args: FetchArgs) -> u8 {
+    // As the one-shot fetch keeps binary content off a terminal, and curl does: frames
+    // hold layers, which garble a terminal and help no one. Said before the input is read
+    // or the registry asked, when nothing is lost by it.
+    if args.output.is_none() && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        say!(
+            "dist: frames carry binary content and are not written to a terminal; redirect \
+             stdout (> FILE, | …), store the objects with -o DIR, or fetch one object to \
+             the terminal with dist fetch {} OBJECT",
+            args.locator
+        );
+        return EXIT_USAGE;
+    }
     let store = match args.output.as_ref().map(LayoutStore::open).transpose() {
         Ok(s) => s,
         Err(e) => return report(&e, EXIT_USAGE),
@@ -73,6 +85,11 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
     if let Err(code) = check_before_batch(remote.as_ref(), &mut stop, false).await {
         return code;
     }
+    // The previous run's report stays until now: a run that could not start keeps it.
+    let report_out = match report_out.map(report_file::Opened::begin).transpose() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
     // `dist fetch LOC -` typed without a pipe waits for lines from the keyboard: say so,
     // or it looks hung, and draw no progress line, which would redraw over what is typed.
     let typed = args.object == "-" && std::io::IsTerminal::is_terminal(&std::io::stdin());
@@ -154,9 +171,9 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
             }
         }
         // A reader that does not read fills the queue; a signal must still get through.
-        let sent = tokio::select! {
-            sent = output.send(outcome) => sent,
-            why = &mut stop => break Some(why),
+        let sent = match unless_stopped(output.send(outcome), &mut stop).await {
+            Ok(sent) => sent,
+            Err(why) => break Some(why),
         };
         if !sent {
             break None; // the writer stopped; finish() says why
@@ -165,12 +182,13 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
     drop(outcomes);
     if stopped.is_none() {
         // A disk that does not answer must not hold up a signal or `--timeout`.
-        tokio::select! {
-            synced = syncs.finish() => if let Err(e) = synced {
+        match unless_stopped(syncs.finish(), &mut stop).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
                 failed += 1;
                 display.message(&format!("dist: {e}"));
-            },
-            why = &mut stop => stopped = Some(why),
+            }
+            Err(why) => stopped = Some(why),
         }
     }
     if stopped.is_none() && progress.input_was_empty() && !global.quiet {
@@ -179,10 +197,7 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
     let ended = match stopped {
         // Every object is done; what is left is writing out, which a stuck reader can make
         // last for ever, and a signal or `--timeout` must still end.
-        None => tokio::select! {
-            finished = output.finish() => Ok(finished),
-            why = &mut stop => Err(why),
-        },
+        None => unless_stopped(output.finish(), &mut stop).await,
         Some(why) => {
             output
                 .finish_within(std::time::Duration::from_secs(2))
@@ -197,6 +212,22 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
             why.say(into_store);
             why.code()
         }
+    }
+}
+
+/// Waits for `work` (an outcome handed to the output, the output finished) unless `stop`
+/// comes first, so that a stuck reader or disk cannot hold off a signal or `--timeout`.
+/// Work that can complete at once always does, even with a stop ready beside it: the
+/// outcome's object is already stored (`-o DIR`) or fetched, and the line or frame saying
+/// so must not be dropped by a random pick between two ready branches.
+async fn unless_stopped<T, S: std::future::Future<Output = Stop>>(
+    work: impl std::future::Future<Output = T>,
+    stop: &mut std::pin::Pin<&mut S>,
+) -> Result<T, Stop> {
+    tokio::select! {
+        biased;
+        done = work => Ok(done),
+        why = stop.as_mut() => Err(why),
     }
 }
 
@@ -267,5 +298,29 @@ fn finished_code(finished: Result<(), Failure>, failed: usize) -> u8 {
             say!("dist: {msg}");
             EXIT_FAILED
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: with a stop and a send both ready, the unbiased pick dropped the
+    /// outcome (an object already stored lost its JSON line) about half the time.
+    #[tokio::test]
+    async fn a_send_that_can_complete_wins_over_a_stop_ready_beside_it() {
+        for _ in 0..200 {
+            let mut stop = std::pin::pin!(std::future::ready(Stop::Signal(130)));
+            let sent = unless_stopped(std::future::ready(true), &mut stop).await;
+            assert!(matches!(sent, Ok(true)), "the ready send was dropped");
+        }
+    }
+
+    /// A reader that never reads cannot hold off a stop.
+    #[tokio::test]
+    async fn a_stuck_send_does_not_hold_off_a_stop() {
+        let mut stop = std::pin::pin!(std::future::ready(Stop::Deadline(Duration::ZERO)));
+        let sent = unless_stopped(std::future::pending::<bool>(), &mut stop).await;
+        assert!(matches!(sent, Err(Stop::Deadline(_))));
     }
 }

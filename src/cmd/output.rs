@@ -248,13 +248,7 @@ fn write_all(
         // On the terminal a progress line may be drawn on (`-o DIR < list`), output goes
         // above that line: written after it, a JSON line was glued to its text.
         let _line = terminal.then(super::progress::clear_line);
-        for mut outcome in batch.drain(..) {
-            write_one(&mut out, &mut report, framed, &mut outcome)?;
-        }
-        // Hand what we have to the reader before waiting for more; the report too, which
-        // is what a run that never ends (`tail -f … |`) or gets killed is watched by.
-        out.flush().map_err(stdout_failed)?;
-        flush_report(&mut report)?;
+        write_batch(&mut out, &mut report, framed, &mut batch)?;
     }
     match report.filter(|_| ran_to_end.load(Ordering::Acquire)) {
         Some(r) => super::report_file::sync(r.get_ref())
@@ -265,38 +259,68 @@ fn write_all(
 
 fn flush_report(report: &mut Option<std::io::BufWriter<std::fs::File>>) -> Result<(), Failure> {
     match report {
-        Some(r) => r
-            .flush()
-            .map_err(|e| Failure::Write(format!("writing the report: {e}"))),
+        Some(r) => r.flush().map_err(report_failed),
         None => Ok(()),
     }
 }
 
-/// Writes one outcome's frame or JSON line, and its report line.
-fn write_one<W: Write>(
+/// Writes the outcomes of `batch` and hands them to the reader and the report before the
+/// writer waits for more: the report is what a run that never ends (`tail -f … |`) or gets
+/// killed is watched by.
+///
+/// With `-o DIR` the report's lines go first: the objects are stored whatever becomes of
+/// stdout, and a reader of stdout that does not read must not keep them out of the report.
+/// A frame goes before its report line: the object reached the reader only with its frame,
+/// and the report says it did.
+fn write_batch<W: Write>(
     out: &mut sink::gather::Gather<W>,
     report: &mut Option<std::io::BufWriter<std::fs::File>>,
     framed: bool,
+    batch: &mut Vec<Outcome>,
+) -> Result<(), Failure> {
+    if framed {
+        for mut outcome in batch.drain(..) {
+            write_frame(out, report, &mut outcome)?;
+        }
+        out.flush().map_err(stdout_failed)?;
+        return flush_report(report);
+    }
+    let lines: Vec<String> = batch
+        .drain(..)
+        .map(|o| sink::report::json_line(&o))
+        .collect();
+    if let Some(r) = report {
+        for line in &lines {
+            writeln!(r, "{line}").map_err(report_failed)?;
+        }
+    }
+    flush_report(report)?;
+    for line in &lines {
+        writeln!(out, "{line}").map_err(stdout_failed)?;
+    }
+    out.flush().map_err(stdout_failed)
+}
+
+/// Writes one outcome's frame, and its report line.
+fn write_frame<W: Write>(
+    out: &mut sink::gather::Gather<W>,
+    report: &mut Option<std::io::BufWriter<std::fs::File>>,
     outcome: &mut Outcome,
 ) -> Result<(), Failure> {
     // Framed output without a report needs no JSON line at all.
-    let line = (!framed || report.is_some()).then(|| sink::report::json_line(outcome));
-    if framed {
-        sink::framed::write_frame(out, outcome).map_err(|e| match e {
-            CopyError::Out(e) => stdout_failed(e),
-            CopyError::Spool(e) => spool_unreadable(&outcome.object, e),
-        })?;
-    }
-    if let Some(line) = line {
-        if !framed {
-            writeln!(out, "{line}").map_err(stdout_failed)?;
-        }
-        if let Some(r) = report {
-            writeln!(r, "{line}")
-                .map_err(|e| Failure::Write(format!("writing the report: {e}")))?;
-        }
+    let line = report.is_some().then(|| sink::report::json_line(outcome));
+    sink::framed::write_frame(out, outcome).map_err(|e| match e {
+        CopyError::Out(e) => stdout_failed(e),
+        CopyError::Spool(e) => spool_unreadable(&outcome.object, e),
+    })?;
+    if let (Some(line), Some(r)) = (line, report) {
+        writeln!(r, "{line}").map_err(report_failed)?;
     }
     Ok(())
+}
+
+fn report_failed(e: std::io::Error) -> Failure {
+    Failure::Write(format!("writing the report: {e}"))
 }
 
 /// A spool read back for its frame that failed (EIO from a failing disk under `TMPDIR`):
@@ -315,5 +339,71 @@ fn stdout_failed(e: std::io::Error) -> Failure {
         Failure::ReaderGone
     } else {
         Failure::Write(format!("writing to stdout: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stdout that notes, at its first write, how much of the report was in its file:
+    /// what a reader that never reads would have let through.
+    struct Probe<'a> {
+        report: &'a std::path::Path,
+        report_then: &'a std::cell::Cell<Option<u64>>,
+    }
+
+    impl Write for Probe<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.report_then.get().is_none() {
+                let len = std::fs::metadata(self.report)?.len();
+                self.report_then.set(Some(len));
+            }
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn stored(line: u64) -> Outcome {
+        let mut o = Outcome::new(line, format!("sha256:{line:064}"));
+        o.status = dist::worker::Status::Exists;
+        o
+    }
+
+    fn report_of(batch: &mut Vec<Outcome>, framed: bool) -> (String, Option<u64>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.jsonl");
+        let file = std::fs::File::create(&path).unwrap();
+        let mut report = Some(std::io::BufWriter::new(file));
+        let then = std::cell::Cell::new(None);
+        let mut out = sink::gather::Gather::new(Probe {
+            report: &path,
+            report_then: &then,
+        });
+        assert!(write_batch(&mut out, &mut report, framed, batch).is_ok());
+        drop(report);
+        (std::fs::read_to_string(&path).unwrap(), then.get())
+    }
+
+    /// Regression: with `-o DIR`, the report's lines waited behind stdout's, so a reader
+    /// that never read kept objects already stored out of the report.
+    #[test]
+    fn with_a_store_the_report_does_not_wait_for_stdout() {
+        let mut batch: Vec<Outcome> = (1..=3).map(stored).collect();
+        let (report, then) = report_of(&mut batch, false);
+        assert_eq!(report.lines().count(), 3);
+        assert_eq!(then, Some(report.len() as u64), "stdout was written first");
+    }
+
+    /// A frame goes out before its report line says it did.
+    #[test]
+    fn a_framed_report_line_follows_its_frame() {
+        let mut batch = vec![stored(1)];
+        let (report, then) = report_of(&mut batch, true);
+        assert_eq!(report.lines().count(), 1);
+        assert_eq!(then, Some(0));
     }
 }

@@ -44,7 +44,7 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
         store: Some(&args.output),
         reads_stdin: false,
     };
-    let mut report_out = match report_file::open(args.report.as_deref(), &in_use) {
+    let report_out = match report_file::open(args.report.as_deref(), &in_use) {
         Ok(r) => r,
         Err(code) => return code,
     };
@@ -66,6 +66,11 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
     if let Err(code) = check_before_batch(remote.as_ref(), &mut stop, true).await {
         return code;
     }
+    // The previous run's report stays until now: a run that could not start keeps it.
+    let mut report_out = match report_out.map(report_file::Opened::begin).transpose() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
     let progress = std::sync::Arc::new(dist::worker::progress::Progress::default());
     let display = Display::new(progress.clone(), global.draws_progress());
     let mut opts = PullOptions::default();

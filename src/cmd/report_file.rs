@@ -1,16 +1,25 @@
 //! The `--report FILE` of the worker and `dist pull`: created only where truncating it
-//! destroys nothing the run itself needs.
+//! destroys nothing the run itself needs, emptied only once the run is sure to start, and
+//! written by one run at a time.
 //!
-//! Creating the report truncates it. Pointed by a slip at the layout being written
+//! Emptying the report truncates it. Pointed by a slip at the layout being written
 //! (`--report DIR/index.json`), at the input being read (`--report digests.txt <
 //! digests.txt`) or at the file stdout already writes to, that truncation would empty the
 //! layout's index, make the batch read nothing and report success, or interleave two copies
 //! of every line. Those are refused before anything is created or fetched, as GNU tools
 //! refuse "input file is output file".
+//!
+//! The file is opened at once, so that a path that cannot be written fails before anything
+//! is fetched, but emptied only when the batch starts ([`Opened::begin`]): a run that fails
+//! its registry check (a mistyped locator, the registry down, credentials refused) or is
+//! stopped before it, destroyed the previous run's report, which was often what would tell
+//! why. Two runs writing one report (shards given the same `--report`) each wrote from its
+//! own offset over the other's lines; the report is locked while a run holds it, and a
+//! second run is refused.
 
-use std::fs::{File, Metadata};
+use std::fs::{File, Metadata, OpenOptions};
 use std::io::BufWriter;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -25,21 +34,113 @@ pub struct InUse<'a> {
     pub reads_stdin: bool,
 }
 
-/// Creates the `--report` file, if one was asked for; `Err` is the exit status, the
-/// reason already said.
-pub fn open(path: Option<&Path>, in_use: &InUse) -> Result<Option<BufWriter<File>>, u8> {
+/// A report opened and locked for this run, its previous content still in place until
+/// [`Opened::begin`]. Dropped without it (the run ended before its batch), a report this run
+/// created is removed again.
+pub struct Opened {
+    /// `None` once begun.
+    file: Option<File>,
+    path: PathBuf,
+    /// Whether this run created the file: only then is it this run's to remove.
+    created: bool,
+}
+
+impl Opened {
+    /// Empties the report for this run's lines: the batch starts. `Err` is the exit
+    /// status, the reason already said.
+    pub fn begin(mut self) -> Result<BufWriter<File>, u8> {
+        let file = self.file.take().expect("begun once");
+        // A pipe or a device (`--report >(jq …)`, `/dev/null`) holds nothing to empty.
+        let emptied = match file.metadata() {
+            Ok(m) if m.is_file() => file.set_len(0),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        match emptied {
+            Ok(()) => Ok(BufWriter::new(file)),
+            Err(e) => {
+                say!("dist: cannot empty report {}: {e}", self.path.display());
+                Err(EXIT_USAGE)
+            }
+        }
+    }
+}
+
+impl Drop for Opened {
+    /// A run that never started its batch leaves no report it created behind, as it leaves
+    /// no empty layout; only the file it created, not one put under its name since.
+    fn drop(&mut self) {
+        let Some(file) = self.file.take().filter(|_| self.created) else {
+            return;
+        };
+        let ours = file.metadata().ok();
+        let there = std::fs::symlink_metadata(&self.path).ok();
+        if let (Some(ours), Some(there)) = (ours, there) {
+            if same_inode(&ours, &there) {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+/// Opens (creating it if need be) and locks the `--report` file, if one was asked for,
+/// leaving what it holds until [`Opened::begin`]; `Err` is the exit status, the reason
+/// already said.
+pub fn open(path: Option<&Path>, in_use: &InUse) -> Result<Option<Opened>, u8> {
     let Some(path) = path else { return Ok(None) };
     if let Some(why) = clash(path, in_use) {
         say!("dist: --report {}: {why}", path.display());
         return Err(EXIT_USAGE);
     }
-    match File::create(path) {
-        Ok(f) => Ok(Some(BufWriter::new(f))),
+    let (file, created) = match create_or_open(path) {
+        Ok(opened) => opened,
         Err(e) => {
             say!("dist: cannot create report {}: {e}", path.display());
-            Err(EXIT_USAGE)
+            return Err(EXIT_USAGE);
         }
+    };
+    if locked_by_another(&file) {
+        say!(
+            "dist: --report {}: another run is writing this report, and two would write \
+             over each other's lines; give each run (each --shard) a report of its own, such \
+             as report-K.jsonl",
+            path.display()
+        );
+        // Not removed even if created here: the run holding it uses it.
+        return Err(EXIT_USAGE);
     }
+    Ok(Some(Opened {
+        file: Some(file),
+        path: path.to_path_buf(),
+        created,
+    }))
+}
+
+/// The report opened for writing, without truncating it, and whether it was created.
+fn create_or_open(path: &Path) -> std::io::Result<(File, bool)> {
+    match OpenOptions::new().write(true).create_new(true).open(path) {
+        Ok(file) => Ok((file, true)),
+        // Also a link to a file not there yet, which create_new does not follow: created
+        // through it, the file is not taken for this run's own.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map(|file| (file, false)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Takes an exclusive `flock` on a regular file; whether another run holds one. Where no
+/// lock can be had (a filesystem without them), the run goes on unlocked, as before.
+fn locked_by_another(file: &File) -> bool {
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return false;
+    }
+    // SAFETY: flock on a descriptor this `File` owns and keeps open; the lock goes with it.
+    let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    taken != 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
 }
 
 /// Makes the report's lines durable, as a batch that ran to its end makes the blobs it
@@ -214,10 +315,61 @@ mod tests {
         let dir = layout();
         let index = dir.path().join("index.json");
         let use_ = in_store(dir.path());
-        assert_eq!(open(Some(&index), &use_).err(), Some(EXIT_USAGE));
+        assert!(matches!(open(Some(&index), &use_), Err(EXIT_USAGE)));
         assert_eq!(std::fs::read_to_string(&index).unwrap(), "{}");
         let beside = dir.path().join("report.jsonl");
-        assert!(open(Some(&beside), &use_).unwrap().is_some());
+        let opened = open(Some(&beside), &use_).unwrap().unwrap();
         assert!(beside.exists());
+        opened.begin().unwrap();
+        assert!(beside.exists());
+    }
+
+    /// Regression: the report was truncated as it was opened, before the registry check,
+    /// so a run that failed at once (registry down) destroyed the previous report.
+    #[test]
+    fn a_report_is_emptied_only_when_the_batch_begins() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("report.jsonl");
+        std::fs::write(&old, "previous run\n").unwrap();
+        drop(open(Some(&old), &InUse::default()).unwrap());
+        assert_eq!(std::fs::read_to_string(&old).unwrap(), "previous run\n");
+        let mut begun = open(Some(&old), &InUse::default())
+            .unwrap()
+            .unwrap()
+            .begin()
+            .unwrap();
+        std::io::Write::write_all(&mut begun, b"new\n").unwrap();
+        drop(begun);
+        assert_eq!(std::fs::read_to_string(&old).unwrap(), "new\n");
+    }
+
+    /// A run that ends before its batch leaves no report it created behind.
+    #[test]
+    fn a_report_created_for_a_run_that_never_began_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let new = dir.path().join("report.jsonl");
+        drop(open(Some(&new), &InUse::default()).unwrap());
+        assert!(!new.exists());
+    }
+
+    /// Regression: shards given one report each wrote from offset 0 over the other's
+    /// lines. The second is refused while the first holds it, and not removed by it.
+    #[test]
+    fn a_report_another_run_writes_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("report.jsonl");
+        let first = open(Some(&shared), &InUse::default()).unwrap().unwrap();
+        assert!(matches!(
+            open(Some(&shared), &InUse::default()),
+            Err(EXIT_USAGE)
+        ));
+        let first = first.begin().unwrap();
+        assert!(matches!(
+            open(Some(&shared), &InUse::default()),
+            Err(EXIT_USAGE)
+        ));
+        assert!(shared.exists());
+        drop(first);
+        assert!(open(Some(&shared), &InUse::default()).unwrap().is_some());
     }
 }
