@@ -10,7 +10,8 @@ use futures::StreamExt;
 use super::output::{Failure, Output};
 use super::progress::Display;
 use super::{
-    check_before_batch, open_remote, report, report_file, stopped, Stop, EXIT_FAILED, EXIT_USAGE,
+    check_before_batch, open_remote, report, report_file, stopped, unless_stopped, Stop,
+    EXIT_FAILED, EXIT_USAGE,
 };
 use crate::cli::{FetchArgs, Global};
 
@@ -215,22 +216,6 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
     }
 }
 
-/// Waits for `work` (an outcome handed to the output, the output finished) unless `stop`
-/// comes first, so that a stuck reader or disk cannot hold off a signal or `--timeout`.
-/// Work that can complete at once always does, even with a stop ready beside it: the
-/// outcome's object is already stored (`-o DIR`) or fetched, and the line or frame saying
-/// so must not be dropped by a random pick between two ready branches.
-async fn unless_stopped<T, S: std::future::Future<Output = Stop>>(
-    work: impl std::future::Future<Output = T>,
-    stop: &mut std::pin::Pin<&mut S>,
-) -> Result<T, Stop> {
-    tokio::select! {
-        biased;
-        done = work => Ok(done),
-        why = stop.as_mut() => Err(why),
-    }
-}
-
 /// How long the name of a blob reported stored may wait to be made durable while the batch
 /// goes on. A worker fed by `tail -f` may never reach the end of its batch, where the rest are
 /// synced. Each sync is one fsync per directory a blob went into and of the few above it;
@@ -298,29 +283,5 @@ fn finished_code(finished: Result<(), Failure>, failed: usize) -> u8 {
             say!("dist: {msg}");
             EXIT_FAILED
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Regression: with a stop and a send both ready, the unbiased pick dropped the
-    /// outcome (an object already stored lost its JSON line) about half the time.
-    #[tokio::test]
-    async fn a_send_that_can_complete_wins_over_a_stop_ready_beside_it() {
-        for _ in 0..200 {
-            let mut stop = std::pin::pin!(std::future::ready(Stop::Signal(130)));
-            let sent = unless_stopped(std::future::ready(true), &mut stop).await;
-            assert!(matches!(sent, Ok(true)), "the ready send was dropped");
-        }
-    }
-
-    /// A reader that never reads cannot hold off a stop.
-    #[tokio::test]
-    async fn a_stuck_send_does_not_hold_off_a_stop() {
-        let mut stop = std::pin::pin!(std::future::ready(Stop::Deadline(Duration::ZERO)));
-        let sent = unless_stopped(std::future::pending::<bool>(), &mut stop).await;
-        assert!(matches!(sent, Err(Stop::Deadline(_))));
     }
 }

@@ -363,12 +363,29 @@ pub async fn check_before_batch<S: std::future::Future<Output = Stop>>(
     stop: &mut std::pin::Pin<&mut S>,
     into_store: bool,
 ) -> Result<(), u8> {
-    tokio::select! {
-        checked = remote.check() => checked.map_err(|e| cannot_use(remote, &e)),
-        why = stop.as_mut() => {
+    match unless_stopped(remote.check(), stop).await {
+        Ok(checked) => checked.map_err(|e| cannot_use(remote, &e)),
+        Err(why) => {
             why.say(into_store);
             Err(why.code())
         }
+    }
+}
+
+/// Waits for `work` (a registry check, an outcome handed to the output, a pull) unless
+/// `stop` comes first, so that a stuck reader, disk or registry cannot hold off a signal or
+/// `--timeout`. Work that can complete at once always does, even with a stop ready beside
+/// it: an object already stored (`-o DIR`) or fetched must not lose the line or frame
+/// saying so, nor a finished pull its exit status 0, to a random pick between two ready
+/// branches.
+pub async fn unless_stopped<T, S: std::future::Future<Output = Stop>>(
+    work: impl std::future::Future<Output = T>,
+    stop: &mut std::pin::Pin<&mut S>,
+) -> Result<T, Stop> {
+    tokio::select! {
+        biased;
+        done = work => Ok(done),
+        why = stop.as_mut() => Err(why),
     }
 }
 
@@ -515,4 +532,31 @@ pub fn print_stdout(text: &[u8]) -> u8 {
 pub fn report(e: &Error, code: u8) -> u8 {
     say!("dist: {e}");
     code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: with a stop and a send both ready, the unbiased pick dropped the
+    /// outcome (an object already stored lost its JSON line) about half the time, and a
+    /// pull finished as a signal came exited 130.
+    #[tokio::test]
+    async fn work_that_can_complete_wins_over_a_stop_ready_beside_it() {
+        for _ in 0..200 {
+            let mut stop = std::pin::pin!(std::future::ready(Stop::Signal(130)));
+            let sent = unless_stopped(std::future::ready(true), &mut stop).await;
+            assert!(matches!(sent, Ok(true)), "the ready work was dropped");
+        }
+    }
+
+    /// A reader, disk or registry that never answers cannot hold off a stop.
+    #[tokio::test]
+    async fn stuck_work_does_not_hold_off_a_stop() {
+        let mut stop = std::pin::pin!(std::future::ready(Stop::Deadline(
+            std::time::Duration::ZERO
+        )));
+        let sent = unless_stopped(std::future::pending::<bool>(), &mut stop).await;
+        assert!(matches!(sent, Err(Stop::Deadline(_))));
+    }
 }

@@ -13,8 +13,8 @@ use dist::Error;
 
 use super::progress::Display;
 use super::{
-    check_before_batch, exit_for, open_locator, report, report_file, stopped, Stop, EXIT_FAILED,
-    EXIT_USAGE,
+    check_before_batch, exit_for, open_locator, report, report_file, stopped, unless_stopped, Stop,
+    EXIT_FAILED, EXIT_USAGE,
 };
 use crate::cli::{Global, PullArgs};
 
@@ -123,9 +123,9 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
     let object = image.object();
     let work = dist::pull::pull(remote, &object, image.ref_name(), store, &opts, on_event);
     let ticker = display.start();
-    let result = tokio::select! {
-        r = work => r,
-        why = &mut stop => {
+    let result = match unless_stopped(work, &mut stop).await {
+        Ok(r) => r,
+        Err(why) => {
             display.finish(ticker);
             why.say(true);
             return why.code();
