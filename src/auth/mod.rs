@@ -588,7 +588,16 @@ impl Authorizer {
         cred: Option<&Credential>,
     ) -> Result<token::Token> {
         self.token_requests.fetch_add(1, Ordering::Relaxed);
-        token::fetch(&self.transport, ch, scopes, cred, &self.api_origin).await
+        // Boxed: a whole HTTP exchange, once per token, that would otherwise take up room
+        // in every request's future, which is copied whole into its box for each object.
+        Box::pin(token::fetch(
+            &self.transport,
+            ch,
+            scopes,
+            cred,
+            &self.api_origin,
+        ))
+        .await
     }
 
     async fn credential(&self) -> Result<Option<Credential>> {
@@ -634,8 +643,10 @@ impl Authorizer {
         match &self.source {
             CredentialSource::None => Ok(None),
             CredentialSource::Fixed(c) => Ok(Some((c.clone(), "the credential given".to_string()))),
+            // Boxed: the lookup's future (files, credential helpers) is large and runs
+            // once a run, and unboxed it made every request's future as large.
             CredentialSource::DockerConfig(cfg) => {
-                cfg.find(&self.registry_host, Some(&self.repository)).await
+                Box::pin(cfg.find(&self.registry_host, Some(&self.repository))).await
             }
         }
     }

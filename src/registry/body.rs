@@ -51,6 +51,9 @@ impl Resumable {
     }
 
     async fn next(&mut self) -> Result<Option<Bytes>> {
+        // A resume is boxed where it is awaited: it is a whole new request, rarely made,
+        // and inline it would make every body's stream as large, copied whole into its box
+        // for each object.
         loop {
             // The host's each time: a failing mirror hands the body over to another.
             let transport = &self.remote.host(self.host).transport;
@@ -71,14 +74,14 @@ impl Resumable {
                     let Some(e) = self.cut_short() else {
                         return Ok(None);
                     };
-                    if !self.resume(e).await? {
+                    if !Box::pin(self.resume(e)).await? {
                         return Ok(None);
                     }
                 }
                 // `false`: nothing lies past what arrived, the body broke after its last
                 // byte. Verification of digest and size has the last word.
                 Err(e) => {
-                    if !self.resume(e).await? {
+                    if !Box::pin(self.resume(e)).await? {
                         return Ok(None);
                     }
                 }

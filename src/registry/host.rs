@@ -802,6 +802,21 @@ mod tests {
         Host::mirror(&m, &repo, CredentialSource::None).unwrap()
     }
 
+    /// Each object's fetch moves a request's future into a box, copied there whole. What
+    /// a run does once (a credential lookup, a token request) is boxed where it is
+    /// awaited: inline, it made the future 11.4 KiB in a debug build instead of 2.4 KiB,
+    /// and the copies cost more instructions than anything else of dist's own per object.
+    #[test]
+    fn a_request_s_future_leaves_out_what_a_run_does_once() {
+        let h = mirror("https://mirror.example", false);
+        let url: Uri = "https://mirror.example/v2/".parse().unwrap();
+        let headers = HeaderMap::new();
+        let policy = RetryPolicy::default();
+        let request = h.request(&policy, Method::GET, url, &headers, false);
+        let size = std::mem::size_of_val(&request);
+        assert!(size < 4 << 10, "a request's future takes {size} bytes");
+    }
+
     #[test]
     fn mirror_urls_carry_the_namespace() {
         let h = mirror("https://mirror.example:5000", false);
