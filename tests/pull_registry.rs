@@ -890,6 +890,44 @@ fn an_entry_dist_cannot_verify_fails_only_the_pull_that_needs_it() {
     assert!(err.contains(b64u), "{err}");
 }
 
+/// An image whose nested indexes list its platform twice, once in a digest algorithm dist
+/// does not verify (a producer moving to another algorithm may keep the old entries so),
+/// pulls the one it can: each index was chosen from on its own, and the unusable entry
+/// failed the pull that its sibling index served.
+#[test]
+fn an_entry_dist_cannot_verify_loses_to_a_sibling_index_s_as_good() {
+    let fake = FakeRegistry::start();
+    let (good, good_bytes, images) = multi(&fake, "team/app", "good", Flavor::Oci);
+    let b64u = "sha256+b64u:LCa0a2j_xo_5m0U8HTBBNBNCLXBkg7-g-YpeiGJm564";
+    let spoilt = json!({"schemaVersion": 2, "mediaType": Flavor::Oci.index(), "manifests": [
+        {"mediaType": Flavor::Oci.manifest(), "digest": b64u, "size": 500,
+         "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"}}]})
+    .to_string();
+    let spoilt_digest = fake.manifest(
+        "team/app",
+        &sha256(spoilt.as_bytes()),
+        Flavor::Oci.index(),
+        spoilt.as_bytes(),
+    );
+    let outer = json!({"schemaVersion": 2, "mediaType": Flavor::Oci.index(), "manifests": [
+        {"mediaType": Flavor::Oci.index(), "digest": spoilt_digest, "size": spoilt.len()},
+        {"mediaType": Flavor::Oci.index(), "digest": good, "size": good_bytes.len()}]})
+    .to_string();
+    fake.manifest("team/app", "v1", Flavor::Oci.index(), outer.as_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let reference = format!("{}/team/app:v1", fake.host());
+    let out = Dist::new().run(
+        &["pull", &reference, "-o", d, "--platform", "linux/arm64"],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains(b64u), "{err}");
+    assert_image_stored(dir.path(), &images[1]);
+    assert_eq!(entries(dir.path())[0]["digest"], images[1].digest.as_str());
+}
+
 /// A registry that refuses `HEAD` with 403 (as registry.centos.org did) or answers it 404
 /// while `GET` serves the tag (some proxies) still resolves, as Docker and crane resolve it:
 /// a `HEAD` answer has no body to say why, so a `GET` asks again. For a tag that really is
