@@ -64,18 +64,27 @@ impl Platform {
     pub fn host() -> Platform {
         let arch = std::env::consts::ARCH;
         let machine = if arch == "arm" { machine() } else { None };
-        Platform::host_on(arch, machine.as_deref())
+        Platform::host_on(arch, cfg!(target_endian = "little"), machine.as_deref())
     }
 
-    /// [`Platform::host`] for a binary built for `arch` (Rust's name) on a machine the
-    /// kernel calls `machine` (`uname -m`). One build for 32-bit Arm runs on ARMv6 CPUs
-    /// (a Raspberry Pi Zero or 1) as well as later ones, and an ARMv6 CPU runs no `arm/v7`
-    /// image: the kernel's `armv6l` says which, as Docker reads the CPU's own word for it.
-    fn host_on(arch: &str, machine: Option<&str>) -> Platform {
+    /// [`Platform::host`] for a binary built for `arch` (Rust's name), of that byte order,
+    /// on a machine the kernel calls `machine` (`uname -m`). Go's names, which images use,
+    /// say the byte order where Rust's leave it to the target (`ppc64` and `ppc64le`,
+    /// `mips` and `mipsle`): an IBM POWER8 in big-endian mode runs no `ppc64le` image. One
+    /// build for 32-bit Arm runs on ARMv6 CPUs (a Raspberry Pi Zero or 1) as well as later
+    /// ones, and an ARMv6 CPU runs no `arm/v7` image: the kernel's `armv6l` says which, as
+    /// Docker reads the CPU's own word for it.
+    fn host_on(arch: &str, little_endian: bool, machine: Option<&str>) -> Platform {
+        let ordered = |little: &'static str, big: &'static str| match little_endian {
+            true => little,
+            false => big,
+        };
         let (arch, variant) = match arch {
             "x86_64" => ("amd64", None),
             "x86" => ("386", None),
+            "aarch64" if !little_endian => ("arm64be", None),
             "aarch64" => ("arm64", Some("v8")),
+            "arm" if !little_endian => ("armbe", None),
             "arm" => {
                 let older = machine.and_then(|m| match m.strip_prefix("armv")?.get(..1)? {
                     "5" => Some("v5"),
@@ -84,9 +93,13 @@ impl Platform {
                 });
                 ("arm", Some(older.unwrap_or("v7")))
             }
-            "powerpc64" if cfg!(target_endian = "little") => ("ppc64le", None),
-            "mips64" if cfg!(target_endian = "little") => ("mips64le", None),
+            "powerpc64" => (ordered("ppc64le", "ppc64"), None),
+            "powerpc" => ("ppc", None),
+            "mips64" => (ordered("mips64le", "mips64"), None),
+            "mips" => (ordered("mipsle", "mips"), None),
             "loongarch64" => ("loong64", None),
+            "wasm32" => ("wasm", None),
+            // riscv64, s390x, sparc64: the same in both.
             other => (other, None),
         };
         Platform::new("linux", arch, variant)
@@ -366,7 +379,7 @@ mod tests {
 
     #[test]
     fn an_armv6_machine_asks_for_arm_v6() {
-        let on = |machine: Option<&str>| Platform::host_on("arm", machine).to_string();
+        let on = |machine: Option<&str>| Platform::host_on("arm", true, machine).to_string();
         assert_eq!(on(Some("armv6l")), "linux/arm/v6");
         assert_eq!(on(Some("armv5tel")), "linux/arm/v5");
         // An ARMv7 or ARMv8 CPU runs the usual arm/v7 images, as does one the kernel
@@ -381,10 +394,37 @@ mod tests {
             assert_eq!(on(machine), "linux/arm/v7", "{machine:?}");
         }
         assert_eq!(
-            Platform::host_on("x86_64", Some("x86_64")).to_string(),
+            Platform::host_on("x86_64", true, Some("x86_64")).to_string(),
             "linux/amd64"
         );
         assert!(!machine().unwrap_or_default().is_empty());
+    }
+
+    #[test]
+    fn a_hosts_architecture_goes_by_go_s_name_with_its_byte_order() {
+        let on = |arch: &str, little: bool| Platform::host_on(arch, little, None).to_string();
+        for (arch, little, go) in [
+            ("x86", true, "linux/386"),
+            ("aarch64", true, "linux/arm64/v8"),
+            ("powerpc64", true, "linux/ppc64le"),
+            ("powerpc64", false, "linux/ppc64"),
+            ("powerpc", false, "linux/ppc"),
+            ("mips", true, "linux/mipsle"),
+            ("mips", false, "linux/mips"),
+            ("mips64", true, "linux/mips64le"),
+            ("mips64", false, "linux/mips64"),
+            ("s390x", false, "linux/s390x"),
+            ("riscv64", true, "linux/riscv64"),
+            ("loongarch64", true, "linux/loong64"),
+            ("sparc64", false, "linux/sparc64"),
+        ] {
+            assert_eq!(on(arch, little), go, "{arch}, little-endian {little}");
+        }
+        // A big-endian host never asks for the little-endian images, nor the reverse.
+        let ppc64 = Platform::host_on("powerpc64", false, None);
+        assert!(!ppc64.matches(&p("linux/ppc64le")));
+        assert!(ppc64.matches(&p("linux/ppc64")));
+        assert!(!Platform::host_on("mips", true, None).matches(&p("linux/mips")));
     }
 
     #[test]
