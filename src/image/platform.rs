@@ -329,7 +329,7 @@ impl FromStr for Platform {
         }
         let (os, os_version) = match parts[0].strip_suffix(')').and_then(|p| p.split_once('(')) {
             Some((os, version)) if version.is_empty() || word(version) => (os, Some(version)),
-            Some(_) => return Err(invalid("a Windows build is digits and dots")),
+            Some(_) => return Err(invalid("a Windows build reads like (10.0.17763)")),
             None => (parts[0], None),
         };
         if !word(os) || !parts[1..].iter().all(|p| word(p)) {
@@ -346,12 +346,12 @@ impl FromStr for Platform {
                 ..Platform::host()
             },
             [] if os_version.is_none() => {
-                let (arch, _) = normalise(&os, None);
+                let (arch, variant) = normalise(&os, None);
                 if !KNOWN_ARCH.contains(&arch.as_str()) {
                     return Err(invalid("no operating system or architecture of that name"));
                 }
                 // `armhf` and `armel` name a variant too; the others' go without saying.
-                let variant = normalise(&os, None).1.filter(|_| arch == "arm");
+                let variant = variant.filter(|_| arch == "arm");
                 Platform::new(&Platform::host().os, &arch, variant.as_deref())
             }
             [] => return Err(invalid("a Windows build needs an operating system")),

@@ -59,7 +59,8 @@ pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Platforms {
-    /// The first index entry matching this platform.
+    /// The index entry that fits this platform best ([`Platform::fit`]), the first of
+    /// equals, in whichever of the image's indexes lists it.
     One(Platform),
     /// Every entry of every index.
     All,
