@@ -175,7 +175,8 @@ pub struct PullArgs {
     #[arg(short, long, value_name = "DIR")]
     pub output: PathBuf,
 
-    /// Pick this platform out of a multi-platform image (default: this machine's, linux).
+    /// Pick this platform out of a multi-platform image (default: this machine's, linux);
+    /// an architecture alone (arm64) is linux on it, an OS alone this machine's architecture.
     #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = parse_platform)]
     pub platform: Option<dist::image::Platform>,
 

@@ -504,8 +504,116 @@ fn unknown_tag_and_unmatched_platform_fail_clearly() {
         "{lines:?}"
     );
     assert!(entries(dir.path()).is_empty());
-    let usage = dist.run(&["pull", &reference, "-o", d, "--platform", "linux"], b"");
+    let usage = dist.run(&["pull", &reference, "-o", d, "--platform", "amd46"], b"");
     assert_eq!(usage.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&usage.stderr);
+    assert!(
+        err.contains("\"amd46\"") && err.contains("no operating system or architecture"),
+        "{err}"
+    );
+}
+
+/// `--platform` takes what Docker and containerd take: an architecture alone, under any
+/// of its names, is Linux on it; an operating system alone is it on this machine's
+/// architecture. Each was refused as no `os/arch`.
+#[test]
+fn short_platform_forms_pick_as_docker_picks() {
+    let fake = FakeRegistry::start();
+    let (_, _, images) = multi(&fake, "team/app", "v1", Flavor::Oci);
+    let reference = format!("{}/team/app:v1", fake.host());
+    let host = images.iter().position(|i| i.arch == host_arch()).unwrap();
+    for (platform, image) in [
+        ("arm64", &images[1]),
+        ("aarch64", &images[1]),
+        ("x86_64", &images[0]),
+        ("linux/arm64/v8", &images[1]),
+        ("linux", &images[host]),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let out = Dist::new().run(&["pull", &reference, "-o", d, "--platform", platform], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{platform}: {err}");
+        assert_image_stored(dir.path(), image);
+        assert_eq!(
+            entries(dir.path())[0]["digest"],
+            image.digest.as_str(),
+            "{platform}"
+        );
+    }
+    // What is looked for is said by the names images use.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = Dist::new().run(&["pull", &reference, "-o", d, "--platform", "armhf"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no manifest for linux/arm/v7 in"), "{err}");
+}
+
+/// Windows images differ by their build (`os.version`): `windows/amd64` takes the first
+/// the index lists, and `windows(BUILD)/amd64`, as containerd writes it, the one that runs
+/// on that build.
+#[test]
+fn a_windows_build_picks_its_image() {
+    let fake = FakeRegistry::start();
+    let builds = ["10.0.17763.6189", "10.0.20348.2655"];
+    let images: Vec<Image> = (0..2)
+        .map(|i| push_image(&fake, "team/win", Flavor::Oci, "amd64", 10 + i))
+        .collect();
+    let manifests: Vec<Value> = images
+        .iter()
+        .zip(builds)
+        .map(|(i, build)| {
+            json!({"mediaType": Flavor::Oci.manifest(), "digest": i.digest,
+                   "size": i.manifest.len(),
+                   "platform": {"architecture": "amd64", "os": "windows", "os.version": build}})
+        })
+        .collect();
+    let index =
+        json!({"schemaVersion": 2, "mediaType": Flavor::Oci.index(), "manifests": manifests});
+    fake.manifest(
+        "team/win",
+        "v1",
+        Flavor::Oci.index(),
+        index.to_string().as_bytes(),
+    );
+    let reference = format!("{}/team/win:v1", fake.host());
+    for (platform, image) in [
+        ("windows/amd64", &images[0]),
+        ("windows(10.0.20348)/amd64", &images[1]),
+        ("windows(10.0.26100)/amd64", &images[1]),
+        ("windows(10.0.17763)/amd64", &images[0]),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let out = Dist::new().run(&["pull", &reference, "-o", d, "--platform", platform], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{platform}: {err}");
+        assert_eq!(
+            entries(dir.path())[0]["digest"],
+            image.digest.as_str(),
+            "{platform}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = Dist::new().run(
+        &[
+            "pull",
+            &reference,
+            "-o",
+            d,
+            "--platform",
+            "windows(10.0.14393)/amd64",
+        ],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("windows/amd64 (10.0.14393)") && err.contains("(10.0.20348.2655)"),
+        "{err}"
+    );
 }
 
 /// An index without the variant asked for gives the closest older one, which that CPU
@@ -888,6 +996,44 @@ fn an_entry_dist_cannot_verify_fails_only_the_pull_that_needs_it() {
         assert_image_stored(dir.path(), image);
     }
     assert!(err.contains(b64u), "{err}");
+}
+
+/// An image whose nested indexes list its platform twice, once in a digest algorithm dist
+/// does not verify (a producer moving to another algorithm may keep the old entries so),
+/// pulls the one it can: each index was chosen from on its own, and the unusable entry
+/// failed the pull that its sibling index served.
+#[test]
+fn an_entry_dist_cannot_verify_loses_to_a_sibling_index_s_as_good() {
+    let fake = FakeRegistry::start();
+    let (good, good_bytes, images) = multi(&fake, "team/app", "good", Flavor::Oci);
+    let b64u = "sha256+b64u:LCa0a2j_xo_5m0U8HTBBNBNCLXBkg7-g-YpeiGJm564";
+    let spoilt = json!({"schemaVersion": 2, "mediaType": Flavor::Oci.index(), "manifests": [
+        {"mediaType": Flavor::Oci.manifest(), "digest": b64u, "size": 500,
+         "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"}}]})
+    .to_string();
+    let spoilt_digest = fake.manifest(
+        "team/app",
+        &sha256(spoilt.as_bytes()),
+        Flavor::Oci.index(),
+        spoilt.as_bytes(),
+    );
+    let outer = json!({"schemaVersion": 2, "mediaType": Flavor::Oci.index(), "manifests": [
+        {"mediaType": Flavor::Oci.index(), "digest": spoilt_digest, "size": spoilt.len()},
+        {"mediaType": Flavor::Oci.index(), "digest": good, "size": good_bytes.len()}]})
+    .to_string();
+    fake.manifest("team/app", "v1", Flavor::Oci.index(), outer.as_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let reference = format!("{}/team/app:v1", fake.host());
+    let out = Dist::new().run(
+        &["pull", &reference, "-o", d, "--platform", "linux/arm64"],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains(b64u), "{err}");
+    assert_image_stored(dir.path(), &images[1]);
+    assert_eq!(entries(dir.path())[0]["digest"], images[1].digest.as_str());
 }
 
 /// A registry that refuses `HEAD` with 403 (as registry.centos.org did) or answers it 404

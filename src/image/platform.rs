@@ -4,6 +4,8 @@
 //! Architectures are compared after normalisation, because the same machine goes by several
 //! names (`x86_64` is `amd64`, `aarch64` is `arm64`) and an absent variant means the
 //! architecture's usual one (`arm64` is `arm64/v8`, `arm` is `arm/v7`, `amd64` is `amd64/v1`).
+//! What users type follows Docker and containerd, short forms included (`arm64` alone is
+//! `linux/arm64`), so that a `--platform` that works there works here.
 
 use std::fmt;
 use std::str::FromStr;
@@ -64,18 +66,27 @@ impl Platform {
     pub fn host() -> Platform {
         let arch = std::env::consts::ARCH;
         let machine = if arch == "arm" { machine() } else { None };
-        Platform::host_on(arch, machine.as_deref())
+        Platform::host_on(arch, cfg!(target_endian = "little"), machine.as_deref())
     }
 
-    /// [`Platform::host`] for a binary built for `arch` (Rust's name) on a machine the
-    /// kernel calls `machine` (`uname -m`). One build for 32-bit Arm runs on ARMv6 CPUs
-    /// (a Raspberry Pi Zero or 1) as well as later ones, and an ARMv6 CPU runs no `arm/v7`
-    /// image: the kernel's `armv6l` says which, as Docker reads the CPU's own word for it.
-    fn host_on(arch: &str, machine: Option<&str>) -> Platform {
+    /// [`Platform::host`] for a binary built for `arch` (Rust's name), of that byte order,
+    /// on a machine the kernel calls `machine` (`uname -m`). Go's names, which images use,
+    /// say the byte order where Rust's leave it to the target (`ppc64` and `ppc64le`,
+    /// `mips` and `mipsle`): an IBM POWER8 in big-endian mode runs no `ppc64le` image. One
+    /// build for 32-bit Arm runs on ARMv6 CPUs (a Raspberry Pi Zero or 1) as well as later
+    /// ones, and an ARMv6 CPU runs no `arm/v7` image: the kernel's `armv6l` says which, as
+    /// Docker reads the CPU's own word for it.
+    fn host_on(arch: &str, little_endian: bool, machine: Option<&str>) -> Platform {
+        let ordered = |little: &'static str, big: &'static str| match little_endian {
+            true => little,
+            false => big,
+        };
         let (arch, variant) = match arch {
             "x86_64" => ("amd64", None),
             "x86" => ("386", None),
+            "aarch64" if !little_endian => ("arm64be", None),
             "aarch64" => ("arm64", Some("v8")),
+            "arm" if !little_endian => ("armbe", None),
             "arm" => {
                 let older = machine.and_then(|m| match m.strip_prefix("armv")?.get(..1)? {
                     "5" => Some("v5"),
@@ -84,28 +95,34 @@ impl Platform {
                 });
                 ("arm", Some(older.unwrap_or("v7")))
             }
-            "powerpc64" if cfg!(target_endian = "little") => ("ppc64le", None),
-            "mips64" if cfg!(target_endian = "little") => ("mips64le", None),
+            "powerpc64" => (ordered("ppc64le", "ppc64"), None),
+            "powerpc" => ("ppc", None),
+            "mips64" => (ordered("mips64le", "mips64"), None),
+            "mips" => (ordered("mipsle", "mips"), None),
             "loongarch64" => ("loong64", None),
+            "wasm32" => ("wasm", None),
+            // riscv64, s390x, sparc64: the same in both.
             other => (other, None),
         };
         Platform::new("linux", arch, variant)
     }
 
-    /// What `self` asks for, as it is looked for: `linux/arm` is `linux/arm/v7`. (The
-    /// other usual variants, `arm64/v8` and `amd64/v1`, go without saying.)
+    /// What `self` asks for, as it is looked for: by the names images use (`linux/aarch64`
+    /// is `linux/arm64`), and `linux/arm` is `linux/arm/v7`. (The other usual variants,
+    /// `arm64/v8` and `amd64/v1`, go without saying.)
     pub fn as_looked_for(&self) -> Platform {
         let (arch, variant) = normalise(&self.architecture, self.variant.as_deref());
         let mut p = self.clone();
         if arch == "arm" {
-            p.architecture = arch;
             p.variant = variant;
         }
+        p.architecture = arch;
         p
     }
 
-    /// Whether an index entry for `candidate` runs where `self` asks for: same OS, same
-    /// architecture once both are normalised, and the same variant or an older one of it
+    /// Whether an index entry for `candidate` runs where `self` asks for: same OS (and a
+    /// build that runs on the Windows build `self` names, if any), same architecture once
+    /// both are normalised, and the same variant or an older one of it
     /// (see [`Platform::fit`]).
     pub fn matches(&self, candidate: &Platform) -> bool {
         self.fit(candidate).is_some()
@@ -118,7 +135,7 @@ impl Platform {
     /// `arm64/v8`), so an index without the exact variant still has an image for it, as
     /// Docker and containerd pick it.
     pub fn fit(&self, candidate: &Platform) -> Option<u32> {
-        if !self.os.eq_ignore_ascii_case(&candidate.os) {
+        if !self.os.eq_ignore_ascii_case(&candidate.os) || !self.runs_build_of(candidate) {
             return None;
         }
         let (want_arch, want) = normalise(&self.architecture, self.variant.as_deref());
@@ -130,6 +147,31 @@ impl Platform {
             return Some(u32::MAX);
         }
         older_variant(&want_arch, want.as_deref()?, have.as_deref()?)
+    }
+}
+
+impl Platform {
+    /// Whether a Windows host of the build `self` names (`10.0.17763`, its revision
+    /// aside) runs an image of `candidate`'s, as containerd matches them: the same
+    /// `major.minor`, and the same build, or from Windows Server 2022 (build 20348) on,
+    /// any build from 20348 up to its own (those keep a stable ABI). A side that names no
+    /// build, or none that reads as one, runs anything.
+    fn runs_build_of(&self, candidate: &Platform) -> bool {
+        const STABLE_ABI: u32 = 20348;
+        let build = |p: &Platform| {
+            let mut parts = p.os_version.as_deref()?.split('.');
+            let mut number = || parts.next()?.parse::<u32>().ok();
+            Some((number()?, number()?, number()?))
+        };
+        let (Some(host), Some(image)) = (build(self), build(candidate)) else {
+            return true;
+        };
+        match host.2 < STABLE_ABI {
+            true => host == image,
+            false => {
+                host.0 == image.0 && host.1 == image.1 && (STABLE_ABI..=host.2).contains(&image.2)
+            }
+        }
     }
 }
 
@@ -193,11 +235,13 @@ fn normalise(arch: &str, variant: Option<&str>) -> (String, Option<String>) {
         "aarch64" => ("arm64".to_string(), variant),
         "armhf" => ("arm".to_string(), Some("v7".to_string())),
         "armel" => ("arm".to_string(), Some("v6".to_string())),
-        "i386" | "i686" => ("386".to_string(), variant),
+        // 386 has no variants: containerd drops one given.
+        "i386" | "i686" => ("386".to_string(), None),
         _ => (arch, variant),
     };
     let variant = match (arch.as_str(), variant.as_deref()) {
-        ("arm64", None | Some("8") | Some("v8")) => Some("v8".to_string()),
+        ("arm64", None | Some("8" | "v8" | "v8.0")) => Some("v8".to_string()),
+        ("arm64", Some("9" | "9.0" | "v9.0")) => Some("v9".to_string()),
         ("arm", None) => Some("v7".to_string()),
         ("arm", Some(v)) if v.len() == 1 && v.as_bytes()[0].is_ascii_digit() => {
             Some(format!("v{v}"))
@@ -208,28 +252,117 @@ fn normalise(arch: &str, variant: Option<&str>) -> (String, Option<String>) {
     (arch, variant)
 }
 
+/// Operating systems by Go's names (`GOOS`), which a one-word `--platform` may name.
+const KNOWN_OS: &[&str] = &[
+    "aix",
+    "android",
+    "darwin",
+    "dragonfly",
+    "freebsd",
+    "hurd",
+    "illumos",
+    "ios",
+    "js",
+    "linux",
+    "nacl",
+    "netbsd",
+    "openbsd",
+    "plan9",
+    "solaris",
+    "wasip1",
+    "windows",
+    "zos",
+];
+
+/// Architectures by Go's names (`GOARCH`), which a one-word `--platform` may name.
+const KNOWN_ARCH: &[&str] = &[
+    "386",
+    "amd64",
+    "amd64p32",
+    "arm",
+    "armbe",
+    "arm64",
+    "arm64be",
+    "loong64",
+    "mips",
+    "mipsle",
+    "mips64",
+    "mips64le",
+    "mips64p32",
+    "mips64p32le",
+    "ppc",
+    "ppc64",
+    "ppc64le",
+    "riscv",
+    "riscv64",
+    "s390",
+    "s390x",
+    "sparc",
+    "sparc64",
+    "wasm",
+];
+
 impl FromStr for Platform {
     type Err = Error;
 
-    /// Parses `os/arch[/variant]`, e.g. `linux/arm64` or `linux/arm/v7`.
+    /// Parses what `docker --platform` and containerd take: `os/arch[/variant]`
+    /// (`linux/arm64`, `linux/arm/v7`), an operating system alone for it on this
+    /// machine's architecture (`linux`, `windows`), or an architecture alone for it on
+    /// this machine's operating system, `linux` (`arm64`, `aarch64`, `armhf`). The
+    /// operating system may carry a Windows build, as containerd writes it:
+    /// `windows(10.0.17763)/amd64` takes only the images that run on that build.
     fn from_str(s: &str) -> Result<Platform> {
+        let invalid = |why: &str| {
+            Error::invalid(format!(
+                "invalid platform {s:?}: {why}; expected os/arch[/variant] (linux/arm64, \
+                 linux/arm/v7), an architecture (arm64) or an operating system (linux)"
+            ))
+        };
+        let word = |p: &str| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        };
         let parts: Vec<&str> = s.split('/').collect();
-        let ok = (2..=3).contains(&parts.len())
-            && parts.iter().all(|p| {
-                !p.is_empty()
-                    && p.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-            });
-        if !ok {
-            return Err(Error::invalid(format!(
-                "invalid platform {s:?}: expected os/arch[/variant], e.g. linux/arm64"
-            )));
+        if parts.len() > 3 {
+            return Err(invalid("more than three parts"));
         }
-        Ok(Platform::new(
-            &parts[0].to_ascii_lowercase(),
-            &parts[1].to_ascii_lowercase(),
-            parts.get(2).map(|v| v.to_ascii_lowercase()).as_deref(),
-        ))
+        let (os, os_version) = match parts[0].strip_suffix(')').and_then(|p| p.split_once('(')) {
+            Some((os, version)) if version.is_empty() || word(version) => (os, Some(version)),
+            Some(_) => return Err(invalid("a Windows build reads like (10.0.17763)")),
+            None => (parts[0], None),
+        };
+        if !word(os) || !parts[1..].iter().all(|p| word(p)) {
+            return Err(invalid("each part is letters, digits, '.', '_' or '-'"));
+        }
+        let os = match os.to_ascii_lowercase().as_str() {
+            "macos" => "darwin".to_string(),
+            other => other.to_string(),
+        };
+        let lower = |p: &str| p.to_ascii_lowercase();
+        let mut p = match parts[1..] {
+            [] if KNOWN_OS.contains(&os.as_str()) => Platform {
+                os,
+                ..Platform::host()
+            },
+            [] if os_version.is_none() => {
+                let (arch, variant) = normalise(&os, None);
+                if !KNOWN_ARCH.contains(&arch.as_str()) {
+                    return Err(invalid("no operating system or architecture of that name"));
+                }
+                // `armhf` and `armel` name a variant too; the others' go without saying.
+                let variant = variant.filter(|_| arch == "arm");
+                Platform::new(&Platform::host().os, &arch, variant.as_deref())
+            }
+            [] => return Err(invalid("a Windows build needs an operating system")),
+            [arch] => Platform::new(&os, &lower(arch), None),
+            [arch, variant] => Platform::new(&os, &lower(arch), Some(&lower(variant))),
+            _ => unreachable!("at most three parts"),
+        };
+        if let Some(version) = os_version.filter(|v| !v.is_empty()) {
+            p.os_version = Some(version.to_string());
+        }
+        Ok(p)
     }
 }
 
@@ -292,7 +425,104 @@ mod tests {
         assert_eq!(p("linux/armhf").as_looked_for().to_string(), "linux/arm/v7");
         assert_eq!(p("linux/arm64").as_looked_for().to_string(), "linux/arm64");
         assert_eq!(p("linux/amd64").as_looked_for().to_string(), "linux/amd64");
-        for bad in ["linux", "linux/", "/amd64", "a/b/c/d", "linux/am d64", ""] {
+        for bad in [
+            "linux/",
+            "/amd64",
+            "a/b/c/d",
+            "linux/am d64",
+            "",
+            "*",
+            "linux/*",
+        ] {
+            assert!(bad.parse::<Platform>().is_err(), "{bad:?}");
+        }
+    }
+
+    /// Docker's and containerd's short forms: an architecture alone is for this
+    /// machine's operating system (Linux for dist), an operating system alone for this
+    /// machine's architecture, under any of the names they take.
+    #[test]
+    fn short_forms_name_an_architecture_or_an_operating_system() {
+        let looked_for = |s: &str| p(s).as_looked_for().to_string();
+        for (short, full) in [
+            ("arm64", "linux/arm64"),
+            ("aarch64", "linux/arm64"),
+            ("amd64", "linux/amd64"),
+            ("x86_64", "linux/amd64"),
+            ("X86-64", "linux/amd64"),
+            ("armhf", "linux/arm/v7"),
+            ("armel", "linux/arm/v6"),
+            ("arm", "linux/arm/v7"),
+            ("i386", "linux/386"),
+            ("s390x", "linux/s390x"),
+            ("ppc64le", "linux/ppc64le"),
+            ("riscv64", "linux/riscv64"),
+            ("loong64", "linux/loong64"),
+            ("linux/aarch64", "linux/arm64"),
+            ("macos/arm64", "darwin/arm64"),
+        ] {
+            assert_eq!(looked_for(short), full, "{short}");
+        }
+        assert_eq!(p("linux"), Platform::host());
+        let windows = p("windows");
+        assert_eq!(windows.os, "windows");
+        assert_eq!(windows.architecture, Platform::host().architecture);
+        // The usual variant said or not, the same platform.
+        for (a, b) in [
+            ("linux/arm64/v8", "linux/arm64"),
+            ("linux/arm64/v8.0", "linux/arm64"),
+            ("linux/arm64/9", "linux/arm64/v9.0"),
+            ("linux/arm/7", "linux/arm"),
+            ("linux/amd64/v1", "amd64"),
+            ("linux/i386/v7", "linux/386"),
+        ] {
+            assert_eq!(p(a).fit(&p(b)), Some(u32::MAX), "{a} {b}");
+            assert_eq!(p(b).fit(&p(a)), Some(u32::MAX), "{b} {a}");
+        }
+        // A word that is neither is refused, saying what would do.
+        let e = "amd46".parse::<Platform>().unwrap_err().to_string();
+        assert!(
+            e.contains("\"amd46\"") && e.contains("no operating system or architecture"),
+            "{e}"
+        );
+        assert!(e.contains("linux/arm64") && e.contains("arm64)"), "{e}");
+    }
+
+    /// `windows(BUILD)/arch`, as containerd writes it, takes the images that run on that
+    /// Windows build; without one, any build's.
+    #[test]
+    fn a_windows_build_takes_the_images_that_run_on_it() {
+        let image = |version: &str| {
+            let mut q = p("windows/amd64");
+            q.os_version = Some(version.into());
+            q
+        };
+        let ltsc2019 = p("windows(10.0.17763)/amd64");
+        assert_eq!(ltsc2019.os_version.as_deref(), Some("10.0.17763"));
+        assert_eq!(ltsc2019.to_string(), "windows/amd64 (10.0.17763)");
+        assert!(ltsc2019.matches(&image("10.0.17763.6189")));
+        assert!(
+            ltsc2019.matches(&p("windows/amd64")),
+            "an image naming no build"
+        );
+        assert!(!ltsc2019.matches(&image("10.0.20348.2655")));
+        assert!(!ltsc2019.matches(&image("10.0.14393.7259")));
+        // From Windows Server 2022 on, a host runs the builds from 2022's to its own.
+        let newer = p("windows(10.0.26100)/amd64");
+        assert!(newer.matches(&image("10.0.20348.2655")));
+        assert!(newer.matches(&image("10.0.26100.1")));
+        assert!(!newer.matches(&image("10.0.17763.6189")));
+        assert!(!newer.matches(&image("10.0.26200.1")));
+        for any in ["10.0.17763.6189", "10.0.20348.2655", ""] {
+            assert!(p("windows/amd64").matches(&image(any)), "{any}");
+        }
+        assert_eq!(p("windows()/amd64").os_version, None);
+        assert_eq!(p("windows(10.0.17763)").os, "windows");
+        for bad in [
+            "windows(10 0)/amd64",
+            "amd64(10.0.17763)",
+            "windows(10.0/amd64",
+        ] {
             assert!(bad.parse::<Platform>().is_err(), "{bad:?}");
         }
     }
@@ -366,7 +596,7 @@ mod tests {
 
     #[test]
     fn an_armv6_machine_asks_for_arm_v6() {
-        let on = |machine: Option<&str>| Platform::host_on("arm", machine).to_string();
+        let on = |machine: Option<&str>| Platform::host_on("arm", true, machine).to_string();
         assert_eq!(on(Some("armv6l")), "linux/arm/v6");
         assert_eq!(on(Some("armv5tel")), "linux/arm/v5");
         // An ARMv7 or ARMv8 CPU runs the usual arm/v7 images, as does one the kernel
@@ -381,10 +611,37 @@ mod tests {
             assert_eq!(on(machine), "linux/arm/v7", "{machine:?}");
         }
         assert_eq!(
-            Platform::host_on("x86_64", Some("x86_64")).to_string(),
+            Platform::host_on("x86_64", true, Some("x86_64")).to_string(),
             "linux/amd64"
         );
         assert!(!machine().unwrap_or_default().is_empty());
+    }
+
+    #[test]
+    fn a_hosts_architecture_goes_by_go_s_name_with_its_byte_order() {
+        let on = |arch: &str, little: bool| Platform::host_on(arch, little, None).to_string();
+        for (arch, little, go) in [
+            ("x86", true, "linux/386"),
+            ("aarch64", true, "linux/arm64/v8"),
+            ("powerpc64", true, "linux/ppc64le"),
+            ("powerpc64", false, "linux/ppc64"),
+            ("powerpc", false, "linux/ppc"),
+            ("mips", true, "linux/mipsle"),
+            ("mips", false, "linux/mips"),
+            ("mips64", true, "linux/mips64le"),
+            ("mips64", false, "linux/mips64"),
+            ("s390x", false, "linux/s390x"),
+            ("riscv64", true, "linux/riscv64"),
+            ("loongarch64", true, "linux/loong64"),
+            ("sparc64", false, "linux/sparc64"),
+        ] {
+            assert_eq!(on(arch, little), go, "{arch}, little-endian {little}");
+        }
+        // A big-endian host never asks for the little-endian images, nor the reverse.
+        let ppc64 = Platform::host_on("powerpc64", false, None);
+        assert!(!ppc64.matches(&p("linux/ppc64le")));
+        assert!(ppc64.matches(&p("linux/ppc64")));
+        assert!(!Platform::host_on("mips", true, None).matches(&p("linux/mips")));
     }
 
     #[test]

@@ -59,7 +59,8 @@ pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Platforms {
-    /// The first index entry matching this platform.
+    /// The index entry that fits this platform best ([`Platform::fit`]), the first of
+    /// equals, in whichever of the image's indexes lists it.
     One(Platform),
     /// Every entry of every index.
     All,
@@ -304,6 +305,10 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
         let mut artifacts = false;
         let mut level = vec![top.clone()];
         let mut depth = 0;
+        // For one platform, the entries dist cannot fetch that it would have taken, each
+        // with the index that lists it: another index of the image may hold an image for
+        // the platform as good, which is then pulled instead (see `settle`).
+        let mut cannot_take = Vec::new();
         loop {
             level.retain(|d| self.seen.insert(d.digest.clone()));
             if level.is_empty() {
@@ -395,9 +400,11 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                         listed_blobs.extend(blobs);
                         if matches!(self.opts.platforms, Platforms::All) {
                             cannot.extend(unusable_blobs);
-                        }
-                        for entry in cannot {
-                            self.unusable(entry, desc)?;
+                            for entry in cannot {
+                                self.unusable(entry, desc)?;
+                            }
+                        } else {
+                            cannot_take.extend(cannot.into_iter().map(|e| (e, desc.clone())));
                         }
                     }
                     Manifest::Image { config, layers } => images.push(Image {
@@ -408,10 +415,14 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                 }
             }
             if matches!(self.opts.platforms, Platforms::One(_)) && !images.is_empty() {
-                images.truncate(1);
                 break;
             }
             level = next;
+        }
+        if let Platforms::One(want) = &self.opts.platforms {
+            for (entry, index) in settle(want, &mut images, cannot_take) {
+                self.unusable(entry, &index)?;
+            }
         }
         Ok(Found {
             images,
@@ -524,12 +535,50 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
     }
 }
 
+/// For a pull of `want`, keeps the image of `images` (one level's, from every index of
+/// it) that fits it best, the first of equals, and returns the entries dist cannot fetch
+/// that would fit better, keeping no image then: those are the images the indexes have
+/// for the platform, and pulling a worse fit instead would hand over another variant
+/// without a word. With no image, each is returned. Indexes of one image may list the
+/// same platform twice (a producer moving to another digest algorithm keeps the old
+/// entries in another index): one it cannot fetch then spoils nothing.
+fn settle(
+    want: &Platform,
+    images: &mut Vec<Image>,
+    cannot: Vec<(UnusableEntry, Descriptor)>,
+) -> Vec<(UnusableEntry, Descriptor)> {
+    let fit = |p: Option<&Platform>| p.and_then(|p| want.fit(p));
+    let best = images
+        .iter()
+        .enumerate()
+        .map(|(i, image)| (fit(image.descriptor.platform.as_ref()), i))
+        .rev()
+        .max_by_key(|(fit, _)| *fit);
+    let Some((best_fit, i)) = best else {
+        return cannot;
+    };
+    let better: Vec<_> = cannot
+        .into_iter()
+        .filter(|(entry, _)| fit(entry.platform.as_ref()) > best_fit)
+        .collect();
+    // The pull fails for the better one: the worse one's layers are not fetched for it.
+    let image = images.swap_remove(i);
+    *images = if better.is_empty() {
+        vec![image]
+    } else {
+        Vec::new()
+    };
+    better
+}
+
 /// The entries of an index to descend into: all of them, or the first image manifest for
-/// the platform (or, lacking its variant, for the closest older one), else the first that names no platform and no artifact type (as
-/// containerd and skopeo take it; its config's platform is checked later), else the
-/// nested indexes that may hold one. The platforms seen are added to `offered`. Second,
+/// the platform (or, lacking its variant, for the closest older one), else the first that
+/// names no platform and no artifact type (as containerd and skopeo take it; its config's
+/// platform is checked later), else the nested indexes that may hold one. The platforms seen are added to `offered`. Second,
 /// the entries dist cannot fetch that were to be descended into: all of them, or the one
-/// that would have been chosen, unless an entry dist can fetch does as well.
+/// that would have been chosen, unless an entry dist can fetch does as well; the nested
+/// indexes are then descended into all the same, for one they hold as good (see
+/// [`settle`]).
 fn choose(
     platforms: &Platforms,
     children: Vec<Descriptor>,
@@ -569,29 +618,37 @@ fn choose(
         .rev()
         .max_by_key(|(fit, _)| *fit);
     // One that fits better is the image this index has for the platform: pulling a worse
-    // fit instead would hand over another variant without a word.
+    // fit instead would hand over another variant without a word. One dist cannot fetch
+    // still has the nested indexes walked: an entry that gives no type may be an index as
+    // well as a manifest, and one they hold for the platform, as good a fit, is then
+    // pulled instead (see `settle`).
+    let mut cannot = Vec::new();
     match (hit, unusable_hit) {
         (Some((fit, _)), Some((better, i))) if better > fit => {
             return (Vec::new(), vec![unusable.swap_remove(i)])
         }
         (Some((_, c)), _) => return (vec![c.clone()], Vec::new()),
-        (None, Some((_, i))) => return (Vec::new(), vec![unusable.swap_remove(i)]),
-        (None, None) => {}
-    }
-    if let Some(c) = manifests().find(|c| c.platform.is_none() && !is_unlabelled_artifact(c)) {
-        return (vec![c.clone()], Vec::new());
-    }
-    let unlabelled = |u: &UnusableEntry| !u.is_index() && u.platform.is_none() && !u.artifact;
-    if let Some(i) = unusable.iter().position(unlabelled) {
-        return (Vec::new(), vec![unusable.swap_remove(i)]);
+        (None, Some((_, i))) => cannot.push(unusable.swap_remove(i)),
+        (None, None) => {
+            let unlabelled_image =
+                |c: &&Descriptor| c.platform.is_none() && !is_unlabelled_artifact(c);
+            if let Some(c) = manifests().find(unlabelled_image) {
+                return (vec![c.clone()], Vec::new());
+            }
+            let unlabelled =
+                |u: &UnusableEntry| !u.is_index() && u.platform.is_none() && !u.artifact;
+            if let Some(i) = unusable.iter().position(unlabelled) {
+                cannot.push(unusable.swap_remove(i));
+            }
+        }
     }
     let may_hold = |p: Option<&Platform>| p.is_none_or(|p| want.matches(p));
     let nested: Vec<_> = children
         .into_iter()
         .filter(|c| c.is_index() && may_hold(c.platform.as_ref()))
         .collect();
-    if !nested.is_empty() {
-        return (nested, Vec::new());
+    if !nested.is_empty() || !cannot.is_empty() {
+        return (nested, cannot);
     }
     unusable.retain(|u| u.is_index() && may_hold(u.platform.as_ref()));
     (Vec::new(), unusable)

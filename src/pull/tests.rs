@@ -716,3 +716,82 @@ fn an_artifact_type_of_null_names_no_artifact() {
         assert_eq!(got, vec![d], "{none}");
     }
 }
+
+/// Stores an index of `entries`; returns its descriptor (which names no platform) as JSON.
+fn unlabelled_index_of(src: &Path, entries: Vec<serde_json::Value>) -> serde_json::Value {
+    let index = serde_json::json!({
+        "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": entries,
+    });
+    serde_json::to_value(put(src, media::OCI_INDEX, index.to_string().as_bytes())).unwrap()
+}
+
+/// An entry dist cannot fetch in one index of an image spoils no pull that another of its
+/// indexes serves as well: the image's indexes were each chosen from on their own, and the
+/// one the unusable entry was in failed the pull, though its sibling held the platform's
+/// image (a producer moving to another digest algorithm may keep the old entries so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_dist_cannot_fetch_loses_to_another_index_s_as_good() {
+    let src = tempfile::tempdir().unwrap();
+    let arm64_image = serde_json::to_value(image(src.path(), "arm64", None)).unwrap();
+    let mut untyped = entry_for("arm64", B64U.into(), 1.into());
+    untyped.as_object_mut().unwrap().remove("mediaType");
+    let spoilt = unlabelled_index_of(src.path(), vec![untyped.clone()]);
+    let good = unlabelled_index_of(src.path(), vec![arm64_image.clone()]);
+    let mut good_arm64 = good.clone();
+    good_arm64["platform"] = serde_json::json!({"os": "linux", "architecture": "arm64"});
+    for (why, entries) in [
+        ("sibling indexes", vec![spoilt.clone(), good.clone()]),
+        // One without a type may be an index as well as a manifest: the usable index
+        // beside it, for the platform, fits as well.
+        ("beside a nested index", vec![untyped.clone(), good_arm64]),
+    ] {
+        tag_index_of_values(src.path(), entries);
+        let dst = tempfile::tempdir().unwrap();
+        let (r, lines) = run(src.path(), dst.path(), arm64()).await;
+        let pulled = r.unwrap();
+        assert_eq!(pulled.failed, 0, "{why}: {lines:?}");
+        let entry = pulled.entry.unwrap();
+        assert_eq!(entry.digest.to_string(), arm64_image["digest"], "{why}");
+    }
+
+    // A worse fit does not take its place: arm/v7 asked for, the usable index has v6.
+    let v6 = {
+        let mut d = image(src.path(), "arm", None);
+        d.platform = Some(Platform::new("linux", "arm", Some("v6")));
+        serde_json::to_value(d).unwrap()
+    };
+    let mut v7_untyped = entry_for("arm", B64U.into(), 1.into());
+    v7_untyped["platform"]["variant"] = "v7".into();
+    let v6_index = unlabelled_index_of(src.path(), vec![v6]);
+    let v7_spoilt = unlabelled_index_of(src.path(), vec![v7_untyped]);
+    tag_index_of_values(src.path(), vec![v6_index, v7_spoilt]);
+    let dst = tempfile::tempdir().unwrap();
+    let v7 = Platforms::One(Platform::new("linux", "arm", Some("v7")));
+    let (r, lines) = run(src.path(), dst.path(), v7).await;
+    let pulled = r.unwrap();
+    assert_eq!((pulled.failed, pulled.entry), (1, None), "{lines:?}");
+    let last: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert_eq!(last["object"], B64U, "{lines:?}");
+}
+
+/// Each nested index is chosen from on its own, but one image is pulled: the closest of
+/// them all, not the first found (an `arm/v6` image for an `arm/v7` pull whose other
+/// index has `arm/v7`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_closest_image_of_sibling_indexes_is_pulled() {
+    let src = tempfile::tempdir().unwrap();
+    let variant = |v: &str, seed: &str| {
+        let mut d = image(src.path(), seed, None);
+        d.platform = Some(Platform::new("linux", "arm", Some(v)));
+        serde_json::to_value(d).unwrap()
+    };
+    let (v6, v7) = (variant("v6", "arm-a"), variant("v7", "arm-b"));
+    let first = unlabelled_index_of(src.path(), vec![v6]);
+    let second = unlabelled_index_of(src.path(), vec![v7.clone()]);
+    tag_index_of_values(src.path(), vec![first, second]);
+    let dst = tempfile::tempdir().unwrap();
+    let want = Platforms::One(Platform::new("linux", "arm", Some("v7")));
+    let (r, lines) = run(src.path(), dst.path(), want).await;
+    let entry = r.unwrap().entry.unwrap();
+    assert_eq!(entry.digest.to_string(), v7["digest"], "{lines:?}");
+}
