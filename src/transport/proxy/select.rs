@@ -1,42 +1,16 @@
-//! Proxies named by the environment, read the way curl reads them: `HTTPS_PROXY`,
-//! `HTTP_PROXY` and `ALL_PROXY` (or their lower-case forms), with `NO_PROXY` listing the
-//! hosts, domains and networks to reach directly.
-//!
-//! An https destination is reached through a `CONNECT` tunnel: TLS runs end to end through
-//! it, so the proxy learns the `host:port` and nothing else, no request, no token, no
-//! registry credential. A plain-http destination is not tunnelled: its requests go to the
-//! proxy in absolute form (`GET http://host:port/v2/…`), as curl and Go's client send them,
-//! which proxies that allow `CONNECT` only to port 443 (Squid's default) accept; plain http
-//! crosses the proxy in the clear either way, as it crosses any network. The proxy's own
-//! credentials come from its URL (`http://user:password@proxy:3128`) and travel in the
-//! `CONNECT` request, or in each forwarded request ([`Proxies::forwarding_auth`]).
-//! A `socks5://` or `socks5h://` proxy opens a connection to the destination for either
-//! scheme (see `socks.rs`), with a user and password from its URL if it asks for them.
-//! Loopback addresses and `localhost` are never proxied, as in Go's and so containerd's and
-//! crane's clients: a local registry stays local whatever the environment says. Other
-//! proxy schemes fail the connection and say so. A refused tunnel is a [`ProxyError`] in
-//! the error's causes, so the transport can tell it from a broken connection and not retry
-//! it.
+//! Which proxy, if any, a destination goes through: the environment's variables read as
+//! curl and Go's clients read them, `NO_PROXY`'s spellings, and proxies that cannot be used.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use http::{HeaderValue, Uri};
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::client::proxy::matcher::Matcher;
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-use super::socks::SocksFailure;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use super::{authority, with_port};
 
 /// How to reach one destination.
 #[derive(Debug, PartialEq)]
-enum Route {
+pub(super) enum Route {
     Direct,
     /// Through a `CONNECT` tunnel at `proxy`, with `auth` for `Proxy-Authorization`.
     Tunnel {
@@ -60,9 +34,9 @@ enum Route {
 
 /// A SOCKS5 user and password; the password never reaches a log or a message.
 #[derive(Clone, PartialEq)]
-struct SocksAuth {
-    user: String,
-    password: String,
+pub(super) struct SocksAuth {
+    pub(super) user: String,
+    pub(super) password: String,
 }
 
 impl std::fmt::Debug for SocksAuth {
@@ -193,7 +167,7 @@ impl Proxies {
         Some(named.clone())
     }
 
-    fn route(&self, dst: &Uri) -> Route {
+    pub(super) fn route(&self, dst: &Uri) -> Route {
         let Some(host) = dst.host() else {
             return Route::Direct;
         };
@@ -275,40 +249,6 @@ impl Proxies {
             Route::Forward { auth, .. } => auth,
             _ => None,
         }
-    }
-}
-
-/// No connection to the proxy itself. The connector's error stays its source, not words in
-/// its message: the system's "Connection refused (os error 111)" lies below the connector's
-/// "tcp connect error", and the transport looks there for a name the resolver says does not
-/// exist, which fails at once for a proxy as for a registry.
-#[derive(Debug)]
-struct ProxyUnreachable {
-    /// "proxy" or "SOCKS proxy".
-    what: &'static str,
-    /// The proxy, as `host:port`.
-    proxy: String,
-    cause: BoxError,
-}
-
-impl std::fmt::Display for ProxyUnreachable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "cannot connect to the {} {}", self.what, self.proxy)
-    }
-}
-
-impl std::error::Error for ProxyUnreachable {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(self.cause.as_ref())
-    }
-}
-
-/// The error for a connection to `proxy` that failed with `cause`.
-fn unreachable(what: &'static str, proxy: &str, cause: impl Into<BoxError>) -> ProxyUnreachable {
-    ProxyUnreachable {
-        what,
-        proxy: proxy.to_string(),
-        cause: cause.into(),
     }
 }
 
@@ -400,386 +340,13 @@ fn shown_proxy(value: &str) -> String {
     }
 }
 
-/// `dst` with its port written out, as `CONNECT` needs it (the scheme's default if none).
-fn with_port(dst: &Uri) -> Uri {
-    if dst.port().is_some() {
-        return dst.clone();
-    }
-    let port = if dst.scheme_str() == Some("http") {
-        80
-    } else {
-        443
-    };
-    let mut parts = dst.clone().into_parts();
-    let host = dst.host().unwrap_or_default();
-    parts.authority = format!("{host}:{port}").parse().ok();
-    Uri::from_parts(parts).unwrap_or_else(|_| dst.clone())
-}
-
-/// A proxy that cannot give a tunnel, whatever the number of tries. It travels among the
-/// causes of the connection error, so the transport can tell it from a broken connection.
-#[derive(Debug)]
-pub enum ProxyError {
-    /// The proxy answered `status` instead of opening a tunnel to `target`.
-    Refused {
-        /// The proxy, as `host:port`.
-        proxy: String,
-        /// The destination asked for, as `host:port`.
-        target: String,
-        /// The proxy's status code (407: its credentials are missing or wrong).
-        status: u16,
-    },
-    /// The environment names a kind of proxy this client does not speak.
-    Unsupported {
-        /// The proxy, as `scheme://host` (never its credentials).
-        proxy: String,
-    },
-    /// The SOCKS proxy wants credentials that were not given, or refused those that were.
-    SocksCredentials {
-        /// The proxy, as `host:port`.
-        proxy: String,
-        /// Whether credentials were given (in the proxy URL).
-        given: bool,
-    },
-    /// The SOCKS proxy did not connect to `target`, for the reason its reply `code` gives.
-    SocksRefused {
-        /// The proxy, as `host:port`.
-        proxy: String,
-        /// The destination asked for, as `host:port`.
-        target: String,
-        /// The SOCKS5 reply code (2: not allowed by the proxy's rules).
-        code: u8,
-    },
-    /// The SOCKS proxy cannot carry the request, whatever the number of tries: it does not
-    /// speak SOCKS5, or the credentials or the destination's name are too long for it.
-    SocksUnusable {
-        /// The proxy, as `host:port`.
-        proxy: String,
-        /// Why, never with the credentials.
-        why: String,
-    },
-}
-
-impl std::fmt::Display for ProxyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ProxyError::Refused {
-                proxy,
-                target,
-                status,
-            } => {
-                write!(f, "the proxy {proxy} answered {status} to CONNECT {target}")?;
-                if *status == 407 {
-                    f.write_str(
-                        " (proxy credentials missing or refused; they go in the proxy URL)",
-                    )?;
-                }
-                Ok(())
-            }
-            ProxyError::Unsupported { proxy } => {
-                write!(
-                    f,
-                    "the proxy {proxy} is not supported (only http://, socks5:// and socks5h:// proxies are)"
-                )
-            }
-            ProxyError::SocksCredentials { proxy, given: true } => write!(
-                f,
-                "the SOCKS proxy {proxy} did not accept the credentials in the proxy URL"
-            ),
-            ProxyError::SocksCredentials {
-                proxy,
-                given: false,
-            } => write!(
-                f,
-                "the SOCKS proxy {proxy} asks for credentials (they go in the proxy URL)"
-            ),
-            ProxyError::SocksRefused {
-                proxy,
-                target,
-                code,
-            } => write!(
-                f,
-                "the SOCKS proxy {proxy} did not connect to {target}: {} (reply {code})",
-                super::socks::reply_reason(*code)
-            ),
-            ProxyError::SocksUnusable { proxy, why } => {
-                write!(f, "the SOCKS proxy {proxy} cannot be used: {why}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for ProxyError {}
-
-/// Wraps the TCP connector: destinations the environment sends to a proxy are reached
-/// through a `CONNECT` tunnel over a connection to the proxy (https), or over a connection
-/// to the proxy that forwards the requests (plain http); the others directly.
-#[derive(Clone, Debug)]
-pub struct ProxyConnector {
-    inner: HttpConnector,
-    proxies: Proxies,
-    /// How long a proxy may take to open a tunnel (`CONNECT`, or SOCKS's greeting and
-    /// request) once the connection to it is made.
-    handshake: Option<std::time::Duration>,
-}
-
-impl ProxyConnector {
-    /// Routes `inner`'s connections by `proxies`.
-    pub fn new(inner: HttpConnector, proxies: Proxies) -> Self {
-        ProxyConnector {
-            inner,
-            proxies,
-            handshake: None,
-        }
-    }
-
-    /// Gives a proxy `limit` to open each tunnel. A proxy that takes the connection and
-    /// never answers `CONNECT` (hung, or not a proxy at all) otherwise held the fetch until
-    /// the request's idle timeout, a minute a try, said as "no response headers within 60s"
-    /// for a request never sent; curl counts this into its connect timeout.
-    pub fn with_handshake_timeout(mut self, limit: std::time::Duration) -> Self {
-        self.handshake = Some(limit);
-        self
-    }
-}
-
-/// `work`, the opening of a tunnel through `proxy`, within `limit` if there is one.
-async fn within<T>(
-    limit: Option<std::time::Duration>,
-    proxy: &str,
-    what: &str,
-    work: impl Future<Output = Result<T, BoxError>>,
-) -> Result<T, BoxError> {
-    let Some(limit) = limit else {
-        return work.await;
-    };
-    match tokio::time::timeout(limit, work).await {
-        Ok(done) => done,
-        Err(_) => Err(format!(
-            "the proxy {proxy} did not answer {what} within {limit:?} (--connect-timeout)"
-        )
-        .into()),
-    }
-}
-
-impl tower_service::Service<Uri> for ProxyConnector {
-    type Response = ProxyStream;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<ProxyStream, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, dst: Uri) -> Self::Future {
-        // The ready service is the one `poll_ready` was called on; keep a fresh clone
-        // for the next call.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let limit = self.handshake;
-        match self.proxies.route(&dst) {
-            Route::Direct => Box::pin(async move {
-                let io = inner.call(dst).await?;
-                Ok(ProxyStream::to_destination(io))
-            }),
-            Route::Forward { proxy, .. } => Box::pin(async move {
-                let proxy_name = authority(&with_port(&proxy));
-                tracing::debug!(target = %authority(&with_port(&dst)), proxy = %proxy_name, "forwarding through a proxy");
-                let io = inner
-                    .call(proxy)
-                    .await
-                    .map_err(|e| unreachable("proxy", &proxy_name, e))?;
-                Ok(ProxyStream {
-                    io,
-                    forwarding: true,
-                })
-            }),
-            Route::Tunnel { proxy, auth } => Box::pin(async move {
-                let target = authority(&with_port(&dst));
-                let proxy_name = authority(&with_port(&proxy));
-                tracing::debug!(target = %target, proxy = %proxy_name, "connecting through a proxy");
-                let io = inner
-                    .call(proxy)
-                    .await
-                    .map_err(|e| unreachable("proxy", &proxy_name, e))?;
-                let opened = open_tunnel(io.into_inner(), &target, auth.as_ref());
-                let opened = async {
-                    opened.await.map_err(|e| match e {
-                        TunnelFailure::Refused(status) => Box::new(ProxyError::Refused {
-                            proxy: proxy_name.clone(),
-                            target: target.clone(),
-                            status,
-                        }) as BoxError,
-                        TunnelFailure::Broken(why) => {
-                            format!("tunnel through the proxy {proxy_name}: {why}").into()
-                        }
-                    })
-                };
-                let tcp = within(limit, &proxy_name, "CONNECT", opened).await?;
-                Ok(ProxyStream::to_destination(TokioIo::new(tcp)))
-            }),
-            Route::Socks { proxy, auth } => Box::pin(async move {
-                let dst = with_port(&dst);
-                let target = authority(&dst);
-                let proxy_name = authority(&proxy);
-                tracing::debug!(target = %target, proxy = %proxy_name, "connecting through a SOCKS proxy");
-                let io = inner
-                    .call(proxy)
-                    .await
-                    .map_err(|e| unreachable("SOCKS proxy", &proxy_name, e))?;
-                let credentials = auth
-                    .as_ref()
-                    .map(|a| (a.user.as_str(), a.password.as_str()));
-                let host = dst.host().unwrap_or_default();
-                let port = dst.port_u16().unwrap_or(0);
-                let opened = super::socks::connect(io.into_inner(), host, port, credentials);
-                let opened = async {
-                    opened.await.map_err(|e| -> BoxError {
-                        match e {
-                            SocksFailure::Credentials { given } => {
-                                Box::new(ProxyError::SocksCredentials {
-                                    proxy: proxy_name.clone(),
-                                    given,
-                                })
-                            }
-                            SocksFailure::Refused(code) => Box::new(ProxyError::SocksRefused {
-                                proxy: proxy_name.clone(),
-                                target: target.clone(),
-                                code,
-                            }),
-                            SocksFailure::Unusable(why) => Box::new(ProxyError::SocksUnusable {
-                                proxy: proxy_name.clone(),
-                                why,
-                            }),
-                            SocksFailure::Broken(why) => {
-                                format!("SOCKS handshake with {proxy_name}: {why}").into()
-                            }
-                        }
-                    })
-                };
-                let tcp = within(limit, &proxy_name, "the SOCKS handshake", opened).await?;
-                Ok(ProxyStream::to_destination(TokioIo::new(tcp)))
-            }),
-            Route::Unsupported(proxy) => {
-                Box::pin(
-                    async move { Err(Box::new(ProxyError::Unsupported { proxy }) as BoxError) },
-                )
-            }
-        }
-    }
-}
-
-/// A connection the proxy connector made: to the destination (directly or through a
-/// tunnel), or to a proxy that forwards requests, which tells the HTTP client to write them
-/// in absolute form.
-#[derive(Debug)]
-pub struct ProxyStream {
-    io: TokioIo<TcpStream>,
-    forwarding: bool,
-}
-
-impl ProxyStream {
-    fn to_destination(io: TokioIo<TcpStream>) -> ProxyStream {
-        ProxyStream {
-            io,
-            forwarding: false,
-        }
-    }
-}
-
-impl Connection for ProxyStream {
-    fn connected(&self) -> Connected {
-        self.io.connected().proxy(self.forwarding)
-    }
-}
-
-pass_io_through!([] ProxyStream);
-
-/// `host:port` of a URI whose port is written out.
-fn authority(uri: &Uri) -> String {
-    format!(
-        "{}:{}",
-        uri.host().unwrap_or(""),
-        uri.port_u16().unwrap_or(0)
-    )
-}
-
-enum TunnelFailure {
-    /// The proxy answered with this status instead of 2xx.
-    Refused(u16),
-    /// The exchange itself failed.
-    Broken(String),
-}
-
-/// Largest proxy answer to `CONNECT` we read.
-const MAX_PROXY_HEAD: usize = 16 << 10;
-
-/// Asks the proxy on `tcp` for a tunnel to `target` (`host:port`) and reads its answer.
-async fn open_tunnel(
-    mut tcp: TcpStream,
-    target: &str,
-    auth: Option<&HeaderValue>,
-) -> std::result::Result<TcpStream, TunnelFailure> {
-    let broken = |e: std::io::Error| TunnelFailure::Broken(e.to_string());
-    let mut head = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n").into_bytes();
-    if let Some(auth) = auth {
-        head.extend_from_slice(b"Proxy-Authorization: ");
-        head.extend_from_slice(auth.as_bytes());
-        head.extend_from_slice(b"\r\n");
-    }
-    head.extend_from_slice(b"\r\n");
-    tcp.write_all(&head).await.map_err(broken)?;
-    // Nothing follows a tunnel's opening until we speak, so reading past its end would
-    // mean the proxy broke the protocol.
-    let mut answer = Vec::with_capacity(512);
-    let mut buf = [0u8; 1024];
-    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
-        if answer.len() > MAX_PROXY_HEAD {
-            return Err(TunnelFailure::Broken(
-                "the proxy's answer is too long".into(),
-            ));
-        }
-        let n = tcp.read(&mut buf).await.map_err(broken)?;
-        if n == 0 {
-            return Err(TunnelFailure::Broken(
-                "the proxy closed the connection".into(),
-            ));
-        }
-        answer.extend_from_slice(&buf[..n]);
-    }
-    // A refusal comes with a page after its head (Squid's 403 and 407 do), often in the
-    // same segment: the status says what happened, whatever follows it.
-    match status_of(&answer) {
-        Some(status) if (200..300).contains(&status) => {
-            if !answer.ends_with(b"\r\n\r\n") {
-                return Err(TunnelFailure::Broken(
-                    "the proxy sent data before the tunnel opened".into(),
-                ));
-            }
-            Ok(tcp)
-        }
-        Some(status) => Err(TunnelFailure::Refused(status)),
-        None => Err(TunnelFailure::Broken(
-            "the proxy's answer is not HTTP".into(),
-        )),
-    }
-}
-
-/// The status code of an HTTP/1.x status line at the start of `head`.
-fn status_of(head: &[u8]) -> Option<u16> {
-    let line = head.split(|&b| b == b'\n').next()?;
-    let line = std::str::from_utf8(line).ok()?;
-    let mut words = line.split_whitespace();
-    if !words.next()?.starts_with("HTTP/1.") {
-        return None;
-    }
-    let code = words.next()?;
-    (code.len() == 3).then(|| code.parse().ok()).flatten()
-}
-
 #[cfg(test)]
 mod tests {
+    use hyper_util::client::legacy::connect::HttpConnector;
+
     use super::*;
+    use crate::transport::proxy::tests::uri;
+    use crate::transport::proxy::ProxyConnector;
 
     /// The proxies' URLs carry their credentials; a service that logs its transport or
     /// connector with `{:?}` must not print them.
@@ -797,10 +364,6 @@ mod tests {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
         assert!(shown.contains("ftp://ftp.corp:21"), "{shown}");
-    }
-
-    fn uri(s: &str) -> Uri {
-        s.parse().unwrap()
     }
 
     #[test]
@@ -1029,29 +592,5 @@ mod tests {
                 assert_eq!(p.forwarding_auth(&uri(dst)), None, "nothing to forward");
             }
         }
-    }
-
-    #[test]
-    fn status_lines() {
-        assert_eq!(
-            status_of(b"HTTP/1.1 200 Connection established\r\n\r\n"),
-            Some(200)
-        );
-        assert_eq!(
-            status_of(b"HTTP/1.0 407 Proxy Authentication Required\r\n"),
-            Some(407)
-        );
-        assert_eq!(status_of(b"SSH-2.0-OpenSSH\r\n"), None);
-        assert_eq!(status_of(b"HTTP/1.1 2000 x\r\n"), None);
-    }
-
-    #[test]
-    fn the_tunnel_target_carries_the_scheme_default_port() {
-        assert_eq!(with_port(&uri("http://r.corp/v2/")).port_u16(), Some(80));
-        assert_eq!(with_port(&uri("https://r.corp/v2/")).port_u16(), Some(443));
-        assert_eq!(
-            with_port(&uri("https://r.corp:8443/v2/")).port_u16(),
-            Some(8443)
-        );
     }
 }

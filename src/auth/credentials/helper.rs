@@ -1,0 +1,245 @@
+//! Asking a credential helper (`docker-credential-<name> get`) for a registry's
+//! credential: running it, bounding its time and its reply, and reading what it says.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::Credential;
+use crate::error::{Error, ErrorKind, Result};
+use crate::reference::DOCKER_HUB;
+
+/// How long a credential helper may take to answer `get`.
+const HELPER_TIMEOUT: Duration = Duration::from_secs(60);
+/// The most a credential helper's reply may hold: a few hundred bytes, an ECR password
+/// some KiB. Past it, the helper is broken, and dist's memory is not its sink.
+const HELPER_REPLY_LIMIT: usize = 1 << 20;
+/// How much of a helper's stderr is kept, to look for "credentials not found"; the rest
+/// is read and dropped, so a chatty helper does not stall on a full pipe.
+const HELPER_STDERR_KEPT: usize = 64 << 10;
+
+#[derive(Deserialize)]
+struct HelperReply {
+    #[serde(rename = "Username", default)]
+    username: String,
+    #[serde(rename = "Secret", default)]
+    secret: String,
+}
+
+/// Runs `docker-credential-<helper> get` with the server URL on stdin, as Docker does.
+pub(super) async fn run_helper(helper: &str, host: &str) -> Result<Option<Credential>> {
+    ask_helper(&format!("docker-credential-{helper}"), host, HELPER_TIMEOUT).await
+}
+
+/// Asks the helper `program` for `host` under the name its login stored it: a helper
+/// keeps credentials by the exact server name it was given, which for Docker Hub is
+/// `https://index.docker.io/v1/` from `docker login` and `docker.io` from `podman login`
+/// (and what podman and skopeo ask for).
+async fn ask_helper(program: &str, host: &str, within: Duration) -> Result<Option<Credential>> {
+    if host != DOCKER_HUB {
+        return run_program(program, host, within).await;
+    }
+    match run_program(program, "https://index.docker.io/v1/", within).await? {
+        Some(found) => Ok(Some(found)),
+        None => run_program(program, DOCKER_HUB, within).await,
+    }
+}
+
+/// Runs a credential helper `program` (found on `PATH` unless it is a path) for `server`.
+async fn run_program(program: &str, server: &str, within: Duration) -> Result<Option<Credential>> {
+    let fail = |msg: String| Error::new(ErrorKind::Unauthorized, msg);
+    let io_fail =
+        |e: std::io::Error| fail(format!("running credential helper {program}")).with_cause(e);
+    let mut child = tokio::process::Command::new(program)
+        .arg("get")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(io_fail)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A helper that exits without reading its input is fine; its output decides.
+        let _ = stdin.write_all(server.as_bytes()).await;
+    }
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let talk = async {
+        let reply = async {
+            let mut reply = Vec::new();
+            (&mut stdout)
+                .take(HELPER_REPLY_LIMIT as u64 + 1)
+                .read_to_end(&mut reply)
+                .await
+                .map_err(io_fail)?;
+            if reply.len() > HELPER_REPLY_LIMIT {
+                // Returning drops (and so kills) the helper, which may print forever.
+                return Err(fail(format!(
+                    "credential helper {program} printed more than {} MiB, which is no reply",
+                    HELPER_REPLY_LIMIT >> 20
+                )));
+            }
+            Ok(reply)
+        };
+        let said = async {
+            let mut said = Vec::new();
+            let mut chunk = [0u8; 8192];
+            loop {
+                let n = stderr.read(&mut chunk).await.map_err(io_fail)?;
+                if n == 0 {
+                    return Ok(said);
+                }
+                let room = HELPER_STDERR_KEPT.saturating_sub(said.len());
+                said.extend_from_slice(&chunk[..n.min(room)]);
+            }
+        };
+        let (reply, said) = tokio::try_join!(reply, said)?;
+        let status = child.wait().await.map_err(io_fail)?;
+        Ok::<_, Error>((status, reply, said))
+    };
+    // A helper that hangs (waiting for a desktop session, a prompt nobody sees) will hang
+    // again: not a timeout worth retrying, but a credential that cannot be had.
+    let (status, stdout, stderr) = tokio::time::timeout(within, talk).await.map_err(|_| {
+        fail(format!(
+            "credential helper {program} did not answer within {:?}",
+            within
+        ))
+    })??;
+    if !status.success() {
+        let msg = String::from_utf8_lossy(&stdout).to_string() + &String::from_utf8_lossy(&stderr);
+        if msg.to_ascii_lowercase().contains("credentials not found") {
+            return Ok(None);
+        }
+        // The helper's own words can carry secrets; report only its exit status.
+        return Err(fail(format!(
+            "credential helper {program} failed ({status})"
+        )));
+    }
+    let reply: HelperReply = serde_json::from_slice(&stdout).map_err(|_| {
+        fail(format!(
+            "credential helper {program} printed something that is not its JSON reply"
+        ))
+    })?;
+    if reply.secret.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(if reply.username == "<token>" {
+        Credential::IdentityToken(reply.secret)
+    } else {
+        Credential::Basic {
+            username: reply.username,
+            password: reply.secret,
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::auth::credentials::tests::config;
+
+    /// A helper that hangs (a desktop keychain waiting for a session) ends in an error
+    /// that is not retried: every retry would wait out the timeout again.
+    #[tokio::test]
+    async fn a_helper_that_does_not_answer_is_not_a_passing_fault() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let helper = dir.path().join("docker-credential-hangs");
+        std::fs::write(&helper, "#!/bin/sh\nexec sleep 30\n").unwrap();
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let started = std::time::Instant::now();
+        let e = run_program(
+            helper.to_str().unwrap(),
+            "r.test",
+            Duration::from_millis(300),
+        )
+        .await
+        .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(e.to_string().contains("did not answer"), "{e}");
+        assert!(!e.is_transient(), "{:?}", e.kind());
+        assert_eq!(e.kind(), ErrorKind::Unauthorized);
+    }
+
+    fn helper(dir: &Path, name: &str, script: &str) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(format!("docker-credential-{name}"));
+        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path.to_str().unwrap().to_string()
+    }
+
+    /// `podman login docker.io` stores Docker Hub's login in a helper as `docker.io`,
+    /// `docker login` as `https://index.docker.io/v1/`: either is found.
+    #[tokio::test]
+    async fn docker_hub_is_asked_for_under_both_its_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let asked = dir.path().join("asked");
+        let podman = helper(
+            dir.path(),
+            "podman-stored",
+            &format!(
+                "read s; echo \"$s\" >> {}\n[ \"$s\" = docker.io ] || \
+                 {{ echo 'credentials not found in native keychain'; exit 1; }}\n\
+                 printf '{{\"Username\":\"podman\",\"Secret\":\"p\"}}'",
+                asked.display()
+            ),
+        );
+        let found = ask_helper(&podman, "docker.io", Duration::from_secs(20)).await;
+        assert!(matches!(
+            found.unwrap(),
+            Some(Credential::Basic { username, .. }) if username == "podman"
+        ));
+        let asked_for = std::fs::read_to_string(&asked).unwrap();
+        assert_eq!(asked_for, "https://index.docker.io/v1/\ndocker.io\n");
+        // Other registries are asked for once, by their own name.
+        std::fs::remove_file(&asked).unwrap();
+        let found = ask_helper(&podman, "quay.io", Duration::from_secs(20)).await;
+        assert_eq!(found.unwrap(), None);
+        assert_eq!(std::fs::read_to_string(&asked).unwrap(), "quay.io\n");
+    }
+
+    /// A helper that prints without end must not have dist hold all it prints until the
+    /// timeout (gigabytes, from a loop): past 1 MiB it is refused, and stopped.
+    #[tokio::test]
+    async fn a_helper_s_reply_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let flood = helper(
+            dir.path(),
+            "flood",
+            "head -c 2097152 /dev/zero; exec sleep 30",
+        );
+        let e = run_program(&flood, "r.test", Duration::from_secs(20))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("printed more than 1 MiB"), "{e}");
+        assert_eq!(e.kind(), ErrorKind::Unauthorized);
+        // Its stderr is read to the end and not kept: a helper that logs a lot there
+        // still answers.
+        let chatty = helper(
+            dir.path(),
+            "chatty",
+            "head -c 2097152 /dev/zero >&2; printf '{\"Username\":\"u\",\"Secret\":\"s\"}'",
+        );
+        let c = run_program(&chatty, "r.test", Duration::from_secs(20)).await;
+        assert_eq!(
+            c.unwrap(),
+            Some(Credential::Basic {
+                username: "u".into(),
+                password: "s".into()
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_helper_is_reported() {
+        let c = config(r#"{"credHelpers":{"r.example":"definitely-not-installed-xyz"}}"#);
+        let e = c.credential_for("r.example", None).await.unwrap_err();
+        assert!(e
+            .to_string()
+            .contains("docker-credential-definitely-not-installed-xyz"));
+    }
+}

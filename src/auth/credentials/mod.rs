@@ -1,0 +1,380 @@
+//! Credentials from Docker's `config.json`, the `auth.json` of podman and skopeo, and
+//! their credential helpers.
+//!
+//! The files, in the order they are asked: `$REGISTRY_AUTH_FILE`; Docker's
+//! `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`; then the containers tools'
+//! `$XDG_RUNTIME_DIR/containers/auth.json` (else `/run/containers/<uid>/auth.json`) and
+//! `$XDG_CONFIG_HOME/containers/auth.json` (else `~/.config/containers/auth.json`). Missing
+//! files are skipped; the first file with an entry for the registry answers. Within a file,
+//! a registry's entry is found through `credHelpers.<host>`, then `credsStore`, then
+//! `auths.<host>` (`auth` = base64 `user:password`, or `username`/`password`, or
+//! `identitytoken`, or `registrytoken`, a bearer token for the registry itself, which wins
+//! as in Docker; an entry with none of them, as Docker Desktop writes beside its
+//! `credsStore`, is no credential). Keys are matched as their writers mean them: one with a
+//! scheme is Docker's URL form, whose path is ignored (`https://index.docker.io/v1/` is
+//! Docker Hub); one without may name a namespace, `host/team`, as the containers tools
+//! write, and then counts only for the repositories under it. The key naming the
+//! repository most closely wins; between equal ones, a bare host before a URL, then byte
+//! order, so the choice never depends on how a file happens to be ordered in memory.
+
+mod config_file;
+mod helper;
+mod rotation;
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+
+use crate::error::Result;
+use config_file::{closest, entry_credential, not_a_config, search_paths, ConfigFile};
+use helper::run_helper;
+use rotation::RotatedTokens;
+
+/// A secret to authenticate with. Its `Debug` never shows the secret.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Credential {
+    /// User name and password (or a personal access token used as one).
+    Basic {
+        /// The user name.
+        username: String,
+        /// The password.
+        password: String,
+    },
+    /// An OAuth2 refresh token ("identity token"), exchanged at the token endpoint.
+    IdentityToken(String),
+    /// A bearer token for the registry itself (Docker's `registrytoken`), sent as it is
+    /// when the registry asks for a bearer token, with no token endpoint asked.
+    RegistryToken(String),
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credential::Basic { username, .. } => write!(f, "Basic({username}, <redacted>)"),
+            Credential::IdentityToken(_) => f.write_str("IdentityToken(<redacted>)"),
+            Credential::RegistryToken(_) => f.write_str("RegistryToken(<redacted>)"),
+        }
+    }
+}
+
+impl Credential {
+    /// The `Authorization: Basic …` value for this credential, if it is a password.
+    pub fn basic_header(&self) -> Option<String> {
+        match self {
+            Credential::Basic { username, password } => Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
+            )),
+            Credential::IdentityToken(_) | Credential::RegistryToken(_) => None,
+        }
+    }
+}
+
+/// The credential files (Docker's and the containers tools'), read once.
+#[derive(Debug, Default)]
+pub struct DockerConfig {
+    /// The files found, in the order they are asked.
+    sources: Vec<Source>,
+    /// The refresh tokens the files' identity tokens were rotated to so far.
+    pub(crate) rotated: RotatedTokens,
+}
+
+#[derive(Debug, Default)]
+struct Source {
+    file: ConfigFile,
+    path: Option<PathBuf>,
+    /// Why the file could not be read or parsed: it then answers nothing, and says so once,
+    /// when a registry first asks for credentials. As with docker, a broken file must not
+    /// stop pulls that need none of its credentials.
+    broken: Option<String>,
+    warned: std::sync::atomic::AtomicBool,
+    /// The `auths` keys whose entries could not be read, said once each.
+    warned_entries: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl DockerConfig {
+    /// Reads every credential file from its usual place (see the module's documentation);
+    /// missing files are skipped, so none at all means no credentials.
+    pub fn load() -> Result<DockerConfig> {
+        // SAFETY: getuid(2) cannot fail and touches no memory of ours.
+        let uid = unsafe { libc::getuid() };
+        DockerConfig::from_paths(&search_paths(|name| std::env::var_os(name), uid))
+    }
+
+    /// Reads `config.json` at `path`; a missing file means no credentials.
+    pub fn from_path(path: &Path) -> Result<DockerConfig> {
+        DockerConfig::from_paths(&[path.to_owned()])
+    }
+
+    /// Reads the files at `paths`, asked in that order; missing ones are skipped, and one
+    /// that cannot be read or parsed answers nothing (with a warning when first asked).
+    pub fn from_paths(paths: &[PathBuf]) -> Result<DockerConfig> {
+        let mut sources = Vec::new();
+        for path in paths {
+            let parsed = match std::fs::read(path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => Err(format!("cannot read it: {e}")),
+                // Docker reads an empty file (as `touch` or docker-py leave it) as no
+                // settings, not as a broken one.
+                Ok(text) if text.trim_ascii().is_empty() => Ok(ConfigFile::default()),
+                Ok(text) => serde_json::from_slice::<ConfigFile>(&text).map_err(not_a_config),
+            };
+            let (file, broken) = match parsed {
+                Ok(file) => (file, None),
+                Err(why) => (ConfigFile::default(), Some(why)),
+            };
+            sources.push(Source {
+                file,
+                path: Some(path.clone()),
+                broken,
+                ..Source::default()
+            });
+        }
+        Ok(DockerConfig {
+            sources,
+            ..DockerConfig::default()
+        })
+    }
+
+    /// The credential for `repository` on registry `host` (as users name it, e.g.
+    /// `docker.io`), if any: the first file with an entry for it answers. Without a
+    /// repository, only entries for the whole registry count.
+    pub async fn credential_for(
+        &self,
+        host: &str,
+        repository: Option<&str>,
+    ) -> Result<Option<Credential>> {
+        Ok(self.find(host, repository).await?.map(|(c, _)| c))
+    }
+
+    /// Like [`DockerConfig::credential_for`], with where the credential came from (the
+    /// file, or the credential helper), for messages about a refused one.
+    pub async fn find(
+        &self,
+        host: &str,
+        repository: Option<&str>,
+    ) -> Result<Option<(Credential, String)>> {
+        for source in &self.sources {
+            if let Some(found) = source.find(host, repository).await? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl Source {
+    async fn find(
+        &self,
+        host: &str,
+        repository: Option<&str>,
+    ) -> Result<Option<(Credential, String)>> {
+        if let Some(why) = &self.broken {
+            if !self.warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                let path = self.path.as_deref().unwrap_or(Path::new("?"));
+                tracing::warn!("ignoring {}: {why}", path.display());
+            }
+            return Ok(None);
+        }
+        let helped = |helper: &str, c: Option<Credential>| {
+            c.map(|c| (c, format!("credential helper docker-credential-{helper}")))
+        };
+        // An empty helper name is Docker's way of saying "this file's `auths`" (a
+        // `"credsStore": ""` left to turn off a helper that is not installed here); a
+        // registry's empty `credHelpers` entry passes over `credsStore` too, as in Docker.
+        match closest(&self.file.cred_helpers, host, repository).map(|(_, h)| h) {
+            Some(helper) if !helper.is_empty() => {
+                return Ok(helped(helper, run_helper(helper, host).await?));
+            }
+            Some(_) => {}
+            None => {
+                if let Some(store) = self.file.creds_store.as_deref().filter(|s| !s.is_empty()) {
+                    if let Some(found) = helped(store, run_helper(store, host).await?) {
+                        return Ok(Some(found));
+                    }
+                }
+            }
+        }
+        let Some((key, entry)) = closest(&self.file.auths, host, repository) else {
+            return Ok(None);
+        };
+        let origin = match &self.path {
+            Some(p) => p.display().to_string(),
+            None => "the credential file".to_string(),
+        };
+        match entry_credential(entry) {
+            Ok(found) => Ok(found.map(|c| (c, origin))),
+            // Docker passes over a whole file with such an entry, with a warning, and the
+            // containers tools over an `auth` without a colon: a registry that lets anyone
+            // pull must not fail for a stale login, and the next file may have a good one.
+            Err(why) => {
+                let first = self
+                    .warned_entries
+                    .lock()
+                    .expect("warned entries poisoned")
+                    .insert(key.clone());
+                if first {
+                    tracing::warn!("ignoring the entry {key:?} of {origin}: {why}");
+                }
+                Ok(None)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(super) fn config(json: &str) -> DockerConfig {
+        DockerConfig {
+            sources: vec![Source {
+                file: serde_json::from_str(json).unwrap(),
+                ..Source::default()
+            }],
+            ..DockerConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_first_file_with_an_entry_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let docker = dir.path().join("config.json");
+        let podman = dir.path().join("auth.json");
+        std::fs::write(
+            &docker,
+            r#"{"auths":{"both.example":{"username":"docker","password":"d"}}}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            &podman,
+            r#"{"auths":{"both.example":{"username":"podman","password":"p"},
+                        "quay.io/team":{"username":"robot","password":"r"}}}"#,
+        )
+        .unwrap();
+        let missing = dir.path().join("absent.json");
+        let c = DockerConfig::from_paths(&[missing, docker, podman.clone()]).unwrap();
+        let user = |c: Option<Credential>| match c {
+            Some(Credential::Basic { username, .. }) => username,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            user(c.credential_for("both.example", None).await.unwrap()),
+            "docker"
+        );
+        assert_eq!(
+            user(c.credential_for("quay.io", Some("team/app")).await.unwrap()),
+            "robot"
+        );
+        assert_eq!(c.credential_for("none.example", None).await.unwrap(), None);
+        // Messages about a refused credential name the file it came from.
+        let (_, origin) = c.find("quay.io", Some("team/app")).await.unwrap().unwrap();
+        assert_eq!(origin, podman.display().to_string());
+    }
+
+    /// Docker Desktop writes `{"auths":{"https://index.docker.io/v1/":{}},"credsStore":
+    /// "desktop"}`: the empty entry means no credentials here, not a broken file.
+    #[tokio::test]
+    async fn an_empty_entry_is_no_credential_and_the_next_file_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let desktop = dir.path().join("config.json");
+        std::fs::write(&desktop, r#"{"auths":{"https://index.docker.io/v1/":{}}}"#).unwrap();
+        let podman = dir.path().join("auth.json");
+        std::fs::write(
+            &podman,
+            r#"{"auths":{"docker.io":{"username":"podman","password":"p"}}}"#,
+        )
+        .unwrap();
+        let c = DockerConfig::from_paths(std::slice::from_ref(&desktop)).unwrap();
+        assert_eq!(c.credential_for("docker.io", None).await.unwrap(), None);
+        let c = DockerConfig::from_paths(&[desktop, podman]).unwrap();
+        assert!(matches!(
+            c.credential_for("docker.io", None).await.unwrap(),
+            Some(Credential::Basic { username, .. }) if username == "podman"
+        ));
+    }
+
+    /// A file that is not JSON (or cannot be read) answers nothing instead of failing every
+    /// run: the next file still answers, and registries that need no credentials work.
+    #[tokio::test]
+    async fn a_broken_file_is_passed_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let broken = dir.path().join("broken.json");
+        std::fs::write(&broken, "{\"auths\": {").unwrap();
+        let good = dir.path().join("good.json");
+        std::fs::write(
+            &good,
+            r#"{"auths":{"r.example":{"username":"u","password":"p"}}}"#,
+        )
+        .unwrap();
+        let c = DockerConfig::from_paths(&[broken.clone(), good]).unwrap();
+        assert!(matches!(
+            c.credential_for("r.example", None).await.unwrap(),
+            Some(Credential::Basic { .. })
+        ));
+        let c = DockerConfig::from_paths(&[broken]).unwrap();
+        assert_eq!(c.credential_for("r.example", None).await.unwrap(), None);
+    }
+
+    /// Docker passes over a file with an entry it cannot read, the containers tools over
+    /// an `auth` without a colon: such an entry answers nothing, and the next file may.
+    #[tokio::test]
+    async fn an_unreadable_entry_is_passed_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let podman = dir.path().join("auth.json");
+        std::fs::write(
+            &podman,
+            r#"{"auths":{"r.example":{"username":"podman","password":"p"}}}"#,
+        )
+        .unwrap();
+        let docker = dir.path().join("config.json");
+        // Not base64; base64 of "no-colon"; not text; a user name alone.
+        for entry in [
+            r#"{"auth":"!!!"}"#,
+            r#"{"auth":"bm8tY29sb24="}"#,
+            r#"{"auth":"/w=="}"#,
+            r#"{"username":"u"}"#,
+        ] {
+            std::fs::write(&docker, format!(r#"{{"auths":{{"r.example":{entry}}}}}"#)).unwrap();
+            let alone = DockerConfig::from_paths(std::slice::from_ref(&docker)).unwrap();
+            let found = alone.credential_for("r.example", None).await;
+            assert_eq!(found.unwrap(), None, "{entry}");
+            let both = DockerConfig::from_paths(&[docker.clone(), podman.clone()]).unwrap();
+            assert!(matches!(
+                both.credential_for("r.example", None).await.unwrap(),
+                Some(Credential::Basic { username, .. }) if username == "podman"
+            ));
+        }
+    }
+
+    #[test]
+    fn debug_redacts() {
+        let c = Credential::Basic {
+            username: "u".into(),
+            password: "hunter2".into(),
+        };
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert_eq!(c.basic_header().unwrap(), "Basic dTpodW50ZXIy");
+    }
+
+    /// Docker reads an empty helper name as none: `auths` answers.
+    #[tokio::test]
+    async fn an_empty_helper_name_means_the_file_itself() {
+        let c =
+            config(r#"{"credsStore":"","auths":{"r.example":{"username":"u","password":"p"}}}"#);
+        assert!(matches!(
+            c.credential_for("r.example", None).await.unwrap(),
+            Some(Credential::Basic { username, .. }) if username == "u"
+        ));
+        let c = config(
+            r#"{"credsStore":"definitely-not-installed-xyz","credHelpers":{"r.example":""},
+                "auths":{"r.example":{"username":"u","password":"p"}}}"#,
+        );
+        assert!(matches!(
+            c.credential_for("r.example", None).await.unwrap(),
+            Some(Credential::Basic { username, .. }) if username == "u"
+        ));
+        assert!(c.credential_for("other.example", None).await.is_err());
+    }
+}

@@ -1,0 +1,98 @@
+//! Opening a `CONNECT` tunnel over a connection to an HTTP proxy, and reading the proxy's
+//! answer to it.
+
+use http::HeaderValue;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub(super) enum TunnelFailure {
+    /// The proxy answered with this status instead of 2xx.
+    Refused(u16),
+    /// The exchange itself failed.
+    Broken(String),
+}
+
+/// Largest proxy answer to `CONNECT` we read.
+const MAX_PROXY_HEAD: usize = 16 << 10;
+
+/// Asks the proxy on `tcp` for a tunnel to `target` (`host:port`) and reads its answer.
+pub(super) async fn open_tunnel(
+    mut tcp: TcpStream,
+    target: &str,
+    auth: Option<&HeaderValue>,
+) -> std::result::Result<TcpStream, TunnelFailure> {
+    let broken = |e: std::io::Error| TunnelFailure::Broken(e.to_string());
+    let mut head = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n").into_bytes();
+    if let Some(auth) = auth {
+        head.extend_from_slice(b"Proxy-Authorization: ");
+        head.extend_from_slice(auth.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    tcp.write_all(&head).await.map_err(broken)?;
+    // Nothing follows a tunnel's opening until we speak, so reading past its end would
+    // mean the proxy broke the protocol.
+    let mut answer = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        if answer.len() > MAX_PROXY_HEAD {
+            return Err(TunnelFailure::Broken(
+                "the proxy's answer is too long".into(),
+            ));
+        }
+        let n = tcp.read(&mut buf).await.map_err(broken)?;
+        if n == 0 {
+            return Err(TunnelFailure::Broken(
+                "the proxy closed the connection".into(),
+            ));
+        }
+        answer.extend_from_slice(&buf[..n]);
+    }
+    // A refusal comes with a page after its head (Squid's 403 and 407 do), often in the
+    // same segment: the status says what happened, whatever follows it.
+    match status_of(&answer) {
+        Some(status) if (200..300).contains(&status) => {
+            if !answer.ends_with(b"\r\n\r\n") {
+                return Err(TunnelFailure::Broken(
+                    "the proxy sent data before the tunnel opened".into(),
+                ));
+            }
+            Ok(tcp)
+        }
+        Some(status) => Err(TunnelFailure::Refused(status)),
+        None => Err(TunnelFailure::Broken(
+            "the proxy's answer is not HTTP".into(),
+        )),
+    }
+}
+
+/// The status code of an HTTP/1.x status line at the start of `head`.
+fn status_of(head: &[u8]) -> Option<u16> {
+    let line = head.split(|&b| b == b'\n').next()?;
+    let line = std::str::from_utf8(line).ok()?;
+    let mut words = line.split_whitespace();
+    if !words.next()?.starts_with("HTTP/1.") {
+        return None;
+    }
+    let code = words.next()?;
+    (code.len() == 3).then(|| code.parse().ok()).flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines() {
+        assert_eq!(
+            status_of(b"HTTP/1.1 200 Connection established\r\n\r\n"),
+            Some(200)
+        );
+        assert_eq!(
+            status_of(b"HTTP/1.0 407 Proxy Authentication Required\r\n"),
+            Some(407)
+        );
+        assert_eq!(status_of(b"SSH-2.0-OpenSSH\r\n"), None);
+        assert_eq!(status_of(b"HTTP/1.1 2000 x\r\n"), None);
+    }
+}
