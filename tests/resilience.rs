@@ -687,6 +687,47 @@ fn sigterm_with_stdin_still_open_stops_promptly() {
     assert_eq!(status.code(), Some(143));
 }
 
+/// Regression: lines that start nothing (here the same object, over and over, from a
+/// producer that never stops) were read within one poll of the worker's input, so a
+/// SIGTERM was not seen until the input ended: never, behind an endless producer.
+#[test]
+fn sigterm_stops_a_batch_fed_an_endless_run_of_duplicate_lines() {
+    use std::io::{BufRead, Write};
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(62, 1000));
+    let dir = tempfile::tempdir().unwrap();
+    let dist = Dist::new();
+    let mut child = dist.start(&[
+        "fetch",
+        &repo(&reg),
+        "-",
+        "-o",
+        dir.path().to_str().unwrap(),
+    ]);
+    let mut input = child.stdin.take().unwrap();
+    let line = format!("{digest}\n");
+    input.write_all(line.as_bytes()).unwrap();
+    input.flush().unwrap();
+    // Its JSON line: the object is stored, the signal handlers are set.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert!(first.contains(r#""status":"ok""#), "{first}");
+    // Written whole only as dist reads it: the duplicates are being read when the
+    // signal comes, and go on coming.
+    let flood = line.repeat((1 << 20) / line.len());
+    input.write_all(flood.as_bytes()).unwrap();
+    let producer = std::thread::spawn(move || while input.write_all(flood.as_bytes()).is_ok() {});
+    assert_eq!(unsafe_kill(child.id(), 15), 0);
+    let status = exit_within(
+        &mut child,
+        Duration::from_secs(30),
+        "SIGTERM amid duplicates",
+    );
+    assert_eq!(status.code(), Some(143));
+    producer.join().unwrap();
+}
+
 #[test]
 fn after_kill_9_a_rerun_completes_without_refetching() {
     let (reg, blobs) = slow_batch();

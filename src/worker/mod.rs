@@ -165,6 +165,9 @@ impl Default for WorkerOptions {
     }
 }
 
+/// Lines read between two yields of the input's stream to the runtime.
+const YIELD_EVERY: u64 = 64;
+
 /// Runs the worker over `input`: returns the stream of outcomes, in completion order (or
 /// input order with `ordered`). Dropping the stream cancels the fetches in flight.
 pub fn run<R>(remote: Arc<dyn Remote>, input: R, opts: WorkerOptions) -> BoxStream<'static, Outcome>
@@ -186,6 +189,14 @@ where
                 if done {
                     at_end.input_ended(false);
                     return None;
+                }
+                // Lines that start nothing (duplicates, another shard's, comments) are
+                // read within one poll of the stream, which returns only with an object:
+                // a long run of them (an endless producer repeating one line) held the
+                // task, and with it the objects done, a stop and, on a runtime of one
+                // thread, the transfers in flight, for as long as it lasted.
+                if n > 0 && n % YIELD_EVERY == 0 {
+                    tokio::task::yield_now().await;
                 }
                 match lines.next().await {
                     Ok(Some(l)) => {
