@@ -279,10 +279,18 @@ fn write_batch<W: Write>(
     batch: &mut Vec<Outcome>,
 ) -> Result<(), Failure> {
     if framed {
+        // Held until the frames are out: the report's buffer reaches the file when full
+        // or dropped, whatever became of stdout.
+        let mut lines = Vec::new();
         for mut outcome in batch.drain(..) {
-            write_frame(out, report, &mut outcome)?;
+            lines.extend(write_frame(out, report.is_some(), &mut outcome)?);
         }
         out.flush().map_err(stdout_failed)?;
+        if let Some(r) = report {
+            for line in &lines {
+                writeln!(r, "{line}").map_err(report_failed)?;
+            }
+        }
         return flush_report(report);
     }
     let lines: Vec<String> = batch
@@ -301,22 +309,20 @@ fn write_batch<W: Write>(
     out.flush().map_err(stdout_failed)
 }
 
-/// Writes one outcome's frame, and its report line.
+/// Writes one outcome's frame, and returns its report line if `reported`.
 fn write_frame<W: Write>(
     out: &mut sink::gather::Gather<W>,
-    report: &mut Option<std::io::BufWriter<std::fs::File>>,
+    reported: bool,
     outcome: &mut Outcome,
-) -> Result<(), Failure> {
-    // Framed output without a report needs no JSON line at all.
-    let line = report.is_some().then(|| sink::report::json_line(outcome));
+) -> Result<Option<String>, Failure> {
+    // Framed output without a report needs no JSON line at all. Made before the frame,
+    // which takes the content.
+    let line = reported.then(|| sink::report::json_line(outcome));
     sink::framed::write_frame(out, outcome).map_err(|e| match e {
         CopyError::Out(e) => stdout_failed(e),
         CopyError::Spool(e) => spool_unreadable(&outcome.object, e),
     })?;
-    if let (Some(line), Some(r)) = (line, report) {
-        writeln!(r, "{line}").map_err(report_failed)?;
-    }
-    Ok(())
+    Ok(line)
 }
 
 fn report_failed(e: std::io::Error) -> Failure {
@@ -396,6 +402,37 @@ mod tests {
         let (report, then) = report_of(&mut batch, false);
         assert_eq!(report.lines().count(), 3);
         assert_eq!(then, Some(report.len() as u64), "stdout was written first");
+    }
+
+    /// Stdout whose reader has gone.
+    struct Gone;
+
+    impl Write for Gone {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Regression: framed, each report line went into the report's buffer as its frame
+    /// was gathered, before the frames were written out; stdout then failing, the buffer
+    /// reached the file all the same (when full, or dropped), and the report said objects
+    /// went out that never did.
+    #[test]
+    fn a_framed_report_says_nothing_of_frames_stdout_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.jsonl");
+        let file = std::fs::File::create(&path).unwrap();
+        let mut report = Some(std::io::BufWriter::new(file));
+        let mut out = sink::gather::Gather::new(Gone);
+        let mut batch: Vec<Outcome> = (1..=200).map(stored).collect();
+        assert!(write_batch(&mut out, &mut report, true, &mut batch).is_err());
+        drop(report);
+        let said = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(said.lines().count(), 0, "frames reported sent");
     }
 
     /// A frame goes out before its report line says it did.
