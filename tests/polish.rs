@@ -1122,6 +1122,61 @@ fn a_directory_that_is_not_a_layout_is_left_alone() {
     assert_eq!(reg.requests().len(), 0, "nothing was fetched");
 }
 
+/// Regression: `--report /dev/stderr` (or the log's own name) with stderr going to a
+/// file emptied that log as the batch began, and the report's lines, written from
+/// their own offset, overwrote dist's messages there. Refused as stdout's file is.
+#[test]
+fn a_report_into_the_file_stderr_goes_to_is_refused() {
+    let reg = FakeRegistry::start();
+    let dist = Dist::new();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = format!("{}/team/app", reg.host());
+    let layout = dir.path().join("out");
+    let pull_ref = format!("{repo}:latest");
+    let log = dir.path().join("job.log");
+    for report in ["/dev/stderr", log.to_str().unwrap()] {
+        for args in [
+            vec![
+                "fetch",
+                &repo,
+                "-",
+                "-o",
+                layout.to_str().unwrap(),
+                "--report",
+                report,
+            ],
+            vec![
+                "pull",
+                &pull_ref,
+                "-o",
+                layout.to_str().unwrap(),
+                "--report",
+                report,
+            ],
+        ] {
+            std::fs::write(&log, "earlier lines of the job\n").unwrap();
+            let stderr = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+            let out = dist
+                .command(&args)
+                .stdin(std::process::Stdio::piped())
+                .stderr(stderr)
+                .output()
+                .unwrap();
+            let said = std::fs::read_to_string(&log).unwrap();
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {said}");
+            assert!(
+                said.starts_with("earlier lines of the job\n"),
+                "{args:?}: {said}"
+            );
+            assert!(
+                said.contains("stderr already writes to this file"),
+                "{said}"
+            );
+        }
+    }
+    assert_eq!(reg.requests().len(), 0, "nothing was fetched");
+}
+
 /// `--report` truncates its file, so one that names what the run reads or writes (the
 /// input, the file stdout goes to, the layout's index) is refused before anything is
 /// touched or fetched; a report beside the index is fine.

@@ -183,6 +183,15 @@ fn clash(report: &Path, in_use: &InUse) -> Option<String> {
         if same_file(&target, &std::io::stdout()) {
             return Some("stdout already writes to this file".into());
         }
+        // A job's log (`2>job.log`, `--report /dev/stderr`): emptied as the batch began,
+        // then written from the report's own offset over dist's messages.
+        if same_file(&target, &std::io::stderr()) {
+            return Some(
+                "stderr already writes to this file; it would be emptied and its messages \
+                 written over"
+                    .into(),
+            );
+        }
         if let Some(dir) = in_use.store {
             for name in ["index.json", "oci-layout"] {
                 let file = std::fs::metadata(dir.join(name));
