@@ -624,9 +624,8 @@ fn choose(
     // pulled instead (see `settle`).
     let mut cannot = Vec::new();
     match (hit, unusable_hit) {
-        (Some((fit, _)), Some((better, i))) if better > fit => {
-            return (Vec::new(), vec![unusable.swap_remove(i)])
-        }
+        // The worse fit is dropped; the nested indexes are searched as they are without it.
+        (Some((fit, _)), Some((better, i))) if better > fit => cannot.push(unusable.swap_remove(i)),
         (Some((_, c)), _) => return (vec![c.clone()], Vec::new()),
         (None, Some((_, i))) => cannot.push(unusable.swap_remove(i)),
         (None, None) => {

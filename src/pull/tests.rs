@@ -795,3 +795,29 @@ async fn the_closest_image_of_sibling_indexes_is_pulled() {
     let entry = r.unwrap().entry.unwrap();
     assert_eq!(entry.digest.to_string(), v7["digest"], "{lines:?}");
 }
+
+/// Regression: an index whose entry for the platform dist cannot fetch also listed a
+/// worse fit it can (`arm/v6` beside the `arm/v7` asked for) had its nested indexes left
+/// unwalked, so the pull failed though one of them held an `arm/v7` image: the worse fit
+/// stopped the search that an index without it makes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worse_fit_beside_an_entry_dist_cannot_fetch_still_has_nested_indexes_walked() {
+    let src = tempfile::tempdir().unwrap();
+    let variant = |v: &str, seed: &str| {
+        let mut d = image(src.path(), seed, None);
+        d.platform = Some(Platform::new("linux", "arm", Some(v)));
+        serde_json::to_value(d).unwrap()
+    };
+    let (v6, v7) = (variant("v6", "arm-a"), variant("v7", "arm-b"));
+    let mut v7_spoilt = entry_for("arm", B64U.into(), 1.into());
+    v7_spoilt["platform"]["variant"] = "v7".into();
+    let nested = unlabelled_index_of(src.path(), vec![v7.clone()]);
+    tag_index_of_values(src.path(), vec![v7_spoilt, v6, nested]);
+    let dst = tempfile::tempdir().unwrap();
+    let want = Platforms::One(Platform::new("linux", "arm", Some("v7")));
+    let (r, lines) = run(src.path(), dst.path(), want).await;
+    let pulled = r.unwrap();
+    assert_eq!(pulled.failed, 0, "{lines:?}");
+    let entry = pulled.entry.unwrap();
+    assert_eq!(entry.digest.to_string(), v7["digest"], "{lines:?}");
+}
