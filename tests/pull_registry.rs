@@ -550,6 +550,21 @@ fn short_platform_forms_pick_as_docker_picks() {
     assert!(err.contains("no manifest for linux/arm/v7 in"), "{err}");
 }
 
+/// An OCI index listing each of `images` with the platform beside it.
+fn index_of_platforms(images: &[Image], platforms: impl IntoIterator<Item = Value>) -> Vec<u8> {
+    let manifests: Vec<Value> = images
+        .iter()
+        .zip(platforms)
+        .map(|(i, platform)| {
+            json!({"mediaType": Flavor::Oci.manifest(), "digest": i.digest,
+                   "size": i.manifest.len(), "platform": platform})
+        })
+        .collect();
+    json!({"schemaVersion": 2, "mediaType": Flavor::Oci.index(), "manifests": manifests})
+        .to_string()
+        .into_bytes()
+}
+
 /// Windows images differ by their build (`os.version`): `windows/amd64` takes the first
 /// the index lists, and `windows(BUILD)/amd64`, as containerd writes it, the one that runs
 /// on that build.
@@ -560,23 +575,11 @@ fn a_windows_build_picks_its_image() {
     let images: Vec<Image> = (0..2)
         .map(|i| push_image(&fake, "team/win", Flavor::Oci, "amd64", 10 + i))
         .collect();
-    let manifests: Vec<Value> = images
-        .iter()
-        .zip(builds)
-        .map(|(i, build)| {
-            json!({"mediaType": Flavor::Oci.manifest(), "digest": i.digest,
-                   "size": i.manifest.len(),
-                   "platform": {"architecture": "amd64", "os": "windows", "os.version": build}})
-        })
-        .collect();
-    let index =
-        json!({"schemaVersion": 2, "mediaType": Flavor::Oci.index(), "manifests": manifests});
-    fake.manifest(
-        "team/win",
-        "v1",
-        Flavor::Oci.index(),
-        index.to_string().as_bytes(),
+    let index = index_of_platforms(
+        &images,
+        builds.map(|b| json!({"architecture": "amd64", "os": "windows", "os.version": b})),
     );
+    fake.manifest("team/win", "v1", Flavor::Oci.index(), &index);
     let reference = format!("{}/team/win:v1", fake.host());
     for (platform, image) in [
         ("windows/amd64", &images[0]),
@@ -625,23 +628,11 @@ fn a_missing_variant_takes_the_closest_older_one() {
         push_image(&reg, "team/pi", Flavor::Oci, "arm", 4),
         push_image(&reg, "team/pi", Flavor::Oci, "arm", 5),
     ];
-    let manifests: Vec<Value> = images
-        .iter()
-        .zip(["v5", "v6"])
-        .map(|(i, variant)| {
-            json!({"mediaType": Flavor::Oci.manifest(), "digest": i.digest,
-                   "size": i.manifest.len(),
-                   "platform": {"architecture": "arm", "os": "linux", "variant": variant}})
-        })
-        .collect();
-    let index =
-        json!({"schemaVersion": 2, "mediaType": Flavor::Oci.index(), "manifests": manifests});
-    reg.push_manifest(
-        "team/pi",
-        "v1",
-        Flavor::Oci.index(),
-        index.to_string().as_bytes(),
+    let index = index_of_platforms(
+        &images,
+        ["v5", "v6"].map(|v| json!({"architecture": "arm", "os": "linux", "variant": v})),
     );
+    reg.push_manifest("team/pi", "v1", Flavor::Oci.index(), &index);
     let reference = format!("{}/team/pi:v1", reg.host());
     let dist = Dist::new();
     let dir = tempfile::tempdir().unwrap();

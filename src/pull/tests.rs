@@ -717,6 +717,14 @@ fn an_artifact_type_of_null_names_no_artifact() {
     }
 }
 
+/// Stores an image labelled `linux/arm/<variant>` (its content seeded by the variant);
+/// returns its descriptor as JSON.
+fn arm_image(src: &Path, variant: &str) -> serde_json::Value {
+    let mut d = image(src, &format!("arm-{variant}"), None);
+    d.platform = Some(Platform::new("linux", "arm", Some(variant)));
+    serde_json::to_value(d).unwrap()
+}
+
 /// Stores an index of `entries`; returns its descriptor (which names no platform) as JSON.
 fn unlabelled_index_of(src: &Path, entries: Vec<serde_json::Value>) -> serde_json::Value {
     let index = serde_json::json!({
@@ -780,12 +788,7 @@ async fn an_entry_dist_cannot_fetch_loses_to_another_index_s_as_good() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_closest_image_of_sibling_indexes_is_pulled() {
     let src = tempfile::tempdir().unwrap();
-    let variant = |v: &str, seed: &str| {
-        let mut d = image(src.path(), seed, None);
-        d.platform = Some(Platform::new("linux", "arm", Some(v)));
-        serde_json::to_value(d).unwrap()
-    };
-    let (v6, v7) = (variant("v6", "arm-a"), variant("v7", "arm-b"));
+    let (v6, v7) = (arm_image(src.path(), "v6"), arm_image(src.path(), "v7"));
     let first = unlabelled_index_of(src.path(), vec![v6]);
     let second = unlabelled_index_of(src.path(), vec![v7.clone()]);
     tag_index_of_values(src.path(), vec![first, second]);
@@ -803,12 +806,7 @@ async fn the_closest_image_of_sibling_indexes_is_pulled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worse_fit_beside_an_entry_dist_cannot_fetch_still_has_nested_indexes_walked() {
     let src = tempfile::tempdir().unwrap();
-    let variant = |v: &str, seed: &str| {
-        let mut d = image(src.path(), seed, None);
-        d.platform = Some(Platform::new("linux", "arm", Some(v)));
-        serde_json::to_value(d).unwrap()
-    };
-    let (v6, v7) = (variant("v6", "arm-a"), variant("v7", "arm-b"));
+    let (v6, v7) = (arm_image(src.path(), "v6"), arm_image(src.path(), "v7"));
     let mut v7_spoilt = entry_for("arm", B64U.into(), 1.into());
     v7_spoilt["platform"]["variant"] = "v7".into();
     let nested = unlabelled_index_of(src.path(), vec![v7.clone()]);
