@@ -80,7 +80,6 @@ mod pinned;
 pub mod proxy;
 mod redirect;
 mod refusal;
-mod socks;
 pub mod tls;
 
 use failure::classify_client_error;

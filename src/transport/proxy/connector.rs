@@ -11,9 +11,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::select::{Proxies, Route};
+use super::socks::{self, SocksFailure};
 use super::tunnel::{open_tunnel, TunnelFailure};
 use super::{authority, with_port, BoxError, ProxyError};
-use crate::transport::socks::{self, SocksFailure};
 
 /// No connection to the proxy itself. The connector's error stays its source, not words in
 /// its message: the system's "Connection refused (os error 111)" lies below the connector's

@@ -1,6 +1,6 @@
 //! The errors of a proxy that cannot give a tunnel, which the transport does not retry.
 
-use crate::transport::socks;
+use super::socks;
 
 /// A proxy that cannot give a tunnel, whatever the number of tries. It travels among the
 /// causes of the connection error, so the transport can tell it from a broken connection.

@@ -21,6 +21,7 @@
 mod connector;
 mod error;
 mod select;
+mod socks;
 mod tunnel;
 
 use http::Uri;
