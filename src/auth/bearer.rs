@@ -1,0 +1,369 @@
+//! Bearer tokens: asked for single-flight, renewed before they expire, and backed off
+//! after a failed request.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::HeaderValue;
+
+use super::challenge::Challenge;
+use super::clock::Stamp;
+use super::credentials::Credential;
+use super::refusal::refused_message;
+use super::scope::merged_scopes;
+use super::{token, Authorizer, CredentialSource};
+use crate::error::{Error, ErrorKind, Result};
+use crate::retry::RetryPolicy;
+
+/// Tokens are renewed this long before they expire (or after three quarters of a shorter
+/// lifetime), so a request is never sent with a token that dies in flight.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(5);
+
+fn renew_at(expires_at: Stamp, lifetime: Duration) -> Stamp {
+    expires_at - EXPIRY_MARGIN.min(lifetime / 4)
+}
+
+impl Authorizer {
+    /// Renews an expired token unless another task already did since `generation`, or
+    /// tried and failed since `flights`.
+    pub(super) async fn renew(
+        &self,
+        generation: u64,
+        flights: u64,
+        policy: &RetryPolicy,
+    ) -> Result<()> {
+        let _flight = self.refresh.lock().await;
+        let s = self.snapshot();
+        if s.generation != generation {
+            return Ok(());
+        }
+        if let Some(e) = s.failure_since(flights) {
+            return Err(e);
+        }
+        match s.bearer {
+            Some(ch) => self.fetch_token(ch, policy).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Renews a token due for renewal that is still valid, unless another task is at it,
+    /// already did since `generation`, or the last token request failed within its
+    /// backoff. The token it would replace still opens the repository: the other tasks
+    /// send it meanwhile rather than wait for the token server, and a failure (a passing
+    /// 503) leaves it in use while it lasts.
+    pub(super) async fn renew_early(&self, generation: u64, policy: &RetryPolicy) {
+        let Ok(_flight) = self.refresh.try_lock() else {
+            return;
+        };
+        let s = self.snapshot();
+        if s.generation != generation || s.retry_at.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        if let Some(ch) = s.bearer {
+            if let Err(e) = self.fetch_token(ch, policy).await {
+                tracing::debug!(error = %e, "renewing the token failed; sending the current one while it lasts");
+            }
+        }
+    }
+
+    /// Called with the refresh lock held. After a failed token request, the next one
+    /// waits for `policy`'s backoff (or the `Retry-After` the failure carried).
+    pub(super) async fn fetch_token(&self, ch: Challenge, policy: &RetryPolicy) -> Result<()> {
+        self.back_off(policy).await?;
+        let result = self.ask_token(ch).await;
+        let mut s = self.state.lock().expect("auth state poisoned");
+        s.flights += 1;
+        match &result {
+            Ok(()) => {
+                s.failed = None;
+                s.failures = 0;
+                s.retry_at = None;
+            }
+            Err(e) => {
+                let wait = policy.wait(s.failures.min(policy.retries), e.retry_after());
+                // The wait may be the server's number, past the clock's range.
+                let now = Instant::now();
+                let far = now + Duration::from_secs(30 * 365 * 86400);
+                s.retry_at = Some(now.checked_add(wait).unwrap_or(far));
+                s.failures = s.failures.saturating_add(1);
+                s.failed = Some(Arc::new(e.shared()));
+            }
+        }
+        result
+    }
+
+    /// Waits until the last failed token request's backoff has passed, when it failed as a
+    /// server failing for now does; a wait longer than `policy` allows gives that failure
+    /// again at once, as the request's own retries would. Refusals are not waited for:
+    /// they end the request that meets them anyway.
+    async fn back_off(&self, policy: &RetryPolicy) -> Result<()> {
+        let s = self.snapshot();
+        let (Some(at), Some(failed)) = (s.retry_at, s.failed) else {
+            return Ok(());
+        };
+        let left = at.saturating_duration_since(Instant::now());
+        if left.is_zero() || !failed.is_transient() {
+            return Ok(());
+        }
+        if left > policy.max_delay {
+            return Err(failed.shared());
+        }
+        tracing::debug!(
+            wait_ms = left.as_millis() as u64,
+            "waiting out the token server's backoff"
+        );
+        tokio::time::sleep(left).await;
+        Ok(())
+    }
+
+    /// [`fetch_token`](Self::fetch_token)'s request, and the state it leads to.
+    async fn ask_token(&self, ch: Challenge) -> Result<()> {
+        let mut found = self.found().await?;
+        if let Some((Credential::RegistryToken(token), origin)) = &found {
+            return self.put_registry_token(token, origin, ch);
+        }
+        if let Some((newer, origin)) = self.rotated(&ch, found.as_ref()) {
+            found = Some((newer, origin));
+        }
+        let cred = found.as_ref().map(|(c, _)| c);
+        let scopes = merged_scopes(&self.scopes, ch.param("scope"));
+        let sent = cred.filter(|_| token::credentials_may_go(&ch, &self.api_origin));
+        if cred.is_some() && sent.is_none() {
+            self.withhold(&ch);
+        }
+        let mut token = self.token_for(&ch, &scopes, cred).await;
+        if let (Err(e), Some(refused)) = (&token, sent) {
+            if e.kind() == ErrorKind::Unauthorized {
+                // Another host's authorizer may have had it rotated while this one asked.
+                let renewed = match self.rotated(&ch, found.as_ref()) {
+                    Some(newer) => Some(newer),
+                    None => self.renewed(refused).await,
+                };
+                if let Some(renewed) = renewed {
+                    token = self.token_for(&ch, &scopes, Some(&renewed.0)).await;
+                    found = Some(renewed);
+                }
+            }
+        }
+        let token = match token {
+            Ok(token) => token,
+            // The token server's 401 (or OAuth2's invalid_grant) is about the credentials
+            // (or their absence), which its own words rarely say.
+            Err(e) if e.kind() == ErrorKind::Unauthorized => {
+                let origin = found.as_ref().map(|(_, o)| o.as_str());
+                let mut refused = Error::new(
+                    ErrorKind::Unauthorized,
+                    refused_message(
+                        &self.registry_host,
+                        &self.repository,
+                        origin,
+                        Some(e.message()),
+                    ),
+                )
+                .with_status(e.status().unwrap_or(401));
+                if let Some(url) = e.url() {
+                    refused = refused.with_url(url);
+                }
+                return Err(refused);
+            }
+            Err(e) => return Err(e),
+        };
+        // Docker keeps the newest refresh token for the session's later grants; a server
+        // that rotates them no longer takes the one from the file. Kept in memory only.
+        if let (Some(new), Some((Credential::IdentityToken(old), origin))) =
+            (token.refresh_token, found)
+        {
+            if new != old {
+                if let (CredentialSource::DockerConfig(cfg), Some(realm)) =
+                    (&self.source, ch.param("realm"))
+                {
+                    cfg.rotated.record(realm, ch.param("service"), &old, &new);
+                }
+                let rotated = (Credential::IdentityToken(new), origin);
+                *self.credential.lock().await = Some(Some(rotated));
+            }
+        }
+        let mut s = self.state.lock().expect("auth state poisoned");
+        s.header = Some(token.header);
+        s.expires_at = Some(renew_at(token.expires_at, token.lifetime));
+        s.valid_until = Some(token.expires_at);
+        s.generation += 1;
+        s.bearer = Some(ch);
+        Ok(())
+    }
+
+    /// Sends Docker's `registrytoken` from now on, as Docker's daemon does: the registry's
+    /// own bearer token, for which no token endpoint is asked. Already sent and challenged
+    /// again, it is refused: nothing renews it.
+    fn put_registry_token(&self, token: &str, origin: &str, ch: Challenge) -> Result<()> {
+        let mut header = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| Error::invalid("credential is not a valid header"))?;
+        header.set_sensitive(true);
+        let mut s = self.state.lock().expect("auth state poisoned");
+        if s.header.as_ref() == Some(&header) {
+            return Err(Error::new(
+                ErrorKind::Unauthorized,
+                refused_message(&self.registry_host, &self.repository, Some(origin), None),
+            ));
+        }
+        s.header = Some(header);
+        s.expires_at = None;
+        s.valid_until = None;
+        s.generation += 1;
+        s.bearer = Some(ch);
+        Ok(())
+    }
+
+    /// The newest refresh token the identity token `found` was rotated to at `ch`'s realm
+    /// and service by any authorizer sharing this one's credential files, if it was.
+    fn rotated(
+        &self,
+        ch: &Challenge,
+        found: Option<&(Credential, String)>,
+    ) -> Option<(Credential, String)> {
+        let (CredentialSource::DockerConfig(cfg), Some((Credential::IdentityToken(t), origin))) =
+            (&self.source, found)
+        else {
+            return None;
+        };
+        let newest = cfg
+            .rotated
+            .newest(ch.param("realm")?, ch.param("service"), t)?;
+        Some((Credential::IdentityToken(newest), origin.clone()))
+    }
+
+    /// A token from the realm `ch` names, with `cred`.
+    async fn token_for(
+        &self,
+        ch: &Challenge,
+        scopes: &[String],
+        cred: Option<&Credential>,
+    ) -> Result<token::Token> {
+        self.token_requests.fetch_add(1, Ordering::Relaxed);
+        // Boxed: a whole HTTP exchange, once per token, that would otherwise take up room
+        // in every request's future, which is copied whole into its box for each object.
+        Box::pin(token::fetch(
+            &self.transport,
+            ch,
+            scopes,
+            cred,
+            &self.api_origin,
+        ))
+        .await
+    }
+
+    /// Says once that the credentials found stay home: the token realm is plain HTTP away
+    /// from the registry's own plain-HTTP origin, where a registry could lure a password
+    /// onto the network (or a TLS proxy's misconfigured registry leak it there).
+    fn withhold(&self, ch: &Challenge) {
+        let realm = ch.param("realm").unwrap_or_default();
+        let realm = crate::error::redact_url(realm);
+        if self.withheld_from.set(realm.clone()).is_ok() {
+            tracing::warn!(
+                "{}: the credentials found for it are not sent to its token service {realm}, \
+                 plain HTTP elsewhere than the registry itself; asking for an anonymous token",
+                self.registry_host
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{challenge, clock, DockerConfig};
+    use crate::transport::Transport;
+
+    /// A token whose lifetime ran out while the machine was suspended, which `Instant`
+    /// does not count, is renewed before it is sent again, not after the 401 it would get.
+    #[tokio::test]
+    async fn a_token_that_ended_while_the_machine_slept_is_renewed() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let origin = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let transport = Transport::new(Default::default()).unwrap();
+        let auth = Authorizer::new(transport, "r.example", &origin, "a", CredentialSource::None);
+        let issued = Stamp::now();
+        let lifetime = Duration::from_secs(300);
+        {
+            let mut s = auth.state.lock().unwrap();
+            s.header = Some(HeaderValue::from_static("Bearer issued"));
+            s.expires_at = Some(renew_at(issued + lifetime, lifetime));
+            s.valid_until = Some(issued + lifetime);
+            s.bearer = challenge::parse(&format!("Bearer realm=\"{origin}/token\""))
+                .into_iter()
+                .next();
+        }
+        let policy = RetryPolicy {
+            retries: 0,
+            ..RetryPolicy::default()
+        };
+        let sent = auth.grant(&policy).await.unwrap();
+        assert_eq!(sent.header.unwrap(), "Bearer issued");
+        assert_eq!(auth.token_requests(), 0);
+
+        clock::tests::suspend(Duration::from_secs(3600));
+        // The token server is gone: the renewal's failure shows it was asked.
+        assert!(auth.grant(&policy).await.is_err());
+        assert_eq!(auth.token_requests(), 1);
+    }
+
+    /// Two hosts of a run trade one identity token at one realm: the server rotated it for
+    /// the other host's authorizer while this one's grant, with the old token, was on its
+    /// way. The newest is tried before the refusal stands.
+    #[tokio::test]
+    async fn a_refresh_token_rotated_meanwhile_for_another_host_is_tried() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.json");
+        std::fs::write(&file, r#"{"auths":{"r.example":{"identitytoken":"t0"}}}"#).unwrap();
+        let cfg = Arc::new(DockerConfig::from_path(&file).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let origin = format!("http://{}", listener.local_addr().unwrap());
+        let realm = format!("{origin}/token");
+        let server = {
+            let (cfg, realm) = (cfg.clone(), realm.clone());
+            tokio::spawn(async move {
+                let mut offered = Vec::new();
+                while offered.len() < 2 {
+                    let (mut conn, _) = listener.accept().await.unwrap();
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !request.ends_with(b"&client_id=dist") {
+                        let n = conn.read(&mut buf).await.unwrap();
+                        assert!(n > 0, "{}", String::from_utf8_lossy(&request));
+                        request.extend_from_slice(&buf[..n]);
+                    }
+                    let text = String::from_utf8_lossy(&request).into_owned();
+                    let (status, body) = if text.contains("refresh_token=t0&") {
+                        cfg.rotated.record(&realm, Some("svc"), "t0", "t1");
+                        ("401 Unauthorized", "")
+                    } else {
+                        ("200 OK", r#"{"access_token":"a1","expires_in":300}"#)
+                    };
+                    let reply = format!(
+                        "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    conn.write_all(reply.as_bytes()).await.unwrap();
+                    offered.push(text.contains("refresh_token=t1&"));
+                }
+                offered
+            })
+        };
+        let transport = Transport::new(Default::default()).unwrap();
+        let source = CredentialSource::DockerConfig(cfg);
+        let auth = Authorizer::new(transport, "r.example", &origin, "a", source);
+        let policy = RetryPolicy::default();
+        let anonymous = auth.grant(&policy).await.unwrap();
+        let challenge = format!(r#"Bearer realm="{realm}",service="svc""#);
+        auth.challenged(&anonymous, &[challenge], false, &policy)
+            .await
+            .unwrap();
+        let sent = auth.grant(&policy).await.unwrap();
+        assert_eq!(sent.header.unwrap(), "Bearer a1");
+        assert_eq!(server.await.unwrap(), [false, true]);
+    }
+}
