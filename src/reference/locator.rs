@@ -1,0 +1,385 @@
+//! Locators: `host[:port]/path` or `oci:<path>`, parsed and normalised into a [`Repository`].
+
+use std::fmt;
+use std::str::FromStr;
+
+use super::host::{is_host, is_loopback, validate_host};
+use super::user_info::{has_user_info, shown, NO_CREDENTIALS_HERE};
+use super::{DOCKER_HUB, DOCKER_HUB_API};
+use crate::error::{Error, Result};
+
+/// Where objects come from: a registry repository, or (with `oci:`) an OCI image layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Locator {
+    /// A repository on a registry reached over HTTP(S).
+    Registry(Repository),
+    /// An OCI image layout directory on the local filesystem (`oci:<path>`).
+    Layout(std::path::PathBuf),
+}
+
+impl FromStr for Locator {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Locator> {
+        match s.strip_prefix("oci:") {
+            Some("") => Err(Error::invalid("locator \"oci:\" names no directory")),
+            Some(path) => Ok(Locator::Layout(path.into())),
+            None => s.parse().map(Locator::Registry),
+        }
+    }
+}
+
+impl fmt::Display for Locator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Locator::Registry(r) => r.fmt(f),
+            Locator::Layout(p) => write!(f, "oci:{}", p.display()),
+        }
+    }
+}
+
+/// A repository on a registry: `host/name`, normalised.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Repository {
+    host: String,
+    name: String,
+    plain_http: bool,
+}
+
+impl Repository {
+    /// The registry as users name it (`docker.io`, `localhost:5000`); credentials are
+    /// looked up under this name.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The repository path within the registry (`library/redis`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The host and port that serve the registry API (`registry-1.docker.io` for Docker Hub).
+    pub fn api_host(&self) -> &str {
+        if self.host == DOCKER_HUB {
+            DOCKER_HUB_API
+        } else {
+            &self.host
+        }
+    }
+
+    /// Whether the registry is spoken to over plain HTTP: loopback hosts by default, or
+    /// when forced by [`Repository::force_plain_http`].
+    pub fn plain_http(&self) -> bool {
+        self.plain_http
+    }
+
+    /// Use plain HTTP for this registry even though it is not a loopback host.
+    pub fn force_plain_http(&mut self) {
+        self.plain_http = true;
+    }
+
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &'static str {
+        if self.plain_http {
+            "http"
+        } else {
+            "https"
+        }
+    }
+
+    /// The base URL of the registry API, e.g. `https://registry-1.docker.io/v2/`.
+    pub fn api_base(&self) -> String {
+        format!("{}://{}/v2/", self.scheme(), self.api_host())
+    }
+}
+
+impl FromStr for Repository {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Repository> {
+        parse_repository(s, true)
+    }
+}
+
+/// Parses a locator; with `explain`, a refusal names the spelling that was likely meant.
+/// That asks whether a shorter locator parses, which asks for no explanation of its own:
+/// explained in turn, `host/app:a:b:…` recursed once per colon, and a few thousand of
+/// them overflowed the stack.
+fn parse_repository(s: &str, explain: bool) -> Result<Repository> {
+    let bad = |why: &str| Error::invalid(format!("invalid locator {:?}: {why}", shown(s)));
+    // An explicit scheme is not part of the grammar, but people paste URLs.
+    let (rest, scheme) = if let Some(r) = s.strip_prefix("https://") {
+        (r, Some(false))
+    } else if let Some(r) = s.strip_prefix("http://") {
+        (r, Some(true))
+    } else {
+        (s, None)
+    };
+    let rest = rest.trim_end_matches('/');
+    if rest.is_empty() {
+        return Err(bad("empty"));
+    }
+    if has_user_info(s) {
+        return Err(bad(NO_CREDENTIALS_HERE));
+    }
+    let (host, path) = match rest.split_once('/') {
+        Some((first, path)) if is_host(first) => (first.to_string(), path.to_string()),
+        _ => (DOCKER_HUB.to_string(), rest.to_string()),
+    };
+    let host = match host.as_str() {
+        "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_string(),
+        _ => host,
+    };
+    validate_host(&host).map_err(|why| bad(&why))?;
+    let name = if host == DOCKER_HUB && !path.contains('/') {
+        format!("library/{path}")
+    } else {
+        path
+    };
+    // `ghcr.io` alone reads, by the grammar, as Docker Hub's `library/ghcr.io`, which
+    // Docker accepts and then fails with "pull access denied"; no official image has a
+    // dot in its name, so it is said what it is: a registry without a repository.
+    let checked = if !rest.contains('/') && is_host(rest) {
+        Err("a registry with no repository".to_string())
+    } else {
+        validate_name(&name)
+    };
+    if let Err(why) = checked {
+        if !explain {
+            return Err(bad(&why));
+        }
+        // People paste image references (`host/name:tag`) where a locator goes.
+        return Err(match with_object(s) {
+            // `host/name:` with the object typed apart: a separator left behind.
+            Some((repo, "")) if parse_repository(repo, false).is_ok() => bad(&format!(
+                "a stray {:?} at its end; the locator is {repo}",
+                &s[repo.len()..]
+            )),
+            Some((repo, object)) if parse_repository(repo, false).is_ok() => bad(&format!(
+                "a locator names a repository; the tag or digest is the next argument: \
+                 {repo} {object}"
+            )),
+            _ if !rest.contains('/') && is_host(rest) => {
+                bad("a registry with no repository (host[:port]/name)")
+            }
+            // `Team/App`, as a project is named elsewhere: registries take no capitals.
+            _ if name.bytes().any(|b| b.is_ascii_uppercase())
+                && validate_name(&name.to_ascii_lowercase()).is_ok() =>
+            {
+                bad(&format!(
+                    "{why}; repository names are lowercase: {host}/{}",
+                    name.to_ascii_lowercase()
+                ))
+            }
+            _ => bad(&why),
+        });
+    }
+    let plain_http = scheme.unwrap_or_else(|| is_loopback(&host));
+    Ok(Repository {
+        host,
+        name,
+        plain_http,
+    })
+}
+
+impl fmt::Display for Repository {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.host, self.name)
+    }
+}
+
+/// Splits an image reference (`name@digest`, `name:tag`) into its repository and object;
+/// `None` when there is neither. A lone `host:port` is not a name and a tag.
+fn with_object(s: &str) -> Option<(&str, &str)> {
+    if let Some((repo, digest)) = s.split_once('@') {
+        // `user@host/…` is user information, not a digest.
+        // Nothing after it: a separator left behind, the object typed apart.
+        let digest_like = digest.is_empty() || (digest.contains(':') && !digest.contains('/'));
+        return digest_like.then_some((repo, digest));
+    }
+    let last = s.rsplit('/').next()?;
+    let (name, tag) = last.rsplit_once(':')?;
+    if !s.contains('/') && is_host(name) {
+        return None;
+    }
+    Some((&s[..s.len() - tag.len() - 1], tag))
+}
+
+/// Path components are `[a-z0-9]+` joined by `.`, `_`, `__` or runs of `-`.
+fn validate_name(name: &str) -> std::result::Result<(), String> {
+    if name.is_empty() {
+        return Err("empty repository name".into());
+    }
+    if name.len() > 255 {
+        return Err("repository name longer than 255 characters".into());
+    }
+    for component in name.split('/') {
+        let b = component.as_bytes();
+        let ok = !b.is_empty()
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric()
+            && b.iter().all(|&c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-')
+            })
+            && !component.contains("..")
+            && !component.contains("___")
+            && !component.contains("._")
+            && !component.contains("_.")
+            && !component.contains(".-")
+            && !component.contains("-.")
+            && !component.contains("_-")
+            && !component.contains("-_");
+        if !ok {
+            return Err(format!(
+                "bad path component {component:?} (lowercase letters, digits and single separators)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference::Reference;
+
+    fn repo(s: &str) -> Repository {
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn docker_hub_normalisation() {
+        let r = repo("redis");
+        assert_eq!(
+            (r.host(), r.name(), r.api_host()),
+            ("docker.io", "library/redis", DOCKER_HUB_API)
+        );
+        assert!(!r.plain_http());
+        assert_eq!(repo("docker.io/redis").name(), "library/redis");
+        assert_eq!(repo("index.docker.io/library/redis").host(), "docker.io");
+        assert_eq!(repo("bitnami/redis").to_string(), "docker.io/bitnami/redis");
+        assert_eq!(repo("redis").api_base(), "https://registry-1.docker.io/v2/");
+    }
+
+    #[test]
+    fn rejects_bad_locators() {
+        for s in [
+            "",
+            "Redis",
+            "localhost:5000/",
+            "localhost:99999/x",
+            "a..b/x",
+            "ghcr.io/o//r",
+            "ghcr.io/-o/r",
+            "ghcr.io/o_-r/x",
+            "[::1/x",
+            "ho st/x",
+        ] {
+            assert!(s.parse::<Repository>().is_err(), "{s:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn a_separator_left_at_a_locator_s_end_is_named() {
+        for (typed, sep) in [
+            ("localhost:5077/team/app:", ":"),
+            ("localhost:5077/team/app@", "@"),
+        ] {
+            let e = typed.parse::<Repository>().unwrap_err().to_string();
+            assert!(
+                e.ends_with(&format!(
+                    "a stray \"{sep}\" at its end; the locator is localhost:5077/team/app"
+                )),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_image_reference_as_locator_shows_the_right_spelling() {
+        let said = |s: &str| s.parse::<Repository>().unwrap_err().to_string();
+        assert!(
+            said("127.0.0.1:5000/lab/image:latest").ends_with(
+                "the tag or digest is the next argument: 127.0.0.1:5000/lab/image latest"
+            ),
+            "{}",
+            said("127.0.0.1:5000/lab/image:latest")
+        );
+        let digest = format!("sha256:{}", "a".repeat(64));
+        assert!(said(&format!("ghcr.io/o/r@{digest}")).ends_with(&format!("ghcr.io/o/r {digest}")));
+        assert!(said("redis:7").ends_with("redis 7"));
+        // A host and port with no repository is not a tag.
+        assert!(
+            said("localhost:5000").ends_with("a registry with no repository (host[:port]/name)")
+        );
+        assert!(said("reg.example:5000").ends_with("no repository (host[:port]/name)"));
+        // Not Docker Hub's `library/ghcr.io`, though the grammar reads it so.
+        for lone in [
+            "ghcr.io",
+            "localhost",
+            "https://quay.io/",
+            "registry.example.com",
+        ] {
+            assert!(
+                said(lone).ends_with("no repository (host[:port]/name)"),
+                "{lone}"
+            );
+        }
+        assert_eq!(repo("docker.io/library/ghcr.io").name(), "library/ghcr.io");
+        // User information is neither an object nor something to show.
+        let with_password = said("https://me:s3cret@reg.example/app:v1");
+        assert!(!with_password.contains("s3cret"), "{with_password}");
+        assert!(with_password.contains("reg.example/app"), "{with_password}");
+        assert!(!said("me@reg.example/App").contains("next argument"));
+        let reference = "me:s3cret@reg.example/app:v1"
+            .parse::<Reference>()
+            .unwrap_err();
+        assert!(!reference.to_string().contains("s3cret"), "{reference}");
+        assert!(reference.to_string().contains("credentials do not go here"));
+        // Nor is anything whose repository part is no locator either.
+        assert!(!said("Bad/Name:tag").contains("next argument"));
+    }
+
+    #[test]
+    fn locator_oci_layout() {
+        assert_eq!(
+            "oci:./dir".parse::<Locator>().unwrap(),
+            Locator::Layout("./dir".into())
+        );
+        assert!("oci:".parse::<Locator>().is_err());
+        assert!(matches!(
+            "redis".parse::<Locator>().unwrap(),
+            Locator::Registry(_)
+        ));
+    }
+
+    /// The spelling a refusal suggests comes from parsing a shorter locator, which once
+    /// suggested one of its own, recursing once per colon: 1000 overflowed a test's stack.
+    #[test]
+    fn a_locator_of_many_colons_is_refused_not_a_stack_overflow() {
+        let typed = format!("reg.example/app{}", ":x".repeat(5000));
+        let e = typed.parse::<Repository>().unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
+        assert!(typed.parse::<Reference>().is_err());
+    }
+
+    /// A repository written with capitals is refused with its lowercase spelling.
+    #[test]
+    fn capitals_in_a_repository_get_the_lowercase_spelling() {
+        for (written, fix) in [
+            ("localhost:5000/Team/app", "localhost:5000/team/app"),
+            ("http://127.0.0.1:5000/team/App", "127.0.0.1:5000/team/app"),
+            ("Redis", "docker.io/library/redis"),
+        ] {
+            let e = written.parse::<Repository>().unwrap_err().to_string();
+            assert!(e.contains("bad path component"), "{e}");
+            assert!(
+                e.ends_with(&format!("; repository names are lowercase: {fix}")),
+                "{e}"
+            );
+        }
+        // Nothing to suggest when lowercase does not mend it.
+        let e = "localhost:5000/Te.-am/a".parse::<Repository>().unwrap_err();
+        assert!(!e.to_string().contains("lowercase:"), "{e}");
+    }
+}

@@ -1,0 +1,234 @@
+//! Objects: the tag or digest fetched from a remote.
+
+use std::fmt;
+use std::str::FromStr;
+
+use super::Reference;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+
+/// What to fetch from a remote: a tag (mutable name) or a digest (immutable content).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Object {
+    /// A tag such as `latest`: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
+    Tag(String),
+    /// Content addressed by digest.
+    Digest(Digest),
+}
+
+impl Object {
+    /// The tag, or the digest as `algorithm:encoded`: what goes into a request path.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Object::Tag(t) => t,
+            Object::Digest(d) => d.as_str(),
+        }
+    }
+
+    /// The digest, when the object is addressed by one.
+    pub fn digest(&self) -> Option<&Digest> {
+        match self {
+            Object::Digest(d) => Some(d),
+            Object::Tag(_) => None,
+        }
+    }
+
+    /// For a tag that is a digest's hex with its algorithm left off (`27ae8a…`, copied
+    /// from a tool that prints digests bare), the digest it most likely means. Such a tag
+    /// is valid, so it is asked for as one; this names the spelling when it is not found.
+    pub fn bare_digest_spelling(&self) -> Option<String> {
+        let Object::Tag(t) = self else { return None };
+        let hex = t
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        match t.len() {
+            64 if hex => Some(format!("sha256:{t}")),
+            128 if hex => Some(format!("sha512:{t}")),
+            _ => None,
+        }
+    }
+}
+
+impl FromStr for Object {
+    type Err = Error;
+
+    /// A tag, a digest, or `tag@digest` as image references write both (`7.2@sha256:…`,
+    /// copied from `redis:7.2@sha256:…`): the digest, which pins the content, as Docker and
+    /// containerd read such a reference.
+    fn from_str(s: &str) -> Result<Object> {
+        if let Some((tag, digest)) = s.split_once('@') {
+            if !is_tag(tag) {
+                if let Some(e) = pasted_reference(s, None) {
+                    return Err(e);
+                }
+                return Err(Error::invalid(format!(
+                    "invalid object {s:?}: {tag:?} before '@' is not a tag"
+                )));
+            }
+            return digest.parse().map(Object::Digest);
+        }
+        if Digest::looks_like(s) {
+            return s
+                .parse()
+                .map(Object::Digest)
+                .map_err(|e| pasted_reference(s, Some(&e)).unwrap_or(e));
+        }
+        if is_tag(s) {
+            Ok(Object::Tag(s.to_string()))
+        } else {
+            Err(Error::invalid(format!(
+                "invalid object {s:?}: neither a digest (algorithm:hex) nor a tag"
+            )))
+        }
+    }
+}
+
+/// The error for an image reference (`team/app:v1`, `redis:7.2`, `host/app@sha256:…`)
+/// given where a tag or digest goes, as people paste one after learning `dist pull`: the
+/// digest grammar's complaint (a "malformed algorithm") would not tell them what to write.
+/// `digest_error` is why `s` is no digest, kept in the message when `s` may have been meant
+/// as one. `None` when `s` is no such reference, or when it names a digest algorithm dist
+/// knows (`sha256:abc` is a digest written wrong, and its own message says how).
+fn pasted_reference(s: &str, digest_error: Option<&Error>) -> Option<Error> {
+    let r: Reference = s.parse().ok()?;
+    let object = match (&r.digest, &r.tag) {
+        (Some(d), _) => d.to_string(),
+        (None, Some(t)) => t.clone(),
+        (None, None) => return None,
+    };
+    // The repository as written: normalised (`docker.io/…`) it would name another registry
+    // than the user's locator may.
+    let before = s.split('@').next().unwrap_or(s);
+    let last_slash = before.rfind('/').map_or(0, |i| i + 1);
+    let name = match before[last_slash..].find(':') {
+        Some(i) => &before[..last_slash + i],
+        None => before,
+    };
+    if s.contains('/') || s.contains('@') {
+        return Some(Error::invalid(format!(
+            "invalid object {s:?}: an image reference, not a tag or digest; the repository is \
+             the locator and the object is {object} alone ({name} {object})"
+        )));
+    }
+    if ["sha256", "sha512"]
+        .iter()
+        .any(|a| name.eq_ignore_ascii_case(a))
+    {
+        return None;
+    }
+    // `md5:…` may be meant as a digest as much as `app:v1` as a reference: say both.
+    let digest_error = digest_error?;
+    Some(Error::invalid(format!(
+        "{digest_error}; if it is an image reference (name:tag), the object is {object} alone"
+    )))
+}
+
+/// Whether `s` is a tag: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
+fn is_tag(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+}
+
+impl fmt::Display for Object {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Object::Tag(t) => f.write_str(t),
+            Object::Digest(d) => d.fmt(f),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects() {
+        assert_eq!(
+            "latest".parse::<Object>().unwrap(),
+            Object::Tag("latest".into())
+        );
+        assert_eq!(
+            "_v1.2-rc".parse::<Object>().unwrap(),
+            Object::Tag("_v1.2-rc".into())
+        );
+        assert!(".hidden".parse::<Object>().is_err());
+        assert!("-x".parse::<Object>().is_err());
+        assert!("a".repeat(129).parse::<Object>().is_err());
+        assert!("sha256:abc".parse::<Object>().is_err());
+        let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert!(matches!(d.parse::<Object>().unwrap(), Object::Digest(_)));
+        // As copied out of `redis:7.2@sha256:…`: the digest is what is fetched.
+        assert_eq!(
+            format!("7.2@{d}").parse::<Object>().unwrap(),
+            d.parse::<Object>().unwrap()
+        );
+        let e = format!("-x@{d}").parse::<Object>().unwrap_err();
+        assert!(
+            e.to_string().contains("\"-x\" before '@' is not a tag"),
+            "{e}"
+        );
+        assert!("v1@sha256:abc".parse::<Object>().is_err());
+        assert!(format!("v1@{d}@{d}").parse::<Object>().is_err());
+    }
+
+    /// An image reference where the object goes gets the object it holds, not a complaint
+    /// about a digest's algorithm; a digest written wrong keeps its own message.
+    #[test]
+    fn pasted_references_as_objects() {
+        let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let message = |s: &str| s.parse::<Object>().unwrap_err().to_string();
+        for (pasted, fix) in [
+            (
+                "localhost:5000/team/app:v1",
+                "(localhost:5000/team/app v1)".to_string(),
+            ),
+            ("team/app:v1", "(team/app v1)".to_string()),
+            (
+                &format!("localhost:5000/team/app@{d}"),
+                format!("(localhost:5000/team/app {d})"),
+            ),
+            (&format!("team/app:v1@{d}"), format!("(team/app {d})")),
+        ] {
+            let e = message(pasted);
+            assert!(e.contains("an image reference, not a tag or digest"), "{e}");
+            assert!(e.ends_with(&fix), "{e}");
+        }
+        let e = message("redis:7.2");
+        assert!(e.starts_with("invalid digest \"redis:7.2\""), "{e}");
+        assert!(e.ends_with("the object is 7.2 alone"), "{e}");
+        let e = message("app:v1");
+        assert!(
+            e.starts_with("unsupported digest algorithm \"app\" in \"app:v1\""),
+            "{e}"
+        );
+        assert!(e.ends_with("the object is v1 alone"), "{e}");
+        assert!(message("sha256:abc").ends_with("sha256 needs 64 lowercase hex characters"));
+        assert!(message("SHA256:ABC").contains("digests are written in lowercase"));
+    }
+
+    #[test]
+    fn a_bare_digest_as_a_tag_gets_its_spelling() {
+        let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let o: Object = hex.parse().unwrap();
+        assert_eq!(o.bare_digest_spelling(), Some(format!("sha256:{hex}")));
+        let o: Object = hex.repeat(2).parse().unwrap();
+        assert_eq!(
+            o.bare_digest_spelling(),
+            Some(format!("sha512:{}", hex.repeat(2)))
+        );
+        for not in [
+            "v1",
+            &hex[1..],
+            &hex.to_ascii_uppercase(),
+            &format!("sha256:{hex}"),
+        ] {
+            let o: Object = not.parse().unwrap();
+            assert_eq!(o.bare_digest_spelling(), None, "{not}");
+        }
+    }
+}
