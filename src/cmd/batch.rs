@@ -30,6 +30,9 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
         );
         return EXIT_USAGE;
     }
+    if let Some(e) = no_line_of_one(&args) {
+        return report(&e, EXIT_USAGE);
+    }
     let store = match args.output.as_ref().map(LayoutStore::open).transpose() {
         Ok(s) => s,
         Err(e) => return report(&e, EXIT_USAGE),
@@ -59,6 +62,32 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
         store.remove_if_unused();
     }
     code
+}
+
+/// Why the object given on the command line (with `-o DIR`) cannot be the worker's one
+/// input line, if it cannot: it is read as that line, and a blank object or one that reads
+/// as a comment was skipped as a line would be, the run exiting 0 having fetched nothing;
+/// a line break in it or in a hint made it two lines.
+fn no_line_of_one(args: &FetchArgs) -> Option<dist::Error> {
+    if args.object == "-" {
+        return None;
+    }
+    let words = std::iter::once(&args.object).chain(&args.hints);
+    if words.clone().any(|w| w.contains(['\n', '\r'])) {
+        return Some(dist::Error::invalid(
+            "an object or hint given on the command line holds a line break; give one \
+             object, or many as lines on stdin (object `-`)",
+        ));
+    }
+    let line = words.map(String::as_str).collect::<Vec<_>>().join(" ");
+    // The worker drops a byte order mark at the start of a line, as here.
+    match worker::line::parse_line(line.strip_prefix('\u{feff}').unwrap_or(&line)) {
+        None => Some(dist::Error::invalid(format!(
+            "no object given ({:?} is blank, or reads as a comment)",
+            args.object
+        ))),
+        Some(_) => None,
+    }
 }
 
 async fn run_into(global: &Global, args: FetchArgs, destination: Destination) -> u8 {
