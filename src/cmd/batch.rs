@@ -115,9 +115,11 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
     if let Err(code) = check_before_batch(remote.as_ref(), &mut stop, false).await {
         return code;
     }
-    // The previous run's report stays until now: a run that could not start keeps it.
-    let report_out = match report_out.map(report_file::Opened::begin).transpose() {
-        Ok(r) => r,
+    // Before any fetch starts: without a thread for the output there is no batch. The
+    // previous run's report stays until then: a run that could not start keeps it.
+    let framed = args.output.is_none();
+    let mut output = match Output::start(framed, report_out) {
+        Ok(output) => output,
         Err(code) => return code,
     };
     // `dist fetch LOC -` typed without a pipe waits for lines from the keyboard: say so,
@@ -138,7 +140,6 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
     opts.destination = destination;
     opts.shard = args.shard;
     opts.progress = Some(progress.clone());
-    let framed = args.output.is_none();
     let into_store = !framed;
     // Line numbers only mean something when the objects came as lines.
     let from_lines = args.object == "-";
@@ -150,17 +151,6 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
             .collect::<Vec<_>>()
             .join(" ");
         Box::new(std::io::Cursor::new(line.into_bytes()))
-    };
-    // Before any fetch starts: without a thread for the output there is no batch.
-    let mut output = match Output::start(framed, report_out) {
-        Ok(output) => output,
-        Err(e) => {
-            say!(
-                "dist: cannot start the output thread: {e} (a limit on threads: ulimit -u \
-                 or -v, or the cgroup's pids.max)"
-            );
-            return EXIT_USAGE;
-        }
     };
     let mut syncs = Syncs::new(match &opts.destination {
         Destination::Store { store, .. } => Some(store.clone()),
