@@ -181,6 +181,57 @@ fn one_shot_into_a_directory_reports_without_a_line_number() {
     );
 }
 
+/// One object named on the command line with `-o DIR` that names nothing (blank, or what
+/// an input line would take for a comment), or that holds a line break (which made it
+/// two input lines): refused as a usage error before anything is made or asked. Each
+/// was skipped as an input line would be, and the run exited 0 having fetched nothing.
+#[test]
+fn one_shot_into_a_directory_refuses_an_object_that_is_no_line_of_one() {
+    let (reg, digest, _) = fake_with_blob(2_000);
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("out");
+    let report = parent.path().join("report.jsonl");
+    let two_lines = format!("{digest}\n{digest}");
+    for object in ["", " ", "#latest", "\u{feff}# a list", two_lines.as_str()] {
+        let out = Dist::new().run(
+            &[
+                "fetch",
+                &repo(&reg),
+                object,
+                "-o",
+                dir.to_str().unwrap(),
+                "--report",
+                report.to_str().unwrap(),
+            ],
+            b"",
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{object:?}: {err}");
+        assert!(err.contains("dist: "), "{object:?}: {err}");
+        assert!(!dir.exists(), "{object:?}: a layout was made");
+        assert!(!report.exists(), "{object:?}: a report was made");
+    }
+    assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 0);
+    let hint = format!("size:2000\n{digest}");
+    let out = Dist::new().run(
+        &[
+            "fetch",
+            &repo(&reg),
+            &digest,
+            &hint,
+            "-o",
+            dir.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn short_declared_length_is_a_mismatch() {
     let (reg, digest, _) = fake_with_blob(10_000);

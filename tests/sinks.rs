@@ -632,6 +632,34 @@ fn a_limit_on_threads_slows_fetches_instead_of_hanging_them() {
     assert_stored(&layout, &blobs);
 }
 
+/// A worker that cannot start its output thread runs no batch, and so leaves the previous
+/// run's `--report` as it was, as a run that fails its registry check does: the report was
+/// emptied before the thread was asked for, and the record of the last run was lost.
+#[test]
+fn a_worker_without_an_output_thread_keeps_the_previous_report() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(96, 5000));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let report = dir.path().join("report.jsonl");
+    std::fs::write(&report, "previous run\n").unwrap();
+    std::fs::set_permissions(&report, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let repo = repo(&reg);
+    let args = ["fetch", &repo, "-", "--report", report.to_str().unwrap()];
+    let input = format!("{digest}\n");
+    let Some(out) = run_with_thread_limit(&Dist::new(), &args, input.as_bytes(), 2) else {
+        return;
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("cannot start the output thread"), "{err}");
+    assert_eq!(std::fs::read_to_string(&report).unwrap(), "previous run\n");
+}
+
 /// A limit on address space (`ulimit -v`, as batch schedulers set it) of 512 MiB, for a
 /// batch whose memory in use stays near 40 MiB: glibc reserved 64 MiB of address space for
 /// each of up to eight arenas per core, one for each hashing and writing thread of the

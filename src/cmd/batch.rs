@@ -30,6 +30,9 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
         );
         return EXIT_USAGE;
     }
+    if let Some(e) = no_line_of_one(&args) {
+        return report(&e, EXIT_USAGE);
+    }
     let store = match args.output.as_ref().map(LayoutStore::open).transpose() {
         Ok(s) => s,
         Err(e) => return report(&e, EXIT_USAGE),
@@ -61,6 +64,32 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
     code
 }
 
+/// Why the object given on the command line (with `-o DIR`) cannot be the worker's one
+/// input line, if it cannot: it is read as that line, and a blank object or one that reads
+/// as a comment was skipped as a line would be, the run exiting 0 having fetched nothing;
+/// a line break in it or in a hint made it two lines.
+fn no_line_of_one(args: &FetchArgs) -> Option<dist::Error> {
+    if args.object == "-" {
+        return None;
+    }
+    let words = std::iter::once(&args.object).chain(&args.hints);
+    if words.clone().any(|w| w.contains(['\n', '\r'])) {
+        return Some(dist::Error::invalid(
+            "an object or hint given on the command line holds a line break; give one \
+             object, or many as lines on stdin (object `-`)",
+        ));
+    }
+    let line = words.map(String::as_str).collect::<Vec<_>>().join(" ");
+    // The worker drops a byte order mark at the start of a line, as here.
+    match worker::line::parse_line(line.strip_prefix('\u{feff}').unwrap_or(&line)) {
+        None => Some(dist::Error::invalid(format!(
+            "no object given ({:?} is blank, or reads as a comment)",
+            args.object
+        ))),
+        Some(_) => None,
+    }
+}
+
 async fn run_into(global: &Global, args: FetchArgs, destination: Destination) -> u8 {
     let in_use = report_file::InUse {
         store: args.output.as_deref(),
@@ -86,9 +115,11 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
     if let Err(code) = check_before_batch(remote.as_ref(), &mut stop, false).await {
         return code;
     }
-    // The previous run's report stays until now: a run that could not start keeps it.
-    let report_out = match report_out.map(report_file::Opened::begin).transpose() {
-        Ok(r) => r,
+    // Before any fetch starts: without a thread for the output there is no batch. The
+    // previous run's report stays until then: a run that could not start keeps it.
+    let framed = args.output.is_none();
+    let mut output = match Output::start(framed, report_out) {
+        Ok(output) => output,
         Err(code) => return code,
     };
     // `dist fetch LOC -` typed without a pipe waits for lines from the keyboard: say so,
@@ -109,7 +140,6 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
     opts.destination = destination;
     opts.shard = args.shard;
     opts.progress = Some(progress.clone());
-    let framed = args.output.is_none();
     let into_store = !framed;
     // Line numbers only mean something when the objects came as lines.
     let from_lines = args.object == "-";
@@ -121,17 +151,6 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
             .collect::<Vec<_>>()
             .join(" ");
         Box::new(std::io::Cursor::new(line.into_bytes()))
-    };
-    // Before any fetch starts: without a thread for the output there is no batch.
-    let mut output = match Output::start(framed, report_out) {
-        Ok(output) => output,
-        Err(e) => {
-            say!(
-                "dist: cannot start the output thread: {e} (a limit on threads: ulimit -u \
-                 or -v, or the cgroup's pids.max)"
-            );
-            return EXIT_USAGE;
-        }
     };
     let mut syncs = Syncs::new(match &opts.destination {
         Destination::Store { store, .. } => Some(store.clone()),

@@ -21,6 +21,9 @@ use dist::sink;
 use dist::sink::spool::CopyError;
 use dist::worker::Outcome;
 
+use super::report_file::Opened;
+use super::EXIT_USAGE;
+
 /// Memory the queued outcomes may hold (spools of up to 1 MiB each, in memory).
 const QUEUE_BYTES: usize = 1 << 20;
 
@@ -56,20 +59,32 @@ pub struct Output {
 
 impl Output {
     /// Starts the writer: frames (`framed`) or JSON lines on stdout, and JSON lines to
-    /// `report` if given. Fails when no thread can be started (a limit on processes).
-    pub fn start(
-        framed: bool,
-        report: Option<std::io::BufWriter<std::fs::File>>,
-    ) -> std::io::Result<Output> {
+    /// `report` if given, which is emptied ([`Opened::begin`]) only once the writer's thread
+    /// runs: a run that gets none (a limit on processes) keeps the previous run's report.
+    /// `Err` is the exit status, the reason already said.
+    pub fn start(framed: bool, report: Option<Opened>) -> Result<Output, u8> {
         let (queue, rx) = handoff::channel(QUEUE_BYTES);
         let (verdict, done) = tokio::sync::oneshot::channel();
         let ran_to_end = Arc::new(AtomicBool::new(false));
         let sync_at_end = ran_to_end.clone();
-        std::thread::Builder::new()
+        let (give, take) = std::sync::mpsc::sync_channel(1);
+        let spawned = std::thread::Builder::new()
             .name("dist-output".into())
             .spawn(move || {
-                let _ = verdict.send(write_all(rx, framed, report, &sync_at_end));
-            })?;
+                if let Ok(report) = take.recv() {
+                    let _ = verdict.send(write_all(rx, framed, report, &sync_at_end));
+                }
+            });
+        if let Err(e) = spawned {
+            say!(
+                "dist: cannot start the output thread: {e} (a limit on threads: ulimit -u \
+                 or -v, or the cgroup's pids.max)"
+            );
+            return Err(EXIT_USAGE);
+        }
+        // Dropped unsent, `give` ends the thread.
+        let report = report.map(Opened::begin).transpose()?;
+        let _ = give.send(report);
         *IDLE_NUDGE.lock().unwrap_or_else(|p| p.into_inner()) = Some(queue.nudge());
         Ok(Output {
             queue: Some(queue),

@@ -323,6 +323,7 @@ fn spawn_job(
     failed: Forget,
 ) -> BoxFuture<'static, Outcome> {
     let object = job.object.to_string();
+    let progress_at_end = progress.clone();
     let handle = AbortOnDrop(tokio::spawn(async move {
         progress.started();
         let outcome = job::run(remote.as_ref(), line, job, &destination, &progress).await;
@@ -333,13 +334,19 @@ fn spawn_job(
         let outcome = match handle.join().await {
             Ok(o) => o,
             Err(e) => {
-                let mut o = Outcome::new(line, object);
                 let kind = if e.is_cancelled() {
                     ErrorKind::Interrupted
                 } else {
+                    // It panicked after it counted itself started, and never ended: counted
+                    // in flight, the display showed it running to the end of the batch.
+                    progress_at_end.finished(false);
                     ErrorKind::Io
                 };
-                o.fail(Error::new(kind, "fetch task ended abnormally").with_cause(e));
+                let error = Error::new(kind, "fetch task ended abnormally")
+                    .with_cause(e)
+                    .with_object(&object);
+                let mut o = Outcome::new(line, object);
+                o.fail(error);
                 o
             }
         };
@@ -470,6 +477,51 @@ mod tests {
         let s = progress.snapshot();
         assert_eq!((s.finished, s.failed), (2, 2));
         assert_eq!(s.in_flight(), 1, "{s:?}");
+    }
+
+    /// A remote with a bug: every fetch panics.
+    struct Panics;
+
+    impl Remote for Panics {
+        fn fetch<'a>(
+            &'a self,
+            _: &'a crate::reference::Object,
+            _: &'a crate::hints::Hints,
+        ) -> BoxFuture<'a, crate::error::Result<crate::fetch::Download>> {
+            Box::pin(async { panic!("a bug in the remote") })
+        }
+
+        fn check<'a>(&'a self) -> BoxFuture<'a, crate::error::Result<()>> {
+            Box::pin(future::ready(Ok(())))
+        }
+
+        fn describe(&self) -> String {
+            "panics".into()
+        }
+    }
+
+    /// A fetch task that ended abnormally (a panic) fails its object alone, and its error
+    /// names the object, as every other error of a fetch does: stderr said only "line 1:
+    /// fetch task ended abnormally", the object nowhere in it. It counts as ended, not as
+    /// in flight for the rest of the batch.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_task_that_ended_abnormally_names_its_object() {
+        use futures::StreamExt;
+        let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let remote: Arc<dyn Remote> = Arc::new(Panics);
+        let input = std::io::Cursor::new(format!("{d}\n").into_bytes());
+        let progress = Arc::new(Progress::default());
+        let opts = WorkerOptions {
+            progress: Some(progress.clone()),
+            ..WorkerOptions::default()
+        };
+        let outcomes: Vec<Outcome> = run(remote, input, opts).collect().await;
+        assert_eq!(outcomes.len(), 1);
+        let e = outcomes[0].error.as_ref().expect("an error");
+        assert_eq!(e.object(), Some(d), "{e}");
+        assert!(e.to_string().contains(d), "{e}");
+        let s = progress.snapshot();
+        assert_eq!((s.started, s.finished, s.failed), (1, 1, 1), "{s:?}");
     }
 
     /// Input that fails part-way (EIO from a failing disk or NFS, a reset socket).
