@@ -774,6 +774,85 @@ fn retry_after_holds_the_whole_host() {
     );
 }
 
+/// A blob store that the registry redirects to (a CDN, S3) and that answers 429 with
+/// `Retry-After` holds the requests that reach it, not the registry: before, the pause
+/// went to the registry, and every other request of the batch waited it out although
+/// the registry had not asked. The blob that drew the 429 waits and then comes; another
+/// blob sent to the same store during the pause waits for it instead of drawing a 429.
+#[test]
+fn a_redirect_target_s_retry_after_holds_that_target_not_the_registry() {
+    let reg = FakeRegistry::start();
+    let cdn = FakeRegistry::start();
+    let blobs = [1, 2, 3, 4].map(|n| bytes(n, 2000));
+    let [limited, slow, later, also_cdn] = blobs.clone().map(|b| reg.blob("team/app", b));
+    for (digest, data) in [(&limited, &blobs[0]), (&also_cdn, &blobs[3])] {
+        cdn.blob("team/app", data);
+        reg.set_fault_for_every(
+            digest,
+            Fault::Redirect {
+                status: 307,
+                location: format!("{}/v2/team/app/blobs/{digest}?sig=abc", cdn.url()),
+            },
+        );
+    }
+    cdn.push_fault(&limited, Fault::StatusWithRetryAfter(429, "2".into()));
+    // Keeps the second job slot busy until the 429 has surely arrived, so the jobs after
+    // it start inside the pause.
+    reg.push_fault(
+        &slow,
+        Fault::Paced {
+            bytes_per_sec: 1 << 20,
+            first_byte: Duration::from_millis(300),
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let input = format!("{limited}\n{slow}\n{later}\n{also_cdn}\n");
+    let out = Dist::new().ok_fed(
+        &[
+            "fetch",
+            &repo(&reg),
+            "-",
+            "-j",
+            "2",
+            "-o",
+            dir.path().to_str().unwrap(),
+        ],
+        input.as_bytes(),
+    );
+    let lines = json_lines(&out);
+    let line = |digest: &str| {
+        let line = lines
+            .iter()
+            .find(|l| l["object"] == digest)
+            .unwrap_or_else(|| panic!("a line for {digest}"));
+        assert_eq!(line["status"], "ok", "{line}");
+        line["ms"].as_u64().unwrap()
+    };
+    let limited_ms = line(&limited);
+    assert!(
+        limited_ms >= 2000,
+        "waited as the CDN asked: {limited_ms} ms"
+    );
+    let later_ms = line(&later);
+    assert!(
+        later_ms < 1000,
+        "the registry did not ask for a pause: {later_ms} ms"
+    );
+    let also_ms = line(&also_cdn);
+    assert!(also_ms >= 1000, "waited out the CDN's pause: {also_ms} ms");
+    assert_eq!(cdn.requests_for(&format!("blobs/{limited}")), 2);
+    assert_eq!(
+        cdn.requests_for(&format!("blobs/{also_cdn}")),
+        1,
+        "no 429 drawn"
+    );
+    assert_eq!(reg.requests_for(&format!("blobs/{later}")), 1);
+    for (digest, data) in [(&limited, &blobs[0]), (&later, &blobs[2])] {
+        let stored = dir.path().join("blobs/sha256").join(&digest[7..]);
+        assert!(std::fs::read(stored).unwrap() == *data);
+    }
+}
+
 #[test]
 fn broken_body_resumes_with_range() {
     let (reg, digest, data) = fake_with_blob(300_000);

@@ -2,7 +2,8 @@
 //!
 //! Each host has its own connection pool (a mirror may need its own CA), its own
 //! authorizer (credentials are looked up under the host's own name and never sent to
-//! another), and its own `Retry-After` pause. Every request goes through
+//! another), and its own `Retry-After` pause (a redirect target's pause is its own, kept by
+//! the transport). Every request goes through
 //! `Host::request`, which adds authentication (reacting to 401 challenges), waits out
 //! the host's pause, retries transient failures with backoff, and turns error statuses
 //! into typed errors carrying the registry's OCI error code.
@@ -498,6 +499,12 @@ impl Host {
                 && asked.is_none()
                 && quota_left(reply.response.headers()) == Some(0);
             let own = reply.same_origin;
+            // A server that says how long to hold off (429, 503) says it to every request
+            // that reaches it, not only this one. After a redirect that is the blob store
+            // (a CDN, S3), not this host: the registry's other requests go on meanwhile,
+            // and those that the registry sends there wait.
+            let holding = asked.filter(|_| matches!(status.as_u16(), 429 | 503));
+            let elsewhere = (holding.is_some() && !own).then(|| reply.url.clone());
             let mut err = status_error(&self.transport, &mut reply, self.mirror).await;
             // ECR's words for a password past its 12 hours: credentials refused, as a 401
             // says, and not a repository policy's 403, which names the action refused.
@@ -532,18 +539,22 @@ impl Host {
                      token server"
                 ));
             }
-            // A server that says how long to hold off (429, 503) says it to every request
-            // to this host, not only this one.
-            let holding = asked.filter(|_| matches!(status.as_u16(), 429 | 503));
             if let Some(asked) = holding.filter(|_| hands_off) {
                 // A mirror is a shortcut: waiting for it, object after object, while the
-                // registry would answer now, made a throttled cache slow the whole run.
-                self.pause.pause_for(asked.min(policy.max_delay));
+                // registry would answer now, made a throttled cache slow the whole run. Its
+                // blob store's pause skips it too: its blobs would wait there.
+                let asked = asked.min(policy.max_delay);
+                self.pause.pause_for(asked);
+                if let Some(target) = &elsewhere {
+                    self.transport.pause_origin(target, asked);
+                }
                 return Err(err.with_url(&url));
             }
             let wait = again(err, &mut retries, asked)?;
-            if let Some(asked) = holding {
-                self.pause.pause_for(asked);
+            match (holding, &elsewhere) {
+                (Some(asked), Some(target)) => self.transport.pause_origin(target, asked),
+                (Some(asked), None) => self.pause.pause_for(asked),
+                (None, _) => {}
             }
             tokio::time::sleep(wait).await;
         }
