@@ -672,6 +672,45 @@ fn retry_after_is_honoured() {
     assert_eq!(blob_requests.len(), 2);
 }
 
+/// A HEAD (resolving a tag, an existence check) answered 429 with `Retry-After` is
+/// retried after the time asked, as a GET is, and not asked again by GET: a registry
+/// that counts GETs against a quota (Docker Hub) would be asked for one more. One asking
+/// for longer than dist waits fails at once, saying so.
+#[test]
+fn a_head_answered_429_waits_as_asked() {
+    let reg = FakeRegistry::start();
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}"#;
+    let oci = "application/vnd.oci.image.manifest.v1+json";
+    let digest = reg.manifest("team/app", "v1", oci, manifest);
+    reg.push_fault("manifests/v1", Fault::StatusWithRetryAfter(429, "1".into()));
+    let reference = format!("{}:v1", repo(&reg));
+    let started = std::time::Instant::now();
+    let described = Dist::new().ok(&["resolve", &reference]);
+    let took = started.elapsed();
+    let described: serde_json::Value = serde_json::from_slice(&described).unwrap();
+    assert_eq!(described["digest"], digest.as_str());
+    assert!(took >= Duration::from_secs(1), "retried after {took:?}");
+    let methods: Vec<_> = reg
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/manifests/v1"))
+        .map(|r| (r.method.to_string(), r.status))
+        .collect();
+    let head = || "HEAD".to_string();
+    assert_eq!(methods, [(head(), 429), (head(), 200)]);
+
+    reg.set_fault_for_every(
+        "manifests/v1",
+        Fault::StatusWithRetryAfter(429, "120".into()),
+    );
+    let before = reg.requests_for("manifests/v1");
+    let out = Dist::new().run(&["resolve", &reference], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("asks to be retried in 120 s"), "{err}");
+    assert_eq!(reg.requests_for("manifests/v1"), before + 1, "{err}");
+}
+
 /// A `Retry-After` that asks for no pause at all (`0`, or an HTTP-date already past)
 /// still leaves the backoff between retries: before, the
 /// retries went out within milliseconds, all spent on a registry that was shedding load.
