@@ -892,6 +892,53 @@ fn a_redirect_target_s_retry_after_holds_that_target_not_the_registry() {
     }
 }
 
+/// Failed requests and broken bodies share one budget: `--retries N` allows N failures in
+/// a row without progress, whichever they are, so content whose requests fail and whose
+/// bodies break is asked for at most N + 1 times. Before, each resume had N retries of its
+/// own: (N + 1)^2 requests (9 with `--retries 2`, 36 with the default 5).
+#[test]
+fn failed_requests_and_broken_bodies_share_the_retries() {
+    let (reg, digest, _) = fake_with_blob(100_000);
+    for _ in 0..3 {
+        for fault in [
+            Fault::Status(503),
+            Fault::Status(503),
+            Fault::DropAfter(1000),
+        ] {
+            reg.push_fault(&digest, fault);
+        }
+    }
+    let out = Dist::new().run(&["--retries", "2", "fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 3, "{err}");
+
+    // A break after a failed request counts as the next failure: one request failed,
+    // the body broke, and the one retry left resumes it.
+    let (reg, digest, data) = fake_with_blob(100_000);
+    for fault in [
+        Fault::Status(503),
+        Fault::DropAfter(1000),
+        Fault::DropAfter(2000),
+    ] {
+        reg.push_fault(&digest, fault);
+    }
+    let out = Dist::new().run(&["--retries", "2", "fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 3, "{err}");
+    reg.clear_faults();
+    reg.push_fault(&digest, Fault::Status(503));
+    reg.push_fault(&digest, Fault::DropAfter(1000));
+    let out = Dist::new().run(&["--retries", "2", "fetch", &repo(&reg), &digest], b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout == data);
+}
+
 #[test]
 fn broken_body_resumes_with_range() {
     let (reg, digest, data) = fake_with_blob(300_000);

@@ -379,6 +379,11 @@ impl Host {
     /// Sends a request with authentication, retries and status checking. Returns the
     /// response once its status is a success; its body is left unread. A mirror that
     /// `hands_off` to the registry is not waited for when it asks to be left alone.
+    ///
+    /// `retries` holds the failures already counted against this host's retries (a body's
+    /// breaks, asking for its rest), and counts this request's: one budget, not one per
+    /// resume, so that a body breaking again and again costs at most `--retries` + 1
+    /// requests in a row without progress, not their square.
     pub(crate) async fn request(
         &self,
         policy: &RetryPolicy,
@@ -386,9 +391,9 @@ impl Host {
         url: Uri,
         headers: &HeaderMap,
         hands_off: bool,
+        retries: &mut u32,
     ) -> Result<transport::Reply> {
         let max_retries = self.max_retries(policy);
-        let mut retries = 0u32;
         let mut auth_rounds = 0u32;
         let mut resent = false;
         // How long to wait before trying again after `e` (counting the retry), or `e` with
@@ -420,7 +425,7 @@ impl Host {
             let grant = match self.auth.grant(policy).await {
                 Ok(g) => g,
                 Err(e) => {
-                    tokio::time::sleep(again(e, &mut retries, None)?).await;
+                    tokio::time::sleep(again(e, retries, None)?).await;
                     continue;
                 }
             };
@@ -442,7 +447,7 @@ impl Host {
                     continue;
                 }
                 Err(e) => {
-                    tokio::time::sleep(again(e, &mut retries, None)?).await;
+                    tokio::time::sleep(again(e, retries, None)?).await;
                     continue;
                 }
             };
@@ -480,7 +485,7 @@ impl Host {
                         .await
                     {
                         Ok(()) => auth_rounds += 1,
-                        Err(e) => tokio::time::sleep(again(e, &mut retries, None)?).await,
+                        Err(e) => tokio::time::sleep(again(e, retries, None)?).await,
                     }
                     continue;
                 }
@@ -550,7 +555,7 @@ impl Host {
                 }
                 return Err(err.with_url(&url));
             }
-            let wait = again(err, &mut retries, asked)?;
+            let wait = again(err, retries, asked)?;
             match (holding, &elsewhere) {
                 (Some(asked), Some(target)) => self.transport.pause_origin(target, asked),
                 (Some(asked), None) => self.pause.pause_for(asked),
@@ -823,7 +828,8 @@ mod tests {
         let url: Uri = "https://mirror.example/v2/".parse().unwrap();
         let headers = HeaderMap::new();
         let policy = RetryPolicy::default();
-        let request = h.request(&policy, Method::GET, url, &headers, false);
+        let mut retries = 0;
+        let request = h.request(&policy, Method::GET, url, &headers, false, &mut retries);
         let size = std::mem::size_of_val(&request);
         assert!(size < 4 << 10, "a request's future takes {size} bytes");
     }
