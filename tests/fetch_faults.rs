@@ -1723,6 +1723,47 @@ fn a_failed_early_renewal_keeps_the_token_that_still_works() {
     assert_eq!(reg.token_requests(), 2, "the renewal was tried: {err}");
 }
 
+/// A token server's 429 with `Retry-After` holds the token requests (the renewal is asked
+/// again after the 30 s asked), not the registry, whose requests carrying the token that
+/// still works go on at once. Here the token endpoint is on the registry's own origin
+/// (as GitLab's and Harbor's are), so not even a pause by origin would be the token
+/// server's to set: a token server elsewhere (Docker Hub's `auth.docker.io`) holds less.
+#[test]
+fn a_token_server_s_retry_after_does_not_hold_the_registry() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(6)))
+        .start();
+    let blobs = [36, 37, 38].map(|n| reg.blob("team/app", bytes(n, 1000)));
+    // Holds the one job until the token is due for renewal (4.5 s), not past its end (6 s).
+    reg.push_fault(&blobs[0], Fault::StallAfter(10, Duration::from_secs(5)));
+    let input = blobs.join("\n") + "\n";
+    let args = ["fetch", &repo(&reg), "-", "-j", "1"];
+    let child = Dist::new().spawn(&args, input.as_bytes());
+    let started = std::time::Instant::now();
+    while reg.token_requests() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "no token asked for"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    reg.set_fault_for_every("/token", Fault::StatusWithRetryAfter(429, "30".into()));
+    let out = child.wait_with_output().unwrap();
+    let took = started.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(parse_frames(&out.stdout).len(), 3, "{err}");
+    assert!(took < Duration::from_secs(10), "held for {took:?}: {err}");
+    assert_eq!(
+        reg.token_requests(),
+        2,
+        "one renewal, then its backoff: {err}"
+    );
+    for digest in &blobs[1..] {
+        assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 1, "{err}");
+    }
+}
+
 /// A batch of 480 blobs of 1000 bytes (seeded from `seed`), each served 40 ms late, on 4
 /// jobs under tokens that last 4 s: about 4.8 s of work, so the first token is renewed
 /// early midway. Returns once the first token was asked for.
