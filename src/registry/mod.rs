@@ -162,8 +162,17 @@ impl RegistryRemote {
         let inner = Arc::get_mut(&mut self.inner)
             .expect("with_mirrors must be called before the remote is shared");
         let mut hosts = Vec::with_capacity(mirrors.len() + 1);
+        let registry = &inner
+            .hosts
+            .last()
+            .expect("the registry is a host")
+            .transport;
         for m in mirrors {
-            hosts.push(Host::mirror(m, &inner.repo, credentials.clone())?);
+            // A pull-through cache may redirect to the registry's own blob store: one
+            // server, whose "come back later" holds the requests of both.
+            let mut m = m.clone();
+            m.transport = m.transport.sharing_pauses(registry);
+            hosts.push(Host::mirror(&m, &inner.repo, credentials.clone())?);
         }
         hosts.append(&mut inner.hosts);
         inner.hosts = hosts;

@@ -384,6 +384,14 @@ impl Transport {
         self.pauses.pause(url, delay);
     }
 
+    /// This client, its pool and settings, keeping the pauses of redirect targets with
+    /// `other`'s: the hosts of one repository (a mirror with a client of its own, and the
+    /// registry) may send blobs to the same store, which is one server to hold.
+    pub(crate) fn sharing_pauses(mut self, other: &Transport) -> Transport {
+        self.pauses = other.pauses.clone();
+        self
+    }
+
     /// The options the client was built with.
     pub fn options(&self) -> &TransportOptions {
         &self.opts
