@@ -459,10 +459,11 @@ impl Drop for PartTask {
 
 /// Fetches bytes `start..=end` completely; `None` when the server answers with something
 /// else than exactly that range (the whole blob, or another range), and the rest of the
-/// blob is better fetched as one stream. The request itself was retried already (a 5xx,
-/// a 429, a dropped connection) by `request`, on the host's budget: what this retries,
-/// with the same budget and backoff, is a body that breaks off after the answer, asking
-/// for what is missing of the part only. As for a single stream, a break after
+/// blob is better fetched as one stream. The request itself is retried (a 5xx, a 429, a
+/// dropped connection) by `request`; what this retries, with the same backoff, is a body
+/// that breaks off after the answer, asking for what is missing of the part only. Both
+/// count against one budget, failures in a row: a part whose body keeps breaking costs
+/// `--retries` + 1 requests, not their square. As for a single stream, a break after
 /// [`PROGRESS`] new bytes counts as the first again: a link that cuts every connection
 /// after a few MiB (a proxy's limit on a connection's bytes or lifetime) would otherwise
 /// never bring in a part larger than that.
@@ -490,7 +491,7 @@ async fn fetch_part(source: &Source, start: u64, end: u64) -> Result<Option<Byte
             HeaderValue::from_str(&format!("bytes={from}-{end}")).expect("ascii"),
         );
         let mut reply = remote
-            .request(host, Method::GET, url.clone(), &h)
+            .request_counted(host, Method::GET, url.clone(), &h, &mut attempt)
             .await
             .map_err(|e| e.with_url(url))?;
         if reply.response.status() != StatusCode::PARTIAL_CONTENT {

@@ -4,7 +4,8 @@
 //! 429, 500, 502, 503 and 504 are retried with exponential backoff and jitter, bounded in
 //! attempts. `Retry-After` on 429 and 503 is honoured, and that pause applies to the whole
 //! host ([`HostPause`]): when the registry says "slow down", every task waits, instead of each
-//! one finding out for itself.
+//! one finding out for itself. A pause asked for by the server a redirect led to (a CDN)
+//! holds that server's origin only, in the transport that follows redirects.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;

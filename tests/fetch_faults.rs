@@ -723,6 +723,45 @@ fn retry_after_is_honoured() {
     assert_eq!(blob_requests.len(), 2);
 }
 
+/// A HEAD (resolving a tag, an existence check) answered 429 with `Retry-After` is
+/// retried after the time asked, as a GET is, and not asked again by GET: a registry
+/// that counts GETs against a quota (Docker Hub) would be asked for one more. One asking
+/// for longer than dist waits fails at once, saying so.
+#[test]
+fn a_head_answered_429_waits_as_asked() {
+    let reg = FakeRegistry::start();
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}"#;
+    let oci = "application/vnd.oci.image.manifest.v1+json";
+    let digest = reg.manifest("team/app", "v1", oci, manifest);
+    reg.push_fault("manifests/v1", Fault::StatusWithRetryAfter(429, "1".into()));
+    let reference = format!("{}:v1", repo(&reg));
+    let started = std::time::Instant::now();
+    let described = Dist::new().ok(&["resolve", &reference]);
+    let took = started.elapsed();
+    let described: serde_json::Value = serde_json::from_slice(&described).unwrap();
+    assert_eq!(described["digest"], digest.as_str());
+    assert!(took >= Duration::from_secs(1), "retried after {took:?}");
+    let methods: Vec<_> = reg
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/manifests/v1"))
+        .map(|r| (r.method.to_string(), r.status))
+        .collect();
+    let head = || "HEAD".to_string();
+    assert_eq!(methods, [(head(), 429), (head(), 200)]);
+
+    reg.set_fault_for_every(
+        "manifests/v1",
+        Fault::StatusWithRetryAfter(429, "120".into()),
+    );
+    let before = reg.requests_for("manifests/v1");
+    let out = Dist::new().run(&["resolve", &reference], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("asks to be retried in 120 s"), "{err}");
+    assert_eq!(reg.requests_for("manifests/v1"), before + 1, "{err}");
+}
+
 /// A `Retry-After` that asks for no pause at all (`0`, or an HTTP-date already past)
 /// still leaves the backoff between retries: before, the
 /// retries went out within milliseconds, all spent on a registry that was shedding load.
@@ -823,6 +862,132 @@ fn retry_after_holds_the_whole_host() {
         1,
         "no 429 drawn"
     );
+}
+
+/// A blob store that the registry redirects to (a CDN, S3) and that answers 429 with
+/// `Retry-After` holds the requests that reach it, not the registry: before, the pause
+/// went to the registry, and every other request of the batch waited it out although
+/// the registry had not asked. The blob that drew the 429 waits and then comes; another
+/// blob sent to the same store during the pause waits for it instead of drawing a 429.
+#[test]
+fn a_redirect_target_s_retry_after_holds_that_target_not_the_registry() {
+    let reg = FakeRegistry::start();
+    let cdn = FakeRegistry::start();
+    let blobs = [1, 2, 3, 4].map(|n| bytes(n, 2000));
+    let [limited, slow, later, also_cdn] = blobs.clone().map(|b| reg.blob("team/app", b));
+    for (digest, data) in [(&limited, &blobs[0]), (&also_cdn, &blobs[3])] {
+        cdn.blob("team/app", data);
+        reg.set_fault_for_every(
+            digest,
+            Fault::Redirect {
+                status: 307,
+                location: format!("{}/v2/team/app/blobs/{digest}?sig=abc", cdn.url()),
+            },
+        );
+    }
+    cdn.push_fault(&limited, Fault::StatusWithRetryAfter(429, "2".into()));
+    // Keeps the second job slot busy until the 429 has surely arrived, so the jobs after
+    // it start inside the pause.
+    reg.push_fault(
+        &slow,
+        Fault::Paced {
+            bytes_per_sec: 1 << 20,
+            first_byte: Duration::from_millis(300),
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let input = format!("{limited}\n{slow}\n{later}\n{also_cdn}\n");
+    let out = Dist::new().ok_fed(
+        &[
+            "fetch",
+            &repo(&reg),
+            "-",
+            "-j",
+            "2",
+            "-o",
+            dir.path().to_str().unwrap(),
+        ],
+        input.as_bytes(),
+    );
+    let lines = json_lines(&out);
+    let line = |digest: &str| {
+        let line = lines
+            .iter()
+            .find(|l| l["object"] == digest)
+            .unwrap_or_else(|| panic!("a line for {digest}"));
+        assert_eq!(line["status"], "ok", "{line}");
+        line["ms"].as_u64().unwrap()
+    };
+    let limited_ms = line(&limited);
+    assert!(
+        limited_ms >= 2000,
+        "waited as the CDN asked: {limited_ms} ms"
+    );
+    let later_ms = line(&later);
+    assert!(
+        later_ms < 1000,
+        "the registry did not ask for a pause: {later_ms} ms"
+    );
+    let also_ms = line(&also_cdn);
+    assert!(also_ms >= 1000, "waited out the CDN's pause: {also_ms} ms");
+    assert_eq!(cdn.requests_for(&format!("blobs/{limited}")), 2);
+    assert_eq!(
+        cdn.requests_for(&format!("blobs/{also_cdn}")),
+        1,
+        "no 429 drawn"
+    );
+    assert_eq!(reg.requests_for(&format!("blobs/{later}")), 1);
+    for (digest, data) in [(&limited, &blobs[0]), (&later, &blobs[2])] {
+        let stored = dir.path().join("blobs/sha256").join(&digest[7..]);
+        assert!(std::fs::read(stored).unwrap() == *data);
+    }
+}
+
+/// Failed requests and broken bodies share one budget: `--retries N` allows N failures in
+/// a row without progress, whichever they are, so content whose requests fail and whose
+/// bodies break is asked for at most N + 1 times. Before, each resume had N retries of its
+/// own: (N + 1)^2 requests (9 with `--retries 2`, 36 with the default 5).
+#[test]
+fn failed_requests_and_broken_bodies_share_the_retries() {
+    let (reg, digest, _) = fake_with_blob(100_000);
+    for _ in 0..3 {
+        for fault in [
+            Fault::Status(503),
+            Fault::Status(503),
+            Fault::DropAfter(1000),
+        ] {
+            reg.push_fault(&digest, fault);
+        }
+    }
+    let out = Dist::new().run(&["--retries", "2", "fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 3, "{err}");
+
+    // A break after a failed request counts as the next failure: one request failed,
+    // the body broke, and the one retry left resumes it.
+    let (reg, digest, data) = fake_with_blob(100_000);
+    for fault in [
+        Fault::Status(503),
+        Fault::DropAfter(1000),
+        Fault::DropAfter(2000),
+    ] {
+        reg.push_fault(&digest, fault);
+    }
+    let out = Dist::new().run(&["--retries", "2", "fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 3, "{err}");
+    reg.clear_faults();
+    reg.push_fault(&digest, Fault::Status(503));
+    reg.push_fault(&digest, Fault::DropAfter(1000));
+    let out = Dist::new().run(&["--retries", "2", "fetch", &repo(&reg), &digest], b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout == data);
 }
 
 #[test]
@@ -1607,6 +1772,47 @@ fn a_failed_early_renewal_keeps_the_token_that_still_works() {
     let frames = parse_frames(&out.stdout);
     assert_eq!(frames.len(), 2, "{err}");
     assert_eq!(reg.token_requests(), 2, "the renewal was tried: {err}");
+}
+
+/// A token server's 429 with `Retry-After` holds the token requests (the renewal is asked
+/// again after the 30 s asked), not the registry, whose requests carrying the token that
+/// still works go on at once. Here the token endpoint is on the registry's own origin
+/// (as GitLab's and Harbor's are), so not even a pause by origin would be the token
+/// server's to set: a token server elsewhere (Docker Hub's `auth.docker.io`) holds less.
+#[test]
+fn a_token_server_s_retry_after_does_not_hold_the_registry() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(6)))
+        .start();
+    let blobs = [36, 37, 38].map(|n| reg.blob("team/app", bytes(n, 1000)));
+    // Holds the one job until the token is due for renewal (4.5 s), not past its end (6 s).
+    reg.push_fault(&blobs[0], Fault::StallAfter(10, Duration::from_secs(5)));
+    let input = blobs.join("\n") + "\n";
+    let args = ["fetch", &repo(&reg), "-", "-j", "1"];
+    let child = Dist::new().spawn(&args, input.as_bytes());
+    let started = std::time::Instant::now();
+    while reg.token_requests() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "no token asked for"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    reg.set_fault_for_every("/token", Fault::StatusWithRetryAfter(429, "30".into()));
+    let out = child.wait_with_output().unwrap();
+    let took = started.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(parse_frames(&out.stdout).len(), 3, "{err}");
+    assert!(took < Duration::from_secs(10), "held for {took:?}: {err}");
+    assert_eq!(
+        reg.token_requests(),
+        2,
+        "one renewal, then its backoff: {err}"
+    );
+    for digest in &blobs[1..] {
+        assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 1, "{err}");
+    }
 }
 
 /// A batch of 480 blobs of 1000 bytes (seeded from `seed`), each served 40 ms late, on 4

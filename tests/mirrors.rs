@@ -154,6 +154,44 @@ fn a_mirror_that_asks_to_be_left_alone_is_passed_over() {
     }
 }
 
+/// A mirror whose blob store (a redirect's target) asks to be left alone is passed over
+/// as a mirror that asks itself is, and the store's pause is the store's: the registry's
+/// own redirect there waits it out instead of drawing another 429.
+#[test]
+fn a_mirror_s_blob_store_asking_to_be_left_alone_is_paused_as_itself() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let store = FakeRegistry::start();
+    let data = bytes(5, 3000);
+    let digest = upstream.blob("team/app", &data);
+    store.blob("team/app", &data);
+    let location = format!("{}/v2/team/app/blobs/{digest}?sig=abc", store.url());
+    for reg in [&upstream, &mirror] {
+        let location = location.clone();
+        reg.set_fault_for_every(
+            &digest,
+            Fault::Redirect {
+                status: 307,
+                location,
+            },
+        );
+    }
+    store.push_fault(&digest, Fault::StatusWithRetryAfter(429, "2".into()));
+    let repo = format!("{}/team/app", upstream.host());
+    let started = std::time::Instant::now();
+    let out = Dist::new().run(&["fetch", "--mirror", &mirror.url(), &repo, &digest], b"");
+    let took = started.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(out.stdout == data);
+    let asked = |reg: &FakeRegistry| reg.requests_for(&format!("blobs/{digest}"));
+    assert_eq!([asked(&mirror), asked(&upstream), asked(&store)], [1, 1, 2]);
+    assert!(
+        took >= std::time::Duration::from_millis(1500),
+        "the store's pause held: {took:?}"
+    );
+}
+
 #[test]
 fn mirror_serves_what_it_has_and_only_what_it_may() {
     let upstream = FakeRegistry::start();

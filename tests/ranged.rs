@@ -427,6 +427,53 @@ async fn a_failing_part_gets_the_retry_budget_once() {
     );
 }
 
+/// A part's failed requests and its body's breaks share one budget: with `retries` 2 a
+/// part is asked for at most 3 times (by its end, since a part carries on from where it
+/// broke), however its failures mix. Before, each request after a break had 2 retries of
+/// its own: up to 9.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_s_failed_requests_and_breaks_share_the_retries() {
+    let reg = FakeRegistry::start();
+    let data = bytes(89, 2 << 20);
+    let digest = reg.blob("team/app", &data);
+    reg.push_fault(&digest, slow());
+    for _ in 0..100 {
+        reg.push_fault(&digest, Fault::Status(503));
+        reg.push_fault(&digest, Fault::DropAfter(1000));
+    }
+    let repo = format!("{}/team/app", reg.host()).parse().unwrap();
+    let policy = RetryPolicy {
+        retries: 2,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_secs(60),
+    };
+    let remote = RegistryRemote::new(
+        repo,
+        Transport::new(TransportOptions::default()).unwrap(),
+        CredentialSource::None,
+        policy,
+    )
+    .with_ranges(small_ranges());
+    let object: Object = digest.parse().unwrap();
+    let fetched = async {
+        let mut download = remote.fetch(&object, &Hints::default()).await?;
+        while download.chunk().await?.is_some() {}
+        Ok::<_, dist::Error>(())
+    };
+    assert!(fetched.await.is_err(), "every part fails or breaks");
+    let mut asked = std::collections::BTreeMap::<String, usize>::new();
+    for range in range_requests(&reg) {
+        if let Some((_, end)) = range.split_once('-').filter(|(_, end)| !end.is_empty()) {
+            *asked.entry(end.to_string()).or_default() += 1;
+        }
+    }
+    assert!(!asked.is_empty(), "the blob was split");
+    assert!(
+        asked.values().all(|&n| n <= 3),
+        "requests per part: {asked:?}"
+    );
+}
+
 /// Parts through a flaky server: some answered 503, some cut off half-way; each is
 /// retried on its own and the content still arrives whole and in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

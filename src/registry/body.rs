@@ -25,7 +25,8 @@ pub(crate) struct Resumable {
     /// Bytes still to drop from the current body: a server that ignored our Range sends
     /// the whole content again, and what we already handed out must not repeat.
     pub(crate) skip: u64,
-    /// Breaks since the body last made progress: what `--retries` bounds.
+    /// Failures in a row since the body last made progress, breaks and failed requests
+    /// (its first one's, a resume's) alike: what `--retries` bounds.
     pub(crate) resumes: u32,
     /// `offset` at the last break (or at the start).
     pub(crate) progress_mark: u64,
@@ -168,14 +169,15 @@ impl Resumable {
         self.resume_url = Some(next.url);
         self.body = next.body;
         self.skip = next.skip;
-        self.resumes = 0;
+        self.resumes = next.spent;
         self.progress_mark = self.offset;
         Ok(true)
     }
 
     async fn reopen(&mut self, url: Uri) -> Result<()> {
-        let (body, skip) =
-            open_at(&self.remote, self.host, &url, &self.headers, self.offset).await?;
+        let (remote, host, offset) = (&self.remote, self.host, self.offset);
+        let resumes = &mut self.resumes;
+        let (body, skip) = open_at(remote, host, &url, &self.headers, offset, resumes).await?;
         self.body = body;
         self.skip = skip;
         Ok(())
@@ -192,12 +194,14 @@ impl Resumable {
         size: u64,
         address: Option<Address>,
     ) -> Result<crate::fetch::ByteStream> {
-        let (body, skip) = open_at(&remote, host, &url, &headers, offset).await?;
+        let mut spent = 0;
+        let (body, skip) = open_at(&remote, host, &url, &headers, offset, &mut spent).await?;
         let opened = Opened {
             host,
             url,
             body,
             skip,
+            spent,
         };
         Ok(Resumable::opened(remote, opened, headers, offset, size, address).into_stream())
     }
@@ -241,7 +245,7 @@ impl Resumable {
             offset,
             size: Some(size),
             skip: opened.skip,
-            resumes: 0,
+            resumes: opened.spent,
             progress_mark: offset,
             address,
         }
@@ -281,6 +285,8 @@ struct Opened {
     url: Uri,
     body: Incoming,
     skip: u64,
+    /// The retries its request took, which count against its body's resumes.
+    spent: u32,
 }
 
 /// Asks the hosts after the mirror `host`, in turn, for the content from `offset` on,
@@ -303,13 +309,15 @@ async fn open_on_next_host(
         let from = &remote.host(host).name;
         tracing::debug!(mirror = %from, offset, error = %e, "mirror failed mid-body; the next host serves the rest");
         host = next;
-        match open_at(remote, host, &url, headers, offset).await {
+        let mut spent = 0;
+        match open_at(remote, host, &url, headers, offset, &mut spent).await {
             Ok((body, skip)) => {
                 return Ok(Some(Opened {
                     host,
                     url,
                     body,
                     skip,
+                    spent,
                 }))
             }
             Err(again) if again.status() == Some(416) => return Ok(None),
@@ -320,13 +328,15 @@ async fn open_on_next_host(
 
 /// Asks for the content at `url` from byte `offset` on. Returns the body and how many of
 /// its bytes to drop: none for a `206` that starts at `offset`; `offset` when the server
-/// ignored `Range` and sends the whole content again.
+/// ignored `Range` and sends the whole content again. `retries` counts the failures in a
+/// row so far, this request's included.
 async fn open_at(
     remote: &RegistryRemote,
     host: usize,
     url: &Uri,
     headers: &HeaderMap,
     offset: u64,
+    retries: &mut u32,
 ) -> Result<(Incoming, u64)> {
     let mut headers = headers.clone();
     let range = format!("bytes={offset}-");
@@ -335,7 +345,7 @@ async fn open_at(
         HeaderValue::from_str(&range).expect("ascii"),
     );
     let reply = remote
-        .request(host, Method::GET, url.clone(), &headers)
+        .request_counted(host, Method::GET, url.clone(), &headers, retries)
         .await?;
     if reply.response.status() != StatusCode::PARTIAL_CONTENT {
         return Ok((reply.response.into_body(), offset));

@@ -2,7 +2,8 @@
 //!
 //! Each host has its own connection pool (a mirror may need its own CA), its own
 //! authorizer (credentials are looked up under the host's own name and never sent to
-//! another), and its own `Retry-After` pause. Every request goes through
+//! another), and its own `Retry-After` pause (a redirect target's pause is its own, kept by
+//! the transport). Every request goes through
 //! `Host::request`, which adds authentication (reacting to 401 challenges), waits out
 //! the host's pause, retries transient failures with backoff, and turns error statuses
 //! into typed errors carrying the registry's OCI error code.
@@ -378,6 +379,11 @@ impl Host {
     /// Sends a request with authentication, retries and status checking. Returns the
     /// response once its status is a success; its body is left unread. A mirror that
     /// `hands_off` to the registry is not waited for when it asks to be left alone.
+    ///
+    /// `retries` holds the failures already counted against this host's retries (a body's
+    /// breaks, asking for its rest), and counts this request's: one budget, not one per
+    /// resume, so that a body breaking again and again costs at most `--retries` + 1
+    /// requests in a row without progress, not their square.
     pub(crate) async fn request(
         &self,
         policy: &RetryPolicy,
@@ -385,9 +391,9 @@ impl Host {
         url: Uri,
         headers: &HeaderMap,
         hands_off: bool,
+        retries: &mut u32,
     ) -> Result<transport::Reply> {
         let max_retries = self.max_retries(policy);
-        let mut retries = 0u32;
         let mut auth_rounds = 0u32;
         let mut resent = false;
         // How long to wait before trying again after `e` (counting the retry), or `e` with
@@ -419,7 +425,7 @@ impl Host {
             let grant = match self.auth.grant(policy).await {
                 Ok(g) => g,
                 Err(e) => {
-                    tokio::time::sleep(again(e, &mut retries, None)?).await;
+                    tokio::time::sleep(again(e, retries, None)?).await;
                     continue;
                 }
             };
@@ -441,7 +447,7 @@ impl Host {
                     continue;
                 }
                 Err(e) => {
-                    tokio::time::sleep(again(e, &mut retries, None)?).await;
+                    tokio::time::sleep(again(e, retries, None)?).await;
                     continue;
                 }
             };
@@ -479,7 +485,7 @@ impl Host {
                         .await
                     {
                         Ok(()) => auth_rounds += 1,
-                        Err(e) => tokio::time::sleep(again(e, &mut retries, None)?).await,
+                        Err(e) => tokio::time::sleep(again(e, retries, None)?).await,
                     }
                     continue;
                 }
@@ -498,6 +504,12 @@ impl Host {
                 && asked.is_none()
                 && quota_left(reply.response.headers()) == Some(0);
             let own = reply.same_origin;
+            // A server that says how long to hold off (429, 503) says it to every request
+            // that reaches it, not only this one. After a redirect that is the blob store
+            // (a CDN, S3), not this host: the registry's other requests go on meanwhile,
+            // and those that the registry sends there wait.
+            let holding = asked.filter(|_| matches!(status.as_u16(), 429 | 503));
+            let elsewhere = (holding.is_some() && !own).then(|| reply.url.clone());
             let mut err = status_error(&self.transport, &mut reply, self.mirror).await;
             // ECR's words for a password past its 12 hours: credentials refused, as a 401
             // says, and not a repository policy's 403, which names the action refused.
@@ -532,18 +544,22 @@ impl Host {
                      token server"
                 ));
             }
-            // A server that says how long to hold off (429, 503) says it to every request
-            // to this host, not only this one.
-            let holding = asked.filter(|_| matches!(status.as_u16(), 429 | 503));
             if let Some(asked) = holding.filter(|_| hands_off) {
                 // A mirror is a shortcut: waiting for it, object after object, while the
-                // registry would answer now, made a throttled cache slow the whole run.
-                self.pause.pause_for(asked.min(policy.max_delay));
+                // registry would answer now, made a throttled cache slow the whole run. Its
+                // blob store's pause skips it too: its blobs would wait there.
+                let asked = asked.min(policy.max_delay);
+                self.pause.pause_for(asked);
+                if let Some(target) = &elsewhere {
+                    self.transport.pause_origin(target, asked);
+                }
                 return Err(err.with_url(&url));
             }
-            let wait = again(err, &mut retries, asked)?;
-            if let Some(asked) = holding {
-                self.pause.pause_for(asked);
+            let wait = again(err, retries, asked)?;
+            match (holding, &elsewhere) {
+                (Some(asked), Some(target)) => self.transport.pause_origin(target, asked),
+                (Some(asked), None) => self.pause.pause_for(asked),
+                (None, _) => {}
             }
             tokio::time::sleep(wait).await;
         }
@@ -812,7 +828,8 @@ mod tests {
         let url: Uri = "https://mirror.example/v2/".parse().unwrap();
         let headers = HeaderMap::new();
         let policy = RetryPolicy::default();
-        let request = h.request(&policy, Method::GET, url, &headers, false);
+        let mut retries = 0;
+        let request = h.request(&policy, Method::GET, url, &headers, false, &mut retries);
         let size = std::mem::size_of_val(&request);
         assert!(size < 4 << 10, "a request's future takes {size} bytes");
     }

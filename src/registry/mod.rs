@@ -162,8 +162,17 @@ impl RegistryRemote {
         let inner = Arc::get_mut(&mut self.inner)
             .expect("with_mirrors must be called before the remote is shared");
         let mut hosts = Vec::with_capacity(mirrors.len() + 1);
+        let registry = &inner
+            .hosts
+            .last()
+            .expect("the registry is a host")
+            .transport;
         for m in mirrors {
-            hosts.push(Host::mirror(m, &inner.repo, credentials.clone())?);
+            // A pull-through cache may redirect to the registry's own blob store: one
+            // server, whose "come back later" holds the requests of both.
+            let mut m = m.clone();
+            m.transport = m.transport.sharing_pauses(registry);
+            hosts.push(Host::mirror(&m, &inner.repo, credentials.clone())?);
         }
         hosts.append(&mut inner.hosts);
         inner.hosts = hosts;
@@ -250,6 +259,20 @@ impl RegistryRemote {
         url: Uri,
         headers: &HeaderMap,
     ) -> Result<transport::Reply> {
+        self.request_counted(host, method, url, headers, &mut 0)
+            .await
+    }
+
+    /// [`request`](Self::request), its retries counted on from `retries`, the failures in
+    /// a row its content has met so far, and adding its own (see `Host::request`).
+    pub(crate) async fn request_counted(
+        &self,
+        host: usize,
+        method: Method,
+        url: Uri,
+        headers: &HeaderMap,
+        retries: &mut u32,
+    ) -> Result<transport::Reply> {
         self.host(host)
             .request(
                 &self.inner.retry,
@@ -257,6 +280,7 @@ impl RegistryRemote {
                 url,
                 headers,
                 self.hands_off(host),
+                retries,
             )
             .await
     }
@@ -382,7 +406,11 @@ impl RegistryRemote {
                 HeaderValue::from_str(&range).expect("ascii"),
             );
         }
-        let reply = self.request(host, Method::GET, url.clone(), &asked).await?;
+        // The retries this request takes count against its body's resumes too.
+        let mut spent = 0;
+        let reply = self
+            .request_counted(host, Method::GET, url.clone(), &asked, &mut spent)
+            .await?;
         let h = reply.response.headers();
         let codings = coding::codings(h).map_err(|e| e.with_url(&url))?;
         let coded = !codings.is_empty();
@@ -549,7 +577,7 @@ impl RegistryRemote {
             offset,
             size,
             skip: if coded { 0 } else { skip },
-            resumes: 0,
+            resumes: spent,
             progress_mark: offset,
             address: address.clone(),
         }

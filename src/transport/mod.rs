@@ -76,6 +76,7 @@ macro_rules! pass_io_through {
 mod failure;
 mod handshake;
 pub mod limit;
+mod pauses;
 mod pinned;
 pub mod proxy;
 mod redirect;
@@ -86,6 +87,7 @@ use failure::classify_client_error;
 pub use failure::lost_before_answer;
 use handshake::{HandshakeDeadline, HandshakeDone};
 use limit::LimitedConnector;
+use pauses::Pauses;
 use proxy::{Proxies, ProxyConnector};
 pub use redirect::resolve;
 use redirect::{is_redirect, location_text, Origin};
@@ -190,6 +192,8 @@ pub struct Transport {
     /// `HTTP_1_1_REQUIRED` (listed in `http1_only`).
     http1: PooledClient,
     http1_only: Arc<Mutex<HashSet<Origin>>>,
+    /// The `Retry-After` pauses of the origins redirects lead to.
+    pauses: Arc<Pauses>,
     opts: Arc<TransportOptions>,
     /// What servers said of our client certificate, for requests whose own error does not.
     refusals: Refusals,
@@ -360,10 +364,31 @@ impl Transport {
             client,
             http1,
             http1_only: Arc::default(),
+            pauses: Arc::default(),
             opts: Arc::new(opts),
             proxies,
             refusals,
         })
+    }
+
+    /// Holds every request that a redirect leads to `url`'s origin until `delay` from now:
+    /// that origin (a CDN, an object store the registry sends blobs to) asked for the
+    /// pause, not the host the requests were addressed to.
+    pub(crate) fn pause_origin(&self, url: &Uri, delay: Duration) {
+        tracing::debug!(
+            origin = url.authority().map_or("", |a| a.as_str()),
+            wait_ms = delay.as_millis() as u64,
+            "redirect target asks to be left alone"
+        );
+        self.pauses.pause(url, delay);
+    }
+
+    /// This client, its pool and settings, keeping the pauses of redirect targets with
+    /// `other`'s: the hosts of one repository (a mirror with a client of its own, and the
+    /// registry) may send blobs to the same store, which is one server to hold.
+    pub(crate) fn sharing_pauses(mut self, other: &Transport) -> Transport {
+        self.pauses = other.pauses.clone();
+        self
     }
 
     /// The options the client was built with.
@@ -548,6 +573,13 @@ impl Transport {
             tracing::debug!(from = %redact(&req.url), to = %redact(&next), status = status.as_u16(), "redirect");
             let origin = origin.get_or_insert_with(|| Origin::of(&req.url));
             same_origin = Origin::of(&next) == *origin;
+            if !same_origin {
+                if let Some(until) = self.pauses.until(&next) {
+                    tracing::debug!(to = %redact(&next), "waiting out the redirect target's Retry-After");
+                    // Boxed: rarely awaited, and inline it would grow every request's future.
+                    Box::pin(tokio::time::sleep_until(until)).await;
+                }
+            }
             if !req.body.is_empty() && !same_origin {
                 // A body may carry a secret (a refresh token in a form): it stays with the
                 // origin it was meant for.
