@@ -106,6 +106,14 @@ pub(super) fn not_a_config(e: serde_json::Error) -> String {
     )
 }
 
+/// The name credentials for `host` are filed under: Docker Hub's for any of its names.
+pub(super) fn hub_alias(host: &str) -> &str {
+    match host {
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => DOCKER_HUB,
+        other => other,
+    }
+}
+
 /// How closely `key` (of `auths` or `credHelpers`) names `repository` on `host`: `None`
 /// if it does not, else how many components of the repository's path it names (0 for the
 /// whole registry). See the `credentials` module's documentation for the two forms of key.
@@ -117,11 +125,7 @@ fn key_reach(key: &str, host: &str, repository: Option<&str>) -> Option<usize> {
         Some(url) => (url.split('/').next().unwrap_or(url), ""),
         None => key.split_once('/').unwrap_or((key, "")),
     };
-    let key_host = match key_host {
-        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => DOCKER_HUB,
-        other => other,
-    };
-    if key_host != host {
+    if hub_alias(key_host) != host {
         return None;
     }
     let path = path.trim_end_matches('/');

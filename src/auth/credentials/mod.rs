@@ -12,8 +12,9 @@
 //! as in Docker; an entry with none of them, as Docker Desktop writes beside its
 //! `credsStore`, is no credential). Keys are matched as their writers mean them: one with a
 //! scheme is Docker's URL form, whose path is ignored (`https://index.docker.io/v1/` is
-//! Docker Hub); one without may name a namespace, `host/team`, as the containers tools
-//! write, and then counts only for the repositories under it. The key naming the
+//! Docker Hub, which is also what `registry-1.docker.io` and `index.docker.io` ask for);
+//! one without may name a namespace, `host/team`, as the containers tools write, and then
+//! counts only for the repositories under it. The key naming the
 //! repository most closely wins; between equal ones, a bare host before a URL, then byte
 //! order, so the choice never depends on how a file happens to be ordered in memory.
 
@@ -26,7 +27,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 
 use crate::error::Result;
-use config_file::{closest, entry_credential, not_a_config, search_paths, ConfigFile};
+use config_file::{closest, entry_credential, hub_alias, not_a_config, search_paths, ConfigFile};
 use helper::run_helper;
 use rotation::RotatedTokens;
 
@@ -155,6 +156,9 @@ impl DockerConfig {
         host: &str,
         repository: Option<&str>,
     ) -> Result<Option<(Credential, String)>> {
+        // A mirror listed under Docker Hub's API host is Docker Hub (it is sent no `ns`),
+        // and its login is Docker Hub's, filed under `docker.io`'s names.
+        let host = hub_alias(host);
         for source in &self.sources {
             if let Some(found) = source.find(host, repository).await? {
                 return Ok(Some(found));
@@ -376,5 +380,28 @@ mod tests {
             Some(Credential::Basic { username, .. }) if username == "u"
         ));
         assert!(c.credential_for("other.example", None).await.is_err());
+    }
+
+    /// A mirror listed as `registry-1.docker.io` (or `index.docker.io`) is Docker Hub
+    /// itself, which gets no `ns` as the registry's own host: its credentials are Docker
+    /// Hub's, under whichever of its names they were filed.
+    #[tokio::test]
+    async fn docker_hub_s_other_names_find_its_credentials() {
+        let c = config(
+            r#"{"auths":{"https://index.docker.io/v1/":{"username":"hub","password":"p"}}}"#,
+        );
+        for host in ["docker.io", "registry-1.docker.io", "index.docker.io"] {
+            assert!(
+                matches!(
+                    c.credential_for(host, Some("library/redis")).await.unwrap(),
+                    Some(Credential::Basic { username, .. }) if username == "hub"
+                ),
+                "{host}"
+            );
+        }
+        assert_eq!(
+            c.credential_for("docker.io.example", None).await.unwrap(),
+            None
+        );
     }
 }
