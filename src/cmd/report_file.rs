@@ -41,8 +41,9 @@ pub struct Opened {
     /// `None` once begun.
     file: Option<File>,
     path: PathBuf,
-    /// Whether this run created the file: only then is it this run's to remove.
-    created: bool,
+    /// The file's path if this run created it: only then is it this run's to remove. The
+    /// file a dangling link led to, not the link, when it was created through one.
+    created: Option<PathBuf>,
 }
 
 impl Opened {
@@ -70,14 +71,14 @@ impl Drop for Opened {
     /// A run that never started its batch leaves no report it created behind, as it leaves
     /// no empty layout; only the file it created, not one put under its name since.
     fn drop(&mut self) {
-        let Some(file) = self.file.take().filter(|_| self.created) else {
+        let (Some(file), Some(created)) = (self.file.take(), &self.created) else {
             return;
         };
         let ours = file.metadata().ok();
-        let there = std::fs::symlink_metadata(&self.path).ok();
+        let there = std::fs::symlink_metadata(created).ok();
         if let (Some(ours), Some(there)) = (ours, there) {
             if same_inode(&ours, &there) {
-                let _ = std::fs::remove_file(&self.path);
+                let _ = std::fs::remove_file(created);
             }
         }
     }
@@ -92,23 +93,24 @@ pub fn open(path: Option<&Path>, in_use: &InUse) -> Result<Option<Opened>, u8> {
         say!("dist: --report {}: {why}", path.display());
         return Err(EXIT_USAGE);
     }
-    let (file, created) = match create_or_open(path) {
-        Ok(opened) => opened,
+    let opened = create_or_open(path).and_then(|(file, created)| locked(path, file, created));
+    let (file, created) = match opened {
+        Ok(Some(opened)) => opened,
+        Ok(None) => {
+            say!(
+                "dist: --report {}: another run is writing this report, and two would write \
+                 over each other's lines; give each run (each --shard) a report of its own, \
+                 such as report-K.jsonl",
+                path.display()
+            );
+            // Not removed even if created here: the run holding it uses it.
+            return Err(EXIT_USAGE);
+        }
         Err(e) => {
             say!("dist: cannot create report {}: {e}", path.display());
             return Err(EXIT_USAGE);
         }
     };
-    if locked_by_another(&file) {
-        say!(
-            "dist: --report {}: another run is writing this report, and two would write \
-             over each other's lines; give each run (each --shard) a report of its own, such \
-             as report-K.jsonl",
-            path.display()
-        );
-        // Not removed even if created here: the run holding it uses it.
-        return Err(EXIT_USAGE);
-    }
     Ok(Some(Opened {
         file: Some(file),
         path: path.to_path_buf(),
@@ -116,18 +118,60 @@ pub fn open(path: Option<&Path>, in_use: &InUse) -> Result<Option<Opened>, u8> {
     }))
 }
 
-/// The report opened for writing, without truncating it, and whether it was created.
-fn create_or_open(path: &Path) -> std::io::Result<(File, bool)> {
+/// Locks `file`, opened from `path`, and makes sure `path` still names it once locked;
+/// `None` when another run holds the lock. A run that created the report and could not
+/// start removes it as it ends (`Opened`'s drop), and lets go of the lock only then: a run
+/// that opened the file just before saw it free a moment later, and would have written
+/// its lines into a file no name reaches any more. It opens the name again instead.
+/// `created` (the path this run created, to remove if it never begins) is carried through.
+fn locked(
+    path: &Path,
+    mut file: File,
+    mut created: Option<PathBuf>,
+) -> std::io::Result<Option<(File, Option<PathBuf>)>> {
+    // Each round follows a report removed by another run as this one opened it; the
+    // bound is only there so that a name replaced over and over cannot hold a run for ever.
+    for _ in 0..8 {
+        if locked_by_another(&file) {
+            return Ok(None);
+        }
+        let ours = file.metadata()?;
+        match std::fs::metadata(path) {
+            Ok(there) if same_inode(&ours, &there) => return Ok(Some((file, created))),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        (file, created) = create_or_open(path)?;
+    }
+    Err(std::io::Error::other(
+        "the file was removed or replaced again and again while it was opened",
+    ))
+}
+
+/// The report opened for writing, without truncating it, and the path of the file if this
+/// run created it.
+fn create_or_open(path: &Path) -> std::io::Result<(File, Option<PathBuf>)> {
     match OpenOptions::new().write(true).create_new(true).open(path) {
-        Ok(file) => Ok((file, true)),
-        // Also a link to a file not there yet, which create_new does not follow: created
-        // through it, the file is not taken for this run's own.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map(|file| (file, false)),
+        Ok(file) => Ok((file, Some(path.to_path_buf()))),
+        // Also a link to a file not there yet, which create_new does not follow. Created
+        // through it, the file is this run's as well, under the name the link leads to:
+        // a run that never began left it behind, empty, where the link points.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let dangling =
+                std::fs::metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+            let file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)?;
+            let created = if dangling {
+                std::fs::canonicalize(path).ok()
+            } else {
+                None
+            };
+            Ok((file, created))
+        }
         Err(e) => Err(e),
     }
 }
@@ -359,6 +403,54 @@ mod tests {
         let new = dir.path().join("report.jsonl");
         drop(open(Some(&new), &InUse::default()).unwrap());
         assert!(!new.exists());
+    }
+
+    /// Regression: a run that opened the report just as another run, which had created it
+    /// and could not start, removed it, got the lock a moment later and wrote its lines
+    /// into a file no name reached any more. It now opens the name again.
+    #[test]
+    fn a_report_removed_as_it_was_opened_is_opened_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.jsonl");
+        std::fs::write(&path, "").unwrap();
+        let early = OpenOptions::new().write(true).open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let (file, created) = locked(&path, early, None).unwrap().unwrap();
+        let there = std::fs::metadata(&path).expect("the report is there again");
+        assert!(same_inode(&file.metadata().unwrap(), &there));
+        assert_eq!(created, Some(path.clone()), "created by this run");
+        drop(file);
+
+        // Replaced rather than removed: the file now under the name is the report.
+        let early = OpenOptions::new().write(true).open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, "another run's\n").unwrap();
+        let (file, created) = locked(&path, early, None).unwrap().unwrap();
+        let there = std::fs::metadata(&path).unwrap();
+        assert!(same_inode(&file.metadata().unwrap(), &there));
+        assert_eq!(created, None, "not this run's to remove");
+    }
+
+    /// Regression: a report given as a link to a file not there yet was created through
+    /// the link, and a run that never began left it behind, empty.
+    #[test]
+    fn a_report_created_through_a_dangling_link_is_removed_with_its_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target.jsonl");
+        let link = dir.path().join("report.jsonl");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        drop(open(Some(&link), &InUse::default()).unwrap());
+        assert!(!target.exists(), "the file made through the link was left");
+        assert!(
+            std::fs::symlink_metadata(&link).is_ok(),
+            "the link is the user's"
+        );
+        let begun = open(Some(&link), &InUse::default()).unwrap().unwrap();
+        drop(begun.begin().unwrap());
+        assert!(target.exists());
+        // There now, it is not this run's to remove.
+        drop(open(Some(&link), &InUse::default()).unwrap());
+        assert!(target.exists());
     }
 
     /// Regression: shards given one report each wrote from offset 0 over the other's
