@@ -819,3 +819,32 @@ async fn a_worse_fit_beside_an_entry_dist_cannot_fetch_still_has_nested_indexes_
     let entry = pulled.entry.unwrap();
     assert_eq!(entry.digest.to_string(), v7["digest"], "{lines:?}");
 }
+
+/// A document without `mediaType` that holds both an index's `manifests` and an image's
+/// `config` and `layers` is two things at once (CVE-2021-41190): read as the image its
+/// index entry called it, it was recorded in index.json as the index its shape says, whose
+/// manifests were never fetched. containerd refuses such a document, and so does dist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_both_an_index_and_an_image_is_refused() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let root = src.path();
+    let other = image(root, "arm64", None);
+    let config = put(
+        root,
+        "application/vnd.oci.image.config.v1+json",
+        br#"{"architecture":"amd64","os":"linux"}"#,
+    );
+    let layer = put(root, LAYER, b"layer");
+    let both = serde_json::json!({
+        "schemaVersion": 2, "config": config, "layers": [layer], "manifests": [other],
+    });
+    let mut entry = put(root, media::OCI_MANIFEST, both.to_string().as_bytes());
+    entry.platform = Some(Platform::new("linux", "amd64", None));
+    tag_index_v1(root, vec![entry.clone()]);
+    let amd64 = Platforms::One(Platform::new("linux", "amd64", None));
+    let (r, lines) = run(root, dst.path(), amd64).await;
+    let e = r.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Protocol, "{e}; {lines:?}");
+    assert!(e.to_string().contains("ambiguous manifest"), "{e}");
+    assert!(!dst.path().join("index.json").exists() || index_entries(dst.path()).is_empty());
+}
