@@ -848,3 +848,46 @@ async fn a_document_both_an_index_and_an_image_is_refused() {
     assert!(e.to_string().contains("ambiguous manifest"), "{e}");
     assert!(!dst.path().join("index.json").exists() || index_entries(dst.path()).is_empty());
 }
+
+/// The platform a layout's `index.json` gives the image is the one its entry for that
+/// image gives: the tag was looked up again once the pull was done, and a tag moved
+/// meanwhile to another platform's image (a build writing the layout being mirrored)
+/// gave the image pulled that other image's platform.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_platform_recorded_is_the_pulled_image_s_own_listing() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let root = src.path().to_path_buf();
+    let (amd64, arm64) = (image(&root, "amd64", None), image(&root, "arm64", None));
+    let tagged = |d: &Descriptor| {
+        let mut d = d.clone();
+        d.annotations.insert(REF_NAME.into(), "v1".into());
+        d
+    };
+    let source = LayoutStore::open(&root).unwrap();
+    source.add_to_index(&tagged(&amd64)).unwrap();
+    let store = LayoutStore::open(dst.path()).unwrap();
+    let remote: Arc<dyn Remote> = Arc::new(LayoutRemote::new(&root));
+    let mut moved = false;
+    let pulled = pull(
+        remote,
+        &Object::Tag("v1".into()),
+        Some("v1"),
+        &store,
+        &PullOptions {
+            platforms: Platforms::All,
+            ..PullOptions::default()
+        },
+        |_| {
+            if !std::mem::replace(&mut moved, true) {
+                source.add_to_index(&tagged(&arm64)).unwrap();
+            }
+            Ok(())
+        },
+    )
+    .await
+    .unwrap();
+    let entry = pulled.entry.unwrap();
+    assert_eq!(entry.digest, amd64.digest);
+    assert_eq!(entry.platform, amd64.platform);
+    assert_eq!(index_entries(dst.path())[0].platform, amd64.platform);
+}
