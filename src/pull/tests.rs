@@ -891,3 +891,34 @@ async fn the_platform_recorded_is_the_pulled_image_s_own_listing() {
     assert_eq!(entry.platform, amd64.platform);
     assert_eq!(index_entries(dst.path())[0].platform, amd64.platform);
 }
+
+/// Indexes nested past [`MAX_DEPTH`] are refused before the next level is fetched; up
+/// to it, the image is found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn indexes_nested_too_deep_are_refused() {
+    for (nested, refused) in [(MAX_DEPTH - 1, false), (MAX_DEPTH, true)] {
+        let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut entry = image(src.path(), "amd64", None);
+        // The top index tagged below is one level more.
+        for _ in 1..nested {
+            let index = serde_json::json!({
+                "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": [entry],
+            });
+            entry = put(src.path(), media::OCI_INDEX, index.to_string().as_bytes());
+        }
+        tag_index_v1(src.path(), vec![entry]);
+        let amd64 = Platforms::One(Platform::new("linux", "amd64", None));
+        let (r, lines) = run(src.path(), dst.path(), amd64).await;
+        match r {
+            Err(e) if refused => {
+                assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
+                assert!(e.to_string().contains("nested more than"), "{e}");
+                assert!(
+                    !dst.path().join("index.json").exists() || index_entries(dst.path()).is_empty()
+                );
+            }
+            Ok(p) if !refused => assert_eq!(p.failed, 0, "{lines:?}"),
+            other => panic!("{nested} deep: {other:?}"),
+        }
+    }
+}
