@@ -220,12 +220,14 @@ impl Remote for LayoutRemote {
         async move {
             let entry = match object {
                 Object::Tag(tag) => self.find_tag(tag).await.ok(),
-                Object::Digest(digest) => self
-                    .entries()
-                    .await
-                    .ok()?
-                    .into_iter()
-                    .find(|d| d.digest == *digest),
+                // The same manifest may be listed more than once (under two tags), not
+                // every time with its platform.
+                Object::Digest(digest) => {
+                    let entries = self.entries().await.ok()?.into_iter();
+                    return entries
+                        .filter(|d| d.digest == *digest)
+                        .find_map(|d| d.platform);
+                }
             };
             entry?.platform
         }
@@ -452,6 +454,24 @@ mod tests {
             remote.resolve(&blob).await.is_err(),
             "a layer is no manifest"
         );
+    }
+
+    /// A manifest listed twice, once without its platform: its platform is the one the
+    /// listing gives, whichever entry comes first.
+    #[tokio::test]
+    async fn a_digest_s_platform_is_the_one_any_of_its_entries_gives() {
+        let f = fixture();
+        let store = crate::sink::layout::LayoutStore::open(f.dir.path()).unwrap();
+        let m = Digest::of(Algorithm::Sha256, &f.manifest);
+        let mut entry = Descriptor::new(media::OCI_MANIFEST, m.clone(), f.manifest.len() as u64);
+        entry
+            .annotations
+            .insert(image::REF_NAME.into(), "v2".into());
+        entry.platform = Some(Platform::new("linux", "arm64", None));
+        store.add_to_index(&entry).unwrap();
+        let remote = LayoutRemote::new(f.dir.path());
+        let listed = remote.listed_platform(&Object::Digest(m)).await;
+        assert_eq!(listed, entry.platform);
     }
 
     #[tokio::test]

@@ -280,7 +280,22 @@ impl Manifest {
                 return Err(bad(format!("manifest served as {d} declares {o}")));
             }
         }
-        let kind = own.filter(|t| !t.is_empty()).or(declared);
+        let own = own.filter(|t| !t.is_empty());
+        // Both shapes and no type of its own to say which (CVE-2021-41190): read as the
+        // image its descriptor calls it, it is the index its shape says to every reader
+        // that goes by the shape, dist's own record of its type included, and that index's
+        // manifests are not fetched. containerd refuses it too.
+        if own.is_none()
+            && raw.manifests.is_some()
+            && (raw.config.is_some() || raw.layers.is_some())
+        {
+            return Err(bad(
+                "ambiguous manifest: both an index's \"manifests\" and an image's \"config\" \
+                 or \"layers\", and no \"mediaType\" to say which it is"
+                    .into(),
+            ));
+        }
+        let kind = own.or(declared);
         let is_index = match kind {
             Some(t) if media::is_index(t) => true,
             Some(media::OCI_MANIFEST | media::DOCKER_MANIFEST) => false,
@@ -500,6 +515,29 @@ mod tests {
             sniff_media_type(index.as_bytes()).as_deref(),
             Some(media::OCI_INDEX)
         );
+    }
+
+    /// Without a `mediaType` of its own, a document of both shapes is refused whatever it
+    /// is called; one that states its type is what it says.
+    #[test]
+    fn a_document_of_both_shapes_needs_its_own_type() {
+        let config = format!(r#"{{"mediaType":"c/d","digest":"{}","size":1}}"#, d(b"c"));
+        let both = format!(r#"{{"schemaVersion":2,"config":{config},"layers":[],"manifests":[]}}"#);
+        for declared in [Some(media::OCI_MANIFEST), Some(media::OCI_INDEX), None] {
+            let e = Manifest::parse(declared, both.as_bytes()).unwrap_err();
+            assert!(e.to_string().contains("ambiguous"), "{declared:?}: {e}");
+            let e = Manifest::parse_verified(declared.unwrap_or(""), both.as_bytes());
+            assert!(e.is_err(), "{declared:?}");
+        }
+        let stated = both.replacen(
+            '{',
+            &format!(r#"{{"mediaType":"{}","#, media::OCI_MANIFEST),
+            1,
+        );
+        assert!(matches!(
+            Manifest::parse_verified(media::OCI_MANIFEST, stated.as_bytes()),
+            Ok(Manifest::Image { .. })
+        ));
     }
 
     #[test]

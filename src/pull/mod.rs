@@ -212,6 +212,12 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
             }
         }
         let top_digest = top.digest.clone();
+        // Asked now, and of the digest resolved, not of the tag: the source's tag may move
+        // while the pull runs, to another platform's image.
+        let listed_platform = self
+            .remote
+            .listed_platform(&Object::Digest(top_digest.clone()))
+            .await;
         let Found {
             images,
             mut listed_blobs,
@@ -264,7 +270,7 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
             _ => top,
         };
         if entry.platform.is_none() && entry.digest == top_digest {
-            entry.platform = self.remote.listed_platform(object).await;
+            entry.platform = listed_platform;
         }
         entry.annotations.remove(REF_NAME);
         entry.annotations.remove(IMAGE_NAME);

@@ -819,3 +819,106 @@ async fn a_worse_fit_beside_an_entry_dist_cannot_fetch_still_has_nested_indexes_
     let entry = pulled.entry.unwrap();
     assert_eq!(entry.digest.to_string(), v7["digest"], "{lines:?}");
 }
+
+/// A document without `mediaType` that holds both an index's `manifests` and an image's
+/// `config` and `layers` is two things at once (CVE-2021-41190): read as the image its
+/// index entry called it, it was recorded in index.json as the index its shape says, whose
+/// manifests were never fetched. containerd refuses such a document, and so does dist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_both_an_index_and_an_image_is_refused() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let root = src.path();
+    let other = image(root, "arm64", None);
+    let config = put(
+        root,
+        "application/vnd.oci.image.config.v1+json",
+        br#"{"architecture":"amd64","os":"linux"}"#,
+    );
+    let layer = put(root, LAYER, b"layer");
+    let both = serde_json::json!({
+        "schemaVersion": 2, "config": config, "layers": [layer], "manifests": [other],
+    });
+    let mut entry = put(root, media::OCI_MANIFEST, both.to_string().as_bytes());
+    entry.platform = Some(Platform::new("linux", "amd64", None));
+    tag_index_v1(root, vec![entry.clone()]);
+    let amd64 = Platforms::One(Platform::new("linux", "amd64", None));
+    let (r, lines) = run(root, dst.path(), amd64).await;
+    let e = r.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Protocol, "{e}; {lines:?}");
+    assert!(e.to_string().contains("ambiguous manifest"), "{e}");
+    assert!(!dst.path().join("index.json").exists() || index_entries(dst.path()).is_empty());
+}
+
+/// The platform a layout's `index.json` gives the image is the one its entry for that
+/// image gives: the tag was looked up again once the pull was done, and a tag moved
+/// meanwhile to another platform's image (a build writing the layout being mirrored)
+/// gave the image pulled that other image's platform.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_platform_recorded_is_the_pulled_image_s_own_listing() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let root = src.path().to_path_buf();
+    let (amd64, arm64) = (image(&root, "amd64", None), image(&root, "arm64", None));
+    let tagged = |d: &Descriptor| {
+        let mut d = d.clone();
+        d.annotations.insert(REF_NAME.into(), "v1".into());
+        d
+    };
+    let source = LayoutStore::open(&root).unwrap();
+    source.add_to_index(&tagged(&amd64)).unwrap();
+    let store = LayoutStore::open(dst.path()).unwrap();
+    let remote: Arc<dyn Remote> = Arc::new(LayoutRemote::new(&root));
+    let mut moved = false;
+    let pulled = pull(
+        remote,
+        &Object::Tag("v1".into()),
+        Some("v1"),
+        &store,
+        &PullOptions {
+            platforms: Platforms::All,
+            ..PullOptions::default()
+        },
+        |_| {
+            if !std::mem::replace(&mut moved, true) {
+                source.add_to_index(&tagged(&arm64)).unwrap();
+            }
+            Ok(())
+        },
+    )
+    .await
+    .unwrap();
+    let entry = pulled.entry.unwrap();
+    assert_eq!(entry.digest, amd64.digest);
+    assert_eq!(entry.platform, amd64.platform);
+    assert_eq!(index_entries(dst.path())[0].platform, amd64.platform);
+}
+
+/// Indexes nested past [`MAX_DEPTH`] are refused before the next level is fetched; up
+/// to it, the image is found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn indexes_nested_too_deep_are_refused() {
+    for (nested, refused) in [(MAX_DEPTH - 1, false), (MAX_DEPTH, true)] {
+        let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut entry = image(src.path(), "amd64", None);
+        // The top index tagged below is one level more.
+        for _ in 1..nested {
+            let index = serde_json::json!({
+                "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": [entry],
+            });
+            entry = put(src.path(), media::OCI_INDEX, index.to_string().as_bytes());
+        }
+        tag_index_v1(src.path(), vec![entry]);
+        let amd64 = Platforms::One(Platform::new("linux", "amd64", None));
+        let (r, lines) = run(src.path(), dst.path(), amd64).await;
+        match r {
+            Err(e) if refused => {
+                assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
+                assert!(e.to_string().contains("nested more than"), "{e}");
+                assert!(
+                    !dst.path().join("index.json").exists() || index_entries(dst.path()).is_empty()
+                );
+            }
+            Ok(p) if !refused => assert_eq!(p.failed, 0, "{lines:?}"),
+            other => panic!("{nested} deep: {other:?}"),
+        }
+    }
+}
