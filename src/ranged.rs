@@ -491,7 +491,7 @@ async fn fetch_part(source: &Source, start: u64, end: u64) -> Result<Option<Byte
             HeaderValue::from_str(&format!("bytes={from}-{end}")).expect("ascii"),
         );
         let mut reply = remote
-            .request_counted(host, Method::GET, url.clone(), &h, &mut attempt)
+            .request_counted(host, Method::GET, url.clone(), &h, (&mut attempt, budget))
             .await
             .map_err(|e| e.with_url(url))?;
         if reply.response.status() != StatusCode::PARTIAL_CONTENT {

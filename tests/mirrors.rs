@@ -970,3 +970,34 @@ fn a_batch_runs_from_whichever_host_is_up_at_the_start() {
     let index = std::fs::read_to_string(target.join("index.json")).unwrap();
     assert!(index.contains(&by_digest), "{index}");
 }
+
+/// A mirror that is the last host that may serve content (the registry may only resolve)
+/// gets the run's retries for its bodies, failed requests and breaks counted together: a
+/// break and then a 503 on asking for the rest are two failures in a row, well within
+/// `--retries`. The resume's request was held to the mirror's one retry on the body's
+/// count, so the break had already spent it, and the 503 failed the object.
+#[test]
+fn the_last_mirror_s_resumes_keep_the_run_s_retries() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let blob = bytes(11, 100_000);
+    let digest = mirror.blob("team/app", &blob);
+    let dir = hosts_dir(
+        "registry.invalid",
+        &format!(
+            "server = \"{}\"\ncapabilities = [\"resolve\"]\n\n[host.\"{}\"]\n  capabilities = [\"pull\"]\n",
+            upstream.url(),
+            mirror.url()
+        ),
+    );
+    mirror.push_fault(&digest, Fault::DropAfter(1000));
+    mirror.push_fault(&digest, Fault::Status(503));
+    let mut dist = Dist::new();
+    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    let out = dist.run(&["fetch", "registry.invalid/team/app", &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(out.stdout == blob);
+    assert_eq!(mirror.requests_for(&format!("blobs/{digest}")), 3, "{err}");
+    assert_eq!(upstream.requests_for(&format!("blobs/{digest}")), 0);
+}

@@ -380,10 +380,12 @@ impl Host {
     /// response once its status is a success; its body is left unread. A mirror that
     /// `hands_off` to the registry is not waited for when it asks to be left alone.
     ///
-    /// `retries` holds the failures already counted against this host's retries (a body's
+    /// `retries` holds the failures already counted against `max_retries` (a body's
     /// breaks, asking for its rest), and counts this request's: one budget, not one per
     /// resume, so that a body breaking again and again costs at most `--retries` + 1
-    /// requests in a row without progress, not their square.
+    /// requests in a row without progress, not their square. `max_retries` is the
+    /// host's own ([`max_retries`](Self::max_retries)), or the body's when the request
+    /// asks for the rest of one: the same count cannot be held to two limits.
     pub(crate) async fn request(
         &self,
         policy: &RetryPolicy,
@@ -391,9 +393,8 @@ impl Host {
         url: Uri,
         headers: &HeaderMap,
         hands_off: bool,
-        retries: &mut u32,
+        (retries, max_retries): (&mut u32, u32),
     ) -> Result<transport::Reply> {
-        let max_retries = self.max_retries(policy);
         let mut auth_rounds = 0u32;
         let mut resent = false;
         // How long to wait before trying again after `e` (counting the retry), or `e` with
@@ -829,7 +830,15 @@ mod tests {
         let headers = HeaderMap::new();
         let policy = RetryPolicy::default();
         let mut retries = 0;
-        let request = h.request(&policy, Method::GET, url, &headers, false, &mut retries);
+        let budget = h.max_retries(&policy);
+        let request = h.request(
+            &policy,
+            Method::GET,
+            url,
+            &headers,
+            false,
+            (&mut retries, budget),
+        );
         let size = std::mem::size_of_val(&request);
         assert!(size < 4 << 10, "a request's future takes {size} bytes");
     }
