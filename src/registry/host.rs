@@ -592,7 +592,12 @@ impl MirrorDown {
             .checked_mul(1 << self.marks.min(20))
             .map_or(longest, |d| d.min(longest));
         self.marks += 1;
-        self.until = Some(now + skipped);
+        // `with_mirror_down` takes any length, `Duration::MAX` for "not again this run":
+        // past the clock's range, the sum would panic. Thirty years is as long.
+        let until = now
+            .checked_add(skipped)
+            .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86400));
+        self.until = Some(until);
         Some(skipped)
     }
 }
@@ -802,6 +807,17 @@ mod tests {
             now += MIRROR_DOWN_MAX;
         }
         assert_eq!(down.mark(now, first), Some(MIRROR_DOWN_MAX), "no overflow");
+    }
+
+    /// `with_mirror_down(Duration::MAX)`, a library's way to say "not again this run",
+    /// made the first mark's end past the clock's range: a panic as the mirror failed.
+    #[test]
+    fn a_mark_past_the_clock_s_range_holds_the_mirror_down() {
+        let mut down = MirrorDown::default();
+        let now = Instant::now();
+        assert_eq!(down.mark(now, Duration::MAX), Some(Duration::MAX));
+        assert!(down.until.is_some_and(|until| until > now));
+        assert_eq!(down.mark(now, Duration::MAX), None, "still down");
     }
 
     fn mirror(url: &str, override_path: bool) -> Host {
