@@ -420,6 +420,16 @@ impl Host {
             Ok(wait)
         };
         loop {
+            // A mirror the registry stands behind is not waited for: the hosts are picked
+            // before its pause, but a body it serves asks it for the rest, and its parts
+            // ask it, whenever they break, which would hold them for as long as it asked.
+            if hands_off && self.pause.running() {
+                let e = Error::new(
+                    ErrorKind::TooManyRequests,
+                    "the mirror asked to be left alone for now (Retry-After); the next host serves",
+                );
+                return Err(e.with_url(&url));
+            }
             self.pause.wait().await;
             // Token requests fail as other requests do (a 503 or 429 from the token
             // server, a dropped connection) and are retried on the same budget.
