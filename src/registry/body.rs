@@ -112,6 +112,12 @@ impl Resumable {
         let Some(url) = self.resume_url.clone() else {
             return Err(e);
         };
+        // Broken after its last byte (a chunked body closed without its last chunk): no
+        // rest to ask for, and no retry to spend on a 416. Verification has the last word.
+        if self.size.is_some_and(|size| self.offset >= size) {
+            tracing::debug!(url = %url, offset = self.offset, error = %e, "body broke after its last byte");
+            return Ok(false);
+        }
         if self.offset >= self.progress_mark.saturating_add(PROGRESS) {
             self.resumes = 0;
         }
