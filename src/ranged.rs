@@ -491,7 +491,7 @@ async fn fetch_part(source: &Source, start: u64, end: u64) -> Result<Option<Byte
             HeaderValue::from_str(&format!("bytes={from}-{end}")).expect("ascii"),
         );
         let mut reply = remote
-            .request_counted(host, Method::GET, url.clone(), &h, &mut attempt)
+            .request_counted(host, Method::GET, url.clone(), &h, (&mut attempt, budget))
             .await
             .map_err(|e| e.with_url(url))?;
         if reply.response.status() != StatusCode::PARTIAL_CONTENT {
@@ -514,6 +514,12 @@ async fn fetch_part(source: &Source, start: u64, end: u64) -> Result<Option<Byte
             .map_err(|e| e.with_url(url));
         match read {
             Ok(()) => return Ok(Some(got.freeze())),
+            // Broken after its last byte (a chunked answer closed without its last
+            // chunk): the part is whole, and one past its end is no range to ask for.
+            Err(e) if e.is_transient() && got.len() == want => {
+                tracing::debug!(url = %crate::transport::redact(url), error = %e, "part broke after its last byte");
+                return Ok(Some(got.freeze()));
+            }
             Err(e) if e.is_transient() => {
                 if got.len() >= mark + PROGRESS as usize {
                     attempt = 0;

@@ -304,3 +304,52 @@ fn a_gzip_transfer_coding_is_undone() {
     assert_eq!(dist.ok(&["fetch", &raw.repo(), &digest]), data);
     assert_eq!(raw.seen().len(), 1, "{:?}", raw.seen());
 }
+
+/// A body that breaks after its last byte (a chunked body whose server closes without the
+/// last chunk) has nothing left to ask for: verification has the last word, also when
+/// the failed requests before it spent the retries. Since they count on one budget with
+/// the body's breaks, such a break failed the object, its content all there.
+#[test]
+fn a_body_broken_after_its_last_byte_is_not_asked_for_again() {
+    let data = bytes(13, 3000);
+    let digest = sha256(&data);
+    let total = data.len();
+    let body = data.clone();
+    let blobs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = blobs.clone();
+    let raw = Raw::start(move |req, _| {
+        if req.line().contains("/tags/list") {
+            return Answer::keep(with_body(
+                head("200 OK", &["Content-Length: 2".into()]),
+                b"{}",
+            ));
+        }
+        let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if n < 2 {
+            return Answer::keep(head(
+                "503 Service Unavailable",
+                &["Content-Length: 0".into()],
+            ));
+        }
+        if req.header("range").is_some() {
+            let fields = [
+                format!("Content-Range: bytes */{total}"),
+                "Content-Length: 0".into(),
+            ];
+            return Answer::keep(head("416 Range Not Satisfiable", &fields));
+        }
+        let mut chunks = chunked(&body, 1000);
+        chunks.truncate(chunks.len() - b"0\r\nX-Checked: yes\r\n\r\n".len());
+        let fields = ["Transfer-Encoding: chunked".to_string()];
+        Answer::close(with_body(head("200 OK", &fields), &chunks))
+    });
+    let size = format!("size:{total}");
+    let out = Dist::new().run(
+        &["--retries", "2", "fetch", &raw.repo(), &digest, &size],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(out.stdout == data, "{err}");
+    assert_eq!(blobs.load(std::sync::atomic::Ordering::SeqCst), 3, "{err}");
+}

@@ -154,6 +154,40 @@ fn a_mirror_that_asks_to_be_left_alone_is_passed_over() {
     }
 }
 
+/// A mirror's body that breaks while the mirror asks to be left alone (another object's
+/// 429 with `Retry-After`) has its rest served by the registry at once, as the objects
+/// after it are. Before, asking the mirror for the rest waited out its pause first: 30 s
+/// here, for 1000 bytes the registry had.
+#[test]
+fn a_body_broken_while_its_mirror_is_paused_is_handed_over_at_once() {
+    let (upstream, mirror, digests) = mirrored_blobs(70);
+    let stall = std::time::Duration::from_secs(3);
+    mirror.push_fault(&digests[0], Fault::StallAfter(1000, stall));
+    mirror.push_fault(&digests[1], Fault::StatusWithRetryAfter(429, "30".into()));
+    let repo = format!("{}/team/app", upstream.host());
+    let input = digests.join("\n") + "\n";
+    let args = [
+        "--idle-timeout",
+        "1s",
+        "fetch",
+        "--mirror",
+        &mirror.url(),
+        &repo,
+        "-",
+        "-j",
+        "2",
+    ];
+    let started = std::time::Instant::now();
+    let out = Dist::new().run(&args, input.as_bytes());
+    let took = started.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(support::cli::parse_frames(&out.stdout).len(), 3, "{err}");
+    assert!(took < std::time::Duration::from_secs(15), "{took:?}: {err}");
+    assert_eq!(asked(&mirror, &digests), [1, 1, 0], "{err}");
+    assert_eq!(asked(&upstream, &digests), [1, 1, 1], "{err}");
+}
+
 /// A mirror whose blob store (a redirect's target) asks to be left alone is passed over
 /// as a mirror that asks itself is, and the store's pause is the store's: the registry's
 /// own redirect there waits it out instead of drawing another 429.
@@ -969,4 +1003,35 @@ fn a_batch_runs_from_whichever_host_is_up_at_the_start() {
     dist.ok(&[&pull[..], &[target.to_str().unwrap()]].concat());
     let index = std::fs::read_to_string(target.join("index.json")).unwrap();
     assert!(index.contains(&by_digest), "{index}");
+}
+
+/// A mirror that is the last host that may serve content (the registry may only resolve)
+/// gets the run's retries for its bodies, failed requests and breaks counted together: a
+/// break and then a 503 on asking for the rest are two failures in a row, well within
+/// `--retries`. The resume's request was held to the mirror's one retry on the body's
+/// count, so the break had already spent it, and the 503 failed the object.
+#[test]
+fn the_last_mirror_s_resumes_keep_the_run_s_retries() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let blob = bytes(11, 100_000);
+    let digest = mirror.blob("team/app", &blob);
+    let dir = hosts_dir(
+        "registry.invalid",
+        &format!(
+            "server = \"{}\"\ncapabilities = [\"resolve\"]\n\n[host.\"{}\"]\n  capabilities = [\"pull\"]\n",
+            upstream.url(),
+            mirror.url()
+        ),
+    );
+    mirror.push_fault(&digest, Fault::DropAfter(1000));
+    mirror.push_fault(&digest, Fault::Status(503));
+    let mut dist = Dist::new();
+    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    let out = dist.run(&["fetch", "registry.invalid/team/app", &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(out.stdout == blob);
+    assert_eq!(mirror.requests_for(&format!("blobs/{digest}")), 3, "{err}");
+    assert_eq!(upstream.requests_for(&format!("blobs/{digest}")), 0);
 }

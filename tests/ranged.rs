@@ -711,3 +711,99 @@ async fn a_mirror_failing_the_one_stream_after_its_parts_hands_over() {
         range_requests(&reg)
     );
 }
+
+/// A part whose body breaks after its last byte (a chunked `206` closed without its last
+/// chunk) is whole: it is handed on, not asked for again from one past its end, a range
+/// no server can answer (`bytes=E+1-E`, 416), which failed the object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_broken_after_its_last_byte_is_whole() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let data = std::sync::Arc::new(bytes(81, 3 << 20));
+    let digest = support::cli::sha256(&data);
+    let bad_ranges = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (served, bad) = (data.clone(), bad_ranges.clone());
+    let listener = support::listen::Listener::start(move |mut tcp| {
+        let (data, bad) = (served.clone(), bad.clone());
+        async move {
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut byte = [0u8; 1];
+                if tcp.read(&mut byte).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head).to_lowercase();
+            let total = data.len();
+            let range = head.lines().find_map(|l| {
+                let (a, b) = l.strip_prefix("range: bytes=")?.split_once('-')?;
+                Some((a.parse::<usize>().ok()?, b.trim().parse::<usize>().ok()))
+            });
+            match range {
+                None => {
+                    let h = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {total}\r\nAccept-Ranges: bytes\r\n\
+                         Connection: close\r\n\r\n"
+                    );
+                    let _ = tcp.write_all(h.as_bytes()).await;
+                    for piece in data.chunks(16 << 10) {
+                        if tcp.write_all(piece).await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                }
+                Some((start, Some(end))) if start <= end && end < total => {
+                    let h = format!(
+                        "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {start}-{end}/{total}\r\n\
+                         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                    );
+                    let mut out = h.into_bytes();
+                    for piece in data[start..=end].chunks(64 << 10) {
+                        out.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+                        out.extend_from_slice(piece);
+                        out.extend_from_slice(b"\r\n");
+                    }
+                    // No last chunk: the connection closes after the part's last byte.
+                    let _ = tcp.write_all(&out).await;
+                }
+                _ => {
+                    bad.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let h = format!(
+                        "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{total}\r\n\
+                         Content-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                    let _ = tcp.write_all(h.as_bytes()).await;
+                }
+            }
+            let _ = tcp.shutdown().await;
+        }
+    });
+    let repo = format!("127.0.0.1:{}/team/app", listener.port())
+        .parse()
+        .unwrap();
+    let transport = Transport::new(TransportOptions::default()).unwrap();
+    let policy = RetryPolicy {
+        retries: 2,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_secs(60),
+    };
+    let remote = RegistryRemote::new(repo, transport, CredentialSource::None, policy)
+        .with_ranges(small_ranges());
+    let object: Object = digest.parse().unwrap();
+    let mut download = remote.fetch(&object, &Hints::default()).await.unwrap();
+    let mut out = Vec::new();
+    loop {
+        match download.chunk().await {
+            Ok(Some(chunk)) => out.extend_from_slice(&chunk),
+            Ok(None) => break,
+            Err(e) => panic!("{e} (ranges past a part's end: {bad_ranges:?})"),
+        }
+    }
+    assert!(out == *data, "content in order");
+    assert_eq!(
+        bad_ranges.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no range past a part's end"
+    );
+}

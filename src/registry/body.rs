@@ -112,6 +112,12 @@ impl Resumable {
         let Some(url) = self.resume_url.clone() else {
             return Err(e);
         };
+        // Broken after its last byte (a chunked body closed without its last chunk): no
+        // rest to ask for, and no retry to spend on a 416. Verification has the last word.
+        if self.size.is_some_and(|size| self.offset >= size) {
+            tracing::debug!(url = %url, offset = self.offset, error = %e, "body broke after its last byte");
+            return Ok(false);
+        }
         if self.offset >= self.progress_mark.saturating_add(PROGRESS) {
             self.resumes = 0;
         }
@@ -176,7 +182,8 @@ impl Resumable {
 
     async fn reopen(&mut self, url: Uri) -> Result<()> {
         let (remote, host, offset) = (&self.remote, self.host, self.offset);
-        let resumes = &mut self.resumes;
+        let budget = resume_budget(remote, host, self.address.as_ref());
+        let resumes = (&mut self.resumes, budget);
         let (body, skip) = open_at(remote, host, &url, &self.headers, offset, resumes).await?;
         self.body = body;
         self.skip = skip;
@@ -195,7 +202,9 @@ impl Resumable {
         address: Option<Address>,
     ) -> Result<crate::fetch::ByteStream> {
         let mut spent = 0;
-        let (body, skip) = open_at(&remote, host, &url, &headers, offset, &mut spent).await?;
+        let budget = resume_budget(&remote, host, address.as_ref());
+        let retries = (&mut spent, budget);
+        let (body, skip) = open_at(&remote, host, &url, &headers, offset, retries).await?;
         let opened = Opened {
             host,
             url,
@@ -255,8 +264,9 @@ impl Resumable {
 /// The content's endpoint and digest, which address it on every host.
 pub(crate) type Address = (Endpoint, String);
 
-/// How many breaks in a row a body from `host` is asked for again: a mirror with a host
-/// after it gets a mirror's one retry, the last host that may serve the content the run's.
+/// How many failures in a row (breaks, and failed requests for the rest) a body from
+/// `host` is asked for again after: a mirror with a host after it gets a mirror's one
+/// retry, the last host that may serve the content the run's.
 pub(crate) fn resume_budget(
     remote: &RegistryRemote,
     host: usize,
@@ -310,7 +320,8 @@ async fn open_on_next_host(
         tracing::debug!(mirror = %from, offset, error = %e, "mirror failed mid-body; the next host serves the rest");
         host = next;
         let mut spent = 0;
-        match open_at(remote, host, &url, headers, offset, &mut spent).await {
+        let retries = (&mut spent, resume_budget(remote, host, address));
+        match open_at(remote, host, &url, headers, offset, retries).await {
             Ok((body, skip)) => {
                 return Ok(Some(Opened {
                     host,
@@ -328,15 +339,16 @@ async fn open_on_next_host(
 
 /// Asks for the content at `url` from byte `offset` on. Returns the body and how many of
 /// its bytes to drop: none for a `206` that starts at `offset`; `offset` when the server
-/// ignored `Range` and sends the whole content again. `retries` counts the failures in a
-/// row so far, this request's included.
+/// ignored `Range` and sends the whole content again. `retries.0` counts the failures in
+/// a row so far, this request's included, up to `retries.1`, the body's
+/// [`resume_budget`] on `host`.
 async fn open_at(
     remote: &RegistryRemote,
     host: usize,
     url: &Uri,
     headers: &HeaderMap,
     offset: u64,
-    retries: &mut u32,
+    retries: (&mut u32, u32),
 ) -> Result<(Incoming, u64)> {
     let mut headers = headers.clone();
     let range = format!("bytes={offset}-");

@@ -380,10 +380,12 @@ impl Host {
     /// response once its status is a success; its body is left unread. A mirror that
     /// `hands_off` to the registry is not waited for when it asks to be left alone.
     ///
-    /// `retries` holds the failures already counted against this host's retries (a body's
+    /// `retries` holds the failures already counted against `max_retries` (a body's
     /// breaks, asking for its rest), and counts this request's: one budget, not one per
     /// resume, so that a body breaking again and again costs at most `--retries` + 1
-    /// requests in a row without progress, not their square.
+    /// requests in a row without progress, not their square. `max_retries` is the
+    /// host's own ([`max_retries`](Self::max_retries)), or the body's when the request
+    /// asks for the rest of one: the same count cannot be held to two limits.
     pub(crate) async fn request(
         &self,
         policy: &RetryPolicy,
@@ -391,9 +393,8 @@ impl Host {
         url: Uri,
         headers: &HeaderMap,
         hands_off: bool,
-        retries: &mut u32,
+        (retries, max_retries): (&mut u32, u32),
     ) -> Result<transport::Reply> {
-        let max_retries = self.max_retries(policy);
         let mut auth_rounds = 0u32;
         let mut resent = false;
         // How long to wait before trying again after `e` (counting the retry), or `e` with
@@ -419,6 +420,16 @@ impl Host {
             Ok(wait)
         };
         loop {
+            // A mirror the registry stands behind is not waited for: the hosts are picked
+            // before its pause, but a body it serves asks it for the rest, and its parts
+            // ask it, whenever they break, which would hold them for as long as it asked.
+            if hands_off && self.pause.running() {
+                let e = Error::new(
+                    ErrorKind::TooManyRequests,
+                    "the mirror asked to be left alone for now (Retry-After); the next host serves",
+                );
+                return Err(e.with_url(&url));
+            }
             self.pause.wait().await;
             // Token requests fail as other requests do (a 503 or 429 from the token
             // server, a dropped connection) and are retried on the same budget.
@@ -591,7 +602,12 @@ impl MirrorDown {
             .checked_mul(1 << self.marks.min(20))
             .map_or(longest, |d| d.min(longest));
         self.marks += 1;
-        self.until = Some(now + skipped);
+        // `with_mirror_down` takes any length, `Duration::MAX` for "not again this run":
+        // past the clock's range, the sum would panic. Thirty years is as long.
+        let until = now
+            .checked_add(skipped)
+            .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86400));
+        self.until = Some(until);
         Some(skipped)
     }
 }
@@ -803,6 +819,17 @@ mod tests {
         assert_eq!(down.mark(now, first), Some(MIRROR_DOWN_MAX), "no overflow");
     }
 
+    /// `with_mirror_down(Duration::MAX)`, a library's way to say "not again this run",
+    /// made the first mark's end past the clock's range: a panic as the mirror failed.
+    #[test]
+    fn a_mark_past_the_clock_s_range_holds_the_mirror_down() {
+        let mut down = MirrorDown::default();
+        let now = Instant::now();
+        assert_eq!(down.mark(now, Duration::MAX), Some(Duration::MAX));
+        assert!(down.until.is_some_and(|until| until > now));
+        assert_eq!(down.mark(now, Duration::MAX), None, "still down");
+    }
+
     fn mirror(url: &str, override_path: bool) -> Host {
         let repo: Repository = "docker.io/library/redis".parse().unwrap();
         let m = Mirror {
@@ -829,7 +856,15 @@ mod tests {
         let headers = HeaderMap::new();
         let policy = RetryPolicy::default();
         let mut retries = 0;
-        let request = h.request(&policy, Method::GET, url, &headers, false, &mut retries);
+        let budget = h.max_retries(&policy);
+        let request = h.request(
+            &policy,
+            Method::GET,
+            url,
+            &headers,
+            false,
+            (&mut retries, budget),
+        );
         let size = std::mem::size_of_val(&request);
         assert!(size < 4 << 10, "a request's future takes {size} bytes");
     }

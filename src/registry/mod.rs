@@ -259,19 +259,21 @@ impl RegistryRemote {
         url: Uri,
         headers: &HeaderMap,
     ) -> Result<transport::Reply> {
-        self.request_counted(host, method, url, headers, &mut 0)
+        let budget = self.host(host).max_retries(&self.inner.retry);
+        self.request_counted(host, method, url, headers, (&mut 0, budget))
             .await
     }
 
-    /// [`request`](Self::request), its retries counted on from `retries`, the failures in
-    /// a row its content has met so far, and adding its own (see `Host::request`).
+    /// [`request`](Self::request), its retries counted on from `retries.0`, the failures
+    /// in a row its content has met so far, adding its own, up to `retries.1` (see
+    /// `Host::request`).
     pub(crate) async fn request_counted(
         &self,
         host: usize,
         method: Method,
         url: Uri,
         headers: &HeaderMap,
-        retries: &mut u32,
+        retries: (&mut u32, u32),
     ) -> Result<transport::Reply> {
         self.host(host)
             .request(
@@ -408,8 +410,9 @@ impl RegistryRemote {
         }
         // The retries this request takes count against its body's resumes too.
         let mut spent = 0;
+        let budget = self.host(host).max_retries(&self.inner.retry);
         let reply = self
-            .request_counted(host, Method::GET, url.clone(), &asked, &mut spent)
+            .request_counted(host, Method::GET, url.clone(), &asked, (&mut spent, budget))
             .await?;
         let h = reply.response.headers();
         let codings = coding::codings(h).map_err(|e| e.with_url(&url))?;
