@@ -1710,3 +1710,27 @@ fn a_pull_s_output_on_the_terminal_goes_above_the_progress_line() {
     );
     assert_json_rows_stand_alone(&screen, 4);
 }
+
+/// Binary is told by a NUL in the first 8 KiB, however the registry splits them: a server
+/// that sends a few bytes of text first (a slow link, a proxy flushing its first read) got
+/// the NUL after them past the check, and the layer onto the terminal.
+#[test]
+fn binary_content_split_after_a_few_bytes_of_text_is_not_written_to_a_terminal() {
+    let reg = FakeRegistry::start();
+    let binary = reg.blob("team/app", b"text, at first..\x00\x00\x00binary tail");
+    reg.push_fault(
+        &binary,
+        Fault::StallAfter(16, std::time::Duration::from_millis(300)),
+    );
+    let dist = Dist::new();
+    let line = format!(
+        "{} fetch {}/team/app {binary}",
+        Dist::bin().display(),
+        reg.host()
+    );
+    let shown = dist.on_terminal(&line);
+    let screen = String::from_utf8_lossy(&shown.stdout);
+    assert_eq!(shown.status.code(), Some(2), "{screen}");
+    assert!(screen.contains("not written to a terminal"), "{screen}");
+    assert!(!screen.contains("binary tail"), "{screen}");
+}
