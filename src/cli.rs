@@ -28,6 +28,7 @@ Environment:
   DIST_HOSTS_DIR         as --hosts-dir
   DIST_FETCH_TIMEOUT     as --timeout
   RUST_LOG               log filter, overriding -v (e.g. dist=debug)
+  NO_COLOR               set and not empty: no colour in log lines on a terminal
 
 Exit status:
   0        everything fetched and verified

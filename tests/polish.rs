@@ -1734,3 +1734,41 @@ fn binary_content_split_after_a_few_bytes_of_text_is_not_written_to_a_terminal()
     assert!(screen.contains("not written to a terminal"), "{screen}");
     assert!(!screen.contains("binary tail"), "{screen}");
 }
+
+/// `NO_COLOR` (no-color.org), set and not empty, keeps colour out of the log lines on a
+/// terminal too, as clap's help and usage errors leave it out.
+#[test]
+fn no_color_keeps_log_lines_plain_on_a_terminal() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", b"plain text");
+    let dist = Dist::new();
+    // A misspelt hint key is a warning logged, in colour on a terminal.
+    let line = |env: &str| {
+        format!(
+            "{env} {} fetch {}/team/app {digest} Size:10 > /dev/null",
+            Dist::bin().display(),
+            reg.host()
+        )
+    };
+    let coloured = dist.on_terminal(&line("env -u NO_COLOR"));
+    let screen = String::from_utf8_lossy(&coloured.stdout);
+    assert!(coloured.status.success(), "{screen}");
+    assert!(
+        screen.contains("WARN") && screen.contains("\x1b["),
+        "{screen:?}"
+    );
+    for set in ["env NO_COLOR=1", "env NO_COLOR=0"] {
+        let plain = dist.on_terminal(&line(set));
+        let screen = String::from_utf8_lossy(&plain.stdout);
+        assert!(plain.status.success(), "{screen}");
+        assert!(
+            screen.contains("WARN") && !screen.contains('\x1b'),
+            "{set}: {screen:?}"
+        );
+    }
+    let empty = dist.on_terminal(&line("env NO_COLOR="));
+    assert!(
+        String::from_utf8_lossy(&empty.stdout).contains("\x1b["),
+        "empty is unset"
+    );
+}
