@@ -1772,3 +1772,35 @@ fn no_color_keeps_log_lines_plain_on_a_terminal() {
         "empty is unset"
     );
 }
+
+/// An empty `RUST_LOG` (a job template's `RUST_LOG=${RUST_LOG}`) counts as unset, as an
+/// empty `DIST_FETCH_TIMEOUT` does: it was read as a filter of nothing, which silenced
+/// every warning (and `-v`), and it took the progress line away as a log filter would.
+#[test]
+fn an_empty_rust_log_counts_as_unset() {
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, 3);
+    let digest = blobs.keys().next().unwrap();
+    let mut dist = Dist::new();
+    dist.env("RUST_LOG", "");
+    let repo = format!("{}/team/app", reg.host());
+    // A misspelt hint key is a warning.
+    let out = dist.run(&["fetch", &repo, digest, "Size:10"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("WARN") && err.contains("\"Size\""), "{err:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("in.txt");
+    std::fs::write(&list, input(&blobs)).unwrap();
+    let line = format!(
+        "{} fetch {repo} - -o {} < {} > /dev/null",
+        Dist::bin().display(),
+        dir.path().join("out").display(),
+        list.display(),
+    );
+    let shown = dist.on_terminal(&line);
+    let screen = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{screen}");
+    assert!(screen.contains("3 objects, "), "summary line: {screen:?}");
+}
