@@ -28,6 +28,7 @@ Environment:
   DIST_HOSTS_DIR         as --hosts-dir
   DIST_FETCH_TIMEOUT     as --timeout
   RUST_LOG               log filter, overriding -v (e.g. dist=debug)
+  NO_COLOR               set and not empty: no colour in log lines on a terminal
 
 Exit status:
   0        everything fetched and verified
@@ -298,13 +299,20 @@ const OPTION_VARIABLES: [(&str, &str); 2] = [
 
 /// Makes an empty `DIST_FETCH_TIMEOUT=` or `DIST_HOSTS_DIR=` (a job runner's input left
 /// blank) count as unset, as an empty proxy variable does: clap took it for a value and
-/// refused the run for an empty `--timeout` or `--hosts-dir` nobody typed. Call it before
-/// any other thread starts: nothing may read the environment meanwhile.
+/// refused the run for an empty `--timeout` or `--hosts-dir` nobody typed. So does a blank
+/// `RUST_LOG=` (a job template's `RUST_LOG=${RUST_LOG}`): the logger read it as a filter
+/// of nothing, which silenced every warning and `-v`, and it took the progress line away
+/// as a filter that sends log lines there does. Call it before any other thread starts:
+/// nothing may read the environment meanwhile.
 pub fn unset_empty_option_variables() {
     for (variable, _) in OPTION_VARIABLES {
         if std::env::var_os(variable).is_some_and(|v| v.is_empty()) {
             std::env::remove_var(variable);
         }
+    }
+    if std::env::var_os("RUST_LOG").is_some_and(|v| v.to_str().is_some_and(|v| v.trim().is_empty()))
+    {
+        std::env::remove_var("RUST_LOG");
     }
 }
 

@@ -103,10 +103,16 @@ fn init_logging(verbose: u8, quiet: bool, format: LogFormat) {
         .with_target(false);
     match format {
         LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
+        LogFormat::Text => builder.with_ansi(colours_stderr()).init(),
     }
+}
+
+/// Whether log lines on stderr are coloured: on a terminal, unless `NO_COLOR` is set to
+/// anything but the empty string (no-color.org), as clap's help and errors read it. The
+/// logger reads it too, but only when nothing else decides, and the terminal did.
+fn colours_stderr() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// What a command that does not stop by itself at `--timeout` is after, for the message

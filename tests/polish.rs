@@ -1710,3 +1710,97 @@ fn a_pull_s_output_on_the_terminal_goes_above_the_progress_line() {
     );
     assert_json_rows_stand_alone(&screen, 4);
 }
+
+/// Binary is told by a NUL in the first 8 KiB, however the registry splits them: a server
+/// that sends a few bytes of text first (a slow link, a proxy flushing its first read) got
+/// the NUL after them past the check, and the layer onto the terminal.
+#[test]
+fn binary_content_split_after_a_few_bytes_of_text_is_not_written_to_a_terminal() {
+    let reg = FakeRegistry::start();
+    let binary = reg.blob("team/app", b"text, at first..\x00\x00\x00binary tail");
+    reg.push_fault(
+        &binary,
+        Fault::StallAfter(16, std::time::Duration::from_millis(300)),
+    );
+    let dist = Dist::new();
+    let line = format!(
+        "{} fetch {}/team/app {binary}",
+        Dist::bin().display(),
+        reg.host()
+    );
+    let shown = dist.on_terminal(&line);
+    let screen = String::from_utf8_lossy(&shown.stdout);
+    assert_eq!(shown.status.code(), Some(2), "{screen}");
+    assert!(screen.contains("not written to a terminal"), "{screen}");
+    assert!(!screen.contains("binary tail"), "{screen}");
+}
+
+/// `NO_COLOR` (no-color.org), set and not empty, keeps colour out of the log lines on a
+/// terminal too, as clap's help and usage errors leave it out.
+#[test]
+fn no_color_keeps_log_lines_plain_on_a_terminal() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", b"plain text");
+    let dist = Dist::new();
+    // A misspelt hint key is a warning logged, in colour on a terminal.
+    let line = |env: &str| {
+        format!(
+            "{env} {} fetch {}/team/app {digest} Size:10 > /dev/null",
+            Dist::bin().display(),
+            reg.host()
+        )
+    };
+    let coloured = dist.on_terminal(&line("env -u NO_COLOR"));
+    let screen = String::from_utf8_lossy(&coloured.stdout);
+    assert!(coloured.status.success(), "{screen}");
+    assert!(
+        screen.contains("WARN") && screen.contains("\x1b["),
+        "{screen:?}"
+    );
+    for set in ["env NO_COLOR=1", "env NO_COLOR=0"] {
+        let plain = dist.on_terminal(&line(set));
+        let screen = String::from_utf8_lossy(&plain.stdout);
+        assert!(plain.status.success(), "{screen}");
+        assert!(
+            screen.contains("WARN") && !screen.contains('\x1b'),
+            "{set}: {screen:?}"
+        );
+    }
+    let empty = dist.on_terminal(&line("env NO_COLOR="));
+    assert!(
+        String::from_utf8_lossy(&empty.stdout).contains("\x1b["),
+        "empty is unset"
+    );
+}
+
+/// An empty `RUST_LOG` (a job template's `RUST_LOG=${RUST_LOG}`) counts as unset, as an
+/// empty `DIST_FETCH_TIMEOUT` does: it was read as a filter of nothing, which silenced
+/// every warning (and `-v`), and it took the progress line away as a log filter would.
+#[test]
+fn an_empty_rust_log_counts_as_unset() {
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, 3);
+    let digest = blobs.keys().next().unwrap();
+    let mut dist = Dist::new();
+    dist.env("RUST_LOG", "");
+    let repo = format!("{}/team/app", reg.host());
+    // A misspelt hint key is a warning.
+    let out = dist.run(&["fetch", &repo, digest, "Size:10"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("WARN") && err.contains("\"Size\""), "{err:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("in.txt");
+    std::fs::write(&list, input(&blobs)).unwrap();
+    let line = format!(
+        "{} fetch {repo} - -o {} < {} > /dev/null",
+        Dist::bin().display(),
+        dir.path().join("out").display(),
+        list.display(),
+    );
+    let shown = dist.on_terminal(&line);
+    let screen = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{screen}");
+    assert!(screen.contains("3 objects, "), "summary line: {screen:?}");
+}

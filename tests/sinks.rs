@@ -1259,3 +1259,80 @@ fn a_spool_that_cannot_be_read_back_is_named() {
         "{err}"
     );
 }
+
+/// Runs `dist ARGS…` with `stdin` as its input and stdout a pipe that another process set
+/// non-blocking (Node's child_process, some CI runners share theirs so), read slowly; its
+/// status, stderr and what the pipe carried.
+fn on_a_non_blocking_pipe(
+    dist: &Dist,
+    args: &[&str],
+    stdin: &[u8],
+) -> (std::process::ExitStatus, String, Vec<u8>) {
+    use std::io::Read;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) writes two descriptors into an array of two.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both are open descriptors of ours, each owned once.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: F_GETFL and F_SETFL on an open descriptor.
+    unsafe {
+        let flags = libc::fcntl(fds[1], libc::F_GETFL);
+        assert_eq!(
+            libc::fcntl(fds[1], libc::F_SETFL, flags | libc::O_NONBLOCK),
+            0
+        );
+    }
+    let mut child = dist
+        .command(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::from(write))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin).unwrap();
+    let mut pipe = std::fs::File::from(read);
+    let mut got = Vec::new();
+    let mut buf = vec![0; 16 << 10];
+    // Slower than dist writes, so that the pipe fills.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    loop {
+        match pipe.read(&mut buf).unwrap() {
+            0 => break,
+            n => got.extend_from_slice(&buf[..n]),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        got,
+    )
+}
+
+/// A stdout made non-blocking by the process it is shared with takes less than is written
+/// whenever its reader lags (`EAGAIN`): that is no failure, and dist waits for room, as it
+/// waits for input on such a stdin. The fetch failed with "Resource temporarily
+/// unavailable" after the first 64 KiB.
+#[test]
+fn a_non_blocking_stdout_is_waited_for_not_failed() {
+    let reg = FakeRegistry::start();
+    let data = bytes(91, 3 << 20);
+    let digest = reg.blob("team/app", &data);
+    let dist = Dist::new();
+    let repo = format!("{}/team/app", reg.host());
+    let (status, err, got) = on_a_non_blocking_pipe(&dist, &["fetch", &repo, &digest], b"");
+    assert!(status.success(), "{status}: {err}");
+    assert!(got == data, "{} bytes of {}", got.len(), data.len());
+
+    let (status, err, got) = on_a_non_blocking_pipe(
+        &dist,
+        &["fetch", &repo, "-"],
+        format!("{digest}\n").as_bytes(),
+    );
+    assert!(status.success(), "{status}: {err}");
+    let frames = support::cli::parse_frames(&got);
+    assert_eq!(frames.len(), 1);
+    assert!(frames[0].result.as_ref().is_ok_and(|(_, _, body)| *body == data));
+}

@@ -124,6 +124,7 @@ pub async fn fetch_to_stdout(
             let hold = hold_back(&download);
             let meter = shown.get_or_insert_with(|| Meter::start(size, meter));
             meter.restart();
+            out.restart();
             let mut held_bytes = 0;
             while let Some(chunk) = download.chunk().await? {
                 out.refuse_binary_on_terminal(&chunk)?;
@@ -169,12 +170,18 @@ pub async fn fetch_to_stdout(
     result
 }
 
+/// How much of the start of some content decides whether it is binary, as curl decides.
+const BINARY_CHECKED: usize = 8 << 10;
+
 /// Stdout for one object: its writer thread, started with the first bytes to write, and
 /// the guard that keeps binary content off a terminal.
 struct Stdout<'a> {
     object: &'a Object,
     writer: Option<StreamWriter<RawStdout>>,
-    guard_terminal: bool,
+    /// Whether stdout is a terminal, which binary content must not reach.
+    terminal: bool,
+    /// How many bytes of this fetch's content have been looked at for binary.
+    checked: usize,
 }
 
 impl<'a> Stdout<'a> {
@@ -182,7 +189,16 @@ impl<'a> Stdout<'a> {
         Stdout {
             object,
             writer: None,
-            guard_terminal: std::io::IsTerminal::is_terminal(&std::io::stdout()),
+            terminal: std::io::IsTerminal::is_terminal(&std::io::stdout()),
+            checked: 0,
+        }
+    }
+
+    /// Looks at the content from its start again: it is being fetched once more (nothing
+    /// of it was written), and the copy that did not verify said nothing of this one.
+    fn restart(&mut self) {
+        if !self.started() {
+            self.checked = 0;
         }
     }
 
@@ -192,9 +208,16 @@ impl<'a> Stdout<'a> {
     }
 
     /// As curl does: a layer dumped on a terminal garbles it and helps no one. The first
-    /// chunk decides.
+    /// [`BINARY_CHECKED`] bytes decide, in however many chunks they come: a server that
+    /// sent a few bytes of text first got the NUL bytes after them onto the terminal.
+    /// Nothing is written before they are all looked at, as content is held back longer.
     fn refuse_binary_on_terminal(&mut self, chunk: &[u8]) -> Result<(), Error> {
-        if std::mem::take(&mut self.guard_terminal) && looks_binary(chunk) {
+        if !self.terminal || self.checked >= BINARY_CHECKED {
+            return Ok(());
+        }
+        let start = &chunk[..chunk.len().min(BINARY_CHECKED - self.checked)];
+        self.checked += start.len();
+        if looks_binary(start) {
             return Err(Error::invalid(
                 "binary content is not written to a terminal; redirect stdout (> FILE, | tar \
                  tz) or store it with -o DIR",
@@ -230,5 +253,5 @@ impl<'a> Stdout<'a> {
 /// Whether the start of some content is binary rather than text: a NUL byte, as curl
 /// decides. Manifests, configs and other JSON never hold one.
 fn looks_binary(start: &[u8]) -> bool {
-    start.iter().take(8 << 10).any(|&b| b == 0)
+    start.contains(&0)
 }

@@ -161,17 +161,50 @@ impl RawStdout {
     }
 }
 
+/// A stdout shared with a process that made it non-blocking (Node's child_process, a CI
+/// runner) takes nothing while its reader lags (`EAGAIN`): no failure, but a wait for room,
+/// as the input waits on such a stdin. A fetch failed there with "Resource temporarily
+/// unavailable" once the pipe was full.
 impl Write for RawStdout {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.file()?.write(buf)
+        loop {
+            match self.file()?.write(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => writable()?,
+                written => return written,
+            }
+        }
     }
 
     fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
-        self.file()?.write_vectored(bufs)
+        loop {
+            match self.file()?.write_vectored(bufs) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => writable()?,
+                written => return written,
+            }
+        }
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// Blocks until stdout has room, or its reader has gone (the next write says so).
+fn writable() -> std::io::Result<()> {
+    let mut watched = libc::pollfd {
+        fd: libc::STDOUT_FILENO,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one valid `pollfd`, and a count of one.
+        if unsafe { libc::poll(&mut watched, 1, -1) } >= 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
 }
 
