@@ -1334,5 +1334,8 @@ fn a_non_blocking_stdout_is_waited_for_not_failed() {
     assert!(status.success(), "{status}: {err}");
     let frames = support::cli::parse_frames(&got);
     assert_eq!(frames.len(), 1);
-    assert!(frames[0].result.as_ref().is_ok_and(|(_, _, body)| *body == data));
+    assert!(frames[0]
+        .result
+        .as_ref()
+        .is_ok_and(|(_, _, body)| *body == data));
 }
