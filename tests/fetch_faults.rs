@@ -211,6 +211,25 @@ fn one_shot_into_a_directory_refuses_an_object_that_is_no_line_of_one() {
         assert!(!dir.exists(), "{object:?}: a layout was made");
         assert!(!report.exists(), "{object:?}: a report was made");
     }
+    // Blank with hints after it (`"$DIGEST" size:2000`, the variable unset): the first hint
+    // was taken for the object.
+    for object in ["", " "] {
+        let out = Dist::new().run(
+            &[
+                "fetch",
+                &repo(&reg),
+                object,
+                "size:2000",
+                "-o",
+                dir.to_str().unwrap(),
+            ],
+            b"",
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{object:?}: {err}");
+        assert!(err.contains("blank"), "{object:?}: {err}");
+        assert!(!dir.exists(), "{object:?}: a layout was made");
+    }
     assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 0);
     let hint = format!("size:2000\n{digest}");
     let out = Dist::new().run(

@@ -80,10 +80,18 @@ fn no_line_of_one(args: &FetchArgs) -> Option<dist::Error> {
         ));
     }
     let line = words.map(String::as_str).collect::<Vec<_>>().join(" ");
-    // The worker drops a byte order mark at the start of a line, as here.
+    // The worker drops a byte order mark at the start of a line, as here. A blank object
+    // with hints after it is no blank line: the first hint was taken for the object (an
+    // unset `"$DIGEST"` before `size:N`), and failed as an unknown digest algorithm.
+    let object = args.object.strip_prefix('\u{feff}').unwrap_or(&args.object);
+    let blank = object.trim().is_empty();
     match worker::line::parse_line(line.strip_prefix('\u{feff}').unwrap_or(&line)) {
         None => Some(dist::Error::invalid(format!(
             "no object given ({:?} is blank, or reads as a comment)",
+            args.object
+        ))),
+        Some(_) if blank => Some(dist::Error::invalid(format!(
+            "no object given ({:?} is blank; the hints after it name none)",
             args.object
         ))),
         Some(_) => None,
