@@ -11,6 +11,7 @@ macro_rules! say {
 pub mod batch;
 pub mod docs;
 pub mod fetch;
+mod nonblocking;
 pub mod output;
 pub mod progress;
 pub mod pull;

@@ -159,6 +159,21 @@ impl RawStdout {
             None => Err(std::io::Error::from_raw_os_error(libc::EBADF)),
         }
     }
+
+    /// Runs `write` on stdout, again once it has room each time it has none.
+    fn when_room(
+        &mut self,
+        mut write: impl FnMut(&mut std::fs::File) -> std::io::Result<usize>,
+    ) -> std::io::Result<usize> {
+        loop {
+            match write(self.file()?) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    super::nonblocking::ready(libc::STDOUT_FILENO, libc::POLLOUT)?
+                }
+                written => return written,
+            }
+        }
+    }
 }
 
 /// A stdout shared with a process that made it non-blocking (Node's child_process, a CI
@@ -167,44 +182,15 @@ impl RawStdout {
 /// unavailable" once the pipe was full.
 impl Write for RawStdout {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        loop {
-            match self.file()?.write(buf) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => writable()?,
-                written => return written,
-            }
-        }
+        self.when_room(|file| file.write(buf))
     }
 
     fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
-        loop {
-            match self.file()?.write_vectored(bufs) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => writable()?,
-                written => return written,
-            }
-        }
+        self.when_room(|file| file.write_vectored(bufs))
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
-    }
-}
-
-/// Blocks until stdout has room, or its reader has gone (the next write says so).
-fn writable() -> std::io::Result<()> {
-    let mut watched = libc::pollfd {
-        fd: libc::STDOUT_FILENO,
-        events: libc::POLLOUT,
-        revents: 0,
-    };
-    loop {
-        // SAFETY: one valid `pollfd`, and a count of one.
-        if unsafe { libc::poll(&mut watched, 1, -1) } >= 0 {
-            return Ok(());
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(e);
-        }
     }
 }
 

@@ -57,7 +57,7 @@ fn read_all(tx: &mpsc::Sender<std::io::Result<Bytes>>) {
             // at each pause of its producer: that is no end of the input, and a batch fed
             // slowly ended at its first pause, or before its first line.
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if let Err(e) = readable(libc::STDIN_FILENO) {
+                if let Err(e) = super::nonblocking::ready(libc::STDIN_FILENO, libc::POLLIN) {
                     let _ = tx.blocking_send(Err(e));
                     return;
                 }
@@ -70,25 +70,6 @@ fn read_all(tx: &mpsc::Sender<std::io::Result<Bytes>>) {
         };
         if sent.is_err() {
             return; // the reader is gone
-        }
-    }
-}
-
-/// Blocks until `fd` has something to read, or has reached its end.
-fn readable(fd: libc::c_int) -> std::io::Result<()> {
-    let mut watched = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    loop {
-        // SAFETY: one valid `pollfd`, and a count of one.
-        if unsafe { libc::poll(&mut watched, 1, -1) } >= 0 {
-            return Ok(());
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(e);
         }
     }
 }
