@@ -57,22 +57,47 @@ fn on_both(seed: u64) -> (FakeRegistry, FakeRegistry, Vec<u8>, String) {
     (reg, mirror, data, digest)
 }
 
+/// `retries`, with short pauses between them.
+fn quick_retries(retries: u32) -> RetryPolicy {
+    RetryPolicy {
+        retries,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_secs(60),
+    }
+}
+
+/// `team/app` at `host`, split by `ranges`, with two quick retries.
+fn two_retries(host: &str, ranges: RangeOptions) -> RegistryRemote {
+    let repo = format!("{host}/team/app").parse().unwrap();
+    let transport = Transport::new(TransportOptions::default()).unwrap();
+    RegistryRemote::new(repo, transport, CredentialSource::None, quick_retries(2))
+        .with_ranges(ranges)
+}
+
+/// Reads `digest` through `remote` to its end, or to its error.
+async fn read_to_end(remote: &RegistryRemote, digest: &str) -> dist::Result<()> {
+    let object: Object = digest.parse().unwrap();
+    let mut download = remote.fetch(&object, &Hints::default()).await?;
+    while download.chunk().await?.is_some() {}
+    Ok(())
+}
+
 /// `reg`'s repository with `mirror` tried first, split into small parts, with `retries`
 /// and short pauses.
 fn mirrored(reg: &FakeRegistry, mirror: &FakeRegistry, retries: u32) -> RegistryRemote {
     use dist::registry::host::Mirror;
     let transport = Transport::new(TransportOptions::default()).unwrap();
     let m = Mirror::new(mirror.url(), transport.clone());
-    let policy = RetryPolicy {
-        retries,
-        base_delay: Duration::from_millis(5),
-        max_delay: Duration::from_secs(60),
-    };
     let repo = format!("{}/team/app", reg.host()).parse().unwrap();
-    RegistryRemote::new(repo, transport, CredentialSource::None, policy)
-        .with_mirrors(&[m], CredentialSource::None)
-        .unwrap()
-        .with_ranges(small_ranges())
+    RegistryRemote::new(
+        repo,
+        transport,
+        CredentialSource::None,
+        quick_retries(retries),
+    )
+    .with_mirrors(&[m], CredentialSource::None)
+    .unwrap()
+    .with_ranges(small_ranges())
 }
 
 /// The whole content of `digest` through `remote`, which verified it.
@@ -393,26 +418,11 @@ async fn a_failing_part_gets_the_retry_budget_once() {
     let digest = reg.blob("team/app", &data);
     reg.set_fault_for_every(&digest, Fault::Status(503));
     reg.push_fault(&digest, slow());
-    let repo = format!("{}/team/app", reg.host()).parse().unwrap();
-    let policy = RetryPolicy {
-        retries: 2,
-        base_delay: Duration::from_millis(5),
-        max_delay: Duration::from_secs(60),
-    };
-    let remote = RegistryRemote::new(
-        repo,
-        Transport::new(TransportOptions::default()).unwrap(),
-        CredentialSource::None,
-        policy,
-    )
-    .with_ranges(small_ranges());
-    let object: Object = digest.parse().unwrap();
-    let fetched = async {
-        let mut download = remote.fetch(&object, &Hints::default()).await?;
-        while download.chunk().await?.is_some() {}
-        Ok::<_, dist::Error>(())
-    };
-    assert!(fetched.await.is_err(), "every part answered 503");
+    let remote = two_retries(&reg.host(), small_ranges());
+    assert!(
+        read_to_end(&remote, &digest).await.is_err(),
+        "every part answered 503"
+    );
     let mut asked = std::collections::BTreeMap::<String, usize>::new();
     for range in range_requests(&reg)
         .into_iter()
@@ -441,26 +451,11 @@ async fn a_part_s_failed_requests_and_breaks_share_the_retries() {
         reg.push_fault(&digest, Fault::Status(503));
         reg.push_fault(&digest, Fault::DropAfter(1000));
     }
-    let repo = format!("{}/team/app", reg.host()).parse().unwrap();
-    let policy = RetryPolicy {
-        retries: 2,
-        base_delay: Duration::from_millis(5),
-        max_delay: Duration::from_secs(60),
-    };
-    let remote = RegistryRemote::new(
-        repo,
-        Transport::new(TransportOptions::default()).unwrap(),
-        CredentialSource::None,
-        policy,
-    )
-    .with_ranges(small_ranges());
-    let object: Object = digest.parse().unwrap();
-    let fetched = async {
-        let mut download = remote.fetch(&object, &Hints::default()).await?;
-        while download.chunk().await?.is_some() {}
-        Ok::<_, dist::Error>(())
-    };
-    assert!(fetched.await.is_err(), "every part fails or breaks");
+    let remote = two_retries(&reg.host(), small_ranges());
+    assert!(
+        read_to_end(&remote, &digest).await.is_err(),
+        "every part fails or breaks"
+    );
     let mut asked = std::collections::BTreeMap::<String, usize>::new();
     for range in range_requests(&reg) {
         if let Some((_, end)) = range.split_once('-').filter(|(_, end)| !end.is_empty()) {
@@ -637,19 +632,7 @@ async fn a_part_that_breaks_off_carries_on_from_where_it_broke() {
     let part_size = 2u64 << 20;
     let mut ranges = small_ranges();
     ranges.part_size = part_size;
-    let repo = format!("{}/team/app", reg.host()).parse().unwrap();
-    let policy = RetryPolicy {
-        retries: 2,
-        base_delay: Duration::from_millis(5),
-        max_delay: Duration::from_secs(60),
-    };
-    let remote = RegistryRemote::new(
-        repo,
-        Transport::new(TransportOptions::default()).unwrap(),
-        CredentialSource::None,
-        policy,
-    )
-    .with_ranges(ranges);
+    let remote = two_retries(&reg.host(), ranges);
     assert!(fetch_verified(&remote, &digest).await == data);
     let parts: Vec<String> = range_requests(&reg)
         .into_iter()
@@ -779,17 +762,7 @@ async fn a_part_broken_after_its_last_byte_is_whole() {
             let _ = tcp.shutdown().await;
         }
     });
-    let repo = format!("127.0.0.1:{}/team/app", listener.port())
-        .parse()
-        .unwrap();
-    let transport = Transport::new(TransportOptions::default()).unwrap();
-    let policy = RetryPolicy {
-        retries: 2,
-        base_delay: Duration::from_millis(5),
-        max_delay: Duration::from_secs(60),
-    };
-    let remote = RegistryRemote::new(repo, transport, CredentialSource::None, policy)
-        .with_ranges(small_ranges());
+    let remote = two_retries(&format!("127.0.0.1:{}", listener.port()), small_ranges());
     let object: Object = digest.parse().unwrap();
     let mut download = remote.fetch(&object, &Hints::default()).await.unwrap();
     let mut out = Vec::new();
