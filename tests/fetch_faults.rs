@@ -839,6 +839,21 @@ fn a_retry_after_date_is_read_by_the_server_s_own_clock() {
 /// a job that starts during the pause waits it out instead of drawing another 429.
 #[test]
 fn retry_after_holds_the_whole_host() {
+    third_job_waits_out_a_429(None);
+}
+
+/// Regression: a 429 with `Retry-After` on a request's last attempt (every attempt, with
+/// `--retries 0`) failed that request without pausing the host, so each other request
+/// went ahead and drew a 429 of its own.
+#[test]
+fn retry_after_on_a_last_attempt_still_holds_the_host() {
+    third_job_waits_out_a_429(Some("0"));
+}
+
+/// Three blobs two at a time: the first answered 429 with `Retry-After: 2`, the second
+/// slow, so that the third starts inside the pause. The third must wait it out, drawing
+/// no 429 of its own. `retries` is `--retries`, if given.
+fn third_job_waits_out_a_429(retries: Option<&str>) {
     let reg = FakeRegistry::start();
     let [limited, slow, later] = [1, 2, 3].map(|n| reg.blob("team/app", bytes(n, 2000)));
     reg.push_fault(&limited, Fault::StatusWithRetryAfter(429, "2".into()));
@@ -853,19 +868,17 @@ fn retry_after_holds_the_whole_host() {
     );
     let dir = tempfile::tempdir().unwrap();
     let input = format!("{limited}\n{slow}\n{later}\n");
-    let out = Dist::new().ok_fed(
-        &[
-            "fetch",
-            &repo(&reg),
-            "-",
-            "-j",
-            "2",
-            "-o",
-            dir.path().to_str().unwrap(),
-        ],
-        input.as_bytes(),
-    );
-    let lines = json_lines(&out);
+    let repo = repo(&reg);
+    let mut args = vec!["fetch", &repo, "-", "-j", "2", "-o"];
+    args.push(dir.path().to_str().unwrap());
+    if let Some(retries) = retries {
+        args.splice(0..0, ["--retries", retries]);
+    }
+    let out = Dist::new().run(&args, input.as_bytes());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let expected = if retries == Some("0") { 1 } else { 0 };
+    assert_eq!(out.status.code(), Some(expected), "{err}");
+    let lines = json_lines(&out.stdout);
     let later_line = lines
         .iter()
         .find(|l| l["object"] == later.as_str())

@@ -566,12 +566,16 @@ impl Host {
                 }
                 return Err(err.with_url(&url));
             }
-            let wait = again(err, retries, asked)?;
-            match (holding, &elsewhere) {
+            // Held before this request's own verdict: on its last attempt (always, with
+            // `--retries 0`) it fails, but the server's pause holds every request to it,
+            // where each other task drew a 429 of its own. One past the longest wait fails
+            // this request at once, and pauses no other for that long.
+            match (holding.filter(|d| *d <= policy.max_delay), &elsewhere) {
                 (Some(asked), Some(target)) => self.transport.pause_origin(target, asked),
                 (Some(asked), None) => self.pause.pause_for(asked),
                 (None, _) => {}
             }
+            let wait = again(err, retries, asked)?;
             tokio::time::sleep(wait).await;
         }
     }
