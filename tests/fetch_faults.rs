@@ -192,7 +192,16 @@ fn one_shot_into_a_directory_refuses_an_object_that_is_no_line_of_one() {
     let dir = parent.path().join("out");
     let report = parent.path().join("report.jsonl");
     let two_lines = format!("{digest}\n{digest}");
-    for object in ["", " ", "#latest", "\u{feff}# a list", two_lines.as_str()] {
+    let two_words = format!("{digest} size:2000");
+    let objects = [
+        "",
+        " ",
+        "#latest",
+        "\u{feff}# a list",
+        &two_lines,
+        &two_words,
+    ];
+    for object in objects {
         let out = Dist::new().run(
             &[
                 "fetch",
