@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-/// Parses `1h30m`, `90s`, `500ms`, `2m` (Go's units from `ms` to `h`, as containerd's
-/// `hosts.toml` writes them); a bare number is seconds.
+/// Parses `1h30m`, `90s`, `500ms`, `2m`, `250us` (Go's units, `ns` to `h`, as containerd's
+/// `hosts.toml` writes them: a `dial_timeout` copied from there in `us` was refused); a
+/// bare number is seconds.
 pub fn parse(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let invalid = || format!("invalid duration {s:?}");
@@ -24,15 +25,23 @@ pub fn parse(s: &str) -> Result<Duration, String> {
         let unit_end = rest
             .find(|c: char| c.is_ascii_digit())
             .unwrap_or(rest.len());
+        // In nanoseconds, so that `250us` is 250 µs exactly, not the nearest f64 of seconds.
         let unit = match &rest[..unit_end] {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
+            "ns" => 1.0,
+            // Go takes the micro sign and the Greek letter mu alike.
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
             u => return Err(format!("invalid duration {s:?}: unknown unit {u:?}")),
         };
         rest = &rest[unit_end..];
-        let part = Duration::try_from_secs_f64(n * unit).map_err(|_| invalid())?;
+        let nanos = (n * unit).round();
+        if !nanos.is_finite() || nanos >= u64::MAX as f64 {
+            return Err(invalid());
+        }
+        let part = Duration::from_nanos(nanos as u64);
         total = total.checked_add(part).ok_or_else(invalid)?;
     }
     Ok(total)
@@ -48,6 +57,14 @@ mod tests {
         assert_eq!(parse("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse("1.5s").unwrap(), Duration::from_millis(1500));
+        for micro in ["250us", "250\u{b5}s", "250\u{3bc}s"] {
+            assert_eq!(parse(micro).unwrap(), Duration::from_micros(250), "{micro}");
+        }
+        assert_eq!(
+            parse("1s500000ns").unwrap(),
+            Duration::from_micros(1_000_500)
+        );
+        assert!(parse("5u").is_err());
         assert!(parse("5x").is_err());
         assert!(parse("").is_err());
         assert!(parse("-1").is_err());
