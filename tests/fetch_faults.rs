@@ -1782,6 +1782,19 @@ fn token_requests_are_retried_like_any_other() {
     assert_eq!(reg.token_requests(), 3, "one request and two retries");
 }
 
+/// Waits (up to `limit`) until the registry has chosen its answer to the first token
+/// request, so that faults set for `/token` from now on fall on later requests only:
+/// the request counter alone moves before the answer is chosen. Returns when the wait
+/// began.
+fn first_token_answered(reg: &FakeRegistry, limit: Duration) -> std::time::Instant {
+    let started = std::time::Instant::now();
+    while !reg.requests().iter().any(|r| r.path == "/token") {
+        assert!(started.elapsed() < limit, "no token asked for");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    started
+}
+
 /// A token is renewed a little before it ends (here a quarter of its 6 s early); a renewal
 /// that fails then leaves the current token in use while it lasts. Before, the request
 /// that found the token due failed with the token server's 503 (with `--retries 0`, the
@@ -1798,14 +1811,7 @@ fn a_failed_early_renewal_keeps_the_token_that_still_works() {
     let input = format!("{first}\n{second}\n");
     let args = ["--retries", "0", "fetch", &repo(&reg), "-", "-j", "1"];
     let child = Dist::new().spawn(&args, input.as_bytes());
-    let started = std::time::Instant::now();
-    while reg.token_requests() == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(4),
-            "no token asked for"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    first_token_answered(&reg, Duration::from_secs(4));
     reg.set_fault_for_every("/token", Fault::Status(503));
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -1831,14 +1837,7 @@ fn a_token_server_s_retry_after_does_not_hold_the_registry() {
     let input = blobs.join("\n") + "\n";
     let args = ["fetch", &repo(&reg), "-", "-j", "1"];
     let child = Dist::new().spawn(&args, input.as_bytes());
-    let started = std::time::Instant::now();
-    while reg.token_requests() == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(4),
-            "no token asked for"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let started = first_token_answered(&reg, Duration::from_secs(4));
     reg.set_fault_for_every("/token", Fault::StatusWithRetryAfter(429, "30".into()));
     let out = child.wait_with_output().unwrap();
     let took = started.elapsed();
@@ -1871,14 +1870,7 @@ fn renewing_batch(seed: u64) -> (FakeRegistry, std::process::Child) {
         input.push('\n');
     }
     let child = Dist::new().spawn(&["fetch", &repo(&reg), "-", "-j", "4"], input.as_bytes());
-    let started = std::time::Instant::now();
-    while reg.token_requests() == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "no token asked for"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    first_token_answered(&reg, Duration::from_secs(3));
     (reg, child)
 }
 
