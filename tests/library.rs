@@ -411,3 +411,40 @@ async fn a_store_kept_open_carries_on_its_own_partial_downloads() {
     let stored = std::fs::read(dir.path().join("blobs/sha256").join(&digest[7..])).unwrap();
     assert!(stored == data);
 }
+
+/// A service whose password was changed keeps fetching: each fetch must not log in again
+/// with the password refused once, as registries backed by a directory (LDAP, Active
+/// Directory) lock an account after a few failed logins. Refused once, the credential is
+/// not sent again; each later fetch fails at once with the same refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_refused_once_are_not_sent_again() {
+    let wrong = || {
+        CredentialSource::Fixed(Credential::Basic {
+            username: "alice".into(),
+            password: "old-password".into(),
+        })
+    };
+    for auth in [
+        Auth::basic("alice", "s3cret"),
+        Auth::bearer_for("alice", "s3cret"),
+    ] {
+        let reg = FakeRegistry::builder().auth(auth).start();
+        let digests: Vec<String> = (0..4)
+            .map(|n| reg.blob("team/app", bytes(90 + n, 100)))
+            .collect();
+        let remote = remote(&reg, TransportOptions::default(), wrong());
+        for digest in &digests {
+            let object: Object = digest.parse().unwrap();
+            let err = remote.fetch(&object, &Hints::default()).await.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Unauthorized, "{err}");
+            assert!(err.to_string().contains("refused the credentials"), "{err}");
+        }
+        let logins: Vec<_> = reg
+            .requests()
+            .into_iter()
+            .filter(|r| r.auth_scheme() == Some("Basic"))
+            .map(|r| (r.path, r.status))
+            .collect();
+        assert_eq!(logins.len(), 1, "one failed login: {logins:?}");
+    }
+}

@@ -25,6 +25,14 @@ impl Authorizer {
         s.generation += 1;
     }
 
+    /// Stops sending the Basic credentials refused: the requests after the refusal go
+    /// without, meet the registry's challenge, and fail there without another login.
+    pub(super) fn forget_basic(&self) {
+        let mut s = self.state.lock().expect("auth state poisoned");
+        s.header = None;
+        s.generation += 1;
+    }
+
     /// The `Authorization: Basic` of the credential `found`.
     pub(super) fn basic_header(&self, found: Option<&(Credential, String)>) -> Result<HeaderValue> {
         let header = found

@@ -132,7 +132,13 @@ impl Authorizer {
         if cred.is_some() && sent.is_none() {
             self.withhold(&ch);
         }
-        let mut token = self.token_for(&ch, &scopes, cred).await;
+        // Refused once, the credential is not sent again: the token server's answer to it
+        // stands, unless looking up again (below) gives another.
+        let credentials_sent = sent.is_some();
+        let mut token = match sent.and_then(|c| self.refusal_of(c)) {
+            Some(refusal) => Err(refusal),
+            None => self.token_for(&ch, &scopes, cred).await,
+        };
         if let (Err(e), Some(refused)) = (&token, sent) {
             if e.kind() == ErrorKind::Unauthorized {
                 // Another host's authorizer may have had it rotated while this one asked.
@@ -151,6 +157,9 @@ impl Authorizer {
             // The token server's 401 (or OAuth2's invalid_grant) is about the credentials
             // (or their absence), which its own words rarely say.
             Err(e) if e.kind() == ErrorKind::Unauthorized => {
+                if let (Some((refused, _)), true) = (&found, credentials_sent) {
+                    self.remember_refusal(refused, &e);
+                }
                 let origin = found.as_ref().map(|(_, o)| o.as_str());
                 let mut refused = Error::new(
                     ErrorKind::Unauthorized,

@@ -97,6 +97,10 @@ pub struct Authorizer {
     /// refuses every request (a repository the account may not read) must not have the
     /// helper run for each of them.
     relooked: Mutex<Option<Instant>>,
+    /// The credential the registry or its token server refused, with the refusal: it is
+    /// not sent again (each sending is one more failed login, and a registry backed by a
+    /// directory locks the account after a few), until looking up again gives another.
+    refused: Mutex<Option<(Credential, Arc<Error>)>>,
     state: Mutex<State>,
     refresh: tokio::sync::Mutex<()>,
     token_requests: AtomicUsize,
@@ -132,6 +136,7 @@ impl Authorizer {
             source,
             credential: tokio::sync::Mutex::new(None),
             relooked: Mutex::new(None),
+            refused: Mutex::new(None),
             state: Mutex::new(State::default()),
             refresh: tokio::sync::Mutex::new(()),
             token_requests: AtomicUsize::new(0),
@@ -285,19 +290,20 @@ impl Authorizer {
             return self.fetch_token(ch.clone(), policy).await;
         }
         if basic.is_some() {
-            let found = self.found().await?;
-            let mut header = self.basic_header(found.as_ref())?;
-            if used.header.as_ref() == Some(&header) {
-                let renewed = match &found {
-                    Some((refused, _)) => self.renewed_basic(refused).await?,
-                    None => None,
-                };
-                let Some(renewed) = renewed else {
-                    let origin = found.map(|(_, o)| o).unwrap_or_default();
-                    return Err(Error::new(
+            let Some(found) = self.found().await? else {
+                return Err(self.no_credentials("Basic"));
+            };
+            let mut header = self.basic_header(Some(&found))?;
+            let (credential, origin) = &found;
+            if used.header.as_ref() == Some(&header) || self.refusal_of(credential).is_some() {
+                let Some(renewed) = self.renewed_basic(credential).await? else {
+                    let e = Error::new(
                         ErrorKind::Unauthorized,
-                        refused_message(&self.registry_host, &self.repository, Some(&origin), None),
-                    ));
+                        refused_message(&self.registry_host, &self.repository, Some(origin), None),
+                    );
+                    self.remember_refusal(credential, &e);
+                    self.forget_basic();
+                    return Err(e);
                 };
                 header = renewed;
             }

@@ -1,9 +1,26 @@
 //! What a refusal says: who was refused, for what, and how to fix it.
 
+use std::sync::Arc;
+
+use super::credentials::Credential;
 use super::Authorizer;
 use crate::error::{Error, ErrorKind};
 
 impl Authorizer {
+    /// The refusal `credential` met already, if it did: sent again, it would be one more
+    /// failed login on an account that may lock after a few.
+    pub(super) fn refusal_of(&self, credential: &Credential) -> Option<Error> {
+        let refused = self.refused.lock().expect("auth state poisoned");
+        let (c, e) = refused.as_ref()?;
+        (c == credential).then(|| e.shared())
+    }
+
+    /// Records that `credential` was refused, with `refusal`, for [`refusal_of`](Self::refusal_of).
+    pub(super) fn remember_refusal(&self, credential: &Credential, refusal: &Error) {
+        let mut refused = self.refused.lock().expect("auth state poisoned");
+        *refused = Some((credential.clone(), Arc::new(refusal.shared())));
+    }
+
     /// A token that was fetched for the scope the registry asks for, and still does not
     /// open it. Registries (Docker Hub among them) answer so for a repository that does
     /// not exist as well as for one the caller may not read, so the message names both.
