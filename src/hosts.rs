@@ -129,11 +129,20 @@ impl HostsFile {
             return Ok(None);
         };
         let path = folder.join("hosts.toml");
-        match std::fs::read_to_string(&path) {
-            Ok(text) => HostsFile::parse(&text, &folder)
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(Error::invalid(format!("reading {}", path.display())).with_cause(e))
+            }
+        };
+        // containerd takes an empty file (one made with `touch`, say, before it is
+        // written) for none: the folder's certificate files still count.
+        match text.filter(|t| !t.is_empty()) {
+            Some(text) => HostsFile::parse(&text, &folder)
                 .map(Some)
                 .map_err(|e| Error::invalid(format!("{}: {}", path.display(), e.reason()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            None => {
                 let (ca, client) = crate::certs::in_folder(&folder);
                 let server_settings = HostSettings {
                     ca,
@@ -145,7 +154,6 @@ impl HostsFile {
                     ..HostsFile::default()
                 }))
             }
-            Err(e) => Err(Error::invalid(format!("reading {}", path.display())).with_cause(e)),
         }
     }
 
@@ -702,6 +710,27 @@ client = "/certs/both.pem"
             .server_settings
             .ca
             .is_empty());
+    }
+
+    /// containerd reads an empty `hosts.toml` as none at all (`len(b) == 0` in
+    /// `loadHostDir`): the folder's certificate files are the registry's.
+    #[test]
+    fn an_empty_hosts_toml_leaves_the_folder_s_certificates_to_the_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        let own = dir.path().join("registry.corp");
+        std::fs::create_dir_all(&own).unwrap();
+        std::fs::write(own.join("hosts.toml"), "").unwrap();
+        std::fs::write(own.join("ca.crt"), "").unwrap();
+        let f = HostsFile::load(dir.path(), "registry.corp")
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.server_settings.ca, [own.join("ca.crt")]);
+        // Anything in it, even a comment alone, makes it the folder's configuration.
+        std::fs::write(own.join("hosts.toml"), "# nothing yet\n").unwrap();
+        let f = HostsFile::load(dir.path(), "registry.corp")
+            .unwrap()
+            .unwrap();
+        assert!(f.server_settings.ca.is_empty(), "{f:?}");
     }
 
     /// containerd looks for `host_port_` before `host:port` (a name every filesystem takes).
