@@ -170,10 +170,15 @@ impl HostsFile {
             Error::invalid(format!("not valid TOML{at}: {}", e.message()))
         })?;
         let mut file = HostsFile::default();
-        if let Some(server) = table.get("server") {
-            let s = server
-                .as_str()
-                .ok_or_else(|| Error::invalid("\"server\" must be a string"))?;
+        let server = match table.get("server") {
+            None => None,
+            Some(v) => Some(
+                v.as_str()
+                    .ok_or_else(|| Error::invalid("\"server\" must be a string"))?,
+            ),
+        };
+        // containerd reads `server = ""` as no server: the registry at its usual address.
+        if let Some(s) = server.filter(|s| !s.is_empty()) {
             file.server = Some(Server {
                 url: with_scheme(s, None)?,
                 capabilities: capabilities(&table, "the registry")?,
@@ -280,10 +285,15 @@ fn settings(table: &toml::Table, base: &Path, whose: &str) -> Result<HostSetting
             let text = v
                 .as_str()
                 .ok_or_else(|| invalid("dial_timeout must be a duration such as \"5s\""))?;
-            let d =
-                crate::duration::parse(text).map_err(|e| invalid(&format!("dial_timeout: {e}")))?;
-            // Zero is no limit of its own in containerd (Go's dialer): the default applies.
-            (!d.is_zero()).then_some(d)
+            // containerd reads an empty one as none given.
+            if text.is_empty() {
+                None
+            } else {
+                let d = crate::duration::parse(text)
+                    .map_err(|e| invalid(&format!("dial_timeout: {e}")))?;
+                // Zero is no limit of its own in containerd (Go's dialer): the default applies.
+                (!d.is_zero()).then_some(d)
+            }
         }
     };
     let client = match table.get("client") {
@@ -731,6 +741,20 @@ client = "/certs/both.pem"
             .unwrap()
             .unwrap();
         assert!(f.server_settings.ca.is_empty(), "{f:?}");
+    }
+
+    /// containerd takes an empty `server` or `dial_timeout` for one not given; refusing
+    /// the file stopped every run over a key a generated file often leaves empty.
+    #[test]
+    fn empty_server_and_dial_timeout_are_as_if_absent() {
+        let f = HostsFile::parse(
+            "server = \"\"\ndial_timeout = \"\"\n[host.\"https://m.example\"]\n  dial_timeout = \"\"\n",
+            Path::new("/r"),
+        )
+        .unwrap();
+        assert_eq!(f.server, None);
+        assert_eq!(f.server_settings.dial_timeout, None);
+        assert_eq!(f.hosts[0].settings.dial_timeout, None);
     }
 
     /// containerd looks for `host_port_` before `host:port` (a name every filesystem takes).
