@@ -109,7 +109,8 @@ pub struct HostsFile {
 impl HostsFile {
     /// Reads the registry's folder, else `DIR/_default`, as containerd does: its
     /// `hosts.toml`, or without one, Docker's certificate files in it (`*.crt` CAs, a
-    /// `*.cert` with its `*.key`) for the registry itself. The registry's folder is
+    /// `*.cert` with its `*.key`, else one holding its key: [`crate::certs::in_folder`]) for
+    /// the registry itself. The registry's folder is
     /// `DIR/<host>_<port>_` (the spelling that works on every filesystem, tried first), else
     /// `DIR/<host>:<port>`. `None` when no folder exists.
     pub fn load(dir: &Path, registry: &str) -> Result<Option<HostsFile>> {
