@@ -54,9 +54,20 @@ pub fn client_identity_for(
 }
 
 /// The CAs (`*.crt`) and the first client certificate (`*.cert` with its `*.key`) kept in
-/// one folder laid out like `certs.d/<host>`.
+/// one folder of a containerd hosts directory laid out like `certs.d/<host>`. Without any
+/// such pair, the first `*.cert` holding its key too, as containerd reads one without its
+/// `*.key`: a folder with a combined `client.cert` showed no certificate to the registry.
 pub fn in_folder(dir: &Path) -> (Vec<PathBuf>, Option<ClientIdentity>) {
-    (files_ending(dir, "crt"), first_pair(dir))
+    let client = first_pair(dir).or_else(|| {
+        files_ending(dir, "cert")
+            .into_iter()
+            .next()
+            .map(|both| ClientIdentity {
+                cert: both.clone(),
+                key: both,
+            })
+    });
+    (files_ending(dir, "crt"), client)
 }
 
 /// The first `*.cert` in `dir`, by name, that has its `*.key` beside it.
@@ -138,6 +149,31 @@ mod tests {
         assert_eq!(ours, [&mine.join("a.crt"), &mine.join("b.crt")]);
         assert!(ca_files_for("../other.corp", env).is_empty());
         assert!(ca_files_for("x/../../other.corp", env).is_empty());
+    }
+
+    /// containerd's hosts directory takes a `*.cert` without its `*.key` for a file that
+    /// holds both (`loadCertFiles`); a pair beside it still comes first.
+    #[test]
+    fn a_hosts_folder_s_lonely_cert_holds_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let both = dir.path().join("client.cert");
+        std::fs::write(&both, "x").unwrap();
+        assert_eq!(
+            in_folder(dir.path()).1,
+            Some(ClientIdentity {
+                cert: both.clone(),
+                key: both,
+            })
+        );
+        std::fs::write(dir.path().join("pair.cert"), "x").unwrap();
+        std::fs::write(dir.path().join("pair.key"), "x").unwrap();
+        assert_eq!(
+            in_folder(dir.path()).1,
+            Some(ClientIdentity {
+                cert: dir.path().join("pair.cert"),
+                key: dir.path().join("pair.key"),
+            })
+        );
     }
 
     #[test]

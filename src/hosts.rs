@@ -109,7 +109,8 @@ pub struct HostsFile {
 impl HostsFile {
     /// Reads the registry's folder, else `DIR/_default`, as containerd does: its
     /// `hosts.toml`, or without one, Docker's certificate files in it (`*.crt` CAs, a
-    /// `*.cert` with its `*.key`) for the registry itself. The registry's folder is
+    /// `*.cert` with its `*.key`, else one holding its key: [`crate::certs::in_folder`]) for
+    /// the registry itself. The registry's folder is
     /// `DIR/<host>_<port>_` (the spelling that works on every filesystem, tried first), else
     /// `DIR/<host>:<port>`. `None` when no folder exists.
     pub fn load(dir: &Path, registry: &str) -> Result<Option<HostsFile>> {
@@ -129,11 +130,20 @@ impl HostsFile {
             return Ok(None);
         };
         let path = folder.join("hosts.toml");
-        match std::fs::read_to_string(&path) {
-            Ok(text) => HostsFile::parse(&text, &folder)
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(Error::invalid(format!("reading {}", path.display())).with_cause(e))
+            }
+        };
+        // containerd takes an empty file (one made with `touch`, say, before it is
+        // written) for none: the folder's certificate files still count.
+        match text.filter(|t| !t.is_empty()) {
+            Some(text) => HostsFile::parse(&text, &folder)
                 .map(Some)
                 .map_err(|e| Error::invalid(format!("{}: {}", path.display(), e.reason()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            None => {
                 let (ca, client) = crate::certs::in_folder(&folder);
                 let server_settings = HostSettings {
                     ca,
@@ -145,7 +155,6 @@ impl HostsFile {
                     ..HostsFile::default()
                 }))
             }
-            Err(e) => Err(Error::invalid(format!("reading {}", path.display())).with_cause(e)),
         }
     }
 
@@ -162,10 +171,15 @@ impl HostsFile {
             Error::invalid(format!("not valid TOML{at}: {}", e.message()))
         })?;
         let mut file = HostsFile::default();
-        if let Some(server) = table.get("server") {
-            let s = server
-                .as_str()
-                .ok_or_else(|| Error::invalid("\"server\" must be a string"))?;
+        let server = match table.get("server") {
+            None => None,
+            Some(v) => Some(
+                v.as_str()
+                    .ok_or_else(|| Error::invalid("\"server\" must be a string"))?,
+            ),
+        };
+        // containerd reads `server = ""` as no server: the registry at its usual address.
+        if let Some(s) = server.filter(|s| !s.is_empty()) {
             file.server = Some(Server {
                 url: with_scheme(s, None)?,
                 capabilities: capabilities(&table, "the registry")?,
@@ -272,10 +286,15 @@ fn settings(table: &toml::Table, base: &Path, whose: &str) -> Result<HostSetting
             let text = v
                 .as_str()
                 .ok_or_else(|| invalid("dial_timeout must be a duration such as \"5s\""))?;
-            let d =
-                crate::duration::parse(text).map_err(|e| invalid(&format!("dial_timeout: {e}")))?;
-            // Zero is no limit of its own in containerd (Go's dialer): the default applies.
-            (!d.is_zero()).then_some(d)
+            // containerd reads an empty one as none given.
+            if text.is_empty() {
+                None
+            } else {
+                let d = crate::duration::parse(text)
+                    .map_err(|e| invalid(&format!("dial_timeout: {e}")))?;
+                // Zero is no limit of its own in containerd (Go's dialer): the default applies.
+                (!d.is_zero()).then_some(d)
+            }
         }
     };
     let client = match table.get("client") {
@@ -702,6 +721,41 @@ client = "/certs/both.pem"
             .server_settings
             .ca
             .is_empty());
+    }
+
+    /// containerd reads an empty `hosts.toml` as none at all (`len(b) == 0` in
+    /// `loadHostDir`): the folder's certificate files are the registry's.
+    #[test]
+    fn an_empty_hosts_toml_leaves_the_folder_s_certificates_to_the_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        let own = dir.path().join("registry.corp");
+        std::fs::create_dir_all(&own).unwrap();
+        std::fs::write(own.join("hosts.toml"), "").unwrap();
+        std::fs::write(own.join("ca.crt"), "").unwrap();
+        let f = HostsFile::load(dir.path(), "registry.corp")
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.server_settings.ca, [own.join("ca.crt")]);
+        // Anything in it, even a comment alone, makes it the folder's configuration.
+        std::fs::write(own.join("hosts.toml"), "# nothing yet\n").unwrap();
+        let f = HostsFile::load(dir.path(), "registry.corp")
+            .unwrap()
+            .unwrap();
+        assert!(f.server_settings.ca.is_empty(), "{f:?}");
+    }
+
+    /// containerd takes an empty `server` or `dial_timeout` for one not given; refusing
+    /// the file stopped every run over a key a generated file often leaves empty.
+    #[test]
+    fn empty_server_and_dial_timeout_are_as_if_absent() {
+        let f = HostsFile::parse(
+            "server = \"\"\ndial_timeout = \"\"\n[host.\"https://m.example\"]\n  dial_timeout = \"\"\n",
+            Path::new("/r"),
+        )
+        .unwrap();
+        assert_eq!(f.server, None);
+        assert_eq!(f.server_settings.dial_timeout, None);
+        assert_eq!(f.hosts[0].settings.dial_timeout, None);
     }
 
     /// containerd looks for `host_port_` before `host:port` (a name every filesystem takes).

@@ -143,10 +143,24 @@ fn write_if_absent(
     tmp.write_all(content)
         .and_then(|()| tmp.as_file().sync_all())
         .map_err(|e| ("writing", path.into(), e))?;
-    // Another run may have created it meanwhile; either copy is the same.
-    tmp.persist(path)
-        .map_err(|e| ("writing", path.into(), e.error))?;
-    Ok(())
+    place_new(tmp, path).map_err(|e| ("writing", path.into(), e))
+}
+
+/// Renames `tmp` to `path` unless a file is there by now: another run may have made it
+/// since [`write_if_absent`] looked, and `index.json` may already name the images that
+/// run pulled, which an empty one renamed over it would drop.
+fn place_new(tmp: tempfile::NamedTempFile, path: &Path) -> std::io::Result<()> {
+    let e = match tmp.persist_noclobber(path) {
+        Ok(_) => return Ok(()),
+        Err(e) => e,
+    };
+    // What is there is kept (the temporary goes with `e`), unless it leads nowhere: a
+    // dangling link was replaced before, and a layout has no use for one. A filesystem
+    // that can neither rename without replacing nor hard-link gets the plain rename.
+    if e.error.kind() == std::io::ErrorKind::AlreadyExists && path.exists() {
+        return Ok(());
+    }
+    e.file.persist(path).map(drop).map_err(|e| e.error)
 }
 
 /// Opens `path` to read and append, if it is a regular file of no other name. A partial
@@ -204,5 +218,39 @@ pub(super) fn hash_reader(
         }
         h.update(&buf[..n]);
         len += n as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Another run's `index.json`, made (and its first image added) after this run found
+    /// none, stays: the empty one this run wrote meanwhile goes instead. A dangling link
+    /// is no file, and is replaced as before.
+    #[test]
+    fn a_file_made_meanwhile_is_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.json");
+        let empty = || {
+            let mut tmp = new_layout_file(dir.path()).unwrap();
+            tmp.write_all(EMPTY_INDEX).unwrap();
+            tmp
+        };
+        let tmp = empty();
+        std::fs::write(&path, b"another run's entries").unwrap();
+        place_new(tmp, &path).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"another run's entries");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary left"
+        );
+
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &path).unwrap();
+        place_new(empty(), &path).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), EMPTY_INDEX);
+        assert!(!std::fs::symlink_metadata(&path).unwrap().is_symlink());
     }
 }
