@@ -26,17 +26,34 @@ pub(super) fn remove_unheld_lock(path: &Path) {
     }
 }
 
-/// Opens the lock file at `path` (creating it with `create`) to lock it: read-only, which
-/// `flock` needs no more than, so another user's lock in a shared layout is seen too;
-/// never through a symbolic link, and never waiting on a FIFO.
+/// Opens the lock file at `path` (creating it with `create`) to lock it, never through a
+/// symbolic link, and never waiting on a FIFO. For writing where it may be: on NFS,
+/// `flock` is a lock on the server that an exclusive holder must have opened for writing
+/// (`EBADF` otherwise, and the store then runs as if without locks, fetching a shared blob
+/// once per run). Read-only where it may not be, which a local `flock` needs no more
+/// than, so another user's lock in a shared layout, or one on a read-only mount, is seen.
 pub(super) fn open_lock(path: &Path, create: bool) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     let create = if create { libc::O_CREAT } else { 0 };
-    std::fs::OpenOptions::new()
-        .read(true)
-        .mode(0o666)
-        .custom_flags(create | libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
+    let open = |write: bool| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(write)
+            .mode(0o666)
+            .custom_flags(create | libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+    };
+    match open(true) {
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EACCES | libc::EROFS | libc::EPERM)
+            ) =>
+        {
+            open(false)
+        }
+        opened => opened,
+    }
 }
 
 /// Whether `path` still names `file`, a regular file: a lock taken on a file its holder
@@ -116,4 +133,21 @@ pub(super) fn held(path: &Path) -> bool {
         return false;
     };
     matches!(try_flock(&file, libc::LOCK_SH), Ok(false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An exclusive `flock` on NFS needs a file open for writing.
+    #[test]
+    fn a_lock_file_is_opened_for_writing_where_it_may_be() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        let file = open_lock(&path, true).unwrap();
+        // SAFETY: F_GETFL on a descriptor this test owns.
+        let flags = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&file), libc::F_GETFL) };
+        assert_eq!(flags & libc::O_ACCMODE, libc::O_RDWR);
+        assert!(try_flock(&file, libc::LOCK_EX).unwrap());
+    }
 }
