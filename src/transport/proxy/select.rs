@@ -305,13 +305,17 @@ fn ends_with_domain(host: &str, domain: &str) -> bool {
 
 /// A proxy setting with `http://` before it when it names no scheme, as curl and Go's
 /// clients read `proxy.corp:3128/`, which the matcher cannot parse as it stands; and with
-/// every `@` of its user information but the last escaped (see [`at_signs_escaped`]).
+/// every `@` of its user information but the last escaped (see [`at_signs_escaped`]). A
+/// scheme is read in lower case, as Go's clients and curl read it: `SOCKS5://` is
+/// `socks5://`, where the matcher, and then dist, took it for a scheme of its own.
 fn with_scheme(value: &str) -> String {
     let value = value.trim();
-    if value.is_empty() || value.contains("://") {
-        at_signs_escaped(value)
-    } else {
-        at_signs_escaped(&format!("http://{value}"))
+    match value.split_once("://") {
+        _ if value.is_empty() => String::new(),
+        Some((scheme, rest)) => {
+            at_signs_escaped(&format!("{}://{rest}", scheme.to_ascii_lowercase()))
+        }
+        None => at_signs_escaped(&format!("http://{value}")),
     }
 }
 
@@ -630,6 +634,23 @@ mod tests {
                 "{setting:?} tunnels https"
             );
         }
+    }
+
+    /// A scheme is case-insensitive (RFC 3986, 3.1), as Go's clients and curl read it:
+    /// `SOCKS5://` was refused as a proxy dist does not speak, naming `SOCKS5://` as such.
+    #[test]
+    fn a_proxy_scheme_in_capitals_is_the_same_scheme() {
+        let p = Proxies::of("SOCKS5h://bob:hunter2@socks.corp:1080", "", "");
+        let Route::Socks { proxy, auth } = p.route(&uri("https://quay.io/v2/")) else {
+            panic!("SOCKS5h:// is socks5h://");
+        };
+        assert_eq!(proxy, uri("http://socks.corp:1080"));
+        assert_eq!(auth.unwrap().password, "hunter2");
+        let p = Proxies::of("", "HTTP://alice:s3cret@proxy.corp:3128", "");
+        assert!(matches!(
+            p.route(&uri("https://quay.io/v2/")),
+            Route::Tunnel { auth: Some(_), .. }
+        ));
     }
 
     #[test]
