@@ -555,6 +555,9 @@ impl Transport {
                 .headers()
                 .get(http::header::LOCATION)
                 .map(|v| location_text(v.as_bytes()))
+                // An empty one names the URL that sent it: followed, it asked the same
+                // again until the redirects ran out.
+                .filter(|l| !l.is_empty())
                 .ok_or_else(|| {
                     Error::new(
                         ErrorKind::Protocol,
@@ -773,6 +776,24 @@ mod tests {
             String::from_utf8(request).unwrap()
         });
         (port, served)
+    }
+
+    /// An empty `Location` is no location: resolved, it is the URL that sent it.
+    #[tokio::test]
+    async fn an_empty_location_is_a_redirect_without_one() {
+        let (port, served) = answering_once(
+            "HTTP/1.1 302 Found\r\nlocation: \r\ncontent-length: 0\r\n\r\n",
+            None,
+        )
+        .await;
+        let transport = Transport::new(TransportOptions::default()).unwrap();
+        let e = transport
+            .send(Outgoing::get(u(&format!("http://localhost:{port}/v2/"))))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
+        assert!(e.to_string().contains("302 Found without Location"), "{e}");
+        served.await.unwrap();
     }
 
     /// A 303 sends the request on as a GET without its body (RFC 9110, 15.4.4), as Go's
