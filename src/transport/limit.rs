@@ -39,11 +39,14 @@ impl<C> LimitedConnector<C> {
     }
 
     fn semaphore(&self, uri: &Uri) -> Arc<Semaphore> {
+        // The port filled in and the host in lower case: one host written two ways (a
+        // `Location` or a token realm with `:443`) had two semaphores, and twice the cap.
+        let scheme = uri.scheme_str().unwrap_or("");
+        let default = if scheme == "https" { 443 } else { 80 };
         let key = format!(
-            "{}://{}:{}",
-            uri.scheme_str().unwrap_or(""),
-            uri.host().unwrap_or(""),
-            uri.port_u16().unwrap_or(0)
+            "{scheme}://{}:{}",
+            uri.host().unwrap_or("").to_ascii_lowercase(),
+            uri.port_u16().unwrap_or(default)
         );
         let mut hosts = self.hosts.lock().expect("connection limits poisoned");
         hosts
@@ -120,3 +123,32 @@ impl Answered {
 }
 
 pass_io_through!([T: Read + Write + Unpin] Limited<T>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A URL written with its default port (a token realm, a redirect's `Location`) or in
+    /// capitals names the host the cap is for: a semaphore of its own doubled the cap.
+    #[test]
+    fn one_host_spelled_two_ways_shares_its_cap() {
+        let limited = LimitedConnector::new((), 2);
+        let sem = |u: &str| limited.semaphore(&u.parse().unwrap());
+        assert!(Arc::ptr_eq(
+            &sem("https://registry.example/v2/"),
+            &sem("https://Registry.Example:443/v2/x")
+        ));
+        assert!(Arc::ptr_eq(
+            &sem("http://registry.example/v2/"),
+            &sem("http://registry.example:80/")
+        ));
+        assert!(!Arc::ptr_eq(
+            &sem("https://registry.example/v2/"),
+            &sem("http://registry.example:443/v2/")
+        ));
+        assert!(!Arc::ptr_eq(
+            &sem("https://registry.example/v2/"),
+            &sem("https://registry.example:5000/v2/")
+        ));
+    }
+}

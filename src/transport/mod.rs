@@ -555,6 +555,9 @@ impl Transport {
                 .headers()
                 .get(http::header::LOCATION)
                 .map(|v| location_text(v.as_bytes()))
+                // An empty one names the URL that sent it: followed, it asked the same
+                // again until the redirects ran out.
+                .filter(|l| !l.is_empty())
                 .ok_or_else(|| {
                     Error::new(
                         ErrorKind::Protocol,
@@ -580,6 +583,12 @@ impl Transport {
                     Box::pin(tokio::time::sleep_until(until)).await;
                 }
             }
+            // Before the body is judged: a 303 drops it, and a body that goes nowhere
+            // keeps no request from another origin.
+            if status == StatusCode::SEE_OTHER && req.method != Method::HEAD {
+                req.method = Method::GET;
+                req.body = Bytes::new();
+            }
             if !req.body.is_empty() && !same_origin {
                 // A body may carry a secret (a refresh token in a form): it stays with the
                 // origin it was meant for.
@@ -588,10 +597,6 @@ impl Transport {
                     format!("refusing to send a request body on to {}", redact(&next)),
                 )
                 .with_url(&req.url));
-            }
-            if status == StatusCode::SEE_OTHER && req.method != Method::HEAD {
-                req.method = Method::GET;
-                req.body = Bytes::new();
             }
             req.url = next;
         }
@@ -736,6 +741,85 @@ mod tests {
 
     fn u(s: &str) -> Uri {
         s.parse().unwrap()
+    }
+
+    /// Serves one HTTP/1.1 request on a loopback port with `answer` (`{port}` in it is
+    /// `other`'s port), and hands back the request's head and body as it came.
+    async fn answering_once(
+        answer: &'static str,
+        other: Option<u16>,
+    ) -> (u16, tokio::task::JoinHandle<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let answer = answer.replace("{port}", &other.unwrap_or(0).to_string());
+        let served = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            // The head, and as much of a body as its Content-Length says.
+            loop {
+                let n = conn.read(&mut buf).await.unwrap();
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length: "))
+                        .map_or(0, |n| n.trim().parse().unwrap());
+                    if body.len() >= length || n == 0 {
+                        break;
+                    }
+                }
+            }
+            conn.write_all(answer.as_bytes()).await.unwrap();
+            String::from_utf8(request).unwrap()
+        });
+        (port, served)
+    }
+
+    /// An empty `Location` is no location: resolved, it is the URL that sent it.
+    #[tokio::test]
+    async fn an_empty_location_is_a_redirect_without_one() {
+        let (port, served) = answering_once(
+            "HTTP/1.1 302 Found\r\nlocation: \r\ncontent-length: 0\r\n\r\n",
+            None,
+        )
+        .await;
+        let transport = Transport::new(TransportOptions::default()).unwrap();
+        let e = transport
+            .send(Outgoing::get(u(&format!("http://localhost:{port}/v2/"))))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
+        assert!(e.to_string().contains("302 Found without Location"), "{e}");
+        served.await.unwrap();
+    }
+
+    /// A 303 sends the request on as a GET without its body (RFC 9110, 15.4.4), as Go's
+    /// client and curl do: the body, which may hold a secret, goes nowhere, so a 303 to
+    /// another origin is followed. The body was refused before the 303 dropped it.
+    #[tokio::test]
+    async fn a_see_other_to_another_origin_goes_on_as_a_get_without_the_body() {
+        let (done, served_done) =
+            answering_once("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", None).await;
+        let (first, served_first) = answering_once(
+            "HTTP/1.1 303 See Other\r\nlocation: http://127.0.0.1:{port}/done\r\n\
+             content-length: 0\r\n\r\n",
+            Some(done),
+        )
+        .await;
+        let transport = Transport::new(TransportOptions::default()).unwrap();
+        let mut req = Outgoing::get(u(&format!("http://localhost:{first}/token")));
+        req.method = Method::POST;
+        req.body = Bytes::from_static(b"grant_type=refresh_token&refresh_token=s3cret");
+        let reply = transport.send(req).await.unwrap();
+        assert_eq!(reply.response.status(), StatusCode::OK);
+        assert!(!reply.same_origin);
+        assert!(served_first.await.unwrap().starts_with("POST /token "));
+        let second = served_done.await.unwrap();
+        assert!(second.starts_with("GET /done "), "{second}");
+        assert!(!second.contains("s3cret"), "{second}");
     }
 
     #[test]

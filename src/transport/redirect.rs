@@ -67,6 +67,14 @@ pub fn resolve(base: &Uri, location: &str) -> Result<Uri> {
         let scheme = base.scheme_str().unwrap_or("https");
         let target = if location.starts_with('/') {
             location.to_string()
+        } else if location.is_empty() || location.starts_with('?') {
+            // The base's own path, with the location's query, or the base's when it has
+            // none (RFC 3986, 5.2.2): a query alone went to the base's directory.
+            let query = match (location, base.query()) {
+                ("", Some(query)) => format!("?{query}"),
+                _ => location.to_string(),
+            };
+            format!("{}{query}", base.path())
         } else {
             let path = base.path();
             let dir = &path[..path.rfind('/').map(|i| i + 1).unwrap_or(0)];
@@ -167,11 +175,25 @@ mod tests {
                 "https://reg.example:5000/v2/x/blobs/sibling?from=http://a/b",
             ),
             ("HTTP://cdn.example/p", "http://cdn.example/p"),
+            // A query alone replaces the query, on the same path (RFC 3986, 5.2.2).
+            (
+                "?part=2",
+                "https://reg.example:5000/v2/x/blobs/sha256:ab?part=2",
+            ),
         ];
         for (location, want) in cases {
             assert_eq!(resolve(&base, location).unwrap(), u(want), "{location}");
         }
         assert!(resolve(&base, "ftp://x/y").is_err());
+        // An empty reference is the base itself (a query replaced by nothing new).
+        assert_eq!(
+            resolve(&u("https://reg.example/a/b?q=1"), "").unwrap(),
+            u("https://reg.example/a/b?q=1")
+        );
+        assert_eq!(
+            resolve(&u("https://reg.example/a/b?q=1"), "?r=2").unwrap(),
+            u("https://reg.example/a/b?r=2")
+        );
         for (raw, want) in [
             (&b"/cdn/my blob?x=a b#part"[..], "/cdn/my%20blob?x=a%20b"),
             ("/caf\u{e9}/{a}".as_bytes(), "/caf%C3%A9/%7Ba%7D"),

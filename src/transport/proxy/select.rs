@@ -304,13 +304,37 @@ fn ends_with_domain(host: &str, domain: &str) -> bool {
 }
 
 /// A proxy setting with `http://` before it when it names no scheme, as curl and Go's
-/// clients read `proxy.corp:3128/`, which the matcher cannot parse as it stands.
+/// clients read `proxy.corp:3128/`, which the matcher cannot parse as it stands; and with
+/// every `@` of its user information but the last escaped (see [`at_signs_escaped`]). A
+/// scheme is read in lower case, as Go's clients and curl read it: `SOCKS5://` is
+/// `socks5://`, where the matcher, and then dist, took it for a scheme of its own.
 fn with_scheme(value: &str) -> String {
     let value = value.trim();
-    if value.is_empty() || value.contains("://") {
-        value.to_string()
-    } else {
-        format!("http://{value}")
+    match value.split_once("://") {
+        _ if value.is_empty() => String::new(),
+        Some((scheme, rest)) => {
+            at_signs_escaped(&format!("{}://{rest}", scheme.to_ascii_lowercase()))
+        }
+        None => at_signs_escaped(&format!("http://{value}")),
+    }
+}
+
+/// `value` with each `@` before the last one of its authority written `%40`. A password
+/// is often written as it is (`http://alice:p@ss@proxy.corp:3128`): Go's clients (docker,
+/// podman, containerd) take the host after the last `@`, and so does the URI parser, but
+/// hyper-util's matcher split the user information at the first, and sent `alice:p` to
+/// the proxy, which refused it.
+fn at_signs_escaped(value: &str) -> String {
+    let Some((scheme, rest)) = value.split_once("://") else {
+        return value.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains('@') => {
+            format!("{scheme}://{}@{host}{tail}", userinfo.replace('@', "%40"))
+        }
+        _ => value.to_string(),
     }
 }
 
@@ -482,6 +506,44 @@ mod tests {
         );
     }
 
+    /// A password with an `@` in it, written as it is: Go's clients (docker, podman,
+    /// containerd) split the user information at the last `@`, so the same setting must
+    /// reach the proxy with the same password here, not a part of it.
+    #[test]
+    fn a_password_holding_an_at_sign_is_sent_whole() {
+        for setting in [
+            "http://alice:p@ss@proxy.corp:3128",
+            "alice:p@ss@proxy.corp:3128/",
+        ] {
+            let p = Proxies::of("", setting, "");
+            let Route::Tunnel {
+                proxy,
+                auth: Some(auth),
+            } = p.route(&uri("https://ghcr.io/v2/"))
+            else {
+                panic!("{setting}: tunnelled with credentials");
+            };
+            // alice:p@ss
+            assert_eq!(
+                auth.to_str().unwrap(),
+                "Basic YWxpY2U6cEBzcw==",
+                "{setting}"
+            );
+            assert_eq!(proxy.authority().unwrap().as_str(), "proxy.corp:3128");
+        }
+        let p = Proxies::of("socks5h://bob:hun@ter2@socks.corp:1080", "", "");
+        let Route::Socks {
+            auth: Some(auth), ..
+        } = p.route(&uri("https://quay.io/v2/"))
+        else {
+            panic!("socks with credentials");
+        };
+        assert_eq!(
+            (auth.user.as_str(), auth.password.as_str()),
+            ("bob", "hun@ter2")
+        );
+    }
+
     #[test]
     fn plain_http_is_forwarded_with_the_credentials_on_each_request() {
         let p = Proxies::of("http://bob:pw@proxy.corp:3128", "", "");
@@ -572,6 +634,23 @@ mod tests {
                 "{setting:?} tunnels https"
             );
         }
+    }
+
+    /// A scheme is case-insensitive (RFC 3986, 3.1), as Go's clients and curl read it:
+    /// `SOCKS5://` was refused as a proxy dist does not speak, naming `SOCKS5://` as such.
+    #[test]
+    fn a_proxy_scheme_in_capitals_is_the_same_scheme() {
+        let p = Proxies::of("SOCKS5h://bob:hunter2@socks.corp:1080", "", "");
+        let Route::Socks { proxy, auth } = p.route(&uri("https://quay.io/v2/")) else {
+            panic!("SOCKS5h:// is socks5h://");
+        };
+        assert_eq!(proxy, uri("http://socks.corp:1080"));
+        assert_eq!(auth.unwrap().password, "hunter2");
+        let p = Proxies::of("", "HTTP://alice:s3cret@proxy.corp:3128", "");
+        assert!(matches!(
+            p.route(&uri("https://quay.io/v2/")),
+            Route::Tunnel { auth: Some(_), .. }
+        ));
     }
 
     #[test]

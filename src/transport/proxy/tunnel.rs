@@ -34,7 +34,7 @@ pub(super) async fn open_tunnel(
     // mean the proxy broke the protocol.
     let mut answer = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
-    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+    while head_end(&answer).is_none() {
         if answer.len() > MAX_PROXY_HEAD {
             return Err(TunnelFailure::Broken(
                 "the proxy's answer is too long".into(),
@@ -52,7 +52,7 @@ pub(super) async fn open_tunnel(
     // same segment: the status says what happened, whatever follows it.
     match status_of(&answer) {
         Some(status) if (200..300).contains(&status) => {
-            if !answer.ends_with(b"\r\n\r\n") {
+            if head_end(&answer) != Some(answer.len()) {
                 return Err(TunnelFailure::Broken(
                     "the proxy sent data before the tunnel opened".into(),
                 ));
@@ -64,6 +64,22 @@ pub(super) async fn open_tunnel(
             "the proxy's answer is not HTTP".into(),
         )),
     }
+}
+
+/// Where the head at the start of `answer` ends: after its first empty line. A line may
+/// end in a bare LF, as Go's and curl's clients take it (RFC 9112, 2.2); a proxy answering
+/// so was waited on for CRLF CRLF until the connect timeout ran out.
+fn head_end(answer: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    while let Some(lf) = answer[at..].iter().position(|&b| b == b'\n') {
+        let next = at + lf + 1;
+        match answer.get(next..) {
+            Some([b'\n', ..]) => return Some(next + 1),
+            Some([b'\r', b'\n', ..]) => return Some(next + 2),
+            _ => at = next,
+        }
+    }
+    None
 }
 
 /// The status code of an HTTP/1.x status line at the start of `head`.
@@ -81,6 +97,50 @@ fn status_of(head: &[u8]) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a proxy sends back to `CONNECT`, the tunnel's outcome, with the proxy closing
+    /// the connection after it.
+    async fn answered(answer: &'static [u8]) -> Result<TcpStream, TunnelFailure> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let proxy = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 256];
+            while !request.ends_with(b"\r\n\r\n") {
+                let n = conn.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the request ended early");
+                request.extend_from_slice(&buf[..n]);
+            }
+            conn.write_all(answer).await.unwrap();
+        });
+        let tcp = TcpStream::connect(address).await.unwrap();
+        let opened = open_tunnel(tcp, "registry.test:443", None).await;
+        proxy.await.unwrap();
+        opened
+    }
+
+    /// Lines that end in a bare LF, as Go's and curl's clients take them: the answer's end
+    /// was looked for as CRLF CRLF only, and not found.
+    #[tokio::test]
+    async fn an_answer_in_bare_line_feeds_opens_the_tunnel() {
+        for answer in [
+            &b"HTTP/1.0 200 Connection established\n\n"[..],
+            b"HTTP/1.1 200 OK\nVia: 1.1 proxy\n\n",
+            b"HTTP/1.1 200 OK\r\nVia: 1.1 proxy\n\r\n",
+        ] {
+            assert!(answered(answer).await.is_ok(), "{answer:?}");
+        }
+        assert!(matches!(
+            answered(b"HTTP/1.1 407 Proxy Authentication Required\n\n").await,
+            Err(TunnelFailure::Refused(407))
+        ));
+        assert!(matches!(
+            answered(b"HTTP/1.1 200 OK\n\nearly").await,
+            Err(TunnelFailure::Broken(_))
+        ));
+        assert!(answered(b"HTTP/1.1 200 OK\r\n\r\n").await.is_ok());
+    }
 
     #[test]
     fn status_lines() {
