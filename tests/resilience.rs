@@ -36,6 +36,22 @@ fn lines(blobs: &BTreeMap<String, Vec<u8>>) -> String {
     blobs.keys().map(|d| format!("{d}\n")).collect()
 }
 
+/// Waits (up to 30 s) until the registry has answered a blob GET with the blob: the run
+/// holds credentials (a token) the registry took, and its batch is under way. A fixed
+/// pause before revoking or failing them can end, on a loaded machine, before the run
+/// asked for anything, and the change then falls on its first token instead.
+fn first_blob_served(reg: &FakeRegistry) {
+    let started = Instant::now();
+    let served = |r: &support::fake::RequestRecord| r.path.contains("/blobs/") && r.status == 200;
+    while !reg.requests().iter().any(served) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no blob served"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Every file under blobs/ matches its name, and no temporary file or partial download
 /// is left.
 fn assert_store_clean(dir: &Path) -> usize {
@@ -162,7 +178,7 @@ fn revoked_token_mid_batch_is_refreshed_once() {
         &["fetch", &repo(&reg), "-", "-j", "6"],
         lines(&blobs).as_bytes(),
     );
-    std::thread::sleep(Duration::from_millis(400));
+    first_blob_served(&reg);
     reg.invalidate_tokens();
     let out = child.wait_with_output().unwrap();
     assert!(
@@ -203,7 +219,7 @@ fn a_hanging_token_server_is_asked_once_for_every_task_waiting() {
         ],
         lines(&blobs).as_bytes(),
     );
-    std::thread::sleep(Duration::from_millis(300));
+    first_blob_served(&reg);
     reg.set_fault_for_every("/token", Fault::Stall(Duration::from_secs(5)));
     reg.invalidate_tokens();
     let out = child.wait_with_output().unwrap();
@@ -232,7 +248,7 @@ fn a_failing_token_server_is_asked_again_once_per_backoff() {
     );
     // Its output is read meanwhile: a full pipe would hold it up.
     let out = std::thread::spawn(move || child.wait_with_output().unwrap());
-    std::thread::sleep(Duration::from_millis(300));
+    first_blob_served(&reg);
     reg.set_fault_for_every("/token", Fault::Status(503));
     reg.invalidate_tokens();
     std::thread::sleep(Duration::from_secs(1));
@@ -275,8 +291,9 @@ fn rotating_helper(dist: &mut Dist, secret: &Path) {
 }
 
 /// Runs a batch of 30 slowed blobs from `reg` with credentials from a helper whose
-/// password changes to "second" (and the registry's to `changed()`) 400 ms in; every blob
-/// must arrive. Returns the `dist` (its helper still handing out "second") and the blobs.
+/// password changes to "second" (and the registry's to `changed()`) once the first blob is
+/// served; every blob must arrive. Returns the `dist` (its helper still handing out
+/// "second") and the blobs.
 fn batch_across_a_password_change(
     reg: &FakeRegistry,
     changed: impl Fn() -> Auth,
@@ -291,7 +308,7 @@ fn batch_across_a_password_change(
         &["fetch", &repo(reg), "-", "-j", "4"],
         lines(&blobs).as_bytes(),
     );
-    std::thread::sleep(Duration::from_millis(400));
+    first_blob_served(reg);
     std::fs::write(&secret, "second").unwrap();
     reg.set_auth(changed());
     reg.invalidate_tokens();
