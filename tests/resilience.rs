@@ -429,10 +429,16 @@ fn sigterm_stops_promptly_and_leaves_only_verified_blobs() {
     let (reg, blobs) = slow_batch();
     let dir = tempfile::tempdir().unwrap();
     let dist = Dist::new();
-    let child = start_batch(&dist, &reg, &blobs, dir.path());
-    std::thread::sleep(Duration::from_millis(1500));
+    let mut child = start_batch(&dist, &reg, &blobs, dir.path());
+    // Its first line: some object is done, others are not (a fixed pause could end before
+    // the first on a loaded machine).
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
     let signalled = Instant::now();
     assert_eq!(unsafe_kill(child.id(), 15), 0);
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut stdout, &mut rest).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         signalled.elapsed() < Duration::from_secs(2),
@@ -444,7 +450,7 @@ fn sigterm_stops_promptly_and_leaves_only_verified_blobs() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let reported = json_lines(&out.stdout);
+    let reported = json_lines(&[first.as_bytes(), &rest].concat());
     assert!(
         !reported.is_empty() && reported.len() < 30,
         "some, not all, finished: {}",
@@ -751,16 +757,30 @@ fn after_kill_9_a_rerun_completes_without_refetching() {
     let dir = tempfile::tempdir().unwrap();
     let dist = Dist::new();
     let mut child = start_batch(&dist, &reg, &blobs, dir.path());
-    std::thread::sleep(Duration::from_millis(1500));
+    let sha = dir.path().join("blobs/sha256");
+    let stored = || -> Vec<String> {
+        std::fs::read_dir(&sha)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().into_string().unwrap())
+                    .filter(|n| !n.starts_with('.'))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // Killed once one blob is stored, not after a fixed pause, which a loaded machine
+    // can end before the first.
+    let started = Instant::now();
+    while stored().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "nothing stored"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     child.kill().unwrap(); // SIGKILL: no chance to clean up
     child.wait().unwrap();
-    let sha = dir.path().join("blobs/sha256");
-    let done: Vec<String> = std::fs::read_dir(&sha)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().into_string().unwrap())
-        .filter(|n| !n.starts_with('.'))
-        .collect();
+    let done = stored();
     assert!(!done.is_empty() && done.len() < 30, "{}", done.len());
     reg.clear_faults();
     let before = reg.request_count();
