@@ -565,26 +565,27 @@ fn sigint_during_large_downloads_stops_promptly_and_keeps_partials_a_rerun_carri
     }
 }
 
-/// Waits (up to 20 s) for `n` files being written into the layout at `dir`, then one
-/// second more, for the paced downloads to pass their first MiB; returns how many there are.
+/// Waits (up to 30 s) until `n` files being written into the layout at `dir` hold more
+/// than their first MiB on disk; returns how many do. Watched, not timed: a fixed pause
+/// for the paced downloads to get there can end before they do on a loaded machine.
 fn downloads_past_their_first_mib(dir: &Path, n: usize) -> usize {
     let sha = dir.join("blobs/sha256");
     // The downloads' own files, not the locks they are fetched under.
-    let temporaries = || {
+    let past = || {
         std::fs::read_dir(&sha)
             .map(|d| {
                 d.flatten()
                     .filter(|e| e.file_name().to_string_lossy().starts_with(".dist-tmp-"))
+                    .filter(|e| e.metadata().is_ok_and(|m| m.len() > 1 << 20))
                     .count()
             })
             .unwrap_or(0)
     };
     let waited = Instant::now();
-    while temporaries() < n && waited.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(50));
+    while past() < n && waited.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(1000));
-    temporaries()
+    past()
 }
 
 /// SIGHUP (the terminal closed, the SSH session dropped) stops a batch as SIGTERM does:
