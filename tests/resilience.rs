@@ -1029,16 +1029,20 @@ fn a_stop_is_honoured_while_the_last_frames_wait_for_a_reader() {
 /// timeout(1) has it) tells a deadline from failed objects.
 #[test]
 fn a_batch_stops_whole_at_its_timeout() {
-    // About 11 s in all (half a second a blob, four at a time): the deadline falls seconds
-    // after the first blob is done and seconds before the last, on a loaded machine too.
+    // Some blobs served at once, then blobs that stall for ten minutes: the deadline
+    // cannot fall after the last one, however slow the machine, nor before the first
+    // unless the machine takes 5 s for a few small blobs.
     let reg = FakeRegistry::start();
-    let blobs = fill(&reg, 90, 20_000);
-    slow_down(&reg, &blobs, 4000, 100);
+    let blobs = fill(&reg, 30, 20_000);
+    // The first eight in the input are served at once, four at a time.
+    for d in blobs.keys().skip(8) {
+        reg.set_fault_for_every(d, Fault::StallAfter(1000, Duration::from_secs(600)));
+    }
     let dir = tempfile::tempdir().unwrap();
     let dist = Dist::new();
     let to_dir = [
         "--timeout",
-        "3s",
+        "5s",
         "fetch",
         &repo(&reg),
         "-",
@@ -1050,7 +1054,7 @@ fn a_batch_stops_whole_at_its_timeout() {
     let out = dist.run(&to_dir, lines(&blobs).as_bytes());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(124), "{err}");
-    assert!(err.contains("gave up after the --timeout of 3s"), "{err}");
+    assert!(err.contains("gave up after the --timeout of 5s"), "{err}");
     let reported = json_lines(&out.stdout);
     assert!(
         !reported.is_empty() && reported.len() < blobs.len(),
@@ -1062,7 +1066,7 @@ fn a_batch_stops_whole_at_its_timeout() {
 
     // Framed: every frame written is complete.
     let out = dist.run(
-        &["--timeout", "3s", "fetch", &repo(&reg), "-", "-j", "4"],
+        &["--timeout", "5s", "fetch", &repo(&reg), "-", "-j", "4"],
         lines(&blobs).as_bytes(),
     );
     assert_eq!(out.status.code(), Some(124));
