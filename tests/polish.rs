@@ -1624,17 +1624,17 @@ fn a_pull_s_report_line_reaches_its_file_as_the_object_is_done() {
     stdout.read_line(&mut first).unwrap();
     let first = first.trim_end().to_string();
     assert!(first.starts_with('{'), "{first:?}");
-    // The report is written right after stdout: give it a moment, far less than the
-    // second layer takes.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
-    let in_file = loop {
+    // The report is written right after stdout: watched until the line is there or the
+    // pull has ended. A fixed moment to wait can pass first on a loaded machine.
+    let (in_file, running) = loop {
         let text = std::fs::read_to_string(&report).unwrap();
-        if text.lines().any(|l| l == first) || std::time::Instant::now() > deadline {
-            break text;
+        // Asked after the read: running now, it was running when the file held `text`.
+        let running = child.try_wait().unwrap().is_none();
+        if text.lines().any(|l| l == first) || !running {
+            break (text, running);
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     };
-    let running = child.try_wait().unwrap().is_none();
     let rest: Vec<String> = stdout.lines().map(Result::unwrap).collect();
     assert!(child.wait().unwrap().success());
     assert!(

@@ -36,6 +36,22 @@ fn lines(blobs: &BTreeMap<String, Vec<u8>>) -> String {
     blobs.keys().map(|d| format!("{d}\n")).collect()
 }
 
+/// Waits (up to 30 s) until the registry has answered a blob GET with the blob: the run
+/// holds credentials (a token) the registry took, and its batch is under way. A fixed
+/// pause before revoking or failing them can end, on a loaded machine, before the run
+/// asked for anything, and the change then falls on its first token instead.
+fn first_blob_served(reg: &FakeRegistry) {
+    let started = Instant::now();
+    let served = |r: &support::fake::RequestRecord| r.path.contains("/blobs/") && r.status == 200;
+    while !reg.requests().iter().any(served) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no blob served"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Every file under blobs/ matches its name, and no temporary file or partial download
 /// is left.
 fn assert_store_clean(dir: &Path) -> usize {
@@ -76,12 +92,15 @@ fn stalled_body_is_aborted_and_resumed() {
     let reg = FakeRegistry::start();
     let data = bytes(1, 200_000);
     let digest = reg.blob("team/app", &data);
-    reg.push_fault(&digest, Fault::Stall(Duration::from_secs(5)));
+    // The stall and the bound far apart, and the idle timeout far above the gaps a loaded
+    // machine puts in a body that flows: waited out, the stall shows plainly; it does not
+    // happen by chance on the resumed request.
+    reg.push_fault(&digest, Fault::Stall(Duration::from_secs(60)));
     let started = Instant::now();
-    let got = Dist::new().ok(&["fetch", "--idle-timeout", "500ms", &repo(&reg), &digest]);
+    let got = Dist::new().ok(&["fetch", "--idle-timeout", "2s", &repo(&reg), &digest]);
     assert_eq!(got, data);
     assert!(
-        started.elapsed() < Duration::from_secs(4),
+        started.elapsed() < Duration::from_secs(30),
         "did not wait out the stall"
     );
     let ranges: Vec<_> = reg
@@ -162,7 +181,7 @@ fn revoked_token_mid_batch_is_refreshed_once() {
         &["fetch", &repo(&reg), "-", "-j", "6"],
         lines(&blobs).as_bytes(),
     );
-    std::thread::sleep(Duration::from_millis(400));
+    first_blob_served(&reg);
     reg.invalidate_tokens();
     let out = child.wait_with_output().unwrap();
     assert!(
@@ -203,7 +222,7 @@ fn a_hanging_token_server_is_asked_once_for_every_task_waiting() {
         ],
         lines(&blobs).as_bytes(),
     );
-    std::thread::sleep(Duration::from_millis(300));
+    first_blob_served(&reg);
     reg.set_fault_for_every("/token", Fault::Stall(Duration::from_secs(5)));
     reg.invalidate_tokens();
     let out = child.wait_with_output().unwrap();
@@ -232,7 +251,7 @@ fn a_failing_token_server_is_asked_again_once_per_backoff() {
     );
     // Its output is read meanwhile: a full pipe would hold it up.
     let out = std::thread::spawn(move || child.wait_with_output().unwrap());
-    std::thread::sleep(Duration::from_millis(300));
+    first_blob_served(&reg);
     reg.set_fault_for_every("/token", Fault::Status(503));
     reg.invalidate_tokens();
     std::thread::sleep(Duration::from_secs(1));
@@ -275,8 +294,9 @@ fn rotating_helper(dist: &mut Dist, secret: &Path) {
 }
 
 /// Runs a batch of 30 slowed blobs from `reg` with credentials from a helper whose
-/// password changes to "second" (and the registry's to `changed()`) 400 ms in; every blob
-/// must arrive. Returns the `dist` (its helper still handing out "second") and the blobs.
+/// password changes to "second" (and the registry's to `changed()`) once the first blob is
+/// served; every blob must arrive. Returns the `dist` (its helper still handing out
+/// "second") and the blobs.
 fn batch_across_a_password_change(
     reg: &FakeRegistry,
     changed: impl Fn() -> Auth,
@@ -291,7 +311,7 @@ fn batch_across_a_password_change(
         &["fetch", &repo(reg), "-", "-j", "4"],
         lines(&blobs).as_bytes(),
     );
-    std::thread::sleep(Duration::from_millis(400));
+    first_blob_served(reg);
     std::fs::write(&secret, "second").unwrap();
     reg.set_auth(changed());
     reg.invalidate_tokens();
@@ -412,10 +432,16 @@ fn sigterm_stops_promptly_and_leaves_only_verified_blobs() {
     let (reg, blobs) = slow_batch();
     let dir = tempfile::tempdir().unwrap();
     let dist = Dist::new();
-    let child = start_batch(&dist, &reg, &blobs, dir.path());
-    std::thread::sleep(Duration::from_millis(1500));
+    let mut child = start_batch(&dist, &reg, &blobs, dir.path());
+    // Its first line: some object is done, others are not (a fixed pause could end before
+    // the first on a loaded machine).
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
     let signalled = Instant::now();
     assert_eq!(unsafe_kill(child.id(), 15), 0);
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut stdout, &mut rest).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         signalled.elapsed() < Duration::from_secs(2),
@@ -427,7 +453,7 @@ fn sigterm_stops_promptly_and_leaves_only_verified_blobs() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let reported = json_lines(&out.stdout);
+    let reported = json_lines(&[first.as_bytes(), &rest].concat());
     assert!(
         !reported.is_empty() && reported.len() < 30,
         "some, not all, finished: {}",
@@ -539,26 +565,27 @@ fn sigint_during_large_downloads_stops_promptly_and_keeps_partials_a_rerun_carri
     }
 }
 
-/// Waits (up to 20 s) for `n` files being written into the layout at `dir`, then one
-/// second more, for the paced downloads to pass their first MiB; returns how many there are.
+/// Waits (up to 30 s) until `n` files being written into the layout at `dir` hold more
+/// than their first MiB on disk; returns how many do. Watched, not timed: a fixed pause
+/// for the paced downloads to get there can end before they do on a loaded machine.
 fn downloads_past_their_first_mib(dir: &Path, n: usize) -> usize {
     let sha = dir.join("blobs/sha256");
     // The downloads' own files, not the locks they are fetched under.
-    let temporaries = || {
+    let past = || {
         std::fs::read_dir(&sha)
             .map(|d| {
                 d.flatten()
                     .filter(|e| e.file_name().to_string_lossy().starts_with(".dist-tmp-"))
+                    .filter(|e| e.metadata().is_ok_and(|m| m.len() > 1 << 20))
                     .count()
             })
             .unwrap_or(0)
     };
     let waited = Instant::now();
-    while temporaries() < n && waited.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(50));
+    while past() < n && waited.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(1000));
-    temporaries()
+    past()
 }
 
 /// SIGHUP (the terminal closed, the SSH session dropped) stops a batch as SIGTERM does:
@@ -734,16 +761,30 @@ fn after_kill_9_a_rerun_completes_without_refetching() {
     let dir = tempfile::tempdir().unwrap();
     let dist = Dist::new();
     let mut child = start_batch(&dist, &reg, &blobs, dir.path());
-    std::thread::sleep(Duration::from_millis(1500));
+    let sha = dir.path().join("blobs/sha256");
+    let stored = || -> Vec<String> {
+        std::fs::read_dir(&sha)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().into_string().unwrap())
+                    .filter(|n| !n.starts_with('.'))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // Killed once one blob is stored, not after a fixed pause, which a loaded machine
+    // can end before the first.
+    let started = Instant::now();
+    while stored().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "nothing stored"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     child.kill().unwrap(); // SIGKILL: no chance to clean up
     child.wait().unwrap();
-    let sha = dir.path().join("blobs/sha256");
-    let done: Vec<String> = std::fs::read_dir(&sha)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().into_string().unwrap())
-        .filter(|n| !n.starts_with('.'))
-        .collect();
+    let done = stored();
     assert!(!done.is_empty() && done.len() < 30, "{}", done.len());
     reg.clear_faults();
     let before = reg.request_count();
@@ -988,12 +1029,20 @@ fn a_stop_is_honoured_while_the_last_frames_wait_for_a_reader() {
 /// timeout(1) has it) tells a deadline from failed objects.
 #[test]
 fn a_batch_stops_whole_at_its_timeout() {
-    let (reg, blobs) = slow_batch();
+    // Some blobs served at once, then blobs that stall for ten minutes: the deadline
+    // cannot fall after the last one, however slow the machine, nor before the first
+    // unless the machine takes 5 s for a few small blobs.
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, 30, 20_000);
+    // The first eight in the input are served at once, four at a time.
+    for d in blobs.keys().skip(8) {
+        reg.set_fault_for_every(d, Fault::StallAfter(1000, Duration::from_secs(600)));
+    }
     let dir = tempfile::tempdir().unwrap();
     let dist = Dist::new();
     let to_dir = [
         "--timeout",
-        "1500ms",
+        "5s",
         "fetch",
         &repo(&reg),
         "-",
@@ -1005,7 +1054,7 @@ fn a_batch_stops_whole_at_its_timeout() {
     let out = dist.run(&to_dir, lines(&blobs).as_bytes());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(124), "{err}");
-    assert!(err.contains("gave up after the --timeout of 1.5s"), "{err}");
+    assert!(err.contains("gave up after the --timeout of 5s"), "{err}");
     let reported = json_lines(&out.stdout);
     assert!(
         !reported.is_empty() && reported.len() < blobs.len(),
@@ -1017,7 +1066,7 @@ fn a_batch_stops_whole_at_its_timeout() {
 
     // Framed: every frame written is complete.
     let out = dist.run(
-        &["--timeout", "1500ms", "fetch", &repo(&reg), "-", "-j", "4"],
+        &["--timeout", "5s", "fetch", &repo(&reg), "-", "-j", "4"],
         lines(&blobs).as_bytes(),
     );
     assert_eq!(out.status.code(), Some(124));

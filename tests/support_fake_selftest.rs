@@ -444,35 +444,43 @@ fn stall_pauses_after_half_the_body() {
     let registry = FakeRegistry::start();
     let body = content(1000);
     let path = blob_path("app", &registry.blob("app", &body));
-    registry.push_fault(&path, Fault::Stall(Duration::from_millis(300)));
+    // A stall far longer than the pauses a loaded machine puts between the fake's writes
+    // and this thread's reads, so that what comes before it and what after cannot mix.
+    registry.push_fault(&path, Fault::Stall(Duration::from_secs(4)));
 
     let mut stream = TcpStream::connect(registry.addr()).unwrap();
     let text = request_text(registry.addr(), "GET", &path, &[("Connection", "close")]);
     stream.write_all(text.as_bytes()).unwrap();
-    // The head and first half arrive at once; the read that follows waits out the stall.
+    // The head and first half, whenever the fake gets to send them.
     stream
-        .set_read_timeout(Some(Duration::from_millis(150)))
+        .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     let mut raw = Vec::new();
     let mut buf = [0u8; 4096];
-    let error = loop {
-        match stream.read(&mut buf) {
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-            Err(e) => break e,
-        }
+    let head_and_half = |raw: &[u8]| {
+        let head = raw.windows(4).position(|w| w == b"\r\n\r\n");
+        head.is_some_and(|end| raw.len() >= end + 4 + 500)
     };
+    while !head_and_half(&raw) {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "closed after {} bytes", raw.len());
+        raw.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(parse(&raw, Ending::Eof).body, &body[..500]);
+    // Then nothing: the read that follows waits out the stall.
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let error = stream.read(&mut buf).expect_err("the rest held back");
     assert!(matches!(
         error.kind(),
         ErrorKind::WouldBlock | ErrorKind::TimedOut
     ));
-    let started = Instant::now();
-    assert_eq!(parse(&raw, Ending::Eof).body, &body[..500]);
 
     stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
+        .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     let (rest, ending) = read_until_closed(&mut stream);
-    assert!(started.elapsed() >= Duration::from_millis(100));
     assert_eq!((rest.as_slice(), ending), (&body[500..], Ending::Eof));
 }
 
@@ -908,7 +916,8 @@ fn counts_concurrent_connections() {
     assert_eq!(ids, [1, 2, 3]);
 
     drop(streams);
-    let deadline = Instant::now() + Duration::from_secs(2);
+    // Only a guard against a hang: a loaded machine may take seconds to see the closes.
+    let deadline = Instant::now() + Duration::from_secs(30);
     while registry.open_connections() > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -946,14 +955,18 @@ fn dropping_the_registry_ends_stalled_connections_promptly() {
     registry.push_fault(&path, Fault::Stall(Duration::from_secs(60)));
     let addr = registry.addr();
     let client = std::thread::spawn(move || get(addr, &path));
-    let deadline = Instant::now() + Duration::from_secs(2);
+    // Dropped only once the stall has begun, however long the client takes to get there.
+    let deadline = Instant::now() + Duration::from_secs(30);
     while registry.request_count() == 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
+    assert_eq!(registry.request_count(), 1, "the request reached the fake");
 
     let started = Instant::now();
     drop(registry);
-    assert!(started.elapsed() < Duration::from_secs(1));
+    // Far below the 60 s stall that a drop waiting for its connections would sit out.
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(20), "dropped after {took:?}");
     let got = client.join().unwrap();
     assert!(got.body.len() < 1000, "cut off mid-body");
     assert!(TcpStream::connect(addr).is_err(), "no longer listening");
