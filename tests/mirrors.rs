@@ -98,7 +98,9 @@ fn asked(reg: &FakeRegistry, digests: &[String]) -> Vec<usize> {
 /// it). A mirror that leaves request after request unanswered is still skipped.
 #[test]
 fn a_mirror_slow_to_answer_once_stays_in_use() {
-    let slow = Fault::SlowHead(std::time::Duration::from_secs(3));
+    // The idle timeout well above what a loaded machine takes to answer, and the slow
+    // answer well above the timeout.
+    let slow = Fault::SlowHead(std::time::Duration::from_secs(6));
     let run = |slow_for: usize| {
         let (upstream, mirror, digests) = mirrored_blobs(40);
         for digest in &digests[..slow_for] {
@@ -110,7 +112,7 @@ fn a_mirror_slow_to_answer_once_stays_in_use() {
             "--retries",
             "0",
             "--idle-timeout",
-            "1s",
+            "2s",
             "fetch",
             "--mirror",
             &mirror.url(),

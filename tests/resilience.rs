@@ -150,10 +150,12 @@ fn expiring_tokens_are_renewed_without_failures() {
         .start();
     let blobs = fill(&reg, 40, 20_000);
     slow_down(&reg, &blobs, 5000, 80);
+    let started = Instant::now();
     let out = Dist::new().run(
         &["fetch", &repo(&reg), "-", "-j", "4"],
         lines(&blobs).as_bytes(),
     );
+    let took = started.elapsed();
     assert!(
         out.status.success(),
         "{}",
@@ -165,9 +167,15 @@ fn expiring_tokens_are_renewed_without_failures() {
         let (d, _, body) = f.result.unwrap();
         assert_eq!(blobs[&d], body);
     }
-    // The batch lasts ~2.4 s with 1 s tokens: a handful of renewals, not one per object.
+    // The batch lasts at least 3.2 s (10 rounds of 4 blobs of 320 ms) with 1 s tokens,
+    // renewed a quarter early: about one token per 0.75 s it lasts, not one per object.
+    // Bounded by the time the batch took, which a loaded machine stretches.
     let tokens = reg.token_requests();
-    assert!((2..=10).contains(&tokens), "token requests: {tokens}");
+    let most = (took.as_secs_f64() / 0.75).ceil() as usize + 2;
+    assert!(
+        (2..=most).contains(&tokens) && tokens < blobs.len(),
+        "token requests: {tokens} in {took:?}"
+    );
 }
 
 #[test]
