@@ -87,6 +87,9 @@ pub struct Error(Box<Inner>);
 struct Inner {
     kind: ErrorKind,
     message: String,
+    /// Where the notes ([`Error::with_note`]) begin in `message`: the cause's words go
+    /// before them, being the rest of what failed, not of what to do about it.
+    notes_at: Option<usize>,
     object: Option<String>,
     url: Option<String>,
     status: Option<u16>,
@@ -109,6 +112,7 @@ impl Error {
         Error(Box::new(Inner {
             kind,
             message: message.into(),
+            notes_at: None,
             object: None,
             url: None,
             status: None,
@@ -149,6 +153,7 @@ impl Error {
 
     /// Adds what the user may do about it to the message, after a `;`.
     pub fn with_note(mut self, note: impl fmt::Display) -> Self {
+        self.0.notes_at.get_or_insert(self.0.message.len());
         self.0.message = format!("{}; {note}", self.0.message);
         self
     }
@@ -196,6 +201,7 @@ impl Error {
         Error(Box::new(Inner {
             kind: self.0.kind,
             message: self.reason(),
+            notes_at: None,
             object: self.0.object.clone(),
             url: self.0.url.clone(),
             status: self.0.status,
@@ -261,7 +267,11 @@ impl Error {
 
     /// The reason alone (message and cause), for places that print object and URL themselves.
     pub fn reason(&self) -> String {
-        let mut s = self.0.message.clone();
+        let (what, notes) = self
+            .0
+            .notes_at
+            .map_or((&*self.0.message, ""), |at| self.0.message.split_at(at));
+        let mut s = what.to_string();
         if let Some(cause) = &self.0.cause {
             let mut next: Option<&(dyn std::error::Error + 'static)> = Some(cause.as_ref());
             while let Some(c) = next {
@@ -279,6 +289,7 @@ impl Error {
                 next = c.source();
             }
         }
+        s.push_str(notes);
         if self.0.attempts > 1 {
             s.push_str(&format!(" (gave up after {} attempts)", self.0.attempts));
         }
@@ -398,6 +409,28 @@ mod tests {
             "sha256:ab: http://h/v2/x/blobs/sha256:ab: request failed: connection reset"
         );
         assert!(e.is_transient());
+    }
+
+    /// `dist pull` notes which platform a failed layer is for: after the cause, the note
+    /// read as if the platform were what failed ("…; it is the index's entry for
+    /// linux/arm64: Connection refused").
+    #[test]
+    fn a_note_follows_the_cause() {
+        let e = Error::new(ErrorKind::Connect, "request failed")
+            .with_cause(std::io::Error::other("connection refused"))
+            .with_note("it is the index's entry for linux/arm64")
+            .with_note("and more")
+            .with_attempts(3);
+        assert_eq!(
+            e.reason(),
+            "request failed: connection refused; it is the index's entry for linux/arm64; \
+             and more (gave up after 3 attempts)"
+        );
+        assert_eq!(
+            e.message(),
+            "request failed; it is the index's entry for linux/arm64; and more"
+        );
+        assert_eq!(e.shared().reason(), e.reason());
     }
 
     #[test]

@@ -143,8 +143,9 @@
 //! `Unauthorized` (no credentials, or refused ones), `Denied`, `DigestMismatch` and
 //! `SizeMismatch` (content that is not what was asked for, also
 //! [`Error::is_corruption`]), `TooLarge`, `InvalidInput`. [`Error::is_transient`] says
-//! whether the same request may succeed later (connection failures, timeouts, 429, 5xx);
-//! the remote has retried those already, as its [`retry::RetryPolicy`] allows.
+//! whether the same request may succeed later (connection failures, timeouts, 408, 429,
+//! 500, 502, 503 and 504; not a 501 or 507, which say the server cannot, not that it cannot
+//! now); the remote has retried those already, as its [`retry::RetryPolicy`] allows.
 //! [`Error::status`], [`Error::url`] and [`Error::object`] give the context; the `Display`
 //! form is one line with credentials and signed queries taken out.
 //!

@@ -93,6 +93,12 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        // More seconds than a u64 holds is still a number of seconds, the longest there
+        // is (as RFC 9111 reads an overflowing delta-seconds): taken for no header, it
+        // was retried at the usual pace instead of failing at once as a long wait does.
+        return Some(Duration::MAX);
+    }
     let when = date(http::header::RETRY_AFTER)?;
     let now = date(http::header::DATE).unwrap_or_else(SystemTime::now);
     Some(when.duration_since(now).unwrap_or(Duration::ZERO))
@@ -198,6 +204,15 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
         h.insert(http::header::RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&h), None);
+        h.insert(
+            http::header::RETRY_AFTER,
+            "99999999999999999999999".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::MAX));
+        for not_seconds in ["-5", "1.5", "5s"] {
+            h.insert(http::header::RETRY_AFTER, not_seconds.parse().unwrap());
+            assert_eq!(retry_after(&h), None, "{not_seconds}");
+        }
     }
 
     #[test]

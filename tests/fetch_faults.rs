@@ -584,6 +584,21 @@ fn a_retry_after_beyond_a_minute_fails_at_once_and_says_so() {
     assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 1);
 }
 
+/// More seconds than a u64 holds is still a wait past the longest dist takes: read as no
+/// `Retry-After` at all, it was retried at the usual pace, six requests instead of one.
+#[test]
+fn a_retry_after_past_any_number_fails_at_once_too() {
+    let (reg, digest, _) = fake_with_blob(3000);
+    let forever = "99999999999999999999999";
+    reg.set_fault_for_every(&digest, Fault::StatusWithRetryAfter(503, forever.into()));
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("503 Service Unavailable"), "{err}");
+    assert!(err.contains("longer than dist waits (60 s)"), "{err}");
+    assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 1);
+}
+
 /// Docker Hub answers a client whose pull quota is spent with 429 and no `Retry-After`:
 /// the quota comes back over hours, so retrying within the run only spends requests
 /// (which Docker Hub has counted against the quota too). The request fails at once, and

@@ -700,10 +700,15 @@ fn tls_port_refusal(body: &[u8]) -> bool {
 /// `err`, saying that the server asked for a pause longer than dist waits: without it, a
 /// registry's "come back in an hour" reads like any other refusal.
 fn waits_too_long(err: Error, asked: Duration, limit: Duration) -> Error {
+    // Rounded up: a date read by this machine's clock (no `Date` came with it) is a
+    // fraction of a second past whole, and "60 s, longer than dist waits (60 s)" said
+    // nothing. Saturating: a number of seconds past what a u64 holds is `Duration::MAX`.
+    let asked_secs = asked
+        .as_secs()
+        .saturating_add(u64::from(asked.subsec_nanos() > 0));
     let msg = format!(
-        "{}; it asks to be retried in {} s, longer than dist waits ({} s)",
+        "{}; it asks to be retried in {asked_secs} s, longer than dist waits ({} s)",
         err.message(),
-        asked.as_secs(),
         limit.as_secs()
     );
     let mut longer = Error::new(err.kind(), msg);
@@ -786,6 +791,25 @@ mod tests {
         ] {
             assert_eq!(api_root(url, false), None, "{url}");
         }
+    }
+
+    /// A `Retry-After` date read by the local clock is a fraction past whole seconds:
+    /// 60.4 s read "asks to be retried in 60 s, longer than dist waits (60 s)".
+    #[test]
+    fn a_wait_too_long_is_said_in_seconds_rounded_up() {
+        let err = || Error::new(ErrorKind::Http, "registry answered 503").with_status(503);
+        let limit = Duration::from_secs(60);
+        let said = waits_too_long(err(), Duration::from_millis(60_400), limit);
+        assert_eq!(
+            said.message(),
+            "registry answered 503; it asks to be retried in 61 s, longer than dist waits (60 s)"
+        );
+        assert_eq!(said.status(), Some(503));
+        let said = waits_too_long(err(), Duration::MAX, limit);
+        assert!(
+            said.message().contains(&format!("in {} s", u64::MAX)),
+            "{said}"
+        );
     }
 
     #[test]
