@@ -561,6 +561,34 @@ mod tests {
         }
     }
 
+    /// A layout's path is no URL: `?` and `@` in it are part of the name, which errors
+    /// show whole, where URL redaction cut the path at `?` (and for a relative path,
+    /// dropped what came before an `@`).
+    #[tokio::test]
+    async fn errors_name_a_layout_path_as_it_is() {
+        let f = fixture();
+        let odd = f.dir.path().join("backup?v=2@team");
+        std::fs::create_dir(&odd).unwrap();
+        std::fs::write(odd.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        let d = put(&odd, b"changed");
+        std::fs::write(LayoutRemote::new(&odd).blob_path(&d), b"changes").unwrap();
+        let remote = LayoutRemote::new(&odd);
+        let mut dl = remote
+            .fetch(&Object::Digest(d.clone()), &Hints::default())
+            .await
+            .unwrap();
+        let e = read(&mut dl).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::DigestMismatch);
+        let path = remote.blob_path(&d).display().to_string();
+        assert_eq!(e.url(), Some(path.as_str()), "{e}");
+        let hints = Hints {
+            size: Some(1),
+            ..Hints::default()
+        };
+        let e = remote.fetch(&Object::Digest(d), &hints).await.unwrap_err();
+        assert_eq!(e.url(), Some(path.as_str()), "{e}");
+    }
+
     #[tokio::test]
     async fn missing_and_corrupt_content_fail() {
         let f = fixture();
