@@ -265,7 +265,8 @@ impl Remote for LayoutRemote {
                         return Err(Error::new(
                             ErrorKind::SizeMismatch,
                             format!("index.json says {} bytes, expected {h}", d.size),
-                        ));
+                        )
+                        .with_url(self.root.join("index.json").display()));
                     }
                     // What the entry records is what the tag is, as a registry's
                     // Content-Type is: a hint says what the caller takes, not what it got.
@@ -620,6 +621,14 @@ mod tests {
             remote.fetch(&d, &hints).await.unwrap_err().kind(),
             ErrorKind::SizeMismatch
         );
+        // A tag's size is its entry's: the error names the index.json that says it.
+        let e = remote
+            .fetch(&Object::Tag("v1".into()), &hints)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::SizeMismatch);
+        let index = f.dir.path().join("index.json").display().to_string();
+        assert!(e.to_string().contains(&index), "{e}");
         assert!(LayoutRemote::new(f.dir.path().join("no"))
             .check()
             .await
