@@ -134,11 +134,18 @@ impl Error {
         self
     }
 
-    /// Attach the URL that was being requested; an earlier URL is kept. The query and any
-    /// user information are dropped: pre-signed URLs carry credentials there.
+    /// Attach the URL that was being requested, or the path of a file read in its place
+    /// (an `oci:` layout's blob); an earlier one is kept. A URL's query and any user
+    /// information are dropped: pre-signed URLs carry credentials there. A path (no
+    /// `scheme://`) is shown as it is, since a `?` or `@` in it is part of a name.
     pub fn with_url(mut self, url: impl fmt::Display) -> Self {
         if self.0.url.is_none() {
-            self.0.url = Some(redact_url(&url.to_string()));
+            let url = url.to_string();
+            self.0.url = Some(if url.contains("://") {
+                redact_url(&url)
+            } else {
+                crate::server_text::cut_to(url, MAX_URL_SHOWN)
+            });
         }
         self
     }

@@ -170,14 +170,31 @@ impl LayoutRemote {
         limit: Option<u64>,
     ) -> Result<Download> {
         let path = self.blob_path(digest);
+        // Looked at before it is opened: opening a FIFO waits for a writer, and a
+        // directory opens, to be reported by its own size or fail on the first read.
+        let not_a_file = || {
+            Error::new(
+                ErrorKind::Io,
+                format!("{} is not a regular file", path.display()),
+            )
+        };
+        let before = tokio::fs::metadata(&path)
+            .await
+            .map_err(|e| io_err("opening", &path, e))?;
+        if !before.is_file() {
+            return Err(not_a_file());
+        }
         let file = tokio::fs::File::open(&path)
             .await
             .map_err(|e| io_err("opening", &path, e))?;
-        let len = file
+        let opened = file
             .metadata()
             .await
-            .map_err(|e| io_err("reading", &path, e))?
-            .len();
+            .map_err(|e| io_err("reading", &path, e))?;
+        if !opened.is_file() {
+            return Err(not_a_file());
+        }
+        let len = opened.len();
         let url = path.display().to_string();
         if let Some(expected) = size.filter(|&s| s != len) {
             return Err(Error::new(
@@ -248,7 +265,8 @@ impl Remote for LayoutRemote {
                         return Err(Error::new(
                             ErrorKind::SizeMismatch,
                             format!("index.json says {} bytes, expected {h}", d.size),
-                        ));
+                        )
+                        .with_url(self.root.join("index.json").display()));
                     }
                     // What the entry records is what the tag is, as a registry's
                     // Content-Type is: a hint says what the caller takes, not what it got.
@@ -501,6 +519,77 @@ mod tests {
         assert!(!e.to_string().contains("next argument"), "{e}");
     }
 
+    /// A blob's name held by a directory or a FIFO is a broken layout: said so, naming
+    /// the path, instead of a size mismatch with the directory's own size, or an `open`
+    /// that waits for a FIFO's writer forever.
+    #[tokio::test]
+    async fn a_blob_that_is_not_a_file_is_named_as_such() {
+        let f = fixture();
+        let remote = LayoutRemote::new(f.dir.path());
+        let dir = Digest::of(Algorithm::Sha256, b"a directory");
+        std::fs::create_dir(remote.blob_path(&dir)).unwrap();
+        let fifo = Digest::of(Algorithm::Sha256, b"a fifo");
+        let status = std::process::Command::new("mkfifo")
+            .arg(remote.blob_path(&fifo))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        for (digest, size) in [(&dir, Some(11)), (&dir, None), (&fifo, None)] {
+            let hints = Hints {
+                size,
+                ..Hints::default()
+            };
+            let object = Object::Digest(digest.clone());
+            let fetched = tokio::time::timeout(
+                std::time::Duration::from_secs(20),
+                remote.fetch(&object, &hints),
+            )
+            .await;
+            let Ok(fetched) = fetched else {
+                // A writer releases the blocked `open`, which the runtime would otherwise
+                // wait for, and the test with it, when it shuts down.
+                let _writer = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(remote.blob_path(&fifo));
+                panic!("opening a FIFO waited for a writer");
+            };
+            let e = fetched.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+            let path = remote.blob_path(digest).display().to_string();
+            assert!(e.to_string().contains(&path), "{e}");
+            assert!(e.to_string().contains("not a regular file"), "{e}");
+        }
+    }
+
+    /// A layout's path is no URL: `?` and `@` in it are part of the name, which errors
+    /// show whole, where URL redaction cut the path at `?` (and for a relative path,
+    /// dropped what came before an `@`).
+    #[tokio::test]
+    async fn errors_name_a_layout_path_as_it_is() {
+        let f = fixture();
+        let odd = f.dir.path().join("backup?v=2@team");
+        std::fs::create_dir(&odd).unwrap();
+        std::fs::write(odd.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        let d = put(&odd, b"changed");
+        std::fs::write(LayoutRemote::new(&odd).blob_path(&d), b"changes").unwrap();
+        let remote = LayoutRemote::new(&odd);
+        let mut dl = remote
+            .fetch(&Object::Digest(d.clone()), &Hints::default())
+            .await
+            .unwrap();
+        let e = read(&mut dl).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::DigestMismatch);
+        let path = remote.blob_path(&d).display().to_string();
+        assert_eq!(e.url(), Some(path.as_str()), "{e}");
+        let hints = Hints {
+            size: Some(1),
+            ..Hints::default()
+        };
+        let e = remote.fetch(&Object::Digest(d), &hints).await.unwrap_err();
+        assert_eq!(e.url(), Some(path.as_str()), "{e}");
+    }
+
     #[tokio::test]
     async fn missing_and_corrupt_content_fail() {
         let f = fixture();
@@ -532,6 +621,14 @@ mod tests {
             remote.fetch(&d, &hints).await.unwrap_err().kind(),
             ErrorKind::SizeMismatch
         );
+        // A tag's size is its entry's: the error names the index.json that says it.
+        let e = remote
+            .fetch(&Object::Tag("v1".into()), &hints)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::SizeMismatch);
+        let index = f.dir.path().join("index.json").display().to_string();
+        assert!(e.to_string().contains(&index), "{e}");
         assert!(LayoutRemote::new(f.dir.path().join("no"))
             .check()
             .await

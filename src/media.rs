@@ -104,11 +104,15 @@ pub fn well_formed(media_type: &str) -> bool {
 /// spelling, the one the tools that read them compare with byte for byte.
 pub fn canonical(media_type: &str) -> &str {
     let t = essence(media_type);
+    known(t).unwrap_or(t)
+}
+
+/// The registered spelling of `essence` when it is a type dist knows.
+fn known(essence: &str) -> Option<&'static str> {
     MANIFEST_TYPES
         .into_iter()
         .chain([OCI_CONFIG, DOCKER_CONFIG])
-        .find(|known| known.eq_ignore_ascii_case(t))
-        .unwrap_or(t)
+        .find(|known| known.eq_ignore_ascii_case(essence))
 }
 
 /// `media_type` as dist sends and remembers it: a type it knows in its registered
@@ -116,11 +120,9 @@ pub fn canonical(media_type: &str) -> &str {
 /// registry may match `Accept` byte for byte, and a tag named with the same type in two
 /// spellings is one object to fetch once.
 pub fn registered(media_type: &str) -> String {
-    let t = essence(media_type);
-    let known = canonical(t);
-    if known == t {
+    let Some(known) = known(essence(media_type)) else {
         return media_type.to_string();
-    }
+    };
     let params = media_type.find(';').map_or("", |at| &media_type[at..]);
     format!("{known}{params}")
 }
@@ -184,6 +186,18 @@ mod tests {
             "application/vnd.oci.image.manifest.v1+json; q=0.5"
         );
         assert_eq!(registered(OCI_INDEX), OCI_INDEX);
+        // Space around a known type is no part of its spelling, in either case: a type
+        // written two ways is one object to fetch once.
+        for spaced in [
+            " application/vnd.oci.image.index.v1+json ",
+            " Application/Vnd.Oci.Image.Index.V1+JSON",
+        ] {
+            assert_eq!(registered(spaced), OCI_INDEX, "{spaced:?}");
+        }
+        assert_eq!(
+            registered(" application/vnd.oci.image.index.v1+json ;q=1"),
+            format!("{OCI_INDEX};q=1")
+        );
         assert_eq!(registered("Text/Plain; a=B"), "Text/Plain; a=B");
         // Unknown types keep their spelling, without parameters.
         assert_eq!(canonical("Text/Plain; charset=utf-8"), "Text/Plain");
