@@ -458,7 +458,7 @@ impl Drop for PartTask {
 }
 
 /// Fetches bytes `start..=end` completely; `None` when the server answers with something
-/// else than exactly that range (the whole blob, or another range), and the rest of the
+/// else than exactly that range (the whole blob, another range, a coded one), and the rest of the
 /// blob is better fetched as one stream. The request itself is retried (a 5xx, a 429, a
 /// dropped connection) by `request`; what this retries, with the same backoff, is a body
 /// that breaks off after the answer, asking for what is missing of the part only. Both
@@ -496,6 +496,13 @@ async fn fetch_part(source: &Source, start: u64, end: u64) -> Result<Option<Byte
             .map_err(|e| e.with_url(url))?;
         if reply.response.status() != StatusCode::PARTIAL_CONTENT {
             // Errors came back as errors: this is a success without the range.
+            return Ok(None);
+        }
+        if crate::registry::is_coded(reply.response.headers()) {
+            // A range of coded bytes (a CDN node that compresses): it continues no
+            // content, and spliced in, it failed verification as corruption. One stream
+            // serves the rest, decoded if it comes coded.
+            tracing::debug!(url = %crate::transport::redact(url), "a part came back coded; the rest of the blob goes in one stream");
             return Ok(None);
         }
         let answered = crate::registry::content_range(reply.response.headers());

@@ -1072,6 +1072,57 @@ fn broken_body_resumes_with_range() {
     );
 }
 
+/// A resume answered with a coded range (a CDN node that compresses, after a first answer
+/// that was plain) is not spliced into the content: its range addresses coded bytes. The
+/// content is asked for whole, without `Range`, and what arrived already is dropped. The
+/// coded bytes spliced in failed verification, reported as corruption, and the whole blob
+/// was fetched once more.
+#[test]
+fn a_coded_range_is_not_spliced_into_a_resumed_body() {
+    let (reg, digest, data) = fake_with_blob(300_000);
+    reg.push_fault(&digest, Fault::DropAfter(100_000));
+    reg.push_fault(&digest, Fault::Coded("gzip"));
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(out.stdout == data, "{err}");
+    assert!(
+        !err.contains("did not verify"),
+        "no corruption was met: {err}"
+    );
+    let ranges: Vec<Option<String>> = reg
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("/blobs/"))
+        .map(|r| r.range)
+        .collect();
+    assert_eq!(ranges.len(), 3, "{ranges:?}");
+    assert!(ranges[1].is_some(), "{ranges:?}");
+    assert_eq!(
+        ranges[2], None,
+        "the whole content was asked for: {ranges:?}"
+    );
+}
+
+/// A resume answered with the whole content coded (a CDN node that compresses and serves
+/// no ranges of it) is decoded, and what arrived already is dropped from the decoded
+/// bytes, not from the coded ones.
+#[test]
+fn a_coded_whole_answer_to_a_resume_is_decoded() {
+    let (reg, digest, data) = fake_with_blob(300_000);
+    reg.push_fault(&digest, Fault::DropAfter(100_000));
+    reg.push_fault(&digest, Fault::CodedWhole("gzip"));
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(out.stdout == data, "{err}");
+    assert!(
+        !err.contains("did not verify"),
+        "no corruption was met: {err}"
+    );
+    assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 2, "{err}");
+}
+
 /// A body that keeps breaking is resumed after the retries' backoff, not at once: a
 /// registry that resets connections while it restarts would otherwise use up every resume
 /// in milliseconds. (Three breaks: backoffs of at least 100, 200 and 400 ms.)

@@ -261,6 +261,28 @@ async fn parts_answered_without_their_range_fall_back_to_one_stream() {
     assert_parts_then_one_stream(&reg);
 }
 
+/// Parts answered coded (a CDN node that compresses what it serves): a coded range
+/// addresses coded bytes and is never spliced into the content. The rest comes over one
+/// stream, decoded, as from a server that ignores ranges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coded_parts_fall_back_to_one_decoded_stream() {
+    for fault in [Fault::Coded("gzip"), Fault::CodedWhole("gzip")] {
+        let reg = FakeRegistry::start();
+        let data = bytes(81, 3 << 20);
+        let digest = reg.blob("team/app", &data);
+        reg.set_fault_for_every(&digest, fault.clone());
+        // Queued faults win over the persistent one: only the first stream is plain.
+        reg.push_fault(&digest, slow());
+        let got = fetch_all(&reg, &digest, small_ranges()).await;
+        assert!(got == data, "{fault:?}: the content, decoded");
+        let ranges = range_requests(&reg);
+        assert!(
+            ranges.iter().any(|r| !r.ends_with('-')),
+            "{fault:?}: a part was asked for: {ranges:?}"
+        );
+    }
+}
+
 /// Some part was asked for, and then the rest as one open range.
 fn assert_parts_then_one_stream(reg: &FakeRegistry) {
     let ranges = range_requests(reg);

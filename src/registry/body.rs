@@ -5,15 +5,16 @@ use futures::StreamExt;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use hyper::body::Incoming;
 
-use super::{Endpoint, RegistryRemote};
+use super::{coding, Endpoint, RegistryRemote};
 use crate::error::{Error, ErrorKind, Result};
+use crate::fetch::ByteStream;
 
 /// The body of one response, and how to ask for the rest of it.
 pub(crate) struct Resumable {
     pub(crate) remote: RegistryRemote,
     /// Which of the remote's hosts answered (resumes go to the same one).
     pub(crate) host: usize,
-    pub(crate) body: Incoming,
+    pub(crate) body: Body,
     /// Where to ask for the rest; `None` when the content has no fixed address (a tag
     /// without an announced digest), which cannot be resumed safely.
     pub(crate) resume_url: Option<Uri>,
@@ -33,6 +34,28 @@ pub(crate) struct Resumable {
     /// The content's endpoint and digest, which address it on every host: when a mirror's
     /// body fails, the next host serves the rest. `None` where it cannot move.
     pub(super) address: Option<Address>,
+}
+
+/// The body a request for the content brought.
+pub(crate) enum Body {
+    /// The content's own bytes, as they arrive.
+    Plain(Incoming),
+    /// A whole answer a server coded although asked for identity (a CDN node that
+    /// compresses), the coding undone: its bytes are the content's too, so a break in it
+    /// resumes at the content's offset like a plain body's.
+    Decoded(ByteStream),
+}
+
+impl Body {
+    async fn next_chunk(
+        &mut self,
+        transport: &crate::transport::Transport,
+    ) -> Result<Option<Bytes>> {
+        match self {
+            Body::Plain(body) => transport.next_chunk(body).await,
+            Body::Decoded(body) => body.next().await.transpose(),
+        }
+    }
 }
 
 /// New bytes since the last break that make a break count as the first again. A slow
@@ -58,7 +81,7 @@ impl Resumable {
         loop {
             // The host's each time: a failing mirror hands the body over to another.
             let transport = &self.remote.host(self.host).transport;
-            match transport.next_chunk(&mut self.body).await {
+            match self.body.next_chunk(transport).await {
                 Ok(Some(mut chunk)) => {
                     if self.skip > 0 {
                         let drop = self.skip.min(chunk.len() as u64) as usize;
@@ -293,7 +316,7 @@ fn next_host(remote: &RegistryRemote, host: usize, address: Option<&Address>) ->
 struct Opened {
     host: usize,
     url: Uri,
-    body: Incoming,
+    body: Body,
     skip: u64,
     /// The retries its request took, which count against its body's resumes.
     spent: u32,
@@ -342,6 +365,12 @@ async fn open_on_next_host(
 /// ignored `Range` and sends the whole content again. `retries.0` counts the failures in
 /// a row so far, this request's included, up to `retries.1`, the body's
 /// [`resume_budget`] on `host`.
+///
+/// A server may code this answer although the first was plain (a CDN node that
+/// compresses). A coded `206` is a range of the coded bytes, which can never continue the
+/// content, and spliced in it failed verification as corruption: the whole content is
+/// asked for instead, as from a server that ignores `Range`. A coded `200` is decoded,
+/// and `offset` bytes of the content dropped.
 async fn open_at(
     remote: &RegistryRemote,
     host: usize,
@@ -349,23 +378,61 @@ async fn open_at(
     headers: &HeaderMap,
     offset: u64,
     retries: (&mut u32, u32),
-) -> Result<(Incoming, u64)> {
+) -> Result<(Body, u64)> {
     let mut headers = headers.clone();
     let range = format!("bytes={offset}-");
     headers.insert(
         http::header::RANGE,
         HeaderValue::from_str(&range).expect("ascii"),
     );
-    let reply = remote
-        .request_counted(host, Method::GET, url.clone(), &headers, retries)
-        .await?;
-    if reply.response.status() != StatusCode::PARTIAL_CONTENT {
-        return Ok((reply.response.into_body(), offset));
+    loop {
+        let reply = remote
+            .request_counted(
+                host,
+                Method::GET,
+                url.clone(),
+                &headers,
+                (&mut *retries.0, retries.1),
+            )
+            .await?;
+        let h = reply.response.headers();
+        let codings = coding::codings(h).map_err(|e| e.with_url(url))?;
+        let ranged = headers.contains_key(http::header::RANGE);
+        let partial = reply.response.status() == StatusCode::PARTIAL_CONTENT;
+        if codings.is_empty() && !partial {
+            return Ok((Body::Plain(reply.response.into_body()), offset));
+        }
+        if !codings.is_empty() && !partial {
+            let transport = remote.host(host).transport.clone();
+            let body = incoming_stream(transport, reply.response.into_body());
+            return Ok((Body::Decoded(coding::decode(body, &codings, 0)), offset));
+        }
+        if !ranged {
+            return Err(Error::new(
+                ErrorKind::Protocol,
+                "asked for the whole content, got a 206",
+            )
+            .with_url(url));
+        }
+        if !codings.is_empty() {
+            tracing::debug!(url = %url, offset, "a resume was answered with a coded range; asking for the whole content");
+            headers.remove(http::header::RANGE);
+            continue;
+        }
+        if content_range_start(h) != Some(offset) {
+            return Err(wrong_range(offset, h).with_url(url));
+        }
+        return Ok((Body::Plain(reply.response.into_body()), 0));
     }
-    if content_range_start(reply.response.headers()) != Some(offset) {
-        return Err(wrong_range(offset, reply.response.headers()).with_url(url));
-    }
-    Ok((reply.response.into_body(), 0))
+}
+
+/// `body` as a stream, each piece read within the transport's idle timeout.
+fn incoming_stream(transport: crate::transport::Transport, body: Incoming) -> ByteStream {
+    futures::stream::try_unfold((transport, body), |(transport, mut body)| async move {
+        let chunk = transport.next_chunk(&mut body).await?;
+        Ok(chunk.map(|c| (c, (transport, body))))
+    })
+    .boxed()
 }
 
 /// A `206` that does not start at `offset`, where the rest was asked for.

@@ -33,6 +33,7 @@ use crate::retry::RetryPolicy;
 use crate::transport::{self, Transport};
 pub(crate) use body::{content_range, content_range_start};
 pub(crate) use body::{resume_budget, Address, Resumable, PROGRESS};
+pub(crate) use coding::is_coded;
 pub(crate) use host::MAX_ERROR_BODY;
 use host::{Host, Mirror, Server};
 
@@ -574,7 +575,7 @@ impl RegistryRemote {
         let body = Resumable {
             remote: self.clone(),
             host,
-            body: reply.response.into_body(),
+            body: body::Body::Plain(reply.response.into_body()),
             resume_url,
             headers: headers.clone(),
             offset,

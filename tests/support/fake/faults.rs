@@ -21,7 +21,7 @@ use super::server::{Body, Conn, End};
 /// Something that goes wrong with one response.
 ///
 /// Offsets and lengths count bytes of the body this response carries (for a 206, of the range).
-/// Body faults (those reshaping a body: `DropAfter` to `Coded`) are consumed by GETs only;
+/// Body faults (those reshaping a body: `DropAfter` to `CodedWhole`) are consumed by GETs only;
 /// a HEAD meets them and is served normally. Status faults are consumed by any method.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
@@ -89,6 +89,10 @@ pub enum Fault {
     /// proxy that compresses on its own would: `gzip` and `deflate` really code it, any
     /// other name goes over the body unchanged.
     Coded(&'static str),
+    /// The whole blob, 200, even when a `Range` was asked for, sent with this
+    /// `Content-Encoding` as [`Fault::Coded`] sends it: a CDN node that compresses and
+    /// does not serve ranges of what it compresses.
+    CodedWhole(&'static str),
     /// This status with `Location` (e.g. 307 to a [`Recorder`](super::Recorder)).
     Redirect { status: u16, location: String },
     /// 401 with the auth mode's challenge, whatever the credentials (none in [`Auth::None`]).
@@ -123,6 +127,7 @@ impl Fault {
                 | Fault::IgnoreRange
                 | Fault::RangeToEnd
                 | Fault::Coded(_)
+                | Fault::CodedWhole(_)
         )
     }
 }
@@ -404,7 +409,7 @@ pub fn apply(
             }
             response
         }
-        Fault::Coded(name) => {
+        Fault::Coded(name) | Fault::CodedWhole(name) => {
             prepared.body = code(name, &prepared.body);
             prepared.header(CONTENT_ENCODING, name).into_response()
         }

@@ -192,7 +192,9 @@ fn respond(
         return (prepared.into_response(), None);
     };
     let prepared = match (&fault, &route) {
-        (Fault::IgnoreRange, Route::Blob { .. }) => content(state, parts, &route, false),
+        (Fault::IgnoreRange | Fault::CodedWhole(_), Route::Blob { .. }) => {
+            content(state, parts, &route, false)
+        }
         (Fault::RangeToEnd, Route::Blob { name, digest }) => {
             let start = parts
                 .headers
