@@ -39,14 +39,15 @@ impl<C> LimitedConnector<C> {
     }
 
     fn semaphore(&self, uri: &Uri) -> Arc<Semaphore> {
-        // The port filled in and the host in lower case: one host written two ways (a
-        // `Location` or a token realm with `:443`) had two semaphores, and twice the cap.
-        let scheme = uri.scheme_str().unwrap_or("");
-        let default = if scheme == "https" { 443 } else { 80 };
+        // Keyed as hyper's pool keys its connections (scheme and authority, without
+        // case), since an idle connection holds its permit and the pool hands it only to
+        // its own key: `host` and `host:443` sharing one cap, a request written the other
+        // way waited for the permits of connections it could not use until they closed.
         let key = format!(
-            "{scheme}://{}:{}",
+            "{}://{}:{}",
+            uri.scheme_str().unwrap_or(""),
             uri.host().unwrap_or("").to_ascii_lowercase(),
-            uri.port_u16().unwrap_or(default)
+            uri.port_u16().unwrap_or(0)
         );
         let mut hosts = self.hosts.lock().expect("connection limits poisoned");
         hosts
@@ -128,19 +129,15 @@ pass_io_through!([T: Read + Write + Unpin] Limited<T>);
 mod tests {
     use super::*;
 
-    /// A URL written with its default port (a token realm, a redirect's `Location`) or in
-    /// capitals names the host the cap is for: a semaphore of its own doubled the cap.
+    /// A host written in capitals is the host the cap is for, as it is one key of the
+    /// pool (`Authority` compares without case): a semaphore of its own doubled the cap.
     #[test]
     fn one_host_spelled_two_ways_shares_its_cap() {
         let limited = LimitedConnector::new((), 2);
         let sem = |u: &str| limited.semaphore(&u.parse().unwrap());
         assert!(Arc::ptr_eq(
             &sem("https://registry.example/v2/"),
-            &sem("https://Registry.Example:443/v2/x")
-        ));
-        assert!(Arc::ptr_eq(
-            &sem("http://registry.example/v2/"),
-            &sem("http://registry.example:80/")
+            &sem("https://Registry.Example/v2/x")
         ));
         assert!(!Arc::ptr_eq(
             &sem("https://registry.example/v2/"),
@@ -150,5 +147,40 @@ mod tests {
             &sem("https://registry.example/v2/"),
             &sem("https://registry.example:5000/v2/")
         ));
+    }
+
+    /// A connection holds its permit while it sits idle in the pool, which hands it only
+    /// to requests of its own pool key, and hyper keys `host` and `host:443` apart: a
+    /// request written the other way (a token realm, a `Location` with `:443`) that shared
+    /// the cap waited for a permit until the pool closed an idle connection, 90 s on.
+    #[test]
+    fn idle_connections_of_another_pool_key_keep_no_request_waiting() {
+        use futures::FutureExt;
+        use tower_service::Service;
+        #[derive(Clone)]
+        struct AtOnce;
+        impl Service<Uri> for AtOnce {
+            type Response = ();
+            type Error = std::io::Error;
+            type Future = std::future::Ready<std::io::Result<()>>;
+            fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+                Poll::Ready(Ok(()))
+            }
+            fn call(&mut self, _: Uri) -> Self::Future {
+                std::future::ready(Ok(()))
+            }
+        }
+        let mut limited = LimitedConnector::new(AtOnce, 1);
+        let idle = limited
+            .call("https://registry.example/v2/".parse().unwrap())
+            .now_or_never();
+        assert!(matches!(idle, Some(Ok(_))));
+        let other = limited
+            .call("https://registry.example:443/token".parse().unwrap())
+            .now_or_never();
+        assert!(
+            matches!(other, Some(Ok(_))),
+            "waited for a permit held by an idle connection it cannot use"
+        );
     }
 }
