@@ -338,7 +338,9 @@ impl LayoutStore {
 
     /// Takes the lock under which `digest` is fetched into the store, unless another
     /// fetch holds it: another process's, or another task's of this one (an `flock` is
-    /// held by an open file, not by a process), which is then fetching the blob. Hold the
+    /// held by an open file, not by a process; on NFS, which makes it a lock on the server
+    /// held by the process, two tasks of one run may both fetch the blob, and only another
+    /// process is kept waiting), which is then fetching the blob. Hold the
     /// lock until the blob is stored or its fetch has failed; the lock is let go when
     /// dropped, and by the kernel when its process dies. Where no lock can be had (a
     /// filesystem without `flock`, a directory that is not writable), the lock holds
