@@ -98,9 +98,10 @@ pub struct Authorizer {
     /// helper run for each of them.
     relooked: Mutex<Option<Instant>>,
     /// The credential the registry or its token server refused, with the refusal: it is
-    /// not sent again (each sending is one more failed login, and a registry backed by a
-    /// directory locks the account after a few), until looking up again gives another.
-    refused: Mutex<Option<(Credential, Arc<Error>)>>,
+    /// not sent again for a while (each sending is one more failed login, and a registry
+    /// backed by a directory locks the account after a few), unless looking up again
+    /// gives another.
+    refused: Mutex<Option<refusal::Refused>>,
     state: Mutex<State>,
     refresh: tokio::sync::Mutex<()>,
     token_requests: AtomicUsize,

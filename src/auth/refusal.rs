@@ -1,24 +1,42 @@
 //! What a refusal says: who was refused, for what, and how to fix it.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::credentials::Credential;
 use super::Authorizer;
 use crate::error::{Error, ErrorKind};
 
+/// How long a refusal stands for the credential it met. Directory-backed registries lock
+/// an account after a few failures within some minutes, so one more try every five is
+/// far below that; and a refusal from a passing outage (the directory down, the token
+/// service answering 401 meanwhile) does not stop a long-running service for good.
+const REFUSAL_STANDS: Duration = Duration::from_secs(300);
+
+/// A credential refused, with the refusal and when it came.
+pub(super) struct Refused {
+    credential: Credential,
+    refusal: Arc<Error>,
+    at: Instant,
+}
+
 impl Authorizer {
-    /// The refusal `credential` met already, if it did: sent again, it would be one more
-    /// failed login on an account that may lock after a few.
+    /// The refusal `credential` met within [`REFUSAL_STANDS`], if it did: sent again, it
+    /// would be one more failed login on an account that may lock after a few.
     pub(super) fn refusal_of(&self, credential: &Credential) -> Option<Error> {
         let refused = self.refused.lock().expect("auth state poisoned");
-        let (c, e) = refused.as_ref()?;
-        (c == credential).then(|| e.shared())
+        let r = refused.as_ref()?;
+        (r.credential == *credential && r.at.elapsed() < REFUSAL_STANDS).then(|| r.refusal.shared())
     }
 
     /// Records that `credential` was refused, with `refusal`, for [`refusal_of`](Self::refusal_of).
     pub(super) fn remember_refusal(&self, credential: &Credential, refusal: &Error) {
         let mut refused = self.refused.lock().expect("auth state poisoned");
-        *refused = Some((credential.clone(), Arc::new(refusal.shared())));
+        *refused = Some(Refused {
+            credential: credential.clone(),
+            refusal: Arc::new(refusal.shared()),
+            at: Instant::now(),
+        });
     }
 
     /// A token that was fetched for the scope the registry asks for, and still does not
@@ -113,6 +131,41 @@ fn not_granted_message(host: &str, scope: Option<&str>, said: &str, caller: Call
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A refusal stands for five minutes, for that credential only: then the credential is
+    /// tried once more, since a directory that was down refused it as it refuses a wrong
+    /// password, and a service must not stay locked out until it restarts.
+    #[tokio::test]
+    async fn a_refusal_stands_for_a_while_and_for_its_credential_only() {
+        let transport = crate::transport::Transport::new(Default::default()).unwrap();
+        let source = super::super::CredentialSource::None;
+        let a = Authorizer::new(
+            transport,
+            "r.example",
+            "https://r.example",
+            "team/app",
+            source,
+        );
+        let basic = |password: &str| Credential::Basic {
+            username: "alice".into(),
+            password: password.into(),
+        };
+        let refusal = Error::new(ErrorKind::Unauthorized, "refused");
+        a.remember_refusal(&basic("old"), &refusal);
+        assert_eq!(
+            a.refusal_of(&basic("old")).map(|e| e.kind()),
+            Some(ErrorKind::Unauthorized)
+        );
+        assert!(a.refusal_of(&basic("new")).is_none());
+        let long_ago = Instant::now().checked_sub(REFUSAL_STANDS + Duration::from_secs(1));
+        if let Some(long_ago) = long_ago {
+            a.refused.lock().unwrap().as_mut().unwrap().at = long_ago;
+            assert!(
+                a.refusal_of(&basic("old")).is_none(),
+                "tried again after a while"
+            );
+        }
+    }
 
     #[test]
     fn a_refusal_names_where_the_credentials_came_from() {
