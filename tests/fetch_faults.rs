@@ -1051,12 +1051,7 @@ fn broken_body_resumes_with_range() {
     let (reg, digest, data) = fake_with_blob(300_000);
     reg.push_fault(&digest, Fault::DropAfter(100_000));
     assert_eq!(Dist::new().ok(&["fetch", &repo(&reg), &digest]), data);
-    let ranges: Vec<Option<String>> = reg
-        .requests()
-        .into_iter()
-        .filter(|r| r.path.contains("/blobs/"))
-        .map(|r| r.range)
-        .collect();
+    let ranges = blob_ranges(&reg);
     assert_eq!(ranges.len(), 2);
     assert_eq!(ranges[0], None);
     let resumed_at: u64 = ranges[1]
@@ -1080,12 +1075,7 @@ fn broken_body_resumes_with_range() {
 #[test]
 fn a_coded_range_is_not_spliced_into_a_resumed_body() {
     let reg = resumed_through(Fault::Coded("gzip"));
-    let ranges: Vec<Option<String>> = reg
-        .requests()
-        .into_iter()
-        .filter(|r| r.path.contains("/blobs/"))
-        .map(|r| r.range)
-        .collect();
+    let ranges = blob_ranges(&reg);
     assert_eq!(ranges.len(), 3, "{ranges:?}");
     assert!(ranges[1].is_some(), "{ranges:?}");
     assert_eq!(
@@ -1106,6 +1096,15 @@ fn a_coded_whole_answer_to_a_resume_is_decoded() {
         .filter(|r| r.path.contains("/blobs/"))
         .count();
     assert_eq!(blob_requests, 2);
+}
+
+/// The `Range` of each blob request `reg` was sent, in order.
+fn blob_ranges(reg: &FakeRegistry) -> Vec<Option<String>> {
+    reg.requests()
+        .into_iter()
+        .filter(|r| r.path.contains("/blobs/"))
+        .map(|r| r.range)
+        .collect()
 }
 
 /// Fetches a blob whose body breaks after 100 kB and whose resume is answered with
