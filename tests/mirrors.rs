@@ -83,6 +83,29 @@ fn mirrored_blobs(seed: u64) -> (FakeRegistry, FakeRegistry, Vec<String>) {
     (upstream, mirror, digests)
 }
 
+/// Fetches `digests` from `upstream`'s repository through `mirror` as one batch on `jobs`
+/// jobs, with the global `options` before the command; every object must arrive. Returns
+/// the run's stderr.
+fn batch_through_mirror(
+    upstream: &FakeRegistry,
+    mirror: &FakeRegistry,
+    digests: &[String],
+    options: &[&str],
+    jobs: &str,
+) -> String {
+    let repo = format!("{}/team/app", upstream.host());
+    let input = digests.join("\n") + "\n";
+    let mirror = mirror.url();
+    let mut args = options.to_vec();
+    args.extend(["fetch", "--mirror", &mirror, &repo, "-", "-j", jobs]);
+    let out = Dist::new().run(&args, input.as_bytes());
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let frames = support::cli::parse_frames(&out.stdout);
+    assert_eq!(frames.len(), digests.len(), "{err}");
+    err
+}
+
 /// How many times `reg` was asked for each of `digests`.
 fn asked(reg: &FakeRegistry, digests: &[String]) -> Vec<usize> {
     digests
@@ -106,25 +129,8 @@ fn a_mirror_slow_to_answer_once_stays_in_use() {
         for digest in &digests[..slow_for] {
             mirror.push_fault(digest, slow.clone());
         }
-        let repo = format!("{}/team/app", upstream.host());
-        let input = digests.join("\n") + "\n";
-        let args = [
-            "--retries",
-            "0",
-            "--idle-timeout",
-            "2s",
-            "fetch",
-            "--mirror",
-            &mirror.url(),
-            &repo,
-            "-",
-            "-j",
-            "1",
-        ];
-        let out = Dist::new().run(&args, input.as_bytes());
-        let err = String::from_utf8_lossy(&out.stderr).to_string();
-        assert_eq!(out.status.code(), Some(0), "{err}");
-        assert_eq!(support::cli::parse_frames(&out.stdout).len(), 3, "{err}");
+        let options = ["--retries", "0", "--idle-timeout", "2s"];
+        batch_through_mirror(&upstream, &mirror, &digests, &options, "1");
         (asked(&mirror, &digests), asked(&upstream, &digests))
     };
     assert_eq!(run(1), (vec![1, 1, 1], vec![1, 0, 0]), "slow once");
@@ -144,13 +150,7 @@ fn a_mirror_that_asks_to_be_left_alone_is_passed_over() {
             let asked = Fault::StatusWithRetryAfter(status, "30".into());
             mirror.set_fault_for_every(digest, asked);
         }
-        let repo = format!("{}/team/app", upstream.host());
-        let input = digests.join("\n") + "\n";
-        let args = ["fetch", "--mirror", &mirror.url(), &repo, "-", "-j", "1"];
-        let out = Dist::new().run(&args, input.as_bytes());
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(0), "{status}: {err}");
-        assert_eq!(support::cli::parse_frames(&out.stdout).len(), 3, "{err}");
+        let err = batch_through_mirror(&upstream, &mirror, &digests, &[], "1");
         assert_eq!(asked(&mirror, &digests), [1, 0, 0], "{status}: {err}");
         assert_eq!(asked(&upstream, &digests), [1, 1, 1], "{status}: {err}");
     }
@@ -166,25 +166,9 @@ fn a_body_broken_while_its_mirror_is_paused_is_handed_over_at_once() {
     let stall = std::time::Duration::from_secs(3);
     mirror.push_fault(&digests[0], Fault::StallAfter(1000, stall));
     mirror.push_fault(&digests[1], Fault::StatusWithRetryAfter(429, "30".into()));
-    let repo = format!("{}/team/app", upstream.host());
-    let input = digests.join("\n") + "\n";
-    let args = [
-        "--idle-timeout",
-        "1s",
-        "fetch",
-        "--mirror",
-        &mirror.url(),
-        &repo,
-        "-",
-        "-j",
-        "2",
-    ];
     let started = std::time::Instant::now();
-    let out = Dist::new().run(&args, input.as_bytes());
+    let err = batch_through_mirror(&upstream, &mirror, &digests, &["--idle-timeout", "1s"], "2");
     let took = started.elapsed();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
-    assert_eq!(support::cli::parse_frames(&out.stdout).len(), 3, "{err}");
     assert!(took < std::time::Duration::from_secs(15), "{took:?}: {err}");
     assert_eq!(asked(&mirror, &digests), [1, 1, 0], "{err}");
     assert_eq!(asked(&upstream, &digests), [1, 1, 1], "{err}");
