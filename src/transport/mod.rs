@@ -76,6 +76,8 @@ macro_rules! pass_io_through {
 mod failure;
 mod handshake;
 pub mod limit;
+#[cfg(test)]
+pub(crate) mod one_shot;
 mod pauses;
 mod pinned;
 pub mod proxy;
@@ -743,49 +745,13 @@ mod tests {
         s.parse().unwrap()
     }
 
-    /// Serves one HTTP/1.1 request on a loopback port with `answer` (`{port}` in it is
-    /// `other`'s port), and hands back the request's head and body as it came.
-    async fn answering_once(
-        answer: &'static str,
-        other: Option<u16>,
-    ) -> (u16, tokio::task::JoinHandle<String>) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let answer = answer.replace("{port}", &other.unwrap_or(0).to_string());
-        let served = tokio::spawn(async move {
-            let (mut conn, _) = listener.accept().await.unwrap();
-            let mut request = Vec::new();
-            let mut buf = [0u8; 1024];
-            // The head, and as much of a body as its Content-Length says.
-            loop {
-                let n = conn.read(&mut buf).await.unwrap();
-                request.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
-                if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let length = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length: "))
-                        .map_or(0, |n| n.trim().parse().unwrap());
-                    if body.len() >= length || n == 0 {
-                        break;
-                    }
-                }
-            }
-            conn.write_all(answer.as_bytes()).await.unwrap();
-            String::from_utf8(request).unwrap()
-        });
-        (port, served)
-    }
-
     /// An empty `Location` is no location: resolved, it is the URL that sent it.
     #[tokio::test]
     async fn an_empty_location_is_a_redirect_without_one() {
-        let (port, served) = answering_once(
-            "HTTP/1.1 302 Found\r\nlocation: \r\ncontent-length: 0\r\n\r\n",
-            None,
-        )
-        .await;
+        let (address, served) =
+            one_shot::answer_once("HTTP/1.1 302 Found\r\nlocation: \r\ncontent-length: 0\r\n\r\n")
+                .await;
+        let port = address.port();
         let transport = Transport::new(TransportOptions::default()).unwrap();
         let e = transport
             .send(Outgoing::get(u(&format!("http://localhost:{port}/v2/"))))
@@ -802,13 +768,12 @@ mod tests {
     #[tokio::test]
     async fn a_see_other_to_another_origin_goes_on_as_a_get_without_the_body() {
         let (done, served_done) =
-            answering_once("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", None).await;
-        let (first, served_first) = answering_once(
-            "HTTP/1.1 303 See Other\r\nlocation: http://127.0.0.1:{port}/done\r\n\
-             content-length: 0\r\n\r\n",
-            Some(done),
-        )
+            one_shot::answer_once("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+        let (first, served_first) = one_shot::answer_once(format!(
+            "HTTP/1.1 303 See Other\r\nlocation: http://{done}/done\r\ncontent-length: 0\r\n\r\n"
+        ))
         .await;
+        let first = first.port();
         let transport = Transport::new(TransportOptions::default()).unwrap();
         let mut req = Outgoing::get(u(&format!("http://localhost:{first}/token")));
         req.method = Method::POST;

@@ -101,19 +101,7 @@ mod tests {
     /// What a proxy sends back to `CONNECT`, the tunnel's outcome, with the proxy closing
     /// the connection after it.
     async fn answered(answer: &'static [u8]) -> Result<TcpStream, TunnelFailure> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let proxy = tokio::spawn(async move {
-            let (mut conn, _) = listener.accept().await.unwrap();
-            let mut request = Vec::new();
-            let mut buf = [0u8; 256];
-            while !request.ends_with(b"\r\n\r\n") {
-                let n = conn.read(&mut buf).await.unwrap();
-                assert!(n > 0, "the request ended early");
-                request.extend_from_slice(&buf[..n]);
-            }
-            conn.write_all(answer).await.unwrap();
-        });
+        let (address, proxy) = crate::transport::one_shot::answer_once(answer).await;
         let tcp = TcpStream::connect(address).await.unwrap();
         let opened = open_tunnel(tcp, "registry.test:443", None).await;
         proxy.await.unwrap();
