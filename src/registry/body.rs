@@ -399,30 +399,30 @@ async fn open_at(
         let codings = coding::codings(h).map_err(|e| e.with_url(url))?;
         let ranged = headers.contains_key(http::header::RANGE);
         let partial = reply.response.status() == StatusCode::PARTIAL_CONTENT;
-        if codings.is_empty() && !partial {
-            return Ok((Body::Plain(reply.response.into_body()), offset));
+        let plain = codings.is_empty();
+        match (partial, plain) {
+            (false, true) => return Ok((Body::Plain(reply.response.into_body()), offset)),
+            (false, false) => {
+                let transport = remote.host(host).transport.clone();
+                let body = incoming_stream(transport, reply.response.into_body());
+                return Ok((Body::Decoded(coding::decode(body, &codings, 0)), offset));
+            }
+            (true, _) if !ranged => {
+                let e = Error::new(
+                    ErrorKind::Protocol,
+                    "asked for the whole content, got a 206",
+                );
+                return Err(e.with_url(url));
+            }
+            (true, false) => {
+                tracing::debug!(url = %url, offset, "a resume was answered with a coded range; asking for the whole content");
+                headers.remove(http::header::RANGE);
+            }
+            (true, true) if content_range_start(h) != Some(offset) => {
+                return Err(wrong_range(offset, h).with_url(url));
+            }
+            (true, true) => return Ok((Body::Plain(reply.response.into_body()), 0)),
         }
-        if !codings.is_empty() && !partial {
-            let transport = remote.host(host).transport.clone();
-            let body = incoming_stream(transport, reply.response.into_body());
-            return Ok((Body::Decoded(coding::decode(body, &codings, 0)), offset));
-        }
-        if !ranged {
-            return Err(Error::new(
-                ErrorKind::Protocol,
-                "asked for the whole content, got a 206",
-            )
-            .with_url(url));
-        }
-        if !codings.is_empty() {
-            tracing::debug!(url = %url, offset, "a resume was answered with a coded range; asking for the whole content");
-            headers.remove(http::header::RANGE);
-            continue;
-        }
-        if content_range_start(h) != Some(offset) {
-            return Err(wrong_range(offset, h).with_url(url));
-        }
-        return Ok((Body::Plain(reply.response.into_body()), 0));
     }
 }
 
