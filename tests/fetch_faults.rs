@@ -1854,12 +1854,9 @@ fn token_requests_are_retried_like_any_other() {
 /// the request counter alone moves before the answer is chosen. Returns when the wait
 /// began.
 fn first_token_answered(reg: &FakeRegistry, limit: Duration) -> std::time::Instant {
-    let started = std::time::Instant::now();
-    while !reg.requests().iter().any(|r| r.path == "/token") {
-        assert!(started.elapsed() < limit, "no token asked for");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    started
+    support::wait::within(limit, "a token asked for", || {
+        reg.requests().iter().any(|r| r.path == "/token")
+    })
 }
 
 /// A token is renewed a little before it ends (here a quarter of its 6 s early); a renewal

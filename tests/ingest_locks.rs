@@ -7,10 +7,11 @@ mod support;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Child;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::cli::{assert_stored_alone, blob_names as names, bytes, hex, json_lines, Dist};
 use support::fake::{FakeRegistry, Fault, RequestRecord};
+use support::wait::until;
 
 /// Past the first MiB: a download of it is on disk while it runs.
 const LEN: usize = 3 << 20;
@@ -39,17 +40,6 @@ fn other_requests(reg: &FakeRegistry, digest: &str) -> usize {
         .iter()
         .filter(|r| !r.path.ends_with(&format!("/blobs/{digest}")))
         .count()
-}
-
-fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let waited = Instant::now();
-    while !done() {
-        assert!(
-            waited.elapsed() < Duration::from_secs(30),
-            "waited for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 fn status_of(out: &std::process::Output) -> String {

@@ -1375,11 +1375,10 @@ fn a_pull_stopped_before_storing_anything_removes_its_new_directory() {
         let dir = base.path().join("new");
         let mut child = Dist::new().start(&["pull", &reference, "-o", dir.to_str().unwrap()]);
         drop(child.stdin.take());
-        let started = std::time::Instant::now();
-        while reg.requests_for(&index) == 0 {
-            assert!(started.elapsed() < std::time::Duration::from_secs(20));
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        let limit = std::time::Duration::from_secs(20);
+        support::wait::within(limit, "the index asked for", || {
+            reg.requests_for(&index) > 0
+        });
         std::thread::sleep(std::time::Duration::from_millis(300));
         // SAFETY: kill(2) sends a signal to a child this test started and has not reaped.
         assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);

@@ -41,15 +41,8 @@ fn lines(blobs: &BTreeMap<String, Vec<u8>>) -> String {
 /// pause before revoking or failing them can end, on a loaded machine, before the run
 /// asked for anything, and the change then falls on its first token instead.
 fn first_blob_served(reg: &FakeRegistry) {
-    let started = Instant::now();
     let served = |r: &support::fake::RequestRecord| r.path.contains("/blobs/") && r.status == 200;
-    while !reg.requests().iter().any(served) {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no blob served"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    support::wait::until("a blob served", || reg.requests().iter().any(served));
 }
 
 /// Every file under blobs/ matches its name, and no temporary file or partial download
@@ -625,11 +618,9 @@ fn a_batch_stopped_before_storing_anything_removes_its_new_directory() {
     let dir = base.path().join("new");
     let args = ["fetch", &repo(&reg), "-", "-o", dir.to_str().unwrap()];
     let child = Dist::new().spawn(&args, format!("{digest}\n").as_bytes());
-    let started = Instant::now();
-    while reg.requests_for(&digest) == 0 {
-        assert!(started.elapsed() < Duration::from_secs(20));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    support::wait::within(Duration::from_secs(20), "the blob asked for", || {
+        reg.requests_for(&digest) > 0
+    });
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(unsafe_kill(child.id(), libc::SIGINT), 0);
     let out = child.wait_with_output().unwrap();
@@ -782,14 +773,7 @@ fn after_kill_9_a_rerun_completes_without_refetching() {
     };
     // Killed once one blob is stored, not after a fixed pause, which a loaded machine
     // can end before the first.
-    let started = Instant::now();
-    while stored().is_empty() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "nothing stored"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    support::wait::until("a blob stored", || !stored().is_empty());
     child.kill().unwrap(); // SIGKILL: no chance to clean up
     child.wait().unwrap();
     let done = stored();

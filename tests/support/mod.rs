@@ -9,3 +9,4 @@ pub mod proxy;
 pub mod registry;
 pub mod socks;
 pub mod token;
+pub mod wait;
