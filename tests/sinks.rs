@@ -1129,6 +1129,44 @@ fn a_directory_sync_that_fails_while_the_worker_runs_is_named() {
     assert_eq!(status.code(), Some(1));
 }
 
+/// The sync at the end of a batch into a layout waits on the disk like any other work, and
+/// a disk that takes long to answer it (an NFS server gone, a journal flushing gigabytes)
+/// must not hold off `--timeout` or a signal. It ran once the batch's stop was no longer
+/// watched: with the layout's fsync held up, `--timeout 3s` exited 0 when the disk
+/// answered, and SIGTERM was caught and ignored until then.
+#[test]
+fn the_sync_at_the_end_of_a_batch_does_not_hold_off_its_timeout() {
+    let reg = FakeRegistry::start();
+    let blob = reg.blob("team/app", bytes(90, 5000));
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("mirror");
+    // `strace -P` needs the path to be there to match it.
+    std::fs::create_dir_all(&layout).unwrap();
+    let (repo, l) = (repo(&reg), layout.to_str().unwrap());
+    let args = ["--timeout", "3s", "fetch", &repo, &blob, "-o", l];
+    // The layout's own directory is fsync'd once, in the sync at the end; the blob's file
+    // is synced as it is stored, and is not held up.
+    let options = ["-P", l, "-e", "inject=fsync:delay_enter=10000000"];
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let Ok(out) = traced(&Dist::new(), &args, log.path(), &options).output() else {
+        eprintln!("strace cannot run here; not checked");
+        return;
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.starts_with("strace: ") {
+        eprintln!("strace cannot run here; not checked: {err}");
+        return;
+    }
+    let log = std::fs::read_to_string(log.path()).unwrap();
+    assert!(log.contains("fsync("), "no fsync of {l} was held up: {log}");
+    assert_eq!(out.status.code(), Some(124), "{err}");
+    assert!(err.contains("gave up after the --timeout of 3s"), "{err}");
+    let lines = json_lines(&out.stdout);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["status"], "ok");
+    assert!(layout.join("blobs/sha256").join(&blob[7..]).is_file());
+}
+
 /// The report is the record a finished job leaves (the Indexed Job's
 /// `report-$JOB_COMPLETION_INDEX.jsonl`): it is synced before the run exits, as the blobs
 /// are. It was not, and a power loss soon after could leave it empty, creating it having

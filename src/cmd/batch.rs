@@ -44,16 +44,7 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
         },
         None => Destination::default(),
     };
-    let mut code = run_into(global, args, destination).await;
-    // A batch that ran to its end has its blobs on disk under their names when it exits,
-    // not only their content: a power loss after it could otherwise take back names it
-    // reported stored. (A stopped run exits without waiting for the disk.)
-    if let Some(store) = store.clone().filter(|_| code == 0 || code == EXIT_FAILED) {
-        let synced = tokio::task::spawn_blocking(move || store.sync()).await;
-        if let Ok(Err(e)) = synced {
-            code = report(&e, EXIT_FAILED);
-        }
-    }
+    let code = run_into(global, args, destination).await;
     // A mistyped locator or an unusable registry leaves no empty layout behind, nor does a
     // stop before anything was stored, once the stopped downloads' temporary files are
     // gone: they go as their tasks are dropped.
@@ -217,13 +208,19 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
         }
     };
     drop(outcomes);
-    if stopped.is_none() {
-        // A disk that does not answer must not hold up a signal or `--timeout`.
-        match unless_stopped(syncs.finish(), &mut stop).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                failed += 1;
-                display.message(&format!("dist: {e}"));
+    // The batch's last sync, unless a signal or `--timeout` stopped it: a disk that does not
+    // answer must not hold those up, but a reader of stdout that left is no reason to leave
+    // what was stored without it. So it waits under a stop of their own, which hears every
+    // signal `stop` would: made before the runtime next turns, it is there when any signal
+    // since is dispatched.
+    if matches!(stopped, None | Some(Stop::ReaderGone)) {
+        let mut halt = std::pin::pin!(super::stopped(global));
+        match unless_stopped(syncs.finish(), &mut halt).await {
+            Ok(errors) => {
+                for e in errors {
+                    failed += 1;
+                    display.message(&format!("dist: {e}"));
+                }
             }
             Err(why) => stopped = Some(why),
         }
@@ -259,7 +256,8 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
 const SYNC_WITHIN: Duration = Duration::from_secs(1);
 
 /// The syncs of the store ([`LayoutStore::sync`]) while the batch runs, one at a time on the
-/// blocking pool, [`SYNC_WITHIN`] after a blob was stored: the fetches go on meanwhile.
+/// blocking pool, [`SYNC_WITHIN`] after a blob was stored: the fetches go on meanwhile; and
+/// the last, at its end ([`Syncs::finish`]).
 struct Syncs {
     store: Option<LayoutStore>,
     due: Option<tokio::time::Instant>,
@@ -300,13 +298,25 @@ impl Syncs {
         Ok(())
     }
 
-    /// The result of the sync still running, if one is: the batch's own sync at its end
-    /// must not pass over the directories it took.
-    async fn finish(&mut self) -> dist::Result<()> {
-        match self.running.take() {
-            Some(running) => running.await.unwrap_or(Ok(())),
-            None => Ok(()),
+    /// The batch's end: the sync still running, if one is (the last sync must not pass
+    /// over the directories it took), then a last one of everything stored since, so that
+    /// a batch that ran to its end has its blobs on disk under their names when it exits,
+    /// not only their content: a power loss after it could otherwise take back names it
+    /// reported stored. What each sync that failed said. Awaited under a signal or
+    /// `--timeout`: run once they were no longer watched, a disk slow to answer (an NFS
+    /// server gone) held off `--timeout`, and a signal was caught and ignored until the
+    /// disk answered.
+    async fn finish(&mut self) -> Vec<dist::Error> {
+        let mut failed = Vec::new();
+        if let Some(running) = self.running.take() {
+            failed.extend(running.await.unwrap_or(Ok(())).err());
         }
+        if let Some(store) = self.store.clone() {
+            self.due = None;
+            let last = tokio::task::spawn_blocking(move || store.sync()).await;
+            failed.extend(last.unwrap_or(Ok(())).err());
+        }
+        failed
     }
 }
 
