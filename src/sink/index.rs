@@ -130,7 +130,12 @@ fn merge_entry(
         .ok_or("the index is not a JSON object")?;
     let manifests = obj
         .entry("manifests")
-        .or_insert_with(|| serde_json::Value::Array(Vec::new()))
+        .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+    // `null` is how Go writes an empty list.
+    if manifests.is_null() {
+        *manifests = serde_json::Value::Array(Vec::new());
+    }
+    let manifests = manifests
         .as_array_mut()
         .ok_or("\"manifests\" is not an array")?;
     let name_of = |v: &serde_json::Value| {
@@ -299,6 +304,31 @@ mod tests {
         assert!(merge_entry(&mut bad, &entry(b"a", None)).is_err());
         std::fs::write(dir.path().join("index.json"), b"{").unwrap();
         assert!(add_entry(dir.path(), &entry(b"e", None)).is_err());
+    }
+
+    /// Entries another tool wrote are kept as they were, even those dist cannot read, and
+    /// `"manifests": null` (Go's empty list) takes entries as an empty list does: it
+    /// failed every write to the layout.
+    #[test]
+    fn entries_dist_cannot_read_are_kept_and_null_is_no_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.json");
+        std::fs::write(&path, r#"{"schemaVersion":2,"manifests":null}"#).unwrap();
+        crate::sink::layout::LayoutStore::open(dir.path()).unwrap();
+        add_entry(dir.path(), &entry(b"a", Some("v1"))).unwrap();
+        let d = |x: &[u8]| Digest::of(Algorithm::Sha256, x).to_string();
+        assert_eq!(names(dir.path()), vec![(Some("v1".into()), d(b"a"))]);
+
+        let bad = serde_json::json!({"mediaType": crate::media::OCI_MANIFEST,
+            "digest": "sha256:ABC", "size": -1, "annotations": {REF_NAME: "bad"}});
+        let text = serde_json::json!({"schemaVersion": 2, "manifests": [bad, 7]});
+        std::fs::write(&path, text.to_string()).unwrap();
+        add_entry(dir.path(), &entry(b"b", Some("v2"))).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let manifests = v["manifests"].as_array().unwrap();
+        assert_eq!(manifests.len(), 3, "{v}");
+        assert_eq!(manifests[0], bad);
+        assert_eq!(manifests[1], 7);
     }
 
     #[test]
