@@ -112,7 +112,11 @@ impl Hashing {
                     None => false,
                 };
                 if !sent {
-                    return Err(Error::new(ErrorKind::Io, "the hashing thread stopped"));
+                    // The thread stops early only by panicking: its result says why.
+                    return Err(match self.finish().await {
+                        Err(e) => e,
+                        Ok(_) => Error::new(ErrorKind::Io, "the hashing thread stopped"),
+                    });
                 }
             }
         }
@@ -128,10 +132,9 @@ impl Hashing {
                 let handoff = handoff
                     .take()
                     .ok_or_else(|| Error::new(ErrorKind::Io, "the hash was already taken"))?;
-                handoff
-                    .finish()
-                    .await
-                    .map_err(|_| Error::new(ErrorKind::Io, "the hashing thread panicked"))
+                handoff.finish().await.map_err(|p| {
+                    Error::new(ErrorKind::Io, format!("the hashing thread panicked: {p}"))
+                })
             }
         }
     }
@@ -313,7 +316,9 @@ impl Download {
                         ));
                     }
                 }
-                self.hashing.update(&chunk).await?;
+                if let Err(e) = self.hashing.update(&chunk).await {
+                    return Err(e.with_object(&self.meta.object).with_url(&self.meta.url));
+                }
                 self.received = total;
                 if let Some(kept) = &mut self.kept {
                     kept.extend_from_slice(&chunk);
@@ -337,7 +342,10 @@ impl Download {
                 ));
             }
         }
-        let actual = self.hashing.finish().await?;
+        let actual = match self.hashing.finish().await {
+            Ok(actual) => actual,
+            Err(e) => return Err(e.with_object(&self.meta.object).with_url(&self.meta.url)),
+        };
         if let Some(expected) = &self.meta.expected {
             if *expected != actual {
                 // Schema 1 under no label of its own (registry.access.redhat.com served it as
@@ -474,6 +482,32 @@ mod tests {
             drain(&mut d).await.unwrap_err().kind(),
             ErrorKind::DigestMismatch
         );
+    }
+
+    /// A hashing thread that panics (mid-body, or as the body ends) fails the download
+    /// with an error that names the object, its URL and what the panic said.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_hashing_thread_is_reported_with_the_object() {
+        let chunk: &'static [u8] = &[7u8; 1000];
+        for at_end in [false, true] {
+            let mut m = meta(None, None);
+            m.limit = None;
+            let mut d = Download::new(m, body(&[chunk, chunk, chunk]));
+            let panicking = Handoff::spawn(10, (), move |(), chunks| {
+                if at_end {
+                    chunks.for_each(drop);
+                }
+                panic!("hasher exploded")
+            });
+            d.hashing = Hashing::Offloaded(Some(panicking.ok().unwrap()));
+            let e = drain(&mut d).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+            assert_eq!(e.url(), Some("http://x/y"), "{e}");
+            let said = e.to_string();
+            assert!(said.starts_with("t: http://x/y: "), "{said}");
+            assert!(said.contains("hashing thread panicked"), "{said}");
+            assert!(said.contains("hasher exploded"), "{said}");
+        }
     }
 
     /// A caller that asks again after the verdict gets the verdict again: the body, which

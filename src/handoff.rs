@@ -292,7 +292,27 @@ const STACK_BYTES: usize = 256 << 10;
 /// A queue of byte chunks with its consumer already running on a thread of its own.
 pub(crate) struct Handoff<R> {
     sender: Sender<Bytes>,
-    done: tokio::sync::oneshot::Receiver<R>,
+    done: tokio::sync::oneshot::Receiver<Result<R, Panicked>>,
+}
+
+/// A [`Handoff`]'s consumer panicked: what its panic said, for the error that reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Panicked(pub(crate) String);
+
+impl std::fmt::Display for Panicked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Panicked {
+    fn from_payload(payload: &(dyn std::any::Any + Send)) -> Panicked {
+        let said = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned());
+        Panicked(said.unwrap_or_else(|| "a panic that said nothing".into()))
+    }
 }
 
 impl<R: Send + 'static> Handoff<R> {
@@ -316,7 +336,13 @@ impl<R: Send + 'static> Handoff<R> {
             .stack_size(STACK_BYTES)
             .spawn(move || {
                 if let Ok(state) = take.recv() {
-                    let _ = result.send(consume(state, &mut chunks));
+                    // Caught, to be told to the caller: the default hook's line on stderr
+                    // names no object, and an error that said only "panicked" named no
+                    // cause.
+                    let consumed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        consume(state, &mut chunks)
+                    }));
+                    let _ = result.send(consumed.map_err(|p| Panicked::from_payload(&*p)));
                 }
             });
         if let Err(e) = spawned {
@@ -331,10 +357,14 @@ impl<R: Send + 'static> Handoff<R> {
         self.sender.send(chunk).await
     }
 
-    /// Closes the queue and waits for the consumer's result; [`Stopped`] when it panicked.
-    pub(crate) async fn finish(self) -> Result<R, Stopped> {
+    /// Closes the queue and waits for the consumer's result; what its panic said when it
+    /// panicked.
+    pub(crate) async fn finish(self) -> Result<R, Panicked> {
         self.sender.close();
-        self.done.await.map_err(|_| Stopped)
+        match self.done.await {
+            Ok(consumed) => consumed,
+            Err(_) => Err(Panicked("the thread ended without a result".into())),
+        }
     }
 }
 
@@ -459,7 +489,7 @@ mod tests {
         let Handoff { sender, done } = h;
         drop(sender);
         tx.send(()).unwrap();
-        assert_eq!(done.await.unwrap(), (Some(4), 0));
+        assert_eq!(done.await.unwrap(), Ok((Some(4), 0)));
     }
 
     /// An item that weighs what it says.

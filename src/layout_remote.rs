@@ -18,7 +18,7 @@ use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fetch::{Download, Meta, MAX_MANIFEST_SIZE};
 use crate::hints::Hints;
-use crate::image::{self, Descriptor, Platform};
+use crate::image::{self, Descriptor, Platform, UnusableEntry};
 use crate::reference::Object;
 use crate::remote::Remote;
 
@@ -33,18 +33,21 @@ pub struct LayoutRemote {
 
 /// `index.json`, its entries taken one at a time: one whose digest is in an algorithm
 /// dist does not verify is valid by the image spec (which says such digests should pass
-/// validation), and must not make the layout's other entries unreadable.
+/// validation), and one that is malformed (a bad digest, a negative size) is another
+/// tool's: neither must make the layout's other entries unreadable, as it does not for
+/// containerd and skopeo, which check a digest only when they use it. `null` is no
+/// entries, as Go writes an empty list and reads it back.
 #[derive(Deserialize)]
 struct IndexFile {
     #[serde(default)]
-    manifests: Vec<serde_json::Value>,
+    manifests: Option<Vec<serde_json::Value>>,
 }
 
-/// The entries of `index.json`: those dist can read, and, by their names, the digests of
-/// those in an algorithm it does not verify.
+/// The entries of `index.json`: those dist can read, and, with the names they give, those
+/// it cannot fetch.
 struct Entries {
     usable: Vec<Descriptor>,
-    unverifiable: Vec<(Option<String>, String)>,
+    unusable: Vec<(Option<String>, UnusableEntry)>,
 }
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
@@ -92,24 +95,23 @@ impl LayoutRemote {
             Error::invalid(format!("{} is not an OCI image index", path.display())).with_cause(e)
         };
         let index: IndexFile = serde_json::from_slice(&text).map_err(not_an_index)?;
+        let manifests = index.manifests.unwrap_or_default();
         let mut entries = Entries {
-            usable: Vec::with_capacity(index.manifests.len()),
-            unverifiable: Vec::new(),
+            usable: Vec::with_capacity(manifests.len()),
+            unusable: Vec::new(),
         };
-        for entry in index.manifests {
-            let digest = entry.get("digest").and_then(|d| d.as_str());
-            if let Some(d) = digest.filter(|d| Digest::unsupported_algorithm(d).is_some()) {
-                let name = entry
-                    .get("annotations")
-                    .and_then(|a| a.get(image::REF_NAME))
-                    .and_then(|n| n.as_str())
-                    .map(str::to_string);
-                entries.unverifiable.push((name, d.to_string()));
-                continue;
+        for (position, entry) in manifests.iter().enumerate() {
+            match UnusableEntry::read(position, entry) {
+                Ok(d) => entries.usable.push(d),
+                Err(unusable) => {
+                    let name = entry
+                        .get("annotations")
+                        .and_then(|a| a.get(image::REF_NAME))
+                        .and_then(|n| n.as_str())
+                        .map(str::to_string);
+                    entries.unusable.push((name, *unusable));
+                }
             }
-            entries
-                .usable
-                .push(serde_json::from_value(entry).map_err(not_an_index)?);
         }
         Ok(entries)
     }
@@ -118,26 +120,32 @@ impl LayoutRemote {
     async fn find_tag(&self, tag: &str) -> Result<Descriptor> {
         let Entries {
             usable: mut entries,
-            unverifiable,
+            unusable,
         } = self.read_entries().await?;
         if let Some(found) = entries.iter().position(|d| d.ref_name() == Some(tag)) {
             return Ok(entries.swap_remove(found));
         }
         let index = self.root.join("index.json");
-        if let Some((_, digest)) = unverifiable.iter().find(|(n, _)| n.as_deref() == Some(tag)) {
-            return Err(Error::invalid(format!(
-                "the entry named {tag:?} in {} is {}, in an algorithm dist does not verify \
-                 (it verifies sha256 and sha512)",
-                index.display(),
-                crate::server_text::cut_to(digest.clone(), 160)
-            )));
+        if let Some((_, entry)) = unusable.iter().find(|(n, _)| n.as_deref() == Some(tag)) {
+            return Err(Error::invalid(match &entry.digest {
+                Some(digest) => format!(
+                    "the entry named {tag:?} in {} is {digest}, in an algorithm dist does not \
+                     verify (it verifies sha256 and sha512)",
+                    index.display(),
+                ),
+                None => format!(
+                    "the entry named {tag:?} in {} cannot be used: {}",
+                    index.display(),
+                    entry.why.reason()
+                ),
+            }));
         }
         let e = Error::new(
             ErrorKind::NotFound,
             format!(
                 "no entry named {tag:?} in {}; it lists {}",
                 index.display(),
-                listed(&entries, &unverifiable)
+                listed(&entries, &unusable)
             ),
         );
         // A digest's hex pasted without its algorithm is a valid tag, which no layout
@@ -351,24 +359,29 @@ impl Remote for LayoutRemote {
 /// The entries of an `index.json`, for a tag that is not among them: by name, and an
 /// entry without one by its digest. `skopeo copy … oci:DIR` without a tag writes its image
 /// so, and `oci:DIR` (`latest`) does not find it; the digest is how to ask for it.
-fn listed(entries: &[Descriptor], unverifiable: &[(Option<String>, String)]) -> String {
+fn listed(entries: &[Descriptor], unusable: &[(Option<String>, UnusableEntry)]) -> String {
     const SHOWN: usize = 10;
+    // An unusable entry without a name is shown by its digest when that is safe to show
+    // (one in an algorithm dist does not verify), else by its place in the file.
     let all = entries
         .iter()
-        .map(|d| (d.ref_name(), d.digest.as_str()))
-        .chain(unverifiable.iter().map(|(n, d)| (n.as_deref(), d.as_str())));
-    let count = entries.len() + unverifiable.len();
+        .map(|d| (d.ref_name(), d.digest.to_string()))
+        .chain(unusable.iter().map(|(n, u)| {
+            let what = u
+                .digest
+                .clone()
+                .unwrap_or_else(|| format!("entry {}", u.position + 1));
+            (n.as_deref(), what)
+        }));
+    let count = entries.len() + unusable.len();
     if count == 0 {
         return "nothing".into();
     }
     let mut names: Vec<String> = all
         .take(SHOWN)
-        .map(|(name, digest)| match name {
+        .map(|(name, what)| match name {
             Some(name) => crate::server_text::cut_to(name.to_string(), 80),
-            None => format!(
-                "{} (no name)",
-                crate::server_text::cut_to(digest.to_string(), 160)
-            ),
+            None => format!("{} (no name)", crate::server_text::cut_to(what, 160)),
         })
         .collect();
     if count > SHOWN {
@@ -633,5 +646,87 @@ mod tests {
             .check()
             .await
             .is_err());
+    }
+
+    /// `f`'s index.json with `extra` entries before its own, as another tool wrote it.
+    fn with_entries(f: &Fixture, extra: &[serde_json::Value]) {
+        let path = f.dir.path().join("index.json");
+        let mut index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let manifests = index["manifests"].as_array_mut().unwrap();
+        for (i, e) in extra.iter().enumerate() {
+            manifests.insert(i, e.clone());
+        }
+        std::fs::write(&path, index.to_string()).unwrap();
+    }
+
+    /// One entry dist cannot read (a malformed digest, a negative size, no object at all)
+    /// leaves the others usable, as containerd and skopeo read the file (go-digest checks
+    /// a digest only when it is used): it made every fetch from the layout fail, by
+    /// digest too, and a worker's check refused the whole batch. Its own tag fails,
+    /// saying why.
+    #[tokio::test]
+    async fn a_malformed_entry_leaves_the_others_usable() {
+        let f = fixture();
+        let name = |n: &str| serde_json::json!({ image::REF_NAME: n });
+        let bad = serde_json::json!({"mediaType": media::OCI_MANIFEST,
+            "digest": "sha256:ABC", "size": 7, "annotations": name("bad")});
+        let negative = serde_json::json!({"mediaType": media::OCI_MANIFEST,
+            "digest": Digest::of(Algorithm::Sha256, b"x"), "size": -1});
+        with_entries(&f, &[bad, negative, serde_json::json!(7)]);
+        let remote = LayoutRemote::new(f.dir.path());
+        remote.check().await.unwrap();
+        let mut d = remote
+            .fetch(&Object::Tag("v1".into()), &Hints::default())
+            .await
+            .unwrap();
+        assert_eq!(read(&mut d).await.unwrap(), f.manifest);
+        let m = Object::Digest(Digest::of(Algorithm::Sha256, &f.manifest));
+        let desc = remote.resolve(&m).await.unwrap();
+        assert_eq!(desc.media_type, media::OCI_MANIFEST);
+        assert_eq!(remote.entries().await.unwrap().len(), 1);
+
+        let e = remote
+            .fetch(&Object::Tag("bad".into()), &Hints::default())
+            .await
+            .unwrap_err();
+        let index = f.dir.path().join("index.json").display().to_string();
+        let said = e.to_string();
+        assert!(
+            said.contains(&format!(
+                "the entry named \"bad\" in {index} cannot be used"
+            )),
+            "{said}"
+        );
+        assert!(said.contains("invalid digest \"sha256:ABC\""), "{said}");
+        let e = remote
+            .fetch(&Object::Tag("nope".into()), &Hints::default())
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert!(
+            e.to_string()
+                .ends_with("it lists v1, bad, entry 2 (no name), entry 3 (no name)"),
+            "{e}"
+        );
+    }
+
+    /// `"manifests": null`, as Go writes an empty list, is a layout without entries.
+    #[tokio::test]
+    async fn null_manifests_are_none() {
+        let f = fixture();
+        let path = f.dir.path().join("index.json");
+        std::fs::write(&path, r#"{"schemaVersion":2,"manifests":null}"#).unwrap();
+        let remote = LayoutRemote::new(f.dir.path());
+        remote.check().await.unwrap();
+        let blob = Object::Digest(Digest::of(Algorithm::Sha256, &f.blob));
+        let mut d = remote.fetch(&blob, &Hints::default()).await.unwrap();
+        assert_eq!(read(&mut d).await.unwrap(), f.blob);
+        let e = remote
+            .fetch(&Object::Tag("v1".into()), &Hints::default())
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert!(e.to_string().ends_with("it lists nothing"), "{e}");
     }
 }

@@ -718,6 +718,34 @@ fn a_manifest_over_the_cap_is_refused() {
     assert!(out.stdout.is_empty());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("exceeds the 4194304-byte limit"), "{err}");
+
+    // Coded, its length is unknown until it is decoded: 5 MiB from some 10 KiB of gzip,
+    // stopped at the cap, whether printed, stored or described.
+    reg.set_fault_for_every("manifests/huge", Fault::Coded("gzip"));
+    let out = Dist::new().run(&["fetch", &repo(&reg), "huge"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(out.stdout.is_empty());
+    assert!(err.contains("larger than 4194304 bytes"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().to_str().unwrap();
+    let out = Dist::new().run(&["fetch", &repo(&reg), "-", "-o", store], b"huge\n");
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(line["status"], "error", "{line}");
+    assert!(
+        line["error"]
+            .as_str()
+            .unwrap()
+            .contains("larger than 4194304 bytes"),
+        "{line}"
+    );
+    let blobs = dir.path().join("blobs/sha256");
+    let stored = std::fs::read_dir(&blobs).map_or(0, |d| d.count());
+    assert_eq!(stored, 0, "{}", blobs.display());
+    let out = Dist::new().run(&["resolve", &format!("{}:huge", repo(&reg))], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("4194304"), "{err}");
 }
 
 /// A stored blob is trusted by its name unless `--verify-existing` asks for it to be hashed

@@ -371,16 +371,71 @@ fn an_entry_in_an_algorithm_dist_does_not_verify_leaves_the_others_readable() {
     let run = dist.run(&["fetch", &src.loc(), "v3"], b"");
     let err = String::from_utf8_lossy(&run.stderr);
     assert!(err.ends_with("; it lists v1, other\n"), "{err}");
-    // A malformed digest still makes index.json no index.
-    src.tag(
-        &json!({"mediaType": OCI_MANIFEST, "digest": "sha256:ABC", "size": 7}),
-        "bad",
-    );
-    let run = dist.run(&["fetch", &src.loc(), "v1"], b"");
+}
+
+/// A malformed entry (a bad digest, a negative size), as another tool may write one,
+/// leaves the layout's other entries readable, as containerd and skopeo read the file: it
+/// refused every command, a worker's whole batch included. Its own tag fails, with why.
+/// Written to, the layout keeps it, and `"manifests": null` (Go's empty list) is no
+/// entries rather than no layout.
+#[test]
+fn a_malformed_entry_leaves_the_others_readable_and_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut src = Layout::new(dir.path().join("src"));
+    let m = src.image(OCI_MANIFEST, 9);
+    let bad = json!({"mediaType": OCI_MANIFEST, "digest": "sha256:ABC", "size": 7});
+    src.tag(&bad, "bad");
+    src.entries
+        .push(json!({"mediaType": OCI_MANIFEST, "digest": digest(&m), "size": -1}));
+    src.tag(&m, "v1");
+    let dist = Dist::new();
+    let manifest = std::fs::read(src.path(digest(&m))).unwrap();
+    assert_eq!(dist.ok(&["fetch", &src.loc(), "v1"]), manifest);
+    let run = dist.run(&["fetch", &src.loc(), "bad"], b"");
     let err = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(2), "{err}");
-    assert!(err.contains("is not an OCI image index"), "{err}");
     assert!(err.contains("invalid digest \"sha256:ABC\""), "{err}");
+
+    let input = format!("v1\nbad\n{}\n", digest(&m));
+    let run = dist.run(&["fetch", &src.loc(), "-"], input.as_bytes());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{err}");
+    let frames = parse_frames(&run.stdout);
+    let ok: Vec<&str> = frames
+        .iter()
+        .filter(|f| f.result.as_ref().is_ok_and(|r| r.2 == manifest))
+        .map(|f| f.object.as_str())
+        .collect();
+    assert_eq!(ok.len(), 2, "{err}");
+    assert!(ok.contains(&"v1") && ok.contains(&digest(&m)), "{ok:?}");
+    assert!(err.contains("\"bad\""), "{err}");
+
+    // Pulled into a layout whose index.json another tool wrote.
+    let out = dir.path().join("out");
+    let mut dst = Layout::new(out.clone());
+    dst.tag(&bad, "theirs");
+    let text = std::fs::read_to_string(out.join("index.json")).unwrap();
+    dist.ok(&[
+        "pull",
+        &format!("{}:v1", src.loc()),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let written = entries(&out);
+    assert_eq!(written.len(), 2, "{text} became {written:?}");
+    assert_eq!(written[0]["digest"], "sha256:ABC");
+    assert_eq!(written[1]["digest"], digest(&m));
+    let nulled = dir.path().join("nulled");
+    let dst = Layout::new(nulled.clone());
+    let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": null});
+    std::fs::write(dst.root.join("index.json"), index.to_string()).unwrap();
+    dist.ok(&[
+        "pull",
+        &format!("{}:v1", src.loc()),
+        "-o",
+        nulled.to_str().unwrap(),
+    ]);
+    assert_eq!(entries(&nulled).len(), 1);
 }
 
 #[test]

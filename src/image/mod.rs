@@ -191,7 +191,8 @@ pub(crate) struct UnusableEntry {
 }
 
 impl UnusableEntry {
-    fn read(
+    /// The entry at `position` of an index as a descriptor, or what makes it unusable.
+    pub(crate) fn read(
         position: usize,
         value: &serde_json::Value,
     ) -> std::result::Result<Descriptor, Box<Self>> {

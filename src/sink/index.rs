@@ -44,35 +44,42 @@ pub fn add_entry(root: &Path, entry: &Descriptor) -> Result<Vec<Descriptor>> {
 }
 
 /// [`add_entry`], unless an entry of `entry`'s name for the digest `keep` is there: that
-/// one is left as it is ([`Added::Kept`]). Looked for under the lock too, so that an
-/// entry another run adds while this one waits for the lock is seen: looked for only
-/// before, it was replaced. Blocks.
+/// one is left as it is ([`Added::Kept`]), the only entry of that name (others of the
+/// name, as tools that append write a tag twice, go: readers take a tag's first entry).
+/// Looked for under the lock too, so that an entry another run adds while this one waits
+/// for the lock is seen: looked for only before, it was replaced. Blocks.
 pub fn add_entry_unless(root: &Path, entry: &Descriptor, keep: Option<&Digest>) -> Result<Added> {
     let path = root.join("index.json");
-    let kept = |index: &serde_json::Value| {
-        keep.and_then(|digest| entry_in(index, entry.ref_name(), digest))
+    let name = entry.ref_name();
+    let new = || serde_json::to_value(entry).expect("descriptors serialise");
+    // The entry to have under the name: the one kept, as it is, or the new one.
+    let wanted = |index: &serde_json::Value| match keep.and_then(|d| entry_in(index, name, d)) {
+        Some((kept, value)) => (Some(kept), value),
+        None => (None, new()),
     };
     // Pulling an image again finds its entry in place: nothing to write, so no lock and no
     // new file, which a full disk or a read-only layout (a cache mounted so) refused, and
     // failed a pull that had nothing to do. `index.json` is only ever renamed into place,
     // so it reads whole without the lock.
     if let Ok(mut index) = read_index(&path) {
-        if let Some(kept) = kept(&index) {
-            return Ok(Added::Kept(Box::new(kept)));
-        }
-        if merge_entry(&mut index, entry) == Ok(None) {
-            return Ok(Added::Replacing(Vec::new()));
+        let (kept, value) = wanted(&index);
+        if merge_value(&mut index, name, value) == Ok(None) {
+            return Ok(match kept {
+                Some(kept) => Added::Kept(Box::new(kept)),
+                None => Added::Replacing(Vec::new()),
+            });
         }
     }
     let _lock = IndexLock::acquire(root)?;
     let mut index = read_index(&path)?;
-    if let Some(kept) = kept(&index) {
-        return Ok(Added::Kept(Box::new(kept)));
-    }
-    let Some(replaced) = merge_entry(&mut index, entry)
-        .map_err(|why| Error::invalid(format!("{}: {why}", path.display())))?
-    else {
-        return Ok(Added::Replacing(Vec::new()));
+    let (kept, value) = wanted(&index);
+    let merged = merge_value(&mut index, name, value)
+        .map_err(|why| Error::invalid(format!("{}: {why}", path.display())))?;
+    let Some(replaced) = merged else {
+        return Ok(match kept {
+            Some(kept) => Added::Kept(Box::new(kept)),
+            None => Added::Replacing(Vec::new()),
+        });
     };
     let text = serde_json::to_vec(&index).expect("JSON values serialise");
     let mut tmp =
@@ -84,6 +91,9 @@ pub fn add_entry_unless(root: &Path, entry: &Descriptor, keep: Option<&Digest>) 
         .map_err(|e| io_err("writing", &path, e.error))?;
     // Durable before the run says the image is in place, as the blobs it names are.
     super::layout::sync_dir(root).map_err(|e| io_err("syncing", root, e))?;
+    if let Some(kept) = kept {
+        return Ok(Added::Kept(Box::new(kept)));
+    }
     // An entry another tool wrote that is no descriptor is still replaced, unreported.
     Ok(Added::Replacing(
         replaced
@@ -94,13 +104,17 @@ pub fn add_entry_unless(root: &Path, entry: &Descriptor, keep: Option<&Digest>) 
 }
 
 /// The entry of `index` named `name` (or, for `None`, an unnamed one) whose digest is
-/// `digest`, if there is one.
-fn entry_in(index: &serde_json::Value, name: Option<&str>, digest: &Digest) -> Option<Descriptor> {
+/// `digest`, if there is one, and its JSON as written.
+fn entry_in(
+    index: &serde_json::Value,
+    name: Option<&str>,
+    digest: &Digest,
+) -> Option<(Descriptor, serde_json::Value)> {
     let manifests = index.get("manifests")?.as_array()?;
-    manifests
-        .iter()
-        .filter_map(|m| serde_json::from_value::<Descriptor>(m.clone()).ok())
-        .find(|d| d.digest == *digest && d.ref_name() == name)
+    manifests.iter().find_map(|m| {
+        let d = serde_json::from_value::<Descriptor>(m.clone()).ok()?;
+        (d.digest == *digest && d.ref_name() == name).then(|| (d, m.clone()))
+    })
 }
 
 /// `index.json` at `path` as JSON; an empty index when there is none.
@@ -118,19 +132,25 @@ fn read_index(path: &Path) -> Result<serde_json::Value> {
     })
 }
 
-/// Puts `entry` into the `manifests` of an `index.json` value; see
-/// [`add_entry`] for the rules. The entries it replaced, or `None` when the value is
+/// Puts the entry `value`, named `name`, into the `manifests` of an `index.json` value;
+/// see [`add_entry`] for the rules. The entries it replaced, or `None` when the value is
 /// unchanged.
-fn merge_entry(
+fn merge_value(
     index: &mut serde_json::Value,
-    entry: &Descriptor,
+    name: Option<&str>,
+    value: serde_json::Value,
 ) -> std::result::Result<Option<Vec<serde_json::Value>>, String> {
     let obj = index
         .as_object_mut()
         .ok_or("the index is not a JSON object")?;
     let manifests = obj
         .entry("manifests")
-        .or_insert_with(|| serde_json::Value::Array(Vec::new()))
+        .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+    // `null` is how Go writes an empty list.
+    if manifests.is_null() {
+        *manifests = serde_json::Value::Array(Vec::new());
+    }
+    let manifests = manifests
         .as_array_mut()
         .ok_or("\"manifests\" is not an array")?;
     let name_of = |v: &serde_json::Value| {
@@ -139,10 +159,8 @@ fn merge_entry(
             .and_then(|n| n.as_str())
             .map(str::to_string)
     };
-    let digest = entry.digest.to_string();
-    let value = serde_json::to_value(entry).expect("descriptors serialise");
     let mut replaced = Vec::new();
-    match entry.ref_name() {
+    match name {
         Some(name) => {
             let mut named = manifests
                 .iter()
@@ -157,8 +175,9 @@ fn merge_entry(
             replaced = was;
         }
         None => {
+            let digest = value.get("digest").and_then(|d| d.as_str());
             let present = manifests.iter().any(|m| {
-                name_of(m).is_none() && m.get("digest").and_then(|d| d.as_str()) == Some(&digest)
+                name_of(m).is_none() && m.get("digest").and_then(|d| d.as_str()) == digest
             });
             if present {
                 return Ok(None);
@@ -296,9 +315,61 @@ mod tests {
         );
         assert!(!dir.path().join(INDEX_LOCK).exists());
         let mut bad = serde_json::json!({"manifests": 3});
-        assert!(merge_entry(&mut bad, &entry(b"a", None)).is_err());
+        let a = serde_json::to_value(entry(b"a", None)).unwrap();
+        assert!(merge_value(&mut bad, None, a).is_err());
         std::fs::write(dir.path().join("index.json"), b"{").unwrap();
         assert!(add_entry(dir.path(), &entry(b"e", None)).is_err());
+    }
+
+    /// Entries another tool wrote are kept as they were, even those dist cannot read, and
+    /// `"manifests": null` (Go's empty list) takes entries as an empty list does: it
+    /// failed every write to the layout.
+    #[test]
+    fn entries_dist_cannot_read_are_kept_and_null_is_no_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.json");
+        std::fs::write(&path, r#"{"schemaVersion":2,"manifests":null}"#).unwrap();
+        crate::sink::layout::LayoutStore::open(dir.path()).unwrap();
+        add_entry(dir.path(), &entry(b"a", Some("v1"))).unwrap();
+        let d = |x: &[u8]| Digest::of(Algorithm::Sha256, x).to_string();
+        assert_eq!(names(dir.path()), vec![(Some("v1".into()), d(b"a"))]);
+
+        let bad = serde_json::json!({"mediaType": crate::media::OCI_MANIFEST,
+            "digest": "sha256:ABC", "size": -1, "annotations": {REF_NAME: "bad"}});
+        let text = serde_json::json!({"schemaVersion": 2, "manifests": [bad, 7]});
+        std::fs::write(&path, text.to_string()).unwrap();
+        add_entry(dir.path(), &entry(b"b", Some("v2"))).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let manifests = v["manifests"].as_array().unwrap();
+        assert_eq!(manifests.len(), 3, "{v}");
+        assert_eq!(manifests[0], bad);
+        assert_eq!(manifests[1], 7);
+    }
+
+    /// A tag listed twice (as tools that append write it) is one entry once dist writes
+    /// it, when the entry kept for it is the second: left as it was, readers took the
+    /// first, another image than the one the pull said it kept.
+    #[test]
+    fn a_tag_listed_twice_is_written_back_as_one_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.json");
+        let value = |d: &Descriptor| serde_json::to_value(d).unwrap();
+        let (old, whole) = (entry(b"old", Some("v1")), entry(b"whole", Some("v1")));
+        let text =
+            serde_json::json!({"schemaVersion": 2, "manifests": [value(&old), value(&whole)]});
+        std::fs::write(&path, text.to_string()).unwrap();
+        let added =
+            add_entry_unless(dir.path(), &entry(b"one", Some("v1")), Some(&whole.digest)).unwrap();
+        assert_eq!(added, Added::Kept(Box::new(whole.clone())));
+        let d = |x: &[u8]| Digest::of(Algorithm::Sha256, x).to_string();
+        assert_eq!(names(dir.path()), vec![(Some("v1".into()), d(b"whole"))]);
+
+        let text =
+            serde_json::json!({"schemaVersion": 2, "manifests": [value(&old), value(&whole)]});
+        std::fs::write(&path, text.to_string()).unwrap();
+        let replaced = add_entry(dir.path(), &whole).unwrap();
+        assert_eq!(replaced, vec![old, whole]);
+        assert_eq!(names(dir.path()), vec![(Some("v1".into()), d(b"whole"))]);
     }
 
     #[test]

@@ -71,7 +71,10 @@ pub fn check(root: &Path) -> Result<()> {
                 "is not an OCI image index (no \"schemaVersion\": 2)",
             ));
         }
-        if v.get("manifests").is_some_and(|m| !m.is_array()) {
+        // `null` is Go's empty list.
+        if v.get("manifests")
+            .is_some_and(|m| !m.is_array() && !m.is_null())
+        {
             return Err(refuse(
                 root,
                 "index.json",

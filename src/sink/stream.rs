@@ -84,7 +84,10 @@ impl<W: Write + Send + 'static> StreamWriter<W> {
         match self.writing {
             Writing::Thread(handoff) => match handoff.finish().await {
                 Ok((out, written)) => (Some(out), written),
-                Err(Stopped) => (None, Err(io::Error::other("the writer thread panicked"))),
+                Err(p) => {
+                    let said = format!("the writer thread panicked: {p}");
+                    (None, Err(io::Error::other(said)))
+                }
             },
             Writing::Here(mut out, written) => {
                 let written = written.and_then(|()| out.flush());
@@ -150,5 +153,31 @@ mod tests {
         let (out, written) = w.finish().await;
         assert_eq!(written.unwrap_err().to_string(), "no space left");
         assert_eq!(out.unwrap().got.len(), 100);
+    }
+
+    /// A writer that panics is reported with what its panic said.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_panicking_writer_is_reported_with_its_panic() {
+        struct Panics;
+        impl Write for Panics {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                panic!("writer exploded")
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut w = StreamWriter::start(Panics, Vec::new());
+        for _ in 0..10_000 {
+            if w.write(Bytes::from_static(&[7u8; 1000])).await.is_err() {
+                break;
+            }
+        }
+        let (out, written) = w.finish().await;
+        assert!(out.is_none());
+        assert_eq!(
+            written.unwrap_err().to_string(),
+            "the writer thread panicked: writer exploded"
+        );
     }
 }
