@@ -156,6 +156,17 @@ pub async fn fetch_to_stdout(
             Err(e) => break Err(e),
         }
     };
+    // Past what is held back the content streamed: a file redirected to (`> layer.tar`)
+    // holds bytes that look like the object, and the cause alone (a digest mismatch, a
+    // broken connection) read as if nothing had been written.
+    let handed = out.handed;
+    let result = result.map_err(|e| match handed {
+        0 => e,
+        n => e.with_note(format!(
+            "the {} already written to stdout are not this object: discard them",
+            super::progress::bytes(n)
+        )),
+    });
     let result = match out.finish().await {
         Ok(()) => result,
         // The reader went away (`| head`): nothing left to do, and nothing to report.
@@ -182,6 +193,8 @@ struct Stdout<'a> {
     terminal: bool,
     /// How many bytes of this fetch's content have been looked at for binary.
     checked: usize,
+    /// How many bytes went to the writer.
+    handed: u64,
 }
 
 impl<'a> Stdout<'a> {
@@ -191,6 +204,7 @@ impl<'a> Stdout<'a> {
             writer: None,
             terminal: std::io::IsTerminal::is_terminal(&std::io::stdout()),
             checked: 0,
+            handed: 0,
         }
     }
 
@@ -229,11 +243,13 @@ impl<'a> Stdout<'a> {
 
     /// Hands `chunks` to the writer, starting it with them; `false` once it has stopped.
     async fn write_all(&mut self, chunks: impl Iterator<Item = Bytes>) -> bool {
+        let handed = &mut self.handed;
+        let counted = chunks.inspect(|c| *handed += c.len() as u64);
         let Some(writer) = &mut self.writer else {
-            self.writer = Some(StreamWriter::start(RawStdout::new(), chunks.collect()));
+            self.writer = Some(StreamWriter::start(RawStdout::new(), counted.collect()));
             return true;
         };
-        for chunk in chunks {
+        for chunk in counted {
             if writer.write(chunk).await.is_err() {
                 return false;
             }
