@@ -100,6 +100,29 @@ fn a_streamed_object_that_fails_says_what_stdout_already_holds() {
     assert_ne!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("already written to stdout"), "{err}");
 
+    // Abandoned at --timeout while it streamed: the same.
+    let slow = bytes(36, 2 << 20);
+    let digest = reg.blob("team/app", &slow);
+    let stall = Fault::StallAfter((1 << 20) + 100_000, Duration::from_secs(60));
+    reg.set_fault_for_every(&digest, stall);
+    let args = [
+        "--timeout",
+        "3s",
+        "--range-streams",
+        "1",
+        "fetch",
+        &repo(&reg),
+        &digest,
+    ];
+    let out = Dist::new().run(&args, b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(124), "{err}");
+    assert!(err.contains("gave up after the --timeout of 3s"), "{err}");
+    assert!(
+        err.contains("1.1 MB already written to stdout are not this object: discard them"),
+        "{err}"
+    );
+
     // Held back, nothing reached stdout, and nothing is said of it.
     let small = bytes(35, 300_000);
     let digest = reg.blob("team/app", &small);
