@@ -128,10 +128,10 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
             return why.code();
         }
     };
-    display.finish(ticker);
     // A report that failed a line was said then; its flush would only fail again.
     let flushed = report_out.as_mut().map(Write::flush);
     if let (Some(Err(e)), false) = (flushed, write_failed) {
+        display.finish(ticker);
         say!("dist: writing the report: {e}");
         return EXIT_FAILED;
     }
@@ -194,7 +194,11 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
     };
     // Every object is done; what is left is writing the lines out, which a reader that
     // does not read can make last for ever, and a signal or `--timeout` must still end.
-    let code = match unless_stopped(lines.finish(), &mut stop).await {
+    // The summary waits for them: on a terminal they come above it, as they came while
+    // the pull ran.
+    let written = unless_stopped(lines.finish(), &mut stop).await;
+    display.finish(ticker);
+    let code = match written {
         Ok(true) => code,
         Ok(false) => {
             write_failed = true;
