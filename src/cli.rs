@@ -401,6 +401,12 @@ fn object_written_apart(e: &clap::Error) -> Option<String> {
         Command::Resolve(a) => ("resolve", a.reference),
         _ => return None,
     };
+    // A reference that is refused whatever follows it (credentials typed into it) is
+    // refused for that first, in the library's words: the joined spelling showed its
+    // password whole.
+    if let Err(e) = reference.parse::<dist::image::ImageRef>() {
+        return Some(e.to_string());
+    }
     let joined = match word.parse::<dist::Object>().ok()? {
         dist::Object::Digest(d) => format!("{reference}@{d}"),
         dist::Object::Tag(t) => format!("{reference}:{t}"),

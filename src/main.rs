@@ -66,7 +66,9 @@ fn main() -> ExitCode {
         match (deadline, timeout, abandoned) {
             (Some(at), Some(t), Some(what)) => {
                 tokio::time::timeout_at(at, work).await.unwrap_or_else(|_| {
-                    say!("dist: {what}: gave up after the --timeout of {t:?}");
+                    let streamed = cmd::fetch::streamed_note().map(|n| format!("; {n}"));
+                    let streamed = streamed.unwrap_or_default();
+                    say!("dist: {what}: gave up after the --timeout of {t:?}{streamed}");
                     EXIT_TIMEOUT
                 })
             }

@@ -74,6 +74,66 @@ fn corrupted_once_is_fetched_again_by_a_one_shot_fetch_while_held_back() {
     assert_eq!(out.stdout.len(), big.len());
 }
 
+/// Past its first MiB a one-shot fetch streams, so content that fails after that has
+/// partly reached stdout: the message says so, and how much, since a file redirected to
+/// (`> layer.tar`) is still there and looks like the object. It said only "digest
+/// mismatch" or the broken connection, as for content held back that never reached stdout.
+#[test]
+fn a_streamed_object_that_fails_says_what_stdout_already_holds() {
+    let reg = FakeRegistry::start();
+    let big = bytes(34, (1 << 20) + 300_000);
+    let digest = reg.blob("team/app", &big);
+    reg.set_fault_for_every(&digest, Fault::CorruptByte(1 << 20));
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("digest mismatch"), "{err}");
+    assert!(
+        err.contains("1.3 MB already written to stdout are not this object: discard them"),
+        "{err}"
+    );
+
+    // Cut short past the retries: a prefix, not the object either.
+    reg.set_fault_for_every(&digest, Fault::DropAfter((1 << 20) + 100_000));
+    let out = Dist::new().run(&["--retries", "0", "fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("already written to stdout"), "{err}");
+
+    // Abandoned at --timeout while it streamed: the same.
+    let slow = bytes(36, 2 << 20);
+    let digest = reg.blob("team/app", &slow);
+    let stall = Fault::StallAfter((1 << 20) + 100_000, Duration::from_secs(60));
+    reg.set_fault_for_every(&digest, stall);
+    let args = [
+        "--timeout",
+        "3s",
+        "--range-streams",
+        "1",
+        "fetch",
+        &repo(&reg),
+        &digest,
+    ];
+    let out = Dist::new().run(&args, b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(124), "{err}");
+    assert!(err.contains("gave up after the --timeout of 3s"), "{err}");
+    assert!(
+        err.contains("1.1 MB already written to stdout are not this object: discard them"),
+        "{err}"
+    );
+
+    // Held back, nothing reached stdout, and nothing is said of it.
+    let small = bytes(35, 300_000);
+    let digest = reg.blob("team/app", &small);
+    reg.set_fault_for_every(&digest, Fault::CorruptByte(1000));
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(out.stdout.is_empty());
+    assert!(!err.contains("stdout"), "{err}");
+}
+
 /// A manifest is capped at 4 MiB, so a one-shot fetch holds all of it back, not just its
 /// first MiB: one between 1 and 4 MiB (or an endless body cut off at the cap) that does
 /// not verify reaches the reader not at all, and is fetched once more first.

@@ -504,6 +504,34 @@ fn a_tag_written_apart_from_a_reference_gets_the_joined_spelling() {
     assert!(!out_dir.exists());
 }
 
+/// The joined spelling is no place to show credentials typed into the reference: the
+/// password went to stderr (a CI log) whole, where every other message of dist leaves it out.
+#[test]
+fn a_tag_written_apart_from_a_reference_with_credentials_does_not_show_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    for args in [
+        vec![
+            "pull",
+            "https://user:s3cret@127.0.0.1:1/lab/image",
+            "v1",
+            "-o",
+            out_dir.to_str().unwrap(),
+        ],
+        vec!["resolve", "user:s3cret@127.0.0.1:1/lab/image", "v1"],
+    ] {
+        let out = Dist::new().run(&args, b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(!err.contains("s3cret"), "{args:?}: {err}");
+        assert!(
+            err.contains("credentials do not go here"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(!out_dir.exists());
+}
+
 /// A command line clap refuses is explained from the arguments as the OS gave them, which
 /// need not be UTF-8 (a path in Latin-1): read as strings, they panicked with status 101.
 #[test]

@@ -1487,3 +1487,49 @@ fn a_failed_object_named_again_is_fetched_again_as_a_frame() {
 fn a_failed_object_named_again_is_fetched_again_into_a_directory() {
     a_failed_object_named_again_is_fetched_again(true);
 }
+
+/// `dist pull` writes a JSON line per object; a reader that stops reading (`| less` left
+/// waiting, a stuck `ssh`) fills the pipe. A signal or `--timeout` must still end the pull,
+/// as it ends the worker: the lines were written on the runtime's one thread, which then
+/// sat in `write` and could not see either.
+#[test]
+fn a_pull_stops_while_nobody_reads_its_lines() {
+    let reg = FakeRegistry::start();
+    // Some 600 lines of 250 bytes and more: well past a 64 KiB pipe.
+    let layers: Vec<String> = (0..600)
+        .map(|i| {
+            let digest = reg.blob("team/app", bytes(50_000 + i, 100));
+            format!(
+                r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{digest}","size":100}}"#
+            )
+        })
+        .collect();
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let config_digest = reg.blob("team/app", config);
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[{}]}}"#,
+        config.len(),
+        layers.join(",")
+    );
+    let manifest_type = "application/vnd.oci.image.manifest.v1+json";
+    reg.manifest("team/app", "v1", manifest_type, manifest.as_bytes());
+    let reference = format!("{}:v1", repo(&reg));
+    for (extra, signal, code) in [(&["--timeout", "4s"][..], false, 124), (&[][..], true, 143)] {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = dir.path().join("layout");
+        let mut args = vec!["pull", reference.as_str(), "-o", layout.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let mut child = Dist::new().spawn(&args, b"");
+        // A hundred layers stored: their lines, some 40 KiB, nearly fill the pipe, which
+        // the next few dozen do (the writer stopped the pull at about 160).
+        support::wait::within(Duration::from_secs(30), "layers stored", || {
+            std::fs::read_dir(layout.join("blobs/sha256")).is_ok_and(|d| d.count() > 100)
+        });
+        if signal {
+            assert_eq!(unsafe_kill(child.id(), libc::SIGTERM), 0);
+        }
+        let what = format!("{extra:?}, a reader that does not read");
+        let status = exit_within(&mut child, Duration::from_secs(10), &what);
+        assert_eq!(status.code(), Some(code), "{what}");
+    }
+}

@@ -156,6 +156,13 @@ pub async fn fetch_to_stdout(
             Err(e) => break Err(e),
         }
     };
+    // Past what is held back the content streamed: a file redirected to (`> layer.tar`)
+    // holds bytes that look like the object, and the cause alone (a digest mismatch, a
+    // broken connection) read as if nothing had been written.
+    let result = result.map_err(|e| match streamed_note() {
+        Some(note) => e.with_note(note),
+        None => e,
+    });
     let result = match out.finish().await {
         Ok(()) => result,
         // The reader went away (`| head`): nothing left to do, and nothing to report.
@@ -168,6 +175,25 @@ pub async fn fetch_to_stdout(
         meter.finish(result.is_ok());
     }
     result
+}
+
+/// Bytes of the one-shot fetch's content handed to stdout's writer so far. The process
+/// fetches one object this way, and `main` abandons it at `--timeout` without a word from
+/// here, so the count is the process's.
+static STREAMED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// For the message of a one-shot fetch that failed or was abandoned: what of it already
+/// went to stdout, unverified, when anything did. A file redirected to (`> layer.tar`)
+/// holds bytes that look like the object, and the cause alone (a digest mismatch, a broken
+/// connection, the timeout) read as if nothing had been written.
+pub fn streamed_note() -> Option<String> {
+    match STREAMED.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => None,
+        n => Some(format!(
+            "the {} already written to stdout are not this object: discard them",
+            super::progress::bytes(n)
+        )),
+    }
 }
 
 /// How much of the start of some content decides whether it is binary, as curl decides.
@@ -229,11 +255,14 @@ impl<'a> Stdout<'a> {
 
     /// Hands `chunks` to the writer, starting it with them; `false` once it has stopped.
     async fn write_all(&mut self, chunks: impl Iterator<Item = Bytes>) -> bool {
+        let counted = chunks.inspect(|c| {
+            STREAMED.fetch_add(c.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        });
         let Some(writer) = &mut self.writer else {
-            self.writer = Some(StreamWriter::start(RawStdout::new(), chunks.collect()));
+            self.writer = Some(StreamWriter::start(RawStdout::new(), counted.collect()));
             return true;
         };
-        for chunk in chunks {
+        for chunk in counted {
             if writer.write(chunk).await.is_err() {
                 return false;
             }

@@ -66,6 +66,10 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
     if let Err(code) = check_before_batch(remote.as_ref(), &mut stop, true).await {
         return code;
     }
+    let mut lines = match Lines::start() {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
     // The previous run's report stays until now: a run that could not start keeps it.
     let mut report_out = match report_out.map(report_file::Opened::begin).transpose() {
         Ok(r) => r,
@@ -83,8 +87,6 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
     opts.verify_existing = args.verify_existing;
     opts.progress = Some(progress);
     opts.image_name = image_name(&image).await;
-    let terminal = std::io::stdout().is_terminal();
-    let mut out = std::io::BufWriter::new(super::output::RawStdout::new());
     let mut write_failed = false;
     let mut last_line = 0;
     let started = std::time::Instant::now();
@@ -111,14 +113,8 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
             // The library's events may grow; the JSON line below still reports one.
             _ => {}
         }
-        let line = event.json_line();
-        let written = {
-            // On the terminal the progress line is drawn on, a JSON line goes above it.
-            // (Released before `say!` in `said`, which takes the same lock.)
-            let _line = terminal.then(super::progress::clear_line);
-            write_line(&mut out, &mut report_out, &line)
-        };
-        said(written).inspect_err(|_| write_failed = true)
+        write_line(&mut lines, &mut report_out, event.json_line())
+            .inspect_err(|_| write_failed = true)
     };
     let object = image.object();
     let work = dist::pull::pull(remote, &object, image.ref_name(), store, &opts, on_event);
@@ -127,14 +123,15 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
         Ok(r) => r,
         Err(why) => {
             display.finish(ticker);
+            lines.finish_within(std::time::Duration::from_secs(2)).await;
             why.say(true);
             return why.code();
         }
     };
-    display.finish(ticker);
     // A report that failed a line was said then; its flush would only fail again.
     let flushed = report_out.as_mut().map(Write::flush);
     if let (Some(Err(e)), false) = (flushed, write_failed) {
+        display.finish(ticker);
         say!("dist: writing the report: {e}");
         return EXIT_FAILED;
     }
@@ -189,10 +186,27 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
             outcome.elapsed = started.elapsed();
             outcome.fail(e);
             let line = dist::sink::report::json_line(&outcome);
-            match said(write_line(&mut out, &mut report_out, &line)) {
+            match write_line(&mut lines, &mut report_out, line) {
                 Ok(()) => code,
                 Err(_) => code.max(EXIT_FAILED),
             }
+        }
+    };
+    // Every object is done; what is left is writing the lines out, which a reader that
+    // does not read can make last for ever, and a signal or `--timeout` must still end.
+    // The summary waits for them: on a terminal they come above it, as they came while
+    // the pull ran.
+    let written = unless_stopped(lines.finish(), &mut stop).await;
+    display.finish(ticker);
+    let code = match written {
+        Ok(true) => code,
+        Ok(false) => {
+            write_failed = true;
+            code.max(EXIT_FAILED)
+        }
+        Err(why) => {
+            why.say(true);
+            return why.code();
         }
     };
     // A report that failed a line was said then.
@@ -204,35 +218,112 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
     code
 }
 
-/// Writes one JSON line to stdout and to the report, flushing each: the lines are the
-/// progress report, and the report file is what a killed pull leaves to tell what it
-/// finished. `Err` says which of the two failed.
+/// Writes one JSON line to the report, flushed: the report file is what a killed pull
+/// leaves to tell what it finished; and hands it to stdout's writer. `Err` once either
+/// failed, said already.
 fn write_line(
-    out: &mut impl Write,
+    lines: &mut Lines,
     report_out: &mut Option<impl Write>,
-    line: &str,
-) -> Result<(), (&'static str, std::io::Error)> {
-    let written = writeln!(out, "{line}")
-        .and_then(|_| out.flush())
-        .map_err(|e| ("the JSON lines", e));
+    line: String,
+) -> dist::Result<()> {
     let reported = match report_out {
-        Some(r) => writeln!(r, "{line}")
-            .and_then(|_| r.flush())
-            .map_err(|e| ("the report", e)),
+        Some(r) => writeln!(r, "{line}").and_then(|_| r.flush()),
         None => Ok(()),
     };
-    written.and(reported)
+    if let Err(e) = reported {
+        // A full disk under the report was said as stdout's.
+        say!("dist: writing the report: {e}");
+        return Err(Error::from(e));
+    }
+    lines.send(line)
 }
 
-/// Says a failed write, naming which (a full disk under the report was said as stdout's);
-/// a reader gone away (`| head -1`) is said nothing of.
-fn said(written: Result<(), (&'static str, std::io::Error)>) -> dist::Result<()> {
-    written.map_err(|(what, e)| {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            say!("dist: writing {what}: {e}");
+/// The JSON lines on stdout, written by a thread of their own. Written on the runtime's
+/// one thread, a reader that stopped reading (`| less` left waiting, a stuck `ssh`) held
+/// it in `write` once the pipe was full: every transfer stopped with it, and neither a
+/// signal nor `--timeout` could end the pull. The queue is not bounded, but the pull is: it
+/// reads at most [`dist::pull::MAX_DESCRIPTORS`] objects, a line each.
+struct Lines {
+    queue: Option<std::sync::mpsc::Sender<String>>,
+    /// Set by the writer when a write failed (said there; a reader gone is said nothing of).
+    failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Sent when the writer ends: whether everything was written.
+    done: tokio::sync::oneshot::Receiver<bool>,
+}
+
+impl Lines {
+    /// Starts the writer; `Err` is the exit status, the reason already said.
+    fn start() -> Result<Lines, u8> {
+        let (queue, rx) = std::sync::mpsc::channel::<String>();
+        let (verdict, done) = tokio::sync::oneshot::channel();
+        let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let failing = failed.clone();
+        let spawned = std::thread::Builder::new()
+            .name("dist-lines".into())
+            .spawn(move || {
+                let written = write_lines(&rx);
+                if let Err(e) = &written {
+                    failing.store(true, std::sync::atomic::Ordering::Release);
+                    if e.kind() != std::io::ErrorKind::BrokenPipe {
+                        say!("dist: writing the JSON lines: {e}");
+                    }
+                }
+                let _ = verdict.send(written.is_ok());
+            });
+        if let Err(e) = spawned {
+            say!(
+                "dist: cannot start the output thread: {e} (a limit on threads: ulimit -u \
+                 or -v, or the cgroup's pids.max)"
+            );
+            return Err(EXIT_USAGE);
         }
-        Error::from(e)
-    })
+        Ok(Lines {
+            queue: Some(queue),
+            failed,
+            done,
+        })
+    }
+
+    /// Hands a line to the writer; `Err` once writing has failed.
+    fn send(&mut self, line: String) -> dist::Result<()> {
+        let sent = self.queue.as_ref().is_some_and(|q| q.send(line).is_ok());
+        if !sent || self.failed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(Error::new(
+                dist::ErrorKind::Io,
+                "writing the JSON lines to stdout",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Waits for the writer to write every line; whether it did.
+    async fn finish(&mut self) -> bool {
+        self.queue.take();
+        (&mut self.done).await.unwrap_or(false)
+    }
+
+    /// Like [`Lines::finish`], but gives up after `limit`: a stopped pull must end even
+    /// when its reader does not read.
+    async fn finish_within(&mut self, limit: std::time::Duration) {
+        self.queue.take();
+        let _ = tokio::time::timeout(limit, &mut self.done).await;
+    }
+}
+
+/// Writes the lines as they come, above the progress line on a terminal, each handed to
+/// the reader before the writer waits for more.
+fn write_lines(rx: &std::sync::mpsc::Receiver<String>) -> std::io::Result<()> {
+    let terminal = std::io::stdout().is_terminal();
+    let mut out = std::io::BufWriter::new(super::output::RawStdout::new());
+    while let Ok(line) = rx.recv() {
+        let _line = terminal.then(super::progress::clear_line);
+        writeln!(out, "{line}")?;
+        for more in rx.try_iter() {
+            writeln!(out, "{more}")?;
+        }
+        out.flush()?;
+    }
+    Ok(())
 }
 
 /// The full name the entry records: a registry image's own, or what the source layout's
