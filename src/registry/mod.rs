@@ -650,7 +650,10 @@ impl RegistryRemote {
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(media::canonical)
-            .filter(|t| media::is_manifest(t));
+            // Signed schema 1 is the registry's fallback when it has none of the types
+            // asked for, and its digest leaves out the signatures its length counts: no
+            // descriptor. The `GET` refuses it in words (and a mirror's, for the next host).
+            .filter(|t| media::is_manifest(t) && *t != media::DOCKER_SCHEMA1_SIGNED);
         // A coded answer's length is the coded bytes', not the manifest's. No manifest is
         // empty: a length of 0 is a proxy's for the HEAD answer's own empty body (godoxy
         // and nora sent it), which left a descriptor of size 0 that no fetch could meet.
