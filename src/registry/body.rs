@@ -141,6 +141,9 @@ impl Resumable {
             tracing::debug!(url = %url, offset = self.offset, error = %e, "body broke after its last byte");
             return Ok(false);
         }
+        // The body of the host asked last broke: after a hand-over, not the host the
+        // download's first answer (whose URL it names otherwise) came from.
+        let e = e.with_url(&url);
         if self.offset >= self.progress_mark.saturating_add(PROGRESS) {
             self.resumes = 0;
         }
