@@ -178,3 +178,29 @@ fn a_manifest_declaring_its_type_in_another_case_is_pulled() {
     assert_eq!(entry["digest"], digest.as_str());
     assert_eq!(entry["mediaType"], OCI);
 }
+
+/// A tag whose `HEAD` answers with a signed schema 1 manifest (the registry's fallback
+/// when it has none of the types asked for) is refused by `dist resolve` as by `dist
+/// fetch`: the `HEAD`'s `Content-Type` made a descriptor of it, whose digest leaves out
+/// the signatures its length counts, and `resolve` printed it with exit status 0 (and
+/// `pull` said the type was asked for by name).
+#[test]
+fn resolve_refuses_a_schema1_tag_from_its_head() {
+    let reg = FakeRegistry::start();
+    let signed = r#"{"schemaVersion":1,"name":"team/app","tag":"v1","architecture":"amd64","fsLayers":[],"history":[],"signatures":[{"header":{"alg":"ES256"},"signature":"c2ln","protected":"cHJv"}]}"#;
+    reg.manifest("team/app", "v1", SCHEMA1, signed);
+    let out = Dist::new().run(&["resolve", &format!("{}:v1", repo(&reg))], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        err.contains(&format!(
+            "the registry answered with a signed Docker schema 1 manifest ({SCHEMA1})"
+        )),
+        "{err}"
+    );
+}

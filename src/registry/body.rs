@@ -141,6 +141,9 @@ impl Resumable {
             tracing::debug!(url = %url, offset = self.offset, error = %e, "body broke after its last byte");
             return Ok(false);
         }
+        // The body of the host asked last broke: after a hand-over, not the host the
+        // download's first answer (whose URL it names otherwise) came from.
+        let e = e.with_url(&url);
         if self.offset >= self.progress_mark.saturating_add(PROGRESS) {
             self.resumes = 0;
         }
@@ -158,7 +161,7 @@ impl Resumable {
         let pause = self.remote.retry_policy().backoff(self.resumes - 1);
         tokio::time::sleep(pause).await;
         tracing::debug!(url = %url, offset = self.offset, error = %e, "resuming body");
-        match self.reopen(url).await {
+        match self.reopen(&url).await {
             Ok(()) => Ok(true),
             Err(again) if again.status() == Some(416) => Ok(false),
             Err(again) => {
@@ -172,6 +175,12 @@ impl Resumable {
                 if let Some(status) = again.status() {
                     err = err.with_status(status);
                 }
+                // Where the rest was refused: the download names the URL of its first
+                // answer, which may be another host's (a mirror's, before a hand-over).
+                err = match again.url() {
+                    Some(failed) => err.with_url(failed),
+                    None => err.with_url(&url),
+                };
                 self.hand_over(err).await
             }
         }
@@ -203,11 +212,11 @@ impl Resumable {
         Ok(true)
     }
 
-    async fn reopen(&mut self, url: Uri) -> Result<()> {
+    async fn reopen(&mut self, url: &Uri) -> Result<()> {
         let (remote, host, offset) = (&self.remote, self.host, self.offset);
         let budget = resume_budget(remote, host, self.address.as_ref());
         let resumes = (&mut self.resumes, budget);
-        let (body, skip) = open_at(remote, host, &url, &self.headers, offset, resumes).await?;
+        let (body, skip) = open_at(remote, host, url, &self.headers, offset, resumes).await?;
         self.body = body;
         self.skip = skip;
         Ok(())

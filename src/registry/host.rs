@@ -187,6 +187,7 @@ impl Host {
                 Capabilities::ALL,
             ),
             Some(s) => {
+                no_credentials_in(&s.url, "registry server")?;
                 let (authority, api) = api_root(&s.url, s.override_path).ok_or_else(|| {
                     Error::invalid(format!("invalid registry server {:?}", s.url))
                 })?;
@@ -231,6 +232,7 @@ impl Host {
         repo: &Repository,
         credentials: CredentialSource,
     ) -> Result<Host> {
+        no_credentials_in(&m.url, "mirror")?;
         let (authority, api) = api_root(&m.url, m.override_path).ok_or_else(|| {
             // `--mirror ::1:5000`, the address as ss or a log shows it, was refused
             // without a word of the brackets, as the locator no longer is.
@@ -730,6 +732,27 @@ fn serves_another(authority: &str, registry: &str) -> bool {
     !(hub || authority.eq_ignore_ascii_case(registry))
 }
 
+/// Refuses `user:password@` in the URL of a mirror or server (`what`), as the command line
+/// and hosts files do for library callers too: never sent (credentials come from the
+/// same files as the registry's), it became part of the host's name, which messages
+/// and logs show.
+fn no_credentials_in(url: &str, what: &str) -> Result<()> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    if !rest
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or("")
+        .contains('@')
+    {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "{what} {}: {}",
+        crate::error::redact_url(url),
+        crate::reference::NO_CREDENTIALS_HERE
+    )))
+}
+
 /// `scheme://host[:port]` of an API root (`scheme://host[:port]/path/`).
 fn origin_of(api: &str) -> &str {
     let path = api.find("://").map_or(0, |i| i + 3);
@@ -1037,6 +1060,30 @@ mod tests {
     fn bad_mirror_urls_are_refused() {
         for url in ["ftp://m.example", "m.example", ""] {
             assert!(try_mirror(url).is_err(), "{url}");
+        }
+    }
+
+    /// A library's `Mirror` or `Server` with `user:password@` in its URL (the command line
+    /// and hosts files refuse it) took the password into the host's name: into messages
+    /// (`docker login user:pw@…`) and logs, and credentials were never taken from it.
+    #[test]
+    fn a_url_with_credentials_is_refused_without_showing_them() {
+        for url in [
+            "https://user:s3cret@mirror.example",
+            "http://user:s3cret@[::1]:5000/cache",
+        ] {
+            let e = try_mirror(url).err().expect(url).to_string();
+            assert!(!e.contains("s3cret"), "{e}");
+            assert!(e.contains("credentials do not go here"), "{e}");
+            let server = Server::new(url);
+            let transport = Transport::new(Default::default()).unwrap();
+            let repo: Repository = "registry.example/team/app".parse().unwrap();
+            let e = Host::upstream(&repo, Some(&server), transport, CredentialSource::None)
+                .err()
+                .expect(url)
+                .to_string();
+            assert!(!e.contains("s3cret"), "{e}");
+            assert!(e.contains("credentials do not go here"), "{e}");
         }
     }
 

@@ -108,7 +108,8 @@ impl RegistryRemote {
     }
 
     /// Reaches the registry itself at `server` instead of its usual address, asking it only
-    /// for what its capabilities allow (call before sharing the remote).
+    /// for what its capabilities allow (call before sharing the remote). Headers set with
+    /// [`with_registry_headers`](Self::with_registry_headers) go on to it.
     ///
     /// # Panics
     ///
@@ -122,11 +123,14 @@ impl RegistryRemote {
     ) -> Result<Self> {
         let inner = Arc::get_mut(&mut self.inner)
             .expect("with_server must be called before the remote is shared");
-        let upstream = Host::upstream(&inner.repo, Some(server), transport, credentials)?;
-        *inner
+        let mut upstream = Host::upstream(&inner.repo, Some(server), transport, credentials)?;
+        let registry = inner
             .hosts
             .last_mut()
-            .expect("the registry is always a host") = upstream;
+            .expect("the registry is always a host");
+        // Headers set for the registry before it moved are still the registry's.
+        upstream.headers = std::mem::take(&mut registry.headers);
+        *registry = upstream;
         Ok(self)
     }
 
@@ -650,7 +654,10 @@ impl RegistryRemote {
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(media::canonical)
-            .filter(|t| media::is_manifest(t));
+            // Signed schema 1 is the registry's fallback when it has none of the types
+            // asked for, and its digest leaves out the signatures its length counts: no
+            // descriptor. The `GET` refuses it in words (and a mirror's, for the next host).
+            .filter(|t| media::is_manifest(t) && *t != media::DOCKER_SCHEMA1_SIGNED);
         // A coded answer's length is the coded bytes', not the manifest's. No manifest is
         // empty: a length of 0 is a proxy's for the HEAD answer's own empty body (godoxy
         // and nora sent it), which left a descriptor of size 0 that no fetch could meet.
@@ -849,6 +856,31 @@ fn with_mirror_failures(e: Error, mirrors: &[Error]) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Headers for the registry set before `with_server` moved it went with the old
+    /// address: the registry at its new one was sent none of them.
+    #[test]
+    fn a_moved_registry_keeps_its_headers() {
+        let transport = Transport::new(Default::default()).unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-team", HeaderValue::from_static("a"));
+        let remote = RegistryRemote::new(
+            "registry.example/team/app".parse().unwrap(),
+            transport.clone(),
+            CredentialSource::None,
+            RetryPolicy::default(),
+        )
+        .with_registry_headers(headers)
+        .with_server(
+            &Server::new("https://cache.example"),
+            transport,
+            CredentialSource::None,
+        )
+        .unwrap();
+        let registry = remote.host(remote.inner.hosts.len() - 1);
+        assert_eq!(registry.name, "cache.example");
+        assert_eq!(registry.headers.get("x-team").unwrap(), "a");
+    }
 
     #[test]
     fn a_resumed_size_is_the_total_or_the_rest_past_the_offset() {
