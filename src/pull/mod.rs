@@ -447,12 +447,23 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
         let configs = images.iter().map(|i| (&*i.config, false));
         let layers = images.iter().flat_map(|i| &i.layers).map(|l| (l, true));
         let listed = listed_blobs.iter().map(|b| (b, true));
-        for (blob, may_skip) in listed.chain(configs).chain(layers) {
+        let all = || listed.clone().chain(configs.clone()).chain(layers.clone());
+        // A blob is fetched once, by its digest, and skipped only when nothing lists it
+        // as distributable: one image's foreign base layer may be another's plain layer
+        // (a copy that made it distributable), and skipping it by the first listing left
+        // that other image without it, recorded in index.json all the same.
+        let mut distributable = std::collections::HashMap::new();
+        for (blob, may_skip) in all() {
+            if blob.urls.is_empty() || !may_skip {
+                distributable.entry(&blob.digest).or_insert(blob);
+            }
+        }
+        for (blob, _) in all() {
             if !self.seen.insert(blob.digest.clone()) {
                 continue;
             }
-            if blob.urls.is_empty() || !may_skip {
-                todo.push(blob.clone());
+            if let Some(fetched) = distributable.get(&blob.digest) {
+                todo.push((*fetched).clone());
                 continue;
             }
             self.line += 1;

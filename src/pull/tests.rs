@@ -922,3 +922,39 @@ async fn indexes_nested_too_deep_are_refused() {
         }
     }
 }
+
+/// A layer one image lists as non-distributable (with `urls`) and another as a plain
+/// layer is fetched: the second image needs it. It was skipped by its first listing, and
+/// index.json named the whole index with the second image's layer absent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_foreign_in_one_image_and_plain_in_another_is_fetched() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let root = src.path();
+    let base = put(root, LAYER, b"base");
+    let mut foreign = base.clone();
+    foreign.media_type = FOREIGN.into();
+    foreign.urls.push("https://example.com/base".into());
+    let manifests = vec![
+        image(root, "amd64", Some(foreign)),
+        image(root, "arm64", Some(base.clone())),
+    ];
+    let index = serde_json::json!({
+        "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": manifests,
+    });
+    let mut top = put(root, media::OCI_INDEX, index.to_string().as_bytes());
+    top.annotations.insert(REF_NAME.into(), "v1".into());
+    LayoutStore::open(root).unwrap().add_to_index(&top).unwrap();
+    let (r, lines) = run(root, dst.path(), Platforms::All).await;
+    let pulled = r.unwrap();
+    // index, 2 manifests, 2 configs, 4 distinct layers
+    assert_eq!((pulled.fetched, pulled.skipped), (9, 0), "{lines:?}");
+    assert!(!statuses(&lines).contains(&"\"skipped\"".to_string()));
+    let stored = LayoutStore::open(dst.path()).unwrap();
+    assert!(stored.blob_path(&base.digest).exists());
+    // The line names the layer as the image that fetches it lists it.
+    let line = lines
+        .iter()
+        .find(|l| l.contains(&base.digest.to_string()))
+        .unwrap();
+    assert!(line.contains(LAYER) && !line.contains(FOREIGN), "{line}");
+}
