@@ -420,8 +420,17 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                     }),
                 }
             }
-            if matches!(self.opts.platforms, Platforms::One(_)) && !images.is_empty() {
-                break;
+            // An image of the very platform ends the search; a worse fit, or one that
+            // names no platform, does not: another index's nested index may hold a closer
+            // one, and `settle` takes the closest of all the levels walked.
+            if let Platforms::One(want) = &self.opts.platforms {
+                let exact = |p: &Platform| want.fit(p) == Some(u32::MAX);
+                if images
+                    .iter()
+                    .any(|i| i.descriptor.platform.as_ref().is_some_and(exact))
+                {
+                    break;
+                }
             }
             level = next;
         }
@@ -552,8 +561,8 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
     }
 }
 
-/// For a pull of `want`, keeps the image of `images` (one level's, from every index of
-/// it) that fits it best, the first of equals, and returns the entries dist cannot fetch
+/// For a pull of `want`, keeps the image of `images` (from every index walked, shallower
+/// levels first) that fits it best, the first of equals, and returns the entries dist cannot fetch
 /// that would fit better, keeping no image then: those are the images the indexes have
 /// for the platform, and pulling a worse fit instead would hand over another variant
 /// without a word. With no image, each is returned. Indexes of one image may list the

@@ -799,6 +799,24 @@ async fn the_closest_image_of_sibling_indexes_is_pulled() {
     assert_eq!(entry.digest.to_string(), v7["digest"], "{lines:?}");
 }
 
+/// The same when the closer image is nested deeper: the walk stopped at the first level
+/// that held an image, and pulled `arm/v6` from one index though its sibling's own nested
+/// index held the `arm/v7` asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_closest_image_is_pulled_however_deep_its_index() {
+    let src = tempfile::tempdir().unwrap();
+    let (v6, v7) = (arm_image(src.path(), "v6"), arm_image(src.path(), "v7"));
+    let shallow = unlabelled_index_of(src.path(), vec![v6]);
+    let deep = unlabelled_index_of(src.path(), vec![v7.clone()]);
+    let deeper = unlabelled_index_of(src.path(), vec![deep]);
+    tag_index_of_values(src.path(), vec![shallow, deeper]);
+    let dst = tempfile::tempdir().unwrap();
+    let want = Platforms::One(Platform::new("linux", "arm", Some("v7")));
+    let (r, lines) = run(src.path(), dst.path(), want).await;
+    let entry = r.unwrap().entry.unwrap();
+    assert_eq!(entry.digest.to_string(), v7["digest"], "{lines:?}");
+}
+
 /// Regression: an index whose entry for the platform dist cannot fetch also listed a
 /// worse fit it can (`arm/v6` beside the `arm/v7` asked for) had its nested indexes left
 /// unwalked, so the pull failed though one of them held an `arm/v7` image: the worse fit
