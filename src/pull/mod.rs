@@ -735,12 +735,23 @@ async fn config_platform(store: &LayoutStore, config: &Descriptor) -> Option<Pla
         architecture: Option<String>,
         os: Option<String>,
         variant: Option<String>,
+        /// A Windows image's build, which says which hosts run it (read loosely: it
+        /// only adds to what the other fields say).
+        #[serde(rename = "os.version")]
+        os_version: Option<serde_json::Value>,
     }
     let bytes = read_json_blob(store, config).await.ok()?;
     let d: Declared = serde_json::from_slice(&bytes).ok()?;
     match (d.os, d.architecture) {
         (Some(os), Some(arch)) if !os.is_empty() && !arch.is_empty() => {
-            Some(Platform::new(&os, &arch, d.variant.as_deref()))
+            let mut p = Platform::new(&os, &arch, d.variant.as_deref());
+            p.os_version = d
+                .os_version
+                .as_ref()
+                .and_then(serde_json::Value::as_str)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string);
+            Some(p)
         }
         _ => None,
     }

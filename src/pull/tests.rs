@@ -976,3 +976,33 @@ async fn a_layer_foreign_in_one_image_and_plain_in_another_is_fetched() {
         .unwrap();
     assert!(line.contains(LAYER) && !line.contains(FOREIGN), "{line}");
 }
+
+/// The platform a single image's config declares includes its Windows build: without it,
+/// a Windows Server 2022 image pulled for `windows(10.0.17763)/amd64`, where it does not
+/// run, read as a match, and the caller's warning was not given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_image_s_platform_names_its_windows_build() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let root = src.path();
+    let config = put(
+        root,
+        "application/vnd.oci.image.config.v1+json",
+        br#"{"architecture":"amd64","os":"windows","os.version":"10.0.20348.2655"}"#,
+    );
+    let m = serde_json::json!({
+        "schemaVersion": 2, "mediaType": media::OCI_MANIFEST, "config": config, "layers": [],
+    });
+    let mut top = put(root, media::OCI_MANIFEST, m.to_string().as_bytes());
+    top.annotations.insert(REF_NAME.into(), "v1".into());
+    LayoutStore::open(root).unwrap().add_to_index(&top).unwrap();
+    let want: Platform = "windows(10.0.17763)/amd64".parse().unwrap();
+    let (r, lines) = run(root, dst.path(), Platforms::One(want.clone())).await;
+    let have = r.unwrap().image_platform.expect("the config's platform");
+    assert_eq!(
+        have.os_version.as_deref(),
+        Some("10.0.20348.2655"),
+        "{lines:?}"
+    );
+    assert!(!want.matches(&have));
+    assert!(want.matches(&Platform::new("windows", "amd64", None)));
+}
