@@ -1006,3 +1006,23 @@ async fn a_single_image_s_platform_names_its_windows_build() {
     assert!(!want.matches(&have));
     assert!(want.matches(&Platform::new("windows", "amd64", None)));
 }
+
+/// An entry whose digest dist verifies but whose size is none (negative) is named by that
+/// digest, as every entry is but one whose digest is malformed: it was named by its place
+/// in the index (`entry 1 of sha256:…`), which a reader has to count out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_of_a_bad_size_is_named_by_its_digest() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let amd64 = serde_json::to_value(image(src.path(), "amd64", None)).unwrap();
+    tag_index_of_values(
+        src.path(),
+        vec![entry_for("ppc64le", amd64["digest"].clone(), (-1).into())],
+    );
+    let ppc64le = Platforms::One(Platform::new("linux", "ppc64le", None));
+    let (r, lines) = run(src.path(), dst.path(), ppc64le).await;
+    assert_eq!(r.unwrap().failed, 1, "{lines:?}");
+    let last: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert_eq!(last["object"], amd64["digest"], "{lines:?}");
+    let said = last["error"].as_str().unwrap();
+    assert!(said.contains("linux/ppc64le"), "{said}");
+}
