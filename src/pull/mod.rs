@@ -562,12 +562,12 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
 }
 
 /// For a pull of `want`, keeps the image of `images` (from every index walked, shallower
-/// levels first) that fits it best, the first of equals, and returns the entries dist cannot fetch
-/// that would fit better, keeping no image then: those are the images the indexes have
-/// for the platform, and pulling a worse fit instead would hand over another variant
-/// without a word. With no image, each is returned. Indexes of one image may list the
-/// same platform twice (a producer moving to another digest algorithm keeps the old
-/// entries in another index): one it cannot fetch then spoils nothing.
+/// levels first) that fits it best, the first of equals, and returns the entries dist
+/// cannot fetch that would fit better, keeping no image then: those are the images the
+/// indexes have for the platform, and pulling a worse fit instead would hand over another
+/// variant without a word. With no image, each is returned. Indexes of one image may
+/// list the same platform twice (a producer moving to another digest algorithm keeps the
+/// old entries in another index): one it cannot fetch then spoils nothing.
 fn settle(
     want: &Platform,
     images: &mut Vec<Image>,
