@@ -567,12 +567,13 @@ fn index_of_platforms(images: &[Image], platforms: impl IntoIterator<Item = Valu
 
 /// Windows images differ by their build (`os.version`): `windows/amd64` takes the first
 /// the index lists, and `windows(BUILD)/amd64`, as containerd writes it, the one that runs
-/// on that build.
+/// on that build: its own, else the closest older one it runs (2025's was handed the 2022
+/// image, listed first).
 #[test]
 fn a_windows_build_picks_its_image() {
     let fake = FakeRegistry::start();
-    let builds = ["10.0.17763.6189", "10.0.20348.2655"];
-    let images: Vec<Image> = (0..2)
+    let builds = ["10.0.17763.6189", "10.0.20348.2655", "10.0.26100.2894"];
+    let images: Vec<Image> = (0..3)
         .map(|i| push_image(&fake, "team/win", Flavor::Oci, "amd64", 10 + i))
         .collect();
     let index = index_of_platforms(
@@ -584,7 +585,9 @@ fn a_windows_build_picks_its_image() {
     for (platform, image) in [
         ("windows/amd64", &images[0]),
         ("windows(10.0.20348)/amd64", &images[1]),
-        ("windows(10.0.26100)/amd64", &images[1]),
+        ("windows(10.0.22631)/amd64", &images[1]),
+        ("windows(10.0.26100)/amd64", &images[2]),
+        ("windows(10.0.26200)/amd64", &images[2]),
         ("windows(10.0.17763)/amd64", &images[0]),
     ] {
         let dir = tempfile::tempdir().unwrap();

@@ -207,8 +207,11 @@ impl UnusableEntry {
         };
         Err(Box::new(UnusableEntry {
             position,
+            // One dist verifies counts too: the entry's size may be what is wrong.
             digest: digest
-                .filter(|d| Digest::unsupported_algorithm(d).is_some())
+                .filter(|d| {
+                    d.parse::<Digest>().is_ok() || Digest::unsupported_algorithm(d).is_some()
+                })
                 .map(|d| crate::server_text::cut_to(d.to_string(), 160)),
             media_type: value
                 .get("mediaType")

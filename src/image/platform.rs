@@ -129,34 +129,40 @@ impl Platform {
     }
 
     /// How well an index entry for `candidate` serves what `self` asks for: `None` when it
-    /// cannot run there, else a rank, higher for a closer variant and highest for the
-    /// variant asked for. A CPU runs its architecture's older variants (`arm/v7` runs
-    /// `arm/v6` and `arm/v5`, `amd64/v3` runs `amd64/v2` and `amd64`, `arm64/v8.2` runs
-    /// `arm64/v8`), so an index without the exact variant still has an image for it, as
-    /// Docker and containerd pick it.
+    /// cannot run there, else a rank, higher for a closer variant and highest
+    /// (`u32::MAX`) for the variant asked for. A CPU runs its architecture's older variants
+    /// (`arm/v7` runs `arm/v6` and `arm/v5`, `amd64/v3` runs `amd64/v2` and `amd64`,
+    /// `arm64/v8.2` runs `arm64/v8`), so an index without the exact variant still has an
+    /// image for it, as Docker and containerd pick it. Of the variant asked for, an image
+    /// of an older Windows build than the one `self` names (which that host may run, see
+    /// [`Platform::matches`]) ranks below one of that build, and above every older variant.
     pub fn fit(&self, candidate: &Platform) -> Option<u32> {
-        if !self.os.eq_ignore_ascii_case(&candidate.os) || !self.runs_build_of(candidate) {
+        if !self.os.eq_ignore_ascii_case(&candidate.os) {
             return None;
         }
+        let behind = self.builds_behind(candidate)?;
         let (want_arch, want) = normalise(&self.architecture, self.variant.as_deref());
         let (have_arch, have) = normalise(&candidate.architecture, candidate.variant.as_deref());
         if want_arch != have_arch {
             return None;
         }
         if want == have {
-            return Some(u32::MAX);
+            // Its own build first, then the closest older one, as containerd orders
+            // them: the index's first that runs was the 2022 image for a 2025 host.
+            return Some(u32::MAX - behind.min(u32::from(u16::MAX)));
         }
         older_variant(&want_arch, want.as_deref()?, have.as_deref()?)
     }
 }
 
 impl Platform {
-    /// Whether a Windows host of the build `self` names (`10.0.17763`, its revision
-    /// aside) runs an image of `candidate`'s, as containerd matches them: the same
-    /// `major.minor`, and the same build, or from Windows Server 2022 (build 20348) on,
-    /// any build from 20348 up to its own (those keep a stable ABI). A side that names no
-    /// build, or none that reads as one, runs anything.
-    fn runs_build_of(&self, candidate: &Platform) -> bool {
+    /// How many builds older than the Windows build `self` names (`10.0.17763`, its
+    /// revision aside) `candidate`'s is, when a host of that build runs it, as containerd
+    /// matches them: the same `major.minor`, and the same build, or from Windows Server
+    /// 2022 (build 20348) on, any build from 20348 up to its own (those keep a stable
+    /// ABI). `None` when it does not run there; `Some(0)` when a side names no build, or
+    /// none that reads as one: that runs anything.
+    fn builds_behind(&self, candidate: &Platform) -> Option<u32> {
         const STABLE_ABI: u32 = 20348;
         let build = |p: &Platform| {
             let mut parts = p.os_version.as_deref()?.split('.');
@@ -164,14 +170,15 @@ impl Platform {
             Some((number()?, number()?, number()?))
         };
         let (Some(host), Some(image)) = (build(self), build(candidate)) else {
-            return true;
+            return Some(0);
         };
-        match host.2 < STABLE_ABI {
+        let runs = match host.2 < STABLE_ABI {
             true => host == image,
             false => {
                 host.0 == image.0 && host.1 == image.1 && (STABLE_ABI..=host.2).contains(&image.2)
             }
-        }
+        };
+        runs.then(|| host.2 - image.2)
     }
 }
 
@@ -525,6 +532,35 @@ mod tests {
         ] {
             assert!(bad.parse::<Platform>().is_err(), "{bad:?}");
         }
+    }
+
+    /// Of the builds a Windows host runs, its own fits best, then the closest older one,
+    /// as containerd orders them: `windows(10.0.26100)/amd64` was handed the 2022 image of
+    /// an index that listed it before the 2025 one.
+    #[test]
+    fn a_windows_build_fits_its_own_build_best() {
+        let image = |version: &str| {
+            let mut q = p("windows/amd64");
+            q.os_version = Some(version.into());
+            q
+        };
+        let ltsc2025 = p("windows(10.0.26100)/amd64");
+        let own = ltsc2025.fit(&image("10.0.26100.2894"));
+        assert_eq!(own, Some(u32::MAX));
+        let older = ltsc2025.fit(&image("10.0.20348.3091"));
+        assert!(older.is_some() && older < own, "{older:?}");
+        let later = p("windows(10.0.26200)/amd64");
+        assert!(later.fit(&image("10.0.26100.1")) > later.fit(&image("10.0.20348.1")));
+        // Still above an older CPU variant, and the same for images naming no build.
+        assert!(older > p("linux/amd64/v3").fit(&p("linux/amd64/v2")));
+        assert_eq!(ltsc2025.fit(&p("windows/amd64")), Some(u32::MAX));
+        assert_eq!(
+            p("windows/amd64").fit(&image("10.0.20348.1")),
+            Some(u32::MAX)
+        );
+        // A build far past any real one ranks without underflowing.
+        let far = p("windows(10.0.4294967295)/amd64");
+        assert!(far.fit(&image("10.0.20348.1")).is_some());
     }
 
     #[test]

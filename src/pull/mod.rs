@@ -420,8 +420,17 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                     }),
                 }
             }
-            if matches!(self.opts.platforms, Platforms::One(_)) && !images.is_empty() {
-                break;
+            // An image of the very platform ends the search; a worse fit, or one that
+            // names no platform, does not: another index's nested index may hold a closer
+            // one, and `settle` takes the closest of all the levels walked.
+            if let Platforms::One(want) = &self.opts.platforms {
+                let exact = |p: &Platform| want.fit(p) == Some(u32::MAX);
+                if images
+                    .iter()
+                    .any(|i| i.descriptor.platform.as_ref().is_some_and(exact))
+                {
+                    break;
+                }
             }
             level = next;
         }
@@ -447,12 +456,23 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
         let configs = images.iter().map(|i| (&*i.config, false));
         let layers = images.iter().flat_map(|i| &i.layers).map(|l| (l, true));
         let listed = listed_blobs.iter().map(|b| (b, true));
-        for (blob, may_skip) in listed.chain(configs).chain(layers) {
+        let all = || listed.clone().chain(configs.clone()).chain(layers.clone());
+        // A blob is fetched once, by its digest, and skipped only when nothing lists it
+        // as distributable: one image's foreign base layer may be another's plain layer
+        // (a copy that made it distributable), and skipping it by the first listing left
+        // that other image without it, recorded in index.json all the same.
+        let mut distributable = std::collections::HashMap::new();
+        for (blob, may_skip) in all() {
+            if blob.urls.is_empty() || !may_skip {
+                distributable.entry(&blob.digest).or_insert(blob);
+            }
+        }
+        for (blob, _) in all() {
             if !self.seen.insert(blob.digest.clone()) {
                 continue;
             }
-            if blob.urls.is_empty() || !may_skip {
-                todo.push(blob.clone());
+            if let Some(fetched) = distributable.get(&blob.digest) {
+                todo.push((*fetched).clone());
                 continue;
             }
             self.line += 1;
@@ -541,13 +561,13 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
     }
 }
 
-/// For a pull of `want`, keeps the image of `images` (one level's, from every index of
-/// it) that fits it best, the first of equals, and returns the entries dist cannot fetch
-/// that would fit better, keeping no image then: those are the images the indexes have
-/// for the platform, and pulling a worse fit instead would hand over another variant
-/// without a word. With no image, each is returned. Indexes of one image may list the
-/// same platform twice (a producer moving to another digest algorithm keeps the old
-/// entries in another index): one it cannot fetch then spoils nothing.
+/// For a pull of `want`, keeps the image of `images` (from every index walked, shallower
+/// levels first) that fits it best, the first of equals, and returns the entries dist
+/// cannot fetch that would fit better, keeping no image then: those are the images the
+/// indexes have for the platform, and pulling a worse fit instead would hand over another
+/// variant without a word. With no image, each is returned. Indexes of one image may
+/// list the same platform twice (a producer moving to another digest algorithm keeps the
+/// old entries in another index): one it cannot fetch then spoils nothing.
 fn settle(
     want: &Platform,
     images: &mut Vec<Image>,
@@ -715,12 +735,23 @@ async fn config_platform(store: &LayoutStore, config: &Descriptor) -> Option<Pla
         architecture: Option<String>,
         os: Option<String>,
         variant: Option<String>,
+        /// A Windows image's build, which says which hosts run it (read loosely: it
+        /// only adds to what the other fields say).
+        #[serde(rename = "os.version")]
+        os_version: Option<serde_json::Value>,
     }
     let bytes = read_json_blob(store, config).await.ok()?;
     let d: Declared = serde_json::from_slice(&bytes).ok()?;
     match (d.os, d.architecture) {
         (Some(os), Some(arch)) if !os.is_empty() && !arch.is_empty() => {
-            Some(Platform::new(&os, &arch, d.variant.as_deref()))
+            let mut p = Platform::new(&os, &arch, d.variant.as_deref());
+            p.os_version = d
+                .os_version
+                .as_ref()
+                .and_then(serde_json::Value::as_str)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string);
+            Some(p)
         }
         _ => None,
     }

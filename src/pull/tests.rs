@@ -799,6 +799,24 @@ async fn the_closest_image_of_sibling_indexes_is_pulled() {
     assert_eq!(entry.digest.to_string(), v7["digest"], "{lines:?}");
 }
 
+/// The same when the closer image is nested deeper: the walk stopped at the first level
+/// that held an image, and pulled `arm/v6` from one index though its sibling's own nested
+/// index held the `arm/v7` asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_closest_image_is_pulled_however_deep_its_index() {
+    let src = tempfile::tempdir().unwrap();
+    let (v6, v7) = (arm_image(src.path(), "v6"), arm_image(src.path(), "v7"));
+    let shallow = unlabelled_index_of(src.path(), vec![v6]);
+    let deep = unlabelled_index_of(src.path(), vec![v7.clone()]);
+    let deeper = unlabelled_index_of(src.path(), vec![deep]);
+    tag_index_of_values(src.path(), vec![shallow, deeper]);
+    let dst = tempfile::tempdir().unwrap();
+    let want = Platforms::One(Platform::new("linux", "arm", Some("v7")));
+    let (r, lines) = run(src.path(), dst.path(), want).await;
+    let entry = r.unwrap().entry.unwrap();
+    assert_eq!(entry.digest.to_string(), v7["digest"], "{lines:?}");
+}
+
 /// Regression: an index whose entry for the platform dist cannot fetch also listed a
 /// worse fit it can (`arm/v6` beside the `arm/v7` asked for) had its nested indexes left
 /// unwalked, so the pull failed though one of them held an `arm/v7` image: the worse fit
@@ -921,4 +939,90 @@ async fn indexes_nested_too_deep_are_refused() {
             other => panic!("{nested} deep: {other:?}"),
         }
     }
+}
+
+/// A layer one image lists as non-distributable (with `urls`) and another as a plain
+/// layer is fetched: the second image needs it. It was skipped by its first listing, and
+/// index.json named the whole index with the second image's layer absent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_foreign_in_one_image_and_plain_in_another_is_fetched() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let root = src.path();
+    let base = put(root, LAYER, b"base");
+    let mut foreign = base.clone();
+    foreign.media_type = FOREIGN.into();
+    foreign.urls.push("https://example.com/base".into());
+    let manifests = vec![
+        image(root, "amd64", Some(foreign)),
+        image(root, "arm64", Some(base.clone())),
+    ];
+    let index = serde_json::json!({
+        "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": manifests,
+    });
+    let mut top = put(root, media::OCI_INDEX, index.to_string().as_bytes());
+    top.annotations.insert(REF_NAME.into(), "v1".into());
+    LayoutStore::open(root).unwrap().add_to_index(&top).unwrap();
+    let (r, lines) = run(root, dst.path(), Platforms::All).await;
+    let pulled = r.unwrap();
+    // index, 2 manifests, 2 configs, 4 distinct layers
+    assert_eq!((pulled.fetched, pulled.skipped), (9, 0), "{lines:?}");
+    assert!(!statuses(&lines).contains(&"\"skipped\"".to_string()));
+    let stored = LayoutStore::open(dst.path()).unwrap();
+    assert!(stored.blob_path(&base.digest).exists());
+    // The line names the layer as the image that fetches it lists it.
+    let line = lines
+        .iter()
+        .find(|l| l.contains(&base.digest.to_string()))
+        .unwrap();
+    assert!(line.contains(LAYER) && !line.contains(FOREIGN), "{line}");
+}
+
+/// The platform a single image's config declares includes its Windows build: without it,
+/// a Windows Server 2022 image pulled for `windows(10.0.17763)/amd64`, where it does not
+/// run, read as a match, and the caller's warning was not given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_image_s_platform_names_its_windows_build() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let root = src.path();
+    let config = put(
+        root,
+        "application/vnd.oci.image.config.v1+json",
+        br#"{"architecture":"amd64","os":"windows","os.version":"10.0.20348.2655"}"#,
+    );
+    let m = serde_json::json!({
+        "schemaVersion": 2, "mediaType": media::OCI_MANIFEST, "config": config, "layers": [],
+    });
+    let mut top = put(root, media::OCI_MANIFEST, m.to_string().as_bytes());
+    top.annotations.insert(REF_NAME.into(), "v1".into());
+    LayoutStore::open(root).unwrap().add_to_index(&top).unwrap();
+    let want: Platform = "windows(10.0.17763)/amd64".parse().unwrap();
+    let (r, lines) = run(root, dst.path(), Platforms::One(want.clone())).await;
+    let have = r.unwrap().image_platform.expect("the config's platform");
+    assert_eq!(
+        have.os_version.as_deref(),
+        Some("10.0.20348.2655"),
+        "{lines:?}"
+    );
+    assert!(!want.matches(&have));
+    assert!(want.matches(&Platform::new("windows", "amd64", None)));
+}
+
+/// An entry whose digest dist verifies but whose size is none (negative) is named by that
+/// digest, as every entry is but one whose digest is malformed: it was named by its place
+/// in the index (`entry 1 of sha256:…`), which a reader has to count out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_of_a_bad_size_is_named_by_its_digest() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let amd64 = serde_json::to_value(image(src.path(), "amd64", None)).unwrap();
+    tag_index_of_values(
+        src.path(),
+        vec![entry_for("ppc64le", amd64["digest"].clone(), (-1).into())],
+    );
+    let ppc64le = Platforms::One(Platform::new("linux", "ppc64le", None));
+    let (r, lines) = run(src.path(), dst.path(), ppc64le).await;
+    assert_eq!(r.unwrap().failed, 1, "{lines:?}");
+    let last: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert_eq!(last["object"], amd64["digest"], "{lines:?}");
+    let said = last["error"].as_str().unwrap();
+    assert!(said.contains("linux/ppc64le"), "{said}");
 }
