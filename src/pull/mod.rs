@@ -205,10 +205,16 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
         let mut top = self.remote.resolve(object).await?;
         if let Object::Digest(d) = object {
             if top.digest != *d {
-                return Err(Error::new(
+                // Named as any failed object is: which one, and where it was read.
+                let e = Error::new(
                     ErrorKind::DigestMismatch,
-                    format!("{} resolved to {}", d, top.digest),
-                ));
+                    format!("it resolved to another manifest, {}", top.digest),
+                )
+                .with_object(d);
+                return Err(match self.remote.manifest_location(d) {
+                    Some(at) => e.with_url(at),
+                    None => e,
+                });
             }
         }
         let top_digest = top.digest.clone();

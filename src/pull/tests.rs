@@ -1026,3 +1026,61 @@ async fn an_entry_of_a_bad_size_is_named_by_its_digest() {
     let said = last["error"].as_str().unwrap();
     assert!(said.contains("linux/ppc64le"), "{said}");
 }
+
+/// A source whose `resolve` answers with another manifest's descriptor than the digest
+/// asked for (a proxy that serves the wrong object for it).
+struct Misresolving(LayoutRemote, Descriptor);
+
+impl Remote for Misresolving {
+    fn fetch<'a>(
+        &'a self,
+        object: &'a Object,
+        hints: &'a crate::hints::Hints,
+    ) -> futures::future::BoxFuture<'a, Result<crate::fetch::Download>> {
+        self.0.fetch(object, hints)
+    }
+    fn check<'a>(&'a self) -> futures::future::BoxFuture<'a, Result<()>> {
+        self.0.check()
+    }
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+    fn resolve<'a>(&'a self, _: &'a Object) -> futures::future::BoxFuture<'a, Result<Descriptor>> {
+        Box::pin(async { Ok(self.1.clone()) })
+    }
+    fn manifest_location(&self, digest: &Digest) -> Option<String> {
+        self.0.manifest_location(digest)
+    }
+}
+
+/// A pull by digest that resolves to another digest names the object asked for and
+/// where it was read, as every other failure does: it said only "A resolved to B".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_digest_resolved_to_another_names_the_object_and_where() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let top = source(src.path(), false);
+    let other = image(src.path(), "s390x", None).bare();
+    let other_digest = other.digest.clone();
+    let store = LayoutStore::open(dst.path()).unwrap();
+    let opts = PullOptions {
+        platforms: arm64(),
+        jobs: 4,
+        verify_existing: false,
+        progress: None,
+        image_name: None,
+    };
+    let remote: Arc<dyn Remote> = Arc::new(Misresolving(LayoutRemote::new(src.path()), other));
+    let asked = Object::Digest(top.digest.clone());
+    let e = pull(remote, &asked, None, &store, &opts, |_| Ok(()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::DigestMismatch);
+    assert_eq!(e.object(), Some(top.digest.to_string().as_str()), "{e}");
+    let url = e.url().expect("where the manifest was read");
+    assert!(url.contains(&top.digest.encoded().to_string()), "{url}");
+    let said = e.to_string();
+    assert!(
+        said.ends_with(&format!("it resolved to another manifest, {other_digest}")),
+        "{said}"
+    );
+}
