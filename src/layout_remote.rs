@@ -47,6 +47,8 @@ struct IndexFile {
 /// it cannot fetch.
 struct Entries {
     usable: Vec<Descriptor>,
+    /// Where each of `usable` is in the file, from 0: a tag is its first entry, usable or not.
+    places: Vec<usize>,
     unusable: Vec<(Option<String>, UnusableEntry)>,
 }
 
@@ -98,11 +100,15 @@ impl LayoutRemote {
         let manifests = index.manifests.unwrap_or_default();
         let mut entries = Entries {
             usable: Vec::with_capacity(manifests.len()),
+            places: Vec::with_capacity(manifests.len()),
             unusable: Vec::new(),
         };
         for (position, entry) in manifests.iter().enumerate() {
             match UnusableEntry::read(position, entry) {
-                Ok(d) => entries.usable.push(d),
+                Ok(d) => {
+                    entries.usable.push(d);
+                    entries.places.push(position);
+                }
                 Err(unusable) => {
                     let name = entry
                         .get("annotations")
@@ -116,17 +122,25 @@ impl LayoutRemote {
         Ok(entries)
     }
 
-    /// The first `index.json` entry named `tag`.
+    /// The first `index.json` entry named `tag`. One that cannot be used fails the tag,
+    /// even with a usable entry of the name after it: skopeo and containerd take the first,
+    /// and the later one may be another image.
     async fn find_tag(&self, tag: &str) -> Result<Descriptor> {
         let Entries {
             usable: mut entries,
+            places,
             unusable,
         } = self.read_entries().await?;
-        if let Some(found) = entries.iter().position(|d| d.ref_name() == Some(tag)) {
+        let found = entries.iter().position(|d| d.ref_name() == Some(tag));
+        let unusable_first = unusable
+            .iter()
+            .find(|(n, _)| n.as_deref() == Some(tag))
+            .filter(|(_, u)| found.is_none_or(|i| u.position < places[i]));
+        if let (Some(found), None) = (found, unusable_first) {
             return Ok(entries.swap_remove(found));
         }
         let index = self.root.join("index.json");
-        if let Some((_, entry)) = unusable.iter().find(|(n, _)| n.as_deref() == Some(tag)) {
+        if let Some((_, entry)) = unusable_first {
             return Err(Error::invalid(match &entry.digest {
                 Some(digest) => format!(
                     "the entry named {tag:?} in {} is {digest}, in an algorithm dist does not \
@@ -709,6 +723,47 @@ mod tests {
                 .ends_with("it lists v1, bad, entry 2 (no name), entry 3 (no name)"),
             "{e}"
         );
+    }
+
+    /// A tag is its first entry, as skopeo reads it (and as the README says): an entry
+    /// that cannot be used listed first under a tag is what the tag names, not a later
+    /// usable one of the same name, which skopeo and containerd would never serve for it.
+    #[tokio::test]
+    async fn a_tag_is_its_first_entry_even_when_that_cannot_be_used() {
+        let f = fixture();
+        let named = |digest: &str| {
+            serde_json::json!({"mediaType": media::OCI_MANIFEST, "digest": digest,
+                "size": 7, "annotations": { image::REF_NAME: "v1" }})
+        };
+        let sha384 = format!("sha384:{}", "a".repeat(96));
+        for first in ["sha256:ABC", sha384.as_str()] {
+            let f = fixture();
+            with_entries(&f, &[named(first)]);
+            let remote = LayoutRemote::new(f.dir.path());
+            let e = remote
+                .fetch(&Object::Tag("v1".into()), &Hints::default())
+                .await
+                .unwrap_err();
+            assert!(
+                e.to_string().contains("the entry named \"v1\""),
+                "{first}: {e}"
+            );
+        }
+        // Listed after the usable one, it changes nothing.
+        let path = f.dir.path().join("index.json");
+        let mut index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        index["manifests"]
+            .as_array_mut()
+            .unwrap()
+            .push(named("sha256:ABC"));
+        std::fs::write(&path, index.to_string()).unwrap();
+        let remote = LayoutRemote::new(f.dir.path());
+        let mut d = remote
+            .fetch(&Object::Tag("v1".into()), &Hints::default())
+            .await
+            .unwrap();
+        assert_eq!(read(&mut d).await.unwrap(), f.manifest);
     }
 
     /// `"manifests": null`, as Go writes an empty list, is a layout without entries.
