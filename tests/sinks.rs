@@ -1143,7 +1143,9 @@ fn the_sync_at_the_end_of_a_batch_does_not_hold_off_its_timeout() {
     // `strace -P` needs the path to be there to match it.
     std::fs::create_dir_all(&layout).unwrap();
     let (repo, l) = (repo(&reg), layout.to_str().unwrap());
-    let args = ["--timeout", "3s", "fetch", &repo, &blob, "-o", l];
+    // 6 s: the fetch itself must end well before it, under strace on a loaded machine
+    // too, and the held-up fsync (10 s) well after.
+    let args = ["--timeout", "6s", "fetch", &repo, &blob, "-o", l];
     // The layout's own directory is fsync'd once, in the sync at the end; the blob's file
     // is synced as it is stored, and is not held up.
     let options = ["-P", l, "-e", "inject=fsync:delay_enter=10000000"];
@@ -1160,7 +1162,7 @@ fn the_sync_at_the_end_of_a_batch_does_not_hold_off_its_timeout() {
     let log = std::fs::read_to_string(log.path()).unwrap();
     assert!(log.contains("fsync("), "no fsync of {l} was held up: {log}");
     assert_eq!(out.status.code(), Some(124), "{err}");
-    assert!(err.contains("gave up after the --timeout of 3s"), "{err}");
+    assert!(err.contains("gave up after the --timeout of 6s"), "{err}");
     let lines = json_lines(&out.stdout);
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0]["status"], "ok");

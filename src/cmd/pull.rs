@@ -122,8 +122,10 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
     let result = match unless_stopped(work, &mut stop).await {
         Ok(r) => r,
         Err(why) => {
-            display.finish(ticker);
+            // The lines written first, as at the end: on a terminal they come above the
+            // summary.
             lines.finish_within(std::time::Duration::from_secs(2)).await;
+            display.finish(ticker);
             why.say(true);
             return why.code();
         }
@@ -131,6 +133,13 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
     // A report that failed a line was said then; its flush would only fail again.
     let flushed = report_out.as_mut().map(Write::flush);
     if let (Some(Err(e)), false) = (flushed, write_failed) {
+        // The lines still queued for stdout are the objects' record too: not dropped with
+        // the process.
+        if let Err(why) = unless_stopped(lines.finish(), &mut stop).await {
+            display.finish(ticker);
+            why.say(true);
+            return why.code();
+        }
         display.finish(ticker);
         say!("dist: writing the report: {e}");
         return EXIT_FAILED;
