@@ -208,6 +208,11 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
         }
     };
     drop(outcomes);
+    // A signal that came in the same turn as the last outcome waits in `stop`, which the
+    // biased pick above passed over: taken now, or the sync below would sit it out.
+    if stopped.is_none() {
+        stopped = futures::FutureExt::now_or_never(&mut stop);
+    }
     // The batch's last sync, unless a signal or `--timeout` stopped it: a disk that does not
     // answer must not hold those up, but a reader of stdout that left is no reason to leave
     // what was stored without it. So it waits under a stop of their own, which hears every
