@@ -2383,3 +2383,44 @@ fn an_unlabelled_schema1_manifest_is_refused_as_schema1_not_as_corrupt() {
         "{frames}"
     );
 }
+
+/// A manifest served under tag `v1` with no `Docker-Content-Digest`, as some registries and
+/// static mirrors answer a tag: its body cannot be resumed with `Range` (the tag may have
+/// moved meanwhile), so a break is asked for again from the start. Every answer lacks the
+/// header; `faults` come first, each without it too.
+fn tag_without_digest(faults: &[Fault]) -> (FakeRegistry, Vec<u8>) {
+    let reg = FakeRegistry::start();
+    let padding = "x".repeat(20_000);
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[],"annotations":{{"pad":"{padding}"}}}}"#
+    );
+    let media_type = "application/vnd.oci.image.manifest.v1+json";
+    reg.manifest("team/app", "v1", media_type, manifest.as_bytes());
+    let unannounced =
+        |fault: Option<Fault>| Fault::Without("docker-content-digest", fault.map(Box::new));
+    reg.set_fault_for_every("manifests/v1", unannounced(None));
+    for fault in faults {
+        reg.push_fault("manifests/v1", unannounced(Some(fault.clone())));
+    }
+    (reg, manifest.into_bytes())
+}
+
+/// A tag announced without a digest whose connection drops before a byte of its body
+/// arrived is asked for again, as any dropped connection is. Before, it failed at once.
+#[test]
+fn a_tag_without_a_digest_is_asked_again_when_its_body_breaks_before_a_byte() {
+    let (reg, manifest) = tag_without_digest(&[Fault::DropAfter(0), Fault::DropAfter(0)]);
+    let out = Dist::new().run(&["fetch", &repo(&reg), "v1"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(out.stdout == manifest, "{err}");
+    assert_eq!(reg.requests_for("manifests/v1"), 3, "{err}");
+
+    // On the retries' budget: `--retries 1` asks twice, and says so.
+    let (reg, _) = tag_without_digest(&[const { Fault::DropAfter(0) }; 3]);
+    let out = Dist::new().run(&["--retries", "1", "fetch", &repo(&reg), "v1"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert_eq!(reg.requests_for("manifests/v1"), 2, "{err}");
+    assert!(err.contains("(gave up after 2 attempts)"), "{err}");
+}

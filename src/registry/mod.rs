@@ -576,11 +576,13 @@ impl RegistryRemote {
             (Some(_), Some(d)) => Some((endpoint, d.to_string())),
             _ => None,
         };
+        let retry_url = (resume_url.is_none() && !coded && offset == 0).then(|| url.clone());
         let body = Resumable {
             remote: self.clone(),
             host,
             body: body::Body::Plain(reply.response.into_body()),
             resume_url,
+            retry_url,
             headers: headers.clone(),
             offset,
             size,
