@@ -194,9 +194,12 @@ impl Resumable {
     /// Asks for content without a fixed address again after its body broke with `e`,
     /// while none of it was handed out: a plain retry, on the budget and after the
     /// backoff a resume has. Once bytes were handed out the rest cannot be spliced to
-    /// them (the tag may name other content by now), and `e` stands.
+    /// them (the tag may name other content by now): `e` stands, marked for a caller that
+    /// let none of them go to fetch the whole content again while retries are left
+    /// ([`Error::restart`]). Those fetches count on the same budget, and as progress is
+    /// lost each time, a break after much of the content counts all the same.
     async fn ask_again(&mut self, e: Error) -> Result<bool> {
-        let Some(url) = self.retry_url.clone().filter(|_| self.offset == 0) else {
+        let Some(url) = self.retry_url.clone() else {
             return Err(e);
         };
         let e = e.with_url(&url);
@@ -206,6 +209,9 @@ impl Resumable {
         let budget = resume_budget(&self.remote, self.host, None);
         if self.resumes >= budget {
             return Err(e.with_attempts(self.resumes + 1));
+        }
+        if self.offset > 0 {
+            return Err(e.restartable(self.resumes + 1));
         }
         self.resumes += 1;
         let pause = self.remote.retry_policy().backoff(self.resumes - 1);
