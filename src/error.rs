@@ -99,6 +99,9 @@ struct Inner {
     cause: Option<Cause>,
     /// How many attempts were made in a row before giving up, when retries were spent.
     attempts: u32,
+    /// The failures in a row so far, when the content broke part-way and cannot be
+    /// resumed, but a caller that let none of it go may fetch it again from the start.
+    restart: Option<u32>,
     /// How the hosts asked before this one (mirrors) failed, each as URL and reason.
     earlier: Vec<String>,
 }
@@ -119,6 +122,7 @@ impl Error {
             retry_after: None,
             cause: None,
             attempts: 0,
+            restart: None,
             earlier: Vec::new(),
         }))
     }
@@ -190,6 +194,25 @@ impl Error {
         self
     }
 
+    /// Marks a break of content that cannot be resumed (a tag the registry announced no
+    /// digest for) after `failures` failures in a row, with retries left: see
+    /// [`restart`](Self::restart).
+    pub(crate) fn restartable(mut self, failures: u32) -> Self {
+        self.0.restart = Some(failures);
+        self
+    }
+
+    /// When the content's body broke part-way and could not be resumed (a tag the
+    /// registry announced no digest for may name other content by the time the rest is
+    /// asked for), but retries are left: the failures in a row so far. A caller that let
+    /// none of what arrived go (held it back, or kept it apart) may fetch the whole
+    /// content again with [`Hints::after_failures`](crate::Hints::after_failures), which
+    /// counts them against that fetch's retries. `None` for any other failure, and once
+    /// the retries are spent.
+    pub fn restart(&self) -> Option<u32> {
+        self.0.restart
+    }
+
     /// Attach how long the server asked to be left alone (its `Retry-After`).
     pub(crate) fn with_retry_after(mut self, after: Option<std::time::Duration>) -> Self {
         self.0.retry_after = after;
@@ -215,6 +238,7 @@ impl Error {
             retry_after: self.0.retry_after,
             cause: None,
             attempts: 0,
+            restart: None,
             earlier: Vec::new(),
         }))
     }

@@ -20,6 +20,10 @@ pub struct Hints {
     /// Go to the origin itself, past any mirror: set for a second attempt after content
     /// failed verification (a mirror may hold a corrupt copy). Not a hint word.
     pub origin_only: bool,
+    /// Failures in a row that earlier fetches of the same content met and could not
+    /// resume (see [`Error::restart`](crate::Error::restart)): they count against this
+    /// fetch's retries, which are paced as theirs would have been. Not a hint word.
+    pub failures: u32,
 }
 
 impl Hints {
@@ -33,6 +37,17 @@ impl Hints {
         let mut hints = self.clone();
         hints.origin_only = true;
         std::borrow::Cow::Owned(hints)
+    }
+
+    /// The hints for fetch number `attempt` (see [`for_attempt`](Self::for_attempt)) after
+    /// the fetch before it broke and could not be resumed, `failures` failures in a row
+    /// then (see [`Error::restart`](crate::Error::restart)).
+    pub fn after_failures(&self, attempt: u32, failures: u32) -> std::borrow::Cow<'_, Hints> {
+        let mut hints = self.for_attempt(attempt);
+        if failures > 0 {
+            hints.to_mut().failures = failures;
+        }
+        hints
     }
 
     /// Parses hint words. A word without a colon, or a malformed value of a known key, is

@@ -2383,3 +2383,120 @@ fn an_unlabelled_schema1_manifest_is_refused_as_schema1_not_as_corrupt() {
         "{frames}"
     );
 }
+
+/// A manifest served under tag `v1` with no `Docker-Content-Digest`, as some registries and
+/// static mirrors answer a tag: its body cannot be resumed with `Range` (the tag may have
+/// moved meanwhile), so a break is asked for again from the start. Every answer lacks the
+/// header; `faults` come first, each without it too.
+fn tag_without_digest(faults: &[Fault]) -> (FakeRegistry, Vec<u8>) {
+    let reg = FakeRegistry::start();
+    let padding = "x".repeat(20_000);
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[],"annotations":{{"pad":"{padding}"}}}}"#
+    );
+    let media_type = "application/vnd.oci.image.manifest.v1+json";
+    reg.manifest("team/app", "v1", media_type, manifest.as_bytes());
+    let unannounced =
+        |fault: Option<Fault>| Fault::Without("docker-content-digest", fault.map(Box::new));
+    reg.set_fault_for_every("manifests/v1", unannounced(None));
+    for fault in faults {
+        reg.push_fault("manifests/v1", unannounced(Some(fault.clone())));
+    }
+    (reg, manifest.into_bytes())
+}
+
+/// A tag announced without a digest whose connection drops before a byte of its body
+/// arrived is asked for again, as any dropped connection is. Before, it failed at once.
+#[test]
+fn a_tag_without_a_digest_is_asked_again_when_its_body_breaks_before_a_byte() {
+    let (reg, manifest) = tag_without_digest(&[Fault::DropAfter(0), Fault::DropAfter(0)]);
+    let out = Dist::new().run(&["fetch", &repo(&reg), "v1"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(out.stdout == manifest, "{err}");
+    assert_eq!(reg.requests_for("manifests/v1"), 3, "{err}");
+
+    // On the retries' budget: `--retries 1` asks twice, and says so.
+    let (reg, _) = tag_without_digest(&[const { Fault::DropAfter(0) }; 3]);
+    let out = Dist::new().run(&["--retries", "1", "fetch", &repo(&reg), "v1"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert_eq!(reg.requests_for("manifests/v1"), 2, "{err}");
+    assert!(err.contains("(gave up after 2 attempts)"), "{err}");
+}
+
+/// ... and one whose body broke after some of it arrived is fetched again whole, wherever
+/// nothing of it left the process yet: a one-shot fetch (a manifest is held back until it
+/// verified), the worker's frames and its store. Before, each failed at once.
+#[test]
+fn a_tag_without_a_digest_is_fetched_again_when_its_body_breaks_part_way() {
+    let faults = [Fault::DropAfter(5_000), Fault::DropAfter(12_000)];
+    let (reg, manifest) = tag_without_digest(&faults);
+    let out = Dist::new().run(&["fetch", &repo(&reg), "v1"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(out.stdout == manifest, "{err}");
+    assert_eq!(reg.requests_for("manifests/v1"), 3, "{err}");
+
+    let (reg, manifest) = tag_without_digest(&faults);
+    let out = Dist::new().run(&["fetch", &repo(&reg), "-"], b"v1\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let frames = parse_frames(&out.stdout);
+    assert!(frames[0].result.as_ref().unwrap().2 == manifest, "{err}");
+    assert_eq!(reg.requests_for("manifests/v1"), 3, "{err}");
+
+    let (reg, manifest) = tag_without_digest(&faults);
+    let dir = tempfile::tempdir().unwrap();
+    let out = Dist::new().run(
+        &[
+            "fetch",
+            &repo(&reg),
+            "-",
+            "-o",
+            dir.path().to_str().unwrap(),
+        ],
+        b"v1\n",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let digest = sha256(&manifest);
+    support::cli::assert_stored_alone(dir.path(), &digest, &manifest);
+    assert_eq!(reg.requests_for("manifests/v1"), 3, "{err}");
+
+    // `resolve` (and `pull`) read such a tag's manifest into memory to describe it.
+    let (reg, manifest) = tag_without_digest(&faults);
+    let reference = format!("{}:v1", repo(&reg));
+    let out = Dist::new().run(&["resolve", &reference], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let described: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(described["digest"], sha256(&manifest).as_str(), "{err}");
+}
+
+/// A tag without a digest whose body breaks every time is fetched at most `--retries` + 1
+/// times, and the error says so.
+#[test]
+fn a_tag_without_a_digest_that_always_breaks_runs_out_of_retries() {
+    let (reg, _) = tag_without_digest(&[]);
+    reg.set_fault_for_every(
+        "manifests/v1",
+        Fault::Without(
+            "docker-content-digest",
+            Some(Box::new(Fault::DropAfter(5_000))),
+        ),
+    );
+    let out = Dist::new().run(&["--retries", "2", "fetch", &repo(&reg), "v1"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(out.stdout.is_empty(), "{} bytes written", out.stdout.len());
+    assert_eq!(reg.requests_for("manifests/v1"), 3, "{err}");
+    assert!(err.contains("(gave up after 3 attempts)"), "{err}");
+
+    // With no retries, no second request.
+    let (reg, _) = tag_without_digest(&[Fault::DropAfter(5_000)]);
+    let out = Dist::new().run(&["--retries", "0", "fetch", &repo(&reg), "v1"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert_eq!(reg.requests_for("manifests/v1"), 1, "{err}");
+}

@@ -114,12 +114,15 @@ pub async fn fetch_to_stdout(
     let mut out = Stdout::new(object);
     let mut shown: Option<Meter> = None;
     let mut attempt = 1;
+    // Failures in a row of fetches that broke beyond a resume (see `Error::restart`).
+    let mut failures = 0;
     let result = loop {
         let mut held = Vec::new();
         // The fetch is inside: a declared size or announced digest other than the one
         // asked for fails it, and is content that would not verify, fetched again as such.
         let received: Result<(), Error> = async {
-            let mut download = remote.fetch(object, &hints.for_attempt(attempt)).await?;
+            let hints = hints.after_failures(attempt, failures);
+            let mut download = remote.fetch(object, &hints).await?;
             let size = download.meta().size;
             let hold = hold_back(&download);
             let meter = shown.get_or_insert_with(|| Meter::start(size, meter));
@@ -152,6 +155,13 @@ pub async fn fetch_to_stdout(
             Err(e) if e.is_corruption() && !out.started() && attempt < VERIFY_ATTEMPTS => {
                 tracing::warn!(%object, error = %e, "content did not verify; fetching again");
                 attempt += 1;
+                failures = 0;
+            }
+            // Broken beyond a resume while all of it was held back: fetched whole again,
+            // and verified as any fetch is.
+            Err(e) if e.restart().is_some() && !out.started() => {
+                tracing::debug!(%object, error = %e, "the body broke and cannot be resumed; fetching again");
+                failures = e.restart().unwrap_or_default();
             }
             Err(e) => break Err(e),
         }

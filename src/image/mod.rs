@@ -395,8 +395,21 @@ pub async fn resolve_by_fetch<R: Remote + ?Sized>(
             .collect(),
         ..Hints::default()
     };
-    let mut download = remote.fetch(object, &hints).await?;
-    let bytes = read_to_end(&mut download, MAX_MANIFEST_SIZE).await?;
+    // Held in memory to the end: a body that broke beyond a resume is fetched again
+    // whole, on the retries it left (see `Error::restart`).
+    let mut failures = 0;
+    let (download, bytes) = loop {
+        let mut download = remote
+            .fetch(object, &hints.after_failures(1, failures))
+            .await?;
+        match read_to_end(&mut download, MAX_MANIFEST_SIZE).await {
+            Ok(bytes) => break (download, bytes),
+            Err(e) => match e.restart() {
+                Some(n) => failures = n,
+                None => return Err(e),
+            },
+        }
+    };
     let media_type = sniff_media_type(&bytes).ok_or_else(|| {
         Error::new(ErrorKind::Protocol, "content is not a manifest")
             .with_object(object)

@@ -18,6 +18,11 @@ pub(crate) struct Resumable {
     /// Where to ask for the rest; `None` when the content has no fixed address (a tag
     /// without an announced digest), which cannot be resumed safely.
     pub(crate) resume_url: Option<Uri>,
+    /// Where to ask for the whole content again, for a body without a `resume_url`: the
+    /// first request's URL. While none of the body was handed out, asking again is a plain
+    /// retry, whatever the tag names by then. `None` for a coded body, whose bytes the
+    /// decoder above counts.
+    pub(crate) retry_url: Option<Uri>,
     pub(crate) headers: HeaderMap,
     /// Bytes handed out so far.
     pub(crate) offset: u64,
@@ -133,7 +138,7 @@ impl Resumable {
     /// past what arrived (416).
     async fn resume(&mut self, e: Error) -> Result<bool> {
         let Some(url) = self.resume_url.clone() else {
-            return Err(e);
+            return self.ask_again(e).await;
         };
         // Broken after its last byte (a chunked body closed without its last chunk): no
         // rest to ask for, and no retry to spend on a 416. Verification has the last word.
@@ -184,6 +189,36 @@ impl Resumable {
                 self.hand_over(err).await
             }
         }
+    }
+
+    /// Asks for content without a fixed address again after its body broke with `e`,
+    /// while none of it was handed out: a plain retry, on the budget and after the
+    /// backoff a resume has. Once bytes were handed out the rest cannot be spliced to
+    /// them (the tag may name other content by now): `e` stands, marked for a caller that
+    /// let none of them go to fetch the whole content again while retries are left
+    /// ([`Error::restart`]). Those fetches count on the same budget, and as progress is
+    /// lost each time, a break after much of the content counts all the same.
+    async fn ask_again(&mut self, e: Error) -> Result<bool> {
+        let Some(url) = self.retry_url.clone() else {
+            return Err(e);
+        };
+        let e = e.with_url(&url);
+        if !e.is_transient() {
+            return Err(e);
+        }
+        let budget = resume_budget(&self.remote, self.host, None);
+        if self.resumes >= budget {
+            return Err(e.with_attempts(self.resumes + 1));
+        }
+        if self.offset > 0 {
+            return Err(e.restartable(self.resumes + 1));
+        }
+        self.resumes += 1;
+        let pause = self.remote.retry_policy().backoff(self.resumes - 1);
+        tokio::time::sleep(pause).await;
+        tracing::debug!(url = %url, error = %e, "body broke before its first byte; asking again");
+        self.reopen(&url).await?;
+        Ok(true)
     }
 
     /// A mirror's body failed for good with `e`: the next host that may serve content by
@@ -282,6 +317,7 @@ impl Resumable {
             host: opened.host,
             body: opened.body,
             resume_url: Some(opened.url),
+            retry_url: None,
             headers,
             offset,
             size: Some(size),

@@ -349,6 +349,11 @@ impl RegistryRemote {
         prefix: Option<&Prefix>,
     ) -> Result<Download> {
         let tag = matches!(object, Object::Tag(_));
+        // Content fetched again after its body broke beyond a resume: paced as the resume
+        // would have been.
+        if hints.failures > 0 {
+            tokio::time::sleep(self.inner.retry.backoff(hints.failures - 1)).await;
+        }
         self.on_hosts(tag, hints.origin_only, |host| {
             self.fetch_on(host, object, hints, prefix).boxed()
         })
@@ -413,8 +418,9 @@ impl RegistryRemote {
                 HeaderValue::from_str(&range).expect("ascii"),
             );
         }
-        // The retries this request takes count against its body's resumes too.
-        let mut spent = 0;
+        // The retries this request takes count against its body's resumes too, as do the
+        // failures of the fetches before it that could not be resumed.
+        let mut spent = hints.failures;
         let budget = self.host(host).max_retries(&self.inner.retry);
         let reply = self
             .request_counted(host, Method::GET, url.clone(), &asked, (&mut spent, budget))
@@ -576,11 +582,13 @@ impl RegistryRemote {
             (Some(_), Some(d)) => Some((endpoint, d.to_string())),
             _ => None,
         };
+        let retry_url = (resume_url.is_none() && !coded && offset == 0).then(|| url.clone());
         let body = Resumable {
             remote: self.clone(),
             host,
             body: body::Body::Plain(reply.response.into_body()),
             resume_url,
+            retry_url,
             headers: headers.clone(),
             offset,
             size,

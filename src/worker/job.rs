@@ -105,15 +105,15 @@ async fn to_spool(
     outcome: &mut Outcome,
 ) -> Result<()> {
     let mut spool = Spool::new(threshold);
-    let mut attempt = 0;
+    let mut attempt = 1;
+    // Failures in a row of fetches that broke beyond a resume (see `Error::restart`).
+    let mut failures = 0;
     loop {
-        attempt += 1;
         // The fetch is inside: a declared size or announced digest other than the one
         // asked for fails it, and is content that would not verify, fetched again as such.
         let received: Result<Download> = async {
-            let mut download = remote
-                .fetch(&job.object, &job.hints.for_attempt(attempt))
-                .await?;
+            let hints = job.hints.after_failures(attempt, failures);
+            let mut download = remote.fetch(&job.object, &hints).await?;
             while let Some(chunk) = download.chunk().await? {
                 tally.received(chunk.len() as u64);
                 // Once spilled, a push is a copy into a 256 KiB buffer and now and then a
@@ -135,6 +135,15 @@ async fn to_spool(
                 tracing::warn!(object = %job.object, error = %e, "content did not verify; fetching again");
                 tally.again();
                 spool.clear().map_err(spool_failed)?;
+                attempt += 1;
+                failures = 0;
+            }
+            // Broken beyond a resume: what the spool holds never left it, and goes.
+            Err(e) if e.restart().is_some() => {
+                tracing::debug!(object = %job.object, error = %e, "the body broke and cannot be resumed; fetching again");
+                tally.again();
+                spool.clear().map_err(spool_failed)?;
+                failures = e.restart().unwrap_or_default();
             }
             Err(e) => return Err(e),
         }
@@ -182,9 +191,11 @@ async fn to_store(
         }
     }
     let mut attempt = 0;
+    // Failures in a row of fetches that broke beyond a resume (see `Error::restart`).
+    let mut failures = 0;
     loop {
         attempt += 1;
-        let hints = job.hints.for_attempt(attempt);
+        let hints = job.hints.after_failures(attempt, failures);
         // Only the first attempt carries on a partial download: after content that failed
         // verification, everything is fetched again.
         let kept = match job.object.digest() {
@@ -241,6 +252,7 @@ async fn to_store(
             Err(e) if e.is_corruption() && attempt < VERIFY_ATTEMPTS => {
                 tracing::warn!(object = %job.object, error = %e, "content did not verify; fetching again");
                 tally.again();
+                failures = 0;
                 continue;
             }
             Err(e) => return Err(e),
@@ -267,7 +279,17 @@ async fn to_store(
             Err(e) if e.is_corruption() && attempt < VERIFY_ATTEMPTS => {
                 temp.discard();
                 tally.again();
+                failures = 0;
                 tracing::warn!(object = %job.object, error = %e, "content did not verify; fetching again");
+            }
+            // Broken beyond a resume (content without a digest, in a temporary file of its
+            // own that no later run carries on): fetched whole again, as the same attempt.
+            Err(e) if e.restart().is_some() => {
+                temp.discard();
+                tally.again();
+                failures = e.restart().unwrap_or_default();
+                attempt -= 1;
+                tracing::debug!(object = %job.object, error = %e, "the body broke and cannot be resumed; fetching again");
             }
             Err(e) => {
                 if keeps_partial(&e) {

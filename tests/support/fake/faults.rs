@@ -106,6 +106,9 @@ pub enum Fault {
     /// `Content-Length` included), for HEAD and GET alike: a `Docker-Content-Digest` that is
     /// no digest, say, or a HEAD answer's `Content-Length: 0`.
     Header(&'static str, String),
+    /// The response the fault (the normal one for `None`) makes, without this header: a
+    /// registry that announces no `Docker-Content-Digest` for a tag, say.
+    Without(&'static str, Option<Box<Fault>>),
     /// The normal response with this many extra header fields (`x-filler-N: N`), as a
     /// chain of CDNs and proxies adding theirs may send.
     ManyHeaders(usize),
@@ -113,6 +116,9 @@ pub enum Fault {
 
 impl Fault {
     fn needs_body(&self) -> bool {
+        if let Fault::Without(_, Some(fault)) = self {
+            return fault.needs_body();
+        }
         matches!(
             self,
             Fault::DropAfter(_)
@@ -399,6 +405,13 @@ pub fn apply(
             let value = HeaderValue::from_str(value).expect("header value");
             response.headers_mut().insert(*name, value);
             response
+        }
+        Fault::Without(name, fault) => {
+            prepared.headers.remove(*name);
+            match fault {
+                Some(fault) => apply(fault, prepared, challenge, conn),
+                None => prepared.into_response(),
+            }
         }
         Fault::ManyHeaders(n) => {
             let mut response = prepared.into_response();
