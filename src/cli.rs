@@ -56,14 +56,24 @@ pub struct Cli {
 }
 
 impl Global {
-    /// Whether a progress line or a meter may be drawn on stderr: not with `-q`, and not
-    /// while log lines go there (`-v`, `RUST_LOG`), which would tear it at every request.
+    /// Whether a progress line or a meter may be drawn on stderr: not with `-q`, not
+    /// while log lines go there (`-v`, `RUST_LOG`), which would tear it at every request,
+    /// and not on a terminal that says it cannot move its cursor.
     pub fn draws_progress(&self) -> bool {
         !self.quiet
             && self.verbose == 0
             && self.log_format == LogFormat::Text
             && std::env::var_os("RUST_LOG").is_none()
+            && redraws(std::env::var_os("TERM").as_deref())
     }
+}
+
+/// Whether a terminal of type `term` redraws a line in place (`\r` and an erase to the end
+/// of the line). `TERM=dumb` (Emacs' shell, some CI log viewers) says it does not: each
+/// redraw came out as a line of its own, with the escape sequence shown, as cargo's
+/// progress bar stays off there for the same reason.
+fn redraws(term: Option<&std::ffi::OsStr>) -> bool {
+    term.is_none_or(|t| t != "dumb")
 }
 
 /// Options every command takes.
@@ -515,5 +525,14 @@ mod tests {
         assert!(parse_window("65534").is_err());
         assert!(parse_window("1073741825").is_err());
         assert!(parse_window("1m").is_err());
+    }
+
+    #[test]
+    fn a_dumb_terminal_gets_no_progress_redrawn() {
+        use std::ffi::OsStr;
+        assert!(!redraws(Some(OsStr::new("dumb"))));
+        for term in [None, Some("xterm-256color"), Some("screen"), Some("")] {
+            assert!(redraws(term.map(OsStr::new)), "{term:?}");
+        }
     }
 }
