@@ -141,7 +141,13 @@ impl LayoutRemote {
         }
         let index = self.root.join("index.json");
         if let Some((_, entry)) = unusable_first {
-            return Err(Error::invalid(match &entry.digest {
+            // A digest is kept for an entry whose size or type is what is wrong too: the
+            // algorithm is the reason only when dist does not verify it.
+            let unverifiable = entry
+                .digest
+                .as_deref()
+                .filter(|d| Digest::unsupported_algorithm(d).is_some());
+            return Err(Error::invalid(match unverifiable {
                 Some(digest) => format!(
                     "the entry named {tag:?} in {} is {digest}, in an algorithm dist does not \
                      verify (it verifies sha256 and sha512)",
@@ -375,8 +381,9 @@ impl Remote for LayoutRemote {
 /// so, and `oci:DIR` (`latest`) does not find it; the digest is how to ask for it.
 fn listed(entries: &[Descriptor], unusable: &[(Option<String>, UnusableEntry)]) -> String {
     const SHOWN: usize = 10;
-    // An unusable entry without a name is shown by its digest when that is safe to show
-    // (one in an algorithm dist does not verify), else by its place in the file.
+    // An unusable entry without a name is shown by its digest when that reads as one (in
+    // an algorithm dist does not verify, or with a wrong size), else by its place in the
+    // file.
     let all = entries
         .iter()
         .map(|d| (d.ref_name(), d.digest.to_string()))
@@ -685,9 +692,12 @@ mod tests {
         let name = |n: &str| serde_json::json!({ image::REF_NAME: n });
         let bad = serde_json::json!({"mediaType": media::OCI_MANIFEST,
             "digest": "sha256:ABC", "size": 7, "annotations": name("bad")});
+        let x = Digest::of(Algorithm::Sha256, b"x");
         let negative = serde_json::json!({"mediaType": media::OCI_MANIFEST,
-            "digest": Digest::of(Algorithm::Sha256, b"x"), "size": -1});
-        with_entries(&f, &[bad, negative, serde_json::json!(7)]);
+            "digest": x, "size": -1});
+        let named_negative = serde_json::json!({"mediaType": media::OCI_MANIFEST,
+            "digest": x, "size": -1, "annotations": name("minus")});
+        with_entries(&f, &[bad, negative, serde_json::json!(7), named_negative]);
         let remote = LayoutRemote::new(f.dir.path());
         remote.check().await.unwrap();
         let mut d = remote
@@ -713,14 +723,28 @@ mod tests {
             "{said}"
         );
         assert!(said.contains("invalid digest \"sha256:ABC\""), "{said}");
+        // A sha256 digest with a wrong size: the size is the reason, not the algorithm.
+        let e = remote
+            .fetch(&Object::Tag("minus".into()), &Hints::default())
+            .await
+            .unwrap_err();
+        let said = e.to_string();
+        assert!(
+            said.contains(&format!(
+                "the entry named \"minus\" in {index} cannot be used"
+            )),
+            "{said}"
+        );
+        assert!(!said.contains("algorithm"), "{said}");
         let e = remote
             .fetch(&Object::Tag("nope".into()), &Hints::default())
             .await
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound);
         assert!(
-            e.to_string()
-                .ends_with("it lists v1, bad, entry 2 (no name), entry 3 (no name)"),
+            e.to_string().ends_with(&format!(
+                "it lists v1, bad, {x} (no name), entry 3 (no name), minus"
+            )),
             "{e}"
         );
     }
