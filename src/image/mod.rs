@@ -153,6 +153,13 @@ pub enum Manifest {
         /// The layers, base first.
         layers: Vec<Descriptor>,
     },
+    /// An OCI artifact manifest of image-spec 1.1's release candidates
+    /// ([`media::OCI_ARTIFACT_MANIFEST`]): blobs and no config, no image for any platform.
+    /// Registries still hold the ones ORAS pushed, as entries of indexes beside images.
+    Artifact {
+        /// What it lists, in order.
+        blobs: Vec<Descriptor>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -166,6 +173,9 @@ struct RawManifest {
     manifests: Option<Vec<serde_json::Value>>,
     config: Option<Descriptor>,
     layers: Option<Vec<Descriptor>>,
+    /// An artifact manifest's; read only for one, so that no other kind of manifest is
+    /// refused for a field of that name it has no business with.
+    blobs: Option<serde_json::Value>,
 }
 
 /// An index entry dist cannot fetch: a digest in an algorithm dist does not verify
@@ -303,6 +313,16 @@ impl Manifest {
         let is_index = match kind {
             Some(t) if media::is_index(t) => true,
             Some(media::OCI_MANIFEST | media::DOCKER_MANIFEST) => false,
+            Some(media::OCI_ARTIFACT_MANIFEST) => {
+                let blobs = match raw.blobs {
+                    Some(b) => Option::<Vec<Descriptor>>::deserialize(b)
+                        .map_err(|e| bad("malformed artifact manifest".into()).with_cause(e))?
+                        .unwrap_or_default(),
+                    None => Vec::new(),
+                };
+                let artifact = Manifest::Artifact { blobs };
+                return Ok((artifact, Vec::new()));
+            }
             Some(t) => return Err(bad(format!("unsupported manifest type {t}"))),
             None if raw.manifests.is_some() => true,
             None if raw.config.is_some() => false,

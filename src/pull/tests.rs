@@ -1084,3 +1084,44 @@ async fn a_digest_resolved_to_another_names_the_object_and_where() {
         "{said}"
     );
 }
+
+/// An OCI artifact manifest of image-spec 1.1's release candidates (what ORAS pushed, and
+/// registries still hold) in an index: stored with the blobs it lists, not walked as an
+/// image, and no reason to fail the other entries. The whole --all-platforms pull failed
+/// with "unsupported manifest type".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_artifact_manifest_in_an_index_is_stored_with_its_blobs() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let amd64 = image(src.path(), "amd64", None);
+    let sbom = put(src.path(), "application/spdx+json", b"{\"spdx\":1}");
+    let artifact = serde_json::json!({
+        "mediaType": media::OCI_ARTIFACT_MANIFEST,
+        "artifactType": "application/spdx+json",
+        "blobs": [sbom],
+        "subject": amd64.bare(),
+    });
+    let mut entry = put(
+        src.path(),
+        media::OCI_ARTIFACT_MANIFEST,
+        artifact.to_string().as_bytes(),
+    );
+    entry
+        .extra
+        .insert("artifactType".into(), "application/spdx+json".into());
+    tag_index_v1(src.path(), vec![amd64.clone(), entry.clone()]);
+    let (r, lines) = run(src.path(), dst.path(), Platforms::All).await;
+    let pulled = r.unwrap();
+    // index, image manifest, artifact manifest, config, two layers, the SBOM
+    assert_eq!((pulled.fetched, pulled.failed), (7, 0), "{lines:?}");
+    assert!(pulled.entry.is_some());
+    for stored in [&entry.digest, &sbom.digest] {
+        let path = dst.path().join("blobs/sha256").join(stored.encoded());
+        assert!(path.exists(), "{stored}");
+    }
+    // No platform's image: one platform's pull passes over it.
+    let dst = tempfile::tempdir().unwrap();
+    let amd64_only = Platforms::One(Platform::new("linux", "amd64", None));
+    let (r, lines) = run(src.path(), dst.path(), amd64_only).await;
+    let pulled = r.unwrap();
+    assert_eq!((pulled.fetched, pulled.failed), (5, 0), "{lines:?}");
+}
