@@ -128,6 +128,15 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
+/// A field that is there, `null` included (`Some(None)`), as opposed to left out (`None`).
+fn present<'de, D, T>(d: D) -> std::result::Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
 mod digest_serde {
     use crate::digest::Digest;
 
@@ -170,7 +179,10 @@ struct RawManifest {
     media_type: Option<String>,
     /// Read one entry at a time: what an entry holds is no business of sniffing the
     /// index's type, and one entry dist cannot use must not make the others unreadable.
-    manifests: Option<Vec<serde_json::Value>>,
+    /// `Some(None)` for `"manifests": null`, an index of none as Go writes its nil slice
+    /// and reads it back; no index's shape, though, as Go's length of it is 0.
+    #[serde(default, deserialize_with = "present")]
+    manifests: Option<Option<Vec<serde_json::Value>>>,
     config: Option<Descriptor>,
     layers: Option<Vec<Descriptor>>,
     /// An artifact manifest's; read only for one, so that no other kind of manifest is
@@ -299,10 +311,8 @@ impl Manifest {
         // image its descriptor calls it, it is the index its shape says to every reader
         // that goes by the shape, dist's own record of its type included, and that index's
         // manifests are not fetched. containerd refuses it too.
-        if own.is_none()
-            && raw.manifests.is_some()
-            && (raw.config.is_some() || raw.layers.is_some())
-        {
+        let lists = matches!(raw.manifests, Some(Some(_)));
+        if own.is_none() && lists && (raw.config.is_some() || raw.layers.is_some()) {
             return Err(bad(
                 "ambiguous manifest: both an index's \"manifests\" and an image's \"config\" \
                  or \"layers\", and no \"mediaType\" to say which it is"
@@ -324,14 +334,15 @@ impl Manifest {
                 return Ok((artifact, Vec::new()));
             }
             Some(t) => return Err(bad(format!("unsupported manifest type {t}"))),
-            None if raw.manifests.is_some() => true,
+            None if lists => true,
             None if raw.config.is_some() => false,
             None => return Err(bad("neither an index nor an image manifest".into())),
         };
         if is_index {
             let entries = raw
                 .manifests
-                .ok_or_else(|| bad("index without \"manifests\"".into()))?;
+                .ok_or_else(|| bad("index without \"manifests\"".into()))?
+                .unwrap_or_default();
             let mut manifests = Vec::with_capacity(entries.len());
             let mut unusable = Vec::new();
             for (position, value) in entries.iter().enumerate() {
@@ -361,7 +372,7 @@ pub fn sniff_media_type(bytes: &[u8]) -> Option<String> {
     if let Some(t) = raw.media_type.filter(|t| !t.is_empty()) {
         return Some(media::canonical(&t).to_string());
     }
-    if raw.manifests.is_some() {
+    if matches!(raw.manifests, Some(Some(_))) {
         Some(media::OCI_INDEX.to_string())
     } else if raw.config.is_some() {
         Some(media::OCI_MANIFEST.to_string())
@@ -524,6 +535,34 @@ mod tests {
             panic!("not an index");
         };
         assert_eq!(entries, [d]);
+    }
+
+    /// Go writes an index without entries, its nil slice, as `"manifests": null`, and
+    /// reads that back as empty: it was refused as an index without "manifests".
+    #[test]
+    fn manifests_of_null_are_none() {
+        let index = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","manifests":null}}"#,
+            media::OCI_INDEX
+        );
+        let parsed = Manifest::parse_verified(media::OCI_INDEX, index.as_bytes()).unwrap();
+        assert_eq!(parsed, Manifest::Index(Vec::new()));
+        assert_eq!(
+            sniff_media_type(index.as_bytes()).as_deref(),
+            Some(media::OCI_INDEX)
+        );
+        // Null is no shape: beside a config, and no type to say which, it is an image.
+        let image = format!(
+            r#"{{"schemaVersion":2,"manifests":null,"config":{{"mediaType":"c/d","digest":"{}","size":1}}}}"#,
+            d(b"c")
+        );
+        assert!(matches!(
+            Manifest::parse(None, image.as_bytes()),
+            Ok(Manifest::Image { .. })
+        ));
+        // Left out, it is still what an index cannot do without.
+        let missing = format!(r#"{{"mediaType":"{}"}}"#, media::OCI_INDEX);
+        assert!(Manifest::parse(None, missing.as_bytes()).is_err());
     }
 
     #[test]

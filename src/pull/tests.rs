@@ -1125,3 +1125,22 @@ async fn an_artifact_manifest_in_an_index_is_stored_with_its_blobs() {
     let pulled = r.unwrap();
     assert_eq!((pulled.fetched, pulled.failed), (5, 0), "{lines:?}");
 }
+
+/// An index of `"manifests": null` (Go's nil slice) is an index of none: one platform's
+/// pull says there is no image for it, not that the index is malformed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_of_null_manifests_has_no_image_for_the_platform() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let index = serde_json::json!({
+        "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": null,
+    });
+    let mut top = put(src.path(), media::OCI_INDEX, index.to_string().as_bytes());
+    top.annotations.insert(REF_NAME.into(), "v1".into());
+    LayoutStore::open(src.path())
+        .unwrap()
+        .add_to_index(&top)
+        .unwrap();
+    let e = run(src.path(), dst.path(), arm64()).await.0.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert!(e.to_string().contains("no manifest for linux/arm64"), "{e}");
+}
