@@ -206,6 +206,10 @@ pub(crate) struct UnusableEntry {
     pub media_type: String,
     /// Its platform, when it gives one that reads.
     pub platform: Option<Platform>,
+    /// Whether it gives a platform that does not read (a string, an architecture that is
+    /// no string): one that names a platform, only not which, and so not an entry that
+    /// names none, for which a pull takes what no entry names the platform of.
+    pub platform_unreadable: bool,
     /// Whether it names an `artifactType`.
     pub artifact: bool,
     /// Why it cannot be fetched.
@@ -223,6 +227,7 @@ impl UnusableEntry {
             Err(e) => e,
         };
         let digest = value.get("digest").and_then(|d| d.as_str());
+        let platform = value.get("platform").filter(|p| !p.is_null());
         let why = match digest.map(str::parse::<Digest>) {
             Some(Err(bad)) => bad,
             _ => Error::new(ErrorKind::Protocol, "malformed index entry").with_cause(e),
@@ -240,9 +245,8 @@ impl UnusableEntry {
                 .and_then(|t| t.as_str())
                 .unwrap_or_default()
                 .to_string(),
-            platform: value
-                .get("platform")
-                .and_then(|p| Platform::deserialize(p).ok()),
+            platform: platform.and_then(|p| Platform::deserialize(p).ok()),
+            platform_unreadable: platform.is_some_and(|p| Platform::deserialize(p).is_err()),
             artifact: names_artifact_type(value.get("artifactType")),
             why,
         }))

@@ -645,6 +645,13 @@ fn choose(
     {
         offered.add(shown);
     }
+    // Which platform it is for cannot be told, and so may be the one asked for.
+    for u in unusable
+        .iter()
+        .filter(|u| u.platform_unreadable && !u.is_index())
+    {
+        offered.add(format!("an unreadable platform (entry {})", u.position + 1));
+    }
     let manifests = || {
         children
             .iter()
@@ -682,6 +689,7 @@ fn choose(
             let unlabelled = |u: &UnusableEntry| {
                 !u.is_index()
                     && u.platform.is_none()
+                    && !u.platform_unreadable
                     && !u.artifact
                     && !is_artifact_manifest(&u.media_type)
             };

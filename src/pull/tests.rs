@@ -1144,3 +1144,27 @@ async fn an_index_of_null_manifests_has_no_image_for_the_platform() {
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
     assert!(e.to_string().contains("no manifest for linux/arm64"), "{e}");
 }
+
+/// An entry whose platform cannot be read (a string, an architecture that is no string)
+/// names a platform all the same: it is not the entry without one that a pull falls back
+/// to, which failed the pull with "malformed index entry" instead of saying which
+/// platforms the index offers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_of_an_unreadable_platform_is_not_taken_for_one_without() {
+    for bad in [
+        serde_json::json!("linux/arm64"),
+        serde_json::json!({"os": "linux", "architecture": 64}),
+    ] {
+        let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let amd64 = serde_json::to_value(image(src.path(), "amd64", None)).unwrap();
+        let mut odd = serde_json::to_value(image(src.path(), "arm64", None)).unwrap();
+        odd["platform"] = bad.clone();
+        tag_index_of_values(src.path(), vec![amd64, odd]);
+        let (r, lines) = run(src.path(), dst.path(), arm64()).await;
+        let e = r.expect_err(&format!("{bad}: {lines:?}"));
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+        let text = e.to_string();
+        assert!(text.contains("platforms: linux/amd64"), "{text}");
+        assert!(text.contains("unreadable platform (entry 2)"), "{text}");
+    }
+}
