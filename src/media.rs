@@ -29,8 +29,9 @@ pub const DEFAULT_MANIFEST_ACCEPT: [&str; 4] = [
 
 /// Docker image manifest, schema 1, unsigned.
 const DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+json";
-/// The OCI artifact manifest of image-spec 1.1's release candidates.
-const OCI_ARTIFACT_MANIFEST: &str = "application/vnd.oci.artifact.manifest.v1+json";
+/// The OCI artifact manifest of image-spec 1.1's release candidates, dropped from the
+/// release but still pushed by ORAS and held by registries: a list of `blobs`, no image.
+pub const OCI_ARTIFACT_MANIFEST: &str = "application/vnd.oci.artifact.manifest.v1+json";
 /// OCI image config.
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 /// Docker image config.

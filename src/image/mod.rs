@@ -128,6 +128,15 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
+/// A field that is there, `null` included (`Some(None)`), as opposed to left out (`None`).
+fn present<'de, D, T>(d: D) -> std::result::Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
 mod digest_serde {
     use crate::digest::Digest;
 
@@ -153,6 +162,13 @@ pub enum Manifest {
         /// The layers, base first.
         layers: Vec<Descriptor>,
     },
+    /// An OCI artifact manifest of image-spec 1.1's release candidates
+    /// ([`media::OCI_ARTIFACT_MANIFEST`]): blobs and no config, no image for any platform.
+    /// Registries still hold the ones ORAS pushed, as entries of indexes beside images.
+    Artifact {
+        /// What it lists, in order.
+        blobs: Vec<Descriptor>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -163,9 +179,15 @@ struct RawManifest {
     media_type: Option<String>,
     /// Read one entry at a time: what an entry holds is no business of sniffing the
     /// index's type, and one entry dist cannot use must not make the others unreadable.
-    manifests: Option<Vec<serde_json::Value>>,
+    /// `Some(None)` for `"manifests": null`, an index of none as Go writes its nil slice
+    /// and reads it back; no index's shape, though, as Go's length of it is 0.
+    #[serde(default, deserialize_with = "present")]
+    manifests: Option<Option<Vec<serde_json::Value>>>,
     config: Option<Descriptor>,
     layers: Option<Vec<Descriptor>>,
+    /// An artifact manifest's; read only for one, so that no other kind of manifest is
+    /// refused for a field of that name it has no business with.
+    blobs: Option<serde_json::Value>,
 }
 
 /// An index entry dist cannot fetch: a digest in an algorithm dist does not verify
@@ -184,6 +206,10 @@ pub(crate) struct UnusableEntry {
     pub media_type: String,
     /// Its platform, when it gives one that reads.
     pub platform: Option<Platform>,
+    /// Whether it gives a platform that does not read (a string, an architecture that is
+    /// no string): one that names a platform, only not which, and so not an entry that
+    /// names none, for which a pull takes what no entry names the platform of.
+    pub platform_unreadable: bool,
     /// Whether it names an `artifactType`.
     pub artifact: bool,
     /// Why it cannot be fetched.
@@ -201,6 +227,7 @@ impl UnusableEntry {
             Err(e) => e,
         };
         let digest = value.get("digest").and_then(|d| d.as_str());
+        let platform = value.get("platform").filter(|p| !p.is_null());
         let why = match digest.map(str::parse::<Digest>) {
             Some(Err(bad)) => bad,
             _ => Error::new(ErrorKind::Protocol, "malformed index entry").with_cause(e),
@@ -218,9 +245,8 @@ impl UnusableEntry {
                 .and_then(|t| t.as_str())
                 .unwrap_or_default()
                 .to_string(),
-            platform: value
-                .get("platform")
-                .and_then(|p| Platform::deserialize(p).ok()),
+            platform: platform.and_then(|p| Platform::deserialize(p).ok()),
+            platform_unreadable: platform.is_some_and(|p| Platform::deserialize(p).is_err()),
             artifact: names_artifact_type(value.get("artifactType")),
             why,
         }))
@@ -289,10 +315,8 @@ impl Manifest {
         // image its descriptor calls it, it is the index its shape says to every reader
         // that goes by the shape, dist's own record of its type included, and that index's
         // manifests are not fetched. containerd refuses it too.
-        if own.is_none()
-            && raw.manifests.is_some()
-            && (raw.config.is_some() || raw.layers.is_some())
-        {
+        let lists = matches!(raw.manifests, Some(Some(_)));
+        if own.is_none() && lists && (raw.config.is_some() || raw.layers.is_some()) {
             return Err(bad(
                 "ambiguous manifest: both an index's \"manifests\" and an image's \"config\" \
                  or \"layers\", and no \"mediaType\" to say which it is"
@@ -303,15 +327,26 @@ impl Manifest {
         let is_index = match kind {
             Some(t) if media::is_index(t) => true,
             Some(media::OCI_MANIFEST | media::DOCKER_MANIFEST) => false,
+            Some(media::OCI_ARTIFACT_MANIFEST) => {
+                let blobs = match raw.blobs {
+                    Some(b) => Option::<Vec<Descriptor>>::deserialize(b)
+                        .map_err(|e| bad("malformed artifact manifest".into()).with_cause(e))?
+                        .unwrap_or_default(),
+                    None => Vec::new(),
+                };
+                let artifact = Manifest::Artifact { blobs };
+                return Ok((artifact, Vec::new()));
+            }
             Some(t) => return Err(bad(format!("unsupported manifest type {t}"))),
-            None if raw.manifests.is_some() => true,
+            None if lists => true,
             None if raw.config.is_some() => false,
             None => return Err(bad("neither an index nor an image manifest".into())),
         };
         if is_index {
             let entries = raw
                 .manifests
-                .ok_or_else(|| bad("index without \"manifests\"".into()))?;
+                .ok_or_else(|| bad("index without \"manifests\"".into()))?
+                .unwrap_or_default();
             let mut manifests = Vec::with_capacity(entries.len());
             let mut unusable = Vec::new();
             for (position, value) in entries.iter().enumerate() {
@@ -341,7 +376,7 @@ pub fn sniff_media_type(bytes: &[u8]) -> Option<String> {
     if let Some(t) = raw.media_type.filter(|t| !t.is_empty()) {
         return Some(media::canonical(&t).to_string());
     }
-    if raw.manifests.is_some() {
+    if matches!(raw.manifests, Some(Some(_))) {
         Some(media::OCI_INDEX.to_string())
     } else if raw.config.is_some() {
         Some(media::OCI_MANIFEST.to_string())
@@ -517,6 +552,34 @@ mod tests {
             panic!("not an index");
         };
         assert_eq!(entries, [d]);
+    }
+
+    /// Go writes an index without entries, its nil slice, as `"manifests": null`, and
+    /// reads that back as empty: it was refused as an index without "manifests".
+    #[test]
+    fn manifests_of_null_are_none() {
+        let index = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","manifests":null}}"#,
+            media::OCI_INDEX
+        );
+        let parsed = Manifest::parse_verified(media::OCI_INDEX, index.as_bytes()).unwrap();
+        assert_eq!(parsed, Manifest::Index(Vec::new()));
+        assert_eq!(
+            sniff_media_type(index.as_bytes()).as_deref(),
+            Some(media::OCI_INDEX)
+        );
+        // Null is no shape: beside a config, and no type to say which, it is an image.
+        let image = format!(
+            r#"{{"schemaVersion":2,"manifests":null,"config":{{"mediaType":"c/d","digest":"{}","size":1}}}}"#,
+            d(b"c")
+        );
+        assert!(matches!(
+            Manifest::parse(None, image.as_bytes()),
+            Ok(Manifest::Image { .. })
+        ));
+        // Left out, it is still what an index cannot do without.
+        let missing = format!(r#"{{"mediaType":"{}"}}"#, media::OCI_INDEX);
+        assert!(Manifest::parse(None, missing.as_bytes()).is_err());
     }
 
     #[test]

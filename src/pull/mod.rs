@@ -378,6 +378,7 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                 self.listed += match &parsed {
                     Manifest::Index(children) => children.len(),
                     Manifest::Image { layers, .. } => 1 + layers.len(),
+                    Manifest::Artifact { blobs } => blobs.len(),
                 };
                 if self.listed > MAX_DESCRIPTORS {
                     return Err(Error::new(
@@ -424,6 +425,14 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                         config,
                         layers,
                     }),
+                    // Stored, as containerd stores what it does not walk, with the blobs
+                    // it lists, which make it whole; its `subject` is another object, not
+                    // part of it. No platform's image: one platform's pull takes none of
+                    // it, and says --all-platforms does.
+                    Manifest::Artifact { blobs } => match self.opts.platforms {
+                        Platforms::All => listed_blobs.extend(blobs),
+                        Platforms::One(_) => artifacts = true,
+                    },
                 }
             }
             // An image of the very platform ends the search; a worse fit, or one that
@@ -636,7 +645,18 @@ fn choose(
     {
         offered.add(shown);
     }
-    let manifests = || children.iter().filter(|c| !c.is_index());
+    // Which platform it is for cannot be told, and so may be the one asked for.
+    for u in unusable
+        .iter()
+        .filter(|u| u.platform_unreadable && !u.is_index())
+    {
+        offered.add(format!("an unreadable platform (entry {})", u.position + 1));
+    }
+    let manifests = || {
+        children
+            .iter()
+            .filter(|c| !c.is_index() && !is_artifact_manifest(&c.media_type))
+    };
     // The first of the closest: an exact variant before an older one.
     let hit = manifests()
         .filter_map(|c| Some((want.fit(c.platform.as_ref()?)?, c)))
@@ -645,7 +665,7 @@ fn choose(
     let unusable_hit = unusable
         .iter()
         .enumerate()
-        .filter(|(_, u)| !u.is_index())
+        .filter(|(_, u)| !u.is_index() && !is_artifact_manifest(&u.media_type))
         .filter_map(|(i, u)| Some((want.fit(u.platform.as_ref()?)?, i)))
         .rev()
         .max_by_key(|(fit, _)| *fit);
@@ -666,8 +686,13 @@ fn choose(
             if let Some(c) = manifests().find(unlabelled_image) {
                 return (vec![c.clone()], Vec::new());
             }
-            let unlabelled =
-                |u: &UnusableEntry| !u.is_index() && u.platform.is_none() && !u.artifact;
+            let unlabelled = |u: &UnusableEntry| {
+                !u.is_index()
+                    && u.platform.is_none()
+                    && !u.platform_unreadable
+                    && !u.artifact
+                    && !is_artifact_manifest(&u.media_type)
+            };
             if let Some(i) = unusable.iter().position(unlabelled) {
                 cannot.push(unusable.swap_remove(i));
             }
@@ -726,7 +751,14 @@ impl std::fmt::Display for Offered {
 /// Whether an index entry is an artifact that names no platform: an SBOM or a signature
 /// put beside the images (`podman manifest add --artifact`), no image for any platform.
 fn is_unlabelled_artifact(entry: &Descriptor) -> bool {
-    entry.platform.is_none() && entry.names_artifact_type()
+    entry.platform.is_none()
+        && (entry.names_artifact_type() || is_artifact_manifest(&entry.media_type))
+}
+
+/// Whether an index entry is an OCI artifact manifest by its type: never an image, whatever
+/// platform it names.
+fn is_artifact_manifest(media_type: &str) -> bool {
+    crate::media::is(media_type, crate::media::OCI_ARTIFACT_MANIFEST)
 }
 
 /// The platform an image config in the store declares, if it names one. A config that

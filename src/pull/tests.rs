@@ -1084,3 +1084,87 @@ async fn a_digest_resolved_to_another_names_the_object_and_where() {
         "{said}"
     );
 }
+
+/// An OCI artifact manifest of image-spec 1.1's release candidates (what ORAS pushed, and
+/// registries still hold) in an index: stored with the blobs it lists, not walked as an
+/// image, and no reason to fail the other entries. The whole --all-platforms pull failed
+/// with "unsupported manifest type".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_artifact_manifest_in_an_index_is_stored_with_its_blobs() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let amd64 = image(src.path(), "amd64", None);
+    let sbom = put(src.path(), "application/spdx+json", b"{\"spdx\":1}");
+    let artifact = serde_json::json!({
+        "mediaType": media::OCI_ARTIFACT_MANIFEST,
+        "artifactType": "application/spdx+json",
+        "blobs": [sbom],
+        "subject": amd64.bare(),
+    });
+    let mut entry = put(
+        src.path(),
+        media::OCI_ARTIFACT_MANIFEST,
+        artifact.to_string().as_bytes(),
+    );
+    entry
+        .extra
+        .insert("artifactType".into(), "application/spdx+json".into());
+    tag_index_v1(src.path(), vec![amd64.clone(), entry.clone()]);
+    let (r, lines) = run(src.path(), dst.path(), Platforms::All).await;
+    let pulled = r.unwrap();
+    // index, image manifest, artifact manifest, config, two layers, the SBOM
+    assert_eq!((pulled.fetched, pulled.failed), (7, 0), "{lines:?}");
+    assert!(pulled.entry.is_some());
+    for stored in [&entry.digest, &sbom.digest] {
+        let path = dst.path().join("blobs/sha256").join(stored.encoded());
+        assert!(path.exists(), "{stored}");
+    }
+    // No platform's image: one platform's pull passes over it.
+    let dst = tempfile::tempdir().unwrap();
+    let amd64_only = Platforms::One(Platform::new("linux", "amd64", None));
+    let (r, lines) = run(src.path(), dst.path(), amd64_only).await;
+    let pulled = r.unwrap();
+    assert_eq!((pulled.fetched, pulled.failed), (5, 0), "{lines:?}");
+}
+
+/// An index of `"manifests": null` (Go's nil slice) is an index of none: one platform's
+/// pull says there is no image for it, not that the index is malformed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_of_null_manifests_has_no_image_for_the_platform() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let index = serde_json::json!({
+        "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": null,
+    });
+    let mut top = put(src.path(), media::OCI_INDEX, index.to_string().as_bytes());
+    top.annotations.insert(REF_NAME.into(), "v1".into());
+    LayoutStore::open(src.path())
+        .unwrap()
+        .add_to_index(&top)
+        .unwrap();
+    let e = run(src.path(), dst.path(), arm64()).await.0.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert!(e.to_string().contains("no manifest for linux/arm64"), "{e}");
+}
+
+/// An entry whose platform cannot be read (a string, an architecture that is no string)
+/// names a platform all the same: it is not the entry without one that a pull falls back
+/// to, which failed the pull with "malformed index entry" instead of saying which
+/// platforms the index offers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_of_an_unreadable_platform_is_not_taken_for_one_without() {
+    for bad in [
+        serde_json::json!("linux/arm64"),
+        serde_json::json!({"os": "linux", "architecture": 64}),
+    ] {
+        let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let amd64 = serde_json::to_value(image(src.path(), "amd64", None)).unwrap();
+        let mut odd = serde_json::to_value(image(src.path(), "arm64", None)).unwrap();
+        odd["platform"] = bad.clone();
+        tag_index_of_values(src.path(), vec![amd64, odd]);
+        let (r, lines) = run(src.path(), dst.path(), arm64()).await;
+        let e = r.expect_err(&format!("{bad}: {lines:?}"));
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+        let text = e.to_string();
+        assert!(text.contains("platforms: linux/amd64"), "{text}");
+        assert!(text.contains("unreadable platform (entry 2)"), "{text}");
+    }
+}

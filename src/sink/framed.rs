@@ -51,20 +51,22 @@ pub fn write_frame(out: &mut dyn FrameOut, outcome: &mut Outcome) -> Result<(), 
     }
 }
 
+/// An error line is one line of text: no line break, and no other control character (a
+/// bad line's NUL or ESC, quoted in the reason) for a reader of the stream to trip on.
 fn one_line(s: &str) -> String {
-    s.replace(['\n', '\r'], " ")
+    s.replace(char::is_control, " ")
 }
 
-/// Frame headers are split on spaces; a field must not contain one. Borrows the field
-/// when it has none, as nearly every object and media type does: rebuilding it char by
-/// char was the output thread's largest single cost in a profile.
+/// Frame headers are split on spaces; a field must not contain one, nor a control
+/// character (a bad line's object is what it says, NUL and ESC included). Borrows the
+/// field when it has none, as nearly every object and media type does: rebuilding it char
+/// by char was the output thread's largest single cost in a profile.
 fn one_word(s: &str) -> Cow<'_, str> {
+    let odd = |c: char| c.is_whitespace() || c.is_control();
     if s.is_empty() {
         Cow::Borrowed("-")
-    } else if s.contains(char::is_whitespace) {
-        s.chars()
-            .map(|c| if c.is_whitespace() { '_' } else { c })
-            .collect()
+    } else if s.contains(odd) {
+        s.chars().map(|c| if odd(c) { '_' } else { c }).collect()
     } else {
         Cow::Borrowed(s)
     }
@@ -96,6 +98,22 @@ mod tests {
         let mut out = Vec::new();
         write_frame(&mut out, &mut bad).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "latest error two lines\n");
+    }
+
+    /// A bad line's object is what it says, control characters included: NUL and ESC
+    /// reached the framed stream, where a reader splitting on NUL or showing the stream
+    /// on a terminal met them.
+    #[test]
+    fn frame_headers_carry_no_control_character() {
+        let mut bad = Outcome::new(1, "\u{1b}[2Jv1\0x\u{7f}".into());
+        bad.fail(Error::invalid("bad \u{1b}[2J\0tag\u{85}"));
+        let mut out = Vec::new();
+        write_frame(&mut out, &mut bad).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.matches(char::is_control).collect::<String>(), "\n");
+        assert!(text.starts_with("_[2Jv1_x_ error "), "{text:?}");
+        assert_eq!(one_word("a\u{0}b"), "a_b");
+        assert!(matches!(one_word("sha256:abc"), Cow::Borrowed(_)));
     }
 
     #[test]

@@ -80,6 +80,13 @@ fn parse_descriptor(line: &str) -> Result<Job> {
         ..Hints::default()
     };
     if let Some(t) = d.media_type.filter(|t| !t.is_empty()) {
+        // Checked as a `mediatype:` hint is, and for the space a word cannot hold: it is
+        // sent as `Accept` and written into the report and frame headers as it is.
+        if t.trim() != t || !crate::media::well_formed(&t) {
+            return Err(Error::invalid(format!(
+                "invalid descriptor media type {t:?}"
+            )));
+        }
         // A descriptor's type for a manifest is a preference, not a demand: an index entry
         // may call an OCI manifest a Docker one, and a registry that honours Accept then
         // answers 404. The digest decides what the content is, so the other manifest types
@@ -163,6 +170,30 @@ mod tests {
         ] {
             assert!(parse_line(l).unwrap().is_err(), "{l}");
         }
+    }
+
+    /// A descriptor's type is checked as a `mediatype:` hint is: one with a line break or
+    /// a space in it went out as the request's `Accept` and into the report and the
+    /// frame headers as it was.
+    #[test]
+    fn a_descriptor_media_type_must_be_one() {
+        // As JSON escapes: the line itself is one line.
+        for bad in [
+            r"a/b\r\nX-Evil: 1",
+            r"a/b\n",
+            " a/b",
+            "a b/c",
+            "/",
+            r"a/b\u0000",
+        ] {
+            let line = format!(r#"{{"digest":"{D}","mediaType":"{bad}"}}"#);
+            let e = parse_line(&line).unwrap().unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidInput, "{bad}");
+            assert!(e.to_string().contains("media type"), "{bad}: {e}");
+        }
+        let line = format!(r#"{{"digest":"{D}","mediaType":"application/json; charset=utf-8"}}"#);
+        let j = parse_line(&line).unwrap().unwrap();
+        assert_eq!(j.hints.media_types, ["application/json; charset=utf-8"]);
     }
 
     #[test]
