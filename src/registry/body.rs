@@ -298,12 +298,19 @@ pub(crate) type Address = (Endpoint, String);
 
 /// How many failures in a row (breaks, and failed requests for the rest) a body from
 /// `host` is asked for again after: a mirror with a host after it gets a mirror's one
-/// retry, the last host that may serve the content the run's.
+/// retry, the last host that may serve the content the run's, and a host that may not
+/// serve content by digest none of content it would be asked for by digest.
 pub(crate) fn resume_budget(
     remote: &RegistryRemote,
     host: usize,
     address: Option<&Address>,
 ) -> u32 {
+    // The rest of content with an address is asked for by digest, which a host that may
+    // only resolve (a tag's body came from it) must not be asked: its body goes straight
+    // to the next host that may pull, or fails where none is left.
+    if address.is_some() && !remote.host(host).capabilities.pull {
+        return 0;
+    }
     let policy = remote.retry_policy();
     match next_host(remote, host, address) {
         Some(_) => remote.host(host).max_retries(policy),
@@ -312,11 +319,17 @@ pub(crate) fn resume_budget(
 }
 
 /// The host a failing mirror hands the content over to: the next after `host` that may
-/// serve content by digest. `None` on the registry itself, and for content without an
-/// address.
+/// serve content by digest. A host that may not (a tag's body came from it) hands it to
+/// the first that may, wherever it stands. `None` on the registry itself, and for content
+/// without an address.
 fn next_host(remote: &RegistryRemote, host: usize, address: Option<&Address>) -> Option<usize> {
     let hosts = &remote.inner.hosts;
-    (address.is_some() && hosts[host].mirror)
+    address?;
+    if !hosts[host].capabilities.pull {
+        return (0..hosts.len()).find(|&i| hosts[i].serves(false));
+    }
+    hosts[host]
+        .mirror
         .then(|| (host + 1..hosts.len()).find(|&i| hosts[i].serves(false)))
         .flatten()
 }
