@@ -541,13 +541,18 @@ impl RegistryRemote {
         // A manifest's own Content-Type is authoritative (a hint may list several
         // acceptable types), unless it names no manifest type (`application/json`,
         // `text/plain`, as static mirrors serve them): the manifest's own `mediaType` is
-        // then read once it arrived. A blob endpoint says only octet-stream, so the hint
-        // is all there is.
+        // then read once it arrived. A blob endpoint says only how its storage keeps
+        // bytes (S3's `binary/octet-stream` after a redirect, a file server's sniffed
+        // `text/plain`), so the hint is all there is, short of a vendor type (an OCI one)
+        // a registry labelled the blob with.
         let typed_by_content = endpoint == Endpoint::Manifests
             && !content_type.as_deref().is_some_and(media::is_manifest);
         let media_type = match endpoint {
             Endpoint::Manifests => content_type.or(hints.media_type().map(str::to_string)),
-            Endpoint::Blobs => hints.media_type().map(str::to_string).or(content_type),
+            Endpoint::Blobs => hints
+                .media_type()
+                .map(str::to_string)
+                .or(content_type.filter(|t| media::is_vendor(t))),
         };
         // A tag may move between two requests; a resumed request must ask for the same
         // content, so it goes by digest when the registry told us one. An object asked for
