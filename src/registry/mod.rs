@@ -443,7 +443,14 @@ impl RegistryRemote {
             if content_range_start(h) != Some(offset) {
                 return Err(body::wrong_range(offset, h).with_url(&url));
             }
-            (resumed_size(h, offset), 0)
+            // A total of `*` leaves the whole size unknown: the range may stop short of the
+            // content's end (a cache sends what it has so far), which the body then asks
+            // for. Its end is no size to hold a hinted one against.
+            let declared = match body::content_range_total(h) {
+                None if hints.size.is_some() => None,
+                _ => resumed_size(h, offset),
+            };
+            (declared, 0)
         } else {
             (content_length(h), offset)
         };
