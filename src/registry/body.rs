@@ -429,13 +429,7 @@ async fn open_at(
                 let body = incoming_stream(transport, reply.response.into_body());
                 return Ok((Body::Decoded(coding::decode(body, &codings, 0)), offset));
             }
-            (true, _) if !ranged => {
-                let e = Error::new(
-                    ErrorKind::Protocol,
-                    "asked for the whole content, got a 206",
-                );
-                return Err(e.with_url(url));
-            }
+            (true, _) if !ranged => return Err(unasked_range(h).with_url(url)),
             (true, false) => {
                 tracing::debug!(url = %url, offset, "a resume was answered with a coded range; asking for the whole content");
                 headers.remove(http::header::RANGE);
@@ -459,17 +453,33 @@ fn incoming_stream(transport: crate::transport::Transport, body: Incoming) -> By
 
 /// A `206` that does not start at `offset`, where the rest was asked for.
 pub(crate) fn wrong_range(offset: u64, headers: &HeaderMap) -> Error {
-    let got = match headers.get(http::header::CONTENT_RANGE) {
+    let got = got_range(headers);
+    Error::new(
+        ErrorKind::Protocol,
+        format!("asked for bytes={offset}-, got a 206 with {got}"),
+    )
+}
+
+/// A `206` where no range was asked for: a part of the content, its length no size, which
+/// verification would only call corruption. Not transient: a server (a cache serving a
+/// partial copy) that answers so answers the same again; a mirror hands over.
+pub(crate) fn unasked_range(headers: &HeaderMap) -> Error {
+    let got = got_range(headers);
+    Error::new(
+        ErrorKind::Protocol,
+        format!("asked for the whole content, got a 206 with {got}"),
+    )
+}
+
+/// The `Content-Range` of a `206`, as the server sent it.
+fn got_range(headers: &HeaderMap) -> String {
+    match headers.get(http::header::CONTENT_RANGE) {
         Some(v) => format!(
             "Content-Range: {}",
             crate::server_text::one_line(&String::from_utf8_lossy(v.as_bytes()))
         ),
         None => "no Content-Range".to_string(),
-    };
-    Error::new(
-        ErrorKind::Protocol,
-        format!("asked for bytes={offset}-, got a 206 with {got}"),
-    )
+    }
 }
 
 /// The range a `206` answer carries: `Content-Range: bytes 100-199/1000` → (100, 199).

@@ -422,6 +422,9 @@ impl RegistryRemote {
         let h = reply.response.headers();
         let codings = coding::codings(h).map_err(|e| e.with_url(&url))?;
         let coded = !codings.is_empty();
+        if offset == 0 && reply.response.status() == http::StatusCode::PARTIAL_CONTENT {
+            return Err(body::unasked_range(h).with_url(&url));
+        }
         // Asked for the rest, the content's size is the whole range's: a `206` must start
         // where asked and says the total; a `200` sends everything, and the part already
         // at hand is dropped on arrival.

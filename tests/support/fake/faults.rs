@@ -87,7 +87,9 @@ pub enum Fault {
     RangeToEnd,
     /// A ranged request answered with at most this many bytes from where it starts, under
     /// a `Content-Range` whose total is `*`: a server that sends what it has of a blob
-    /// whose whole size it does not know (a cache still fetching it from its upstream).
+    /// whose whole size it does not know (a cache still fetching it from its upstream). A
+    /// request without `Range` is answered so from the first byte, as a broken cache that
+    /// serves a partial copy it holds does.
     ShortRange(usize),
     /// The body sent with this `Content-Encoding`, whatever the request accepted, as a
     /// proxy that compresses on its own would: `gzip` and `deflate` really code it, any

@@ -218,7 +218,7 @@ fn respond(
                 .and_then(|v| v.to_str().ok())
                 .and_then(|r| r.strip_prefix("bytes="))
                 .and_then(|r| r.split('-').next())
-                .and_then(|s| s.parse::<usize>().ok());
+                .map_or(Some(0), |s| s.parse::<usize>().ok());
             let content = state.content.lock().unwrap();
             match (start, content.blobs.get(&(name.clone(), digest.clone()))) {
                 (Some(start), Some(bytes)) if start < bytes.len() && *len > 0 => {
