@@ -829,6 +829,26 @@ fn a_manifest_over_the_cap_is_refused() {
     assert!(err.contains("4194304"), "{err}");
 }
 
+/// Resolving a digest that names a large blob says at once, from its declared length,
+/// that the object is larger than any manifest: 4 MiB of it were read first, then it was
+/// called a "manifest larger than" the cap.
+#[test]
+fn resolving_a_large_blob_says_it_is_no_manifest_before_reading_it() {
+    let (reg, digest, _) = fake_with_blob(5 << 20);
+    // Read, the body breaks at once and is asked for again.
+    reg.push_fault(&digest, Fault::DropAfter(0));
+    let reference = format!("{}@{digest}", repo(&reg));
+    let out = Dist::new().run(&["resolve", &reference], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("/v2/team/app/blobs/{digest}"))
+            && err.contains("5242880 bytes, larger than any manifest (4194304 bytes at most)"),
+        "{err}"
+    );
+    assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 1, "{err}");
+}
+
 /// A stored blob is trusted by its name unless `--verify-existing` asks for it to be hashed
 /// again: then a damaged one (same length, other bytes) is fetched and replaced.
 #[test]
