@@ -482,33 +482,30 @@ fn got_range(headers: &HeaderMap) -> String {
     }
 }
 
+/// A `Content-Range` in bytes without its unit: `bytes 100-199/1000` → `100-199/1000`.
+/// Range units are case-insensitive (RFC 9110, 14.1): `Bytes` is the same unit.
+fn byte_range(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::CONTENT_RANGE)?.to_str().ok()?;
+    let (unit, rest) = value.trim().split_once(' ')?;
+    unit.eq_ignore_ascii_case("bytes").then_some(rest)
+}
+
 /// The range a `206` answer carries: `Content-Range: bytes 100-199/1000` → (100, 199).
 pub(crate) fn content_range(headers: &HeaderMap) -> Option<(u64, u64)> {
-    let value = headers.get(http::header::CONTENT_RANGE)?.to_str().ok()?;
-    let range = value.trim().strip_prefix("bytes ")?.split('/').next()?;
+    let range = byte_range(headers)?.split('/').next()?;
     let (first, last) = range.split_once('-')?;
     Some((first.trim().parse().ok()?, last.trim().parse().ok()?))
 }
 
 /// Where the range a `206` answer carries starts: `Content-Range: bytes 100-199/1000` → 100.
 pub(crate) fn content_range_start(headers: &HeaderMap) -> Option<u64> {
-    let value = headers.get(http::header::CONTENT_RANGE)?.to_str().ok()?;
-    let rest = value.trim().strip_prefix("bytes ")?;
-    rest.split('-').next()?.trim().parse().ok()
+    byte_range(headers)?.split('-').next()?.trim().parse().ok()
 }
 
 /// The whole content's size a `206` answer states: `Content-Range: bytes 100-199/1000` →
 /// 1000 (`None` for `*`, unknown).
 pub(crate) fn content_range_total(headers: &HeaderMap) -> Option<u64> {
-    let value = headers.get(http::header::CONTENT_RANGE)?.to_str().ok()?;
-    value
-        .trim()
-        .strip_prefix("bytes ")?
-        .rsplit_once('/')?
-        .1
-        .trim()
-        .parse()
-        .ok()
+    byte_range(headers)?.rsplit_once('/')?.1.trim().parse().ok()
 }
 
 #[cfg(test)]
@@ -557,5 +554,15 @@ mod tests {
         assert_eq!(total("bytes 100-199/1000"), Some(1000));
         assert_eq!(total("bytes 0-0/*"), None);
         assert_eq!(total("bytes 5-9"), None);
+        // Range units are case-insensitive (RFC 9110, 14.1).
+        assert_eq!(start("Bytes 100-199/1000"), Some(100));
+        assert_eq!(total("BYTES 100-199/1000"), Some(1000));
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_RANGE,
+            HeaderValue::from_static("Bytes 100-199/1000"),
+        );
+        assert_eq!(content_range(&headers), Some((100, 199)));
+        assert_eq!(start("bytesx 1-2/3"), None);
     }
 }
