@@ -69,6 +69,16 @@ pub fn is(media_type: &str, known: &str) -> bool {
     essence(media_type).eq_ignore_ascii_case(known)
 }
 
+/// Whether `media_type` is in the vendor tree (`type/vnd.…`, RFC 6838 3.2), as the OCI
+/// and Docker types are: a type that says what content is, where the standards tree's
+/// generic ones (`application/octet-stream`, `text/plain`, `application/x-gzip`) say only
+/// how it was stored.
+pub fn is_vendor(media_type: &str) -> bool {
+    essence(media_type)
+        .split_once('/')
+        .is_some_and(|(_, sub)| sub.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("vnd.")))
+}
+
 /// The type without parameters (`; charset=…`) and surrounding space.
 pub fn essence(media_type: &str) -> &str {
     media_type.split(';').next().unwrap_or("").trim()
@@ -131,6 +141,28 @@ pub fn registered(media_type: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vendor_types_are_told_from_generic_ones() {
+        for vendor in [
+            OCI_MANIFEST,
+            "application/vnd.oci.image.layer.v1.tar+gzip; charset=x",
+            "Application/VND.Cncf.Helm.Chart.Content.V1.Tar+Gzip",
+        ] {
+            assert!(is_vendor(vendor), "{vendor}");
+        }
+        for generic in [
+            "application/octet-stream",
+            "binary/octet-stream",
+            "text/plain; charset=utf-8",
+            "application/x-gzip",
+            "application/vnd",
+            "vnd.x/y",
+            "",
+        ] {
+            assert!(!is_vendor(generic), "{generic}");
+        }
+    }
 
     #[test]
     fn well_formed_types_and_ranges() {

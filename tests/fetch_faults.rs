@@ -320,6 +320,27 @@ fn one_shot_into_a_directory_refuses_an_object_that_is_no_line_of_one() {
     );
 }
 
+/// A `206` to a request that asked for no range is refused on its status, naming the URL,
+/// as a resume's is: its partial length was taken for the blob's size, and what arrived
+/// failed as a digest mismatch, twice, read as corruption on the wire.
+#[test]
+fn a_partial_answer_to_a_whole_request_is_a_protocol_error() {
+    let (reg, digest, _) = fake_with_blob(10_000);
+    reg.set_fault_for_every(&digest, Fault::ShortRange(4000));
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("/v2/team/app/blobs/{digest}"))
+            && err.contains(
+                "asked for the whole content, got a 206 with Content-Range: bytes 0-3999/*"
+            ),
+        "{err}"
+    );
+    assert!(!err.contains("digest mismatch"), "{err}");
+    assert_eq!(reg.requests_for(&digest), 1, "{err}");
+}
+
 #[test]
 fn short_declared_length_is_a_mismatch() {
     let (reg, digest, _) = fake_with_blob(10_000);
@@ -806,6 +827,26 @@ fn a_manifest_over_the_cap_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("4194304"), "{err}");
+}
+
+/// Resolving a digest that names a large blob says at once, from its declared length,
+/// that the object is larger than any manifest: 4 MiB of it were read first, then it was
+/// called a "manifest larger than" the cap.
+#[test]
+fn resolving_a_large_blob_says_it_is_no_manifest_before_reading_it() {
+    let (reg, digest, _) = fake_with_blob(5 << 20);
+    // Read, the body breaks at once and is asked for again.
+    reg.push_fault(&digest, Fault::DropAfter(0));
+    let reference = format!("{}@{digest}", repo(&reg));
+    let out = Dist::new().run(&["resolve", &reference], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("/v2/team/app/blobs/{digest}"))
+            && err.contains("5242880 bytes, larger than any manifest (4194304 bytes at most)"),
+        "{err}"
+    );
+    assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 1, "{err}");
 }
 
 /// A stored blob is trusted by its name unless `--verify-existing` asks for it to be hashed

@@ -204,3 +204,38 @@ fn resolve_refuses_a_schema1_tag_from_its_head() {
         "{err}"
     );
 }
+
+/// A blob asked for without a type hint is not reported as its storage's generic
+/// `Content-Type` (S3's `binary/octet-stream` after a redirect, a Go file server's sniffed
+/// `text/plain` or `application/x-gzip`): those say how bytes are stored, not what the
+/// content is, and its type is unknown (`-`). A type of the vendor tree, as OCI types
+/// are, is still the blob's.
+#[test]
+fn a_blob_is_not_reported_as_its_storage_s_generic_type() {
+    use support::fake::Fault;
+    let reg = FakeRegistry::start();
+    let served = [
+        "binary/octet-stream",
+        "text/plain; charset=utf-8",
+        "application/x-gzip",
+        "application/x-www-form-urlencoded",
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+    ];
+    let mut input = String::new();
+    for (n, t) in served.iter().enumerate() {
+        let digest = reg.blob("team/app", format!("blob {n}"));
+        reg.push_fault(&digest, Fault::Header("content-type", t.to_string()));
+        input.push_str(&format!("{digest}\n"));
+    }
+    let out = Dist::new().ok_fed(&["fetch", "--ordered", &repo(&reg), "-"], input.as_bytes());
+    assert_eq!(
+        frame_media_types(&out),
+        [
+            "-",
+            "-",
+            "-",
+            "-",
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        ]
+    );
+}

@@ -1085,3 +1085,72 @@ fn the_last_mirror_s_resumes_keep_the_run_s_retries() {
     assert_eq!(mirror.requests_for(&format!("blobs/{digest}")), 3, "{err}");
     assert_eq!(upstream.requests_for(&format!("blobs/{digest}")), 0);
 }
+
+/// A tag's body from a mirror that may only resolve, broken part-way, is not asked of that
+/// mirror again by digest (what `pull` allows, which it lacks): the next host that may
+/// pull serves the rest, as for a mirror that fails.
+#[test]
+fn a_resolve_only_mirror_is_not_asked_for_a_tag_s_rest_by_digest() {
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[],"annotations":{"a":"0123456789012345678901234567890123456789"}}"#;
+    let mt = "application/vnd.oci.image.manifest.v1+json";
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let digest = upstream.manifest("team/app", "v1", mt, manifest);
+    mirror.manifest("team/app", "v1", mt, manifest);
+    mirror.push_fault("manifests/v1", Fault::DropAfter(40));
+    let dir = hosts_dir(
+        &upstream.host(),
+        &format!(
+            "[host.\"{}\"]\n  capabilities = [\"resolve\"]\n",
+            mirror.url()
+        ),
+    );
+    let mut dist = Dist::new();
+    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    let repo = format!("{}/team/app", upstream.host());
+    let out = dist.run(&["fetch", &repo, "v1"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && out.stdout == manifest, "{err}");
+    assert_eq!(mirror.requests_for("manifests/v1"), 1);
+    assert_eq!(
+        mirror.requests_for(&format!("manifests/{digest}")),
+        0,
+        "the mirror may not pull"
+    );
+    assert_eq!(upstream.requests_for(&format!("manifests/{digest}")), 1);
+    assert_eq!(upstream.requests_for("manifests/v1"), 0);
+}
+
+/// The same for the registry itself at a `server` that may only resolve: a mirror before
+/// it that may pull serves the rest of the tag's body, by digest.
+#[test]
+fn a_resolve_only_registry_hands_a_tag_s_rest_to_a_mirror_that_may_pull() {
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[],"annotations":{"a":"0123456789012345678901234567890123456789"}}"#;
+    let mt = "application/vnd.oci.image.manifest.v1+json";
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let digest = upstream.manifest("team/app", "v1", mt, manifest);
+    mirror.manifest("team/app", "v1", mt, manifest);
+    upstream.push_fault("manifests/v1", Fault::DropAfter(40));
+    let dir = hosts_dir(
+        "registry.invalid",
+        &format!(
+            "server = \"{}\"\ncapabilities = [\"resolve\"]\n\n[host.\"{}\"]\n  capabilities = [\"pull\"]\n",
+            upstream.url(),
+            mirror.url()
+        ),
+    );
+    let mut dist = Dist::new();
+    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    let out = dist.run(&["fetch", "registry.invalid/team/app", "v1"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && out.stdout == manifest, "{err}");
+    assert_eq!(upstream.requests_for("manifests/v1"), 1);
+    assert_eq!(
+        upstream.requests_for(&format!("manifests/{digest}")),
+        0,
+        "the registry may not pull"
+    );
+    assert_eq!(mirror.requests_for(&format!("manifests/{digest}")), 1);
+    assert_eq!(mirror.requests_for("manifests/v1"), 0);
+}

@@ -230,6 +230,40 @@ fn a_server_that_ignores_range_still_completes_the_partial() {
     assert_stored_alone(dir.path(), &digest, &data);
 }
 
+/// A server that answers the request for the rest with less than the rest, under a
+/// `Content-Range` whose total is `*`, does not end the job: the end of its range was taken
+/// for the blob's size, against the descriptor's a size mismatch that failed the job with
+/// the partial kept for a next run that met the same. The rest after it is asked for.
+#[test]
+fn a_short_range_of_unknown_total_carries_on_to_the_descriptor_s_size() {
+    let (reg, digest, data) = fake_with_blob();
+    reg.push_fault(&digest, Fault::ShortRange(1 << 19));
+    let dir = tempfile::tempdir().unwrap();
+    let kept = 3 << 19;
+    plant_partial(dir.path(), &digest, &data[..kept]);
+    let repo = format!("{}/team/app", reg.host());
+    let line = format!(
+        "{{\"mediaType\":\"application/octet-stream\",\"digest\":\"{digest}\",\"size\":{LEN}}}\n"
+    );
+    let args = ["fetch", &repo, "-", "-o", dir.path().to_str().unwrap()];
+    let out = Dist::new().run(&args, line.as_bytes());
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_stored_alone(dir.path(), &digest, &data);
+    let ranges: Vec<_> = blob_gets(&reg, &digest, 0)
+        .into_iter()
+        .map(|r| r.range)
+        .collect();
+    assert_eq!(
+        ranges,
+        [
+            Some(format!("bytes={kept}-")),
+            Some(format!("bytes={}-", kept + (1 << 19)))
+        ]
+    );
+}
+
 /// A server that codes what it sends (`Content-Encoding: gzip`) codes a range on its own
 /// terms, which cannot be joined to the partial: the blob is fetched again from scratch.
 #[test]

@@ -398,8 +398,19 @@ pub(crate) fn is_signed_schema1(bytes: &[u8]) -> bool {
         .is_ok_and(|m| m.schema_version == Some(1) && m.signatures.is_some())
 }
 
-/// Reads a download to its end, verified, refusing more than `limit` bytes.
+/// Reads a download to its end, verified, refusing more than `limit` bytes: at once when
+/// its declared size says so.
 pub async fn read_to_end(download: &mut Download, limit: u64) -> Result<Vec<u8>> {
+    // A digest that names a blob (a layer of gigabytes) is no manifest to read the first
+    // `limit` bytes of before saying so.
+    if let Some(size) = download.meta().size.filter(|&size| size > limit) {
+        return Err(Error::new(
+            ErrorKind::TooLarge,
+            format!("{size} bytes, larger than any manifest ({limit} bytes at most)"),
+        )
+        .with_object(&download.meta().object)
+        .with_url(&download.meta().url));
+    }
     let mut out = Vec::new();
     while let Some(chunk) = download.chunk().await? {
         if (out.len() + chunk.len()) as u64 > limit {

@@ -334,12 +334,19 @@ pub(crate) type Address = (Endpoint, String);
 
 /// How many failures in a row (breaks, and failed requests for the rest) a body from
 /// `host` is asked for again after: a mirror with a host after it gets a mirror's one
-/// retry, the last host that may serve the content the run's.
+/// retry, the last host that may serve the content the run's, and a host that may not
+/// serve content by digest none of content it would be asked for by digest.
 pub(crate) fn resume_budget(
     remote: &RegistryRemote,
     host: usize,
     address: Option<&Address>,
 ) -> u32 {
+    // The rest of content with an address is asked for by digest, which a host that may
+    // only resolve (a tag's body came from it) must not be asked: its body goes straight
+    // to the next host that may pull, or fails where none is left.
+    if address.is_some() && !remote.host(host).capabilities.pull {
+        return 0;
+    }
     let policy = remote.retry_policy();
     match next_host(remote, host, address) {
         Some(_) => remote.host(host).max_retries(policy),
@@ -348,11 +355,17 @@ pub(crate) fn resume_budget(
 }
 
 /// The host a failing mirror hands the content over to: the next after `host` that may
-/// serve content by digest. `None` on the registry itself, and for content without an
-/// address.
+/// serve content by digest. A host that may not (a tag's body came from it) hands it to
+/// the first that may, wherever it stands. `None` on the registry itself, and for content
+/// without an address.
 fn next_host(remote: &RegistryRemote, host: usize, address: Option<&Address>) -> Option<usize> {
     let hosts = &remote.inner.hosts;
-    (address.is_some() && hosts[host].mirror)
+    address?;
+    if !hosts[host].capabilities.pull {
+        return (0..hosts.len()).find(|&i| hosts[i].serves(false));
+    }
+    hosts[host]
+        .mirror
         .then(|| (host + 1..hosts.len()).find(|&i| hosts[i].serves(false)))
         .flatten()
 }
@@ -452,13 +465,7 @@ async fn open_at(
                 let body = incoming_stream(transport, reply.response.into_body());
                 return Ok((Body::Decoded(coding::decode(body, &codings, 0)), offset));
             }
-            (true, _) if !ranged => {
-                let e = Error::new(
-                    ErrorKind::Protocol,
-                    "asked for the whole content, got a 206",
-                );
-                return Err(e.with_url(url));
-            }
+            (true, _) if !ranged => return Err(unasked_range(h).with_url(url)),
             (true, false) => {
                 tracing::debug!(url = %url, offset, "a resume was answered with a coded range; asking for the whole content");
                 headers.remove(http::header::RANGE);
@@ -482,46 +489,59 @@ fn incoming_stream(transport: crate::transport::Transport, body: Incoming) -> By
 
 /// A `206` that does not start at `offset`, where the rest was asked for.
 pub(crate) fn wrong_range(offset: u64, headers: &HeaderMap) -> Error {
-    let got = match headers.get(http::header::CONTENT_RANGE) {
-        Some(v) => format!(
-            "Content-Range: {}",
-            crate::server_text::one_line(&String::from_utf8_lossy(v.as_bytes()))
-        ),
-        None => "no Content-Range".to_string(),
-    };
+    let got = got_range(headers);
     Error::new(
         ErrorKind::Protocol,
         format!("asked for bytes={offset}-, got a 206 with {got}"),
     )
 }
 
+/// A `206` where no range was asked for: a part of the content, its length no size, which
+/// verification would only call corruption. Not transient: a server (a cache serving a
+/// partial copy) that answers so answers the same again; a mirror hands over.
+pub(crate) fn unasked_range(headers: &HeaderMap) -> Error {
+    let got = got_range(headers);
+    Error::new(
+        ErrorKind::Protocol,
+        format!("asked for the whole content, got a 206 with {got}"),
+    )
+}
+
+/// The `Content-Range` of a `206`, as the server sent it.
+fn got_range(headers: &HeaderMap) -> String {
+    match headers.get(http::header::CONTENT_RANGE) {
+        Some(v) => format!(
+            "Content-Range: {}",
+            crate::server_text::one_line(&String::from_utf8_lossy(v.as_bytes()))
+        ),
+        None => "no Content-Range".to_string(),
+    }
+}
+
+/// A `Content-Range` in bytes without its unit: `bytes 100-199/1000` → `100-199/1000`.
+/// Range units are case-insensitive (RFC 9110, 14.1): `Bytes` is the same unit.
+fn byte_range(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::CONTENT_RANGE)?.to_str().ok()?;
+    let (unit, rest) = value.trim().split_once(' ')?;
+    unit.eq_ignore_ascii_case("bytes").then_some(rest)
+}
+
 /// The range a `206` answer carries: `Content-Range: bytes 100-199/1000` → (100, 199).
 pub(crate) fn content_range(headers: &HeaderMap) -> Option<(u64, u64)> {
-    let value = headers.get(http::header::CONTENT_RANGE)?.to_str().ok()?;
-    let range = value.trim().strip_prefix("bytes ")?.split('/').next()?;
+    let range = byte_range(headers)?.split('/').next()?;
     let (first, last) = range.split_once('-')?;
     Some((first.trim().parse().ok()?, last.trim().parse().ok()?))
 }
 
 /// Where the range a `206` answer carries starts: `Content-Range: bytes 100-199/1000` → 100.
 pub(crate) fn content_range_start(headers: &HeaderMap) -> Option<u64> {
-    let value = headers.get(http::header::CONTENT_RANGE)?.to_str().ok()?;
-    let rest = value.trim().strip_prefix("bytes ")?;
-    rest.split('-').next()?.trim().parse().ok()
+    byte_range(headers)?.split('-').next()?.trim().parse().ok()
 }
 
 /// The whole content's size a `206` answer states: `Content-Range: bytes 100-199/1000` →
 /// 1000 (`None` for `*`, unknown).
 pub(crate) fn content_range_total(headers: &HeaderMap) -> Option<u64> {
-    let value = headers.get(http::header::CONTENT_RANGE)?.to_str().ok()?;
-    value
-        .trim()
-        .strip_prefix("bytes ")?
-        .rsplit_once('/')?
-        .1
-        .trim()
-        .parse()
-        .ok()
+    byte_range(headers)?.rsplit_once('/')?.1.trim().parse().ok()
 }
 
 #[cfg(test)]
@@ -570,5 +590,15 @@ mod tests {
         assert_eq!(total("bytes 100-199/1000"), Some(1000));
         assert_eq!(total("bytes 0-0/*"), None);
         assert_eq!(total("bytes 5-9"), None);
+        // Range units are case-insensitive (RFC 9110, 14.1).
+        assert_eq!(start("Bytes 100-199/1000"), Some(100));
+        assert_eq!(total("BYTES 100-199/1000"), Some(1000));
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_RANGE,
+            HeaderValue::from_static("Bytes 100-199/1000"),
+        );
+        assert_eq!(content_range(&headers), Some((100, 199)));
+        assert_eq!(start("bytesx 1-2/3"), None);
     }
 }

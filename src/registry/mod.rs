@@ -428,6 +428,9 @@ impl RegistryRemote {
         let h = reply.response.headers();
         let codings = coding::codings(h).map_err(|e| e.with_url(&url))?;
         let coded = !codings.is_empty();
+        if offset == 0 && reply.response.status() == http::StatusCode::PARTIAL_CONTENT {
+            return Err(body::unasked_range(h).with_url(&url));
+        }
         // Asked for the rest, the content's size is the whole range's: a `206` must start
         // where asked and says the total; a `200` sends everything, and the part already
         // at hand is dropped on arrival.
@@ -449,7 +452,14 @@ impl RegistryRemote {
             if content_range_start(h) != Some(offset) {
                 return Err(body::wrong_range(offset, h).with_url(&url));
             }
-            (resumed_size(h, offset), 0)
+            // A total of `*` leaves the whole size unknown: the range may stop short of the
+            // content's end (a cache sends what it has so far), which the body then asks
+            // for. Its end is no size to hold a hinted one against.
+            let declared = match body::content_range_total(h) {
+                None if hints.size.is_some() => None,
+                _ => resumed_size(h, offset),
+            };
+            (declared, 0)
         } else {
             (content_length(h), offset)
         };
@@ -547,13 +557,18 @@ impl RegistryRemote {
         // A manifest's own Content-Type is authoritative (a hint may list several
         // acceptable types), unless it names no manifest type (`application/json`,
         // `text/plain`, as static mirrors serve them): the manifest's own `mediaType` is
-        // then read once it arrived. A blob endpoint says only octet-stream, so the hint
-        // is all there is.
+        // then read once it arrived. A blob endpoint says only how its storage keeps
+        // bytes (S3's `binary/octet-stream` after a redirect, a file server's sniffed
+        // `text/plain`), so the hint is all there is, short of a vendor type (an OCI one)
+        // a registry labelled the blob with.
         let typed_by_content = endpoint == Endpoint::Manifests
             && !content_type.as_deref().is_some_and(media::is_manifest);
         let media_type = match endpoint {
             Endpoint::Manifests => content_type.or(hints.media_type().map(str::to_string)),
-            Endpoint::Blobs => hints.media_type().map(str::to_string).or(content_type),
+            Endpoint::Blobs => hints
+                .media_type()
+                .map(str::to_string)
+                .or(content_type.filter(|t| media::is_vendor(t))),
         };
         // A tag may move between two requests; a resumed request must ask for the same
         // content, so it goes by digest when the registry told us one. An object asked for

@@ -85,6 +85,12 @@ pub enum Fault {
     /// A ranged request answered from its start to the end of the blob, with a
     /// `Content-Range` saying so: a server that ignores where a range ends.
     RangeToEnd,
+    /// A ranged request answered with at most this many bytes from where it starts, under
+    /// a `Content-Range` whose total is `*`: a server that sends what it has of a blob
+    /// whose whole size it does not know (a cache still fetching it from its upstream). A
+    /// request without `Range` is answered so from the first byte, as a broken cache that
+    /// serves a partial copy it holds does.
+    ShortRange(usize),
     /// The body sent with this `Content-Encoding`, whatever the request accepted, as a
     /// proxy that compresses on its own would: `gzip` and `deflate` really code it, any
     /// other name goes over the body unchanged.
@@ -132,6 +138,7 @@ impl Fault {
                 | Fault::Paced { .. }
                 | Fault::IgnoreRange
                 | Fault::RangeToEnd
+                | Fault::ShortRange(_)
                 | Fault::Coded(_)
                 | Fault::CodedWhole(_)
         )
@@ -394,7 +401,7 @@ pub fn apply(
             bytes_per_sec,
             first_byte,
         } => paced(prepared, *bytes_per_sec, *first_byte),
-        Fault::IgnoreRange | Fault::RangeToEnd => prepared.into_response(),
+        Fault::IgnoreRange | Fault::RangeToEnd | Fault::ShortRange(_) => prepared.into_response(),
         Fault::SlowHead(delay) => {
             conn.delay_head(*delay);
             prepared.into_response()

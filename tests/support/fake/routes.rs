@@ -211,6 +211,27 @@ fn respond(
                 _ => prepared,
             }
         }
+        (Fault::ShortRange(len), Route::Blob { name, digest }) => {
+            let start = parts
+                .headers
+                .get(http::header::RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|r| r.strip_prefix("bytes="))
+                .and_then(|r| r.split('-').next())
+                .map_or(Some(0), |s| s.parse::<usize>().ok());
+            let content = state.content.lock().unwrap();
+            match (start, content.blobs.get(&(name.clone(), digest.clone()))) {
+                (Some(start), Some(bytes)) if start < bytes.len() && *len > 0 => {
+                    let end = (start + len).min(bytes.len()) - 1;
+                    let slice = bytes.slice(start..=end);
+                    let octets = "application/octet-stream";
+                    Prepared::typed(StatusCode::PARTIAL_CONTENT, octets, slice)
+                        .header(CONTENT_RANGE, &format!("bytes {start}-{end}/*"))
+                        .header("docker-content-digest", digest)
+                }
+                _ => prepared,
+            }
+        }
         _ => prepared,
     };
     let challenge = state.auth.challenge(&route);
