@@ -196,13 +196,7 @@ fn respond(
             content(state, parts, &route, false)
         }
         (Fault::RangeToEnd, Route::Blob { name, digest }) => {
-            let start = parts
-                .headers
-                .get(http::header::RANGE)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|r| r.strip_prefix("bytes="))
-                .and_then(|r| r.split('-').next())
-                .map(str::to_string);
+            let start = range_start(parts).map(str::to_string);
             let content = state.content.lock().unwrap();
             match (start, content.blobs.get(&(name.clone(), digest.clone()))) {
                 (Some(start), Some(bytes)) => {
@@ -212,13 +206,7 @@ fn respond(
             }
         }
         (Fault::ShortRange(len), Route::Blob { name, digest }) => {
-            let start = parts
-                .headers
-                .get(http::header::RANGE)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|r| r.strip_prefix("bytes="))
-                .and_then(|r| r.split('-').next())
-                .map_or(Some(0), |s| s.parse::<usize>().ok());
+            let start = range_start(parts).map_or(Some(0), |s| s.parse::<usize>().ok());
             let content = state.content.lock().unwrap();
             match (start, content.blobs.get(&(name.clone(), digest.clone()))) {
                 (Some(start), Some(bytes)) if start < bytes.len() && *len > 0 => {
@@ -239,6 +227,12 @@ fn respond(
         faults::apply(&fault, prepared, challenge, conn),
         Some(fault),
     )
+}
+
+/// Where the `Range` a request asked for starts, as written (`bytes=100-` → `100`).
+fn range_start(parts: &http::request::Parts) -> Option<&str> {
+    let range = parts.headers.get(http::header::RANGE)?.to_str().ok()?;
+    range.strip_prefix("bytes=")?.split('-').next()
 }
 
 /// The path as the spec names it (`/v2/…`), for a fake serving its API under another root;
