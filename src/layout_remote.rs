@@ -110,11 +110,7 @@ impl LayoutRemote {
                     entries.places.push(position);
                 }
                 Err(unusable) => {
-                    let name = entry
-                        .get("annotations")
-                        .and_then(|a| a.get(image::REF_NAME))
-                        .and_then(|n| n.as_str())
-                        .map(str::to_string);
+                    let name = image::entry_ref_name(entry).map(str::to_string);
                     entries.unusable.push((name, *unusable));
                 }
             }

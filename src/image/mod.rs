@@ -26,6 +26,13 @@ pub use reference::ImageRef;
 /// The annotation that names an image in an OCI layout's `index.json` (the tag).
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
+/// The [`REF_NAME`] of an index entry as written, read from its JSON: an entry dist cannot
+/// read as a [`Descriptor`] (another tool's, malformed) still has its name, for the tag
+/// it answers and the entry a write replaces.
+pub(crate) fn entry_ref_name(entry: &serde_json::Value) -> Option<&str> {
+    entry.get("annotations")?.get(REF_NAME)?.as_str()
+}
+
 /// The annotation beside [`REF_NAME`] that names an image in full (`host/repository:tag`),
 /// as containerd and BuildKit write it and containerd's import names images by: the tag
 /// alone does not tell `a/redis:7` from `b/nginx:7`.

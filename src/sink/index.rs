@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use super::layout::{io_err, new_layout_file, try_flock};
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
-use crate::image::{Descriptor, REF_NAME};
+use crate::image::{entry_ref_name, Descriptor};
 
 const INDEX_LOCK: &str = ".dist-index.lock";
 /// How long to wait for another process to finish its `index.json` update.
@@ -32,7 +32,7 @@ pub enum Added {
 }
 
 /// Adds `entry` to `root/index.json`, atomically and under the layout's lock. An entry
-/// named by [`REF_NAME`] replaces every entry of that name (a tag names one image); an
+/// named by [`REF_NAME`](crate::image::REF_NAME) replaces every entry of that name (a tag names one image); an
 /// unnamed entry is added unless an unnamed entry for the same digest is already there.
 /// Fields of `index.json` other than `manifests` are kept. An `index.json` that already
 /// holds the entry is left as it is. Returns the entries replaced. Blocks.
@@ -153,31 +153,23 @@ fn merge_value(
     let manifests = manifests
         .as_array_mut()
         .ok_or("\"manifests\" is not an array")?;
-    let name_of = |v: &serde_json::Value| {
-        v.pointer("/annotations")
-            .and_then(|a| a.get(REF_NAME))
-            .and_then(|n| n.as_str())
-            .map(str::to_string)
-    };
     let mut replaced = Vec::new();
     match name {
         Some(name) => {
-            let mut named = manifests
-                .iter()
-                .filter(|m| name_of(m).as_deref() == Some(name));
+            let mut named = manifests.iter().filter(|m| entry_ref_name(m) == Some(name));
             if named.next() == Some(&value) && named.next().is_none() {
                 return Ok(None);
             }
             let (was, kept) = std::mem::take(manifests)
                 .into_iter()
-                .partition(|m| name_of(m).as_deref() == Some(name));
+                .partition(|m| entry_ref_name(m) == Some(name));
             *manifests = kept;
             replaced = was;
         }
         None => {
             let digest = value.get("digest").and_then(|d| d.as_str());
             let present = manifests.iter().any(|m| {
-                name_of(m).is_none() && m.get("digest").and_then(|d| d.as_str()) == digest
+                entry_ref_name(m).is_none() && m.get("digest").and_then(|d| d.as_str()) == digest
             });
             if present {
                 return Ok(None);
@@ -265,6 +257,7 @@ impl Drop for IndexLock {
 mod tests {
     use super::*;
     use crate::digest::{Algorithm, Digest};
+    use crate::image::REF_NAME;
 
     fn entry(data: &[u8], name: Option<&str>) -> Descriptor {
         let mut d = Descriptor::new(
