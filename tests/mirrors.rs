@@ -1075,17 +1075,25 @@ fn the_last_mirror_s_resumes_keep_the_run_s_retries() {
     assert_eq!(upstream.requests_for(&format!("blobs/{digest}")), 0);
 }
 
+/// The manifest [`tag_on_both`] tags, long enough to break part-way.
+const TAGGED: &[u8] = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[],"annotations":{"a":"0123456789012345678901234567890123456789"}}"#;
+
+/// A registry and a mirror that both hold [`TAGGED`] as `team/app:v1`; its digest.
+fn tag_on_both() -> (FakeRegistry, FakeRegistry, String) {
+    let mt = "application/vnd.oci.image.manifest.v1+json";
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let digest = upstream.manifest("team/app", "v1", mt, TAGGED);
+    mirror.manifest("team/app", "v1", mt, TAGGED);
+    (upstream, mirror, digest)
+}
+
 /// A tag's body from a mirror that may only resolve, broken part-way, is not asked of that
 /// mirror again by digest (what `pull` allows, which it lacks): the next host that may
 /// pull serves the rest, as for a mirror that fails.
 #[test]
 fn a_resolve_only_mirror_is_not_asked_for_a_tag_s_rest_by_digest() {
-    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[],"annotations":{"a":"0123456789012345678901234567890123456789"}}"#;
-    let mt = "application/vnd.oci.image.manifest.v1+json";
-    let upstream = FakeRegistry::start();
-    let mirror = FakeRegistry::start();
-    let digest = upstream.manifest("team/app", "v1", mt, manifest);
-    mirror.manifest("team/app", "v1", mt, manifest);
+    let (upstream, mirror, digest) = tag_on_both();
     mirror.push_fault("manifests/v1", Fault::DropAfter(40));
     let dir = hosts_dir(
         &upstream.host(),
@@ -1099,7 +1107,7 @@ fn a_resolve_only_mirror_is_not_asked_for_a_tag_s_rest_by_digest() {
     let repo = format!("{}/team/app", upstream.host());
     let out = dist.run(&["fetch", &repo, "v1"], b"");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && out.stdout == manifest, "{err}");
+    assert!(out.status.success() && out.stdout == TAGGED, "{err}");
     assert_eq!(mirror.requests_for("manifests/v1"), 1);
     assert_eq!(
         mirror.requests_for(&format!("manifests/{digest}")),
@@ -1114,12 +1122,7 @@ fn a_resolve_only_mirror_is_not_asked_for_a_tag_s_rest_by_digest() {
 /// it that may pull serves the rest of the tag's body, by digest.
 #[test]
 fn a_resolve_only_registry_hands_a_tag_s_rest_to_a_mirror_that_may_pull() {
-    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[],"annotations":{"a":"0123456789012345678901234567890123456789"}}"#;
-    let mt = "application/vnd.oci.image.manifest.v1+json";
-    let upstream = FakeRegistry::start();
-    let mirror = FakeRegistry::start();
-    let digest = upstream.manifest("team/app", "v1", mt, manifest);
-    mirror.manifest("team/app", "v1", mt, manifest);
+    let (upstream, mirror, digest) = tag_on_both();
     upstream.push_fault("manifests/v1", Fault::DropAfter(40));
     let dir = hosts_dir(
         "registry.invalid",
@@ -1133,7 +1136,7 @@ fn a_resolve_only_registry_hands_a_tag_s_rest_to_a_mirror_that_may_pull() {
     dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
     let out = dist.run(&["fetch", "registry.invalid/team/app", "v1"], b"");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && out.stdout == manifest, "{err}");
+    assert!(out.status.success() && out.stdout == TAGGED, "{err}");
     assert_eq!(upstream.requests_for("manifests/v1"), 1);
     assert_eq!(
         upstream.requests_for(&format!("manifests/{digest}")),

@@ -800,6 +800,26 @@ fn traced_file_operations(dist: &Dist, args: &[&str], under: &Path) -> Option<Ve
     Some(file_operations(&text, under))
 }
 
+/// [`traced`] run to its end; `None`, said on stderr, where strace cannot run (not
+/// installed, or not allowed to trace in this container).
+fn traced_output(
+    dist: &Dist,
+    args: &[&str],
+    log: &Path,
+    options: &[&str],
+) -> Option<std::process::Output> {
+    let Ok(out) = traced(dist, args, log, options).output() else {
+        eprintln!("strace cannot run here; not checked");
+        return None;
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.starts_with("strace: ") {
+        eprintln!("strace cannot run here; not checked: {err}");
+        return None;
+    }
+    Some(out)
+}
+
 /// `dist ARGS…` under `strace`, its file operations logged to `log` (see
 /// [`file_operations`]), with `strace`'s own `options` too.
 fn traced(dist: &Dist, args: &[&str], log: &Path, options: &[&str]) -> std::process::Command {
@@ -1150,15 +1170,10 @@ fn the_sync_at_the_end_of_a_batch_does_not_hold_off_its_timeout() {
     // is synced as it is stored, and is not held up.
     let options = ["-P", l, "-e", "inject=fsync:delay_enter=10000000"];
     let log = tempfile::NamedTempFile::new().unwrap();
-    let Ok(out) = traced(&Dist::new(), &args, log.path(), &options).output() else {
-        eprintln!("strace cannot run here; not checked");
+    let Some(out) = traced_output(&Dist::new(), &args, log.path(), &options) else {
         return;
     };
     let err = String::from_utf8_lossy(&out.stderr);
-    if err.starts_with("strace: ") {
-        eprintln!("strace cannot run here; not checked: {err}");
-        return;
-    }
     let log = std::fs::read_to_string(log.path()).unwrap();
     assert!(log.contains("fsync("), "no fsync of {l} was held up: {log}");
     assert_eq!(out.status.code(), Some(124), "{err}");
@@ -1221,15 +1236,10 @@ fn a_report_that_cannot_be_synced_is_said() {
         vec!["pull", &image, "-o", l, "--report", r],
     ] {
         let log = tempfile::NamedTempFile::new().unwrap();
-        let Ok(out) = traced(&dist, &args, log.path(), &options).output() else {
-            eprintln!("strace cannot run here; not checked");
+        let Some(out) = traced_output(&dist, &args, log.path(), &options) else {
             return;
         };
         let err = String::from_utf8_lossy(&out.stderr);
-        if err.starts_with("strace: ") {
-            eprintln!("strace cannot run here; not checked: {err}");
-            return;
-        }
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
         assert!(
             err.contains("dist: syncing the report: Input/output error"),
