@@ -458,15 +458,15 @@ impl Drop for PartTask {
 }
 
 /// Fetches bytes `start..=end` completely; `None` when the server answers with something
-/// else than exactly that range (the whole blob, another range, a coded one), and the rest of the
-/// blob is better fetched as one stream. The request itself is retried (a 5xx, a 429, a
-/// dropped connection) by `request`; what this retries, with the same backoff, is a body
-/// that breaks off after the answer, asking for what is missing of the part only. Both
-/// count against one budget, failures in a row: a part whose body keeps breaking costs
-/// `--retries` + 1 requests, not their square. As for a single stream, a break after
-/// [`PROGRESS`] new bytes counts as the first again: a link that cuts every connection
-/// after a few MiB (a proxy's limit on a connection's bytes or lifetime) would otherwise
-/// never bring in a part larger than that.
+/// else than exactly that range (the whole blob, another range, a coded one, more bytes
+/// than the range holds), and the rest of the blob is better fetched as one stream. The
+/// request itself is retried (a 5xx, a 429, a dropped connection) by `request`; what this
+/// retries, with the same backoff, is a body that breaks off after the answer, asking for
+/// what is missing of the part only. Both count against one budget, failures in a row: a
+/// part whose body keeps breaking costs `--retries` + 1 requests, not their square. As for
+/// a single stream, a break after [`PROGRESS`] new bytes counts as the first again: a link
+/// that cuts every connection after a few MiB (a proxy's limit on a connection's bytes or
+/// lifetime) would otherwise never bring in a part larger than that.
 async fn fetch_part(source: &Source, start: u64, end: u64) -> Result<Option<Bytes>> {
     let Source {
         remote,
@@ -521,6 +521,14 @@ async fn fetch_part(source: &Source, start: u64, end: u64) -> Result<Option<Byte
             .map_err(|e| e.with_url(url));
         match read {
             Ok(()) => return Ok(Some(got.freeze())),
+            // More than the range its `Content-Range` names (a `Content-Length` that
+            // counts more, a chunked body that goes on): as little a part of the content
+            // as another range is. Failed as too large, it failed the object for good,
+            // where one stream serves it.
+            Err(e) if e.kind() == ErrorKind::TooLarge => {
+                tracing::warn!(url = %crate::transport::redact(url), error = %e, "a part ran past its range; the rest of the blob goes in one stream");
+                return Ok(None);
+            }
             // Broken after its last byte (a chunked answer closed without its last
             // chunk): the part is whole, and one past its end is no range to ask for.
             Err(e) if e.is_transient() && got.len() == want => {

@@ -435,6 +435,25 @@ async fn a_part_answered_with_another_range_falls_back_to_one_stream() {
     assert_parts_then_one_stream(&reg);
 }
 
+/// A part whose body runs past the range its `Content-Range` names (a `Content-Length`
+/// that counts more, a chunked body that goes on): it is no part of the content, as a part
+/// answered with another range is not, and the rest comes as one stream. It failed the
+/// object as too large, where the one stream would have served it, and failed it for
+/// good: not being corruption, it was not even fetched again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_longer_than_asked_falls_back_to_one_stream() {
+    let reg = FakeRegistry::start();
+    let data = bytes(85, 3 << 20);
+    let digest = reg.blob("team/app", &data);
+    throttle(&reg, &digest);
+    // Queued faults win over the persistent one: the first stream is slow, and the first
+    // part comes back with a hundred bytes more than its range.
+    reg.push_fault(&digest, slow());
+    reg.push_fault(&digest, Fault::LongerBody(100));
+    assert_eq!(fetch_all(&reg, &digest, small_ranges()).await, data);
+    assert_parts_then_one_stream(&reg);
+}
+
 /// A part whose requests keep failing gets the run's retries once, not once per retry
 /// of the request: each part is asked for at most `retries + 1` times.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
