@@ -296,13 +296,19 @@ impl Authorizer {
             };
             let mut header = self.basic_header(Some(&found))?;
             let (credential, origin) = &found;
-            if used.header.as_ref() == Some(&header) || self.refusal_of(credential).is_some() {
+            let refused_now = used.header.as_ref() == Some(&header);
+            if refused_now || self.refusal_of(credential).is_some() {
                 let Some(renewed) = self.renewed_basic(credential).await? else {
                     let e = Error::new(
                         ErrorKind::Unauthorized,
                         refused_message(&self.registry_host, &self.repository, Some(origin), None),
                     );
-                    self.remember_refusal(credential, &e);
+                    // A refusal that stands, met again by a request that went without the
+                    // credential, is no new one: counted as one, it would stand for as
+                    // long as requests keep coming, and the credential never go again.
+                    if refused_now {
+                        self.remember_refusal(credential, &e);
+                    }
                     self.forget_basic();
                     return Err(e);
                 };
