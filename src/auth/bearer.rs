@@ -134,9 +134,14 @@ impl Authorizer {
         }
         // Refused once, the credential is not sent again: the token server's answer to it
         // stands, unless looking up again (below) gives another.
-        let credentials_sent = sent.is_some();
+        let mut credentials_sent = sent.is_some();
         let mut token = match sent.and_then(|c| self.refusal_of(c)) {
-            Some(refusal) => Err(refusal),
+            Some(refusal) => {
+                // Not sent: meeting the refusal again is no new one, which would have it
+                // stand for as long as requests keep coming.
+                credentials_sent = false;
+                Err(refusal)
+            }
             None => self.token_for(&ch, &scopes, cred).await,
         };
         if let (Err(e), Some(refused)) = (&token, sent) {
@@ -149,6 +154,7 @@ impl Authorizer {
                 if let Some(renewed) = renewed {
                     token = self.token_for(&ch, &scopes, Some(&renewed.0)).await;
                     found = Some(renewed);
+                    credentials_sent = true;
                 }
             }
         }

@@ -20,9 +20,27 @@ impl Authorizer {
         if let Some(found) = &*known {
             return Ok(found.clone());
         }
-        let found = self.look_up().await?;
-        *known = Some(found.clone());
-        Ok(found)
+        {
+            let failed = self.lookup_failed.lock().expect("auth state poisoned");
+            if let Some((at, e)) = failed
+                .as_ref()
+                .filter(|(at, _)| at.elapsed() < RELOOK_EVERY)
+            {
+                tracing::debug!(registry = %self.registry_host, ago_ms = at.elapsed().as_millis() as u64, "the credential lookup failed a moment ago; not run again yet");
+                return Err(e.shared());
+            }
+        }
+        match self.look_up().await {
+            Ok(found) => {
+                *known = Some(found.clone());
+                Ok(found)
+            }
+            Err(e) => {
+                let mut failed = self.lookup_failed.lock().expect("auth state poisoned");
+                *failed = Some((Instant::now(), e.shared()));
+                Err(e)
+            }
+        }
     }
 
     /// Another credential than `refused`, if looking up again gives one: a credential
@@ -59,5 +77,49 @@ impl Authorizer {
                 Box::pin(cfg.find(&self.registry_host, Some(&self.repository))).await
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::auth::DockerConfig;
+    use crate::transport::Transport;
+
+    /// A credential helper that fails (one that hangs fails only after a minute) fails
+    /// again if run again at once: each request that needs the credential meanwhile is
+    /// given its failure rather than run it, and waiting for it, once more.
+    #[tokio::test]
+    async fn a_failed_lookup_is_not_run_again_by_every_request() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let runs = dir.path().join("runs");
+        let helper = dir.path().join("docker-credential-broken");
+        let script = format!("#!/bin/sh\necho run >> {}\nexit 3\n", runs.display());
+        std::fs::write(&helper, script).unwrap();
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let file = dir.path().join("config.json");
+        std::fs::write(&file, r#"{"credsStore":"broken"}"#).unwrap();
+        let cfg = DockerConfig::from_path(&file)
+            .unwrap()
+            .with_helper_dir(dir.path());
+        let transport = Transport::new(Default::default()).unwrap();
+        let source = CredentialSource::DockerConfig(Arc::new(cfg));
+        let a = Authorizer::new(transport, "r.example", "https://r.example", "a", source);
+        let ran = || std::fs::read_to_string(&runs).unwrap().lines().count();
+        for _ in 0..3 {
+            let e = a.found().await.unwrap_err();
+            assert!(e.to_string().contains("docker-credential-broken"), "{e}");
+        }
+        assert_eq!(ran(), 1);
+        // A while later, it is run again: it may have been mended meanwhile.
+        let Some(long_ago) = Instant::now().checked_sub(RELOOK_EVERY) else {
+            return;
+        };
+        a.lookup_failed.lock().unwrap().as_mut().unwrap().0 = long_ago;
+        assert!(a.found().await.is_err());
+        assert_eq!(ran(), 2);
     }
 }

@@ -97,6 +97,10 @@ pub struct Authorizer {
     /// refuses every request (a repository the account may not read) must not have the
     /// helper run for each of them.
     relooked: Mutex<Option<Instant>>,
+    /// The lookup's last failure (a credential helper missing, failing, or silent for its
+    /// whole minute), with when: given again for a while to the requests that need the
+    /// credential, rather than have each run the helper, and wait for it, once more.
+    lookup_failed: Mutex<Option<(Instant, Error)>>,
     /// The credential the registry or its token server refused, with the refusal: it is
     /// not sent again for a while (each sending is one more failed login, and a registry
     /// backed by a directory locks the account after a few), unless looking up again
@@ -137,6 +141,7 @@ impl Authorizer {
             source,
             credential: tokio::sync::Mutex::new(None),
             relooked: Mutex::new(None),
+            lookup_failed: Mutex::new(None),
             refused: Mutex::new(None),
             state: Mutex::new(State::default()),
             refresh: tokio::sync::Mutex::new(()),
@@ -296,13 +301,19 @@ impl Authorizer {
             };
             let mut header = self.basic_header(Some(&found))?;
             let (credential, origin) = &found;
-            if used.header.as_ref() == Some(&header) || self.refusal_of(credential).is_some() {
+            let refused_now = used.header.as_ref() == Some(&header);
+            if refused_now || self.refusal_of(credential).is_some() {
                 let Some(renewed) = self.renewed_basic(credential).await? else {
                     let e = Error::new(
                         ErrorKind::Unauthorized,
                         refused_message(&self.registry_host, &self.repository, Some(origin), None),
                     );
-                    self.remember_refusal(credential, &e);
+                    // A refusal that stands, met again by a request that went without the
+                    // credential, is no new one: counted as one, it would stand for as
+                    // long as requests keep coming, and the credential never go again.
+                    if refused_now {
+                        self.remember_refusal(credential, &e);
+                    }
                     self.forget_basic();
                     return Err(e);
                 };

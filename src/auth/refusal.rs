@@ -167,6 +167,51 @@ mod tests {
         }
     }
 
+    /// A service that keeps fetching meets the standing refusal with every request; were
+    /// each of those to count as a refusal of its own, the five minutes would start again
+    /// each time, and the credential would never be tried again while the service runs.
+    #[tokio::test]
+    async fn a_standing_refusal_is_not_lengthened_by_the_requests_it_stops() {
+        let basic = Credential::Basic {
+            username: "alice".into(),
+            password: "old".into(),
+        };
+        let policy = crate::retry::RetryPolicy {
+            retries: 0,
+            ..Default::default()
+        };
+        for challenge in [
+            r#"Basic realm="r""#,
+            // On loopback the credential may go, but nothing listens: it must not be sent.
+            r#"Bearer realm="http://127.0.0.1:9/token",service="r.example""#,
+        ] {
+            let transport = crate::transport::Transport::new(Default::default()).unwrap();
+            let source = super::super::CredentialSource::Fixed(basic.clone());
+            let a = Authorizer::new(
+                transport,
+                "r.example",
+                "https://r.example",
+                "team/app",
+                source,
+            );
+            let refusal = Error::new(ErrorKind::Unauthorized, "refused");
+            a.remember_refusal(&basic, &refusal);
+            let Some(at) = Instant::now().checked_sub(REFUSAL_STANDS / 2) else {
+                return;
+            };
+            a.refused.lock().unwrap().as_mut().unwrap().at = at;
+            let anonymous = a.grant(&policy).await.unwrap();
+            let e = a
+                .challenged(&anonymous, &[challenge.to_string()], false, &policy)
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Unauthorized, "{challenge}: {e}");
+            assert_eq!(a.token_requests(), 0, "{challenge}: sent again");
+            let kept = a.refused.lock().unwrap().as_ref().unwrap().at;
+            assert_eq!(kept, at, "{challenge}: the refusal's time moved on");
+        }
+    }
+
     #[test]
     fn a_refusal_names_where_the_credentials_came_from() {
         assert_eq!(

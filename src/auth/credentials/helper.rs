@@ -27,9 +27,19 @@ struct HelperReply {
     secret: String,
 }
 
-/// Runs `docker-credential-<helper> get` with the server URL on stdin, as Docker does.
-pub(super) async fn run_helper(helper: &str, host: &str) -> Result<Option<Credential>> {
-    ask_helper(&format!("docker-credential-{helper}"), host, HELPER_TIMEOUT).await
+/// Runs `docker-credential-<helper> get` with the server URL on stdin, as Docker does:
+/// the one on `PATH`, or the one in `dir`.
+pub(super) async fn run_helper(
+    helper: &str,
+    host: &str,
+    dir: Option<&std::path::Path>,
+) -> Result<Option<Credential>> {
+    let name = format!("docker-credential-{helper}");
+    let program = match dir {
+        Some(dir) => dir.join(name).to_string_lossy().into_owned(),
+        None => name,
+    };
+    ask_helper(&program, host, HELPER_TIMEOUT).await
 }
 
 /// Asks the helper `program` for `host` under the name its login stored it: a helper

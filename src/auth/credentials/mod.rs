@@ -79,6 +79,9 @@ pub struct DockerConfig {
     sources: Vec<Source>,
     /// The refresh tokens the files' identity tokens were rotated to so far.
     pub(crate) rotated: RotatedTokens,
+    /// Where the credential helpers are: on `PATH` when `None`, else in this directory
+    /// (tests, which must not change the `PATH` every test of the process reads).
+    helper_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default)]
@@ -149,6 +152,13 @@ impl DockerConfig {
         Ok(self.find(host, repository).await?.map(|(c, _)| c))
     }
 
+    /// Has the credential helpers found in `dir` rather than on `PATH`.
+    #[cfg(test)]
+    pub(crate) fn with_helper_dir(mut self, dir: &Path) -> DockerConfig {
+        self.helper_dir = Some(dir.to_owned());
+        self
+    }
+
     /// Like [`DockerConfig::credential_for`], with where the credential came from (the
     /// file, or the credential helper), for messages about a refused one.
     pub async fn find(
@@ -160,7 +170,8 @@ impl DockerConfig {
         // and its login is Docker Hub's, filed under `docker.io`'s names.
         let host = hub_alias(host);
         for source in &self.sources {
-            if let Some(found) = source.find(host, repository).await? {
+            let helpers = self.helper_dir.as_deref();
+            if let Some(found) = source.find(host, repository, helpers).await? {
                 return Ok(Some(found));
             }
         }
@@ -173,6 +184,7 @@ impl Source {
         &self,
         host: &str,
         repository: Option<&str>,
+        helpers: Option<&Path>,
     ) -> Result<Option<(Credential, String)>> {
         if let Some(why) = &self.broken {
             if !self.warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
@@ -189,12 +201,12 @@ impl Source {
         // registry's empty `credHelpers` entry passes over `credsStore` too, as in Docker.
         match closest(&self.file.cred_helpers, host, repository).map(|(_, h)| h) {
             Some(helper) if !helper.is_empty() => {
-                return Ok(helped(helper, run_helper(helper, host).await?));
+                return Ok(helped(helper, run_helper(helper, host, helpers).await?));
             }
             Some(_) => {}
             None => {
                 if let Some(store) = self.file.creds_store.as_deref().filter(|s| !s.is_empty()) {
-                    if let Some(found) = helped(store, run_helper(store, host).await?) {
+                    if let Some(found) = helped(store, run_helper(store, host, helpers).await?) {
                         return Ok(Some(found));
                     }
                 }
