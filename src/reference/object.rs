@@ -3,6 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::user_info::{has_user_info, shown, NO_CREDENTIALS_HERE};
 use super::Reference;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -56,6 +57,12 @@ impl FromStr for Object {
     /// copied from `redis:7.2@sha256:…`): the digest, which pins the content, as Docker and
     /// containerd read such a reference.
     fn from_str(s: &str) -> Result<Object> {
+        if has_user_info(s) {
+            return Err(Error::invalid(format!(
+                "invalid object {:?}: {NO_CREDENTIALS_HERE}",
+                shown(s)
+            )));
+        }
         if let Some((tag, digest)) = s.split_once('@') {
             if !is_tag(tag) {
                 if let Some(e) = pasted_reference(s, None) {
