@@ -72,11 +72,19 @@ impl FromStr for Reference {
             Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
             None => (rest, None),
         };
-        let tag = match tag {
-            Some("") if digest.is_none() => return Err(stray_separator(s, repo, ':')),
+        let tag = match (tag, &digest) {
+            (Some(""), None) => return Err(stray_separator(s, repo, ':')),
+            // `app:${TAG}@${DIGEST}` with the tag unset.
+            (Some(""), Some(d)) => {
+                return Err(Error::invalid(format!(
+                    "invalid reference {:?}: nothing between ':' and '@'; write the tag \
+                     there, or leave the ':' out ({repo}@{d})",
+                    shown(s)
+                )))
+            }
             // `name:sha256:…`, a colon typed for the `@`: what follows the first colon
             // would parse as a digest, or fail as a bad one, and name neither mistake.
-            Some(t) if t.contains(':') => {
+            (Some(t), _) if t.contains(':') => {
                 return Err(Error::invalid(format!(
                     "invalid reference {:?}: {t:?} after ':' is not a tag; a digest goes \
                      after '@' ({}@{t})",
@@ -84,7 +92,7 @@ impl FromStr for Reference {
                     &rest[..rest.len() - t.len() - 1]
                 )))
             }
-            Some(t) => match t.parse::<Object>()? {
+            (Some(t), _) => match t.parse::<Object>()? {
                 Object::Tag(t) => Some(t),
                 Object::Digest(d) => {
                     return Err(Error::invalid(format!(
@@ -93,7 +101,7 @@ impl FromStr for Reference {
                     )))
                 }
             },
-            None => None,
+            (None, _) => None,
         };
         Ok(Reference {
             repository: repo.parse()?,
@@ -172,6 +180,25 @@ mod tests {
         );
         // A port's colon is no tag's.
         assert!("reg.example:5000/team/app".parse::<Reference>().is_ok());
+    }
+
+    /// `app:${TAG}@${DIGEST}` with the tag unset: refused as an object `""`, which named
+    /// neither the reference nor the empty tag.
+    #[test]
+    fn an_empty_tag_before_a_digest_is_named() {
+        let digest = format!("sha256:{}", "d".repeat(64));
+        let e = format!("reg.example/team/app:@{digest}")
+            .parse::<Reference>()
+            .unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "invalid reference \"reg.example/team/app:@{digest}\": nothing between ':' \
+                 and '@'; write the tag there, or leave the ':' out \
+                 (reg.example/team/app@{digest})"
+            )
+        );
     }
 
     #[test]

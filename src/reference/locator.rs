@@ -188,14 +188,24 @@ impl fmt::Display for Repository {
     }
 }
 
-/// Splits an image reference (`name@digest`, `name:tag`) into its repository and object;
+/// Splits an image reference (`name@digest`, `name:tag`, `name:tag@digest`) into its
+/// repository and object (the digest, when there is one);
 /// `None` when there is neither. A lone `host:port` is not a name and a tag.
 fn with_object(s: &str) -> Option<(&str, &str)> {
     if let Some((repo, digest)) = s.split_once('@') {
         // `user@host/…` is user information, not a digest.
         // Nothing after it: a separator left behind, the object typed apart.
         let digest_like = digest.is_empty() || (digest.contains(':') && !digest.contains('/'));
-        return digest_like.then_some((repo, digest));
+        if !digest_like {
+            return None;
+        }
+        // `name:tag@digest`, a pinned reference as copied: the digest is what it fetches.
+        let last = repo.rfind('/').map_or(0, |i| i + 1);
+        let repo = match repo[last..].find(':') {
+            Some(colon) if !digest.is_empty() => &repo[..last + colon],
+            _ => repo,
+        };
+        return Some((repo, digest));
     }
     let last = s.rsplit('/').next()?;
     let (name, tag) = last.rsplit_once(':')?;
@@ -338,6 +348,31 @@ mod tests {
         assert!(reference.to_string().contains("credentials do not go here"));
         // Nor is anything whose repository part is no locator either.
         assert!(!said("Bad/Name:tag").contains("next argument"));
+    }
+
+    /// A pinned reference, `name:tag@digest` as manifests and compose files hold them, is
+    /// explained as `name@digest` and `name:tag` are: it was called a registry with no
+    /// repository, or a bad path component.
+    #[test]
+    fn a_pinned_reference_as_locator_shows_the_right_spelling() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        for (typed, fix) in [
+            (format!("redis:7.2@{digest}"), format!("redis {digest}")),
+            (
+                format!("docker.io/library/redis:7.2@{digest}"),
+                format!("docker.io/library/redis {digest}"),
+            ),
+            (
+                format!("localhost:5000/team/app:v1@{digest}"),
+                format!("localhost:5000/team/app {digest}"),
+            ),
+        ] {
+            let e = typed.parse::<Repository>().unwrap_err().to_string();
+            assert!(
+                e.ends_with(&format!("the tag or digest is the next argument: {fix}")),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::user_info::{has_user_info, shown, NO_CREDENTIALS_HERE};
 use super::Reference;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -56,6 +57,12 @@ impl FromStr for Object {
     /// copied from `redis:7.2@sha256:…`): the digest, which pins the content, as Docker and
     /// containerd read such a reference.
     fn from_str(s: &str) -> Result<Object> {
+        if has_user_info(s) {
+            return Err(Error::invalid(format!(
+                "invalid object {:?}: {NO_CREDENTIALS_HERE}",
+                shown(s)
+            )));
+        }
         if let Some((tag, digest)) = s.split_once('@') {
             if !is_tag(tag) {
                 if let Some(e) = pasted_reference(s, None) {
@@ -77,9 +84,23 @@ impl FromStr for Object {
             Ok(Object::Tag(s.to_string()))
         } else {
             Err(Error::invalid(format!(
-                "invalid object {s:?}: neither a digest (algorithm:hex) nor a tag"
+                "invalid object {s:?}: {}",
+                not_a_tag(s)
             )))
         }
+    }
+}
+
+/// Why `s`, no digest, is no tag either: the rule it breaks when it is made of a tag's
+/// characters, as a tag made from a long branch name is.
+fn not_a_tag(s: &str) -> String {
+    let tag_chars = !s.is_empty()
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));
+    match s.len() {
+        _ if !tag_chars => "neither a digest (algorithm:hex) nor a tag".into(),
+        n if n > 128 => format!("a tag is at most 128 characters, and this one has {n}"),
+        _ => "a tag starts with a letter, a digit or '_'".into(),
     }
 }
 
@@ -209,6 +230,35 @@ mod tests {
         assert!(e.ends_with("the object is v1 alone"), "{e}");
         assert!(message("sha256:abc").ends_with("sha256 needs 64 lowercase hex characters"));
         assert!(message("SHA256:ABC").contains("digests are written in lowercase"));
+    }
+
+    /// A tag made from a long branch name, or one starting with `.` or `-`, has a tag's
+    /// shape and breaks one of its rules: "neither a digest nor a tag" named neither rule.
+    #[test]
+    fn a_tag_breaking_a_rule_is_told_which() {
+        let message = |s: &str| s.parse::<Object>().unwrap_err().to_string();
+        let long = format!("feature-{}", "x".repeat(125));
+        let e = message(&long);
+        assert!(
+            e.ends_with("a tag is at most 128 characters, and this one has 133"),
+            "{e}"
+        );
+        let e = format!("team/app:{long}").parse::<Reference>().unwrap_err();
+        assert!(e.to_string().contains("at most 128 characters"), "{e}");
+        for s in [".hidden", "-rc1"] {
+            let e = message(s);
+            assert!(
+                e.ends_with("a tag starts with a letter, a digit or '_'"),
+                "{e}"
+            );
+        }
+        for s in ["a b", "v1/x", "t\u{e9}"] {
+            assert!(
+                message(s).ends_with("neither a digest (algorithm:hex) nor a tag"),
+                "{s}"
+            );
+        }
+        assert!("a".repeat(128).parse::<Object>().is_ok());
     }
 
     #[test]

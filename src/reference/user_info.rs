@@ -1,15 +1,27 @@
 //! Credentials typed into a locator or reference: found, refused, and kept out of messages.
 
+use super::host::validate_host;
+use crate::digest::Digest;
+
 /// Why `user:password@host/…` is refused.
 pub(crate) const NO_CREDENTIALS_HERE: &str =
     "credentials do not go here; dist reads them from docker \
      login, podman login or a credential helper (see --help)";
 
-/// Whether `s` starts with user information (`[scheme://]user[:password]@host/…`).
+/// Whether `s` starts with user information (`[scheme://]user[:password]@host/…`). A URL's
+/// authority runs to its first `/` or to its end (RFC 3986 3.2), as in a registry's URL
+/// pasted with its login; without a scheme or a `/`, `user:password@host[:port]` has
+/// the shape of `name:tag@digest`, and is told from it by what follows the `@`.
 pub(super) fn has_user_info(s: &str) -> bool {
-    let body = s.split_once("://").map_or(s, |(_, rest)| rest);
-    body.split_once('/')
-        .is_some_and(|(authority, _)| authority.contains('@'))
+    match s.split_once("://") {
+        Some((_, rest)) => rest.split('/').next().is_some_and(|a| a.contains('@')),
+        None => match s.split_once('/') {
+            Some((authority, _)) => authority.contains('@'),
+            None => s.rsplit_once('@').is_some_and(|(user, host)| {
+                user.contains(':') && validate_host(host).is_ok() && host.parse::<Digest>().is_err()
+            }),
+        },
+    }
 }
 
 /// The locator as it may be shown in a message: without user information
@@ -20,5 +32,47 @@ pub(super) fn shown(s: &str) -> String {
         crate::error::redact_url(s)
     } else {
         s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::reference::{Locator, Object, Reference, Repository};
+
+    /// A registry's URL with credentials and nothing after the host, as a login page or a
+    /// CI variable holds it, was taken for no user information (none was looked for
+    /// without a `/` after it) and echoed whole, password and all, in the refusal.
+    #[test]
+    fn credentials_before_a_host_with_no_path_are_refused_unshown() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        for typed in [
+            "https://me:s3cret@reg.example",
+            "http://me:s3cret@localhost:5000",
+            "https://me:s3cret@[::1]:5000",
+            "me:s3cret@reg.example",
+            "me:s3cret@reg.example:5000",
+        ] {
+            let said = [
+                typed.parse::<Repository>().unwrap_err(),
+                typed.parse::<Locator>().unwrap_err(),
+                typed.parse::<Reference>().unwrap_err(),
+                typed.parse::<Object>().unwrap_err(),
+            ];
+            for e in said {
+                let e = e.to_string();
+                assert!(!e.contains("s3cret"), "{typed}: {e}");
+                assert!(e.contains("credentials do not go here"), "{typed}: {e}");
+            }
+        }
+        // `name:tag@digest` has the same shape, a digest after the '@'.
+        let r: Reference = format!("redis:7@{digest}").parse().unwrap();
+        assert_eq!(r.tag.as_deref(), Some("7"));
+        let e = format!("redis:7@{digest}")
+            .parse::<Repository>()
+            .unwrap_err();
+        assert!(!e.to_string().contains("credentials"), "{e}");
+        // And a user's name alone is no secret: `me@host` is left to the grammar.
+        let e = "me@reg.example".parse::<Repository>().unwrap_err();
+        assert!(!e.to_string().contains("credentials"), "{e}");
     }
 }
