@@ -699,6 +699,37 @@ fn a_plain_http_server_spoken_to_in_tls_is_named_as_such() {
     assert_eq!(reg.connections(), 1, "not retried");
 }
 
+/// A system without CA certificates (a `FROM scratch` image, `SSL_CERT_FILE` naming a
+/// file that is not there) and no `--ca-file`: nothing can verify any server. That is
+/// said, with what to do, and not retried; it read as a broken connection ("no usable
+/// trust store: no root anchors"), tried again and again, though no try could succeed.
+#[test]
+fn no_ca_certificates_at_all_are_named_as_such_and_not_retried() {
+    let server = start(Vec::new(), None);
+    let mut dist = Dist::new();
+    let missing = dist.config_dir().join("no-such-bundle.pem");
+    dist.env("SSL_CERT_FILE", missing.to_str().unwrap())
+        .env("SSL_CERT_DIR", "");
+    let locator = format!("https://localhost:{}/team/app", server.port);
+    let digest = sha256(b"any");
+    let out = dist.run(&["fetch", "--retries", "2", &locator, &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("no CA certificates") && err.contains("--ca-file"),
+        "{err}"
+    );
+    assert!(
+        err.contains("no-such-bundle.pem"),
+        "the store's own failure: {err}"
+    );
+    assert_eq!(
+        server.seen.connections.load(Ordering::SeqCst),
+        1,
+        "not retried"
+    );
+}
+
 /// A server whose certificate an intermediate CA issued, configured with its certificate
 /// alone (`cert.pem` where `fullchain.pem` was meant): browsers fetch the missing
 /// intermediate, rustls (like Go and curl) does not, so trusting the root is not enough.

@@ -91,6 +91,9 @@ pub(super) fn classify_client_error(
                 };
             }
         }
+        if let Some(none) = rustls_error(s).and_then(no_trust_anchors) {
+            return Error::new(ErrorKind::Certificate, no_ca_certificates(none));
+        }
         if rustls_error(s).is_some_and(is_not_tls) {
             return Error::new(ErrorKind::NotTls, NOT_TLS);
         }
@@ -234,6 +237,29 @@ pub(super) fn rustls_error<'a>(
         }
         e = e.downcast_ref::<std::io::Error>()?.get_ref()?;
     }
+}
+
+/// The verifier's report that it has no CA at all to verify with, if `e` is one.
+fn no_trust_anchors(e: &rustls::Error) -> Option<&tls::NoTrustAnchors> {
+    match e {
+        rustls::Error::Other(other) => other.0.downcast_ref(),
+        _ => None,
+    }
+}
+
+/// What to do without a single CA certificate: the system's, or the registry's own.
+fn no_ca_certificates(none: &tls::NoTrustAnchors) -> String {
+    let mut said = format!(
+        "no CA certificates to verify the server's certificate with: the system has none \
+         (install its CA certificates, as the ca-certificates package, or name them with \
+         SSL_CERT_FILE or SSL_CERT_DIR) and none was given (trust the registry's CA with \
+         {TRUST_WITH})"
+    );
+    if !none.store.is_empty() {
+        said.push_str("; reading the system's: ");
+        said.push_str(&none.store.join("; "));
+    }
+    said
 }
 
 /// A server that chose HTTP/2 by ALPN and answered in HTTP/1.1.
