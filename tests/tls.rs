@@ -833,6 +833,40 @@ fn a_certificate_sent_without_its_intermediate_is_named_as_such() {
     );
 }
 
+/// A server that does not serve the name it was asked for by SNI ends the handshake with
+/// the `unrecognized_name` alert (nginx's `ssl_reject_handshake`, a load balancer that
+/// routes by name): a mistyped host, or one it is not set up for, which no retry changes.
+/// It was retried as a broken connection, and said as "cannot connect".
+#[test]
+fn a_host_name_the_tls_server_does_not_serve_is_named_as_such_and_not_retried() {
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    let listener = support::listen::Listener::start(move |mut tcp| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut hello = [0u8; 512];
+            if tcp.read(&mut hello).await.unwrap_or(0) > 0 {
+                // A fatal alert (level 2), unrecognized_name (112), in a TLS 1.2 record.
+                let _ = tcp
+                    .write_all(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70])
+                    .await;
+            }
+        }
+    });
+    let dist = Dist::new();
+    let locator = format!("https://localhost:{}/team/app", listener.port());
+    let digest = sha256(b"never sent");
+    let out = dist.run(&["fetch", "--retries", "2", &locator, &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("does not serve this host name") && err.contains("UnrecognisedName"),
+        "{err}"
+    );
+    assert_eq!(connections.load(Ordering::SeqCst), 1, "not retried");
+}
+
 /// A server that takes the connection and never answers the TLS greeting (hung, or a port
 /// that is not TLS and waits for a line) is given `--connect-timeout` for the handshake, as
 /// for the connection, not the idle timeout meant for a response; the failure says it was

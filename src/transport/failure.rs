@@ -94,6 +94,9 @@ pub(super) fn classify_client_error(
         if let Some(none) = rustls_error(s).and_then(no_trust_anchors) {
             return Error::new(ErrorKind::Certificate, no_ca_certificates(none));
         }
+        if rustls_error(s).is_some_and(is_not_served) {
+            return Error::new(ErrorKind::Certificate, NOT_SERVED);
+        }
         if rustls_error(s).is_some_and(is_not_tls) {
             return Error::new(ErrorKind::NotTls, NOT_TLS);
         }
@@ -271,6 +274,23 @@ const HTTP1_ON_HTTP2: &str = "the server chose HTTP/2 by ALPN but answered in HT
 /// so dist speaks HTTPS, and the server answers the TLS greeting in plain HTTP.
 const NOT_TLS: &str = "the server does not speak TLS (a plain-HTTP registry?); for one \
      without TLS, use --plain-http, an http:// locator or `plain-http` in hosts.toml";
+
+/// A server that has no certificate for the name asked for (by SNI): a host name mistyped,
+/// or one that the server, often a load balancer or ingress routing by name, is not set up
+/// for. It will say the same on every connection.
+const NOT_SERVED: &str = "the server does not serve this host name over TLS \
+     (UnrecognisedName): a mistyped host name, or one the server (a load balancer or ingress \
+     in front of the registry, which routes by name) is not set up for; to an IP address, \
+     dist sends no name at all";
+
+/// Whether the server ended the handshake saying that it does not serve the name asked for
+/// (RFC 6066, 3): nginx's `ssl_reject_handshake`, a load balancer routing by name.
+fn is_not_served(e: &rustls::Error) -> bool {
+    matches!(
+        e,
+        rustls::Error::AlertReceived(rustls::AlertDescription::UnrecognisedName)
+    )
+}
 
 /// Whether the first bytes back were not a TLS record at all, as when an HTTP server
 /// answers a TLS greeting with `HTTP/1.1 400`.
