@@ -394,8 +394,11 @@ fn with_scheme(value: &str, plain: Option<bool>) -> Result<String> {
             crate::reference::NO_CREDENTIALS_HERE
         )));
     }
-    if value.starts_with("http://") || value.starts_with("https://") {
-        return Ok(value.to_string());
+    // A scheme is case-insensitive (RFC 3986, 3.1), and written in lower case from here on.
+    if let Some((scheme, rest)) = value.split_once("://") {
+        if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") {
+            return Ok(format!("{}://{rest}", scheme.to_ascii_lowercase()));
+        }
     }
     if value.contains("://") {
         return Err(Error::invalid(format!(
@@ -425,6 +428,26 @@ mod tests {
             assert!(!e.to_string().contains("mirrorSECRET"), "{e}");
         }
         assert!(with_scheme("mirror.example/path@x", None).is_ok());
+    }
+
+    /// A scheme is case-insensitive (RFC 3986, 3.1): `HTTPS://` was refused with "only http
+    /// and https are supported", which is what it is.
+    #[test]
+    fn a_scheme_in_capitals_is_the_same_scheme() {
+        assert_eq!(
+            HostSpec::from_flag("HTTPS://Mirror.example:5000/cache")
+                .unwrap()
+                .url,
+            "https://Mirror.example:5000/cache"
+        );
+        let f = HostsFile::parse(
+            "server = \"Https://r.example\"\n[host.\"HTTP://m.example:5000\"]\n",
+            Path::new("/r"),
+        )
+        .unwrap();
+        assert_eq!(f.server.unwrap().url, "https://r.example");
+        assert_eq!(f.hosts[0].url, "http://m.example:5000");
+        assert!(with_scheme("FTP://m.example", None).is_err());
     }
 
     #[test]

@@ -699,6 +699,37 @@ fn a_plain_http_server_spoken_to_in_tls_is_named_as_such() {
     assert_eq!(reg.connections(), 1, "not retried");
 }
 
+/// A system without CA certificates (a `FROM scratch` image, `SSL_CERT_FILE` naming a
+/// file that is not there) and no `--ca-file`: nothing can verify any server. That is
+/// said, with what to do, and not retried; it read as a broken connection ("no usable
+/// trust store: no root anchors"), tried again and again, though no try could succeed.
+#[test]
+fn no_ca_certificates_at_all_are_named_as_such_and_not_retried() {
+    let server = start(Vec::new(), None);
+    let mut dist = Dist::new();
+    let missing = dist.config_dir().join("no-such-bundle.pem");
+    dist.env("SSL_CERT_FILE", missing.to_str().unwrap())
+        .env("SSL_CERT_DIR", "");
+    let locator = format!("https://localhost:{}/team/app", server.port);
+    let digest = sha256(b"any");
+    let out = dist.run(&["fetch", "--retries", "2", &locator, &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("no CA certificates") && err.contains("--ca-file"),
+        "{err}"
+    );
+    assert!(
+        err.contains("no-such-bundle.pem"),
+        "the store's own failure: {err}"
+    );
+    assert_eq!(
+        server.seen.connections.load(Ordering::SeqCst),
+        1,
+        "not retried"
+    );
+}
+
 /// A server whose certificate an intermediate CA issued, configured with its certificate
 /// alone (`cert.pem` where `fullchain.pem` was meant): browsers fetch the missing
 /// intermediate, rustls (like Go and curl) does not, so trusting the root is not enough.
@@ -800,6 +831,40 @@ fn a_certificate_sent_without_its_intermediate_is_named_as_such() {
             && !err.contains("intermediate"),
         "{err}"
     );
+}
+
+/// A server that does not serve the name it was asked for by SNI ends the handshake with
+/// the `unrecognized_name` alert (nginx's `ssl_reject_handshake`, a load balancer that
+/// routes by name): a mistyped host, or one it is not set up for, which no retry changes.
+/// It was retried as a broken connection, and said as "cannot connect".
+#[test]
+fn a_host_name_the_tls_server_does_not_serve_is_named_as_such_and_not_retried() {
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    let listener = support::listen::Listener::start(move |mut tcp| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut hello = [0u8; 512];
+            if tcp.read(&mut hello).await.unwrap_or(0) > 0 {
+                // A fatal alert (level 2), unrecognized_name (112), in a TLS 1.2 record.
+                let _ = tcp
+                    .write_all(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70])
+                    .await;
+            }
+        }
+    });
+    let dist = Dist::new();
+    let locator = format!("https://localhost:{}/team/app", listener.port());
+    let digest = sha256(b"never sent");
+    let out = dist.run(&["fetch", "--retries", "2", &locator, &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("does not serve this host name") && err.contains("UnrecognisedName"),
+        "{err}"
+    );
+    assert_eq!(connections.load(Ordering::SeqCst), 1, "not retried");
 }
 
 /// A server that takes the connection and never answers the TLS greeting (hung, or a port

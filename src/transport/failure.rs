@@ -91,6 +91,12 @@ pub(super) fn classify_client_error(
                 };
             }
         }
+        if let Some(none) = rustls_error(s).and_then(no_trust_anchors) {
+            return Error::new(ErrorKind::Certificate, no_ca_certificates(none));
+        }
+        if rustls_error(s).is_some_and(is_not_served) {
+            return Error::new(ErrorKind::Certificate, NOT_SERVED);
+        }
         if rustls_error(s).is_some_and(is_not_tls) {
             return Error::new(ErrorKind::NotTls, NOT_TLS);
         }
@@ -236,6 +242,29 @@ pub(super) fn rustls_error<'a>(
     }
 }
 
+/// The verifier's report that it has no CA at all to verify with, if `e` is one.
+fn no_trust_anchors(e: &rustls::Error) -> Option<&tls::NoTrustAnchors> {
+    match e {
+        rustls::Error::Other(other) => other.0.downcast_ref(),
+        _ => None,
+    }
+}
+
+/// What to do without a single CA certificate: the system's, or the registry's own.
+fn no_ca_certificates(none: &tls::NoTrustAnchors) -> String {
+    let mut said = format!(
+        "no CA certificates to verify the server's certificate with: the system has none \
+         (install its CA certificates, as the ca-certificates package, or name them with \
+         SSL_CERT_FILE or SSL_CERT_DIR) and none was given (trust the registry's CA with \
+         {TRUST_WITH})"
+    );
+    if !none.store.is_empty() {
+        said.push_str("; reading the system's: ");
+        said.push_str(&none.store.join("; "));
+    }
+    said
+}
+
 /// A server that chose HTTP/2 by ALPN and answered in HTTP/1.1.
 const HTTP1_ON_HTTP2: &str = "the server chose HTTP/2 by ALPN but answered in HTTP/1.1: a \
      proxy or load balancer in front of the registry offers h2 (its `alpn` setting) for a \
@@ -245,6 +274,23 @@ const HTTP1_ON_HTTP2: &str = "the server chose HTTP/2 by ALPN but answered in HT
 /// so dist speaks HTTPS, and the server answers the TLS greeting in plain HTTP.
 const NOT_TLS: &str = "the server does not speak TLS (a plain-HTTP registry?); for one \
      without TLS, use --plain-http, an http:// locator or `plain-http` in hosts.toml";
+
+/// A server that has no certificate for the name asked for (by SNI): a host name mistyped,
+/// or one that the server, often a load balancer or ingress routing by name, is not set up
+/// for. It will say the same on every connection.
+const NOT_SERVED: &str = "the server does not serve this host name over TLS \
+     (UnrecognisedName): a mistyped host name, or one the server (a load balancer or ingress \
+     in front of the registry, which routes by name) is not set up for; to an IP address, \
+     dist sends no name at all";
+
+/// Whether the server ended the handshake saying that it does not serve the name asked for
+/// (RFC 6066, 3): nginx's `ssl_reject_handshake`, a load balancer routing by name.
+fn is_not_served(e: &rustls::Error) -> bool {
+    matches!(
+        e,
+        rustls::Error::AlertReceived(rustls::AlertDescription::UnrecognisedName)
+    )
+}
 
 /// Whether the first bytes back were not a TLS record at all, as when an HTTP server
 /// answers a TLS greeting with `HTTP/1.1 400`.

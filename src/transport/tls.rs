@@ -127,7 +127,7 @@ struct Verifier {
     /// The certificates of `extra` as the user gave them, for [`super::pinned`].
     trusted: Vec<CertificateDer<'static>>,
     provider: Arc<CryptoProvider>,
-    webpki: OnceLock<std::result::Result<Arc<WebPkiServerVerifier>, String>>,
+    webpki: OnceLock<std::result::Result<Arc<WebPkiServerVerifier>, rustls::Error>>,
 }
 
 impl Verifier {
@@ -135,19 +135,45 @@ impl Verifier {
         self.webpki
             .get_or_init(|| {
                 let mut roots = self.extra.clone();
-                for cert in rustls_native_certs::load_native_certs().certs {
+                let native = rustls_native_certs::load_native_certs();
+                for cert in native.certs {
                     // One unparsable system certificate must not make every registry
                     // unreachable.
                     let _ = roots.add(cert);
                 }
+                if roots.is_empty() {
+                    return Err(rustls::Error::Other(rustls::OtherError(Arc::new(
+                        NoTrustAnchors {
+                            store: native.errors.iter().map(ToString::to_string).collect(),
+                        },
+                    ))));
+                }
                 WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
                     .build()
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| rustls::Error::General(format!("no usable trust store: {e}")))
             })
             .as_ref()
-            .map_err(|e| rustls::Error::General(format!("no usable trust store: {e}")))
+            .map_err(Clone::clone)
     }
 }
+
+/// No certificate authority at all to verify a server with: the system's store is empty
+/// or cannot be read (a `FROM scratch` image, `SSL_CERT_FILE` naming a file that is not
+/// there), and no CA file was given. No server can be verified until that changes, so it
+/// is no broken connection to try again.
+#[derive(Debug)]
+pub(crate) struct NoTrustAnchors {
+    /// What went wrong reading the system's store, if anything did.
+    pub(crate) store: Vec<String>,
+}
+
+impl std::fmt::Display for NoTrustAnchors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("no CA certificates")
+    }
+}
+
+impl std::error::Error for NoTrustAnchors {}
 
 impl ServerCertVerifier for Verifier {
     fn verify_server_cert(

@@ -305,7 +305,7 @@ fn ends_with_domain(host: &str, domain: &str) -> bool {
 
 /// A proxy setting with `http://` before it when it names no scheme, as curl and Go's
 /// clients read `proxy.corp:3128/`, which the matcher cannot parse as it stands; and with
-/// every `@` of its user information but the last escaped (see [`at_signs_escaped`]). A
+/// the characters that would end its user information escaped (see [`userinfo_escaped`]). A
 /// scheme is read in lower case, as Go's clients and curl read it: `SOCKS5://` is
 /// `socks5://`, where the matcher, and then dist, took it for a scheme of its own.
 fn with_scheme(value: &str) -> String {
@@ -313,26 +313,38 @@ fn with_scheme(value: &str) -> String {
     match value.split_once("://") {
         _ if value.is_empty() => String::new(),
         Some((scheme, rest)) => {
-            at_signs_escaped(&format!("{}://{rest}", scheme.to_ascii_lowercase()))
+            userinfo_escaped(&format!("{}://{rest}", scheme.to_ascii_lowercase()))
         }
-        None => at_signs_escaped(&format!("http://{value}")),
+        None => userinfo_escaped(&format!("http://{value}")),
     }
 }
 
-/// `value` with each `@` before the last one of its authority written `%40`. A password
-/// is often written as it is (`http://alice:p@ss@proxy.corp:3128`): Go's clients (docker,
-/// podman, containerd) take the host after the last `@`, and so does the URI parser, but
-/// hyper-util's matcher split the user information at the first, and sent `alice:p` to
-/// the proxy, which refused it.
-fn at_signs_escaped(value: &str) -> String {
+/// `value` with the characters of its user information that would end it written
+/// percent-encoded: each `@` but the last, and `/`, `?` and `#`. A password is often
+/// written as it is (`http://alice:p@ss@proxy.corp:3128`, `alice:2024#Secret@…`): Go's
+/// clients (docker, podman, containerd) take the host after the last `@`, and so does the
+/// URI parser, but hyper-util's matcher split the user information at the first, and sent
+/// `alice:p` to the proxy, which refused it. A `/`, `?` or `#` ended the authority before
+/// the `@`, and the user name was taken for the proxy's host and the password's start for
+/// its port. A proxy's own URL has no use for a path, query or fragment, let alone an `@`
+/// in one, so the user information runs to the last `@` of the setting.
+fn userinfo_escaped(value: &str) -> String {
     let Some((scheme, rest)) = value.split_once("://") else {
         return value.to_string();
     };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) if userinfo.contains('@') => {
-            format!("{scheme}://{}@{host}{tail}", userinfo.replace('@', "%40"))
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(['@', '/', '?', '#']) => {
+            let mut escaped = String::with_capacity(userinfo.len() + 8);
+            for c in userinfo.chars() {
+                match c {
+                    '@' => escaped.push_str("%40"),
+                    '/' => escaped.push_str("%2F"),
+                    '?' => escaped.push_str("%3F"),
+                    '#' => escaped.push_str("%23"),
+                    c => escaped.push(c),
+                }
+            }
+            format!("{scheme}://{escaped}@{host}")
         }
         _ => value.to_string(),
     }
@@ -542,6 +554,54 @@ mod tests {
             (auth.user.as_str(), auth.password.as_str()),
             ("bob", "hun@ter2")
         );
+    }
+
+    /// A password with `#`, `/` or `?` in it, written as it is, as generated passwords
+    /// often are: read as the end of the authority, it made the user name the proxy's
+    /// host and the password's first part its port, which dist connected to and named in
+    /// its messages (`cannot connect to the proxy alice:2024`).
+    #[test]
+    fn a_password_holding_a_hash_slash_or_question_mark_is_sent_whole() {
+        for (setting, password) in [
+            ("http://alice:2024#Secret@proxy.corp:3128", "2024#Secret"),
+            ("http://alice:pa/ss@proxy.corp:3128/", "pa/ss"),
+            ("alice:pa?s#s@proxy.corp:3128", "pa?s#s"),
+            ("http://alice:p@s#s@proxy.corp:3128", "p@s#s"),
+        ] {
+            let p = Proxies::of("", setting, "");
+            let Route::Tunnel {
+                proxy,
+                auth: Some(auth),
+            } = p.route(&uri("https://ghcr.io/v2/"))
+            else {
+                panic!("{setting}: tunnelled with credentials");
+            };
+            assert_eq!(authority(&proxy), "proxy.corp:3128", "{setting}");
+            let want = format!(
+                "Basic {}",
+                base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    format!("alice:{password}")
+                )
+            );
+            assert_eq!(auth.to_str().unwrap(), want, "{setting}");
+        }
+        let p = Proxies::of("socks5h://bob:hun/ter#2@socks.corp:1080", "", "");
+        let Route::Socks {
+            proxy,
+            auth: Some(auth),
+        } = p.route(&uri("https://quay.io/v2/"))
+        else {
+            panic!("socks with credentials");
+        };
+        assert_eq!(proxy, uri("http://socks.corp:1080"));
+        assert_eq!(auth.password, "hun/ter#2");
+        // No user information: a path is a path, whatever it holds.
+        let p = Proxies::of("", "http://proxy.corp:3128/", "");
+        let Route::Tunnel { proxy, auth: None } = p.route(&uri("https://ghcr.io/v2/")) else {
+            panic!("tunnelled without credentials");
+        };
+        assert_eq!(authority(&proxy), "proxy.corp:3128");
     }
 
     #[test]
