@@ -107,7 +107,8 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
         Ok(r) => r,
         Err(code) => return code,
     };
-    let jobs = super::jobs_within_file_limit(global, args.jobs);
+    let jobs =
+        super::jobs_within_file_limit(global, args.jobs.unwrap_or(dist::worker::DEFAULT_JOBS));
     let remote = match open_remote(global, &args.locator, jobs) {
         Ok(r) => r,
         Err(e) => return report(&e, EXIT_USAGE),
