@@ -1126,6 +1126,40 @@ async fn an_artifact_manifest_in_an_index_is_stored_with_its_blobs() {
     assert_eq!((pulled.fetched, pulled.failed), (5, 0), "{lines:?}");
 }
 
+/// A tag that names an artifact manifest itself (an SBOM ORAS pushed under a tag), not an
+/// index: one platform's pull says it is one, and how to pull it. It said "the index lists
+/// artifacts", of an index there was none of.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_artifact_manifest_is_not_called_an_index() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let sbom = put(src.path(), "application/spdx+json", b"{\"spdx\":1}");
+    let artifact = serde_json::json!({
+        "mediaType": media::OCI_ARTIFACT_MANIFEST,
+        "artifactType": "application/spdx+json",
+        "blobs": [sbom],
+    });
+    let mut top = put(
+        src.path(),
+        media::OCI_ARTIFACT_MANIFEST,
+        artifact.to_string().as_bytes(),
+    );
+    top.annotations.insert(REF_NAME.into(), "v1".into());
+    LayoutStore::open(src.path())
+        .unwrap()
+        .add_to_index(&top)
+        .unwrap();
+    let e = run(src.path(), dst.path(), arm64()).await.0.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    let said = e.to_string();
+    assert!(!said.contains("index"), "{said}");
+    assert!(said.contains("an artifact manifest"), "{said}");
+    assert!(said.contains("--all-platforms pulls it"), "{said}");
+    let dst = tempfile::tempdir().unwrap();
+    let (r, lines) = run(src.path(), dst.path(), Platforms::All).await;
+    let pulled = r.unwrap();
+    assert_eq!((pulled.fetched, pulled.failed), (2, 0), "{lines:?}");
+}
+
 /// An index of `"manifests": null` (Go's nil slice) is an index of none: one platform's
 /// pull says there is no image for it, not that the index is malformed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
