@@ -103,7 +103,11 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
         store: args.output.as_deref(),
         reads_stdin: args.object == "-",
     };
-    let report_out = match report_file::open(args.report.as_deref(), &in_use) {
+    let report_out = match report_file::open(
+        args.report.as_deref(),
+        &in_use,
+        report_file::deadline(global),
+    ) {
         Ok(r) => r,
         Err(code) => return code,
     };
