@@ -529,7 +529,14 @@ fn tag_index_v1(src: &Path, manifests: Vec<Descriptor>) {
     let index = serde_json::json!({
         "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": manifests,
     });
-    let mut top = put(src, media::OCI_INDEX, index.to_string().as_bytes());
+    tag_v1(
+        src,
+        put(src, media::OCI_INDEX, index.to_string().as_bytes()),
+    );
+}
+
+/// Tags `top`, stored in the layout at `src`, `v1` there.
+fn tag_v1(src: &Path, mut top: Descriptor) {
     top.annotations.insert(REF_NAME.into(), "v1".into());
     LayoutStore::open(src).unwrap().add_to_index(&top).unwrap();
 }
@@ -1138,16 +1145,12 @@ async fn a_lone_artifact_manifest_is_not_called_an_index() {
         "artifactType": "application/spdx+json",
         "blobs": [sbom],
     });
-    let mut top = put(
+    let top = put(
         src.path(),
         media::OCI_ARTIFACT_MANIFEST,
         artifact.to_string().as_bytes(),
     );
-    top.annotations.insert(REF_NAME.into(), "v1".into());
-    LayoutStore::open(src.path())
-        .unwrap()
-        .add_to_index(&top)
-        .unwrap();
+    tag_v1(src.path(), top);
     let e = run(src.path(), dst.path(), arm64()).await.0.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
     let said = e.to_string();
@@ -1168,12 +1171,10 @@ async fn an_index_of_null_manifests_has_no_image_for_the_platform() {
     let index = serde_json::json!({
         "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": null,
     });
-    let mut top = put(src.path(), media::OCI_INDEX, index.to_string().as_bytes());
-    top.annotations.insert(REF_NAME.into(), "v1".into());
-    LayoutStore::open(src.path())
-        .unwrap()
-        .add_to_index(&top)
-        .unwrap();
+    tag_v1(
+        src.path(),
+        put(src.path(), media::OCI_INDEX, index.to_string().as_bytes()),
+    );
     let e = run(src.path(), dst.path(), arm64()).await.0.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
     assert!(e.to_string().contains("no manifest for linux/arm64"), "{e}");
