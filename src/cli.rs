@@ -443,9 +443,11 @@ pub struct FetchArgs {
     /// `size:<bytes>` is the expected size.
     pub hints: Vec<String>,
 
-    /// Concurrent fetches at most (worker mode).
-    #[arg(short, long, default_value_t = dist::worker::DEFAULT_JOBS, value_name = "N", value_parser = parse_jobs)]
-    pub jobs: usize,
+    /// Concurrent fetches at most (worker mode) [default: 16].
+    // No clap default: a `-j` given to a one-shot fetch, which has no pool to bound, is
+    // refused rather than ignored, and only an Option tells it was given.
+    #[arg(short, long, value_name = "N", value_parser = parse_jobs)]
+    pub jobs: Option<usize>,
 
     /// Write each object to DIR/blobs/<algorithm>/<encoded> (an OCI image layout) and print
     /// one JSON line per object instead of frames.
@@ -507,6 +509,22 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `fetch --jobs` has no clap default (a one-shot fetch refuses it), so its help
+    /// names the default in words, which must follow the constant.
+    #[test]
+    fn fetch_jobs_help_names_the_default() {
+        use clap::CommandFactory;
+        let mut cli = Cli::command();
+        let fetch = cli.find_subcommand_mut("fetch").unwrap();
+        let jobs = fetch
+            .get_arguments()
+            .find(|a| a.get_id() == "jobs")
+            .unwrap();
+        let help = jobs.get_help().unwrap().to_string();
+        let default = format!("[default: {}]", dist::worker::DEFAULT_JOBS);
+        assert!(help.contains(&default), "{help}");
+    }
 
     #[test]
     fn timeouts_must_be_longer_than_zero() {

@@ -808,6 +808,16 @@ fn misplaced_options_are_refused_not_ignored() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--report applies to many objects"), "{err}");
+    // The one-shot fetch has no pool to bound; `--range-streams` is what splits one object.
+    for jobs in [&["-j", "8"][..], &["--jobs=8"]] {
+        let mut args = vec!["fetch", &repo, &digest];
+        args.extend(jobs);
+        let out = dist.run(&args, b"");
+        assert_eq!(out.status.code(), Some(2), "{jobs:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--jobs applies to many objects"), "{err}");
+        assert!(err.contains("--range-streams"), "{err}");
+    }
     let out = dist.run(
         &["fetch", &repo, "-", "size:1"],
         format!("{digest}\n").as_bytes(),

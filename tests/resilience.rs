@@ -629,6 +629,63 @@ fn a_batch_stopped_before_storing_anything_removes_its_new_directory() {
     assert!(!dir.exists(), "an empty layout was left");
 }
 
+/// Whether process `pid` has a handler of its own for `signal` (its `SigCgt` mask), or
+/// `None` once it has exited.
+fn catches(pid: u32, signal: i32) -> Option<bool> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let mask = status.lines().find_map(|l| l.strip_prefix("SigCgt:"))?;
+    let mask = u64::from_str_radix(mask.trim(), 16).unwrap();
+    // A zombie has let go of every handler: exited, for this purpose.
+    let zombie = status
+        .lines()
+        .any(|l| l.starts_with("State:") && l.contains('Z'));
+    (!zombie).then_some(mask & (1 << (signal - 1)) != 0)
+}
+
+/// A second Ctrl-C ends a stopping batch at once, as Ctrl-C's default does: the first
+/// stops it cleanly, which takes a while when the reader of its output does not read (or
+/// a disk does not answer), and a second was caught and ignored by the handler the first
+/// left in place.
+#[test]
+fn a_second_sigint_ends_a_stopping_batch_at_once() {
+    use std::os::unix::process::ExitStatusExt;
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, 40, 200_000);
+    let mut child = Dist::new().spawn(
+        &["fetch", &repo(&reg), "-", "-j", "4"],
+        lines(&blobs).as_bytes(),
+    );
+    let pid = child.id();
+    // 8 MB of frames against a pipe nobody reads: output is stuck once the pipe is full,
+    // and the stop waits its while for it.
+    let out = child.stdout.take().unwrap();
+    support::wait::until("stdout's pipe full", || {
+        use std::os::fd::AsRawFd;
+        let mut queued: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int, the bytes waiting in the pipe we hold.
+        assert_eq!(
+            unsafe { libc::ioctl(out.as_raw_fd(), libc::FIONREAD, &mut queued) },
+            0
+        );
+        queued >= 64 << 10
+    });
+    support::wait::until("dist's handler for SIGINT", || {
+        catches(pid, libc::SIGINT) == Some(true)
+    });
+    assert_eq!(unsafe_kill(pid, libc::SIGINT), 0);
+    support::wait::until("the first SIGINT taken", || {
+        catches(pid, libc::SIGINT) != Some(true)
+    });
+    assert_eq!(
+        catches(pid, libc::SIGINT),
+        Some(false),
+        "dist exited before a second SIGINT"
+    );
+    assert_eq!(unsafe_kill(pid, libc::SIGINT), 0);
+    let status = exit_within(&mut child, Duration::from_secs(30), "a second SIGINT");
+    assert_eq!(status.signal(), Some(libc::SIGINT), "{status:?}");
+}
+
 /// A signal ignored when dist starts stays ignored: `nohup` ignores SIGHUP, a shell running
 /// `dist … &` from a script ignores SIGINT, so that closing the terminal or a Ctrl-C meant
 /// for the foreground leaves the batch running. dist's own handler for SIGINT stopped it.

@@ -1389,3 +1389,77 @@ fn a_non_blocking_stdout_is_waited_for_not_failed() {
         .as_ref()
         .is_ok_and(|(_, _, body)| *body == data));
 }
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) with a NUL-terminated path this test owns.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+}
+
+/// Waits for `child` to exit, killing it and failing the test 30 s on.
+fn exited(mut child: std::process::Child, what: &str) -> std::process::Output {
+    let limit = std::time::Duration::from_secs(30);
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("{what}: still running {limit:?} later");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A `--report` FIFO is opened as shell redirection opens one: once its reader has. A
+/// reader that comes later gets every line; one that never comes is waited for within
+/// `--timeout`, and no longer: the open blocked before any stop was watched, and the run
+/// hung for ever, before it fetched anything.
+#[test]
+fn a_report_fifo_is_waited_for_within_the_timeout() {
+    use std::io::{Read, Write};
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", b"reported");
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("report");
+    mkfifo(&fifo);
+    let (repo, fifo_arg) = (repo(&reg), fifo.to_str().unwrap());
+    let out = dir.path().join("out");
+    let args = [
+        "fetch",
+        &repo,
+        "-",
+        "-o",
+        out.to_str().unwrap(),
+        "--report",
+        fifo_arg,
+    ];
+    let mut child = Dist::new().start(&args);
+    let mut input = child.stdin.take().unwrap();
+    writeln!(input, "{digest}").unwrap();
+    drop(input);
+    let mut report = String::new();
+    std::fs::File::open(&fifo)
+        .unwrap()
+        .read_to_string(&mut report)
+        .unwrap();
+    let run = exited(child, "the run with a reader");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(json_lines(report.as_bytes())[0]["status"], "ok", "{report}");
+
+    let mut args = args.to_vec();
+    args.extend(["--timeout", "1s"]);
+    let requests = reg.request_count();
+    let child = Dist::new().spawn(&args, format!("{digest}\n").as_bytes());
+    let run = exited(child, "the run without a reader");
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(124), "{err}");
+    assert!(
+        err.contains("--timeout of 1s") && err.contains("reader"),
+        "{err}"
+    );
+    assert_eq!(reg.request_count(), requests, "nothing asked for");
+}

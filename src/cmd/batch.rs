@@ -103,11 +103,16 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
         store: args.output.as_deref(),
         reads_stdin: args.object == "-",
     };
-    let report_out = match report_file::open(args.report.as_deref(), &in_use) {
+    let report_out = match report_file::open(
+        args.report.as_deref(),
+        &in_use,
+        report_file::deadline(global),
+    ) {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let jobs = super::jobs_within_file_limit(global, args.jobs);
+    let jobs =
+        super::jobs_within_file_limit(global, args.jobs.unwrap_or(dist::worker::DEFAULT_JOBS));
     let remote = match open_remote(global, &args.locator, jobs) {
         Ok(r) => r,
         Err(e) => return report(&e, EXIT_USAGE),

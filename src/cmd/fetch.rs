@@ -62,6 +62,7 @@ fn misplaced_option(args: &FetchArgs) -> Option<String> {
         return None;
     }
     let worker_only = [
+        (args.jobs.is_some(), "--jobs"),
         (args.report.is_some(), "--report"),
         (args.ordered, "--ordered"),
         (args.shard.is_some(), "--shard"),
@@ -73,9 +74,15 @@ fn misplaced_option(args: &FetchArgs) -> Option<String> {
         .collect();
     (!given.is_empty()).then(|| {
         let verb = if given.len() > 1 { "apply" } else { "applies" };
+        // `-j` is also taken for splitting one object, which is another option's job.
+        let streams = if args.jobs.is_some() {
+            " (--range-streams sets how many connections fetch parts of one large blob)"
+        } else {
+            ""
+        };
         format!(
             "{} {verb} to many objects (object `-`) or to -o DIR; a one-shot fetch writes \
-             its object to stdout",
+             its object to stdout{streams}",
             given.join(", ")
         )
     })

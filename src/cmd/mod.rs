@@ -19,6 +19,7 @@ pub mod report_file;
 pub mod resolve;
 pub mod stdin;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dist::auth::credentials::DockerConfig;
@@ -451,11 +452,28 @@ pub async fn stopped(global: &Global) -> Stop {
             _ => std::future::pending().await,
         }
     };
-    tokio::select! {
+    let why = tokio::select! {
         code = interrupted() => Stop::Signal(code),
         t = deadline => Stop::Deadline(t),
+    };
+    // The stop takes a while when the reader of the output does not read or a disk does
+    // not answer, and dist's handlers stay installed meanwhile: a second Ctrl-C was caught
+    // and ignored. From here a signal does what it would without dist, ending the run at
+    // once (a shell sees 130 for SIGINT); a killed run's temporary files go with the next.
+    let handled = HANDLED.load(Ordering::Relaxed);
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        if handled & (1 << signal) != 0 {
+            // SAFETY: SIG_DFL for a signal tokio caught; its handler, left registered
+            // with tokio, is simply no longer called.
+            unsafe { libc::signal(signal, libc::SIG_DFL) };
+        }
     }
+    why
 }
+
+/// The signals dist has set a handler for, as `1 << signal`: those not ignored as it
+/// started, whose handler a stop gives back.
+static HANDLED: AtomicU64 = AtomicU64::new(0);
 
 /// Resolves on SIGINT, SIGTERM or SIGHUP with the conventional exit status (128 + signal).
 /// SIGHUP is a closed terminal or a dropped SSH session: left to its default, it killed a
@@ -479,6 +497,7 @@ async fn received(kind: tokio::signal::unix::SignalKind) {
     }
     match tokio::signal::unix::signal(kind) {
         Ok(mut signal) => {
+            HANDLED.fetch_or(1 << kind.as_raw_value(), Ordering::Relaxed);
             signal.recv().await;
         }
         Err(_) => std::future::pending().await,

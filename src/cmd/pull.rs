@@ -44,7 +44,11 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
         store: Some(&args.output),
         reads_stdin: false,
     };
-    let report_out = match report_file::open(args.report.as_deref(), &in_use) {
+    let report_out = match report_file::open(
+        args.report.as_deref(),
+        &in_use,
+        report_file::deadline(global),
+    ) {
         Ok(r) => r,
         Err(code) => return code,
     };

@@ -16,6 +16,10 @@
 //! why. Two runs writing one report (shards given the same `--report`) each wrote from its
 //! own offset over the other's lines; the report is locked while a run holds it, and a
 //! second run is refused.
+//!
+//! A FIFO is opened as `> fifo` opens one in a shell: once its reader has opened it. That
+//! wait comes before the run watches for a stop, so it is bounded by `--timeout` here: a
+//! reader that never came held the run for ever.
 
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::BufWriter;
@@ -23,7 +27,10 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::EXIT_USAGE;
+use super::{EXIT_TIMEOUT, EXIT_USAGE};
+
+/// When `--timeout` runs out, and its length for the message.
+pub type Deadline = Option<(std::time::Instant, std::time::Duration)>;
 
 /// What the run already uses that the report must not be.
 #[derive(Default)]
@@ -85,15 +92,16 @@ impl Drop for Opened {
 }
 
 /// Opens (creating it if need be) and locks the `--report` file, if one was asked for,
-/// leaving what it holds until [`Opened::begin`]; `Err` is the exit status, the reason
-/// already said.
-pub fn open(path: Option<&Path>, in_use: &InUse) -> Result<Option<Opened>, u8> {
+/// leaving what it holds until [`Opened::begin`]; a FIFO is waited for until `deadline`.
+/// `Err` is the exit status, the reason already said.
+pub fn open(path: Option<&Path>, in_use: &InUse, deadline: Deadline) -> Result<Option<Opened>, u8> {
     let Some(path) = path else { return Ok(None) };
     if let Some(why) = clash(path, in_use) {
         say!("dist: --report {}: {why}", path.display());
         return Err(EXIT_USAGE);
     }
-    let opened = create_or_open(path).and_then(|(file, created)| locked(path, file, created));
+    let opened = create_or_open(path, deadline)
+        .and_then(|(file, created)| locked(path, file, created, deadline));
     let (file, created) = match opened {
         Ok(Some(opened)) => opened,
         Ok(None) => {
@@ -105,6 +113,10 @@ pub fn open(path: Option<&Path>, in_use: &InUse) -> Result<Option<Opened>, u8> {
             );
             // Not removed even if created here: the run holding it uses it.
             return Err(EXIT_USAGE);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+            say!("dist: --report {}: {e}", path.display());
+            return Err(EXIT_TIMEOUT);
         }
         Err(e) => {
             say!("dist: cannot create report {}: {e}", path.display());
@@ -128,6 +140,7 @@ fn locked(
     path: &Path,
     mut file: File,
     mut created: Option<PathBuf>,
+    deadline: Deadline,
 ) -> std::io::Result<Option<(File, Option<PathBuf>)>> {
     // Each round follows a report removed by another run as this one opened it; the
     // bound is only there so that a name replaced over and over cannot hold a run for ever.
@@ -142,7 +155,7 @@ fn locked(
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        (file, created) = create_or_open(path)?;
+        (file, created) = create_or_open(path, deadline)?;
     }
     Err(std::io::Error::other(
         "the file was removed or replaced again and again while it was opened",
@@ -151,13 +164,17 @@ fn locked(
 
 /// The report opened for writing, without truncating it, and the path of the file if this
 /// run created it.
-fn create_or_open(path: &Path) -> std::io::Result<(File, Option<PathBuf>)> {
+fn create_or_open(path: &Path, deadline: Deadline) -> std::io::Result<(File, Option<PathBuf>)> {
     match OpenOptions::new().write(true).create_new(true).open(path) {
         Ok(file) => Ok((file, Some(path.to_path_buf()))),
         // Also a link to a file not there yet, which create_new does not follow. Created
         // through it, the file is this run's as well, under the name the link leads to:
         // a run that never began left it behind, empty, where the link points.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            use std::os::unix::fs::FileTypeExt;
+            if std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo()) {
+                return Ok((open_fifo(path, deadline)?, None));
+            }
             let dangling =
                 std::fs::metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
             let file = OpenOptions::new()
@@ -174,6 +191,41 @@ fn create_or_open(path: &Path) -> std::io::Result<(File, Option<PathBuf>)> {
         }
         Err(e) => Err(e),
     }
+}
+
+/// When `--timeout` runs out for this run, as [`open`] takes it.
+pub fn deadline(global: &crate::cli::Global) -> Deadline {
+    global.deadline.map(|at| at.into_std()).zip(global.timeout)
+}
+
+/// The FIFO at `path` opened for writing, which waits for its reader: on a thread of its
+/// own when `--timeout` is set, so that the wait ends there (the thread, still in `open`,
+/// goes with the process).
+fn open_fifo(path: &Path, deadline: Deadline) -> std::io::Result<File> {
+    let open = |path: &Path| OpenOptions::new().write(true).open(path);
+    let Some((at, timeout)) = deadline else {
+        return open(path);
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let owned = path.to_path_buf();
+    let spawned = std::thread::Builder::new()
+        .name("dist-report-fifo".into())
+        .spawn(move || {
+            let _ = tx.send(open(&owned));
+        });
+    if spawned.is_err() {
+        return open(path); // no thread to spare: waited for as without --timeout
+    }
+    let left = at.saturating_duration_since(std::time::Instant::now());
+    rx.recv_timeout(left).unwrap_or_else(|_| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "gave up after the --timeout of {timeout:?} waiting for a reader of this FIFO \
+                 (it is opened once its reader has opened it)"
+            ),
+        ))
+    })
 }
 
 /// Takes an exclusive `flock` on a regular file; whether another run holds one. Where no
@@ -368,10 +420,10 @@ mod tests {
         let dir = layout();
         let index = dir.path().join("index.json");
         let use_ = in_store(dir.path());
-        assert!(matches!(open(Some(&index), &use_), Err(EXIT_USAGE)));
+        assert!(matches!(open(Some(&index), &use_, None), Err(EXIT_USAGE)));
         assert_eq!(std::fs::read_to_string(&index).unwrap(), "{}");
         let beside = dir.path().join("report.jsonl");
-        let opened = open(Some(&beside), &use_).unwrap().unwrap();
+        let opened = open(Some(&beside), &use_, None).unwrap().unwrap();
         assert!(beside.exists());
         opened.begin().unwrap();
         assert!(beside.exists());
@@ -384,9 +436,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let old = dir.path().join("report.jsonl");
         std::fs::write(&old, "previous run\n").unwrap();
-        drop(open(Some(&old), &InUse::default()).unwrap());
+        drop(open(Some(&old), &InUse::default(), None).unwrap());
         assert_eq!(std::fs::read_to_string(&old).unwrap(), "previous run\n");
-        let mut begun = open(Some(&old), &InUse::default())
+        let mut begun = open(Some(&old), &InUse::default(), None)
             .unwrap()
             .unwrap()
             .begin()
@@ -401,7 +453,7 @@ mod tests {
     fn a_report_created_for_a_run_that_never_began_is_removed() {
         let dir = tempfile::tempdir().unwrap();
         let new = dir.path().join("report.jsonl");
-        drop(open(Some(&new), &InUse::default()).unwrap());
+        drop(open(Some(&new), &InUse::default(), None).unwrap());
         assert!(!new.exists());
     }
 
@@ -415,7 +467,7 @@ mod tests {
         std::fs::write(&path, "").unwrap();
         let early = OpenOptions::new().write(true).open(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
-        let (file, created) = locked(&path, early, None).unwrap().unwrap();
+        let (file, created) = locked(&path, early, None, None).unwrap().unwrap();
         let there = std::fs::metadata(&path).expect("the report is there again");
         assert!(same_inode(&file.metadata().unwrap(), &there));
         assert_eq!(created, Some(path.clone()), "created by this run");
@@ -425,7 +477,7 @@ mod tests {
         let early = OpenOptions::new().write(true).open(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
         std::fs::write(&path, "another run's\n").unwrap();
-        let (file, created) = locked(&path, early, None).unwrap().unwrap();
+        let (file, created) = locked(&path, early, None, None).unwrap().unwrap();
         let there = std::fs::metadata(&path).unwrap();
         assert!(same_inode(&file.metadata().unwrap(), &there));
         assert_eq!(created, None, "not this run's to remove");
@@ -439,17 +491,17 @@ mod tests {
         let target = dir.path().join("target.jsonl");
         let link = dir.path().join("report.jsonl");
         std::os::unix::fs::symlink(&target, &link).unwrap();
-        drop(open(Some(&link), &InUse::default()).unwrap());
+        drop(open(Some(&link), &InUse::default(), None).unwrap());
         assert!(!target.exists(), "the file made through the link was left");
         assert!(
             std::fs::symlink_metadata(&link).is_ok(),
             "the link is the user's"
         );
-        let begun = open(Some(&link), &InUse::default()).unwrap().unwrap();
+        let begun = open(Some(&link), &InUse::default(), None).unwrap().unwrap();
         drop(begun.begin().unwrap());
         assert!(target.exists());
         // There now, it is not this run's to remove.
-        drop(open(Some(&link), &InUse::default()).unwrap());
+        drop(open(Some(&link), &InUse::default(), None).unwrap());
         assert!(target.exists());
     }
 
@@ -459,18 +511,22 @@ mod tests {
     fn a_report_another_run_writes_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let shared = dir.path().join("report.jsonl");
-        let first = open(Some(&shared), &InUse::default()).unwrap().unwrap();
+        let first = open(Some(&shared), &InUse::default(), None)
+            .unwrap()
+            .unwrap();
         assert!(matches!(
-            open(Some(&shared), &InUse::default()),
+            open(Some(&shared), &InUse::default(), None),
             Err(EXIT_USAGE)
         ));
         let first = first.begin().unwrap();
         assert!(matches!(
-            open(Some(&shared), &InUse::default()),
+            open(Some(&shared), &InUse::default(), None),
             Err(EXIT_USAGE)
         ));
         assert!(shared.exists());
         drop(first);
-        assert!(open(Some(&shared), &InUse::default()).unwrap().is_some());
+        assert!(open(Some(&shared), &InUse::default(), None)
+            .unwrap()
+            .is_some());
     }
 }

@@ -232,6 +232,20 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
         } = self.manifests(&mut top).await?;
         if images.is_empty() && self.pulled.failed == 0 {
             if let Platforms::One(want) = &self.opts.platforms {
+                // The tag names the artifact itself: there is no index to offer platforms,
+                // and "the index lists" would send the reader looking for one.
+                if crate::media::is(&top.media_type, crate::media::OCI_ARTIFACT_MANIFEST) {
+                    return Err(Error::new(
+                        ErrorKind::NotFound,
+                        format!(
+                            "no manifest for {} in {}: it is an artifact manifest (a \
+                             signature, an SBOM), no platform's image: --all-platforms pulls it",
+                            want.as_looked_for(),
+                            top.digest
+                        ),
+                    )
+                    .with_object(object));
+                }
                 let mut offered = offered.to_string();
                 if !listed_blobs.is_empty() {
                     offered.push_str(

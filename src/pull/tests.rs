@@ -529,7 +529,14 @@ fn tag_index_v1(src: &Path, manifests: Vec<Descriptor>) {
     let index = serde_json::json!({
         "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": manifests,
     });
-    let mut top = put(src, media::OCI_INDEX, index.to_string().as_bytes());
+    tag_v1(
+        src,
+        put(src, media::OCI_INDEX, index.to_string().as_bytes()),
+    );
+}
+
+/// Tags `top`, stored in the layout at `src`, `v1` there.
+fn tag_v1(src: &Path, mut top: Descriptor) {
     top.annotations.insert(REF_NAME.into(), "v1".into());
     LayoutStore::open(src).unwrap().add_to_index(&top).unwrap();
 }
@@ -1126,6 +1133,36 @@ async fn an_artifact_manifest_in_an_index_is_stored_with_its_blobs() {
     assert_eq!((pulled.fetched, pulled.failed), (5, 0), "{lines:?}");
 }
 
+/// A tag that names an artifact manifest itself (an SBOM ORAS pushed under a tag), not an
+/// index: one platform's pull says it is one, and how to pull it. It said "the index lists
+/// artifacts", of an index there was none of.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_artifact_manifest_is_not_called_an_index() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let sbom = put(src.path(), "application/spdx+json", b"{\"spdx\":1}");
+    let artifact = serde_json::json!({
+        "mediaType": media::OCI_ARTIFACT_MANIFEST,
+        "artifactType": "application/spdx+json",
+        "blobs": [sbom],
+    });
+    let top = put(
+        src.path(),
+        media::OCI_ARTIFACT_MANIFEST,
+        artifact.to_string().as_bytes(),
+    );
+    tag_v1(src.path(), top);
+    let e = run(src.path(), dst.path(), arm64()).await.0.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    let said = e.to_string();
+    assert!(!said.contains("index"), "{said}");
+    assert!(said.contains("an artifact manifest"), "{said}");
+    assert!(said.contains("--all-platforms pulls it"), "{said}");
+    let dst = tempfile::tempdir().unwrap();
+    let (r, lines) = run(src.path(), dst.path(), Platforms::All).await;
+    let pulled = r.unwrap();
+    assert_eq!((pulled.fetched, pulled.failed), (2, 0), "{lines:?}");
+}
+
 /// An index of `"manifests": null` (Go's nil slice) is an index of none: one platform's
 /// pull says there is no image for it, not that the index is malformed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1134,12 +1171,10 @@ async fn an_index_of_null_manifests_has_no_image_for_the_platform() {
     let index = serde_json::json!({
         "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": null,
     });
-    let mut top = put(src.path(), media::OCI_INDEX, index.to_string().as_bytes());
-    top.annotations.insert(REF_NAME.into(), "v1".into());
-    LayoutStore::open(src.path())
-        .unwrap()
-        .add_to_index(&top)
-        .unwrap();
+    tag_v1(
+        src.path(),
+        put(src.path(), media::OCI_INDEX, index.to_string().as_bytes()),
+    );
     let e = run(src.path(), dst.path(), arm64()).await.0.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
     assert!(e.to_string().contains("no manifest for linux/arm64"), "{e}");

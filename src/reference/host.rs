@@ -1,7 +1,13 @@
 //! The host part of a locator: told from a path, checked, and whether it is this machine.
 
+/// Whether the first component of a locator names a host. `localhost` in any case, as
+/// [`is_loopback`] takes it and as Docker does (any capital makes a host there): read as a
+/// Docker Hub namespace, `LOCALHOST/app` was refused with `docker.io/localhost/app` for
+/// its spelling, a registry nobody meant.
 pub(super) fn is_host(component: &str) -> bool {
-    component.contains('.') || component.contains(':') || component == "localhost"
+    component.contains('.')
+        || component.contains(':')
+        || component.eq_ignore_ascii_case("localhost")
 }
 
 /// Strips the port from `host[:port]` or `[v6]:port`.
@@ -117,6 +123,26 @@ mod tests {
         assert_eq!(repo("myhost:443/r").host(), "myhost:443");
         // no dot, colon or localhost: a Docker Hub namespace, not a host
         assert_eq!(repo("myhost/r").to_string(), "docker.io/myhost/r");
+    }
+
+    /// `localhost` is a host in any case, as [`super::is_loopback`] takes it: `LOCALHOST/app`
+    /// was read as Docker Hub's `LOCALHOST/app` and refused with the spelling
+    /// `docker.io/localhost/app`, a registry that was never meant.
+    #[test]
+    fn localhost_is_a_host_in_any_case() {
+        for s in ["LOCALHOST/app", "Localhost/team/app"] {
+            let r = repo(s);
+            assert_eq!(r.host(), s.split('/').next().unwrap(), "{s}");
+            assert!(r.plain_http(), "{s}");
+        }
+        assert!(repo("LOCALHOST/app")
+            .api_base()
+            .starts_with("http://LOCALHOST/"));
+        // A lone `LOCALHOST` is a registry without a repository, as `localhost` is.
+        for s in ["localhost", "LOCALHOST"] {
+            let e = s.parse::<Repository>().unwrap_err();
+            assert!(e.to_string().contains("no repository"), "{s}: {e}");
+        }
     }
 
     #[test]

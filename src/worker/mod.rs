@@ -4,8 +4,9 @@
 //! and memory does not grow with the input. Each object becomes a task; at most `jobs` run
 //! at once, all sharing the remote's connection pool and token. Each task ends in an
 //! [`Outcome`], whether it succeeded or not, so that one bad line is reported while the
-//! batch goes on. An object that appears twice is fetched once, unless that fetch failed
-//! before the second line was read: then it is fetched again.
+//! batch goes on. An object that appears twice (with the same `size:` hint, or none) is
+//! fetched once, unless that fetch failed before the second line was read: then it is
+//! fetched again.
 
 mod ingest;
 pub mod input;
@@ -248,7 +249,7 @@ where
                 Some(Err(e)) => Some(ready_error(&progress, n, &first_word(&text), e)),
                 Some(Ok(job)) if shard.is_some_and(|s| !s.contains(&job.object)) => None,
                 Some(Ok(job)) => {
-                    let key = seen::key(&job.object, &job.hints.media_types);
+                    let key = seen::key(&job.object, &job.hints.media_types, job.hints.size);
                     // An object still in flight is a duplicate too, even if its fetch
                     // then fails: that fetch and its error answer this line as well.
                     if seen.first_time(key) {
@@ -587,6 +588,44 @@ mod tests {
         let input = std::io::Cursor::new(lines.into_bytes());
         let outcomes: Vec<Outcome> = run(remote, input, opts).collect().await;
         (outcomes, progress.snapshot())
+    }
+
+    /// The same digest with sizes that disagree: at most one line is right, and each line
+    /// gets the end it would have alone. The second was skipped as a duplicate of the
+    /// first, so a right size after a wrong one was never fetched (the first failed, the
+    /// blob missing), and a wrong one after a right one exited 0.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_digest_with_another_size_is_not_a_duplicate() {
+        use crate::digest::{Algorithm, Digest};
+        let src = tempfile::tempdir().unwrap();
+        LayoutStore::open(src.path()).unwrap();
+        let data = b"twenty bytes of blob";
+        let d = Digest::of(Algorithm::Sha256, data);
+        let sha = src.path().join("blobs/sha256");
+        std::fs::create_dir_all(&sha).unwrap();
+        std::fs::write(sha.join(d.encoded()), data).unwrap();
+        for (lines, ends) in [
+            (
+                format!("{d} size:10\n{d} size:20\n{d} size:20\n"),
+                [Status::Error, Status::Ok],
+            ),
+            (
+                format!("{d} size:20\n{d} size:10\n{d} size:20\n"),
+                [Status::Ok, Status::Error],
+            ),
+        ] {
+            let dst = tempfile::tempdir().unwrap();
+            let (outcomes, _) = layout_to_store(src.path(), dst.path(), lines.clone(), 4).await;
+            let got: Vec<(u64, Status)> = outcomes.iter().map(|o| (o.line, o.status)).collect();
+            assert_eq!(got, [(1, ends[0]), (2, ends[1])], "{lines}");
+            let failed = outcomes.iter().find(|o| o.status == Status::Error).unwrap();
+            let e = failed.error.as_ref().unwrap();
+            assert_eq!(e.kind(), ErrorKind::SizeMismatch, "{e}");
+            assert_eq!(
+                std::fs::read(dst.path().join("blobs/sha256").join(d.encoded())).unwrap(),
+                data
+            );
+        }
     }
 
     /// On a re-run, bytes already stored or held by a partial download are not expected

@@ -24,7 +24,9 @@ const BATCH: usize = 16 * 1024;
 /// untrusted, and a made-up digest sharing a real one's leading bytes must not pass for a
 /// duplicate and go unfetched. A tag counts together with its `mediatype:`
 /// hints: the registry may answer it differently for each (an index, or the one manifest
-/// it picks for a client that takes no indexes).
+/// it picks for a client that takes no indexes). Any object counts together with its
+/// `size:` hint: lines whose sizes disagree cannot both be right, and as duplicates the
+/// second took the first's end, a right size after a wrong one never fetched.
 pub(super) struct Seen {
     recent: HashSet<Key>,
     /// Every key not in `recent`, sorted, none twice.
@@ -115,16 +117,26 @@ impl Seen {
     }
 }
 
-/// The key of `object` named with these `mediatype:` hints: a sha256 digest's own bytes,
-/// anything else (a sha512 digest, a tag with its hints) the first 32 bytes of the SHA-512
-/// of a text that says which kind of object it is. Not the SHA-256 of that text: a sha256
+/// The key of `object` named with these `mediatype:` hints and this `size:` hint: a sha256
+/// digest's own bytes when no size is given, anything else (a sha512 digest, a tag with
+/// its hints, any object with a size) the first 32 bytes of the SHA-512 of a text that
+/// says which kind of object it is. Not the SHA-256 of that text: a sha256
 /// digest is the SHA-256 of content, and the content may be the very text another object's
 /// key was hashed from (a blob holding `tag v1 `), which made that object a duplicate,
 /// skipped without a word; no content is known whose SHA-256 begins a SHA-512. And the
-/// common line, a sha256 digest, is not hashed at all: hashing it took 123 ms of CPU per
-/// million digests against 59 ms for reading its hex, about 6% of a million-line batch of
-/// duplicates.
-pub(super) fn key(object: &Object, media_types: &[String]) -> Key {
+/// common plain line, a sha256 digest alone, is not hashed at all: hashing it took 123 ms
+/// of CPU per million digests against 59 ms for reading its hex, about 6% of a
+/// million-line batch of duplicates. A descriptor line (which gives a size) is hashed: its
+/// JSON costs more than that already, and sizes that disagree must not share a key.
+pub(super) fn key(object: &Object, media_types: &[String], size: Option<u64>) -> Key {
+    if let Some(size) = size {
+        // "sized " begins no other text, and the size ends at the space after it.
+        let size = size.to_string();
+        return match object {
+            Object::Digest(d) => hashed(&["sized ", &size, " digest ", d.as_str()]),
+            Object::Tag(t) => hashed(&["sized ", &size, " tag ", t, " ", &media_types.join(" ")]),
+        };
+    }
     match object {
         Object::Digest(d) if d.algorithm() == Algorithm::Sha256 => {
             let mut k = [0u8; 32];
@@ -162,7 +174,7 @@ mod tests {
     use super::*;
 
     fn first(s: &mut Seen, object: &Object, media_types: &[String]) -> bool {
-        s.first_time(key(object, media_types))
+        s.first_time(key(object, media_types, None))
     }
 
     #[test]
@@ -190,6 +202,13 @@ mod tests {
         assert!(!first(&mut s, &d, &index));
         assert!(first(&mut s, &Object::Tag("latest".into()), &index));
         assert!(!first(&mut s, &Object::Tag("latest".into()), &index));
+        // Any object is the same only with the same size, or none.
+        for object in [&d, &long, &Object::Tag("latest".into())] {
+            assert!(s.first_time(key(object, &[], Some(10))), "{object}");
+            assert!(!s.first_time(key(object, &[], Some(10))), "{object}");
+            assert!(s.first_time(key(object, &[], Some(20))), "{object}");
+            assert!(!first(&mut s, object, &[]), "{object}");
+        }
     }
 
     /// No object's key is another's: a sha256 digest is the hash of some content, and the
@@ -200,10 +219,18 @@ mod tests {
         let sha512: Object = format!("sha512:{}", "ab".repeat(64)).parse().unwrap();
         let v1 = Object::Tag("v1".into());
         let index = ["application/vnd.oci.image.index.v1+json".to_string()];
-        for (object, media_types, text) in [
-            (&sha512, &[][..], format!("digest {sha512}")),
-            (&v1, &[][..], "tag v1 ".to_string()),
-            (&v1, &index[..], format!("tag v1 {}", index[0])),
+        let sha256 = Object::Digest(crate::digest::Digest::of(Algorithm::Sha256, b""));
+        for (object, media_types, size, text) in [
+            (&sha512, &[][..], None, format!("digest {sha512}")),
+            (&v1, &[][..], None, "tag v1 ".to_string()),
+            (&v1, &index[..], None, format!("tag v1 {}", index[0])),
+            (
+                &sha256,
+                &[][..],
+                Some(7),
+                format!("sized 7 digest {sha256}"),
+            ),
+            (&v1, &[][..], Some(7), "sized 7 tag v1 ".to_string()),
         ] {
             let mut s = Seen::default();
             let holding_text = Object::Digest(crate::digest::Digest::of(
@@ -211,7 +238,8 @@ mod tests {
                 text.as_bytes(),
             ));
             assert!(first(&mut s, &holding_text, &[]));
-            assert!(first(&mut s, object, media_types), "{object} {text:?}");
+            let k = key(object, media_types, size);
+            assert!(s.first_time(k), "{object} {text:?}");
         }
     }
 
@@ -254,7 +282,7 @@ mod tests {
         }
         assert_eq!((s.settled.len(), s.recent.len()), (8, 2));
         for i in [1, 5, 9] {
-            s.forget(key(&digest(i), &[]));
+            s.forget(key(&digest(i), &[], None));
         }
         for i in 0..10 {
             assert_eq!(
@@ -268,10 +296,10 @@ mod tests {
         }
         // Forgotten, not met again: gone from the array at the fourth, as a batch.
         for i in [0, 1, 2] {
-            s.forget(key(&digest(i), &[]));
+            s.forget(key(&digest(i), &[], None));
         }
         assert_eq!((s.settled.len(), s.forgotten.len()), (8, 3));
-        s.forget(key(&digest(3), &[]));
+        s.forget(key(&digest(3), &[], None));
         assert_eq!((s.settled.len(), s.forgotten.len()), (4, 0));
         for i in 0..10 {
             assert_eq!(first(&mut s, &digest(i), &[]), i < 4, "{i}");
