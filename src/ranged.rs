@@ -342,12 +342,10 @@ impl Adaptive {
     /// one, stopping the first stream at the cut would gain nothing).
     fn try_split(&mut self) {
         let part = self.opts.part_size.max(1);
-        // The first stream keeps going to the end of the part it is in.
-        let cut = (self.offset / part + 1) * part;
-        if cut + part >= self.source.total {
+        let Some(cut) = cut_for(self.offset, part, self.source.total) else {
             self.phase = Phase::Single;
             return;
-        }
+        };
         let extra = self.opts.streams - 1;
         if self.source.shared.budget.available_permits() < extra.min(2) {
             return; // other downloads hold the budget; asked again at the next chunk
@@ -362,6 +360,16 @@ impl Adaptive {
         parts.top_up(extra);
         self.phase = Phase::Split { cut, parts };
     }
+}
+
+/// Where the first stream, at `offset`, stops for parts of `part` bytes to take over: the
+/// end of the part it is in. `None` when fewer than two parts would be left of `total`
+/// bytes, one stream then serving the rest. A `part_size` set through the library may be
+/// anything up to `u64::MAX`, which overflowed the sums here (a panic in a debug build, a
+/// wrapped cut in a release one).
+fn cut_for(offset: u64, part: u64, total: u64) -> Option<u64> {
+    let cut = (offset / part + 1).checked_mul(part)?;
+    (cut.checked_add(part)? < total).then_some(cut)
 }
 
 /// What [`Parts::next`] found.
@@ -395,7 +403,7 @@ impl Parts {
 
     fn start(&mut self, permit: OwnedSemaphorePermit) {
         let start = self.next_start;
-        let end = (start + self.part).min(self.source.total) - 1;
+        let end = start.saturating_add(self.part).min(self.source.total) - 1;
         self.next_start = end + 1;
         let source = self.source.clone();
         // Each part runs as its own task so parts download in parallel with the hashing
@@ -580,6 +588,18 @@ async fn read_part(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_huge_part_size_leaves_one_stream() {
+        let total = 1 << 30;
+        assert_eq!(cut_for(5 << 20, 8 << 20, total), Some(8 << 20));
+        assert_eq!(cut_for(8 << 20, 8 << 20, total), Some(16 << 20));
+        assert_eq!(cut_for(total - (12 << 20), 8 << 20, total), None);
+        for part in [u64::MAX, u64::MAX / 2 + 1, 1 << 63] {
+            assert_eq!(cut_for(5 << 20, part, total), None, "{part}");
+            assert_eq!(cut_for(u64::MAX - 1, part, u64::MAX), None, "{part}");
+        }
+    }
 
     #[test]
     fn applies_only_to_large_ranged_blobs() {
