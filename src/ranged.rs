@@ -7,10 +7,13 @@
 //! downloads together stay below [`RangeOptions::fast_link`], is the rest split into parts
 //! fetched concurrently, `streams` connections in all (the first stream counts until it
 //! reaches the end of its part). Parts are handed out strictly in order, so the digest is
-//! still computed over the content in order. Each part in memory holds one permit of a
-//! budget of `streams` parts shared by every download of a remote: however many blobs the
-//! worker fetches at once, ranged parts hold at most `streams × part_size` bytes. A slow
-//! blob that finds the budget in use goes on as one stream and splits once two parts fit.
+//! still computed over the content in order. Each part being fetched holds one permit of
+//! a budget of `streams` parts shared by every download of a remote: however many blobs
+//! the worker fetches at once, parts under way hold at most `streams × part_size` bytes.
+//! A part gives its permit back as it is handed on, so that the next one downloads while
+//! it is hashed: a split blob holds up to two parts beyond the budget, the one it hands on
+//! and the one before, still with the hashing thread or the writer. A slow blob that
+//! finds the budget in use goes on as one stream and splits once two parts fit.
 //! On a fast link (loopback, a LAN registry) nothing changes: extra requests would only
 //! cost the registry CPU.
 
