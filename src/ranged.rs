@@ -101,7 +101,10 @@ impl RangeOptions {
     /// What every download of one remote shares.
     pub(crate) fn shared(&self) -> Arc<Shared> {
         Arc::new(Shared {
-            budget: Arc::new(Semaphore::new(self.streams.max(1))),
+            // A semaphore panics past its maximum, which no budget of parts comes near.
+            budget: Arc::new(Semaphore::new(
+                self.streams.clamp(1, Semaphore::MAX_PERMITS),
+            )),
             received: AtomicU64::new(0),
         })
     }
@@ -591,6 +594,19 @@ async fn read_part(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `streams` is a `usize` a library user may set to anything; tokio's semaphore
+    /// panics past its own maximum of permits, which made building a remote panic.
+    #[test]
+    fn any_number_of_streams_makes_a_budget() {
+        for streams in [0, 1, 4, usize::MAX] {
+            let opts = RangeOptions {
+                streams,
+                ..RangeOptions::default()
+            };
+            assert!(opts.shared().budget.available_permits() >= 1);
+        }
+    }
 
     #[test]
     fn a_huge_part_size_leaves_one_stream() {
