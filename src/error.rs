@@ -224,9 +224,9 @@ impl Error {
         self.0.retry_after
     }
 
-    /// The same failure, for another task that waited on the request that met it: kind,
-    /// status, `Retry-After`, object and URL, with the cause's words in the message (a cause cannot be
-    /// copied).
+    /// The same failure, for another task that waited on the request that met it, or for
+    /// a caller that asks a failed download again: kind, status, `Retry-After`, object and
+    /// URL, with the cause's words in the message (a cause cannot be copied).
     pub(crate) fn shared(&self) -> Error {
         Error(Box::new(Inner {
             kind: self.0.kind,

@@ -7,10 +7,13 @@
 //! downloads together stay below [`RangeOptions::fast_link`], is the rest split into parts
 //! fetched concurrently, `streams` connections in all (the first stream counts until it
 //! reaches the end of its part). Parts are handed out strictly in order, so the digest is
-//! still computed over the content in order. Each part in memory holds one permit of a
-//! budget of `streams` parts shared by every download of a remote: however many blobs the
-//! worker fetches at once, ranged parts hold at most `streams × part_size` bytes. A slow
-//! blob that finds the budget in use goes on as one stream and splits once two parts fit.
+//! still computed over the content in order. Each part being fetched holds one permit of
+//! a budget of `streams` parts shared by every download of a remote: however many blobs
+//! the worker fetches at once, parts under way hold at most `streams × part_size` bytes.
+//! A part gives its permit back as it is handed on, so that the next one downloads while
+//! it is hashed: a split blob holds up to two parts beyond the budget, the one it hands on
+//! and the one before, still with the hashing thread or the writer. A slow blob that
+//! finds the budget in use goes on as one stream and splits once two parts fit.
 //! On a fast link (loopback, a LAN registry) nothing changes: extra requests would only
 //! cost the registry CPU.
 
@@ -98,7 +101,10 @@ impl RangeOptions {
     /// What every download of one remote shares.
     pub(crate) fn shared(&self) -> Arc<Shared> {
         Arc::new(Shared {
-            budget: Arc::new(Semaphore::new(self.streams.max(1))),
+            // A semaphore panics past its maximum, which no budget of parts comes near.
+            budget: Arc::new(Semaphore::new(
+                self.streams.clamp(1, Semaphore::MAX_PERMITS),
+            )),
             received: AtomicU64::new(0),
         })
     }
@@ -342,12 +348,10 @@ impl Adaptive {
     /// one, stopping the first stream at the cut would gain nothing).
     fn try_split(&mut self) {
         let part = self.opts.part_size.max(1);
-        // The first stream keeps going to the end of the part it is in.
-        let cut = (self.offset / part + 1) * part;
-        if cut + part >= self.source.total {
+        let Some(cut) = cut_for(self.offset, part, self.source.total) else {
             self.phase = Phase::Single;
             return;
-        }
+        };
         let extra = self.opts.streams - 1;
         if self.source.shared.budget.available_permits() < extra.min(2) {
             return; // other downloads hold the budget; asked again at the next chunk
@@ -362,6 +366,16 @@ impl Adaptive {
         parts.top_up(extra);
         self.phase = Phase::Split { cut, parts };
     }
+}
+
+/// Where the first stream, at `offset`, stops for parts of `part` bytes to take over: the
+/// end of the part it is in. `None` when fewer than two parts would be left of `total`
+/// bytes, one stream then serving the rest. A `part_size` set through the library may be
+/// anything up to `u64::MAX`, which overflowed the sums here (a panic in a debug build, a
+/// wrapped cut in a release one).
+fn cut_for(offset: u64, part: u64, total: u64) -> Option<u64> {
+    let cut = (offset / part + 1).checked_mul(part)?;
+    (cut.checked_add(part)? < total).then_some(cut)
 }
 
 /// What [`Parts::next`] found.
@@ -395,7 +409,7 @@ impl Parts {
 
     fn start(&mut self, permit: OwnedSemaphorePermit) {
         let start = self.next_start;
-        let end = (start + self.part).min(self.source.total) - 1;
+        let end = start.saturating_add(self.part).min(self.source.total) - 1;
         self.next_start = end + 1;
         let source = self.source.clone();
         // Each part runs as its own task so parts download in parallel with the hashing
@@ -580,6 +594,31 @@ async fn read_part(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `streams` is a `usize` a library user may set to anything; tokio's semaphore
+    /// panics past its own maximum of permits, which made building a remote panic.
+    #[test]
+    fn any_number_of_streams_makes_a_budget() {
+        for streams in [0, 1, 4, usize::MAX] {
+            let opts = RangeOptions {
+                streams,
+                ..RangeOptions::default()
+            };
+            assert!(opts.shared().budget.available_permits() >= 1);
+        }
+    }
+
+    #[test]
+    fn a_huge_part_size_leaves_one_stream() {
+        let total = 1 << 30;
+        assert_eq!(cut_for(5 << 20, 8 << 20, total), Some(8 << 20));
+        assert_eq!(cut_for(8 << 20, 8 << 20, total), Some(16 << 20));
+        assert_eq!(cut_for(total - (12 << 20), 8 << 20, total), None);
+        for part in [u64::MAX, u64::MAX / 2 + 1, 1 << 63] {
+            assert_eq!(cut_for(5 << 20, part, total), None, "{part}");
+            assert_eq!(cut_for(u64::MAX - 1, part, u64::MAX), None, "{part}");
+        }
+    }
 
     #[test]
     fn applies_only_to_large_ranged_blobs() {
