@@ -33,7 +33,9 @@ impl<C> LimitedConnector<C> {
     pub fn new(inner: C, limit: usize) -> Self {
         LimitedConnector {
             inner,
-            limit: limit.max(1),
+            // A semaphore panics past its maximum; a library caller may pass any `usize`
+            // (`usize::MAX` for "no cap"), and no host is ever near that many connections.
+            limit: limit.clamp(1, Semaphore::MAX_PERMITS),
             hosts: Arc::default(),
         }
     }
@@ -128,6 +130,17 @@ pass_io_through!([T: Read + Write + Unpin] Limited<T>);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `usize::MAX` for "no cap", as a library caller may write it: the semaphore refused
+    /// it with a panic at the host's first connection.
+    #[test]
+    fn any_cap_makes_a_semaphore() {
+        for cap in [0, 1, usize::MAX] {
+            let limited = LimitedConnector::new((), cap);
+            let sem = limited.semaphore(&"https://registry.example/v2/".parse().unwrap());
+            assert!(sem.available_permits() >= 1, "{cap}");
+        }
+    }
 
     /// A host written in capitals is the host the cap is for, as it is one key of the
     /// pool (`Authority` compares without case): a semaphore of its own doubled the cap.
