@@ -1554,6 +1554,35 @@ fn a_huge_challenge_makes_a_short_message() {
     }
 }
 
+/// A Bearer realm that is no http(s) URL fails as a bad realm. With credentials found,
+/// nothing may say beforehand that they were kept from a plain-HTTP realm elsewhere: the
+/// realm is no URL at all, and the user would look for a TLS problem that is not there.
+#[test]
+fn a_bad_realm_with_credentials_says_only_that_it_is_bad() {
+    let (reg, digest, _) = fake_with_blob(1000);
+    for realm in ["ftp://auth.example/token", "not a url"] {
+        let challenge = format!(r#"Bearer realm="{realm}",service="fake""#);
+        reg.set_fault_for_every(&digest, Fault::Challenge(challenge));
+        let dist = Dist::new();
+        dist.login(&reg.host(), "user", "pw");
+        let out = dist.run(&["fetch", &repo(&reg), &digest], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("bad token realm"), "{err}");
+        assert!(!err.contains("plain HTTP"), "{err}");
+    }
+    // A realm that is plain HTTP elsewhere is still said to be (`.invalid` never exists,
+    // and whether it resolves or not, the warning comes before it is asked).
+    let challenge = r#"Bearer realm="http://auth.example.invalid/token",service="fake""#;
+    reg.set_fault_for_every(&digest, Fault::Challenge(challenge.into()));
+    let dist = Dist::new();
+    dist.login(&reg.host(), "user", "pw");
+    let out = dist.run(&["fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("plain HTTP elsewhere"), "{err}");
+}
+
 /// Quay answers a token that does not open the repository (a private one, or one that
 /// does not exist, asked anonymously) with a plain 401 challenge, without a scope or
 /// `error="insufficient_scope"`, as Harbor did with a scope. A token fetched for that
