@@ -1583,6 +1583,29 @@ fn a_bad_realm_with_credentials_says_only_that_it_is_bad() {
     assert!(err.contains("plain HTTP elsewhere"), "{err}");
 }
 
+/// `service=""` names no service: Docker's client leaves the parameter out then, as for a
+/// challenge without one, and a token server that checks the service it is sent (Docker's
+/// reference one does) refuses an empty one.
+#[test]
+fn an_empty_service_is_left_out_of_the_token_request() {
+    let (reg, digest, data) = fake_with_blob(1000);
+    let tokens = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(300)))
+        .start();
+    let challenge = format!(r#"Bearer realm="{}/token",service="""#, tokens.url());
+    reg.push_fault(&digest, Fault::Challenge(challenge));
+    assert_eq!(Dist::new().ok(&["fetch", &repo(&reg), &digest]), data);
+    let asked: Vec<_> = tokens
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/token")
+        .collect();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    let query = asked[0].query.clone().unwrap_or_default();
+    assert!(query.contains("scope="), "{query}");
+    assert!(!query.contains("service"), "{query}");
+}
+
 /// Quay answers a token that does not open the repository (a private one, or one that
 /// does not exist, asked anonymously) with a plain 401 challenge, without a scope or
 /// `error="insufficient_scope"`, as Harbor did with a scope. A token fetched for that

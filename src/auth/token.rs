@@ -99,7 +99,9 @@ pub async fn fetch(
 ) -> Result<Token> {
     let (realm, realm_uri) = realm_of(challenge)?;
     let credential = credential.filter(|_| may_carry_credentials(&realm_uri, registry_origin));
-    let service = challenge.param("service");
+    // `service=""` names none: left out as when missing, as Docker's client does, and a
+    // token server that checks the service it is sent refuses an empty one.
+    let service = challenge.param("service").filter(|s| !s.is_empty());
 
     let mut req = match credential {
         Some(Credential::IdentityToken(refresh)) => {
