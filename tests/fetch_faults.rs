@@ -1517,7 +1517,7 @@ fn a_huge_location_makes_a_short_message() {
 
 /// A challenge's realm and scope are the server's text: one of hundreds of KiB makes a
 /// short message, and one whose scope makes the token URL too long says that, not that
-/// the realm is bad.
+/// the realm is bad. So does a long challenge in a scheme dist does not speak.
 #[test]
 fn a_huge_challenge_makes_a_short_message() {
     let (reg, digest, _) = fake_with_blob(1000);
@@ -1542,6 +1542,10 @@ fn a_huge_challenge_makes_a_short_message() {
                 &huge[..60_000]
             ),
             "gives anonymous callers no access to the repository aaaa",
+        ),
+        (
+            format!(r#"Negotiate {0}, Digest realm="{0}""#, &huge[..60_000]),
+            "unsupported authentication challenge \"Negotiate aaaa",
         ),
     ];
     for (challenge, want) in cases {
