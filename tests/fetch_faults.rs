@@ -1517,7 +1517,7 @@ fn a_huge_location_makes_a_short_message() {
 
 /// A challenge's realm and scope are the server's text: one of hundreds of KiB makes a
 /// short message, and one whose scope makes the token URL too long says that, not that
-/// the realm is bad.
+/// the realm is bad. So does a long challenge in a scheme dist does not speak.
 #[test]
 fn a_huge_challenge_makes_a_short_message() {
     let (reg, digest, _) = fake_with_blob(1000);
@@ -1543,6 +1543,10 @@ fn a_huge_challenge_makes_a_short_message() {
             ),
             "gives anonymous callers no access to the repository aaaa",
         ),
+        (
+            format!(r#"Negotiate {0}, Digest realm="{0}""#, &huge[..60_000]),
+            "unsupported authentication challenge \"Negotiate aaaa",
+        ),
     ];
     for (challenge, want) in cases {
         reg.set_fault_for_every(&digest, Fault::Challenge(challenge));
@@ -1552,6 +1556,58 @@ fn a_huge_challenge_makes_a_short_message() {
         assert!(err.contains(want), "{err}");
         assert_ne!(out.status.code(), Some(0), "{err}");
     }
+}
+
+/// A Bearer realm that is no http(s) URL fails as a bad realm. With credentials found,
+/// nothing may say beforehand that they were kept from a plain-HTTP realm elsewhere: the
+/// realm is no URL at all, and the user would look for a TLS problem that is not there.
+#[test]
+fn a_bad_realm_with_credentials_says_only_that_it_is_bad() {
+    let (reg, digest, _) = fake_with_blob(1000);
+    for realm in ["ftp://auth.example/token", "not a url"] {
+        let challenge = format!(r#"Bearer realm="{realm}",service="fake""#);
+        reg.set_fault_for_every(&digest, Fault::Challenge(challenge));
+        let dist = Dist::new();
+        dist.login(&reg.host(), "user", "pw");
+        let out = dist.run(&["fetch", &repo(&reg), &digest], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("bad token realm"), "{err}");
+        assert!(!err.contains("plain HTTP"), "{err}");
+    }
+    // A realm that is plain HTTP elsewhere is still said to be (`.invalid` never exists,
+    // and whether it resolves or not, the warning comes before it is asked).
+    let challenge = r#"Bearer realm="http://auth.example.invalid/token",service="fake""#;
+    reg.set_fault_for_every(&digest, Fault::Challenge(challenge.into()));
+    let dist = Dist::new();
+    dist.login(&reg.host(), "user", "pw");
+    let out = dist.run(&["fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("plain HTTP elsewhere"), "{err}");
+}
+
+/// `service=""` names no service: Docker's client leaves the parameter out then, as for a
+/// challenge without one, and a token server that checks the service it is sent (Docker's
+/// reference one does) refuses an empty one.
+#[test]
+fn an_empty_service_is_left_out_of_the_token_request() {
+    let (reg, digest, data) = fake_with_blob(1000);
+    let tokens = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(300)))
+        .start();
+    let challenge = format!(r#"Bearer realm="{}/token",service="""#, tokens.url());
+    reg.push_fault(&digest, Fault::Challenge(challenge));
+    assert_eq!(Dist::new().ok(&["fetch", &repo(&reg), &digest]), data);
+    let asked: Vec<_> = tokens
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/token")
+        .collect();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    let query = asked[0].query.clone().unwrap_or_default();
+    assert!(query.contains("scope="), "{query}");
+    assert!(!query.contains("service"), "{query}");
 }
 
 /// Quay answers a token that does not open the repository (a private one, or one that

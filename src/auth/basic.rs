@@ -35,12 +35,56 @@ impl Authorizer {
 
     /// The `Authorization: Basic` of the credential `found`.
     pub(super) fn basic_header(&self, found: Option<&(Credential, String)>) -> Result<HeaderValue> {
-        let header = found
-            .and_then(|(c, _)| c.basic_header())
-            .ok_or_else(|| self.no_credentials("Basic"))?;
+        let Some((credential, origin)) = found else {
+            return Err(self.no_credentials("Basic"));
+        };
+        let header = credential
+            .basic_header()
+            .ok_or_else(|| self.not_for_basic(credential, origin))?;
         let mut header = HeaderValue::from_str(&header)
             .map_err(|_| Error::invalid("credential is not a valid header"))?;
         header.set_sensitive(true);
         Ok(header)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::CredentialSource;
+    use crate::retry::RetryPolicy;
+    use crate::transport::Transport;
+
+    /// A user who logged in to a registry whose token server handed out an identity token
+    /// (or who has a registry token) did log in: a Basic challenge cannot use that
+    /// credential, and saying none was found sends them to log in again for nothing.
+    #[tokio::test]
+    async fn a_basic_challenge_met_with_a_token_credential_says_so() {
+        for (credential, named) in [
+            (
+                Credential::IdentityToken("refresh-s3cret".into()),
+                "an identity token",
+            ),
+            (
+                Credential::RegistryToken("bearer-s3cret".into()),
+                "a registry token",
+            ),
+        ] {
+            let transport = Transport::new(Default::default()).unwrap();
+            let source = CredentialSource::Fixed(credential);
+            let a = Authorizer::new(transport, "r.example", "https://r.example", "a", source);
+            let policy = RetryPolicy::default();
+            let anonymous = a.grant(&policy).await.unwrap();
+            let e = a
+                .challenged(&anonymous, &[r#"Basic realm="r""#.into()], false, &policy)
+                .await
+                .unwrap_err();
+            let said = e.to_string();
+            assert_eq!(e.kind(), crate::error::ErrorKind::Unauthorized, "{said}");
+            assert!(!said.contains("no credentials"), "{said}");
+            assert!(said.contains(named), "{said}");
+            assert!(said.contains("the credential given"), "{said}");
+            assert!(!said.contains("s3cret"), "{said}");
+        }
     }
 }

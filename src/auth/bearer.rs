@@ -126,6 +126,9 @@ impl Authorizer {
         if let Some((newer, origin)) = self.rotated(&ch, found.as_ref()) {
             found = Some((newer, origin));
         }
+        // A realm no token can come from fails as that, before anything is said of where
+        // the credentials may go: a realm that is no URL is no plain-HTTP one either.
+        token::realm_of(&ch)?;
         let cred = found.as_ref().map(|(c, _)| c);
         let scopes = merged_scopes(&self.scopes, ch.param("scope"));
         let sent = cred.filter(|_| token::credentials_may_go(&ch, &self.api_origin));

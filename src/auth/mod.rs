@@ -322,12 +322,11 @@ impl Authorizer {
             self.put_basic(header);
             return Ok(());
         }
+        // The header is the server's text, of any length (hyper takes hundreds of KiB).
+        let said = crate::server_text::one_line(&www_authenticate.join(", "));
         Err(Error::new(
             ErrorKind::Unauthorized,
-            format!(
-                "unsupported authentication challenge {:?}",
-                www_authenticate.join(", ")
-            ),
+            format!("unsupported authentication challenge {said:?}"),
         ))
     }
 }

@@ -69,6 +69,26 @@ impl Authorizer {
             ),
         )
     }
+
+    /// The credential found for a Basic challenge is a token, which only a Bearer
+    /// challenge's realm or registry takes: the user did log in, with a login the
+    /// registry's Basic authentication has no use for.
+    pub(super) fn not_for_basic(&self, credential: &Credential, origin: &str) -> Error {
+        let what = match credential {
+            Credential::IdentityToken(_) => "an identity token",
+            Credential::RegistryToken(_) => "a registry token",
+            Credential::Basic { .. } => "a user name and password",
+        };
+        let host = &self.registry_host;
+        Error::new(
+            ErrorKind::Unauthorized,
+            format!(
+                "{host} asks for Basic authentication, and the credential found for it \
+                 (from {origin}) is {what}, which Basic authentication cannot send: log in \
+                 with a user name and password (docker login {host})"
+            ),
+        )
+    }
 }
 
 /// A refusal of the credentials from `origin` (`None`: none were sent, for a token for

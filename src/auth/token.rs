@@ -97,19 +97,11 @@ pub async fn fetch(
     credential: Option<&Credential>,
     registry_origin: &str,
 ) -> Result<Token> {
-    let realm = challenge
-        .param("realm")
-        .ok_or_else(|| Error::new(ErrorKind::Protocol, "Bearer challenge without realm"))?;
-    let realm_uri: Uri = realm
-        .parse()
-        .ok()
-        .filter(|u: &Uri| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some())
-        .ok_or_else(|| {
-            let shown = crate::error::redact_url(realm);
-            Error::new(ErrorKind::Protocol, format!("bad token realm {shown:?}"))
-        })?;
+    let (realm, realm_uri) = realm_of(challenge)?;
     let credential = credential.filter(|_| may_carry_credentials(&realm_uri, registry_origin));
-    let service = challenge.param("service");
+    // `service=""` names none: left out as when missing, as Docker's client does, and a
+    // token server that checks the service it is sent refuses an empty one.
+    let service = challenge.param("service").filter(|s| !s.is_empty());
 
     let mut req = match credential {
         Some(Credential::IdentityToken(refresh)) => {
@@ -255,6 +247,23 @@ pub async fn fetch(
         lifetime,
         refresh_token,
     })
+}
+
+/// The realm `challenge` names, as given and as the http(s) URL a token is asked at; an
+/// error when it names none, or one that is no such URL.
+pub(crate) fn realm_of(challenge: &Challenge) -> Result<(&str, Uri)> {
+    let realm = challenge
+        .param("realm")
+        .ok_or_else(|| Error::new(ErrorKind::Protocol, "Bearer challenge without realm"))?;
+    let uri = realm
+        .parse()
+        .ok()
+        .filter(|u: &Uri| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some())
+        .ok_or_else(|| {
+            let shown = crate::error::redact_url(realm);
+            Error::new(ErrorKind::Protocol, format!("bad token realm {shown:?}"))
+        })?;
+    Ok((realm, uri))
 }
 
 /// What a token endpoint's 200 JSON `body` without a token said: its error messages
