@@ -33,7 +33,7 @@ pub(super) fn has_user_info(s: &str) -> bool {
 /// The locator as it may be shown in a message: without user information
 /// (`user:password@host/…`), which has no place in a locator and must not reach a
 /// terminal or a log.
-pub(super) fn shown(s: &str) -> String {
+pub(crate) fn shown(s: &str) -> String {
     if has_user_info(s) {
         crate::error::redact_url(s)
     } else {
