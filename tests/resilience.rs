@@ -642,22 +642,19 @@ fn catches(pid: u32, signal: i32) -> Option<bool> {
     (!zombie).then_some(mask & (1 << (signal - 1)) != 0)
 }
 
-/// A second Ctrl-C ends a stopping batch at once, as Ctrl-C's default does: the first
-/// stops it cleanly, which takes a while when the reader of its output does not read (or
-/// a disk does not answer), and a second was caught and ignored by the handler the first
-/// left in place.
-#[test]
-fn a_second_sigint_ends_a_stopping_batch_at_once() {
-    use std::os::unix::process::ExitStatusExt;
-    let reg = FakeRegistry::start();
-    let blobs = fill(&reg, 40, 200_000);
+/// A batch of framed output to a pipe nobody reads, stuck once the pipe is full, so that a
+/// stop waits its while for the output; with dist's handler for SIGINT in place. The
+/// pipe's reading end is returned, to be held: closed, the batch would stop on its own.
+fn a_batch_stuck_on_its_output(
+    reg: &FakeRegistry,
+) -> (std::process::Child, std::process::ChildStdout) {
+    let blobs = fill(reg, 40, 200_000);
     let mut child = Dist::new().spawn(
-        &["fetch", &repo(&reg), "-", "-j", "4"],
+        &["fetch", &repo(reg), "-", "-j", "4"],
         lines(&blobs).as_bytes(),
     );
     let pid = child.id();
-    // 8 MB of frames against a pipe nobody reads: output is stuck once the pipe is full,
-    // and the stop waits its while for it.
+    // 8 MB of frames against a pipe nobody reads.
     let out = child.stdout.take().unwrap();
     support::wait::until("stdout's pipe full", || {
         use std::os::fd::AsRawFd;
@@ -672,18 +669,55 @@ fn a_second_sigint_ends_a_stopping_batch_at_once() {
     support::wait::until("dist's handler for SIGINT", || {
         catches(pid, libc::SIGINT) == Some(true)
     });
-    assert_eq!(unsafe_kill(pid, libc::SIGINT), 0);
-    support::wait::until("the first SIGINT taken", || {
+    (child, out)
+}
+
+/// Sends `signal` to a batch from [`a_batch_stuck_on_its_output`] and waits until its
+/// stop has begun (its handler for SIGINT given back), dist still running.
+fn begin_stop(pid: u32, signal: i32) {
+    assert_eq!(unsafe_kill(pid, signal), 0);
+    support::wait::until("the stop begun", || {
         catches(pid, libc::SIGINT) != Some(true)
     });
     assert_eq!(
         catches(pid, libc::SIGINT),
         Some(false),
-        "dist exited before a second SIGINT"
+        "dist exited before a second signal"
     );
+}
+
+/// A second Ctrl-C ends a stopping batch at once, as Ctrl-C's default does: the first
+/// stops it cleanly, which takes a while when the reader of its output does not read (or
+/// a disk does not answer), and a second was caught and ignored by the handler the first
+/// left in place.
+#[test]
+fn a_second_sigint_ends_a_stopping_batch_at_once() {
+    use std::os::unix::process::ExitStatusExt;
+    let reg = FakeRegistry::start();
+    let (mut child, _out) = a_batch_stuck_on_its_output(&reg);
+    let pid = child.id();
+    begin_stop(pid, libc::SIGINT);
     assert_eq!(unsafe_kill(pid, libc::SIGINT), 0);
     let status = exit_within(&mut child, Duration::from_secs(30), "a second SIGINT");
     assert_eq!(status.signal(), Some(libc::SIGINT), "{status:?}");
+}
+
+/// A closed terminal sends SIGHUP twice: the shell passes its own on to its jobs, and the
+/// kernel sends another to the foreground job as the shell, the session's leader, exits
+/// (systemd's `SendSIGHUP=` sends one right after SIGTERM). The second is no user asking
+/// for a quicker end: it killed the stopping batch on the spot, the very loss that
+/// handling SIGHUP is there to prevent.
+#[test]
+fn a_second_sighup_does_not_end_a_stopping_batch() {
+    let reg = FakeRegistry::start();
+    for first in [libc::SIGHUP, libc::SIGTERM] {
+        let (mut child, _out) = a_batch_stuck_on_its_output(&reg);
+        let pid = child.id();
+        begin_stop(pid, first);
+        assert_eq!(unsafe_kill(pid, libc::SIGHUP), 0);
+        let status = exit_within(&mut child, Duration::from_secs(30), "a stop");
+        assert_eq!(status.code(), Some(128 + first), "{first}: {status:?}");
+    }
 }
 
 /// A signal ignored when dist starts stays ignored: `nohup` ignores SIGHUP, a shell running

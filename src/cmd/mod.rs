@@ -458,10 +458,13 @@ pub async fn stopped(global: &Global) -> Stop {
     };
     // The stop takes a while when the reader of the output does not read or a disk does
     // not answer, and dist's handlers stay installed meanwhile: a second Ctrl-C was caught
-    // and ignored. From here a signal does what it would without dist, ending the run at
-    // once (a shell sees 130 for SIGINT); a killed run's temporary files go with the next.
+    // and ignored. From here SIGINT and SIGTERM do what they would without dist, ending
+    // the run at once (a shell sees 130 for SIGINT); a killed run's temporary files go
+    // with the next. Not SIGHUP: a closed terminal sends it twice (the shell passes its
+    // own on to its jobs, then the kernel sends another as the shell exits), and systemd's
+    // `SendSIGHUP=` right after SIGTERM; none is asking for a quicker end.
     let handled = HANDLED.load(Ordering::Relaxed);
-    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
         if handled & (1 << signal) != 0 {
             // SAFETY: SIG_DFL for a signal tokio caught; its handler, left registered
             // with tokio, is simply no longer called.
@@ -472,7 +475,7 @@ pub async fn stopped(global: &Global) -> Stop {
 }
 
 /// The signals dist has set a handler for, as `1 << signal`: those not ignored as it
-/// started, whose handler a stop gives back.
+/// started, of which a stop gives back SIGINT's and SIGTERM's.
 static HANDLED: AtomicU64 = AtomicU64::new(0);
 
 /// Resolves on SIGINT, SIGTERM or SIGHUP with the conventional exit status (128 + signal).

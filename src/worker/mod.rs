@@ -284,10 +284,12 @@ fn is_wellformed(text: &str) -> bool {
 }
 
 /// The object a bad line names, for its error: the first word, or a descriptor's `digest`
-/// if the JSON holds one as one word (its other fields may be what is wrong).
+/// if the JSON holds one as one word (its other fields may be what is wrong). Without the
+/// user information a registry's URL pasted with its login holds: the object goes to
+/// stdout and the report, where its error takes care not to show it.
 fn first_word(text: &str) -> String {
     let t = text.trim();
-    if t.starts_with('{') {
+    let word = if t.starts_with('{') {
         let value: Option<serde_json::Value> = serde_json::from_str(t).ok();
         let digest = value
             .as_ref()
@@ -295,9 +297,11 @@ fn first_word(text: &str) -> String {
             .filter(|d| {
                 !d.is_empty() && !d.contains(|c: char| c.is_whitespace() || c.is_control())
             });
-        return digest.unwrap_or("-").to_string();
-    }
-    t.split_whitespace().next().unwrap_or("-").to_string()
+        digest.unwrap_or("-").to_string()
+    } else {
+        t.split_whitespace().next().unwrap_or("-").to_string()
+    };
+    crate::reference::without_credentials(&word)
 }
 
 fn ready_error(
@@ -396,6 +400,23 @@ mod tests {
             r#"{"digest":7}"#,
         ] {
             assert_eq!(first_word(nameless), "-", "{nameless}");
+        }
+    }
+
+    /// A line that is a registry's URL with its login (`me:s3cret@reg.example`) is refused
+    /// without it in the error, and was reported under it all the same: the object of its
+    /// frame or JSON line, on stdout and in the --report file, was the password and all.
+    #[test]
+    fn a_bad_line_holding_credentials_is_reported_without_them() {
+        for line in [
+            "me:s3cret@reg.example",
+            "me:s3cret@reg.example/team/app size:3",
+            "https://me:s3cret@reg.example",
+            r#"{"digest":"me:s3cret@reg.example/app","size":3}"#,
+        ] {
+            let shown = first_word(line);
+            assert!(!shown.contains("s3cret"), "{line}: {shown}");
+            assert!(shown.contains("reg.example"), "{line}: {shown}");
         }
     }
 
