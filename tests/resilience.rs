@@ -673,17 +673,27 @@ fn a_batch_stuck_on_its_output(
 }
 
 /// Sends `signal` to a batch from [`a_batch_stuck_on_its_output`] and waits until its
-/// stop has begun (its handler for SIGINT given back), dist still running.
-fn begin_stop(pid: u32, signal: i32) {
+/// stop has begun (its handler for SIGINT given back); whether dist is still running, as
+/// it is for the 2 s its output gets to finish, unless this thread was kept off a core
+/// for all of them (a loaded machine), when the caller tries again.
+fn begin_stop(pid: u32, signal: i32) -> bool {
     assert_eq!(unsafe_kill(pid, signal), 0);
     support::wait::until("the stop begun", || {
         catches(pid, libc::SIGINT) != Some(true)
     });
-    assert_eq!(
-        catches(pid, libc::SIGINT),
-        Some(false),
-        "dist exited before a second signal"
-    );
+    catches(pid, libc::SIGINT) == Some(false)
+}
+
+/// Runs `case` (which says whether its second signal reached a stopping dist) until it
+/// does, three times at most.
+fn within_a_stop(what: &str, mut case: impl FnMut() -> bool) {
+    for _ in 0..3 {
+        if case() {
+            return;
+        }
+        eprintln!("{what}: dist exited before the second signal; again");
+    }
+    panic!("{what}: dist exited before the second signal three times");
 }
 
 /// A second Ctrl-C ends a stopping batch at once, as Ctrl-C's default does: the first
@@ -694,12 +704,19 @@ fn begin_stop(pid: u32, signal: i32) {
 fn a_second_sigint_ends_a_stopping_batch_at_once() {
     use std::os::unix::process::ExitStatusExt;
     let reg = FakeRegistry::start();
-    let (mut child, _out) = a_batch_stuck_on_its_output(&reg);
-    let pid = child.id();
-    begin_stop(pid, libc::SIGINT);
-    assert_eq!(unsafe_kill(pid, libc::SIGINT), 0);
-    let status = exit_within(&mut child, Duration::from_secs(30), "a second SIGINT");
-    assert_eq!(status.signal(), Some(libc::SIGINT), "{status:?}");
+    within_a_stop("a second SIGINT", || {
+        let (mut child, _out) = a_batch_stuck_on_its_output(&reg);
+        let pid = child.id();
+        let stopping = begin_stop(pid, libc::SIGINT);
+        if stopping {
+            assert_eq!(unsafe_kill(pid, libc::SIGINT), 0);
+        }
+        let status = exit_within(&mut child, Duration::from_secs(30), "a second SIGINT");
+        if stopping {
+            assert_eq!(status.signal(), Some(libc::SIGINT), "{status:?}");
+        }
+        stopping
+    });
 }
 
 /// A closed terminal sends SIGHUP twice: the shell passes its own on to its jobs, and the
@@ -711,12 +728,17 @@ fn a_second_sigint_ends_a_stopping_batch_at_once() {
 fn a_second_sighup_does_not_end_a_stopping_batch() {
     let reg = FakeRegistry::start();
     for first in [libc::SIGHUP, libc::SIGTERM] {
-        let (mut child, _out) = a_batch_stuck_on_its_output(&reg);
-        let pid = child.id();
-        begin_stop(pid, first);
-        assert_eq!(unsafe_kill(pid, libc::SIGHUP), 0);
-        let status = exit_within(&mut child, Duration::from_secs(30), "a stop");
-        assert_eq!(status.code(), Some(128 + first), "{first}: {status:?}");
+        within_a_stop("a second SIGHUP", || {
+            let (mut child, _out) = a_batch_stuck_on_its_output(&reg);
+            let pid = child.id();
+            let stopping = begin_stop(pid, first);
+            if stopping {
+                assert_eq!(unsafe_kill(pid, libc::SIGHUP), 0);
+            }
+            let status = exit_within(&mut child, Duration::from_secs(30), "a stop");
+            assert_eq!(status.code(), Some(128 + first), "{first}: {status:?}");
+            stopping
+        });
     }
 }
 
