@@ -971,3 +971,23 @@ fn dropping_the_registry_ends_stalled_connections_promptly() {
     assert!(got.body.len() < 1000, "cut off mid-body");
     assert!(TcpStream::connect(addr).is_err(), "no longer listening");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The framed-output reader the worker's tests share.
+
+/// A frame whose header names other content than its body was read back as good: a test
+/// comparing the body alone passed it.
+#[test]
+#[should_panic(expected = "the header's digest is the body's")]
+fn parse_frames_refuses_a_digest_other_than_the_body_s() {
+    let other = digest_of(b"other");
+    let frame = format!("obj {other} 5 -\nhello\n");
+    support::cli::parse_frames(frame.as_bytes());
+}
+
+#[test]
+fn parse_frames_reads_a_frame_whose_digest_is_its_body_s() {
+    let frame = format!("obj {} 5 -\nhello\n", digest_of(b"hello"));
+    let frames = support::cli::parse_frames(frame.as_bytes());
+    assert_eq!(frames[0].result.as_ref().unwrap().2, b"hello");
+}
