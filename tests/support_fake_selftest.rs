@@ -784,9 +784,19 @@ fn bearer_challenge_then_token_then_access() {
     assert_eq!(exchange(registry.addr(), "GET", &path, &auth).status, 200);
     assert_eq!(exchange(registry.addr(), "GET", "/v2/", &auth).status, 200);
 
-    // The token is scoped to the repository it was asked for.
+    // The token is scoped to the repository it was asked for, and a refusal says why, as
+    // docker-registry's does.
     let other = blob_path("team/other", &registry.blob("team/other", b"y"));
-    assert_eq!(exchange(registry.addr(), "GET", &other, &auth).status, 401);
+    let cross = exchange(registry.addr(), "GET", &other, &auth);
+    assert_eq!(cross.status, 401);
+    assert!(
+        cross
+            .header("www-authenticate")
+            .unwrap()
+            .ends_with(",scope=\"repository:team/other:pull\",error=\"insufficient_scope\""),
+        "{:?}",
+        cross.header("www-authenticate")
+    );
     assert_eq!(registry.token_requests(), 1);
     let records = registry.requests();
     assert_eq!(records.last().unwrap().auth_scheme(), Some("Bearer"));
@@ -869,10 +879,15 @@ fn invalidate_tokens_revokes_every_token_at_once() {
     registry.invalidate_tokens();
     let denied = exchange(registry.addr(), "GET", &path, &auth);
     assert_eq!(denied.status, 401);
-    assert!(denied
-        .header("www-authenticate")
-        .unwrap()
-        .starts_with("Bearer realm="));
+    let challenge = denied.header("www-authenticate").unwrap();
+    assert!(challenge.starts_with("Bearer realm="), "{challenge}");
+    assert!(
+        challenge.ends_with(",error=\"invalid_token\""),
+        "{challenge}"
+    );
+    // Without a token, the challenge names no error.
+    let bare = get(registry.addr(), &path);
+    assert!(!bare.header("www-authenticate").unwrap().contains("error="));
 }
 
 // ---------------------------------------------------------------------------------------------
