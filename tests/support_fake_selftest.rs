@@ -531,6 +531,22 @@ fn ignore_range_answers_200_with_everything() {
     assert_eq!(got.header("content-range"), None);
 }
 
+/// A server ignoring where a range ends is a registry all the same: it says the digest as
+/// its every blob answer does (the fake's left it out).
+#[test]
+fn range_to_end_answers_from_the_start_to_the_end_as_a_registry() {
+    let registry = FakeRegistry::start();
+    let body = content(100);
+    let digest = registry.blob("app", &body);
+    let path = blob_path("app", &digest);
+    registry.push_fault(&path, Fault::RangeToEnd);
+    let got = exchange(registry.addr(), "GET", &path, &[("Range", "bytes=10-19")]);
+    assert_eq!(got.status, 206);
+    assert_eq!(got.body, body[10..]);
+    assert_eq!(got.header("content-range"), Some("bytes 10-99/100"));
+    assert_eq!(got.header("docker-content-digest"), Some(digest.as_str()));
+}
+
 #[test]
 fn redirect_points_at_a_recorder_that_serves_and_records() {
     let registry = FakeRegistry::builder()
