@@ -77,9 +77,18 @@ impl Hints {
                 // `sha256:a sha256:b`, digests joined onto one line (`paste -s`, a
                 // `jq` without `[]`): read as a hint, every digest after the first would
                 // be skipped without a word.
-                "sha256" | "sha384" | "sha512" | "blake3" => {
+                // `SHA256:…` too: as an unknown key it was skipped just as silently.
+                _ if ["sha256", "sha384", "sha512", "blake3"]
+                    .iter()
+                    .any(|a| key.eq_ignore_ascii_case(a)) =>
+                {
+                    let case = if key.bytes().any(|b| b.is_ascii_uppercase()) {
+                        "; digests are written in lowercase"
+                    } else {
+                        ""
+                    };
                     return Err(Error::invalid(format!(
-                        "a digest where a hint goes ({}): objects go one to a line of `dist fetch LOCATOR -`",
+                        "a digest where a hint goes ({}): objects go one to a line of `dist fetch LOCATOR -`{case}",
                         crate::server_text::cut_to(word.to_string(), 80)
                     )));
                 }
@@ -197,6 +206,17 @@ mod tests {
             "{e}"
         );
         assert!(Hints::parse(["sha512:abc"]).is_err());
+        // An uppercase algorithm was an unknown key, skipped without a word.
+        let upper = format!("SHA256:{}", "A".repeat(64));
+        let e = Hints::parse([upper.as_str()]).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
+        assert!(
+            e.to_string().ends_with(
+                "objects go one to a line of `dist fetch LOCATOR -`; digests are written in lowercase"
+            ),
+            "{e}"
+        );
+        assert!(Hints::parse(["Sha512:abc"]).is_err());
     }
 
     #[test]

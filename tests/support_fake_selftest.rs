@@ -531,6 +531,22 @@ fn ignore_range_answers_200_with_everything() {
     assert_eq!(got.header("content-range"), None);
 }
 
+/// A server ignoring where a range ends is a registry all the same: it says the digest as
+/// its every blob answer does (the fake's left it out).
+#[test]
+fn range_to_end_answers_from_the_start_to_the_end_as_a_registry() {
+    let registry = FakeRegistry::start();
+    let body = content(100);
+    let digest = registry.blob("app", &body);
+    let path = blob_path("app", &digest);
+    registry.push_fault(&path, Fault::RangeToEnd);
+    let got = exchange(registry.addr(), "GET", &path, &[("Range", "bytes=10-19")]);
+    assert_eq!(got.status, 206);
+    assert_eq!(got.body, body[10..]);
+    assert_eq!(got.header("content-range"), Some("bytes 10-99/100"));
+    assert_eq!(got.header("docker-content-digest"), Some(digest.as_str()));
+}
+
 #[test]
 fn redirect_points_at_a_recorder_that_serves_and_records() {
     let registry = FakeRegistry::builder()
@@ -784,9 +800,19 @@ fn bearer_challenge_then_token_then_access() {
     assert_eq!(exchange(registry.addr(), "GET", &path, &auth).status, 200);
     assert_eq!(exchange(registry.addr(), "GET", "/v2/", &auth).status, 200);
 
-    // The token is scoped to the repository it was asked for.
+    // The token is scoped to the repository it was asked for, and a refusal says why, as
+    // docker-registry's does.
     let other = blob_path("team/other", &registry.blob("team/other", b"y"));
-    assert_eq!(exchange(registry.addr(), "GET", &other, &auth).status, 401);
+    let cross = exchange(registry.addr(), "GET", &other, &auth);
+    assert_eq!(cross.status, 401);
+    assert!(
+        cross
+            .header("www-authenticate")
+            .unwrap()
+            .ends_with(",scope=\"repository:team/other:pull\",error=\"insufficient_scope\""),
+        "{:?}",
+        cross.header("www-authenticate")
+    );
     assert_eq!(registry.token_requests(), 1);
     let records = registry.requests();
     assert_eq!(records.last().unwrap().auth_scheme(), Some("Bearer"));
@@ -869,10 +895,15 @@ fn invalidate_tokens_revokes_every_token_at_once() {
     registry.invalidate_tokens();
     let denied = exchange(registry.addr(), "GET", &path, &auth);
     assert_eq!(denied.status, 401);
-    assert!(denied
-        .header("www-authenticate")
-        .unwrap()
-        .starts_with("Bearer realm="));
+    let challenge = denied.header("www-authenticate").unwrap();
+    assert!(challenge.starts_with("Bearer realm="), "{challenge}");
+    assert!(
+        challenge.ends_with(",error=\"invalid_token\""),
+        "{challenge}"
+    );
+    // Without a token, the challenge names no error.
+    let bare = get(registry.addr(), &path);
+    assert!(!bare.header("www-authenticate").unwrap().contains("error="));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -970,4 +1001,24 @@ fn dropping_the_registry_ends_stalled_connections_promptly() {
     let got = client.join().unwrap();
     assert!(got.body.len() < 1000, "cut off mid-body");
     assert!(TcpStream::connect(addr).is_err(), "no longer listening");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The framed-output reader the worker's tests share.
+
+/// A frame whose header names other content than its body was read back as good: a test
+/// comparing the body alone passed it.
+#[test]
+#[should_panic(expected = "the header's digest is the body's")]
+fn parse_frames_refuses_a_digest_other_than_the_body_s() {
+    let other = digest_of(b"other");
+    let frame = format!("obj {other} 5 -\nhello\n");
+    support::cli::parse_frames(frame.as_bytes());
+}
+
+#[test]
+fn parse_frames_reads_a_frame_whose_digest_is_its_body_s() {
+    let frame = format!("obj {} 5 -\nhello\n", digest_of(b"hello"));
+    let frames = support::cli::parse_frames(frame.as_bytes());
+    assert_eq!(frames[0].result.as_ref().unwrap().2, b"hello");
 }

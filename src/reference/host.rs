@@ -78,11 +78,19 @@ pub(super) fn validate_host(host: &str) -> std::result::Result<(), String> {
         }
     }
     if let Some(port) = port {
-        if port.parse::<u16>().is_err() {
-            return Err(format!("bad port {port:?}"));
+        if !is_port(port) {
+            return Err(format!(
+                "bad port {port:?}: a port is decimal digits, at most 65535"
+            ));
         }
     }
     Ok(())
+}
+
+/// Whether `port` is a port as URLs write one: digits only. Rust's own parser also takes
+/// a sign, and `reg.example:+5000` was taken and sent as `Host: reg.example:+5000`.
+fn is_port(port: &str) -> bool {
+    !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok()
 }
 
 /// `host` (an IPv6 address without brackets, with or without a port after it) as it is
@@ -94,9 +102,7 @@ pub(crate) fn bracketed_ipv6(host: &str) -> Option<String> {
         return None;
     }
     let with_port = host.rsplit_once(':').filter(|(addr, port)| {
-        !addr.ends_with(':')
-            && addr.parse::<std::net::Ipv6Addr>().is_ok()
-            && port.parse::<u16>().is_ok()
+        !addr.ends_with(':') && addr.parse::<std::net::Ipv6Addr>().is_ok() && is_port(port)
     });
     match with_port {
         Some((addr, port)) => Some(format!("[{addr}]:{port}")),
@@ -189,6 +195,28 @@ mod tests {
         assert!(e.to_string().contains("[::1]:5000"), "{e}");
         // A host and port is no address.
         assert_eq!(repo("reg.example:5000/x").host(), "reg.example:5000");
+    }
+
+    /// `u16::from_str` takes a leading '+': `reg.example:+5000` was accepted and sent as
+    /// `Host: reg.example:+5000`.
+    #[test]
+    fn a_port_is_digits_only() {
+        for s in [
+            "reg.example:+5000/app",
+            "[::1]:+5000/app",
+            "localhost:-1/app",
+        ] {
+            let e = s.parse::<Repository>().unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidInput, "{s}");
+            assert!(
+                e.to_string().contains("a port is decimal digits"),
+                "{s}: {e}"
+            );
+        }
+        // Not offered as the bracketed spelling of an address and a port either.
+        let e = "::1:+5000/app".parse::<Repository>().unwrap_err();
+        assert!(!e.to_string().contains("[::1]:+5000"), "{e}");
+        assert_eq!(repo("reg.example:05000/x").host(), "reg.example:05000");
     }
 
     /// A URL reads `[::1]5000` as `[::1]` on the scheme's port: the locator was taken, and

@@ -64,6 +64,14 @@ impl FromStr for Object {
             )));
         }
         if let Some((tag, digest)) = s.split_once('@') {
+            // `${TAG}@${DIGEST}` with the digest unset: whatever is before the '@' (a digest
+            // as often as a tag) is not what is wrong.
+            if digest.is_empty() {
+                return Err(Error::invalid(format!(
+                    "invalid object {s:?}: nothing after '@'; write the digest there, or \
+                     leave the '@' out ({tag})"
+                )));
+            }
             if !is_tag(tag) {
                 if let Some(e) = pasted_reference(s, None) {
                     return Err(e);
@@ -195,6 +203,25 @@ mod tests {
         );
         assert!("v1@sha256:abc".parse::<Object>().is_err());
         assert!(format!("v1@{d}@{d}").parse::<Object>().is_err());
+    }
+
+    /// `sha256:…@` was refused as "\"sha256:…\" before '@' is not a tag", naming a
+    /// digest as the fault and not the empty place after the '@'.
+    #[test]
+    fn nothing_after_the_at_sign_is_named() {
+        let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        for before in [d, "v1"] {
+            let s = format!("{before}@");
+            let e = s.parse::<Object>().unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "invalid object {s:?}: nothing after '@'; write the digest there, or \
+                     leave the '@' out ({before})"
+                )
+            );
+        }
     }
 
     /// An image reference where the object goes gets the object it holds, not a complaint

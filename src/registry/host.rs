@@ -781,6 +781,14 @@ fn api_root(url: &str, override_path: bool) -> Option<(String, String)> {
             return None;
         }
     }
+    // It reads a port with `u16::from_str`, which takes a leading '+': the mirror was
+    // asked as `Host: reg.example:+5000`.
+    if uri
+        .port()
+        .is_some_and(|p| !p.as_str().bytes().all(|b| b.is_ascii_digit()))
+    {
+        return None;
+    }
     let path = uri.path().trim_end_matches('/');
     let v2 = if override_path || path.ends_with("/v2") {
         ""
@@ -814,6 +822,16 @@ mod tests {
         ] {
             assert_eq!(api_root(url, false), None, "{url}");
         }
+    }
+
+    /// `http::Uri` reads a port with `u16::from_str`, which takes a leading '+': a mirror
+    /// at `reg.example:+5000` was asked with `Host: reg.example:+5000`.
+    #[test]
+    fn a_mirror_s_port_is_digits_only() {
+        for url in ["http://reg.example:+5000", "http://[::1]:+5000/cache"] {
+            assert_eq!(api_root(url, false), None, "{url}");
+        }
+        assert!(api_root("http://reg.example:5000", false).is_some());
     }
 
     /// A `Retry-After` date read by the local clock is a fraction past whole seconds:

@@ -83,17 +83,17 @@ impl Spool {
         }
     }
 
-    /// Drops everything, for a fetch that starts over.
-    pub fn clear(&mut self) -> io::Result<()> {
+    /// Drops everything, for a fetch that starts over, which spills to a new file if it
+    /// grows past the threshold again.
+    pub fn clear(&mut self) {
         self.chunks.clear();
         self.len = 0;
-        if let Some(f) = &mut self.file {
-            f.flush()?;
-            let file = f.get_mut();
-            file.set_len(0)?;
-            file.seek(SeekFrom::Start(0))?;
+        // Taken apart, not dropped: a `BufWriter` writes out its buffer when dropped, and
+        // up to 256 KiB of bytes about to be thrown away failed the object on a full
+        // `TMPDIR` rather than letting it be fetched again.
+        if let Some(f) = self.file.take() {
+            drop(f.into_parts());
         }
-        Ok(())
     }
 
     /// Writes the whole content to `out`, handing it the chunks themselves when they are in
@@ -181,7 +181,31 @@ mod tests {
         let mut out = Vec::new();
         s.copy_to(&mut out).unwrap();
         assert_eq!(out, b"abcdefg");
-        s.clear().unwrap();
+        s.clear();
+        assert!(!s.spilled());
+        s.push(Bytes::from_static(b"xy")).unwrap();
+        let mut out = Vec::new();
+        s.copy_to(&mut out).unwrap();
+        assert_eq!(out, b"xy");
+    }
+
+    /// Clearing wrote out the buffered bytes it was about to throw away: on a full
+    /// `TMPDIR` the object failed instead of being fetched again.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn clearing_writes_nothing_out() {
+        let mut s = Spool::new(4);
+        s.push(Bytes::from_static(b"abcdefg")).unwrap();
+        assert!(s.spilled());
+        // A file every write to fails with ENOSPC, as one on a full disk.
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        s.file = Some(io::BufWriter::with_capacity(256 << 10, full));
+        s.push(Bytes::from_static(b"buffered, never written"))
+            .unwrap();
+        s.clear();
         s.push(Bytes::from_static(b"xy")).unwrap();
         let mut out = Vec::new();
         s.copy_to(&mut out).unwrap();

@@ -134,7 +134,7 @@ async fn to_spool(
             Err(e) if e.is_corruption() && attempt < VERIFY_ATTEMPTS => {
                 tracing::warn!(object = %job.object, error = %e, "content did not verify; fetching again");
                 tally.again();
-                spool.clear().map_err(spool_failed)?;
+                spool.clear();
                 attempt += 1;
                 failures = 0;
             }
@@ -142,7 +142,7 @@ async fn to_spool(
             Err(e) if e.restart().is_some() => {
                 tracing::debug!(object = %job.object, error = %e, "the body broke and cannot be resumed; fetching again");
                 tally.again();
-                spool.clear().map_err(spool_failed)?;
+                spool.clear();
                 failures = e.restart().unwrap_or_default();
             }
             Err(e) => return Err(e),

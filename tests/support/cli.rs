@@ -218,6 +218,17 @@ pub fn sha256(data: &[u8]) -> String {
     s
 }
 
+/// The digest of `data` in the algorithm `digest` names (`None` for one not known here).
+fn digest_as(digest: &str, data: &[u8]) -> Option<String> {
+    use sha2::Digest as _;
+    let hex = |h: &[u8]| h.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    match digest.split_once(':')?.0 {
+        "sha256" => Some(format!("sha256:{}", hex(&sha2::Sha256::digest(data)))),
+        "sha512" => Some(format!("sha512:{}", hex(&sha2::Sha512::digest(data)))),
+        _ => None,
+    }
+}
+
 /// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
 pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -285,6 +296,13 @@ pub fn parse_frames(mut data: &[u8]) -> Vec<Frame> {
         assert!(data.len() > size, "frame body truncated");
         let body = data[..size].to_vec();
         assert_eq!(data[size], b'\n', "frame body must end with a newline");
+        // The header's digest is what a reader keys the content by: a test comparing the
+        // body alone would pass a frame whose digest names other content.
+        assert_eq!(
+            digest_as(second, &body).as_deref(),
+            Some(second),
+            "frame of {object}: the header's digest is the body's"
+        );
         data = &data[size + 1..];
         frames.push(Frame {
             object,

@@ -144,10 +144,19 @@ impl AuthState {
         *self.challenges.lock().unwrap() = Some(headers);
     }
 
-    /// The 401 challenges for `route`: the registry's own spelling, if set.
-    pub fn challenges(&self, route: &Route) -> Vec<HeaderValue> {
+    /// The 401 challenges for `route`: the registry's own spelling, if set. `error` is the
+    /// bearer `error` parameter the mode's own challenge carries.
+    fn challenges(&self, route: &Route, error: Option<&str>) -> Vec<HeaderValue> {
         let Some(own) = self.challenges.lock().unwrap().clone() else {
-            return self.challenge(route).into_iter().collect();
+            let challenge = self.challenge(route);
+            return match (challenge, error) {
+                (Some(value), Some(error)) => {
+                    let value = value.to_str().expect("an ASCII challenge");
+                    let value = format!("{value},error=\"{error}\"");
+                    vec![HeaderValue::from_str(&value).expect("challenge header")]
+                }
+                (challenge, _) => challenge.into_iter().collect(),
+            };
         };
         let scope = route
             .repository()
@@ -204,12 +213,27 @@ impl AuthState {
             .headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
+        // A bearer token refused says why, as the distribution registry's token
+        // controller does: `invalid_token` for one unknown or expired, `insufficient_scope`
+        // for one live but not granting this repository.
+        let mut error = None;
         let allowed = match self.mode() {
             Auth::None => true,
             Auth::Basic { user, pass } => authorization == Some(&basic(&user, &pass)),
-            Auth::Bearer { .. } => authorization
-                .and_then(|value| value.strip_prefix("Bearer "))
-                .is_some_and(|token| self.grants(token, route.repository())),
+            Auth::Bearer { .. } => match authorization.and_then(|v| v.strip_prefix("Bearer ")) {
+                None => false,
+                Some(token) => match self.grants(token, route.repository()) {
+                    Some(true) => true,
+                    Some(false) => {
+                        error = Some("insufficient_scope");
+                        false
+                    }
+                    None => {
+                        error = Some("invalid_token");
+                        false
+                    }
+                },
+            },
         };
         let stale = authorization.is_some_and(|a| a.starts_with("Basic "))
             && self.stale_basic_forbidden.load(Ordering::SeqCst);
@@ -226,7 +250,7 @@ impl AuthState {
             ),
             false => {
                 let mut denied = unauthorized(None);
-                for challenge in self.challenges(route) {
+                for challenge in self.challenges(route, error) {
                     denied.headers_mut().append(WWW_AUTHENTICATE, challenge);
                 }
                 Some(denied)
@@ -234,25 +258,24 @@ impl AuthState {
         }
     }
 
-    /// Whether `token` is live and, for a repository, grants pull on it.
-    fn grants(&self, token: &str, repository: Option<&str>) -> bool {
+    /// For a live `token`, whether it grants pull on `repository` (any live token opens
+    /// `/v2/`); `None` for a token unknown, revoked or expired.
+    fn grants(&self, token: &str, repository: Option<&str>) -> Option<bool> {
         let tokens = self.tokens.lock().unwrap();
-        let Some(grant) = tokens.get(token) else {
-            return false;
-        };
+        let grant = tokens.get(token)?;
         if grant.expires <= Instant::now() {
-            return false;
+            return None;
         }
         let Some(name) = repository else {
-            return true;
+            return Some(true);
         };
-        grant.scopes.iter().any(|scope| {
+        Some(grant.scopes.iter().any(|scope| {
             let Some((resource, actions)) = scope.rsplit_once(':') else {
                 return false;
             };
             resource.strip_prefix("repository:") == Some(name)
                 && actions.split(',').any(|a| a == "pull" || a == "*")
-        })
+        }))
     }
 
     /// `GET /token?service=..&scope=..`: a token for the scopes asked (several `scope`

@@ -201,6 +201,7 @@ fn respond(
             match (start, content.blobs.get(&(name.clone(), digest.clone()))) {
                 (Some(start), Some(bytes)) => {
                     serve_bytes(bytes, Some(&format!("bytes={start}-")), true)
+                        .header("docker-content-digest", digest)
                 }
                 _ => prepared,
             }
