@@ -496,7 +496,8 @@ impl Transport {
                     let reused = e.connect_info().is_some_and(answered_before);
                     let refused = || self.refusals.of(&req.url);
                     let ours = self.opts.client_identity.as_ref();
-                    let e = classify_client_error(e, refused, ours).with_url(&req.url);
+                    let e = classify_client_error(e, refused, ours, by_address(&req.url))
+                        .with_url(&req.url);
                     // A worker fed slowly finds its pooled connections as it left them,
                     // though a load balancer or NAT may have dropped them all meanwhile,
                     // saying so only as a request goes out on each. Every one of them is
@@ -646,6 +647,13 @@ fn answered_before(connected: &hyper_util::client::legacy::connect::Connected) -
     extras
         .get::<limit::Answered>()
         .is_some_and(limit::Answered::before)
+}
+
+/// Whether `url` names its host by IP address, to which TLS sends no server name.
+fn by_address(url: &Uri) -> bool {
+    url.host()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+        .is_some_and(|h| h.parse::<std::net::IpAddr>().is_ok())
 }
 
 /// A URL for messages and logs: without its query (pre-signed CDN URLs carry credentials
