@@ -2,7 +2,7 @@
 //! dist's error kinds, in words a user can act on.
 
 use super::refusal::Ending;
-use super::{handshake, pinned, proxy, tls, MAX_RESPONSE_HEADERS, MAX_RESPONSE_HEADER_LIST};
+use super::{dns, handshake, pinned, proxy, tls, MAX_RESPONSE_HEADERS, MAX_RESPONSE_HEADER_LIST};
 use crate::error::{Error, ErrorKind};
 
 /// Whether `e` is a request lost, before any answer, by a connection that had been made: a
@@ -81,6 +81,15 @@ pub(super) fn classify_client_error(
                  verify (one that ends in a number, as 10.0.0.256 or 127.1: a mistyped \
                  address?)",
             );
+        }
+        // Wrapped in an io::Error, whose `source` skips it.
+        let lookup = s
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            .and_then(|inner| inner.downcast_ref::<dns::LookupTimedOut>());
+        if let Some(lookup) = lookup {
+            // A DNS server that did not answer may in a moment: retried.
+            return Error::new(ErrorKind::Connect, format!("cannot connect: {lookup}"));
         }
         if let Some(failure) = rustls_error(s) {
             if let Some(why) = certificate_failure(failure, ours) {
