@@ -121,8 +121,8 @@ pub struct Global {
     #[arg(long, global = true, default_value_t = 5, value_name = "N")]
     pub retries: u32,
 
-    /// Give up on a TCP connection that is not established within this long, and on a
-    /// proxy's tunnel or a TLS handshake not done within this long after it.
+    /// Give up on a host's DNS lookup, and on a TCP connection, that does not finish within
+    /// this long, and on a proxy's tunnel or a TLS handshake not done within this long after it.
     #[arg(long, global = true, default_value = "30s", value_parser = parse_timeout, value_name = "DURATION")]
     pub connect_timeout: Duration,
 

@@ -684,6 +684,20 @@ client = "/certs/both.pem"
         }
     }
 
+    /// containerd's `parseHostConfig` puts `https://` before any host without a scheme,
+    /// loopback or not, and has no `plain-http`: a file made for it with a TLS mirror on
+    /// loopback keeps it https here, where `--mirror` reads loopback as a locator does.
+    #[test]
+    fn a_loopback_host_without_a_scheme_in_hosts_toml_is_https_as_in_containerd() {
+        let f = HostsFile::parse(
+            "[host.\"127.0.0.1:5001\"]\n[host.\"localhost:5002\"]\n  plain-http = true\n",
+            Path::new("/r"),
+        )
+        .unwrap();
+        let urls: Vec<&str> = f.hosts.iter().map(|h| h.url.as_str()).collect();
+        assert_eq!(urls, ["https://127.0.0.1:5001", "http://localhost:5002"]);
+    }
+
     #[test]
     fn flags_and_directory_lookup() {
         assert_eq!(

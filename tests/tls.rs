@@ -984,12 +984,15 @@ fn a_server_that_chose_http2_and_answers_in_http1_is_named_as_such() {
 /// A server with no TLS version in common with dist (TLS 1.0 or 1.1 only) answers the
 /// greeting with a `protocol_version` alert, one with no cipher suite in common (CBC only,
 /// which Go's clients still offer) with `handshake_failure`, as OpenSSL does. Either is
-/// said in words, and at once: every attempt would meet it again.
+/// said in words, and at once: every attempt would meet it again. Reached by IP address,
+/// dist sends no server name (TLS has none for an address), which a server that picks its
+/// certificate by name refuses the same way: that is said too.
 #[test]
 fn a_server_with_no_tls_version_or_cipher_suite_in_common_is_named_as_such() {
-    for (alert, said) in [
-        (70u8, "the server refused every TLS version dist speaks (ProtocolVersion)"),
-        (40, "the server refused the TLS handshake (HandshakeFailure): it requires a client certificate (--cert and --key, or certs.d), or it has no cipher suite in common with dist"),
+    for (alert, host, said) in [
+        (70u8, "localhost", "the server refused every TLS version dist speaks (ProtocolVersion)"),
+        (40, "localhost", "the server refused the TLS handshake (HandshakeFailure): it requires a client certificate (--cert and --key, or certs.d), or it has no cipher suite in common with dist"),
+        (40, "127.0.0.1", "or, reached by IP address, dist sent it no server name (SNI), which a server that picks its certificate by name needs: use the host name it serves"),
     ] {
         let connections = Arc::new(AtomicUsize::new(0));
         let counted = connections.clone();
@@ -1006,7 +1009,7 @@ fn a_server_with_no_tls_version_or_cipher_suite_in_common_is_named_as_such() {
             }
         });
         let dist = Dist::new();
-        let locator = format!("https://localhost:{}/team/app", listener.port());
+        let locator = format!("https://{host}:{}/team/app", listener.port());
         let digest = sha256(b"never served");
         let out = dist.run(&["fetch", &locator, &digest], b"");
         let err = String::from_utf8_lossy(&out.stderr);

@@ -2,7 +2,7 @@
 //! dist's error kinds, in words a user can act on.
 
 use super::refusal::Ending;
-use super::{handshake, pinned, proxy, tls, MAX_RESPONSE_HEADERS, MAX_RESPONSE_HEADER_LIST};
+use super::{dns, handshake, pinned, proxy, tls, MAX_RESPONSE_HEADERS, MAX_RESPONSE_HEADER_LIST};
 use crate::error::{Error, ErrorKind};
 
 /// Whether `e` is a request lost, before any answer, by a connection that had been made: a
@@ -48,11 +48,13 @@ pub(super) fn http1_required(e: &Error) -> bool {
 /// A request's failure as dist's error. `refused` is the alert that ended the latest
 /// connection to the request's server (see [`refusal`]): a failure that says no more than
 /// that a connection made was lost may be how the server refused our client certificate,
-/// `ours` (if we have one).
+/// `ours` (if we have one). `by_address`: the server was reached by IP address, so TLS sent
+/// it no server name.
 pub(super) fn classify_client_error(
     e: hyper_util::client::legacy::Error,
     refused: impl FnOnce() -> Option<Ending>,
     ours: Option<&tls::ClientIdentity>,
+    by_address: bool,
 ) -> Error {
     // A certificate that is not trusted, a proxy that refuses the tunnel or that dist
     // cannot speak to: all will be the same on the next try, so each has a kind that is
@@ -80,6 +82,15 @@ pub(super) fn classify_client_error(
                  address?)",
             );
         }
+        // Wrapped in an io::Error, whose `source` skips it.
+        let lookup = s
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            .and_then(|inner| inner.downcast_ref::<dns::LookupTimedOut>());
+        if let Some(lookup) = lookup {
+            // A DNS server that did not answer may in a moment: retried.
+            return Error::new(ErrorKind::Connect, format!("cannot connect: {lookup}"));
+        }
         if let Some(failure) = rustls_error(s) {
             if let Some(why) = certificate_failure(failure, ours) {
                 let refused = Error::new(ErrorKind::Certificate, why);
@@ -100,7 +111,7 @@ pub(super) fn classify_client_error(
         if rustls_error(s).is_some_and(is_not_tls) {
             return Error::new(ErrorKind::NotTls, NOT_TLS);
         }
-        if let Some(why) = rustls_error(s).and_then(|tls| incompatible(tls, ours)) {
+        if let Some(why) = rustls_error(s).and_then(|tls| incompatible(tls, ours, by_address)) {
             return Error::new(ErrorKind::TlsIncompatible, why);
         }
         if let Some(failed) = s.downcast_ref::<proxy::ProxyError>() {
@@ -305,7 +316,11 @@ fn is_not_tls(e: &rustls::Error) -> bool {
 /// words: the alert's name alone ("received fatal alert: HandshakeFailure") told no one
 /// what to do, and it was retried, though every attempt meets it again. Go still offers
 /// TLS 1.2's CBC suites, so a registry docker pulls from may have only those.
-fn incompatible(e: &rustls::Error, ours: Option<&tls::ClientIdentity>) -> Option<String> {
+fn incompatible(
+    e: &rustls::Error,
+    ours: Option<&tls::ClientIdentity>,
+    by_address: bool,
+) -> Option<String> {
     use rustls::AlertDescription as Alert;
     const OFFERED: &str = "dist offers TLS 1.3, and TLS 1.2 with ECDHE key exchange and \
          AES-GCM or ChaCha20-Poly1305 only";
@@ -327,10 +342,19 @@ fn incompatible(e: &rustls::Error, ours: Option<&tls::ClientIdentity>) -> Option
                     ours.cert.display()
                 ),
             };
+            // TLS sends no name for an IP address (RFC 6066, 3), and a server that picks
+            // its certificate by name (a load balancer, an ingress, a shared host) has none
+            // to pick without one: many end the handshake so, naming neither.
+            let no_name = if by_address {
+                "; or, reached by IP address, dist sent it no server name (SNI), which a \
+                 server that picks its certificate by name needs: use the host name it serves"
+            } else {
+                ""
+            };
             Some(format!(
                 "the server refused the TLS handshake ({alert:?}): {certificate}it has no \
                  cipher suite in common with dist (an older server may offer only CBC or RSA \
-                 key exchange suites; {OFFERED})"
+                 key exchange suites; {OFFERED}){no_name}"
             ))
         }
         rustls::Error::PeerIncompatible(why) => Some(format!(

@@ -15,7 +15,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{capture_connection, HttpConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
@@ -73,6 +73,7 @@ macro_rules! pass_io_through {
     };
 }
 
+mod dns;
 mod failure;
 mod handshake;
 pub mod limit;
@@ -83,6 +84,7 @@ mod pinned;
 pub mod proxy;
 mod redirect;
 mod refusal;
+mod stage;
 pub mod tls;
 
 use failure::classify_client_error;
@@ -147,9 +149,12 @@ pub struct TransportOptions {
     pub ca_files: Vec<std::path::PathBuf>,
     /// Accept any certificate: only for a mirror configured with `skip_verify`.
     pub skip_verify: bool,
-    /// Limit for establishing a TCP connection, and again for its TLS handshake.
+    /// Limit for a host's DNS lookup, again for establishing a TCP connection, and again
+    /// for its TLS handshake.
     pub connect_timeout: Duration,
-    /// Limit for the response headers to arrive once a request is sent.
+    /// Limit for the response headers to arrive, counted from the moment the request asks
+    /// the pool for a connection (waiting for one under the per-host cap, and making one,
+    /// count too).
     pub response_timeout: Duration,
     /// Limit for the gap between two pieces of a response body; a stalled body is aborted.
     /// An HTTP/2 connection silent for half of it is sent a PING, and closed when none
@@ -182,7 +187,8 @@ impl Default for TransportOptions {
 }
 
 /// Connections with TLS for `https` destinations, the handshake given its own deadline.
-type TlsConnector = HandshakeDone<HttpsConnector<HandshakeDeadline<ProxyConnector>>>;
+type TlsConnector =
+    HandshakeDone<HttpsConnector<HandshakeDeadline<ProxyConnector<dns::TimedResolver>>>>;
 
 type PooledClient = Client<LimitedConnector<RefusalConnector<TlsConnector>>, Full<Bytes>>;
 
@@ -301,7 +307,8 @@ impl Transport {
             opts.client_identity.as_ref(),
         )?;
         let proxies = Proxies::from_env();
-        let mut http = HttpConnector::new();
+        let mut http =
+            HttpConnector::new_with_resolver(dns::TimedResolver::new(opts.connect_timeout));
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(opts.connect_timeout));
@@ -460,6 +467,39 @@ impl Transport {
         })
     }
 
+    /// The error for a request whose response timeout ran out, named by what it waited
+    /// for: the answer on the connection it had, or, at `stage`, a connection.
+    fn timed_out(&self, connected: bool, stage: stage::Stage) -> Error {
+        use stage::Stage;
+        // Named with its limit and option: "in time" left the user to guess which of the
+        // timeouts ran out, and how long it was.
+        let limit = self.opts.response_timeout;
+        let what = if connected {
+            format!("no response headers within {limit:?} (--idle-timeout)")
+        } else {
+            match stage {
+                Stage::Queued => format!(
+                    "no connection to the host free within {limit:?} (--idle-timeout): all {} \
+                     connections allowed to it stayed busy",
+                    self.opts.max_connections_per_host
+                ),
+                Stage::Resolving => format!(
+                    "no address for the host within {limit:?} (--idle-timeout): the DNS \
+                     lookup had not finished"
+                ),
+                Stage::Connecting => format!(
+                    "no connection to the host within {limit:?} (--idle-timeout): the TCP \
+                     connection, a proxy's tunnel or the TLS handshake had not finished"
+                ),
+                Stage::Pooled => format!(
+                    "no connection to the host within {limit:?} (--idle-timeout): it waited \
+                     for the one another request to the host was making"
+                ),
+            }
+        };
+        Error::new(ErrorKind::Timeout, what)
+    }
+
     /// [`Transport::send_once`] over the client that offers HTTP/2, or over the one that
     /// offers only HTTP/1.1.
     async fn send_on(
@@ -477,26 +517,24 @@ impl Transport {
         let response = loop {
             // Built for each attempt, which is nearly always the only one: a copy kept for
             // the next would cost every request its headers twice.
-            let fut = client.request(self.request(req, origin)?);
+            let mut request = self.request(req, origin)?;
+            let connection = capture_connection(&mut request);
+            let progress = stage::Progress::default();
+            let fut = progress.watch(client.request(request));
             let result = tokio::time::timeout(self.opts.response_timeout, fut).await;
             match result {
                 Err(_) => {
-                    // Named with its limit and option: "in time" left the user to guess
-                    // which of the timeouts ran out, and how long it was.
-                    return Err(Error::new(
-                        ErrorKind::Timeout,
-                        format!(
-                            "no response headers within {:?} (--idle-timeout)",
-                            self.opts.response_timeout
-                        ),
-                    )
-                    .with_url(&req.url));
+                    let connected = connection.connection_metadata().is_some();
+                    return Err(self
+                        .timed_out(connected, progress.stage())
+                        .with_url(&req.url));
                 }
                 Ok(Err(e)) => {
                     let reused = e.connect_info().is_some_and(answered_before);
                     let refused = || self.refusals.of(&req.url);
                     let ours = self.opts.client_identity.as_ref();
-                    let e = classify_client_error(e, refused, ours).with_url(&req.url);
+                    let e = classify_client_error(e, refused, ours, by_address(&req.url))
+                        .with_url(&req.url);
                     // A worker fed slowly finds its pooled connections as it left them,
                     // though a load balancer or NAT may have dropped them all meanwhile,
                     // saying so only as a request goes out on each. Every one of them is
@@ -648,6 +686,13 @@ fn answered_before(connected: &hyper_util::client::legacy::connect::Connected) -
         .is_some_and(limit::Answered::before)
 }
 
+/// Whether `url` names its host by IP address, to which TLS sends no server name.
+fn by_address(url: &Uri) -> bool {
+    url.host()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+        .is_some_and(|h| h.parse::<std::net::IpAddr>().is_ok())
+}
+
 /// A URL for messages and logs: without its query (pre-signed CDN URLs carry credentials
 /// there) and without user information.
 pub fn redact(url: &Uri) -> String {
@@ -785,6 +830,52 @@ mod tests {
         let second = served_done.await.unwrap();
         assert!(second.starts_with("GET /done "), "{second}");
         assert!(!second.contains("s3cret"), "{second}");
+    }
+
+    /// The idle timeout runs from the moment a request is handed to the pool. One that
+    /// spent it waiting for a connection under the per-host cap was never sent, and was
+    /// said as "no response headers", sending the user after a server never asked.
+    #[tokio::test]
+    async fn a_request_that_never_had_a_connection_says_what_it_waited_for() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.ends_with(b"\r\n\r\n") {
+                let n = conn.read(&mut buf).await.unwrap();
+                assert!(n > 0);
+                head.extend_from_slice(&buf[..n]);
+            }
+            // Headers, and a body that does not come: the connection stays busy.
+            conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n")
+                .await
+                .unwrap();
+            let _ = released.await;
+        });
+        let transport = Transport::new(TransportOptions {
+            max_connections_per_host: 1,
+            response_timeout: Duration::from_secs(2),
+            ..TransportOptions::default()
+        })
+        .unwrap();
+        let url = u(&format!("http://127.0.0.1:{port}/v2/"));
+        let busy = transport.send(Outgoing::get(url.clone())).await.unwrap();
+        let e = transport.send(Outgoing::get(url)).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+        assert!(
+            e.to_string().contains(
+                "no connection to the host free within 2s (--idle-timeout): all 1 connections \
+                 allowed to it stayed busy"
+            ),
+            "{e}"
+        );
+        drop(busy);
+        let _ = release.send(());
+        server.await.unwrap();
     }
 
     #[test]

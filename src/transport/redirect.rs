@@ -58,13 +58,9 @@ pub fn resolve(base: &Uri, location: &str) -> Result<Uri> {
             ),
         )
     };
-    let abs = if has_scheme(location) {
-        location.to_string()
-    } else if let Some(rest) = location.strip_prefix("//") {
-        format!("{}://{rest}", base.scheme_str().unwrap_or("https"))
-    } else {
+    let base_scheme = base.scheme_str().unwrap_or("https");
+    let relative = |location: &str| -> Result<String> {
         let authority = base.authority().ok_or_else(bad)?;
-        let scheme = base.scheme_str().unwrap_or("https");
         let target = if location.starts_with('/') {
             location.to_string()
         } else if location.is_empty() || location.starts_with('?') {
@@ -80,7 +76,40 @@ pub fn resolve(base: &Uri, location: &str) -> Result<Uri> {
             let dir = &path[..path.rfind('/').map(|i| i + 1).unwrap_or(0)];
             format!("{dir}{location}")
         };
-        format!("{scheme}://{authority}{}", without_dot_segments(&target))
+        Ok(format!(
+            "{base_scheme}://{authority}{}",
+            without_dot_segments(&target)
+        ))
+    };
+    // The path of an absolute or `//host` location loses its dot segments too (RFC 3986,
+    // 5.2.2): sent as they are, `/a/../b` is taken literally, and an object store refuses
+    // it or serves another key.
+    let absolute = |scheme: &str, rest: &str| {
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, target) = rest.split_at(end);
+        format!(
+            "{}://{authority}{}",
+            scheme.to_ascii_lowercase(),
+            without_dot_segments(target)
+        )
+    };
+    let abs = match scheme_of(location) {
+        Some((scheme, rest)) => match rest.strip_prefix("//") {
+            Some(rest) => absolute(scheme, rest),
+            // `https:x` of the base's own scheme is the relative `x` (RFC 3986, 5.2.2's
+            // note for backward compatibility, as browsers read it); `http:x` from an https
+            // URL is an absolute URI without a host. Either way not a path segment named
+            // `https:x` (4.2). Other schemes keep being read leniently, as relative paths.
+            None if scheme.eq_ignore_ascii_case(base_scheme) => relative(rest)?,
+            None if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") => {
+                return Err(bad())
+            }
+            None => relative(location)?,
+        },
+        None => match location.strip_prefix("//") {
+            Some(rest) => absolute(base_scheme, rest),
+            None => relative(location)?,
+        },
     };
     let uri: Uri = abs.parse().map_err(|_| bad())?;
     // Credentials in a location would be sent nowhere by us, but the connection pool
@@ -100,10 +129,11 @@ pub fn resolve(base: &Uri, location: &str) -> Result<Uri> {
     }
 }
 
-/// Whether `location` starts with `scheme://` (RFC 3986, 3.1): a `://` further on, in a
-/// query (`/blob?next=https://cdn.example/…`), is part of a relative reference.
-fn has_scheme(location: &str) -> bool {
-    location.split_once("://").is_some_and(|(scheme, _)| {
+/// `location`'s scheme (RFC 3986, 3.1) and what follows its `:`, if it starts with one: a
+/// `:` further on, in a query (`/blob?next=https://cdn.example/…`), is part of a relative
+/// reference.
+fn scheme_of(location: &str) -> Option<(&str, &str)> {
+    location.split_once(':').filter(|(scheme, _)| {
         scheme.starts_with(|c: char| c.is_ascii_alphabetic())
             && scheme
                 .bytes()
@@ -205,6 +235,35 @@ mod tests {
         let e = resolve(&base, "http://cdnuser:cdnPASS@cdn.example/p?sig=s").unwrap_err();
         assert!(e.to_string().contains("carries credentials"), "{e}");
         assert!(!e.to_string().contains("cdnPASS"), "{e}");
+    }
+
+    /// Dot segments go from every target path (RFC 3986, 5.2.2 resolves an absolute or
+    /// `//host` reference's path too): a server takes `/a/../b` literally, and an object
+    /// store refuses it or serves another key. `https:x`, of the base's own scheme, is the
+    /// relative `x` (5.2.2's note, 5.4.2, as browsers read it), not a path segment `https:x`
+    /// (4.2).
+    #[test]
+    fn dot_segments_go_from_absolute_locations_and_a_bare_scheme_is_no_path_segment() {
+        let base = u("https://reg.example:5000/v2/x/blobs/sha256:ab");
+        for (location, want) in [
+            (
+                "https://cdn.example/a/./b/../c?sig=x/../y",
+                "https://cdn.example/a/c?sig=x/../y",
+            ),
+            ("//cdn.example/a/../../b", "https://cdn.example/b"),
+            ("https://cdn.example/a/..", "https://cdn.example/"),
+            ("https://cdn.example", "https://cdn.example/"),
+            ("https://cdn.example?q=1", "https://cdn.example/?q=1"),
+            (
+                "https:sibling",
+                "https://reg.example:5000/v2/x/blobs/sibling",
+            ),
+            ("HTTPS:/other/../p", "https://reg.example:5000/p"),
+        ] {
+            assert_eq!(resolve(&base, location).unwrap(), u(want), "{location}");
+        }
+        // Another scheme without `//` is an absolute URI with no host to go to.
+        assert!(resolve(&base, "http:sibling").is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use http::Uri;
+use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -53,17 +54,17 @@ fn unreachable(what: &'static str, proxy: &str, cause: impl Into<BoxError>) -> P
 /// through a `CONNECT` tunnel over a connection to the proxy (https), or over a connection
 /// to the proxy that forwards the requests (plain http); the others directly.
 #[derive(Clone, Debug)]
-pub struct ProxyConnector {
-    inner: HttpConnector,
+pub struct ProxyConnector<R = GaiResolver> {
+    inner: HttpConnector<R>,
     proxies: Proxies,
     /// How long a proxy may take to open a tunnel (`CONNECT`, or SOCKS's greeting and
     /// request) once the connection to it is made.
     handshake: Option<std::time::Duration>,
 }
 
-impl ProxyConnector {
+impl<R> ProxyConnector<R> {
     /// Routes `inner`'s connections by `proxies`.
-    pub fn new(inner: HttpConnector, proxies: Proxies) -> Self {
+    pub fn new(inner: HttpConnector<R>, proxies: Proxies) -> Self {
         ProxyConnector {
             inner,
             proxies,
@@ -100,7 +101,12 @@ async fn within<T>(
     }
 }
 
-impl tower_service::Service<Uri> for ProxyConnector {
+impl<R> tower_service::Service<Uri> for ProxyConnector<R>
+where
+    R: tower_service::Service<Name, Error = std::io::Error> + Clone + Send + Sync + 'static,
+    R::Response: Iterator<Item = std::net::SocketAddr>,
+    R::Future: Send,
+{
     type Response = ProxyStream;
     type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<ProxyStream, BoxError>> + Send>>;
