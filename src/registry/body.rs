@@ -465,6 +465,10 @@ async fn open_at(
                 let body = incoming_stream(transport, reply.response.into_body());
                 return Ok((Body::Decoded(coding::decode(body, &codings, 0)), offset));
             }
+            // All of the content, under a range that says so: as a `200` that ignored ours.
+            (true, true) if whole_range(h).is_some() => {
+                return Ok((Body::Plain(reply.response.into_body()), offset))
+            }
             (true, _) if !ranged => return Err(unasked_range(h).with_url(url)),
             (true, false) => {
                 tracing::debug!(url = %url, offset, "a resume was answered with a coded range; asking for the whole content");
@@ -505,6 +509,16 @@ pub(crate) fn unasked_range(headers: &HeaderMap) -> Error {
         ErrorKind::Protocol,
         format!("asked for the whole content, got a 206 with {got}"),
     )
+}
+
+/// The whole content's size, for a `206` whose range is all of it (`bytes 0-99/100`): a
+/// server may send its whole content so, asked for a range or not (curl takes it, as
+/// containerd takes one it asked no range of). Its bytes are the content's from the
+/// first, as a `200`'s are; any other `206` is only a part.
+pub(crate) fn whole_range(headers: &HeaderMap) -> Option<u64> {
+    let (first, last) = content_range(headers)?;
+    let total = content_range_total(headers)?;
+    (first == 0 && last.checked_add(1) == Some(total)).then_some(total)
 }
 
 /// The `Content-Range` of a `206`, as the server sent it.
@@ -600,5 +614,18 @@ mod tests {
         );
         assert_eq!(content_range(&headers), Some((100, 199)));
         assert_eq!(start("bytesx 1-2/3"), None);
+        let whole = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                http::header::CONTENT_RANGE,
+                HeaderValue::from_str(value).unwrap(),
+            );
+            whole_range(&headers)
+        };
+        assert_eq!(whole("bytes 0-99/100"), Some(100));
+        assert_eq!(whole("bytes 0-99/*"), None);
+        assert_eq!(whole("bytes 0-98/100"), None);
+        assert_eq!(whole("bytes 1-99/100"), None);
+        assert_eq!(whole(&format!("bytes 0-{}/{}", u64::MAX, u64::MAX)), None);
     }
 }
