@@ -616,6 +616,7 @@ impl RegistryRemote {
             resumes: spent,
             progress_mark: offset,
             address: address.clone(),
+            earlier: Vec::new(),
         }
         .into_stream();
         let body = if coded {
