@@ -321,6 +321,16 @@ impl Remote for LayoutRemote {
         async move {
             let marker = self.root.join("oci-layout");
             let meta = tokio::fs::metadata(&marker).await.map_err(|e| {
+                // A marker that is there but cannot be read (permission denied, an I/O
+                // error) says nothing against the layout: called no layout, it sent the
+                // user looking for another directory.
+                let absent = matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                );
+                if !absent {
+                    return io_err("reading", &marker, e);
+                }
                 let mut msg = format!("{} is not an OCI image layout", self.root.display());
                 if let Some((dir, object)) = object_written_on(&self.root) {
                     msg.push_str(&format!(
@@ -547,6 +557,30 @@ mod tests {
             .await
             .unwrap_err();
         assert!(!e.to_string().contains("next argument"), "{e}");
+    }
+
+    /// An `oci-layout` that is there but cannot be read (permission denied, an I/O error,
+    /// here a symbolic link to itself) is told as that, naming the file and the cause:
+    /// it was called no layout at all, as if the directory were another one.
+    #[tokio::test]
+    async fn an_unreadable_marker_is_not_called_a_missing_layout() {
+        let f = fixture();
+        let marker = f.dir.path().join("oci-layout");
+        std::fs::remove_file(&marker).unwrap();
+        std::os::unix::fs::symlink(&marker, &marker).unwrap();
+        let e = LayoutRemote::new(f.dir.path()).check().await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("reading {}", marker.display())),
+            "{text}"
+        );
+        assert!(!text.contains("is not an OCI image layout"), "{text}");
+        // Missing is still no layout.
+        std::fs::remove_file(&marker).unwrap();
+        let e = LayoutRemote::new(f.dir.path()).check().await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+        assert!(e.to_string().contains("is not an OCI image layout"), "{e}");
     }
 
     /// A blob's name held by a directory or a FIFO is a broken layout: said so, naming
