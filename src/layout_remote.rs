@@ -172,6 +172,19 @@ impl LayoutRemote {
         }
     }
 
+    /// The media type `index.json` records for `digest`, as a registry's `Content-Type`
+    /// tells a manifest's: `None` when no entry lists it with one, or the index cannot be
+    /// read (the content itself was found, and is no less served).
+    async fn listed_type(&self, digest: &Digest) -> Option<String> {
+        let entries = self.entries().await.ok()?;
+        entries
+            .iter()
+            .filter(|d| d.digest == *digest)
+            .map(|d| crate::media::canonical(&d.media_type))
+            .find(|t| !t.is_empty())
+            .map(str::to_string)
+    }
+
     /// What `entry` describes. An entry without a media type (against the spec) gets the
     /// one its content declares, as `dist pull` reads and records it: an empty type, passed
     /// on by a script as a hint, asks for nothing.
@@ -309,7 +322,18 @@ impl Remote for LayoutRemote {
                 }
                 Object::Digest(digest) => {
                     let limit = hints.wants_manifest().then_some(MAX_MANIFEST_SIZE);
-                    self.open(object, digest, hints.size, hinted, limit).await
+                    let download = self.open(object, digest, hints.size, hinted, limit).await?;
+                    // Looked up once the content is found, so that a digest the layout
+                    // lacks costs no read of index.json, and only for content small enough
+                    // to be a manifest: a layer is never listed.
+                    let size = download.meta().size;
+                    if download.meta().media_type.is_some()
+                        || size.is_none_or(|s| s > MAX_MANIFEST_SIZE)
+                    {
+                        return Ok(download);
+                    }
+                    let listed = self.listed_type(digest).await;
+                    Ok(download.with_media_type(listed))
                 }
             }
             .map_err(|e| e.with_object(object))
