@@ -239,6 +239,13 @@ impl Download {
         self
     }
 
+    /// The same download, of `media_type`: for a remote that learns the type only once
+    /// it found the content.
+    pub(crate) fn with_media_type(mut self, media_type: Option<String>) -> Download {
+        self.meta.media_type = media_type;
+        self
+    }
+
     /// What is known about the object.
     pub fn meta(&self) -> &Meta {
         &self.meta

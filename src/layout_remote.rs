@@ -172,6 +172,19 @@ impl LayoutRemote {
         }
     }
 
+    /// The media type `index.json` records for `digest`, as a registry's `Content-Type`
+    /// tells a manifest's: `None` when no entry lists it with one, or the index cannot be
+    /// read (the content itself was found, and is no less served).
+    async fn listed_type(&self, digest: &Digest) -> Option<String> {
+        let entries = self.entries().await.ok()?;
+        entries
+            .iter()
+            .filter(|d| d.digest == *digest)
+            .map(|d| crate::media::canonical(&d.media_type))
+            .find(|t| !t.is_empty())
+            .map(str::to_string)
+    }
+
     /// What `entry` describes. An entry without a media type (against the spec) gets the
     /// one its content declares, as `dist pull` reads and records it: an empty type, passed
     /// on by a script as a hint, asks for nothing.
@@ -309,7 +322,18 @@ impl Remote for LayoutRemote {
                 }
                 Object::Digest(digest) => {
                     let limit = hints.wants_manifest().then_some(MAX_MANIFEST_SIZE);
-                    self.open(object, digest, hints.size, hinted, limit).await
+                    let download = self.open(object, digest, hints.size, hinted, limit).await?;
+                    // Looked up once the content is found, so that a digest the layout
+                    // lacks costs no read of index.json, and only for content small enough
+                    // to be a manifest: a layer is never listed.
+                    let size = download.meta().size;
+                    if download.meta().media_type.is_some()
+                        || size.is_none_or(|s| s > MAX_MANIFEST_SIZE)
+                    {
+                        return Ok(download);
+                    }
+                    let listed = self.listed_type(digest).await;
+                    Ok(download.with_media_type(listed))
                 }
             }
             .map_err(|e| e.with_object(object))
@@ -321,6 +345,16 @@ impl Remote for LayoutRemote {
         async move {
             let marker = self.root.join("oci-layout");
             let meta = tokio::fs::metadata(&marker).await.map_err(|e| {
+                // A marker that is there but cannot be read (permission denied, an I/O
+                // error) says nothing against the layout: called no layout, it sent the
+                // user looking for another directory.
+                let absent = matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                );
+                if !absent {
+                    return io_err("reading", &marker, e);
+                }
                 let mut msg = format!("{} is not an OCI image layout", self.root.display());
                 if let Some((dir, object)) = object_written_on(&self.root) {
                     msg.push_str(&format!(
@@ -547,6 +581,30 @@ mod tests {
             .await
             .unwrap_err();
         assert!(!e.to_string().contains("next argument"), "{e}");
+    }
+
+    /// An `oci-layout` that is there but cannot be read (permission denied, an I/O error,
+    /// here a symbolic link to itself) is told as that, naming the file and the cause:
+    /// it was called no layout at all, as if the directory were another one.
+    #[tokio::test]
+    async fn an_unreadable_marker_is_not_called_a_missing_layout() {
+        let f = fixture();
+        let marker = f.dir.path().join("oci-layout");
+        std::fs::remove_file(&marker).unwrap();
+        std::os::unix::fs::symlink(&marker, &marker).unwrap();
+        let e = LayoutRemote::new(f.dir.path()).check().await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("reading {}", marker.display())),
+            "{text}"
+        );
+        assert!(!text.contains("is not an OCI image layout"), "{text}");
+        // Missing is still no layout.
+        std::fs::remove_file(&marker).unwrap();
+        let e = LayoutRemote::new(f.dir.path()).check().await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+        assert!(e.to_string().contains("is not an OCI image layout"), "{e}");
     }
 
     /// A blob's name held by a directory or a FIFO is a broken layout: said so, naming

@@ -341,6 +341,32 @@ fn a_partial_answer_to_a_whole_request_is_a_protocol_error() {
     assert_eq!(reg.requests_for(&digest), 1, "{err}");
 }
 
+/// A `206` that carries the whole content (`Content-Range: bytes 0-9999/10000`), to a
+/// request that asked for no range or to a resume from byte 4000, is the content: curl
+/// takes it, and containerd takes one it did not ask a range of. It was refused as a
+/// partial answer, or as the wrong range, and the object failed though all of it came.
+#[test]
+fn a_partial_answer_holding_the_whole_content_is_taken() {
+    let (reg, digest, data) = fake_with_blob(10_000);
+    reg.set_fault_for_every(&digest, Fault::WholeRange);
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(out.stdout == data, "{err}");
+    assert_eq!(reg.requests_for(&digest), 1, "{err}");
+
+    // Broken at 4000 bytes, and the rest asked for is answered with all of it: the 4000
+    // bytes at hand are dropped from it.
+    let (reg, digest, data) = fake_with_blob(10_001);
+    reg.push_fault(&digest, Fault::DropAfter(4000));
+    reg.set_fault_for_every(&digest, Fault::WholeRange);
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(out.stdout == data, "{err}");
+    assert_eq!(reg.requests_for(&digest), 2, "{err}");
+}
+
 #[test]
 fn short_declared_length_is_a_mismatch() {
     let (reg, digest, _) = fake_with_blob(10_000);

@@ -160,6 +160,25 @@ fn a_tag_is_reported_as_its_entry_s_type_not_the_hint_s() {
     assert_eq!(types, [OCI_MANIFEST, DOCKER_MANIFEST]);
 }
 
+/// A digest asked for without a `mediatype:` hint is reported as the type `index.json`
+/// records for it, as a registry's manifest is by its `Content-Type`: it was reported as
+/// `-`, its type unknown, though the layout said it.
+#[test]
+fn a_listed_digest_is_reported_as_its_entry_s_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut src = Layout::new(dir.path().join("src"));
+    let m = src.image(DOCKER_MANIFEST, 3);
+    src.tag(&m, "v1");
+    let input = format!("{}\n", digest(&m));
+    let out = Dist::new().ok_fed(&["fetch", &src.loc(), "-", "--ordered"], input.as_bytes());
+    let frames = parse_frames(&out);
+    let types: Vec<&str> = frames
+        .iter()
+        .map(|f| f.result.as_ref().unwrap().1.as_str())
+        .collect();
+    assert_eq!(types, [DOCKER_MANIFEST]);
+}
+
 /// `dist resolve` has no hint: an entry without a type (against the spec) is described by
 /// the type its content declares, as `dist pull` records it, not by an empty one that a
 /// script would pass on as `mediatype:`.

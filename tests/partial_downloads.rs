@@ -230,6 +230,22 @@ fn a_server_that_ignores_range_still_completes_the_partial() {
     assert_stored_alone(dir.path(), &digest, &data);
 }
 
+/// A server that answers the request for the rest with the whole blob under a `206`
+/// (`Content-Range: bytes 0-…/…`) completes the partial as one that ignores `Range`
+/// does: it was refused as the wrong range, and the job failed on a server that had sent
+/// everything.
+#[test]
+fn a_whole_blob_sent_as_a_range_still_completes_the_partial() {
+    let (reg, digest, data) = fake_with_blob();
+    reg.set_fault_for_every(&digest, Fault::WholeRange);
+    let dir = tempfile::tempdir().unwrap();
+    plant_partial(dir.path(), &digest, &data[..(3 << 19)]);
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+    assert_eq!(status, 0, "{text}");
+    assert_eq!(blob_gets(&reg, &digest, 0).len(), 1);
+    assert_stored_alone(dir.path(), &digest, &data);
+}
+
 /// A server that answers the request for the rest with less than the rest, under a
 /// `Content-Range` whose total is `*`, does not end the job: the end of its range was taken
 /// for the blob's size, against the descriptor's a size mismatch that failed the job with

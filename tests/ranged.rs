@@ -265,6 +265,20 @@ async fn parts_answered_without_their_range_fall_back_to_one_stream() {
     assert_parts_then_one_stream(&reg);
 }
 
+/// Parts answered with the whole blob under a `206` (`Content-Range: bytes 0-…/…`): the
+/// rest comes over one stream, whose whole answer is taken with the bytes at hand
+/// dropped. It was refused as the wrong range, and the blob failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_answered_with_the_whole_blob_fall_back_to_one_stream() {
+    let reg = FakeRegistry::start();
+    let data = bytes(82, 3 << 20);
+    let digest = reg.blob("team/app", &data);
+    reg.set_fault_for_every(&digest, Fault::WholeRange);
+    reg.push_fault(&digest, slow());
+    assert_eq!(fetch_all(&reg, &digest, small_ranges()).await, data);
+    assert_parts_then_one_stream(&reg);
+}
+
 /// Parts answered coded (a CDN node that compresses what it serves): a coded range
 /// addresses coded bytes and is never spliced into the content. The rest comes over one
 /// stream, decoded, as from a server that ignores ranges.

@@ -39,6 +39,10 @@ pub(crate) struct Resumable {
     /// The content's endpoint and digest, which address it on every host: when a mirror's
     /// body fails, the next host serves the rest. `None` where it cannot move.
     pub(super) address: Option<Address>,
+    /// How the hosts the body was handed over from failed (URL and reason each), for
+    /// the error it may end with: the last host's cause alone would hide why the mirrors
+    /// did not serve it.
+    pub(super) earlier: Vec<String>,
 }
 
 /// The body a request for the content brought.
@@ -233,6 +237,7 @@ impl Resumable {
             &self.headers,
             self.offset,
             e,
+            std::mem::take(&mut self.earlier),
         )
         .await?;
         let Some(next) = next else {
@@ -244,6 +249,7 @@ impl Resumable {
         self.skip = next.skip;
         self.resumes = next.spent;
         self.progress_mark = self.offset;
+        self.earlier = next.earlier;
         Ok(true)
     }
 
@@ -278,6 +284,7 @@ impl Resumable {
             body,
             skip,
             spent,
+            earlier: Vec::new(),
         };
         Ok(Resumable::opened(remote, opened, headers, offset, size, address).into_stream())
     }
@@ -295,7 +302,16 @@ impl Resumable {
         address: Option<Address>,
         e: Error,
     ) -> Result<crate::fetch::ByteStream> {
-        let next = open_on_next_host(&remote, host, address.as_ref(), &headers, offset, e).await?;
+        let next = open_on_next_host(
+            &remote,
+            host,
+            address.as_ref(),
+            &headers,
+            offset,
+            e,
+            Vec::new(),
+        )
+        .await?;
         let Some(next) = next else {
             return Ok(futures::stream::empty().boxed());
         };
@@ -325,6 +341,7 @@ impl Resumable {
             resumes: opened.spent,
             progress_mark: offset,
             address,
+            earlier: opened.earlier,
         }
     }
 }
@@ -378,11 +395,14 @@ struct Opened {
     skip: u64,
     /// The retries its request took, which count against its body's resumes.
     spent: u32,
+    /// How the hosts before it failed.
+    earlier: Vec<String>,
 }
 
 /// Asks the hosts after the mirror `host`, in turn, for the content from `offset` on,
-/// after `host` failed with `e`. `None` when one says nothing lies past `offset` (416);
-/// the last failure when none serves it, `e` when no host comes after.
+/// after `host` failed with `e`, and the hosts before it as `earlier` says. `None` when
+/// one says nothing lies past `offset` (416); the last failure when none serves it, `e`
+/// when no host comes after, either with how the hosts before it failed.
 async fn open_on_next_host(
     remote: &RegistryRemote,
     mut host: usize,
@@ -390,16 +410,22 @@ async fn open_on_next_host(
     headers: &HeaderMap,
     offset: u64,
     mut e: Error,
+    mut earlier: Vec<String>,
 ) -> Result<Option<Opened>> {
     loop {
         let (Some(next), Some((endpoint, digest))) = (next_host(remote, host, address), address)
         else {
-            return Err(e);
+            return Err(if earlier.is_empty() {
+                e
+            } else {
+                e.with_earlier(earlier)
+            });
         };
         let url = remote.url(next, *endpoint, digest)?;
         let from = &remote.host(host).name;
         tracing::debug!(mirror = %from, offset, error = %e, "mirror failed mid-body; the next host serves the rest");
         host = next;
+        earlier.push(e.detail());
         let mut spent = 0;
         let retries = (&mut spent, resume_budget(remote, host, address));
         match open_at(remote, host, &url, headers, offset, retries).await {
@@ -410,6 +436,7 @@ async fn open_on_next_host(
                     body,
                     skip,
                     spent,
+                    earlier,
                 }))
             }
             Err(again) if again.status() == Some(416) => return Ok(None),
@@ -465,6 +492,10 @@ async fn open_at(
                 let body = incoming_stream(transport, reply.response.into_body());
                 return Ok((Body::Decoded(coding::decode(body, &codings, 0)), offset));
             }
+            // All of the content, under a range that says so: as a `200` that ignored ours.
+            (true, true) if whole_range(h).is_some() => {
+                return Ok((Body::Plain(reply.response.into_body()), offset))
+            }
             (true, _) if !ranged => return Err(unasked_range(h).with_url(url)),
             (true, false) => {
                 tracing::debug!(url = %url, offset, "a resume was answered with a coded range; asking for the whole content");
@@ -505,6 +536,16 @@ pub(crate) fn unasked_range(headers: &HeaderMap) -> Error {
         ErrorKind::Protocol,
         format!("asked for the whole content, got a 206 with {got}"),
     )
+}
+
+/// The whole content's size, for a `206` whose range is all of it (`bytes 0-99/100`): a
+/// server may send its whole content so, asked for a range or not (curl takes it, as
+/// containerd takes one it asked no range of). Its bytes are the content's from the
+/// first, as a `200`'s are; any other `206` is only a part.
+pub(crate) fn whole_range(headers: &HeaderMap) -> Option<u64> {
+    let (first, last) = content_range(headers)?;
+    let total = content_range_total(headers)?;
+    (first == 0 && last.checked_add(1) == Some(total)).then_some(total)
 }
 
 /// The `Content-Range` of a `206`, as the server sent it.
@@ -600,5 +641,18 @@ mod tests {
         );
         assert_eq!(content_range(&headers), Some((100, 199)));
         assert_eq!(start("bytesx 1-2/3"), None);
+        let whole = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                http::header::CONTENT_RANGE,
+                HeaderValue::from_str(value).unwrap(),
+            );
+            whole_range(&headers)
+        };
+        assert_eq!(whole("bytes 0-99/100"), Some(100));
+        assert_eq!(whole("bytes 0-99/*"), None);
+        assert_eq!(whole("bytes 0-98/100"), None);
+        assert_eq!(whole("bytes 1-99/100"), None);
+        assert_eq!(whole(&format!("bytes 0-{}/{}", u64::MAX, u64::MAX)), None);
     }
 }

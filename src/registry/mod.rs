@@ -428,14 +428,17 @@ impl RegistryRemote {
         let h = reply.response.headers();
         let codings = coding::codings(h).map_err(|e| e.with_url(&url))?;
         let coded = !codings.is_empty();
-        if offset == 0 && reply.response.status() == http::StatusCode::PARTIAL_CONTENT {
+        let partial = reply.response.status() == http::StatusCode::PARTIAL_CONTENT;
+        // All of the content under a `206` that says so is a `200` in all but its status.
+        let whole = partial.then(|| body::whole_range(h)).flatten();
+        if offset == 0 && partial && whole.is_none() {
             return Err(body::unasked_range(h).with_url(&url));
         }
         // Asked for the rest, the content's size is the whole range's: a `206` must start
-        // where asked and says the total; a `200` sends everything, and the part already
-        // at hand is dropped on arrival.
+        // where asked and says the total; a `200` (or a `206` of all of it) sends
+        // everything, and the part already at hand is dropped on arrival.
         let (declared, skip) = if coded {
-            if reply.response.status() == http::StatusCode::PARTIAL_CONTENT {
+            if partial {
                 // Its range addresses coded bytes, which the server may code differently
                 // each time; a partial download is then fetched again from scratch.
                 return Err(Error::new(
@@ -448,7 +451,9 @@ impl RegistryRemote {
             (None, offset)
         } else if offset == 0 {
             (content_length(h), 0)
-        } else if reply.response.status() == http::StatusCode::PARTIAL_CONTENT {
+        } else if let Some(total) = whole {
+            (Some(total), offset)
+        } else if partial {
             if content_range_start(h) != Some(offset) {
                 return Err(body::wrong_range(offset, h).with_url(&url));
             }
@@ -611,6 +616,7 @@ impl RegistryRemote {
             resumes: spent,
             progress_mark: offset,
             address: address.clone(),
+            earlier: Vec::new(),
         }
         .into_stream();
         let body = if coded {

@@ -91,6 +91,9 @@ pub enum Fault {
     /// request without `Range` is answered so from the first byte, as a broken cache that
     /// serves a partial copy it holds does.
     ShortRange(usize),
+    /// A `206` with the whole blob under `Content-Range: bytes 0-(N-1)/N`, whatever range
+    /// was asked for, or none: a server that sends its whole content as a range.
+    WholeRange,
     /// The body sent with this `Content-Encoding`, whatever the request accepted, as a
     /// proxy that compresses on its own would: `gzip` and `deflate` really code it, any
     /// other name goes over the body unchanged.
@@ -139,6 +142,7 @@ impl Fault {
                 | Fault::IgnoreRange
                 | Fault::RangeToEnd
                 | Fault::ShortRange(_)
+                | Fault::WholeRange
                 | Fault::Coded(_)
                 | Fault::CodedWhole(_)
         )
@@ -401,7 +405,9 @@ pub fn apply(
             bytes_per_sec,
             first_byte,
         } => paced(prepared, *bytes_per_sec, *first_byte),
-        Fault::IgnoreRange | Fault::RangeToEnd | Fault::ShortRange(_) => prepared.into_response(),
+        Fault::IgnoreRange | Fault::RangeToEnd | Fault::ShortRange(_) | Fault::WholeRange => {
+            prepared.into_response()
+        }
         Fault::SlowHead(delay) => {
             conn.delay_head(*delay);
             prepared.into_response()

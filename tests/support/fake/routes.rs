@@ -206,6 +206,19 @@ fn respond(
                 _ => prepared,
             }
         }
+        (Fault::WholeRange, Route::Blob { name, digest }) => {
+            let content = state.content.lock().unwrap();
+            match content.blobs.get(&(name.clone(), digest.clone())) {
+                Some(bytes) if !bytes.is_empty() => {
+                    let last = bytes.len() - 1;
+                    let octets = "application/octet-stream";
+                    Prepared::typed(StatusCode::PARTIAL_CONTENT, octets, bytes.clone())
+                        .header(CONTENT_RANGE, &format!("bytes 0-{last}/{}", bytes.len()))
+                        .header("docker-content-digest", digest)
+                }
+                _ => prepared,
+            }
+        }
         (Fault::ShortRange(len), Route::Blob { name, digest }) => {
             let start = range_start(parts).map_or(Some(0), |s| s.parse::<usize>().ok());
             let content = state.content.lock().unwrap();
