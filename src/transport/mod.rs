@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::{capture_connection, HttpConnector};
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
@@ -190,7 +190,7 @@ impl Default for TransportOptions {
 type TlsConnector =
     HandshakeDone<HttpsConnector<HandshakeDeadline<ProxyConnector<dns::TimedResolver>>>>;
 
-type PooledClient = Client<LimitedConnector<RefusalConnector<TlsConnector>>, Full<Bytes>>;
+type PooledClient = Client<LimitedConnector<RefusalConnector<TlsConnector>>, stage::Watched>;
 
 /// The pooled client. Cheap to clone; clones share the pool.
 #[derive(Clone)]
@@ -437,8 +437,13 @@ impl Transport {
     }
 
     /// The request `req` stands for. `Authorization` and the origin's own headers go along
-    /// only with `origin`.
-    fn request(&self, req: &Outgoing, origin: bool) -> Result<Request<Full<Bytes>>> {
+    /// only with `origin`; its body tells `progress` when a connection takes it.
+    fn request(
+        &self,
+        req: &Outgoing,
+        origin: bool,
+        progress: &stage::Progress,
+    ) -> Result<Request<stage::Watched>> {
         let mut builder = Request::builder()
             .method(req.method.clone())
             .uri(req.url.clone());
@@ -460,7 +465,7 @@ impl Transport {
         if let Some(auth) = self.proxies.forwarding_auth(&req.url) {
             builder = builder.header(http::header::PROXY_AUTHORIZATION, auth);
         }
-        builder.body(Full::new(req.body.clone())).map_err(|e| {
+        builder.body(progress.body(req.body.clone())).map_err(|e| {
             Error::invalid("building request")
                 .with_cause(e)
                 .with_url(&req.url)
@@ -468,34 +473,31 @@ impl Transport {
     }
 
     /// The error for a request whose response timeout ran out, named by what it waited
-    /// for: the answer on the connection it had, or, at `stage`, a connection.
-    fn timed_out(&self, connected: bool, stage: stage::Stage) -> Error {
+    /// for at `stage`: a connection, or the answer on the one that took it.
+    fn timed_out(&self, stage: stage::Stage) -> Error {
         use stage::Stage;
         // Named with its limit and option: "in time" left the user to guess which of the
         // timeouts ran out, and how long it was.
         let limit = self.opts.response_timeout;
-        let what = if connected {
-            format!("no response headers within {limit:?} (--idle-timeout)")
-        } else {
-            match stage {
-                Stage::Queued => format!(
-                    "no connection to the host free within {limit:?} (--idle-timeout): all {} \
+        let what = match stage {
+            Stage::Sent => format!("no response headers within {limit:?} (--idle-timeout)"),
+            Stage::Queued => format!(
+                "no connection to the host free within {limit:?} (--idle-timeout): all {} \
                      connections allowed to it stayed busy",
-                    self.opts.max_connections_per_host
-                ),
-                Stage::Resolving => format!(
-                    "no address for the host within {limit:?} (--idle-timeout): the DNS \
+                self.opts.max_connections_per_host
+            ),
+            Stage::Resolving => format!(
+                "no address for the host within {limit:?} (--idle-timeout): the DNS \
                      lookup had not finished"
-                ),
-                Stage::Connecting => format!(
-                    "no connection to the host within {limit:?} (--idle-timeout): the TCP \
+            ),
+            Stage::Connecting => format!(
+                "no connection to the host within {limit:?} (--idle-timeout): the TCP \
                      connection, a proxy's tunnel or the TLS handshake had not finished"
-                ),
-                Stage::Pooled => format!(
-                    "no connection to the host within {limit:?} (--idle-timeout): it waited \
+            ),
+            Stage::Pooled => format!(
+                "no connection to the host within {limit:?} (--idle-timeout): it waited \
                      for the one another request to the host was making"
-                ),
-            }
+            ),
         };
         Error::new(ErrorKind::Timeout, what)
     }
@@ -517,17 +519,13 @@ impl Transport {
         let response = loop {
             // Built for each attempt, which is nearly always the only one: a copy kept for
             // the next would cost every request its headers twice.
-            let mut request = self.request(req, origin)?;
-            let connection = capture_connection(&mut request);
             let progress = stage::Progress::default();
+            let request = self.request(req, origin, &progress)?;
             let fut = progress.watch(client.request(request));
             let result = tokio::time::timeout(self.opts.response_timeout, fut).await;
             match result {
                 Err(_) => {
-                    let connected = connection.connection_metadata().is_some();
-                    return Err(self
-                        .timed_out(connected, progress.stage())
-                        .with_url(&req.url));
+                    return Err(self.timed_out(progress.stage()).with_url(&req.url));
                 }
                 Ok(Err(e)) => {
                     let reused = e.connect_info().is_some_and(answered_before);
