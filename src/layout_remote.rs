@@ -6,7 +6,9 @@
 //! from a registry, so it is verified against its digest and size just the same: a layout on
 //! disk is trusted no more than a registry.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
 use futures::future::BoxFuture;
@@ -29,6 +31,40 @@ const CHUNK: usize = 256 << 10;
 #[derive(Debug, Clone)]
 pub struct LayoutRemote {
     root: PathBuf,
+    /// The types `index.json` records, by digest, as last read: a batch of small blobs
+    /// asks for one per blob, and reading and parsing the index each time made a store
+    /// of many entries cost its size once per blob.
+    listed: Arc<Mutex<Option<Listed>>>,
+}
+
+/// The types `index.json` records, and which version of the file they were read from.
+#[derive(Debug)]
+struct Listed {
+    stamp: Stamp,
+    types: HashMap<Digest, String>,
+}
+
+/// What tells one version of `index.json` from another: it is replaced by a rename (a new
+/// inode) and rewritten with a new modification time.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+struct Stamp {
+    inode: u64,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Stamp {
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(meta);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Stamp {
+            inode,
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        }
+    }
 }
 
 /// `index.json`, its entries taken one at a time: one whose digest is in an algorithm
@@ -64,7 +100,10 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
 impl LayoutRemote {
     /// A remote reading the layout at `root`. Nothing is touched until it is used.
     pub fn new(root: impl Into<PathBuf>) -> LayoutRemote {
-        LayoutRemote { root: root.into() }
+        LayoutRemote {
+            root: root.into(),
+            listed: Arc::default(),
+        }
     }
 
     /// The layout's directory.
@@ -176,13 +215,31 @@ impl LayoutRemote {
     /// tells a manifest's: `None` when no entry lists it with one, or the index cannot be
     /// read (the content itself was found, and is no less served).
     async fn listed_type(&self, digest: &Digest) -> Option<String> {
+        let stamp = tokio::fs::metadata(self.root.join("index.json"))
+            .await
+            .ok()
+            .map(|m| Stamp::of(&m))?;
+        {
+            let listed = self.listed.lock().expect("listed types poisoned");
+            if let Some(listed) = listed.as_ref().filter(|l| l.stamp == stamp) {
+                return listed.types.get(digest).cloned();
+            }
+        }
         let entries = self.entries().await.ok()?;
-        entries
-            .iter()
-            .filter(|d| d.digest == *digest)
-            .map(|d| crate::media::canonical(&d.media_type))
-            .find(|t| !t.is_empty())
-            .map(str::to_string)
+        let mut types = HashMap::with_capacity(entries.len());
+        for entry in entries {
+            let media_type = crate::media::canonical(&entry.media_type);
+            if !media_type.is_empty() {
+                // The first entry listing a digest with a type is the one that counts.
+                let media_type = media_type.to_string();
+                types.entry(entry.digest).or_insert(media_type);
+            }
+        }
+        let found = types.get(digest).cloned();
+        // Kept under the version stat'ed before the read: a file replaced in between is
+        // read again next time, never taken for the older one.
+        *self.listed.lock().expect("listed types poisoned") = Some(Listed { stamp, types });
+        found
     }
 
     /// What `entry` describes. An entry without a media type (against the spec) gets the
@@ -506,6 +563,47 @@ mod tests {
 
     async fn read(d: &mut Download) -> Result<Vec<u8>> {
         crate::image::read_to_end(d, u64::MAX).await
+    }
+
+    /// A batch of small blobs asks the index for each one's type: the index is read once
+    /// per version of the file, not once per blob, and read again once it changes.
+    #[tokio::test]
+    async fn the_index_is_read_once_per_version_for_listed_types() {
+        let f = fixture();
+        let remote = LayoutRemote::new(f.dir.path());
+        let m = Digest::of(Algorithm::Sha256, &f.manifest);
+        let index = f.dir.path().join("index.json");
+        assert_eq!(
+            remote.listed_type(&m).await.as_deref(),
+            Some(media::OCI_MANIFEST)
+        );
+        // The same bytes' worth of something else, under the same inode and time: a read
+        // would find no index in it.
+        let text = std::fs::read(&index).unwrap();
+        let modified = std::fs::metadata(&index).unwrap().modified().unwrap();
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&index)
+            .unwrap();
+        std::io::Write::write_all(&mut &file, &vec![b' '; text.len()]).unwrap();
+        file.set_modified(modified).unwrap();
+        drop(file);
+        assert_eq!(
+            remote.listed_type(&m).await.as_deref(),
+            Some(media::OCI_MANIFEST),
+            "read again"
+        );
+        // Replaced, as a pull replaces it: read again, the new type found.
+        let other = String::from_utf8(text)
+            .unwrap()
+            .replace(media::OCI_MANIFEST, media::DOCKER_MANIFEST);
+        let new = f.dir.path().join("index.json.new");
+        std::fs::write(&new, other).unwrap();
+        std::fs::rename(&new, &index).unwrap();
+        assert_eq!(
+            remote.listed_type(&m).await.as_deref(),
+            Some(media::DOCKER_MANIFEST)
+        );
     }
 
     #[tokio::test]
