@@ -172,11 +172,11 @@ fn create_or_open(path: &Path, deadline: Deadline) -> std::io::Result<(File, Opt
         // a run that never began left it behind, empty, where the link points.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             use std::os::unix::fs::FileTypeExt;
-            if std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo()) {
+            let target = std::fs::metadata(path);
+            if target.as_ref().is_ok_and(|m| m.file_type().is_fifo()) {
                 return Ok((open_fifo(path, deadline)?, None));
             }
-            let dangling =
-                std::fs::metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+            let dangling = target.is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
             let file = OpenOptions::new()
                 .write(true)
                 .create(true)
