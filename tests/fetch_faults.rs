@@ -1590,26 +1590,28 @@ fn a_huge_challenge_makes_a_short_message() {
 #[test]
 fn a_bad_realm_with_credentials_says_only_that_it_is_bad() {
     let (reg, digest, _) = fake_with_blob(1000);
-    for realm in ["ftp://auth.example/token", "not a url"] {
+    // A logged-in fetch challenged with this realm: its exit status and stderr.
+    let fetch_with_realm = |realm: &str| {
         let challenge = format!(r#"Bearer realm="{realm}",service="fake""#);
         reg.set_fault_for_every(&digest, Fault::Challenge(challenge));
         let dist = Dist::new();
         dist.login(&reg.host(), "user", "pw");
         let out = dist.run(&["fetch", &repo(&reg), &digest], b"");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{err}");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for realm in ["ftp://auth.example/token", "not a url"] {
+        let (code, err) = fetch_with_realm(realm);
+        assert_eq!(code, Some(1), "{err}");
         assert!(err.contains("bad token realm"), "{err}");
         assert!(!err.contains("plain HTTP"), "{err}");
     }
     // A realm that is plain HTTP elsewhere is still said to be (`.invalid` never exists,
     // and whether it resolves or not, the warning comes before it is asked).
-    let challenge = r#"Bearer realm="http://auth.example.invalid/token",service="fake""#;
-    reg.set_fault_for_every(&digest, Fault::Challenge(challenge.into()));
-    let dist = Dist::new();
-    dist.login(&reg.host(), "user", "pw");
-    let out = dist.run(&["fetch", &repo(&reg), &digest], b"");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0), "{err}");
+    let (code, err) = fetch_with_realm("http://auth.example.invalid/token");
+    assert_ne!(code, Some(0), "{err}");
     assert!(err.contains("plain HTTP elsewhere"), "{err}");
 }
 

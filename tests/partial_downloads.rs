@@ -220,8 +220,14 @@ fn two_runs_never_share_a_partial() {
 /// dropped on arrival instead of written twice.
 #[test]
 fn a_server_that_ignores_range_still_completes_the_partial() {
+    completes_the_partial_sent_whole(Fault::IgnoreRange);
+}
+
+/// A partial download completed by a server whose every answer is `fault`, which sends
+/// the whole blob: one request, and the blob stored whole and alone.
+fn completes_the_partial_sent_whole(fault: Fault) {
     let (reg, digest, data) = fake_with_blob();
-    reg.set_fault_for_every(&digest, Fault::IgnoreRange);
+    reg.set_fault_for_every(&digest, fault);
     let dir = tempfile::tempdir().unwrap();
     plant_partial(dir.path(), &digest, &data[..(3 << 19)]);
     let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
@@ -236,14 +242,7 @@ fn a_server_that_ignores_range_still_completes_the_partial() {
 /// everything.
 #[test]
 fn a_whole_blob_sent_as_a_range_still_completes_the_partial() {
-    let (reg, digest, data) = fake_with_blob();
-    reg.set_fault_for_every(&digest, Fault::WholeRange);
-    let dir = tempfile::tempdir().unwrap();
-    plant_partial(dir.path(), &digest, &data[..(3 << 19)]);
-    let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
-    assert_eq!(status, 0, "{text}");
-    assert_eq!(blob_gets(&reg, &digest, 0).len(), 1);
-    assert_stored_alone(dir.path(), &digest, &data);
+    completes_the_partial_sent_whole(Fault::WholeRange);
 }
 
 /// A server that answers the request for the rest with less than the rest, under a

@@ -5,11 +5,11 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use support::cli::{bytes, json_lines, parse_frames, sha256, Dist};
 use support::fake::{Auth, FakeRegistry, Fault, RandomFaults};
+use support::wait::exit_within;
 
 fn repo(reg: &FakeRegistry) -> String {
     format!("{}/team/app", reg.host())
@@ -961,21 +961,6 @@ fn unsafe_kill(pid: u32, sig: i32) -> i32 {
     // machine, libc's call is.
     // SAFETY: kill(2) with a PID this test spawned and a plain signal number.
     unsafe { libc::kill(pid as libc::pid_t, sig) }
-}
-
-/// Waits for `child` to exit, at most `limit`; kills it and fails the test past that.
-fn exit_within(child: &mut std::process::Child, limit: Duration, what: &str) -> ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{what}: still running {limit:?} later");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// The figures for the fault mix over 1000 blobs: run by hand with

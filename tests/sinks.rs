@@ -1396,26 +1396,16 @@ fn mkfifo(path: &Path) {
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
 }
 
-/// Waits for `child` to exit, killing it and failing the test 30 s on.
-fn exited(mut child: std::process::Child, what: &str) -> std::process::Output {
-    let limit = std::time::Duration::from_secs(30);
-    let started = std::time::Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            panic!("{what}: still running {limit:?} later");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
-
 /// A `--report` FIFO is opened as shell redirection opens one: once its reader has. A
 /// reader that comes later gets every line; one that never comes is waited for within
 /// `--timeout`, and no longer: the open blocked before any stop was watched, and the run
 /// hung for ever, before it fetched anything.
 #[test]
 fn a_report_fifo_is_waited_for_within_the_timeout() {
+    let output_within = |mut child: std::process::Child, what: &str| {
+        support::wait::exit_within(&mut child, std::time::Duration::from_secs(30), what);
+        child.wait_with_output().unwrap()
+    };
     use std::io::{Read, Write};
     let reg = FakeRegistry::start();
     let digest = reg.blob("team/app", b"reported");
@@ -1442,7 +1432,7 @@ fn a_report_fifo_is_waited_for_within_the_timeout() {
         .unwrap()
         .read_to_string(&mut report)
         .unwrap();
-    let run = exited(child, "the run with a reader");
+    let run = output_within(child, "the run with a reader");
     assert!(
         run.status.success(),
         "{}",
@@ -1454,7 +1444,7 @@ fn a_report_fifo_is_waited_for_within_the_timeout() {
     args.extend(["--timeout", "1s"]);
     let requests = reg.request_count();
     let child = Dist::new().spawn(&args, format!("{digest}\n").as_bytes());
-    let run = exited(child, "the run without a reader");
+    let run = output_within(child, "the run without a reader");
     let err = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(124), "{err}");
     assert!(

@@ -53,7 +53,6 @@ mod tests {
     use super::*;
     use crate::auth::CredentialSource;
     use crate::retry::RetryPolicy;
-    use crate::transport::Transport;
 
     /// A user who logged in to a registry whose token server handed out an identity token
     /// (or who has a registry token) did log in: a Basic challenge cannot use that
@@ -70,9 +69,7 @@ mod tests {
                 "a registry token",
             ),
         ] {
-            let transport = Transport::new(Default::default()).unwrap();
-            let source = CredentialSource::Fixed(credential);
-            let a = Authorizer::new(transport, "r.example", "https://r.example", "a", source);
+            let a = Authorizer::for_tests(CredentialSource::Fixed(credential));
             let policy = RetryPolicy::default();
             let anonymous = a.grant(&policy).await.unwrap();
             let e = a

@@ -86,7 +86,6 @@ mod tests {
 
     use super::*;
     use crate::auth::DockerConfig;
-    use crate::transport::Transport;
 
     /// A credential helper that fails (one that hangs fails only after a minute) fails
     /// again if run again at once: each request that needs the credential meanwhile is
@@ -105,9 +104,7 @@ mod tests {
         let cfg = DockerConfig::from_path(&file)
             .unwrap()
             .with_helper_dir(dir.path());
-        let transport = Transport::new(Default::default()).unwrap();
-        let source = CredentialSource::DockerConfig(Arc::new(cfg));
-        let a = Authorizer::new(transport, "r.example", "https://r.example", "a", source);
+        let a = Authorizer::for_tests(CredentialSource::DockerConfig(Arc::new(cfg)));
         let ran = || std::fs::read_to_string(&runs).unwrap().lines().count();
         for _ in 0..3 {
             let e = a.found().await.unwrap_err();

@@ -150,6 +150,20 @@ impl Authorizer {
         }
     }
 
+    /// An authorizer for `team/app` on `https://r.example`, with a default transport, as
+    /// the unit tests of the auth modules build one.
+    #[cfg(test)]
+    pub(crate) fn for_tests(source: CredentialSource) -> Authorizer {
+        let transport = Transport::new(Default::default()).expect("a default transport");
+        Authorizer::new(
+            transport,
+            "r.example",
+            "https://r.example",
+            "team/app",
+            source,
+        )
+    }
+
     /// How many token requests this authorizer has made.
     pub fn token_requests(&self) -> usize {
         self.token_requests.load(Ordering::Relaxed)

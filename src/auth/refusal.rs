@@ -157,15 +157,7 @@ mod tests {
     /// password, and a service must not stay locked out until it restarts.
     #[tokio::test]
     async fn a_refusal_stands_for_a_while_and_for_its_credential_only() {
-        let transport = crate::transport::Transport::new(Default::default()).unwrap();
-        let source = super::super::CredentialSource::None;
-        let a = Authorizer::new(
-            transport,
-            "r.example",
-            "https://r.example",
-            "team/app",
-            source,
-        );
+        let a = Authorizer::for_tests(super::super::CredentialSource::None);
         let basic = |password: &str| Credential::Basic {
             username: "alice".into(),
             password: password.into(),
@@ -205,15 +197,7 @@ mod tests {
             // On loopback the credential may go, but nothing listens: it must not be sent.
             r#"Bearer realm="http://127.0.0.1:9/token",service="r.example""#,
         ] {
-            let transport = crate::transport::Transport::new(Default::default()).unwrap();
-            let source = super::super::CredentialSource::Fixed(basic.clone());
-            let a = Authorizer::new(
-                transport,
-                "r.example",
-                "https://r.example",
-                "team/app",
-                source,
-            );
+            let a = Authorizer::for_tests(super::super::CredentialSource::Fixed(basic.clone()));
             let refusal = Error::new(ErrorKind::Unauthorized, "refused");
             a.remember_refusal(&basic, &refusal);
             let Some(at) = Instant::now().checked_sub(REFUSAL_STANDS / 2) else {

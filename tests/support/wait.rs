@@ -18,3 +18,23 @@ pub fn within(limit: Duration, what: &str, mut done: impl FnMut() -> bool) -> In
 pub fn until(what: &str, done: impl FnMut() -> bool) {
     within(Duration::from_secs(30), what, done);
 }
+
+/// Waits for `child` to exit, killing it and failing the test, named by `what`, once
+/// `limit` has passed: a run that hangs fails its test instead of holding the suite.
+pub fn exit_within(
+    child: &mut std::process::Child,
+    limit: Duration,
+    what: &str,
+) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what}: still running {limit:?} later");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
