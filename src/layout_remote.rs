@@ -426,6 +426,7 @@ impl Remote for LayoutRemote {
                     marker.display()
                 )));
             }
+            check_marker(marker).await?;
             self.entries().await.map(drop)
         }
         .boxed()
@@ -460,6 +461,37 @@ impl Remote for LayoutRemote {
             .map_err(|e| e.with_object(object))
         }
         .boxed()
+    }
+}
+
+/// Refuses a layout whose `oci-layout` file is not JSON or names a version other than 1.x,
+/// as containerd and skopeo do: a layout of another version may lay its blobs and index
+/// out otherwise, and read as 1.0 it would serve the wrong content or none.
+async fn check_marker(marker: PathBuf) -> Result<()> {
+    let text = crate::blocking::run("reading oci-layout failed", {
+        let marker = marker.clone();
+        move || {
+            crate::sink::layout_check::read_layout_json(&marker)
+                .map_err(|e| io_err("reading", &marker, e))
+        }
+    })
+    .await?;
+    let fault = match serde_json::from_slice(&text) {
+        Ok(v) => crate::sink::layout_check::marker_fault(&v).map(|why| (why, None)),
+        Err(e) => Some(("is not JSON".to_string(), Some(e))),
+    };
+    match fault {
+        None => Ok(()),
+        Some((why, cause)) => {
+            let e = Error::invalid(format!(
+                "{} {why}: not an OCI image layout dist can read",
+                marker.display()
+            ));
+            Err(match cause {
+                Some(cause) => e.with_cause(cause),
+                None => e,
+            })
+        }
     }
 }
 
@@ -703,6 +735,34 @@ mod tests {
         let e = LayoutRemote::new(f.dir.path()).check().await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
         assert!(e.to_string().contains("is not an OCI image layout"), "{e}");
+    }
+
+    /// An `oci-layout` of another version, or not JSON, refuses the layout, naming the
+    /// file and what it says: it was used as if it were 1.0.0 whatever it held.
+    #[tokio::test]
+    async fn a_marker_of_another_version_or_not_json_is_refused() {
+        let f = fixture();
+        let marker = f.dir.path().join("oci-layout");
+        for (text, why) in [
+            (
+                r#"{"imageLayoutVersion":"2.0.0"}"#,
+                "says version \"2.0.0\"",
+            ),
+            (r#"{"imageLayoutVersion":1}"#, "has no imageLayoutVersion"),
+            ("{}", "has no imageLayoutVersion"),
+            ("not json", "is not JSON"),
+        ] {
+            std::fs::write(&marker, text).unwrap();
+            let e = LayoutRemote::new(f.dir.path()).check().await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{text}: {e}");
+            assert!(
+                e.to_string()
+                    .contains(&format!("{} {why}", marker.display())),
+                "{text}: {e}"
+            );
+        }
+        std::fs::write(&marker, r#"{"imageLayoutVersion":"1.1.0"}"#).unwrap();
+        LayoutRemote::new(f.dir.path()).check().await.unwrap();
     }
 
     /// A blob's name held by a directory or a FIFO is a broken layout: said so, naming

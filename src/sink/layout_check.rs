@@ -51,16 +51,8 @@ pub fn read_layout_json(path: &Path) -> std::io::Result<Vec<u8>> {
 /// layout's (version 1.x) and an image index (`schemaVersion` 2).
 pub fn check(root: &Path) -> Result<()> {
     if let Some(v) = read_json(root, "oci-layout")? {
-        match v.get("imageLayoutVersion").and_then(|v| v.as_str()) {
-            Some(version) if version.starts_with("1.") => {}
-            Some(version) => {
-                return Err(refuse(
-                    root,
-                    "oci-layout",
-                    &format!("says version {version:?}, and dist knows 1.x"),
-                ))
-            }
-            None => return Err(refuse(root, "oci-layout", "has no imageLayoutVersion")),
+        if let Some(why) = marker_fault(&v) {
+            return Err(refuse(root, "oci-layout", &why));
         }
     }
     if let Some(v) = read_json(root, "index.json")? {
@@ -83,6 +75,17 @@ pub fn check(root: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What is wrong with the content of a layout's `oci-layout` file, read as JSON: `None`
+/// when it names a version dist reads (1.x, as the image spec promises compatibility
+/// within a major version).
+pub fn marker_fault(marker: &serde_json::Value) -> Option<String> {
+    match marker.get("imageLayoutVersion").and_then(|v| v.as_str()) {
+        Some(version) if version.starts_with("1.") => None,
+        Some(version) => Some(format!("says version {version:?}, and dist knows 1.x")),
+        None => Some("has no imageLayoutVersion".into()),
+    }
 }
 
 /// The file `name` in `root` as JSON, `None` when it does not exist.
