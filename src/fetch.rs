@@ -229,11 +229,16 @@ impl Download {
     /// The same download, its media type read from the manifest's own `mediaType` (or
     /// shape) once the content verifies: for a manifest served with a `Content-Type` that
     /// says nothing of what it is (`application/json`, `text/plain`, as static mirrors and
-    /// some registries serve them), which would otherwise be reported as its type. The
-    /// content is held until then, up to `meta.limit`; call it before the first
-    /// [`chunk`](Self::chunk), on a download that starts at the content's first byte.
+    /// some registries serve them), which would otherwise be reported as its type, or for
+    /// content whose type nothing told (a layout's blob no entry lists). The content is
+    /// held until then, up to `meta.limit` or its size, whichever is known, and only
+    /// while it may be a manifest: content of unbounded size, or larger than any
+    /// manifest, is not held at all, and content that does not open as a JSON object is
+    /// let go at its first chunk. Call it before the first [`chunk`](Self::chunk), on a
+    /// download that starts at the content's first byte.
     pub(crate) fn typed_by_content(mut self) -> Download {
-        if self.received == 0 && self.meta.limit.is_some() {
+        let bound = self.meta.limit.or(self.meta.size);
+        if self.received == 0 && bound.is_some_and(|b| b <= MAX_MANIFEST_SIZE) {
             self.kept = Some(Vec::new());
         }
         self
@@ -308,6 +313,9 @@ impl Download {
                 self.received = total;
                 if let Some(kept) = &mut self.kept {
                     kept.extend_from_slice(&chunk);
+                    if !may_be_json_object(kept) {
+                        self.kept = None;
+                    }
                 }
                 Ok(Some(chunk))
             }
@@ -372,6 +380,15 @@ impl Download {
     }
 }
 
+/// Whether content that begins with `start` may be a JSON object, as every manifest is:
+/// false once its first byte past any whitespace is another.
+fn may_be_json_object(start: &[u8]) -> bool {
+    start
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_none_or(|&b| b == b'{')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,6 +423,26 @@ mod tests {
         );
         assert_eq!(drain(&mut d).await.unwrap(), b"hello world");
         assert_eq!(d.digest(), Some(&want));
+    }
+
+    /// Content typed by its content is held only while it may be a manifest: not at all
+    /// when nothing bounds it, and no further than a first chunk that is no JSON object.
+    #[tokio::test]
+    async fn content_is_held_for_its_type_only_while_it_may_be_a_manifest() {
+        let mut unbounded = meta(None, None);
+        unbounded.limit = None;
+        let d = Download::new(unbounded, body(&[b"{}"])).typed_by_content();
+        assert!(d.kept.is_none());
+        let mut sized = meta(None, Some(12));
+        sized.limit = None;
+        let mut d = Download::new(sized, body(&[b"  layer", b" bytes"])).typed_by_content();
+        assert!(d.kept.is_some());
+        d.chunk().await.unwrap();
+        assert!(d.kept.is_none(), "let go at the first chunk");
+        let json = br#" {"schemaVersion":2,"mediaType":"a/b"}"#;
+        let mut d = Download::new(meta(None, None), body(&[json])).typed_by_content();
+        drain(&mut d).await.unwrap();
+        assert_eq!(d.meta().media_type.as_deref(), Some("a/b"));
     }
 
     #[tokio::test]

@@ -368,14 +368,16 @@ impl Remote for LayoutRemote {
                     let media_type = (!recorded.is_empty())
                         .then(|| recorded.to_string())
                         .or(hinted);
-                    self.open(
-                        object,
-                        &d.digest,
-                        Some(d.size),
-                        media_type,
-                        Some(MAX_MANIFEST_SIZE),
-                    )
-                    .await
+                    let download = self
+                        .open(
+                            object,
+                            &d.digest,
+                            Some(d.size),
+                            media_type,
+                            Some(MAX_MANIFEST_SIZE),
+                        )
+                        .await?;
+                    Ok(typed_if_untold(download))
                 }
                 Object::Digest(digest) => {
                     let limit = hints.wants_manifest().then_some(MAX_MANIFEST_SIZE);
@@ -390,10 +392,10 @@ impl Remote for LayoutRemote {
                         return Ok(download);
                     }
                     let listed = self.listed_type(digest).await;
-                    Ok(download.with_media_type(listed))
+                    Ok(typed_if_untold(download.with_media_type(listed)))
                 }
             }
-            .map_err(|e| e.with_object(object))
+            .map_err(|e: Error| e.with_object(object))
         }
         .boxed()
     }
@@ -461,6 +463,19 @@ impl Remote for LayoutRemote {
             .map_err(|e| e.with_object(object))
         }
         .boxed()
+    }
+}
+
+/// `download`, its type read from its content (a manifest's `mediaType`, or its shape, as
+/// containerd recognises one) when neither `index.json` nor a hint told it: reported as
+/// unknown, a manifest fetched by digest from a layout that does not list it (one an index
+/// names, a referrer) looked like any blob. The content is held only when it is small
+/// enough to be a manifest and opens as a JSON object (see [`Download::typed_by_content`]).
+fn typed_if_untold(download: Download) -> Download {
+    if download.meta().media_type.is_some() {
+        download
+    } else {
+        download.typed_by_content()
     }
 }
 
@@ -735,6 +750,50 @@ mod tests {
         let e = LayoutRemote::new(f.dir.path()).check().await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
         assert!(e.to_string().contains("is not an OCI image layout"), "{e}");
+    }
+
+    /// A manifest no entry lists, fetched by digest without a hint, is of the type its
+    /// content says: it was reported as unknown. A blob that is no manifest stays unknown.
+    #[tokio::test]
+    async fn an_unlisted_manifest_is_of_the_type_its_content_says() {
+        let f = fixture();
+        let blob = Digest::of(Algorithm::Sha256, &f.blob);
+        let index = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{}","digest":"{blob}","size":{}}}]}}"#,
+            media::OCI_MANIFEST,
+            f.blob.len()
+        );
+        // An index without its own mediaType is known by its shape.
+        let shaped = index.replace(r#""schemaVersion":2,"#, "");
+        let config = br#"{"architecture":"amd64","os":"linux","config":{"Env":["A=b"]}}"#;
+        let remote = LayoutRemote::new(f.dir.path());
+        for (content, expected) in [
+            (f.manifest.clone(), Some(media::OCI_MANIFEST)),
+            (index.into_bytes(), Some(media::OCI_INDEX)),
+            (shaped.into_bytes(), Some(media::OCI_INDEX)),
+            (config.to_vec(), None),
+            (f.blob.clone(), None),
+        ] {
+            // Not listed: the fixture's index.json lists the manifest, which a layout
+            // without it is asked for here.
+            std::fs::write(
+                f.dir.path().join("index.json"),
+                r#"{"schemaVersion":2,"manifests":[]}"#,
+            )
+            .unwrap();
+            let d = put(f.dir.path(), &content);
+            let mut dl = remote
+                .fetch(&Object::Digest(d), &Hints::default())
+                .await
+                .unwrap();
+            assert_eq!(read(&mut dl).await.unwrap(), content);
+            assert_eq!(
+                dl.meta().media_type.as_deref(),
+                expected,
+                "{}",
+                String::from_utf8_lossy(&content)
+            );
+        }
     }
 
     /// An `oci-layout` of another version, or not JSON, refuses the layout, naming the
