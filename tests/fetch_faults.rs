@@ -74,6 +74,38 @@ fn corrupted_once_is_fetched_again_by_a_one_shot_fetch_while_held_back() {
     assert_eq!(out.stdout.len(), big.len());
 }
 
+/// A reader that stopped reading holds a pipe's worth of a streamed object, not what was
+/// queued for it: abandoned at `--timeout`, the note counted every byte handed to the
+/// writer thread (megabytes) as written to stdout.
+#[test]
+fn a_stalled_reader_is_told_only_what_stdout_took() {
+    let (reg, digest, _) = fake_with_blob(4 << 20);
+    let mut child = Dist::new()
+        .command(&["--timeout", "3s", "fetch", &repo(&reg), &digest])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn dist");
+    // Held, never read: the pipe fills, and the writer waits for room.
+    let _stdout = child.stdout.take().expect("stdout");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
+        .expect("read stderr");
+    let status = child.wait().expect("wait dist");
+    assert_eq!(status.code(), Some(124), "{err}");
+    let said = err
+        .split("; the ")
+        .nth(1)
+        .and_then(|rest| rest.split(" already written to stdout").next())
+        .unwrap_or_else(|| panic!("no note of what was written: {err}"));
+    // A pipe holds 64 KiB, and one write in progress at most as much again.
+    assert!(
+        said.ends_with(" kB"),
+        "{said} is more than stdout took: {err}"
+    );
+}
+
 /// Past its first MiB a one-shot fetch streams, so content that fails after that has
 /// partly reached stdout: the message says so, and how much, since a file redirected to
 /// (`> layer.tar`) is still there and looks like the object. It said only "digest

@@ -173,6 +173,8 @@ pub async fn fetch_to_stdout(
             Err(e) => break Err(e),
         }
     };
+    // The writer first: what it had queued is written (and counted) by then.
+    let finished = out.finish().await;
     // Past what is held back the content streamed: a file redirected to (`> layer.tar`)
     // holds bytes that look like the object, and the cause alone (a digest mismatch, a
     // broken connection) read as if nothing had been written.
@@ -180,7 +182,7 @@ pub async fn fetch_to_stdout(
         Some(note) => e.with_note(note),
         None => e,
     });
-    let result = match out.finish().await {
+    let result = match finished {
         Ok(()) => result,
         // The reader went away (`| head`): nothing left to do, and nothing to report.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
@@ -194,10 +196,54 @@ pub async fn fetch_to_stdout(
     result
 }
 
-/// Bytes of the one-shot fetch's content handed to stdout's writer so far. The process
-/// fetches one object this way, and `main` abandons it at `--timeout` without a word from
-/// here, so the count is the process's.
+/// Bytes of the one-shot fetch's content stdout took so far. The process fetches one
+/// object this way, and `main` abandons it at `--timeout` without a word from here, so the
+/// count is the process's.
 static STREAMED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A writer that adds to `count` the bytes its writes took. Counted as they were handed to
+/// the writer thread, bytes still queued when the run was abandoned at `--timeout` (a
+/// slow disk, a reader that stopped reading) were told as written to stdout, megabytes
+/// more than it held.
+struct Counted<W> {
+    out: W,
+    count: &'static std::sync::atomic::AtomicU64,
+}
+
+/// The most one write to stdout is given: a write into a pipe whose reader stopped takes
+/// part of its bytes and waits for room for the rest, and is counted only once it
+/// returns, so this much may be out without being counted.
+const PIECE: usize = 64 << 10;
+
+impl<W: std::io::Write> std::io::Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(&buf[..buf.len().min(PIECE)])?;
+        self.count
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        let mut room = PIECE;
+        let mut piece = Vec::with_capacity(bufs.len());
+        for buf in bufs {
+            if room == 0 {
+                break;
+            }
+            let n = buf.len().min(room);
+            piece.push(std::io::IoSlice::new(&buf[..n]));
+            room -= n;
+        }
+        let n = self.out.write_vectored(&piece)?;
+        self.count
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
 
 /// For the message of a one-shot fetch that failed or was abandoned: what of it already
 /// went to stdout, unverified, when anything did. A file redirected to (`> layer.tar`)
@@ -220,7 +266,7 @@ const BINARY_CHECKED: usize = 8 << 10;
 /// the guard that keeps binary content off a terminal.
 struct Stdout<'a> {
     object: &'a Object,
-    writer: Option<StreamWriter<RawStdout>>,
+    writer: Option<StreamWriter<Counted<RawStdout>>>,
     /// Whether stdout is a terminal, which binary content must not reach.
     terminal: bool,
     /// How many bytes of this fetch's content have been looked at for binary.
@@ -272,14 +318,15 @@ impl<'a> Stdout<'a> {
 
     /// Hands `chunks` to the writer, starting it with them; `false` once it has stopped.
     async fn write_all(&mut self, chunks: impl Iterator<Item = Bytes>) -> bool {
-        let counted = chunks.inspect(|c| {
-            STREAMED.fetch_add(c.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        });
         let Some(writer) = &mut self.writer else {
-            self.writer = Some(StreamWriter::start(RawStdout::new(), counted.collect()));
+            let out = Counted {
+                out: RawStdout::new(),
+                count: &STREAMED,
+            };
+            self.writer = Some(StreamWriter::start(out, chunks.collect()));
             return true;
         };
-        for chunk in counted {
+        for chunk in chunks {
             if writer.write(chunk).await.is_err() {
                 return false;
             }
@@ -300,4 +347,44 @@ impl<'a> Stdout<'a> {
 /// decides. Manifests, configs and other JSON never hold one.
 fn looks_binary(start: &[u8]) -> bool {
     start.contains(&0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// Only what the writer took is counted: a write that fails, and what follows it, are
+    /// not bytes stdout holds.
+    #[test]
+    fn only_bytes_written_are_counted() {
+        static COUNT: AtomicU64 = AtomicU64::new(0);
+        let full = std::io::Cursor::new([0u8; 10]);
+        let mut out = Counted {
+            out: full,
+            count: &COUNT,
+        };
+        assert!(out.write_all(&[7; 25]).is_err(), "the cursor holds 10");
+        let slices = [std::io::IoSlice::new(&[1; 4])];
+        assert_eq!(out.write_vectored(&slices).unwrap(), 0);
+        assert_eq!(COUNT.load(Ordering::Relaxed), 10);
+    }
+
+    /// A write takes at most a piece, so that one stuck in a stalled pipe leaves little
+    /// uncounted; vectored writes are cut the same.
+    #[test]
+    fn writes_are_cut_to_pieces() {
+        static COUNT: AtomicU64 = AtomicU64::new(0);
+        let mut out = Counted {
+            out: Vec::new(),
+            count: &COUNT,
+        };
+        assert_eq!(out.write(&vec![1; PIECE + 5]).unwrap(), PIECE);
+        let (a, b) = (vec![2; PIECE - 3], vec![3; 10]);
+        let slices = [std::io::IoSlice::new(&a), std::io::IoSlice::new(&b)];
+        assert_eq!(out.write_vectored(&slices).unwrap(), PIECE);
+        assert_eq!(COUNT.load(Ordering::Relaxed), 2 * PIECE as u64);
+        assert_eq!(&out.out[2 * PIECE - 3..], [3; 3]);
+    }
 }
