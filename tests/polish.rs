@@ -22,6 +22,111 @@ fn input(blobs: &BTreeMap<String, Vec<u8>>) -> String {
     blobs.keys().map(|d| format!("{d}\n")).collect()
 }
 
+/// A pseudo-terminal: its controlling side, and the file its other side is for the
+/// process that writes to it.
+fn pty() -> (std::fs::File, std::fs::File) {
+    use std::os::fd::FromRawFd;
+    let (mut controller, mut terminal) = (-1, -1);
+    // SAFETY: openpty writes two descriptors it opened, which each `File` then owns.
+    let ok = unsafe {
+        libc::openpty(
+            &mut controller,
+            &mut terminal,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    } == 0;
+    assert!(ok, "openpty: {}", std::io::Error::last_os_error());
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(controller),
+            std::fs::File::from_raw_fd(terminal),
+        )
+    }
+}
+
+/// A terminal that stops taking output (Ctrl-S, an ssh link that stalls) stops the
+/// progress line, not the batch: the line was written by the runtime's one thread, which
+/// waited in the write, and every fetch with it.
+#[test]
+fn a_stopped_terminal_stops_no_fetch() {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, 40);
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let list = dir.path().join("in.txt");
+    std::fs::write(&list, input(&blobs)).unwrap();
+    let (mut controller, terminal) = pty();
+    // Ctrl-S, as typed: the terminal takes no more output until Ctrl-Q.
+    controller.write_all(&[0x13]).unwrap();
+    // SAFETY: fcntl on a descriptor the `File` owns.
+    unsafe {
+        let flags = libc::fcntl(terminal.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(
+            terminal.as_raw_fd(),
+            libc::F_SETFL,
+            flags | libc::O_NONBLOCK,
+        );
+    }
+    support::wait::until("the terminal to stop", || {
+        (&terminal)
+            .write(b" ")
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock)
+    });
+    unsafe {
+        let flags = libc::fcntl(terminal.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(
+            terminal.as_raw_fd(),
+            libc::F_SETFL,
+            flags & !libc::O_NONBLOCK,
+        );
+    }
+    let mut child = Dist::new()
+        .command(&[
+            "fetch",
+            &format!("{}/team/app", reg.host()),
+            "-",
+            "-o",
+            out_dir.to_str().unwrap(),
+        ])
+        .stdin(std::fs::File::open(&list).unwrap())
+        .stdout(std::fs::File::create(dir.path().join("out.jsonl")).unwrap())
+        .stderr(terminal)
+        .spawn()
+        .unwrap();
+    let stored = |d: &String| {
+        out_dir
+            .join("blobs/sha256")
+            .join(support::cli::hex(d))
+            .is_file()
+    };
+    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        support::wait::until("every blob stored while the terminal is stopped", || {
+            blobs.keys().all(stored)
+        })
+    }));
+    if let Err(failed) = waited {
+        // Stuck on the stopped terminal, it would outlive the test.
+        let _ = child.kill();
+        std::panic::resume_unwind(failed);
+    }
+    // Ctrl-Q, and what the terminal shows read, for the summary line to get through.
+    controller.write_all(&[0x11]).unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut shown = Vec::new();
+        // The terminal's side closed at the exit ends the read with EIO.
+        let _ = std::io::Read::read_to_end(&mut controller, &mut shown);
+        shown
+    });
+    let status = support::wait::exit_within(&mut child, std::time::Duration::from_secs(30), "dist");
+    assert!(status.success());
+    let shown = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
+    assert!(shown.contains("40 objects, "), "{shown:?}");
+}
+
 #[test]
 fn progress_shows_on_a_terminal_only() {
     let reg = FakeRegistry::start();

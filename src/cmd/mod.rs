@@ -10,6 +10,7 @@ macro_rules! say {
 
 pub mod batch;
 pub mod docs;
+mod drawer;
 pub mod fetch;
 mod nonblocking;
 pub mod output;

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use dist::worker::progress::{Progress, Snapshot};
 
+use super::drawer;
+
 /// How often the line is redrawn.
 const TICK: Duration = Duration::from_millis(200);
 /// How long a single download runs before its meter is drawn.
@@ -79,6 +81,8 @@ pub struct Display {
     progress: Arc<Progress>,
     started: Instant,
     enabled: bool,
+    /// Whose frames its frames are to the drawing thread.
+    owner: u64,
 }
 
 impl Display {
@@ -89,6 +93,7 @@ impl Display {
             progress,
             started: Instant::now(),
             enabled: shown && std::io::stderr().is_terminal(),
+            owner: drawer::owner(),
         }
     }
 
@@ -97,7 +102,8 @@ impl Display {
         if !self.enabled {
             return None;
         }
-        let (progress, started) = (self.progress.clone(), self.started);
+        let (progress, started, owner) = (self.progress.clone(), self.started, self.owner);
+        drawer::open(owner);
         Some(tokio::spawn(async move {
             let mut tick = tokio::time::interval(TICK);
             let mut window = Window::default();
@@ -106,11 +112,7 @@ impl Display {
                 let (s, elapsed) = (progress.snapshot(), started.elapsed());
                 let text = render(&s, elapsed, window.rate(elapsed, s.bytes));
                 let text = fit(&text, columns());
-                let mut drawn = drawn();
-                let mut err = std::io::stderr().lock();
-                let _ = write!(err, "\r\x1b[K{text}");
-                let _ = err.flush();
-                *drawn = true;
+                drawer::draw(owner, text.into_owned(), &DRAWN);
             }
         }))
     }
@@ -131,6 +133,7 @@ impl Display {
         let s = self.progress.snapshot();
         let elapsed = self.started.elapsed();
         let mut drawn = drawn();
+        drawer::close(self.owner);
         let mut err = std::io::stderr().lock();
         let _ = writeln!(
             err,
@@ -151,7 +154,10 @@ impl Display {
 /// small blob never shows one and a script's many short fetches leave the terminal alone.
 pub struct Meter {
     received: Arc<AtomicU64>,
+    /// Whether a frame was handed to the drawing thread.
     drawn: Arc<AtomicBool>,
+    /// Whose frames its frames are to the drawing thread.
+    owner: u64,
     started: Instant,
     ticker: Option<tokio::task::JoinHandle<()>>,
 }
@@ -164,8 +170,10 @@ impl Meter {
         let received = Arc::new(AtomicU64::new(0));
         let drawn = Arc::new(AtomicBool::new(false));
         let started = Instant::now();
+        let owner = drawer::owner();
         let ticker = shown.then(|| {
             let (received, drawn) = (received.clone(), drawn.clone());
+            drawer::open(owner);
             tokio::spawn(async move {
                 tokio::time::sleep(METER_DELAY).await;
                 let mut tick = tokio::time::interval(TICK);
@@ -175,11 +183,7 @@ impl Meter {
                     let (n, elapsed) = (received.load(Ordering::Relaxed), started.elapsed());
                     let text = render_meter(n, size, window.rate(elapsed, n));
                     let text = fit(&text, columns());
-                    let mut line = self::drawn();
-                    let mut err = std::io::stderr().lock();
-                    let _ = write!(err, "\r\x1b[K{text}");
-                    let _ = err.flush();
-                    *line = true;
+                    drawer::draw(owner, text.into_owned(), &DRAWN);
                     drawn.store(true, Ordering::Relaxed);
                 }
             })
@@ -187,6 +191,7 @@ impl Meter {
         Meter {
             received,
             drawn,
+            owner,
             started,
             ticker,
         }
@@ -215,9 +220,14 @@ impl Meter {
         };
         ticker.abort();
         if !self.drawn.load(Ordering::Relaxed) {
+            // Nothing was handed over; a frame of its cannot come after this.
+            drawer::close(self.owner);
             return;
         }
+        // Closed under the line's lock: a frame still waiting would be drawn after the
+        // summary, or over the error message that follows.
         let _line = clear_line();
+        drawer::close(self.owner);
         let mut err = std::io::stderr().lock();
         if ok {
             let n = self.received.load(Ordering::Relaxed);
