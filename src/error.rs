@@ -182,6 +182,17 @@ impl Error {
         self
     }
 
+    /// Puts `before`, how hosts asked before any this error names failed, ahead of
+    /// those it names: the mirrors that failed before another host answered, for an error
+    /// of that answer's body.
+    pub(crate) fn with_tried_first(mut self, before: &[String]) -> Self {
+        if !before.is_empty() {
+            let later = std::mem::take(&mut self.0.earlier);
+            self.0.earlier = before.iter().cloned().chain(later).collect();
+        }
+        self
+    }
+
     /// How the hosts asked first failed (URL and reason each), oldest first.
     pub fn earlier(&self) -> &[String] {
         &self.0.earlier

@@ -171,6 +171,9 @@ pub struct Download {
     failed: Option<Error>,
     /// The content so far, kept for [`Download::typed_by_content`] only.
     kept: Option<Vec<u8>>,
+    /// How the hosts asked before the one that answered failed (mirrors), for any error
+    /// the download ends with (see [`Error::earlier`]).
+    tried_first: Vec<String>,
 }
 
 impl std::fmt::Debug for Download {
@@ -199,6 +202,7 @@ impl Download {
             verified: None,
             failed: None,
             kept: None,
+            tried_first: Vec::new(),
         }
     }
 
@@ -215,6 +219,7 @@ impl Download {
             verified: None,
             failed: None,
             kept: None,
+            tried_first: Vec::new(),
         }
     }
 
@@ -223,7 +228,15 @@ impl Download {
     /// it before the first [`chunk`](Self::chunk).
     pub fn skipping(self, prefix: Prefix) -> Download {
         let body = skip_prefix(self.body, prefix.len);
-        Download::after(self.meta, body, prefix)
+        Download::after(self.meta, body, prefix).tried_first(self.tried_first)
+    }
+
+    /// The same download, any error it ends with naming how `hosts` (URL and reason each,
+    /// oldest first) failed before its own host answered: the remote moved on from them,
+    /// and the last host's failure alone would hide why they did not serve.
+    pub(crate) fn tried_first(mut self, hosts: Vec<String>) -> Download {
+        self.tried_first = hosts;
+        self
     }
 
     /// The same download, its media type read from the manifest's own `mediaType` (or
@@ -276,6 +289,7 @@ impl Download {
             return Err(failed.shared());
         }
         let next = self.next_chunk().await;
+        let next = next.map_err(|e| e.with_tried_first(&self.tried_first));
         if let Err(e) = &next {
             self.failed = Some(e.shared());
         }

@@ -305,10 +305,11 @@ impl RegistryRemote {
     }
 
     /// Runs `attempt` on each host that serves tags (`tag`) or digests, in order, moving
-    /// on from a mirror that fails; the registry's own answer is final.
+    /// on from a mirror that fails; the registry's own answer is final. `attempt` is
+    /// given how the hosts before failed, for what its answer may still fail with.
     async fn on_hosts<'a, T, F>(&'a self, tag: bool, origin_only: bool, mut attempt: F) -> Result<T>
     where
-        F: FnMut(usize) -> BoxFuture<'a, Result<T>>,
+        F: FnMut(usize, &[Error]) -> BoxFuture<'a, Result<T>>,
     {
         let mut failed: Vec<Error> = Vec::new();
         for (i, host) in self.inner.hosts.iter().enumerate() {
@@ -318,7 +319,7 @@ impl RegistryRemote {
             {
                 continue;
             }
-            match attempt(i).await {
+            match attempt(i, &failed).await {
                 Err(e) if host.fall_back(&e, self.inner.mirror_down) => failed.push(e),
                 Err(e) => return Err(with_mirror_failures(e, &failed)),
                 ok => return ok,
@@ -354,8 +355,15 @@ impl RegistryRemote {
         if hints.failures > 0 {
             tokio::time::sleep(self.inner.retry.backoff(hints.failures - 1)).await;
         }
-        self.on_hosts(tag, hints.origin_only, |host| {
-            self.fetch_on(host, object, hints, prefix).boxed()
+        self.on_hosts(tag, hints.origin_only, |host, failed| {
+            // A body that breaks for good after the answer names the mirrors that failed
+            // before it, as a failed request does.
+            let tried: Vec<String> = failed.iter().map(Error::detail).collect();
+            async move {
+                let download = self.fetch_on(host, object, hints, prefix).await?;
+                Ok(download.tried_first(tried))
+            }
+            .boxed()
         })
         .await
         .map_err(|e| not_found_hint(e, object).with_object(object))
@@ -726,7 +734,7 @@ impl Remote for RegistryRemote {
         async move {
             // `/v2/` alone may accept anonymous callers while the repository does not, so
             // ask for something inside the repository: a tag list page of one entry.
-            self.on_hosts(false, false, |host| {
+            self.on_hosts(false, false, |host, _| {
                 async move {
                     let url = self
                         .host(host)
@@ -779,7 +787,9 @@ impl Remote for RegistryRemote {
         async move {
             let tag = matches!(object, Object::Tag(_));
             let head = self
-                .on_hosts(tag, false, |host| self.head_manifest(host, object).boxed())
+                .on_hosts(tag, false, |host, _| {
+                    self.head_manifest(host, object).boxed()
+                })
                 .await;
             match head {
                 Ok(Some(d)) => return Ok(d),
@@ -875,11 +885,7 @@ fn with_mirror_failures(e: Error, mirrors: &[Error]) -> Error {
         .filter(|m| !both_missing(m))
         .map(Error::detail)
         .collect();
-    if earlier.is_empty() {
-        e
-    } else {
-        e.with_earlier(earlier)
-    }
+    e.with_tried_first(&earlier)
 }
 
 #[cfg(test)]
