@@ -550,7 +550,8 @@ mod tests {
         let broke = Error::new(ErrorKind::Connect, "connection reset")
             .with_url("http://registry.example/v2/x/blobs/sha256:ab?sig=secret")
             .with_status(502)
-            .with_attempts(4);
+            .with_attempts(4)
+            .restartable(4);
         let body = stream::iter(vec![Ok(Bytes::from_static(b"ab")), Err(broke)]).boxed();
         let mut d = Download::new(meta(None, None), body);
         let first = drain(&mut d).await.unwrap_err();
@@ -569,6 +570,8 @@ mod tests {
             assert_eq!(again.kind(), first.kind());
             assert_eq!(again.status(), Some(502));
             assert_eq!(again.object(), Some("t"));
+            // A caller that held everything back may still fetch it again whole.
+            assert_eq!(again.restart(), Some(4));
         }
     }
 
