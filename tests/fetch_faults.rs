@@ -347,24 +347,35 @@ fn a_partial_answer_to_a_whole_request_is_a_protocol_error() {
 /// partial answer, or as the wrong range, and the object failed though all of it came.
 #[test]
 fn a_partial_answer_holding_the_whole_content_is_taken() {
-    let (reg, digest, data) = fake_with_blob(10_000);
-    reg.set_fault_for_every(&digest, Fault::WholeRange);
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
-    assert!(out.stdout == data, "{err}");
-    assert_eq!(reg.requests_for(&digest), 1, "{err}");
+    takes_the_whole_content_under(Fault::WholeRange);
+}
 
-    // Broken at 4000 bytes, and the rest asked for is answered with all of it: the 4000
-    // bytes at hand are dropped from it.
-    let (reg, digest, data) = fake_with_blob(10_001);
-    reg.push_fault(&digest, Fault::DropAfter(4000));
-    reg.set_fault_for_every(&digest, Fault::WholeRange);
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
-    assert!(out.stdout == data, "{err}");
-    assert_eq!(reg.requests_for(&digest), 2, "{err}");
+/// A `206` holding the whole content coded (`Content-Encoding: gzip`, its range all of
+/// the coded bytes) is the content coded, as a coded `200` is: decoded, and verified.
+/// It was refused as a coded range, to a request that asked for no range; and to a
+/// resume, asked again without `Range`, it was refused as a range not asked for.
+#[test]
+fn a_coded_partial_answer_holding_the_whole_content_is_decoded() {
+    takes_the_whole_content_under(Fault::CodedWholeRange("gzip"));
+}
+
+/// Fetches a blob whose every answer is `whole`, then one broken at 4000 bytes whose rest
+/// is answered so: each arrives whole and verified, the 4000 bytes at hand dropped from
+/// the content (not from coded bytes), in one request and two.
+fn takes_the_whole_content_under(whole: Fault) {
+    for (size, broken) in [(10_000, false), (10_001, true)] {
+        let (reg, digest, data) = fake_with_blob(size);
+        if broken {
+            reg.push_fault(&digest, Fault::DropAfter(4000));
+        }
+        reg.set_fault_for_every(&digest, whole.clone());
+        let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{whole:?}: {err}");
+        assert!(out.stdout == data, "{whole:?}: {err}");
+        let requests = 1 + usize::from(broken);
+        assert_eq!(reg.requests_for(&digest), requests, "{whole:?}: {err}");
+    }
 }
 
 #[test]

@@ -454,8 +454,8 @@ async fn open_on_next_host(
 /// A server may code this answer although the first was plain (a CDN node that
 /// compresses). A coded `206` is a range of the coded bytes, which can never continue the
 /// content, and spliced in it failed verification as corruption: the whole content is
-/// asked for instead, as from a server that ignores `Range`. A coded `200` is decoded,
-/// and `offset` bytes of the content dropped.
+/// asked for instead, as from a server that ignores `Range`. A coded `200` (or `206` of
+/// all the coded bytes) is decoded, and `offset` bytes of the content dropped.
 async fn open_at(
     remote: &RegistryRemote,
     host: usize,
@@ -483,18 +483,17 @@ async fn open_at(
         let h = reply.response.headers();
         let codings = coding::codings(h).map_err(|e| e.with_url(url))?;
         let ranged = headers.contains_key(http::header::RANGE);
-        let partial = reply.response.status() == StatusCode::PARTIAL_CONTENT;
+        // All of the content (or of its coded bytes) under a range that says so is a part
+        // in name only: as a `200` that ignored ours.
+        let part =
+            reply.response.status() == StatusCode::PARTIAL_CONTENT && whole_range(h).is_none();
         let plain = codings.is_empty();
-        match (partial, plain) {
+        match (part, plain) {
             (false, true) => return Ok((Body::Plain(reply.response.into_body()), offset)),
             (false, false) => {
                 let transport = remote.host(host).transport.clone();
                 let body = incoming_stream(transport, reply.response.into_body());
                 return Ok((Body::Decoded(coding::decode(body, &codings, 0)), offset));
-            }
-            // All of the content, under a range that says so: as a `200` that ignored ours.
-            (true, true) if whole_range(h).is_some() => {
-                return Ok((Body::Plain(reply.response.into_body()), offset))
             }
             (true, _) if !ranged => return Err(unasked_range(h).with_url(url)),
             (true, false) => {
@@ -541,7 +540,8 @@ pub(crate) fn unasked_range(headers: &HeaderMap) -> Error {
 /// The whole content's size, for a `206` whose range is all of it (`bytes 0-99/100`): a
 /// server may send its whole content so, asked for a range or not (curl takes it, as
 /// containerd takes one it asked no range of). Its bytes are the content's from the
-/// first, as a `200`'s are; any other `206` is only a part.
+/// first, as a `200`'s are (coded, the coded content's, and its total theirs); any other
+/// `206` is only a part.
 pub(crate) fn whole_range(headers: &HeaderMap) -> Option<u64> {
     let (first, last) = content_range(headers)?;
     let total = content_range_total(headers)?;

@@ -446,16 +446,19 @@ impl RegistryRemote {
         // where asked and says the total; a `200` (or a `206` of all of it) sends
         // everything, and the part already at hand is dropped on arrival.
         let (declared, skip) = if coded {
-            if partial {
+            if partial && whole.is_none() {
                 // Its range addresses coded bytes, which the server may code differently
                 // each time; a partial download is then fetched again from scratch.
                 return Err(Error::new(
                     ErrorKind::Protocol,
-                    "the server coded a range of the content (Content-Encoding on a 206)",
+                    "the server compressed the part of the content asked for \
+                     (Content-Encoding on a 206): its bytes are a part of the compressed \
+                     form, which cannot continue the content",
                 )
                 .with_url(&url));
             }
-            // Content-Length counts the coded bytes, not the content's.
+            // Content-Length counts the coded bytes, not the content's; so does the total
+            // of a `206` of all of them, which is a coded `200` in all but its status.
             (None, offset)
         } else if offset == 0 {
             (content_length(h), 0)
