@@ -43,7 +43,15 @@ pub(crate) struct Resumable {
     /// the error it may end with: the last host's cause alone would hide why the mirrors
     /// did not serve it.
     pub(super) earlier: Vec<String>,
+    /// Told which host serves the body after a hand-over, for the parts of a download
+    /// that splits later (see [`Serving`]).
+    pub(super) serving: Option<Serving>,
 }
+
+/// Which host serves a body now, and at which URL: the one that answered first, until a
+/// failing mirror hands the body over. A download split after that asks the host that
+/// took it over for its parts, not the mirror that had just failed.
+pub(crate) type Serving = std::sync::Arc<std::sync::Mutex<(usize, Uri)>>;
 
 /// The body a request for the content brought.
 pub(crate) enum Body {
@@ -244,6 +252,9 @@ impl Resumable {
             return Ok(false);
         };
         self.host = next.host;
+        if let Some(serving) = &self.serving {
+            *serving.lock().expect("serving host poisoned") = (next.host, next.url.clone());
+        }
         self.resume_url = Some(next.url);
         self.body = next.body;
         self.skip = next.skip;
@@ -342,6 +353,7 @@ impl Resumable {
             progress_mark: offset,
             address,
             earlier: opened.earlier,
+            serving: None,
         }
     }
 }

@@ -32,7 +32,7 @@ use crate::remote::Remote;
 use crate::retry::RetryPolicy;
 use crate::transport::{self, Transport};
 pub(crate) use body::{content_range, content_range_start};
-pub(crate) use body::{resume_budget, Address, Resumable, PROGRESS};
+pub(crate) use body::{resume_budget, Address, Resumable, Serving, PROGRESS};
 pub(crate) use coding::is_coded;
 pub(crate) use host::MAX_ERROR_BODY;
 use host::{Host, Mirror, Server};
@@ -614,6 +614,9 @@ impl RegistryRemote {
             _ => None,
         };
         let retry_url = (resume_url.is_none() && !coded && offset == 0).then(|| url.clone());
+        let serving = split
+            .as_ref()
+            .map(|(url, _)| Serving::new(std::sync::Mutex::new((host, url.clone()))));
         let body = Resumable {
             remote: self.clone(),
             host,
@@ -628,6 +631,7 @@ impl RegistryRemote {
             progress_mark: offset,
             address: address.clone(),
             earlier: Vec::new(),
+            serving: serving.clone(),
         }
         .into_stream();
         let body = if coded {
@@ -635,8 +639,8 @@ impl RegistryRemote {
         } else {
             body
         };
-        let body = match split {
-            Some((url, total)) => {
+        let body = match split.zip(serving) {
+            Some(((url, total), serving)) => {
                 let source = Source {
                     remote: self.clone(),
                     host,
@@ -645,6 +649,7 @@ impl RegistryRemote {
                     total,
                     shared: self.inner.ranged.clone(),
                     address,
+                    serving,
                 };
                 Adaptive::new(body, offset, source, self.inner.ranges.clone()).into_stream()
             }
