@@ -206,7 +206,8 @@ impl Error {
     }
 
     /// Marks a break of content that cannot be resumed (a tag the registry announced no
-    /// digest for) after `failures` failures in a row, with retries left: see
+    /// digest for, a body a server coded) after `failures` failures in a row, with
+    /// retries left: see
     /// [`restart`](Self::restart).
     pub(crate) fn restartable(mut self, failures: u32) -> Self {
         self.0.restart = Some(failures);
@@ -215,7 +216,8 @@ impl Error {
 
     /// When the content's body broke part-way and could not be resumed (a tag the
     /// registry announced no digest for may name other content by the time the rest is
-    /// asked for), but retries are left: the failures in a row so far. A caller that let
+    /// asked for; a range of a body a server coded addresses coded bytes), but retries
+    /// are left: the failures in a row so far. A caller that let
     /// none of what arrived go (held it back, or kept it apart) may fetch the whole
     /// content again with [`Hints::after_failures`](crate::Hints::after_failures), which
     /// counts them against that fetch's retries. `None` for any other failure, and once

@@ -21,7 +21,7 @@ pub(crate) struct Resumable {
     /// Where to ask for the whole content again, for a body without a `resume_url`: the
     /// first request's URL. While none of the body was handed out, asking again is a plain
     /// retry, whatever the tag names by then. `None` for a coded body, whose bytes the
-    /// decoder above counts.
+    /// decoder above counts: its caller fetches it again whole ([`Error::restart`]).
     pub(crate) retry_url: Option<Uri>,
     pub(crate) headers: HeaderMap,
     /// Bytes handed out so far.
@@ -208,13 +208,15 @@ impl Resumable {
     /// backoff a resume has. Once bytes were handed out the rest cannot be spliced to
     /// them (the tag may name other content by now): `e` stands, marked for a caller that
     /// let none of them go to fetch the whole content again while retries are left
-    /// ([`Error::restart`]). Those fetches count on the same budget, and as progress is
-    /// lost each time, a break after much of the content counts all the same.
+    /// ([`Error::restart`]). So it does for a coded body at any point: its bytes go to a
+    /// decoder above, which cannot take a new start, and a range of them would address
+    /// coded bytes. Those fetches count on the same budget, and as progress is lost each
+    /// time, a break after much of the content counts all the same.
     async fn ask_again(&mut self, e: Error) -> Result<bool> {
-        let Some(url) = self.retry_url.clone() else {
-            return Err(e);
+        let e = match &self.retry_url {
+            Some(url) => e.with_url(url),
+            None => e,
         };
-        let e = e.with_url(&url);
         if !e.is_transient() {
             return Err(e);
         }
@@ -222,9 +224,10 @@ impl Resumable {
         if self.resumes >= budget {
             return Err(e.with_attempts(self.resumes + 1));
         }
-        if self.offset > 0 {
-            return Err(e.restartable(self.resumes + 1));
-        }
+        let url = match &self.retry_url {
+            Some(url) if self.offset == 0 => url.clone(),
+            _ => return Err(e.restartable(self.resumes + 1)),
+        };
         self.resumes += 1;
         let pause = self.remote.retry_policy().backoff(self.resumes - 1);
         tokio::time::sleep(pause).await;

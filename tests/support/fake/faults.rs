@@ -102,6 +102,9 @@ pub enum Fault {
     /// `Content-Encoding` as [`Fault::Coded`] sends it: a CDN node that compresses and
     /// does not serve ranges of what it compresses.
     CodedWhole(&'static str),
+    /// The body coded as [`Fault::Coded`] codes it, then sent as this fault sends a body
+    /// (`DropAfter` counting coded bytes): a proxy that compresses, and drops.
+    CodedAnd(&'static str, Box<Fault>),
     /// A `206` with the whole blob sent with this `Content-Encoding`, under a
     /// `Content-Range` of all of its coded bytes, whatever range was asked for, or none: a
     /// server that compresses and sends its whole answer as a range.
@@ -150,6 +153,7 @@ impl Fault {
                 | Fault::Coded(_)
                 | Fault::CodedWhole(_)
                 | Fault::CodedWholeRange(_)
+                | Fault::CodedAnd(..)
         )
     }
 }
@@ -443,6 +447,15 @@ pub fn apply(
         Fault::Coded(name) | Fault::CodedWhole(name) => {
             prepared.body = code(name, &prepared.body);
             prepared.header(CONTENT_ENCODING, name).into_response()
+        }
+        Fault::CodedAnd(name, fault) => {
+            prepared.body = code(name, &prepared.body);
+            apply(
+                fault,
+                prepared.header(CONTENT_ENCODING, name),
+                challenge,
+                conn,
+            )
         }
         Fault::CodedWholeRange(name) => {
             prepared.body = code(name, &prepared.body);
