@@ -182,6 +182,17 @@ impl Error {
         self
     }
 
+    /// Puts `before`, how hosts asked before any this error names failed, ahead of
+    /// those it names: the mirrors that failed before another host answered, for an error
+    /// of that answer's body.
+    pub(crate) fn with_tried_first(mut self, before: &[String]) -> Self {
+        if !before.is_empty() {
+            let later = std::mem::take(&mut self.0.earlier);
+            self.0.earlier = before.iter().cloned().chain(later).collect();
+        }
+        self
+    }
+
     /// How the hosts asked first failed (URL and reason each), oldest first.
     pub fn earlier(&self) -> &[String] {
         &self.0.earlier
@@ -195,7 +206,8 @@ impl Error {
     }
 
     /// Marks a break of content that cannot be resumed (a tag the registry announced no
-    /// digest for) after `failures` failures in a row, with retries left: see
+    /// digest for, a body a server coded) after `failures` failures in a row, with
+    /// retries left: see
     /// [`restart`](Self::restart).
     pub(crate) fn restartable(mut self, failures: u32) -> Self {
         self.0.restart = Some(failures);
@@ -204,7 +216,8 @@ impl Error {
 
     /// When the content's body broke part-way and could not be resumed (a tag the
     /// registry announced no digest for may name other content by the time the rest is
-    /// asked for), but retries are left: the failures in a row so far. A caller that let
+    /// asked for; a range of a body a server coded addresses coded bytes), but retries
+    /// are left: the failures in a row so far. A caller that let
     /// none of what arrived go (held it back, or kept it apart) may fetch the whole
     /// content again with [`Hints::after_failures`](crate::Hints::after_failures), which
     /// counts them against that fetch's retries. `None` for any other failure, and once
@@ -225,21 +238,24 @@ impl Error {
     }
 
     /// The same failure, for another task that waited on the request that met it, or for
-    /// a caller that asks a failed download again: kind, status, `Retry-After`, object and
-    /// URL, with the cause's words in the message (a cause cannot be copied).
+    /// a caller that asks a failed download again: everything a caller matches on (kind,
+    /// status, `Retry-After`, object, URL, the [`restart`](Self::restart) mark, the hosts
+    /// tried first) and the same reason, with the cause's words in the message (a cause
+    /// cannot be copied).
     pub(crate) fn shared(&self) -> Error {
+        let (message, notes_at) = self.said();
         Error(Box::new(Inner {
             kind: self.0.kind,
-            message: self.reason(),
-            notes_at: None,
+            message,
+            notes_at,
             object: self.0.object.clone(),
             url: self.0.url.clone(),
             status: self.0.status,
             retry_after: self.0.retry_after,
             cause: None,
-            attempts: 0,
-            restart: None,
-            earlier: Vec::new(),
+            attempts: self.0.attempts,
+            restart: self.0.restart,
+            earlier: self.0.earlier.clone(),
         }))
     }
 
@@ -298,6 +314,28 @@ impl Error {
 
     /// The reason alone (message and cause), for places that print object and URL themselves.
     pub fn reason(&self) -> String {
+        let (mut s, _) = self.said();
+        if self.0.attempts > 1 {
+            s.push_str(&format!(" (gave up after {} attempts)", self.0.attempts));
+        }
+        if !self.0.earlier.is_empty() {
+            s.push_str(" (tried first: ");
+            s.push_str(&self.0.earlier.join("; "));
+            s.push(')');
+        }
+        // What a server said reaches messages in many ways; none may break the line or
+        // reach the terminal as an escape sequence, nor make it hundreds of KiB long (a
+        // header may be that long): each way shows at most a few hundred characters of
+        // it, and this catches any that does not.
+        let s = match crate::server_text::printable(&s) {
+            std::borrow::Cow::Borrowed(_) => s,
+            std::borrow::Cow::Owned(clean) => clean,
+        };
+        crate::server_text::cut_to(s, MAX_REASON)
+    }
+
+    /// The message with the cause's words before its notes, and where the notes begin.
+    fn said(&self) -> (String, Option<usize>) {
         let (what, notes) = self
             .0
             .notes_at
@@ -320,24 +358,9 @@ impl Error {
                 next = c.source();
             }
         }
+        let notes_at = self.0.notes_at.map(|_| s.len());
         s.push_str(notes);
-        if self.0.attempts > 1 {
-            s.push_str(&format!(" (gave up after {} attempts)", self.0.attempts));
-        }
-        if !self.0.earlier.is_empty() {
-            s.push_str(" (tried first: ");
-            s.push_str(&self.0.earlier.join("; "));
-            s.push(')');
-        }
-        // What a server said reaches messages in many ways; none may break the line or
-        // reach the terminal as an escape sequence, nor make it hundreds of KiB long (a
-        // header may be that long): each way shows at most a few hundred characters of
-        // it, and this catches any that does not.
-        let s = match crate::server_text::printable(&s) {
-            std::borrow::Cow::Borrowed(_) => s,
-            std::borrow::Cow::Owned(clean) => clean,
-        };
-        crate::server_text::cut_to(s, MAX_REASON)
+        (s, notes_at)
     }
 }
 
@@ -462,6 +485,38 @@ mod tests {
             "request failed; it is the index's entry for linux/arm64; and more"
         );
         assert_eq!(e.shared().reason(), e.reason());
+    }
+
+    /// A failure said again (to a second waiter, to a caller that asks a failed download
+    /// again) lost its restart mark and the hosts tried first as things to match on:
+    /// content that could have been fetched again whole read as failed for good.
+    #[test]
+    fn a_failure_said_again_keeps_what_callers_match_on() {
+        let failure = || {
+            Error::new(ErrorKind::Connect, "body interrupted")
+                .with_cause(std::io::Error::other("connection reset"))
+                .with_note("it is the index's entry for linux/arm64")
+                .with_attempts(2)
+                .restartable(2)
+                .with_earlier(vec!["http://m/v2/x: mirror answered 500".into()])
+        };
+        let e = failure();
+        for again in [e.shared(), e.shared().shared()] {
+            assert_eq!(again.restart(), Some(2));
+            assert_eq!(again.earlier(), e.earlier());
+            assert_eq!(again.reason(), e.reason());
+            assert_eq!(again.kind(), ErrorKind::Connect);
+            // A note added later still goes after the others, before the counts.
+            assert_eq!(
+                again.with_note("more").reason(),
+                failure().with_note("more").reason()
+            );
+        }
+        assert_eq!(
+            failure().with_note("more").reason(),
+            "body interrupted: connection reset; it is the index's entry for linux/arm64; \
+             more (gave up after 2 attempts) (tried first: http://m/v2/x: mirror answered 500)"
+        );
     }
 
     #[test]

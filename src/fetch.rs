@@ -171,6 +171,9 @@ pub struct Download {
     failed: Option<Error>,
     /// The content so far, kept for [`Download::typed_by_content`] only.
     kept: Option<Vec<u8>>,
+    /// How the hosts asked before the one that answered failed (mirrors), for any error
+    /// the download ends with (see [`Error::earlier`]).
+    tried_first: Vec<String>,
 }
 
 impl std::fmt::Debug for Download {
@@ -199,6 +202,7 @@ impl Download {
             verified: None,
             failed: None,
             kept: None,
+            tried_first: Vec::new(),
         }
     }
 
@@ -215,6 +219,7 @@ impl Download {
             verified: None,
             failed: None,
             kept: None,
+            tried_first: Vec::new(),
         }
     }
 
@@ -223,7 +228,15 @@ impl Download {
     /// it before the first [`chunk`](Self::chunk).
     pub fn skipping(self, prefix: Prefix) -> Download {
         let body = skip_prefix(self.body, prefix.len);
-        Download::after(self.meta, body, prefix)
+        Download::after(self.meta, body, prefix).tried_first(self.tried_first)
+    }
+
+    /// The same download, any error it ends with naming how `hosts` (URL and reason each,
+    /// oldest first) failed before its own host answered: the remote moved on from them,
+    /// and the last host's failure alone would hide why they did not serve.
+    pub(crate) fn tried_first(mut self, hosts: Vec<String>) -> Download {
+        self.tried_first = hosts;
+        self
     }
 
     /// The same download, its media type read from the manifest's own `mediaType` (or
@@ -281,6 +294,7 @@ impl Download {
             return Err(failed.shared());
         }
         let next = self.next_chunk().await;
+        let next = next.map_err(|e| e.with_tried_first(&self.tried_first));
         if let Err(e) = &next {
             self.failed = Some(e.shared());
         }
@@ -573,7 +587,8 @@ mod tests {
         let broke = Error::new(ErrorKind::Connect, "connection reset")
             .with_url("http://registry.example/v2/x/blobs/sha256:ab?sig=secret")
             .with_status(502)
-            .with_attempts(4);
+            .with_attempts(4)
+            .restartable(4);
         let body = stream::iter(vec![Ok(Bytes::from_static(b"ab")), Err(broke)]).boxed();
         let mut d = Download::new(meta(None, None), body);
         let first = drain(&mut d).await.unwrap_err();
@@ -592,6 +607,8 @@ mod tests {
             assert_eq!(again.kind(), first.kind());
             assert_eq!(again.status(), Some(502));
             assert_eq!(again.object(), Some("t"));
+            // A caller that held everything back may still fetch it again whole.
+            assert_eq!(again.restart(), Some(4));
         }
     }
 

@@ -28,7 +28,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::registry::{resume_budget, Address, RegistryRemote, Resumable, PROGRESS};
+use crate::registry::{resume_budget, Address, RegistryRemote, Resumable, Serving, PROGRESS};
 use crate::transport;
 
 /// When and how to split a download into ranges.
@@ -164,6 +164,18 @@ pub(crate) struct Source {
     /// Where the content is on every host: the rest moves on from a mirror whose parts
     /// fail, as a mirror's broken body does.
     pub(crate) address: Option<Address>,
+    /// The host serving the first stream now, and its URL: the parts go where it went.
+    pub(crate) serving: Serving,
+}
+
+impl Source {
+    /// Moves to the host the first stream was handed over to, if a failing mirror did.
+    fn follow_first_stream(&mut self) {
+        let (host, url) = &*self.serving.lock().expect("serving host poisoned");
+        if *host != self.host {
+            (self.host, self.url) = (*host, url.clone());
+        }
+    }
 }
 
 impl Adaptive {
@@ -356,6 +368,7 @@ impl Adaptive {
         if self.source.shared.budget.available_permits() < extra.min(2) {
             return; // other downloads hold the budget; asked again at the next chunk
         }
+        self.source.follow_first_stream();
         tracing::debug!(url = %self.source.url, offset = self.offset, streams = self.opts.streams, "fetching the rest in parallel ranges");
         let mut parts = Box::new(Parts {
             source: self.source.clone(),

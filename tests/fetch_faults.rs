@@ -212,21 +212,26 @@ fn corrupted_once_is_fetched_again_in_the_worker() {
     assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 2);
 }
 
+/// Fetches `digest` from `reg`'s repository by the worker into a new directory, with the
+/// global `options` before the command.
+fn into_dir(
+    reg: &FakeRegistry,
+    digest: &str,
+    options: &[&str],
+) -> (std::process::Output, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo(reg);
+    let mut args = options.to_vec();
+    args.extend(["fetch", &repo, "-", "-o", dir.path().to_str().unwrap()]);
+    let out = Dist::new().run(&args, format!("{digest}\n").as_bytes());
+    (out, dir)
+}
+
 #[test]
 fn always_corrupted_never_lands_in_the_store() {
     let (reg, digest, _) = fake_with_blob(50_000);
     reg.set_fault_for_every(&digest, Fault::CorruptByte(7));
-    let dir = tempfile::tempdir().unwrap();
-    let out = Dist::new().run(
-        &[
-            "fetch",
-            &repo(&reg),
-            "-",
-            "-o",
-            dir.path().to_str().unwrap(),
-        ],
-        format!("{digest}\n").as_bytes(),
-    );
+    let (out, dir) = into_dir(&reg, &digest, &[]);
     assert_eq!(out.status.code(), Some(1));
     let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(line["status"], "error");
@@ -379,24 +384,35 @@ fn a_partial_answer_to_a_whole_request_is_a_protocol_error() {
 /// partial answer, or as the wrong range, and the object failed though all of it came.
 #[test]
 fn a_partial_answer_holding_the_whole_content_is_taken() {
-    let (reg, digest, data) = fake_with_blob(10_000);
-    reg.set_fault_for_every(&digest, Fault::WholeRange);
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
-    assert!(out.stdout == data, "{err}");
-    assert_eq!(reg.requests_for(&digest), 1, "{err}");
+    takes_the_whole_content_under(Fault::WholeRange);
+}
 
-    // Broken at 4000 bytes, and the rest asked for is answered with all of it: the 4000
-    // bytes at hand are dropped from it.
-    let (reg, digest, data) = fake_with_blob(10_001);
-    reg.push_fault(&digest, Fault::DropAfter(4000));
-    reg.set_fault_for_every(&digest, Fault::WholeRange);
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
-    assert!(out.stdout == data, "{err}");
-    assert_eq!(reg.requests_for(&digest), 2, "{err}");
+/// A `206` holding the whole content coded (`Content-Encoding: gzip`, its range all of
+/// the coded bytes) is the content coded, as a coded `200` is: decoded, and verified.
+/// It was refused as a coded range, to a request that asked for no range; and to a
+/// resume, asked again without `Range`, it was refused as a range not asked for.
+#[test]
+fn a_coded_partial_answer_holding_the_whole_content_is_decoded() {
+    takes_the_whole_content_under(Fault::CodedWholeRange("gzip"));
+}
+
+/// Fetches a blob whose every answer is `whole`, then one broken at 4000 bytes whose rest
+/// is answered so: each arrives whole and verified, the 4000 bytes at hand dropped from
+/// the content (not from coded bytes), in one request and two.
+fn takes_the_whole_content_under(whole: Fault) {
+    for (size, broken) in [(10_000, false), (10_001, true)] {
+        let (reg, digest, data) = fake_with_blob(size);
+        if broken {
+            reg.push_fault(&digest, Fault::DropAfter(4000));
+        }
+        reg.set_fault_for_every(&digest, whole.clone());
+        let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{whole:?}: {err}");
+        assert!(out.stdout == data, "{whole:?}: {err}");
+        let requests = 1 + usize::from(broken);
+        assert_eq!(reg.requests_for(&digest), requests, "{whole:?}: {err}");
+    }
 }
 
 #[test]
@@ -1283,6 +1299,32 @@ fn a_coded_whole_answer_to_a_resume_is_decoded() {
         .filter(|r| r.path.contains("/blobs/"))
         .count();
     assert_eq!(blob_requests, 2);
+}
+
+/// A coded answer (a proxy that compresses) whose connection drops part-way cannot be
+/// resumed (a range would address coded bytes), but is fetched again whole where none
+/// of it left the process, as content without a fixed address is. Before, it failed at
+/// once, whatever `--retries` allowed.
+#[test]
+fn a_coded_body_that_breaks_is_fetched_again_whole() {
+    let broken = || Fault::CodedAnd("gzip", Box::new(Fault::DropAfter(100_000)));
+    let (reg, digest, data) = fake_with_blob(300_000);
+    reg.push_fault(&digest, broken());
+    reg.set_fault_for_every(&digest, Fault::Coded("gzip"));
+    let (out, dir) = into_dir(&reg, &digest, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    support::cli::assert_stored_alone(dir.path(), &digest, &data);
+    assert_eq!(blob_ranges(&reg), [None, None], "{err}");
+
+    // On the retries' budget: `--retries 1` asks twice, and says so.
+    let (reg, digest, _) = fake_with_blob(300_001);
+    reg.set_fault_for_every(&digest, broken());
+    let (out, _dir) = into_dir(&reg, &digest, &["--retries", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert_eq!(reg.requests_for(&digest), 2, "{err}");
+    assert!(err.contains("(gave up after 2 attempts)"), "{err}");
 }
 
 /// The `Range` of each blob request `reg` was sent, in order.

@@ -820,12 +820,23 @@ fn a_failure_after_a_hand_over_names_the_registry(
     seed: u64,
     registry: impl Fn(&FakeRegistry, &str),
 ) {
+    a_failure_after_a_mirror_names_both(seed, Fault::DropAfter(10_000), registry);
+}
+
+/// Fetches a blob through a mirror that fails every time with `mirror_fault`, with
+/// `registry` applied to the registry that serves in its place, and checks that the
+/// failure names the registry's URL, then the mirror's. Returns what it says of the mirror.
+fn a_failure_after_a_mirror_names_both(
+    seed: u64,
+    mirror_fault: Fault,
+    registry: impl Fn(&FakeRegistry, &str),
+) -> String {
     let upstream = FakeRegistry::start();
     let mirror = FakeRegistry::start();
     let blob = bytes(seed, 40_000);
     let digest = upstream.blob("team/app", &blob);
     mirror.blob("team/app", &blob);
-    mirror.set_fault_for_every(&digest, Fault::DropAfter(10_000));
+    mirror.set_fault_for_every(&digest, mirror_fault);
     registry(&upstream, &digest);
     let repo = format!("{}/team/app", upstream.host());
     let args = [
@@ -850,6 +861,7 @@ fn a_failure_after_a_hand_over_names_the_registry(
         tried.starts_with(&format!("{}/v2/team/app/blobs/{digest}", mirror.url())),
         "{err}"
     );
+    tried.to_string()
 }
 
 /// A body the registry took over from a mirror, broken again and its rest refused by the
@@ -877,6 +889,18 @@ fn a_body_handed_over_that_breaks_names_the_host_it_broke_on() {
     a_failure_after_a_hand_over_names_the_registry(15, |upstream, digest| {
         upstream.set_fault_for_every(digest, Fault::DropAfter(0));
     });
+}
+
+/// A mirror that failed before its answer is named when the registry, which answered in
+/// its place, then fails in the body: before, the mirror's failure was named only when
+/// the registry's request failed too, and dropped once the registry's answer came, so a
+/// user looking for why a mirror did not serve saw the registry's break alone.
+#[test]
+fn a_mirror_that_failed_before_answering_is_named_when_the_registry_s_body_fails() {
+    let tried = a_failure_after_a_mirror_names_both(17, Fault::Status(500), |upstream, digest| {
+        upstream.set_fault_for_every(digest, Fault::DropAfter(5_000));
+    });
+    assert!(tried.contains("mirror answered 500"), "{tried}");
 }
 
 /// A mirror that went away for a moment (a cache restarted in a run of hours) is asked

@@ -675,6 +675,30 @@ async fn a_mirror_failing_its_parts_hands_over_to_the_registry() {
     );
 }
 
+/// A mirror whose body breaks for good hands it over to the registry; split there (its
+/// stream is slow), the parts are the registry's too. They went to the mirror that had
+/// just failed, which failed each of them after its retry before the registry served the
+/// rest as one slow stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_after_a_hand_over_go_to_the_host_that_took_it_over() {
+    let (reg, mirror, data, digest) = on_both(89);
+    mirror.set_fault_for_every(&digest, Fault::DropAfter(1000));
+    throttle(&reg, &digest);
+    let remote = mirrored(&reg, &mirror, 2);
+    assert!(fetch_verified(&remote, &digest).await == data);
+    let is_part = |r: &String| !r.ends_with('-');
+    let on_mirror = range_requests(&mirror);
+    assert!(
+        !on_mirror.iter().any(is_part),
+        "the mirror was asked for parts: {on_mirror:?}"
+    );
+    let on_registry = range_requests(&reg);
+    assert!(
+        on_registry.iter().any(is_part),
+        "the registry was asked for parts: {on_registry:?}"
+    );
+}
+
 /// A link that cuts every connection after a while (a proxy's or load balancer's limit on
 /// a connection's bytes or lifetime), below the size of a part: a part that breaks off is
 /// asked for the rest of its range, as a single stream is, and a break after new content

@@ -21,7 +21,7 @@ pub(crate) struct Resumable {
     /// Where to ask for the whole content again, for a body without a `resume_url`: the
     /// first request's URL. While none of the body was handed out, asking again is a plain
     /// retry, whatever the tag names by then. `None` for a coded body, whose bytes the
-    /// decoder above counts.
+    /// decoder above counts: its caller fetches it again whole ([`Error::restart`]).
     pub(crate) retry_url: Option<Uri>,
     pub(crate) headers: HeaderMap,
     /// Bytes handed out so far.
@@ -43,7 +43,15 @@ pub(crate) struct Resumable {
     /// the error it may end with: the last host's cause alone would hide why the mirrors
     /// did not serve it.
     pub(super) earlier: Vec<String>,
+    /// Told which host serves the body after a hand-over, for the parts of a download
+    /// that splits later (see [`Serving`]).
+    pub(super) serving: Option<Serving>,
 }
+
+/// Which host serves a body now, and at which URL: the one that answered first, until a
+/// failing mirror hands the body over. A download split after that asks the host that
+/// took it over for its parts, not the mirror that had just failed.
+pub(crate) type Serving = std::sync::Arc<std::sync::Mutex<(usize, Uri)>>;
 
 /// The body a request for the content brought.
 pub(crate) enum Body {
@@ -200,13 +208,15 @@ impl Resumable {
     /// backoff a resume has. Once bytes were handed out the rest cannot be spliced to
     /// them (the tag may name other content by now): `e` stands, marked for a caller that
     /// let none of them go to fetch the whole content again while retries are left
-    /// ([`Error::restart`]). Those fetches count on the same budget, and as progress is
-    /// lost each time, a break after much of the content counts all the same.
+    /// ([`Error::restart`]). So it does for a coded body at any point: its bytes go to a
+    /// decoder above, which cannot take a new start, and a range of them would address
+    /// coded bytes. Those fetches count on the same budget, and as progress is lost each
+    /// time, a break after much of the content counts all the same.
     async fn ask_again(&mut self, e: Error) -> Result<bool> {
-        let Some(url) = self.retry_url.clone() else {
-            return Err(e);
+        let e = match &self.retry_url {
+            Some(url) => e.with_url(url),
+            None => e,
         };
-        let e = e.with_url(&url);
         if !e.is_transient() {
             return Err(e);
         }
@@ -214,9 +224,10 @@ impl Resumable {
         if self.resumes >= budget {
             return Err(e.with_attempts(self.resumes + 1));
         }
-        if self.offset > 0 {
-            return Err(e.restartable(self.resumes + 1));
-        }
+        let url = match &self.retry_url {
+            Some(url) if self.offset == 0 => url.clone(),
+            _ => return Err(e.restartable(self.resumes + 1)),
+        };
         self.resumes += 1;
         let pause = self.remote.retry_policy().backoff(self.resumes - 1);
         tokio::time::sleep(pause).await;
@@ -244,6 +255,9 @@ impl Resumable {
             return Ok(false);
         };
         self.host = next.host;
+        if let Some(serving) = &self.serving {
+            *serving.lock().expect("serving host poisoned") = (next.host, next.url.clone());
+        }
         self.resume_url = Some(next.url);
         self.body = next.body;
         self.skip = next.skip;
@@ -342,6 +356,7 @@ impl Resumable {
             progress_mark: offset,
             address,
             earlier: opened.earlier,
+            serving: None,
         }
     }
 }
@@ -454,8 +469,8 @@ async fn open_on_next_host(
 /// A server may code this answer although the first was plain (a CDN node that
 /// compresses). A coded `206` is a range of the coded bytes, which can never continue the
 /// content, and spliced in it failed verification as corruption: the whole content is
-/// asked for instead, as from a server that ignores `Range`. A coded `200` is decoded,
-/// and `offset` bytes of the content dropped.
+/// asked for instead, as from a server that ignores `Range`. A coded `200` (or `206` of
+/// all the coded bytes) is decoded, and `offset` bytes of the content dropped.
 async fn open_at(
     remote: &RegistryRemote,
     host: usize,
@@ -483,18 +498,17 @@ async fn open_at(
         let h = reply.response.headers();
         let codings = coding::codings(h).map_err(|e| e.with_url(url))?;
         let ranged = headers.contains_key(http::header::RANGE);
-        let partial = reply.response.status() == StatusCode::PARTIAL_CONTENT;
+        // All of the content (or of its coded bytes) under a range that says so is a part
+        // in name only: as a `200` that ignored ours.
+        let part =
+            reply.response.status() == StatusCode::PARTIAL_CONTENT && whole_range(h).is_none();
         let plain = codings.is_empty();
-        match (partial, plain) {
+        match (part, plain) {
             (false, true) => return Ok((Body::Plain(reply.response.into_body()), offset)),
             (false, false) => {
                 let transport = remote.host(host).transport.clone();
                 let body = incoming_stream(transport, reply.response.into_body());
                 return Ok((Body::Decoded(coding::decode(body, &codings, 0)), offset));
-            }
-            // All of the content, under a range that says so: as a `200` that ignored ours.
-            (true, true) if whole_range(h).is_some() => {
-                return Ok((Body::Plain(reply.response.into_body()), offset))
             }
             (true, _) if !ranged => return Err(unasked_range(h).with_url(url)),
             (true, false) => {
@@ -541,7 +555,8 @@ pub(crate) fn unasked_range(headers: &HeaderMap) -> Error {
 /// The whole content's size, for a `206` whose range is all of it (`bytes 0-99/100`): a
 /// server may send its whole content so, asked for a range or not (curl takes it, as
 /// containerd takes one it asked no range of). Its bytes are the content's from the
-/// first, as a `200`'s are; any other `206` is only a part.
+/// first, as a `200`'s are (coded, the coded content's, and its total theirs); any other
+/// `206` is only a part.
 pub(crate) fn whole_range(headers: &HeaderMap) -> Option<u64> {
     let (first, last) = content_range(headers)?;
     let total = content_range_total(headers)?;

@@ -32,7 +32,7 @@ use crate::remote::Remote;
 use crate::retry::RetryPolicy;
 use crate::transport::{self, Transport};
 pub(crate) use body::{content_range, content_range_start};
-pub(crate) use body::{resume_budget, Address, Resumable, PROGRESS};
+pub(crate) use body::{resume_budget, Address, Resumable, Serving, PROGRESS};
 pub(crate) use coding::is_coded;
 pub(crate) use host::MAX_ERROR_BODY;
 use host::{Host, Mirror, Server};
@@ -305,10 +305,11 @@ impl RegistryRemote {
     }
 
     /// Runs `attempt` on each host that serves tags (`tag`) or digests, in order, moving
-    /// on from a mirror that fails; the registry's own answer is final.
+    /// on from a mirror that fails; the registry's own answer is final. `attempt` is
+    /// given how the hosts before failed, for what its answer may still fail with.
     async fn on_hosts<'a, T, F>(&'a self, tag: bool, origin_only: bool, mut attempt: F) -> Result<T>
     where
-        F: FnMut(usize) -> BoxFuture<'a, Result<T>>,
+        F: FnMut(usize, &[Error]) -> BoxFuture<'a, Result<T>>,
     {
         let mut failed: Vec<Error> = Vec::new();
         for (i, host) in self.inner.hosts.iter().enumerate() {
@@ -318,7 +319,7 @@ impl RegistryRemote {
             {
                 continue;
             }
-            match attempt(i).await {
+            match attempt(i, &failed).await {
                 Err(e) if host.fall_back(&e, self.inner.mirror_down) => failed.push(e),
                 Err(e) => return Err(with_mirror_failures(e, &failed)),
                 ok => return ok,
@@ -354,8 +355,15 @@ impl RegistryRemote {
         if hints.failures > 0 {
             tokio::time::sleep(self.inner.retry.backoff(hints.failures - 1)).await;
         }
-        self.on_hosts(tag, hints.origin_only, |host| {
-            self.fetch_on(host, object, hints, prefix).boxed()
+        self.on_hosts(tag, hints.origin_only, |host, failed| {
+            // A body that breaks for good after the answer names the mirrors that failed
+            // before it, as a failed request does.
+            let tried: Vec<String> = failed.iter().map(Error::detail).collect();
+            async move {
+                let download = self.fetch_on(host, object, hints, prefix).await?;
+                Ok(download.tried_first(tried))
+            }
+            .boxed()
         })
         .await
         .map_err(|e| not_found_hint(e, object).with_object(object))
@@ -438,16 +446,19 @@ impl RegistryRemote {
         // where asked and says the total; a `200` (or a `206` of all of it) sends
         // everything, and the part already at hand is dropped on arrival.
         let (declared, skip) = if coded {
-            if partial {
+            if partial && whole.is_none() {
                 // Its range addresses coded bytes, which the server may code differently
                 // each time; a partial download is then fetched again from scratch.
                 return Err(Error::new(
                     ErrorKind::Protocol,
-                    "the server coded a range of the content (Content-Encoding on a 206)",
+                    "the server compressed the part of the content asked for \
+                     (Content-Encoding on a 206): its bytes are a part of the compressed \
+                     form, which cannot continue the content",
                 )
                 .with_url(&url));
             }
-            // Content-Length counts the coded bytes, not the content's.
+            // Content-Length counts the coded bytes, not the content's; so does the total
+            // of a `206` of all of them, which is a coded `200` in all but its status.
             (None, offset)
         } else if offset == 0 {
             (content_length(h), 0)
@@ -603,6 +614,9 @@ impl RegistryRemote {
             _ => None,
         };
         let retry_url = (resume_url.is_none() && !coded && offset == 0).then(|| url.clone());
+        let serving = split
+            .as_ref()
+            .map(|(url, _)| Serving::new(std::sync::Mutex::new((host, url.clone()))));
         let body = Resumable {
             remote: self.clone(),
             host,
@@ -617,6 +631,7 @@ impl RegistryRemote {
             progress_mark: offset,
             address: address.clone(),
             earlier: Vec::new(),
+            serving: serving.clone(),
         }
         .into_stream();
         let body = if coded {
@@ -624,8 +639,8 @@ impl RegistryRemote {
         } else {
             body
         };
-        let body = match split {
-            Some((url, total)) => {
+        let body = match split.zip(serving) {
+            Some(((url, total), serving)) => {
                 let source = Source {
                     remote: self.clone(),
                     host,
@@ -634,6 +649,7 @@ impl RegistryRemote {
                     total,
                     shared: self.inner.ranged.clone(),
                     address,
+                    serving,
                 };
                 Adaptive::new(body, offset, source, self.inner.ranges.clone()).into_stream()
             }
@@ -726,7 +742,7 @@ impl Remote for RegistryRemote {
         async move {
             // `/v2/` alone may accept anonymous callers while the repository does not, so
             // ask for something inside the repository: a tag list page of one entry.
-            self.on_hosts(false, false, |host| {
+            self.on_hosts(false, false, |host, _| {
                 async move {
                     let url = self
                         .host(host)
@@ -779,7 +795,9 @@ impl Remote for RegistryRemote {
         async move {
             let tag = matches!(object, Object::Tag(_));
             let head = self
-                .on_hosts(tag, false, |host| self.head_manifest(host, object).boxed())
+                .on_hosts(tag, false, |host, _| {
+                    self.head_manifest(host, object).boxed()
+                })
                 .await;
             match head {
                 Ok(Some(d)) => return Ok(d),
@@ -875,11 +893,7 @@ fn with_mirror_failures(e: Error, mirrors: &[Error]) -> Error {
         .filter(|m| !both_missing(m))
         .map(Error::detail)
         .collect();
-    if earlier.is_empty() {
-        e
-    } else {
-        e.with_earlier(earlier)
-    }
+    e.with_tried_first(&earlier)
 }
 
 #[cfg(test)]

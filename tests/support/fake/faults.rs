@@ -21,7 +21,7 @@ use super::server::{Body, Conn, End};
 /// Something that goes wrong with one response.
 ///
 /// Offsets and lengths count bytes of the body this response carries (for a 206, of the range).
-/// Body faults (those reshaping a body: `DropAfter` to `CodedWhole`) are consumed by GETs only;
+/// Body faults (those reshaping a body: `DropAfter` to `CodedWholeRange`) are consumed by GETs only;
 /// a HEAD meets them and is served normally. Status faults are consumed by any method.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
@@ -102,6 +102,13 @@ pub enum Fault {
     /// `Content-Encoding` as [`Fault::Coded`] sends it: a CDN node that compresses and
     /// does not serve ranges of what it compresses.
     CodedWhole(&'static str),
+    /// The body coded as [`Fault::Coded`] codes it, then sent as this fault sends a body
+    /// (`DropAfter` counting coded bytes): a proxy that compresses, and drops.
+    CodedAnd(&'static str, Box<Fault>),
+    /// A `206` with the whole blob sent with this `Content-Encoding`, under a
+    /// `Content-Range` of all of its coded bytes, whatever range was asked for, or none: a
+    /// server that compresses and sends its whole answer as a range.
+    CodedWholeRange(&'static str),
     /// This status with `Location` (e.g. 307 to a [`Recorder`](super::Recorder)).
     Redirect { status: u16, location: String },
     /// 401 with the auth mode's challenge, whatever the credentials (none in [`Auth::None`]).
@@ -145,6 +152,8 @@ impl Fault {
                 | Fault::WholeRange
                 | Fault::Coded(_)
                 | Fault::CodedWhole(_)
+                | Fault::CodedWholeRange(_)
+                | Fault::CodedAnd(..)
         )
     }
 }
@@ -438,6 +447,24 @@ pub fn apply(
         Fault::Coded(name) | Fault::CodedWhole(name) => {
             prepared.body = code(name, &prepared.body);
             prepared.header(CONTENT_ENCODING, name).into_response()
+        }
+        Fault::CodedAnd(name, fault) => {
+            prepared.body = code(name, &prepared.body);
+            apply(
+                fault,
+                prepared.header(CONTENT_ENCODING, name),
+                challenge,
+                conn,
+            )
+        }
+        Fault::CodedWholeRange(name) => {
+            prepared.body = code(name, &prepared.body);
+            let len = prepared.body.len();
+            let range = format!("bytes 0-{}/{len}", len.saturating_sub(1));
+            prepared
+                .header(CONTENT_ENCODING, name)
+                .header(http::header::CONTENT_RANGE, &range)
+                .into_response()
         }
     }
 }

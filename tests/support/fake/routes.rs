@@ -206,7 +206,7 @@ fn respond(
                 _ => prepared,
             }
         }
-        (Fault::WholeRange, Route::Blob { name, digest }) => {
+        (Fault::WholeRange | Fault::CodedWholeRange(_), Route::Blob { name, digest }) => {
             let content = state.content.lock().unwrap();
             match content.blobs.get(&(name.clone(), digest.clone())) {
                 Some(bytes) if !bytes.is_empty() => {
