@@ -3,8 +3,8 @@
 //!
 //! The system resolver alone may take as long as its configuration lets it (several
 //! servers, each tried twice, five seconds a try), and hyper's connect timeout starts only
-//! once addresses are known: a lookup that stalled ran into the request's idle timeout,
-//! said as "no response headers", for a request that was never sent.
+//! once addresses are known, and a request's response timeout only once a connection
+//! takes it: a lookup that stalled had no limit but `--timeout`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,8 +12,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper_util::client::legacy::connect::dns::{GaiAddrs, GaiResolver, Name};
-
-use super::stage::{self, Stage};
 
 /// The system resolver (getaddrinfo, on a blocking thread), given `limit` per lookup.
 #[derive(Clone, Debug)]
@@ -74,10 +72,8 @@ where
         let host = name.as_str().to_string();
         let limit = self.limit;
         let lookup = self.inner.call(name);
-        stage::enter(Stage::Resolving);
         Box::pin(async move {
             let found = tokio::time::timeout(limit, lookup).await;
-            stage::enter(Stage::Connecting);
             // The blocking lookup goes on to its end on its thread, unheeded.
             found.unwrap_or_else(|_| {
                 Err(std::io::Error::new(
