@@ -326,14 +326,32 @@ fn with_scheme(value: &str) -> String {
 /// URI parser, but hyper-util's matcher split the user information at the first, and sent
 /// `alice:p` to the proxy, which refused it. A `/`, `?` or `#` ended the authority before
 /// the `@`, and the user name was taken for the proxy's host and the password's start for
-/// its port. A proxy's own URL has no use for a path, query or fragment, let alone an `@`
-/// in one, so the user information runs to the last `@` of the setting.
+/// its port. So the user information runs to the last `@` of the setting, unless a `/`
+/// ends a valid authority before it (`http://proxy.corp:3128/a@b`): that is a path, as
+/// curl and Go read it, and the `@` in it made `b` the proxy and `proxy.corp:3128/a` the
+/// credentials sent to it. A password with a `/` after something that reads as a host and
+/// port (`alice:1234/x`) is read as curl and Go read it, and must be percent-encoded.
 fn userinfo_escaped(value: &str) -> String {
     let Some((scheme, rest)) = value.split_once("://") else {
         return value.to_string();
     };
-    match rest.rsplit_once('@') {
-        Some((userinfo, host)) if userinfo.contains(['@', '/', '?', '#']) => {
+    // The authority as RFC 3986 ends it, when a path follows it and it is a valid one.
+    let path = rest.find(['/', '?', '#']).filter(|&end| {
+        let authority = &rest[..end];
+        let host = authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, host)| host);
+        // A port that is not a number (`alice:pa`) the parser takes, and leaves out.
+        let whole = |a: http::uri::Authority| {
+            a.host().len() + a.port().map_or(0, |p| p.as_str().len() + 1) == a.as_str().len()
+        };
+        rest.as_bytes()[end] == b'/'
+            && !host.is_empty()
+            && host.parse::<http::uri::Authority>().is_ok_and(whole)
+    });
+    let searched = path.map_or(rest, |end| &rest[..end]);
+    match searched.rsplit_once('@') {
+        Some((userinfo, _)) if userinfo.contains(['@', '/', '?', '#']) => {
             let mut escaped = String::with_capacity(userinfo.len() + 8);
             for c in userinfo.chars() {
                 match c {
@@ -344,7 +362,7 @@ fn userinfo_escaped(value: &str) -> String {
                     c => escaped.push(c),
                 }
             }
-            format!("{scheme}://{escaped}@{host}")
+            format!("{scheme}://{escaped}{}", &rest[userinfo.len()..])
         }
         _ => value.to_string(),
     }
@@ -602,6 +620,36 @@ mod tests {
             panic!("tunnelled without credentials");
         };
         assert_eq!(authority(&proxy), "proxy.corp:3128");
+    }
+
+    /// An `@` in the path of a proxy's URL, after a valid host and port, is the path's, as
+    /// curl and Go read it: read as the end of user information, it made `b` the proxy and
+    /// sent it `proxy.corp:3128/a` as credentials.
+    #[test]
+    fn an_at_sign_in_a_path_after_the_proxy_s_host_is_no_user_information() {
+        for (setting, credentials) in [
+            ("http://proxy.corp:3128/a@b", None),
+            ("proxy.corp:3128/a@b", None),
+            ("http://proxy.corp/a@b", None),
+            // alice
+            ("http://alice@proxy.corp:3128/a@b", Some("Basic YWxpY2U6")),
+            // alice:p@ss
+            (
+                "http://alice:p@ss@proxy.corp:3128/a@b",
+                Some("Basic YWxpY2U6cEBzcw=="),
+            ),
+        ] {
+            let p = Proxies::of("", setting, "");
+            let Route::Tunnel { proxy, auth } = p.route(&uri("https://ghcr.io/v2/")) else {
+                panic!("{setting}: tunnelled");
+            };
+            assert_eq!(proxy.host(), Some("proxy.corp"), "{setting}");
+            assert_eq!(
+                auth.as_ref().map(|a| a.to_str().unwrap()),
+                credentials,
+                "{setting}"
+            );
+        }
     }
 
     #[test]
