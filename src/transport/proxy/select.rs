@@ -224,11 +224,11 @@ impl Proxies {
         let host = dst.host().unwrap_or_default();
         let host = host.trim_start_matches('[').trim_end_matches(']');
         self.direct_on_port.iter().any(|(entry, port)| {
+            // `.corp` is `corp` and its subdomains, as curl reads it and as the matcher
+            // reads an entry without a port.
+            let domain = entry.strip_prefix('.').unwrap_or(entry);
             Some(*port) == dst.port_u16()
-                && match entry.strip_prefix('.') {
-                    Some(domain) => ends_with_domain(host, domain),
-                    None => host.eq_ignore_ascii_case(entry) || ends_with_domain(host, entry),
-                }
+                && (host.eq_ignore_ascii_case(domain) || ends_with_domain(host, domain))
         })
     }
 
@@ -440,6 +440,34 @@ mod tests {
         };
         assert_eq!(proxy.host(), Some("proxy.corp"));
         assert_eq!(auth, None);
+    }
+
+    /// `.corp` covers `corp` itself as well as its subdomains, as curl reads it (its leading
+    /// dot is left off; Go's clients take it for subdomains only). The matcher does so for
+    /// an entry without a port, but one with a port (`.corp:5000`) covered the subdomains
+    /// only, and the same registry went direct or through the proxy by whether a port was
+    /// written.
+    #[test]
+    fn a_domain_with_a_leading_dot_covers_the_domain_itself_with_or_without_a_port() {
+        let direct = |no: &str, dst: &str| {
+            Proxies::of("http://proxy.corp:3128", "", no).route(&uri(dst)) == Route::Direct
+        };
+        for (no, dst) in [
+            (".corp", "https://corp/v2/"),
+            (".corp:5000", "https://corp:5000/v2/"),
+            (".corp:5000", "https://CORP:5000/v2/"),
+            ("*.corp:5000", "https://corp:5000/v2/"),
+            (".corp:5000", "https://registry.corp:5000/v2/"),
+        ] {
+            assert!(direct(no, dst), "{no} {dst}");
+        }
+        for (no, dst) in [
+            (".corp:5000", "https://corp/v2/"),
+            (".corp:5000", "https://xcorp:5000/v2/"),
+            (".corp", "https://xcorp/v2/"),
+        ] {
+            assert!(!direct(no, dst), "{no} {dst}");
+        }
     }
 
     /// The spellings Go's clients (docker, podman, containerd) read in `NO_PROXY`: a user
