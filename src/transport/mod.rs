@@ -722,8 +722,12 @@ pub async fn read_onto(
     Ok(())
 }
 
-/// Reads at most `limit` bytes of a body and drops the rest: for error bodies, where the
-/// first bytes explain the failure and the rest does not matter.
+/// Reads at most `limit` bytes of a body: for error bodies, where the first bytes explain
+/// the failure and the rest does not matter. A body read to its end frees its HTTP/1.1
+/// connection for the next request; one longer than `limit`, or stalled, keeps it busy
+/// until the caller drops the body, which a caller that asks the same host again meanwhile
+/// (a token from a realm on the registry's host) must do first: under the per-host cap,
+/// the next request waits for that connection.
 pub async fn read_prefix(transport: &Transport, body: &mut Incoming, limit: usize) -> Bytes {
     let mut buf = bytes::BytesMut::new();
     while buf.len() < limit {
