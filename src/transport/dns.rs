@@ -3,23 +3,41 @@
 //!
 //! The system resolver alone may take as long as its configuration lets it (several
 //! servers, each tried twice, five seconds a try), and hyper's connect timeout starts only
-//! once addresses are known: a lookup that stalled ran into the request's idle timeout,
-//! said as "no response headers", for a request that was never sent.
+//! once addresses are known, and a request's response timeout only once a connection
+//! takes it: a lookup that stalled had no limit but `--timeout`.
+//!
+//! A lookup given up on goes on to its end on its blocking thread: getaddrinfo cannot be
+//! stopped. A worker against a DNS server that drops its queries started one for every
+//! attempt at every line, each holding a thread for as long as the system resolver tries,
+//! and when those outlast `--connect-timeout` they piled up to tokio's 512 blocking
+//! threads, and then queued ahead of the reads of stdin and the writes of files that need
+//! those threads too. So a host has one lookup at a time: the connections that need its
+//! address while one runs wait for that one, each within its own limit.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper_util::client::legacy::connect::dns::{GaiAddrs, GaiResolver, Name};
+use futures::future::{BoxFuture, FutureExt, Shared};
+use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 
-use super::stage::{self, Stage};
+/// A lookup's outcome, for every connection waiting on it.
+type Found = Result<Vec<SocketAddr>, Arc<std::io::Error>>;
 
-/// The system resolver (getaddrinfo, on a blocking thread), given `limit` per lookup.
+/// The lookups running, by host.
+type Running = Arc<Mutex<HashMap<String, Shared<BoxFuture<'static, Found>>>>>;
+
+/// The system resolver (getaddrinfo, on a blocking thread), given `limit` per lookup, with
+/// one lookup per host at a time.
 #[derive(Clone, Debug)]
 pub struct TimedResolver<R = GaiResolver> {
     inner: R,
     limit: Duration,
+    running: Running,
 }
 
 impl TimedResolver {
@@ -32,7 +50,11 @@ impl TimedResolver {
 impl<R> TimedResolver<R> {
     /// `inner`, each lookup given `limit`.
     pub fn with(inner: R, limit: Duration) -> Self {
-        TimedResolver { inner, limit }
+        TimedResolver {
+            inner,
+            limit,
+            running: Arc::default(),
+        }
     }
 }
 
@@ -59,12 +81,13 @@ impl std::error::Error for LookupTimedOut {}
 
 impl<R> tower_service::Service<Name> for TimedResolver<R>
 where
-    R: tower_service::Service<Name, Response = GaiAddrs, Error = std::io::Error>,
+    R: tower_service::Service<Name, Error = std::io::Error>,
+    R::Response: Iterator<Item = SocketAddr>,
     R::Future: Send + 'static,
 {
-    type Response = GaiAddrs;
+    type Response = std::vec::IntoIter<SocketAddr>;
     type Error = std::io::Error;
-    type Future = Pin<Box<dyn Future<Output = std::io::Result<GaiAddrs>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = std::io::Result<Self::Response>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         self.inner.poll_ready(cx)
@@ -73,53 +96,147 @@ where
     fn call(&mut self, name: Name) -> Self::Future {
         let host = name.as_str().to_string();
         let limit = self.limit;
-        let lookup = self.inner.call(name);
-        stage::enter(Stage::Resolving);
+        let lookup = {
+            let running = self.running.clone();
+            let mut running = running.lock().expect("DNS lookups poisoned");
+            match running.get(&host) {
+                Some(lookup) => lookup.clone(),
+                None => {
+                    let lookup = self.start(name, host.clone());
+                    running.insert(host.clone(), lookup.clone());
+                    lookup
+                }
+            }
+        };
         Box::pin(async move {
-            let found = tokio::time::timeout(limit, lookup).await;
-            stage::enter(Stage::Connecting);
-            // The blocking lookup goes on to its end on its thread, unheeded.
-            found.unwrap_or_else(|_| {
-                Err(std::io::Error::new(
+            match tokio::time::timeout(limit, lookup).await {
+                Ok(Ok(found)) => Ok(found.into_iter()),
+                // The system resolver's words, which tell a name that does not exist.
+                Ok(Err(e)) => Err(std::io::Error::new(e.kind(), e.to_string())),
+                Err(_) => Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     LookupTimedOut { host, limit },
-                ))
-            })
+                )),
+            }
         })
+    }
+}
+
+impl<R> TimedResolver<R>
+where
+    R: tower_service::Service<Name, Error = std::io::Error>,
+    R::Response: Iterator<Item = SocketAddr>,
+    R::Future: Send + 'static,
+{
+    /// A lookup of `name` in a task of its own, which runs to its end whoever waits for it
+    /// and then leaves `host` to the next lookup.
+    fn start(&mut self, name: Name, host: String) -> Shared<BoxFuture<'static, Found>> {
+        let lookup = self.inner.call(name);
+        let running = self.running.clone();
+        let task = tokio::spawn(async move {
+            let found = lookup.await.map(|addrs| addrs.collect()).map_err(Arc::new);
+            running.lock().expect("DNS lookups poisoned").remove(&host);
+            found
+        });
+        task.map(|joined| {
+            joined.unwrap_or_else(|e| Err(Arc::new(std::io::Error::other(e.to_string()))))
+        })
+        .boxed()
+        .shared()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::sync::oneshot;
     use tower_service::Service;
 
-    /// A resolver that never answers, as a DNS server that drops the queries.
-    #[derive(Clone)]
-    struct Silent;
+    type Answer = std::io::Result<std::vec::IntoIter<SocketAddr>>;
 
-    impl Service<Name> for Silent {
-        type Response = GaiAddrs;
+    /// A resolver whose lookups end when the test says, as a DNS server that drops the
+    /// queries until it is told otherwise; it counts the lookups started.
+    #[derive(Clone, Default)]
+    struct Held {
+        started: Arc<AtomicUsize>,
+        answers: Arc<Mutex<Vec<oneshot::Sender<Answer>>>>,
+    }
+
+    impl Held {
+        fn answer(&self, answer: impl Fn() -> Answer) {
+            for waiting in self.answers.lock().unwrap().drain(..) {
+                let _ = waiting.send(answer());
+            }
+        }
+    }
+
+    impl Service<Name> for Held {
+        type Response = std::vec::IntoIter<SocketAddr>;
         type Error = std::io::Error;
-        type Future = std::future::Pending<std::io::Result<GaiAddrs>>;
+        type Future = BoxFuture<'static, Answer>;
         fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
             Poll::Ready(Ok(()))
         }
         fn call(&mut self, _: Name) -> Self::Future {
-            std::future::pending()
+            self.started.fetch_add(1, Ordering::SeqCst);
+            let (answer, answered) = oneshot::channel();
+            self.answers.lock().unwrap().push(answer);
+            answered.map(Result::unwrap).boxed()
         }
+    }
+
+    fn name(host: &str) -> Name {
+        host.parse().unwrap()
     }
 
     #[tokio::test]
     async fn a_lookup_that_never_ends_fails_within_the_connect_timeout_saying_so() {
-        let mut resolver = TimedResolver::with(Silent, Duration::from_millis(20));
-        let name: Name = "registry.example".parse().unwrap();
-        let e = resolver.call(name).await.unwrap_err();
+        let mut resolver = TimedResolver::with(Held::default(), Duration::from_millis(20));
+        let e = resolver.call(name("registry.example")).await.unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
         assert_eq!(
             e.to_string(),
             "no address for registry.example within 20ms (--connect-timeout): the DNS lookup \
              did not finish"
+        );
+    }
+
+    /// Every connection to a host whose DNS server drops the queries gave up on its lookup
+    /// and left it running on a blocking thread, one more each time: a worker's lines piled
+    /// them up to tokio's 512 threads. A host has one lookup at a time, and the next starts
+    /// once it has ended, whatever it ended with.
+    #[tokio::test(start_paused = true)]
+    async fn lookups_given_up_on_do_not_pile_up() {
+        let held = Held::default();
+        let mut resolver = TimedResolver::with(held.clone(), Duration::from_secs(1));
+        for _ in 0..100 {
+            let e = resolver.call(name("registry.example")).await.unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        }
+        resolver.call(name("auth.example")).await.unwrap_err();
+        assert_eq!(held.started.load(Ordering::SeqCst), 2);
+
+        // The one waiting when the answer comes has it.
+        let waiting = resolver.call(name("registry.example"));
+        let address: SocketAddr = "192.0.2.1:0".parse().unwrap();
+        held.answer(|| Ok(vec![address].into_iter()));
+        let found: Vec<_> = waiting.await.unwrap().collect();
+        assert_eq!(found, [address]);
+
+        // Ended, the lookup is not kept: the next asks again, and a failure comes through
+        // in the system resolver's words.
+        let waiting = resolver.call(name("registry.example"));
+        assert_eq!(held.started.load(Ordering::SeqCst), 3);
+        held.answer(|| {
+            Err(std::io::Error::other(
+                "failed to lookup address information: Name or service not known",
+            ))
+        });
+        let e = waiting.await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "failed to lookup address information: Name or service not known"
         );
     }
 }

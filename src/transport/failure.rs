@@ -404,8 +404,7 @@ fn certificate_failure(e: &rustls::Error, ours: Option<&tls::ClientIdentity>) ->
             | Alert::CertificateRevoked
             | Alert::CertificateExpired
             | Alert::CertificateUnknown
-            | Alert::UnknownCA
-            | Alert::AccessDenied),
+            | Alert::UnknownCA),
         ) => Some(match ours {
             // With none shown, the server can only mean that it wants one: Go's server, as
             // Debian's docker-registry has it, says BadCertificate for a missing one too.
@@ -415,7 +414,26 @@ fn certificate_failure(e: &rustls::Error, ours: Option<&tls::ClientIdentity>) ->
                 ours.cert.display()
             ),
         }),
+        rustls::Error::AlertReceived(Alert::AccessDenied) => Some(access_denied(ours)),
         _ => None,
+    }
+}
+
+/// What the alert AccessDenied says: the server's access rules refuse this client (RFC
+/// 8446, 6.2). It was said as a client certificate required, though with none shown it is
+/// no request for one (a server that wants one says CertificateRequired, BadCertificate or
+/// HandshakeFailure), and access rules may go by address alone; with ours shown, it may be
+/// ours they refuse, if the server asked for it.
+fn access_denied(ours: Option<&tls::ClientIdentity>) -> String {
+    let denied = "the server denied access in the TLS handshake (AccessDenied): its access \
+                  rules refuse this client";
+    match ours {
+        None => format!("{denied} (by its address, say); dist showed no client certificate"),
+        Some(ours) => format!(
+            "{denied}: our client certificate {}, or the client otherwise (by its address, \
+             say)",
+            ours.cert.display()
+        ),
     }
 }
 
@@ -572,6 +590,35 @@ mod tests {
             }
         }
         assert!(names_no_host(&Wrapper(gai("Name or service not known"))));
+    }
+
+    /// AccessDenied is the server's access rules refusing the client: with no client
+    /// certificate shown, it was said as one required, which sent the user after a
+    /// certificate the server never asked for.
+    #[test]
+    fn access_denied_is_no_client_certificate_required() {
+        let denied = rustls::Error::AlertReceived(rustls::AlertDescription::AccessDenied);
+        let without = certificate_failure(&denied, None).unwrap();
+        assert_eq!(
+            without,
+            "the server denied access in the TLS handshake (AccessDenied): its access rules \
+             refuse this client (by its address, say); dist showed no client certificate"
+        );
+        let ours = tls::ClientIdentity {
+            cert: "/etc/dist/client.pem".into(),
+            key: "/etc/dist/client.key".into(),
+        };
+        let with = certificate_failure(&denied, Some(&ours)).unwrap();
+        assert!(
+            with.contains("(AccessDenied)")
+                && with.contains("/etc/dist/client.pem, or the client otherwise"),
+            "{with}"
+        );
+        // The alerts that are about certificates still say so.
+        let bad = rustls::Error::AlertReceived(rustls::AlertDescription::BadCertificate);
+        assert!(certificate_failure(&bad, None)
+            .unwrap()
+            .starts_with(CLIENT_CERTIFICATE_REQUIRED));
     }
 
     #[test]

@@ -81,9 +81,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
-            super::stage::enter(super::stage::Stage::Queued);
             let permit = semaphore.acquire_owned().await?;
-            super::stage::enter(super::stage::Stage::Connecting);
             let io = inner.call(uri).await.map_err(Into::into)?;
             Ok(Limited {
                 io,

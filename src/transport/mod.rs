@@ -152,9 +152,9 @@ pub struct TransportOptions {
     /// Limit for a host's DNS lookup, again for establishing a TCP connection, and again
     /// for its TLS handshake.
     pub connect_timeout: Duration,
-    /// Limit for the response headers to arrive, counted from the moment the request asks
-    /// the pool for a connection (waiting for one under the per-host cap, and making one,
-    /// count too).
+    /// Limit for the response headers to arrive, counted from the moment a connection takes
+    /// the request: waiting for one under the per-host cap does not count (it has no limit
+    /// but the caller's), and making one has `connect_timeout`.
     pub response_timeout: Duration,
     /// Limit for the gap between two pieces of a response body; a stalled body is aborted.
     /// An HTTP/2 connection silent for half of it is sent a PING, and closed when none
@@ -472,36 +472,6 @@ impl Transport {
         })
     }
 
-    /// The error for a request whose response timeout ran out, named by what it waited
-    /// for at `stage`: a connection, or the answer on the one that took it.
-    fn timed_out(&self, stage: stage::Stage) -> Error {
-        use stage::Stage;
-        // Named with its limit and option: "in time" left the user to guess which of the
-        // timeouts ran out, and how long it was.
-        let limit = self.opts.response_timeout;
-        let what = match stage {
-            Stage::Sent => format!("no response headers within {limit:?} (--idle-timeout)"),
-            Stage::Queued => format!(
-                "no connection to the host free within {limit:?} (--idle-timeout): all {} \
-                     connections allowed to it stayed busy",
-                self.opts.max_connections_per_host
-            ),
-            Stage::Resolving => format!(
-                "no address for the host within {limit:?} (--idle-timeout): the DNS \
-                     lookup had not finished"
-            ),
-            Stage::Connecting => format!(
-                "no connection to the host within {limit:?} (--idle-timeout): the TCP \
-                     connection, a proxy's tunnel or the TLS handshake had not finished"
-            ),
-            Stage::Pooled => format!(
-                "no connection to the host within {limit:?} (--idle-timeout): it waited \
-                     for the one another request to the host was making"
-            ),
-        };
-        Error::new(ErrorKind::Timeout, what)
-    }
-
     /// [`Transport::send_once`] over the client that offers HTTP/2, or over the one that
     /// offers only HTTP/1.1.
     async fn send_on(
@@ -521,11 +491,19 @@ impl Transport {
             // the next would cost every request its headers twice.
             let progress = stage::Progress::default();
             let request = self.request(req, origin, &progress)?;
-            let fut = progress.watch(client.request(request));
-            let result = tokio::time::timeout(self.opts.response_timeout, fut).await;
-            match result {
-                Err(_) => {
-                    return Err(self.timed_out(progress.stage()).with_url(&req.url));
+            let limit = self.opts.response_timeout;
+            match progress
+                .answered_within(limit, client.request(request))
+                .await
+            {
+                Err(()) => {
+                    // Named with its limit and option: "in time" left the user to guess
+                    // which of the timeouts ran out, and how long it was.
+                    return Err(Error::new(
+                        ErrorKind::Timeout,
+                        format!("no response headers within {limit:?} (--idle-timeout)"),
+                    )
+                    .with_url(&req.url));
                 }
                 Ok(Err(e)) => {
                     let reused = e.connect_info().is_some_and(answered_before);
@@ -744,8 +722,12 @@ pub async fn read_onto(
     Ok(())
 }
 
-/// Reads at most `limit` bytes of a body and drops the rest: for error bodies, where the
-/// first bytes explain the failure and the rest does not matter.
+/// Reads at most `limit` bytes of a body: for error bodies, where the first bytes explain
+/// the failure and the rest does not matter. A body read to its end frees its HTTP/1.1
+/// connection for the next request; one longer than `limit`, or stalled, keeps it busy
+/// until the caller drops the body, which a caller that asks the same host again meanwhile
+/// (a token from a realm on the registry's host) must do first: under the per-host cap,
+/// the next request waits for that connection.
 pub async fn read_prefix(transport: &Transport, body: &mut Incoming, limit: usize) -> Bytes {
     let mut buf = bytes::BytesMut::new();
     while buf.len() < limit {
@@ -830,49 +812,65 @@ mod tests {
         assert!(!second.contains("s3cret"), "{second}");
     }
 
-    /// The idle timeout runs from the moment a request is handed to the pool. One that
-    /// spent it waiting for a connection under the per-host cap was never sent, and was
-    /// said as "no response headers", sending the user after a server never asked.
+    /// The response timeout is for silence on a connection. Counted from the moment a
+    /// request asked the pool, one queued behind the per-host cap (a connection busy with
+    /// a body the caller reads slowly) timed out as "(--idle-timeout)" though it was never
+    /// sent; it now waits for the connection and has the whole limit once sent.
     #[tokio::test]
-    async fn a_request_that_never_had_a_connection_says_what_it_waited_for() {
+    async fn a_request_queued_behind_the_cap_is_not_out_of_time() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        async fn read_head(conn: &mut tokio::net::TcpStream) {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                assert_eq!(conn.read(&mut byte).await.unwrap(), 1);
+                head.push(byte[0]);
+            }
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let (finish, finished) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             let (mut conn, _) = listener.accept().await.unwrap();
-            let mut head = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !head.ends_with(b"\r\n\r\n") {
-                let n = conn.read(&mut buf).await.unwrap();
-                assert!(n > 0);
-                head.extend_from_slice(&buf[..n]);
-            }
-            // Headers, and a body that does not come: the connection stays busy.
-            conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n")
+            read_head(&mut conn).await;
+            // Headers, and a body held back: the connection stays busy.
+            conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\n")
                 .await
                 .unwrap();
-            let _ = released.await;
+            finished.await.unwrap();
+            conn.write_all(b"done").await.unwrap();
+            // The queued request, on the same connection once it is free.
+            read_head(&mut conn).await;
+            conn.write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+                .await
+                .unwrap();
         });
+        let limit = Duration::from_millis(50);
         let transport = Transport::new(TransportOptions {
             max_connections_per_host: 1,
-            response_timeout: Duration::from_secs(2),
+            response_timeout: limit,
             ..TransportOptions::default()
         })
         .unwrap();
         let url = u(&format!("http://127.0.0.1:{port}/v2/"));
-        let busy = transport.send(Outgoing::get(url.clone())).await.unwrap();
-        let e = transport.send(Outgoing::get(url)).await.unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
-        assert!(
-            e.to_string().contains(
-                "no connection to the host free within 2s (--idle-timeout): all 1 connections \
-                 allowed to it stayed busy"
-            ),
-            "{e}"
-        );
+        let mut busy = transport.send(Outgoing::get(url.clone())).await.unwrap();
+        let queued = tokio::spawn({
+            let transport = transport.clone();
+            async move { transport.send(Outgoing::get(url)).await }
+        });
+        // Past the limit several times over, with the request still queued: a timer
+        // fires in the queued request for each. (A pause, since time passing is the point;
+        // a slow machine only makes it longer.)
+        tokio::time::sleep(limit * 4).await;
+        assert!(!queued.is_finished(), "{:?}", queued.await.unwrap());
+        finish.send(()).unwrap();
+        let body = read_limited(&transport, busy.response.body_mut(), 16)
+            .await
+            .unwrap();
+        assert_eq!(&body[..], b"done");
         drop(busy);
-        let _ = release.send(());
+        let reply = queued.await.unwrap().unwrap();
+        assert_eq!(reply.response.status(), StatusCode::NO_CONTENT);
         server.await.unwrap();
     }
 

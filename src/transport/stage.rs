@@ -1,58 +1,36 @@
-//! How far a request got towards a connection, for the message when its time runs out.
+//! When a connection took a request, from which its response timeout runs.
 //!
-//! The idle timeout bounds a request from the moment it is handed to the pool: waiting for
-//! one of the connections the per-host cap allows, the DNS lookup, the TCP connection and
-//! the TLS handshake all count. Time run out in any of them was said as "no response
-//! headers", sending the user after a server that was never asked. The connectors mark
-//! each stage for the request whose task they run in; a connection made in the background
-//! for the pool, once the request took another, marks nothing. The request's body marks
-//! the request taken by a connection, wherever that connection's task runs.
+//! `--idle-timeout` bounds silence on a connection: the wait for response headers counts
+//! from the moment a connection takes the request, not from the moment the request asks
+//! the pool for one. Counted from the pool, a request queued behind the per-host cap (a
+//! worker's jobs and range parts on a few connections, or a consumer slow to read the
+//! framed stream) timed out as silence from a server it was never sent to. Waiting for a
+//! connection has no limit but `--timeout`, as in Go's client with `MaxConnsPerHost`;
+//! making one has `--connect-timeout`, for the DNS lookup, the TCP connection, a proxy's
+//! tunnel and the TLS handshake each.
 
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
+use tokio::time::Instant;
 
-/// A stage on the way to a connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub(crate) enum Stage {
-    /// Handed to the pool: waiting for an idle connection, or for one another request is
-    /// making (an HTTP/2 connection is shared).
-    Pooled = 0,
-    /// Waiting for one of the connections allowed to the host: all were busy.
-    Queued = 1,
-    /// Looking up the host's address.
-    Resolving = 2,
-    /// Connecting: TCP, a proxy's tunnel, TLS.
-    Connecting = 3,
-    /// Taken by a connection: waiting for the answer.
-    Sent = 4,
-}
-
-/// The stage a request is at, shared with the connectors working for it.
+/// When a request was taken by a connection, shared with the body that tells it.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Progress(Arc<AtomicU8>);
+pub(crate) struct Progress(Arc<OnceLock<Instant>>);
 
 impl Progress {
-    /// The stage reached last.
-    pub(crate) fn stage(&self) -> Stage {
-        match self.0.load(Ordering::Relaxed) {
-            1 => Stage::Queued,
-            2 => Stage::Resolving,
-            3 => Stage::Connecting,
-            4 => Stage::Sent,
-            _ => Stage::Pooled,
-        }
+    /// When a connection took the request, if one has.
+    pub(crate) fn taken(&self) -> Option<Instant> {
+        self.0.get().copied()
     }
 
-    fn set(&self, stage: Stage) {
-        self.0.store(stage as u8, Ordering::Relaxed);
+    fn take(&self) {
+        self.0.get_or_init(Instant::now);
     }
 
     /// `body`, as the request's body that tells this when a connection takes the request.
@@ -63,29 +41,34 @@ impl Progress {
         }
     }
 
-    /// Runs `request` with its connectors' stages recorded here.
-    pub(crate) fn watch<F: std::future::Future>(
+    /// `request`'s output, or `Err` once `limit` has passed since a connection took it.
+    /// The common case, an answer within `limit` of the request's start, arms one timer.
+    pub(crate) async fn answered_within<F: std::future::Future>(
         &self,
+        limit: std::time::Duration,
         request: F,
-    ) -> impl std::future::Future<Output = F::Output> {
-        PROGRESS.scope(self.clone(), request)
+    ) -> Result<F::Output, ()> {
+        let mut request = std::pin::pin!(request);
+        let mut deadline = Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, &mut request).await {
+                Ok(output) => return Ok(output),
+                Err(_) => match self.taken() {
+                    Some(taken) if taken + limit <= Instant::now() => return Err(()),
+                    Some(taken) => deadline = taken + limit,
+                    // Still waiting for a connection: looked at again `limit` on.
+                    None => deadline = Instant::now() + limit,
+                },
+            }
+        }
     }
 }
 
-tokio::task_local! {
-    static PROGRESS: Progress;
-}
-
-/// Records `stage` for the request whose task this runs in, if any.
-pub(crate) fn enter(stage: Stage) {
-    let _ = PROGRESS.try_with(|p| p.set(stage));
-}
-
-/// A request's body that marks the request [`Stage::Sent`] as a connection takes it: hyper
-/// asks every body whether it is empty as it writes the request's head (HTTP/1.1) or opens
-/// its stream (HTTP/2). hyper-util's `capture_connection` told the same at the cost of a
-/// watch channel, an extensions map and a copy of the connection's metadata, seven
-/// allocations added to every request.
+/// A request's body that records when a connection takes the request: hyper asks every
+/// body whether it is empty as it writes the request's head (HTTP/1.1) or opens its stream
+/// (HTTP/2). hyper-util's `capture_connection` told the same at the cost of a watch
+/// channel, an extensions map and a copy of the connection's metadata, seven allocations
+/// added to every request.
 #[derive(Debug)]
 pub(crate) struct Watched {
     body: Full<Bytes>,
@@ -101,12 +84,12 @@ impl Body for Watched {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = self.get_mut();
-        this.progress.set(Stage::Sent);
+        this.progress.take();
         Pin::new(&mut this.body).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.progress.set(Stage::Sent);
+        self.progress.take();
         self.body.is_end_stream()
     }
 
@@ -119,23 +102,65 @@ impl Body for Watched {
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
+    use std::time::Duration;
 
     /// hyper asks an empty body (a GET's) only whether it is empty, and polls one with
     /// bytes (the token request's POST): either way the request is marked taken.
     #[tokio::test]
-    async fn a_body_taken_by_a_connection_marks_its_request_sent() {
+    async fn a_body_taken_by_a_connection_marks_its_request_taken() {
         let progress = Progress::default();
         let empty = progress.body(Bytes::new());
-        assert_eq!(progress.stage(), Stage::Pooled);
+        assert_eq!(progress.taken(), None);
         assert!(empty.is_end_stream());
-        assert_eq!(progress.stage(), Stage::Sent);
+        assert!(progress.taken().is_some());
 
         let progress = Progress::default();
         let form = progress.body(Bytes::from_static(b"grant_type=refresh_token"));
         assert_eq!(form.size_hint().exact(), Some(24));
-        assert_eq!(progress.stage(), Stage::Pooled);
+        assert_eq!(progress.taken(), None);
         let sent = form.collect().await.unwrap().to_bytes();
         assert_eq!(&sent[..], b"grant_type=refresh_token");
-        assert_eq!(progress.stage(), Stage::Sent);
+        assert!(progress.taken().is_some());
+    }
+
+    /// A request not yet taken by a connection is never out of time, however long it
+    /// waits; once taken, it has the whole limit from then.
+    #[tokio::test(start_paused = true)]
+    async fn the_limit_runs_from_the_moment_a_connection_takes_the_request() {
+        use futures::poll;
+        let limit = Duration::from_secs(1);
+        let progress = Progress::default();
+        let body = progress.body(Bytes::new());
+        let (answer, answered) = tokio::sync::oneshot::channel::<()>();
+        let mut waiting = std::pin::pin!(progress.answered_within(limit, answered));
+        assert!(poll!(&mut waiting).is_pending());
+        tokio::time::advance(limit * 5).await;
+        assert!(
+            poll!(&mut waiting).is_pending(),
+            "out of time before it was sent"
+        );
+        assert!(body.is_end_stream());
+        tokio::time::advance(limit * 3 / 4).await;
+        assert!(
+            poll!(&mut waiting).is_pending(),
+            "out of time within the limit"
+        );
+        answer.send(()).unwrap();
+        assert!(matches!(poll!(&mut waiting), Poll::Ready(Ok(Ok(())))));
+
+        let progress = Progress::default();
+        let body = progress.body(Bytes::new());
+        let mut waiting =
+            std::pin::pin!(progress.answered_within(limit, std::future::pending::<()>()));
+        assert!(poll!(&mut waiting).is_pending());
+        tokio::time::advance(limit / 2).await;
+        assert!(body.is_end_stream());
+        tokio::time::advance(limit * 3 / 4).await;
+        assert!(
+            poll!(&mut waiting).is_pending(),
+            "out of time within the limit"
+        );
+        tokio::time::advance(limit / 4).await;
+        assert_eq!(poll!(&mut waiting), Poll::Ready(Err(())));
     }
 }

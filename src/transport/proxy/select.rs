@@ -224,11 +224,11 @@ impl Proxies {
         let host = dst.host().unwrap_or_default();
         let host = host.trim_start_matches('[').trim_end_matches(']');
         self.direct_on_port.iter().any(|(entry, port)| {
+            // `.corp` is `corp` and its subdomains, as curl reads it and as the matcher
+            // reads an entry without a port.
+            let domain = entry.strip_prefix('.').unwrap_or(entry);
             Some(*port) == dst.port_u16()
-                && match entry.strip_prefix('.') {
-                    Some(domain) => ends_with_domain(host, domain),
-                    None => host.eq_ignore_ascii_case(entry) || ends_with_domain(host, entry),
-                }
+                && (host.eq_ignore_ascii_case(domain) || ends_with_domain(host, domain))
         })
     }
 
@@ -326,14 +326,32 @@ fn with_scheme(value: &str) -> String {
 /// URI parser, but hyper-util's matcher split the user information at the first, and sent
 /// `alice:p` to the proxy, which refused it. A `/`, `?` or `#` ended the authority before
 /// the `@`, and the user name was taken for the proxy's host and the password's start for
-/// its port. A proxy's own URL has no use for a path, query or fragment, let alone an `@`
-/// in one, so the user information runs to the last `@` of the setting.
+/// its port. So the user information runs to the last `@` of the setting, unless a `/`
+/// ends a valid authority before it (`http://proxy.corp:3128/a@b`): that is a path, as
+/// curl and Go read it, and the `@` in it made `b` the proxy and `proxy.corp:3128/a` the
+/// credentials sent to it. A password with a `/` after something that reads as a host and
+/// port (`alice:1234/x`) is read as curl and Go read it, and must be percent-encoded.
 fn userinfo_escaped(value: &str) -> String {
     let Some((scheme, rest)) = value.split_once("://") else {
         return value.to_string();
     };
-    match rest.rsplit_once('@') {
-        Some((userinfo, host)) if userinfo.contains(['@', '/', '?', '#']) => {
+    // The authority as RFC 3986 ends it, when a path follows it and it is a valid one.
+    let path = rest.find(['/', '?', '#']).filter(|&end| {
+        let authority = &rest[..end];
+        let host = authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, host)| host);
+        // A port that is not a number (`alice:pa`) the parser takes, and leaves out.
+        let whole = |a: http::uri::Authority| {
+            a.host().len() + a.port().map_or(0, |p| p.as_str().len() + 1) == a.as_str().len()
+        };
+        rest.as_bytes()[end] == b'/'
+            && !host.is_empty()
+            && host.parse::<http::uri::Authority>().is_ok_and(whole)
+    });
+    let searched = path.map_or(rest, |end| &rest[..end]);
+    match searched.rsplit_once('@') {
+        Some((userinfo, _)) if userinfo.contains(['@', '/', '?', '#']) => {
             let mut escaped = String::with_capacity(userinfo.len() + 8);
             for c in userinfo.chars() {
                 match c {
@@ -344,7 +362,7 @@ fn userinfo_escaped(value: &str) -> String {
                     c => escaped.push(c),
                 }
             }
-            format!("{scheme}://{escaped}@{host}")
+            format!("{scheme}://{escaped}{}", &rest[userinfo.len()..])
         }
         _ => value.to_string(),
     }
@@ -422,6 +440,34 @@ mod tests {
         };
         assert_eq!(proxy.host(), Some("proxy.corp"));
         assert_eq!(auth, None);
+    }
+
+    /// `.corp` covers `corp` itself as well as its subdomains, as curl reads it (its leading
+    /// dot is left off; Go's clients take it for subdomains only). The matcher does so for
+    /// an entry without a port, but one with a port (`.corp:5000`) covered the subdomains
+    /// only, and the same registry went direct or through the proxy by whether a port was
+    /// written.
+    #[test]
+    fn a_domain_with_a_leading_dot_covers_the_domain_itself_with_or_without_a_port() {
+        let direct = |no: &str, dst: &str| {
+            Proxies::of("http://proxy.corp:3128", "", no).route(&uri(dst)) == Route::Direct
+        };
+        for (no, dst) in [
+            (".corp", "https://corp/v2/"),
+            (".corp:5000", "https://corp:5000/v2/"),
+            (".corp:5000", "https://CORP:5000/v2/"),
+            ("*.corp:5000", "https://corp:5000/v2/"),
+            (".corp:5000", "https://registry.corp:5000/v2/"),
+        ] {
+            assert!(direct(no, dst), "{no} {dst}");
+        }
+        for (no, dst) in [
+            (".corp:5000", "https://corp/v2/"),
+            (".corp:5000", "https://xcorp:5000/v2/"),
+            (".corp", "https://xcorp/v2/"),
+        ] {
+            assert!(!direct(no, dst), "{no} {dst}");
+        }
     }
 
     /// The spellings Go's clients (docker, podman, containerd) read in `NO_PROXY`: a user
@@ -602,6 +648,36 @@ mod tests {
             panic!("tunnelled without credentials");
         };
         assert_eq!(authority(&proxy), "proxy.corp:3128");
+    }
+
+    /// An `@` in the path of a proxy's URL, after a valid host and port, is the path's, as
+    /// curl and Go read it: read as the end of user information, it made `b` the proxy and
+    /// sent it `proxy.corp:3128/a` as credentials.
+    #[test]
+    fn an_at_sign_in_a_path_after_the_proxy_s_host_is_no_user_information() {
+        for (setting, credentials) in [
+            ("http://proxy.corp:3128/a@b", None),
+            ("proxy.corp:3128/a@b", None),
+            ("http://proxy.corp/a@b", None),
+            // alice
+            ("http://alice@proxy.corp:3128/a@b", Some("Basic YWxpY2U6")),
+            // alice:p@ss
+            (
+                "http://alice:p@ss@proxy.corp:3128/a@b",
+                Some("Basic YWxpY2U6cEBzcw=="),
+            ),
+        ] {
+            let p = Proxies::of("", setting, "");
+            let Route::Tunnel { proxy, auth } = p.route(&uri("https://ghcr.io/v2/")) else {
+                panic!("{setting}: tunnelled");
+            };
+            assert_eq!(proxy.host(), Some("proxy.corp"), "{setting}");
+            assert_eq!(
+                auth.as_ref().map(|a| a.to_str().unwrap()),
+                credentials,
+                "{setting}"
+            );
+        }
     }
 
     #[test]
