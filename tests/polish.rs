@@ -1582,6 +1582,43 @@ fn empty_input_succeeds_with_a_warning() {
     }
 }
 
+/// A worker started with stdin closed (`<&-`, a daemon's job run with no descriptor 0) has
+/// no input to read: that is an error, as `cat <&-` says, not an empty batch. Rust's
+/// runtime opens /dev/null in place of the closed descriptor, and the worker read it as
+/// empty input, warned, and exited 0.
+#[test]
+fn a_worker_started_without_stdin_fails_the_read() {
+    let reg = FakeRegistry::start();
+    let repo = format!("{}/team/app", reg.host());
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    for args in [
+        vec!["fetch", &repo, "-"],
+        vec!["fetch", &repo, "-", "-o", layout.to_str().unwrap()],
+    ] {
+        let mut command = Dist::new().command(&args);
+        // SAFETY: only close(2), async-signal-safe, runs between fork and exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                libc::close(libc::STDIN_FILENO);
+                Ok(())
+            });
+        }
+        let out = command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("stdin") && err.contains("Bad file descriptor"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("input was empty"), "{args:?}: {err}");
+    }
+}
+
 /// Digests joined onto one line (`paste -s`, a `jq` without `[]`) were read as one object
 /// and hints, and every digest after the first was skipped in silence. Now the line fails
 /// and says why; a misspelt hint key (`Size:`) is ignored as unknown keys are, with one
