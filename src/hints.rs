@@ -56,7 +56,14 @@ impl Hints {
         let mut hints = Hints::default();
         for word in words {
             let (key, value) = word.split_once(':').ok_or_else(|| {
-                Error::invalid(format!("invalid hint {word:?}: expected key:value"))
+                // `size=849`, as options and environment variables are written.
+                let fix = word
+                    .split_once('=')
+                    .and_then(|(k, v)| meant_key(k).map(|known| format!(" ({known}:{v})")));
+                Error::invalid(format!(
+                    "invalid hint {word:?}: expected key:value{}",
+                    fix.unwrap_or_default()
+                ))
             })?;
             match key {
                 "mediatype" | "mediaType" => {
@@ -193,6 +200,21 @@ mod tests {
         assert_eq!(h.media_types, vec![media::OCI_MANIFEST.to_string()]);
         assert_eq!(h.size, Some(42));
         assert!(h.wants_manifest());
+    }
+
+    /// `size=849`, as options and environment variables are written, was refused as
+    /// "expected key:value" alone; a known key gets the spelling that works.
+    #[test]
+    fn a_known_key_written_with_equals_gets_the_colon_spelling() {
+        for (word, fix) in [
+            ("size=849", "(size:849)"),
+            ("mediaType=application/json", "(mediatype:application/json)"),
+        ] {
+            let e = Hints::parse([word]).unwrap_err().to_string();
+            assert!(e.ends_with(&format!("expected key:value {fix}")), "{e}");
+        }
+        let e = Hints::parse(["colour=red"]).unwrap_err().to_string();
+        assert!(e.ends_with("expected key:value"), "{e}");
     }
 
     #[test]

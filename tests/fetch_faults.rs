@@ -357,6 +357,43 @@ fn one_shot_into_a_directory_refuses_an_object_that_is_no_line_of_one() {
     );
 }
 
+/// A malformed object or hint on the command line is a usage error, status 2, with
+/// `-o DIR` as to stdout. Read as the one input line, it failed as a bad line of input:
+/// status 1 and a JSON line, where the same command line without `-o` said status 2, so a
+/// script could not tell its own mistake from an object the registry lacks.
+#[test]
+fn one_shot_into_a_directory_refuses_a_malformed_object_as_to_stdout() {
+    let (reg, digest, _) = fake_with_blob(2_000);
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("out");
+    let report = parent.path().join("report.jsonl");
+    let repo = repo(&reg);
+    for words in [
+        vec!["sha256:abc"],
+        vec!["team/app:v1"],
+        vec![&digest, "garbage"],
+        vec![&digest, "size:-1"],
+        vec![&digest, "mediatype:application/"],
+    ] {
+        let to_stdout: Vec<&str> = ["fetch", &repo].into_iter().chain(words.clone()).collect();
+        let into_dir: Vec<&str> = to_stdout
+            .iter()
+            .copied()
+            .chain(["-o", dir.to_str().unwrap()])
+            .chain(["--report", report.to_str().unwrap()])
+            .collect();
+        for args in [to_stdout, into_dir] {
+            let out = Dist::new().run(&args, b"");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            assert!(out.stdout.is_empty(), "{args:?}: {err}");
+            assert!(!dir.exists(), "{args:?}: a layout was made");
+            assert!(!report.exists(), "{args:?}: a report was made");
+        }
+    }
+    assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 0);
+}
+
 /// A `206` to a request that asked for no range is refused on its status, naming the URL,
 /// as a resume's is: its partial length was taken for the blob's size, and what arrived
 /// failed as a digest mismatch, twice, read as corruption on the wire.

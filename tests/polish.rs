@@ -578,6 +578,60 @@ fn a_layout_reference_alone_gets_the_spelling_that_works() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("<OBJECT>"));
 }
 
+/// An image reference pasted as the locator before an object of its own: `-` (the worker)
+/// or another tag or digest. The spelling said was the reference's own object
+/// (`host/name v1`), which for the worker dropped its `-` (and fetched a manifest where
+/// layers were piped in) and otherwise fetched another object than the one given. Now it
+/// keeps the object given, before any network I/O (port 1 refuses) or directory created.
+#[test]
+fn a_pasted_reference_before_another_object_keeps_that_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("app");
+    std::fs::create_dir(&layout).unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        layout.join("index.json"),
+        r#"{"schemaVersion":2,"manifests":[]}"#,
+    )
+    .unwrap();
+    let layout = layout.to_str().unwrap();
+    let out_dir = dir.path().join("out");
+    let out = out_dir.to_str().unwrap();
+    let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    let on_layout = format!("oci:{layout}:v1");
+    let on_layout_apart = format!("oci:{layout} -");
+    let digest_apart = format!("127.0.0.1:1/lab/image {d}");
+    for (args, apart) in [
+        (
+            vec!["fetch", "127.0.0.1:1/lab/image:v1", "-"],
+            "127.0.0.1:1/lab/image -",
+        ),
+        (
+            vec!["fetch", "http://127.0.0.1:1/lab/image:v1", "-", "-o", out],
+            "http://127.0.0.1:1/lab/image -",
+        ),
+        (
+            vec!["fetch", "127.0.0.1:1/lab/image:v1", d, "-o", out],
+            &digest_apart,
+        ),
+        (vec!["fetch", &on_layout, "-"], &on_layout_apart),
+    ] {
+        let out = Dist::new().run(&args, b"v1\n");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.trim_end().ends_with(&format!(": {apart}")),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("connect"), "{args:?}: {err}");
+    }
+    assert!(!out_dir.exists());
+}
+
 /// `dist pull` and `dist resolve` take one reference; the tag written apart, as `dist fetch`
 /// takes it, gets the joined spelling, before any network I/O (port 1 refuses) and without
 /// creating the output directory.
@@ -1683,6 +1737,43 @@ fn empty_input_succeeds_with_a_warning() {
         let out = dist.run(&args, input);
         assert_eq!(out.status.code(), Some(0));
         let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("input was empty"), "{args:?}: {err}");
+    }
+}
+
+/// A worker started with stdin closed (`<&-`, a daemon's job run with no descriptor 0) has
+/// no input to read: that is an error, as `cat <&-` says, not an empty batch. Rust's
+/// runtime opens /dev/null in place of the closed descriptor, and the worker read it as
+/// empty input, warned, and exited 0.
+#[test]
+fn a_worker_started_without_stdin_fails_the_read() {
+    let reg = FakeRegistry::start();
+    let repo = format!("{}/team/app", reg.host());
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    for args in [
+        vec!["fetch", &repo, "-"],
+        vec!["fetch", &repo, "-", "-o", layout.to_str().unwrap()],
+    ] {
+        let mut command = Dist::new().command(&args);
+        // SAFETY: only close(2), async-signal-safe, runs between fork and exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                libc::close(libc::STDIN_FILENO);
+                Ok(())
+            });
+        }
+        let out = command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("stdin") && err.contains("Bad file descriptor"),
+            "{args:?}: {err}"
+        );
         assert!(!err.contains("input was empty"), "{args:?}: {err}");
     }
 }

@@ -58,7 +58,8 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
 /// Why the object given on the command line (with `-o DIR`) cannot be the worker's one
 /// input line, if it cannot: it is read as that line, and a blank object or one that reads
 /// as a comment was skipped as a line would be, the run exiting 0 having fetched nothing;
-/// a line break in it or in a hint made it two lines, and a space two words.
+/// a line break in it or in a hint made it two lines, and a space two words. A line that
+/// does not parse is refused too, in its own words.
 fn no_line_of_one(args: &FetchArgs) -> Option<dist::Error> {
     if args.object == "-" {
         return None;
@@ -87,14 +88,17 @@ fn no_line_of_one(args: &FetchArgs) -> Option<dist::Error> {
         ))),
         // `"sha256:… size:5"` as one word: the line split it into an object and a hint,
         // where the fetch to stdout refuses it as an object, and so does this.
-        Some(_) => std::iter::once(&args.object)
+        Some(parsed) => std::iter::once(&args.object)
             .chain(&args.hints)
             .find(|w| w.trim().contains(char::is_whitespace))
             .map(|w| {
                 dist::Error::invalid(format!(
                     "{w:?} holds a space: give the object and each hint as words of their own"
                 ))
-            }),
+            })
+            // A malformed object or hint is the command line's mistake, as it is to
+            // stdout: as the input's one bad line it was status 1, like a missing object.
+            .or(parsed.err()),
     }
 }
 

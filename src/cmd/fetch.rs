@@ -15,6 +15,9 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
     if let Some(misplaced) = misplaced_option(&args) {
         return report(&Error::invalid(misplaced), EXIT_USAGE);
     }
+    if let Some(pasted) = reference_before_another_object(&args) {
+        return report(&Error::invalid(pasted), EXIT_USAGE);
+    }
     if args.object == "-" || args.output.is_some() {
         return super::batch::run(global, args).await;
     }
@@ -86,6 +89,56 @@ fn misplaced_option(args: &FetchArgs) -> Option<String> {
             given.join(", ")
         )
     })
+}
+
+/// `dist fetch host/name:v1 -` or `dist fetch host/name:v1 sha256:…`: an image reference
+/// pasted as the locator before an object of its own. The locator's own refusal names the
+/// spelling for the reference's object (`host/name v1`), which is right when that object
+/// is the one given, but for the worker dropped its `-` (a manifest fetched where layers
+/// were piped in), and otherwise fetched another object than the one given. The locator
+/// is said as written, without what was pasted onto it: a scheme in front is kept.
+fn reference_before_another_object(args: &FetchArgs) -> Option<String> {
+    let image = args.locator.parse::<dist::image::ImageRef>().ok()?;
+    let pasted = image.object().to_string();
+    if pasted == args.object {
+        return None;
+    }
+    let is_layout = |dir: &std::path::Path| dir.join("oci-layout").is_file();
+    let what = match &image.locator {
+        dist::Locator::Registry(_) if args.locator.parse::<dist::Locator>().is_err() => {
+            "a repository"
+        }
+        // A directory named with a colon or an `@` may be a layout of its own.
+        dist::Locator::Layout(dir)
+            if is_layout(dir)
+                && !is_layout(std::path::Path::new(
+                    args.locator.strip_prefix("oci:").unwrap_or(&args.locator),
+                )) =>
+        {
+            "a layout"
+        }
+        _ => return None,
+    };
+    let suffix = image.tag.iter().map(|t| format!(":{t}"));
+    let suffix: String = suffix
+        .chain(image.digest.iter().map(|d| format!("@{d}")))
+        .collect();
+    let written = args.locator.strip_suffix(&suffix)?;
+    let object = if args.object == "-" {
+        "the objects come on stdin".to_string()
+    } else {
+        format!("the object is {}", args.object)
+    };
+    let kind = if image.digest.is_some() {
+        "digest"
+    } else {
+        "tag"
+    };
+    Some(format!(
+        "invalid locator {:?}: a locator names {what} alone, without the {kind} {pasted}; \
+         {object}: {written} {}",
+        args.locator, args.object
+    ))
 }
 
 /// Content up to this size is held back until it verifies, and only then written: a

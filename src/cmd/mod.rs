@@ -9,6 +9,7 @@ macro_rules! say {
 }
 
 pub mod batch;
+mod closed_at_start;
 pub mod docs;
 mod drawer;
 pub mod fetch;

@@ -144,7 +144,7 @@ pub struct RawStdout(Option<std::mem::ManuallyDrop<std::fs::File>>);
 impl RawStdout {
     pub fn new() -> RawStdout {
         use std::os::fd::FromRawFd;
-        if STARTED_WITHOUT_STDOUT.load(std::sync::atomic::Ordering::Relaxed) {
+        if super::closed_at_start::stdout() {
             return RawStdout(None);
         }
         // SAFETY: descriptor 1 is open (Rust's runtime puts /dev/null there when a process
@@ -156,7 +156,7 @@ impl RawStdout {
     fn file(&mut self) -> std::io::Result<&mut std::fs::File> {
         match &mut self.0 {
             Some(file) => Ok(file),
-            None => Err(std::io::Error::from_raw_os_error(libc::EBADF)),
+            None => Err(super::closed_at_start::error()),
         }
     }
 
@@ -191,28 +191,6 @@ impl Write for RawStdout {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
-    }
-}
-
-/// Whether dist started with stdout closed (`>&-`). Rust's runtime then opens /dev/null
-/// as descriptor 1 before `main`, so that no file or socket opened later takes its
-/// number; writes there succeeded, and a fetch whose object went nowhere exited 0 where
-/// `cat` and `curl` fail. Recorded by [`record_closed_stdout`], which runs first.
-static STARTED_WITHOUT_STDOUT: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
-
-/// Run by the C runtime with the program's other initialisers, before Rust's runtime
-/// starts and fills in a closed descriptor 1.
-#[cfg(target_os = "linux")]
-#[used]
-#[link_section = ".init_array"]
-static RECORD_CLOSED_STDOUT: extern "C" fn() = record_closed_stdout;
-
-#[cfg(target_os = "linux")]
-extern "C" fn record_closed_stdout() {
-    // SAFETY: F_GETFD only asks whether the descriptor is open.
-    if unsafe { libc::fcntl(libc::STDOUT_FILENO, libc::F_GETFD) } == -1 {
-        STARTED_WITHOUT_STDOUT.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -42,6 +42,11 @@ pub fn stdin() -> Stdin {
 }
 
 fn read_all(tx: &mpsc::Sender<std::io::Result<Bytes>>) {
+    // What Rust's runtime put in place of a closed descriptor 0 is no input: /dev/null.
+    if super::closed_at_start::stdin() {
+        let _ = tx.blocking_send(Err(super::closed_at_start::error()));
+        return;
+    }
     let mut stdin = std::io::stdin().lock();
     loop {
         let mut buf = BytesMut::zeroed(CHUNK);

@@ -346,6 +346,20 @@ impl FromStr for Platform {
             "macos" => "darwin".to_string(),
             other => other.to_string(),
         };
+        // `arm64/v8`, as `--platform arm64` reads, is `os/arch` by the grammar (containerd
+        // reads it so): the operating system `arm64` matched nothing, and the error listed
+        // `linux/arm64` among the platforms offered.
+        if parts.len() == 2
+            && os_version.is_none()
+            && !KNOWN_OS.contains(&os.as_str())
+            && KNOWN_ARCH.contains(&normalise(&os, None).0.as_str())
+        {
+            return Err(invalid(&format!(
+                "{} is an architecture, not an operating system: {}/{s}",
+                parts[0],
+                Platform::host().os
+            )));
+        }
         let lower = |p: &str| p.to_ascii_lowercase();
         let mut p = match parts[1..] {
             [] if KNOWN_OS.contains(&os.as_str()) => Platform {
@@ -493,6 +507,31 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("linux/arm64") && e.contains("arm64)"), "{e}");
+    }
+
+    /// `arm64/v8`, as `--platform arm64` reads: an architecture and its variant, where
+    /// `os/arch` goes. Read as the operating system `arm64`, it matched nothing, and the
+    /// error listed `linux/arm64` among the platforms it did not match.
+    #[test]
+    fn an_architecture_where_the_os_goes_is_refused_with_the_spelling() {
+        for (given, meant) in [
+            ("arm64/v8", "linux/arm64/v8"),
+            ("amd64/v3", "linux/amd64/v3"),
+            ("aarch64/v8", "linux/aarch64/v8"),
+            ("x86_64/v2", "linux/x86_64/v2"),
+        ] {
+            let e = given.parse::<Platform>().unwrap_err().to_string();
+            assert!(
+                e.contains(&format!(
+                    "is an architecture, not an operating system: {meant}"
+                )),
+                "{given}: {e}"
+            );
+        }
+        // An operating system, or a word dist does not know, stays one, as containerd reads it.
+        assert_eq!(p("linux/arm64").architecture, "arm64");
+        assert_eq!(p("plan9/amd64").os, "plan9");
+        assert_eq!(p("myos/amd64").os, "myos");
     }
 
     /// `windows(BUILD)/arch`, as containerd writes it, takes the images that run on that

@@ -50,6 +50,24 @@ pub fn read_layout_json(path: &Path) -> std::io::Result<Vec<u8>> {
 /// Refuses `root` if its `oci-layout` or `index.json`, where present, are not an OCI image
 /// layout's (version 1.x) and an image index (`schemaVersion` 2).
 pub fn check(root: &Path) -> Result<()> {
+    // Through a symbolic link to a directory not made yet (or gone), making the layout
+    // failed with "File exists", of a path that is not there: `mkdir` follows no such link.
+    if let Some(link) = root.ancestors().find(|a| leads_nowhere(a)) {
+        let to = std::fs::read_link(link).unwrap_or_default();
+        let why = format!(
+            "{} is a symbolic link to {}, which does not exist",
+            link.display(),
+            to.display()
+        );
+        return Err(Error::invalid(if link == root {
+            why
+        } else {
+            format!(
+                "{} cannot be a directory for an OCI image layout: {why}",
+                root.display()
+            )
+        }));
+    }
     if let Some(v) = read_json(root, "oci-layout")? {
         if let Some(why) = marker_fault(&v) {
             return Err(refuse(root, "oci-layout", &why));
@@ -129,6 +147,12 @@ fn refuse(root: &Path, file: &str, why: &str) -> Error {
     ))
 }
 
+/// Whether `path` is a symbolic link to nothing.
+fn leads_nowhere(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_symlink())
+        && std::fs::metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +190,29 @@ mod tests {
                 .ends_with(&format!("{} is a file", blob.display())),
             "{e}"
         );
+    }
+
+    /// `-o DIR` where DIR (or a directory above it) is a symbolic link to a directory not
+    /// made yet, or gone: creating the layout failed with "File exists", of a path that is
+    /// not there.
+    #[test]
+    fn a_link_to_nothing_is_named_with_where_it_leads() {
+        let dir = dir_with(&[]);
+        let link = dir.path().join("layout");
+        std::os::unix::fs::symlink("not-made-yet", &link).unwrap();
+        for root in [link.clone(), link.join("app")] {
+            let e = check(&root).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput);
+            assert!(
+                e.to_string().ends_with(&format!(
+                    "{} is a symbolic link to not-made-yet, which does not exist",
+                    link.display()
+                )),
+                "{e}"
+            );
+        }
+        std::fs::create_dir(dir.path().join("not-made-yet")).unwrap();
+        assert!(check(&link).is_ok());
     }
 
     #[test]
