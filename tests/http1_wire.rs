@@ -353,3 +353,68 @@ fn a_body_broken_after_its_last_byte_is_not_asked_for_again() {
     assert!(out.stdout == data, "{err}");
     assert_eq!(blobs.load(std::sync::atomic::Ordering::SeqCst), 3, "{err}");
 }
+
+/// A `401` whose body is longer than what is read of an error body (64 KiB), its rest
+/// slow to come, keeps its connection busy while the rest stays unread. A token from a realm on the registry's
+/// own host was then asked for while that reply was still held, and with one connection
+/// allowed to the host (`--range-streams 1` leaves a one-shot fetch one) it waited for
+/// the very connection the reply held: since a request may wait for a connection as long
+/// as `--timeout` lets it, the fetch never ended. The reply is let go before the token is
+/// asked for.
+#[test]
+fn a_long_401_body_does_not_hold_the_connection_its_token_request_needs() {
+    let data = bytes(11, 2000);
+    let digest = sha256(&data);
+    let body = data.clone();
+    let raw = Raw::start(move |req, _| {
+        if req.line().contains("/token") {
+            let token = br#"{"token":"t"}"#;
+            let fields = [format!("Content-Length: {}", token.len())];
+            return Answer::keep(with_body(head("200 OK", &fields), token));
+        }
+        if req.header("authorization").as_deref() != Some("Bearer t") {
+            let port = req
+                .header("host")
+                .and_then(|h| h.rsplit_once(':').map(|(_, p)| p.to_string()))
+                .unwrap_or_default();
+            // Past what is read of it, and then the rest held back: the reply, unless let
+            // go, keeps its connection.
+            let page = vec![b'x'; 100 << 10];
+            let fields = [
+                format!(
+                    "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",\
+                     service=\"raw\",scope=\"repository:team/app:pull\""
+                ),
+                format!("Content-Length: {}", 2 * page.len()),
+            ];
+            return Answer::keep(with_body(head("401 Unauthorized", &fields), &page));
+        }
+        let fields = [format!("Content-Length: {}", body.len())];
+        Answer::keep(with_body(head("200 OK", &fields), &body))
+    });
+    let dist = Dist::new();
+    let out = dist.run(
+        &[
+            "fetch",
+            "--range-streams",
+            "1",
+            "--timeout",
+            "20s",
+            &raw.repo(),
+            &digest,
+        ],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, data);
+    assert!(
+        raw.seen().iter().any(|r| r.line().contains("/token")),
+        "{:?}",
+        raw.seen()
+    );
+}

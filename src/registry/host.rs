@@ -492,6 +492,10 @@ impl Host {
                     .collect();
                 if !challenges.is_empty() {
                     self.drain(&mut reply).await;
+                    // Let go before the token is asked for: a body longer than what is
+                    // read of it keeps its connection, which a realm on this host, under
+                    // the per-host cap, may wait for as long as `--timeout` lets it.
+                    drop(reply);
                     match self
                         .auth
                         .challenged(&grant, &challenges, auth_rounds > 0, policy)
@@ -524,6 +528,9 @@ impl Host {
             let holding = asked.filter(|_| matches!(status.as_u16(), 429 | 503));
             let elsewhere = (holding.is_some() && !own).then(|| reply.url.clone());
             let mut err = status_error(&self.transport, &mut reply, self.mirror).await;
+            // Its connection is not held through what follows: a token or quota lookup
+            // on this host, and the pause before the next attempt.
+            drop(reply);
             // ECR's words for a password past its 12 hours: credentials refused, as a 401
             // says, and not a repository policy's 403, which names the action refused.
             if status == StatusCode::FORBIDDEN
