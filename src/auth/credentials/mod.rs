@@ -20,6 +20,7 @@
 
 mod config_file;
 mod helper;
+mod process_group;
 mod rotation;
 
 use std::path::{Path, PathBuf};
