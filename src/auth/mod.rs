@@ -98,9 +98,9 @@ pub struct Authorizer {
     /// helper run for each of them.
     relooked: Mutex<Option<Instant>>,
     /// The lookup's last failure (a credential helper missing, failing, or silent for its
-    /// whole minute), with when: given again for a while to the requests that need the
-    /// credential, rather than have each run the helper, and wait for it, once more.
-    lookup_failed: Mutex<Option<(Instant, Error)>>,
+    /// whole minute): given again for a while to the requests that need the credential,
+    /// rather than have each run the helper, and wait for it, once more.
+    lookup_failed: Mutex<Option<lookup::Failed>>,
     /// The credential the registry or its token server refused, with the refusal: it is
     /// not sent again for a while (each sending is one more failed login, and a registry
     /// backed by a directory locks the account after a few), unless looking up again

@@ -148,10 +148,9 @@ async fn run_program(program: &str, server: &str, within: Duration) -> Result<Op
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
 
     use super::*;
-    use crate::auth::credentials::tests::config;
+    use crate::auth::credentials::tests::{config, helper};
 
     /// A helper that hangs (a desktop keychain waiting for a session) ends in an error
     /// that is not retried: every retry would wait out the timeout again.
@@ -219,14 +218,6 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-    }
-
-    fn helper(dir: &Path, name: &str, script: &str) -> String {
-        use std::os::unix::fs::PermissionsExt;
-        let path = dir.join(format!("docker-credential-{name}"));
-        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        path.to_str().unwrap().to_string()
     }
 
     /// `podman login docker.io` stores Docker Hub's login in a helper as `docker.io`,
