@@ -126,6 +126,10 @@ fn parse_repository(s: &str, explain: bool) -> Result<Repository> {
         Some((first, path)) if is_host(first) => (first.to_string(), path.to_string()),
         _ => (DOCKER_HUB.to_string(), rest.to_string()),
     };
+    // Host names are case-insensitive (RFC 4343): `DOCKER.IO/library/redis` is Docker
+    // Hub, whose credentials are filed under `docker.io`, and not a registry at a host
+    // spelt in capitals, with no `library/` and no login.
+    let host = host.to_ascii_lowercase();
     let host = match host.as_str() {
         "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_string(),
         _ => host,
@@ -269,6 +273,26 @@ mod tests {
         assert_eq!(repo("index.docker.io/library/redis").host(), "docker.io");
         assert_eq!(repo("bitnami/redis").to_string(), "docker.io/bitnami/redis");
         assert_eq!(repo("redis").api_base(), "https://registry-1.docker.io/v2/");
+    }
+
+    /// Host names are case-insensitive: one written in capitals is the same registry,
+    /// with the same credentials, and Docker Hub's names are Docker Hub's in any case.
+    #[test]
+    fn a_host_in_capitals_is_the_same_host() {
+        for (written, meant) in [
+            ("DOCKER.IO/library/redis", "docker.io/library/redis"),
+            ("Docker.io/redis", "docker.io/library/redis"),
+            ("Index.Docker.IO/redis", "docker.io/library/redis"),
+            ("GHCR.IO/team/app", "ghcr.io/team/app"),
+            (
+                "https://Reg.Example:5000/team/app",
+                "reg.example:5000/team/app",
+            ),
+            ("[FD00::1]:5000/app", "[fd00::1]:5000/app"),
+        ] {
+            assert_eq!(repo(written).to_string(), meant, "{written}");
+        }
+        assert_eq!(repo("DOCKER.IO/redis").api_host(), DOCKER_HUB_API);
     }
 
     #[test]
