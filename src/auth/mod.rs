@@ -109,8 +109,8 @@ pub struct Authorizer {
     state: Mutex<State>,
     refresh: tokio::sync::Mutex<()>,
     token_requests: AtomicUsize,
-    /// The plain-HTTP token realm the credentials found were kept from, once it happened.
-    withheld_from: std::sync::OnceLock<String>,
+    /// The token realm the credentials found were kept from, and why, once it happened.
+    withheld_from: std::sync::OnceLock<(String, token::Withheld)>,
 }
 
 impl std::fmt::Debug for Authorizer {
