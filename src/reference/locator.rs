@@ -107,11 +107,15 @@ impl FromStr for Repository {
 /// them overflowed the stack.
 fn parse_repository(s: &str, explain: bool) -> Result<Repository> {
     let bad = |why: &str| Error::invalid(format!("invalid locator {:?}: {why}", shown(s)));
-    // An explicit scheme is not part of the grammar, but people paste URLs.
+    // An explicit scheme is not part of the grammar, but people paste URLs; and skopeo's
+    // transport prefix, `docker://`, names a registry as a locator does. Left in, it was
+    // read as a host `docker` with an empty port, and refused for that port.
     let (rest, scheme) = if let Some(r) = s.strip_prefix("https://") {
         (r, Some(false))
     } else if let Some(r) = s.strip_prefix("http://") {
         (r, Some(true))
+    } else if let Some(r) = s.strip_prefix("docker://") {
+        (r, None)
     } else {
         (s, None)
     };
@@ -273,6 +277,25 @@ mod tests {
         assert_eq!(repo("index.docker.io/library/redis").host(), "docker.io");
         assert_eq!(repo("bitnami/redis").to_string(), "docker.io/bitnami/redis");
         assert_eq!(repo("redis").api_base(), "https://registry-1.docker.io/v2/");
+    }
+
+    /// skopeo's `docker://` names a registry, as a locator does, by the same rules.
+    #[test]
+    fn skopeo_s_transport_prefix_is_taken() {
+        assert_eq!(
+            repo("docker://redis").to_string(),
+            "docker.io/library/redis"
+        );
+        let r = repo("docker://localhost:5000/team/app");
+        assert_eq!(r.to_string(), "localhost:5000/team/app");
+        assert!(r.plain_http());
+        assert!(!repo("docker://ghcr.io/team/app").plain_http());
+        let r: crate::reference::Reference = "docker://ghcr.io/team/app:v1".parse().unwrap();
+        assert_eq!(r.to_string(), "ghcr.io/team/app:v1");
+        let e = "docker://ghcr.io/team/app:v1"
+            .parse::<Repository>()
+            .unwrap_err();
+        assert!(e.to_string().contains("the next argument"), "{e}");
     }
 
     /// Host names are case-insensitive: one written in capitals is the same registry,
