@@ -139,6 +139,9 @@ fn parse_repository(s: &str, explain: bool) -> Result<Repository> {
         _ => host,
     };
     validate_host(&host).map_err(|why| bad(&why))?;
+    if host == DOCKER_HUB_WEB {
+        return Err(bad(&hub_page(&path)));
+    }
     let name = if host == DOCKER_HUB && !path.contains('/') {
         format!("library/{path}")
     } else {
@@ -188,6 +191,27 @@ fn parse_repository(s: &str, explain: bool) -> Result<Repository> {
         name,
         plain_http,
     })
+}
+
+/// Docker Hub's website, whose page addresses people paste for the image they show.
+const DOCKER_HUB_WEB: &str = "hub.docker.com";
+
+/// Why a page of Docker Hub's website (`path` after its host) is no locator, with the
+/// repository it shows: `_/redis` is `library/redis`, `r/bitnami/redis/tags` is
+/// `bitnami/redis`. The site serves no registry API: taken as a registry, every request
+/// failed against web pages.
+fn hub_page(path: &str) -> String {
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    let shown = match parts.as_slice() {
+        ["_", name, ..] => Some(format!("{DOCKER_HUB}/library/{name}")),
+        ["r", namespace, name, ..] => Some(format!("{DOCKER_HUB}/{namespace}/{name}")),
+        _ => None,
+    };
+    let page = "Docker Hub's website, not its registry";
+    match shown {
+        Some(locator) => format!("{page}; the locator is {locator}"),
+        None => format!("{page}, which is {DOCKER_HUB} (as in {DOCKER_HUB}/library/redis)"),
+    }
 }
 
 impl fmt::Display for Repository {
@@ -277,6 +301,27 @@ mod tests {
         assert_eq!(repo("index.docker.io/library/redis").host(), "docker.io");
         assert_eq!(repo("bitnami/redis").to_string(), "docker.io/bitnami/redis");
         assert_eq!(repo("redis").api_base(), "https://registry-1.docker.io/v2/");
+    }
+
+    /// A page of Docker Hub's website is refused with the locator of the image it shows.
+    #[test]
+    fn a_docker_hub_web_page_gets_its_locator() {
+        for (page, meant) in [
+            ("https://hub.docker.com/_/redis", "docker.io/library/redis"),
+            (
+                "https://hub.docker.com/r/bitnami/redis/tags",
+                "docker.io/bitnami/redis",
+            ),
+            ("hub.docker.com/r/bitnami/redis", "docker.io/bitnami/redis"),
+        ] {
+            let e = page.parse::<Repository>().unwrap_err().to_string();
+            assert!(e.contains("Docker Hub's website"), "{e}");
+            assert!(e.ends_with(&format!("the locator is {meant}")), "{e}");
+        }
+        let e = "hub.docker.com/u/bitnami"
+            .parse::<Repository>()
+            .unwrap_err();
+        assert!(e.to_string().contains("which is docker.io"), "{e}");
     }
 
     /// skopeo's `docker://` names a registry, as a locator does, by the same rules.
