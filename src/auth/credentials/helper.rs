@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::process_group::Group;
+use super::process_group::{self, Group};
 use super::Credential;
 use crate::error::{Error, ErrorKind, Result};
 use crate::reference::DOCKER_HUB;
@@ -68,6 +68,7 @@ async fn run_program(program: &str, server: &str, within: Duration) -> Result<Op
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped()),
+        process_group::separate(),
     )
     .map_err(io_fail)?;
     let child = group.child();
