@@ -1724,6 +1724,11 @@ fn a_bad_realm_with_credentials_says_only_that_it_is_bad() {
     let (code, err) = fetch_with_realm("http://auth.example.invalid/token");
     assert_ne!(code, Some(0), "{err}");
     assert!(err.contains("plain HTTP elsewhere"), "{err}");
+    // One with user information is said to have it, over https too.
+    let (code, err) = fetch_with_realm("https://me@auth.example.invalid/token");
+    assert_ne!(code, Some(0), "{err}");
+    assert!(err.contains("user information before its host"), "{err}");
+    assert!(!err.contains("plain HTTP"), "{err}");
 }
 
 /// `service=""` names no service: Docker's client leaves the parameter out then, as for a

@@ -373,6 +373,46 @@ fn an_expired_password_refused_with_403_is_looked_up_again() {
     );
 }
 
+/// A password that ECR stops taking within a run (its 12 hours) is answered with a 403,
+/// which nothing fresher replaces when it comes from a file: it is remembered as a
+/// refused password is, and the rest of the batch fails without sending it again, where
+/// each of its objects sent it once more.
+#[test]
+fn a_password_expired_within_a_batch_is_not_sent_for_every_object() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::basic("AWS", "first"))
+        .start();
+    reg.forbid_stale_basic();
+    let blobs = fill(&reg, 30, 10_000);
+    slow_down(&reg, &blobs, 5000, 60);
+    let dist = Dist::new();
+    dist.login(&reg.host(), "AWS", "first");
+    let child = dist.spawn(
+        &["fetch", &repo(&reg), "-", "-j", "4"],
+        lines(&blobs).as_bytes(),
+    );
+    first_blob_served(&reg);
+    reg.set_auth(Auth::basic("AWS", "second"));
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    let failed: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("dist: line"))
+        .collect();
+    assert!(!failed.is_empty(), "{err}");
+    for line in failed {
+        // Each in the registry's words, not only the first.
+        assert!(line.contains("authorization token has expired"), "{line}");
+    }
+    let refused = reg.requests().iter().filter(|r| r.status == 403).count();
+    // Those already on their way when the first 403 came, one per task at most.
+    assert!(
+        (1..=4).contains(&refused),
+        "{refused} requests met the 403: {err}"
+    );
+}
+
 #[test]
 fn redirect_loops_end_after_ten_hops() {
     let reg = FakeRegistry::start();

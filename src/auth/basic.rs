@@ -29,8 +29,12 @@ impl Authorizer {
     /// without, meet the registry's challenge, and fail there without another login.
     pub(super) fn forget_basic(&self) {
         let mut s = self.state.lock().expect("auth state poisoned");
-        s.header = None;
-        s.generation += 1;
+        // Already forgotten, nothing changes: a new generation would have the tasks
+        // meeting the standing refusal at once take it for another's reaction, and send
+        // again, until their rounds ran out in a bare 401.
+        if s.header.take().is_some() {
+            s.generation += 1;
+        }
     }
 
     /// The `Authorization: Basic` of the credential `found`.

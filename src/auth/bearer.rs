@@ -128,12 +128,13 @@ impl Authorizer {
         }
         // A realm no token can come from fails as that, before anything is said of where
         // the credentials may go: a realm that is no URL is no plain-HTTP one either.
-        token::realm_of(&ch)?;
+        let (_, realm) = token::realm_of(&ch)?;
         let cred = found.as_ref().map(|(c, _)| c);
         let scopes = merged_scopes(&self.scopes, ch.param("scope"));
-        let sent = cred.filter(|_| token::credentials_may_go(&ch, &self.api_origin));
-        if cred.is_some() && sent.is_none() {
-            self.withhold(&ch);
+        let withheld = token::withheld(&realm, &self.api_origin);
+        let sent = cred.filter(|_| withheld.is_none());
+        if let (Some(_), Some(why)) = (cred, withheld) {
+            self.withhold(&ch, why);
         }
         // Refused once, the credential is not sent again: the token server's answer to it
         // stands, unless looking up again (below) gives another.
@@ -271,17 +272,19 @@ impl Authorizer {
         .await
     }
 
-    /// Says once that the credentials found stay home: the token realm is plain HTTP away
-    /// from the registry's own plain-HTTP origin, where a registry could lure a password
-    /// onto the network (or a TLS proxy's misconfigured registry leak it there).
-    fn withhold(&self, ch: &Challenge) {
+    /// Says once that the credentials found stay home, and `why`: the token realm is
+    /// plain HTTP away from the registry's own plain-HTTP origin, where a registry could
+    /// lure a password onto the network (or a TLS proxy's misconfigured registry leak it
+    /// there); or its address has user information, which can hide the host it leads to.
+    fn withhold(&self, ch: &Challenge, why: token::Withheld) {
         let realm = ch.param("realm").unwrap_or_default();
         let realm = crate::error::redact_url(realm);
-        if self.withheld_from.set(realm.clone()).is_ok() {
+        if self.withheld_from.set((realm.clone(), why)).is_ok() {
             tracing::warn!(
                 "{}: the credentials found for it are not sent to its token service {realm}, \
-                 plain HTTP elsewhere than the registry itself; asking for an anonymous token",
-                self.registry_host
+                 {}; asking for an anonymous token",
+                self.registry_host,
+                why.says()
             );
         }
     }
@@ -292,6 +295,30 @@ mod tests {
     use super::*;
     use crate::auth::{challenge, clock, DockerConfig};
     use crate::transport::Transport;
+
+    /// A realm whose address has user information keeps the credentials for that, over
+    /// https too: what is said of it must not be that it is plain HTTP.
+    #[tokio::test]
+    async fn a_realm_with_user_information_is_said_to_have_it() {
+        let a = Authorizer::for_tests(CredentialSource::Fixed(Credential::Basic {
+            username: "alice".into(),
+            password: "s3cret".into(),
+        }));
+        let policy = RetryPolicy {
+            retries: 0,
+            ..Default::default()
+        };
+        let anonymous = a.grant(&policy).await.unwrap();
+        // Nothing listens there: the anonymous token request fails, after the choice.
+        let challenge = r#"Bearer realm="https://me@127.0.0.1:9/token",service="r.example""#;
+        let _ = a
+            .challenged(&anonymous, &[challenge.to_string()], false, &policy)
+            .await;
+        let (realm, why) = a.withheld_from.get().expect("the credentials were kept");
+        assert_eq!(*why, token::Withheld::UserInfo);
+        assert_eq!(realm, "https://127.0.0.1:9/token");
+        assert!(!why.says().contains("plain HTTP"));
+    }
 
     /// A token whose lifetime ran out while the machine was suspended, which `Instant`
     /// does not count, is renewed before it is sent again, not after the 401 it would get.

@@ -98,9 +98,9 @@ pub struct Authorizer {
     /// helper run for each of them.
     relooked: Mutex<Option<Instant>>,
     /// The lookup's last failure (a credential helper missing, failing, or silent for its
-    /// whole minute), with when: given again for a while to the requests that need the
-    /// credential, rather than have each run the helper, and wait for it, once more.
-    lookup_failed: Mutex<Option<(Instant, Error)>>,
+    /// whole minute): given again for a while to the requests that need the credential,
+    /// rather than have each run the helper, and wait for it, once more.
+    lookup_failed: Mutex<Option<lookup::Failed>>,
     /// The credential the registry or its token server refused, with the refusal: it is
     /// not sent again for a while (each sending is one more failed login, and a registry
     /// backed by a directory locks the account after a few), unless looking up again
@@ -109,8 +109,8 @@ pub struct Authorizer {
     state: Mutex<State>,
     refresh: tokio::sync::Mutex<()>,
     token_requests: AtomicUsize,
-    /// The plain-HTTP token realm the credentials found were kept from, once it happened.
-    withheld_from: std::sync::OnceLock<String>,
+    /// The token realm the credentials found were kept from, and why, once it happened.
+    withheld_from: std::sync::OnceLock<(String, token::Withheld)>,
 }
 
 impl std::fmt::Debug for Authorizer {
@@ -223,8 +223,12 @@ impl Authorizer {
             return false;
         }
         let _flight = self.refresh.lock().await;
-        if self.snapshot().generation != used.generation {
-            return true; // another task already put other credentials in place
+        let s = self.snapshot();
+        if s.generation != used.generation {
+            // Another task already put other credentials in place, or stopped sending
+            // these ([`expired`](Self::expired)): sent without, the request would meet a
+            // 401 its rounds may no longer answer, and fail in words saying less.
+            return s.header.is_some();
         }
         let Ok(Some((refused, _))) = self.found().await else {
             return false;
@@ -238,13 +242,15 @@ impl Authorizer {
 
     /// The credentials sent with `used` refused, in the registry's words `said`: ECR
     /// refuses a password past its 12 hours with a 403, which [`forbidden`](Self::forbidden)
-    /// could not replace. `None` when `used` sent no Basic credentials.
+    /// could not replace. The refusal is remembered as a 401's is, and the credentials are
+    /// no longer sent: each request of a long batch sent them again, to meet the same 403.
+    /// `None` when `used` sent no Basic credentials.
     pub(crate) async fn expired(&self, used: &Grant, said: &str) -> Option<Error> {
         if !used.sends(b"Basic") {
             return None;
         }
-        let origin = match self.found().await {
-            Ok(Some((_, origin))) => origin,
+        let (credential, origin) = match self.found().await {
+            Ok(Some(found)) => found,
             _ => return None,
         };
         let message = refused_message(
@@ -253,7 +259,14 @@ impl Authorizer {
             Some(&origin),
             Some(said),
         );
-        Some(Error::new(ErrorKind::Unauthorized, message).with_status(403))
+        let e = Error::new(ErrorKind::Unauthorized, message).with_status(403);
+        let _flight = self.refresh.lock().await;
+        // Otherwise another task already put other credentials in place.
+        if self.snapshot().generation == used.generation {
+            self.remember_refusal(&credential, &e);
+            self.forget_basic();
+        }
+        Some(e)
     }
 
     /// Reacts to a 401 that answered a request sent with `used`. Returns `Ok` when the
@@ -316,12 +329,19 @@ impl Authorizer {
             let mut header = self.basic_header(Some(&found))?;
             let (credential, origin) = &found;
             let refused_now = used.header.as_ref() == Some(&header);
-            if refused_now || self.refusal_of(credential).is_some() {
+            let standing = self.refusal_of(credential);
+            if refused_now || standing.is_some() {
                 let Some(renewed) = self.renewed_basic(credential).await? else {
-                    let e = Error::new(
-                        ErrorKind::Unauthorized,
-                        refused_message(&self.registry_host, &self.repository, Some(origin), None),
-                    );
+                    // A standing refusal in the registry's words (ECR's 403) says more.
+                    let e = standing.filter(|_| !refused_now).unwrap_or_else(|| {
+                        let message = refused_message(
+                            &self.registry_host,
+                            &self.repository,
+                            Some(origin),
+                            None,
+                        );
+                        Error::new(ErrorKind::Unauthorized, message)
+                    });
                     // A refusal that stands, met again by a request that went without the
                     // credential, is no new one: counted as one, it would stand for as
                     // long as requests keep coming, and the credential never go again.

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::credentials::Credential;
+use super::token::Withheld;
 use super::Authorizer;
 use crate::error::{Error, ErrorKind};
 
@@ -44,7 +45,7 @@ impl Authorizer {
     /// not exist as well as for one the caller may not read, so the message names both.
     pub(super) async fn not_granted(&self, scope: Option<&str>, said: &str) -> Error {
         let caller = match (self.credential().await, self.withheld_from.get()) {
-            (_, Some(realm)) => Caller::Withheld(realm),
+            (_, Some((realm, why))) => Caller::Withheld(realm, *why),
             (Ok(None), _) => Caller::Anonymous,
             _ => Caller::Credentials,
         };
@@ -117,8 +118,8 @@ pub(super) fn refused_message(
 enum Caller<'a> {
     Anonymous,
     Credentials,
-    /// Anonymous, because the credentials found could not go to this realm.
-    Withheld(&'a str),
+    /// Anonymous, because the credentials found could not go to this realm, for this.
+    Withheld(&'a str, Withheld),
 }
 
 /// See [`Authorizer::not_granted`].
@@ -140,10 +141,10 @@ fn not_granted_message(host: &str, scope: Option<&str>, said: &str, caller: Call
             "{host} gives the credentials found for it no access to {what} \
              ({said}): it does not exist, or they may not read it"
         ),
-        Caller::Withheld(realm) => format!(
+        Caller::Withheld(realm, why) => format!(
             "{host} gives anonymous callers no access to {what} ({said}); \
-             the credentials found for it were not sent to its token service {realm}, \
-             which is plain HTTP elsewhere than the registry itself"
+             the credentials found for it were not sent to its token service {realm}, {}",
+            why.says()
         ),
     }
 }
@@ -266,8 +267,13 @@ mod tests {
         assert!(odd.contains("the scope registry:catalog:*:x"), "{odd}");
         let none = not_granted_message("r.example", None, "insufficient_scope", Caller::Anonymous);
         assert!(none.contains("no access to what it asked for"), "{none}");
-        let kept = Caller::Withheld("http://auth.example/token");
+        let kept = Caller::Withheld("http://auth.example/token", Withheld::PlainHttp);
         let kept = not_granted_message("r.example", None, "insufficient_scope", kept);
         assert!(kept.contains("were not sent to its token service http://auth.example/token"));
+        assert!(kept.ends_with("which is plain HTTP elsewhere than the registry itself"));
+        let kept = Caller::Withheld("https://auth.example/token", Withheld::UserInfo);
+        let kept = not_granted_message("r.example", None, "insufficient_scope", kept);
+        assert!(kept.contains("user information before its host"), "{kept}");
+        assert!(!kept.contains("plain HTTP"), "{kept}");
     }
 }

@@ -396,6 +396,45 @@ pub fn credentials_may_go(challenge: &Challenge, registry_origin: &str) -> bool 
         .is_some_and(|realm| may_carry_credentials(&realm, registry_origin))
 }
 
+/// Why credentials are kept from a token realm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Withheld {
+    /// The realm's address has user information before its host (`user@`).
+    UserInfo,
+    /// The realm is plain HTTP, and not the registry's own plain-HTTP origin.
+    PlainHttp,
+}
+
+impl Withheld {
+    /// What is wrong with the realm, to follow its address in a message.
+    pub(crate) fn says(self) -> &'static str {
+        match self {
+            Withheld::UserInfo => {
+                "whose address has user information before its host ('…@'), which can \
+                 hide the host it leads to"
+            }
+            Withheld::PlainHttp => "which is plain HTTP elsewhere than the registry itself",
+        }
+    }
+}
+
+/// Why credentials may not go to the token realm `realm` ([`may_carry_credentials`]);
+/// `None` when they may.
+pub(crate) fn withheld(realm: &Uri, registry_origin: &str) -> Option<Withheld> {
+    let realm_host = realm.authority().map(|a| a.as_str()).unwrap_or("");
+    // The authority's user information would pass for its host below (`[::1]@evil.example`
+    // reads as loopback), sending the password in clear to the host after the `@`.
+    if realm_host.contains('@') {
+        return Some(Withheld::UserInfo);
+    }
+    let may = realm.scheme_str() == Some("https")
+        || is_loopback(realm_host)
+        || registry_origin
+            .strip_prefix("http://")
+            .is_some_and(|registry_host| registry_host == realm_host);
+    (!may).then_some(Withheld::PlainHttp)
+}
+
 /// Whether credentials may go to the token realm `realm`: over https; or over plain HTTP
 /// to the origin of the registry's API (`registry_origin`, `scheme://host[:port]`) when
 /// that is plain HTTP itself, which the credentials already cross; or to loopback, which
@@ -403,17 +442,7 @@ pub fn credentials_may_go(challenge: &Challenge, registry_origin: &str) -> bool 
 /// another origin (port 80, in clear), as a registry behind a TLS proxy that believes it
 /// is served over plain HTTP names it.
 fn may_carry_credentials(realm: &Uri, registry_origin: &str) -> bool {
-    let realm_host = realm.authority().map(|a| a.as_str()).unwrap_or("");
-    // The authority's user information would pass for its host below (`[::1]@evil.example`
-    // reads as loopback), sending the password in clear to the host after the `@`.
-    if realm_host.contains('@') {
-        return false;
-    }
-    realm.scheme_str() == Some("https")
-        || is_loopback(realm_host)
-        || registry_origin
-            .strip_prefix("http://")
-            .is_some_and(|registry_host| registry_host == realm_host)
+    withheld(realm, registry_origin).is_none()
 }
 
 fn percent_encode(s: &str, out: &mut String) {
@@ -472,6 +501,15 @@ mod tests {
         ] {
             assert!(!may(realm, "http://registry.example.com:5000"), "{realm}");
         }
+        // Which is what is wrong with them, over https too, not plain HTTP.
+        let why = |realm: &str| withheld(&realm.parse().unwrap(), "https://r.example");
+        assert_eq!(
+            why("https://me@auth.example/token"),
+            Some(Withheld::UserInfo)
+        );
+        assert_eq!(why("http://[::1]@evil.example/t"), Some(Withheld::UserInfo));
+        assert_eq!(why("http://auth.example/token"), Some(Withheld::PlainHttp));
+        assert_eq!(why("https://auth.example/token"), None);
     }
 
     #[test]

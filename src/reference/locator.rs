@@ -107,11 +107,15 @@ impl FromStr for Repository {
 /// them overflowed the stack.
 fn parse_repository(s: &str, explain: bool) -> Result<Repository> {
     let bad = |why: &str| Error::invalid(format!("invalid locator {:?}: {why}", shown(s)));
-    // An explicit scheme is not part of the grammar, but people paste URLs.
+    // An explicit scheme is not part of the grammar, but people paste URLs; and skopeo's
+    // transport prefix, `docker://`, names a registry as a locator does. Left in, it was
+    // read as a host `docker` with an empty port, and refused for that port.
     let (rest, scheme) = if let Some(r) = s.strip_prefix("https://") {
         (r, Some(false))
     } else if let Some(r) = s.strip_prefix("http://") {
         (r, Some(true))
+    } else if let Some(r) = s.strip_prefix("docker://") {
+        (r, None)
     } else {
         (s, None)
     };
@@ -126,11 +130,18 @@ fn parse_repository(s: &str, explain: bool) -> Result<Repository> {
         Some((first, path)) if is_host(first) => (first.to_string(), path.to_string()),
         _ => (DOCKER_HUB.to_string(), rest.to_string()),
     };
+    // Host names are case-insensitive (RFC 4343): `DOCKER.IO/library/redis` is Docker
+    // Hub, whose credentials are filed under `docker.io`, and not a registry at a host
+    // spelt in capitals, with no `library/` and no login.
+    let host = host.to_ascii_lowercase();
     let host = match host.as_str() {
         "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_string(),
         _ => host,
     };
     validate_host(&host).map_err(|why| bad(&why))?;
+    if host == DOCKER_HUB_WEB {
+        return Err(bad(&hub_page(&path)));
+    }
     let name = if host == DOCKER_HUB && !path.contains('/') {
         format!("library/{path}")
     } else {
@@ -180,6 +191,27 @@ fn parse_repository(s: &str, explain: bool) -> Result<Repository> {
         name,
         plain_http,
     })
+}
+
+/// Docker Hub's website, whose page addresses people paste for the image they show.
+const DOCKER_HUB_WEB: &str = "hub.docker.com";
+
+/// Why a page of Docker Hub's website (`path` after its host) is no locator, with the
+/// repository it shows: `_/redis` is `library/redis`, `r/bitnami/redis/tags` is
+/// `bitnami/redis`. The site serves no registry API: taken as a registry, every request
+/// failed against web pages.
+fn hub_page(path: &str) -> String {
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    let shown = match parts.as_slice() {
+        ["_", name, ..] => Some(format!("{DOCKER_HUB}/library/{name}")),
+        ["r", namespace, name, ..] => Some(format!("{DOCKER_HUB}/{namespace}/{name}")),
+        _ => None,
+    };
+    let page = "Docker Hub's website, not its registry";
+    match shown {
+        Some(locator) => format!("{page}; the locator is {locator}"),
+        None => format!("{page}, which is {DOCKER_HUB} (as in {DOCKER_HUB}/library/redis)"),
+    }
 }
 
 impl fmt::Display for Repository {
@@ -269,6 +301,66 @@ mod tests {
         assert_eq!(repo("index.docker.io/library/redis").host(), "docker.io");
         assert_eq!(repo("bitnami/redis").to_string(), "docker.io/bitnami/redis");
         assert_eq!(repo("redis").api_base(), "https://registry-1.docker.io/v2/");
+    }
+
+    /// A page of Docker Hub's website is refused with the locator of the image it shows.
+    #[test]
+    fn a_docker_hub_web_page_gets_its_locator() {
+        for (page, meant) in [
+            ("https://hub.docker.com/_/redis", "docker.io/library/redis"),
+            (
+                "https://hub.docker.com/r/bitnami/redis/tags",
+                "docker.io/bitnami/redis",
+            ),
+            ("hub.docker.com/r/bitnami/redis", "docker.io/bitnami/redis"),
+        ] {
+            let e = page.parse::<Repository>().unwrap_err().to_string();
+            assert!(e.contains("Docker Hub's website"), "{e}");
+            assert!(e.ends_with(&format!("the locator is {meant}")), "{e}");
+        }
+        let e = "hub.docker.com/u/bitnami"
+            .parse::<Repository>()
+            .unwrap_err();
+        assert!(e.to_string().contains("which is docker.io"), "{e}");
+    }
+
+    /// skopeo's `docker://` names a registry, as a locator does, by the same rules.
+    #[test]
+    fn skopeo_s_transport_prefix_is_taken() {
+        assert_eq!(
+            repo("docker://redis").to_string(),
+            "docker.io/library/redis"
+        );
+        let r = repo("docker://localhost:5000/team/app");
+        assert_eq!(r.to_string(), "localhost:5000/team/app");
+        assert!(r.plain_http());
+        assert!(!repo("docker://ghcr.io/team/app").plain_http());
+        let r: crate::reference::Reference = "docker://ghcr.io/team/app:v1".parse().unwrap();
+        assert_eq!(r.to_string(), "ghcr.io/team/app:v1");
+        let e = "docker://ghcr.io/team/app:v1"
+            .parse::<Repository>()
+            .unwrap_err();
+        assert!(e.to_string().contains("the next argument"), "{e}");
+    }
+
+    /// Host names are case-insensitive: one written in capitals is the same registry,
+    /// with the same credentials, and Docker Hub's names are Docker Hub's in any case.
+    #[test]
+    fn a_host_in_capitals_is_the_same_host() {
+        for (written, meant) in [
+            ("DOCKER.IO/library/redis", "docker.io/library/redis"),
+            ("Docker.io/redis", "docker.io/library/redis"),
+            ("Index.Docker.IO/redis", "docker.io/library/redis"),
+            ("GHCR.IO/team/app", "ghcr.io/team/app"),
+            (
+                "https://Reg.Example:5000/team/app",
+                "reg.example:5000/team/app",
+            ),
+            ("[FD00::1]:5000/app", "[fd00::1]:5000/app"),
+        ] {
+            assert_eq!(repo(written).to_string(), meant, "{written}");
+        }
+        assert_eq!(repo("DOCKER.IO/redis").api_host(), DOCKER_HUB_API);
     }
 
     #[test]

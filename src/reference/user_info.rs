@@ -24,10 +24,21 @@ pub(super) fn has_user_info(s: &str) -> bool {
         None => match s.split_once('/') {
             Some((authority, _)) => authority.contains('@'),
             None => s.rsplit_once('@').is_some_and(|(user, host)| {
-                user.contains(':') && validate_host(host).is_ok() && host.parse::<Digest>().is_err()
+                user.contains(':')
+                    && validate_host(host).is_ok()
+                    && host.parse::<Digest>().is_err()
+                    && !digest_mistyped(host)
             }),
         },
     }
+}
+
+/// Whether `host` is a digest cut short or mistyped (`sha256:1234`), which the shape of
+/// `host:port` takes too: `redis:7@sha256:1234` was refused as credentials typed into the
+/// reference, where the digest is what is wrong. No registry is named after an algorithm.
+fn digest_mistyped(host: &str) -> bool {
+    host.split_once(':')
+        .is_some_and(|(name, _)| matches!(name, "sha256" | "sha512"))
 }
 
 /// The locator as it may be shown in a message: without user information
@@ -77,6 +88,12 @@ mod tests {
             .parse::<Repository>()
             .unwrap_err();
         assert!(!e.to_string().contains("credentials"), "{e}");
+        // A digest cut short has the shape of `host:port` too, and is said to be one.
+        for typed in ["redis:7@sha256:1234", "reg.example:5000/app:7@sha512:99"] {
+            let e = typed.parse::<Reference>().unwrap_err().to_string();
+            assert!(e.contains("invalid digest"), "{typed}: {e}");
+            assert!(!e.contains("credentials"), "{typed}: {e}");
+        }
         // And a user's name alone is no secret: `me@host` is left to the grammar.
         let e = "me@reg.example".parse::<Repository>().unwrap_err();
         assert!(!e.to_string().contains("credentials"), "{e}");

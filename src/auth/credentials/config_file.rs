@@ -125,7 +125,9 @@ fn key_reach(key: &str, host: &str, repository: Option<&str>) -> Option<usize> {
         Some(url) => (url.split('/').next().unwrap_or(url), ""),
         None => key.split_once('/').unwrap_or((key, "")),
     };
-    if hub_alias(key_host) != host {
+    // Host names are case-insensitive, and a locator's host is folded to lowercase: a
+    // key written as the user typed it, `GHCR.IO`, still names it.
+    if hub_alias(&key_host.to_ascii_lowercase()) != host {
         return None;
     }
     let path = path.trim_end_matches('/');
@@ -268,6 +270,11 @@ mod tests {
             key_reach("http://localhost:5000/v2/", "localhost:5000", None),
             Some(0)
         );
+        // A host name in capitals, as typed at `docker login`, is the same host; a
+        // repository's path is not, names being lowercase.
+        assert_eq!(reach("https://Index.Docker.IO/v1/", None), Some(0));
+        assert_eq!(reach("DOCKER.IO/library", Some("library/redis")), Some(1));
+        assert_eq!(key_reach("GHCR.IO", "ghcr.io", None), Some(0));
     }
 
     /// Which key answers must not depend on a hash map's order: the closest namespace,

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::process_group::{self, Group};
 use super::Credential;
 use crate::error::{Error, ErrorKind, Result};
 use crate::reference::DOCKER_HUB;
@@ -61,14 +62,16 @@ async fn run_program(program: &str, server: &str, within: Duration) -> Result<Op
     let fail = |msg: String| Error::new(ErrorKind::Unauthorized, msg);
     let io_fail =
         |e: std::io::Error| fail(format!("running credential helper {program}")).with_cause(e);
-    let mut child = tokio::process::Command::new(program)
-        .arg("get")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(io_fail)?;
+    let mut group = Group::spawn(
+        tokio::process::Command::new(program)
+            .arg("get")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped()),
+        process_group::separate(),
+    )
+    .map_err(io_fail)?;
+    let child = group.child();
     if let Some(mut stdin) = child.stdin.take() {
         // A helper that exits without reading its input is fine; its output decides.
         let _ = stdin.write_all(server.as_bytes()).await;
@@ -105,7 +108,7 @@ async fn run_program(program: &str, server: &str, within: Duration) -> Result<Op
             }
         };
         let (reply, said) = tokio::try_join!(reply, said)?;
-        let status = child.wait().await.map_err(io_fail)?;
+        let status = group.wait().await.map_err(io_fail)?;
         Ok::<_, Error>((status, reply, said))
     };
     // A helper that hangs (waiting for a desktop session, a prompt nobody sees) will hang
@@ -146,10 +149,9 @@ async fn run_program(program: &str, server: &str, within: Duration) -> Result<Op
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
 
     use super::*;
-    use crate::auth::credentials::tests::config;
+    use crate::auth::credentials::tests::{config, helper};
 
     /// A helper that hangs (a desktop keychain waiting for a session) ends in an error
     /// that is not retried: every retry would wait out the timeout again.
@@ -174,12 +176,49 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Unauthorized);
     }
 
-    fn helper(dir: &Path, name: &str, script: &str) -> String {
-        use std::os::unix::fs::PermissionsExt;
-        let path = dir.join(format!("docker-credential-{name}"));
-        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        path.to_str().unwrap().to_string()
+    /// Whether the process `pid` is gone, or only a zombie left for its new parent to
+    /// reap (which a container's first process may never do).
+    fn ended(pid: &str) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            // `pid (comm) S ...`: the state follows the last `)`.
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        }
+    }
+
+    /// A helper script that hangs in a program it started: giving up on the helper
+    /// stops that program too, rather than leave it running, one more each time.
+    #[tokio::test]
+    async fn a_helper_given_up_on_leaves_nothing_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let spawns = helper(
+            dir.path(),
+            "spawns",
+            &format!(
+                "sleep 300 &\necho $! > {0}.tmp\nmv {0}.tmp {0}\nwait",
+                pid_file.display()
+            ),
+        );
+        let e = run_program(&spawns, "r.test", Duration::from_secs(2))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("did not answer"), "{e}");
+        let pid = std::fs::read_to_string(&pid_file).expect("the helper started its child");
+        let pid = pid.trim();
+        let started = std::time::Instant::now();
+        while !ended(pid) {
+            if started.elapsed() > Duration::from_secs(30) {
+                // Not left behind by a failing test either.
+                let pid: libc::pid_t = pid.parse().unwrap();
+                // SAFETY: kill(2) touches no memory.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                panic!("the helper's child {pid} still runs");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// `podman login docker.io` stores Docker Hub's login in a helper as `docker.io`,

@@ -20,6 +20,7 @@
 
 mod config_file;
 mod helper;
+mod process_group;
 mod rotation;
 
 use std::path::{Path, PathBuf};
@@ -240,8 +241,18 @@ impl Source {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// Writes the credential helper `docker-credential-<name>` into `dir`, a shell
+    /// script running `script`, and gives its path.
+    pub(crate) fn helper(dir: &Path, name: &str, script: &str) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(format!("docker-credential-{name}"));
+        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path.to_str().unwrap().to_string()
+    }
 
     pub(super) fn config(json: &str) -> DockerConfig {
         DockerConfig {
