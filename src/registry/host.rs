@@ -715,19 +715,12 @@ fn waits_too_long(err: Error, asked: Duration, limit: Duration) -> Error {
     let asked_secs = asked
         .as_secs()
         .saturating_add(u64::from(asked.subsec_nanos() > 0));
-    let msg = format!(
-        "{}; it asks to be retried in {asked_secs} s, longer than dist waits ({} s)",
-        err.message(),
+    // A note on the same error, not a new one: its cause, object and the hosts tried
+    // first are part of what failed.
+    err.with_note(format_args!(
+        "it asks to be retried in {asked_secs} s, longer than dist waits ({} s)",
         limit.as_secs()
-    );
-    let mut longer = Error::new(err.kind(), msg);
-    if let Some(status) = err.status() {
-        longer = longer.with_status(status);
-    }
-    if let Some(url) = err.url() {
-        longer = longer.with_url(url);
-    }
-    longer
+    ))
 }
 
 /// Whether requests to `authority` for `registry`'s content need `?ns=<registry>`, by
@@ -857,6 +850,30 @@ mod tests {
         assert!(
             said.message().contains(&format!("in {} s", u64::MAX)),
             "{said}"
+        );
+    }
+
+    /// The error was built anew from its kind, message, status and URL: a cause (a token
+    /// server's words), the object and the mirrors tried first were lost.
+    #[test]
+    fn a_wait_too_long_keeps_what_the_error_carried() {
+        let err = Error::new(ErrorKind::TooManyRequests, "token server answered 429")
+            .with_status(429)
+            .with_cause(std::io::Error::other("slow down"))
+            .with_object("v1")
+            .with_url("http://reg.example/token")
+            .with_earlier(vec!["http://m/v2/x: mirror answered 500".into()]);
+        let said = waits_too_long(err, Duration::from_secs(3600), Duration::from_secs(60));
+        assert_eq!(said.kind(), ErrorKind::TooManyRequests);
+        assert_eq!(said.status(), Some(429));
+        assert_eq!(said.object(), Some("v1"));
+        assert_eq!(said.url(), Some("http://reg.example/token"));
+        assert_eq!(said.earlier(), ["http://m/v2/x: mirror answered 500"]);
+        assert!(std::error::Error::source(&said).is_some());
+        assert_eq!(
+            said.reason(),
+            "token server answered 429: slow down; it asks to be retried in 3600 s, longer \
+             than dist waits (60 s) (tried first: http://m/v2/x: mirror answered 500)"
         );
     }
 
