@@ -810,6 +810,39 @@ fn a_mirror_whose_bodies_break_hands_over_to_the_registry() {
     assert_eq!(asked, [Some("bytes=20000-".to_string())]);
 }
 
+/// A mirror whose URL for the object cannot be formed (a path so long that the request's
+/// URL passes what HTTP's URIs hold) fails as a mirror that answered badly: the body
+/// broken on the mirror before it goes on to the registry. Before, the hand-over stopped
+/// at it with its error alone, the failures of the mirrors before it lost.
+#[test]
+fn a_mirror_without_a_url_for_the_rest_is_passed_over() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let blob = bytes(18, 40_000);
+    let digest = upstream.blob("team/app", &blob);
+    mirror.blob("team/app", &blob);
+    mirror.set_fault_for_every(&digest, Fault::DropAfter(10_000));
+    // Under the 65,534 bytes `http::Uri` holds; with the object's path, past them.
+    let unformable = format!("http://127.0.0.1:9/{}", "p".repeat(65_480));
+    let repo = format!("{}/team/app", upstream.host());
+    let args = [
+        "fetch",
+        "--mirror",
+        &mirror.url(),
+        "--mirror",
+        &unformable,
+        &repo,
+        &digest,
+    ];
+    let out = Dist::new().run(&args, b"");
+    assert!(
+        out.status.success() && out.stdout == blob,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(upstream.requests_for(&format!("blobs/{digest}")), 1);
+}
+
 /// Fetches a blob through a mirror whose body breaks at 10,000 bytes, with `registry`
 /// applied to the registry that takes it over, and checks that the failure names the
 /// registry's URL for it, not the mirror's: the error took the URL of the first answer.

@@ -436,11 +436,19 @@ async fn open_on_next_host(
                 e.with_earlier(earlier)
             });
         };
-        let url = remote.url(next, *endpoint, digest)?;
         let from = &remote.host(host).name;
         tracing::debug!(mirror = %from, offset, error = %e, "mirror failed mid-body; the next host serves the rest");
         host = next;
         earlier.push(e.detail());
+        // A host its URL cannot be formed for fails as one that answered badly: with a
+        // `?` here, the error lost how the mirrors before it failed.
+        let url = match remote.url(host, *endpoint, digest) {
+            Ok(url) => url,
+            Err(bad) => {
+                e = bad;
+                continue;
+            }
+        };
         let mut spent = 0;
         let retries = (&mut spent, resume_budget(remote, host, address));
         match open_at(remote, host, &url, headers, offset, retries).await {
