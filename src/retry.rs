@@ -90,14 +90,13 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .to_str()
         .ok()?
         .trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
+    // Digits only (RFC 9110's `1*DIGIT`): `u64::from_str` takes a leading '+', and
+    // `+5` read as 5 s where curl, whose number parser takes no sign, reads no delay.
     if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
         // More seconds than a u64 holds is still a number of seconds, the longest there
         // is (as RFC 9111 reads an overflowing delta-seconds): taken for no header, it
         // was retried at the usual pace instead of failing at once as a long wait does.
-        return Some(Duration::MAX);
+        return Some(v.parse().map_or(Duration::MAX, Duration::from_secs));
     }
     let when = date(http::header::RETRY_AFTER)?;
     let now = date(http::header::DATE).unwrap_or_else(SystemTime::now);
@@ -209,7 +208,7 @@ mod tests {
             "99999999999999999999999".parse().unwrap(),
         );
         assert_eq!(retry_after(&h), Some(Duration::MAX));
-        for not_seconds in ["-5", "1.5", "5s"] {
+        for not_seconds in ["-5", "1.5", "5s", "+5", "+"] {
             h.insert(http::header::RETRY_AFTER, not_seconds.parse().unwrap());
             assert_eq!(retry_after(&h), None, "{not_seconds}");
         }
