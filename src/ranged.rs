@@ -235,7 +235,8 @@ impl Adaptive {
                     }
                     Ok(Next::End) => return Ok(None),
                     Ok(Next::RangeIgnored) => self.back_to_one_stream().await?,
-                    Err(e) => self.hand_over(e).await?,
+                    Ok(Next::Failed(e, host)) => self.hand_over(host, e).await?,
+                    Err(e) => self.hand_over(self.source.host, e).await?,
                 }
             }
         }
@@ -276,6 +277,7 @@ impl Adaptive {
     /// redirect target that does not do ranges): the rest comes over one stream again, from
     /// the next host if a mirror fails it.
     async fn back_to_one_stream(&mut self) -> Result<()> {
+        self.source.follow_first_stream();
         let s = &self.source;
         tracing::debug!(url = %s.url, offset = self.offset, "a part was answered without its range; one stream for the rest");
         let rest = Resumable::from_offset(
@@ -290,21 +292,21 @@ impl Adaptive {
         .await;
         let rest = match rest {
             Ok(rest) => rest,
-            Err(e) => return self.hand_over(e).await,
+            Err(e) => return self.hand_over(s.host, e).await,
         };
         self.first = Some(rest);
         self.phase = Phase::Single; // drops the parts under way
         Ok(())
     }
 
-    /// A part failed for good with `e`: on a mirror, the next host serves the rest as one
-    /// stream (left to the mirror, one broken cache would fail the object while the
-    /// registry has it); on the registry itself, `e` stands.
-    async fn hand_over(&mut self, e: Error) -> Result<()> {
+    /// A part failed for good with `e` on `host`: on a mirror, the next host serves the
+    /// rest as one stream (left to the mirror, one broken cache would fail the object
+    /// while the registry has it); on the registry itself, `e` stands.
+    async fn hand_over(&mut self, host: usize, e: Error) -> Result<()> {
         let s = &self.source;
         let rest = Resumable::after_failure(
             s.remote.clone(),
-            s.host,
+            host,
             s.headers.clone(),
             self.offset,
             s.total,
@@ -399,6 +401,8 @@ enum Next {
     End,
     /// The server answered a part with the whole blob.
     RangeIgnored,
+    /// The next part failed for good, with this error, on this host.
+    Failed(Error, usize),
 }
 
 /// The parts of a split download: those under way, in order, and where the next begins.
@@ -424,12 +428,17 @@ impl Parts {
         let start = self.next_start;
         let end = start.saturating_add(self.part).min(self.source.total) - 1;
         self.next_start = end + 1;
+        // Where the first stream is now: a mirror that failed it for good (the registry
+        // took it over while the parts ran) would be asked for every later part, each
+        // failing after its retry before the rest went to the registry as one stream.
+        self.source.follow_first_stream();
         let source = self.source.clone();
         // Each part runs as its own task so parts download in parallel with the hashing
         // of earlier ones.
         let task = tokio::spawn(async move { fetch_part(&source, start, end).await });
         self.running.push_back(PartTask {
             task,
+            host: self.source.host,
             _permit: permit,
         });
     }
@@ -458,7 +467,13 @@ impl Parts {
         let mut head = self.running.pop_front().expect("a part is under way");
         let part = (&mut head.task)
             .await
-            .map_err(|e| Error::new(ErrorKind::Interrupted, "part task ended").with_cause(e))??;
+            .map_err(|e| Error::new(ErrorKind::Interrupted, "part task ended").with_cause(e))?;
+        // The rest goes on from the host after the one this part failed on: parts that
+        // started before the first stream moved on failed on the host it left.
+        let part = match part {
+            Ok(part) => part,
+            Err(e) => return Ok(Next::Failed(e, head.host)),
+        };
         // The part leaves for the hasher: its permit goes back, and the next part starts
         // while this one is hashed.
         drop(head);
@@ -475,6 +490,8 @@ impl Parts {
 /// transfer nobody will read.
 struct PartTask {
     task: tokio::task::JoinHandle<Result<Option<Bytes>>>,
+    /// The host it is fetched from.
+    host: usize,
     _permit: OwnedSemaphorePermit,
 }
 

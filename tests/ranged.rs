@@ -699,6 +699,49 @@ async fn parts_after_a_hand_over_go_to_the_host_that_took_it_over() {
     );
 }
 
+/// A mirror whose slow first stream breaks for good after the blob was split, while its
+/// first parts run: the registry takes the first stream over, and the parts started after
+/// that go to it too. They went to the mirror, which had failed, and each failed there
+/// after its retry before the registry served the rest as one slow stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_started_after_the_first_stream_moved_follow_it() {
+    let (reg, mirror, data, digest) = on_both(90);
+    mirror.set_fault_for_every(&digest, Fault::Status(503));
+    // The first stream: slow, split after two probe windows (about 256 KiB), cut at the
+    // end of that part (512 KiB), and dropped before it gets there.
+    mirror.push_fault(
+        &digest,
+        Fault::SlowBodyDrop {
+            chunk: 16 << 10,
+            delay: Duration::from_millis(10),
+            upto: 400 << 10,
+        },
+    );
+    // The three parts that start beside it are served.
+    for _ in 0..3 {
+        mirror.push_fault(&digest, Fault::Header("x-served", "1".into()));
+    }
+    let remote = mirrored(&reg, &mirror, 2);
+    assert!(fetch_verified(&remote, &digest).await == data);
+    let is_part = |r: &String| !r.ends_with('-');
+    let failed_parts: Vec<String> = mirror
+        .requests()
+        .into_iter()
+        .filter(|r| r.status == 503)
+        .filter_map(|r| r.range)
+        .filter(is_part)
+        .collect();
+    assert!(
+        failed_parts.is_empty(),
+        "the mirror was asked for parts after it failed: {failed_parts:?}"
+    );
+    let on_registry = range_requests(&reg);
+    assert!(
+        on_registry.iter().any(is_part),
+        "the registry was asked for parts: {on_registry:?}"
+    );
+}
+
 /// A link that cuts every connection after a while (a proxy's or load balancer's limit on
 /// a connection's bytes or lifetime), below the size of a part: a part that breaks off is
 /// asked for the rest of its range, as a single stream is, and a break after new content

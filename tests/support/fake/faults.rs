@@ -69,6 +69,13 @@ pub enum Fault {
     StallAfter(usize, Duration),
     /// The body in pieces of `chunk` bytes with `delay` between them.
     SlowBody { chunk: usize, delay: Duration },
+    /// The body as [`Fault::SlowBody`] sends it, its first `upto` bytes only, then the
+    /// connection aborted: a slow link that drops.
+    SlowBodyDrop {
+        chunk: usize,
+        delay: Duration,
+        upto: usize,
+    },
     /// The body no faster than `bytes_per_sec`, its first byte after `first_byte`: a link
     /// whose every connection is capped, with a round trip. Paced against deadlines, so the
     /// rate holds over the whole body with no initial burst (unlike nginx's `limit_rate`,
@@ -145,6 +152,7 @@ impl Fault {
                 | Fault::Stall(_)
                 | Fault::StallAfter(..)
                 | Fault::SlowBody { .. }
+                | Fault::SlowBodyDrop { .. }
                 | Fault::Paced { .. }
                 | Fault::IgnoreRange
                 | Fault::RangeToEnd
@@ -400,15 +408,12 @@ pub fn apply(
         Fault::Stall(pause) => stalled(prepared, len / 2, *pause),
         Fault::StallAfter(at, pause) => stalled(prepared, (*at).min(len), *pause),
         Fault::SlowBody { chunk, delay } => {
-            let chunk = (*chunk).max(1);
-            let plan = (0..len)
-                .step_by(chunk)
-                .map(|at| {
-                    let pause = if at == 0 { Duration::ZERO } else { *delay };
-                    (pause, prepared.body.slice(at..len.min(at + chunk)))
-                })
-                .collect();
+            let plan = slow_plan(&prepared.body, len, *chunk, *delay);
             streamed(prepared, plan)
+        }
+        Fault::SlowBodyDrop { chunk, delay, upto } => {
+            let plan = slow_plan(&prepared.body, (*upto).min(len), *chunk, *delay);
+            streamed_then_abort(prepared, plan)
         }
         Fault::Paced {
             bytes_per_sec,
@@ -541,13 +546,40 @@ fn stalled(prepared: Prepared, at: usize, pause: Duration) -> Response<Body> {
     streamed(prepared, plan)
 }
 
+/// The first `len` bytes of `body` in pieces of `chunk` bytes, `delay` before each but
+/// the first.
+fn slow_plan(body: &Bytes, len: usize, chunk: usize, delay: Duration) -> Vec<(Duration, Bytes)> {
+    let chunk = chunk.max(1);
+    (0..len)
+        .step_by(chunk)
+        .map(|at| {
+            let pause = if at == 0 { Duration::ZERO } else { delay };
+            (pause, body.slice(at..len.min(at + chunk)))
+        })
+        .collect()
+}
+
 /// `prepared` with its body sent as the pieces of `plan`, each after its pause.
 fn streamed(prepared: Prepared, plan: Vec<(Duration, Bytes)>) -> Response<Body> {
-    let frames = futures::stream::iter(plan).then(|(pause, piece)| async move {
+    prepared.respond_with(StreamBody::new(paced_frames(plan)).boxed_unsync())
+}
+
+/// [`streamed`], then the connection aborted: the body's stream fails, and the server
+/// drops the connection short of its `Content-Length`.
+fn streamed_then_abort(prepared: Prepared, plan: Vec<(Duration, Bytes)>) -> Response<Body> {
+    let abort = futures::stream::once(async { Err(io::Error::other("aborted by the fault")) });
+    let frames = paced_frames(plan).chain(abort);
+    prepared.respond_with(StreamBody::new(frames).boxed_unsync())
+}
+
+/// The pieces of `plan` as body frames, each after its pause.
+fn paced_frames(
+    plan: Vec<(Duration, Bytes)>,
+) -> impl futures::Stream<Item = Result<Frame<Bytes>, io::Error>> {
+    futures::stream::iter(plan).then(|(pause, piece)| async move {
         if !pause.is_zero() {
             tokio::time::sleep(pause).await;
         }
         Ok::<_, io::Error>(Frame::data(piece))
-    });
-    prepared.respond_with(StreamBody::new(frames).boxed_unsync())
+    })
 }
