@@ -771,17 +771,24 @@ fn a_missing_hosts_directory_is_named() {
     );
 }
 
+/// A registry and a mirror that both hold a 40,000-byte blob (from `seed`), every body of
+/// it from the mirror broken at 10,000 bytes; the blob and its digest.
+fn breaking_mirror(seed: u64) -> (FakeRegistry, FakeRegistry, Vec<u8>, String) {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let blob = bytes(seed, 40_000);
+    let digest = upstream.blob("team/app", &blob);
+    mirror.blob("team/app", &blob);
+    mirror.set_fault_for_every(&digest, Fault::DropAfter(10_000));
+    (upstream, mirror, blob, digest)
+}
+
 /// A mirror whose every body breaks off (a cache with a broken disk, a link that drops)
 /// fails like any other failing mirror: after its one retry the registry serves the rest
 /// of the object, rather than the object failing with the mirror's error.
 #[test]
 fn a_mirror_whose_bodies_break_hands_over_to_the_registry() {
-    let upstream = FakeRegistry::start();
-    let mirror = FakeRegistry::start();
-    let blob = bytes(12, 40_000);
-    let digest = upstream.blob("team/app", &blob);
-    mirror.blob("team/app", &blob);
-    mirror.set_fault_for_every(&digest, Fault::DropAfter(10_000));
+    let (upstream, mirror, blob, digest) = breaking_mirror(12);
     let repo = format!("{}/team/app", upstream.host());
     let out = Dist::new().run(&["fetch", "--mirror", &mirror.url(), &repo, &digest], b"");
     assert!(
@@ -816,12 +823,7 @@ fn a_mirror_whose_bodies_break_hands_over_to_the_registry() {
 /// at it with its error alone, the failures of the mirrors before it lost.
 #[test]
 fn a_mirror_without_a_url_for_the_rest_is_passed_over() {
-    let upstream = FakeRegistry::start();
-    let mirror = FakeRegistry::start();
-    let blob = bytes(18, 40_000);
-    let digest = upstream.blob("team/app", &blob);
-    mirror.blob("team/app", &blob);
-    mirror.set_fault_for_every(&digest, Fault::DropAfter(10_000));
+    let (upstream, mirror, blob, digest) = breaking_mirror(18);
     // Under the 65,534 bytes `http::Uri` holds; with the object's path, past them.
     let unformable = format!("http://127.0.0.1:9/{}", "p".repeat(65_480));
     let repo = format!("{}/team/app", upstream.host());
