@@ -109,6 +109,41 @@ fn stalled_body_is_aborted_and_resumed() {
     );
 }
 
+/// A stalled body's connection is still open: resumed while the stalled body was held, the
+/// request for the rest waited for a connection to the host, and with one allowed
+/// (`--range-streams 1` leaves a one-shot fetch one) it waited for the very one the
+/// stalled body held, as long as `--timeout` let it, since waiting for a connection has
+/// no other limit. The stalled body is let go before the rest is asked for.
+#[test]
+fn a_stalled_body_does_not_hold_the_connection_its_resume_needs() {
+    let reg = FakeRegistry::start();
+    let data = bytes(4, 200_000);
+    let digest = reg.blob("team/app", &data);
+    reg.push_fault(&digest, Fault::StallAfter(50_000, Duration::from_secs(60)));
+    let out = Dist::new().run(
+        &[
+            "fetch",
+            "--range-streams",
+            "1",
+            "--idle-timeout",
+            "1s",
+            "--timeout",
+            "20s",
+            &repo(&reg),
+            &digest,
+        ],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {err}", out.status);
+    assert!(out.stdout == data, "{err}");
+    let resumed = reg
+        .requests()
+        .into_iter()
+        .any(|r| r.path.contains("/blobs/") && r.range.as_deref() == Some("bytes=50000-"));
+    assert!(resumed, "{:?}", reg.requests());
+}
+
 /// A body that stalls past `--retries` is a registry that cannot be used for now, status 2,
 /// as a connection that keeps breaking is: 1 would say the object is not there.
 #[test]

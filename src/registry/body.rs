@@ -61,6 +61,9 @@ pub(crate) enum Body {
     /// compresses), the coding undone: its bytes are the content's too, so a break in it
     /// resumes at the content's offset like a plain body's.
     Decoded(ByteStream),
+    /// A broken body let go: a stalled one still holds its connection, which the request
+    /// for the rest, to the same host under its per-host cap, may be waiting for.
+    Gone,
 }
 
 impl Body {
@@ -71,6 +74,7 @@ impl Body {
         match self {
             Body::Plain(body) => transport.next_chunk(body).await,
             Body::Decoded(body) => body.next().await.transpose(),
+            Body::Gone => Ok(None),
         }
     }
 }
@@ -122,6 +126,7 @@ impl Resumable {
                 // `false`: nothing lies past what arrived, the body broke after its last
                 // byte. Verification of digest and size has the last word.
                 Err(e) => {
+                    self.body = Body::Gone;
                     if !Box::pin(self.resume(e)).await? {
                         return Ok(None);
                     }

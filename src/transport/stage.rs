@@ -43,21 +43,27 @@ impl Progress {
 
     /// `request`'s output, or `Err` once `limit` has passed since a connection took it.
     /// The common case, an answer within `limit` of the request's start, arms one timer.
+    /// A limit past the clock's range (`Duration::MAX`, a library caller's "none", as
+    /// `tokio::time::timeout` takes it) is none.
     pub(crate) async fn answered_within<F: std::future::Future>(
         &self,
         limit: std::time::Duration,
         request: F,
     ) -> Result<F::Output, ()> {
         let mut request = std::pin::pin!(request);
-        let mut deadline = Instant::now() + limit;
+        let mut from = Instant::now();
         loop {
+            let Some(deadline) = from.checked_add(limit) else {
+                return Ok(request.await);
+            };
             match tokio::time::timeout_at(deadline, &mut request).await {
                 Ok(output) => return Ok(output),
+                // The limit ran from `from`: from a later moment, it runs on.
                 Err(_) => match self.taken() {
-                    Some(taken) if taken + limit <= Instant::now() => return Err(()),
-                    Some(taken) => deadline = taken + limit,
+                    Some(taken) if taken > from => from = taken,
+                    Some(_) => return Err(()),
                     // Still waiting for a connection: looked at again `limit` on.
-                    None => deadline = Instant::now() + limit,
+                    None => from = Instant::now(),
                 },
             }
         }
@@ -121,6 +127,24 @@ mod tests {
         let sent = form.collect().await.unwrap().to_bytes();
         assert_eq!(&sent[..], b"grant_type=refresh_token");
         assert!(progress.taken().is_some());
+    }
+
+    /// `Duration::MAX` is a library caller's way to say "no limit", which
+    /// `tokio::time::timeout` took: counted on the clock here, it overflowed the instant
+    /// and panicked in every request. The request is then waited for without one.
+    #[tokio::test(start_paused = true)]
+    async fn a_limit_past_the_clock_s_range_is_no_limit() {
+        use futures::poll;
+        let progress = Progress::default();
+        let body = progress.body(Bytes::new());
+        let (answer, answered) = tokio::sync::oneshot::channel::<()>();
+        let mut waiting = std::pin::pin!(progress.answered_within(Duration::MAX, answered));
+        assert!(poll!(&mut waiting).is_pending());
+        assert!(body.is_end_stream());
+        tokio::time::advance(Duration::from_secs(1 << 20)).await;
+        assert!(poll!(&mut waiting).is_pending());
+        answer.send(()).unwrap();
+        assert!(matches!(poll!(&mut waiting), Poll::Ready(Ok(Ok(())))));
     }
 
     /// A request not yet taken by a connection is never out of time, however long it
