@@ -169,8 +169,16 @@ pub struct Download {
     /// [`Error::shared`] makes it (a cause cannot be cloned), with the URL that failed (a
     /// mirror's, a part's) rather than the download's first.
     failed: Option<Error>,
-    /// The content so far, kept for [`Download::typed_by_content`] only.
+    /// The content so far, kept for [`Download::typed_by_content`], or for a manifest
+    /// nothing announced verifies (`unverifiable`).
     kept: Option<Vec<u8>>,
+    /// Whether the kept content names the media type ([`Download::typed_by_content`]).
+    typed: bool,
+    /// A manifest with no digest and no size to check it by (a tag from a server that
+    /// announced neither, its body ending where the connection closed): a body cut short
+    /// ended as cleanly as a whole one, and was handed out as the manifest. Kept, it must
+    /// at least be whole JSON.
+    unverifiable: bool,
     /// How the hosts asked before the one that answered failed (mirrors), for any error
     /// the download ends with (see [`Error::earlier`]).
     tried_first: Vec<String>,
@@ -194,6 +202,7 @@ impl Download {
             .map(Digest::algorithm)
             .unwrap_or(Algorithm::Sha256);
         let hashing = Hashing::start(Hasher::new(algorithm), meta.size);
+        let unverifiable = meta.expected.is_none() && meta.size.is_none() && meta.limit.is_some();
         Download {
             meta,
             body,
@@ -201,7 +210,9 @@ impl Download {
             received: 0,
             verified: None,
             failed: None,
-            kept: None,
+            kept: unverifiable.then(Vec::new),
+            typed: false,
+            unverifiable,
             tried_first: Vec::new(),
         }
     }
@@ -219,6 +230,8 @@ impl Download {
             verified: None,
             failed: None,
             kept: None,
+            typed: false,
+            unverifiable: false,
             tried_first: Vec::new(),
         }
     }
@@ -253,6 +266,7 @@ impl Download {
         let bound = self.meta.limit.or(self.meta.size);
         if self.received == 0 && bound.is_some_and(|b| b <= MAX_MANIFEST_SIZE) {
             self.kept = Some(Vec::new());
+            self.typed = true;
         }
         self
     }
@@ -378,13 +392,41 @@ impl Download {
                 return Err(self.fail(ErrorKind::DigestMismatch, msg));
             }
         }
+        if self.unverifiable {
+            self.check_whole_json()?;
+        }
         self.verified = Some(actual);
-        if let Some(kept) = self.kept.take() {
+        if let Some(kept) = self.kept.take().filter(|_| self.typed) {
             if let Some(own) = crate::image::sniff_media_type(&kept) {
                 self.meta.media_type = Some(own);
             }
         }
         Ok(())
+    }
+
+    /// Fails a manifest nothing announced verifies unless it is a whole JSON object: one
+    /// cut short where its connection closed passed as the manifest.
+    fn check_whole_json(&self) -> Result<()> {
+        const UNVERIFIABLE: &str = "the server announced no digest or size to verify it by";
+        let Some(kept) = &self.kept else {
+            let msg = format!("the manifest is not a JSON object; {UNVERIFIABLE}");
+            return Err(self.fail(ErrorKind::Protocol, msg));
+        };
+        match serde_json::from_slice::<serde::de::IgnoredAny>(kept) {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_eof() => {
+                let msg = format!(
+                    "the manifest ended after {} bytes, before its JSON did: cut short; \
+                     {UNVERIFIABLE}",
+                    self.received
+                );
+                Err(self.fail(ErrorKind::SizeMismatch, msg))
+            }
+            Err(e) => {
+                let msg = format!("the manifest is not JSON ({e}); {UNVERIFIABLE}");
+                Err(self.fail(ErrorKind::Protocol, msg))
+            }
+        }
     }
 
     fn fail(&self, kind: ErrorKind, msg: String) -> Error {
@@ -638,8 +680,43 @@ mod tests {
 
     #[tokio::test]
     async fn computes_digest_when_none_expected() {
-        let mut d = Download::new(meta(None, None), body(&[b"abc"]));
+        let mut blob = meta(None, None);
+        blob.limit = None;
+        let mut d = Download::new(blob, body(&[b"abc"]));
         drain(&mut d).await.unwrap();
         assert_eq!(d.digest(), Some(&Digest::of(Algorithm::Sha256, b"abc")));
+    }
+
+    /// A manifest with no digest and no size to check it by (a tag from a server that
+    /// announced neither) passed whatever arrived before its connection closed: cut short,
+    /// it was handed out as the manifest. It must at least be a whole JSON object.
+    #[tokio::test]
+    async fn a_manifest_nothing_verifies_must_be_whole_json() {
+        let whole: &'static [u8] = br#"{"schemaVersion":2,"layers":[]}"#;
+        let mut d = Download::new(meta(None, None), body(&[&whole[..10], &whole[10..]]));
+        assert_eq!(drain(&mut d).await.unwrap(), whole);
+        assert_eq!(d.meta().media_type, None, "the type is not read from it");
+
+        for cut in [20, 0] {
+            let mut d = Download::new(meta(None, None), body(&[&whole[..cut]]));
+            let e = drain(&mut d).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::SizeMismatch, "{e}");
+            let said = format!("ended after {cut} bytes, before its JSON did");
+            assert!(e.to_string().contains(&said), "{e}");
+        }
+        for not_an_object in [&b"[1, 2]"[..], b"{} trailing"] {
+            let mut d = Download::new(meta(None, None), body(&[not_an_object]));
+            let e = drain(&mut d).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
+            assert!(e.to_string().contains("no digest or size"), "{e}");
+        }
+
+        // With a size or a digest, those decide, as before.
+        let short = &whole[..20];
+        let mut d = Download::new(meta(None, Some(20)), body(&[short]));
+        assert_eq!(drain(&mut d).await.unwrap(), short);
+        let digest = Digest::of(Algorithm::Sha256, short);
+        let mut d = Download::new(meta(Some(digest), None), body(&[short]));
+        assert_eq!(drain(&mut d).await.unwrap(), short);
     }
 }

@@ -418,3 +418,37 @@ fn a_long_401_body_does_not_hold_the_connection_its_token_request_needs() {
         raw.seen()
     );
 }
+
+/// A manifest by tag from a server that announces neither its digest nor its size, its
+/// body ending where the connection closes: cut short, it ended as cleanly as a whole
+/// one, and `dist fetch` wrote the first bytes of it and exited 0. Nothing verifies such
+/// a manifest, but it must at least be whole JSON.
+#[test]
+fn a_tag_s_manifest_cut_short_with_nothing_to_verify_it_fails() {
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}"#;
+    let raw = Raw::start(move |req, _| {
+        let fields = [
+            "Content-Type: application/vnd.oci.image.manifest.v1+json".to_string(),
+            "Connection: close".to_string(),
+        ];
+        if req.line().starts_with("HEAD") {
+            return Answer::close(head("200 OK", &fields));
+        }
+        Answer::close(with_body(head("200 OK", &fields), &manifest[..40]))
+    });
+    let dist = Dist::new();
+    let out = dist.run(&["fetch", &raw.repo(), "v1"], b"");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(out.stdout.is_empty(), "{:?}", out.stdout);
+    assert!(
+        stderr.contains("the manifest ended after 40 bytes, before its JSON did"),
+        "{stderr}"
+    );
+    let gets = raw
+        .seen()
+        .iter()
+        .filter(|r| r.line().starts_with("GET") && r.line().contains("/manifests/v1"))
+        .count();
+    assert!(gets >= 1, "{:?}", raw.seen());
+}
