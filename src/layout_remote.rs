@@ -350,7 +350,9 @@ impl Remote for LayoutRemote {
         object: &'a Object,
         hints: &'a Hints,
     ) -> BoxFuture<'a, Result<Download>> {
-        async move {
+        // The object is named on every error: in an inner block, since a `?` in the
+        // outer one returned past the `map_err` unnamed ("opening ./dir/blobs/…").
+        let fetched = async move {
             let hinted = hints.media_type().map(str::to_string);
             match object {
                 Object::Tag(tag) => {
@@ -395,9 +397,8 @@ impl Remote for LayoutRemote {
                     Ok(typed_if_untold(download.with_media_type(listed)))
                 }
             }
-            .map_err(|e: Error| e.with_object(object))
-        }
-        .boxed()
+        };
+        async move { fetched.await.map_err(|e: Error| e.with_object(object)) }.boxed()
     }
 
     fn check<'a>(&'a self) -> BoxFuture<'a, Result<()>> {
@@ -443,7 +444,8 @@ impl Remote for LayoutRemote {
     }
 
     fn resolve<'a>(&'a self, object: &'a Object) -> BoxFuture<'a, Result<Descriptor>> {
-        async move {
+        // As in `fetch`: the object is named past every `?` of the inner block.
+        let resolved = async move {
             match object {
                 Object::Tag(tag) => self.described(self.find_tag(tag).await?).await,
                 Object::Digest(digest) => {
@@ -460,9 +462,8 @@ impl Remote for LayoutRemote {
                     }
                 }
             }
-            .map_err(|e| e.with_object(object))
-        }
-        .boxed()
+        };
+        async move { resolved.await.map_err(|e: Error| e.with_object(object)) }.boxed()
     }
 }
 
@@ -893,6 +894,32 @@ mod tests {
         };
         let e = remote.fetch(&Object::Digest(d), &hints).await.unwrap_err();
         assert_eq!(e.url(), Some(path.as_str()), "{e}");
+    }
+
+    /// Every failure names its object, as a registry's do: a missing blob read "opening
+    /// ./dir/blobs/…" alone, the object left off by a `?` that returned past the place
+    /// that names it.
+    #[tokio::test]
+    async fn failures_name_their_object() {
+        let f = fixture();
+        let remote = LayoutRemote::new(f.dir.path());
+        let absent = Object::Digest(Digest::of(Algorithm::Sha256, b"absent"));
+        let tag = Object::Tag("nope".into());
+        for object in [&absent, &tag] {
+            let e = remote.fetch(object, &Hints::default()).await.unwrap_err();
+            assert_eq!(e.object(), Some(object.to_string().as_str()), "fetch: {e}");
+            let e = remote.resolve(object).await.unwrap_err();
+            assert_eq!(
+                e.object(),
+                Some(object.to_string().as_str()),
+                "resolve: {e}"
+            );
+        }
+        let e = remote.fetch(&absent, &Hints::default()).await.unwrap_err();
+        assert!(
+            e.to_string().starts_with(&format!("{absent}: opening ")),
+            "{e}"
+        );
     }
 
     #[tokio::test]
