@@ -68,10 +68,11 @@ pub(super) fn memory_backed(dir: &Path) -> bool {
     kind == TMPFS_MAGIC || kind == RAMFS_MAGIC
 }
 
-/// Removes `root` if it holds exactly a new layout's files: `oci-layout` and `index.json` as
-/// [`LayoutStore::open`](super::LayoutStore::open) writes them, and `blobs/` with empty directories in it. Only
-/// `remove_dir` removes directories, so content that appears meanwhile stops it.
-pub(super) fn remove_skeleton(root: &Path) -> std::io::Result<()> {
+/// Removes a new layout's files from `root` if it holds exactly those: `oci-layout` and
+/// `index.json` as [`LayoutStore::open`](super::LayoutStore::open) writes them, and `blobs/`
+/// with empty directories in it; then `root` itself with `and_root`. Only `remove_dir`
+/// removes directories, so content that appears meanwhile stops it.
+pub(super) fn remove_skeleton(root: &Path, and_root: bool) -> std::io::Result<()> {
     let unexpected = || std::io::Error::other("not an unused layout");
     for entry in std::fs::read_dir(root)? {
         let name = entry?.file_name();
@@ -103,7 +104,10 @@ pub(super) fn remove_skeleton(root: &Path) -> std::io::Result<()> {
     }
     gone(std::fs::remove_file(root.join("index.json")))?;
     gone(std::fs::remove_file(root.join("oci-layout")))?;
-    std::fs::remove_dir(root)
+    if and_root {
+        std::fs::remove_dir(root)?;
+    }
+    Ok(())
 }
 
 /// Creates what is missing of a layout at `root`: the directory `dir` under `blobs/`
