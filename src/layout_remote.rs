@@ -360,7 +360,11 @@ impl Remote for LayoutRemote {
                     if let Some(h) = hints.size.filter(|&h| h != d.size) {
                         return Err(Error::new(
                             ErrorKind::SizeMismatch,
-                            format!("index.json says {} bytes, expected {h}", d.size),
+                            format!(
+                                "index.json says {} bytes, {}",
+                                d.size,
+                                crate::hints::expected_size(h)
+                            ),
                         )
                         .with_url(self.root.join("index.json").display()));
                     }
