@@ -125,6 +125,13 @@ impl Hints {
     }
 }
 
+/// `expected N`, for content whose size `n` was given (a `size:` hint, or a descriptor's
+/// `size`, which becomes one): what a size declared otherwise is held against, named as
+/// the user gave it, since a size given wrong is a cause as likely as the registry.
+pub(crate) fn expected_size(n: u64) -> String {
+    format!("expected {n} (the size given: size:{n}, or a descriptor's \"size\")")
+}
+
 /// A `size:` value: decimal digits, within the OCI descriptor's `int64`. Rust's own parser
 /// also takes a sign (`+5` was read as 5), and a `u64` past `int64` describes no content.
 fn parse_size(value: &str) -> Result<u64> {

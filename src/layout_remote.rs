@@ -253,13 +253,13 @@ impl LayoutRemote {
         Ok(Descriptor::new(read.media_type, entry.digest, entry.size))
     }
 
-    /// Opens a blob for a verified read. `size` is what the caller expects; `limit` caps
-    /// manifests.
+    /// Opens a blob for a verified read. `size` is what the caller expects, and what said
+    /// it (for a message); `limit` caps manifests.
     async fn open(
         &self,
         object: &Object,
         digest: &Digest,
-        size: Option<u64>,
+        size: Option<(u64, Expected)>,
         media_type: Option<String>,
         limit: Option<u64>,
     ) -> Result<Download> {
@@ -290,10 +290,14 @@ impl LayoutRemote {
         }
         let len = opened.len();
         let url = path.display().to_string();
-        if let Some(expected) = size.filter(|&s| s != len) {
+        if let Some((expected, said)) = size.filter(|&(s, _)| s != len) {
+            let expected = match said {
+                Expected::Given => crate::hints::expected_size(expected),
+                Expected::Listed => format!("expected {expected} (index.json's size for it)"),
+            };
             return Err(Error::new(
                 ErrorKind::SizeMismatch,
-                format!("blob has {len} bytes, expected {expected}"),
+                format!("blob has {len} bytes, {expected}"),
             )
             .with_url(url));
         }
@@ -350,7 +354,9 @@ impl Remote for LayoutRemote {
         object: &'a Object,
         hints: &'a Hints,
     ) -> BoxFuture<'a, Result<Download>> {
-        async move {
+        // The object is named on every error: in an inner block, since a `?` in the
+        // outer one returned past the `map_err` unnamed ("opening ./dir/blobs/…").
+        let fetched = async move {
             let hinted = hints.media_type().map(str::to_string);
             match object {
                 Object::Tag(tag) => {
@@ -358,7 +364,11 @@ impl Remote for LayoutRemote {
                     if let Some(h) = hints.size.filter(|&h| h != d.size) {
                         return Err(Error::new(
                             ErrorKind::SizeMismatch,
-                            format!("index.json says {} bytes, expected {h}", d.size),
+                            format!(
+                                "index.json says {} bytes, {}",
+                                d.size,
+                                crate::hints::expected_size(h)
+                            ),
                         )
                         .with_url(self.root.join("index.json").display()));
                     }
@@ -372,7 +382,7 @@ impl Remote for LayoutRemote {
                         .open(
                             object,
                             &d.digest,
-                            Some(d.size),
+                            Some((d.size, Expected::Listed)),
                             media_type,
                             Some(MAX_MANIFEST_SIZE),
                         )
@@ -381,7 +391,8 @@ impl Remote for LayoutRemote {
                 }
                 Object::Digest(digest) => {
                     let limit = hints.wants_manifest().then_some(MAX_MANIFEST_SIZE);
-                    let download = self.open(object, digest, hints.size, hinted, limit).await?;
+                    let size = hints.size.map(|s| (s, Expected::Given));
+                    let download = self.open(object, digest, size, hinted, limit).await?;
                     // Looked up once the content is found, so that a digest the layout
                     // lacks costs no read of index.json, and only for content small enough
                     // to be a manifest: a layer is never listed.
@@ -395,9 +406,8 @@ impl Remote for LayoutRemote {
                     Ok(typed_if_untold(download.with_media_type(listed)))
                 }
             }
-            .map_err(|e: Error| e.with_object(object))
-        }
-        .boxed()
+        };
+        async move { fetched.await.map_err(|e: Error| e.with_object(object)) }.boxed()
     }
 
     fn check<'a>(&'a self) -> BoxFuture<'a, Result<()>> {
@@ -443,7 +453,8 @@ impl Remote for LayoutRemote {
     }
 
     fn resolve<'a>(&'a self, object: &'a Object) -> BoxFuture<'a, Result<Descriptor>> {
-        async move {
+        // As in `fetch`: the object is named past every `?` of the inner block.
+        let resolved = async move {
             match object {
                 Object::Tag(tag) => self.described(self.find_tag(tag).await?).await,
                 Object::Digest(digest) => {
@@ -460,10 +471,18 @@ impl Remote for LayoutRemote {
                     }
                 }
             }
-            .map_err(|e| e.with_object(object))
-        }
-        .boxed()
+        };
+        async move { resolved.await.map_err(|e: Error| e.with_object(object)) }.boxed()
     }
+}
+
+/// What said the size a blob is expected to have, for the message when it has another.
+#[derive(Debug, Clone, Copy)]
+enum Expected {
+    /// The caller: a `size:` hint, or a descriptor's size.
+    Given,
+    /// The layout's own `index.json` entry of a tag.
+    Listed,
 }
 
 /// `download`, its type read from its content (a manifest's `mediaType`, or its shape, as
@@ -893,6 +912,50 @@ mod tests {
         };
         let e = remote.fetch(&Object::Digest(d), &hints).await.unwrap_err();
         assert_eq!(e.url(), Some(path.as_str()), "{e}");
+    }
+
+    /// Every failure names its object, as a registry's do: a missing blob read "opening
+    /// ./dir/blobs/…" alone, the object left off by a `?` that returned past the place
+    /// that names it.
+    #[tokio::test]
+    async fn failures_name_their_object() {
+        let f = fixture();
+        let remote = LayoutRemote::new(f.dir.path());
+        let absent = Object::Digest(Digest::of(Algorithm::Sha256, b"absent"));
+        let tag = Object::Tag("nope".into());
+        for object in [&absent, &tag] {
+            let e = remote.fetch(object, &Hints::default()).await.unwrap_err();
+            assert_eq!(e.object(), Some(object.to_string().as_str()), "fetch: {e}");
+            let e = remote.resolve(object).await.unwrap_err();
+            assert_eq!(
+                e.object(),
+                Some(object.to_string().as_str()),
+                "resolve: {e}"
+            );
+        }
+        let e = remote.fetch(&absent, &Hints::default()).await.unwrap_err();
+        assert!(
+            e.to_string().starts_with(&format!("{absent}: opening ")),
+            "{e}"
+        );
+    }
+
+    /// A blob of another size than the one given says so with the size given, as the
+    /// user gave it: a wrong hint is as likely a cause as the layout.
+    #[tokio::test]
+    async fn a_size_given_wrong_is_named() {
+        let f = fixture();
+        let remote = LayoutRemote::new(f.dir.path());
+        let d = Object::Digest(Digest::of(Algorithm::Sha256, &f.blob));
+        let wrong = f.blob.len() + 1;
+        let hints = Hints::parse([format!("size:{wrong}").as_str()]).unwrap();
+        let e = remote.fetch(&d, &hints).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::SizeMismatch);
+        let want = format!(
+            "blob has {} bytes, expected {wrong} (the size given: size:{wrong}",
+            f.blob.len()
+        );
+        assert!(e.to_string().contains(&want), "{e}");
     }
 
     #[tokio::test]

@@ -241,9 +241,8 @@ fn always_corrupted_never_lands_in_the_store() {
         2,
         "one more try from scratch"
     );
-    let left: Vec<_> = std::fs::read_dir(dir.path().join("blobs/sha256"))
-        .unwrap()
-        .collect();
+    // Nothing, not even the layout made in the empty directory for this run.
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(
         left.is_empty(),
         "nothing, not even a temporary file: {left:?}"
@@ -540,6 +539,25 @@ fn a_declared_size_other_than_the_hint_is_fetched_once_more() {
     );
     let asked = reg.requests_for(&format!("blobs/{digest}")) - before;
     assert_eq!(asked, 2, "the first time, and once more");
+}
+
+/// A wrong `size:` hint, the registry right: the message names both sizes and the size
+/// given as the user gave it, a cause as likely as the registry. It said "expected
+/// 19999" alone, which read as the registry's fault.
+#[test]
+fn a_wrong_size_hint_is_named_beside_the_size_declared() {
+    let (reg, digest, _) = fake_with_blob(20_000);
+    let want = "registry declares 20000 bytes, expected 19999 (the size given: size:19999, \
+                or a descriptor's \"size\")";
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest, "size:19999"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(want), "{err}");
+    let line = format!("{{\"digest\":\"{digest}\",\"size\":19999}}\n");
+    let out = Dist::new().run(&["fetch", &repo(&reg), "-"], line.as_bytes());
+    let frames = parse_frames(&out.stdout);
+    let reason = frames[0].result.as_ref().unwrap_err();
+    assert!(reason.contains(want), "{reason}");
 }
 
 #[test]

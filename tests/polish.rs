@@ -940,7 +940,9 @@ fn completions_and_manual_come_from_the_real_options() {
         assert!(help.contains(name), "--help names {name}");
         assert!(man.contains(name), "the manual names {name}");
     }
-    assert!(man.contains("dist\\-fetch") || man.contains("dist-fetch"));
+    // Every subcommand in the one page `dist man` writes, referring to no other.
+    assert!(man.contains(".SH \"DIST FETCH\""));
+    assert!(!man.contains("dist\\-fetch(1)"));
     assert!(man.contains("shard"));
     // So are the exit statuses scripts branch on.
     for status in ["124", "130, 143"] {
@@ -1582,8 +1584,9 @@ fn a_report_another_run_writes_is_refused() {
 }
 
 /// A run that fails before storing anything (a mistyped reference, a registry it cannot
-/// use) takes back the layout directory it created; a directory that was there before,
-/// or that holds what the run stored, stays.
+/// use) takes back the layout directory it created, and the layout it made in an empty
+/// directory the user made for it (`mkdir out`), which stays, empty; a directory that held
+/// something before, or that holds what the run stored, stays as it is.
 #[test]
 fn a_failed_run_leaves_no_empty_layout_behind() {
     let reg = FakeRegistry::start();
@@ -1629,6 +1632,19 @@ fn a_failed_run_leaves_no_empty_layout_behind() {
     let existing = dir.path().join("existing");
     std::fs::create_dir(&existing).unwrap();
     let existing_s = existing.to_str().unwrap();
+    for (args, stdin, code) in runs {
+        let args: Vec<&str> = args
+            .iter()
+            .map(|&a| if a == fresh_s { existing_s } else { a })
+            .collect();
+        let out = dist.run(&args, stdin);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert!(existing.is_dir(), "{args:?} removed the user's directory");
+        let left: Vec<_> = std::fs::read_dir(&existing).unwrap().collect();
+        assert!(left.is_empty(), "{args:?} left {left:?} in {existing:?}");
+    }
+    std::fs::write(existing.join("notes.txt"), b"the user's").unwrap();
     let out = dist.run(
         &["pull", "--retries", "0", &pull_nowhere, "-o", existing_s],
         b"",

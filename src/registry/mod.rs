@@ -554,7 +554,10 @@ impl RegistryRemote {
             (Some(d), Some(h)) if d != h => {
                 return Err(Error::new(
                     ErrorKind::SizeMismatch,
-                    format!("registry declares {d} bytes, expected {h}"),
+                    format!(
+                        "registry declares {d} bytes, {}",
+                        crate::hints::expected_size(h)
+                    ),
                 )
                 .with_url(&url))
             }

@@ -68,10 +68,11 @@ pub(super) fn memory_backed(dir: &Path) -> bool {
     kind == TMPFS_MAGIC || kind == RAMFS_MAGIC
 }
 
-/// Removes `root` if it holds exactly a new layout's files: `oci-layout` and `index.json` as
-/// [`LayoutStore::open`](super::LayoutStore::open) writes them, and `blobs/` with empty directories in it. Only
-/// `remove_dir` removes directories, so content that appears meanwhile stops it.
-pub(super) fn remove_skeleton(root: &Path) -> std::io::Result<()> {
+/// Removes a new layout's files from `root` if it holds exactly those: `oci-layout` and
+/// `index.json` as [`LayoutStore::open`](super::LayoutStore::open) writes them, and `blobs/`
+/// with empty directories in it; then `root` itself with `and_root`. Only `remove_dir`
+/// removes directories, so content that appears meanwhile stops it.
+pub(super) fn remove_skeleton(root: &Path, and_root: bool) -> std::io::Result<()> {
     let unexpected = || std::io::Error::other("not an unused layout");
     for entry in std::fs::read_dir(root)? {
         let name = entry?.file_name();
@@ -103,7 +104,10 @@ pub(super) fn remove_skeleton(root: &Path) -> std::io::Result<()> {
     }
     gone(std::fs::remove_file(root.join("index.json")))?;
     gone(std::fs::remove_file(root.join("oci-layout")))?;
-    std::fs::remove_dir(root)
+    if and_root {
+        std::fs::remove_dir(root)?;
+    }
+    Ok(())
 }
 
 /// Creates what is missing of a layout at `root`: the directory `dir` under `blobs/`
@@ -113,8 +117,8 @@ pub(super) fn remove_skeleton(root: &Path) -> std::io::Result<()> {
 pub(super) fn make_skeleton(root: &Path, dir: &Path) -> Result<()> {
     let mut tries = 0;
     loop {
-        let made = std::fs::create_dir_all(dir)
-            .map_err(|e| ("creating", dir.to_path_buf(), e))
+        let made = create_dirs(dir)
+            .map_err(|(path, e)| ("creating", path, e))
             .and_then(|()| write_if_absent(&root.join("oci-layout"), OCI_LAYOUT))
             .and_then(|()| write_if_absent(&root.join("index.json"), EMPTY_INDEX));
         match made {
@@ -123,6 +127,75 @@ pub(super) fn make_skeleton(root: &Path, dir: &Path) -> Result<()> {
             Ok(()) => return Ok(()),
         }
     }
+}
+
+/// Creates the directory `dir` and those missing above it. On failure, the directory
+/// that could not be made and why, in words (a file in the way names `dir` and the file):
+/// `create_dir_all` named only `dir`, the deepest, with the system's words ("creating
+/// ro/x/blobs: Permission denied" where it was `ro/x` that `ro` did not let be made,
+/// "creating bl/blobs: File exists" where `blobs` was a file).
+fn create_dirs(dir: &Path) -> std::result::Result<(), (PathBuf, std::io::Error)> {
+    let Err(failed) = std::fs::create_dir_all(dir) else {
+        return Ok(());
+    };
+    let mut above: Vec<&Path> = dir
+        .ancestors()
+        .filter(|p| !p.as_os_str().is_empty())
+        .collect();
+    above.reverse();
+    for p in above {
+        let found = match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => continue,
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match std::fs::create_dir(p) {
+                Ok(()) => continue,
+                // Made meanwhile by another run.
+                Err(e) if p.is_dir() => {
+                    drop(e);
+                    continue;
+                }
+                Err(e) => return Err((p.to_path_buf(), mkdir_in_words(p, e))),
+            },
+            Err(e) => return Err((p.to_path_buf(), e)),
+        };
+        let what = if found.is_file() {
+            "a file"
+        } else {
+            "no directory"
+        };
+        let words = format!("{} is {what}, not a directory", p.display());
+        let kind = std::io::ErrorKind::NotADirectory;
+        return Err((dir.to_path_buf(), std::io::Error::new(kind, words)));
+    }
+    // Nothing found in the way (it changed meanwhile): the system's words stand.
+    Err((dir.to_path_buf(), failed))
+}
+
+/// Why the directory `p` could not be made, in words that name the directory at fault:
+/// the system's alone ("Permission denied") leave the reader to guess which.
+fn mkdir_in_words(p: &Path, e: std::io::Error) -> std::io::Error {
+    let parent = match p.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let parent = parent.display();
+    let words = match e.kind() {
+        std::io::ErrorKind::PermissionDenied => {
+            format!("{parent} does not let this user make entries in it ({e})")
+        }
+        std::io::ErrorKind::ReadOnlyFilesystem => {
+            format!("{parent} is on a read-only filesystem ({e})")
+        }
+        // A link to nothing: `mkdir` follows no link, and says "File exists".
+        std::io::ErrorKind::AlreadyExists if p.is_symlink() => {
+            format!(
+                "{} is a symbolic link to nothing, not a directory",
+                p.display()
+            )
+        }
+        _ => return e,
+    };
+    std::io::Error::new(e.kind(), words)
 }
 
 /// Writes `content` to `path` unless there is a file there; on failure, what was being
@@ -224,6 +297,66 @@ pub(super) fn hash_reader(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file where a directory of the layout must be is named, with the directory being
+    /// made: "creating bl/blobs: File exists" left the reader to find which.
+    #[test]
+    fn a_file_in_the_way_of_a_directory_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("bl");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(root.join("blobs"), b"").unwrap();
+        let e = make_skeleton(&root, &root.join("blobs/sha256")).unwrap_err();
+        let blobs = root.join("blobs");
+        let want = format!(
+            "creating {}: {} is a file, not a directory",
+            blobs.join("sha256").display(),
+            blobs.display()
+        );
+        assert_eq!(e.to_string(), want);
+
+        // Deeper: the file is above the layout.
+        let under = root.join("blobs/x");
+        let e = make_skeleton(&under, &under.join("blobs")).unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with(&format!("{} is a file, not a directory", blobs.display())),
+            "{e}"
+        );
+    }
+
+    /// A directory that cannot be made is named, not the deepest one asked for, with the
+    /// directory that refused it. (Words alone: a test run as root is refused nothing.)
+    #[test]
+    fn a_refused_directory_is_named_with_the_one_that_refused_it() {
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let e = mkdir_in_words(Path::new("ro/x"), denied);
+        assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
+        assert!(
+            e.to_string()
+                .starts_with("ro does not let this user make entries in it ("),
+            "{e}"
+        );
+        let e = mkdir_in_words(
+            Path::new("x"),
+            std::io::Error::from_raw_os_error(libc::EROFS),
+        );
+        assert!(
+            e.to_string()
+                .starts_with(". is on a read-only filesystem ("),
+            "{e}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("blobs");
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &link).unwrap();
+        let (failed, e) = create_dirs(&link.join("sha256")).unwrap_err();
+        assert_eq!(failed, link);
+        assert!(
+            e.to_string()
+                .ends_with("is a symbolic link to nothing, not a directory"),
+            "{e}"
+        );
+    }
 
     /// Another run's `index.json`, made (and its first image added) after this run found
     /// none, stays: the empty one this run wrote meanwhile goes instead. A dangling link

@@ -79,6 +79,10 @@ pub struct LayoutStore {
     /// This run created the directory: a run that fails before storing anything removes
     /// it again ([`LayoutStore::remove_if_unused`]).
     created: bool,
+    /// This run made the layout's files: the directory was not there, or was empty (made
+    /// by the user for the output). A run that fails before storing anything removes them
+    /// again, and the directory only when it made that too.
+    laid_out: bool,
     /// The directories whose entries this run made when it created the layout: the one
     /// the layout is in and, if `create_dir_all` made that too, each one up to the first
     /// that was there. Empty when the layout was there already.
@@ -124,11 +128,14 @@ impl LayoutStore {
         super::layout_check::check(&root)?;
         let created = std::fs::symlink_metadata(&root).is_err();
         let made_in = if created { made_in(&root) } else { Vec::new() };
+        // `mkdir out; dist fetch … -o out`: the directory is the user's, the layout in it
+        // this run's, as much as in a directory it made.
+        let laid_out = created || std::fs::read_dir(&root).is_ok_and(|mut d| d.next().is_none());
         let blobs = root.join("blobs");
         if let Err(e) = make_skeleton(&root, &blobs) {
             // A full disk, most often: what was begun of a new layout goes again.
-            if created {
-                let _ = remove_skeleton(&root);
+            if laid_out {
+                let _ = remove_skeleton(&root, created);
             }
             return Err(e);
         }
@@ -139,6 +146,7 @@ impl LayoutStore {
             partials: Arc::default(),
             renamed: Arc::default(),
             created,
+            laid_out,
             made_in,
         };
         store.sweep();
@@ -150,16 +158,17 @@ impl LayoutStore {
         &self.root
     }
 
-    /// For a run that failed: removes the layout again if this run created its directory
-    /// and nothing is in it but what [`LayoutStore::open`] wrote (no blob, no partial
-    /// download, no other file, an index still empty), so that a mistyped reference or an
-    /// unreachable registry leaves no empty layout behind. Anything else stays as it is.
-    /// Whether the directory was removed.
+    /// For a run that failed: removes the layout again if this run made it (in a directory
+    /// that was not there, or was empty) and nothing is in it but what
+    /// [`LayoutStore::open`] wrote (no blob, no partial download, no other file, an index
+    /// still empty), so that a mistyped reference or an unreachable registry leaves the
+    /// output as it found it: no directory where there was none, an empty one where the
+    /// user made one. Anything else stays as it is. Whether the layout was removed.
     pub fn remove_if_unused(&self) -> bool {
-        if !self.created {
+        if !self.laid_out {
             return false;
         }
-        if remove_skeleton(&self.root).is_ok() {
+        if remove_skeleton(&self.root, self.created).is_ok() {
             return true;
         }
         // Another run into the same new directory (a shard beside this one) put something
@@ -631,11 +640,20 @@ mod tests {
         assert!(store.remove_if_unused());
         assert!(!fresh.exists());
 
-        // There before this run: never removed.
+        // There before this run and holding something: never touched.
         let existing = parent.path().join("existing");
         std::fs::create_dir(&existing).unwrap();
+        std::fs::write(existing.join("notes.txt"), b"mine").unwrap();
         assert!(!LayoutStore::open(&existing).unwrap().remove_if_unused());
         assert!(existing.join("oci-layout").exists());
+
+        // Made empty by the user for the output (`mkdir out`): left empty again, not
+        // holding a layout's skeleton that no run put anything in.
+        let made = parent.path().join("made");
+        std::fs::create_dir(&made).unwrap();
+        assert!(LayoutStore::open(&made).unwrap().remove_if_unused());
+        assert!(made.is_dir(), "the user's directory stays");
+        assert_eq!(std::fs::read_dir(&made).unwrap().count(), 0);
 
         // A blob, another file, an index that names an image: kept whole.
         type Change = fn(&Path);
