@@ -71,8 +71,20 @@ pub(super) fn memory_backed(dir: &Path) -> bool {
 /// Removes a new layout's files from `root` if it holds exactly those: `oci-layout` and
 /// `index.json` as [`LayoutStore::open`](super::LayoutStore::open) writes them, and `blobs/`
 /// with empty directories in it; then `root` itself with `and_root`. Only `remove_dir`
-/// removes directories, so content that appears meanwhile stops it.
+/// removes directories, so content that appears meanwhile stops it; `root` not empty at
+/// the end (a run into it made the layout again) fails it too, for the caller to put the
+/// layout back.
 pub(super) fn remove_skeleton(root: &Path, and_root: bool) -> std::io::Result<()> {
+    remove_skeleton_meanwhile(root, and_root, || {})
+}
+
+/// [`remove_skeleton`], with `meanwhile` run once `blobs/` is gone: where another run into
+/// the same directory (a shard) finds it gone and makes the layout again.
+fn remove_skeleton_meanwhile(
+    root: &Path,
+    and_root: bool,
+    meanwhile: impl FnOnce(),
+) -> std::io::Result<()> {
     let unexpected = || std::io::Error::other("not an unused layout");
     for entry in std::fs::read_dir(root)? {
         let name = entry?.file_name();
@@ -102,10 +114,16 @@ pub(super) fn remove_skeleton(root: &Path, and_root: bool) -> std::io::Result<()
         }
         Err(e) => gone(Err(e))?,
     }
+    meanwhile();
     gone(std::fs::remove_file(root.join("index.json")))?;
     gone(std::fs::remove_file(root.join("oci-layout")))?;
+    // Something in it now came meanwhile: a run into it made the layout again after
+    // `blobs/` went, and needs back what this removal took since. `remove_dir` finds
+    // that out for a directory this run made; the user's stays, and is looked into.
     if and_root {
         std::fs::remove_dir(root)?;
+    } else if std::fs::read_dir(root)?.next().is_some() {
+        return Err(unexpected());
     }
     Ok(())
 }
@@ -297,6 +315,27 @@ pub(super) fn hash_reader(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A shard into the same directory the user made empty found `blobs/` gone while this
+    /// run took the layout apart, and made it again (`oci-layout` and `index.json` were
+    /// still there, and stayed as they were) to store its blob in: this run went on to
+    /// remove those two, and the shard's blob was left in a directory no tool takes for a
+    /// layout. A directory that is not empty at the end was taken over, as one that
+    /// `remove_dir` cannot remove is when this run made it.
+    #[test]
+    fn a_layout_made_again_meanwhile_is_not_called_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let sha256 = root.join("blobs/sha256");
+        make_skeleton(root, &sha256).unwrap();
+        let shard = || {
+            make_skeleton(root, &sha256).unwrap();
+            std::fs::write(sha256.join("ab"), b"the shard's").unwrap();
+        };
+        let e = remove_skeleton_meanwhile(root, false, shard).unwrap_err();
+        assert_eq!(e.to_string(), "not an unused layout");
+        assert_eq!(std::fs::read(sha256.join("ab")).unwrap(), b"the shard's");
+    }
 
     /// A file where a directory of the layout must be is named, with the directory being
     /// made: "creating bl/blobs: File exists" left the reader to find which.
