@@ -177,7 +177,7 @@ pub struct Download {
     /// A manifest with no digest and no size to check it by (a tag from a server that
     /// announced neither, its body ending where the connection closed): a body cut short
     /// ended as cleanly as a whole one, and was handed out as the manifest. Kept, it must
-    /// at least be whole JSON.
+    /// at least be whole JSON ([`Download::whole_json_unless_verified`]).
     unverifiable: bool,
     /// How the hosts asked before the one that answered failed (mirrors), for any error
     /// the download ends with (see [`Error::earlier`]).
@@ -202,7 +202,6 @@ impl Download {
             .map(Digest::algorithm)
             .unwrap_or(Algorithm::Sha256);
         let hashing = Hashing::start(Hasher::new(algorithm), meta.size);
-        let unverifiable = meta.expected.is_none() && meta.size.is_none() && meta.limit.is_some();
         Download {
             meta,
             body,
@@ -210,9 +209,9 @@ impl Download {
             received: 0,
             verified: None,
             failed: None,
-            kept: unverifiable.then(Vec::new),
+            kept: None,
             typed: false,
-            unverifiable,
+            unverifiable: false,
             tried_first: Vec::new(),
         }
     }
@@ -267,6 +266,23 @@ impl Download {
         if self.received == 0 && bound.is_some_and(|b| b <= MAX_MANIFEST_SIZE) {
             self.kept = Some(Vec::new());
             self.typed = true;
+        }
+        self
+    }
+
+    /// The same download, of a manifest: with no digest and no size to verify it by (a tag
+    /// from a server that announced neither, its body ending where the connection closed),
+    /// a body cut short ends as cleanly as a whole one, so the content is held (up to
+    /// `meta.limit`, which must then be no more than a manifest's) and must at least be one
+    /// whole JSON object. Asked for, not inferred from `meta.limit`, which only caps bytes.
+    /// Call it before the first [`chunk`](Self::chunk), on a download that starts at the
+    /// content's first byte.
+    pub(crate) fn whole_json_unless_verified(mut self) -> Download {
+        let unverified = self.meta.expected.is_none() && self.meta.size.is_none();
+        let bounded = self.meta.limit.is_some_and(|l| l <= MAX_MANIFEST_SIZE);
+        if self.received == 0 && unverified && bounded {
+            self.unverifiable = true;
+            self.kept.get_or_insert_with(Vec::new);
         }
         self
     }
@@ -678,11 +694,12 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::DigestMismatch, "{e}");
     }
 
+    /// `limit` only caps the bytes, as its documentation says: content under one that no
+    /// digest or size verifies is not held to be a manifest (whole JSON) unless asked
+    /// to be, and a library's own remote may set one for any content.
     #[tokio::test]
     async fn computes_digest_when_none_expected() {
-        let mut blob = meta(None, None);
-        blob.limit = None;
-        let mut d = Download::new(blob, body(&[b"abc"]));
+        let mut d = Download::new(meta(None, None), body(&[b"abc"]));
         drain(&mut d).await.unwrap();
         assert_eq!(d.digest(), Some(&Digest::of(Algorithm::Sha256, b"abc")));
     }
@@ -693,19 +710,20 @@ mod tests {
     #[tokio::test]
     async fn a_manifest_nothing_verifies_must_be_whole_json() {
         let whole: &'static [u8] = br#"{"schemaVersion":2,"layers":[]}"#;
-        let mut d = Download::new(meta(None, None), body(&[&whole[..10], &whole[10..]]));
+        let manifest = |m: Meta, b| Download::new(m, b).whole_json_unless_verified();
+        let mut d = manifest(meta(None, None), body(&[&whole[..10], &whole[10..]]));
         assert_eq!(drain(&mut d).await.unwrap(), whole);
         assert_eq!(d.meta().media_type, None, "the type is not read from it");
 
         for cut in [20, 0] {
-            let mut d = Download::new(meta(None, None), body(&[&whole[..cut]]));
+            let mut d = manifest(meta(None, None), body(&[&whole[..cut]]));
             let e = drain(&mut d).await.unwrap_err();
             assert_eq!(e.kind(), ErrorKind::SizeMismatch, "{e}");
             let said = format!("ended after {cut} bytes, before its JSON did");
             assert!(e.to_string().contains(&said), "{e}");
         }
         for not_an_object in [&b"[1, 2]"[..], b"{} trailing"] {
-            let mut d = Download::new(meta(None, None), body(&[not_an_object]));
+            let mut d = manifest(meta(None, None), body(&[not_an_object]));
             let e = drain(&mut d).await.unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
             assert!(e.to_string().contains("no digest or size"), "{e}");
@@ -713,10 +731,10 @@ mod tests {
 
         // With a size or a digest, those decide, as before.
         let short = &whole[..20];
-        let mut d = Download::new(meta(None, Some(20)), body(&[short]));
+        let mut d = manifest(meta(None, Some(20)), body(&[short]));
         assert_eq!(drain(&mut d).await.unwrap(), short);
         let digest = Digest::of(Algorithm::Sha256, short);
-        let mut d = Download::new(meta(Some(digest), None), body(&[short]));
+        let mut d = manifest(meta(Some(digest), None), body(&[short]));
         assert_eq!(drain(&mut d).await.unwrap(), short);
     }
 }

@@ -666,10 +666,17 @@ impl RegistryRemote {
             url: transport::redact(&reply.url),
             limit,
         };
-        Ok(match prefix {
-            Some(p) => Download::after(meta, body, p.clone()),
-            None if typed_by_content => Download::new(meta, body).typed_by_content(),
+        let download = match prefix {
+            Some(p) => return Ok(Download::after(meta, body, p.clone())),
             None => Download::new(meta, body),
+        };
+        let download = match typed_by_content {
+            true => download.typed_by_content(),
+            false => download,
+        };
+        Ok(match endpoint {
+            Endpoint::Manifests => download.whole_json_unless_verified(),
+            Endpoint::Blobs => download,
         })
     }
 
