@@ -174,10 +174,11 @@ pub struct Download {
     kept: Option<Vec<u8>>,
     /// Whether the kept content names the media type ([`Download::typed_by_content`]).
     typed: bool,
-    /// A manifest with no digest and no size to check it by (a tag from a server that
-    /// announced neither, its body ending where the connection closed): a body cut short
-    /// ended as cleanly as a whole one, and was handed out as the manifest. Kept, it must
-    /// at least be whole JSON ([`Download::whole_json_unless_verified`]).
+    /// A manifest with no digest to check it by (a tag from a server that announced none):
+    /// a body cut short where its connection closed ended as cleanly as a whole one, and
+    /// an empty one under `Content-Length: 0` was as long as declared, and either was
+    /// handed out as the manifest. Kept, it must at least be whole JSON
+    /// ([`Download::whole_json_unless_verified`]).
     unverifiable: bool,
     /// How the hosts asked before the one that answered failed (mirrors), for any error
     /// the download ends with (see [`Error::earlier`]).
@@ -270,15 +271,16 @@ impl Download {
         self
     }
 
-    /// The same download, of a manifest: with no digest and no size to verify it by (a tag
-    /// from a server that announced neither, its body ending where the connection closed),
-    /// a body cut short ends as cleanly as a whole one, so the content is held (up to
-    /// `meta.limit`, which must then be no more than a manifest's) and must at least be one
-    /// whole JSON object. Asked for, not inferred from `meta.limit`, which only caps bytes.
+    /// The same download, of a manifest: with no digest to verify it by (a tag from a
+    /// server that announced none), a body cut short where its connection closed ends as
+    /// cleanly as a whole one, and a size declared says only how long it is (`0` for an
+    /// empty answer), so the content is held (up to `meta.limit`, which must then be no
+    /// more than a manifest's) and must at least be one whole JSON object. Asked for, not
+    /// inferred from `meta.limit`, which only caps bytes.
     /// Call it before the first [`chunk`](Self::chunk), on a download that starts at the
     /// content's first byte.
     pub(crate) fn whole_json_unless_verified(mut self) -> Download {
-        let unverified = self.meta.expected.is_none() && self.meta.size.is_none();
+        let unverified = self.meta.expected.is_none();
         let bounded = self.meta.limit.is_some_and(|l| l <= MAX_MANIFEST_SIZE);
         if self.received == 0 && unverified && bounded {
             self.unverifiable = true;
@@ -423,14 +425,15 @@ impl Download {
     /// Fails a manifest nothing announced verifies unless it is a whole JSON object: one
     /// cut short where its connection closed passed as the manifest.
     fn check_whole_json(&self) -> Result<()> {
-        const UNVERIFIABLE: &str = "the server announced no digest or size to verify it by";
+        const UNVERIFIABLE: &str = "the server announced no digest to verify it by";
         let Some(kept) = &self.kept else {
             let msg = format!("the manifest is not a JSON object; {UNVERIFIABLE}");
             return Err(self.fail(ErrorKind::Protocol, msg));
         };
         match serde_json::from_slice::<serde::de::IgnoredAny>(kept) {
             Ok(_) => Ok(()),
-            Err(e) if e.is_eof() => {
+            // Ended before its JSON did where nothing said how long it is: cut short.
+            Err(e) if e.is_eof() && self.meta.size.is_none() => {
                 let msg = format!(
                     "the manifest ended after {} bytes, before its JSON did: cut short; \
                      {UNVERIFIABLE}",
@@ -726,13 +729,22 @@ mod tests {
             let mut d = manifest(meta(None, None), body(&[not_an_object]));
             let e = drain(&mut d).await.unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
-            assert!(e.to_string().contains("no digest or size"), "{e}");
+            assert!(e.to_string().contains("no digest to verify it"), "{e}");
         }
 
-        // With a size or a digest, those decide, as before.
+        // A size says only how long it is: an empty answer under `Content-Length: 0`
+        // passed as the manifest. Not cut short, it is no manifest.
         let short = &whole[..20];
-        let mut d = manifest(meta(None, Some(20)), body(&[short]));
-        assert_eq!(drain(&mut d).await.unwrap(), short);
+        for (content, size) in [(short, 20), (&b""[..], 0)] {
+            let mut d = manifest(meta(None, Some(size)), body(&[content]));
+            let e = drain(&mut d).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
+            assert!(e.to_string().contains("the manifest is not JSON"), "{e}");
+        }
+        let mut d = manifest(meta(None, Some(whole.len() as u64)), body(&[whole]));
+        assert_eq!(drain(&mut d).await.unwrap(), whole);
+
+        // With a digest, it decides, as before.
         let digest = Digest::of(Algorithm::Sha256, short);
         let mut d = manifest(meta(Some(digest), None), body(&[short]));
         assert_eq!(drain(&mut d).await.unwrap(), short);

@@ -453,3 +453,23 @@ fn a_tag_s_manifest_cut_short_with_nothing_to_verify_it_fails() {
     // Fetched once more, as content that did not verify is: a cut may be the network's.
     assert_eq!(gets, 2, "{:?}", raw.seen());
 }
+
+/// A tag answered `200` with `Content-Length: 0` and no digest (a proxy that lost the
+/// body, a misconfigured static mirror): its size was taken as verification, and
+/// `dist fetch` wrote nothing and exited 0, the manifest being "empty". A size says only
+/// how long the content is; with no digest, the manifest must still be whole JSON.
+#[test]
+fn a_tag_s_empty_manifest_with_no_digest_fails() {
+    let raw = Raw::start(move |_, _| {
+        let fields = [
+            "Content-Type: application/vnd.oci.image.manifest.v1+json".to_string(),
+            "Content-Length: 0".to_string(),
+        ];
+        Answer::keep(head("200 OK", &fields))
+    });
+    let dist = Dist::new();
+    let out = dist.run(&["fetch", &raw.repo(), "v1"], b"");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("the manifest is not JSON"), "{stderr}");
+}
