@@ -89,12 +89,19 @@ fn digest(v: &Value) -> &str {
     v["digest"].as_str().unwrap()
 }
 
+/// A layout in `dir/src` holding one image of `media_type` made from `seed`, tagged `v1`,
+/// with that image's descriptor.
+fn tagged_v1(dir: &Path, media_type: &str, seed: u64) -> (Layout, Value) {
+    let mut src = Layout::new(dir.join("src"));
+    let m = src.image(media_type, seed);
+    src.tag(&m, "v1");
+    (src, m)
+}
+
 #[test]
 fn fetch_by_digest_tag_and_worker() {
     let dir = tempfile::tempdir().unwrap();
-    let mut src = Layout::new(dir.path().join("src"));
-    let m = src.image(OCI_MANIFEST, 1);
-    src.tag(&m, "v1");
+    let (src, m) = tagged_v1(dir.path(), OCI_MANIFEST, 1);
     let dist = Dist::new();
     let manifest = std::fs::read(src.path(digest(&m))).unwrap();
     assert_eq!(dist.ok(&["fetch", &src.loc(), "v1"]), manifest);
@@ -142,9 +149,7 @@ fn fetch_by_digest_tag_and_worker() {
 #[test]
 fn a_tag_is_reported_as_its_entry_s_type_not_the_hint_s() {
     let dir = tempfile::tempdir().unwrap();
-    let mut src = Layout::new(dir.path().join("src"));
-    let m = src.image(OCI_MANIFEST, 1);
-    src.tag(&m, "v1");
+    let (mut src, _) = tagged_v1(dir.path(), OCI_MANIFEST, 1);
     let d = src.image(DOCKER_MANIFEST, 2);
     let mut unlabelled = d.clone();
     unlabelled.as_object_mut().unwrap().remove("mediaType");
@@ -166,9 +171,7 @@ fn a_tag_is_reported_as_its_entry_s_type_not_the_hint_s() {
 #[test]
 fn a_listed_digest_is_reported_as_its_entry_s_type() {
     let dir = tempfile::tempdir().unwrap();
-    let mut src = Layout::new(dir.path().join("src"));
-    let m = src.image(DOCKER_MANIFEST, 3);
-    src.tag(&m, "v1");
+    let (src, m) = tagged_v1(dir.path(), DOCKER_MANIFEST, 3);
     let input = format!("{}\n", digest(&m));
     let out = Dist::new().ok_fed(&["fetch", &src.loc(), "-", "--ordered"], input.as_bytes());
     let frames = parse_frames(&out);
@@ -207,9 +210,7 @@ fn resolve_gives_an_untyped_entry_its_content_s_type() {
 #[test]
 fn missing_corrupt_and_non_layouts_fail() {
     let dir = tempfile::tempdir().unwrap();
-    let mut src = Layout::new(dir.path().join("src"));
-    let m = src.image(OCI_MANIFEST, 2);
-    src.tag(&m, "v1");
+    let (src, m) = tagged_v1(dir.path(), OCI_MANIFEST, 2);
     let dist = Dist::new();
     let absent = dist.run(&["fetch", &src.loc(), &sha256(b"absent")], b"");
     assert_eq!(absent.status.code(), Some(1));
@@ -322,9 +323,7 @@ fn a_tag_not_found_names_what_the_index_lists() {
 #[test]
 fn a_bare_digest_as_a_tag_gets_its_spelling_from_a_layout_too() {
     let dir = tempfile::tempdir().unwrap();
-    let mut src = Layout::new(dir.path().join("src"));
-    let m = src.image(OCI_MANIFEST, 8);
-    src.tag(&m, "v1");
+    let (src, m) = tagged_v1(dir.path(), OCI_MANIFEST, 8);
     let dist = Dist::new();
     let bare = &digest(&m)["sha256:".len()..];
     let run = dist.run(&["fetch", &src.loc(), bare], b"");
@@ -585,9 +584,7 @@ fn a_layout_s_image_names_reach_stderr_without_escapes() {
 #[test]
 fn an_index_json_that_is_a_pipe_or_huge_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let mut src = Layout::new(dir.path().join("src"));
-    let m = src.image(OCI_MANIFEST, 3);
-    src.tag(&m, "v1");
+    let (src, m) = tagged_v1(dir.path(), OCI_MANIFEST, 3);
     let index = src.root.join("index.json");
     let dist = Dist::new();
     let out = dir.path().join("out");

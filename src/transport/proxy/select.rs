@@ -546,20 +546,24 @@ mod tests {
         assert_eq!(proxy.host(), Some("upper.corp"));
     }
 
+    /// The proxy and `Proxy-Authorization` that `HTTPS_PROXY=setting` tunnels
+    /// `https://ghcr.io` through.
+    fn tunnel_for(setting: &str) -> (Uri, Option<HeaderValue>) {
+        match Proxies::of("", setting, "").route(&uri("https://ghcr.io/v2/")) {
+            Route::Tunnel { proxy, auth } => (proxy, auth),
+            other => panic!("{setting}: not tunnelled: {other:?}"),
+        }
+    }
+
     #[test]
     fn credentials_in_the_proxy_url_become_sensitive_basic_auth() {
-        let p = Proxies::of("", "http://alice:s3cret@proxy.corp:3128", "");
-        let Route::Tunnel {
-            auth: Some(auth), ..
-        } = p.route(&uri("https://ghcr.io/v2/"))
-        else {
-            panic!("tunnelled with credentials");
-        };
+        let setting = "http://alice:s3cret@proxy.corp:3128";
+        let auth = tunnel_for(setting).1.expect("tunnelled with credentials");
         assert!(auth.is_sensitive());
         assert_eq!(auth.to_str().unwrap(), "Basic YWxpY2U6czNjcmV0");
         // HTTPS_PROXY alone leaves plain-http destinations direct, as curl does.
         assert_eq!(
-            p.route(&uri("http://registry.corp:5000/v2/")),
+            Proxies::of("", setting, "").route(&uri("http://registry.corp:5000/v2/")),
             Route::Direct
         );
     }
@@ -573,14 +577,8 @@ mod tests {
             "http://alice:p@ss@proxy.corp:3128",
             "alice:p@ss@proxy.corp:3128/",
         ] {
-            let p = Proxies::of("", setting, "");
-            let Route::Tunnel {
-                proxy,
-                auth: Some(auth),
-            } = p.route(&uri("https://ghcr.io/v2/"))
-            else {
-                panic!("{setting}: tunnelled with credentials");
-            };
+            let (proxy, auth) = tunnel_for(setting);
+            let auth = auth.unwrap_or_else(|| panic!("{setting}: tunnelled with credentials"));
             // alice:p@ss
             assert_eq!(
                 auth.to_str().unwrap(),
@@ -614,14 +612,8 @@ mod tests {
             ("alice:pa?s#s@proxy.corp:3128", "pa?s#s"),
             ("http://alice:p@s#s@proxy.corp:3128", "p@s#s"),
         ] {
-            let p = Proxies::of("", setting, "");
-            let Route::Tunnel {
-                proxy,
-                auth: Some(auth),
-            } = p.route(&uri("https://ghcr.io/v2/"))
-            else {
-                panic!("{setting}: tunnelled with credentials");
-            };
+            let (proxy, auth) = tunnel_for(setting);
+            let auth = auth.unwrap_or_else(|| panic!("{setting}: tunnelled with credentials"));
             assert_eq!(authority(&proxy), "proxy.corp:3128", "{setting}");
             let want = format!(
                 "Basic {}",
@@ -643,10 +635,8 @@ mod tests {
         assert_eq!(proxy, uri("http://socks.corp:1080"));
         assert_eq!(auth.password, "hun/ter#2");
         // No user information: a path is a path, whatever it holds.
-        let p = Proxies::of("", "http://proxy.corp:3128/", "");
-        let Route::Tunnel { proxy, auth: None } = p.route(&uri("https://ghcr.io/v2/")) else {
-            panic!("tunnelled without credentials");
-        };
+        let (proxy, auth) = tunnel_for("http://proxy.corp:3128/");
+        assert_eq!(auth, None, "tunnelled without credentials");
         assert_eq!(authority(&proxy), "proxy.corp:3128");
     }
 
@@ -667,10 +657,7 @@ mod tests {
                 Some("Basic YWxpY2U6cEBzcw=="),
             ),
         ] {
-            let p = Proxies::of("", setting, "");
-            let Route::Tunnel { proxy, auth } = p.route(&uri("https://ghcr.io/v2/")) else {
-                panic!("{setting}: tunnelled");
-            };
+            let (proxy, auth) = tunnel_for(setting);
             assert_eq!(proxy.host(), Some("proxy.corp"), "{setting}");
             assert_eq!(
                 auth.as_ref().map(|a| a.to_str().unwrap()),
