@@ -28,11 +28,13 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static COUNTING: Counting = Counting;
 
-/// Measured on a kept-alive HTTP/1.1 connection: 18 to 19 allocations a request (hyper's
-/// own, the request's headers, dist's `Reply`). Telling the user, when the idle timeout
-/// runs out, whether the request had a connection took 26: hyper-util's
-/// `capture_connection` gave every request a watch channel, an extensions map and a copy
-/// of its connection's metadata, for an answer a flag in the request's body gives.
+/// Measured on a kept-alive HTTP/1.1 connection: 17 allocations a request (hyper's own,
+/// the request's headers, dist's `Reply`). Telling the user, when the idle timeout runs
+/// out, whether the request had a connection took 26: hyper-util's `capture_connection`
+/// gave every request a watch channel, an extensions map and a copy of its connection's
+/// metadata, for an answer a flag in the request's body gives. Room for 1000 response
+/// header fields, given to every origin, took 2 more (32 KiB each, filled too): it is now
+/// given only to an origin that sent more than 100.
 #[tokio::test(flavor = "current_thread")]
 async fn a_request_on_a_kept_connection_costs_few_allocations() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -73,7 +75,7 @@ async fn a_request_on_a_kept_connection_costs_few_allocations() {
         fetch().await;
     }
     let each = (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / REQUESTS as f64;
-    assert!(each <= 22.0, "{each} allocations a request");
+    assert!(each <= 18.0, "{each} allocations a request");
     drop(transport);
     server.await.unwrap();
 }

@@ -2,7 +2,7 @@
 //! dist's error kinds, in words a user can act on.
 
 use super::refusal::Ending;
-use super::{dns, handshake, pinned, proxy, tls, MAX_RESPONSE_HEADERS, MAX_RESPONSE_HEADER_LIST};
+use super::{dns, handshake, pinned, proxy, tls, MAX_RESPONSE_HEADER_LIST};
 use crate::error::{Error, ErrorKind};
 
 /// Whether `e` is a request lost, before any answer, by a connection that had been made: a
@@ -45,6 +45,16 @@ pub(super) fn http1_required(e: &Error) -> bool {
     })
 }
 
+/// Whether `e`'s answer came with a head larger than the client takes: more header fields
+/// than its limit, or more bytes than hyper's buffer holds.
+pub(super) fn head_too_large(e: &hyper_util::client::legacy::Error) -> bool {
+    // hyper tells this parse error apart only with its server feature, by its words
+    // ("message head is too large") otherwise.
+    causes_include(e, |h: &hyper::Error| {
+        h.is_parse() && h.to_string().contains("too large")
+    })
+}
+
 /// A request's failure as dist's error. `refused` is the alert that ended the latest
 /// connection to the request's server (see [`refusal`]): a failure that says no more than
 /// that a connection made was lost may be how the server refused our client certificate,
@@ -55,6 +65,7 @@ pub(super) fn classify_client_error(
     refused: impl FnOnce() -> Option<Ending>,
     ours: Option<&tls::ClientIdentity>,
     by_address: bool,
+    max_fields: usize,
 ) -> Error {
     // A certificate that is not trusted, a proxy that refuses the tunnel or that dist
     // cannot speak to: all will be the same on the next try, so each has a kind that is
@@ -139,16 +150,13 @@ pub(super) fn classify_client_error(
     if e.is_connect() && names_no_host(&e) {
         return Error::new(ErrorKind::UnknownHost, "cannot connect").with_cause(e);
     }
-    // hyper tells this parse error apart only with its server feature, by its words
-    // ("message head is too large") otherwise.
-    let too_large = |h: &hyper::Error| h.is_parse() && h.to_string().contains("too large");
-    if causes_include(&e, too_large) {
+    if head_too_large(&e) {
         // The same answer comes again: not worth a retry.
         return Error::new(
             ErrorKind::Protocol,
             format!(
-                "the response's head is too large (more than {MAX_RESPONSE_HEADERS} header \
-                 fields, or too many bytes of them)"
+                "the response's head is too large (more than {max_fields} header fields, or \
+                 too many bytes of them)"
             ),
         );
     }

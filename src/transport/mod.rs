@@ -99,9 +99,15 @@ use refusal::{RefusalConnector, Refusals};
 
 /// How many header fields an HTTP/1.1 response may have. hyper's default, 100, is met by
 /// a response that passed a few CDNs and proxies, each adding its own; curl and Go set no
-/// count at all (only a size, as hyper also does). The fields are then kept on the heap
-/// instead of the stack: one allocation per response.
+/// count at all (only a size, as hyper also does). An origin is asked with this limit only
+/// once one of its answers had more than [`USUAL_RESPONSE_HEADERS`]: hyper then parses
+/// each head into two arrays of this many fields, allocated and filled per response (64
+/// KiB), which cost a small blob's fetch about 5% of dist's CPU.
 pub const MAX_RESPONSE_HEADERS: usize = 1000;
+
+/// How many header fields an HTTP/1.1 response may have until its origin sent more: hyper's
+/// default, parsed on the stack.
+pub const USUAL_RESPONSE_HEADERS: usize = 100;
 
 /// How many bytes of header fields an HTTP/2 response may carry, counted as HTTP/2 counts
 /// them (each field's name and value, and 32 bytes). hyper's default, 16 KiB, is about 150
@@ -200,6 +206,11 @@ pub struct Transport {
     /// `HTTP_1_1_REQUIRED` (listed in `http1_only`).
     http1: PooledClient,
     http1_only: Arc<Mutex<HashSet<Origin>>>,
+    /// A client that offers only HTTP/1.1 and takes up to [`MAX_RESPONSE_HEADERS`] header
+    /// fields, for the origins that sent more than [`USUAL_RESPONSE_HEADERS`] (listed in
+    /// `large_heads`). Only HTTP/1.1 has that count: HTTP/2 limits the bytes of a head.
+    large: PooledClient,
+    large_heads: Arc<Mutex<HashSet<Origin>>>,
     /// The `Retry-After` pauses of the origins redirects lead to.
     pauses: Arc<Pauses>,
     opts: Arc<TransportOptions>,
@@ -333,7 +344,6 @@ impl Transport {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(opts.max_idle_per_host)
-            .http1_max_headers(MAX_RESPONSE_HEADERS)
             .http2_max_header_list_size(MAX_RESPONSE_HEADER_LIST);
         match opts.http2_window {
             // The connection gets no more than one stream: whatever the number of streams,
@@ -361,18 +371,22 @@ impl Transport {
         // Each client caps its connections on its own: the HTTP/2 connection an origin
         // refused is left idle and closed by the pool, and sharing the cap with it left a
         // fetch capped at one connection nothing to fall back on until then.
-        let pooled = |https| {
+        let pooled = |builder: &hyper_util::client::legacy::Builder, https| {
             let watched = RefusalConnector::new(HandshakeDone::new(https), refusals.clone());
             builder.build(LimitedConnector::new(
                 watched,
                 opts.max_connections_per_host,
             ))
         };
-        let (client, http1) = (pooled(https), pooled(http1));
+        let (client, large) = (pooled(&builder, https), http1.clone());
+        let http1 = pooled(&builder, http1);
+        let large = pooled(builder.http1_max_headers(MAX_RESPONSE_HEADERS), large);
         Ok(Transport {
             client,
             http1,
             http1_only: Arc::default(),
+            large,
+            large_heads: Arc::default(),
             pauses: Arc::default(),
             opts: Arc::new(opts),
             proxies,
@@ -432,8 +446,11 @@ impl Transport {
     }
 
     fn needs_http1(&self, url: &Uri) -> bool {
-        let only = self.http1_only.lock().expect("HTTP/1.1 origins poisoned");
-        !only.is_empty() && only.contains(&Origin::of(url))
+        listed(&self.http1_only, url)
+    }
+
+    fn sends_large_heads(&self, url: &Uri) -> bool {
+        listed(&self.large_heads, url)
     }
 
     /// The request `req` stands for. `Authorization` and the origin's own headers go along
@@ -481,7 +498,12 @@ impl Transport {
         http1: bool,
     ) -> Result<Response<Incoming>> {
         let started = std::time::Instant::now();
-        let client = if http1 { &self.http1 } else { &self.client };
+        let mut large = self.sends_large_heads(&req.url);
+        let mut client = match (large, http1) {
+            (true, _) => &self.large,
+            (false, true) => &self.http1,
+            (false, false) => &self.client,
+        };
         // A request that can go again unchanged: a GET or HEAD, never the refresh-token
         // grant's POST, which may have been taken.
         let repeatable = matches!(req.method, Method::GET | Method::HEAD);
@@ -506,10 +528,30 @@ impl Transport {
                     .with_url(&req.url));
                 }
                 Ok(Err(e)) => {
+                    // A head past hyper's usual count of fields: asked again with the
+                    // larger limit, as is every later request to its origin. A POST may
+                    // have been taken; it fails, and the caller's next one gets the limit.
+                    if !large && failure::head_too_large(&e) {
+                        tracing::debug!(url = %redact(&req.url), "more than {USUAL_RESPONSE_HEADERS} header fields; asking again with room for {MAX_RESPONSE_HEADERS}");
+                        self.large_heads
+                            .lock()
+                            .expect("large-head origins poisoned")
+                            .insert(Origin::of(&req.url));
+                        if repeatable {
+                            large = true;
+                            client = &self.large;
+                            continue;
+                        }
+                    }
                     let reused = e.connect_info().is_some_and(answered_before);
                     let refused = || self.refusals.of(&req.url);
                     let ours = self.opts.client_identity.as_ref();
-                    let e = classify_client_error(e, refused, ours, by_address(&req.url))
+                    let fields = if large {
+                        MAX_RESPONSE_HEADERS
+                    } else {
+                        USUAL_RESPONSE_HEADERS
+                    };
+                    let e = classify_client_error(e, refused, ours, by_address(&req.url), fields)
                         .with_url(&req.url);
                     // A worker fed slowly finds its pooled connections as it left them,
                     // though a load balancer or NAT may have dropped them all meanwhile,
@@ -663,6 +705,13 @@ fn answered_before(connected: &hyper_util::client::legacy::connect::Connected) -
 }
 
 /// Whether `url` names its host by IP address, to which TLS sends no server name.
+/// Whether `url`'s origin is in `origins`; an empty set, nearly always the case, costs no
+/// look at the URL.
+fn listed(origins: &Mutex<HashSet<Origin>>, url: &Uri) -> bool {
+    let origins = origins.lock().expect("origin list poisoned");
+    !origins.is_empty() && origins.contains(&Origin::of(url))
+}
+
 fn by_address(url: &Uri) -> bool {
     url.host()
         .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
