@@ -371,6 +371,68 @@ fn credentials_from_the_containers_tools_auth_json() {
     assert_eq!(dist.ok(&["fetch", &repo, &blob.0]), blob.1);
 }
 
+/// Where dist has a controlling terminal, a credential helper runs in its foreground
+/// process group: one that asks for a passphrase on `/dev/tty` (a password manager's
+/// CLI) would, in a group of its own, be in the terminal's background and stopped at its
+/// first read, until its minute ran out. The helper here answers only where such a read
+/// would go through: in the terminal's foreground group.
+#[test]
+fn a_helper_on_dist_s_terminal_runs_in_its_foreground() {
+    let reg = Registry::start_with(RegistryOptions {
+        private_prefix: Some("private/".into()),
+        ..RegistryOptions::new(Mode::Token)
+    });
+    let image = push_image(&reg, "private/app", "v1", OCI_MANIFEST, 6);
+    let repo = format!("{}/private/app", reg.host());
+    let mut dist = Dist::new();
+    let bin = dist.config_dir().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let log = dist.config_dir().join("groups");
+    let helper = bin.join("docker-credential-dist-tty");
+    // Fields 5 and 8 of /proc/PID/stat: the process group, and the terminal's foreground
+    // group (-1 without a terminal).
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nread server\nawk '{{print $5, $8}}' /proc/$$/stat >> {log}\n\
+             awk '{{exit !($5 == $8)}}' /proc/$$/stat || {{ echo 'in the background' >&2; exit 1; }}\n\
+             printf '{{\"Username\":\"{}\",\"Secret\":\"{}\"}}'\n",
+            reg.user(),
+            reg.password(),
+            log = log.display(),
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dist.docker_config(&format!(
+        r#"{{"credHelpers":{{"{}":"dist-tty"}}}}"#,
+        reg.host()
+    ));
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    dist.env("PATH", &path);
+    let fetched = dist.config_dir().join("manifest");
+    let line = format!(
+        "{} fetch {repo} v1 > {}",
+        Dist::bin().display(),
+        fetched.display()
+    );
+    let shown = dist.on_terminal(&line);
+    let groups = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        shown.status.success(),
+        "{}\n{}\ngroups (own, terminal's): {groups}",
+        String::from_utf8_lossy(&shown.stdout),
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    assert_eq!(std::fs::read(&fetched).unwrap(), image.manifest);
+    assert!(!groups.is_empty(), "the helper was not asked");
+}
+
 #[test]
 fn private_repository_through_a_credential_helper() {
     let reg = Registry::start_with(RegistryOptions {

@@ -154,6 +154,12 @@ pub async fn fetch(
         http::header::ACCEPT,
         HeaderValue::from_static("application/json"),
     );
+    // No `Accept-Encoding` would take any coding (RFC 9110, 12.5.3): asked for as it is,
+    // as the registry's content is; one coded anyway is decoded below.
+    req.headers.insert(
+        http::header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
     let shown = realm_uri.clone();
     // A request lost with a kept-alive connection goes again at once, outside the retry
     // budget, as the registry's own requests do: the token server's connection has sat
@@ -185,8 +191,16 @@ pub async fn fetch(
     if !status.is_success() {
         // Docker Hub's token service sends 429 with `Retry-After` as its registry does.
         let asked = crate::retry::retry_after(reply.response.headers());
+        let codings = crate::registry::coding::codings(reply.response.headers());
         let body = reply.response.body_mut();
         let text = transport::read_prefix(transport, body, MAX_ERROR_BODY).await;
+        // A coding that does not decode leaves the words unread, not shown as garbage.
+        let text = match codings {
+            Ok(codings) => decoded(text, &codings, MAX_ERROR_BODY)
+                .await
+                .unwrap_or_default(),
+            Err(_) => Bytes::new(),
+        };
         let traded = matches!(credential, Some(Credential::IdentityToken(_)));
         let kind = match status.as_u16() {
             401 => ErrorKind::Unauthorized,
@@ -216,8 +230,13 @@ pub async fn fetch(
         .map(|v| crate::server_text::one_line(&String::from_utf8_lossy(v.as_bytes())));
     // A login page or captive portal often answers after a redirect elsewhere.
     let answered_by = (!reply.same_origin).then(|| transport::redact(&reply.url));
+    let codings = crate::registry::coding::codings(reply.response.headers())
+        .map_err(|e| e.with_url(&shown))?;
     let body = reply.response.body_mut();
     let bytes = transport::read_limited(transport, body, MAX_TOKEN_RESPONSE)
+        .await
+        .map_err(|e| e.with_url(&shown))?;
+    let bytes = decoded(bytes, &codings, MAX_TOKEN_RESPONSE)
         .await
         .map_err(|e| e.with_url(&shown))?;
     let received = Stamp::now();
@@ -247,6 +266,36 @@ pub async fn fetch(
         lifetime,
         refresh_token,
     })
+}
+
+/// `body` with `codings` undone, at most `limit` bytes of it. A token request carries no
+/// `Accept-Encoding` but `identity`, yet a token server (or the proxy before it) may
+/// gzip its JSON anyway, as some do whatever they are asked; read as it came, the token
+/// was lost in a reply said to be no JSON.
+async fn decoded(
+    body: Bytes,
+    codings: &[crate::registry::coding::Coding],
+    limit: usize,
+) -> Result<Bytes> {
+    use futures::StreamExt;
+    if codings.is_empty() {
+        return Ok(body);
+    }
+    let coded = futures::stream::once(async move { Ok(body) }).boxed();
+    let mut plain = crate::registry::coding::decode(coded, codings, 0);
+    let mut out = bytes::BytesMut::new();
+    while let Some(piece) = plain.next().await {
+        let piece = piece?;
+        // A few KiB that inflate a thousandfold stop here, not in memory.
+        if out.len() + piece.len() > limit {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!("token response larger than {limit} bytes once decoded"),
+            ));
+        }
+        out.extend_from_slice(&piece);
+    }
+    Ok(out.freeze())
 }
 
 /// The realm `challenge` names, as given and as the http(s) URL a token is asked at; an
@@ -642,5 +691,67 @@ mod tests {
             ]),
             "scope=repository%3Aa%2Fb%3Apull&service=x%20y"
         );
+    }
+}
+
+#[cfg(test)]
+mod coded_replies {
+    use std::io::Write;
+
+    use super::*;
+    use crate::transport::one_shot::answer_once;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// Asks a loopback realm answering `status` with `body` gzipped for a token.
+    async fn fetch_gzipped(status: &str, body: &str) -> (Result<Token>, String) {
+        let coded = gzip(body.as_bytes());
+        let mut answer = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n\
+             content-encoding: gzip\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            coded.len()
+        )
+        .into_bytes();
+        answer.extend_from_slice(&coded);
+        let (address, served) = answer_once(answer).await;
+        let origin = format!("http://{address}");
+        let challenge = super::super::challenge::parse(&format!(
+            r#"Bearer realm="{origin}/token",service="svc""#
+        ))
+        .into_iter()
+        .next()
+        .unwrap();
+        let transport = Transport::new(Default::default()).unwrap();
+        let scopes = ["repository:a:pull".to_string()];
+        let got = fetch(&transport, &challenge, &scopes, None, &origin).await;
+        (got, served.await.unwrap())
+    }
+
+    /// A request without `Accept-Encoding` takes any coding (RFC 9110, 12.5.3), and a
+    /// token server or the proxy before it may gzip its JSON: the token in it is read,
+    /// and a refusal's words are shown, not taken for a reply that is no JSON.
+    #[tokio::test]
+    async fn a_gzipped_token_reply_is_read() {
+        let (got, request) =
+            fetch_gzipped("200 OK", r#"{"token":"t-from-gzip","expires_in":300}"#).await;
+        let token = got.unwrap();
+        assert_eq!(token.header, "Bearer t-from-gzip");
+        assert_eq!(token.lifetime, Duration::from_secs(300));
+        // Asked for as it is, which most servers then send.
+        let request = request.to_ascii_lowercase();
+        assert!(request.contains("accept-encoding: identity"), "{request}");
+
+        let (got, _) = fetch_gzipped(
+            "401 Unauthorized",
+            r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad robot password"}]}"#,
+        )
+        .await;
+        let e = got.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unauthorized);
+        assert!(e.to_string().contains("bad robot password"), "{e}");
     }
 }

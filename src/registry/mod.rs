@@ -9,7 +9,7 @@
 //! ([`crate::ranged`]).
 
 mod body;
-mod coding;
+pub(crate) mod coding;
 pub mod host;
 
 use std::sync::Arc;

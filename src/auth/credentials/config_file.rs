@@ -114,17 +114,31 @@ pub(super) fn hub_alias(host: &str) -> &str {
     }
 }
 
-/// How closely `key` (of `auths` or `credHelpers`) names `repository` on `host`: `None`
-/// if it does not, else how many components of the repository's path it names (0 for the
-/// whole registry). See the `credentials` module's documentation for the two forms of key.
-fn key_reach(key: &str, host: &str, repository: Option<&str>) -> Option<usize> {
-    let (key_host, path) = match key
+/// The host `key` names, as written, and the path after it (none for Docker's URL form,
+/// whose path is not a namespace).
+fn key_parts(key: &str) -> (&str, &str) {
+    match key
         .strip_prefix("https://")
         .or_else(|| key.strip_prefix("http://"))
     {
         Some(url) => (url.split('/').next().unwrap_or(url), ""),
         None => key.split_once('/').unwrap_or((key, "")),
-    };
+    }
+}
+
+/// How `key` spells `host`, when it does otherwise than in lowercase: `docker login
+/// GHCR.IO` stores the login in a credential helper under `GHCR.IO`, and Docker asks for
+/// it under that name when pulling `GHCR.IO/team/app`.
+pub(super) fn spelt_host<'k>(key: &'k str, host: &str) -> Option<&'k str> {
+    let (key_host, _) = key_parts(key);
+    (key_host != host && key_host.eq_ignore_ascii_case(host)).then_some(key_host)
+}
+
+/// How closely `key` (of `auths` or `credHelpers`) names `repository` on `host`: `None`
+/// if it does not, else how many components of the repository's path it names (0 for the
+/// whole registry). See the `credentials` module's documentation for the two forms of key.
+fn key_reach(key: &str, host: &str, repository: Option<&str>) -> Option<usize> {
+    let (key_host, path) = key_parts(key);
     // Host names are case-insensitive, and a locator's host is folded to lowercase: a
     // key written as the user typed it, `GHCR.IO`, still names it.
     if hub_alias(&key_host.to_ascii_lowercase()) != host {

@@ -29,10 +29,13 @@ struct HelperReply {
 }
 
 /// Runs `docker-credential-<helper> get` with the server URL on stdin, as Docker does:
-/// the one on `PATH`, or the one in `dir`.
+/// the one on `PATH`, or the one in `dir`. `spelt` is how the config file's key writes
+/// `host`, when it does in other case: asked for first, as Docker would for a locator
+/// written so, then `host` itself.
 pub(super) async fn run_helper(
     helper: &str,
     host: &str,
+    spelt: Option<&str>,
     dir: Option<&std::path::Path>,
 ) -> Result<Option<Credential>> {
     let name = format!("docker-credential-{helper}");
@@ -40,6 +43,11 @@ pub(super) async fn run_helper(
         Some(dir) => dir.join(name).to_string_lossy().into_owned(),
         None => name,
     };
+    if let Some(spelt) = spelt.filter(|_| host != DOCKER_HUB) {
+        if let Some(found) = run_program(&program, spelt, HELPER_TIMEOUT).await? {
+            return Ok(Some(found));
+        }
+    }
     ask_helper(&program, host, HELPER_TIMEOUT).await
 }
 

@@ -28,7 +28,9 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 
 use crate::error::Result;
-use config_file::{closest, entry_credential, hub_alias, not_a_config, search_paths, ConfigFile};
+use config_file::{
+    closest, entry_credential, hub_alias, not_a_config, search_paths, spelt_host, ConfigFile,
+};
 use helper::run_helper;
 use rotation::RotatedTokens;
 
@@ -200,14 +202,23 @@ impl Source {
         // An empty helper name is Docker's way of saying "this file's `auths`" (a
         // `"credsStore": ""` left to turn off a helper that is not installed here); a
         // registry's empty `credHelpers` entry passes over `credsStore` too, as in Docker.
-        match closest(&self.file.cred_helpers, host, repository).map(|(_, h)| h) {
-            Some(helper) if !helper.is_empty() => {
-                return Ok(helped(helper, run_helper(helper, host, helpers).await?));
+        // A key in capitals names the lowercase host too, and the helper is asked first
+        // under the name as the key spells it: for a credential store, the empty `auths`
+        // entry `docker login` leaves beside it.
+        fn spelt<'k>(key: Option<&'k String>, host: &str) -> Option<&'k str> {
+            key.and_then(|k| spelt_host(k, host))
+        }
+        match closest(&self.file.cred_helpers, host, repository) {
+            Some((key, helper)) if !helper.is_empty() => {
+                let found = run_helper(helper, host, spelt(Some(key), host), helpers).await?;
+                return Ok(helped(helper, found));
             }
             Some(_) => {}
             None => {
                 if let Some(store) = self.file.creds_store.as_deref().filter(|s| !s.is_empty()) {
-                    if let Some(found) = helped(store, run_helper(store, host, helpers).await?) {
+                    let key = closest(&self.file.auths, host, repository).map(|(k, _)| k);
+                    let found = run_helper(store, host, spelt(key, host), helpers).await?;
+                    if let Some(found) = helped(store, found) {
                         return Ok(Some(found));
                     }
                 }
@@ -403,6 +414,58 @@ pub(crate) mod tests {
             Some(Credential::Basic { username, .. }) if username == "u"
         ));
         assert!(c.credential_for("other.example", None).await.is_err());
+    }
+
+    /// `docker login GHCR.IO` files the login under the name as typed, in the helper as in
+    /// `auths`, and Docker asks the helper for `GHCR.IO` when pulling `GHCR.IO/team/app`.
+    /// The locator's host is folded to lowercase, but the helper is still asked under the
+    /// name its login stored, then under the folded one.
+    #[tokio::test]
+    async fn a_helper_is_asked_under_the_name_its_key_spells() {
+        let dir = tempfile::tempdir().unwrap();
+        let asked = dir.path().join("asked");
+        helper(
+            dir.path(),
+            "caps",
+            &format!(
+                "read s; echo \"$s\" >> {}\n[ \"$s\" = GHCR.IO ] || \
+                 {{ echo 'credentials not found in native keychain'; exit 1; }}\n\
+                 printf '{{\"Username\":\"caps\",\"Secret\":\"p\"}}'",
+                asked.display()
+            ),
+        );
+        let user = |c: Option<Credential>| match c {
+            Some(Credential::Basic { username, .. }) => username,
+            other => panic!("{other:?}"),
+        };
+        for json in [
+            r#"{"credHelpers":{"GHCR.IO":"caps"}}"#,
+            r#"{"credsStore":"caps","auths":{"GHCR.IO":{}}}"#,
+        ] {
+            let c = config(json).with_helper_dir(dir.path());
+            let found = c.credential_for("ghcr.io", Some("team/app")).await;
+            assert_eq!(user(found.unwrap()), "caps", "{json}");
+            assert_eq!(std::fs::read_to_string(&asked).unwrap(), "GHCR.IO\n");
+            std::fs::remove_file(&asked).unwrap();
+        }
+        // A login stored under the folded name is found too, after the spelt one.
+        helper(
+            dir.path(),
+            "lower",
+            &format!(
+                "read s; echo \"$s\" >> {}\n[ \"$s\" = ghcr.io ] || \
+                 {{ echo 'credentials not found in native keychain'; exit 1; }}\n\
+                 printf '{{\"Username\":\"lower\",\"Secret\":\"p\"}}'",
+                asked.display()
+            ),
+        );
+        let c = config(r#"{"credHelpers":{"GHCR.IO":"lower"}}"#).with_helper_dir(dir.path());
+        let found = c.credential_for("ghcr.io", None).await;
+        assert_eq!(user(found.unwrap()), "lower");
+        assert_eq!(
+            std::fs::read_to_string(&asked).unwrap(),
+            "GHCR.IO\nghcr.io\n"
+        );
     }
 
     /// A mirror listed as `registry-1.docker.io` (or `index.docker.io`) is Docker Hub
