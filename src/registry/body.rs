@@ -444,7 +444,7 @@ async fn open_on_next_host(
         let from = &remote.host(host).name;
         tracing::debug!(mirror = %from, offset, error = %e, "mirror failed mid-body; the next host serves the rest");
         host = next;
-        earlier.push(e.detail());
+        earlier.extend(super::faults(std::slice::from_ref(&e)));
         // A host its URL cannot be formed for fails as one that answered badly: with a
         // `?` here, the error lost how the mirrors before it failed.
         let url = match remote.url(host, *endpoint, digest) {

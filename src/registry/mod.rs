@@ -358,7 +358,7 @@ impl RegistryRemote {
         self.on_hosts(tag, hints.origin_only, |host, failed| {
             // A body that breaks for good after the answer names the mirrors that failed
             // before it, as a failed request does.
-            let tried: Vec<String> = failed.iter().map(Error::detail).collect();
+            let tried = faults(failed);
             async move {
                 let download = self.fetch_on(host, object, hints, prefix).await?;
                 Ok(download.tried_first(tried))
@@ -892,18 +892,23 @@ fn not_found_hint(e: Error, object: &Object) -> Error {
     }
 }
 
-/// `e`, the last host's failure, with the mirrors' failures before it. A mirror that
-/// lacks an object is routine when the registry lacks it too; any other failure is why a
-/// mirror the user relies on did not serve, which the registry's error alone would hide.
+/// `e`, the last host's failure, with the mirrors' failures before it: why a mirror the
+/// user relies on did not serve, which the registry's error alone would hide. A mirror
+/// that lacks the object is routine, and left out (see [`faults`]).
 fn with_mirror_failures(e: Error, mirrors: &[Error]) -> Error {
-    let both_missing =
-        |m: &Error| m.kind() == ErrorKind::NotFound && e.kind() == ErrorKind::NotFound;
-    let earlier: Vec<String> = mirrors
+    e.with_tried_first(&faults(mirrors))
+}
+
+/// How the hosts in `failed` failed (URL and reason each), for an error's "tried first":
+/// all but those that answered "not found". A mirror that lacks an object (a cache that
+/// never pulled it) did nothing wrong, and named beside the failure of the host that
+/// served in its place, its 404 read as a fault of the mirror's.
+pub(crate) fn faults(failed: &[Error]) -> Vec<String> {
+    failed
         .iter()
-        .filter(|m| !both_missing(m))
+        .filter(|e| e.kind() != ErrorKind::NotFound)
         .map(Error::detail)
-        .collect();
-    e.with_tried_first(&earlier)
+        .collect()
 }
 
 #[cfg(test)]
