@@ -617,66 +617,48 @@ pub(crate) fn content_range_total(headers: &HeaderMap) -> Option<u64> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_wrong_range_is_told_as_the_server_sent_it() {
+    /// Headers holding `Content-Range: value`.
+    fn with_range(value: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        assert_eq!(
-            wrong_range(9500, &headers).to_string(),
-            "asked for bytes=9500-, got a 206 with no Content-Range"
-        );
         headers.insert(
             http::header::CONTENT_RANGE,
-            HeaderValue::from_static("bytes 10-99/100"),
+            HeaderValue::from_str(value).unwrap(),
+        );
+        headers
+    }
+
+    #[test]
+    fn a_wrong_range_is_told_as_the_server_sent_it() {
+        assert_eq!(
+            wrong_range(9500, &HeaderMap::new()).to_string(),
+            "asked for bytes=9500-, got a 206 with no Content-Range"
         );
         assert_eq!(
-            wrong_range(9500, &headers).to_string(),
+            wrong_range(9500, &with_range("bytes 10-99/100")).to_string(),
             "asked for bytes=9500-, got a 206 with Content-Range: bytes 10-99/100"
         );
     }
 
     #[test]
     fn parses_content_range() {
-        let start = |value: &str| {
-            let mut headers = HeaderMap::new();
-            headers.insert(
-                http::header::CONTENT_RANGE,
-                HeaderValue::from_str(value).unwrap(),
-            );
-            content_range_start(&headers)
-        };
+        let start = |value: &str| content_range_start(&with_range(value));
         assert_eq!(start("bytes 100-199/1000"), Some(100));
         assert_eq!(start("bytes 0-0/*"), Some(0));
         assert_eq!(start("items 1-2/3"), None);
         assert_eq!(content_range_start(&HeaderMap::new()), None);
-        let total = |value: &str| {
-            let mut headers = HeaderMap::new();
-            headers.insert(
-                http::header::CONTENT_RANGE,
-                HeaderValue::from_str(value).unwrap(),
-            );
-            content_range_total(&headers)
-        };
+        let total = |value: &str| content_range_total(&with_range(value));
         assert_eq!(total("bytes 100-199/1000"), Some(1000));
         assert_eq!(total("bytes 0-0/*"), None);
         assert_eq!(total("bytes 5-9"), None);
         // Range units are case-insensitive (RFC 9110, 14.1).
         assert_eq!(start("Bytes 100-199/1000"), Some(100));
         assert_eq!(total("BYTES 100-199/1000"), Some(1000));
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            http::header::CONTENT_RANGE,
-            HeaderValue::from_static("Bytes 100-199/1000"),
+        assert_eq!(
+            content_range(&with_range("Bytes 100-199/1000")),
+            Some((100, 199))
         );
-        assert_eq!(content_range(&headers), Some((100, 199)));
         assert_eq!(start("bytesx 1-2/3"), None);
-        let whole = |value: &str| {
-            let mut headers = HeaderMap::new();
-            headers.insert(
-                http::header::CONTENT_RANGE,
-                HeaderValue::from_str(value).unwrap(),
-            );
-            whole_range(&headers)
-        };
+        let whole = |value: &str| whole_range(&with_range(value));
         assert_eq!(whole("bytes 0-99/100"), Some(100));
         assert_eq!(whole("bytes 0-99/*"), None);
         assert_eq!(whole("bytes 0-98/100"), None);
