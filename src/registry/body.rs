@@ -20,9 +20,13 @@ pub(crate) struct Resumable {
     pub(crate) resume_url: Option<Uri>,
     /// Where to ask for the whole content again, for a body without a `resume_url`: the
     /// first request's URL. While none of the body was handed out, asking again is a plain
-    /// retry, whatever the tag names by then. `None` for a coded body, whose bytes the
-    /// decoder above counts: its caller fetches it again whole ([`Error::restart`]).
+    /// retry, whatever the tag names by then.
     pub(crate) retry_url: Option<Uri>,
+    /// The rest is asked for without `Range`, the content whole, what was handed out
+    /// dropped from it: the server coded its first answer, and would code a range too, a
+    /// range of coded bytes that cannot continue the content and costs a request for
+    /// nothing.
+    pub(crate) whole: bool,
     pub(crate) headers: HeaderMap,
     /// Bytes handed out so far.
     pub(crate) offset: u64,
@@ -213,10 +217,8 @@ impl Resumable {
     /// backoff a resume has. Once bytes were handed out the rest cannot be spliced to
     /// them (the tag may name other content by now): `e` stands, marked for a caller that
     /// let none of them go to fetch the whole content again while retries are left
-    /// ([`Error::restart`]). So it does for a coded body at any point: its bytes go to a
-    /// decoder above, which cannot take a new start, and a range of them would address
-    /// coded bytes. Those fetches count on the same budget, and as progress is lost each
-    /// time, a break after much of the content counts all the same.
+    /// ([`Error::restart`]). Those fetches count on the same budget, and as progress is
+    /// lost each time, a break after much of the content counts all the same.
     async fn ask_again(&mut self, e: Error) -> Result<bool> {
         let e = match &self.retry_url {
             Some(url) => e.with_url(url),
@@ -276,7 +278,9 @@ impl Resumable {
         let (remote, host, offset) = (&self.remote, self.host, self.offset);
         let budget = resume_budget(remote, host, self.address.as_ref());
         let resumes = (&mut self.resumes, budget);
-        let (body, skip) = open_at(remote, host, url, &self.headers, offset, resumes).await?;
+        let ranged = !self.whole;
+        let (body, skip) =
+            open_at(remote, host, url, &self.headers, offset, ranged, resumes).await?;
         self.body = body;
         self.skip = skip;
         Ok(())
@@ -296,7 +300,7 @@ impl Resumable {
         let mut spent = 0;
         let budget = resume_budget(&remote, host, address.as_ref());
         let retries = (&mut spent, budget);
-        let (body, skip) = open_at(&remote, host, &url, &headers, offset, retries).await?;
+        let (body, skip) = open_at(&remote, host, &url, &headers, offset, true, retries).await?;
         let opened = Opened {
             host,
             url,
@@ -353,6 +357,7 @@ impl Resumable {
             body: opened.body,
             resume_url: Some(opened.url),
             retry_url: None,
+            whole: false,
             headers,
             offset,
             size: Some(size),
@@ -456,7 +461,7 @@ async fn open_on_next_host(
         };
         let mut spent = 0;
         let retries = (&mut spent, resume_budget(remote, host, address));
-        match open_at(remote, host, &url, headers, offset, retries).await {
+        match open_at(remote, host, &url, headers, offset, true, retries).await {
             Ok((body, skip)) => {
                 return Ok(Some(Opened {
                     host,
@@ -473,9 +478,10 @@ async fn open_on_next_host(
     }
 }
 
-/// Asks for the content at `url` from byte `offset` on. Returns the body and how many of
-/// its bytes to drop: none for a `206` that starts at `offset`; `offset` when the server
-/// ignored `Range` and sends the whole content again. `retries.0` counts the failures in
+/// Asks for the content at `url` from byte `offset` on, with `Range` if `ranged`, else
+/// whole. Returns the body and how many of its bytes to drop: none for a `206` that starts
+/// at `offset`; `offset` when the server ignored `Range` (or was not asked for a range)
+/// and sends the whole content again. `retries.0` counts the failures in
 /// a row so far, this request's included, up to `retries.1`, the body's
 /// [`resume_budget`] on `host`.
 ///
@@ -490,14 +496,17 @@ async fn open_at(
     url: &Uri,
     headers: &HeaderMap,
     offset: u64,
+    ranged: bool,
     retries: (&mut u32, u32),
 ) -> Result<(Body, u64)> {
     let mut headers = headers.clone();
-    let range = format!("bytes={offset}-");
-    headers.insert(
-        http::header::RANGE,
-        HeaderValue::from_str(&range).expect("ascii"),
-    );
+    if ranged {
+        let range = format!("bytes={offset}-");
+        headers.insert(
+            http::header::RANGE,
+            HeaderValue::from_str(&range).expect("ascii"),
+        );
+    }
     loop {
         let reply = remote
             .request_counted(
@@ -537,7 +546,10 @@ async fn open_at(
 }
 
 /// `body` as a stream, each piece read within the transport's idle timeout.
-fn incoming_stream(transport: crate::transport::Transport, body: Incoming) -> ByteStream {
+pub(super) fn incoming_stream(
+    transport: crate::transport::Transport,
+    body: Incoming,
+) -> ByteStream {
     futures::stream::try_unfold((transport, body), |(transport, mut body)| async move {
         let chunk = transport.next_chunk(&mut body).await?;
         Ok(chunk.map(|c| (c, (transport, body))))
