@@ -2796,3 +2796,21 @@ fn a_tag_without_a_digest_that_always_breaks_runs_out_of_retries() {
     assert_ne!(out.status.code(), Some(0), "{err}");
     assert_eq!(reg.requests_for("manifests/v1"), 1, "{err}");
 }
+
+/// A coded answer (a proxy that compresses) whose connection drops after part of it went
+/// to stdout: what went out cannot be taken back, so the content is asked for again whole
+/// and the decoded bytes already written are dropped, as a plain body is resumed.
+#[test]
+fn a_coded_body_that_breaks_after_stdout_started_still_arrives() {
+    let (reg, digest, data) = fake_with_blob(3 << 20);
+    reg.push_fault(
+        &digest,
+        Fault::CodedAnd("gzip", Box::new(Fault::DropAfter(2 << 20))),
+    );
+    reg.set_fault_for_every(&digest, Fault::Coded("gzip"));
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(out.stdout == data, "{err}");
+    assert_eq!(blob_ranges(&reg), [None, None], "{err}");
+}

@@ -1221,3 +1221,36 @@ fn a_resolve_only_registry_hands_a_tag_s_rest_to_a_mirror_that_may_pull() {
     assert_eq!(mirror.requests_for(&format!("manifests/{digest}")), 1);
     assert_eq!(mirror.requests_for("manifests/v1"), 0);
 }
+
+/// A mirror that does not have the object (its 404) did nothing wrong: when the registry,
+/// which served in its place, then fails in the body, the error does not list the mirror
+/// as a failed host, as if it were at fault. It said "tried first: <mirror URL>: ... not
+/// found", which read as the mirror failing.
+#[test]
+fn a_mirror_without_the_object_is_not_named_as_a_failure() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let blob = bytes(19, 40_000);
+    let digest = upstream.blob("team/app", &blob);
+    upstream.set_fault_for_every(&digest, Fault::DropAfter(5_000));
+    let repo = format!("{}/team/app", upstream.host());
+    let args = [
+        "--retries",
+        "1",
+        "fetch",
+        "--mirror",
+        &mirror.url(),
+        &repo,
+        &digest,
+    ];
+    let out = Dist::new().run(&args, b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert_eq!(mirror.requests_for(&format!("blobs/{digest}")), 1, "{err}");
+    assert!(
+        err.contains(&format!("{}/v2/team/app/blobs/{digest}", upstream.host())),
+        "{err}"
+    );
+    assert!(!err.contains("tried first"), "{err}");
+    assert!(!err.contains(&mirror.host()), "{err}");
+}

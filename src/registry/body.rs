@@ -20,9 +20,13 @@ pub(crate) struct Resumable {
     pub(crate) resume_url: Option<Uri>,
     /// Where to ask for the whole content again, for a body without a `resume_url`: the
     /// first request's URL. While none of the body was handed out, asking again is a plain
-    /// retry, whatever the tag names by then. `None` for a coded body, whose bytes the
-    /// decoder above counts: its caller fetches it again whole ([`Error::restart`]).
+    /// retry, whatever the tag names by then.
     pub(crate) retry_url: Option<Uri>,
+    /// The rest is asked for without `Range`, the content whole, what was handed out
+    /// dropped from it: the server coded its first answer, and would code a range too, a
+    /// range of coded bytes that cannot continue the content and costs a request for
+    /// nothing.
+    pub(crate) whole: bool,
     pub(crate) headers: HeaderMap,
     /// Bytes handed out so far.
     pub(crate) offset: u64,
@@ -213,10 +217,8 @@ impl Resumable {
     /// backoff a resume has. Once bytes were handed out the rest cannot be spliced to
     /// them (the tag may name other content by now): `e` stands, marked for a caller that
     /// let none of them go to fetch the whole content again while retries are left
-    /// ([`Error::restart`]). So it does for a coded body at any point: its bytes go to a
-    /// decoder above, which cannot take a new start, and a range of them would address
-    /// coded bytes. Those fetches count on the same budget, and as progress is lost each
-    /// time, a break after much of the content counts all the same.
+    /// ([`Error::restart`]). Those fetches count on the same budget, and as progress is
+    /// lost each time, a break after much of the content counts all the same.
     async fn ask_again(&mut self, e: Error) -> Result<bool> {
         let e = match &self.retry_url {
             Some(url) => e.with_url(url),
@@ -276,7 +278,9 @@ impl Resumable {
         let (remote, host, offset) = (&self.remote, self.host, self.offset);
         let budget = resume_budget(remote, host, self.address.as_ref());
         let resumes = (&mut self.resumes, budget);
-        let (body, skip) = open_at(remote, host, url, &self.headers, offset, resumes).await?;
+        let ranged = !self.whole;
+        let (body, skip) =
+            open_at(remote, host, url, &self.headers, offset, ranged, resumes).await?;
         self.body = body;
         self.skip = skip;
         Ok(())
@@ -296,7 +300,7 @@ impl Resumable {
         let mut spent = 0;
         let budget = resume_budget(&remote, host, address.as_ref());
         let retries = (&mut spent, budget);
-        let (body, skip) = open_at(&remote, host, &url, &headers, offset, retries).await?;
+        let (body, skip) = open_at(&remote, host, &url, &headers, offset, true, retries).await?;
         let opened = Opened {
             host,
             url,
@@ -353,6 +357,7 @@ impl Resumable {
             body: opened.body,
             resume_url: Some(opened.url),
             retry_url: None,
+            whole: false,
             headers,
             offset,
             size: Some(size),
@@ -444,7 +449,7 @@ async fn open_on_next_host(
         let from = &remote.host(host).name;
         tracing::debug!(mirror = %from, offset, error = %e, "mirror failed mid-body; the next host serves the rest");
         host = next;
-        earlier.push(e.detail());
+        earlier.extend(super::faults(std::slice::from_ref(&e)));
         // A host its URL cannot be formed for fails as one that answered badly: with a
         // `?` here, the error lost how the mirrors before it failed.
         let url = match remote.url(host, *endpoint, digest) {
@@ -456,7 +461,7 @@ async fn open_on_next_host(
         };
         let mut spent = 0;
         let retries = (&mut spent, resume_budget(remote, host, address));
-        match open_at(remote, host, &url, headers, offset, retries).await {
+        match open_at(remote, host, &url, headers, offset, true, retries).await {
             Ok((body, skip)) => {
                 return Ok(Some(Opened {
                     host,
@@ -473,9 +478,10 @@ async fn open_on_next_host(
     }
 }
 
-/// Asks for the content at `url` from byte `offset` on. Returns the body and how many of
-/// its bytes to drop: none for a `206` that starts at `offset`; `offset` when the server
-/// ignored `Range` and sends the whole content again. `retries.0` counts the failures in
+/// Asks for the content at `url` from byte `offset` on, with `Range` if `ranged`, else
+/// whole. Returns the body and how many of its bytes to drop: none for a `206` that starts
+/// at `offset`; `offset` when the server ignored `Range` (or was not asked for a range)
+/// and sends the whole content again. `retries.0` counts the failures in
 /// a row so far, this request's included, up to `retries.1`, the body's
 /// [`resume_budget`] on `host`.
 ///
@@ -490,14 +496,17 @@ async fn open_at(
     url: &Uri,
     headers: &HeaderMap,
     offset: u64,
+    ranged: bool,
     retries: (&mut u32, u32),
 ) -> Result<(Body, u64)> {
     let mut headers = headers.clone();
-    let range = format!("bytes={offset}-");
-    headers.insert(
-        http::header::RANGE,
-        HeaderValue::from_str(&range).expect("ascii"),
-    );
+    if ranged {
+        let range = format!("bytes={offset}-");
+        headers.insert(
+            http::header::RANGE,
+            HeaderValue::from_str(&range).expect("ascii"),
+        );
+    }
     loop {
         let reply = remote
             .request_counted(
@@ -537,7 +546,10 @@ async fn open_at(
 }
 
 /// `body` as a stream, each piece read within the transport's idle timeout.
-fn incoming_stream(transport: crate::transport::Transport, body: Incoming) -> ByteStream {
+pub(super) fn incoming_stream(
+    transport: crate::transport::Transport,
+    body: Incoming,
+) -> ByteStream {
     futures::stream::try_unfold((transport, body), |(transport, mut body)| async move {
         let chunk = transport.next_chunk(&mut body).await?;
         Ok(chunk.map(|c| (c, (transport, body))))
@@ -617,66 +629,48 @@ pub(crate) fn content_range_total(headers: &HeaderMap) -> Option<u64> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_wrong_range_is_told_as_the_server_sent_it() {
+    /// Headers holding `Content-Range: value`.
+    fn with_range(value: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        assert_eq!(
-            wrong_range(9500, &headers).to_string(),
-            "asked for bytes=9500-, got a 206 with no Content-Range"
-        );
         headers.insert(
             http::header::CONTENT_RANGE,
-            HeaderValue::from_static("bytes 10-99/100"),
+            HeaderValue::from_str(value).unwrap(),
+        );
+        headers
+    }
+
+    #[test]
+    fn a_wrong_range_is_told_as_the_server_sent_it() {
+        assert_eq!(
+            wrong_range(9500, &HeaderMap::new()).to_string(),
+            "asked for bytes=9500-, got a 206 with no Content-Range"
         );
         assert_eq!(
-            wrong_range(9500, &headers).to_string(),
+            wrong_range(9500, &with_range("bytes 10-99/100")).to_string(),
             "asked for bytes=9500-, got a 206 with Content-Range: bytes 10-99/100"
         );
     }
 
     #[test]
     fn parses_content_range() {
-        let start = |value: &str| {
-            let mut headers = HeaderMap::new();
-            headers.insert(
-                http::header::CONTENT_RANGE,
-                HeaderValue::from_str(value).unwrap(),
-            );
-            content_range_start(&headers)
-        };
+        let start = |value: &str| content_range_start(&with_range(value));
         assert_eq!(start("bytes 100-199/1000"), Some(100));
         assert_eq!(start("bytes 0-0/*"), Some(0));
         assert_eq!(start("items 1-2/3"), None);
         assert_eq!(content_range_start(&HeaderMap::new()), None);
-        let total = |value: &str| {
-            let mut headers = HeaderMap::new();
-            headers.insert(
-                http::header::CONTENT_RANGE,
-                HeaderValue::from_str(value).unwrap(),
-            );
-            content_range_total(&headers)
-        };
+        let total = |value: &str| content_range_total(&with_range(value));
         assert_eq!(total("bytes 100-199/1000"), Some(1000));
         assert_eq!(total("bytes 0-0/*"), None);
         assert_eq!(total("bytes 5-9"), None);
         // Range units are case-insensitive (RFC 9110, 14.1).
         assert_eq!(start("Bytes 100-199/1000"), Some(100));
         assert_eq!(total("BYTES 100-199/1000"), Some(1000));
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            http::header::CONTENT_RANGE,
-            HeaderValue::from_static("Bytes 100-199/1000"),
+        assert_eq!(
+            content_range(&with_range("Bytes 100-199/1000")),
+            Some((100, 199))
         );
-        assert_eq!(content_range(&headers), Some((100, 199)));
         assert_eq!(start("bytesx 1-2/3"), None);
-        let whole = |value: &str| {
-            let mut headers = HeaderMap::new();
-            headers.insert(
-                http::header::CONTENT_RANGE,
-                HeaderValue::from_str(value).unwrap(),
-            );
-            whole_range(&headers)
-        };
+        let whole = |value: &str| whole_range(&with_range(value));
         assert_eq!(whole("bytes 0-99/100"), Some(100));
         assert_eq!(whole("bytes 0-99/*"), None);
         assert_eq!(whole("bytes 0-98/100"), None);

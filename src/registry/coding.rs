@@ -5,9 +5,10 @@
 //! or CDN in front of the registry that gzips JSON, or one that ignores the header.
 //! containerd decodes such answers, and so does dist: `gzip` and `deflate` are undone
 //! before the bytes are hashed, so verification sees the content itself. A coded body
-//! cannot be resumed or split (its ranges would address the coded bytes, which the
-//! server may code differently next time), and its `Content-Length` is not the
-//! content's size.
+//! is not split, and a break in it is not resumed with a range (its ranges would address
+//! the coded bytes, which the server may code differently next time): the content is
+//! asked for whole again, and what was handed out dropped from the decoded bytes. Its
+//! `Content-Length` is not the content's size.
 
 use std::io;
 use std::pin::Pin;

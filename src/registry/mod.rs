@@ -358,7 +358,7 @@ impl RegistryRemote {
         self.on_hosts(tag, hints.origin_only, |host, failed| {
             // A body that breaks for good after the answer names the mirrors that failed
             // before it, as a failed request does.
-            let tried: Vec<String> = failed.iter().map(Error::detail).collect();
+            let tried = faults(failed);
             async move {
                 let download = self.fetch_on(host, object, hints, prefix).await?;
                 Ok(download.tried_first(tried))
@@ -593,14 +593,15 @@ impl RegistryRemote {
         // content, so it goes by digest when the registry told us one. An object asked for
         // by that digest already has its URL, and need not form it again.
         let resume_url = match (&expected, object) {
-            _ if coded => None,
             (Some(d), Object::Digest(asked)) if d == asked => Some(url.clone()),
             (Some(d), _) => Some(self.url(host, endpoint, d.as_str())?),
             (None, _) => None,
         };
         let split = match (&resume_url, size) {
+            // A coded stream's parts would be asked for ranges a coding server codes.
             (Some(url), Some(total))
                 if endpoint == Endpoint::Blobs
+                    && !coded
                     && self.inner.ranges.applies(
                         size,
                         reply.response.headers(),
@@ -616,20 +617,33 @@ impl RegistryRemote {
             (Some(_), Some(d)) => Some((endpoint, d.to_string())),
             _ => None,
         };
-        let retry_url = (resume_url.is_none() && !coded && offset == 0).then(|| url.clone());
+        let retry_url = (resume_url.is_none() && offset == 0).then(|| url.clone());
         let serving = split
             .as_ref()
             .map(|(url, _)| Serving::new(std::sync::Mutex::new((host, url.clone()))));
+        // A coded body is decoded below the resumes, which then count the content's
+        // bytes: a break asks for the whole content again and drops what was handed out,
+        // instead of failing content that went to stdout already.
+        let body = match coded {
+            true => {
+                let incoming = reply.response.into_body();
+                let transport = self.host(host).transport.clone();
+                let coded = body::incoming_stream(transport, incoming);
+                body::Body::Decoded(coding::decode(coded, &codings, 0))
+            }
+            false => body::Body::Plain(reply.response.into_body()),
+        };
         let body = Resumable {
             remote: self.clone(),
             host,
-            body: body::Body::Plain(reply.response.into_body()),
+            body,
             resume_url,
             retry_url,
+            whole: coded,
             headers: headers.clone(),
             offset,
             size,
-            skip: if coded { 0 } else { skip },
+            skip,
             resumes: spent,
             progress_mark: offset,
             address: address.clone(),
@@ -637,11 +651,6 @@ impl RegistryRemote {
             serving: serving.clone(),
         }
         .into_stream();
-        let body = if coded {
-            coding::decode(body, &codings, skip)
-        } else {
-            body
-        };
         let body = match split.zip(serving) {
             Some(((url, total), serving)) => {
                 let source = Source {
@@ -892,18 +901,23 @@ fn not_found_hint(e: Error, object: &Object) -> Error {
     }
 }
 
-/// `e`, the last host's failure, with the mirrors' failures before it. A mirror that
-/// lacks an object is routine when the registry lacks it too; any other failure is why a
-/// mirror the user relies on did not serve, which the registry's error alone would hide.
+/// `e`, the last host's failure, with the mirrors' failures before it: why a mirror the
+/// user relies on did not serve, which the registry's error alone would hide. A mirror
+/// that lacks the object is routine, and left out (see [`faults`]).
 fn with_mirror_failures(e: Error, mirrors: &[Error]) -> Error {
-    let both_missing =
-        |m: &Error| m.kind() == ErrorKind::NotFound && e.kind() == ErrorKind::NotFound;
-    let earlier: Vec<String> = mirrors
+    e.with_tried_first(&faults(mirrors))
+}
+
+/// How the hosts in `failed` failed (URL and reason each), for an error's "tried first":
+/// all but those that answered "not found". A mirror that lacks an object (a cache that
+/// never pulled it) did nothing wrong, and named beside the failure of the host that
+/// served in its place, its 404 read as a fault of the mirror's.
+pub(crate) fn faults(failed: &[Error]) -> Vec<String> {
+    failed
         .iter()
-        .filter(|m| !both_missing(m))
+        .filter(|e| e.kind() != ErrorKind::NotFound)
         .map(Error::detail)
-        .collect();
-    e.with_tried_first(&earlier)
+        .collect()
 }
 
 #[cfg(test)]
