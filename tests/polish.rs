@@ -212,6 +212,79 @@ fn a_stopped_terminal_holds_no_fetch_of_a_batch_with_errors() {
     assert!(rows[summary.unwrap()].ends_with("9 failed"), "{shown:?}");
 }
 
+/// A batch done, with its summary still waiting for a stopped terminal, ends on Ctrl-C (or
+/// SIGTERM), as any program waiting for its terminal does: the runtime's handler caught it
+/// and no one heard it any more, so only SIGKILL or Ctrl-Q ended the run.
+#[test]
+fn a_run_waiting_for_a_stopped_terminal_at_its_end_ends_on_ctrl_c() {
+    use std::os::unix::process::ExitStatusExt;
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("in.txt");
+    std::fs::write(&list, input(&blobs)).unwrap();
+    let (_controller, terminal) = stopped_terminal();
+    let out_dir = dir.path().join("out");
+    let mut child = Dist::new()
+        .command(&[
+            "fetch",
+            &format!("{}/team/app", reg.host()),
+            "-",
+            "-o",
+            out_dir.to_str().unwrap(),
+        ])
+        .stdin(std::fs::File::open(&list).unwrap())
+        .stdout(std::fs::File::create(dir.path().join("out.jsonl")).unwrap())
+        .stderr(terminal)
+        .spawn()
+        .unwrap();
+    // Done with the run: its runtime and output threads gone, the thread that writes
+    // stderr left waiting for the terminal beside the main one.
+    let tasks = format!("/proc/{}/task", child.id());
+    let threads = || -> Vec<String> {
+        std::fs::read_dir(&tasks)
+            .map(|d| {
+                d.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                    .map(|c| c.trim().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        support::wait::until("the run to end but for its stderr", || {
+            let t = threads();
+            t.len() == 2 && t.iter().any(|c| c == "stderr")
+        })
+    }));
+    if let Err(failed) = waited {
+        let _ = child.kill();
+        std::panic::resume_unwind(failed);
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        3
+    );
+    // Ctrl-C until it ends: the last of the runtime's threads goes a moment before the
+    // main thread gives the signal back, and one sent meanwhile is caught as before.
+    let mut status = None;
+    let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        support::wait::until("dist to end on Ctrl-C", || {
+            // SAFETY: kill(2) of the child this test started and has not reaped.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+            status = child.try_wait().unwrap();
+            status.is_some()
+        })
+    }));
+    if let Err(failed) = ended {
+        let _ = child.kill();
+        std::panic::resume_unwind(failed);
+    }
+    assert_eq!(status.unwrap().signal(), Some(libc::SIGINT), "{status:?}");
+}
+
 #[test]
 fn progress_shows_on_a_terminal_only() {
     let reg = FakeRegistry::start();

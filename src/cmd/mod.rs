@@ -93,8 +93,12 @@ pub fn exit(code: i32) -> ! {
     std::process::exit(code)
 }
 
-/// Waits for every line handed to stderr's thread to be written, as the process ends.
+/// Waits for every line handed to stderr's thread to be written, as the process ends, once
+/// the runtime is gone. A terminal that stays stopped holds the process there, and its
+/// Ctrl-C went to the runtime's handler, which no one heard any more: SIGINT and SIGTERM
+/// end it there, as they would any program waiting for its terminal.
 pub fn drain_stderr() {
+    give_back_signals();
     drawer::drain();
 }
 
@@ -479,6 +483,13 @@ pub async fn stopped(global: &Global) -> Stop {
     // with the next. Not SIGHUP: a closed terminal sends it twice (the shell passes its
     // own on to its jobs, then the kernel sends another as the shell exits), and systemd's
     // `SendSIGHUP=` right after SIGTERM; none is asking for a quicker end.
+    give_back_signals();
+    why
+}
+
+/// Gives SIGINT and SIGTERM back the action they had without dist (ending it), if dist
+/// caught them.
+fn give_back_signals() {
     let handled = HANDLED.load(Ordering::Relaxed);
     for signal in [libc::SIGINT, libc::SIGTERM] {
         if handled & (1 << signal) != 0 {
@@ -487,7 +498,6 @@ pub async fn stopped(global: &Global) -> Stop {
             unsafe { libc::signal(signal, libc::SIG_DFL) };
         }
     }
-    why
 }
 
 /// The signals dist has set a handler for, as `1 << signal`: those not ignored as it
