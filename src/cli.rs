@@ -226,7 +226,7 @@ pub fn explain_or_exit(e: clap::Error) -> ! {
     }
     let refuse = |why: &str| -> ! {
         crate::cmd::say(&format!("dist: {why}"));
-        std::process::exit(i32::from(crate::cmd::EXIT_USAGE));
+        crate::cmd::exit(i32::from(crate::cmd::EXIT_USAGE));
     };
     if let Some(why) = variable_refused(&e) {
         refuse(&why);
@@ -250,14 +250,14 @@ pub fn explain_or_exit(e: clap::Error) -> ! {
     }
     if json && e.use_stderr() {
         crate::cmd::say(&format!("dist: {}", one_line_usage_error(&e)));
-        std::process::exit(e.exit_code());
+        crate::cmd::exit(e.exit_code());
     }
     // Help and version text go to stdout, and clap drops a failed write of them and exits
     // 0: `dist --help > FILE` on a full disk passed for a success. A terminal is left to
     // clap, which colours what it writes there.
     if !e.use_stderr() && !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         let text = e.render().to_string();
-        std::process::exit(i32::from(crate::cmd::print_stdout(text.as_bytes())));
+        crate::cmd::exit(i32::from(crate::cmd::print_stdout(text.as_bytes())));
     }
     e.exit()
 }

@@ -13,6 +13,15 @@ use cli::{Cli, Command, LogFormat};
 use cmd::{EXIT_TIMEOUT, EXIT_USAGE};
 
 fn main() -> ExitCode {
+    let code = run_to_exit();
+    // Messages and log lines are written by a thread of their own, which a terminal that
+    // takes no output holds: what it has not written yet would go with the process.
+    cmd::drain_stderr();
+    code
+}
+
+/// Everything `main` does but the last: the run, to its exit status.
+fn run_to_exit() -> ExitCode {
     tune_allocator();
     catch_file_size_limit();
     cli::unset_empty_option_variables();

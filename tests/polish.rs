@@ -46,19 +46,11 @@ fn pty() -> (std::fs::File, std::fs::File) {
     }
 }
 
-/// A terminal that stops taking output (Ctrl-S, an ssh link that stalls) stops the
-/// progress line, not the batch: the line was written by the runtime's one thread, which
-/// waited in the write, and every fetch with it.
-#[test]
-fn a_stopped_terminal_stops_no_fetch() {
+/// A pseudo-terminal stopped as Ctrl-S stops it, whose buffer is full: the terminal's side
+/// takes no more output until Ctrl-Q is written to the controlling side.
+fn stopped_terminal() -> (std::fs::File, std::fs::File) {
     use std::io::Write;
     use std::os::fd::AsRawFd;
-    let reg = FakeRegistry::start();
-    let blobs = fill(&reg, 40);
-    let dir = tempfile::tempdir().unwrap();
-    let out_dir = dir.path().join("out");
-    let list = dir.path().join("in.txt");
-    std::fs::write(&list, input(&blobs)).unwrap();
     let (mut controller, terminal) = pty();
     // Ctrl-S, as typed: the terminal takes no more output until Ctrl-Q.
     controller.write_all(&[0x13]).unwrap();
@@ -84,6 +76,20 @@ fn a_stopped_terminal_stops_no_fetch() {
             flags & !libc::O_NONBLOCK,
         );
     }
+    (controller, terminal)
+}
+
+/// Runs the worker on `list` into `out_dir` with its stderr on a stopped terminal, waits
+/// for every blob in `good` to be stored meanwhile, then starts the terminal again; its
+/// exit status and what the terminal showed.
+fn worker_on_a_stopped_terminal(
+    reg: &FakeRegistry,
+    good: &[String],
+    list: &std::path::Path,
+    out_dir: &std::path::Path,
+) -> (std::process::ExitStatus, String) {
+    use std::io::Write;
+    let (mut controller, terminal) = stopped_terminal();
     let mut child = Dist::new()
         .command(&[
             "fetch",
@@ -92,8 +98,8 @@ fn a_stopped_terminal_stops_no_fetch() {
             "-o",
             out_dir.to_str().unwrap(),
         ])
-        .stdin(std::fs::File::open(&list).unwrap())
-        .stdout(std::fs::File::create(dir.path().join("out.jsonl")).unwrap())
+        .stdin(std::fs::File::open(list).unwrap())
+        .stdout(std::fs::File::create(out_dir.with_extension("jsonl")).unwrap())
         .stderr(terminal)
         .spawn()
         .unwrap();
@@ -105,7 +111,7 @@ fn a_stopped_terminal_stops_no_fetch() {
     };
     let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         support::wait::until("every blob stored while the terminal is stopped", || {
-            blobs.keys().all(stored)
+            good.iter().all(stored)
         })
     }));
     if let Err(failed) = waited {
@@ -122,9 +128,161 @@ fn a_stopped_terminal_stops_no_fetch() {
         shown
     });
     let status = support::wait::exit_within(&mut child, std::time::Duration::from_secs(30), "dist");
-    assert!(status.success());
     let shown = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
+    // Without the spaces written to fill the terminal's buffer before dist started.
+    (status, shown.trim_start_matches(' ').to_string())
+}
+
+/// A terminal that stops taking output (Ctrl-S, an ssh link that stalls) stops the
+/// progress line, not the batch: the line was written by the runtime's one thread, which
+/// waited in the write, and every fetch with it.
+#[test]
+fn a_stopped_terminal_stops_no_fetch() {
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, 40);
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("in.txt");
+    std::fs::write(&list, input(&blobs)).unwrap();
+    let good: Vec<String> = blobs.keys().cloned().collect();
+    let (status, shown) = worker_on_a_stopped_terminal(&reg, &good, &list, &dir.path().join("out"));
+    assert!(status.success());
     assert!(shown.contains("40 objects, "), "{shown:?}");
+}
+
+/// Nor do the messages of a batch with failed lines, nor the warnings it logs: they were
+/// written by the runtime's thread, and the first failed line held every fetch until the
+/// terminal took output again. Once it does, every message is shown, in its order, each
+/// on a row of its own, and the summary after them.
+#[test]
+fn a_stopped_terminal_holds_no_fetch_of_a_batch_with_errors() {
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, 40);
+    // Fetched again, with a warning logged.
+    let corrupt = blobs.keys().nth(3).unwrap().clone();
+    reg.push_fault(&corrupt, Fault::CorruptByte(10));
+    // Failed lines first, and among the good ones.
+    let mut lines: String = (0..5).map(|i| format!("bad!{i}\n")).collect();
+    for (i, digest) in blobs.keys().enumerate() {
+        lines.push_str(&format!("{digest}\n"));
+        if i % 10 == 0 {
+            let missing = support::fake::digest_of(format!("missing {i}").as_bytes());
+            lines.push_str(&format!("{missing}\n"));
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("in.txt");
+    std::fs::write(&list, &lines).unwrap();
+    let good: Vec<String> = blobs.keys().cloned().collect();
+    let (status, shown) = worker_on_a_stopped_terminal(&reg, &good, &list, &dir.path().join("out"));
+    assert_eq!(status.code(), Some(1), "{shown:?}");
+    // What the terminal shows of each row: the text after its last carriage return.
+    let rows: Vec<&str> = shown
+        .split('\n')
+        .map(|l| l.trim_end_matches('\r').rsplit('\r').next().unwrap())
+        .map(|l| l.trim_start_matches("\u{1b}[K"))
+        .collect();
+    let errors: Vec<&&str> = rows
+        .iter()
+        .filter(|r| r.starts_with("dist: line "))
+        .collect();
+    let mut said: Vec<u32> = errors
+        .iter()
+        .map(|r| {
+            r["dist: line ".len()..]
+                .split(':')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    said.sort();
+    assert_eq!(
+        said,
+        [1, 2, 3, 4, 5, 7, 18, 29, 40],
+        "every failed line is said, on a row of its own: {shown:?}"
+    );
+    assert!(
+        rows.iter().any(|r| r.contains("content did not verify")),
+        "the warning logged is shown: {shown:?}"
+    );
+    let summary = rows.iter().position(|r| r.starts_with("49 objects, "));
+    let last_error = rows.iter().rposition(|r| r.starts_with("dist: line "));
+    assert!(summary > last_error, "the summary comes last: {shown:?}");
+    assert!(rows[summary.unwrap()].ends_with("9 failed"), "{shown:?}");
+}
+
+/// A batch done, with its summary still waiting for a stopped terminal, ends on Ctrl-C (or
+/// SIGTERM), as any program waiting for its terminal does: the runtime's handler caught it
+/// and no one heard it any more, so only SIGKILL or Ctrl-Q ended the run.
+#[test]
+fn a_run_waiting_for_a_stopped_terminal_at_its_end_ends_on_ctrl_c() {
+    use std::os::unix::process::ExitStatusExt;
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("in.txt");
+    std::fs::write(&list, input(&blobs)).unwrap();
+    let (_controller, terminal) = stopped_terminal();
+    let out_dir = dir.path().join("out");
+    let mut child = Dist::new()
+        .command(&[
+            "fetch",
+            &format!("{}/team/app", reg.host()),
+            "-",
+            "-o",
+            out_dir.to_str().unwrap(),
+        ])
+        .stdin(std::fs::File::open(&list).unwrap())
+        .stdout(std::fs::File::create(dir.path().join("out.jsonl")).unwrap())
+        .stderr(terminal)
+        .spawn()
+        .unwrap();
+    // Done with the run: its runtime and output threads gone, the thread that writes
+    // stderr left waiting for the terminal beside the main one.
+    let tasks = format!("/proc/{}/task", child.id());
+    let threads = || -> Vec<String> {
+        std::fs::read_dir(&tasks)
+            .map(|d| {
+                d.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                    .map(|c| c.trim().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        support::wait::until("the run to end but for its stderr", || {
+            let t = threads();
+            t.len() == 2 && t.iter().any(|c| c == "stderr")
+        })
+    }));
+    if let Err(failed) = waited {
+        let _ = child.kill();
+        std::panic::resume_unwind(failed);
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        3
+    );
+    // Ctrl-C until it ends: the last of the runtime's threads goes a moment before the
+    // main thread gives the signal back, and one sent meanwhile is caught as before.
+    let mut status = None;
+    let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        support::wait::until("dist to end on Ctrl-C", || {
+            // SAFETY: kill(2) of the child this test started and has not reaped.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+            status = child.try_wait().unwrap();
+            status.is_some()
+        })
+    }));
+    if let Err(failed) = ended {
+        let _ = child.kill();
+        std::panic::resume_unwind(failed);
+    }
+    assert_eq!(status.unwrap().signal(), Some(libc::SIGINT), "{status:?}");
 }
 
 #[test]

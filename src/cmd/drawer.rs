@@ -1,4 +1,4 @@
-//! The thread that draws progress frames on stderr.
+//! The thread that writes on stderr: progress frames, messages and log lines.
 //!
 //! A frame written by the task that renders it blocked the runtime's one thread whenever
 //! the terminal stopped taking output (Ctrl-S, an ssh session whose link stalls, a
@@ -6,23 +6,61 @@
 //! line is written a few times a second, so a terminal's buffer fills within seconds. A
 //! frame is now handed to a thread of its own and never waited for; one that is still
 //! waiting when the next comes is replaced by it, so a stalled terminal costs one string.
+//!
+//! Messages (a failed object's error) and log lines went on being written by whoever had
+//! them, the runtime's thread among them: the first failed line of a batch held every
+//! fetch until the terminal took output again. They are queued for the same thread, in
+//! the order they came, above the progress line, which is redrawn after them. The queue
+//! is bounded ([`QUEUE_BYTES`]): a line that finds it full is dropped and counted, and
+//! once the queue is written a warning says how many were, so that none is lost without
+//! a word. Every failed object is still in the output (its frame or JSON line) and the
+//! report, and in the exit status; stderr is the only place that loses lines, and memory
+//! stays bounded however long the terminal stays stopped. The process waits for the
+//! queue to be written before it exits ([`drain`]).
 
+use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 
-/// Frames handed to the drawing thread and not yet drawn.
+/// Memory the queued lines may hold, counted as their length and [`LINE_COST`] each.
+pub const QUEUE_BYTES: usize = 1 << 20;
+/// What a queued line costs beyond its text: the `String` and the queue's slot.
+const LINE_COST: usize = 64;
+
+/// What is written in turn, as it came.
+enum Line {
+    /// A line of text, without its newline.
+    Text(String),
+    /// The end of a display or meter: its frame is cleared and not redrawn.
+    Erase,
+}
+
+/// What waits for the drawing thread.
 struct Pending {
     /// The display whose frames are taken; 0 when none draws.
     owner: u64,
     /// Its newest frame, not yet drawn.
     frame: Option<String>,
+    /// Lines to write above the frame, oldest first.
+    lines: VecDeque<Line>,
+    /// What `lines` costs against [`QUEUE_BYTES`].
+    queued: usize,
+    /// Lines dropped since the queue was last taken, the queue being full.
+    dropped: u64,
+    /// Whether the thread writes what it took last.
+    writing: bool,
 }
 
-/// Frames waiting for a thread that draws them.
+/// Frames and lines waiting for a thread that writes them.
 pub struct Drawer {
     pending: Mutex<Pending>,
+    /// Wakes the drawing thread.
     wake: Condvar,
+    /// Wakes [`Drawer::drain`].
+    written: Condvar,
+    /// What the queue may hold; [`QUEUE_BYTES`] but in tests.
+    budget: usize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -30,14 +68,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Drawer {
-    /// A drawer with nothing to draw.
-    pub const fn new() -> Drawer {
+    /// A drawer with nothing to draw, whose queue of lines holds `budget` bytes.
+    pub const fn new(budget: usize) -> Drawer {
         Drawer {
             pending: Mutex::new(Pending {
                 owner: 0,
                 frame: None,
+                lines: VecDeque::new(),
+                queued: 0,
+                dropped: 0,
+                writing: false,
             }),
             wake: Condvar::new(),
+            written: Condvar::new(),
+            budget,
         }
     }
 
@@ -59,45 +103,144 @@ impl Drawer {
         }
     }
 
-    /// Stops drawing `owner`'s frames, dropping one still waiting. Called holding the
-    /// line's lock, it leaves no frame of `owner`'s to be drawn after what the caller
-    /// writes next (its summary): the drawing thread holds that lock while it writes.
-    pub fn close(&self, owner: u64) {
+    /// Queues `text` to be written as a line of its own, above the frame drawn; dropped
+    /// and counted when the queue is full. Never waits for the terminal.
+    pub fn say(&self, text: String) {
+        let mut pending = lock(&self.pending);
+        let cost = text.len() + LINE_COST;
+        if pending.queued + cost > self.budget && !pending.lines.is_empty() {
+            pending.dropped += 1;
+        } else {
+            pending.queued += cost;
+            pending.lines.push_back(Line::Text(text));
+        }
+        self.wake.notify_one();
+    }
+
+    /// Stops drawing `owner`'s frames, dropping one still waiting. If `drawn`, its frame
+    /// is cleared once the lines queued before are written, and `summary` written in its
+    /// place; nothing of `owner`'s is drawn after.
+    pub fn close(&self, owner: u64, drawn: bool, summary: Option<String>) {
         let mut pending = lock(&self.pending);
         if pending.owner == owner {
             pending.owner = 0;
             pending.frame = None;
         }
+        if drawn {
+            // Not counted against the queue: a frame left on the line would be redrawn
+            // under every later message.
+            pending.lines.push_back(Line::Erase);
+            self.wake.notify_one();
+        }
+        drop(pending);
+        if let Some(summary) = summary {
+            self.say(summary);
+        }
     }
 
-    /// Draws frames on `out` as they come, for ever: each on the line `line` says whether
-    /// a frame holds, taken while the frame is written.
+    /// Waits until every line queued so far is written (or its write failed).
+    pub fn drain(&self) {
+        let mut pending = lock(&self.pending);
+        while pending.writing || !pending.lines.is_empty() || pending.dropped > 0 {
+            pending = self
+                .written
+                .wait(pending)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Writes lines and draws frames on `out` as they come, for ever: lines first, each
+    /// on a line of its own above the frame, which is then redrawn. `line` says whether a
+    /// frame holds the last line; it is taken while anything is written.
     pub fn run(&self, line: &Mutex<bool>, out: &mut dyn Write) {
+        // The frame on the line, redrawn below the lines written.
+        let mut shown: Option<String> = None;
         loop {
-            {
+            let (lines, dropped, frame) = {
                 let mut pending = lock(&self.pending);
-                while pending.frame.is_none() {
+                while pending.frame.is_none() && pending.lines.is_empty() && pending.dropped == 0 {
                     pending = self.wake.wait(pending).unwrap_or_else(|p| p.into_inner());
                 }
-            }
-            // The line first, then the frame: one closed meanwhile is not drawn.
-            let mut drawn = lock(line);
-            let Some(frame) = lock(&self.pending).frame.take() else {
-                continue;
+                pending.writing = true;
+                pending.queued = 0;
+                let lines = std::mem::take(&mut pending.lines);
+                let dropped = std::mem::take(&mut pending.dropped);
+                (lines, dropped, pending.frame.take())
             };
-            let _ = out.write_all(format!("\r\x1b[K{frame}").as_bytes());
-            let _ = out.flush();
-            *drawn = true;
+            let mut drawn = lock(line);
+            let mut text = String::new();
+            if !lines.is_empty() || dropped > 0 {
+                if *drawn {
+                    text.push_str("\r\x1b[K");
+                    *drawn = false;
+                }
+                for l in lines {
+                    match l {
+                        Line::Text(t) => {
+                            text.push_str(&t);
+                            text.push('\n');
+                        }
+                        Line::Erase => shown = None,
+                    }
+                }
+                if dropped > 0 {
+                    text.push_str(&super::message_line(&dropped_warning(dropped)));
+                    text.push('\n');
+                }
+            }
+            let redraw = frame.is_some() || !text.is_empty();
+            if frame.is_some() {
+                shown = frame;
+            }
+            if let Some(frame) = shown.as_ref().filter(|_| redraw) {
+                text.push_str("\r\x1b[K");
+                text.push_str(frame);
+                *drawn = true;
+            }
+            if !text.is_empty() {
+                let _ = out.write_all(text.as_bytes());
+                let _ = out.flush();
+            }
+            drop(drawn);
+            lock(&self.pending).writing = false;
+            self.written.notify_all();
         }
     }
 }
 
-/// The process's drawer, drawing on stderr.
-static DRAWER: Drawer = Drawer::new();
+/// The warning that takes the place of `n` lines dropped, the queue being full.
+fn dropped_warning(n: u64) -> String {
+    format!(
+        "dist: warning: {n} more message{} not shown: stderr took no output for too long; \
+         the output, the report and the exit status still tell every object's outcome",
+        if n == 1 { " was" } else { "s were" }
+    )
+}
 
-/// Whether the drawing thread runs; `false` when it could not be started (a limit on
-/// threads), and frames are then written by the caller, as they were.
-static THREAD: OnceLock<bool> = OnceLock::new();
+/// The process's drawer, drawing on stderr.
+static DRAWER: Drawer = Drawer::new(QUEUE_BYTES);
+
+/// Whether a progress line or a meter is drawn on stderr's last line, without its newline.
+/// Held by whatever writes to stderr or, on a terminal, stdout, so that writes never tear
+/// one another.
+static LINE: Mutex<bool> = Mutex::new(false);
+
+/// Takes [`LINE`].
+fn line() -> MutexGuard<'static, bool> {
+    lock(&LINE)
+}
+
+/// Whether the drawing thread runs, starting it if need be; `false` when it could not be
+/// started (a limit on threads), and whoever has something to write writes it, as before.
+fn threaded() -> bool {
+    static THREAD: OnceLock<bool> = OnceLock::new();
+    *THREAD.get_or_init(|| {
+        std::thread::Builder::new()
+            .name("stderr".into())
+            .spawn(|| DRAWER.run(&LINE, &mut std::io::stderr()))
+            .is_ok()
+    })
+}
 
 /// A new owner of frames, for one display or meter.
 pub fn owner() -> u64 {
@@ -110,28 +253,61 @@ pub fn open(owner: u64) {
     DRAWER.open(owner);
 }
 
-/// Draws `frame` of `owner`'s on stderr, by the drawing thread; `line` is the lock on
-/// stderr's last line ([`super::progress::clear_line`]), taken while it is drawn.
-pub fn draw(owner: u64, frame: String, line: &'static Mutex<bool>) {
-    let threaded = *THREAD.get_or_init(|| {
-        std::thread::Builder::new()
-            .name("progress".into())
-            .spawn(move || DRAWER.run(line, &mut std::io::stderr()))
-            .is_ok()
-    });
-    if threaded {
+/// Draws `frame` of `owner`'s on stderr, by the drawing thread.
+pub fn draw(owner: u64, frame: String) {
+    if threaded() {
         DRAWER.offer(owner, frame);
     } else {
-        let mut drawn = lock(line);
+        let mut drawn = line();
         let _ = write!(std::io::stderr().lock(), "\r\x1b[K{frame}");
         let _ = std::io::stderr().flush();
         *drawn = true;
     }
 }
 
-/// Stops drawing `owner`'s frames; call it holding `line`'s lock.
-pub fn close(owner: u64) {
-    DRAWER.close(owner);
+/// Writes `text` as a line of its own on stderr, above a progress line or meter, by the
+/// drawing thread: queued, never waited for (see the module's notes for a full queue).
+pub fn say(text: String) {
+    if threaded() {
+        DRAWER.say(text);
+    } else {
+        let _line = clear();
+        let _ = writeln!(std::io::stderr().lock(), "{text}");
+    }
+}
+
+/// Takes [`LINE`], clearing a frame drawn there; for writes not made by the drawing
+/// thread: those to stdout on the terminal, and those of a process that has none.
+pub fn clear() -> MutexGuard<'static, bool> {
+    let mut drawn = line();
+    if *drawn {
+        let _ = write!(std::io::stderr().lock(), "\r\x1b[K");
+        *drawn = false;
+    }
+    drawn
+}
+
+/// Stops drawing `owner`'s frames. One that was handed over (`drawn`) is cleared after
+/// the lines queued before, and `summary`, if any, written in its place.
+pub fn close(owner: u64, drawn: bool, summary: Option<String>) {
+    if threaded() {
+        DRAWER.close(owner, drawn, summary);
+        return;
+    }
+    DRAWER.close(owner, false, None);
+    if drawn {
+        let _line = clear();
+        if let Some(summary) = summary {
+            let _ = writeln!(std::io::stderr().lock(), "{summary}");
+        }
+    }
+}
+
+/// Waits until every line handed to the drawing thread is written: before the process
+/// exits, or they would be lost. Waits for a stopped terminal, as any program's last
+/// write does.
+pub fn drain() {
+    DRAWER.drain();
 }
 
 #[cfg(test)]
@@ -166,7 +342,7 @@ mod tests {
     /// once it takes output again. A closed display's frames are not drawn.
     #[test]
     fn a_stalled_terminal_never_holds_whoever_offers_frames() {
-        let drawer = Arc::new(Drawer::new());
+        let drawer = Arc::new(Drawer::new(QUEUE_BYTES));
         let line: &'static Mutex<bool> = Box::leak(Box::new(Mutex::new(false)));
         let (let_through, gate) = mpsc::channel();
         let (took, drawn) = mpsc::channel();
@@ -203,12 +379,138 @@ mod tests {
         {
             let _line = lock(line);
             drawer.offer(1, "stale".into());
-            drawer.close(1);
+            drawer.close(1, true, None);
         }
         drawer.offer(1, "after its end".into());
         drawer.open(2);
         drawer.offer(2, "next display".into());
         let_through.send(()).unwrap();
         assert_eq!(drawn.recv_timeout(PATIENCE).unwrap(), "next display");
+    }
+
+    /// A terminal that tells when a write reaches it, takes it only when let, and tells
+    /// what it took, as written.
+    struct Gated {
+        reached: mpsc::Sender<()>,
+        let_through: mpsc::Receiver<()>,
+        took: mpsc::Sender<String>,
+    }
+
+    impl Write for Gated {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let _ = self.reached.send(());
+            let _ = self.let_through.recv();
+            let _ = self.took.send(String::from_utf8_lossy(buf).into_owned());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A drawer of `budget` drawing on a [`Gated`] terminal, already in the write of a
+    /// first frame of owner 1's, `"frame"`; what lets writes through, and what they take.
+    fn stalled_on_a_frame(
+        budget: usize,
+    ) -> (Arc<Drawer>, mpsc::Sender<()>, mpsc::Receiver<String>) {
+        let drawer = Arc::new(Drawer::new(budget));
+        let line: &'static Mutex<bool> = Box::leak(Box::new(Mutex::new(false)));
+        let (reached, reaches) = mpsc::channel();
+        let (let_through, gate) = mpsc::channel();
+        let (took, written) = mpsc::channel();
+        let mut terminal = Gated {
+            reached,
+            let_through: gate,
+            took,
+        };
+        let runs = drawer.clone();
+        std::thread::spawn(move || runs.run(line, &mut terminal));
+        drawer.open(1);
+        drawer.offer(1, "frame".into());
+        reaches
+            .recv_timeout(PATIENCE)
+            .expect("the frame is written");
+        let_through.send(()).unwrap();
+        assert_eq!(written.recv_timeout(PATIENCE).unwrap(), "\r\x1b[Kframe");
+        // The next write waits at the gate: the terminal is stopped from here on.
+        drawer.offer(1, "frame".into());
+        reaches
+            .recv_timeout(PATIENCE)
+            .expect("the next frame is written");
+        (drawer, let_through, written)
+    }
+
+    /// Messages said while the terminal takes nothing are queued, not waited for (the
+    /// runtime's thread says a failed object's error), and then written in their order on
+    /// lines of their own, the frame cleared before them and redrawn after. A closed
+    /// display's summary takes the frame's place, and nothing is drawn after it.
+    #[test]
+    fn messages_wait_for_no_terminal_and_go_above_the_frame() {
+        let (drawer, let_through, written) = stalled_on_a_frame(QUEUE_BYTES);
+        let (said, done) = mpsc::channel();
+        let says = drawer.clone();
+        std::thread::spawn(move || {
+            says.say("dist: line 1: not found".into());
+            says.say("dist: line 2: not found".into());
+            says.close(1, true, Some("2 objects, 2 failed".into()));
+            says.offer(1, "a frame after the end".into());
+            let _ = said.send(());
+        });
+        done.recv_timeout(PATIENCE)
+            .expect("saying a message waited for the terminal");
+        let_through.send(()).unwrap();
+        assert_eq!(written.recv_timeout(PATIENCE).unwrap(), "\r\x1b[Kframe");
+        let_through.send(()).unwrap();
+        assert_eq!(
+            written.recv_timeout(PATIENCE).unwrap(),
+            "\r\x1b[Kdist: line 1: not found\ndist: line 2: not found\n2 objects, 2 failed\n"
+        );
+        drawer.drain();
+
+        // With a frame drawn, a message clears it and redraws it below.
+        drawer.open(2);
+        drawer.offer(2, "next".into());
+        let_through.send(()).unwrap();
+        assert_eq!(written.recv_timeout(PATIENCE).unwrap(), "\r\x1b[Knext");
+        drawer.say("a warning".into());
+        let_through.send(()).unwrap();
+        assert_eq!(
+            written.recv_timeout(PATIENCE).unwrap(),
+            "\r\x1b[Ka warning\n\r\x1b[Knext"
+        );
+        drawer.drain();
+    }
+
+    /// A queue that fills while the terminal takes nothing keeps the lines that came
+    /// first, in their order, and drops the rest, then says how many it dropped: memory
+    /// stays bounded, and no line is lost without a word.
+    #[test]
+    fn a_full_queue_drops_lines_and_says_how_many() {
+        let (drawer, let_through, written) = stalled_on_a_frame(3 * (LINE_COST + 6));
+        for i in 0..10 {
+            drawer.say(format!("line {i}"));
+        }
+        assert!(
+            lock(&drawer.pending).lines.len() == 3,
+            "the queue is bounded"
+        );
+        let_through.send(()).unwrap();
+        assert_eq!(written.recv_timeout(PATIENCE).unwrap(), "\r\x1b[Kframe");
+        let_through.send(()).unwrap();
+        let shown = written.recv_timeout(PATIENCE).unwrap();
+        let warning = dropped_warning(7);
+        assert_eq!(
+            shown,
+            format!("\r\x1b[Kline 0\nline 1\nline 2\n{warning}\n\r\x1b[Kframe")
+        );
+        assert!(warning.starts_with("dist: warning: 7 more messages were not shown"));
+        // Written, the queue takes lines again.
+        drawer.say("line 10".into());
+        let_through.send(()).unwrap();
+        assert_eq!(
+            written.recv_timeout(PATIENCE).unwrap(),
+            "\r\x1b[Kline 10\n\r\x1b[Kframe"
+        );
+        drawer.drain();
     }
 }

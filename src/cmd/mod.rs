@@ -48,40 +48,58 @@ pub fn messages_as_json() {
 
 /// Writes a message for the person (or program) reading stderr: the text as it is, or with
 /// `--log-format json` a JSON line shaped like the log's (`level`, `fields.message`).
+/// Handed to the thread that writes stderr ([`drawer::say`]): never waits for the terminal.
 pub fn say(text: &str) {
-    let _line = progress::clear_line();
-    let text = if JSON_MESSAGES.load(std::sync::atomic::Ordering::Relaxed) {
-        let level = if text.starts_with("dist: warning:") {
-            "WARN"
-        } else {
-            "ERROR"
-        };
-        // Stamped as the log lines are, in their format: a log reader that orders or
-        // filters by time lost every failed object's line, which carried none.
-        let mut timestamp = String::new();
-        let _ = tracing_subscriber::fmt::time::FormatTime::format_time(
-            &tracing_subscriber::fmt::time::SystemTime,
-            &mut tracing_subscriber::fmt::format::Writer::new(&mut timestamp),
-        );
-        let line = serde_json::json!({
-            "timestamp": timestamp,
-            "level": level,
-            "fields": { "message": text },
-            "target": "dist",
-        });
-        std::borrow::Cow::Owned(line.to_string())
-    } else {
-        std::borrow::Cow::Borrowed(text)
-    };
-    to_stderr(&text);
+    to_stderr(&message_line(text));
 }
 
-/// Writes a line to stderr, dropping it if stderr cannot take it. `eprintln!` panics
-/// then: a stderr whose reader went away (`2>&1 >frames | grep -m1 error`) ended the
-/// batch with status 101, when the output and the exit status still carry every error.
+/// A message as [`say`] writes it.
+fn message_line(text: &str) -> String {
+    if !JSON_MESSAGES.load(std::sync::atomic::Ordering::Relaxed) {
+        return text.to_string();
+    }
+    let level = if text.starts_with("dist: warning:") {
+        "WARN"
+    } else {
+        "ERROR"
+    };
+    // Stamped as the log lines are, in their format: a log reader that orders or
+    // filters by time lost every failed object's line, which carried none.
+    let mut timestamp = String::new();
+    let _ = tracing_subscriber::fmt::time::FormatTime::format_time(
+        &tracing_subscriber::fmt::time::SystemTime,
+        &mut tracing_subscriber::fmt::format::Writer::new(&mut timestamp),
+    );
+    let line = serde_json::json!({
+        "timestamp": timestamp,
+        "level": level,
+        "fields": { "message": text },
+        "target": "dist",
+    });
+    line.to_string()
+}
+
+/// Writes a line to stderr, by the thread that writes it ([`drawer::say`]), dropping it if
+/// stderr cannot take it. `eprintln!` panics then: a stderr whose reader went away
+/// (`2>&1 >frames | grep -m1 error`) ended the batch with status 101, when the output and
+/// the exit status still carry every error.
 pub fn to_stderr(line: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
+    drawer::say(line.to_string());
+}
+
+/// Exits with `code` once every line handed to stderr's thread is written.
+pub fn exit(code: i32) -> ! {
+    drawer::drain();
+    std::process::exit(code)
+}
+
+/// Waits for every line handed to stderr's thread to be written, as the process ends, once
+/// the runtime is gone. A terminal that stays stopped holds the process there, and its
+/// Ctrl-C went to the runtime's handler, which no one heard any more: SIGINT and SIGTERM
+/// end it there, as they would any program waiting for its terminal.
+pub fn drain_stderr() {
+    give_back_signals();
+    drawer::drain();
 }
 
 /// Exit status when a fetch failed.
@@ -465,6 +483,13 @@ pub async fn stopped(global: &Global) -> Stop {
     // with the next. Not SIGHUP: a closed terminal sends it twice (the shell passes its
     // own on to its jobs, then the kernel sends another as the shell exits), and systemd's
     // `SendSIGHUP=` right after SIGTERM; none is asking for a quicker end.
+    give_back_signals();
+    why
+}
+
+/// Gives SIGINT and SIGTERM back the action they had without dist (ending it), if dist
+/// caught them.
+fn give_back_signals() {
     let handled = HANDLED.load(Ordering::Relaxed);
     for signal in [libc::SIGINT, libc::SIGTERM] {
         if handled & (1 << signal) != 0 {
@@ -473,7 +498,6 @@ pub async fn stopped(global: &Global) -> Stop {
             unsafe { libc::signal(signal, libc::SIG_DFL) };
         }
     }
-    why
 }
 
 /// The signals dist has set a handler for, as `1 << signal`: those not ignored as it

@@ -3,13 +3,14 @@
 //! the [`Meter`] of a single download sent to a file or a pipe.
 //!
 //! It never writes to stdout (that is the data), and nothing at all when stderr is not a
-//! terminal or with `-q`. Everything else written to stderr while it runs (per-object
-//! errors, and the warnings logged meanwhile) goes through [`clear_line`] first, so that
-//! the two never interleave.
+//! terminal or with `-q`. Its frames, and everything else written to stderr while it runs
+//! (per-object errors, and the warnings logged meanwhile), are written by one thread
+//! ([`drawer`]) that clears the line before a message and redraws it after, so that the
+//! two never interleave and a terminal that takes no output holds no fetch.
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
 
 use dist::worker::progress::{Progress, Snapshot};
@@ -23,46 +24,48 @@ const METER_DELAY: Duration = Duration::from_secs(1);
 /// How far back the rate shown looks.
 const RATE_WINDOW: Duration = Duration::from_secs(5);
 
-/// Whether a progress line or a meter is drawn on stderr's last line, without its newline.
-/// Held by whatever writes to stderr, so that writes never tear one another.
-static DRAWN: Mutex<bool> = Mutex::new(false);
-
-fn drawn() -> MutexGuard<'static, bool> {
-    DRAWN.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// Takes stderr for lines of text, clearing a progress line or meter drawn there: text
-/// written after one would be glued to it. Redrawing waits while the guard is held.
+/// written after one would be glued to it. Redrawing waits while the guard is held. For
+/// what the drawing thread does not write ([`drawer::say`]): stdout on the terminal.
 pub fn clear_line() -> MutexGuard<'static, bool> {
-    let mut drawn = drawn();
-    if *drawn {
-        let _ = write!(std::io::stderr().lock(), "\r\x1b[K");
-        *drawn = false;
-    }
-    drawn
+    drawer::clear()
 }
 
-/// Where log lines go: stderr, above the progress line. A warning logged while a batch
-/// draws its progress (content that did not verify, fetched again) was appended to the
-/// line drawn.
+/// Where log lines go: stderr, above the progress line, by the drawing thread. A warning
+/// logged while a batch draws its progress (content that did not verify, fetched again)
+/// was appended to the line drawn; and written by the runtime's thread, it held every
+/// fetch while the terminal took no output.
 pub struct LogWriter;
 
-/// Stderr for one log line, taken with [`clear_line`].
+/// One log line, handed to the drawing thread when dropped.
 pub struct LogLine {
-    _line: MutexGuard<'static, bool>,
+    text: Vec<u8>,
 }
 
-/// A log line stderr cannot take is dropped: told of the error, the log would report it
-/// with `eprintln!`, which panics when stderr is gone (see [`super::to_stderr`]).
+/// Never fails: a log line stderr cannot take is dropped. Told of an error, the log would
+/// report it with `eprintln!`, which panics when stderr is gone (see [`super::to_stderr`]).
 impl Write for LogLine {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let _ = std::io::stderr().write_all(buf);
+        self.text.extend_from_slice(buf);
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        let _ = std::io::stderr().flush();
         Ok(())
+    }
+}
+
+impl Drop for LogLine {
+    fn drop(&mut self) {
+        let text = String::from_utf8_lossy(&self.text);
+        // The log ends each event with a newline; the drawing thread gives every line one.
+        for line in text
+            .strip_suffix('\n')
+            .unwrap_or(&text)
+            .split_terminator('\n')
+        {
+            drawer::say(line.to_string());
+        }
     }
 }
 
@@ -70,9 +73,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
     type Writer = LogLine;
 
     fn make_writer(&'a self) -> LogLine {
-        LogLine {
-            _line: clear_line(),
-        }
+        LogLine { text: Vec::new() }
     }
 }
 
@@ -112,7 +113,7 @@ impl Display {
                 let (s, elapsed) = (progress.snapshot(), started.elapsed());
                 let text = render(&s, elapsed, window.rate(elapsed, s.bytes));
                 let text = fit(&text, columns());
-                drawer::draw(owner, text.into_owned(), &DRAWN);
+                drawer::draw(owner, text.into_owned());
             }
         }))
     }
@@ -132,19 +133,17 @@ impl Display {
         }
         let s = self.progress.snapshot();
         let elapsed = self.started.elapsed();
-        let mut drawn = drawn();
-        drawer::close(self.owner);
-        let mut err = std::io::stderr().lock();
-        let _ = writeln!(
-            err,
-            "\r\x1b[K{} objects, {} in {:.2} s ({}/s), {} failed",
+        let summary = format!(
+            "{} objects, {} in {:.2} s ({}/s), {} failed",
             s.finished,
             bytes(s.bytes),
             elapsed.as_secs_f64(),
             bytes(rate(s.bytes, elapsed)),
             s.failed
         );
-        *drawn = false;
+        // After the messages queued before it, in the line's place: none of its frames
+        // is drawn after it.
+        drawer::close(self.owner, true, Some(summary));
     }
 }
 
@@ -183,7 +182,7 @@ impl Meter {
                     let (n, elapsed) = (received.load(Ordering::Relaxed), started.elapsed());
                     let text = render_meter(n, size, window.rate(elapsed, n));
                     let text = fit(&text, columns());
-                    drawer::draw(owner, text.into_owned(), &DRAWN);
+                    drawer::draw(owner, text.into_owned());
                     drawn.store(true, Ordering::Relaxed);
                 }
             })
@@ -219,28 +218,21 @@ impl Meter {
             return;
         };
         ticker.abort();
-        if !self.drawn.load(Ordering::Relaxed) {
-            // Nothing was handed over; a frame of its cannot come after this.
-            drawer::close(self.owner);
-            return;
-        }
-        // Closed under the line's lock: a frame still waiting would be drawn after the
-        // summary, or over the error message that follows.
-        let _line = clear_line();
-        drawer::close(self.owner);
-        let mut err = std::io::stderr().lock();
-        if ok {
+        let drawn = self.drawn.load(Ordering::Relaxed);
+        let summary = (drawn && ok).then(|| {
             let n = self.received.load(Ordering::Relaxed);
             let elapsed = self.started.elapsed();
-            let _ = writeln!(
-                err,
+            format!(
                 "{} in {:.2} s ({}/s)",
                 bytes(n),
                 elapsed.as_secs_f64(),
                 bytes(rate(n, elapsed))
-            );
-        }
-        let _ = err.flush();
+            )
+        });
+        // A meter drawn is cleared before what is said next (the error message that
+        // follows a failure), and none of its frames drawn after; one that was not has
+        // nothing to clear.
+        drawer::close(self.owner, drawn, summary);
     }
 }
 
