@@ -957,6 +957,43 @@ fn completions_and_manual_come_from_the_real_options() {
     }
 }
 
+/// `jq '.layers[].digest'` without `-r` prints each digest in quotes: the line is the
+/// user's object, quoted, and its error says to drop the quotes (`jq -r`), where it said
+/// `malformed algorithm` for a digest and `neither a digest nor a tag` for a tag. The
+/// batch goes on with the next line, and nothing is asked of the registry for either.
+#[test]
+fn a_quoted_object_is_told_to_go_without_its_quotes() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", b"x");
+    let repo = format!("{}/team/app", reg.host());
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let input = format!("\"{digest}\"\n\"v1\" size:3\n{digest}\n");
+    let out = Dist::new().run(
+        &[
+            "fetch",
+            &repo,
+            "-",
+            "-o",
+            out_dir.to_str().unwrap(),
+            "--ordered",
+        ],
+        input.as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let lines = json_lines(&out.stdout);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for line in &lines[..2] {
+        assert_eq!(line["status"], "error", "{line}");
+        let error = line["error"].as_str().unwrap();
+        assert!(error.contains("without its quotes"), "{error}");
+        assert!(error.contains("jq -r"), "{error}");
+    }
+    assert!(lines[0]["error"].as_str().unwrap().contains(&digest));
+    assert_eq!(lines[2]["status"], "ok");
+    assert_eq!(reg.requests_for(&digest), 1);
+}
+
 /// An option where it does nothing is a usage error at once, before any request: the
 /// worker's options on a one-shot fetch to stdout, hints after `-`.
 #[test]

@@ -49,6 +49,18 @@ pub fn parse_line(line: &str) -> Option<Result<Job>> {
         ))
     } else if trimmed.starts_with('{') {
         parse_descriptor(trimmed)
+    } else if let Some(inner) = trimmed
+        .split_whitespace()
+        .next()
+        .and_then(|word| word.strip_prefix('"'))
+    {
+        // `jq '.layers[].digest'` without `-r` prints JSON strings: the object is there,
+        // and its parse error (`malformed algorithm`) would not say that the quotes are
+        // what is wrong.
+        let object = inner.strip_suffix('"').unwrap_or(inner);
+        Err(Error::invalid(format!(
+            "a quoted object: give it without its quotes ({object}), as `jq -r` prints it"
+        )))
     } else {
         let mut words = trimmed.split_whitespace();
         let object = words.next().expect("line is not blank");
@@ -219,5 +231,9 @@ mod tests {
         assert!(e.contains("jq -c '.layers[]'"), "{e}");
         let e = parse_line("[").unwrap().unwrap_err().to_string();
         assert!(e.contains("a JSON array"), "{e}");
+        for line in [format!("\"{D}\""), "\"v1\" size:1".into(), "\"".into()] {
+            let e = parse_line(&line).unwrap().unwrap_err().to_string();
+            assert!(e.contains("without its quotes"), "{line}: {e}");
+        }
     }
 }
