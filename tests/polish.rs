@@ -994,6 +994,43 @@ fn a_quoted_object_is_told_to_go_without_its_quotes() {
     assert_eq!(reg.requests_for(&digest), 1);
 }
 
+/// The manual's environment variables and exit statuses are entries of sections of their
+/// own, as man pages have them: they were `--help`'s aligned table put in an `EXTRA`
+/// section as text, which roff fills, so `man dist` ran the columns together and wrapped
+/// a description under the next variable's name.
+#[test]
+fn the_manual_lists_the_environment_and_exit_statuses_as_entries() {
+    let man = String::from_utf8(Dist::new().ok(&["man"])).unwrap();
+    assert!(!man.contains(".SH EXTRA"), "{man}");
+    let section = |name: &str| {
+        let start = man
+            .find(&format!(".SH {name}\n"))
+            .unwrap_or_else(|| panic!("no section {name}: {man}"));
+        let rest = &man[start + 1..];
+        rest[..rest.find("\n.SH ").unwrap_or(rest.len())].to_string()
+    };
+    let env = section("ENVIRONMENT");
+    for name in ["DOCKER_CONFIG", "NO_PROXY", "RUST_LOG"] {
+        assert!(env.contains(&format!(".TP\n\\fB{name}\\fR\n")), "{env}");
+    }
+    // A description that goes on over lines is one paragraph, the name not in it.
+    assert!(
+        env.contains("\\fBREGISTRY_AUTH_FILE\\fR\na credentials file asked before Docker"),
+        "{env}"
+    );
+    let status = section("\"EXIT STATUS\"");
+    for code in ["0", "1", "2", "124", "130, 143", "129"] {
+        assert!(
+            status.contains(&format!(".TP\n\\fB{code}\\fR\n")),
+            "{status}"
+        );
+    }
+    // No line of text starts with blanks, which roff takes as a break and then fills.
+    for roff in [&env, &status] {
+        assert!(!roff.lines().any(|l| l.starts_with(' ')), "{roff}");
+    }
+}
+
 /// An option where it does nothing is a usage error at once, before any request: the
 /// worker's options on a one-shot fetch to stdout, hints after `-`.
 #[test]
