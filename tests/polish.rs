@@ -663,6 +663,47 @@ fn a_tag_written_apart_from_a_reference_gets_the_joined_spelling() {
     assert!(!out_dir.exists());
 }
 
+/// A second word after a reference that names its tag or digest already is no tag written
+/// apart: `pull host/a:v1 v2` was told to write `host/a:v1:v2`, and `pull host/a@sha256:… v2`
+/// `host/a@sha256:…:v2`, neither of which parses (and `oci:./a:v1:v2` is another
+/// directory's tag). Two whole references (`pull host/a:v1 host/a:v2`, a mirroring job's
+/// list given to one run) were only clap's `unexpected argument`. Each is told that the
+/// command takes one image per run, before any network I/O and without creating `-o DIR`.
+#[test]
+fn a_second_reference_after_a_whole_one_is_told_one_image_per_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let out_path = out_dir.to_str().unwrap();
+    let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    let by_digest = format!("127.0.0.1:1/lab/image@{d}");
+    for args in [
+        vec!["pull", "127.0.0.1:1/lab/image:v1", "v2", "-o", out_path],
+        vec!["pull", &by_digest, "v2", "-o", out_path],
+        vec!["resolve", "127.0.0.1:1/lab/image:v1", "v2"],
+        vec!["pull", "oci:./lab:v1", "v2", "-o", out_path],
+        vec![
+            "pull",
+            "127.0.0.1:1/lab/image:v1",
+            "127.0.0.1:1/lab/image:v2",
+            "-o",
+            out_path,
+        ],
+    ] {
+        let out = Dist::new().run(&args, b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(!err.contains("joined to the name"), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("{} takes one image reference", args[0]))
+                && err.contains("one image per run"),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains(args[2]), "{args:?}: {err}");
+        assert!(!err.contains("connect"), "{err}");
+    }
+    assert!(!out_dir.exists());
+}
+
 /// The joined spelling is no place to show credentials typed into the reference: the
 /// password went to stderr (a CI log) whole, where every other message of dist leaves it out.
 #[test]
