@@ -1001,7 +1001,8 @@ fn completions_and_manual_come_from_the_real_options() {
 /// `jq '.layers[].digest'` without `-r` prints each digest in quotes: the line is the
 /// user's object, quoted, and its error says to drop the quotes (`jq -r`), where it said
 /// `malformed algorithm` for a digest and `neither a digest nor a tag` for a tag. The
-/// batch goes on with the next line, and nothing is asked of the registry for either.
+/// batch goes on with the next line, and nothing is asked of the registry for either; a
+/// one-shot fetch of a quoted object is a usage error that says the same.
 #[test]
 fn a_quoted_object_is_told_to_go_without_its_quotes() {
     let reg = FakeRegistry::start();
@@ -1032,6 +1033,16 @@ fn a_quoted_object_is_told_to_go_without_its_quotes() {
     }
     assert!(lines[0]["error"].as_str().unwrap().contains(&digest));
     assert_eq!(lines[2]["status"], "ok");
+    assert_eq!(reg.requests_for(&digest), 1);
+    // The one-shot fetch of `$(jq .config.digest m.json)`, without `-r`, too.
+    let quoted = format!("\"{digest}\"");
+    let out = Dist::new().run(&["fetch", &repo, &quoted], b"");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("without its quotes") && err.contains("jq -r"),
+        "{err}"
+    );
     assert_eq!(reg.requests_for(&digest), 1);
 }
 

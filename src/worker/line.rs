@@ -49,18 +49,6 @@ pub fn parse_line(line: &str) -> Option<Result<Job>> {
         ))
     } else if trimmed.starts_with('{') {
         parse_descriptor(trimmed)
-    } else if let Some(inner) = trimmed
-        .split_whitespace()
-        .next()
-        .and_then(|word| word.strip_prefix('"'))
-    {
-        // `jq '.layers[].digest'` without `-r` prints JSON strings: the object is there,
-        // and its parse error (`malformed algorithm`) would not say that the quotes are
-        // what is wrong.
-        let object = inner.strip_suffix('"').unwrap_or(inner);
-        Err(Error::invalid(format!(
-            "a quoted object: give it without its quotes ({object}), as `jq -r` prints it"
-        )))
     } else {
         let mut words = trimmed.split_whitespace();
         let object = words.next().expect("line is not blank");
