@@ -32,7 +32,8 @@ Environment:
 
 Exit status:
   0        everything fetched and verified
-  1        an object failed (the others still completed)
+  1        an object failed (the others still completed), the reference does not
+           resolve (pull, resolve), or no platform in it matches (pull)
   2        usage error, or the remote cannot be reached or authenticated at all
   124      --timeout ran out (what was reported is complete)
   130, 143 interrupted by SIGINT, SIGTERM (what was reported is complete)

@@ -1077,6 +1077,14 @@ fn the_manual_lists_the_environment_and_exit_statuses_as_entries() {
             "{status}"
         );
     }
+    // Status 1 of `pull` and `resolve` is also a reference that does not resolve (or no
+    // platform that matches), which "an object failed" left for the README to say.
+    let one = &status[status.find("\\fB1\\fR").unwrap()..];
+    let one = &one[..one.find(".TP").unwrap()];
+    assert!(
+        one.contains("does not resolve") && one.contains("platform"),
+        "{one}"
+    );
     // No line of text starts with blanks, which roff takes as a break and then fills.
     for roff in [&env, &status] {
         assert!(!roff.lines().any(|l| l.starts_with(' ')), "{roff}");
