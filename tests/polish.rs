@@ -1455,6 +1455,68 @@ fn a_directory_that_is_not_a_layout_is_left_alone() {
     assert_eq!(reg.requests().len(), 0, "nothing was fetched");
 }
 
+/// `-o DIR/blobs` (or `DIR/blobs/sha256`), a slip for the layout `DIR` itself, made a
+/// second layout inside the first one's blob store: `oci-layout`, `index.json` and
+/// `blobs/` among its blobs, and every object stored at `DIR/blobs/blobs/sha256/…`, where
+/// no reader of `DIR` looks. Refused, naming the layout, before anything is fetched or
+/// written, by the worker and by `pull`.
+#[test]
+fn a_directory_inside_a_layouts_blobs_is_refused() {
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, 2);
+    let dist = Dist::new();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let lines = input(&blobs);
+    let repo = format!("{}/team/app", reg.host());
+    dist.ok_fed(
+        &["fetch", &repo, "-", "-o", layout.to_str().unwrap()],
+        lines.as_bytes(),
+    );
+    let before = reg.requests().len();
+    let listing = |p: &std::path::Path| {
+        let mut names: Vec<_> = std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    let store = layout.join("blobs");
+    let (top, sha) = (listing(&store), listing(&store.join("sha256")));
+    let pull_ref = format!("{repo}:latest");
+    for inside in [store.clone(), store.join("sha256"), store.join("new")] {
+        let out_dir = inside.to_str().unwrap();
+        let runs: [(&[&str], &[u8]); 2] = [
+            (&["fetch", &repo, "-", "-o", out_dir], lines.as_bytes()),
+            (&["pull", &pull_ref, "-o", out_dir], b""),
+        ];
+        for (args, stdin) in runs {
+            let out = dist.run(args, stdin);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            assert!(
+                err.contains("inside the blobs of the OCI image layout")
+                    && err.contains(&format!("-o {}", layout.display())),
+                "{args:?}: {err}"
+            );
+            assert_eq!(listing(&store), top, "{args:?}");
+            assert_eq!(listing(&store.join("sha256")), sha, "{args:?}");
+        }
+    }
+    // `-o .` in `DIR/blobs` names no `blobs`, and is no less inside it.
+    let out = dist
+        .command(&["pull", &pull_ref, "-o", "."])
+        .current_dir(&store)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("inside the blobs"), "{err}");
+    assert_eq!(listing(&store), top);
+    assert_eq!(reg.requests().len(), before, "nothing was fetched");
+}
+
 /// Regression: `--report /dev/stderr` (or the log's own name) with stderr going to a
 /// file emptied that log as the batch began, and the report's lines, written from
 /// their own offset, overwrote dist's messages there. Refused as stdout's file is.
