@@ -32,7 +32,8 @@ Environment:
 
 Exit status:
   0        everything fetched and verified
-  1        an object failed (the others still completed)
+  1        an object failed (the others still completed), the reference does not
+           resolve (pull, resolve), or no platform in it matches (pull)
   2        usage error, or the remote cannot be reached or authenticated at all
   124      --timeout ran out (what was reported is complete)
   130, 143 interrupted by SIGINT, SIGTERM (what was reported is complete)
@@ -393,7 +394,9 @@ fn layout_object_joined(locator: &str) -> Option<String> {
 /// apart, as `dist fetch` takes it, which clap only calls an unexpected argument. Found by
 /// parsing the command line again without that word: when `pull` or `resolve` then parses,
 /// the word was a second positional, and the reference it belongs to is known for certain
-/// (an option's value that happens to be the same word is left in place).
+/// (an option's value that happens to be the same word is left in place). A word after a
+/// reference that names its own tag or digest, or a second whole reference, is told that
+/// the command takes one image per run.
 fn object_written_apart(e: &clap::Error) -> Option<String> {
     let word = match e.get(clap::error::ContextKind::InvalidArg)? {
         clap::error::ContextValue::String(w) => w.clone(),
@@ -414,17 +417,37 @@ fn object_written_apart(e: &clap::Error) -> Option<String> {
     // A reference that is refused whatever follows it (credentials typed into it) is
     // refused for that first, in the library's words: the joined spelling showed its
     // password whole.
-    if let Err(e) = reference.parse::<dist::image::ImageRef>() {
-        return Some(e.to_string());
-    }
-    let joined = match word.parse::<dist::Object>().ok()? {
+    let image = match reference.parse::<dist::image::ImageRef>() {
+        Ok(image) => image,
+        Err(e) => return Some(e.to_string()),
+    };
+    let one_per_run = || {
+        format!(
+            "{command} takes one image reference ({reference}); got {word:?} after it: \
+             {command} one image per run"
+        )
+    };
+    let Ok(object) = word.parse::<dist::Object>() else {
+        // A second whole reference: a job's list of images given to one run.
+        return word
+            .parse::<dist::image::ImageRef>()
+            .is_ok()
+            .then(one_per_run);
+    };
+    let joined = match &object {
         dist::Object::Digest(d) => format!("{reference}@{d}"),
         dist::Object::Tag(t) => format!("{reference}:{t}"),
     };
-    Some(format!(
-        "{command} takes one image reference, its tag or digest joined to the name with ':' \
-         or '@' ({joined}); got {word:?} after it"
-    ))
+    // The joined spelling is the word's own image only when it names the same remote and
+    // that object: after a reference with its tag or digest written (`host/a:v1 v2`) it
+    // does not parse, or names another layout (`oci:./a:v1:v2` is directory `./a:v1`).
+    match joined.parse::<dist::image::ImageRef>() {
+        Ok(j) if j.locator == image.locator && j.object() == object => Some(format!(
+            "{command} takes one image reference, its tag or digest joined to the name with \
+             ':' or '@' ({joined}); got {word:?} after it"
+        )),
+        _ => Some(one_per_run()),
+    }
 }
 
 fn parse_platform(s: &str) -> Result<dist::image::Platform, String> {

@@ -821,6 +821,47 @@ fn a_tag_written_apart_from_a_reference_gets_the_joined_spelling() {
     assert!(!out_dir.exists());
 }
 
+/// A second word after a reference that names its tag or digest already is no tag written
+/// apart: `pull host/a:v1 v2` was told to write `host/a:v1:v2`, and `pull host/a@sha256:… v2`
+/// `host/a@sha256:…:v2`, neither of which parses (and `oci:./a:v1:v2` is another
+/// directory's tag). Two whole references (`pull host/a:v1 host/a:v2`, a mirroring job's
+/// list given to one run) were only clap's `unexpected argument`. Each is told that the
+/// command takes one image per run, before any network I/O and without creating `-o DIR`.
+#[test]
+fn a_second_reference_after_a_whole_one_is_told_one_image_per_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let out_path = out_dir.to_str().unwrap();
+    let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    let by_digest = format!("127.0.0.1:1/lab/image@{d}");
+    for args in [
+        vec!["pull", "127.0.0.1:1/lab/image:v1", "v2", "-o", out_path],
+        vec!["pull", &by_digest, "v2", "-o", out_path],
+        vec!["resolve", "127.0.0.1:1/lab/image:v1", "v2"],
+        vec!["pull", "oci:./lab:v1", "v2", "-o", out_path],
+        vec![
+            "pull",
+            "127.0.0.1:1/lab/image:v1",
+            "127.0.0.1:1/lab/image:v2",
+            "-o",
+            out_path,
+        ],
+    ] {
+        let out = Dist::new().run(&args, b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(!err.contains("joined to the name"), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("{} takes one image reference", args[0]))
+                && err.contains("one image per run"),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains(args[2]), "{args:?}: {err}");
+        assert!(!err.contains("connect"), "{err}");
+    }
+    assert!(!out_dir.exists());
+}
+
 /// The joined spelling is no place to show credentials typed into the reference: the
 /// password went to stderr (a CI log) whole, where every other message of dist leaves it out.
 #[test]
@@ -1112,6 +1153,99 @@ fn completions_and_manual_come_from_the_real_options() {
             man.contains(status),
             "the manual explains exit status {status}"
         );
+    }
+}
+
+/// `jq '.layers[].digest'` without `-r` prints each digest in quotes: the line is the
+/// user's object, quoted, and its error says to drop the quotes (`jq -r`), where it said
+/// `malformed algorithm` for a digest and `neither a digest nor a tag` for a tag. The
+/// batch goes on with the next line, and nothing is asked of the registry for either; a
+/// one-shot fetch of a quoted object is a usage error that says the same.
+#[test]
+fn a_quoted_object_is_told_to_go_without_its_quotes() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", b"x");
+    let repo = format!("{}/team/app", reg.host());
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let input = format!("\"{digest}\"\n\"v1\" size:3\n{digest}\n");
+    let out = Dist::new().run(
+        &[
+            "fetch",
+            &repo,
+            "-",
+            "-o",
+            out_dir.to_str().unwrap(),
+            "--ordered",
+        ],
+        input.as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let lines = json_lines(&out.stdout);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for line in &lines[..2] {
+        assert_eq!(line["status"], "error", "{line}");
+        let error = line["error"].as_str().unwrap();
+        assert!(error.contains("without its quotes"), "{error}");
+        assert!(error.contains("jq -r"), "{error}");
+    }
+    assert!(lines[0]["error"].as_str().unwrap().contains(&digest));
+    assert_eq!(lines[2]["status"], "ok");
+    assert_eq!(reg.requests_for(&digest), 1);
+    // The one-shot fetch of `$(jq .config.digest m.json)`, without `-r`, too.
+    let quoted = format!("\"{digest}\"");
+    let out = Dist::new().run(&["fetch", &repo, &quoted], b"");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("without its quotes") && err.contains("jq -r"),
+        "{err}"
+    );
+    assert_eq!(reg.requests_for(&digest), 1);
+}
+
+/// The manual's environment variables and exit statuses are entries of sections of their
+/// own, as man pages have them: they were `--help`'s aligned table put in an `EXTRA`
+/// section as text, which roff fills, so `man dist` ran the columns together and wrapped
+/// a description under the next variable's name.
+#[test]
+fn the_manual_lists_the_environment_and_exit_statuses_as_entries() {
+    let man = String::from_utf8(Dist::new().ok(&["man"])).unwrap();
+    assert!(!man.contains(".SH EXTRA"), "{man}");
+    let section = |name: &str| {
+        let start = man
+            .find(&format!(".SH {name}\n"))
+            .unwrap_or_else(|| panic!("no section {name}: {man}"));
+        let rest = &man[start + 1..];
+        rest[..rest.find("\n.SH ").unwrap_or(rest.len())].to_string()
+    };
+    let env = section("ENVIRONMENT");
+    for name in ["DOCKER_CONFIG", "NO_PROXY", "RUST_LOG"] {
+        assert!(env.contains(&format!(".TP\n\\fB{name}\\fR\n")), "{env}");
+    }
+    // A description that goes on over lines is one paragraph, the name not in it.
+    assert!(
+        env.contains("\\fBREGISTRY_AUTH_FILE\\fR\na credentials file asked before Docker"),
+        "{env}"
+    );
+    let status = section("\"EXIT STATUS\"");
+    for code in ["0", "1", "2", "124", "130, 143", "129"] {
+        assert!(
+            status.contains(&format!(".TP\n\\fB{code}\\fR\n")),
+            "{status}"
+        );
+    }
+    // Status 1 of `pull` and `resolve` is also a reference that does not resolve (or no
+    // platform that matches), which "an object failed" left for the README to say.
+    let one = &status[status.find("\\fB1\\fR").unwrap()..];
+    let one = &one[..one.find(".TP").unwrap()];
+    assert!(
+        one.contains("does not resolve") && one.contains("platform"),
+        "{one}"
+    );
+    // No line of text starts with blanks, which roff takes as a break and then fills.
+    for roff in [&env, &status] {
+        assert!(!roff.lines().any(|l| l.starts_with(' ')), "{roff}");
     }
 }
 
@@ -1477,6 +1611,68 @@ fn a_directory_that_is_not_a_layout_is_left_alone() {
         assert_eq!(kept, theirs);
     }
     assert_eq!(reg.requests().len(), 0, "nothing was fetched");
+}
+
+/// `-o DIR/blobs` (or `DIR/blobs/sha256`), a slip for the layout `DIR` itself, made a
+/// second layout inside the first one's blob store: `oci-layout`, `index.json` and
+/// `blobs/` among its blobs, and every object stored at `DIR/blobs/blobs/sha256/…`, where
+/// no reader of `DIR` looks. Refused, naming the layout, before anything is fetched or
+/// written, by the worker and by `pull`.
+#[test]
+fn a_directory_inside_a_layouts_blobs_is_refused() {
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, 2);
+    let dist = Dist::new();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let lines = input(&blobs);
+    let repo = format!("{}/team/app", reg.host());
+    dist.ok_fed(
+        &["fetch", &repo, "-", "-o", layout.to_str().unwrap()],
+        lines.as_bytes(),
+    );
+    let before = reg.requests().len();
+    let listing = |p: &std::path::Path| {
+        let mut names: Vec<_> = std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    let store = layout.join("blobs");
+    let (top, sha) = (listing(&store), listing(&store.join("sha256")));
+    let pull_ref = format!("{repo}:latest");
+    for inside in [store.clone(), store.join("sha256"), store.join("new")] {
+        let out_dir = inside.to_str().unwrap();
+        let runs: [(&[&str], &[u8]); 2] = [
+            (&["fetch", &repo, "-", "-o", out_dir], lines.as_bytes()),
+            (&["pull", &pull_ref, "-o", out_dir], b""),
+        ];
+        for (args, stdin) in runs {
+            let out = dist.run(args, stdin);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            assert!(
+                err.contains("inside the blobs of the OCI image layout")
+                    && err.contains(&format!("-o {}", layout.display())),
+                "{args:?}: {err}"
+            );
+            assert_eq!(listing(&store), top, "{args:?}");
+            assert_eq!(listing(&store.join("sha256")), sha, "{args:?}");
+        }
+    }
+    // `-o .` in `DIR/blobs` names no `blobs`, and is no less inside it.
+    let out = dist
+        .command(&["pull", &pull_ref, "-o", "."])
+        .current_dir(&store)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("inside the blobs"), "{err}");
+    assert_eq!(listing(&store), top);
+    assert_eq!(reg.requests().len(), before, "nothing was fetched");
 }
 
 /// Regression: `--report /dev/stderr` (or the log's own name) with stderr going to a

@@ -62,11 +62,77 @@ fn manual() -> std::io::Result<Vec<u8>> {
         part.render_options_section(&mut sections)?;
         out.extend_from_slice(&subsections(&sections));
     }
-    if cmd.get_after_help().is_some() || cmd.get_after_long_help().is_some() {
-        page.render_extra_section(&mut out)?;
+    if let Some(text) = cmd.get_after_long_help().or(cmd.get_after_help()) {
+        out.extend_from_slice(&tables(&text.to_string()));
     }
     page.render_version_section(&mut out)?;
     Ok(out)
+}
+
+/// `--help`'s closing text (blocks of a `Heading:` line over an aligned table of
+/// `  name   description` rows, a long description going on in the column below) as man
+/// sections (`ENVIRONMENT`, `EXIT STATUS`) of `.TP` entries. As text, clap_mangen's
+/// `EXTRA` section, roff filled it: the columns ran together, and a description went on
+/// under the next name.
+fn tables(text: &str) -> Vec<u8> {
+    let mut out = String::new();
+    for block in text.split("\n\n") {
+        let mut lines = block.lines();
+        let Some(heading) = lines.next() else {
+            continue;
+        };
+        let heading = heading.trim().trim_end_matches(':').to_uppercase();
+        if heading.contains(' ') {
+            out.push_str(&format!(".SH \"{}\"\n", roff_text(&heading)));
+        } else {
+            out.push_str(&format!(".SH {}\n", roff_text(&heading)));
+        }
+        let lines: Vec<&str> = lines.collect();
+        // The description column: where the text after a name's run of blanks starts. A
+        // name as long as the column leaves one blank (`130, 143 interrupted`).
+        let column = lines
+            .iter()
+            .filter_map(|line| {
+                let name_at = line.len() - line.trim_start().len();
+                let gap = line[name_at..].find("  ")? + name_at;
+                let rest = &line[gap..];
+                (!rest.trim().is_empty()).then(|| gap + (rest.len() - rest.trim_start().len()))
+            })
+            .min();
+        let mut entries: Vec<(String, String)> = Vec::new();
+        for line in lines {
+            let indent = line.len() - line.trim_start().len();
+            match entries.last_mut() {
+                // Deeper than a name: the description of the row above goes on.
+                Some((_, description)) if indent > 2 => {
+                    if !description.is_empty() {
+                        description.push(' ');
+                    }
+                    description.push_str(line.trim());
+                }
+                _ => {
+                    let split = column.filter(|&at| {
+                        line.is_char_boundary(at)
+                            && line[..at].ends_with(' ')
+                            && !line[at..].starts_with(' ')
+                    });
+                    let (name, description) = match split {
+                        Some(at) => (line[..at].trim(), line[at..].trim()),
+                        None => (line.trim(), ""),
+                    };
+                    entries.push((name.to_string(), description.to_string()));
+                }
+            }
+        }
+        for (name, description) in entries {
+            out.push_str(&format!(
+                ".TP\n\\fB{}\\fR\n{}\n",
+                roff_text(&name),
+                roff_text(&description)
+            ));
+        }
+    }
+    out.into_bytes()
 }
 
 /// `roff` with its section headings (`.SH`) made subsection headings (`.SS`), for a
@@ -87,10 +153,16 @@ fn subsections(roff: &[u8]) -> Vec<u8> {
 }
 
 /// `text` as a line of roff text: a backslash and a hyphen (a minus in options) escaped,
-/// and a line that would read as a request (a leading `.` or `'`) kept as text.
+/// quotes kept straight (groff prints `'` and a backtick as typographic quotes, which a
+/// command copied out of the page cannot take), and a line that would read as a request
+/// (a leading `.`) kept as text.
 fn roff_text(text: &str) -> String {
-    let escaped = text.replace('\\', "\\e").replace('-', "\\-");
-    if escaped.starts_with(['.', '\'']) {
+    let escaped = text
+        .replace('\\', "\\e")
+        .replace('-', "\\-")
+        .replace('\'', "\\(aq")
+        .replace('`', "\\(ga");
+    if escaped.starts_with('.') {
         format!("\\&{escaped}")
     } else {
         escaped
@@ -123,12 +195,13 @@ mod tests {
         assert!(fetch.contains("\\-\\-verify\\-existing"), "{fetch}");
         // The global options are the page's own, said once.
         assert!(!fetch.contains("\\-\\-plain\\-http"), "{fetch}");
-        assert!(page.contains(".SH EXTRA") && page.contains(".SH VERSION"));
+        assert!(page.contains(".SH ENVIRONMENT") && page.contains(".SH VERSION"));
     }
 
     #[test]
     fn text_is_escaped_for_roff() {
         assert_eq!(roff_text("a-b \\ c"), "a\\-b \\e c");
         assert_eq!(roff_text(".x"), "\\&.x");
+        assert_eq!(roff_text("'x' `y`"), "\\(aqx\\(aq \\(gay\\(ga");
     }
 }

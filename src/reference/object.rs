@@ -57,6 +57,17 @@ impl FromStr for Object {
     /// copied from `redis:7.2@sha256:…`): the digest, which pins the content, as Docker and
     /// containerd read such a reference.
     fn from_str(s: &str) -> Result<Object> {
+        // `jq '.config.digest'` without `-r` prints a JSON string: the object is there, and
+        // its parse error (`malformed algorithm`) would not say that the quotes are wrong.
+        if let Some(inner) = s.strip_prefix('"') {
+            let inner = inner.strip_suffix('"').unwrap_or(inner);
+            return Err(Error::invalid(format!(
+                "invalid object {:?}: a quoted object; give it without its quotes ({}), \
+                 as `jq -r` prints it",
+                shown(s),
+                shown(inner)
+            )));
+        }
         if has_user_info(s) {
             return Err(Error::invalid(format!(
                 "invalid object {:?}: {NO_CREDENTIALS_HERE}",

@@ -68,6 +68,20 @@ pub fn check(root: &Path) -> Result<()> {
             )
         }));
     }
+    // As written, then from `/`: `-o .` run in `DIR/blobs` names no `blobs` itself.
+    let inside = enclosing_layout(root).or_else(|| {
+        std::path::absolute(root)
+            .ok()
+            .and_then(|path| enclosing_layout(&path))
+    });
+    if let Some(layout) = inside {
+        return Err(Error::invalid(format!(
+            "{} is inside the blobs of the OCI image layout {}: give -o {}",
+            root.display(),
+            layout.display(),
+            layout.display()
+        )));
+    }
     if let Some(v) = read_json(root, "oci-layout")? {
         if let Some(why) = marker_fault(&v) {
             return Err(refuse(root, "oci-layout", &why));
@@ -145,6 +159,25 @@ fn refuse(root: &Path, file: &str, why: &str) -> Error {
          an existing layout",
         root.display()
     ))
+}
+
+/// The layout whose blob store `root` lies in: `DIR` for `DIR/blobs`, `DIR/blobs/sha256`
+/// or a directory below them, as `-o` is given them by a slip for `DIR`. A layout made
+/// there went inside the other's blobs, and its objects where no reader of `DIR` looks.
+fn enclosing_layout(root: &Path) -> Option<std::path::PathBuf> {
+    use std::path::Component;
+    root.ancestors().skip(1).find_map(|above| {
+        let mut rest = root.strip_prefix(above).ok()?.components();
+        let in_blobs = rest.next() == Some(Component::Normal("blobs".as_ref()))
+            && !rest.any(|c| c == Component::ParentDir);
+        // `Path::new("")`, above a relative `root`, is the current directory.
+        let above = if above.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            above
+        };
+        (in_blobs && above.join("oci-layout").is_file()).then(|| above.to_path_buf())
+    })
 }
 
 /// Whether `path` is a symbolic link to nothing.

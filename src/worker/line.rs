@@ -219,5 +219,9 @@ mod tests {
         assert!(e.contains("jq -c '.layers[]'"), "{e}");
         let e = parse_line("[").unwrap().unwrap_err().to_string();
         assert!(e.contains("a JSON array"), "{e}");
+        for line in [format!("\"{D}\""), "\"v1\" size:1".into(), "\"".into()] {
+            let e = parse_line(&line).unwrap().unwrap_err().to_string();
+            assert!(e.contains("without its quotes"), "{line}: {e}");
+        }
     }
 }
