@@ -191,10 +191,30 @@ impl IndexLock {
     /// Takes the lock of the layout at `root`, waiting up to a minute for another holder.
     /// Blocks.
     pub(crate) fn acquire(root: &Path) -> Result<IndexLock> {
+        Self::take(root, INDEX_LOCK_WAIT)?.ok_or_else(|| {
+            Error::new(
+                ErrorKind::Io,
+                format!(
+                    "{} is still locked by another process after {}s",
+                    root.join(INDEX_LOCK).display(),
+                    INDEX_LOCK_WAIT.as_secs()
+                ),
+            )
+        })
+    }
+
+    /// Takes the lock of the layout at `root` if no one holds it; `None` if another
+    /// does. Blocks (a few system calls).
+    pub(crate) fn try_acquire(root: &Path) -> Result<Option<IndexLock>> {
+        Self::take(root, Duration::ZERO)
+    }
+
+    /// Takes the lock, waiting up to `wait` for another holder: `None` if it is still held.
+    fn take(root: &Path, wait: Duration) -> Result<Option<IndexLock>> {
         use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
         let path = root.join(INDEX_LOCK);
-        let deadline = Instant::now() + INDEX_LOCK_WAIT;
+        let deadline = Instant::now() + wait;
         let mut pause = Duration::from_millis(1);
         loop {
             let opened = std::fs::OpenOptions::new()
@@ -224,20 +244,13 @@ impl IndexLock {
                 let here = std::fs::symlink_metadata(&path).ok();
                 let mine = file.metadata().map_err(|e| io_err("reading", &path, e))?;
                 if here.is_some_and(|h| h.dev() == mine.dev() && h.ino() == mine.ino()) {
-                    return Ok(IndexLock { _file: file, path });
+                    return Ok(Some(IndexLock { _file: file, path }));
                 }
                 continue;
             }
             drop(file);
             if Instant::now() >= deadline {
-                return Err(Error::new(
-                    ErrorKind::Io,
-                    format!(
-                        "{} is still locked by another process after {}s",
-                        path.display(),
-                        INDEX_LOCK_WAIT.as_secs()
-                    ),
-                ));
+                return Ok(None);
             }
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(50));

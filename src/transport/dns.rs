@@ -6,7 +6,7 @@
 //! once addresses are known, and a request's response timeout only once a connection
 //! takes it: a lookup that stalled had no limit but `--timeout`.
 //!
-//! A lookup given up on goes on to its end on its blocking thread: getaddrinfo cannot be
+//! A lookup given up on goes on to its end on its own thread: getaddrinfo cannot be
 //! stopped. A worker against a DNS server that drops its queries started one for every
 //! attempt at every line, each holding a thread for as long as the system resolver tries,
 //! and when those outlast `--connect-timeout` they piled up to tokio's 512 blocking
@@ -34,16 +34,57 @@ type Running = Arc<Mutex<HashMap<String, Shared<BoxFuture<'static, Found>>>>>;
 /// The system resolver (getaddrinfo, on a blocking thread), given `limit` per lookup, with
 /// one lookup per host at a time.
 #[derive(Clone, Debug)]
-pub struct TimedResolver<R = GaiResolver> {
+pub struct TimedResolver<R = SystemResolver> {
     inner: R,
     limit: Duration,
     running: Running,
 }
 
-impl TimedResolver {
+impl TimedResolver<SystemResolver> {
     /// The system resolver, each lookup given `limit`.
     pub fn new(limit: Duration) -> Self {
-        TimedResolver::with(GaiResolver::new(), limit)
+        TimedResolver::with(SystemResolver, limit)
+    }
+}
+
+/// The system resolver (getaddrinfo) on a thread of its own per lookup, which the process
+/// does not wait for. On tokio's blocking pool (hyper's `GaiResolver`), a lookup given up
+/// on held the runtime's shutdown at the end of the run, for an answer no one wanted; and
+/// one queued behind the pool's busy threads waited for them, not for DNS. Threads do not
+/// pile up: [`TimedResolver`] runs one lookup per host at a time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemResolver;
+
+impl tower_service::Service<Name> for SystemResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = std::io::Error;
+    type Future = BoxFuture<'static, std::io::Result<Self::Response>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        use std::net::ToSocketAddrs;
+        let (found, answer) = tokio::sync::oneshot::channel();
+        let host = name.as_str().to_string();
+        let spawned = std::thread::Builder::new()
+            .name("dist-dns".into())
+            .spawn(move || {
+                let _ = found.send((host.as_str(), 0).to_socket_addrs());
+            });
+        // Past a limit on threads, the blocking pool has the one kept for the whole run.
+        if spawned.is_err() {
+            return GaiResolver::new()
+                .call(name)
+                .map(|r| r.map(|addrs| addrs.collect::<Vec<_>>().into_iter()))
+                .boxed();
+        }
+        answer
+            .map(|r| {
+                r.unwrap_or_else(|_| Err(std::io::Error::other("the DNS lookup's thread ended")))
+            })
+            .boxed()
     }
 }
 
@@ -200,6 +241,36 @@ mod tests {
             "no address for registry.example within 20ms (--connect-timeout): the DNS lookup \
              did not finish"
         );
+    }
+
+    /// The system resolver ran on tokio's blocking pool, which the runtime waits for as it
+    /// shuts down: each run that had given up on a lookup (a DNS server that drops the
+    /// queries) sat out `main`'s shutdown timeout at its end, 2 s more for an answer no
+    /// one wanted; and a lookup queued behind the pool's busy threads (files being written)
+    /// got no address at all. Here the pool's one thread is busy until the test ends, and
+    /// the lookup still finds its address.
+    #[test]
+    fn lookups_run_on_no_thread_the_runtime_waits_for() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (release, busy) = std::sync::mpsc::channel::<()>();
+        let (began, beginning) = std::sync::mpsc::channel();
+        let pool = runtime.spawn_blocking(move || {
+            began.send(()).unwrap();
+            let _ = busy.recv();
+        });
+        beginning.recv().unwrap();
+        let found = runtime.block_on(async {
+            let mut resolver = TimedResolver::new(Duration::from_secs(30));
+            resolver.call(name("localhost")).await
+        });
+        drop(release);
+        runtime.block_on(pool).unwrap();
+        let found: Vec<_> = found.unwrap().collect();
+        assert!(found.iter().any(|a| a.ip().is_loopback()), "{found:?}");
     }
 
     /// Every connection to a host whose DNS server drops the queries gave up on its lookup

@@ -73,7 +73,7 @@ pub(super) fn memory_backed(dir: &Path) -> bool {
 /// with empty directories in it; then `root` itself with `and_root`. Only `remove_dir`
 /// removes directories, so content that appears meanwhile stops it; `root` not empty at
 /// the end (a run into it made the layout again) fails it too, for the caller to put the
-/// layout back.
+/// layout back, as does the index's lock held by another run.
 pub(super) fn remove_skeleton(root: &Path, and_root: bool) -> std::io::Result<()> {
     remove_skeleton_meanwhile(root, and_root, || {})
 }
@@ -101,6 +101,15 @@ fn remove_skeleton_meanwhile(
         Ok(b) => b == want,
         Err(e) => e.kind() == std::io::ErrorKind::NotFound,
     };
+    // The index is found empty and removed under its lock, which a run writing it holds:
+    // looked at without, an image another pull into this directory renamed in between
+    // was removed with it. Held by another, the index is in use. A lock that cannot be
+    // made (a full disk) is none another run could write the index under either.
+    let index_lock = match crate::sink::index::IndexLock::try_acquire(root) {
+        Ok(Some(lock)) => Some(lock),
+        Ok(None) => return Err(unexpected()),
+        Err(_) => None,
+    };
     if !fits("oci-layout", OCI_LAYOUT) || !fits("index.json", EMPTY_INDEX) {
         return Err(unexpected());
     }
@@ -116,6 +125,7 @@ fn remove_skeleton_meanwhile(
     }
     meanwhile();
     gone(std::fs::remove_file(root.join("index.json")))?;
+    drop(index_lock);
     gone(std::fs::remove_file(root.join("oci-layout")))?;
     // Something in it now came meanwhile: a run into it made the layout again after
     // `blobs/` went, and needs back what this removal took since. `remove_dir` finds
@@ -335,6 +345,49 @@ mod tests {
         let e = remove_skeleton_meanwhile(root, false, shard).unwrap_err();
         assert_eq!(e.to_string(), "not an unused layout");
         assert_eq!(std::fs::read(sha256.join("ab")).unwrap(), b"the shard's");
+    }
+
+    /// A pull into the same directory that got as far as its `index.json` while this run
+    /// took the layout apart had the image it renamed in removed with the empty index this
+    /// run found there before: the layout was put back empty, the image gone from it. The
+    /// index is looked at and removed under its lock, which writers of it take too.
+    #[test]
+    fn an_index_written_meanwhile_is_not_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let sha256 = root.join("blobs/sha256");
+        make_skeleton(&root, &sha256).unwrap();
+        let image = crate::image::Descriptor::new(
+            crate::media::OCI_MANIFEST,
+            Digest::of(Algorithm::Sha256, b"m"),
+            1,
+        );
+        let pull = {
+            let (root, image) = (root.clone(), image.clone());
+            move || crate::sink::index::add_entry(&root, &image).unwrap()
+        };
+        let mut waiting = None;
+        let e = remove_skeleton_meanwhile(&root, false, || {
+            make_skeleton(&root, &sha256).unwrap();
+            std::fs::write(sha256.join("ab"), b"the pull's").unwrap();
+            // Written now unless this run holds the index, then as soon as it lets go.
+            match crate::sink::index::IndexLock::try_acquire(&root).unwrap() {
+                Some(free) => {
+                    drop(free);
+                    pull();
+                }
+                None => waiting = Some(std::thread::spawn(pull)),
+            }
+        })
+        .unwrap_err();
+        assert_eq!(e.to_string(), "not an unused layout");
+        // What the caller does then: the layout put back as it was.
+        make_skeleton(&root, &sha256).unwrap();
+        if let Some(pull) = waiting {
+            pull.join().unwrap();
+        }
+        let index = std::fs::read_to_string(root.join("index.json")).unwrap();
+        assert!(index.contains(&image.digest.to_string()), "{index}");
     }
 
     /// A file where a directory of the layout must be is named, with the directory being
