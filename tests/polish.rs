@@ -937,8 +937,53 @@ fn quiet_drops_per_object_messages_but_not_the_exit_status() {
         assert_eq!(out.status.code(), Some(0));
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
-    assert!(run(&["fetch", &repo, "-"]).contains("WARN"));
+    assert!(run(&["fetch", &repo, "-"]).contains("dist: warning: "));
     assert_eq!(run(&["fetch", "-q", &repo, "-"]), "");
+}
+
+/// At the default verbosity, a warning of the library's (content fetched again) reads as
+/// the command's own do, on one line: a batch's stderr had `dist: line 2: …` beside
+/// `2026-12-06T02:00:00.123Z  WARN content did not verify; fetching again object=…`.
+/// Asked for with `-v`, the log stays a log, stamped and levelled; JSON stays JSON.
+#[test]
+fn a_library_warning_reads_as_dists_own_messages() {
+    let reg = FakeRegistry::start();
+    let repo = format!("{}/team/app", reg.host());
+    let digest = reg.blob("team/app", bytes(3, 5000));
+    let input = format!("{digest}\nsha256:bad\n");
+    let run = |args: &[&str]| {
+        reg.push_fault(&digest, Fault::CorruptByte(10));
+        let out = Dist::new().run(args, input.as_bytes());
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run(&["fetch", &repo, "-"]);
+    let said =
+        format!("dist: warning: content did not verify; fetching again (object={digest}, error=");
+    assert!(err.contains(&said), "{err}");
+    for l in err.lines() {
+        assert!(
+            l.starts_with("dist: "),
+            "a line in another style: {l:?}\n{err}"
+        );
+    }
+    let verbose = run(&["-v", "fetch", &repo, "-"]);
+    let logged = verbose
+        .lines()
+        .find(|l| l.contains("content did not verify"))
+        .unwrap_or_else(|| panic!("{verbose}"));
+    assert!(
+        logged.contains(" WARN ") && logged.contains(&format!("object={digest}")),
+        "{logged}"
+    );
+    let json = run(&["--log-format", "json", "fetch", &repo, "-"]);
+    let logged = json
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["fields"]["message"] == "content did not verify; fetching again")
+        .unwrap_or_else(|| panic!("{json}"));
+    assert_eq!(logged["level"], "WARN", "{json}");
+    assert_eq!(logged["fields"]["object"], digest.as_str(), "{json}");
 }
 
 #[test]
@@ -2346,10 +2391,11 @@ fn no_color_keeps_log_lines_plain_on_a_terminal() {
     let reg = FakeRegistry::start();
     let digest = reg.blob("team/app", b"plain text");
     let dist = Dist::new();
-    // A misspelt hint key is a warning logged, in colour on a terminal.
+    // A misspelt hint key is a warning logged, in colour on a terminal (with `-v`: at the
+    // default verbosity it is a plain `dist: warning:` line, as the command's own are).
     let line = |env: &str| {
         format!(
-            "{env} {} fetch {}/team/app {digest} Size:10 > /dev/null",
+            "{env} {} -v fetch {}/team/app {digest} Size:10 > /dev/null",
             Dist::bin().display(),
             reg.host()
         )
@@ -2375,6 +2421,13 @@ fn no_color_keeps_log_lines_plain_on_a_terminal() {
         String::from_utf8_lossy(&empty.stdout).contains("\x1b["),
         "empty is unset"
     );
+    let plain = line("env -u NO_COLOR").replace(" -v ", " ");
+    let shown = dist.on_terminal(&plain);
+    let screen = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        screen.contains("dist: warning: ignoring the hint key") && !screen.contains("WARN"),
+        "{screen:?}"
+    );
 }
 
 /// An empty `RUST_LOG` (a job template's `RUST_LOG=${RUST_LOG}`) counts as unset, as an
@@ -2392,7 +2445,10 @@ fn an_empty_rust_log_counts_as_unset() {
     let out = dist.run(&["fetch", &repo, digest, "Size:10"], b"");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert!(err.contains("WARN") && err.contains("\"Size\""), "{err:?}");
+    assert!(
+        err.contains("dist: warning: ") && err.contains("\"Size\""),
+        "{err:?}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let list = dir.path().join("in.txt");
