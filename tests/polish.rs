@@ -1461,6 +1461,34 @@ fn a_stdout_that_takes_nothing_is_an_error_not_a_success() {
     }
 }
 
+/// A bad line's object is reported as written: in the JSON report as it is, in a frame's
+/// header with its white space and control characters as `_`. A descriptor whose `digest`
+/// held a space was reported as `-` in both, as if it named none, where a one-word one
+/// (an `ESC` and all) kept its text.
+#[test]
+fn a_bad_descriptor_s_digest_is_reported_as_written() {
+    let reg = FakeRegistry::start();
+    let repo = format!("{}/team/app", reg.host());
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.jsonl");
+    let input = "{\"digest\":\"sha256:a b\",\"size\":3}\n\
+                 {\"digest\":\"sha256:a\\u001bb\",\"size\":3}\n";
+    let out = Dist::new().run(
+        &["fetch", &repo, "-", "--report", report.to_str().unwrap()],
+        input.as_bytes(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let objects: Vec<_> = json_lines(&std::fs::read(&report).unwrap())
+        .into_iter()
+        .map(|v| v["object"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(objects, ["sha256:a b", "sha256:a\u{1b}b"], "{err}");
+    let frames = String::from_utf8_lossy(&out.stdout);
+    assert!(frames.starts_with("sha256:a_b error "), "{frames:?}");
+    assert!(frames.contains("\nsha256:a_b error "), "{frames:?}");
+}
+
 /// A pull whose `--report` cannot be written (a full disk: `/dev/full`) says that of the
 /// report, once: it was said as "writing the JSON lines", stdout's, and then again.
 #[test]
