@@ -1489,6 +1489,74 @@ fn a_bad_descriptor_s_digest_is_reported_as_written() {
     assert!(frames.contains("\nsha256:a_b error "), "{frames:?}");
 }
 
+/// A pull's JSON lines go to stdout: with a stdout that takes nothing (closed, `>&-`, or
+/// open read-only, `1<file`) the pull is refused before it asks the registry or writes
+/// anything. It stored the image's index blob and an empty `index.json`, a layout
+/// half-made, and failed at its first JSON line.
+#[test]
+fn a_pull_whose_stdout_takes_nothing_leaves_no_layout() {
+    let reg = FakeRegistry::start();
+    image_without_layers(&reg);
+    let reference = format!("{}/team/app:v1", reg.host());
+    let dir = tempfile::tempdir().unwrap();
+    let read_only = dir.path().join("read-only");
+    std::fs::write(&read_only, "").unwrap();
+    let layout = dir.path().join("layout");
+    let args = ["pull", &reference, "-o", layout.to_str().unwrap()];
+    for closed in [true, false] {
+        let mut command = Dist::new().command(&args);
+        if closed {
+            // SAFETY: only close(2), async-signal-safe, runs between fork and exec.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                    libc::close(libc::STDOUT_FILENO);
+                    Ok(())
+                });
+            }
+        } else {
+            command.stdout(std::fs::File::open(&read_only).unwrap());
+        }
+        let out = command
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "closed {closed}: {err}");
+        let said = "dist: writing the JSON lines: Bad file descriptor";
+        assert_eq!(err.matches(said).count(), 1, "closed {closed}: {err}");
+        assert!(!layout.exists(), "closed {closed}: a layout was made");
+        assert_eq!(reg.request_count(), 0, "closed {closed}");
+    }
+}
+
+/// A pull whose stdout is a pipe its reader has left already (`dist pull … | true`, the
+/// reader done first) leaves no layout either: it is stopped as a reader that goes away
+/// mid-pull stops it, before anything is stored.
+#[test]
+fn a_pull_whose_reader_is_gone_at_the_start_leaves_no_layout() {
+    let reg = FakeRegistry::start();
+    image_without_layers(&reg);
+    let reference = format!("{}/team/app:v1", reg.host());
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let args = ["pull", &reference, "-o", layout.to_str().unwrap()];
+    for _ in 0..5 {
+        let (read, write) = std::io::pipe().unwrap();
+        drop(read);
+        let out = Dist::new()
+            .command(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(write)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(!layout.exists(), "a layout was made: {err}");
+    }
+}
+
 /// A pull whose `--report` cannot be written (a full disk: `/dev/full`) says that of the
 /// report, once: it was said as "writing the JSON lines", stdout's, and then again.
 #[test]
