@@ -1489,22 +1489,29 @@ fn a_bad_descriptor_s_digest_is_reported_as_written() {
     assert!(frames.contains("\nsha256:a_b error "), "{frames:?}");
 }
 
-/// A pull's JSON lines go to stdout: with a stdout that takes nothing (closed, `>&-`, or
-/// open read-only, `1<file`) the pull is refused before it asks the registry or writes
-/// anything. It stored the image's index blob and an empty `index.json`, a layout
-/// half-made, and failed at its first JSON line.
+/// A pull's JSON lines go to stdout, as the worker's do: with a stdout that takes nothing
+/// (closed, `>&-`, or open read-only, `1<file`) the run is refused before it asks the
+/// registry or writes anything. A pull stored the image's index blob and an empty
+/// `index.json`, a layout half-made, and failed at its first JSON line; the worker
+/// fetched and stored every object first.
 #[test]
-fn a_pull_whose_stdout_takes_nothing_leaves_no_layout() {
+fn a_run_whose_stdout_takes_nothing_leaves_no_layout() {
     let reg = FakeRegistry::start();
-    image_without_layers(&reg);
+    let config_digest = image_without_layers(&reg);
     let reference = format!("{}/team/app:v1", reg.host());
     let dir = tempfile::tempdir().unwrap();
     let read_only = dir.path().join("read-only");
     std::fs::write(&read_only, "").unwrap();
     let layout = dir.path().join("layout");
-    let args = ["pull", &reference, "-o", layout.to_str().unwrap()];
-    for closed in [true, false] {
-        let mut command = Dist::new().command(&args);
+    let o = layout.to_str().unwrap();
+    let repo = format!("{}/team/app", reg.host());
+    let cases = [
+        (vec!["pull", &reference, "-o", o], "writing the JSON lines"),
+        // The worker's JSON lines too: it stored every object, then failed.
+        (vec!["fetch", &repo, "-", "-o", o], "writing to stdout"),
+    ];
+    for ((args, what), closed) in cases.iter().flat_map(|c| [(c, true), (c, false)]) {
+        let mut command = Dist::new().command(args);
         if closed {
             // SAFETY: only close(2), async-signal-safe, runs between fork and exec.
             unsafe {
@@ -1516,17 +1523,32 @@ fn a_pull_whose_stdout_takes_nothing_leaves_no_layout() {
         } else {
             command.stdout(std::fs::File::open(&read_only).unwrap());
         }
-        let out = command
-            .stdin(std::process::Stdio::null())
+        let mut child = command
+            .stdin(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
-            .output()
+            .spawn()
             .unwrap();
+        use std::io::Write as _;
+        let line = format!("{config_digest}\n");
+        let _ = child.stdin.take().unwrap().write_all(line.as_bytes());
+        let out = child.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "closed {closed}: {err}");
-        let said = "dist: writing the JSON lines: Bad file descriptor";
-        assert_eq!(err.matches(said).count(), 1, "closed {closed}: {err}");
-        assert!(!layout.exists(), "closed {closed}: a layout was made");
-        assert_eq!(reg.request_count(), 0, "closed {closed}");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?} closed {closed}: {err}"
+        );
+        let said = format!("dist: {what}: Bad file descriptor");
+        assert_eq!(
+            err.matches(&said).count(),
+            1,
+            "{args:?} closed {closed}: {err}"
+        );
+        assert!(
+            !layout.exists(),
+            "{args:?} closed {closed}: a layout was made"
+        );
+        assert_eq!(reg.request_count(), 0, "{args:?} closed {closed}");
     }
 }
 
