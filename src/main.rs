@@ -97,7 +97,8 @@ fn run_to_exit() -> ExitCode {
 
 /// Logs go to stderr, each on a line of its own below any progress line: `-v` shows
 /// requests and timings, `-q` leaves errors only (the warnings about one object's retries
-/// are the per-object messages it promises to keep quiet), `RUST_LOG` overrides. Credentials never reach a log line: headers carrying them
+/// are the per-object messages it promises to keep quiet), `RUST_LOG` overrides. Without
+/// either, text warnings read as the command's own messages ([`cmd::log_line`]). Credentials never reach a log line: headers carrying them
 /// are marked sensitive and never logged.
 fn init_logging(verbose: u8, quiet: bool, format: LogFormat) {
     let default = match verbose {
@@ -112,8 +113,13 @@ fn init_logging(verbose: u8, quiet: bool, format: LogFormat) {
         .with_env_filter(filter)
         .with_writer(cmd::progress::LogWriter)
         .with_target(false);
+    // At the default verbosity, the warnings and errors that pass are per-object messages
+    // like the command's own, and read as they do; asked for (`-v`, `RUST_LOG`), the log
+    // is a log.
+    let as_messages = verbose == 0 && std::env::var_os("RUST_LOG").is_none();
     match format {
         LogFormat::Json => builder.json().init(),
+        LogFormat::Text if as_messages => builder.event_format(cmd::log_line::AsMessage).init(),
         LogFormat::Text => builder.with_ansi(colours_stderr()).init(),
     }
 }

@@ -937,8 +937,53 @@ fn quiet_drops_per_object_messages_but_not_the_exit_status() {
         assert_eq!(out.status.code(), Some(0));
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
-    assert!(run(&["fetch", &repo, "-"]).contains("WARN"));
+    assert!(run(&["fetch", &repo, "-"]).contains("dist: warning: "));
     assert_eq!(run(&["fetch", "-q", &repo, "-"]), "");
+}
+
+/// At the default verbosity, a warning of the library's (content fetched again) reads as
+/// the command's own do, on one line: a batch's stderr had `dist: line 2: …` beside
+/// `2026-12-06T02:00:00.123Z  WARN content did not verify; fetching again object=…`.
+/// Asked for with `-v`, the log stays a log, stamped and levelled; JSON stays JSON.
+#[test]
+fn a_library_warning_reads_as_dists_own_messages() {
+    let reg = FakeRegistry::start();
+    let repo = format!("{}/team/app", reg.host());
+    let digest = reg.blob("team/app", bytes(3, 5000));
+    let input = format!("{digest}\nsha256:bad\n");
+    let run = |args: &[&str]| {
+        reg.push_fault(&digest, Fault::CorruptByte(10));
+        let out = Dist::new().run(args, input.as_bytes());
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run(&["fetch", &repo, "-"]);
+    let said =
+        format!("dist: warning: content did not verify; fetching again (object={digest}, error=");
+    assert!(err.contains(&said), "{err}");
+    for l in err.lines() {
+        assert!(
+            l.starts_with("dist: "),
+            "a line in another style: {l:?}\n{err}"
+        );
+    }
+    let verbose = run(&["-v", "fetch", &repo, "-"]);
+    let logged = verbose
+        .lines()
+        .find(|l| l.contains("content did not verify"))
+        .unwrap_or_else(|| panic!("{verbose}"));
+    assert!(
+        logged.contains(" WARN ") && logged.contains(&format!("object={digest}")),
+        "{logged}"
+    );
+    let json = run(&["--log-format", "json", "fetch", &repo, "-"]);
+    let logged = json
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["fields"]["message"] == "content did not verify; fetching again")
+        .unwrap_or_else(|| panic!("{json}"));
+    assert_eq!(logged["level"], "WARN", "{json}");
+    assert_eq!(logged["fields"]["object"], digest.as_str(), "{json}");
 }
 
 #[test]
@@ -1413,6 +1458,124 @@ fn a_stdout_that_takes_nothing_is_an_error_not_a_success() {
             );
             assert!(err.contains(said), "{args:?}, closed {closed}: {err}");
         }
+    }
+}
+
+/// A bad line's object is reported as written: in the JSON report as it is, in a frame's
+/// header with its white space and control characters as `_`. A descriptor whose `digest`
+/// held a space was reported as `-` in both, as if it named none, where a one-word one
+/// (an `ESC` and all) kept its text.
+#[test]
+fn a_bad_descriptor_s_digest_is_reported_as_written() {
+    let reg = FakeRegistry::start();
+    let repo = format!("{}/team/app", reg.host());
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.jsonl");
+    let input = "{\"digest\":\"sha256:a b\",\"size\":3}\n\
+                 {\"digest\":\"sha256:a\\u001bb\",\"size\":3}\n";
+    let out = Dist::new().run(
+        &["fetch", &repo, "-", "--report", report.to_str().unwrap()],
+        input.as_bytes(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let objects: Vec<_> = json_lines(&std::fs::read(&report).unwrap())
+        .into_iter()
+        .map(|v| v["object"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(objects, ["sha256:a b", "sha256:a\u{1b}b"], "{err}");
+    let frames = String::from_utf8_lossy(&out.stdout);
+    assert!(frames.starts_with("sha256:a_b error "), "{frames:?}");
+    assert!(frames.contains("\nsha256:a_b error "), "{frames:?}");
+}
+
+/// A pull's JSON lines go to stdout, as the worker's do: with a stdout that takes nothing
+/// (closed, `>&-`, or open read-only, `1<file`) the run is refused before it asks the
+/// registry or writes anything. A pull stored the image's index blob and an empty
+/// `index.json`, a layout half-made, and failed at its first JSON line; the worker
+/// fetched and stored every object first.
+#[test]
+fn a_run_whose_stdout_takes_nothing_leaves_no_layout() {
+    let reg = FakeRegistry::start();
+    let config_digest = image_without_layers(&reg);
+    let reference = format!("{}/team/app:v1", reg.host());
+    let dir = tempfile::tempdir().unwrap();
+    let read_only = dir.path().join("read-only");
+    std::fs::write(&read_only, "").unwrap();
+    let layout = dir.path().join("layout");
+    let o = layout.to_str().unwrap();
+    let repo = format!("{}/team/app", reg.host());
+    let cases = [
+        (vec!["pull", &reference, "-o", o], "writing the JSON lines"),
+        // The worker's JSON lines too: it stored every object, then failed.
+        (vec!["fetch", &repo, "-", "-o", o], "writing to stdout"),
+    ];
+    for ((args, what), closed) in cases.iter().flat_map(|c| [(c, true), (c, false)]) {
+        let mut command = Dist::new().command(args);
+        if closed {
+            // SAFETY: only close(2), async-signal-safe, runs between fork and exec.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                    libc::close(libc::STDOUT_FILENO);
+                    Ok(())
+                });
+            }
+        } else {
+            command.stdout(std::fs::File::open(&read_only).unwrap());
+        }
+        let mut child = command
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        let line = format!("{config_digest}\n");
+        let _ = child.stdin.take().unwrap().write_all(line.as_bytes());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?} closed {closed}: {err}"
+        );
+        let said = format!("dist: {what}: Bad file descriptor");
+        assert_eq!(
+            err.matches(&said).count(),
+            1,
+            "{args:?} closed {closed}: {err}"
+        );
+        assert!(
+            !layout.exists(),
+            "{args:?} closed {closed}: a layout was made"
+        );
+        assert_eq!(reg.request_count(), 0, "{args:?} closed {closed}");
+    }
+}
+
+/// A pull whose stdout is a pipe its reader has left already (`dist pull … | true`, the
+/// reader done first) leaves no layout either: it is stopped as a reader that goes away
+/// mid-pull stops it, before anything is stored.
+#[test]
+fn a_pull_whose_reader_is_gone_at_the_start_leaves_no_layout() {
+    let reg = FakeRegistry::start();
+    image_without_layers(&reg);
+    let reference = format!("{}/team/app:v1", reg.host());
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let args = ["pull", &reference, "-o", layout.to_str().unwrap()];
+    for _ in 0..5 {
+        let (read, write) = std::io::pipe().unwrap();
+        drop(read);
+        let out = Dist::new()
+            .command(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(write)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(!layout.exists(), "a layout was made: {err}");
     }
 }
 
@@ -2346,10 +2509,11 @@ fn no_color_keeps_log_lines_plain_on_a_terminal() {
     let reg = FakeRegistry::start();
     let digest = reg.blob("team/app", b"plain text");
     let dist = Dist::new();
-    // A misspelt hint key is a warning logged, in colour on a terminal.
+    // A misspelt hint key is a warning logged, in colour on a terminal (with `-v`: at the
+    // default verbosity it is a plain `dist: warning:` line, as the command's own are).
     let line = |env: &str| {
         format!(
-            "{env} {} fetch {}/team/app {digest} Size:10 > /dev/null",
+            "{env} {} -v fetch {}/team/app {digest} Size:10 > /dev/null",
             Dist::bin().display(),
             reg.host()
         )
@@ -2375,6 +2539,13 @@ fn no_color_keeps_log_lines_plain_on_a_terminal() {
         String::from_utf8_lossy(&empty.stdout).contains("\x1b["),
         "empty is unset"
     );
+    let plain = line("env -u NO_COLOR").replace(" -v ", " ");
+    let shown = dist.on_terminal(&plain);
+    let screen = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        screen.contains("dist: warning: ignoring the hint key") && !screen.contains("WARN"),
+        "{screen:?}"
+    );
 }
 
 /// An empty `RUST_LOG` (a job template's `RUST_LOG=${RUST_LOG}`) counts as unset, as an
@@ -2392,7 +2563,10 @@ fn an_empty_rust_log_counts_as_unset() {
     let out = dist.run(&["fetch", &repo, digest, "Size:10"], b"");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert!(err.contains("WARN") && err.contains("\"Size\""), "{err:?}");
+    assert!(
+        err.contains("dist: warning: ") && err.contains("\"Size\""),
+        "{err:?}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let list = dir.path().join("in.txt");

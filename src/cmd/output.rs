@@ -135,6 +135,18 @@ impl Drop for Output {
     }
 }
 
+/// Why nothing can be written to stdout, known before writing: the process started without
+/// it (`>&-`), or it is open read-only (`1<file`). `EBADF` either way, as a write gets.
+pub fn stdout_takes_nothing() -> Option<std::io::Error> {
+    if super::closed_at_start::stdout() {
+        return Some(super::closed_at_start::error());
+    }
+    // SAFETY: F_GETFL only reads the descriptor's status flags.
+    let flags = unsafe { libc::fcntl(libc::STDOUT_FILENO, libc::F_GETFL) };
+    (flags != -1 && flags & libc::O_ACCMODE == libc::O_RDONLY)
+        .then(|| std::io::Error::from_raw_os_error(libc::EBADF))
+}
+
 /// Standard output, written to its file descriptor as it is. `std::io::stdout()` takes a
 /// write that fails with `EBADF` for done: with stdout open read-only (`1<file`, a
 /// descriptor a service manager handed over wrong), a batch's frames went nowhere and dist
@@ -213,6 +225,22 @@ pub async fn reader_gone() {
         }
     }
     std::future::pending().await
+}
+
+/// Whether stdout is a pipe or a socket whose reader has gone already (`dist pull … | true`
+/// with the reader done first), as [`reader_gone`] would find it at once.
+pub fn reader_gone_now() -> bool {
+    if !stdout_is_a_channel() {
+        return false;
+    }
+    let mut watched = libc::pollfd {
+        fd: libc::STDOUT_FILENO,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid `pollfd`, and a count of one; a timeout of 0 does not wait.
+    let ready = unsafe { libc::poll(&mut watched, 1, 0) };
+    ready > 0 && watched.revents & (libc::POLLERR | libc::POLLHUP) != 0
 }
 
 fn stdout_is_a_channel() -> bool {

@@ -284,7 +284,9 @@ fn is_wellformed(text: &str) -> bool {
 }
 
 /// The object a bad line names, for its error: the first word, or a descriptor's `digest`
-/// if the JSON holds one as one word (its other fields may be what is wrong). Without the
+/// as written if the JSON holds one (its other fields may be what is wrong; a frame's
+/// header shows its white space and control characters as `_`, the JSON report keeps
+/// them: one with a space was `-`, as if it named none). Without the
 /// user information a registry's URL pasted with its login holds: the object goes to
 /// stdout and the report, where its error takes care not to show it.
 fn first_word(text: &str) -> String {
@@ -294,9 +296,7 @@ fn first_word(text: &str) -> String {
         let digest = value
             .as_ref()
             .and_then(|v| v.get("digest")?.as_str())
-            .filter(|d| {
-                !d.is_empty() && !d.contains(|c: char| c.is_whitespace() || c.is_control())
-            });
+            .filter(|d| !d.trim().is_empty());
         digest.unwrap_or("-").to_string()
     } else {
         t.split_whitespace().next().unwrap_or("-").to_string()
@@ -393,10 +393,11 @@ mod tests {
             first_word(&format!(r#"{{"digest":"{d}","mediaType":5}}"#)),
             d
         );
+        assert_eq!(first_word(r#"{"digest":"a b\u001b"}"#), "a b\u{1b}");
         for nameless in [
             r#"{"size":3}"#,
             "{not json",
-            r#"{"digest":"a b"}"#,
+            r#"{"digest":" "}"#,
             r#"{"digest":7}"#,
         ] {
             assert_eq!(first_word(nameless), "-", "{nameless}");
