@@ -191,15 +191,17 @@ pub async fn fetch(
     if !status.is_success() {
         // Docker Hub's token service sends 429 with `Retry-After` as its registry does.
         let asked = crate::retry::retry_after(reply.response.headers());
-        let codings = crate::registry::coding::codings(reply.response.headers());
+        let (codings, unknown) = reply_codings(reply.response.headers());
         let body = reply.response.body_mut();
         let text = transport::read_prefix(transport, body, MAX_ERROR_BODY).await;
-        // A coding that does not decode leaves the words unread, not shown as garbage.
-        let text = match codings {
-            Ok(codings) => decoded(text, &codings, MAX_ERROR_BODY)
+        // A coding that does not decode leaves the words unread, not shown as garbage; a
+        // label that names none leaves them as they came, unless they are no text.
+        let text = match unknown {
+            None => decoded(text, &codings, MAX_ERROR_BODY)
                 .await
                 .unwrap_or_default(),
-            Err(_) => Bytes::new(),
+            Some(_) if std::str::from_utf8(&text).is_ok() => text,
+            Some(_) => Bytes::new(),
         };
         let traded = matches!(credential, Some(Credential::IdentityToken(_)));
         let kind = match status.as_u16() {
@@ -230,8 +232,7 @@ pub async fn fetch(
         .map(|v| crate::server_text::one_line(&String::from_utf8_lossy(v.as_bytes())));
     // A login page or captive portal often answers after a redirect elsewhere.
     let answered_by = (!reply.same_origin).then(|| transport::redact(&reply.url));
-    let codings = crate::registry::coding::codings(reply.response.headers())
-        .map_err(|e| e.with_url(&shown))?;
+    let (codings, unknown) = reply_codings(reply.response.headers());
     let body = reply.response.body_mut();
     let bytes = transport::read_limited(transport, body, MAX_TOKEN_RESPONSE)
         .await
@@ -242,6 +243,9 @@ pub async fn fetch(
     let received = Stamp::now();
     let reply: Reply = serde_json::from_slice(&bytes).map_err(|e| {
         let mut msg = unreadable_reply(&bytes, content_type.as_deref(), &e);
+        if let Some(unknown) = &unknown {
+            msg = format!("{msg}; {}", unknown.reason());
+        }
         if let Some(other) = answered_by {
             msg = format!("{msg} (answered by {other}, after a redirect)");
         }
@@ -266,6 +270,23 @@ pub async fn fetch(
         lifetime,
         refresh_token,
     })
+}
+
+/// The codings a token reply's headers name, to undo; with no coding and the error, when
+/// they name one dist does not undo. Such a label is often no coding at all
+/// (`Content-Encoding: UTF-8`, meant as the charset) on plain JSON, which Docker's client,
+/// undoing no coding it did not ask for, reads as it came: so is it read, and the error
+/// told only if it is no JSON.
+fn reply_codings(
+    headers: &http::HeaderMap,
+) -> (Vec<crate::registry::coding::Coding>, Option<Error>) {
+    match crate::registry::coding::codings(headers) {
+        Ok(codings) => (codings, None),
+        Err(e) => {
+            tracing::debug!(error = %e, "reading a token reply as it came");
+            (Vec::new(), Some(e))
+        }
+    }
 }
 
 /// `body` with `codings` undone, at most `limit` bytes of it. A token request carries no
@@ -709,10 +730,20 @@ mod coded_replies {
 
     /// Asks a loopback realm answering `status` with `body` gzipped for a token.
     async fn fetch_gzipped(status: &str, body: &str) -> (Result<Token>, String) {
-        let coded = gzip(body.as_bytes());
+        fetch_coded(status, "gzip", gzip(body.as_bytes()), None).await
+    }
+
+    /// Asks a loopback realm answering `status` with `coded`, labelled with `coding`, for a
+    /// token, trading `credential` for it.
+    async fn fetch_coded(
+        status: &str,
+        coding: &str,
+        coded: Vec<u8>,
+        credential: Option<&Credential>,
+    ) -> (Result<Token>, String) {
         let mut answer = format!(
             "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n\
-             content-encoding: gzip\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+             content-encoding: {coding}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
             coded.len()
         )
         .into_bytes();
@@ -727,7 +758,7 @@ mod coded_replies {
         .unwrap();
         let transport = Transport::new(Default::default()).unwrap();
         let scopes = ["repository:a:pull".to_string()];
-        let got = fetch(&transport, &challenge, &scopes, None, &origin).await;
+        let got = fetch(&transport, &challenge, &scopes, credential, &origin).await;
         (got, served.await.unwrap())
     }
 
@@ -753,5 +784,28 @@ mod coded_replies {
         let e = got.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Unauthorized);
         assert!(e.to_string().contains("bad robot password"), "{e}");
+    }
+
+    /// A label that names no coding (`Content-Encoding: UTF-8`, as some servers mean the
+    /// charset) on plain JSON: the reply is read as it came, as Docker's client, which
+    /// undoes no coding it did not ask for, reads it, and as dist did before it decoded
+    /// token replies; a refusal's words are shown, and a stale refresh token's
+    /// `invalid_grant` told as such.
+    #[tokio::test]
+    async fn a_token_reply_labelled_with_no_coding_is_read_as_it_came() {
+        let plain = br#"{"token":"t-plain","expires_in":300}"#.to_vec();
+        let (got, _) = fetch_coded("200 OK", "UTF-8", plain, None).await;
+        assert_eq!(got.unwrap().header, "Bearer t-plain");
+
+        let refused = br#"{"error":"invalid_grant","error_description":"expired"}"#.to_vec();
+        let stale = Credential::IdentityToken("stale".into());
+        let (got, _) = fetch_coded("400 Bad Request", "utf-8", refused, Some(&stale)).await;
+        let e = got.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
+
+        // A coding dist does not undo, on bytes that are no JSON: told by its name.
+        let (got, _) = fetch_coded("200 OK", "br", vec![0x8b, 0x02, 0xff, 0x13], None).await;
+        let e = got.unwrap_err().to_string();
+        assert!(e.contains("Content-Encoding \"br\""), "{e}");
     }
 }

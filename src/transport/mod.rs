@@ -498,15 +498,19 @@ impl Transport {
         http1: bool,
     ) -> Result<Response<Incoming>> {
         let started = std::time::Instant::now();
-        let mut large = self.sends_large_heads(&req.url);
+        // A request that can go again unchanged: a GET or HEAD, never the refresh-token
+        // grant's POST, which may have been taken.
+        let repeatable = matches!(req.method, Method::GET | Method::HEAD);
+        // One that cannot goes with room for a large head from the start (over HTTP/1.1,
+        // the only version that counts fields): it has no second sending to get it, and a
+        // one-shot run's one token grant failed on a token server behind many proxies.
+        // A POST is rare (once per token), and its 64 KiB cost nothing worth saving.
+        let mut large = !repeatable || self.sends_large_heads(&req.url);
         let mut client = match (large, http1) {
             (true, _) => &self.large,
             (false, true) => &self.http1,
             (false, false) => &self.client,
         };
-        // A request that can go again unchanged: a GET or HEAD, never the refresh-token
-        // grant's POST, which may have been taken.
-        let repeatable = matches!(req.method, Method::GET | Method::HEAD);
         let mut stale = 0;
         let response = loop {
             // Built for each attempt, which is nearly always the only one: a copy kept for
@@ -529,19 +533,16 @@ impl Transport {
                 }
                 Ok(Err(e)) => {
                     // A head past hyper's usual count of fields: asked again with the
-                    // larger limit, as is every later request to its origin. A POST may
-                    // have been taken; it fails, and the caller's next one gets the limit.
+                    // larger limit, as is every later request to its origin.
                     if !large && failure::head_too_large(&e) {
                         tracing::debug!(url = %redact(&req.url), "more than {USUAL_RESPONSE_HEADERS} header fields; asking again with room for {MAX_RESPONSE_HEADERS}");
                         self.large_heads
                             .lock()
                             .expect("large-head origins poisoned")
                             .insert(Origin::of(&req.url));
-                        if repeatable {
-                            large = true;
-                            client = &self.large;
-                            continue;
-                        }
+                        large = true;
+                        client = &self.large;
+                        continue;
                     }
                     let reused = e.connect_info().is_some_and(answered_before);
                     let refused = || self.refusals.of(&req.url);
@@ -704,7 +705,6 @@ fn answered_before(connected: &hyper_util::client::legacy::connect::Connected) -
         .is_some_and(limit::Answered::before)
 }
 
-/// Whether `url` names its host by IP address, to which TLS sends no server name.
 /// Whether `url`'s origin is in `origins`; an empty set, nearly always the case, costs no
 /// look at the URL.
 fn listed(origins: &Mutex<HashSet<Origin>>, url: &Uri) -> bool {
@@ -712,6 +712,7 @@ fn listed(origins: &Mutex<HashSet<Origin>>, url: &Uri) -> bool {
     !origins.is_empty() && origins.contains(&Origin::of(url))
 }
 
+/// Whether `url` names its host by IP address, to which TLS sends no server name.
 fn by_address(url: &Uri) -> bool {
     url.host()
         .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
@@ -859,6 +860,28 @@ mod tests {
         let second = served_done.await.unwrap();
         assert!(second.starts_with("GET /done "), "{second}");
         assert!(!second.contains("s3cret"), "{second}");
+    }
+
+    /// A token server behind a chain of proxies answers the refresh-token grant's POST
+    /// with more than hyper's usual 100 header fields. The POST is not sent twice, so it
+    /// goes with room for them from the start: sent with the usual room, it failed as
+    /// "too large", and a one-shot run, whose only POST it was, failed with it.
+    #[tokio::test]
+    async fn a_post_takes_a_head_of_many_fields_at_its_one_sending() {
+        let mut answer = String::from("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n");
+        for i in 0..150 {
+            answer.push_str(&format!("x-hop-{i}: proxy\r\n"));
+        }
+        answer.push_str("\r\n{}");
+        let (address, served) = one_shot::answer_once(answer).await;
+        let port = address.port();
+        let transport = Transport::new(TransportOptions::default()).unwrap();
+        let mut req = Outgoing::get(u(&format!("http://localhost:{port}/token")));
+        req.method = Method::POST;
+        req.body = Bytes::from_static(b"grant_type=refresh_token&refresh_token=r");
+        let reply = transport.send(req).await.unwrap();
+        assert_eq!(reply.response.status(), StatusCode::OK);
+        assert!(served.await.unwrap().starts_with("POST /token "));
     }
 
     /// The response timeout is for silence on a connection. Counted from the moment a

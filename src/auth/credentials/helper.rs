@@ -44,7 +44,10 @@ pub(super) async fn run_helper(
         None => name,
     };
     if let Some(spelt) = spelt.filter(|_| host != DOCKER_HUB) {
-        if let Some(found) = run_program(&program, spelt, HELPER_TIMEOUT).await? {
+        // A helper that refuses the spelling outright, not with "credentials not found"
+        // (ECR's matches its hosts case-sensitively), may still serve `host`, as it did
+        // before the spelling was asked first: its answer for `host` decides.
+        if let Some(found) = run_program(&program, spelt, HELPER_TIMEOUT, true).await? {
             return Ok(Some(found));
         }
     }
@@ -57,16 +60,23 @@ pub(super) async fn run_helper(
 /// (and what podman and skopeo ask for).
 async fn ask_helper(program: &str, host: &str, within: Duration) -> Result<Option<Credential>> {
     if host != DOCKER_HUB {
-        return run_program(program, host, within).await;
+        return run_program(program, host, within, false).await;
     }
-    match run_program(program, "https://index.docker.io/v1/", within).await? {
+    match run_program(program, "https://index.docker.io/v1/", within, false).await? {
         Some(found) => Ok(Some(found)),
-        None => run_program(program, DOCKER_HUB, within).await,
+        None => run_program(program, DOCKER_HUB, within, false).await,
     }
 }
 
 /// Runs a credential helper `program` (found on `PATH` unless it is a path) for `server`.
-async fn run_program(program: &str, server: &str, within: Duration) -> Result<Option<Credential>> {
+/// A helper that exits with a failure has no credential for it if `refusal_is_absence`,
+/// as one that says "credentials not found" always has; else it fails.
+async fn run_program(
+    program: &str,
+    server: &str,
+    within: Duration,
+    refusal_is_absence: bool,
+) -> Result<Option<Credential>> {
     let fail = |msg: String| Error::new(ErrorKind::Unauthorized, msg);
     let io_fail =
         |e: std::io::Error| fail(format!("running credential helper {program}")).with_cause(e);
@@ -129,7 +139,7 @@ async fn run_program(program: &str, server: &str, within: Duration) -> Result<Op
     })??;
     if !status.success() {
         let msg = String::from_utf8_lossy(&stdout).to_string() + &String::from_utf8_lossy(&stderr);
-        if msg.to_ascii_lowercase().contains("credentials not found") {
+        if refusal_is_absence || msg.to_ascii_lowercase().contains("credentials not found") {
             return Ok(None);
         }
         // The helper's own words can carry secrets; report only its exit status.
@@ -175,6 +185,7 @@ mod tests {
             helper.to_str().unwrap(),
             "r.test",
             Duration::from_millis(300),
+            false,
         )
         .await
         .unwrap_err();
@@ -210,7 +221,7 @@ mod tests {
                 pid_file.display()
             ),
         );
-        let e = run_program(&spawns, "r.test", Duration::from_secs(2))
+        let e = run_program(&spawns, "r.test", Duration::from_secs(2), false)
             .await
             .unwrap_err();
         assert!(e.to_string().contains("did not answer"), "{e}");
@@ -269,7 +280,7 @@ mod tests {
             "flood",
             "head -c 2097152 /dev/zero; exec sleep 30",
         );
-        let e = run_program(&flood, "r.test", Duration::from_secs(20))
+        let e = run_program(&flood, "r.test", Duration::from_secs(20), false)
             .await
             .unwrap_err();
         assert!(e.to_string().contains("printed more than 1 MiB"), "{e}");
@@ -281,7 +292,7 @@ mod tests {
             "chatty",
             "head -c 2097152 /dev/zero >&2; printf '{\"Username\":\"u\",\"Secret\":\"s\"}'",
         );
-        let c = run_program(&chatty, "r.test", Duration::from_secs(20)).await;
+        let c = run_program(&chatty, "r.test", Duration::from_secs(20), false).await;
         assert_eq!(
             c.unwrap(),
             Some(Credential::Basic {

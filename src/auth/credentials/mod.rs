@@ -468,6 +468,27 @@ pub(crate) mod tests {
         );
     }
 
+    /// A helper that knows its hosts only in lowercase (ECR's matches them with a
+    /// case-sensitive pattern) refuses the key's capitalised spelling outright, not with
+    /// "credentials not found": the lowercase name, which it serves, is still asked, as it
+    /// was before the spelling was tried first, and the refusal fails nothing.
+    #[tokio::test]
+    async fn a_helper_that_refuses_the_key_s_spelling_is_asked_the_folded_host() {
+        let dir = tempfile::tempdir().unwrap();
+        helper(
+            dir.path(),
+            "picky",
+            "read s; [ \"$s\" = ghcr.io ] || \
+             { echo 'can only be used with lowercase hosts' >&2; exit 1; }\n\
+             printf '{\"Username\":\"picky\",\"Secret\":\"p\"}'",
+        );
+        let c = config(r#"{"credHelpers":{"GHCR.IO":"picky"}}"#).with_helper_dir(dir.path());
+        match c.credential_for("ghcr.io", None).await.unwrap() {
+            Some(Credential::Basic { username, .. }) => assert_eq!(username, "picky"),
+            other => panic!("{other:?}"),
+        }
+    }
+
     /// A mirror listed as `registry-1.docker.io` (or `index.docker.io`) is Docker Hub
     /// itself, which gets no `ns` as the registry's own host: its credentials are Docker
     /// Hub's, under whichever of its names they were filed.
