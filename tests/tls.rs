@@ -1066,6 +1066,33 @@ fn a_trusted_self_signed_ca_certificate_serves_as_the_registrys_own() {
     );
 }
 
+/// The same certificate trusted through `SSL_CERT_FILE`, as crane and Go's other clients are
+/// told to trust it, serves too: Go accepts a certificate of its trust pool shown by the
+/// server itself, wherever the pool came from. dist refused it (`CaUsedAsEndEntity`), and
+/// said to trust it with `--ca-file`, which the user had in effect done.
+#[test]
+fn a_self_signed_ca_certificate_trusted_by_ssl_cert_file_serves_as_the_registrys_own() {
+    let blob = bytes(79, 5000);
+    let digest = sha256(&blob);
+    let server = start_self_signed(blob.clone());
+    let mut dist = Dist::new();
+    let ca = server.ca_file(&dist);
+    dist.env("SSL_CERT_FILE", ca.to_str().unwrap())
+        .env("SSL_CERT_DIR", "");
+    let locator = format!("https://localhost:{}/team/app", server.port);
+    assert_eq!(
+        dist.ok(&["--retries", "0", "fetch", &locator, &digest]),
+        blob
+    );
+
+    // Still for the names it carries only.
+    let by_ip = format!("https://127.0.0.1:{}/team/app", server.port);
+    let out = dist.run(&["--retries", "0", "fetch", &by_ip, &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("not for 127.0.0.1"), "{err}");
+}
+
 /// A mirror whose certificate is not trusted will not be trusted on the next request
 /// either: after the first refusal it is skipped for the rest of the run, as an
 /// unreachable one is, instead of costing every object a failed handshake.

@@ -127,19 +127,34 @@ struct Verifier {
     /// The certificates of `extra` as the user gave them, for [`super::pinned`].
     trusted: Vec<CertificateDer<'static>>,
     provider: Arc<CryptoProvider>,
-    webpki: OnceLock<std::result::Result<Arc<WebPkiServerVerifier>, rustls::Error>>,
+    webpki: OnceLock<std::result::Result<Webpki, rustls::Error>>,
+}
+
+/// The verifier over the system store and `extra`, with the store's certificates, which
+/// [`super::pinned`] accepts as the server's own too: Go accepts any certificate of its
+/// trust pool shown by the server itself, so a registry's self-signed certificate trusted
+/// through `SSL_CERT_FILE` (as crane is told to trust it) serves as with `--ca-file`. A
+/// server showing a CA's own certificate holds that CA's key, and could issue itself any
+/// certificate it wanted anyway.
+#[derive(Debug)]
+struct Webpki {
+    verifier: Arc<WebPkiServerVerifier>,
+    system: Vec<CertificateDer<'static>>,
 }
 
 impl Verifier {
-    fn webpki(&self) -> std::result::Result<&Arc<WebPkiServerVerifier>, rustls::Error> {
+    fn webpki(&self) -> std::result::Result<&Webpki, rustls::Error> {
         self.webpki
             .get_or_init(|| {
                 let mut roots = self.extra.clone();
                 let native = rustls_native_certs::load_native_certs();
+                let mut system = Vec::with_capacity(native.certs.len());
                 for cert in native.certs {
                     // One unparsable system certificate must not make every registry
                     // unreachable.
-                    let _ = roots.add(cert);
+                    if roots.add(cert.clone()).is_ok() {
+                        system.push(cert);
+                    }
                 }
                 if roots.is_empty() {
                     return Err(rustls::Error::Other(rustls::OtherError(Arc::new(
@@ -150,6 +165,7 @@ impl Verifier {
                 }
                 WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
                     .build()
+                    .map(|verifier| Webpki { verifier, system })
                     .map_err(|e| rustls::Error::General(format!("no usable trust store: {e}")))
             })
             .as_ref()
@@ -187,7 +203,8 @@ impl ServerCertVerifier for Verifier {
         if self.skip_verify {
             return Ok(ServerCertVerified::assertion());
         }
-        let refused = match self.webpki()?.verify_server_cert(
+        let webpki = self.webpki()?;
+        let refused = match webpki.verifier.verify_server_cert(
             end_entity,
             intermediates,
             server_name,
@@ -197,7 +214,9 @@ impl ServerCertVerifier for Verifier {
             Ok(verified) => return Ok(verified),
             Err(e) => e,
         };
-        match super::pinned::verify(&self.trusted, end_entity, server_name, now) {
+        let pinned = super::pinned::verify(&self.trusted, end_entity, server_name, now)
+            .or_else(|| super::pinned::verify(&webpki.system, end_entity, server_name, now));
+        match pinned {
             Some(verdict) => verdict.map(|()| ServerCertVerified::assertion()),
             None => Err(UnknownIssuer::explain(refused, end_entity, intermediates)),
         }
