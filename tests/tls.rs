@@ -1029,11 +1029,18 @@ fn a_trusted_self_signed_ca_certificate_serves_as_the_registrys_own() {
     let dist = Dist::new();
     let locator = format!("https://localhost:{}/team/app", server.port);
 
+    // Untrusted, it is named for what it is: self-signed, not trusted, and what to trust.
+    // It read "a CA certificate served as the server's own", as if the server were
+    // misconfigured, though it is what Docker's guide makes.
     let out = dist.run(&["--retries", "0", "fetch", &locator, &digest], b"");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("not trusted") && err.contains("--ca-file"),
+        err.contains("the server's certificate is not trusted: it is self-signed (")
+            && err.contains(
+                "and not trusted here (CaUsedAsEndEntity: it says it is a CA); trust it with \
+                 --ca-file"
+            ),
         "{err}"
     );
 

@@ -270,16 +270,28 @@ pub(crate) struct UnknownIssuer {
     pub(crate) self_signed: bool,
     /// The server sent its certificate alone, though another certificate issued it.
     pub(crate) alone: bool,
+    /// The server's certificate says it is a CA (webpki's `CaUsedAsEndEntity`, which it
+    /// finds before it looks for an issuer): self-signed, it is what `openssl req -x509`
+    /// makes, untrusted as any other self-signed certificate is.
+    pub(crate) says_ca: bool,
 }
 
 impl UnknownIssuer {
-    /// `refused` with the issuer's name when it is an unknown issuer; as it is otherwise.
+    /// `refused` with the issuer's name when it is an unknown issuer, or a self-signed
+    /// certificate that says it is a CA; as it is otherwise.
     fn explain(
         refused: rustls::Error,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
     ) -> rustls::Error {
-        if refused != rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) {
+        let says_ca = matches!(
+            &refused,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))
+                if format!("{other:?}").contains("CaUsedAsEndEntity")
+        );
+        if !says_ca
+            && refused != rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
+        {
             return refused;
         }
         let top = intermediates.last().unwrap_or(end_entity);
@@ -290,6 +302,11 @@ impl UnknownIssuer {
             return refused;
         };
         let self_signed = leaf_issuer == leaf_subject;
+        if says_ca && !self_signed {
+            // A CA's certificate in the server's place, issued by another: a server
+            // misconfigured, which trusting nothing will cure.
+            return refused;
+        }
         let issuer = super::pinned::common_name(issuer).map(|name| {
             let name = crate::server_text::printable(&name).into_owned();
             crate::server_text::cut_to(name, 64)
@@ -299,6 +316,7 @@ impl UnknownIssuer {
                 issuer,
                 self_signed,
                 alone: intermediates.is_empty() && !self_signed,
+                says_ca,
             }),
         )))
     }
