@@ -320,8 +320,9 @@ fn a_proxy_that_never_answers_the_tunnel_request_is_given_the_connect_timeout() 
 }
 
 /// A forwarding proxy (`HTTP_PROXY`, a plain-http registry) that takes the request and never
-/// answers is named as the one that did not answer. It read "no response headers within 1s"
-/// of the registry's URL alone, and the user looked for a stalled registry.
+/// answers, or closes the connection unanswered, is named as the one that did not answer.
+/// It read "no response headers within 1s" (or "connection closed before message
+/// completed") of the registry's URL alone, and the user looked for a broken registry.
 #[test]
 fn a_forwarding_proxy_that_never_answers_is_named() {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -359,6 +360,35 @@ fn a_forwarding_proxy_that_never_answers_is_named() {
     );
     assert!(
         err.contains("http://registry.test:5000/v2/team/app/blobs/"),
+        "{err}"
+    );
+
+    // One that reads the request and closes the connection unanswered: the same.
+    let closing = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closing.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut conn in closing.incoming().flatten() {
+            let _ = std::io::Read::read(&mut conn, &mut [0; 4096]);
+        }
+    });
+    let mut dist = Dist::new();
+    dist.env("HTTP_PROXY", &format!("http://127.0.0.1:{port}"));
+    let out = dist.run(
+        &[
+            "--retries",
+            "0",
+            "fetch",
+            "--plain-http",
+            "registry.test:5000/team/app",
+            &digest,
+        ],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "; through the proxy 127.0.0.1:{port}, which forwards the request"
+        )),
         "{err}"
     );
 }

@@ -573,6 +573,15 @@ impl Transport {
                         tracing::debug!(url = %redact(&req.url), error = %e, "kept-alive connection lost before an answer; sending again");
                         continue;
                     }
+                    // A forwarding proxy is what the connection went to: a connection
+                    // closed unanswered named the registry's URL alone. One it could not
+                    // make names the proxy already.
+                    let e = match self.proxies.forwarding_proxy(&req.url) {
+                        Some(proxy) if !e.to_string().contains(&proxy) => e.with_note(format!(
+                            "through the proxy {proxy}, which forwards the request"
+                        )),
+                        _ => e,
+                    };
                     return Err(e);
                 }
                 Ok(Ok(r)) => {
