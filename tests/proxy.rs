@@ -319,6 +319,80 @@ fn a_proxy_that_never_answers_the_tunnel_request_is_given_the_connect_timeout() 
     }
 }
 
+/// A forwarding proxy (`HTTP_PROXY`, a plain-http registry) that takes the request and never
+/// answers, or closes the connection unanswered, is named as the one that did not answer.
+/// It read "no response headers within 1s" (or "connection closed before message
+/// completed") of the registry's URL alone, and the user looked for a broken registry.
+#[test]
+fn a_forwarding_proxy_that_never_answers_is_named() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    // Holds every connection open without a word, until the test ends.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in silent.incoming() {
+            held.push(conn);
+        }
+    });
+    let mut dist = Dist::new();
+    dist.env("HTTP_PROXY", &format!("http://127.0.0.1:{port}"));
+    let digest = support::cli::sha256(b"any");
+    let out = dist.run(
+        &[
+            "--retries",
+            "0",
+            "--idle-timeout",
+            "500ms",
+            "fetch",
+            "--plain-http",
+            "registry.test:5000/team/app",
+            &digest,
+        ],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "no response headers within 500ms (--idle-timeout) from the proxy \
+             127.0.0.1:{port}, which forwards the request"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("http://registry.test:5000/v2/team/app/blobs/"),
+        "{err}"
+    );
+
+    // One that reads the request and closes the connection unanswered: the same.
+    let closing = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closing.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut conn in closing.incoming().flatten() {
+            let _ = std::io::Read::read(&mut conn, &mut [0; 4096]);
+        }
+    });
+    let mut dist = Dist::new();
+    dist.env("HTTP_PROXY", &format!("http://127.0.0.1:{port}"));
+    let out = dist.run(
+        &[
+            "--retries",
+            "0",
+            "fetch",
+            "--plain-http",
+            "registry.test:5000/team/app",
+            &digest,
+        ],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "; through the proxy 127.0.0.1:{port}, which forwards the request"
+        )),
+        "{err}"
+    );
+}
+
 /// A scheme hyper-util's matcher drops (here a typo'd one) must not send the fetch around
 /// the proxy: it fails like any unsupported proxy.
 #[test]

@@ -1029,11 +1029,18 @@ fn a_trusted_self_signed_ca_certificate_serves_as_the_registrys_own() {
     let dist = Dist::new();
     let locator = format!("https://localhost:{}/team/app", server.port);
 
+    // Untrusted, it is named for what it is: self-signed, not trusted, and what to trust.
+    // It read "a CA certificate served as the server's own", as if the server were
+    // misconfigured, though it is what Docker's guide makes.
     let out = dist.run(&["--retries", "0", "fetch", &locator, &digest], b"");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("not trusted") && err.contains("--ca-file"),
+        err.contains("the server's certificate is not trusted: it is self-signed (")
+            && err.contains(
+                "and not trusted here (CaUsedAsEndEntity: it says it is a CA); trust it with \
+                 --ca-file"
+            ),
         "{err}"
     );
 
@@ -1064,6 +1071,33 @@ fn a_trusted_self_signed_ca_certificate_serves_as_the_registrys_own() {
         !err.contains("invalid peer certificate"),
         "rustls's words: {err}"
     );
+}
+
+/// The same certificate trusted through `SSL_CERT_FILE`, as crane and Go's other clients are
+/// told to trust it, serves too: Go accepts a certificate of its trust pool shown by the
+/// server itself, wherever the pool came from. dist refused it (`CaUsedAsEndEntity`), and
+/// said to trust it with `--ca-file`, which the user had in effect done.
+#[test]
+fn a_self_signed_ca_certificate_trusted_by_ssl_cert_file_serves_as_the_registrys_own() {
+    let blob = bytes(79, 5000);
+    let digest = sha256(&blob);
+    let server = start_self_signed(blob.clone());
+    let mut dist = Dist::new();
+    let ca = server.ca_file(&dist);
+    dist.env("SSL_CERT_FILE", ca.to_str().unwrap())
+        .env("SSL_CERT_DIR", "");
+    let locator = format!("https://localhost:{}/team/app", server.port);
+    assert_eq!(
+        dist.ok(&["--retries", "0", "fetch", &locator, &digest]),
+        blob
+    );
+
+    // Still for the names it carries only.
+    let by_ip = format!("https://127.0.0.1:{}/team/app", server.port);
+    let out = dist.run(&["--retries", "0", "fetch", &by_ip, &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("not for 127.0.0.1"), "{err}");
 }
 
 /// A mirror whose certificate is not trusted will not be trusted on the next request

@@ -455,8 +455,13 @@ fn unknown_issuer(unknown: &tls::UnknownIssuer) -> String {
     let name = unknown.issuer.as_ref().map(|n| format!("\"{n}\""));
     if unknown.self_signed {
         let name = name.map_or_else(String::new, |n| format!(" ({n})"));
+        let rustls_name = if unknown.says_ca {
+            "CaUsedAsEndEntity: it says it is a CA"
+        } else {
+            "UnknownIssuer"
+        };
         return format!(
-            "it is self-signed{name} and not trusted here (UnknownIssuer); trust it with \
+            "it is self-signed{name} and not trusted here ({rustls_name}); trust it with \
              {TRUST_WITH}"
         );
     }

@@ -524,12 +524,16 @@ impl Transport {
             {
                 Err(()) => {
                     // Named with its limit and option: "in time" left the user to guess
-                    // which of the timeouts ran out, and how long it was.
-                    return Err(Error::new(
-                        ErrorKind::Timeout,
-                        format!("no response headers within {limit:?} (--idle-timeout)"),
-                    )
-                    .with_url(&req.url));
+                    // which of the timeouts ran out, and how long it was. A forwarding
+                    // proxy is named too: it is what did not answer, and the registry's URL
+                    // alone sent the user looking for a stalled registry.
+                    let mut said = format!("no response headers within {limit:?} (--idle-timeout)");
+                    if let Some(proxy) = self.proxies.forwarding_proxy(&req.url) {
+                        said.push_str(&format!(
+                            " from the proxy {proxy}, which forwards the request"
+                        ));
+                    }
+                    return Err(Error::new(ErrorKind::Timeout, said).with_url(&req.url));
                 }
                 Ok(Err(e)) => {
                     // A head past hyper's usual count of fields: asked again with the
@@ -570,6 +574,15 @@ impl Transport {
                         tracing::debug!(url = %redact(&req.url), error = %e, "kept-alive connection lost before an answer; sending again");
                         continue;
                     }
+                    // A forwarding proxy is what the connection went to: a connection
+                    // closed unanswered named the registry's URL alone. One it could not
+                    // make names the proxy already.
+                    let e = match self.proxies.forwarding_proxy(&req.url) {
+                        Some(proxy) if !e.to_string().contains(&proxy) => e.with_note(format!(
+                            "through the proxy {proxy}, which forwards the request"
+                        )),
+                        _ => e,
+                    };
                     return Err(e);
                 }
                 Ok(Ok(r)) => {

@@ -8,8 +8,9 @@
 //! server's place (`CaUsedAsEndEntity`), so dist did too, with the file given to it.
 //!
 //! dist now accepts a certificate webpki refused only when it is byte for byte one the user
-//! trusts for this registry (`--ca-file`, `ca` in hosts.toml, `certs.d`), valid for the
-//! name dist asked for and at this time. rustls still checks that the server holds the
+//! trusts for this registry (`--ca-file`, `ca` in hosts.toml, `certs.d`) or one of the
+//! trust store (`SSL_CERT_FILE`, as crane and Go's other clients are told to trust it),
+//! valid for the name dist asked for and at this time. rustls still checks that the server holds the
 //! certificate's key.
 
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};

@@ -127,19 +127,34 @@ struct Verifier {
     /// The certificates of `extra` as the user gave them, for [`super::pinned`].
     trusted: Vec<CertificateDer<'static>>,
     provider: Arc<CryptoProvider>,
-    webpki: OnceLock<std::result::Result<Arc<WebPkiServerVerifier>, rustls::Error>>,
+    webpki: OnceLock<std::result::Result<Webpki, rustls::Error>>,
+}
+
+/// The verifier over the system store and `extra`, with the store's certificates, which
+/// [`super::pinned`] accepts as the server's own too: Go accepts any certificate of its
+/// trust pool shown by the server itself, so a registry's self-signed certificate trusted
+/// through `SSL_CERT_FILE` (as crane is told to trust it) serves as with `--ca-file`. A
+/// server showing a CA's own certificate holds that CA's key, and could issue itself any
+/// certificate it wanted anyway.
+#[derive(Debug)]
+struct Webpki {
+    verifier: Arc<WebPkiServerVerifier>,
+    system: Vec<CertificateDer<'static>>,
 }
 
 impl Verifier {
-    fn webpki(&self) -> std::result::Result<&Arc<WebPkiServerVerifier>, rustls::Error> {
+    fn webpki(&self) -> std::result::Result<&Webpki, rustls::Error> {
         self.webpki
             .get_or_init(|| {
                 let mut roots = self.extra.clone();
                 let native = rustls_native_certs::load_native_certs();
+                let mut system = Vec::with_capacity(native.certs.len());
                 for cert in native.certs {
                     // One unparsable system certificate must not make every registry
                     // unreachable.
-                    let _ = roots.add(cert);
+                    if roots.add(cert.clone()).is_ok() {
+                        system.push(cert);
+                    }
                 }
                 if roots.is_empty() {
                     return Err(rustls::Error::Other(rustls::OtherError(Arc::new(
@@ -150,6 +165,7 @@ impl Verifier {
                 }
                 WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
                     .build()
+                    .map(|verifier| Webpki { verifier, system })
                     .map_err(|e| rustls::Error::General(format!("no usable trust store: {e}")))
             })
             .as_ref()
@@ -187,7 +203,8 @@ impl ServerCertVerifier for Verifier {
         if self.skip_verify {
             return Ok(ServerCertVerified::assertion());
         }
-        let refused = match self.webpki()?.verify_server_cert(
+        let webpki = self.webpki()?;
+        let refused = match webpki.verifier.verify_server_cert(
             end_entity,
             intermediates,
             server_name,
@@ -197,7 +214,9 @@ impl ServerCertVerifier for Verifier {
             Ok(verified) => return Ok(verified),
             Err(e) => e,
         };
-        match super::pinned::verify(&self.trusted, end_entity, server_name, now) {
+        let pinned = super::pinned::verify(&self.trusted, end_entity, server_name, now)
+            .or_else(|| super::pinned::verify(&webpki.system, end_entity, server_name, now));
+        match pinned {
             Some(verdict) => verdict.map(|()| ServerCertVerified::assertion()),
             None => Err(UnknownIssuer::explain(refused, end_entity, intermediates)),
         }
@@ -251,16 +270,28 @@ pub(crate) struct UnknownIssuer {
     pub(crate) self_signed: bool,
     /// The server sent its certificate alone, though another certificate issued it.
     pub(crate) alone: bool,
+    /// The server's certificate says it is a CA (webpki's `CaUsedAsEndEntity`, which it
+    /// finds before it looks for an issuer): self-signed, it is what `openssl req -x509`
+    /// makes, untrusted as any other self-signed certificate is.
+    pub(crate) says_ca: bool,
 }
 
 impl UnknownIssuer {
-    /// `refused` with the issuer's name when it is an unknown issuer; as it is otherwise.
+    /// `refused` with the issuer's name when it is an unknown issuer, or a self-signed
+    /// certificate that says it is a CA; as it is otherwise.
     fn explain(
         refused: rustls::Error,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
     ) -> rustls::Error {
-        if refused != rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) {
+        let says_ca = matches!(
+            &refused,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))
+                if format!("{other:?}").contains("CaUsedAsEndEntity")
+        );
+        if !says_ca
+            && refused != rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
+        {
             return refused;
         }
         let top = intermediates.last().unwrap_or(end_entity);
@@ -271,6 +302,11 @@ impl UnknownIssuer {
             return refused;
         };
         let self_signed = leaf_issuer == leaf_subject;
+        if says_ca && !self_signed {
+            // A CA's certificate in the server's place, issued by another: a server
+            // misconfigured, which trusting nothing will cure.
+            return refused;
+        }
         let issuer = super::pinned::common_name(issuer).map(|name| {
             let name = crate::server_text::printable(&name).into_owned();
             crate::server_text::cut_to(name, 64)
@@ -280,6 +316,7 @@ impl UnknownIssuer {
                 issuer,
                 self_signed,
                 alone: intermediates.is_empty() && !self_signed,
+                says_ca,
             }),
         )))
     }
