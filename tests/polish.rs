@@ -1425,31 +1425,8 @@ fn a_stdout_that_takes_nothing_is_an_error_not_a_success() {
     ];
     for closed in [false, true] {
         for (args, input, said) in &cases {
-            let mut command = dist.command(args);
-            if closed {
-                // SAFETY: only close(2), async-signal-safe, runs between fork and exec.
-                unsafe {
-                    std::os::unix::process::CommandExt::pre_exec(&mut command, || {
-                        libc::close(libc::STDOUT_FILENO);
-                        Ok(())
-                    });
-                }
-            } else {
-                command.stdout(std::fs::File::open(&read_only).unwrap());
-            }
-            let mut child = command
-                .stdin(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            use std::io::Write as _;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-            let out = child.wait_with_output().unwrap();
+            let command = dist.command(args);
+            let out = with_stdout_unusable(command, closed, &read_only, input.as_bytes());
             let err = String::from_utf8_lossy(&out.stderr);
             assert_eq!(
                 out.status.code(),
@@ -1459,6 +1436,36 @@ fn a_stdout_that_takes_nothing_is_an_error_not_a_success() {
             assert!(err.contains(said), "{args:?}, closed {closed}: {err}");
         }
     }
+}
+
+/// Runs `command` with its stdout closed (`>&-`) if `closed`, else open read-only on
+/// `read_only` (`1<file`), feeding it `input`; a command that stops before reading its
+/// input may leave some of it unwritten.
+fn with_stdout_unusable(
+    mut command: std::process::Command,
+    closed: bool,
+    read_only: &std::path::Path,
+    input: &[u8],
+) -> std::process::Output {
+    if closed {
+        // SAFETY: only close(2), async-signal-safe, runs between fork and exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                libc::close(libc::STDOUT_FILENO);
+                Ok(())
+            });
+        }
+    } else {
+        command.stdout(std::fs::File::open(read_only).unwrap());
+    }
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    let _ = child.stdin.take().unwrap().write_all(input);
+    child.wait_with_output().unwrap()
 }
 
 /// A bad line's object is reported as written: in the JSON report as it is, in a frame's
@@ -1511,27 +1518,9 @@ fn a_run_whose_stdout_takes_nothing_leaves_no_layout() {
         (vec!["fetch", &repo, "-", "-o", o], "writing to stdout"),
     ];
     for ((args, what), closed) in cases.iter().flat_map(|c| [(c, true), (c, false)]) {
-        let mut command = Dist::new().command(args);
-        if closed {
-            // SAFETY: only close(2), async-signal-safe, runs between fork and exec.
-            unsafe {
-                std::os::unix::process::CommandExt::pre_exec(&mut command, || {
-                    libc::close(libc::STDOUT_FILENO);
-                    Ok(())
-                });
-            }
-        } else {
-            command.stdout(std::fs::File::open(&read_only).unwrap());
-        }
-        let mut child = command
-            .stdin(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write as _;
+        let command = Dist::new().command(args);
         let line = format!("{config_digest}\n");
-        let _ = child.stdin.take().unwrap().write_all(line.as_bytes());
-        let out = child.wait_with_output().unwrap();
+        let out = with_stdout_unusable(command, closed, &read_only, line.as_bytes());
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(
             out.status.code(),
