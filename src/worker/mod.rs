@@ -301,7 +301,25 @@ fn first_word(text: &str) -> String {
     } else {
         t.split_whitespace().next().unwrap_or("-").to_string()
     };
-    crate::reference::without_credentials(&word)
+    without_credentials_in(&word)
+}
+
+/// `text` with the user information of each of its words taken out, white space and
+/// control characters kept: a word is what is told for a login (`me:s3cret@reg.example`),
+/// and one followed by a space or an ESC passed for none, its host then not a host.
+fn without_credentials_in(text: &str) -> String {
+    let mut shown = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        let end = rest
+            .find(|c: char| c.is_whitespace() || c.is_control())
+            .unwrap_or(rest.len());
+        shown.push_str(&crate::reference::without_credentials(&rest[..end]));
+        let apart = rest[end..].chars().next().map_or(0, char::len_utf8);
+        shown.push_str(&rest[end..end + apart]);
+        rest = &rest[end + apart..];
+    }
+    shown
 }
 
 fn ready_error(
@@ -419,6 +437,30 @@ mod tests {
             assert!(!shown.contains("s3cret"), "{line}: {shown}");
             assert!(shown.contains("reg.example"), "{line}: {shown}");
         }
+    }
+
+    /// A descriptor's digest is kept as written, white space and all: a login pasted
+    /// with something after it (a space, a line break, an ESC) no longer passed for one
+    /// to hide, the host then not a host, and went to stdout and the report whole.
+    #[test]
+    fn a_descriptor_s_digest_with_white_space_is_reported_without_credentials() {
+        for digest in [
+            r"me:s3cret@reg.example ",
+            r"me:s3cret@reg.example\n",
+            r"me:s3cret@reg.example\u001b",
+            r"see me:s3cret@reg.example",
+            r"https://me:s3cret@reg.example\tx",
+        ] {
+            let line = format!(r#"{{"digest":"{digest}","size":3}}"#);
+            let shown = first_word(&line);
+            assert!(!shown.contains("s3cret"), "{line}: {shown:?}");
+            assert!(shown.contains("reg.example"), "{line}: {shown:?}");
+        }
+        // A line of one word ending in an ESC was shown whole too.
+        let shown = first_word("me:s3cret@reg.example\u{1b} size:3");
+        assert_eq!(shown, "reg.example\u{1b}");
+        let kept = first_word(r#"{"digest":"sha256:a b\u001b c"}"#);
+        assert_eq!(kept, "sha256:a b\u{1b} c");
     }
 
     /// Lists saved by Windows editors and joined (`cat lists/*.txt |`) carry a byte order
