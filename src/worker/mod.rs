@@ -301,25 +301,7 @@ fn first_word(text: &str) -> String {
     } else {
         t.split_whitespace().next().unwrap_or("-").to_string()
     };
-    without_credentials_in(&word)
-}
-
-/// `text` with the user information of each of its words taken out, white space and
-/// control characters kept: a word is what is told for a login (`me:s3cret@reg.example`),
-/// and one followed by a space or an ESC passed for none, its host then not a host.
-fn without_credentials_in(text: &str) -> String {
-    let mut shown = String::with_capacity(text.len());
-    let mut rest = text;
-    while !rest.is_empty() {
-        let end = rest
-            .find(|c: char| c.is_whitespace() || c.is_control())
-            .unwrap_or(rest.len());
-        shown.push_str(&crate::reference::without_credentials(&rest[..end]));
-        let apart = rest[end..].chars().next().map_or(0, char::len_utf8);
-        shown.push_str(&rest[end..end + apart]);
-        rest = &rest[end + apart..];
-    }
-    shown
+    crate::reference::without_credentials(&word)
 }
 
 fn ready_error(
