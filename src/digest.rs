@@ -114,7 +114,9 @@ impl FromStr for Digest {
         let bad = |why: &str| {
             // A registry's header may hold hundreds of KiB: the start of it is enough to
             // recognise (the longest real digest, sha512, has 135 characters).
-            let shown = crate::server_text::cut_to(s.to_string(), MAX_SHOWN);
+            // Nor a login: a registry's URL pasted with it into a descriptor's `digest`.
+            let shown =
+                crate::server_text::cut_to(crate::reference::without_credentials(s), MAX_SHOWN);
             Error::invalid(format!("invalid digest {shown:?}: {why}"))
         };
         let (alg, encoded) = s.split_once(':').ok_or_else(|| bad("missing ':'"))?;
@@ -136,7 +138,9 @@ impl FromStr for Digest {
             _ => {
                 // Valid by the grammar, which the spec has pass as a digest: what is wrong
                 // is only that dist cannot verify it, and "invalid" would say otherwise.
-                let shown = crate::server_text::cut_to(s.to_string(), MAX_SHOWN);
+                // Nor a login: a registry's URL pasted with it into a descriptor's `digest`.
+                let shown =
+                    crate::server_text::cut_to(crate::reference::without_credentials(s), MAX_SHOWN);
                 let alg = crate::server_text::cut_to(alg.to_string(), 40);
                 return Err(Error::invalid(format!(
                     "unsupported digest algorithm {alg:?} in {shown:?}: dist verifies sha256 \
@@ -245,6 +249,23 @@ mod tests {
     use super::*;
 
     const EMPTY: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    /// A JSON input line's `digest` is parsed as it is written: a registry's URL pasted
+    /// there with its login (`{"digest":"me:s3cret@reg.example"}`) was quoted whole in
+    /// the error, password and all, on stderr, stdout and in the --report file.
+    #[test]
+    fn an_invalid_digest_holding_credentials_is_quoted_without_them() {
+        for typed in [
+            "me:s3cret@reg.example",
+            "https://me:s3cret@reg.example/team/app",
+            "me:s3cret@reg.example ",
+            "see me:s3cret@reg.example\u{1b}",
+        ] {
+            let e = typed.parse::<Digest>().unwrap_err().to_string();
+            assert!(!e.contains("s3cret"), "{typed:?}: {e}");
+            assert!(e.contains("reg.example"), "{typed:?}: {e}");
+        }
+    }
 
     #[test]
     fn parses_and_prints_sha256() {

@@ -52,6 +52,24 @@ pub(crate) fn shown(s: &str) -> String {
     }
 }
 
+/// `text` with the user information of each of its words taken out, white space and
+/// control characters kept: a word is what is told for a login (`me:s3cret@reg.example`),
+/// and one followed by a space or an ESC passed for none, its host then not a host.
+pub(crate) fn shown_by_words(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        let end = rest
+            .find(|c: char| c.is_whitespace() || c.is_control())
+            .unwrap_or(rest.len());
+        out.push_str(&shown(&rest[..end]));
+        let apart = rest[end..].chars().next().map_or(0, char::len_utf8);
+        out.push_str(&rest[end..end + apart]);
+        rest = &rest[end + apart..];
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use crate::reference::{Locator, Object, Reference, Repository};

@@ -421,6 +421,30 @@ mod tests {
         }
     }
 
+    /// A descriptor's digest is kept as written, white space and all: a login pasted
+    /// with something after it (a space, a line break, an ESC) no longer passed for one
+    /// to hide, the host then not a host, and went to stdout and the report whole.
+    #[test]
+    fn a_descriptor_s_digest_with_white_space_is_reported_without_credentials() {
+        for digest in [
+            r"me:s3cret@reg.example ",
+            r"me:s3cret@reg.example\n",
+            r"me:s3cret@reg.example\u001b",
+            r"see me:s3cret@reg.example",
+            r"https://me:s3cret@reg.example\tx",
+        ] {
+            let line = format!(r#"{{"digest":"{digest}","size":3}}"#);
+            let shown = first_word(&line);
+            assert!(!shown.contains("s3cret"), "{line}: {shown:?}");
+            assert!(shown.contains("reg.example"), "{line}: {shown:?}");
+        }
+        // A line of one word ending in an ESC was shown whole too.
+        let shown = first_word("me:s3cret@reg.example\u{1b} size:3");
+        assert_eq!(shown, "reg.example\u{1b}");
+        let kept = first_word(r#"{"digest":"sha256:a b\u001b c"}"#);
+        assert_eq!(kept, "sha256:a b\u{1b} c");
+    }
+
     /// Lists saved by Windows editors and joined (`cat lists/*.txt |`) carry a byte order
     /// mark at the start of each file, so at the start of lines past the first.
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
