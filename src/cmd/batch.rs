@@ -33,14 +33,7 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
     if let Some(e) = no_line_of_one(&args) {
         return report(&e, EXIT_USAGE);
     }
-    // Frames and JSON lines need stdout: found out at the first of them, that was after
-    // the objects were fetched, and with `-o`, stored in a layout made for a failed run.
-    // A reader gone already is told nothing, as one that goes away mid-batch is not.
-    if let Some(e) = super::output::stdout_takes_nothing() {
-        say!("dist: writing to stdout: {e}");
-        return EXIT_FAILED;
-    }
-    if super::output::reader_gone_now() {
+    if super::output::refused_before_start("writing to stdout") {
         return EXIT_FAILED;
     }
     let store = match args.output.as_ref().map(LayoutStore::open).transpose() {

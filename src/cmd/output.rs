@@ -137,7 +137,7 @@ impl Drop for Output {
 
 /// Why nothing can be written to stdout, known before writing: the process started without
 /// it (`>&-`), or it is open read-only (`1<file`). `EBADF` either way, as a write gets.
-pub fn stdout_takes_nothing() -> Option<std::io::Error> {
+fn stdout_takes_nothing() -> Option<std::io::Error> {
     if super::closed_at_start::stdout() {
         return Some(super::closed_at_start::error());
     }
@@ -216,7 +216,7 @@ pub async fn reader_gone() {
         let watcher = std::thread::Builder::new()
             .name("dist-stdout-watch".into())
             .spawn(move || {
-                if hung_up(libc::STDOUT_FILENO) {
+                if hung_up(libc::STDOUT_FILENO, -1) {
                     let _ = gone.send(());
                 }
             });
@@ -227,20 +227,18 @@ pub async fn reader_gone() {
     std::future::pending().await
 }
 
-/// Whether stdout is a pipe or a socket whose reader has gone already (`dist pull … | true`
-/// with the reader done first), as [`reader_gone`] would find it at once.
-pub fn reader_gone_now() -> bool {
-    if !stdout_is_a_channel() {
-        return false;
+/// Whether stdout cannot take a run's `what` (its frames, its JSON lines), found out before
+/// the run fetches or stores anything: one that learnt of it at its first line had
+/// fetched, and stored, for nothing. A stdout that takes nothing is said as a write to it
+/// would be; a reader gone already is told nothing, as one that goes away mid-run is not.
+pub fn refused_before_start(what: &str) -> bool {
+    if let Some(e) = stdout_takes_nothing() {
+        say!("dist: {what}: {e}");
+        return true;
     }
-    let mut watched = libc::pollfd {
-        fd: libc::STDOUT_FILENO,
-        events: 0,
-        revents: 0,
-    };
-    // SAFETY: one valid `pollfd`, and a count of one; a timeout of 0 does not wait.
-    let ready = unsafe { libc::poll(&mut watched, 1, 0) };
-    ready > 0 && watched.revents & (libc::POLLERR | libc::POLLHUP) != 0
+    // A pipe or a socket whose reader has gone already (`dist pull … | true`, the reader
+    // done first), as [`reader_gone`] would find it at once.
+    stdout_is_a_channel() && hung_up(libc::STDOUT_FILENO, 0)
 }
 
 fn stdout_is_a_channel() -> bool {
@@ -257,7 +255,8 @@ fn stdout_is_a_channel() -> bool {
 /// Blocks until `fd`'s reader is gone (true), or `fd` cannot be watched (false). Asking
 /// for no event, `poll` reports only the error and hang-up it always reports: a pipe with
 /// no reader left, a socket shut down.
-fn hung_up(fd: libc::c_int) -> bool {
+/// Whether `fd`'s reader has gone, waiting for it up to `timeout_ms` (-1: until it does).
+fn hung_up(fd: libc::c_int, timeout_ms: libc::c_int) -> bool {
     let mut watched = libc::pollfd {
         fd,
         events: 0,
@@ -265,9 +264,12 @@ fn hung_up(fd: libc::c_int) -> bool {
     };
     loop {
         // SAFETY: one valid `pollfd`, and a count of one.
-        let ready = unsafe { libc::poll(&mut watched, 1, -1) };
+        let ready = unsafe { libc::poll(&mut watched, 1, timeout_ms) };
         if ready > 0 {
             return watched.revents & (libc::POLLERR | libc::POLLHUP) != 0;
+        }
+        if ready == 0 {
+            return false;
         }
         if ready < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
             return false;

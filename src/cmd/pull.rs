@@ -24,14 +24,7 @@ pub async fn run(global: &Global, args: PullArgs) -> u8 {
         Ok(i) => i,
         Err(e) => return report(&e, EXIT_USAGE),
     };
-    // Found out at the first JSON line, that was after the image's index or manifest was
-    // stored: a layout half-made, of a pull that failed. A reader gone already is told
-    // nothing, as one that goes away mid-pull is not.
-    if let Some(e) = super::output::stdout_takes_nothing() {
-        say!("dist: writing the JSON lines: {e}");
-        return EXIT_FAILED;
-    }
-    if super::output::reader_gone_now() {
+    if super::output::refused_before_start("writing the JSON lines") {
         return EXIT_FAILED;
     }
     let store = match LayoutStore::open(&args.output) {

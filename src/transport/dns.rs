@@ -31,8 +31,8 @@ type Found = Result<Vec<SocketAddr>, Arc<std::io::Error>>;
 /// The lookups running, by host.
 type Running = Arc<Mutex<HashMap<String, Shared<BoxFuture<'static, Found>>>>>;
 
-/// The system resolver (getaddrinfo, on a blocking thread), given `limit` per lookup, with
-/// one lookup per host at a time.
+/// The system resolver (getaddrinfo, on a thread of its own: [`SystemResolver`]), given
+/// `limit` per lookup, with one lookup per host at a time.
 #[derive(Clone, Debug)]
 pub struct TimedResolver<R = SystemResolver> {
     inner: R,

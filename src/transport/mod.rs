@@ -378,9 +378,12 @@ impl Transport {
                 opts.max_connections_per_host,
             ))
         };
-        let (client, large) = (pooled(&builder, https), http1.clone());
+        let client = pooled(&builder, https);
+        let large = pooled(
+            builder.clone().http1_max_headers(MAX_RESPONSE_HEADERS),
+            http1.clone(),
+        );
         let http1 = pooled(&builder, http1);
-        let large = pooled(builder.http1_max_headers(MAX_RESPONSE_HEADERS), large);
         Ok(Transport {
             client,
             http1,
