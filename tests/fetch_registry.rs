@@ -371,6 +371,28 @@ fn credentials_from_the_containers_tools_auth_json() {
     assert_eq!(dist.ok(&["fetch", &repo, &blob.0]), blob.1);
 }
 
+/// Installs `script` (a shell script's body) as the credential helper
+/// `docker-credential-NAME` in a directory put first on dist's `PATH`, and names it in
+/// `credHelpers` for `reg`, in place of any helper named before.
+fn use_helper(dist: &mut Dist, reg: &Registry, name: &str, script: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dist.config_dir().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join(format!("docker-credential-{name}"));
+    std::fs::write(&helper, format!("#!/bin/sh\n{script}")).unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dist.docker_config(&format!(
+        r#"{{"credHelpers":{{"{}":"{name}"}}}}"#,
+        reg.host()
+    ));
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    dist.env("PATH", &path);
+}
+
 /// Where dist has a controlling terminal, a credential helper runs in its foreground
 /// process group: one that asks for a passphrase on `/dev/tty` (a password manager's
 /// CLI) would, in a group of its own, be in the terminal's background and stopped at its
@@ -385,36 +407,18 @@ fn a_helper_on_dist_s_terminal_runs_in_its_foreground() {
     let image = push_image(&reg, "private/app", "v1", OCI_MANIFEST, 6);
     let repo = format!("{}/private/app", reg.host());
     let mut dist = Dist::new();
-    let bin = dist.config_dir().join("bin");
-    std::fs::create_dir(&bin).unwrap();
     let log = dist.config_dir().join("groups");
-    let helper = bin.join("docker-credential-dist-tty");
     // Fields 5 and 8 of /proc/PID/stat: the process group, and the terminal's foreground
     // group (-1 without a terminal).
-    std::fs::write(
-        &helper,
-        format!(
-            "#!/bin/sh\nread server\nawk '{{print $5, $8}}' /proc/$$/stat >> {log}\n\
-             awk '{{exit !($5 == $8)}}' /proc/$$/stat || {{ echo 'in the background' >&2; exit 1; }}\n\
-             printf '{{\"Username\":\"{}\",\"Secret\":\"{}\"}}'\n",
-            reg.user(),
-            reg.password(),
-            log = log.display(),
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    dist.docker_config(&format!(
-        r#"{{"credHelpers":{{"{}":"dist-tty"}}}}"#,
-        reg.host()
-    ));
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
+    let script = format!(
+        "read server\nawk '{{print $5, $8}}' /proc/$$/stat >> {log}\n\
+         awk '{{exit !($5 == $8)}}' /proc/$$/stat || {{ echo 'in the background' >&2; exit 1; }}\n\
+         printf '{{\"Username\":\"{}\",\"Secret\":\"{}\"}}'\n",
+        reg.user(),
+        reg.password(),
+        log = log.display(),
     );
-    dist.env("PATH", &path);
+    use_helper(&mut dist, &reg, "dist-tty", &script);
     let fetched = dist.config_dir().join("manifest");
     let line = format!(
         "{} fetch {repo} v1 > {}",
@@ -455,32 +459,14 @@ fn private_repository_through_a_credential_helper() {
 
     // A credential helper named by credHelpers answers `get` with the server on stdin.
     let mut dist = Dist::new();
-    let bin = dist.config_dir().join("bin");
-    std::fs::create_dir(&bin).unwrap();
-    let helper = bin.join("docker-credential-dist-test");
     let log = dist.config_dir().join("helper.log");
-    std::fs::write(
-        &helper,
-        format!(
-            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread server\necho \"$server\" >> {}\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"{}\",\"Secret\":\"{}\"}}' \"$server\"\n",
-            log.display(),
-            reg.user(),
-            reg.password()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    dist.docker_config(&format!(
-        r#"{{"credHelpers":{{"{}":"dist-test"}}}}"#,
-        reg.host()
-    ));
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
+    let script = format!(
+        "[ \"$1\" = get ] || exit 1\nread server\necho \"$server\" >> {}\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"{}\",\"Secret\":\"{}\"}}' \"$server\"\n",
+        log.display(),
+        reg.user(),
+        reg.password()
     );
-    dist.env("PATH", &path);
+    use_helper(&mut dist, &reg, "dist-test", &script);
     assert_eq!(dist.ok(&["fetch", &repo, "v1"]), image.manifest);
     for (digest, data) in &image.blobs {
         assert_eq!(&dist.ok(&["fetch", &repo, digest]), data);
@@ -491,17 +477,12 @@ fn private_repository_through_a_credential_helper() {
     );
 
     // A helper whose secret is refused is named, since its store is where to look.
-    let stale = bin.join("docker-credential-dist-stale");
-    std::fs::write(
-        &stale,
-        "#!/bin/sh\nprintf '{\"Username\":\"someone\",\"Secret\":\"stale-secret\"}'\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&stale, std::fs::Permissions::from_mode(0o755)).unwrap();
-    dist.docker_config(&format!(
-        r#"{{"credHelpers":{{"{}":"dist-stale"}}}}"#,
-        reg.host()
-    ));
+    use_helper(
+        &mut dist,
+        &reg,
+        "dist-stale",
+        "printf '{\"Username\":\"someone\",\"Secret\":\"stale-secret\"}'\n",
+    );
     let out = dist.run(&["fetch", &repo, "v1"], b"");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");

@@ -317,24 +317,6 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    /// A terminal that takes a frame only when let, and tells each it took.
-    struct Stalled {
-        let_through: mpsc::Receiver<()>,
-        took: mpsc::Sender<String>,
-    }
-
-    impl Write for Stalled {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            let _ = self.let_through.recv();
-            let frame = String::from_utf8_lossy(buf).replace("\r\x1b[K", "");
-            let _ = self.took.send(frame);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     const PATIENCE: Duration = Duration::from_secs(20);
 
     /// A terminal that takes nothing holds the drawing thread, not whoever offers frames:
@@ -344,14 +326,21 @@ mod tests {
     fn a_stalled_terminal_never_holds_whoever_offers_frames() {
         let drawer = Arc::new(Drawer::new(QUEUE_BYTES));
         let line: &'static Mutex<bool> = Box::leak(Box::new(Mutex::new(false)));
+        let (reached, _reaches) = mpsc::channel();
         let (let_through, gate) = mpsc::channel();
-        let (took, drawn) = mpsc::channel();
-        let mut terminal = Stalled {
+        let (took, written) = mpsc::channel();
+        let mut terminal = Gated {
+            reached,
             let_through: gate,
             took,
         };
         let runs = drawer.clone();
         std::thread::spawn(move || runs.run(line, &mut terminal));
+        // Each frame drawn, without the line's clearing before it.
+        let drawn = || -> String {
+            let took = written.recv_timeout(PATIENCE).unwrap();
+            took.replace("\r\x1b[K", "")
+        };
 
         drawer.open(1);
         drawer.offer(1, "frame 0".into());
@@ -368,10 +357,10 @@ mod tests {
         done.recv_timeout(PATIENCE)
             .expect("offering frames waited for the terminal");
         let_through.send(()).unwrap();
-        let first = drawn.recv_timeout(PATIENCE).unwrap();
+        let first = drawn();
         if first != "frame 1000" {
             let_through.send(()).unwrap();
-            assert_eq!(drawn.recv_timeout(PATIENCE).unwrap(), "frame 1000");
+            assert_eq!(drawn(), "frame 1000");
         }
         assert!(*lock(line), "the line holds a frame");
 
@@ -385,7 +374,7 @@ mod tests {
         drawer.open(2);
         drawer.offer(2, "next display".into());
         let_through.send(()).unwrap();
-        assert_eq!(drawn.recv_timeout(PATIENCE).unwrap(), "next display");
+        assert_eq!(drawn(), "next display");
     }
 
     /// A terminal that tells when a write reaches it, takes it only when let, and tells

@@ -169,7 +169,7 @@ async fn run_program(
 mod tests {
 
     use super::*;
-    use crate::auth::credentials::tests::{config, helper};
+    use crate::auth::credentials::tests::{config, helper, recording_helper};
 
     /// A helper that hangs (a desktop keychain waiting for a session) ends in an error
     /// that is not retried: every retry would wait out the timeout again.
@@ -246,16 +246,7 @@ mod tests {
     async fn docker_hub_is_asked_for_under_both_its_names() {
         let dir = tempfile::tempdir().unwrap();
         let asked = dir.path().join("asked");
-        let podman = helper(
-            dir.path(),
-            "podman-stored",
-            &format!(
-                "read s; echo \"$s\" >> {}\n[ \"$s\" = docker.io ] || \
-                 {{ echo 'credentials not found in native keychain'; exit 1; }}\n\
-                 printf '{{\"Username\":\"podman\",\"Secret\":\"p\"}}'",
-                asked.display()
-            ),
-        );
+        let podman = recording_helper(dir.path(), "podman-stored", "docker.io", "podman", &asked);
         let found = ask_helper(&podman, "docker.io", Duration::from_secs(20)).await;
         assert!(matches!(
             found.unwrap(),

@@ -265,6 +265,27 @@ pub(crate) mod tests {
         path.to_str().unwrap().to_string()
     }
 
+    /// A helper `name` that writes each server it is asked for on a line of `asked`, and
+    /// has `user`'s login for `serves` alone ("credentials not found" for the others).
+    pub(crate) fn recording_helper(
+        dir: &Path,
+        name: &str,
+        serves: &str,
+        user: &str,
+        asked: &Path,
+    ) -> String {
+        helper(
+            dir,
+            name,
+            &format!(
+                "read s; echo \"$s\" >> {}\n[ \"$s\" = {serves} ] || \
+                 {{ echo 'credentials not found in native keychain'; exit 1; }}\n\
+                 printf '{{\"Username\":\"{user}\",\"Secret\":\"p\"}}'",
+                asked.display()
+            ),
+        )
+    }
+
     pub(super) fn config(json: &str) -> DockerConfig {
         DockerConfig {
             sources: vec![Source {
@@ -424,16 +445,7 @@ pub(crate) mod tests {
     async fn a_helper_is_asked_under_the_name_its_key_spells() {
         let dir = tempfile::tempdir().unwrap();
         let asked = dir.path().join("asked");
-        helper(
-            dir.path(),
-            "caps",
-            &format!(
-                "read s; echo \"$s\" >> {}\n[ \"$s\" = GHCR.IO ] || \
-                 {{ echo 'credentials not found in native keychain'; exit 1; }}\n\
-                 printf '{{\"Username\":\"caps\",\"Secret\":\"p\"}}'",
-                asked.display()
-            ),
-        );
+        recording_helper(dir.path(), "caps", "GHCR.IO", "caps", &asked);
         let user = |c: Option<Credential>| match c {
             Some(Credential::Basic { username, .. }) => username,
             other => panic!("{other:?}"),
@@ -449,16 +461,7 @@ pub(crate) mod tests {
             std::fs::remove_file(&asked).unwrap();
         }
         // A login stored under the folded name is found too, after the spelt one.
-        helper(
-            dir.path(),
-            "lower",
-            &format!(
-                "read s; echo \"$s\" >> {}\n[ \"$s\" = ghcr.io ] || \
-                 {{ echo 'credentials not found in native keychain'; exit 1; }}\n\
-                 printf '{{\"Username\":\"lower\",\"Secret\":\"p\"}}'",
-                asked.display()
-            ),
-        );
+        recording_helper(dir.path(), "lower", "ghcr.io", "lower", &asked);
         let c = config(r#"{"credHelpers":{"GHCR.IO":"lower"}}"#).with_helper_dir(dir.path());
         let found = c.credential_for("ghcr.io", None).await;
         assert_eq!(user(found.unwrap()), "lower");
