@@ -1742,18 +1742,8 @@ fn a_directory_that_is_not_a_layout_is_left_alone() {
     let repo = format!("{}/team/app", reg.host());
     let pull_ref = format!("{repo}:latest");
     let lines = input(&blobs);
-    let runs: [(&[&str], &[u8]); 2] = [
-        (&["fetch", &repo, "-", "-o", out_dir], lines.as_bytes()),
-        (&["pull", &pull_ref, "-o", out_dir], b""),
-    ];
-    for (args, stdin) in runs {
-        let out = dist.run(args, stdin);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-        assert!(
-            err.contains("is not an OCI image layout: its index.json is not an OCI image index"),
-            "{err}"
-        );
+    let said = ["is not an OCI image layout: its index.json is not an OCI image index"];
+    refused_by_worker_and_pull(&dist, (&repo, &lines), &pull_ref, out_dir, &said, |args| {
         let left: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -1761,8 +1751,35 @@ fn a_directory_that_is_not_a_layout_is_left_alone() {
         assert_eq!(left, ["index.json"], "{args:?}");
         let kept = std::fs::read_to_string(dir.path().join("index.json")).unwrap();
         assert_eq!(kept, theirs);
-    }
+    });
     assert_eq!(reg.requests().len(), 0, "nothing was fetched");
+}
+
+/// Runs the worker on `worker.0`, fed the lines `worker.1`, and `pull` of `pull_ref`,
+/// each with `-o out_dir`: both must be refused as usage errors whose message holds each
+/// of `said`; `after` checks what each run (its arguments given) left behind.
+fn refused_by_worker_and_pull(
+    dist: &Dist,
+    worker: (&str, &str),
+    pull_ref: &str,
+    out_dir: &str,
+    said: &[&str],
+    after: impl Fn(&[&str]),
+) {
+    let (repo, lines) = worker;
+    let runs: [(&[&str], &[u8]); 2] = [
+        (&["fetch", repo, "-", "-o", out_dir], lines.as_bytes()),
+        (&["pull", pull_ref, "-o", out_dir], b""),
+    ];
+    for (args, stdin) in runs {
+        let out = dist.run(args, stdin);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        for words in said {
+            assert!(err.contains(words), "{args:?}: {err}");
+        }
+        after(args);
+    }
 }
 
 /// `-o DIR/blobs` (or `DIR/blobs/sha256`), a slip for the layout `DIR` itself, made a
@@ -1797,22 +1814,12 @@ fn a_directory_inside_a_layouts_blobs_is_refused() {
     let pull_ref = format!("{repo}:latest");
     for inside in [store.clone(), store.join("sha256"), store.join("new")] {
         let out_dir = inside.to_str().unwrap();
-        let runs: [(&[&str], &[u8]); 2] = [
-            (&["fetch", &repo, "-", "-o", out_dir], lines.as_bytes()),
-            (&["pull", &pull_ref, "-o", out_dir], b""),
-        ];
-        for (args, stdin) in runs {
-            let out = dist.run(args, stdin);
-            let err = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-            assert!(
-                err.contains("inside the blobs of the OCI image layout")
-                    && err.contains(&format!("-o {}", layout.display())),
-                "{args:?}: {err}"
-            );
+        let give = format!("-o {}", layout.display());
+        let said = ["inside the blobs of the OCI image layout", give.as_str()];
+        refused_by_worker_and_pull(&dist, (&repo, &lines), &pull_ref, out_dir, &said, |args| {
             assert_eq!(listing(&store), top, "{args:?}");
             assert_eq!(listing(&store.join("sha256")), sha, "{args:?}");
-        }
+        });
     }
     // `-o .` in `DIR/blobs` names no `blobs`, and is no less inside it.
     let out = dist

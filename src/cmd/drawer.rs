@@ -324,18 +324,12 @@ mod tests {
     /// once it takes output again. A closed display's frames are not drawn.
     #[test]
     fn a_stalled_terminal_never_holds_whoever_offers_frames() {
-        let drawer = Arc::new(Drawer::new(QUEUE_BYTES));
-        let line: &'static Mutex<bool> = Box::leak(Box::new(Mutex::new(false)));
-        let (reached, _reaches) = mpsc::channel();
-        let (let_through, gate) = mpsc::channel();
-        let (took, written) = mpsc::channel();
-        let mut terminal = Gated {
-            reached,
-            let_through: gate,
-            took,
-        };
-        let runs = drawer.clone();
-        std::thread::spawn(move || runs.run(line, &mut terminal));
+        let (drawer, line, terminal) = on_a_gated_terminal(QUEUE_BYTES);
+        let GateHandles {
+            let_through,
+            written,
+            ..
+        } = terminal;
         // Each frame drawn, without the line's clearing before it.
         let drawn = || -> String {
             let took = written.recv_timeout(PATIENCE).unwrap();
@@ -397,11 +391,17 @@ mod tests {
         }
     }
 
-    /// A drawer of `budget` drawing on a [`Gated`] terminal, already in the write of a
-    /// first frame of owner 1's, `"frame"`; what lets writes through, and what they take.
-    fn stalled_on_a_frame(
-        budget: usize,
-    ) -> (Arc<Drawer>, mpsc::Sender<()>, mpsc::Receiver<String>) {
+    /// The test's side of a [`Gated`] terminal: when a write reaches it, what lets it
+    /// through, and what it took.
+    struct GateHandles {
+        reaches: mpsc::Receiver<()>,
+        let_through: mpsc::Sender<()>,
+        written: mpsc::Receiver<String>,
+    }
+
+    /// A drawer of `budget` whose thread draws on a [`Gated`] terminal, the lock of its
+    /// line, and the terminal's handles.
+    fn on_a_gated_terminal(budget: usize) -> (Arc<Drawer>, &'static Mutex<bool>, GateHandles) {
         let drawer = Arc::new(Drawer::new(budget));
         let line: &'static Mutex<bool> = Box::leak(Box::new(Mutex::new(false)));
         let (reached, reaches) = mpsc::channel();
@@ -414,6 +414,25 @@ mod tests {
         };
         let runs = drawer.clone();
         std::thread::spawn(move || runs.run(line, &mut terminal));
+        let handles = GateHandles {
+            reaches,
+            let_through,
+            written,
+        };
+        (drawer, line, handles)
+    }
+
+    /// A drawer of `budget` drawing on a [`Gated`] terminal, already in the write of a
+    /// first frame of owner 1's, `"frame"`; what lets writes through, and what they take.
+    fn stalled_on_a_frame(
+        budget: usize,
+    ) -> (Arc<Drawer>, mpsc::Sender<()>, mpsc::Receiver<String>) {
+        let (drawer, _, terminal) = on_a_gated_terminal(budget);
+        let GateHandles {
+            reaches,
+            let_through,
+            written,
+        } = terminal;
         drawer.open(1);
         drawer.offer(1, "frame".into());
         reaches
