@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::layout::{io_err, new_layout_file, try_flock};
+use super::layout::{io_err, names_file, new_layout_file, try_flock};
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::image::{entry_ref_name, Descriptor};
@@ -211,19 +211,36 @@ impl IndexLock {
 
     /// Takes the lock, waiting up to `wait` for another holder: `None` if it is still held.
     fn take(root: &Path, wait: Duration) -> Result<Option<IndexLock>> {
-        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        Self::take_with(root, wait, |file| try_flock(file, libc::LOCK_EX))
+    }
+
+    /// [`Self::take`], locking with `lock` (`Ok(false)`: another holds it), which tests
+    /// make refuse as a filesystem without locks does.
+    fn take_with(
+        root: &Path,
+        wait: Duration,
+        lock: impl Fn(&std::fs::File) -> std::io::Result<bool>,
+    ) -> Result<Option<IndexLock>> {
+        use std::os::unix::fs::OpenOptionsExt;
 
         let path = root.join(INDEX_LOCK);
         let deadline = Instant::now() + wait;
         let mut pause = Duration::from_millis(1);
         loop {
-            let opened = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&path);
+            let open = |create: bool| {
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(create)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&path)
+            };
+            // Whether this run made the file, which is then its own to remove when the
+            // lock cannot be had.
+            let (opened, made) = match open(true) {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => (open(false), false),
+                opened => (opened, true),
+            };
             let file = match opened {
                 Ok(file) => file,
                 // A symbolic link under the lock's name was planted (a layout in a shared
@@ -236,14 +253,34 @@ impl IndexLock {
                     std::fs::remove_file(&path).map_err(|e| io_err("removing", &path, e))?;
                     continue;
                 }
+                // Its holder removed it between the two opens.
+                Err(e) if !made && e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(io_err("creating", &path, e)),
             };
-            if try_flock(&file, libc::LOCK_EX).map_err(|e| io_err("locking", &path, e))? {
+            let locked = match lock(&file) {
+                Ok(locked) => locked,
+                // A filesystem without locks (NFS whose lock service is not running says
+                // `ENOLCK`): no run could keep another's entries there, so none is
+                // written. The file made for the lock went on to be a stray for good.
+                Err(e) => {
+                    if made && names_file(&path, &file) {
+                        let _ = std::fs::remove_file(&path);
+                    }
+                    return Err(Error::new(
+                        ErrorKind::Io,
+                        format!(
+                            "locking {} (flock): this filesystem takes no locks, and \
+                             index.json is not updated without one (the blobs stored stay)",
+                            path.display()
+                        ),
+                    )
+                    .with_cause(e));
+                }
+            };
+            if locked {
                 // The holder before may have removed the file after this one opened it:
                 // the lock counts only if it is the lock of the file at the path now.
-                let here = std::fs::symlink_metadata(&path).ok();
-                let mine = file.metadata().map_err(|e| io_err("reading", &path, e))?;
-                if here.is_some_and(|h| h.dev() == mine.dev() && h.ino() == mine.ino()) {
+                if names_file(&path, &file) {
                     return Ok(Some(IndexLock { _file: file, path }));
                 }
                 continue;
@@ -429,6 +466,40 @@ mod tests {
         assert_eq!(names(dir.path()).len(), 1);
         assert!(!target.exists(), "the link's target was created");
         assert!(std::fs::symlink_metadata(dir.path().join(INDEX_LOCK)).is_err());
+    }
+
+    /// A filesystem that refuses `flock` (NFS whose lock service is not running answers
+    /// `ENOLCK`) fails the update saying so, and leaves no lock file behind: the file this
+    /// run made for the lock stayed, and one made by another stays as it was.
+    #[test]
+    fn a_filesystem_refusing_flock_fails_clearly_and_leaves_no_lock_file() {
+        let refuse = |_: &std::fs::File| Err(std::io::Error::from_raw_os_error(libc::ENOLCK));
+        let dir = tempfile::tempdir().unwrap();
+        let err = IndexLock::take_with(dir.path(), Duration::ZERO, refuse)
+            .err()
+            .expect("a lock that cannot be taken is an error");
+        assert!(
+            !dir.path().join(INDEX_LOCK).exists(),
+            "a stray lock file was left"
+        );
+        assert_eq!(err.kind(), ErrorKind::Io);
+        let text = err.to_string();
+        assert!(
+            text.contains(&dir.path().join(INDEX_LOCK).display().to_string()),
+            "{text}"
+        );
+        assert!(
+            text.contains("flock") && text.contains("No locks available"),
+            "{text}"
+        );
+        assert!(text.contains("index.json is not updated"), "{text}");
+
+        std::fs::write(dir.path().join(INDEX_LOCK), "").unwrap();
+        assert!(IndexLock::take_with(dir.path(), Duration::ZERO, refuse).is_err());
+        assert!(
+            dir.path().join(INDEX_LOCK).exists(),
+            "another's lock file was removed"
+        );
     }
 
     /// A lock held elsewhere is waited for, not broken, however old its file.
