@@ -19,7 +19,7 @@ use crate::image::{entry_ref_name, Descriptor};
 
 const INDEX_LOCK: &str = ".dist-index.lock";
 /// How long to wait for another process to finish its `index.json` update.
-const INDEX_LOCK_WAIT: Duration = Duration::from_secs(60);
+pub(crate) const INDEX_LOCK_WAIT: Duration = Duration::from_secs(60);
 
 /// What [`add_entry_unless`] did.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +49,41 @@ pub fn add_entry(root: &Path, entry: &Descriptor) -> Result<Vec<Descriptor>> {
 /// Looked for under the lock too, so that an entry another run adds while this one waits
 /// for the lock is seen: looked for only before, it was replaced. Blocks.
 pub fn add_entry_unless(root: &Path, entry: &Descriptor, keep: Option<&Digest>) -> Result<Added> {
+    add_entry_within(root, entry, keep, INDEX_LOCK_WAIT)?.ok_or_else(|| still_locked(root))
+}
+
+/// [`add_entry_unless`] if no other run holds the layout's lock: `None`, nothing written,
+/// if one does. For a caller that waits for the lock its own way, one a stop can end: a
+/// wait inside a blocking call outlives the stop, and writes the entry when the lock comes
+/// free, after the run said it wrote none. Blocks (a few system calls, and the write).
+pub fn try_add_entry_unless(
+    root: &Path,
+    entry: &Descriptor,
+    keep: Option<&Digest>,
+) -> Result<Option<Added>> {
+    add_entry_within(root, entry, keep, Duration::ZERO)
+}
+
+/// The error of a lock that another run held for all of [`INDEX_LOCK_WAIT`].
+pub(crate) fn still_locked(root: &Path) -> Error {
+    Error::new(
+        ErrorKind::Io,
+        format!(
+            "{} is still locked by another process after {}s",
+            root.join(INDEX_LOCK).display(),
+            INDEX_LOCK_WAIT.as_secs()
+        ),
+    )
+}
+
+/// [`add_entry_unless`], waiting up to `wait` for another run's lock: `None` if it is
+/// still held.
+fn add_entry_within(
+    root: &Path,
+    entry: &Descriptor,
+    keep: Option<&Digest>,
+    wait: Duration,
+) -> Result<Option<Added>> {
     let path = root.join("index.json");
     let name = entry.ref_name();
     let new = || serde_json::to_value(entry).expect("descriptors serialise");
@@ -64,22 +99,24 @@ pub fn add_entry_unless(root: &Path, entry: &Descriptor, keep: Option<&Digest>) 
     if let Ok(mut index) = read_index(&path) {
         let (kept, value) = wanted(&index);
         if merge_value(&mut index, name, value) == Ok(None) {
-            return Ok(match kept {
+            return Ok(Some(match kept {
                 Some(kept) => Added::Kept(Box::new(kept)),
                 None => Added::Replacing(Vec::new()),
-            });
+            }));
         }
     }
-    let _lock = IndexLock::acquire(root)?;
+    let Some(_lock) = IndexLock::take(root, wait)? else {
+        return Ok(None);
+    };
     let mut index = read_index(&path)?;
     let (kept, value) = wanted(&index);
     let merged = merge_value(&mut index, name, value)
         .map_err(|why| Error::invalid(format!("{}: {why}", path.display())))?;
     let Some(replaced) = merged else {
-        return Ok(match kept {
+        return Ok(Some(match kept {
             Some(kept) => Added::Kept(Box::new(kept)),
             None => Added::Replacing(Vec::new()),
-        });
+        }));
     };
     let text = serde_json::to_vec(&index).expect("JSON values serialise");
     let mut tmp =
@@ -92,15 +129,15 @@ pub fn add_entry_unless(root: &Path, entry: &Descriptor, keep: Option<&Digest>) 
     // Durable before the run says the image is in place, as the blobs it names are.
     super::layout::sync_dir(root).map_err(|e| io_err("syncing", root, e))?;
     if let Some(kept) = kept {
-        return Ok(Added::Kept(Box::new(kept)));
+        return Ok(Some(Added::Kept(Box::new(kept))));
     }
     // An entry another tool wrote that is no descriptor is still replaced, unreported.
-    Ok(Added::Replacing(
+    Ok(Some(Added::Replacing(
         replaced
             .into_iter()
             .filter_map(|v| serde_json::from_value(v).ok())
             .collect(),
-    ))
+    )))
 }
 
 /// The entry of `index` named `name` (or, for `None`, an unnamed one) whose digest is
@@ -190,17 +227,9 @@ pub(crate) struct IndexLock {
 impl IndexLock {
     /// Takes the lock of the layout at `root`, waiting up to a minute for another holder.
     /// Blocks.
+    #[cfg(test)]
     pub(crate) fn acquire(root: &Path) -> Result<IndexLock> {
-        Self::take(root, INDEX_LOCK_WAIT)?.ok_or_else(|| {
-            Error::new(
-                ErrorKind::Io,
-                format!(
-                    "{} is still locked by another process after {}s",
-                    root.join(INDEX_LOCK).display(),
-                    INDEX_LOCK_WAIT.as_secs()
-                ),
-            )
-        })
+        Self::take(root, INDEX_LOCK_WAIT)?.ok_or_else(|| still_locked(root))
     }
 
     /// Takes the lock of the layout at `root` if no one holds it; `None` if another

@@ -472,6 +472,18 @@ impl LayoutStore {
         super::index::add_entry_unless(&self.root, entry, keep)
     }
 
+    /// [`Self::add_to_index_unless`] if no other run holds `index.json`'s lock: `None`,
+    /// nothing written to it, if one does; see [`super::index::try_add_entry_unless`].
+    /// Blocks (the syncs and the write, not for the lock).
+    pub fn try_add_to_index_unless(
+        &self,
+        entry: &Descriptor,
+        keep: Option<&Digest>,
+    ) -> Result<Option<super::index::Added>> {
+        self.sync()?;
+        super::index::try_add_entry_unless(&self.root, entry, keep)
+    }
+
     /// Makes the blobs stored since the last call durable under their names. A blob's
     /// content is fsync'd before its rename into place, but the rename is only as durable
     /// as its directory: a power loss soon after a run that said it stored a blob could
