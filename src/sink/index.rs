@@ -284,7 +284,7 @@ impl IndexLock {
                 }
                 // Its holder removed it between the two opens.
                 Err(e) if !made && e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err("creating", &path, e)),
+                Err(e) => return Err(io_err("creating index.json's lock", &path, e)),
             };
             let locked = match lock(&file) {
                 Ok(locked) => locked,
@@ -529,6 +529,20 @@ mod tests {
             dir.path().join(INDEX_LOCK).exists(),
             "another's lock file was removed"
         );
+    }
+
+    /// A lock that cannot be made (a layout on a read-only mount that a pull by digest
+    /// must name its image in) says what it is for: "creating DIR/.dist-index.lock" left
+    /// the user of a pull that fetched nothing to wonder what dist was making there.
+    #[test]
+    fn a_lock_that_cannot_be_made_says_it_is_index_json_s() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(INDEX_LOCK)).unwrap();
+        let err = add_entry(dir.path(), &entry(b"a", Some("v1"))).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("creating index.json's lock"), "{text}");
+        assert!(text.contains(INDEX_LOCK), "{text}");
+        assert!(!dir.path().join("index.json").exists());
     }
 
     /// A lock held elsewhere is waited for, not broken, however old its file.
