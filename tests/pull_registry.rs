@@ -201,6 +201,56 @@ fn docker_manifest_list_stays_docker() {
     assert_eq!(e[0]["digest"], list_digest.as_str());
 }
 
+/// A Docker-typed image keeps its type in `index.json`, and so its digest, as crane and
+/// containerd record it. skopeo 1.9 finds a tag only among OCI-typed entries (as later
+/// releases still do, even for what `skopeo copy --preserve-digests` itself writes), but
+/// reads the entry of a layout that holds nothing else without one: a pull from the layout
+/// into a layout of its own makes that, which the README gives as the way.
+#[test]
+fn skopeo_reads_a_docker_typed_image_from_a_layout_of_its_own() {
+    let reg = Registry::start(Mode::Anonymous);
+    let (_, _, images) = multi(&reg, "legacy/app", "v1", Flavor::Docker);
+    let other = push_image(&reg, "legacy/app", Flavor::Docker, host_arch(), 3);
+    reg.push_manifest(
+        "legacy/app",
+        "v2",
+        Flavor::Docker.manifest(),
+        &other.manifest,
+    );
+    let image = images.iter().find(|i| i.arch == host_arch()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (both, one) = (dir.path().join("both"), dir.path().join("one"));
+    let dist = Dist::new();
+    for tag in ["v1", "v2"] {
+        let reference = format!("{}/legacy/app:{tag}", reg.host());
+        dist.ok(&["pull", &reference, "-o", both.to_str().unwrap()]);
+    }
+    assert_eq!(entries(&both)[0]["mediaType"], Flavor::Docker.manifest());
+
+    let tagged = format!("oci:{}:v1", both.display());
+    let refused = std::process::Command::new("skopeo")
+        .args(["--insecure-policy", "inspect", &tagged])
+        .output()
+        .unwrap();
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && why.contains("no descriptor found for reference"),
+        "skopeo reads a Docker-typed entry by its tag now: say so in the README ({why})"
+    );
+
+    dist.ok(&["pull", &tagged, "-o", one.to_str().unwrap()]);
+    assert_eq!(entries(&one).len(), 1);
+    let alone = format!("oci:{}", one.display());
+    let inspect: Value = serde_json::from_slice(&skopeo(&["inspect", &alone]).stdout).unwrap();
+    assert_eq!(inspect["Digest"], image.digest.as_str());
+    let copy = dir.path().join("copy");
+    skopeo(&["copy", &alone, &format!("dir:{}", copy.display())]);
+    assert_eq!(
+        std::fs::read(copy.join("manifest.json")).unwrap(),
+        image.manifest
+    );
+}
+
 #[test]
 fn two_images_share_one_dir_even_pulled_at_once() {
     let reg = Registry::start(Mode::Anonymous);

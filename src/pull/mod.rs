@@ -306,11 +306,7 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
         // `oci:DIR:tag` were handed this one. Asked under index.json's lock, so that such
         // a pull ending while this one waits for it keeps the name too.
         let keep = (entry.digest != top_digest).then_some(top_digest);
-        let (store, indexed) = (self.store.clone(), entry.clone());
-        let added = crate::blocking::run("index.json update failed", move || {
-            store.add_to_index_unless(&indexed, keep.as_ref())
-        })
-        .await?;
+        let added = self.add_to_index(&entry, keep).await?;
         match added {
             Added::Kept(kept) => {
                 self.pulled.entry = Some(*kept);
@@ -320,6 +316,30 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
         }
         self.pulled.entry = Some(entry);
         Ok(self.pulled)
+    }
+
+    /// Adds `entry` to `index.json` ([`LayoutStore::add_to_index_unless`]), waiting here for
+    /// another run's lock on it, where a stop of the pull ends the wait: waited for on a
+    /// blocking thread, which a stop cannot end, the lock was taken when it came free, in
+    /// the moments the run still had, and the image named after the run had said it was not.
+    async fn add_to_index(&self, entry: &Descriptor, keep: Option<Digest>) -> Result<Added> {
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(1);
+        loop {
+            let (store, indexed, keep) = (self.store.clone(), entry.clone(), keep.clone());
+            let tried = crate::blocking::run("index.json update failed", move || {
+                store.try_add_to_index_unless(&indexed, keep.as_ref())
+            })
+            .await?;
+            if let Some(added) = tried {
+                return Ok(added);
+            }
+            if started.elapsed() >= crate::sink::index::INDEX_LOCK_WAIT {
+                return Err(crate::sink::index::still_locked(self.store.root()));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_millis(50));
+        }
     }
 
     /// Fetches and parses manifests from `top` down, giving `top` and the images the media

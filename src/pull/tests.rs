@@ -217,6 +217,72 @@ async fn a_whole_index_named_while_waiting_for_the_lock_stays_named() {
     assert_whole_index_named(dst.path(), &top);
 }
 
+/// A pull stopped (Ctrl-C, `--timeout`) while another run holds `index.json`'s lock
+/// writes no entry once that lock goes: the wait ran on a blocking thread the stop could
+/// not end, which took the lock when it came free, in the 2 s the runtime gives such
+/// threads at exit, and named the image after the run had said `index.json` was left
+/// alone.
+#[test]
+fn a_pull_stopped_while_waiting_for_the_index_lock_writes_no_entry() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    source(src.path(), false);
+    LayoutStore::open(dst.path()).unwrap();
+    let lock = crate::sink::index::IndexLock::acquire(dst.path()).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (from, to) = (src.path().to_owned(), dst.path().to_owned());
+    let pulling = runtime.spawn(async move {
+        let store = LayoutStore::open(&to).unwrap();
+        let remote: Arc<dyn Remote> = Arc::new(LayoutRemote::new(&from));
+        let opts = PullOptions {
+            platforms: arm64(),
+            jobs: 4,
+            ..PullOptions::default()
+        };
+        let on_event = |_: Event| tx.send(()).map_err(|_| Error::new(ErrorKind::Io, "gone"));
+        pull(
+            remote,
+            &Object::Tag("v1".into()),
+            Some("v1"),
+            &store,
+            &opts,
+            on_event,
+        )
+        .await
+    });
+    // Its five objects stored, the pull is on its way to the lock; it is at it once it
+    // has the lock's file open (the only sign a wait on it gives).
+    for _ in 0..5 {
+        rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    }
+    let lock_path = dst.path().join(".dist-index.lock");
+    let opened = || {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+            .filter(|target| *target == lock_path)
+            .count()
+    };
+    let waited = std::time::Instant::now();
+    while opened() < 2 && waited.elapsed() < Duration::from_secs(2) {
+        std::thread::yield_now();
+    }
+    pulling.abort();
+    let stopped = runtime.block_on(pulling).unwrap_err();
+    assert!(stopped.is_cancelled());
+    drop(lock);
+    // As dist's exit does, and longer: what a blocking thread still does, it does now.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    assert!(
+        index_entries(dst.path()).is_empty(),
+        "a stopped pull named its image"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_leave_index_json_alone_and_no_match_is_an_error() {
     let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

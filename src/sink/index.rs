@@ -12,14 +12,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::layout::{io_err, new_layout_file, try_flock};
+use super::layout::{io_err, names_file, new_layout_file, try_flock};
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::image::{entry_ref_name, Descriptor};
 
 const INDEX_LOCK: &str = ".dist-index.lock";
 /// How long to wait for another process to finish its `index.json` update.
-const INDEX_LOCK_WAIT: Duration = Duration::from_secs(60);
+pub(crate) const INDEX_LOCK_WAIT: Duration = Duration::from_secs(60);
 
 /// What [`add_entry_unless`] did.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +49,41 @@ pub fn add_entry(root: &Path, entry: &Descriptor) -> Result<Vec<Descriptor>> {
 /// Looked for under the lock too, so that an entry another run adds while this one waits
 /// for the lock is seen: looked for only before, it was replaced. Blocks.
 pub fn add_entry_unless(root: &Path, entry: &Descriptor, keep: Option<&Digest>) -> Result<Added> {
+    add_entry_within(root, entry, keep, INDEX_LOCK_WAIT)?.ok_or_else(|| still_locked(root))
+}
+
+/// [`add_entry_unless`] if no other run holds the layout's lock: `None`, nothing written,
+/// if one does. For a caller that waits for the lock its own way, one a stop can end: a
+/// wait inside a blocking call outlives the stop, and writes the entry when the lock comes
+/// free, after the run said it wrote none. Blocks (a few system calls, and the write).
+pub fn try_add_entry_unless(
+    root: &Path,
+    entry: &Descriptor,
+    keep: Option<&Digest>,
+) -> Result<Option<Added>> {
+    add_entry_within(root, entry, keep, Duration::ZERO)
+}
+
+/// The error of a lock that another run held for all of [`INDEX_LOCK_WAIT`].
+pub(crate) fn still_locked(root: &Path) -> Error {
+    Error::new(
+        ErrorKind::Io,
+        format!(
+            "{} is still locked by another process after {}s",
+            root.join(INDEX_LOCK).display(),
+            INDEX_LOCK_WAIT.as_secs()
+        ),
+    )
+}
+
+/// [`add_entry_unless`], waiting up to `wait` for another run's lock: `None` if it is
+/// still held.
+fn add_entry_within(
+    root: &Path,
+    entry: &Descriptor,
+    keep: Option<&Digest>,
+    wait: Duration,
+) -> Result<Option<Added>> {
     let path = root.join("index.json");
     let name = entry.ref_name();
     let new = || serde_json::to_value(entry).expect("descriptors serialise");
@@ -64,22 +99,24 @@ pub fn add_entry_unless(root: &Path, entry: &Descriptor, keep: Option<&Digest>) 
     if let Ok(mut index) = read_index(&path) {
         let (kept, value) = wanted(&index);
         if merge_value(&mut index, name, value) == Ok(None) {
-            return Ok(match kept {
+            return Ok(Some(match kept {
                 Some(kept) => Added::Kept(Box::new(kept)),
                 None => Added::Replacing(Vec::new()),
-            });
+            }));
         }
     }
-    let _lock = IndexLock::acquire(root)?;
+    let Some(_lock) = IndexLock::take(root, wait)? else {
+        return Ok(None);
+    };
     let mut index = read_index(&path)?;
     let (kept, value) = wanted(&index);
     let merged = merge_value(&mut index, name, value)
         .map_err(|why| Error::invalid(format!("{}: {why}", path.display())))?;
     let Some(replaced) = merged else {
-        return Ok(match kept {
+        return Ok(Some(match kept {
             Some(kept) => Added::Kept(Box::new(kept)),
             None => Added::Replacing(Vec::new()),
-        });
+        }));
     };
     let text = serde_json::to_vec(&index).expect("JSON values serialise");
     let mut tmp =
@@ -92,15 +129,15 @@ pub fn add_entry_unless(root: &Path, entry: &Descriptor, keep: Option<&Digest>) 
     // Durable before the run says the image is in place, as the blobs it names are.
     super::layout::sync_dir(root).map_err(|e| io_err("syncing", root, e))?;
     if let Some(kept) = kept {
-        return Ok(Added::Kept(Box::new(kept)));
+        return Ok(Some(Added::Kept(Box::new(kept))));
     }
     // An entry another tool wrote that is no descriptor is still replaced, unreported.
-    Ok(Added::Replacing(
+    Ok(Some(Added::Replacing(
         replaced
             .into_iter()
             .filter_map(|v| serde_json::from_value(v).ok())
             .collect(),
-    ))
+    )))
 }
 
 /// The entry of `index` named `name` (or, for `None`, an unnamed one) whose digest is
@@ -190,17 +227,9 @@ pub(crate) struct IndexLock {
 impl IndexLock {
     /// Takes the lock of the layout at `root`, waiting up to a minute for another holder.
     /// Blocks.
+    #[cfg(test)]
     pub(crate) fn acquire(root: &Path) -> Result<IndexLock> {
-        Self::take(root, INDEX_LOCK_WAIT)?.ok_or_else(|| {
-            Error::new(
-                ErrorKind::Io,
-                format!(
-                    "{} is still locked by another process after {}s",
-                    root.join(INDEX_LOCK).display(),
-                    INDEX_LOCK_WAIT.as_secs()
-                ),
-            )
-        })
+        Self::take(root, INDEX_LOCK_WAIT)?.ok_or_else(|| still_locked(root))
     }
 
     /// Takes the lock of the layout at `root` if no one holds it; `None` if another
@@ -211,19 +240,36 @@ impl IndexLock {
 
     /// Takes the lock, waiting up to `wait` for another holder: `None` if it is still held.
     fn take(root: &Path, wait: Duration) -> Result<Option<IndexLock>> {
-        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        Self::take_with(root, wait, |file| try_flock(file, libc::LOCK_EX))
+    }
+
+    /// [`Self::take`], locking with `lock` (`Ok(false)`: another holds it), which tests
+    /// make refuse as a filesystem without locks does.
+    fn take_with(
+        root: &Path,
+        wait: Duration,
+        lock: impl Fn(&std::fs::File) -> std::io::Result<bool>,
+    ) -> Result<Option<IndexLock>> {
+        use std::os::unix::fs::OpenOptionsExt;
 
         let path = root.join(INDEX_LOCK);
         let deadline = Instant::now() + wait;
         let mut pause = Duration::from_millis(1);
         loop {
-            let opened = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&path);
+            let open = |create: bool| {
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(create)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&path)
+            };
+            // Whether this run made the file, which is then its own to remove when the
+            // lock cannot be had.
+            let (opened, made) = match open(true) {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => (open(false), false),
+                opened => (opened, true),
+            };
             let file = match opened {
                 Ok(file) => file,
                 // A symbolic link under the lock's name was planted (a layout in a shared
@@ -236,14 +282,34 @@ impl IndexLock {
                     std::fs::remove_file(&path).map_err(|e| io_err("removing", &path, e))?;
                     continue;
                 }
-                Err(e) => return Err(io_err("creating", &path, e)),
+                // Its holder removed it between the two opens.
+                Err(e) if !made && e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err("creating index.json's lock", &path, e)),
             };
-            if try_flock(&file, libc::LOCK_EX).map_err(|e| io_err("locking", &path, e))? {
+            let locked = match lock(&file) {
+                Ok(locked) => locked,
+                // A filesystem without locks (NFS whose lock service is not running says
+                // `ENOLCK`): no run could keep another's entries there, so none is
+                // written. The file made for the lock went on to be a stray for good.
+                Err(e) => {
+                    if made && names_file(&path, &file) {
+                        let _ = std::fs::remove_file(&path);
+                    }
+                    return Err(Error::new(
+                        ErrorKind::Io,
+                        format!(
+                            "locking {} (flock): this filesystem takes no locks, and \
+                             index.json is not updated without one (the blobs stored stay)",
+                            path.display()
+                        ),
+                    )
+                    .with_cause(e));
+                }
+            };
+            if locked {
                 // The holder before may have removed the file after this one opened it:
                 // the lock counts only if it is the lock of the file at the path now.
-                let here = std::fs::symlink_metadata(&path).ok();
-                let mine = file.metadata().map_err(|e| io_err("reading", &path, e))?;
-                if here.is_some_and(|h| h.dev() == mine.dev() && h.ino() == mine.ino()) {
+                if names_file(&path, &file) {
                     return Ok(Some(IndexLock { _file: file, path }));
                 }
                 continue;
@@ -429,6 +495,54 @@ mod tests {
         assert_eq!(names(dir.path()).len(), 1);
         assert!(!target.exists(), "the link's target was created");
         assert!(std::fs::symlink_metadata(dir.path().join(INDEX_LOCK)).is_err());
+    }
+
+    /// A filesystem that refuses `flock` (NFS whose lock service is not running answers
+    /// `ENOLCK`) fails the update saying so, and leaves no lock file behind: the file this
+    /// run made for the lock stayed, and one made by another stays as it was.
+    #[test]
+    fn a_filesystem_refusing_flock_fails_clearly_and_leaves_no_lock_file() {
+        let refuse = |_: &std::fs::File| Err(std::io::Error::from_raw_os_error(libc::ENOLCK));
+        let dir = tempfile::tempdir().unwrap();
+        let err = IndexLock::take_with(dir.path(), Duration::ZERO, refuse)
+            .err()
+            .expect("a lock that cannot be taken is an error");
+        assert!(
+            !dir.path().join(INDEX_LOCK).exists(),
+            "a stray lock file was left"
+        );
+        assert_eq!(err.kind(), ErrorKind::Io);
+        let text = err.to_string();
+        assert!(
+            text.contains(&dir.path().join(INDEX_LOCK).display().to_string()),
+            "{text}"
+        );
+        assert!(
+            text.contains("flock") && text.contains("No locks available"),
+            "{text}"
+        );
+        assert!(text.contains("index.json is not updated"), "{text}");
+
+        std::fs::write(dir.path().join(INDEX_LOCK), "").unwrap();
+        assert!(IndexLock::take_with(dir.path(), Duration::ZERO, refuse).is_err());
+        assert!(
+            dir.path().join(INDEX_LOCK).exists(),
+            "another's lock file was removed"
+        );
+    }
+
+    /// A lock that cannot be made (a layout on a read-only mount that a pull by digest
+    /// must name its image in) says what it is for: "creating DIR/.dist-index.lock" left
+    /// the user of a pull that fetched nothing to wonder what dist was making there.
+    #[test]
+    fn a_lock_that_cannot_be_made_says_it_is_index_json_s() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(INDEX_LOCK)).unwrap();
+        let err = add_entry(dir.path(), &entry(b"a", Some("v1"))).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("creating index.json's lock"), "{text}");
+        assert!(text.contains(INDEX_LOCK), "{text}");
+        assert!(!dir.path().join("index.json").exists());
     }
 
     /// A lock held elsewhere is waited for, not broken, however old its file.

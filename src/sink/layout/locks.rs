@@ -58,7 +58,7 @@ pub(super) fn open_lock(path: &Path, create: bool) -> std::io::Result<std::fs::F
 
 /// Whether `path` still names `file`, a regular file: a lock taken on a file its holder
 /// unlinked before letting go locks nothing anyone else sees.
-pub(super) fn names_file(path: &Path, file: &std::fs::File) -> bool {
+pub(in crate::sink) fn names_file(path: &Path, file: &std::fs::File) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (file.metadata(), std::fs::symlink_metadata(path)) {
         (Ok(held), Ok(named)) => {

@@ -43,9 +43,9 @@ mod temp_blob;
 pub use files::hash_file;
 pub(super) use files::sync_dir;
 use files::{hash_reader, made_in, make_skeleton, memory_backed, open_regular, remove_skeleton};
-pub(super) use locks::try_flock;
 pub use locks::IngestLock;
-use locks::{hold_within, names_file, open_lock};
+use locks::{hold_within, open_lock};
+pub(super) use locks::{names_file, try_flock};
 use sweep::remove_stale_in;
 pub(super) use temp_blob::new_layout_file;
 pub use temp_blob::TempBlob;
@@ -470,6 +470,18 @@ impl LayoutStore {
     ) -> Result<super::index::Added> {
         self.sync()?;
         super::index::add_entry_unless(&self.root, entry, keep)
+    }
+
+    /// [`Self::add_to_index_unless`] if no other run holds `index.json`'s lock: `None`,
+    /// nothing written to it, if one does; see [`super::index::try_add_entry_unless`].
+    /// Blocks (the syncs and the write, not for the lock).
+    pub fn try_add_to_index_unless(
+        &self,
+        entry: &Descriptor,
+        keep: Option<&Digest>,
+    ) -> Result<Option<super::index::Added>> {
+        self.sync()?;
+        super::index::try_add_entry_unless(&self.root, entry, keep)
     }
 
     /// Makes the blobs stored since the last call durable under their names. A blob's
