@@ -1568,29 +1568,37 @@ fn a_pull_whose_reader_is_gone_at_the_start_leaves_no_layout() {
     }
 }
 
-/// A pull whose `--report` cannot be written (a full disk: `/dev/full`) says that of the
-/// report, once: it was said as "writing the JSON lines", stdout's, and then again.
+/// A pull or a batch whose `--report` cannot be written (a full disk: `/dev/full`) says
+/// that of the report, once, naming the file: it was said as "writing the JSON lines",
+/// stdout's, and then again; and as "writing the report", which left a job with several
+/// files to find which one.
 #[test]
 fn a_report_that_cannot_be_written_is_named_once() {
     let reg = FakeRegistry::start();
-    image_without_layers(&reg);
+    let config = image_without_layers(&reg);
     let reference = format!("{}/team/app:v1", reg.host());
+    let repo = format!("{}/team/app", reg.host());
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
-    let args = [
-        "pull",
-        &reference,
-        "-o",
-        layout.to_str().unwrap(),
-        "--report",
-        "/dev/full",
-    ];
-    let out = Dist::new().run(&args, b"");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    let said = "dist: writing the report: No space left on device";
-    assert_eq!(err.matches(said).count(), 1, "{err}");
-    assert!(!err.contains("JSON lines"), "{err}");
+    let l = layout.to_str().unwrap();
+    let line = format!("{config}\n");
+    for (args, stdin) in [
+        (
+            vec!["pull", &reference, "-o", l, "--report", "/dev/full"],
+            "",
+        ),
+        (
+            vec!["fetch", &repo, "-", "-o", l, "--report", "/dev/full"],
+            &line,
+        ),
+    ] {
+        let out = Dist::new().run(&args, stdin.as_bytes());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        let said = "dist: writing the report /dev/full: No space left on device";
+        assert_eq!(err.matches(said).count(), 1, "{args:?}: {err}");
+        assert!(!err.contains("JSON lines"), "{args:?}: {err}");
+    }
 }
 
 /// A config or layer a pull fails on is said on stderr, once, and its JSON line says why,
