@@ -1438,6 +1438,54 @@ fn a_stdout_that_takes_nothing_is_an_error_not_a_success() {
     }
 }
 
+/// A usage error is status 2 and said, whatever stdout is: with a stdout that takes
+/// nothing as well, the worker and `pull` exited 1 saying only that stdout took nothing,
+/// and the mistake in the command line (a `-o DIR` that cannot be a layout, `--report -`,
+/// a malformed locator) went unsaid until it was fixed. No layout is left behind.
+#[test]
+fn a_usage_error_is_said_before_a_stdout_that_takes_nothing() {
+    let reg = FakeRegistry::start();
+    let config_digest = image_without_layers(&reg);
+    let repo = format!("{}/team/app", reg.host());
+    let reference = format!("{repo}:v1");
+    let dir = tempfile::tempdir().unwrap();
+    let read_only = dir.path().join("read-only");
+    std::fs::write(&read_only, "").unwrap();
+    let under_a_file = read_only.join("layout");
+    let under_a_file = under_a_file.to_str().unwrap();
+    let layout = dir.path().join("layout");
+    let l = layout.to_str().unwrap();
+    let bad_locator = format!("{}/Team/app", reg.host());
+    let not_a_dir = "cannot be a directory for an OCI image layout";
+    let report_stdout = "--report -: stdout already carries the output";
+    let cases = [
+        (vec!["fetch", &repo, "-", "-o", under_a_file], not_a_dir),
+        (vec!["pull", &reference, "-o", under_a_file], not_a_dir),
+        (
+            vec!["fetch", &repo, "-", "-o", l, "--report", "-"],
+            report_stdout,
+        ),
+        (
+            vec!["pull", &reference, "-o", l, "--report", "-"],
+            report_stdout,
+        ),
+        (vec!["fetch", &bad_locator, "-", "-o", l], "invalid locator"),
+    ];
+    let dist = Dist::new();
+    let input = format!("{config_digest}\n");
+    for closed in [false, true] {
+        for (args, said) in &cases {
+            let command = dist.command(args);
+            let out = with_stdout_unusable(command, closed, &read_only, input.as_bytes());
+            let err = String::from_utf8_lossy(&out.stderr);
+            let case = format!("{args:?}, closed {closed}: {err}");
+            assert_eq!(out.status.code(), Some(2), "{case}");
+            assert!(err.contains(said), "{case}");
+            assert!(!layout.exists(), "a layout was left: {case}");
+        }
+    }
+}
+
 /// Runs `command` with its stdout closed (`>&-`) if `closed`, else open read-only on
 /// `read_only` (`1<file`), feeding it `input`; a command that stops before reading its
 /// input may leave some of it unwritten.

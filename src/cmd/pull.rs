@@ -24,9 +24,6 @@ pub async fn run(global: &Global, args: PullArgs) -> u8 {
         Ok(i) => i,
         Err(e) => return report(&e, EXIT_USAGE),
     };
-    if super::output::refused_before_start("writing the JSON lines") {
-        return EXIT_FAILED;
-    }
     let store = match LayoutStore::open(&args.output) {
         Ok(s) => s,
         Err(e) => return report(&e, EXIT_USAGE),
@@ -60,6 +57,11 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
         Ok(r) => r,
         Err(e) => return report(&e, EXIT_USAGE),
     };
+    // After every usage error, which is status 2 and said whatever stdout is, and before
+    // the registry is asked anything or the layout takes anything.
+    if super::output::refused_before_start("writing the JSON lines") {
+        return EXIT_FAILED;
+    }
     // One stop for the whole run, the check included: a registry that does not answer
     // must not hold the pull beyond --timeout or a signal. A reader of the JSON lines that
     // went away (`| head -1`) stops it too, as it does the worker: found out only at the
