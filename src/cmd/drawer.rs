@@ -104,7 +104,8 @@ impl Drawer {
     }
 
     /// Queues `text` to be written as a line of its own, above the frame drawn; dropped
-    /// and counted when the queue is full. Never waits for the terminal.
+    /// and counted when the queue is full. Never waits for the terminal. Text of several
+    /// lines (a log event's) is kept, dropped and written as one.
     pub fn say(&self, text: String) {
         let mut pending = lock(&self.pending);
         let cost = text.len() + LINE_COST;
