@@ -311,6 +311,31 @@ pub fn drain() {
     DRAWER.drain();
 }
 
+/// Has a panic of the main thread first run `drain` (waiting for the lines queued for
+/// stderr), then say its message: the process ends with the panic, and [`drain`] at the
+/// end of `main` is never reached. The lines queued before are what tells how the run got
+/// there, and went with the process.
+pub fn drain_before_panic_message(drain: impl Fn() + Sync + Send + 'static) {
+    std::panic::set_hook(drain_then(drain, std::panic::take_hook()));
+}
+
+/// A panic hook, as [`std::panic::set_hook`] takes one.
+type PanicHook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
+
+/// A panic hook that runs `drain`, then `message`, when the main thread panics, and only
+/// `message` for any other. The panics of other threads do not end the process (the
+/// runtime catches its tasks'), and one may hold what the drawing thread needs: the lock
+/// of the line an output thread holds while it writes to the terminal, or the drawing
+/// thread itself, which would wait for itself.
+fn drain_then(drain: impl Fn() + Sync + Send + 'static, message: PanicHook) -> PanicHook {
+    Box::new(move |info| {
+        if std::thread::current().name() == Some("main") {
+            drain();
+        }
+        message(info);
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -488,6 +513,45 @@ mod tests {
             "\r\x1b[Ka warning\n\r\x1b[Knext"
         );
         drawer.drain();
+    }
+
+    /// A panic of the main thread waits for the lines queued before it, then says its
+    /// message: they are what tells how the run got there, and went with the process.
+    #[test]
+    fn a_panic_of_the_main_thread_writes_the_lines_queued_before_it() {
+        let (drawer, let_through, written) = stalled_on_a_frame(QUEUE_BYTES);
+        drawer.say("dist: what went wrong first".into());
+        let (told, tells) = mpsc::channel();
+        let told = Mutex::new(told);
+        let others: Arc<PanicHook> = Arc::new(std::panic::take_hook());
+        let message = {
+            let (drawer, others) = (drawer.clone(), others.clone());
+            move |info: &std::panic::PanicHookInfo<'_>| {
+                if std::thread::current().name() != Some("main") {
+                    return others(info);
+                }
+                let pending = lock(&drawer.pending);
+                let idle = pending.lines.is_empty() && !pending.writing;
+                let _ = lock(&told).send(idle);
+            }
+        };
+        let drains = drawer.clone();
+        std::panic::set_hook(drain_then(move || drains.drain(), Box::new(message)));
+        let panics = std::thread::Builder::new()
+            .name("main".into())
+            .spawn(|| panic!("the run's bug"))
+            .unwrap();
+        let_through.send(()).unwrap();
+        assert_eq!(written.recv_timeout(PATIENCE).unwrap(), "\r\x1b[Kframe");
+        let_through.send(()).unwrap();
+        assert_eq!(
+            written.recv_timeout(PATIENCE).unwrap(),
+            "\r\x1b[Kdist: what went wrong first\n\r\x1b[Kframe"
+        );
+        let idle = tells.recv_timeout(PATIENCE).expect("the panic's message");
+        assert!(panics.join().is_err());
+        std::panic::set_hook(Box::new(move |info| others(info)));
+        assert!(idle, "the panic's message came before the lines queued");
     }
 
     /// A queue that fills while the terminal takes nothing keeps the lines that came

@@ -103,6 +103,12 @@ pub fn drain_stderr() {
     drawer::drain();
 }
 
+/// Has a panic of the main thread write the lines queued for stderr before its own
+/// message, as the process would have at its end ([`drain_stderr`]).
+pub fn drain_stderr_on_panic() {
+    drawer::drain_before_panic_message(drain_stderr);
+}
+
 /// Exit status when a fetch failed.
 pub const EXIT_FAILED: u8 = 1;
 /// Exit status for usage errors and remotes that cannot be used at all.
