@@ -352,9 +352,9 @@ mod tests {
     fn a_stalled_terminal_never_holds_whoever_offers_frames() {
         let (drawer, line, terminal) = on_a_gated_terminal(QUEUE_BYTES);
         let GateHandles {
+            reaches,
             let_through,
             written,
-            ..
         } = terminal;
         // Each frame drawn, without the line's clearing before it.
         let drawn = || -> String {
@@ -385,14 +385,20 @@ mod tests {
         assert!(*lock(line), "the line holds a frame");
 
         // Closed with a frame waiting: neither it nor a later one of its owner's is drawn.
-        {
-            let _line = lock(line);
-            drawer.offer(1, "stale".into());
-            drawer.close(1, true, None);
-        }
+        // The frame waits while the thread is in a write: holding the line instead let
+        // the thread take the frame first, then wait for the line, and draw it (1 run in 8).
+        while reaches.try_recv().is_ok() {}
+        drawer.offer(1, "frame 1001".into());
+        reaches
+            .recv_timeout(PATIENCE)
+            .expect("the frame is written");
+        drawer.offer(1, "stale".into());
+        drawer.close(1, true, None);
         drawer.offer(1, "after its end".into());
         drawer.open(2);
         drawer.offer(2, "next display".into());
+        let_through.send(()).unwrap();
+        assert_eq!(drawn(), "frame 1001");
         let_through.send(()).unwrap();
         assert_eq!(drawn(), "next display");
     }
