@@ -576,6 +576,28 @@ fn a_worker_reading_a_terminal_says_so_and_draws_no_progress() {
         !screen.contains("in flight") && !screen.contains("0 failed"),
         "no progress line: {screen:?}"
     );
+    // With --log-format json it is a JSON line too, as every other line on stderr is: it
+    // was the one text line there.
+    let err = dir.path().join("err");
+    let line = format!(
+        "{} --log-format json fetch {}/team/app - > {} 2> {}",
+        Dist::bin().display(),
+        reg.host(),
+        dir.path().join("out").display(),
+        err.display()
+    );
+    let shown = dist.on_terminal(&line);
+    assert!(shown.status.success(), "{shown:?}");
+    let said = std::fs::read(&err).unwrap();
+    let lines = json_lines(&said);
+    let notice = lines.iter().find(|l| {
+        l["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("reading objects from the terminal"))
+    });
+    let notice = notice.unwrap_or_else(|| panic!("{}", String::from_utf8_lossy(&said)));
+    // Neither an error nor a warning: a log reader alerting on those is not woken by it.
+    assert_eq!(notice["level"], "INFO", "{notice}");
 }
 
 /// The framed worker with stdout on the terminal refuses at once, as the one-shot fetch

@@ -148,7 +148,7 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
     // or it looks hung, and draw no progress line, which would redraw over what is typed.
     let typed = args.object == "-" && std::io::IsTerminal::is_terminal(&std::io::stdin());
     if typed && !global.quiet {
-        super::to_stderr(&format!(
+        super::inform(&format!(
             "dist: reading objects from the terminal, one per line (object [hint…]); end with \
              Ctrl-D, or pipe them in: … | dist fetch {} -",
             args.locator

@@ -54,16 +54,27 @@ pub fn say(text: &str) {
     to_stderr(&message_line(text));
 }
 
+/// Says what dist waits for, which is neither an error nor a warning: as [`say`] does, at
+/// level `INFO` with `--log-format json`.
+pub fn inform(text: &str) {
+    to_stderr(&line_at("INFO", text));
+}
+
 /// A message as [`say`] writes it.
 fn message_line(text: &str) -> String {
-    if !JSON_MESSAGES.load(std::sync::atomic::Ordering::Relaxed) {
-        return text.to_string();
-    }
     let level = if text.starts_with("dist: warning:") {
         "WARN"
     } else {
         "ERROR"
     };
+    line_at(level, text)
+}
+
+/// A message at `level`: the text, or a JSON line with `--log-format json`.
+fn line_at(level: &str, text: &str) -> String {
+    if !JSON_MESSAGES.load(std::sync::atomic::Ordering::Relaxed) {
+        return text.to_string();
+    }
     // Stamped as the log lines are, in their format: a log reader that orders or
     // filters by time lost every failed object's line, which carried none.
     let mut timestamp = String::new();
