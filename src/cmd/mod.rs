@@ -596,6 +596,7 @@ pub fn print_stdout(text: &[u8]) -> u8 {
     }
 }
 
+/// Says `e` as dist's message on stderr, and gives back `code`, the exit status for it.
 pub fn report(e: &Error, code: u8) -> u8 {
     say!("dist: {e}");
     code

@@ -154,6 +154,7 @@ fn stdout_takes_nothing() -> Option<std::io::Error> {
 pub struct RawStdout(Option<std::mem::ManuallyDrop<std::fs::File>>);
 
 impl RawStdout {
+    /// Standard output, or what stands for it when the process started without one.
     pub fn new() -> RawStdout {
         use std::os::fd::FromRawFd;
         if super::closed_at_start::stdout() {
