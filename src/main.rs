@@ -13,6 +13,7 @@ use cli::{Cli, Command, LogFormat};
 use cmd::{EXIT_TIMEOUT, EXIT_USAGE};
 
 fn main() -> ExitCode {
+    cmd::drain_stderr_on_panic();
     let code = run_to_exit();
     // Messages and log lines are written by a thread of their own, which a terminal that
     // takes no output holds: what it has not written yet would go with the process.

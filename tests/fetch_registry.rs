@@ -4,7 +4,7 @@ mod support;
 
 use std::collections::BTreeSet;
 
-use support::cli::{bytes, sha256, Dist};
+use support::cli::{bytes, sha256, write_program, Dist};
 use support::registry::{Mode, Registry, RegistryOptions};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -375,12 +375,10 @@ fn credentials_from_the_containers_tools_auth_json() {
 /// `docker-credential-NAME` in a directory put first on dist's `PATH`, and names it in
 /// `credHelpers` for `reg`, in place of any helper named before.
 fn use_helper(dist: &mut Dist, reg: &Registry, name: &str, script: &str) {
-    use std::os::unix::fs::PermissionsExt;
     let bin = dist.config_dir().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let helper = bin.join(format!("docker-credential-{name}"));
-    std::fs::write(&helper, format!("#!/bin/sh\n{script}")).unwrap();
-    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_program(&helper, &format!("#!/bin/sh\n{script}"));
     dist.docker_config(&format!(
         r#"{{"credHelpers":{{"{}":"{name}"}}}}"#,
         reg.host()

@@ -576,6 +576,28 @@ fn a_worker_reading_a_terminal_says_so_and_draws_no_progress() {
         !screen.contains("in flight") && !screen.contains("0 failed"),
         "no progress line: {screen:?}"
     );
+    // With --log-format json it is a JSON line too, as every other line on stderr is: it
+    // was the one text line there.
+    let err = dir.path().join("err");
+    let line = format!(
+        "{} --log-format json fetch {}/team/app - > {} 2> {}",
+        Dist::bin().display(),
+        reg.host(),
+        dir.path().join("out").display(),
+        err.display()
+    );
+    let shown = dist.on_terminal(&line);
+    assert!(shown.status.success(), "{shown:?}");
+    let said = std::fs::read(&err).unwrap();
+    let lines = json_lines(&said);
+    let notice = lines.iter().find(|l| {
+        l["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("reading objects from the terminal"))
+    });
+    let notice = notice.unwrap_or_else(|| panic!("{}", String::from_utf8_lossy(&said)));
+    // Neither an error nor a warning: a log reader alerting on those is not woken by it.
+    assert_eq!(notice["level"], "INFO", "{notice}");
 }
 
 /// The framed worker with stdout on the terminal refuses at once, as the one-shot fetch
@@ -1438,6 +1460,54 @@ fn a_stdout_that_takes_nothing_is_an_error_not_a_success() {
     }
 }
 
+/// A usage error is status 2 and said, whatever stdout is: with a stdout that takes
+/// nothing as well, the worker and `pull` exited 1 saying only that stdout took nothing,
+/// and the mistake in the command line (a `-o DIR` that cannot be a layout, `--report -`,
+/// a malformed locator) went unsaid until it was fixed. No layout is left behind.
+#[test]
+fn a_usage_error_is_said_before_a_stdout_that_takes_nothing() {
+    let reg = FakeRegistry::start();
+    let config_digest = image_without_layers(&reg);
+    let repo = format!("{}/team/app", reg.host());
+    let reference = format!("{repo}:v1");
+    let dir = tempfile::tempdir().unwrap();
+    let read_only = dir.path().join("read-only");
+    std::fs::write(&read_only, "").unwrap();
+    let under_a_file = read_only.join("layout");
+    let under_a_file = under_a_file.to_str().unwrap();
+    let layout = dir.path().join("layout");
+    let l = layout.to_str().unwrap();
+    let bad_locator = format!("{}/Team/app", reg.host());
+    let not_a_dir = "cannot be a directory for an OCI image layout";
+    let report_stdout = "--report -: stdout already carries the output";
+    let cases = [
+        (vec!["fetch", &repo, "-", "-o", under_a_file], not_a_dir),
+        (vec!["pull", &reference, "-o", under_a_file], not_a_dir),
+        (
+            vec!["fetch", &repo, "-", "-o", l, "--report", "-"],
+            report_stdout,
+        ),
+        (
+            vec!["pull", &reference, "-o", l, "--report", "-"],
+            report_stdout,
+        ),
+        (vec!["fetch", &bad_locator, "-", "-o", l], "invalid locator"),
+    ];
+    let dist = Dist::new();
+    let input = format!("{config_digest}\n");
+    for closed in [false, true] {
+        for (args, said) in &cases {
+            let command = dist.command(args);
+            let out = with_stdout_unusable(command, closed, &read_only, input.as_bytes());
+            let err = String::from_utf8_lossy(&out.stderr);
+            let case = format!("{args:?}, closed {closed}: {err}");
+            assert_eq!(out.status.code(), Some(2), "{case}");
+            assert!(err.contains(said), "{case}");
+            assert!(!layout.exists(), "a layout was left: {case}");
+        }
+    }
+}
+
 /// Runs `command` with its stdout closed (`>&-`) if `closed`, else open read-only on
 /// `read_only` (`1<file`), feeding it `input`; a command that stops before reading its
 /// input may leave some of it unwritten.
@@ -1568,29 +1638,37 @@ fn a_pull_whose_reader_is_gone_at_the_start_leaves_no_layout() {
     }
 }
 
-/// A pull whose `--report` cannot be written (a full disk: `/dev/full`) says that of the
-/// report, once: it was said as "writing the JSON lines", stdout's, and then again.
+/// A pull or a batch whose `--report` cannot be written (a full disk: `/dev/full`) says
+/// that of the report, once, naming the file: it was said as "writing the JSON lines",
+/// stdout's, and then again; and as "writing the report", which left a job with several
+/// files to find which one.
 #[test]
 fn a_report_that_cannot_be_written_is_named_once() {
     let reg = FakeRegistry::start();
-    image_without_layers(&reg);
+    let config = image_without_layers(&reg);
     let reference = format!("{}/team/app:v1", reg.host());
+    let repo = format!("{}/team/app", reg.host());
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
-    let args = [
-        "pull",
-        &reference,
-        "-o",
-        layout.to_str().unwrap(),
-        "--report",
-        "/dev/full",
-    ];
-    let out = Dist::new().run(&args, b"");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    let said = "dist: writing the report: No space left on device";
-    assert_eq!(err.matches(said).count(), 1, "{err}");
-    assert!(!err.contains("JSON lines"), "{err}");
+    let l = layout.to_str().unwrap();
+    let line = format!("{config}\n");
+    for (args, stdin) in [
+        (
+            vec!["pull", &reference, "-o", l, "--report", "/dev/full"],
+            "",
+        ),
+        (
+            vec!["fetch", &repo, "-", "-o", l, "--report", "/dev/full"],
+            &line,
+        ),
+    ] {
+        let out = Dist::new().run(&args, stdin.as_bytes());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        let said = "dist: writing the report /dev/full: No space left on device";
+        assert_eq!(err.matches(said).count(), 1, "{args:?}: {err}");
+        assert!(!err.contains("JSON lines"), "{args:?}: {err}");
+    }
 }
 
 /// A config or layer a pull fails on is said on stderr, once, and its JSON line says why,

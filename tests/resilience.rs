@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::cli::{bytes, json_lines, parse_frames, sha256, Dist};
+use support::cli::{bytes, json_lines, parse_frames, sha256, write_program, Dist};
 use support::fake::{Auth, FakeRegistry, Fault, RandomFaults};
 use support::wait::exit_within;
 
@@ -308,7 +308,6 @@ fn a_failing_token_server_is_asked_again_once_per_backoff() {
 /// out an access token that lasts an hour, and a fresh one when asked again), for every
 /// registry, as `credsStore`.
 fn rotating_helper(dist: &mut Dist, secret: &Path) {
-    use std::os::unix::fs::PermissionsExt;
     let bin = dist.config_dir().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let helper = bin.join("docker-credential-rotating");
@@ -318,8 +317,7 @@ fn rotating_helper(dist: &mut Dist, secret: &Path) {
         dist.config_dir().join("helper-runs").display(),
         secret.display()
     );
-    std::fs::write(&helper, script).unwrap();
-    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_program(&helper, &script);
     dist.docker_config(r#"{"credsStore":"rotating"}"#);
     let path = format!(
         "{}:{}",

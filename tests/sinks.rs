@@ -1242,7 +1242,7 @@ fn a_report_that_cannot_be_synced_is_said() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
         assert!(
-            err.contains("dist: syncing the report: Input/output error"),
+            err.contains(&format!("dist: syncing the report {r}: Input/output error")),
             "{args:?}: {err}"
         );
     }

@@ -33,9 +33,6 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
     if let Some(e) = no_line_of_one(&args) {
         return report(&e, EXIT_USAGE);
     }
-    if super::output::refused_before_start("writing to stdout") {
-        return EXIT_FAILED;
-    }
     let store = match args.output.as_ref().map(LayoutStore::open).transpose() {
         Ok(s) => s,
         Err(e) => return report(&e, EXIT_USAGE),
@@ -124,6 +121,11 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
         Ok(r) => r,
         Err(e) => return report(&e, EXIT_USAGE),
     };
+    // After every usage error, which is status 2 and said whatever stdout is, and before
+    // the registry is asked anything.
+    if super::output::refused_before_start("writing to stdout") {
+        return EXIT_FAILED;
+    }
     // One stop for the whole run: a signal that came between two of them would be lost,
     // since the first one's handler stays installed.
     let mut stop = std::pin::pin!(async {
@@ -146,7 +148,7 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
     // or it looks hung, and draw no progress line, which would redraw over what is typed.
     let typed = args.object == "-" && std::io::IsTerminal::is_terminal(&std::io::stdin());
     if typed && !global.quiet {
-        super::to_stderr(&format!(
+        super::inform(&format!(
             "dist: reading objects from the terminal, one per line (object [hint…]); end with \
              Ctrl-D, or pipe them in: … | dist fetch {} -",
             args.locator

@@ -104,7 +104,8 @@ impl Drawer {
     }
 
     /// Queues `text` to be written as a line of its own, above the frame drawn; dropped
-    /// and counted when the queue is full. Never waits for the terminal.
+    /// and counted when the queue is full. Never waits for the terminal. Text of several
+    /// lines (a log event's) is kept, dropped and written as one.
     pub fn say(&self, text: String) {
         let mut pending = lock(&self.pending);
         let cost = text.len() + LINE_COST;
@@ -310,6 +311,31 @@ pub fn drain() {
     DRAWER.drain();
 }
 
+/// Has a panic of the main thread first run `drain` (waiting for the lines queued for
+/// stderr), then say its message: the process ends with the panic, and [`drain`] at the
+/// end of `main` is never reached. The lines queued before are what tells how the run got
+/// there, and went with the process.
+pub fn drain_before_panic_message(drain: impl Fn() + Sync + Send + 'static) {
+    std::panic::set_hook(drain_then(drain, std::panic::take_hook()));
+}
+
+/// A panic hook, as [`std::panic::set_hook`] takes one.
+type PanicHook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
+
+/// A panic hook that runs `drain`, then `message`, when the main thread panics, and only
+/// `message` for any other. The panics of other threads do not end the process (the
+/// runtime catches its tasks'), and one may hold what the drawing thread needs: the lock
+/// of the line an output thread holds while it writes to the terminal, or the drawing
+/// thread itself, which would wait for itself.
+fn drain_then(drain: impl Fn() + Sync + Send + 'static, message: PanicHook) -> PanicHook {
+    Box::new(move |info| {
+        if std::thread::current().name() == Some("main") {
+            drain();
+        }
+        message(info);
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,9 +352,9 @@ mod tests {
     fn a_stalled_terminal_never_holds_whoever_offers_frames() {
         let (drawer, line, terminal) = on_a_gated_terminal(QUEUE_BYTES);
         let GateHandles {
+            reaches,
             let_through,
             written,
-            ..
         } = terminal;
         // Each frame drawn, without the line's clearing before it.
         let drawn = || -> String {
@@ -359,14 +385,20 @@ mod tests {
         assert!(*lock(line), "the line holds a frame");
 
         // Closed with a frame waiting: neither it nor a later one of its owner's is drawn.
-        {
-            let _line = lock(line);
-            drawer.offer(1, "stale".into());
-            drawer.close(1, true, None);
-        }
+        // The frame waits while the thread is in a write: holding the line instead let
+        // the thread take the frame first, then wait for the line, and draw it (1 run in 8).
+        while reaches.try_recv().is_ok() {}
+        drawer.offer(1, "frame 1001".into());
+        reaches
+            .recv_timeout(PATIENCE)
+            .expect("the frame is written");
+        drawer.offer(1, "stale".into());
+        drawer.close(1, true, None);
         drawer.offer(1, "after its end".into());
         drawer.open(2);
         drawer.offer(2, "next display".into());
+        let_through.send(()).unwrap();
+        assert_eq!(drawn(), "frame 1001");
         let_through.send(()).unwrap();
         assert_eq!(drawn(), "next display");
     }
@@ -487,6 +519,45 @@ mod tests {
             "\r\x1b[Ka warning\n\r\x1b[Knext"
         );
         drawer.drain();
+    }
+
+    /// A panic of the main thread waits for the lines queued before it, then says its
+    /// message: they are what tells how the run got there, and went with the process.
+    #[test]
+    fn a_panic_of_the_main_thread_writes_the_lines_queued_before_it() {
+        let (drawer, let_through, written) = stalled_on_a_frame(QUEUE_BYTES);
+        drawer.say("dist: what went wrong first".into());
+        let (told, tells) = mpsc::channel();
+        let told = Mutex::new(told);
+        let others: Arc<PanicHook> = Arc::new(std::panic::take_hook());
+        let message = {
+            let (drawer, others) = (drawer.clone(), others.clone());
+            move |info: &std::panic::PanicHookInfo<'_>| {
+                if std::thread::current().name() != Some("main") {
+                    return others(info);
+                }
+                let pending = lock(&drawer.pending);
+                let idle = pending.lines.is_empty() && !pending.writing;
+                let _ = lock(&told).send(idle);
+            }
+        };
+        let drains = drawer.clone();
+        std::panic::set_hook(drain_then(move || drains.drain(), Box::new(message)));
+        let panics = std::thread::Builder::new()
+            .name("main".into())
+            .spawn(|| panic!("the run's bug"))
+            .unwrap();
+        let_through.send(()).unwrap();
+        assert_eq!(written.recv_timeout(PATIENCE).unwrap(), "\r\x1b[Kframe");
+        let_through.send(()).unwrap();
+        assert_eq!(
+            written.recv_timeout(PATIENCE).unwrap(),
+            "\r\x1b[Kdist: what went wrong first\n\r\x1b[Kframe"
+        );
+        let idle = tells.recv_timeout(PATIENCE).expect("the panic's message");
+        assert!(panics.join().is_err());
+        std::panic::set_hook(Box::new(move |info| others(info)));
+        assert!(idle, "the panic's message came before the lines queued");
     }
 
     /// A queue that fills while the terminal takes nothing keeps the lines that came

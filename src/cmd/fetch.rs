@@ -11,6 +11,8 @@ use super::progress::Meter;
 use super::{check_layout, exit_for, open_locator, report, EXIT_USAGE};
 use crate::cli::{FetchArgs, Global};
 
+/// `dist fetch`: one object to stdout, or the worker ([`super::batch`]) for `-` or `-o`;
+/// the exit status.
 pub async fn run(global: &Global, args: FetchArgs) -> u8 {
     if let Some(misplaced) = misplaced_option(&args) {
         return report(&Error::invalid(misplaced), EXIT_USAGE);

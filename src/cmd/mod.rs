@@ -54,16 +54,27 @@ pub fn say(text: &str) {
     to_stderr(&message_line(text));
 }
 
+/// Says what dist waits for, which is neither an error nor a warning: as [`say`] does, at
+/// level `INFO` with `--log-format json`.
+pub fn inform(text: &str) {
+    to_stderr(&line_at("INFO", text));
+}
+
 /// A message as [`say`] writes it.
 fn message_line(text: &str) -> String {
-    if !JSON_MESSAGES.load(std::sync::atomic::Ordering::Relaxed) {
-        return text.to_string();
-    }
     let level = if text.starts_with("dist: warning:") {
         "WARN"
     } else {
         "ERROR"
     };
+    line_at(level, text)
+}
+
+/// A message at `level`: the text, or a JSON line with `--log-format json`.
+fn line_at(level: &str, text: &str) -> String {
+    if !JSON_MESSAGES.load(std::sync::atomic::Ordering::Relaxed) {
+        return text.to_string();
+    }
     // Stamped as the log lines are, in their format: a log reader that orders or
     // filters by time lost every failed object's line, which carried none.
     let mut timestamp = String::new();
@@ -101,6 +112,12 @@ pub fn exit(code: i32) -> ! {
 pub fn drain_stderr() {
     give_back_signals();
     drawer::drain();
+}
+
+/// Has a panic of the main thread write the lines queued for stderr before its own
+/// message, as the process would have at its end ([`drain_stderr`]).
+pub fn drain_stderr_on_panic() {
+    drawer::drain_before_panic_message(drain_stderr);
 }
 
 /// Exit status when a fetch failed.
@@ -579,6 +596,7 @@ pub fn print_stdout(text: &[u8]) -> u8 {
     }
 }
 
+/// Says `e` as dist's message on stderr, and gives back `code`, the exit status for it.
 pub fn report(e: &Error, code: u8) -> u8 {
     say!("dist: {e}");
     code

@@ -83,7 +83,7 @@ impl Output {
             return Err(EXIT_USAGE);
         }
         // Dropped unsent, `give` ends the thread.
-        let report = report.map(Opened::begin).transpose()?;
+        let report = report.map(Report::begin).transpose()?;
         let _ = give.send(report);
         *IDLE_NUDGE.lock().unwrap_or_else(|p| p.into_inner()) = Some(queue.nudge());
         Ok(Output {
@@ -154,6 +154,7 @@ fn stdout_takes_nothing() -> Option<std::io::Error> {
 pub struct RawStdout(Option<std::mem::ManuallyDrop<std::fs::File>>);
 
 impl RawStdout {
+    /// Standard output, or what stands for it when the process started without one.
     pub fn new() -> RawStdout {
         use std::os::fd::FromRawFd;
         if super::closed_at_start::stdout() {
@@ -277,10 +278,32 @@ fn hung_up(fd: libc::c_int, timeout_ms: libc::c_int) -> bool {
     }
 }
 
+/// The `--report` file being written, and its path as given, which every message about it
+/// names: a job writing several files had to guess which one "the report" was.
+struct Report {
+    out: std::io::BufWriter<std::fs::File>,
+    path: String,
+}
+
+impl Report {
+    /// Empties `opened` for this run's lines ([`Opened::begin`]).
+    fn begin(opened: Opened) -> Result<Report, u8> {
+        let path = opened.path().display().to_string();
+        Ok(Report {
+            out: opened.begin()?,
+            path,
+        })
+    }
+
+    fn failed(&self, doing: &str, e: std::io::Error) -> Failure {
+        Failure::Write(format!("{doing} the report {}: {e}", self.path))
+    }
+}
+
 fn write_all(
     mut rx: handoff::Receiver<Outcome>,
     framed: bool,
-    mut report: Option<std::io::BufWriter<std::fs::File>>,
+    mut report: Option<Report>,
     ran_to_end: &AtomicBool,
 ) -> Result<(), Failure> {
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
@@ -293,15 +316,14 @@ fn write_all(
         write_batch(&mut out, &mut report, framed, &mut batch)?;
     }
     match report.filter(|_| ran_to_end.load(Ordering::Acquire)) {
-        Some(r) => super::report_file::sync(r.get_ref())
-            .map_err(|e| Failure::Write(format!("syncing the report: {e}"))),
+        Some(r) => super::report_file::sync(r.out.get_ref()).map_err(|e| r.failed("syncing", e)),
         None => Ok(()),
     }
 }
 
-fn flush_report(report: &mut Option<std::io::BufWriter<std::fs::File>>) -> Result<(), Failure> {
+fn flush_report(report: &mut Option<Report>) -> Result<(), Failure> {
     match report {
-        Some(r) => r.flush().map_err(report_failed),
+        Some(r) => r.out.flush().map_err(|e| r.failed("writing", e)),
         None => Ok(()),
     }
 }
@@ -316,7 +338,7 @@ fn flush_report(report: &mut Option<std::io::BufWriter<std::fs::File>>) -> Resul
 /// and the report says it did.
 fn write_batch<W: Write>(
     out: &mut sink::gather::Gather<W>,
-    report: &mut Option<std::io::BufWriter<std::fs::File>>,
+    report: &mut Option<Report>,
     framed: bool,
     batch: &mut Vec<Outcome>,
 ) -> Result<(), Failure> {
@@ -330,7 +352,7 @@ fn write_batch<W: Write>(
         out.flush().map_err(stdout_failed)?;
         if let Some(r) = report {
             for line in &lines {
-                writeln!(r, "{line}").map_err(report_failed)?;
+                writeln!(r.out, "{line}").map_err(|e| r.failed("writing", e))?;
             }
         }
         return flush_report(report);
@@ -341,7 +363,7 @@ fn write_batch<W: Write>(
         .collect();
     if let Some(r) = report {
         for line in &lines {
-            writeln!(r, "{line}").map_err(report_failed)?;
+            writeln!(r.out, "{line}").map_err(|e| r.failed("writing", e))?;
         }
     }
     flush_report(report)?;
@@ -365,10 +387,6 @@ fn write_frame<W: Write>(
         CopyError::Spool(e) => spool_unreadable(&outcome.object, e),
     })?;
     Ok(line)
-}
-
-fn report_failed(e: std::io::Error) -> Failure {
-    Failure::Write(format!("writing the report: {e}"))
 }
 
 /// A spool read back for its frame that failed (EIO from a failing disk under `TMPDIR`):
@@ -425,7 +443,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("report.jsonl");
         let file = std::fs::File::create(&path).unwrap();
-        let mut report = Some(std::io::BufWriter::new(file));
+        let mut report = Some(Report {
+            out: std::io::BufWriter::new(file),
+            path: path.display().to_string(),
+        });
         let then = std::cell::Cell::new(None);
         let mut out = sink::gather::Gather::new(Probe {
             report: &path,
@@ -468,7 +489,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("report.jsonl");
         let file = std::fs::File::create(&path).unwrap();
-        let mut report = Some(std::io::BufWriter::new(file));
+        let mut report = Some(Report {
+            out: std::io::BufWriter::new(file),
+            path: path.display().to_string(),
+        });
         let mut out = sink::gather::Gather::new(Gone);
         let mut batch: Vec<Outcome> = (1..=200).map(stored).collect();
         assert!(write_batch(&mut out, &mut report, true, &mut batch).is_err());

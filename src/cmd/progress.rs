@@ -37,9 +37,11 @@ pub fn clear_line() -> MutexGuard<'static, bool> {
 /// fetch while the terminal took no output.
 pub struct LogWriter;
 
-/// One log line, handed to the drawing thread when dropped.
+/// One log event, handed to the drawing thread when dropped.
 pub struct LogLine {
     text: Vec<u8>,
+    /// Where the event goes: [`drawer::say`] but in tests.
+    say: fn(String),
 }
 
 /// Never fails: a log line stderr cannot take is dropped. Told of an error, the log would
@@ -59,12 +61,10 @@ impl Drop for LogLine {
     fn drop(&mut self) {
         let text = String::from_utf8_lossy(&self.text);
         // The log ends each event with a newline; the drawing thread gives every line one.
-        for line in text
-            .strip_suffix('\n')
-            .unwrap_or(&text)
-            .split_terminator('\n')
-        {
-            drawer::say(line.to_string());
+        // An event of several lines is handed over whole, so that it is written as one.
+        let event = text.strip_suffix('\n').unwrap_or(&text);
+        if !event.is_empty() {
+            (self.say)(event.to_string());
         }
     }
 }
@@ -73,7 +73,10 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
     type Writer = LogLine;
 
     fn make_writer(&'a self) -> LogLine {
-        LogLine { text: Vec::new() }
+        LogLine {
+            text: Vec::new(),
+            say: drawer::say,
+        }
     }
 }
 
@@ -415,6 +418,35 @@ pub fn bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A log event of several lines (`-v`'s log of an error whose text holds a registry's
+    /// body of several lines) is handed to the drawing thread whole: line by line, a
+    /// message said meanwhile by another thread went between its lines, and a full queue
+    /// kept its first lines and dropped the rest.
+    #[test]
+    fn a_log_event_of_several_lines_is_said_as_one() {
+        thread_local! {
+            static SAID: std::cell::RefCell<Vec<String>> = const {
+                std::cell::RefCell::new(Vec::new())
+            };
+        }
+        let record = |text| SAID.with(|s| s.borrow_mut().push(text));
+        let event = "  WARN fetching again error=registry answered 500:\n<html>\n</html>\n";
+        let mut line = LogLine {
+            text: Vec::new(),
+            say: record,
+        };
+        line.write_all(event.as_bytes()).unwrap();
+        drop(line);
+        let said = SAID.with(|s| s.take());
+        assert_eq!(said, vec![event.trim_end_matches('\n')]);
+        // An event with no text says nothing, not an empty line.
+        drop(LogLine {
+            text: Vec::new(),
+            say: record,
+        });
+        assert!(SAID.with(|s| s.take()).is_empty());
+    }
 
     /// A frame showing the average rate since the start.
     fn frame(s: &Snapshot, elapsed: Duration) -> String {

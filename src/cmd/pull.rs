@@ -24,9 +24,6 @@ pub async fn run(global: &Global, args: PullArgs) -> u8 {
         Ok(i) => i,
         Err(e) => return report(&e, EXIT_USAGE),
     };
-    if super::output::refused_before_start("writing the JSON lines") {
-        return EXIT_FAILED;
-    }
     let store = match LayoutStore::open(&args.output) {
         Ok(s) => s,
         Err(e) => return report(&e, EXIT_USAGE),
@@ -60,6 +57,11 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
         Ok(r) => r,
         Err(e) => return report(&e, EXIT_USAGE),
     };
+    // After every usage error, which is status 2 and said whatever stdout is, and before
+    // the registry is asked anything or the layout takes anything.
+    if super::output::refused_before_start("writing the JSON lines") {
+        return EXIT_FAILED;
+    }
     // One stop for the whole run, the check included: a registry that does not answer
     // must not hold the pull beyond --timeout or a signal. A reader of the JSON lines that
     // went away (`| head -1`) stops it too, as it does the worker: found out only at the
@@ -78,6 +80,9 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
         Err(code) => return code,
     };
     // The previous run's report stays until now: a run that could not start keeps it.
+    // Named in every message about it: a job writing several files had to guess.
+    let report_name = args.report.as_ref().map(|p| p.display().to_string());
+    let report_name = report_name.as_deref().unwrap_or_default();
     let mut report_out = match report_out.map(report_file::Opened::begin).transpose() {
         Ok(r) => r,
         Err(code) => return code,
@@ -120,7 +125,7 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
             // The library's events may grow; the JSON line below still reports one.
             _ => {}
         }
-        write_line(&mut lines, &mut report_out, event.json_line())
+        write_line(&mut lines, &mut report_out, report_name, event.json_line())
             .inspect_err(|_| write_failed = true)
     };
     let object = image.object();
@@ -148,7 +153,7 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
             return why.code();
         }
         display.finish(ticker);
-        say!("dist: writing the report: {e}");
+        say!("dist: writing the report {report_name}: {e}");
         return EXIT_FAILED;
     }
     // As Docker and podman do: a single-platform image for another platform is pulled,
@@ -202,7 +207,7 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
             outcome.elapsed = started.elapsed();
             outcome.fail(e);
             let line = dist::sink::report::json_line(&outcome);
-            match write_line(&mut lines, &mut report_out, line) {
+            match write_line(&mut lines, &mut report_out, report_name, line) {
                 Ok(()) => code,
                 Err(_) => code.max(EXIT_FAILED),
             }
@@ -228,7 +233,7 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
     // A report that failed a line was said then.
     let synced = report_out.as_ref().filter(|_| !write_failed);
     if let Some(Err(e)) = synced.map(|r| report_file::sync(r.get_ref())) {
-        say!("dist: syncing the report: {e}");
+        say!("dist: syncing the report {report_name}: {e}");
         return code.max(EXIT_FAILED);
     }
     code
@@ -240,6 +245,7 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
 fn write_line(
     lines: &mut Lines,
     report_out: &mut Option<impl Write>,
+    report_name: &str,
     line: String,
 ) -> dist::Result<()> {
     let reported = match report_out {
@@ -248,7 +254,7 @@ fn write_line(
     };
     if let Err(e) = reported {
         // A full disk under the report was said as stdout's.
-        say!("dist: writing the report: {e}");
+        say!("dist: writing the report {report_name}: {e}");
         return Err(Error::from(e));
     }
     lines.send(line)

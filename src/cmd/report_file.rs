@@ -54,6 +54,11 @@ pub struct Opened {
 }
 
 impl Opened {
+    /// The report's path as given, for messages about it.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Empties the report for this run's lines: the batch starts. `Err` is the exit
     /// status, the reason already said.
     pub fn begin(mut self) -> Result<BufWriter<File>, u8> {

@@ -179,6 +179,25 @@ impl Dist {
     }
 }
 
+/// Writes `text` into `path` as a program (mode 755), such as a credential helper dist
+/// runs. Written by `sh`, not through a descriptor of the test process's: a `dist` another
+/// test started meanwhile held a copy of that descriptor until it ran, and the script,
+/// open for writing there, could not be run ("Text file busy").
+pub fn write_program(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut sh = Command::new("sh")
+        .args(["-c", "cat > \"$1\"", "sh"])
+        .arg(path)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = sh.stdin.take().unwrap();
+    stdin.write_all(text.as_bytes()).unwrap();
+    drop(stdin);
+    assert!(sh.wait().unwrap().success(), "writing {}", path.display());
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 /// The hex part of a `sha256:` digest, as blob files are named.
 pub fn hex(digest: &str) -> &str {
     digest.strip_prefix("sha256:").unwrap()

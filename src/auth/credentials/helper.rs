@@ -175,20 +175,12 @@ mod tests {
     /// that is not retried: every retry would wait out the timeout again.
     #[tokio::test]
     async fn a_helper_that_does_not_answer_is_not_a_passing_fault() {
-        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let helper = dir.path().join("docker-credential-hangs");
-        std::fs::write(&helper, "#!/bin/sh\nexec sleep 30\n").unwrap();
-        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let hangs = helper(dir.path(), "hangs", "exec sleep 30");
         let started = std::time::Instant::now();
-        let e = run_program(
-            helper.to_str().unwrap(),
-            "r.test",
-            Duration::from_millis(300),
-            false,
-        )
-        .await
-        .unwrap_err();
+        let e = run_program(&hangs, "r.test", Duration::from_millis(300), false)
+            .await
+            .unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(10));
         assert!(e.to_string().contains("did not answer"), "{e}");
         assert!(!e.is_transient(), "{:?}", e.kind());

@@ -257,10 +257,25 @@ pub(crate) mod tests {
 
     /// Writes the credential helper `docker-credential-<name>` into `dir`, a shell
     /// script running `script`, and gives its path.
+    ///
+    /// Written by a program of its own, `sh`, not through a descriptor of this process's:
+    /// a program another test started meanwhile would hold a copy of that descriptor until
+    /// it ran its own, and the script, open for writing there, could not be run ("Text
+    /// file busy"). Once `sh` has exited, nothing holds it open.
     pub(crate) fn helper(dir: &Path, name: &str, script: &str) -> String {
+        use std::io::Write;
         use std::os::unix::fs::PermissionsExt;
         let path = dir.join(format!("docker-credential-{name}"));
-        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+        let mut sh = std::process::Command::new("sh")
+            .args(["-c", "cat > \"$1\"", "sh"])
+            .arg(&path)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = sh.stdin.take().unwrap();
+        write!(stdin, "#!/bin/sh\n{script}\n").unwrap();
+        drop(stdin);
+        assert!(sh.wait().unwrap().success(), "writing {}", path.display());
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         path.to_str().unwrap().to_string()
     }
@@ -284,6 +299,40 @@ pub(crate) mod tests {
                 asked.display()
             ),
         )
+    }
+
+    /// Regression: a helper written while another test's thread started a program could
+    /// not be run, now and then ("Text file busy", 1 run of `--lib auth::credentials` in
+    /// about 80): the program started held a copy of the descriptor the script was being
+    /// written through until it ran its own, and a script open for writing anywhere cannot
+    /// be run.
+    #[test]
+    fn a_helper_written_while_programs_start_can_be_run() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let starts = std::thread::spawn(move || {
+            use std::os::unix::process::CommandExt;
+            while !stopped.load(Ordering::Relaxed) {
+                let mut program = std::process::Command::new("true");
+                // SAFETY: the closure does nothing. Having one makes the program start by
+                // fork, whose copy of the descriptors lasts until the exec: the window the
+                // fault needs, wide enough to be hit within this test.
+                unsafe { program.pre_exec(|| Ok(())) };
+                let _ = program.status();
+            }
+        });
+        let ran = (0..300).find_map(|i| {
+            let h = helper(dir.path(), &format!("h{i}"), "exit 0");
+            match std::process::Command::new(&h).status() {
+                Ok(s) if s.success() => None,
+                other => Some(format!("{h}: {other:?}")),
+            }
+        });
+        stop.store(true, Ordering::Relaxed);
+        starts.join().unwrap();
+        assert_eq!(ran, None);
     }
 
     pub(super) fn config(json: &str) -> DockerConfig {
