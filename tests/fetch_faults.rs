@@ -1390,6 +1390,34 @@ fn a_coded_body_that_breaks_is_fetched_again_whole() {
     assert!(err.contains("(gave up after 2 attempts)"), "{err}");
 }
 
+/// A mirror's coded body (a proxy that compresses) that keeps breaking hands the rest
+/// over to the registry, which serves it plain, by range. A break there resumes by range
+/// too: the registry's answers are its own. The body stayed "whole" as the mirror's was,
+/// and every later break asked the registry for the whole blob again, what had arrived
+/// dropped on the way in.
+#[test]
+fn a_coded_body_handed_over_resumes_by_range_on_the_host_that_took_it() {
+    let (reg, digest, data) = fake_with_blob(300_000);
+    let mirror = FakeRegistry::start();
+    mirror.blob("team/app", &data);
+    let broken = Fault::CodedAnd("gzip", Box::new(Fault::DropAfter(50_000)));
+    mirror.set_fault_for_every(&digest, broken);
+    reg.push_fault(&digest, Fault::DropAfter(100_000));
+    let out = Dist::new().run(
+        &["fetch", "--mirror", &mirror.url(), &repo(&reg), &digest],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(out.stdout == data, "{err}");
+    let ranges = blob_ranges(&reg);
+    assert_eq!(ranges.len(), 2, "{ranges:?}");
+    assert!(
+        ranges.iter().all(Option::is_some),
+        "the registry was asked by range each time: {ranges:?}"
+    );
+}
+
 /// The `Range` of each blob request `reg` was sent, in order.
 fn blob_ranges(reg: &FakeRegistry) -> Vec<Option<String>> {
     reg.requests()

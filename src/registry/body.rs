@@ -71,6 +71,11 @@ pub(crate) enum Body {
 }
 
 impl Body {
+    /// Whether the server coded this answer, whose ranges would then address coded bytes.
+    fn is_decoded(&self) -> bool {
+        matches!(self, Body::Decoded(_))
+    }
+
     async fn next_chunk(
         &mut self,
         transport: &crate::transport::Transport,
@@ -266,6 +271,10 @@ impl Resumable {
             *serving.lock().expect("serving host poisoned") = (next.host, next.url.clone());
         }
         self.resume_url = Some(next.url);
+        // The next host's answers are its own: plain, its ranges continue the content
+        // (the mirror's coding had sent every later break to the registry for the whole
+        // content again); coded, they would not.
+        self.whole = next.body.is_decoded();
         self.body = next.body;
         self.skip = next.skip;
         self.resumes = next.spent;
@@ -351,13 +360,15 @@ impl Resumable {
         size: u64,
         address: Option<Address>,
     ) -> Resumable {
+        // A host that coded its answer would code a range of it too.
+        let whole = opened.body.is_decoded();
         Resumable {
             remote,
             host: opened.host,
             body: opened.body,
             resume_url: Some(opened.url),
             retry_url: None,
-            whole: false,
+            whole,
             headers,
             offset,
             size: Some(size),
