@@ -675,6 +675,49 @@ async fn a_mirror_failing_its_parts_hands_over_to_the_registry() {
     );
 }
 
+/// A mirror that fails every part it is asked for is given up on for the whole blob once
+/// its parts have failed as often as one request may (its one retry), not once per part:
+/// each part spent a retry of its own, 6 failed requests for the 3 parts beside the first
+/// stream, and a hundred parts of a large blob as many, had they been asked in turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_failing_its_parts_is_given_up_on_together() {
+    let (reg, mirror, data, digest) = on_both(91);
+    mirror.set_fault_for_every(&digest, Fault::Status(500));
+    mirror.push_fault(&digest, slow());
+    let remote = mirrored(&reg, &mirror, 4);
+    assert!(fetch_verified(&remote, &digest).await == data);
+    let failed = mirror.requests().iter().filter(|r| r.status == 500).count();
+    // The parts under way when the first failed were sent together; one of them may have
+    // had its retry before the others failed.
+    assert!(
+        (1..=4).contains(&failed),
+        "the mirror's failed part requests: {failed}"
+    );
+    assert!(
+        !range_requests(&reg).is_empty(),
+        "the registry served the rest"
+    );
+}
+
+/// On the registry, with no host after it, parts keep their retries each: a part that
+/// fails twice while its neighbours fail once still arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_on_the_registry_keep_their_own_retries() {
+    let reg = FakeRegistry::start();
+    let data = bytes(92, 2 << 20);
+    let digest = reg.blob("team/app", &data);
+    reg.push_fault(&digest, slow());
+    for _ in 0..5 {
+        reg.push_fault(&digest, Fault::Status(503));
+    }
+    let remote = two_retries(&reg.host(), small_ranges());
+    assert!(fetch_verified(&remote, &digest).await == data);
+    assert!(
+        range_requests(&reg).iter().any(|r| !r.ends_with('-')),
+        "the blob was split"
+    );
+}
+
 /// A mirror whose body breaks for good hands it over to the registry; split there (its
 /// stream is slow), the parts are the registry's too. They went to the mirror that had
 /// just failed, which failed each of them after its retry before the registry served the

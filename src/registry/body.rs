@@ -407,6 +407,12 @@ pub(crate) fn resume_budget(
     }
 }
 
+/// Whether a body or part of the content at `address` failing for good on `host` moves on
+/// to another host (see [`next_host`]).
+pub(crate) fn hands_over(remote: &RegistryRemote, host: usize, address: Option<&Address>) -> bool {
+    next_host(remote, host, address).is_some()
+}
+
 /// The host a failing mirror hands the content over to: the next after `host` that may
 /// serve content by digest. A host that may not (a tag's body came from it) hands it to
 /// the first that may, wherever it stands. `None` on the registry itself, and for content
