@@ -561,11 +561,26 @@ fn a_wrong_size_hint_is_named_beside_the_size_declared() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains(want), "{err}");
+    // The warning says what happened and what dist does about it: no content was read,
+    // so none "did not verify".
+    let warned = "dist: warning: the size given is 19999 bytes and the registry declares \
+                  20000; fetching once more from the registry itself";
+    assert!(err.contains(warned), "{err}");
+    assert!(!err.contains("did not verify"), "{err}");
+    // The error that stands says the registry was asked again and declared the same.
+    assert!(
+        err.contains(
+            "the registry itself declared 20000 bytes again: the size given is likely wrong"
+        ),
+        "{err}"
+    );
     let line = format!("{{\"digest\":\"{digest}\",\"size\":19999}}\n");
     let out = Dist::new().run(&["fetch", &repo(&reg), "-"], line.as_bytes());
     let frames = parse_frames(&out.stdout);
     let reason = frames[0].result.as_ref().unwrap_err();
     assert!(reason.contains(want), "{reason}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(warned), "{err}");
 }
 
 #[test]

@@ -552,14 +552,23 @@ impl RegistryRemote {
         };
         let size = match (declared, hints.size) {
             (Some(d), Some(h)) if d != h => {
-                return Err(Error::new(
+                let e = Error::new(
                     ErrorKind::SizeMismatch,
                     format!(
                         "registry declares {d} bytes, {}",
                         crate::hints::expected_size(h)
                     ),
-                )
-                .with_url(&url))
+                );
+                // Asked again of the registry itself, past any mirror, after the same
+                // answer: two answers against one size given.
+                let e = match hints.origin_only {
+                    true => e.with_note(format!(
+                        "the registry itself declared {d} bytes again: the size given is \
+                         likely wrong"
+                    )),
+                    false => e,
+                };
+                return Err(e.with_sizes(h, d).with_url(&url));
             }
             (d, h) => h.or(d),
         };
