@@ -302,20 +302,20 @@ impl Adaptive {
     /// A part failed for good with `e` on `host`: on a mirror, the next host serves the
     /// rest as one stream (left to the mirror, one broken cache would fail the object
     /// while the registry has it); on the registry itself, `e` stands.
+    ///
+    /// The host that took the rest over is probed as the first host was, and split when
+    /// it is as slow: the rest went on as one stream, however large and slow.
     async fn hand_over(&mut self, host: usize, e: Error) -> Result<()> {
-        let s = &self.source;
-        let rest = Resumable::after_failure(
-            s.remote.clone(),
-            host,
-            s.headers.clone(),
-            self.offset,
-            s.total,
-            s.address.clone(),
-            e,
-        )
-        .await?;
+        let (rest, ranges) = Resumable::after_failure(&self.source, host, self.offset, e).await?;
         self.first = Some(rest);
         self.phase = Phase::Single; // drops the parts under way
+        if ranges {
+            self.source.follow_first_stream();
+            tracing::debug!(url = %self.source.url, offset = self.offset, "the next host serves the rest; probing it");
+            self.phase = Phase::Probing;
+            self.slow_once = false;
+            self.begin_window();
+        }
         Ok(())
     }
 

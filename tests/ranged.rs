@@ -699,6 +699,24 @@ async fn a_mirror_failing_its_parts_is_given_up_on_together() {
     );
 }
 
+/// A mirror whose parts fail hands the rest of the blob over to the registry; on a link
+/// as slow there, the rest is split again, its parts the registry's. It went on as one
+/// slow stream to the end, however large the blob.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rest_a_failing_mirror_hands_over_is_split_again() {
+    let (reg, mirror, data, digest) = on_both(93);
+    mirror.set_fault_for_every(&digest, Fault::Status(500));
+    mirror.push_fault(&digest, slow());
+    throttle(&reg, &digest);
+    let remote = mirrored(&reg, &mirror, 2);
+    assert!(fetch_verified(&remote, &digest).await == data);
+    let on_registry = range_requests(&reg);
+    assert!(
+        on_registry.iter().any(|r| !r.ends_with('-')),
+        "the registry was asked for parts: {on_registry:?}"
+    );
+}
+
 /// On the registry, with no host after it, parts keep their retries each: a part that
 /// fails twice while its neighbours fail once still arrives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
