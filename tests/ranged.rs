@@ -717,6 +717,64 @@ async fn the_rest_a_failing_mirror_hands_over_is_split_again() {
     );
 }
 
+/// A mirror that asks for its own login and redirects its parts to another host (its blob
+/// store): the parts reach the store by range, and the mirror's credentials stay with the
+/// mirror.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_s_credentials_do_not_follow_its_parts_elsewhere() {
+    use dist::auth::Credential;
+    use dist::registry::host::Mirror;
+    use support::fake::{Auth, Recorder};
+    let reg = FakeRegistry::start();
+    let mirror = FakeRegistry::builder()
+        .auth(Auth::basic("mirror-user", "mirror-s3cret"))
+        .start();
+    let data = bytes(94, 3 << 20);
+    let digest = reg.blob("team/app", &data);
+    mirror.blob("team/app", &data);
+    let store = Recorder::serving(&data);
+    mirror.set_fault_for_every(
+        &digest,
+        Fault::Redirect {
+            status: 307,
+            location: format!("{}/store/{digest}", store.url()),
+        },
+    );
+    mirror.push_fault(&digest, slow());
+    let transport = Transport::new(TransportOptions::default()).unwrap();
+    let m = Mirror::new(mirror.url(), transport.clone());
+    let login = CredentialSource::Fixed(Credential::Basic {
+        username: "mirror-user".into(),
+        password: "mirror-s3cret".into(),
+    });
+    let repo = format!("{}/team/app", reg.host()).parse().unwrap();
+    let remote = RegistryRemote::new(repo, transport, CredentialSource::None, quick_retries(2))
+        .with_mirrors(&[m], login)
+        .unwrap()
+        .with_ranges(small_ranges());
+    assert!(fetch_verified(&remote, &digest).await == data);
+    assert!(
+        mirror
+            .requests()
+            .iter()
+            .any(|r| r.auth_scheme() == Some("Basic")),
+        "the mirror was sent its login"
+    );
+    let at_store = store.requests();
+    assert!(
+        at_store
+            .iter()
+            .any(|r| r.range.as_deref().is_some_and(|r| !r.ends_with('-'))),
+        "the parts reached the store: {:?}",
+        at_store.iter().map(|r| &r.range).collect::<Vec<_>>()
+    );
+    assert!(
+        at_store.iter().all(|r| r.authorization.is_none()),
+        "the mirror's login followed a redirect to another host"
+    );
+    assert!(reg.requests().is_empty(), "the mirror served it all");
+}
+
 /// On the registry, with no host after it, parts keep their retries each: a part that
 /// fails twice while its neighbours fail once still arrives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
