@@ -104,6 +104,9 @@ struct Inner {
     restart: Option<u32>,
     /// How the hosts asked before this one (mirrors) failed, each as URL and reason.
     earlier: Vec<String>,
+    /// For content refused before it was read: the size given, and the size the server
+    /// declared instead.
+    sizes: Option<(u64, u64)>,
 }
 
 /// The crate's result type.
@@ -124,6 +127,7 @@ impl Error {
             attempts: 0,
             restart: None,
             earlier: Vec::new(),
+            sizes: None,
         }))
     }
 
@@ -226,6 +230,22 @@ impl Error {
         self.0.restart
     }
 
+    /// Records that the content was refused before a byte of it was read, the server
+    /// declaring `declared` bytes where `given` were expected (a `size:` hint, a
+    /// descriptor's `size`).
+    pub(crate) fn with_sizes(mut self, given: u64, declared: u64) -> Self {
+        self.0.sizes = Some((given, declared));
+        self
+    }
+
+    /// For a [`SizeMismatch`](ErrorKind::SizeMismatch) found in the server's answer before
+    /// any content was read: the size given (a `size:` hint, a descriptor's `size`) and
+    /// the size the server declared instead. Such content never "did not verify": the
+    /// size given may as well be what is wrong.
+    pub fn sizes(&self) -> Option<(u64, u64)> {
+        self.0.sizes
+    }
+
     /// Attach how long the server asked to be left alone (its `Retry-After`).
     pub(crate) fn with_retry_after(mut self, after: Option<std::time::Duration>) -> Self {
         self.0.retry_after = after;
@@ -256,6 +276,7 @@ impl Error {
             attempts: self.0.attempts,
             restart: self.0.restart,
             earlier: self.0.earlier.clone(),
+            sizes: self.0.sizes,
         }))
     }
 

@@ -23,6 +23,20 @@ pub const MAX_MANIFEST_SIZE: u64 = 4 << 20;
 /// goes to the origin (see [`crate::Hints::for_attempt`]), then the error stands.
 pub const VERIFY_ATTEMPTS: u32 = 2;
 
+/// What a caller that fetches content once more after `e` (content that is not what was
+/// asked for: [`Error::is_corruption`]) says it does, for its warning. Content refused
+/// for the size its server declared was never read, so it "did not verify" no more than
+/// the size given was right.
+pub fn refetch_warning(e: &Error) -> String {
+    match e.sizes() {
+        Some((given, declared)) => format!(
+            "the size given is {given} bytes and the registry declares {declared}; fetching \
+             once more from the registry itself"
+        ),
+        None => "content did not verify; fetching again".to_string(),
+    }
+}
+
 /// The raw byte stream of an object, before verification.
 pub type ByteStream = BoxStream<'static, Result<Bytes>>;
 

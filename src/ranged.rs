@@ -302,20 +302,20 @@ impl Adaptive {
     /// A part failed for good with `e` on `host`: on a mirror, the next host serves the
     /// rest as one stream (left to the mirror, one broken cache would fail the object
     /// while the registry has it); on the registry itself, `e` stands.
+    ///
+    /// The host that took the rest over is probed as the first host was, and split when
+    /// it is as slow: the rest went on as one stream, however large and slow.
     async fn hand_over(&mut self, host: usize, e: Error) -> Result<()> {
-        let s = &self.source;
-        let rest = Resumable::after_failure(
-            s.remote.clone(),
-            host,
-            s.headers.clone(),
-            self.offset,
-            s.total,
-            s.address.clone(),
-            e,
-        )
-        .await?;
+        let (rest, ranges) = Resumable::after_failure(&self.source, host, self.offset, e).await?;
         self.first = Some(rest);
         self.phase = Phase::Single; // drops the parts under way
+        if ranges {
+            self.source.follow_first_stream();
+            tracing::debug!(url = %self.source.url, offset = self.offset, "the next host serves the rest; probing it");
+            self.phase = Phase::Probing;
+            self.slow_once = false;
+            self.begin_window();
+        }
         Ok(())
     }
 
@@ -377,6 +377,7 @@ impl Adaptive {
             part,
             next_start: cut,
             running: VecDeque::new(),
+            strikes: Arc::default(),
         });
         parts.top_up(extra);
         self.phase = Phase::Split { cut, parts };
@@ -411,6 +412,69 @@ struct Parts {
     part: u64,
     next_start: u64,
     running: VecDeque<PartTask>,
+    /// The failures of the parts on a mirror, counted together.
+    strikes: Arc<Strikes>,
+}
+
+/// The failures in a row of a split download's parts on a mirror that hands over to
+/// another host, counted together against the mirror's retries: a failing mirror is given
+/// up on for the whole blob as soon as one request would be. Each part counting its own
+/// cost a failing mirror every part's retry (6 failed requests for the 3 parts beside the
+/// first stream) before the rest moved on; on the last host, with nowhere to go, each part
+/// keeps its own retries, which transient faults deserve.
+#[derive(Default)]
+struct Strikes {
+    /// Failures in a row since a part last made progress on the host.
+    hosts: std::sync::Mutex<HostStrikes>,
+}
+
+/// Per host: failures in a row, and the failure it was given up on with.
+type HostStrikes = std::collections::HashMap<usize, (u32, Option<Error>)>;
+
+impl Strikes {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HostStrikes> {
+        // Every update is whole: a panic elsewhere leaves nothing half done.
+        self.hosts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The failure `host` was given up on with, if it was.
+    fn given_up(&self, host: usize) -> Option<Error> {
+        self.lock().get(&host)?.1.as_ref().map(Error::shared)
+    }
+
+    /// A part on `host` made progress: its failures so far were not in a row.
+    fn progress(&self, host: usize) {
+        if let Some((count, None)) = self.lock().get_mut(&host) {
+            *count = 0;
+        }
+    }
+
+    /// Counts `e`, a transient failure of a part on `host`: the pause before the part asks
+    /// again while `budget` retries are left to the parts together, else the failure the
+    /// host is given up on with.
+    fn strike(
+        &self,
+        host: usize,
+        e: Error,
+        budget: u32,
+        policy: &crate::retry::RetryPolicy,
+    ) -> Result<Duration> {
+        let mut hosts = self.lock();
+        let (count, given_up) = hosts.entry(host).or_default();
+        if let Some(first) = given_up {
+            return Err(first.shared());
+        }
+        // A pause longer than dist waits ("come back in an hour") ends it at once, as it
+        // ends a request.
+        let too_long = e.retry_after().is_some_and(|d| d > policy.max_delay);
+        if *count >= budget || too_long {
+            let e = e.with_attempts(*count + 1);
+            *given_up = Some(e.shared());
+            return Err(e);
+        }
+        *count += 1;
+        Ok(policy.wait(*count - 1, e.retry_after()))
+    }
 }
 
 impl Parts {
@@ -433,9 +497,10 @@ impl Parts {
         // failing after its retry before the rest went to the registry as one stream.
         self.source.follow_first_stream();
         let source = self.source.clone();
+        let strikes = self.strikes.clone();
         // Each part runs as its own task so parts download in parallel with the hashing
         // of earlier ones.
-        let task = tokio::spawn(async move { fetch_part(&source, start, end).await });
+        let task = tokio::spawn(async move { fetch_part(&source, &strikes, start, end).await });
         self.running.push_back(PartTask {
             task,
             host: self.source.host,
@@ -511,7 +576,15 @@ impl Drop for PartTask {
 /// a single stream, a break after [`PROGRESS`] new bytes counts as the first again: a link
 /// that cuts every connection after a few MiB (a proxy's limit on a connection's bytes or
 /// lifetime) would otherwise never bring in a part larger than that.
-async fn fetch_part(source: &Source, start: u64, end: u64) -> Result<Option<Bytes>> {
+///
+/// On a mirror that hands over to another host, the parts' failures count together in
+/// `strikes` instead: the mirror is given up on for all of them at once.
+async fn fetch_part(
+    source: &Source,
+    strikes: &Strikes,
+    start: u64,
+    end: u64,
+) -> Result<Option<Bytes>> {
     let Source {
         remote,
         host,
@@ -522,6 +595,9 @@ async fn fetch_part(source: &Source, start: u64, end: u64) -> Result<Option<Byte
     } = source;
     let host = *host;
     let budget = resume_budget(remote, host, address.as_ref());
+    let together = crate::registry::hands_over(remote, host, address.as_ref());
+    // Counted together, a request's retries are the parts', not its own.
+    let request_budget = if together { 0 } else { budget };
     let want = (end - start + 1) as usize;
     let mut got = BytesMut::with_capacity(want);
     let mut h = headers.clone();
@@ -529,15 +605,31 @@ async fn fetch_part(source: &Source, start: u64, end: u64) -> Result<Option<Byte
     // `got.len()` at the last break.
     let mut mark = 0;
     loop {
+        if together {
+            if let Some(e) = strikes.given_up(host) {
+                return Err(e);
+            }
+        }
         let from = start + got.len() as u64;
         h.insert(
             http::header::RANGE,
             HeaderValue::from_str(&format!("bytes={from}-{end}")).expect("ascii"),
         );
-        let mut reply = remote
-            .request_counted(host, Method::GET, url.clone(), &h, (&mut attempt, budget))
+        let counted = (&mut attempt, request_budget);
+        let asked = remote
+            .request_counted(host, Method::GET, url.clone(), &h, counted)
             .await
-            .map_err(|e| e.with_url(url))?;
+            .map_err(|e| e.with_url(url));
+        let mut reply = match asked {
+            Ok(reply) => reply,
+            Err(e) if together && e.is_transient() => {
+                attempt = 0;
+                let pause = strikes.strike(host, e, budget, remote.retry_policy())?;
+                tokio::time::sleep(pause).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         if reply.response.status() != StatusCode::PARTIAL_CONTENT {
             // Errors came back as errors: this is a success without the range.
             return Ok(None);
@@ -564,7 +656,12 @@ async fn fetch_part(source: &Source, start: u64, end: u64) -> Result<Option<Byte
             .await
             .map_err(|e| e.with_url(url));
         match read {
-            Ok(()) => return Ok(Some(got.freeze())),
+            Ok(()) => {
+                if together {
+                    strikes.progress(host);
+                }
+                return Ok(Some(got.freeze()));
+            }
             // More than the range its `Content-Range` names (a `Content-Length` that
             // counts more, a chunked body that goes on): as little a part of the content
             // as another range is. Failed as too large, it failed the object for good,
@@ -578,6 +675,14 @@ async fn fetch_part(source: &Source, start: u64, end: u64) -> Result<Option<Byte
             Err(e) if e.is_transient() && got.len() == want => {
                 tracing::debug!(url = %crate::transport::redact(url), error = %e, "part broke after its last byte");
                 return Ok(Some(got.freeze()));
+            }
+            Err(e) if together && e.is_transient() => {
+                if got.len() >= mark + PROGRESS as usize {
+                    strikes.progress(host);
+                }
+                mark = got.len();
+                let pause = strikes.strike(host, e, budget, remote.retry_policy())?;
+                tokio::time::sleep(pause).await;
             }
             Err(e) if e.is_transient() => {
                 if got.len() >= mark + PROGRESS as usize {

@@ -561,11 +561,26 @@ fn a_wrong_size_hint_is_named_beside_the_size_declared() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains(want), "{err}");
+    // The warning says what happened and what dist does about it: no content was read,
+    // so none "did not verify".
+    let warned = "dist: warning: the size given is 19999 bytes and the registry declares \
+                  20000; fetching once more from the registry itself";
+    assert!(err.contains(warned), "{err}");
+    assert!(!err.contains("did not verify"), "{err}");
+    // The error that stands says the registry was asked again and declared the same.
+    assert!(
+        err.contains(
+            "the registry itself declared 20000 bytes again: the size given is likely wrong"
+        ),
+        "{err}"
+    );
     let line = format!("{{\"digest\":\"{digest}\",\"size\":19999}}\n");
     let out = Dist::new().run(&["fetch", &repo(&reg), "-"], line.as_bytes());
     let frames = parse_frames(&out.stdout);
     let reason = frames[0].result.as_ref().unwrap_err();
     assert!(reason.contains(want), "{reason}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(warned), "{err}");
 }
 
 #[test]
@@ -1388,6 +1403,34 @@ fn a_coded_body_that_breaks_is_fetched_again_whole() {
     assert_ne!(out.status.code(), Some(0), "{err}");
     assert_eq!(reg.requests_for(&digest), 2, "{err}");
     assert!(err.contains("(gave up after 2 attempts)"), "{err}");
+}
+
+/// A mirror's coded body (a proxy that compresses) that keeps breaking hands the rest
+/// over to the registry, which serves it plain, by range. A break there resumes by range
+/// too: the registry's answers are its own. The body stayed "whole" as the mirror's was,
+/// and every later break asked the registry for the whole blob again, what had arrived
+/// dropped on the way in.
+#[test]
+fn a_coded_body_handed_over_resumes_by_range_on_the_host_that_took_it() {
+    let (reg, digest, data) = fake_with_blob(300_000);
+    let mirror = FakeRegistry::start();
+    mirror.blob("team/app", &data);
+    let broken = Fault::CodedAnd("gzip", Box::new(Fault::DropAfter(50_000)));
+    mirror.set_fault_for_every(&digest, broken);
+    reg.push_fault(&digest, Fault::DropAfter(100_000));
+    let out = Dist::new().run(
+        &["fetch", "--mirror", &mirror.url(), &repo(&reg), &digest],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(out.stdout == data, "{err}");
+    let ranges = blob_ranges(&reg);
+    assert_eq!(ranges.len(), 2, "{ranges:?}");
+    assert!(
+        ranges.iter().all(Option::is_some),
+        "the registry was asked by range each time: {ranges:?}"
+    );
 }
 
 /// The `Range` of each blob request `reg` was sent, in order.

@@ -269,6 +269,9 @@ async fn answer(
         // What was sent reaches the socket before the connection stops.
         tokio::time::sleep(Duration::from_millis(100)).await;
         frozen.notify_one();
+        // The stream is held open, as by a server that hangs: dropped, it was reset
+        // (`CANCEL`), which a connection that merely went silent never sends.
+        std::future::pending::<()>().await;
     }
 }
 
@@ -458,4 +461,34 @@ fn a_response_head_too_large_for_http2_fails_at_once_saying_so() {
     assert!(err.contains("512 KiB"), "{err}");
     assert_eq!(server.requests_for(&huge).len(), 1, "{err}");
     assert_eq!(stored(&dir, &digests[1]).as_ref(), blobs.get(&digests[1]));
+}
+
+/// A connection that goes silent under a body (its PING unanswered) fails the body
+/// saying so, naming the URL: it read "broken pipe", which names no cause a user can
+/// act on and reads like a local fault.
+#[test]
+fn a_connection_gone_silent_is_told_as_a_keep_alive_timeout() {
+    let large = blobs(810, 1, 3 << 20);
+    let digest = large.keys().next().unwrap().clone();
+    let server = start(large, |_, _| Plan::FreezeAfter(1_500_000));
+    let dist = Dist::new();
+    let ca = server.ca_file(&dist);
+    let locator = server.locator();
+    let args = [
+        "fetch",
+        "--ca-file",
+        ca.to_str().unwrap(),
+        "--idle-timeout",
+        "2s",
+        "--retries",
+        "0",
+        &locator,
+        &digest,
+    ];
+    let out = dist.run(&args, b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(!err.contains("broken pipe"), "{err}");
+    assert!(err.contains("went silent (keep-alive timed out"), "{err}");
+    assert!(err.contains(&format!("/blobs/{digest}")), "{err}");
 }

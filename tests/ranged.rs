@@ -675,6 +675,125 @@ async fn a_mirror_failing_its_parts_hands_over_to_the_registry() {
     );
 }
 
+/// A mirror that fails every part it is asked for is given up on for the whole blob once
+/// its parts have failed as often as one request may (its one retry), not once per part:
+/// each part spent a retry of its own, 6 failed requests for the 3 parts beside the first
+/// stream, and a hundred parts of a large blob as many, had they been asked in turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_failing_its_parts_is_given_up_on_together() {
+    let (reg, mirror, data, digest) = on_both(91);
+    mirror.set_fault_for_every(&digest, Fault::Status(500));
+    mirror.push_fault(&digest, slow());
+    let remote = mirrored(&reg, &mirror, 4);
+    assert!(fetch_verified(&remote, &digest).await == data);
+    let failed = mirror.requests().iter().filter(|r| r.status == 500).count();
+    // The parts under way when the first failed were sent together; one of them may have
+    // had its retry before the others failed.
+    assert!(
+        (1..=4).contains(&failed),
+        "the mirror's failed part requests: {failed}"
+    );
+    assert!(
+        !range_requests(&reg).is_empty(),
+        "the registry served the rest"
+    );
+}
+
+/// A mirror whose parts fail hands the rest of the blob over to the registry; on a link
+/// as slow there, the rest is split again, its parts the registry's. It went on as one
+/// slow stream to the end, however large the blob.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rest_a_failing_mirror_hands_over_is_split_again() {
+    let (reg, mirror, data, digest) = on_both(93);
+    mirror.set_fault_for_every(&digest, Fault::Status(500));
+    mirror.push_fault(&digest, slow());
+    throttle(&reg, &digest);
+    let remote = mirrored(&reg, &mirror, 2);
+    assert!(fetch_verified(&remote, &digest).await == data);
+    let on_registry = range_requests(&reg);
+    assert!(
+        on_registry.iter().any(|r| !r.ends_with('-')),
+        "the registry was asked for parts: {on_registry:?}"
+    );
+}
+
+/// A mirror that asks for its own login and redirects its parts to another host (its blob
+/// store): the parts reach the store by range, and the mirror's credentials stay with the
+/// mirror.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_s_credentials_do_not_follow_its_parts_elsewhere() {
+    use dist::auth::Credential;
+    use dist::registry::host::Mirror;
+    use support::fake::{Auth, Recorder};
+    let reg = FakeRegistry::start();
+    let mirror = FakeRegistry::builder()
+        .auth(Auth::basic("mirror-user", "mirror-s3cret"))
+        .start();
+    let data = bytes(94, 3 << 20);
+    let digest = reg.blob("team/app", &data);
+    mirror.blob("team/app", &data);
+    let store = Recorder::serving(&data);
+    mirror.set_fault_for_every(
+        &digest,
+        Fault::Redirect {
+            status: 307,
+            location: format!("{}/store/{digest}", store.url()),
+        },
+    );
+    mirror.push_fault(&digest, slow());
+    let transport = Transport::new(TransportOptions::default()).unwrap();
+    let m = Mirror::new(mirror.url(), transport.clone());
+    let login = CredentialSource::Fixed(Credential::Basic {
+        username: "mirror-user".into(),
+        password: "mirror-s3cret".into(),
+    });
+    let repo = format!("{}/team/app", reg.host()).parse().unwrap();
+    let remote = RegistryRemote::new(repo, transport, CredentialSource::None, quick_retries(2))
+        .with_mirrors(&[m], login)
+        .unwrap()
+        .with_ranges(small_ranges());
+    assert!(fetch_verified(&remote, &digest).await == data);
+    assert!(
+        mirror
+            .requests()
+            .iter()
+            .any(|r| r.auth_scheme() == Some("Basic")),
+        "the mirror was sent its login"
+    );
+    let at_store = store.requests();
+    assert!(
+        at_store
+            .iter()
+            .any(|r| r.range.as_deref().is_some_and(|r| !r.ends_with('-'))),
+        "the parts reached the store: {:?}",
+        at_store.iter().map(|r| &r.range).collect::<Vec<_>>()
+    );
+    assert!(
+        at_store.iter().all(|r| r.authorization.is_none()),
+        "the mirror's login followed a redirect to another host"
+    );
+    assert!(reg.requests().is_empty(), "the mirror served it all");
+}
+
+/// On the registry, with no host after it, parts keep their retries each: a part that
+/// fails twice while its neighbours fail once still arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_on_the_registry_keep_their_own_retries() {
+    let reg = FakeRegistry::start();
+    let data = bytes(92, 2 << 20);
+    let digest = reg.blob("team/app", &data);
+    reg.push_fault(&digest, slow());
+    for _ in 0..5 {
+        reg.push_fault(&digest, Fault::Status(503));
+    }
+    let remote = two_retries(&reg.host(), small_ranges());
+    assert!(fetch_verified(&remote, &digest).await == data);
+    assert!(
+        range_requests(&reg).iter().any(|r| !r.ends_with('-')),
+        "the blob was split"
+    );
+}
+
 /// A mirror whose body breaks for good hands it over to the registry; split there (its
 /// stream is slow), the parts are the registry's too. They went to the mirror that had
 /// just failed, which failed each of them after its retry before the registry served the

@@ -215,7 +215,7 @@ pub async fn fetch_to_stdout(
                 break Ok(());
             }
             Err(e) if e.is_corruption() && !out.started() && attempt < VERIFY_ATTEMPTS => {
-                tracing::warn!(%object, error = %e, "content did not verify; fetching again");
+                tracing::warn!(%object, error = %e, "{}", dist::fetch::refetch_warning(&e));
                 attempt += 1;
                 failures = 0;
             }

@@ -71,6 +71,11 @@ pub(crate) enum Body {
 }
 
 impl Body {
+    /// Whether the server coded this answer, whose ranges would then address coded bytes.
+    fn is_decoded(&self) -> bool {
+        matches!(self, Body::Decoded(_))
+    }
+
     async fn next_chunk(
         &mut self,
         transport: &crate::transport::Transport,
@@ -266,6 +271,10 @@ impl Resumable {
             *serving.lock().expect("serving host poisoned") = (next.host, next.url.clone());
         }
         self.resume_url = Some(next.url);
+        // The next host's answers are its own: plain, its ranges continue the content
+        // (the mirror's coding had sent every later break to the registry for the whole
+        // content again); coded, they would not.
+        self.whole = next.body.is_decoded();
         self.body = next.body;
         self.skip = next.skip;
         self.resumes = next.spent;
@@ -279,7 +288,7 @@ impl Resumable {
         let budget = resume_budget(remote, host, self.address.as_ref());
         let resumes = (&mut self.resumes, budget);
         let ranged = !self.whole;
-        let (body, skip) =
+        let (body, skip, _) =
             open_at(remote, host, url, &self.headers, offset, ranged, resumes).await?;
         self.body = body;
         self.skip = skip;
@@ -300,7 +309,7 @@ impl Resumable {
         let mut spent = 0;
         let budget = resume_budget(&remote, host, address.as_ref());
         let retries = (&mut spent, budget);
-        let (body, skip) = open_at(&remote, host, &url, &headers, offset, true, retries).await?;
+        let (body, skip, _) = open_at(&remote, host, &url, &headers, offset, true, retries).await?;
         let opened = Opened {
             host,
             url,
@@ -308,6 +317,7 @@ impl Resumable {
             skip,
             spent,
             earlier: Vec::new(),
+            version: http::Version::HTTP_11,
         };
         Ok(Resumable::opened(remote, opened, headers, offset, size, address).into_stream())
     }
@@ -316,29 +326,38 @@ impl Resumable {
     /// parts of a split download failed with `e`: as a mirror's broken body does, it hands
     /// the rest over. `e` stands on the registry itself, or when no host is left. An empty
     /// stream when nothing lies past `offset` (416): verification has the last word.
+    ///
+    /// The `source`'s `serving` is told the host that took the rest over, now and at any
+    /// later hand-over; `true` beside the stream when that host answered with a plain
+    /// range over HTTP/1, whose rest may be split into parts again.
     pub(crate) async fn after_failure(
-        remote: RegistryRemote,
+        source: &crate::ranged::Source,
         host: usize,
-        headers: HeaderMap,
         offset: u64,
-        size: u64,
-        address: Option<Address>,
         e: Error,
-    ) -> Result<crate::fetch::ByteStream> {
+    ) -> Result<(crate::fetch::ByteStream, bool)> {
+        let (remote, headers, address) = (&source.remote, &source.headers, &source.address);
         let next = open_on_next_host(
-            &remote,
+            remote,
             host,
             address.as_ref(),
-            &headers,
+            headers,
             offset,
             e,
             Vec::new(),
         )
         .await?;
         let Some(next) = next else {
-            return Ok(futures::stream::empty().boxed());
+            return Ok((futures::stream::empty().boxed(), false));
         };
-        Ok(Resumable::opened(remote, next, headers, offset, size, address).into_stream())
+        let ranges =
+            next.skip == 0 && !next.body.is_decoded() && next.version < http::Version::HTTP_2;
+        let serving = &source.serving;
+        *serving.lock().expect("serving host poisoned") = (next.host, next.url.clone());
+        let (remote, headers, address) = (remote.clone(), headers.clone(), address.clone());
+        let mut rest = Resumable::opened(remote, next, headers, offset, source.total, address);
+        rest.serving = Some(serving.clone());
+        Ok((rest.into_stream(), ranges))
     }
 
     /// The content `opened` from byte `offset` on, of `size` bytes in all, with no break
@@ -351,13 +370,15 @@ impl Resumable {
         size: u64,
         address: Option<Address>,
     ) -> Resumable {
+        // A host that coded its answer would code a range of it too.
+        let whole = opened.body.is_decoded();
         Resumable {
             remote,
             host: opened.host,
             body: opened.body,
             resume_url: Some(opened.url),
             retry_url: None,
-            whole: false,
+            whole,
             headers,
             offset,
             size: Some(size),
@@ -396,6 +417,12 @@ pub(crate) fn resume_budget(
     }
 }
 
+/// Whether a body or part of the content at `address` failing for good on `host` moves on
+/// to another host (see [`next_host`]).
+pub(crate) fn hands_over(remote: &RegistryRemote, host: usize, address: Option<&Address>) -> bool {
+    next_host(remote, host, address).is_some()
+}
+
 /// The host a failing mirror hands the content over to: the next after `host` that may
 /// serve content by digest. A host that may not (a tag's body came from it) hands it to
 /// the first that may, wherever it stands. `None` on the registry itself, and for content
@@ -422,6 +449,8 @@ struct Opened {
     spent: u32,
     /// How the hosts before it failed.
     earlier: Vec<String>,
+    /// The HTTP version it answered in.
+    version: http::Version,
 }
 
 /// Asks the hosts after the mirror `host`, in turn, for the content from `offset` on,
@@ -462,7 +491,7 @@ async fn open_on_next_host(
         let mut spent = 0;
         let retries = (&mut spent, resume_budget(remote, host, address));
         match open_at(remote, host, &url, headers, offset, true, retries).await {
-            Ok((body, skip)) => {
+            Ok((body, skip, version)) => {
                 return Ok(Some(Opened {
                     host,
                     url,
@@ -470,6 +499,7 @@ async fn open_on_next_host(
                     skip,
                     spent,
                     earlier,
+                    version,
                 }))
             }
             Err(again) if again.status() == Some(416) => return Ok(None),
@@ -498,7 +528,7 @@ async fn open_at(
     offset: u64,
     ranged: bool,
     retries: (&mut u32, u32),
-) -> Result<(Body, u64)> {
+) -> Result<(Body, u64, http::Version)> {
     let mut headers = headers.clone();
     if ranged {
         let range = format!("bytes={offset}-");
@@ -518,6 +548,7 @@ async fn open_at(
             )
             .await?;
         let h = reply.response.headers();
+        let version = reply.response.version();
         let codings = coding::codings(h).map_err(|e| e.with_url(url))?;
         let ranged = headers.contains_key(http::header::RANGE);
         // All of the content (or of its coded bytes) under a range that says so is a part
@@ -526,11 +557,12 @@ async fn open_at(
             reply.response.status() == StatusCode::PARTIAL_CONTENT && whole_range(h).is_none();
         let plain = codings.is_empty();
         match (part, plain) {
-            (false, true) => return Ok((Body::Plain(reply.response.into_body()), offset)),
+            (false, true) => return Ok((Body::Plain(reply.response.into_body()), offset, version)),
             (false, false) => {
                 let transport = remote.host(host).transport.clone();
                 let body = incoming_stream(transport, reply.response.into_body());
-                return Ok((Body::Decoded(coding::decode(body, &codings, 0)), offset));
+                let body = Body::Decoded(coding::decode(body, &codings, 0));
+                return Ok((body, offset, version));
             }
             (true, _) if !ranged => return Err(unasked_range(h).with_url(url)),
             (true, false) => {
@@ -540,7 +572,7 @@ async fn open_at(
             (true, true) if content_range_start(h) != Some(offset) => {
                 return Err(wrong_range(offset, h).with_url(url));
             }
-            (true, true) => return Ok((Body::Plain(reply.response.into_body()), 0)),
+            (true, true) => return Ok((Body::Plain(reply.response.into_body()), 0, version)),
         }
     }
 }

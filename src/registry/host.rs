@@ -411,7 +411,10 @@ impl Host {
             }
             // Said on the last attempt too: "come back in an hour" explains the failure.
             if let Some(d) = asked.filter(|d| *d > policy.max_delay) {
-                return Err(waits_too_long(e, d, policy.max_delay).with_url(&url));
+                // Carrying the wait asked for: a caller counting retries of its own (a
+                // mirror's parts together) must not ask again either.
+                let e = waits_too_long(e, d, policy.max_delay).with_retry_after(Some(d));
+                return Err(e.with_url(&url));
             }
             if *retries >= max_retries {
                 return Err(e.with_attempts(*retries + 1).with_url(&url));

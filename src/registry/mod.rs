@@ -32,7 +32,7 @@ use crate::remote::Remote;
 use crate::retry::RetryPolicy;
 use crate::transport::{self, Transport};
 pub(crate) use body::{content_range, content_range_start};
-pub(crate) use body::{resume_budget, Address, Resumable, Serving, PROGRESS};
+pub(crate) use body::{hands_over, resume_budget, Address, Resumable, Serving, PROGRESS};
 pub(crate) use coding::is_coded;
 pub(crate) use host::MAX_ERROR_BODY;
 use host::{Host, Mirror, Server};
@@ -552,14 +552,23 @@ impl RegistryRemote {
         };
         let size = match (declared, hints.size) {
             (Some(d), Some(h)) if d != h => {
-                return Err(Error::new(
+                let e = Error::new(
                     ErrorKind::SizeMismatch,
                     format!(
                         "registry declares {d} bytes, {}",
                         crate::hints::expected_size(h)
                     ),
-                )
-                .with_url(&url))
+                );
+                // Asked again of the registry itself, past any mirror, after the same
+                // answer: two answers against one size given.
+                let e = match hints.origin_only {
+                    true => e.with_note(format!(
+                        "the registry itself declared {d} bytes again: the size given is \
+                         likely wrong"
+                    )),
+                    false => e,
+                };
+                return Err(e.with_sizes(h, d).with_url(&url));
             }
             (d, h) => h.or(d),
         };

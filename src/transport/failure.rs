@@ -206,6 +206,18 @@ pub(super) fn classify_client_error(
     Error::new(ErrorKind::Connect, text).with_cause(e)
 }
 
+/// Whether `e`, a body's failure, is its HTTP/2 connection closed by hyper for going
+/// silent: a keep-alive PING it did not answer in time. hyper ends such a connection
+/// quietly and h2 then fails each of its streams with a bare `BrokenPipe`, which a server
+/// that closes or resets the connection never causes (its streams see the reset, the end
+/// of file, or the GOAWAY). Told as a broken pipe, it read like a local fault.
+pub(super) fn went_silent(e: &(dyn std::error::Error + 'static)) -> bool {
+    causes_include(e, |h2: &h2::Error| {
+        h2.get_io()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// Whether one of `e`'s causes is a `T` for which `test` holds.
 fn causes_include<T: std::error::Error + 'static>(
     e: &(dyn std::error::Error + 'static),

@@ -697,6 +697,20 @@ impl Transport {
                     ))
                 }
                 Ok(None) => return Ok(None),
+                Ok(Some(Err(e))) if failure::went_silent(&e) => {
+                    // The cause's own words are only "broken pipe": logged, not shown.
+                    tracing::debug!(error = %e, "HTTP/2 connection closed by its keep-alive");
+                    return Err(Error::new(
+                        ErrorKind::Connect,
+                        format!(
+                            "body interrupted: the HTTP/2 connection went silent (keep-alive \
+                             timed out: no answer to a PING within {:?}, sent after {:?} \
+                             without a frame; --idle-timeout)",
+                            self.opts.idle_timeout / 4,
+                            self.opts.idle_timeout / 2
+                        ),
+                    ));
+                }
                 Ok(Some(Err(e))) => {
                     return Err(Error::new(ErrorKind::Connect, "body interrupted").with_cause(e))
                 }

@@ -132,7 +132,7 @@ async fn to_spool(
                 return Ok(());
             }
             Err(e) if e.is_corruption() && attempt < VERIFY_ATTEMPTS => {
-                tracing::warn!(object = %job.object, error = %e, "content did not verify; fetching again");
+                tracing::warn!(object = %job.object, error = %e, "{}", crate::fetch::refetch_warning(&e));
                 tally.again();
                 spool.clear();
                 attempt += 1;
@@ -250,7 +250,7 @@ async fn to_store(
             }
             // As in `to_spool`: content announced as other than asked for is fetched again.
             Err(e) if e.is_corruption() && attempt < VERIFY_ATTEMPTS => {
-                tracing::warn!(object = %job.object, error = %e, "content did not verify; fetching again");
+                tracing::warn!(object = %job.object, error = %e, "{}", crate::fetch::refetch_warning(&e));
                 tally.again();
                 failures = 0;
                 continue;
@@ -280,7 +280,7 @@ async fn to_store(
                 temp.discard();
                 tally.again();
                 failures = 0;
-                tracing::warn!(object = %job.object, error = %e, "content did not verify; fetching again");
+                tracing::warn!(object = %job.object, error = %e, "{}", crate::fetch::refetch_warning(&e));
             }
             // Broken beyond a resume (content without a digest, in a temporary file of its
             // own that no later run carries on): fetched whole again, as the same attempt.
