@@ -2578,3 +2578,47 @@ fn an_empty_rust_log_counts_as_unset() {
     assert!(shown.status.success(), "{screen}");
     assert!(screen.contains("3 objects, "), "summary line: {screen:?}");
 }
+
+/// `-o oci:./out`, as skopeo names a layout it writes (`skopeo copy … oci:./out:v1`) and
+/// dist names one it reads, made a directory named `oci:.` with the layout `out` inside
+/// it, and reported success. Refused with the spelling that works, before anything is
+/// created or fetched, by the worker and by `pull`.
+#[test]
+fn an_oci_reference_given_as_the_output_directory_is_refused() {
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, 1);
+    let dist = Dist::new();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = format!("{}/team/app", reg.host());
+    let pull_ref = format!("{repo}:latest");
+    let lines = input(&blobs);
+    for (out_dir, give) in [
+        ("oci:./out", "-o ./out"),
+        ("oci:out", "-o out"),
+        ("oci:./out:v1", "-o ./out"),
+        ("oci:/tmp/x/out@sha256:abc", "-o /tmp/x/out"),
+    ] {
+        let runs: [(&[&str], &[u8]); 2] = [
+            (&["fetch", &repo, "-", "-o", out_dir], lines.as_bytes()),
+            (&["pull", &pull_ref, "-o", out_dir], b""),
+        ];
+        for (args, stdin) in runs {
+            let mut child = dist
+                .command(args)
+                .current_dir(dir.path())
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin).unwrap();
+            let out = child.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            assert!(err.contains(give), "{args:?}: {err}");
+            let made: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+            assert!(made.is_empty(), "{args:?} made {made:?}");
+        }
+    }
+    assert_eq!(reg.requests().len(), 0, "nothing was fetched");
+}

@@ -36,7 +36,12 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
     if super::output::refused_before_start("writing to stdout") {
         return EXIT_FAILED;
     }
-    let store = match args.output.as_ref().map(LayoutStore::open).transpose() {
+    let store = match args
+        .output
+        .as_deref()
+        .map(super::layout_dir::open)
+        .transpose()
+    {
         Ok(s) => s,
         Err(e) => return report(&e, EXIT_USAGE),
     };

@@ -27,7 +27,7 @@ pub async fn run(global: &Global, args: PullArgs) -> u8 {
     if super::output::refused_before_start("writing the JSON lines") {
         return EXIT_FAILED;
     }
-    let store = match LayoutStore::open(&args.output) {
+    let store = match super::layout_dir::open(&args.output) {
         Ok(s) => s,
         Err(e) => return report(&e, EXIT_USAGE),
     };
