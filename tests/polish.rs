@@ -2622,3 +2622,43 @@ fn an_oci_reference_given_as_the_output_directory_is_refused() {
     }
     assert_eq!(reg.requests().len(), 0, "nothing was fetched");
 }
+
+/// `-o -`, stdout to curl (`curl -o -`) and tar, made a layout in a directory named `-`
+/// and reported success, from a one-shot fetch as from the worker and `pull`. Refused,
+/// saying how to write to stdout, before anything is created or fetched, as
+/// `--report -` is.
+#[test]
+fn a_dash_given_as_the_output_directory_is_refused() {
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, 1);
+    let digest = blobs.keys().next().unwrap();
+    let dist = Dist::new();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = format!("{}/team/app", reg.host());
+    let pull_ref = format!("{repo}:latest");
+    let lines = input(&blobs);
+    let runs: [(&[&str], &[u8]); 3] = [
+        (&["fetch", &repo, digest, "-o", "-"], b""),
+        (&["fetch", &repo, "-", "-o", "-"], lines.as_bytes()),
+        (&["pull", &pull_ref, "-o", "-"], b""),
+    ];
+    for (args, stdin) in runs {
+        let mut child = dist
+            .command(args)
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("./-"), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        let made: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(made.is_empty(), "{args:?} made {made:?}");
+    }
+    assert_eq!(reg.requests().len(), 0, "nothing was fetched");
+}

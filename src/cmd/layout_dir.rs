@@ -1,4 +1,5 @@
-//! Opening the layout `-o DIR` names, for the worker and `dist pull`.
+//! Opening the layout `-o DIR` names, for the worker and `dist pull`, and refusing a `DIR`
+//! that was meant as something else.
 
 use std::path::Path;
 
@@ -9,7 +10,17 @@ use dist::Error;
 /// reference (`oci:./out`, as skopeo names the layout it writes and dist the one it
 /// reads) is refused with the spelling that works: taken as a path, it made a directory
 /// named `oci:.` with the layout inside it, and succeeded.
+///
+/// So is `-o -`, stdout to curl and tar, as `--report -` is: it made a directory named
+/// `-`.
 pub fn open(dir: &Path) -> Result<LayoutStore, Error> {
+    if dir == Path::new("-") {
+        return Err(Error::invalid(
+            "-o -: -o takes the layout's directory, and stdout is none: leave -o out to write \
+             to stdout (the object, or frames from `dist fetch LOC -`); a directory named - \
+             is ./-",
+        ));
+    }
     if let Some(path) = dir.to_str().and_then(|d| d.strip_prefix("oci:")) {
         return Err(Error::invalid(format!(
             "-o {}: -o takes the layout's directory, not an oci: reference: give -o {} (for a \
