@@ -2300,11 +2300,25 @@ fn a_worker_started_without_stdin_fails_the_read() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
         assert!(
-            err.contains("stdin") && err.contains("Bad file descriptor"),
+            err.contains("reading stdin: Bad file descriptor"),
             "{args:?}: {err}"
         );
         assert!(!err.contains("input was empty"), "{args:?}: {err}");
     }
+    // Nor does a stdin that is a directory (`< /tmp`), where the read fails at once; its
+    // message said `stdin: i/o: Is a directory`, the error's kind in the place of what
+    // failed.
+    let out = Dist::new()
+        .command(&["fetch", &repo, "-"])
+        .stdin(std::fs::File::open(dir.path()).unwrap())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("reading stdin: Is a directory"), "{err}");
+    assert!(!err.contains("i/o"), "{err}");
 }
 
 /// Digests joined onto one line (`paste -s`, a `jq` without `[]`) were read as one object
