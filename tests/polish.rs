@@ -2676,3 +2676,55 @@ fn a_dash_given_as_the_output_directory_is_refused() {
     }
     assert_eq!(reg.requests().len(), 0, "nothing was fetched");
 }
+
+/// The registry API's URL pasted as the locator (`host/v2/team/app`, or a whole
+/// `http://host/v2/team/app/manifests/v1` copied from curl): dist asked for
+/// `/v2/v2/team/app/…`, and the 404 read as if the image were not there. `v2/team/app` is
+/// a valid repository name, so it is still asked for; when it is not found, the error ends
+/// with the locator and object meant. A blob's URL, which is no locator, was read as a
+/// reference and told to use the repository `…/blobs/sha256`.
+#[test]
+fn a_pasted_api_url_is_told_the_locator_when_not_found() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", b"layer");
+    let dist = Dist::new();
+    let host = reg.host();
+    let meant = format!("{host}/team/app");
+    // The blob's URL is no locator (`sha256:…` is no path component): a usage error.
+    for (locator, object, said, code) in [
+        (
+            format!("{host}/v2/team/app"),
+            digest.as_str(),
+            format!("{meant} {digest}"),
+            1,
+        ),
+        (
+            format!("http://{host}/v2/team/app/blobs/{digest}"),
+            digest.as_str(),
+            format!("{meant} {digest}"),
+            2,
+        ),
+        (
+            format!("http://{host}/v2/team/app/manifests/v1"),
+            "v1",
+            format!("{meant} v1"),
+            1,
+        ),
+    ] {
+        let out = dist.run(&["fetch", &locator, object], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{locator}: {err}");
+        assert!(err.contains(&format!("write {said}")), "{locator}: {err}");
+    }
+    let out = dist.run(
+        &["fetch", &format!("{host}/v2/team/app"), "-"],
+        format!("{digest}\n").as_bytes(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("write {meant} {digest}")), "{err}");
+    // A repository that is named so and found is fetched as any other.
+    let digest = reg.blob("v2/team/app", b"named so");
+    let out = dist.ok(&["fetch", &format!("{host}/v2/team/app"), &digest]);
+    assert_eq!(out, b"named so");
+}
