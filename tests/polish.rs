@@ -2728,3 +2728,28 @@ fn a_pasted_api_url_is_told_the_locator_when_not_found() {
     let out = dist.ok(&["fetch", &format!("{host}/v2/team/app"), &digest]);
     assert_eq!(out, b"named so");
 }
+
+/// `jq -r` prints `null` for a field that is missing (`.config.digest` of an index, a
+/// misspelt key), and `null` is a valid tag: asked for, its 404 read as if an image were
+/// not there. The error says where the word most likely came from, one-shot and in the
+/// worker.
+#[test]
+fn a_null_from_jq_is_told_where_it_came_from() {
+    let reg = FakeRegistry::start();
+    let dist = Dist::new();
+    let repo = format!("{}/team/app", reg.host());
+    let out = dist.run(&["fetch", &repo, "null"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("jq -r prints null for a missing field"),
+        "{err}"
+    );
+    let out = dist.run(&["fetch", &repo, "-"], b"null\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("jq -r prints null for a missing field"),
+        "{err}"
+    );
+}

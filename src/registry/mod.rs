@@ -894,7 +894,7 @@ fn resumed_size(h: &HeaderMap, offset: u64) -> Option<u64> {
 }
 
 /// `e`, when it is not found, with what was most likely meant: the digest a tag written as
-/// bare hex spells, or the repository (and object) a registry API URL pasted as the
+/// bare hex spells, a `jq` filter that found nothing (the tag `null`), or the repository (and object) a registry API URL pasted as the
 /// locator names (`host/v2/team/app/manifests/v1`, asked for as `/v2/v2/team/app/…`).
 fn not_found_hint(e: Error, object: &Object, repo: &crate::Repository) -> Error {
     if e.kind() != ErrorKind::NotFound {
@@ -902,6 +902,11 @@ fn not_found_hint(e: Error, object: &Object, repo: &crate::Repository) -> Error 
     }
     let e = match object.bare_digest_spelling() {
         Some(digest) => e.with_note(format!("if a digest was meant, write it {digest}")),
+        // A valid tag, and what `jq -r '.config.digest'` prints for an index, which has
+        // no config: the 404 alone read as if an image were not there.
+        None if matches!(object, Object::Tag(t) if t == "null") => e.with_note(
+            "jq -r prints null for a missing field: check the jq filter that gave the object",
+        ),
         None => e,
     };
     match crate::reference::api_url_path(repo.name()) {
