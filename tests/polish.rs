@@ -703,7 +703,7 @@ fn a_pasted_reference_alone_gets_the_spelling_that_works() {
             "{args:?}: {err}"
         );
     }
-    // Missing the object of a plain locator is still clap's to say.
+    // Missing the object of a plain locator is said as clap says it, with what to add.
     let out = Dist::new().run(&["fetch", "127.0.0.1:5000/lab/image"], b"");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("<OBJECT>"));
@@ -2752,4 +2752,31 @@ fn a_null_from_jq_is_told_where_it_came_from() {
         err.contains("jq -r prints null for a missing field"),
         "{err}"
     );
+}
+
+/// `jq -r '.layers[].digest' m.json | dist fetch LOC`, the worker's `-` forgotten, got
+/// clap's "<OBJECT> not provided", which says nothing of the objects piped in. It is told
+/// to add `-` (or an object), with exit status 2, before anything is fetched.
+#[test]
+fn a_locator_alone_is_told_to_add_an_object_or_a_dash() {
+    let reg = FakeRegistry::start();
+    let dist = Dist::new();
+    let repo = format!("{}/team/app", reg.host());
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("out");
+    for args in [
+        vec!["fetch", &repo],
+        vec!["fetch", &repo, "-o", layout.to_str().unwrap()],
+        vec!["fetch", "-j", "4", &repo],
+    ] {
+        let out = dist.run(&args, b"v1\n");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("dist fetch {repo} -")),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(!layout.exists());
+    assert_eq!(reg.requests().len(), 0, "nothing was fetched");
 }
