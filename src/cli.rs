@@ -241,8 +241,19 @@ pub fn explain_or_exit(e: clap::Error) -> ! {
         if let Some(locator) = fetch_locator_alone() {
             let why = match locator.parse::<dist::Locator>() {
                 Err(why) => Some(why.to_string()),
-                Ok(dist::Locator::Layout(_)) => layout_object_joined(&locator),
-                Ok(_) => None,
+                // Else most often the worker's `-` forgotten, objects piped in.
+                Ok(parsed) => Some(
+                    matches!(parsed, dist::Locator::Layout(_))
+                        .then(|| layout_object_joined(&locator))
+                        .flatten()
+                        .unwrap_or_else(|| {
+                            format!(
+                                "no <OBJECT> after the locator: give a tag or digest (dist \
+                                 fetch {locator} OBJECT), or - to read objects from stdin, \
+                                 one a line (dist fetch {locator} -)"
+                            )
+                        }),
+                ),
             };
             if let Some(why) = why {
                 refuse(&why);

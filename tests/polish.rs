@@ -725,7 +725,7 @@ fn a_pasted_reference_alone_gets_the_spelling_that_works() {
             "{args:?}: {err}"
         );
     }
-    // Missing the object of a plain locator is still clap's to say.
+    // Missing the object of a plain locator is said as clap says it, with what to add.
     let out = Dist::new().run(&["fetch", "127.0.0.1:5000/lab/image"], b"");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("<OBJECT>"));
@@ -2378,11 +2378,25 @@ fn a_worker_started_without_stdin_fails_the_read() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
         assert!(
-            err.contains("stdin") && err.contains("Bad file descriptor"),
+            err.contains("reading stdin: Bad file descriptor"),
             "{args:?}: {err}"
         );
         assert!(!err.contains("input was empty"), "{args:?}: {err}");
     }
+    // Nor does a stdin that is a directory (`< /tmp`), where the read fails at once; its
+    // message said `stdin: i/o: Is a directory`, the error's kind in the place of what
+    // failed.
+    let out = Dist::new()
+        .command(&["fetch", &repo, "-"])
+        .stdin(std::fs::File::open(dir.path()).unwrap())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("reading stdin: Is a directory"), "{err}");
+    assert!(!err.contains("i/o"), "{err}");
 }
 
 /// Digests joined onto one line (`paste -s`, a `jq` without `[]`) were read as one object
@@ -2655,4 +2669,192 @@ fn an_empty_rust_log_counts_as_unset() {
     let screen = String::from_utf8_lossy(&shown.stdout);
     assert!(shown.status.success(), "{screen}");
     assert!(screen.contains("3 objects, "), "summary line: {screen:?}");
+}
+
+/// `-o oci:./out`, as skopeo names a layout it writes (`skopeo copy … oci:./out:v1`) and
+/// dist names one it reads, made a directory named `oci:.` with the layout `out` inside
+/// it, and reported success. Refused with the spelling that works, before anything is
+/// created or fetched, by the worker and by `pull`.
+#[test]
+fn an_oci_reference_given_as_the_output_directory_is_refused() {
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, 1);
+    let dist = Dist::new();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = format!("{}/team/app", reg.host());
+    let pull_ref = format!("{repo}:latest");
+    let lines = input(&blobs);
+    for (out_dir, give) in [
+        ("oci:./out", "-o ./out"),
+        ("oci:out", "-o out"),
+        ("oci:./out:v1", "-o ./out"),
+        ("oci:/tmp/x/out@sha256:abc", "-o /tmp/x/out"),
+    ] {
+        let runs: [(&[&str], &[u8]); 2] = [
+            (&["fetch", &repo, "-", "-o", out_dir], lines.as_bytes()),
+            (&["pull", &pull_ref, "-o", out_dir], b""),
+        ];
+        for (args, stdin) in runs {
+            let mut child = dist
+                .command(args)
+                .current_dir(dir.path())
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin).unwrap();
+            let out = child.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            assert!(err.contains(give), "{args:?}: {err}");
+            let made: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+            assert!(made.is_empty(), "{args:?} made {made:?}");
+        }
+    }
+    assert_eq!(reg.requests().len(), 0, "nothing was fetched");
+}
+
+/// `-o -`, stdout to curl (`curl -o -`) and tar, made a layout in a directory named `-`
+/// and reported success, from a one-shot fetch as from the worker and `pull`. Refused,
+/// saying how to write to stdout, before anything is created or fetched, as
+/// `--report -` is.
+#[test]
+fn a_dash_given_as_the_output_directory_is_refused() {
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, 1);
+    let digest = blobs.keys().next().unwrap();
+    let dist = Dist::new();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = format!("{}/team/app", reg.host());
+    let pull_ref = format!("{repo}:latest");
+    let lines = input(&blobs);
+    let runs: [(&[&str], &[u8]); 3] = [
+        (&["fetch", &repo, digest, "-o", "-"], b""),
+        (&["fetch", &repo, "-", "-o", "-"], lines.as_bytes()),
+        (&["pull", &pull_ref, "-o", "-"], b""),
+    ];
+    for (args, stdin) in runs {
+        let mut child = dist
+            .command(args)
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("./-"), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        let made: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(made.is_empty(), "{args:?} made {made:?}");
+    }
+    assert_eq!(reg.requests().len(), 0, "nothing was fetched");
+}
+
+/// The registry API's URL pasted as the locator (`host/v2/team/app`, or a whole
+/// `http://host/v2/team/app/manifests/v1` copied from curl): dist asked for
+/// `/v2/v2/team/app/…`, and the 404 read as if the image were not there. `v2/team/app` is
+/// a valid repository name, so it is still asked for; when it is not found, the error ends
+/// with the locator and object meant. A blob's URL, which is no locator, was read as a
+/// reference and told to use the repository `…/blobs/sha256`.
+#[test]
+fn a_pasted_api_url_is_told_the_locator_when_not_found() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", b"layer");
+    let dist = Dist::new();
+    let host = reg.host();
+    let meant = format!("{host}/team/app");
+    // The blob's URL is no locator (`sha256:…` is no path component): a usage error.
+    for (locator, object, said, code) in [
+        (
+            format!("{host}/v2/team/app"),
+            digest.as_str(),
+            format!("{meant} {digest}"),
+            1,
+        ),
+        (
+            format!("http://{host}/v2/team/app/blobs/{digest}"),
+            digest.as_str(),
+            format!("{meant} {digest}"),
+            2,
+        ),
+        (
+            format!("http://{host}/v2/team/app/manifests/v1"),
+            "v1",
+            format!("{meant} v1"),
+            1,
+        ),
+    ] {
+        let out = dist.run(&["fetch", &locator, object], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{locator}: {err}");
+        assert!(err.contains(&format!("write {said}")), "{locator}: {err}");
+    }
+    let out = dist.run(
+        &["fetch", &format!("{host}/v2/team/app"), "-"],
+        format!("{digest}\n").as_bytes(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("write {meant} {digest}")), "{err}");
+    // A repository that is named so and found is fetched as any other.
+    let digest = reg.blob("v2/team/app", b"named so");
+    let out = dist.ok(&["fetch", &format!("{host}/v2/team/app"), &digest]);
+    assert_eq!(out, b"named so");
+}
+
+/// `jq -r` prints `null` for a field that is missing (`.config.digest` of an index, a
+/// misspelt key), and `null` is a valid tag: asked for, its 404 read as if an image were
+/// not there. The error says where the word most likely came from, one-shot and in the
+/// worker.
+#[test]
+fn a_null_from_jq_is_told_where_it_came_from() {
+    let reg = FakeRegistry::start();
+    let dist = Dist::new();
+    let repo = format!("{}/team/app", reg.host());
+    let out = dist.run(&["fetch", &repo, "null"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("jq -r prints null for a missing field"),
+        "{err}"
+    );
+    let out = dist.run(&["fetch", &repo, "-"], b"null\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("jq -r prints null for a missing field"),
+        "{err}"
+    );
+}
+
+/// `jq -r '.layers[].digest' m.json | dist fetch LOC`, the worker's `-` forgotten, got
+/// clap's "<OBJECT> not provided", which says nothing of the objects piped in. It is told
+/// to add `-` (or an object), with exit status 2, before anything is fetched.
+#[test]
+fn a_locator_alone_is_told_to_add_an_object_or_a_dash() {
+    let reg = FakeRegistry::start();
+    let dist = Dist::new();
+    let repo = format!("{}/team/app", reg.host());
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("out");
+    for args in [
+        vec!["fetch", &repo],
+        vec!["fetch", &repo, "-o", layout.to_str().unwrap()],
+        vec!["fetch", "-j", "4", &repo],
+    ] {
+        let out = dist.run(&args, b"v1\n");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("dist fetch {repo} -")),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(!layout.exists());
+    assert_eq!(reg.requests().len(), 0, "nothing was fetched");
 }

@@ -33,7 +33,12 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
     if let Some(e) = no_line_of_one(&args) {
         return report(&e, EXIT_USAGE);
     }
-    let store = match args.output.as_ref().map(LayoutStore::open).transpose() {
+    let store = match args
+        .output
+        .as_deref()
+        .map(super::layout_dir::open)
+        .transpose()
+    {
         Ok(s) => s,
         Err(e) => return report(&e, EXIT_USAGE),
     };

@@ -17,6 +17,9 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
     if let Some(misplaced) = misplaced_option(&args) {
         return report(&Error::invalid(misplaced), EXIT_USAGE);
     }
+    if let Some(pasted) = api_url_as_locator(&args) {
+        return report(&Error::invalid(pasted), EXIT_USAGE);
+    }
     if let Some(pasted) = reference_before_another_object(&args) {
         return report(&Error::invalid(pasted), EXIT_USAGE);
     }
@@ -140,6 +143,30 @@ fn reference_before_another_object(args: &FetchArgs) -> Option<String> {
         "invalid locator {:?}: a locator names {what} alone, without the {kind} {pasted}; \
          {object}: {written} {}",
         args.locator, args.object
+    ))
+}
+
+/// A registry API URL pasted as the locator that is no locator at all
+/// (`http://host/v2/team/app/blobs/sha256:…`, as curl is given it): said with the locator
+/// and object it names, where it was read as a reference with the tag `…` of a repository
+/// `…/blobs/sha256`. One that parses (`host/v2/team/app`) is asked for, as a repository
+/// may be named so, and its 404 says what was likely meant.
+fn api_url_as_locator(args: &FetchArgs) -> Option<String> {
+    if args.locator.parse::<dist::Locator>().is_ok() {
+        return None;
+    }
+    let bare = ["http://", "https://", "docker://"]
+        .iter()
+        .find_map(|scheme| args.locator.strip_prefix(scheme))
+        .unwrap_or(&args.locator);
+    let (host, path) = bare.split_once('/')?;
+    let (name, Some(object)) = dist::reference::api_url_path(path)? else {
+        return None;
+    };
+    let object = if args.object == "-" { "-" } else { object };
+    Some(format!(
+        "invalid locator {:?}: a registry API URL, not a locator: write {host}/{name} {object}",
+        args.locator
     ))
 }
 

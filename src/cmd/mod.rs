@@ -13,6 +13,7 @@ mod closed_at_start;
 pub mod docs;
 mod drawer;
 pub mod fetch;
+pub mod layout_dir;
 pub mod log_line;
 mod nonblocking;
 pub mod output;

@@ -24,7 +24,7 @@ pub async fn run(global: &Global, args: PullArgs) -> u8 {
         Ok(i) => i,
         Err(e) => return report(&e, EXIT_USAGE),
     };
-    let store = match LayoutStore::open(&args.output) {
+    let store = match super::layout_dir::open(&args.output) {
         Ok(s) => s,
         Err(e) => return report(&e, EXIT_USAGE),
     };

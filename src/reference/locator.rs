@@ -248,6 +248,22 @@ fn with_object(s: &str) -> Option<(&str, &str)> {
 }
 
 /// Path components are `[a-z0-9]+` joined by `.`, `_`, `__` or runs of `-`.
+/// For a repository path pasted out of a registry API URL (`v2/team/app`, or
+/// `v2/team/app/manifests/v1` as curl is given it), the repository it names and the
+/// object at its end, if any. `v2/team/app` is also a valid repository name: this only
+/// says what was more likely meant.
+pub fn api_url_path(path: &str) -> Option<(&str, Option<&str>)> {
+    let rest = path.trim_end_matches('/').strip_prefix("v2/")?;
+    for endpoint in ["/manifests/", "/blobs/"] {
+        if let Some((name, object)) = rest.rsplit_once(endpoint) {
+            if !name.is_empty() && !object.is_empty() && !object.contains('/') {
+                return Some((name, Some(object)));
+            }
+        }
+    }
+    (!rest.is_empty()).then_some((rest, None))
+}
+
 fn validate_name(name: &str) -> std::result::Result<(), String> {
     if name.is_empty() {
         return Err("empty repository name".into());
@@ -283,6 +299,22 @@ fn validate_name(name: &str) -> std::result::Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn api_url_paths() {
+        assert_eq!(api_url_path("v2/team/app"), Some(("team/app", None)));
+        assert_eq!(api_url_path("v2/team/app/"), Some(("team/app", None)));
+        assert_eq!(
+            api_url_path("v2/team/app/manifests/v1"),
+            Some(("team/app", Some("v1")))
+        );
+        assert_eq!(
+            api_url_path("v2/a/blobs/sha256:ab"),
+            Some(("a", Some("sha256:ab")))
+        );
+        assert_eq!(api_url_path("team/app"), None);
+        assert_eq!(api_url_path("v2/"), None);
+    }
     use crate::reference::Reference;
 
     fn repo(s: &str) -> Repository {

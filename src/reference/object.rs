@@ -59,8 +59,13 @@ impl FromStr for Object {
     fn from_str(s: &str) -> Result<Object> {
         // `jq '.config.digest'` without `-r` prints a JSON string: the object is there, and
         // its parse error (`malformed algorithm`) would not say that the quotes are wrong.
-        if let Some(inner) = s.strip_prefix('"') {
-            let inner = inner.strip_suffix('"').unwrap_or(inner);
+        // So does a pretty-printed array's `"sha256:…",`. A word with a quote inside
+        // (`"size":`) is no quoted object, and is told as any other word.
+        let quoted = s.strip_prefix('"').map(|inner| {
+            let inner = inner.strip_suffix(',').unwrap_or(inner);
+            inner.strip_suffix('"').unwrap_or(inner)
+        });
+        if let Some(inner) = quoted.filter(|inner| !inner.contains('"')) {
             return Err(Error::invalid(format!(
                 "invalid object {:?}: a quoted object; give it without its quotes ({}), \
                  as `jq -r` prints it",

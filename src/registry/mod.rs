@@ -366,7 +366,7 @@ impl RegistryRemote {
             .boxed()
         })
         .await
-        .map_err(|e| not_found_hint(e, object).with_object(object))
+        .map_err(|e| not_found_hint(e, object, &self.inner.repo).with_object(object))
     }
 
     /// Tries the endpoints in turn on one host: a digest may name a blob or a manifest.
@@ -848,7 +848,9 @@ impl Remote for RegistryRemote {
                 {
                     tracing::debug!(%object, error = %e, "HEAD failed; using GET")
                 }
-                Err(e) => return Err(not_found_hint(e, object).with_object(object)),
+                Err(e) => {
+                    return Err(not_found_hint(e, object, &self.inner.repo).with_object(object))
+                }
             }
             crate::image::resolve_by_fetch(self, object).await
         }
@@ -900,13 +902,29 @@ fn resumed_size(h: &HeaderMap, offset: u64) -> Option<u64> {
     body::content_range_total(h).or_else(|| content_length(h)?.checked_add(offset))
 }
 
-/// `e`, with the digest a tag written as bare hex most likely meant, when it is not found.
-fn not_found_hint(e: Error, object: &Object) -> Error {
-    match object.bare_digest_spelling() {
-        Some(digest) if e.kind() == ErrorKind::NotFound => {
-            e.with_note(format!("if a digest was meant, write it {digest}"))
-        }
-        _ => e,
+/// `e`, when it is not found, with what was most likely meant: the digest a tag written as
+/// bare hex spells, a `jq` filter that found nothing (the tag `null`), or the repository (and object) a registry API URL pasted as the
+/// locator names (`host/v2/team/app/manifests/v1`, asked for as `/v2/v2/team/app/…`).
+fn not_found_hint(e: Error, object: &Object, repo: &crate::Repository) -> Error {
+    if e.kind() != ErrorKind::NotFound {
+        return e;
+    }
+    let e = match object.bare_digest_spelling() {
+        Some(digest) => e.with_note(format!("if a digest was meant, write it {digest}")),
+        // A valid tag, and what `jq -r '.config.digest'` prints for an index, which has
+        // no config: the 404 alone read as if an image were not there.
+        None if matches!(object, Object::Tag(t) if t == "null") => e.with_note(
+            "jq -r prints null for a missing field: check the jq filter that gave the object",
+        ),
+        None => e,
+    };
+    match crate::reference::api_url_path(repo.name()) {
+        Some((name, in_url)) => e.with_note(format!(
+            "if a registry API URL was pasted as the locator, write {}/{name} {}",
+            repo.host(),
+            in_url.map_or_else(|| object.to_string(), str::to_string)
+        )),
+        None => e,
     }
 }
 

@@ -27,6 +27,10 @@ struct Descriptor {
     #[serde(rename = "mediaType")]
     media_type: Option<String>,
     size: Option<u64>,
+    // What a manifest or an index holds, which no descriptor does.
+    config: Option<serde::de::IgnoredAny>,
+    layers: Option<serde::de::IgnoredAny>,
+    manifests: Option<serde::de::IgnoredAny>,
 }
 
 /// Parses one input line. `None` for lines to skip; an error names what is wrong with the
@@ -47,6 +51,12 @@ pub fn parse_line(line: &str) -> Option<Result<Job>> {
         Err(Error::invalid(
             "a JSON array: give its descriptors one per line (`jq -c '.layers[]'`)",
         ))
+    } else if is_pretty_json(trimmed) {
+        // The lines after that `{`: each read as an object, a member `"size": 5,` was
+        // told to go without its quotes, as `size":`.
+        Err(Error::invalid(format!(
+            "a line of pretty-printed JSON: give descriptors one per line, {AS_JQ_PRINTS}"
+        )))
     } else if trimmed.starts_with('{') {
         parse_descriptor(trimmed)
     } else {
@@ -61,9 +71,38 @@ pub fn parse_line(line: &str) -> Option<Result<Job>> {
     })
 }
 
+/// How to have `jq` print a manifest's or an index's descriptors one per line.
+const AS_JQ_PRINTS: &str =
+    "as `jq -c '.config, .layers[]'` prints a manifest's (`jq -c '.manifests[]'` an index's)";
+
+/// A line of pretty-printed JSON after its opening `{`: an object's member (`"size": 5,`)
+/// or a closing bracket.
+fn is_pretty_json(line: &str) -> bool {
+    let member = line.starts_with('"')
+        && line
+            .split_whitespace()
+            .next()
+            .is_some_and(|word| word.ends_with("\":"));
+    member || matches!(line, "}" | "}," | "]" | "],")
+}
+
 fn parse_descriptor(line: &str) -> Result<Job> {
     let d: Descriptor = serde_json::from_str(line)
         .map_err(|e| Error::invalid("input line is not a JSON descriptor").with_cause(e))?;
+    // `dist fetch LOC v1 | dist fetch LOC -`, or a `jq -c .` of one: no descriptor, but
+    // what holds them.
+    let whole = if d.manifests.is_some() {
+        Some("index")
+    } else if d.layers.is_some() || d.config.is_some() {
+        Some("manifest")
+    } else {
+        None
+    };
+    if let (None, Some(what)) = (&d.digest, whole) {
+        return Err(Error::invalid(format!(
+            "a whole {what}, not a descriptor: give its descriptors one per line, {AS_JQ_PRINTS}"
+        )));
+    }
     let digest = d
         .digest
         .ok_or_else(|| Error::invalid("descriptor has no \"digest\""))?;
@@ -219,9 +258,47 @@ mod tests {
         assert!(e.contains("jq -c '.layers[]'"), "{e}");
         let e = parse_line("[").unwrap().unwrap_err().to_string();
         assert!(e.contains("a JSON array"), "{e}");
-        for line in [format!("\"{D}\""), "\"v1\" size:1".into(), "\"".into()] {
+        for line in [
+            format!("\"{D}\""),
+            format!("  \"{D}\","),
+            "\"v1\" size:1".into(),
+            "\"".into(),
+        ] {
             let e = parse_line(&line).unwrap().unwrap_err().to_string();
             assert!(e.contains("without its quotes"), "{line}: {e}");
+            let given = e.split("without its quotes (").nth(1).unwrap_or_default();
+            let given = given.split(')').next().unwrap_or_default();
+            assert!(!given.contains(['"', ',']), "{line}: {e}");
         }
+    }
+
+    /// `dist fetch LOC v1 | dist fetch LOC -`, or `jq .` where `jq -c '.layers[]'` was
+    /// meant: the lines of a pretty-printed manifest were each called a quoted object, to
+    /// be given without quotes as `schemaVersion":`, and the compact manifest a descriptor
+    /// without a digest. Each says how to give its descriptors.
+    #[test]
+    fn a_manifest_given_whole_says_how_to_give_its_descriptors() {
+        for line in [
+            r#"  "schemaVersion": 2,"#,
+            r#"    "digest": "sha256:abc","#,
+            r#""layers": ["#,
+            "},",
+            "}",
+            "  ]",
+        ] {
+            let e = parse_line(line).unwrap().unwrap_err().to_string();
+            assert!(e.contains("pretty-printed JSON"), "{line}: {e}");
+            assert!(e.contains("jq -c '.config, .layers[]'"), "{line}: {e}");
+        }
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"config":{{"digest":"{D}","size":1}},"layers":[{{"digest":"{D}","size":1}}]}}"#
+        );
+        let e = parse_line(&manifest).unwrap().unwrap_err().to_string();
+        assert!(e.contains("a whole manifest"), "{e}");
+        assert!(e.contains("jq -c '.config, .layers[]'"), "{e}");
+        let index = format!(r#"{{"schemaVersion":2,"manifests":[{{"digest":"{D}","size":1}}]}}"#);
+        let e = parse_line(&index).unwrap().unwrap_err().to_string();
+        assert!(e.contains("a whole index"), "{e}");
+        assert!(e.contains("jq -c '.manifests[]'"), "{e}");
     }
 }

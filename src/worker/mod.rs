@@ -230,7 +230,7 @@ where
                 &progress,
                 n,
                 "-",
-                Error::from(e).with_object("stdin"),
+                Error::new(ErrorKind::Io, "reading stdin").with_cause(e),
             )),
             Ok((n, RawLine::TooLong)) => Some(ready_error(
                 &progress,
