@@ -4,6 +4,7 @@
 use super::refusal::Ending;
 use super::{dns, handshake, pinned, proxy, tls, MAX_RESPONSE_HEADER_LIST};
 use crate::error::{Error, ErrorKind};
+use std::time::Duration;
 
 /// Whether `e` is a request lost, before any answer, by a connection that had been made: a
 /// kept-alive connection the server closed as the request went out, or HTTP/2 streams
@@ -206,16 +207,33 @@ pub(super) fn classify_client_error(
     Error::new(ErrorKind::Connect, text).with_cause(e)
 }
 
-/// Whether `e`, a body's failure, is its HTTP/2 connection closed by hyper for going
-/// silent: a keep-alive PING it did not answer in time. hyper ends such a connection
-/// quietly and h2 then fails each of its streams with a bare `BrokenPipe`, which a server
-/// that closes or resets the connection never causes (its streams see the reset, the end
-/// of file, or the GOAWAY). Told as a broken pipe, it read like a local fault.
+/// Whether `e`, a body's failure, is its HTTP/2 connection ended under it with no word:
+/// closed by hyper for going silent (a keep-alive PING it did not answer in time), or by
+/// the server with a clean end of file and no GOAWAY. h2 fails the streams of both with a
+/// bare `BrokenPipe`, which [`ended_under_body`] tells apart; told as a broken pipe, it
+/// read like a local fault. (A reset, an unclean end of file or a GOAWAY is its own error.)
 pub(super) fn went_silent(e: &(dyn std::error::Error + 'static)) -> bool {
     causes_include(e, |h2: &h2::Error| {
         h2.get_io()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+/// What ended a body's HTTP/2 connection ([`went_silent`]) after it `waited` for a frame:
+/// hyper's keep-alive fails a connection no sooner than its PING's timeout (a quarter of
+/// `idle_timeout`) after the PING, so a sooner end was the server's.
+pub(super) fn ended_under_body(waited: Duration, idle_timeout: Duration) -> String {
+    if waited >= idle_timeout / 4 {
+        format!(
+            "body interrupted: the HTTP/2 connection went silent (keep-alive timed out: no \
+             answer to a PING within {:?}, sent after {:?} without a frame; --idle-timeout)",
+            idle_timeout / 4,
+            idle_timeout / 2
+        )
+    } else {
+        "body interrupted: the server closed the HTTP/2 connection under it, with no GOAWAY"
+            .to_string()
+    }
 }
 
 /// Whether one of `e`'s causes is a `T` for which `test` holds.
@@ -583,6 +601,23 @@ fn issued_for(expected: &rustls::pki_types::ServerName<'_>, presented: &[String]
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A connection ended under a body sooner than a keep-alive PING could have failed
+    /// was closed by the server: told as gone silent, the user would look for a stall
+    /// that never was.
+    #[test]
+    fn a_connection_ended_sooner_than_its_ping_could_fail_was_closed() {
+        let idle = Duration::from_secs(20);
+        let said = ended_under_body(Duration::from_millis(30), idle);
+        assert!(
+            said.contains("the server closed the HTTP/2 connection"),
+            "{said}"
+        );
+        assert!(!said.contains("keep-alive"), "{said}");
+        let said = ended_under_body(Duration::from_secs(6), idle);
+        assert!(said.contains("went silent (keep-alive timed out"), "{said}");
+        assert!(said.contains("5s"), "{said}");
+    }
 
     #[test]
     fn only_a_name_that_does_not_exist_is_an_unknown_host() {

@@ -686,6 +686,7 @@ impl Transport {
     /// timeout. `Ok(None)` is the end of the body.
     pub async fn next_chunk(&self, body: &mut Incoming) -> Result<Option<Bytes>> {
         loop {
+            let waiting = std::time::Instant::now();
             let frame = match tokio::time::timeout(self.opts.idle_timeout, body.frame()).await {
                 Err(_) => {
                     return Err(Error::new(
@@ -699,17 +700,9 @@ impl Transport {
                 Ok(None) => return Ok(None),
                 Ok(Some(Err(e))) if failure::went_silent(&e) => {
                     // The cause's own words are only "broken pipe": logged, not shown.
-                    tracing::debug!(error = %e, "HTTP/2 connection closed by its keep-alive");
-                    return Err(Error::new(
-                        ErrorKind::Connect,
-                        format!(
-                            "body interrupted: the HTTP/2 connection went silent (keep-alive \
-                             timed out: no answer to a PING within {:?}, sent after {:?} \
-                             without a frame; --idle-timeout)",
-                            self.opts.idle_timeout / 4,
-                            self.opts.idle_timeout / 2
-                        ),
-                    ));
+                    tracing::debug!(error = %e, "HTTP/2 connection ended under a body");
+                    let said = failure::ended_under_body(waiting.elapsed(), self.opts.idle_timeout);
+                    return Err(Error::new(ErrorKind::Connect, said));
                 }
                 Ok(Some(Err(e))) => {
                     return Err(Error::new(ErrorKind::Connect, "body interrupted").with_cause(e))
