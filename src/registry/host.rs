@@ -5,8 +5,9 @@
 //! another), and its own `Retry-After` pause (a redirect target's pause is its own, kept by
 //! the transport). Every request goes through
 //! `Host::request`, which adds authentication (reacting to 401 challenges), waits out
-//! the host's pause, retries transient failures with backoff, and turns error statuses
-//! into typed errors carrying the registry's OCI error code.
+//! the host's pause, retries transient failures with backoff (one request at a time for
+//! all while the registry fails every one, `outage`), and turns error statuses into
+//! typed errors carrying the registry's OCI error code.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
@@ -21,6 +22,8 @@ use crate::reference::Repository;
 use crate::retry::{self, HostPause, RetryPolicy};
 use crate::server_text;
 use crate::transport::{self, Outgoing, Transport};
+
+use super::outage::{Admit, Outage, HOLD_AFTER};
 
 /// Error bodies are read up to this much for their message.
 pub(crate) const MAX_ERROR_BODY: usize = 64 << 10;
@@ -162,6 +165,9 @@ pub(crate) struct Host {
     pub(crate) transport: Transport,
     auth: Authorizer,
     pause: HostPause,
+    /// Failures in a row, shared by every request (the registry's only: a mirror failing
+    /// hands its requests to the next host).
+    outage: Outage,
     pub(crate) capabilities: Capabilities,
     pub(crate) mirror: bool,
     /// Configured headers for every request to this host only.
@@ -218,6 +224,7 @@ impl Host {
             transport,
             auth,
             pause: HostPause::default(),
+            outage: Outage::default(),
             capabilities,
             mirror: false,
             headers: HeaderMap::new(),
@@ -262,6 +269,7 @@ impl Host {
             transport: m.transport.clone(),
             auth,
             pause: HostPause::default(),
+            outage: Outage::default(),
             capabilities: m.capabilities,
             mirror: true,
             headers: m.headers.clone(),
@@ -433,6 +441,21 @@ impl Host {
                 return Err(e.with_url(&url));
             }
             self.pause.wait().await;
+            // The registry failing request after request is asked once for all the
+            // requests waiting (`outage`); a mirror's failures hand them to the next host.
+            let ticket = if self.mirror {
+                None
+            } else {
+                match self.outage.admit().await {
+                    Admit::Send(t) => Some(t),
+                    Admit::Failed(e, streak) => {
+                        let e =
+                            outage_over(e.for_url(&url), &url, streak, (*retries, max_retries))?;
+                        tokio::time::sleep(again(e, retries, None)?).await;
+                        continue;
+                    }
+                }
+            };
             // Token requests fail as other requests do (a 503 or 429 from the token
             // server, a dropped connection) and are retried on the same budget.
             let grant = match self.auth.grant(policy).await {
@@ -460,6 +483,12 @@ impl Host {
                     continue;
                 }
                 Err(e) => {
+                    let e = match ticket {
+                        Some(t) if e.is_transient() => {
+                            self.outage_failed(t, e, &url, policy, (*retries, max_retries))?
+                        }
+                        _ => e,
+                    };
                     tokio::time::sleep(again(e, retries, None)?).await;
                     continue;
                 }
@@ -473,6 +502,16 @@ impl Host {
                 }
             }
             let status = reply.response.status();
+            // A 429 is an answer: the host is up, and says how long to wait, if at all.
+            let failing =
+                reply.same_origin && matches!(status.as_u16(), 408 | 500 | 502 | 503 | 504);
+            let ticket = match ticket {
+                Some(t) if !failing => {
+                    t.answered();
+                    None
+                }
+                t => t,
+            };
             if status.is_success() {
                 return Ok(reply);
             }
@@ -531,6 +570,9 @@ impl Host {
             // Its connection is not held through what follows: a token or quota lookup
             // on this host, and the pause before the next attempt.
             drop(reply);
+            if let Some(t) = ticket {
+                err = self.outage_failed(t, err, &url, policy, (*retries, max_retries))?;
+            }
             // ECR's words for a password past its 12 hours: credentials refused, as a 401
             // says, and not a repository policy's 403, which names the action refused.
             if status == StatusCode::FORBIDDEN
@@ -588,6 +630,52 @@ impl Host {
             tokio::time::sleep(wait).await;
         }
     }
+}
+
+impl Host {
+    /// Counts `e`, a failure of the kind an outage brings, on the host: from the second
+    /// round failed in a row on, the host is paused for the least backoff of that round
+    /// (capped at the last retry's), which the failed request's own backoff outlasts, so
+    /// that the requests arriving meanwhile wait for it; and past as many rounds as one
+    /// object may be asked for, `e` ends the request now.
+    fn outage_failed(
+        &self,
+        t: super::outage::Ticket<'_>,
+        e: Error,
+        url: &Uri,
+        policy: &RetryPolicy,
+        (retries, max_retries): (u32, u32),
+    ) -> Result<Error> {
+        let (streak, counted) = t.failed(&e);
+        if counted && streak >= HOLD_AFTER {
+            let pause = policy.least_backoff((streak - 1).min(max_retries.saturating_sub(1)));
+            tracing::debug!(host = %self.name, failed_in_a_row = streak, pause_ms = pause.as_millis() as u64, "registry failing; one request at a time for all");
+            self.pause.pause_for(pause);
+        }
+        outage_over(e, url, streak, (retries, max_retries))
+    }
+}
+
+/// `e` as the request's last failure, with retries left, once the host has failed more
+/// rounds in a row than one object may be asked for: asking again for each object would
+/// go on as long as there are objects. `e` as it is otherwise, for the request's own
+/// retries to decide.
+fn outage_over(
+    e: Error,
+    url: &Uri,
+    streak: u32,
+    (retries, max_retries): (u32, u32),
+) -> Result<Error> {
+    // On its own last attempt, the request ends as any other does.
+    if streak <= max_retries || retries >= max_retries {
+        return Ok(e);
+    }
+    Err(e
+        .with_note(format_args!(
+            "the registry failed every request, {streak} times in a row"
+        ))
+        .with_attempts(retries + 1)
+        .with_url(url))
 }
 
 /// A mirror found unreachable, not trusted or hanging is skipped for a while, not for the

@@ -11,6 +11,7 @@
 mod body;
 pub(crate) mod coding;
 pub mod host;
+mod outage;
 
 use std::sync::Arc;
 use std::time::Duration;
