@@ -5,6 +5,8 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use support::cli::{bytes, parse_frames, Dist};
@@ -116,4 +118,49 @@ fn a_batch_goes_on_once_the_registry_answers_again() {
         let (digest, _, body) = f.result.expect("fetched");
         assert_eq!(body, blobs[&digest]);
     }
+}
+
+/// The registry goes away mid-batch (connections refused) and comes back at its address:
+/// the tasks held by the outage go on once it answers, and every object arrives.
+#[test]
+fn a_batch_goes_on_once_a_registry_that_went_away_is_back() {
+    let reg = FakeRegistry::start();
+    let port = reg.addr().port();
+    let blobs = fill(&reg);
+    for d in blobs.keys() {
+        reg.set_fault_for_every(d, Fault::Status(503));
+    }
+    let mut child =
+        Dist::new().start(&["-v", "fetch", &repo(&reg), "-", "-j", "4", "--retries", "8"]);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(lines(&blobs).as_bytes()).unwrap();
+    drop(stdin);
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let reader = {
+        let (stderr, pipe) = (stderr.clone(), child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let line = line.unwrap();
+                stderr.lock().unwrap().push_str(&line);
+                stderr.lock().unwrap().push('\n');
+            }
+        })
+    };
+    let out = std::thread::spawn(move || child.wait_with_output().unwrap());
+    support::wait::until("the batch under way", || blob_requests(&reg) >= 1);
+    drop(reg);
+    let held = "registry failing; one request at a time for all";
+    support::wait::until("the outage held", || {
+        stderr.lock().unwrap().contains("Connection refused")
+            && stderr.lock().unwrap().contains(held)
+    });
+    let back = FakeRegistry::builder().port(port).start();
+    assert_eq!(fill(&back), blobs);
+    let out = out.join().unwrap();
+    reader.join().unwrap();
+    let err = stderr.lock().unwrap().clone();
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let frames = parse_frames(&out.stdout);
+    assert_eq!(frames.len(), OBJECTS, "{err}");
+    assert!(frames.iter().all(|f| f.result.is_ok()), "{err}");
 }
