@@ -164,3 +164,34 @@ fn a_batch_goes_on_once_a_registry_that_went_away_is_back() {
     assert_eq!(frames.len(), OBJECTS, "{err}");
     assert!(frames.iter().all(|f| f.result.is_ok()), "{err}");
 }
+
+/// Objects the registry fails on their own (blobs its storage lost, answered 500 each
+/// time) are no outage: the healthy objects beside them arrive. Counted as one, 3 in 4
+/// objects failing made healthy ones waiting on their requests fail with them.
+#[test]
+fn objects_failing_on_their_own_do_not_take_healthy_ones_with_them() {
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg);
+    let sick: Vec<&String> = blobs
+        .keys()
+        .enumerate()
+        .filter(|(i, _)| i % 4 != 0)
+        .map(|(_, d)| d)
+        .collect();
+    for d in &sick {
+        reg.set_fault_for_every(d, Fault::Status(500));
+    }
+    let child = Dist::new().spawn(
+        &["fetch", &repo(&reg), "-", "-j", "4", "--retries", "2"],
+        lines(&blobs).as_bytes(),
+    );
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let frames = parse_frames(&out.stdout);
+    assert_eq!(frames.len(), OBJECTS, "{err}");
+    for f in frames {
+        let failed = f.result.is_err();
+        assert_eq!(failed, sick.contains(&&f.object), "{}: {err}", f.object);
+    }
+}

@@ -502,9 +502,10 @@ impl Host {
                 }
             }
             let status = reply.response.status();
-            // A 429 is an answer: the host is up, and says how long to wait, if at all.
-            let failing =
-                reply.same_origin && matches!(status.as_u16(), 408 | 500 | 502 | 503 | 504);
+            // The registry or the gateway before it unavailable, rather than an answer: a
+            // 500 (or 408, or 429) comes from a registry that is up, and may be the
+            // object's own (a blob its storage lost), which other objects must not share.
+            let failing = reply.same_origin && matches!(status.as_u16(), 502..=504);
             let ticket = match ticket {
                 Some(t) if !failing => {
                     t.answered();

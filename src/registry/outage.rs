@@ -133,7 +133,8 @@ impl Outage {
 }
 
 impl Ticket<'_> {
-    /// The host answered (any status but a passing failure's): the outage, if any, is over.
+    /// The host answered (any status but a gateway's or an unavailable host's 502, 503
+    /// or 504): the outage, if any, is over.
     pub(crate) fn answered(mut self) {
         let o = self.outage;
         // Nearly every request, on a host that answers: no lock.
