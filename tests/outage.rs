@@ -85,8 +85,14 @@ fn a_batch_against_a_failing_registry_asks_it_once_per_pause() {
         } else {
             1
         };
+        // Each object asked for itself once at least (its error is its own answer), and
+        // the rounds between asked once for all: half the 4 requests an object used to
+        // cost, and less.
+        for d in blobs.keys() {
+            assert!(reg.requests_for(d) >= 1, "{fault:?}: {d} never asked for");
+        }
         assert!(
-            asked < OBJECTS * per_request,
+            asked < 2 * OBJECTS * per_request,
             "{fault:?}: {asked} blob requests for {OBJECTS} objects"
         );
     }
@@ -163,6 +169,39 @@ fn a_batch_goes_on_once_a_registry_that_went_away_is_back() {
     let frames = parse_frames(&out.stdout);
     assert_eq!(frames.len(), OBJECTS, "{err}");
     assert!(frames.iter().all(|f| f.result.is_ok()), "{err}");
+}
+
+/// Objects answered 503 on their own (a pull-through cache whose upstream fails for
+/// some blobs) hold the healthy ones beside them for a while, but never fail them: an
+/// object's last attempt is its own request, which the registry answers. Failed with the
+/// requests sent for them, healthy objects that never went out themselves failed with
+/// another object's 503.
+#[test]
+fn objects_answered_503_on_their_own_do_not_fail_healthy_ones() {
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg);
+    let sick: Vec<&String> = blobs
+        .keys()
+        .enumerate()
+        .filter(|(i, _)| i % 4 != 0)
+        .map(|(_, d)| d)
+        .collect();
+    for d in &sick {
+        reg.set_fault_for_every(d, Fault::Status(503));
+    }
+    let child = Dist::new().spawn(
+        &["fetch", &repo(&reg), "-", "-j", "4", "--retries", "1"],
+        lines(&blobs).as_bytes(),
+    );
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let frames = parse_frames(&out.stdout);
+    assert_eq!(frames.len(), OBJECTS, "{err}");
+    for f in frames {
+        let failed = f.result.is_err();
+        assert_eq!(failed, sick.contains(&&f.object), "{}: {err}", f.object);
+    }
 }
 
 /// Objects the registry fails on their own (blobs its storage lost, answered 500 each

@@ -8,8 +8,8 @@
 //! backoff per host. From the second on, the host is paused (the caller sets the pause)
 //! and one request, the probe, is sent for all: the others wait for its outcome, and its
 //! failure counts as one of theirs. Once the host has failed as many rounds in a row as
-//! one object may be asked for, a failure ends every object waiting on it, and each
-//! later object gets one request, after the pause. Any answer (a success, a 404) ends
+//! one object may be asked for, each object waiting, and each later one, gets one request
+//! of its own, after the pause: no object fails on other objects' failures alone. Any answer (a success, a 404) ends
 //! the outage: the waiting requests are sent at once, and the count starts again.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -122,6 +122,16 @@ impl Outage {
                 seen = Some(round);
             }
             settled.await;
+        }
+    }
+
+    /// A ticket for a request sent beside the one sent for all: the last attempt of a
+    /// request that never went out itself.
+    pub(crate) fn own(&self) -> Ticket<'_> {
+        Ticket {
+            outage: self,
+            round: self.round.load(Ordering::Acquire),
+            id: None,
         }
     }
 
