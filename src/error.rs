@@ -158,6 +158,13 @@ impl Error {
         self
     }
 
+    /// The URL `url` in place of the one attached: a failure another request met, for
+    /// the request that shares it.
+    pub(crate) fn for_url(mut self, url: impl fmt::Display) -> Self {
+        self.0.url = None;
+        self.with_url(url)
+    }
+
     /// Attach the object (tag or digest) being fetched; an earlier object is kept.
     pub fn with_object(mut self, object: impl fmt::Display) -> Self {
         if self.0.object.is_none() {

@@ -85,7 +85,8 @@
 //!
 //! A remote is `Send + Sync`; [`registry::RegistryRemote`] and [`transport::Transport`] are
 //! handles (an `Arc` inside) that clone cheaply and share one connection pool, one token
-//! and one `Retry-After` pause. [`Remote::fetch`] borrows the remote, the object and the
+//! and one `Retry-After` pause (and a registry failing every request is asked once for
+//! all the tasks). [`Remote::fetch`] borrows the remote, the object and the
 //! hints, so a task owns clones of them; the future and the [`Download`] are `Send` and
 //! can be spawned. Dropping a download (or aborting its task) cancels it: its connection
 //! is closed rather than pooled, its hashing thread stops, and a

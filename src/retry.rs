@@ -5,7 +5,8 @@
 //! attempts. `Retry-After` on 429 and 503 is honoured, and that pause applies to the whole
 //! host ([`HostPause`]): when the registry says "slow down", every task waits, instead of each
 //! one finding out for itself. A pause asked for by the server a redirect led to (a CDN)
-//! holds that server's origin only, in the transport that follows redirects.
+//! holds that server's origin only, in the transport that follows redirects. A registry
+//! failing every request is asked one request at a time (`registry::outage`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -52,6 +53,14 @@ impl RetryPolicy {
         let full = exp.min(self.max_delay);
         let half = full / 2;
         half + half.mul_f64(jitter())
+    }
+
+    /// The shortest pause [`backoff`](Self::backoff) may give before retry number
+    /// `retry`: how long a host failing request after request is left alone by the
+    /// requests that did not fail, which the one that did outwaits with its own backoff.
+    pub fn least_backoff(&self, retry: u32) -> Duration {
+        let exp = self.base_delay.saturating_mul(1u32 << retry.min(16));
+        exp.min(self.max_delay) / 2
     }
 
     /// The pause before retry number `retry` when the server asked for `asked`: what it
@@ -156,6 +165,7 @@ mod tests {
         for retry in 0..10 {
             let full = (Duration::from_millis(100) * (1 << retry)).min(Duration::from_secs(1));
             let d = p.backoff(retry);
+            assert_eq!(p.least_backoff(retry), full / 2);
             assert!(
                 d >= full / 2 && d <= full,
                 "retry {retry}: {d:?} vs {full:?}"

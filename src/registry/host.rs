@@ -5,8 +5,9 @@
 //! another), and its own `Retry-After` pause (a redirect target's pause is its own, kept by
 //! the transport). Every request goes through
 //! `Host::request`, which adds authentication (reacting to 401 challenges), waits out
-//! the host's pause, retries transient failures with backoff, and turns error statuses
-//! into typed errors carrying the registry's OCI error code.
+//! the host's pause, retries transient failures with backoff (one request at a time for
+//! all while the registry fails every one, `outage`), and turns error statuses into
+//! typed errors carrying the registry's OCI error code.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
@@ -21,6 +22,8 @@ use crate::reference::Repository;
 use crate::retry::{self, HostPause, RetryPolicy};
 use crate::server_text;
 use crate::transport::{self, Outgoing, Transport};
+
+use super::outage::{Admit, Outage, HOLD_AFTER};
 
 /// Error bodies are read up to this much for their message.
 pub(crate) const MAX_ERROR_BODY: usize = 64 << 10;
@@ -162,6 +165,9 @@ pub(crate) struct Host {
     pub(crate) transport: Transport,
     auth: Authorizer,
     pause: HostPause,
+    /// Failures in a row, shared by every request (the registry's only: a mirror failing
+    /// hands its requests to the next host).
+    outage: Outage,
     pub(crate) capabilities: Capabilities,
     pub(crate) mirror: bool,
     /// Configured headers for every request to this host only.
@@ -218,6 +224,7 @@ impl Host {
             transport,
             auth,
             pause: HostPause::default(),
+            outage: Outage::default(),
             capabilities,
             mirror: false,
             headers: HeaderMap::new(),
@@ -262,6 +269,7 @@ impl Host {
             transport: m.transport.clone(),
             auth,
             pause: HostPause::default(),
+            outage: Outage::default(),
             capabilities: m.capabilities,
             mirror: true,
             headers: m.headers.clone(),
@@ -399,6 +407,9 @@ impl Host {
     ) -> Result<transport::Reply> {
         let mut auth_rounds = 0u32;
         let mut resent = false;
+        // Whether this request went out itself at least once: one that did not is never
+        // ended by the failures of requests sent for it in an outage alone.
+        let mut sent = false;
         // How long to wait before trying again after `e` (counting the retry), or `e` with
         // the URL when it is not worth another attempt. A server's Retry-After lengthens the
         // backoff, and one past the policy's longest wait ends the request now: sleeping
@@ -436,6 +447,28 @@ impl Host {
                 return Err(e.with_url(&url));
             }
             self.pause.wait().await;
+            // The registry failing request after request is asked once for all the
+            // requests waiting (`outage`); a mirror's failures hand them to the next host.
+            let ticket = if self.mirror {
+                None
+            } else {
+                match self.outage.admit().await {
+                    Admit::Send(t) => Some(t),
+                    // Its last attempt is its own: an object the registry would serve is
+                    // not failed for another's 503, nor told of a URL never asked for.
+                    Admit::Failed(_, streak)
+                        if !sent && (*retries >= max_retries || streak > max_retries) =>
+                    {
+                        Some(self.outage.own())
+                    }
+                    Admit::Failed(e, streak) => {
+                        let e =
+                            outage_over(e.for_url(&url), &url, streak, (*retries, max_retries))?;
+                        tokio::time::sleep(again(e, retries, None)?).await;
+                        continue;
+                    }
+                }
+            };
             // Token requests fail as other requests do (a 503 or 429 from the token
             // server, a dropped connection) and are retried on the same budget.
             let grant = match self.auth.grant(policy).await {
@@ -453,6 +486,7 @@ impl Host {
                 origin_headers: self.headers.clone(),
                 body: Bytes::new(),
             };
+            sent = true;
             let mut reply = match self.transport.send(req).await {
                 Ok(r) => r,
                 // Once per request: a server that drops every request is a fault, retried
@@ -463,6 +497,12 @@ impl Host {
                     continue;
                 }
                 Err(e) => {
+                    let e = match ticket {
+                        Some(t) if e.is_transient() => {
+                            self.outage_failed(t, e, &url, policy, (*retries, max_retries))?
+                        }
+                        _ => e,
+                    };
                     tokio::time::sleep(again(e, retries, None)?).await;
                     continue;
                 }
@@ -476,6 +516,17 @@ impl Host {
                 }
             }
             let status = reply.response.status();
+            // The registry or the gateway before it unavailable, rather than an answer: a
+            // 500 (or 408, or 429) comes from a registry that is up, and may be the
+            // object's own (a blob its storage lost), which other objects must not share.
+            let failing = reply.same_origin && matches!(status.as_u16(), 502..=504);
+            let ticket = match ticket {
+                Some(t) if !failing => {
+                    t.answered();
+                    None
+                }
+                t => t,
+            };
             if status.is_success() {
                 return Ok(reply);
             }
@@ -534,6 +585,9 @@ impl Host {
             // Its connection is not held through what follows: a token or quota lookup
             // on this host, and the pause before the next attempt.
             drop(reply);
+            if let Some(t) = ticket {
+                err = self.outage_failed(t, err, &url, policy, (*retries, max_retries))?;
+            }
             // ECR's words for a password past its 12 hours: credentials refused, as a 401
             // says, and not a repository policy's 403, which names the action refused.
             if status == StatusCode::FORBIDDEN
@@ -591,6 +645,52 @@ impl Host {
             tokio::time::sleep(wait).await;
         }
     }
+}
+
+impl Host {
+    /// Counts `e`, a failure of the kind an outage brings, on the host: from the second
+    /// round failed in a row on, the host is paused for the least backoff of that round
+    /// (capped at the last retry's), which the failed request's own backoff outlasts, so
+    /// that the requests arriving meanwhile wait for it; and past as many rounds as one
+    /// object may be asked for, `e` ends the request now.
+    fn outage_failed(
+        &self,
+        t: super::outage::Ticket<'_>,
+        e: Error,
+        url: &Uri,
+        policy: &RetryPolicy,
+        (retries, max_retries): (u32, u32),
+    ) -> Result<Error> {
+        let (streak, counted) = t.failed(&e);
+        if counted && streak >= HOLD_AFTER {
+            let pause = policy.least_backoff((streak - 1).min(max_retries.saturating_sub(1)));
+            tracing::debug!(host = %self.name, failed_in_a_row = streak, pause_ms = pause.as_millis() as u64, "registry failing; one request at a time for all");
+            self.pause.pause_for(pause);
+        }
+        outage_over(e, url, streak, (retries, max_retries))
+    }
+}
+
+/// `e` as the request's last failure, with retries left, once the host has failed more
+/// rounds in a row than one object may be asked for: asking again for each object would
+/// go on as long as there are objects. `e` as it is otherwise, for the request's own
+/// retries to decide.
+fn outage_over(
+    e: Error,
+    url: &Uri,
+    streak: u32,
+    (retries, max_retries): (u32, u32),
+) -> Result<Error> {
+    // On its own last attempt, the request ends as any other does.
+    if streak <= max_retries || retries >= max_retries {
+        return Ok(e);
+    }
+    Err(e
+        .with_note(format_args!(
+            "the registry failed every request, {streak} times in a row"
+        ))
+        .with_attempts(retries + 1)
+        .with_url(url))
 }
 
 /// A mirror found unreachable, not trusted or hanging is skipped for a while, not for the

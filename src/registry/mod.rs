@@ -11,6 +11,7 @@
 mod body;
 pub(crate) mod coding;
 pub mod host;
+mod outage;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,7 +55,7 @@ impl Endpoint {
 }
 
 /// A repository on a registry, with the state every task shares: per host, the connection
-/// pool, the authorizer and the `Retry-After` pause.
+/// pool, the authorizer, the `Retry-After` pause and the registry's failures in a row.
 #[derive(Clone)]
 pub struct RegistryRemote {
     inner: Arc<Inner>,

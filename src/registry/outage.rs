@@ -1,0 +1,281 @@
+//! A registry failing every request (an outage: 503s, connections refused or closed
+//! unanswered, timeouts) is asked one request at a time, for every task waiting.
+//!
+//! Each request retries on a budget of its own. Left at that, a worker's tasks each spent
+//! theirs on a host that was already failing: `--jobs` requests at every step of the
+//! backoff, and a batch of N objects asked N × (`--retries` + 1) times before it ended.
+//! Here the host keeps one count of the rounds it failed in a row, as regclient keeps one
+//! backoff per host. From the second on, the host is paused (the caller sets the pause)
+//! and one request, the probe, is sent for all: the others wait for its outcome, and its
+//! failure counts as one of theirs. Once the host has failed as many rounds in a row as
+//! one object may be asked for, each object waiting, and each later one, gets one request
+//! of its own, after the pause: no object fails on other objects' failures alone. Any answer (a success, a 404) ends
+//! the outage: the waiting requests are sent at once, and the count starts again.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::error::Error;
+
+/// Rounds failed in a row before requests wait for one another: one is a passing fault (a
+/// node behind a load balancer restarting), for which holding every other request would
+/// slow the batch for nothing; a retry failing again is an outage.
+pub(crate) const HOLD_AFTER: u32 = 2;
+
+/// An outage whose last failure is this old is forgotten: nothing asked the host for that
+/// long (a worker fed slowly, `tail -f`), and the next object gets its retries again, not
+/// one request. Longer than any pause between two requests of an outage (half the
+/// longest backoff).
+const FORGET_AFTER: Duration = Duration::from_secs(60);
+
+/// The failures in a row of one host, shared by every request to it.
+#[derive(Default)]
+pub(crate) struct Outage {
+    /// Rounds failed in a row; 0 while the host answers. Written under the lock, read
+    /// without it by every request, which nearly always finds 0.
+    streak: AtomicU32,
+    /// Bumped by every failure counted and every answer: a request sent before it saw
+    /// neither, and failing does not count again (four tasks meeting one 503 together
+    /// are one round, not four).
+    round: AtomicU64,
+    state: Mutex<State>,
+    /// Woken when a probe's outcome is known, or the probe is gone without one.
+    settled: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    /// The ticket of the request sent for all, while one is on its way.
+    probe: Option<u64>,
+    tickets: u64,
+    /// The last failure counted, for the requests that waited on it, and when.
+    last: Option<(Error, Instant)>,
+}
+
+/// What a request may do now.
+pub(crate) enum Admit<'a> {
+    /// Send it, and settle the ticket with its outcome.
+    Send(Ticket<'a>),
+    /// The request sent for all failed: this one failed with it. The failure (its URL
+    /// the probe's) and the rounds the host failed in a row.
+    Failed(Error, u32),
+}
+
+/// A request on its way, to be settled with [`Ticket::answered`] or [`Ticket::failed`].
+/// Dropped unsettled (its task stopped, or a failure that says nothing of the host), it
+/// lets another request be the probe.
+pub(crate) struct Ticket<'a> {
+    outage: &'a Outage,
+    round: u64,
+    id: Option<u64>,
+}
+
+impl Outage {
+    /// Waits, while the host is failing, for the request sent for all to be answered, or
+    /// becomes that request. The caller has waited out the host's pause first.
+    pub(crate) async fn admit(&self) -> Admit<'_> {
+        let mut seen = None;
+        loop {
+            if self.streak.load(Ordering::Acquire) < HOLD_AFTER {
+                let round = self.round.load(Ordering::Acquire);
+                return Admit::Send(Ticket {
+                    outage: self,
+                    round,
+                    id: None,
+                });
+            }
+            let settled = self.settled.notified();
+            {
+                let mut s = self.state.lock().expect("outage poisoned");
+                let round = self.round.load(Ordering::Acquire);
+                let streak = self.streak.load(Ordering::Acquire);
+                if streak < HOLD_AFTER {
+                    continue;
+                }
+                if s.last
+                    .as_ref()
+                    .is_some_and(|(_, at)| at.elapsed() > FORGET_AFTER)
+                {
+                    self.streak.store(0, Ordering::Release);
+                    self.round.fetch_add(1, Ordering::AcqRel);
+                    s.last = None;
+                    continue;
+                }
+                if seen.is_some_and(|seen| seen != round) {
+                    if let Some((e, _)) = &s.last {
+                        return Admit::Failed(e.shared(), streak);
+                    }
+                }
+                if s.probe.is_none() {
+                    s.tickets += 1;
+                    s.probe = Some(s.tickets);
+                    return Admit::Send(Ticket {
+                        outage: self,
+                        round,
+                        id: Some(s.tickets),
+                    });
+                }
+                seen = Some(round);
+            }
+            settled.await;
+        }
+    }
+
+    /// A ticket for a request sent beside the one sent for all: the last attempt of a
+    /// request that never went out itself.
+    pub(crate) fn own(&self) -> Ticket<'_> {
+        Ticket {
+            outage: self,
+            round: self.round.load(Ordering::Acquire),
+            id: None,
+        }
+    }
+
+    /// The rounds failed in a row now.
+    #[cfg(test)]
+    fn streak(&self) -> u32 {
+        self.streak.load(Ordering::Acquire)
+    }
+}
+
+impl Ticket<'_> {
+    /// The host answered (any status but a gateway's or an unavailable host's 502, 503
+    /// or 504): the outage, if any, is over.
+    pub(crate) fn answered(mut self) {
+        let o = self.outage;
+        // Nearly every request, on a host that answers: no lock.
+        if self.id.is_none() && o.streak.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut s = o.state.lock().expect("outage poisoned");
+        if o.streak.load(Ordering::Acquire) > 0 {
+            o.streak.store(0, Ordering::Release);
+            o.round.fetch_add(1, Ordering::AcqRel);
+            s.last = None;
+        }
+        self.release(&mut s);
+    }
+
+    /// The request failed as an outage does (a 503, a refused or dropped connection, a
+    /// timeout): returns the rounds failed in a row, and whether this failure made the
+    /// latest of them (so the caller pauses the host once per round).
+    pub(crate) fn failed(mut self, e: &Error) -> (u32, bool) {
+        let o = self.outage;
+        let mut s = o.state.lock().expect("outage poisoned");
+        let counted = o.round.load(Ordering::Acquire) == self.round;
+        if counted {
+            o.streak.fetch_add(1, Ordering::AcqRel);
+            o.round.fetch_add(1, Ordering::AcqRel);
+            s.last = Some((e.shared(), Instant::now()));
+        }
+        self.release(&mut s);
+        (o.streak.load(Ordering::Acquire), counted)
+    }
+
+    /// Lets the next request be the probe, and wakes those waiting on this one.
+    fn release(&mut self, s: &mut State) {
+        if let Some(id) = self.id.take() {
+            if s.probe == Some(id) {
+                s.probe = None;
+            }
+            self.outage.settled.notify_waiters();
+        }
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if self.id.is_some() {
+            let o = self.outage;
+            let mut s = o.state.lock().expect("outage poisoned");
+            self.release(&mut s);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::error::ErrorKind;
+
+    fn e503() -> Error {
+        Error::new(ErrorKind::Http, "registry answered 503").with_status(503)
+    }
+
+    fn send(a: Admit<'_>) -> Ticket<'_> {
+        match a {
+            Admit::Send(t) => t,
+            Admit::Failed(..) => panic!("expected to send"),
+        }
+    }
+
+    /// Requests that fail together are one round; past `HOLD_AFTER` rounds one request is
+    /// sent for all and the others wait for it.
+    #[tokio::test(start_paused = true)]
+    async fn one_request_at_a_time_once_the_host_failed_twice_in_a_row() {
+        let o = Outage::default();
+        let (a, b) = (send(o.admit().await), send(o.admit().await));
+        assert_eq!(a.failed(&e503()), (1, true));
+        assert_eq!(b.failed(&e503()), (1, false), "the same round");
+        let (a, b) = (send(o.admit().await), send(o.admit().await));
+        assert!(a.id.is_none() && b.id.is_none(), "one failure holds nobody");
+        assert_eq!(a.failed(&e503()), (2, true));
+        drop(b);
+        let probe = send(o.admit().await);
+        assert!(probe.id.is_some());
+        let wait = tokio::time::timeout(Duration::from_secs(1), o.admit()).await;
+        assert!(wait.is_err(), "a second request waits for the probe");
+    }
+
+    /// Nothing asked the host for a minute: the next request is sent, as if no failure
+    /// had been.
+    #[tokio::test(start_paused = true)]
+    async fn an_outage_nobody_met_for_a_minute_is_forgotten() {
+        let o = Outage::default();
+        for _ in 0..HOLD_AFTER + 3 {
+            send(o.admit().await).failed(&e503());
+        }
+        tokio::time::advance(FORGET_AFTER + Duration::from_secs(1)).await;
+        let (a, b) = (send(o.admit().await), send(o.admit().await));
+        assert!(a.id.is_none() && b.id.is_none());
+        assert_eq!(a.failed(&e503()), (1, true));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_request_shares_the_probe_s_failure_and_an_answer_ends_the_outage() {
+        let o = Arc::new(Outage::default());
+        for _ in 0..HOLD_AFTER {
+            send(o.admit().await).failed(&e503());
+        }
+        let probe = send(o.admit().await);
+        let waiter = {
+            let o = o.clone();
+            tokio::spawn(async move {
+                match o.admit().await {
+                    Admit::Failed(e, streak) => Some((e.status(), streak)),
+                    Admit::Send(_) => None,
+                }
+            })
+        };
+        // On this one thread, the waiter runs until it waits for the probe.
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        assert_eq!(probe.failed(&e503()), (HOLD_AFTER + 1, true));
+        assert_eq!(waiter.await.unwrap(), Some((Some(503), HOLD_AFTER + 1)));
+        // A probe gone without an outcome hands over; an answer ends the outage.
+        drop(send(o.admit().await));
+        send(o.admit().await).answered();
+        assert_eq!(o.streak(), 0);
+        let (a, b) = (send(o.admit().await), send(o.admit().await));
+        assert!(
+            a.id.is_none() && b.id.is_none(),
+            "no probe while the host answers"
+        );
+    }
+}

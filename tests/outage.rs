@@ -1,0 +1,236 @@
+//! A registry that fails every request of a batch for a while (503s, connections closed
+//! unanswered): the worker's tasks wait for one request at a time instead of each spending
+//! its own retries on the host, and go on together once it answers again.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use support::cli::{bytes, parse_frames, Dist};
+use support::fake::{FakeRegistry, Fault};
+use support::wait::exit_within;
+
+const OBJECTS: usize = 20;
+
+fn repo(reg: &FakeRegistry) -> String {
+    format!("{}/team/app", reg.host())
+}
+
+fn fill(reg: &FakeRegistry) -> BTreeMap<String, Vec<u8>> {
+    (0..OBJECTS)
+        .map(|i| {
+            let data = bytes(9100 + i as u64, 5000 + i);
+            (reg.blob("team/app", &data), data)
+        })
+        .collect()
+}
+
+fn lines(blobs: &BTreeMap<String, Vec<u8>>) -> String {
+    blobs.keys().map(|d| format!("{d}\n")).collect()
+}
+
+fn blob_requests(reg: &FakeRegistry) -> usize {
+    reg.requests()
+        .iter()
+        .filter(|r| r.path.contains("/blobs/"))
+        .count()
+}
+
+/// 20 objects, 4 jobs, 3 retries, every blob request failing: each object used to be
+/// asked for 4 times, 80 requests to a host that was already failing. Now a request at a
+/// time asks for all the tasks waiting, and every object still fails with its own error.
+#[test]
+fn a_batch_against_a_failing_registry_asks_it_once_per_pause() {
+    for fault in [Fault::Status(503), Fault::CloseUnanswered] {
+        let reg = FakeRegistry::start();
+        let blobs = fill(&reg);
+        for d in blobs.keys() {
+            reg.set_fault_for_every(d, fault.clone());
+        }
+        let mut child = Dist::new().spawn(
+            &["fetch", &repo(&reg), "-", "-j", "4", "--retries", "3"],
+            lines(&blobs).as_bytes(),
+        );
+        let status = exit_within(&mut child, Duration::from_secs(60), "the failing batch");
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(status.code(), Some(1), "{fault:?}: {err}");
+        let frames = parse_frames(&out.stdout);
+        assert_eq!(frames.len(), OBJECTS, "{fault:?}: {err}");
+        assert!(frames.iter().all(|f| f.result.is_err()), "{fault:?}");
+        for d in blobs.keys() {
+            let line = err
+                .lines()
+                .find(|l| {
+                    l.contains(&format!(
+                        "{d}: http://{}/v2/team/app/blobs/{d}: ",
+                        reg.host()
+                    ))
+                })
+                .unwrap_or_else(|| panic!("{fault:?}: no error for {d}: {err}"));
+            let cause = match fault {
+                Fault::Status(_) => "503 Service Unavailable",
+                _ => "connection",
+            };
+            assert!(line.contains(cause), "{fault:?}: {line}");
+        }
+        let asked = blob_requests(&reg);
+        // A request closed unanswered is sent again at once, once: README, "Connections
+        // that close".
+        let per_request = if matches!(fault, Fault::CloseUnanswered) {
+            2
+        } else {
+            1
+        };
+        // Each object asked for itself once at least (its error is its own answer), and
+        // the rounds between asked once for all: half the 4 requests an object used to
+        // cost, and less.
+        for d in blobs.keys() {
+            assert!(reg.requests_for(d) >= 1, "{fault:?}: {d} never asked for");
+        }
+        assert!(
+            asked < 2 * OBJECTS * per_request,
+            "{fault:?}: {asked} blob requests for {OBJECTS} objects"
+        );
+    }
+}
+
+/// The registry fails every request for a while, then answers again: the batch goes on
+/// and every object arrives.
+#[test]
+fn a_batch_goes_on_once_the_registry_answers_again() {
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg);
+    for d in blobs.keys() {
+        reg.set_fault_for_every(d, Fault::Status(503));
+    }
+    let child = Dist::new().spawn(
+        &["fetch", &repo(&reg), "-", "-j", "4"],
+        lines(&blobs).as_bytes(),
+    );
+    // Its output is read meanwhile: a full pipe would hold it up.
+    let out = std::thread::spawn(move || child.wait_with_output().unwrap());
+    support::wait::until("the outage met", || blob_requests(&reg) >= 6);
+    reg.clear_faults();
+    let out = out.join().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let frames = parse_frames(&out.stdout);
+    assert_eq!(frames.len(), OBJECTS);
+    for f in frames {
+        let (digest, _, body) = f.result.expect("fetched");
+        assert_eq!(body, blobs[&digest]);
+    }
+}
+
+/// The registry goes away mid-batch (connections refused) and comes back at its address:
+/// the tasks held by the outage go on once it answers, and every object arrives.
+#[test]
+fn a_batch_goes_on_once_a_registry_that_went_away_is_back() {
+    let reg = FakeRegistry::start();
+    let port = reg.addr().port();
+    let blobs = fill(&reg);
+    for d in blobs.keys() {
+        reg.set_fault_for_every(d, Fault::Status(503));
+    }
+    let mut child =
+        Dist::new().start(&["-v", "fetch", &repo(&reg), "-", "-j", "4", "--retries", "8"]);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(lines(&blobs).as_bytes()).unwrap();
+    drop(stdin);
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let reader = {
+        let (stderr, pipe) = (stderr.clone(), child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let line = line.unwrap();
+                stderr.lock().unwrap().push_str(&line);
+                stderr.lock().unwrap().push('\n');
+            }
+        })
+    };
+    let out = std::thread::spawn(move || child.wait_with_output().unwrap());
+    support::wait::until("the batch under way", || blob_requests(&reg) >= 1);
+    drop(reg);
+    let held = "registry failing; one request at a time for all";
+    support::wait::until("the outage held", || {
+        stderr.lock().unwrap().contains("Connection refused")
+            && stderr.lock().unwrap().contains(held)
+    });
+    let back = FakeRegistry::builder().port(port).start();
+    assert_eq!(fill(&back), blobs);
+    let out = out.join().unwrap();
+    reader.join().unwrap();
+    let err = stderr.lock().unwrap().clone();
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let frames = parse_frames(&out.stdout);
+    assert_eq!(frames.len(), OBJECTS, "{err}");
+    assert!(frames.iter().all(|f| f.result.is_ok()), "{err}");
+}
+
+/// Objects answered 503 on their own (a pull-through cache whose upstream fails for
+/// some blobs) hold the healthy ones beside them for a while, but never fail them: an
+/// object's last attempt is its own request, which the registry answers. Failed with the
+/// requests sent for them, healthy objects that never went out themselves failed with
+/// another object's 503.
+#[test]
+fn objects_answered_503_on_their_own_do_not_fail_healthy_ones() {
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg);
+    let sick: Vec<&String> = blobs
+        .keys()
+        .enumerate()
+        .filter(|(i, _)| i % 4 != 0)
+        .map(|(_, d)| d)
+        .collect();
+    for d in &sick {
+        reg.set_fault_for_every(d, Fault::Status(503));
+    }
+    let child = Dist::new().spawn(
+        &["fetch", &repo(&reg), "-", "-j", "4", "--retries", "1"],
+        lines(&blobs).as_bytes(),
+    );
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let frames = parse_frames(&out.stdout);
+    assert_eq!(frames.len(), OBJECTS, "{err}");
+    for f in frames {
+        let failed = f.result.is_err();
+        assert_eq!(failed, sick.contains(&&f.object), "{}: {err}", f.object);
+    }
+}
+
+/// Objects the registry fails on their own (blobs its storage lost, answered 500 each
+/// time) are no outage: the healthy objects beside them arrive. Counted as one, 3 in 4
+/// objects failing made healthy ones waiting on their requests fail with them.
+#[test]
+fn objects_failing_on_their_own_do_not_take_healthy_ones_with_them() {
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg);
+    let sick: Vec<&String> = blobs
+        .keys()
+        .enumerate()
+        .filter(|(i, _)| i % 4 != 0)
+        .map(|(_, d)| d)
+        .collect();
+    for d in &sick {
+        reg.set_fault_for_every(d, Fault::Status(500));
+    }
+    let child = Dist::new().spawn(
+        &["fetch", &repo(&reg), "-", "-j", "4", "--retries", "2"],
+        lines(&blobs).as_bytes(),
+    );
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let frames = parse_frames(&out.stdout);
+    assert_eq!(frames.len(), OBJECTS, "{err}");
+    for f in frames {
+        let failed = f.result.is_err();
+        assert_eq!(failed, sick.contains(&&f.object), "{}: {err}", f.object);
+    }
+}
