@@ -456,6 +456,23 @@ impl Stop {
         }
     }
 
+    /// Says why a pull stopped after it had stored every object of the image, when only
+    /// naming it in `index` was left (where a pull waits while another run holds the
+    /// index's lock): "the others were not fetched" was said of a pull that had none left.
+    pub fn say_unnamed(&self, index: &std::path::Path) {
+        let why = match self {
+            Stop::Signal(_) => "interrupted".to_string(),
+            Stop::Deadline(t) => format!("gave up after the --timeout of {t:?}"),
+            Stop::ReaderGone => return,
+        };
+        say!(
+            "dist: {why}; every object of the image was fetched and stored, but the image is \
+             not named in {} (a pull waits there while another run holds its lock); the same \
+             pull again names it without fetching anything",
+            index.display()
+        );
+    }
+
     /// Everything reported is complete. Into a layout (`into_store`), large downloads cut
     /// short are kept, and the next run carries them on: worth knowing before deciding
     /// whether to run again. Nothing for a reader that left: `| head` is no failure.
