@@ -232,6 +232,8 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
     // what was stored without it. So it waits under a stop of their own, which hears every
     // signal `stop` would: made before the runtime next turns, it is there when any signal
     // since is dispatched.
+    // Stopped there after the whole input was handled: said as such (see `say_unsynced`).
+    let mut in_last_sync = None;
     if matches!(stopped, None | Some(Stop::ReaderGone)) {
         let mut halt = std::pin::pin!(super::stopped(global));
         match unless_stopped(syncs.finish(), &mut halt).await {
@@ -241,7 +243,12 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
                     display.message(&format!("dist: {e}"));
                 }
             }
-            Err(why) => stopped = Some(why),
+            Err(why) => {
+                if stopped.is_none() {
+                    in_last_sync = args.output.as_deref().map(|dir| (dir, failed == 0));
+                }
+                stopped = Some(why);
+            }
         }
     }
     if stopped.is_none() && progress.input_was_empty() && !global.quiet {
@@ -262,7 +269,10 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
     match ended {
         Ok(finished) => finished_code(finished, failed),
         Err(why) => {
-            why.say(into_store);
+            match in_last_sync {
+                Some((dir, all_ok)) => why.say_unsynced(dir, all_ok),
+                None => why.say(into_store),
+            }
             why.code()
         }
     }
