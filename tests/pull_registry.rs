@@ -1362,6 +1362,81 @@ fn an_interrupted_pull_leaves_index_json_alone_and_no_temporary_file() {
     check(dir.path());
 }
 
+/// A pull stopped while another run holds `index.json`'s lock has fetched and stored every
+/// object: the message says so, and that the image is not named yet. It said "the others
+/// were not fetched" of a pull that had left none.
+#[test]
+fn a_pull_stopped_at_the_index_lock_says_every_object_was_stored() {
+    use std::os::unix::io::AsRawFd;
+
+    let reg = FakeRegistry::start();
+    multi(&reg, "team/app", "v1", Flavor::Oci);
+    let reference = format!("{}/team/app:v1", reg.host());
+    let layout = |dir: &std::path::Path| {
+        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        std::fs::write(
+            dir.join("index.json"),
+            r#"{"schemaVersion":2,"manifests":[]}"#,
+        )
+        .unwrap();
+        // Another run's lock, held by this test until the pull has ended.
+        let lock = std::fs::File::create(dir.join(".dist-index.lock")).unwrap();
+        // SAFETY: flock(2) on a descriptor this test owns and keeps open.
+        assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+        lock
+    };
+    let said = |err: &str| {
+        assert!(!err.contains("were not fetched"), "{err}");
+        assert!(
+            err.contains("every object of the image was fetched and stored"),
+            "{err}"
+        );
+        assert!(err.contains("not named in"), "{err}");
+        assert!(!err.contains("downloads cut short"), "{err}");
+    };
+
+    // Interrupted once the five objects are reported.
+    let dir = tempfile::tempdir().unwrap();
+    let lock = layout(dir.path());
+    let mut child = Dist::new().start(&["pull", &reference, "-o", dir.path().to_str().unwrap()]);
+    drop(child.stdin.take());
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    for _ in 0..5 {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        assert!(line.contains(r#""status":"ok""#), "{line}");
+    }
+    // SAFETY: kill(2) sends a signal to a child this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    said(&err);
+    drop(lock);
+    assert!(entries(dir.path()).is_empty());
+
+    // --timeout: the five objects take well under a second.
+    let dir = tempfile::tempdir().unwrap();
+    let lock = layout(dir.path());
+    let out = Dist::new().run(
+        &[
+            "--timeout",
+            "4s",
+            "pull",
+            &reference,
+            "-o",
+            dir.path().to_str().unwrap(),
+        ],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(124), "{err}");
+    assert_eq!(statuses(&out.stdout), counts(&[("ok", 5)]), "{err}");
+    assert!(err.contains("gave up after the --timeout of 4s"), "{err}");
+    said(&err);
+    drop(lock);
+}
+
 /// A pull whose reader of the JSON lines went away (`| head -1`) stops as soon as the pipe
 /// says so, as the worker does, not when its next line finds the pipe gone: here that was
 /// after a layer that takes ten minutes. What it stored is verified; no temporary file stays.

@@ -237,6 +237,8 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
     // what was stored without it. So it waits under a stop of their own, which hears every
     // signal `stop` would: made before the runtime next turns, it is there when any signal
     // since is dispatched.
+    // Stopped there after the whole input was handled: said as such (see `say_unsynced`).
+    let mut in_last_sync = None;
     if matches!(stopped, None | Some(Stop::ReaderGone)) {
         let mut halt = std::pin::pin!(super::stopped(global));
         match unless_stopped(syncs.finish(), &mut halt).await {
@@ -246,7 +248,12 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
                     display.message(&format!("dist: {e}"));
                 }
             }
-            Err(why) => stopped = Some(why),
+            Err(why) => {
+                if stopped.is_none() {
+                    in_last_sync = args.output.as_deref().map(|dir| (dir, failed == 0));
+                }
+                stopped = Some(why);
+            }
         }
     }
     if stopped.is_none() && progress.input_was_empty() && !global.quiet {
@@ -267,7 +274,10 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
     match ended {
         Ok(finished) => finished_code(finished, failed),
         Err(why) => {
-            why.say(into_store);
+            match in_last_sync {
+                Some((dir, all_ok)) => why.say_unsynced(dir, all_ok),
+                None => why.say(into_store),
+            }
             why.code()
         }
     }
@@ -283,15 +293,23 @@ const SYNC_WITHIN: Duration = Duration::from_secs(1);
 /// blocking pool, [`SYNC_WITHIN`] after a blob was stored: the fetches go on meanwhile; and
 /// the last, at its end ([`Syncs::finish`]).
 struct Syncs {
-    store: Option<LayoutStore>,
+    /// The store's [`LayoutStore::sync`], when there is a store.
+    sync: Option<SyncFn>,
     due: Option<tokio::time::Instant>,
     running: Option<tokio::task::JoinHandle<dist::Result<()>>>,
 }
 
+/// One sync of the store, run on the blocking pool.
+type SyncFn = std::sync::Arc<dyn Fn() -> dist::Result<()> + Send + Sync>;
+
 impl Syncs {
     fn new(store: Option<LayoutStore>) -> Syncs {
+        Syncs::with(store.map(|store| std::sync::Arc::new(move || store.sync()) as SyncFn))
+    }
+
+    fn with(sync: Option<SyncFn>) -> Syncs {
         Syncs {
-            store,
+            sync,
             due: None,
             running: None,
         }
@@ -299,7 +317,7 @@ impl Syncs {
 
     /// A blob was stored: its name is synced within [`SYNC_WITHIN`].
     fn stored(&mut self) {
-        if self.store.is_some() && self.due.is_none() {
+        if self.sync.is_some() && self.due.is_none() {
             self.due = Some(tokio::time::Instant::now() + SYNC_WITHIN);
         }
     }
@@ -310,15 +328,15 @@ impl Syncs {
         if let Some(running) = &mut self.running {
             let ended = running.await;
             self.running = None;
-            return ended.unwrap_or(Ok(()));
+            return joined(ended);
         }
-        let (Some(due), Some(store)) = (self.due, &self.store) else {
+        let (Some(due), Some(sync)) = (self.due, &self.sync) else {
             return std::future::pending().await;
         };
         tokio::time::sleep_until(due).await;
         self.due = None;
-        let store = store.clone();
-        self.running = Some(tokio::task::spawn_blocking(move || store.sync()));
+        let sync = sync.clone();
+        self.running = Some(tokio::task::spawn_blocking(move || sync()));
         Ok(())
     }
 
@@ -333,15 +351,27 @@ impl Syncs {
     async fn finish(&mut self) -> Vec<dist::Error> {
         let mut failed = Vec::new();
         if let Some(running) = self.running.take() {
-            failed.extend(running.await.unwrap_or(Ok(())).err());
+            failed.extend(joined(running.await).err());
         }
-        if let Some(store) = self.store.clone() {
+        if let Some(sync) = self.sync.clone() {
             self.due = None;
-            let last = tokio::task::spawn_blocking(move || store.sync()).await;
-            failed.extend(last.unwrap_or(Ok(())).err());
+            let last = tokio::task::spawn_blocking(move || sync()).await;
+            failed.extend(joined(last).err());
         }
         failed
     }
+}
+
+/// What a sync on the blocking pool said; one that panicked, or never ran, made nothing
+/// durable, and is a failure as one that returned an error is.
+fn joined(ended: Result<dist::Result<()>, tokio::task::JoinError>) -> dist::Result<()> {
+    ended.unwrap_or_else(|e| {
+        Err(dist::Error::new(
+            dist::ErrorKind::Io,
+            "syncing the store's directories: their names were not made durable",
+        )
+        .with_cause(e))
+    })
 }
 
 /// The exit status of a batch that ran to its end.
@@ -353,5 +383,38 @@ fn finished_code(finished: Result<(), Failure>, failed: usize) -> u8 {
             say!("dist: {msg}");
             EXIT_FAILED
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn panicking() -> Syncs {
+        Syncs::with(Some(std::sync::Arc::new(|| -> dist::Result<()> {
+            panic!("a sync that panicked")
+        })))
+    }
+
+    /// A sync that panicked did not make the names durable: it is a failure to report,
+    /// as one that returned an error is, not a sync that succeeded.
+    #[tokio::test(start_paused = true)]
+    async fn a_sync_that_panicked_is_a_failure_while_the_batch_runs() {
+        let mut syncs = panicking();
+        syncs.stored();
+        assert!(syncs.next().await.is_ok(), "the sync started");
+        let e = syncs.next().await.expect_err("a panicked sync is no sync");
+        assert_eq!(e.kind(), dist::ErrorKind::Io);
+        assert!(e.to_string().contains("syncing"), "{e}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sync_that_panicked_is_a_failure_at_the_end() {
+        let mut syncs = panicking();
+        syncs.stored();
+        assert!(syncs.next().await.is_ok(), "the sync started");
+        let failed = syncs.finish().await;
+        assert_eq!(failed.len(), 2, "the running sync and the last: {failed:?}");
+        assert!(failed.iter().all(|e| e.kind() == dist::ErrorKind::Io));
     }
 }

@@ -457,6 +457,44 @@ impl Stop {
         }
     }
 
+    /// Says why a pull stopped after it had stored every object of the image, when only
+    /// naming it in `index` was left (where a pull waits while another run holds the
+    /// index's lock): "the others were not fetched" was said of a pull that had none left.
+    pub fn say_unnamed(&self, index: &std::path::Path) {
+        let why = match self {
+            Stop::Signal(_) => "interrupted".to_string(),
+            Stop::Deadline(t) => format!("gave up after the --timeout of {t:?}"),
+            Stop::ReaderGone => return,
+        };
+        say!(
+            "dist: {why}; every object of the image was fetched and stored, but the image is \
+             not named in {} (a pull waits there while another run holds its lock); the same \
+             pull again names it without fetching anything",
+            index.display()
+        );
+    }
+
+    /// Says why a batch into the layout at `dir` stopped in its last sync, once every
+    /// object had been handled (`all_ok`: and none failed): nothing was left to fetch, but
+    /// the names stored since the sync before may not be durable yet.
+    pub fn say_unsynced(&self, dir: &std::path::Path, all_ok: bool) {
+        let why = match self {
+            Stop::Signal(_) => "interrupted".to_string(),
+            Stop::Deadline(t) => format!("gave up after the --timeout of {t:?}"),
+            Stop::ReaderGone => return,
+        };
+        let stored = if all_ok {
+            "every object was fetched and stored in"
+        } else {
+            "the objects reported stored are in"
+        };
+        say!(
+            "dist: {why}; {stored} {}, but the sync of its directories did not finish: the \
+             names of those stored last may not survive a power loss",
+            dir.display()
+        );
+    }
+
     /// Everything reported is complete. Into a layout (`into_store`), large downloads cut
     /// short are kept, and the next run carries them on: worth knowing before deciding
     /// whether to run again. Nothing for a reader that left: `| head` is no failure.

@@ -18,6 +18,12 @@ use super::{
 };
 use crate::cli::{Global, PullArgs};
 
+/// Whether the pull had fetched or found every object of the image, the last level's
+/// included, none failing: all that was left was naming it in `index.json`.
+fn every_object_stored(s: &dist::worker::progress::Snapshot) -> bool {
+    s.input_done && s.objects > 0 && s.finished == s.objects && s.failed == 0
+}
+
 /// `dist pull`: the image into an OCI layout, one JSON line per object on stdout.
 pub async fn run(global: &Global, args: PullArgs) -> u8 {
     let image = match args.reference.parse::<ImageRef>() {
@@ -97,7 +103,7 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
     };
     opts.jobs = jobs;
     opts.verify_existing = args.verify_existing;
-    opts.progress = Some(progress);
+    opts.progress = Some(progress.clone());
     opts.image_name = image_name(&image).await;
     let mut write_failed = false;
     let mut last_line = 0;
@@ -138,7 +144,11 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
             // summary.
             lines.finish_within(std::time::Duration::from_secs(2)).await;
             display.finish(ticker);
-            why.say(true);
+            if every_object_stored(&progress.snapshot()) {
+                why.say_unnamed(&args.output.join("index.json"));
+            } else {
+                why.say(true);
+            }
             return why.code();
         }
     };

@@ -94,22 +94,25 @@ impl Proxies {
         // An empty variable counts as unset, as in curl and Go's clients: `HTTPS_PROXY=`
         // beside `https_proxy=http://proxy…` must not send everything direct, nor
         // `NO_PROXY=` beside `no_proxy=registry.corp` send that registry to the proxy.
-        let var = |names: [&str; 2]| {
+        let var = |names: [&'static str; 2]| {
             names
                 .iter()
-                .find_map(|n| env(n).filter(|v| !v.trim().is_empty()))
-                .unwrap_or_default()
+                .find_map(|n| env(n).filter(|v| !v.trim().is_empty()).map(|v| (*n, v)))
+                .unwrap_or((names[0], String::new()))
         };
         // A CGI program's HTTP_PROXY comes from a request header; the matcher ignores
         // every proxy then, and so does this.
         if env("REQUEST_METHOD").is_some() {
-            return Proxies::of_values("", "", "", "");
+            return Proxies::of_settings(("", ""), ("", ""), ("", ""), "");
         }
-        Proxies::of_values(
-            &var(["ALL_PROXY", "all_proxy"]),
-            &var(["HTTP_PROXY", "http_proxy"]),
-            &var(["HTTPS_PROXY", "https_proxy"]),
-            &var(["NO_PROXY", "no_proxy"]),
+        let all = var(["ALL_PROXY", "all_proxy"]);
+        let http = var(["HTTP_PROXY", "http_proxy"]);
+        let https = var(["HTTPS_PROXY", "https_proxy"]);
+        Proxies::of_settings(
+            (all.0, &all.1),
+            (http.0, &http.1),
+            (https.0, &https.1),
+            &var(["NO_PROXY", "no_proxy"]).1,
         )
     }
 
@@ -119,10 +122,33 @@ impl Proxies {
         Proxies::of_values(all, "", https, no)
     }
 
+    /// Proxies given as values of the upper-case variables, for tests.
+    #[cfg(test)]
     fn of_values(all: &str, http: &str, https: &str, no: &str) -> Proxies {
+        Proxies::of_settings(
+            ("ALL_PROXY", all),
+            ("HTTP_PROXY", http),
+            ("HTTPS_PROXY", https),
+            no,
+        )
+    }
+
+    /// Proxies from the settings of ALL_PROXY, HTTP_PROXY and HTTPS_PROXY, each as the
+    /// variable it was read from (either case) and its value, and from NO_PROXY's value.
+    fn of_settings(
+        all: (&str, &str),
+        http: (&str, &str),
+        https: (&str, &str),
+        no: &str,
+    ) -> Proxies {
         let (no, direct_on_port) = no_proxy_entries(no);
         let no = no.as_str();
-        let (all, http, https) = (&with_scheme(all), &with_scheme(http), &with_scheme(https));
+        let variables = [all.0, http.0, https.0];
+        let (all, http, https) = (
+            &with_scheme(all.1),
+            &with_scheme(http.1),
+            &with_scheme(https.1),
+        );
         let rules = |all: &str, http: &str, https: &str| {
             Matcher::builder()
                 .all(all.to_string())
@@ -132,18 +158,18 @@ impl Proxies {
                 .build()
         };
         let mut named = Vec::new();
-        let mut stand_in = |value: &str, which: &str| -> String {
+        let mut stand_in = |value: &str, which: &str, variable: &str| -> String {
             if value.trim().is_empty() || usable(value) {
                 return value.to_string();
             }
             let placeholder = format!("unusable-{which}.invalid");
-            named.push((placeholder.clone(), shown_proxy(value)));
+            named.push((placeholder.clone(), shown_proxy(value, variable)));
             format!("http://{placeholder}")
         };
         let shadow = (
-            stand_in(all, "all"),
-            stand_in(http, "http"),
-            stand_in(https, "https"),
+            stand_in(all, "all", variables[0]),
+            stand_in(http, "http", variables[1]),
+            stand_in(https, "https", variables[2]),
         );
         let unusable = (!named.is_empty()).then(|| {
             Arc::new(Unusable {
@@ -183,7 +209,8 @@ impl Proxies {
             return Route::Direct;
         };
         let proxy = intercept.uri();
-        let named = || shown_proxy(&proxy.to_string());
+        // A URL the matcher parsed, so shown by scheme, host and port, never by variable.
+        let named = || shown_proxy(&proxy.to_string(), "the environment");
         match proxy.scheme_str() {
             Some("http") => {}
             Some("socks5" | "socks5h") => {
@@ -379,8 +406,9 @@ fn usable(value: &str) -> bool {
 }
 
 /// A proxy setting as a message may show it: scheme, host and port, never the user and
-/// password its userinfo may hold; or only that it is not a URL.
-fn shown_proxy(value: &str) -> String {
+/// password its userinfo may hold; or only the `variable` that holds it and that it is not
+/// a URL, since its credentials could be anywhere in it then.
+fn shown_proxy(value: &str, variable: &str) -> String {
     match value.trim().parse::<Uri>() {
         Ok(uri) if uri.host().is_some() => {
             let port = uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
@@ -390,7 +418,7 @@ fn shown_proxy(value: &str) -> String {
                 uri.host().unwrap_or_default()
             )
         }
-        _ => "named by the environment (not a URL)".to_string(),
+        _ => format!("named by {variable} (not a URL)"),
     }
 }
 
@@ -544,6 +572,42 @@ mod tests {
             panic!("tunnelled");
         };
         assert_eq!(proxy.host(), Some("upper.corp"));
+    }
+
+    /// A setting that is not a URL cannot be shown (its credentials could be anywhere in
+    /// it), so the message names the variable it came from: "named by the environment"
+    /// left the user to search HTTPS_PROXY, https_proxy, HTTP_PROXY and ALL_PROXY alike.
+    #[test]
+    fn a_setting_that_is_not_a_url_is_named_by_its_variable_alone() {
+        let vars = |set: &'static [(&'static str, &'static str)]| {
+            Proxies::from_vars(move |name| {
+                set.iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v.to_string())
+            })
+        };
+        for (set, dst, variable) in [
+            (
+                &[("https_proxy", "alice:hunter 2@proxy.corp")][..],
+                "https://ghcr.io/v2/",
+                "https_proxy",
+            ),
+            (
+                &[("HTTP_PROXY", "::nonsense::")][..],
+                "http://registry.corp/v2/",
+                "HTTP_PROXY",
+            ),
+            (
+                &[("all_proxy", "bob:hunter 2@socks.corp")][..],
+                "https://ghcr.io/v2/",
+                "all_proxy",
+            ),
+        ] {
+            let Route::Unsupported(named) = vars(set).route(&uri(dst)) else {
+                panic!("{set:?} went direct");
+            };
+            assert_eq!(named, format!("named by {variable} (not a URL)"));
+        }
     }
 
     /// The proxy and `Proxy-Authorization` that `HTTPS_PROXY=setting` tunnels
