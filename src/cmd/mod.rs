@@ -461,11 +461,7 @@ impl Stop {
     /// naming it in `index` was left (where a pull waits while another run holds the
     /// index's lock): "the others were not fetched" was said of a pull that had none left.
     pub fn say_unnamed(&self, index: &std::path::Path) {
-        let why = match self {
-            Stop::Signal(_) => "interrupted".to_string(),
-            Stop::Deadline(t) => format!("gave up after the --timeout of {t:?}"),
-            Stop::ReaderGone => return,
-        };
+        let Some(why) = self.why() else { return };
         say!(
             "dist: {why}; every object of the image was fetched and stored, but the image is \
              not named in {} (a pull waits there while another run holds its lock); the same \
@@ -478,11 +474,7 @@ impl Stop {
     /// object had been handled (`all_ok`: and none failed): nothing was left to fetch, but
     /// the names stored since the sync before may not be durable yet.
     pub fn say_unsynced(&self, dir: &std::path::Path, all_ok: bool) {
-        let why = match self {
-            Stop::Signal(_) => "interrupted".to_string(),
-            Stop::Deadline(t) => format!("gave up after the --timeout of {t:?}"),
-            Stop::ReaderGone => return,
-        };
+        let Some(why) = self.why() else { return };
         let stored = if all_ok {
             "every object was fetched and stored in"
         } else {
@@ -495,18 +487,24 @@ impl Stop {
         );
     }
 
+    /// What stopped the run, as its message begins; nothing for a reader that left.
+    fn why(&self) -> Option<String> {
+        match self {
+            Stop::Signal(_) => Some("interrupted".into()),
+            Stop::Deadline(t) => Some(format!("gave up after the --timeout of {t:?}")),
+            Stop::ReaderGone => None,
+        }
+    }
+
     /// Everything reported is complete. Into a layout (`into_store`), large downloads cut
     /// short are kept, and the next run carries them on: worth knowing before deciding
     /// whether to run again. Nothing for a reader that left: `| head` is no failure.
     fn message(&self, into_store: bool) -> Option<String> {
-        let mut text = match self {
-            Stop::Signal(_) => "dist: interrupted; objects reported so far are complete".into(),
-            Stop::Deadline(t) => format!(
-                "dist: gave up after the --timeout of {t:?}; objects reported so far are \
-                 complete, the others were not fetched"
-            ),
-            Stop::ReaderGone => return None,
-        };
+        let why = self.why()?;
+        let mut text = format!("dist: {why}; objects reported so far are complete");
+        if let Stop::Deadline(_) = self {
+            text.push_str(", the others were not fetched");
+        }
         if into_store {
             text.push_str(
                 "; downloads cut short past their first MiB are kept for the next run to carry on",
