@@ -10,14 +10,10 @@
 //! quarter of the budget is queued, when the sender must wait, at the end, or when someone
 //! holding a [`Nudge`] says now (the worker's output is nudged whenever its runtime runs out
 //! of work). Each side then wakes the other about once per quarter to half budget,
-//! whatever the size of the items. A nudged consumer then looks for more by itself every
-//! [`LINGER`] for as long as items keep coming, and nudges leave it alone meanwhile: a
-//! runtime that runs out of work between every two small objects would otherwise cost a
-//! wake-up each.
+//! whatever the size of the items.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::Notify;
@@ -49,9 +45,6 @@ struct State<T> {
     /// The consumer stopped taking items.
     stopped: bool,
     consumer_idle: bool,
-    /// The consumer was nudged and items kept coming since: it looks for more every
-    /// [`LINGER`] by itself, so a nudge need not wake it.
-    lingering: bool,
     sender_waiting: bool,
 }
 
@@ -135,7 +128,6 @@ pub fn channel<T: Weigh>(capacity: usize) -> (Sender<T>, Receiver<T>) {
             abandoned: false,
             stopped: false,
             consumer_idle: false,
-            lingering: false,
             sender_waiting: false,
         }),
         ready: Condvar::new(),
@@ -217,12 +209,10 @@ impl<T> Drop for Sender<T> {
 }
 
 impl<T> Nudge<T> {
-    /// Wakes the consumer if it sleeps while items wait. One that is lingering is left
-    /// alone: it looks again within [`LINGER`].
+    /// Wakes the consumer if it sleeps while items wait.
     pub fn now(&self) {
         let mut s = self.shared.lock();
-        if !s.queue.is_empty() && !s.lingering {
-            s.lingering = true;
+        if !s.queue.is_empty() {
             self.shared.wake_consumer(&mut s);
         }
     }
@@ -250,21 +240,7 @@ impl<T: Weigh> Iterator for Receiver<T> {
                 return None;
             }
             s.consumer_idle = true;
-            if s.lingering {
-                let (guard, waited) = shared
-                    .ready
-                    .wait_timeout(s, LINGER)
-                    .unwrap_or_else(|p| p.into_inner());
-                s = guard;
-                s.consumer_idle = false;
-                // Nothing came for a whole linger: the stream has paused, and the next
-                // nudge wakes the consumer again.
-                if waited.timed_out() && s.queue.is_empty() {
-                    s.lingering = false;
-                }
-            } else {
-                s = shared.ready.wait(s).unwrap_or_else(|p| p.into_inner());
-            }
+            s = shared.ready.wait(s).unwrap_or_else(|p| p.into_inner());
         }
     }
 }
@@ -285,11 +261,6 @@ impl<T: Weigh> Receiver<T> {
         true
     }
 }
-
-/// How long a nudged consumer waits for more before it sleeps until woken: the most an
-/// item queued meanwhile waits past the moment it could have gone. Measured against a
-/// wake-up at every nudge in README's Performance section.
-pub const LINGER: Duration = Duration::from_millis(1);
 
 /// Counts `taken` weight as consumed, waking a waiting sender once the queue is half empty.
 fn give_back<T>(shared: &Shared<T>, s: &mut State<T>, taken: usize) {
@@ -557,47 +528,6 @@ mod tests {
         until_idle(&tx).await;
         tx.send(Item(250)).await.unwrap();
         assert_eq!(seen.recv_timeout(Duration::from_secs(10)), Ok(250));
-        tx.close();
-        consumer.join().unwrap();
-    }
-
-    /// Waits until a nudged consumer has gone a whole linger without items.
-    async fn until_asleep<T>(sender: &Sender<T>) {
-        loop {
-            {
-                let s = sender.shared.lock();
-                if s.consumer_idle && !s.lingering {
-                    return;
-                }
-            }
-            tokio::task::yield_now().await;
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
-    async fn a_nudged_consumer_takes_what_follows_without_another_nudge() {
-        let (mut tx, rx) = channel::<Item>(1000);
-        let (got, seen) = std::sync::mpsc::channel();
-        let consumer = std::thread::spawn(move || {
-            for item in rx {
-                got.send(item.0).unwrap();
-            }
-        });
-        until_idle(&tx).await;
-        tx.send(Item(10)).await.unwrap();
-        tx.nudge().now();
-        assert_eq!(seen.recv_timeout(Duration::from_secs(10)), Ok(10));
-        // Still streaming: small items go within a linger, unnudged.
-        for i in 1..=3 {
-            tx.send(Item(i)).await.unwrap();
-            assert_eq!(seen.recv_timeout(Duration::from_secs(10)), Ok(i));
-        }
-        // A whole linger without items: asleep again until woken.
-        until_asleep(&tx).await;
-        tx.send(Item(20)).await.unwrap();
-        assert!(seen.recv_timeout(Duration::from_millis(200)).is_err());
-        tx.nudge().now();
-        assert_eq!(seen.recv_timeout(Duration::from_secs(10)), Ok(20));
         tx.close();
         consumer.join().unwrap();
     }
