@@ -2807,6 +2807,29 @@ fn a_pasted_api_url_is_told_the_locator_when_not_found() {
     assert_eq!(out, b"named so");
 }
 
+/// A registry API URL pasted with its login (`https://me:s3cret@host/v2/…`, as curl is
+/// given it) is refused without the login in the message, as any locator holding one is:
+/// told as an API URL, the spelling meant carried the password to the terminal.
+#[test]
+fn a_pasted_api_url_with_a_login_is_refused_without_it() {
+    let digest = format!("sha256:{}", "a".repeat(64));
+    for locator in [
+        format!("https://me:s3cret@127.0.0.1:9/v2/team/app/blobs/{digest}"),
+        "me:s3cret@127.0.0.1:9/v2/team/app/manifests/v1".to_string(),
+    ] {
+        for object in ["v1", "-"] {
+            let out = Dist::new().run(&["fetch", &locator, object], b"");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{locator}: {err}");
+            assert!(!err.contains("s3cret"), "{locator}: {err}");
+            assert!(
+                err.contains("credentials do not go here"),
+                "{locator}: {err}"
+            );
+        }
+    }
+}
+
 /// `jq -r` prints `null` for a field that is missing (`.config.digest` of an index, a
 /// misspelt key), and `null` is a valid tag: asked for, its 404 read as if an image were
 /// not there. The error says where the word most likely came from, one-shot and in the

@@ -322,18 +322,25 @@ pub fn drain_before_panic_message(drain: impl Fn() + Sync + Send + 'static) {
 /// A panic hook, as [`std::panic::set_hook`] takes one.
 type PanicHook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
 
-/// A panic hook that runs `drain`, then `message`, when the main thread panics, and only
-/// `message` for any other. The panics of other threads do not end the process (the
-/// runtime catches its tasks'), and one may hold what the drawing thread needs: the lock
+/// A panic hook that runs `drain`, then `message`, when the main thread panics (outside
+/// the runtime's tasks), and only `message` for any other. Those do not end the process
+/// (the runtime catches its tasks'), and one may hold what the drawing thread needs: the lock
 /// of the line an output thread holds while it writes to the terminal, or the drawing
 /// thread itself, which would wait for itself.
 fn drain_then(drain: impl Fn() + Sync + Send + 'static, message: PanicHook) -> PanicHook {
     Box::new(move |info| {
-        if std::thread::current().name() == Some("main") {
+        if ends_the_process() {
             drain();
         }
         message(info);
     })
+}
+
+/// Whether a panic here ends the process: one of the main thread, but not of a task of the
+/// runtime running there, which catches it (a job's panic fails its object, and the batch
+/// goes on).
+fn ends_the_process() -> bool {
+    std::thread::current().name() == Some("main") && tokio::task::try_id().is_none()
 }
 
 #[cfg(test)]
@@ -558,6 +565,31 @@ mod tests {
         assert!(panics.join().is_err());
         std::panic::set_hook(Box::new(move |info| others(info)));
         assert!(idle, "the panic's message came before the lines queued");
+    }
+
+    /// Only a panic that ends the process waits for stderr's lines. The runtime runs on
+    /// the main thread, and catches the panic of a task there (a job's, which fails its
+    /// object while the batch goes on): waiting there held the runtime up on a stalled
+    /// terminal, and gave SIGINT and SIGTERM back their default for the rest of the batch,
+    /// so that a Ctrl-C killed it on the spot, its temporary files left behind.
+    #[test]
+    fn only_a_panic_that_ends_the_process_waits_for_stderr() {
+        let on_main = std::thread::Builder::new()
+            .name("main".into())
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    let in_task = tokio::spawn(async { ends_the_process() });
+                    (ends_the_process(), in_task.await.unwrap())
+                })
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(on_main, (true, false), "(the run itself, a task of it)");
+        assert!(!std::thread::spawn(ends_the_process).join().unwrap());
     }
 
     /// A queue that fills while the terminal takes nothing keeps the lines that came

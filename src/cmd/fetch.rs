@@ -160,6 +160,10 @@ fn api_url_as_locator(args: &FetchArgs) -> Option<String> {
         .find_map(|scheme| args.locator.strip_prefix(scheme))
         .unwrap_or(&args.locator);
     let (host, path) = bare.split_once('/')?;
+    // A login pasted with it is refused as in any locator, never shown.
+    if host.contains('@') {
+        return None;
+    }
     let (name, Some(object)) = dist::reference::api_url_path(path)? else {
         return None;
     };

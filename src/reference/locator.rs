@@ -247,7 +247,6 @@ fn with_object(s: &str) -> Option<(&str, &str)> {
     Some((&s[..s.len() - tag.len() - 1], tag))
 }
 
-/// Path components are `[a-z0-9]+` joined by `.`, `_`, `__` or runs of `-`.
 /// For a repository path pasted out of a registry API URL (`v2/team/app`, or
 /// `v2/team/app/manifests/v1` as curl is given it), the repository it names and the
 /// object at its end, if any. `v2/team/app` is also a valid repository name: this only
@@ -264,6 +263,7 @@ pub fn api_url_path(path: &str) -> Option<(&str, Option<&str>)> {
     (!rest.is_empty()).then_some((rest, None))
 }
 
+/// Path components are `[a-z0-9]+` joined by `.`, `_`, `__` or runs of `-`.
 fn validate_name(name: &str) -> std::result::Result<(), String> {
     if name.is_empty() {
         return Err("empty repository name".into());

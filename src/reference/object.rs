@@ -66,10 +66,11 @@ impl FromStr for Object {
             inner.strip_suffix('"').unwrap_or(inner)
         });
         if let Some(inner) = quoted.filter(|inner| !inner.contains('"')) {
+            // With its quotes, a login in it has no host to be told by.
             return Err(Error::invalid(format!(
                 "invalid object {:?}: a quoted object; give it without its quotes ({}), \
                  as `jq -r` prints it",
-                shown(s),
+                s.replacen(inner, &shown(inner), 1),
                 shown(inner)
             )));
         }
@@ -190,6 +191,22 @@ impl fmt::Display for Object {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A quoted object that holds a login (`"me:s3cret@reg.example"`, a registry's URL
+    /// printed by `jq` without `-r`) is refused without it: the word as given, quotes and
+    /// all, was shown whole, since with its quotes it has no host.
+    #[test]
+    fn a_quoted_object_with_a_login_is_shown_without_it() {
+        for word in [
+            r#""me:s3cret@reg.example""#,
+            r#""me:s3cret@reg.example","#,
+            r#""https://me:s3cret@reg.example/team/app""#,
+        ] {
+            let e = word.parse::<Object>().unwrap_err().to_string();
+            assert!(!e.contains("s3cret"), "{word}: {e}");
+            assert!(e.contains("reg.example"), "{word}: {e}");
+        }
+    }
 
     #[test]
     fn objects() {
