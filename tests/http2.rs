@@ -490,5 +490,6 @@ fn a_connection_gone_silent_is_told_as_a_keep_alive_timeout() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(!err.contains("broken pipe"), "{err}");
     assert!(err.contains("went silent (keep-alive timed out"), "{err}");
+    assert!(err.contains("ended with no GOAWAY or reset"), "{err}");
     assert!(err.contains(&format!("/blobs/{digest}")), "{err}");
 }

@@ -219,21 +219,18 @@ pub(super) fn went_silent(e: &(dyn std::error::Error + 'static)) -> bool {
     })
 }
 
-/// What ended a body's HTTP/2 connection ([`went_silent`]) after it `waited` for a frame:
-/// hyper's keep-alive fails a connection no sooner than its PING's timeout (a quarter of
-/// `idle_timeout`) after the PING, so a sooner end was the server's.
-pub(super) fn ended_under_body(waited: Duration, idle_timeout: Duration) -> String {
-    if waited >= idle_timeout / 4 {
-        format!(
-            "body interrupted: the HTTP/2 connection went silent (keep-alive timed out: no \
-             answer to a PING within {:?}, sent after {:?} without a frame; --idle-timeout)",
-            idle_timeout / 4,
-            idle_timeout / 2
-        )
-    } else {
-        "body interrupted: the server closed the HTTP/2 connection under it, with no GOAWAY"
-            .to_string()
-    }
+/// What ended a body's HTTP/2 connection ([`went_silent`]). The two causes leave the same
+/// error, and the time since the last frame does not tell them apart: the keep-alive runs
+/// on the connection's task, also while nobody reads the body (stdout backed up), and a
+/// server may close after a long wait as well as at once.
+pub(super) fn ended_under_body(idle_timeout: Duration) -> String {
+    format!(
+        "body interrupted: the HTTP/2 connection ended with no GOAWAY or reset: the server \
+         closed it, or it went silent (keep-alive timed out: no answer to a PING within \
+         {:?}, sent after {:?} without a frame; --idle-timeout)",
+        idle_timeout / 4,
+        idle_timeout / 2
+    )
 }
 
 /// Whether one of `e`'s causes is a `T` for which `test` holds.
@@ -602,21 +599,14 @@ fn issued_for(expected: &rustls::pki_types::ServerName<'_>, presented: &[String]
 mod tests {
     use super::*;
 
-    /// A connection ended under a body sooner than a keep-alive PING could have failed
-    /// was closed by the server: told as gone silent, the user would look for a stall
-    /// that never was.
+    /// A connection ended under a body with no word names both causes h2 leaves
+    /// alike, and the keep-alive's times: "broken pipe" named none.
     #[test]
-    fn a_connection_ended_sooner_than_its_ping_could_fail_was_closed() {
-        let idle = Duration::from_secs(20);
-        let said = ended_under_body(Duration::from_millis(30), idle);
-        assert!(
-            said.contains("the server closed the HTTP/2 connection"),
-            "{said}"
-        );
-        assert!(!said.contains("keep-alive"), "{said}");
-        let said = ended_under_body(Duration::from_secs(6), idle);
+    fn a_connection_ended_under_a_body_names_both_causes() {
+        let said = ended_under_body(Duration::from_secs(20));
+        assert!(said.contains("the server closed it"), "{said}");
         assert!(said.contains("went silent (keep-alive timed out"), "{said}");
-        assert!(said.contains("5s"), "{said}");
+        assert!(said.contains("within 5s, sent after 10s"), "{said}");
     }
 
     #[test]

@@ -686,7 +686,6 @@ impl Transport {
     /// timeout. `Ok(None)` is the end of the body.
     pub async fn next_chunk(&self, body: &mut Incoming) -> Result<Option<Bytes>> {
         loop {
-            let waiting = std::time::Instant::now();
             let frame = match tokio::time::timeout(self.opts.idle_timeout, body.frame()).await {
                 Err(_) => {
                     return Err(Error::new(
@@ -701,7 +700,7 @@ impl Transport {
                 Ok(Some(Err(e))) if failure::went_silent(&e) => {
                     // The cause's own words are only "broken pipe": logged, not shown.
                     tracing::debug!(error = %e, "HTTP/2 connection ended under a body");
-                    let said = failure::ended_under_body(waiting.elapsed(), self.opts.idle_timeout);
+                    let said = failure::ended_under_body(self.opts.idle_timeout);
                     return Err(Error::new(ErrorKind::Connect, said));
                 }
                 Ok(Some(Err(e))) => {
