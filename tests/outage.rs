@@ -178,30 +178,7 @@ fn a_batch_goes_on_once_a_registry_that_went_away_is_back() {
 /// another object's 503.
 #[test]
 fn objects_answered_503_on_their_own_do_not_fail_healthy_ones() {
-    let reg = FakeRegistry::start();
-    let blobs = fill(&reg);
-    let sick: Vec<&String> = blobs
-        .keys()
-        .enumerate()
-        .filter(|(i, _)| i % 4 != 0)
-        .map(|(_, d)| d)
-        .collect();
-    for d in &sick {
-        reg.set_fault_for_every(d, Fault::Status(503));
-    }
-    let child = Dist::new().spawn(
-        &["fetch", &repo(&reg), "-", "-j", "4", "--retries", "1"],
-        lines(&blobs).as_bytes(),
-    );
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    let frames = parse_frames(&out.stdout);
-    assert_eq!(frames.len(), OBJECTS, "{err}");
-    for f in frames {
-        let failed = f.result.is_err();
-        assert_eq!(failed, sick.contains(&&f.object), "{}: {err}", f.object);
-    }
+    only_the_sick_fail(503, "1");
 }
 
 /// Objects the registry fails on their own (blobs its storage lost, answered 500 each
@@ -209,6 +186,11 @@ fn objects_answered_503_on_their_own_do_not_fail_healthy_ones() {
 /// objects failing made healthy ones waiting on their requests fail with them.
 #[test]
 fn objects_failing_on_their_own_do_not_take_healthy_ones_with_them() {
+    only_the_sick_fail(500, "2");
+}
+
+/// 3 objects in 4 answered `status` every time, with `retries`: those fail, and only those.
+fn only_the_sick_fail(status: u16, retries: &str) {
     let reg = FakeRegistry::start();
     let blobs = fill(&reg);
     let sick: Vec<&String> = blobs
@@ -218,19 +200,24 @@ fn objects_failing_on_their_own_do_not_take_healthy_ones_with_them() {
         .map(|(_, d)| d)
         .collect();
     for d in &sick {
-        reg.set_fault_for_every(d, Fault::Status(500));
+        reg.set_fault_for_every(d, Fault::Status(status));
     }
     let child = Dist::new().spawn(
-        &["fetch", &repo(&reg), "-", "-j", "4", "--retries", "2"],
+        &["fetch", &repo(&reg), "-", "-j", "4", "--retries", retries],
         lines(&blobs).as_bytes(),
     );
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(1), "{status}: {err}");
     let frames = parse_frames(&out.stdout);
-    assert_eq!(frames.len(), OBJECTS, "{err}");
+    assert_eq!(frames.len(), OBJECTS, "{status}: {err}");
     for f in frames {
         let failed = f.result.is_err();
-        assert_eq!(failed, sick.contains(&&f.object), "{}: {err}", f.object);
+        assert_eq!(
+            failed,
+            sick.contains(&&f.object),
+            "{status} {}: {err}",
+            f.object
+        );
     }
 }
