@@ -2839,20 +2839,15 @@ fn a_null_from_jq_is_told_where_it_came_from() {
     let reg = FakeRegistry::start();
     let dist = Dist::new();
     let repo = format!("{}/team/app", reg.host());
-    let out = dist.run(&["fetch", &repo, "null"], b"");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("jq -r prints null for a missing field"),
-        "{err}"
-    );
-    let out = dist.run(&["fetch", &repo, "-"], b"null\n");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("jq -r prints null for a missing field"),
-        "{err}"
-    );
+    for (object, input) in [("null", &b""[..]), ("-", &b"null\n"[..])] {
+        let out = dist.run(&["fetch", &repo, object], input);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{object}: {err}");
+        assert!(
+            err.contains("jq -r prints null for a missing field"),
+            "{object}: {err}"
+        );
+    }
 }
 
 /// `jq -r '.layers[].digest' m.json | dist fetch LOC`, the worker's `-` forgotten, got
