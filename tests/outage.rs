@@ -234,3 +234,47 @@ fn objects_failing_on_their_own_do_not_take_healthy_ones_with_them() {
         assert_eq!(failed, sick.contains(&&f.object), "{}: {err}", f.object);
     }
 }
+
+/// Objects the registry serves, each met by a passing fault on its first request, beside
+/// many objects it answers 503: their last attempt is their own request, which the
+/// registry answers. Having gone out themselves once, they were failed with the requests
+/// sent for them, another object's 503 under their own URL, never asked again.
+#[test]
+fn an_object_that_went_out_itself_still_makes_its_last_attempt_its_own() {
+    // Which task asks for all is a race: three batches, for the healthy objects to be
+    // held at least once.
+    for _ in 0..3 {
+        let reg = FakeRegistry::start();
+        let blobs = fill(&reg);
+        let healthy: Vec<&String> = blobs.keys().take(3).collect();
+        for d in blobs.keys() {
+            if healthy.contains(&d) {
+                reg.push_fault(d, Fault::Status(503));
+            } else {
+                reg.set_fault_for_every(d, Fault::Status(503));
+            }
+        }
+        let input: String = healthy
+            .iter()
+            .map(|d| format!("{d}\n"))
+            .chain(
+                blobs
+                    .keys()
+                    .filter(|d| !healthy.contains(d))
+                    .map(|d| format!("{d}\n")),
+            )
+            .collect();
+        let child = Dist::new().spawn(
+            &["fetch", &repo(&reg), "-", "-j", "8", "--retries", "1"],
+            input.as_bytes(),
+        );
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        let frames = parse_frames(&out.stdout);
+        assert_eq!(frames.len(), OBJECTS, "{err}");
+        for f in frames {
+            let failed = f.result.is_err();
+            assert_eq!(failed, !healthy.contains(&&f.object), "{}: {err}", f.object);
+        }
+    }
+}

@@ -407,9 +407,6 @@ impl Host {
     ) -> Result<transport::Reply> {
         let mut auth_rounds = 0u32;
         let mut resent = false;
-        // Whether this request went out itself at least once: one that did not is never
-        // ended by the failures of requests sent for it in an outage alone.
-        let mut sent = false;
         // How long to wait before trying again after `e` (counting the retry), or `e` with
         // the URL when it is not worth another attempt. A server's Retry-After lengthens the
         // backoff, and one past the policy's longest wait ends the request now: sleeping
@@ -454,17 +451,14 @@ impl Host {
             } else {
                 match self.outage.admit().await {
                     Admit::Send(t) => Some(t),
-                    // Its last attempt is its own: an object the registry would serve is
-                    // not failed for another's 503, nor told of a URL never asked for.
-                    Admit::Failed(_, streak)
-                        if !sent && (*retries >= max_retries || streak > max_retries) =>
-                    {
+                    // Its last attempt is its own, even when it went out itself before:
+                    // an object the registry would serve is not failed for another's
+                    // 503, nor told of a URL never asked for.
+                    Admit::Failed(_, streak) if *retries >= max_retries || streak > max_retries => {
                         Some(self.outage.own())
                     }
-                    Admit::Failed(e, streak) => {
-                        let e =
-                            outage_over(e.for_url(&url), &url, streak, (*retries, max_retries))?;
-                        tokio::time::sleep(again(e, retries, None)?).await;
+                    Admit::Failed(e, _) => {
+                        tokio::time::sleep(again(e.for_url(&url), retries, None)?).await;
                         continue;
                     }
                 }
@@ -486,7 +480,6 @@ impl Host {
                 origin_headers: self.headers.clone(),
                 body: Bytes::new(),
             };
-            sent = true;
             let mut reply = match self.transport.send(req).await {
                 Ok(r) => r,
                 // Once per request: a server that drops every request is a fault, retried
