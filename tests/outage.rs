@@ -278,3 +278,42 @@ fn an_object_that_went_out_itself_still_makes_its_last_attempt_its_own() {
         }
     }
 }
+
+/// The registry answers every request with a redirect to its blob store, which refuses
+/// connections: the registry is up (a 503 from the blob store is no outage of it either),
+/// and each object fails with the blob store's error, not with a registry said to have
+/// failed every request, nor with its requests held behind one another's.
+#[test]
+fn a_blob_store_down_behind_redirects_is_no_outage_of_the_registry() {
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg);
+    let gone = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    for d in blobs.keys() {
+        reg.set_fault_for_every(
+            d,
+            Fault::Redirect {
+                status: 307,
+                location: format!("http://127.0.0.1:{gone}/store/{d}"),
+            },
+        );
+    }
+    let child = Dist::new().spawn(
+        &["-v", "fetch", &repo(&reg), "-", "-j", "4", "--retries", "3"],
+        lines(&blobs).as_bytes(),
+    );
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(parse_frames(&out.stdout).len(), OBJECTS, "{err}");
+    assert!(
+        !err.contains("the registry failed every request"),
+        "the registry answered every request: {err}"
+    );
+    assert!(
+        !err.contains("one request at a time for all"),
+        "the registry held: {err}"
+    );
+}

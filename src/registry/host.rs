@@ -491,6 +491,12 @@ impl Host {
                 }
                 Err(e) => {
                     let e = match ticket {
+                        // The registry answered, with a redirect: the server it led to (a
+                        // blob store) failed, as its 503 would.
+                        Some(t) if !met_at(&e, &url) => {
+                            t.answered();
+                            e
+                        }
                         Some(t) if e.is_transient() => {
                             self.outage_failed(t, e, &url, policy, (*retries, max_retries))?
                         }
@@ -662,6 +668,24 @@ impl Host {
         }
         outage_over(e, url, streak, (retries, max_retries))
     }
+}
+
+/// Whether `e`, a failure of sending `url`, was met at `url`'s own scheme, host and port,
+/// not at the server a redirect led to: the URL a transport error carries is the one it
+/// was sending, redacted (`with_url`) but with its origin whole. Said of none, it was.
+fn met_at(e: &Error, url: &Uri) -> bool {
+    let (Some(at), Some(scheme), Some(authority)) = (e.url(), url.scheme_str(), url.authority())
+    else {
+        return true;
+    };
+    let host = authority
+        .as_str()
+        .rsplit_once('@')
+        .map_or(authority.as_str(), |(_, h)| h);
+    at.strip_prefix(scheme)
+        .and_then(|at| at.strip_prefix("://"))
+        .and_then(|at| at.strip_prefix(host))
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '?']))
 }
 
 /// `e` as the request's last failure, with retries left, once the host has failed more
@@ -1056,6 +1080,30 @@ mod tests {
         );
         let size = std::mem::size_of_val(&request);
         assert!(size < 4 << 10, "a request's future takes {size} bytes");
+    }
+
+    /// A transport error is the registry's own when met at its origin, and not when met
+    /// where one of its redirects led.
+    #[test]
+    fn a_failure_is_met_at_the_origin_its_url_names() {
+        let url: Uri = "https://user:pw@reg.example:5000/v2/a/blobs/x"
+            .parse()
+            .unwrap();
+        let at = |u: &str| Error::new(ErrorKind::Connect, "refused").with_url(u);
+        assert!(met_at(&at("https://reg.example:5000/v2/a/blobs/x"), &url));
+        assert!(met_at(
+            &at("https://reg.example:5000/elsewhere?sig=1"),
+            &url
+        ));
+        assert!(met_at(&Error::new(ErrorKind::Connect, "refused"), &url));
+        for elsewhere in [
+            "https://reg.example:50001/v2/a/blobs/x",
+            "https://reg.example.cdn.example/x",
+            "http://reg.example:5000/v2/a/blobs/x",
+            "https://store.example/x?sig=1",
+        ] {
+            assert!(!met_at(&at(elsewhere), &url), "{elsewhere}");
+        }
     }
 
     #[test]
