@@ -407,6 +407,10 @@ impl Host {
     ) -> Result<transport::Reply> {
         let mut auth_rounds = 0u32;
         let mut resent = false;
+        // Whether this request came to the registry in an outage of more rounds than it
+        // may be asked for: then one failure of its own ends it (`outage_over`). One that
+        // came before has met each round since as one of its retries, and spends them.
+        let mut late = None;
         // How long to wait before trying again after `e` (counting the retry), or `e` with
         // the URL when it is not worth another attempt. A server's Retry-After lengthens the
         // backoff, and one past the policy's longest wait ends the request now: sleeping
@@ -449,12 +453,15 @@ impl Host {
             let ticket = if self.mirror {
                 None
             } else {
+                let late = *late.get_or_insert_with(|| self.outage.streak() > max_retries);
                 match self.outage.admit().await {
                     Admit::Send(t) => Some(t),
                     // Its last attempt is its own, even when it went out itself before:
                     // an object the registry would serve is not failed for another's
                     // 503, nor told of a URL never asked for.
-                    Admit::Failed(_, streak) if *retries >= max_retries || streak > max_retries => {
+                    Admit::Failed(_, streak)
+                        if *retries >= max_retries || (late && streak > max_retries) =>
+                    {
                         Some(self.outage.own())
                     }
                     Admit::Failed(e, _) => {
@@ -498,7 +505,7 @@ impl Host {
                             e
                         }
                         Some(t) if e.is_transient() => {
-                            self.outage_failed(t, e, &url, policy, (*retries, max_retries))?
+                            self.outage_failed(t, e, &url, policy, late, (*retries, max_retries))?
                         }
                         _ => e,
                     };
@@ -585,7 +592,7 @@ impl Host {
             // on this host, and the pause before the next attempt.
             drop(reply);
             if let Some(t) = ticket {
-                err = self.outage_failed(t, err, &url, policy, (*retries, max_retries))?;
+                err = self.outage_failed(t, err, &url, policy, late, (*retries, max_retries))?;
             }
             // ECR's words for a password past its 12 hours: credentials refused, as a 401
             // says, and not a repository policy's 403, which names the action refused.
@@ -651,13 +658,14 @@ impl Host {
     /// round failed in a row on, the host is paused for the least backoff of that round
     /// (capped at the last retry's), which the failed request's own backoff outlasts, so
     /// that the requests arriving meanwhile wait for it; and past as many rounds as one
-    /// object may be asked for, `e` ends the request now.
+    /// object may be asked for, `e` ends a request that came that `late` now.
     fn outage_failed(
         &self,
         t: super::outage::Ticket<'_>,
         e: Error,
         url: &Uri,
         policy: &RetryPolicy,
+        late: Option<bool>,
         (retries, max_retries): (u32, u32),
     ) -> Result<Error> {
         let (streak, counted) = t.failed(&e);
@@ -666,7 +674,7 @@ impl Host {
             tracing::debug!(host = %self.name, failed_in_a_row = streak, pause_ms = pause.as_millis() as u64, "registry failing; one request at a time for all");
             self.pause.pause_for(pause);
         }
-        outage_over(e, url, streak, (retries, max_retries))
+        outage_over(e, url, streak, late == Some(true), (retries, max_retries))
     }
 }
 
@@ -689,17 +697,19 @@ fn met_at(e: &Error, url: &Uri) -> bool {
 }
 
 /// `e` as the request's last failure, with retries left, once the host has failed more
-/// rounds in a row than one object may be asked for: asking again for each object would
-/// go on as long as there are objects. `e` as it is otherwise, for the request's own
-/// retries to decide.
+/// rounds in a row than one object may be asked for, when the request came `late`, after
+/// those rounds: asking again for each object would go on as long as there are objects.
+/// `e` as it is otherwise, for the request's own retries to decide: one that came before
+/// met those rounds itself (the parts of one blob, failing by turns), and keeps them.
 fn outage_over(
     e: Error,
     url: &Uri,
     streak: u32,
+    late: bool,
     (retries, max_retries): (u32, u32),
 ) -> Result<Error> {
     // On its own last attempt, the request ends as any other does.
-    if streak <= max_retries || retries >= max_retries {
+    if !late || streak <= max_retries || retries >= max_retries {
         return Ok(e);
     }
     Err(e

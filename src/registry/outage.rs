@@ -138,8 +138,7 @@ impl Outage {
     }
 
     /// The rounds failed in a row now.
-    #[cfg(test)]
-    fn streak(&self) -> u32 {
+    pub(crate) fn streak(&self) -> u32 {
         self.streak.load(Ordering::Acquire)
     }
 }
