@@ -221,3 +221,86 @@ fn only_the_sick_fail(status: u16, retries: &str) {
         );
     }
 }
+
+/// Objects the registry serves, each met by a passing fault on its first request, beside
+/// many objects it answers 503: their last attempt is their own request, which the
+/// registry answers. Having gone out themselves once, they were failed with the requests
+/// sent for them, another object's 503 under their own URL, never asked again.
+#[test]
+fn an_object_that_went_out_itself_still_makes_its_last_attempt_its_own() {
+    // Which task asks for all is a race: three batches, for the healthy objects to be
+    // held at least once.
+    for _ in 0..3 {
+        let reg = FakeRegistry::start();
+        let blobs = fill(&reg);
+        let healthy: Vec<&String> = blobs.keys().take(3).collect();
+        for d in blobs.keys() {
+            if healthy.contains(&d) {
+                reg.push_fault(d, Fault::Status(503));
+            } else {
+                reg.set_fault_for_every(d, Fault::Status(503));
+            }
+        }
+        let input: String = healthy
+            .iter()
+            .map(|d| format!("{d}\n"))
+            .chain(
+                blobs
+                    .keys()
+                    .filter(|d| !healthy.contains(d))
+                    .map(|d| format!("{d}\n")),
+            )
+            .collect();
+        let child = Dist::new().spawn(
+            &["fetch", &repo(&reg), "-", "-j", "8", "--retries", "1"],
+            input.as_bytes(),
+        );
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        let frames = parse_frames(&out.stdout);
+        assert_eq!(frames.len(), OBJECTS, "{err}");
+        for f in frames {
+            let failed = f.result.is_err();
+            assert_eq!(failed, !healthy.contains(&&f.object), "{}: {err}", f.object);
+        }
+    }
+}
+
+/// The registry answers every request with a redirect to its blob store, which refuses
+/// connections: the registry is up (a 503 from the blob store is no outage of it either),
+/// and each object fails with the blob store's error, not with a registry said to have
+/// failed every request, nor with its requests held behind one another's.
+#[test]
+fn a_blob_store_down_behind_redirects_is_no_outage_of_the_registry() {
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg);
+    let gone = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    for d in blobs.keys() {
+        reg.set_fault_for_every(
+            d,
+            Fault::Redirect {
+                status: 307,
+                location: format!("http://127.0.0.1:{gone}/store/{d}"),
+            },
+        );
+    }
+    let child = Dist::new().spawn(
+        &["-v", "fetch", &repo(&reg), "-", "-j", "4", "--retries", "3"],
+        lines(&blobs).as_bytes(),
+    );
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(parse_frames(&out.stdout).len(), OBJECTS, "{err}");
+    assert!(
+        !err.contains("the registry failed every request"),
+        "the registry answered every request: {err}"
+    );
+    assert!(
+        !err.contains("one request at a time for all"),
+        "the registry held: {err}"
+    );
+}

@@ -407,9 +407,10 @@ impl Host {
     ) -> Result<transport::Reply> {
         let mut auth_rounds = 0u32;
         let mut resent = false;
-        // Whether this request went out itself at least once: one that did not is never
-        // ended by the failures of requests sent for it in an outage alone.
-        let mut sent = false;
+        // Whether this request came to the registry in an outage of more rounds than it
+        // may be asked for: then one failure of its own ends it (`outage_over`). One that
+        // came before has met each round since as one of its retries, and spends them.
+        let mut late = None;
         // How long to wait before trying again after `e` (counting the retry), or `e` with
         // the URL when it is not worth another attempt. A server's Retry-After lengthens the
         // backoff, and one past the policy's longest wait ends the request now: sleeping
@@ -452,19 +453,19 @@ impl Host {
             let ticket = if self.mirror {
                 None
             } else {
+                let late = *late.get_or_insert_with(|| self.outage.streak() > max_retries);
                 match self.outage.admit().await {
                     Admit::Send(t) => Some(t),
-                    // Its last attempt is its own: an object the registry would serve is
-                    // not failed for another's 503, nor told of a URL never asked for.
+                    // Its last attempt is its own, even when it went out itself before:
+                    // an object the registry would serve is not failed for another's
+                    // 503, nor told of a URL never asked for.
                     Admit::Failed(_, streak)
-                        if !sent && (*retries >= max_retries || streak > max_retries) =>
+                        if *retries >= max_retries || (late && streak > max_retries) =>
                     {
                         Some(self.outage.own())
                     }
-                    Admit::Failed(e, streak) => {
-                        let e =
-                            outage_over(e.for_url(&url), &url, streak, (*retries, max_retries))?;
-                        tokio::time::sleep(again(e, retries, None)?).await;
+                    Admit::Failed(e, _) => {
+                        tokio::time::sleep(again(e.for_url(&url), retries, None)?).await;
                         continue;
                     }
                 }
@@ -486,7 +487,6 @@ impl Host {
                 origin_headers: self.headers.clone(),
                 body: Bytes::new(),
             };
-            sent = true;
             let mut reply = match self.transport.send(req).await {
                 Ok(r) => r,
                 // Once per request: a server that drops every request is a fault, retried
@@ -498,8 +498,14 @@ impl Host {
                 }
                 Err(e) => {
                     let e = match ticket {
+                        // The registry answered, with a redirect: the server it led to (a
+                        // blob store) failed, as its 503 would.
+                        Some(t) if !met_at(&e, &url) => {
+                            t.answered();
+                            e
+                        }
                         Some(t) if e.is_transient() => {
-                            self.outage_failed(t, e, &url, policy, (*retries, max_retries))?
+                            self.outage_failed(t, e, &url, policy, late, (*retries, max_retries))?
                         }
                         _ => e,
                     };
@@ -586,7 +592,7 @@ impl Host {
             // on this host, and the pause before the next attempt.
             drop(reply);
             if let Some(t) = ticket {
-                err = self.outage_failed(t, err, &url, policy, (*retries, max_retries))?;
+                err = self.outage_failed(t, err, &url, policy, late, (*retries, max_retries))?;
             }
             // ECR's words for a password past its 12 hours: credentials refused, as a 401
             // says, and not a repository policy's 403, which names the action refused.
@@ -652,13 +658,14 @@ impl Host {
     /// round failed in a row on, the host is paused for the least backoff of that round
     /// (capped at the last retry's), which the failed request's own backoff outlasts, so
     /// that the requests arriving meanwhile wait for it; and past as many rounds as one
-    /// object may be asked for, `e` ends the request now.
+    /// object may be asked for, `e` ends a request that came that `late` now.
     fn outage_failed(
         &self,
         t: super::outage::Ticket<'_>,
         e: Error,
         url: &Uri,
         policy: &RetryPolicy,
+        late: Option<bool>,
         (retries, max_retries): (u32, u32),
     ) -> Result<Error> {
         let (streak, counted) = t.failed(&e);
@@ -667,22 +674,42 @@ impl Host {
             tracing::debug!(host = %self.name, failed_in_a_row = streak, pause_ms = pause.as_millis() as u64, "registry failing; one request at a time for all");
             self.pause.pause_for(pause);
         }
-        outage_over(e, url, streak, (retries, max_retries))
+        outage_over(e, url, streak, late == Some(true), (retries, max_retries))
     }
 }
 
+/// Whether `e`, a failure of sending `url`, was met at `url`'s own scheme, host and port,
+/// not at the server a redirect led to: the URL a transport error carries is the one it
+/// was sending, redacted (`with_url`) but with its origin whole. Said of none, it was.
+fn met_at(e: &Error, url: &Uri) -> bool {
+    let (Some(at), Some(scheme), Some(authority)) = (e.url(), url.scheme_str(), url.authority())
+    else {
+        return true;
+    };
+    let host = authority
+        .as_str()
+        .rsplit_once('@')
+        .map_or(authority.as_str(), |(_, h)| h);
+    at.strip_prefix(scheme)
+        .and_then(|at| at.strip_prefix("://"))
+        .and_then(|at| at.strip_prefix(host))
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '?']))
+}
+
 /// `e` as the request's last failure, with retries left, once the host has failed more
-/// rounds in a row than one object may be asked for: asking again for each object would
-/// go on as long as there are objects. `e` as it is otherwise, for the request's own
-/// retries to decide.
+/// rounds in a row than one object may be asked for, when the request came `late`, after
+/// those rounds: asking again for each object would go on as long as there are objects.
+/// `e` as it is otherwise, for the request's own retries to decide: one that came before
+/// met those rounds itself (the parts of one blob, failing by turns), and keeps them.
 fn outage_over(
     e: Error,
     url: &Uri,
     streak: u32,
+    late: bool,
     (retries, max_retries): (u32, u32),
 ) -> Result<Error> {
     // On its own last attempt, the request ends as any other does.
-    if streak <= max_retries || retries >= max_retries {
+    if !late || streak <= max_retries || retries >= max_retries {
         return Ok(e);
     }
     Err(e
@@ -1063,6 +1090,30 @@ mod tests {
         );
         let size = std::mem::size_of_val(&request);
         assert!(size < 4 << 10, "a request's future takes {size} bytes");
+    }
+
+    /// A transport error is the registry's own when met at its origin, and not when met
+    /// where one of its redirects led.
+    #[test]
+    fn a_failure_is_met_at_the_origin_its_url_names() {
+        let url: Uri = "https://user:pw@reg.example:5000/v2/a/blobs/x"
+            .parse()
+            .unwrap();
+        let at = |u: &str| Error::new(ErrorKind::Connect, "refused").with_url(u);
+        assert!(met_at(&at("https://reg.example:5000/v2/a/blobs/x"), &url));
+        assert!(met_at(
+            &at("https://reg.example:5000/elsewhere?sig=1"),
+            &url
+        ));
+        assert!(met_at(&Error::new(ErrorKind::Connect, "refused"), &url));
+        for elsewhere in [
+            "https://reg.example:50001/v2/a/blobs/x",
+            "https://reg.example.cdn.example/x",
+            "http://reg.example:5000/v2/a/blobs/x",
+            "https://store.example/x?sig=1",
+        ] {
+            assert!(!met_at(&at(elsewhere), &url), "{elsewhere}");
+        }
     }
 
     #[test]

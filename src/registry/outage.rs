@@ -43,7 +43,8 @@ pub(crate) struct Outage {
     /// are one round, not four).
     round: AtomicU64,
     state: Mutex<State>,
-    /// Woken when a probe's outcome is known, or the probe is gone without one.
+    /// Woken when a probe's outcome is known, or the probe is gone without one, or the
+    /// outage ends (any answer, or forgotten).
     settled: Notify,
 }
 
@@ -103,6 +104,7 @@ impl Outage {
                     self.streak.store(0, Ordering::Release);
                     self.round.fetch_add(1, Ordering::AcqRel);
                     s.last = None;
+                    self.settled.notify_waiters();
                     continue;
                 }
                 if seen.is_some_and(|seen| seen != round) {
@@ -136,8 +138,7 @@ impl Outage {
     }
 
     /// The rounds failed in a row now.
-    #[cfg(test)]
-    fn streak(&self) -> u32 {
+    pub(crate) fn streak(&self) -> u32 {
         self.streak.load(Ordering::Acquire)
     }
 }
@@ -156,6 +157,9 @@ impl Ticket<'_> {
             o.streak.store(0, Ordering::Release);
             o.round.fetch_add(1, Ordering::AcqRel);
             s.last = None;
+            // Not only the probe's answer: those waiting go now, not once a probe that
+            // may hang until `--timeout` is done.
+            o.settled.notify_waiters();
         }
         self.release(&mut s);
     }
@@ -277,5 +281,50 @@ mod tests {
             a.id.is_none() && b.id.is_none(),
             "no probe while the host answers"
         );
+    }
+
+    /// An answer to a request beside the probe (an object's own last attempt, one sent
+    /// before the outage held) ends the outage for those waiting too: they waited on for a
+    /// probe that may hang until `--timeout`.
+    #[tokio::test]
+    async fn an_answer_beside_the_probe_sends_those_waiting_at_once() {
+        let o = Arc::new(Outage::default());
+        for _ in 0..HOLD_AFTER {
+            send(o.admit().await).failed(&e503());
+        }
+        let _probe = send(o.admit().await);
+        let waiter = {
+            let o = o.clone();
+            tokio::spawn(async move { matches!(o.admit().await, Admit::Send(_)) })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        o.own().answered();
+        let sent = tokio::time::timeout(Duration::from_secs(5), waiter).await;
+        assert!(
+            sent.expect("still waiting for the probe").unwrap(),
+            "sent once the host answered"
+        );
+    }
+
+    /// An outage forgotten (a minute without a failure) while a probe hangs lets those
+    /// waiting for it go too, as the later requests go.
+    #[tokio::test(start_paused = true)]
+    async fn an_outage_forgotten_under_a_hanging_probe_sends_those_waiting() {
+        let o = Arc::new(Outage::default());
+        for _ in 0..HOLD_AFTER {
+            send(o.admit().await).failed(&e503());
+        }
+        let _probe = send(o.admit().await);
+        let waiter = {
+            let o = o.clone();
+            tokio::spawn(async move { matches!(o.admit().await, Admit::Send(_)) })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        tokio::time::advance(FORGET_AFTER + Duration::from_secs(1)).await;
+        assert!(send(o.admit().await).id.is_none(), "forgotten");
+        let sent = tokio::time::timeout(Duration::from_secs(5), waiter).await;
+        assert!(sent.expect("still waiting for the probe").unwrap());
     }
 }
