@@ -475,6 +475,9 @@ impl Host {
             let grant = match self.auth.grant(policy).await {
                 Ok(g) => g,
                 Err(e) => {
+                    // The token server's trouble says nothing of the registry: another
+                    // request may ask for all meanwhile.
+                    drop(ticket);
                     tokio::time::sleep(again(e, retries, None)?).await;
                     continue;
                 }
