@@ -304,3 +304,38 @@ fn a_blob_store_down_behind_redirects_is_no_outage_of_the_registry() {
         "the registry held: {err}"
     );
 }
+
+/// An object that met one passing 503 of its own beside objects answered 503 every time
+/// (a pull-through cache slow to fetch it from its upstream, failing others for good)
+/// arrives: its last attempt is its own request, not the failure of one sent for it.
+/// Before, its one 503, then the failures of requests sent for it, spent its retries,
+/// and it failed, named with a URL its last attempts never asked, though the registry
+/// served it. Every object is asked at once (`-j` as many), before the registry has
+/// failed any.
+#[test]
+fn an_object_that_met_a_passing_503_is_asked_again_beside_failing_ones() {
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg);
+    let mut flaky = Vec::new();
+    for (i, d) in blobs.keys().enumerate() {
+        if i % 5 == 0 {
+            reg.push_fault(d, Fault::Status(503));
+            flaky.push(d.clone());
+        } else {
+            reg.set_fault_for_every(d, Fault::Status(503));
+        }
+    }
+    let jobs = OBJECTS.to_string();
+    let out = Dist::new().run(
+        &["fetch", &repo(&reg), "-", "-j", &jobs, "--retries", "4"],
+        lines(&blobs).as_bytes(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let frames = parse_frames(&out.stdout);
+    assert_eq!(frames.len(), OBJECTS, "{err}");
+    for f in frames {
+        let failed = f.result.is_err();
+        assert_eq!(failed, !flaky.contains(&f.object), "{}: {err}", f.object);
+    }
+}
