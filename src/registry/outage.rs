@@ -283,22 +283,31 @@ mod tests {
         );
     }
 
-    /// An answer to a request beside the probe (an object's own last attempt, one sent
-    /// before the outage held) ends the outage for those waiting too: they waited on for a
-    /// probe that may hang until `--timeout`.
-    #[tokio::test]
-    async fn an_answer_beside_the_probe_sends_those_waiting_at_once() {
-        let o = Arc::new(Outage::default());
+    /// A host failed twice in a row, its probe on its way, and a request waiting for it:
+    /// the probe, and whether the request is sent once it stops waiting.
+    async fn waiting_behind_a_probe(
+        o: &Arc<Outage>,
+    ) -> (Ticket<'_>, tokio::task::JoinHandle<bool>) {
         for _ in 0..HOLD_AFTER {
             send(o.admit().await).failed(&e503());
         }
-        let _probe = send(o.admit().await);
+        let probe = send(o.admit().await);
         let waiter = {
             let o = o.clone();
             tokio::spawn(async move { matches!(o.admit().await, Admit::Send(_)) })
         };
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished());
+        (probe, waiter)
+    }
+
+    /// An answer to a request beside the probe (an object's own last attempt, one sent
+    /// before the outage held) ends the outage for those waiting too: they waited on for a
+    /// probe that may hang until `--timeout`.
+    #[tokio::test]
+    async fn an_answer_beside_the_probe_sends_those_waiting_at_once() {
+        let o = Arc::new(Outage::default());
+        let (_probe, waiter) = waiting_behind_a_probe(&o).await;
         o.own().answered();
         let sent = tokio::time::timeout(Duration::from_secs(5), waiter).await;
         assert!(
@@ -312,16 +321,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_outage_forgotten_under_a_hanging_probe_sends_those_waiting() {
         let o = Arc::new(Outage::default());
-        for _ in 0..HOLD_AFTER {
-            send(o.admit().await).failed(&e503());
-        }
-        let _probe = send(o.admit().await);
-        let waiter = {
-            let o = o.clone();
-            tokio::spawn(async move { matches!(o.admit().await, Admit::Send(_)) })
-        };
-        tokio::task::yield_now().await;
-        assert!(!waiter.is_finished());
+        let (_probe, waiter) = waiting_behind_a_probe(&o).await;
         tokio::time::advance(FORGET_AFTER + Duration::from_secs(1)).await;
         assert!(send(o.admit().await).id.is_none(), "forgotten");
         let sent = tokio::time::timeout(Duration::from_secs(5), waiter).await;
