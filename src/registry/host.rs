@@ -450,7 +450,11 @@ impl Host {
             self.pause.wait().await;
             // The registry failing request after request is asked once for all the
             // requests waiting (`outage`); a mirror's failures hand them to the next host.
-            let ticket = if self.mirror {
+            // A range asked for is part or the rest of a body under way (a ranged part, a
+            // resume): it keeps its own retries, as an object's first request would not
+            // under an outage that came before it, and the parts of one blob meeting a
+            // few 503s in turn failed the blob.
+            let ticket = if self.mirror || headers.contains_key(http::header::RANGE) {
                 None
             } else {
                 let late = *late.get_or_insert_with(|| self.outage.streak() > max_retries);
