@@ -536,15 +536,17 @@ mod tests {
         assert!(!direct("", "https://registry.com/v2/"));
     }
 
+    /// The proxies the environment `set` names.
+    fn vars(set: &'static [(&'static str, &'static str)]) -> Proxies {
+        Proxies::from_vars(move |name| {
+            set.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
     #[test]
     fn an_empty_variable_leaves_the_other_case_in_force() {
-        let vars = |set: &'static [(&'static str, &'static str)]| {
-            Proxies::from_vars(move |name| {
-                set.iter()
-                    .find(|(n, _)| *n == name)
-                    .map(|(_, v)| v.to_string())
-            })
-        };
         let p = vars(&[
             ("HTTPS_PROXY", ""),
             ("https_proxy", "http://proxy.corp:3128"),
@@ -579,13 +581,6 @@ mod tests {
     /// left the user to search HTTPS_PROXY, https_proxy, HTTP_PROXY and ALL_PROXY alike.
     #[test]
     fn a_setting_that_is_not_a_url_is_named_by_its_variable_alone() {
-        let vars = |set: &'static [(&'static str, &'static str)]| {
-            Proxies::from_vars(move |name| {
-                set.iter()
-                    .find(|(n, _)| *n == name)
-                    .map(|(_, v)| v.to_string())
-            })
-        };
         for (set, dst, variable) in [
             (
                 &[("https_proxy", "alice:hunter 2@proxy.corp")][..],
