@@ -27,9 +27,13 @@ fn run_to_exit() -> ExitCode {
     catch_file_size_limit();
     cli::unset_empty_option_variables();
     let mut cli = Cli::try_parse().unwrap_or_else(|e| cli::explain_or_exit(e));
-    init_logging(cli.global.verbose, cli.global.quiet, cli.global.log_format);
+    let refused_filter = init_logging(cli.global.verbose, cli.global.quiet, cli.global.log_format);
     if cli.global.log_format == LogFormat::Json {
         cmd::messages_as_json();
+    }
+    if let Some(refused) = refused_filter {
+        say!("dist: {refused}");
+        return ExitCode::from(EXIT_USAGE);
     }
     if let Err(e) = cmd::ensure_file_limit() {
         say!("dist: {e}");
@@ -101,15 +105,29 @@ fn run_to_exit() -> ExitCode {
 /// are the per-object messages it promises to keep quiet), `RUST_LOG` overrides. Without
 /// either, text warnings read as the command's own messages ([`cmd::log_line`]). Credentials never reach a log line: headers carrying them
 /// are marked sensitive and never logged.
-fn init_logging(verbose: u8, quiet: bool, format: LogFormat) {
+///
+/// A `RUST_LOG` the logger cannot read is returned as the usage error to say, once the
+/// messages can be said: taken silently, its default filter hid the lines asked for.
+fn init_logging(verbose: u8, quiet: bool, format: LogFormat) -> Option<String> {
     let default = match verbose {
         0 if quiet => "error",
         0 => "warn",
         1 => "dist=debug",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let (filter, refused) = match std::env::var_os("RUST_LOG") {
+        None => (tracing_subscriber::EnvFilter::new(default), None),
+        Some(value) => match tracing_subscriber::EnvFilter::try_from_default_env() {
+            Ok(filter) => (filter, None),
+            Err(e) => (
+                tracing_subscriber::EnvFilter::new(default),
+                Some(format!(
+                    "RUST_LOG: invalid log filter {:?}: {e}",
+                    value.to_string_lossy()
+                )),
+            ),
+        },
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(cmd::progress::LogWriter)
@@ -123,6 +141,7 @@ fn init_logging(verbose: u8, quiet: bool, format: LogFormat) {
         LogFormat::Text if as_messages => builder.event_format(cmd::log_line::AsMessage).init(),
         LogFormat::Text => builder.with_ansi(colours_stderr()).init(),
     }
+    refused
 }
 
 /// Whether log lines on stderr are coloured: on a terminal, unless `NO_COLOR` is set to

@@ -2671,6 +2671,35 @@ fn an_empty_rust_log_counts_as_unset() {
     assert!(screen.contains("3 objects, "), "summary line: {screen:?}");
 }
 
+/// A malformed `RUST_LOG` (`dist=degub`, a level misspelt) is a usage error naming it, as a
+/// malformed `DIST_FETCH_TIMEOUT` is, before any request: the logger went on with its
+/// default filter, so the debug lines asked for never came and nothing said why.
+#[test]
+fn a_malformed_rust_log_is_a_usage_error_naming_it() {
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, 1);
+    let digest = blobs.keys().next().unwrap();
+    let repo = format!("{}/team/app", reg.host());
+    let requests = reg.request_count();
+    let mut dist = Dist::new();
+    dist.env("RUST_LOG", "dist=degub");
+    for args in [
+        vec!["fetch", &repo, digest],
+        vec!["fetch", &repo, digest, "--log-format", "json"],
+    ] {
+        let out = dist.run(&args, b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        // In JSON the value's quotes are escaped.
+        assert!(
+            err.contains("dist: RUST_LOG: invalid log filter ") && err.contains("dist=degub"),
+            "{args:?}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    assert_eq!(reg.request_count(), requests);
+}
+
 /// `-o oci:./out`, as skopeo names a layout it writes (`skopeo copy … oci:./out:v1`) and
 /// dist names one it reads, made a directory named `oci:.` with the layout `out` inside
 /// it, and reported success. Refused with the spelling that works, before anything is
