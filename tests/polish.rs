@@ -2700,6 +2700,36 @@ fn a_malformed_rust_log_is_a_usage_error_naming_it() {
     assert_eq!(reg.request_count(), requests);
 }
 
+/// A digest in a hash dist does not verify, written whole (`sha384:` and its 96 hex
+/// digits, the README's example), is refused as that alone: it was also offered as an
+/// image reference, "the object is <96 hex digits> alone", which no one meant. A word
+/// that may be either (`md5:x`, `app:v1`) still names both readings.
+#[test]
+fn a_whole_digest_in_another_algorithm_is_not_offered_as_an_image_reference() {
+    let dist = Dist::new();
+    let sha384 = format!("sha384:{}", "ab".repeat(48));
+    let blake3 = format!("blake3:{}", "cd".repeat(32));
+    for (object, reference) in [
+        (sha384.as_str(), false),
+        (blake3.as_str(), false),
+        ("md5:x", true),
+    ] {
+        // Port 1 refuses connections: the refusal comes before any.
+        let out = dist.run(&["fetch", "127.0.0.1:1/x", object], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{object}: {err}");
+        assert!(
+            err.contains("unsupported digest algorithm") && !err.contains("connect"),
+            "{object}: {err}"
+        );
+        assert_eq!(
+            err.contains("image reference"),
+            reference,
+            "{object}: {err}"
+        );
+    }
+}
+
 /// `-o oci:./out`, as skopeo names a layout it writes (`skopeo copy … oci:./out:v1`) and
 /// dist names one it reads, made a directory named `oci:.` with the layout `out` inside
 /// it, and reported success. Refused with the spelling that works, before anything is

@@ -159,14 +159,33 @@ fn pasted_reference(s: &str, digest_error: Option<&Error>) -> Option<Error> {
     if ["sha256", "sha512"]
         .iter()
         .any(|a| name.eq_ignore_ascii_case(a))
+        || is_whole_foreign_digest(name, &object)
     {
         return None;
     }
-    // `md5:…` may be meant as a digest as much as `app:v1` as a reference: say both.
+    // `md5:x` may be meant as a digest as much as `app:v1` as a reference: say both.
     let digest_error = digest_error?;
     Some(Error::invalid(format!(
         "{digest_error}; if it is an image reference (name:tag), the object is {object} alone"
     )))
+}
+
+/// Whether `name:encoded` is a whole digest in a hash dist does not verify: the hash's
+/// name and lowercase hex of its length (`sha384:` and 96 digits). No one pastes that as
+/// an image `name:tag`, so saying it may be one only misleads.
+fn is_whole_foreign_digest(name: &str, encoded: &str) -> bool {
+    let hex_len = match name {
+        "md5" => 32,
+        "sha1" => 40,
+        "sha224" => 56,
+        "blake3" => 64,
+        "sha384" => 96,
+        _ => return false,
+    };
+    encoded.len() == hex_len
+        && encoded
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Whether `s` is a tag: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
