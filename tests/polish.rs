@@ -2776,8 +2776,8 @@ fn an_oci_reference_given_as_the_output_directory_is_refused() {
 
 /// `-o -`, stdout to curl (`curl -o -`) and tar, made a layout in a directory named `-`
 /// and reported success, from a one-shot fetch as from the worker and `pull`. Refused,
-/// saying how to write to stdout, before anything is created or fetched, as
-/// `--report -` is.
+/// saying how to write to stdout (which a pull cannot: it says what goes there), before
+/// anything is created or fetched, as `--report -` is.
 #[test]
 fn a_dash_given_as_the_output_directory_is_refused() {
     let reg = FakeRegistry::start();
@@ -2807,6 +2807,13 @@ fn a_dash_given_as_the_output_directory_is_refused() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains("./-"), "{args:?}: {err}");
+        // A pull has no output to stdout in place of its layout: told to leave `-o` out,
+        // it is then refused for want of `--output`.
+        assert_eq!(
+            err.contains("leave -o out"),
+            args[0] == "fetch",
+            "{args:?}: {err}"
+        );
         assert!(out.stdout.is_empty(), "{args:?}");
         let made: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert!(made.is_empty(), "{args:?} made {made:?}");

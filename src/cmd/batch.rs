@@ -36,7 +36,7 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
     let store = match args
         .output
         .as_deref()
-        .map(super::layout_dir::open)
+        .map(|dir| super::layout_dir::open(dir, false))
         .transpose()
     {
         Ok(s) => s,

@@ -12,14 +12,18 @@ use dist::Error;
 /// named `oci:.` with the layout inside it, and succeeded.
 ///
 /// So is `-o -`, stdout to curl and tar, as `--report -` is: it made a directory named
-/// `-`.
-pub fn open(dir: &Path) -> Result<LayoutStore, Error> {
+/// `-`. `pull` says so in its own words, having no output to stdout in place of a layout.
+pub fn open(dir: &Path, pull: bool) -> Result<LayoutStore, Error> {
     if dir == Path::new("-") {
-        return Err(Error::invalid(
-            "-o -: -o takes the layout's directory, and stdout is none: leave -o out to write \
-             to stdout (the object, or frames from `dist fetch LOC -`); a directory named - \
-             is ./-",
-        ));
+        let instead = if pull {
+            "a pull writes an OCI image layout, and its JSON lines go to stdout already"
+        } else {
+            "leave -o out to write to stdout (the object, or frames from `dist fetch LOC -`)"
+        };
+        return Err(Error::invalid(format!(
+            "-o -: -o takes the layout's directory, and stdout is none: {instead}; a \
+             directory named - is ./-"
+        )));
     }
     if let Some(path) = dir.to_str().and_then(|d| d.strip_prefix("oci:")) {
         return Err(Error::invalid(format!(

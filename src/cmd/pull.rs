@@ -30,7 +30,7 @@ pub async fn run(global: &Global, args: PullArgs) -> u8 {
         Ok(i) => i,
         Err(e) => return report(&e, EXIT_USAGE),
     };
-    let store = match super::layout_dir::open(&args.output) {
+    let store = match super::layout_dir::open(&args.output, true) {
         Ok(s) => s,
         Err(e) => return report(&e, EXIT_USAGE),
     };
