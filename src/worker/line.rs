@@ -26,7 +26,8 @@ struct Descriptor {
     digest: Option<String>,
     #[serde(rename = "mediaType")]
     media_type: Option<String>,
-    size: Option<u64>,
+    // Read as it is written, so that one that is no byte count is named so, and shown.
+    size: Option<serde_json::Value>,
     // What a manifest or an index holds, which no descriptor does.
     config: Option<serde::de::IgnoredAny>,
     layers: Option<serde::de::IgnoredAny>,
@@ -107,15 +108,9 @@ fn parse_descriptor(line: &str) -> Result<Job> {
         .digest
         .ok_or_else(|| Error::invalid("descriptor has no \"digest\""))?;
     let object = digest.parse::<crate::Digest>().map(Object::Digest)?;
-    // The spec's `size` is an int64: past it, no content has that size.
-    if let Some(size) = d.size.filter(|&s| i64::try_from(s).is_err()) {
-        return Err(Error::invalid(format!(
-            "descriptor \"size\" {size} is past the largest int64, {}",
-            i64::MAX
-        )));
-    }
+    let size = d.size.as_ref().map(descriptor_size).transpose()?;
     let mut hints = Hints {
-        size: d.size,
+        size,
         ..Hints::default()
     };
     if let Some(t) = d.media_type.filter(|t| !t.is_empty()) {
@@ -142,6 +137,23 @@ fn parse_descriptor(line: &str) -> Result<Job> {
         hints.media_types.extend(others);
     }
     Ok(Job { object, hints })
+}
+
+/// A descriptor's `size` as a byte count: the spec's is an int64, so past it no content
+/// has that size, and a sign, a fraction or a string is none.
+fn descriptor_size(size: &serde_json::Value) -> Result<u64> {
+    match size.as_u64() {
+        Some(n) if i64::try_from(n).is_ok() => Ok(n),
+        Some(n) => Err(Error::invalid(format!(
+            "descriptor \"size\" {n} is past the largest int64, {}",
+            i64::MAX
+        ))),
+        None => Err(Error::invalid(format!(
+            "descriptor \"size\" {} is no byte count: a whole number from 0 to {}",
+            crate::server_text::cut_to(size.to_string(), 40),
+            i64::MAX
+        ))),
+    }
 }
 
 #[cfg(test)]
@@ -235,12 +247,22 @@ mod tests {
         assert_eq!(j.hints.media_types, ["application/json; charset=utf-8"]);
     }
 
+    /// A `size` that is no int64 byte count is named as that, the value shown: it was
+    /// "input line is not a JSON descriptor: invalid type: string \"5\", expected u64",
+    /// serde's words for a line that is a descriptor, only with a bad size.
     #[test]
     fn a_descriptor_size_is_an_int64_byte_count() {
-        for size in ["-1", "1.5", "1e3", "9223372036854775808", "\"5\""] {
+        for size in ["-1", "1.5", "1e3", "9223372036854775808", "\"5\"", "[]"] {
             let line = format!(r#"{{"digest":"{D}","size":{size}}}"#);
             let e = parse_line(&line).unwrap().unwrap_err();
             assert_eq!(e.kind(), crate::ErrorKind::InvalidInput, "{size}");
+            let e = e.to_string();
+            // Shown as JSON reads it back (`1e3` as `1000.0`).
+            assert!(e.starts_with("descriptor \"size\" "), "{size}: {e}");
+            assert!(
+                e.contains("9223372036854775807") && !e.contains("u64"),
+                "{size}: {e}"
+            );
         }
         let line = format!(r#"{{"digest":"{D}","size":{}}}"#, i64::MAX);
         let j = parse_line(&line).unwrap().unwrap();
