@@ -378,20 +378,25 @@ fn eta_text(secs: u64) -> String {
 const MAX_ETA: u64 = 100 * 3600;
 
 /// Remaining time: by bytes when every size was known in advance, else by objects once
-/// the input has ended.
+/// the input has ended and one has finished. Rounded up, as the meter's: "0:00" only once
+/// nothing is left.
 /// In whole seconds, saturating: a `Duration` made from more seconds than it holds (a
 /// descriptor's absurd `size` over the few bytes of a slow start) would panic the redraw.
 fn eta(s: &Snapshot, elapsed: Duration) -> Option<u64> {
-    if !s.input_done || s.finished == 0 {
+    if !s.input_done {
         return None;
     }
     let secs = elapsed.as_secs_f64();
     if s.expected_bytes > 0 && s.bytes > 0 && s.expected_bytes >= s.bytes {
         let left = (s.expected_bytes - s.bytes) as f64;
-        return Some((left * secs / s.bytes as f64) as u64);
+        return Some((left * secs / s.bytes as f64).ceil() as u64);
+    }
+    // By objects, the first to finish is the first measure of how long one takes.
+    if s.finished == 0 {
+        return None;
     }
     let left = s.objects.saturating_sub(s.finished) as f64;
-    Some((left * secs / s.finished as f64) as u64)
+    Some((left * secs / s.finished as f64).ceil() as u64)
 }
 
 /// `34.8 MB`, in decimal units like the peers print.
@@ -498,6 +503,27 @@ mod tests {
         let mut sized = s;
         sized.expected_bytes = 20_000_000;
         assert!(frame(&sized, Duration::from_secs(5)).ends_with("ETA 0:15"));
+    }
+
+    /// By bytes, the ETA needs no object finished: a batch of one large blob of known
+    /// size showed none until it was done, the README's "goes by bytes when every size
+    /// is known in advance" notwithstanding.
+    #[test]
+    fn an_eta_by_bytes_needs_no_object_finished() {
+        let mut s = Snapshot::default();
+        (s.objects, s.input_done, s.started, s.finished) = (1, true, 1, 0);
+        (s.bytes, s.expected_bytes) = (1_000_000, 3_000_000);
+        let text = frame(&s, Duration::from_secs(1));
+        assert!(text.ends_with(", ETA 0:02"), "{text}");
+        // Rounded up: 0.6 s left is not "0:00".
+        s.bytes = 2_500_000;
+        let text = frame(&s, Duration::from_secs(3));
+        assert!(text.ends_with(", ETA 0:01"), "{text}");
+        s.bytes = 1_000_000;
+        // By objects, none finished says nothing of the time left.
+        s.expected_bytes = 0;
+        let text = frame(&s, Duration::from_secs(1));
+        assert!(!text.contains("ETA"), "{text}");
     }
 
     #[test]
