@@ -129,8 +129,21 @@ impl FromStr for Digest {
             }
             return Err(bad("malformed algorithm"));
         }
+        // What a sha256 or sha512 digest is says more than the grammar's complaint, for
+        // one cut short as interfaces show it (`sha256:4f6c…`) or left empty.
+        let needs = |a: Algorithm| {
+            bad(&format!(
+                "{} needs {} lowercase hex characters",
+                a.as_str(),
+                a.hex_len()
+            ))
+        };
         if !encoded_ok(encoded) {
-            return Err(bad("malformed encoded part"));
+            return Err(match alg {
+                "sha256" => needs(Algorithm::Sha256),
+                "sha512" => needs(Algorithm::Sha512),
+                _ => bad("malformed encoded part"),
+            });
         }
         let algorithm = match alg {
             "sha256" => Algorithm::Sha256,
@@ -153,11 +166,7 @@ impl FromStr for Digest {
                 .bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
-            return Err(bad(&format!(
-                "{} needs {} lowercase hex characters",
-                algorithm.as_str(),
-                algorithm.hex_len()
-            )));
+            return Err(needs(algorithm));
         }
         Ok(Digest {
             algorithm,

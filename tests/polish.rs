@@ -2730,6 +2730,28 @@ fn a_whole_digest_in_another_algorithm_is_not_offered_as_an_image_reference() {
     }
 }
 
+/// A sha256 digest cut short as user interfaces show one (`sha256:4f6c…`, the README's
+/// own placeholder) or left empty is told what a sha256 digest is: it was "malformed
+/// encoded part", the grammar's words, which say nothing of the 64 hex digits missing.
+#[test]
+fn a_shortened_digest_is_told_its_length() {
+    let dist = Dist::new();
+    for (object, needs) in [
+        ("sha256:4f6c…", "sha256 needs 64 lowercase hex characters"),
+        ("sha256:", "sha256 needs 64 lowercase hex characters"),
+        ("sha512:ab.cd", "sha512 needs 128 lowercase hex characters"),
+    ] {
+        // Port 1 refuses connections: the refusal comes before any.
+        let out = dist.run(&["fetch", "127.0.0.1:1/x", object], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{object}: {err}");
+        assert!(
+            err.contains(&format!("invalid digest {object:?}: {needs}")),
+            "{object}: {err}"
+        );
+    }
+}
+
 /// `-o oci:./out`, as skopeo names a layout it writes (`skopeo copy … oci:./out:v1`) and
 /// dist names one it reads, made a directory named `oci:.` with the layout `out` inside
 /// it, and reported success. Refused with the spelling that works, before anything is
