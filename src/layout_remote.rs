@@ -424,13 +424,19 @@ impl Remote for LayoutRemote {
                 if !absent {
                     return io_err("reading", &marker, e);
                 }
-                let mut msg = format!("{} is not an OCI image layout", self.root.display());
-                if let Some((dir, object)) = object_written_on(&self.root) {
-                    msg.push_str(&format!(
-                        "; a tag or digest is the next argument: oci:{dir} {object}"
-                    ));
+                let msg = format!("{} is not an OCI image layout", self.root.display());
+                match object_written_on(&self.root) {
+                    // The spelling that works goes last: with the system's error after
+                    // it, `oci:DIR v1: No such file or directory` read as its failure.
+                    Some((dir, object)) => Error::new(
+                        ErrorKind::NotFound,
+                        format!(
+                            "{msg}: {e}; a tag or digest is the next argument: oci:{dir} \
+                             {object}"
+                        ),
+                    ),
+                    None => Error::new(ErrorKind::NotFound, msg).with_cause(e),
                 }
-                Error::new(ErrorKind::NotFound, msg).with_cause(e)
             })?;
             if !meta.is_file() {
                 return Err(Error::invalid(format!(
@@ -731,10 +737,12 @@ mod tests {
                 .await
                 .unwrap_err();
             assert_eq!(e.kind(), ErrorKind::NotFound);
+            // The spelling that works ends the message: the system's error after it,
+            // `oci:DIR v1: No such file or directory`, read as if that spelling failed.
             assert!(
-                e.to_string().contains(&format!(
-                    "is not an OCI image layout; a tag or digest is the next argument: \
-                     oci:{dir} {object}"
+                e.to_string().ends_with(&format!(
+                    "is not an OCI image layout: No such file or directory (os error 2); a \
+                     tag or digest is the next argument: oci:{dir} {object}"
                 )),
                 "{e}"
             );
