@@ -2865,3 +2865,29 @@ fn a_coded_body_that_breaks_after_stdout_started_still_arrives() {
     assert!(out.stdout == data, "{err}");
     assert_eq!(blob_ranges(&reg), [None, None], "{err}");
 }
+
+/// Every request names the client, `dist/<version>`, as curl and containerd name
+/// themselves: token requests as well as the registry's.
+#[test]
+fn every_request_names_dist_and_its_version() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(300)))
+        .start();
+    let data = bytes(9, 5000);
+    let digest = reg.blob("team/app", &data);
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout == data);
+    let want = format!("dist/{}", env!("CARGO_PKG_VERSION"));
+    let requests = reg.requests();
+    assert!(requests.iter().any(|r| r.path.starts_with("/token")));
+    for r in requests {
+        let ua = r.headers.get("user-agent").map(|v| v.to_str().unwrap());
+        assert_eq!(ua, Some(want.as_str()), "{} {}", r.method, r.path);
+    }
+}

@@ -448,3 +448,38 @@ async fn credentials_refused_once_are_not_sent_again() {
         assert_eq!(logins.len(), 1, "one failed login: {logins:?}");
     }
 }
+
+/// Every request carries the transport's `User-Agent`: a service names itself to the
+/// registries (and CDNs) it pulls from, or sends none; one that is no header value is
+/// refused when the transport is made, not on the first request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transport_sends_the_user_agent_it_was_given() {
+    let data = bytes(7, 3000);
+    for (given, sent) in [
+        (Some("mirror-service/2.1"), Some("mirror-service/2.1")),
+        (None, None),
+    ] {
+        let reg = FakeRegistry::builder()
+            .auth(Auth::bearer(Duration::from_secs(300)))
+            .start();
+        let digest: Object = reg.blob("team/app", &data).parse().unwrap();
+        let mut opts = TransportOptions::default();
+        opts.user_agent = given.map(str::to_string);
+        let remote = remote(&reg, opts, CredentialSource::None);
+        let mut download = remote.fetch(&digest, &Hints::default()).await.unwrap();
+        while download.chunk().await.unwrap().is_some() {}
+        let requests = reg.requests();
+        // The token request as well as the registry's.
+        assert!(requests.iter().any(|r| r.path.starts_with("/token")));
+        for r in requests {
+            let ua = r.headers.get("user-agent").map(|v| v.to_str().unwrap());
+            assert_eq!(ua, sent, "{} {}", r.method, r.path);
+        }
+    }
+    let mut opts = TransportOptions::default();
+    opts.user_agent = Some("line\nbreak".into());
+    let Err(e) = Transport::new(opts) else {
+        panic!("a user agent with a line break was taken");
+    };
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+}

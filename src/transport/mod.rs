@@ -174,7 +174,14 @@ pub struct TransportOptions {
     pub http2_window: Http2Window,
     /// A client certificate for servers that ask for one (mutual TLS).
     pub client_identity: Option<tls::ClientIdentity>,
+    /// The `User-Agent` sent with every request that does not set its own:
+    /// [`DEFAULT_USER_AGENT`] unless changed; `None` sends none. Registries and the CDNs
+    /// in front of them log it, and some throttle or refuse requests without one.
+    pub user_agent: Option<String>,
 }
+
+/// The `User-Agent` a [`Transport`] sends unless told otherwise: `dist/<version>`.
+pub const DEFAULT_USER_AGENT: &str = concat!("dist/", env!("CARGO_PKG_VERSION"));
 
 impl Default for TransportOptions {
     fn default() -> Self {
@@ -188,6 +195,7 @@ impl Default for TransportOptions {
             max_connections_per_host: 16,
             http2_window: Http2Window::DEFAULT,
             client_identity: None,
+            user_agent: Some(DEFAULT_USER_AGENT.to_string()),
         }
     }
 }
@@ -219,6 +227,8 @@ pub struct Transport {
     /// The connector's proxies, asked again per request for a forwarding proxy's
     /// credentials.
     proxies: Proxies,
+    /// Built from [`TransportOptions::user_agent`] once.
+    user_agent: Option<HeaderValue>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -312,6 +322,15 @@ impl Transport {
     /// [`ErrorKind::InvalidInput`] for a file that does not parse or a key that does not
     /// match its certificate, and with [`ErrorKind::Io`] for one that cannot be read.
     pub fn new(opts: TransportOptions) -> Result<Transport> {
+        let user_agent = opts
+            .user_agent
+            .as_deref()
+            .map(|ua| {
+                HeaderValue::from_str(ua).map_err(|e| {
+                    Error::invalid(format!("user agent {ua:?} is no header value")).with_cause(e)
+                })
+            })
+            .transpose()?;
         let tls = tls::client_config(
             &opts.ca_files,
             opts.skip_verify,
@@ -394,6 +413,7 @@ impl Transport {
             opts: Arc::new(opts),
             proxies,
             refusals,
+            user_agent,
         })
     }
 
@@ -469,6 +489,11 @@ impl Transport {
             .uri(req.url.clone());
         for (k, v) in &req.headers {
             builder = builder.header(k, v);
+        }
+        if let Some(ua) = &self.user_agent {
+            if !req.headers.contains_key(http::header::USER_AGENT) {
+                builder = builder.header(http::header::USER_AGENT, ua.clone());
+            }
         }
         if origin {
             for (k, v) in req
