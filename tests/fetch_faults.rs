@@ -1327,6 +1327,36 @@ fn failed_requests_and_broken_bodies_share_the_retries() {
     assert!(out.stdout == data);
 }
 
+/// A resume answered with the range asked for, under a `Content-Range` whose total is
+/// not the content's size (`bytes 100000-299999/600000` of 300000 bytes), is refused at
+/// once as content that is not what was asked for, naming the URL and both sizes, and
+/// fetched once more from the registry itself, as other content that does not verify
+/// is. It was spliced in, and only the digest could catch it, after the whole transfer.
+#[test]
+fn a_resume_that_gives_the_content_another_size_is_refused() {
+    let (reg, digest, _) = fake_with_blob(300_000);
+    reg.push_fault(&digest, Fault::DropAfter(100_000));
+    reg.push_fault(&digest, Fault::RangeTotal(600_000));
+    reg.push_fault(&digest, Fault::DropAfter(100_000));
+    reg.set_fault_for_every(&digest, Fault::RangeTotal(600_000));
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(out.stdout.is_empty(), "{} bytes written", out.stdout.len());
+    let said = "got a 206 with Content-Range: bytes 100000-299999/600000: 600000 bytes in \
+                all, where the content is 300000";
+    assert!(err.contains(said), "{err}");
+    assert!(err.contains("asked for bytes=100000-"), "{err}");
+    assert!(
+        err.contains(&format!("/v2/team/app/blobs/{digest}")),
+        "{err}"
+    );
+    // Each attempt: its first request, and the resume refused; no retry spent on it.
+    let ranges = blob_ranges(&reg);
+    assert_eq!(ranges.len(), 4, "{ranges:?}");
+    assert_eq!(ranges[2], None, "fetched whole once more: {ranges:?}");
+}
+
 #[test]
 fn broken_body_resumes_with_range() {
     let (reg, digest, data) = fake_with_blob(300_000);

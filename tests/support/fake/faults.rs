@@ -101,6 +101,9 @@ pub enum Fault {
     /// A `206` with the whole blob under `Content-Range: bytes 0-(N-1)/N`, whatever range
     /// was asked for, or none: a server that sends its whole content as a range.
     WholeRange,
+    /// A ranged request answered with the range asked for, under a `Content-Range` whose
+    /// total is this: a server that contradicts the size the content is known to have.
+    RangeTotal(u64),
     /// The body sent with this `Content-Encoding`, whatever the request accepted, as a
     /// proxy that compresses on its own would: `gzip` and `deflate` really code it, any
     /// other name goes over the body unchanged.
@@ -158,6 +161,7 @@ impl Fault {
                 | Fault::RangeToEnd
                 | Fault::ShortRange(_)
                 | Fault::WholeRange
+                | Fault::RangeTotal(_)
                 | Fault::Coded(_)
                 | Fault::CodedWhole(_)
                 | Fault::CodedWholeRange(_)
@@ -420,6 +424,15 @@ pub fn apply(
             first_byte,
         } => paced(prepared, *bytes_per_sec, *first_byte),
         Fault::IgnoreRange | Fault::RangeToEnd | Fault::ShortRange(_) | Fault::WholeRange => {
+            prepared.into_response()
+        }
+        Fault::RangeTotal(total) => {
+            let range = prepared.headers.get(http::header::CONTENT_RANGE);
+            let range = range.and_then(|v| v.to_str().ok()?.rsplit_once('/'));
+            if let Some((range, _)) = range {
+                let value = HeaderValue::from_str(&format!("{range}/{total}")).expect("ascii");
+                prepared.headers.insert(http::header::CONTENT_RANGE, value);
+            }
             prepared.into_response()
         }
         Fault::SlowHead(delay) => {
