@@ -1435,6 +1435,35 @@ fn a_coded_body_that_breaks_is_fetched_again_whole() {
     assert!(err.contains("(gave up after 2 attempts)"), "{err}");
 }
 
+/// A coded answer whose connection closes part-way, cleanly, is fetched again whole as
+/// one whose connection is reset is: a FIN short of its `Content-Length`, and one that
+/// has none (its body runs to the close, as HTTP/1.0 frames it), whose end only the
+/// coding can tell was early. That one failed at once as a coding that does not decode,
+/// a protocol error, whatever `--retries` allowed; a plain body cut so is resumed.
+#[test]
+fn a_coded_body_cut_by_a_close_is_fetched_again_whole() {
+    for cut in [Fault::Truncate(100_000), Fault::Unframed(100_000)] {
+        let (reg, digest, data) = fake_with_blob(300_000);
+        reg.push_fault(&digest, Fault::CodedAnd("gzip", Box::new(cut.clone())));
+        reg.set_fault_for_every(&digest, Fault::Coded("gzip"));
+        let (out, dir) = into_dir(&reg, &digest, &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{cut:?}: {err}");
+        support::cli::assert_stored_alone(dir.path(), &digest, &data);
+        assert_eq!(blob_ranges(&reg), [None, None], "{cut:?}: {err}");
+    }
+    // A coded stream that is bad, not cut, is still a protocol error, not asked again.
+    let (reg, digest, _) = fake_with_blob(300_000);
+    reg.set_fault_for_every(
+        &digest,
+        Fault::CodedAnd("gzip", Box::new(Fault::CorruptByte(20))),
+    );
+    let (out, _dir) = into_dir(&reg, &digest, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("does not decode"), "{err}");
+}
+
 /// A mirror's coded body (a proxy that compresses) that keeps breaking hands the rest
 /// over to the registry, which serves it plain, by range. A break there resumes by range
 /// too: the registry's answers are its own. The body stayed "whole" as the mirror's was,

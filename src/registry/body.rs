@@ -576,8 +576,9 @@ async fn open_at(
             (false, true) => return Ok((Body::Plain(reply.response.into_body()), offset, version)),
             (false, false) => {
                 let transport = remote.host(host).transport.clone();
+                let at_close = coding::ends_at_close(version, h);
                 let body = incoming_stream(transport, reply.response.into_body());
-                let body = Body::Decoded(coding::decode(body, &codings, 0));
+                let body = Body::Decoded(coding::decode(body, &codings, 0, at_close));
                 return Ok((body, offset, version));
             }
             (true, _) if !ranged => return Err(unasked_range(h).with_url(url)),

@@ -636,10 +636,12 @@ impl RegistryRemote {
         // instead of failing content that went to stdout already.
         let body = match coded {
             true => {
+                let response = &reply.response;
+                let at_close = coding::ends_at_close(response.version(), response.headers());
                 let incoming = reply.response.into_body();
                 let transport = self.host(host).transport.clone();
                 let coded = body::incoming_stream(transport, incoming);
-                body::Body::Decoded(coding::decode(coded, &codings, 0))
+                body::Body::Decoded(coding::decode(coded, &codings, 0, at_close))
             }
             false => body::Body::Plain(reply.response.into_body()),
         };

@@ -51,6 +51,10 @@ pub enum Fault {
     DropAfter(usize),
     /// Headers with the full `Content-Length`, the first K body bytes, then a clean close (FIN).
     Truncate(usize),
+    /// Headers without `Content-Length` (a body that runs to the connection's close, as
+    /// HTTP/1.0 frames it), the first K body bytes, then a clean close (FIN): a body cut
+    /// short that only its content can tell from a whole one.
+    Unframed(usize),
     /// The request read and no answer at all, then a clean close (FIN): what a client sees
     /// when it sends on a kept-alive connection the server is closing.
     CloseUnanswered,
@@ -149,6 +153,7 @@ impl Fault {
             self,
             Fault::DropAfter(_)
                 | Fault::Truncate(_)
+                | Fault::Unframed(_)
                 | Fault::CorruptByte(_)
                 | Fault::WrongContentLength(_)
                 | Fault::LongerBody(_)
@@ -384,6 +389,12 @@ pub fn apply(
             let raw = raw_response(&prepared, len, &prepared.body[..len.min(*k)]);
             conn.take_over(prepared.status, raw, End::Fin)
         }
+        Fault::Unframed(k) => {
+            let mut raw = BytesMut::from(&raw_head(&prepared)[..]);
+            raw.extend_from_slice(b"\r\n");
+            raw.extend_from_slice(&prepared.body[..len.min(*k)]);
+            conn.take_over(prepared.status, raw.freeze(), End::Fin)
+        }
         Fault::CloseUnanswered => conn.take_over(prepared.status, Bytes::new(), End::Fin),
         Fault::NotHttp => conn.take_over(
             prepared.status,
@@ -530,6 +541,15 @@ fn bare(code: u16) -> Prepared {
 
 /// `prepared`'s status line and headers with `Content-Length: declared`, then `body`.
 fn raw_response(prepared: &Prepared, declared: usize, body: &[u8]) -> Bytes {
+    let mut raw = BytesMut::from(&raw_head(prepared)[..]);
+    raw.extend_from_slice(format!("content-length: {declared}\r\n\r\n").as_bytes());
+    raw.extend_from_slice(body);
+    raw.freeze()
+}
+
+/// `prepared`'s status line and headers but `Content-Length`, each line ended, without
+/// the blank line that ends them.
+fn raw_head(prepared: &Prepared) -> Bytes {
     let status = prepared.status;
     let mut raw = BytesMut::new();
     let reason = status.canonical_reason().unwrap_or("");
@@ -544,8 +564,6 @@ fn raw_response(prepared: &Prepared, declared: usize, body: &[u8]) -> Bytes {
         raw.extend_from_slice(value.as_bytes());
         raw.extend_from_slice(b"\r\n");
     }
-    raw.extend_from_slice(format!("content-length: {declared}\r\n\r\n").as_bytes());
-    raw.extend_from_slice(body);
     raw.freeze()
 }
 
