@@ -549,6 +549,51 @@ fn a_declared_size_other_than_the_hint_is_fetched_once_more() {
     assert_eq!(asked, 2, "the first time, and once more");
 }
 
+/// A wrong `size:` hint against a body that declares no size (no `Content-Length`): its
+/// length, found only as it arrives, is said against the size given as a size declared
+/// otherwise is, warned about in those words, and the error that stands after the
+/// registry itself sent the same says the size given is likely wrong. It said only
+/// "content longer than its expected 19999 bytes", and warned of content that "did not
+/// verify".
+#[test]
+fn a_wrong_size_hint_is_named_against_a_body_without_length() {
+    let (reg, digest, _) = fake_with_blob(20_000);
+    reg.set_fault_for_every(&digest, Fault::Unframed(usize::MAX));
+    let given =
+        |n: u64| format!("expected {n} (the size given: size:{n}, or a descriptor's \"size\")");
+    for (hint, got, sent) in [
+        (
+            19_999,
+            "content longer than its expected 19999 bytes",
+            "more",
+        ),
+        (20_001, "content ended after 20000 of 20001 bytes", "20000"),
+    ] {
+        let size = format!("size:{hint}");
+        let out = Dist::new().run(&["fetch", &repo(&reg), &digest, &size], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(&format!("{got}, {}", given(hint))), "{err}");
+        let warned = format!(
+            "dist: warning: the size given is {hint} bytes and the registry sent {sent}; \
+             fetching once more from the registry itself"
+        );
+        assert!(err.contains(&warned), "{err}");
+        assert!(!err.contains("did not verify"), "{err}");
+        let again =
+            format!("the registry itself sent {sent} bytes again: the size given is likely wrong");
+        assert!(err.contains(&again), "{err}");
+        // The worker's descriptor size alike.
+        let line = format!("{{\"digest\":\"{digest}\",\"size\":{hint}}}\n");
+        let out = Dist::new().run(&["fetch", &repo(&reg), "-"], line.as_bytes());
+        let err = String::from_utf8_lossy(&out.stderr);
+        let frames = parse_frames(&out.stdout);
+        let reason = frames[0].result.as_ref().unwrap_err();
+        assert!(reason.contains(&given(hint)), "{reason}");
+        assert!(err.contains(&warned), "{err}");
+    }
+}
+
 /// A wrong `size:` hint, the registry right: the message names both sizes and the size
 /// given as the user gave it, a cause as likely as the registry. It said "expected
 /// 19999" alone, which read as the registry's fault.

@@ -687,10 +687,19 @@ impl RegistryRemote {
             url: transport::redact(&reply.url),
             limit,
         };
+        // A size the server did not declare is the caller's alone, and may be what is wrong.
+        let given = (declared.is_none() && hints.size.is_some()).then_some(hints.origin_only);
         let download = match prefix {
-            Some(p) => return Ok(Download::after(meta, body, p.clone())),
+            Some(p) => Download::after(meta, body, p.clone()),
             None => Download::new(meta, body),
         };
+        let download = match given {
+            Some(origin_only) => download.size_given(origin_only),
+            None => download,
+        };
+        if prefix.is_some() {
+            return Ok(download);
+        }
         let download = match typed_by_content {
             true => download.typed_by_content(),
             false => download,
