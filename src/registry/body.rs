@@ -526,8 +526,8 @@ async fn open_on_next_host(
 /// A plain `206` whose `Content-Range` gives the content another size than the rest's
 /// (`bytes 500-999/2000` of content of 1000 bytes) is refused as content that is not what
 /// was asked for, a [`SizeMismatch`](ErrorKind::SizeMismatch): the server contradicts
-/// what it (or the size given) said of the content before. Spliced in, its bytes failed
-/// only at the end, as a digest mismatch, after the whole transfer.
+/// what it (or the size given) said of the content before. Spliced in, its bytes were
+/// caught, if at all, only by the digest, after the whole transfer.
 async fn open_at(
     remote: &RegistryRemote,
     host: usize,
