@@ -107,6 +107,9 @@ struct Inner {
     /// For content refused before it was read: the size given, and the size the server
     /// declared instead.
     sizes: Option<(u64, u64)>,
+    /// For content whose length did not match the size given, with no size declared (a
+    /// chunked body): the size given, and the bytes sent (`None`: more than given).
+    sent: Option<(u64, Option<u64>)>,
 }
 
 /// The crate's result type.
@@ -128,6 +131,7 @@ impl Error {
             restart: None,
             earlier: Vec::new(),
             sizes: None,
+            sent: None,
         }))
     }
 
@@ -253,6 +257,18 @@ impl Error {
         self.0.sizes
     }
 
+    /// Records that content sent with no size declared (a chunked body) did not have the
+    /// size given, `given` bytes: it had `sent` (`None`: more than `given`).
+    pub(crate) fn with_sent(mut self, given: u64, sent: Option<u64>) -> Self {
+        self.0.sent = Some((given, sent));
+        self
+    }
+
+    /// What [`Error::with_sent`] recorded.
+    pub(crate) fn sent(&self) -> Option<(u64, Option<u64>)> {
+        self.0.sent
+    }
+
     /// Attach how long the server asked to be left alone (its `Retry-After`).
     pub(crate) fn with_retry_after(mut self, after: Option<std::time::Duration>) -> Self {
         self.0.retry_after = after;
@@ -284,6 +300,7 @@ impl Error {
             restart: self.0.restart,
             earlier: self.0.earlier.clone(),
             sizes: self.0.sizes,
+            sent: self.0.sent,
         }))
     }
 

@@ -28,12 +28,27 @@ pub const VERIFY_ATTEMPTS: u32 = 2;
 /// for the size its server declared was never read, so it "did not verify" no more than
 /// the size given was right.
 pub fn refetch_warning(e: &Error) -> String {
-    match e.sizes() {
-        Some((given, declared)) => format!(
-            "the size given is {given} bytes and the registry declares {declared}; fetching \
-             once more from the registry itself"
-        ),
-        None => "content did not verify; fetching again".to_string(),
+    let said = match (e.sizes(), e.sent()) {
+        (Some((given, declared)), _) => {
+            format!("the size given is {given} bytes and the registry declares {declared}")
+        }
+        (None, Some((given, sent))) => {
+            format!(
+                "the size given is {given} bytes and the registry sent {}",
+                sent_bytes(sent)
+            )
+        }
+        (None, None) => return "content did not verify; fetching again".to_string(),
+    };
+    format!("{said}; fetching once more from the registry itself")
+}
+
+/// What a body without a declared size brought against the size given: its length, or
+/// `None` when it went on past the size given (and was not read further).
+fn sent_bytes(sent: Option<u64>) -> String {
+    match sent {
+        Some(n) => n.to_string(),
+        None => "more".to_string(),
     }
 }
 
@@ -197,6 +212,10 @@ pub struct Download {
     /// How the hosts asked before the one that answered failed (mirrors), for any error
     /// the download ends with (see [`Error::earlier`]).
     tried_first: Vec<String>,
+    /// `meta.size` is the size given alone (a `size:` hint, a descriptor's), the server
+    /// having declared none (a chunked body); `Some(true)` when the registry itself was
+    /// asked, past any mirror, after the same mismatch. See [`Download::size_given`].
+    size_given: Option<bool>,
 }
 
 impl std::fmt::Debug for Download {
@@ -228,6 +247,7 @@ impl Download {
             typed: false,
             unverifiable: false,
             tried_first: Vec::new(),
+            size_given: None,
         }
     }
 
@@ -247,6 +267,7 @@ impl Download {
             typed: false,
             unverifiable: false,
             tried_first: Vec::new(),
+            size_given: None,
         }
     }
 
@@ -263,6 +284,15 @@ impl Download {
     /// and the last host's failure alone would hide why they did not serve.
     pub(crate) fn tried_first(mut self, hosts: Vec<String>) -> Download {
         self.tried_first = hosts;
+        self
+    }
+
+    /// The same download, its size (`meta.size`) the size given alone, the server having
+    /// declared none: a length other than that is said against the size given, as a size
+    /// declared otherwise is, for a hint as likely wrong as the server.
+    /// `origin_only`: this is the fetch once more from the registry itself.
+    pub(crate) fn size_given(mut self, origin_only: bool) -> Download {
+        self.size_given = Some(origin_only);
         self
     }
 
@@ -353,10 +383,8 @@ impl Download {
                 let total = self.received + chunk.len() as u64;
                 if let Some(size) = self.meta.size {
                     if total > size {
-                        return Err(self.fail(
-                            ErrorKind::SizeMismatch,
-                            format!("content longer than its expected {size} bytes"),
-                        ));
+                        let msg = format!("content longer than its expected {size} bytes");
+                        return Err(self.wrong_size(msg, size, None));
                     }
                 }
                 if let Some(limit) = self.meta.limit {
@@ -390,10 +418,8 @@ impl Download {
     async fn finish(&mut self) -> Result<()> {
         if let Some(size) = self.meta.size {
             if self.received != size {
-                return Err(self.fail(
-                    ErrorKind::SizeMismatch,
-                    format!("content ended after {} of {size} bytes", self.received),
-                ));
+                let msg = format!("content ended after {} of {size} bytes", self.received);
+                return Err(self.wrong_size(msg, size, Some(self.received)));
             }
         }
         let actual = match self.hashing.finish().await {
@@ -459,6 +485,27 @@ impl Download {
                 let msg = format!("the manifest is not JSON ({e}); {UNVERIFIABLE}");
                 Err(self.fail(ErrorKind::Protocol, msg))
             }
+        }
+    }
+
+    /// Content of another length than its `size`, said `msg`: it `sent` so many bytes
+    /// (`None`: more). Against a size given alone, the error says so, as one against a
+    /// size declared otherwise does (see [`Error::sizes`]): the size given may as well be
+    /// what is wrong.
+    fn wrong_size(&self, msg: String, size: u64, sent: Option<u64>) -> Error {
+        let Some(origin_only) = self.size_given else {
+            return self.fail(ErrorKind::SizeMismatch, msg);
+        };
+        let msg = format!("{msg}, {}", crate::hints::expected_size(size));
+        let e = self
+            .fail(ErrorKind::SizeMismatch, msg)
+            .with_sent(size, sent);
+        match origin_only {
+            true => e.with_note(format!(
+                "the registry itself sent {} bytes again: the size given is likely wrong",
+                sent_bytes(sent)
+            )),
+            false => e,
         }
     }
 

@@ -651,6 +651,13 @@ async fn fetch_part(
             );
             return Ok(None);
         }
+        // The range asked for, of content of another size: not the content this is a part
+        // of (a cache holding another object under its address). Not one stream's to
+        // serve either, from the server that said so: the blob fails as content that is
+        // not what was asked for, fetched once more from the registry itself.
+        let (asked, answered) = (format!("bytes={from}-{end}"), reply.response.headers());
+        crate::registry::other_total(&asked, Some(source.total), answered)
+            .map_err(|e| e.with_url(url))?;
         let transport = &remote.host(host).transport;
         let read = read_part(transport, reply.response.body_mut(), &mut got, want)
             .await

@@ -549,6 +549,51 @@ fn a_declared_size_other_than_the_hint_is_fetched_once_more() {
     assert_eq!(asked, 2, "the first time, and once more");
 }
 
+/// A wrong `size:` hint against a body that declares no size (no `Content-Length`): its
+/// length, found only as it arrives, is said against the size given as a size declared
+/// otherwise is, warned about in those words, and the error that stands after the
+/// registry itself sent the same says the size given is likely wrong. It said only
+/// "content longer than its expected 19999 bytes", and warned of content that "did not
+/// verify".
+#[test]
+fn a_wrong_size_hint_is_named_against_a_body_without_length() {
+    let (reg, digest, _) = fake_with_blob(20_000);
+    reg.set_fault_for_every(&digest, Fault::Unframed(usize::MAX));
+    let given =
+        |n: u64| format!("expected {n} (the size given: size:{n}, or a descriptor's \"size\")");
+    for (hint, got, sent) in [
+        (
+            19_999,
+            "content longer than its expected 19999 bytes",
+            "more",
+        ),
+        (20_001, "content ended after 20000 of 20001 bytes", "20000"),
+    ] {
+        let size = format!("size:{hint}");
+        let out = Dist::new().run(&["fetch", &repo(&reg), &digest, &size], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(&format!("{got}, {}", given(hint))), "{err}");
+        let warned = format!(
+            "dist: warning: the size given is {hint} bytes and the registry sent {sent}; \
+             fetching once more from the registry itself"
+        );
+        assert!(err.contains(&warned), "{err}");
+        assert!(!err.contains("did not verify"), "{err}");
+        let again =
+            format!("the registry itself sent {sent} bytes again: the size given is likely wrong");
+        assert!(err.contains(&again), "{err}");
+        // The worker's descriptor size alike.
+        let line = format!("{{\"digest\":\"{digest}\",\"size\":{hint}}}\n");
+        let out = Dist::new().run(&["fetch", &repo(&reg), "-"], line.as_bytes());
+        let err = String::from_utf8_lossy(&out.stderr);
+        let frames = parse_frames(&out.stdout);
+        let reason = frames[0].result.as_ref().unwrap_err();
+        assert!(reason.contains(&given(hint)), "{reason}");
+        assert!(err.contains(&warned), "{err}");
+    }
+}
+
 /// A wrong `size:` hint, the registry right: the message names both sizes and the size
 /// given as the user gave it, a cause as likely as the registry. It said "expected
 /// 19999" alone, which read as the registry's fault.
@@ -1327,6 +1372,36 @@ fn failed_requests_and_broken_bodies_share_the_retries() {
     assert!(out.stdout == data);
 }
 
+/// A resume answered with the range asked for, under a `Content-Range` whose total is
+/// not the content's size (`bytes 100000-299999/600000` of 300000 bytes), is refused at
+/// once as content that is not what was asked for, naming the URL and both sizes, and
+/// fetched once more from the registry itself, as other content that does not verify
+/// is. It was spliced in, and only the digest could catch it, after the whole transfer.
+#[test]
+fn a_resume_that_gives_the_content_another_size_is_refused() {
+    let (reg, digest, _) = fake_with_blob(300_000);
+    reg.push_fault(&digest, Fault::DropAfter(100_000));
+    reg.push_fault(&digest, Fault::RangeTotal(600_000));
+    reg.push_fault(&digest, Fault::DropAfter(100_000));
+    reg.set_fault_for_every(&digest, Fault::RangeTotal(600_000));
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(out.stdout.is_empty(), "{} bytes written", out.stdout.len());
+    let said = "got a 206 with Content-Range: bytes 100000-299999/600000: 600000 bytes in \
+                all, where the content is 300000";
+    assert!(err.contains(said), "{err}");
+    assert!(err.contains("asked for bytes=100000-"), "{err}");
+    assert!(
+        err.contains(&format!("/v2/team/app/blobs/{digest}")),
+        "{err}"
+    );
+    // Each attempt: its first request, and the resume refused; no retry spent on it.
+    let ranges = blob_ranges(&reg);
+    assert_eq!(ranges.len(), 4, "{ranges:?}");
+    assert_eq!(ranges[2], None, "fetched whole once more: {ranges:?}");
+}
+
 #[test]
 fn broken_body_resumes_with_range() {
     let (reg, digest, data) = fake_with_blob(300_000);
@@ -1403,6 +1478,35 @@ fn a_coded_body_that_breaks_is_fetched_again_whole() {
     assert_ne!(out.status.code(), Some(0), "{err}");
     assert_eq!(reg.requests_for(&digest), 2, "{err}");
     assert!(err.contains("(gave up after 2 attempts)"), "{err}");
+}
+
+/// A coded answer whose connection closes part-way, cleanly, is fetched again whole as
+/// one whose connection is reset is: a FIN short of its `Content-Length`, and one that
+/// has none (its body runs to the close, as HTTP/1.0 frames it), whose end only the
+/// coding can tell was early. That one failed at once as a coding that does not decode,
+/// a protocol error, whatever `--retries` allowed; a plain body cut so is resumed.
+#[test]
+fn a_coded_body_cut_by_a_close_is_fetched_again_whole() {
+    for cut in [Fault::Truncate(100_000), Fault::Unframed(100_000)] {
+        let (reg, digest, data) = fake_with_blob(300_000);
+        reg.push_fault(&digest, Fault::CodedAnd("gzip", Box::new(cut.clone())));
+        reg.set_fault_for_every(&digest, Fault::Coded("gzip"));
+        let (out, dir) = into_dir(&reg, &digest, &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{cut:?}: {err}");
+        support::cli::assert_stored_alone(dir.path(), &digest, &data);
+        assert_eq!(blob_ranges(&reg), [None, None], "{cut:?}: {err}");
+    }
+    // A coded stream that is bad, not cut, is still a protocol error, not asked again.
+    let (reg, digest, _) = fake_with_blob(300_000);
+    reg.set_fault_for_every(
+        &digest,
+        Fault::CodedAnd("gzip", Box::new(Fault::CorruptByte(20))),
+    );
+    let (out, _dir) = into_dir(&reg, &digest, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("does not decode"), "{err}");
 }
 
 /// A mirror's coded body (a proxy that compresses) that keeps breaking hands the rest

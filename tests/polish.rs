@@ -1391,6 +1391,32 @@ fn a_stdout_that_cannot_be_written_says_so() {
     }
 }
 
+/// `dist pull`'s JSON lines that cannot be written (a full disk: `/dev/full`) are said as
+/// stdout's, as every other command's output is: "writing the JSON lines" named no place,
+/// beside a `--report` file that may as well have been the one failing.
+#[test]
+fn a_pulls_stdout_that_cannot_be_written_says_so() {
+    let reg = FakeRegistry::start();
+    image_without_layers(&reg);
+    let reference = format!("{}/team/app:v1", reg.host());
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = Dist::new()
+        .command(&["pull", &reference, "-o", layout.to_str().unwrap()])
+        .stdout(full)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let said = "dist: writing to stdout: No space left on device";
+    assert_eq!(err.matches(said).count(), 1, "{err}");
+}
+
 /// Puts `team/app:v1` on `reg`: an OCI manifest with a config and no layers. Returns the
 /// config's digest.
 fn image_without_layers(reg: &FakeRegistry) -> String {
@@ -1437,7 +1463,7 @@ fn a_stdout_that_takes_nothing_is_an_error_not_a_success() {
         (
             vec!["pull", &reference, "-o", layout],
             String::new(),
-            format!("dist: writing the JSON lines: {bad}"),
+            format!("dist: writing to stdout: {bad}"),
         ),
         (
             vec!["resolve", &reference],
@@ -1583,7 +1609,7 @@ fn a_run_whose_stdout_takes_nothing_leaves_no_layout() {
     let o = layout.to_str().unwrap();
     let repo = format!("{}/team/app", reg.host());
     let cases = [
-        (vec!["pull", &reference, "-o", o], "writing the JSON lines"),
+        (vec!["pull", &reference, "-o", o], "writing to stdout"),
         // The worker's JSON lines too: it stored every object, then failed.
         (vec!["fetch", &repo, "-", "-o", o], "writing to stdout"),
     ];

@@ -449,6 +449,28 @@ async fn a_part_answered_with_another_range_falls_back_to_one_stream() {
     assert_parts_then_one_stream(&reg);
 }
 
+/// A part answered with the range asked for, under a `Content-Range` whose total is not
+/// the blob's size: the server contradicts itself, and the blob fails at once as content
+/// that is not what was asked for, naming the URL and both sizes. The part was spliced
+/// in, and only the digest caught it, after the whole transfer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_that_gives_the_blob_another_size_is_refused() {
+    let reg = FakeRegistry::start();
+    let data = bytes(86, 3 << 20);
+    let digest = reg.blob("team/app", &data);
+    throttle(&reg, &digest);
+    // Queued faults win over the persistent one: the first stream is slow, and the first
+    // part says the blob is one byte longer.
+    reg.push_fault(&digest, slow());
+    reg.push_fault(&digest, Fault::RangeTotal((3 << 20) + 1));
+    let remote = remote_for(&reg, small_ranges(), TransportOptions::default());
+    let e = read_to_end(&remote, &digest).await.unwrap_err();
+    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
+    let said = format!("bytes in all, where the content is {}", 3 << 20);
+    assert!(e.to_string().contains(&said), "{e}");
+    assert!(e.to_string().contains(&format!("/blobs/{digest}")), "{e}");
+}
+
 /// A part whose body runs past the range its `Content-Range` names (a `Content-Length`
 /// that counts more, a chunked body that goes on): it is no part of the content, as a part
 /// answered with another range is not, and the rest comes as one stream. It failed the

@@ -1707,3 +1707,45 @@ fn a_pull_stops_while_nobody_reads_its_lines() {
         assert_eq!(status.code(), Some(code), "{what}");
     }
 }
+
+/// A batch stopped while its output is held up after every object was handled says that:
+/// all were handled, and not all of the output was written. It said "objects reported so
+/// far are complete" (and under `--timeout` "the others were not fetched"), of a batch
+/// that had no others left.
+#[test]
+fn a_batch_stopped_writing_out_says_every_object_was_handled() {
+    use std::io::BufRead;
+    let reg = FakeRegistry::start();
+    // Its frame alone is more than a pipe holds: the writer is stuck in it.
+    let large = reg.blob("team/app", bytes(72, 300_000));
+    let missing = reg.blob("team/app", bytes(73, 100));
+    reg.set_fault_for_every(&missing, Fault::Status(404));
+    // One at a time: the second line is said failed only once the first was handled.
+    let args = ["fetch", &repo(&reg), "-", "-j", "1"];
+    let mut child = Dist::new().spawn(&args, format!("{large}\n{missing}\n").as_bytes());
+    // Held, not read: closed, the batch would stop on its own.
+    let _out = child.stdout.take().unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (tx, said) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in stderr.lines() {
+            let _ = tx.send(line.unwrap());
+        }
+    });
+    let first = said.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert!(first.starts_with("dist: line 2:"), "{first}");
+    assert_eq!(unsafe_kill(child.id(), libc::SIGTERM), 0);
+    let status = exit_within(&mut child, Duration::from_secs(30), "a stop");
+    reader.join().unwrap();
+    let rest: Vec<String> = said.try_iter().collect();
+    let rest = rest.join("\n");
+    assert_eq!(status.code(), Some(143), "{rest}");
+    assert!(
+        rest.contains(
+            "dist: interrupted; every object was handled, but not all of their output was \
+             written"
+        ),
+        "{rest}"
+    );
+    assert!(!rest.contains("reported so far"), "{rest}");
+}

@@ -303,7 +303,8 @@ async fn decoded(
         return Ok(body);
     }
     let coded = futures::stream::once(async move { Ok(body) }).boxed();
-    let mut plain = crate::registry::coding::decode(coded, codings, 0);
+    // Read whole already: a cut one is told as bad bytes, the token request retried as such.
+    let mut plain = crate::registry::coding::decode(coded, codings, 0, false);
     let mut out = bytes::BytesMut::new();
     while let Some(piece) = plain.next().await {
         let piece = piece?;

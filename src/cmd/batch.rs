@@ -259,6 +259,8 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
     if stopped.is_none() && progress.input_was_empty() && !global.quiet {
         display.message("dist: warning: the input was empty: no objects to fetch");
     }
+    // Stopped before the last sync, a store's names may not be durable.
+    let synced = stopped.is_none() || !into_store;
     let ended = match stopped {
         // Every object is done; what is left is writing out, which a stuck reader can make
         // last for ever, and a signal or `--timeout` must still end.
@@ -276,11 +278,22 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
         Err(why) => {
             match in_last_sync {
                 Some((dir, all_ok)) => why.say_unsynced(dir, all_ok),
+                None if all_handled(&progress, synced) => why.say_unwritten(),
                 None => why.say(into_store),
             }
             why.code()
         }
     }
+}
+
+/// Whether every object of the input was handled, when a stop came and `synced` (the
+/// stop came after the batch's last sync, or there is no store to sync): what it left
+/// undone was then only writing out what the objects had come to. The stop may have come
+/// before an outcome reached the output, which loses its frame or line as a stuck reader
+/// does. Stopped before the last sync, the names stored may not be durable: said as such.
+fn all_handled(progress: &dist::worker::progress::Progress, synced: bool) -> bool {
+    let s = progress.snapshot();
+    synced && s.input_done && s.finished == s.objects
 }
 
 /// How long the name of a blob reported stored may wait to be made durable while the batch

@@ -487,6 +487,18 @@ impl Stop {
         );
     }
 
+    /// Says why a batch stopped while it wrote out the output of objects it had all
+    /// handled: "the others were not fetched" was said where there were no others, and
+    /// what was not done, the writing, went unsaid.
+    pub fn say_unwritten(&self) {
+        let Some(why) = self.why() else { return };
+        say!(
+            "dist: {why}; every object was handled, but not all of their output was written \
+             (a reader of stdout that does not read, or a disk that does not answer, held it \
+             up): the output ends with the last frame or line written whole"
+        );
+    }
+
     /// What stopped the run, as its message begins; nothing for a reader that left.
     fn why(&self) -> Option<String> {
         match self {

@@ -65,7 +65,7 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
     };
     // After every usage error, which is status 2 and said whatever stdout is, and before
     // the registry is asked anything or the layout takes anything.
-    if super::output::refused_before_start("writing the JSON lines") {
+    if super::output::refused_before_start("writing to stdout") {
         return EXIT_FAILED;
     }
     // One stop for the whole run, the check included: a registry that does not answer
@@ -297,7 +297,7 @@ impl Lines {
                 if let Err(e) = &written {
                     failing.store(true, std::sync::atomic::Ordering::Release);
                     if e.kind() != std::io::ErrorKind::BrokenPipe {
-                        say!("dist: writing the JSON lines: {e}");
+                        say!("dist: writing to stdout: {e}");
                     }
                 }
                 let _ = verdict.send(written.is_ok());

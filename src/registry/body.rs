@@ -258,7 +258,7 @@ impl Resumable {
             self.host,
             self.address.as_ref(),
             &self.headers,
-            self.offset,
+            Rest::of(self.offset, self.size),
             e,
             std::mem::take(&mut self.earlier),
         )
@@ -284,12 +284,13 @@ impl Resumable {
     }
 
     async fn reopen(&mut self, url: &Uri) -> Result<()> {
-        let (remote, host, offset) = (&self.remote, self.host, self.offset);
+        let (remote, host) = (&self.remote, self.host);
+        let rest = Rest::of(self.offset, self.size);
         let budget = resume_budget(remote, host, self.address.as_ref());
         let resumes = (&mut self.resumes, budget);
         let ranged = !self.whole;
         let (body, skip, _) =
-            open_at(remote, host, url, &self.headers, offset, ranged, resumes).await?;
+            open_at(remote, host, url, &self.headers, rest, ranged, resumes).await?;
         self.body = body;
         self.skip = skip;
         Ok(())
@@ -309,7 +310,8 @@ impl Resumable {
         let mut spent = 0;
         let budget = resume_budget(&remote, host, address.as_ref());
         let retries = (&mut spent, budget);
-        let (body, skip, _) = open_at(&remote, host, &url, &headers, offset, true, retries).await?;
+        let rest = Rest::of(offset, Some(size));
+        let (body, skip, _) = open_at(&remote, host, &url, &headers, rest, true, retries).await?;
         let opened = Opened {
             host,
             url,
@@ -342,7 +344,7 @@ impl Resumable {
             host,
             address.as_ref(),
             headers,
-            offset,
+            Rest::of(offset, Some(source.total)),
             e,
             Vec::new(),
         )
@@ -453,16 +455,16 @@ struct Opened {
     version: http::Version,
 }
 
-/// Asks the hosts after the mirror `host`, in turn, for the content from `offset` on,
-/// after `host` failed with `e`, and the hosts before it as `earlier` says. `None` when
-/// one says nothing lies past `offset` (416); the last failure when none serves it, `e`
-/// when no host comes after, either with how the hosts before it failed.
+/// Asks the hosts after the mirror `host`, in turn, for the `rest` of the content, after
+/// `host` failed with `e`, and the hosts before it as `earlier` says. `None` when one says
+/// nothing lies past its offset (416); the last failure when none serves it, `e` when no
+/// host comes after, either with how the hosts before it failed.
 async fn open_on_next_host(
     remote: &RegistryRemote,
     mut host: usize,
     address: Option<&Address>,
     headers: &HeaderMap,
-    offset: u64,
+    rest: Rest,
     mut e: Error,
     mut earlier: Vec<String>,
 ) -> Result<Option<Opened>> {
@@ -476,7 +478,7 @@ async fn open_on_next_host(
             });
         };
         let from = &remote.host(host).name;
-        tracing::debug!(mirror = %from, offset, error = %e, "mirror failed mid-body; the next host serves the rest");
+        tracing::debug!(mirror = %from, offset = rest.offset, error = %e, "mirror failed mid-body; the next host serves the rest");
         host = next;
         earlier.extend(super::faults(std::slice::from_ref(&e)));
         // A host its URL cannot be formed for fails as one that answered badly: with a
@@ -490,7 +492,7 @@ async fn open_on_next_host(
         };
         let mut spent = 0;
         let retries = (&mut spent, resume_budget(remote, host, address));
-        match open_at(remote, host, &url, headers, offset, true, retries).await {
+        match open_at(remote, host, &url, headers, rest, true, retries).await {
             Ok((body, skip, version)) => {
                 return Ok(Some(Opened {
                     host,
@@ -508,10 +510,10 @@ async fn open_on_next_host(
     }
 }
 
-/// Asks for the content at `url` from byte `offset` on, with `Range` if `ranged`, else
-/// whole. Returns the body and how many of its bytes to drop: none for a `206` that starts
-/// at `offset`; `offset` when the server ignored `Range` (or was not asked for a range)
-/// and sends the whole content again. `retries.0` counts the failures in
+/// Asks for the `rest` of the content at `url`, with `Range` if `ranged`, else whole.
+/// Returns the body and how many of its bytes to drop: none for a `206` that starts at the
+/// rest's offset; the offset when the server ignored `Range` (or was not asked for a
+/// range) and sends the whole content again. `retries.0` counts the failures in
 /// a row so far, this request's included, up to `retries.1`, the body's
 /// [`resume_budget`] on `host`.
 ///
@@ -520,15 +522,22 @@ async fn open_on_next_host(
 /// content, and spliced in it failed verification as corruption: the whole content is
 /// asked for instead, as from a server that ignores `Range`. A coded `200` (or `206` of
 /// all the coded bytes) is decoded, and `offset` bytes of the content dropped.
+///
+/// A plain `206` whose `Content-Range` gives the content another size than the rest's
+/// (`bytes 500-999/2000` of content of 1000 bytes) is refused as content that is not what
+/// was asked for, a [`SizeMismatch`](ErrorKind::SizeMismatch): the server contradicts
+/// what it (or the size given) said of the content before. Spliced in, its bytes were
+/// caught, if at all, only by the digest, after the whole transfer.
 async fn open_at(
     remote: &RegistryRemote,
     host: usize,
     url: &Uri,
     headers: &HeaderMap,
-    offset: u64,
+    rest: Rest,
     ranged: bool,
     retries: (&mut u32, u32),
 ) -> Result<(Body, u64, http::Version)> {
+    let offset = rest.offset;
     let mut headers = headers.clone();
     if ranged {
         let range = format!("bytes={offset}-");
@@ -556,12 +565,20 @@ async fn open_at(
         let part =
             reply.response.status() == StatusCode::PARTIAL_CONTENT && whole_range(h).is_none();
         let plain = codings.is_empty();
+        if plain && reply.response.status() == StatusCode::PARTIAL_CONTENT {
+            let asked = headers
+                .get(http::header::RANGE)
+                .and_then(|v| v.to_str().ok());
+            other_total(asked.unwrap_or("the whole content"), rest.size, h)
+                .map_err(|e| e.with_url(url))?;
+        }
         match (part, plain) {
             (false, true) => return Ok((Body::Plain(reply.response.into_body()), offset, version)),
             (false, false) => {
                 let transport = remote.host(host).transport.clone();
+                let at_close = coding::ends_at_close(version, h);
                 let body = incoming_stream(transport, reply.response.into_body());
-                let body = Body::Decoded(coding::decode(body, &codings, 0));
+                let body = Body::Decoded(coding::decode(body, &codings, 0, at_close));
                 return Ok((body, offset, version));
             }
             (true, _) if !ranged => return Err(unasked_range(h).with_url(url)),
@@ -596,6 +613,35 @@ pub(crate) fn wrong_range(offset: u64, headers: &HeaderMap) -> Error {
         ErrorKind::Protocol,
         format!("asked for bytes={offset}-, got a 206 with {got}"),
     )
+}
+
+/// The content from `offset` on, of `size` bytes in all when known (declared, or given).
+#[derive(Clone, Copy)]
+struct Rest {
+    offset: u64,
+    size: Option<u64>,
+}
+
+impl Rest {
+    fn of(offset: u64, size: Option<u64>) -> Rest {
+        Rest { offset, size }
+    }
+}
+
+/// Refuses a plain `206` to the `Range` `asked` (`bytes=500-`, a part's `bytes=500-999`)
+/// whose `Content-Range` gives the whole content another size than its known `size`.
+pub(crate) fn other_total(asked: &str, size: Option<u64>, headers: &HeaderMap) -> Result<()> {
+    match (size, content_range_total(headers)) {
+        (Some(size), Some(total)) if total != size => Err(Error::new(
+            ErrorKind::SizeMismatch,
+            format!(
+                "asked for {asked}, got a 206 with {}: {total} bytes in all, where the \
+                 content is {size}",
+                got_range(headers)
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A `206` where no range was asked for: a part of the content, its length no size, which

@@ -116,18 +116,49 @@ pub(crate) fn is_coded(headers: &HeaderMap) -> bool {
 
 /// `body` with `codings` undone (the last applied is undone first), and then its first
 /// `skip` decoded bytes dropped: a server that ignored a `Range` sends everything again.
-pub(crate) fn decode(body: ByteStream, codings: &[Coding], skip: u64) -> ByteStream {
+/// `at_close`: the body ends where its connection closes ([`ends_at_close`]), so that one
+/// that ends before its coding does was cut short, a break to ask again after, where a
+/// framed body's that does so is bad coded bytes.
+pub(crate) fn decode(
+    body: ByteStream,
+    codings: &[Coding],
+    skip: u64,
+    at_close: bool,
+) -> ByteStream {
+    // Only the coding undone first reads the body itself: a coding inside it that ends
+    // early, in bytes that were all there, is bad.
     let decoded = codings
         .iter()
         .rev()
-        .fold(body, |body, &coding| undo(body, coding));
+        .enumerate()
+        .fold(body, |body, (i, &coding)| {
+            undo(body, coding, at_close && i == 0)
+        });
     if skip == 0 {
         return decoded;
     }
     crate::fetch::skip_prefix(decoded, skip)
 }
 
-fn undo(body: ByteStream, coding: Coding) -> ByteStream {
+/// Whether a response of `version` with `headers` has a body that ends where its
+/// connection closes (RFC 9112, 6.3): HTTP/1 without `Content-Length` nor chunks. Such a
+/// body cut short ends as cleanly as a whole one.
+pub(crate) fn ends_at_close(version: http::Version, headers: &HeaderMap) -> bool {
+    if version >= http::Version::HTTP_2 {
+        return false;
+    }
+    let transfer = headers.get_all(http::header::TRANSFER_ENCODING);
+    let last = transfer.iter().filter_map(|v| v.to_str().ok()).next_back();
+    match last {
+        Some(value) => !value
+            .rsplit(',')
+            .next()
+            .is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked")),
+        None => !headers.contains_key(http::header::CONTENT_LENGTH),
+    }
+}
+
+fn undo(body: ByteStream, coding: Coding, at_close: bool) -> ByteStream {
     // The decoders read from an `AsyncBufRead`, which carries `io::Error`: a failure of
     // the body travels through them wrapped, and is unwrapped on the way out.
     let coded = body.map_err(io::Error::other).into_async_read();
@@ -148,7 +179,7 @@ fn undo(body: ByteStream, coding: Coding) -> ByteStream {
         let n = reader
             .read(&mut buf)
             .await
-            .map_err(|e| decoding_failed(e, coding))?;
+            .map_err(|e| decoding_failed(e, coding, at_close))?;
         if n == 0 {
             return Ok(None);
         }
@@ -157,12 +188,28 @@ fn undo(body: ByteStream, coding: Coding) -> ByteStream {
     .boxed()
 }
 
-/// The body's own error when it is one that travelled through the decoder; otherwise the
-/// coded bytes themselves are bad.
-fn decoding_failed(e: io::Error, coding: Coding) -> Error {
+/// The body's own error when it is one that travelled through the decoder; a break when
+/// the body, ending `at_close`, ended before its coding did; otherwise the coded bytes
+/// themselves are bad.
+fn decoding_failed(e: io::Error, coding: Coding, at_close: bool) -> Error {
     if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
         let inner = e.into_inner().expect("checked above");
         return *inner.downcast::<Error>().expect("checked above");
+    }
+    // A body without `Content-Length` (nor chunks) ends where its connection closes, as
+    // cleanly when it drops part-way as at the end: only the coding, unfinished, tells.
+    // Taken for bad coded bytes, it failed the object at once, where a plain body cut so
+    // is resumed; as a break, the content is asked for whole again. A framed body's end
+    // is no cut (hyper fails one short of its frame): bad bytes end a coding early too.
+    if at_close && e.kind() == io::ErrorKind::UnexpectedEof {
+        return Error::new(
+            ErrorKind::Connect,
+            format!(
+                "the body ended before its {} coding did: its connection closed part-way",
+                coding.name()
+            ),
+        )
+        .with_cause(e);
     }
     Error::new(
         ErrorKind::Protocol,
@@ -276,7 +323,7 @@ mod tests {
         let data = vec![0u8; 8 << 20];
         let coded = gzip(&data);
         assert!(coded.len() < 64 << 10, "{} coded bytes", coded.len());
-        let (out, largest) = collect(decode(body(coded, 1000), &[Coding::Gzip], 0))
+        let (out, largest) = collect(decode(body(coded, 1000), &[Coding::Gzip], 0, false))
             .await
             .unwrap();
         assert_eq!(out.len(), data.len());
@@ -285,9 +332,14 @@ mod tests {
 
         let text: Vec<u8> = (0..100_000u32).flat_map(|i| i.to_le_bytes()).collect();
         let coded = gzip(&zlib(&text));
-        let (out, _) = collect(decode(body(coded, 7), &[Coding::Deflate, Coding::Gzip], 0))
-            .await
-            .unwrap();
+        let (out, _) = collect(decode(
+            body(coded, 7),
+            &[Coding::Deflate, Coding::Gzip],
+            0,
+            false,
+        ))
+        .await
+        .unwrap();
         assert!(out == text);
     }
 
@@ -307,7 +359,7 @@ mod tests {
                 piece
             })
             .boxed();
-        let mut s = decode(trickle, &[Coding::Gzip], 0);
+        let mut s = decode(trickle, &[Coding::Gzip], 0, false);
         let (mut out, mut pieces, mut held) = (Vec::new(), 0, 0);
         while let Some(chunk) = s.try_next().await.unwrap() {
             out.extend_from_slice(&chunk);
@@ -331,7 +383,7 @@ mod tests {
     async fn concatenated_gzip_members_are_one_body() {
         let mut coded = gzip(b"hello ");
         coded.extend(gzip(b"world"));
-        let (out, _) = collect(decode(body(coded, 3), &[Coding::Gzip], 0))
+        let (out, _) = collect(decode(body(coded, 3), &[Coding::Gzip], 0, false))
             .await
             .unwrap();
         assert_eq!(out, b"hello world");
@@ -340,9 +392,14 @@ mod tests {
     #[tokio::test]
     async fn drops_the_skipped_prefix_after_decoding() {
         let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-        let (out, _) = collect(decode(body(gzip(&data), 4096), &[Coding::Gzip], 70_001))
-            .await
-            .unwrap();
+        let (out, _) = collect(decode(
+            body(gzip(&data), 4096),
+            &[Coding::Gzip],
+            70_001,
+            false,
+        ))
+        .await
+        .unwrap();
         assert!(out == data[70_001..]);
     }
 
@@ -352,7 +409,7 @@ mod tests {
         let len = coded.len();
         coded[len / 2] ^= 0xff;
         coded[len / 2 + 1] ^= 0xff;
-        let e = collect(decode(body(coded, 100), &[Coding::Gzip], 0))
+        let e = collect(decode(body(coded, 100), &[Coding::Gzip], 0, false))
             .await
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Protocol);
@@ -364,7 +421,7 @@ mod tests {
             Err(Error::new(ErrorKind::Connect, "connection reset")),
         ])
         .boxed();
-        let e = collect(decode(broken, &[Coding::Gzip], 0))
+        let e = collect(decode(broken, &[Coding::Gzip], 0, false))
             .await
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Connect);
@@ -375,9 +432,35 @@ mod tests {
     async fn a_body_cut_short_does_not_pass_for_whole() {
         let coded = gzip(&[1u8; 100_000]);
         let cut = coded[..coded.len() - 4].to_vec();
-        let e = collect(decode(body(cut, 500), &[Coding::Gzip], 0))
+        let e = collect(decode(body(cut.clone(), 500), &[Coding::Gzip], 0, false))
             .await
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
+        // Ending where its connection closed, it was cut there: a break, asked again.
+        let e = collect(decode(body(cut, 500), &[Coding::Gzip], 0, true))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Connect, "{e}");
+        assert!(e.is_transient(), "{e}");
+    }
+
+    #[test]
+    fn a_body_without_length_or_chunks_ends_at_close() {
+        let h1 = http::Version::HTTP_11;
+        let with = |name: http::header::HeaderName, value: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(name, HeaderValue::from_static(value));
+            h
+        };
+        assert!(ends_at_close(h1, &HeaderMap::new()));
+        assert!(ends_at_close(http::Version::HTTP_10, &HeaderMap::new()));
+        assert!(!ends_at_close(http::Version::HTTP_2, &HeaderMap::new()));
+        assert!(!ends_at_close(
+            h1,
+            &with(http::header::CONTENT_LENGTH, "10")
+        ));
+        let te = http::header::TRANSFER_ENCODING;
+        assert!(!ends_at_close(h1, &with(te.clone(), "gzip, Chunked")));
+        assert!(ends_at_close(h1, &with(te, "gzip")));
     }
 }

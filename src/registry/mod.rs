@@ -32,7 +32,7 @@ use crate::reference::{Object, Repository};
 use crate::remote::Remote;
 use crate::retry::RetryPolicy;
 use crate::transport::{self, Transport};
-pub(crate) use body::{content_range, content_range_start};
+pub(crate) use body::{content_range, content_range_start, other_total};
 pub(crate) use body::{hands_over, resume_budget, Address, Resumable, Serving, PROGRESS};
 pub(crate) use coding::is_coded;
 pub(crate) use host::MAX_ERROR_BODY;
@@ -636,10 +636,12 @@ impl RegistryRemote {
         // instead of failing content that went to stdout already.
         let body = match coded {
             true => {
+                let response = &reply.response;
+                let at_close = coding::ends_at_close(response.version(), response.headers());
                 let incoming = reply.response.into_body();
                 let transport = self.host(host).transport.clone();
                 let coded = body::incoming_stream(transport, incoming);
-                body::Body::Decoded(coding::decode(coded, &codings, 0))
+                body::Body::Decoded(coding::decode(coded, &codings, 0, at_close))
             }
             false => body::Body::Plain(reply.response.into_body()),
         };
@@ -685,10 +687,19 @@ impl RegistryRemote {
             url: transport::redact(&reply.url),
             limit,
         };
+        // A size the server did not declare is the caller's alone, and may be what is wrong.
+        let given = (declared.is_none() && hints.size.is_some()).then_some(hints.origin_only);
         let download = match prefix {
-            Some(p) => return Ok(Download::after(meta, body, p.clone())),
+            Some(p) => Download::after(meta, body, p.clone()),
             None => Download::new(meta, body),
         };
+        let download = match given {
+            Some(origin_only) => download.size_given(origin_only),
+            None => download,
+        };
+        if prefix.is_some() {
+            return Ok(download);
+        }
         let download = match typed_by_content {
             true => download.typed_by_content(),
             false => download,

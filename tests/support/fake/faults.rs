@@ -51,6 +51,10 @@ pub enum Fault {
     DropAfter(usize),
     /// Headers with the full `Content-Length`, the first K body bytes, then a clean close (FIN).
     Truncate(usize),
+    /// Headers without `Content-Length` (a body that runs to the connection's close, as
+    /// HTTP/1.0 frames it), the first K body bytes, then a clean close (FIN): a body cut
+    /// short that only its content can tell from a whole one.
+    Unframed(usize),
     /// The request read and no answer at all, then a clean close (FIN): what a client sees
     /// when it sends on a kept-alive connection the server is closing.
     CloseUnanswered,
@@ -101,6 +105,9 @@ pub enum Fault {
     /// A `206` with the whole blob under `Content-Range: bytes 0-(N-1)/N`, whatever range
     /// was asked for, or none: a server that sends its whole content as a range.
     WholeRange,
+    /// A ranged request answered with the range asked for, under a `Content-Range` whose
+    /// total is this: a server that contradicts the size the content is known to have.
+    RangeTotal(u64),
     /// The body sent with this `Content-Encoding`, whatever the request accepted, as a
     /// proxy that compresses on its own would: `gzip` and `deflate` really code it, any
     /// other name goes over the body unchanged.
@@ -146,6 +153,7 @@ impl Fault {
             self,
             Fault::DropAfter(_)
                 | Fault::Truncate(_)
+                | Fault::Unframed(_)
                 | Fault::CorruptByte(_)
                 | Fault::WrongContentLength(_)
                 | Fault::LongerBody(_)
@@ -158,6 +166,7 @@ impl Fault {
                 | Fault::RangeToEnd
                 | Fault::ShortRange(_)
                 | Fault::WholeRange
+                | Fault::RangeTotal(_)
                 | Fault::Coded(_)
                 | Fault::CodedWhole(_)
                 | Fault::CodedWholeRange(_)
@@ -380,6 +389,12 @@ pub fn apply(
             let raw = raw_response(&prepared, len, &prepared.body[..len.min(*k)]);
             conn.take_over(prepared.status, raw, End::Fin)
         }
+        Fault::Unframed(k) => {
+            let mut raw = BytesMut::from(&raw_head(&prepared)[..]);
+            raw.extend_from_slice(b"\r\n");
+            raw.extend_from_slice(&prepared.body[..len.min(*k)]);
+            conn.take_over(prepared.status, raw.freeze(), End::Fin)
+        }
         Fault::CloseUnanswered => conn.take_over(prepared.status, Bytes::new(), End::Fin),
         Fault::NotHttp => conn.take_over(
             prepared.status,
@@ -420,6 +435,15 @@ pub fn apply(
             first_byte,
         } => paced(prepared, *bytes_per_sec, *first_byte),
         Fault::IgnoreRange | Fault::RangeToEnd | Fault::ShortRange(_) | Fault::WholeRange => {
+            prepared.into_response()
+        }
+        Fault::RangeTotal(total) => {
+            let range = prepared.headers.get(http::header::CONTENT_RANGE);
+            let range = range.and_then(|v| v.to_str().ok()?.rsplit_once('/'));
+            if let Some((range, _)) = range {
+                let value = HeaderValue::from_str(&format!("{range}/{total}")).expect("ascii");
+                prepared.headers.insert(http::header::CONTENT_RANGE, value);
+            }
             prepared.into_response()
         }
         Fault::SlowHead(delay) => {
@@ -517,6 +541,15 @@ fn bare(code: u16) -> Prepared {
 
 /// `prepared`'s status line and headers with `Content-Length: declared`, then `body`.
 fn raw_response(prepared: &Prepared, declared: usize, body: &[u8]) -> Bytes {
+    let mut raw = BytesMut::from(&raw_head(prepared)[..]);
+    raw.extend_from_slice(format!("content-length: {declared}\r\n\r\n").as_bytes());
+    raw.extend_from_slice(body);
+    raw.freeze()
+}
+
+/// `prepared`'s status line and headers but `Content-Length`, each line ended, without
+/// the blank line that ends them.
+fn raw_head(prepared: &Prepared) -> Bytes {
     let status = prepared.status;
     let mut raw = BytesMut::new();
     let reason = status.canonical_reason().unwrap_or("");
@@ -531,8 +564,6 @@ fn raw_response(prepared: &Prepared, declared: usize, body: &[u8]) -> Bytes {
         raw.extend_from_slice(value.as_bytes());
         raw.extend_from_slice(b"\r\n");
     }
-    raw.extend_from_slice(format!("content-length: {declared}\r\n\r\n").as_bytes());
-    raw.extend_from_slice(body);
     raw.freeze()
 }
 
