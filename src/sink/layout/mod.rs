@@ -42,7 +42,9 @@ mod temp_blob;
 
 pub use files::hash_file;
 pub(super) use files::sync_dir;
-use files::{hash_reader, made_in, make_skeleton, memory_backed, open_regular, remove_skeleton};
+use files::{
+    create_dirs, hash_reader, made_in, make_skeleton, memory_backed, open_regular, remove_skeleton,
+};
 pub use locks::IngestLock;
 use locks::{hold_within, open_lock};
 pub(super) use locks::{names_file, try_flock};
@@ -197,8 +199,21 @@ impl LayoutStore {
         let path = self.blob_path(digest);
         let meta = match std::fs::metadata(&path) {
             Ok(m) if m.is_file() => m,
+            // No blob is ever renamed over a directory: said now, rather than once the
+            // blob was fetched whole, in every run, for its rename to fail.
+            Ok(_) if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) => {
+                let words = format!("{} is a directory, where the blob belongs", path.display());
+                return Err(Error::new(ErrorKind::Io, words));
+            }
             Ok(_) => return Ok(None),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            // A file where `blobs/<algorithm>` must be a directory: named, where the
+            // system's words named the blob's place.
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+                let dir = path.parent().expect("a blob is in a directory");
+                let e = create_dirs(dir).err().map_or(e, |(_, words)| words);
+                return Err(io_err("reading", &path, e));
+            }
             Err(e) => return Err(io_err("reading", &path, e)),
         };
         // An empty file is checked even unasked, for free: no dist run leaves one (files
