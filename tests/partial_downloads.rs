@@ -456,6 +456,29 @@ fn a_partial_holding_the_whole_blob_is_stored_without_a_fetch() {
     assert_stored_alone(dir.path(), &digest, &data);
 }
 
+/// A partial longer than the blob's known size (a file extended, or another put in its
+/// place) is no prefix of it: removed unread, and the blob fetched whole at once. It was
+/// hashed whole first (minutes for a large file), for the registry to refuse a range past
+/// the blob's end.
+#[test]
+fn a_partial_longer_than_its_blob_is_not_carried_on() {
+    let (reg, digest, data) = fake_with_blob();
+    let dir = tempfile::tempdir().unwrap();
+    let mut longer = data.clone();
+    longer.extend_from_slice(b"appended");
+    plant_partial(dir.path(), &digest, &longer);
+    let line = format!("{digest} size:{LEN}");
+    let (status, text) = fetch_into(&reg, dir.path(), &line, &[]);
+    assert_eq!(status, 0, "{text}");
+    assert!(text.contains("longer than its blob"), "{text}");
+    let ranges: Vec<_> = blob_gets(&reg, &digest, 0)
+        .into_iter()
+        .map(|g| g.range)
+        .collect();
+    assert_eq!(ranges, [None], "fetched whole at once");
+    assert_stored_alone(dir.path(), &digest, &data);
+}
+
 /// Content that does not verify is never kept for a later run.
 #[test]
 fn corrupted_content_is_not_kept_as_a_partial() {

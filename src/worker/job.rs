@@ -203,7 +203,7 @@ async fn to_store(
         let kept = match job.object.digest() {
             Some(digest) if attempt == 1 && !claimed && store.has_partial(digest) => {
                 claimed = true;
-                match claim_partial(store, digest).await? {
+                match claim_partial(store, digest, job.hints.size).await? {
                     // The whole blob already: a run killed between its last write and the
                     // rename (an fsync of gigabytes takes seconds), or stopped once the
                     // last chunk arrived. Nothing lies past it, so asking for the rest
@@ -417,11 +417,18 @@ async fn start(
     Ok(Started::Fetching(Box::new((download, temp))))
 }
 
-/// The partial download of `digest` an earlier run kept, claimed and hashed off the
-/// runtime's thread (it may be gigabytes).
-async fn claim_partial(store: &LayoutStore, digest: &Digest) -> Result<Option<(TempBlob, Prefix)>> {
+/// The partial download of `digest` (of `size` bytes, if known) an earlier run kept,
+/// claimed and hashed off the runtime's thread (it may be gigabytes).
+async fn claim_partial(
+    store: &LayoutStore,
+    digest: &Digest,
+    size: Option<u64>,
+) -> Result<Option<(TempBlob, Prefix)>> {
     let (s, d) = (store.clone(), digest.clone());
-    blocking::run("claiming a partial download failed", move || s.resume(&d)).await
+    blocking::run("claiming a partial download failed", move || {
+        s.resume_within(&d, size)
+    })
+    .await
 }
 
 /// Whether a partial download is the whole blob `digest`, of the size the descriptor says

@@ -242,6 +242,16 @@ impl LayoutStore {
     /// temporary file holding its first bytes, set to be kept again should this download
     /// stop too, and their hash. Blocks (it reads the whole partial file back).
     pub fn resume(&self, digest: &Digest) -> Result<Option<(TempBlob, Prefix)>> {
+        self.resume_within(digest, None)
+    }
+
+    /// [`Self::resume`] for a blob of `size` bytes, if known: a partial download longer
+    /// than that is no prefix of the blob, and is removed unread.
+    pub fn resume_within(
+        &self,
+        digest: &Digest,
+        size: Option<u64>,
+    ) -> Result<Option<(TempBlob, Prefix)>> {
         let Some(partial) = self.known_partial(digest, true) else {
             return Ok(None);
         };
@@ -293,6 +303,16 @@ impl LayoutStore {
             }
             Err(e) => return Err(io_err("claiming", &partial, e)),
         };
+        // Damaged (a copy gone wrong, a file extended, or another file put in its place):
+        // hashing it could take minutes, for the registry to refuse a range past the
+        // blob's end, and the blob to be fetched whole all the same.
+        let len = file.as_file().metadata().map(|m| m.len());
+        if let (Some(size), Ok(len)) = (size, len) {
+            if len > size {
+                tracing::warn!(path = %partial.display(), len, size, "a partial download longer than its blob; removed, and the blob fetched whole");
+                return Ok(None);
+            }
+        }
         let path = file.path().to_owned();
         // Reading to the end leaves the file's position there, where the rest is appended.
         let (hasher, len) = hash_reader(file.as_file(), digest.algorithm())
