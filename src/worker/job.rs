@@ -202,6 +202,20 @@ async fn to_store(
         // verification, everything is fetched again.
         let kept = match job.object.digest() {
             Some(digest) if attempt == 1 && !claimed && store.has_partial(digest) => {
+                // A partial is only kept past its blob's first MiB: the blob is fetched
+                // under its lock whatever its size is known to be. Taken only by a fresh
+                // download, once the answer declared the size, the lock was free to a
+                // second run meanwhile, which downloaded the whole blob beside this one.
+                if held.is_none() {
+                    let look = || stored(store, job, digest, verify_existing);
+                    match ingest::claim(store, digest, look).await? {
+                        Claimed::Mine(lock) => held = Some(lock),
+                        Claimed::Stored(size) => {
+                            record_found(outcome, job, tally, store, digest, size);
+                            return Ok(());
+                        }
+                    }
+                }
                 claimed = true;
                 match claim_partial(store, digest, job.hints.size).await? {
                     // The whole blob already: a run killed between its last write and the
