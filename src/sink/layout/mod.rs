@@ -193,6 +193,8 @@ impl LayoutStore {
 
     /// The size of the blob if it is present. With `verify`, its content is hashed first
     /// and a blob that does not match its name counts as absent (it will be replaced).
+    /// What no blob can replace is an [`ErrorKind::Io`] naming it: a directory at the
+    /// blob's place, a file where `blobs/<algorithm>` must be a directory.
     /// Blocks: one system call, and with `verify` the reading of the whole blob (call it
     /// from `spawn_blocking` in async code then).
     pub fn existing(&self, digest: &Digest, verify: bool) -> Result<Option<u64>> {
