@@ -421,9 +421,10 @@ impl LayoutStore {
             };
             match try_flock(&file, libc::LOCK_EX) {
                 Ok(true) if names_file(&path, &file) => {
+                    self.note_partial(digest);
                     return Some(IngestLock {
                         held: Some((file, path)),
-                    })
+                    });
                 }
                 Ok(true) => continue,
                 Ok(false) => return None,
@@ -436,6 +437,19 @@ impl LayoutStore {
             }
         }
         unlocked()
+    }
+
+    /// Notes the partial download of `digest` if one is there: another process may have
+    /// left it since the store opened (a service keeps its store open for its life). One
+    /// system call, made once this run holds the blob's lock, under which partial
+    /// downloads are left. A day old, it is left to the sweep.
+    fn note_partial(&self, digest: &Digest) {
+        let path = self.partial_path(digest);
+        let fresh = crate::sink::owner::age(&path).is_some_and(|a| a <= PARTIAL_AGE);
+        if fresh && std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_dir()) {
+            let mut partials = self.partials.lock().unwrap_or_else(|p| p.into_inner());
+            partials.insert(path);
+        }
     }
 
     /// Sweeps the folder of `algorithm` again as at open: a process that fetched a blob
