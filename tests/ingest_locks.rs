@@ -196,6 +196,49 @@ fn take_over(sized: bool) {
     assert_stored_alone(dir.path(), &digest, &data);
 }
 
+/// A run carrying on a partial download of a blob whose size its input does not give
+/// fetches it under the blob's lock as any other large blob: a partial is only ever kept
+/// past the first MiB. The lock was taken only by a fresh download, once the registry's
+/// answer declared the size, never by one carrying on a partial: a second run into the
+/// layout took the lock meanwhile and downloaded the whole blob beside it.
+#[test]
+fn a_run_carrying_on_a_partial_holds_the_blob_s_lock() {
+    let (reg, digest, data, input) = paced_blob(false, 1 << 19);
+    let dir = tempfile::tempdir().unwrap();
+    let sha256 = dir.path().join("blobs/sha256");
+    std::fs::create_dir_all(&sha256).unwrap();
+    let kept = 3 << 19;
+    let partial = sha256.join(format!(".dist-partial-{}", hex(&digest)));
+    std::fs::write(&partial, &data[..kept]).unwrap();
+    let repo = format!("{}/team/app", reg.host());
+    let args = args(&repo, dir.path(), &[]);
+    let dist = Dist::new();
+    let first = dist.spawn(&args, input.as_bytes());
+    until("the first run's GET", || {
+        blob_gets(&reg, &digest).len() == 1
+    });
+    let before = other_requests(&reg, &digest);
+    let second = dist.spawn(&args, input.as_bytes());
+    until("the second run's check of the registry", || {
+        other_requests(&reg, &digest) > before
+    });
+    let (first, second) = (
+        first.wait_with_output().unwrap(),
+        second.wait_with_output().unwrap(),
+    );
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    assert_eq!(second.status.code(), Some(0), "{}", text(&second));
+    assert_eq!(status_of(&first), "ok");
+    assert_eq!(status_of(&second), "exists", "{}", text(&second));
+    let ranges: Vec<_> = blob_gets(&reg, &digest)
+        .into_iter()
+        .map(|g| g.range)
+        .collect();
+    // The second run's answer, which told it the size, dropped unread.
+    assert_eq!(ranges, [Some(format!("bytes={kept}-")), None]);
+    assert_stored_alone(dir.path(), &digest, &data);
+}
+
 fn lock_path(dir: &Path, digest: &str) -> PathBuf {
     dir.join("blobs/sha256")
         .join(format!(".dist-lock-{}", hex(digest)))

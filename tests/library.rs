@@ -350,6 +350,64 @@ async fn error_kinds_a_caller_matches_on() {
     assert!(!logged.contains("s3cret"), "{logged}");
 }
 
+/// A store kept open (a service's) learns of a partial download another process left
+/// after it opened once it takes the blob's lock: it carries it on, and removes it once
+/// the blob is stored. Looked for only when the store opened, it was never carried on,
+/// and stayed beside the stored blob until a run opened the directory a day later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_kept_open_carries_on_another_process_s_partial_download() {
+    use dist::worker::{self, Destination, Status, WorkerOptions};
+    use futures::StreamExt;
+    let reg = FakeRegistry::start();
+    let remote: Arc<dyn Remote> = Arc::new(anonymous(&reg));
+    let dir = tempfile::tempdir().unwrap();
+    let store = LayoutStore::open(dir.path()).unwrap();
+    for (seed, sized) in [(9, true), (10, false)] {
+        let data = bytes(seed, 3 << 20);
+        let digest = reg.blob("team/app", &data);
+        let partial = dir
+            .path()
+            .join("blobs/sha256")
+            .join(format!(".dist-partial-{}", &digest[7..]));
+        std::fs::create_dir_all(partial.parent().unwrap()).unwrap();
+        std::fs::write(&partial, &data[..2 << 20]).unwrap();
+        let line = match sized {
+            true => format!("{digest} size:{}\n", data.len()),
+            false => format!("{digest}\n"),
+        };
+        let mut opts = WorkerOptions::default();
+        opts.destination = Destination::Store {
+            store: store.clone(),
+            verify_existing: false,
+        };
+        let before = reg.requests().len();
+        let input = std::io::Cursor::new(line.into_bytes());
+        let done = worker::run(remote.clone(), input, opts)
+            .collect::<Vec<_>>()
+            .await;
+        assert_eq!(done[0].status, Status::Ok, "{:?}", done[0].error);
+        let ranges: Vec<Option<String>> = reg.requests()[before..]
+            .iter()
+            .filter(|r| r.path.ends_with(&digest))
+            .map(|r| r.range.clone())
+            .collect();
+        // Without a size the lock is taken once the answer declared it, too late to ask
+        // for the rest only.
+        let want = match sized {
+            true => Some(format!("bytes={}-", 2 << 20)),
+            false => None,
+        };
+        assert_eq!(ranges, [want], "sized: {sized}");
+        assert!(
+            temporary_files(dir.path()).is_empty(),
+            "sized: {sized}: {:?}",
+            temporary_files(dir.path())
+        );
+        let stored = std::fs::read(dir.path().join("blobs/sha256").join(&digest[7..])).unwrap();
+        assert!(stored == data);
+    }
+}
+
 /// A service keeps one store open for its life. A download that failed past its retries is
 /// kept as a partial download, which the store's next fetch of the blob carries on: it was
 /// fetched whole instead, and the partial stayed beside the stored blob until the service

@@ -177,6 +177,67 @@ fn a_wrong_partial_fails_verification_and_the_blob_is_fetched_from_scratch() {
     assert_stored_alone(dir.path(), &digest, &data);
 }
 
+/// A wrong partial spends none of the blob's own fetches: the whole fetch after it is a
+/// first fetch, which content corrupted on its way (a proxy, once) may follow with one
+/// more. Counted as the blob's one fetch again, the partial's fault failed the job over a
+/// transfer that the next fetch would have repaired.
+#[test]
+fn a_wrong_partial_leaves_the_blob_its_fetch_again() {
+    let (reg, digest, data) = fake_with_blob();
+    let dir = tempfile::tempdir().unwrap();
+    let mut wrong = data[..2 << 20].to_vec();
+    wrong[1000] ^= 1;
+    plant_partial(dir.path(), &digest, &wrong);
+    // The rest served as it is, then the first whole fetch corrupted on its way.
+    reg.push_fault(&digest, Fault::ManyHeaders(0));
+    reg.push_fault(&digest, Fault::CorruptByte(100));
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+    assert_eq!(status, 0, "{text}");
+    let ranges: Vec<_> = blob_gets(&reg, &digest, 0)
+        .into_iter()
+        .map(|g| g.range)
+        .collect();
+    assert_eq!(ranges, [Some("bytes=2097152-".to_string()), None, None]);
+    assert_stored_alone(dir.path(), &digest, &data);
+}
+
+/// Where only a mirror can be reached (the registry behind a firewall, or down), a wrong
+/// partial is fetched whole from the mirror. Content that fails verification is fetched
+/// again from the registry itself, in case the mirror is what corrupted it; a wrong
+/// partial was taken for such content, and the blob was asked of the registry alone,
+/// which could not be reached.
+#[test]
+fn a_wrong_partial_is_fetched_whole_from_the_mirror_that_serves_it() {
+    let (mirror, digest, data) = fake_with_blob();
+    let dir = tempfile::tempdir().unwrap();
+    let mut wrong = data[..2 << 20].to_vec();
+    wrong[1000] ^= 1;
+    plant_partial(dir.path(), &digest, &wrong);
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let repo = format!("{}/team/app", gone.local_addr().unwrap());
+    drop(gone);
+    let args = [
+        "--retries",
+        "0",
+        "fetch",
+        "--mirror",
+        &mirror.url(),
+        &repo,
+        "-",
+        "-o",
+        dir.path().to_str().unwrap(),
+    ];
+    let out = Dist::new().run(&args, format!("{digest}\n").as_bytes());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let ranges: Vec<_> = blob_gets(&mirror, &digest, 0)
+        .into_iter()
+        .map(|g| g.range)
+        .collect();
+    assert_eq!(ranges, [Some("bytes=2097152-".to_string()), None]);
+    assert_stored_alone(dir.path(), &digest, &data);
+}
+
 /// Two runs that want the same blob at once: one claims the partial download and carries
 /// it on, the other finds it gone and fetches the blob whole (or, started late, finds the
 /// blob stored); both succeed, and one verified copy remains with nothing beside it.
@@ -392,6 +453,29 @@ fn a_partial_holding_the_whole_blob_is_stored_without_a_fetch() {
         .map(|g| g.range)
         .collect();
     assert_eq!(ranges, [Some(format!("bytes={LEN}-")), None]);
+    assert_stored_alone(dir.path(), &digest, &data);
+}
+
+/// A partial longer than the blob's known size (a file extended, or another put in its
+/// place) is no prefix of it: removed unread, and the blob fetched whole at once. It was
+/// hashed whole first (minutes for a large file), for the registry to refuse a range past
+/// the blob's end.
+#[test]
+fn a_partial_longer_than_its_blob_is_not_carried_on() {
+    let (reg, digest, data) = fake_with_blob();
+    let dir = tempfile::tempdir().unwrap();
+    let mut longer = data.clone();
+    longer.extend_from_slice(b"appended");
+    plant_partial(dir.path(), &digest, &longer);
+    let line = format!("{digest} size:{LEN}");
+    let (status, text) = fetch_into(&reg, dir.path(), &line, &[]);
+    assert_eq!(status, 0, "{text}");
+    assert!(text.contains("longer than its blob"), "{text}");
+    let ranges: Vec<_> = blob_gets(&reg, &digest, 0)
+        .into_iter()
+        .map(|g| g.range)
+        .collect();
+    assert_eq!(ranges, [None], "fetched whole at once");
     assert_stored_alone(dir.path(), &digest, &data);
 }
 

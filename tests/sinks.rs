@@ -387,6 +387,85 @@ fn an_empty_file_under_a_blob_s_name_is_fetched_over() {
     assert_eq!(std::fs::read(&path).unwrap(), blob);
 }
 
+/// Something in the way of a blob that no fetch can replace is named, before the blob is
+/// fetched: a file where `blobs/sha256` must be a directory was told as "reading
+/// DIR/blobs/sha256/<hex>: Not a directory", the blob's place rather than the file at
+/// fault; a directory at the blob's place had the blob fetched whole, every run, before
+/// its rename failed ("Is a directory"). The batch goes on for the others.
+#[test]
+fn what_stands_in_a_blob_s_way_is_named_before_it_is_fetched() {
+    let reg = FakeRegistry::start();
+    let blob = bytes(95, 5000);
+    let digest = reg.blob("team/app", &blob);
+    let hex = &digest["sha256:".len()..];
+    let fetch = |dir: &std::path::Path| {
+        Dist::new().run(
+            &["fetch", &repo(&reg), "-", "-o", dir.to_str().unwrap()],
+            format!("{digest}\n").as_bytes(),
+        )
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("blobs")).unwrap();
+    let sha256 = dir.path().join("blobs/sha256");
+    std::fs::write(&sha256, b"").unwrap();
+    let out = fetch(dir.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let words = format!("{} is a file, not a directory", sha256.display());
+    assert!(err.contains(&words), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let place = dir.path().join("blobs/sha256").join(hex);
+    std::fs::create_dir_all(&place).unwrap();
+    let before = reg.requests_for(&digest);
+    let out = fetch(dir.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let words = format!("{} is a directory, where the blob belongs", place.display());
+    assert!(err.contains(&words), "{err}");
+    assert_eq!(reg.requests_for(&digest), before, "not fetched");
+    assert!(place.is_dir(), "left as it was");
+}
+
+/// A symbolic link at a blob's place that leads to other content (`--verify-existing` finds
+/// it wrong) is replaced by the blob, a file of its own: the file it led to, outside the
+/// layout, is never written.
+#[test]
+fn a_link_at_a_blob_s_place_is_replaced_not_written_through() {
+    let reg = FakeRegistry::start();
+    let blob = bytes(96, 5000);
+    let digest = reg.blob("team/app", &blob);
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim");
+    let mut wrong = blob.clone();
+    wrong[10] ^= 1;
+    std::fs::write(&victim, &wrong).unwrap();
+    let place = dir
+        .path()
+        .join("blobs/sha256")
+        .join(&digest["sha256:".len()..]);
+    std::fs::create_dir_all(place.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&victim, &place).unwrap();
+    let out = Dist::new().run(
+        &[
+            "fetch",
+            &repo(&reg),
+            "-",
+            "--verify-existing",
+            "-o",
+            dir.path().to_str().unwrap(),
+        ],
+        format!("{digest}\n").as_bytes(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(std::fs::symlink_metadata(&place).unwrap().is_file());
+    assert_eq!(std::fs::read(&place).unwrap(), blob);
+    assert_eq!(std::fs::read(&victim).unwrap(), wrong, "left as it was");
+}
+
 /// A new `-o DIR` whose layout files cannot be written (a full disk; here a limit on file
 /// size, which fails writes the same way) is refused with exit status 2, and the
 /// directory it began is taken away again rather than left as an empty `blobs/`.

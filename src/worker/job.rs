@@ -193,14 +193,31 @@ async fn to_store(
     let mut attempt = 0;
     // Failures in a row of fetches that broke beyond a resume (see `Error::restart`).
     let mut failures = 0;
+    // A partial download was claimed: one that failed verification is not looked for again.
+    let mut claimed = false;
     loop {
         attempt += 1;
         let hints = job.hints.after_failures(attempt, failures);
         // Only the first attempt carries on a partial download: after content that failed
         // verification, everything is fetched again.
         let kept = match job.object.digest() {
-            Some(digest) if attempt == 1 && store.has_partial(digest) => {
-                match claim_partial(store, digest).await? {
+            Some(digest) if attempt == 1 && !claimed && store.has_partial(digest) => {
+                // A partial is only kept past its blob's first MiB: the blob is fetched
+                // under its lock whatever its size is known to be. Taken only by a fresh
+                // download, once the answer declared the size, the lock was free to a
+                // second run meanwhile, which downloaded the whole blob beside this one.
+                if held.is_none() {
+                    let look = || stored(store, job, digest, verify_existing);
+                    match ingest::claim(store, digest, look).await? {
+                        Claimed::Mine(lock) => held = Some(lock),
+                        Claimed::Stored(size) => {
+                            record_found(outcome, job, tally, store, digest, size);
+                            return Ok(());
+                        }
+                    }
+                }
+                claimed = true;
+                match claim_partial(store, digest, job.hints.size).await? {
                     // The whole blob already: a run killed between its last write and the
                     // rename (an fsync of gigabytes takes seconds), or stopped once the
                     // last chunk arrived. Nothing lies past it, so asking for the rest
@@ -217,6 +234,8 @@ async fn to_store(
             }
             _ => None,
         };
+        // This attempt carries on a partial download.
+        let mut resumed = false;
         let opened = match kept {
             Some((temp, prefix)) => {
                 let len = prefix.len;
@@ -224,6 +243,7 @@ async fn to_store(
                     Ok(download) => {
                         tracing::info!(object = %job.object, bytes = len, "carrying on from a partial download an earlier run kept");
                         tally.already_here(len);
+                        resumed = true;
                         Ok(Started::Fetching(Box::new((download, temp))))
                     }
                     // Kept again (dropping `temp` does that) for a run that can reach it.
@@ -246,6 +266,7 @@ async fn to_store(
             // Nothing received on this attempt: it starts again, as the first.
             Ok(Started::TakenOver) => {
                 attempt = 0;
+                claimed = false;
                 continue;
             }
             // As in `to_spool`: content announced as other than asked for is fetched again.
@@ -274,7 +295,23 @@ async fn to_store(
                     .clone();
                 outcome.path = Some(temp.commit(&digest).await?);
                 outcome.status = Status::Ok;
+                // One another process left, found once this fetch took the blob's lock
+                // too late to carry it on (the blob's size was not known before).
+                store.remove_partial(&digest);
                 return Ok(());
+            }
+            // Most likely the partial's own bytes are wrong (a disk fault, a tampered
+            // file), which says nothing of the transfer: the whole fetch that follows is a
+            // first one, from a mirror too, with its own fetch again should it fail. Taken
+            // for content corrupted on its way, the blob was asked of the registry alone
+            // (which a host that reaches only its mirror cannot reach), and one corruption
+            // on the way failed it.
+            Err(e) if e.is_corruption() && resumed => {
+                temp.discard();
+                tally.again();
+                failures = 0;
+                attempt -= 1;
+                tracing::warn!(object = %job.object, error = %e, "the partial download an earlier run kept did not verify with the rest; fetching the blob whole");
             }
             Err(e) if e.is_corruption() && attempt < VERIFY_ATTEMPTS => {
                 temp.discard();
@@ -397,11 +434,18 @@ async fn start(
     Ok(Started::Fetching(Box::new((download, temp))))
 }
 
-/// The partial download of `digest` an earlier run kept, claimed and hashed off the
-/// runtime's thread (it may be gigabytes).
-async fn claim_partial(store: &LayoutStore, digest: &Digest) -> Result<Option<(TempBlob, Prefix)>> {
+/// The partial download of `digest` (of `size` bytes, if known) an earlier run kept,
+/// claimed and hashed off the runtime's thread (it may be gigabytes).
+async fn claim_partial(
+    store: &LayoutStore,
+    digest: &Digest,
+    size: Option<u64>,
+) -> Result<Option<(TempBlob, Prefix)>> {
     let (s, d) = (store.clone(), digest.clone());
-    blocking::run("claiming a partial download failed", move || s.resume(&d)).await
+    blocking::run("claiming a partial download failed", move || {
+        s.resume_within(&d, size)
+    })
+    .await
 }
 
 /// Whether a partial download is the whole blob `digest`, of the size the descriptor says

@@ -162,7 +162,7 @@ pub(super) fn make_skeleton(root: &Path, dir: &Path) -> Result<()> {
 /// `create_dir_all` named only `dir`, the deepest, with the system's words ("creating
 /// ro/x/blobs: Permission denied" where it was `ro/x` that `ro` did not let be made,
 /// "creating bl/blobs: File exists" where `blobs` was a file).
-fn create_dirs(dir: &Path) -> std::result::Result<(), (PathBuf, std::io::Error)> {
+pub(super) fn create_dirs(dir: &Path) -> std::result::Result<(), (PathBuf, std::io::Error)> {
     let Err(failed) = std::fs::create_dir_all(dir) else {
         return Ok(());
     };

@@ -42,7 +42,9 @@ mod temp_blob;
 
 pub use files::hash_file;
 pub(super) use files::sync_dir;
-use files::{hash_reader, made_in, make_skeleton, memory_backed, open_regular, remove_skeleton};
+use files::{
+    create_dirs, hash_reader, made_in, make_skeleton, memory_backed, open_regular, remove_skeleton,
+};
 pub use locks::IngestLock;
 use locks::{hold_within, open_lock};
 pub(super) use locks::{names_file, try_flock};
@@ -191,14 +193,29 @@ impl LayoutStore {
 
     /// The size of the blob if it is present. With `verify`, its content is hashed first
     /// and a blob that does not match its name counts as absent (it will be replaced).
+    /// What no blob can replace is an [`ErrorKind::Io`] naming it: a directory at the
+    /// blob's place, a file where `blobs/<algorithm>` must be a directory.
     /// Blocks: one system call, and with `verify` the reading of the whole blob (call it
     /// from `spawn_blocking` in async code then).
     pub fn existing(&self, digest: &Digest, verify: bool) -> Result<Option<u64>> {
         let path = self.blob_path(digest);
         let meta = match std::fs::metadata(&path) {
             Ok(m) if m.is_file() => m,
+            // No blob is ever renamed over a directory: said now, rather than once the
+            // blob was fetched whole, in every run, for its rename to fail.
+            Ok(_) if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) => {
+                let words = format!("{} is a directory, where the blob belongs", path.display());
+                return Err(Error::new(ErrorKind::Io, words));
+            }
             Ok(_) => return Ok(None),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            // A file where `blobs/<algorithm>` must be a directory: named, where the
+            // system's words named the blob's place.
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+                let dir = path.parent().expect("a blob is in a directory");
+                let e = create_dirs(dir).err().map_or(e, |(_, words)| words);
+                return Err(io_err("reading", &path, e));
+            }
             Err(e) => return Err(io_err("reading", &path, e)),
         };
         // An empty file is checked even unasked, for free: no dist run leaves one (files
@@ -227,6 +244,16 @@ impl LayoutStore {
     /// temporary file holding its first bytes, set to be kept again should this download
     /// stop too, and their hash. Blocks (it reads the whole partial file back).
     pub fn resume(&self, digest: &Digest) -> Result<Option<(TempBlob, Prefix)>> {
+        self.resume_within(digest, None)
+    }
+
+    /// [`Self::resume`] for a blob of `size` bytes, if known: a partial download longer
+    /// than that is no prefix of the blob, and is removed unread.
+    pub fn resume_within(
+        &self,
+        digest: &Digest,
+        size: Option<u64>,
+    ) -> Result<Option<(TempBlob, Prefix)>> {
         let Some(partial) = self.known_partial(digest, true) else {
             return Ok(None);
         };
@@ -278,6 +305,16 @@ impl LayoutStore {
             }
             Err(e) => return Err(io_err("claiming", &partial, e)),
         };
+        // Damaged (a copy gone wrong, a file extended, or another file put in its place):
+        // hashing it could take minutes, for the registry to refuse a range past the
+        // blob's end, and the blob to be fetched whole all the same.
+        let len = file.as_file().metadata().map(|m| m.len());
+        if let (Some(size), Ok(len)) = (size, len) {
+            if len > size {
+                tracing::warn!(path = %partial.display(), len, size, "a partial download longer than its blob; removed, and the blob fetched whole");
+                return Ok(None);
+            }
+        }
         let path = file.path().to_owned();
         // Reading to the end leaves the file's position there, where the rest is appended.
         let (hasher, len) = hash_reader(file.as_file(), digest.algorithm())
@@ -384,9 +421,10 @@ impl LayoutStore {
             };
             match try_flock(&file, libc::LOCK_EX) {
                 Ok(true) if names_file(&path, &file) => {
+                    self.note_partial(digest);
                     return Some(IngestLock {
                         held: Some((file, path)),
-                    })
+                    });
                 }
                 Ok(true) => continue,
                 Ok(false) => return None,
@@ -399,6 +437,19 @@ impl LayoutStore {
             }
         }
         unlocked()
+    }
+
+    /// Notes the partial download of `digest` if one is there: another process may have
+    /// left it since the store opened (a service keeps its store open for its life). One
+    /// system call, made once this run holds the blob's lock, under which partial
+    /// downloads are left. A day old, it is left to the sweep.
+    fn note_partial(&self, digest: &Digest) {
+        let path = self.partial_path(digest);
+        let fresh = crate::sink::owner::age(&path).is_some_and(|a| a <= PARTIAL_AGE);
+        if fresh && std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_dir()) {
+            let mut partials = self.partials.lock().unwrap_or_else(|p| p.into_inner());
+            partials.insert(path);
+        }
     }
 
     /// Sweeps the folder of `algorithm` again as at open: a process that fetched a blob
