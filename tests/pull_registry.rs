@@ -1504,10 +1504,11 @@ fn a_pull_stopped_before_storing_anything_removes_its_new_directory() {
         let mut child = Dist::new().start(&["pull", &reference, "-o", dir.to_str().unwrap()]);
         drop(child.stdin.take());
         let limit = std::time::Duration::from_secs(20);
-        support::wait::within(limit, "the index asked for", || {
-            reg.requests_for(&index) > 0
+        // Stopped with the index's download in the new layout: a fixed pause after the
+        // request cost 300 ms, and on a loaded machine could end before the file was made.
+        support::wait::within(limit, "the index's download", || {
+            !support::cli::downloads_on_disk(&dir).is_empty()
         });
-        std::thread::sleep(std::time::Duration::from_millis(300));
         // SAFETY: kill(2) sends a signal to a child this test started and has not reaped.
         assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
         let out = child.wait_with_output().unwrap();

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::cli::{bytes, json_lines, parse_frames, sha256, write_program, Dist};
+use support::cli::{
+    bytes, downloads_on_disk, json_lines, parse_frames, sha256, write_program, Dist,
+};
 use support::fake::{Auth, FakeRegistry, Fault, RandomFaults};
 use support::wait::exit_within;
 
@@ -643,17 +645,11 @@ fn sigint_during_large_downloads_stops_promptly_and_keeps_partials_a_rerun_carri
 /// than their first MiB on disk; returns how many do. Watched, not timed: a fixed pause
 /// for the paced downloads to get there can end before they do on a loaded machine.
 fn downloads_past_their_first_mib(dir: &Path, n: usize) -> usize {
-    let sha = dir.join("blobs/sha256");
-    // The downloads' own files, not the locks they are fetched under.
     let past = || {
-        std::fs::read_dir(&sha)
-            .map(|d| {
-                d.flatten()
-                    .filter(|e| e.file_name().to_string_lossy().starts_with(".dist-tmp-"))
-                    .filter(|e| e.metadata().is_ok_and(|m| m.len() > 1 << 20))
-                    .count()
-            })
-            .unwrap_or(0)
+        downloads_on_disk(dir)
+            .into_iter()
+            .filter(|&len| len > 1 << 20)
+            .count()
     };
     let waited = Instant::now();
     while past() < n && waited.elapsed() < Duration::from_secs(30) {
@@ -691,10 +687,11 @@ fn a_batch_stopped_before_storing_anything_removes_its_new_directory() {
     let dir = base.path().join("new");
     let args = ["fetch", &repo(&reg), "-", "-o", dir.to_str().unwrap()];
     let child = Dist::new().spawn(&args, format!("{digest}\n").as_bytes());
-    support::wait::within(Duration::from_secs(20), "the blob asked for", || {
-        reg.requests_for(&digest) > 0
+    // Stopped with the download's file in the new layout: a fixed pause after the request
+    // cost 300 ms, and on a loaded machine could end before the file was made.
+    support::wait::within(Duration::from_secs(20), "the download's file", || {
+        !downloads_on_disk(&dir).is_empty()
     });
-    std::thread::sleep(Duration::from_millis(300));
     assert_eq!(unsafe_kill(child.id(), libc::SIGINT), 0);
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

@@ -198,6 +198,19 @@ pub fn write_program(path: &Path, text: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
+/// The sizes of the downloads being written into the layout at `dir` (their temporary
+/// files, not the locks they are fetched under); none while there is no layout yet.
+pub fn downloads_on_disk(dir: &Path) -> Vec<u64> {
+    std::fs::read_dir(dir.join("blobs/sha256"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(".dist-tmp-"))
+                .filter_map(|e| Some(e.metadata().ok()?.len()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The hex part of a `sha256:` digest, as blob files are named.
 pub fn hex(digest: &str) -> &str {
     digest.strip_prefix("sha256:").unwrap()
