@@ -258,12 +258,11 @@ fn a_proxy_whose_name_does_not_exist_is_not_asked_again() {
         let mut dist = Dist::new();
         dist.env("HTTPS_PROXY", &format!("{scheme}://{PROXY}:3128"));
         dist.env("RUST_LOG", "dist=debug");
-        let out = dist.run(
+        let err = dist.fails(
+            2,
             &["--retries", "3", "fetch", "registry.test/team/app", "v1"],
             b"",
         );
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{err}");
         let said = format!("cannot connect to the {what} {PROXY}:3128");
         assert!(
             err.contains(&said) && err.contains("Name or service not known"),
@@ -510,7 +509,8 @@ fn a_socks_proxy_that_cannot_carry_the_request_is_not_asked_again() {
     ] {
         let mut dist = Dist::new();
         dist.env("ALL_PROXY", &proxy);
-        let out = dist.run(
+        let err = dist.fails(
+            2,
             &[
                 "--retries",
                 "3",
@@ -521,8 +521,6 @@ fn a_socks_proxy_that_cannot_carry_the_request_is_not_asked_again() {
             ],
             b"",
         );
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{err}");
         let said = format!("the SOCKS proxy 127.0.0.1:{} cannot be used", socks.port());
         assert!(err.contains(&said) && err.contains(says), "{err}");
         assert!(!err.contains("retrying"), "{err}");

@@ -161,6 +161,16 @@ impl Dist {
         out
     }
 
+    /// `dist ARGS…` fed `stdin`, which must exit with status `code`: its stderr, to look
+    /// at what it says.
+    #[track_caller]
+    pub fn fails(&self, code: i32, args: &[&str], stdin: &[u8]) -> String {
+        let out = self.run(args, stdin);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "dist {args:?}: {err}");
+        err
+    }
+
     /// Runs and asserts success, returning stdout.
     pub fn ok(&self, args: &[&str]) -> Vec<u8> {
         self.ok_fed(args, b"")
