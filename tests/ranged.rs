@@ -163,6 +163,26 @@ fn slow() -> Fault {
     }
 }
 
+/// A registry holding `len` bytes made from `seed`, the bytes and their digest. The first
+/// stream of the blob is slow, so that a fetch splits the rest into parts; every later
+/// answer meets `every`, but the ones right after the first meet `next`, in turn.
+fn split_blob(
+    seed: u64,
+    len: usize,
+    every: Fault,
+    next: &[Fault],
+) -> (FakeRegistry, Vec<u8>, String) {
+    let reg = FakeRegistry::start();
+    let data = bytes(seed, len);
+    let digest = reg.blob("team/app", &data);
+    reg.set_fault_for_every(&digest, every);
+    // Queued faults win over the persistent one.
+    for fault in std::iter::once(slow()).chain(next.iter().cloned()) {
+        reg.push_fault(&digest, fault);
+    }
+    (reg, data, digest)
+}
+
 fn range_requests(reg: &FakeRegistry) -> Vec<String> {
     reg.requests().into_iter().filter_map(|r| r.range).collect()
 }
@@ -255,12 +275,7 @@ async fn concurrent_downloads_share_one_budget_of_parts() {
 /// storage redirect that does not do ranges): the rest comes over one stream again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parts_answered_without_their_range_fall_back_to_one_stream() {
-    let reg = FakeRegistry::start();
-    let data = bytes(81, 3 << 20);
-    let digest = reg.blob("team/app", &data);
-    reg.set_fault_for_every(&digest, Fault::IgnoreRange);
-    // Queued faults win over the persistent one: only the first stream is slow.
-    reg.push_fault(&digest, slow());
+    let (reg, data, digest) = split_blob(81, 3 << 20, Fault::IgnoreRange, &[]);
     assert_eq!(fetch_all(&reg, &digest, small_ranges()).await, data);
     assert_parts_then_one_stream(&reg);
 }
@@ -270,11 +285,7 @@ async fn parts_answered_without_their_range_fall_back_to_one_stream() {
 /// dropped. It was refused as the wrong range, and the blob failed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parts_answered_with_the_whole_blob_fall_back_to_one_stream() {
-    let reg = FakeRegistry::start();
-    let data = bytes(82, 3 << 20);
-    let digest = reg.blob("team/app", &data);
-    reg.set_fault_for_every(&digest, Fault::WholeRange);
-    reg.push_fault(&digest, slow());
+    let (reg, data, digest) = split_blob(82, 3 << 20, Fault::WholeRange, &[]);
     assert_eq!(fetch_all(&reg, &digest, small_ranges()).await, data);
     assert_parts_then_one_stream(&reg);
 }
@@ -285,12 +296,8 @@ async fn parts_answered_with_the_whole_blob_fall_back_to_one_stream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coded_parts_fall_back_to_one_decoded_stream() {
     for fault in [Fault::Coded("gzip"), Fault::CodedWhole("gzip")] {
-        let reg = FakeRegistry::start();
-        let data = bytes(81, 3 << 20);
-        let digest = reg.blob("team/app", &data);
-        reg.set_fault_for_every(&digest, fault.clone());
-        // Queued faults win over the persistent one: only the first stream is plain.
-        reg.push_fault(&digest, slow());
+        // Only the first stream is plain.
+        let (reg, data, digest) = split_blob(81, 3 << 20, fault.clone(), &[]);
         let got = fetch_all(&reg, &digest, small_ranges()).await;
         assert!(got == data, "{fault:?}: the content, decoded");
         let ranges = range_requests(&reg);
@@ -421,14 +428,9 @@ async fn a_slow_consumer_is_not_taken_for_a_slow_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_part_is_retried() {
-    let reg = FakeRegistry::start();
-    let data = bytes(79, 2 << 20);
-    let digest = reg.blob("team/app", &data);
-    throttle(&reg, &digest);
-    // Queued faults win over the persistent one: the first stream and then a part break.
-    reg.push_fault(&digest, slow());
-    reg.push_fault(&digest, Fault::Status(503));
-    reg.push_fault(&digest, Fault::DropAfter(1000));
+    // After the first stream, a part breaks twice.
+    let next = [Fault::Status(503), Fault::DropAfter(1000)];
+    let (reg, data, digest) = split_blob(79, 2 << 20, slow(), &next);
     assert_eq!(fetch_all(&reg, &digest, small_ranges()).await, data);
 }
 
@@ -437,14 +439,8 @@ async fn a_failing_part_is_retried() {
 /// stream, not a failed fetch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_part_answered_with_another_range_falls_back_to_one_stream() {
-    let reg = FakeRegistry::start();
-    let data = bytes(83, 3 << 20);
-    let digest = reg.blob("team/app", &data);
-    throttle(&reg, &digest);
-    // Queued faults win over the persistent one: the first stream is slow, and the first
-    // part comes back running to the end.
-    reg.push_fault(&digest, slow());
-    reg.push_fault(&digest, Fault::RangeToEnd);
+    // The first part comes back running to the end.
+    let (reg, data, digest) = split_blob(83, 3 << 20, slow(), &[Fault::RangeToEnd]);
     assert_eq!(fetch_all(&reg, &digest, small_ranges()).await, data);
     assert_parts_then_one_stream(&reg);
 }
@@ -456,14 +452,8 @@ async fn a_part_answered_with_another_range_falls_back_to_one_stream() {
 /// good: not being corruption, it was not even fetched again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_part_longer_than_asked_falls_back_to_one_stream() {
-    let reg = FakeRegistry::start();
-    let data = bytes(85, 3 << 20);
-    let digest = reg.blob("team/app", &data);
-    throttle(&reg, &digest);
-    // Queued faults win over the persistent one: the first stream is slow, and the first
-    // part comes back with a hundred bytes more than its range.
-    reg.push_fault(&digest, slow());
-    reg.push_fault(&digest, Fault::LongerBody(100));
+    // The first part comes back with a hundred bytes more than its range.
+    let (reg, data, digest) = split_blob(85, 3 << 20, slow(), &[Fault::LongerBody(100)]);
     assert_eq!(fetch_all(&reg, &digest, small_ranges()).await, data);
     assert_parts_then_one_stream(&reg);
 }
@@ -472,11 +462,7 @@ async fn a_part_longer_than_asked_falls_back_to_one_stream() {
 /// of the request: each part is asked for at most `retries + 1` times.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_part_gets_the_retry_budget_once() {
-    let reg = FakeRegistry::start();
-    let data = bytes(84, 2 << 20);
-    let digest = reg.blob("team/app", &data);
-    reg.set_fault_for_every(&digest, Fault::Status(503));
-    reg.push_fault(&digest, slow());
+    let (reg, _, digest) = split_blob(84, 2 << 20, Fault::Status(503), &[]);
     let remote = two_retries(&reg.host(), small_ranges());
     assert!(
         read_to_end(&remote, &digest).await.is_err(),
@@ -871,13 +857,9 @@ async fn parts_started_after_the_first_stream_moved_follow_it() {
 /// does not use up the retries. Asked for from its start each time, no part ever arrived.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_part_that_breaks_off_carries_on_from_where_it_broke() {
-    let reg = FakeRegistry::start();
-    let data = bytes(86, 12 << 20);
-    let digest = reg.blob("team/app", &data);
     // Every connection but the first stream's gives 1.5 MiB of its answer, then resets.
     let cut_at = 3 << 19;
-    reg.set_fault_for_every(&digest, Fault::DropAfter(cut_at));
-    reg.push_fault(&digest, slow());
+    let (reg, data, digest) = split_blob(86, 12 << 20, Fault::DropAfter(cut_at), &[]);
     let part_size = 2u64 << 20;
     let mut ranges = small_ranges();
     ranges.part_size = part_size;
