@@ -153,7 +153,8 @@ fn a_one_shot_fetch_whose_body_keeps_stalling_exits_2() {
     let reg = FakeRegistry::start();
     let digest = reg.blob("team/app", bytes(3, 200_000));
     reg.set_fault_for_every(&digest, Fault::Stall(Duration::from_secs(5)));
-    let out = Dist::new().run(
+    let err = Dist::new().fails(
+        2,
         &[
             "fetch",
             "--idle-timeout",
@@ -165,8 +166,6 @@ fn a_one_shot_fetch_whose_body_keeps_stalling_exits_2() {
         ],
         b"",
     );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
         err.contains("body stalled: nothing for 300ms (--idle-timeout)"),
         "{err}"
@@ -1283,9 +1282,7 @@ fn the_timeout_may_come_from_the_environment() {
     let mut dist = Dist::new();
     dist.env("DIST_FETCH_TIMEOUT", "1s");
     let args = ["resolve", &image, "--idle-timeout", "3s", "--retries", "0"];
-    let out = dist.run(&args, b"");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(124), "{err}");
+    let err = dist.fails(124, &args, b"");
     assert!(err.contains("gave up after the --timeout of 1s"), "{err}");
     drop(silent);
 }
@@ -1312,9 +1309,7 @@ fn option_variables_empty_are_unset_and_malformed_are_named() {
         vec!["fetch", &repo(&reg), &digest],
         vec!["fetch", &repo(&reg), &digest, "--timeout", "1m"],
     ] {
-        let out = dist.run(&args, b"");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let err = dist.fails(2, &args, b"");
         assert!(
             err.contains(r#"dist: DIST_FETCH_TIMEOUT (as --timeout): invalid duration "soon""#),
             "{args:?}: {err}"
@@ -1382,9 +1377,11 @@ fn large_downloads_cut_by_the_timeout_leave_only_partials() {
 
     // One object to stdout: abandoned at the deadline, named in the message.
     let digest = blobs.keys().next().unwrap();
-    let out = dist.run(&["--timeout", "500ms", "fetch", &repo(&reg), digest], b"");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(124), "{err}");
+    let err = dist.fails(
+        124,
+        &["--timeout", "500ms", "fetch", &repo(&reg), digest],
+        b"",
+    );
     assert!(
         err.contains(&format!("{digest}: gave up after the --timeout of 500ms")),
         "{err}"
