@@ -116,9 +116,7 @@ fn a_streamed_object_that_fails_says_what_stdout_already_holds() {
     let big = bytes(34, (1 << 20) + 300_000);
     let digest = reg.blob("team/app", &big);
     reg.set_fault_for_every(&digest, Fault::CorruptByte(1 << 20));
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = Dist::new().fails(1, &["fetch", &repo(&reg), &digest], b"");
     assert!(err.contains("digest mismatch"), "{err}");
     assert!(
         err.contains("1.3 MB already written to stdout are not this object: discard them"),
@@ -146,9 +144,7 @@ fn a_streamed_object_that_fails_says_what_stdout_already_holds() {
         &repo(&reg),
         &digest,
     ];
-    let out = Dist::new().run(&args, b"");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(124), "{err}");
+    let err = Dist::new().fails(124, &args, b"");
     assert!(err.contains("gave up after the --timeout of 3s"), "{err}");
     assert!(
         err.contains("1.1 MB already written to stdout are not this object: discard them"),
@@ -306,7 +302,8 @@ fn one_shot_into_a_directory_refuses_an_object_that_is_no_line_of_one() {
         &two_words,
     ];
     for object in objects {
-        let out = Dist::new().run(
+        let err = Dist::new().fails(
+            2,
             &[
                 "fetch",
                 &repo(&reg),
@@ -318,8 +315,6 @@ fn one_shot_into_a_directory_refuses_an_object_that_is_no_line_of_one() {
             ],
             b"",
         );
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{object:?}: {err}");
         assert!(err.contains("dist: "), "{object:?}: {err}");
         assert!(!dir.exists(), "{object:?}: a layout was made");
         assert!(!report.exists(), "{object:?}: a report was made");
@@ -327,7 +322,8 @@ fn one_shot_into_a_directory_refuses_an_object_that_is_no_line_of_one() {
     // Blank with hints after it (`"$DIGEST" size:2000`, the variable unset): the first hint
     // was taken for the object.
     for object in ["", " "] {
-        let out = Dist::new().run(
+        let err = Dist::new().fails(
+            2,
             &[
                 "fetch",
                 &repo(&reg),
@@ -338,8 +334,6 @@ fn one_shot_into_a_directory_refuses_an_object_that_is_no_line_of_one() {
             ],
             b"",
         );
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{object:?}: {err}");
         assert!(err.contains("blank"), "{object:?}: {err}");
         assert!(!dir.exists(), "{object:?}: a layout was made");
     }
@@ -408,9 +402,7 @@ fn one_shot_into_a_directory_refuses_a_malformed_object_as_to_stdout() {
 fn a_partial_answer_to_a_whole_request_is_a_protocol_error() {
     let (reg, digest, _) = fake_with_blob(10_000);
     reg.set_fault_for_every(&digest, Fault::ShortRange(4000));
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = Dist::new().fails(1, &["fetch", &repo(&reg), &digest], b"");
     assert!(
         err.contains(&format!("/v2/team/app/blobs/{digest}"))
             && err.contains(
@@ -602,9 +594,7 @@ fn a_wrong_size_hint_is_named_beside_the_size_declared() {
     let (reg, digest, _) = fake_with_blob(20_000);
     let want = "registry declares 20000 bytes, expected 19999 (the size given: size:19999, \
                 or a descriptor's \"size\")";
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest, "size:19999"], b"");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = Dist::new().fails(1, &["fetch", &repo(&reg), &digest, "size:19999"], b"");
     assert!(err.contains(want), "{err}");
     // The warning says what happened and what dist does about it: no content was read,
     // so none "did not verify".
@@ -773,9 +763,7 @@ fn coded_answers_are_decoded_before_verification() {
     // the stack, and dist died of SIGABRT.
     let chain = vec!["gzip"; 3000].join(",");
     reg.set_fault_for_every(&digest, Fault::Header("content-encoding", chain));
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = Dist::new().fails(1, &["fetch", &repo(&reg), &digest], b"");
     assert!(err.contains("more than 5 codings"), "{err}");
 }
 
@@ -1020,9 +1008,7 @@ fn a_manifest_over_the_cap_is_refused() {
     let blobs = dir.path().join("blobs/sha256");
     let stored = std::fs::read_dir(&blobs).map_or(0, |d| d.count());
     assert_eq!(stored, 0, "{}", blobs.display());
-    let out = Dist::new().run(&["resolve", &format!("{}:huge", repo(&reg))], b"");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = Dist::new().fails(1, &["resolve", &format!("{}:huge", repo(&reg))], b"");
     assert!(err.contains("4194304"), "{err}");
 }
 
@@ -1035,9 +1021,7 @@ fn resolving_a_large_blob_says_it_is_no_manifest_before_reading_it() {
     // Read, the body breaks at once and is asked for again.
     reg.push_fault(&digest, Fault::DropAfter(0));
     let reference = format!("{}@{digest}", repo(&reg));
-    let out = Dist::new().run(&["resolve", &reference], b"");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = Dist::new().fails(1, &["resolve", &reference], b"");
     assert!(
         err.contains(&format!("/v2/team/app/blobs/{digest}"))
             && err.contains("5242880 bytes, larger than any manifest (4194304 bytes at most)"),
@@ -1613,9 +1597,7 @@ fn a_body_that_breaks_without_progress_runs_out_of_retries() {
 fn a_failure_after_retries_says_how_many_attempts_it_took() {
     let (reg, digest, _) = fake_with_blob(300_000);
     reg.set_fault_for_every(&digest, Fault::Status(503));
-    let out = Dist::new().run(&["--retries", "2", "fetch", &repo(&reg), &digest], b"");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = Dist::new().fails(1, &["--retries", "2", "fetch", &repo(&reg), &digest], b"");
     assert!(
         err.contains("registry answered 503 Service Unavailable (gave up after 3 attempts)"),
         "{err}"
@@ -1652,9 +1634,7 @@ fn a_failure_after_retries_says_how_many_attempts_it_took() {
 fn a_long_retry_after_is_named_on_the_last_attempt() {
     let (reg, digest, _) = fake_with_blob(1000);
     reg.push_fault(&digest, Fault::StatusWithRetryAfter(429, "120".into()));
-    let out = Dist::new().run(&["--retries", "0", "fetch", &repo(&reg), &digest], b"");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = Dist::new().fails(1, &["--retries", "0", "fetch", &repo(&reg), &digest], b"");
     assert!(err.contains("asks to be retried in 120 s"), "{err}");
 }
 
@@ -1765,9 +1745,7 @@ fn a_registry_token_is_sent_as_the_bearer_token() {
         r#"{{"auths":{{"{}":{{"registrytoken":"revoked-s3cret"}}}}}}"#,
         reg.host()
     ));
-    let out = dist.run(&["fetch", &repo(&reg), &digest], b"");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = dist.fails(2, &["fetch", &repo(&reg), &digest], b"");
     let file = dist.config_dir().join("config.json");
     assert!(
         err.contains(&format!("refused the credentials from {}", file.display())),
@@ -1791,9 +1769,7 @@ fn a_refusal_after_a_redirect_is_the_targets() {
             location: format!("{}/cdn/{digest}?sig=abc", store.url()),
         },
     );
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = Dist::new().fails(1, &["fetch", &repo(&reg), &digest], b"");
     assert!(err.contains("the redirect's target answered 403"), "{err}");
     assert!(err.contains(&store.host()), "{err}");
 }
@@ -2341,9 +2317,7 @@ fn token_requests_are_retried_like_any_other() {
 
     let (reg, digest) = bearer();
     reg.set_fault_for_every("/token", Fault::Status(503));
-    let out = dist.run(&["fetch", "--retries", "2", &repo(&reg), &digest], b"");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = dist.fails(1, &["fetch", "--retries", "2", &repo(&reg), &digest], b"");
     assert!(
         err.contains("/token") && err.contains("503"),
         "names the token server and what it said: {err}"
@@ -2536,9 +2510,7 @@ fn a_registry_refusing_every_fresh_token_is_given_up_on_and_says_so() {
         reg.url()
     );
     reg.set_fault_for_every(&digest, Fault::Challenge(invalid));
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = Dist::new().fails(2, &["fetch", &repo(&reg), &digest], b"");
     assert!(
         err.contains("answered 401 Unauthorized")
             && err.contains("it refused 2 tokens in a row, each just issued by its token server"),
@@ -2600,9 +2572,7 @@ fn a_token_server_s_retry_after_is_heeded() {
 
     let (reg, digest) = bearer();
     reg.set_fault_for_every("/token", Fault::StatusWithRetryAfter(429, "120".into()));
-    let out = dist.run(&["fetch", &repo(&reg), &digest], b"");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = dist.fails(1, &["fetch", &repo(&reg), &digest], b"");
     assert!(
         err.contains("/token") && err.contains("asks to be retried in 120 s"),
         "{err}"
@@ -2687,9 +2657,7 @@ fn an_expired_ecr_password_is_refused_credentials() {
         (vec!["fetch", &repo(&reg), "-"], input.as_bytes()),
         (vec!["fetch", &repo(&reg), &blobs[0]], &b""[..]),
     ] {
-        let out = dist.run(&args, stdin);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let err = dist.fails(2, &args, stdin);
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(
             err.contains("Your authorization token has expired"),
@@ -2725,9 +2693,11 @@ fn an_anonymous_token_refused_names_the_repository_and_both_causes() {
     let reg = FakeRegistry::builder()
         .auth(Auth::bearer_for("user", "pw"))
         .start();
-    let out = Dist::new().run(&["fetch", &format!("{}/team/typo", reg.host()), "v1"], b"");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "no usable credentials: {err}");
+    let err = Dist::new().fails(
+        2,
+        &["fetch", &format!("{}/team/typo", reg.host()), "v1"],
+        b"",
+    );
     assert!(
         err.contains(&format!(
             "{} gives anonymous callers no token for the repository team/typo",

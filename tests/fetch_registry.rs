@@ -248,9 +248,7 @@ fn a_schema1_fallback_is_refused_before_any_byte() {
     assert!(frames.contains(&manifest), "{frames}");
     // Asked for by name (as `pull` asks for the type a HEAD announced), it is no fallback.
     let by_name = "mediatype:application/vnd.docker.distribution.manifest.v1+prettyjws";
-    let out = dist.run(&["fetch", &repo, "v1", by_name], b"");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = dist.fails(1, &["fetch", &repo, "v1", by_name], b"");
     assert!(
         err.contains("the manifest is a signed Docker schema 1") && !err.contains("fallback"),
         "{err}"
@@ -446,9 +444,7 @@ fn private_repository_through_a_credential_helper() {
 
     // Anonymous: the token has no pull right, the registry says 401, and the message says
     // what is missing.
-    let out = Dist::new().run(&["fetch", &repo, "v1"], b"");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = Dist::new().fails(1, &["fetch", &repo, "v1"], b"");
     assert!(
         err.contains("no access to the repository private/app")
             && err.contains(&format!("docker login {}", reg.host())),
@@ -481,9 +477,7 @@ fn private_repository_through_a_credential_helper() {
         "dist-stale",
         "printf '{\"Username\":\"someone\",\"Secret\":\"stale-secret\"}'\n",
     );
-    let out = dist.run(&["fetch", &repo, "v1"], b"");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = dist.fails(2, &["fetch", &repo, "v1"], b"");
     assert!(
         err.contains("refused the credentials from credential helper docker-credential-dist-stale"),
         "{err}"
@@ -567,12 +561,11 @@ fn a_host_that_does_not_exist_fails_without_retries() {
     }
     let mut dist = Dist::new();
     dist.env("RUST_LOG", "dist=debug");
-    let out = dist.run(
+    let err = dist.fails(
+        2,
         &["fetch", "--retries", "3", &format!("{HOST}/x"), "latest"],
         b"",
     );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("Name or service not known"), "{err}");
     assert!(!err.contains("retrying"), "{err}");
 }
@@ -583,9 +576,7 @@ fn a_host_that_does_not_exist_fails_without_retries() {
 #[test]
 fn a_host_tls_cannot_name_fails_at_once_and_says_why() {
     for locator in ["10.0.0.256:5000/team/app", "https://127.1:5000/team/app"] {
-        let out = Dist::new().run(&["fetch", "--retries", "3", locator, "v1"], b"");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{err}");
+        let err = Dist::new().fails(2, &["fetch", "--retries", "3", locator, "v1"], b"");
         assert!(
             err.contains("neither an IP address nor a DNS name TLS can verify"),
             "{err}"

@@ -717,9 +717,7 @@ fn a_pasted_reference_alone_gets_the_spelling_that_works() {
         vec!["fetch", "-j", "4", "127.0.0.1:5000/lab/image:latest"],
         vec!["fetch", "127.0.0.1:5000/lab/image:latest", "--retries", "3"],
     ] {
-        let out = Dist::new().run(&args, b"");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let err = Dist::new().fails(2, &args, b"");
         assert!(
             err.contains("the tag or digest is the next argument: 127.0.0.1:5000/lab/image latest"),
             "{args:?}: {err}"
@@ -743,9 +741,7 @@ fn a_layout_reference_alone_gets_the_spelling_that_works() {
             format!("oci:/srv/a:b/app {d}"),
         ),
     ] {
-        let out = Dist::new().run(&["fetch", "-o", "out", &locator], b"");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{locator}: {err}");
+        let err = Dist::new().fails(2, &["fetch", "-o", "out", &locator], b"");
         assert!(
             err.contains(&format!(
                 "fetch takes the layout and the object apart: {apart}"
@@ -800,9 +796,7 @@ fn a_pasted_reference_before_another_object_keeps_that_object() {
         ),
         (vec!["fetch", &on_layout, "-"], &on_layout_apart),
     ] {
-        let out = Dist::new().run(&args, b"v1\n");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let err = Dist::new().fails(2, &args, b"v1\n");
         assert!(
             err.trim_end().ends_with(&format!(": {apart}")),
             "{args:?}: {err}"
@@ -831,9 +825,7 @@ fn a_tag_written_apart_from_a_reference_gets_the_joined_spelling() {
             format!("(127.0.0.1:1/lab/image@{d})"),
         ),
     ] {
-        let out = Dist::new().run(&args, b"");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let err = Dist::new().fails(2, &args, b"");
         assert!(
             err.contains(&format!("takes one image reference, its tag or digest joined to the name with ':' or '@' {joined}")),
             "{args:?}: {err}"
@@ -869,9 +861,7 @@ fn a_second_reference_after_a_whole_one_is_told_one_image_per_run() {
             out_path,
         ],
     ] {
-        let out = Dist::new().run(&args, b"");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let err = Dist::new().fails(2, &args, b"");
         assert!(!err.contains("joined to the name"), "{args:?}: {err}");
         assert!(
             err.contains(&format!("{} takes one image reference", args[0]))
@@ -900,9 +890,7 @@ fn a_tag_written_apart_from_a_reference_with_credentials_does_not_show_them() {
         ],
         vec!["resolve", "user:s3cret@127.0.0.1:1/lab/image", "v1"],
     ] {
-        let out = Dist::new().run(&args, b"");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let err = Dist::new().fails(2, &args, b"");
         assert!(!err.contains("s3cret"), "{args:?}: {err}");
         assert!(
             err.contains("credentials do not go here"),
@@ -1106,9 +1094,7 @@ fn usage_errors_are_json_lines_with_log_format_json() {
             "(127.0.0.1:1/a/b:v1)",
         ),
     ] {
-        let out = Dist::new().run(&args, b"");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let err = Dist::new().fails(2, &args, b"");
         let lines: Vec<&str> = err.lines().collect();
         assert_eq!(lines.len(), 1, "{args:?}: {err}");
         let v: serde_json::Value = serde_json::from_str(lines[0])
@@ -1688,9 +1674,7 @@ fn a_report_that_cannot_be_written_is_named_once() {
             &line,
         ),
     ] {
-        let out = Dist::new().run(&args, stdin.as_bytes());
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        let err = Dist::new().fails(1, &args, stdin.as_bytes());
         let said = "dist: writing the report /dev/full: No space left on device";
         assert_eq!(err.matches(said).count(), 1, "{args:?}: {err}");
         assert!(!err.contains("JSON lines"), "{args:?}: {err}");
@@ -1876,9 +1860,7 @@ fn refused_by_worker_and_pull(
         (&["pull", pull_ref, "-o", out_dir], b""),
     ];
     for (args, stdin) in runs {
-        let out = dist.run(args, stdin);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let err = dist.fails(2, args, stdin);
         for words in said {
             assert!(err.contains(words), "{args:?}: {err}");
         }
@@ -2140,9 +2122,7 @@ fn a_run_that_cannot_start_keeps_the_previous_report() {
                 report,
             ],
         ] {
-            let out = dist.run(&args, b"latest\n");
-            let err = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            dist.fails(2, &args, b"latest\n");
         }
     }
     assert_eq!(std::fs::read_to_string(&old).unwrap(), "{\"line\":1}\n");
@@ -2310,9 +2290,7 @@ fn a_registry_that_never_answers_cannot_be_used() {
         (vec!["fetch", &locator, "-"], "latest\n"),
     ] {
         let args = [&args[..], &quick[..]].concat();
-        let out = dist.run(&args, input.as_bytes());
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let err = dist.fails(2, &args, input.as_bytes());
         assert!(
             err.contains("no response headers within 300ms (--idle-timeout)"),
             "{args:?}: {err}"
@@ -2932,9 +2910,7 @@ fn a_pasted_api_url_with_a_login_is_refused_without_it() {
         "me:s3cret@127.0.0.1:9/v2/team/app/manifests/v1".to_string(),
     ] {
         for object in ["v1", "-"] {
-            let out = Dist::new().run(&["fetch", &locator, object], b"");
-            let err = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(2), "{locator}: {err}");
+            let err = Dist::new().fails(2, &["fetch", &locator, object], b"");
             assert!(!err.contains("s3cret"), "{locator}: {err}");
             assert!(
                 err.contains("credentials do not go here"),
@@ -2954,9 +2930,7 @@ fn a_null_from_jq_is_told_where_it_came_from() {
     let dist = Dist::new();
     let repo = format!("{}/team/app", reg.host());
     for (object, input) in [("null", &b""[..]), ("-", &b"null\n"[..])] {
-        let out = dist.run(&["fetch", &repo, object], input);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{object}: {err}");
+        let err = dist.fails(1, &["fetch", &repo, object], input);
         assert!(
             err.contains("jq -r prints null for a missing field"),
             "{object}: {err}"
@@ -2979,9 +2953,7 @@ fn a_locator_alone_is_told_to_add_an_object_or_a_dash() {
         vec!["fetch", &repo, "-o", layout.to_str().unwrap()],
         vec!["fetch", "-j", "4", &repo],
     ] {
-        let out = dist.run(&args, b"v1\n");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let err = dist.fails(2, &args, b"v1\n");
         assert!(
             err.contains(&format!("dist fetch {repo} -")),
             "{args:?}: {err}"

@@ -7,6 +7,17 @@ use support::fake::FakeRegistry;
 use support::proxy::ConnectProxy;
 use support::socks::{SocksConnect, SocksProxy};
 
+/// A registry holding a blob of `len` bytes made from `seed`: the registry, the blob, its
+/// digest, and the locator of the blob's repository under the name `registry.test`, which
+/// resolves nowhere, so that only a proxy reaches it.
+fn behind_a_name(seed: u64, len: usize) -> (FakeRegistry, Vec<u8>, String, String) {
+    let reg = FakeRegistry::start();
+    let data = bytes(seed, len);
+    let digest = reg.blob("team/app", &data);
+    let locator = format!("registry.test:{}/team/app", reg.addr().port());
+    (reg, data, digest, locator)
+}
+
 /// `HTTP_PROXY` carries a plain-http registry the way curl and Go's client do: requests go
 /// to the proxy in absolute form, not through a tunnel, so a proxy that tunnels only to
 /// port 443 (Squid's default) still carries a registry on port 5000.
@@ -61,11 +72,7 @@ fn plain_http_registry_through_a_forwarding_proxy() {
 /// the registry, and a refusal names the proxy, not the registry.
 #[test]
 fn a_forwarding_proxy_s_credentials_stay_with_the_proxy() {
-    let reg = FakeRegistry::start();
-    let data = bytes(33, 5_000);
-    let digest = reg.blob("team/app", &data);
-    let port = reg.addr().port();
-    let locator = format!("registry.test:{port}/team/app");
+    let (reg, data, digest, locator) = behind_a_name(33, 5_000);
     let proxy = ConnectProxy::requiring("Basic YWxpY2U6czNjcmV0");
     let proxy_url = |user: &str| format!("http://{user}:s3cret@127.0.0.1:{}", proxy.port());
 
@@ -131,9 +138,7 @@ fn a_forwarding_proxy_s_credentials_stay_with_the_proxy() {
 /// names more hosts to reach directly.
 #[test]
 fn loopback_and_no_proxy_hosts_are_reached_directly() {
-    let reg = FakeRegistry::start();
-    let data = bytes(32, 10_000);
-    let digest = reg.blob("team/app", &data);
+    let (reg, data, digest, named) = behind_a_name(32, 10_000);
     let proxy = ConnectProxy::start();
     for (locator, no_proxy) in [
         (format!("{}/team/app", reg.host()), ""),
@@ -159,9 +164,8 @@ fn loopback_and_no_proxy_hosts_are_reached_directly() {
     let mut dist = Dist::new();
     dist.env("HTTP_PROXY", &proxy.url())
         .env("NO_PROXY", "example.net, .test");
-    let locator = format!("registry.test:{}/team/app", reg.addr().port());
     let out = dist.run(
-        &["fetch", "--retries", "0", "--plain-http", &locator, &digest],
+        &["fetch", "--retries", "0", "--plain-http", &named, &digest],
         b"",
     );
     assert_ne!(out.status.code(), Some(0));
@@ -254,12 +258,11 @@ fn a_proxy_whose_name_does_not_exist_is_not_asked_again() {
         let mut dist = Dist::new();
         dist.env("HTTPS_PROXY", &format!("{scheme}://{PROXY}:3128"));
         dist.env("RUST_LOG", "dist=debug");
-        let out = dist.run(
+        let err = dist.fails(
+            2,
             &["--retries", "3", "fetch", "registry.test/team/app", "v1"],
             b"",
         );
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{err}");
         let said = format!("cannot connect to the {what} {PROXY}:3128");
         assert!(
             err.contains(&said) && err.contains("Name or service not known"),
@@ -334,22 +337,17 @@ fn a_forwarding_proxy_that_never_answers_is_named() {
             held.push(conn);
         }
     });
-    let mut dist = Dist::new();
-    dist.env("HTTP_PROXY", &format!("http://127.0.0.1:{port}"));
     let digest = support::cli::sha256(b"any");
-    let out = dist.run(
-        &[
-            "--retries",
-            "0",
-            "--idle-timeout",
-            "500ms",
-            "fetch",
-            "--plain-http",
-            "registry.test:5000/team/app",
-            &digest,
-        ],
-        b"",
-    );
+    // A fetch from a plain-http registry through the proxy at `port`.
+    let fetch = |port: u16, options: &[&str]| {
+        let locator = "registry.test:5000/team/app";
+        let command = ["fetch", "--plain-http", locator, &digest];
+        let args = [&["--retries", "0"], options, &command].concat();
+        Dist::new()
+            .env("HTTP_PROXY", &format!("http://127.0.0.1:{port}"))
+            .run(&args, b"")
+    };
+    let out = fetch(port, &["--idle-timeout", "500ms"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(&format!(
@@ -371,19 +369,7 @@ fn a_forwarding_proxy_that_never_answers_is_named() {
             let _ = std::io::Read::read(&mut conn, &mut [0; 4096]);
         }
     });
-    let mut dist = Dist::new();
-    dist.env("HTTP_PROXY", &format!("http://127.0.0.1:{port}"));
-    let out = dist.run(
-        &[
-            "--retries",
-            "0",
-            "fetch",
-            "--plain-http",
-            "registry.test:5000/team/app",
-            &digest,
-        ],
-        b"",
-    );
+    let out = fetch(port, &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(&format!(
@@ -423,11 +409,8 @@ fn a_proxy_with_a_scheme_nobody_speaks_is_not_bypassed() {
 /// name going to the proxy unresolved (it is the proxy's network that knows it).
 #[test]
 fn a_registry_through_a_socks5_proxy() {
-    let reg = FakeRegistry::start();
-    let data = bytes(35, 25_000);
-    let digest = reg.blob("team/app", &data);
+    let (reg, data, digest, locator) = behind_a_name(35, 25_000);
     let port = reg.addr().port();
-    let locator = format!("registry.test:{port}/team/app");
     for scheme in ["socks5h", "socks5"] {
         let socks = SocksProxy::start();
         let mut dist = Dist::new();
@@ -454,11 +437,8 @@ fn a_registry_through_a_socks5_proxy() {
 /// missing ones, and a destination its rules forbid, fail at once with the reason.
 #[test]
 fn socks5_credentials_and_refusals() {
-    let reg = FakeRegistry::start();
-    let data = bytes(36, 8_000);
-    let digest = reg.blob("team/app", &data);
+    let (reg, data, digest, locator) = behind_a_name(36, 8_000);
     let port = reg.addr().port();
-    let locator = format!("registry.test:{port}/team/app");
     let socks = SocksProxy::requiring("alice", "s3cret");
     let fetch = |proxy: &str| {
         let mut dist = Dist::new();
@@ -529,7 +509,8 @@ fn a_socks_proxy_that_cannot_carry_the_request_is_not_asked_again() {
     ] {
         let mut dist = Dist::new();
         dist.env("ALL_PROXY", &proxy);
-        let out = dist.run(
+        let err = dist.fails(
+            2,
             &[
                 "--retries",
                 "3",
@@ -540,8 +521,6 @@ fn a_socks_proxy_that_cannot_carry_the_request_is_not_asked_again() {
             ],
             b"",
         );
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{err}");
         let said = format!("the SOCKS proxy 127.0.0.1:{} cannot be used", socks.port());
         assert!(err.contains(&said) && err.contains(says), "{err}");
         assert!(!err.contains("retrying"), "{err}");

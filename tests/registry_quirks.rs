@@ -72,9 +72,7 @@ fn a_digest_header_in_an_unknown_algorithm_is_passed_over_for_a_digest() {
         "manifests/v1",
         Fault::Header("docker-content-digest", "sha256:not-hex".to_string()),
     );
-    let out = Dist::new().run(&["fetch", &repo(&reg), "v1"], b"");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = Dist::new().fails(1, &["fetch", &repo(&reg), "v1"], b"");
     assert!(err.contains("bad Docker-Content-Digest header"), "{err}");
 }
 

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::cli::{bytes, json_lines, parse_frames, sha256, write_program, Dist};
+use support::cli::{
+    bytes, downloads_on_disk, json_lines, parse_frames, sha256, write_program, Dist,
+};
 use support::fake::{Auth, FakeRegistry, Fault, RandomFaults};
 use support::wait::exit_within;
 
@@ -151,7 +153,8 @@ fn a_one_shot_fetch_whose_body_keeps_stalling_exits_2() {
     let reg = FakeRegistry::start();
     let digest = reg.blob("team/app", bytes(3, 200_000));
     reg.set_fault_for_every(&digest, Fault::Stall(Duration::from_secs(5)));
-    let out = Dist::new().run(
+    let err = Dist::new().fails(
+        2,
         &[
             "fetch",
             "--idle-timeout",
@@ -163,8 +166,6 @@ fn a_one_shot_fetch_whose_body_keeps_stalling_exits_2() {
         ],
         b"",
     );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
         err.contains("body stalled: nothing for 300ms (--idle-timeout)"),
         "{err}"
@@ -643,17 +644,11 @@ fn sigint_during_large_downloads_stops_promptly_and_keeps_partials_a_rerun_carri
 /// than their first MiB on disk; returns how many do. Watched, not timed: a fixed pause
 /// for the paced downloads to get there can end before they do on a loaded machine.
 fn downloads_past_their_first_mib(dir: &Path, n: usize) -> usize {
-    let sha = dir.join("blobs/sha256");
-    // The downloads' own files, not the locks they are fetched under.
     let past = || {
-        std::fs::read_dir(&sha)
-            .map(|d| {
-                d.flatten()
-                    .filter(|e| e.file_name().to_string_lossy().starts_with(".dist-tmp-"))
-                    .filter(|e| e.metadata().is_ok_and(|m| m.len() > 1 << 20))
-                    .count()
-            })
-            .unwrap_or(0)
+        downloads_on_disk(dir)
+            .into_iter()
+            .filter(|&len| len > 1 << 20)
+            .count()
     };
     let waited = Instant::now();
     while past() < n && waited.elapsed() < Duration::from_secs(30) {
@@ -691,10 +686,11 @@ fn a_batch_stopped_before_storing_anything_removes_its_new_directory() {
     let dir = base.path().join("new");
     let args = ["fetch", &repo(&reg), "-", "-o", dir.to_str().unwrap()];
     let child = Dist::new().spawn(&args, format!("{digest}\n").as_bytes());
-    support::wait::within(Duration::from_secs(20), "the blob asked for", || {
-        reg.requests_for(&digest) > 0
+    // Stopped with the download's file in the new layout: a fixed pause after the request
+    // cost 300 ms, and on a loaded machine could end before the file was made.
+    support::wait::within(Duration::from_secs(20), "the download's file", || {
+        !downloads_on_disk(&dir).is_empty()
     });
-    std::thread::sleep(Duration::from_millis(300));
     assert_eq!(unsafe_kill(child.id(), libc::SIGINT), 0);
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -1286,9 +1282,7 @@ fn the_timeout_may_come_from_the_environment() {
     let mut dist = Dist::new();
     dist.env("DIST_FETCH_TIMEOUT", "1s");
     let args = ["resolve", &image, "--idle-timeout", "3s", "--retries", "0"];
-    let out = dist.run(&args, b"");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(124), "{err}");
+    let err = dist.fails(124, &args, b"");
     assert!(err.contains("gave up after the --timeout of 1s"), "{err}");
     drop(silent);
 }
@@ -1315,9 +1309,7 @@ fn option_variables_empty_are_unset_and_malformed_are_named() {
         vec!["fetch", &repo(&reg), &digest],
         vec!["fetch", &repo(&reg), &digest, "--timeout", "1m"],
     ] {
-        let out = dist.run(&args, b"");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let err = dist.fails(2, &args, b"");
         assert!(
             err.contains(r#"dist: DIST_FETCH_TIMEOUT (as --timeout): invalid duration "soon""#),
             "{args:?}: {err}"
@@ -1385,9 +1377,11 @@ fn large_downloads_cut_by_the_timeout_leave_only_partials() {
 
     // One object to stdout: abandoned at the deadline, named in the message.
     let digest = blobs.keys().next().unwrap();
-    let out = dist.run(&["--timeout", "500ms", "fetch", &repo(&reg), digest], b"");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(124), "{err}");
+    let err = dist.fails(
+        124,
+        &["--timeout", "500ms", "fetch", &repo(&reg), digest],
+        b"",
+    );
     assert!(
         err.contains(&format!("{digest}: gave up after the --timeout of 500ms")),
         "{err}"

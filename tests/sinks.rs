@@ -160,10 +160,10 @@ fn spawn_fed(mut command: std::process::Command, stdin: &[u8]) -> std::process::
     child
 }
 
-/// `dist ARGS…` as `nobody`, allowed `threads` threads in all (`ulimit -u`; a cgroup's
-/// `pids.max` refuses them the same way), and killed if it runs a minute: a hang shows as
-/// SIGKILL. `None` unless the tests run as root, who alone can switch users, and whom the
-/// limit does not bind.
+/// `dist ARGS…` as a user no process runs as ([`idle_uid`]), allowed `threads` threads in
+/// all (`ulimit -u`; a cgroup's `pids.max` refuses them the same way), and killed if it
+/// runs a minute: a hang shows as SIGKILL. `None` unless the tests run as root, who alone
+/// can switch users, and whom the limit does not bind.
 fn run_with_thread_limit(
     dist: &Dist,
     args: &[&str],
@@ -178,6 +178,7 @@ fn run_with_thread_limit(
         return None;
     }
     std::fs::set_permissions(dist.config_dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let uid = idle_uid();
     let mut command = dist.command(args);
     // SAFETY: only setgid, setuid and setrlimit, async-signal-safe, run between fork and
     // exec.
@@ -188,7 +189,7 @@ fn run_with_thread_limit(
                 rlim_max: threads as libc::rlim_t,
             };
             if libc::setgid(65534) != 0
-                || libc::setuid(65534) != 0
+                || libc::setuid(uid) != 0
                 || libc::setrlimit(libc::RLIMIT_NPROC, &limit) != 0
             {
                 return Err(std::io::Error::last_os_error());
@@ -212,6 +213,30 @@ fn run_with_thread_limit(
     drop(ended);
     watchdog.join().unwrap();
     Some(out)
+}
+
+/// A user id that no process runs as, a new one each call. The limit on threads counts
+/// every thread of the user's: run as `nobody`, dist shared it with the services that run
+/// as `nobody` too (nginx's workers, on a machine with a web server) and with another
+/// test's run, and had fewer threads than the test gave it.
+fn idle_uid() -> libc::uid_t {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(61_000);
+    let in_use = |uid: libc::uid_t| {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+            std::fs::read_to_string(entry.path().join("status")).is_ok_and(|status| {
+                status.lines().any(|l| {
+                    l.strip_prefix("Uid:")
+                        .is_some_and(|ids| ids.split_whitespace().any(|id| id == uid.to_string()))
+                })
+            })
+        })
+    };
+    loop {
+        let uid = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if !in_use(uid) {
+            return uid;
+        }
+    }
 }
 
 /// A batch with more jobs than open files allow (`-j 64` under `ulimit -n 64`: a

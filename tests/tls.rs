@@ -712,9 +712,7 @@ fn no_ca_certificates_at_all_are_named_as_such_and_not_retried() {
         .env("SSL_CERT_DIR", "");
     let locator = format!("https://localhost:{}/team/app", server.port);
     let digest = sha256(b"any");
-    let out = dist.run(&["fetch", "--retries", "2", &locator, &digest], b"");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = dist.fails(2, &["fetch", "--retries", "2", &locator, &digest], b"");
     assert!(
         err.contains("no CA certificates") && err.contains("--ca-file"),
         "{err}"
@@ -781,7 +779,8 @@ fn a_certificate_sent_without_its_intermediate_is_named_as_such() {
 
     let alone = server(vec![leaf.der().clone()]);
     let locator = format!("https://localhost:{}/team/app", alone.port);
-    let out = dist.run(
+    let err = dist.fails(
+        2,
         &[
             "--retries",
             "0",
@@ -793,8 +792,6 @@ fn a_certificate_sent_without_its_intermediate_is_named_as_such() {
         ],
         b"",
     );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
         err.contains(
             "issued by \"dist test issuing CA 7\", which is not trusted here, and sent \
@@ -823,9 +820,7 @@ fn a_certificate_sent_without_its_intermediate_is_named_as_such() {
         dist.ok(&["--ca-file", root_file, "fetch", &locator, &digest]),
         blob
     );
-    let out = dist.run(&["--retries", "0", "fetch", &locator, &digest], b"");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = dist.fails(2, &["--retries", "0", "fetch", &locator, &digest], b"");
     assert!(
         err.contains("the certificates the server sent lead up to \"dist test root CA\"")
             && !err.contains("intermediate"),
@@ -857,9 +852,7 @@ fn a_host_name_the_tls_server_does_not_serve_is_named_as_such_and_not_retried() 
     let dist = Dist::new();
     let locator = format!("https://localhost:{}/team/app", listener.port());
     let digest = sha256(b"never sent");
-    let out = dist.run(&["fetch", "--retries", "2", &locator, &digest], b"");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = dist.fails(2, &["fetch", "--retries", "2", &locator, &digest], b"");
     assert!(
         err.contains("does not serve this host name") && err.contains("UnrecognisedName"),
         "{err}"
@@ -880,7 +873,8 @@ fn a_tls_handshake_that_stalls_ends_at_the_connect_timeout() {
     let dist = Dist::new();
     let locator = format!("https://localhost:{}/team/app", listener.port());
     let digest = sha256(b"never sent");
-    let out = dist.run(
+    let err = dist.fails(
+        2,
         &[
             "fetch",
             "--connect-timeout",
@@ -894,8 +888,6 @@ fn a_tls_handshake_that_stalls_ends_at_the_connect_timeout() {
         ],
         b"",
     );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
         err.contains("TLS handshake did not finish within 1s (--connect-timeout)"),
         "{err}"
@@ -918,9 +910,7 @@ fn a_tls_registry_asked_in_plain_http_is_named_as_such() {
     for args in [vec!["fetch"], vec!["fetch", "--plain-http"]] {
         let mut args = args;
         args.extend([locator.as_str(), digest.as_str()]);
-        let out = dist.run(&args, b"");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{err}");
+        let err = dist.fails(2, &args, b"");
         assert!(
             err.contains("the server speaks TLS, not plain HTTP")
                 && err.contains("Client sent an HTTP request to an HTTPS server")
@@ -1011,9 +1001,7 @@ fn a_server_with_no_tls_version_or_cipher_suite_in_common_is_named_as_such() {
         let dist = Dist::new();
         let locator = format!("https://{host}:{}/team/app", listener.port());
         let digest = sha256(b"never served");
-        let out = dist.run(&["fetch", &locator, &digest], b"");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{err}");
+        let err = dist.fails(2, &["fetch", &locator, &digest], b"");
         assert!(err.contains(said), "{err}");
         assert_eq!(connections.load(Ordering::SeqCst), 1, "not retried: {err}");
     }
@@ -1032,9 +1020,7 @@ fn a_trusted_self_signed_ca_certificate_serves_as_the_registrys_own() {
     // Untrusted, it is named for what it is: self-signed, not trusted, and what to trust.
     // It read "a CA certificate served as the server's own", as if the server were
     // misconfigured, though it is what Docker's guide makes.
-    let out = dist.run(&["--retries", "0", "fetch", &locator, &digest], b"");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = dist.fails(2, &["--retries", "0", "fetch", &locator, &digest], b"");
     assert!(
         err.contains("the server's certificate is not trusted: it is self-signed (")
             && err.contains(
@@ -1053,12 +1039,11 @@ fn a_trusted_self_signed_ca_certificate_serves_as_the_registrys_own() {
 
     // The certificate names localhost, not 127.0.0.1.
     let by_ip = format!("https://127.0.0.1:{}/team/app", server.port);
-    let out = dist.run(
+    let err = dist.fails(
+        2,
         &["--retries", "0", "--ca-file", ca, "fetch", &by_ip, &digest],
         b"",
     );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
         err.contains(
             "not trusted: issued for localhost, registry.test, not for 127.0.0.1, which a \
@@ -1094,9 +1079,7 @@ fn a_self_signed_ca_certificate_trusted_by_ssl_cert_file_serves_as_the_registrys
 
     // Still for the names it carries only.
     let by_ip = format!("https://127.0.0.1:{}/team/app", server.port);
-    let out = dist.run(&["--retries", "0", "fetch", &by_ip, &digest], b"");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = dist.fails(2, &["--retries", "0", "fetch", &by_ip, &digest], b"");
     assert!(err.contains("not for 127.0.0.1"), "{err}");
 }
 

@@ -358,16 +358,8 @@ mod tests {
     #[test]
     fn a_stalled_terminal_never_holds_whoever_offers_frames() {
         let (drawer, line, terminal) = on_a_gated_terminal(QUEUE_BYTES);
-        let GateHandles {
-            reaches,
-            let_through,
-            written,
-        } = terminal;
-        // Each frame drawn, without the line's clearing before it.
-        let drawn = || -> String {
-            let took = written.recv_timeout(PATIENCE).unwrap();
-            took.replace("\r\x1b[K", "")
-        };
+        // The next frame let through, without the line's clearing before it.
+        let drawn = || terminal.pass().replace("\r\x1b[K", "");
 
         drawer.open(1);
         drawer.offer(1, "frame 0".into());
@@ -383,10 +375,8 @@ mod tests {
         });
         done.recv_timeout(PATIENCE)
             .expect("offering frames waited for the terminal");
-        let_through.send(()).unwrap();
         let first = drawn();
         if first != "frame 1000" {
-            let_through.send(()).unwrap();
             assert_eq!(drawn(), "frame 1000");
         }
         assert!(*lock(line), "the line holds a frame");
@@ -394,9 +384,10 @@ mod tests {
         // Closed with a frame waiting: neither it nor a later one of its owner's is drawn.
         // The frame waits while the thread is in a write: holding the line instead let
         // the thread take the frame first, then wait for the line, and draw it (1 run in 8).
-        while reaches.try_recv().is_ok() {}
+        while terminal.reaches.try_recv().is_ok() {}
         drawer.offer(1, "frame 1001".into());
-        reaches
+        terminal
+            .reaches
             .recv_timeout(PATIENCE)
             .expect("the frame is written");
         drawer.offer(1, "stale".into());
@@ -404,9 +395,7 @@ mod tests {
         drawer.offer(1, "after its end".into());
         drawer.open(2);
         drawer.offer(2, "next display".into());
-        let_through.send(()).unwrap();
         assert_eq!(drawn(), "frame 1001");
-        let_through.send(()).unwrap();
         assert_eq!(drawn(), "next display");
     }
 
@@ -438,6 +427,14 @@ mod tests {
         written: mpsc::Receiver<String>,
     }
 
+    impl GateHandles {
+        /// Lets the write at the gate, or the next to come, through: what it took.
+        fn pass(&self) -> String {
+            self.let_through.send(()).unwrap();
+            self.written.recv_timeout(PATIENCE).unwrap()
+        }
+    }
+
     /// A drawer of `budget` whose thread draws on a [`Gated`] terminal, the lock of its
     /// line, and the terminal's handles.
     fn on_a_gated_terminal(budget: usize) -> (Arc<Drawer>, &'static Mutex<bool>, GateHandles) {
@@ -462,29 +459,23 @@ mod tests {
     }
 
     /// A drawer of `budget` drawing on a [`Gated`] terminal, already in the write of a
-    /// first frame of owner 1's, `"frame"`; what lets writes through, and what they take.
-    fn stalled_on_a_frame(
-        budget: usize,
-    ) -> (Arc<Drawer>, mpsc::Sender<()>, mpsc::Receiver<String>) {
+    /// first frame of owner 1's, `"frame"`; the terminal's handles.
+    fn stalled_on_a_frame(budget: usize) -> (Arc<Drawer>, GateHandles) {
         let (drawer, _, terminal) = on_a_gated_terminal(budget);
-        let GateHandles {
-            reaches,
-            let_through,
-            written,
-        } = terminal;
         drawer.open(1);
         drawer.offer(1, "frame".into());
-        reaches
+        terminal
+            .reaches
             .recv_timeout(PATIENCE)
             .expect("the frame is written");
-        let_through.send(()).unwrap();
-        assert_eq!(written.recv_timeout(PATIENCE).unwrap(), "\r\x1b[Kframe");
+        assert_eq!(terminal.pass(), "\r\x1b[Kframe");
         // The next write waits at the gate: the terminal is stopped from here on.
         drawer.offer(1, "frame".into());
-        reaches
+        terminal
+            .reaches
             .recv_timeout(PATIENCE)
             .expect("the next frame is written");
-        (drawer, let_through, written)
+        (drawer, terminal)
     }
 
     /// Messages said while the terminal takes nothing are queued, not waited for (the
@@ -493,7 +484,7 @@ mod tests {
     /// display's summary takes the frame's place, and nothing is drawn after it.
     #[test]
     fn messages_wait_for_no_terminal_and_go_above_the_frame() {
-        let (drawer, let_through, written) = stalled_on_a_frame(QUEUE_BYTES);
+        let (drawer, terminal) = stalled_on_a_frame(QUEUE_BYTES);
         let (said, done) = mpsc::channel();
         let says = drawer.clone();
         std::thread::spawn(move || {
@@ -505,11 +496,9 @@ mod tests {
         });
         done.recv_timeout(PATIENCE)
             .expect("saying a message waited for the terminal");
-        let_through.send(()).unwrap();
-        assert_eq!(written.recv_timeout(PATIENCE).unwrap(), "\r\x1b[Kframe");
-        let_through.send(()).unwrap();
+        assert_eq!(terminal.pass(), "\r\x1b[Kframe");
         assert_eq!(
-            written.recv_timeout(PATIENCE).unwrap(),
+            terminal.pass(),
             "\r\x1b[Kdist: line 1: not found\ndist: line 2: not found\n2 objects, 2 failed\n"
         );
         drawer.drain();
@@ -517,14 +506,9 @@ mod tests {
         // With a frame drawn, a message clears it and redraws it below.
         drawer.open(2);
         drawer.offer(2, "next".into());
-        let_through.send(()).unwrap();
-        assert_eq!(written.recv_timeout(PATIENCE).unwrap(), "\r\x1b[Knext");
+        assert_eq!(terminal.pass(), "\r\x1b[Knext");
         drawer.say("a warning".into());
-        let_through.send(()).unwrap();
-        assert_eq!(
-            written.recv_timeout(PATIENCE).unwrap(),
-            "\r\x1b[Ka warning\n\r\x1b[Knext"
-        );
+        assert_eq!(terminal.pass(), "\r\x1b[Ka warning\n\r\x1b[Knext");
         drawer.drain();
     }
 
@@ -532,7 +516,7 @@ mod tests {
     /// message: they are what tells how the run got there, and went with the process.
     #[test]
     fn a_panic_of_the_main_thread_writes_the_lines_queued_before_it() {
-        let (drawer, let_through, written) = stalled_on_a_frame(QUEUE_BYTES);
+        let (drawer, terminal) = stalled_on_a_frame(QUEUE_BYTES);
         drawer.say("dist: what went wrong first".into());
         let (told, tells) = mpsc::channel();
         let told = Mutex::new(told);
@@ -554,11 +538,9 @@ mod tests {
             .name("main".into())
             .spawn(|| panic!("the run's bug"))
             .unwrap();
-        let_through.send(()).unwrap();
-        assert_eq!(written.recv_timeout(PATIENCE).unwrap(), "\r\x1b[Kframe");
-        let_through.send(()).unwrap();
+        assert_eq!(terminal.pass(), "\r\x1b[Kframe");
         assert_eq!(
-            written.recv_timeout(PATIENCE).unwrap(),
+            terminal.pass(),
             "\r\x1b[Kdist: what went wrong first\n\r\x1b[Kframe"
         );
         let idle = tells.recv_timeout(PATIENCE).expect("the panic's message");
@@ -597,7 +579,7 @@ mod tests {
     /// stays bounded, and no line is lost without a word.
     #[test]
     fn a_full_queue_drops_lines_and_says_how_many() {
-        let (drawer, let_through, written) = stalled_on_a_frame(3 * (LINE_COST + 6));
+        let (drawer, terminal) = stalled_on_a_frame(3 * (LINE_COST + 6));
         for i in 0..10 {
             drawer.say(format!("line {i}"));
         }
@@ -605,10 +587,8 @@ mod tests {
             lock(&drawer.pending).lines.len() == 3,
             "the queue is bounded"
         );
-        let_through.send(()).unwrap();
-        assert_eq!(written.recv_timeout(PATIENCE).unwrap(), "\r\x1b[Kframe");
-        let_through.send(()).unwrap();
-        let shown = written.recv_timeout(PATIENCE).unwrap();
+        assert_eq!(terminal.pass(), "\r\x1b[Kframe");
+        let shown = terminal.pass();
         let warning = dropped_warning(7);
         assert_eq!(
             shown,
@@ -617,11 +597,7 @@ mod tests {
         assert!(warning.starts_with("dist: warning: 7 more messages were not shown"));
         // Written, the queue takes lines again.
         drawer.say("line 10".into());
-        let_through.send(()).unwrap();
-        assert_eq!(
-            written.recv_timeout(PATIENCE).unwrap(),
-            "\r\x1b[Kline 10\n\r\x1b[Kframe"
-        );
+        assert_eq!(terminal.pass(), "\r\x1b[Kline 10\n\r\x1b[Kframe");
         drawer.drain();
     }
 }

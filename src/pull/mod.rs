@@ -325,10 +325,15 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
     async fn add_to_index(&self, entry: &Descriptor, keep: Option<Digest>) -> Result<Added> {
         let started = std::time::Instant::now();
         let mut pause = std::time::Duration::from_millis(1);
+        // Gone with this future when a stop drops it: a try then still under way on the
+        // blocking pool, which the stop cannot end, writes no entry if it takes the lock.
+        let waiting = Arc::new(());
         loop {
             let (store, indexed, keep) = (self.store.clone(), entry.clone(), keep.clone());
+            let still_waiting = Arc::downgrade(&waiting);
             let tried = crate::blocking::run("index.json update failed", move || {
-                store.try_add_to_index_unless(&indexed, keep.as_ref())
+                let wanted = || still_waiting.upgrade().is_some();
+                store.try_add_to_index_unless(&indexed, keep.as_ref(), &wanted)
             })
             .await?;
             if let Some(added) = tried {

@@ -49,19 +49,24 @@ pub fn add_entry(root: &Path, entry: &Descriptor) -> Result<Vec<Descriptor>> {
 /// Looked for under the lock too, so that an entry another run adds while this one waits
 /// for the lock is seen: looked for only before, it was replaced. Blocks.
 pub fn add_entry_unless(root: &Path, entry: &Descriptor, keep: Option<&Digest>) -> Result<Added> {
-    add_entry_within(root, entry, keep, INDEX_LOCK_WAIT)?.ok_or_else(|| still_locked(root))
+    add_entry_within(root, entry, keep, INDEX_LOCK_WAIT, &|| true)?
+        .ok_or_else(|| still_locked(root))
 }
 
 /// [`add_entry_unless`] if no other run holds the layout's lock: `None`, nothing written,
 /// if one does. For a caller that waits for the lock its own way, one a stop can end: a
 /// wait inside a blocking call outlives the stop, and writes the entry when the lock comes
-/// free, after the run said it wrote none. Blocks (a few system calls, and the write).
+/// free, after the run said it wrote none. Such a caller's try can still be under way on
+/// another thread when the stop comes: `wanted`, asked once the lock is taken, says
+/// whether the caller still wants the entry (`None`, nothing written, if not). Blocks (a
+/// few system calls, and the write).
 pub fn try_add_entry_unless(
     root: &Path,
     entry: &Descriptor,
     keep: Option<&Digest>,
+    wanted: &dyn Fn() -> bool,
 ) -> Result<Option<Added>> {
-    add_entry_within(root, entry, keep, Duration::ZERO)
+    add_entry_within(root, entry, keep, Duration::ZERO, wanted)
 }
 
 /// The error of a lock that another run held for all of [`INDEX_LOCK_WAIT`].
@@ -77,12 +82,13 @@ pub(crate) fn still_locked(root: &Path) -> Error {
 }
 
 /// [`add_entry_unless`], waiting up to `wait` for another run's lock: `None` if it is
-/// still held.
+/// still held, or if once it is taken `still_wanted` says the entry is no longer wanted.
 fn add_entry_within(
     root: &Path,
     entry: &Descriptor,
     keep: Option<&Digest>,
     wait: Duration,
+    still_wanted: &dyn Fn() -> bool,
 ) -> Result<Option<Added>> {
     let path = root.join("index.json");
     let name = entry.ref_name();
@@ -108,6 +114,9 @@ fn add_entry_within(
     let Some(_lock) = IndexLock::take(root, wait)? else {
         return Ok(None);
     };
+    if !still_wanted() {
+        return Ok(None);
+    }
     let mut index = read_index(&path)?;
     let (kept, value) = wanted(&index);
     let merged = merge_value(&mut index, name, value)

@@ -161,6 +161,16 @@ impl Dist {
         out
     }
 
+    /// `dist ARGS…` fed `stdin`, which must exit with status `code`: its stderr, to look
+    /// at what it says.
+    #[track_caller]
+    pub fn fails(&self, code: i32, args: &[&str], stdin: &[u8]) -> String {
+        let out = self.run(args, stdin);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "dist {args:?}: {err}");
+        err
+    }
+
     /// Runs and asserts success, returning stdout.
     pub fn ok(&self, args: &[&str]) -> Vec<u8> {
         self.ok_fed(args, b"")
@@ -196,6 +206,19 @@ pub fn write_program(path: &Path, text: &str) {
     drop(stdin);
     assert!(sh.wait().unwrap().success(), "writing {}", path.display());
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// The sizes of the downloads being written into the layout at `dir` (their temporary
+/// files, not the locks they are fetched under); none while there is no layout yet.
+pub fn downloads_on_disk(dir: &Path) -> Vec<u64> {
+    std::fs::read_dir(dir.join("blobs/sha256"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(".dist-tmp-"))
+                .filter_map(|e| Some(e.metadata().ok()?.len()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The hex part of a `sha256:` digest, as blob files are named.

@@ -524,15 +524,17 @@ impl LayoutStore {
     }
 
     /// [`Self::add_to_index_unless`] if no other run holds `index.json`'s lock: `None`,
-    /// nothing written to it, if one does; see [`super::index::try_add_entry_unless`].
-    /// Blocks (the syncs and the write, not for the lock).
+    /// nothing written to it, if one does or if `wanted`, asked once the lock is taken,
+    /// says no; see [`super::index::try_add_entry_unless`]. Blocks (the syncs and the
+    /// write, not for the lock).
     pub fn try_add_to_index_unless(
         &self,
         entry: &Descriptor,
         keep: Option<&Digest>,
+        wanted: &dyn Fn() -> bool,
     ) -> Result<Option<super::index::Added>> {
         self.sync()?;
-        super::index::try_add_entry_unless(&self.root, entry, keep)
+        super::index::try_add_entry_unless(&self.root, entry, keep, wanted)
     }
 
     /// Makes the blobs stored since the last call durable under their names. A blob's
