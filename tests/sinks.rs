@@ -1567,3 +1567,40 @@ fn a_report_fifo_is_waited_for_within_the_timeout() {
     );
     assert_eq!(reg.request_count(), requests, "nothing asked for");
 }
+
+/// The thread writing stdout runs as `SCHED_BATCH`, so that waking it does not take the
+/// core from the runtime's thread in the middle of its turn (the CPU a batch of small
+/// blobs costs: see `yield_to_runtime` in src/cmd/output.rs).
+#[cfg(target_os = "linux")]
+#[test]
+fn the_output_thread_does_not_preempt_the_runtime() {
+    let reg = FakeRegistry::start();
+    let mut child = Dist::new().start(&["fetch", &repo(&reg), "-"]);
+    let tasks = format!("/proc/{}/task", child.id());
+    // The scheduling policy of the thread named `dist-output`, once it has one.
+    let policy = || -> Option<u32> {
+        std::fs::read_dir(&tasks).ok()?.find_map(|t| {
+            let t = t.ok()?.path();
+            if std::fs::read_to_string(t.join("comm")).ok()?.trim() != "dist-output" {
+                return None;
+            }
+            let sched = std::fs::read_to_string(t.join("sched")).ok()?;
+            let line = sched.lines().find(|l| l.starts_with("policy"))?;
+            line.rsplit(':').next()?.trim().parse().ok()
+        })
+    };
+    let mut seen = None;
+    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        support::wait::until("the output thread to set its policy", || {
+            seen = policy();
+            seen == Some(libc::SCHED_BATCH as u32)
+        })
+    }));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        waited.is_ok(),
+        "policy of dist-output: {seen:?}, not SCHED_BATCH ({})",
+        libc::SCHED_BATCH
+    );
+}

@@ -38,6 +38,23 @@ pub fn on_runtime_park() {
     }
 }
 
+/// Lets the writer, once woken, wait for the runtime's thread to sleep or use up its turn
+/// instead of taking the core from it: woken in the middle of the runtime's turn, it
+/// preempted the runtime's thread 250-290 times per thousand small blobs (0-110 times
+/// with this), and frames do not need to go out sooner than that. `SCHED_BATCH` changes only wake-up
+/// preemption; the writer's share of the CPU stays that of any thread at its nice level.
+/// Measured on 1000 small blobs from nginx (framed, `-j 10`): 1-2% less CPU, cheaper in
+/// 55-60% of the pairs of each of five sets of 150-200 interleaved runs. Where the call
+/// is refused (seccomp), the writer runs as before.
+fn yield_to_runtime() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: sched_setscheduler reads `param` only; pid 0 is the calling thread.
+        unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+    }
+}
+
 /// Why output stopped.
 pub enum Failure {
     /// The reader went away (`| head`): nothing to report.
@@ -71,6 +88,7 @@ impl Output {
         let spawned = std::thread::Builder::new()
             .name("dist-output".into())
             .spawn(move || {
+                yield_to_runtime();
                 if let Ok(report) = take.recv() {
                     let _ = verdict.send(write_all(rx, framed, report, &sync_at_end));
                 }
