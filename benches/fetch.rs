@@ -9,7 +9,8 @@
 //! Cases: `worker-small`, `static-small`, `big`, `many-lines`, `sha`, `h2`, `ranged` (see `fetch/cases.rs`).
 //! Each variant runs once to warm up and then `BENCH_RUNS` (default 5) times (5x that for
 //! `static-small`, whose runs take a tenth of a second), interleaved
-//! with the other variants of its case. Medians are reported (see `fetch/measure.rs` for
+//! with the other variants of its case, in an order that changes from round to round (no
+//! variant always first, or always after the same one). Medians are reported (see `fetch/measure.rs` for
 //! exactly what wall, CPU and peak RSS mean).
 //!
 //! The binary under test is `target/release/dist`, built by cargo itself: a bench target

@@ -155,7 +155,8 @@ impl Runner {
                 format!("run {}/{}", round - plan.warmups + 1, plan.runs)
             };
             eprintln!("  [{case}] {label}");
-            for (variant, samples) in variants.iter().zip(&mut samples) {
+            for i in round_order(round, N) {
+                let (variant, samples) = (&variants[i], &mut samples[i]);
                 (variant.prepare)();
                 let sample = self.run(variant);
                 // Every sample, so that a median can be read against the spread around it.
@@ -390,4 +391,25 @@ fn tail(path: &Path, max: usize) -> String {
 /// Quotes `s` for a POSIX shell.
 pub fn sh_quote(s: impl AsRef<str>) -> String {
     format!("'{}'", s.as_ref().replace('\'', r"'\''"))
+}
+
+/// The order the `n` variants run in during `round`, the same in every bench run. In a
+/// fixed order one slot is favoured: a binary timed against itself in alternate runs came
+/// out 2.6% cheaper in the second slot (86 of 150 pairs, docs/performance-notes.md),
+/// enough to tip a ratio near 1. Each block of `n` rounds rotates one shuffled order, so
+/// that every variant runs once in every slot per block, and the blocks' shuffles vary
+/// which variant runs before which.
+fn round_order(round: usize, n: usize) -> Vec<usize> {
+    let mut base: Vec<usize> = (0..n).collect();
+    // xorshift64*, seeded by the block so that no state is zero.
+    let mut state = ((round / n.max(1)) as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    for i in (1..n).rev() {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        let j = (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % (i + 1);
+        base.swap(i, j);
+    }
+    base.rotate_left(round % n.max(1));
+    base
 }
