@@ -160,6 +160,9 @@ pub(crate) struct Source {
     pub(crate) headers: HeaderMap,
     /// Bytes in the whole blob.
     pub(crate) total: u64,
+    /// `total` is the size given alone (a `size:` hint, a descriptor's), the server having
+    /// declared none.
+    pub(crate) total_given: bool,
     pub(crate) shared: Arc<Shared>,
     /// Where the content is on every host: the rest moves on from a mirror whose parts
     /// fail, as a mirror's broken body does.
@@ -280,16 +283,7 @@ impl Adaptive {
         self.source.follow_first_stream();
         let s = &self.source;
         tracing::debug!(url = %s.url, offset = self.offset, "a part was answered without its range; one stream for the rest");
-        let rest = Resumable::from_offset(
-            s.remote.clone(),
-            s.host,
-            s.url.clone(),
-            s.headers.clone(),
-            self.offset,
-            s.total,
-            s.address.clone(),
-        )
-        .await;
+        let rest = Resumable::from_offset(s, self.offset).await;
         let rest = match rest {
             Ok(rest) => rest,
             Err(e) => return self.hand_over(s.host, e).await,
@@ -656,7 +650,7 @@ async fn fetch_part(
         // serve either, from the server that said so: the blob fails as content that is
         // not what was asked for, fetched once more from the registry itself.
         let (asked, answered) = (format!("bytes={from}-{end}"), reply.response.headers());
-        crate::registry::other_total(&asked, Some(source.total), answered)
+        crate::registry::other_total(&asked, Some(source.total), source.total_given, answered)
             .map_err(|e| e.with_url(url))?;
         let transport = &remote.host(host).transport;
         let read = read_part(transport, reply.response.body_mut(), &mut got, want)

@@ -586,6 +586,36 @@ fn a_wrong_size_hint_is_named_against_a_body_without_length() {
     }
 }
 
+/// A body that declares no size, cut short, resumed: the `206`'s `Content-Range` total is
+/// the first size the registry declares, and a size given otherwise is said against it as
+/// against a `Content-Length`, warned about in those words. It was said as "where the
+/// content is 20001", the size given taken for the content's, and warned about as content
+/// that "did not verify". The size given right, the resume goes on.
+#[test]
+fn a_wrong_size_hint_is_named_against_a_resume_s_total() {
+    let (reg, digest, data) = fake_with_blob(20_000);
+    // Every answer runs to its connection's close, the first cut there half-way.
+    reg.set_fault_for_every(&digest, Fault::Unframed(10_000));
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest, "size:20000"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(out.stdout == data, "{err}");
+    assert_eq!(blob_ranges(&reg), [None, Some("bytes=10000-".into())]);
+
+    let given = "expected 20001 (the size given: size:20001, or a descriptor's \"size\")";
+    let err = Dist::new().fails(1, &["fetch", &repo(&reg), &digest, "size:20001"], b"");
+    let said = format!(
+        "asked for bytes=10000-, got a 206 with Content-Range: bytes 10000-19999/20000: the \
+         registry declares 20000 bytes, {given}"
+    );
+    assert!(err.contains(&said), "{err}");
+    let warned = "dist: warning: the size given is 20001 bytes and the registry declares \
+                  20000; fetching once more from the registry itself";
+    assert!(err.contains(warned), "{err}");
+    assert!(!err.contains("did not verify"), "{err}");
+    assert!(!err.contains("where the content is"), "{err}");
+}
+
 /// A wrong `size:` hint, the registry right: the message names both sizes and the size
 /// given as the user gave it, a cause as likely as the registry. It said "expected
 /// 19999" alone, which read as the registry's fault.

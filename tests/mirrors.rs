@@ -453,6 +453,33 @@ fn configured_headers_reach_their_host_and_no_other() {
     assert!(values(&at_cdn[0].headers, "x-registry-key").is_empty());
 }
 
+/// A `User-Agent` configured in `hosts.toml`'s `[header]` (a registry or a CDN in front of
+/// it that lets through only agents it knows) is the one its host gets, alone, as
+/// containerd's replaces its own: sent beside dist's, a server that reads the first
+/// (Go's `Header.Get`) saw `dist/<version>` and never the one configured.
+#[test]
+fn a_configured_user_agent_replaces_dist_s() {
+    let reg = FakeRegistry::start();
+    let blob = bytes(8, 5000);
+    let digest = reg.blob("team/app", &blob);
+    let dir = hosts_dir(&reg.host(), "[header]\n  User-Agent = \"corp-agent/1\"\n");
+    let mut dist = Dist::new();
+    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    let repo = format!("{}/team/app", reg.host());
+    assert_eq!(dist.ok(&["fetch", &repo, &digest]), blob);
+    let requests = reg.requests();
+    assert!(!requests.is_empty());
+    for r in requests {
+        let agents: Vec<_> = r
+            .headers
+            .get_all("user-agent")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect();
+        assert_eq!(agents, ["corp-agent/1"], "{} {}", r.method, r.path);
+    }
+}
+
 /// A hosts file's `server` moves the registry itself, path and all: `<path>/v2/` as the
 /// API root, or `<path>/` with `override_path`, as containerd reads it.
 #[test]

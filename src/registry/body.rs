@@ -32,6 +32,9 @@ pub(crate) struct Resumable {
     pub(crate) offset: u64,
     /// The whole content's size, when known (declared, or hinted by the caller).
     pub(crate) size: Option<u64>,
+    /// `size` is the size given alone (a `size:` hint, a descriptor's), the server having
+    /// declared none: a `206` that says another total is the registry declaring its own.
+    pub(crate) size_given: bool,
     /// Bytes still to drop from the current body: a server that ignored our Range sends
     /// the whole content again, and what we already handed out must not repeat.
     pub(crate) skip: u64,
@@ -206,6 +209,10 @@ impl Resumable {
                 if let Some(status) = again.status() {
                     err = err.with_status(status);
                 }
+                // A size given that the registry contradicted, to be said so.
+                if let Some((given, declared)) = again.sizes() {
+                    err = err.with_sizes(given, declared);
+                }
                 // Where the rest was refused: the download names the URL of its first
                 // answer, which may be another host's (a mirror's, before a hand-over).
                 err = match again.url() {
@@ -258,7 +265,7 @@ impl Resumable {
             self.host,
             self.address.as_ref(),
             &self.headers,
-            Rest::of(self.offset, self.size),
+            Rest::of(self.offset, self.size, self.size_given),
             e,
             std::mem::take(&mut self.earlier),
         )
@@ -285,7 +292,7 @@ impl Resumable {
 
     async fn reopen(&mut self, url: &Uri) -> Result<()> {
         let (remote, host) = (&self.remote, self.host);
-        let rest = Rest::of(self.offset, self.size);
+        let rest = Rest::of(self.offset, self.size, self.size_given);
         let budget = resume_budget(remote, host, self.address.as_ref());
         let resumes = (&mut self.resumes, budget);
         let ranged = !self.whole;
@@ -296,32 +303,31 @@ impl Resumable {
         Ok(())
     }
 
-    /// The content at `url` from byte `offset` on, resumable like a first response: what a
-    /// split download goes back to when the server does not answer ranges after all.
+    /// The content from byte `offset` on, from the `source`'s host and URL, resumable like a
+    /// first response: what a split download goes back to when the server does not answer
+    /// ranges after all.
     pub(crate) async fn from_offset(
-        remote: RegistryRemote,
-        host: usize,
-        url: Uri,
-        headers: HeaderMap,
+        source: &crate::ranged::Source,
         offset: u64,
-        size: u64,
-        address: Option<Address>,
     ) -> Result<crate::fetch::ByteStream> {
+        let (remote, host, headers) = (&source.remote, source.host, &source.headers);
+        let address = source.address.as_ref();
         let mut spent = 0;
-        let budget = resume_budget(&remote, host, address.as_ref());
+        let budget = resume_budget(remote, host, address);
         let retries = (&mut spent, budget);
-        let rest = Rest::of(offset, Some(size));
-        let (body, skip, _) = open_at(&remote, host, &url, &headers, rest, true, retries).await?;
+        let rest = Rest::of(offset, Some(source.total), source.total_given);
+        let (body, skip, _) =
+            open_at(remote, host, &source.url, headers, rest, true, retries).await?;
         let opened = Opened {
             host,
-            url,
+            url: source.url.clone(),
             body,
             skip,
             spent,
             earlier: Vec::new(),
             version: http::Version::HTTP_11,
         };
-        Ok(Resumable::opened(remote, opened, headers, offset, size, address).into_stream())
+        Ok(Resumable::opened(source, opened, offset).into_stream())
     }
 
     /// The content from byte `offset` on, from the host after the mirror `host`, whose
@@ -344,7 +350,7 @@ impl Resumable {
             host,
             address.as_ref(),
             headers,
-            Rest::of(offset, Some(source.total)),
+            Rest::of(offset, Some(source.total), source.total_given),
             e,
             Vec::new(),
         )
@@ -356,38 +362,30 @@ impl Resumable {
             next.skip == 0 && !next.body.is_decoded() && next.version < http::Version::HTTP_2;
         let serving = &source.serving;
         *serving.lock().expect("serving host poisoned") = (next.host, next.url.clone());
-        let (remote, headers, address) = (remote.clone(), headers.clone(), address.clone());
-        let mut rest = Resumable::opened(remote, next, headers, offset, source.total, address);
+        let mut rest = Resumable::opened(source, next, offset);
         rest.serving = Some(serving.clone());
         Ok((rest.into_stream(), ranges))
     }
 
-    /// The content `opened` from byte `offset` on, of `size` bytes in all, with no break
-    /// yet.
-    fn opened(
-        remote: RegistryRemote,
-        opened: Opened,
-        headers: HeaderMap,
-        offset: u64,
-        size: u64,
-        address: Option<Address>,
-    ) -> Resumable {
+    /// The `source`'s content `opened` from byte `offset` on, with no break yet.
+    fn opened(source: &crate::ranged::Source, opened: Opened, offset: u64) -> Resumable {
         // A host that coded its answer would code a range of it too.
         let whole = opened.body.is_decoded();
         Resumable {
-            remote,
+            remote: source.remote.clone(),
             host: opened.host,
             body: opened.body,
             resume_url: Some(opened.url),
             retry_url: None,
             whole,
-            headers,
+            headers: source.headers.clone(),
             offset,
-            size: Some(size),
+            size: Some(source.total),
+            size_given: source.total_given,
             skip: opened.skip,
             resumes: opened.spent,
             progress_mark: offset,
-            address,
+            address: source.address.clone(),
             earlier: opened.earlier,
             serving: None,
         }
@@ -569,8 +567,13 @@ async fn open_at(
             let asked = headers
                 .get(http::header::RANGE)
                 .and_then(|v| v.to_str().ok());
-            other_total(asked.unwrap_or("the whole content"), rest.size, h)
-                .map_err(|e| e.with_url(url))?;
+            other_total(
+                asked.unwrap_or("the whole content"),
+                rest.size,
+                rest.given,
+                h,
+            )
+            .map_err(|e| e.with_url(url))?;
         }
         match (part, plain) {
             (false, true) => return Ok((Body::Plain(reply.response.into_body()), offset, version)),
@@ -615,33 +618,52 @@ pub(crate) fn wrong_range(offset: u64, headers: &HeaderMap) -> Error {
     )
 }
 
-/// The content from `offset` on, of `size` bytes in all when known (declared, or given).
+/// The content from `offset` on, of `size` bytes in all when known (declared, or given:
+/// `given` when the size given alone, the server having declared none).
 #[derive(Clone, Copy)]
 struct Rest {
     offset: u64,
     size: Option<u64>,
+    given: bool,
 }
 
 impl Rest {
-    fn of(offset: u64, size: Option<u64>) -> Rest {
-        Rest { offset, size }
+    fn of(offset: u64, size: Option<u64>, given: bool) -> Rest {
+        Rest {
+            offset,
+            size,
+            given,
+        }
     }
 }
 
 /// Refuses a plain `206` to the `Range` `asked` (`bytes=500-`, a part's `bytes=500-999`)
 /// whose `Content-Range` gives the whole content another size than its known `size`.
-pub(crate) fn other_total(asked: &str, size: Option<u64>, headers: &HeaderMap) -> Result<()> {
-    match (size, content_range_total(headers)) {
-        (Some(size), Some(total)) if total != size => Err(Error::new(
-            ErrorKind::SizeMismatch,
-            format!(
-                "asked for {asked}, got a 206 with {}: {total} bytes in all, where the \
-                 content is {size}",
-                got_range(headers)
-            ),
-        )),
-        _ => Ok(()),
+/// Against a size `given` alone (no server declared one before), the total is the first
+/// size the registry declares: said, and recorded ([`Error::sizes`]), as a `Content-Length`
+/// other than the size given is, a hint as likely wrong as the server.
+pub(crate) fn other_total(
+    asked: &str,
+    size: Option<u64>,
+    given: bool,
+    headers: &HeaderMap,
+) -> Result<()> {
+    let (Some(size), Some(total)) = (size, content_range_total(headers)) else {
+        return Ok(());
+    };
+    if total == size {
+        return Ok(());
     }
+    let got = format!("asked for {asked}, got a 206 with {}", got_range(headers));
+    if given {
+        let expected = crate::hints::expected_size(size);
+        let msg = format!("{got}: the registry declares {total} bytes, {expected}");
+        return Err(Error::new(ErrorKind::SizeMismatch, msg).with_sizes(size, total));
+    }
+    Err(Error::new(
+        ErrorKind::SizeMismatch,
+        format!("{got}: {total} bytes in all, where the content is {size}"),
+    ))
 }
 
 /// A `206` where no range was asked for: a part of the content, its length no size, which

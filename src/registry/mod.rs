@@ -631,6 +631,8 @@ impl RegistryRemote {
         let serving = split
             .as_ref()
             .map(|(url, _)| Serving::new(std::sync::Mutex::new((host, url.clone()))));
+        // A size the server did not declare is the caller's alone, and may be what is wrong.
+        let given = (declared.is_none() && hints.size.is_some()).then_some(hints.origin_only);
         // A coded body is decoded below the resumes, which then count the content's
         // bytes: a break asks for the whole content again and drops what was handed out,
         // instead of failing content that went to stdout already.
@@ -655,6 +657,7 @@ impl RegistryRemote {
             headers: headers.clone(),
             offset,
             size,
+            size_given: given.is_some(),
             skip,
             resumes: spent,
             progress_mark: offset,
@@ -671,6 +674,7 @@ impl RegistryRemote {
                     url,
                     headers,
                     total,
+                    total_given: given.is_some(),
                     shared: self.inner.ranged.clone(),
                     address,
                     serving,
@@ -687,8 +691,6 @@ impl RegistryRemote {
             url: transport::redact(&reply.url),
             limit,
         };
-        // A size the server did not declare is the caller's alone, and may be what is wrong.
-        let given = (declared.is_none() && hints.size.is_some()).then_some(hints.origin_only);
         let download = match prefix {
             Some(p) => Download::after(meta, body, p.clone()),
             None => Download::new(meta, body),

@@ -174,7 +174,8 @@ pub struct TransportOptions {
     pub http2_window: Http2Window,
     /// A client certificate for servers that ask for one (mutual TLS).
     pub client_identity: Option<tls::ClientIdentity>,
-    /// The `User-Agent` sent with every request that does not set its own:
+    /// The `User-Agent` sent with every request that does not set its own (in its headers,
+    /// or its host's configured ones, [`Outgoing::origin_headers`]):
     /// [`DEFAULT_USER_AGENT`] unless changed; `None` sends none. Registries and the CDNs
     /// in front of them log it, and some throttle or refuse requests without one.
     pub user_agent: Option<String>,
@@ -490,10 +491,13 @@ impl Transport {
         for (k, v) in &req.headers {
             builder = builder.header(k, v);
         }
-        if let Some(ua) = &self.user_agent {
-            if !req.headers.contains_key(http::header::USER_AGENT) {
-                builder = builder.header(http::header::USER_AGENT, ua.clone());
-            }
+        // One the request or its host's configuration sets replaces it, as in containerd:
+        // sent beside it, the server that reads the first saw this one alone.
+        let agent = http::header::USER_AGENT;
+        let set =
+            req.headers.contains_key(&agent) || (origin && req.origin_headers.contains_key(&agent));
+        if let Some(ua) = self.user_agent.as_ref().filter(|_| !set) {
+            builder = builder.header(agent, ua.clone());
         }
         if origin {
             for (k, v) in req
