@@ -275,7 +275,8 @@ fn a_dead_runs_lock_files_do_not_block_and_are_swept() {
 }
 
 /// A run waiting for another's download stops promptly on `--timeout` (124) and on
-/// SIGTERM (143), without asking for the blob, and leaves the other's lock alone.
+/// SIGTERM (143), without asking for the blob, and leaves the other's lock alone. Stopped,
+/// it names the blob it waited for and the lock file: it said nothing of them.
 #[test]
 fn a_waiting_run_stops_on_timeout_and_signals() {
     let (reg, digest, _) = fake_with_blob();
@@ -289,6 +290,17 @@ fn a_waiting_run_stops_on_timeout_and_signals() {
         line(&digest).as_bytes(),
     );
     assert_eq!(out.status.code(), Some(124), "{}", text(&out));
+    // What held the run up is named: the blob, and the lock file to find its holder by.
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lock_file = lock_path(dir.path(), &digest);
+    assert!(
+        err.contains(&format!(
+            "dist: {digest} was not fetched: it was waiting for another run fetching it into \
+             the layout, which holds its lock file {}",
+            lock_file.display()
+        )),
+        "{err}"
+    );
 
     let before = other_requests(&reg, &digest);
     let child = dist.spawn(&args(&repo, dir.path(), &[]), line(&digest).as_bytes());
@@ -371,15 +383,8 @@ fn a_small_blob_is_fetched_without_waiting() {
 #[test]
 fn two_pulls_sharing_a_layer_fetch_it_once() {
     let (reg, layer, data) = fake_with_blob();
-    let oci = "application/vnd.oci.image.manifest.v1+json";
     for tag in ["one", "two"] {
-        let config = format!(r#"{{"architecture":"amd64","os":"linux","variant":"{tag}"}}"#);
-        let config_digest = reg.blob("team/app", config.as_bytes());
-        let manifest = format!(
-            r#"{{"schemaVersion":2,"mediaType":"{oci}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{layer}","size":{LEN}}}]}}"#,
-            config.len()
-        );
-        reg.manifest("team/app", tag, oci, manifest);
+        image_of(&reg, tag, &layer);
     }
     reg.push_fault(
         &layer,
@@ -417,4 +422,42 @@ fn two_pulls_sharing_a_layer_fetch_it_once() {
         .filter(|n| n.starts_with('.'))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// Tags in the registry an image of its own whose one layer is `layer`.
+fn image_of(reg: &FakeRegistry, tag: &str, layer: &str) {
+    let oci = "application/vnd.oci.image.manifest.v1+json";
+    let config = format!(r#"{{"architecture":"amd64","os":"linux","variant":"{tag}"}}"#);
+    let config_digest = reg.blob("team/app", config.as_bytes());
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{oci}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{layer}","size":{LEN}}}]}}"#,
+        config.len()
+    );
+    reg.manifest("team/app", tag, oci, manifest);
+}
+
+/// A pull stopped by `--timeout` while another run held its layer's lock (a pull stopped
+/// with Ctrl-Z) names the layer it waited for and the lock file; it said only that the
+/// others were not fetched.
+#[test]
+fn a_pull_stopped_waiting_for_another_run_names_the_layer() {
+    let (reg, layer, _) = fake_with_blob();
+    image_of(&reg, "one", &layer);
+    let dir = tempfile::tempdir().unwrap();
+    let lock = hold_lock(dir.path(), &layer);
+    let image = format!("{}/team/app:one", reg.host());
+    let out_dir = dir.path().to_str().unwrap();
+    let out = Dist::new().run(&["--timeout", "2s", "pull", &image, "-o", out_dir], b"");
+    assert_eq!(out.status.code(), Some(124), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "dist: {layer} was not fetched: it was waiting for another run fetching it into \
+             the layout, which holds its lock file {}",
+            lock_path(dir.path(), &layer).display()
+        )),
+        "{err}"
+    );
+    assert!(blob_gets(&reg, &layer).is_empty(), "never asked for");
+    drop(lock);
 }

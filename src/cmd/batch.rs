@@ -179,10 +179,11 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
             .join(" ");
         Box::new(std::io::Cursor::new(line.into_bytes()))
     };
-    let mut syncs = Syncs::new(match &opts.destination {
+    let store = match &opts.destination {
         Destination::Store { store, .. } => Some(store.clone()),
         _ => None,
-    });
+    };
+    let mut syncs = Syncs::new(store.clone());
     let mut outcomes = worker::run(remote, input, opts);
     let ticker = display.start();
     let mut failed = 0usize;
@@ -226,6 +227,12 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
             break None; // the writer stopped; finish() says why
         }
     };
+    // Taken before the jobs go, and their marks with them: a stop while another run held
+    // blobs this one waited for says so.
+    let waiting = store
+        .filter(|_| stopped.is_some())
+        .map(|s| s.waiting_for_others())
+        .unwrap_or_default();
     drop(outcomes);
     // A signal that came in the same turn as the last outcome waits in `stop`, which the
     // biased pick above passed over: taken now, or the sync below would sit it out.
@@ -281,6 +288,7 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
                 None if all_handled(&progress, synced) => why.say_unwritten(),
                 None => why.say(into_store),
             }
+            why.say_waiting(&waiting);
             why.code()
         }
     }

@@ -137,9 +137,17 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
     let object = image.object();
     let work = dist::pull::pull(remote, &object, image.ref_name(), store, &opts, on_event);
     let ticker = display.start();
-    let result = match unless_stopped(work, &mut stop).await {
+    let result = {
+        let mut work = std::pin::pin!(work);
+        match unless_stopped(work.as_mut(), &mut stop).await {
+            Ok(r) => Ok(r),
+            // Taken before the pull's jobs go, and their marks with them.
+            Err(why) => Err((why, store.waiting_for_others())),
+        }
+    };
+    let result = match result {
         Ok(r) => r,
-        Err(why) => {
+        Err((why, waiting)) => {
             // The lines written first, as at the end: on a terminal they come above the
             // summary.
             lines.finish_within(std::time::Duration::from_secs(2)).await;
@@ -149,6 +157,7 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
             } else {
                 why.say(true);
             }
+            why.say_waiting(&waiting);
             return why.code();
         }
     };
