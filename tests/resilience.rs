@@ -1653,14 +1653,9 @@ fn a_failed_object_named_again_is_fetched_again_into_a_directory() {
     a_failed_object_named_again_is_fetched_again(true);
 }
 
-/// `dist pull` writes a JSON line per object; a reader that stops reading (`| less` left
-/// waiting, a stuck `ssh`) fills the pipe. A signal or `--timeout` must still end the pull,
-/// as it ends the worker: the lines were written on the runtime's one thread, which then
-/// sat in `write` and could not see either.
-#[test]
-fn a_pull_stops_while_nobody_reads_its_lines() {
-    let reg = FakeRegistry::start();
-    // Some 600 lines of 250 bytes and more: well past a 64 KiB pipe.
+/// An image of 600 layers tagged `v1`, whose pull writes some 600 JSON lines of 250 bytes
+/// and more: well past what a 64 KiB pipe holds. Its reference.
+fn image_of_many_lines(reg: &FakeRegistry) -> String {
     let layers: Vec<String> = (0..600)
         .map(|i| {
             let digest = reg.blob("team/app", bytes(50_000 + i, 100));
@@ -1678,7 +1673,50 @@ fn a_pull_stops_while_nobody_reads_its_lines() {
     );
     let manifest_type = "application/vnd.oci.image.manifest.v1+json";
     reg.manifest("team/app", "v1", manifest_type, manifest.as_bytes());
-    let reference = format!("{}:v1", repo(&reg));
+    format!("{}:v1", repo(reg))
+}
+
+/// A pull stopped once it had named its image, while its lines waited for a reader that
+/// does not read, says that every object was handled and not all of the output written.
+/// It said "objects reported so far are complete; downloads cut short … are kept", of a
+/// pull that had nothing left to fetch.
+#[test]
+fn a_pull_stopped_writing_out_its_lines_says_every_object_was_handled() {
+    let reg = FakeRegistry::start();
+    let reference = image_of_many_lines(&reg);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let args = ["pull", reference.as_str(), "-o", layout.to_str().unwrap()];
+    let mut child = Dist::new().spawn(&args, b"");
+    // Held, not read: closed, the pull would stop on its own.
+    let _out = child.stdout.take().unwrap();
+    // Named in index.json: the pull's last step, after every object was stored.
+    support::wait::within(Duration::from_secs(60), "the image named", || {
+        std::fs::read_to_string(layout.join("index.json")).is_ok_and(|i| i.contains("\"v1\""))
+    });
+    assert_eq!(unsafe_kill(child.id(), libc::SIGTERM), 0);
+    let status = exit_within(&mut child, Duration::from_secs(30), "a stop");
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(143), "{err}");
+    assert!(
+        err.contains(
+            "dist: interrupted; every object was handled, but not all of their output was \
+             written"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("reported so far"), "{err}");
+}
+
+/// `dist pull` writes a JSON line per object; a reader that stops reading (`| less` left
+/// waiting, a stuck `ssh`) fills the pipe. A signal or `--timeout` must still end the pull,
+/// as it ends the worker: the lines were written on the runtime's one thread, which then
+/// sat in `write` and could not see either.
+#[test]
+fn a_pull_stops_while_nobody_reads_its_lines() {
+    let reg = FakeRegistry::start();
+    let reference = image_of_many_lines(&reg);
     for (extra, signal, code) in [(&["--timeout", "4s"][..], false, 124), (&[][..], true, 143)] {
         let dir = tempfile::tempdir().unwrap();
         let layout = dir.path().join("layout");

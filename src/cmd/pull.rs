@@ -161,6 +161,7 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
             return why.code();
         }
     };
+    let pulled = result.is_ok();
     // A report that failed a line was said then; its flush would only fail again.
     let flushed = report_out.as_mut().map(Write::flush);
     if let (Some(Err(e)), false) = (flushed, write_failed) {
@@ -168,7 +169,7 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
         // the process.
         if let Err(why) = unless_stopped(lines.finish(), &mut stop).await {
             display.finish(ticker);
-            why.say(true);
+            say_stopped_writing(&why, pulled);
             return why.code();
         }
         display.finish(ticker);
@@ -245,7 +246,7 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
             code.max(EXIT_FAILED)
         }
         Err(why) => {
-            why.say(true);
+            say_stopped_writing(&why, pulled);
             return why.code();
         }
     };
@@ -256,6 +257,17 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
         return code.max(EXIT_FAILED);
     }
     code
+}
+
+/// Says why a pull stopped while its lines waited to be written: once it `pulled` the
+/// image (every object handled, the image named), that only their writing was cut short;
+/// "objects reported so far are complete" said of it that there were more to fetch.
+fn say_stopped_writing(why: &super::Stop, pulled: bool) {
+    if pulled {
+        why.say_unwritten();
+    } else {
+        why.say(true);
+    }
 }
 
 /// Writes one JSON line to the report, flushed: the report file is what a killed pull
