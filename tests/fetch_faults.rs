@@ -1386,6 +1386,30 @@ fn a_resume_that_gives_the_content_another_size_is_refused() {
     assert_eq!(ranges[2], None, "fetched whole once more: {ranges:?}");
 }
 
+/// A resume answered with a `200` whose `Content-Length` is not the content's size (a
+/// server that ignores ranges, sending other content than the blob) is refused at once,
+/// as a `206` with another total is, naming the URL and both sizes: it was read, and the
+/// mismatch caught only as its bytes ran past the content's end.
+#[test]
+fn a_resume_answered_whole_with_another_size_is_refused() {
+    let reg = FakeRegistry::builder().range_support(false).start();
+    let data = bytes(300_000, 300_000);
+    let digest = reg.blob("team/app", &data);
+    reg.push_fault(&digest, Fault::DropAfter(100_000));
+    reg.set_fault_for_every(&digest, Fault::LongerBody(5));
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest, "size:300000"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(out.stdout.is_empty(), "{} bytes written", out.stdout.len());
+    let said = "asked for bytes=100000-, got a 200 with Content-Length: 300005, where the \
+                content is 300000";
+    assert!(err.contains(said), "{err}");
+    assert!(
+        err.contains(&format!("/v2/team/app/blobs/{digest}")),
+        "{err}"
+    );
+}
+
 #[test]
 fn broken_body_resumes_with_range() {
     let (reg, digest, data) = fake_with_blob(300_000);

@@ -565,12 +565,16 @@ async fn open_at(
         let part =
             reply.response.status() == StatusCode::PARTIAL_CONTENT && whole_range(h).is_none();
         let plain = codings.is_empty();
-        if plain && reply.response.status() == StatusCode::PARTIAL_CONTENT {
+        if plain {
             let asked = headers
                 .get(http::header::RANGE)
                 .and_then(|v| v.to_str().ok());
-            other_total(asked.unwrap_or("the whole content"), rest.size, h)
-                .map_err(|e| e.with_url(url))?;
+            let asked = asked.unwrap_or("the whole content");
+            match reply.response.status() {
+                StatusCode::PARTIAL_CONTENT => other_total(asked, rest.size, h),
+                _ => other_length(asked, rest.size, h),
+            }
+            .map_err(|e| e.with_url(url))?;
         }
         match (part, plain) {
             (false, true) => return Ok((Body::Plain(reply.response.into_body()), offset, version)),
@@ -638,6 +642,22 @@ pub(crate) fn other_total(asked: &str, size: Option<u64>, headers: &HeaderMap) -
                 "asked for {asked}, got a 206 with {}: {total} bytes in all, where the \
                  content is {size}",
                 got_range(headers)
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses a plain `200` to the `Range` `asked` (or to none), the whole content, whose
+/// `Content-Length` is not its known `size`: other content than was asked for, which was
+/// read to the content's end before its surplus (or a body cut short) told.
+fn other_length(asked: &str, size: Option<u64>, headers: &HeaderMap) -> Result<()> {
+    match (size, super::content_length(headers)) {
+        (Some(size), Some(length)) if length != size => Err(Error::new(
+            ErrorKind::SizeMismatch,
+            format!(
+                "asked for {asked}, got a 200 with Content-Length: {length}, where the \
+                 content is {size}"
             ),
         )),
         _ => Ok(()),
