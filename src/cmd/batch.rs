@@ -431,8 +431,6 @@ mod tests {
         })))
     }
 
-    /// A sync that panicked did not make the names durable: it is a failure to report,
-    /// as one that returned an error is, not a sync that succeeded.
     /// A stop after every object was handled into a layout, before the batch's last sync
     /// (the last outcome waiting for a reader that does not read), said "objects reported
     /// so far are complete" (and under `--timeout` "the others were not fetched"): what
@@ -452,6 +450,8 @@ mod tests {
         assert_eq!(left_undone(&s, Some(dir), false), LeftUndone::Fetching);
     }
 
+    /// A sync that panicked did not make the names durable: it is a failure to report,
+    /// as one that returned an error is, not a sync that succeeded.
     #[tokio::test(start_paused = true)]
     async fn a_sync_that_panicked_is_a_failure_while_the_batch_runs() {
         let mut syncs = panicking();
