@@ -45,9 +45,10 @@ pub(super) use files::sync_dir;
 use files::{
     create_dirs, hash_reader, made_in, make_skeleton, memory_backed, open_regular, remove_skeleton,
 };
+pub use locks::IngestLock;
+pub(crate) use locks::WaitMark;
 use locks::{hold_within, open_lock};
 pub(super) use locks::{names_file, try_flock};
-pub use locks::{IngestLock, WaitMark};
 use sweep::remove_stale_in;
 pub(super) use temp_blob::new_layout_file;
 pub use temp_blob::TempBlob;
@@ -452,7 +453,7 @@ impl LayoutStore {
 
     /// Notes that this run waits for `digest` while another run holds its lock, until the
     /// mark is dropped.
-    pub fn mark_waiting(&self, digest: &Digest) -> WaitMark {
+    pub(crate) fn mark_waiting(&self, digest: &Digest) -> WaitMark {
         let path = self.lock_path(digest);
         let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
         waiting.insert(path.clone(), digest.clone());
