@@ -1682,22 +1682,42 @@ fn image_of_many_lines(reg: &FakeRegistry) -> String {
 /// pull that had nothing left to fetch.
 #[test]
 fn a_pull_stopped_writing_out_its_lines_says_every_object_was_handled() {
+    use std::io::BufRead;
     let reg = FakeRegistry::start();
     let reference = image_of_many_lines(&reg);
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
-    let args = ["pull", reference.as_str(), "-o", layout.to_str().unwrap()];
+    // An image for another platform: the warning that says so comes once the pull has
+    // returned, its image named, and before its lines are waited for.
+    let l = layout.to_str().unwrap();
+    let args = [
+        "pull",
+        reference.as_str(),
+        "-o",
+        l,
+        "--platform",
+        "linux/arm64",
+    ];
     let mut child = Dist::new().spawn(&args, b"");
     // Held, not read: closed, the pull would stop on its own.
     let _out = child.stdout.take().unwrap();
-    // Named in index.json: the pull's last step, after every object was stored.
-    support::wait::within(Duration::from_secs(60), "the image named", || {
-        std::fs::read_to_string(layout.join("index.json")).is_ok_and(|i| i.contains("\"v1\""))
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (tx, said) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in stderr.lines() {
+            let _ = tx.send(line.unwrap());
+        }
     });
+    let first = said.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert!(first.ends_with("pulled as it is"), "{first}");
+    assert!(std::fs::read_to_string(layout.join("index.json"))
+        .unwrap()
+        .contains("\"v1\""));
     assert_eq!(unsafe_kill(child.id(), libc::SIGTERM), 0);
     let status = exit_within(&mut child, Duration::from_secs(30), "a stop");
-    let mut err = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    reader.join().unwrap();
+    let err: Vec<String> = said.try_iter().collect();
+    let err = err.join("\n");
     assert_eq!(status.code(), Some(143), "{err}");
     assert!(
         err.contains(
