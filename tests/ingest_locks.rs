@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use support::cli::{assert_stored_alone, blob_names as names, bytes, hex, json_lines, Dist};
 use support::fake::{FakeRegistry, Fault, RequestRecord};
-use support::wait::until;
+use support::wait::{until, Opens};
 
 /// Past the first MiB: a download of it is on disk while it runs.
 const LEN: usize = 3 << 20;
@@ -290,28 +290,14 @@ fn a_waiting_run_stops_on_timeout_and_signals() {
         line(&digest).as_bytes(),
     );
     assert_eq!(out.status.code(), Some(124), "{}", text(&out));
-    // What held the run up is named: the blob, and the lock file to find its holder by.
-    let err = String::from_utf8_lossy(&out.stderr);
-    let lock_file = lock_path(dir.path(), &digest);
-    assert!(
-        err.contains(&format!(
-            "dist: {digest} was not fetched: it was waiting for another run fetching it into \
-             the layout, which holds its lock file {}",
-            lock_file.display()
-        )),
-        "{err}"
-    );
 
-    let before = other_requests(&reg, &digest);
     let child = dist.spawn(&args(&repo, dir.path(), &[]), line(&digest).as_bytes());
-    until("the run's check of the registry", || {
-        other_requests(&reg, &digest) > before
-    });
-    std::thread::sleep(Duration::from_millis(300));
+    waiting_for_the_lock(dir.path(), &digest);
     // SAFETY: signals a child this test started and has not reaped.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(143), "{}", text(&out));
+    assert_names_the_wait(&out, dir.path(), &digest);
 
     assert!(blob_gets(&reg, &digest).is_empty(), "never asked for");
     assert!(
@@ -319,6 +305,31 @@ fn a_waiting_run_stops_on_timeout_and_signals() {
         "the holder's lock stays"
     );
     drop(lock);
+}
+
+/// Waits until a run started after [`hold_lock`] is waiting for the lock of `digest`:
+/// its third open of the lock file (the first may be the sweep of the layout as it
+/// opens) comes after a try that found the lock held, which marks the blob waited for.
+fn waiting_for_the_lock(dir: &Path, digest: &str) {
+    let opens = Opens::of(&lock_path(dir, digest));
+    for n in 1..=3 {
+        opens.next(
+            Duration::from_secs(30),
+            &format!("open {n} of the lock file"),
+        );
+    }
+}
+
+/// A run stopped while it waited for another's lock names what held it up: the blob,
+/// and the lock file to find the holder by.
+fn assert_names_the_wait(out: &std::process::Output, dir: &Path, digest: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    let said = format!(
+        "dist: {digest} was not fetched: it was waiting for another run fetching it into the \
+         layout, which holds its lock file {}",
+        lock_path(dir, digest).display()
+    );
+    assert!(err.contains(&said), "{err}");
 }
 
 /// A blob another process stored while this run waited is reported `exists`, and with
@@ -436,9 +447,9 @@ fn image_of(reg: &FakeRegistry, tag: &str, layer: &str) {
     reg.manifest("team/app", tag, oci, manifest);
 }
 
-/// A pull stopped by `--timeout` while another run held its layer's lock (a pull stopped
-/// with Ctrl-Z) names the layer it waited for and the lock file; it said only that the
-/// others were not fetched.
+/// A pull stopped while another run held its layer's lock (a pull stopped with Ctrl-Z)
+/// names the layer it waited for and the lock file; it said only that the objects
+/// reported were complete.
 #[test]
 fn a_pull_stopped_waiting_for_another_run_names_the_layer() {
     let (reg, layer, _) = fake_with_blob();
@@ -447,17 +458,13 @@ fn a_pull_stopped_waiting_for_another_run_names_the_layer() {
     let lock = hold_lock(dir.path(), &layer);
     let image = format!("{}/team/app:one", reg.host());
     let out_dir = dir.path().to_str().unwrap();
-    let out = Dist::new().run(&["--timeout", "2s", "pull", &image, "-o", out_dir], b"");
-    assert_eq!(out.status.code(), Some(124), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains(&format!(
-            "dist: {layer} was not fetched: it was waiting for another run fetching it into \
-             the layout, which holds its lock file {}",
-            lock_path(dir.path(), &layer).display()
-        )),
-        "{err}"
-    );
+    let child = Dist::new().spawn(&["pull", &image, "-o", out_dir], b"");
+    waiting_for_the_lock(dir.path(), &layer);
+    // SAFETY: signals a child this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143), "{}", text(&out));
+    assert_names_the_wait(&out, dir.path(), &layer);
     assert!(blob_gets(&reg, &layer).is_empty(), "never asked for");
     drop(lock);
 }
