@@ -406,6 +406,14 @@ fn with_scheme(value: &str, plain: Option<bool>) -> Result<String> {
         )));
     }
     let host = value.split('/').next().unwrap_or(value);
+    // Refused later as `http://::1:5002`, a spelling the user never wrote: refused here,
+    // as written, with the spelling that works.
+    if let Some(bracketed) = crate::reference::bracketed_ipv6(host) {
+        return Err(Error::invalid(format!(
+            "invalid mirror {value:?}: an IPv6 address is written in brackets, as in URLs: \
+             {bracketed}"
+        )));
+    }
     let plain = plain.unwrap_or_else(|| crate::reference::is_loopback(host));
     Ok(format!(
         "{}://{value}",
@@ -428,6 +436,23 @@ mod tests {
             assert!(!e.to_string().contains("mirrorSECRET"), "{e}");
         }
         assert!(with_scheme("mirror.example/path@x", None).is_ok());
+    }
+
+    /// `--mirror ::1:5002`, an address as `ss` shows it, was refused as
+    /// `"http://::1:5002"`, which the user never wrote: the message quotes what was given.
+    #[test]
+    fn a_bare_ipv6_mirror_is_refused_as_it_was_written() {
+        for (value, want) in [("::1:5002", "[::1]:5002"), ("fd00::5/cache", "[fd00::5]")] {
+            let e = HostSpec::from_flag(value).unwrap_err().to_string();
+            assert_eq!(
+                e,
+                format!(
+                    "invalid mirror {value:?}: an IPv6 address is written in brackets, as in \
+                     URLs: {want}"
+                ),
+            );
+        }
+        assert!(HostSpec::from_flag("[::1]:5002").is_ok());
     }
 
     /// A scheme is case-insensitive (RFC 3986, 3.1): `HTTPS://` was refused with "only http

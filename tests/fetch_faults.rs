@@ -616,6 +616,25 @@ fn a_wrong_size_hint_is_named_against_a_resume_s_total() {
     assert!(!err.contains("where the content is"), "{err}");
 }
 
+/// As above, the resume answered whole by a server that ignores `Range`: its
+/// `Content-Length` is the first size the registry declares, said against the size given
+/// in the same words.
+#[test]
+fn a_wrong_size_hint_is_named_against_a_resume_answered_whole() {
+    let reg = FakeRegistry::builder().range_support(false).start();
+    let data = bytes(20_000, 20_000);
+    let digest = reg.blob("team/app", &data);
+    // The first answer runs to its connection's close, cut there half-way; the resume
+    // gets the whole blob, with its length.
+    reg.push_fault(&digest, Fault::Unframed(10_000));
+    let err = Dist::new().fails(1, &["fetch", &repo(&reg), &digest, "size:20001"], b"");
+    let said = "asked for bytes=10000-, got a 200 with Content-Length: 20000: the registry \
+                declares 20000 bytes, expected 20001 (the size given: size:20001, or a \
+                descriptor's \"size\")";
+    assert!(err.contains(said), "{err}");
+    assert!(!err.contains("where the content is"), "{err}");
+}
+
 /// A wrong `size:` hint, the registry right: the message names both sizes and the size
 /// given as the user gave it, a cause as likely as the registry. It said "expected
 /// 19999" alone, which read as the registry's fault.
@@ -1414,6 +1433,30 @@ fn a_resume_that_gives_the_content_another_size_is_refused() {
     let ranges = blob_ranges(&reg);
     assert_eq!(ranges.len(), 4, "{ranges:?}");
     assert_eq!(ranges[2], None, "fetched whole once more: {ranges:?}");
+}
+
+/// A resume answered with a `200` whose `Content-Length` is not the content's size (a
+/// server that ignores ranges, sending other content than the blob) is refused at once,
+/// as a `206` with another total is, naming the URL and both sizes: it was read, and the
+/// mismatch caught only as its bytes ran past the content's end.
+#[test]
+fn a_resume_answered_whole_with_another_size_is_refused() {
+    let reg = FakeRegistry::builder().range_support(false).start();
+    let data = bytes(300_000, 300_000);
+    let digest = reg.blob("team/app", &data);
+    reg.push_fault(&digest, Fault::DropAfter(100_000));
+    reg.set_fault_for_every(&digest, Fault::LongerBody(5));
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest, "size:300000"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(out.stdout.is_empty(), "{} bytes written", out.stdout.len());
+    let said = "asked for bytes=100000-, got a 200 with Content-Length: 300005, where the \
+                content is 300000";
+    assert!(err.contains(said), "{err}");
+    assert!(
+        err.contains(&format!("/v2/team/app/blobs/{digest}")),
+        "{err}"
+    );
 }
 
 #[test]

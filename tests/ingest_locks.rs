@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use support::cli::{assert_stored_alone, blob_names as names, bytes, hex, json_lines, Dist};
 use support::fake::{FakeRegistry, Fault, RequestRecord};
-use support::wait::until;
+use support::wait::{until, Opens};
 
 /// Past the first MiB: a download of it is on disk while it runs.
 const LEN: usize = 3 << 20;
@@ -275,7 +275,8 @@ fn a_dead_runs_lock_files_do_not_block_and_are_swept() {
 }
 
 /// A run waiting for another's download stops promptly on `--timeout` (124) and on
-/// SIGTERM (143), without asking for the blob, and leaves the other's lock alone.
+/// SIGTERM (143), without asking for the blob, and leaves the other's lock alone. Stopped,
+/// it names the blob it waited for and the lock file: it said nothing of them.
 #[test]
 fn a_waiting_run_stops_on_timeout_and_signals() {
     let (reg, digest, _) = fake_with_blob();
@@ -290,16 +291,13 @@ fn a_waiting_run_stops_on_timeout_and_signals() {
     );
     assert_eq!(out.status.code(), Some(124), "{}", text(&out));
 
-    let before = other_requests(&reg, &digest);
     let child = dist.spawn(&args(&repo, dir.path(), &[]), line(&digest).as_bytes());
-    until("the run's check of the registry", || {
-        other_requests(&reg, &digest) > before
-    });
-    std::thread::sleep(Duration::from_millis(300));
+    waiting_for_the_lock(dir.path(), &digest);
     // SAFETY: signals a child this test started and has not reaped.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(143), "{}", text(&out));
+    assert_names_the_wait(&out, dir.path(), &digest);
 
     assert!(blob_gets(&reg, &digest).is_empty(), "never asked for");
     assert!(
@@ -307,6 +305,31 @@ fn a_waiting_run_stops_on_timeout_and_signals() {
         "the holder's lock stays"
     );
     drop(lock);
+}
+
+/// Waits until a run started after [`hold_lock`] is waiting for the lock of `digest`:
+/// its third open of the lock file (the first may be the sweep of the layout as it
+/// opens) comes after a try that found the lock held, which marks the blob waited for.
+fn waiting_for_the_lock(dir: &Path, digest: &str) {
+    let opens = Opens::of(&lock_path(dir, digest));
+    for n in 1..=3 {
+        opens.next(
+            Duration::from_secs(30),
+            &format!("open {n} of the lock file"),
+        );
+    }
+}
+
+/// A run stopped while it waited for another's lock names what held it up: the blob,
+/// and the lock file to find the holder by.
+fn assert_names_the_wait(out: &std::process::Output, dir: &Path, digest: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    let said = format!(
+        "dist: {digest} was not fetched: it was waiting for another run fetching it into the \
+         layout, which holds its lock file {}",
+        lock_path(dir, digest).display()
+    );
+    assert!(err.contains(&said), "{err}");
 }
 
 /// A blob another process stored while this run waited is reported `exists`, and with
@@ -371,15 +394,8 @@ fn a_small_blob_is_fetched_without_waiting() {
 #[test]
 fn two_pulls_sharing_a_layer_fetch_it_once() {
     let (reg, layer, data) = fake_with_blob();
-    let oci = "application/vnd.oci.image.manifest.v1+json";
     for tag in ["one", "two"] {
-        let config = format!(r#"{{"architecture":"amd64","os":"linux","variant":"{tag}"}}"#);
-        let config_digest = reg.blob("team/app", config.as_bytes());
-        let manifest = format!(
-            r#"{{"schemaVersion":2,"mediaType":"{oci}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{layer}","size":{LEN}}}]}}"#,
-            config.len()
-        );
-        reg.manifest("team/app", tag, oci, manifest);
+        image_of(&reg, tag, &layer);
     }
     reg.push_fault(
         &layer,
@@ -417,4 +433,38 @@ fn two_pulls_sharing_a_layer_fetch_it_once() {
         .filter(|n| n.starts_with('.'))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// Tags in the registry an image of its own whose one layer is `layer`.
+fn image_of(reg: &FakeRegistry, tag: &str, layer: &str) {
+    let oci = "application/vnd.oci.image.manifest.v1+json";
+    let config = format!(r#"{{"architecture":"amd64","os":"linux","variant":"{tag}"}}"#);
+    let config_digest = reg.blob("team/app", config.as_bytes());
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{oci}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{layer}","size":{LEN}}}]}}"#,
+        config.len()
+    );
+    reg.manifest("team/app", tag, oci, manifest);
+}
+
+/// A pull stopped while another run held its layer's lock (a pull stopped with Ctrl-Z)
+/// names the layer it waited for and the lock file; it said only that the objects
+/// reported were complete.
+#[test]
+fn a_pull_stopped_waiting_for_another_run_names_the_layer() {
+    let (reg, layer, _) = fake_with_blob();
+    image_of(&reg, "one", &layer);
+    let dir = tempfile::tempdir().unwrap();
+    let lock = hold_lock(dir.path(), &layer);
+    let image = format!("{}/team/app:one", reg.host());
+    let out_dir = dir.path().to_str().unwrap();
+    let child = Dist::new().spawn(&["pull", &image, "-o", out_dir], b"");
+    waiting_for_the_lock(dir.path(), &layer);
+    // SAFETY: signals a child this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143), "{}", text(&out));
+    assert_names_the_wait(&out, dir.path(), &layer);
+    assert!(blob_gets(&reg, &layer).is_empty(), "never asked for");
+    drop(lock);
 }

@@ -1653,14 +1653,9 @@ fn a_failed_object_named_again_is_fetched_again_into_a_directory() {
     a_failed_object_named_again_is_fetched_again(true);
 }
 
-/// `dist pull` writes a JSON line per object; a reader that stops reading (`| less` left
-/// waiting, a stuck `ssh`) fills the pipe. A signal or `--timeout` must still end the pull,
-/// as it ends the worker: the lines were written on the runtime's one thread, which then
-/// sat in `write` and could not see either.
-#[test]
-fn a_pull_stops_while_nobody_reads_its_lines() {
-    let reg = FakeRegistry::start();
-    // Some 600 lines of 250 bytes and more: well past a 64 KiB pipe.
+/// An image of 600 layers tagged `v1`, whose pull writes some 600 JSON lines of 250 bytes
+/// and more: well past what a 64 KiB pipe holds. Its reference.
+fn image_of_many_lines(reg: &FakeRegistry) -> String {
     let layers: Vec<String> = (0..600)
         .map(|i| {
             let digest = reg.blob("team/app", bytes(50_000 + i, 100));
@@ -1678,7 +1673,70 @@ fn a_pull_stops_while_nobody_reads_its_lines() {
     );
     let manifest_type = "application/vnd.oci.image.manifest.v1+json";
     reg.manifest("team/app", "v1", manifest_type, manifest.as_bytes());
-    let reference = format!("{}:v1", repo(&reg));
+    format!("{}:v1", repo(reg))
+}
+
+/// A pull stopped once it had named its image, while its lines waited for a reader that
+/// does not read, says that every object was handled and not all of the output written.
+/// It said "objects reported so far are complete; downloads cut short … are kept", of a
+/// pull that had nothing left to fetch.
+#[test]
+fn a_pull_stopped_writing_out_its_lines_says_every_object_was_handled() {
+    use std::io::BufRead;
+    let reg = FakeRegistry::start();
+    let reference = image_of_many_lines(&reg);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    // An image for another platform: the warning that says so comes once the pull has
+    // returned, its image named, and before its lines are waited for.
+    let l = layout.to_str().unwrap();
+    let args = [
+        "pull",
+        reference.as_str(),
+        "-o",
+        l,
+        "--platform",
+        "linux/arm64",
+    ];
+    let mut child = Dist::new().spawn(&args, b"");
+    // Held, not read: closed, the pull would stop on its own.
+    let _out = child.stdout.take().unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (tx, said) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in stderr.lines() {
+            let _ = tx.send(line.unwrap());
+        }
+    });
+    let first = said.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert!(first.ends_with("pulled as it is"), "{first}");
+    assert!(std::fs::read_to_string(layout.join("index.json"))
+        .unwrap()
+        .contains("\"v1\""));
+    assert_eq!(unsafe_kill(child.id(), libc::SIGTERM), 0);
+    let status = exit_within(&mut child, Duration::from_secs(30), "a stop");
+    reader.join().unwrap();
+    let err: Vec<String> = said.try_iter().collect();
+    let err = err.join("\n");
+    assert_eq!(status.code(), Some(143), "{err}");
+    assert!(
+        err.contains(
+            "dist: interrupted; every object was handled, but not all of their output was \
+             written"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("reported so far"), "{err}");
+}
+
+/// `dist pull` writes a JSON line per object; a reader that stops reading (`| less` left
+/// waiting, a stuck `ssh`) fills the pipe. A signal or `--timeout` must still end the pull,
+/// as it ends the worker: the lines were written on the runtime's one thread, which then
+/// sat in `write` and could not see either.
+#[test]
+fn a_pull_stops_while_nobody_reads_its_lines() {
+    let reg = FakeRegistry::start();
+    let reference = image_of_many_lines(&reg);
     for (extra, signal, code) in [(&["--timeout", "4s"][..], false, 124), (&[][..], true, 143)] {
         let dir = tempfile::tempdir().unwrap();
         let layout = dir.path().join("layout");

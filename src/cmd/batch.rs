@@ -179,10 +179,11 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
             .join(" ");
         Box::new(std::io::Cursor::new(line.into_bytes()))
     };
-    let mut syncs = Syncs::new(match &opts.destination {
+    let store = match &opts.destination {
         Destination::Store { store, .. } => Some(store.clone()),
         _ => None,
-    });
+    };
+    let mut syncs = Syncs::new(store.clone());
     let mut outcomes = worker::run(remote, input, opts);
     let ticker = display.start();
     let mut failed = 0usize;
@@ -226,6 +227,12 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
             break None; // the writer stopped; finish() says why
         }
     };
+    // Taken before the jobs go, and their marks with them: a stop while another run held
+    // blobs this one waited for says so.
+    let waiting = store
+        .filter(|_| stopped.is_some())
+        .map(|s| s.waiting_for_others())
+        .unwrap_or_default();
     drop(outcomes);
     // A signal that came in the same turn as the last outcome waits in `stop`, which the
     // biased pick above passed over: taken now, or the sync below would sit it out.
@@ -237,8 +244,6 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
     // what was stored without it. So it waits under a stop of their own, which hears every
     // signal `stop` would: made before the runtime next turns, it is there when any signal
     // since is dispatched.
-    // Stopped there after the whole input was handled: said as such (see `say_unsynced`).
-    let mut in_last_sync = None;
     if matches!(stopped, None | Some(Stop::ReaderGone)) {
         let mut halt = std::pin::pin!(super::stopped(global));
         match unless_stopped(syncs.finish(), &mut halt).await {
@@ -248,12 +253,7 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
                     display.message(&format!("dist: {e}"));
                 }
             }
-            Err(why) => {
-                if stopped.is_none() {
-                    in_last_sync = args.output.as_deref().map(|dir| (dir, failed == 0));
-                }
-                stopped = Some(why);
-            }
+            Err(why) => stopped = Some(why),
         }
     }
     if stopped.is_none() && progress.input_was_empty() && !global.quiet {
@@ -276,24 +276,46 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
     match ended {
         Ok(finished) => finished_code(finished, failed),
         Err(why) => {
-            match in_last_sync {
-                Some((dir, all_ok)) => why.say_unsynced(dir, all_ok),
-                None if all_handled(&progress, synced) => why.say_unwritten(),
-                None => why.say(into_store),
+            match left_undone(&progress.snapshot(), args.output.as_deref(), synced) {
+                LeftUndone::Sync(dir) => why.say_unsynced(dir, failed == 0),
+                LeftUndone::Writing => why.say_unwritten(),
+                LeftUndone::Fetching => why.say(into_store),
             }
+            why.say_waiting(&waiting);
             why.code()
         }
     }
 }
 
-/// Whether every object of the input was handled, when a stop came and `synced` (the
-/// stop came after the batch's last sync, or there is no store to sync): what it left
-/// undone was then only writing out what the objects had come to. The stop may have come
-/// before an outcome reached the output, which loses its frame or line as a stuck reader
-/// does. Stopped before the last sync, the names stored may not be durable: said as such.
-fn all_handled(progress: &dist::worker::progress::Progress, synced: bool) -> bool {
-    let s = progress.snapshot();
-    synced && s.input_done && s.finished == s.objects
+/// What a batch stopped before its end had left undone, for its message.
+#[derive(Debug, PartialEq)]
+enum LeftUndone<'a> {
+    /// Every object was handled into the layout at this path, but the batch's last sync
+    /// of its directories did not finish (the stop came in it, or before it, while the
+    /// last outcome waited for the output): the names stored last may not be durable.
+    Sync(&'a std::path::Path),
+    /// Every object was handled (and the names synced, or there was no layout): only
+    /// writing out what they came to was left. The stop may have come before an outcome
+    /// reached the output, which loses its frame or line as a stuck reader does.
+    Writing,
+    /// Objects of the input were not handled.
+    Fetching,
+}
+
+/// What a batch into `store` (`-o DIR`), stopped when progress was at `s`, left undone;
+/// `synced` when the stop came after the batch's last sync.
+fn left_undone<'a>(
+    s: &dist::worker::progress::Snapshot,
+    store: Option<&'a std::path::Path>,
+    synced: bool,
+) -> LeftUndone<'a> {
+    if !s.input_done || s.finished != s.objects {
+        return LeftUndone::Fetching;
+    }
+    match store {
+        Some(dir) if !synced => LeftUndone::Sync(dir),
+        _ => LeftUndone::Writing,
+    }
 }
 
 /// How long the name of a blob reported stored may wait to be made durable while the batch
@@ -407,6 +429,25 @@ mod tests {
         Syncs::with(Some(std::sync::Arc::new(|| -> dist::Result<()> {
             panic!("a sync that panicked")
         })))
+    }
+
+    /// A stop after every object was handled into a layout, before the batch's last sync
+    /// (the last outcome waiting for a reader that does not read), said "objects reported
+    /// so far are complete" (and under `--timeout` "the others were not fetched"): what
+    /// was left is the sync, and the output.
+    #[test]
+    fn a_stop_after_every_object_before_the_last_sync_says_the_sync_was_left() {
+        let dir = std::path::Path::new("/srv/mirror");
+        let mut s = dist::worker::progress::Snapshot::default();
+        (s.objects, s.input_done, s.started, s.finished) = (3, true, 3, 3);
+        assert_eq!(left_undone(&s, Some(dir), false), LeftUndone::Sync(dir));
+        assert_eq!(left_undone(&s, Some(dir), true), LeftUndone::Writing);
+        assert_eq!(left_undone(&s, None, true), LeftUndone::Writing);
+        s.finished = 2;
+        assert_eq!(left_undone(&s, Some(dir), false), LeftUndone::Fetching);
+        s.finished = 3;
+        s.input_done = false;
+        assert_eq!(left_undone(&s, Some(dir), false), LeftUndone::Fetching);
     }
 
     /// A sync that panicked did not make the names durable: it is a failure to report,

@@ -499,6 +499,22 @@ impl Stop {
         );
     }
 
+    /// Names the blobs the run was waiting for while other runs held their locks (stopped
+    /// with Ctrl-Z, hung), once it stopped: what held it up, where the run showed nothing
+    /// of them, and the lock files to look for their holders by (`fuser`, `lsof`).
+    pub fn say_waiting(&self, waiting: &[(dist::digest::Digest, std::path::PathBuf)]) {
+        if self.why().is_none() {
+            return;
+        }
+        for (digest, lock) in waiting {
+            say!(
+                "dist: {digest} was not fetched: it was waiting for another run fetching it \
+                 into the layout, which holds its lock file {}",
+                lock.display()
+            );
+        }
+    }
+
     /// What stopped the run, as its message begins; nothing for a reader that left.
     fn why(&self) -> Option<String> {
         match self {

@@ -137,9 +137,17 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
     let object = image.object();
     let work = dist::pull::pull(remote, &object, image.ref_name(), store, &opts, on_event);
     let ticker = display.start();
-    let result = match unless_stopped(work, &mut stop).await {
+    let result = {
+        let mut work = std::pin::pin!(work);
+        match unless_stopped(work.as_mut(), &mut stop).await {
+            Ok(r) => Ok(r),
+            // Taken before the pull's jobs go, and their marks with them.
+            Err(why) => Err((why, store.waiting_for_others())),
+        }
+    };
+    let result = match result {
         Ok(r) => r,
-        Err(why) => {
+        Err((why, waiting)) => {
             // The lines written first, as at the end: on a terminal they come above the
             // summary.
             lines.finish_within(std::time::Duration::from_secs(2)).await;
@@ -149,9 +157,11 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
             } else {
                 why.say(true);
             }
+            why.say_waiting(&waiting);
             return why.code();
         }
     };
+    let pulled = result.is_ok();
     // A report that failed a line was said then; its flush would only fail again.
     let flushed = report_out.as_mut().map(Write::flush);
     if let (Some(Err(e)), false) = (flushed, write_failed) {
@@ -159,7 +169,7 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
         // the process.
         if let Err(why) = unless_stopped(lines.finish(), &mut stop).await {
             display.finish(ticker);
-            why.say(true);
+            say_stopped_writing(&why, pulled);
             return why.code();
         }
         display.finish(ticker);
@@ -236,7 +246,7 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
             code.max(EXIT_FAILED)
         }
         Err(why) => {
-            why.say(true);
+            say_stopped_writing(&why, pulled);
             return why.code();
         }
     };
@@ -247,6 +257,17 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
         return code.max(EXIT_FAILED);
     }
     code
+}
+
+/// Says why a pull stopped while its lines waited to be written: once it `pulled` the
+/// image (every object handled, the image named), that only their writing was cut short;
+/// "objects reported so far are complete" said of it that there were more to fetch.
+fn say_stopped_writing(why: &super::Stop, pulled: bool) {
+    if pulled {
+        why.say_unwritten();
+    } else {
+        why.say(true);
+    }
 }
 
 /// Writes one JSON line to the report, flushed: the report file is what a killed pull

@@ -563,16 +563,15 @@ async fn open_at(
         let part =
             reply.response.status() == StatusCode::PARTIAL_CONTENT && whole_range(h).is_none();
         let plain = codings.is_empty();
-        if plain && reply.response.status() == StatusCode::PARTIAL_CONTENT {
+        if plain {
             let asked = headers
                 .get(http::header::RANGE)
                 .and_then(|v| v.to_str().ok());
-            other_total(
-                asked.unwrap_or("the whole content"),
-                rest.size,
-                rest.given,
-                h,
-            )
+            let asked = asked.unwrap_or("the whole content");
+            match reply.response.status() {
+                StatusCode::PARTIAL_CONTENT => other_total(asked, rest.size, rest.given, h),
+                _ => other_length(asked, rest.size, rest.given, h),
+            }
             .map_err(|e| e.with_url(url))?;
         }
         match (part, plain) {
@@ -663,6 +662,29 @@ pub(crate) fn other_total(
     Err(Error::new(
         ErrorKind::SizeMismatch,
         format!("{got}: {total} bytes in all, where the content is {size}"),
+    ))
+}
+
+/// Refuses a plain `200` to the `Range` `asked` (or to none), the whole content, whose
+/// `Content-Length` is not its known `size`: other content than was asked for, which was
+/// read to the content's end before its surplus (or a body cut short) told. Against a size
+/// `given` alone, said and recorded as [`other_total`] says it.
+fn other_length(asked: &str, size: Option<u64>, given: bool, headers: &HeaderMap) -> Result<()> {
+    let (Some(size), Some(length)) = (size, super::content_length(headers)) else {
+        return Ok(());
+    };
+    if length == size {
+        return Ok(());
+    }
+    let got = format!("asked for {asked}, got a 200 with Content-Length: {length}");
+    if given {
+        let expected = crate::hints::expected_size(size);
+        let msg = format!("{got}: the registry declares {length} bytes, {expected}");
+        return Err(Error::new(ErrorKind::SizeMismatch, msg).with_sizes(size, length));
+    }
+    Err(Error::new(
+        ErrorKind::SizeMismatch,
+        format!("{got}, where the content is {size}"),
     ))
 }
 

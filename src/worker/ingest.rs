@@ -7,16 +7,26 @@
 use std::future::Future;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use crate::blocking;
 use crate::digest::Digest;
 use crate::error::Result;
-use crate::sink::layout::{IngestLock, LayoutStore};
+use crate::sink::layout::{IngestLock, LayoutStore, WaitMark};
 
 /// The first pause between looks while another fetch holds a blob: a small blob's fetch
 /// ends within it. Pauses double up to [`LAST_PAUSE`], which bounds how late a waiting run
 /// learns that a large blob was stored.
 const FIRST_PAUSE: Duration = Duration::from_millis(50);
 const LAST_PAUSE: Duration = Duration::from_millis(500);
+
+/// How long a run waits for another's fetch of a blob before saying so, once. The other
+/// run may be downloading a large blob over a slow link, which takes minutes and is
+/// nothing wrong; but it may be stopped (Ctrl-Z) or hung, and this run then waits for
+/// ever, its progress showing nothing for the blob. 20 s: past a busy registry's pause or a
+/// retry's back-off in the other run (a `Retry-After` of a few seconds), before someone
+/// watching a run that seems stuck gives up on it.
+pub(super) const WARN_AFTER: Duration = Duration::from_secs(20);
 
 /// Blobs from this size on are fetched under a lock. Each lock is a file made and removed
 /// beside the blob (seven system calls, two of them journaled on a disk, where every
@@ -38,7 +48,9 @@ pub(super) enum Claimed {
 /// it. `stored` looks for the blob in the store (hashing it with `--verify-existing`),
 /// and is asked again once the lock is taken, since the fetch that held it may have
 /// stored the blob just before. The wait is a sleep, so the run's stop (a signal,
-/// `--timeout`), which drops the job, ends it at once.
+/// `--timeout`), which drops the job, ends it at once. Meanwhile the blob is marked waiting
+/// in the store ([`LayoutStore::waiting_for_others`]), and after [`WARN_AFTER`] a warning
+/// names it and the lock file.
 pub(super) async fn claim<F, Fut>(
     store: &LayoutStore,
     digest: &Digest,
@@ -49,10 +61,11 @@ where
     Fut: Future<Output = Result<Option<u64>>>,
 {
     let mut pause = FIRST_PAUSE;
-    let mut waited = false;
+    let mut waited: Option<(WaitMark, Instant)> = None;
+    let mut warned = false;
     loop {
         if let Some(claimed) = try_claim(store, digest, &mut stored).await? {
-            if waited && matches!(claimed, Claimed::Mine(_)) {
+            if waited.is_some() && matches!(claimed, Claimed::Mine(_)) {
                 // The other fetch stopped without storing the blob: what it kept, this
                 // one carries on.
                 let (s, algorithm) = (store.clone(), digest.algorithm());
@@ -64,9 +77,19 @@ where
             }
             return Ok(claimed);
         }
-        if !waited {
+        let (_, since) = waited.get_or_insert_with(|| {
             tracing::info!(%digest, "another fetch is storing this blob in the layout; waiting for it");
-            waited = true;
+            (store.mark_waiting(digest), Instant::now())
+        });
+        if !warned && since.elapsed() >= WARN_AFTER {
+            warned = true;
+            tracing::warn!(
+                blob = %digest,
+                lock = %store.lock_path(digest).display(),
+                "waited {}s for another run fetching this blob into the layout (it holds the \
+                 lock file); still waiting: a run stopped (Ctrl-Z) or hung holds it for ever",
+                WARN_AFTER.as_secs()
+            );
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(LAST_PAUSE);
@@ -192,5 +215,64 @@ mod tests {
             .unwrap()
             .count();
         assert_eq!(left, 1, "the blob alone, no lock file");
+    }
+
+    /// A `tracing` writer into a buffer the test reads.
+    #[derive(Clone, Default)]
+    struct Said(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Said {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Said {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    /// Another run holding a blob's lock for ever (stopped with Ctrl-Z, hung) kept a run
+    /// waiting without a word: after [`super::WARN_AFTER`] it is warned of once, naming the
+    /// blob and the lock file, and the blob is marked waiting in the store (for the
+    /// message of a `--timeout`) until the wait ends.
+    #[tokio::test(start_paused = true)]
+    async fn a_long_wait_for_another_run_is_warned_of_once() {
+        use super::{claim, Claimed, WARN_AFTER};
+        use std::time::Duration;
+        let dst = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open(dst.path()).unwrap();
+        let d = Digest::of(Algorithm::Sha256, b"held by another run");
+        let held = store.try_ingest(&d).unwrap();
+        let said = Said::default();
+        let writer = said.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _logging = tracing::subscriber::set_default(subscriber);
+        let mut wait = std::pin::pin!(claim(&store, &d, || async { Ok(None) }));
+        let early = WARN_AFTER - Duration::from_secs(1);
+        assert!(tokio::time::timeout(early, &mut wait).await.is_err());
+        assert_eq!(said.text(), "");
+        let lock = store.lock_path(&d);
+        assert_eq!(store.waiting_for_others(), [(d.clone(), lock.clone())]);
+        assert!(tokio::time::timeout(WARN_AFTER * 5, &mut wait)
+            .await
+            .is_err());
+        let text = said.text();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.contains("another run fetching this blob"), "{text}");
+        assert!(text.contains(&d.to_string()), "{text}");
+        assert!(text.contains(&lock.display().to_string()), "{text}");
+        drop(held);
+        assert!(matches!(wait.await.unwrap(), Claimed::Mine(_)));
+        assert_eq!(store.waiting_for_others(), []);
     }
 }

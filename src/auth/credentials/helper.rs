@@ -142,9 +142,9 @@ async fn run_program(
         if refusal_is_absence || msg.to_ascii_lowercase().contains("credentials not found") {
             return Ok(None);
         }
-        // The helper's own words can carry secrets; report only its exit status.
         return Err(fail(format!(
-            "credential helper {program} failed ({status})"
+            "credential helper {program} failed ({status}): {}",
+            helper_words(&stdout, &stderr)
         )));
     }
     let reply: HelperReply = serde_json::from_slice(&stdout).map_err(|_| {
@@ -165,11 +165,86 @@ async fn run_program(
     }))
 }
 
+/// What a failed helper said, for its error: "credentials not found in native keychain",
+/// "keychain locked" tell the user what to do, as docker's CLI shows them. The first line
+/// of its stdout, else of its stderr, on one line and cut; withheld when it may hold a
+/// secret (JSON, as a reply with its `Secret` is, or words that name one).
+fn helper_words(stdout: &[u8], stderr: &[u8]) -> String {
+    let first = |out: &[u8]| {
+        let text = String::from_utf8_lossy(out);
+        let line = text.lines().map(str::trim).find(|l| !l.is_empty());
+        line.map(str::to_string)
+    };
+    let Some(line) = first(stdout).or_else(|| first(stderr)) else {
+        return "it printed nothing".to_string();
+    };
+    let json = |text: &[u8]| serde_json::from_slice::<serde_json::Value>(text).is_ok();
+    let lower = line.to_lowercase();
+    let secret = ["secret", "password", "token"]
+        .iter()
+        .any(|w| lower.contains(w));
+    if secret || line.starts_with(['{', '[', '"']) || json(stdout) || json(line.as_bytes()) {
+        return "its message withheld, as it may hold a secret".to_string();
+    }
+    format!("it said: {}", crate::server_text::one_line(&line))
+}
+
 #[cfg(test)]
 mod tests {
 
     use super::*;
     use crate::auth::credentials::tests::{config, helper, recording_helper};
+
+    /// A helper that fails is reported with the first line it printed ("keychain
+    /// locked": what to do about it), not its exit status alone; what may hold a secret
+    /// (JSON, a line naming a password or a token) is withheld.
+    #[tokio::test]
+    async fn a_failed_helper_is_reported_with_what_it_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = "x".repeat(300);
+        let cases = [
+            (
+                "locked",
+                "echo >&2 'keychain locked'",
+                Some("it said: keychain locked"),
+            ),
+            (
+                "out",
+                "echo; echo 'no session bus'; echo >&2 other",
+                Some("it said: no session bus"),
+            ),
+            (
+                "long",
+                &format!("echo >&2 {long}") as &str,
+                Some(&format!("it said: {}…", &long[..200]) as &str),
+            ),
+            ("silent", "true", Some("it printed nothing")),
+            (
+                "json",
+                r#"printf '{\n"Username":"u","Secret":"hunter2"}'"#,
+                None,
+            ),
+            ("password", "echo >&2 'wrong Password hunter2'", None),
+            ("token", "echo 'TOKEN=hunter2 expired'", None),
+            ("quoted", "echo '\"hunter2\"'", None),
+        ];
+        for (name, script, said) in cases {
+            let program = helper(dir.path(), name, &format!("{script}\nexit 3"));
+            let e = run_program(&program, "r.test", Duration::from_secs(30), false)
+                .await
+                .unwrap_err();
+            let text = e.to_string();
+            assert!(text.contains("failed (exit status: 3): "), "{name}: {text}");
+            assert!(!text.contains("hunter2"), "{name}: {text}");
+            match said {
+                Some(said) => assert!(text.ends_with(said), "{name}: {text}"),
+                None => assert!(
+                    text.ends_with("its message withheld, as it may hold a secret"),
+                    "{name}: {text}"
+                ),
+            }
+        }
+    }
 
     /// A helper that hangs (a desktop keychain waiting for a session) ends in an error
     /// that is not retried: every retry would wait out the timeout again.

@@ -1,7 +1,9 @@
 //! The `flock`s a layout's files are written under, and the ingest lock a blob is fetched
 //! under, which other processes see whatever the files are named.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Removes the lock file at `path` if no process holds it (its run was killed), taking the
@@ -83,6 +85,21 @@ impl Drop for IngestLock {
         if let Some((_file, path)) = &self.held {
             let _ = std::fs::remove_file(path);
         }
+    }
+}
+
+/// A blob this run waits for while another run holds its lock
+/// ([`LayoutStore::mark_waiting`](super::LayoutStore::mark_waiting)); no longer, once dropped.
+#[derive(Debug)]
+pub struct WaitMark {
+    pub(super) waiting: Arc<Mutex<BTreeMap<PathBuf, crate::digest::Digest>>>,
+    pub(super) path: PathBuf,
+}
+
+impl Drop for WaitMark {
+    fn drop(&mut self) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        waiting.remove(&self.path);
     }
 }
 

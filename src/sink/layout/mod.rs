@@ -25,7 +25,7 @@
 //!
 //! `index.json` is updated through [`super::index`].
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -46,6 +46,7 @@ use files::{
     create_dirs, hash_reader, made_in, make_skeleton, memory_backed, open_regular, remove_skeleton,
 };
 pub use locks::IngestLock;
+pub(crate) use locks::WaitMark;
 use locks::{hold_within, open_lock};
 pub(super) use locks::{names_file, try_flock};
 use sweep::remove_stale_in;
@@ -89,6 +90,9 @@ pub struct LayoutStore {
     /// the layout is in and, if `create_dir_all` made that too, each one up to the first
     /// that was there. Empty when the layout was there already.
     made_in: Vec<PathBuf>,
+    /// The blobs this run waits for while another run holds their lock, by lock file: a
+    /// run stopped meanwhile names them ([`LayoutStore::waiting_for_others`]).
+    waiting: Arc<Mutex<BTreeMap<PathBuf, Digest>>>,
 }
 
 /// What [`LayoutStore::open`] writes into a new layout.
@@ -150,6 +154,7 @@ impl LayoutStore {
             created,
             laid_out,
             made_in,
+            waiting: Arc::default(),
         };
         store.sweep();
         Ok(store)
@@ -393,8 +398,8 @@ impl LayoutStore {
     /// nothing and the fetch goes ahead: the lock only saves a second download, the
     /// store's renames keep every blob whole either way. Blocks (a few system calls).
     pub fn try_ingest(&self, digest: &Digest) -> Option<IngestLock> {
+        let path = self.lock_path(digest);
         let dir = self.root.join("blobs").join(digest.algorithm().as_str());
-        let path = dir.join(format!("{LOCK_PREFIX}{}", digest.encoded()));
         let unlocked = || Some(IngestLock { held: None });
         // Each turn either takes the lock, finds it held, or finds that the file it
         // locked was unlinked by its holder meanwhile, and tries the new one.
@@ -437,6 +442,36 @@ impl LayoutStore {
             }
         }
         unlocked()
+    }
+
+    /// The file whose lock [`Self::try_ingest`] takes for `digest`: the one to look for
+    /// (`fuser`, `lsof`) when another run holds it too long.
+    pub fn lock_path(&self, digest: &Digest) -> PathBuf {
+        let dir = self.root.join("blobs").join(digest.algorithm().as_str());
+        dir.join(format!("{LOCK_PREFIX}{}", digest.encoded()))
+    }
+
+    /// Notes that this run waits for `digest` while another run holds its lock, until the
+    /// mark is dropped.
+    pub(crate) fn mark_waiting(&self, digest: &Digest) -> WaitMark {
+        let path = self.lock_path(digest);
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        waiting.insert(path.clone(), digest.clone());
+        WaitMark {
+            waiting: self.waiting.clone(),
+            path,
+        }
+    }
+
+    /// The blobs this run waits for while another run holds their lock, with the lock
+    /// file: what a run stopped by `--timeout` was held up by, when another run holding a
+    /// blob (stopped with Ctrl-Z, hung) kept it from finishing.
+    pub fn waiting_for_others(&self) -> Vec<(Digest, PathBuf)> {
+        let waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        waiting
+            .iter()
+            .map(|(p, d)| (d.clone(), p.clone()))
+            .collect()
     }
 
     /// Notes the partial download of `digest` if one is there: another process may have
