@@ -1576,19 +1576,7 @@ fn a_report_fifo_is_waited_for_within_the_timeout() {
 fn the_output_thread_does_not_preempt_the_runtime() {
     let reg = FakeRegistry::start();
     let mut child = Dist::new().start(&["fetch", &repo(&reg), "-"]);
-    let tasks = format!("/proc/{}/task", child.id());
-    // The scheduling policy of the thread named `dist-output`, once it has one.
-    let policy = || -> Option<u32> {
-        std::fs::read_dir(&tasks).ok()?.find_map(|t| {
-            let t = t.ok()?.path();
-            if std::fs::read_to_string(t.join("comm")).ok()?.trim() != "dist-output" {
-                return None;
-            }
-            let sched = std::fs::read_to_string(t.join("sched")).ok()?;
-            let line = sched.lines().find(|l| l.starts_with("policy"))?;
-            line.rsplit(':').next()?.trim().parse().ok()
-        })
-    };
+    let policy = || output_thread_policy(child.id());
     let mut seen = None;
     let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         support::wait::until("the output thread to set its policy", || {
@@ -1603,4 +1591,55 @@ fn the_output_thread_does_not_preempt_the_runtime() {
         "policy of dist-output: {seen:?}, not SCHED_BATCH ({})",
         libc::SCHED_BATCH
     );
+}
+
+/// The scheduling policy of the thread named `dist-output` in process `pid`, once it has
+/// one.
+#[cfg(target_os = "linux")]
+fn output_thread_policy(pid: u32) -> Option<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .find_map(|t| {
+            let t = t.ok()?.path();
+            if std::fs::read_to_string(t.join("comm")).ok()?.trim() != "dist-output" {
+                return None;
+            }
+            let sched = std::fs::read_to_string(t.join("sched")).ok()?;
+            let line = sched.lines().find(|l| l.starts_with("policy"))?;
+            line.rsplit(':').next()?.trim().parse().ok()
+        })
+}
+
+/// A run started under another policy than the default (`chrt --idle 0 dist …`, to keep a
+/// background mirror out of the way; `chrt --fifo`) keeps it for its output thread: made
+/// `SCHED_BATCH` whatever it was, the writer left `SCHED_IDLE` (allowed with
+/// `CAP_SYS_NICE`, as root in a container) and competed with the machine's real work.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_output_thread_keeps_a_policy_the_run_was_given() {
+    use std::io::{Read, Write};
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", b"a blob to write out");
+    let param = libc::sched_param { sched_priority: 0 };
+    // The child inherits the policy of the thread that forks it: this test's, set for it
+    // alone and put back once the child has started.
+    // SAFETY: sched_setscheduler reads `param` only; pid 0 is this thread.
+    let idle = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    assert_eq!(idle, 0, "{}", std::io::Error::last_os_error());
+    let mut child = Dist::new().start(&["fetch", &repo(&reg), "-"]);
+    // SAFETY: as above. Refused without CAP_SYS_NICE: this thread then stays idle.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(format!("{digest}\n").as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    // The frame's first byte is written by the output thread, past the point where it
+    // sets its policy.
+    let mut first = [0u8; 1];
+    let read = child.stdout.as_mut().unwrap().read_exact(&mut first);
+    let seen = output_thread_policy(child.id());
+    drop(stdin);
+    let _ = child.kill();
+    let _ = child.wait();
+    read.unwrap();
+    assert_eq!(seen, Some(libc::SCHED_IDLE as u32), "policy of dist-output");
 }
