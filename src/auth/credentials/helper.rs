@@ -168,7 +168,7 @@ async fn run_program(
 /// What a failed helper said, for its error: "credentials not found in native keychain",
 /// "keychain locked" tell the user what to do, as docker's CLI shows them. The first line
 /// of its stdout, else of its stderr, on one line and cut; withheld when it may hold a
-/// secret (JSON, as a reply with its `Secret` is, or words that name one).
+/// secret ([`may_hold_a_secret`]).
 fn helper_words(stdout: &[u8], stderr: &[u8]) -> String {
     let first = |out: &[u8]| {
         let text = String::from_utf8_lossy(out);
@@ -179,14 +179,44 @@ fn helper_words(stdout: &[u8], stderr: &[u8]) -> String {
         return "it printed nothing".to_string();
     };
     let json = |text: &[u8]| serde_json::from_slice::<serde_json::Value>(text).is_ok();
-    let lower = line.to_lowercase();
-    let secret = ["secret", "password", "token"]
-        .iter()
-        .any(|w| lower.contains(w));
-    if secret || line.starts_with(['{', '[', '"']) || json(stdout) || json(line.as_bytes()) {
+    if may_hold_a_secret(&line) || json(stdout) {
         return "its message withheld, as it may hold a secret".to_string();
     }
     format!("it said: {}", crate::server_text::one_line(&line))
+}
+
+/// Whether a failed helper's `line` may hold a secret: JSON (a reply with its `Secret`),
+/// words that name one or an `Authorization` header's schemes, a line of one word (a
+/// script that printed what `pass show` gave it, then failed: what a helper prints on
+/// stdout is its secret), or a word that looks like a token (20 characters and more
+/// mixing cases and digits, as base64, JWTs and `ghp_…` do; or 32 hex digits and more).
+/// A message lost to a wrong guess leaves the exit status; a secret shown is in logs.
+fn may_hold_a_secret(line: &str) -> bool {
+    let lower = line.to_lowercase();
+    let named = [
+        "secret",
+        "passw",
+        "token",
+        "bearer",
+        "basic ",
+        "authorization",
+        "api_key",
+        "apikey",
+        "private",
+    ]
+    .iter()
+    .any(|w| lower.contains(w));
+    let json = line.starts_with(['{', '[', '"'])
+        || serde_json::from_str::<serde_json::Value>(line).is_ok();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let tokenlike = |w: &&str| {
+        let w = w.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+        let mixed = w.chars().any(|c| c.is_ascii_uppercase())
+            && w.chars().any(|c| c.is_ascii_lowercase())
+            && w.chars().any(|c| c.is_ascii_digit());
+        (w.len() >= 20 && mixed) || (w.len() >= 32 && w.chars().all(|c| c.is_ascii_hexdigit()))
+    };
+    named || json || words.len() < 2 || words.iter().any(tokenlike)
 }
 
 #[cfg(test)]
@@ -197,11 +227,12 @@ mod tests {
 
     /// A helper that fails is reported with the first line it printed ("keychain
     /// locked": what to do about it), not its exit status alone; what may hold a secret
-    /// (JSON, a line naming a password or a token) is withheld.
+    /// (JSON, a line naming a password or a token, a bare word, a word like a token) is
+    /// withheld.
     #[tokio::test]
     async fn a_failed_helper_is_reported_with_what_it_said() {
         let dir = tempfile::tempdir().unwrap();
-        let long = "x".repeat(300);
+        let long = "xy ".repeat(100);
         let cases = [
             (
                 "locked",
@@ -227,6 +258,29 @@ mod tests {
             ("password", "echo >&2 'wrong Password hunter2'", None),
             ("token", "echo 'TOKEN=hunter2 expired'", None),
             ("quoted", "echo '\"hunter2\"'", None),
+            // What a script helper printed from `pass show` before it failed.
+            ("bare", "echo hunter2", None),
+            (
+                "basic",
+                "echo 'Authorization: Basic dXNlcjpodW50ZXIy'",
+                None,
+            ),
+            ("bearer", "echo 'refresh failed: bEARER hunter2'", None),
+            (
+                "jwt",
+                "echo 'login failed for eyJhbGciOiJIUzI1NiJ9hunter2'",
+                None,
+            ),
+            (
+                "github",
+                "echo >&2 'rejected ghp_0aB1cD2eF3gH4iJ5kL6mhunter2'",
+                None,
+            ),
+            (
+                "hex",
+                &format!("echo 'bad key {}'", "0f".repeat(20)) as &str,
+                None,
+            ),
         ];
         for (name, script, said) in cases {
             let program = helper(dir.path(), name, &format!("{script}\nexit 3"));
