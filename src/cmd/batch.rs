@@ -276,8 +276,9 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
     match ended {
         Ok(finished) => finished_code(finished, failed),
         Err(why) => {
-            match left_undone(&progress.snapshot(), args.output.as_deref(), synced) {
-                LeftUndone::Sync(dir) => why.say_unsynced(dir, failed == 0),
+            let snapshot = progress.snapshot();
+            match left_undone(&snapshot, args.output.as_deref(), synced, failed) {
+                LeftUndone::Sync { dir, all_ok } => why.say_unsynced(dir, all_ok),
                 LeftUndone::Writing => why.say_unwritten(),
                 LeftUndone::Fetching => why.say(into_store),
             }
@@ -290,10 +291,14 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
 /// What a batch stopped before its end had left undone, for its message.
 #[derive(Debug, PartialEq)]
 enum LeftUndone<'a> {
-    /// Every object was handled into the layout at this path, but the batch's last sync
-    /// of its directories did not finish (the stop came in it, or before it, while the
-    /// last outcome waited for the output): the names stored last may not be durable.
-    Sync(&'a std::path::Path),
+    /// Every object was handled into the layout at `dir`, but the batch's last sync of its
+    /// directories did not finish (the stop came in it, or before it, while the last
+    /// outcome waited for the output): the names stored last may not be durable.
+    /// `all_ok` when none of the objects (and no sync) failed.
+    Sync {
+        dir: &'a std::path::Path,
+        all_ok: bool,
+    },
     /// Every object was handled (and the names synced, or there was no layout): only
     /// writing out what they came to was left. The stop may have come before an outcome
     /// reached the output, which loses its frame or line as a stuck reader does.
@@ -303,17 +308,24 @@ enum LeftUndone<'a> {
 }
 
 /// What a batch into `store` (`-o DIR`), stopped when progress was at `s`, left undone;
-/// `synced` when the stop came after the batch's last sync.
+/// `synced` when the stop came after the batch's last sync, `failed` the failures it
+/// reported (of outcomes read, and of syncs). Stopped while an outcome waited for the
+/// output, the outcomes queued behind it were never read: their failures are the
+/// progress's, and "every object was fetched and stored" was said over them.
 fn left_undone<'a>(
     s: &dist::worker::progress::Snapshot,
     store: Option<&'a std::path::Path>,
     synced: bool,
+    failed: usize,
 ) -> LeftUndone<'a> {
     if !s.input_done || s.finished != s.objects {
         return LeftUndone::Fetching;
     }
     match store {
-        Some(dir) if !synced => LeftUndone::Sync(dir),
+        Some(dir) if !synced => LeftUndone::Sync {
+            dir,
+            all_ok: failed == 0 && s.failed == 0,
+        },
         _ => LeftUndone::Writing,
     }
 }
@@ -440,14 +452,31 @@ mod tests {
         let dir = std::path::Path::new("/srv/mirror");
         let mut s = dist::worker::progress::Snapshot::default();
         (s.objects, s.input_done, s.started, s.finished) = (3, true, 3, 3);
-        assert_eq!(left_undone(&s, Some(dir), false), LeftUndone::Sync(dir));
-        assert_eq!(left_undone(&s, Some(dir), true), LeftUndone::Writing);
-        assert_eq!(left_undone(&s, None, true), LeftUndone::Writing);
+        let all_ok = |all_ok| LeftUndone::Sync { dir, all_ok };
+        assert_eq!(left_undone(&s, Some(dir), false, 0), all_ok(true));
+        assert_eq!(left_undone(&s, Some(dir), true, 0), LeftUndone::Writing);
+        assert_eq!(left_undone(&s, None, true, 0), LeftUndone::Writing);
         s.finished = 2;
-        assert_eq!(left_undone(&s, Some(dir), false), LeftUndone::Fetching);
+        assert_eq!(left_undone(&s, Some(dir), false, 0), LeftUndone::Fetching);
         s.finished = 3;
         s.input_done = false;
-        assert_eq!(left_undone(&s, Some(dir), false), LeftUndone::Fetching);
+        assert_eq!(left_undone(&s, Some(dir), false, 0), LeftUndone::Fetching);
+    }
+
+    /// Stopped while an outcome waited for the output, the outcomes behind it were never
+    /// read, nor their failures counted: "every object was fetched and stored" was said of
+    /// a batch whose last object had failed. The progress counts them all.
+    #[test]
+    fn a_stop_before_the_last_sync_counts_the_failures_not_yet_read() {
+        let dir = std::path::Path::new("/srv/mirror");
+        let mut s = dist::worker::progress::Snapshot::default();
+        (s.objects, s.input_done, s.started, s.finished) = (3, true, 3, 3);
+        s.failed = 1;
+        let sync = |all_ok| LeftUndone::Sync { dir, all_ok };
+        assert_eq!(left_undone(&s, Some(dir), false, 0), sync(false));
+        s.failed = 0;
+        // A sync that failed is no object's, but the names it left are no better.
+        assert_eq!(left_undone(&s, Some(dir), false, 1), sync(false));
     }
 
     /// A sync that panicked did not make the names durable: it is a failure to report,
