@@ -61,11 +61,13 @@ where
     Fut: Future<Output = Result<Option<u64>>>,
 {
     let mut pause = FIRST_PAUSE;
-    let mut waited: Option<(WaitMark, Instant)> = None;
+    let mut waited = false;
+    // While another run holds the blob: its mark, and since when.
+    let mut other: Option<(WaitMark, Instant)> = None;
     let mut warned = false;
     loop {
         if let Some(claimed) = try_claim(store, digest, &mut stored).await? {
-            if waited.is_some() && matches!(claimed, Claimed::Mine(_)) {
+            if waited && matches!(claimed, Claimed::Mine(_)) {
                 // The other fetch stopped without storing the blob: what it kept, this
                 // one carries on.
                 let (s, algorithm) = (store.clone(), digest.algorithm());
@@ -77,19 +79,29 @@ where
             }
             return Ok(claimed);
         }
-        let (_, since) = waited.get_or_insert_with(|| {
+        if !waited {
             tracing::info!(%digest, "another fetch is storing this blob in the layout; waiting for it");
-            (store.mark_waiting(digest), Instant::now())
-        });
-        if !warned && since.elapsed() >= WARN_AFTER {
-            warned = true;
-            tracing::warn!(
-                blob = %digest,
-                lock = %store.lock_path(digest).display(),
-                "waited {}s for another run fetching this blob into the layout (it holds the \
-                 lock file); still waiting: a run stopped (Ctrl-Z) or hung holds it for ever",
-                WARN_AFTER.as_secs()
-            );
+            waited = true;
+        }
+        // A fetch of this run holds it (two lines naming the blob with other sizes): it
+        // shows in the run's progress and ends with the run, which is no other run's
+        // doing, to be warned of or named when the run stops.
+        if store.held_here(digest) {
+            other = None;
+        } else {
+            let (_, since) =
+                other.get_or_insert_with(|| (store.mark_waiting(digest), Instant::now()));
+            if !warned && since.elapsed() >= WARN_AFTER {
+                warned = true;
+                tracing::warn!(
+                    blob = %digest,
+                    lock = %store.lock_path(digest).display(),
+                    "waited {}s for another run fetching this blob into the layout (it holds \
+                     the lock file); still waiting: a run stopped (Ctrl-Z) or hung holds it \
+                     for ever",
+                    WARN_AFTER.as_secs()
+                );
+            }
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(LAST_PAUSE);
@@ -249,7 +261,7 @@ mod tests {
         let dst = tempfile::tempdir().unwrap();
         let store = LayoutStore::open(dst.path()).unwrap();
         let d = Digest::of(Algorithm::Sha256, b"held by another run");
-        let held = store.try_ingest(&d).unwrap();
+        let held = held_by_another_run(&store, &d);
         let said = Said::default();
         let writer = said.clone();
         let subscriber = tracing_subscriber::fmt()
@@ -274,5 +286,46 @@ mod tests {
         drop(held);
         assert!(matches!(wait.await.unwrap(), Claimed::Mine(_)));
         assert_eq!(store.waiting_for_others(), []);
+    }
+
+    /// The lock of `digest` held as another process holds it: on a file of its own
+    /// opening, which this process's locks do not know of.
+    fn held_by_another_run(store: &LayoutStore, digest: &Digest) -> std::fs::File {
+        use std::os::fd::AsRawFd;
+        let path = store.lock_path(digest);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let file = std::fs::File::create(&path).unwrap();
+        // SAFETY: flock on a descriptor this test owns; it touches no memory.
+        let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        assert_eq!(locked, 0, "{}", std::io::Error::last_os_error());
+        file
+    }
+
+    /// Two lines naming one blob with other sizes are two objects, fetched by one run:
+    /// the second waits for the first's lock. That was warned of after
+    /// [`super::WARN_AFTER`] as "another run fetching this blob", a run stopped or hung, and
+    /// named as such when the run stopped: it is this run's own fetch, in its progress.
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_for_this_runs_own_fetch_is_not_said_to_be_another_runs() {
+        use super::{claim, Claimed, WARN_AFTER};
+        let dst = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open(dst.path()).unwrap();
+        let d = Digest::of(Algorithm::Sha256, b"held by this run");
+        let held = store.try_ingest(&d).unwrap();
+        let said = Said::default();
+        let writer = said.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _logging = tracing::subscriber::set_default(subscriber);
+        let mut wait = std::pin::pin!(claim(&store, &d, || async { Ok(None) }));
+        assert!(tokio::time::timeout(WARN_AFTER * 5, &mut wait)
+            .await
+            .is_err());
+        assert_eq!(said.text(), "");
+        assert_eq!(store.waiting_for_others(), []);
+        drop(held);
+        assert!(matches!(wait.await.unwrap(), Claimed::Mine(_)));
     }
 }

@@ -1,7 +1,7 @@
 //! The `flock`s a layout's files are written under, and the ingest lock a blob is fetched
 //! under, which other processes see whatever the files are named.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -76,6 +76,34 @@ pub struct IngestLock {
     pub(super) held: Option<(std::fs::File, PathBuf)>,
 }
 
+/// The lock files of the [`IngestLock`]s this process holds: a fetch that finds one of
+/// them held waits for a fetch of its own process (two lines naming one blob with other
+/// sizes), which shows in its progress and ends with it, not for another run that may be
+/// stopped or hung.
+static HELD_HERE: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+
+impl IngestLock {
+    /// No lock: where none can be had, the fetch goes ahead without one.
+    pub(super) fn none() -> IngestLock {
+        IngestLock { held: None }
+    }
+
+    /// The lock on `file`, at `path`, taken by this process.
+    pub(super) fn held(file: std::fs::File, path: PathBuf) -> IngestLock {
+        let mut here = HELD_HERE.lock().unwrap_or_else(|p| p.into_inner());
+        here.insert(path.clone());
+        IngestLock {
+            held: Some((file, path)),
+        }
+    }
+}
+
+/// Whether this process holds the ingest lock whose file is at `path`.
+pub(super) fn held_here(path: &Path) -> bool {
+    let here = HELD_HERE.lock().unwrap_or_else(|p| p.into_inner());
+    here.contains(path)
+}
+
 impl Drop for IngestLock {
     fn drop(&mut self) {
         // Unlinked while still held, then closed: a process that opened the file meanwhile
@@ -84,6 +112,8 @@ impl Drop for IngestLock {
         // file about to go, while a third made a new one and fetched the blob too.
         if let Some((_file, path)) = &self.held {
             let _ = std::fs::remove_file(path);
+            let mut here = HELD_HERE.lock().unwrap_or_else(|p| p.into_inner());
+            here.remove(path);
         }
     }
 }

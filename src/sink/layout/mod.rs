@@ -400,7 +400,7 @@ impl LayoutStore {
     pub fn try_ingest(&self, digest: &Digest) -> Option<IngestLock> {
         let path = self.lock_path(digest);
         let dir = self.root.join("blobs").join(digest.algorithm().as_str());
-        let unlocked = || Some(IngestLock { held: None });
+        let unlocked = || Some(IngestLock::none());
         // Each turn either takes the lock, finds it held, or finds that the file it
         // locked was unlinked by its holder meanwhile, and tries the new one.
         for _ in 0..8 {
@@ -427,9 +427,7 @@ impl LayoutStore {
             match try_flock(&file, libc::LOCK_EX) {
                 Ok(true) if names_file(&path, &file) => {
                     self.note_partial(digest);
-                    return Some(IngestLock {
-                        held: Some((file, path)),
-                    });
+                    return Some(IngestLock::held(file, path));
                 }
                 Ok(true) => continue,
                 Ok(false) => return None,
@@ -449,6 +447,12 @@ impl LayoutStore {
     pub fn lock_path(&self, digest: &Digest) -> PathBuf {
         let dir = self.root.join("blobs").join(digest.algorithm().as_str());
         dir.join(format!("{LOCK_PREFIX}{}", digest.encoded()))
+    }
+
+    /// Whether this process holds the lock [`Self::try_ingest`] takes for `digest`: a wait
+    /// for it is for a fetch of this run, not another's.
+    pub(crate) fn held_here(&self, digest: &Digest) -> bool {
+        locks::held_here(&self.lock_path(digest))
     }
 
     /// Notes that this run waits for `digest` while another run holds its lock, until the
