@@ -188,8 +188,9 @@ fn helper_words(stdout: &[u8], stderr: &[u8]) -> String {
 /// Whether a failed helper's `line` may hold a secret: JSON (a reply with its `Secret`),
 /// words that name one or an `Authorization` header's schemes, a line of one word (a
 /// script that printed what `pass show` gave it, then failed: what a helper prints on
-/// stdout is its secret), or a word that looks like a token (20 characters and more
-/// mixing cases and digits, as base64, JWTs and `ghp_…` do; or 32 hex digits and more).
+/// stdout is its secret), a word that looks like a token (20 characters and more mixing
+/// cases and digits, as base64, JWTs and `ghp_…` do; or 32 hex digits and more), a
+/// shell's trace, an `=`, or a URL with user information.
 /// A message lost to a wrong guess leaves the exit status; a secret shown is in logs.
 fn may_hold_a_secret(line: &str) -> bool {
     let lower = line.to_lowercase();
@@ -216,7 +217,23 @@ fn may_hold_a_secret(line: &str) -> bool {
             && w.chars().any(|c| c.is_ascii_digit());
         (w.len() >= 20 && mixed) || (w.len() >= 32 && w.chars().all(|c| c.is_ascii_hexdigit()))
     };
-    named || json || words.len() < 2 || words.iter().any(tokenlike)
+    // A shell's trace (`set -x`) shows what it ran with its arguments expanded; an
+    // assignment or a query (`pw=…`, a presigned URL's `Signature=…`) and a URL's
+    // user information (`https://u:pw@host`) carry what they carry.
+    let traced = line.starts_with("+ ");
+    let assigned = line.contains('=');
+    let userinfo = line.split("://").skip(1).any(|rest| {
+        rest.split(['/', ' '])
+            .next()
+            .is_some_and(|a| a.contains('@'))
+    });
+    named
+        || json
+        || traced
+        || assigned
+        || userinfo
+        || words.len() < 2
+        || words.iter().any(tokenlike)
 }
 
 #[cfg(test)]
@@ -227,8 +244,8 @@ mod tests {
 
     /// A helper that fails is reported with the first line it printed ("keychain
     /// locked": what to do about it), not its exit status alone; what may hold a secret
-    /// (JSON, a line naming a password or a token, a bare word, a word like a token) is
-    /// withheld.
+    /// (JSON, a line naming a password or a token, a bare word, a word like a token, a
+    /// shell's trace, an assignment, a URL's user information) is withheld.
     #[tokio::test]
     async fn a_failed_helper_is_reported_with_what_it_said() {
         let dir = tempfile::tempdir().unwrap();
@@ -279,6 +296,13 @@ mod tests {
             (
                 "hex",
                 &format!("echo 'bad key {}'", "0f".repeat(20)) as &str,
+                None,
+            ),
+            ("xtrace", "set -x; pw=hunter2", None),
+            ("assigned", "echo 'login failed: user=u pw=hunter2'", None),
+            (
+                "userinfo",
+                "echo 'cannot reach https://u:hunter2@r.test/v2/'",
                 None,
             ),
         ];
