@@ -647,22 +647,11 @@ pub(crate) fn other_total(
     given: bool,
     headers: &HeaderMap,
 ) -> Result<()> {
-    let (Some(size), Some(total)) = (size, content_range_total(headers)) else {
-        return Ok(());
-    };
-    if total == size {
-        return Ok(());
-    }
-    let got = format!("asked for {asked}, got a 206 with {}", got_range(headers));
-    if given {
-        let expected = crate::hints::expected_size(size);
-        let msg = format!("{got}: the registry declares {total} bytes, {expected}");
-        return Err(Error::new(ErrorKind::SizeMismatch, msg).with_sizes(size, total));
-    }
-    Err(Error::new(
-        ErrorKind::SizeMismatch,
-        format!("{got}: {total} bytes in all, where the content is {size}"),
-    ))
+    let total = content_range_total(headers);
+    let got = |_| format!("asked for {asked}, got a 206 with {}", got_range(headers));
+    refused_size(size, total, given, got, |got, total, size| {
+        format!("{got}: {total} bytes in all, where the content is {size}")
+    })
 }
 
 /// Refuses a plain `200` to the `Range` `asked` (or to none), the whole content, whose
@@ -670,22 +659,39 @@ pub(crate) fn other_total(
 /// read to the content's end before its surplus (or a body cut short) told. Against a size
 /// `given` alone, said and recorded as [`other_total`] says it.
 fn other_length(asked: &str, size: Option<u64>, given: bool, headers: &HeaderMap) -> Result<()> {
-    let (Some(size), Some(length)) = (size, super::content_length(headers)) else {
+    let length = super::content_length(headers);
+    let got = |length| format!("asked for {asked}, got a 200 with Content-Length: {length}");
+    refused_size(size, length, given, got, |got, _, size| {
+        format!("{got}, where the content is {size}")
+    })
+}
+
+/// The size a server `declared` against the content's known `size`, when both are known
+/// and differ: a [`SizeMismatch`](ErrorKind::SizeMismatch) opening with what was asked
+/// for and `got`. Against a size `given` alone, the registry's is the first size declared,
+/// said as a declared size other than the size given is (and recorded: [`Error::sizes`]);
+/// else `known` says it against the content's size.
+fn refused_size(
+    size: Option<u64>,
+    declared: Option<u64>,
+    given: bool,
+    got: impl FnOnce(u64) -> String,
+    known: impl FnOnce(&str, u64, u64) -> String,
+) -> Result<()> {
+    let (Some(size), Some(declared)) = (size, declared) else {
         return Ok(());
     };
-    if length == size {
+    if declared == size {
         return Ok(());
     }
-    let got = format!("asked for {asked}, got a 200 with Content-Length: {length}");
+    let got = got(declared);
     if given {
         let expected = crate::hints::expected_size(size);
-        let msg = format!("{got}: the registry declares {length} bytes, {expected}");
-        return Err(Error::new(ErrorKind::SizeMismatch, msg).with_sizes(size, length));
+        let msg = format!("{got}: the registry declares {declared} bytes, {expected}");
+        return Err(Error::new(ErrorKind::SizeMismatch, msg).with_sizes(size, declared));
     }
-    Err(Error::new(
-        ErrorKind::SizeMismatch,
-        format!("{got}, where the content is {size}"),
-    ))
+    let msg = known(&got, declared, size);
+    Err(Error::new(ErrorKind::SizeMismatch, msg))
 }
 
 /// A `206` where no range was asked for: a part of the content, its length no size, which
