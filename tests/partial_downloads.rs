@@ -629,3 +629,35 @@ fn whole_answers_shorter_than_the_size_given_end_as_a_size_mismatch_and_keep_not
         assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
     }
 }
+
+/// The request that carries a partial download on, refused over size (the descriptor's
+/// size is not the total the registry's range gives): as any size refusal, the blob is
+/// fetched once more, whole, from the registry itself, which declares the same, and the
+/// error says the size given is likely wrong. The job failed on the refusal alone.
+#[test]
+fn a_partial_refused_over_size_is_fetched_once_more_from_the_registry_itself() {
+    let (reg, digest, data) = fake_with_blob();
+    let dir = tempfile::tempdir().unwrap();
+    let kept = 3 << 19;
+    plant_partial(dir.path(), &digest, &data[..kept]);
+    let repo = format!("{}/team/app", reg.host());
+    let given = LEN + 1;
+    let line = format!("{{\"digest\":\"{digest}\",\"size\":{given}}}\n");
+    let args = ["fetch", &repo, "-", "-o", dir.path().to_str().unwrap()];
+    let out = Dist::new().run(&args, line.as_bytes());
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let warned = format!(
+        "dist: warning: the size given is {given} bytes and the registry declares {LEN}; \
+         fetching once more from the registry itself"
+    );
+    assert!(text.contains(&warned), "{text}");
+    let again = format!("the registry itself declared {LEN} bytes again");
+    assert!(text.contains(&again), "{text}");
+    let ranges: Vec<_> = blob_gets(&reg, &digest, 0)
+        .into_iter()
+        .map(|r| r.range)
+        .collect();
+    assert_eq!(ranges, [Some(format!("bytes={kept}-")), None]);
+}
