@@ -10,7 +10,7 @@ use std::process::Child;
 use std::time::Duration;
 
 use support::cli::{assert_stored_alone, blob_names as names, bytes, hex, json_lines, Dist};
-use support::fake::{FakeRegistry, Fault, RequestRecord};
+use support::fake::{FakeRegistry, Fault, Gate, RequestRecord};
 use support::wait::{until, Opens};
 
 /// Past the first MiB: a download of it is on disk while it runs.
@@ -201,9 +201,16 @@ fn take_over(sized: bool) {
 /// past the first MiB. The lock was taken only by a fresh download, once the registry's
 /// answer declared the size, never by one carrying on a partial: a second run into the
 /// layout took the lock meanwhile and downloaded the whole blob beside it.
+///
+/// The first run's download is held, past its first bytes, until the second run's GET has
+/// come: paced to last a few seconds, it could end first on a loaded machine, and the
+/// second run then found the blob stored without asking for it.
 #[test]
 fn a_run_carrying_on_a_partial_holds_the_blob_s_lock() {
-    let (reg, digest, data, input) = paced_blob(false, 1 << 19);
+    let (reg, digest, data) = fake_with_blob();
+    let input = format!("{digest}\n");
+    let gate = Gate::default();
+    reg.push_fault(&digest, Fault::HeldAfter(1 << 16, gate.clone()));
     let dir = tempfile::tempdir().unwrap();
     let sha256 = dir.path().join("blobs/sha256");
     std::fs::create_dir_all(&sha256).unwrap();
@@ -222,6 +229,10 @@ fn a_run_carrying_on_a_partial_holds_the_blob_s_lock() {
     until("the second run's check of the registry", || {
         other_requests(&reg, &digest) > before
     });
+    until("the second run's GET for the size", || {
+        blob_gets(&reg, &digest).len() == 2
+    });
+    gate.open();
     let (first, second) = (
         first.wait_with_output().unwrap(),
         second.wait_with_output().unwrap(),
