@@ -660,4 +660,14 @@ fn a_partial_refused_over_size_is_fetched_once_more_from_the_registry_itself() {
         .map(|r| r.range)
         .collect();
     assert_eq!(ranges, [Some(format!("bytes={kept}-")), None]);
+    // The refusal says nothing of the partial's bytes: kept for a run given the right size.
+    let still = std::fs::read(partial_path(dir.path(), &digest)).unwrap();
+    assert!(still[..] == data[..kept]);
+    let before = reg.requests().len();
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+    assert_eq!(status, 0, "{text}");
+    let gets = blob_gets(&reg, &digest, before);
+    assert_eq!(gets.len(), 1, "{gets:?}");
+    assert_eq!(gets[0].range, Some(format!("bytes={kept}-")));
+    assert_stored_alone(dir.path(), &digest, &data);
 }
