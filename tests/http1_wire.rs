@@ -473,3 +473,37 @@ fn a_tag_s_empty_manifest_with_no_digest_fails() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("the manifest is not JSON"), "{stderr}");
 }
+
+/// A chunked body whole each time, whatever `Range` asks, shorter than the size given:
+/// the second answer ends where the first did, so the content ends there, and the fetch
+/// fails as the size mismatch it is. Each answer was taken for a break and resumed until
+/// the retries were spent, and the fetch failed as a lost connection.
+#[test]
+fn chunked_whole_answers_shorter_than_the_size_given_are_a_size_mismatch() {
+    let data = bytes(12, 3000);
+    let digest = sha256(&data);
+    let body = data.clone();
+    let raw = Raw::start(move |req, _| {
+        if req.line().contains("/tags/list") {
+            return Answer::keep(with_body(
+                head("200 OK", &["Content-Length: 2".into()]),
+                b"{}",
+            ));
+        }
+        let fields = ["Transfer-Encoding: chunked".to_string()];
+        Answer::keep(with_body(head("200 OK", &fields), &chunked(&body, 1000)))
+    });
+    let err = Dist::new().fails(1, &["fetch", &raw.repo(), &digest, "size:3001"], b"");
+    let said = "content ended after 3000 of 3001 bytes, expected 3001 (the size given: \
+                size:3001, or a descriptor's \"size\")";
+    assert!(err.contains(said), "{err}");
+    assert!(!err.contains("gave up after"), "{err}");
+    let fetches = raw
+        .seen()
+        .iter()
+        .filter(|r| r.line().contains("/blobs/"))
+        .count();
+    // Each of the two fetches (the second from the registry itself): its answer, and the
+    // one whole answer again that shows where the content ends.
+    assert_eq!(fetches, 4, "{:?}", raw.seen());
+}

@@ -10,7 +10,7 @@ use std::process::Child;
 use std::time::Duration;
 
 use support::cli::{assert_stored_alone, blob_names as names, bytes, hex, json_lines, Dist};
-use support::fake::{FakeRegistry, Fault, RequestRecord};
+use support::fake::{FakeRegistry, Fault, Gate, RequestRecord};
 use support::wait::{until, Opens};
 
 /// Past the first MiB: a download of it is on disk while it runs.
@@ -62,23 +62,21 @@ fn line(digest: &str) -> String {
     format!("{digest} size:{LEN}\n")
 }
 
-/// The registry with its large blob, served at `bytes_per_sec` to the first request for
-/// it; the input line naming it, with its size when `sized`.
-fn paced_blob(sized: bool, bytes_per_sec: u64) -> (FakeRegistry, String, Vec<u8>, String) {
+/// The registry with its large blob, whose first request is answered with its first
+/// `after` bytes and the rest only once the returned gate opens: the first run's download
+/// lasts as long as the test needs, however loaded the machine (paced to last three
+/// seconds, a second run could start too late to find it under way); the input line
+/// naming the blob, with its size when `sized`.
+fn held_blob(sized: bool, after: usize) -> (FakeRegistry, String, Vec<u8>, String, Gate) {
     let (reg, digest, data) = fake_with_blob();
     let input = if sized {
         line(&digest)
     } else {
         format!("{digest}\n")
     };
-    reg.push_fault(
-        &digest,
-        Fault::Paced {
-            bytes_per_sec,
-            first_byte: Duration::ZERO,
-        },
-    );
-    (reg, digest, data, input)
+    let gate = Gate::default();
+    reg.push_fault(&digest, Fault::HeldAfter(after, gate.clone()));
+    (reg, digest, data, input, gate)
 }
 
 /// Starts a second run once the first is downloading, and waits until the second has
@@ -125,9 +123,8 @@ fn two_runs_at_once_of_a_blob_of_unknown_size_store_it_once() {
 }
 
 fn two_runs_at_once(sized: bool) {
-    // Three seconds for the first run's download: time for the second to start, check the
-    // registry and reach the blob on a loaded machine too, before there is nothing to wait for.
-    let (reg, digest, data, input) = paced_blob(sized, 1 << 20);
+    // The first run's download held until the second run waits for it.
+    let (reg, digest, data, input, gate) = held_blob(sized, 1 << 16);
     let dir = tempfile::tempdir().unwrap();
     let repo = format!("{}/team/app", reg.host());
     let args = args(&repo, dir.path(), &[]);
@@ -137,6 +134,7 @@ fn two_runs_at_once(sized: bool) {
         blob_gets(&reg, &digest).len() == 1
     });
     let second = second_run_waiting(&reg, &digest, &dist, &args, &input);
+    gate.open();
     let (first, second) = (
         first.wait_with_output().unwrap(),
         second.wait_with_output().unwrap(),
@@ -166,7 +164,8 @@ fn a_waiting_run_takes_over_a_blob_of_unknown_size() {
 }
 
 fn take_over(sized: bool) {
-    let (reg, digest, data, input) = paced_blob(sized, 1 << 20);
+    // Held past 1.5 MiB until the first run is killed: it cannot finish first.
+    let (reg, digest, data, input, gate) = held_blob(sized, 2 << 20);
     let dir = tempfile::tempdir().unwrap();
     let repo = format!("{}/team/app", reg.host());
     let args = args(&repo, dir.path(), &[]);
@@ -181,6 +180,8 @@ fn take_over(sized: bool) {
     let second = second_run_waiting(&reg, &digest, &dist, &args, &input);
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
+    // Nothing is held for anyone any more: the dead run's answer goes nowhere.
+    gate.open();
     let written = on_disk();
     let second = second.wait_with_output().unwrap();
     assert_eq!(second.status.code(), Some(0), "{}", text(&second));
@@ -201,9 +202,13 @@ fn take_over(sized: bool) {
 /// past the first MiB. The lock was taken only by a fresh download, once the registry's
 /// answer declared the size, never by one carrying on a partial: a second run into the
 /// layout took the lock meanwhile and downloaded the whole blob beside it.
+///
+/// The first run's download is held, past its first bytes, until the second run's GET has
+/// come: paced to last a few seconds, it could end first on a loaded machine, and the
+/// second run then found the blob stored without asking for it.
 #[test]
 fn a_run_carrying_on_a_partial_holds_the_blob_s_lock() {
-    let (reg, digest, data, input) = paced_blob(false, 1 << 19);
+    let (reg, digest, data, input, gate) = held_blob(false, 1 << 16);
     let dir = tempfile::tempdir().unwrap();
     let sha256 = dir.path().join("blobs/sha256");
     std::fs::create_dir_all(&sha256).unwrap();
@@ -222,6 +227,10 @@ fn a_run_carrying_on_a_partial_holds_the_blob_s_lock() {
     until("the second run's check of the registry", || {
         other_requests(&reg, &digest) > before
     });
+    until("the second run's GET for the size", || {
+        blob_gets(&reg, &digest).len() == 2
+    });
+    gate.open();
     let (first, second) = (
         first.wait_with_output().unwrap(),
         second.wait_with_output().unwrap(),

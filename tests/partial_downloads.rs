@@ -592,3 +592,82 @@ fn a_partial_is_kept_when_the_blob_is_not_found() {
     assert_eq!(gets[0].range.as_deref(), Some("bytes=2097152-"));
     assert_stored_alone(dir.path(), &digest, &data);
 }
+
+/// A size given one byte too large, against a server that sends every answer whole,
+/// without a length, whatever `Range` asks: the second whole answer ends where the first
+/// did, so the registry sent all there is, and the job fails as the size mismatch it is,
+/// with nothing kept. Each such answer was taken for a connection lost part-way and
+/// resumed, until the retries were spent; the job failed as a connection error and kept
+/// the whole blob as a partial download of a blob it is not.
+#[test]
+fn whole_answers_shorter_than_the_size_given_end_as_a_size_mismatch_and_keep_nothing() {
+    let reg = FakeRegistry::builder().range_support(false).start();
+    let data = support::cli::bytes(78, LEN);
+    let digest = reg.blob("team/app", &data);
+    reg.set_fault_for_every(&digest, Fault::Unframed(usize::MAX));
+    let dir = tempfile::tempdir().unwrap();
+    let repo = format!("{}/team/app", reg.host());
+    let given = LEN + 1;
+    let line = format!("{{\"digest\":\"{digest}\",\"size\":{given}}}\n");
+    let args = ["fetch", &repo, "-", "-o", dir.path().to_str().unwrap()];
+    let out = Dist::new().run(&args, line.as_bytes());
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let said = format!(
+        "content ended after {LEN} of {given} bytes, expected {given} (the size given: \
+         size:{given}, or a descriptor's \\\"size\\\")"
+    );
+    assert!(text.contains(&said), "{text}");
+    let warned = format!(
+        "dist: warning: the size given is {given} bytes and the registry sent {LEN}; \
+         fetching once more from the registry itself"
+    );
+    assert!(text.contains(&warned), "{text}");
+    assert!(!partial_path(dir.path(), &digest).exists(), "{text}");
+    if dir.path().join("blobs/sha256").exists() {
+        assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
+    }
+}
+
+/// The request that carries a partial download on, refused over size (the descriptor's
+/// size is not the total the registry's range gives): as any size refusal, the blob is
+/// fetched once more, whole, from the registry itself, which declares the same, and the
+/// error says the size given is likely wrong. The job failed on the refusal alone.
+#[test]
+fn a_partial_refused_over_size_is_fetched_once_more_from_the_registry_itself() {
+    let (reg, digest, data) = fake_with_blob();
+    let dir = tempfile::tempdir().unwrap();
+    let kept = 3 << 19;
+    plant_partial(dir.path(), &digest, &data[..kept]);
+    let repo = format!("{}/team/app", reg.host());
+    let given = LEN + 1;
+    let line = format!("{{\"digest\":\"{digest}\",\"size\":{given}}}\n");
+    let args = ["fetch", &repo, "-", "-o", dir.path().to_str().unwrap()];
+    let out = Dist::new().run(&args, line.as_bytes());
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let warned = format!(
+        "dist: warning: the size given is {given} bytes and the registry declares {LEN}; \
+         fetching once more from the registry itself"
+    );
+    assert!(text.contains(&warned), "{text}");
+    let again = format!("the registry itself declared {LEN} bytes again");
+    assert!(text.contains(&again), "{text}");
+    let ranges: Vec<_> = blob_gets(&reg, &digest, 0)
+        .into_iter()
+        .map(|r| r.range)
+        .collect();
+    assert_eq!(ranges, [Some(format!("bytes={kept}-")), None]);
+    // The refusal says nothing of the partial's bytes: kept for a run given the right size.
+    let still = std::fs::read(partial_path(dir.path(), &digest)).unwrap();
+    assert!(still[..] == data[..kept]);
+    let before = reg.requests().len();
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+    assert_eq!(status, 0, "{text}");
+    let gets = blob_gets(&reg, &digest, before);
+    assert_eq!(gets.len(), 1, "{gets:?}");
+    assert_eq!(gets[0].range, Some(format!("bytes={kept}-")));
+    assert_stored_alone(dir.path(), &digest, &data);
+}

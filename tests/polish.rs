@@ -2707,15 +2707,19 @@ fn a_malformed_rust_log_is_a_usage_error_naming_it() {
 /// A digest in a hash dist does not verify, written whole (`sha384:` and its 96 hex
 /// digits, the README's example), is refused as that alone: it was also offered as an
 /// image reference, "the object is <96 hex digits> alone", which no one meant. A word
-/// that may be either (`md5:x`, `app:v1`) still names both readings.
+/// that may be either (`md5:x`, `app:v1`) still names both readings. Hex in capitals is
+/// a whole digest too: `md5:` and 32 of them was offered as a reference.
 #[test]
 fn a_whole_digest_in_another_algorithm_is_not_offered_as_an_image_reference() {
     let dist = Dist::new();
     let sha384 = format!("sha384:{}", "ab".repeat(48));
     let blake3 = format!("blake3:{}", "cd".repeat(32));
+    // Hex in capitals, as Windows' Get-FileHash and certutil print an MD5.
+    let md5 = format!("md5:{}", "EF".repeat(16));
     for (object, reference) in [
         (sha384.as_str(), false),
         (blake3.as_str(), false),
+        (md5.as_str(), false),
         ("md5:x", true),
     ] {
         // Port 1 refuses connections: the refusal comes before any.

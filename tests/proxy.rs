@@ -240,6 +240,20 @@ fn a_tunnel_refused_with_an_error_page_is_named_with_the_status() {
     }
 }
 
+/// A `CONNECT` names the client as its requests do, as curl's does: some proxies filter
+/// on `User-Agent`, and it sent none.
+#[test]
+fn a_tunnel_request_carries_the_user_agent() {
+    let proxy = ConnectProxy::tunnelling_only_to_443();
+    let mut dist = Dist::new();
+    dist.env("HTTPS_PROXY", &proxy.url());
+    dist.run(&["fetch", "registry.test:5000/team/app", "v1"], b"");
+    let tunnels = proxy.tunnels();
+    assert_eq!(tunnels[0].method, "CONNECT");
+    let ours = concat!("dist/", env!("CARGO_PKG_VERSION"));
+    assert_eq!(tunnels[0].user_agent.as_deref(), Some(ours));
+}
+
 /// A proxy named by a host name that does not exist is a typo, as a registry's is: named,
 /// with the resolver's words, at once and not after every retry. (Skipped where no resolver
 /// answers for `.invalid`.)

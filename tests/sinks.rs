@@ -1298,6 +1298,49 @@ fn the_sync_at_the_end_of_a_batch_does_not_hold_off_its_timeout() {
     assert!(layout.join("blobs/sha256").join(&blob[7..]).is_file());
 }
 
+/// A pull stopped while `index.json`, renamed into place, is being made durable (the sync
+/// of the layout's directory held up) says the image is named there, its sync not
+/// finished: it said the image was not named in `index.json`, which named it.
+#[test]
+fn a_pull_stopped_in_the_index_s_sync_says_the_image_is_named() {
+    let reg = FakeRegistry::start();
+    small_image(&reg, "v1");
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("mirror");
+    let l = layout.to_str().unwrap();
+    let dist = Dist::new();
+    dist.ok(&["pull", &format!("{}:v1", repo(&reg)), "-o", l]);
+    // The same image under a second tag: nothing stored, so the only sync of the layout's
+    // directory is the one after index.json's rename, held up here (10 s) well past the
+    // --timeout, which leaves the pull itself time under strace on a loaded machine.
+    small_image(&reg, "v2");
+    let image = format!("{}:v2", repo(&reg));
+    let args = ["--timeout", "6s", "pull", &image, "-o", l];
+    let options = ["-P", l, "-e", "inject=fsync:delay_enter=10000000"];
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let Some(out) = traced_output(&dist, &args, log.path(), &options) else {
+        return;
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    let log = std::fs::read_to_string(log.path()).unwrap();
+    assert!(log.contains("fsync("), "no fsync of {l} was held up: {log}");
+    assert_eq!(out.status.code(), Some(124), "{err}");
+    assert!(err.contains("gave up after the --timeout of 6s"), "{err}");
+    assert!(!err.contains("not named in"), "{err}");
+    let index = layout.join("index.json");
+    let said = format!(
+        "every object of the image was fetched and stored, and the image is named in {}, \
+         but the sync of its directory did not finish: the name may not survive a power loss",
+        index.display()
+    );
+    assert!(err.contains(&said), "{err}");
+    let named = std::fs::read_to_string(&index).unwrap();
+    assert!(
+        named.contains(r#""org.opencontainers.image.ref.name":"v2""#),
+        "{named}"
+    );
+}
+
 /// The report is the record a finished job leaves (the Indexed Job's
 /// `report-$JOB_COMPLETION_INDEX.jsonl`): it is synced before the run exits, as the blobs
 /// are. It was not, and a power loss soon after could leave it empty, creating it having

@@ -459,15 +459,26 @@ impl Stop {
 
     /// Says why a pull stopped after it had stored every object of the image, when only
     /// naming it in `index` was left (where a pull waits while another run holds the
-    /// index's lock): "the others were not fetched" was said of a pull that had none left.
-    pub fn say_unnamed(&self, index: &std::path::Path) {
+    /// index's lock), or making that name durable (`entry`, how far it got): "the others
+    /// were not fetched" was said of a pull that had none left, and "not named" of an
+    /// image `index` named, its sync not finished.
+    pub fn say_all_stored(&self, index: &std::path::Path, entry: dist::sink::index::IndexEntry) {
+        use dist::sink::index::IndexEntry;
         let Some(why) = self.why() else { return };
-        say!(
-            "dist: {why}; every object of the image was fetched and stored, but the image is \
-             not named in {} (a pull waits there while another run holds its lock); the same \
-             pull again names it without fetching anything",
-            index.display()
-        );
+        let stored = "every object of the image was fetched and stored";
+        let index = index.display();
+        match entry {
+            IndexEntry::Unwritten => say!(
+                "dist: {why}; {stored}, but the image is not named in {index} (a pull waits \
+                 there while another run holds its lock); the same pull again names it \
+                 without fetching anything"
+            ),
+            IndexEntry::Unsynced => say!(
+                "dist: {why}; {stored}, and the image is named in {index}, but the sync of \
+                 its directory did not finish: the name may not survive a power loss"
+            ),
+            IndexEntry::Durable => say!("dist: {why}; {stored}, and the image is named in {index}"),
+        }
     }
 
     /// Says why a batch into the layout at `dir` stopped in its last sync, once every

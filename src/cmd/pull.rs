@@ -153,7 +153,9 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
             lines.finish_within(std::time::Duration::from_secs(2)).await;
             display.finish(ticker);
             if every_object_stored(&progress.snapshot()) {
-                why.say_unnamed(&args.output.join("index.json"));
+                // Read once the pull is gone: a rename it began is done by now, and no
+                // other is to come.
+                why.say_all_stored(&args.output.join("index.json"), store.index_entry());
             } else {
                 why.say(true);
             }

@@ -171,8 +171,10 @@ fn pasted_reference(s: &str, digest_error: Option<&Error>) -> Option<Error> {
 }
 
 /// Whether `name:encoded` is a whole digest in a hash dist does not verify: the hash's
-/// name and lowercase hex of its length (`sha384:` and 96 digits). No one pastes that as
-/// an image `name:tag`, so saying it may be one only misleads.
+/// name and hex of its length (`sha384:` and 96 digits), in either case (Windows'
+/// `Get-FileHash` prints capitals). No one pastes that as an image `name:tag`, so saying
+/// it may be one only misleads. (`name` is lowercase here: one in capitals is no image
+/// reference's, and gets no such hint.)
 fn is_whole_foreign_digest(name: &str, encoded: &str) -> bool {
     let hex_len = match name {
         "md5" => 32,
@@ -182,10 +184,7 @@ fn is_whole_foreign_digest(name: &str, encoded: &str) -> bool {
         "sha384" => 96,
         _ => return false,
     };
-    encoded.len() == hex_len
-        && encoded
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    encoded.len() == hex_len && encoded.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Whether `s` is a tag: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.

@@ -38,6 +38,9 @@ pub(crate) struct Resumable {
     /// Bytes still to drop from the current body: a server that ignored our Range sends
     /// the whole content again, and what we already handed out must not repeat.
     pub(crate) skip: u64,
+    /// Where the current body was asked to carry on, when it is the whole content sent
+    /// again (a server that ignored our `Range`): see [`whole_at`].
+    pub(crate) resent_whole_at: Option<u64>,
     /// Failures in a row since the body last made progress, breaks and failed requests
     /// (its first one's, a resume's) alike: what `--retries` bounds.
     pub(crate) resumes: u32,
@@ -153,9 +156,22 @@ impl Resumable {
     /// `bytes=N-` with less than the rest. Either way the rest is still to come, from
     /// where the body stopped, as after any break: taken for corruption, it was fetched
     /// whole once more, and a body cut every time failed.
+    ///
+    /// Not so for the whole content sent again that ends cleanly where the body before it
+    /// did: two answers agree on where the content ends, short of a size that is wrong (a
+    /// size given too large), which verification then says. Taken for a break, it was
+    /// asked for again until the retries were spent, and failed as a lost connection.
     fn cut_short(&self) -> Option<Error> {
         let size = self.size.filter(|&size| self.offset < size)?;
         self.resume_url.as_ref()?;
+        if self.skip == 0 && self.resent_whole_at == Some(self.offset) {
+            tracing::debug!(
+                offset = self.offset,
+                size,
+                "the content sent whole again ended where it did before"
+            );
+            return None;
+        }
         Some(Error::new(
             ErrorKind::Connect,
             format!("body ended after {} of {size} bytes", self.offset),
@@ -284,6 +300,7 @@ impl Resumable {
         self.whole = next.body.is_decoded();
         self.body = next.body;
         self.skip = next.skip;
+        self.resent_whole_at = whole_at(self.offset, next.skip);
         self.resumes = next.spent;
         self.progress_mark = self.offset;
         self.earlier = next.earlier;
@@ -300,6 +317,7 @@ impl Resumable {
             open_at(remote, host, url, &self.headers, rest, ranged, resumes).await?;
         self.body = body;
         self.skip = skip;
+        self.resent_whole_at = whole_at(self.offset, skip);
         Ok(())
     }
 
@@ -383,6 +401,7 @@ impl Resumable {
             size: Some(source.total),
             size_given: source.total_given,
             skip: opened.skip,
+            resent_whole_at: whole_at(offset, opened.skip),
             resumes: opened.spent,
             progress_mark: offset,
             address: source.address.clone(),
@@ -390,6 +409,12 @@ impl Resumable {
             serving: None,
         }
     }
+}
+
+/// `Some(offset)` for a body opened to carry the content on from `offset` that is the
+/// whole content again, its first `skip` bytes (those at hand) to drop.
+pub(crate) fn whole_at(offset: u64, skip: u64) -> Option<u64> {
+    (skip > 0).then_some(offset)
 }
 
 /// The content's endpoint and digest, which address it on every host.

@@ -659,6 +659,7 @@ impl RegistryRemote {
             size,
             size_given: given.is_some(),
             skip,
+            resent_whole_at: body::whole_at(offset, skip),
             resumes: spent,
             progress_mark: offset,
             address: address.clone(),

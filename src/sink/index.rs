@@ -21,6 +21,26 @@ const INDEX_LOCK: &str = ".dist-index.lock";
 /// How long to wait for another process to finish its `index.json` update.
 pub(crate) const INDEX_LOCK_WAIT: Duration = Duration::from_secs(60);
 
+/// How far this run's entry in `index.json` got: what a run stopped on its way there
+/// can truly say ([`LayoutStore::index_entry`](super::layout::LayoutStore::index_entry)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IndexEntry {
+    /// Not written (yet): `index.json` does not name the image for this run.
+    #[default]
+    Unwritten,
+    /// Renamed into place, so `index.json` names the image, but the sync of the layout's
+    /// directory has not finished: a power loss may take the name back.
+    Unsynced,
+    /// In `index.json` and durable (or there already).
+    Durable,
+}
+
+/// Renames the new `index.json` into place with the closure it is given, if the caller
+/// still wants it: `false`, nothing renamed, if not. A caller a stop may end records
+/// there, under its own lock, that the rename happened, so that a stop that lands then
+/// reads either no rename and no rename to come, or the rename.
+pub type RenameIf<'a> = &'a dyn Fn(&mut dyn FnMut() -> Result<()>) -> Result<bool>;
+
 /// What [`add_entry_unless`] did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Added {
@@ -49,7 +69,8 @@ pub fn add_entry(root: &Path, entry: &Descriptor) -> Result<Vec<Descriptor>> {
 /// Looked for under the lock too, so that an entry another run adds while this one waits
 /// for the lock is seen: looked for only before, it was replaced. Blocks.
 pub fn add_entry_unless(root: &Path, entry: &Descriptor, keep: Option<&Digest>) -> Result<Added> {
-    add_entry_within(root, entry, keep, INDEX_LOCK_WAIT, &|| true)?
+    let rename: RenameIf = &|rename| rename().map(|()| true);
+    add_entry_within(root, entry, keep, INDEX_LOCK_WAIT, &|| true, rename)?
         .ok_or_else(|| still_locked(root))
 }
 
@@ -58,15 +79,17 @@ pub fn add_entry_unless(root: &Path, entry: &Descriptor, keep: Option<&Digest>) 
 /// wait inside a blocking call outlives the stop, and writes the entry when the lock comes
 /// free, after the run said it wrote none. Such a caller's try can still be under way on
 /// another thread when the stop comes: `wanted`, asked once the lock is taken, says
-/// whether the caller still wants the entry (`None`, nothing written, if not). Blocks (a
-/// few system calls, and the write).
+/// whether the caller still wants the entry (`None`, nothing written, if not), and
+/// `rename_if` renames the new `index.json` into place if it still does. Blocks (a few
+/// system calls, and the write).
 pub fn try_add_entry_unless(
     root: &Path,
     entry: &Descriptor,
     keep: Option<&Digest>,
     wanted: &dyn Fn() -> bool,
+    rename_if: RenameIf,
 ) -> Result<Option<Added>> {
-    add_entry_within(root, entry, keep, Duration::ZERO, wanted)
+    add_entry_within(root, entry, keep, Duration::ZERO, wanted, rename_if)
 }
 
 /// The error of a lock that another run held for all of [`INDEX_LOCK_WAIT`].
@@ -82,13 +105,15 @@ pub(crate) fn still_locked(root: &Path) -> Error {
 }
 
 /// [`add_entry_unless`], waiting up to `wait` for another run's lock: `None` if it is
-/// still held, or if once it is taken `still_wanted` says the entry is no longer wanted.
+/// still held, or if once it is taken `still_wanted` says the entry is no longer wanted,
+/// or `rename_if` renames nothing.
 fn add_entry_within(
     root: &Path,
     entry: &Descriptor,
     keep: Option<&Digest>,
     wait: Duration,
     still_wanted: &dyn Fn() -> bool,
+    rename_if: RenameIf,
 ) -> Result<Option<Added>> {
     let path = root.join("index.json");
     let name = entry.ref_name();
@@ -133,8 +158,16 @@ fn add_entry_within(
     tmp.write_all(&text)
         .and_then(|_| tmp.as_file().sync_all())
         .map_err(|e| io_err("writing", &path, e))?;
-    tmp.persist(&path)
-        .map_err(|e| io_err("writing", &path, e.error))?;
+    let mut tmp = Some(tmp);
+    let mut rename = || {
+        let tmp = tmp.take().expect("renamed once");
+        tmp.persist(&path)
+            .map(drop)
+            .map_err(|e| io_err("writing", &path, e.error))
+    };
+    if !rename_if(&mut rename)? {
+        return Ok(None);
+    }
     // Durable before the run says the image is in place, as the blobs it names are.
     super::layout::sync_dir(root).map_err(|e| io_err("syncing", root, e))?;
     if let Some(kept) = kept {

@@ -344,7 +344,9 @@ impl Transport {
         http.set_nodelay(true);
         http.set_connect_timeout(Some(opts.connect_timeout));
         let inner = HandshakeDeadline::new(
-            ProxyConnector::new(http, proxies.clone()).with_handshake_timeout(opts.connect_timeout),
+            ProxyConnector::new(http, proxies.clone())
+                .with_handshake_timeout(opts.connect_timeout)
+                .with_user_agent(user_agent.clone()),
             opts.connect_timeout,
         );
         let http1 = hyper_rustls::HttpsConnectorBuilder::new()

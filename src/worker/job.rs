@@ -246,6 +246,10 @@ async fn to_store(
                         resumed = true;
                         Ok(Started::Fetching(Box::new((download, temp))))
                     }
+                    // Refused over size before a byte was read: fetched once more from
+                    // the registry itself below, as any size refusal. The partial is kept
+                    // (dropping `temp` does that): the refusal says nothing of its bytes.
+                    Err(e) if e.is_corruption() => Err(e),
                     // Kept again (dropping `temp` does that) for a run that can reach it.
                     Err(e) if !cannot_carry_on(&e) => return Err(e),
                     Err(e) => {

@@ -36,7 +36,7 @@ use sha2::{Digest, Sha256};
 #[allow(unused_imports)]
 pub use auth::{Auth, TokenField, TokenReply};
 #[allow(unused_imports)]
-pub use faults::{Fault, RandomFaultCounts, RandomFaults};
+pub use faults::{Fault, Gate, RandomFaultCounts, RandomFaults};
 #[allow(unused_imports)]
 pub use recorder::Recorder;
 

@@ -19,6 +19,8 @@ pub struct Tunnel {
     pub target: String,
     /// The `Proxy-Authorization` header, if any.
     pub authorization: Option<String>,
+    /// The `User-Agent` header, if any.
+    pub user_agent: Option<String>,
 }
 
 /// How the proxy behaves.
@@ -135,6 +137,7 @@ async fn serve(mut client: TcpStream, log: Arc<Mutex<Vec<Tunnel>>>, rules: Rules
             method: method.to_string(),
             target: target.to_string(),
             authorization: authorization.clone(),
+            user_agent: head.header("user-agent").map(str::to_string),
         });
         if rules.required.is_some() && authorization != rules.required {
             let _ = client

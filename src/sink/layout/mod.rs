@@ -93,6 +93,8 @@ pub struct LayoutStore {
     /// The blobs this run waits for while another run holds their lock, by lock file: a
     /// run stopped meanwhile names them ([`LayoutStore::waiting_for_others`]).
     waiting: Arc<Mutex<BTreeMap<PathBuf, Digest>>>,
+    /// How far this run's entry in `index.json` got; locked around its rename.
+    index_entry: Arc<Mutex<super::index::IndexEntry>>,
 }
 
 /// What [`LayoutStore::open`] writes into a new layout.
@@ -155,6 +157,7 @@ impl LayoutStore {
             laid_out,
             made_in,
             waiting: Arc::default(),
+            index_entry: Arc::default(),
         };
         store.sweep();
         Ok(store)
@@ -563,17 +566,41 @@ impl LayoutStore {
     }
 
     /// [`Self::add_to_index_unless`] if no other run holds `index.json`'s lock: `None`,
-    /// nothing written to it, if one does or if `wanted`, asked once the lock is taken,
-    /// says no; see [`super::index::try_add_entry_unless`]. Blocks (the syncs and the
-    /// write, not for the lock).
+    /// nothing written to it, if one does or if `wanted`, asked once the lock is taken
+    /// and again at the rename, says no; see [`super::index::try_add_entry_unless`].
+    /// How far the entry got is recorded for [`Self::index_entry`]. Blocks (the syncs and
+    /// the write, not for the lock).
     pub fn try_add_to_index_unless(
         &self,
         entry: &Descriptor,
         keep: Option<&Digest>,
         wanted: &dyn Fn() -> bool,
     ) -> Result<Option<super::index::Added>> {
+        use super::index::IndexEntry;
         self.sync()?;
-        super::index::try_add_entry_unless(&self.root, entry, keep, wanted)
+        // Asked and renamed under the record's lock: a caller that stopped wanting the
+        // entry, then reads the record, finds the rename done or none to come.
+        let rename_if: super::index::RenameIf = &|rename| {
+            let mut got = self.index_entry.lock().unwrap_or_else(|p| p.into_inner());
+            if !wanted() {
+                return Ok(false);
+            }
+            rename()?;
+            *got = IndexEntry::Unsynced;
+            Ok(true)
+        };
+        let added = super::index::try_add_entry_unless(&self.root, entry, keep, wanted, rename_if)?;
+        if added.is_some() {
+            *self.index_entry.lock().unwrap_or_else(|p| p.into_inner()) = IndexEntry::Durable;
+        }
+        Ok(added)
+    }
+
+    /// How far this run's entry in `index.json` got through
+    /// [`Self::try_add_to_index_unless`]: what a run stopped meanwhile can say of it.
+    /// Waits for a rename under way (a system call).
+    pub fn index_entry(&self) -> super::index::IndexEntry {
+        *self.index_entry.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Makes the blobs stored since the last call durable under their names. A blob's

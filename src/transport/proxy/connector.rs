@@ -60,6 +60,8 @@ pub struct ProxyConnector<R = GaiResolver> {
     /// How long a proxy may take to open a tunnel (`CONNECT`, or SOCKS's greeting and
     /// request) once the connection to it is made.
     handshake: Option<std::time::Duration>,
+    /// What a `CONNECT` names the client as.
+    user_agent: Option<http::HeaderValue>,
 }
 
 impl<R> ProxyConnector<R> {
@@ -69,7 +71,15 @@ impl<R> ProxyConnector<R> {
             inner,
             proxies,
             handshake: None,
+            user_agent: None,
         }
+    }
+
+    /// Names the client as `user_agent` in each `CONNECT`, as its requests do: some
+    /// proxies filter on it, and curl sends one there too.
+    pub fn with_user_agent(mut self, user_agent: Option<http::HeaderValue>) -> Self {
+        self.user_agent = user_agent;
+        self
     }
 
     /// Gives a proxy `limit` to open each tunnel. A proxy that takes the connection and
@@ -121,6 +131,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let limit = self.handshake;
+        let user_agent = self.user_agent.clone();
         match self.proxies.route(&dst) {
             Route::Direct => Box::pin(async move {
                 let io = inner.call(dst).await?;
@@ -146,7 +157,8 @@ where
                     .call(proxy)
                     .await
                     .map_err(|e| unreachable("proxy", &proxy_name, e))?;
-                let opened = open_tunnel(io.into_inner(), &target, auth.as_ref());
+                let opened =
+                    open_tunnel(io.into_inner(), &target, auth.as_ref(), user_agent.as_ref());
                 let opened = async {
                     opened.await.map_err(|e| match e {
                         TunnelFailure::Refused(status) => Box::new(ProxyError::Refused {

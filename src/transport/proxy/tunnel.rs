@@ -16,17 +16,22 @@ pub(super) enum TunnelFailure {
 const MAX_PROXY_HEAD: usize = 16 << 10;
 
 /// Asks the proxy on `tcp` for a tunnel to `target` (`host:port`) and reads its answer.
+/// The request names the client by `user_agent`, as curl's does: some proxies filter on it.
 pub(super) async fn open_tunnel(
     mut tcp: TcpStream,
     target: &str,
     auth: Option<&HeaderValue>,
+    user_agent: Option<&HeaderValue>,
 ) -> std::result::Result<TcpStream, TunnelFailure> {
     let broken = |e: std::io::Error| TunnelFailure::Broken(e.to_string());
     let mut head = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n").into_bytes();
-    if let Some(auth) = auth {
-        head.extend_from_slice(b"Proxy-Authorization: ");
-        head.extend_from_slice(auth.as_bytes());
-        head.extend_from_slice(b"\r\n");
+    for (name, value) in [("User-Agent", user_agent), ("Proxy-Authorization", auth)] {
+        if let Some(value) = value {
+            head.extend_from_slice(name.as_bytes());
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(value.as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
     }
     head.extend_from_slice(b"\r\n");
     tcp.write_all(&head).await.map_err(broken)?;
@@ -103,7 +108,7 @@ mod tests {
     async fn answered(answer: &'static [u8]) -> Result<TcpStream, TunnelFailure> {
         let (address, proxy) = crate::transport::one_shot::answer_once(answer).await;
         let tcp = TcpStream::connect(address).await.unwrap();
-        let opened = open_tunnel(tcp, "registry.test:443", None).await;
+        let opened = open_tunnel(tcp, "registry.test:443", None, None).await;
         proxy.await.unwrap();
         opened
     }

@@ -71,6 +71,9 @@ pub enum Fault {
     Stall(Duration),
     /// Headers and the first N bytes of the body, a pause this long, then the rest.
     StallAfter(usize, Duration),
+    /// Headers and the first N bytes of the body, then the rest once the test opens the
+    /// [`Gate`]: a download held for as long as the test needs, with no pause to guess.
+    HeldAfter(usize, Gate),
     /// The body in pieces of `chunk` bytes with `delay` between them.
     SlowBody { chunk: usize, delay: Duration },
     /// The body as [`Fault::SlowBody`] sends it, its first `upto` bytes only, then the
@@ -159,6 +162,7 @@ impl Fault {
                 | Fault::LongerBody(_)
                 | Fault::Stall(_)
                 | Fault::StallAfter(..)
+                | Fault::HeldAfter(..)
                 | Fault::SlowBody { .. }
                 | Fault::SlowBodyDrop { .. }
                 | Fault::Paced { .. }
@@ -422,6 +426,7 @@ pub fn apply(
         }
         Fault::Stall(pause) => stalled(prepared, len / 2, *pause),
         Fault::StallAfter(at, pause) => stalled(prepared, (*at).min(len), *pause),
+        Fault::HeldAfter(at, gate) => held(prepared, (*at).min(len), gate.clone()),
         Fault::SlowBody { chunk, delay } => {
             let plan = slow_plan(&prepared.body, len, *chunk, *delay);
             streamed(prepared, plan)
@@ -576,6 +581,48 @@ fn stalled(prepared: Prepared, at: usize, pause: Duration) -> Response<Body> {
     ];
     streamed(prepared, plan)
 }
+
+/// `prepared` with the first `at` bytes of its body, and the rest once `gate` opens.
+fn held(prepared: Prepared, at: usize, gate: Gate) -> Response<Body> {
+    let body = prepared.body.clone();
+    let first = futures::stream::once(std::future::ready(Ok(Frame::data(body.slice(..at)))));
+    let rest = futures::stream::once(async move {
+        gate.opened().await;
+        Ok::<_, io::Error>(Frame::data(body.slice(at..)))
+    });
+    prepared.respond_with(StreamBody::new(first.chain(rest)).boxed_unsync())
+}
+
+/// What a [`Fault::HeldAfter`] body waits for: opened once, by the test.
+#[derive(Clone, Debug, Default)]
+pub struct Gate(std::sync::Arc<(std::sync::atomic::AtomicBool, tokio::sync::Notify)>);
+
+impl Gate {
+    /// Lets every body held at it go on, now and from now on.
+    pub fn open(&self) {
+        self.0 .0.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.0 .1.notify_waiters();
+    }
+
+    async fn opened(&self) {
+        loop {
+            let notified = self.0 .1.notified();
+            if self.0 .0.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Gates are told apart by identity, as a fault's other fields by value.
+impl PartialEq for Gate {
+    fn eq(&self, other: &Gate) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Gate {}
 
 /// The first `len` bytes of `body` in pieces of `chunk` bytes, `delay` before each but
 /// the first.
