@@ -28,6 +28,9 @@ pub enum IndexEntry {
     /// Not written (yet): `index.json` does not name the image for this run.
     #[default]
     Unwritten,
+    /// Being renamed into place: the rename has not returned (on a hung filesystem it may
+    /// never), so `index.json` may name the image or not.
+    Renaming,
     /// Renamed into place, so `index.json` names the image, but the sync of the layout's
     /// directory has not finished: a power loss may take the name back.
     Unsynced,
@@ -37,8 +40,9 @@ pub enum IndexEntry {
 
 /// Renames the new `index.json` into place with the closure it is given, if the caller
 /// still wants it: `false`, nothing renamed, if not. A caller a stop may end records
-/// there, under its own lock, that the rename happened, so that a stop that lands then
-/// reads either no rename and no rename to come, or the rename.
+/// there, under its own lock, that the rename begins (and again once it returned), so
+/// that a stop that lands then reads either no rename and none to come, or the rename
+/// begun or done, never waiting on the rename itself.
 pub type RenameIf<'a> = &'a dyn Fn(&mut dyn FnMut() -> Result<()>) -> Result<bool>;
 
 /// What [`add_entry_unless`] did.

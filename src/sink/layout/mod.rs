@@ -578,27 +578,36 @@ impl LayoutStore {
     ) -> Result<Option<super::index::Added>> {
         use super::index::IndexEntry;
         self.sync()?;
-        // Asked and renamed under the record's lock: a caller that stopped wanting the
-        // entry, then reads the record, finds the rename done or none to come.
+        // Asked, and the rename marked begun, under the record's lock: a caller that
+        // stopped wanting the entry, then reads the record, finds none to come, or one
+        // begun or done. The rename itself is not under it: on a hung filesystem it may
+        // not return, and a stop reading the record waited on it.
+        let record = |entry| *self.index_entry.lock().unwrap_or_else(|p| p.into_inner()) = entry;
         let rename_if: super::index::RenameIf = &|rename| {
-            let mut got = self.index_entry.lock().unwrap_or_else(|p| p.into_inner());
-            if !wanted() {
-                return Ok(false);
+            {
+                let mut got = self.index_entry.lock().unwrap_or_else(|p| p.into_inner());
+                if !wanted() {
+                    return Ok(false);
+                }
+                *got = IndexEntry::Renaming;
             }
-            rename()?;
-            *got = IndexEntry::Unsynced;
-            Ok(true)
+            let renamed = rename();
+            record(match renamed {
+                Ok(()) => IndexEntry::Unsynced,
+                Err(_) => IndexEntry::Unwritten,
+            });
+            renamed.map(|()| true)
         };
         let added = super::index::try_add_entry_unless(&self.root, entry, keep, wanted, rename_if)?;
         if added.is_some() {
-            *self.index_entry.lock().unwrap_or_else(|p| p.into_inner()) = IndexEntry::Durable;
+            record(IndexEntry::Durable);
         }
         Ok(added)
     }
 
     /// How far this run's entry in `index.json` got through
     /// [`Self::try_add_to_index_unless`]: what a run stopped meanwhile can say of it.
-    /// Waits for a rename under way (a system call).
+    /// Does not wait for a rename under way ([`IndexEntry::Renaming`](super::index::IndexEntry::Renaming)).
     pub fn index_entry(&self) -> super::index::IndexEntry {
         *self.index_entry.lock().unwrap_or_else(|p| p.into_inner())
     }
