@@ -568,8 +568,9 @@ impl LayoutStore {
     /// [`Self::add_to_index_unless`] if no other run holds `index.json`'s lock: `None`,
     /// nothing written to it, if one does or if `wanted`, asked once the lock is taken
     /// and again at the rename, says no; see [`super::index::try_add_entry_unless`].
-    /// How far the entry got is recorded for [`Self::index_entry`]. Blocks (the syncs and
-    /// the write, not for the lock).
+    /// How far the entry got is recorded for [`Self::index_entry`], whose lock `wanted` is
+    /// asked under at the rename: it must not call [`Self::index_entry`]. Blocks (the syncs
+    /// and the write, not for the lock).
     pub fn try_add_to_index_unless(
         &self,
         entry: &Descriptor,
@@ -598,7 +599,8 @@ impl LayoutStore {
             });
             renamed.map(|()| true)
         };
-        let added = super::index::try_add_entry_unless(&self.root, entry, keep, wanted, rename_if)?;
+        let added =
+            super::index::try_add_entry_renaming_if(&self.root, entry, keep, wanted, rename_if)?;
         if added.is_some() {
             record(IndexEntry::Durable);
         }
