@@ -93,7 +93,8 @@ pub struct LayoutStore {
     /// The blobs this run waits for while another run holds their lock, by lock file: a
     /// run stopped meanwhile names them ([`LayoutStore::waiting_for_others`]).
     waiting: Arc<Mutex<BTreeMap<PathBuf, Digest>>>,
-    /// How far this run's entry in `index.json` got; locked around its rename.
+    /// How far this run's entry in `index.json` got; never locked across a system call
+    /// (a stop reads it).
     index_entry: Arc<Mutex<super::index::IndexEntry>>,
 }
 
