@@ -1341,6 +1341,49 @@ fn a_pull_stopped_in_the_index_s_sync_says_the_image_is_named() {
     );
 }
 
+/// A pull stopped while `index.json`'s rename into place is held up (a hung filesystem)
+/// says so at once, that the name may or may not be there: it waited on the rename (a
+/// lock held across it) and only then said the image was named, or never, had the rename
+/// hung for good.
+#[test]
+fn a_pull_stopped_in_the_index_s_rename_does_not_wait_for_it() {
+    let reg = FakeRegistry::start();
+    small_image(&reg, "v1");
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("mirror");
+    let l = layout.to_str().unwrap();
+    let dist = Dist::new();
+    dist.ok(&["pull", &format!("{}:v1", repo(&reg)), "-o", l]);
+    // The same image under a second tag: nothing stored, so the only rename in the layout
+    // is index.json's, held up here (20 s) well past the --timeout and the stop's grace.
+    small_image(&reg, "v2");
+    let image = format!("{}:v2", repo(&reg));
+    let args = ["--timeout", "6s", "pull", &image, "-o", l];
+    let index = layout.join("index.json");
+    let inject = "inject=rename,renameat,renameat2:delay_enter=20000000";
+    let options = ["-P", index.to_str().unwrap(), "-e", inject];
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let Some(out) = traced_output(&dist, &args, log.path(), &options) else {
+        return;
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    let log = std::fs::read_to_string(log.path()).unwrap();
+    assert!(
+        log.contains("rename"),
+        "no rename to {} was held up: {log}",
+        index.display()
+    );
+    assert_eq!(out.status.code(), Some(124), "{err}");
+    assert!(err.contains("gave up after the --timeout of 6s"), "{err}");
+    let said = format!(
+        "every object of the image was fetched and stored, and naming it in {} was under \
+         way (its rename into place had not returned): it may name the image or not; the \
+         same pull again names it without fetching anything",
+        index.display()
+    );
+    assert!(err.contains(&said), "{err}");
+}
+
 /// The report is the record a finished job leaves (the Indexed Job's
 /// `report-$JOB_COMPLETION_INDEX.jsonl`): it is synced before the run exits, as the blobs
 /// are. It was not, and a power loss soon after could leave it empty, creating it having

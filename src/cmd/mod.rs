@@ -461,7 +461,8 @@ impl Stop {
     /// naming it in `index` was left (where a pull waits while another run holds the
     /// index's lock), or making that name durable (`entry`, how far it got): "the others
     /// were not fetched" was said of a pull that had none left, and "not named" of an
-    /// image `index` named, its sync not finished.
+    /// image `index` named, its sync not finished. A rename still under way (a hung
+    /// filesystem) is said as such, not waited for.
     pub fn say_all_stored(&self, index: &std::path::Path, entry: dist::sink::index::IndexEntry) {
         use dist::sink::index::IndexEntry;
         let Some(why) = self.why() else { return };
@@ -472,6 +473,11 @@ impl Stop {
                 "dist: {why}; {stored}, but the image is not named in {index} (a pull waits \
                  there while another run holds its lock); the same pull again names it \
                  without fetching anything"
+            ),
+            IndexEntry::Renaming => say!(
+                "dist: {why}; {stored}, and naming it in {index} was under way (its rename \
+                 into place had not returned): it may name the image or not; the same pull \
+                 again names it without fetching anything"
             ),
             IndexEntry::Unsynced => say!(
                 "dist: {why}; {stored}, and the image is named in {index}, but the sync of \

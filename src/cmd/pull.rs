@@ -153,8 +153,9 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
             lines.finish_within(std::time::Duration::from_secs(2)).await;
             display.finish(ticker);
             if every_object_stored(&progress.snapshot()) {
-                // Read once the pull is gone: a rename it began is done by now, and no
-                // other is to come.
+                // Read once the pull is gone: no rename is to come, and one it began is
+                // done by now or said to be under way (never waited for: a hung filesystem
+                // would hold the stop).
                 why.say_all_stored(&args.output.join("index.json"), store.index_entry());
             } else {
                 why.say(true);

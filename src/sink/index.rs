@@ -28,6 +28,9 @@ pub enum IndexEntry {
     /// Not written (yet): `index.json` does not name the image for this run.
     #[default]
     Unwritten,
+    /// Being renamed into place: the rename has not returned (on a hung filesystem it may
+    /// never), so `index.json` may name the image or not.
+    Renaming,
     /// Renamed into place, so `index.json` names the image, but the sync of the layout's
     /// directory has not finished: a power loss may take the name back.
     Unsynced,
@@ -37,9 +40,10 @@ pub enum IndexEntry {
 
 /// Renames the new `index.json` into place with the closure it is given, if the caller
 /// still wants it: `false`, nothing renamed, if not. A caller a stop may end records
-/// there, under its own lock, that the rename happened, so that a stop that lands then
-/// reads either no rename and no rename to come, or the rename.
-pub type RenameIf<'a> = &'a dyn Fn(&mut dyn FnMut() -> Result<()>) -> Result<bool>;
+/// there, under its own lock, that the rename begins (and again once it returned), so
+/// that a stop that lands then reads either no rename and none to come, or the rename
+/// begun or done, never waiting on the rename itself.
+pub(crate) type RenameIf<'a> = &'a dyn Fn(&mut dyn FnMut() -> Result<()>) -> Result<bool>;
 
 /// What [`add_entry_unless`] did.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,10 +83,22 @@ pub fn add_entry_unless(root: &Path, entry: &Descriptor, keep: Option<&Digest>) 
 /// wait inside a blocking call outlives the stop, and writes the entry when the lock comes
 /// free, after the run said it wrote none. Such a caller's try can still be under way on
 /// another thread when the stop comes: `wanted`, asked once the lock is taken, says
-/// whether the caller still wants the entry (`None`, nothing written, if not), and
-/// `rename_if` renames the new `index.json` into place if it still does. Blocks (a few
-/// system calls, and the write).
+/// whether the caller still wants the entry (`None`, nothing written, if not). Blocks (a
+/// few system calls, and the write).
 pub fn try_add_entry_unless(
+    root: &Path,
+    entry: &Descriptor,
+    keep: Option<&Digest>,
+    wanted: &dyn Fn() -> bool,
+) -> Result<Option<Added>> {
+    let rename: RenameIf = &|rename| rename().map(|()| true);
+    try_add_entry_renaming_if(root, entry, keep, wanted, rename)
+}
+
+/// [`try_add_entry_unless`], the new `index.json` renamed into place by `rename_if`: a
+/// caller that records how far its entry got ([`LayoutStore`](super::layout::LayoutStore))
+/// asks there once more whether it still wants it.
+pub(crate) fn try_add_entry_renaming_if(
     root: &Path,
     entry: &Descriptor,
     keep: Option<&Digest>,
@@ -406,6 +422,20 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    /// The library's own try, as it was before a pull's stop needed more: the entry is
+    /// written if still wanted once the lock is taken, and not otherwise.
+    #[test]
+    fn a_try_writes_the_entry_only_if_it_is_still_wanted() {
+        let dir = tempfile::tempdir().unwrap();
+        let unwanted = try_add_entry_unless(dir.path(), &entry(b"a", Some("v1")), None, &|| false);
+        assert_eq!(unwanted.unwrap(), None);
+        assert!(!dir.path().join("index.json").exists());
+        let wanted = try_add_entry_unless(dir.path(), &entry(b"a", Some("v1")), None, &|| true);
+        assert_eq!(wanted.unwrap(), Some(Added::Replacing(Vec::new())));
+        let digest = Digest::of(Algorithm::Sha256, b"a").to_string();
+        assert_eq!(names(dir.path()), [(Some("v1".to_string()), digest)]);
     }
 
     #[test]

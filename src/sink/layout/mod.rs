@@ -93,7 +93,8 @@ pub struct LayoutStore {
     /// The blobs this run waits for while another run holds their lock, by lock file: a
     /// run stopped meanwhile names them ([`LayoutStore::waiting_for_others`]).
     waiting: Arc<Mutex<BTreeMap<PathBuf, Digest>>>,
-    /// How far this run's entry in `index.json` got; locked around its rename.
+    /// How far this run's entry in `index.json` got; never locked across a system call
+    /// (a stop reads it).
     index_entry: Arc<Mutex<super::index::IndexEntry>>,
 }
 
@@ -568,8 +569,9 @@ impl LayoutStore {
     /// [`Self::add_to_index_unless`] if no other run holds `index.json`'s lock: `None`,
     /// nothing written to it, if one does or if `wanted`, asked once the lock is taken
     /// and again at the rename, says no; see [`super::index::try_add_entry_unless`].
-    /// How far the entry got is recorded for [`Self::index_entry`]. Blocks (the syncs and
-    /// the write, not for the lock).
+    /// How far the entry got is recorded for [`Self::index_entry`], whose lock `wanted` is
+    /// asked under at the rename: it must not call [`Self::index_entry`]. Blocks (the syncs
+    /// and the write, not for the lock).
     pub fn try_add_to_index_unless(
         &self,
         entry: &Descriptor,
@@ -578,27 +580,37 @@ impl LayoutStore {
     ) -> Result<Option<super::index::Added>> {
         use super::index::IndexEntry;
         self.sync()?;
-        // Asked and renamed under the record's lock: a caller that stopped wanting the
-        // entry, then reads the record, finds the rename done or none to come.
+        // Asked, and the rename marked begun, under the record's lock: a caller that
+        // stopped wanting the entry, then reads the record, finds none to come, or one
+        // begun or done. The rename itself is not under it: on a hung filesystem it may
+        // not return, and a stop reading the record waited on it.
+        let record = |entry| *self.index_entry.lock().unwrap_or_else(|p| p.into_inner()) = entry;
         let rename_if: super::index::RenameIf = &|rename| {
-            let mut got = self.index_entry.lock().unwrap_or_else(|p| p.into_inner());
-            if !wanted() {
-                return Ok(false);
+            {
+                let mut got = self.index_entry.lock().unwrap_or_else(|p| p.into_inner());
+                if !wanted() {
+                    return Ok(false);
+                }
+                *got = IndexEntry::Renaming;
             }
-            rename()?;
-            *got = IndexEntry::Unsynced;
-            Ok(true)
+            let renamed = rename();
+            record(match renamed {
+                Ok(()) => IndexEntry::Unsynced,
+                Err(_) => IndexEntry::Unwritten,
+            });
+            renamed.map(|()| true)
         };
-        let added = super::index::try_add_entry_unless(&self.root, entry, keep, wanted, rename_if)?;
+        let added =
+            super::index::try_add_entry_renaming_if(&self.root, entry, keep, wanted, rename_if)?;
         if added.is_some() {
-            *self.index_entry.lock().unwrap_or_else(|p| p.into_inner()) = IndexEntry::Durable;
+            record(IndexEntry::Durable);
         }
         Ok(added)
     }
 
     /// How far this run's entry in `index.json` got through
     /// [`Self::try_add_to_index_unless`]: what a run stopped meanwhile can say of it.
-    /// Waits for a rename under way (a system call).
+    /// Does not wait for a rename under way ([`IndexEntry::Renaming`](super::index::IndexEntry::Renaming)).
     pub fn index_entry(&self) -> super::index::IndexEntry {
         *self.index_entry.lock().unwrap_or_else(|p| p.into_inner())
     }
