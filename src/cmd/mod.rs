@@ -474,16 +474,17 @@ impl Stop {
                  there while another run holds its lock); the same pull again names it \
                  without fetching anything"
             ),
-            IndexEntry::Renaming => say!(
-                "dist: {why}; {stored}, and naming it in {index} was under way (its rename \
-                 into place had not returned): it may name the image or not; the same pull \
-                 again names it without fetching anything"
-            ),
             IndexEntry::Unsynced => say!(
                 "dist: {why}; {stored}, and the image is named in {index}, but the sync of \
                  its directory did not finish: the name may not survive a power loss"
             ),
             IndexEntry::Durable => say!("dist: {why}; {stored}, and the image is named in {index}"),
+            // `Renaming`, and what the library may add later: nothing surer to say.
+            _ => say!(
+                "dist: {why}; {stored}, and naming it in {index} was under way (its rename \
+                 into place had not returned): it may name the image or not; the same pull \
+                 again names it without fetching anything"
+            ),
         }
     }
 

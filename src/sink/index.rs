@@ -24,6 +24,7 @@ pub(crate) const INDEX_LOCK_WAIT: Duration = Duration::from_secs(60);
 /// How far this run's entry in `index.json` got: what a run stopped on its way there
 /// can truly say ([`LayoutStore::index_entry`](super::layout::LayoutStore::index_entry)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum IndexEntry {
     /// Not written (yet): `index.json` does not name the image for this run.
     #[default]
