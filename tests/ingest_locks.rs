@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use support::cli::{assert_stored_alone, blob_names as names, bytes, hex, json_lines, Dist};
 use support::fake::{FakeRegistry, Fault, Gate, RequestRecord};
-use support::wait::{until, Opens};
+use support::opens::Opens;
+use support::wait::until;
 
 /// Past the first MiB: a download of it is on disk while it runs.
 const LEN: usize = 3 << 20;

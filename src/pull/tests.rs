@@ -9,6 +9,10 @@ use crate::digest::Algorithm;
 use crate::layout_remote::LayoutRemote;
 use crate::media;
 
+#[path = "../../tests/support/opens.rs"]
+mod opens;
+use opens::Opens;
+
 const LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 const FOREIGN: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar";
 
@@ -263,9 +267,9 @@ fn a_pull_stopped_while_waiting_for_the_index_lock_writes_no_entry() {
     for _ in 0..5 {
         rx.recv_timeout(Duration::from_secs(30)).unwrap();
     }
-    assert!(
-        tries.wait(Duration::from_secs(30)),
-        "the pull never tried index.json's lock"
+    tries.next(
+        Duration::from_secs(30),
+        "the pull's try for index.json's lock",
     );
     pulling.abort();
     let stopped = runtime.block_on(pulling).unwrap_err();
@@ -277,56 +281,6 @@ fn a_pull_stopped_while_waiting_for_the_index_lock_writes_no_entry() {
         index_entries(dst.path()).is_empty(),
         "a stopped pull named its image"
     );
-}
-
-/// Opens of one file, watched with inotify(7).
-struct Opens(std::os::fd::OwnedFd);
-
-impl Opens {
-    /// Watches `path`, which must exist, for opens from now on.
-    fn of(path: &Path) -> Opens {
-        use std::os::fd::FromRawFd;
-        use std::os::unix::ffi::OsStrExt;
-
-        // SAFETY: inotify_init1 takes no pointers; its descriptor, checked, is owned here.
-        let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
-        assert!(
-            fd >= 0,
-            "inotify_init1: {}",
-            std::io::Error::last_os_error()
-        );
-        // SAFETY: as above.
-        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
-        let name = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
-        // SAFETY: a live descriptor and a NUL-terminated path that outlives the call.
-        let watch = unsafe {
-            libc::inotify_add_watch(
-                std::os::fd::AsRawFd::as_raw_fd(&fd),
-                name.as_ptr(),
-                libc::IN_OPEN,
-            )
-        };
-        assert!(
-            watch >= 0,
-            "inotify_add_watch: {}",
-            std::io::Error::last_os_error()
-        );
-        Opens(fd)
-    }
-
-    /// Whether the file was opened since [`Opens::of`], waiting up to `limit` for it.
-    fn wait(&self, limit: Duration) -> bool {
-        let mut watched = libc::pollfd {
-            fd: std::os::fd::AsRawFd::as_raw_fd(&self.0),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = i32::try_from(limit.as_millis()).unwrap_or(i32::MAX);
-        // SAFETY: one pollfd, alive for the call.
-        let ready = unsafe { libc::poll(&mut watched, 1, ms) };
-        assert!(ready >= 0, "poll: {}", std::io::Error::last_os_error());
-        ready > 0
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

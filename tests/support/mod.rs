@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod fake;
 pub mod listen;
+pub mod opens;
 pub mod proxy;
 pub mod registry;
 pub mod socks;
