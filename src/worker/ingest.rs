@@ -245,6 +245,17 @@ mod tests {
     }
 
     impl Said {
+        /// What this thread's warnings say from now on, until the guard is dropped.
+        fn warnings() -> (Said, tracing::subscriber::DefaultGuard) {
+            let said = Said::default();
+            let writer = said.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::WARN)
+                .with_writer(move || writer.clone())
+                .finish();
+            (said, tracing::subscriber::set_default(subscriber))
+        }
+
         fn text(&self) -> String {
             String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
         }
@@ -262,13 +273,7 @@ mod tests {
         let store = LayoutStore::open(dst.path()).unwrap();
         let d = Digest::of(Algorithm::Sha256, b"held by another run");
         let held = held_by_another_run(&store, &d);
-        let said = Said::default();
-        let writer = said.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::WARN)
-            .with_writer(move || writer.clone())
-            .finish();
-        let _logging = tracing::subscriber::set_default(subscriber);
+        let (said, _logging) = Said::warnings();
         let mut wait = std::pin::pin!(claim(&store, &d, || async { Ok(None) }));
         let early = WARN_AFTER - Duration::from_secs(1);
         assert!(tokio::time::timeout(early, &mut wait).await.is_err());
@@ -312,13 +317,7 @@ mod tests {
         let store = LayoutStore::open(dst.path()).unwrap();
         let d = Digest::of(Algorithm::Sha256, b"held by this run");
         let held = store.try_ingest(&d).unwrap();
-        let said = Said::default();
-        let writer = said.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::WARN)
-            .with_writer(move || writer.clone())
-            .finish();
-        let _logging = tracing::subscriber::set_default(subscriber);
+        let (said, _logging) = Said::warnings();
         let mut wait = std::pin::pin!(claim(&store, &d, || async { Ok(None) }));
         assert!(tokio::time::timeout(WARN_AFTER * 5, &mut wait)
             .await
