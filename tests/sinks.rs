@@ -1298,11 +1298,14 @@ fn the_sync_at_the_end_of_a_batch_does_not_hold_off_its_timeout() {
     assert!(layout.join("blobs/sha256").join(&blob[7..]).is_file());
 }
 
-/// A pull stopped while `index.json`, renamed into place, is being made durable (the sync
-/// of the layout's directory held up) says the image is named there, its sync not
-/// finished: it said the image was not named in `index.json`, which named it.
-#[test]
-fn a_pull_stopped_in_the_index_s_sync_says_the_image_is_named() {
+/// A pull of an image already in a layout under a second tag, `v2`, stopped by a
+/// `--timeout` of 6 s while strace holds up what `options` picks (`held`: given the
+/// layout's directory and its `index.json`): with nothing to store, the only sync of the
+/// directory and the only rename in it are `index.json`'s. `None` where strace cannot run.
+/// Returns the output, strace's log, `index.json`'s path and the directory holding it.
+fn pull_stopped_in_the_index(
+    held: impl FnOnce(&str, &str) -> [String; 4],
+) -> Option<(std::process::Output, String, PathBuf, tempfile::TempDir)> {
     let reg = FakeRegistry::start();
     small_image(&reg, "v1");
     let dir = tempfile::tempdir().unwrap();
@@ -1310,24 +1313,44 @@ fn a_pull_stopped_in_the_index_s_sync_says_the_image_is_named() {
     let l = layout.to_str().unwrap();
     let dist = Dist::new();
     dist.ok(&["pull", &format!("{}:v1", repo(&reg)), "-o", l]);
-    // The same image under a second tag: nothing stored, so the only sync of the layout's
-    // directory is the one after index.json's rename, held up here (10 s) well past the
-    // --timeout, which leaves the pull itself time under strace on a loaded machine.
     small_image(&reg, "v2");
     let image = format!("{}:v2", repo(&reg));
     let args = ["--timeout", "6s", "pull", &image, "-o", l];
-    let options = ["-P", l, "-e", "inject=fsync:delay_enter=10000000"];
+    let index = layout.join("index.json");
+    let options = held(l, index.to_str().unwrap());
+    let options: Vec<&str> = options.iter().map(String::as_str).collect();
     let log = tempfile::NamedTempFile::new().unwrap();
-    let Some(out) = traced_output(&dist, &args, log.path(), &options) else {
+    let out = traced_output(&dist, &args, log.path(), &options)?;
+    let log = std::fs::read_to_string(log.path()).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(124),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some((out, log, index, dir))
+}
+
+/// A pull stopped while `index.json`, renamed into place, is being made durable (the sync
+/// of the layout's directory held up) says the image is named there, its sync not
+/// finished: it said the image was not named in `index.json`, which named it.
+#[test]
+fn a_pull_stopped_in_the_index_s_sync_says_the_image_is_named() {
+    // Held up 10 s, well past the --timeout, which leaves the pull itself time under
+    // strace on a loaded machine.
+    let held = |layout: &str, _: &str| {
+        ["-P", layout, "-e", "inject=fsync:delay_enter=10000000"].map(String::from)
+    };
+    let Some((out, log, index, _dir)) = pull_stopped_in_the_index(held) else {
         return;
     };
     let err = String::from_utf8_lossy(&out.stderr);
-    let log = std::fs::read_to_string(log.path()).unwrap();
-    assert!(log.contains("fsync("), "no fsync of {l} was held up: {log}");
-    assert_eq!(out.status.code(), Some(124), "{err}");
+    assert!(
+        log.contains("fsync("),
+        "no fsync of the layout was held up: {log}"
+    );
     assert!(err.contains("gave up after the --timeout of 6s"), "{err}");
     assert!(!err.contains("not named in"), "{err}");
-    let index = layout.join("index.json");
     let said = format!(
         "every object of the image was fetched and stored, and the image is named in {}, \
          but the sync of its directory did not finish: the name may not survive a power loss",
@@ -1347,33 +1370,20 @@ fn a_pull_stopped_in_the_index_s_sync_says_the_image_is_named() {
 /// hung for good.
 #[test]
 fn a_pull_stopped_in_the_index_s_rename_does_not_wait_for_it() {
-    let reg = FakeRegistry::start();
-    small_image(&reg, "v1");
-    let dir = tempfile::tempdir().unwrap();
-    let layout = dir.path().join("mirror");
-    let l = layout.to_str().unwrap();
-    let dist = Dist::new();
-    dist.ok(&["pull", &format!("{}:v1", repo(&reg)), "-o", l]);
-    // The same image under a second tag: nothing stored, so the only rename in the layout
-    // is index.json's, held up here (20 s) well past the --timeout and the stop's grace.
-    small_image(&reg, "v2");
-    let image = format!("{}:v2", repo(&reg));
-    let args = ["--timeout", "6s", "pull", &image, "-o", l];
-    let index = layout.join("index.json");
-    let inject = "inject=rename,renameat,renameat2:delay_enter=20000000";
-    let options = ["-P", index.to_str().unwrap(), "-e", inject];
-    let log = tempfile::NamedTempFile::new().unwrap();
-    let Some(out) = traced_output(&dist, &args, log.path(), &options) else {
+    // Held up 20 s, well past the --timeout and the stop's grace.
+    let held = |_: &str, index: &str| {
+        let inject = "inject=rename,renameat,renameat2:delay_enter=20000000";
+        ["-P", index, "-e", inject].map(String::from)
+    };
+    let Some((out, log, index, _dir)) = pull_stopped_in_the_index(held) else {
         return;
     };
     let err = String::from_utf8_lossy(&out.stderr);
-    let log = std::fs::read_to_string(log.path()).unwrap();
     assert!(
         log.contains("rename"),
         "no rename to {} was held up: {log}",
         index.display()
     );
-    assert_eq!(out.status.code(), Some(124), "{err}");
     assert!(err.contains("gave up after the --timeout of 6s"), "{err}");
     let said = format!(
         "every object of the image was fetched and stored, and naming it in {} was under \
