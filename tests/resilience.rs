@@ -1682,7 +1682,6 @@ fn image_of_many_lines(reg: &FakeRegistry) -> String {
 /// pull that had nothing left to fetch.
 #[test]
 fn a_pull_stopped_writing_out_its_lines_says_every_object_was_handled() {
-    use std::io::BufRead;
     let reg = FakeRegistry::start();
     let reference = image_of_many_lines(&reg);
     let dir = tempfile::tempdir().unwrap();
@@ -1698,26 +1697,13 @@ fn a_pull_stopped_writing_out_its_lines_says_every_object_was_handled() {
         "--platform",
         "linux/arm64",
     ];
-    let mut child = Dist::new().spawn(&args, b"");
-    // Held, not read: closed, the pull would stop on its own.
-    let _out = child.stdout.take().unwrap();
-    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let (tx, said) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in stderr.lines() {
-            let _ = tx.send(line.unwrap());
-        }
+    let child = Dist::new().spawn(&args, b"");
+    let (status, err) = stopped_after_its_first_line(child, Duration::from_secs(60), |first| {
+        assert!(first.ends_with("pulled as it is"), "{first}");
+        assert!(std::fs::read_to_string(layout.join("index.json"))
+            .unwrap()
+            .contains("\"v1\""));
     });
-    let first = said.recv_timeout(Duration::from_secs(60)).unwrap();
-    assert!(first.ends_with("pulled as it is"), "{first}");
-    assert!(std::fs::read_to_string(layout.join("index.json"))
-        .unwrap()
-        .contains("\"v1\""));
-    assert_eq!(unsafe_kill(child.id(), libc::SIGTERM), 0);
-    let status = exit_within(&mut child, Duration::from_secs(30), "a stop");
-    reader.join().unwrap();
-    let err: Vec<String> = said.try_iter().collect();
-    let err = err.join("\n");
     assert_eq!(status.code(), Some(143), "{err}");
     assert!(
         err.contains(
@@ -1760,22 +1746,15 @@ fn a_pull_stops_while_nobody_reads_its_lines() {
     }
 }
 
-/// A batch stopped while its output is held up after every object was handled says that:
-/// all were handled, and not all of the output was written. It said "objects reported so
-/// far are complete" (and under `--timeout` "the others were not fetched"), of a batch
-/// that had no others left.
-#[test]
-fn a_batch_stopped_writing_out_says_every_object_was_handled() {
+/// Holds `child`'s stdout unread (closed, the run would stop on its own), waits up to
+/// `limit` for its first line on stderr, checks it with `first` and then stops the run
+/// with SIGTERM. Returns its exit status and the lines it said after the first.
+fn stopped_after_its_first_line(
+    mut child: std::process::Child,
+    limit: Duration,
+    first: impl FnOnce(&str),
+) -> (std::process::ExitStatus, String) {
     use std::io::BufRead;
-    let reg = FakeRegistry::start();
-    // Its frame alone is more than a pipe holds: the writer is stuck in it.
-    let large = reg.blob("team/app", bytes(72, 300_000));
-    let missing = reg.blob("team/app", bytes(73, 100));
-    reg.set_fault_for_every(&missing, Fault::Status(404));
-    // One at a time: the second line is said failed only once the first was handled.
-    let args = ["fetch", &repo(&reg), "-", "-j", "1"];
-    let mut child = Dist::new().spawn(&args, format!("{large}\n{missing}\n").as_bytes());
-    // Held, not read: closed, the batch would stop on its own.
     let _out = child.stdout.take().unwrap();
     let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     let (tx, said) = std::sync::mpsc::channel();
@@ -1784,13 +1763,31 @@ fn a_batch_stopped_writing_out_says_every_object_was_handled() {
             let _ = tx.send(line.unwrap());
         }
     });
-    let first = said.recv_timeout(Duration::from_secs(30)).unwrap();
-    assert!(first.starts_with("dist: line 2:"), "{first}");
+    first(&said.recv_timeout(limit).unwrap());
     assert_eq!(unsafe_kill(child.id(), libc::SIGTERM), 0);
     let status = exit_within(&mut child, Duration::from_secs(30), "a stop");
     reader.join().unwrap();
     let rest: Vec<String> = said.try_iter().collect();
-    let rest = rest.join("\n");
+    (status, rest.join("\n"))
+}
+
+/// A batch stopped while its output is held up after every object was handled says that:
+/// all were handled, and not all of the output was written. It said "objects reported so
+/// far are complete" (and under `--timeout` "the others were not fetched"), of a batch
+/// that had no others left.
+#[test]
+fn a_batch_stopped_writing_out_says_every_object_was_handled() {
+    let reg = FakeRegistry::start();
+    // Its frame alone is more than a pipe holds: the writer is stuck in it.
+    let large = reg.blob("team/app", bytes(72, 300_000));
+    let missing = reg.blob("team/app", bytes(73, 100));
+    reg.set_fault_for_every(&missing, Fault::Status(404));
+    // One at a time: the second line is said failed only once the first was handled.
+    let args = ["fetch", &repo(&reg), "-", "-j", "1"];
+    let child = Dist::new().spawn(&args, format!("{large}\n{missing}\n").as_bytes());
+    let (status, rest) = stopped_after_its_first_line(child, Duration::from_secs(30), |first| {
+        assert!(first.starts_with("dist: line 2:"), "{first}");
+    });
     assert_eq!(status.code(), Some(143), "{rest}");
     assert!(
         rest.contains(
