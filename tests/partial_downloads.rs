@@ -340,6 +340,39 @@ fn a_short_range_of_unknown_total_carries_on_to_the_descriptor_s_size() {
     );
 }
 
+/// A `206` of unknown total (`Content-Range: bytes N-M/*`) says nothing of the blob's
+/// size: with no size given, the end of its range was taken for it, and when that body
+/// broke, the `200` with the whole blob that answered the resume was refused as a size
+/// mismatch, the job failed on a server that had sent everything.
+#[test]
+fn a_range_of_unknown_total_cut_short_is_completed_by_a_whole_answer() {
+    let (reg, digest, data) = fake_with_blob();
+    let (range, cut) = (1 << 20, 1 << 19);
+    reg.push_fault(
+        &digest,
+        Fault::ShortRangeAnd(range, Box::new(Fault::DropAfter(cut))),
+    );
+    reg.push_fault(&digest, Fault::IgnoreRange);
+    let dir = tempfile::tempdir().unwrap();
+    let kept = 3 << 19;
+    plant_partial(dir.path(), &digest, &data[..kept]);
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+    assert_eq!(status, 0, "{text}");
+    assert!(!text.contains("mismatch"), "{text}");
+    assert_stored_alone(dir.path(), &digest, &data);
+    let answers: Vec<_> = blob_gets(&reg, &digest, 0)
+        .into_iter()
+        .map(|r| (r.range, r.status))
+        .collect();
+    assert_eq!(
+        answers,
+        [
+            (Some(format!("bytes={kept}-")), 206),
+            (Some(format!("bytes={}-", kept + cut)), 200)
+        ]
+    );
+}
+
 /// A server that codes what it sends (`Content-Encoding: gzip`) codes a range on its own
 /// terms, which cannot be joined to the partial: the blob is fetched again from scratch.
 #[test]

@@ -471,12 +471,9 @@ impl RegistryRemote {
             }
             // A total of `*` leaves the whole size unknown: the range may stop short of the
             // content's end (a cache sends what it has so far), which the body then asks
-            // for. Its end is no size to hold a hinted one against.
-            let declared = match body::content_range_total(h) {
-                None if hints.size.is_some() => None,
-                _ => resumed_size(h, offset),
-            };
-            (declared, 0)
+            // for when a size was given. Taken for the size, its end refused the whole
+            // content a resume brought as a size mismatch.
+            (body::content_range_total(h), 0)
         } else {
             (content_length(h), offset)
         };
@@ -909,14 +906,6 @@ fn content_length(h: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-/// The whole content's size a `206` for the rest from `offset` declares: its
-/// `Content-Range` total, else its length past `offset`.
-fn resumed_size(h: &HeaderMap, offset: u64) -> Option<u64> {
-    // A length no content past `offset` can have (hyper takes up to 2^64 - 3) is no size:
-    // added up, it overflowed, a panic in a debug build and a wrapped size in release.
-    body::content_range_total(h).or_else(|| content_length(h)?.checked_add(offset))
-}
-
 /// `e`, when it is not found, with what was most likely meant: the digest a tag written as
 /// bare hex spells, a `jq` filter that found nothing (the tag `null`), or the repository (and object) a registry API URL pasted as the
 /// locator names (`host/v2/team/app/manifests/v1`, asked for as `/v2/v2/team/app/…`).
@@ -989,30 +978,5 @@ mod tests {
         let registry = remote.host(remote.inner.hosts.len() - 1);
         assert_eq!(registry.name, "cache.example");
         assert_eq!(registry.headers.get("x-team").unwrap(), "a");
-    }
-
-    #[test]
-    fn a_resumed_size_is_the_total_or_the_rest_past_the_offset() {
-        let headers = |pairs: &[(http::HeaderName, &'static str)]| {
-            let mut h = HeaderMap::new();
-            for (name, value) in pairs {
-                h.insert(name, HeaderValue::from_static(value));
-            }
-            h
-        };
-        use http::header::{CONTENT_LENGTH, CONTENT_RANGE};
-        let h = headers(&[
-            (CONTENT_RANGE, "bytes 100-199/1000"),
-            (CONTENT_LENGTH, "100"),
-        ]);
-        assert_eq!(resumed_size(&h, 100), Some(1000));
-        let h = headers(&[(CONTENT_RANGE, "bytes 100-199/*"), (CONTENT_LENGTH, "100")]);
-        assert_eq!(resumed_size(&h, 100), Some(200));
-        // A server's length that no content past the offset can have.
-        let h = headers(&[
-            (CONTENT_RANGE, "bytes 1048576-2097151/*"),
-            (CONTENT_LENGTH, "18446744073709551613"),
-        ]);
-        assert_eq!(resumed_size(&h, 1 << 20), None);
     }
 }

@@ -105,6 +105,10 @@ pub enum Fault {
     /// request without `Range` is answered so from the first byte, as a broken cache that
     /// serves a partial copy it holds does.
     ShortRange(usize),
+    /// The answer [`Fault::ShortRange`] makes, then sent as this fault sends a body
+    /// (`DropAfter` counting bytes of the range): a cache that does not know the blob's
+    /// size, and drops.
+    ShortRangeAnd(usize, Box<Fault>),
     /// A `206` with the whole blob under `Content-Range: bytes 0-(N-1)/N`, whatever range
     /// was asked for, or none: a server that sends its whole content as a range.
     WholeRange,
@@ -169,6 +173,7 @@ impl Fault {
                 | Fault::IgnoreRange
                 | Fault::RangeToEnd
                 | Fault::ShortRange(_)
+                | Fault::ShortRangeAnd(..)
                 | Fault::WholeRange
                 | Fault::RangeTotal(_)
                 | Fault::Coded(_)
@@ -482,6 +487,7 @@ pub fn apply(
             prepared.body = code(name, &prepared.body);
             prepared.header(CONTENT_ENCODING, name).into_response()
         }
+        Fault::ShortRangeAnd(_, fault) => apply(fault, prepared, challenge, conn),
         Fault::CodedAnd(name, fault) => {
             prepared.body = code(name, &prepared.body);
             apply(

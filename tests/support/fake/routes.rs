@@ -219,7 +219,7 @@ fn respond(
                 _ => prepared,
             }
         }
-        (Fault::ShortRange(len), Route::Blob { name, digest }) => {
+        (Fault::ShortRange(len) | Fault::ShortRangeAnd(len, _), Route::Blob { name, digest }) => {
             let start = range_start(parts).map_or(Some(0), |s| s.parse::<usize>().ok());
             let content = state.content.lock().unwrap();
             match (start, content.blobs.get(&(name.clone(), digest.clone()))) {
