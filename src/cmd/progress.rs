@@ -378,8 +378,10 @@ fn eta_text(secs: u64) -> String {
 const MAX_ETA: u64 = 100 * 3600;
 
 /// Remaining time: by bytes when every size was known in advance, else by objects once
-/// the input has ended and one has finished. Rounded up, as the meter's: "0:00" only once
-/// nothing is left.
+/// the input has ended and one has finished, until none is left waiting: then by the
+/// bytes the objects in flight still have to receive, when all their sizes are known,
+/// and none when one's is not. Rounded up, as the meter's: "0:00" only once nothing is
+/// left.
 /// In whole seconds, saturating: a `Duration` made from more seconds than it holds (a
 /// descriptor's absurd `size` over the few bytes of a slow start) would panic the redraw.
 fn eta(s: &Snapshot, elapsed: Duration) -> Option<u64> {
@@ -387,9 +389,17 @@ fn eta(s: &Snapshot, elapsed: Duration) -> Option<u64> {
         return None;
     }
     let secs = elapsed.as_secs_f64();
+    let by_bytes =
+        |left: u64| (s.bytes > 0).then(|| (left as f64 * secs / s.bytes as f64).ceil() as u64);
     if s.expected_bytes > 0 && s.bytes > 0 && s.expected_bytes >= s.bytes {
-        let left = (s.expected_bytes - s.bytes) as f64;
-        return Some((left * secs / s.bytes as f64).ceil() as u64);
+        return by_bytes(s.expected_bytes - s.bytes);
+    }
+    // None waiting: the time per object finished says nothing of those in flight, and
+    // it only grew while the last, large one ran.
+    if s.started >= s.objects && s.in_flight() > 0 {
+        return (s.in_flight_sized >= s.in_flight())
+            .then(|| by_bytes(s.in_flight_left))
+            .flatten();
     }
     // By objects, the first to finish is the first measure of how long one takes.
     if s.finished == 0 {
@@ -524,6 +534,41 @@ mod tests {
         s.expected_bytes = 0;
         let text = frame(&s, Duration::from_secs(1));
         assert!(!text.contains("ETA"), "{text}");
+    }
+
+    /// With nothing left waiting, what remains is the objects in flight: by objects, the
+    /// time per object finished so far, the ETA only grew while the last, large blob ran
+    /// (from 0:02 to 0:10 over a layer of 90 s, its time left falling from 1:29 to 0:09).
+    /// It goes by the bytes those objects still have to receive when their sizes are
+    /// known, and shrinks as they come.
+    #[test]
+    fn the_last_objects_in_flight_go_by_their_bytes_left() {
+        let mut s = Snapshot::default();
+        (s.objects, s.input_done, s.started, s.finished) = (10, true, 10, 9);
+        s.in_flight_sized = 1;
+        let mut last = u64::MAX;
+        // 9 small objects of 1 MB in the first 9 s, then a layer of 90 MB at 1 MB/s.
+        for secs in [10, 20, 40, 60, 90] {
+            s.bytes = secs * 1_000_000;
+            s.in_flight_left = 99_000_000 - s.bytes;
+            let text = frame(&s, Duration::from_secs(secs));
+            let eta = text.rsplit_once("ETA ").map(|(_, eta)| eta.to_string());
+            let eta = eta.unwrap_or_else(|| panic!("no ETA: {text}"));
+            let (m, sec) = eta.split_once(':').unwrap();
+            let eta: u64 = m.parse::<u64>().unwrap() * 60 + sec.parse::<u64>().unwrap();
+            assert!(eta < last, "the ETA grew to {eta} s at {secs} s: {text}");
+            assert_eq!(eta, 99 - secs, "at {secs} s: {text}");
+            last = eta;
+        }
+        // A size not known of one in flight (a chunked body): no ETA, rather than one
+        // that only grows.
+        s.in_flight_sized = 0;
+        let text = frame(&s, Duration::from_secs(60));
+        assert!(!text.contains("ETA"), "{text}");
+        // Objects still waiting: by objects, as before.
+        (s.started, s.finished) = (6, 5);
+        (s.bytes, s.in_flight_left) = (5_000_000, 0);
+        assert!(frame(&s, Duration::from_secs(5)).ends_with("ETA 0:05"));
     }
 
     #[test]

@@ -114,6 +114,7 @@ async fn to_spool(
         let received: Result<Download> = async {
             let hints = job.hints.after_failures(attempt, failures);
             let mut download = remote.fetch(&job.object, &hints).await?;
+            tally.sized(download.meta().size);
             while let Some(chunk) = download.chunk().await? {
                 tally.received(chunk.len() as u64);
                 // Once spilled, a push is a copy into a 256 KiB buffer and now and then a
@@ -282,6 +283,7 @@ async fn to_store(
             }
             Err(e) => return Err(e),
         };
+        tally.sized(download.meta().size);
         let received: Result<()> = async {
             while let Some(chunk) = download.chunk().await? {
                 tally.received(chunk.len() as u64);

@@ -526,6 +526,86 @@ mod tests {
         assert_eq!(s.in_flight(), 1, "{s:?}");
     }
 
+    /// A remote whose download declares its `size`, sends `sent` bytes of it, then holds,
+    /// saying so.
+    struct Held {
+        size: u64,
+        sent: usize,
+        holding: Arc<tokio::sync::Notify>,
+    }
+
+    impl Remote for Held {
+        fn fetch<'a>(
+            &'a self,
+            object: &'a crate::reference::Object,
+            _: &'a crate::hints::Hints,
+        ) -> BoxFuture<'a, crate::error::Result<crate::fetch::Download>> {
+            use futures::StreamExt;
+            let meta = crate::fetch::Meta {
+                object: object.clone(),
+                expected: None,
+                size: Some(self.size),
+                media_type: None,
+                url: "held".into(),
+                limit: None,
+            };
+            let holding = self.holding.clone();
+            let sent = futures::stream::iter([Ok(bytes::Bytes::from(vec![0; self.sent]))]);
+            let held = futures::stream::once(async move {
+                holding.notify_one();
+                future::pending().await
+            });
+            let download = crate::fetch::Download::new(meta, sent.chain(held).boxed());
+            Box::pin(future::ready(Ok(download)))
+        }
+
+        fn check<'a>(&'a self) -> BoxFuture<'a, crate::error::Result<()>> {
+            Box::pin(future::ready(Ok(())))
+        }
+
+        fn describe(&self) -> String {
+            "held".into()
+        }
+    }
+
+    /// An object named without its size counts, once the remote declared it, among those
+    /// in flight whose size is known, with the bytes it still has to receive, into a
+    /// stream or a store: what the remaining time goes by when it is the last one running.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_size_declared_counts_for_the_objects_in_flight() {
+        use futures::StreamExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Destination::Store {
+            store: LayoutStore::open(dir.path()).unwrap(),
+            verify_existing: false,
+        };
+        for destination in [WorkerOptions::default().destination, store] {
+            let holding = Arc::new(tokio::sync::Notify::new());
+            let remote: Arc<dyn Remote> = Arc::new(Held {
+                size: 1000,
+                sent: 300,
+                holding: holding.clone(),
+            });
+            let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+            let progress = Arc::new(Progress::default());
+            let opts = WorkerOptions {
+                progress: Some(progress.clone()),
+                destination,
+                ..WorkerOptions::default()
+            };
+            let input = std::io::Cursor::new(format!("{d}\n").into_bytes());
+            let mut outcomes = run(remote, input, opts);
+            let next = outcomes.next();
+            tokio::select! {
+                o = next => panic!("the fetch ended: {o:?}"),
+                () = holding.notified() => {}
+            }
+            let s = progress.snapshot();
+            assert_eq!((s.expected_bytes, s.bytes), (0, 300), "{s:?}");
+            assert_eq!((s.in_flight_sized, s.in_flight_left), (1, 700), "{s:?}");
+        }
+    }
+
     /// A remote with a bug: every fetch panics.
     struct Panics;
 

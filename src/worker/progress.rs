@@ -19,6 +19,10 @@ pub struct Progress {
     expected_bytes: AtomicU64,
     /// Objects read without a size known in advance.
     sizes_unknown: AtomicU64,
+    /// Objects in flight whose whole size is known, given or declared by the remote.
+    flight_sized: AtomicU64,
+    /// Bytes those objects still have to receive.
+    flight_left: AtomicU64,
 }
 
 /// One object's share of the byte counts. What an object leaves unfetched (it failed) is
@@ -26,26 +30,51 @@ pub struct Progress {
 /// verification, fetched anew) is added to them: otherwise a batch with one failed
 /// object showed its size as still to come, and an ETA that never reached zero, after the
 /// end, and one with a refetch more bytes received than expected.
+///
+/// While the object is in flight, it also counts among those whose size is known once it
+/// is (given, or declared by the remote), with the bytes it still has to receive: what the
+/// remaining time goes by once every object left is in flight. Dropped, the object is no
+/// longer in flight.
 pub(crate) struct Tally<'a> {
     progress: &'a Progress,
     /// The object's size, when the input said it (and so it is among the bytes expected).
     size: Option<u64>,
     /// Bytes of the current attempt received, or found here already.
     counted: u64,
+    /// The object's whole size, once known: the input's, or the one the remote declared.
+    whole: Option<u64>,
+    /// What this object adds to [`Progress::flight_left`] now.
+    left: u64,
 }
 
 impl<'a> Tally<'a> {
     pub(crate) fn new(progress: &'a Progress, size: Option<u64>) -> Tally<'a> {
-        Tally {
+        let mut tally = Tally {
             progress,
             size,
             counted: 0,
+            whole: None,
+            left: 0,
+        };
+        tally.sized(size);
+        tally
+    }
+
+    /// The object's whole size is `size`, if known (a remote's download declares it): the
+    /// first size known stands.
+    pub(crate) fn sized(&mut self, size: Option<u64>) {
+        if self.whole.is_some() || size.is_none() {
+            return;
         }
+        self.whole = size;
+        self.progress.flight_sized.fetch_add(1, Ordering::Relaxed);
+        self.settle();
     }
 
     pub(crate) fn received(&mut self, n: u64) {
         self.progress.received(n);
         self.counted = self.counted.saturating_add(n);
+        self.settle();
     }
 
     /// `n` bytes need not come over the network: see [`Progress::already_here`].
@@ -54,6 +83,7 @@ impl<'a> Tally<'a> {
             self.progress.already_here(n);
         }
         self.counted = self.counted.saturating_add(n);
+        self.settle();
     }
 
     /// The object is fetched again from its start: all of it is to come once more.
@@ -62,6 +92,24 @@ impl<'a> Tally<'a> {
             self.progress.expect_more(self.counted);
         }
         self.counted = 0;
+        self.settle();
+    }
+
+    /// Brings this object's share of [`Progress::flight_left`] to what it still has to
+    /// receive. Saturating, as the bytes expected are: two absurd sizes given would wrap.
+    fn settle(&mut self) {
+        let left = self
+            .whole
+            .map_or(0, |whole| whole.saturating_sub(self.counted));
+        if left != self.left {
+            let (now, was) = (left, self.left);
+            let _ = self.progress.flight_left.fetch_update(
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+                |sum| Some(sum.saturating_sub(was).saturating_add(now)),
+            );
+            self.left = left;
+        }
     }
 
     /// The object failed: what it did not get is no longer to come.
@@ -70,6 +118,16 @@ impl<'a> Tally<'a> {
             self.progress
                 .already_here(size.saturating_sub(self.counted));
         }
+    }
+}
+
+/// The object is no longer in flight: neither its size nor its bytes left count.
+impl Drop for Tally<'_> {
+    fn drop(&mut self) {
+        if self.whole.take().is_some() {
+            self.progress.flight_sized.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.settle();
     }
 }
 
@@ -92,6 +150,11 @@ pub struct Snapshot {
     /// Sum of the sizes known in advance (from descriptors) of the objects read; 0 once
     /// an object was read whose size is not known, since the bytes to come are not then.
     pub expected_bytes: u64,
+    /// Objects in flight whose whole size is known: given in advance, or declared by the
+    /// remote when it answered.
+    pub in_flight_sized: u64,
+    /// Bytes the objects counted in `in_flight_sized` still have to receive.
+    pub in_flight_left: u64,
 }
 
 impl Snapshot {
@@ -190,6 +253,8 @@ impl Progress {
                 0 => self.expected_bytes.load(Ordering::Relaxed),
                 _ => 0,
             },
+            in_flight_sized: self.flight_sized.load(Ordering::Relaxed),
+            in_flight_left: self.flight_left.load(Ordering::Relaxed),
         }
     }
 }
@@ -244,6 +309,45 @@ mod tests {
         let s = p.snapshot();
         assert_eq!(s.bytes, 30 + 200 + 70);
         assert_eq!(s.expected_bytes, s.bytes);
+    }
+
+    /// An object in flight counts among those of a known size from when its size is
+    /// known, with the bytes it still has to receive, whatever befalls it, and neither
+    /// once it is done.
+    #[test]
+    fn a_tally_counts_the_bytes_left_while_in_flight() {
+        let p = Progress::default();
+        let flight = |p: &Progress| {
+            let s = p.snapshot();
+            (s.in_flight_sized, s.in_flight_left)
+        };
+        let mut given = Tally::new(&p, Some(100));
+        assert_eq!(flight(&p), (1, 100));
+        given.received(30);
+        assert_eq!(flight(&p), (1, 70));
+        let mut declared = Tally::new(&p, None);
+        declared.received(5);
+        assert_eq!(flight(&p), (1, 70), "no size known yet");
+        declared.sized(Some(50));
+        assert_eq!(flight(&p), (2, 115));
+        declared.sized(Some(999));
+        assert_eq!(flight(&p), (2, 115), "the first size known stands");
+        // Fetched again from the start: all of it is to come once more.
+        given.again();
+        assert_eq!(flight(&p), (2, 145));
+        // More than its size (content that then fails verification) leaves none to come.
+        declared.received(60);
+        assert_eq!(flight(&p), (2, 100));
+        drop(declared);
+        assert_eq!(flight(&p), (1, 100));
+        given.failed();
+        drop(given);
+        assert_eq!(flight(&p), (0, 0));
+        // Absurd sizes saturate instead of wrapping, and leave nothing behind.
+        let huge = [Tally::new(&p, Some(u64::MAX - 1)), Tally::new(&p, Some(10))];
+        assert_eq!(flight(&p), (2, u64::MAX));
+        drop(huge);
+        assert_eq!(flight(&p), (0, 0));
     }
 
     #[test]
