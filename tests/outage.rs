@@ -339,3 +339,78 @@ fn an_object_that_met_a_passing_503_is_asked_again_beside_failing_ones() {
         assert_eq!(failed, !flaky.contains(&f.object), "{}: {err}", f.object);
     }
 }
+
+/// A tokio clock paused for the test, moved on by a millisecond whenever the runtime has
+/// nothing to do: the registry's long `Retry-After` passes at once, while a request on
+/// its way to the registry (a real socket, on a thread of its own) sees the clock move
+/// by no more than a loop of idle polls, far within its timeouts.
+fn tick_while_idle() -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+}
+
+/// The registry answers every request 503 with a `Retry-After` longer than a minute,
+/// which a library's policy waits for (`max_delay` of 2 minutes; the command line's
+/// `Retry-After: 60` does the same by a hair, on a real clock): every request waits it
+/// out, so no request goes to the registry for more than a minute. That wait is the
+/// registry's own, not a worker fed slowly: the outage goes on, one request at a time.
+/// Taken for "a minute without a request", it forgot the outage after every second
+/// round, and each object spent all of its own retries on the registry.
+#[tokio::test(start_paused = true)]
+async fn a_long_retry_after_is_no_minute_without_a_request() {
+    use dist::registry::RegistryRemote;
+    use dist::retry::RetryPolicy;
+    use dist::transport::{Transport, TransportOptions};
+    use dist::{Hints, Object, Remote};
+
+    const N: usize = 8;
+    const RETRIES: u32 = 5;
+    let reg = FakeRegistry::start();
+    let blobs: Vec<String> = (0..N)
+        .map(|i| reg.blob("team/app", bytes(9300 + i as u64, 3000 + i)))
+        .collect();
+    for d in &blobs {
+        reg.set_fault_for_every(d, Fault::StatusWithRetryAfter(503, "90".into()));
+    }
+    let remote = RegistryRemote::new(
+        repo(&reg).parse().unwrap(),
+        Transport::new(TransportOptions::default()).unwrap(),
+        dist::auth::CredentialSource::None,
+        RetryPolicy {
+            retries: RETRIES,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_secs(120),
+        },
+    );
+    let ticker = tick_while_idle();
+    let mut tasks = tokio::task::JoinSet::new();
+    for d in &blobs {
+        let (remote, object) = (remote.clone(), d.parse::<Object>().unwrap());
+        tasks.spawn(async move {
+            remote
+                .fetch(&object, &Hints::default())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        let e = done.unwrap().expect_err("every request answered 503");
+        assert!(e.contains("503"), "{e}");
+    }
+    ticker.abort();
+    let asked = blob_requests(&reg);
+    for d in &blobs {
+        assert!(reg.requests_for(d) >= 1, "{d} never asked for");
+    }
+    // Each object spending its own retries asks N × (RETRIES + 1) = 48 times; held, the
+    // two first rounds (every object), one request a round for all, and each object's
+    // own last attempt: 27.
+    assert!(
+        asked < N * (RETRIES as usize + 1),
+        "{asked} blob requests for {N} objects"
+    );
+}

@@ -458,7 +458,7 @@ impl Host {
                 None
             } else {
                 let late = *late.get_or_insert_with(|| self.outage.streak() > max_retries);
-                match self.outage.admit().await {
+                match self.outage.admit(&self.pause).await {
                     Admit::Send(t) => Some(t),
                     // Its last attempt is its own, even when it went out itself before:
                     // an object the registry would serve is not failed for another's

@@ -20,16 +20,19 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::error::Error;
+use crate::retry::HostPause;
 
 /// Rounds failed in a row before requests wait for one another: one is a passing fault (a
 /// node behind a load balancer restarting), for which holding every other request would
 /// slow the batch for nothing; a retry failing again is an outage.
 pub(crate) const HOLD_AFTER: u32 = 2;
 
-/// An outage whose last failure is this old is forgotten: nothing asked the host for that
-/// long (a worker fed slowly, `tail -f`), and the next object gets its retries again, not
-/// one request. Longer than any pause between two requests of an outage (half the
-/// longest backoff).
+/// An outage whose last failure is this old, and the host's pause (its `Retry-After`, the
+/// outage's own) as long over, is forgotten: nothing asked the host for that long (a
+/// worker fed slowly, `tail -f`), and the next object gets its retries again, not one
+/// request. Counted from the end of the pause: every request waiting out a `Retry-After`
+/// of a minute is no host left alone, and forgetting then sent them all at once, each
+/// with its retries again.
 const FORGET_AFTER: Duration = Duration::from_secs(60);
 
 /// The failures in a row of one host, shared by every request to it.
@@ -77,8 +80,8 @@ pub(crate) struct Ticket<'a> {
 
 impl Outage {
     /// Waits, while the host is failing, for the request sent for all to be answered, or
-    /// becomes that request. The caller has waited out the host's pause first.
-    pub(crate) async fn admit(&self) -> Admit<'_> {
+    /// becomes that request. The caller has waited out the host's `pause` first.
+    pub(crate) async fn admit(&self, pause: &HostPause) -> Admit<'_> {
         let mut seen = None;
         loop {
             if self.streak.load(Ordering::Acquire) < HOLD_AFTER {
@@ -97,10 +100,11 @@ impl Outage {
                 if streak < HOLD_AFTER {
                     continue;
                 }
-                if s.last
+                let quiet_since = s
+                    .last
                     .as_ref()
-                    .is_some_and(|(_, at)| at.elapsed() > FORGET_AFTER)
-                {
+                    .map(|(_, at)| pause.until().map_or(*at, |until| until.max(*at)));
+                if quiet_since.is_some_and(|since| since.elapsed() > FORGET_AFTER) {
                     self.streak.store(0, Ordering::Release);
                     self.round.fetch_add(1, Ordering::AcqRel);
                     s.last = None;
@@ -212,6 +216,11 @@ mod tests {
         Error::new(ErrorKind::Http, "registry answered 503").with_status(503)
     }
 
+    /// Admission on a host that never asked to be left alone.
+    async fn admit(o: &Outage) -> Admit<'_> {
+        o.admit(&HostPause::default()).await
+    }
+
     fn send(a: Admit<'_>) -> Ticket<'_> {
         match a {
             Admit::Send(t) => t,
@@ -224,16 +233,16 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn one_request_at_a_time_once_the_host_failed_twice_in_a_row() {
         let o = Outage::default();
-        let (a, b) = (send(o.admit().await), send(o.admit().await));
+        let (a, b) = (send(admit(&o).await), send(admit(&o).await));
         assert_eq!(a.failed(&e503()), (1, true));
         assert_eq!(b.failed(&e503()), (1, false), "the same round");
-        let (a, b) = (send(o.admit().await), send(o.admit().await));
+        let (a, b) = (send(admit(&o).await), send(admit(&o).await));
         assert!(a.id.is_none() && b.id.is_none(), "one failure holds nobody");
         assert_eq!(a.failed(&e503()), (2, true));
         drop(b);
-        let probe = send(o.admit().await);
+        let probe = send(admit(&o).await);
         assert!(probe.id.is_some());
-        let wait = tokio::time::timeout(Duration::from_secs(1), o.admit()).await;
+        let wait = tokio::time::timeout(Duration::from_secs(1), admit(&o)).await;
         assert!(wait.is_err(), "a second request waits for the probe");
     }
 
@@ -243,25 +252,44 @@ mod tests {
     async fn an_outage_nobody_met_for_a_minute_is_forgotten() {
         let o = Outage::default();
         for _ in 0..HOLD_AFTER + 3 {
-            send(o.admit().await).failed(&e503());
+            send(admit(&o).await).failed(&e503());
         }
         tokio::time::advance(FORGET_AFTER + Duration::from_secs(1)).await;
-        let (a, b) = (send(o.admit().await), send(o.admit().await));
+        let (a, b) = (send(admit(&o).await), send(admit(&o).await));
         assert!(a.id.is_none() && b.id.is_none());
         assert_eq!(a.failed(&e503()), (1, true));
+    }
+
+    /// Every request waited out the host's `Retry-After` of more than a minute, so none
+    /// went for that long: the registry's own wait, not a host nobody asked. Counted as
+    /// a minute without a request, it ended the outage, and the next wave went at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_minute_spent_waiting_out_the_host_s_pause_does_not_forget_it() {
+        let (o, pause) = (Outage::default(), HostPause::default());
+        for _ in 0..HOLD_AFTER {
+            send(o.admit(&pause).await).failed(&e503());
+        }
+        pause.pause_for(FORGET_AFTER + Duration::from_secs(30));
+        pause.wait().await;
+        let probe = send(o.admit(&pause).await);
+        assert!(probe.id.is_some(), "still one request for all");
+        drop(probe);
+        // Once the pause is over, a minute without a request does forget it.
+        tokio::time::advance(FORGET_AFTER + Duration::from_secs(1)).await;
+        assert!(send(o.admit(&pause).await).id.is_none(), "forgotten");
     }
 
     #[tokio::test]
     async fn a_waiting_request_shares_the_probe_s_failure_and_an_answer_ends_the_outage() {
         let o = Arc::new(Outage::default());
         for _ in 0..HOLD_AFTER {
-            send(o.admit().await).failed(&e503());
+            send(admit(&o).await).failed(&e503());
         }
-        let probe = send(o.admit().await);
+        let probe = send(admit(&o).await);
         let waiter = {
             let o = o.clone();
             tokio::spawn(async move {
-                match o.admit().await {
+                match admit(&o).await {
                     Admit::Failed(e, streak) => Some((e.status(), streak)),
                     Admit::Send(_) => None,
                 }
@@ -273,10 +301,10 @@ mod tests {
         assert_eq!(probe.failed(&e503()), (HOLD_AFTER + 1, true));
         assert_eq!(waiter.await.unwrap(), Some((Some(503), HOLD_AFTER + 1)));
         // A probe gone without an outcome hands over; an answer ends the outage.
-        drop(send(o.admit().await));
-        send(o.admit().await).answered();
+        drop(send(admit(&o).await));
+        send(admit(&o).await).answered();
         assert_eq!(o.streak(), 0);
-        let (a, b) = (send(o.admit().await), send(o.admit().await));
+        let (a, b) = (send(admit(&o).await), send(admit(&o).await));
         assert!(
             a.id.is_none() && b.id.is_none(),
             "no probe while the host answers"
@@ -289,12 +317,12 @@ mod tests {
         o: &Arc<Outage>,
     ) -> (Ticket<'_>, tokio::task::JoinHandle<bool>) {
         for _ in 0..HOLD_AFTER {
-            send(o.admit().await).failed(&e503());
+            send(admit(o).await).failed(&e503());
         }
-        let probe = send(o.admit().await);
+        let probe = send(admit(o).await);
         let waiter = {
             let o = o.clone();
-            tokio::spawn(async move { matches!(o.admit().await, Admit::Send(_)) })
+            tokio::spawn(async move { matches!(admit(&o).await, Admit::Send(_)) })
         };
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished());
@@ -323,7 +351,7 @@ mod tests {
         let o = Arc::new(Outage::default());
         let (_probe, waiter) = waiting_behind_a_probe(&o).await;
         tokio::time::advance(FORGET_AFTER + Duration::from_secs(1)).await;
-        assert!(send(o.admit().await).id.is_none(), "forgotten");
+        assert!(send(admit(&o).await).id.is_none(), "forgotten");
         let sent = tokio::time::timeout(Duration::from_secs(5), waiter).await;
         assert!(sent.expect("still waiting for the probe").unwrap());
     }
