@@ -9,8 +9,9 @@
 //! and one request, the probe, is sent for all: the others wait for its outcome, and its
 //! failure counts as one of theirs. Once the host has failed as many rounds in a row as
 //! one object may be asked for, each object waiting, and each later one, gets one request
-//! of its own, after the pause: no object fails on other objects' failures alone. Any answer (a success, a 404) ends
-//! the outage: the waiting requests are sent at once, and the count starts again.
+//! of its own, after the pause: no object fails on other objects' failures alone. Any
+//! answer (a success, a 404) ends the outage: the waiting requests are sent at once, and
+//! the count starts again; a request late to the outage that ended is late to no other.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -45,6 +46,9 @@ pub(crate) struct Outage {
     /// neither, and failing does not count again (four tasks meeting one 503 together
     /// are one round, not four).
     round: AtomicU64,
+    /// Outages over so far (an answer, or one forgotten): a request that came late to one
+    /// is late to that one only. Bumped after `streak` is reset.
+    ended: AtomicU64,
     state: Mutex<State>,
     /// Woken when a probe's outcome is known, or the probe is gone without one, or the
     /// outage ends (any answer, or forgotten).
@@ -58,6 +62,13 @@ struct State {
     tickets: u64,
     /// The last failure counted, for the requests that waited on it, and when.
     last: Option<(Error, Instant)>,
+}
+
+/// How a request came to the host, for [`Outage::late`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Came {
+    /// The outage it came late to, past the rounds one object may be asked for.
+    late_to: Option<u64>,
 }
 
 /// What a request may do now.
@@ -106,6 +117,7 @@ impl Outage {
                     .map(|(_, at)| pause.until().map_or(*at, |until| until.max(*at)));
                 if quiet_since.is_some_and(|since| since.elapsed() > FORGET_AFTER) {
                     self.streak.store(0, Ordering::Release);
+                    self.ended.fetch_add(1, Ordering::AcqRel);
                     self.round.fetch_add(1, Ordering::AcqRel);
                     s.last = None;
                     self.settled.notify_waiters();
@@ -141,9 +153,23 @@ impl Outage {
         }
     }
 
-    /// The rounds failed in a row now.
-    pub(crate) fn streak(&self) -> u32 {
-        self.streak.load(Ordering::Acquire)
+    /// How a request comes to the host now: late, when the host has failed more than
+    /// `rounds` rounds in a row, as many as one object may be asked for.
+    pub(crate) fn came(&self, rounds: u32) -> Came {
+        // The outage's number before its streak: one ending in between leaves the request
+        // late to an outage over, which is late to none, never to the next.
+        let outage = self.ended.load(Ordering::Acquire);
+        let late = self.streak.load(Ordering::Acquire) > rounds;
+        Came {
+            late_to: late.then_some(outage),
+        }
+    }
+
+    /// Whether a request that `came` so is late to the outage now: one it came late to
+    /// has not ended since. A new outage, begun while it was held or on its way, is one
+    /// it came before, and spends its retries on, as those under way do.
+    pub(crate) fn late(&self, came: Came) -> bool {
+        came.late_to == Some(self.ended.load(Ordering::Acquire))
     }
 }
 
@@ -159,6 +185,7 @@ impl Ticket<'_> {
         let mut s = o.state.lock().expect("outage poisoned");
         if o.streak.load(Ordering::Acquire) > 0 {
             o.streak.store(0, Ordering::Release);
+            o.ended.fetch_add(1, Ordering::AcqRel);
             o.round.fetch_add(1, Ordering::AcqRel);
             s.last = None;
             // Not only the probe's answer: those waiting go now, not once a probe that
@@ -279,6 +306,35 @@ mod tests {
         assert!(send(o.admit(&pause).await).id.is_none(), "forgotten");
     }
 
+    /// A request late to an outage (past the rounds one object may be asked for) is late
+    /// to that one only: once it ends, by an answer or forgotten, a new one is one the
+    /// request came before.
+    #[tokio::test(start_paused = true)]
+    async fn a_request_late_to_an_outage_that_ended_is_late_no_longer() {
+        let o = Outage::default();
+        let failing = || async {
+            for _ in 0..HOLD_AFTER + 1 {
+                send(admit(&o).await).failed(&e503());
+            }
+        };
+        failing().await;
+        let came = o.came(HOLD_AFTER);
+        assert!(o.late(came));
+        assert!(
+            !o.late(o.came(HOLD_AFTER + 1)),
+            "not past the rounds it may be asked"
+        );
+        o.own().answered();
+        failing().await;
+        assert!(!o.late(came), "ended by an answer");
+        let came = o.came(HOLD_AFTER);
+        assert!(o.late(came));
+        tokio::time::advance(FORGET_AFTER + Duration::from_secs(1)).await;
+        drop(send(admit(&o).await));
+        failing().await;
+        assert!(!o.late(came), "forgotten");
+    }
+
     #[tokio::test]
     async fn a_waiting_request_shares_the_probe_s_failure_and_an_answer_ends_the_outage() {
         let o = Arc::new(Outage::default());
@@ -303,7 +359,7 @@ mod tests {
         // A probe gone without an outcome hands over; an answer ends the outage.
         drop(send(admit(&o).await));
         send(admit(&o).await).answered();
-        assert_eq!(o.streak(), 0);
+        assert_eq!(o.streak.load(Ordering::Acquire), 0);
         let (a, b) = (send(admit(&o).await), send(admit(&o).await));
         assert!(
             a.id.is_none() && b.id.is_none(),
