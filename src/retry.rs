@@ -133,6 +133,11 @@ impl HostPause {
         }
     }
 
+    /// When the current or last pause ends (or ended); `None` if there never was one.
+    pub(crate) fn until(&self) -> Option<Instant> {
+        *self.until.lock().expect("pause poisoned")
+    }
+
     /// Whether a pause is running now.
     pub fn running(&self) -> bool {
         let until = *self.until.lock().expect("pause poisoned");

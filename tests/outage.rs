@@ -13,6 +13,11 @@ use support::cli::{bytes, parse_frames, Dist};
 use support::fake::{FakeRegistry, Fault};
 use support::wait::exit_within;
 
+use dist::registry::RegistryRemote;
+use dist::retry::RetryPolicy;
+use dist::transport::{Transport, TransportOptions};
+use dist::{Hints, Object, Remote};
+
 const OBJECTS: usize = 20;
 
 fn repo(reg: &FakeRegistry) -> String {
@@ -338,4 +343,144 @@ fn an_object_that_met_a_passing_503_is_asked_again_beside_failing_ones() {
         let failed = f.result.is_err();
         assert_eq!(failed, !flaky.contains(&f.object), "{}: {err}", f.object);
     }
+}
+
+/// A tokio clock paused for the test, moved on by a millisecond whenever the runtime has
+/// nothing to do: the registry's long `Retry-After` passes at once, while a request on
+/// its way to the registry (a real socket, on a thread of its own) sees the clock move
+/// by no more than a loop of idle polls, far within its timeouts.
+fn tick_while_idle() -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+}
+
+/// The library's handle on `reg`'s repository, retrying by `policy`, requests answered
+/// within `response_timeout`.
+fn library_remote(
+    reg: &FakeRegistry,
+    policy: RetryPolicy,
+    response_timeout: Duration,
+) -> RegistryRemote {
+    let mut options = TransportOptions::default();
+    options.response_timeout = response_timeout;
+    RegistryRemote::new(
+        repo(reg).parse().unwrap(),
+        Transport::new(options).unwrap(),
+        dist::auth::CredentialSource::None,
+        policy,
+    )
+}
+
+/// Fetches `digest` on a task of its own: whether its download began, or its error.
+fn spawn_fetch(
+    remote: &RegistryRemote,
+    digest: &str,
+) -> tokio::task::JoinHandle<Result<(), String>> {
+    let (remote, object) = (remote.clone(), digest.parse::<Object>().unwrap());
+    tokio::spawn(async move {
+        remote
+            .fetch(&object, &Hints::default())
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// Fetches every one of `digests` at once, each on a task of its own, and fails the
+/// test unless each fails with a 503.
+async fn all_fail_with_503(remote: &RegistryRemote, digests: &[String]) {
+    let tasks: Vec<_> = digests.iter().map(|d| spawn_fetch(remote, d)).collect();
+    for (d, task) in digests.iter().zip(tasks) {
+        let e = task.await.unwrap().expect_err("every request answered 503");
+        assert!(e.contains("503"), "{d}: {e}");
+    }
+}
+
+/// The registry answers every request 503 with a `Retry-After` longer than a minute,
+/// which a library's policy waits for (`max_delay` of 2 minutes; the command line's
+/// `Retry-After: 60` does the same by a hair, on a real clock): every request waits it
+/// out, so no request goes to the registry for more than a minute. That wait is the
+/// registry's own, not a worker fed slowly: the outage goes on, one request at a time.
+/// Taken for "a minute without a request", it forgot the outage after every second
+/// round, and each object spent all of its own retries on the registry.
+#[tokio::test(start_paused = true)]
+async fn a_long_retry_after_is_no_minute_without_a_request() {
+    const N: usize = 8;
+    const RETRIES: u32 = 5;
+    let reg = FakeRegistry::start();
+    let blobs: Vec<String> = (0..N)
+        .map(|i| reg.blob("team/app", bytes(9300 + i as u64, 3000 + i)))
+        .collect();
+    for d in &blobs {
+        reg.set_fault_for_every(d, Fault::StatusWithRetryAfter(503, "90".into()));
+    }
+    let policy = RetryPolicy {
+        retries: RETRIES,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_secs(120),
+    };
+    let remote = library_remote(&reg, policy, Duration::from_secs(60));
+    let ticker = tick_while_idle();
+    all_fail_with_503(&remote, &blobs).await;
+    ticker.abort();
+    let asked = blob_requests(&reg);
+    for d in &blobs {
+        assert!(reg.requests_for(d) >= 1, "{d} never asked for");
+    }
+    // Each object spending its own retries asks N × (RETRIES + 1) = 48 times; held, the
+    // two first rounds (every object), one request a round for all, and each object's
+    // own last attempt: 27.
+    assert!(
+        asked < N * (RETRIES as usize + 1),
+        "{asked} blob requests for {N} objects"
+    );
+}
+
+/// An object that came late to an outage, past the rounds one object may be asked for,
+/// is asked once for itself, until the outage ends. Once it has (here forgotten, a
+/// minute unasked, as the object comes; an answer ends it as well), the object is late
+/// no longer: a new outage that other objects begin while its request is on its way
+/// (one the registry is slow to answer, until `--timeout`) is one it came before, and
+/// it spends its retries on it, as those under way do. Still taken for late, it failed
+/// on that one request, with `--retries 2`, though the registry served it when asked
+/// again.
+#[tokio::test(start_paused = true)]
+async fn an_object_late_to_an_outage_that_ended_keeps_its_retries_in_the_next() {
+    const RETRIES: u32 = 2;
+    let reg = FakeRegistry::start();
+    let failing = |seeds: std::ops::Range<u64>| -> Vec<String> {
+        seeds
+            .map(|seed| {
+                let d = reg.blob("team/app", bytes(seed, 3000 + seed as usize % 100));
+                reg.set_fault_for_every(&d, Fault::Status(503));
+                d
+            })
+            .collect()
+    };
+    let (before, beside) = (failing(9400..9404), failing(9410..9414));
+    let late = reg.blob("team/app", bytes(9420, 4000));
+    reg.push_fault(&late, Fault::SlowHead(Duration::from_secs(600)));
+    let policy = RetryPolicy {
+        retries: RETRIES,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_secs(60),
+    };
+    let remote = library_remote(&reg, policy, Duration::from_secs(30));
+    let ticker = tick_while_idle();
+    // More rounds failed in a row than one object may be asked for.
+    all_fail_with_503(&remote, &before).await;
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    let fetch = spawn_fetch(&remote, &late);
+    while reg.requests_for(&late) == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // Its first request on its way, the registry fails every other request again.
+    all_fail_with_503(&remote, &beside).await;
+    let got = fetch.await.unwrap();
+    ticker.abort();
+    got.expect("the registry served it when asked again");
+    assert_eq!(reg.requests_for(&late), 2);
 }

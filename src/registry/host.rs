@@ -23,7 +23,7 @@ use crate::retry::{self, HostPause, RetryPolicy};
 use crate::server_text;
 use crate::transport::{self, Outgoing, Transport};
 
-use super::outage::{Admit, Outage, HOLD_AFTER};
+use super::outage::{Admit, Came, Outage, HOLD_AFTER};
 
 /// Error bodies are read up to this much for their message.
 pub(crate) const MAX_ERROR_BODY: usize = 64 << 10;
@@ -408,9 +408,10 @@ impl Host {
         let mut auth_rounds = 0u32;
         let mut resent = false;
         // Whether this request came to the registry in an outage of more rounds than it
-        // may be asked for: then one failure of its own ends it (`outage_over`). One that
-        // came before has met each round since as one of its retries, and spends them.
-        let mut late = None;
+        // may be asked for: then, while that outage lasts, one failure of its own ends it
+        // (`outage_over`). One that came before has met each round since as one of its
+        // retries, and spends them.
+        let mut came = None;
         // How long to wait before trying again after `e` (counting the retry), or `e` with
         // the URL when it is not worth another attempt. A server's Retry-After lengthens the
         // backoff, and one past the policy's longest wait ends the request now: sleeping
@@ -457,14 +458,15 @@ impl Host {
             let ticket = if self.mirror || headers.contains_key(http::header::RANGE) {
                 None
             } else {
-                let late = *late.get_or_insert_with(|| self.outage.streak() > max_retries);
-                match self.outage.admit().await {
+                let came = *came.get_or_insert_with(|| self.outage.came(max_retries));
+                match self.outage.admit(&self.pause).await {
                     Admit::Send(t) => Some(t),
                     // Its last attempt is its own, even when it went out itself before:
                     // an object the registry would serve is not failed for another's
                     // 503, nor told of a URL never asked for.
                     Admit::Failed(_, streak)
-                        if *retries >= max_retries || (late && streak > max_retries) =>
+                        if *retries >= max_retries
+                            || (self.outage.late(came) && streak > max_retries) =>
                     {
                         Some(self.outage.own())
                     }
@@ -512,7 +514,7 @@ impl Host {
                             e
                         }
                         Some(t) if e.is_transient() => {
-                            self.outage_failed(t, e, &url, policy, late, (*retries, max_retries))?
+                            self.outage_failed(t, e, &url, policy, came, (*retries, max_retries))?
                         }
                         _ => e,
                     };
@@ -599,7 +601,7 @@ impl Host {
             // on this host, and the pause before the next attempt.
             drop(reply);
             if let Some(t) = ticket {
-                err = self.outage_failed(t, err, &url, policy, late, (*retries, max_retries))?;
+                err = self.outage_failed(t, err, &url, policy, came, (*retries, max_retries))?;
             }
             // ECR's words for a password past its 12 hours: credentials refused, as a 401
             // says, and not a repository policy's 403, which names the action refused.
@@ -665,14 +667,14 @@ impl Host {
     /// round failed in a row on, the host is paused for the least backoff of that round
     /// (capped at the last retry's), which the failed request's own backoff outlasts, so
     /// that the requests arriving meanwhile wait for it; and past as many rounds as one
-    /// object may be asked for, `e` ends a request that came that `late` now.
+    /// object may be asked for, `e` ends a request that `came` late to this outage.
     fn outage_failed(
         &self,
         t: super::outage::Ticket<'_>,
         e: Error,
         url: &Uri,
         policy: &RetryPolicy,
-        late: Option<bool>,
+        came: Option<Came>,
         (retries, max_retries): (u32, u32),
     ) -> Result<Error> {
         let (streak, counted) = t.failed(&e);
@@ -681,7 +683,8 @@ impl Host {
             tracing::debug!(host = %self.name, failed_in_a_row = streak, pause_ms = pause.as_millis() as u64, "registry failing; one request at a time for all");
             self.pause.pause_for(pause);
         }
-        outage_over(e, url, streak, late == Some(true), (retries, max_retries))
+        let late = came.is_some_and(|c| self.outage.late(c));
+        outage_over(e, url, streak, late, (retries, max_retries))
     }
 }
 

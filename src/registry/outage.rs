@@ -9,8 +9,9 @@
 //! and one request, the probe, is sent for all: the others wait for its outcome, and its
 //! failure counts as one of theirs. Once the host has failed as many rounds in a row as
 //! one object may be asked for, each object waiting, and each later one, gets one request
-//! of its own, after the pause: no object fails on other objects' failures alone. Any answer (a success, a 404) ends
-//! the outage: the waiting requests are sent at once, and the count starts again.
+//! of its own, after the pause: no object fails on other objects' failures alone. Any
+//! answer (a success, a 404) ends the outage: the waiting requests are sent at once, and
+//! the count starts again; a request late to the outage that ended is late to no other.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -20,16 +21,19 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::error::Error;
+use crate::retry::HostPause;
 
 /// Rounds failed in a row before requests wait for one another: one is a passing fault (a
 /// node behind a load balancer restarting), for which holding every other request would
 /// slow the batch for nothing; a retry failing again is an outage.
 pub(crate) const HOLD_AFTER: u32 = 2;
 
-/// An outage whose last failure is this old is forgotten: nothing asked the host for that
-/// long (a worker fed slowly, `tail -f`), and the next object gets its retries again, not
-/// one request. Longer than any pause between two requests of an outage (half the
-/// longest backoff).
+/// An outage whose last failure is this old, and the host's pause (its `Retry-After`, the
+/// outage's own) as long over, is forgotten: nothing asked the host for that long (a
+/// worker fed slowly, `tail -f`), and the next object gets its retries again, not one
+/// request. Counted from the end of the pause: every request waiting out a `Retry-After`
+/// of a minute is no host left alone, and forgetting then sent them all at once, each
+/// with its retries again.
 const FORGET_AFTER: Duration = Duration::from_secs(60);
 
 /// The failures in a row of one host, shared by every request to it.
@@ -42,6 +46,9 @@ pub(crate) struct Outage {
     /// neither, and failing does not count again (four tasks meeting one 503 together
     /// are one round, not four).
     round: AtomicU64,
+    /// Outages over so far (an answer, or one forgotten): a request that came late to one
+    /// is late to that one only. Bumped after `streak` is reset.
+    ended: AtomicU64,
     state: Mutex<State>,
     /// Woken when a probe's outcome is known, or the probe is gone without one, or the
     /// outage ends (any answer, or forgotten).
@@ -55,6 +62,13 @@ struct State {
     tickets: u64,
     /// The last failure counted, for the requests that waited on it, and when.
     last: Option<(Error, Instant)>,
+}
+
+/// How a request came to the host, for [`Outage::late`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Came {
+    /// The outage it came late to, past the rounds one object may be asked for.
+    late_to: Option<u64>,
 }
 
 /// What a request may do now.
@@ -77,8 +91,8 @@ pub(crate) struct Ticket<'a> {
 
 impl Outage {
     /// Waits, while the host is failing, for the request sent for all to be answered, or
-    /// becomes that request. The caller has waited out the host's pause first.
-    pub(crate) async fn admit(&self) -> Admit<'_> {
+    /// becomes that request. The caller has waited out the host's `pause` first.
+    pub(crate) async fn admit(&self, pause: &HostPause) -> Admit<'_> {
         let mut seen = None;
         loop {
             if self.streak.load(Ordering::Acquire) < HOLD_AFTER {
@@ -97,11 +111,13 @@ impl Outage {
                 if streak < HOLD_AFTER {
                     continue;
                 }
-                if s.last
+                let quiet_since = s
+                    .last
                     .as_ref()
-                    .is_some_and(|(_, at)| at.elapsed() > FORGET_AFTER)
-                {
+                    .map(|(_, at)| pause.until().map_or(*at, |until| until.max(*at)));
+                if quiet_since.is_some_and(|since| since.elapsed() > FORGET_AFTER) {
                     self.streak.store(0, Ordering::Release);
+                    self.ended.fetch_add(1, Ordering::AcqRel);
                     self.round.fetch_add(1, Ordering::AcqRel);
                     s.last = None;
                     self.settled.notify_waiters();
@@ -137,9 +153,23 @@ impl Outage {
         }
     }
 
-    /// The rounds failed in a row now.
-    pub(crate) fn streak(&self) -> u32 {
-        self.streak.load(Ordering::Acquire)
+    /// How a request comes to the host now: late, when the host has failed more than
+    /// `rounds` rounds in a row, as many as one object may be asked for.
+    pub(crate) fn came(&self, rounds: u32) -> Came {
+        // The outage's number before its streak: one ending in between leaves the request
+        // late to an outage over, which is late to none, never to the next.
+        let outage = self.ended.load(Ordering::Acquire);
+        let late = self.streak.load(Ordering::Acquire) > rounds;
+        Came {
+            late_to: late.then_some(outage),
+        }
+    }
+
+    /// Whether a request that `came` so is late to the outage now: one it came late to
+    /// has not ended since. A new outage, begun while it was held or on its way, is one
+    /// it came before, and spends its retries on, as those under way do.
+    pub(crate) fn late(&self, came: Came) -> bool {
+        came.late_to == Some(self.ended.load(Ordering::Acquire))
     }
 }
 
@@ -155,6 +185,7 @@ impl Ticket<'_> {
         let mut s = o.state.lock().expect("outage poisoned");
         if o.streak.load(Ordering::Acquire) > 0 {
             o.streak.store(0, Ordering::Release);
+            o.ended.fetch_add(1, Ordering::AcqRel);
             o.round.fetch_add(1, Ordering::AcqRel);
             s.last = None;
             // Not only the probe's answer: those waiting go now, not once a probe that
@@ -212,6 +243,11 @@ mod tests {
         Error::new(ErrorKind::Http, "registry answered 503").with_status(503)
     }
 
+    /// Admission on a host that never asked to be left alone.
+    async fn admit(o: &Outage) -> Admit<'_> {
+        o.admit(&HostPause::default()).await
+    }
+
     fn send(a: Admit<'_>) -> Ticket<'_> {
         match a {
             Admit::Send(t) => t,
@@ -224,16 +260,16 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn one_request_at_a_time_once_the_host_failed_twice_in_a_row() {
         let o = Outage::default();
-        let (a, b) = (send(o.admit().await), send(o.admit().await));
+        let (a, b) = (send(admit(&o).await), send(admit(&o).await));
         assert_eq!(a.failed(&e503()), (1, true));
         assert_eq!(b.failed(&e503()), (1, false), "the same round");
-        let (a, b) = (send(o.admit().await), send(o.admit().await));
+        let (a, b) = (send(admit(&o).await), send(admit(&o).await));
         assert!(a.id.is_none() && b.id.is_none(), "one failure holds nobody");
         assert_eq!(a.failed(&e503()), (2, true));
         drop(b);
-        let probe = send(o.admit().await);
+        let probe = send(admit(&o).await);
         assert!(probe.id.is_some());
-        let wait = tokio::time::timeout(Duration::from_secs(1), o.admit()).await;
+        let wait = tokio::time::timeout(Duration::from_secs(1), admit(&o)).await;
         assert!(wait.is_err(), "a second request waits for the probe");
     }
 
@@ -243,25 +279,73 @@ mod tests {
     async fn an_outage_nobody_met_for_a_minute_is_forgotten() {
         let o = Outage::default();
         for _ in 0..HOLD_AFTER + 3 {
-            send(o.admit().await).failed(&e503());
+            send(admit(&o).await).failed(&e503());
         }
         tokio::time::advance(FORGET_AFTER + Duration::from_secs(1)).await;
-        let (a, b) = (send(o.admit().await), send(o.admit().await));
+        let (a, b) = (send(admit(&o).await), send(admit(&o).await));
         assert!(a.id.is_none() && b.id.is_none());
         assert_eq!(a.failed(&e503()), (1, true));
+    }
+
+    /// Every request waited out the host's `Retry-After` of more than a minute, so none
+    /// went for that long: the registry's own wait, not a host nobody asked. Counted as
+    /// a minute without a request, it ended the outage, and the next wave went at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_minute_spent_waiting_out_the_host_s_pause_does_not_forget_it() {
+        let (o, pause) = (Outage::default(), HostPause::default());
+        for _ in 0..HOLD_AFTER {
+            send(o.admit(&pause).await).failed(&e503());
+        }
+        pause.pause_for(FORGET_AFTER + Duration::from_secs(30));
+        pause.wait().await;
+        let probe = send(o.admit(&pause).await);
+        assert!(probe.id.is_some(), "still one request for all");
+        drop(probe);
+        // Once the pause is over, a minute without a request does forget it.
+        tokio::time::advance(FORGET_AFTER + Duration::from_secs(1)).await;
+        assert!(send(o.admit(&pause).await).id.is_none(), "forgotten");
+    }
+
+    /// A request late to an outage (past the rounds one object may be asked for) is late
+    /// to that one only: once it ends, by an answer or forgotten, a new one is one the
+    /// request came before.
+    #[tokio::test(start_paused = true)]
+    async fn a_request_late_to_an_outage_that_ended_is_late_no_longer() {
+        let o = Outage::default();
+        let failing = || async {
+            for _ in 0..HOLD_AFTER + 1 {
+                send(admit(&o).await).failed(&e503());
+            }
+        };
+        failing().await;
+        let came = o.came(HOLD_AFTER);
+        assert!(o.late(came));
+        assert!(
+            !o.late(o.came(HOLD_AFTER + 1)),
+            "not past the rounds it may be asked"
+        );
+        o.own().answered();
+        failing().await;
+        assert!(!o.late(came), "ended by an answer");
+        let came = o.came(HOLD_AFTER);
+        assert!(o.late(came));
+        tokio::time::advance(FORGET_AFTER + Duration::from_secs(1)).await;
+        drop(send(admit(&o).await));
+        failing().await;
+        assert!(!o.late(came), "forgotten");
     }
 
     #[tokio::test]
     async fn a_waiting_request_shares_the_probe_s_failure_and_an_answer_ends_the_outage() {
         let o = Arc::new(Outage::default());
         for _ in 0..HOLD_AFTER {
-            send(o.admit().await).failed(&e503());
+            send(admit(&o).await).failed(&e503());
         }
-        let probe = send(o.admit().await);
+        let probe = send(admit(&o).await);
         let waiter = {
             let o = o.clone();
             tokio::spawn(async move {
-                match o.admit().await {
+                match admit(&o).await {
                     Admit::Failed(e, streak) => Some((e.status(), streak)),
                     Admit::Send(_) => None,
                 }
@@ -273,10 +357,10 @@ mod tests {
         assert_eq!(probe.failed(&e503()), (HOLD_AFTER + 1, true));
         assert_eq!(waiter.await.unwrap(), Some((Some(503), HOLD_AFTER + 1)));
         // A probe gone without an outcome hands over; an answer ends the outage.
-        drop(send(o.admit().await));
-        send(o.admit().await).answered();
-        assert_eq!(o.streak(), 0);
-        let (a, b) = (send(o.admit().await), send(o.admit().await));
+        drop(send(admit(&o).await));
+        send(admit(&o).await).answered();
+        assert_eq!(o.streak.load(Ordering::Acquire), 0);
+        let (a, b) = (send(admit(&o).await), send(admit(&o).await));
         assert!(
             a.id.is_none() && b.id.is_none(),
             "no probe while the host answers"
@@ -289,12 +373,12 @@ mod tests {
         o: &Arc<Outage>,
     ) -> (Ticket<'_>, tokio::task::JoinHandle<bool>) {
         for _ in 0..HOLD_AFTER {
-            send(o.admit().await).failed(&e503());
+            send(admit(o).await).failed(&e503());
         }
-        let probe = send(o.admit().await);
+        let probe = send(admit(o).await);
         let waiter = {
             let o = o.clone();
-            tokio::spawn(async move { matches!(o.admit().await, Admit::Send(_)) })
+            tokio::spawn(async move { matches!(admit(&o).await, Admit::Send(_)) })
         };
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished());
@@ -323,7 +407,7 @@ mod tests {
         let o = Arc::new(Outage::default());
         let (_probe, waiter) = waiting_behind_a_probe(&o).await;
         tokio::time::advance(FORGET_AFTER + Duration::from_secs(1)).await;
-        assert!(send(o.admit().await).id.is_none(), "forgotten");
+        assert!(send(admit(&o).await).id.is_none(), "forgotten");
         let sent = tokio::time::timeout(Duration::from_secs(5), waiter).await;
         assert!(sent.expect("still waiting for the probe").unwrap());
     }
