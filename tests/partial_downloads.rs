@@ -446,6 +446,36 @@ fn a_range_of_unknown_total_whose_rest_cannot_be_had_leaves_it_to_the_digest() {
     );
 }
 
+/// A resume's answer that declares the blob's size (a `Content-Range` total) where none
+/// was known before (the first answer's total was `*`) makes the size known: that body
+/// ending cleanly short of it (no `Content-Length`, the connection closed) is a cut, and
+/// the rest is asked for. The size went unrecorded, the cut was taken for the blob's end,
+/// and the blob fetched whole after the digest blamed the kept partial.
+#[test]
+fn a_size_a_resume_declares_makes_a_later_clean_cut_a_cut() {
+    let (reg, digest, data) = fake_with_blob();
+    let (range, cut, unframed) = (1 << 20, 1 << 18, 1 << 18);
+    reg.push_fault(
+        &digest,
+        Fault::ShortRangeAnd(range, Box::new(Fault::DropAfter(cut))),
+    );
+    reg.push_fault(&digest, Fault::Unframed(unframed));
+    let dir = tempfile::tempdir().unwrap();
+    let kept = 3 << 19;
+    plant_partial(dir.path(), &digest, &data[..kept]);
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+    assert_eq!(status, 0, "{text}");
+    assert_stored_alone(dir.path(), &digest, &data);
+    assert_eq!(
+        answers(&reg, &digest),
+        [
+            (Some(format!("bytes={kept}-")), 206),
+            (Some(format!("bytes={}-", kept + cut)), 206),
+            (Some(format!("bytes={}-", kept + cut + unframed)), 206)
+        ]
+    );
+}
+
 /// A server that codes what it sends (`Content-Encoding: gzip`) codes a range on its own
 /// terms, which cannot be joined to the partial: the blob is fetched again from scratch.
 #[test]

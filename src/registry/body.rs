@@ -349,8 +349,14 @@ impl Resumable {
         Ok(())
     }
 
-    /// Carries the content on with `answer`, opened at the offset reached.
+    /// Carries the content on with `answer`, opened at the offset reached. A size it
+    /// declares where none was known is the content's from then on: a later body ending
+    /// short of it is a cut (see [`Resumable::cut_short`]), where it was taken for the
+    /// content's end, and the partial download blamed when the digest failed.
     fn carry_on(&mut self, answer: Answer) {
+        if self.size.is_none() {
+            self.size = answer.extent.size();
+        }
         self.open_range = answer.extent.open_range(self.offset);
         self.body = answer.body;
         self.skip = answer.skip;
@@ -545,6 +551,14 @@ impl Extent {
             Some(size) => Extent::Size(size),
             None if status == StatusCode::PARTIAL_CONTENT => Extent::OpenRange,
             None => Extent::Unsaid,
+        }
+    }
+
+    /// The whole content's size, when the answer declares it.
+    fn size(self) -> Option<u64> {
+        match self {
+            Extent::Size(size) => Some(size),
+            _ => None,
         }
     }
 
@@ -874,6 +888,30 @@ mod tests {
             HeaderValue::from_str(value).unwrap(),
         );
         headers
+    }
+
+    #[test]
+    fn an_answer_s_extent_is_its_total_or_its_length() {
+        let partial = StatusCode::PARTIAL_CONTENT;
+        let of = |status, h: &HeaderMap| Extent::of_plain(status, h);
+        assert_eq!(
+            of(partial, &with_range("bytes 100-199/1000")).size(),
+            Some(1000)
+        );
+        let open = of(partial, &with_range("bytes 100-199/*"));
+        assert_eq!((open, open.size()), (Extent::OpenRange, None));
+        assert_eq!(open.open_range(100), Some(100));
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::CONTENT_LENGTH,
+            HeaderValue::from_static("100"),
+        );
+        assert_eq!(of(StatusCode::OK, &h), Extent::Size(100));
+        // A `206`'s length is its range's, no size of the content.
+        h.extend(with_range("bytes 100-199/*"));
+        assert_eq!(of(partial, &h), Extent::OpenRange);
+        let unsaid = of(StatusCode::OK, &HeaderMap::new());
+        assert_eq!((unsaid.size(), unsaid.open_range(100)), (None, None));
     }
 
     #[test]
