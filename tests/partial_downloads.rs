@@ -373,6 +373,109 @@ fn a_range_of_unknown_total_cut_short_is_completed_by_a_whole_answer() {
     );
 }
 
+/// The blob GETs the registry saw, as the `Range` each asked for and the status it met.
+fn answers(reg: &FakeRegistry, digest: &str) -> Vec<(Option<String>, u16)> {
+    blob_gets(reg, digest, 0)
+        .into_iter()
+        .map(|r| (r.range, r.status))
+        .collect()
+}
+
+/// With no size given, a range of unknown total (`Content-Range: bytes N-M/*`, a cache
+/// sending what it has so far) that ends cleanly short of the blob is no end of the blob:
+/// the rest after it is asked for, as it is when the size is known. Its end was taken for
+/// the blob's, the digest failed, the kept partial was blamed, and the blob fetched whole.
+#[test]
+fn a_short_range_of_unknown_total_carries_on_without_a_size() {
+    let (reg, digest, data) = fake_with_blob();
+    let short = 1 << 19;
+    reg.push_fault(&digest, Fault::ShortRange(short));
+    let dir = tempfile::tempdir().unwrap();
+    let kept = 3 << 19;
+    plant_partial(dir.path(), &digest, &data[..kept]);
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+    assert_eq!(status, 0, "{text}");
+    assert_stored_alone(dir.path(), &digest, &data);
+    assert_eq!(
+        answers(&reg, &digest),
+        [
+            (Some(format!("bytes={kept}-")), 206),
+            (Some(format!("bytes={}-", kept + short)), 206)
+        ]
+    );
+}
+
+/// A range of unknown total that ends where the blob does, with no size given: the rest
+/// asked for after it is refused (416), which says the blob ended there, and it is stored.
+#[test]
+fn a_range_of_unknown_total_to_the_blob_s_end_ends_at_the_refusal_of_the_rest() {
+    let (reg, digest, data) = fake_with_blob();
+    let kept = 3 << 19;
+    reg.push_fault(&digest, Fault::ShortRange(LEN - kept));
+    let dir = tempfile::tempdir().unwrap();
+    plant_partial(dir.path(), &digest, &data[..kept]);
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+    assert_eq!(status, 0, "{text}");
+    assert_stored_alone(dir.path(), &digest, &data);
+    assert_eq!(
+        answers(&reg, &digest),
+        [
+            (Some(format!("bytes={kept}-")), 206),
+            (Some(format!("bytes={LEN}-")), 416)
+        ]
+    );
+}
+
+/// Where the rest after a range of unknown total cannot be had (no retries left to ask
+/// for it, `--retries 0` here), the end of the range stands and the digest has the last
+/// word, as it had before the rest was asked for: the blob, all sent, is stored. It failed
+/// as a body ended short.
+#[test]
+fn a_range_of_unknown_total_whose_rest_cannot_be_had_leaves_it_to_the_digest() {
+    let (reg, digest, data) = fake_with_blob();
+    let kept = 3 << 19;
+    reg.push_fault(&digest, Fault::ShortRange(LEN - kept));
+    let dir = tempfile::tempdir().unwrap();
+    plant_partial(dir.path(), &digest, &data[..kept]);
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &["--retries", "0"]);
+    assert_eq!(status, 0, "{text}");
+    assert_stored_alone(dir.path(), &digest, &data);
+    assert_eq!(
+        answers(&reg, &digest),
+        [(Some(format!("bytes={kept}-")), 206)]
+    );
+}
+
+/// A resume's answer that declares the blob's size (a `Content-Range` total) where none
+/// was known before (the first answer's total was `*`) makes the size known: that body
+/// ending cleanly short of it (no `Content-Length`, the connection closed) is a cut, and
+/// the rest is asked for. The size went unrecorded, the cut was taken for the blob's end,
+/// and the blob fetched whole after the digest blamed the kept partial.
+#[test]
+fn a_size_a_resume_declares_makes_a_later_clean_cut_a_cut() {
+    let (reg, digest, data) = fake_with_blob();
+    let (range, cut, unframed) = (1 << 20, 1 << 18, 1 << 18);
+    reg.push_fault(
+        &digest,
+        Fault::ShortRangeAnd(range, Box::new(Fault::DropAfter(cut))),
+    );
+    reg.push_fault(&digest, Fault::Unframed(unframed));
+    let dir = tempfile::tempdir().unwrap();
+    let kept = 3 << 19;
+    plant_partial(dir.path(), &digest, &data[..kept]);
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+    assert_eq!(status, 0, "{text}");
+    assert_stored_alone(dir.path(), &digest, &data);
+    assert_eq!(
+        answers(&reg, &digest),
+        [
+            (Some(format!("bytes={kept}-")), 206),
+            (Some(format!("bytes={}-", kept + cut)), 206),
+            (Some(format!("bytes={}-", kept + cut + unframed)), 206)
+        ]
+    );
+}
+
 /// A server that codes what it sends (`Content-Encoding: gzip`) codes a range on its own
 /// terms, which cannot be joined to the partial: the blob is fetched again from scratch.
 #[test]

@@ -41,6 +41,10 @@ pub(crate) struct Resumable {
     /// Where the current body was asked to carry on, when it is the whole content sent
     /// again (a server that ignored our `Range`): see [`whole_at`].
     pub(crate) resent_whole_at: Option<u64>,
+    /// Where the current body started, when it is a range of unknown total
+    /// (`Content-Range: bytes N-M/*`): with no size known, its clean end is no end of the
+    /// content (see [`Resumable::cut_short`]).
+    pub(crate) open_range: Option<u64>,
     /// Failures in a row since the body last made progress, breaks and failed requests
     /// (its first one's, a resume's) alike: what `--retries` bounds.
     pub(crate) resumes: u32,
@@ -134,8 +138,19 @@ impl Resumable {
                     let Some(e) = self.cut_short() else {
                         return Ok(None);
                     };
-                    if !Box::pin(self.resume(e)).await? {
-                        return Ok(None);
+                    // A range of unknown total may have ended with the content: where the
+                    // rest cannot be had, its end stands and the digest has the last word,
+                    // as before it was asked for. Failed here, the object was lost when the
+                    // server may have sent all of it.
+                    let open = self.size.is_none();
+                    match Box::pin(self.resume(e)).await {
+                        Ok(true) => {}
+                        Ok(false) => return Ok(None),
+                        Err(e) if open => {
+                            tracing::debug!(offset = self.offset, error = %e, "the rest after a range of unknown total could not be had");
+                            return Ok(None);
+                        }
+                        Err(e) => return Err(e),
                     }
                 }
                 // `false`: nothing lies past what arrived, the body broke after its last
@@ -157,13 +172,31 @@ impl Resumable {
     /// where the body stopped, as after any break: taken for corruption, it was fetched
     /// whole once more, and a body cut every time failed.
     ///
+    /// With no size known, a range of unknown total (`bytes N-M/*`, a cache sending what
+    /// it has so far) that brought bytes says nothing of where the content ends either:
+    /// the rest is asked for, and a `416` (or an answer with nothing more) says the
+    /// content ended there. Its end taken for the content's, the digest failed, the
+    /// partial download was blamed and the content fetched whole once more.
+    ///
     /// Not so for the whole content sent again that ends cleanly where the body before it
     /// did: two answers agree on where the content ends, short of a size that is wrong (a
     /// size given too large), which verification then says. Taken for a break, it was
     /// asked for again until the retries were spent, and failed as a lost connection.
     fn cut_short(&self) -> Option<Error> {
-        let size = self.size.filter(|&size| self.offset < size)?;
         self.resume_url.as_ref()?;
+        let Some(size) = self.size else {
+            let from = self.open_range.filter(|&from| self.offset > from)?;
+            return Some(Error::new(
+                ErrorKind::Connect,
+                format!(
+                    "a range of unknown total from byte {from} ended at byte {}",
+                    self.offset
+                ),
+            ));
+        };
+        if self.offset >= size {
+            return None;
+        }
         if self.skip == 0 && self.resent_whole_at == Some(self.offset) {
             tracing::debug!(
                 offset = self.offset,
@@ -297,10 +330,8 @@ impl Resumable {
         // The next host's answers are its own: plain, its ranges continue the content
         // (the mirror's coding had sent every later break to the registry for the whole
         // content again); coded, they would not.
-        self.whole = next.body.is_decoded();
-        self.body = next.body;
-        self.skip = next.skip;
-        self.resent_whole_at = whole_at(self.offset, next.skip);
+        self.whole = next.answer.body.is_decoded();
+        self.carry_on(next.answer);
         self.resumes = next.spent;
         self.progress_mark = self.offset;
         self.earlier = next.earlier;
@@ -313,12 +344,23 @@ impl Resumable {
         let budget = resume_budget(remote, host, self.address.as_ref());
         let resumes = (&mut self.resumes, budget);
         let ranged = !self.whole;
-        let (body, skip, _) =
-            open_at(remote, host, url, &self.headers, rest, ranged, resumes).await?;
-        self.body = body;
-        self.skip = skip;
-        self.resent_whole_at = whole_at(self.offset, skip);
+        let answer = open_at(remote, host, url, &self.headers, rest, ranged, resumes).await?;
+        self.carry_on(answer);
         Ok(())
+    }
+
+    /// Carries the content on with `answer`, opened at the offset reached. A size it
+    /// declares where none was known is the content's from then on: a later body ending
+    /// short of it is a cut (see [`Resumable::cut_short`]), where it was taken for the
+    /// content's end, and the partial download blamed when the digest failed.
+    fn carry_on(&mut self, answer: Answer) {
+        if self.size.is_none() {
+            self.size = answer.extent.size();
+        }
+        self.open_range = answer.extent.open_range(self.offset);
+        self.body = answer.body;
+        self.skip = answer.skip;
+        self.resent_whole_at = whole_at(self.offset, answer.skip);
     }
 
     /// The content from byte `offset` on, from the `source`'s host and URL, resumable like a
@@ -334,16 +376,13 @@ impl Resumable {
         let budget = resume_budget(remote, host, address);
         let retries = (&mut spent, budget);
         let rest = Rest::of(offset, Some(source.total), source.total_given);
-        let (body, skip, _) =
-            open_at(remote, host, &source.url, headers, rest, true, retries).await?;
+        let answer = open_at(remote, host, &source.url, headers, rest, true, retries).await?;
         let opened = Opened {
             host,
             url: source.url.clone(),
-            body,
-            skip,
+            answer,
             spent,
             earlier: Vec::new(),
-            version: http::Version::HTTP_11,
         };
         Ok(Resumable::opened(source, opened, offset).into_stream())
     }
@@ -376,8 +415,9 @@ impl Resumable {
         let Some(next) = next else {
             return Ok((futures::stream::empty().boxed(), false));
         };
+        let answer = &next.answer;
         let ranges =
-            next.skip == 0 && !next.body.is_decoded() && next.version < http::Version::HTTP_2;
+            answer.skip == 0 && !answer.body.is_decoded() && answer.version < http::Version::HTTP_2;
         let serving = &source.serving;
         *serving.lock().expect("serving host poisoned") = (next.host, next.url.clone());
         let mut rest = Resumable::opened(source, next, offset);
@@ -388,11 +428,12 @@ impl Resumable {
     /// The `source`'s content `opened` from byte `offset` on, with no break yet.
     fn opened(source: &crate::ranged::Source, opened: Opened, offset: u64) -> Resumable {
         // A host that coded its answer would code a range of it too.
-        let whole = opened.body.is_decoded();
+        let whole = opened.answer.body.is_decoded();
+        let answer = opened.answer;
         Resumable {
             remote: source.remote.clone(),
             host: opened.host,
-            body: opened.body,
+            body: answer.body,
             resume_url: Some(opened.url),
             retry_url: None,
             whole,
@@ -400,8 +441,9 @@ impl Resumable {
             offset,
             size: Some(source.total),
             size_given: source.total_given,
-            skip: opened.skip,
-            resent_whole_at: whole_at(offset, opened.skip),
+            skip: answer.skip,
+            resent_whole_at: whole_at(offset, answer.skip),
+            open_range: answer.extent.open_range(offset),
             resumes: opened.spent,
             progress_mark: offset,
             address: source.address.clone(),
@@ -468,14 +510,62 @@ fn next_host(remote: &RegistryRemote, host: usize, address: Option<&Address>) ->
 struct Opened {
     host: usize,
     url: Uri,
-    body: Body,
-    skip: u64,
+    answer: Answer,
     /// The retries its request took, which count against its body's resumes.
     spent: u32,
     /// How the hosts before it failed.
     earlier: Vec<String>,
+}
+
+/// An answer to a request for the content from an offset on, as [`open_at`] took it.
+struct Answer {
+    body: Body,
+    /// How many of its bytes to drop: those at hand, when it is the whole content again.
+    skip: u64,
     /// The HTTP version it answered in.
     version: http::Version,
+    extent: Extent,
+}
+
+/// What an answer says of where the content ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Extent {
+    /// The whole content's size: a `Content-Range` total, a plain `200`'s `Content-Length`.
+    Size(u64),
+    /// A range of unknown total (`bytes N-M/*`): it may end short of the content's end (a
+    /// cache sends what it has so far), which the rest asked for after it then says.
+    OpenRange,
+    /// Nothing: a body that runs to its connection's close, or a coded one, whose length
+    /// is the coded bytes'.
+    Unsaid,
+}
+
+impl Extent {
+    /// What a plain answer with `status` and headers `h` says of the content's end.
+    pub(crate) fn of_plain(status: StatusCode, h: &HeaderMap) -> Extent {
+        let size = match status {
+            StatusCode::PARTIAL_CONTENT => content_range_total(h),
+            _ => super::content_length(h),
+        };
+        match size {
+            Some(size) => Extent::Size(size),
+            None if status == StatusCode::PARTIAL_CONTENT => Extent::OpenRange,
+            None => Extent::Unsaid,
+        }
+    }
+
+    /// The whole content's size, when the answer declares it.
+    fn size(self) -> Option<u64> {
+        match self {
+            Extent::Size(size) => Some(size),
+            _ => None,
+        }
+    }
+
+    /// `Some(offset)`, where the body started, for a range of unknown total.
+    pub(crate) fn open_range(self, offset: u64) -> Option<u64> {
+        (self == Extent::OpenRange).then_some(offset)
+    }
 }
 
 /// Asks the hosts after the mirror `host`, in turn, for the `rest` of the content, after
@@ -516,15 +606,13 @@ async fn open_on_next_host(
         let mut spent = 0;
         let retries = (&mut spent, resume_budget(remote, host, address));
         match open_at(remote, host, &url, headers, rest, true, retries).await {
-            Ok((body, skip, version)) => {
+            Ok(answer) => {
                 return Ok(Some(Opened {
                     host,
                     url,
-                    body,
-                    skip,
+                    answer,
                     spent,
                     earlier,
-                    version,
                 }))
             }
             Err(again) if again.status() == Some(416) => return Ok(None),
@@ -534,11 +622,10 @@ async fn open_on_next_host(
 }
 
 /// Asks for the `rest` of the content at `url`, with `Range` if `ranged`, else whole.
-/// Returns the body and how many of its bytes to drop: none for a `206` that starts at the
-/// rest's offset; the offset when the server ignored `Range` (or was not asked for a
-/// range) and sends the whole content again. `retries.0` counts the failures in
-/// a row so far, this request's included, up to `retries.1`, the body's
-/// [`resume_budget`] on `host`.
+/// The answer's bytes to drop are none for a `206` that starts at the rest's offset; the
+/// offset when the server ignored `Range` (or was not asked for a range) and sends the
+/// whole content again. `retries.0` counts the failures in a row so far, this request's
+/// included, up to `retries.1`, the body's [`resume_budget`] on `host`.
 ///
 /// A server may code this answer although the first was plain (a CDN node that
 /// compresses). A coded `206` is a range of the coded bytes, which can never continue the
@@ -559,7 +646,7 @@ async fn open_at(
     rest: Rest,
     ranged: bool,
     retries: (&mut u32, u32),
-) -> Result<(Body, u64, http::Version)> {
+) -> Result<Answer> {
     let offset = rest.offset;
     let mut headers = headers.clone();
     if ranged {
@@ -583,30 +670,41 @@ async fn open_at(
         let version = reply.response.version();
         let codings = coding::codings(h).map_err(|e| e.with_url(url))?;
         let ranged = headers.contains_key(http::header::RANGE);
+        let status = reply.response.status();
         // All of the content (or of its coded bytes) under a range that says so is a part
         // in name only: as a `200` that ignored ours.
-        let part =
-            reply.response.status() == StatusCode::PARTIAL_CONTENT && whole_range(h).is_none();
+        let part = status == StatusCode::PARTIAL_CONTENT && whole_range(h).is_none();
         let plain = codings.is_empty();
+        // Coded, its length is the coded bytes', and its total that of a range of them.
+        let extent = match plain {
+            true => Extent::of_plain(status, h),
+            false => Extent::Unsaid,
+        };
+        let answer = |body, skip| Answer {
+            body,
+            skip,
+            version,
+            extent,
+        };
         if plain {
             let asked = headers
                 .get(http::header::RANGE)
                 .and_then(|v| v.to_str().ok());
             let asked = asked.unwrap_or("the whole content");
-            match reply.response.status() {
+            match status {
                 StatusCode::PARTIAL_CONTENT => other_total(asked, rest.size, rest.given, h),
                 _ => other_length(asked, rest.size, rest.given, h),
             }
             .map_err(|e| e.with_url(url))?;
         }
         match (part, plain) {
-            (false, true) => return Ok((Body::Plain(reply.response.into_body()), offset, version)),
+            (false, true) => return Ok(answer(Body::Plain(reply.response.into_body()), offset)),
             (false, false) => {
                 let transport = remote.host(host).transport.clone();
                 let at_close = coding::ends_at_close(version, h);
                 let body = incoming_stream(transport, reply.response.into_body());
                 let body = Body::Decoded(coding::decode(body, &codings, 0, at_close));
-                return Ok((body, offset, version));
+                return Ok(answer(body, offset));
             }
             (true, _) if !ranged => return Err(unasked_range(h).with_url(url)),
             (true, false) => {
@@ -616,7 +714,7 @@ async fn open_at(
             (true, true) if content_range_start(h) != Some(offset) => {
                 return Err(wrong_range(offset, h).with_url(url));
             }
-            (true, true) => return Ok((Body::Plain(reply.response.into_body()), 0, version)),
+            (true, true) => return Ok(answer(Body::Plain(reply.response.into_body()), 0)),
         }
     }
 }
@@ -790,6 +888,30 @@ mod tests {
             HeaderValue::from_str(value).unwrap(),
         );
         headers
+    }
+
+    #[test]
+    fn an_answer_s_extent_is_its_total_or_its_length() {
+        let partial = StatusCode::PARTIAL_CONTENT;
+        let of = |status, h: &HeaderMap| Extent::of_plain(status, h);
+        assert_eq!(
+            of(partial, &with_range("bytes 100-199/1000")).size(),
+            Some(1000)
+        );
+        let open = of(partial, &with_range("bytes 100-199/*"));
+        assert_eq!((open, open.size()), (Extent::OpenRange, None));
+        assert_eq!(open.open_range(100), Some(100));
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::CONTENT_LENGTH,
+            HeaderValue::from_static("100"),
+        );
+        assert_eq!(of(StatusCode::OK, &h), Extent::Size(100));
+        // A `206`'s length is its range's, no size of the content.
+        h.extend(with_range("bytes 100-199/*"));
+        assert_eq!(of(partial, &h), Extent::OpenRange);
+        let unsaid = of(StatusCode::OK, &HeaderMap::new());
+        assert_eq!((unsaid.size(), unsaid.open_range(100)), (None, None));
     }
 
     #[test]

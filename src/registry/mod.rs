@@ -470,12 +470,17 @@ impl RegistryRemote {
                 return Err(body::wrong_range(offset, h).with_url(&url));
             }
             // A total of `*` leaves the whole size unknown: the range may stop short of the
-            // content's end (a cache sends what it has so far), which the body then asks
-            // for when a size was given. Taken for the size, its end refused the whole
-            // content a resume brought as a size mismatch.
+            // content's end (a cache sends what it has so far), and the body then asks for
+            // the rest. Taken for the size, its end refused the whole content a resume
+            // brought as a size mismatch.
             (body::content_range_total(h), 0)
         } else {
             (content_length(h), offset)
+        };
+        // Where a range of unknown total started, whose clean end is no end of the content.
+        let open_range = match coded {
+            true => None,
+            false => body::Extent::of_plain(reply.response.status(), h).open_range(offset),
         };
         let header = h.get("docker-content-digest").and_then(|v| v.to_str().ok());
         let announced = match header.map(|v| (v, v.parse::<Digest>())) {
@@ -657,6 +662,7 @@ impl RegistryRemote {
             size_given: given.is_some(),
             skip,
             resent_whole_at: body::whole_at(offset, skip),
+            open_range,
             resumes: spent,
             progress_mark: offset,
             address: address.clone(),
