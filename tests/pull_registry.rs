@@ -609,6 +609,39 @@ fn an_unmatched_platform_stores_nothing() {
     assert_eq!(entries(&used).len(), 1);
 }
 
+/// A manifest past the 4 MiB limit that only the blobs endpoint serves (which caps no
+/// size) stops a one-platform pull, as one stored and read back did, and is not stored.
+#[test]
+fn a_manifest_past_the_limit_from_the_blobs_endpoint_stops_the_pull() {
+    let fake = FakeRegistry::start();
+    let padding = " ".repeat(5 << 20);
+    let huge = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}"{padding}}}"#,
+        Flavor::Oci.manifest()
+    );
+    let digest = fake.blob("team/app", &huge);
+    let index = json!({"schemaVersion": 2, "mediaType": Flavor::Oci.index(), "manifests": [
+        {"mediaType": Flavor::Oci.manifest(), "digest": digest, "size": huge.len(),
+         "platform": {"os": "linux", "architecture": "arm64"}}]});
+    fake.manifest("team/app", "v1", Flavor::Oci.index(), index.to_string());
+    let reference = format!("{}/team/app:v1", fake.host());
+    let dir = tempfile::tempdir().unwrap();
+    let new = dir.path().join("new");
+    let o = new.to_str().unwrap();
+    let out = Dist::new().run(
+        &["pull", &reference, "-o", o, "--platform", "linux/arm64"],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("exceeds the 4194304-byte limit"), "{err}");
+    // What stops the pull as a whole is its one line, named by the reference.
+    let lines = json_lines(&out.stdout);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["object"], reference.as_str());
+    assert!(!new.exists(), "{:?}", listing(&new));
+}
+
 /// `--platform` takes what Docker and containerd take: an architecture alone, under any
 /// of its names, is Linux on it; an operating system alone is it on this machine's
 /// architecture. Each was refused as no `os/arch`.

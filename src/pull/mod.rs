@@ -674,20 +674,17 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
             if let (Some(mut spool), Some(desc)) =
                 (outcome.content.take(), index.and_then(|i| descs.get(i)))
             {
-                match held::take_bytes(&mut spool, &desc.digest) {
-                    Ok(bytes) => {
-                        self.held.push(held::Held {
-                            descriptor: desc.clone(),
-                            bytes,
-                            outcome,
-                        });
-                        if let Some(slot) = index.and_then(|i| stored.get_mut(i)) {
-                            *slot = true;
-                        }
-                        continue;
-                    }
-                    Err(e) => outcome.fail(e),
+                // Past the manifest limit stops the pull, as a stored one read back does.
+                let bytes = held::take_bytes(&mut spool, &desc.digest)?;
+                self.held.push(held::Held {
+                    descriptor: desc.clone(),
+                    bytes,
+                    outcome,
+                });
+                if let Some(slot) = index.and_then(|i| stored.get_mut(i)) {
+                    *slot = true;
                 }
+                continue;
             }
             match outcome.status {
                 Status::Ok => self.pulled.fetched += 1,
