@@ -6,7 +6,7 @@
 mod support;
 
 use support::cli::{frame_media_types, json_lines, parse_frames, Dist};
-use support::fake::FakeRegistry;
+use support::fake::{FakeRegistry, Fault};
 
 const OCI: &str = "application/vnd.oci.image.manifest.v1+json";
 const SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
@@ -238,4 +238,53 @@ fn a_blob_is_not_reported_as_its_storage_s_generic_type() {
             "application/vnd.oci.image.layer.v1.tar+gzip"
         ]
     );
+}
+
+/// A blob's digest hinted as a manifest: docker-registry answers its manifests endpoint
+/// 500 (it fails to parse the blob as a manifest), which dist retried five times, with
+/// back-off, and never asked the blobs endpoint, where the blob is. The blobs endpoint is
+/// asked after the first 500, as it is after a 404.
+#[test]
+fn a_blob_hinted_as_a_manifest_is_fetched_after_one_500() {
+    let reg = FakeRegistry::start();
+    let layer = b"a layer, not a manifest";
+    let digest = reg.blob("team/app", layer);
+    let at = format!("manifests/{digest}");
+    reg.set_fault_for_every(&at, Fault::Status(500));
+    let out = Dist::new().ok(&["fetch", &repo(&reg), &digest, &format!("mediatype:{OCI}")]);
+    assert_eq!(out, layer);
+    assert_eq!(reg.requests_for(&at), 1);
+    assert_eq!(blob_requests(&reg).len(), 1);
+}
+
+/// A manifest whose endpoint fails with a 500 once, and that the blobs endpoint does not
+/// serve (404), is still asked for again: a 500 may be the registry's passing fault.
+#[test]
+fn a_manifest_whose_endpoint_fails_once_is_asked_again() {
+    let reg = FakeRegistry::start();
+    let (digest, manifest) = image(&reg, "v1", OCI, OCI);
+    let at = format!("manifests/{digest}");
+    reg.push_fault(&at, Fault::Status(500));
+    let out = Dist::new().ok(&["fetch", &repo(&reg), &digest, &format!("mediatype:{OCI}")]);
+    assert_eq!(out, manifest.as_bytes());
+    assert_eq!(reg.requests_for(&at), 2);
+    assert_eq!(
+        blob_requests(&reg).len(),
+        1,
+        "the 500 asked the blobs endpoint once"
+    );
+}
+
+/// A 503 says the registry is unavailable, not what the digest is: retried on the
+/// manifests endpoint as ever, the blobs endpoint not asked.
+#[test]
+fn a_manifest_whose_endpoint_is_unavailable_once_is_retried_there() {
+    let reg = FakeRegistry::start();
+    let (digest, manifest) = image(&reg, "v1", OCI, OCI);
+    let at = format!("manifests/{digest}");
+    reg.push_fault(&at, Fault::Status(503));
+    let out = Dist::new().ok(&["fetch", &repo(&reg), &digest, &format!("mediatype:{OCI}")]);
+    assert_eq!(out, manifest.as_bytes());
+    assert_eq!(reg.requests_for(&at), 2);
+    assert_eq!(blob_requests(&reg), Vec::<String>::new());
 }

@@ -543,17 +543,16 @@ fn unknown_tag_and_unmatched_platform_fail_clearly() {
         err.contains("linux/s390x") && err.contains("linux/amd64, linux/arm64/v8"),
         "{err}"
     );
-    // The index was fetched (line 1); the platform it lacks follows it.
+    // The index was fetched but not stored, nor reported: the platform it lacks is all.
     let lines = json_lines(&none.stdout);
-    assert_eq!(lines.len(), 2, "{lines:?}");
-    assert_eq!(lines[0]["status"], "ok");
-    assert_eq!(lines[1]["line"], 2);
-    assert_eq!(lines[1]["object"], reference.as_str());
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["line"], 1);
+    assert_eq!(lines[0]["object"], reference.as_str());
     assert!(
-        lines[1]["error"].as_str().unwrap().contains("linux/s390x"),
+        lines[0]["error"].as_str().unwrap().contains("linux/s390x"),
         "{lines:?}"
     );
-    assert!(entries(dir.path()).is_empty());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     let usage = dist.run(&["pull", &reference, "-o", d, "--platform", "amd46"], b"");
     assert_eq!(usage.status.code(), Some(2));
     let err = String::from_utf8_lossy(&usage.stderr);
@@ -561,6 +560,86 @@ fn unknown_tag_and_unmatched_platform_fail_clearly() {
         err.contains("\"amd46\"") && err.contains("no operating system or architecture"),
         "{err}"
     );
+}
+
+/// A platform the index does not list fails the pull before anything is stored, as skopeo
+/// and crane fail it: a new directory is not made, an empty one stays empty, and a layout
+/// holding another image gets not even the index (it left a layout of one index blob,
+/// which looked like a pulled image).
+#[test]
+fn an_unmatched_platform_stores_nothing() {
+    let reg = Registry::start(Mode::Anonymous);
+    let (index_digest, _, _) = multi(&reg, "team/app", "v1", Flavor::Oci);
+    let reference = format!("{}/team/app:v1", reg.host());
+    let dist = Dist::new();
+    let dir = tempfile::tempdir().unwrap();
+    let new = dir.path().join("new");
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    // Another image's layout: the same images under a Docker manifest list.
+    let used = dir.path().join("used");
+    multi(&reg, "team/other", "v1", Flavor::Docker);
+    let other = format!("{}/team/other:v1", reg.host());
+    dist.ok(&[
+        "pull",
+        &other,
+        "-o",
+        used.to_str().unwrap(),
+        "--platform",
+        "linux/amd64",
+    ]);
+    for out in [&new, &empty, &used] {
+        let o = out.to_str().unwrap();
+        let none = dist.run(
+            &["pull", &reference, "-o", o, "--platform", "linux/s390x"],
+            b"",
+        );
+        assert_eq!(none.status.code(), Some(1), "{o}");
+        let lines = json_lines(&none.stdout);
+        assert_eq!(lines.len(), 1, "{o}: {lines:?}");
+        assert_eq!(lines[0]["line"], 1);
+        assert!(
+            lines[0]["error"].as_str().unwrap().contains("linux/s390x"),
+            "{lines:?}"
+        );
+    }
+    assert!(!new.exists());
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
+    assert_eq!(stored(&used, &index_digest), None);
+    assert_eq!(entries(&used).len(), 1);
+}
+
+/// A manifest past the 4 MiB limit that only the blobs endpoint serves (which caps no
+/// size) stops a one-platform pull, as one stored and read back did, and is not stored.
+#[test]
+fn a_manifest_past_the_limit_from_the_blobs_endpoint_stops_the_pull() {
+    let fake = FakeRegistry::start();
+    let padding = " ".repeat(5 << 20);
+    let huge = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}"{padding}}}"#,
+        Flavor::Oci.manifest()
+    );
+    let digest = fake.blob("team/app", &huge);
+    let index = json!({"schemaVersion": 2, "mediaType": Flavor::Oci.index(), "manifests": [
+        {"mediaType": Flavor::Oci.manifest(), "digest": digest, "size": huge.len(),
+         "platform": {"os": "linux", "architecture": "arm64"}}]});
+    fake.manifest("team/app", "v1", Flavor::Oci.index(), index.to_string());
+    let reference = format!("{}/team/app:v1", fake.host());
+    let dir = tempfile::tempdir().unwrap();
+    let new = dir.path().join("new");
+    let o = new.to_str().unwrap();
+    let out = Dist::new().run(
+        &["pull", &reference, "-o", o, "--platform", "linux/arm64"],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("exceeds the 4194304-byte limit"), "{err}");
+    // What stops the pull as a whole is its one line, named by the reference.
+    let lines = json_lines(&out.stdout);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["object"], reference.as_str());
+    assert!(!new.exists(), "{:?}", listing(&new));
 }
 
 /// `--platform` takes what Docker and containerd take: an architecture alone, under any
@@ -846,7 +925,7 @@ fn an_artifact_in_an_index_is_not_taken_for_the_image() {
         err.contains("platforms: linux/arm64") && err.contains("--all-platforms pulls them"),
         "{err}"
     );
-    assert!(entries(dir.path()).is_empty());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     let (dir, _) = pull_app_v1(&reg, &["--platform", "linux/arm64"]);
     assert_image_stored(dir.path(), &image);
     let (dir, _) = pull_app_v1(&reg, &["--all-platforms"]);
@@ -1027,7 +1106,8 @@ fn an_entry_dist_cannot_verify_fails_only_the_pull_that_needs_it() {
     ] {
         assert!(err.contains(part), "{part} in {err}");
     }
-    assert!(entries(dir.path()).is_empty(), "{err}");
+    // Without the platform's image, the index read is not stored either.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "{err}");
 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
@@ -1485,7 +1565,8 @@ fn a_pull_stops_when_its_reader_goes_away() {
 /// A pull into a directory of its own making that is stopped before it stored anything
 /// (SIGINT, SIGTERM, `--timeout`, here while the index downloads) removes the directory
 /// again, as a pull that fails does: it was left as an empty layout, because the stopped
-/// download's temporary file was deleted only after the check for an unused layout.
+/// download's temporary file was deleted only after the check for an unused layout. (The
+/// index of a one-platform pull is held in memory now; `--all-platforms` stores it.)
 #[test]
 fn a_pull_stopped_before_storing_anything_removes_its_new_directory() {
     let reg = FakeRegistry::start();
@@ -1496,7 +1577,8 @@ fn a_pull_stopped_before_storing_anything_removes_its_new_directory() {
     for signal in [libc::SIGINT, libc::SIGTERM] {
         let base = tempfile::tempdir().unwrap();
         let dir = base.path().join("new");
-        let mut child = Dist::new().start(&["pull", &reference, "-o", dir.to_str().unwrap()]);
+        let o = dir.to_str().unwrap();
+        let mut child = Dist::new().start(&["pull", &reference, "-o", o, "--all-platforms"]);
         drop(child.stdin.take());
         let limit = std::time::Duration::from_secs(20);
         // Stopped with the index's download in the new layout: a fixed pause after the

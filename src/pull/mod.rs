@@ -5,8 +5,10 @@
 //! any blobs an index lists among its manifests (a build cache's layers). Each
 //! level is one run of the [worker] over descriptor lines, so fetching,
 //! verification, retries, the already-present check and the report are the worker's own,
-//! and every level shares the remote's connection pool and token. A manifest is read back
-//! from the store and hashed before it is parsed, whether it was fetched now or found there.
+//! and every level shares the remote's connection pool and token. A manifest found in the
+//! store is hashed again before it is parsed; one fetched, once the worker verified it. A
+//! one-platform pull holds the manifests it fetches in memory until the platform's image is
+//! found, so that an index without it leaves nothing behind.
 //!
 //! `index.json` is updated last, and only when every object is in place, so that an entry
 //! always names a complete image — apart from non-distributable layers (those with `urls`),
@@ -19,6 +21,7 @@
 //! are all there, and it names the other platforms too.
 
 pub mod event;
+mod held;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -158,6 +161,7 @@ where
         listed: 0,
         manifest_bytes: 0,
         seen: HashSet::new(),
+        held: Vec::new(),
         pulled: Pulled::default(),
     };
     walk.run(object, ref_name).await
@@ -196,6 +200,8 @@ struct Walk<'a, F> {
     manifest_bytes: u64,
     /// Every digest queued once: shared layers and repeated entries are fetched once.
     seen: HashSet<Digest>,
+    /// A one-platform pull's manifests fetched and not stored yet (see [`held`]).
+    held: Vec<held::Held>,
     pulled: Pulled,
 }
 
@@ -272,6 +278,11 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
         // One platform's image does not include what its index lists beside it.
         if matches!(self.opts.platforms, Platforms::One(_)) {
             listed_blobs.clear();
+        }
+        // Without an image, the indexes read are no use to anyone: what failed is the
+        // entry of the platform, which the pull cannot go on without.
+        if !images.is_empty() {
+            self.store_held().await?;
         }
         self.blobs(&images, &listed_blobs).await?;
         if self.pulled.failed > 0 {
@@ -386,15 +397,20 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                 )
                 .with_object(&top.digest));
             }
-            // Manifests are small: re-hashing one already present costs little, and a
-            // damaged copy is fetched again instead of being parsed.
-            let stored = self.level(&level, true).await?;
+            let stored = self.manifest_level(&level).await?;
             let mut next = Vec::new();
             for (desc, ok) in level.iter_mut().zip(stored) {
                 if !ok {
                     continue;
                 }
-                let bytes = read_json_blob(self.store, desc).await?;
+                let held = self
+                    .held
+                    .iter()
+                    .find(|h| h.descriptor.digest == desc.digest);
+                let bytes = match held {
+                    Some(h) => h.bytes.clone(),
+                    None => read_json_blob(self.store, desc).await?.into(),
+                };
                 let (parsed, unusable) =
                     Manifest::parse_verified_leniently(&desc.media_type, &bytes).map_err(|e| {
                         let e = e.with_object(&desc.digest);
@@ -538,7 +554,10 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
         }
         // Configs and layers are the last level: the progress total is now final.
         self.more_levels(false);
-        self.level(&todo, self.opts.verify_existing).await.map(drop)
+        let verify_existing = self.opts.verify_existing;
+        self.level(&todo, Fetch::Store { verify_existing })
+            .await
+            .map(drop)
     }
 
     /// Reports an index entry that was to be pulled but cannot be fetched as a failed
@@ -568,20 +587,80 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
         }
     }
 
-    /// One worker run over `descs`; returns which of them are now in the store.
-    async fn level(&mut self, descs: &[Descriptor], verify_existing: bool) -> Result<Vec<bool>> {
+    /// Fetches a level of manifests; returns which of them are at hand, in the store or
+    /// held. With every platform, each is wanted and goes into the store. For one, those
+    /// not there yet are held ([`held`]) until the walk has found the platform's image.
+    async fn manifest_level(&mut self, level: &[Descriptor]) -> Result<Vec<bool>> {
+        // Manifests are small: re-hashing one already present costs little, and a
+        // damaged copy is fetched again instead of being parsed.
+        let stored = Fetch::Store {
+            verify_existing: true,
+        };
+        if matches!(self.opts.platforms, Platforms::All) {
+            return self.level(level, stored).await;
+        }
+        let mut there = Vec::with_capacity(level.len());
+        for d in level {
+            let path = self.store.blob_path(&d.digest);
+            there.push(tokio::fs::symlink_metadata(path).await.is_ok());
+        }
+        let pick = |want: bool| -> Vec<Descriptor> {
+            let both = level.iter().zip(&there);
+            both.filter(|(_, t)| **t == want)
+                .map(|(d, _)| d.clone())
+                .collect()
+        };
+        let (present, absent) = (pick(true), pick(false));
+        let mut from_store = self.level(&present, stored).await?.into_iter();
+        let mut from_held = self.level(&absent, Fetch::Hold).await?.into_iter();
+        let at_hand = there.iter().map(|t| match t {
+            true => from_store.next(),
+            false => from_held.next(),
+        });
+        Ok(at_hand.map(|ok| ok.unwrap_or(false)).collect())
+    }
+
+    /// Stores the manifests held, reporting each as it is (see [`held`]).
+    async fn store_held(&mut self) -> Result<()> {
+        for held in std::mem::take(&mut self.held) {
+            let stored = held::store(self.store, &held).await;
+            let mut outcome = held.outcome;
+            match stored {
+                Ok(path) => {
+                    self.pulled.fetched += 1;
+                    outcome.path = Some(path);
+                }
+                Err(e) => {
+                    self.pulled.failed += 1;
+                    outcome.fail(e.with_object(&held.descriptor.digest));
+                }
+            }
+            (self.on_event)(Event::Object(outcome))?;
+        }
+        Ok(())
+    }
+
+    /// One worker run over `descs`; returns which of them are now in the store, or held.
+    async fn level(&mut self, descs: &[Descriptor], fetch: Fetch) -> Result<Vec<bool>> {
         let mut stored = vec![false; descs.len()];
         if descs.is_empty() {
             return Ok(stored);
         }
         let input: String = descs.iter().map(|d| d.worker_line() + "\n").collect();
-        let opts = WorkerOptions {
-            jobs: self.opts.jobs,
-            ordered: false,
-            destination: Destination::Store {
+        let destination = match fetch {
+            Fetch::Store { verify_existing } => Destination::Store {
                 store: self.store.clone(),
                 verify_existing,
             },
+            // Kept in memory: no manifest is larger, and a larger answer is refused.
+            Fetch::Hold => Destination::Spool {
+                threshold: MAX_MANIFEST_SIZE as usize,
+            },
+        };
+        let opts = WorkerOptions {
+            jobs: self.opts.jobs,
+            ordered: false,
+            destination,
             progress: self.opts.progress.clone(),
             ..WorkerOptions::default()
         };
@@ -590,12 +669,28 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
         let base = self.line;
         self.line += descs.len() as u64;
         while let Some(mut outcome) = outcomes.next().await {
+            let index = (outcome.line as usize).checked_sub(1);
+            outcome.line += base;
+            if let (Some(mut spool), Some(desc)) =
+                (outcome.content.take(), index.and_then(|i| descs.get(i)))
+            {
+                // Past the manifest limit stops the pull, as a stored one read back does.
+                let bytes = held::take_bytes(&mut spool, &desc.digest)?;
+                self.held.push(held::Held {
+                    descriptor: desc.clone(),
+                    bytes,
+                    outcome,
+                });
+                if let Some(slot) = index.and_then(|i| stored.get_mut(i)) {
+                    *slot = true;
+                }
+                continue;
+            }
             match outcome.status {
                 Status::Ok => self.pulled.fetched += 1,
                 Status::Exists => self.pulled.existing += 1,
                 Status::Error => self.pulled.failed += 1,
             }
-            let index = (outcome.line as usize).checked_sub(1);
             if let Some(slot) = index.and_then(|i| stored.get_mut(i)) {
                 *slot = outcome.status != Status::Error;
             }
@@ -608,11 +703,19 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                 let note = format!("it is the index's entry for {p}");
                 outcome.error = outcome.error.take().map(|e| e.with_note(note));
             }
-            outcome.line += base;
             (self.on_event)(Event::Object(outcome))?;
         }
         Ok(stored)
     }
+}
+
+/// Where a worker run puts what it fetches.
+#[derive(Clone, Copy)]
+enum Fetch {
+    /// Into the store.
+    Store { verify_existing: bool },
+    /// Into memory, held until the walk has found the platform's image ([`held`]).
+    Hold,
 }
 
 /// For a pull of `want`, keeps the image of `images` (from every index walked, shallower
@@ -844,12 +947,8 @@ async fn read_json_blob(store: &LayoutStore, desc: &Descriptor) -> Result<Vec<u8
             .with_object(&desc.digest)
     };
     let len = tokio::fs::metadata(&path).await.map_err(io)?.len();
-    if len > MAX_MANIFEST_SIZE {
-        return Err(Error::new(
-            ErrorKind::TooLarge,
-            format!("manifest of {len} bytes exceeds the {MAX_MANIFEST_SIZE}-byte limit"),
-        )
-        .with_object(&desc.digest));
+    if let Some(e) = held::too_large(len, &desc.digest) {
+        return Err(e);
     }
     let bytes = tokio::fs::read(&path).await.map_err(io)?;
     let actual = Digest::of(desc.digest.algorithm(), &bytes);

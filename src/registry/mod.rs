@@ -382,7 +382,7 @@ impl RegistryRemote {
         let order = match object {
             Object::Tag(_) => vec![Endpoint::Manifests],
             Object::Digest(_) if hints.wants_manifest() => {
-                vec![Endpoint::Manifests, Endpoint::Blobs]
+                return self.manifest_or_blob(host, object, hints, prefix).await;
             }
             Object::Digest(_) => vec![Endpoint::Blobs, Endpoint::Manifests],
         };
@@ -398,6 +398,64 @@ impl RegistryRemote {
         Err(first_err.expect("at least one endpoint"))
     }
 
+    /// A digest hinted as a manifest: the manifests endpoint, then the blobs endpoint when
+    /// the first has no such manifest (404) or answered its first request 500, which is
+    /// how docker-registry answers for a blob's digest (it fails to parse the blob as a
+    /// manifest): retried, the 500 came back five times over seconds of back-off, and the
+    /// blob was never asked for where it is. A 500 may also be a registry's passing fault:
+    /// when the blobs endpoint has nothing either (404), the manifests endpoint is asked
+    /// again, as its request's own retries would have.
+    async fn manifest_or_blob(
+        &self,
+        host: usize,
+        object: &Object,
+        hints: &Hints,
+        prefix: Option<&Prefix>,
+    ) -> Result<Download> {
+        let (manifests, blobs) = (Endpoint::Manifests, Endpoint::Blobs);
+        let once = Some(hints.failures);
+        let first = match self
+            .fetch_within(host, manifests, object, hints, prefix, once)
+            .await
+        {
+            Err(e) => e,
+            ok => return ok,
+        };
+        let blobs_asked = first.kind() == ErrorKind::NotFound || first.status() == Some(500);
+        if blobs_asked {
+            match self.fetch_from(host, blobs, object, hints, prefix).await {
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                other => return other,
+            }
+        }
+        if first.kind() == ErrorKind::NotFound || !self.retried(host, &first, hints.failures) {
+            return Err(first);
+        }
+        let wait = self.inner.retry.wait(hints.failures, first.retry_after());
+        tokio::time::sleep(wait).await;
+        let mut again = hints.clone();
+        again.failures += 1;
+        match self
+            .fetch_from(host, manifests, object, &again, prefix)
+            .await
+        {
+            // The blobs endpoint's 404, when it was asked already, says no more.
+            Err(e) if e.kind() == ErrorKind::NotFound && !blobs_asked => {
+                self.fetch_from(host, blobs, object, hints, prefix).await
+            }
+            other => other,
+        }
+    }
+
+    /// Whether a request's own retries would have asked again after `e`, `spent` of them
+    /// spent (see `Host::request`).
+    fn retried(&self, host: usize, e: &Error, spent: u32) -> bool {
+        let policy = &self.inner.retry;
+        e.is_transient()
+            && spent < self.host(host).max_retries(policy)
+            && e.retry_after().is_none_or(|d| d <= policy.max_delay)
+    }
+
     async fn fetch_from(
         &self,
         host: usize,
@@ -405,6 +463,21 @@ impl RegistryRemote {
         object: &Object,
         hints: &Hints,
         prefix: Option<&Prefix>,
+    ) -> Result<Download> {
+        self.fetch_within(host, endpoint, object, hints, prefix, None)
+            .await
+    }
+
+    /// [`Self::fetch_from`], its request retried up to `budget` failures in a row (the
+    /// host's retries when `None`), counted from `hints.failures`.
+    async fn fetch_within(
+        &self,
+        host: usize,
+        endpoint: Endpoint,
+        object: &Object,
+        hints: &Hints,
+        prefix: Option<&Prefix>,
+        budget: Option<u32>,
     ) -> Result<Download> {
         let url = self.url(host, endpoint, object.as_str())?;
         let accept = match endpoint {
@@ -430,7 +503,7 @@ impl RegistryRemote {
         // The retries this request takes count against its body's resumes too, as do the
         // failures of the fetches before it that could not be resumed.
         let mut spent = hints.failures;
-        let budget = self.host(host).max_retries(&self.inner.retry);
+        let budget = budget.unwrap_or_else(|| self.host(host).max_retries(&self.inner.retry));
         let reply = self
             .request_counted(host, Method::GET, url.clone(), &asked, (&mut spent, budget))
             .await?;
