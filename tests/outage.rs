@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use support::cli::{bytes, parse_frames, Dist};
-use support::fake::{FakeRegistry, Fault};
+use support::fake::{FakeRegistry, Fault, Gate};
 use support::wait::exit_within;
 
 use dist::registry::RegistryRemote;
@@ -346,9 +346,12 @@ fn an_object_that_met_a_passing_503_is_asked_again_beside_failing_ones() {
 }
 
 /// A tokio clock paused for the test, moved on by a millisecond whenever the runtime has
-/// nothing to do: the registry's long `Retry-After` passes at once, while a request on
-/// its way to the registry (a real socket, on a thread of its own) sees the clock move
-/// by no more than a loop of idle polls, far within its timeouts.
+/// nothing to do: the registry's long `Retry-After` passes at once. It moves on while a
+/// request waits for the registry (a real socket, answered on a thread of its own) too,
+/// by a millisecond per idle poll: a hundred times as fast as a real clock, or more, so
+/// the requests of these tests are given a response timeout ([`NO_TIMEOUT`]) that no
+/// registry thread stalled on a loaded machine comes near, and nothing in them waits for
+/// one to pass.
 fn tick_while_idle() -> tokio::task::JoinHandle<()> {
     tokio::spawn(async {
         loop {
@@ -357,15 +360,16 @@ fn tick_while_idle() -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// The library's handle on `reg`'s repository, retrying by `policy`, requests answered
-/// within `response_timeout`.
-fn library_remote(
-    reg: &FakeRegistry,
-    policy: RetryPolicy,
-    response_timeout: Duration,
-) -> RegistryRemote {
+/// A response timeout that no request meets on the paused clock of [`tick_while_idle`]:
+/// a day, over ten minutes of a registry thread stalled. At 30 s, some 300 ms of one
+/// (measured: 110 ms of the ticked clock to a real one) turned a 503 into a timeout.
+const NO_TIMEOUT: Duration = Duration::from_secs(86_400);
+
+/// The library's handle on `reg`'s repository, retrying by `policy`, its requests
+/// answered within [`NO_TIMEOUT`].
+fn library_remote(reg: &FakeRegistry, policy: RetryPolicy) -> RegistryRemote {
     let mut options = TransportOptions::default();
-    options.response_timeout = response_timeout;
+    options.response_timeout = NO_TIMEOUT;
     RegistryRemote::new(
         repo(reg).parse().unwrap(),
         Transport::new(options).unwrap(),
@@ -422,7 +426,7 @@ async fn a_long_retry_after_is_no_minute_without_a_request() {
         base_delay: Duration::from_millis(10),
         max_delay: Duration::from_secs(120),
     };
-    let remote = library_remote(&reg, policy, Duration::from_secs(60));
+    let remote = library_remote(&reg, policy);
     let ticker = tick_while_idle();
     all_fail_with_503(&remote, &blobs).await;
     ticker.abort();
@@ -443,10 +447,14 @@ async fn a_long_retry_after_is_no_minute_without_a_request() {
 /// is asked once for itself, until the outage ends. Once it has (here forgotten, a
 /// minute unasked, as the object comes; an answer ends it as well), the object is late
 /// no longer: a new outage that other objects begin while its request is on its way
-/// (one the registry is slow to answer, until `--timeout`) is one it came before, and
-/// it spends its retries on it, as those under way do. Still taken for late, it failed
-/// on that one request, with `--retries 2`, though the registry served it when asked
-/// again.
+/// (one the registry holds, then fails) is one it came before, and it spends its
+/// retries on it, as those under way do. Still taken for late, it failed on that one
+/// request, with `--retries 2`, though the registry served it when asked again.
+///
+/// The registry holds that request until the new outage is under way, and then answers
+/// it: on the paused clock, a request held until the response timeout let the new
+/// outage begin after the timeout on a loaded machine, and the test passed without the
+/// fix.
 #[tokio::test(start_paused = true)]
 async fn an_object_late_to_an_outage_that_ended_keeps_its_retries_in_the_next() {
     const RETRIES: u32 = 2;
@@ -462,13 +470,17 @@ async fn an_object_late_to_an_outage_that_ended_keeps_its_retries_in_the_next() 
     };
     let (before, beside) = (failing(9400..9404), failing(9410..9414));
     let late = reg.blob("team/app", bytes(9420, 4000));
-    reg.push_fault(&late, Fault::SlowHead(Duration::from_secs(600)));
+    let held = Gate::default();
+    reg.push_fault(
+        &late,
+        Fault::HeldHead(held.clone(), Box::new(Fault::Status(503))),
+    );
     let policy = RetryPolicy {
         retries: RETRIES,
         base_delay: Duration::from_millis(10),
         max_delay: Duration::from_secs(60),
     };
-    let remote = library_remote(&reg, policy, Duration::from_secs(30));
+    let remote = library_remote(&reg, policy);
     let ticker = tick_while_idle();
     // More rounds failed in a row than one object may be asked for.
     all_fail_with_503(&remote, &before).await;
@@ -477,8 +489,14 @@ async fn an_object_late_to_an_outage_that_ended_keeps_its_retries_in_the_next() 
     while reg.requests_for(&late) == 0 {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    // Its first request on its way, the registry fails every other request again.
+    // Its first request on its way, the registry fails every other request again, more
+    // rounds in a row than one object may be asked for, then fails that request too.
     all_fail_with_503(&remote, &beside).await;
+    assert!(
+        !fetch.is_finished(),
+        "its request was answered before the gate opened"
+    );
+    held.open();
     let got = fetch.await.unwrap();
     ticker.abort();
     got.expect("the registry served it when asked again");

@@ -343,7 +343,8 @@ fn a_short_range_of_unknown_total_carries_on_to_the_descriptor_s_size() {
 /// A `206` of unknown total (`Content-Range: bytes N-M/*`) says nothing of the blob's
 /// size: with no size given, the end of its range was taken for it, and when that body
 /// broke, the `200` with the whole blob that answered the resume was refused as a size
-/// mismatch, the job failed on a server that had sent everything.
+/// mismatch, and the blob fetched whole a third time from a server that had sent
+/// everything.
 #[test]
 fn a_range_of_unknown_total_cut_short_is_completed_by_a_whole_answer() {
     let (reg, digest, data) = fake_with_blob();

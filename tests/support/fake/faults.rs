@@ -94,6 +94,10 @@ pub enum Fault {
     /// The normal response, its head sent only after this long: a server slow to answer
     /// at all (a cache fetching from its upstream), which the client's idle timeout ends.
     SlowHead(Duration),
+    /// The response this fault makes, its head sent only once the test opens the
+    /// [`Gate`]: a request the server holds for as long as the test needs, then answers,
+    /// with no timeout or pause to guess on a clock that may be paused.
+    HeldHead(Gate, Box<Fault>),
     /// 200 with the whole blob even when a `Range` was asked for.
     IgnoreRange,
     /// A ranged request answered from its start to the end of the blob, with a
@@ -153,7 +157,7 @@ pub enum Fault {
 
 impl Fault {
     fn needs_body(&self) -> bool {
-        if let Fault::Without(_, Some(fault)) = self {
+        if let Fault::Without(_, Some(fault)) | Fault::HeldHead(_, fault) = self {
             return fault.needs_body();
         }
         matches!(
@@ -460,6 +464,10 @@ pub fn apply(
             conn.delay_head(*delay);
             prepared.into_response()
         }
+        Fault::HeldHead(gate, fault) => {
+            conn.hold_head(gate.clone());
+            apply(fault, prepared, challenge, conn)
+        }
         Fault::Header(name, value) => {
             // Set on the response itself, so that it may replace `Content-Length` too.
             let mut response = prepared.into_response();
@@ -610,7 +618,7 @@ impl Gate {
         self.0 .1.notify_waiters();
     }
 
-    async fn opened(&self) {
+    pub(super) async fn opened(&self) {
         loop {
             let notified = self.0 .1.notified();
             if self.0 .0.load(std::sync::atomic::Ordering::SeqCst) {

@@ -86,6 +86,8 @@ pub struct Conn {
     takeover: Arc<Mutex<Option<(Bytes, End)>>>,
     /// How long to hold the response head of the request being answered.
     head_delay: Mutex<Option<Duration>>,
+    /// What the response head of the request being answered waits for.
+    head_gate: Mutex<Option<super::Gate>>,
 }
 
 impl Conn {
@@ -99,6 +101,11 @@ impl Conn {
     /// at all, as a cache fetching from its upstream is.
     pub fn delay_head(&self, delay: Duration) {
         *self.head_delay.lock().unwrap() = Some(delay);
+    }
+
+    /// Sends the response the handler returns only once `gate` opens.
+    pub fn hold_head(&self, gate: super::Gate) {
+        *self.head_gate.lock().unwrap() = Some(gate);
     }
 
     pub fn take_over(&self, status: StatusCode, raw: Bytes, end: End) -> Response<Body> {
@@ -250,6 +257,7 @@ async fn serve(
         id,
         takeover: takeover.clone(),
         head_delay: Mutex::new(None),
+        head_gate: Mutex::new(None),
     });
     let service = service_fn(move |req| {
         let (handler, conn, panics) = (handler.clone(), conn.clone(), panics.clone());
@@ -269,6 +277,10 @@ async fn serve(
             let delay = conn.head_delay.lock().unwrap().take();
             if let Some(delay) = delay {
                 tokio::time::sleep(delay).await;
+            }
+            let gate = conn.head_gate.lock().unwrap().take();
+            if let Some(gate) = gate {
+                gate.opened().await;
             }
             Ok::<_, Infallible>(response)
         }
