@@ -1664,6 +1664,46 @@ fn a_report_fifo_is_waited_for_within_the_timeout() {
     assert_eq!(reg.request_count(), requests, "nothing asked for");
 }
 
+/// A signal that comes while a run waits for a reader of its `--report` FIFO stops it as
+/// one during its fetches does: exit status 130 or 143, "interrupted" said, and the layout
+/// it made for nothing removed. The wait came before dist's handlers were installed, so
+/// the signal took its default action: the run died silently with its new layout left.
+#[test]
+fn a_signal_while_a_report_fifo_waits_stops_the_run_cleanly() {
+    let reg = FakeRegistry::start();
+    let repo = repo(&reg);
+    let image = format!("{repo}:v1");
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        for pull in [false, true] {
+            let what = format!("signal {signal}, pull {pull}");
+            let dir = tempfile::tempdir().unwrap();
+            let fifo = dir.path().join("report");
+            mkfifo(&fifo);
+            let out = dir.path().join("out");
+            let (out_arg, fifo_arg) = (out.to_str().unwrap(), fifo.to_str().unwrap());
+            let args: Vec<&str> = if pull {
+                vec!["pull", &image, "-o", out_arg, "--report", fifo_arg]
+            } else {
+                vec!["fetch", &repo, "-", "-o", out_arg, "--report", fifo_arg]
+            };
+            let requests = reg.request_count();
+            let mut child = Dist::new().start(&args);
+            // The layout is made before the report is opened, whose FIFO has no reader:
+            // the run waits there, or is on its way to.
+            support::wait::until("the new layout", || out.join("index.json").exists());
+            // SAFETY: kill(2) sends a signal to a child this test started and has not reaped.
+            assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+            support::wait::exit_within(&mut child, std::time::Duration::from_secs(30), &what);
+            let run = child.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&run.stderr);
+            assert_eq!(run.status.code(), Some(128 + signal), "{what}: {run:?}");
+            assert!(err.contains("interrupted"), "{what}: {err}");
+            assert!(!out.exists(), "{what}: the new layout was left");
+            assert_eq!(reg.request_count(), requests, "{what}: nothing asked for");
+        }
+    }
+}
+
 /// The thread writing stdout runs as `SCHED_BATCH`, so that waking it does not take the
 /// core from the runtime's thread in the middle of its turn (the CPU a batch of small
 /// blobs costs: see `yield_to_runtime` in src/cmd/output.rs).

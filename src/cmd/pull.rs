@@ -13,8 +13,8 @@ use dist::Error;
 
 use super::progress::Display;
 use super::{
-    check_before_batch, exit_for, open_locator, report, report_file, stopped, unless_stopped, Stop,
-    EXIT_FAILED, EXIT_USAGE,
+    check_before_batch, exit_for, first_steps, open_locator, report, report_file, run_stop,
+    unless_stopped, watch, Stop, EXIT_FAILED, EXIT_USAGE,
 };
 use crate::cli::{Global, PullArgs};
 
@@ -30,11 +30,16 @@ pub async fn run(global: &Global, args: PullArgs) -> u8 {
         Ok(i) => i,
         Err(e) => return report(&e, EXIT_USAGE),
     };
-    let store = match super::layout_dir::open(&args.output, true) {
+    let mut stop = std::pin::pin!(run_stop(global));
+    if let Some(why) = watch(&mut stop) {
+        why.say(true);
+        return why.code();
+    }
+    let store = match first_steps::open_layout(&args.output, true, &mut stop).await {
         Ok(s) => s,
-        Err(e) => return report(&e, EXIT_USAGE),
+        Err(code) => return code,
     };
-    let code = pull_into(global, args, image, &store).await;
+    let code = pull_into(global, args, image, &store, &mut stop).await;
     // A mistyped reference or an unusable registry leaves no empty layout behind, nor
     // does a stop before anything was stored, once the stopped downloads' temporary files
     // are gone: they go as their tasks are dropped.
@@ -45,19 +50,20 @@ pub async fn run(global: &Global, args: PullArgs) -> u8 {
     code
 }
 
-async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &LayoutStore) -> u8 {
-    let in_use = report_file::InUse {
-        store: Some(&args.output),
-        reads_stdin: false,
-    };
-    let report_out = match report_file::open(
-        args.report.as_deref(),
-        &in_use,
-        report_file::deadline(global),
-    ) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
+async fn pull_into<S: std::future::Future<Output = Stop>>(
+    global: &Global,
+    args: PullArgs,
+    image: ImageRef,
+    store: &LayoutStore,
+    stop: &mut std::pin::Pin<&mut S>,
+) -> u8 {
+    let report_out =
+        match first_steps::open_report(args.report.as_deref(), Some(&args.output), false, stop)
+            .await
+        {
+            Ok(r) => r,
+            Err(code) => return code,
+        };
     let jobs = super::jobs_within_file_limit(global, args.jobs);
     let remote = match open_locator(global, image.locator.clone(), jobs) {
         Ok(r) => r,
@@ -68,17 +74,11 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
     if super::output::refused_before_start("writing to stdout") {
         return EXIT_FAILED;
     }
-    // One stop for the whole run, the check included: a registry that does not answer
-    // must not hold the pull beyond --timeout or a signal. A reader of the JSON lines that
-    // went away (`| head -1`) stops it too, as it does the worker: found out only at the
-    // next line, that was after the largest layer in flight, minutes later.
-    let mut stop = std::pin::pin!(async {
-        tokio::select! {
-            why = stopped(global) => why,
-            () = super::output::reader_gone() => Stop::ReaderGone,
-        }
-    });
-    if let Err(code) = check_before_batch(remote.as_ref(), &mut stop, true).await {
+    // The run's one stop covers the check too: a registry that does not answer must not
+    // hold the pull beyond --timeout or a signal. A reader of the JSON lines that went
+    // away (`| head -1`) stops it too, as it does the worker: found out only at the next
+    // line, that was after the largest layer in flight, minutes later.
+    if let Err(code) = check_before_batch(remote.as_ref(), stop, true).await {
         return code;
     }
     let mut lines = match Lines::start() {
@@ -139,7 +139,7 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
     let ticker = display.start();
     let result = {
         let mut work = std::pin::pin!(work);
-        match unless_stopped(work.as_mut(), &mut stop).await {
+        match unless_stopped(work.as_mut(), stop).await {
             Ok(r) => Ok(r),
             // Taken before the pull's jobs go, and their marks with them.
             Err(why) => Err((why, store.waiting_for_others())),
@@ -170,7 +170,7 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
     if let (Some(Err(e)), false) = (flushed, write_failed) {
         // The lines still queued for stdout are the objects' record too: not dropped with
         // the process.
-        if let Err(why) = unless_stopped(lines.finish(), &mut stop).await {
+        if let Err(why) = unless_stopped(lines.finish(), stop).await {
             display.finish(ticker);
             say_stopped_writing(&why, pulled);
             return why.code();
@@ -240,7 +240,7 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
     // does not read can make last for ever, and a signal or `--timeout` must still end.
     // The summary waits for them: on a terminal they come above it, as they came while
     // the pull ran.
-    let written = unless_stopped(lines.finish(), &mut stop).await;
+    let written = unless_stopped(lines.finish(), stop).await;
     display.finish(ticker);
     let code = match written {
         Ok(true) => code,
