@@ -1664,6 +1664,106 @@ fn a_report_fifo_is_waited_for_within_the_timeout() {
     assert_eq!(reg.request_count(), requests, "nothing asked for");
 }
 
+/// A signal that comes while a run waits for a reader of its `--report` FIFO stops it as
+/// one during its fetches does: exit status 130 or 143, "interrupted" said, and the layout
+/// it made for nothing removed. The wait came before dist's handlers were installed, so
+/// the signal took its default action: the run died silently with its new layout left.
+#[test]
+fn a_signal_while_a_report_fifo_waits_stops_the_run_cleanly() {
+    let reg = FakeRegistry::start();
+    let repo = repo(&reg);
+    let image = format!("{repo}:v1");
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        for pull in [false, true] {
+            let what = format!("signal {signal}, pull {pull}");
+            let dir = tempfile::tempdir().unwrap();
+            let fifo = dir.path().join("report");
+            mkfifo(&fifo);
+            let out = dir.path().join("out");
+            let (out_arg, fifo_arg) = (out.to_str().unwrap(), fifo.to_str().unwrap());
+            let args: Vec<&str> = if pull {
+                vec!["pull", &image, "-o", out_arg, "--report", fifo_arg]
+            } else {
+                vec!["fetch", &repo, "-", "-o", out_arg, "--report", fifo_arg]
+            };
+            let requests = reg.request_count();
+            let mut child = Dist::new().start(&args);
+            // The layout is made before the report is opened, whose FIFO has no reader:
+            // the run waits there, or is on its way to.
+            support::wait::until("the new layout", || out.join("index.json").exists());
+            // SAFETY: kill(2) sends a signal to a child this test started and has not reaped.
+            assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+            support::wait::exit_within(&mut child, std::time::Duration::from_secs(30), &what);
+            let run = child.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&run.stderr);
+            assert_eq!(run.status.code(), Some(128 + signal), "{what}: {run:?}");
+            assert!(err.contains("interrupted"), "{what}: {err}");
+            assert!(!out.exists(), "{what}: the new layout was left");
+            assert_eq!(reg.request_count(), requests, "{what}: nothing asked for");
+        }
+    }
+}
+
+/// A pull whose `--report` is a pipe its reader does not read (a FIFO, `--report >(…)`
+/// with a stuck consumer) still stops on a signal. Its lines were written to the report
+/// on the runtime's one thread, which the full pipe held in write(2): dist's handler caught
+/// SIGINT, but nothing heard it, nor a second one, and the pull hung until killed.
+#[test]
+fn a_pull_stops_on_a_signal_while_its_report_is_not_read() {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let reg = FakeRegistry::start();
+    small_image(&reg, "v1");
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("report");
+    mkfifo(&fifo);
+    // A reader that never reads, and the pipe filled before dist writes to it.
+    let open = |write: bool| {
+        std::fs::OpenOptions::new()
+            .read(!write)
+            .write(write)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap()
+    };
+    let _reader = open(false);
+    let mut filler = open(true);
+    while filler.write(&[b'\n'; 4096]).is_ok() {}
+    while filler.write(b"\n").is_ok() {}
+    let out = dir.path().join("out");
+    let image = format!("{}:v1", repo(&reg));
+    let args = ["pull", &image, "-o", out.to_str().unwrap(), "--report"];
+    let mut child = Dist::new().start(&[&args[..], &[fifo.to_str().unwrap()]].concat());
+    drop(child.stdin.take());
+    let pid = child.id();
+    // One of the run's threads in write(2) to the report, where it stays.
+    let writing = |task: std::path::PathBuf| {
+        let Ok(call) = std::fs::read_to_string(task.join("syscall")) else {
+            return false;
+        };
+        let mut words = call.split_whitespace();
+        let (Some("1"), Some(fd)) = (words.next(), words.next()) else {
+            return false;
+        };
+        let fd = i64::from_str_radix(fd.trim_start_matches("0x"), 16).unwrap();
+        std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).is_ok_and(|p| p == fifo)
+    };
+    support::wait::until("a write to the report", || {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten();
+        tasks.flatten().any(|t| writing(t.path()))
+    });
+    // SAFETY: kill(2) sends a signal to a child this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGINT) }, 0);
+    let limit = std::time::Duration::from_secs(30);
+    support::wait::exit_within(&mut child, limit, "the pull stopped by SIGINT");
+    let run = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+}
+
 /// The thread writing stdout runs as `SCHED_BATCH`, so that waking it does not take the
 /// core from the runtime's thread in the middle of its turn (the CPU a batch of small
 /// blobs costs: see `yield_to_runtime` in src/cmd/output.rs).

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use super::output::{Failure, Output};
 use super::progress::Display;
 use super::{
-    check_before_batch, open_remote, report, report_file, stopped, unless_stopped, Stop,
+    check_before_batch, first_steps, open_remote, report, run_stop, unless_stopped, watch, Stop,
     EXIT_FAILED, EXIT_USAGE,
 };
 use crate::cli::{FetchArgs, Global};
@@ -33,14 +33,17 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
     if let Some(e) = no_line_of_one(&args) {
         return report(&e, EXIT_USAGE);
     }
-    let store = match args
-        .output
-        .as_deref()
-        .map(|dir| super::layout_dir::open(dir, false))
-        .transpose()
-    {
-        Ok(s) => s,
-        Err(e) => return report(&e, EXIT_USAGE),
+    let mut stop = std::pin::pin!(run_stop(global));
+    if let Some(why) = watch(&mut stop) {
+        why.say(args.output.is_some());
+        return why.code();
+    }
+    let store = match &args.output {
+        Some(dir) => match first_steps::open_layout(dir, false, &mut stop).await {
+            Ok(store) => Some(store),
+            Err(code) => return code,
+        },
+        None => None,
     };
     let destination = match &store {
         Some(store) => Destination::Store {
@@ -49,7 +52,7 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
         },
         None => Destination::default(),
     };
-    let code = run_into(global, args, destination).await;
+    let code = run_into(global, args, destination, &mut stop).await;
     // A mistyped locator or an unusable registry leaves no empty layout behind, nor does a
     // stop before anything was stored, once the stopped downloads' temporary files are
     // gone: they go as their tasks are dropped.
@@ -107,16 +110,20 @@ fn no_line_of_one(args: &FetchArgs) -> Option<dist::Error> {
     }
 }
 
-async fn run_into(global: &Global, args: FetchArgs, destination: Destination) -> u8 {
-    let in_use = report_file::InUse {
-        store: args.output.as_deref(),
-        reads_stdin: args.object == "-",
-    };
-    let report_out = match report_file::open(
+async fn run_into<S: std::future::Future<Output = Stop>>(
+    global: &Global,
+    args: FetchArgs,
+    destination: Destination,
+    stop: &mut std::pin::Pin<&mut S>,
+) -> u8 {
+    let report_out = match first_steps::open_report(
         args.report.as_deref(),
-        &in_use,
-        report_file::deadline(global),
-    ) {
+        args.output.as_deref(),
+        args.object == "-",
+        stop,
+    )
+    .await
+    {
         Ok(r) => r,
         Err(code) => return code,
     };
@@ -131,15 +138,7 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
     if super::output::refused_before_start("writing to stdout") {
         return EXIT_FAILED;
     }
-    // One stop for the whole run: a signal that came between two of them would be lost,
-    // since the first one's handler stays installed.
-    let mut stop = std::pin::pin!(async {
-        tokio::select! {
-            why = stopped(global) => why,
-            () = super::output::reader_gone() => Stop::ReaderGone,
-        }
-    });
-    if let Err(code) = check_before_batch(remote.as_ref(), &mut stop, false).await {
+    if let Err(code) = check_before_batch(remote.as_ref(), stop, false).await {
         return code;
     }
     // Before any fetch starts: without a thread for the output there is no batch. The
@@ -201,7 +200,7 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
                 continue;
             }
             n = outcomes.next() => n,
-            why = &mut stop => break Some(why),
+            why = stop.as_mut() => break Some(why),
         };
         let Some(outcome) = next else { break None };
         if outcome.status == Status::Ok {
@@ -219,7 +218,7 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
             }
         }
         // A reader that does not read fills the queue; a signal must still get through.
-        let sent = match unless_stopped(output.send(outcome), &mut stop).await {
+        let sent = match unless_stopped(output.send(outcome), stop).await {
             Ok(sent) => sent,
             Err(why) => break Some(why),
         };
@@ -237,7 +236,7 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
     // A signal that came in the same turn as the last outcome waits in `stop`, which the
     // biased pick above passed over: taken now, or the sync below would sit it out.
     if stopped.is_none() {
-        stopped = futures::FutureExt::now_or_never(&mut stop);
+        stopped = futures::FutureExt::now_or_never(stop.as_mut());
     }
     // The batch's last sync, unless a signal or `--timeout` stopped it: a disk that does not
     // answer must not hold those up, but a reader of stdout that left is no reason to leave
@@ -264,7 +263,7 @@ async fn run_into(global: &Global, args: FetchArgs, destination: Destination) ->
     let ended = match stopped {
         // Every object is done; what is left is writing out, which a stuck reader can make
         // last for ever, and a signal or `--timeout` must still end.
-        None => unless_stopped(output.finish(), &mut stop).await,
+        None => unless_stopped(output.finish(), stop).await,
         Some(why) => {
             output
                 .finish_within(std::time::Duration::from_secs(2))

@@ -13,6 +13,7 @@ mod closed_at_start;
 pub mod docs;
 mod drawer;
 pub mod fetch;
+mod first_steps;
 pub mod layout_dir;
 pub mod log_line;
 mod nonblocking;
@@ -558,6 +559,27 @@ impl Stop {
         }
         Some(text)
     }
+}
+
+/// The one stop of a worker's or a pull's run: a signal, `--timeout`, or the reader of
+/// stdout gone. One for the whole run, since a signal that came between two of them
+/// would be lost: the first one's handler stays installed.
+pub async fn run_stop(global: &Global) -> Stop {
+    tokio::select! {
+        why = stopped(global) => why,
+        () = output::reader_gone() => Stop::ReaderGone,
+    }
+}
+
+/// Polls the run's `stop` once, as the run begins, so that dist's handlers are in place
+/// before anything that may wait (opening the layout on a slow disk, a `--report` FIFO
+/// waiting for its reader): a signal there took its default action, and the run died
+/// silently, the layout it had just made left behind. A stop that is there already (a
+/// `--timeout` run out as the run began) is returned: `stop` must not be polled again.
+pub fn watch<S: std::future::Future<Output = Stop>>(
+    stop: &mut std::pin::Pin<&mut S>,
+) -> Option<Stop> {
+    futures::FutureExt::now_or_never(stop.as_mut())
 }
 
 /// Resolves when a batch must stop: on a signal, or when `--timeout` runs out. A batch

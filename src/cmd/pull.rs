@@ -2,6 +2,9 @@
 //! worker's progress line on a terminal.
 
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
 
 use dist::image::{ImageRef, IMAGE_NAME};
 use dist::layout_remote::LayoutRemote;
@@ -13,8 +16,8 @@ use dist::Error;
 
 use super::progress::Display;
 use super::{
-    check_before_batch, exit_for, open_locator, report, report_file, stopped, unless_stopped, Stop,
-    EXIT_FAILED, EXIT_USAGE,
+    check_before_batch, exit_for, first_steps, open_locator, report, report_file, run_stop,
+    unless_stopped, watch, Stop, EXIT_FAILED, EXIT_USAGE,
 };
 use crate::cli::{Global, PullArgs};
 
@@ -30,11 +33,16 @@ pub async fn run(global: &Global, args: PullArgs) -> u8 {
         Ok(i) => i,
         Err(e) => return report(&e, EXIT_USAGE),
     };
-    let store = match super::layout_dir::open(&args.output, true) {
+    let mut stop = std::pin::pin!(run_stop(global));
+    if let Some(why) = watch(&mut stop) {
+        why.say(true);
+        return why.code();
+    }
+    let store = match first_steps::open_layout(&args.output, true, &mut stop).await {
         Ok(s) => s,
-        Err(e) => return report(&e, EXIT_USAGE),
+        Err(code) => return code,
     };
-    let code = pull_into(global, args, image, &store).await;
+    let code = pull_into(global, args, image, &store, &mut stop).await;
     // A mistyped reference or an unusable registry leaves no empty layout behind, nor
     // does a stop before anything was stored, once the stopped downloads' temporary files
     // are gone: they go as their tasks are dropped.
@@ -45,19 +53,20 @@ pub async fn run(global: &Global, args: PullArgs) -> u8 {
     code
 }
 
-async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &LayoutStore) -> u8 {
-    let in_use = report_file::InUse {
-        store: Some(&args.output),
-        reads_stdin: false,
-    };
-    let report_out = match report_file::open(
-        args.report.as_deref(),
-        &in_use,
-        report_file::deadline(global),
-    ) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
+async fn pull_into<S: std::future::Future<Output = Stop>>(
+    global: &Global,
+    args: PullArgs,
+    image: ImageRef,
+    store: &LayoutStore,
+    stop: &mut std::pin::Pin<&mut S>,
+) -> u8 {
+    let report_out =
+        match first_steps::open_report(args.report.as_deref(), Some(&args.output), false, stop)
+            .await
+        {
+            Ok(r) => r,
+            Err(code) => return code,
+        };
     let jobs = super::jobs_within_file_limit(global, args.jobs);
     let remote = match open_locator(global, image.locator.clone(), jobs) {
         Ok(r) => r,
@@ -68,17 +77,11 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
     if super::output::refused_before_start("writing to stdout") {
         return EXIT_FAILED;
     }
-    // One stop for the whole run, the check included: a registry that does not answer
-    // must not hold the pull beyond --timeout or a signal. A reader of the JSON lines that
-    // went away (`| head -1`) stops it too, as it does the worker: found out only at the
-    // next line, that was after the largest layer in flight, minutes later.
-    let mut stop = std::pin::pin!(async {
-        tokio::select! {
-            why = stopped(global) => why,
-            () = super::output::reader_gone() => Stop::ReaderGone,
-        }
-    });
-    if let Err(code) = check_before_batch(remote.as_ref(), &mut stop, true).await {
+    // The run's one stop covers the check too: a registry that does not answer must not
+    // hold the pull beyond --timeout or a signal. A reader of the JSON lines that went
+    // away (`| head -1`) stops it too, as it does the worker: found out only at the next
+    // line, that was after the largest layer in flight, minutes later.
+    if let Err(code) = check_before_batch(remote.as_ref(), stop, true).await {
         return code;
     }
     let mut lines = match Lines::start() {
@@ -88,11 +91,13 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
     // The previous run's report stays until now: a run that could not start keeps it.
     // Named in every message about it: a job writing several files had to guess.
     let report_name = args.report.as_ref().map(|p| p.display().to_string());
-    let report_name = report_name.as_deref().unwrap_or_default();
-    let mut report_out = match report_out.map(report_file::Opened::begin).transpose() {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
+    let report_name = report_name.unwrap_or_default();
+    let report_out = report_out.map(report_file::Opened::begin).transpose();
+    let mut report_out =
+        match report_out.and_then(|r| r.map(|r| Lines::report(r, report_name)).transpose()) {
+            Ok(r) => r,
+            Err(code) => return code,
+        };
     let progress = std::sync::Arc::new(dist::worker::progress::Progress::default());
     let display = Display::new(progress.clone(), global.draws_progress());
     let mut opts = PullOptions::default();
@@ -131,7 +136,7 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
             // The library's events may grow; the JSON line below still reports one.
             _ => {}
         }
-        write_line(&mut lines, &mut report_out, report_name, event.json_line())
+        write_line(&mut lines, &mut report_out, event.json_line())
             .inspect_err(|_| write_failed = true)
     };
     let object = image.object();
@@ -139,7 +144,7 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
     let ticker = display.start();
     let result = {
         let mut work = std::pin::pin!(work);
-        match unless_stopped(work.as_mut(), &mut stop).await {
+        match unless_stopped(work.as_mut(), stop).await {
             Ok(r) => Ok(r),
             // Taken before the pull's jobs go, and their marks with them.
             Err(why) => Err((why, store.waiting_for_others())),
@@ -150,7 +155,13 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
         Err((why, waiting)) => {
             // The lines written first, as at the end: on a terminal they come above the
             // summary.
-            lines.finish_within(std::time::Duration::from_secs(2)).await;
+            let report = async {
+                if let Some(r) = report_out.as_mut() {
+                    r.finish_within(std::time::Duration::from_secs(2)).await;
+                }
+            };
+            let grace = std::time::Duration::from_secs(2);
+            tokio::join!(lines.finish_within(grace), report);
             display.finish(ticker);
             if every_object_stored(&progress.snapshot()) {
                 // Read once the pull is gone: no rename is to come, and one it began is
@@ -165,20 +176,6 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
         }
     };
     let pulled = result.is_ok();
-    // A report that failed a line was said then; its flush would only fail again.
-    let flushed = report_out.as_mut().map(Write::flush);
-    if let (Some(Err(e)), false) = (flushed, write_failed) {
-        // The lines still queued for stdout are the objects' record too: not dropped with
-        // the process.
-        if let Err(why) = unless_stopped(lines.finish(), &mut stop).await {
-            display.finish(ticker);
-            say_stopped_writing(&why, pulled);
-            return why.code();
-        }
-        display.finish(ticker);
-        say!("dist: writing the report {report_name}: {e}");
-        return EXIT_FAILED;
-    }
     // As Docker and podman do: a single-platform image for another platform is pulled,
     // and said so, since it will not run here (or where --platform meant it to); not with
     // -q, which promises no warnings.
@@ -230,7 +227,7 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
             outcome.elapsed = started.elapsed();
             outcome.fail(e);
             let line = dist::sink::report::json_line(&outcome);
-            match write_line(&mut lines, &mut report_out, report_name, line) {
+            match write_line(&mut lines, &mut report_out, line) {
                 Ok(()) => code,
                 Err(_) => code.max(EXIT_FAILED),
             }
@@ -240,7 +237,7 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
     // does not read can make last for ever, and a signal or `--timeout` must still end.
     // The summary waits for them: on a terminal they come above it, as they came while
     // the pull ran.
-    let written = unless_stopped(lines.finish(), &mut stop).await;
+    let written = unless_stopped(lines.finish(), stop).await;
     display.finish(ticker);
     let code = match written {
         Ok(true) => code,
@@ -253,13 +250,21 @@ async fn pull_into(global: &Global, args: PullArgs, image: ImageRef, store: &Lay
             return why.code();
         }
     };
-    // A report that failed a line was said then.
-    let synced = report_out.as_ref().filter(|_| !write_failed);
-    if let Some(Err(e)) = synced.map(|r| report_file::sync(r.get_ref())) {
-        say!("dist: syncing the report {report_name}: {e}");
-        return code.max(EXIT_FAILED);
+    // The report's last lines and its sync (not after a line failed, which was said), under
+    // the stop as stdout's are: a reader of the report that does not read must not hold
+    // the pull either.
+    let Some(report) = report_out.as_mut() else {
+        return code;
+    };
+    report.sync_at_end(!write_failed);
+    match unless_stopped(report.finish(), stop).await {
+        Ok(true) => code,
+        Ok(false) => code.max(EXIT_FAILED),
+        Err(why) => {
+            say_stopped_writing(&why, pulled);
+            why.code()
+        }
     }
-    code
 }
 
 /// Says why a pull stopped while its lines waited to be written: once it `pulled` the
@@ -273,55 +278,82 @@ fn say_stopped_writing(why: &super::Stop, pulled: bool) {
     }
 }
 
-/// Writes one JSON line to the report, flushed: the report file is what a killed pull
-/// leaves to tell what it finished; and hands it to stdout's writer. `Err` once either
-/// failed, said already.
-fn write_line(
-    lines: &mut Lines,
-    report_out: &mut Option<impl Write>,
-    report_name: &str,
-    line: String,
-) -> dist::Result<()> {
-    let reported = match report_out {
-        Some(r) => writeln!(r, "{line}").and_then(|_| r.flush()),
-        None => Ok(()),
-    };
-    if let Err(e) = reported {
-        // A full disk under the report was said as stdout's.
-        say!("dist: writing the report {report_name}: {e}");
-        return Err(Error::from(e));
+/// Hands one JSON line to the report's writer and to stdout's. `Err` once either failed,
+/// said already.
+fn write_line(lines: &mut Lines, report_out: &mut Option<Lines>, line: String) -> dist::Result<()> {
+    if let Some(r) = report_out {
+        r.send(line.clone())?;
     }
     lines.send(line)
 }
 
-/// The JSON lines on stdout, written by a thread of their own. Written on the runtime's
-/// one thread, a reader that stopped reading (`| less` left waiting, a stuck `ssh`) held
-/// it in `write` once the pipe was full: every transfer stopped with it, and neither a
-/// signal nor `--timeout` could end the pull. The queue is not bounded, but the pull is: it
-/// reads at most [`dist::pull::MAX_DESCRIPTORS`] objects, a line each.
+/// The JSON lines on stdout, or in the `--report` file, written by a thread of their own.
+/// Written on the runtime's one thread, a reader that stopped reading (`| less` left
+/// waiting, a stuck `ssh`, a report's FIFO or `>(…)` whose consumer is stuck) held it in
+/// `write` once the pipe was full: every transfer stopped with it, and neither a signal nor
+/// `--timeout` could end the pull. The queue is not bounded, but the pull is: it reads at
+/// most [`dist::pull::MAX_DESCRIPTORS`] objects, a line each.
 struct Lines {
     queue: Option<std::sync::mpsc::Sender<String>>,
     /// Set by the writer when a write failed (said there; a reader gone is said nothing of).
-    failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    failed: Arc<AtomicBool>,
+    /// Whether the writer syncs the file once every line is written (the report's).
+    sync: Arc<AtomicBool>,
     /// Sent when the writer ends: whether everything was written.
     done: tokio::sync::oneshot::Receiver<bool>,
+    /// What is written, for the error of a line that cannot be.
+    what: &'static str,
 }
 
+/// What a writer of [`Lines`] does with them: `Err` with what to say of its failure, if
+/// anything (a reader gone is said nothing of). Given the queue and whether to sync at
+/// its end.
+type Writer = Box<dyn FnOnce(&Receiver<String>, &AtomicBool) -> Result<(), Option<String>> + Send>;
+
 impl Lines {
-    /// Starts the writer; `Err` is the exit status, the reason already said.
+    /// Starts the writer of stdout; `Err` is the exit status, the reason already said.
     fn start() -> Result<Lines, u8> {
+        let write: Writer = Box::new(|rx, _| {
+            write_lines(rx).map_err(|e| {
+                (e.kind() != std::io::ErrorKind::BrokenPipe)
+                    .then(|| format!("dist: writing to stdout: {e}"))
+            })
+        });
+        Lines::spawn("dist-lines", "writing the JSON lines to stdout", write)
+    }
+
+    /// Starts the writer of the `--report` file `out`, named `name` in what it says. Each
+    /// line reaches the file as it comes: the report is what a killed pull leaves to tell
+    /// what it finished. `Err` is the exit status, the reason already said.
+    fn report(out: std::io::BufWriter<std::fs::File>, name: String) -> Result<Lines, u8> {
+        let write: Writer = Box::new(move |rx, sync| {
+            let mut out = out;
+            let wrote = write_all(rx, &mut out, || ());
+            wrote.map_err(|e| Some(format!("dist: writing the report {name}: {e}")))?;
+            if !sync.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            report_file::sync(out.get_ref())
+                .map_err(|e| Some(format!("dist: syncing the report {name}: {e}")))
+        });
+        Lines::spawn("dist-report", "writing the report", write)
+    }
+
+    /// Starts `write` on a thread named `thread`; `Err` is the exit status, said.
+    fn spawn(thread: &str, what: &'static str, write: Writer) -> Result<Lines, u8> {
         let (queue, rx) = std::sync::mpsc::channel::<String>();
         let (verdict, done) = tokio::sync::oneshot::channel();
-        let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let failing = failed.clone();
+        let failed = Arc::new(AtomicBool::new(false));
+        let sync = Arc::new(AtomicBool::new(false));
+        let (failing, syncing) = (failed.clone(), sync.clone());
         let spawned = std::thread::Builder::new()
-            .name("dist-lines".into())
+            .name(thread.into())
             .spawn(move || {
-                let written = write_lines(&rx);
-                if let Err(e) = &written {
-                    failing.store(true, std::sync::atomic::Ordering::Release);
-                    if e.kind() != std::io::ErrorKind::BrokenPipe {
-                        say!("dist: writing to stdout: {e}");
+                let written = write(&rx, &syncing);
+                if let Err(said) = &written {
+                    failing.store(true, Ordering::Release);
+                    if let Some(said) = said {
+                        say!("{said}");
                     }
                 }
                 let _ = verdict.send(written.is_ok());
@@ -336,20 +368,25 @@ impl Lines {
         Ok(Lines {
             queue: Some(queue),
             failed,
+            sync,
             done,
+            what,
         })
     }
 
     /// Hands a line to the writer; `Err` once writing has failed.
     fn send(&mut self, line: String) -> dist::Result<()> {
         let sent = self.queue.as_ref().is_some_and(|q| q.send(line).is_ok());
-        if !sent || self.failed.load(std::sync::atomic::Ordering::Acquire) {
-            return Err(Error::new(
-                dist::ErrorKind::Io,
-                "writing the JSON lines to stdout",
-            ));
+        if !sent || self.failed.load(Ordering::Acquire) {
+            return Err(Error::new(dist::ErrorKind::Io, self.what));
         }
         Ok(())
+    }
+
+    /// Has the writer sync the file once it has written every line: the pull ran to its
+    /// end, and no line failed.
+    fn sync_at_end(&self, sync: bool) {
+        self.sync.store(sync, Ordering::Release);
     }
 
     /// Waits for the writer to write every line; whether it did.
@@ -366,13 +403,15 @@ impl Lines {
     }
 }
 
-/// Writes the lines as they come, above the progress line on a terminal, each handed to
-/// the reader before the writer waits for more.
-fn write_lines(rx: &std::sync::mpsc::Receiver<String>) -> std::io::Result<()> {
-    let terminal = std::io::stdout().is_terminal();
-    let mut out = std::io::BufWriter::new(super::output::RawStdout::new());
+/// Writes the lines as they come into `out`, each handed on (flushed) before the writer
+/// waits for more, while holding what `around` gives for them.
+fn write_all<G>(
+    rx: &Receiver<String>,
+    out: &mut impl Write,
+    mut around: impl FnMut() -> G,
+) -> std::io::Result<()> {
     while let Ok(line) = rx.recv() {
-        let _line = terminal.then(super::progress::clear_line);
+        let _held = around();
         writeln!(out, "{line}")?;
         for more in rx.try_iter() {
             writeln!(out, "{more}")?;
@@ -380,6 +419,14 @@ fn write_lines(rx: &std::sync::mpsc::Receiver<String>) -> std::io::Result<()> {
         out.flush()?;
     }
     Ok(())
+}
+
+/// Writes the lines as they come, above the progress line on a terminal, each handed to
+/// the reader before the writer waits for more.
+fn write_lines(rx: &Receiver<String>) -> std::io::Result<()> {
+    let terminal = std::io::stdout().is_terminal();
+    let mut out = std::io::BufWriter::new(super::output::RawStdout::new());
+    write_all(rx, &mut out, || terminal.then(super::progress::clear_line))
 }
 
 /// The full name the entry records: a registry image's own, or what the source layout's

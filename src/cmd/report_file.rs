@@ -17,9 +17,9 @@
 //! own offset over the other's lines; the report is locked while a run holds it, and a
 //! second run is refused.
 //!
-//! A FIFO is opened as `> fifo` opens one in a shell: once its reader has opened it. That
-//! wait comes before the run watches for a stop, so it is bounded by `--timeout` here: a
-//! reader that never came held the run for ever.
+//! A FIFO is opened as `> fifo` opens one in a shell: once its reader has opened it. The
+//! run waits for that under its stop ([`super::first_steps::open_report`]): a reader that
+//! never came held the run for ever, and a signal meanwhile killed it.
 
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::BufWriter;
@@ -27,10 +27,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::{EXIT_TIMEOUT, EXIT_USAGE};
-
-/// When `--timeout` runs out, and its length for the message.
-pub type Deadline = Option<(std::time::Instant, std::time::Duration)>;
+use super::EXIT_USAGE;
 
 /// What the run already uses that the report must not be.
 #[derive(Default)]
@@ -97,16 +94,15 @@ impl Drop for Opened {
 }
 
 /// Opens (creating it if need be) and locks the `--report` file, if one was asked for,
-/// leaving what it holds until [`Opened::begin`]; a FIFO is waited for until `deadline`.
-/// `Err` is the exit status, the reason already said.
-pub fn open(path: Option<&Path>, in_use: &InUse, deadline: Deadline) -> Result<Option<Opened>, u8> {
+/// leaving what it holds until [`Opened::begin`]; a FIFO is waited for until its reader
+/// opens it. `Err` is the exit status, the reason already said.
+pub fn open(path: Option<&Path>, in_use: &InUse) -> Result<Option<Opened>, u8> {
     let Some(path) = path else { return Ok(None) };
     if let Some(why) = clash(path, in_use) {
         say!("dist: --report {}: {why}", path.display());
         return Err(EXIT_USAGE);
     }
-    let opened = create_or_open(path, deadline)
-        .and_then(|(file, created)| locked(path, file, created, deadline));
+    let opened = create_or_open(path).and_then(|(file, created)| locked(path, file, created));
     let (file, created) = match opened {
         Ok(Some(opened)) => opened,
         Ok(None) => {
@@ -118,10 +114,6 @@ pub fn open(path: Option<&Path>, in_use: &InUse, deadline: Deadline) -> Result<O
             );
             // Not removed even if created here: the run holding it uses it.
             return Err(EXIT_USAGE);
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-            say!("dist: --report {}: {e}", path.display());
-            return Err(EXIT_TIMEOUT);
         }
         Err(e) => {
             say!("dist: cannot create report {}: {e}", path.display());
@@ -145,7 +137,6 @@ fn locked(
     path: &Path,
     mut file: File,
     mut created: Option<PathBuf>,
-    deadline: Deadline,
 ) -> std::io::Result<Option<(File, Option<PathBuf>)>> {
     // Each round follows a report removed by another run as this one opened it; the
     // bound is only there so that a name replaced over and over cannot hold a run for ever.
@@ -160,7 +151,7 @@ fn locked(
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        (file, created) = create_or_open(path, deadline)?;
+        (file, created) = create_or_open(path)?;
     }
     Err(std::io::Error::other(
         "the file was removed or replaced again and again while it was opened",
@@ -169,7 +160,7 @@ fn locked(
 
 /// The report opened for writing, without truncating it, and the path of the file if this
 /// run created it.
-fn create_or_open(path: &Path, deadline: Deadline) -> std::io::Result<(File, Option<PathBuf>)> {
+fn create_or_open(path: &Path) -> std::io::Result<(File, Option<PathBuf>)> {
     match OpenOptions::new().write(true).create_new(true).open(path) {
         Ok(file) => Ok((file, Some(path.to_path_buf()))),
         // Also a link to a file not there yet, which create_new does not follow. Created
@@ -179,7 +170,8 @@ fn create_or_open(path: &Path, deadline: Deadline) -> std::io::Result<(File, Opt
             use std::os::unix::fs::FileTypeExt;
             let target = std::fs::metadata(path);
             if target.as_ref().is_ok_and(|m| m.file_type().is_fifo()) {
-                return Ok((open_fifo(path, deadline)?, None));
+                // Opened as `> fifo` opens it: once its reader has.
+                return Ok((OpenOptions::new().write(true).open(path)?, None));
             }
             let dangling = target.is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
             let file = OpenOptions::new()
@@ -196,41 +188,6 @@ fn create_or_open(path: &Path, deadline: Deadline) -> std::io::Result<(File, Opt
         }
         Err(e) => Err(e),
     }
-}
-
-/// When `--timeout` runs out for this run, as [`open`] takes it.
-pub fn deadline(global: &crate::cli::Global) -> Deadline {
-    global.deadline.map(|at| at.into_std()).zip(global.timeout)
-}
-
-/// The FIFO at `path` opened for writing, which waits for its reader: on a thread of its
-/// own when `--timeout` is set, so that the wait ends there (the thread, still in `open`,
-/// goes with the process).
-fn open_fifo(path: &Path, deadline: Deadline) -> std::io::Result<File> {
-    let open = |path: &Path| OpenOptions::new().write(true).open(path);
-    let Some((at, timeout)) = deadline else {
-        return open(path);
-    };
-    let (tx, rx) = std::sync::mpsc::channel();
-    let owned = path.to_path_buf();
-    let spawned = std::thread::Builder::new()
-        .name("dist-report-fifo".into())
-        .spawn(move || {
-            let _ = tx.send(open(&owned));
-        });
-    if spawned.is_err() {
-        return open(path); // no thread to spare: waited for as without --timeout
-    }
-    let left = at.saturating_duration_since(std::time::Instant::now());
-    rx.recv_timeout(left).unwrap_or_else(|_| {
-        Err(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            format!(
-                "gave up after the --timeout of {timeout:?} waiting for a reader of this FIFO \
-                 (it is opened once its reader has opened it)"
-            ),
-        ))
-    })
 }
 
 /// Takes an exclusive `flock` on a regular file; whether another run holds one. Where no
@@ -425,10 +382,10 @@ mod tests {
         let dir = layout();
         let index = dir.path().join("index.json");
         let use_ = in_store(dir.path());
-        assert!(matches!(open(Some(&index), &use_, None), Err(EXIT_USAGE)));
+        assert!(matches!(open(Some(&index), &use_), Err(EXIT_USAGE)));
         assert_eq!(std::fs::read_to_string(&index).unwrap(), "{}");
         let beside = dir.path().join("report.jsonl");
-        let opened = open(Some(&beside), &use_, None).unwrap().unwrap();
+        let opened = open(Some(&beside), &use_).unwrap().unwrap();
         assert!(beside.exists());
         opened.begin().unwrap();
         assert!(beside.exists());
@@ -441,9 +398,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let old = dir.path().join("report.jsonl");
         std::fs::write(&old, "previous run\n").unwrap();
-        drop(open(Some(&old), &InUse::default(), None).unwrap());
+        drop(open(Some(&old), &InUse::default()).unwrap());
         assert_eq!(std::fs::read_to_string(&old).unwrap(), "previous run\n");
-        let mut begun = open(Some(&old), &InUse::default(), None)
+        let mut begun = open(Some(&old), &InUse::default())
             .unwrap()
             .unwrap()
             .begin()
@@ -458,7 +415,7 @@ mod tests {
     fn a_report_created_for_a_run_that_never_began_is_removed() {
         let dir = tempfile::tempdir().unwrap();
         let new = dir.path().join("report.jsonl");
-        drop(open(Some(&new), &InUse::default(), None).unwrap());
+        drop(open(Some(&new), &InUse::default()).unwrap());
         assert!(!new.exists());
     }
 
@@ -472,7 +429,7 @@ mod tests {
         std::fs::write(&path, "").unwrap();
         let early = OpenOptions::new().write(true).open(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
-        let (file, created) = locked(&path, early, None, None).unwrap().unwrap();
+        let (file, created) = locked(&path, early, None).unwrap().unwrap();
         let there = std::fs::metadata(&path).expect("the report is there again");
         assert!(same_inode(&file.metadata().unwrap(), &there));
         assert_eq!(created, Some(path.clone()), "created by this run");
@@ -482,7 +439,7 @@ mod tests {
         let early = OpenOptions::new().write(true).open(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
         std::fs::write(&path, "another run's\n").unwrap();
-        let (file, created) = locked(&path, early, None, None).unwrap().unwrap();
+        let (file, created) = locked(&path, early, None).unwrap().unwrap();
         let there = std::fs::metadata(&path).unwrap();
         assert!(same_inode(&file.metadata().unwrap(), &there));
         assert_eq!(created, None, "not this run's to remove");
@@ -496,17 +453,17 @@ mod tests {
         let target = dir.path().join("target.jsonl");
         let link = dir.path().join("report.jsonl");
         std::os::unix::fs::symlink(&target, &link).unwrap();
-        drop(open(Some(&link), &InUse::default(), None).unwrap());
+        drop(open(Some(&link), &InUse::default()).unwrap());
         assert!(!target.exists(), "the file made through the link was left");
         assert!(
             std::fs::symlink_metadata(&link).is_ok(),
             "the link is the user's"
         );
-        let begun = open(Some(&link), &InUse::default(), None).unwrap().unwrap();
+        let begun = open(Some(&link), &InUse::default()).unwrap().unwrap();
         drop(begun.begin().unwrap());
         assert!(target.exists());
         // There now, it is not this run's to remove.
-        drop(open(Some(&link), &InUse::default(), None).unwrap());
+        drop(open(Some(&link), &InUse::default()).unwrap());
         assert!(target.exists());
     }
 
@@ -516,22 +473,18 @@ mod tests {
     fn a_report_another_run_writes_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let shared = dir.path().join("report.jsonl");
-        let first = open(Some(&shared), &InUse::default(), None)
-            .unwrap()
-            .unwrap();
+        let first = open(Some(&shared), &InUse::default()).unwrap().unwrap();
         assert!(matches!(
-            open(Some(&shared), &InUse::default(), None),
+            open(Some(&shared), &InUse::default()),
             Err(EXIT_USAGE)
         ));
         let first = first.begin().unwrap();
         assert!(matches!(
-            open(Some(&shared), &InUse::default(), None),
+            open(Some(&shared), &InUse::default()),
             Err(EXIT_USAGE)
         ));
         assert!(shared.exists());
         drop(first);
-        assert!(open(Some(&shared), &InUse::default(), None)
-            .unwrap()
-            .is_some());
+        assert!(open(Some(&shared), &InUse::default()).unwrap().is_some());
     }
 }
