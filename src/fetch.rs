@@ -55,6 +55,11 @@ fn sent_bytes(sent: Option<u64>) -> String {
 /// The raw byte stream of an object, before verification.
 pub type ByteStream = BoxStream<'static, Result<Bytes>>;
 
+/// Where a body that took its end on trust leaves why it could not confirm it (a range
+/// of unknown total whose rest could not be had): the failure that stands should the
+/// content then not verify (see [`Download::end_on_trust`]).
+pub(crate) type OnTrust = std::sync::Arc<std::sync::Mutex<Option<Error>>>;
+
 /// `body` without its first `skip` bytes: the part of a content resent whole that is
 /// already at hand.
 pub(crate) fn skip_prefix(body: ByteStream, mut skip: u64) -> ByteStream {
@@ -216,6 +221,8 @@ pub struct Download {
     /// having declared none (a chunked body); `Some(true)` when the registry itself was
     /// asked, past any mirror, after the same mismatch. See [`Download::size_given`].
     size_given: Option<bool>,
+    /// Why the body's end was taken on trust, if it was: see [`Download::end_on_trust`].
+    on_trust: Option<OnTrust>,
 }
 
 impl std::fmt::Debug for Download {
@@ -248,6 +255,7 @@ impl Download {
             unverifiable: false,
             tried_first: Vec::new(),
             size_given: None,
+            on_trust: None,
         }
     }
 
@@ -268,6 +276,7 @@ impl Download {
             unverifiable: false,
             tried_first: Vec::new(),
             size_given: None,
+            on_trust: None,
         }
     }
 
@@ -276,7 +285,9 @@ impl Download {
     /// it before the first [`chunk`](Self::chunk).
     pub fn skipping(self, prefix: Prefix) -> Download {
         let body = skip_prefix(self.body, prefix.len);
-        Download::after(self.meta, body, prefix).tried_first(self.tried_first)
+        let mut skipping = Download::after(self.meta, body, prefix).tried_first(self.tried_first);
+        skipping.on_trust = self.on_trust;
+        skipping
     }
 
     /// The same download, any error it ends with naming how `hosts` (URL and reason each,
@@ -293,6 +304,16 @@ impl Download {
     /// `origin_only`: this is the fetch once more from the registry itself.
     pub(crate) fn size_given(mut self, origin_only: bool) -> Download {
         self.size_given = Some(origin_only);
+        self
+    }
+
+    /// The same download, its body leaving in `on_trust` why it took its end on trust
+    /// when it did: content that then does not verify had not ended there, and fails with
+    /// that cause (a transfer that fell short, its partial download worth keeping), not
+    /// as content that is not what was asked for, which blamed and threw away the bytes
+    /// that had arrived and fetched them whole once more.
+    pub(crate) fn end_on_trust(mut self, on_trust: OnTrust) -> Download {
+        self.on_trust = Some(on_trust);
         self
     }
 
@@ -447,6 +468,12 @@ impl Download {
                     "digest mismatch: expected {expected}, got {actual} ({} bytes)",
                     self.received
                 );
+                let trusted = self.on_trust.as_ref();
+                let trusted = trusted.and_then(|t| t.lock().expect("on_trust poisoned").take());
+                if let Some(e) = trusted {
+                    let e = e.with_note(format!("what had arrived did not verify ({msg})"));
+                    return Err(e.with_object(&self.meta.object).with_url(&self.meta.url));
+                }
                 return Err(self.fail(ErrorKind::DigestMismatch, msg));
             }
         }

@@ -447,6 +447,49 @@ fn a_range_of_unknown_total_whose_rest_cannot_be_had_leaves_it_to_the_digest() {
     );
 }
 
+/// Where the rest after a range of unknown total cannot be had (its requests answered
+/// 503 until the retries ran out) and what arrived then does not verify, the content had
+/// not ended there: the object fails with why the rest could not be had, and the partial
+/// download, all of it the blob's, is kept for the next run to carry on, as after a body
+/// cut short of a known size. The failure was swallowed: the partial was blamed as not
+/// verifying, thrown away, and the blob asked for whole.
+#[test]
+fn a_range_of_unknown_total_whose_rest_fails_keeps_the_partial_and_says_why() {
+    let (reg, digest, data) = fake_with_blob();
+    // Past what a partial download gathers before it writes, so that all of it is kept.
+    let short = 5 << 18;
+    reg.push_fault(&digest, Fault::ShortRange(short));
+    for _ in 0..8 {
+        reg.push_fault(&digest, Fault::Status(503));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let kept = 3 << 19;
+    plant_partial(dir.path(), &digest, &data[..kept]);
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &["--retries", "2"]);
+    assert_eq!(status, 1, "{text}");
+    assert!(text.contains("503"), "{text}");
+    assert!(!text.contains("fetching the blob whole"), "{text}");
+    assert!(
+        answers(&reg, &digest)
+            .iter()
+            .all(|(range, _)| range.is_some()),
+        "no whole fetch: {:?}",
+        answers(&reg, &digest)
+    );
+    let partial = std::fs::read(partial_path(dir.path(), &digest)).unwrap();
+    assert_eq!(partial.len(), kept + short);
+    assert!(partial[..] == data[..kept + short], "a prefix of the blob");
+
+    reg.clear_faults();
+    let before = reg.requests().len();
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+    assert_eq!(status, 0, "{text}");
+    assert_stored_alone(dir.path(), &digest, &data);
+    let gets = blob_gets(&reg, &digest, before);
+    let ranges: Vec<_> = gets.iter().map(|r| r.range.clone()).collect();
+    assert_eq!(ranges, [Some(format!("bytes={}-", kept + short))]);
+}
+
 /// A resume's answer that declares the blob's size (a `Content-Range` total) where none
 /// was known before (the first answer's total was `*`) makes the size known: that body
 /// ending cleanly short of it (no `Content-Length`, the connection closed) is a cut, and

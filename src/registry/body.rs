@@ -45,6 +45,10 @@ pub(crate) struct Resumable {
     /// (`Content-Range: bytes N-M/*`): with no size known, its clean end is no end of the
     /// content (see [`Resumable::cut_short`]).
     pub(crate) open_range: Option<u64>,
+    /// Where to leave why the rest after a range of unknown total could not be had, when
+    /// its end is then taken on trust: the download's failure should the content not
+    /// verify (see [`Download::end_on_trust`](crate::fetch::Download::end_on_trust)).
+    pub(crate) on_trust: Option<crate::fetch::OnTrust>,
     /// Failures in a row since the body last made progress, breaks and failed requests
     /// (its first one's, a resume's) alike: what `--retries` bounds.
     pub(crate) resumes: u32,
@@ -141,13 +145,17 @@ impl Resumable {
                     // A range of unknown total may have ended with the content: where the
                     // rest cannot be had, its end stands and the digest has the last word,
                     // as before it was asked for. Failed here, the object was lost when the
-                    // server may have sent all of it.
+                    // server may have sent all of it; the failure is left for the digest
+                    // to bring up, should it say the content had not ended.
                     let open = self.size.is_none();
                     match Box::pin(self.resume(e)).await {
                         Ok(true) => {}
                         Ok(false) => return Ok(None),
                         Err(e) if open => {
                             tracing::debug!(offset = self.offset, error = %e, "the rest after a range of unknown total could not be had");
+                            if let Some(on_trust) = &self.on_trust {
+                                *on_trust.lock().expect("on_trust poisoned") = Some(e);
+                            }
                             return Ok(None);
                         }
                         Err(e) => return Err(e),
@@ -444,6 +452,7 @@ impl Resumable {
             skip: answer.skip,
             resent_whole_at: whole_at(offset, answer.skip),
             open_range: answer.extent.open_range(offset),
+            on_trust: None,
             resumes: opened.spent,
             progress_mark: offset,
             address: source.address.clone(),

@@ -703,6 +703,8 @@ impl RegistryRemote {
             _ => None,
         };
         let retry_url = (resume_url.is_none() && offset == 0).then(|| url.clone());
+        // Only content of unknown size may end on trust (see `Resumable::cut_short`).
+        let on_trust = size.is_none().then(crate::fetch::OnTrust::default);
         let serving = split
             .as_ref()
             .map(|(url, _)| Serving::new(std::sync::Mutex::new((host, url.clone()))));
@@ -736,6 +738,7 @@ impl RegistryRemote {
             skip,
             resent_whole_at: body::whole_at(offset, skip),
             open_range,
+            on_trust: on_trust.clone(),
             resumes: spent,
             progress_mark: offset,
             address: address.clone(),
@@ -774,6 +777,10 @@ impl RegistryRemote {
         };
         let download = match given {
             Some(origin_only) => download.size_given(origin_only),
+            None => download,
+        };
+        let download = match on_trust {
+            Some(on_trust) => download.end_on_trust(on_trust),
             None => download,
         };
         if prefix.is_some() {
