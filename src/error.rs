@@ -220,6 +220,12 @@ impl Error {
         self
     }
 
+    /// How many attempts were made in a row, when recorded ([`Self::with_attempts`]); 0
+    /// otherwise.
+    pub(crate) fn attempts(&self) -> u32 {
+        self.0.attempts
+    }
+
     /// Marks a break of content that cannot be resumed (a tag the registry announced no
     /// digest for, a body a server coded) after `failures` failures in a row, with
     /// retries left: see

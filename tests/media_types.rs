@@ -288,3 +288,61 @@ fn a_manifest_whose_endpoint_is_unavailable_once_is_retried_there() {
     assert_eq!(reg.requests_for(&at), 2);
     assert_eq!(blob_requests(&reg), Vec::<String>::new());
 }
+
+/// A spent pull quota (Docker Hub's 429 without `Retry-After`) on a digest hinted as a
+/// manifest is asked once, as any other object's is: retrying only spends requests the
+/// quota counts. The blobs endpoint's first request being without retries, dist asked
+/// the manifests endpoint again after a back-off.
+#[test]
+fn a_spent_quota_on_a_digest_hinted_as_a_manifest_is_asked_once() {
+    let reg = FakeRegistry::start();
+    let (digest, _) = image(&reg, "v1", OCI, OCI);
+    let at = format!("manifests/{digest}");
+    let spent = Fault::Quota {
+        message: "Too Many Requests",
+        remaining: Some("0;w=21600"),
+    };
+    reg.set_fault_for_every(&at, spent);
+    let hint = format!("mediatype:{OCI}");
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest, &hint], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("a pull rate limit"), "{err}");
+    assert_eq!(reg.requests_for(&at), 1, "{err}");
+    assert_eq!(blob_requests(&reg), Vec::<String>::new());
+}
+
+/// The 500 that sends a digest hinted as a manifest to the blobs endpoint is its first,
+/// whatever its request met before it: a passing 503 first (the registry restarting) left
+/// the first request spent, and the 500 after it was retried on the manifests endpoint
+/// until it failed, the blob never asked for. A manifest the blobs endpoint does not have
+/// is asked for again with the retries the 503s left: `--retries 3`, four attempts in all.
+#[test]
+fn a_500_after_a_503_still_asks_the_blobs_endpoint() {
+    let reg = FakeRegistry::start();
+    let layer = b"a layer, not a manifest";
+    let digest = reg.blob("team/app", layer);
+    let at = format!("manifests/{digest}");
+    reg.push_fault(&at, Fault::Status(503));
+    reg.set_fault_for_every(&at, Fault::Status(500));
+    let hint = format!("mediatype:{OCI}");
+    let out = Dist::new().ok(&["fetch", &repo(&reg), &digest, &hint]);
+    assert_eq!(out, layer);
+    assert_eq!(reg.requests_for(&at), 2);
+    assert_eq!(blob_requests(&reg).len(), 1);
+
+    let reg = FakeRegistry::start();
+    let (digest, _) = image(&reg, "v1", OCI, OCI);
+    let at = format!("manifests/{digest}");
+    reg.push_fault(&at, Fault::Status(503));
+    reg.push_fault(&at, Fault::Status(503));
+    reg.set_fault_for_every(&at, Fault::Status(500));
+    let args = ["fetch", "--retries", "3", &repo(&reg), &digest, &hint];
+    let out = Dist::new().run(&args, b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("500 Internal Server Error"), "{err}");
+    assert!(err.contains("gave up after 4 attempts"), "{err}");
+    assert_eq!(reg.requests_for(&at), 4, "{err}");
+    assert_eq!(blob_requests(&reg).len(), 1, "{err}");
+}

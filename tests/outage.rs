@@ -103,6 +103,54 @@ fn a_batch_against_a_failing_registry_asks_it_once_per_pause() {
     }
 }
 
+/// So are digests hinted as manifests, whose manifests endpoint is asked first: their
+/// first request, made without retries so that a 500 could send them to the blobs
+/// endpoint, was each one's last attempt and so its own, and every object asked the
+/// failing registry once more than the others.
+#[test]
+fn a_batch_of_manifests_against_a_failing_registry_asks_it_once_per_pause() {
+    const OCI: &str = "application/vnd.oci.image.manifest.v1+json";
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg);
+    for d in blobs.keys() {
+        reg.set_fault_for_every(&format!("manifests/{d}"), Fault::Status(503));
+    }
+    let input: String = blobs
+        .keys()
+        .map(|d| format!("{d} mediatype:{OCI}\n"))
+        .collect();
+    let mut child = Dist::new().spawn(
+        &["fetch", &repo(&reg), "-", "-j", "4", "--retries", "3"],
+        input.as_bytes(),
+    );
+    let status = exit_within(&mut child, Duration::from_secs(60), "the failing batch");
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(status.code(), Some(1), "{err}");
+    let frames = parse_frames(&out.stdout);
+    assert_eq!(frames.len(), OBJECTS, "{err}");
+    assert!(frames.iter().all(|f| f.result.is_err()), "{err}");
+    let requests = reg.requests();
+    let asked = requests.iter().filter(|r| r.path.contains("/manifests/"));
+    let asked = asked.count();
+    for d in blobs.keys() {
+        let line = err
+            .lines()
+            .find(|l| l.contains(&format!("manifests/{d}: ")));
+        let line = line.unwrap_or_else(|| panic!("no error for {d}: {err}"));
+        assert!(line.contains("503 Service Unavailable"), "{line}");
+    }
+    assert_eq!(
+        blob_requests(&reg),
+        0,
+        "a 503 sends none to the blobs endpoint"
+    );
+    assert!(
+        asked < 2 * OBJECTS,
+        "{asked} manifest requests for {OBJECTS} objects: {err}"
+    );
+}
+
 /// The registry fails every request for a while, then answers again: the batch goes on
 /// and every object arrives.
 #[test]

@@ -396,15 +396,21 @@ impl Host {
     /// requests in a row without progress, not their square. `max_retries` is the
     /// host's own ([`max_retries`](Self::max_retries)), or the body's when the request
     /// asks for the rest of one: the same count cannot be held to two limits.
+    ///
+    /// `ask` says what else ends it ([`Ask`]).
     pub(crate) async fn request(
         &self,
         policy: &RetryPolicy,
         method: Method,
         url: Uri,
         headers: &HeaderMap,
-        hands_off: bool,
+        ask: Ask,
         (retries, max_retries): (&mut u32, u32),
     ) -> Result<transport::Reply> {
+        let Ask {
+            hands_off,
+            ends_at_500,
+        } = ask;
         let mut auth_rounds = 0u32;
         let mut resent = false;
         // Whether this request came to the registry in an outage of more rounds than it
@@ -656,10 +662,27 @@ impl Host {
                 (Some(asked), None) => self.pause.pause_for(asked),
                 (None, _) => {}
             }
+            if ends_at_500 && own && status == StatusCode::INTERNAL_SERVER_ERROR {
+                return Err(err.with_attempts(*retries + 1).with_url(&url));
+            }
             let wait = again(err, retries, asked)?;
             tokio::time::sleep(wait).await;
         }
     }
+}
+
+/// What ends a request beside its status and its retries spent ([`Host::request`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Ask {
+    /// The host is a mirror the registry stands behind: its "come back later" ends the
+    /// request, for the next host to serve, instead of holding it.
+    pub hands_off: bool,
+    /// The host's 500 ends the request at once, its attempts so far recorded on the
+    /// error, for the caller to ask elsewhere before it asks again (a digest hinted as a
+    /// manifest, which docker-registry answers 500 when it is a blob's). Any other answer
+    /// is retried, or not, as ever: a spent quota, a mirror's `Retry-After`, an outage's
+    /// turns.
+    pub ends_at_500: bool,
 }
 
 impl Host {
@@ -1095,7 +1118,7 @@ mod tests {
             Method::GET,
             url,
             &headers,
-            false,
+            Ask::default(),
             (&mut retries, budget),
         );
         let size = std::mem::size_of_val(&request);

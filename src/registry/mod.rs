@@ -281,15 +281,27 @@ impl RegistryRemote {
         headers: &HeaderMap,
         retries: (&mut u32, u32),
     ) -> Result<transport::Reply> {
+        self.request_ending(host, method, url, headers, retries, false)
+            .await
+    }
+
+    /// [`request_counted`](Self::request_counted), ended by the host's first 500 when
+    /// `at_500` (see [`host::Ask`]).
+    async fn request_ending(
+        &self,
+        host: usize,
+        method: Method,
+        url: Uri,
+        headers: &HeaderMap,
+        retries: (&mut u32, u32),
+        at_500: bool,
+    ) -> Result<transport::Reply> {
+        let ask = host::Ask {
+            hands_off: self.hands_off(host),
+            ends_at_500: at_500,
+        };
         self.host(host)
-            .request(
-                &self.inner.retry,
-                method,
-                url,
-                headers,
-                self.hands_off(host),
-                retries,
-            )
+            .request(&self.inner.retry, method, url, headers, ask, retries)
             .await
     }
 
@@ -399,12 +411,13 @@ impl RegistryRemote {
     }
 
     /// A digest hinted as a manifest: the manifests endpoint, then the blobs endpoint when
-    /// the first has no such manifest (404) or answered its first request 500, which is
-    /// how docker-registry answers for a blob's digest (it fails to parse the blob as a
-    /// manifest): retried, the 500 came back five times over seconds of back-off, and the
-    /// blob was never asked for where it is. A 500 may also be a registry's passing fault:
-    /// when the blobs endpoint has nothing either (404), the manifests endpoint is asked
-    /// again, as its request's own retries would have.
+    /// the first has no such manifest (404) or answered 500, which is how docker-registry
+    /// answers for a blob's digest (it fails to parse the blob as a manifest): retried, the
+    /// 500 came back five times over seconds of back-off, and the blob was never asked for
+    /// where it is. A 500 may also be a registry's passing fault: when the blobs endpoint
+    /// has nothing either (404), the manifests endpoint is asked again, with the retries
+    /// left. Any other answer is the manifests endpoint's request's own to retry or not
+    /// (a spent quota is not, an outage's turns are shared), as for any object.
     async fn manifest_or_blob(
         &self,
         host: usize,
@@ -413,38 +426,33 @@ impl RegistryRemote {
         prefix: Option<&Prefix>,
     ) -> Result<Download> {
         let (manifests, blobs) = (Endpoint::Manifests, Endpoint::Blobs);
-        let once = Some(hints.failures);
         let first = match self
-            .fetch_within(host, manifests, object, hints, prefix, once)
+            .fetch_within(host, manifests, object, hints, prefix, true)
             .await
         {
             Err(e) => e,
             ok => return ok,
         };
-        let blobs_asked = first.kind() == ErrorKind::NotFound || first.status() == Some(500);
-        if blobs_asked {
-            match self.fetch_from(host, blobs, object, hints, prefix).await {
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                other => return other,
-            }
-        }
-        if first.kind() == ErrorKind::NotFound || !self.retried(host, &first, hints.failures) {
+        let at_500 = first.status() == Some(500);
+        if first.kind() != ErrorKind::NotFound && !at_500 {
             return Err(first);
         }
-        let wait = self.inner.retry.wait(hints.failures, first.retry_after());
+        match self.fetch_from(host, blobs, object, hints, prefix).await {
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            other => return other,
+        }
+        // The 500's request's attempts, its own failures counted from `hints.failures`.
+        let spent = first.attempts().saturating_sub(1).max(hints.failures);
+        if !at_500 || !self.retried(host, &first, spent) {
+            return Err(first);
+        }
+        let wait = self.inner.retry.wait(spent, first.retry_after());
         tokio::time::sleep(wait).await;
         let mut again = hints.clone();
-        again.failures += 1;
-        match self
-            .fetch_from(host, manifests, object, &again, prefix)
+        again.failures = spent + 1;
+        // The blobs endpoint's 404 says no more the second time.
+        self.fetch_from(host, manifests, object, &again, prefix)
             .await
-        {
-            // The blobs endpoint's 404, when it was asked already, says no more.
-            Err(e) if e.kind() == ErrorKind::NotFound && !blobs_asked => {
-                self.fetch_from(host, blobs, object, hints, prefix).await
-            }
-            other => other,
-        }
     }
 
     /// Whether a request's own retries would have asked again after `e`, `spent` of them
@@ -464,12 +472,12 @@ impl RegistryRemote {
         hints: &Hints,
         prefix: Option<&Prefix>,
     ) -> Result<Download> {
-        self.fetch_within(host, endpoint, object, hints, prefix, None)
+        self.fetch_within(host, endpoint, object, hints, prefix, false)
             .await
     }
 
-    /// [`Self::fetch_from`], its request retried up to `budget` failures in a row (the
-    /// host's retries when `None`), counted from `hints.failures`.
+    /// [`Self::fetch_from`], its request ended by the host's first 500 when `at_500`
+    /// (see [`host::Ask`]).
     async fn fetch_within(
         &self,
         host: usize,
@@ -477,7 +485,7 @@ impl RegistryRemote {
         object: &Object,
         hints: &Hints,
         prefix: Option<&Prefix>,
-        budget: Option<u32>,
+        at_500: bool,
     ) -> Result<Download> {
         let url = self.url(host, endpoint, object.as_str())?;
         let accept = match endpoint {
@@ -503,9 +511,16 @@ impl RegistryRemote {
         // The retries this request takes count against its body's resumes too, as do the
         // failures of the fetches before it that could not be resumed.
         let mut spent = hints.failures;
-        let budget = budget.unwrap_or_else(|| self.host(host).max_retries(&self.inner.retry));
+        let budget = self.host(host).max_retries(&self.inner.retry);
         let reply = self
-            .request_counted(host, Method::GET, url.clone(), &asked, (&mut spent, budget))
+            .request_ending(
+                host,
+                Method::GET,
+                url.clone(),
+                &asked,
+                (&mut spent, budget),
+                at_500,
+            )
             .await?;
         let h = reply.response.headers();
         let codings = coding::codings(h).map_err(|e| e.with_url(&url))?;
