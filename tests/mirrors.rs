@@ -1281,3 +1281,56 @@ fn a_mirror_without_the_object_is_not_named_as_a_failure() {
     assert!(!err.contains("tried first"), "{err}");
     assert!(!err.contains(&mirror.host()), "{err}");
 }
+
+/// A size given that is wrong (`size:1999` for a blob of 2000 bytes), the mirror and the
+/// registry both declaring the right size: the error names the mirror, with its host, for
+/// what the mirror declared. It said "registry declares" of the mirror's answer too, so
+/// that the registry seemed to have been asked twice and the mirror never.
+#[test]
+fn a_size_a_mirror_declares_is_said_as_the_mirror_s() {
+    let (upstream, mirror, digests) = mirrored_blobs(40);
+    let repo = format!("{}/team/app", upstream.host());
+    let mirror_url = mirror.url();
+    let args = [
+        "fetch",
+        "--mirror",
+        &mirror_url,
+        &repo,
+        &digests[0],
+        "size:1999",
+    ];
+    let err = Dist::new().fails(1, &args, b"");
+    let given = "expected 1999 (the size given: size:1999, or a descriptor's \"size\")";
+    let by_mirror = format!(
+        "tried first: {mirror_url}/v2/team/app/blobs/{}?…: mirror {} declares 2000 bytes, \
+         {given}",
+        digests[0],
+        mirror.host()
+    );
+    assert!(err.contains(&by_mirror), "{err}");
+    assert!(
+        err.contains(&format!("registry declares 2000 bytes, {given}")),
+        "{err}"
+    );
+    assert!(!err.contains("?…: registry declares"), "{err}");
+
+    // The same of a resume's answer: the mirror's first answer declares no size and is cut
+    // short; its answer to the resume declares the total (the registry, handed the rest,
+    // then declares its own).
+    mirror.set_fault_for_every(&digests[1], Fault::Unframed(1000));
+    let args = [
+        "fetch",
+        "--mirror",
+        &mirror_url,
+        &repo,
+        &digests[1],
+        "size:1999",
+    ];
+    let err = Dist::new().fails(1, &args, b"");
+    let by_mirror = format!(
+        "asked for bytes=1000-, got a 206 with Content-Range: bytes 1000-1999/2000: the \
+         mirror {} declares 2000 bytes, {given}",
+        mirror.host()
+    );
+    assert!(err.contains(&by_mirror), "{err}");
+}

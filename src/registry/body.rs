@@ -687,13 +687,14 @@ async fn open_at(
             extent,
         };
         if plain {
+            let who = remote.host(host).who();
             let asked = headers
                 .get(http::header::RANGE)
                 .and_then(|v| v.to_str().ok());
             let asked = asked.unwrap_or("the whole content");
             match status {
-                StatusCode::PARTIAL_CONTENT => other_total(asked, rest.size, rest.given, h),
-                _ => other_length(asked, rest.size, rest.given, h),
+                StatusCode::PARTIAL_CONTENT => other_total(asked, rest.size, rest.given, &who, h),
+                _ => other_length(asked, rest.size, rest.given, &who, h),
             }
             .map_err(|e| e.with_url(url))?;
         }
@@ -762,17 +763,19 @@ impl Rest {
 /// Refuses a plain `206` to the `Range` `asked` (`bytes=500-`, a part's `bytes=500-999`)
 /// whose `Content-Range` gives the whole content another size than its known `size`.
 /// Against a size `given` alone (no server declared one before), the total is the first
-/// size the registry declares: said, and recorded ([`Error::sizes`]), as a `Content-Length`
-/// other than the size given is, a hint as likely wrong as the server.
+/// size the server `who` ([`Host::who`](super::host::Host::who)) declares: said, and
+/// recorded ([`Error::sizes`]), as a `Content-Length` other than the size given is, a hint
+/// as likely wrong as the server.
 pub(crate) fn other_total(
     asked: &str,
     size: Option<u64>,
     given: bool,
+    who: &str,
     headers: &HeaderMap,
 ) -> Result<()> {
     let total = content_range_total(headers);
     let got = |_| format!("asked for {asked}, got a 206 with {}", got_range(headers));
-    refused_size(size, total, given, got, |got, total, size| {
+    refused_size(size, total, given, who, got, |got, total, size| {
         format!("{got}: {total} bytes in all, where the content is {size}")
     })
 }
@@ -781,23 +784,30 @@ pub(crate) fn other_total(
 /// `Content-Length` is not its known `size`: other content than was asked for, which was
 /// read to the content's end before its surplus (or a body cut short) told. Against a size
 /// `given` alone, said and recorded as [`other_total`] says it.
-fn other_length(asked: &str, size: Option<u64>, given: bool, headers: &HeaderMap) -> Result<()> {
+fn other_length(
+    asked: &str,
+    size: Option<u64>,
+    given: bool,
+    who: &str,
+    headers: &HeaderMap,
+) -> Result<()> {
     let length = super::content_length(headers);
     let got = |length| format!("asked for {asked}, got a 200 with Content-Length: {length}");
-    refused_size(size, length, given, got, |got, _, size| {
+    refused_size(size, length, given, who, got, |got, _, size| {
         format!("{got}, where the content is {size}")
     })
 }
 
 /// The size a server `declared` against the content's known `size`, when both are known
 /// and differ: a [`SizeMismatch`](ErrorKind::SizeMismatch) opening with what was asked
-/// for and `got`. Against a size `given` alone, the registry's is the first size declared,
-/// said as a declared size other than the size given is (and recorded: [`Error::sizes`]);
-/// else `known` says it against the content's size.
+/// for and `got`. Against a size `given` alone, the server's (`who`'s) is the first size
+/// declared, said as a declared size other than the size given is (and recorded:
+/// [`Error::sizes`]); else `known` says it against the content's size.
 fn refused_size(
     size: Option<u64>,
     declared: Option<u64>,
     given: bool,
+    who: &str,
     got: impl FnOnce(u64) -> String,
     known: impl FnOnce(&str, u64, u64) -> String,
 ) -> Result<()> {
@@ -810,7 +820,7 @@ fn refused_size(
     let got = got(declared);
     if given {
         let expected = crate::hints::expected_size(size);
-        let msg = format!("{got}: the registry declares {declared} bytes, {expected}");
+        let msg = format!("{got}: the {who} declares {declared} bytes, {expected}");
         return Err(Error::new(ErrorKind::SizeMismatch, msg).with_sizes(size, declared));
     }
     let msg = known(&got, declared, size);

@@ -360,6 +360,16 @@ impl Host {
         true
     }
 
+    /// Who answered from this host, for what its answers declare: `registry`, or `mirror
+    /// <host:port>` (a mirror's declared size was said as the registry's, and sent the
+    /// reader to a server that had declared nothing of the kind).
+    pub(crate) fn who(&self) -> String {
+        match self.mirror {
+            true => format!("mirror {}", self.name),
+            false => "registry".to_string(),
+        }
+    }
+
     /// Reads the small error body of a reply that is answered by asking again, so that
     /// its connection can be reused.
     async fn drain(&self, reply: &mut transport::Reply) {

@@ -558,7 +558,8 @@ impl RegistryRemote {
                 let e = Error::new(
                     ErrorKind::SizeMismatch,
                     format!(
-                        "registry declares {d} bytes, {}",
+                        "{} declares {d} bytes, {}",
+                        self.host(host).who(),
                         crate::hints::expected_size(h)
                     ),
                 );
