@@ -352,10 +352,15 @@ impl Resumable {
     /// Carries the content on with `answer`, opened at the offset reached. A size it
     /// declares where none was known is the content's from then on: a later body ending
     /// short of it is a cut (see [`Resumable::cut_short`]), where it was taken for the
-    /// content's end, and the partial download blamed when the digest failed.
+    /// content's end, and the partial download blamed when the digest failed. A size given
+    /// that it declares too is no longer the size given alone: a later answer declaring
+    /// another contradicts the server's own word, which was said as the registry against
+    /// the size given, casting doubt on a size the registry had confirmed.
     fn carry_on(&mut self, answer: Answer) {
-        if self.size.is_none() {
-            self.size = answer.extent.size();
+        match self.size {
+            None => self.size = answer.extent.size(),
+            Some(size) if answer.extent.size() == Some(size) => self.size_given = false,
+            Some(_) => {}
         }
         self.open_range = answer.extent.open_range(self.offset);
         self.body = answer.body;
