@@ -1334,3 +1334,62 @@ fn a_size_a_mirror_declares_is_said_as_the_mirror_s() {
     );
     assert!(err.contains(&by_mirror), "{err}");
 }
+
+/// Content that failed from the last host that may pull content by digest, a mirror (the
+/// registry may only resolve): fetched once more, it is asked of that mirror again, the
+/// only host that may serve it, and the error that stands names the mirror and the cause.
+/// The fetch once more was asked of the registry alone, which may not pull, and the
+/// error said only that "the registry itself may not pull content by digest", the cause
+/// lost; a wrong size given was blamed on "the registry", and said to be fetched once
+/// more "from the registry itself".
+#[test]
+fn content_failed_by_the_only_mirror_that_may_pull_is_reported_as_the_mirror_s() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let blob = bytes(12, 2000);
+    let digest = mirror.blob("team/app", &blob);
+    let dir = hosts_dir(
+        "registry.invalid",
+        &format!(
+            "server = \"{}\"\ncapabilities = [\"resolve\"]\n\n[host.\"{}\"]\n  capabilities = [\"pull\"]\n",
+            upstream.url(),
+            mirror.url()
+        ),
+    );
+    let mut dist = Dist::new();
+    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    let args = ["fetch", "registry.invalid/team/app", &digest, "size:1999"];
+    let err = dist.fails(1, &args, b"");
+    assert!(!err.contains("may not pull"), "{err}");
+    let declared = format!(
+        "mirror {} declares 2000 bytes, expected 1999 (the size given: size:1999, or a \
+         descriptor's \"size\"); mirror {} declared 2000 bytes again: the size given is \
+         likely wrong",
+        mirror.host(),
+        mirror.host()
+    );
+    assert!(err.contains(&declared), "{err}");
+    assert!(!err.contains("registry itself declared"), "{err}");
+    let warned = format!(
+        "dist: warning: the size given is 1999 bytes and the mirror {} declares 2000; \
+         fetching once more (",
+        mirror.host()
+    );
+    assert!(err.contains(&warned), "{err}");
+    assert!(!err.contains("registry declares"), "{err}");
+    assert_eq!(mirror.requests_for(&format!("blobs/{digest}")), 2, "{err}");
+    assert_eq!(upstream.requests_for(&format!("blobs/{digest}")), 0);
+
+    // Corrupt twice: the mirror's digest mismatch stands. Once: the second fetch serves.
+    mirror.push_fault(&digest, Fault::CorruptByte(5));
+    mirror.push_fault(&digest, Fault::CorruptByte(5));
+    let err = dist.fails(1, &["fetch", "registry.invalid/team/app", &digest], b"");
+    assert!(!err.contains("may not pull"), "{err}");
+    assert!(
+        err.contains(&mirror.url()) && err.contains("digest mismatch"),
+        "{err}"
+    );
+    mirror.push_fault(&digest, Fault::CorruptByte(5));
+    let out = dist.ok(&["fetch", "registry.invalid/team/app", &digest]);
+    assert!(out == blob);
+}

@@ -5,6 +5,7 @@ use futures::StreamExt;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use hyper::body::Incoming;
 
+use super::host::Host;
 use super::{coding, Endpoint, RegistryRemote};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fetch::ByteStream;
@@ -261,6 +262,7 @@ impl Resumable {
                 // A size given that the registry contradicted, to be said so.
                 if let Some((given, declared)) = again.sizes() {
                     err = err.with_sizes(given, declared);
+                    err = err.sized_by(again.sizing_mirror().map(str::to_string));
                 }
                 // Where the rest was refused: the download names the URL of its first
                 // answer, which may be another host's (a mirror's, before a hand-over).
@@ -692,14 +694,14 @@ async fn open_at(
             extent,
         };
         if plain {
-            let who = remote.host(host).who();
+            let who = remote.host(host);
             let asked = headers
                 .get(http::header::RANGE)
                 .and_then(|v| v.to_str().ok());
             let asked = asked.unwrap_or("the whole content");
             match status {
-                StatusCode::PARTIAL_CONTENT => other_total(asked, rest.size, rest.given, &who, h),
-                _ => other_length(asked, rest.size, rest.given, &who, h),
+                StatusCode::PARTIAL_CONTENT => other_total(asked, rest.size, rest.given, who, h),
+                _ => other_length(asked, rest.size, rest.given, who, h),
             }
             .map_err(|e| e.with_url(url))?;
         }
@@ -775,7 +777,7 @@ pub(crate) fn other_total(
     asked: &str,
     size: Option<u64>,
     given: bool,
-    who: &str,
+    who: &Host,
     headers: &HeaderMap,
 ) -> Result<()> {
     let total = content_range_total(headers);
@@ -793,7 +795,7 @@ fn other_length(
     asked: &str,
     size: Option<u64>,
     given: bool,
-    who: &str,
+    who: &Host,
     headers: &HeaderMap,
 ) -> Result<()> {
     let length = super::content_length(headers);
@@ -812,7 +814,7 @@ fn refused_size(
     size: Option<u64>,
     declared: Option<u64>,
     given: bool,
-    who: &str,
+    who: &Host,
     got: impl FnOnce(u64) -> String,
     known: impl FnOnce(&str, u64, u64) -> String,
 ) -> Result<()> {
@@ -825,8 +827,12 @@ fn refused_size(
     let got = got(declared);
     if given {
         let expected = crate::hints::expected_size(size);
-        let msg = format!("{got}: the {who} declares {declared} bytes, {expected}");
-        return Err(Error::new(ErrorKind::SizeMismatch, msg).with_sizes(size, declared));
+        let msg = format!(
+            "{got}: the {} declares {declared} bytes, {expected}",
+            who.who()
+        );
+        let e = Error::new(ErrorKind::SizeMismatch, msg).with_sizes(size, declared);
+        return Err(e.sized_by(who.mirror_name()));
     }
     let msg = known(&got, declared, size);
     Err(Error::new(ErrorKind::SizeMismatch, msg))

@@ -364,10 +364,12 @@ impl Host {
     /// <host:port>` (a mirror's declared size was said as the registry's, and sent the
     /// reader to a server that had declared nothing of the kind).
     pub(crate) fn who(&self) -> String {
-        match self.mirror {
-            true => format!("mirror {}", self.name),
-            false => "registry".to_string(),
-        }
+        self.mirror_name().unwrap_or_else(|| "registry".to_string())
+    }
+
+    /// [`Self::who`] for a mirror; `None` for the registry.
+    pub(crate) fn mirror_name(&self) -> Option<String> {
+        self.mirror.then(|| format!("mirror {}", self.name))
     }
 
     /// Reads the small error body of a reply that is answered by asking again, so that
