@@ -110,6 +110,9 @@ struct Inner {
     /// For content whose length did not match the size given, with no size declared (a
     /// chunked body): the size given, and the bytes sent (`None`: more than given).
     sent: Option<(u64, Option<u64>)>,
+    /// The mirror (`mirror <host:port>`) that declared or sent the size of `sizes` or
+    /// `sent`; `None` for the registry.
+    sized_by: Option<String>,
 }
 
 /// The crate's result type.
@@ -131,6 +134,7 @@ impl Error {
             restart: None,
             earlier: Vec::new(),
             sizes: None,
+            sized_by: None,
             sent: None,
         }))
     }
@@ -255,6 +259,19 @@ impl Error {
         self
     }
 
+    /// Records the mirror that declared or sent the size of [`Self::with_sizes`] or
+    /// [`Self::with_sent`] (`mirror <host:port>`); `None`, the registry.
+    pub(crate) fn sized_by(mut self, mirror: Option<String>) -> Self {
+        self.0.sized_by = mirror;
+        self
+    }
+
+    /// The mirror that declared or sent the size of [`Self::sizes`] or [`Self::sent`];
+    /// `None` for the registry.
+    pub(crate) fn sizing_mirror(&self) -> Option<&str> {
+        self.0.sized_by.as_deref()
+    }
+
     /// For a [`SizeMismatch`](ErrorKind::SizeMismatch) found in the server's answer before
     /// any content was read: the size given (a `size:` hint, a descriptor's `size`) and
     /// the size the server declared instead. Such content never "did not verify": the
@@ -306,6 +323,7 @@ impl Error {
             restart: self.0.restart,
             earlier: self.0.earlier.clone(),
             sizes: self.0.sizes,
+            sized_by: self.0.sized_by.clone(),
             sent: self.0.sent,
         }))
     }

@@ -28,19 +28,25 @@ pub const VERIFY_ATTEMPTS: u32 = 2;
 /// for the size its server declared was never read, so it "did not verify" no more than
 /// the size given was right.
 pub fn refetch_warning(e: &Error) -> String {
+    // A mirror's size stands only where the registry may not be asked for the content:
+    // the mirrors are asked once more then.
+    let (who, from) = match e.sizing_mirror() {
+        Some(mirror) => (mirror, ""),
+        None => ("registry", " from the registry itself"),
+    };
     let said = match (e.sizes(), e.sent()) {
         (Some((given, declared)), _) => {
-            format!("the size given is {given} bytes and the registry declares {declared}")
+            format!("the size given is {given} bytes and the {who} declares {declared}")
         }
         (None, Some((given, sent))) => {
             format!(
-                "the size given is {given} bytes and the registry sent {}",
+                "the size given is {given} bytes and the {who} sent {}",
                 sent_bytes(sent)
             )
         }
         (None, None) => return "content did not verify; fetching again".to_string(),
     };
-    format!("{said}; fetching once more from the registry itself")
+    format!("{said}; fetching once more{from}")
 }
 
 /// What a body without a declared size brought against the size given: its length, or
@@ -218,9 +224,10 @@ pub struct Download {
     /// the download ends with (see [`Error::earlier`]).
     tried_first: Vec<String>,
     /// `meta.size` is the size given alone (a `size:` hint, a descriptor's), the server
-    /// having declared none (a chunked body); `Some(true)` when the registry itself was
-    /// asked, past any mirror, after the same mismatch. See [`Download::size_given`].
-    size_given: Option<bool>,
+    /// having declared none (a chunked body): with the mirror that answered (`None`: the
+    /// registry), and whether this is the fetch once more after the same mismatch. See
+    /// [`Download::size_given`].
+    size_given: Option<(Option<String>, bool)>,
     /// Why the body's end was taken on trust, if it was: see [`Download::end_on_trust`].
     on_trust: Option<OnTrust>,
 }
@@ -301,9 +308,11 @@ impl Download {
     /// The same download, its size (`meta.size`) the size given alone, the server having
     /// declared none: a length other than that is said against the size given, as a size
     /// declared otherwise is, for a hint as likely wrong as the server.
-    /// `origin_only`: this is the fetch once more from the registry itself.
-    pub(crate) fn size_given(mut self, origin_only: bool) -> Download {
-        self.size_given = Some(origin_only);
+    /// `mirror`: the mirror that answered (`mirror <host:port>`), `None` for the registry.
+    /// `again`: this is the fetch once more, from the registry itself (or from the mirror
+    /// that stands in for a registry that may not be asked).
+    pub(crate) fn size_given(mut self, mirror: Option<String>, again: bool) -> Download {
+        self.size_given = Some((mirror, again));
         self
     }
 
@@ -520,20 +529,22 @@ impl Download {
     /// size declared otherwise does (see [`Error::sizes`]): the size given may as well be
     /// what is wrong.
     fn wrong_size(&self, msg: String, size: u64, sent: Option<u64>) -> Error {
-        let Some(origin_only) = self.size_given else {
+        let Some((mirror, again)) = &self.size_given else {
             return self.fail(ErrorKind::SizeMismatch, msg);
         };
         let msg = format!("{msg}, {}", crate::hints::expected_size(size));
         let e = self
             .fail(ErrorKind::SizeMismatch, msg)
-            .with_sent(size, sent);
-        match origin_only {
-            true => e.with_note(format!(
-                "the registry itself sent {} bytes again: the size given is likely wrong",
-                sent_bytes(sent)
-            )),
-            false => e,
+            .with_sent(size, sent)
+            .sized_by(mirror.clone());
+        if !again {
+            return e;
         }
+        let who = mirror.as_deref().unwrap_or("the registry itself");
+        e.with_note(format!(
+            "{who} sent {} bytes again: the size given is likely wrong",
+            sent_bytes(sent)
+        ))
     }
 
     fn fail(&self, kind: ErrorKind, msg: String) -> Error {

@@ -650,7 +650,8 @@ async fn fetch_part(
         // serve either, from the server that said so: the blob fails as content that is
         // not what was asked for, fetched once more from the registry itself.
         let (asked, answered) = (format!("bytes={from}-{end}"), reply.response.headers());
-        crate::registry::other_total(&asked, Some(source.total), source.total_given, answered)
+        let (total, given) = (Some(source.total), source.total_given);
+        crate::registry::other_total(&asked, total, given, remote.host(host), answered)
             .map_err(|e| e.with_url(url))?;
         let transport = &remote.host(host).transport;
         let read = read_part(transport, reply.response.body_mut(), &mut got, want)

@@ -616,6 +616,31 @@ fn a_wrong_size_hint_is_named_against_a_resume_s_total() {
     assert!(!err.contains("where the content is"), "{err}");
 }
 
+/// A size given (`size:20000`, right) that a resume's answer declares too (its
+/// `Content-Range` total), and a later resume's answer that declares another: the server
+/// contradicts its own earlier answer, said as against the content's known size. It was
+/// said, and warned about, as the registry against the size given ("the size given is
+/// 20000 bytes and the registry declares 30000"), casting doubt on a size the registry had
+/// confirmed.
+#[test]
+fn a_total_a_resume_contradicts_after_one_confirmed_the_size_given_is_the_server_s() {
+    let (reg, digest, data) = fake_with_blob(20_000);
+    // The first answer runs to its connection's close, cut there; the first resume's
+    // declares the size given, and drops; the second's declares another.
+    reg.push_fault(&digest, Fault::Unframed(10_000));
+    reg.push_fault(&digest, Fault::DropAfter(2_000));
+    reg.push_fault(&digest, Fault::RangeTotal(30_000));
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest, "size:20000"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(out.stdout == data, "{err}");
+    let said = "asked for bytes=12000-, got a 206 with Content-Range: bytes 12000-19999/30000: \
+                30000 bytes in all, where the content is 20000";
+    assert!(err.contains(said), "{err}");
+    assert!(!err.contains("the size given is 20000 bytes"), "{err}");
+    assert!(!err.contains("registry declares"), "{err}");
+}
+
 /// As above, the resume answered whole by a server that ignores `Range`: its
 /// `Content-Length` is the first size the registry declares, said against the size given
 /// in the same words.

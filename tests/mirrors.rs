@@ -1281,3 +1281,115 @@ fn a_mirror_without_the_object_is_not_named_as_a_failure() {
     assert!(!err.contains("tried first"), "{err}");
     assert!(!err.contains(&mirror.host()), "{err}");
 }
+
+/// A size given that is wrong (`size:1999` for a blob of 2000 bytes), the mirror and the
+/// registry both declaring the right size: the error names the mirror, with its host, for
+/// what the mirror declared. It said "registry declares" of the mirror's answer too, so
+/// that the registry seemed to have been asked twice and the mirror never.
+#[test]
+fn a_size_a_mirror_declares_is_said_as_the_mirror_s() {
+    let (upstream, mirror, digests) = mirrored_blobs(40);
+    let repo = format!("{}/team/app", upstream.host());
+    let mirror_url = mirror.url();
+    let args = [
+        "fetch",
+        "--mirror",
+        &mirror_url,
+        &repo,
+        &digests[0],
+        "size:1999",
+    ];
+    let err = Dist::new().fails(1, &args, b"");
+    let given = "expected 1999 (the size given: size:1999, or a descriptor's \"size\")";
+    let by_mirror = format!(
+        "tried first: {mirror_url}/v2/team/app/blobs/{}?…: mirror {} declares 2000 bytes, \
+         {given}",
+        digests[0],
+        mirror.host()
+    );
+    assert!(err.contains(&by_mirror), "{err}");
+    assert!(
+        err.contains(&format!("registry declares 2000 bytes, {given}")),
+        "{err}"
+    );
+    assert!(!err.contains("?…: registry declares"), "{err}");
+
+    // The same of a resume's answer: the mirror's first answer declares no size and is cut
+    // short; its answer to the resume declares the total (the registry, handed the rest,
+    // then declares its own).
+    mirror.set_fault_for_every(&digests[1], Fault::Unframed(1000));
+    let args = [
+        "fetch",
+        "--mirror",
+        &mirror_url,
+        &repo,
+        &digests[1],
+        "size:1999",
+    ];
+    let err = Dist::new().fails(1, &args, b"");
+    let by_mirror = format!(
+        "asked for bytes=1000-, got a 206 with Content-Range: bytes 1000-1999/2000: the \
+         mirror {} declares 2000 bytes, {given}",
+        mirror.host()
+    );
+    assert!(err.contains(&by_mirror), "{err}");
+}
+
+/// Content that failed from the last host that may pull content by digest, a mirror (the
+/// registry may only resolve): fetched once more, it is asked of that mirror again, the
+/// only host that may serve it, and the error that stands names the mirror and the cause.
+/// The fetch once more was asked of the registry alone, which may not pull, and the
+/// error said only that "the registry itself may not pull content by digest", the cause
+/// lost; a wrong size given was blamed on "the registry", and said to be fetched once
+/// more "from the registry itself".
+#[test]
+fn content_failed_by_the_only_mirror_that_may_pull_is_reported_as_the_mirror_s() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let blob = bytes(12, 2000);
+    let digest = mirror.blob("team/app", &blob);
+    let dir = hosts_dir(
+        "registry.invalid",
+        &format!(
+            "server = \"{}\"\ncapabilities = [\"resolve\"]\n\n[host.\"{}\"]\n  capabilities = [\"pull\"]\n",
+            upstream.url(),
+            mirror.url()
+        ),
+    );
+    let mut dist = Dist::new();
+    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    let args = ["fetch", "registry.invalid/team/app", &digest, "size:1999"];
+    let err = dist.fails(1, &args, b"");
+    assert!(!err.contains("may not pull"), "{err}");
+    let declared = format!(
+        "mirror {} declares 2000 bytes, expected 1999 (the size given: size:1999, or a \
+         descriptor's \"size\"); mirror {} declared 2000 bytes again: the size given is \
+         likely wrong",
+        mirror.host(),
+        mirror.host()
+    );
+    assert!(err.contains(&declared), "{err}");
+    assert!(!err.contains("registry itself declared"), "{err}");
+    let warned = format!(
+        "dist: warning: the size given is 1999 bytes and the mirror {} declares 2000; \
+         fetching once more (",
+        mirror.host()
+    );
+    assert!(err.contains(&warned), "{err}");
+    assert!(!err.contains("registry declares"), "{err}");
+    assert_eq!(mirror.requests_for(&format!("blobs/{digest}")), 2, "{err}");
+    assert_eq!(upstream.requests_for(&format!("blobs/{digest}")), 0);
+
+    // Corrupt twice: the mirror's digest mismatch stands. Once: the second fetch serves.
+    mirror.push_fault(&digest, Fault::CorruptByte(5));
+    mirror.push_fault(&digest, Fault::CorruptByte(5));
+    let err = dist.fails(1, &["fetch", "registry.invalid/team/app", &digest], b"");
+    assert!(!err.contains("may not pull"), "{err}");
+    assert!(
+        err.contains(&mirror.url()) && err.contains("digest mismatch"),
+        "{err}"
+    );
+    mirror.push_fault(&digest, Fault::CorruptByte(5));
+    let out = dist.ok(&["fetch", "registry.invalid/team/app", &digest]);
+    assert!(out == blob);
+}

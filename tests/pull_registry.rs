@@ -1512,6 +1512,74 @@ fn a_pull_stopped_at_the_index_lock_says_every_object_was_stored() {
     drop(lock);
 }
 
+/// A pull stopped once it is seen waiting for another run's lock of `index.json` (`-v`
+/// logs the wait) names that lock as why the image is not named. The same words were
+/// said of every stop before the name, a slow sync of the blobs included (see
+/// tests/sinks.rs for the others); here they must be said where they are true.
+#[test]
+fn a_pull_stopped_waiting_for_the_index_lock_blames_the_lock() {
+    use std::io::BufRead;
+    use std::os::unix::io::AsRawFd;
+
+    let reg = FakeRegistry::start();
+    multi(&reg, "team/app", "v1", Flavor::Oci);
+    let reference = format!("{}/team/app:v1", reg.host());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let empty = r#"{"schemaVersion":2,"manifests":[]}"#;
+    std::fs::write(dir.path().join("index.json"), empty).unwrap();
+    // Another run's lock, held by this test until the pull has ended.
+    let lock = std::fs::File::create(dir.path().join(".dist-index.lock")).unwrap();
+    // SAFETY: flock(2) on a descriptor this test owns and keeps open.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let args = ["-v", "pull", &reference, "-o", dir.path().to_str().unwrap()];
+    let mut child = Dist::new().start(&args);
+    drop(child.stdin.take());
+    let _out = child.stdout.take().unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (tx, said) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in stderr.lines() {
+            let _ = tx.send(line.unwrap());
+        }
+    });
+    let waiting = "another run holds the lock of index.json; waiting for it";
+    let mut before = Vec::new();
+    loop {
+        let line = said
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no wait for the lock logged: {before:?}"));
+        if line.contains(waiting) {
+            break;
+        }
+        before.push(line);
+    }
+    // SAFETY: kill(2) sends a signal to a child this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let status = support::wait::exit_within(
+        &mut child,
+        std::time::Duration::from_secs(30),
+        "a pull stopped at the index lock",
+    );
+    reader.join().unwrap();
+    let err = said.try_iter().collect::<Vec<_>>().join("\n");
+    assert_eq!(status.code(), Some(130), "{err}");
+    let index = dir.path().join("index.json");
+    let blamed = format!(
+        "every object of the image was fetched and stored, but the image is not named in {} \
+         (another run holds its lock, which a pull waits for); the same pull again names it \
+         without fetching anything",
+        index.display()
+    );
+    assert!(err.contains(&blamed), "{err}");
+    drop(lock);
+    assert!(entries(dir.path()).is_empty());
+}
+
 /// A pull whose reader of the JSON lines went away (`| head -1`) stops as soon as the pipe
 /// says so, as the worker does, not when its next line finds the pipe gone: here that was
 /// after a layer that takes ten minutes. What it stored is verified; no temporary file stays.

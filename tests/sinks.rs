@@ -586,9 +586,14 @@ fn a_blob_past_the_file_size_limit_fails_alone() {
 /// An image in the fake registry under `tag`: a config and one layer; returns the
 /// manifest's digest.
 fn small_image(reg: &FakeRegistry, tag: &str) -> String {
+    small_image_of(reg, tag, 93)
+}
+
+/// [`small_image`] whose layer is `bytes(seed, 3000)`: another seed, another image.
+fn small_image_of(reg: &FakeRegistry, tag: &str, seed: u64) -> String {
     let config = br#"{"architecture":"amd64","os":"linux"}"#;
     let config_digest = reg.blob("team/app", config);
-    let layer = bytes(93, 3000);
+    let layer = bytes(seed, 3000);
     let layer_digest = reg.blob("team/app", &layer);
     let manifest = serde_json::json!({
         "schemaVersion": 2,
@@ -1304,7 +1309,17 @@ fn the_sync_at_the_end_of_a_batch_does_not_hold_off_its_timeout() {
 /// directory and the only rename in it are `index.json`'s. `None` where strace cannot run.
 /// Returns the output, strace's log, `index.json`'s path and the directory holding it.
 fn pull_stopped_in_the_index(
-    held: impl FnOnce(&str, &str) -> [String; 4],
+    held: impl FnOnce(&str, &str) -> Vec<String>,
+) -> Option<(std::process::Output, String, PathBuf, tempfile::TempDir)> {
+    pull_stopped_before_the_index(93, held)
+}
+
+/// [`pull_stopped_in_the_index`], `v2`'s layer `bytes(seed, 3000)`: with another seed than
+/// `v1`'s (93), the pull stores a layer and its manifest, and syncs them before it names
+/// the image.
+fn pull_stopped_before_the_index(
+    seed: u64,
+    held: impl FnOnce(&str, &str) -> Vec<String>,
 ) -> Option<(std::process::Output, String, PathBuf, tempfile::TempDir)> {
     let reg = FakeRegistry::start();
     small_image(&reg, "v1");
@@ -1313,7 +1328,7 @@ fn pull_stopped_in_the_index(
     let l = layout.to_str().unwrap();
     let dist = Dist::new();
     dist.ok(&["pull", &format!("{}:v1", repo(&reg)), "-o", l]);
-    small_image(&reg, "v2");
+    small_image_of(&reg, "v2", seed);
     let image = format!("{}:v2", repo(&reg));
     let args = ["--timeout", "6s", "pull", &image, "-o", l];
     let index = layout.join("index.json");
@@ -1339,7 +1354,9 @@ fn a_pull_stopped_in_the_index_s_sync_says_the_image_is_named() {
     // Held up 10 s, well past the --timeout, which leaves the pull itself time under
     // strace on a loaded machine.
     let held = |layout: &str, _: &str| {
-        ["-P", layout, "-e", "inject=fsync:delay_enter=10000000"].map(String::from)
+        ["-P", layout, "-e", "inject=fsync:delay_enter=10000000"]
+            .map(String::from)
+            .to_vec()
     };
     let Some((out, log, index, _dir)) = pull_stopped_in_the_index(held) else {
         return;
@@ -1373,7 +1390,7 @@ fn a_pull_stopped_in_the_index_s_rename_does_not_wait_for_it() {
     // Held up 20 s, well past the --timeout and the stop's grace.
     let held = |_: &str, index: &str| {
         let inject = "inject=rename,renameat,renameat2:delay_enter=20000000";
-        ["-P", index, "-e", inject].map(String::from)
+        ["-P", index, "-e", inject].map(String::from).to_vec()
     };
     let Some((out, log, index, _dir)) = pull_stopped_in_the_index(held) else {
         return;
@@ -1392,6 +1409,69 @@ fn a_pull_stopped_in_the_index_s_rename_does_not_wait_for_it() {
         index.display()
     );
     assert!(err.contains(&said), "{err}");
+}
+
+/// A pull stopped while the blobs it stored are being synced, before it names the image
+/// (the sync of `blobs/sha256` held up: a slow disk), says that is what it was doing: it
+/// blamed another run's lock of `index.json`, which no run held.
+#[test]
+fn a_pull_stopped_in_the_sync_of_its_blobs_says_so() {
+    let held = |layout: &str, _: &str| {
+        let blobs = format!("{layout}/blobs/sha256");
+        ["-P", &blobs, "-e", "inject=fsync:delay_enter=20000000"]
+            .map(String::from)
+            .to_vec()
+    };
+    let Some((out, log, index, _dir)) = pull_stopped_before_the_index(95, held) else {
+        return;
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("fsync("),
+        "no fsync of the blobs was held up: {log}"
+    );
+    assert!(err.contains("gave up after the --timeout of 6s"), "{err}");
+    assert!(!err.contains("lock"), "{err}");
+    let said = format!(
+        "every object of the image was fetched and stored, but the image is not named in {} \
+         (the sync of the blobs stored, which comes before naming the image, had not \
+         finished); the same pull again names it without fetching anything",
+        index.display()
+    );
+    assert!(err.contains(&said), "{err}");
+    let named = std::fs::read_to_string(&index).unwrap();
+    assert!(!named.contains(r#""v2""#), "{named}");
+}
+
+/// A pull stopped while it writes the new `index.json` (its first fsync, the temporary
+/// file's, held up: with nothing to store there is no other before it) says the stop came
+/// before the rename: it blamed another run's lock, which this run held itself.
+#[test]
+fn a_pull_stopped_writing_the_index_does_not_blame_a_lock() {
+    let held = |_: &str, _: &str| {
+        let inject = "inject=fsync:delay_enter=20000000:when=1";
+        ["-e", inject].map(String::from).to_vec()
+    };
+    let Some((out, log, index, _dir)) = pull_stopped_in_the_index(held) else {
+        return;
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    let dir = index.parent().unwrap().display().to_string();
+    assert!(
+        log.contains("fsync(") && log.contains(&format!("<{dir}/.dist-tmp")),
+        "no fsync of a new index.json in {dir} was held up: {log}"
+    );
+    assert!(err.contains("gave up after the --timeout of 6s"), "{err}");
+    assert!(!err.contains("lock"), "{err}");
+    let said = format!(
+        "every object of the image was fetched and stored, but the image is not named in {} \
+         (the stop came before its new index was renamed into place); the same pull again \
+         names it without fetching anything",
+        index.display()
+    );
+    assert!(err.contains(&said), "{err}");
+    let named = std::fs::read_to_string(&index).unwrap();
+    assert!(!named.contains(r#""v2""#), "{named}");
 }
 
 /// The report is the record a finished job leaves (the Indexed Job's

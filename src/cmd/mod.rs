@@ -459,21 +459,30 @@ impl Stop {
     }
 
     /// Says why a pull stopped after it had stored every object of the image, when only
-    /// naming it in `index` was left (where a pull waits while another run holds the
-    /// index's lock), or making that name durable (`entry`, how far it got): "the others
-    /// were not fetched" was said of a pull that had none left, and "not named" of an
-    /// image `index` named, its sync not finished. A rename still under way (a hung
-    /// filesystem) is said as such, not waited for.
+    /// naming it in `index` was left, or making that name durable (`entry`, how far it
+    /// got): "the others were not fetched" was said of a pull that had none left, "not
+    /// named" of an image `index` named, its sync not finished, and another run's lock
+    /// blamed for every stop before the name (a slow sync of the blobs included). A rename
+    /// still under way (a hung filesystem) is said as such, not waited for.
     pub fn say_all_stored(&self, index: &std::path::Path, entry: dist::sink::index::IndexEntry) {
         use dist::sink::index::IndexEntry;
         let Some(why) = self.why() else { return };
         let stored = "every object of the image was fetched and stored";
         let index = index.display();
+        let again = "the same pull again names it without fetching anything";
         match entry {
+            IndexEntry::Locked => say!(
+                "dist: {why}; {stored}, but the image is not named in {index} (another run \
+                 holds its lock, which a pull waits for); {again}"
+            ),
+            IndexEntry::SyncingBlobs => say!(
+                "dist: {why}; {stored}, but the image is not named in {index} (the sync of \
+                 the blobs stored, which comes before naming the image, had not finished); \
+                 {again}"
+            ),
             IndexEntry::Unwritten => say!(
-                "dist: {why}; {stored}, but the image is not named in {index} (a pull waits \
-                 there while another run holds its lock); the same pull again names it \
-                 without fetching anything"
+                "dist: {why}; {stored}, but the image is not named in {index} (the stop came \
+                 before its new index was renamed into place); {again}"
             ),
             IndexEntry::Unsynced => say!(
                 "dist: {why}; {stored}, and the image is named in {index}, but the sync of \
@@ -483,8 +492,7 @@ impl Stop {
             // `Renaming`, and what the library may add later: nothing surer to say.
             _ => say!(
                 "dist: {why}; {stored}, and naming it in {index} was under way (its rename \
-                 into place had not returned): it may name the image or not; the same pull \
-                 again names it without fetching anything"
+                 into place had not returned): it may name the image or not; {again}"
             ),
         }
     }

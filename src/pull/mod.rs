@@ -350,6 +350,10 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
             if let Some(added) = tried {
                 return Ok(added);
             }
+            // Once: the wait is what `-v` shows of a pull that seems to hang at its end.
+            if pause == std::time::Duration::from_millis(1) {
+                tracing::debug!(layout = %self.store.root().display(), "another run holds the lock of index.json; waiting for it");
+            }
             if started.elapsed() >= crate::sink::index::INDEX_LOCK_WAIT {
                 return Err(crate::sink::index::still_locked(self.store.root()));
             }

@@ -5,6 +5,7 @@ use futures::StreamExt;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use hyper::body::Incoming;
 
+use super::host::Host;
 use super::{coding, Endpoint, RegistryRemote};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fetch::ByteStream;
@@ -269,6 +270,7 @@ impl Resumable {
                 // A size given that the registry contradicted, to be said so.
                 if let Some((given, declared)) = again.sizes() {
                     err = err.with_sizes(given, declared);
+                    err = err.sized_by(again.sizing_mirror().map(str::to_string));
                 }
                 // Where the rest was refused: the download names the URL of its first
                 // answer, which may be another host's (a mirror's, before a hand-over).
@@ -360,10 +362,15 @@ impl Resumable {
     /// Carries the content on with `answer`, opened at the offset reached. A size it
     /// declares where none was known is the content's from then on: a later body ending
     /// short of it is a cut (see [`Resumable::cut_short`]), where it was taken for the
-    /// content's end, and the partial download blamed when the digest failed.
+    /// content's end, and the partial download blamed when the digest failed. A size given
+    /// that it declares too is no longer the size given alone: a later answer declaring
+    /// another contradicts the server's own word, which was said as the registry against
+    /// the size given, casting doubt on a size the registry had confirmed.
     fn carry_on(&mut self, answer: Answer) {
-        if self.size.is_none() {
-            self.size = answer.extent.size();
+        match self.size {
+            None => self.size = answer.extent.size(),
+            Some(size) if answer.extent.size() == Some(size) => self.size_given = false,
+            Some(_) => {}
         }
         self.open_range = answer.extent.open_range(self.offset);
         self.body = answer.body;
@@ -696,13 +703,14 @@ async fn open_at(
             extent,
         };
         if plain {
+            let who = remote.host(host);
             let asked = headers
                 .get(http::header::RANGE)
                 .and_then(|v| v.to_str().ok());
             let asked = asked.unwrap_or("the whole content");
             match status {
-                StatusCode::PARTIAL_CONTENT => other_total(asked, rest.size, rest.given, h),
-                _ => other_length(asked, rest.size, rest.given, h),
+                StatusCode::PARTIAL_CONTENT => other_total(asked, rest.size, rest.given, who, h),
+                _ => other_length(asked, rest.size, rest.given, who, h),
             }
             .map_err(|e| e.with_url(url))?;
         }
@@ -771,17 +779,19 @@ impl Rest {
 /// Refuses a plain `206` to the `Range` `asked` (`bytes=500-`, a part's `bytes=500-999`)
 /// whose `Content-Range` gives the whole content another size than its known `size`.
 /// Against a size `given` alone (no server declared one before), the total is the first
-/// size the registry declares: said, and recorded ([`Error::sizes`]), as a `Content-Length`
-/// other than the size given is, a hint as likely wrong as the server.
+/// size the server `who` ([`Host::who`](super::host::Host::who)) declares: said, and
+/// recorded ([`Error::sizes`]), as a `Content-Length` other than the size given is, a hint
+/// as likely wrong as the server.
 pub(crate) fn other_total(
     asked: &str,
     size: Option<u64>,
     given: bool,
+    who: &Host,
     headers: &HeaderMap,
 ) -> Result<()> {
     let total = content_range_total(headers);
     let got = |_| format!("asked for {asked}, got a 206 with {}", got_range(headers));
-    refused_size(size, total, given, got, |got, total, size| {
+    refused_size(size, total, given, who, got, |got, total, size| {
         format!("{got}: {total} bytes in all, where the content is {size}")
     })
 }
@@ -790,23 +800,30 @@ pub(crate) fn other_total(
 /// `Content-Length` is not its known `size`: other content than was asked for, which was
 /// read to the content's end before its surplus (or a body cut short) told. Against a size
 /// `given` alone, said and recorded as [`other_total`] says it.
-fn other_length(asked: &str, size: Option<u64>, given: bool, headers: &HeaderMap) -> Result<()> {
+fn other_length(
+    asked: &str,
+    size: Option<u64>,
+    given: bool,
+    who: &Host,
+    headers: &HeaderMap,
+) -> Result<()> {
     let length = super::content_length(headers);
     let got = |length| format!("asked for {asked}, got a 200 with Content-Length: {length}");
-    refused_size(size, length, given, got, |got, _, size| {
+    refused_size(size, length, given, who, got, |got, _, size| {
         format!("{got}, where the content is {size}")
     })
 }
 
 /// The size a server `declared` against the content's known `size`, when both are known
 /// and differ: a [`SizeMismatch`](ErrorKind::SizeMismatch) opening with what was asked
-/// for and `got`. Against a size `given` alone, the registry's is the first size declared,
-/// said as a declared size other than the size given is (and recorded: [`Error::sizes`]);
-/// else `known` says it against the content's size.
+/// for and `got`. Against a size `given` alone, the server's (`who`'s) is the first size
+/// declared, said as a declared size other than the size given is (and recorded:
+/// [`Error::sizes`]); else `known` says it against the content's size.
 fn refused_size(
     size: Option<u64>,
     declared: Option<u64>,
     given: bool,
+    who: &Host,
     got: impl FnOnce(u64) -> String,
     known: impl FnOnce(&str, u64, u64) -> String,
 ) -> Result<()> {
@@ -819,8 +836,12 @@ fn refused_size(
     let got = got(declared);
     if given {
         let expected = crate::hints::expected_size(size);
-        let msg = format!("{got}: the registry declares {declared} bytes, {expected}");
-        return Err(Error::new(ErrorKind::SizeMismatch, msg).with_sizes(size, declared));
+        let msg = format!(
+            "{got}: the {} declares {declared} bytes, {expected}",
+            who.who()
+        );
+        let e = Error::new(ErrorKind::SizeMismatch, msg).with_sizes(size, declared);
+        return Err(e.sized_by(who.mirror_name()));
     }
     let msg = known(&got, declared, size);
     Err(Error::new(ErrorKind::SizeMismatch, msg))

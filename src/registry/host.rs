@@ -360,6 +360,18 @@ impl Host {
         true
     }
 
+    /// Who answered from this host, for what its answers declare: `registry`, or `mirror
+    /// <host:port>` (a mirror's declared size was said as the registry's, and sent the
+    /// reader to a server that had declared nothing of the kind).
+    pub(crate) fn who(&self) -> String {
+        self.mirror_name().unwrap_or_else(|| "registry".to_string())
+    }
+
+    /// [`Self::who`] for a mirror; `None` for the registry.
+    pub(crate) fn mirror_name(&self) -> Option<String> {
+        self.mirror.then(|| format!("mirror {}", self.name))
+    }
+
     /// Reads the small error body of a reply that is answered by asking again, so that
     /// its connection can be reused.
     async fn drain(&self, reply: &mut transport::Reply) {

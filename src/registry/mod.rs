@@ -325,9 +325,14 @@ impl RegistryRemote {
         F: FnMut(usize, &[Error]) -> BoxFuture<'a, Result<T>>,
     {
         let mut failed: Vec<Error> = Vec::new();
+        // Past the mirrors, unless the registry itself may not be asked: the hosts that
+        // may then stand in for it. Asked of the registry alone, content a mirror failed
+        // failed again with "the registry itself may not pull", its cause lost.
+        let registry_serves = self.inner.hosts.last().is_some_and(|r| r.serves(tag));
+        let past_mirrors = origin_only && registry_serves;
         for (i, host) in self.inner.hosts.iter().enumerate() {
             if !host.serves(tag)
-                || (origin_only && host.mirror)
+                || (past_mirrors && host.mirror)
                 || (host.paused() && self.hands_off(i))
             {
                 continue;
@@ -346,12 +351,9 @@ impl RegistryRemote {
             } else {
                 "pull content by digest"
             };
-            let who = if origin_only {
-                "the registry itself may not"
-            } else {
-                "no host may"
-            };
-            Error::invalid(format!("{who} {what} (`capabilities` in the hosts file)"))
+            Error::invalid(format!(
+                "no host may {what} (`capabilities` in the hosts file)"
+            ))
         }))
     }
 
@@ -641,25 +643,33 @@ impl RegistryRemote {
             }
             Object::Tag(_) => announced,
         };
+        // The fetch once more after content failed: from the registry itself, or from a
+        // mirror standing in for a registry that may not be asked (see `on_hosts`).
+        let again = hints.origin_only.then(|| match self.host(host).mirror {
+            true => self.host(host).who(),
+            false => "the registry itself".to_string(),
+        });
         let size = match (declared, hints.size) {
             (Some(d), Some(h)) if d != h => {
                 let e = Error::new(
                     ErrorKind::SizeMismatch,
                     format!(
-                        "registry declares {d} bytes, {}",
+                        "{} declares {d} bytes, {}",
+                        self.host(host).who(),
                         crate::hints::expected_size(h)
                     ),
                 );
-                // Asked again of the registry itself, past any mirror, after the same
+                // Asked again of the registry itself, past any mirror (or of the mirrors
+                // that stand in for a registry that may not be asked), after the same
                 // answer: two answers against one size given.
-                let e = match hints.origin_only {
-                    true => e.with_note(format!(
-                        "the registry itself declared {d} bytes again: the size given is \
-                         likely wrong"
+                let e = match &again {
+                    Some(who) => e.with_note(format!(
+                        "{who} declared {d} bytes again: the size given is likely wrong"
                     )),
-                    false => e,
+                    None => e,
                 };
-                return Err(e.with_sizes(h, d).with_url(&url));
+                let e = e.with_sizes(h, d).sized_by(self.host(host).mirror_name());
+                return Err(e.with_url(&url));
             }
             (d, h) => h.or(d),
         };
@@ -791,7 +801,7 @@ impl RegistryRemote {
             None => Download::new(meta, body),
         };
         let download = match given {
-            Some(origin_only) => download.size_given(origin_only),
+            Some(again) => download.size_given(self.host(host).mirror_name(), again),
             None => download,
         };
         let download = match on_trust {

@@ -26,9 +26,17 @@ pub(crate) const INDEX_LOCK_WAIT: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum IndexEntry {
-    /// Not written (yet): `index.json` does not name the image for this run.
+    /// Not written (yet): `index.json` does not name the image for this run, and no
+    /// other variant says why (naming it had not begun, or the new `index.json` was being
+    /// written under the lock).
     #[default]
     Unwritten,
+    /// Not written: the blobs stored were being made durable, which comes before naming
+    /// them ([`LayoutStore::sync`](super::layout::LayoutStore::sync)).
+    SyncingBlobs,
+    /// Not written: another run held the lock of `index.json` at the last try, and this
+    /// run waits for it.
+    Locked,
     /// Being renamed into place: the rename has not returned (on a hung filesystem it may
     /// never), so `index.json` may name the image or not.
     Renaming,

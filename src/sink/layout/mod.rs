@@ -570,8 +570,8 @@ impl LayoutStore {
     /// nothing written to it, if one does or if `wanted`, asked once the lock is taken
     /// and again at the rename, says no; see [`super::index::try_add_entry_unless`].
     /// How far the entry got is recorded for [`Self::index_entry`], whose lock `wanted` is
-    /// asked under at the rename: it must not call [`Self::index_entry`]. Blocks (the syncs
-    /// and the write, not for the lock).
+    /// asked under once the lock is taken and at the rename: it must not call
+    /// [`Self::index_entry`]. Blocks (the syncs and the write, not for the lock).
     pub fn try_add_to_index_unless(
         &self,
         entry: &Descriptor,
@@ -579,12 +579,36 @@ impl LayoutStore {
         wanted: &dyn Fn() -> bool,
     ) -> Result<Option<super::index::Added>> {
         use super::index::IndexEntry;
-        self.sync()?;
+        let record = |entry| *self.index_entry.lock().unwrap_or_else(|p| p.into_inner()) = entry;
+        // Whatever stops a run here is said by this record: another run's lock was blamed
+        // for a stop that came while this run's own blobs were being synced.
+        let pending = !self
+            .renamed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty();
+        if pending {
+            self.advance_entry(IndexEntry::Unwritten, IndexEntry::SyncingBlobs);
+        }
+        let synced = self.sync();
+        self.advance_entry(IndexEntry::SyncingBlobs, IndexEntry::Unwritten);
+        synced?;
+        // Asked under the record's lock, as at the rename: a caller that stopped wanting
+        // the entry and read the record found the lock still "held by another run".
+        let took_lock = std::cell::Cell::new(false);
+        let wanted_once_locked = || {
+            let mut got = self.index_entry.lock().unwrap_or_else(|p| p.into_inner());
+            took_lock.set(true);
+            let still = wanted();
+            if still && *got == IndexEntry::Locked {
+                *got = IndexEntry::Unwritten;
+            }
+            still
+        };
         // Asked, and the rename marked begun, under the record's lock: a caller that
         // stopped wanting the entry, then reads the record, finds none to come, or one
         // begun or done. The rename itself is not under it: on a hung filesystem it may
         // not return, and a stop reading the record waited on it.
-        let record = |entry| *self.index_entry.lock().unwrap_or_else(|p| p.into_inner()) = entry;
         let rename_if: super::index::RenameIf = &|rename| {
             {
                 let mut got = self.index_entry.lock().unwrap_or_else(|p| p.into_inner());
@@ -600,12 +624,30 @@ impl LayoutStore {
             });
             renamed.map(|()| true)
         };
-        let added =
-            super::index::try_add_entry_renaming_if(&self.root, entry, keep, wanted, rename_if)?;
-        if added.is_some() {
-            record(IndexEntry::Durable);
+        let added = super::index::try_add_entry_renaming_if(
+            &self.root,
+            entry,
+            keep,
+            &wanted_once_locked,
+            rename_if,
+        )?;
+        match added {
+            Some(_) => record(IndexEntry::Durable),
+            // `None` before the lock was taken: another run holds it.
+            None if !took_lock.get() => {
+                self.advance_entry(IndexEntry::Unwritten, IndexEntry::Locked)
+            }
+            None => {}
         }
         Ok(added)
+    }
+
+    /// Records `to` as how far the entry got, if it is at `from`.
+    fn advance_entry(&self, from: super::index::IndexEntry, to: super::index::IndexEntry) {
+        let mut got = self.index_entry.lock().unwrap_or_else(|p| p.into_inner());
+        if *got == from {
+            *got = to;
+        }
     }
 
     /// How far this run's entry in `index.json` got through
