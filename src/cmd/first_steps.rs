@@ -91,9 +91,10 @@ enum Ran {
 }
 
 /// Runs `work` off the runtime's thread ([`Runs`]) and waits for what it returns, unless
-/// `stop` comes first: `abandoned` then gets it, on that thread, once `work` is done.
-/// Without a thread of its own to be had (`ulimit -u`), `work` runs here, as it did
-/// before it had one. A panic in `work` is resumed here.
+/// `stop` comes first: `abandoned` then gets it, once `work` is done (on the runtime's
+/// thread when it was sent just as the stop came). Without a thread of its own to be had
+/// (`ulimit -u`), `work` runs here, as it did before it had one. A panic in `work` is
+/// resumed here.
 async fn off_runtime<T, W, A, S>(
     runs: Runs,
     work: W,
@@ -103,14 +104,15 @@ async fn off_runtime<T, W, A, S>(
 where
     T: Send + 'static,
     W: FnOnce() -> T + Clone + Send + 'static,
-    A: FnOnce(T) + Send + 'static,
+    A: FnOnce(T) + Clone + Send + 'static,
     S: Future<Output = Stop>,
 {
-    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
     let off = work.clone();
+    let unwanted = abandoned.clone();
     let job = move || {
-        if let Err(unwanted) = tx.send(off()) {
-            abandoned(unwanted);
+        if let Err(value) = tx.send(off()) {
+            unwanted(value);
         }
     };
     let ran = match runs {
@@ -123,7 +125,7 @@ where
             Err(_) => return Ok(work()),
         },
     };
-    match unless_stopped(rx, stop).await {
+    match unless_stopped(&mut rx, stop).await {
         Ok(Ok(done)) => Ok(done),
         // The sender went without sending: `work` panicked.
         Ok(Err(_)) => {
@@ -133,6 +135,74 @@ where
             };
             std::panic::resume_unwind(panic.expect("the thread sends what its work returns"))
         }
-        Err(why) => Err(why),
+        Err(why) => {
+            // Sent after the receiver was last looked at, in the turn the stop came: it
+            // would go unseen with the receiver (a layout made as a signal came, left).
+            rx.close();
+            if let Ok(value) = rx.try_recv() {
+                abandoned(value);
+            }
+            Err(why)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{mpsc, Arc, Barrier, Mutex};
+    use std::task::Poll;
+
+    /// Tells of its thread's end as the thread's locals go: after its work's value was sent.
+    struct Ends(mpsc::Sender<()>);
+
+    impl Drop for Ends {
+        fn drop(&mut self) {
+            let _ = self.0.send(());
+        }
+    }
+
+    thread_local! {
+        static ENDS: std::cell::RefCell<Option<Ends>> = const { std::cell::RefCell::new(None) };
+    }
+
+    /// A stop that comes in the same turn as the work's value, sent after the receiver was
+    /// last looked at: the value is abandoned as one that came later is. It was dropped with
+    /// the receiver instead, and a layout made as a signal came stayed behind.
+    #[tokio::test]
+    async fn a_value_sent_as_the_stop_comes_is_abandoned() {
+        let (ended, thread_ended) = mpsc::channel();
+        let ended = Arc::new(Mutex::new(ended));
+        let go = Arc::new(Barrier::new(2));
+        let abandoned = Arc::new(AtomicUsize::new(0));
+        let work = {
+            let go = go.clone();
+            move || {
+                let ended = ended.lock().unwrap().clone();
+                ENDS.with(|e| *e.borrow_mut() = Some(Ends(ended)));
+                go.wait();
+                "made"
+            }
+        };
+        let counted = abandoned.clone();
+        let abandon = move |_: &str| {
+            counted.fetch_add(1, Ordering::SeqCst);
+        };
+        // Looked at after the work's receiver: lets the work go, and comes once its thread
+        // has sent the value and ended.
+        let stop = std::future::poll_fn(move |_| {
+            go.wait();
+            thread_ended.recv().unwrap();
+            Poll::Ready(Stop::Signal(130))
+        });
+        let mut stop = std::pin::pin!(stop);
+        let ran = off_runtime(Runs::Alone, work, abandon, &mut stop).await;
+        assert!(matches!(ran, Err(Stop::Signal(130))));
+        assert_eq!(
+            abandoned.load(Ordering::SeqCst),
+            1,
+            "the value was dropped unseen"
+        );
     }
 }
