@@ -170,6 +170,31 @@ fn run_with_thread_limit(
     stdin: &[u8],
     threads: u64,
 ) -> Option<std::process::Output> {
+    let child = start_with_thread_limit(dist, args, stdin, threads)?;
+    let pid = child.id() as libc::pid_t;
+    let (ended, end) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if end
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .is_err()
+        {
+            // SAFETY: kill only sends a signal; the child is not reaped before `ended`.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    });
+    let out = child.wait_with_output().expect("wait for dist");
+    drop(ended);
+    watchdog.join().unwrap();
+    Some(out)
+}
+
+/// [`run_with_thread_limit`]'s `dist ARGS…`, started and fed `stdin`, left running.
+fn start_with_thread_limit(
+    dist: &Dist,
+    args: &[&str],
+    stdin: &[u8],
+    threads: u64,
+) -> Option<std::process::Child> {
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
     // SAFETY: geteuid has no preconditions and touches no memory.
@@ -197,22 +222,7 @@ fn run_with_thread_limit(
             Ok(())
         });
     }
-    let child = spawn_fed(command, stdin);
-    let pid = child.id() as libc::pid_t;
-    let (ended, end) = std::sync::mpsc::channel::<()>();
-    let watchdog = std::thread::spawn(move || {
-        if end
-            .recv_timeout(std::time::Duration::from_secs(60))
-            .is_err()
-        {
-            // SAFETY: kill only sends a signal; the child is not reaped before `ended`.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-    });
-    let out = child.wait_with_output().expect("wait for dist");
-    drop(ended);
-    watchdog.join().unwrap();
-    Some(out)
+    Some(spawn_fed(command, stdin))
 }
 
 /// A user id that no process runs as, a new one each call. The limit on threads counts
@@ -1762,6 +1772,54 @@ fn a_pull_stops_on_a_signal_while_its_report_is_not_read() {
     let err = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(130), "{err}");
     assert!(err.contains("interrupted"), "{err}");
+}
+
+/// Under a limit on threads that leaves none for waiting on a `--report` FIFO (`ulimit
+/// -u`), the wait for its reader still gives way to a signal: it ran on the runtime's own
+/// thread, where dist's handler caught SIGINT and nothing heard it, and the run hung until
+/// killed (before its handlers were in place so early, SIGINT at least killed it).
+#[test]
+fn a_signal_while_a_report_fifo_waits_without_a_thread_to_spare_stops_the_run() {
+    let reg = FakeRegistry::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let fifo = dir.path().join("report");
+    mkfifo(&fifo);
+    std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let out = dir.path().join("out");
+    let repo = repo(&reg);
+    let args = [
+        "fetch",
+        &repo,
+        "-",
+        "-o",
+        out.to_str().unwrap(),
+        "--report",
+        fifo.to_str().unwrap(),
+    ];
+    // The runtime's thread, the blocking pool's one kept and stdout's watcher: none left.
+    let Some(mut child) = start_with_thread_limit(&Dist::new(), &args, b"", 3) else {
+        return;
+    };
+    support::wait::until("the new layout, or the run's end", || {
+        out.join("index.json").exists() || child.try_wait().unwrap().is_some()
+    });
+    if child.try_wait().unwrap().is_some() {
+        panic!("ended unasked: {:?}", child.wait_with_output().unwrap());
+    }
+    // SAFETY: kill(2) sends a signal to a child this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let what = "the run stopped by SIGINT";
+    support::wait::exit_within(&mut child, std::time::Duration::from_secs(30), what);
+    let run = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert!(!out.exists(), "the new layout was left");
 }
 
 /// The thread writing stdout runs as `SCHED_BATCH`, so that waking it does not take the

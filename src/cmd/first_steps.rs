@@ -93,8 +93,9 @@ enum Ran {
 /// Runs `work` off the runtime's thread ([`Runs`]) and waits for what it returns, unless
 /// `stop` comes first: `abandoned` then gets it, once `work` is done (on the runtime's
 /// thread when it was sent just as the stop came). Without a thread of its own to be had
-/// (`ulimit -u`), `work` runs here, as it did before it had one. A panic in `work` is
-/// resumed here.
+/// (`ulimit -u`), `work` goes to the blocking pool, which has one kept for such a limit
+/// (in `main`): run here, a FIFO nobody opened held the runtime's thread, and with it the
+/// stop that dist's handlers caught, for ever. A panic in `work` is resumed here.
 async fn off_runtime<T, W, A, S>(
     runs: Runs,
     work: W,
@@ -107,23 +108,31 @@ where
     A: FnOnce(T) + Clone + Send + 'static,
     S: Future<Output = Stop>,
 {
-    let (tx, mut rx) = tokio::sync::oneshot::channel();
-    let off = work.clone();
-    let unwanted = abandoned.clone();
-    let job = move || {
-        if let Err(value) = tx.send(off()) {
-            unwanted(value);
-        }
+    // The work as a thread's job, and where it sends what it returns.
+    let job = || {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (work, abandoned) = (work.clone(), abandoned.clone());
+        let job = move || {
+            if let Err(value) = tx.send(work()) {
+                abandoned(value);
+            }
+        };
+        (job, rx)
     };
-    let ran = match runs {
-        Runs::OnThePool => Ran::Pool(tokio::task::spawn_blocking(job)),
-        Runs::Alone => match std::thread::Builder::new()
-            .name("dist-first-step".into())
-            .spawn(job)
-        {
-            Ok(thread) => Ran::Alone(thread),
-            Err(_) => return Ok(work()),
-        },
+    let on_the_pool = |(job, rx)| (Ran::Pool(tokio::task::spawn_blocking(job)), rx);
+    let (ran, mut rx) = match runs {
+        Runs::OnThePool => on_the_pool(job()),
+        Runs::Alone => {
+            let (alone, rx) = job();
+            let spawned = std::thread::Builder::new()
+                .name("dist-first-step".into())
+                .spawn(alone);
+            match spawned {
+                Ok(thread) => (Ran::Alone(thread), rx),
+                // The job went with the failed spawn, unrun.
+                Err(_) => on_the_pool(job()),
+            }
+        }
     };
     match unless_stopped(&mut rx, stop).await {
         Ok(Ok(done)) => Ok(done),
