@@ -1774,6 +1774,54 @@ fn a_pull_stops_on_a_signal_while_its_report_is_not_read() {
     assert!(err.contains("interrupted"), "{err}");
 }
 
+/// A pull that cannot start its report's writer thread (`ulimit -u`) runs no pull, and
+/// leaves the previous run's `--report` as it was, as a worker without its output thread
+/// does: the report was emptied before the thread was asked for, and the record of the
+/// last run was lost. Each limit either leaves room for the whole pull or keeps the report.
+#[test]
+fn a_pull_without_a_report_thread_keeps_the_previous_report() {
+    let reg = FakeRegistry::start();
+    small_image(&reg, "v1");
+    let image = format!("{}:v1", repo(&reg));
+    // The runtime's thread, the blocking pool's kept one and stdout's watcher, then
+    // stdout's writer and the report's: one of these limits leaves no room for the last.
+    for threads in 3..=6 {
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |mode| std::os::unix::fs::PermissionsExt::from_mode(mode);
+        std::fs::set_permissions(dir.path(), mode(0o777)).unwrap();
+        let report = dir.path().join("report.jsonl");
+        std::fs::write(&report, "previous run\n").unwrap();
+        std::fs::set_permissions(&report, mode(0o666)).unwrap();
+        let out = dir.path().join("out");
+        let args = [
+            "pull",
+            &image,
+            "-o",
+            out.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ];
+        let Some(run) = run_with_thread_limit(&Dist::new(), &args, b"", threads) else {
+            return;
+        };
+        let err = String::from_utf8_lossy(&run.stderr);
+        let now = std::fs::read_to_string(&report).unwrap();
+        if run.status.code() == Some(0) {
+            assert!(
+                now.contains("\"status\":\"ok\""),
+                "{threads} threads: {now}"
+            );
+            continue;
+        }
+        assert_eq!(run.status.code(), Some(2), "{threads} threads: {err}");
+        assert!(err.contains("cannot start the output thread"), "{err}");
+        assert_eq!(
+            now, "previous run\n",
+            "{threads} threads: the report was lost"
+        );
+    }
+}
+
 /// Under a limit on threads that leaves none for waiting on a `--report` FIFO (`ulimit
 /// -u`), the wait for its reader still gives way to a signal: it ran on the runtime's own
 /// thread, where dist's handler caught SIGINT and nothing heard it, and the run hung until
