@@ -1752,9 +1752,14 @@ fn a_pull_stops_on_a_signal_while_its_report_is_not_read() {
             return false;
         };
         let mut words = call.split_whitespace();
-        let (Some("1"), Some(fd)) = (words.next(), words.next()) else {
+        // write(2)'s number is the architecture's: 1 on x86_64, 64 on aarch64.
+        let write = libc::SYS_write.to_string();
+        let (Some(number), Some(fd)) = (words.next(), words.next()) else {
             return false;
         };
+        if number != write {
+            return false;
+        }
         let fd = i64::from_str_radix(fd.trim_start_matches("0x"), 16).unwrap();
         std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).is_ok_and(|p| p == fifo)
     };
