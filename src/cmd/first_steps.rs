@@ -80,7 +80,8 @@ enum Runs {
     /// when the layout was opened before the stop was watched.
     OnThePool,
     /// On a thread of its own, which the process's end does not wait for: a FIFO nobody
-    /// opens must not hold up the exit of a stopped run.
+    /// opens must not hold up the exit of a stopped run. On the pool where no thread of
+    /// its own can be had, which the exit then waits for up to its 2 s.
     Alone,
 }
 
