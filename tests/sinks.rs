@@ -170,6 +170,31 @@ fn run_with_thread_limit(
     stdin: &[u8],
     threads: u64,
 ) -> Option<std::process::Output> {
+    let child = start_with_thread_limit(dist, args, stdin, threads)?;
+    let pid = child.id() as libc::pid_t;
+    let (ended, end) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if end
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .is_err()
+        {
+            // SAFETY: kill only sends a signal; the child is not reaped before `ended`.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    });
+    let out = child.wait_with_output().expect("wait for dist");
+    drop(ended);
+    watchdog.join().unwrap();
+    Some(out)
+}
+
+/// [`run_with_thread_limit`]'s `dist ARGS…`, started and fed `stdin`, left running.
+fn start_with_thread_limit(
+    dist: &Dist,
+    args: &[&str],
+    stdin: &[u8],
+    threads: u64,
+) -> Option<std::process::Child> {
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
     // SAFETY: geteuid has no preconditions and touches no memory.
@@ -197,22 +222,7 @@ fn run_with_thread_limit(
             Ok(())
         });
     }
-    let child = spawn_fed(command, stdin);
-    let pid = child.id() as libc::pid_t;
-    let (ended, end) = std::sync::mpsc::channel::<()>();
-    let watchdog = std::thread::spawn(move || {
-        if end
-            .recv_timeout(std::time::Duration::from_secs(60))
-            .is_err()
-        {
-            // SAFETY: kill only sends a signal; the child is not reaped before `ended`.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-    });
-    let out = child.wait_with_output().expect("wait for dist");
-    drop(ended);
-    watchdog.join().unwrap();
-    Some(out)
+    Some(spawn_fed(command, stdin))
 }
 
 /// A user id that no process runs as, a new one each call. The limit on threads counts
@@ -1822,9 +1832,14 @@ fn a_pull_stops_on_a_signal_while_its_report_is_not_read() {
             return false;
         };
         let mut words = call.split_whitespace();
-        let (Some("1"), Some(fd)) = (words.next(), words.next()) else {
+        // write(2)'s number is the architecture's: 1 on x86_64, 64 on aarch64.
+        let write = libc::SYS_write.to_string();
+        let (Some(number), Some(fd)) = (words.next(), words.next()) else {
             return false;
         };
+        if number != write {
+            return false;
+        }
         let fd = i64::from_str_radix(fd.trim_start_matches("0x"), 16).unwrap();
         std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).is_ok_and(|p| p == fifo)
     };
@@ -1842,6 +1857,102 @@ fn a_pull_stops_on_a_signal_while_its_report_is_not_read() {
     let err = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(130), "{err}");
     assert!(err.contains("interrupted"), "{err}");
+}
+
+/// A pull that cannot start its report's writer thread (`ulimit -u`) runs no pull, and
+/// leaves the previous run's `--report` as it was, as a worker without its output thread
+/// does: the report was emptied before the thread was asked for, and the record of the
+/// last run was lost. Each limit either leaves room for the whole pull or keeps the report.
+#[test]
+fn a_pull_without_a_report_thread_keeps_the_previous_report() {
+    let reg = FakeRegistry::start();
+    small_image(&reg, "v1");
+    let image = format!("{}:v1", repo(&reg));
+    // The runtime's thread, the blocking pool's kept one and stdout's watcher, then
+    // stdout's writer and the report's: one of these limits leaves no room for the last.
+    for threads in 3..=6 {
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |mode| std::os::unix::fs::PermissionsExt::from_mode(mode);
+        std::fs::set_permissions(dir.path(), mode(0o777)).unwrap();
+        let report = dir.path().join("report.jsonl");
+        std::fs::write(&report, "previous run\n").unwrap();
+        std::fs::set_permissions(&report, mode(0o666)).unwrap();
+        let out = dir.path().join("out");
+        let args = [
+            "pull",
+            &image,
+            "-o",
+            out.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ];
+        let Some(run) = run_with_thread_limit(&Dist::new(), &args, b"", threads) else {
+            return;
+        };
+        let err = String::from_utf8_lossy(&run.stderr);
+        let now = std::fs::read_to_string(&report).unwrap();
+        if run.status.code() == Some(0) {
+            assert!(
+                now.contains("\"status\":\"ok\""),
+                "{threads} threads: {now}"
+            );
+            continue;
+        }
+        assert_eq!(run.status.code(), Some(2), "{threads} threads: {err}");
+        assert!(err.contains("cannot start the output thread"), "{err}");
+        assert_eq!(
+            now, "previous run\n",
+            "{threads} threads: the report was lost"
+        );
+    }
+}
+
+/// Under a limit on threads that leaves none for waiting on a `--report` FIFO (`ulimit
+/// -u`), the wait for its reader still gives way to a signal: it ran on the runtime's own
+/// thread, where dist's handler caught SIGINT and nothing heard it, and the run hung until
+/// killed (before its handlers were in place so early, SIGINT at least killed it).
+#[test]
+fn a_signal_while_a_report_fifo_waits_without_a_thread_to_spare_stops_the_run() {
+    let reg = FakeRegistry::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let fifo = dir.path().join("report");
+    mkfifo(&fifo);
+    std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let out = dir.path().join("out");
+    let repo = repo(&reg);
+    let args = [
+        "fetch",
+        &repo,
+        "-",
+        "-o",
+        out.to_str().unwrap(),
+        "--report",
+        fifo.to_str().unwrap(),
+    ];
+    // The runtime's thread, the blocking pool's one kept and stdout's watcher: none left.
+    let Some(mut child) = start_with_thread_limit(&Dist::new(), &args, b"", 3) else {
+        return;
+    };
+    support::wait::until("the new layout, or the run's end", || {
+        out.join("index.json").exists() || child.try_wait().unwrap().is_some()
+    });
+    if child.try_wait().unwrap().is_some() {
+        panic!("ended unasked: {:?}", child.wait_with_output().unwrap());
+    }
+    // SAFETY: kill(2) sends a signal to a child this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let what = "the run stopped by SIGINT";
+    support::wait::exit_within(&mut child, std::time::Duration::from_secs(30), what);
+    let run = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert!(!out.exists(), "the new layout was left");
 }
 
 /// The thread writing stdout runs as `SCHED_BATCH`, so that waking it does not take the

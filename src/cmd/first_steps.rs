@@ -80,7 +80,8 @@ enum Runs {
     /// when the layout was opened before the stop was watched.
     OnThePool,
     /// On a thread of its own, which the process's end does not wait for: a FIFO nobody
-    /// opens must not hold up the exit of a stopped run.
+    /// opens must not hold up the exit of a stopped run. On the pool where no thread of
+    /// its own can be had, which the exit then waits for up to its 2 s.
     Alone,
 }
 
@@ -91,9 +92,11 @@ enum Ran {
 }
 
 /// Runs `work` off the runtime's thread ([`Runs`]) and waits for what it returns, unless
-/// `stop` comes first: `abandoned` then gets it, on that thread, once `work` is done.
-/// Without a thread of its own to be had (`ulimit -u`), `work` runs here, as it did
-/// before it had one. A panic in `work` is resumed here.
+/// `stop` comes first: `abandoned` then gets it, once `work` is done (on the runtime's
+/// thread when it was sent just as the stop came). Without a thread of its own to be had
+/// (`ulimit -u`), `work` goes to the blocking pool, which has one kept for such a limit
+/// (in `main`): run here, a FIFO nobody opened held the runtime's thread, and with it the
+/// stop that dist's handlers caught, for ever. A panic in `work` is resumed here.
 async fn off_runtime<T, W, A, S>(
     runs: Runs,
     work: W,
@@ -103,27 +106,36 @@ async fn off_runtime<T, W, A, S>(
 where
     T: Send + 'static,
     W: FnOnce() -> T + Clone + Send + 'static,
-    A: FnOnce(T) + Send + 'static,
+    A: FnOnce(T) + Clone + Send + 'static,
     S: Future<Output = Stop>,
 {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let off = work.clone();
-    let job = move || {
-        if let Err(unwanted) = tx.send(off()) {
-            abandoned(unwanted);
+    // The work as a thread's job, and where it sends what it returns.
+    let job = || {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (work, abandoned) = (work.clone(), abandoned.clone());
+        let job = move || {
+            if let Err(value) = tx.send(work()) {
+                abandoned(value);
+            }
+        };
+        (job, rx)
+    };
+    let on_the_pool = |(job, rx)| (Ran::Pool(tokio::task::spawn_blocking(job)), rx);
+    let (ran, mut rx) = match runs {
+        Runs::OnThePool => on_the_pool(job()),
+        Runs::Alone => {
+            let (alone, rx) = job();
+            let spawned = std::thread::Builder::new()
+                .name("dist-first-step".into())
+                .spawn(alone);
+            match spawned {
+                Ok(thread) => (Ran::Alone(thread), rx),
+                // The job went with the failed spawn, unrun.
+                Err(_) => on_the_pool(job()),
+            }
         }
     };
-    let ran = match runs {
-        Runs::OnThePool => Ran::Pool(tokio::task::spawn_blocking(job)),
-        Runs::Alone => match std::thread::Builder::new()
-            .name("dist-first-step".into())
-            .spawn(job)
-        {
-            Ok(thread) => Ran::Alone(thread),
-            Err(_) => return Ok(work()),
-        },
-    };
-    match unless_stopped(rx, stop).await {
+    match unless_stopped(&mut rx, stop).await {
         Ok(Ok(done)) => Ok(done),
         // The sender went without sending: `work` panicked.
         Ok(Err(_)) => {
@@ -133,6 +145,74 @@ where
             };
             std::panic::resume_unwind(panic.expect("the thread sends what its work returns"))
         }
-        Err(why) => Err(why),
+        Err(why) => {
+            // Sent after the receiver was last looked at, in the turn the stop came: it
+            // would go unseen with the receiver (a layout made as a signal came, left).
+            rx.close();
+            if let Ok(value) = rx.try_recv() {
+                abandoned(value);
+            }
+            Err(why)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{mpsc, Arc, Barrier, Mutex};
+    use std::task::Poll;
+
+    /// Tells of its thread's end as the thread's locals go: after its work's value was sent.
+    struct Ends(mpsc::Sender<()>);
+
+    impl Drop for Ends {
+        fn drop(&mut self) {
+            let _ = self.0.send(());
+        }
+    }
+
+    thread_local! {
+        static ENDS: std::cell::RefCell<Option<Ends>> = const { std::cell::RefCell::new(None) };
+    }
+
+    /// A stop that comes in the same turn as the work's value, sent after the receiver was
+    /// last looked at: the value is abandoned as one that came later is. It was dropped with
+    /// the receiver instead, and a layout made as a signal came stayed behind.
+    #[tokio::test]
+    async fn a_value_sent_as_the_stop_comes_is_abandoned() {
+        let (ended, thread_ended) = mpsc::channel();
+        let ended = Arc::new(Mutex::new(ended));
+        let go = Arc::new(Barrier::new(2));
+        let abandoned = Arc::new(AtomicUsize::new(0));
+        let work = {
+            let go = go.clone();
+            move || {
+                let ended = ended.lock().unwrap().clone();
+                ENDS.with(|e| *e.borrow_mut() = Some(Ends(ended)));
+                go.wait();
+                "made"
+            }
+        };
+        let counted = abandoned.clone();
+        let abandon = move |_: &str| {
+            counted.fetch_add(1, Ordering::SeqCst);
+        };
+        // Looked at after the work's receiver: lets the work go, and comes once its thread
+        // has sent the value and ended.
+        let stop = std::future::poll_fn(move |_| {
+            go.wait();
+            thread_ended.recv().unwrap();
+            Poll::Ready(Stop::Signal(130))
+        });
+        let mut stop = std::pin::pin!(stop);
+        let ran = off_runtime(Runs::Alone, work, abandon, &mut stop).await;
+        assert!(matches!(ran, Err(Stop::Signal(130))));
+        assert_eq!(
+            abandoned.load(Ordering::SeqCst),
+            1,
+            "the value was dropped unseen"
+        );
     }
 }

@@ -92,12 +92,25 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
     // Named in every message about it: a job writing several files had to guess.
     let report_name = args.report.as_ref().map(|p| p.display().to_string());
     let report_name = report_name.unwrap_or_default();
-    let report_out = report_out.map(report_file::Opened::begin).transpose();
-    let mut report_out =
-        match report_out.and_then(|r| r.map(|r| Lines::report(r, report_name)).transpose()) {
-            Ok(r) => r,
-            Err(code) => return code,
-        };
+    // Its writer first: a thread asked for once the report was emptied, and not to be had,
+    // lost the previous run's report.
+    let writer = report_out.as_ref().map(|_| Lines::report(report_name));
+    let writer = match writer.transpose() {
+        Ok(w) => w,
+        Err(code) => return code,
+    };
+    let mut report_out = match (
+        report_out.map(report_file::Opened::begin).transpose(),
+        writer,
+    ) {
+        (Ok(Some(file)), Some((lines, give))) => {
+            // The writer waits for it; one gone (a panic) fails the first line sent it.
+            let _ = give.send(file);
+            Some(lines)
+        }
+        (Ok(_), _) => None,
+        (Err(code), _) => return code,
+    };
     let progress = std::sync::Arc::new(dist::worker::progress::Progress::default());
     let display = Display::new(progress.clone(), global.draws_progress());
     let mut opts = PullOptions::default();
@@ -305,6 +318,9 @@ struct Lines {
     what: &'static str,
 }
 
+/// The `--report` file, begun.
+type ReportFile = std::io::BufWriter<std::fs::File>;
+
 /// What a writer of [`Lines`] does with them: `Err` with what to say of its failure, if
 /// anything (a reader gone is said nothing of). Given the queue and whether to sync at
 /// its end.
@@ -322,12 +338,17 @@ impl Lines {
         Lines::spawn("dist-lines", "writing the JSON lines to stdout", write)
     }
 
-    /// Starts the writer of the `--report` file `out`, named `name` in what it says. Each
-    /// line reaches the file as it comes: the report is what a killed pull leaves to tell
-    /// what it finished. `Err` is the exit status, the reason already said.
-    fn report(out: std::io::BufWriter<std::fs::File>, name: String) -> Result<Lines, u8> {
+    /// Starts the writer of the `--report` file, named `name` in what it says, and gives
+    /// what to send it the file by, once begun ([`report_file::Opened::begin`]): a writer
+    /// never given one writes nothing. Each line reaches the file as it comes: the report
+    /// is what a killed pull leaves to tell what it finished. `Err` is the exit status, the
+    /// reason already said.
+    fn report(name: String) -> Result<(Lines, std::sync::mpsc::Sender<ReportFile>), u8> {
+        let (give, file) = std::sync::mpsc::channel::<ReportFile>();
         let write: Writer = Box::new(move |rx, sync| {
-            let mut out = out;
+            let Ok(mut out) = file.recv() else {
+                return Ok(());
+            };
             let wrote = write_all(rx, &mut out, || ());
             wrote.map_err(|e| Some(format!("dist: writing the report {name}: {e}")))?;
             if !sync.load(Ordering::Acquire) {
@@ -336,7 +357,10 @@ impl Lines {
             report_file::sync(out.get_ref())
                 .map_err(|e| Some(format!("dist: syncing the report {name}: {e}")))
         });
-        Lines::spawn("dist-report", "writing the report", write)
+        Ok((
+            Lines::spawn("dist-report", "writing the report", write)?,
+            give,
+        ))
     }
 
     /// Starts `write` on a thread named `thread`; `Err` is the exit status, said.
