@@ -32,6 +32,10 @@ pub(crate) struct Resumable {
     pub(crate) offset: u64,
     /// The whole content's size, when known (declared, or hinted by the caller).
     pub(crate) size: Option<u64>,
+    /// `size` was declared by a resume's answer, where none was known before (see
+    /// [`Resumable::carry_on`]): the download, which knows none, does not hold the body to
+    /// it as it holds a size known from the start, so the body does.
+    pub(crate) size_learned: bool,
     /// `size` is the size given alone (a `size:` hint, a descriptor's), the server having
     /// declared none: a `206` that says another total is the registry declaring its own.
     pub(crate) size_given: bool,
@@ -135,7 +139,19 @@ impl Resumable {
                             continue;
                         }
                     }
-                    self.offset += chunk.len() as u64;
+                    let offset = self.offset + chunk.len() as u64;
+                    if let Some(size) = self.size.filter(|&size| self.size_learned && offset > size)
+                    {
+                        let msg = format!(
+                            "content longer than the {size} bytes a resume's answer declared"
+                        );
+                        let e = Error::new(ErrorKind::SizeMismatch, msg);
+                        return Err(match &self.resume_url {
+                            Some(url) => e.with_url(url),
+                            None => e,
+                        });
+                    }
+                    self.offset = offset;
                     return Ok(Some(chunk));
                 }
                 Ok(None) => {
@@ -364,6 +380,7 @@ impl Resumable {
     fn carry_on(&mut self, answer: Answer) {
         if self.size.is_none() {
             self.size = answer.extent.size();
+            self.size_learned = self.size.is_some();
         }
         self.open_range = answer.extent.open_range(self.offset);
         self.body = answer.body;
@@ -448,6 +465,7 @@ impl Resumable {
             headers: source.headers.clone(),
             offset,
             size: Some(source.total),
+            size_learned: false,
             size_given: source.total_given,
             skip: answer.skip,
             resent_whole_at: whole_at(offset, answer.skip),

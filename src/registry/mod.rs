@@ -749,6 +749,7 @@ impl RegistryRemote {
             headers: headers.clone(),
             offset,
             size,
+            size_learned: false,
             size_given: given.is_some(),
             skip,
             resent_whole_at: body::whole_at(offset, skip),
