@@ -433,7 +433,9 @@ impl RegistryRemote {
             Err(e) => e,
             ok => return ok,
         };
-        let at_500 = first.status() == Some(500);
+        // The host's own 500: a token server's says nothing of the blobs endpoint, whose
+        // request met the same token server with retries of its own.
+        let at_500 = first.ended_at_500();
         if first.kind() != ErrorKind::NotFound && !at_500 {
             return Err(first);
         }
