@@ -102,6 +102,8 @@ struct Inner {
     /// The failures in a row so far, when the content broke part-way and cannot be
     /// resumed, but a caller that let none of it go may fetch it again from the start.
     restart: Option<u32>,
+    /// The host's own 500 ended the request, as its caller asked ([`Self::ended_at_500`]).
+    ended_at_500: bool,
     /// How the hosts asked before this one (mirrors) failed, each as URL and reason.
     earlier: Vec<String>,
     /// For content refused before it was read: the size given, and the size the server
@@ -132,6 +134,7 @@ impl Error {
             cause: None,
             attempts: 0,
             restart: None,
+            ended_at_500: false,
             earlier: Vec::new(),
             sizes: None,
             sized_by: None,
@@ -230,6 +233,21 @@ impl Error {
         self.0.attempts
     }
 
+    /// Marks the 500 the host itself answered that ended a request asked to end there
+    /// (see [`Self::ended_at_500`]).
+    pub(crate) fn ending_at_500(mut self) -> Self {
+        self.0.ended_at_500 = true;
+        self
+    }
+
+    /// Whether the host's own 500 ended the request, asked to end there (a digest hinted
+    /// as a manifest, which docker-registry answers 500 when it names a blob): not a
+    /// token server's 500 or a redirect target's, which say nothing of the object, and
+    /// which the request retried as any failure.
+    pub(crate) fn ended_at_500(&self) -> bool {
+        self.0.ended_at_500
+    }
+
     /// Marks a break of content that cannot be resumed (a tag the registry announced no
     /// digest for, a body a server coded) after `failures` failures in a row, with
     /// retries left: see
@@ -321,6 +339,7 @@ impl Error {
             cause: None,
             attempts: self.0.attempts,
             restart: self.0.restart,
+            ended_at_500: self.0.ended_at_500,
             earlier: self.0.earlier.clone(),
             sizes: self.0.sizes,
             sized_by: self.0.sized_by.clone(),

@@ -346,3 +346,27 @@ fn a_500_after_a_503_still_asks_the_blobs_endpoint() {
     assert_eq!(reg.requests_for(&at), 4, "{err}");
     assert_eq!(blob_requests(&reg).len(), 1, "{err}");
 }
+
+/// A token server answering 500 fails a digest hinted as a manifest once, as it fails any
+/// other object: that 500 is no registry's answer for a blob's digest, and says nothing of
+/// the blobs endpoint, whose request met the same token server with retries of its own.
+/// `--retries 1`: two token requests; the blobs endpoint asked after them made it four.
+#[test]
+fn a_token_server_s_500_does_not_send_a_manifest_to_the_blobs_endpoint() {
+    let reg = FakeRegistry::builder()
+        .auth(support::fake::Auth::bearer(std::time::Duration::from_secs(
+            300,
+        )))
+        .start();
+    let (digest, _) = image(&reg, "v1", OCI, OCI);
+    reg.set_fault_for_every("/token", Fault::Status(500));
+    let hint = format!("mediatype:{OCI}");
+    let args = ["--retries", "1", "fetch", &repo(&reg), &digest, &hint];
+    let out = Dist::new().run(&args, b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("token request answered 500"), "{err}");
+    let tokens = reg.requests().into_iter().filter(|r| r.path == "/token");
+    assert_eq!(tokens.count(), 2, "{err}");
+    assert_eq!(blob_requests(&reg), Vec::<String>::new(), "{err}");
+}

@@ -520,6 +520,36 @@ fn a_size_a_resume_declares_makes_a_later_clean_cut_a_cut() {
     );
 }
 
+/// A size a resume's answer declares where none was known (a `Content-Range` total after
+/// a range of unknown total) bounds the body as a size known from the start does: the
+/// body that runs past it is refused there (and the blob fetched whole), not read on to
+/// its end, however long, with nothing to hold it to that size.
+#[test]
+fn a_size_a_resume_declares_cuts_off_a_body_that_runs_past_it() {
+    let (reg, digest, data) = fake_with_blob();
+    let (kept, short) = (3 << 19, 1 << 18);
+    let declared = kept + short + (1 << 18);
+    reg.push_fault(&digest, Fault::ShortRange(short));
+    reg.push_fault(&digest, Fault::RangeTotal(declared as u64));
+    let dir = tempfile::tempdir().unwrap();
+    plant_partial(dir.path(), &digest, &data[..kept]);
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+    assert_eq!(status, 0, "{text}");
+    assert!(
+        text.contains(&format!("content longer than the {declared} bytes")),
+        "{text}"
+    );
+    assert_stored_alone(dir.path(), &digest, &data);
+    assert_eq!(
+        answers(&reg, &digest),
+        [
+            (Some(format!("bytes={kept}-")), 206),
+            (Some(format!("bytes={}-", kept + short)), 206),
+            (None, 200)
+        ]
+    );
+}
+
 /// A server that codes what it sends (`Content-Encoding: gzip`) codes a range on its own
 /// terms, which cannot be joined to the partial: the blob is fetched again from scratch.
 #[test]

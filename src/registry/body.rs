@@ -33,6 +33,10 @@ pub(crate) struct Resumable {
     pub(crate) offset: u64,
     /// The whole content's size, when known (declared, or hinted by the caller).
     pub(crate) size: Option<u64>,
+    /// `size` was declared by a resume's answer, where none was known before (see
+    /// [`Resumable::carry_on`]): the download, which knows none, does not hold the body to
+    /// it as it holds a size known from the start, so the body does.
+    pub(crate) size_learned: bool,
     /// `size` is the size given alone (a `size:` hint, a descriptor's), the server having
     /// declared none: a `206` that says another total is the registry declaring its own.
     pub(crate) size_given: bool,
@@ -136,7 +140,19 @@ impl Resumable {
                             continue;
                         }
                     }
-                    self.offset += chunk.len() as u64;
+                    let offset = self.offset + chunk.len() as u64;
+                    if let Some(size) = self.size.filter(|&size| self.size_learned && offset > size)
+                    {
+                        let msg = format!(
+                            "content longer than the {size} bytes a resume's answer declared"
+                        );
+                        let e = Error::new(ErrorKind::SizeMismatch, msg);
+                        return Err(match &self.resume_url {
+                            Some(url) => e.with_url(url),
+                            None => e,
+                        });
+                    }
+                    self.offset = offset;
                     return Ok(Some(chunk));
                 }
                 Ok(None) => {
@@ -362,13 +378,16 @@ impl Resumable {
     /// Carries the content on with `answer`, opened at the offset reached. A size it
     /// declares where none was known is the content's from then on: a later body ending
     /// short of it is a cut (see [`Resumable::cut_short`]), where it was taken for the
-    /// content's end, and the partial download blamed when the digest failed. A size given
-    /// that it declares too is no longer the size given alone: a later answer declaring
+    /// content's end, and the partial download blamed when the digest failed; a body
+    /// running past it is refused. A size given that it declares too is no longer the size given alone: a later answer declaring
     /// another contradicts the server's own word, which was said as the registry against
     /// the size given, casting doubt on a size the registry had confirmed.
     fn carry_on(&mut self, answer: Answer) {
         match self.size {
-            None => self.size = answer.extent.size(),
+            None => {
+                self.size = answer.extent.size();
+                self.size_learned = self.size.is_some();
+            }
             Some(size) if answer.extent.size() == Some(size) => self.size_given = false,
             Some(_) => {}
         }
@@ -455,6 +474,7 @@ impl Resumable {
             headers: source.headers.clone(),
             offset,
             size: Some(source.total),
+            size_learned: false,
             size_given: source.total_given,
             skip: answer.skip,
             resent_whole_at: whole_at(offset, answer.skip),

@@ -675,7 +675,8 @@ impl Host {
                 (None, _) => {}
             }
             if ends_at_500 && own && status == StatusCode::INTERNAL_SERVER_ERROR {
-                return Err(err.with_attempts(*retries + 1).with_url(&url));
+                let err = err.with_attempts(*retries + 1).ending_at_500();
+                return Err(err.with_url(&url));
             }
             let wait = again(err, retries, asked)?;
             tokio::time::sleep(wait).await;

@@ -435,7 +435,9 @@ impl RegistryRemote {
             Err(e) => e,
             ok => return ok,
         };
-        let at_500 = first.status() == Some(500);
+        // The host's own 500: a token server's says nothing of the blobs endpoint, whose
+        // request met the same token server with retries of its own.
+        let at_500 = first.ended_at_500();
         if first.kind() != ErrorKind::NotFound && !at_500 {
             return Err(first);
         }
@@ -759,6 +761,7 @@ impl RegistryRemote {
             headers: headers.clone(),
             offset,
             size,
+            size_learned: false,
             size_given: given.is_some(),
             skip,
             resent_whole_at: body::whole_at(offset, skip),
