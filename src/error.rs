@@ -115,6 +115,9 @@ struct Inner {
     /// The mirror (`mirror <host:port>`) that declared or sent the size of `sizes` or
     /// `sent`; `None` for the registry.
     sized_by: Option<String>,
+    /// The fetch once more goes past the mirror of `sized_by` to the registry itself,
+    /// which may pull the content (see [`Error::registry_next`]).
+    registry_next: bool,
 }
 
 /// The crate's result type.
@@ -138,6 +141,7 @@ impl Error {
             earlier: Vec::new(),
             sizes: None,
             sized_by: None,
+            registry_next: false,
             sent: None,
         }))
     }
@@ -284,6 +288,21 @@ impl Error {
         self
     }
 
+    /// Records that the fetch once more after this error goes past the mirror of
+    /// [`Self::sized_by`] to the registry itself, which may pull the content. A size a
+    /// mirror declared in its answer's head stands only where no host comes after it (the
+    /// next is asked instead); a body it sent, found the wrong length only at its end,
+    /// stands whatever comes after.
+    pub(crate) fn registry_next(mut self, next: bool) -> Self {
+        self.0.registry_next = next;
+        self
+    }
+
+    /// See [`Self::registry_next`].
+    pub(crate) fn is_registry_next(&self) -> bool {
+        self.0.registry_next
+    }
+
     /// The mirror that declared or sent the size of [`Self::sizes`] or [`Self::sent`];
     /// `None` for the registry.
     pub(crate) fn sizing_mirror(&self) -> Option<&str> {
@@ -343,6 +362,7 @@ impl Error {
             earlier: self.0.earlier.clone(),
             sizes: self.0.sizes,
             sized_by: self.0.sized_by.clone(),
+            registry_next: self.0.registry_next,
             sent: self.0.sent,
         }))
     }

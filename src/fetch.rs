@@ -28,10 +28,11 @@ pub const VERIFY_ATTEMPTS: u32 = 2;
 /// for the size its server declared was never read, so it "did not verify" no more than
 /// the size given was right.
 pub fn refetch_warning(e: &Error) -> String {
-    // A mirror's size stands only where the registry may not be asked for the content:
-    // the mirrors are asked once more then.
+    // Past a mirror to the registry itself, unless the registry may not be asked for the
+    // content: the mirrors are asked once more then.
     let (who, from) = match e.sizing_mirror() {
-        Some(mirror) => (mirror, ""),
+        Some(mirror) if !e.is_registry_next() => (mirror, ""),
+        Some(mirror) => (mirror, " from the registry itself"),
         None => ("registry", " from the registry itself"),
     };
     let said = match (e.sizes(), e.sent()) {
@@ -225,9 +226,9 @@ pub struct Download {
     tried_first: Vec<String>,
     /// `meta.size` is the size given alone (a `size:` hint, a descriptor's), the server
     /// having declared none (a chunked body): with the mirror that answered (`None`: the
-    /// registry), and whether this is the fetch once more after the same mismatch. See
-    /// [`Download::size_given`].
-    size_given: Option<(Option<String>, bool)>,
+    /// registry) and whether the registry itself comes after it, and whether this is the
+    /// fetch once more after the same mismatch. See [`Download::size_given`].
+    size_given: Option<(Option<(String, bool)>, bool)>,
     /// Why the body's end was taken on trust, if it was: see [`Download::end_on_trust`].
     on_trust: Option<OnTrust>,
 }
@@ -308,11 +309,18 @@ impl Download {
     /// The same download, its size (`meta.size`) the size given alone, the server having
     /// declared none: a length other than that is said against the size given, as a size
     /// declared otherwise is, for a hint as likely wrong as the server.
-    /// `mirror`: the mirror that answered (`mirror <host:port>`), `None` for the registry.
+    /// `mirror`: the mirror that answered (`mirror <host:port>`), `None` for the registry;
+    /// `registry_next`: the registry itself may be asked for the content, and the fetch
+    /// once more goes there, past the mirror ([`Error::registry_next`]).
     /// `again`: this is the fetch once more, from the registry itself (or from the mirror
     /// that stands in for a registry that may not be asked).
-    pub(crate) fn size_given(mut self, mirror: Option<String>, again: bool) -> Download {
-        self.size_given = Some((mirror, again));
+    pub(crate) fn size_given(
+        mut self,
+        mirror: Option<String>,
+        registry_next: bool,
+        again: bool,
+    ) -> Download {
+        self.size_given = Some((mirror.map(|m| (m, registry_next)), again));
         self
     }
 
@@ -533,14 +541,19 @@ impl Download {
             return self.fail(ErrorKind::SizeMismatch, msg);
         };
         let msg = format!("{msg}, {}", crate::hints::expected_size(size));
+        let (mirror, registry_next) = match mirror {
+            Some((mirror, next)) => (Some(mirror.as_str()), *next),
+            None => (None, false),
+        };
         let e = self
             .fail(ErrorKind::SizeMismatch, msg)
             .with_sent(size, sent)
-            .sized_by(mirror.clone());
+            .sized_by(mirror.map(str::to_string))
+            .registry_next(registry_next);
         if !again {
             return e;
         }
-        let who = mirror.as_deref().unwrap_or("the registry itself");
+        let who = mirror.unwrap_or("the registry itself");
         e.with_note(format!(
             "{who} sent {} bytes again: the size given is likely wrong",
             sent_bytes(sent)

@@ -1393,3 +1393,34 @@ fn content_failed_by_the_only_mirror_that_may_pull_is_reported_as_the_mirror_s()
     let out = dist.ok(&["fetch", "registry.invalid/team/app", &digest]);
     assert!(out == blob);
 }
+
+/// A size given that is wrong (`size:1999` for a blob of 2000 bytes), the mirror's body
+/// declaring no size (it runs to its connection's close): the warning names the mirror
+/// for what it sent, and says the fetch once more goes past it, to the registry itself,
+/// as it does (the registry may pull). It said only "fetching once more", as where the
+/// mirrors stand in for a registry that may not pull and are asked again.
+#[test]
+fn a_size_a_mirror_sent_is_fetched_once_more_from_the_registry_itself() {
+    let (upstream, mirror, digests) = mirrored_blobs(40);
+    let repo = format!("{}/team/app", upstream.host());
+    let mirror_url = mirror.url();
+    mirror.set_fault_for_every(&digests[0], Fault::Unframed(usize::MAX));
+    let args = [
+        "fetch",
+        "--mirror",
+        &mirror_url,
+        &repo,
+        &digests[0],
+        "size:1999",
+    ];
+    let err = Dist::new().fails(1, &args, b"");
+    let warned = format!(
+        "dist: warning: the size given is 1999 bytes and the mirror {} sent more; fetching \
+         once more from the registry itself",
+        mirror.host()
+    );
+    assert!(err.contains(&warned), "{err}");
+    let blob = format!("blobs/{}", digests[0]);
+    assert_eq!(mirror.requests_for(&blob), 1, "{err}");
+    assert_eq!(upstream.requests_for(&blob), 1, "{err}");
+}

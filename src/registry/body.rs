@@ -287,6 +287,7 @@ impl Resumable {
                 if let Some((given, declared)) = again.sizes() {
                     err = err.with_sizes(given, declared);
                     err = err.sized_by(again.sizing_mirror().map(str::to_string));
+                    err = err.registry_next(again.is_registry_next());
                 }
                 // Where the rest was refused: the download names the URL of its first
                 // answer, which may be another host's (a mirror's, before a hand-over).

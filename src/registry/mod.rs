@@ -317,6 +317,12 @@ impl RegistryRemote {
             && covers(host.capabilities.resolve, registry.capabilities.resolve)
     }
 
+    /// Whether the registry itself may be asked for tags (`tag`) or content by digest:
+    /// where it may not, the mirrors that may stand in for it in a fetch once more.
+    fn registry_serves(&self, tag: bool) -> bool {
+        self.inner.hosts.last().is_some_and(|r| r.serves(tag))
+    }
+
     /// Runs `attempt` on each host that serves tags (`tag`) or digests, in order, moving
     /// on from a mirror that fails; the registry's own answer is final. `attempt` is
     /// given how the hosts before failed, for what its answer may still fail with.
@@ -328,8 +334,7 @@ impl RegistryRemote {
         // Past the mirrors, unless the registry itself may not be asked: the hosts that
         // may then stand in for it. Asked of the registry alone, content a mirror failed
         // failed again with "the registry itself may not pull", its cause lost.
-        let registry_serves = self.inner.hosts.last().is_some_and(|r| r.serves(tag));
-        let past_mirrors = origin_only && registry_serves;
+        let past_mirrors = origin_only && self.registry_serves(tag);
         for (i, host) in self.inner.hosts.iter().enumerate() {
             if !host.serves(tag)
                 || (past_mirrors && host.mirror)
@@ -804,7 +809,11 @@ impl RegistryRemote {
             None => Download::new(meta, body),
         };
         let download = match given {
-            Some(again) => download.size_given(self.host(host).mirror_name(), again),
+            Some(again) => {
+                let tag = matches!(object, Object::Tag(_));
+                let mirror = self.host(host).mirror_name();
+                download.size_given(mirror, self.registry_serves(tag), again)
+            }
             None => download,
         };
         let download = match on_trust {

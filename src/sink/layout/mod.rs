@@ -569,7 +569,8 @@ impl LayoutStore {
     /// [`Self::add_to_index_unless`] if no other run holds `index.json`'s lock: `None`,
     /// nothing written to it, if one does or if `wanted`, asked once the lock is taken
     /// and again at the rename, says no; see [`super::index::try_add_entry_unless`].
-    /// How far the entry got is recorded for [`Self::index_entry`], whose lock `wanted` is
+    /// How far the entry got is recorded for [`Self::index_entry`] (afresh once an earlier
+    /// entry was named, or failed its directory's sync), whose lock `wanted` is
     /// asked under once the lock is taken and at the rename: it must not call
     /// [`Self::index_entry`]. Blocks (the syncs and the write, not for the lock).
     pub fn try_add_to_index_unless(
@@ -580,6 +581,15 @@ impl LayoutStore {
     ) -> Result<Option<super::index::Added>> {
         use super::index::IndexEntry;
         let record = |entry| *self.index_entry.lock().unwrap_or_else(|p| p.into_inner()) = entry;
+        // An earlier entry's end (a library naming several images with one store) is not
+        // this one's: it stood, every later state waiting on `Unwritten`, and a stop said
+        // an image waiting for another run's lock was named.
+        {
+            let mut got = self.index_entry.lock().unwrap_or_else(|p| p.into_inner());
+            if matches!(*got, IndexEntry::Durable | IndexEntry::Unsynced) {
+                *got = IndexEntry::Unwritten;
+            }
+        }
         // Whatever stops a run here is said by this record: another run's lock was blamed
         // for a stop that came while this run's own blobs were being synced.
         let pending = !self
@@ -650,7 +660,7 @@ impl LayoutStore {
         }
     }
 
-    /// How far this run's entry in `index.json` got through
+    /// How far this run's entry in `index.json` (the last one asked for) got through
     /// [`Self::try_add_to_index_unless`]: what a run stopped meanwhile can say of it.
     /// Does not wait for a rename under way ([`IndexEntry::Renaming`](super::index::IndexEntry::Renaming)).
     pub fn index_entry(&self) -> super::index::IndexEntry {
@@ -1251,5 +1261,33 @@ mod tests {
         assert!(!sha.join(".dist-tmp-2147483647-abc").exists());
         assert!(!dir.path().join(".dist-tmp-2147483647-index").exists());
         assert!(mine.exists());
+    }
+
+    /// A store that named one image, then waits for another run's lock to name a second
+    /// (a library pulling several images into one layout), records the wait: the first
+    /// entry's `Durable` stood, and a stop said of the second image that it was named.
+    #[test]
+    fn a_second_entry_is_recorded_afresh() {
+        use super::super::index::{IndexEntry, IndexLock};
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open(dir.path()).unwrap();
+        let entry = |tag: &str| {
+            let mut d = Descriptor::new(
+                crate::media::OCI_MANIFEST,
+                Digest::of(Algorithm::Sha256, tag.as_bytes()),
+                tag.len() as u64,
+            );
+            d.annotations
+                .insert(crate::image::REF_NAME.into(), tag.into());
+            d
+        };
+        let first = store.try_add_to_index_unless(&entry("v1"), None, &|| true);
+        assert!(first.unwrap().is_some());
+        assert_eq!(store.index_entry(), IndexEntry::Durable);
+        let lock = IndexLock::acquire(dir.path()).unwrap();
+        let second = store.try_add_to_index_unless(&entry("v2"), None, &|| true);
+        assert!(second.unwrap().is_none());
+        assert_eq!(store.index_entry(), IndexEntry::Locked);
+        drop(lock);
     }
 }
