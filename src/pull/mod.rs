@@ -6,9 +6,10 @@
 //! level is one run of the [worker] over descriptor lines, so fetching,
 //! verification, retries, the already-present check and the report are the worker's own,
 //! and every level shares the remote's connection pool and token. A manifest found in the
-//! store is hashed again before it is parsed; one fetched, once the worker verified it. A
-//! one-platform pull holds the manifests it fetches in memory until the platform's image is
-//! found, so that an index without it leaves nothing behind.
+//! store is hashed again before it is parsed; one fetched, once the worker verified it. The
+//! manifests fetched are held in memory until the walk has read them all (and, for one
+//! platform, found its image), so that a pull stopped there, or an index without the
+//! platform, leaves nothing behind.
 //!
 //! `index.json` is updated last, and only when every object is in place, so that an entry
 //! always names a complete image — apart from non-distributable layers (those with `urls`),
@@ -200,7 +201,7 @@ struct Walk<'a, F> {
     manifest_bytes: u64,
     /// Every digest queued once: shared layers and repeated entries are fetched once.
     seen: HashSet<Digest>,
-    /// A one-platform pull's manifests fetched and not stored yet (see [`held`]).
+    /// Manifests fetched and not stored yet (see [`held`]).
     held: Vec<held::Held>,
     pulled: Pulled,
 }
@@ -279,9 +280,10 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
         if matches!(self.opts.platforms, Platforms::One(_)) {
             listed_blobs.clear();
         }
-        // Without an image, the indexes read are no use to anyone: what failed is the
-        // entry of the platform, which the pull cannot go on without.
-        if !images.is_empty() {
+        // Without an image, one platform's indexes are no use to anyone: what failed is
+        // the entry of the platform, which the pull cannot go on without. Every
+        // platform's pull goes on past an entry that failed.
+        if !images.is_empty() || matches!(self.opts.platforms, Platforms::All) {
             self.store_held().await?;
         }
         self.blobs(&images, &listed_blobs).await?;
@@ -401,18 +403,20 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                 )
                 .with_object(&top.digest));
             }
+            let before = self.held.len();
             let stored = self.manifest_level(&level).await?;
+            // Looked up by digest: a level of an index of thousands is thousands held.
+            let fetched: std::collections::HashMap<Digest, bytes::Bytes> = self.held[before..]
+                .iter()
+                .map(|h| (h.descriptor.digest.clone(), h.bytes.clone()))
+                .collect();
             let mut next = Vec::new();
             for (desc, ok) in level.iter_mut().zip(stored) {
                 if !ok {
                     continue;
                 }
-                let held = self
-                    .held
-                    .iter()
-                    .find(|h| h.descriptor.digest == desc.digest);
-                let bytes = match held {
-                    Some(h) => h.bytes.clone(),
+                let bytes = match fetched.get(&desc.digest) {
+                    Some(b) => b.clone(),
                     None => read_json_blob(self.store, desc).await?.into(),
                 };
                 let (parsed, unusable) =
@@ -592,17 +596,14 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
     }
 
     /// Fetches a level of manifests; returns which of them are at hand, in the store or
-    /// held. With every platform, each is wanted and goes into the store. For one, those
-    /// not there yet are held ([`held`]) until the walk has found the platform's image.
+    /// held. Those not there yet are held ([`held`]) until the walk has read them all
+    /// and, for one platform, found its image.
     async fn manifest_level(&mut self, level: &[Descriptor]) -> Result<Vec<bool>> {
         // Manifests are small: re-hashing one already present costs little, and a
         // damaged copy is fetched again instead of being parsed.
         let stored = Fetch::Store {
             verify_existing: true,
         };
-        if matches!(self.opts.platforms, Platforms::All) {
-            return self.level(level, stored).await;
-        }
         let mut there = Vec::with_capacity(level.len());
         for d in level {
             let path = self.store.blob_path(&d.digest);
@@ -718,7 +719,7 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
 enum Fetch {
     /// Into the store.
     Store { verify_existing: bool },
-    /// Into memory, held until the walk has found the platform's image ([`held`]).
+    /// Into memory, held until the walk has read every manifest ([`held`]).
     Hold,
 }
 
