@@ -192,7 +192,8 @@ struct Walk<'a, F> {
     store: &'a LayoutStore,
     opts: &'a PullOptions,
     on_event: F,
-    /// Objects numbered so far; report lines count across levels.
+    /// Objects reported so far; report lines count across levels, numbered as they are
+    /// reported so that the manifests held and never reported leave no gap.
     line: u64,
     /// Descriptors read out of manifests so far (see [`MAX_DESCRIPTORS`]).
     listed: usize,
@@ -288,7 +289,7 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
         }
         self.blobs(&images, &listed_blobs).await?;
         if self.pulled.failed > 0 {
-            return Ok(self.pulled);
+            return Ok(std::mem::take(&mut self.pulled));
         }
         if let [image] = images.as_slice() {
             // An index entry without a platform is chosen for want of one that names it:
@@ -323,12 +324,12 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
         match added {
             Added::Kept(kept) => {
                 self.pulled.entry = Some(*kept);
-                return Ok(self.pulled);
+                return Ok(std::mem::take(&mut self.pulled));
             }
             Added::Replacing(replaced) => self.pulled.replaced = replaced,
         }
         self.pulled.entry = Some(entry);
-        Ok(self.pulled)
+        Ok(std::mem::take(&mut self.pulled))
     }
 
     /// Adds `entry` to `index.json` ([`LayoutStore::add_to_index_unless`]), waiting here for
@@ -640,6 +641,8 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                     outcome.fail(e.with_object(&held.descriptor.digest));
                 }
             }
+            self.line += 1;
+            outcome.line = self.line;
             (self.on_event)(Event::Object(outcome))?;
         }
         Ok(())
@@ -671,11 +674,8 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
         };
         let input = std::io::Cursor::new(input.into_bytes());
         let mut outcomes = worker::run(self.remote.clone(), input, opts);
-        let base = self.line;
-        self.line += descs.len() as u64;
         while let Some(mut outcome) = outcomes.next().await {
             let index = (outcome.line as usize).checked_sub(1);
-            outcome.line += base;
             if let (Some(mut spool), Some(desc)) =
                 (outcome.content.take(), index.and_then(|i| descs.get(i)))
             {
@@ -708,9 +708,23 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                 let note = format!("it is the index's entry for {p}");
                 outcome.error = outcome.error.take().map(|e| e.with_note(note));
             }
+            self.line += 1;
+            outcome.line = self.line;
             (self.on_event)(Event::Object(outcome))?;
         }
         Ok(stored)
+    }
+}
+
+/// The manifests still held when the walk ends (one platform's indexes without its image,
+/// a pull stopped) are reported nowhere: the progress counted them as the worker finished
+/// them, and its summary then named more objects than the lines, and more than failed or
+/// were stored. Their bytes stay counted: they were received.
+impl<F> Drop for Walk<'_, F> {
+    fn drop(&mut self) {
+        if let (Some(p), n @ 1..) = (&self.opts.progress, self.held.len()) {
+            p.unreported(n as u64);
+        }
     }
 }
 
