@@ -130,7 +130,8 @@ pub struct Pulled {
 }
 
 /// Pulls the image `object` names from `remote` into `store`, reporting every object to
-/// `on_event` as it settles (an error from `on_event` stops the pull). `ref_name` is the
+/// `on_event` as it settles, a manifest fetched once it is stored, after the walk (an
+/// error from `on_event` stops the pull). `ref_name` is the
 /// name recorded in `index.json` (the tag). A failed object does not stop the others; it
 /// is counted in [`Pulled::failed`], and `index.json` is then not touched; so is an index
 /// entry to be pulled that cannot be fetched (a digest in an algorithm dist does not
