@@ -625,21 +625,29 @@ fn a_manifest_past_the_limit_from_the_blobs_endpoint_stops_the_pull() {
          "platform": {"os": "linux", "architecture": "arm64"}}]});
     fake.manifest("team/app", "v1", Flavor::Oci.index(), index.to_string());
     let reference = format!("{}/team/app:v1", fake.host());
-    let dir = tempfile::tempdir().unwrap();
-    let new = dir.path().join("new");
-    let o = new.to_str().unwrap();
-    let out = Dist::new().run(
-        &["pull", &reference, "-o", o, "--platform", "linux/arm64"],
-        b"",
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("exceeds the 4194304-byte limit"), "{err}");
-    // What stops the pull as a whole is its one line, named by the reference.
-    let lines = json_lines(&out.stdout);
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    assert_eq!(lines[0]["object"], reference.as_str());
-    assert!(!new.exists(), "{:?}", listing(&new));
+    // Every platform's pull walks the indexes as one platform's does: it stored the
+    // 5 MiB "manifest" before it read it back and refused it.
+    for platforms in [&["--platform", "linux/arm64"][..], &["--all-platforms"]] {
+        let dir = tempfile::tempdir().unwrap();
+        let new = dir.path().join("new");
+        let o = new.to_str().unwrap();
+        let out = Dist::new().run(
+            &[&["pull", &reference, "-o", o][..], platforms].concat(),
+            b"",
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{platforms:?}: {err}");
+        assert!(
+            err.contains("exceeds the 4194304-byte limit"),
+            "{platforms:?}: {err}"
+        );
+        // What stops the pull as a whole is its one line, named by the reference.
+        let lines = json_lines(&out.stdout);
+        assert_eq!(lines.len(), 1, "{platforms:?}: {lines:?}");
+        assert_eq!(lines[0]["object"], reference.as_str());
+        assert_eq!(lines[0]["line"], 1);
+        assert!(!new.exists(), "{platforms:?}: {:?}", listing(&new));
+    }
 }
 
 /// `--platform` takes what Docker and containerd take: an architecture alone, under any
@@ -1634,7 +1642,7 @@ fn a_pull_stops_when_its_reader_goes_away() {
 /// (SIGINT, SIGTERM, `--timeout`, here while the index downloads) removes the directory
 /// again, as a pull that fails does: it was left as an empty layout, because the stopped
 /// download's temporary file was deleted only after the check for an unused layout. (The
-/// index of a one-platform pull is held in memory now; `--all-platforms` stores it.)
+/// indexes of every pull are held in memory now, so no download of them is in the layout.)
 #[test]
 fn a_pull_stopped_before_storing_anything_removes_its_new_directory() {
     let reg = FakeRegistry::start();
@@ -1646,13 +1654,14 @@ fn a_pull_stopped_before_storing_anything_removes_its_new_directory() {
         let base = tempfile::tempdir().unwrap();
         let dir = base.path().join("new");
         let o = dir.to_str().unwrap();
+        let asked = reg.requests_for(&index);
         let mut child = Dist::new().start(&["pull", &reference, "-o", o, "--all-platforms"]);
         drop(child.stdin.take());
         let limit = std::time::Duration::from_secs(20);
-        // Stopped with the index's download in the new layout: a fixed pause after the
-        // request cost 300 ms, and on a loaded machine could end before the file was made.
+        // Stopped while the index downloads: a fixed pause after the request cost
+        // 300 ms, and on a loaded machine could end before the request was made.
         support::wait::within(limit, "the index's download", || {
-            !support::cli::downloads_on_disk(&dir).is_empty()
+            reg.requests_for(&index) > asked
         });
         // SAFETY: kill(2) sends a signal to a child this test started and has not reaped.
         assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);

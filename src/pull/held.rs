@@ -1,10 +1,12 @@
-//! Manifests a one-platform pull fetched but has not stored yet.
+//! Manifests a pull fetched but has not stored yet.
 //!
 //! Which manifest is the platform's is known only once the indexes are read, and an index
 //! without it fails the pull: stored as they came, the indexes read up to then were left
 //! behind, a layout holding an index blob and no image in a directory the pull had made.
 //! skopeo and crane fail before they write anything; so does dist, by keeping what it
-//! fetches of the indexes in memory until an image is found. Bounded by
+//! fetches of the indexes in memory until an image is found. Every platform's pull holds
+//! them too, until the walk has read them all: one stopped by a manifest it refuses (past
+//! the limit, malformed) had stored that manifest, or the indexes above it. Bounded by
 //! [`super::MAX_MANIFEST_BYTES`], checked before each level is fetched.
 
 use bytes::Bytes;

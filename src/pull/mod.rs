@@ -6,9 +6,10 @@
 //! level is one run of the [worker] over descriptor lines, so fetching,
 //! verification, retries, the already-present check and the report are the worker's own,
 //! and every level shares the remote's connection pool and token. A manifest found in the
-//! store is hashed again before it is parsed; one fetched, once the worker verified it. A
-//! one-platform pull holds the manifests it fetches in memory until the platform's image is
-//! found, so that an index without it leaves nothing behind.
+//! store is hashed again before it is parsed; one fetched, once the worker verified it. The
+//! manifests fetched are held in memory until the walk has read them all (and, for one
+//! platform, found its image), so that a pull stopped there, or an index without the
+//! platform, leaves nothing behind.
 //!
 //! `index.json` is updated last, and only when every object is in place, so that an entry
 //! always names a complete image — apart from non-distributable layers (those with `urls`),
@@ -129,7 +130,8 @@ pub struct Pulled {
 }
 
 /// Pulls the image `object` names from `remote` into `store`, reporting every object to
-/// `on_event` as it settles (an error from `on_event` stops the pull). `ref_name` is the
+/// `on_event` as it settles, a manifest fetched once it is stored, after the walk (an
+/// error from `on_event` stops the pull). `ref_name` is the
 /// name recorded in `index.json` (the tag). A failed object does not stop the others; it
 /// is counted in [`Pulled::failed`], and `index.json` is then not touched; so is an index
 /// entry to be pulled that cannot be fetched (a digest in an algorithm dist does not
@@ -191,7 +193,8 @@ struct Walk<'a, F> {
     store: &'a LayoutStore,
     opts: &'a PullOptions,
     on_event: F,
-    /// Objects numbered so far; report lines count across levels.
+    /// Objects reported so far; report lines count across levels, numbered as they are
+    /// reported so that the manifests held and never reported leave no gap.
     line: u64,
     /// Descriptors read out of manifests so far (see [`MAX_DESCRIPTORS`]).
     listed: usize,
@@ -200,7 +203,7 @@ struct Walk<'a, F> {
     manifest_bytes: u64,
     /// Every digest queued once: shared layers and repeated entries are fetched once.
     seen: HashSet<Digest>,
-    /// A one-platform pull's manifests fetched and not stored yet (see [`held`]).
+    /// Manifests fetched and not stored yet (see [`held`]).
     held: Vec<held::Held>,
     pulled: Pulled,
 }
@@ -279,14 +282,15 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
         if matches!(self.opts.platforms, Platforms::One(_)) {
             listed_blobs.clear();
         }
-        // Without an image, the indexes read are no use to anyone: what failed is the
-        // entry of the platform, which the pull cannot go on without.
-        if !images.is_empty() {
+        // Without an image, one platform's indexes are no use to anyone: what failed is
+        // the entry of the platform, which the pull cannot go on without. Every
+        // platform's pull goes on past an entry that failed.
+        if !images.is_empty() || matches!(self.opts.platforms, Platforms::All) {
             self.store_held().await?;
         }
         self.blobs(&images, &listed_blobs).await?;
         if self.pulled.failed > 0 {
-            return Ok(self.pulled);
+            return Ok(std::mem::take(&mut self.pulled));
         }
         if let [image] = images.as_slice() {
             // An index entry without a platform is chosen for want of one that names it:
@@ -321,12 +325,12 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
         match added {
             Added::Kept(kept) => {
                 self.pulled.entry = Some(*kept);
-                return Ok(self.pulled);
+                return Ok(std::mem::take(&mut self.pulled));
             }
             Added::Replacing(replaced) => self.pulled.replaced = replaced,
         }
         self.pulled.entry = Some(entry);
-        Ok(self.pulled)
+        Ok(std::mem::take(&mut self.pulled))
     }
 
     /// Adds `entry` to `index.json` ([`LayoutStore::add_to_index_unless`]), waiting here for
@@ -401,18 +405,20 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                 )
                 .with_object(&top.digest));
             }
+            let before = self.held.len();
             let stored = self.manifest_level(&level).await?;
+            // Looked up by digest: a level of an index of thousands is thousands held.
+            let fetched: std::collections::HashMap<Digest, bytes::Bytes> = self.held[before..]
+                .iter()
+                .map(|h| (h.descriptor.digest.clone(), h.bytes.clone()))
+                .collect();
             let mut next = Vec::new();
             for (desc, ok) in level.iter_mut().zip(stored) {
                 if !ok {
                     continue;
                 }
-                let held = self
-                    .held
-                    .iter()
-                    .find(|h| h.descriptor.digest == desc.digest);
-                let bytes = match held {
-                    Some(h) => h.bytes.clone(),
+                let bytes = match fetched.get(&desc.digest) {
+                    Some(b) => b.clone(),
                     None => read_json_blob(self.store, desc).await?.into(),
                 };
                 let (parsed, unusable) =
@@ -592,17 +598,14 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
     }
 
     /// Fetches a level of manifests; returns which of them are at hand, in the store or
-    /// held. With every platform, each is wanted and goes into the store. For one, those
-    /// not there yet are held ([`held`]) until the walk has found the platform's image.
+    /// held. Those not there yet are held ([`held`]) until the walk has read them all
+    /// and, for one platform, found its image.
     async fn manifest_level(&mut self, level: &[Descriptor]) -> Result<Vec<bool>> {
         // Manifests are small: re-hashing one already present costs little, and a
         // damaged copy is fetched again instead of being parsed.
         let stored = Fetch::Store {
             verify_existing: true,
         };
-        if matches!(self.opts.platforms, Platforms::All) {
-            return self.level(level, stored).await;
-        }
         let mut there = Vec::with_capacity(level.len());
         for d in level {
             let path = self.store.blob_path(&d.digest);
@@ -639,6 +642,8 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                     outcome.fail(e.with_object(&held.descriptor.digest));
                 }
             }
+            self.line += 1;
+            outcome.line = self.line;
             (self.on_event)(Event::Object(outcome))?;
         }
         Ok(())
@@ -670,11 +675,8 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
         };
         let input = std::io::Cursor::new(input.into_bytes());
         let mut outcomes = worker::run(self.remote.clone(), input, opts);
-        let base = self.line;
-        self.line += descs.len() as u64;
         while let Some(mut outcome) = outcomes.next().await {
             let index = (outcome.line as usize).checked_sub(1);
-            outcome.line += base;
             if let (Some(mut spool), Some(desc)) =
                 (outcome.content.take(), index.and_then(|i| descs.get(i)))
             {
@@ -707,9 +709,23 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                 let note = format!("it is the index's entry for {p}");
                 outcome.error = outcome.error.take().map(|e| e.with_note(note));
             }
+            self.line += 1;
+            outcome.line = self.line;
             (self.on_event)(Event::Object(outcome))?;
         }
         Ok(stored)
+    }
+}
+
+/// The manifests still held when the walk ends (one platform's indexes without its image,
+/// a pull stopped) are reported nowhere: the progress counted them as the worker finished
+/// them, and its summary then named more objects than the lines, and more than failed or
+/// were stored. Their bytes stay counted: they were received.
+impl<F> Drop for Walk<'_, F> {
+    fn drop(&mut self) {
+        if let (Some(p), n @ 1..) = (&self.opts.progress, self.held.len()) {
+            p.unreported(n as u64);
+        }
     }
 }
 
@@ -718,7 +734,7 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
 enum Fetch {
     /// Into the store.
     Store { verify_existing: bool },
-    /// Into memory, held until the walk has found the platform's image ([`held`]).
+    /// Into memory, held until the walk has read every manifest ([`held`]).
     Hold,
 }
 

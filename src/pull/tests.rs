@@ -312,6 +312,49 @@ async fn failures_leave_index_json_alone_and_no_match_is_an_error() {
     assert!(e.to_string().contains("linux/amd64, linux/arm64"), "{e}");
 }
 
+/// An index whose entry for the platform cannot be fetched stores nothing, and reports
+/// nothing of the index it held: the lines and the progress count the objects reported,
+/// the failed entry its only one. Its line was numbered 2, after the index held, and the
+/// progress counted that index among the objects finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_held_and_dropped_is_neither_numbered_nor_counted() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let top = source(src.path(), false);
+    let blobs = src.path().join("blobs/sha256");
+    let index = std::fs::read(blobs.join(top.digest.encoded())).unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&index).unwrap();
+    let arm64_manifest = index["manifests"][1]["digest"].as_str().unwrap();
+    let arm64_manifest: Digest = arm64_manifest.parse().unwrap();
+    std::fs::remove_file(blobs.join(arm64_manifest.encoded())).unwrap();
+
+    let store = LayoutStore::open(dst.path()).unwrap();
+    let progress = Arc::new(crate::worker::progress::Progress::default());
+    let opts = PullOptions {
+        platforms: arm64(),
+        jobs: 4,
+        verify_existing: false,
+        progress: Some(progress.clone()),
+        image_name: None,
+    };
+    let mut lines = Vec::new();
+    let remote: Arc<dyn Remote> = Arc::new(LayoutRemote::new(src.path()));
+    let tag = Object::Tag("v1".into());
+    let pulled = pull(remote, &tag, Some("v1"), &store, &opts, |e| {
+        lines.push(serde_json::from_str::<serde_json::Value>(&e.json_line()).unwrap());
+        Ok(())
+    })
+    .await
+    .unwrap();
+    assert_eq!((pulled.fetched, pulled.failed), (0, 1));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["object"], arm64_manifest.to_string());
+    assert_eq!(lines[0]["line"], 1, "{lines:?}");
+    let s = progress.snapshot();
+    let counted = (s.objects, s.started, s.finished, s.failed);
+    assert_eq!(counted, (1, 1, 1, 1), "{s:?}");
+    assert!(!store.blob_path(&top.digest).exists());
+}
+
 #[test]
 fn choose_prefers_a_matching_manifest_then_an_unlabelled_one_then_nested_indexes() {
     let d = |t: &str, arch: Option<&str>, data: &[u8]| {

@@ -232,6 +232,17 @@ impl Progress {
         }
     }
 
+    /// `n` objects finished without failing are not reported after all (a pull's manifests
+    /// held until its image was found, which it was not): taken off the objects read,
+    /// started and finished, so that the counts are those of the objects reported.
+    pub(crate) fn unreported(&self, n: u64) {
+        for count in [&self.lines, &self.started, &self.finished] {
+            let _ = count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+                Some(c.saturating_sub(n))
+            });
+        }
+    }
+
     /// Says that another run will add to these counters after the current input ends
     /// (the levels of a pull: manifests first, then configs and layers), or that none will.
     /// Until it is called with `false` again, the total is not called final.
