@@ -779,6 +779,44 @@ fn a_worker_without_an_output_thread_keeps_the_previous_report() {
     assert_eq!(std::fs::read_to_string(&report).unwrap(), "previous run\n");
 }
 
+/// Under a limit on threads that leaves none at all (`ulimit -u` at the threads dist has
+/// when it starts), a worker given `-o DIR` or `--report` says it cannot start a thread,
+/// status 2, as it says of its output thread, leaving the previous report and making no
+/// layout: the layout's or report's open went to tokio's blocking pool, which had no
+/// thread and could start none, and tokio panicked (status 101).
+#[test]
+fn a_worker_without_a_thread_for_its_first_steps_says_so() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(96, 5000));
+    let dir = tempfile::tempdir().unwrap();
+    let mode = |mode| std::os::unix::fs::PermissionsExt::from_mode(mode);
+    std::fs::set_permissions(dir.path(), mode(0o777)).unwrap();
+    let report = dir.path().join("report.jsonl");
+    std::fs::write(&report, "previous run\n").unwrap();
+    std::fs::set_permissions(&report, mode(0o666)).unwrap();
+    let out = dir.path().join("out");
+    let repo = repo(&reg);
+    let input = format!("{digest}\n");
+    for given in [
+        ["--report", report.to_str().unwrap()],
+        ["-o", out.to_str().unwrap()],
+    ] {
+        let args = ["fetch", &repo, "-", given[0], given[1]];
+        let Some(run) = run_with_thread_limit(&Dist::new(), &args, input.as_bytes(), 1) else {
+            return;
+        };
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{given:?}: {err}");
+        assert!(!err.contains("panicked"), "{given:?}: {err}");
+        assert!(
+            err.contains("cannot start a thread") && err.contains("ulimit -u"),
+            "{given:?}: {err}"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&report).unwrap(), "previous run\n");
+    assert!(!out.exists(), "a layout was made");
+}
+
 /// A limit on address space (`ulimit -v`, as batch schedulers set it) of 512 MiB, for a
 /// batch whose memory in use stays near 40 MiB: glibc reserved 64 MiB of address space for
 /// each of up to eight arenas per core, one for each hashing and writing thread of the

@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use dist::sink::layout::LayoutStore;
 
@@ -31,7 +32,8 @@ pub async fn open_layout<S: Future<Output = Stop>>(
     match off_runtime(Runs::OnThePool, open, unused, stop).await {
         Ok(Ok(store)) => Ok(store),
         Ok(Err(e)) => Err(report(&e, EXIT_USAGE)),
-        Err(why) => {
+        Err(Unrun::NoThread(e)) => Err(no_thread("open the layout", &e)),
+        Err(Unrun::Stopped(why)) => {
             why.say(true);
             Err(why.code())
         }
@@ -59,7 +61,8 @@ pub async fn open_report<S: Future<Output = Stop>>(
     // A report the abandoned open created goes as it is dropped.
     match off_runtime(Runs::Alone, open, drop, stop).await {
         Ok(opened) => opened,
-        Err(why) => {
+        Err(Unrun::NoThread(e)) => Err(no_thread("open the report", &e)),
+        Err(Unrun::Stopped(why)) => {
             if let Some(why) = why.why() {
                 say!(
                     "dist: --report {}: {why} while waiting for it to open (a FIFO opens once \
@@ -72,12 +75,42 @@ pub async fn open_report<S: Future<Output = Stop>>(
     }
 }
 
+/// Whether tokio's blocking pool has the thread `main` starts for it and keeps for the
+/// whole run: past a limit on threads, work is queued for it. Without it, tokio starts a
+/// thread for the work, and panics (status 101) where none is to be had.
+static POOL_KEPT: AtomicBool = AtomicBool::new(false);
+
+/// Tells the first steps that the blocking pool has its kept thread (see [`POOL_KEPT`]).
+pub fn pool_kept() {
+    POOL_KEPT.store(true, Ordering::Release);
+}
+
+/// Says that no thread could be had to `what` (`open the report`), and returns the exit
+/// status: as a run without its output thread, which it would be a moment later.
+fn no_thread(what: &str, e: &std::io::Error) -> u8 {
+    say!(
+        "dist: cannot start a thread to {what}: {e} (a limit on threads: ulimit -u or -v, or \
+         the cgroup's pids.max)"
+    );
+    EXIT_USAGE
+}
+
+/// Why [`off_runtime`] returned no value of its work.
+enum Unrun {
+    /// The run's stop came first.
+    Stopped(Stop),
+    /// No thread to run it was to be had: none of its own, and the blocking pool had none
+    /// and could start none.
+    NoThread(std::io::Error),
+}
+
 /// Where [`off_runtime`] runs its work, which decides whether the process's end waits for
 /// work abandoned to a stop.
 enum Runs {
     /// On the runtime's blocking pool, which the process's end waits for (up to 2 s, in
     /// `main`): a layout made just as the stop came goes again before the exit, as it did
-    /// when the layout was opened before the stop was watched.
+    /// when the layout was opened before the stop was watched. On a thread of its own where
+    /// the pool has none ([`POOL_KEPT`]).
     OnThePool,
     /// On a thread of its own, which the process's end does not wait for: a FIFO nobody
     /// opens must not hold up the exit of a stopped run. On the pool where no thread of
@@ -96,13 +129,15 @@ enum Ran {
 /// thread when it was sent just as the stop came). Without a thread of its own to be had
 /// (`ulimit -u`), `work` goes to the blocking pool, which has one kept for such a limit
 /// (in `main`): run here, a FIFO nobody opened held the runtime's thread, and with it the
-/// stop that dist's handlers caught, for ever. A panic in `work` is resumed here.
+/// stop that dist's handlers caught, for ever. Where the pool has none either, the pool's
+/// work goes to a thread of its own, and without one `work` is not run
+/// ([`Unrun::NoThread`]). A panic in `work` is resumed here.
 async fn off_runtime<T, W, A, S>(
     runs: Runs,
     work: W,
     abandoned: A,
     stop: &mut Pin<&mut S>,
-) -> Result<T, Stop>
+) -> Result<T, Unrun>
 where
     T: Send + 'static,
     W: FnOnce() -> T + Clone + Send + 'static,
@@ -121,9 +156,12 @@ where
         (job, rx)
     };
     let on_the_pool = |(job, rx)| (Ran::Pool(tokio::task::spawn_blocking(job)), rx);
+    // With no thread to be had, tokio's panic ended the run (status 101): the pool only
+    // queues work past a limit on threads when it has one.
+    let pool = POOL_KEPT.load(Ordering::Acquire);
     let (ran, mut rx) = match runs {
-        Runs::OnThePool => on_the_pool(job()),
-        Runs::Alone => {
+        Runs::OnThePool if pool => on_the_pool(job()),
+        Runs::OnThePool | Runs::Alone => {
             let (alone, rx) = job();
             let spawned = std::thread::Builder::new()
                 .name("dist-first-step".into())
@@ -131,7 +169,8 @@ where
             match spawned {
                 Ok(thread) => (Ran::Alone(thread), rx),
                 // The job went with the failed spawn, unrun.
-                Err(_) => on_the_pool(job()),
+                Err(_) if pool => on_the_pool(job()),
+                Err(e) => return Err(Unrun::NoThread(e)),
             }
         }
     };
@@ -152,7 +191,7 @@ where
             if let Ok(value) = rx.try_recv() {
                 abandoned(value);
             }
-            Err(why)
+            Err(Unrun::Stopped(why))
         }
     }
 }
@@ -208,7 +247,7 @@ mod tests {
         });
         let mut stop = std::pin::pin!(stop);
         let ran = off_runtime(Runs::Alone, work, abandon, &mut stop).await;
-        assert!(matches!(ran, Err(Stop::Signal(130))));
+        assert!(matches!(ran, Err(Unrun::Stopped(Stop::Signal(130)))));
         assert_eq!(
             abandoned.load(Ordering::SeqCst),
             1,

@@ -27,6 +27,8 @@ pub mod stdin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+pub use first_steps::pool_kept;
+
 use dist::auth::credentials::DockerConfig;
 use dist::auth::CredentialSource;
 use dist::hosts::{HostSettings, HostSpec, HostsFile};
