@@ -627,10 +627,15 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
         Ok(at_hand.map(|ok| ok.unwrap_or(false)).collect())
     }
 
-    /// Stores the manifests held, reporting each as it is (see [`held`]).
+    /// Stores the manifests held, reporting each as it is (see [`held`]). Each stays held
+    /// until it is reported: a pull stopped meanwhile takes those not reported off the
+    /// progress (see `Drop`), which counted them all beside the lines written.
     async fn store_held(&mut self) -> Result<()> {
-        for held in std::mem::take(&mut self.held) {
-            let stored = held::store(self.store, &held).await;
+        // Taken from the end, in the order they were fetched.
+        self.held.reverse();
+        while let Some(next) = self.held.last() {
+            let stored = held::store(self.store, next).await;
+            let Some(held) = self.held.pop() else { break };
             let mut outcome = held.outcome;
             match stored {
                 Ok(path) => {

@@ -1312,3 +1312,44 @@ async fn an_entry_of_an_unreadable_platform_is_not_taken_for_one_without() {
         assert!(text.contains("unreadable platform (entry 2)"), "{text}");
     }
 }
+
+/// A pull stopped while it stores the manifests it held: those it had not reported yet
+/// have no line, and so are not counted either. They were taken out of the walk before
+/// the first was stored, and the progress summary counted them all beside one line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_stopped_while_storing_its_held_manifests_counts_only_those_reported() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    source(src.path(), false);
+    let store = LayoutStore::open(dst.path()).unwrap();
+    let progress = Arc::new(crate::worker::progress::Progress::default());
+    let opts = PullOptions {
+        platforms: Platforms::All,
+        jobs: 4,
+        verify_existing: false,
+        progress: Some(progress.clone()),
+        image_name: None,
+    };
+    let reported = Arc::new(tokio::sync::Notify::new());
+    let mut lines = Vec::new();
+    let remote: Arc<dyn Remote> = Arc::new(LayoutRemote::new(src.path()));
+    let tag = Object::Tag("v1".into());
+    let on_event = |e: Event| {
+        lines.push(e.json_line());
+        reported.notify_one();
+        Ok(())
+    };
+    {
+        let pull = pull(remote, &tag, Some("v1"), &store, &opts, on_event);
+        let mut pull = std::pin::pin!(pull);
+        // The stop comes as the first line is reported: the index and both images'
+        // manifests were held until then, and the next one is being stored.
+        tokio::select! {
+            biased;
+            _ = reported.notified() => {}
+            r = &mut pull => panic!("the pull ended before it was stopped: {:?}", r.map(|_| ())),
+        }
+    }
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let s = progress.snapshot();
+    assert_eq!((s.objects, s.started, s.finished), (1, 1, 1), "{s:?}");
+}
