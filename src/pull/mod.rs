@@ -644,6 +644,11 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                 }
                 Err(e) => {
                     self.pulled.failed += 1;
+                    // The worker counted it finished without failing: the summary said
+                    // "0 failed" beside its error line.
+                    if let Some(p) = &self.opts.progress {
+                        p.failed_after_all();
+                    }
                     outcome.fail(e.with_object(&held.descriptor.digest));
                 }
             }

@@ -1353,3 +1353,47 @@ async fn a_pull_stopped_while_storing_its_held_manifests_counts_only_those_repor
     let s = progress.snapshot();
     assert_eq!((s.objects, s.started, s.finished), (1, 1, 1), "{s:?}");
 }
+
+/// A held manifest that cannot be stored is a failed object, in the progress's count as on
+/// its line: the worker had counted it finished without failing, and the summary said
+/// "0 failed" beside its error line and the pull's status 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_manifest_that_cannot_be_stored_is_counted_failed() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let top = source(src.path(), false);
+    let index = std::fs::read(src.path().join("blobs/sha256").join(top.digest.encoded()));
+    let index: serde_json::Value = serde_json::from_slice(&index.unwrap()).unwrap();
+    let images: Vec<Digest> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap().parse().unwrap())
+        .collect();
+    let store = LayoutStore::open(dst.path()).unwrap();
+    let progress = Arc::new(crate::worker::progress::Progress::default());
+    let opts = PullOptions {
+        platforms: Platforms::All,
+        jobs: 4,
+        verify_existing: false,
+        progress: Some(progress.clone()),
+        image_name: None,
+    };
+    let mut errors = 0;
+    let remote: Arc<dyn Remote> = Arc::new(LayoutRemote::new(src.path()));
+    let tag = Object::Tag("v1".into());
+    let pulled = pull(remote, &tag, Some("v1"), &store, &opts, |e| {
+        // Once the index is stored, and the images' manifests were looked for and held,
+        // a directory where each is to go: their renames fail.
+        for d in &images {
+            let _ = std::fs::create_dir_all(store.blob_path(d).join("in-the-way"));
+        }
+        let line: serde_json::Value = serde_json::from_str(&e.json_line()).unwrap();
+        errors += usize::from(line["status"] == "error");
+        Ok(())
+    })
+    .await
+    .unwrap();
+    assert_eq!((errors, pulled.failed), (images.len(), images.len()));
+    let s = progress.snapshot();
+    assert_eq!(s.failed, images.len() as u64, "{s:?}");
+}

@@ -232,6 +232,12 @@ impl Progress {
         }
     }
 
+    /// An object finished without failing failed after all (a pull's manifest held in
+    /// memory, which could not be stored): counted among the failed, as its line says.
+    pub(crate) fn failed_after_all(&self) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// `n` objects finished without failing are not reported after all (a pull's manifests
     /// held until its image was found, which it was not): taken off the objects read,
     /// started and finished, so that the counts are those of the objects reported.
