@@ -650,6 +650,42 @@ fn a_manifest_past_the_limit_from_the_blobs_endpoint_stops_the_pull() {
     }
 }
 
+/// The "manifest" refused past the limit is not counted in the summary either: the
+/// worker had finished it without failing, and the summary said "1 objects, 5.0 MiB, 0
+/// failed" beside the pull's one line, its error, where a pull whose platform has no image
+/// says "0 objects".
+#[test]
+fn a_manifest_refused_past_the_limit_is_not_in_the_summary() {
+    let fake = FakeRegistry::start();
+    let padding = " ".repeat(5 << 20);
+    let huge = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}"{padding}}}"#,
+        Flavor::Oci.manifest()
+    );
+    let digest = fake.blob("team/app", &huge);
+    let index = json!({"schemaVersion": 2, "mediaType": Flavor::Oci.index(), "manifests": [
+        {"mediaType": Flavor::Oci.manifest(), "digest": digest, "size": huge.len(),
+         "platform": {"os": "linux", "architecture": "arm64"}}]});
+    fake.manifest("team/app", "v1", Flavor::Oci.index(), index.to_string());
+    let reference = format!("{}/team/app:v1", fake.host());
+    let dir = tempfile::tempdir().unwrap();
+    let shown = Dist::new().on_terminal(&format!(
+        "{} pull {reference} --all-platforms -o {} > {}",
+        Dist::bin().display(),
+        dir.path().join("new").display(),
+        dir.path().join("out.jsonl").display()
+    ));
+    let screen = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        screen.contains("exceeds the 4194304-byte limit"),
+        "{screen:?}"
+    );
+    assert!(
+        screen.contains("0 objects, ") && screen.contains("0 failed"),
+        "{screen:?}"
+    );
+}
+
 /// `--platform` takes what Docker and containerd take: an architecture alone, under any
 /// of its names, is Linux on it; an operating system alone is it on this machine's
 /// architecture. Each was refused as no `os/arch`.

@@ -691,7 +691,13 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                 (outcome.content.take(), index.and_then(|i| descs.get(i)))
             {
                 // Past the manifest limit stops the pull, as a stored one read back does.
-                let bytes = held::take_bytes(&mut spool, &desc.digest)?;
+                // Its error is the pull's, on no line of its own: not counted either, as
+                // the worker had counted it, finished without failing.
+                let bytes = held::take_bytes(&mut spool, &desc.digest).inspect_err(|_| {
+                    if let Some(p) = &self.opts.progress {
+                        p.unreported(1);
+                    }
+                })?;
                 self.held.push(held::Held {
                     descriptor: desc.clone(),
                     bytes,
