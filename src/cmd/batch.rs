@@ -278,7 +278,7 @@ async fn run_into<S: std::future::Future<Output = Stop>>(
             let snapshot = progress.snapshot();
             match left_undone(&snapshot, args.output.as_deref(), synced, failed) {
                 LeftUndone::Sync { dir, all_ok } => why.say_unsynced(dir, all_ok),
-                LeftUndone::Writing => why.say_unwritten(),
+                LeftUndone::Writing => why.say_unwritten(None),
                 LeftUndone::Fetching => why.say(into_store),
             }
             why.say_waiting(&waiting);
