@@ -1205,6 +1205,59 @@ fn a_worker_that_keeps_running_makes_what_it_stored_durable() {
     );
 }
 
+/// A run stopped while it opens its layout (the disk holds the directory's open) says what
+/// is true then: nothing was fetched, and what it made of the layout goes again. It said
+/// "objects reported so far are complete; downloads cut short … are kept", of a run that
+/// had fetched nothing. The worker's and a pull's alike.
+#[test]
+fn a_run_stopped_opening_its_layout_says_nothing_was_fetched() {
+    let reg = FakeRegistry::start();
+    small_image(&reg, "v1");
+    let (repo, image) = (repo(&reg), format!("{}:v1", repo(&reg)));
+    for pull in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = dir.path().join("mirror");
+        // `strace -P` needs the path to be there to match it: a directory the user made for
+        // the output, empty, whose reading (is it empty?) the disk holds up.
+        std::fs::create_dir(&layout).unwrap();
+        let l = layout.to_str().unwrap();
+        let args: Vec<&str> = if pull {
+            vec!["--timeout", "3s", "pull", &image, "-o", l]
+        } else {
+            vec!["--timeout", "3s", "fetch", &repo, "-", "-o", l]
+        };
+        let options = [
+            "-P",
+            l,
+            "-e",
+            "trace=openat",
+            "-e",
+            "inject=openat:delay_enter=10000000",
+        ];
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let requests = reg.request_count();
+        let Some(out) = traced_output(&Dist::new(), &args, log.path(), &options) else {
+            return;
+        };
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(124), "pull {pull}: {err}");
+        assert!(
+            err.contains(&format!(
+                "dist: gave up after the --timeout of 3s while opening the layout {l}; \
+                 nothing was fetched"
+            )),
+            "pull {pull}: {err}"
+        );
+        assert!(!err.contains("reported so far"), "pull {pull}: {err}");
+        assert!(!err.contains("downloads cut short"), "pull {pull}: {err}");
+        assert_eq!(
+            reg.request_count(),
+            requests,
+            "pull {pull}: nothing asked for"
+        );
+    }
+}
+
 /// A directory whose fsync fails while the worker runs (EIO from a failing disk) is named
 /// with the system's error on stderr as the blobs' names may not be durable, and the batch
 /// ends with status 1, as when the sync at its end fails; the objects still coming are
