@@ -306,6 +306,19 @@ async fn to_store(
                 store.remove_partial(&digest);
                 return Ok(());
             }
+            // A size the server contradicted (a resume's total other than the one it
+            // declared before, a body running past it): its words alone, never the
+            // partial's bytes, whose length is only where the rest was asked from. Blamed
+            // on the partial, that was thrown away, and a whole fetch that then failed
+            // left the next run to start from nothing. Kept (the digest still decides
+            // when it is carried on), it goes once the whole fetch below stores the blob.
+            Err(e) if e.kind() == ErrorKind::SizeMismatch && resumed => {
+                temp.keep().await;
+                tally.again();
+                failures = 0;
+                attempt -= 1;
+                tracing::warn!(object = %job.object, error = %e, "the server contradicted the size it declared for the rest of the partial download an earlier run kept; keeping the partial, fetching the blob whole");
+            }
             // Most likely the partial's own bytes are wrong (a disk fault, a tampered
             // file), which says nothing of the transfer: the whole fetch that follows is a
             // first one, from a mirror too, with its own fetch again should it fail. Taken
