@@ -247,9 +247,10 @@ async fn to_store(
                         resumed = true;
                         Ok(Started::Fetching(Box::new((download, temp))))
                     }
-                    // Refused over size before a byte was read: fetched once more from
-                    // the registry itself below, as any size refusal. The partial is kept
-                    // (dropping `temp` does that): the refusal says nothing of its bytes.
+                    // Refused over size before a byte was read: fetched once more below,
+                    // as any size refusal is (from the registry itself, or where it may not
+                    // pull, from the mirrors that may). The partial is kept (dropping
+                    // `temp` does that): the refusal says nothing of its bytes.
                     Err(e) if e.is_corruption() => Err(e),
                     // Kept again (dropping `temp` does that) for a run that can reach it.
                     Err(e) if !cannot_carry_on(&e) => return Err(e),
