@@ -399,16 +399,22 @@ fn mirror_specs(
 
 /// Checks the remote of a batch (the worker, `pull`) once before it starts, watching the
 /// run's one `stop` meanwhile: a registry that does not answer must not hold the run beyond
-/// `--timeout` or a signal. `Err` is the exit status, the reason already said.
+/// `--timeout` or a signal. `Err` is the exit status, the reason already said: nothing was
+/// fetched yet ("objects reported so far are complete; downloads cut short … are kept"
+/// was said of a run that had reported and cut short nothing).
 pub async fn check_before_batch<S: std::future::Future<Output = Stop>>(
     remote: &dyn Remote,
     stop: &mut std::pin::Pin<&mut S>,
-    into_store: bool,
 ) -> Result<(), u8> {
     match unless_stopped(remote.check(), stop).await {
         Ok(checked) => checked.map_err(|e| cannot_use(remote, &e)),
         Err(why) => {
-            why.say(into_store);
+            if let Some(said) = why.why() {
+                say!(
+                    "dist: {said} while checking {}; nothing was fetched",
+                    remote.describe()
+                );
+            }
             Err(why.code())
         }
     }

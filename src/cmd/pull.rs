@@ -81,7 +81,7 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
     // hold the pull beyond --timeout or a signal. A reader of the JSON lines that went
     // away (`| head -1`) stops it too, as it does the worker: found out only at the next
     // line, that was after the largest layer in flight, minutes later.
-    if let Err(code) = check_before_batch(remote.as_ref(), stop, true).await {
+    if let Err(code) = check_before_batch(remote.as_ref(), stop).await {
         return code;
     }
     let mut lines = match Lines::start() {
