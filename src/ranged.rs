@@ -648,7 +648,8 @@ async fn fetch_part(
         // The range asked for, of content of another size: not the content this is a part
         // of (a cache holding another object under its address). Not one stream's to
         // serve either, from the server that said so: the blob fails as content that is
-        // not what was asked for, fetched once more from the registry itself.
+        // not what was asked for, fetched once more (from the registry itself, or where it
+        // may not pull, from the mirrors that may).
         let (asked, answered) = (format!("bytes={from}-{end}"), reply.response.headers());
         let (total, given) = (Some(source.total), source.total_given);
         crate::registry::other_total(&asked, total, given, remote.host(host), answered)

@@ -177,6 +177,46 @@ fn a_wrong_partial_fails_verification_and_the_blob_is_fetched_from_scratch() {
     assert_stored_alone(dir.path(), &digest, &data);
 }
 
+/// A server that contradicts the size it declared for the rest (a later resume's
+/// `Content-Range` total other than the first's) is said to, not the partial download an
+/// earlier run kept, none of whose bytes the refusal read: the partial is kept while the
+/// blob is fetched whole, and a run after that whole fetch failed carries it on. It was
+/// blamed ("did not verify with the rest") and thrown away.
+#[test]
+fn a_server_contradicting_its_size_keeps_the_partial_it_said_nothing_of() {
+    let (reg, digest, data) = fake_with_blob();
+    let dir = tempfile::tempdir().unwrap();
+    let (kept, short) = (3 << 19, 1 << 18);
+    plant_partial(dir.path(), &digest, &data[..kept]);
+    let other = LEN as u64 + 1000;
+    reg.push_fault(&digest, Fault::DropAfter(short));
+    reg.push_fault(&digest, Fault::RangeTotal(other));
+    // The whole fetch that follows fails: what is left for the next run is the partial.
+    reg.push_fault(&digest, Fault::Status(404));
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+    assert_eq!(status, 1, "{text}");
+    assert!(
+        text.contains(&format!("{other} bytes in all, where the content is {LEN}")),
+        "{text}"
+    );
+    assert!(text.contains("contradicted the size it declared"), "{text}");
+    assert!(!text.contains("did not verify with the rest"), "{text}");
+    let partial = std::fs::read(partial_path(dir.path(), &digest)).unwrap();
+    assert!(partial.len() >= kept, "{}", partial.len());
+    assert!(partial[..] == data[..partial.len()], "a prefix of the blob");
+
+    reg.clear_faults();
+    let before = reg.requests().len();
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+    assert_eq!(status, 0, "{text}");
+    let ranges: Vec<_> = blob_gets(&reg, &digest, before)
+        .into_iter()
+        .map(|g| g.range)
+        .collect();
+    assert_eq!(ranges, [Some(format!("bytes={}-", partial.len()))]);
+    assert_stored_alone(dir.path(), &digest, &data);
+}
+
 /// A wrong partial spends none of the blob's own fetches: the whole fetch after it is a
 /// first fetch, which content corrupted on its way (a proxy, once) may follow with one
 /// more. Counted as the blob's one fetch again, the partial's fault failed the job over a

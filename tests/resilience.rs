@@ -1798,3 +1798,37 @@ fn a_batch_stopped_writing_out_says_every_object_was_handled() {
     );
     assert!(!rest.contains("reported so far"), "{rest}");
 }
+
+/// A run stopped while it checks the registry, before any object is asked for, says that
+/// nothing was fetched. It said "objects reported so far are complete; downloads cut short
+/// … are kept", of a run that had reported and cut short nothing. A pull's and the
+/// worker's alike.
+#[test]
+fn a_run_stopped_checking_the_registry_says_nothing_was_fetched() {
+    let reg = FakeRegistry::start();
+    let blob = reg.blob("team/app", bytes(74, 100));
+    // The check's answer, held past the run's --timeout.
+    reg.set_fault_for_every("tags/list", Fault::SlowHead(Duration::from_secs(30)));
+    let repo = repo(&reg);
+    let image = format!("{repo}:v1");
+    for pull in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let l = dir.path().join("out");
+        let l = l.to_str().unwrap();
+        let args: Vec<&str> = if pull {
+            vec!["--timeout", "2s", "pull", &image, "-o", l]
+        } else {
+            vec!["--timeout", "2s", "fetch", &repo, "-", "-o", l]
+        };
+        let out = Dist::new().run(&args, format!("{blob}\n").as_bytes());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(124), "pull {pull}: {err}");
+        assert!(
+            err.contains("dist: gave up after the --timeout of 2s while checking")
+                && err.contains("nothing was fetched"),
+            "pull {pull}: {err}"
+        );
+        assert!(!err.contains("reported so far"), "pull {pull}: {err}");
+        assert!(!err.contains("downloads cut short"), "pull {pull}: {err}");
+    }
+}

@@ -1243,6 +1243,59 @@ fn a_worker_that_keeps_running_makes_what_it_stored_durable() {
     );
 }
 
+/// A run stopped while it opens its layout (the disk holds the directory's open) says what
+/// is true then: nothing was fetched, and what it made of the layout goes again. It said
+/// "objects reported so far are complete; downloads cut short … are kept", of a run that
+/// had fetched nothing. The worker's and a pull's alike.
+#[test]
+fn a_run_stopped_opening_its_layout_says_nothing_was_fetched() {
+    let reg = FakeRegistry::start();
+    small_image(&reg, "v1");
+    let (repo, image) = (repo(&reg), format!("{}:v1", repo(&reg)));
+    for pull in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = dir.path().join("mirror");
+        // `strace -P` needs the path to be there to match it: a directory the user made for
+        // the output, empty, whose reading (is it empty?) the disk holds up.
+        std::fs::create_dir(&layout).unwrap();
+        let l = layout.to_str().unwrap();
+        let args: Vec<&str> = if pull {
+            vec!["--timeout", "3s", "pull", &image, "-o", l]
+        } else {
+            vec!["--timeout", "3s", "fetch", &repo, "-", "-o", l]
+        };
+        let options = [
+            "-P",
+            l,
+            "-e",
+            "trace=openat",
+            "-e",
+            "inject=openat:delay_enter=10000000",
+        ];
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let requests = reg.request_count();
+        let Some(out) = traced_output(&Dist::new(), &args, log.path(), &options) else {
+            return;
+        };
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(124), "pull {pull}: {err}");
+        assert!(
+            err.contains(&format!(
+                "dist: gave up after the --timeout of 3s while opening the layout {l}; \
+                 nothing was fetched"
+            )),
+            "pull {pull}: {err}"
+        );
+        assert!(!err.contains("reported so far"), "pull {pull}: {err}");
+        assert!(!err.contains("downloads cut short"), "pull {pull}: {err}");
+        assert_eq!(
+            reg.request_count(),
+            requests,
+            "pull {pull}: nothing asked for"
+        );
+    }
+}
+
 /// A directory whose fsync fails while the worker runs (EIO from a failing disk) is named
 /// with the system's error on stderr as the blobs' names may not be durable, and the batch
 /// ends with status 1, as when the sync at its end fails; the objects still coming are
@@ -1832,39 +1885,29 @@ fn a_signal_while_a_report_fifo_waits_stops_the_run_cleanly() {
     }
 }
 
-/// A pull whose `--report` is a pipe its reader does not read (a FIFO, `--report >(…)`
-/// with a stuck consumer) still stops on a signal. Its lines were written to the report
-/// on the runtime's one thread, which the full pipe held in write(2): dist's handler caught
-/// SIGINT, but nothing heard it, nor a second one, and the pull hung until killed.
-#[test]
-fn a_pull_stops_on_a_signal_while_its_report_is_not_read() {
+/// A FIFO at `fifo` with a reader that never reads (returned: dropped, the reader is
+/// gone), and its pipe filled: whatever dist writes to it stays in write(2).
+fn a_full_fifo(fifo: &Path) -> std::fs::File {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let reg = FakeRegistry::start();
-    small_image(&reg, "v1");
-    let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("report");
-    mkfifo(&fifo);
-    // A reader that never reads, and the pipe filled before dist writes to it.
+    mkfifo(fifo);
     let open = |write: bool| {
         std::fs::OpenOptions::new()
             .read(!write)
             .write(write)
             .custom_flags(libc::O_NONBLOCK)
-            .open(&fifo)
+            .open(fifo)
             .unwrap()
     };
-    let _reader = open(false);
+    let reader = open(false);
     let mut filler = open(true);
     while filler.write(&[b'\n'; 4096]).is_ok() {}
     while filler.write(b"\n").is_ok() {}
-    let out = dir.path().join("out");
-    let image = format!("{}:v1", repo(&reg));
-    let args = ["pull", &image, "-o", out.to_str().unwrap(), "--report"];
-    let mut child = Dist::new().start(&[&args[..], &[fifo.to_str().unwrap()]].concat());
-    drop(child.stdin.take());
-    let pid = child.id();
-    // One of the run's threads in write(2) to the report, where it stays.
+    reader
+}
+
+/// Waits until one of `pid`'s threads is in write(2) to `fifo`, where it stays.
+fn wait_for_a_write_to(pid: u32, fifo: &Path) {
     let writing = |task: std::path::PathBuf| {
         let Ok(call) = std::fs::read_to_string(task.join("syscall")) else {
             return false;
@@ -1881,12 +1924,32 @@ fn a_pull_stops_on_a_signal_while_its_report_is_not_read() {
         let fd = i64::from_str_radix(fd.trim_start_matches("0x"), 16).unwrap();
         std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).is_ok_and(|p| p == fifo)
     };
-    support::wait::until("a write to the report", || {
+    support::wait::until("a write to the FIFO", || {
         let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
             .into_iter()
             .flatten();
         tasks.flatten().any(|t| writing(t.path()))
     });
+}
+
+/// A pull whose `--report` is a pipe its reader does not read (a FIFO, `--report >(…)`
+/// with a stuck consumer) still stops on a signal. Its lines were written to the report
+/// on the runtime's one thread, which the full pipe held in write(2): dist's handler caught
+/// SIGINT, but nothing heard it, nor a second one, and the pull hung until killed.
+#[test]
+fn a_pull_stops_on_a_signal_while_its_report_is_not_read() {
+    let reg = FakeRegistry::start();
+    small_image(&reg, "v1");
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("report");
+    let _reader = a_full_fifo(&fifo);
+    let out = dir.path().join("out");
+    let image = format!("{}:v1", repo(&reg));
+    let args = ["pull", &image, "-o", out.to_str().unwrap(), "--report"];
+    let mut child = Dist::new().start(&[&args[..], &[fifo.to_str().unwrap()]].concat());
+    drop(child.stdin.take());
+    let pid = child.id();
+    wait_for_a_write_to(pid, &fifo);
     // SAFETY: kill(2) sends a signal to a child this test started and has not reaped.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGINT) }, 0);
     let limit = std::time::Duration::from_secs(30);
@@ -1895,6 +1958,49 @@ fn a_pull_stops_on_a_signal_while_its_report_is_not_read() {
     let err = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(130), "{err}");
     assert!(err.contains("interrupted"), "{err}");
+}
+
+/// A pull stopped once it had pulled its image and written its lines to stdout, while the
+/// reader of its `--report` FIFO did not read, names the report as what held it up. It
+/// blamed "a reader of stdout", which had read every line.
+#[test]
+fn a_pull_stopped_writing_its_report_names_the_report() {
+    let reg = FakeRegistry::start();
+    small_image(&reg, "v1");
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("report");
+    let _reader = a_full_fifo(&fifo);
+    let out = dir.path().join("out");
+    let image = format!("{}:v1", repo(&reg));
+    let args = ["pull", &image, "-o", out.to_str().unwrap(), "--report"];
+    let mut child = Dist::new().start(&[&args[..], &[fifo.to_str().unwrap()]].concat());
+    drop(child.stdin.take());
+    let pid = child.id();
+    wait_for_a_write_to(pid, &fifo);
+    // The writer of stdout, started before the report's, ends only once every line is
+    // written to stdout (a few, well within its pipe) and the pull is done: what is left
+    // is the report.
+    support::wait::until("stdout written", || {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten();
+        !tasks.flatten().any(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "dist-lines")
+        })
+    });
+    // SAFETY: kill(2) sends a signal to a child this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGINT) }, 0);
+    let limit = std::time::Duration::from_secs(30);
+    support::wait::exit_within(&mut child, limit, "the pull stopped by SIGINT");
+    let run = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("every object was handled")
+            && err.contains(&format!("the report {}", fifo.display())),
+        "{err}"
+    );
+    assert!(!err.contains("stdout"), "{err}");
 }
 
 /// A pull that cannot start its report's writer thread (`ulimit -u`) runs no pull, and

@@ -138,7 +138,7 @@ async fn run_into<S: std::future::Future<Output = Stop>>(
     if super::output::refused_before_start("writing to stdout") {
         return EXIT_FAILED;
     }
-    if let Err(code) = check_before_batch(remote.as_ref(), stop, false).await {
+    if let Err(code) = check_before_batch(remote.as_ref(), stop).await {
         return code;
     }
     // Before any fetch starts: without a thread for the output there is no batch. The
@@ -278,7 +278,7 @@ async fn run_into<S: std::future::Future<Output = Stop>>(
             let snapshot = progress.snapshot();
             match left_undone(&snapshot, args.output.as_deref(), synced, failed) {
                 LeftUndone::Sync { dir, all_ok } => why.say_unsynced(dir, all_ok),
-                LeftUndone::Writing => why.say_unwritten(),
+                LeftUndone::Writing => why.say_unwritten(None),
                 LeftUndone::Fetching => why.say(into_store),
             }
             why.say_waiting(&waiting);

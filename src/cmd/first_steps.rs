@@ -22,6 +22,7 @@ pub async fn open_layout<S: Future<Output = Stop>>(
     pull: bool,
     stop: &mut Pin<&mut S>,
 ) -> Result<LayoutStore, u8> {
+    let shown = dir.display().to_string();
     let dir = dir.to_path_buf();
     let open = move || super::layout_dir::open(&dir, pull);
     let unused = |opened: dist::Result<LayoutStore>| {
@@ -33,8 +34,16 @@ pub async fn open_layout<S: Future<Output = Stop>>(
         Ok(Ok(store)) => Ok(store),
         Ok(Err(e)) => Err(report(&e, EXIT_USAGE)),
         Err(Unrun::NoThread(e)) => Err(no_thread("open the layout", &e)),
+        // Nothing has run yet: "objects reported so far are complete; downloads cut short
+        // … are kept" was said of a run that had fetched nothing. What the open made goes
+        // as it returns, which the exit waits for (up to 2 s, in `main`).
         Err(Unrun::Stopped(why)) => {
-            why.say(true);
+            if let Some(why) = why.why() {
+                say!(
+                    "dist: {why} while opening the layout {shown}; nothing was fetched, and \
+                     what this run made of the layout is removed once its making returns"
+                );
+            }
             Err(why.code())
         }
     }

@@ -401,16 +401,22 @@ fn mirror_specs(
 
 /// Checks the remote of a batch (the worker, `pull`) once before it starts, watching the
 /// run's one `stop` meanwhile: a registry that does not answer must not hold the run beyond
-/// `--timeout` or a signal. `Err` is the exit status, the reason already said.
+/// `--timeout` or a signal. `Err` is the exit status, the reason already said: nothing was
+/// fetched yet ("objects reported so far are complete; downloads cut short … are kept"
+/// was said of a run that had reported and cut short nothing).
 pub async fn check_before_batch<S: std::future::Future<Output = Stop>>(
     remote: &dyn Remote,
     stop: &mut std::pin::Pin<&mut S>,
-    into_store: bool,
 ) -> Result<(), u8> {
     match unless_stopped(remote.check(), stop).await {
         Ok(checked) => checked.map_err(|e| cannot_use(remote, &e)),
         Err(why) => {
-            why.say(into_store);
+            if let Some(said) = why.why() {
+                say!(
+                    "dist: {said} while checking {}; nothing was fetched",
+                    remote.describe()
+                );
+            }
             Err(why.code())
         }
     }
@@ -518,13 +524,25 @@ impl Stop {
 
     /// Says why a batch stopped while it wrote out the output of objects it had all
     /// handled: "the others were not fetched" was said where there were no others, and
-    /// what was not done, the writing, went unsaid.
-    pub fn say_unwritten(&self) {
+    /// what was not done, the writing, went unsaid. `report` is the `--report` file's path
+    /// when it was the report's writing that held the run, stdout written whole: "a reader
+    /// of stdout" was blamed for a FIFO whose reader did not read.
+    pub fn say_unwritten(&self, report: Option<&str>) {
         let Some(why) = self.why() else { return };
+        let (what, held) = match report {
+            Some(path) => (
+                format!("the report {path} ends with the last line"),
+                format!("a reader of {path}"),
+            ),
+            None => (
+                "the output ends with the last frame or line".to_string(),
+                "a reader of stdout".to_string(),
+            ),
+        };
         say!(
             "dist: {why}; every object was handled, but not all of their output was written \
-             (a reader of stdout that does not read, or a disk that does not answer, held it \
-             up): the output ends with the last frame or line written whole"
+             ({held} that does not read, or a disk that does not answer, held it up): \
+             {what} written whole"
         );
     }
 

@@ -81,7 +81,7 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
     // hold the pull beyond --timeout or a signal. A reader of the JSON lines that went
     // away (`| head -1`) stops it too, as it does the worker: found out only at the next
     // line, that was after the largest layer in flight, minutes later.
-    if let Err(code) = check_before_batch(remote.as_ref(), stop, true).await {
+    if let Err(code) = check_before_batch(remote.as_ref(), stop).await {
         return code;
     }
     let mut lines = match Lines::start() {
@@ -94,7 +94,9 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
     let report_name = report_name.unwrap_or_default();
     // Its writer first: a thread asked for once the report was emptied, and not to be had,
     // lost the previous run's report.
-    let writer = report_out.as_ref().map(|_| Lines::report(report_name));
+    let writer = report_out
+        .as_ref()
+        .map(|_| Lines::report(report_name.clone()));
     let writer = match writer.transpose() {
         Ok(w) => w,
         Err(code) => return code,
@@ -259,7 +261,7 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
             code.max(EXIT_FAILED)
         }
         Err(why) => {
-            say_stopped_writing(&why, pulled);
+            say_stopped_writing(&why, pulled, None);
             return why.code();
         }
     };
@@ -273,8 +275,9 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
     match unless_stopped(report.finish(), stop).await {
         Ok(true) => code,
         Ok(false) => code.max(EXIT_FAILED),
+        // Stdout is written whole by now: it is the report that held the pull.
         Err(why) => {
-            say_stopped_writing(&why, pulled);
+            say_stopped_writing(&why, pulled, Some(&report_name));
             why.code()
         }
     }
@@ -283,9 +286,10 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
 /// Says why a pull stopped while its lines waited to be written: once it `pulled` the
 /// image (every object handled, the image named), that only their writing was cut short;
 /// "objects reported so far are complete" said of it that there were more to fetch.
-fn say_stopped_writing(why: &super::Stop, pulled: bool) {
+/// `report` is the report's path when it was its lines that waited, not stdout's.
+fn say_stopped_writing(why: &super::Stop, pulled: bool, report: Option<&str>) {
     if pulled {
-        why.say_unwritten();
+        why.say_unwritten(report);
     } else {
         why.say(true);
     }

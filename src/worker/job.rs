@@ -247,9 +247,10 @@ async fn to_store(
                         resumed = true;
                         Ok(Started::Fetching(Box::new((download, temp))))
                     }
-                    // Refused over size before a byte was read: fetched once more from
-                    // the registry itself below, as any size refusal. The partial is kept
-                    // (dropping `temp` does that): the refusal says nothing of its bytes.
+                    // Refused over size before a byte was read: fetched once more below,
+                    // as any size refusal is (from the registry itself, or where it may not
+                    // pull, from the mirrors that may). The partial is kept (dropping
+                    // `temp` does that): the refusal says nothing of its bytes.
                     Err(e) if e.is_corruption() => Err(e),
                     // Kept again (dropping `temp` does that) for a run that can reach it.
                     Err(e) if !cannot_carry_on(&e) => return Err(e),
@@ -305,6 +306,19 @@ async fn to_store(
                 // too late to carry it on (the blob's size was not known before).
                 store.remove_partial(&digest);
                 return Ok(());
+            }
+            // A size the server contradicted (a resume's total other than the one it
+            // declared before, a body running past it): its words alone, never the
+            // partial's bytes, whose length is only where the rest was asked from. Blamed
+            // on the partial, that was thrown away, and a whole fetch that then failed
+            // left the next run to start from nothing. Kept (the digest still decides
+            // when it is carried on), it goes once the whole fetch below stores the blob.
+            Err(e) if e.kind() == ErrorKind::SizeMismatch && resumed => {
+                temp.keep().await;
+                tally.again();
+                failures = 0;
+                attempt -= 1;
+                tracing::warn!(object = %job.object, error = %e, "the server contradicted the size it declared for the rest of the partial download an earlier run kept; keeping the partial, fetching the blob whole");
             }
             // Most likely the partial's own bytes are wrong (a disk fault, a tampered
             // file), which says nothing of the transfer: the whole fetch that follows is a
