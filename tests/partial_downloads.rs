@@ -921,3 +921,27 @@ fn a_partial_refused_over_size_is_fetched_once_more_from_the_registry_itself() {
     assert_eq!(gets[0].range, Some(format!("bytes={kept}-")));
     assert_stored_alone(dir.path(), &digest, &data);
 }
+
+/// A partial longer than the blob (a file extended, no size given to catch it before),
+/// carried on from a server that ignores `Range`: the whole body sent, all of it dropped
+/// as the partial's, ends short of where the partial does. That size mismatch is the
+/// partial's length, not the server contradicting itself: the partial goes, as one a 416
+/// refuses does, and no later run carries it on again.
+#[test]
+fn a_partial_longer_than_the_blob_a_server_sends_whole_is_not_kept() {
+    let (reg, digest, data) = fake_with_blob();
+    let dir = tempfile::tempdir().unwrap();
+    let mut longer = data.clone();
+    longer.extend_from_slice(&[0u8; 1000]);
+    plant_partial(dir.path(), &digest, &longer);
+    reg.push_fault(&digest, Fault::IgnoreRange);
+    // The whole fetch that follows fails: whatever is kept is left for the next run.
+    reg.push_fault(&digest, Fault::Status(404));
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+    assert_eq!(status, 1, "{text}");
+    assert!(!text.contains("contradicted the size"), "{text}");
+    assert!(
+        !partial_path(dir.path(), &digest).exists(),
+        "a partial longer than the blob was kept: {text}"
+    );
+}

@@ -241,6 +241,17 @@ async fn to_store(
             Some((temp, prefix)) => {
                 let len = prefix.len;
                 match remote.fetch_rest(&job.object, &hints, prefix).await {
+                    // Longer than the blob the server declares (a file extended, with no
+                    // size given for `resume_within` to catch it): a server that ignores
+                    // `Range` sends it whole, all of it dropped as the partial's, to end
+                    // short of the partial, a size mismatch that was taken for the server
+                    // contradicting itself and kept the partial for every later run.
+                    Ok(download) if download.meta().size.is_some_and(|size| len > size) => {
+                        tracing::warn!(object = %job.object, len, size = download.meta().size, "a partial download longer than its blob; removed, and the blob fetched whole");
+                        drop(download);
+                        temp.discard();
+                        start(remote, job, &hints, store, verify_existing, &mut held).await
+                    }
                     Ok(download) => {
                         tracing::info!(object = %job.object, bytes = len, "carrying on from a partial download an earlier run kept");
                         tally.already_here(len);
