@@ -1802,12 +1802,14 @@ fn a_batch_stopped_writing_out_says_every_object_was_handled() {
 /// A run stopped while it checks the registry, before any object is asked for, says that
 /// nothing was fetched. It said "objects reported so far are complete; downloads cut short
 /// … are kept", of a run that had reported and cut short nothing. A pull's and the
-/// worker's alike.
+/// worker's alike. Stopped once the check's request is seen held, not by a `--timeout`
+/// that a loaded machine could run out while the run still opened its layout.
 #[test]
 fn a_run_stopped_checking_the_registry_says_nothing_was_fetched() {
+    use std::io::Read;
     let reg = FakeRegistry::start();
     let blob = reg.blob("team/app", bytes(74, 100));
-    // The check's answer, held past the run's --timeout.
+    // The check's answer, held until the run is stopped.
     reg.set_fault_for_every("tags/list", Fault::SlowHead(Duration::from_secs(30)));
     let repo = repo(&reg);
     let image = format!("{repo}:v1");
@@ -1816,19 +1818,41 @@ fn a_run_stopped_checking_the_registry_says_nothing_was_fetched() {
         let l = dir.path().join("out");
         let l = l.to_str().unwrap();
         let args: Vec<&str> = if pull {
-            vec!["--timeout", "2s", "pull", &image, "-o", l]
+            vec!["pull", &image, "-o", l]
         } else {
-            vec!["--timeout", "2s", "fetch", &repo, "-", "-o", l]
+            vec!["fetch", &repo, "-", "-o", l]
         };
-        let out = Dist::new().run(&args, format!("{blob}\n").as_bytes());
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(124), "pull {pull}: {err}");
+        let before = reg.request_count();
+        let mut child = Dist::new().spawn(&args, format!("{blob}\n").as_bytes());
+        support::wait::until("the check's request", || {
+            reg.requests()[before..]
+                .iter()
+                .any(|r| r.path.ends_with("tags/list"))
+        });
+        assert_eq!(unsafe_kill(child.id(), libc::SIGTERM), 0);
+        let status = exit_within(&mut child, Duration::from_secs(30), "a stop");
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert_eq!(status.code(), Some(143), "pull {pull}: {err}");
         assert!(
-            err.contains("dist: gave up after the --timeout of 2s while checking")
-                && err.contains("nothing was fetched"),
+            err.contains(&format!(
+                "dist: interrupted while checking {}/team/app; nothing was fetched",
+                reg.host()
+            )),
             "pull {pull}: {err}"
         );
         assert!(!err.contains("reported so far"), "pull {pull}: {err}");
         assert!(!err.contains("downloads cut short"), "pull {pull}: {err}");
+        assert!(
+            !reg.requests()[before..]
+                .iter()
+                .any(|r| r.path.contains("/blobs/") || r.path.contains("/manifests/")),
+            "pull {pull}: nothing asked for"
+        );
     }
 }
