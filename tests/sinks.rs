@@ -2003,6 +2003,36 @@ fn a_pull_stopped_writing_its_report_names_the_report() {
     assert!(!err.contains("stdout"), "{err}");
 }
 
+/// A worker stopped once it had handled every object, while the reader of its `--report`
+/// FIFO did not read, does not blame stdout alone: it said "a reader of stdout", of a
+/// frame well within its pipe. One thread writes both in turn (into `-o DIR` the report
+/// first, where stdout was not even reached). Framed here: into `-o DIR` the stop could
+/// come in the batch's last sync, which says so instead.
+#[test]
+fn a_worker_stopped_writing_its_report_names_the_report_too() {
+    let reg = FakeRegistry::start();
+    let blob = reg.blob("team/app", vec![7u8; 100]);
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("report");
+    let _reader = a_full_fifo(&fifo);
+    let (repo, report) = (repo(&reg), fifo.to_str().unwrap());
+    let args = ["fetch", &repo, "-", "--report", report];
+    let mut child = Dist::new().spawn(&args, format!("{blob}\n").as_bytes());
+    let pid = child.id();
+    wait_for_a_write_to(pid, &fifo);
+    // SAFETY: kill(2) sends a signal to a child this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGINT) }, 0);
+    let limit = std::time::Duration::from_secs(30);
+    support::wait::exit_within(&mut child, limit, "the worker stopped by SIGINT");
+    let run = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("every object was handled") && err.contains(&format!("of {report}")),
+        "{err}"
+    );
+}
+
 /// A pull that cannot start its report's writer thread (`ulimit -u`) runs no pull, and
 /// leaves the previous run's `--report` as it was, as a worker without its output thread
 /// does: the report was emptied before the thread was asked for, and the record of the

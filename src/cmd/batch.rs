@@ -278,7 +278,15 @@ async fn run_into<S: std::future::Future<Output = Stop>>(
             let snapshot = progress.snapshot();
             match left_undone(&snapshot, args.output.as_deref(), synced, failed) {
                 LeftUndone::Sync { dir, all_ok } => why.say_unsynced(dir, all_ok),
-                LeftUndone::Writing => why.say_unwritten(None),
+                // One thread writes stdout and the report in turn (the report first
+                // into `-o DIR`): either may be the one whose reader does not read.
+                LeftUndone::Writing => match &args.report {
+                    Some(path) => {
+                        let path = path.display().to_string();
+                        why.say_unwritten(super::Unwritten::StdoutOrReport(&path))
+                    }
+                    None => why.say_unwritten(super::Unwritten::Stdout),
+                },
                 LeftUndone::Fetching => why.say(into_store),
             }
             why.say_waiting(&waiting);

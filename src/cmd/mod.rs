@@ -449,6 +449,19 @@ pub enum Stop {
     ReaderGone,
 }
 
+/// What may have held up the output a stopped batch had left to write
+/// ([`Stop::say_unwritten`]).
+#[derive(Clone, Copy)]
+pub enum Unwritten<'a> {
+    /// Stdout, the only output.
+    Stdout,
+    /// The `--report` file at this path, stdout written whole.
+    Report(&'a str),
+    /// Stdout or the `--report` file at this path, written by one thread in turn: which
+    /// of them the stop found it in is not known.
+    StdoutOrReport(&'a str),
+}
+
 impl Stop {
     /// The exit status to end with.
     pub fn code(&self) -> u8 {
@@ -524,19 +537,22 @@ impl Stop {
 
     /// Says why a batch stopped while it wrote out the output of objects it had all
     /// handled: "the others were not fetched" was said where there were no others, and
-    /// what was not done, the writing, went unsaid. `report` is the `--report` file's path
-    /// when it was the report's writing that held the run, stdout written whole: "a reader
-    /// of stdout" was blamed for a FIFO whose reader did not read.
-    pub fn say_unwritten(&self, report: Option<&str>) {
+    /// what was not done, the writing, went unsaid. `held` is what may have held it: "a
+    /// reader of stdout" was blamed for a `--report` FIFO whose reader did not read.
+    pub fn say_unwritten(&self, held: Unwritten<'_>) {
         let Some(why) = self.why() else { return };
-        let (what, held) = match report {
-            Some(path) => (
+        let (what, held) = match held {
+            Unwritten::Report(path) => (
                 format!("the report {path} ends with the last line"),
                 format!("a reader of {path}"),
             ),
-            None => (
+            Unwritten::Stdout => (
                 "the output ends with the last frame or line".to_string(),
                 "a reader of stdout".to_string(),
+            ),
+            Unwritten::StdoutOrReport(path) => (
+                format!("the output and the report {path} end with the last frame or line"),
+                format!("a reader of stdout or of {path}"),
             ),
         };
         say!(

@@ -289,7 +289,7 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
 /// `report` is the report's path when it was its lines that waited, not stdout's.
 fn say_stopped_writing(why: &super::Stop, pulled: bool, report: Option<&str>) {
     if pulled {
-        why.say_unwritten(report);
+        why.say_unwritten(report.map_or(super::Unwritten::Stdout, super::Unwritten::Report));
     } else {
         why.say(true);
     }
