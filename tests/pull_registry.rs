@@ -609,11 +609,9 @@ fn an_unmatched_platform_stores_nothing() {
     assert_eq!(entries(&used).len(), 1);
 }
 
-/// A manifest past the 4 MiB limit that only the blobs endpoint serves (which caps no
-/// size) stops a one-platform pull, as one stored and read back did, and is not stored.
-#[test]
-fn a_manifest_past_the_limit_from_the_blobs_endpoint_stops_the_pull() {
-    let fake = FakeRegistry::start();
+/// `team/app:v1` on `fake`, an index whose one (linux/arm64) manifest is 5 MiB, past the
+/// 4 MiB limit, served by the blobs endpoint alone (which caps no size); its reference.
+fn an_index_of_a_manifest_past_the_limit(fake: &FakeRegistry) -> String {
     let padding = " ".repeat(5 << 20);
     let huge = format!(
         r#"{{"schemaVersion":2,"mediaType":"{}"{padding}}}"#,
@@ -624,7 +622,15 @@ fn a_manifest_past_the_limit_from_the_blobs_endpoint_stops_the_pull() {
         {"mediaType": Flavor::Oci.manifest(), "digest": digest, "size": huge.len(),
          "platform": {"os": "linux", "architecture": "arm64"}}]});
     fake.manifest("team/app", "v1", Flavor::Oci.index(), index.to_string());
-    let reference = format!("{}/team/app:v1", fake.host());
+    format!("{}/team/app:v1", fake.host())
+}
+
+/// A manifest past the 4 MiB limit that only the blobs endpoint serves (which caps no
+/// size) stops a one-platform pull, as one stored and read back did, and is not stored.
+#[test]
+fn a_manifest_past_the_limit_from_the_blobs_endpoint_stops_the_pull() {
+    let fake = FakeRegistry::start();
+    let reference = an_index_of_a_manifest_past_the_limit(&fake);
     // Every platform's pull walks the indexes as one platform's does: it stored the
     // 5 MiB "manifest" before it read it back and refused it.
     for platforms in [&["--platform", "linux/arm64"][..], &["--all-platforms"]] {
@@ -657,17 +663,7 @@ fn a_manifest_past_the_limit_from_the_blobs_endpoint_stops_the_pull() {
 #[test]
 fn a_manifest_refused_past_the_limit_is_not_in_the_summary() {
     let fake = FakeRegistry::start();
-    let padding = " ".repeat(5 << 20);
-    let huge = format!(
-        r#"{{"schemaVersion":2,"mediaType":"{}"{padding}}}"#,
-        Flavor::Oci.manifest()
-    );
-    let digest = fake.blob("team/app", &huge);
-    let index = json!({"schemaVersion": 2, "mediaType": Flavor::Oci.index(), "manifests": [
-        {"mediaType": Flavor::Oci.manifest(), "digest": digest, "size": huge.len(),
-         "platform": {"os": "linux", "architecture": "arm64"}}]});
-    fake.manifest("team/app", "v1", Flavor::Oci.index(), index.to_string());
-    let reference = format!("{}/team/app:v1", fake.host());
+    let reference = an_index_of_a_manifest_past_the_limit(&fake);
     let dir = tempfile::tempdir().unwrap();
     let shown = Dist::new().on_terminal(&format!(
         "{} pull {reference} --all-platforms -o {} > {}",

@@ -1932,24 +1932,37 @@ fn wait_for_a_write_to(pid: u32, fifo: &Path) {
     });
 }
 
+/// A pull of a small image whose `--report` is a FIFO kept full, its reader reading
+/// nothing, once the pull is in write(2) to it: what holds the pull's report up. The
+/// registry, the directory and the reader go with the test.
+fn a_pull_writing_an_unread_report() -> (
+    FakeRegistry,
+    tempfile::TempDir,
+    std::fs::File,
+    std::process::Child,
+) {
+    let reg = FakeRegistry::start();
+    small_image(&reg, "v1");
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("report");
+    let reader = a_full_fifo(&fifo);
+    let out = dir.path().join("out");
+    let image = format!("{}:v1", repo(&reg));
+    let args = ["pull", &image, "-o", out.to_str().unwrap(), "--report"];
+    let mut child = Dist::new().start(&[&args[..], &[fifo.to_str().unwrap()]].concat());
+    drop(child.stdin.take());
+    wait_for_a_write_to(child.id(), &fifo);
+    (reg, dir, reader, child)
+}
+
 /// A pull whose `--report` is a pipe its reader does not read (a FIFO, `--report >(…)`
 /// with a stuck consumer) still stops on a signal. Its lines were written to the report
 /// on the runtime's one thread, which the full pipe held in write(2): dist's handler caught
 /// SIGINT, but nothing heard it, nor a second one, and the pull hung until killed.
 #[test]
 fn a_pull_stops_on_a_signal_while_its_report_is_not_read() {
-    let reg = FakeRegistry::start();
-    small_image(&reg, "v1");
-    let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("report");
-    let _reader = a_full_fifo(&fifo);
-    let out = dir.path().join("out");
-    let image = format!("{}:v1", repo(&reg));
-    let args = ["pull", &image, "-o", out.to_str().unwrap(), "--report"];
-    let mut child = Dist::new().start(&[&args[..], &[fifo.to_str().unwrap()]].concat());
-    drop(child.stdin.take());
+    let (_reg, _dir, _reader, mut child) = a_pull_writing_an_unread_report();
     let pid = child.id();
-    wait_for_a_write_to(pid, &fifo);
     // SAFETY: kill(2) sends a signal to a child this test started and has not reaped.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGINT) }, 0);
     let limit = std::time::Duration::from_secs(30);
@@ -1965,18 +1978,8 @@ fn a_pull_stops_on_a_signal_while_its_report_is_not_read() {
 /// blamed "a reader of stdout", which had read every line.
 #[test]
 fn a_pull_stopped_writing_its_report_names_the_report() {
-    let reg = FakeRegistry::start();
-    small_image(&reg, "v1");
-    let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("report");
-    let _reader = a_full_fifo(&fifo);
-    let out = dir.path().join("out");
-    let image = format!("{}:v1", repo(&reg));
-    let args = ["pull", &image, "-o", out.to_str().unwrap(), "--report"];
-    let mut child = Dist::new().start(&[&args[..], &[fifo.to_str().unwrap()]].concat());
-    drop(child.stdin.take());
-    let pid = child.id();
-    wait_for_a_write_to(pid, &fifo);
+    let (_reg, dir, _reader, mut child) = a_pull_writing_an_unread_report();
+    let (pid, fifo) = (child.id(), dir.path().join("report"));
     // The writer of stdout, started before the report's, ends only once every line is
     // written to stdout (a few, well within its pipe) and the pull is done: what is left
     // is the report.
