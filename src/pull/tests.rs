@@ -1397,3 +1397,67 @@ async fn a_held_manifest_that_cannot_be_stored_is_counted_failed() {
     let s = progress.snapshot();
     assert_eq!(s.failed, images.len() as u64, "{s:?}");
 }
+
+/// A pull of one platform into a layout that holds the image's index already reports the
+/// index, found and re-hashed, before the error of a platform the index does not offer:
+/// only an index held in memory goes unreported. Into a layout without it, the error
+/// stands alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_match_reports_the_index_the_layout_held_already() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let top = source(src.path(), false);
+    let s390x = || Platforms::One(Platform::new("linux", "s390x", None));
+    let (r, lines) = run(src.path(), dst.path(), s390x()).await;
+    assert_eq!(r.unwrap_err().kind(), ErrorKind::NotFound);
+    assert!(lines.is_empty(), "{lines:?}");
+
+    run(src.path(), dst.path(), arm64()).await.0.unwrap();
+    let (r, lines) = run(src.path(), dst.path(), s390x()).await;
+    assert_eq!(r.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(statuses(&lines), ["\"exists\""], "{lines:?}");
+    let line: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(
+        (&line["object"], &line["line"]),
+        (&top.digest.to_string().into(), &1.into())
+    );
+}
+
+/// The stored blob at `path`, with one byte changed: damaged as a disk or a careless edit
+/// damages it, its size kept.
+fn damage(path: &Path) -> Vec<u8> {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[10] ^= 1;
+    std::fs::write(path, &bytes).unwrap();
+    bytes
+}
+
+/// A stored index that no longer matches its digest is fetched again and replaced only
+/// once the new copy verified: reported `ok` and counted fetched. When the new copy does
+/// not verify either, the damaged file stays as it was, the index fails, and nothing the
+/// fetch received is left beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_stored_index_is_replaced_once_a_new_copy_verified() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let top = source(src.path(), false);
+    run(src.path(), dst.path(), arm64()).await.0.unwrap();
+    let stored = LayoutStore::open(dst.path())
+        .unwrap()
+        .blob_path(&top.digest);
+    let good = std::fs::read(&stored).unwrap();
+    damage(&stored);
+    let (r, lines) = run(src.path(), dst.path(), arm64()).await;
+    let pulled = r.unwrap();
+    assert_eq!((pulled.fetched, pulled.existing), (1, 4), "{lines:?}");
+    assert_eq!(statuses(&lines)[0], "\"ok\"", "{lines:?}");
+    assert_eq!(std::fs::read(&stored).unwrap(), good);
+
+    let damaged = damage(&stored);
+    damage(&src.path().join("blobs/sha256").join(top.digest.encoded()));
+    let (r, lines) = run(src.path(), dst.path(), arm64()).await;
+    let pulled = r.unwrap();
+    assert_eq!((pulled.failed, pulled.fetched), (1, 0));
+    assert_eq!(statuses(&lines), ["\"error\""], "{lines:?}");
+    assert_eq!(std::fs::read(&stored).unwrap(), damaged);
+    let files = std::fs::read_dir(stored.parent().unwrap()).unwrap().count();
+    assert_eq!(files, 5, "the image's 5 blobs, nothing beside them");
+}
