@@ -1397,3 +1397,163 @@ async fn a_held_manifest_that_cannot_be_stored_is_counted_failed() {
     let s = progress.snapshot();
     assert_eq!(s.failed, images.len() as u64, "{s:?}");
 }
+
+/// A pull of one platform into a layout that holds the image's index already reports the
+/// index, found and re-hashed, before the error of a platform the index does not offer:
+/// only an index held in memory goes unreported. Into a layout without it, the error
+/// stands alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_match_reports_the_index_the_layout_held_already() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let top = source(src.path(), false);
+    let s390x = || Platforms::One(Platform::new("linux", "s390x", None));
+    let (r, lines) = run(src.path(), dst.path(), s390x()).await;
+    assert_eq!(r.unwrap_err().kind(), ErrorKind::NotFound);
+    assert!(lines.is_empty(), "{lines:?}");
+
+    run(src.path(), dst.path(), arm64()).await.0.unwrap();
+    let (r, lines) = run(src.path(), dst.path(), s390x()).await;
+    assert_eq!(r.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(statuses(&lines), ["\"exists\""], "{lines:?}");
+    let line: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(
+        (&line["object"], &line["line"]),
+        (&top.digest.to_string().into(), &1.into())
+    );
+}
+
+/// The stored blob at `path`, with one byte changed: damaged as a disk or a careless edit
+/// damages it, its size kept.
+fn damage(path: &Path) -> Vec<u8> {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[10] ^= 1;
+    std::fs::write(path, &bytes).unwrap();
+    bytes
+}
+
+/// A stored index that no longer matches its digest is fetched again and replaced only
+/// once the new copy verified: reported `ok` and counted fetched. When the new copy does
+/// not verify either, the damaged file stays as it was, the index fails, and nothing the
+/// fetch received is left beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_stored_index_is_replaced_once_a_new_copy_verified() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let top = source(src.path(), false);
+    run(src.path(), dst.path(), arm64()).await.0.unwrap();
+    let stored = LayoutStore::open(dst.path())
+        .unwrap()
+        .blob_path(&top.digest);
+    let good = std::fs::read(&stored).unwrap();
+    damage(&stored);
+    let (r, lines) = run(src.path(), dst.path(), arm64()).await;
+    let pulled = r.unwrap();
+    assert_eq!((pulled.fetched, pulled.existing), (1, 4), "{lines:?}");
+    assert_eq!(statuses(&lines)[0], "\"ok\"", "{lines:?}");
+    assert_eq!(std::fs::read(&stored).unwrap(), good);
+
+    let damaged = damage(&stored);
+    damage(&src.path().join("blobs/sha256").join(top.digest.encoded()));
+    let (r, lines) = run(src.path(), dst.path(), arm64()).await;
+    let pulled = r.unwrap();
+    assert_eq!((pulled.failed, pulled.fetched), (1, 0));
+    assert_eq!(statuses(&lines), ["\"error\""], "{lines:?}");
+    assert_eq!(std::fs::read(&stored).unwrap(), damaged);
+    let files = std::fs::read_dir(stored.parent().unwrap()).unwrap().count();
+    assert_eq!(files, 5, "the image's 5 blobs, nothing beside them");
+}
+
+/// A remote that holds every fetch of `gated` until `gate` has as many waiting as it
+/// counts: two pulls then both fetch it before either has stored it.
+struct Gated {
+    inner: LayoutRemote,
+    gated: Digest,
+    gate: tokio::sync::Barrier,
+}
+
+impl Remote for Gated {
+    fn fetch<'a>(
+        &'a self,
+        object: &'a Object,
+        hints: &'a crate::hints::Hints,
+    ) -> futures::future::BoxFuture<'a, Result<crate::fetch::Download>> {
+        Box::pin(async move {
+            if object.digest() == Some(&self.gated) {
+                self.gate.wait().await;
+            }
+            self.inner.fetch(object, hints).await
+        })
+    }
+    fn check<'a>(&'a self) -> futures::future::BoxFuture<'a, Result<()>> {
+        self.inner.check()
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn resolve<'a>(&'a self, o: &'a Object) -> futures::future::BoxFuture<'a, Result<Descriptor>> {
+        self.inner.resolve(o)
+    }
+    fn manifest_location(&self, digest: &Digest) -> Option<String> {
+        self.inner.manifest_location(digest)
+    }
+}
+
+/// Two pulls of one platform each into one layout at once both hold the image's index
+/// (held manifests take no ingest lock), and both store it: the second rename puts the
+/// same verified bytes over the first's. That costs the index's bytes twice and nothing
+/// else: both pulls succeed, `index.json` names both images, every blob verifies, and no
+/// temporary or lock file is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pulls_holding_one_index_at_once_both_store_it_whole() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let top = source(src.path(), false);
+    let remote: Arc<dyn Remote> = Arc::new(Gated {
+        inner: LayoutRemote::new(src.path()),
+        gated: top.digest.clone(),
+        gate: tokio::sync::Barrier::new(2),
+    });
+    let one = |arch: &'static str| {
+        let (remote, store) = (remote.clone(), LayoutStore::open(dst.path()).unwrap());
+        async move {
+            let opts = PullOptions {
+                platforms: Platforms::One(Platform::new("linux", arch, None)),
+                jobs: 4,
+                ..PullOptions::default()
+            };
+            let mut lines = Vec::new();
+            let tag = Object::Tag("v1".into());
+            let pulled = pull(remote, &tag, Some(arch), &store, &opts, |e| {
+                lines.push(e.json_line());
+                Ok(())
+            })
+            .await;
+            (pulled.unwrap(), lines)
+        }
+    };
+    // A guard, not a measure: a pull that found the index stored would leave the other
+    // waiting at the gate for ever.
+    let both = async { tokio::join!(one("amd64"), one("arm64")) };
+    let within = Duration::from_secs(120);
+    let both = tokio::time::timeout(within, both).await;
+    let ((amd64, amd64_lines), (arm64, arm64_lines)) = both.expect("both pulls fetched the index");
+    // The index, each by its own fetch, then a manifest, a config and two layers.
+    assert_eq!(statuses(&amd64_lines)[0], "\"ok\"", "{amd64_lines:?}");
+    assert_eq!(statuses(&arm64_lines)[0], "\"ok\"", "{arm64_lines:?}");
+    assert_eq!((amd64.failed, arm64.failed), (0, 0));
+    let mut named: Vec<_> = index_entries(dst.path())
+        .iter()
+        .map(|e| e.ref_name().unwrap_or_default().to_string())
+        .collect();
+    named.sort();
+    assert_eq!(named, ["amd64", "arm64"]);
+    let sha = dst.path().join("blobs/sha256");
+    let mut blobs = 0;
+    for file in std::fs::read_dir(&sha).unwrap() {
+        let file = file.unwrap();
+        let name = file.file_name().into_string().unwrap();
+        let bytes = std::fs::read(file.path()).unwrap();
+        assert_eq!(Digest::of(Algorithm::Sha256, &bytes).encoded(), name);
+        blobs += 1;
+    }
+    // The index, two manifests, two configs, two layers of their own and one shared.
+    assert_eq!(blobs, 8);
+}
