@@ -217,6 +217,48 @@ fn a_server_contradicting_its_size_keeps_the_partial_it_said_nothing_of() {
     assert_stored_alone(dir.path(), &digest, &data);
 }
 
+/// A partial whose rest the server keeps contradicting itself about is kept as it was
+/// found: what arrived before the contradiction (past the first MiB, on disk) is not
+/// added to it, and its age is not renewed, so that the day-old sweep gives it up while
+/// every run fails the same way. Appended to by each run, which renewed its mtime, it
+/// grew and was never swept.
+#[test]
+fn a_partial_the_server_keeps_contradicting_neither_grows_nor_gets_younger() {
+    let (reg, digest, data) = fake_with_blob();
+    let dir = tempfile::tempdir().unwrap();
+    let kept = 3 << 19;
+    plant_partial(dir.path(), &digest, &data[..kept]);
+    let path = partial_path(dir.path(), &digest);
+    let hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(hours_ago)
+        .unwrap();
+    for run in 0..2 {
+        // Past the first MiB of the rest, then a resume declaring another total; the
+        // whole fetch that follows fails.
+        reg.push_fault(&digest, Fault::DropAfter(5 << 18));
+        reg.push_fault(&digest, Fault::RangeTotal(LEN as u64 + 1000));
+        reg.push_fault(&digest, Fault::Status(404));
+        let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+        assert_eq!(status, 1, "{text}");
+        assert!(text.contains("contradicted the size it declared"), "{text}");
+        let meta = std::fs::metadata(&path).expect("the partial is kept");
+        assert_eq!(meta.len(), kept as u64, "run {run}: the partial grew");
+        let modified = meta.modified().unwrap();
+        let off = modified
+            .duration_since(hours_ago)
+            .unwrap_or_else(|e| e.duration());
+        assert!(
+            off < std::time::Duration::from_secs(1),
+            "run {run}: the partial's age was renewed ({modified:?}, planted {hours_ago:?})"
+        );
+        reg.clear_faults();
+    }
+}
+
 /// A wrong partial spends none of the blob's own fetches: the whole fetch after it is a
 /// first fetch, which content corrupted on its way (a proxy, once) may follow with one
 /// more. Counted as the blob's one fetch again, the partial's fault failed the job over a

@@ -324,8 +324,11 @@ async fn to_store(
             // on the partial, that was thrown away, and a whole fetch that then failed
             // left the next run to start from nothing. Kept (the digest still decides
             // when it is carried on), it goes once the whole fetch below stores the blob.
+            // Kept as it was claimed, with its age: a partial the server contradicts
+            // itself over run after run is no more than it was, and the day-old sweep
+            // gives it up.
             Err(e) if e.kind() == ErrorKind::SizeMismatch && resumed => {
-                temp.keep().await;
+                temp.keep_as_claimed().await;
                 tally.again();
                 failures = 0;
                 attempt -= 1;

@@ -317,7 +317,9 @@ impl LayoutStore {
         // Damaged (a copy gone wrong, a file extended, or another file put in its place):
         // hashing it could take minutes, for the registry to refuse a range past the
         // blob's end, and the blob to be fetched whole all the same.
-        let len = file.as_file().metadata().map(|m| m.len());
+        let meta = file.as_file().metadata();
+        let kept_modified = meta.as_ref().ok().and_then(|m| m.modified().ok());
+        let len = meta.map(|m| m.len());
         if let (Some(size), Ok(len)) = (size, len) {
             if len > size {
                 tracing::warn!(path = %partial.display(), len, size, "a partial download longer than its blob; removed, and the blob fetched whole");
@@ -338,6 +340,7 @@ impl LayoutStore {
             store: self.clone(),
             park: Some(digest.clone()),
             kept: len,
+            kept_modified,
             len,
         };
         if len == 0 {
@@ -541,6 +544,7 @@ impl LayoutStore {
             store: self.clone(),
             park: digest.cloned(),
             kept: 0,
+            kept_modified: None,
             len: 0,
         })
     }
