@@ -457,6 +457,12 @@ async fn start(
             }
         }
     }
+    // One longer than the blob is no head start: gone before the body is read, it keeps
+    // out none of what this fetch would keep should it break. Not removed before, on the
+    // size given alone, which may be wrong (`resume_within`).
+    if let (Some(digest), Some(size)) = (job.object.digest(), download.meta().size) {
+        store.remove_partial_past(digest, size);
+    }
     let temp = match (job.object.digest(), &download.meta().expected) {
         (Some(digest), _) => store.temp_for(digest)?,
         (None, expected) => store.temp(
