@@ -217,6 +217,48 @@ fn a_server_contradicting_its_size_keeps_the_partial_it_said_nothing_of() {
     assert_stored_alone(dir.path(), &digest, &data);
 }
 
+/// A partial whose rest the server keeps contradicting itself about is kept as it was
+/// found: what arrived before the contradiction (past the first MiB, on disk) is not
+/// added to it, and its age is not renewed, so that the day-old sweep gives it up while
+/// every run fails the same way. Appended to by each run, which renewed its mtime, it
+/// grew and was never swept.
+#[test]
+fn a_partial_the_server_keeps_contradicting_neither_grows_nor_gets_younger() {
+    let (reg, digest, data) = fake_with_blob();
+    let dir = tempfile::tempdir().unwrap();
+    let kept = 3 << 19;
+    plant_partial(dir.path(), &digest, &data[..kept]);
+    let path = partial_path(dir.path(), &digest);
+    let hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(hours_ago)
+        .unwrap();
+    for run in 0..2 {
+        // Past the first MiB of the rest, then a resume declaring another total; the
+        // whole fetch that follows fails.
+        reg.push_fault(&digest, Fault::DropAfter(5 << 18));
+        reg.push_fault(&digest, Fault::RangeTotal(LEN as u64 + 1000));
+        reg.push_fault(&digest, Fault::Status(404));
+        let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+        assert_eq!(status, 1, "{text}");
+        assert!(text.contains("contradicted the size it declared"), "{text}");
+        let meta = std::fs::metadata(&path).expect("the partial is kept");
+        assert_eq!(meta.len(), kept as u64, "run {run}: the partial grew");
+        let modified = meta.modified().unwrap();
+        let off = modified
+            .duration_since(hours_ago)
+            .unwrap_or_else(|e| e.duration());
+        assert!(
+            off < std::time::Duration::from_secs(1),
+            "run {run}: the partial's age was renewed ({modified:?}, planted {hours_ago:?})"
+        );
+        reg.clear_faults();
+    }
+}
+
 /// A wrong partial spends none of the blob's own fetches: the whole fetch after it is a
 /// first fetch, which content corrupted on its way (a proxy, once) may follow with one
 /// more. Counted as the blob's one fetch again, the partial's fault failed the job over a
@@ -727,6 +769,60 @@ fn a_partial_longer_than_its_blob_is_not_carried_on() {
         .collect();
     assert_eq!(ranges, [None], "fetched whole at once");
     assert_stored_alone(dir.path(), &digest, &data);
+}
+
+/// A `size:` hint shorter than the partial download is only the hint's word against the
+/// partial's: the registry's answer decides. Here the hint is wrong (the registry declares
+/// the blob's size, twice), and the partial, a right prefix of the blob, stays for a run
+/// given the right size, as one whose rest is refused over a wrong size does. It was
+/// removed unread on the hint alone.
+#[test]
+fn a_size_hint_shorter_than_the_partial_leaves_it_to_the_registry_s_answer() {
+    let (reg, digest, data) = fake_with_blob();
+    let dir = tempfile::tempdir().unwrap();
+    let kept = 3 << 19;
+    plant_partial(dir.path(), &digest, &data[..kept]);
+    let line = format!("{digest} size:{}", 1 << 20);
+    let (status, text) = fetch_into(&reg, dir.path(), &line, &[]);
+    assert_eq!(status, 1, "{text}");
+    assert!(
+        text.contains(&format!("the registry declares {LEN}")),
+        "{text}"
+    );
+    let still = std::fs::read(partial_path(dir.path(), &digest)).expect("the partial is kept");
+    assert!(still[..] == data[..kept]);
+    let before = reg.requests().len();
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+    assert_eq!(status, 0, "{text}");
+    let ranges: Vec<_> = blob_gets(&reg, &digest, before)
+        .into_iter()
+        .map(|g| g.range)
+        .collect();
+    assert_eq!(ranges, [Some(format!("bytes={kept}-"))]);
+    assert_stored_alone(dir.path(), &digest, &data);
+}
+
+/// A partial longer than the size given, which the registry's answer confirms, goes then,
+/// before the body is read: the whole fetch that then breaks keeps what it received for
+/// the next run, which a longer partial left in place would have kept out.
+#[test]
+fn a_partial_longer_than_a_size_the_registry_confirms_makes_way_for_the_whole_fetch_s() {
+    let (reg, digest, data) = fake_with_blob();
+    let dir = tempfile::tempdir().unwrap();
+    let mut longer = data.clone();
+    longer.extend_from_slice(b"appended");
+    plant_partial(dir.path(), &digest, &longer);
+    reg.push_fault(&digest, Fault::DropAfter(2 << 20));
+    let line = format!("{digest} size:{LEN}");
+    let (status, text) = fetch_into(&reg, dir.path(), &line, &["--retries", "0"]);
+    assert_eq!(status, 1, "{text}");
+    assert!(text.contains("longer than its blob"), "{text}");
+    let kept = std::fs::read(partial_path(dir.path(), &digest)).expect("a partial is kept");
+    assert!(kept.len() >= 1 << 20 && kept.len() < LEN, "{}", kept.len());
+    assert!(
+        kept[..] == data[..kept.len()],
+        "the whole fetch's, a prefix of the blob"
+    );
 }
 
 /// Content that does not verify is never kept for a later run.

@@ -430,6 +430,9 @@ impl Host {
         // (`outage_over`). One that came before has met each round since as one of its
         // retries, and spends them.
         let mut came = None;
+        // The longest this request may sleep between its attempts: the outage it meets is
+        // remembered for as long (`outage`).
+        let longest = policy.longest_backoff(max_retries);
         // How long to wait before trying again after `e` (counting the retry), or `e` with
         // the URL when it is not worth another attempt. A server's Retry-After lengthens the
         // backoff, and one past the policy's longest wait ends the request now: sleeping
@@ -477,7 +480,7 @@ impl Host {
                 None
             } else {
                 let came = *came.get_or_insert_with(|| self.outage.came(max_retries));
-                match self.outage.admit(&self.pause).await {
+                match self.outage.admit(&self.pause, longest).await {
                     Admit::Send(t) => Some(t),
                     // Its last attempt is its own, even when it went out itself before:
                     // an object the registry would serve is not failed for another's
@@ -486,7 +489,7 @@ impl Host {
                         if *retries >= max_retries
                             || (self.outage.late(came) && streak > max_retries) =>
                     {
-                        Some(self.outage.own())
+                        Some(self.outage.own(longest))
                     }
                     Admit::Failed(e, _) => {
                         tokio::time::sleep(again(e.for_url(&url), retries, None)?).await;

@@ -33,7 +33,10 @@ pub(crate) const HOLD_AFTER: u32 = 2;
 /// worker fed slowly, `tail -f`), and the next object gets its retries again, not one
 /// request. Counted from the end of the pause: every request waiting out a `Retry-After`
 /// of a minute is no host left alone, and forgetting then sent them all at once, each
-/// with its retries again.
+/// with its retries again. Never before the longest backoff a request under the outage
+/// may be sleeping out (a library's policy may allow minutes): forgotten meanwhile, its
+/// requests woke to a host that seemed well, and went all at once, each with its retries
+/// again.
 const FORGET_AFTER: Duration = Duration::from_secs(60);
 
 /// The failures in a row of one host, shared by every request to it.
@@ -62,6 +65,9 @@ struct State {
     tickets: u64,
     /// The last failure counted, for the requests that waited on it, and when.
     last: Option<(Error, Instant)>,
+    /// The longest backoff a request met by this outage may sleep out before it asks
+    /// again; zero while the host answers.
+    longest: Duration,
 }
 
 /// How a request came to the host, for [`Outage::late`].
@@ -87,12 +93,16 @@ pub(crate) struct Ticket<'a> {
     outage: &'a Outage,
     round: u64,
     id: Option<u64>,
+    /// The longest backoff its request may sleep out should it fail.
+    longest: Duration,
 }
 
 impl Outage {
     /// Waits, while the host is failing, for the request sent for all to be answered, or
-    /// becomes that request. The caller has waited out the host's `pause` first.
-    pub(crate) async fn admit(&self, pause: &HostPause) -> Admit<'_> {
+    /// becomes that request. The caller has waited out the host's `pause` first; `longest`
+    /// is the longest backoff its retries may sleep out
+    /// ([`RetryPolicy::longest_backoff`](crate::retry::RetryPolicy::longest_backoff)).
+    pub(crate) async fn admit(&self, pause: &HostPause, longest: Duration) -> Admit<'_> {
         let mut seen = None;
         loop {
             if self.streak.load(Ordering::Acquire) < HOLD_AFTER {
@@ -101,6 +111,7 @@ impl Outage {
                     outage: self,
                     round,
                     id: None,
+                    longest,
                 });
             }
             let settled = self.settled.notified();
@@ -115,14 +126,18 @@ impl Outage {
                     .last
                     .as_ref()
                     .map(|(_, at)| pause.until().map_or(*at, |until| until.max(*at)));
-                if quiet_since.is_some_and(|since| since.elapsed() > FORGET_AFTER) {
+                let quiet_for = FORGET_AFTER.max(s.longest);
+                if quiet_since.is_some_and(|since| since.elapsed() > quiet_for) {
                     self.streak.store(0, Ordering::Release);
                     self.ended.fetch_add(1, Ordering::AcqRel);
                     self.round.fetch_add(1, Ordering::AcqRel);
                     s.last = None;
+                    s.longest = Duration::ZERO;
                     self.settled.notify_waiters();
                     continue;
                 }
+                // Held, or failed with the probe: it sleeps out a backoff of its own.
+                s.longest = s.longest.max(longest);
                 if seen.is_some_and(|seen| seen != round) {
                     if let Some((e, _)) = &s.last {
                         return Admit::Failed(e.shared(), streak);
@@ -135,6 +150,7 @@ impl Outage {
                         outage: self,
                         round,
                         id: Some(s.tickets),
+                        longest,
                     });
                 }
                 seen = Some(round);
@@ -144,12 +160,13 @@ impl Outage {
     }
 
     /// A ticket for a request sent beside the one sent for all: the last attempt of a
-    /// request that never went out itself.
-    pub(crate) fn own(&self) -> Ticket<'_> {
+    /// request that never went out itself, whose backoffs are as `longest`.
+    pub(crate) fn own(&self, longest: Duration) -> Ticket<'_> {
         Ticket {
             outage: self,
             round: self.round.load(Ordering::Acquire),
             id: None,
+            longest,
         }
     }
 
@@ -188,6 +205,7 @@ impl Ticket<'_> {
             o.ended.fetch_add(1, Ordering::AcqRel);
             o.round.fetch_add(1, Ordering::AcqRel);
             s.last = None;
+            s.longest = Duration::ZERO;
             // Not only the probe's answer: those waiting go now, not once a probe that
             // may hang until `--timeout` is done.
             o.settled.notify_waiters();
@@ -202,6 +220,8 @@ impl Ticket<'_> {
         let o = self.outage;
         let mut s = o.state.lock().expect("outage poisoned");
         let counted = o.round.load(Ordering::Acquire) == self.round;
+        // Counted or not, it sleeps out a backoff of its own before it asks again.
+        s.longest = s.longest.max(self.longest);
         if counted {
             o.streak.fetch_add(1, Ordering::AcqRel);
             o.round.fetch_add(1, Ordering::AcqRel);
@@ -243,10 +263,14 @@ mod tests {
         Error::new(ErrorKind::Http, "registry answered 503").with_status(503)
     }
 
-    /// Admission on a host that never asked to be left alone.
+    /// Admission on a host that never asked to be left alone, for a request whose
+    /// backoffs are all short.
     async fn admit(o: &Outage) -> Admit<'_> {
-        o.admit(&HostPause::default()).await
+        o.admit(&HostPause::default(), SHORT).await
     }
+
+    /// The longest backoff of the requests of most tests: well within `FORGET_AFTER`.
+    const SHORT: Duration = Duration::from_secs(1);
 
     fn send(a: Admit<'_>) -> Ticket<'_> {
         match a {
@@ -294,16 +318,16 @@ mod tests {
     async fn a_minute_spent_waiting_out_the_host_s_pause_does_not_forget_it() {
         let (o, pause) = (Outage::default(), HostPause::default());
         for _ in 0..HOLD_AFTER {
-            send(o.admit(&pause).await).failed(&e503());
+            send(o.admit(&pause, SHORT).await).failed(&e503());
         }
         pause.pause_for(FORGET_AFTER + Duration::from_secs(30));
         pause.wait().await;
-        let probe = send(o.admit(&pause).await);
+        let probe = send(o.admit(&pause, SHORT).await);
         assert!(probe.id.is_some(), "still one request for all");
         drop(probe);
         // Once the pause is over, a minute without a request does forget it.
         tokio::time::advance(FORGET_AFTER + Duration::from_secs(1)).await;
-        assert!(send(o.admit(&pause).await).id.is_none(), "forgotten");
+        assert!(send(o.admit(&pause, SHORT).await).id.is_none(), "forgotten");
     }
 
     /// A request late to an outage (past the rounds one object may be asked for) is late
@@ -324,7 +348,7 @@ mod tests {
             !o.late(o.came(HOLD_AFTER + 1)),
             "not past the rounds it may be asked"
         );
-        o.own().answered();
+        o.own(SHORT).answered();
         failing().await;
         assert!(!o.late(came), "ended by an answer");
         let came = o.came(HOLD_AFTER);
@@ -392,7 +416,7 @@ mod tests {
     async fn an_answer_beside_the_probe_sends_those_waiting_at_once() {
         let o = Arc::new(Outage::default());
         let (_probe, waiter) = waiting_behind_a_probe(&o).await;
-        o.own().answered();
+        o.own(SHORT).answered();
         let sent = tokio::time::timeout(Duration::from_secs(5), waiter).await;
         assert!(
             sent.expect("still waiting for the probe").unwrap(),
@@ -410,5 +434,32 @@ mod tests {
         assert!(send(admit(&o).await).id.is_none(), "forgotten");
         let sent = tokio::time::timeout(Duration::from_secs(5), waiter).await;
         assert!(sent.expect("still waiting for the probe").unwrap());
+    }
+
+    /// A library's policy may back off for longer than a minute (`max_delay` of five):
+    /// the outage is remembered while its requests sleep that out, then for a minute
+    /// more. Forgotten a minute after the probe failed (the host's pause, the least
+    /// backoff, over long before), the requests woke to a host that seemed well and went
+    /// all at once, each with its retries again.
+    #[tokio::test(start_paused = true)]
+    async fn an_outage_outlives_the_longest_backoff_its_requests_sleep_out() {
+        let policy = crate::retry::RetryPolicy {
+            retries: 5,
+            base_delay: Duration::from_secs(30),
+            max_delay: Duration::from_secs(300),
+        };
+        let longest = policy.longest_backoff(policy.retries);
+        assert_eq!(longest, policy.max_delay);
+        let (o, pause) = (Outage::default(), HostPause::default());
+        for _ in 0..HOLD_AFTER {
+            send(o.admit(&pause, longest).await).failed(&e503());
+        }
+        // Past a minute and the host's pause, within the backoff a request may sleep.
+        tokio::time::advance(longest - Duration::from_secs(1)).await;
+        let probe = send(o.admit(&pause, SHORT).await);
+        assert!(probe.id.is_some(), "still one request for all");
+        drop(probe);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(send(o.admit(&pause, SHORT).await).id.is_none(), "forgotten");
     }
 }

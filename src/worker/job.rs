@@ -324,8 +324,11 @@ async fn to_store(
             // on the partial, that was thrown away, and a whole fetch that then failed
             // left the next run to start from nothing. Kept (the digest still decides
             // when it is carried on), it goes once the whole fetch below stores the blob.
+            // Kept as it was claimed, with its age: a partial the server contradicts
+            // itself over run after run is no more than it was, and the day-old sweep
+            // gives it up.
             Err(e) if e.kind() == ErrorKind::SizeMismatch && resumed => {
-                temp.keep().await;
+                temp.keep_as_claimed().await;
                 tally.again();
                 failures = 0;
                 attempt -= 1;
@@ -453,6 +456,12 @@ async fn start(
                 }
             }
         }
+    }
+    // One longer than the blob is no head start: gone before the body is read, it keeps
+    // out none of what this fetch would keep should it break. Not removed before, on the
+    // size given alone, which may be wrong (`resume_within`).
+    if let (Some(digest), Some(size)) = (job.object.digest(), download.meta().size) {
+        store.remove_partial_past(digest, size);
     }
     let temp = match (job.object.digest(), &download.meta().expected) {
         (Some(digest), _) => store.temp_for(digest)?,

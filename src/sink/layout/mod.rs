@@ -256,8 +256,12 @@ impl LayoutStore {
         self.resume_within(digest, None)
     }
 
-    /// [`Self::resume`] for a blob of `size` bytes, if known: a partial download longer
-    /// than that is no prefix of the blob, and is removed unread.
+    /// [`Self::resume`] for a blob of `size` bytes, if known. A partial download longer
+    /// than that is not claimed, nor read, and stays where it is: `size` may be wrong (a
+    /// `size:` hint, where the registry's declared size is the authority), and then the
+    /// partial, a prefix of the blob, is a run given the right size's head start. Once the
+    /// registry's answer confirms `size`, [`Self::remove_partial_past`] removes it; once
+    /// the blob is stored, [`Self::remove_partial`].
     pub fn resume_within(
         &self,
         digest: &Digest,
@@ -317,10 +321,18 @@ impl LayoutStore {
         // Damaged (a copy gone wrong, a file extended, or another file put in its place):
         // hashing it could take minutes, for the registry to refuse a range past the
         // blob's end, and the blob to be fetched whole all the same.
-        let len = file.as_file().metadata().map(|m| m.len());
+        let meta = file.as_file().metadata();
+        let kept_modified = meta.as_ref().ok().and_then(|m| m.modified().ok());
+        let len = meta.map(|m| m.len());
         if let (Some(size), Ok(len)) = (size, len) {
             if len > size {
-                tracing::warn!(path = %partial.display(), len, size, "a partial download longer than its blob; removed, and the blob fetched whole");
+                // Removed on the size given alone, a right partial went over a wrong
+                // `size:` hint, where one a wrong size refuses the rest of is kept.
+                tracing::info!(path = %partial.display(), len, size, "a partial download longer than the size given; left for the registry's answer to judge, and the blob fetched whole");
+                if std::fs::rename(file.path(), &partial).is_ok() {
+                    let mut partials = self.partials.lock().unwrap_or_else(|p| p.into_inner());
+                    partials.insert(partial);
+                }
                 return Ok(None);
             }
         }
@@ -338,6 +350,7 @@ impl LayoutStore {
             store: self.clone(),
             park: Some(digest.clone()),
             kept: len,
+            kept_modified,
             len,
         };
         if len == 0 {
@@ -352,6 +365,20 @@ impl LayoutStore {
     pub fn remove_partial(&self, digest: &Digest) {
         if let Some(partial) = self.known_partial(digest, true) {
             let _ = std::fs::remove_file(&partial);
+        }
+    }
+
+    /// Removes the partial download of `digest` an earlier run kept if it is longer than
+    /// `size`, the size the registry's answer holds the blob to: no prefix of the blob.
+    /// Costs nothing when there is none. Blocks (one `stat`).
+    pub fn remove_partial_past(&self, digest: &Digest, size: u64) {
+        let Some(partial) = self.known_partial(digest, false) else {
+            return;
+        };
+        let len = std::fs::symlink_metadata(&partial).map_or(0, |m| m.len());
+        if len > size {
+            tracing::warn!(path = %partial.display(), len, size, "a partial download longer than its blob; removed");
+            self.remove_partial(digest);
         }
     }
 
@@ -541,6 +568,7 @@ impl LayoutStore {
             store: self.clone(),
             park: digest.cloned(),
             kept: 0,
+            kept_modified: None,
             len: 0,
         })
     }
@@ -1185,6 +1213,27 @@ mod tests {
         assert!(!dead.exists());
         assert!(store.has_partial(&d));
         assert_eq!(std::fs::read(&partial).unwrap().len(), 3 << 20);
+    }
+
+    /// A size given shorter than the partial download does not remove it: only the size
+    /// the registry's answer holds the blob to does ([`LayoutStore::remove_partial_past`]).
+    #[test]
+    fn a_partial_longer_than_the_size_given_waits_for_the_registry_s_word() {
+        let dir = tempfile::tempdir().unwrap();
+        let sha = dir.path().join("blobs/sha256");
+        std::fs::create_dir_all(&sha).unwrap();
+        let d = Digest::of(Algorithm::Sha256, b"0123456789");
+        let path = sha.join(format!("{PARTIAL_PREFIX}{}", d.encoded()));
+        std::fs::write(&path, b"01234").unwrap();
+        let store = LayoutStore::open(dir.path()).unwrap();
+        assert!(store.resume_within(&d, Some(3)).unwrap().is_none());
+        assert_eq!(std::fs::read(&path).unwrap(), b"01234", "left in place");
+        assert!(store.has_partial(&d));
+        store.remove_partial_past(&d, 10);
+        assert!(path.exists(), "a prefix of a blob of 10 bytes");
+        store.remove_partial_past(&d, 4);
+        assert!(!path.exists(), "longer than a blob of 4 bytes");
+        assert!(!store.has_partial(&d));
     }
 
     #[test]

@@ -97,6 +97,8 @@ pub struct TempBlob {
     pub(super) park: Option<Digest>,
     /// Bytes the file held when it was claimed from an earlier run.
     pub(super) kept: u64,
+    /// When the partial download it was claimed from was last written to.
+    pub(super) kept_modified: Option<std::time::SystemTime>,
     /// Bytes the file holds once everything written to the blob has reached it.
     pub(super) len: u64,
 }
@@ -145,6 +147,7 @@ impl std::fmt::Debug for TempBlob {
             .field("writing", &writing)
             .field("park", &self.park)
             .field("kept", &self.kept)
+            .field("kept_modified", &self.kept_modified)
             .field("len", &self.len)
             .finish_non_exhaustive()
     }
@@ -281,6 +284,31 @@ impl TempBlob {
         // The temporary name, if the rename failed, goes with the file; if the writer
         // failed, it went with its file already.
         let _ = self.take_file().await;
+    }
+
+    /// Keeps the partial download this was claimed from as it was claimed: what was
+    /// written since is dropped, and its modification time put back. What a server that
+    /// contradicted itself sent is no progress: appended by every run that met it, which
+    /// renewed the partial's age too, the partial grew and was never old enough for the
+    /// sweep of partials a day old while each run failed the same way. Content not claimed
+    /// from a partial download is deleted.
+    pub async fn keep_as_claimed(mut self) {
+        let kept = self.kept;
+        let modified = self.kept_modified;
+        let restored = match self.take_file().await {
+            Ok((file, _)) if kept > 0 => {
+                let f = file.as_file();
+                let back =
+                    f.set_len(kept).is_ok() && modified.is_none_or(|t| f.set_modified(t).is_ok());
+                // Renamed while the file is open: its temporary name is gone with it.
+                back && self.park_file(kept)
+            }
+            _ => false,
+        };
+        if !restored {
+            tracing::debug!(path = %self.path.display(), "the partial download could not be kept as it was claimed; removed");
+        }
+        self.park = None;
     }
 
     /// Renames the file, which will hold `len` bytes, to the partial download of the blob
