@@ -30,7 +30,7 @@ use crate::media;
 use crate::ranged::{Adaptive, RangeOptions, Source};
 use crate::reference::{Object, Repository};
 use crate::remote::Remote;
-use crate::retry::RetryPolicy;
+use crate::retry::{Next, RetryPolicy};
 use crate::transport::{self, Transport};
 pub(crate) use body::{content_range, content_range_start, other_total};
 pub(crate) use body::{hands_over, resume_budget, Address, Resumable, Serving, PROGRESS};
@@ -450,27 +450,23 @@ impl RegistryRemote {
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             other => return other,
         }
-        // The 500's request's attempts, its own failures counted from `hints.failures`.
-        let spent = first.attempts().saturating_sub(1).max(hints.failures);
-        if !at_500 || !self.retried(host, &first, spent) {
+        if !at_500 {
             return Err(first);
         }
-        let wait = self.inner.retry.wait(spent, first.retry_after());
+        // The 500's request's attempts, its own failures counted from `hints.failures`,
+        // and whether its own retries would have asked again (see `Host::request`).
+        let spent = first.attempts().saturating_sub(1).max(hints.failures);
+        let policy = &self.inner.retry;
+        let budget = self.host(host).max_retries(policy);
+        let Next::Retry(wait) = policy.next(&first, spent, budget, None) else {
+            return Err(first);
+        };
         tokio::time::sleep(wait).await;
         let mut again = hints.clone();
         again.failures = spent + 1;
         // The blobs endpoint's 404 says no more the second time.
         self.fetch_from(host, manifests, object, &again, prefix)
             .await
-    }
-
-    /// Whether a request's own retries would have asked again after `e`, `spent` of them
-    /// spent (see `Host::request`).
-    fn retried(&self, host: usize, e: &Error, spent: u32) -> bool {
-        let policy = &self.inner.retry;
-        e.is_transient()
-            && spent < self.host(host).max_retries(policy)
-            && e.retry_after().is_none_or(|d| d <= policy.max_delay)
     }
 
     async fn fetch_from(
