@@ -423,8 +423,10 @@ impl RegistryRemote {
     /// 500 came back five times over seconds of back-off, and the blob was never asked for
     /// where it is. A 500 may also be a registry's passing fault: when the blobs endpoint
     /// has nothing either (404), the manifests endpoint is asked again, with the retries
-    /// left. Any other answer is the manifests endpoint's request's own to retry or not
-    /// (a spent quota is not, an outage's turns are shared), as for any object.
+    /// left; any other failure there (a 403 from a blob's storage) is the one reported,
+    /// the registry's answer where the content is, which the 500 only hid. Any other
+    /// answer of the manifests endpoint is its request's own to retry or not (a spent
+    /// quota is not, an outage's turns are shared), as for any object.
     async fn manifest_or_blob(
         &self,
         host: usize,
