@@ -471,6 +471,8 @@ impl RegistryRemote {
             .await
     }
 
+    /// Fetches `object` from `endpoint` on host `host`, its request retried as any is;
+    /// the one exception, ended at the host's first 500, is [`Self::fetch_within`]'s.
     async fn fetch_from(
         &self,
         host: usize,
