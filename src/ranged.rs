@@ -29,6 +29,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::registry::{resume_budget, Address, RegistryRemote, Resumable, Serving, PROGRESS};
+use crate::retry;
 use crate::transport;
 
 /// When and how to split a download into ranges.
@@ -451,23 +452,26 @@ impl Strikes {
         host: usize,
         e: Error,
         budget: u32,
-        policy: &crate::retry::RetryPolicy,
+        policy: &retry::RetryPolicy,
     ) -> Result<Duration> {
         let mut hosts = self.lock();
         let (count, given_up) = hosts.entry(host).or_default();
         if let Some(first) = given_up {
             return Err(first.shared());
         }
-        // A pause longer than dist waits ("come back in an hour") ends it at once, as it
-        // ends a request.
-        let too_long = e.retry_after().is_some_and(|d| d > policy.max_delay);
-        if *count >= budget || too_long {
-            let e = e.with_attempts(*count + 1);
-            *given_up = Some(e.shared());
-            return Err(e);
+        // As a request's retries are counted: a pause longer than dist waits ("come back
+        // in an hour") ends it at once too.
+        match policy.next(&e, *count, budget, None) {
+            retry::Next::Retry(wait) => {
+                *count += 1;
+                Ok(wait)
+            }
+            _ => {
+                let e = e.with_attempts(*count + 1);
+                *given_up = Some(e.shared());
+                Err(e)
+            }
         }
-        *count += 1;
-        Ok(policy.wait(*count - 1, e.retry_after()))
     }
 }
 

@@ -16,6 +16,8 @@ use tokio::time::Instant;
 
 use http::HeaderMap;
 
+use crate::error::Error;
+
 /// How often and how patiently to retry.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -80,6 +82,47 @@ impl RetryPolicy {
         let backoff = self.backoff(retry);
         asked.map_or(backoff, |asked| asked.max(backoff))
     }
+
+    /// Whether a request that failed with `e`, `spent` of its `max_retries` retries
+    /// spent, is tried again, and after how long. `asked` is the wait its response asked
+    /// for; without one, the wait `e` carries (a token server's) counts. One rule for
+    /// every caller that counts a request's retries, so that a request ended early to ask
+    /// elsewhere first (a digest hinted as a manifest) is asked again exactly when its
+    /// own retries would have asked.
+    pub(crate) fn next(
+        &self,
+        e: &Error,
+        spent: u32,
+        max_retries: u32,
+        asked: Option<Duration>,
+    ) -> Next {
+        let asked = asked.or_else(|| e.retry_after());
+        if !e.is_transient() {
+            return Next::Permanent;
+        }
+        // Before the count: "come back in an hour" explains a last attempt's failure too.
+        if let Some(d) = asked.filter(|d| *d > self.max_delay) {
+            return Next::WaitsTooLong(d);
+        }
+        if spent >= max_retries {
+            return Next::Spent;
+        }
+        Next::Retry(self.wait(spent, asked))
+    }
+}
+
+/// What a failed request calls for ([`RetryPolicy::next`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Try again after this pause.
+    Retry(Duration),
+    /// Not again: the failure is not one that passes.
+    Permanent,
+    /// Not again: the server asked for this pause, longer than the policy's `max_delay`;
+    /// sleeping through it would only hold the job.
+    WaitsTooLong(Duration),
+    /// Not again: every retry is spent.
+    Spent,
 }
 
 /// A number in [0, 1) that differs between calls and processes; no crate needed for this.
@@ -203,6 +246,61 @@ mod tests {
             p.wait(0, Some(Duration::from_secs(7))),
             Duration::from_secs(7)
         );
+    }
+
+    #[test]
+    fn the_next_attempt_follows_one_rule() {
+        use crate::error::ErrorKind;
+        let p = RetryPolicy {
+            retries: 3,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(10),
+        };
+        let status = |s| Error::new(ErrorKind::Http, "answered").with_status(s);
+        let long = Duration::from_secs(11);
+        let short = Duration::from_secs(7);
+
+        // Not transient: whatever was asked or spent.
+        let refused = status(403).with_retry_after(Some(short));
+        assert_eq!(p.next(&refused, 0, 3, Some(short)), Next::Permanent);
+        assert_eq!(p.next(&status(404), 0, 3, None), Next::Permanent);
+
+        // A wait past `max_delay`, from the response or carried by the error, ends it
+        // even on the last attempt.
+        assert_eq!(
+            p.next(&status(503), 0, 3, Some(long)),
+            Next::WaitsTooLong(long)
+        );
+        let carried =
+            Error::new(ErrorKind::TooManyRequests, "slow down").with_retry_after(Some(long));
+        assert_eq!(p.next(&carried, 3, 3, None), Next::WaitsTooLong(long));
+        // The response's own wait counts before the error's.
+        let carried_short = status(503).with_retry_after(Some(short));
+        assert_eq!(
+            p.next(&carried_short, 0, 3, Some(long)),
+            Next::WaitsTooLong(long)
+        );
+
+        // Spent: the budget is the caller's, not the policy's `retries`.
+        assert_eq!(p.next(&status(500), 3, 3, None), Next::Spent);
+        assert_eq!(p.next(&status(500), 1, 1, None), Next::Spent);
+        let timeout = Error::new(ErrorKind::Timeout, "timed out");
+        assert_eq!(p.next(&timeout, 0, 0, None), Next::Spent);
+
+        // Retried, after the wait asked for (never less than the backoff), or the backoff.
+        assert_eq!(p.next(&status(503), 0, 3, Some(short)), Next::Retry(short));
+        assert_eq!(p.next(&carried_short, 2, 3, None), Next::Retry(short));
+        let Next::Retry(wait) = p.next(&status(502), 2, 3, None) else {
+            panic!("a 502 with retries left is retried");
+        };
+        assert!(
+            wait >= p.least_backoff(2) && wait <= p.least_backoff(2) * 2,
+            "{wait:?}"
+        );
+        let Next::Retry(wait) = p.next(&status(500), 1, 3, Some(Duration::ZERO)) else {
+            panic!("a 500 with retries left is retried");
+        };
+        assert!(wait >= p.least_backoff(1), "{wait:?}");
     }
 
     #[test]

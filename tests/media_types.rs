@@ -370,3 +370,27 @@ fn a_token_server_s_500_does_not_send_a_manifest_to_the_blobs_endpoint() {
     assert_eq!(tokens.count(), 2, "{err}");
     assert_eq!(blob_requests(&reg), Vec::<String>::new(), "{err}");
 }
+
+/// A blob's digest hinted as a manifest whose blobs endpoint refuses it (a 403, as a
+/// storage a blob redirects to answers a signature past its time) after the manifests
+/// endpoint's 500: the refusal is what the user is told, and the manifests endpoint is not
+/// asked again. The 500 is docker-registry failing to read a blob as a manifest; the blobs
+/// endpoint's answer is the registry's own about where the content is.
+#[test]
+fn a_refusal_on_the_blobs_endpoint_after_a_500_is_the_one_reported() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", b"a layer, not a manifest");
+    let at = format!("manifests/{digest}");
+    reg.set_fault_for_every(&at, Fault::Status(500));
+    let blob_at = format!("blobs/{digest}");
+    reg.set_fault_for_every(&blob_at, Fault::Status(403));
+    let hint = format!("mediatype:{OCI}");
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest, &hint], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("/v2/team/app/{blob_at}")), "{err}");
+    assert!(err.contains("403 Forbidden"), "{err}");
+    assert!(!err.contains("Internal Server Error"), "{err}");
+    assert_eq!(reg.requests_for(&at), 1, "{err}");
+    assert_eq!(blob_requests(&reg).len(), 1, "{err}");
+}

@@ -19,7 +19,7 @@ use http::{HeaderMap, Method, StatusCode, Uri};
 use crate::auth::{Authorizer, CredentialSource};
 use crate::error::{Error, ErrorKind, Result};
 use crate::reference::Repository;
-use crate::retry::{self, HostPause, RetryPolicy};
+use crate::retry::{self, HostPause, Next, RetryPolicy};
 use crate::server_text;
 use crate::transport::{self, Outgoing, Transport};
 
@@ -434,29 +434,25 @@ impl Host {
         // remembered for as long (`outage`).
         let longest = policy.longest_backoff(max_retries);
         // How long to wait before trying again after `e` (counting the retry), or `e` with
-        // the URL when it is not worth another attempt. A server's Retry-After lengthens the
-        // backoff, and one past the policy's longest wait ends the request now: sleeping
-        // through it would only hold the job. `asked` is read off the response; an error
+        // the URL, saying why, when it is not worth another attempt (the rule is the
+        // policy's, [`RetryPolicy::next`]). `asked` is read off the response; an error
         // from elsewhere (a token server's) carries its own.
         let again = |e: Error, retries: &mut u32, asked: Option<Duration>| {
-            let asked = asked.or_else(|| e.retry_after());
-            if !e.is_transient() {
-                return Err(e.with_url(&url));
-            }
-            // Said on the last attempt too: "come back in an hour" explains the failure.
-            if let Some(d) = asked.filter(|d| *d > policy.max_delay) {
+            let e = match policy.next(&e, *retries, max_retries, asked) {
+                Next::Retry(wait) => {
+                    tracing::debug!(url = %url, error = %e, retry = *retries + 1, wait_ms = wait.as_millis() as u64, "retrying");
+                    *retries += 1;
+                    return Ok(wait);
+                }
+                Next::Permanent => e,
                 // Carrying the wait asked for: a caller counting retries of its own (a
                 // mirror's parts together) must not ask again either.
-                let e = waits_too_long(e, d, policy.max_delay).with_retry_after(Some(d));
-                return Err(e.with_url(&url));
-            }
-            if *retries >= max_retries {
-                return Err(e.with_attempts(*retries + 1).with_url(&url));
-            }
-            let wait = policy.wait(*retries, asked);
-            tracing::debug!(url = %url, error = %e, retry = *retries + 1, wait_ms = wait.as_millis() as u64, "retrying");
-            *retries += 1;
-            Ok(wait)
+                Next::WaitsTooLong(d) => {
+                    waits_too_long(e, d, policy.max_delay).with_retry_after(Some(d))
+                }
+                Next::Spent => e.with_attempts(*retries + 1),
+            };
+            Err(e.with_url(&url))
         };
         loop {
             // A mirror the registry stands behind is not waited for: the hosts are picked

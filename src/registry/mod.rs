@@ -30,7 +30,7 @@ use crate::media;
 use crate::ranged::{Adaptive, RangeOptions, Source};
 use crate::reference::{Object, Repository};
 use crate::remote::Remote;
-use crate::retry::RetryPolicy;
+use crate::retry::{Next, RetryPolicy};
 use crate::transport::{self, Transport};
 pub(crate) use body::{content_range, content_range_start, other_total};
 pub(crate) use body::{hands_over, resume_budget, Address, Resumable, Serving, PROGRESS};
@@ -423,8 +423,10 @@ impl RegistryRemote {
     /// 500 came back five times over seconds of back-off, and the blob was never asked for
     /// where it is. A 500 may also be a registry's passing fault: when the blobs endpoint
     /// has nothing either (404), the manifests endpoint is asked again, with the retries
-    /// left. Any other answer is the manifests endpoint's request's own to retry or not
-    /// (a spent quota is not, an outage's turns are shared), as for any object.
+    /// left; any other failure there (a 403 from a blob's storage) is the one reported,
+    /// the registry's answer where the content is, which the 500 only hid. Any other
+    /// answer of the manifests endpoint is its request's own to retry or not (a spent
+    /// quota is not, an outage's turns are shared), as for any object.
     async fn manifest_or_blob(
         &self,
         host: usize,
@@ -450,12 +452,17 @@ impl RegistryRemote {
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             other => return other,
         }
-        // The 500's request's attempts, its own failures counted from `hints.failures`.
-        let spent = first.attempts().saturating_sub(1).max(hints.failures);
-        if !at_500 || !self.retried(host, &first, spent) {
+        if !at_500 {
             return Err(first);
         }
-        let wait = self.inner.retry.wait(spent, first.retry_after());
+        // The 500's request's attempts, its own failures counted from `hints.failures`,
+        // and whether its own retries would have asked again (see `Host::request`).
+        let spent = first.attempts().saturating_sub(1).max(hints.failures);
+        let policy = &self.inner.retry;
+        let budget = self.host(host).max_retries(policy);
+        let Next::Retry(wait) = policy.next(&first, spent, budget, None) else {
+            return Err(first);
+        };
         tokio::time::sleep(wait).await;
         let mut again = hints.clone();
         again.failures = spent + 1;
@@ -464,15 +471,8 @@ impl RegistryRemote {
             .await
     }
 
-    /// Whether a request's own retries would have asked again after `e`, `spent` of them
-    /// spent (see `Host::request`).
-    fn retried(&self, host: usize, e: &Error, spent: u32) -> bool {
-        let policy = &self.inner.retry;
-        e.is_transient()
-            && spent < self.host(host).max_retries(policy)
-            && e.retry_after().is_none_or(|d| d <= policy.max_delay)
-    }
-
+    /// Fetches `object` from `endpoint` on host `host`, its request retried as any is;
+    /// the one exception, ended at the host's first 500, is [`Self::fetch_within`]'s.
     async fn fetch_from(
         &self,
         host: usize,
