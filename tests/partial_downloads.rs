@@ -590,6 +590,45 @@ fn a_size_a_resume_declares_cuts_off_a_body_that_runs_past_it() {
     );
 }
 
+/// A range of unknown total whose body breaks right after its last byte (framed a byte
+/// longer than it is, then closed), with no retries left to ask for the rest: its end
+/// stands and the digest has the last word, as for a range that ended cleanly there. The
+/// blob, all sent, failed as a lost connection.
+#[test]
+fn a_range_of_unknown_total_broken_after_its_last_byte_leaves_it_to_the_digest() {
+    let (reg, digest, data) = fake_with_blob();
+    let kept = 3 << 19;
+    let broken = Box::new(Fault::WrongContentLength(1));
+    reg.push_fault(&digest, Fault::ShortRangeAnd(LEN - kept, broken));
+    let dir = tempfile::tempdir().unwrap();
+    plant_partial(dir.path(), &digest, &data[..kept]);
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &["--retries", "0"]);
+    assert_eq!(status, 0, "{text}");
+    assert_stored_alone(dir.path(), &digest, &data);
+    assert_eq!(
+        answers(&reg, &digest),
+        [(Some(format!("bytes={kept}-")), 206)]
+    );
+}
+
+/// The same range broken part-way still fails, with the break for its cause, and keeps
+/// what arrived for the next run: the content had not ended there.
+#[test]
+fn a_range_of_unknown_total_broken_part_way_fails_with_its_break() {
+    let (reg, digest, data) = fake_with_blob();
+    let (kept, cut) = (3 << 19, 5 << 18);
+    let broken = Box::new(Fault::DropAfter(cut));
+    reg.push_fault(&digest, Fault::ShortRangeAnd(LEN - kept, broken));
+    let dir = tempfile::tempdir().unwrap();
+    plant_partial(dir.path(), &digest, &data[..kept]);
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &["--retries", "0"]);
+    assert_eq!(status, 1, "{text}");
+    assert!(!text.contains("fetching the blob whole"), "{text}");
+    let partial = std::fs::read(partial_path(dir.path(), &digest)).unwrap();
+    assert_eq!(partial.len(), kept + cut);
+    assert!(partial[..] == data[..kept + cut], "a prefix of the blob");
+}
+
 /// A server that codes what it sends (`Content-Encoding: gzip`) codes a range on its own
 /// terms, which cannot be joined to the partial: the blob is fetched again from scratch.
 #[test]

@@ -50,9 +50,10 @@ pub(crate) struct Resumable {
     /// (`Content-Range: bytes N-M/*`): with no size known, its clean end is no end of the
     /// content (see [`Resumable::cut_short`]).
     pub(crate) open_range: Option<u64>,
-    /// Where to leave why the rest after a range of unknown total could not be had, when
-    /// its end is then taken on trust: the download's failure should the content not
-    /// verify (see [`Download::end_on_trust`](crate::fetch::Download::end_on_trust)).
+    /// Where to leave why the rest of content of unknown size could not be had (after a
+    /// range of unknown total, or a break), when its end is then taken on trust: the
+    /// download's failure should the content not verify (see
+    /// [`Download::end_on_trust`](crate::fetch::Download::end_on_trust)).
     pub(crate) on_trust: Option<crate::fetch::OnTrust>,
     /// Failures in a row since the body last made progress, breaks and failed requests
     /// (its first one's, a resume's) alike: what `--retries` bounds.
@@ -130,7 +131,8 @@ impl Resumable {
         loop {
             // The host's each time: a failing mirror hands the body over to another.
             let transport = &self.remote.host(self.host).transport;
-            match self.body.next_chunk(transport).await {
+            // Why the body stopped short: ended short of the content, or broken.
+            let e = match self.body.next_chunk(transport).await {
                 Ok(Some(mut chunk)) => {
                     if self.skip > 0 {
                         let drop = self.skip.min(chunk.len() as u64) as usize;
@@ -155,37 +157,35 @@ impl Resumable {
                     self.offset = offset;
                     return Ok(Some(chunk));
                 }
-                Ok(None) => {
-                    let Some(e) = self.cut_short() else {
-                        return Ok(None);
-                    };
-                    // A range of unknown total may have ended with the content: where the
-                    // rest cannot be had, its end stands and the digest has the last word,
-                    // as before it was asked for. Failed here, the object was lost when the
-                    // server may have sent all of it; the failure is left for the digest
-                    // to bring up, should it say the content had not ended.
-                    let open = self.size.is_none();
-                    match Box::pin(self.resume(e)).await {
-                        Ok(true) => {}
-                        Ok(false) => return Ok(None),
-                        Err(e) if open => {
-                            tracing::debug!(offset = self.offset, error = %e, "the rest after a range of unknown total could not be had");
-                            if let Some(on_trust) = &self.on_trust {
-                                *on_trust.lock().expect("on_trust poisoned") = Some(e);
-                            }
-                            return Ok(None);
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-                // `false`: nothing lies past what arrived, the body broke after its last
-                // byte. Verification of digest and size has the last word.
+                Ok(None) => match self.cut_short() {
+                    Some(e) => e,
+                    None => return Ok(None),
+                },
                 Err(e) => {
                     self.body = Body::Gone;
-                    if !Box::pin(self.resume(e)).await? {
-                        return Ok(None);
-                    }
+                    e
                 }
+            };
+            // Content of unknown size may have ended where its body did, cleanly (a range
+            // of unknown total) or not (a chunked body closed without its last chunk):
+            // where the rest cannot be had, that end stands and the digest has the last
+            // word, as before the rest was asked for. Failed here, the object was lost when
+            // the server may have sent all of it; the failure is left for the digest to
+            // bring up, should it say the content had not ended. Content without an
+            // address has no digest to say so, and fails.
+            let open = self.size.is_none() && self.resume_url.is_some();
+            match Box::pin(self.resume(e)).await {
+                Ok(true) => {}
+                // Nothing lies past what arrived: verification has the last word.
+                Ok(false) => return Ok(None),
+                Err(e) if open => {
+                    tracing::debug!(offset = self.offset, error = %e, "the rest of content of unknown size could not be had");
+                    if let Some(on_trust) = &self.on_trust {
+                        *on_trust.lock().expect("on_trust poisoned") = Some(e);
+                    }
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
             }
         }
     }
