@@ -689,6 +689,58 @@ fn a_range_of_unknown_total_broken_part_way_fails_with_its_break() {
     assert!(partial[..] == data[..kept + cut], "a prefix of the blob");
 }
 
+/// A `416` to a resume below the size the server declared (here its first answer's
+/// `Content-Length`) is the server contradicting itself, and is said so: it was taken for
+/// the content's end, and failed as `content ended after N of S bytes`. The partial the
+/// refusal said nothing of is kept while the blob is fetched whole (which fails here).
+#[test]
+fn a_416_below_the_declared_size_is_the_server_contradicting_itself() {
+    let (reg, digest, data) = fake_with_blob();
+    let (kept, cut) = (3 << 19, 1 << 18);
+    reg.push_fault(&digest, Fault::DropAfter(cut));
+    reg.push_fault(&digest, Fault::Status(416));
+    reg.push_fault(&digest, Fault::Status(404));
+    let dir = tempfile::tempdir().unwrap();
+    plant_partial(dir.path(), &digest, &data[..kept]);
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+    assert_eq!(status, 1, "{text}");
+    let at = kept + cut;
+    assert!(
+        text.contains(&format!(
+            "asked for bytes={at}-, got a 416 (the content ends at byte {at}), where the \
+             server declared {LEN} bytes"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("content ended after"), "{text}");
+    assert!(text.contains("contradicted the size it declared"), "{text}");
+    let partial = std::fs::read(partial_path(dir.path(), &digest)).unwrap();
+    assert!(partial.len() >= kept, "{}", partial.len());
+    assert!(partial[..] == data[..partial.len()], "a prefix of the blob");
+}
+
+/// The same `416` below a size a resume's answer declared where none was known before
+/// (after a range of unknown total): the digest failed on what had arrived, the partial
+/// was blamed ("did not verify with the rest") and thrown away.
+#[test]
+fn a_416_below_a_size_a_resume_declared_keeps_the_partial() {
+    let (reg, digest, data) = fake_with_blob();
+    let (kept, short, cut) = (3 << 19, 1 << 18, 1 << 18);
+    reg.push_fault(&digest, Fault::ShortRange(short));
+    reg.push_fault(&digest, Fault::DropAfter(cut));
+    reg.push_fault(&digest, Fault::Status(416));
+    reg.push_fault(&digest, Fault::Status(404));
+    let dir = tempfile::tempdir().unwrap();
+    plant_partial(dir.path(), &digest, &data[..kept]);
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+    assert_eq!(status, 1, "{text}");
+    assert!(text.contains("got a 416"), "{text}");
+    assert!(!text.contains("did not verify with the rest"), "{text}");
+    let partial = std::fs::read(partial_path(dir.path(), &digest)).unwrap();
+    assert!(partial.len() >= kept, "{}", partial.len());
+    assert!(partial[..] == data[..partial.len()], "a prefix of the blob");
+}
+
 /// A server that codes what it sends (`Content-Encoding: gzip`) codes a range on its own
 /// terms, which cannot be joined to the partial: the blob is fetched again from scratch.
 #[test]

@@ -305,7 +305,10 @@ impl Resumable {
     async fn ask_rest(&mut self, url: &Uri, e: Error) -> Result<bool> {
         let again = match self.reopen(url).await {
             Ok(()) => return Ok(true),
-            Err(again) if again.status() == Some(416) => return Ok(false),
+            Err(again) if again.status() == Some(416) => match self.refused_short() {
+                Some(contradiction) => contradiction.with_url(url),
+                None => return Ok(false),
+            },
             Err(again) => again,
         };
         let msg = format!(
@@ -331,6 +334,26 @@ impl Resumable {
             None => err.with_url(url),
         };
         self.hand_over(err).await
+    }
+
+    /// The `416` that answered a request for the rest from the offset reached, short of
+    /// the size the server declared (first, or in a resume's answer), as the server
+    /// contradicting itself: a [`SizeMismatch`](ErrorKind::SizeMismatch), as a resume's
+    /// total other than the one declared is, whose bytes a kept partial download is not
+    /// blamed for. Taken for the content's end, it failed as content that ended after so
+    /// many bytes, or, the size learned from a resume, as content that did not verify, the
+    /// partial download thrown away. `None` with no size known, where the `416` says the
+    /// content ended, and against a size given alone, which verification says may be wrong.
+    fn refused_short(&self) -> Option<Error> {
+        let size = self
+            .size
+            .filter(|&size| !self.size_given && self.offset < size)?;
+        let at = self.offset;
+        let msg = format!(
+            "asked for bytes={at}-, got a 416 (the content ends at byte {at}), where the \
+             server declared {size} bytes"
+        );
+        Some(Error::new(ErrorKind::SizeMismatch, msg))
     }
 
     /// Asks for content without a fixed address again after its body broke with `e`,
