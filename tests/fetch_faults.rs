@@ -468,10 +468,15 @@ fn long_declared_length_is_a_size_mismatch() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     // All 10000 real bytes arrived, so the resume asks for bytes=10000- and the registry
-    // answers 416: nothing lies past them. The body ends there, and verification finds it
-    // shorter than the 10010 bytes declared.
+    // answers 416: nothing lies past them, where it declared 10010 bytes. The server
+    // contradicts itself, which is said (it was left to verification, which said only that
+    // the content ended after 10000 of 10010 bytes).
     assert!(
-        err.contains(&digest) && err.contains("content ended after 10000 of 10010 bytes"),
+        err.contains(&digest)
+            && err.contains(
+                "asked for bytes=10000-, got a 416 (the content ends at byte 10000), where \
+                 the server declared 10010 bytes"
+            ),
         "{err}"
     );
     assert_eq!(

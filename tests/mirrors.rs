@@ -844,6 +844,35 @@ fn a_mirror_whose_bodies_break_hands_over_to_the_registry() {
     assert_eq!(asked, [Some("bytes=20000-".to_string())]);
 }
 
+/// A mirror that answers the rest of a body it broke with a `416`, short of the size it
+/// declared, contradicts itself: the registry is asked for the rest, as after any mirror
+/// failing for good. The `416` was taken for the blob's end, which failed as content that
+/// ended short, and the blob was fetched whole once more from the registry.
+#[test]
+fn a_mirror_s_416_short_of_its_size_hands_the_rest_over() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let blob = bytes(13, 40_000);
+    let digest = upstream.blob("team/app", &blob);
+    mirror.blob("team/app", &blob);
+    mirror.push_fault(&digest, Fault::DropAfter(10_000));
+    mirror.push_fault(&digest, Fault::Status(416));
+    let repo = format!("{}/team/app", upstream.host());
+    let out = Dist::new().run(&["fetch", "--mirror", &mirror.url(), &repo, &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && out.stdout == blob, "{err}");
+    assert!(!err.contains("content ended after"), "{err}");
+    let path = format!("blobs/{digest}");
+    assert_eq!(mirror.requests_for(&path), 2, "{err}");
+    let asked: Vec<_> = upstream
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains(&path))
+        .map(|r| r.range)
+        .collect();
+    assert_eq!(asked, [Some("bytes=10000-".to_string())], "{err}");
+}
+
 /// A mirror whose URL for the object cannot be formed (a path so long that the request's
 /// URL passes what HTTP's URIs hold) fails as a mirror that answered badly: the body
 /// broken on the mirror before it goes on to the registry. Before, the hand-over stopped

@@ -509,15 +509,16 @@ fn a_range_of_unknown_total_to_the_blob_s_end_ends_at_the_refusal_of_the_rest() 
     );
 }
 
-/// Where the rest after a range of unknown total cannot be had (no retries left to ask
-/// for it, `--retries 0` here), the end of the range stands and the digest has the last
-/// word, as it had before the rest was asked for: the blob, all sent, is stored. It failed
-/// as a body ended short.
+/// Where the rest after a range of unknown total cannot be had (its request answered 503,
+/// no retries left to ask again, `--retries 0` here), the end of the range stands and the
+/// digest has the last word, as it had before the rest was asked for: the blob, all sent,
+/// is stored. It failed as a body ended short.
 #[test]
 fn a_range_of_unknown_total_whose_rest_cannot_be_had_leaves_it_to_the_digest() {
     let (reg, digest, data) = fake_with_blob();
     let kept = 3 << 19;
     reg.push_fault(&digest, Fault::ShortRange(LEN - kept));
+    reg.push_fault(&digest, Fault::Status(503));
     let dir = tempfile::tempdir().unwrap();
     plant_partial(dir.path(), &digest, &data[..kept]);
     let (status, text) = fetch_into(&reg, dir.path(), &digest, &["--retries", "0"]);
@@ -525,7 +526,10 @@ fn a_range_of_unknown_total_whose_rest_cannot_be_had_leaves_it_to_the_digest() {
     assert_stored_alone(dir.path(), &digest, &data);
     assert_eq!(
         answers(&reg, &digest),
-        [(Some(format!("bytes={kept}-")), 206)]
+        [
+            (Some(format!("bytes={kept}-")), 206),
+            (Some(format!("bytes={LEN}-")), 503)
+        ]
     );
 }
 
@@ -630,6 +634,153 @@ fn a_size_a_resume_declares_cuts_off_a_body_that_runs_past_it() {
             (None, 200)
         ]
     );
+}
+
+/// The worker's input line for `digest` as a descriptor declaring the blob's size.
+fn descriptor(digest: &str) -> String {
+    format!("{{\"mediaType\":\"application/octet-stream\",\"digest\":\"{digest}\",\"size\":{LEN}}}")
+}
+
+/// A cache that sends a blob in ranges under a MiB each (`Content-Range: bytes N-M/*`,
+/// what it has so far) makes progress with each of them, and spends no retries: every
+/// range but the first counted as a failure, so `--retries 1` gave up after the second
+/// range, whatever each had brought. With no size known, and with the descriptor's.
+#[test]
+fn ranges_under_a_mib_each_carry_the_blob_through_without_spending_retries() {
+    for line in [None, Some(descriptor)] {
+        let (reg, digest, data) = fake_with_blob();
+        let (kept, piece) = (3 << 19, 1 << 18);
+        let pieces = (LEN - kept) / piece;
+        for _ in 0..pieces {
+            reg.push_fault(&digest, Fault::ShortRange(piece));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        plant_partial(dir.path(), &digest, &data[..kept]);
+        let input = line.map_or(digest.clone(), |line| line(&digest));
+        let (status, text) = fetch_into(&reg, dir.path(), &input, &["--retries", "1"]);
+        assert_eq!(status, 0, "{text}");
+        assert_stored_alone(dir.path(), &digest, &data);
+        let ranges: Vec<_> = answers(&reg, &digest)
+            .into_iter()
+            .map(|(range, _)| range)
+            .collect();
+        let asked: Vec<_> = (0..pieces)
+            .map(|i| Some(format!("bytes={}-", kept + i * piece)))
+            .collect();
+        // With no size known, the rest after the last range is asked for, and refused.
+        assert_eq!(ranges[..pieces], asked[..], "{ranges:?}");
+        assert!(ranges.len() <= pieces + 1, "{ranges:?}");
+    }
+}
+
+/// A server that sends a byte per answer still runs out of retries: an answer that
+/// brought next to nothing is a failure, as before, or it would be asked again forever
+/// (a blob of unknown size has no end to reach).
+#[test]
+fn ranges_of_a_byte_each_still_spend_the_retries() {
+    let (reg, digest, data) = fake_with_blob();
+    reg.set_fault_for_every(&digest, Fault::ShortRange(1));
+    let dir = tempfile::tempdir().unwrap();
+    let kept = 3 << 19;
+    plant_partial(dir.path(), &digest, &data[..kept]);
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &["--retries", "2"]);
+    assert_eq!(status, 1, "{text}");
+    let ranged = answers(&reg, &digest)
+        .into_iter()
+        .filter(|(range, _)| range.is_some())
+        .count();
+    assert_eq!(ranged, 3, "{:?}", answers(&reg, &digest));
+}
+
+/// A range of unknown total whose body breaks right after its last byte (framed a byte
+/// longer than it is, then closed), with no retries left to ask for the rest: its end
+/// stands and the digest has the last word, as for a range that ended cleanly there. The
+/// blob, all sent, failed as a lost connection.
+#[test]
+fn a_range_of_unknown_total_broken_after_its_last_byte_leaves_it_to_the_digest() {
+    let (reg, digest, data) = fake_with_blob();
+    let kept = 3 << 19;
+    let broken = Box::new(Fault::WrongContentLength(1));
+    reg.push_fault(&digest, Fault::ShortRangeAnd(LEN - kept, broken));
+    let dir = tempfile::tempdir().unwrap();
+    plant_partial(dir.path(), &digest, &data[..kept]);
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &["--retries", "0"]);
+    assert_eq!(status, 0, "{text}");
+    assert_stored_alone(dir.path(), &digest, &data);
+    assert_eq!(
+        answers(&reg, &digest),
+        [(Some(format!("bytes={kept}-")), 206)]
+    );
+}
+
+/// The same range broken part-way still fails, with the break for its cause, and keeps
+/// what arrived for the next run: the content had not ended there.
+#[test]
+fn a_range_of_unknown_total_broken_part_way_fails_with_its_break() {
+    let (reg, digest, data) = fake_with_blob();
+    let (kept, cut) = (3 << 19, 5 << 18);
+    let broken = Box::new(Fault::DropAfter(cut));
+    reg.push_fault(&digest, Fault::ShortRangeAnd(LEN - kept, broken));
+    let dir = tempfile::tempdir().unwrap();
+    plant_partial(dir.path(), &digest, &data[..kept]);
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &["--retries", "0"]);
+    assert_eq!(status, 1, "{text}");
+    assert!(!text.contains("fetching the blob whole"), "{text}");
+    let partial = std::fs::read(partial_path(dir.path(), &digest)).unwrap();
+    assert_eq!(partial.len(), kept + cut);
+    assert!(partial[..] == data[..kept + cut], "a prefix of the blob");
+}
+
+/// A `416` to a resume below the size the server declared (here its first answer's
+/// `Content-Length`) is the server contradicting itself, and is said so: it was taken for
+/// the content's end, and failed as `content ended after N of S bytes`. The partial the
+/// refusal said nothing of is kept while the blob is fetched whole (which fails here).
+#[test]
+fn a_416_below_the_declared_size_is_the_server_contradicting_itself() {
+    let (reg, digest, data) = fake_with_blob();
+    let (kept, cut) = (3 << 19, 1 << 18);
+    reg.push_fault(&digest, Fault::DropAfter(cut));
+    reg.push_fault(&digest, Fault::Status(416));
+    reg.push_fault(&digest, Fault::Status(404));
+    let dir = tempfile::tempdir().unwrap();
+    plant_partial(dir.path(), &digest, &data[..kept]);
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+    assert_eq!(status, 1, "{text}");
+    let at = kept + cut;
+    assert!(
+        text.contains(&format!(
+            "asked for bytes={at}-, got a 416 (the content ends at byte {at}), where the \
+             server declared {LEN} bytes"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("content ended after"), "{text}");
+    assert!(text.contains("contradicted the size it declared"), "{text}");
+    let partial = std::fs::read(partial_path(dir.path(), &digest)).unwrap();
+    assert!(partial.len() >= kept, "{}", partial.len());
+    assert!(partial[..] == data[..partial.len()], "a prefix of the blob");
+}
+
+/// The same `416` below a size a resume's answer declared where none was known before
+/// (after a range of unknown total): the digest failed on what had arrived, the partial
+/// was blamed ("did not verify with the rest") and thrown away.
+#[test]
+fn a_416_below_a_size_a_resume_declared_keeps_the_partial() {
+    let (reg, digest, data) = fake_with_blob();
+    let (kept, short, cut) = (3 << 19, 1 << 18, 1 << 18);
+    reg.push_fault(&digest, Fault::ShortRange(short));
+    reg.push_fault(&digest, Fault::DropAfter(cut));
+    reg.push_fault(&digest, Fault::Status(416));
+    reg.push_fault(&digest, Fault::Status(404));
+    let dir = tempfile::tempdir().unwrap();
+    plant_partial(dir.path(), &digest, &data[..kept]);
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+    assert_eq!(status, 1, "{text}");
+    assert!(text.contains("got a 416"), "{text}");
+    assert!(!text.contains("did not verify with the rest"), "{text}");
+    let partial = std::fs::read(partial_path(dir.path(), &digest)).unwrap();
+    assert!(partial.len() >= kept, "{}", partial.len());
+    assert!(partial[..] == data[..partial.len()], "a prefix of the blob");
 }
 
 /// A server that codes what it sends (`Content-Encoding: gzip`) codes a range on its own

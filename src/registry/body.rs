@@ -50,14 +50,15 @@ pub(crate) struct Resumable {
     /// (`Content-Range: bytes N-M/*`): with no size known, its clean end is no end of the
     /// content (see [`Resumable::cut_short`]).
     pub(crate) open_range: Option<u64>,
-    /// Where to leave why the rest after a range of unknown total could not be had, when
-    /// its end is then taken on trust: the download's failure should the content not
-    /// verify (see [`Download::end_on_trust`](crate::fetch::Download::end_on_trust)).
+    /// Where to leave why the rest of content of unknown size could not be had (after a
+    /// range of unknown total, or a break), when its end is then taken on trust: the
+    /// download's failure should the content not verify (see
+    /// [`Download::end_on_trust`](crate::fetch::Download::end_on_trust)).
     pub(crate) on_trust: Option<crate::fetch::OnTrust>,
     /// Failures in a row since the body last made progress, breaks and failed requests
     /// (its first one's, a resume's) alike: what `--retries` bounds.
     pub(crate) resumes: u32,
-    /// `offset` at the last break (or at the start).
+    /// `offset` at the last break or answer ended short (or at the start).
     pub(crate) progress_mark: u64,
     /// The content's endpoint and digest, which address it on every host: when a mirror's
     /// body fails, the next host serves the rest. `None` where it cannot move.
@@ -114,6 +115,14 @@ impl Body {
 /// only happen for content of a known size.
 pub(crate) const PROGRESS: u64 = 1 << 20;
 
+/// New bytes an answer its server ended short of the content (a range of unknown total, a
+/// range short of a known size, a body closed where no length said it ends) must have
+/// brought for its end to be progress, spending no retry (see [`Resumable::resume`]).
+/// Below it, the end counts as a break: a server that sends a byte per answer runs out of
+/// retries instead of being asked forever. At or above it, a server sending pieces of
+/// content without end is bounded no less than one sending a single body without end.
+pub(crate) const PIECE: u64 = 64 << 10;
+
 impl Resumable {
     pub(crate) fn into_stream(self) -> crate::fetch::ByteStream {
         futures::stream::try_unfold(self, |mut s| async move {
@@ -130,7 +139,9 @@ impl Resumable {
         loop {
             // The host's each time: a failing mirror hands the body over to another.
             let transport = &self.remote.host(self.host).transport;
-            match self.body.next_chunk(transport).await {
+            // Why the body stopped short, and whether its server ended it (`true`) or it
+            // broke.
+            let (e, ended) = match self.body.next_chunk(transport).await {
                 Ok(Some(mut chunk)) => {
                     if self.skip > 0 {
                         let drop = self.skip.min(chunk.len() as u64) as usize;
@@ -155,37 +166,35 @@ impl Resumable {
                     self.offset = offset;
                     return Ok(Some(chunk));
                 }
-                Ok(None) => {
-                    let Some(e) = self.cut_short() else {
-                        return Ok(None);
-                    };
-                    // A range of unknown total may have ended with the content: where the
-                    // rest cannot be had, its end stands and the digest has the last word,
-                    // as before it was asked for. Failed here, the object was lost when the
-                    // server may have sent all of it; the failure is left for the digest
-                    // to bring up, should it say the content had not ended.
-                    let open = self.size.is_none();
-                    match Box::pin(self.resume(e)).await {
-                        Ok(true) => {}
-                        Ok(false) => return Ok(None),
-                        Err(e) if open => {
-                            tracing::debug!(offset = self.offset, error = %e, "the rest after a range of unknown total could not be had");
-                            if let Some(on_trust) = &self.on_trust {
-                                *on_trust.lock().expect("on_trust poisoned") = Some(e);
-                            }
-                            return Ok(None);
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-                // `false`: nothing lies past what arrived, the body broke after its last
-                // byte. Verification of digest and size has the last word.
+                Ok(None) => match self.cut_short() {
+                    Some(e) => (e, true),
+                    None => return Ok(None),
+                },
                 Err(e) => {
                     self.body = Body::Gone;
-                    if !Box::pin(self.resume(e)).await? {
-                        return Ok(None);
-                    }
+                    (e, false)
                 }
+            };
+            // Content of unknown size may have ended where its body did, cleanly (a range
+            // of unknown total) or not (a chunked body closed without its last chunk):
+            // where the rest cannot be had, that end stands and the digest has the last
+            // word, as before the rest was asked for. Failed here, the object was lost when
+            // the server may have sent all of it; the failure is left for the digest to
+            // bring up, should it say the content had not ended. Content without an
+            // address has no digest to say so, and fails.
+            let open = self.size.is_none() && self.resume_url.is_some();
+            match Box::pin(self.resume(e, ended)).await {
+                Ok(true) => {}
+                // Nothing lies past what arrived: verification has the last word.
+                Ok(false) => return Ok(None),
+                Err(e) if open => {
+                    tracing::debug!(offset = self.offset, error = %e, "the rest of content of unknown size could not be had");
+                    if let Some(on_trust) = &self.on_trust {
+                        *on_trust.lock().expect("on_trust poisoned") = Some(e);
+                    }
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
             }
         }
     }
@@ -236,10 +245,10 @@ impl Resumable {
         ))
     }
 
-    /// Asks for the rest after the body broke with `e`: from the same host while its
-    /// retries last, then, from a mirror, from the next host. `false` when nothing lies
-    /// past what arrived (416).
-    async fn resume(&mut self, e: Error) -> Result<bool> {
+    /// Asks for the rest after the body broke with `e` (or its server `ended` it short of
+    /// the content): from the same host while its retries last, then, from a mirror, from
+    /// the next host. `false` when nothing lies past what arrived (416).
+    async fn resume(&mut self, e: Error, ended: bool) -> Result<bool> {
         let Some(url) = self.resume_url.clone() else {
             return self.ask_again(e).await;
         };
@@ -252,10 +261,29 @@ impl Resumable {
         // The body of the host asked last broke: after a hand-over, not the host the
         // download's first answer (whose URL it names otherwise) came from.
         let e = e.with_url(&url);
+        let address = self.address.as_ref();
+        // An answer its server ended short of the content that brought a piece of it (a
+        // cache sending what it has so far, a server capping its answers) is no fault to
+        // pace or count: curl and containerd carry on after any answer that made
+        // progress. Counted, every piece under a MiB spent a retry and waited a backoff,
+        // and a blob sent so failed after `--retries` + 1 of them. One that brought less
+        // than a piece still counts, or a byte per answer would be asked for forever; so
+        // does one of the whole content asked for again (`whole`), each costing all the
+        // bytes before it once more.
+        if ended
+            && !self.whole
+            && self.offset >= self.progress_mark.saturating_add(PIECE)
+            && may_pull(&self.remote, self.host, address)
+        {
+            self.resumes = 0;
+            self.progress_mark = self.offset;
+            tracing::debug!(url = %url, offset = self.offset, error = %e, "the answer ended short of the content; asking for the rest");
+            return self.ask_rest(&url, e).await;
+        }
         if self.offset >= self.progress_mark.saturating_add(PROGRESS) {
             self.resumes = 0;
         }
-        let budget = resume_budget(&self.remote, self.host, self.address.as_ref());
+        let budget = resume_budget(&self.remote, self.host, address);
         if !e.is_transient() {
             return self.hand_over(e).await;
         }
@@ -269,35 +297,63 @@ impl Resumable {
         let pause = self.remote.retry_policy().backoff(self.resumes - 1);
         tokio::time::sleep(pause).await;
         tracing::debug!(url = %url, offset = self.offset, error = %e, "resuming body");
-        match self.reopen(&url).await {
-            Ok(()) => Ok(true),
-            Err(again) if again.status() == Some(416) => Ok(false),
-            Err(again) => {
-                let msg = format!(
-                    "body interrupted after {} bytes ({}), and resuming failed: {}",
-                    self.offset,
-                    e.reason(),
-                    again.reason()
-                );
-                let mut err = Error::new(again.kind(), msg);
-                if let Some(status) = again.status() {
-                    err = err.with_status(status);
-                }
-                // A size given that the registry contradicted, to be said so.
-                if let Some((given, declared)) = again.sizes() {
-                    err = err.with_sizes(given, declared);
-                    err = err.sized_by(again.sizing_mirror().map(str::to_string));
-                    err = err.registry_next(again.is_registry_next());
-                }
-                // Where the rest was refused: the download names the URL of its first
-                // answer, which may be another host's (a mirror's, before a hand-over).
-                err = match again.url() {
-                    Some(failed) => err.with_url(failed),
-                    None => err.with_url(&url),
-                };
-                self.hand_over(err).await
-            }
+        self.ask_rest(&url, e).await
+    }
+
+    /// Asks `url` for the rest after the body stopped short with `e`; as
+    /// [`Resumable::resume`] says.
+    async fn ask_rest(&mut self, url: &Uri, e: Error) -> Result<bool> {
+        let again = match self.reopen(url).await {
+            Ok(()) => return Ok(true),
+            Err(again) if again.status() == Some(416) => match self.refused_short() {
+                Some(contradiction) => contradiction.with_url(url),
+                None => return Ok(false),
+            },
+            Err(again) => again,
+        };
+        let msg = format!(
+            "body interrupted after {} bytes ({}), and resuming failed: {}",
+            self.offset,
+            e.reason(),
+            again.reason()
+        );
+        let mut err = Error::new(again.kind(), msg);
+        if let Some(status) = again.status() {
+            err = err.with_status(status);
         }
+        // A size given that the registry contradicted, to be said so.
+        if let Some((given, declared)) = again.sizes() {
+            err = err.with_sizes(given, declared);
+            err = err.sized_by(again.sizing_mirror().map(str::to_string));
+            err = err.registry_next(again.is_registry_next());
+        }
+        // Where the rest was refused: the download names the URL of its first
+        // answer, which may be another host's (a mirror's, before a hand-over).
+        err = match again.url() {
+            Some(failed) => err.with_url(failed),
+            None => err.with_url(url),
+        };
+        self.hand_over(err).await
+    }
+
+    /// The `416` that answered a request for the rest from the offset reached, short of
+    /// the size the server declared (first, or in a resume's answer), as the server
+    /// contradicting itself: a [`SizeMismatch`](ErrorKind::SizeMismatch), as a resume's
+    /// total other than the one declared is, whose bytes a kept partial download is not
+    /// blamed for. Taken for the content's end, it failed as content that ended after so
+    /// many bytes, or, the size learned from a resume, as content that did not verify, the
+    /// partial download thrown away. `None` with no size known, where the `416` says the
+    /// content ended, and against a size given alone, which verification says may be wrong.
+    fn refused_short(&self) -> Option<Error> {
+        let size = self
+            .size
+            .filter(|&size| !self.size_given && self.offset < size)?;
+        let at = self.offset;
+        let msg = format!(
+            "asked for bytes={at}-, got a 416 (the content ends at byte {at}), where the \
+             server declared {size} bytes"
+        );
+        Some(Error::new(ErrorKind::SizeMismatch, msg))
     }
 
     /// Asks for content without a fixed address again after its body broke with `e`,
@@ -511,7 +567,7 @@ pub(crate) fn resume_budget(
     // The rest of content with an address is asked for by digest, which a host that may
     // only resolve (a tag's body came from it) must not be asked: its body goes straight
     // to the next host that may pull, or fails where none is left.
-    if address.is_some() && !remote.host(host).capabilities.pull {
+    if !may_pull(remote, host, address) {
         return 0;
     }
     let policy = remote.retry_policy();
@@ -519,6 +575,12 @@ pub(crate) fn resume_budget(
         Some(_) => remote.host(host).max_retries(policy),
         None => policy.retries,
     }
+}
+
+/// Whether `host` may be asked for the rest of content at `address`: not one that may only
+/// resolve (a tag's body came from it), of content asked for by digest.
+fn may_pull(remote: &RegistryRemote, host: usize, address: Option<&Address>) -> bool {
+    address.is_none() || remote.host(host).capabilities.pull
 }
 
 /// Whether a body or part of the content at `address` failing for good on `host` moves on
