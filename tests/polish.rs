@@ -2903,6 +2903,39 @@ fn a_pasted_api_url_is_told_the_locator_when_not_found() {
     assert_eq!(out, b"named so");
 }
 
+/// A registry API URL pasted alone, as curl is given it (`dist fetch
+/// http://host/v2/team/app/blobs/sha256:…`, no object after it): a blob's URL was told to
+/// use the repository `…/blobs/sha256` with the digest's hex as a tag, and a manifest's to
+/// add an object after the URL. The URL names the object: it is told the locator and
+/// object meant, with exit status 2, before anything is asked.
+#[test]
+fn a_pasted_api_url_alone_is_told_the_locator_and_object() {
+    let reg = FakeRegistry::start();
+    let dist = Dist::new();
+    let host = reg.host();
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let meant = format!("{host}/team/app");
+    for (locator, said) in [
+        (
+            format!("http://{host}/v2/team/app/blobs/{digest}"),
+            format!("{meant} {digest}"),
+        ),
+        (
+            format!("{host}/v2/team/app/blobs/{digest}"),
+            format!("{meant} {digest}"),
+        ),
+        (
+            format!("http://{host}/v2/team/app/manifests/v1"),
+            format!("{meant} v1"),
+        ),
+    ] {
+        let err = dist.fails(2, &["fetch", &locator], b"");
+        assert!(err.contains(&format!("write {said}")), "{locator}: {err}");
+        assert!(!err.contains("blobs/sha256 "), "{locator}: {err}");
+    }
+    assert_eq!(reg.requests().len(), 0, "nothing was fetched");
+}
+
 /// A registry API URL pasted with its login (`https://me:s3cret@host/v2/…`, as curl is
 /// given it) is refused without the login in the message, as any locator holding one is:
 /// told as an API URL, the spelling meant carried the password to the terminal.

@@ -155,10 +155,18 @@ fn api_url_as_locator(args: &FetchArgs) -> Option<String> {
     if args.locator.parse::<dist::Locator>().is_ok() {
         return None;
     }
+    api_url_spelling(&args.locator, Some(&args.object))
+}
+
+/// The locator and object a registry API URL `locator` names (`host/v2/team/app/…/v1`), as
+/// the message refusing it: with `given`, the object given after it when that is the
+/// worker's `-`, else the one at the URL's end. `None` for a URL that names no object, or
+/// that is no such URL.
+pub(crate) fn api_url_spelling(locator: &str, given: Option<&str>) -> Option<String> {
     let bare = ["http://", "https://", "docker://"]
         .iter()
-        .find_map(|scheme| args.locator.strip_prefix(scheme))
-        .unwrap_or(&args.locator);
+        .find_map(|scheme| locator.strip_prefix(scheme))
+        .unwrap_or(locator);
     let (host, path) = bare.split_once('/')?;
     // A login pasted with it is refused as in any locator, never shown.
     if host.contains('@') {
@@ -167,10 +175,10 @@ fn api_url_as_locator(args: &FetchArgs) -> Option<String> {
     let (name, Some(object)) = dist::reference::api_url_path(path)? else {
         return None;
     };
-    let object = if args.object == "-" { "-" } else { object };
+    let object = if given == Some("-") { "-" } else { object };
     Some(format!(
-        "invalid locator {:?}: a registry API URL, not a locator: write {host}/{name} {object}",
-        args.locator
+        "invalid locator {locator:?}: a registry API URL, not a locator: write {host}/{name} \
+         {object}"
     ))
 }
 
