@@ -2936,6 +2936,56 @@ fn a_pasted_api_url_alone_is_told_the_locator_and_object() {
     assert_eq!(reg.requests().len(), 0, "nothing was fetched");
 }
 
+/// A registry API URL pasted as `dist pull`'s or `dist resolve`'s reference
+/// (`http://host/v2/team/app/manifests/v1`, as curl is given it) was asked for as the
+/// repository `v2/team/app/manifests/v1`, and its 404 told the spelling `dist fetch` takes
+/// (`host/team/app v1`), which these commands refuse; a blob's URL was read as the tag
+/// `<hex>` of a repository `…/blobs/sha256`, and told `host/team/app sha256`. Each is
+/// refused at once with the reference meant (or, for a blob, the fetch that gets it).
+#[test]
+fn a_pasted_api_url_as_a_reference_is_told_the_reference_meant() {
+    let reg = FakeRegistry::start();
+    let dist = Dist::new();
+    let host = reg.host();
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let out = out.to_str().unwrap();
+    for (reference, said) in [
+        (
+            format!("http://{host}/v2/team/app/manifests/v1"),
+            format!("write {host}/team/app:v1"),
+        ),
+        (
+            format!("{host}/v2/team/app/manifests/{digest}"),
+            format!("write {host}/team/app@{digest}"),
+        ),
+        (
+            format!("http://{host}/v2/team/app/blobs/{digest}"),
+            format!("dist fetch {host}/team/app {digest}"),
+        ),
+    ] {
+        for args in [
+            vec!["pull", reference.as_str(), "-o", out],
+            vec!["resolve", reference.as_str()],
+        ] {
+            let err = dist.fails(2, &args, b"");
+            assert!(err.contains(&said), "{args:?}: {err}");
+        }
+    }
+    assert_eq!(reg.requests().len(), 0, "nothing was fetched");
+    assert!(!dir.path().join("out").exists(), "no layout was made");
+    // A layout's directory may be named so: it is read as one.
+    let out = dist
+        .command(&["resolve", "oci:x/v2/team/app/manifests/v1"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("not an OCI image layout"), "{err}");
+}
+
 /// A registry API URL pasted with its login (`https://me:s3cret@host/v2/…`, as curl is
 /// given it) is refused without the login in the message, as any locator holding one is:
 /// told as an API URL, the spelling meant carried the password to the terminal.

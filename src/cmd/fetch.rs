@@ -155,31 +155,7 @@ fn api_url_as_locator(args: &FetchArgs) -> Option<String> {
     if args.locator.parse::<dist::Locator>().is_ok() {
         return None;
     }
-    api_url_spelling(&args.locator, Some(&args.object))
-}
-
-/// The locator and object a registry API URL `locator` names (`host/v2/team/app/…/v1`), as
-/// the message refusing it: with `given`, the object given after it when that is the
-/// worker's `-`, else the one at the URL's end. `None` for a URL that names no object, or
-/// that is no such URL.
-pub(crate) fn api_url_spelling(locator: &str, given: Option<&str>) -> Option<String> {
-    let bare = ["http://", "https://", "docker://"]
-        .iter()
-        .find_map(|scheme| locator.strip_prefix(scheme))
-        .unwrap_or(locator);
-    let (host, path) = bare.split_once('/')?;
-    // A login pasted with it is refused as in any locator, never shown.
-    if host.contains('@') {
-        return None;
-    }
-    let (name, Some(object)) = dist::reference::api_url_path(path)? else {
-        return None;
-    };
-    let object = if given == Some("-") { "-" } else { object };
-    Some(format!(
-        "invalid locator {locator:?}: a registry API URL, not a locator: write {host}/{name} \
-         {object}"
-    ))
+    super::api_url::as_locator(&args.locator, Some(&args.object))
 }
 
 /// Content up to this size is held back until it verifies, and only then written: a
