@@ -2884,6 +2884,14 @@ fn a_pasted_api_url_is_told_the_locator_when_not_found() {
             format!("{meant} v1"),
             1,
         ),
+        // The tag listing's URL, as curl is given it to see the tags: its repository is
+        // `team/app`, not `team/app/tags/list`.
+        (
+            format!("http://{host}/v2/team/app/tags/list"),
+            "v1",
+            format!("{meant} v1"),
+            1,
+        ),
     ] {
         let out = dist.run(&["fetch", &locator, object], b"");
         let err = String::from_utf8_lossy(&out.stderr);
