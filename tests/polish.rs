@@ -2992,6 +2992,17 @@ fn a_pasted_api_url_as_a_reference_is_told_the_reference_meant() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("not an OCI image layout"), "{err}");
+    // What no URL ends in (`v1:latest`) is no URL's object: read as the reference it is.
+    let out = dist.run(
+        &[
+            "resolve",
+            &format!("{host}/v2/team/app/manifests/v1:latest"),
+        ],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("not a reference"), "{err}");
 }
 
 /// A registry API URL pasted with its login (`https://me:s3cret@host/v2/…`, as curl is

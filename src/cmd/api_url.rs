@@ -42,13 +42,19 @@ pub(crate) fn as_reference(reference: &str) -> Option<String> {
     let (name, Some(object)) = dist::reference::api_url_path(path)? else {
         return None;
     };
-    let meant = if path
+    // What the URL ends in, read as an object is: anything else (`v1:latest`) is no
+    // URL's, and is left to the reference's own refusal.
+    let blob = path
         .trim_end_matches('/')
-        .ends_with(&format!("/blobs/{object}"))
-    {
+        .ends_with(&format!("/blobs/{object}"));
+    let object = object.parse::<dist::Object>().ok()?;
+    let meant = if blob {
         format!("a blob's registry API URL, which names no image: dist fetch {host}/{name} {object} fetches the blob")
     } else {
-        let separator = if object.contains(':') { '@' } else { ':' };
+        let separator = match object {
+            dist::Object::Digest(_) => '@',
+            dist::Object::Tag(_) => ':',
+        };
         format!("a registry API URL, not a reference: write {host}/{name}{separator}{object}")
     };
     Some(format!("invalid reference {reference:?}: {meant}"))
