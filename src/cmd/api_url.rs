@@ -49,7 +49,10 @@ pub(crate) fn as_reference(reference: &str) -> Option<String> {
         .ends_with(&format!("/blobs/{object}"));
     let object = object.parse::<dist::Object>().ok()?;
     let meant = if blob {
-        format!("a blob's registry API URL, which names no image: dist fetch {host}/{name} {object} fetches the blob")
+        format!(
+            "a blob's registry API URL, which names no image: dist fetch {host}/{name} \
+             {object} fetches the blob"
+        )
     } else {
         let separator = match object {
             dist::Object::Digest(_) => '@',
