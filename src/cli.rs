@@ -239,6 +239,11 @@ pub fn explain_or_exit(e: clap::Error) -> ! {
     }
     if e.kind() == clap::error::ErrorKind::MissingRequiredArgument {
         if let Some(locator) = fetch_locator_alone() {
+            // A URL as curl is given it names its object: that is the spelling meant,
+            // whether or not the URL also reads as a repository.
+            if let Some(why) = crate::cmd::api_url::as_locator(&locator, None) {
+                refuse(&why);
+            }
             let why = match locator.parse::<dist::Locator>() {
                 Err(why) => Some(why.to_string()),
                 // Else most often the worker's `-` forgotten, objects piped in.

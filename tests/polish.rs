@@ -2884,6 +2884,14 @@ fn a_pasted_api_url_is_told_the_locator_when_not_found() {
             format!("{meant} v1"),
             1,
         ),
+        // The tag listing's URL, as curl is given it to see the tags: its repository is
+        // `team/app`, not `team/app/tags/list`.
+        (
+            format!("http://{host}/v2/team/app/tags/list"),
+            "v1",
+            format!("{meant} v1"),
+            1,
+        ),
     ] {
         let out = dist.run(&["fetch", &locator, object], b"");
         let err = String::from_utf8_lossy(&out.stderr);
@@ -2901,6 +2909,100 @@ fn a_pasted_api_url_is_told_the_locator_when_not_found() {
     let digest = reg.blob("v2/team/app", b"named so");
     let out = dist.ok(&["fetch", &format!("{host}/v2/team/app"), &digest]);
     assert_eq!(out, b"named so");
+}
+
+/// A registry API URL pasted alone, as curl is given it (`dist fetch
+/// http://host/v2/team/app/blobs/sha256:…`, no object after it): a blob's URL was told to
+/// use the repository `…/blobs/sha256` with the digest's hex as a tag, and a manifest's to
+/// add an object after the URL. The URL names the object: it is told the locator and
+/// object meant, with exit status 2, before anything is asked.
+#[test]
+fn a_pasted_api_url_alone_is_told_the_locator_and_object() {
+    let reg = FakeRegistry::start();
+    let dist = Dist::new();
+    let host = reg.host();
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let meant = format!("{host}/team/app");
+    for (locator, said) in [
+        (
+            format!("http://{host}/v2/team/app/blobs/{digest}"),
+            format!("{meant} {digest}"),
+        ),
+        (
+            format!("{host}/v2/team/app/blobs/{digest}"),
+            format!("{meant} {digest}"),
+        ),
+        (
+            format!("http://{host}/v2/team/app/manifests/v1"),
+            format!("{meant} v1"),
+        ),
+    ] {
+        let err = dist.fails(2, &["fetch", &locator], b"");
+        assert!(err.contains(&format!("write {said}")), "{locator}: {err}");
+        assert!(!err.contains("blobs/sha256 "), "{locator}: {err}");
+    }
+    assert_eq!(reg.requests().len(), 0, "nothing was fetched");
+}
+
+/// A registry API URL pasted as `dist pull`'s or `dist resolve`'s reference
+/// (`http://host/v2/team/app/manifests/v1`, as curl is given it) was asked for as the
+/// repository `v2/team/app/manifests/v1`, and its 404 told the spelling `dist fetch` takes
+/// (`host/team/app v1`), which these commands refuse; a blob's URL was read as the tag
+/// `<hex>` of a repository `…/blobs/sha256`, and told `host/team/app sha256`. Each is
+/// refused at once with the reference meant (or, for a blob, the fetch that gets it).
+#[test]
+fn a_pasted_api_url_as_a_reference_is_told_the_reference_meant() {
+    let reg = FakeRegistry::start();
+    let dist = Dist::new();
+    let host = reg.host();
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let out = out.to_str().unwrap();
+    for (reference, said) in [
+        (
+            format!("http://{host}/v2/team/app/manifests/v1"),
+            format!("write {host}/team/app:v1"),
+        ),
+        (
+            format!("{host}/v2/team/app/manifests/{digest}"),
+            format!("write {host}/team/app@{digest}"),
+        ),
+        (
+            format!("http://{host}/v2/team/app/blobs/{digest}"),
+            format!("dist fetch {host}/team/app {digest}"),
+        ),
+    ] {
+        for args in [
+            vec!["pull", reference.as_str(), "-o", out],
+            vec!["resolve", reference.as_str()],
+        ] {
+            let err = dist.fails(2, &args, b"");
+            assert!(err.contains(&said), "{args:?}: {err}");
+        }
+    }
+    assert_eq!(reg.requests().len(), 0, "nothing was fetched");
+    assert!(!dir.path().join("out").exists(), "no layout was made");
+    // A layout's directory may be named so: it is read as one.
+    let out = dist
+        .command(&["resolve", "oci:x/v2/team/app/manifests/v1"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("not an OCI image layout"), "{err}");
+    // What no URL ends in (`v1:latest`) is no URL's object: read as the reference it is.
+    let out = dist.run(
+        &[
+            "resolve",
+            &format!("{host}/v2/team/app/manifests/v1:latest"),
+        ],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("not a reference"), "{err}");
 }
 
 /// A registry API URL pasted with its login (`https://me:s3cret@host/v2/…`, as curl is

@@ -155,23 +155,7 @@ fn api_url_as_locator(args: &FetchArgs) -> Option<String> {
     if args.locator.parse::<dist::Locator>().is_ok() {
         return None;
     }
-    let bare = ["http://", "https://", "docker://"]
-        .iter()
-        .find_map(|scheme| args.locator.strip_prefix(scheme))
-        .unwrap_or(&args.locator);
-    let (host, path) = bare.split_once('/')?;
-    // A login pasted with it is refused as in any locator, never shown.
-    if host.contains('@') {
-        return None;
-    }
-    let (name, Some(object)) = dist::reference::api_url_path(path)? else {
-        return None;
-    };
-    let object = if args.object == "-" { "-" } else { object };
-    Some(format!(
-        "invalid locator {:?}: a registry API URL, not a locator: write {host}/{name} {object}",
-        args.locator
-    ))
+    super::api_url::as_locator(&args.locator, Some(&args.object))
 }
 
 /// Content up to this size is held back until it verifies, and only then written: a

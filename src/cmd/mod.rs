@@ -8,6 +8,7 @@ macro_rules! say {
     };
 }
 
+pub(crate) mod api_url;
 pub mod batch;
 mod closed_at_start;
 pub mod docs;

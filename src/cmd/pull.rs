@@ -29,6 +29,9 @@ fn every_object_stored(s: &dist::worker::progress::Snapshot) -> bool {
 
 /// `dist pull`: the image into an OCI layout, one JSON line per object on stdout.
 pub async fn run(global: &Global, args: PullArgs) -> u8 {
+    if let Some(pasted) = super::api_url::as_reference(&args.reference) {
+        return report(&dist::Error::invalid(pasted), EXIT_USAGE);
+    }
     let image = match args.reference.parse::<ImageRef>() {
         Ok(i) => i,
         Err(e) => return report(&e, EXIT_USAGE),

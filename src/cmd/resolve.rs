@@ -7,6 +7,9 @@ use crate::cli::{Global, ResolveArgs};
 
 /// `dist resolve`: the descriptor a reference points to, as one JSON line.
 pub async fn run(global: &Global, args: ResolveArgs) -> u8 {
+    if let Some(pasted) = super::api_url::as_reference(&args.reference) {
+        return report(&dist::Error::invalid(pasted), EXIT_USAGE);
+    }
     let image = match args.reference.parse::<ImageRef>() {
         Ok(i) => i,
         Err(e) => return report(&e, EXIT_USAGE),

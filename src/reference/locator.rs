@@ -253,6 +253,8 @@ fn with_object(s: &str) -> Option<(&str, &str)> {
 /// says what was more likely meant.
 pub fn api_url_path(path: &str) -> Option<(&str, Option<&str>)> {
     let rest = path.trim_end_matches('/').strip_prefix("v2/")?;
+    // The tag listing's URL, which curl is given to see the tags, names no object.
+    let rest = rest.strip_suffix("/tags/list").unwrap_or(rest);
     for endpoint in ["/manifests/", "/blobs/"] {
         if let Some((name, object)) = rest.rsplit_once(endpoint) {
             if !name.is_empty() && !object.is_empty() && !object.contains('/') {
@@ -311,6 +313,10 @@ mod tests {
         assert_eq!(
             api_url_path("v2/a/blobs/sha256:ab"),
             Some(("a", Some("sha256:ab")))
+        );
+        assert_eq!(
+            api_url_path("v2/team/app/tags/list"),
+            Some(("team/app", None))
         );
         assert_eq!(api_url_path("team/app"), None);
         assert_eq!(api_url_path("v2/"), None);

@@ -32,6 +32,10 @@ struct Descriptor {
     config: Option<serde::de::IgnoredAny>,
     layers: Option<serde::de::IgnoredAny>,
     manifests: Option<serde::de::IgnoredAny>,
+    // Go's name for the field, where a struct has no JSON tags (as tools that print
+    // their records as JSON write it): no descriptor's, but said when `digest` is missing.
+    #[serde(rename = "Digest")]
+    go_digest: Option<serde::de::IgnoredAny>,
 }
 
 /// Parses one input line. `None` for lines to skip; an error names what is wrong with the
@@ -104,9 +108,14 @@ fn parse_descriptor(line: &str) -> Result<Job> {
             "a whole {what}, not a descriptor: give its descriptors one per line, {AS_JQ_PRINTS}"
         )));
     }
-    let digest = d
-        .digest
-        .ok_or_else(|| Error::invalid("descriptor has no \"digest\""))?;
+    let digest = d.digest.ok_or_else(|| match d.go_digest {
+        Some(_) => Error::invalid(
+            "descriptor has no \"digest\", but a \"Digest\" (a Go field's name): a \
+             descriptor's keys are \"digest\", \"size\" and \"mediaType\", as `jq -c \
+             '{digest: .Digest, size: .Size}'` renames them",
+        ),
+        None => Error::invalid("descriptor has no \"digest\""),
+    })?;
     let object = digest.parse::<crate::Digest>().map(Object::Digest)?;
     let size = d.size.as_ref().map(descriptor_size).transpose()?;
     let mut hints = Hints {
@@ -292,6 +301,24 @@ mod tests {
             let given = given.split(')').next().unwrap_or_default();
             assert!(!given.contains(['"', ',']), "{line}: {e}");
         }
+    }
+
+    /// A record printed by a Go tool without JSON tags has Go's field names (`"Digest"`,
+    /// `"Size"`): the line was told it has no `"digest"`, beside the `"Digest"` it shows.
+    /// It is told the keys a descriptor has, and how `jq` renames them.
+    #[test]
+    fn a_descriptor_with_go_field_names_is_told_the_keys() {
+        let line = format!(
+            r#"{{"MIMEType":"application/vnd.oci.image.layer.v1.tar+gzip","Digest":"{D}","Size":5,"Annotations":null}}"#
+        );
+        let e = parse_line(&line).unwrap().unwrap_err().to_string();
+        assert!(e.contains(r#"but a "Digest""#), "{e}");
+        assert!(e.contains("'{digest: .Digest, size: .Size}'"), "{e}");
+        let e = parse_line(r#"{"size":5}"#)
+            .unwrap()
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, r#"descriptor has no "digest""#);
     }
 
     /// `dist fetch LOC v1 | dist fetch LOC -`, or `jq .` where `jq -c '.layers[]'` was

@@ -1,0 +1,64 @@
+//! A registry API URL pasted where a locator or a reference goes
+//! (`http://host/v2/team/app/manifests/v1`, as curl is given it), told the spelling meant.
+
+/// The host and the API path of `pasted` (scheme, if any, left out), or `None` when it
+/// holds a login (refused as in any locator, never shown) or names a layout (`oci:…`,
+/// whose path may hold any directory names).
+fn host_and_path(pasted: &str) -> Option<(&str, &str)> {
+    if pasted.starts_with("oci:") {
+        return None;
+    }
+    let bare = ["http://", "https://", "docker://"]
+        .iter()
+        .find_map(|scheme| pasted.strip_prefix(scheme))
+        .unwrap_or(pasted);
+    let (host, path) = bare.split_once('/')?;
+    (!host.contains('@')).then_some((host, path))
+}
+
+/// The message refusing `locator`, a registry API URL that names an object
+/// (`host/v2/team/app/…/v1`), with the locator and object meant: the worker's `-` when
+/// `given` is, else the object at the URL's end. `None` for a URL that names no object, or
+/// that is no such URL.
+pub(crate) fn as_locator(locator: &str, given: Option<&str>) -> Option<String> {
+    let (host, path) = host_and_path(locator)?;
+    let (name, Some(object)) = dist::reference::api_url_path(path)? else {
+        return None;
+    };
+    let object = if given == Some("-") { "-" } else { object };
+    Some(format!(
+        "invalid locator {locator:?}: a registry API URL, not a locator: write {host}/{name} \
+         {object}"
+    ))
+}
+
+/// The message refusing `reference` (of `dist pull` or `dist resolve`), a registry API URL
+/// that names an object: with the reference meant (`host/team/app:v1`), or for a blob's
+/// URL, which names no image, the fetch that gets the blob. As a reference it read as a
+/// repository `v2/team/app/manifests/v1` (tag `latest`), or the tag `<hex>` of one
+/// `…/blobs/sha256`, neither of which anyone means.
+pub(crate) fn as_reference(reference: &str) -> Option<String> {
+    let (host, path) = host_and_path(reference)?;
+    let (name, Some(object)) = dist::reference::api_url_path(path)? else {
+        return None;
+    };
+    // What the URL ends in, read as an object is: anything else (`v1:latest`) is no
+    // URL's, and is left to the reference's own refusal.
+    let blob = path
+        .trim_end_matches('/')
+        .ends_with(&format!("/blobs/{object}"));
+    let object = object.parse::<dist::Object>().ok()?;
+    let meant = if blob {
+        format!(
+            "a blob's registry API URL, which names no image: dist fetch {host}/{name} \
+             {object} fetches the blob"
+        )
+    } else {
+        let separator = match object {
+            dist::Object::Digest(_) => '@',
+            dist::Object::Tag(_) => ':',
+        };
+        format!("a registry API URL, not a reference: write {host}/{name}{separator}{object}")
+    };
+    Some(format!("invalid reference {reference:?}: {meant}"))
+}
