@@ -383,6 +383,13 @@ impl Download {
         &self.meta
     }
 
+    /// The size the remote's answer holds the content to (`meta.size`), unless that is
+    /// the size given alone ([`size_given`](Self::size_given)): the caller's word, which
+    /// may be what is wrong.
+    pub(crate) fn declared_size(&self) -> Option<u64> {
+        self.meta.size.filter(|_| self.size_given.is_none())
+    }
+
     /// Bytes received so far.
     pub fn received(&self) -> u64 {
         self.received
