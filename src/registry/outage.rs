@@ -187,6 +187,20 @@ impl Outage {
         }
     }
 
+    /// A request the outage met sleeps `wait` before it asks again: longer than its
+    /// backoff when the server said when to come back (a gateway's 504 with
+    /// `Retry-After`, which pauses no host). The outage is remembered until it woke.
+    pub(crate) fn sleeping(&self, wait: Duration) {
+        // Nearly every request, on a host that answers: no lock.
+        if self.streak.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut s = self.state.lock().expect("outage poisoned");
+        if self.streak.load(Ordering::Acquire) > 0 {
+            s.sleeps(wait);
+        }
+    }
+
     /// How a request comes to the host now: late, when the host has failed more than
     /// `rounds` rounds in a row, as many as one object may be asked for.
     pub(crate) fn came(&self, rounds: u32) -> Came {
