@@ -383,6 +383,14 @@ impl Download {
         &self.meta
     }
 
+    /// The size the remote's answer holds the content to (`meta.size`), unless that is
+    /// the size given alone (a `size:` hint, a descriptor's, where the answer declared
+    /// none: a body without `Content-Length`, or a compressed one): the caller's word,
+    /// which may be what is wrong.
+    pub fn declared_size(&self) -> Option<u64> {
+        self.meta.size.filter(|_| self.size_given.is_none())
+    }
+
     /// Bytes received so far.
     pub fn received(&self) -> u64 {
         self.received
@@ -645,6 +653,17 @@ mod tests {
             "{e}"
         );
         assert_eq!(e.url(), Some("http://x/y"));
+    }
+
+    /// The size given alone is no size the answer declared: a partial longer than it
+    /// is not removed on its word (`LayoutStore::remove_partial_past`).
+    #[test]
+    fn the_size_given_alone_is_no_declared_size() {
+        let d = Download::new(meta(None, Some(3)), body(&[b"abc"]));
+        assert_eq!(d.declared_size(), Some(3));
+        let d = d.size_given(None, true, false);
+        assert_eq!(d.meta().size, Some(3));
+        assert_eq!(d.declared_size(), None);
     }
 
     #[tokio::test]

@@ -444,10 +444,16 @@ fn spawn_fetch(
 /// Fetches every one of `digests` at once, each on a task of its own, and fails the
 /// test unless each fails with a 503.
 async fn all_fail_with_503(remote: &RegistryRemote, digests: &[String]) {
+    all_fail_with(remote, digests, "503").await
+}
+
+/// Fetches every one of `digests` at once, each on a task of its own, and fails the
+/// test unless each fails with `status`.
+async fn all_fail_with(remote: &RegistryRemote, digests: &[String], status: &str) {
     let tasks: Vec<_> = digests.iter().map(|d| spawn_fetch(remote, d)).collect();
     for (d, task) in digests.iter().zip(tasks) {
-        let e = task.await.unwrap().expect_err("every request answered 503");
-        assert!(e.contains("503"), "{d}: {e}");
+        let e = task.await.unwrap().expect_err("every request failed");
+        assert!(e.contains(status), "{d}: {e}");
     }
 }
 
@@ -485,6 +491,40 @@ async fn a_long_retry_after_is_no_minute_without_a_request() {
     // Each object spending its own retries asks N × (RETRIES + 1) = 48 times; held, the
     // two first rounds (every object), one request a round for all, and each object's
     // own last attempt: 27.
+    assert!(
+        asked < N * (RETRIES as usize + 1),
+        "{asked} blob requests for {N} objects"
+    );
+}
+
+/// A gateway's 504 may say when to come back too (`Retry-After`), which a request waits
+/// for though it pauses no host (only a 429 or a 503 does): longer than its backoff, and
+/// than a minute, within a library's `max_delay`. The outage is remembered while its
+/// requests wait that out: forgotten a minute after the last failure, as if nothing had
+/// asked, the requests woke to a host that seemed well, and each spent its retries again.
+#[tokio::test(start_paused = true)]
+async fn a_gateway_s_long_retry_after_is_no_minute_without_a_request() {
+    const N: usize = 8;
+    const RETRIES: u32 = 5;
+    let reg = FakeRegistry::start();
+    let blobs: Vec<String> = (0..N)
+        .map(|i| reg.blob("team/app", bytes(9350 + i as u64, 3000 + i)))
+        .collect();
+    for d in &blobs {
+        reg.set_fault_for_every(d, Fault::StatusWithRetryAfter(504, "90".into()));
+    }
+    let policy = RetryPolicy {
+        retries: RETRIES,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_secs(120),
+    };
+    let remote = library_remote(&reg, policy);
+    let ticker = tick_while_idle();
+    all_fail_with(&remote, &blobs, "504").await;
+    ticker.abort();
+    let asked = blob_requests(&reg);
+    // Each object spending its own retries asks 48 times; held, 31 (a 503 pauses the
+    // host as well, and is asked 27 times).
     assert!(
         asked < N * (RETRIES as usize + 1),
         "{asked} blob requests for {N} objects"

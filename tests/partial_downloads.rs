@@ -953,6 +953,27 @@ fn a_size_hint_shorter_than_the_partial_leaves_it_to_the_registry_s_answer() {
     assert_stored_alone(dir.path(), &digest, &data);
 }
 
+/// A whole answer that declares no size (no `Content-Length`, or one counting coded
+/// bytes under `Content-Encoding: gzip`) confirms nothing: the download's size is then
+/// the `size:` hint's alone, and a hint too small removed a right partial before the body
+/// was read, as the hint alone no longer does.
+#[test]
+fn an_answer_declaring_no_size_leaves_a_partial_longer_than_the_hint() {
+    for fault in [Fault::Unframed(usize::MAX), Fault::CodedWhole("gzip")] {
+        let (reg, digest, data) = fake_with_blob();
+        reg.set_fault_for_every(&digest, fault.clone());
+        let dir = tempfile::tempdir().unwrap();
+        let kept = 3 << 19;
+        plant_partial(dir.path(), &digest, &data[..kept]);
+        let line = format!("{digest} size:{}", 1 << 20);
+        let (status, text) = fetch_into(&reg, dir.path(), &line, &[]);
+        assert_eq!(status, 1, "{fault:?}: {text}");
+        let still = std::fs::read(partial_path(dir.path(), &digest));
+        let still = still.unwrap_or_else(|_| panic!("{fault:?}: the partial is gone: {text}"));
+        assert!(still[..] == data[..kept], "{fault:?}: {}", still.len());
+    }
+}
+
 /// A partial longer than the size given, which the registry's answer confirms, goes then,
 /// before the body is read: the whole fetch that then breaks keeps what it received for
 /// the next run, which a longer partial left in place would have kept out.

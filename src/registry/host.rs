@@ -488,7 +488,9 @@ impl Host {
                         Some(self.outage.own(longest))
                     }
                     Admit::Failed(e, _) => {
-                        tokio::time::sleep(again(e.for_url(&url), retries, None)?).await;
+                        let wait = again(e.for_url(&url), retries, None)?;
+                        self.outage.sleeping(wait);
+                        tokio::time::sleep(wait).await;
                         continue;
                     }
                 }
@@ -678,6 +680,9 @@ impl Host {
                 return Err(err.with_url(&url));
             }
             let wait = again(err, retries, asked)?;
+            // Past its longest backoff when the server said when to come back: the
+            // outage it met, if any, waits for it too.
+            self.outage.sleeping(wait);
             tokio::time::sleep(wait).await;
         }
     }

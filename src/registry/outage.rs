@@ -33,10 +33,10 @@ pub(crate) const HOLD_AFTER: u32 = 2;
 /// worker fed slowly, `tail -f`), and the next object gets its retries again, not one
 /// request. Counted from the end of the pause: every request waiting out a `Retry-After`
 /// of a minute is no host left alone, and forgetting then sent them all at once, each
-/// with its retries again. Never before the longest backoff a request under the outage
-/// may be sleeping out (a library's policy may allow minutes): forgotten meanwhile, its
-/// requests woke to a host that seemed well, and went all at once, each with its retries
-/// again.
+/// with its retries again. Never while a request under the outage may be sleeping out
+/// its backoff (a library's policy may allow minutes), counted from its own failure:
+/// forgotten meanwhile, its requests woke to a host that seemed well, and went all at
+/// once, each with its retries again.
 const FORGET_AFTER: Duration = Duration::from_secs(60);
 
 /// The failures in a row of one host, shared by every request to it.
@@ -65,9 +65,26 @@ struct State {
     tickets: u64,
     /// The last failure counted, for the requests that waited on it, and when.
     last: Option<(Error, Instant)>,
-    /// The longest backoff a request met by this outage may sleep out before it asks
-    /// again; zero while the host answers.
-    longest: Duration,
+    /// The latest a request met by this outage may wake from its backoff to ask again:
+    /// counted from each one's own failure (or hold), not from the failure counted, which
+    /// a request of the same round may learn of its own much later (a timeout). `None`
+    /// while the host answers.
+    wakes: Option<Instant>,
+}
+
+impl State {
+    /// A request met by the outage may sleep `longest` from now before it asks again.
+    fn sleeps(&mut self, longest: Duration) {
+        // A policy may let any backoff through: past the clock's range, the sum would
+        // panic. Thirty years is as long, as `HostPause` counts it.
+        let now = Instant::now();
+        let wakes = now
+            .checked_add(longest)
+            .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86400));
+        if self.wakes.is_none_or(|w| w < wakes) {
+            self.wakes = Some(wakes);
+        }
+    }
 }
 
 /// How a request came to the host, for [`Outage::late`].
@@ -126,18 +143,18 @@ impl Outage {
                     .last
                     .as_ref()
                     .map(|(_, at)| pause.until().map_or(*at, |until| until.max(*at)));
-                let quiet_for = FORGET_AFTER.max(s.longest);
-                if quiet_since.is_some_and(|since| since.elapsed() > quiet_for) {
+                let asleep = s.wakes.is_some_and(|w| w >= Instant::now());
+                if !asleep && quiet_since.is_some_and(|since| since.elapsed() > FORGET_AFTER) {
                     self.streak.store(0, Ordering::Release);
                     self.ended.fetch_add(1, Ordering::AcqRel);
                     self.round.fetch_add(1, Ordering::AcqRel);
                     s.last = None;
-                    s.longest = Duration::ZERO;
+                    s.wakes = None;
                     self.settled.notify_waiters();
                     continue;
                 }
                 // Held, or failed with the probe: it sleeps out a backoff of its own.
-                s.longest = s.longest.max(longest);
+                s.sleeps(longest);
                 if seen.is_some_and(|seen| seen != round) {
                     if let Some((e, _)) = &s.last {
                         return Admit::Failed(e.shared(), streak);
@@ -167,6 +184,20 @@ impl Outage {
             round: self.round.load(Ordering::Acquire),
             id: None,
             longest,
+        }
+    }
+
+    /// A request the outage met sleeps `wait` before it asks again: longer than its
+    /// backoff when the server said when to come back (a gateway's 504 with
+    /// `Retry-After`, which pauses no host). The outage is remembered until it woke.
+    pub(crate) fn sleeping(&self, wait: Duration) {
+        // Nearly every request, on a host that answers: no lock.
+        if self.streak.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut s = self.state.lock().expect("outage poisoned");
+        if self.streak.load(Ordering::Acquire) > 0 {
+            s.sleeps(wait);
         }
     }
 
@@ -205,7 +236,7 @@ impl Ticket<'_> {
             o.ended.fetch_add(1, Ordering::AcqRel);
             o.round.fetch_add(1, Ordering::AcqRel);
             s.last = None;
-            s.longest = Duration::ZERO;
+            s.wakes = None;
             // Not only the probe's answer: those waiting go now, not once a probe that
             // may hang until `--timeout` is done.
             o.settled.notify_waiters();
@@ -221,7 +252,7 @@ impl Ticket<'_> {
         let mut s = o.state.lock().expect("outage poisoned");
         let counted = o.round.load(Ordering::Acquire) == self.round;
         // Counted or not, it sleeps out a backoff of its own before it asks again.
-        s.longest = s.longest.max(self.longest);
+        s.sleeps(self.longest);
         if counted {
             o.streak.fetch_add(1, Ordering::AcqRel);
             o.round.fetch_add(1, Ordering::AcqRel);
@@ -437,8 +468,7 @@ mod tests {
     }
 
     /// A library's policy may back off for longer than a minute (`max_delay` of five):
-    /// the outage is remembered while its requests sleep that out, then for a minute
-    /// more. Forgotten a minute after the probe failed (the host's pause, the least
+    /// the outage is remembered while its requests sleep that out. Forgotten a minute after the probe failed (the host's pause, the least
     /// backoff, over long before), the requests woke to a host that seemed well and went
     /// all at once, each with its retries again.
     #[tokio::test(start_paused = true)]
@@ -460,6 +490,33 @@ mod tests {
         assert!(probe.id.is_some(), "still one request for all");
         drop(probe);
         tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(send(o.admit(&pause, SHORT).await).id.is_none(), "forgotten");
+    }
+
+    /// A request of the round that failed last, its failure known later than the one
+    /// counted (a timeout, where another drew a 503 at once), sleeps its backoff from
+    /// then: the outage is remembered until it may have woken. Counted from the failure
+    /// that was counted, it was forgotten while that request slept, which woke to a host
+    /// that seemed well.
+    #[tokio::test(start_paused = true)]
+    async fn an_outage_outlives_the_backoff_of_a_failure_known_late() {
+        let long = Duration::from_secs(300);
+        let (o, pause) = (Outage::default(), HostPause::default());
+        send(o.admit(&pause, long).await).failed(&e503());
+        let (a, b) = (
+            send(o.admit(&pause, long).await),
+            send(o.admit(&pause, long).await),
+        );
+        assert_eq!(a.failed(&e503()), (HOLD_AFTER, true));
+        let late = Duration::from_secs(30);
+        tokio::time::advance(late).await;
+        assert_eq!(b.failed(&e503()), (HOLD_AFTER, false), "the same round");
+        // Past the longest backoff since the failure counted, within b's.
+        tokio::time::advance(long - late + Duration::from_secs(1)).await;
+        let probe = send(o.admit(&pause, SHORT).await);
+        assert!(probe.id.is_some(), "still one request for all");
+        drop(probe);
+        tokio::time::advance(late).await;
         assert!(send(o.admit(&pause, SHORT).await).id.is_none(), "forgotten");
     }
 }

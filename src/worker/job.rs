@@ -458,9 +458,10 @@ async fn start(
         }
     }
     // One longer than the blob is no head start: gone before the body is read, it keeps
-    // out none of what this fetch would keep should it break. Not removed before, on the
-    // size given alone, which may be wrong (`resume_within`).
-    if let (Some(digest), Some(size)) = (job.object.digest(), download.meta().size) {
+    // out none of what this fetch would keep should it break. Not removed on the size
+    // given alone, which may be wrong (`resume_within`): nor is it when an answer that
+    // declares no size (chunked, or coded) leaves the download that size.
+    if let (Some(digest), Some(size)) = (job.object.digest(), download.declared_size()) {
         store.remove_partial_past(digest, size);
     }
     let temp = match (job.object.digest(), &download.meta().expected) {

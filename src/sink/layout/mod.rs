@@ -370,7 +370,9 @@ impl LayoutStore {
 
     /// Removes the partial download of `digest` an earlier run kept if it is longer than
     /// `size`, the size the registry's answer holds the blob to: no prefix of the blob.
-    /// Costs nothing when there is none. Blocks (one `stat`).
+    /// That is [`Download::declared_size`](crate::Download::declared_size), not
+    /// `meta().size`, which may be the size given alone. Costs nothing when there is
+    /// none. Blocks (one `stat`).
     pub fn remove_partial_past(&self, digest: &Digest, size: u64) {
         let Some(partial) = self.known_partial(digest, false) else {
             return;
