@@ -468,9 +468,10 @@ mod tests {
     }
 
     /// A library's policy may back off for longer than a minute (`max_delay` of five):
-    /// the outage is remembered while its requests sleep that out. Forgotten a minute after the probe failed (the host's pause, the least
-    /// backoff, over long before), the requests woke to a host that seemed well and went
-    /// all at once, each with its retries again.
+    /// the outage is remembered while its requests sleep that out. Forgotten a minute
+    /// after the probe failed (the host's pause, the least backoff, over long before), the
+    /// requests woke to a host that seemed well and went all at once, each with its
+    /// retries again.
     #[tokio::test(start_paused = true)]
     async fn an_outage_outlives_the_longest_backoff_its_requests_sleep_out() {
         let policy = crate::retry::RetryPolicy {
