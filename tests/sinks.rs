@@ -1259,6 +1259,60 @@ fn copy_unsynced(from: &Path, to: &Path) {
     }
 }
 
+/// A pull that fails on one layer (gone from the registry) has stored the others, and said
+/// so (`ok` lines): their names are made durable before it exits, as those of a pull that
+/// names its image. It returned before its only sync, which comes with `index.json`, so a
+/// power loss after it could take back blobs its report said were stored.
+#[test]
+fn a_pull_that_failed_on_a_layer_syncs_what_it_stored() {
+    let reg = FakeRegistry::start();
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let config_digest = reg.blob("team/app", config);
+    let layer = bytes(92, 3000);
+    let layer_digest = reg.blob("team/app", &layer);
+    let missing = format!("sha256:{}", "0".repeat(64));
+    let layers: Vec<_> = [(&layer_digest, layer.len()), (&missing, 10)]
+        .into_iter()
+        .map(|(digest, size)| {
+            serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                               "digest": digest, "size": size})
+        })
+        .collect();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_digest, "size": config.len()},
+        "layers": layers,
+    });
+    let media = "application/vnd.oci.image.manifest.v1+json";
+    reg.manifest("team/app", "v1", media, manifest.to_string());
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("mirror");
+    let image = format!("{}:v1", repo(&reg));
+    let args = ["pull", &image, "-o", layout.to_str().unwrap()];
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let Some(out) = traced_output(&Dist::new(), &args, log.path(), &[]) else {
+        return;
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let ops = file_operations(&std::fs::read_to_string(log.path()).unwrap(), &layout);
+    let blobs = layout.join("blobs/sha256");
+    assert!(
+        layout
+            .join("blobs/sha256")
+            .join(&layer_digest[7..])
+            .is_file(),
+        "{err}"
+    );
+    assert!(
+        dir_synced_after_renames(&ops, &blobs, ops.len()),
+        "{} not synced before the pull exited: {ops:#?}",
+        blobs.display()
+    );
+}
+
 /// A run that finds every blob it needs already stored, by a process that may not have
 /// synced their directory yet, syncs it itself before it relies on them: before
 /// `index.json` names them, and before a fetch exits saying the blob is there. It synced
