@@ -803,6 +803,34 @@ mod tests {
         commit_places_blob_in(dir.path()).await;
     }
 
+    /// A blob found stored, which another process may have renamed into place without
+    /// syncing its directory yet, is synced by the next `sync` as one this run stored:
+    /// a run that stored nothing synced nothing, and `index.json` named blobs whose names
+    /// a power loss could take back. On tmpfs there is nothing to sync.
+    #[test]
+    fn a_blob_found_stored_is_synced_by_the_next_sync() {
+        let data = b"placed by another run";
+        let d = Digest::of(Algorithm::Sha256, data);
+        let disk = tempfile::tempdir().unwrap();
+        let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+        for dir in [disk.path(), shm.path()] {
+            let store = LayoutStore::open(dir).unwrap();
+            let path = store.blob_path(&d);
+            assert_eq!(store.existing(&d, false).unwrap(), None);
+            assert!(store.unsynced.lock().unwrap().is_empty(), "nothing found");
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, data).unwrap();
+            assert_eq!(store.existing(&d, false).unwrap(), Some(data.len() as u64));
+            let noted: Vec<PathBuf> = store.unsynced.lock().unwrap().iter().cloned().collect();
+            match store.in_memory {
+                false => assert_eq!(noted, [path.parent().unwrap()]),
+                true => assert!(noted.is_empty(), "{noted:?}"),
+            }
+            store.sync().unwrap();
+            assert!(store.unsynced.lock().unwrap().is_empty());
+        }
+    }
+
     /// A directory that fails to sync does not keep the others of its round from being
     /// synced: the error names the first and counts the rest.
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
