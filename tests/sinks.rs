@@ -1789,6 +1789,40 @@ fn the_report_of_a_finished_run_is_synced_to_disk() {
     }
 }
 
+/// A report the run created has its name made durable too, not only its lines: its
+/// directory is synced. Only the file's data was, and a power loss soon after the run
+/// could leave no report at all where the job's record belongs.
+#[test]
+fn a_report_the_run_created_is_named_durably() {
+    let reg = FakeRegistry::start();
+    small_image(&reg, "v1");
+    let blob = reg.blob("team/app", bytes(90, 5000));
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("mirror");
+    let reports = dir.path().join("reports");
+    std::fs::create_dir(&reports).unwrap();
+    let (repo, image) = (repo(&reg), format!("{}:v1", repo(&reg)));
+    let l = layout.to_str().unwrap();
+    let dist = Dist::new();
+    for (n, command) in [(0, "fetch"), (1, "pull")] {
+        let report = reports.join(format!("report-{n}.jsonl"));
+        let r = report.to_str().unwrap();
+        let args = match command {
+            "fetch" => vec!["fetch", &repo, &blob, "-o", l, "--report", r],
+            _ => vec!["pull", &image, "-o", l, "--report", r],
+        };
+        let Some(ops) = traced_file_operations(&dist, &args, dir.path()) else {
+            eprintln!("strace cannot run here; not checked");
+            return;
+        };
+        assert!(
+            ops.contains(&FileOp::Sync(reports.clone())),
+            "{command}: the report's directory was not synced: {ops:#?}"
+        );
+        assert!(!std::fs::read_to_string(&report).unwrap().is_empty());
+    }
+}
+
 /// A report whose sync fails (EIO from a failing disk) is said, and the run exits 1: what
 /// it says may not survive a power loss.
 #[test]

@@ -41,7 +41,7 @@ mod sweep;
 mod temp_blob;
 
 pub use files::hash_file;
-pub(super) use files::sync_dir;
+pub use files::sync_dir;
 use files::{
     create_dirs, hash_reader, made_in, make_skeleton, memory_backed, open_regular, remove_skeleton,
 };
