@@ -6,7 +6,7 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use support::cli::{bytes, frame_media_types, json_lines, Dist};
-use support::fake::FakeRegistry;
+use support::fake::{FakeRegistry, Fault, Gate};
 
 fn repo(reg: &FakeRegistry) -> String {
     format!("{}/team/app", reg.host())
@@ -1243,6 +1243,180 @@ fn a_worker_that_keeps_running_makes_what_it_stored_durable() {
     );
 }
 
+/// Copies the layout at `from` to `to` file by file, syncing no directory: what a run
+/// between its renames and its sync leaves (another shard, another pull of an image that
+/// shares layers), or `cp -r`.
+fn copy_unsynced(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_unsynced(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
+
+/// A pull that fails on one layer (gone from the registry) has stored the others, and said
+/// so (`ok` lines): their names are made durable before it exits, as those of a pull that
+/// names its image. It returned before its only sync, which comes with `index.json`, so a
+/// power loss after it could take back blobs its report said were stored.
+#[test]
+fn a_pull_that_failed_on_a_layer_syncs_what_it_stored() {
+    let reg = FakeRegistry::start();
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let config_digest = reg.blob("team/app", config);
+    let layer = bytes(92, 3000);
+    let layer_digest = reg.blob("team/app", &layer);
+    let missing = format!("sha256:{}", "0".repeat(64));
+    let layers: Vec<_> = [(&layer_digest, layer.len()), (&missing, 10)]
+        .into_iter()
+        .map(|(digest, size)| {
+            serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                               "digest": digest, "size": size})
+        })
+        .collect();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_digest, "size": config.len()},
+        "layers": layers,
+    });
+    let media = "application/vnd.oci.image.manifest.v1+json";
+    reg.manifest("team/app", "v1", media, manifest.to_string());
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("mirror");
+    let image = format!("{}:v1", repo(&reg));
+    let args = ["pull", &image, "-o", layout.to_str().unwrap()];
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let Some(out) = traced_output(&Dist::new(), &args, log.path(), &[]) else {
+        return;
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let ops = file_operations(&std::fs::read_to_string(log.path()).unwrap(), &layout);
+    let blobs = layout.join("blobs/sha256");
+    assert!(
+        layout
+            .join("blobs/sha256")
+            .join(&layer_digest[7..])
+            .is_file(),
+        "{err}"
+    );
+    assert!(
+        dir_synced_after_renames(&ops, &blobs, ops.len()),
+        "{} not synced before the pull exited: {ops:#?}",
+        blobs.display()
+    );
+}
+
+/// A run that finds every blob it needs already stored, by a process that may not have
+/// synced their directory yet, syncs it itself before it relies on them: before
+/// `index.json` names them, and before a fetch exits saying the blob is there. It synced
+/// nothing, having renamed nothing, so a power loss could leave `index.json` naming blobs
+/// whose names never reached the disk, or a script told by exit status 0 that a blob was
+/// stored that was not.
+#[test]
+fn blobs_another_process_stored_are_synced_before_a_run_relies_on_them() {
+    let reg = FakeRegistry::start();
+    small_image(&reg, "v1");
+    // The same image under another tag: nothing to fetch, only a name to add.
+    small_image(&reg, "v2");
+    let layer = reg.blob("team/app", bytes(93, 3000));
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first");
+    let dist = Dist::new();
+    let image = format!("{}:v1", repo(&reg));
+    dist.ok(&["pull", &image, "-o", first.to_str().unwrap()]);
+    let layout = dir.path().join("mirror");
+    copy_unsynced(&first, &layout);
+    let (l, blobs) = (layout.to_str().unwrap(), layout.join("blobs/sha256"));
+
+    let image = format!("{}:v2", repo(&reg));
+    let Some(ops) = traced_file_operations(&dist, &["pull", &image, "-o", l], &layout) else {
+        eprintln!("strace cannot run here; not checked");
+        return;
+    };
+    assert!(
+        !ops.iter()
+            .any(|op| matches!(op, FileOp::Rename(_, to) if to.parent() == Some(&*blobs))),
+        "nothing was to be stored: {ops:#?}"
+    );
+    let index = layout.join("index.json");
+    let entry = ops
+        .iter()
+        .position(|op| matches!(op, FileOp::Rename(_, to) if *to == index))
+        .expect("index.json written");
+    for synced in [&blobs, &layout.join("blobs")] {
+        assert!(
+            ops[..entry].contains(&FileOp::Sync(synced.to_path_buf())),
+            "{} not synced before index.json names its blobs: {ops:#?}",
+            synced.display()
+        );
+    }
+
+    let args = ["fetch", &repo(&reg), &layer, "-o", l];
+    let ops = traced_file_operations(&dist, &args, &layout).unwrap();
+    assert!(
+        ops.contains(&FileOp::Sync(blobs.clone())),
+        "{} not synced before the fetch said the blob was there: {ops:#?}",
+        blobs.display()
+    );
+}
+
+/// A worker that keeps running (`tail -f queue`) and finds a blob already stored by a
+/// process that may not have synced its directory makes that name durable within a second
+/// of its `exists` line, as it does a blob it stored: it waited for the end of its batch,
+/// which a worker fed by `tail -f` never reaches.
+#[test]
+fn a_worker_that_keeps_running_makes_what_it_found_durable() {
+    let reg = FakeRegistry::start();
+    let blob = reg.blob("team/app", bytes(91, 5000));
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first");
+    let dist = Dist::new();
+    dist.ok(&["fetch", &repo(&reg), &blob, "-o", first.to_str().unwrap()]);
+    let layout = dir.path().join("mirror");
+    copy_unsynced(&first, &layout);
+    let blobs = layout.join("blobs/sha256");
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let Some((child, stdin, stdout, line)) =
+        traced_worker(&dist, &reg, &layout, log.path(), &[], &blob)
+    else {
+        eprintln!("strace cannot run here; not checked");
+        return;
+    };
+    let reported: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(reported["status"], "exists", "{line}");
+    // The deadline only guards against a hang.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let ops = loop {
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        let ops = file_operations(&text, &layout);
+        if ops.contains(&FileOp::Sync(blobs.clone())) || std::time::Instant::now() > deadline {
+            break ops;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let still_running = child.id();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    drop(stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        ops.contains(&FileOp::Sync(blobs.clone())),
+        "{} not synced while {still_running} ran: {ops:#?}",
+        blobs.display()
+    );
+}
+
 /// A run stopped while it opens its layout (the disk holds the directory's open) says what
 /// is true then: nothing was fetched, and what it made of the layout goes again. It said
 /// "objects reported so far are complete; downloads cut short … are kept", of a run that
@@ -1406,8 +1580,10 @@ fn the_sync_at_the_end_of_a_batch_does_not_hold_off_its_timeout() {
 
 /// A pull of an image already in a layout under a second tag, `v2`, stopped by a
 /// `--timeout` of 6 s while strace holds up what `options` picks (`held`: given the
-/// layout's directory and its `index.json`): with nothing to store, the only sync of the
-/// directory and the only rename in it are `index.json`'s. `None` where strace cannot run.
+/// layout's directory and its `index.json`): with nothing to store, the only rename in the
+/// directory is `index.json`'s, and the thread that writes it syncs the blobs it found
+/// first (`blobs/sha256`, `blobs`, the directory), then the new `index.json` and the
+/// directory again; no other thread syncs anything. `None` where strace cannot run.
 /// Returns the output, strace's log, `index.json`'s path and the directory holding it.
 fn pull_stopped_in_the_index(
     held: impl FnOnce(&str, &str) -> Vec<String>,
@@ -1453,11 +1629,17 @@ fn pull_stopped_before_the_index(
 #[test]
 fn a_pull_stopped_in_the_index_s_sync_says_the_image_is_named() {
     // Held up 10 s, well past the --timeout, which leaves the pull itself time under
-    // strace on a loaded machine.
+    // strace on a loaded machine. The directory's second sync on its thread (strace counts
+    // per thread, and only the calls `-P` lets through): its first is the blobs'.
     let held = |layout: &str, _: &str| {
-        ["-P", layout, "-e", "inject=fsync:delay_enter=10000000"]
-            .map(String::from)
-            .to_vec()
+        [
+            "-P",
+            layout,
+            "-e",
+            "inject=fsync:delay_enter=10000000:when=2",
+        ]
+        .map(String::from)
+        .to_vec()
     };
     let Some((out, log, index, _dir)) = pull_stopped_in_the_index(held) else {
         return;
@@ -1544,13 +1726,14 @@ fn a_pull_stopped_in_the_sync_of_its_blobs_says_so() {
     assert!(!named.contains(r#""v2""#), "{named}");
 }
 
-/// A pull stopped while it writes the new `index.json` (its first fsync, the temporary
-/// file's, held up: with nothing to store there is no other before it) says the stop came
-/// before the rename: it blamed another run's lock, which this run held itself.
+/// A pull stopped while it writes the new `index.json` (the temporary file's fsync held
+/// up: with nothing to store, the fourth on its thread, after the syncs of the blobs it
+/// found) says the stop came before the rename: it blamed another run's lock, which this
+/// run held itself.
 #[test]
 fn a_pull_stopped_writing_the_index_does_not_blame_a_lock() {
     let held = |_: &str, _: &str| {
-        let inject = "inject=fsync:delay_enter=20000000:when=1";
+        let inject = "inject=fsync:delay_enter=20000000:when=4";
         ["-e", inject].map(String::from).to_vec()
     };
     let Some((out, log, index, _dir)) = pull_stopped_in_the_index(held) else {
@@ -1604,6 +1787,92 @@ fn the_report_of_a_finished_run_is_synced_to_disk() {
         );
         assert!(!std::fs::read_to_string(&report).unwrap().is_empty());
     }
+}
+
+/// A report the run created has its name made durable too, not only its lines: its
+/// directory is synced. Only the file's data was, and a power loss soon after the run
+/// could leave no report at all where the job's record belongs.
+#[test]
+fn a_report_the_run_created_is_named_durably() {
+    let reg = FakeRegistry::start();
+    small_image(&reg, "v1");
+    let blob = reg.blob("team/app", bytes(90, 5000));
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("mirror");
+    let reports = dir.path().join("reports");
+    std::fs::create_dir(&reports).unwrap();
+    let (repo, image) = (repo(&reg), format!("{}:v1", repo(&reg)));
+    let l = layout.to_str().unwrap();
+    let dist = Dist::new();
+    for (n, command) in [(0, "fetch"), (1, "pull")] {
+        let report = reports.join(format!("report-{n}.jsonl"));
+        let r = report.to_str().unwrap();
+        let args = match command {
+            "fetch" => vec!["fetch", &repo, &blob, "-o", l, "--report", r],
+            _ => vec!["pull", &image, "-o", l, "--report", r],
+        };
+        let Some(ops) = traced_file_operations(&dist, &args, dir.path()) else {
+            eprintln!("strace cannot run here; not checked");
+            return;
+        };
+        assert!(
+            ops.contains(&FileOp::Sync(reports.clone())),
+            "{command}: the report's directory was not synced: {ops:#?}"
+        );
+        assert!(!std::fs::read_to_string(&report).unwrap().is_empty());
+    }
+}
+
+/// A pull whose stdout reader went away (`| head -1`) has stored, and said `ok` of, what
+/// came before: those names are made durable before it exits, as the worker makes them.
+/// It left at once without a sync, its layer still downloading (held here), so a power
+/// loss could take back the manifest a line it wrote had called stored.
+#[test]
+fn a_pull_whose_reader_went_away_syncs_what_it_stored() {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let reg = FakeRegistry::start();
+    small_image(&reg, "v1");
+    let layer = reg.blob("team/app", bytes(93, 3000));
+    let gate = Gate::default();
+    reg.push_fault(&layer, Fault::HeldAfter(0, gate.clone()));
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("mirror");
+    let image = format!("{}:v1", repo(&reg));
+    let args = ["pull", &image, "-o", layout.to_str().unwrap()];
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child = traced(&Dist::new(), &args, log.path(), &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    gate.open();
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    if line.is_empty() && text.is_empty() {
+        eprintln!("strace cannot run here; not checked");
+        return;
+    }
+    let reported: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(reported["status"], "ok", "{line}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let ops = file_operations(&text, &layout);
+    let blobs = layout.join("blobs/sha256");
+    assert!(
+        ops.iter()
+            .any(|op| matches!(op, FileOp::Rename(_, to) if to.parent() == Some(&*blobs))),
+        "{ops:#?}"
+    );
+    assert!(
+        dir_synced_after_renames(&ops, &blobs, ops.len()),
+        "{} not synced before the pull exited: {ops:#?}",
+        blobs.display()
+    );
 }
 
 /// A report whose sync fails (EIO from a failing disk) is said, and the run exits 1: what

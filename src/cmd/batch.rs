@@ -203,7 +203,9 @@ async fn run_into<S: std::future::Future<Output = Stop>>(
             why = stop.as_mut() => break Some(why),
         };
         let Some(outcome) = next else { break None };
-        if outcome.status == Status::Ok {
+        // A blob found stored is synced as one stored: another run may have renamed it
+        // there without syncing yet, and this line says it is there.
+        if matches!(outcome.status, Status::Ok | Status::Exists) {
             syncs.stored();
         }
         if let Some(e) = &outcome.error {
@@ -369,7 +371,7 @@ impl Syncs {
         }
     }
 
-    /// A blob was stored: its name is synced within [`SYNC_WITHIN`].
+    /// A blob was stored, or found stored: its name is synced within [`SYNC_WITHIN`].
     fn stored(&mut self) {
         if self.sync.is_some() && self.due.is_none() {
             self.due = Some(tokio::time::Instant::now() + SYNC_WITHIN);

@@ -171,6 +171,10 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
     let result = match result {
         Ok(r) => r,
         Err((why, waiting)) => {
+            let why = match why {
+                Stop::ReaderGone => sync_stored(global, store).await.unwrap_or(why),
+                other => other,
+            };
             // The lines written first, as at the end: on a terminal they come above the
             // summary.
             let report = async {
@@ -290,6 +294,28 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
 /// image (every object handled, the image named), that only their writing was cut short;
 /// "objects reported so far are complete" said of it that there were more to fetch.
 /// `report` is the report's path when it was its lines that waited, not stdout's.
+/// Syncs what a pull stopped by its stdout reader's going (`| head -1`) stored: that is no
+/// reason to leave the objects its lines called stored without it, as the worker does not.
+/// A failure is said (the exit status is 1 already); a signal or `--timeout` during it
+/// stops it, and is the stop returned.
+async fn sync_stored(global: &Global, store: &LayoutStore) -> Option<Stop> {
+    let store = store.clone();
+    let mut halt = std::pin::pin!(super::stopped(global));
+    let sync = tokio::task::spawn_blocking(move || store.sync());
+    match unless_stopped(sync, &mut halt).await {
+        Ok(Ok(Ok(()))) => None,
+        Ok(Ok(Err(e))) => {
+            say!("dist: {e}");
+            None
+        }
+        Ok(Err(e)) => {
+            say!("dist: syncing the layout failed: {e}");
+            None
+        }
+        Err(why) => Some(why),
+    }
+}
+
 fn say_stopped_writing(why: &super::Stop, pulled: bool, report: Option<&str>) {
     if pulled {
         why.say_unwritten(report.map_or(super::Unwritten::Stdout, super::Unwritten::Report));

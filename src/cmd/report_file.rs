@@ -59,6 +59,22 @@ impl Opened {
     /// Empties the report for this run's lines: the batch starts. `Err` is the exit
     /// status, the reason already said.
     pub fn begin(mut self) -> Result<BufWriter<File>, u8> {
+        // A report this run created is named durably before its batch starts, once, as its
+        // lines are at the end ([`sync`]): the file's data synced alone, a power loss could
+        // leave no report at all where the job's record belongs. Failed, the run stops
+        // here, as for a report that cannot be created, and the file goes with `self`.
+        if let Some(dir) = self.created.as_deref().and_then(Path::parent) {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            if let Err(e) = dist::sink::layout::sync_dir(dir) {
+                let (path, dir) = (self.path.display(), dir.display());
+                say!("dist: cannot create report {path}: syncing {dir}: {e}");
+                return Err(EXIT_USAGE);
+            }
+        }
         let file = self.file.take().expect("begun once");
         // A pipe or a device (`--report >(jq …)`, `/dev/null`) holds nothing to empty.
         let emptied = match file.metadata() {

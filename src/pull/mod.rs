@@ -290,6 +290,10 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
         }
         self.blobs(&images, &listed_blobs).await?;
         if self.pulled.failed > 0 {
+            // No `index.json` entry, whose update syncs them, but the objects stored were
+            // said `ok`: their names are made durable before the pull says it is done.
+            let store = self.store.clone();
+            crate::blocking::run("syncing the layout failed", move || store.sync()).await?;
             return Ok(std::mem::take(&mut self.pulled));
         }
         if let [image] = images.as_slice() {

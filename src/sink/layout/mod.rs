@@ -41,7 +41,7 @@ mod sweep;
 mod temp_blob;
 
 pub use files::hash_file;
-pub(super) use files::sync_dir;
+pub use files::sync_dir;
 use files::{
     create_dirs, hash_reader, made_in, make_skeleton, memory_backed, open_regular, remove_skeleton,
 };
@@ -77,8 +77,9 @@ pub struct LayoutStore {
     /// Partial downloads found when the store opened and not claimed yet. Looking here
     /// instead of on disk costs a blob that has none (nearly all) no system call.
     partials: Arc<Mutex<HashSet<PathBuf>>>,
-    /// Directories blobs were renamed into since the last [`LayoutStore::sync`].
-    renamed: Arc<Mutex<HashSet<PathBuf>>>,
+    /// Directories blobs were renamed into, or found in ([`LayoutStore::existing`]), since
+    /// the last [`LayoutStore::sync`].
+    unsynced: Arc<Mutex<HashSet<PathBuf>>>,
     /// This run created the directory: a run that fails before storing anything removes
     /// it again ([`LayoutStore::remove_if_unused`]).
     created: bool,
@@ -153,7 +154,7 @@ impl LayoutStore {
             root,
             in_memory,
             partials: Arc::default(),
-            renamed: Arc::default(),
+            unsynced: Arc::default(),
             created,
             laid_out,
             made_in,
@@ -204,8 +205,10 @@ impl LayoutStore {
     /// and a blob that does not match its name counts as absent (it will be replaced).
     /// What no blob can replace is an [`ErrorKind::Io`] naming it: a directory at the
     /// blob's place, a file where `blobs/<algorithm>` must be a directory.
-    /// Blocks: one system call, and with `verify` the reading of the whole blob (call it
-    /// from `spawn_blocking` in async code then).
+    /// A blob found is made durable under its name by the next [`Self::sync`], as one
+    /// stored is: another process may have renamed it there and not synced its directory
+    /// yet. Blocks: one system call, and with `verify` the reading of the whole blob (call
+    /// it from `spawn_blocking` in async code then).
     pub fn existing(&self, digest: &Digest, verify: bool) -> Result<Option<u64>> {
         let path = self.blob_path(digest);
         let meta = match std::fs::metadata(&path) {
@@ -241,7 +244,23 @@ impl LayoutStore {
                 return Ok(None);
             }
         }
+        // Whoever renamed it here (a run beside this one between its renames and its sync,
+        // a copy) may not have synced the directory: `index.json`, a report or an exit
+        // status 0 relying on it could outlive its name after a power loss.
+        self.note_unsynced(path.parent().expect("a blob is in a directory"));
         Ok(Some(meta.len()))
+    }
+
+    /// Notes `dir`, which holds a blob this run stored or relies on, for the next
+    /// [`Self::sync`]. Nothing in memory (tmpfs), where no sync makes anything durable.
+    fn note_unsynced(&self, dir: &Path) {
+        if self.in_memory {
+            return;
+        }
+        let mut unsynced = self.unsynced.lock().unwrap_or_else(|p| p.into_inner());
+        if !unsynced.contains(dir) {
+            unsynced.insert(dir.to_owned());
+        }
     }
 
     fn partial_path(&self, digest: &Digest) -> PathBuf {
@@ -623,7 +642,7 @@ impl LayoutStore {
         // Whatever stops a run here is said by this record: another run's lock was blamed
         // for a stop that came while this run's own blobs were being synced.
         let pending = !self
-            .renamed
+            .unsynced
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .is_empty();
@@ -697,20 +716,21 @@ impl LayoutStore {
         *self.index_entry.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Makes the blobs stored since the last call durable under their names. A blob's
-    /// content is fsync'd before its rename into place, but the rename is only as durable
-    /// as its directory: a power loss soon after a run that said it stored a blob could
-    /// take the name back. The directories (each `blobs/<algorithm>` a blob went into,
+    /// Makes the blobs stored since the last call durable under their names, and those
+    /// found stored ([`Self::existing`]), which another process may have renamed into place
+    /// without syncing yet. A blob's content is fsync'd before its rename into place, but
+    /// the rename is only as durable as its directory: a power loss soon after a run that
+    /// said it stored a blob could take the name back. The directories (each `blobs/<algorithm>` a blob went into,
     /// `blobs/`, the layout's own, and the ones above it whose entries this run made when
     /// it created the layout) are fsync'd here, not per blob: once per blob cost 1000 small
     /// blobs a fifth to a third more time on ext4, once per batch nothing measurable, nor
     /// once a second. A service whose batch never ends calls it every second or so, as
     /// `dist fetch LOC - -o DIR` does, or the names it stored may never be durable. Nothing
-    /// to do when no blob was stored, or in memory (tmpfs). Blocks.
+    /// to do when no blob was stored or found, or in memory (tmpfs). Blocks.
     pub fn sync(&self) -> Result<()> {
         let dirs: Vec<PathBuf> = {
-            let mut renamed = self.renamed.lock().unwrap_or_else(|p| p.into_inner());
-            renamed.drain().collect()
+            let mut unsynced = self.unsynced.lock().unwrap_or_else(|p| p.into_inner());
+            unsynced.drain().collect()
         };
         if dirs.is_empty() {
             return Ok(());
@@ -813,6 +833,34 @@ mod tests {
         commit_places_blob_in(dir.path()).await;
     }
 
+    /// A blob found stored, which another process may have renamed into place without
+    /// syncing its directory yet, is synced by the next `sync` as one this run stored:
+    /// a run that stored nothing synced nothing, and `index.json` named blobs whose names
+    /// a power loss could take back. On tmpfs there is nothing to sync.
+    #[test]
+    fn a_blob_found_stored_is_synced_by_the_next_sync() {
+        let data = b"placed by another run";
+        let d = Digest::of(Algorithm::Sha256, data);
+        let disk = tempfile::tempdir().unwrap();
+        let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+        for dir in [disk.path(), shm.path()] {
+            let store = LayoutStore::open(dir).unwrap();
+            let path = store.blob_path(&d);
+            assert_eq!(store.existing(&d, false).unwrap(), None);
+            assert!(store.unsynced.lock().unwrap().is_empty(), "nothing found");
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, data).unwrap();
+            assert_eq!(store.existing(&d, false).unwrap(), Some(data.len() as u64));
+            let noted: Vec<PathBuf> = store.unsynced.lock().unwrap().iter().cloned().collect();
+            match store.in_memory {
+                false => assert_eq!(noted, [path.parent().unwrap()]),
+                true => assert!(noted.is_empty(), "{noted:?}"),
+            }
+            store.sync().unwrap();
+            assert!(store.unsynced.lock().unwrap().is_empty());
+        }
+    }
+
     /// A directory that fails to sync does not keep the others of its round from being
     /// synced: the error names the first and counts the rest.
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
@@ -820,7 +868,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LayoutStore::open(dir.path().join("lay")).unwrap();
         let gone = [dir.path().join("gone-1"), dir.path().join("gone-2")];
-        store.renamed.lock().unwrap().extend(gone.iter().cloned());
+        store.unsynced.lock().unwrap().extend(gone.iter().cloned());
         let e = store.sync().unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Io);
         let shown = e.to_string();

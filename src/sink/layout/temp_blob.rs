@@ -257,11 +257,8 @@ impl TempBlob {
             finish()?;
         } else {
             crate::blocking::run("write task failed", finish).await?;
-            let dir = dest.parent().expect("a blob is in a directory");
-            let mut renamed = self.store.renamed.lock().unwrap_or_else(|p| p.into_inner());
-            if !renamed.contains(dir) {
-                renamed.insert(dir.to_owned());
-            }
+            self.store
+                .note_unsynced(dest.parent().expect("a blob is in a directory"));
         }
         Ok(dest)
     }
