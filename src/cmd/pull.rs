@@ -290,10 +290,6 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
     }
 }
 
-/// Says why a pull stopped while its lines waited to be written: once it `pulled` the
-/// image (every object handled, the image named), that only their writing was cut short;
-/// "objects reported so far are complete" said of it that there were more to fetch.
-/// `report` is the report's path when it was its lines that waited, not stdout's.
 /// Syncs what a pull stopped by its stdout reader's going (`| head -1`) stored: that is no
 /// reason to leave the objects its lines called stored without it, as the worker does not.
 /// A failure is said (the exit status is 1 already); a signal or `--timeout` during it
@@ -316,6 +312,10 @@ async fn sync_stored(global: &Global, store: &LayoutStore) -> Option<Stop> {
     }
 }
 
+/// Says why a pull stopped while its lines waited to be written: once it `pulled` the
+/// image (every object handled, the image named), that only their writing was cut short;
+/// "objects reported so far are complete" said of it that there were more to fetch.
+/// `report` is the report's path when it was its lines that waited, not stdout's.
 fn say_stopped_writing(why: &super::Stop, pulled: bool, report: Option<&str>) {
     if pulled {
         why.say_unwritten(report.map_or(super::Unwritten::Stdout, super::Unwritten::Report));

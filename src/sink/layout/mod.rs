@@ -720,11 +720,11 @@ impl LayoutStore {
     /// found stored ([`Self::existing`]), which another process may have renamed into place
     /// without syncing yet. A blob's content is fsync'd before its rename into place, but
     /// the rename is only as durable as its directory: a power loss soon after a run that
-    /// said it stored a blob could take the name back. The directories (each `blobs/<algorithm>` a blob went into,
-    /// `blobs/`, the layout's own, and the ones above it whose entries this run made when
-    /// it created the layout) are fsync'd here, not per blob: once per blob cost 1000 small
-    /// blobs a fifth to a third more time on ext4, once per batch nothing measurable, nor
-    /// once a second. A service whose batch never ends calls it every second or so, as
+    /// said it stored a blob could take the name back. The directories (each
+    /// `blobs/<algorithm>` a blob went into, `blobs/`, the layout's own, and the ones above
+    /// it whose entries this run made when it created the layout) are fsync'd here, not per
+    /// blob: once per blob cost 1000 small blobs a fifth to a third more time on ext4, once
+    /// per batch nothing measurable, nor once a second. A service whose batch never ends calls it every second or so, as
     /// `dist fetch LOC - -o DIR` does, or the names it stored may never be durable. Nothing
     /// to do when no blob was stored or found, or in memory (tmpfs). Blocks.
     pub fn sync(&self) -> Result<()> {
