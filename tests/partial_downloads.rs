@@ -692,6 +692,42 @@ fn ranges_of_a_byte_each_still_spend_the_retries() {
     assert_eq!(ranged, 3, "{:?}", answers(&reg, &digest));
 }
 
+/// A server that ignores `Range` and closes each answer (sent without a length) short of
+/// the blob sends the whole blob again each time, every byte before the end once more:
+/// such an answer counts as a break, however much new it brought, as the README says,
+/// and `--retries 1` gives up after the second of them. Taken for progress, each was
+/// asked again at once and spent nothing, and a blob cut so every 64 KiB was sent whole
+/// once per 64 KiB of it.
+#[test]
+fn the_whole_blob_sent_again_and_ended_short_spends_the_retries() {
+    let reg = FakeRegistry::builder().range_support(false).start();
+    let data = support::cli::bytes(78, LEN);
+    let digest = reg.blob("team/app", &data);
+    // Over the 64 KiB that make an answer progress, under the MiB that make a break so.
+    let piece = 1 << 17;
+    for i in 1..=3 {
+        reg.push_fault(&digest, Fault::Unframed(i * piece));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let input = descriptor(&digest);
+    let (status, text) = fetch_into(&reg, dir.path(), &input, &["--retries", "1"]);
+    assert_eq!(status, 1, "{text}");
+    assert!(
+        text.contains(&format!("body ended after {} of {LEN} bytes", 3 * piece)),
+        "{text}"
+    );
+    // The first answer, not sent again, is progress; the two that send it again count.
+    let asked: Vec<_> = answers(&reg, &digest).into_iter().collect();
+    assert_eq!(
+        asked,
+        [
+            (None, 200),
+            (Some(format!("bytes={piece}-")), 200),
+            (Some(format!("bytes={}-", 2 * piece)), 200)
+        ]
+    );
+}
+
 /// A range of unknown total whose body breaks right after its last byte (framed a byte
 /// longer than it is, then closed), with no retries left to ask for the rest: its end
 /// stands and the digest has the last word, as for a range that ended cleanly there. The

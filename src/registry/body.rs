@@ -268,10 +268,13 @@ impl Resumable {
         // progress. Counted, every piece under a MiB spent a retry and waited a backoff,
         // and a blob sent so failed after `--retries` + 1 of them. One that brought less
         // than a piece still counts, or a byte per answer would be asked for forever; so
-        // does one of the whole content asked for again (`whole`), each costing all the
-        // bytes before it once more.
+        // does one of the whole content, asked for so (`whole`) or sent so by a server
+        // that ignores `Range` (`resent_whole_at`), each answer costing all the bytes
+        // before it once more: taken for progress, such a server closing each answer
+        // 64 KiB further on sent the whole content once per 64 KiB of it, with no pause.
         if ended
             && !self.whole
+            && self.resent_whole_at.is_none()
             && self.offset >= self.progress_mark.saturating_add(PIECE)
             && may_pull(&self.remote, self.host, address)
         {
