@@ -83,4 +83,17 @@ mod tests {
         let told = as_locator("[::1]:5000/v2/app/manifests/prod", None).unwrap();
         assert!(told.contains("write [::1]:5000/app prod"), "{told}");
     }
+
+    /// A blob's API URL ends in its digest: `host/v2/team/blobs/v1` is the repository
+    /// `v2/team/blobs/v1`, a valid reference, which was refused and told `dist fetch
+    /// host/team v1 fetches the blob`, by a tag no blob has.
+    #[test]
+    fn blobs_followed_by_no_digest_is_no_api_url() {
+        assert_eq!(as_reference("localhost:5000/v2/team/blobs/v1"), None);
+        assert_eq!(as_locator("localhost:5000/v2/team/blobs/v1", None), None);
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let told = as_reference(&format!("localhost:5000/v2/team/blobs/{digest}")).unwrap();
+        let meant = format!("dist fetch localhost:5000/team {digest}");
+        assert!(told.contains(&meant), "{told}");
+    }
 }
