@@ -531,6 +531,47 @@ async fn a_gateway_s_long_retry_after_is_no_minute_without_a_request() {
     );
 }
 
+/// Requests that gave up sleep out no backoff: once every object has failed, the outage
+/// is forgotten a minute past the host's pause, as nothing asks it, and an object that
+/// comes after gets its retries. Each failure was taken for a request that would sleep
+/// out the longest backoff, the last attempts too: the outage was remembered that long
+/// (160 s here, where the pause ends 80 s after the last failure), and the object that
+/// came meanwhile, late to it, failed on one request.
+#[tokio::test(start_paused = true)]
+async fn an_outage_whose_requests_all_gave_up_is_forgotten_a_minute_past_its_pause() {
+    const RETRIES: u32 = 3;
+    let reg = FakeRegistry::start();
+    let failing = |seeds: std::ops::Range<u64>| -> Vec<String> {
+        seeds
+            .map(|seed| {
+                let d = reg.blob("team/app", bytes(seed, 3000 + seed as usize % 100));
+                reg.set_fault_for_every(&d, Fault::Status(503));
+                d
+            })
+            .collect()
+    };
+    let (before, after) = (failing(9440..9444), failing(9450..9451));
+    // The longest backoff 160 s; the host's last pause, the least backoff of the third
+    // retry, 80 s.
+    let policy = RetryPolicy {
+        retries: RETRIES,
+        base_delay: Duration::from_secs(40),
+        max_delay: Duration::from_secs(300),
+    };
+    let remote = library_remote(&reg, policy);
+    let ticker = tick_while_idle();
+    all_fail_with_503(&remote, &before).await;
+    tokio::time::sleep(Duration::from_secs(150)).await;
+    let got = spawn_fetch(&remote, &after[0]).await.unwrap();
+    ticker.abort();
+    let e = got.expect_err("answered 503 every time");
+    assert_eq!(
+        reg.requests_for(&after[0]),
+        RETRIES as usize + 1,
+        "asked once for each of its attempts: {e}"
+    );
+}
+
 /// An object that came late to an outage, past the rounds one object may be asked for,
 /// is asked once for itself, until the outage ends. Once it has (here forgotten, a
 /// minute unasked, as the object comes; an answer ends it as well), the object is late

@@ -2,18 +2,19 @@
 //! (`http://host/v2/team/app/manifests/v1`, as curl is given it), told the spelling meant.
 
 /// The host and the API path of `pasted` (scheme, if any, left out), or `None` when it
-/// holds a login (refused as in any locator, never shown) or names a layout (`oci:…`,
-/// whose path may hold any directory names).
+/// holds a login (refused as in any locator, never shown), names a layout (`oci:…`,
+/// whose path may hold any directory names), or, without a scheme, starts with no host:
+/// `myorg/v2/app/manifests/prod` is a Docker Hub repository, as any reference reads it.
 fn host_and_path(pasted: &str) -> Option<(&str, &str)> {
     if pasted.starts_with("oci:") {
         return None;
     }
     let bare = ["http://", "https://", "docker://"]
         .iter()
-        .find_map(|scheme| pasted.strip_prefix(scheme))
-        .unwrap_or(pasted);
-    let (host, path) = bare.split_once('/')?;
-    (!host.contains('@')).then_some((host, path))
+        .find_map(|scheme| pasted.strip_prefix(scheme));
+    let (host, path) = bare.unwrap_or(pasted).split_once('/')?;
+    let named = bare.is_some() || dist::reference::is_host(host);
+    (named && !host.contains('@')).then_some((host, path))
 }
 
 /// The message refusing `locator`, a registry API URL that names an object
@@ -61,4 +62,38 @@ pub(crate) fn as_reference(reference: &str) -> Option<String> {
         format!("a registry API URL, not a reference: write {host}/{name}{separator}{object}")
     };
     Some(format!("invalid reference {reference:?}: {meant}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An API URL starts with its host. Without a scheme, a first component that names no
+    /// host (`myorg/v2/app/manifests/prod`) is Docker Hub's namespace, as in any reference:
+    /// a valid reference (the repository `myorg/v2/app/manifests/prod`, tag `latest`) was
+    /// refused as an API URL and told `write myorg/app:prod`, another image.
+    #[test]
+    fn a_first_component_naming_no_host_is_no_api_url() {
+        assert_eq!(as_reference("myorg/v2/app/manifests/prod"), None);
+        assert_eq!(as_locator("myorg/v2/app/manifests/prod", None), None);
+        let told = as_reference("localhost/v2/app/manifests/prod").unwrap();
+        assert!(told.contains("write localhost/app:prod"), "{told}");
+        let told = as_reference("http://myhost/v2/app/manifests/prod").unwrap();
+        assert!(told.contains("write myhost/app:prod"), "{told}");
+        let told = as_locator("[::1]:5000/v2/app/manifests/prod", None).unwrap();
+        assert!(told.contains("write [::1]:5000/app prod"), "{told}");
+    }
+
+    /// A blob's API URL ends in its digest: `host/v2/team/blobs/v1` is the repository
+    /// `v2/team/blobs/v1`, a valid reference, which was refused and told `dist fetch
+    /// host/team v1 fetches the blob`, by a tag no blob has.
+    #[test]
+    fn blobs_followed_by_no_digest_is_no_api_url() {
+        assert_eq!(as_reference("localhost:5000/v2/team/blobs/v1"), None);
+        assert_eq!(as_locator("localhost:5000/v2/team/blobs/v1", None), None);
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let told = as_reference(&format!("localhost:5000/v2/team/blobs/{digest}")).unwrap();
+        let meant = format!("dist fetch localhost:5000/team {digest}");
+        assert!(told.contains(&meant), "{told}");
+    }
 }

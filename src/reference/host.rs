@@ -4,7 +4,7 @@
 /// [`is_loopback`] takes it and as Docker does (any capital makes a host there): read as a
 /// Docker Hub namespace, `LOCALHOST/app` was refused with `docker.io/localhost/app` for
 /// its spelling, a registry nobody meant.
-pub(super) fn is_host(component: &str) -> bool {
+pub fn is_host(component: &str) -> bool {
     component.contains('.')
         || component.contains(':')
         || component.eq_ignore_ascii_case("localhost")

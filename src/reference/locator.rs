@@ -257,7 +257,9 @@ pub fn api_url_path(path: &str) -> Option<(&str, Option<&str>)> {
     let rest = rest.strip_suffix("/tags/list").unwrap_or(rest);
     for endpoint in ["/manifests/", "/blobs/"] {
         if let Some((name, object)) = rest.rsplit_once(endpoint) {
-            if !name.is_empty() && !object.is_empty() && !object.contains('/') {
+            // A blob is addressed by its digest alone: `…/blobs/v1` is a repository's name.
+            let addressed = endpoint == "/manifests/" || object.contains(':');
+            if !name.is_empty() && !object.is_empty() && !object.contains('/') && addressed {
                 return Some((name, Some(object)));
             }
         }
@@ -317,6 +319,10 @@ mod tests {
         assert_eq!(
             api_url_path("v2/team/app/tags/list"),
             Some(("team/app", None))
+        );
+        assert_eq!(
+            api_url_path("v2/team/blobs/v1"),
+            Some(("team/blobs/v1", None))
         );
         assert_eq!(api_url_path("team/app"), None);
         assert_eq!(api_url_path("v2/"), None);

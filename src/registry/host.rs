@@ -430,9 +430,6 @@ impl Host {
         // (`outage_over`). One that came before has met each round since as one of its
         // retries, and spends them.
         let mut came = None;
-        // The longest this request may sleep between its attempts: the outage it meets is
-        // remembered for as long (`outage`).
-        let longest = policy.longest_backoff(max_retries);
         // How long to wait before trying again after `e` (counting the retry), or `e` with
         // the URL, saying why, when it is not worth another attempt (the rule is the
         // policy's, [`RetryPolicy::next`]). `asked` is read off the response; an error
@@ -476,7 +473,7 @@ impl Host {
                 None
             } else {
                 let came = *came.get_or_insert_with(|| self.outage.came(max_retries));
-                match self.outage.admit(&self.pause, longest).await {
+                match self.outage.admit(&self.pause).await {
                     Admit::Send(t) => Some(t),
                     // Its last attempt is its own, even when it went out itself before:
                     // an object the registry would serve is not failed for another's
@@ -485,12 +482,11 @@ impl Host {
                         if *retries >= max_retries
                             || (self.outage.late(came) && streak > max_retries) =>
                     {
-                        Some(self.outage.own(longest))
+                        Some(self.outage.own())
                     }
                     Admit::Failed(e, _) => {
                         let wait = again(e.for_url(&url), retries, None)?;
-                        self.outage.sleeping(wait);
-                        tokio::time::sleep(wait).await;
+                        self.sleep_out(wait).await;
                         continue;
                     }
                 }
@@ -537,7 +533,8 @@ impl Host {
                         }
                         _ => e,
                     };
-                    tokio::time::sleep(again(e, retries, None)?).await;
+                    let wait = again(e, retries, None)?;
+                    self.sleep_out(wait).await;
                     continue;
                 }
             };
@@ -680,11 +677,17 @@ impl Host {
                 return Err(err.with_url(&url));
             }
             let wait = again(err, retries, asked)?;
-            // Past its longest backoff when the server said when to come back: the
-            // outage it met, if any, waits for it too.
-            self.outage.sleeping(wait);
-            tokio::time::sleep(wait).await;
+            self.sleep_out(wait).await;
         }
+    }
+
+    /// Sleeps `wait` before a request's next attempt. The outage it met, if any, is
+    /// remembered until it woke: only a request that will ask again is waited for, never
+    /// one that gave up, and for as long as it sleeps, a `Retry-After` past its backoff
+    /// included.
+    async fn sleep_out(&self, wait: Duration) {
+        self.outage.sleeping(wait);
+        tokio::time::sleep(wait).await;
     }
 }
 

@@ -33,10 +33,11 @@ pub(crate) const HOLD_AFTER: u32 = 2;
 /// worker fed slowly, `tail -f`), and the next object gets its retries again, not one
 /// request. Counted from the end of the pause: every request waiting out a `Retry-After`
 /// of a minute is no host left alone, and forgetting then sent them all at once, each
-/// with its retries again. Never while a request under the outage may be sleeping out
-/// its backoff (a library's policy may allow minutes), counted from its own failure:
-/// forgotten meanwhile, its requests woke to a host that seemed well, and went all at
-/// once, each with its retries again.
+/// with its retries again. Never while a request under the outage sleeps before it asks
+/// again (a library's policy may back off for minutes, a gateway's `Retry-After` be as
+/// long), counted from when it began to: forgotten meanwhile, its requests woke to a host
+/// that seemed well, and went all at once, each with its retries again. A request that
+/// gave up is not waited for: nothing asking, the next object gets its retries.
 const FORGET_AFTER: Duration = Duration::from_secs(60);
 
 /// The failures in a row of one host, shared by every request to it.
@@ -65,21 +66,21 @@ struct State {
     tickets: u64,
     /// The last failure counted, for the requests that waited on it, and when.
     last: Option<(Error, Instant)>,
-    /// The latest a request met by this outage may wake from its backoff to ask again:
-    /// counted from each one's own failure (or hold), not from the failure counted, which
-    /// a request of the same round may learn of its own much later (a timeout). `None`
-    /// while the host answers.
+    /// The latest a request met by this outage wakes from its wait to ask again: counted
+    /// from when each began to sleep, not from the failure counted, which a request of the
+    /// same round may learn of its own much later (a timeout). Only requests that sleep
+    /// count: one that gave up asks nothing more. `None` while the host answers.
     wakes: Option<Instant>,
 }
 
 impl State {
-    /// A request met by the outage may sleep `longest` from now before it asks again.
-    fn sleeps(&mut self, longest: Duration) {
+    /// A request met by the outage sleeps `wait` from now before it asks again.
+    fn sleeps(&mut self, wait: Duration) {
         // A policy may let any backoff through: past the clock's range, the sum would
         // panic. Thirty years is as long, as `HostPause` counts it.
         let now = Instant::now();
         let wakes = now
-            .checked_add(longest)
+            .checked_add(wait)
             .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86400));
         if self.wakes.is_none_or(|w| w < wakes) {
             self.wakes = Some(wakes);
@@ -110,16 +111,12 @@ pub(crate) struct Ticket<'a> {
     outage: &'a Outage,
     round: u64,
     id: Option<u64>,
-    /// The longest backoff its request may sleep out should it fail.
-    longest: Duration,
 }
 
 impl Outage {
     /// Waits, while the host is failing, for the request sent for all to be answered, or
-    /// becomes that request. The caller has waited out the host's `pause` first; `longest`
-    /// is the longest backoff its retries may sleep out
-    /// ([`RetryPolicy::longest_backoff`](crate::retry::RetryPolicy::longest_backoff)).
-    pub(crate) async fn admit(&self, pause: &HostPause, longest: Duration) -> Admit<'_> {
+    /// becomes that request. The caller has waited out the host's `pause` first.
+    pub(crate) async fn admit(&self, pause: &HostPause) -> Admit<'_> {
         let mut seen = None;
         loop {
             if self.streak.load(Ordering::Acquire) < HOLD_AFTER {
@@ -128,7 +125,6 @@ impl Outage {
                     outage: self,
                     round,
                     id: None,
-                    longest,
                 });
             }
             let settled = self.settled.notified();
@@ -153,8 +149,6 @@ impl Outage {
                     self.settled.notify_waiters();
                     continue;
                 }
-                // Held, or failed with the probe: it sleeps out a backoff of its own.
-                s.sleeps(longest);
                 if seen.is_some_and(|seen| seen != round) {
                     if let Some((e, _)) = &s.last {
                         return Admit::Failed(e.shared(), streak);
@@ -167,7 +161,6 @@ impl Outage {
                         outage: self,
                         round,
                         id: Some(s.tickets),
-                        longest,
                     });
                 }
                 seen = Some(round);
@@ -177,19 +170,19 @@ impl Outage {
     }
 
     /// A ticket for a request sent beside the one sent for all: the last attempt of a
-    /// request that never went out itself, whose backoffs are as `longest`.
-    pub(crate) fn own(&self, longest: Duration) -> Ticket<'_> {
+    /// request that never went out itself.
+    pub(crate) fn own(&self) -> Ticket<'_> {
         Ticket {
             outage: self,
             round: self.round.load(Ordering::Acquire),
             id: None,
-            longest,
         }
     }
 
-    /// A request the outage met sleeps `wait` before it asks again: longer than its
-    /// backoff when the server said when to come back (a gateway's 504 with
-    /// `Retry-After`, which pauses no host). The outage is remembered until it woke.
+    /// A request the outage met sleeps `wait` before it asks again (its backoff, or the
+    /// server's `Retry-After`, which a gateway's 504 may send without pausing the host):
+    /// the outage is remembered until it woke. Called only before a sleep that is slept:
+    /// a request that gave up is no reason to remember the outage.
     pub(crate) fn sleeping(&self, wait: Duration) {
         // Nearly every request, on a host that answers: no lock.
         if self.streak.load(Ordering::Acquire) == 0 {
@@ -251,8 +244,6 @@ impl Ticket<'_> {
         let o = self.outage;
         let mut s = o.state.lock().expect("outage poisoned");
         let counted = o.round.load(Ordering::Acquire) == self.round;
-        // Counted or not, it sleeps out a backoff of its own before it asks again.
-        s.sleeps(self.longest);
         if counted {
             o.streak.fetch_add(1, Ordering::AcqRel);
             o.round.fetch_add(1, Ordering::AcqRel);
@@ -294,14 +285,10 @@ mod tests {
         Error::new(ErrorKind::Http, "registry answered 503").with_status(503)
     }
 
-    /// Admission on a host that never asked to be left alone, for a request whose
-    /// backoffs are all short.
+    /// Admission on a host that never asked to be left alone.
     async fn admit(o: &Outage) -> Admit<'_> {
-        o.admit(&HostPause::default(), SHORT).await
+        o.admit(&HostPause::default()).await
     }
-
-    /// The longest backoff of the requests of most tests: well within `FORGET_AFTER`.
-    const SHORT: Duration = Duration::from_secs(1);
 
     fn send(a: Admit<'_>) -> Ticket<'_> {
         match a {
@@ -349,16 +336,16 @@ mod tests {
     async fn a_minute_spent_waiting_out_the_host_s_pause_does_not_forget_it() {
         let (o, pause) = (Outage::default(), HostPause::default());
         for _ in 0..HOLD_AFTER {
-            send(o.admit(&pause, SHORT).await).failed(&e503());
+            send(o.admit(&pause).await).failed(&e503());
         }
         pause.pause_for(FORGET_AFTER + Duration::from_secs(30));
         pause.wait().await;
-        let probe = send(o.admit(&pause, SHORT).await);
+        let probe = send(o.admit(&pause).await);
         assert!(probe.id.is_some(), "still one request for all");
         drop(probe);
         // Once the pause is over, a minute without a request does forget it.
         tokio::time::advance(FORGET_AFTER + Duration::from_secs(1)).await;
-        assert!(send(o.admit(&pause, SHORT).await).id.is_none(), "forgotten");
+        assert!(send(o.admit(&pause).await).id.is_none(), "forgotten");
     }
 
     /// A request late to an outage (past the rounds one object may be asked for) is late
@@ -379,7 +366,7 @@ mod tests {
             !o.late(o.came(HOLD_AFTER + 1)),
             "not past the rounds it may be asked"
         );
-        o.own(SHORT).answered();
+        o.own().answered();
         failing().await;
         assert!(!o.late(came), "ended by an answer");
         let came = o.came(HOLD_AFTER);
@@ -447,7 +434,7 @@ mod tests {
     async fn an_answer_beside_the_probe_sends_those_waiting_at_once() {
         let o = Arc::new(Outage::default());
         let (_probe, waiter) = waiting_behind_a_probe(&o).await;
-        o.own(SHORT).answered();
+        o.own().answered();
         let sent = tokio::time::timeout(Duration::from_secs(5), waiter).await;
         assert!(
             sent.expect("still waiting for the probe").unwrap(),
@@ -483,41 +470,41 @@ mod tests {
         assert_eq!(longest, policy.max_delay);
         let (o, pause) = (Outage::default(), HostPause::default());
         for _ in 0..HOLD_AFTER {
-            send(o.admit(&pause, longest).await).failed(&e503());
+            send(o.admit(&pause).await).failed(&e503());
+            o.sleeping(longest);
         }
-        // Past a minute and the host's pause, within the backoff a request may sleep.
+        // Past a minute and the host's pause, within the backoff a request sleeps.
         tokio::time::advance(longest - Duration::from_secs(1)).await;
-        let probe = send(o.admit(&pause, SHORT).await);
+        let probe = send(o.admit(&pause).await);
         assert!(probe.id.is_some(), "still one request for all");
         drop(probe);
         tokio::time::advance(Duration::from_secs(2)).await;
-        assert!(send(o.admit(&pause, SHORT).await).id.is_none(), "forgotten");
+        assert!(send(o.admit(&pause).await).id.is_none(), "forgotten");
     }
 
     /// A request of the round that failed last, its failure known later than the one
     /// counted (a timeout, where another drew a 503 at once), sleeps its backoff from
-    /// then: the outage is remembered until it may have woken. Counted from the failure
+    /// then: the outage is remembered until it woke. Counted from the failure
     /// that was counted, it was forgotten while that request slept, which woke to a host
     /// that seemed well.
     #[tokio::test(start_paused = true)]
     async fn an_outage_outlives_the_backoff_of_a_failure_known_late() {
         let long = Duration::from_secs(300);
         let (o, pause) = (Outage::default(), HostPause::default());
-        send(o.admit(&pause, long).await).failed(&e503());
-        let (a, b) = (
-            send(o.admit(&pause, long).await),
-            send(o.admit(&pause, long).await),
-        );
+        send(o.admit(&pause).await).failed(&e503());
+        let (a, b) = (send(o.admit(&pause).await), send(o.admit(&pause).await));
         assert_eq!(a.failed(&e503()), (HOLD_AFTER, true));
+        o.sleeping(long);
         let late = Duration::from_secs(30);
         tokio::time::advance(late).await;
         assert_eq!(b.failed(&e503()), (HOLD_AFTER, false), "the same round");
+        o.sleeping(long);
         // Past the longest backoff since the failure counted, within b's.
         tokio::time::advance(long - late + Duration::from_secs(1)).await;
-        let probe = send(o.admit(&pause, SHORT).await);
+        let probe = send(o.admit(&pause).await);
         assert!(probe.id.is_some(), "still one request for all");
         drop(probe);
         tokio::time::advance(late).await;
-        assert!(send(o.admit(&pause, SHORT).await).id.is_none(), "forgotten");
+        assert!(send(o.admit(&pause).await).id.is_none(), "forgotten");
     }
 }
