@@ -3005,6 +3005,40 @@ fn a_pasted_api_url_as_a_reference_is_told_the_reference_meant() {
     assert!(!err.contains("not a reference"), "{err}");
 }
 
+/// A reference spelt with the API's `/v2/` (`dist pull host/v2/team/app:v1`) names a
+/// valid repository, `v2/team/app`, and is asked for; its 404 told the spelling `dist
+/// fetch` takes (`write host/team/app v1`), which pull and resolve refuse. They are told
+/// the reference meant.
+#[test]
+fn a_v2_reference_not_found_is_told_the_reference_meant() {
+    let reg = FakeRegistry::start();
+    let dist = Dist::new();
+    let host = reg.host();
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let out = out.to_str().unwrap();
+    for (reference, said) in [
+        (
+            format!("{host}/v2/team/app:v1"),
+            format!("write {host}/team/app:v1"),
+        ),
+        (
+            format!("{host}/v2/team/app@{digest}"),
+            format!("write {host}/team/app@{digest}"),
+        ),
+    ] {
+        for args in [
+            vec!["pull", reference.as_str(), "-o", out],
+            vec!["resolve", reference.as_str()],
+        ] {
+            let err = dist.fails(1, &args, b"");
+            assert!(err.contains(&said), "{args:?}: {err}");
+            assert!(!err.contains("team/app v1"), "{args:?}: {err}");
+        }
+    }
+}
+
 /// A registry API URL pasted with its login (`https://me:s3cret@host/v2/…`, as curl is
 /// given it) is refused without the login in the message, as any locator holding one is:
 /// told as an API URL, the spelling meant carried the password to the terminal.

@@ -1046,11 +1046,10 @@ fn not_found_hint(e: Error, object: &Object, repo: &crate::Repository) -> Error 
         None => e,
     };
     match crate::reference::api_url_path(repo.name()) {
-        Some((name, in_url)) => e.with_note(format!(
-            "if a registry API URL was pasted as the locator, write {}/{name} {}",
-            repo.host(),
-            in_url.map_or_else(|| object.to_string(), str::to_string)
-        )),
+        Some((name, in_url)) => e.with_api_url_note(
+            format!("{}/{name}", repo.host()),
+            in_url.map_or_else(|| object.to_string(), str::to_string),
+        ),
         None => e,
     }
 }
