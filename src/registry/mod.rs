@@ -661,8 +661,9 @@ impl RegistryRemote {
                 let e = Error::new(
                     ErrorKind::SizeMismatch,
                     format!(
-                        "{} declares {d} bytes, {}",
+                        "{} declares {}, {}",
                         self.host(host).who(),
+                        crate::plural::Bytes(d),
                         crate::hints::expected_size(h)
                     ),
                 );
@@ -671,7 +672,8 @@ impl RegistryRemote {
                 // answer: two answers against one size given.
                 let e = match &again {
                     Some(who) => e.with_note(format!(
-                        "{who} declared {d} bytes again: the size given is likely wrong"
+                        "{who} declared {} again: the size given is likely wrong",
+                        crate::plural::Bytes(d)
                     )),
                     None => e,
                 };
