@@ -1254,3 +1254,44 @@ fn goaway_mid_batch_loses_nothing() {
         .iter()
         .all(|v| *v == hyper::Version::HTTP_2));
 }
+
+/// nginx with `ssl_verify_client on` takes a handshake without a client certificate and
+/// answers every request with a `400` page ("No required SSL certificate was sent", or
+/// "The SSL certificate error" for one it refused) where Go's server sends an alert: it
+/// read as the registry's answer for the object (status 1), not as a registry that wants a
+/// client certificate (status 2, `--cert`/`--key` named), as the alert reads.
+#[test]
+fn nginx_s_page_for_a_missing_client_certificate_names_it() {
+    for (page, said) in [
+        (
+            "No required SSL certificate was sent",
+            "the server requires a client certificate (--cert and --key, or certs.d)",
+        ),
+        (
+            "The SSL certificate error",
+            "the server refused the client certificate",
+        ),
+    ] {
+        let body = format!(
+            "<html>\r\n<head><title>400 {page}</title></head>\r\n<body>\r\n<center><h1>400 \
+             Bad Request</h1></center>\r\n<center>{page}</center>\r\n<hr><center>nginx</center>\
+             \r\n</body>\r\n</html>\r\n"
+        );
+        let server = serve(false, false, None, move |_| {
+            Response::builder()
+                .status(400)
+                .header("content-type", "text/html")
+                .body(Full::new(Bytes::from(body.clone())))
+        });
+        let dist = Dist::new();
+        let ca = server.ca_file(&dist);
+        let locator = format!("https://localhost:{}/team/app", server.port);
+        let err = dist.fails(
+            2,
+            &["fetch", "--ca-file", ca.to_str().unwrap(), &locator, "v1"],
+            b"",
+        );
+        assert!(err.contains(said), "{err}");
+        assert!(err.contains(page), "{err}");
+    }
+}

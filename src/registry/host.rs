@@ -834,6 +834,17 @@ async fn status_error(transport: &Transport, reply: &mut transport::Reply, mirro
         .with_status(400)
         .with_url(url);
     }
+    if status == StatusCode::BAD_REQUEST && url.scheme_str() == Some("https") {
+        if let Some(why) = client_certificate_refusal(&body) {
+            // As the TLS alert that Go's server sends in its place: every request gets it.
+            return Error::new(
+                ErrorKind::Certificate,
+                format!("{why} (it answered {status}: {detail})"),
+            )
+            .with_status(400)
+            .with_url(url);
+        }
+    }
     let kind = match status.as_u16() {
         404 => ErrorKind::NotFound,
         401 => ErrorKind::Unauthorized,
@@ -879,6 +890,25 @@ fn tls_port_refusal(body: &[u8]) -> bool {
     ];
     SAID.iter()
         .any(|said| body.windows(said.len()).any(|w| w == *said))
+}
+
+/// What nginx's `400` page says when `ssl_verify_client` wants a client certificate that
+/// the handshake did not show, or refused the one it showed: nginx completes the handshake
+/// and answers in HTTP where Go's server sends a TLS alert.
+fn client_certificate_refusal(body: &[u8]) -> Option<&'static str> {
+    const SAID: [(&[u8], &str); 2] = [
+        (
+            b"No required SSL certificate was sent",
+            transport::CLIENT_CERTIFICATE_REQUIRED,
+        ),
+        (
+            b"The SSL certificate error",
+            "the server refused the client certificate (--cert and --key, or certs.d)",
+        ),
+    ];
+    SAID.iter()
+        .find(|(said, _)| body.windows(said.len()).any(|w| w == *said))
+        .map(|(_, why)| *why)
 }
 
 /// `err`, saying that the server asked for a pause longer than dist waits: without it, a

@@ -89,6 +89,7 @@ pub mod tls;
 
 use failure::classify_client_error;
 pub use failure::lost_before_answer;
+pub(crate) use failure::CLIENT_CERTIFICATE_REQUIRED;
 use handshake::{HandshakeDeadline, HandshakeDone};
 use limit::LimitedConnector;
 use pauses::Pauses;
