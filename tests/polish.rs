@@ -3102,3 +3102,45 @@ fn a_locator_alone_is_told_to_add_an_object_or_a_dash() {
     assert!(!layout.exists());
     assert_eq!(reg.requests().len(), 0, "nothing was fetched");
 }
+
+/// A negative number or duration (`--retries -1`, `--timeout -5s`, `-j -2`) was read as an
+/// option of its own: "unexpected argument '-1' found", with clap's tip to write `-- -1`,
+/// which passes it as a locator instead. It is told as the option's invalid value.
+#[test]
+fn a_negative_option_value_is_told_as_an_invalid_value() {
+    let dist = Dist::new();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let out = out.to_str().unwrap();
+    let repo = "127.0.0.1:9/team/app";
+    let reference = "127.0.0.1:9/team/app:v1";
+    for (args, option) in [
+        (vec!["fetch", "--retries", "-1", repo, "v1"], "--retries"),
+        (vec!["fetch", "--timeout", "-5s", repo, "v1"], "--timeout"),
+        (
+            vec!["fetch", "--connect-timeout", "-1", repo, "v1"],
+            "--connect-timeout",
+        ),
+        (
+            vec!["fetch", "--idle-timeout", "-1s", repo, "v1"],
+            "--idle-timeout",
+        ),
+        (
+            vec!["fetch", "--range-streams", "-1", repo, "v1"],
+            "--range-streams",
+        ),
+        (
+            vec!["fetch", "--http2-window", "-1", repo, "v1"],
+            "--http2-window",
+        ),
+        (vec!["fetch", repo, "-", "-j", "-1"], "--jobs"),
+        (vec!["pull", reference, "-o", out, "-j", "-2"], "--jobs"),
+    ] {
+        let err = dist.fails(2, &args, b"");
+        assert!(
+            err.contains("invalid value '-") && err.contains(option),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("use '-- -"), "{args:?}: {err}");
+    }
+}
