@@ -3144,3 +3144,17 @@ fn a_negative_option_value_is_told_as_an_invalid_value() {
         assert!(!err.contains("use '-- -"), "{args:?}: {err}");
     }
 }
+
+/// The summary of a batch of one read "1 objects, 1 B in …": one object, and one byte,
+/// are said in the singular.
+#[test]
+fn a_summary_of_one_object_is_in_the_singular() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", b"x");
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("list");
+    std::fs::write(&list, format!("{digest}\n")).unwrap();
+    let screen = worker_on_terminal("", &reg, &list, dir.path());
+    assert!(screen.contains("1 object, 1 B in "), "{screen:?}");
+    assert!(!screen.contains("1 objects"), "{screen:?}");
+}
