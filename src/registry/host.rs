@@ -986,12 +986,8 @@ fn api_root(url: &str, override_path: bool) -> Option<(String, String)> {
             return None;
         }
     }
-    // It reads a port with `u16::from_str`, which takes a leading '+': the mirror was
-    // asked as `Host: reg.example:+5000`.
-    if uri
-        .port()
-        .is_some_and(|p| !p.as_str().bytes().all(|b| b.is_ascii_digit()))
-    {
+    // `:+5000` was asked as `Host: reg.example:+5000`, and `:7x` at port 80 or 443.
+    if transport::bad_port(&uri) {
         return None;
     }
     let path = uri.path().trim_end_matches('/');
@@ -1030,10 +1026,18 @@ mod tests {
     }
 
     /// `http::Uri` reads a port with `u16::from_str`, which takes a leading '+': a mirror
-    /// at `reg.example:+5000` was asked with `Host: reg.example:+5000`.
+    /// at `reg.example:+5000` was asked with `Host: reg.example:+5000`; and it reads no
+    /// port from one that is no number up to 65535.
     #[test]
     fn a_mirror_s_port_is_digits_only() {
-        for url in ["http://reg.example:+5000", "http://[::1]:+5000/cache"] {
+        // A port `Uri` takes and then reads as none (`:7x`, `:99999`) was the scheme's
+        // default: the mirror was asked at port 80 or 443.
+        for url in [
+            "http://reg.example:+5000",
+            "http://[::1]:+5000/cache",
+            "http://reg.example:7x",
+            "https://reg.example:99999/cache",
+        ] {
             assert_eq!(api_root(url, false), None, "{url}");
         }
         assert!(api_root("http://reg.example:5000", false).is_some());

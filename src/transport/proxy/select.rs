@@ -399,28 +399,11 @@ fn userinfo_escaped(value: &str) -> String {
 fn usable(value: &str) -> bool {
     value.parse::<Uri>().is_ok_and(|uri| {
         uri.authority().is_some()
-            && !bad_port(&uri)
+            && !crate::transport::bad_port(&uri)
             && uri
                 .scheme_str()
                 .is_none_or(|s| MATCHED_SCHEMES.contains(&s))
     })
-}
-
-/// Whether `uri` writes a port that is no port number (`:notaport`, `:99999`): `Uri`
-/// takes it, and then reads no port, so the scheme's default one was used, which is
-/// another proxy than the one meant. An empty port (`host:`) is the default, as for curl.
-fn bad_port(uri: &Uri) -> bool {
-    let Some(authority) = uri.authority() else {
-        return false;
-    };
-    let host_port = authority
-        .as_str()
-        .rsplit_once('@')
-        .map_or(authority.as_str(), |(_, h)| h);
-    match host_port.rsplit_once(':') {
-        Some((_, port)) if !port.is_empty() && !port.contains(']') => authority.port().is_none(),
-        _ => false,
-    }
 }
 
 /// A proxy setting as a message may show it: scheme, host and port, never the user and
@@ -428,7 +411,7 @@ fn bad_port(uri: &Uri) -> bool {
 /// a URL, since its credentials could be anywhere in it then.
 fn shown_proxy(value: &str, variable: &str) -> String {
     match value.trim().parse::<Uri>() {
-        Ok(uri) if bad_port(&uri) => {
+        Ok(uri) if crate::transport::bad_port(&uri) => {
             format!("named by {variable} (not a URL: its port is no number up to 65535)")
         }
         Ok(uri) if uri.host().is_some() => {
