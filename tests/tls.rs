@@ -728,6 +728,31 @@ fn no_ca_certificates_at_all_are_named_as_such_and_not_retried() {
     );
 }
 
+/// `SSL_CERT_FILE` naming a file that is not there, beside an `SSL_CERT_DIR` that holds
+/// CAs: the file's failure was dropped without a word, so a mistyped path read as a
+/// server "not trusted here", the CA meant never loaded. It is warned about, naming the
+/// file, and the store's other CAs serve.
+#[test]
+fn an_unreadable_ssl_cert_file_is_warned_about() {
+    let data = bytes(12, 1000);
+    let digest = sha256(&data);
+    let server = start(data.clone(), None);
+    let mut dist = Dist::new();
+    let dir = dist.config_dir().join("certs");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("ca.pem"), &server.ca_pem).unwrap();
+    let missing = dist.config_dir().join("no-such-bundle.pem");
+    dist.env("SSL_CERT_FILE", missing.to_str().unwrap())
+        .env("SSL_CERT_DIR", dir.to_str().unwrap());
+    let locator = format!("https://localhost:{}/team/app", server.port);
+    let out = dist.run(&["fetch", &locator, &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(out.stdout == data, "{err}");
+    assert!(err.contains("warning"), "{err}");
+    assert!(err.contains("no-such-bundle.pem"), "{err}");
+}
+
 /// A server whose certificate an intermediate CA issued, configured with its certificate
 /// alone (`cert.pem` where `fullchain.pem` was meant): browsers fetch the missing
 /// intermediate, rustls (like Go and curl) does not, so trusting the root is not enough.

@@ -177,6 +177,9 @@ impl Verifier {
                         system.push(cert);
                     }
                 }
+                if !roots.is_empty() && !native.errors.is_empty() {
+                    warn_store_unread(&native.errors);
+                }
                 if roots.is_empty() {
                     return Err(rustls::Error::Other(rustls::OtherError(Arc::new(
                         NoTrustAnchors {
@@ -192,6 +195,21 @@ impl Verifier {
             .as_ref()
             .map_err(Clone::clone)
     }
+}
+
+/// Warns, once a run, that part of the system's store could not be read (`SSL_CERT_FILE`
+/// naming a file that is not there, beside an `SSL_CERT_DIR` that loads): the rest
+/// verifies servers, and without a word a mistyped path read only as a server "not
+/// trusted here", the CA it was to add never loaded.
+fn warn_store_unread(errors: &[rustls_native_certs::Error]) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        let said: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        tracing::warn!(
+            "the trust store was read only in part: {}; its other CA certificates are used",
+            said.join("; ")
+        );
+    });
 }
 
 /// No certificate authority at all to verify a server with: the system's store is empty
