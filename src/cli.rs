@@ -111,7 +111,7 @@ pub struct Global {
     pub key: Option<PathBuf>,
 
     /// Give up after this long in total (e.g. 30s, 5m, 1h30m); exit status 124.
-    #[arg(long, global = true, env = "DIST_FETCH_TIMEOUT", value_parser = parse_timeout, value_name = "DURATION")]
+    #[arg(long, global = true, env = "DIST_FETCH_TIMEOUT", value_parser = parse_timeout, value_name = "DURATION", allow_hyphen_values = true)]
     pub timeout: Option<Duration>,
 
     /// When `--timeout` runs out, counted from the start (set by `main`).
@@ -119,27 +119,35 @@ pub struct Global {
     pub deadline: Option<tokio::time::Instant>,
 
     /// How many times a failed request is retried.
-    #[arg(long, global = true, default_value_t = 5, value_name = "N")]
+    // Here and on the other numbers and durations: a negative value is the option's
+    // invalid value, not an option of its own, which clap told to pass as `-- -1`.
+    #[arg(
+        long,
+        global = true,
+        default_value_t = 5,
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
     pub retries: u32,
 
     /// Give up on a host's DNS lookup, and on a TCP connection, that does not finish within
     /// this long, and on a proxy's tunnel or a TLS handshake not done within this long after it.
-    #[arg(long, global = true, default_value = "30s", value_parser = parse_timeout, value_name = "DURATION")]
+    #[arg(long, global = true, default_value = "30s", value_parser = parse_timeout, value_name = "DURATION", allow_hyphen_values = true)]
     pub connect_timeout: Duration,
 
     /// Abort (and retry or resume) a response that sends nothing for this long.
-    #[arg(long, global = true, default_value = "60s", value_parser = parse_timeout, value_name = "DURATION")]
+    #[arg(long, global = true, default_value = "60s", value_parser = parse_timeout, value_name = "DURATION", allow_hyphen_values = true)]
     pub idle_timeout: Duration,
 
     /// Concurrent range requests for one large blob on a slow connection, and range parts
     /// in memory for all blobs at once (1: never split).
-    #[arg(long, global = true, default_value_t = 4, value_name = "N", value_parser = parse_streams)]
+    #[arg(long, global = true, default_value_t = 4, value_name = "N", value_parser = parse_streams, allow_negative_numbers = true)]
     pub range_streams: usize,
 
     /// HTTP/2 flow-control window, per stream and per connection, in bytes (65535 to
     /// 1073741824; default 16777216), or `adaptive` to size it from the measured
     /// bandwidth-delay product.
-    #[arg(long, global = true, value_name = "BYTES|adaptive", value_parser = parse_window)]
+    #[arg(long, global = true, value_name = "BYTES|adaptive", value_parser = parse_window, allow_negative_numbers = true)]
     pub http2_window: Option<Http2Window>,
 
     /// No progress display, no per-object messages or warnings on stderr (errors still set
@@ -197,7 +205,7 @@ pub struct PullArgs {
     pub all_platforms: bool,
 
     /// Concurrent fetches at most.
-    #[arg(short, long, default_value_t = dist::worker::DEFAULT_JOBS, value_name = "N", value_parser = parse_jobs)]
+    #[arg(short, long, default_value_t = dist::worker::DEFAULT_JOBS, value_name = "N", value_parser = parse_jobs, allow_negative_numbers = true)]
     pub jobs: usize,
 
     /// Also write one JSON line per object to FILE.
@@ -485,7 +493,7 @@ pub struct FetchArgs {
     /// Concurrent fetches at most (worker mode) [default: 16].
     // No clap default: a `-j` given to a one-shot fetch, which has no pool to bound, is
     // refused rather than ignored, and only an Option tells it was given.
-    #[arg(short, long, value_name = "N", value_parser = parse_jobs)]
+    #[arg(short, long, value_name = "N", value_parser = parse_jobs, allow_negative_numbers = true)]
     pub jobs: Option<usize>,
 
     /// Write each object to DIR/blobs/<algorithm>/<encoded> (an OCI image layout) and print

@@ -118,6 +118,10 @@ struct Inner {
     /// The fetch once more goes past the mirror of `sized_by` to the registry itself,
     /// which may pull the content (see [`Error::registry_next`]).
     registry_next: bool,
+    /// The repository (`host/team/app`) and object a registry API URL pasted as the
+    /// locator names, when a note tells them in `dist fetch`'s spelling
+    /// ([`Error::with_api_url_note`]).
+    api_url_meant: Option<(String, String)>,
 }
 
 /// The crate's result type.
@@ -143,6 +147,7 @@ impl Error {
             sized_by: None,
             registry_next: false,
             sent: None,
+            api_url_meant: None,
         }))
     }
 
@@ -192,6 +197,27 @@ impl Error {
     pub fn with_note(mut self, note: impl fmt::Display) -> Self {
         self.0.notes_at.get_or_insert(self.0.message.len());
         self.0.message = format!("{}; {note}", self.0.message);
+        self
+    }
+
+    /// Adds the note that tells the locator and object meant when a registry API URL was
+    /// pasted as the locator (`host/v2/team/app`): `repository` (`host/team/app`) and
+    /// `object`, in `dist fetch`'s spelling; [`Self::spelt_as_reference`] respells it.
+    pub(crate) fn with_api_url_note(mut self, repository: String, object: String) -> Self {
+        self = self.with_note(api_url_note(&repository, &object, false));
+        self.0.api_url_meant = Some((repository, object));
+        self
+    }
+
+    /// The same error, with its note on a pasted registry API URL (if any) spelt as a
+    /// reference (`host/team/app:v1`), for commands that take one (`dist pull`, `dist
+    /// resolve`) and refuse the locator and object `dist fetch` takes.
+    pub fn spelt_as_reference(mut self) -> Self {
+        if let Some((repository, object)) = &self.0.api_url_meant {
+            let fetch = api_url_note(repository, object, false);
+            let reference = api_url_note(repository, object, true);
+            self.0.message = self.0.message.replace(&fetch, &reference);
+        }
         self
     }
 
@@ -364,6 +390,7 @@ impl Error {
             sized_by: self.0.sized_by.clone(),
             registry_next: self.0.registry_next,
             sent: self.0.sent,
+            api_url_meant: self.0.api_url_meant.clone(),
         }))
     }
 
@@ -513,6 +540,22 @@ impl From<std::io::Error> for Error {
         };
         Error::new(kind, "i/o").with_cause(e)
     }
+}
+
+/// The note telling the repository and object a pasted registry API URL names, as the
+/// locator and object `dist fetch` takes, or `as_reference`, as an image reference.
+fn api_url_note(repository: &str, object: &str, as_reference: bool) -> String {
+    let (what, meant) = if as_reference {
+        let separator = if object.parse::<crate::Digest>().is_ok() {
+            '@'
+        } else {
+            ':'
+        };
+        ("reference", format!("{repository}{separator}{object}"))
+    } else {
+        ("locator", format!("{repository} {object}"))
+    };
+    format!("if a registry API URL was pasted as the {what}, write {meant}")
 }
 
 /// `scheme://host/path` of a URL, with `?…` standing for a query and no user information.

@@ -37,11 +37,15 @@ pub fn refetch_warning(e: &Error) -> String {
     };
     let said = match (e.sizes(), e.sent()) {
         (Some((given, declared)), _) => {
-            format!("the size given is {given} bytes and the {who} declares {declared}")
+            format!(
+                "the size given is {} and the {who} declares {declared}",
+                crate::plural::Bytes(given)
+            )
         }
         (None, Some((given, sent))) => {
             format!(
-                "the size given is {given} bytes and the {who} sent {}",
+                "the size given is {} and the {who} sent {}",
+                crate::plural::Bytes(given),
                 sent_bytes(sent)
             )
         }
@@ -429,7 +433,10 @@ impl Download {
                 let total = self.received + chunk.len() as u64;
                 if let Some(size) = self.meta.size {
                     if total > size {
-                        let msg = format!("content longer than its expected {size} bytes");
+                        let msg = format!(
+                            "content longer than its expected {}",
+                            crate::plural::Bytes(size)
+                        );
                         return Err(self.wrong_size(msg, size, None));
                     }
                 }
@@ -464,7 +471,11 @@ impl Download {
     async fn finish(&mut self) -> Result<()> {
         if let Some(size) = self.meta.size {
             if self.received != size {
-                let msg = format!("content ended after {} of {size} bytes", self.received);
+                let msg = format!(
+                    "content ended after {} of {}",
+                    self.received,
+                    crate::plural::Bytes(size)
+                );
                 return Err(self.wrong_size(msg, size, Some(self.received)));
             }
         }
@@ -490,8 +501,8 @@ impl Download {
                     return Err(self.fail(ErrorKind::NotFound, msg));
                 }
                 let msg = format!(
-                    "digest mismatch: expected {expected}, got {actual} ({} bytes)",
-                    self.received
+                    "digest mismatch: expected {expected}, got {actual} ({})",
+                    crate::plural::Bytes(self.received)
                 );
                 let trusted = self.on_trust.as_ref();
                 let trusted = trusted.and_then(|t| t.lock().expect("on_trust poisoned").take());
@@ -527,9 +538,9 @@ impl Download {
             // Ended before its JSON did where nothing said how long it is: cut short.
             Err(e) if e.is_eof() && self.meta.size.is_none() => {
                 let msg = format!(
-                    "the manifest ended after {} bytes, before its JSON did: cut short; \
+                    "the manifest ended after {}, before its JSON did: cut short; \
                      {UNVERIFIABLE}",
-                    self.received
+                    crate::plural::Bytes(self.received)
                 );
                 Err(self.fail(ErrorKind::SizeMismatch, msg))
             }
@@ -563,8 +574,11 @@ impl Download {
         }
         let who = mirror.unwrap_or("the registry itself");
         e.with_note(format!(
-            "{who} sent {} bytes again: the size given is likely wrong",
-            sent_bytes(sent)
+            "{who} sent {} again: the size given is likely wrong",
+            sent.map_or_else(
+                || "more bytes".to_string(),
+                |n| crate::plural::Bytes(n).to_string()
+            )
         ))
     }
 

@@ -297,7 +297,7 @@ impl LayoutRemote {
             };
             return Err(Error::new(
                 ErrorKind::SizeMismatch,
-                format!("blob has {len} bytes, {expected}"),
+                format!("blob has {}, {expected}", crate::plural::Bytes(len)),
             )
             .with_url(url));
         }
@@ -365,8 +365,8 @@ impl Remote for LayoutRemote {
                         return Err(Error::new(
                             ErrorKind::SizeMismatch,
                             format!(
-                                "index.json says {} bytes, {}",
-                                d.size,
+                                "index.json says {}, {}",
+                                crate::plural::Bytes(d.size),
                                 crate::hints::expected_size(h)
                             ),
                         )

@@ -272,6 +272,7 @@ pub mod hosts;
 pub mod image;
 pub mod layout_remote;
 pub mod media;
+mod plural;
 pub mod pull;
 pub mod ranged;
 pub mod reference;

@@ -720,14 +720,20 @@ async fn read_part(
         .map_err(|e| match e.kind() {
             ErrorKind::TooLarge => Error::new(
                 ErrorKind::TooLarge,
-                format!("part longer than the {want} bytes asked for"),
+                format!(
+                    "part longer than the {} asked for",
+                    crate::plural::Bytes(want as u64)
+                ),
             ),
             _ => e,
         })?;
     if got.len() < want {
         return Err(Error::new(
             ErrorKind::Connect,
-            format!("part ended {} bytes short of its end", want - got.len()),
+            format!(
+                "part ended {} short of its end",
+                crate::plural::Bytes((want - got.len()) as u64)
+            ),
         ));
     }
     Ok(())

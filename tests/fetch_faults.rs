@@ -591,6 +591,37 @@ fn a_wrong_size_hint_is_named_against_a_body_without_length() {
     }
 }
 
+/// A size of one byte read "the size given is 1 bytes", "sent 1 bytes again": every
+/// message and warning that counts bytes a user gave or a server sent says one byte so.
+#[test]
+fn one_byte_is_said_in_the_singular() {
+    let (reg, digest, _) = fake_with_blob(2);
+    let err = Dist::new().fails(1, &["fetch", &repo(&reg), &digest, "size:1"], b"");
+    assert!(
+        err.contains("warning: the size given is 1 byte and the registry declares 2;"),
+        "{err}"
+    );
+    reg.set_fault_for_every(&digest, Fault::Unframed(usize::MAX));
+    let err = Dist::new().fails(1, &["fetch", &repo(&reg), &digest, "size:1"], b"");
+    assert!(
+        err.contains("content longer than its expected 1 byte,"),
+        "{err}"
+    );
+    assert!(
+        err.contains("warning: the size given is 1 byte and the registry sent more;"),
+        "{err}"
+    );
+    let (reg, digest, _) = fake_with_blob(1);
+    reg.set_fault_for_every(&digest, Fault::Unframed(usize::MAX));
+    let err = Dist::new().fails(1, &["fetch", &repo(&reg), &digest, "size:2"], b"");
+    assert!(err.contains("content ended after 1 of 2 bytes"), "{err}");
+    assert!(
+        err.contains("the registry itself sent 1 byte again"),
+        "{err}"
+    );
+    assert!(!err.contains(" 1 bytes"), "{err}");
+}
+
 /// A body that declares no size, cut short, resumed: the `206`'s `Content-Range` total is
 /// the first size the registry declares, and a size given otherwise is said against it as
 /// against a `Content-Length`, warned about in those words. It was said as "where the

@@ -3005,6 +3005,40 @@ fn a_pasted_api_url_as_a_reference_is_told_the_reference_meant() {
     assert!(!err.contains("not a reference"), "{err}");
 }
 
+/// A reference spelt with the API's `/v2/` (`dist pull host/v2/team/app:v1`) names a
+/// valid repository, `v2/team/app`, and is asked for; its 404 told the spelling `dist
+/// fetch` takes (`write host/team/app v1`), which pull and resolve refuse. They are told
+/// the reference meant.
+#[test]
+fn a_v2_reference_not_found_is_told_the_reference_meant() {
+    let reg = FakeRegistry::start();
+    let dist = Dist::new();
+    let host = reg.host();
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let out = out.to_str().unwrap();
+    for (reference, said) in [
+        (
+            format!("{host}/v2/team/app:v1"),
+            format!("write {host}/team/app:v1"),
+        ),
+        (
+            format!("{host}/v2/team/app@{digest}"),
+            format!("write {host}/team/app@{digest}"),
+        ),
+    ] {
+        for args in [
+            vec!["pull", reference.as_str(), "-o", out],
+            vec!["resolve", reference.as_str()],
+        ] {
+            let err = dist.fails(1, &args, b"");
+            assert!(err.contains(&said), "{args:?}: {err}");
+            assert!(!err.contains("team/app v1"), "{args:?}: {err}");
+        }
+    }
+}
+
 /// A registry API URL pasted with its login (`https://me:s3cret@host/v2/…`, as curl is
 /// given it) is refused without the login in the message, as any locator holding one is:
 /// told as an API URL, the spelling meant carried the password to the terminal.
@@ -3067,4 +3101,60 @@ fn a_locator_alone_is_told_to_add_an_object_or_a_dash() {
     }
     assert!(!layout.exists());
     assert_eq!(reg.requests().len(), 0, "nothing was fetched");
+}
+
+/// A negative number or duration (`--retries -1`, `--timeout -5s`, `-j -2`) was read as an
+/// option of its own: "unexpected argument '-1' found", with clap's tip to write `-- -1`,
+/// which passes it as a locator instead. It is told as the option's invalid value.
+#[test]
+fn a_negative_option_value_is_told_as_an_invalid_value() {
+    let dist = Dist::new();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let out = out.to_str().unwrap();
+    let repo = "127.0.0.1:9/team/app";
+    let reference = "127.0.0.1:9/team/app:v1";
+    for (args, option) in [
+        (vec!["fetch", "--retries", "-1", repo, "v1"], "--retries"),
+        (vec!["fetch", "--timeout", "-5s", repo, "v1"], "--timeout"),
+        (
+            vec!["fetch", "--connect-timeout", "-1", repo, "v1"],
+            "--connect-timeout",
+        ),
+        (
+            vec!["fetch", "--idle-timeout", "-1s", repo, "v1"],
+            "--idle-timeout",
+        ),
+        (
+            vec!["fetch", "--range-streams", "-1", repo, "v1"],
+            "--range-streams",
+        ),
+        (
+            vec!["fetch", "--http2-window", "-1", repo, "v1"],
+            "--http2-window",
+        ),
+        (vec!["fetch", repo, "-", "-j", "-1"], "--jobs"),
+        (vec!["pull", reference, "-o", out, "-j", "-2"], "--jobs"),
+    ] {
+        let err = dist.fails(2, &args, b"");
+        assert!(
+            err.contains("invalid value '-") && err.contains(option),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("use '-- -"), "{args:?}: {err}");
+    }
+}
+
+/// The summary of a batch of one read "1 objects, 1 B in …": one object, and one byte,
+/// are said in the singular.
+#[test]
+fn a_summary_of_one_object_is_in_the_singular() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", b"x");
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("list");
+    std::fs::write(&list, format!("{digest}\n")).unwrap();
+    let screen = worker_on_terminal("", &reg, &list, dir.path());
+    assert!(screen.contains("1 object, 1 B in "), "{screen:?}");
+    assert!(!screen.contains("1 objects"), "{screen:?}");
 }

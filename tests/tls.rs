@@ -728,6 +728,31 @@ fn no_ca_certificates_at_all_are_named_as_such_and_not_retried() {
     );
 }
 
+/// `SSL_CERT_FILE` naming a file that is not there, beside an `SSL_CERT_DIR` that holds
+/// CAs: the file's failure was dropped without a word, so a mistyped path read as a
+/// server "not trusted here", the CA meant never loaded. It is warned about, naming the
+/// file, and the store's other CAs serve.
+#[test]
+fn an_unreadable_ssl_cert_file_is_warned_about() {
+    let data = bytes(12, 1000);
+    let digest = sha256(&data);
+    let server = start(data.clone(), None);
+    let mut dist = Dist::new();
+    let dir = dist.config_dir().join("certs");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("ca.pem"), &server.ca_pem).unwrap();
+    let missing = dist.config_dir().join("no-such-bundle.pem");
+    dist.env("SSL_CERT_FILE", missing.to_str().unwrap())
+        .env("SSL_CERT_DIR", dir.to_str().unwrap());
+    let locator = format!("https://localhost:{}/team/app", server.port);
+    let out = dist.run(&["fetch", &locator, &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(out.stdout == data, "{err}");
+    assert!(err.contains("warning"), "{err}");
+    assert!(err.contains("no-such-bundle.pem"), "{err}");
+}
+
 /// A server whose certificate an intermediate CA issued, configured with its certificate
 /// alone (`cert.pem` where `fullchain.pem` was meant): browsers fetch the missing
 /// intermediate, rustls (like Go and curl) does not, so trusting the root is not enough.
@@ -1253,4 +1278,45 @@ fn goaway_mid_batch_loses_nothing() {
         .unwrap()
         .iter()
         .all(|v| *v == hyper::Version::HTTP_2));
+}
+
+/// nginx with `ssl_verify_client on` takes a handshake without a client certificate and
+/// answers every request with a `400` page ("No required SSL certificate was sent", or
+/// "The SSL certificate error" for one it refused) where Go's server sends an alert: it
+/// read as the registry's answer for the object (status 1), not as a registry that wants a
+/// client certificate (status 2, `--cert`/`--key` named), as the alert reads.
+#[test]
+fn nginx_s_page_for_a_missing_client_certificate_names_it() {
+    for (page, said) in [
+        (
+            "No required SSL certificate was sent",
+            "the server requires a client certificate (--cert and --key, or certs.d)",
+        ),
+        (
+            "The SSL certificate error",
+            "the server refused the client certificate",
+        ),
+    ] {
+        let body = format!(
+            "<html>\r\n<head><title>400 {page}</title></head>\r\n<body>\r\n<center><h1>400 \
+             Bad Request</h1></center>\r\n<center>{page}</center>\r\n<hr><center>nginx</center>\
+             \r\n</body>\r\n</html>\r\n"
+        );
+        let server = serve(false, false, None, move |_| {
+            Response::builder()
+                .status(400)
+                .header("content-type", "text/html")
+                .body(Full::new(Bytes::from(body.clone())))
+        });
+        let dist = Dist::new();
+        let ca = server.ca_file(&dist);
+        let locator = format!("https://localhost:{}/team/app", server.port);
+        let err = dist.fails(
+            2,
+            &["fetch", "--ca-file", ca.to_str().unwrap(), &locator, "v1"],
+            b"",
+        );
+        assert!(err.contains(said), "{err}");
+        assert!(err.contains(page), "{err}");
+    }
 }

@@ -137,8 +137,9 @@ impl Display {
         let s = self.progress.snapshot();
         let elapsed = self.started.elapsed();
         let summary = format!(
-            "{} objects, {} in {:.2} s ({}/s), {} failed",
+            "{} {}, {} in {:.2} s ({}/s), {} failed",
             s.finished,
+            if s.finished == 1 { "object" } else { "objects" },
             bytes(s.bytes),
             elapsed.as_secs_f64(),
             bytes(rate(s.bytes, elapsed)),

@@ -238,6 +238,7 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
         Ok(_) => EXIT_FAILED,
         Err(_) if write_failed => EXIT_FAILED,
         Err(e) => {
+            let e = e.spelt_as_reference();
             // The tag's answer is the one-shot resolve's: a registry that passed the check
             // and then broke, or refused the credentials for the manifest, is status 2
             // there and here alike, so a script can tell it from an image that is not there.

@@ -27,6 +27,9 @@ pub async fn run(global: &Global, args: ResolveArgs) -> u8 {
             line.push(b'\n');
             print_stdout(&line)
         }
-        Err(e) => report(&e, exit_for(&e)),
+        Err(e) => {
+            let e = e.spelt_as_reference();
+            report(&e, exit_for(&e))
+        }
     }
 }

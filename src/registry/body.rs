@@ -155,7 +155,8 @@ impl Resumable {
                     if let Some(size) = self.size.filter(|&size| self.size_learned && offset > size)
                     {
                         let msg = format!(
-                            "content longer than the {size} bytes a resume's answer declared"
+                            "content longer than the {} a resume's answer declared",
+                            crate::plural::Bytes(size)
                         );
                         let e = Error::new(ErrorKind::SizeMismatch, msg);
                         return Err(match &self.resume_url {
@@ -241,7 +242,11 @@ impl Resumable {
         }
         Some(Error::new(
             ErrorKind::Connect,
-            format!("body ended after {} of {size} bytes", self.offset),
+            format!(
+                "body ended after {} of {}",
+                self.offset,
+                crate::plural::Bytes(size)
+            ),
         ))
     }
 
@@ -315,8 +320,8 @@ impl Resumable {
             Err(again) => again,
         };
         let msg = format!(
-            "body interrupted after {} bytes ({}), and resuming failed: {}",
-            self.offset,
+            "body interrupted after {} ({}), and resuming failed: {}",
+            crate::plural::Bytes(self.offset),
             e.reason(),
             again.reason()
         );
@@ -354,7 +359,8 @@ impl Resumable {
         let at = self.offset;
         let msg = format!(
             "asked for bytes={at}-, got a 416 (the content ends at byte {at}), where the \
-             server declared {size} bytes"
+             server declared {}",
+            crate::plural::Bytes(size)
         );
         Some(Error::new(ErrorKind::SizeMismatch, msg))
     }
@@ -878,7 +884,10 @@ pub(crate) fn other_total(
     let total = content_range_total(headers);
     let got = |_| format!("asked for {asked}, got a 206 with {}", got_range(headers));
     refused_size(size, total, given, who, got, |got, total, size| {
-        format!("{got}: {total} bytes in all, where the content is {size}")
+        format!(
+            "{got}: {} in all, where the content is {size}",
+            crate::plural::Bytes(total)
+        )
     })
 }
 
@@ -923,8 +932,9 @@ fn refused_size(
     if given {
         let expected = crate::hints::expected_size(size);
         let msg = format!(
-            "{got}: the {} declares {declared} bytes, {expected}",
-            who.who()
+            "{got}: the {} declares {}, {expected}",
+            who.who(),
+            crate::plural::Bytes(declared)
         );
         let e = Error::new(ErrorKind::SizeMismatch, msg).with_sizes(size, declared);
         return Err(e.sized_by(who.mirror_name()));

@@ -842,6 +842,17 @@ async fn status_error(transport: &Transport, reply: &mut transport::Reply, mirro
         .with_status(400)
         .with_url(url);
     }
+    if status == StatusCode::BAD_REQUEST && url.scheme_str() == Some("https") {
+        if let Some(why) = client_certificate_refusal(&body) {
+            // As the TLS alert that Go's server sends in its place: every request gets it.
+            return Error::new(
+                ErrorKind::Certificate,
+                format!("{why} (it answered {status}: {detail})"),
+            )
+            .with_status(400)
+            .with_url(url);
+        }
+    }
     let kind = match status.as_u16() {
         404 => ErrorKind::NotFound,
         401 => ErrorKind::Unauthorized,
@@ -887,6 +898,25 @@ fn tls_port_refusal(body: &[u8]) -> bool {
     ];
     SAID.iter()
         .any(|said| body.windows(said.len()).any(|w| w == *said))
+}
+
+/// What nginx's `400` page says when `ssl_verify_client` wants a client certificate that
+/// the handshake did not show, or refused the one it showed: nginx completes the handshake
+/// and answers in HTTP where Go's server sends a TLS alert.
+fn client_certificate_refusal(body: &[u8]) -> Option<&'static str> {
+    const SAID: [(&[u8], &str); 2] = [
+        (
+            b"No required SSL certificate was sent",
+            transport::CLIENT_CERTIFICATE_REQUIRED,
+        ),
+        (
+            b"The SSL certificate error",
+            "the server refused the client certificate (--cert and --key, or certs.d)",
+        ),
+    ];
+    SAID.iter()
+        .find(|(said, _)| body.windows(said.len()).any(|w| w == *said))
+        .map(|(_, why)| *why)
 }
 
 /// `err`, saying that the server asked for a pause longer than dist waits: without it, a
@@ -964,12 +994,8 @@ fn api_root(url: &str, override_path: bool) -> Option<(String, String)> {
             return None;
         }
     }
-    // It reads a port with `u16::from_str`, which takes a leading '+': the mirror was
-    // asked as `Host: reg.example:+5000`.
-    if uri
-        .port()
-        .is_some_and(|p| !p.as_str().bytes().all(|b| b.is_ascii_digit()))
-    {
+    // `:+5000` was asked as `Host: reg.example:+5000`, and `:7x` at port 80 or 443.
+    if transport::bad_port(&uri) {
         return None;
     }
     let path = uri.path().trim_end_matches('/');
@@ -1008,10 +1034,18 @@ mod tests {
     }
 
     /// `http::Uri` reads a port with `u16::from_str`, which takes a leading '+': a mirror
-    /// at `reg.example:+5000` was asked with `Host: reg.example:+5000`.
+    /// at `reg.example:+5000` was asked with `Host: reg.example:+5000`; and it reads no
+    /// port from one that is no number up to 65535.
     #[test]
     fn a_mirror_s_port_is_digits_only() {
-        for url in ["http://reg.example:+5000", "http://[::1]:+5000/cache"] {
+        // A port `Uri` takes and then reads as none (`:7x`, `:99999`) was the scheme's
+        // default: the mirror was asked at port 80 or 443.
+        for url in [
+            "http://reg.example:+5000",
+            "http://[::1]:+5000/cache",
+            "http://reg.example:7x",
+            "https://reg.example:99999/cache",
+        ] {
             assert_eq!(api_root(url, false), None, "{url}");
         }
         assert!(api_root("http://reg.example:5000", false).is_some());

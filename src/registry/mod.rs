@@ -661,8 +661,9 @@ impl RegistryRemote {
                 let e = Error::new(
                     ErrorKind::SizeMismatch,
                     format!(
-                        "{} declares {d} bytes, {}",
+                        "{} declares {}, {}",
                         self.host(host).who(),
+                        crate::plural::Bytes(d),
                         crate::hints::expected_size(h)
                     ),
                 );
@@ -671,7 +672,8 @@ impl RegistryRemote {
                 // answer: two answers against one size given.
                 let e = match &again {
                     Some(who) => e.with_note(format!(
-                        "{who} declared {d} bytes again: the size given is likely wrong"
+                        "{who} declared {} again: the size given is likely wrong",
+                        crate::plural::Bytes(d)
                     )),
                     None => e,
                 };
@@ -1046,11 +1048,10 @@ fn not_found_hint(e: Error, object: &Object, repo: &crate::Repository) -> Error 
         None => e,
     };
     match crate::reference::api_url_path(repo.name()) {
-        Some((name, in_url)) => e.with_note(format!(
-            "if a registry API URL was pasted as the locator, write {}/{name} {}",
-            repo.host(),
-            in_url.map_or_else(|| object.to_string(), str::to_string)
-        )),
+        Some((name, in_url)) => e.with_api_url_note(
+            format!("{}/{name}", repo.host()),
+            in_url.map_or_else(|| object.to_string(), str::to_string),
+        ),
         None => e,
     }
 }

@@ -508,7 +508,7 @@ fn unknown_issuer(unknown: &tls::UnknownIssuer) -> String {
     )
 }
 
-const CLIENT_CERTIFICATE_REQUIRED: &str =
+pub(crate) const CLIENT_CERTIFICATE_REQUIRED: &str =
     "the server requires a client certificate (--cert and --key, or certs.d)";
 
 /// What is wrong with a server's certificate, in words where the case is common, with

@@ -89,6 +89,7 @@ pub mod tls;
 
 use failure::classify_client_error;
 pub use failure::lost_before_answer;
+pub(crate) use failure::CLIENT_CERTIFICATE_REQUIRED;
 use handshake::{HandshakeDeadline, HandshakeDone};
 use limit::LimitedConnector;
 use pauses::Pauses;
@@ -843,6 +844,27 @@ pub async fn read_prefix(transport: &Transport, body: &mut Incoming, limit: usiz
         }
     }
     buf.freeze()
+}
+
+/// Whether `uri` writes a port that is no port number: other than decimal digits (`:7x`,
+/// or `:+5000`, which `Uri` reads as 5000 and sends on as written) or past 65535. `Uri`
+/// takes such a port and reads it as none, so a proxy or mirror was asked at the scheme's
+/// default port, another server than the one meant. An empty port (`host:`) is the
+/// default, as for curl.
+pub(crate) fn bad_port(uri: &Uri) -> bool {
+    let Some(authority) = uri.authority() else {
+        return false;
+    };
+    let host_port = authority
+        .as_str()
+        .rsplit_once('@')
+        .map_or(authority.as_str(), |(_, h)| h);
+    match host_port.rsplit_once(':') {
+        Some((_, port)) if !port.is_empty() && !port.contains(']') => {
+            !port.bytes().all(|b| b.is_ascii_digit()) || port.parse::<u16>().is_err()
+        }
+        _ => false,
+    }
 }
 
 #[cfg(test)]

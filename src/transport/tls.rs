@@ -52,30 +52,51 @@ pub fn client_config(
             skip_verify,
             extra,
             trusted,
-            provider,
+            provider: provider.clone(),
             webpki: OnceLock::new(),
         }));
     let Some(identity) = identity else {
         return Ok(builder.with_no_client_auth());
     };
     let (chain, key) = load_identity(identity)?;
-    builder.with_client_auth_cert(chain, key).map_err(|e| {
-        // rustls says only "keys may not be consistent: KeyMismatch": which file is
-        // wrong is the user's to find, but they must learn that the two are not a pair.
-        let said = match e {
-            rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => format!(
-                "the key {} is not the key of the client certificate {}",
-                identity.key.display(),
-                identity.cert.display()
-            ),
-            _ => format!(
-                "client certificate {} with key {}",
-                identity.cert.display(),
-                identity.key.display()
-            ),
-        };
-        Error::invalid(said).with_cause(e)
-    })
+    let invalid = |e: rustls::Error| {
+        Error::invalid(format!(
+            "client certificate {} with key {}",
+            identity.cert.display(),
+            identity.key.display()
+        ))
+        .with_cause(e)
+    };
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(invalid)?;
+    let certified = rustls::sign::CertifiedKey::new(chain, signing);
+    // rustls says only "keys may not be consistent: KeyMismatch": which file is wrong is
+    // the user's to find, but they must learn that the two are not a pair.
+    let mismatch = match certified.keys_match() {
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => true,
+        // A certificate webpki cannot parse (an X.509 v1 certificate, as `openssl x509
+        // -req` issues one without `-extfile`) was refused before any request, where
+        // nginx, OpenSSL and Go take it: it is presented, the server judging it. Its key
+        // is compared as its DER holds it, the public key info whole.
+        Err(rustls::Error::InvalidCertificate(_)) => certified
+            .key
+            .public_key()
+            .is_some_and(|spki| !contains(certified.cert[0].as_ref(), spki.as_ref())),
+        _ => false,
+    };
+    if mismatch {
+        return Err(Error::invalid(format!(
+            "the key {} is not the key of the client certificate {}",
+            identity.key.display(),
+            identity.cert.display()
+        )));
+    }
+    Ok(
+        builder
+            .with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified))),
+    )
 }
 
 /// Reads a client certificate chain and its key.
@@ -156,6 +177,9 @@ impl Verifier {
                         system.push(cert);
                     }
                 }
+                if !roots.is_empty() && !native.errors.is_empty() {
+                    warn_store_unread(&native.errors);
+                }
                 if roots.is_empty() {
                     return Err(rustls::Error::Other(rustls::OtherError(Arc::new(
                         NoTrustAnchors {
@@ -171,6 +195,21 @@ impl Verifier {
             .as_ref()
             .map_err(Clone::clone)
     }
+}
+
+/// Warns, once a run, that part of the system's store could not be read (`SSL_CERT_FILE`
+/// naming a file that is not there, beside an `SSL_CERT_DIR` that loads): the rest
+/// verifies servers, and without a word a mistyped path read only as a server "not
+/// trusted here", the CA it was to add never loaded.
+fn warn_store_unread(errors: &[rustls_native_certs::Error]) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        let said: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        tracing::warn!(
+            "the trust store was read only in part: {}; its other CA certificates are used",
+            said.join("; ")
+        );
+    });
 }
 
 /// No certificate authority at all to verify a server with: the system's store is empty
@@ -446,6 +485,51 @@ vWABWvA+zQhwAn95XLyb0FoP96zRAc3kxpBGhYGQVhc=
         );
         std::fs::write(&identity.key, key.serialize_pem()).unwrap();
         assert!(client_config(&[], false, Some(&identity)).is_ok());
+    }
+
+    /// An X.509 v1 client certificate, as `openssl x509 -req` issues one without
+    /// `-extfile`, was refused before any request ("invalid peer certificate:
+    /// UnsupportedCertVersion"): webpki parses only v3, to check the key against it. The
+    /// server judges its client's certificate (nginx, OpenSSL and Go take v1), so it is
+    /// presented as given, and a key not its own still refused.
+    #[test]
+    fn a_version_1_client_certificate_is_presented() {
+        const V1_CERT: &str = "-----BEGIN CERTIFICATE-----
+MIIBHTCBxQIULtum/lNRVzJT3JNBlVqYDJcnqQMwCgYIKoZIzj0EAwIwETEPMA0G
+A1UEAwwGY2xpZW50MCAXDTI2MTIwNjEzNTMwOFoYDzIxMjYxMTEyMTM1MzA4WjAR
+MQ8wDQYDVQQDDAZjbGllbnQwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAASnepfR
+SNLEFuBPfqszzhwvMZC2Ll/3Zuq3zcUHuxVaFq6fL1cLmobeBy5ulCnKE/OUX1Zd
+rDxEp/U2g3l78borMAoGCCqGSM49BAMCA0cAMEQCIGdij4s3HbyLj8Vnd9BG47pT
+ClNrL10tzb1wciQuH4EhAiBrdnS7VbTxgNivxtBGI1wXgJjkxA+XWbiDAXolP/w7
+TA==
+-----END CERTIFICATE-----
+";
+        const V1_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgFDofmuncF/6HxN86
+lH56ywHSEdcoMr1hq+waGl7I3LuhRANCAASnepfRSNLEFuBPfqszzhwvMZC2Ll/3
+Zuq3zcUHuxVaFq6fL1cLmobeBy5ulCnKE/OUX1ZdrDxEp/U2g3l78bor
+-----END PRIVATE KEY-----
+";
+        let dir = tempfile::tempdir().unwrap();
+        let identity = ClientIdentity {
+            cert: dir.path().join("client.cert"),
+            key: dir.path().join("client.key"),
+        };
+        std::fs::write(&identity.cert, V1_CERT).unwrap();
+        std::fs::write(&identity.key, V1_KEY).unwrap();
+        let config = client_config(&[], false, Some(&identity)).unwrap();
+        let presented = config.client_auth_cert_resolver.resolve(&[], &[]).unwrap();
+        assert_eq!(presented.cert.len(), 1);
+        // Another key is still told as not the certificate's.
+        let other = rcgen::KeyPair::generate().unwrap();
+        std::fs::write(&identity.key, other.serialize_pem()).unwrap();
+        let said = client_config(&[], false, Some(&identity))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            said.contains("is not the key of the client certificate"),
+            "{said}"
+        );
     }
 
     #[test]

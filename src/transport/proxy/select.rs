@@ -399,6 +399,7 @@ fn userinfo_escaped(value: &str) -> String {
 fn usable(value: &str) -> bool {
     value.parse::<Uri>().is_ok_and(|uri| {
         uri.authority().is_some()
+            && !crate::transport::bad_port(&uri)
             && uri
                 .scheme_str()
                 .is_none_or(|s| MATCHED_SCHEMES.contains(&s))
@@ -410,6 +411,9 @@ fn usable(value: &str) -> bool {
 /// a URL, since its credentials could be anywhere in it then.
 fn shown_proxy(value: &str, variable: &str) -> String {
     match value.trim().parse::<Uri>() {
+        Ok(uri) if crate::transport::bad_port(&uri) => {
+            format!("named by {variable} (not a URL: its port is no number up to 65535)")
+        }
         Ok(uri) if uri.host().is_some() => {
             let port = uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
             format!(
@@ -602,6 +606,37 @@ mod tests {
                 panic!("{set:?} went direct");
             };
             assert_eq!(named, format!("named by {variable} (not a URL)"));
+        }
+    }
+
+    /// A proxy URL whose port is no port number (`:3128x`, `:99999`, `:notaport`) was
+    /// taken as the scheme's default port, 80: the run connected to another proxy than
+    /// the one meant, its credentials along, and failed as if that proxy were down. It is
+    /// refused, named by its variable, as a setting that is not a URL is.
+    #[test]
+    fn a_proxy_port_that_is_no_number_is_refused() {
+        for value in [
+            "http://alice:s3cret@proxy.corp:notaport",
+            "http://proxy.corp:99999",
+            "socks5://proxy.corp:3128x",
+            "http://[fd00::1]:x",
+        ] {
+            let set: &'static [(&str, &str)] = Box::leak(Box::new([("HTTPS_PROXY", value)]));
+            let Route::Unsupported(named) = vars(set).route(&uri("https://ghcr.io/v2/")) else {
+                panic!("{value} was used");
+            };
+            assert!(named.contains("HTTPS_PROXY"), "{value}: {named}");
+            assert!(named.contains("port"), "{value}: {named}");
+            assert!(!named.contains("s3cret"), "{value}: {named}");
+        }
+        for value in [
+            "http://proxy.corp:3128",
+            "http://proxy.corp",
+            "http://[fd00::1]:3128",
+        ] {
+            let set: &'static [(&str, &str)] = Box::leak(Box::new([("HTTPS_PROXY", value)]));
+            let route = vars(set).route(&uri("https://ghcr.io/v2/"));
+            assert!(matches!(route, Route::Tunnel { .. }), "{value}");
         }
     }
 
