@@ -263,6 +263,13 @@ impl LayoutStore {
         }
     }
 
+    /// The directories noted for the next [`Self::sync`]; `None` in memory, where none is.
+    #[cfg(test)]
+    pub(crate) fn unsynced(&self) -> Option<Vec<PathBuf>> {
+        let unsynced = self.unsynced.lock().unwrap_or_else(|p| p.into_inner());
+        (!self.in_memory).then(|| unsynced.iter().cloned().collect())
+    }
+
     fn partial_path(&self, digest: &Digest) -> PathBuf {
         let dir = self.root.join("blobs").join(digest.algorithm().as_str());
         partial_in(&dir, digest.encoded())
