@@ -2476,3 +2476,48 @@ fn the_output_thread_keeps_a_policy_the_run_was_given() {
     read.unwrap();
     assert_eq!(seen, Some(libc::SCHED_IDLE as u32), "policy of dist-output");
 }
+
+/// A report the run created whose directory cannot be synced (EIO) stops the run with
+/// status 2 before anything is fetched, says so naming the report and the directory, and
+/// leaves no report behind, as the README says.
+#[test]
+fn a_report_whose_directory_cannot_be_synced_stops_the_run() {
+    let reg = FakeRegistry::start();
+    small_image(&reg, "v1");
+    let blob = reg.blob("team/app", bytes(89, 5000));
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("mirror");
+    let reports = dir.path().join("reports");
+    std::fs::create_dir(&reports).unwrap();
+    let (repo, image) = (repo(&reg), format!("{}:v1", repo(&reg)));
+    let l = layout.to_str().unwrap();
+    let dist = Dist::new();
+    let held = reports.to_str().unwrap();
+    let options = ["-P", held, "-e", "inject=fsync:error=EIO"];
+    for (n, command) in [(0, "fetch"), (1, "pull")] {
+        let report = reports.join(format!("report-{n}.jsonl"));
+        let r = report.to_str().unwrap();
+        let args = match command {
+            "fetch" => vec!["fetch", &repo, &blob, "-o", l, "--report", r],
+            _ => vec!["pull", &image, "-o", l, "--report", r],
+        };
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let Some(out) = traced_output(&dist, &args, log.path(), &options) else {
+            return;
+        };
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {err}");
+        let said = format!("dist: cannot create report {r}: syncing {held}: ");
+        assert!(err.contains(&said), "{command}: {err}");
+        assert!(err.contains("Input/output error"), "{command}: {err}");
+        assert!(!report.exists(), "{command}: the report was left behind");
+        assert!(
+            !layout.join("blobs/sha256").exists()
+                || std::fs::read_dir(layout.join("blobs/sha256"))
+                    .unwrap()
+                    .next()
+                    .is_none(),
+            "{command}: something was fetched"
+        );
+    }
+}
