@@ -2521,3 +2521,55 @@ fn a_report_whose_directory_cannot_be_synced_stops_the_run() {
         );
     }
 }
+
+/// A run whose new report's directory takes long to sync (a slow or hung disk, held up
+/// here) still ends at its `--timeout`, before anything is fetched: the sync ran on the
+/// runtime's thread, outside the stop, and the run waited for the disk before it could
+/// hear the timeout or a signal.
+#[test]
+fn a_report_s_directory_sync_does_not_hold_off_the_timeout() {
+    let reg = FakeRegistry::start();
+    let blob = reg.blob("team/app", bytes(88, 5000));
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("mirror");
+    let reports = dir.path().join("reports");
+    std::fs::create_dir(&reports).unwrap();
+    let report = reports.join("report.jsonl");
+    let (l, r) = (layout.to_str().unwrap(), report.to_str().unwrap());
+    let repo = repo(&reg);
+    let args = [
+        "--timeout",
+        "3s",
+        "fetch",
+        &repo,
+        &blob,
+        "-o",
+        l,
+        "--report",
+        r,
+    ];
+    // Held up 20 s, well past the --timeout.
+    let held = reports.to_str().unwrap();
+    let options = ["-P", held, "-e", "inject=fsync:delay_enter=20000000"];
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let Some(out) = traced_output(&Dist::new(), &args, log.path(), &options) else {
+        return;
+    };
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("fsync("),
+        "no fsync of {held} was held up: {text}"
+    );
+    assert_eq!(out.status.code(), Some(124), "{err}");
+    assert!(err.contains("gave up after the --timeout of 3s"), "{err}");
+    // strace marks the held call `(DELAYED)` once it returns: the run waited for it.
+    assert!(
+        !text.contains("(DELAYED)"),
+        "the run waited for the held sync of {held} before its --timeout: {text}\n{err}"
+    );
+    assert!(err.contains("nothing was fetched"), "{err}");
+    // Left, empty: removing it would wait on the disk that does not answer.
+    let left = std::fs::read(&report).unwrap_or_default();
+    assert!(left.is_empty(), "{}", String::from_utf8_lossy(&left));
+}
