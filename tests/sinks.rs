@@ -1259,13 +1259,9 @@ fn copy_unsynced(from: &Path, to: &Path) {
     }
 }
 
-/// A pull that fails on one layer (gone from the registry) has stored the others, and said
-/// so (`ok` lines): their names are made durable before it exits, as those of a pull that
-/// names its image. It returned before its only sync, which comes with `index.json`, so a
-/// power loss after it could take back blobs its report said were stored.
-#[test]
-fn a_pull_that_failed_on_a_layer_syncs_what_it_stored() {
-    let reg = FakeRegistry::start();
+/// `team/app:v1`, an image whose second layer the registry does not have (404); returns
+/// the digest of its first, which it has.
+fn image_missing_a_layer(reg: &FakeRegistry) -> String {
     let config = br#"{"architecture":"amd64","os":"linux"}"#;
     let config_digest = reg.blob("team/app", config);
     let layer = bytes(92, 3000);
@@ -1287,6 +1283,17 @@ fn a_pull_that_failed_on_a_layer_syncs_what_it_stored() {
     });
     let media = "application/vnd.oci.image.manifest.v1+json";
     reg.manifest("team/app", "v1", media, manifest.to_string());
+    layer_digest
+}
+
+/// A pull that fails on one layer (gone from the registry) has stored the others, and said
+/// so (`ok` lines): their names are made durable before it exits, as those of a pull that
+/// names its image. It returned before its only sync, which comes with `index.json`, so a
+/// power loss after it could take back blobs its report said were stored.
+#[test]
+fn a_pull_that_failed_on_a_layer_syncs_what_it_stored() {
+    let reg = FakeRegistry::start();
+    let layer_digest = image_missing_a_layer(&reg);
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("mirror");
     let image = format!("{}:v1", repo(&reg));
@@ -2475,4 +2482,144 @@ fn the_output_thread_keeps_a_policy_the_run_was_given() {
     let _ = child.wait();
     read.unwrap();
     assert_eq!(seen, Some(libc::SCHED_IDLE as u32), "policy of dist-output");
+}
+
+/// A report the run created whose directory cannot be synced (EIO) stops the run with
+/// status 2 before anything is fetched, says so naming the report and the directory, and
+/// leaves no report behind, as the README says.
+#[test]
+fn a_report_whose_directory_cannot_be_synced_stops_the_run() {
+    let reg = FakeRegistry::start();
+    small_image(&reg, "v1");
+    let blob = reg.blob("team/app", bytes(89, 5000));
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("mirror");
+    let reports = dir.path().join("reports");
+    std::fs::create_dir(&reports).unwrap();
+    let (repo, image) = (repo(&reg), format!("{}:v1", repo(&reg)));
+    let l = layout.to_str().unwrap();
+    let dist = Dist::new();
+    let held = reports.to_str().unwrap();
+    let options = ["-P", held, "-e", "inject=fsync:error=EIO"];
+    for (n, command) in [(0, "fetch"), (1, "pull")] {
+        let report = reports.join(format!("report-{n}.jsonl"));
+        let r = report.to_str().unwrap();
+        let args = match command {
+            "fetch" => vec!["fetch", &repo, &blob, "-o", l, "--report", r],
+            _ => vec!["pull", &image, "-o", l, "--report", r],
+        };
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let Some(out) = traced_output(&dist, &args, log.path(), &options) else {
+            return;
+        };
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {err}");
+        let said = format!("dist: cannot create report {r}: syncing {held}: ");
+        assert!(err.contains(&said), "{command}: {err}");
+        assert!(err.contains("Input/output error"), "{command}: {err}");
+        assert!(!report.exists(), "{command}: the report was left behind");
+        assert!(
+            !layout.join("blobs/sha256").exists()
+                || std::fs::read_dir(layout.join("blobs/sha256"))
+                    .unwrap()
+                    .next()
+                    .is_none(),
+            "{command}: something was fetched"
+        );
+    }
+}
+
+/// A run whose new report's directory takes long to sync (a slow or hung disk, held up
+/// here) still ends at its `--timeout`, before anything is fetched: the sync ran on the
+/// runtime's thread, outside the stop, and the run waited for the disk before it could
+/// hear the timeout or a signal.
+#[test]
+fn a_report_s_directory_sync_does_not_hold_off_the_timeout() {
+    let reg = FakeRegistry::start();
+    let blob = reg.blob("team/app", bytes(88, 5000));
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("mirror");
+    let reports = dir.path().join("reports");
+    std::fs::create_dir(&reports).unwrap();
+    let report = reports.join("report.jsonl");
+    let (l, r) = (layout.to_str().unwrap(), report.to_str().unwrap());
+    let repo = repo(&reg);
+    let args = [
+        "--timeout",
+        "3s",
+        "fetch",
+        &repo,
+        &blob,
+        "-o",
+        l,
+        "--report",
+        r,
+    ];
+    // Held up 20 s, well past the --timeout.
+    let held = reports.to_str().unwrap();
+    let options = ["-P", held, "-e", "inject=fsync:delay_enter=20000000"];
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let Some(out) = traced_output(&Dist::new(), &args, log.path(), &options) else {
+        return;
+    };
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("fsync("),
+        "no fsync of {held} was held up: {text}"
+    );
+    assert_eq!(out.status.code(), Some(124), "{err}");
+    assert!(err.contains("gave up after the --timeout of 3s"), "{err}");
+    // strace marks the held call `(DELAYED)` once it returns: the run waited for it.
+    assert!(
+        !text.contains("(DELAYED)"),
+        "the run waited for the held sync of {held} before its --timeout: {text}\n{err}"
+    );
+    assert!(err.contains("nothing was fetched"), "{err}");
+    // Left, empty: removing it would wait on the disk that does not answer.
+    let left = std::fs::read(&report).unwrap_or_default();
+    assert!(left.is_empty(), "{}", String::from_utf8_lossy(&left));
+}
+
+/// A pull that failed on an object, stopped by `--timeout` in its last sync (of the blobs
+/// it stored, held up here: a slow disk), says that is what it was doing: it said the
+/// objects reported were complete and "the others were not fetched", of a pull that had
+/// handled them all.
+#[test]
+fn a_failed_pull_stopped_in_its_last_sync_says_so() {
+    let reg = FakeRegistry::start();
+    image_missing_a_layer(&reg);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("mirror");
+    let image = format!("{}:v1", repo(&reg));
+    let args = [
+        "--timeout",
+        "6s",
+        "pull",
+        &image,
+        "-o",
+        layout.to_str().unwrap(),
+    ];
+    let blobs = layout.join("blobs/sha256");
+    // Held up 20 s, well past the --timeout.
+    let held = blobs.to_str().unwrap();
+    let options = ["-P", held, "-e", "inject=fsync:delay_enter=20000000"];
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let Some(out) = traced_output(&Dist::new(), &args, log.path(), &options) else {
+        return;
+    };
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("fsync("),
+        "no fsync of {held} was held up: {text}"
+    );
+    assert_eq!(out.status.code(), Some(124), "{err}");
+    assert!(!err.contains("not fetched"), "{err}");
+    let said = format!(
+        "dist: gave up after the --timeout of 6s; the objects reported stored are in {}, but \
+         the sync of its directories did not finish",
+        layout.display()
+    );
+    assert!(err.contains(&said), "{err}");
 }

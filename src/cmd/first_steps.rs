@@ -75,7 +75,8 @@ pub async fn open_report<S: Future<Output = Stop>>(
             if let Some(why) = why.why() {
                 say!(
                     "dist: --report {}: {why} while waiting for it to open (a FIFO opens once \
-                     its reader has opened it); nothing was fetched",
+                     its reader has opened it; a file created is synced to disk first); \
+                     nothing was fetched",
                     path.display()
                 );
             }

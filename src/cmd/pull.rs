@@ -24,7 +24,13 @@ use crate::cli::{Global, PullArgs};
 /// Whether the pull had fetched or found every object of the image, the last level's
 /// included, none failing: all that was left was naming it in `index.json`.
 fn every_object_stored(s: &dist::worker::progress::Snapshot) -> bool {
-    s.input_done && s.objects > 0 && s.finished == s.objects && s.failed == 0
+    every_object_handled(s) && s.failed == 0
+}
+
+/// Whether the pull had handled every object of the image, the last level's included,
+/// some of them failing or not.
+fn every_object_handled(s: &dist::worker::progress::Snapshot) -> bool {
+    s.input_done && s.objects > 0 && s.finished == s.objects
 }
 
 /// `dist pull`: the image into an OCI layout, one JSON line per object on stdout.
@@ -185,11 +191,15 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
             let grace = std::time::Duration::from_secs(2);
             tokio::join!(lines.finish_within(grace), report);
             display.finish(ticker);
-            if every_object_stored(&progress.snapshot()) {
+            let snapshot = progress.snapshot();
+            if every_object_stored(&snapshot) {
                 // Read once the pull is gone: no rename is to come, and one it began is
                 // done by now or said to be under way (never waited for: a hung filesystem
                 // would hold the stop).
                 why.say_all_stored(&args.output.join("index.json"), store.index_entry());
+            } else if every_object_handled(&snapshot) {
+                // Some failed: what was left was the sync of those stored, no name to come.
+                why.say_unsynced(&args.output, false);
             } else {
                 why.say(true);
             }

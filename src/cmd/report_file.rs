@@ -59,22 +59,6 @@ impl Opened {
     /// Empties the report for this run's lines: the batch starts. `Err` is the exit
     /// status, the reason already said.
     pub fn begin(mut self) -> Result<BufWriter<File>, u8> {
-        // A report this run created is named durably before its batch starts, once, as its
-        // lines are at the end ([`sync`]): the file's data synced alone, a power loss could
-        // leave no report at all where the job's record belongs. Failed, the run stops
-        // here, as for a report that cannot be created, and the file goes with `self`.
-        if let Some(dir) = self.created.as_deref().and_then(Path::parent) {
-            let dir = if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            };
-            if let Err(e) = dist::sink::layout::sync_dir(dir) {
-                let (path, dir) = (self.path.display(), dir.display());
-                say!("dist: cannot create report {path}: syncing {dir}: {e}");
-                return Err(EXIT_USAGE);
-            }
-        }
         let file = self.file.take().expect("begun once");
         // A pipe or a device (`--report >(jq …)`, `/dev/null`) holds nothing to empty.
         let emptied = match file.metadata() {
@@ -111,7 +95,8 @@ impl Drop for Opened {
 
 /// Opens (creating it if need be) and locks the `--report` file, if one was asked for,
 /// leaving what it holds until [`Opened::begin`]; a FIFO is waited for until its reader
-/// opens it. `Err` is the exit status, the reason already said.
+/// opens it, and a file created here has its name synced into its directory. Blocks.
+/// `Err` is the exit status, the reason already said.
 pub fn open(path: Option<&Path>, in_use: &InUse) -> Result<Option<Opened>, u8> {
     let Some(path) = path else { return Ok(None) };
     if let Some(why) = clash(path, in_use) {
@@ -136,11 +121,30 @@ pub fn open(path: Option<&Path>, in_use: &InUse) -> Result<Option<Opened>, u8> {
             return Err(EXIT_USAGE);
         }
     };
-    Ok(Some(Opened {
+    let opened = Opened {
         file: Some(file),
         path: path.to_path_buf(),
         created,
-    }))
+    };
+    // A report this run created is named durably, once, as its lines are at the end
+    // ([`sync`]): the file's data synced alone, a power loss could leave no report at all
+    // where the job's record belongs. Here, off the runtime and under the run's stop
+    // ([`super::first_steps::open_report`]), not as the batch starts: on the runtime's
+    // thread, a disk slow to answer held off `--timeout` and signals. Failed, the run stops
+    // here, as for a report that cannot be created, and the file goes with `opened`.
+    if let Some(dir) = opened.created.as_deref().and_then(Path::parent) {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        if let Err(e) = dist::sink::layout::sync_dir(dir) {
+            let (path, dir) = (path.display(), dir.display());
+            say!("dist: cannot create report {path}: syncing {dir}: {e}");
+            return Err(EXIT_USAGE);
+        }
+    }
+    Ok(Some(opened))
 }
 
 /// Locks `file`, opened from `path`, and makes sure `path` still names it once locked;

@@ -140,7 +140,10 @@ pub struct Pulled {
 /// [`ErrorKind::NotFound`], `Unauthorized`, `Denied`, `Connect`, …), a manifest is
 /// malformed (`Protocol`) or too large (`TooLarge`), no entry matches the platform
 /// (`NotFound` too: its message lists the platforms offered), `index.json` cannot be
-/// written (`Io`), or `on_event` failed (its error, as it was). Like the worker, it runs
+/// written (`Io`), or `on_event` failed (its error, as it was). Whatever it returns, the
+/// objects it reported stored are durable under their names first ([`LayoutStore::sync`];
+/// after an error, a sync that fails is logged, the error returned the one that stopped
+/// it). Dropped (a stop), it syncs nothing. Like the worker, it runs
 /// on any tokio runtime with the blocking pool (file work goes there; large objects are
 /// hashed and written on threads of their own).
 pub async fn pull<F>(
@@ -166,7 +169,24 @@ where
         held: Vec::new(),
         pulled: Pulled::default(),
     };
-    walk.run(object, ref_name).await
+    let pulled = walk.run(object, ref_name).await;
+    if let Err(e) = &pulled {
+        // Stopped by an error (`on_event` failing, a malformed manifest met after the
+        // objects before it were stored): the objects reported stored are relied on,
+        // their names made durable as the worker makes them when its output fails. Only
+        // `index.json`'s update synced them, and a power loss could take them back. Nothing
+        // to do when none was stored, or they were synced already.
+        let store = store.clone();
+        let synced = crate::blocking::run("syncing the layout failed", move || store.sync());
+        if let Err(unsynced) = synced.await {
+            tracing::error!(
+                error = %unsynced,
+                stopped_by = %e,
+                "the objects this pull stored may not keep their names after a power loss"
+            );
+        }
+    }
+    pulled
 }
 
 /// What the manifests of an image lead to.

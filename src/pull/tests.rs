@@ -1557,3 +1557,49 @@ async fn two_pulls_holding_one_index_at_once_both_store_it_whole() {
     // The index, two manifests, two configs, two layers of their own and one shared.
     assert_eq!(blobs, 8);
 }
+
+/// A pull whose `on_event` fails (the CLI's report cannot be written) makes the objects
+/// it reported stored durable under their names before it returns, as the worker does
+/// when its output fails: it returned at once, and only `index.json`'s update synced the
+/// store, so the blobs its lines had called `ok` could lose their names to a power loss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_whose_report_fails_syncs_what_it_reported_stored() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    source(src.path(), false);
+    let store = LayoutStore::open(dst.path()).unwrap();
+    if store.unsynced().is_none() {
+        eprintln!("the destination is in memory: nothing is ever synced there");
+        return;
+    }
+    let opts = PullOptions {
+        platforms: arm64(),
+        jobs: 1,
+        ..PullOptions::default()
+    };
+    let remote: Arc<dyn Remote> = Arc::new(LayoutRemote::new(src.path()));
+    let mut reported_stored = false;
+    let r = pull(
+        remote,
+        &Object::Tag("v1".into()),
+        Some("v1"),
+        &store,
+        &opts,
+        |e| {
+            if let Event::Object(o) = &e {
+                if o.status == Status::Ok {
+                    // What the line said stored is not durable yet: the pull's to sync.
+                    let unsynced = store.unsynced().unwrap();
+                    assert!(!unsynced.is_empty(), "nothing to sync: {}", e.json_line());
+                    reported_stored = true;
+                    return Err(Error::new(ErrorKind::Io, "writing the report: disk full"));
+                }
+            }
+            Ok(())
+        },
+    )
+    .await;
+    let e = r.unwrap_err();
+    assert!(e.to_string().contains("writing the report"), "{e}");
+    assert!(reported_stored);
+    assert_eq!(store.unsynced(), Some(Vec::new()), "not synced");
+}

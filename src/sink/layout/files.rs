@@ -36,6 +36,9 @@ pub(super) fn made_in(root: &Path) -> Vec<PathBuf> {
 /// the filesystem lets it: one that refuses to open a directory to read (EACCES) or to
 /// fsync it (EINVAL, EBADF) has no such sync to offer, and failing a run that stored every
 /// blob over it would help no one (PostgreSQL's `fsync_fname` passes over them the same).
+/// `Ok` there too, though nothing was made durable; any other error (EIO from a failing
+/// disk, ENOENT) is the system's, for the caller to name `dir` in. Blocks on the disk (a
+/// hung network filesystem may not return): in async code, call it from `spawn_blocking`.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     let unsupported =
         |e: &std::io::Error, codes: &[i32]| e.raw_os_error().is_some_and(|c| codes.contains(&c));

@@ -80,6 +80,9 @@ pub struct LayoutStore {
     /// Directories blobs were renamed into, or found in ([`LayoutStore::existing`]), since
     /// the last [`LayoutStore::sync`].
     unsynced: Arc<Mutex<HashSet<PathBuf>>>,
+    /// Held across a [`LayoutStore::sync`], from taking the directories to their last
+    /// fsync: a sync asked for meanwhile waits for the one under way.
+    syncing: Arc<Mutex<()>>,
     /// This run created the directory: a run that fails before storing anything removes
     /// it again ([`LayoutStore::remove_if_unused`]).
     created: bool,
@@ -155,6 +158,7 @@ impl LayoutStore {
             in_memory,
             partials: Arc::default(),
             unsynced: Arc::default(),
+            syncing: Arc::default(),
             created,
             laid_out,
             made_in,
@@ -261,6 +265,13 @@ impl LayoutStore {
         if !unsynced.contains(dir) {
             unsynced.insert(dir.to_owned());
         }
+    }
+
+    /// The directories noted for the next [`Self::sync`]; `None` in memory, where none is.
+    #[cfg(test)]
+    pub(crate) fn unsynced(&self) -> Option<Vec<PathBuf>> {
+        let unsynced = self.unsynced.lock().unwrap_or_else(|p| p.into_inner());
+        (!self.in_memory).then(|| unsynced.iter().cloned().collect())
     }
 
     fn partial_path(&self, digest: &Digest) -> PathBuf {
@@ -724,10 +735,17 @@ impl LayoutStore {
     /// `blobs/<algorithm>` a blob went into, `blobs/`, the layout's own, and the ones above
     /// it whose entries this run made when it created the layout) are fsync'd here, not per
     /// blob: once per blob cost 1000 small blobs a fifth to a third more time on ext4, once
-    /// per batch nothing measurable, nor once a second. A service whose batch never ends calls it every second or so, as
-    /// `dist fetch LOC - -o DIR` does, or the names it stored may never be durable. Nothing
-    /// to do when no blob was stored or found, or in memory (tmpfs). Blocks.
+    /// per batch nothing measurable, nor once a second. A service whose batch never ends
+    /// calls it every second or so, as `dist fetch LOC - -o DIR` does, or the names it
+    /// stored may never be durable. Nothing to do when no blob was stored or found, or in
+    /// memory (tmpfs). Blocks, and waits for a sync under way (another thread's, one left
+    /// running by a dropped future) before it returns: whatever was noted before the call
+    /// is then synced, or the error said by the sync that took it.
     pub fn sync(&self) -> Result<()> {
+        // One at a time: a sync that found the directories taken by one under way (a pull
+        // stopped in its index's sync, whose blocking thread the stop cannot end) returned
+        // at once, and the run exited before they were synced.
+        let _one_at_a_time = self.syncing.lock().unwrap_or_else(|p| p.into_inner());
         let dirs: Vec<PathBuf> = {
             let mut unsynced = self.unsynced.lock().unwrap_or_else(|p| p.into_inner());
             unsynced.drain().collect()
@@ -859,6 +877,57 @@ mod tests {
             store.sync().unwrap();
             assert!(store.unsynced.lock().unwrap().is_empty());
         }
+    }
+
+    /// A sync asked for while another is under way returns once that one is done: it found
+    /// the directories taken by the other and returned at once, before they were synced.
+    /// A pull stopped by its reader's going while it synced its blobs for `index.json` (on
+    /// a blocking thread the stop cannot end) then synced "what it stored" and exited, the
+    /// first sync cut off. The first sync is held in the open of a FIFO noted as its
+    /// directory, until the test opens the FIFO's other end.
+    #[test]
+    fn a_sync_waits_for_one_under_way() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open(dir.path().join("lay")).unwrap();
+        let fifo = dir.path().join("held");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success());
+        store.unsynced.lock().unwrap().insert(fifo.clone());
+        let first = std::thread::spawn({
+            let store = store.clone();
+            move || store.sync()
+        });
+        // The deadline only guards against a hang.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !store.unsynced.lock().unwrap().is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the first sync never began"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let released = Arc::new(AtomicBool::new(false));
+        let (done, second_done) = std::sync::mpsc::channel();
+        let second = std::thread::spawn({
+            let (store, released) = (store.clone(), released.clone());
+            move || {
+                let synced = store.sync();
+                let _ = done.send(());
+                (synced, released.load(Ordering::SeqCst))
+            }
+        });
+        // A second sync that does not wait returns at once; one that waits is let go below.
+        let early = second_done.recv_timeout(Duration::from_millis(200)).is_ok();
+        released.store(true, Ordering::SeqCst);
+        drop(std::fs::OpenOptions::new().write(true).open(&fifo).unwrap());
+        first.join().unwrap().unwrap();
+        let (synced, after_release) = second.join().unwrap();
+        synced.unwrap();
+        assert!(
+            !early && after_release,
+            "the second sync returned while the first was still under way"
+        );
     }
 
     /// A directory that fails to sync does not keep the others of its round from being
