@@ -62,6 +62,25 @@ pub(super) fn refused(s: &str) -> String {
     }
 }
 
+/// Where the login typed into `url` (a mirror's, a server's, one a message shows) ends,
+/// just past its `@`: in the authority (`https://me:pw@host/…`), or, where what goes before
+/// the first `/` is no `host[:port]`, at the last `@` before the query that starts no
+/// digest (`https://me:s3/cret@host/…`, a password pasted unencoded). An `@` in a path
+/// after a valid host is the path's (`https://mirror.example/a@b`).
+pub(crate) fn url_login_end(url: &str) -> Option<usize> {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[start..];
+    let rest = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    if let Some(i) = authority.rfind('@') {
+        return Some(start + i + 1);
+    }
+    if validate_host(authority).is_ok() {
+        return None;
+    }
+    login_end(rest).map(|end| start + end)
+}
+
 /// Whether the `@` that ends a login in `s` is in a path after a valid host: it may as
 /// well be a tag typed after `@` (`reg.example/app@v1`) as a password's end, and the
 /// message names both.
