@@ -81,13 +81,16 @@ pub(crate) fn url_login_end(url: &str) -> Option<usize> {
     login_end(rest).map(|end| start + end)
 }
 
-/// Whether the `@` that ends a login in `s` is in a path after a valid host: it may as
-/// well be a tag typed after `@` (`reg.example/app@v1`) as a password's end, and the
-/// message names both.
+/// Whether the `@` that ends a login in `s` is in a path after a valid host with no `/`
+/// after it: it may as well be a tag typed after `@` (`reg.example/app@v1`) as a
+/// password's end, and the message names both.
 fn after_a_host(s: &str) -> bool {
     let rest = s.split_once("://").map_or(s, |(_, rest)| rest);
     let authority = rest.split('/').next().unwrap_or(rest);
-    rest.contains('/') && !authority.contains('@') && validate_host(authority).is_ok()
+    rest.contains('/')
+        && !authority.contains('@')
+        && validate_host(authority).is_ok()
+        && login_end(s).is_some_and(|end| !s[end..].contains('/'))
 }
 
 /// Whether `host` is a digest cut short or mistyped (`sha256:1234`), which the shape of
@@ -198,6 +201,7 @@ mod tests {
             "user:s3/cret@reg.example:5000",
             "http://user:s3/cret@reg.example",
             "http://user:1234/s3cret@reg.example/team/app",
+            "user:1234/s3cret@reg.example/team/app:v1",
             "reg.example/team/app@me:s3cret@reg.example",
         ] {
             let said = [
@@ -227,5 +231,10 @@ mod tests {
         let e = e.to_string();
         assert!(e.contains("a tag goes after ':'"), "{e}");
         assert!(e.contains("…@v1"), "{e}");
+        // One with a host and path after its '@' is a login, said to be one alone.
+        let e = "http://user:1234/s3cret@reg.example/team/app".parse::<Reference>();
+        let e = e.unwrap_err().to_string();
+        assert!(!e.contains("a tag goes after"), "{e}");
+        assert!(e.contains("\"http://reg.example/team/app\""), "{e}");
     }
 }
