@@ -3104,7 +3104,7 @@ fn a_login_whose_password_holds_a_slash_is_never_shown() {
     }
     assert!(!out_dir.exists());
     // A worker's input line holding one is an error of its own, told without it, on
-    // stderr and in the report.
+    // stderr, in its frame and in the report.
     let reg = FakeRegistry::start();
     let repo = format!("{}/team/app", reg.host());
     let line = "user:s3/cret@reg.example/team/app\n";
@@ -3113,7 +3113,11 @@ fn a_login_whose_password_holds_a_slash_is_never_shown() {
         line.as_bytes(),
     );
     let err = String::from_utf8_lossy(&run.stderr);
-    let said = format!("{err}{}", std::fs::read_to_string(&report).unwrap());
+    let said = format!(
+        "{err}{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        std::fs::read_to_string(&report).unwrap()
+    );
     assert!(said.contains("credentials do not go here"), "{said}");
     assert!(!said.contains("cret"), "{said}");
     assert!(!said.contains("user"), "{said}");
