@@ -570,4 +570,16 @@ fn a_proxy_password_holding_a_slash_is_used_and_never_shown() {
     let err = dist.fails(2, &["fetch", "--plain-http", &locator, &digest, "-vv"], b"");
     assert!(err.contains("407"), "{err}");
     assert!(!err.contains("cret") && !err.contains("mallory"), "{err}");
+
+    // After what reads as a host and port, it may end a path as well: refused, unshown
+    // (curl and Go take `alice:1234` for the proxy, and dist named it in every message).
+    let mut dist = Dist::new();
+    let setting = format!("http://alice:1234/s3cret@127.0.0.1:{}", proxy.port());
+    dist.env("HTTP_PROXY", &setting);
+    let out = dist.run(&["fetch", "--plain-http", &locator, &digest, "-vv"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("the proxy named by HTTP_PROXY"), "{err}");
+    assert!(!err.contains("alice"), "{err}");
+    assert!(!err.contains("cret"), "{err}");
 }
