@@ -3122,3 +3122,17 @@ fn a_login_whose_password_holds_a_slash_is_never_shown() {
     assert!(!said.contains("cret"), "{said}");
     assert!(!said.contains("user"), "{said}");
 }
+
+/// A second word clap does not expect was echoed whole in its refusal (`unexpected
+/// argument 'http://u:s3cret@h/x' found`), a login pasted in it included.
+#[test]
+fn an_unexpected_word_holding_a_login_is_not_shown() {
+    for word in [
+        "http://me:s3cret@h.example/x",
+        "http://me:s3/cret@h.example/x",
+    ] {
+        let err = Dist::new().fails(2, &["resolve", "127.0.0.1:1/team/app:v1", word], b"");
+        assert!(!err.contains("cret"), "{word}: {err}");
+        assert!(err.contains("credentials do not go here"), "{word}: {err}");
+    }
+}

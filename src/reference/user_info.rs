@@ -125,7 +125,7 @@ pub(crate) fn shown(s: &str) -> String {
 /// `text` with the user information of each of its words taken out, white space and
 /// control characters kept: a word is what is told for a login (`me:s3cret@reg.example`),
 /// and one followed by a space or an ESC passed for none, its host then not a host.
-pub(crate) fn shown_by_words(text: &str) -> String {
+pub fn shown_by_words(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while !rest.is_empty() {
