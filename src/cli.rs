@@ -429,6 +429,11 @@ fn object_written_apart(e: &clap::Error) -> Option<String> {
     if word.starts_with('-') {
         return None;
     }
+    // Clap echoes the word whole: one holding a login (a reference pasted with its
+    // password) is refused in the library's words, which leave it out.
+    if dist::reference::without_credentials(&word) != word {
+        return word.parse::<dist::Object>().err().map(|e| e.to_string());
+    }
     // The arguments as the OS gave them: a path among them need not be UTF-8.
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let at = args.iter().rposition(|a| *a == *word)?;

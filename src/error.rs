@@ -560,6 +560,10 @@ fn api_url_note(repository: &str, object: &str, as_reference: bool) -> String {
 
 /// `scheme://host/path` of a URL, with `?…` standing for a query and no user information.
 pub fn redact_url(url: &str) -> String {
+    if let Some(end) = crate::reference::url_login_end(url) {
+        let scheme = url.find("://").map_or("", |i| &url[..i + 3]);
+        return redact_url(&format!("{scheme}{}", &url[end..]));
+    }
     let (scheme, rest) = match url.split_once("://") {
         Some((s, r)) => (Some(s), r),
         None => (None, url),
@@ -721,6 +725,15 @@ mod tests {
         assert_eq!(
             redact_url("http://h/v2/x/blobs/sha256:ab"),
             "http://h/v2/x/blobs/sha256:ab"
+        );
+        // A password pasted with a '/' in it: what goes before that is no host.
+        assert_eq!(
+            redact_url("https://user:s3/cret@reg.example:5000/v2/"),
+            "https://reg.example:5000/v2/"
+        );
+        assert_eq!(
+            redact_url("https://mirror.example/a@b/v2/"),
+            "https://mirror.example/a@b/v2/"
         );
         let e = Error::invalid("x").with_url("https://a.example/p?token=abc");
         assert!(!e.to_string().contains("abc"));

@@ -386,8 +386,7 @@ fn with_scheme(value: &str, plain: Option<bool>) -> Result<String> {
     }
     // A password here would be shown in messages and logs as part of the host's name, and
     // never used: mirrors' credentials come from the same files as the registry's.
-    let after_scheme = value.split_once("://").map_or(value, |(_, rest)| rest);
-    if after_scheme.split('/').next().unwrap_or("").contains('@') {
+    if crate::reference::url_login_end(value).is_some() {
         return Err(Error::invalid(format!(
             "mirror {}: {}",
             crate::error::redact_url(value),
@@ -430,10 +429,14 @@ mod tests {
         for value in [
             "http://mu:mirrorSECRET@127.0.0.1:16004",
             "mu:mirrorSECRET@mirror.example/cache",
+            // A password pasted unencoded, a '/' in it ending no valid host.
+            "http://mu:mirror/SECRET@127.0.0.1:16004",
+            "mu:mirror/SECRET@mirror.example/cache",
         ] {
             let e = with_scheme(value, None).unwrap_err();
             assert!(e.to_string().contains("credentials do not go here"), "{e}");
-            assert!(!e.to_string().contains("mirrorSECRET"), "{e}");
+            assert!(!e.to_string().contains("SECRET"), "{e}");
+            assert!(!e.to_string().contains("mu:"), "{e}");
         }
         assert!(with_scheme("mirror.example/path@x", None).is_ok());
     }

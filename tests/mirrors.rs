@@ -1453,3 +1453,34 @@ fn a_size_a_mirror_sent_is_fetched_once_more_from_the_registry_itself() {
     assert_eq!(mirror.requests_for(&blob), 1, "{err}");
     assert_eq!(upstream.requests_for(&blob), 1, "{err}");
 }
+
+/// A mirror or `hosts.toml` server whose password holds a `/`, pasted unencoded
+/// (`http://mu:s3/cret@host`), was taken for the host `mu` on port `s3/cret@…`: tried,
+/// and shown whole, password and all, in the registry's error ("tried first: …").
+#[test]
+fn a_mirror_whose_password_holds_a_slash_is_refused_unshown() {
+    let upstream = FakeRegistry::start();
+    let repo = format!("{}/team/app", upstream.host());
+    let dist = Dist::new();
+    let login = "http://mu:s3/cret@127.0.0.1:9";
+    let err = dist.fails(2, &["fetch", "--mirror", login, &repo, "v1"], b"");
+    assert!(err.contains("credentials do not go here"), "{err}");
+    assert!(!err.contains("cret"), "{err}");
+    for toml in [
+        format!("server = \"{login}\"\n"),
+        format!("[host.\"{login}\"]\n"),
+    ] {
+        let dir = hosts_dir(&upstream.host(), &toml);
+        let args = [
+            "fetch",
+            "--hosts-dir",
+            dir.path().to_str().unwrap(),
+            &repo,
+            "v1",
+        ];
+        let out = dist.run(&args, b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("credentials do not go here"), "{toml}: {err}");
+        assert!(!err.contains("cret"), "{toml}: {err}");
+    }
+}

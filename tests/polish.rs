@@ -3158,3 +3158,71 @@ fn a_summary_of_one_object_is_in_the_singular() {
     assert!(screen.contains("1 object, 1 B in "), "{screen:?}");
     assert!(!screen.contains("1 objects"), "{screen:?}");
 }
+
+/// A password with a `/` pasted unencoded (`http://user:s3/cret@host/…`) ended the URL's
+/// authority before its `@`: no login was seen, and the refusal (`bad port "s3"`,
+/// `invalid digest`) went to stderr with the input whole, password included.
+#[test]
+fn a_login_whose_password_holds_a_slash_is_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let report = dir.path().join("report.json");
+    let out = out_dir.to_str().unwrap();
+    let locator = "http://user:s3/cret@127.0.0.1:1/team/app";
+    let reference = format!("{locator}:v1");
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let with_digest = format!("{locator}@{digest}");
+    let dist = Dist::new();
+    for args in [
+        vec!["fetch", locator, "v1"],
+        vec!["fetch", locator],
+        vec!["fetch", locator, "-"],
+        vec!["fetch", &reference],
+        vec!["fetch", &with_digest],
+        vec!["pull", &reference, "-o", out],
+        vec!["pull", locator, "v1", "-o", out],
+        vec!["resolve", &reference],
+        vec!["resolve", locator, "v1"],
+    ] {
+        let err = dist.fails(2, &args, b"");
+        assert!(!err.contains("cret"), "{args:?}: {err}");
+        assert!(!err.contains("user"), "{args:?}: {err}");
+        assert!(
+            err.contains("credentials do not go here"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(!out_dir.exists());
+    // A worker's input line holding one is an error of its own, told without it, on
+    // stderr, in its frame and in the report.
+    let reg = FakeRegistry::start();
+    let repo = format!("{}/team/app", reg.host());
+    let line = "user:s3/cret@reg.example/team/app\n";
+    let run = dist.run(
+        &["fetch", &repo, "-", "--report", report.to_str().unwrap()],
+        line.as_bytes(),
+    );
+    let err = String::from_utf8_lossy(&run.stderr);
+    let said = format!(
+        "{err}{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        std::fs::read_to_string(&report).unwrap()
+    );
+    assert!(said.contains("credentials do not go here"), "{said}");
+    assert!(!said.contains("cret"), "{said}");
+    assert!(!said.contains("user"), "{said}");
+}
+
+/// A second word clap does not expect was echoed whole in its refusal (`unexpected
+/// argument 'http://u:s3cret@h/x' found`), a login pasted in it included.
+#[test]
+fn an_unexpected_word_holding_a_login_is_not_shown() {
+    for word in [
+        "http://me:s3cret@h.example/x",
+        "http://me:s3/cret@h.example/x",
+    ] {
+        let err = Dist::new().fails(2, &["resolve", "127.0.0.1:1/team/app:v1", word], b"");
+        assert!(!err.contains("cret"), "{word}: {err}");
+        assert!(err.contains("credentials do not go here"), "{word}: {err}");
+    }
+}

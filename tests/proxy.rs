@@ -542,3 +542,44 @@ fn a_socks_proxy_that_cannot_carry_the_request_is_not_asked_again() {
         assert!(!err.contains("s3cret") && !err.contains(&user), "{err}");
     }
 }
+
+/// A proxy password pasted unencoded with a `/` in it (`http://alice:s3/cret@proxy`) is
+/// the proxy's credentials, sent to it and never shown: not in a `-vv` log, not in the
+/// refusal when the proxy turns them down.
+#[test]
+fn a_proxy_password_holding_a_slash_is_used_and_never_shown() {
+    use base64::Engine as _;
+    let (_reg, data, digest, locator) = behind_a_name(34, 3_000);
+    let basic = |login: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(login)
+        )
+    };
+    let proxy = ConnectProxy::requiring(&basic("alice:s3/cret"));
+    let setting = |user: &str| format!("http://{user}:s3/cret@127.0.0.1:{}", proxy.port());
+    let mut dist = Dist::new();
+    dist.env("HTTP_PROXY", &setting("alice"));
+    let out = dist.run(&["fetch", "--plain-http", &locator, &digest, "-vv"], b"");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.stdout, data, "{log}");
+    assert!(!log.contains("cret") && !log.contains("alice"), "{log}");
+
+    let mut dist = Dist::new();
+    dist.env("HTTP_PROXY", &setting("mallory"));
+    let err = dist.fails(2, &["fetch", "--plain-http", &locator, &digest, "-vv"], b"");
+    assert!(err.contains("407"), "{err}");
+    assert!(!err.contains("cret") && !err.contains("mallory"), "{err}");
+
+    // After what reads as a host and port, it may end a path as well: refused, unshown
+    // (curl and Go take `alice:1234` for the proxy, and dist named it in every message).
+    let mut dist = Dist::new();
+    let setting = format!("http://alice:1234/s3cret@127.0.0.1:{}", proxy.port());
+    dist.env("HTTP_PROXY", &setting);
+    let out = dist.run(&["fetch", "--plain-http", &locator, &digest, "-vv"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("the proxy named by HTTP_PROXY"), "{err}");
+    assert!(!err.contains("alice"), "{err}");
+    assert!(!err.contains("cret"), "{err}");
+}

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::user_info::{has_user_info, shown, NO_CREDENTIALS_HERE};
+use super::user_info::{has_user_info, refused, shown};
 use super::{Object, Repository};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -57,8 +57,9 @@ impl FromStr for Reference {
     fn from_str(s: &str) -> Result<Reference> {
         if has_user_info(s) {
             return Err(Error::invalid(format!(
-                "invalid reference {:?}: {NO_CREDENTIALS_HERE}",
-                shown(s)
+                "invalid reference {:?}: {}",
+                shown(s),
+                refused(s)
             )));
         }
         let (rest, digest) = match s.split_once('@') {

@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::host::{is_host, is_loopback, validate_host};
-use super::user_info::{has_user_info, shown, NO_CREDENTIALS_HERE};
+use super::user_info::{has_user_info, refused, shown};
 use super::{DOCKER_HUB, DOCKER_HUB_API};
 use crate::error::{Error, Result};
 
@@ -124,7 +124,7 @@ fn parse_repository(s: &str, explain: bool) -> Result<Repository> {
         return Err(bad("empty"));
     }
     if has_user_info(s) {
-        return Err(bad(NO_CREDENTIALS_HERE));
+        return Err(bad(&refused(s)));
     }
     let (host, path) = match rest.split_once('/') {
         Some((first, path)) if is_host(first) => (first.to_string(), path.to_string()),

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::user_info::{has_user_info, shown, NO_CREDENTIALS_HERE};
+use super::user_info::{has_user_info, refused, shown};
 use super::Reference;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -76,8 +76,9 @@ impl FromStr for Object {
         }
         if has_user_info(s) {
             return Err(Error::invalid(format!(
-                "invalid object {:?}: {NO_CREDENTIALS_HERE}",
-                shown(s)
+                "invalid object {:?}: {}",
+                shown(s),
+                refused(s)
             )));
         }
         if let Some((tag, digest)) = s.split_once('@') {

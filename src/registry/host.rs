@@ -950,13 +950,7 @@ fn serves_another(authority: &str, registry: &str) -> bool {
 /// same files as the registry's), it became part of the host's name, which messages
 /// and logs show.
 fn no_credentials_in(url: &str, what: &str) -> Result<()> {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    if !rest
-        .split(['/', '?', '#'])
-        .next()
-        .unwrap_or("")
-        .contains('@')
-    {
+    if crate::reference::url_login_end(url).is_none() {
         return Ok(());
     }
     Err(Error::invalid(format!(
@@ -1354,6 +1348,9 @@ mod tests {
         for url in [
             "https://user:s3cret@mirror.example",
             "http://user:s3cret@[::1]:5000/cache",
+            // A password pasted unencoded with a '/' in it.
+            "https://user:s3/cret@mirror.example",
+            "http://user:s3/cret@[::1]:5000/cache",
         ] {
             let e = try_mirror(url).err().expect(url).to_string();
             assert!(!e.contains("s3cret"), "{e}");
@@ -1366,6 +1363,7 @@ mod tests {
                 .expect(url)
                 .to_string();
             assert!(!e.contains("s3cret"), "{e}");
+            assert!(!e.contains("cret"), "{e}");
             assert!(e.contains("credentials do not go here"), "{e}");
         }
     }

@@ -159,11 +159,20 @@ impl Proxies {
         };
         let mut named = Vec::new();
         let mut stand_in = |value: &str, which: &str, variable: &str| -> String {
-            if value.trim().is_empty() || usable(value) {
+            let login_or_path = at_after_a_slash(value);
+            if value.trim().is_empty() || (usable(value) && !login_or_path) {
                 return value.to_string();
             }
             let placeholder = format!("unusable-{which}.invalid");
-            named.push((placeholder.clone(), shown_proxy(value, variable)));
+            let shown = if login_or_path {
+                format!(
+                    "named by {variable} (an '@' after a '/': a '/' in its password goes \
+                     percent-encoded, %2F)"
+                )
+            } else {
+                shown_proxy(value, variable)
+            };
+            named.push((placeholder.clone(), shown));
             format!("http://{placeholder}")
         };
         let shadow = (
@@ -356,8 +365,9 @@ fn with_scheme(value: &str) -> String {
 /// its port. So the user information runs to the last `@` of the setting, unless a `/`
 /// ends a valid authority before it (`http://proxy.corp:3128/a@b`): that is a path, as
 /// curl and Go read it, and the `@` in it made `b` the proxy and `proxy.corp:3128/a` the
-/// credentials sent to it. A password with a `/` after something that reads as a host and
-/// port (`alice:1234/x`) is read as curl and Go read it, and must be percent-encoded.
+/// credentials sent to it. Such a setting, as one whose password has a `/` after something
+/// that reads as a host and port (`alice:1234/x@…`), is then refused (see
+/// [`at_after_a_slash`]): that `/` goes percent-encoded.
 fn userinfo_escaped(value: &str) -> String {
     let Some((scheme, rest)) = value.split_once("://") else {
         return value.to_string();
@@ -393,6 +403,19 @@ fn userinfo_escaped(value: &str) -> String {
         }
         _ => value.to_string(),
     }
+}
+
+/// Whether `value` (with its scheme, its user information escaped) holds an `@` after a
+/// `/`: the end of a password holding a `/` after what reads as a host and port
+/// (`alice:1234/s3cret@proxy.corp`), or a path's, which a proxy's URL has no use for.
+/// Read as a path, as curl and Go read it, the user and password were the proxy's host
+/// and port, looked up and shown in every message; read as a login, the host and path
+/// went as credentials to what follows the `@`.
+fn at_after_a_slash(value: &str) -> bool {
+    let rest = value.split_once("://").map_or(value, |(_, rest)| rest);
+    let rest = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
+    rest.find('/')
+        .is_some_and(|slash| rest[slash..].contains('@'))
 }
 
 /// Whether hyper-util's matcher can use the proxy setting `value`.
@@ -734,31 +757,43 @@ mod tests {
         assert_eq!(authority(&proxy), "proxy.corp:3128");
     }
 
-    /// An `@` in the path of a proxy's URL, after a valid host and port, is the path's, as
-    /// curl and Go read it: read as the end of user information, it made `b` the proxy and
-    /// sent it `proxy.corp:3128/a` as credentials.
+    /// An `@` after a `/` that follows a valid host and port ends a password holding a
+    /// `/` (`http://alice:1234/s3cret@proxy.corp:3128`) as often as it is the path's: read
+    /// as curl and Go read it, `alice:1234` was the proxy, looked up, connected to and
+    /// named in each message, user and password; read as a login, `http://proxy.corp/a@b`
+    /// sent `proxy.corp/a` to `b` as credentials. Either is refused, named by its variable.
     #[test]
-    fn an_at_sign_in_a_path_after_the_proxy_s_host_is_no_user_information() {
-        for (setting, credentials) in [
-            ("http://proxy.corp:3128/a@b", None),
-            ("proxy.corp:3128/a@b", None),
-            ("http://proxy.corp/a@b", None),
-            // alice
-            ("http://alice@proxy.corp:3128/a@b", Some("Basic YWxpY2U6")),
-            // alice:p@ss
-            (
-                "http://alice:p@ss@proxy.corp:3128/a@b",
-                Some("Basic YWxpY2U6cEBzcw=="),
-            ),
+    fn an_at_sign_after_a_slash_in_a_proxy_setting_is_refused_unshown() {
+        for setting in [
+            "http://alice:1234/s3cret@proxy.corp:3128",
+            "alice:1234/s3cret@proxy.corp:3128",
+            "http://proxy.corp:3128/a@b",
+            "http://alice@proxy.corp:3128/a@b",
+            "socks5h://alice:1234/s3cret@socks.corp:1080",
         ] {
-            let (proxy, auth) = tunnel_for(setting);
-            assert_eq!(proxy.host(), Some("proxy.corp"), "{setting}");
-            assert_eq!(
-                auth.as_ref().map(|a| a.to_str().unwrap()),
-                credentials,
-                "{setting}"
+            let Route::Unsupported(named) =
+                Proxies::of("", setting, "").route(&uri("https://ghcr.io/v2/"))
+            else {
+                panic!("{setting}: not refused");
+            };
+            assert!(
+                named.starts_with("named by HTTPS_PROXY"),
+                "{setting}: {named}"
+            );
+            assert!(
+                !named.contains("alice") && !named.contains("1234"),
+                "{named}"
             );
         }
+        // A password holding '/' before a host that is no valid one is read as a login.
+        let (proxy, auth) = tunnel_for("http://alice:s3/cret@proxy.corp:3128");
+        assert_eq!(proxy.host(), Some("proxy.corp"));
+        assert!(auth.is_some());
+        // And a '/' with no '@' after it is a path, whatever it holds.
+        assert_eq!(
+            tunnel_for("http://proxy.corp:3128/a").0.host(),
+            Some("proxy.corp")
+        );
     }
 
     #[test]
