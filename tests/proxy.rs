@@ -583,3 +583,31 @@ fn a_proxy_password_holding_a_slash_is_used_and_never_shown() {
     assert!(!err.contains("alice"), "{err}");
     assert!(!err.contains("cret"), "{err}");
 }
+
+/// A proxy URL whose port is no number (`:3128x`) is refused, named by its variable; it
+/// read "the proxy named by HTTPS_PROXY (not a URL: its port is …) is not supported (only
+/// http://, socks5:// and socks5h:// proxies are)", for an http:// proxy, sending the user
+/// after its scheme.
+#[test]
+fn a_proxy_whose_port_is_no_number_is_not_told_its_scheme_is_unsupported() {
+    let mut dist = Dist::new();
+    dist.env("HTTPS_PROXY", "http://carol:hunter2@127.0.0.1:3128x");
+    let out = dist.run(
+        &[
+            "--retries",
+            "0",
+            "fetch",
+            "registry.test:443/team/app",
+            "v1",
+        ],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("the proxy named by HTTPS_PROXY (not a URL: its port is no number"),
+        "{err}"
+    );
+    assert!(!err.contains("only http://"), "{err}");
+    assert!(!err.contains("hunter2") && !err.contains("carol"), "{err}");
+}

@@ -1320,3 +1320,28 @@ fn nginx_s_page_for_a_missing_client_certificate_names_it() {
         assert!(err.contains(page), "{err}");
     }
 }
+
+/// A registry's own `400` whose words merely quote nginx's page (a pull-through cache
+/// relaying its upstream's refusal in its JSON error) was told as the registry wanting a
+/// client certificate of dist (`--cert` and `--key`, status 2). Only nginx's page itself,
+/// titled so, is read as that.
+#[test]
+fn a_registry_error_quoting_nginx_s_certificate_page_is_the_registry_s_answer() {
+    let body = r#"{"errors":[{"code":"UNKNOWN","message":"upstream answered 400: No required SSL certificate was sent"}]}"#;
+    let server = serve(false, false, None, move |_| {
+        Response::builder()
+            .status(400)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+    });
+    let dist = Dist::new();
+    let ca = server.ca_file(&dist);
+    let locator = format!("https://localhost:{}/team/app", server.port);
+    let err = dist.fails(
+        1,
+        &["fetch", "--ca-file", ca.to_str().unwrap(), &locator, "v1"],
+        b"",
+    );
+    assert!(err.contains("upstream answered 400"), "{err}");
+    assert!(!err.contains("--cert and --key"), "{err}");
+}

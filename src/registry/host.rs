@@ -902,15 +902,17 @@ fn tls_port_refusal(body: &[u8]) -> bool {
 
 /// What nginx's `400` page says when `ssl_verify_client` wants a client certificate that
 /// the handshake did not show, or refused the one it showed: nginx completes the handshake
-/// and answers in HTTP where Go's server sends a TLS alert.
+/// and answers in HTTP where Go's server sends a TLS alert. The page's title, not its
+/// words anywhere: a registry's own error quoting them (a pull-through cache relaying its
+/// upstream's refusal) is no refusal of dist's certificate.
 fn client_certificate_refusal(body: &[u8]) -> Option<&'static str> {
     const SAID: [(&[u8], &str); 2] = [
         (
-            b"No required SSL certificate was sent",
+            b"<title>400 No required SSL certificate was sent</title>",
             transport::CLIENT_CERTIFICATE_REQUIRED,
         ),
         (
-            b"The SSL certificate error",
+            b"<title>400 The SSL certificate error</title>",
             "the server refused the client certificate (--cert and --key, or certs.d)",
         ),
     ];

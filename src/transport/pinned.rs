@@ -70,7 +70,7 @@ fn valid_for(
 /// `notBefore` and `notAfter` of a DER certificate, in seconds since 1970. webpki reads
 /// them only while verifying a chain, which is what refused this certificate.
 fn validity(cert: &[u8]) -> Option<(i64, i64)> {
-    let [_, validity, _] = fields(cert)?;
+    let [_, validity, _, _] = fields(cert)?;
     let (tag, not_before, rest) = tlv(validity)?;
     let not_before = time(tag, not_before)?;
     let (tag, not_after, _) = tlv(rest)?;
@@ -80,12 +80,21 @@ fn validity(cert: &[u8]) -> Option<(i64, i64)> {
 /// The issuer and the subject of a DER certificate, as the content of each name's DER
 /// element: equal for a certificate that is its own issuer. webpki shows neither.
 pub(super) fn issuer_and_subject(cert: &[u8]) -> Option<(&[u8], &[u8])> {
-    let [issuer, _, subject] = fields(cert)?;
+    let [issuer, _, subject, _] = fields(cert)?;
     Some((issuer, subject))
 }
 
-/// The content of a DER certificate's issuer, validity and subject.
-fn fields(cert: &[u8]) -> Option<[&[u8]; 3]> {
+/// Whether a DER certificate's public key is the one of `spki` (a DER
+/// SubjectPublicKeyInfo), compared as each holds it; `None` when the certificate cannot be
+/// read so far. For a client certificate webpki does not parse (X.509 v1), whose key
+/// rustls cannot check against the private key.
+pub(super) fn holds_public_key(cert: &[u8], spki: &[u8]) -> Option<bool> {
+    let [_, _, _, held] = fields(cert)?;
+    Some(tlv(spki).is_some_and(|(_, key, _)| key == held))
+}
+
+/// The content of a DER certificate's issuer, validity, subject and public key info.
+fn fields(cert: &[u8]) -> Option<[&[u8]; 4]> {
     const SEQUENCE: u8 = 0x30;
     const EXPLICIT_VERSION: u8 = 0xa0;
     let (SEQUENCE, certificate, _) = tlv(cert)? else {
@@ -105,10 +114,13 @@ fn fields(cert: &[u8]) -> Option<[&[u8]; 3]> {
     let (SEQUENCE, validity, rest) = tlv(rest)? else {
         return None;
     };
-    let (SEQUENCE, subject, _) = tlv(rest)? else {
+    let (SEQUENCE, subject, rest) = tlv(rest)? else {
         return None;
     };
-    Some([issuer, validity, subject])
+    let (SEQUENCE, spki, _) = tlv(rest)? else {
+        return None;
+    };
+    Some([issuer, validity, subject, spki])
 }
 
 /// The first common name (CN) of a name's content (see [`issuer_and_subject`]), when it is

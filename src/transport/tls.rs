@@ -78,12 +78,18 @@ pub fn client_config(
         Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => true,
         // A certificate webpki cannot parse (an X.509 v1 certificate, as `openssl x509
         // -req` issues one without `-extfile`) was refused before any request, where
-        // nginx, OpenSSL and Go take it: it is presented, the server judging it. Its key
-        // is compared as its DER holds it, the public key info whole.
-        Err(rustls::Error::InvalidCertificate(_)) => certified
-            .key
-            .public_key()
-            .is_some_and(|spki| !contains(certified.cert[0].as_ref(), spki.as_ref())),
+        // nginx, OpenSSL and Go take it: it is presented, the server judging it, once its
+        // public key info is read as the key's own. One that cannot be read that far is
+        // damaged rather than another key's, and told as webpki reads it.
+        Err(rustls::Error::InvalidCertificate(why)) => {
+            let spki = certified.key.public_key();
+            let cert = certified.cert[0].as_ref();
+            match spki.map(|spki| super::pinned::holds_public_key(cert, spki.as_ref())) {
+                Some(Some(holds)) => !holds,
+                None => false,
+                Some(None) => return Err(invalid(rustls::Error::InvalidCertificate(why))),
+            }
+        }
         _ => false,
     };
     if mismatch {
@@ -532,6 +538,35 @@ Zuq3zcUHuxVaFq6fL1cLmobeBy5ulCnKE/OUX1ZdrDxEp/U2g3l78bor
         );
     }
 
+    /// A client certificate file whose PEM holds no X.509 certificate webpki can read (a
+    /// damaged or hand-edited file: here a DER sequence of one integer) was told as "the
+    /// key … is not the key of the client certificate", sending the user after the right
+    /// key. It is named as the certificate that cannot be read, as before v1 certificates
+    /// were taken.
+    #[test]
+    fn a_client_certificate_that_cannot_be_read_is_not_blamed_on_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = ClientIdentity {
+            cert: dir.path().join("client.cert"),
+            key: dir.path().join("client.key"),
+        };
+        std::fs::write(
+            &identity.cert,
+            "-----BEGIN CERTIFICATE-----\nMAMCAQE=\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        std::fs::write(&identity.key, key.serialize_pem()).unwrap();
+        let said = client_config(&[], false, Some(&identity))
+            .unwrap_err()
+            .to_string();
+        assert!(!said.contains("is not the key of"), "{said}");
+        assert!(
+            said.contains(&format!("client certificate {}", identity.cert.display())),
+            "{said}"
+        );
+        assert!(said.contains("BadEncoding"), "{said}");
+    }
     #[test]
     fn a_file_without_certificates_is_refused() {
         let f = tempfile::NamedTempFile::new().unwrap();

@@ -1,6 +1,6 @@
 //! The errors of a proxy that cannot give a tunnel, which the transport does not retry.
 
-use super::socks;
+use super::{select, socks};
 
 /// A proxy that cannot give a tunnel, whatever the number of tries. It travels among the
 /// causes of the connection error, so the transport can tell it from a broken connection.
@@ -15,9 +15,11 @@ pub enum ProxyError {
         /// The proxy's status code (407: its credentials are missing or wrong).
         status: u16,
     },
-    /// The environment names a kind of proxy this client does not speak.
+    /// The environment names a kind of proxy this client does not speak, or a setting that
+    /// is no URL.
     Unsupported {
-        /// The proxy, as `scheme://host` (never its credentials).
+        /// The proxy, as `scheme://host` (never its credentials); a setting that is no URL
+        /// as `named by VARIABLE (not a URL…)`.
         proxy: String,
     },
     /// The SOCKS proxy wants credentials that were not given, or refused those that were.
@@ -61,6 +63,11 @@ impl std::fmt::Display for ProxyError {
                     )?;
                 }
                 Ok(())
+            }
+            // A setting that is no URL, or writes a port that is no number: its scheme is
+            // not what is wrong, whatever it is.
+            ProxyError::Unsupported { proxy } if proxy.starts_with(select::NAMED_BY) => {
+                write!(f, "the proxy {proxy} cannot be used")
             }
             ProxyError::Unsupported { proxy } => {
                 write!(

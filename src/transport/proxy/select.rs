@@ -435,7 +435,7 @@ fn usable(value: &str) -> bool {
 fn shown_proxy(value: &str, variable: &str) -> String {
     match value.trim().parse::<Uri>() {
         Ok(uri) if crate::transport::bad_port(&uri) => {
-            format!("named by {variable} (not a URL: its port is no number up to 65535)")
+            format!("{NAMED_BY}{variable} (not a URL: its port is no number up to 65535)")
         }
         Ok(uri) if uri.host().is_some() => {
             let port = uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
@@ -445,9 +445,12 @@ fn shown_proxy(value: &str, variable: &str) -> String {
                 uri.host().unwrap_or_default()
             )
         }
-        _ => format!("named by {variable} (not a URL)"),
+        _ => format!("{NAMED_BY}{variable} (not a URL)"),
     }
 }
+
+/// How [`shown_proxy`] begins a setting that is no URL, named by its variable alone.
+pub(super) const NAMED_BY: &str = "named by ";
 
 #[cfg(test)]
 mod tests {
