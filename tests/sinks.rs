@@ -2577,7 +2577,7 @@ fn a_report_s_directory_sync_does_not_hold_off_the_timeout() {
     );
     assert!(err.contains("nothing was fetched"), "{err}");
     // Left, empty: removing it would wait on the disk that does not answer.
-    let left = std::fs::read(&report).unwrap_or_default();
+    let left = std::fs::read(&report).expect("the report created is left");
     assert!(left.is_empty(), "{}", String::from_utf8_lossy(&left));
 }
 
