@@ -2577,7 +2577,7 @@ fn a_report_s_directory_sync_does_not_hold_off_the_timeout() {
     );
     assert!(err.contains("nothing was fetched"), "{err}");
     // Left, empty: removing it would wait on the disk that does not answer.
-    let left = std::fs::read(&report).unwrap_or_default();
+    let left = std::fs::read(&report).expect("the report created is left");
     assert!(left.is_empty(), "{}", String::from_utf8_lossy(&left));
 }
 
@@ -2615,6 +2615,84 @@ fn a_failed_pull_stopped_in_its_last_sync_says_so() {
         "no fsync of {held} was held up: {text}"
     );
     assert_eq!(out.status.code(), Some(124), "{err}");
+    assert!(!err.contains("not fetched"), "{err}");
+    let said = format!(
+        "dist: gave up after the --timeout of 6s; the objects reported stored are in {}, but \
+         the sync of its directories did not finish",
+        layout.display()
+    );
+    assert!(err.contains(&said), "{err}");
+}
+
+/// A pull that fails after objects were noted stored (here the image's index, found in the
+/// layout from a pull before, and no entry for the platform asked for), stopped by
+/// `--timeout` in the sync of those objects that follows its error (held up here: a slow
+/// disk), says the error that failed it, and that the sync was what was left: the error
+/// went with the pull's future, dropped at the stop, and the run said only that "the
+/// others were not fetched", never why the pull had failed.
+#[test]
+fn a_pull_stopped_in_its_sync_after_an_error_says_the_error() {
+    let reg = FakeRegistry::start();
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let config_digest = reg.blob("team/app", config);
+    let layer = bytes(93, 2000);
+    let layer_digest = reg.blob("team/app", &layer);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": layer_digest, "size": layer.len()}],
+    })
+    .to_string();
+    let media = "application/vnd.oci.image.manifest.v1+json";
+    let manifest_digest = reg.manifest("team/app", "amd64", media, &manifest);
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": media, "digest": manifest_digest, "size": manifest.len(),
+                       "platform": {"architecture": "amd64", "os": "linux"}}],
+    });
+    let index_media = "application/vnd.oci.image.index.v1+json";
+    reg.manifest("team/app", "v1", index_media, index.to_string());
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("mirror");
+    let l = layout.to_str().unwrap();
+    let image = format!("{}:v1", repo(&reg));
+    let first = Dist::new().run(&["pull", &image, "-o", l, "--platform", "linux/amd64"], b"");
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let args = [
+        "--timeout",
+        "6s",
+        "pull",
+        &image,
+        "-o",
+        l,
+        "--platform",
+        "linux/s390x",
+    ];
+    // Held up 20 s, well past the --timeout.
+    let blobs = layout.join("blobs/sha256");
+    let held = blobs.to_str().unwrap();
+    let options = ["-P", held, "-e", "inject=fsync:delay_enter=20000000"];
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let Some(out) = traced_output(&Dist::new(), &args, log.path(), &options) else {
+        return;
+    };
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("fsync("),
+        "no fsync of {held} was held up: {text}"
+    );
+    assert_eq!(out.status.code(), Some(124), "{err}");
+    assert!(err.contains("no manifest for linux/s390x in"), "{err}");
     assert!(!err.contains("not fetched"), "{err}");
     let said = format!(
         "dist: gave up after the --timeout of 6s; the objects reported stored are in {}, but \

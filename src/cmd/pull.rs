@@ -134,6 +134,8 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
     opts.verify_existing = args.verify_existing;
     opts.progress = Some(progress.clone());
     opts.image_name = image_name(&image).await;
+    // Synced below once the error is in hand (see there).
+    opts.sync_after_error = false;
     let mut write_failed = false;
     let mut last_line = 0;
     let started = std::time::Instant::now();
@@ -171,12 +173,23 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
         match unless_stopped(work.as_mut(), stop).await {
             Ok(r) => Ok(r),
             // Taken before the pull's jobs go, and their marks with them.
-            Err(why) => Err((why, store.waiting_for_others())),
+            Err(why) => Err((why, store.waiting_for_others(), None)),
         }
+    };
+    // A failed pull's objects reported stored are synced here, under the stop, once its
+    // error is in hand: synced in the library, a stop in a sync that did not return (a
+    // hung disk) dropped the error with the pull, and the run said only that "the others
+    // were not fetched", never why the pull had failed.
+    let result = match result {
+        Ok(Err(e)) => match sync_under(store, stop).await {
+            Ok(()) => Ok(Err(e)),
+            Err(why) => Err((why, Vec::new(), Some(e))),
+        },
+        other => other,
     };
     let result = match result {
         Ok(r) => r,
-        Err((why, waiting)) => {
+        Err((why, waiting, failed)) => {
             let why = match why {
                 Stop::ReaderGone => sync_stored(global, store).await.unwrap_or(why),
                 other => other,
@@ -192,7 +205,14 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
             tokio::join!(lines.finish_within(grace), report);
             display.finish(ticker);
             let snapshot = progress.snapshot();
-            if every_object_stored(&snapshot) {
+            if let Some(e) = failed {
+                // The pull had failed: its error first (a line that could not be written
+                // was said as it failed), then the sync that was left.
+                if !write_failed {
+                    say!("dist: {}", e.spelt_as_reference());
+                }
+                why.say_unsynced(&args.output, false);
+            } else if every_object_stored(&snapshot) {
                 // Read once the pull is gone: no rename is to come, and one it began is
                 // done by now or said to be under way (never waited for: a hung filesystem
                 // would hold the stop).
@@ -306,21 +326,25 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
 /// A failure is said (the exit status is 1 already); a signal or `--timeout` during it
 /// stops it, and is the stop returned.
 async fn sync_stored(global: &Global, store: &LayoutStore) -> Option<Stop> {
-    let store = store.clone();
     let mut halt = std::pin::pin!(super::stopped(global));
+    sync_under(store, &mut halt).await.err()
+}
+
+/// Syncs `store` ([`LayoutStore::sync`]) on the blocking pool, unless `stop` comes first,
+/// which is then returned. A failure is said; the exit status is 1 already wherever it runs
+/// (a failed pull, a reader gone).
+async fn sync_under<S: std::future::Future<Output = Stop>>(
+    store: &LayoutStore,
+    stop: &mut std::pin::Pin<&mut S>,
+) -> Result<(), Stop> {
+    let store = store.clone();
     let sync = tokio::task::spawn_blocking(move || store.sync());
-    match unless_stopped(sync, &mut halt).await {
-        Ok(Ok(Ok(()))) => None,
-        Ok(Ok(Err(e))) => {
-            say!("dist: {e}");
-            None
-        }
-        Ok(Err(e)) => {
-            say!("dist: syncing the layout failed: {e}");
-            None
-        }
-        Err(why) => Some(why),
+    match unless_stopped(sync, stop).await? {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => say!("dist: {e}"),
+        Err(e) => say!("dist: syncing the layout failed: {e}"),
     }
+    Ok(())
 }
 
 /// Says why a pull stopped while its lines waited to be written: once it `pulled` the

@@ -87,6 +87,11 @@ pub struct PullOptions {
     /// recorded beside the tag as [`IMAGE_NAME`] so that an entry says which repository's
     /// tag it is; no annotation when `None`.
     pub image_name: Option<String>,
+    /// Whether a pull that fails syncs the objects it reported stored before it returns its
+    /// error (the default). `false` returns the error at once, their sync left to the
+    /// caller ([`LayoutStore::sync`]): `dist pull` says the error first, since a stop
+    /// during a sync that does not return (a hung disk) dropped it unsaid.
+    pub sync_after_error: bool,
 }
 
 impl Default for PullOptions {
@@ -97,6 +102,7 @@ impl Default for PullOptions {
             verify_existing: false,
             progress: None,
             image_name: None,
+            sync_after_error: true,
         }
     }
 }
@@ -143,7 +149,8 @@ pub struct Pulled {
 /// written (`Io`), or `on_event` failed (its error, as it was). Whatever it returns, the
 /// objects it reported stored are durable under their names first ([`LayoutStore::sync`];
 /// after an error, a sync that fails is logged, the error returned the one that stopped
-/// it). Dropped (a stop), it syncs nothing. Like the worker, it runs
+/// it), unless [`PullOptions::sync_after_error`] leaves that sync to the caller. Dropped
+/// (a stop), it syncs nothing. Like the worker, it runs
 /// on any tokio runtime with the blocking pool (file work goes there; large objects are
 /// hashed and written on threads of their own).
 pub async fn pull<F>(
@@ -170,7 +177,7 @@ where
         pulled: Pulled::default(),
     };
     let pulled = walk.run(object, ref_name).await;
-    if let Err(e) = &pulled {
+    if let (Err(e), true) = (&pulled, opts.sync_after_error) {
         // Stopped by an error (`on_event` failing, a malformed manifest met after the
         // objects before it were stored): the objects reported stored are relied on,
         // their names made durable as the worker makes them when its output fails. Only

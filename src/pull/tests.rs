@@ -69,6 +69,7 @@ async fn run(src: &Path, dst: &Path, platforms: Platforms) -> (Result<Pulled>, V
         verify_existing: false,
         progress: None,
         image_name: None,
+        ..PullOptions::default()
     };
     let mut lines = Vec::new();
     let remote: Arc<dyn Remote> = Arc::new(LayoutRemote::new(src));
@@ -335,6 +336,7 @@ async fn an_index_held_and_dropped_is_neither_numbered_nor_counted() {
         verify_existing: false,
         progress: Some(progress.clone()),
         image_name: None,
+        ..PullOptions::default()
     };
     let mut lines = Vec::new();
     let remote: Arc<dyn Remote> = Arc::new(LayoutRemote::new(src.path()));
@@ -1184,6 +1186,7 @@ async fn a_digest_resolved_to_another_names_the_object_and_where() {
         verify_existing: false,
         progress: None,
         image_name: None,
+        ..PullOptions::default()
     };
     let remote: Arc<dyn Remote> = Arc::new(Misresolving(LayoutRemote::new(src.path()), other));
     let asked = Object::Digest(top.digest.clone());
@@ -1328,6 +1331,7 @@ async fn a_pull_stopped_while_storing_its_held_manifests_counts_only_those_repor
         verify_existing: false,
         progress: Some(progress.clone()),
         image_name: None,
+        ..PullOptions::default()
     };
     let reported = Arc::new(tokio::sync::Notify::new());
     let mut lines = Vec::new();
@@ -1377,6 +1381,7 @@ async fn a_held_manifest_that_cannot_be_stored_is_counted_failed() {
         verify_existing: false,
         progress: Some(progress.clone()),
         image_name: None,
+        ..PullOptions::default()
     };
     let mut errors = 0;
     let remote: Arc<dyn Remote> = Arc::new(LayoutRemote::new(src.path()));

@@ -27,6 +27,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -81,8 +82,11 @@ pub struct LayoutStore {
     /// the last [`LayoutStore::sync`].
     unsynced: Arc<Mutex<HashSet<PathBuf>>>,
     /// Held across a [`LayoutStore::sync`], from taking the directories to their last
-    /// fsync: a sync asked for meanwhile waits for the one under way.
-    syncing: Arc<Mutex<()>>,
+    /// fsync: a sync asked for meanwhile waits for the one under way, and fails if it did.
+    syncing: Arc<Mutex<SyncRounds>>,
+    /// [`SyncRounds::ended`], read without waiting for a sync under way: which rounds
+    /// ended before a sync was asked for.
+    rounds_ended: Arc<AtomicU64>,
     /// This run created the directory: a run that fails before storing anything removes
     /// it again ([`LayoutStore::remove_if_unused`]).
     created: bool,
@@ -128,6 +132,15 @@ pub(super) fn os_error(e: std::io::Error) -> std::io::Error {
     }
 }
 
+/// The rounds of [`LayoutStore::sync`] that had directories to sync.
+#[derive(Debug, Default)]
+struct SyncRounds {
+    /// How many ended.
+    ended: u64,
+    /// The last that failed, by its number, and its error as said.
+    failed: Option<(u64, String)>,
+}
+
 impl LayoutStore {
     /// Opens (creating if needed) the layout at `root`: `oci-layout`, an empty `index.json`
     /// when there is none, and `blobs/`. Stale temporary files of dead processes are removed.
@@ -159,6 +172,7 @@ impl LayoutStore {
             partials: Arc::default(),
             unsynced: Arc::default(),
             syncing: Arc::default(),
+            rounds_ended: Arc::default(),
             created,
             laid_out,
             made_in,
@@ -740,19 +754,41 @@ impl LayoutStore {
     /// stored may never be durable. Nothing to do when no blob was stored or found, or in
     /// memory (tmpfs). Blocks, and waits for a sync under way (another thread's, one left
     /// running by a dropped future) before it returns: whatever was noted before the call
-    /// is then synced, or the error said by the sync that took it.
+    /// is then synced, or the call fails as the sync that took it did (its message: that
+    /// sync's caller may be gone, its error with it).
     pub fn sync(&self) -> Result<()> {
         // One at a time: a sync that found the directories taken by one under way (a pull
         // stopped in its index's sync, whose blocking thread the stop cannot end) returned
         // at once, and the run exited before they were synced.
-        let _one_at_a_time = self.syncing.lock().unwrap_or_else(|p| p.into_inner());
+        let asked_after = self.rounds_ended.load(Ordering::Acquire);
+        let mut rounds = self.syncing.lock().unwrap_or_else(|p| p.into_inner());
         let dirs: Vec<PathBuf> = {
             let mut unsynced = self.unsynced.lock().unwrap_or_else(|p| p.into_inner());
             unsynced.drain().collect()
         };
         if dirs.is_empty() {
-            return Ok(());
+            // Nothing left: a round that ended since this sync was asked for took what it
+            // was to sync. Failed, its error went to its caller, perhaps a future dropped
+            // by a stop; `Ok` here said those names were durable.
+            return match &rounds.failed {
+                Some((round, msg)) if *round > asked_after => Err(Error::new(
+                    ErrorKind::Io,
+                    format!("{msg} (in the sync under way when this one was asked for)"),
+                )),
+                _ => Ok(()),
+            };
         }
+        let synced = self.sync_round(&dirs);
+        rounds.ended += 1;
+        if let Err(e) = &synced {
+            rounds.failed = Some((rounds.ended, e.to_string()));
+        }
+        self.rounds_ended.store(rounds.ended, Ordering::Release);
+        synced
+    }
+
+    /// One round of [`Self::sync`]: `dirs` and those every round syncs.
+    fn sync_round(&self, dirs: &[PathBuf]) -> Result<()> {
         let blobs = self.root.join("blobs");
         // A layout this run created holds its blobs only once its own name, and those of
         // the directories made for it, are durable.
@@ -928,6 +964,75 @@ mod tests {
             !early && after_release,
             "the second sync returned while the first was still under way"
         );
+    }
+
+    /// A sync that waited for one under way, which took its directories and failed, fails
+    /// too: it found nothing left to sync and returned `Ok`, so a pull stopped by its
+    /// reader's going while its blobs were synced for `index.json` (the failure going with
+    /// the dropped future) exited saying nothing, as if what it stored were durable.
+    #[test]
+    fn a_sync_that_waited_for_one_that_failed_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open(dir.path().join("lay")).unwrap();
+        let fifo = dir.path().join("held");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success());
+        let gone = dir.path().join("gone");
+        store
+            .unsynced
+            .lock()
+            .unwrap()
+            .extend([fifo.clone(), gone.clone()]);
+        let first = std::thread::spawn({
+            let store = store.clone();
+            move || store.sync()
+        });
+        // The deadline only guards against a hang.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !store.unsynced.lock().unwrap().is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the first sync never began"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let (tid, second_tid) = std::sync::mpsc::channel();
+        let second = std::thread::spawn({
+            let store = store.clone();
+            move || {
+                // SAFETY: gettid has no preconditions.
+                tid.send(unsafe { libc::gettid() }).unwrap();
+                store.sync()
+            }
+        });
+        // Let go once the second waits for the first (asleep on the lock: nothing else in
+        // it sleeps before it).
+        let stat = format!("/proc/self/task/{}/stat", second_tid.recv().unwrap());
+        let asleep = || {
+            let stat = std::fs::read_to_string(&stat).unwrap_or_default();
+            // The state follows the command's closing parenthesis.
+            stat.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('S')
+        };
+        while !asleep() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the second sync never waited"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(std::fs::OpenOptions::new().write(true).open(&fifo).unwrap());
+        let e = first.join().unwrap().unwrap_err();
+        assert!(e.to_string().contains(&gone.display().to_string()), "{e}");
+        let waited = second.join().unwrap();
+        let e = waited.expect_err("the second sync said its directories were synced");
+        assert_eq!(e.kind(), ErrorKind::Io);
+        assert!(e.to_string().contains(&gone.display().to_string()), "{e}");
+        // Asked for after it, a sync does not say that round's failure again.
+        store.sync().unwrap();
     }
 
     /// A directory that fails to sync does not keep the others of its round from being
