@@ -432,6 +432,10 @@ mod tests {
             // A password pasted unencoded, a '/' in it ending no valid host.
             "http://mu:mirror/SECRET@127.0.0.1:16004",
             "mu:mirror/SECRET@mirror.example/cache",
+            // A '?' or '#' in it ended no valid host either.
+            "http://mu:mirror?SECRET@127.0.0.1:16004",
+            "http://mu:mirror#SECRET@127.0.0.1:16004",
+            "mu:mirror?SECRET@mirror.example/cache",
         ] {
             let e = with_scheme(value, None).unwrap_err();
             assert!(e.to_string().contains("credentials do not go here"), "{e}");
