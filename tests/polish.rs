@@ -3232,3 +3232,40 @@ fn an_unexpected_word_holding_a_login_is_not_shown() {
         assert!(err.contains("credentials do not go here"), "{word}: {err}");
     }
 }
+
+/// A hint holding a login (a registry's URL pasted after the object) was shown whole:
+/// an unknown key's hint in `-v`'s log (`ignoring unknown hint key hint=http://me:…`),
+/// a `size:` hint's value in its error, on stderr, in the frame and in the report.
+#[test]
+fn a_hint_holding_a_login_is_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let reg = FakeRegistry::start();
+    let repo = format!("{}/team/app", reg.host());
+    let lines = format!(
+        "sha256:{} http://me:s3cret@reg.example/team/app\nsha256:{} size:me:s3cret@reg.example\n",
+        "a".repeat(64),
+        "b".repeat(64)
+    );
+    let run = Dist::new().run(
+        &[
+            "-v",
+            "fetch",
+            &repo,
+            "-",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+        lines.as_bytes(),
+    );
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(err.contains("invalid size hint"), "{err}");
+    assert!(err.contains("unknown hint"), "{err}");
+    let said = format!(
+        "{err}{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        std::fs::read_to_string(&report).unwrap()
+    );
+    assert!(!said.contains("s3cret"), "{said}");
+    assert!(!said.contains("me:"), "{said}");
+}
