@@ -3269,3 +3269,35 @@ fn a_hint_holding_a_login_is_never_shown() {
     assert!(!said.contains("s3cret"), "{said}");
     assert!(!said.contains("me:"), "{said}");
 }
+
+/// A reference typed without its command (`dist http://me:s3cret@host/app:v1`) was
+/// refused in clap's words, `unrecognized subcommand '…'`, login and all, as was an
+/// option's value clap refuses; a word without one keeps clap's message whole.
+#[test]
+fn a_word_clap_refuses_is_shown_without_its_login() {
+    let dist = Dist::new();
+    for args in [
+        vec!["http://me:s3cret@h.example/team/app:v1"],
+        vec!["me:s3/cret@h.example/team/app:v1"],
+        vec![
+            "--log-format",
+            "json",
+            "http://me:s3cret@h.example/team/app:v1",
+        ],
+        vec![
+            "fetch",
+            "-j",
+            "me:s3cret@h.example",
+            "h.example/team/app",
+            "v1",
+        ],
+    ] {
+        let err = dist.fails(2, &args, b"");
+        assert!(!err.contains("cret"), "{args:?}: {err}");
+        assert!(!err.contains("me:"), "{args:?}: {err}");
+        assert!(err.contains("h.example"), "{args:?}: {err}");
+    }
+    let err = dist.fails(2, &["resolv", "h.example/team/app:v1"], b"");
+    assert!(err.contains("unrecognized subcommand 'resolv'"), "{err}");
+    assert!(err.contains("resolve"), "{err}");
+}
