@@ -746,6 +746,10 @@ mod tests {
                 "https://reg.example/v2/",
             ),
             ("user:s3?cret@reg.example", "reg.example"),
+            (
+                "https://user:1234/s3cret@reg.example/v2/",
+                "https://reg.example/v2/",
+            ),
         ] {
             assert_eq!(redact_url(url), shown, "{url}");
         }
