@@ -735,6 +735,28 @@ mod tests {
             redact_url("https://mirror.example/a@b/v2/"),
             "https://mirror.example/a@b/v2/"
         );
+        // Or with a '?' or '#' in it, which ended no valid host before the '@' either.
+        for (url, shown) in [
+            (
+                "https://user:s3?cret@reg.example/v2/",
+                "https://reg.example/v2/",
+            ),
+            (
+                "https://user:s3#cret@reg.example/v2/",
+                "https://reg.example/v2/",
+            ),
+            ("user:s3?cret@reg.example", "reg.example"),
+            (
+                "https://user:1234/s3cret@reg.example/v2/",
+                "https://reg.example/v2/",
+            ),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+        assert_eq!(
+            redact_url("https://cdn.example/blob?user=a@b"),
+            "https://cdn.example/blob?…"
+        );
         let e = Error::invalid("x").with_url("https://a.example/p?token=abc");
         assert!(!e.to_string().contains("abc"));
     }

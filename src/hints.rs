@@ -61,14 +61,18 @@ impl Hints {
                     .split_once('=')
                     .and_then(|(k, v)| meant_key(k).map(|known| format!(" ({known}:{v})")));
                 Error::invalid(format!(
-                    "invalid hint {word:?}: expected key:value{}",
+                    "invalid hint {:?}: expected key:value{}",
+                    shown(word),
                     fix.unwrap_or_default()
                 ))
             })?;
             match key {
                 "mediatype" | "mediaType" => {
                     if !media::well_formed(value) {
-                        return Err(Error::invalid(format!("invalid media type hint {value:?}")));
+                        return Err(Error::invalid(format!(
+                            "invalid media type hint {:?}",
+                            shown(value)
+                        )));
                     }
                     hints.media_types.push(media::registered(value));
                 }
@@ -96,12 +100,12 @@ impl Hints {
                     };
                     return Err(Error::invalid(format!(
                         "a digest where a hint goes ({}): objects go one to a line of `dist fetch LOCATOR -`{case}",
-                        crate::server_text::cut_to(word.to_string(), 80)
+                        crate::server_text::cut_to(shown(word), 80)
                     )));
                 }
                 _ => match meant_key(key) {
                     Some(known) => warn_once(key, known),
-                    None => tracing::debug!(hint = word, "ignoring unknown hint key"),
+                    None => tracing::debug!(hint = shown(word), "ignoring unknown hint key"),
                 },
             }
         }
@@ -143,10 +147,17 @@ fn parse_size(value: &str) -> Result<u64> {
         .and_then(|n| u64::try_from(n).ok())
         .ok_or_else(|| {
             Error::invalid(format!(
-                "invalid size hint {value:?}: expected a byte count in decimal digits, at most {}",
+                "invalid size hint {:?}: expected a byte count in decimal digits, at most {}",
+                shown(value),
                 i64::MAX
             ))
         })
+}
+
+/// A hint's word or value as a message or log shows it: without the login a registry's
+/// URL pasted among the hints holds (`http://me:s3cret@host/…`).
+fn shown(word: &str) -> String {
+    crate::reference::without_credentials(word)
 }
 
 /// The known key an unknown one is most likely a misspelling of (`Size`, `media-type`,

@@ -432,6 +432,13 @@ mod tests {
             // A password pasted unencoded, a '/' in it ending no valid host.
             "http://mu:mirror/SECRET@127.0.0.1:16004",
             "mu:mirror/SECRET@mirror.example/cache",
+            // A '?' or '#' in it ended no valid host either.
+            "http://mu:mirror?SECRET@127.0.0.1:16004",
+            "http://mu:mirror#SECRET@127.0.0.1:16004",
+            "mu:mirror?SECRET@mirror.example/cache",
+            // A password whose start reads as a port: `mu:1234` was the mirror.
+            "http://mu:1234/SECRET@127.0.0.1:16004",
+            "mu:1234/SECRET@mirror.example/cache",
         ] {
             let e = with_scheme(value, None).unwrap_err();
             assert!(e.to_string().contains("credentials do not go here"), "{e}");
@@ -439,6 +446,7 @@ mod tests {
             assert!(!e.to_string().contains("mu:"), "{e}");
         }
         assert!(with_scheme("mirror.example/path@x", None).is_ok());
+        assert!(with_scheme("https://mirror.example:5000/path@x", None).is_ok());
     }
 
     /// `--mirror ::1:5002`, an address as `ss` shows it, was refused as

@@ -3232,3 +3232,72 @@ fn an_unexpected_word_holding_a_login_is_not_shown() {
         assert!(err.contains("credentials do not go here"), "{word}: {err}");
     }
 }
+
+/// A hint holding a login (a registry's URL pasted after the object) was shown whole:
+/// an unknown key's hint in `-v`'s log (`ignoring unknown hint key hint=http://me:…`),
+/// a `size:` hint's value in its error, on stderr, in the frame and in the report.
+#[test]
+fn a_hint_holding_a_login_is_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let reg = FakeRegistry::start();
+    let repo = format!("{}/team/app", reg.host());
+    let lines = format!(
+        "sha256:{} http://me:s3cret@reg.example/team/app\nsha256:{} size:me:s3cret@reg.example\n",
+        "a".repeat(64),
+        "b".repeat(64)
+    );
+    let run = Dist::new().run(
+        &[
+            "-v",
+            "fetch",
+            &repo,
+            "-",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+        lines.as_bytes(),
+    );
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(err.contains("invalid size hint"), "{err}");
+    assert!(err.contains("unknown hint"), "{err}");
+    let said = format!(
+        "{err}{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        std::fs::read_to_string(&report).unwrap()
+    );
+    assert!(!said.contains("s3cret"), "{said}");
+    assert!(!said.contains("me:"), "{said}");
+}
+
+/// A reference typed without its command (`dist http://me:s3cret@host/app:v1`) was
+/// refused in clap's words, `unrecognized subcommand '…'`, login and all, as was an
+/// option's value clap refuses; a word without one keeps clap's message whole.
+#[test]
+fn a_word_clap_refuses_is_shown_without_its_login() {
+    let dist = Dist::new();
+    for args in [
+        vec!["http://me:s3cret@h.example/team/app:v1"],
+        vec!["me:s3/cret@h.example/team/app:v1"],
+        vec![
+            "--log-format",
+            "json",
+            "http://me:s3cret@h.example/team/app:v1",
+        ],
+        vec![
+            "fetch",
+            "-j",
+            "me:s3cret@h.example",
+            "h.example/team/app",
+            "v1",
+        ],
+    ] {
+        let err = dist.fails(2, &args, b"");
+        assert!(!err.contains("cret"), "{args:?}: {err}");
+        assert!(!err.contains("me:"), "{args:?}: {err}");
+        assert!(err.contains("h.example"), "{args:?}: {err}");
+    }
+    let err = dist.fails(2, &["resolv", "h.example/team/app:v1"], b"");
+    assert!(err.contains("unrecognized subcommand 'resolv'"), "{err}");
+    assert!(err.contains("resolve"), "{err}");
+}

@@ -1,6 +1,6 @@
 //! Credentials typed into a locator or reference: found, refused, and kept out of messages.
 
-use super::host::validate_host;
+use super::host::{is_host, validate_host};
 use crate::digest::Digest;
 
 /// Why `user:password@host/…` is refused.
@@ -64,21 +64,47 @@ pub(super) fn refused(s: &str) -> String {
 
 /// Where the login typed into `url` (a mirror's, a server's, one a message shows) ends,
 /// just past its `@`: in the authority (`https://me:pw@host/…`), or, where what goes before
-/// the first `/` is no `host[:port]`, at the last `@` before the query that starts no
-/// digest (`https://me:s3/cret@host/…`, a password pasted unencoded). An `@` in a path
-/// after a valid host is the path's (`https://mirror.example/a@b`).
+/// the first `/`, `?` or `#` is no `host[:port]`, at the last `@` that starts no digest
+/// (`https://me:s3/cret@host/…`, `https://me:s3?cret@host/…`, a password pasted
+/// unencoded). An `@` in a path or query after a valid host is theirs
+/// (`https://mirror.example/a@b`).
 pub(crate) fn url_login_end(url: &str) -> Option<usize> {
     let start = url.find("://").map_or(0, |i| i + 3);
     let rest = &url[start..];
-    let rest = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
-    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
     if let Some(i) = authority.rfind('@') {
         return Some(start + i + 1);
     }
     if validate_host(authority).is_ok() {
+        return port_read_in_password(rest, authority).map(|end| start + end);
+    }
+    // A password's `?` or `#` ended the authority as well as a `/` does, and what follows
+    // it is no query: it is searched too, at the cost of a host left out of a message
+    // where a URL with no valid host had an `@` in its query. With nothing before the
+    // first `/` (a path alone, as a redirect may give) there is no password to end.
+    let searched = if authority.is_empty() {
+        &rest[..rest.find(['?', '#']).unwrap_or(rest.len())]
+    } else {
+        rest
+    };
+    login_end(searched).map(|end| start + end)
+}
+
+/// Where the login of `rest` (a URL after its scheme) ends when its valid `authority`
+/// is a user and a password's start that reads as a port (`mu:1234/s3cret@mirror.example`):
+/// an `@` in its path followed by what names a registry's host (a `.`, a `:` or
+/// `localhost`, as in a reference). Read as a path, `mu:1234` was the mirror, looked up and
+/// shown in every message with the rest of the password; a path's `@` before a plain word
+/// (`https://mirror.example:5000/a@b`), or after a host with no port, stays the path's.
+fn port_read_in_password(rest: &str, authority: &str) -> Option<usize> {
+    if authority.starts_with('[') || !authority.contains(':') {
         return None;
     }
-    login_end(rest).map(|end| start + end)
+    let path = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
+    login_end(path).filter(|&end| {
+        let after = &path[end..];
+        is_host(&after[..after.find('/').unwrap_or(after.len())])
+    })
 }
 
 /// Whether the `@` that ends a login in `s` is in a path after a valid host with no `/`
