@@ -915,21 +915,28 @@ mod tests {
         }
     }
 
-    /// A sync asked for while another is under way returns once that one is done: it found
-    /// the directories taken by the other and returned at once, before they were synced.
-    /// A pull stopped by its reader's going while it synced its blobs for `index.json` (on
-    /// a blocking thread the stop cannot end) then synced "what it stored" and exited, the
-    /// first sync cut off. The first sync is held in the open of a FIFO noted as its
-    /// directory, until the test opens the FIFO's other end.
-    #[test]
-    fn a_sync_waits_for_one_under_way() {
-        use std::sync::atomic::{AtomicBool, Ordering};
+    /// A store whose sync, under way on its own thread, is held opening a FIFO noted as a
+    /// directory to sync (beside the paths named `also`, none there) until the FIFO's other
+    /// end is opened: the directory the store is in, the store, the FIFO and that sync's
+    /// thread.
+    #[allow(clippy::type_complexity)]
+    fn a_sync_held(
+        also: &[&str],
+    ) -> (
+        tempfile::TempDir,
+        LayoutStore,
+        PathBuf,
+        std::thread::JoinHandle<Result<()>>,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let store = LayoutStore::open(dir.path().join("lay")).unwrap();
         let fifo = dir.path().join("held");
         let made = std::process::Command::new("mkfifo").arg(&fifo).status();
         assert!(made.unwrap().success());
-        store.unsynced.lock().unwrap().insert(fifo.clone());
+        let mut noted = store.unsynced.lock().unwrap();
+        noted.insert(fifo.clone());
+        noted.extend(also.iter().map(|name| dir.path().join(name)));
+        drop(noted);
         let first = std::thread::spawn({
             let store = store.clone();
             move || store.sync()
@@ -943,6 +950,19 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(5));
         }
+        (dir, store, fifo, first)
+    }
+
+    /// A sync asked for while another is under way returns once that one is done: it found
+    /// the directories taken by the other and returned at once, before they were synced.
+    /// A pull stopped by its reader's going while it synced its blobs for `index.json` (on
+    /// a blocking thread the stop cannot end) then synced "what it stored" and exited, the
+    /// first sync cut off. The first sync is held in the open of a FIFO noted as its
+    /// directory, until the test opens the FIFO's other end.
+    #[test]
+    fn a_sync_waits_for_one_under_way() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let (_dir, store, fifo, first) = a_sync_held(&[]);
         let released = Arc::new(AtomicBool::new(false));
         let (done, second_done) = std::sync::mpsc::channel();
         let second = std::thread::spawn({
@@ -972,30 +992,10 @@ mod tests {
     /// the dropped future) exited saying nothing, as if what it stored were durable.
     #[test]
     fn a_sync_that_waited_for_one_that_failed_fails() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = LayoutStore::open(dir.path().join("lay")).unwrap();
-        let fifo = dir.path().join("held");
-        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
-        assert!(made.unwrap().success());
+        let (dir, store, fifo, first) = a_sync_held(&["gone"]);
         let gone = dir.path().join("gone");
-        store
-            .unsynced
-            .lock()
-            .unwrap()
-            .extend([fifo.clone(), gone.clone()]);
-        let first = std::thread::spawn({
-            let store = store.clone();
-            move || store.sync()
-        });
         // The deadline only guards against a hang.
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while !store.unsynced.lock().unwrap().is_empty() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the first sync never began"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
         let (tid, second_tid) = std::sync::mpsc::channel();
         let second = std::thread::spawn({
             let store = store.clone();
