@@ -449,6 +449,25 @@ mod tests {
         assert!(with_scheme("https://mirror.example:5000/path@x", None).is_ok());
     }
 
+    /// What the login checks of a mirror's URL must leave alone: a query (`?ns=`, as
+    /// containerd's requests carry), an `@` in a path segment, with or without a port, and
+    /// an `@` in the query after a port.
+    #[test]
+    fn a_mirror_with_a_query_or_a_path_s_at_is_accepted_as_written() {
+        for value in [
+            "https://mirror.example/path?ns=docker.io",
+            "https://mirror.example:5000/path?ns=docker.io",
+            "mirror.example:5000/cache?ns=docker.io",
+            "https://mirror.example/a@b/c",
+            "https://mirror.example:5000/a@b/c",
+            "https://mirror.example:5000/p?x=a@b.example",
+        ] {
+            let url = with_scheme(value, None).unwrap_or_else(|e| panic!("{value}: {e}"));
+            assert!(url.ends_with(value.split_once("://").map_or(value, |(_, v)| v)));
+            assert_eq!(crate::reference::url_login_end(&url), None, "{url}");
+        }
+    }
+
     /// `--mirror ::1:5002`, an address as `ss` shows it, was refused as
     /// `"http://::1:5002"`, which the user never wrote: the message quotes what was given.
     #[test]
