@@ -3,16 +3,20 @@
 
 /// The host and the API path of `pasted` (scheme, if any, left out), or `None` when it
 /// holds a login (refused as in any locator, never shown), names a layout (`oci:…`,
-/// whose path may hold any directory names), or, without a scheme, starts with no host:
+/// whose path may hold any directory names), or, without a scheme (`http://`,
+/// `https://`; skopeo's `docker://` is none), starts with no host:
 /// `myorg/v2/app/manifests/prod` is a Docker Hub repository, as any reference reads it.
 fn host_and_path(pasted: &str) -> Option<(&str, &str)> {
     if pasted.starts_with("oci:") {
         return None;
     }
-    let bare = ["http://", "https://", "docker://"]
+    let bare = ["http://", "https://"]
         .iter()
         .find_map(|scheme| pasted.strip_prefix(scheme));
-    let (host, path) = bare.unwrap_or(pasted).split_once('/')?;
+    // skopeo's `docker://` changes nothing, as in any reference: `docker://myorg/…` is
+    // Docker Hub's, curl never given it.
+    let unprefixed = pasted.strip_prefix("docker://").unwrap_or(pasted);
+    let (host, path) = bare.unwrap_or(unprefixed).split_once('/')?;
     let named = bare.is_some() || dist::reference::is_host(host);
     (named && !host.contains('@')).then_some((host, path))
 }
@@ -82,6 +86,21 @@ mod tests {
         assert!(told.contains("write myhost/app:prod"), "{told}");
         let told = as_locator("[::1]:5000/v2/app/manifests/prod", None).unwrap();
         assert!(told.contains("write [::1]:5000/app prod"), "{told}");
+    }
+
+    /// skopeo's `docker://` changes nothing in a reference: `docker://myorg/v2/app/manifests/
+    /// prod` is Docker Hub's repository `myorg/v2/app/manifests/prod` (tag `latest`), as the
+    /// same without the prefix is. Read as naming its host, as curl's `http://` does, it was
+    /// refused and told `write myorg/app:prod`, another image.
+    #[test]
+    fn skopeo_s_prefix_names_no_host_of_its_own() {
+        assert_eq!(as_reference("docker://myorg/v2/app/manifests/prod"), None);
+        assert_eq!(
+            as_locator("docker://myorg/v2/app/manifests/prod", None),
+            None
+        );
+        let told = as_reference("docker://localhost:5000/v2/app/manifests/prod").unwrap();
+        assert!(told.contains("write localhost:5000/app:prod"), "{told}");
     }
 
     /// A blob's API URL ends in its digest: `host/v2/team/blobs/v1` is the repository

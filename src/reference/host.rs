@@ -1,9 +1,21 @@
 //! The host part of a locator: told from a path, checked, and whether it is this machine.
 
-/// Whether the first component of a locator names a host. `localhost` in any case, as
-/// [`is_loopback`] takes it and as Docker does (any capital makes a host there): read as a
-/// Docker Hub namespace, `LOCALHOST/app` was refused with `docker.io/localhost/app` for
-/// its spelling, a registry nobody meant.
+/// Whether the first component of a locator names a host, by the Docker reference
+/// grammar: it holds a `.` or a `:` (a domain, an IP address, `host:port`, `[v6]`), or is
+/// `localhost`. Anything else is a Docker Hub namespace (`myorg/app`). The component is
+/// not checked to be a valid host name.
+///
+/// `localhost` in any case, as [`is_loopback`] takes it and as Docker does (any capital
+/// makes a host there): read as a Docker Hub namespace, `LOCALHOST/app` was refused with
+/// `docker.io/localhost/app` for its spelling, a registry nobody meant.
+///
+/// ```
+/// use dist::reference::is_host;
+/// for host in ["ghcr.io", "localhost", "LocalHost", "localhost:5000", "10.0.0.1", "[::1]"] {
+///     assert!(is_host(host), "{host}");
+/// }
+/// assert!(!is_host("myorg"));
+/// ```
 pub fn is_host(component: &str) -> bool {
     component.contains('.')
         || component.contains(':')

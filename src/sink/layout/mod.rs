@@ -766,23 +766,26 @@ impl LayoutStore {
             let mut unsynced = self.unsynced.lock().unwrap_or_else(|p| p.into_inner());
             unsynced.drain().collect()
         };
+        // A round that ended since this sync was asked for may have taken some of what it
+        // was to sync. Failed, its error went to its caller, perhaps a future dropped by a
+        // stop, and its directories are not kept for another round: `Ok` here, whether
+        // nothing was left or only what was noted meanwhile, said those names were durable.
+        let missed = match &rounds.failed {
+            Some((round, msg)) if *round > asked_after => Some(Error::new(
+                ErrorKind::Io,
+                format!("{msg} (in the sync under way when this one was asked for)"),
+            )),
+            _ => None,
+        };
         if dirs.is_empty() {
-            // Nothing left: a round that ended since this sync was asked for took what it
-            // was to sync. Failed, its error went to its caller, perhaps a future dropped
-            // by a stop; `Ok` here said those names were durable.
-            return match &rounds.failed {
-                Some((round, msg)) if *round > asked_after => Err(Error::new(
-                    ErrorKind::Io,
-                    format!("{msg} (in the sync under way when this one was asked for)"),
-                )),
-                _ => Ok(()),
-            };
+            return missed.map_or(Ok(()), Err);
         }
         let synced = self.sync_round(&dirs);
         rounds.ended += 1;
         if let Err(e) = &synced {
             rounds.failed = Some((rounds.ended, e.to_string()));
         }
+        let synced = synced.and(missed.map_or(Ok(()), Err));
         self.rounds_ended.store(rounds.ended, Ordering::Release);
         synced
     }
@@ -994,6 +997,21 @@ mod tests {
     fn a_sync_that_waited_for_one_that_failed_fails() {
         let (dir, store, fifo, first) = a_sync_held(&["gone"]);
         let gone = dir.path().join("gone");
+        let second = a_sync_waiting(&store);
+        drop(std::fs::OpenOptions::new().write(true).open(&fifo).unwrap());
+        let e = first.join().unwrap().unwrap_err();
+        assert!(e.to_string().contains(&gone.display().to_string()), "{e}");
+        let waited = second.join().unwrap();
+        let e = waited.expect_err("the second sync said its directories were synced");
+        assert_eq!(e.kind(), ErrorKind::Io);
+        assert!(e.to_string().contains(&gone.display().to_string()), "{e}");
+        // Asked for after it, a sync does not say that round's failure again.
+        store.sync().unwrap();
+    }
+
+    /// A sync on its own thread, once it waits for the one under way (asleep on the lock:
+    /// nothing else in it sleeps before it).
+    fn a_sync_waiting(store: &LayoutStore) -> std::thread::JoinHandle<Result<()>> {
         // The deadline only guards against a hang.
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         let (tid, second_tid) = std::sync::mpsc::channel();
@@ -1005,8 +1023,6 @@ mod tests {
                 store.sync()
             }
         });
-        // Let go once the second waits for the first (asleep on the lock: nothing else in
-        // it sleeps before it).
         let stat = format!("/proc/self/task/{}/stat", second_tid.recv().unwrap());
         let asleep = || {
             let stat = std::fs::read_to_string(&stat).unwrap_or_default();
@@ -1024,14 +1040,24 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(5));
         }
+        second
+    }
+
+    /// A sync that waited for one that failed with its directories fails too when it then
+    /// finds others to sync (noted meanwhile by another thread): it synced those, returned
+    /// `Ok`, and the failed round's directories, not kept for another, were never durable.
+    #[test]
+    fn a_sync_that_waited_for_one_that_failed_fails_with_others_to_sync() {
+        let (dir, store, fifo, first) = a_sync_held(&["gone"]);
+        let gone = dir.path().join("gone");
+        let second = a_sync_waiting(&store);
+        store.unsynced.lock().unwrap().insert(dir.path().to_owned());
         drop(std::fs::OpenOptions::new().write(true).open(&fifo).unwrap());
-        let e = first.join().unwrap().unwrap_err();
-        assert!(e.to_string().contains(&gone.display().to_string()), "{e}");
+        first.join().unwrap().unwrap_err();
         let waited = second.join().unwrap();
         let e = waited.expect_err("the second sync said its directories were synced");
         assert_eq!(e.kind(), ErrorKind::Io);
         assert!(e.to_string().contains(&gone.display().to_string()), "{e}");
-        // Asked for after it, a sync does not say that round's failure again.
         store.sync().unwrap();
     }
 
