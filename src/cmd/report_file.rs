@@ -132,12 +132,8 @@ pub fn open(path: Option<&Path>, in_use: &InUse) -> Result<Option<Opened>, u8> {
     // ([`super::first_steps::open_report`]), not as the batch starts: on the runtime's
     // thread, a disk slow to answer held off `--timeout` and signals. Failed, the run stops
     // here, as for a report that cannot be created, and the file goes with `opened`.
-    if let Some(dir) = opened.created.as_deref().and_then(Path::parent) {
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
+    if let Some(created) = opened.created.as_deref() {
+        let dir = parent_dir(created);
         if let Err(e) = dist::sink::layout::sync_dir(dir) {
             let (path, dir) = (path.display(), dir.display());
             say!("dist: cannot create report {path}: syncing {dir}: {e}");
@@ -301,11 +297,15 @@ fn clash(report: &Path, in_use: &InUse) -> Option<String> {
 
 /// The directory `path` would be created in, with links resolved.
 fn absolute_parent(path: &Path) -> Option<PathBuf> {
-    let parent = match path.parent() {
+    std::fs::canonicalize(parent_dir(path)).ok()
+}
+
+/// The directory `path` names an entry of: its parent, or `.` for a bare name.
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
-    };
-    std::fs::canonicalize(parent).ok()
+    }
 }
 
 /// Whether the regular file `stream` (stdin, stdout) refers to is `target`.
