@@ -896,8 +896,7 @@ fn tls_port_refusal(body: &[u8]) -> bool {
         b"The plain HTTP request was sent to HTTPS port",
         b"speaking plain HTTP to an SSL-enabled server port",
     ];
-    SAID.iter()
-        .any(|said| body.windows(said.len()).any(|w| w == *said))
+    SAID.iter().any(|said| transport::tls::contains(body, said))
 }
 
 /// What nginx's `400` page says when `ssl_verify_client` wants a client certificate that
@@ -917,7 +916,7 @@ fn client_certificate_refusal(body: &[u8]) -> Option<&'static str> {
         ),
     ];
     SAID.iter()
-        .find(|(said, _)| body.windows(said.len()).any(|w| w == *said))
+        .find(|(said, _)| transport::tls::contains(body, said))
         .map(|(_, why)| *why)
 }
 

@@ -140,7 +140,8 @@ fn load_identity(
     Ok((chain, key))
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+/// Whether `needle` stands anywhere in `haystack` (a PEM file, a server's error page).
+pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
