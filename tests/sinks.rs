@@ -503,34 +503,37 @@ fn a_link_at_a_blob_s_place_is_replaced_not_written_through() {
 
 /// A new `-o DIR` whose layout files cannot be written (a full disk; here a limit on file
 /// size, which fails writes the same way) is refused with exit status 2, and the
-/// directory it began is taken away again rather than left as an empty `blobs/`.
+/// directory it began is taken away again rather than left as an empty `blobs/`, with
+/// the directories made on the way to it (they were left behind).
 #[test]
 fn a_layout_that_cannot_be_written_is_not_left_half_made() {
     let reg = FakeRegistry::start();
     let digest = reg.blob("team/app", bytes(92, 3000));
     let parent = tempfile::tempdir().unwrap();
-    let dir = parent.path().join("new");
-    let out = run_with_limit(
-        &Dist::new(),
-        &["fetch", &repo(&reg), "-", "-o", dir.to_str().unwrap()],
-        format!("{digest}\n").as_bytes(),
-        libc::RLIMIT_FSIZE,
-        0,
-        libc::RLIM_INFINITY,
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("oci-layout"), "{err}");
-    assert!(
-        !dir.exists(),
-        "left behind: {:?}",
-        std::fs::read_dir(&dir).map(|d| d.count())
-    );
+    for (dir, first_made) in [("new", "new"), ("a/b/new", "a")] {
+        let (dir, first_made) = (parent.path().join(dir), parent.path().join(first_made));
+        let out = run_with_limit(
+            &Dist::new(),
+            &["fetch", &repo(&reg), "-", "-o", dir.to_str().unwrap()],
+            format!("{digest}\n").as_bytes(),
+            libc::RLIMIT_FSIZE,
+            0,
+            libc::RLIM_INFINITY,
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("oci-layout"), "{err}");
+        assert!(
+            !first_made.exists(),
+            "left behind: {:?}",
+            std::fs::read_dir(&first_made).map(|d| d.count())
+        );
+    }
 }
 
 /// A blob past a limit on file size (`ulimit -f`, systemd's `LimitFSIZE=`) fails alone,

@@ -32,6 +32,16 @@ pub(super) fn made_in(root: &Path) -> Vec<PathBuf> {
     dirs
 }
 
+/// Removes the directories [`made_in`] listed as made on the way to a new layout since
+/// taken away (all but its last, which was there), deepest first, each only while empty:
+/// one that is not holds another run's output (a layout beside this one), and it and
+/// those above it stay. `-o a/b/out` that failed left the empty `a/b` and `a` behind.
+pub(super) fn remove_made_on_the_way(made_in: &[PathBuf]) {
+    if let Some((_, made)) = made_in.split_last() {
+        let _ = made.iter().try_for_each(std::fs::remove_dir);
+    }
+}
+
 /// Makes the names in the directory `dir` durable (those renamed into it, say), as far as
 /// the filesystem lets it: one that refuses to open a directory to read (EACCES) or to
 /// fsync it (EINVAL, EBADF) has no such sync to offer, and failing a run that stored every

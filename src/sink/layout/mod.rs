@@ -44,7 +44,8 @@ mod temp_blob;
 pub use files::hash_file;
 pub use files::sync_dir;
 use files::{
-    create_dirs, hash_reader, made_in, make_skeleton, memory_backed, open_regular, remove_skeleton,
+    create_dirs, hash_reader, made_in, make_skeleton, memory_backed, open_regular,
+    remove_made_on_the_way, remove_skeleton,
 };
 pub use locks::IngestLock;
 pub(crate) use locks::WaitMark;
@@ -160,8 +161,8 @@ impl LayoutStore {
         let blobs = root.join("blobs");
         if let Err(e) = make_skeleton(&root, &blobs) {
             // A full disk, most often: what was begun of a new layout goes again.
-            if laid_out {
-                let _ = remove_skeleton(&root, created);
+            if laid_out && remove_skeleton(&root, created).is_ok() {
+                remove_made_on_the_way(&made_in);
             }
             return Err(e);
         }
@@ -201,11 +202,7 @@ impl LayoutStore {
             return false;
         }
         if remove_skeleton(&self.root, self.created).is_ok() {
-            // The last is the directory that was there. One not empty now holds another
-            // run's output (a layout made beside this one), and it and those above stay.
-            if let Some((_, made)) = self.made_in.split_last() {
-                let _ = made.iter().try_for_each(std::fs::remove_dir);
-            }
+            remove_made_on_the_way(&self.made_in);
             return true;
         }
         // Another run into the same new directory (a shard beside this one) put something
