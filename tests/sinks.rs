@@ -2704,3 +2704,44 @@ fn a_pull_stopped_in_its_sync_after_an_error_says_the_error() {
     );
     assert!(err.contains(&said), "{err}");
 }
+
+/// A one-shot fetch whose stdout, a file, stops taking bytes past the first MiB (a full
+/// disk; here a limit on file size, which fails writes the same way) says how much of the
+/// object the file already holds, as a fetch that fails after streaming does: `>
+/// layer.tar` is left looking like the object, and "writing to stdout: File too large"
+/// alone did not say that its first MiB had gone there.
+#[test]
+fn a_one_shot_stdout_that_fills_says_what_it_already_holds() {
+    use std::os::unix::process::CommandExt;
+    let reg = FakeRegistry::start();
+    let big = bytes(35, 2 << 20);
+    let digest = reg.blob("team/app", &big);
+    let dir = tempfile::tempdir().unwrap();
+    let file = std::fs::File::create(dir.path().join("layer.tar")).unwrap();
+    let mut command = Dist::new().command(&["fetch", &repo(&reg), &digest]);
+    // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: (3 << 20) / 2,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            match libc::setrlimit(libc::RLIMIT_FSIZE, &limit) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        });
+    }
+    let out = command
+        .stdin(std::process::Stdio::null())
+        .stdout(file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("writing to stdout"), "{err}");
+    assert!(
+        err.contains("1.6 MB already written to stdout are not this object: discard them"),
+        "{err}"
+    );
+}
