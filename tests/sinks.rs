@@ -503,34 +503,37 @@ fn a_link_at_a_blob_s_place_is_replaced_not_written_through() {
 
 /// A new `-o DIR` whose layout files cannot be written (a full disk; here a limit on file
 /// size, which fails writes the same way) is refused with exit status 2, and the
-/// directory it began is taken away again rather than left as an empty `blobs/`.
+/// directory it began is taken away again rather than left as an empty `blobs/`, with
+/// the directories made on the way to it (they were left behind).
 #[test]
 fn a_layout_that_cannot_be_written_is_not_left_half_made() {
     let reg = FakeRegistry::start();
     let digest = reg.blob("team/app", bytes(92, 3000));
     let parent = tempfile::tempdir().unwrap();
-    let dir = parent.path().join("new");
-    let out = run_with_limit(
-        &Dist::new(),
-        &["fetch", &repo(&reg), "-", "-o", dir.to_str().unwrap()],
-        format!("{digest}\n").as_bytes(),
-        libc::RLIMIT_FSIZE,
-        0,
-        libc::RLIM_INFINITY,
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("oci-layout"), "{err}");
-    assert!(
-        !dir.exists(),
-        "left behind: {:?}",
-        std::fs::read_dir(&dir).map(|d| d.count())
-    );
+    for (dir, first_made) in [("new", "new"), ("a/b/new", "a")] {
+        let (dir, first_made) = (parent.path().join(dir), parent.path().join(first_made));
+        let out = run_with_limit(
+            &Dist::new(),
+            &["fetch", &repo(&reg), "-", "-o", dir.to_str().unwrap()],
+            format!("{digest}\n").as_bytes(),
+            libc::RLIMIT_FSIZE,
+            0,
+            libc::RLIM_INFINITY,
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("oci-layout"), "{err}");
+        assert!(
+            !first_made.exists(),
+            "left behind: {:?}",
+            std::fs::read_dir(&first_made).map(|d| d.count())
+        );
+    }
 }
 
 /// A blob past a limit on file size (`ulimit -f`, systemd's `LimitFSIZE=`) fails alone,
@@ -2700,4 +2703,45 @@ fn a_pull_stopped_in_its_sync_after_an_error_says_the_error() {
         layout.display()
     );
     assert!(err.contains(&said), "{err}");
+}
+
+/// A one-shot fetch whose stdout, a file, stops taking bytes past the first MiB (a full
+/// disk; here a limit on file size, which fails writes the same way) says how much of the
+/// object the file already holds, as a fetch that fails after streaming does: `>
+/// layer.tar` is left looking like the object, and "writing to stdout: File too large"
+/// alone did not say that its first MiB had gone there.
+#[test]
+fn a_one_shot_stdout_that_fills_says_what_it_already_holds() {
+    use std::os::unix::process::CommandExt;
+    let reg = FakeRegistry::start();
+    let big = bytes(35, 2 << 20);
+    let digest = reg.blob("team/app", &big);
+    let dir = tempfile::tempdir().unwrap();
+    let file = std::fs::File::create(dir.path().join("layer.tar")).unwrap();
+    let mut command = Dist::new().command(&["fetch", &repo(&reg), &digest]);
+    // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: (3 << 20) / 2,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            match libc::setrlimit(libc::RLIMIT_FSIZE, &limit) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        });
+    }
+    let out = command
+        .stdin(std::process::Stdio::null())
+        .stdout(file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("writing to stdout"), "{err}");
+    assert!(
+        err.contains("1.6 MB already written to stdout are not this object: discard them"),
+        "{err}"
+    );
 }

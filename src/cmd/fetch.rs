@@ -248,17 +248,20 @@ pub async fn fetch_to_stdout(
     // Past what is held back the content streamed: a file redirected to (`> layer.tar`)
     // holds bytes that look like the object, and the cause alone (a digest mismatch, a
     // broken connection) read as if nothing had been written.
-    let result = result.map_err(|e| match streamed_note() {
+    // So does a file that stopped taking them (a full disk): the cause said only that.
+    let noted = |e: Error| match streamed_note() {
         Some(note) => e.with_note(note),
         None => e,
-    });
+    };
     let result = match finished {
-        Ok(()) => result,
+        Ok(()) => result.map_err(noted),
         // The reader went away (`| head`): nothing left to do, and nothing to report.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(Error::new(ErrorKind::Io, "writing to stdout")
-            .with_cause(e)
-            .with_object(object)),
+        Err(e) => Err(noted(
+            Error::new(ErrorKind::Io, "writing to stdout")
+                .with_cause(e)
+                .with_object(object),
+        )),
     };
     if let Some(meter) = shown {
         meter.finish(result.is_ok());

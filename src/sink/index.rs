@@ -328,7 +328,7 @@ impl IndexLock {
                     .read(true)
                     .write(true)
                     .create_new(create)
-                    .custom_flags(libc::O_NOFOLLOW)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
                     .open(&path)
             };
             // Whether this run made the file, which is then its own to remove when the
@@ -353,6 +353,15 @@ impl IndexLock {
                 Err(e) if !made && e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(io_err("creating index.json's lock", &path, e)),
             };
+            // A FIFO planted there (`mkfifo`, in a shared directory) opens and locks, but
+            // is no file the lock can count for (`names_file`): the run spun here, at
+            // full speed, until stopped. It goes, as a link there goes.
+            if file.metadata().is_ok_and(|m| !m.is_file()) {
+                drop(file);
+                tracing::warn!(path = %path.display(), "not a regular file under the index lock's name; removed");
+                std::fs::remove_file(&path).map_err(|e| io_err("removing", &path, e))?;
+                continue;
+            }
             let locked = match lock(&file) {
                 Ok(locked) => locked,
                 // A filesystem without locks (NFS whose lock service is not running says
@@ -576,6 +585,27 @@ mod tests {
         assert_eq!(names(dir.path()).len(), 1);
         assert!(!target.exists(), "the link's target was created");
         assert!(std::fs::symlink_metadata(dir.path().join(INDEX_LOCK)).is_err());
+    }
+
+    /// A FIFO planted under the lock's name is not taken for the lock, which spun for
+    /// ever (it opens and locks, but is no regular file): it is removed, and the entry
+    /// added.
+    #[test]
+    fn a_fifo_under_the_lock_s_name_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join(INDEX_LOCK);
+        let c = std::ffi::CString::new(lock.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo(3) with a NUL-terminated path this test owns.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let root = dir.path().to_path_buf();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(add_entry(&root, &entry(b"a", Some("v1")))));
+        let added = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("add_entry never returned");
+        added.unwrap();
+        assert_eq!(names(dir.path()).len(), 1);
+        assert!(std::fs::symlink_metadata(&lock).is_err());
     }
 
     /// A filesystem that refuses `flock` (NFS whose lock service is not running answers

@@ -118,7 +118,11 @@ pub enum Destination {
         /// Bytes kept in memory per object before spilling.
         threshold: usize,
     },
-    /// Into an OCI layout's blob store.
+    /// Into an OCI layout's blob store: each blob verified, then renamed to its place
+    /// (an outcome's `path`). Those names are not durable until the caller runs
+    /// [`LayoutStore::sync`], which the worker never does: once the stream ended, and
+    /// about once a second for a stream that does not end, as `dist fetch LOC - -o DIR`
+    /// does. (A [`crate::pull::pull`] syncs its own.)
     Store {
         /// The store.
         store: LayoutStore,
@@ -170,7 +174,9 @@ impl Default for WorkerOptions {
 const YIELD_EVERY: u64 = 64;
 
 /// Runs the worker over `input`: returns the stream of outcomes, in completion order (or
-/// input order with `ordered`). Dropping the stream cancels the fetches in flight.
+/// input order with `ordered`). Dropping the stream cancels the fetches in flight. Into a
+/// [`Destination::Store`], what it stored is durable only once the caller synced it
+/// ([`LayoutStore::sync`]).
 pub fn run<R>(remote: Arc<dyn Remote>, input: R, opts: WorkerOptions) -> BoxStream<'static, Outcome>
 where
     R: AsyncBufRead + Unpin + Send + 'static,

@@ -32,6 +32,16 @@ pub(super) fn made_in(root: &Path) -> Vec<PathBuf> {
     dirs
 }
 
+/// Removes the directories [`made_in`] listed as made on the way to a new layout since
+/// taken away (all but its last, which was there), deepest first, each only while empty:
+/// one that is not holds another run's output (a layout beside this one), and it and
+/// those above it stay. `-o a/b/out` that failed left the empty `a/b` and `a` behind.
+pub(super) fn remove_made_on_the_way(made_in: &[PathBuf]) {
+    if let Some((_, made)) = made_in.split_last() {
+        let _ = made.iter().try_for_each(std::fs::remove_dir);
+    }
+}
+
 /// Makes the names in the directory `dir` durable (those renamed into it, say), as far as
 /// the filesystem lets it: one that refuses to open a directory to read (EACCES) or to
 /// fsync it (EINVAL, EBADF) has no such sync to offer, and failing a run that stored every
@@ -239,8 +249,9 @@ fn write_if_absent(
         return Ok(());
     }
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp =
-        new_layout_file(dir).map_err(|e| ("creating a temporary file in", dir.into(), e))?;
+    // Named by the file it is for: "creating a temporary file in DIR" left the user to
+    // guess what dist meant to write into their layout.
+    let mut tmp = new_layout_file(dir).map_err(|e| ("writing", path.into(), e))?;
     // Synced before its rename: renamed first, a power loss soon after could leave an
     // empty `index.json` (the rename durable, the data not yet written), and every later
     // run refused the directory as no layout.
@@ -480,5 +491,18 @@ mod tests {
         place_new(empty(), &path).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), EMPTY_INDEX);
         assert!(!std::fs::symlink_metadata(&path).unwrap().is_symlink());
+    }
+
+    /// A layout's file that cannot be made is named, not the temporary file it goes
+    /// through: a layout without its `index.json` on a read-only mount said "creating a
+    /// temporary file in DIR: Read-only file system", which left the user to guess what
+    /// dist wanted to write there.
+    #[test]
+    fn a_file_that_cannot_be_made_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory gone (here: never made) refuses the temporary as a read-only one does.
+        let path = dir.path().join("gone/index.json");
+        let (what, named, _) = write_if_absent(&path, EMPTY_INDEX).unwrap_err();
+        assert_eq!((what, named), ("writing", path));
     }
 }

@@ -44,7 +44,8 @@ mod temp_blob;
 pub use files::hash_file;
 pub use files::sync_dir;
 use files::{
-    create_dirs, hash_reader, made_in, make_skeleton, memory_backed, open_regular, remove_skeleton,
+    create_dirs, hash_reader, made_in, make_skeleton, memory_backed, open_regular,
+    remove_made_on_the_way, remove_skeleton,
 };
 pub use locks::IngestLock;
 pub(crate) use locks::WaitMark;
@@ -160,8 +161,8 @@ impl LayoutStore {
         let blobs = root.join("blobs");
         if let Err(e) = make_skeleton(&root, &blobs) {
             // A full disk, most often: what was begun of a new layout goes again.
-            if laid_out {
-                let _ = remove_skeleton(&root, created);
+            if laid_out && remove_skeleton(&root, created).is_ok() {
+                remove_made_on_the_way(&made_in);
             }
             return Err(e);
         }
@@ -193,12 +194,15 @@ impl LayoutStore {
     /// [`LayoutStore::open`] wrote (no blob, no partial download, no other file, an index
     /// still empty), so that a mistyped reference or an unreachable registry leaves the
     /// output as it found it: no directory where there was none, an empty one where the
-    /// user made one. Anything else stays as it is. Whether the layout was removed.
+    /// user made one, nor the directories made on the way to a new one (`-o a/b/out` with
+    /// no `a`: `a/b` and `a`, each while empty). Anything else stays as it is. Whether the
+    /// layout was removed.
     pub fn remove_if_unused(&self) -> bool {
         if !self.laid_out {
             return false;
         }
         if remove_skeleton(&self.root, self.created).is_ok() {
+            remove_made_on_the_way(&self.made_in);
             return true;
         }
         // Another run into the same new directory (a shard beside this one) put something
@@ -1143,6 +1147,27 @@ mod tests {
             assert!(!store.remove_if_unused(), "change {i}");
             assert!(dir.join("oci-layout").exists(), "change {i}");
         }
+    }
+
+    /// A failed run takes back, with its new layout, the directories it made on the way
+    /// to it, and no directory that was there or that another run put something in.
+    #[test]
+    fn the_directories_made_on_the_way_go_with_an_unused_layout() {
+        let parent = tempfile::tempdir().unwrap();
+        let p = parent.path();
+        let store = LayoutStore::open(p.join("a/b/out")).unwrap();
+        assert!(store.remove_if_unused());
+        assert_eq!(
+            std::fs::read_dir(p).unwrap().count(),
+            0,
+            "{p:?} not as it was"
+        );
+
+        let store = LayoutStore::open(p.join("a/b/out")).unwrap();
+        std::fs::create_dir(p.join("a/other")).unwrap();
+        assert!(store.remove_if_unused());
+        assert!(!p.join("a/b").exists());
+        assert!(p.join("a/other").is_dir(), "another run's");
     }
 
     /// A run that created the directory and failed without storing anything takes the
