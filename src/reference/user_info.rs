@@ -1,6 +1,6 @@
 //! Credentials typed into a locator or reference: found, refused, and kept out of messages.
 
-use super::host::{is_host, validate_host};
+use super::host::{host_without_port, is_host, validate_host};
 use crate::digest::Digest;
 
 /// Why `user:password@host/…` is refused.
@@ -93,17 +93,20 @@ pub(crate) fn url_login_end(url: &str) -> Option<usize> {
 /// Where the login of `rest` (a URL after its scheme) ends when its valid `authority`
 /// is a user and a password's start that reads as a port (`mu:1234/s3cret@mirror.example`):
 /// an `@` in its path followed by what names a registry's host (a `.`, a `:` or
-/// `localhost`, as in a reference). Read as a path, `mu:1234` was the mirror, looked up and
-/// shown in every message with the rest of the password; a path's `@` before a plain word
+/// `localhost`, as in a reference), or any `@` in its path when the host before the port
+/// is a plain word (`u:1234/s3cret@cdn/x`), as a user's name is and a registry's or CDN's
+/// seldom. Read as a path, `mu:1234` was the mirror, looked up and shown in every message
+/// with the rest of the password; a path's `@` before a plain word after a host with a dot
 /// (`https://mirror.example:5000/a@b`), or after a host with no port, stays the path's.
 fn port_read_in_password(rest: &str, authority: &str) -> Option<usize> {
     if authority.starts_with('[') || !authority.contains(':') {
         return None;
     }
+    let plain_word = !is_host(host_without_port(authority));
     let path = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
     login_end(path).filter(|&end| {
         let after = &path[end..];
-        is_host(&after[..after.find('/').unwrap_or(after.len())])
+        plain_word || is_host(&after[..after.find('/').unwrap_or(after.len())])
     })
 }
 
