@@ -24,11 +24,9 @@ pub(super) fn has_user_info(s: &str) -> bool {
     if s.contains('/') {
         return login_end(s).is_some();
     }
-    s.rsplit_once('@').is_some_and(|(user, host)| {
-        user.contains(':')
-            && validate_host(host).is_ok()
-            && host.parse::<Digest>().is_err()
-            && !digest_mistyped(host)
+    // A user's name alone is a login too: registries take tokens as names.
+    s.rsplit_once('@').is_some_and(|(_, host)| {
+        validate_host(host).is_ok() && host.parse::<Digest>().is_err() && !digest_mistyped(host)
     })
 }
 
@@ -52,7 +50,7 @@ fn starts_digest(s: &str) -> bool {
 
 /// Why `s`, holding user information, is refused.
 pub(super) fn refused(s: &str) -> String {
-    if after_a_host(s) {
+    if maybe_a_tag(s) {
         format!(
             "an '@' that starts no digest (@sha256:…) ends a login here, and \
              {NO_CREDENTIALS_HERE}; a tag goes after ':'"
@@ -110,10 +108,15 @@ fn port_read_in_password(rest: &str, authority: &str) -> Option<usize> {
     })
 }
 
-/// Whether the `@` that ends a login in `s` is in a path after a valid host with no `/`
-/// after it: it may as well be a tag typed after `@` (`reg.example/app@v1`) as a
-/// password's end, and the message names both.
-fn after_a_host(s: &str) -> bool {
+/// Whether the `@` that ends a login in `s` may as well be a tag typed after `@` as a
+/// login's end, and the message names both: in a path after a valid host with no `/`
+/// after it (`reg.example/app@v1`), or after a name alone (`redis@7.2`, as `tok@host`).
+fn maybe_a_tag(s: &str) -> bool {
+    if !s.contains('/') {
+        return s
+            .rsplit_once('@')
+            .is_some_and(|(name, _)| !name.contains(':'));
+    }
     let rest = s.split_once("://").map_or(s, |(_, rest)| rest);
     let authority = rest.split('/').next().unwrap_or(rest);
     rest.contains('/')
@@ -144,7 +147,7 @@ pub(crate) fn shown(s: &str) -> String {
                 format!("{scheme}://")
             };
             // What went before the `@` is told as left out where it may have been no login.
-            let cut = if after_a_host(s) { "…@" } else { "" };
+            let cut = if maybe_a_tag(s) { "…@" } else { "" };
             format!("{scheme}{cut}{}", crate::error::redact_url(&s[end..]))
         }
         None => s.to_string(),
@@ -219,9 +222,39 @@ mod tests {
             assert!(e.contains("invalid digest"), "{typed}: {e}");
             assert!(!e.contains("credentials"), "{typed}: {e}");
         }
-        // And a user's name alone is no secret: `me@host` is left to the grammar.
-        let e = "me@reg.example".parse::<Repository>().unwrap_err();
-        assert!(!e.to_string().contains("credentials"), "{e}");
+    }
+
+    /// A user's name alone before a host (`tok@reg.example`, no `/` after it) was left to
+    /// the grammar and echoed: registries take tokens as users' names (GitHub's and
+    /// GitLab's access tokens, `oauth2accesstoken` with the token as password).
+    #[test]
+    fn a_user_s_name_alone_before_a_host_is_refused_unshown() {
+        for typed in [
+            "ghp_T0ken@reg.example",
+            "ghp_T0ken@reg.example:5000",
+            "ghp_T0ken@localhost:5000",
+            "ghp_T0ken@[::1]:5000",
+            "ghp_T0ken@reg.example/team/app",
+            "ghp_T0ken@reg.example:5000/team/app:v1",
+            "https://ghp_T0ken@reg.example/team/app",
+        ] {
+            refused_unshown(typed, &["T0ken"]);
+        }
+        // Told as possibly a tag typed after '@', as after a repository's name.
+        let e = "redis@7.2".parse::<Reference>().unwrap_err().to_string();
+        assert!(
+            e.contains("…@7.2") && e.contains("a tag goes after ':'"),
+            "{e}"
+        );
+        assert!(!e.contains("redis"), "{e}");
+        // A digest after the '@' is still no login.
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let r: Reference = format!("redis@{digest}").parse().unwrap();
+        assert_eq!(r.digest.unwrap().as_str(), digest);
+        assert_eq!(
+            crate::reference::without_credentials("ghp_T0ken@reg.example and more"),
+            "…@reg.example and more"
+        );
     }
 
     /// A password with a `/` in it, pasted unencoded (`http://user:s3/cret@host/…`), ended
