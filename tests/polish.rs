@@ -3291,6 +3291,15 @@ fn a_word_clap_refuses_is_shown_without_its_login() {
             "h.example/team/app",
             "v1",
         ],
+        // A password with a space in it: clap quotes the word, which reads as two.
+        vec!["http://me:s3 cret@h.example/team/app:v1"],
+        vec![
+            "fetch",
+            "-j",
+            "me:s3 cret@h.example",
+            "h.example/team/app",
+            "v1",
+        ],
     ] {
         let err = dist.fails(2, &args, b"");
         assert!(!err.contains("cret"), "{args:?}: {err}");

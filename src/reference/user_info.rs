@@ -156,20 +156,95 @@ pub(crate) fn shown(s: &str) -> String {
 
 /// `text` with the user information of each of its words taken out, white space and
 /// control characters kept: a word is what is told for a login (`me:s3cret@reg.example`),
-/// and one followed by a space or an ESC passed for none, its host then not a host.
+/// and one followed by a space or an ESC passed for none, its host then not a host. Quotes
+/// and the punctuation a message puts around a word (`'me:pw@host',`) are kept, and left
+/// out of what is judged. A password pasted with a space or a tab in it
+/// (`http://me:s3 cret@host/…`) makes a word whose login has no start (`cret@host/…`):
+/// the words before it on its line, back to one that starts a login, are left out too.
 pub fn shown_by_words(text: &str) -> String {
+    let words = word_spans(text);
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while !rest.is_empty() {
-        let end = rest
-            .find(|c: char| c.is_whitespace() || c.is_control())
-            .unwrap_or(rest.len());
-        out.push_str(&shown(&rest[..end]));
-        let apart = rest[end..].chars().next().map_or(0, char::len_utf8);
-        out.push_str(&rest[end..end + apart]);
-        rest = &rest[end + apart..];
+    let mut written = 0;
+    for (k, word) in words.iter().enumerate() {
+        let core = core_of(&text[word.clone()]);
+        let Some(end) = login_end(core).filter(|_| has_user_info(core)) else {
+            continue;
+        };
+        let first = login_start(text, &words, k, &core[..end - 1]).unwrap_or(k);
+        let from = word_core_start(text, &words[first]);
+        let to = word_core_start(text, word) + core.len();
+        out.push_str(&text[written..from]);
+        out.push_str(&shown(&text[from..to]));
+        written = to;
     }
+    out.push_str(&text[written..]);
     out
+}
+
+/// The words of `text`, apart at white space and control characters.
+fn word_spans(text: &str) -> Vec<std::ops::Range<usize>> {
+    let apart = |c: char| c.is_whitespace() || c.is_control();
+    let mut spans = Vec::new();
+    let mut start = None;
+    for (i, c) in text.char_indices() {
+        match (apart(c), start) {
+            (true, Some(s)) => {
+                spans.push(s..i);
+                start = None;
+            }
+            (false, None) => start = Some(i),
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        spans.push(s..text.len());
+    }
+    spans
+}
+
+/// What a message puts around a word it quotes: quotes, and a `:` or `,` after it.
+const AROUND: [char; 4] = ['\'', '"', ':', ','];
+
+/// `word` without what a message puts around it.
+fn core_of(word: &str) -> &str {
+    word.trim_matches(AROUND)
+}
+
+/// Where the core of the word at `span` of `text` starts.
+fn word_core_start(text: &str, span: &std::ops::Range<usize>) -> usize {
+    let word = &text[span.clone()];
+    span.start + (word.len() - word.trim_start_matches(AROUND).len())
+}
+
+/// The index among `words` of the word that starts the login of the `k`th, `login` (up to
+/// its `@`), when `login` has no start of its own (no `:` of `user:password` or
+/// `scheme://`): a password with spaces or tabs in it, split into words. One of the few
+/// words before it on its line, apart by spaces or tabs alone, that holds a `:` and is no
+/// digest (`http://me:s3`, `me:s3`); none when another word, a digest or a line's end
+/// comes first.
+fn login_start(
+    text: &str,
+    words: &[std::ops::Range<usize>],
+    k: usize,
+    login: &str,
+) -> Option<usize> {
+    if login.contains(':') {
+        return None;
+    }
+    for m in (k.saturating_sub(4)..k).rev() {
+        let gap = &text[words[m].end..words[m + 1].start];
+        if !gap.bytes().all(|b| b == b' ' || b == b'\t') {
+            return None;
+        }
+        let core = core_of(&text[words[m].clone()]);
+        if core.parse::<Digest>().is_ok() || digest_mistyped(core) || core.contains('@') {
+            return None;
+        }
+        if core.contains(':') {
+            return Some(m);
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -221,6 +296,46 @@ mod tests {
             let e = typed.parse::<Reference>().unwrap_err().to_string();
             assert!(e.contains("invalid digest"), "{typed}: {e}");
             assert!(!e.contains("credentials"), "{typed}: {e}");
+        }
+    }
+
+    /// A password with a space in it, pasted unencoded, was split into words, and the one
+    /// before the space (`http://user:s3`) holds no `@`: it was shown, user and all.
+    #[test]
+    fn a_password_with_a_space_is_shown_by_words_without_any_of_it() {
+        use crate::reference::without_credentials as shown;
+        for (text, want) in [
+            (
+                "http://user:s3 cret@reg.example/team/app",
+                "http://reg.example/team/app",
+            ),
+            (
+                "locator 'http://user:s3 cr et@reg.example/team/app' refused",
+                "locator 'http://reg.example/team/app' refused",
+            ),
+            ("user:s3 cret@reg.example", "reg.example"),
+            ("user:s3\tcret@reg.example:5000 x", "reg.example:5000 x"),
+        ] {
+            assert_eq!(shown(text), want, "{text}");
+        }
+        // A word before a space starts no login when it is a digest or a label (`line 1:`),
+        // nor across a line's end.
+        let digest = format!("sha256:{}", "a".repeat(64));
+        for (text, want) in [
+            (
+                format!("{digest} tok@reg.example"),
+                format!("{digest} …@reg.example"),
+            ),
+            (
+                "line 1: tok@reg.example".into(),
+                "line 1: …@reg.example".into(),
+            ),
+            (
+                "user:s3\ncret@reg.example".into(),
+                "user:s3\n…@reg.example".into(),
+            ),
+        ] {
+            assert_eq!(shown(&text), want, "{text}");
         }
     }
 
