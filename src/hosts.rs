@@ -461,6 +461,10 @@ mod tests {
             "https://mirror.example/a@b/c",
             "https://mirror.example:5000/a@b/c",
             "https://mirror.example:5000/p?x=a@b.example",
+            // A version after a path's `@` (`team@v1.2`) names no host: a host's last
+            // label is no number, unless the host is an IPv4 address.
+            "https://mirror.example:5000/team@v1.2/c",
+            "https://10.0.0.5:5000/cache@2.0",
         ] {
             let url = with_scheme(value, None).unwrap_or_else(|e| panic!("{value}: {e}"));
             assert!(url.ends_with(value.split_once("://").map_or(value, |(_, v)| v)));

@@ -90,8 +90,7 @@ pub(crate) fn url_login_end(url: &str) -> Option<usize> {
 
 /// Where the login of `rest` (a URL after its scheme) ends when its valid `authority`
 /// is a user and a password's start that reads as a port (`mu:1234/s3cret@mirror.example`):
-/// an `@` in its path followed by what names a registry's host (a `.`, a `:` or
-/// `localhost`, as in a reference), or any `@` in its path when the host before the port
+/// an `@` in its path followed by what names a registry's host ([`names_a_host`]), or any `@` in its path when the host before the port
 /// is a plain word (`u:1234/s3cret@cdn/x`), as a user's name is and a registry's or CDN's
 /// seldom. Read as a path, `mu:1234` was the mirror, looked up and shown in every message
 /// with the rest of the password; a path's `@` before a plain word after a host with a dot
@@ -104,8 +103,22 @@ fn port_read_in_password(rest: &str, authority: &str) -> Option<usize> {
     let path = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
     login_end(path).filter(|&end| {
         let after = &path[end..];
-        plain_word || is_host(&after[..after.find('/').unwrap_or(after.len())])
+        plain_word || names_a_host(&after[..after.find('/').unwrap_or(after.len())])
     })
+}
+
+/// Whether `s`, after an `@` in a URL's path, names a registry's host as a reference's
+/// first part does (a `.`, a `:` or `localhost`), and is no version (`team@v1.2`): a
+/// host's last label is no number (RFC 3696 2, no top-level domain is), unless it is an
+/// IPv4 address.
+fn names_a_host(s: &str) -> bool {
+    let name = host_without_port(s);
+    is_host(s)
+        && (name.parse::<std::net::Ipv4Addr>().is_ok()
+            || !name
+                .rsplit('.')
+                .next()
+                .is_some_and(|label| label.bytes().all(|b| b.is_ascii_digit())))
 }
 
 /// Whether the `@` that ends a login in `s` may as well be a tag typed after `@` as a
