@@ -175,6 +175,10 @@ pub(crate) fn shown(s: &str) -> String {
 /// (`http://me:s3 cret@host/…`) makes a word whose login has no start (`cret@host/…`):
 /// the words before it on its line, back to one that starts a login, are left out too.
 pub fn shown_by_words(text: &str) -> String {
+    // Nearly every text holds no login, which always has an `@`.
+    if !text.contains('@') {
+        return text.to_string();
+    }
     let words = word_spans(text);
     let mut out = String::with_capacity(text.len());
     let mut written = 0;
