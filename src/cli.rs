@@ -274,7 +274,7 @@ pub fn explain_or_exit(e: clap::Error) -> ! {
         }
     }
     if json && e.use_stderr() {
-        let line = without_logins(one_line_usage_error(&e));
+        let line = dist::reference::without_credentials(&one_line_usage_error(&e));
         crate::cmd::say(&format!("dist: {line}"));
         crate::cmd::exit(e.exit_code());
     }
@@ -282,7 +282,7 @@ pub fn explain_or_exit(e: clap::Error) -> ! {
     // (`unrecognized subcommand 'http://me:pw@host/app'`), or an option's value.
     if e.use_stderr() {
         let text = e.render().to_string();
-        let shown = without_logins(text.clone());
+        let shown = dist::reference::without_credentials(&text);
         if shown != text {
             crate::cmd::say(shown.trim_end());
             crate::cmd::exit(e.exit_code());
@@ -296,22 +296,6 @@ pub fn explain_or_exit(e: clap::Error) -> ! {
         crate::cmd::exit(i32::from(crate::cmd::print_stdout(text.as_bytes())));
     }
     e.exit()
-}
-
-/// `text` of clap's with the login of each word it quotes left out: clap puts a word in
-/// quotes (`'me:pw@host'`, `"…"`), which, left on it, made its host no host and its
-/// login no login, or with the login, took the opening quote out.
-fn without_logins(text: String) -> String {
-    const AROUND: [char; 4] = ['\'', '"', ':', ','];
-    let mut out = String::with_capacity(text.len());
-    for word in text.split_inclusive(char::is_whitespace) {
-        let inner = word.trim_start_matches(AROUND);
-        let core = inner.trim_end_matches(|c: char| c.is_whitespace() || AROUND.contains(&c));
-        out.push_str(&word[..word.len() - inner.len()]);
-        out.push_str(&dist::reference::without_credentials(core));
-        out.push_str(&inner[core.len()..]);
-    }
-    out
 }
 
 /// The `--log-format` of a command line clap refused: the last one given before `--`.

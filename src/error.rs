@@ -750,6 +750,14 @@ mod tests {
                 "https://user:1234/s3cret@reg.example/v2/",
                 "https://reg.example/v2/",
             ),
+            (
+                "https://mirror.example:1234/s3cret@10.0.0.5/v2/",
+                "https://10.0.0.5/v2/",
+            ),
+            (
+                "https://mirror.example:5000/team@v1.2/v2/",
+                "https://mirror.example:5000/team@v1.2/v2/",
+            ),
         ] {
             assert_eq!(redact_url(url), shown, "{url}");
         }

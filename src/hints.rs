@@ -105,7 +105,12 @@ impl Hints {
                 }
                 _ => match meant_key(key) {
                     Some(known) => warn_once(key, known),
-                    None => tracing::debug!(hint = shown(word), "ignoring unknown hint key"),
+                    None => {
+                        tracing::debug!(
+                            hint = unknown_shown(key, value),
+                            "ignoring unknown hint key"
+                        );
+                    }
                 },
             }
         }
@@ -158,6 +163,25 @@ fn parse_size(value: &str) -> Result<u64> {
 /// URL pasted among the hints holds (`http://me:s3cret@host/…`).
 fn shown(word: &str) -> String {
     crate::reference::without_credentials(word)
+}
+
+/// An unknown hint `key:value` as the log shows it: its key, which is what to fix, kept
+/// whole where its value has a login's shape and only the login is left out
+/// (`annotation:…@example.com`, not `example.com`, read as a login `annotation:x=me`). A
+/// key that may be a token itself, as a login pasted as a hint begins with one
+/// (`ghp_…:x-oauth-basic@ghcr.io`), or a URL's scheme, is left to the reading of the word
+/// whole: a hint's key is a short word, with no digits, that a token hardly ever is.
+fn unknown_shown(key: &str, value: &str) -> String {
+    let word = format!("{key}:{value}");
+    let shown_word = shown(&word);
+    let key_like = (1..=20).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphabetic() || matches!(b, b'-' | b'_' | b'.'));
+    if shown_word == word || !key_like || value.starts_with("//") {
+        return shown_word;
+    }
+    format!("{key}:{}", shown(value))
 }
 
 /// The known key an unknown one is most likely a misspelling of (`Size`, `media-type`,
@@ -326,6 +350,21 @@ mod tests {
         ] {
             let e = Hints::parse([typo]).unwrap_err();
             assert!(e.to_string().contains("invalid media type hint"), "{e}");
+        }
+    }
+
+    /// An unknown hint is logged by its key with only its login left out; a key that may
+    /// be a token, or a URL's scheme, shows none of the login either.
+    #[test]
+    fn an_unknown_hint_is_shown_by_its_key_and_never_a_login() {
+        for (key, value, want) in [
+            ("annotation", "x=me@example.com", "annotation:…@example.com"),
+            ("annotation", "x=y", "annotation:x=y"),
+            ("http", "//me:s3cret@reg.example/a", "http://reg.example/a"),
+            ("ghp_T0kenT0ken", "x-oauth-basic@ghcr.io", "ghcr.io"),
+            ("glpatAbCdEfGhIjKlMnOpQr", "x@reg.example", "reg.example"),
+        ] {
+            assert_eq!(super::unknown_shown(key, value), want, "{key}:{value}");
         }
     }
 }

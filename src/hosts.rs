@@ -194,6 +194,8 @@ impl HostsFile {
             .as_table()
             .ok_or_else(|| Error::invalid("\"host\" must be a table of tables"))?;
         for (url, entry) in hosts {
+            // Before the table's name is quoted by a message on one of its keys.
+            no_login(url)?;
             let entry = entry
                 .as_table()
                 .ok_or_else(|| Error::invalid(format!("host {url:?} must be a table")))?;
@@ -377,6 +379,20 @@ fn client_identity(value: &toml::Value, base: &Path) -> Option<Option<ClientIden
     }
 }
 
+/// Refuses a mirror's address written with a login: a password there would be shown in
+/// messages and logs as part of the host's name, and never used: mirrors' credentials come
+/// from the same files as the registry's.
+fn no_login(value: &str) -> Result<()> {
+    match crate::reference::url_login_end(value) {
+        Some(_) => Err(Error::invalid(format!(
+            "mirror {}: {}",
+            crate::error::redact_url(value),
+            crate::reference::NO_CREDENTIALS_HERE
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Adds a scheme to `host[:port][/path]`: http when `plain` says so (or, when unsaid, for
 /// loopback hosts, as for registries), https otherwise.
 fn with_scheme(value: &str, plain: Option<bool>) -> Result<String> {
@@ -384,15 +400,7 @@ fn with_scheme(value: &str, plain: Option<bool>) -> Result<String> {
     if value.is_empty() {
         return Err(Error::invalid("empty mirror address"));
     }
-    // A password here would be shown in messages and logs as part of the host's name, and
-    // never used: mirrors' credentials come from the same files as the registry's.
-    if crate::reference::url_login_end(value).is_some() {
-        return Err(Error::invalid(format!(
-            "mirror {}: {}",
-            crate::error::redact_url(value),
-            crate::reference::NO_CREDENTIALS_HERE
-        )));
-    }
+    no_login(value)?;
     // A scheme is case-insensitive (RFC 3986, 3.1), and written in lower case from here on.
     if let Some((scheme, rest)) = value.split_once("://") {
         if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") {
@@ -449,6 +457,24 @@ mod tests {
         assert!(with_scheme("https://mirror.example:5000/path@x", None).is_ok());
     }
 
+    /// A `[host."…"]` table's name with a login was quoted whole, `host "https://mu:…"`,
+    /// by the messages on its keys (a flag that is no boolean), before the login was
+    /// looked for: the login is refused first, unshown.
+    #[test]
+    fn a_host_table_named_with_a_login_is_refused_before_its_keys_are_read() {
+        for text in [
+            "[host.\"https://mu:SECRET@mirror.example\"]\nplain-http = \"yes\"\n",
+            "[host.\"https://mu:SECRET@mirror.example\"]\ncapabilities = \"pull\"\n",
+            "host = { \"https://mu:SECRET@mirror.example\" = 5 }\n",
+        ] {
+            let e = HostsFile::parse(text, Path::new("/"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("credentials do not go here"), "{text}: {e}");
+            assert!(!e.contains("SECRET") && !e.contains("mu:"), "{text}: {e}");
+        }
+    }
+
     /// What the login checks of a mirror's URL must leave alone: a query (`?ns=`, as
     /// containerd's requests carry), an `@` in a path segment, with or without a port, and
     /// an `@` in the query after a port.
@@ -461,6 +487,10 @@ mod tests {
             "https://mirror.example/a@b/c",
             "https://mirror.example:5000/a@b/c",
             "https://mirror.example:5000/p?x=a@b.example",
+            // A version after a path's `@` (`team@v1.2`) names no host: a host's last
+            // label is no number, unless the host is an IPv4 address.
+            "https://mirror.example:5000/team@v1.2/c",
+            "https://10.0.0.5:5000/cache@2.0",
         ] {
             let url = with_scheme(value, None).unwrap_or_else(|e| panic!("{value}: {e}"));
             assert!(url.ends_with(value.split_once("://").map_or(value, |(_, v)| v)));

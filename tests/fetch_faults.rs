@@ -3099,3 +3099,53 @@ fn every_request_names_dist_and_its_version() {
         assert_eq!(ua, Some(want.as_str()), "{} {}", r.method, r.path);
     }
 }
+
+/// A server's `Location` with a login in it (`u:p@`, or a password with a `/` pasted
+/// unencoded, its start read as a port) is not followed, and neither the refusal, the
+/// `-v` log (text or JSON) nor the report shows any of the login: the second was
+/// followed, its host `u` looked up, and the log's "redirect" line showed it whole.
+#[test]
+fn a_redirect_to_a_login_is_shown_without_it_in_errors_logs_and_reports() {
+    let (reg, digest, _) = fake_with_blob(1000);
+    for location in [
+        "http://u:1234/s3cret@cdn.example/x",
+        "http://u:1234/s3cret@cdn/x",
+        "http://u:s3cret@cdn.example/x",
+    ] {
+        reg.set_fault_for_every(
+            &digest,
+            Fault::Redirect {
+                status: 307,
+                location: location.to_string(),
+            },
+        );
+        for format in ["text", "json"] {
+            let dir = tempfile::tempdir().unwrap();
+            let report = dir.path().join("report.jsonl");
+            let out = Dist::new().run(
+                &[
+                    "-v",
+                    "--log-format",
+                    format,
+                    "fetch",
+                    &repo(&reg),
+                    "-",
+                    "-o",
+                    dir.path().to_str().unwrap(),
+                    "--report",
+                    report.to_str().unwrap(),
+                ],
+                format!("{digest}\n").as_bytes(),
+            );
+            let err = String::from_utf8_lossy(&out.stderr);
+            let report = std::fs::read_to_string(&report).unwrap();
+            let all = format!("{err}\n{report}\n{}", String::from_utf8_lossy(&out.stdout));
+            assert_eq!(out.status.code(), Some(1), "{location}: {all}");
+            assert!(all.contains("carries credentials"), "{location}: {all}");
+            assert!(all.contains("/x"), "{location}: {all}");
+            for secret in ["s3cret", "u:"] {
+                assert!(!all.contains(secret), "{location} ({format}): {all}");
+            }
+        }
+    }
+}

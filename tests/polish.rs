@@ -3243,9 +3243,11 @@ fn a_hint_holding_a_login_is_never_shown() {
     let reg = FakeRegistry::start();
     let repo = format!("{}/team/app", reg.host());
     let lines = format!(
-        "sha256:{} http://me:s3cret@reg.example/team/app\nsha256:{} size:me:s3cret@reg.example\n",
+        "sha256:{} http://me:s3cret@reg.example/team/app\nsha256:{} size:me:s3cret@reg.example\n\
+         sha256:{} annotation:x=me@example.com\n",
         "a".repeat(64),
-        "b".repeat(64)
+        "b".repeat(64),
+        "c".repeat(64)
     );
     let run = Dist::new().run(
         &[
@@ -3268,6 +3270,10 @@ fn a_hint_holding_a_login_is_never_shown() {
     );
     assert!(!said.contains("s3cret"), "{said}");
     assert!(!said.contains("me:"), "{said}");
+    // A hint whose value has a login's shape is logged by its key, the value's login left
+    // out, not as its host alone (`example.com`), which read as some other hint.
+    assert!(said.contains("annotation:…@example.com"), "{said}");
+    assert!(!said.contains("me@"), "{said}");
 }
 
 /// A reference typed without its command (`dist http://me:s3cret@host/app:v1`) was
@@ -3288,6 +3294,15 @@ fn a_word_clap_refuses_is_shown_without_its_login() {
             "fetch",
             "-j",
             "me:s3cret@h.example",
+            "h.example/team/app",
+            "v1",
+        ],
+        // A password with a space in it: clap quotes the word, which reads as two.
+        vec!["http://me:s3 cret@h.example/team/app:v1"],
+        vec![
+            "fetch",
+            "-j",
+            "me:s3 cret@h.example",
             "h.example/team/app",
             "v1",
         ],

@@ -1,6 +1,6 @@
 //! Credentials typed into a locator or reference: found, refused, and kept out of messages.
 
-use super::host::{is_host, validate_host};
+use super::host::{host_without_port, is_host, validate_host};
 use crate::digest::Digest;
 
 /// Why `user:password@host/…` is refused.
@@ -24,11 +24,9 @@ pub(super) fn has_user_info(s: &str) -> bool {
     if s.contains('/') {
         return login_end(s).is_some();
     }
-    s.rsplit_once('@').is_some_and(|(user, host)| {
-        user.contains(':')
-            && validate_host(host).is_ok()
-            && host.parse::<Digest>().is_err()
-            && !digest_mistyped(host)
+    // A user's name alone is a login too: registries take tokens as names.
+    s.rsplit_once('@').is_some_and(|(_, host)| {
+        validate_host(host).is_ok() && host.parse::<Digest>().is_err() && !digest_mistyped(host)
     })
 }
 
@@ -52,7 +50,7 @@ fn starts_digest(s: &str) -> bool {
 
 /// Why `s`, holding user information, is refused.
 pub(super) fn refused(s: &str) -> String {
-    if after_a_host(s) {
+    if maybe_a_tag(s) {
         format!(
             "an '@' that starts no digest (@sha256:…) ends a login here, and \
              {NO_CREDENTIALS_HERE}; a tag goes after ':'"
@@ -92,25 +90,46 @@ pub(crate) fn url_login_end(url: &str) -> Option<usize> {
 
 /// Where the login of `rest` (a URL after its scheme) ends when its valid `authority`
 /// is a user and a password's start that reads as a port (`mu:1234/s3cret@mirror.example`):
-/// an `@` in its path followed by what names a registry's host (a `.`, a `:` or
-/// `localhost`, as in a reference). Read as a path, `mu:1234` was the mirror, looked up and
-/// shown in every message with the rest of the password; a path's `@` before a plain word
+/// an `@` in its path followed by what names a registry's host ([`names_a_host`]), or any `@` in its path when the host before the port
+/// is a plain word (`u:1234/s3cret@cdn/x`), as a user's name is and a registry's or CDN's
+/// seldom. Read as a path, `mu:1234` was the mirror, looked up and shown in every message
+/// with the rest of the password; a path's `@` before a plain word after a host with a dot
 /// (`https://mirror.example:5000/a@b`), or after a host with no port, stays the path's.
 fn port_read_in_password(rest: &str, authority: &str) -> Option<usize> {
     if authority.starts_with('[') || !authority.contains(':') {
         return None;
     }
+    let plain_word = !is_host(host_without_port(authority));
     let path = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
     login_end(path).filter(|&end| {
         let after = &path[end..];
-        is_host(&after[..after.find('/').unwrap_or(after.len())])
+        plain_word || names_a_host(&after[..after.find('/').unwrap_or(after.len())])
     })
 }
 
-/// Whether the `@` that ends a login in `s` is in a path after a valid host with no `/`
-/// after it: it may as well be a tag typed after `@` (`reg.example/app@v1`) as a
-/// password's end, and the message names both.
-fn after_a_host(s: &str) -> bool {
+/// Whether `s`, after an `@` in a URL's path, names a registry's host as a reference's
+/// first part does (a `.`, a `:` or `localhost`), and is no version (`team@v1.2`): a
+/// host's last label is no number (RFC 3696 2, no top-level domain is), unless it is an
+/// IPv4 address.
+fn names_a_host(s: &str) -> bool {
+    let name = host_without_port(s);
+    is_host(s)
+        && (name.parse::<std::net::Ipv4Addr>().is_ok()
+            || !name
+                .rsplit('.')
+                .next()
+                .is_some_and(|label| label.bytes().all(|b| b.is_ascii_digit())))
+}
+
+/// Whether the `@` that ends a login in `s` may as well be a tag typed after `@` as a
+/// login's end, and the message names both: in a path after a valid host with no `/`
+/// after it (`reg.example/app@v1`), or after a name alone (`redis@7.2`, as `tok@host`).
+fn maybe_a_tag(s: &str) -> bool {
+    if !s.contains('/') {
+        return s
+            .rsplit_once('@')
+            .is_some_and(|(name, _)| !name.contains(':'));
+    }
     let rest = s.split_once("://").map_or(s, |(_, rest)| rest);
     let authority = rest.split('/').next().unwrap_or(rest);
     rest.contains('/')
@@ -141,7 +160,7 @@ pub(crate) fn shown(s: &str) -> String {
                 format!("{scheme}://")
             };
             // What went before the `@` is told as left out where it may have been no login.
-            let cut = if after_a_host(s) { "…@" } else { "" };
+            let cut = if maybe_a_tag(s) { "…@" } else { "" };
             format!("{scheme}{cut}{}", crate::error::redact_url(&s[end..]))
         }
         None => s.to_string(),
@@ -150,20 +169,99 @@ pub(crate) fn shown(s: &str) -> String {
 
 /// `text` with the user information of each of its words taken out, white space and
 /// control characters kept: a word is what is told for a login (`me:s3cret@reg.example`),
-/// and one followed by a space or an ESC passed for none, its host then not a host.
+/// and one followed by a space or an ESC passed for none, its host then not a host. Quotes
+/// and the punctuation a message puts around a word (`'me:pw@host',`) are kept, and left
+/// out of what is judged. A password pasted with a space or a tab in it
+/// (`http://me:s3 cret@host/…`) makes a word whose login has no start (`cret@host/…`):
+/// the words before it on its line, back to one that starts a login, are left out too.
 pub fn shown_by_words(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while !rest.is_empty() {
-        let end = rest
-            .find(|c: char| c.is_whitespace() || c.is_control())
-            .unwrap_or(rest.len());
-        out.push_str(&shown(&rest[..end]));
-        let apart = rest[end..].chars().next().map_or(0, char::len_utf8);
-        out.push_str(&rest[end..end + apart]);
-        rest = &rest[end + apart..];
+    // Nearly every text holds no login, which always has an `@`.
+    if !text.contains('@') {
+        return text.to_string();
     }
+    let words = word_spans(text);
+    let mut out = String::with_capacity(text.len());
+    let mut written = 0;
+    for (k, word) in words.iter().enumerate() {
+        let core = core_of(&text[word.clone()]);
+        let Some(end) = login_end(core).filter(|_| has_user_info(core)) else {
+            continue;
+        };
+        let first = login_start(text, &words, k, &core[..end - 1]).unwrap_or(k);
+        let from = word_core_start(text, &words[first]);
+        let to = word_core_start(text, word) + core.len();
+        out.push_str(&text[written..from]);
+        out.push_str(&shown(&text[from..to]));
+        written = to;
+    }
+    out.push_str(&text[written..]);
     out
+}
+
+/// The words of `text`, apart at white space and control characters.
+fn word_spans(text: &str) -> Vec<std::ops::Range<usize>> {
+    let apart = |c: char| c.is_whitespace() || c.is_control();
+    let mut spans = Vec::new();
+    let mut start = None;
+    for (i, c) in text.char_indices() {
+        match (apart(c), start) {
+            (true, Some(s)) => {
+                spans.push(s..i);
+                start = None;
+            }
+            (false, None) => start = Some(i),
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        spans.push(s..text.len());
+    }
+    spans
+}
+
+/// What a message puts around a word it quotes: quotes, and a `:` or `,` after it.
+const AROUND: [char; 4] = ['\'', '"', ':', ','];
+
+/// `word` without what a message puts around it.
+fn core_of(word: &str) -> &str {
+    word.trim_matches(AROUND)
+}
+
+/// Where the core of the word at `span` of `text` starts.
+fn word_core_start(text: &str, span: &std::ops::Range<usize>) -> usize {
+    let word = &text[span.clone()];
+    span.start + (word.len() - word.trim_start_matches(AROUND).len())
+}
+
+/// The index among `words` of the word that starts the login of the `k`th, `login` (up to
+/// its `@`), when `login` has no start of its own (no `:` of `user:password` or
+/// `scheme://`): a password with spaces or tabs in it, split into words. One of the few
+/// words before it on its line, apart by spaces or tabs alone, that holds a `:` and is no
+/// digest (`http://me:s3`, `me:s3`); none when another word, a digest or a line's end
+/// comes first.
+fn login_start(
+    text: &str,
+    words: &[std::ops::Range<usize>],
+    k: usize,
+    login: &str,
+) -> Option<usize> {
+    if login.contains(':') {
+        return None;
+    }
+    for m in (k.saturating_sub(4)..k).rev() {
+        let gap = &text[words[m].end..words[m + 1].start];
+        if !gap.bytes().all(|b| b == b' ' || b == b'\t') {
+            return None;
+        }
+        let core = core_of(&text[words[m].clone()]);
+        if core.parse::<Digest>().is_ok() || digest_mistyped(core) || core.contains('@') {
+            return None;
+        }
+        if core.contains(':') {
+            return Some(m);
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -216,9 +314,79 @@ mod tests {
             assert!(e.contains("invalid digest"), "{typed}: {e}");
             assert!(!e.contains("credentials"), "{typed}: {e}");
         }
-        // And a user's name alone is no secret: `me@host` is left to the grammar.
-        let e = "me@reg.example".parse::<Repository>().unwrap_err();
-        assert!(!e.to_string().contains("credentials"), "{e}");
+    }
+
+    /// A password with a space in it, pasted unencoded, was split into words, and the one
+    /// before the space (`http://user:s3`) holds no `@`: it was shown, user and all.
+    #[test]
+    fn a_password_with_a_space_is_shown_by_words_without_any_of_it() {
+        use crate::reference::without_credentials as shown;
+        for (text, want) in [
+            (
+                "http://user:s3 cret@reg.example/team/app",
+                "http://reg.example/team/app",
+            ),
+            (
+                "locator 'http://user:s3 cr et@reg.example/team/app' refused",
+                "locator 'http://reg.example/team/app' refused",
+            ),
+            ("user:s3 cret@reg.example", "reg.example"),
+            ("user:s3\tcret@reg.example:5000 x", "reg.example:5000 x"),
+        ] {
+            assert_eq!(shown(text), want, "{text}");
+        }
+        // A word before a space starts no login when it is a digest or a label (`line 1:`),
+        // nor across a line's end.
+        let digest = format!("sha256:{}", "a".repeat(64));
+        for (text, want) in [
+            (
+                format!("{digest} tok@reg.example"),
+                format!("{digest} …@reg.example"),
+            ),
+            (
+                "line 1: tok@reg.example".into(),
+                "line 1: …@reg.example".into(),
+            ),
+            (
+                "user:s3\ncret@reg.example".into(),
+                "user:s3\n…@reg.example".into(),
+            ),
+        ] {
+            assert_eq!(shown(&text), want, "{text}");
+        }
+    }
+
+    /// A user's name alone before a host (`tok@reg.example`, no `/` after it) was left to
+    /// the grammar and echoed: registries take tokens as users' names (GitHub's and
+    /// GitLab's access tokens, `oauth2accesstoken` with the token as password).
+    #[test]
+    fn a_user_s_name_alone_before_a_host_is_refused_unshown() {
+        for typed in [
+            "ghp_T0ken@reg.example",
+            "ghp_T0ken@reg.example:5000",
+            "ghp_T0ken@localhost:5000",
+            "ghp_T0ken@[::1]:5000",
+            "ghp_T0ken@reg.example/team/app",
+            "ghp_T0ken@reg.example:5000/team/app:v1",
+            "https://ghp_T0ken@reg.example/team/app",
+        ] {
+            refused_unshown(typed, &["T0ken"]);
+        }
+        // Told as possibly a tag typed after '@', as after a repository's name.
+        let e = "redis@7.2".parse::<Reference>().unwrap_err().to_string();
+        assert!(
+            e.contains("…@7.2") && e.contains("a tag goes after ':'"),
+            "{e}"
+        );
+        assert!(!e.contains("redis"), "{e}");
+        // A digest after the '@' is still no login.
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let r: Reference = format!("redis@{digest}").parse().unwrap();
+        assert_eq!(r.digest.unwrap().as_str(), digest);
+        assert_eq!(
+            crate::reference::without_credentials("ghp_T0ken@reg.example and more"),
+            "…@reg.example and more"
+        );
     }
 
     /// A password with a `/` in it, pasted unencoded (`http://user:s3/cret@host/…`), ended

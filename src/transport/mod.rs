@@ -776,8 +776,11 @@ fn by_address(url: &Uri) -> bool {
 /// A URL for messages and logs: without its query (pre-signed CDN URLs carry credentials
 /// there) and without user information.
 pub fn redact(url: &Uri) -> String {
-    let secret_bearing =
-        url.query().is_some() || url.authority().is_some_and(|a| a.as_str().contains('@'));
+    // An `@` in the path may end a password pasted with a `/` in it (`u:1234/s3cret@cdn`,
+    // its start read as a port): [`crate::error::redact_url`] tells whether it does.
+    let secret_bearing = url.query().is_some()
+        || url.authority().is_some_and(|a| a.as_str().contains('@'))
+        || url.path().contains('@');
     let long = url.path().len() > crate::error::MAX_URL_SHOWN;
     if secret_bearing || long {
         crate::error::redact_url(&url.to_string())
@@ -1033,5 +1036,15 @@ mod tests {
             redact(&u("https://me:s3cret@reg.example/v2/")),
             "https://reg.example/v2/"
         );
+        // A password's start read as a port, its `/` and the rest in the path: the
+        // common URL shown whole was a path with nothing to take out.
+        for url in [
+            "https://u:1234/s3cret@cdn.example/x",
+            "https://u:1234/s3cret@cdn/x",
+        ] {
+            let shown = redact(&u(url));
+            assert!(!shown.contains("s3cret"), "{url}: {shown}");
+            assert!(!shown.contains("1234"), "{url}: {shown}");
+        }
     }
 }

@@ -113,8 +113,15 @@ pub fn resolve(base: &Uri, location: &str) -> Result<Uri> {
     };
     let uri: Uri = abs.parse().map_err(|_| bad())?;
     // Credentials in a location would be sent nowhere by us, but the connection pool
-    // names its connections (and logs them) by authority, password included.
-    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+    // names its connections (and logs them) by authority, password included. A password
+    // pasted with a `/` in it (`//u:1234/s3cret@cdn/x`) has no `@` in the authority, and
+    // was followed to the host `u`: an absolute location is read as a mirror's URL is.
+    let names_a_host = scheme_of(location)
+        .map_or(location, |(_, rest)| rest)
+        .starts_with("//");
+    if uri.authority().is_some_and(|a| a.as_str().contains('@'))
+        || (names_a_host && crate::reference::url_login_end(&abs).is_some())
+    {
         return Err(Error::new(
             ErrorKind::Protocol,
             format!(
@@ -235,6 +242,21 @@ mod tests {
         let e = resolve(&base, "http://cdnuser:cdnPASS@cdn.example/p?sig=s").unwrap_err();
         assert!(e.to_string().contains("carries credentials"), "{e}");
         assert!(!e.to_string().contains("cdnPASS"), "{e}");
+        // A password with a `/` in it, unencoded: its start reads as a port, and the
+        // rest as a path. Followed, `u` was looked up, and every message showed it all.
+        for location in [
+            "http://u:1234/s3cret@cdn.example/x",
+            "http://u:1234/s3cret@cdn/x",
+            "//u:1234/s3cret@cdn/x",
+        ] {
+            let e = resolve(&base, location).unwrap_err().to_string();
+            assert!(e.contains("carries credentials"), "{location}: {e}");
+            assert!(!e.contains("s3cret") && !e.contains("1234"), "{e}");
+        }
+        // A path's `@` in a relative location, or after a registry's host, is the path's.
+        for location in ["/a@b.example/x", "https://cdn.example:8443/a@b/x"] {
+            assert!(resolve(&base, location).is_ok(), "{location}");
+        }
     }
 
     /// Dot segments go from every target path (RFC 3986, 5.2.2 resolves an absolute or

@@ -305,7 +305,9 @@ fn first_word(text: &str) -> String {
             .filter(|d| !d.trim().is_empty());
         digest.unwrap_or("-").to_string()
     } else {
-        t.split_whitespace().next().unwrap_or("-").to_string()
+        // The line whole: a password with a space in it splits a login into words.
+        let shown = crate::reference::without_credentials(t);
+        return shown.split_whitespace().next().unwrap_or("-").to_string();
     };
     crate::reference::without_credentials(&word)
 }
@@ -449,6 +451,9 @@ mod tests {
         assert_eq!(shown, "reg.example\u{1b}");
         let kept = first_word(r#"{"digest":"sha256:a b\u001b c"}"#);
         assert_eq!(kept, "sha256:a b\u{1b} c");
+        // A password with a space in it: the first word (`http://me:s3`) holds no `@`.
+        let shown = first_word("http://me:s3 cret@reg.example/team/app size:3");
+        assert_eq!(shown, "http://reg.example/team/app");
     }
 
     /// Lists saved by Windows editors and joined (`cat lists/*.txt |`) carry a byte order
