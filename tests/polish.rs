@@ -3301,3 +3301,45 @@ fn a_word_clap_refuses_is_shown_without_its_login() {
     assert!(err.contains("unrecognized subcommand 'resolv'"), "{err}");
     assert!(err.contains("resolve"), "{err}");
 }
+
+/// An option's value forgotten (`--timeout --retries 3`) is said as a missing value naming
+/// the option that followed, for every option that takes a value: the durations, which
+/// take words starting with `-` (a negative one is their invalid value), refused the next
+/// option as `invalid duration "--retries"`.
+#[test]
+fn a_forgotten_value_is_said_missing_not_invalid() {
+    let dist = Dist::new();
+    let repo = "127.0.0.1:1/team/app";
+    for option in ["--timeout", "--connect-timeout", "--idle-timeout"] {
+        for next in ["--retries", "-v"] {
+            let mut args = vec!["fetch", option, next];
+            if next == "--retries" {
+                args.push("3");
+            }
+            args.extend([repo, "v1"]);
+            let err = dist.fails(2, &args, b"");
+            assert!(
+                err.contains(&format!("a value is required for '{option} <DURATION>'"))
+                    && err.contains(&format!("'{next}' after it is an option")),
+                "{args:?}: {err}"
+            );
+            assert!(!err.contains("invalid duration"), "{args:?}: {err}");
+        }
+    }
+    // A negative duration is a value, and an invalid one; so is one joined to its option.
+    let err = dist.fails(2, &["fetch", "--timeout", "-1", repo, "v1"], b"");
+    assert!(err.contains(r#"invalid duration "-1""#), "{err}");
+    let err = dist.fails(2, &["fetch", "--timeout=--retries", repo, "v1"], b"");
+    assert!(err.contains(r#"invalid duration "--retries""#), "{err}");
+    // The other options that take a value say so too.
+    for args in [
+        &["fetch", "--retries", "--timeout", "3s", repo, "v1"][..],
+        &["fetch", repo, "-", "-j", "--ordered"],
+        &["fetch", repo, "-", "--range-streams", "-v"],
+        &["fetch", repo, "-", "-o", "--ordered"],
+        &["pull", repo, "--platform", "-o", "x"],
+    ] {
+        let err = dist.fails(2, args, b"");
+        assert!(err.contains("a value is required for '"), "{args:?}: {err}");
+    }
+}
