@@ -753,6 +753,36 @@ fn an_unreadable_ssl_cert_file_is_warned_about() {
     assert!(err.contains("no-such-bundle.pem"), "{err}");
 }
 
+/// A certificate directory (`SSL_CERT_DIR`) with 200 files that cannot be read (links that
+/// lead nowhere but to themselves) beside one that serves: one warning line, naming the
+/// first of them and the count. Every failure was joined into it, a line of 200.
+#[test]
+fn many_unreadable_files_in_the_trust_store_make_one_short_warning() {
+    let data = bytes(13, 1000);
+    let digest = sha256(&data);
+    let server = start(data.clone(), None);
+    let mut dist = Dist::new();
+    let dir = dist.config_dir().join("certs");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("ca.pem"), &server.ca_pem).unwrap();
+    for i in 0..200 {
+        let link = dir.join(format!("loop{i}.pem"));
+        std::os::unix::fs::symlink(&link, &link).unwrap();
+    }
+    dist.env("SSL_CERT_FILE", dir.join("ca.pem").to_str().unwrap())
+        .env("SSL_CERT_DIR", dir.to_str().unwrap());
+    let locator = format!("https://localhost:{}/team/app", server.port);
+    let out = dist.run(&["fetch", &locator, &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(out.stdout == data, "{err}");
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    let named = warnings[0].matches("loop").count();
+    assert!((1..=3).contains(&named), "{err}");
+    assert!(warnings[0].contains("200 in all"), "{err}");
+}
+
 /// A server whose certificate an intermediate CA issued, configured with its certificate
 /// alone (`cert.pem` where `fullchain.pem` was meant): browsers fetch the missing
 /// intermediate, rustls (like Go and curl) does not, so trusting the root is not enough.

@@ -306,7 +306,7 @@ fn no_ca_certificates(none: &tls::NoTrustAnchors) -> String {
     );
     if !none.store.is_empty() {
         said.push_str("; reading the system's: ");
-        said.push_str(&none.store.join("; "));
+        said.push_str(&tls::store_failures(&none.store));
     }
     said
 }
