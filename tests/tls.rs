@@ -1327,17 +1327,7 @@ fn nginx_s_page_for_a_missing_client_certificate_names_it() {
             "the server refused the client certificate",
         ),
     ] {
-        let body = format!(
-            "<html>\r\n<head><title>400 {page}</title></head>\r\n<body>\r\n<center><h1>400 \
-             Bad Request</h1></center>\r\n<center>{page}</center>\r\n<hr><center>nginx</center>\
-             \r\n</body>\r\n</html>\r\n"
-        );
-        let server = serve(false, false, None, move |_| {
-            Response::builder()
-                .status(400)
-                .header("content-type", "text/html")
-                .body(Full::new(Bytes::from(body.clone())))
-        });
+        let server = nginx_page(page);
         let dist = Dist::new();
         let ca = server.ca_file(&dist);
         let locator = format!("https://localhost:{}/team/app", server.port);
@@ -1348,6 +1338,70 @@ fn nginx_s_page_for_a_missing_client_certificate_names_it() {
         );
         assert!(err.contains(said), "{err}");
         assert!(err.contains(page), "{err}");
+    }
+}
+
+/// A server answering every request as nginx with `ssl_verify_client on` does, with its
+/// `400` page saying `page`.
+fn nginx_page(page: &str) -> TlsServer {
+    let body = format!(
+        "<html>\r\n<head><title>400 {page}</title></head>\r\n<body>\r\n<center><h1>400 \
+         Bad Request</h1></center>\r\n<center>{page}</center>\r\n<hr><center>nginx</center>\
+         \r\n</body>\r\n</html>\r\n"
+    );
+    serve(false, false, None, move |_| {
+        Response::builder()
+            .status(400)
+            .header("content-type", "text/html")
+            .body(Full::new(Bytes::from(body.clone())))
+    })
+}
+
+/// nginx's page for a client certificate on a redirect's target (the blob store or CDN
+/// the registry sends a blob's request to) is said as that host's, with where the
+/// certificate it is shown comes from: the registry's (`--cert`/`--key`, the registry's
+/// certs.d pair), dist reading no certs.d folder for that host. It was said as the
+/// registry's, `(--cert and --key, or certs.d)`, which sent the user to configure a
+/// registry that had taken the connection without one.
+#[test]
+fn nginx_s_certificate_page_on_a_redirect_s_target_names_that_host() {
+    for (page, said) in [
+        (
+            "No required SSL certificate was sent",
+            "the redirect's target requires a client certificate",
+        ),
+        (
+            "The SSL certificate error",
+            "the redirect's target refused the client certificate",
+        ),
+    ] {
+        let store = nginx_page(page);
+        let target = format!("https://localhost:{}/blob", store.port);
+        let registry = start(Vec::new(), Some(target));
+        let dist = Dist::new();
+        let ca = dist.config_dir().join("cas.pem");
+        std::fs::write(&ca, format!("{}{}", registry.ca_pem, store.ca_pem)).unwrap();
+        let locator = format!("https://localhost:{}/team/app", registry.port);
+        let digest = sha256(b"blob");
+        let err = dist.fails(
+            2,
+            &[
+                "fetch",
+                "--ca-file",
+                ca.to_str().unwrap(),
+                &locator,
+                &digest,
+            ],
+            b"",
+        );
+        assert!(err.contains(said), "{err}");
+        assert!(err.contains("the registry's certs.d pair"), "{err}");
+        assert!(!err.contains("or certs.d)"), "{err}");
+        assert!(err.contains(page), "{err}");
+        assert!(
+            err.contains(&format!("localhost:{}/blob", store.port)),
+            "{err}"
+        );
     }
 }
 
