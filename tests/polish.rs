@@ -3343,3 +3343,37 @@ fn a_forgotten_value_is_said_missing_not_invalid() {
         assert!(err.contains("a value is required for '"), "{args:?}: {err}");
     }
 }
+
+/// `dist pull oci:DIR -o DIR --verify-existing`, a layout pulled into itself with its
+/// objects hashed again, one of which does not verify: warned about once, by the check of
+/// what is stored, then its error. The read of it from the layout was warned about too
+/// (`content did not verify; fetching again`), and read again, as a registry's content
+/// corrupted on its way is fetched again: a file is read again as it is.
+#[test]
+fn a_layout_pulled_into_itself_with_verify_existing_is_said_once() {
+    let reg = FakeRegistry::start();
+    let config = image_without_layers(&reg);
+    let reference = format!("{}/team/app:v1", reg.host());
+    let dir = tempfile::tempdir().unwrap();
+    let o = dir.path().to_str().unwrap();
+    let dist = Dist::new();
+    let out = dist.run(&["pull", &reference, "-o", o], b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = dir.path().join("blobs/sha256").join(&config[7..]);
+    std::fs::write(&config, br#"{"architecture":"amd64","os":"linuX"}"#).unwrap();
+    let own = format!("oci:{o}:v1");
+    let out = dist.run(&["pull", &own, "-o", o, "--verify-existing"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].starts_with("dist: warning: stored blob does not match"),
+        "{err}"
+    );
+    assert!(lines[1].contains("digest mismatch"), "{err}");
+}
