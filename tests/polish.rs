@@ -3377,3 +3377,47 @@ fn a_layout_pulled_into_itself_with_verify_existing_is_said_once() {
     );
     assert!(lines[1].contains("digest mismatch"), "{err}");
 }
+
+/// Retries after a passing fault (a 503, a dropped connection, a body cut short and
+/// resumed) are quiet at the default level and one line each at `-v`: a batch of
+/// thousands of layers through a flaky network would bury the errors that remain under
+/// them. Content that did not verify, fetched again, is a warning without `-v`: no
+/// passing fault of the network.
+#[test]
+fn retries_show_at_v_and_a_refetch_without_it() {
+    for (fault, at_v) in [
+        (Fault::Status(503), "retrying"),
+        (Fault::CloseUnanswered, "retrying"),
+        (Fault::DropAfter(100), "resuming body"),
+    ] {
+        let reg = FakeRegistry::start();
+        let data = bytes(1, 5000);
+        let digest = reg.blob("team/app", &data);
+        // Twice: a connection closed unanswered is sent again once before it counts.
+        reg.push_fault(&digest, fault.clone());
+        reg.push_fault(&digest, fault.clone());
+        let repo = format!("{}/team/app", reg.host());
+        let dist = Dist::new();
+        let out = dist.run(&["fetch", &repo, &digest], b"");
+        assert_eq!(out.stdout, data, "{fault:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{fault:?}");
+        reg.push_fault(&digest, fault.clone());
+        reg.push_fault(&digest, fault.clone());
+        let out = dist.run(&["fetch", "-v", &repo, &digest], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.stdout, data, "{fault:?}");
+        assert!(err.contains(at_v), "{fault:?}: {err}");
+    }
+    let reg = FakeRegistry::start();
+    let data = bytes(2, 5000);
+    let digest = reg.blob("team/app", &data);
+    reg.push_fault(&digest, Fault::CorruptByte(10));
+    let repo = format!("{}/team/app", reg.host());
+    let out = Dist::new().run(&["fetch", &repo, &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.stdout, data, "{err}");
+    assert!(
+        err.starts_with("dist: warning: content did not verify; fetching again"),
+        "{err}"
+    );
+}
