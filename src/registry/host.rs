@@ -831,14 +831,17 @@ async fn status_error(transport: &Transport, reply: &mut transport::Reply, mirro
         .with_url(url);
     }
     if status == StatusCode::BAD_REQUEST && url.scheme_str() == Some("https") {
-        if let Some(why) = client_certificate_refusal(&body, !reply.same_origin) {
+        if let Some(why) = client_certificate_refusal(&body) {
             // As the TLS alert that Go's server sends in its place: every request gets it.
-            return Error::new(
+            let e = Error::new(
                 ErrorKind::Certificate,
                 format!("{why} (it answered {status}: {detail})"),
-            )
-            .with_status(400)
-            .with_url(url);
+            );
+            let e = match reply.same_origin {
+                true => e,
+                false => e.with_note(transport::AT_REDIRECT_TARGET),
+            };
+            return e.with_status(400).with_url(url);
         }
     }
     let kind = match status.as_u16() {
@@ -891,40 +894,21 @@ fn tls_port_refusal(body: &[u8]) -> bool {
 /// the handshake did not show, or refused the one it showed: nginx completes the handshake
 /// and answers in HTTP where Go's server sends a TLS alert. The page's title, not its
 /// words anywhere: a registry's own error quoting them (a pull-through cache relaying its
-/// upstream's refusal) is no refusal of dist's certificate. On a `redirected` request's
-/// target (a blob store, a CDN) it is that host's, which is shown the certificate of the
-/// host that redirected: said as the registry's, it sent the user to configure a registry
-/// that had taken the connection without one, or to a certs.d folder for the target that
-/// dist never reads.
-fn client_certificate_refusal(body: &[u8], redirected: bool) -> Option<&'static str> {
-    /// Where the certificate a redirect's target is shown comes from.
-    macro_rules! shown {
-        () => {
-            ": it is shown the registry's (--cert and --key, or the registry's certs.d pair; \
-             dist reads no certs.d folder for the target's host)"
-        };
-    }
-    const SAID: [(&[u8], &str, &str); 2] = [
+/// upstream's refusal) is no refusal of dist's certificate.
+fn client_certificate_refusal(body: &[u8]) -> Option<&'static str> {
+    const SAID: [(&[u8], &str); 2] = [
         (
             b"<title>400 No required SSL certificate was sent</title>",
             transport::CLIENT_CERTIFICATE_REQUIRED,
-            concat!(
-                "the redirect's target requires a client certificate",
-                shown!()
-            ),
         ),
         (
             b"<title>400 The SSL certificate error</title>",
             "the server refused the client certificate (--cert and --key, or certs.d)",
-            concat!(
-                "the redirect's target refused the client certificate",
-                shown!()
-            ),
         ),
     ];
     SAID.iter()
-        .find(|(said, ..)| transport::tls::contains(body, said))
-        .map(|(_, own, target)| if redirected { *target } else { *own })
+        .find(|(said, _)| transport::tls::contains(body, said))
+        .map(|(_, why)| *why)
 }
 
 /// `err`, saying that the server asked for a pause longer than dist waits: without it, a
