@@ -141,7 +141,7 @@ impl HostsFile {
         // written) for none: the folder's certificate files still count.
         match text.filter(|t| !t.is_empty()) {
             Some(text) => HostsFile::parse(&text, &folder)
-                .map(Some)
+                .and_then(|file| file.cas_found().map(|()| Some(file)))
                 .map_err(|e| Error::invalid(format!("{}: {}", path.display(), e.reason()))),
             None => {
                 let (ca, client) = crate::certs::in_folder(&folder);
@@ -156,6 +156,24 @@ impl HostsFile {
                 }))
             }
         }
+    }
+
+    /// Refuses a `ca` that names no file, for [`HostsFile::load`] to say with the file it is
+    /// written in: found when its client was made, as `reading CA file …/nofile.pem`, it
+    /// left the user to find where it was configured. One under `skip_verify` is never
+    /// read, and is no error.
+    fn cas_found(&self) -> Result<()> {
+        let registry = std::iter::once(("the registry".to_string(), &self.server_settings));
+        let mirrors = (self.hosts.iter()).map(|h| (format!("host {:?}", h.url), &h.settings));
+        for (whose, settings) in registry.chain(mirrors) {
+            for ca in settings.ca.iter().filter(|_| !settings.skip_verify) {
+                if let Err(e) = std::fs::metadata(ca) {
+                    let ca = ca.display();
+                    return Err(Error::invalid(format!("{whose}: ca {ca}: {e}")));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Parses the text of a `hosts.toml`; relative CA paths are taken from `base`.

@@ -1523,3 +1523,44 @@ fn a_bad_host_key_in_hosts_toml_names_the_file() {
     }
     assert_eq!(upstream.request_count(), 0);
 }
+
+/// A `ca` in `hosts.toml` that names no file names the hosts file too: `reading CA file
+/// …/nofile.pem` left the user to find where it was configured. One under `skip_verify`,
+/// never read, is no error.
+#[test]
+fn a_missing_ca_file_in_hosts_toml_names_the_file() {
+    let upstream = FakeRegistry::start();
+    let digest = upstream.blob("team/app", b"x");
+    let repo = format!("{}/team/app", upstream.host());
+    let folder = upstream.host().replace(':', "_") + "_";
+    for toml in [
+        "ca = \"nofile.pem\"\n",
+        "[host.\"https://m.example\"]\n  ca = [\"nofile.pem\"]\n",
+    ] {
+        let dir = hosts_dir(&folder, toml);
+        let file = dir.path().join(&folder).join("hosts.toml");
+        let args = [
+            "fetch",
+            "--hosts-dir",
+            dir.path().to_str().unwrap(),
+            &repo,
+            &digest,
+        ];
+        let err = Dist::new().fails(2, &args, b"");
+        assert!(
+            err.starts_with(&format!("dist: {}: ", file.display())),
+            "{toml}: {err}"
+        );
+        assert!(err.contains("nofile.pem"), "{toml}: {err}");
+    }
+    assert_eq!(upstream.request_count(), 0);
+    let dir = hosts_dir(&folder, "ca = \"nofile.pem\"\nskip_verify = true\n");
+    let args = [
+        "fetch",
+        "--hosts-dir",
+        dir.path().to_str().unwrap(),
+        &repo,
+        &digest,
+    ];
+    assert_eq!(Dist::new().ok(&args), b"x");
+}
