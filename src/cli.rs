@@ -240,6 +240,9 @@ pub fn explain_or_exit(e: clap::Error) -> ! {
     if let Some(why) = variable_refused(&e) {
         refuse(&why);
     }
+    if let Some(why) = value_forgotten(&e) {
+        refuse(&why);
+    }
     if e.kind() == clap::error::ErrorKind::UnknownArgument {
         if let Some(why) = object_written_apart(&e) {
             refuse(&why);
@@ -365,6 +368,21 @@ pub fn unset_empty_option_variables() {
 /// `DIST_FETCH_TIMEOUT=soon`, which clap refuses in the words of `--timeout`, an option
 /// the command line may not hold at all: said of the variable, where the value came from.
 fn variable_refused(e: &clap::Error) -> Option<String> {
+    let (arg, value) = value_refused(e)?;
+    let option = arg.split(' ').next()?;
+    let (variable, _) = OPTION_VARIABLES.iter().find(|(_, o)| *o == option)?;
+    // Even with the option typed after the command, clap reads the variable for the
+    // command line's other level, and refuses it there.
+    if std::env::var_os(variable)? != value {
+        return None;
+    }
+    let why = std::error::Error::source(e).map_or_else(|| "not valid".into(), |s| s.to_string());
+    Some(format!("{variable} (as {option}): {why}"))
+}
+
+/// The option (as clap names it, `--timeout <DURATION>`) and the value of a command line
+/// clap refused for an option's value.
+fn value_refused(e: &clap::Error) -> Option<(&str, &str)> {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     if !matches!(
         e.kind(),
@@ -372,21 +390,36 @@ fn variable_refused(e: &clap::Error) -> Option<String> {
     ) {
         return None;
     }
-    let (ContextValue::String(arg), ContextValue::String(value)) = (
+    match (
         e.get(ContextKind::InvalidArg)?,
         e.get(ContextKind::InvalidValue)?,
-    ) else {
-        return None;
-    };
-    let option = arg.split(' ').next()?;
-    let (variable, _) = OPTION_VARIABLES.iter().find(|(_, o)| *o == option)?;
-    // Even with the option typed after the command, clap reads the variable for the
-    // command line's other level, and refuses it there.
-    if std::env::var_os(variable)? != value.as_str() {
+    ) {
+        (ContextValue::String(arg), ContextValue::String(value)) => Some((arg, value)),
+        _ => None,
+    }
+}
+
+/// `--timeout --retries 3`: the value forgotten, and the next option taken for it by an
+/// option that takes words starting with `-` (so that a negative number is its invalid
+/// value, not an option). Said as clap says a value missing, as it does for the options
+/// that take no such words: refused as the value (`invalid duration "--retries"`), it read
+/// as though `--retries` had been meant as a duration.
+fn value_forgotten(e: &clap::Error) -> Option<String> {
+    let (arg, value) = value_refused(e)?;
+    let named = value.strip_prefix('-')?;
+    if !named.starts_with(|c: char| c.is_ascii_alphabetic() || c == '-') {
         return None;
     }
-    let why = std::error::Error::source(e).map_or_else(|| "not valid".into(), |s| s.to_string());
-    Some(format!("{variable} (as {option}): {why}"))
+    // `--timeout=--retries` gave it as the value, and is refused as one.
+    let option = arg.split(' ').next()?;
+    let joined = format!("{option}={value}");
+    if std::env::args_os().any(|a| a == *joined) {
+        return None;
+    }
+    Some(format!(
+        "a value is required for '{arg}' but none was supplied ('{value}' after it is an \
+         option)"
+    ))
 }
 
 /// The locator of `dist fetch LOCATOR` given alone, without its object: found by parsing

@@ -85,7 +85,7 @@ impl HostSpec {
     /// A mirror given on the command line: `URL` or `host[:port]` (https unless loopback).
     pub fn from_flag(value: &str) -> Result<HostSpec> {
         Ok(HostSpec {
-            url: with_scheme(value, None)?,
+            url: with_scheme(value, None, "mirror")?,
             capabilities: Capabilities::ALL,
             override_path: false,
             settings: HostSettings::default(),
@@ -141,7 +141,7 @@ impl HostsFile {
         // written) for none: the folder's certificate files still count.
         match text.filter(|t| !t.is_empty()) {
             Some(text) => HostsFile::parse(&text, &folder)
-                .map(Some)
+                .and_then(|file| file.cas_found().map(|()| Some(file)))
                 .map_err(|e| Error::invalid(format!("{}: {}", path.display(), e.reason()))),
             None => {
                 let (ca, client) = crate::certs::in_folder(&folder);
@@ -156,6 +156,24 @@ impl HostsFile {
                 }))
             }
         }
+    }
+
+    /// Refuses a `ca` that names no file, for [`HostsFile::load`] to say with the file it is
+    /// written in: found when its client was made, as `reading CA file …/nofile.pem`, it
+    /// left the user to find where it was configured. One under `skip_verify` is never
+    /// read, and is no error.
+    fn cas_found(&self) -> Result<()> {
+        let registry = std::iter::once(("the registry".to_string(), &self.server_settings));
+        let mirrors = (self.hosts.iter()).map(|h| (format!("host {:?}", h.url), &h.settings));
+        for (whose, settings) in registry.chain(mirrors) {
+            for ca in settings.ca.iter().filter(|_| !settings.skip_verify) {
+                if let Err(e) = std::fs::metadata(ca) {
+                    let ca = ca.display();
+                    return Err(Error::invalid(format!("{whose}: ca {ca}: {e}")));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Parses the text of a `hosts.toml`; relative CA paths are taken from `base`.
@@ -181,7 +199,7 @@ impl HostsFile {
         // containerd reads `server = ""` as no server: the registry at its usual address.
         if let Some(s) = server.filter(|s| !s.is_empty()) {
             file.server = Some(Server {
-                url: with_scheme(s, None)?,
+                url: with_scheme(s, None, "registry server")?,
                 capabilities: capabilities(&table, "the registry")?,
                 override_path: flag(&table, "override_path", "the registry")?,
             });
@@ -195,14 +213,14 @@ impl HostsFile {
             .ok_or_else(|| Error::invalid("\"host\" must be a table of tables"))?;
         for (url, entry) in hosts {
             // Before the table's name is quoted by a message on one of its keys.
-            no_login(url)?;
+            no_login(url, "mirror")?;
             let entry = entry
                 .as_table()
                 .ok_or_else(|| Error::invalid(format!("host {url:?} must be a table")))?;
             let what = format!("host {url:?}");
             let plain = flag(entry, "plain-http", &what)? || flag(entry, "plain_http", &what)?;
             file.hosts.push(HostSpec {
-                url: with_scheme(url, Some(plain))?,
+                url: with_scheme(url, Some(plain), "mirror")?,
                 capabilities: capabilities(entry, &what)?,
                 override_path: flag(entry, "override_path", &what)?,
                 settings: settings(entry, base, &what)?,
@@ -379,13 +397,13 @@ fn client_identity(value: &toml::Value, base: &Path) -> Option<Option<ClientIden
     }
 }
 
-/// Refuses a mirror's address written with a login: a password there would be shown in
-/// messages and logs as part of the host's name, and never used: mirrors' credentials come
-/// from the same files as the registry's.
-fn no_login(value: &str) -> Result<()> {
+/// Refuses the address of a `what` (`mirror`, `registry server`) written with a login: a
+/// password there would be shown in messages and logs as part of the host's name, and never
+/// used: mirrors' credentials come from the same files as the registry's.
+fn no_login(value: &str, what: &str) -> Result<()> {
     match crate::reference::url_login_end(value) {
         Some(_) => Err(Error::invalid(format!(
-            "mirror {}: {}",
+            "{what} {}: {}",
             crate::error::redact_url(value),
             crate::reference::NO_CREDENTIALS_HERE
         ))),
@@ -394,13 +412,26 @@ fn no_login(value: &str) -> Result<()> {
 }
 
 /// Adds a scheme to `host[:port][/path]`: http when `plain` says so (or, when unsaid, for
-/// loopback hosts, as for registries), https otherwise.
-fn with_scheme(value: &str, plain: Option<bool>) -> Result<String> {
+/// loopback hosts, as for registries), https otherwise; and refuses, as the `what` it is
+/// (`mirror`, `registry server`) and quoted as written, what is no such URL (a port past
+/// 65535, a space). Found only once its client was made, that was said with a scheme
+/// nobody wrote, and without the `hosts.toml` it came from, which names only errors of
+/// its reading.
+fn with_scheme(value: &str, plain: Option<bool>, what: &str) -> Result<String> {
+    let url = scheme_added(value, plain, what)?;
+    let written = value.trim().trim_end_matches('/');
+    crate::registry::host::api_root_of(&url, false, what, written)?;
+    Ok(url)
+}
+
+/// [`with_scheme`]'s URL, refusing what no scheme makes one: a login, another scheme, a
+/// bare IPv6 address.
+fn scheme_added(value: &str, plain: Option<bool>, what: &str) -> Result<String> {
     let value = value.trim().trim_end_matches('/');
     if value.is_empty() {
-        return Err(Error::invalid("empty mirror address"));
+        return Err(Error::invalid(format!("empty {what} address")));
     }
-    no_login(value)?;
+    no_login(value, what)?;
     // A scheme is case-insensitive (RFC 3986, 3.1), and written in lower case from here on.
     if let Some((scheme, rest)) = value.split_once("://") {
         if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") {
@@ -409,7 +440,7 @@ fn with_scheme(value: &str, plain: Option<bool>) -> Result<String> {
     }
     if value.contains("://") {
         return Err(Error::invalid(format!(
-            "mirror {value:?}: only http and https are supported"
+            "{what} {value:?}: only http and https are supported"
         )));
     }
     let host = value.split('/').next().unwrap_or(value);
@@ -417,7 +448,7 @@ fn with_scheme(value: &str, plain: Option<bool>) -> Result<String> {
     // as written, with the spelling that works.
     if let Some(bracketed) = crate::reference::bracketed_ipv6(host) {
         return Err(Error::invalid(format!(
-            "invalid mirror {value:?}: an IPv6 address is written in brackets, as in URLs: \
+            "invalid {what} {value:?}: an IPv6 address is written in brackets, as in URLs: \
              {bracketed}"
         )));
     }
@@ -448,13 +479,13 @@ mod tests {
             "http://mu:1234/SECRET@127.0.0.1:16004",
             "mu:1234/SECRET@mirror.example/cache",
         ] {
-            let e = with_scheme(value, None).unwrap_err();
+            let e = with_scheme(value, None, "mirror").unwrap_err();
             assert!(e.to_string().contains("credentials do not go here"), "{e}");
             assert!(!e.to_string().contains("SECRET"), "{e}");
             assert!(!e.to_string().contains("mu:"), "{e}");
         }
-        assert!(with_scheme("mirror.example/path@x", None).is_ok());
-        assert!(with_scheme("https://mirror.example:5000/path@x", None).is_ok());
+        assert!(with_scheme("mirror.example/path@x", None, "mirror").is_ok());
+        assert!(with_scheme("https://mirror.example:5000/path@x", None, "mirror").is_ok());
     }
 
     /// A `[host."…"]` table's name with a login was quoted whole, `host "https://mu:…"`,
@@ -492,7 +523,7 @@ mod tests {
             "https://mirror.example:5000/team@v1.2/c",
             "https://10.0.0.5:5000/cache@2.0",
         ] {
-            let url = with_scheme(value, None).unwrap_or_else(|e| panic!("{value}: {e}"));
+            let url = with_scheme(value, None, "mirror").unwrap_or_else(|e| panic!("{value}: {e}"));
             assert!(url.ends_with(value.split_once("://").map_or(value, |(_, v)| v)));
             assert_eq!(crate::reference::url_login_end(&url), None, "{url}");
         }
@@ -532,7 +563,7 @@ mod tests {
         .unwrap();
         assert_eq!(f.server.unwrap().url, "https://r.example");
         assert_eq!(f.hosts[0].url, "http://m.example:5000");
-        assert!(with_scheme("FTP://m.example", None).is_err());
+        assert!(with_scheme("FTP://m.example", None, "mirror").is_err());
     }
 
     #[test]

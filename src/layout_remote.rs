@@ -458,6 +458,10 @@ impl Remote for LayoutRemote {
         Some(self.blob_path(digest).display().to_string())
     }
 
+    fn refetch_may_verify(&self) -> bool {
+        false
+    }
+
     fn resolve<'a>(&'a self, object: &'a Object) -> BoxFuture<'a, Result<Descriptor>> {
         // As in `fetch`: the object is named past every `?` of the inner block.
         let resolved = async move {

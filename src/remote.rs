@@ -8,8 +8,8 @@
 use futures::future::BoxFuture;
 
 use crate::digest::Digest;
-use crate::error::Result;
-use crate::fetch::{Download, Prefix};
+use crate::error::{Error, Result};
+use crate::fetch::{Download, Prefix, VERIFY_ATTEMPTS};
 use crate::hints::Hints;
 use crate::image::{Descriptor, Platform};
 use crate::reference::Object;
@@ -65,4 +65,18 @@ pub trait Remote: Send + Sync {
         let _ = digest;
         None
     }
+
+    /// Whether content of this remote that did not verify may verify when fetched again: a
+    /// registry's may (corrupted on its way, or served wrong by a mirror the next fetch
+    /// passes over). A layout's file is read again as it is: fetched again, it failed the
+    /// same way, said once more.
+    fn refetch_may_verify(&self) -> bool {
+        true
+    }
+}
+
+/// Whether content whose fetch number `attempt` (1-based) failed with `e` is fetched once
+/// more: content that did not verify, from a remote where it may the next time.
+pub fn fetch_again(remote: &dyn Remote, e: &Error, attempt: u32) -> bool {
+    e.is_corruption() && attempt < VERIFY_ATTEMPTS && remote.refetch_may_verify()
 }

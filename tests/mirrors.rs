@@ -1484,3 +1484,83 @@ fn a_mirror_whose_password_holds_a_slash_is_refused_unshown() {
         assert!(!err.contains("cret"), "{toml}: {err}");
     }
 }
+
+/// Every error of a `hosts.toml` names the file: a `[host."…"]` key or a `server` that is
+/// no URL (a port past 65535, a space in it) was found only when its client was made, and
+/// said as `invalid mirror URL "https://m.example:99999"`, with a scheme nobody wrote and
+/// no word of the file. It is refused before any request, quoted as written.
+#[test]
+fn a_bad_host_key_in_hosts_toml_names_the_file() {
+    let upstream = FakeRegistry::start();
+    let digest = upstream.blob("team/app", b"x");
+    let repo = format!("{}/team/app", upstream.host());
+    let folder = upstream.host().replace(':', "_") + "_";
+    for (toml, written) in [
+        ("[host.\"m.example:99999\"]\n", "m.example:99999"),
+        (
+            "[host.\"https://m.example/a b\"]\n",
+            "https://m.example/a b",
+        ),
+        ("[host.\"https://[::1\"]\n", "https://[::1"),
+        ("server = \"r.example:99999\"\n", "r.example:99999"),
+    ] {
+        let dir = hosts_dir(&folder, toml);
+        let file = dir.path().join(&folder).join("hosts.toml");
+        let args = [
+            "fetch",
+            "--hosts-dir",
+            dir.path().to_str().unwrap(),
+            &repo,
+            &digest,
+        ];
+        let err = Dist::new().fails(2, &args, b"");
+        assert!(
+            err.starts_with(&format!("dist: {}: ", file.display())),
+            "{toml}: {err}"
+        );
+        assert!(err.contains(&format!("{written:?}")), "{toml}: {err}");
+        assert!(!err.contains("https://m.example:99999"), "{toml}: {err}");
+    }
+    assert_eq!(upstream.request_count(), 0);
+}
+
+/// A `ca` in `hosts.toml` that names no file names the hosts file too: `reading CA file
+/// …/nofile.pem` left the user to find where it was configured. One under `skip_verify`,
+/// never read, is no error.
+#[test]
+fn a_missing_ca_file_in_hosts_toml_names_the_file() {
+    let upstream = FakeRegistry::start();
+    let digest = upstream.blob("team/app", b"x");
+    let repo = format!("{}/team/app", upstream.host());
+    let folder = upstream.host().replace(':', "_") + "_";
+    for toml in [
+        "ca = \"nofile.pem\"\n",
+        "[host.\"https://m.example\"]\n  ca = [\"nofile.pem\"]\n",
+    ] {
+        let dir = hosts_dir(&folder, toml);
+        let file = dir.path().join(&folder).join("hosts.toml");
+        let args = [
+            "fetch",
+            "--hosts-dir",
+            dir.path().to_str().unwrap(),
+            &repo,
+            &digest,
+        ];
+        let err = Dist::new().fails(2, &args, b"");
+        assert!(
+            err.starts_with(&format!("dist: {}: ", file.display())),
+            "{toml}: {err}"
+        );
+        assert!(err.contains("nofile.pem"), "{toml}: {err}");
+    }
+    assert_eq!(upstream.request_count(), 0);
+    let dir = hosts_dir(&folder, "ca = \"nofile.pem\"\nskip_verify = true\n");
+    let args = [
+        "fetch",
+        "--hosts-dir",
+        dir.path().to_str().unwrap(),
+        &repo,
+        &digest,
+    ];
+    assert_eq!(Dist::new().ok(&args), b"x");
+}

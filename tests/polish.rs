@@ -3316,3 +3316,123 @@ fn a_word_clap_refuses_is_shown_without_its_login() {
     assert!(err.contains("unrecognized subcommand 'resolv'"), "{err}");
     assert!(err.contains("resolve"), "{err}");
 }
+
+/// An option's value forgotten (`--timeout --retries 3`) is said as a missing value naming
+/// the option that followed, for every option that takes a value: the durations, which
+/// take words starting with `-` (a negative one is their invalid value), refused the next
+/// option as `invalid duration "--retries"`.
+#[test]
+fn a_forgotten_value_is_said_missing_not_invalid() {
+    let dist = Dist::new();
+    let repo = "127.0.0.1:1/team/app";
+    for option in ["--timeout", "--connect-timeout", "--idle-timeout"] {
+        for next in ["--retries", "-v"] {
+            let mut args = vec!["fetch", option, next];
+            if next == "--retries" {
+                args.push("3");
+            }
+            args.extend([repo, "v1"]);
+            let err = dist.fails(2, &args, b"");
+            assert!(
+                err.contains(&format!("a value is required for '{option} <DURATION>'"))
+                    && err.contains(&format!("'{next}' after it is an option")),
+                "{args:?}: {err}"
+            );
+            assert!(!err.contains("invalid duration"), "{args:?}: {err}");
+        }
+    }
+    // A negative duration is a value, and an invalid one; so is one joined to its option.
+    let err = dist.fails(2, &["fetch", "--timeout", "-1", repo, "v1"], b"");
+    assert!(err.contains(r#"invalid duration "-1""#), "{err}");
+    let err = dist.fails(2, &["fetch", "--timeout=--retries", repo, "v1"], b"");
+    assert!(err.contains(r#"invalid duration "--retries""#), "{err}");
+    // The other options that take a value say so too.
+    for args in [
+        &["fetch", "--retries", "--timeout", "3s", repo, "v1"][..],
+        &["fetch", repo, "-", "-j", "--ordered"],
+        &["fetch", repo, "-", "--range-streams", "-v"],
+        &["fetch", repo, "-", "-o", "--ordered"],
+        &["pull", repo, "--platform", "-o", "x"],
+    ] {
+        let err = dist.fails(2, args, b"");
+        assert!(err.contains("a value is required for '"), "{args:?}: {err}");
+    }
+}
+
+/// `dist pull oci:DIR -o DIR --verify-existing`, a layout pulled into itself with its
+/// objects hashed again, one of which does not verify: warned about once, by the check of
+/// what is stored, then its error. The read of it from the layout was warned about too
+/// (`content did not verify; fetching again`), and read again, as a registry's content
+/// corrupted on its way is fetched again: a file is read again as it is.
+#[test]
+fn a_layout_pulled_into_itself_with_verify_existing_is_said_once() {
+    let reg = FakeRegistry::start();
+    let config = image_without_layers(&reg);
+    let reference = format!("{}/team/app:v1", reg.host());
+    let dir = tempfile::tempdir().unwrap();
+    let o = dir.path().to_str().unwrap();
+    let dist = Dist::new();
+    let out = dist.run(&["pull", &reference, "-o", o], b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = dir.path().join("blobs/sha256").join(&config[7..]);
+    std::fs::write(&config, br#"{"architecture":"amd64","os":"linuX"}"#).unwrap();
+    let own = format!("oci:{o}:v1");
+    let out = dist.run(&["pull", &own, "-o", o, "--verify-existing"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].starts_with("dist: warning: stored blob does not match"),
+        "{err}"
+    );
+    assert!(lines[1].contains("digest mismatch"), "{err}");
+}
+
+/// Retries after a passing fault (a 503, a dropped connection, a body cut short and
+/// resumed) are quiet at the default level and one line each at `-v`: a batch of
+/// thousands of layers through a flaky network would bury the errors that remain under
+/// them. Content that did not verify, fetched again, is a warning without `-v`: no
+/// passing fault of the network.
+#[test]
+fn retries_show_at_v_and_a_refetch_without_it() {
+    for (fault, at_v) in [
+        (Fault::Status(503), "retrying"),
+        (Fault::CloseUnanswered, "retrying"),
+        (Fault::DropAfter(100), "resuming body"),
+    ] {
+        let reg = FakeRegistry::start();
+        let data = bytes(1, 5000);
+        let digest = reg.blob("team/app", &data);
+        // Twice: a connection closed unanswered is sent again once before it counts.
+        reg.push_fault(&digest, fault.clone());
+        reg.push_fault(&digest, fault.clone());
+        let repo = format!("{}/team/app", reg.host());
+        let dist = Dist::new();
+        let out = dist.run(&["fetch", &repo, &digest], b"");
+        assert_eq!(out.stdout, data, "{fault:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{fault:?}");
+        reg.push_fault(&digest, fault.clone());
+        reg.push_fault(&digest, fault.clone());
+        let out = dist.run(&["fetch", "-v", &repo, &digest], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.stdout, data, "{fault:?}");
+        assert!(err.contains(at_v), "{fault:?}: {err}");
+    }
+    let reg = FakeRegistry::start();
+    let data = bytes(2, 5000);
+    let digest = reg.blob("team/app", &data);
+    reg.push_fault(&digest, Fault::CorruptByte(10));
+    let repo = format!("{}/team/app", reg.host());
+    let out = Dist::new().run(&["fetch", &repo, &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.stdout, data, "{err}");
+    assert!(
+        err.starts_with("dist: warning: content did not verify; fetching again"),
+        "{err}"
+    );
+}

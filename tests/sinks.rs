@@ -2627,15 +2627,9 @@ fn a_failed_pull_stopped_in_its_last_sync_says_so() {
     assert!(err.contains(&said), "{err}");
 }
 
-/// A pull that fails after objects were noted stored (here the image's index, found in the
-/// layout from a pull before, and no entry for the platform asked for), stopped by
-/// `--timeout` in the sync of those objects that follows its error (held up here: a slow
-/// disk), says the error that failed it, and that the sync was what was left: the error
-/// went with the pull's future, dropped at the stop, and the run said only that "the
-/// others were not fetched", never why the pull had failed.
-#[test]
-fn a_pull_stopped_in_its_sync_after_an_error_says_the_error() {
-    let reg = FakeRegistry::start();
+/// Puts `team/app:v1` on `reg`, an index of one linux/amd64 image, and pulls it into the
+/// layout `l`; the reference.
+fn pulled_amd64_only(reg: &FakeRegistry, l: &str) -> String {
     let config = br#"{"architecture":"amd64","os":"linux"}"#;
     let config_digest = reg.blob("team/app", config);
     let layer = bytes(93, 2000);
@@ -2659,10 +2653,7 @@ fn a_pull_stopped_in_its_sync_after_an_error_says_the_error() {
     });
     let index_media = "application/vnd.oci.image.index.v1+json";
     reg.manifest("team/app", "v1", index_media, index.to_string());
-    let dir = tempfile::tempdir().unwrap();
-    let layout = dir.path().join("mirror");
-    let l = layout.to_str().unwrap();
-    let image = format!("{}:v1", repo(&reg));
+    let image = format!("{}:v1", repo(reg));
     let first = Dist::new().run(&["pull", &image, "-o", l, "--platform", "linux/amd64"], b"");
     assert_eq!(
         first.status.code(),
@@ -2670,6 +2661,53 @@ fn a_pull_stopped_in_its_sync_after_an_error_says_the_error() {
         "{}",
         String::from_utf8_lossy(&first.stderr)
     );
+    image
+}
+
+/// A pull that fails after objects were noted stored, whose sync of them then fails (EIO
+/// here: a failing disk), says its own error first, then the sync's: the cause of the
+/// failure before what followed it. The sync's came first.
+#[test]
+fn a_failed_pull_s_error_comes_before_its_sync_s() {
+    let reg = FakeRegistry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("mirror");
+    let l = layout.to_str().unwrap();
+    let image = pulled_amd64_only(&reg, l);
+    let args = ["pull", &image, "-o", l, "--platform", "linux/s390x"];
+    let blobs = layout.join("blobs/sha256");
+    let options = [
+        "-P",
+        blobs.to_str().unwrap(),
+        "-e",
+        "inject=fsync:error=EIO",
+    ];
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let Some(out) = traced_output(&Dist::new(), &args, log.path(), &options) else {
+        return;
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let failed = err.find("no manifest for linux/s390x in").expect(&err);
+    let unsynced = err
+        .find(&format!("syncing {}", blobs.display()))
+        .expect(&err);
+    assert!(failed < unsynced, "{err}");
+}
+
+/// A pull that fails after objects were noted stored (here the image's index, found in the
+/// layout from a pull before, and no entry for the platform asked for), stopped by
+/// `--timeout` in the sync of those objects that follows its error (held up here: a slow
+/// disk), says the error that failed it, and that the sync was what was left: the error
+/// went with the pull's future, dropped at the stop, and the run said only that "the
+/// others were not fetched", never why the pull had failed.
+#[test]
+fn a_pull_stopped_in_its_sync_after_an_error_says_the_error() {
+    let reg = FakeRegistry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("mirror");
+    let l = layout.to_str().unwrap();
+    let image = pulled_amd64_only(&reg, l);
     let args = [
         "--timeout",
         "6s",

@@ -753,6 +753,36 @@ fn an_unreadable_ssl_cert_file_is_warned_about() {
     assert!(err.contains("no-such-bundle.pem"), "{err}");
 }
 
+/// A certificate directory (`SSL_CERT_DIR`) with 200 files that cannot be read (links that
+/// lead nowhere but to themselves) beside one that serves: one warning line, naming the
+/// first of them and the count. Every failure was joined into it, a line of 200.
+#[test]
+fn many_unreadable_files_in_the_trust_store_make_one_short_warning() {
+    let data = bytes(13, 1000);
+    let digest = sha256(&data);
+    let server = start(data.clone(), None);
+    let mut dist = Dist::new();
+    let dir = dist.config_dir().join("certs");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("ca.pem"), &server.ca_pem).unwrap();
+    for i in 0..200 {
+        let link = dir.join(format!("loop{i}.pem"));
+        std::os::unix::fs::symlink(&link, &link).unwrap();
+    }
+    dist.env("SSL_CERT_FILE", dir.join("ca.pem").to_str().unwrap())
+        .env("SSL_CERT_DIR", dir.to_str().unwrap());
+    let locator = format!("https://localhost:{}/team/app", server.port);
+    let out = dist.run(&["fetch", &locator, &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(out.stdout == data, "{err}");
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    let named = warnings[0].matches("loop").count();
+    assert!((1..=3).contains(&named), "{err}");
+    assert!(warnings[0].contains("200 in all"), "{err}");
+}
+
 /// A server whose certificate an intermediate CA issued, configured with its certificate
 /// alone (`cert.pem` where `fullchain.pem` was meant): browsers fetch the missing
 /// intermediate, rustls (like Go and curl) does not, so trusting the root is not enough.
@@ -1297,17 +1327,7 @@ fn nginx_s_page_for_a_missing_client_certificate_names_it() {
             "the server refused the client certificate",
         ),
     ] {
-        let body = format!(
-            "<html>\r\n<head><title>400 {page}</title></head>\r\n<body>\r\n<center><h1>400 \
-             Bad Request</h1></center>\r\n<center>{page}</center>\r\n<hr><center>nginx</center>\
-             \r\n</body>\r\n</html>\r\n"
-        );
-        let server = serve(false, false, None, move |_| {
-            Response::builder()
-                .status(400)
-                .header("content-type", "text/html")
-                .body(Full::new(Bytes::from(body.clone())))
-        });
+        let server = nginx_page(page);
         let dist = Dist::new();
         let ca = server.ca_file(&dist);
         let locator = format!("https://localhost:{}/team/app", server.port);
@@ -1319,6 +1339,110 @@ fn nginx_s_page_for_a_missing_client_certificate_names_it() {
         assert!(err.contains(said), "{err}");
         assert!(err.contains(page), "{err}");
     }
+}
+
+/// A server answering every request as nginx with `ssl_verify_client on` does, with its
+/// `400` page saying `page`.
+fn nginx_page(page: &str) -> TlsServer {
+    let body = format!(
+        "<html>\r\n<head><title>400 {page}</title></head>\r\n<body>\r\n<center><h1>400 \
+         Bad Request</h1></center>\r\n<center>{page}</center>\r\n<hr><center>nginx</center>\
+         \r\n</body>\r\n</html>\r\n"
+    );
+    serve(false, false, None, move |_| {
+        Response::builder()
+            .status(400)
+            .header("content-type", "text/html")
+            .body(Full::new(Bytes::from(body.clone())))
+    })
+}
+
+/// nginx's page for a client certificate on a redirect's target (the blob store or CDN
+/// the registry sends a blob's request to) is said to be that host's, with where the
+/// certificate it is shown comes from (the host that redirected there), dist reading no
+/// certs.d folder for it. It was said as the registry's, `(--cert and --key, or
+/// certs.d)`, which sent the user to configure a registry that had taken the connection
+/// without one.
+#[test]
+fn nginx_s_certificate_page_on_a_redirect_s_target_names_that_host() {
+    for (page, said) in [
+        (
+            "No required SSL certificate was sent",
+            "the server requires a client certificate",
+        ),
+        (
+            "The SSL certificate error",
+            "the server refused the client certificate",
+        ),
+    ] {
+        let store = nginx_page(page);
+        let target = format!("https://localhost:{}/blob", store.port);
+        let registry = start(Vec::new(), Some(target));
+        let dist = Dist::new();
+        let ca = dist.config_dir().join("cas.pem");
+        std::fs::write(&ca, format!("{}{}", registry.ca_pem, store.ca_pem)).unwrap();
+        let locator = format!("https://localhost:{}/team/app", registry.port);
+        let digest = sha256(b"blob");
+        let err = dist.fails(
+            2,
+            &[
+                "fetch",
+                "--ca-file",
+                ca.to_str().unwrap(),
+                &locator,
+                &digest,
+            ],
+            b"",
+        );
+        assert!(err.contains(said), "{err}");
+        assert!(
+            err.contains("the redirect's target") && err.contains("no certs.d folder"),
+            "{err}"
+        );
+        assert!(err.contains(page), "{err}");
+        assert!(
+            err.contains(&format!("localhost:{}/blob", store.port)),
+            "{err}"
+        );
+    }
+}
+
+/// A redirect's target (a blob store, a CDN) that wants a client certificate by TLS, as
+/// Go's server asks for one, is said to be the redirect's target, shown the certificate
+/// of the host that redirected there: `the server requires a client certificate (--cert
+/// and --key, or certs.d)` with the target's URL read as the registry's, whose
+/// connection had been taken without one, and sent the user to a certs.d folder for the
+/// target that dist never reads.
+#[test]
+fn a_redirect_s_target_asking_for_a_client_certificate_by_tls_names_that_host() {
+    let store = start_mutual(b"blob".to_vec());
+    let target = format!("https://localhost:{}/blob", store.port);
+    let registry = start(Vec::new(), Some(target));
+    let dist = Dist::new();
+    let ca = dist.config_dir().join("cas.pem");
+    std::fs::write(&ca, format!("{}{}", registry.ca_pem, store.ca_pem)).unwrap();
+    let locator = format!("https://localhost:{}/team/app", registry.port);
+    let digest = sha256(b"blob");
+    let err = dist.fails(
+        2,
+        &[
+            "fetch",
+            "--ca-file",
+            ca.to_str().unwrap(),
+            &locator,
+            &digest,
+        ],
+        b"",
+    );
+    assert!(err.contains("requires a client certificate"), "{err}");
+    assert!(
+        err.contains(&format!("localhost:{}/blob", store.port)),
+        "{err}"
+    );
+    assert!(
+        err.contains("the redirect's target") && err.contains("no certs.d folder"),
+        "{err}"
+    );
 }
 
 /// A registry's own `400` whose words merely quote nginx's page (a pull-through cache

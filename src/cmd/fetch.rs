@@ -2,7 +2,7 @@
 //! worker ([`super::batch`]).
 
 use bytes::Bytes;
-use dist::fetch::{Download, MAX_MANIFEST_SIZE, VERIFY_ATTEMPTS};
+use dist::fetch::{Download, MAX_MANIFEST_SIZE};
 use dist::sink::stream::StreamWriter;
 use dist::{Error, ErrorKind, Hints, Object, Remote};
 
@@ -229,7 +229,7 @@ pub async fn fetch_to_stdout(
                 out.write_all(held.drain(..)).await;
                 break Ok(());
             }
-            Err(e) if e.is_corruption() && !out.started() && attempt < VERIFY_ATTEMPTS => {
+            Err(e) if !out.started() && dist::remote::fetch_again(remote, &e, attempt) => {
                 tracing::warn!(%object, error = %e, "{}", dist::fetch::refetch_warning(&e));
                 attempt += 1;
                 failures = 0;

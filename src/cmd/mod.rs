@@ -473,6 +473,15 @@ impl Stop {
         }
     }
 
+    /// The exit status to end with when the stop came after the work had failed with
+    /// `e` (a pull's error, its sync under way): a remote it could not use (status 2)
+    /// stays status 2 when the reader then goes, as when its lines cannot be written
+    /// after its error, where [`code`](Self::code) alone made it 1; a signal or
+    /// `--timeout` has its own status still.
+    pub fn code_after(&self, e: &Error) -> u8 {
+        self.code().max(exit_for(e))
+    }
+
     /// Says why, once output has been finished; see [`Stop::message`].
     pub fn say(&self, into_store: bool) {
         if let Some(message) = self.message(into_store) {
@@ -766,6 +775,19 @@ mod tests {
             let sent = unless_stopped(std::future::ready(true), &mut stop).await;
             assert!(matches!(sent, Ok(true)), "the ready work was dropped");
         }
+    }
+
+    /// A stop after an error: the reader's going leaves an unusable remote's status 2
+    /// (and an object's 1) as it was; a signal or `--timeout` says its own.
+    #[test]
+    fn a_stop_after_an_error_keeps_the_error_s_status_unless_it_is_a_signal() {
+        let unusable = Error::new(ErrorKind::Unauthorized, "credentials refused");
+        let missing = Error::new(ErrorKind::NotFound, "no such tag");
+        assert_eq!(Stop::ReaderGone.code_after(&unusable), EXIT_USAGE);
+        assert_eq!(Stop::ReaderGone.code_after(&missing), EXIT_FAILED);
+        assert_eq!(Stop::Signal(130).code_after(&unusable), 130);
+        let deadline = Stop::Deadline(std::time::Duration::ZERO);
+        assert_eq!(deadline.code_after(&unusable), EXIT_TIMEOUT);
     }
 
     /// A reader, disk or registry that never answers cannot hold off a stop.

@@ -179,10 +179,15 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
     // A failed pull's objects reported stored are synced here, under the stop, once its
     // error is in hand: synced in the library, a stop in a sync that did not return (a
     // hung disk) dropped the error with the pull, and the run said only that "the others
-    // were not fetched", never why the pull had failed.
+    // were not fetched", never why the pull had failed. A failure of that sync is said
+    // after the pull's error, the cause first.
+    let mut unsynced = None;
     let result = match result {
         Ok(Err(e)) => match sync_under(store, stop).await {
-            Ok(()) => Ok(Err(e)),
+            Ok(said) => {
+                unsynced = said;
+                Ok(Err(e))
+            }
             Err(why) => Err((why, Vec::new(), Some(e))),
         },
         other => other,
@@ -191,7 +196,13 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
         Ok(r) => r,
         Err((why, waiting, failed)) => {
             let why = match why {
-                Stop::ReaderGone => sync_stored(global, store).await.unwrap_or(why),
+                Stop::ReaderGone => match sync_stored(global, store).await {
+                    Ok(said) => {
+                        unsynced = said;
+                        why
+                    }
+                    Err(stop) => stop,
+                },
                 other => other,
             };
             // The lines written first, as at the end: on a terminal they come above the
@@ -205,14 +216,20 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
             tokio::join!(lines.finish_within(grace), report);
             display.finish(ticker);
             let snapshot = progress.snapshot();
+            let code = failed.as_ref().map_or(why.code(), |e| why.code_after(e));
             if let Some(e) = failed {
                 // The pull had failed: its error first (a line that could not be written
-                // was said as it failed), then the sync that was left.
+                // was said as it failed), then the sync's failure or what was left of it.
                 if !write_failed {
                     say!("dist: {}", e.spelt_as_reference());
                 }
+                say_unsynced(unsynced);
                 why.say_unsynced(&args.output, false);
-            } else if every_object_stored(&snapshot) {
+                why.say_waiting(&waiting);
+                return code;
+            }
+            say_unsynced(unsynced);
+            if every_object_stored(&snapshot) {
                 // Read once the pull is gone: no rename is to come, and one it began is
                 // done by now or said to be under way (never waited for: a hung filesystem
                 // would hold the stop).
@@ -224,7 +241,7 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
                 why.say(true);
             }
             why.say_waiting(&waiting);
-            return why.code();
+            return code;
         }
     };
     let pulled = result.is_ok();
@@ -286,6 +303,7 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
             }
         }
     };
+    say_unsynced(unsynced);
     // Every object is done; what is left is writing the lines out, which a reader that
     // does not read can make last for ever, and a signal or `--timeout` must still end.
     // The summary waits for them: on a terminal they come above it, as they came while
@@ -323,28 +341,34 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
 
 /// Syncs what a pull stopped by its stdout reader's going (`| head -1`) stored: that is no
 /// reason to leave the objects its lines called stored without it, as the worker does not.
-/// A failure is said (the exit status is 1 already); a signal or `--timeout` during it
-/// stops it, and is the stop returned.
-async fn sync_stored(global: &Global, store: &LayoutStore) -> Option<Stop> {
+/// As [`sync_under`], with a signal or `--timeout` during it as its stop.
+async fn sync_stored(global: &Global, store: &LayoutStore) -> Result<Option<String>, Stop> {
     let mut halt = std::pin::pin!(super::stopped(global));
-    sync_under(store, &mut halt).await.err()
+    sync_under(store, &mut halt).await
 }
 
 /// Syncs `store` ([`LayoutStore::sync`]) on the blocking pool, unless `stop` comes first,
-/// which is then returned. A failure is said; the exit status is 1 already wherever it runs
-/// (a failed pull, a reader gone).
+/// which is then returned. `Ok` holds what to say of a failure, for the caller to say
+/// after the pull's own error ([`say_unsynced`]); the exit status is 1 already wherever
+/// it runs (a failed pull, a reader gone).
 async fn sync_under<S: std::future::Future<Output = Stop>>(
     store: &LayoutStore,
     stop: &mut std::pin::Pin<&mut S>,
-) -> Result<(), Stop> {
+) -> Result<Option<String>, Stop> {
     let store = store.clone();
     let sync = tokio::task::spawn_blocking(move || store.sync());
-    match unless_stopped(sync, stop).await? {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => say!("dist: {e}"),
-        Err(e) => say!("dist: syncing the layout failed: {e}"),
+    Ok(match unless_stopped(sync, stop).await? {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(format!("dist: {e}")),
+        Err(e) => Some(format!("dist: syncing the layout failed: {e}")),
+    })
+}
+
+/// Says the failure of a sync ([`sync_under`]), if there was one.
+fn say_unsynced(said: Option<String>) {
+    if let Some(said) = said {
+        say!("{said}");
     }
-    Ok(())
 }
 
 /// Says why a pull stopped while its lines waited to be written: once it `pulled` the

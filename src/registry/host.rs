@@ -194,9 +194,8 @@ impl Host {
             ),
             Some(s) => {
                 no_credentials_in(&s.url, "registry server")?;
-                let (authority, api) = api_root(&s.url, s.override_path).ok_or_else(|| {
-                    Error::invalid(format!("invalid registry server {:?}", s.url))
-                })?;
+                let (authority, api) =
+                    api_root_of(&s.url, s.override_path, "registry server", &s.url)?;
                 (authority, api, s.capabilities)
             }
         };
@@ -240,18 +239,7 @@ impl Host {
         credentials: CredentialSource,
     ) -> Result<Host> {
         no_credentials_in(&m.url, "mirror")?;
-        let (authority, api) = api_root(&m.url, m.override_path).ok_or_else(|| {
-            // `--mirror ::1:5000`, the address as ss or a log shows it, was refused
-            // without a word of the brackets, as the locator no longer is.
-            let host = m.url.split_once("://").map_or(&*m.url, |(_, rest)| rest);
-            let hint = crate::reference::bracketed_ipv6(host.split('/').next().unwrap_or(""))
-                .map(|b| format!("; an IPv6 address is written in brackets, as in URLs: {b}"))
-                .unwrap_or_default();
-            Error::invalid(format!(
-                "invalid mirror URL {:?} (scheme://host[:port][/path]){hint}",
-                m.url
-            ))
-        })?;
+        let (authority, api) = api_root_of(&m.url, m.override_path, "mirror URL", &m.url)?;
         let auth = Authorizer::new(
             m.transport.clone(),
             &authority,
@@ -845,12 +833,15 @@ async fn status_error(transport: &Transport, reply: &mut transport::Reply, mirro
     if status == StatusCode::BAD_REQUEST && url.scheme_str() == Some("https") {
         if let Some(why) = client_certificate_refusal(&body) {
             // As the TLS alert that Go's server sends in its place: every request gets it.
-            return Error::new(
+            let e = Error::new(
                 ErrorKind::Certificate,
                 format!("{why} (it answered {status}: {detail})"),
-            )
-            .with_status(400)
-            .with_url(url);
+            );
+            let e = match reply.same_origin {
+                true => e,
+                false => e.with_note(transport::AT_REDIRECT_TARGET),
+            };
+            return e.with_status(400).with_url(url);
         }
     }
     let kind = match status.as_u16() {
@@ -966,6 +957,27 @@ fn origin_of(api: &str) -> &str {
     let path = api.find("://").map_or(0, |i| i + 3);
     let end = api[path..].find('/').map_or(api.len(), |i| path + i);
     &api[..end]
+}
+
+/// [`api_root`], or the error refusing `url` as the `what` (`mirror`, `registry server`)
+/// that was written `shown`: the user's own spelling, before a scheme was put in front.
+pub(crate) fn api_root_of(
+    url: &str,
+    override_path: bool,
+    what: &str,
+    shown: &str,
+) -> Result<(String, String)> {
+    api_root(url, override_path).ok_or_else(|| {
+        // `--mirror http://::1:5000`, the address as ss or a log shows it, was refused
+        // without a word of the brackets, as the locator no longer is.
+        let host = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let hint = crate::reference::bracketed_ipv6(host.split('/').next().unwrap_or(""))
+            .map(|b| format!("; an IPv6 address is written in brackets, as in URLs: {b}"))
+            .unwrap_or_default();
+        Error::invalid(format!(
+            "invalid {what} {shown:?} (scheme://host[:port][/path]){hint}"
+        ))
+    })
 }
 
 /// The authority and API root of `scheme://host[:port][/path]`, as containerd reads a

@@ -306,7 +306,7 @@ fn no_ca_certificates(none: &tls::NoTrustAnchors) -> String {
     );
     if !none.store.is_empty() {
         said.push_str("; reading the system's: ");
-        said.push_str(&none.store.join("; "));
+        said.push_str(&tls::store_failures(&none.store));
     }
     said
 }
@@ -510,6 +510,13 @@ fn unknown_issuer(unknown: &tls::UnknownIssuer) -> String {
 
 pub(crate) const CLIENT_CERTIFICATE_REQUIRED: &str =
     "the server requires a client certificate (--cert and --key, or certs.d)";
+
+/// The note on a certificate's failure at a redirect's target: said as the registry's, it
+/// sent the user to configure a registry that had taken the connection as it was, or to a
+/// certs.d folder for the target that dist never reads.
+pub(crate) const AT_REDIRECT_TARGET: &str = "that server is the redirect's target (a blob \
+     store or CDN the registry sent the request to), shown the client certificate of the \
+     host that redirected there and verified by its CAs: dist reads no certs.d folder for it";
 
 /// What is wrong with a server's certificate, in words where the case is common, with
 /// rustls's name for it (which searches well) in any case.

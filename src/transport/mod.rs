@@ -89,7 +89,7 @@ pub mod tls;
 
 use failure::classify_client_error;
 pub use failure::lost_before_answer;
-pub(crate) use failure::CLIENT_CERTIFICATE_REQUIRED;
+pub(crate) use failure::{AT_REDIRECT_TARGET, CLIENT_CERTIFICATE_REQUIRED};
 use handshake::{HandshakeDeadline, HandshakeDone};
 use limit::LimitedConnector;
 use pauses::Pauses;
@@ -649,7 +649,12 @@ impl Transport {
         let mut origin = None;
         let mut same_origin = true;
         for _ in 0..=MAX_REDIRECTS {
-            let response = self.send_once(&req, same_origin).await?;
+            let response = self.send_once(&req, same_origin).await.map_err(|e| {
+                match !same_origin && e.kind() == ErrorKind::Certificate {
+                    true => e.with_note(AT_REDIRECT_TARGET),
+                    false => e,
+                }
+            })?;
             let status = response.status();
             if !is_redirect(status) {
                 return Ok(Reply {

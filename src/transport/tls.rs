@@ -214,9 +214,25 @@ fn warn_store_unread(errors: &[rustls_native_certs::Error]) {
         let said: Vec<String> = errors.iter().map(ToString::to_string).collect();
         tracing::warn!(
             "the trust store was read only in part: {}; its other CA certificates are used",
-            said.join("; ")
+            store_failures(&said)
         );
     });
+}
+
+/// How reading the system's store failed, in a line of its own size: the first failures
+/// and the count. A certificate directory of 200 files that cannot be read (a wrong
+/// owner after a copy) said each of them, a line of 200.
+pub(crate) fn store_failures(said: &[String]) -> String {
+    const SHOWN: usize = 2;
+    let mut line = said[..said.len().min(SHOWN)].join("; ");
+    if said.len() > SHOWN {
+        line.push_str(&format!(
+            "; and {} more ({} in all)",
+            said.len() - SHOWN,
+            said.len()
+        ));
+    }
+    line
 }
 
 /// No certificate authority at all to verify a server with: the system's store is empty
@@ -413,6 +429,16 @@ fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The store's failures are said by the first two and the count, also without CA
+    /// certificates at all, where they end the error.
+    #[test]
+    fn store_failures_are_the_first_two_and_the_count() {
+        let said: Vec<String> = (0..5).map(|i| format!("f{i}")).collect();
+        assert_eq!(store_failures(&said[..1]), "f0");
+        assert_eq!(store_failures(&said[..2]), "f0; f1");
+        assert_eq!(store_failures(&said), "f0; f1; and 3 more (5 in all)");
+    }
 
     #[test]
     fn missing_ca_file_is_reported() {

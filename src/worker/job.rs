@@ -16,8 +16,8 @@ use super::{Destination, Outcome, Status};
 use crate::blocking;
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
-use crate::fetch::{Download, Prefix, VERIFY_ATTEMPTS};
-use crate::remote::Remote;
+use crate::fetch::{Download, Prefix};
+use crate::remote::{fetch_again, Remote};
 use crate::sink::layout::{IngestLock, LayoutStore, TempBlob};
 use crate::sink::spool::Spool;
 
@@ -132,7 +132,7 @@ async fn to_spool(
                 outcome.content = Some(spool);
                 return Ok(());
             }
-            Err(e) if e.is_corruption() && attempt < VERIFY_ATTEMPTS => {
+            Err(e) if fetch_again(remote, &e, attempt) => {
                 tracing::warn!(object = %job.object, error = %e, "{}", crate::fetch::refetch_warning(&e));
                 tally.again();
                 spool.clear();
@@ -287,7 +287,7 @@ async fn to_store(
                 continue;
             }
             // As in `to_spool`: content announced as other than asked for is fetched again.
-            Err(e) if e.is_corruption() && attempt < VERIFY_ATTEMPTS => {
+            Err(e) if fetch_again(remote, &e, attempt) => {
                 tracing::warn!(object = %job.object, error = %e, "{}", crate::fetch::refetch_warning(&e));
                 tally.again();
                 failures = 0;
@@ -347,7 +347,7 @@ async fn to_store(
                 attempt -= 1;
                 tracing::warn!(object = %job.object, error = %e, "the partial download an earlier run kept did not verify with the rest; fetching the blob whole");
             }
-            Err(e) if e.is_corruption() && attempt < VERIFY_ATTEMPTS => {
+            Err(e) if fetch_again(remote, &e, attempt) => {
                 temp.discard();
                 tally.again();
                 failures = 0;

@@ -709,6 +709,17 @@ mod tests {
         lines: String,
         jobs: usize,
     ) -> (Vec<Outcome>, super::progress::Snapshot) {
+        let remote = Arc::new(crate::layout_remote::LayoutRemote::new(src));
+        remote_to_store(remote, dst, lines, jobs).await
+    }
+
+    /// [`layout_to_store`] from `remote`.
+    async fn remote_to_store(
+        remote: Arc<dyn Remote>,
+        dst: &std::path::Path,
+        lines: String,
+        jobs: usize,
+    ) -> (Vec<Outcome>, super::progress::Snapshot) {
         use futures::StreamExt;
         let progress = Arc::new(Progress::default());
         let opts = WorkerOptions {
@@ -721,7 +732,6 @@ mod tests {
             shard: None,
             progress: Some(progress.clone()),
         };
-        let remote: Arc<dyn Remote> = Arc::new(crate::layout_remote::LayoutRemote::new(src));
         let input = std::io::Cursor::new(lines.into_bytes());
         let outcomes: Vec<Outcome> = run(remote, input, opts).collect().await;
         (outcomes, progress.snapshot())
@@ -823,11 +833,36 @@ mod tests {
         std::fs::write(sha.join(good_digest.encoded()), &good).unwrap();
         let lines = format!("{missing} size:5000\n{corrupt} size:3000\n{good_digest} size:2000\n");
 
-        let (outcomes, s) = layout_to_store(src.path(), dst.path(), lines, 1).await;
+        let remote = Arc::new(AsRegistry(crate::layout_remote::LayoutRemote::new(
+            src.path(),
+        )));
+        let (outcomes, s) = remote_to_store(remote, dst.path(), lines, 1).await;
         let statuses: Vec<Status> = outcomes.iter().map(|o| o.status).collect();
         assert_eq!(statuses, [Status::Error, Status::Error, Status::Ok]);
         assert_eq!(s.bytes, 2 * 3000 + 2000, "{s:?}");
         assert_eq!(s.expected_bytes, s.bytes, "{s:?}");
+    }
+
+    /// A layout as a remote whose content that did not verify is fetched again, as a
+    /// registry's is (a layout's own is read once).
+    struct AsRegistry(crate::layout_remote::LayoutRemote);
+
+    impl Remote for AsRegistry {
+        fn fetch<'a>(
+            &'a self,
+            object: &'a crate::reference::Object,
+            hints: &'a crate::hints::Hints,
+        ) -> BoxFuture<'a, crate::error::Result<crate::fetch::Download>> {
+            self.0.fetch(object, hints)
+        }
+
+        fn check<'a>(&'a self) -> BoxFuture<'a, crate::error::Result<()>> {
+            self.0.check()
+        }
+
+        fn describe(&self) -> String {
+            self.0.describe()
+        }
     }
 
     /// A remote where nothing exists: the first fetch of `held` waits for `release` before
