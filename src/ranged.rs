@@ -28,7 +28,9 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::registry::{resume_budget, Address, RegistryRemote, Resumable, Serving, PROGRESS};
+use crate::registry::{
+    resume_budget, Address, RegistryRemote, Resumable, Serving, PIECE, PROGRESS,
+};
 use crate::retry;
 use crate::transport;
 
@@ -573,7 +575,9 @@ impl Drop for PartTask {
 /// part whose body keeps breaking costs `--retries` + 1 requests, not their square. As for
 /// a single stream, a break after [`PROGRESS`] new bytes counts as the first again: a link
 /// that cuts every connection after a few MiB (a proxy's limit on a connection's bytes or
-/// lifetime) would otherwise never bring in a part larger than that.
+/// lifetime) would otherwise never bring in a part larger than that. An answer its server
+/// ended short of the part (no break) that brought a [`PIECE`] of it spends nothing, as a
+/// single stream's does.
 ///
 /// On a mirror that hands over to another host, the parts' failures count together in
 /// `strikes` instead: the mirror is given up on for all of them at once.
@@ -659,31 +663,48 @@ async fn fetch_part(
         crate::registry::other_total(&asked, total, given, remote.host(host), answered)
             .map_err(|e| e.with_url(url))?;
         let transport = &remote.host(host).transport;
-        let read = read_part(transport, reply.response.body_mut(), &mut got, want)
-            .await
-            .map_err(|e| e.with_url(url));
-        match read {
-            Ok(()) => {
+        let read = read_part(transport, reply.response.body_mut(), &mut got, want).await;
+        let read = match read {
+            Ok(true) => {
                 if together {
                     strikes.progress(host);
                 }
                 return Ok(Some(got.freeze()));
             }
+            // Its server ended the answer short of the part, having brought a piece of it
+            // (a server capping its answers): progress, as for a single stream, and the
+            // rest is asked for at once. Counted as a break, a server ending every answer
+            // under a MiB failed the blob after `--retries` + 1 answers, which one stream
+            // carried through.
+            Ok(false) if got.len() >= mark + PIECE as usize => {
+                if together {
+                    strikes.progress(host);
+                } else {
+                    attempt = 0;
+                }
+                mark = got.len();
+                tracing::debug!(url = %crate::transport::redact(url), got = got.len(), want, "a part's answer ended short; asking for the rest");
+                continue;
+            }
+            Ok(false) => ended_short(want - got.len()),
+            Err(e) => e,
+        };
+        match read.with_url(url) {
             // More than the range its `Content-Range` names (a `Content-Length` that
             // counts more, a chunked body that goes on): as little a part of the content
             // as another range is. Failed as too large, it failed the object for good,
             // where one stream serves it.
-            Err(e) if e.kind() == ErrorKind::TooLarge => {
+            e if e.kind() == ErrorKind::TooLarge => {
                 tracing::warn!(url = %crate::transport::redact(url), error = %e, "a part ran past its range; the rest of the blob goes in one stream");
                 return Ok(None);
             }
             // Broken after its last byte (a chunked answer closed without its last
             // chunk): the part is whole, and one past its end is no range to ask for.
-            Err(e) if e.is_transient() && got.len() == want => {
+            e if e.is_transient() && got.len() == want => {
                 tracing::debug!(url = %crate::transport::redact(url), error = %e, "part broke after its last byte");
                 return Ok(Some(got.freeze()));
             }
-            Err(e) if together && e.is_transient() => {
+            e if together && e.is_transient() => {
                 if got.len() >= mark + PROGRESS as usize {
                     strikes.progress(host);
                 }
@@ -691,7 +712,7 @@ async fn fetch_part(
                 let pause = strikes.strike(host, e, budget, remote.retry_policy())?;
                 tokio::time::sleep(pause).await;
             }
-            Err(e) if e.is_transient() => {
+            e if e.is_transient() => {
                 if got.len() >= mark + PROGRESS as usize {
                     attempt = 0;
                 }
@@ -702,19 +723,20 @@ async fn fetch_part(
                 mark = got.len();
                 tokio::time::sleep(remote.retry_policy().backoff(attempt - 1)).await;
             }
-            Err(e) => return Err(e),
+            e => return Err(e),
         }
     }
 }
 
 /// Appends a part's body to `got`, until it holds the `want` bytes of the whole part; what
-/// arrived before a break stays there. A body that ends short is a break too.
+/// arrived before a break stays there. `false` when its server ended the body short of
+/// the part (see [`ended_short`]).
 async fn read_part(
     transport: &transport::Transport,
     body: &mut hyper::body::Incoming,
     got: &mut BytesMut,
     want: usize,
-) -> Result<()> {
+) -> Result<bool> {
     transport::read_onto(transport, body, got, want)
         .await
         .map_err(|e| match e.kind() {
@@ -727,16 +749,19 @@ async fn read_part(
             ),
             _ => e,
         })?;
-    if got.len() < want {
-        return Err(Error::new(
-            ErrorKind::Connect,
-            format!(
-                "part ended {} short of its end",
-                crate::plural::Bytes((want - got.len()) as u64)
-            ),
-        ));
-    }
-    Ok(())
+    Ok(got.len() >= want)
+}
+
+/// A part's answer its server ended `missing` bytes short of the part's end, counted as
+/// a break: it brought less than a piece of the part.
+fn ended_short(missing: usize) -> Error {
+    Error::new(
+        ErrorKind::Connect,
+        format!(
+            "part ended {} short of its end",
+            crate::plural::Bytes(missing as u64)
+        ),
+    )
 }
 
 #[cfg(test)]

@@ -1040,3 +1040,25 @@ async fn a_part_broken_after_its_last_byte_is_whole() {
         "no range past a part's end"
     );
 }
+
+/// A server that ends every answer cleanly after 70 KiB (a cache capping its answers, a
+/// body without a length closed early), less than a part: each answer that brought a
+/// piece of a part (64 KiB or more) is progress, as it is for a single stream, and the
+/// rest of the part is asked for at once. Counted as breaks, a 256 KiB part ran out of
+/// its two retries on its fourth answer, and the blob failed on the registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_its_server_ends_short_with_progress_spend_no_retries() {
+    let (reg, data, digest) = split_blob(90, 3 << 20, Fault::Unframed(70 << 10), &[]);
+    let remote = two_retries(&reg.host(), small_ranges());
+    assert!(fetch_verified(&remote, &digest).await == data);
+    let parts: Vec<String> = range_requests(&reg)
+        .into_iter()
+        .filter(|r| !r.ends_with('-'))
+        .collect();
+    assert!(
+        parts
+            .iter()
+            .any(|r| r.starts_with(&format!("bytes={}-", (256 << 10) * 11 + (210 << 10)))),
+        "the blob was split, each part asked for in pieces: {parts:?}"
+    );
+}
