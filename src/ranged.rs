@@ -166,6 +166,8 @@ pub(crate) struct Source {
     /// `total` is the size given alone (a `size:` hint, a descriptor's), the server having
     /// declared none.
     pub(crate) total_given: bool,
+    /// The host whose answer declared `total`; `None` for the size given alone.
+    pub(crate) sized_by: Option<usize>,
     pub(crate) shared: Arc<Shared>,
     /// Where the content is on every host: the rest moves on from a mirror whose parts
     /// fail, as a mirror's broken body does.
