@@ -364,6 +364,14 @@ async fn to_store(
             }
             Err(e) => {
                 if keeps_partial(&e) {
+                    // A partial longer than the size this fetch held the content to: the
+                    // size given, which an answer declaring none left `start` no word to
+                    // judge it by. No run given that size can carry it on; kept over this
+                    // fetch's shorter one, every such run lost its own progress to it.
+                    if let (Some(digest), Some(size)) = (job.object.digest(), download.meta().size)
+                    {
+                        store.remove_partial_past(digest, size);
+                    }
                     temp.keep().await;
                 } else {
                     temp.discard();
@@ -460,7 +468,8 @@ async fn start(
     // One longer than the blob is no head start: gone before the body is read, it keeps
     // out none of what this fetch would keep should it break. Not removed on the size
     // given alone, which may be wrong (`resume_within`): nor is it when an answer that
-    // declares no size (chunked, or coded) leaves the download that size.
+    // declares no size (chunked, or coded) leaves the download that size, until this
+    // download breaks and keeps its own.
     if let (Some(digest), Some(size)) = (job.object.digest(), download.declared_size()) {
         store.remove_partial_past(digest, size);
     }
