@@ -646,7 +646,13 @@ async fn fetch_part(
             return Ok(None);
         }
         let answered = crate::registry::content_range(reply.response.headers());
-        if answered != Some((from, end)) {
+        // Less of the range than asked, from where it was asked (a server capping its
+        // answers, as RFC 9110 lets it): a piece of the part, whose rest is asked for as a
+        // single stream asks for the rest of such a range. Taken for another range, the
+        // first one sent the rest of the blob back to one stream.
+        let Some((_, last)) =
+            answered.filter(|&(start, last)| start == from && (from..=end).contains(&last))
+        else {
             tracing::warn!(
                 url = %crate::transport::redact(url),
                 asked = %format!("{from}-{end}"),
@@ -654,7 +660,7 @@ async fn fetch_part(
                 "a part came back as another range; the rest of the blob goes in one stream"
             );
             return Ok(None);
-        }
+        };
         // The range asked for, of content of another size: not the content this is a part
         // of (a cache holding another object under its address). Not one stream's to
         // serve either, from the server that said so: the blob fails as content that is
@@ -665,9 +671,11 @@ async fn fetch_part(
         crate::registry::other_total(&asked, total, given, remote.host(host), answered)
             .map_err(|e| e.with_url(url))?;
         let transport = &remote.host(host).transport;
-        let read = read_part(transport, reply.response.body_mut(), &mut got, want).await;
+        // What the part holds once this answer is read whole.
+        let upto = want - (end - last) as usize;
+        let read = read_part(transport, reply.response.body_mut(), &mut got, upto).await;
         let read = match read {
-            Ok(true) => {
+            Ok(true) if got.len() == want => {
                 if together {
                     strikes.progress(host);
                 }
@@ -678,7 +686,7 @@ async fn fetch_part(
             // rest is asked for at once. Counted as a break, a server ending every answer
             // under a MiB failed the blob after `--retries` + 1 answers, which one stream
             // carried through.
-            Ok(false) if got.len() >= mark + PIECE as usize => {
+            Ok(_) if got.len() >= mark + PIECE as usize => {
                 if together {
                     strikes.progress(host);
                 } else {
@@ -688,7 +696,7 @@ async fn fetch_part(
                 tracing::debug!(url = %crate::transport::redact(url), got = got.len(), want, "a part's answer ended short; asking for the rest");
                 continue;
             }
-            Ok(false) => ended_short(want - got.len()),
+            Ok(_) => ended_short(want - got.len()),
             Err(e) => e,
         };
         match read.with_url(url) {
@@ -730,9 +738,9 @@ async fn fetch_part(
     }
 }
 
-/// Appends a part's body to `got`, until it holds the `want` bytes of the whole part; what
-/// arrived before a break stays there. `false` when its server ended the body short of
-/// the part (see [`ended_short`]).
+/// Appends a part's body to `got`, until it holds the `want` bytes this answer's range
+/// brings it to; what arrived before a break stays there. `false` when its server ended
+/// the body short of them (see [`ended_short`]).
 async fn read_part(
     transport: &transport::Transport,
     body: &mut hyper::body::Incoming,

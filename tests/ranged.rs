@@ -1062,3 +1062,23 @@ async fn parts_its_server_ends_short_with_progress_spend_no_retries() {
         "the blob was split, each part asked for in pieces: {parts:?}"
     );
 }
+
+/// A server that answers every range with at most 70 KiB from where it starts, under a
+/// `Content-Range` that says so (`bytes N-M/*`): a part takes each answer as a piece of
+/// it and asks for the rest of its range, as a single stream takes such a range. Taken
+/// for another range than asked, the first answer sent the rest of the blob back to one
+/// stream, and the parts' connections were lost to a server that serves ranges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_answered_with_less_of_its_range_carries_on_from_there() {
+    let (reg, data, digest) = split_blob(91, 3 << 20, Fault::ShortRange(70 << 10), &[]);
+    let remote = two_retries(&reg.host(), small_ranges());
+    assert!(fetch_verified(&remote, &digest).await == data);
+    let part = 256u64 << 10;
+    let last = (3u64 << 20) - part;
+    let carried_on = format!("bytes={}-{}", last + (70 << 10), last + part - 1);
+    let ranges = range_requests(&reg);
+    assert!(
+        ranges.contains(&carried_on),
+        "the last part was asked for the rest of its range: {ranges:?}"
+    );
+}
