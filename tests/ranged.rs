@@ -1082,3 +1082,24 @@ async fn a_part_answered_with_less_of_its_range_carries_on_from_there() {
         "the last part was asked for the rest of its range: {ranges:?}"
     );
 }
+
+/// A mirror failing its parts hands the rest to the registry, which answers it with a
+/// `416`, short of the size the mirror declared: the two contradict each other, and the
+/// blob fails as a size mismatch naming the mirror that declared the size. The `416` was
+/// taken for the blob's end: an empty rest, and the blob ended short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_416_to_the_rest_a_mirror_s_parts_handed_over_is_no_end() {
+    let (reg, mirror, _, digest) = on_both(92);
+    mirror.set_fault_for_every(&digest, Fault::Status(500));
+    mirror.push_fault(&digest, slow());
+    reg.set_fault_for_every(&digest, Fault::Status(416));
+    let remote = mirrored(&reg, &mirror, 2);
+    let e = read_to_end(&remote, &digest).await.unwrap_err();
+    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
+    let said = format!(
+        "where the mirror {} declared {} bytes",
+        mirror.host(),
+        3 << 20
+    );
+    assert!(e.to_string().contains(&said), "{e}");
+}
