@@ -364,14 +364,6 @@ async fn to_store(
             }
             Err(e) => {
                 if keeps_partial(&e) {
-                    // A partial longer than the size this fetch held the content to: the
-                    // size given, which an answer declaring none left `start` no word to
-                    // judge it by. No run given that size can carry it on; kept over this
-                    // fetch's shorter one, every such run lost its own progress to it.
-                    if let (Some(digest), Some(size)) = (job.object.digest(), download.meta().size)
-                    {
-                        store.remove_partial_past(digest, size);
-                    }
                     temp.keep().await;
                 } else {
                     temp.discard();
@@ -469,11 +461,11 @@ async fn start(
     // out none of what this fetch would keep should it break. Not removed on the size
     // given alone, which may be wrong (`resume_within`): nor is it when an answer that
     // declares no size (chunked, or coded) leaves the download that size, until this
-    // download breaks and keeps its own.
+    // download is kept unfinished, which then goes in its place (`hold_to`).
     if let (Some(digest), Some(size)) = (job.object.digest(), download.declared_size()) {
         store.remove_partial_past(digest, size);
     }
-    let temp = match (job.object.digest(), &download.meta().expected) {
+    let mut temp = match (job.object.digest(), &download.meta().expected) {
         (Some(digest), _) => store.temp_for(digest)?,
         (None, expected) => store.temp(
             expected
@@ -481,6 +473,9 @@ async fn start(
                 .map_or(crate::digest::Algorithm::Sha256, Digest::algorithm),
         )?,
     };
+    if let Some(size) = download.meta().size {
+        temp.hold_to(size);
+    }
     Ok(Started::Fetching(Box::new((download, temp))))
 }
 

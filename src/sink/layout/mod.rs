@@ -396,6 +396,7 @@ impl LayoutStore {
             kept: len,
             kept_modified,
             len,
+            held_to: None,
         };
         if len == 0 {
             blob.discard();
@@ -616,6 +617,7 @@ impl LayoutStore {
             kept: 0,
             kept_modified: None,
             len: 0,
+            held_to: None,
         })
     }
 
