@@ -675,7 +675,7 @@ async fn fetch_part(
         let upto = want - (end - last) as usize;
         let read = read_part(transport, reply.response.body_mut(), &mut got, upto).await;
         let read = match read {
-            Ok(true) if got.len() == want => {
+            Ok(()) if got.len() == want => {
                 if together {
                     strikes.progress(host);
                 }
@@ -686,7 +686,7 @@ async fn fetch_part(
             // rest is asked for at once. Counted as a break, a server ending every answer
             // under a MiB failed the blob after `--retries` + 1 answers, which one stream
             // carried through.
-            Ok(_) if got.len() >= mark + PIECE as usize => {
+            Ok(()) if got.len() >= mark + PIECE as usize => {
                 if together {
                     strikes.progress(host);
                 } else {
@@ -696,7 +696,7 @@ async fn fetch_part(
                 tracing::debug!(url = %crate::transport::redact(url), got = got.len(), want, "a part's answer ended short; asking for the rest");
                 continue;
             }
-            Ok(_) => ended_short(want - got.len()),
+            Ok(()) => ended_short(want - got.len()),
             Err(e) => e,
         };
         match read.with_url(url) {
@@ -738,28 +738,28 @@ async fn fetch_part(
     }
 }
 
-/// Appends a part's body to `got`, until it holds the `want` bytes this answer's range
-/// brings it to; what arrived before a break stays there. `false` when its server ended
-/// the body short of them (see [`ended_short`]).
+/// Appends a part's body to `got`, up to the `upto` bytes this answer's range brings it
+/// to: more is no part of the content. What arrived before a break stays there; a body
+/// its server ended short of them is for the caller to tell (see [`ended_short`]).
 async fn read_part(
     transport: &transport::Transport,
     body: &mut hyper::body::Incoming,
     got: &mut BytesMut,
-    want: usize,
-) -> Result<bool> {
-    transport::read_onto(transport, body, got, want)
+    upto: usize,
+) -> Result<()> {
+    transport::read_onto(transport, body, got, upto)
         .await
         .map_err(|e| match e.kind() {
             ErrorKind::TooLarge => Error::new(
                 ErrorKind::TooLarge,
                 format!(
-                    "part longer than the {} asked for",
-                    crate::plural::Bytes(want as u64)
+                    "part longer than the {} its range holds",
+                    crate::plural::Bytes(upto as u64)
                 ),
             ),
             _ => e,
         })?;
-    Ok(got.len() >= want)
+    Ok(())
 }
 
 /// A part's answer its server ended `missing` bytes short of the part's end, counted as
