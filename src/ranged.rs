@@ -28,7 +28,9 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::registry::{resume_budget, Address, RegistryRemote, Resumable, Serving, PROGRESS};
+use crate::registry::{
+    resume_budget, Address, RegistryRemote, Resumable, Serving, PIECE, PROGRESS,
+};
 use crate::retry;
 use crate::transport;
 
@@ -164,6 +166,8 @@ pub(crate) struct Source {
     /// `total` is the size given alone (a `size:` hint, a descriptor's), the server having
     /// declared none.
     pub(crate) total_given: bool,
+    /// The host whose answer declared `total`; `None` for the size given alone.
+    pub(crate) sized_by: Option<usize>,
     pub(crate) shared: Arc<Shared>,
     /// Where the content is on every host: the rest moves on from a mirror whose parts
     /// fail, as a mirror's broken body does.
@@ -573,7 +577,9 @@ impl Drop for PartTask {
 /// part whose body keeps breaking costs `--retries` + 1 requests, not their square. As for
 /// a single stream, a break after [`PROGRESS`] new bytes counts as the first again: a link
 /// that cuts every connection after a few MiB (a proxy's limit on a connection's bytes or
-/// lifetime) would otherwise never bring in a part larger than that.
+/// lifetime) would otherwise never bring in a part larger than that. An answer its server
+/// ended short of the part (no break) that brought a [`PIECE`] of it spends nothing, as a
+/// single stream's does.
 ///
 /// On a mirror that hands over to another host, the parts' failures count together in
 /// `strikes` instead: the mirror is given up on for all of them at once.
@@ -640,7 +646,13 @@ async fn fetch_part(
             return Ok(None);
         }
         let answered = crate::registry::content_range(reply.response.headers());
-        if answered != Some((from, end)) {
+        // Less of the range than asked, from where it was asked (a server capping its
+        // answers, as RFC 9110 lets it): a piece of the part, whose rest is asked for as a
+        // single stream asks for the rest of such a range. Taken for another range, the
+        // first one sent the rest of the blob back to one stream.
+        let Some((_, last)) =
+            answered.filter(|&(start, last)| start == from && (from..=end).contains(&last))
+        else {
             tracing::warn!(
                 url = %crate::transport::redact(url),
                 asked = %format!("{from}-{end}"),
@@ -648,7 +660,7 @@ async fn fetch_part(
                 "a part came back as another range; the rest of the blob goes in one stream"
             );
             return Ok(None);
-        }
+        };
         // The range asked for, of content of another size: not the content this is a part
         // of (a cache holding another object under its address). Not one stream's to
         // serve either, from the server that said so: the blob fails as content that is
@@ -659,31 +671,50 @@ async fn fetch_part(
         crate::registry::other_total(&asked, total, given, remote.host(host), answered)
             .map_err(|e| e.with_url(url))?;
         let transport = &remote.host(host).transport;
-        let read = read_part(transport, reply.response.body_mut(), &mut got, want)
-            .await
-            .map_err(|e| e.with_url(url));
-        match read {
-            Ok(()) => {
+        // What the part holds once this answer is read whole.
+        let upto = want - (end - last) as usize;
+        let read = read_part(transport, reply.response.body_mut(), &mut got, upto).await;
+        let read = match read {
+            Ok(()) if got.len() == want => {
                 if together {
                     strikes.progress(host);
                 }
                 return Ok(Some(got.freeze()));
             }
+            // Its server ended the answer short of the part, having brought a piece of it
+            // (a server capping its answers): progress, as for a single stream, and the
+            // rest is asked for at once. Counted as a break, a server ending every answer
+            // under a MiB failed the blob after `--retries` + 1 answers, which one stream
+            // carried through.
+            Ok(()) if got.len() >= mark + PIECE as usize => {
+                if together {
+                    strikes.progress(host);
+                } else {
+                    attempt = 0;
+                }
+                mark = got.len();
+                tracing::debug!(url = %crate::transport::redact(url), got = got.len(), want, "a part's answer ended short; asking for the rest");
+                continue;
+            }
+            Ok(()) => ended_short(want - got.len()),
+            Err(e) => e,
+        };
+        match read.with_url(url) {
             // More than the range its `Content-Range` names (a `Content-Length` that
             // counts more, a chunked body that goes on): as little a part of the content
             // as another range is. Failed as too large, it failed the object for good,
             // where one stream serves it.
-            Err(e) if e.kind() == ErrorKind::TooLarge => {
+            e if e.kind() == ErrorKind::TooLarge => {
                 tracing::warn!(url = %crate::transport::redact(url), error = %e, "a part ran past its range; the rest of the blob goes in one stream");
                 return Ok(None);
             }
             // Broken after its last byte (a chunked answer closed without its last
             // chunk): the part is whole, and one past its end is no range to ask for.
-            Err(e) if e.is_transient() && got.len() == want => {
+            e if e.is_transient() && got.len() == want => {
                 tracing::debug!(url = %crate::transport::redact(url), error = %e, "part broke after its last byte");
                 return Ok(Some(got.freeze()));
             }
-            Err(e) if together && e.is_transient() => {
+            e if together && e.is_transient() => {
                 if got.len() >= mark + PROGRESS as usize {
                     strikes.progress(host);
                 }
@@ -691,7 +722,7 @@ async fn fetch_part(
                 let pause = strikes.strike(host, e, budget, remote.retry_policy())?;
                 tokio::time::sleep(pause).await;
             }
-            Err(e) if e.is_transient() => {
+            e if e.is_transient() => {
                 if got.len() >= mark + PROGRESS as usize {
                     attempt = 0;
                 }
@@ -702,41 +733,45 @@ async fn fetch_part(
                 mark = got.len();
                 tokio::time::sleep(remote.retry_policy().backoff(attempt - 1)).await;
             }
-            Err(e) => return Err(e),
+            e => return Err(e),
         }
     }
 }
 
-/// Appends a part's body to `got`, until it holds the `want` bytes of the whole part; what
-/// arrived before a break stays there. A body that ends short is a break too.
+/// Appends a part's body to `got`, up to the `upto` bytes this answer's range brings it
+/// to: more is no part of the content. What arrived before a break stays there; a body
+/// its server ended short of them is for the caller to tell (see [`ended_short`]).
 async fn read_part(
     transport: &transport::Transport,
     body: &mut hyper::body::Incoming,
     got: &mut BytesMut,
-    want: usize,
+    upto: usize,
 ) -> Result<()> {
-    transport::read_onto(transport, body, got, want)
+    transport::read_onto(transport, body, got, upto)
         .await
         .map_err(|e| match e.kind() {
             ErrorKind::TooLarge => Error::new(
                 ErrorKind::TooLarge,
                 format!(
-                    "part longer than the {} asked for",
-                    crate::plural::Bytes(want as u64)
+                    "part longer than the {} its range holds",
+                    crate::plural::Bytes(upto as u64)
                 ),
             ),
             _ => e,
         })?;
-    if got.len() < want {
-        return Err(Error::new(
-            ErrorKind::Connect,
-            format!(
-                "part ended {} short of its end",
-                crate::plural::Bytes((want - got.len()) as u64)
-            ),
-        ));
-    }
     Ok(())
+}
+
+/// A part's answer its server ended `missing` bytes short of the part's end, counted as
+/// a break: it brought less than a piece of the part.
+fn ended_short(missing: usize) -> Error {
+    Error::new(
+        ErrorKind::Connect,
+        format!(
+            "part ended {} short of its end",
+            crate::plural::Bytes(missing as u64)
+        ),
+    )
 }
 
 #[cfg(test)]

@@ -1564,3 +1564,26 @@ fn a_missing_ca_file_in_hosts_toml_names_the_file() {
     ];
     assert_eq!(Dist::new().ok(&args), b"x");
 }
+
+/// A body a mirror declared 40,000 bytes of, broken on it at 10,000 twice and handed over
+/// to the registry, whose answer to the rest is a `416`: the registry contradicts the size
+/// the mirror declared, which is said, naming the registry that answered and the mirror
+/// that declared the size, and the blob is fetched once more. The `416` was taken for the
+/// content's end, 20,000 bytes short, said as content that ended short on the mirror.
+#[test]
+fn a_416_from_the_host_a_mirror_handed_over_to_is_no_end() {
+    let (upstream, mirror, blob, digest) = breaking_mirror(19);
+    upstream.push_fault(&digest, Fault::Status(416));
+    let repo = format!("{}/team/app", upstream.host());
+    let out = Dist::new().run(&["fetch", "--mirror", &mirror.url(), &repo, &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && out.stdout == blob, "{err}");
+    assert!(!err.contains("content ended after"), "{err}");
+    let said = format!(
+        "{}/v2/team/app/blobs/{digest}: asked for bytes=20000-, got a 416 (the content ends \
+         at byte 20000), where the mirror {} declared 40000 bytes",
+        upstream.url(),
+        mirror.host()
+    );
+    assert!(err.contains(&said), "{err}");
+}

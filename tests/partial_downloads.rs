@@ -1010,6 +1010,55 @@ fn an_answer_declaring_no_size_leaves_a_partial_longer_than_the_hint() {
     }
 }
 
+/// A partial longer than the size given, which an answer declaring no size leaves in place
+/// (the hint alone may be wrong), cannot be carried on by a fetch held to that size: the
+/// whole fetch that then breaks keeps what it received for the next run. The longer
+/// partial was kept instead, and every run given the size lost its own progress to it.
+#[test]
+fn a_partial_longer_than_the_size_given_makes_way_for_a_whole_fetch_that_breaks() {
+    let (reg, digest, data) = fake_with_blob();
+    let dir = tempfile::tempdir().unwrap();
+    let mut longer = data.clone();
+    longer.extend_from_slice(b"appended");
+    plant_partial(dir.path(), &digest, &longer);
+    // No `Content-Length`: the answer declares no size, and ends after 2 MiB; the rest is
+    // refused.
+    reg.push_fault(&digest, Fault::Unframed(2 << 20));
+    reg.set_fault_for_every(&digest, Fault::Status(503));
+    let line = format!("{digest} size:{LEN}");
+    let (status, text) = fetch_into(&reg, dir.path(), &line, &["--retries", "0"]);
+    assert_eq!(status, 1, "{text}");
+    let kept = std::fs::read(partial_path(dir.path(), &digest)).expect("a partial is kept");
+    assert!(kept.len() >= 1 << 20 && kept.len() < LEN, "{}", kept.len());
+    assert!(
+        kept[..] == data[..kept.len()],
+        "the whole fetch's, a prefix of the blob"
+    );
+}
+
+/// The same whole fetch stopped (here by `--timeout`, as by a signal) while its body, coded
+/// so that it declares no size, stalls: what it received is kept in place of the longer
+/// partial, which was kept instead.
+#[test]
+fn a_partial_longer_than_the_size_given_makes_way_for_a_whole_fetch_stopped() {
+    let (reg, digest, data) = fake_with_blob();
+    let dir = tempfile::tempdir().unwrap();
+    let mut longer = data.clone();
+    longer.extend_from_slice(b"appended");
+    plant_partial(dir.path(), &digest, &longer);
+    let stall = Fault::StallAfter(2 << 20, std::time::Duration::from_secs(60));
+    reg.push_fault(&digest, Fault::CodedAnd("gzip", Box::new(stall)));
+    let line = format!("{digest} size:{LEN}");
+    let (status, text) = fetch_into(&reg, dir.path(), &line, &["--timeout", "3s"]);
+    assert_eq!(status, 124, "{text}");
+    let kept = std::fs::read(partial_path(dir.path(), &digest)).expect("a partial is kept");
+    assert!(kept.len() >= 1 << 20 && kept.len() < LEN, "{}", kept.len());
+    assert!(
+        kept[..] == data[..kept.len()],
+        "the whole fetch's, a prefix of the blob"
+    );
+}
+
 /// A partial longer than the size given, which the registry's answer confirms, goes then,
 /// before the body is read: the whole fetch that then breaks keeps what it received for
 /// the next run, which a longer partial left in place would have kept out.

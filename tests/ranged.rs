@@ -1040,3 +1040,66 @@ async fn a_part_broken_after_its_last_byte_is_whole() {
         "no range past a part's end"
     );
 }
+
+/// A server that ends every answer cleanly after 70 KiB (a cache capping its answers, a
+/// body without a length closed early), less than a part: each answer that brought a
+/// piece of a part (64 KiB or more) is progress, as it is for a single stream, and the
+/// rest of the part is asked for at once. Counted as breaks, a 256 KiB part ran out of
+/// its two retries on its fourth answer, and the blob failed on the registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_its_server_ends_short_with_progress_spend_no_retries() {
+    let (reg, data, digest) = split_blob(90, 3 << 20, Fault::Unframed(70 << 10), &[]);
+    let remote = two_retries(&reg.host(), small_ranges());
+    assert!(fetch_verified(&remote, &digest).await == data);
+    let parts: Vec<String> = range_requests(&reg)
+        .into_iter()
+        .filter(|r| !r.ends_with('-'))
+        .collect();
+    assert!(
+        parts
+            .iter()
+            .any(|r| r.starts_with(&format!("bytes={}-", (256 << 10) * 11 + (210 << 10)))),
+        "the blob was split, each part asked for in pieces: {parts:?}"
+    );
+}
+
+/// A server that answers every range with at most 70 KiB from where it starts, under a
+/// `Content-Range` that says so (`bytes N-M/*`): a part takes each answer as a piece of
+/// it and asks for the rest of its range, as a single stream takes such a range. Taken
+/// for another range than asked, the first answer sent the rest of the blob back to one
+/// stream, and the parts' connections were lost to a server that serves ranges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_answered_with_less_of_its_range_carries_on_from_there() {
+    let (reg, data, digest) = split_blob(91, 3 << 20, Fault::ShortRange(70 << 10), &[]);
+    let remote = two_retries(&reg.host(), small_ranges());
+    assert!(fetch_verified(&remote, &digest).await == data);
+    let part = 256u64 << 10;
+    let last = (3u64 << 20) - part;
+    let carried_on = format!("bytes={}-{}", last + (70 << 10), last + part - 1);
+    let ranges = range_requests(&reg);
+    assert!(
+        ranges.contains(&carried_on),
+        "the last part was asked for the rest of its range: {ranges:?}"
+    );
+}
+
+/// A mirror failing its parts hands the rest to the registry, which answers it with a
+/// `416`, short of the size the mirror declared: the two contradict each other, and the
+/// blob fails as a size mismatch naming the mirror that declared the size. The `416` was
+/// taken for the blob's end: an empty rest, and the blob ended short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_416_to_the_rest_a_mirror_s_parts_handed_over_is_no_end() {
+    let (reg, mirror, _, digest) = on_both(92);
+    mirror.set_fault_for_every(&digest, Fault::Status(500));
+    mirror.push_fault(&digest, slow());
+    reg.set_fault_for_every(&digest, Fault::Status(416));
+    let remote = mirrored(&reg, &mirror, 2);
+    let e = read_to_end(&remote, &digest).await.unwrap_err();
+    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
+    let said = format!(
+        "where the mirror {} declared {} bytes",
+        mirror.host(),
+        3 << 20
+    );
+    assert!(e.to_string().contains(&said), "{e}");
+}

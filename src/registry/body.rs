@@ -40,6 +40,9 @@ pub(crate) struct Resumable {
     /// `size` is the size given alone (a `size:` hint, a descriptor's), the server having
     /// declared none: a `206` that says another total is the registry declaring its own.
     pub(crate) size_given: bool,
+    /// The host whose answer declared `size` (the last to confirm it); `None` while no
+    /// size is known or the size is the one given alone. A `416` short of it names it.
+    pub(crate) sized_by: Option<usize>,
     /// Bytes still to drop from the current body: a server that ignored our Range sends
     /// the whole content again, and what we already handed out must not repeat.
     pub(crate) skip: u64,
@@ -345,24 +348,25 @@ impl Resumable {
     }
 
     /// The `416` that answered a request for the rest from the offset reached, short of
-    /// the size the server declared (first, or in a resume's answer), as the server
-    /// contradicting itself: a [`SizeMismatch`](ErrorKind::SizeMismatch), as a resume's
-    /// total other than the one declared is, whose bytes a kept partial download is not
-    /// blamed for. Taken for the content's end, it failed as content that ended after so
-    /// many bytes, or, the size learned from a resume, as content that did not verify, the
-    /// partial download thrown away. `None` with no size known, where the `416` says the
-    /// content ended, and against a size given alone, which verification says may be wrong.
+    /// the size a server declared (first, or in a resume's answer), as the server
+    /// contradicting itself (or the host it took the body over from): a
+    /// [`SizeMismatch`](ErrorKind::SizeMismatch), as a resume's total other than the one
+    /// declared is, whose bytes a kept partial download is not blamed for. Taken for the
+    /// content's end, it failed as content that ended after so many bytes, or, the size
+    /// learned from a resume, as content that did not verify, the partial download thrown
+    /// away. See [`Rest::refused`].
     fn refused_short(&self) -> Option<Error> {
-        let size = self
-            .size
-            .filter(|&size| !self.size_given && self.offset < size)?;
-        let at = self.offset;
-        let msg = format!(
-            "asked for bytes={at}-, got a 416 (the content ends at byte {at}), where the \
-             server declared {}",
-            crate::plural::Bytes(size)
-        );
-        Some(Error::new(ErrorKind::SizeMismatch, msg))
+        self.rest().refused(&self.remote, self.host)
+    }
+
+    /// The content from the offset reached on, as far as this body knows it.
+    fn rest(&self) -> Rest {
+        Rest {
+            offset: self.offset,
+            size: self.size,
+            given: self.size_given,
+            sized_by: self.sized_by,
+        }
     }
 
     /// Asks for content without a fixed address again after its body broke with `e`,
@@ -406,7 +410,7 @@ impl Resumable {
             self.host,
             self.address.as_ref(),
             &self.headers,
-            Rest::of(self.offset, self.size, self.size_given),
+            self.rest(),
             e,
             std::mem::take(&mut self.earlier),
         )
@@ -432,7 +436,7 @@ impl Resumable {
 
     async fn reopen(&mut self, url: &Uri) -> Result<()> {
         let (remote, host) = (&self.remote, self.host);
-        let rest = Rest::of(self.offset, self.size, self.size_given);
+        let rest = self.rest();
         let budget = resume_budget(remote, host, self.address.as_ref());
         let resumes = (&mut self.resumes, budget);
         let ranged = !self.whole;
@@ -453,8 +457,12 @@ impl Resumable {
             None => {
                 self.size = answer.extent.size();
                 self.size_learned = self.size.is_some();
+                self.sized_by = self.size.map(|_| self.host);
             }
-            Some(size) if answer.extent.size() == Some(size) => self.size_given = false,
+            Some(size) if answer.extent.size() == Some(size) => {
+                self.size_given = false;
+                self.sized_by = Some(self.host);
+            }
             Some(_) => {}
         }
         self.open_range = answer.extent.open_range(self.offset);
@@ -475,7 +483,7 @@ impl Resumable {
         let mut spent = 0;
         let budget = resume_budget(remote, host, address);
         let retries = (&mut spent, budget);
-        let rest = Rest::of(offset, Some(source.total), source.total_given);
+        let rest = Rest::at(source, offset);
         let answer = open_at(remote, host, &source.url, headers, rest, true, retries).await?;
         let opened = Opened {
             host,
@@ -507,7 +515,7 @@ impl Resumable {
             host,
             address.as_ref(),
             headers,
-            Rest::of(offset, Some(source.total), source.total_given),
+            Rest::at(source, offset),
             e,
             Vec::new(),
         )
@@ -542,6 +550,7 @@ impl Resumable {
             size: Some(source.total),
             size_learned: false,
             size_given: source.total_given,
+            sized_by: source.sized_by,
             skip: answer.skip,
             resent_whole_at: whole_at(offset, answer.skip),
             open_range: answer.extent.open_range(offset),
@@ -723,7 +732,15 @@ async fn open_on_next_host(
                     earlier,
                 }))
             }
-            Err(again) if again.status() == Some(416) => return Ok(None),
+            // The first answer of this host, short of a size another declared: the two
+            // contradict each other, and the digest cannot say which is right before the
+            // content is whole. Taken for the content's end, it failed as content that
+            // ended short, naming the host that declared the size, not the one that
+            // answered.
+            Err(again) if again.status() == Some(416) => match rest.refused(remote, host) {
+                Some(contradiction) => e = contradiction.with_url(&url),
+                None => return Ok(None),
+            },
             Err(again) => e = again,
         }
     }
@@ -850,21 +867,48 @@ pub(crate) fn wrong_range(offset: u64, headers: &HeaderMap) -> Error {
 }
 
 /// The content from `offset` on, of `size` bytes in all when known (declared, or given:
-/// `given` when the size given alone, the server having declared none).
+/// `given` when the size given alone, the server having declared none), declared by the
+/// host `sized_by`.
 #[derive(Clone, Copy)]
 struct Rest {
     offset: u64,
     size: Option<u64>,
     given: bool,
+    sized_by: Option<usize>,
 }
 
 impl Rest {
-    fn of(offset: u64, size: Option<u64>, given: bool) -> Rest {
+    /// The rest of a split download's content from `offset` on.
+    fn at(source: &crate::ranged::Source, offset: u64) -> Rest {
         Rest {
             offset,
-            size,
-            given,
+            size: Some(source.total),
+            given: source.total_given,
+            sized_by: source.sized_by,
         }
+    }
+
+    /// The `416` with which `host` answered a request for this rest, short of the size a
+    /// server declared, as that server contradicted: a
+    /// [`SizeMismatch`](ErrorKind::SizeMismatch), naming the host that declared the size
+    /// when it is not the one that answered. `None` with no size known, where the `416`
+    /// says the content ended, and against a size given alone, which verification says
+    /// may be wrong.
+    fn refused(&self, remote: &RegistryRemote, host: usize) -> Option<Error> {
+        let size = self
+            .size
+            .filter(|&size| !self.given && self.offset < size)?;
+        let who = match self.sized_by {
+            Some(by) if by != host => remote.host(by).who(),
+            _ => "server".to_string(),
+        };
+        let at = self.offset;
+        let msg = format!(
+            "asked for bytes={at}-, got a 416 (the content ends at byte {at}), where the \
+             {who} declared {}",
+            crate::plural::Bytes(size)
+        );
+        Some(Error::new(ErrorKind::SizeMismatch, msg))
     }
 }
 

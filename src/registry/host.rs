@@ -670,12 +670,11 @@ impl Host {
     }
 
     /// Sleeps `wait` before a request's next attempt. The outage it met, if any, is
-    /// remembered until it woke: only a request that will ask again is waited for, never
-    /// one that gave up, and for as long as it sleeps, a `Retry-After` past its backoff
-    /// included.
+    /// remembered while it sleeps: only a request that will ask again is waited for, never
+    /// one that gave up or was stopped asleep, and for as long as it sleeps, a
+    /// `Retry-After` past its backoff included.
     async fn sleep_out(&self, wait: Duration) {
-        self.outage.sleeping(wait);
-        tokio::time::sleep(wait).await;
+        self.outage.sleep_out(wait).await;
     }
 }
 

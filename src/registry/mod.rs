@@ -33,7 +33,7 @@ use crate::remote::Remote;
 use crate::retry::{Next, RetryPolicy};
 use crate::transport::{self, Transport};
 pub(crate) use body::{content_range, content_range_start, other_total};
-pub(crate) use body::{hands_over, resume_budget, Address, Resumable, Serving, PROGRESS};
+pub(crate) use body::{hands_over, resume_budget, Address, Resumable, Serving, PIECE, PROGRESS};
 pub(crate) use coding::is_coded;
 pub(crate) use host::MAX_ERROR_BODY;
 use host::{Host, Mirror, Server};
@@ -770,6 +770,7 @@ impl RegistryRemote {
             size,
             size_learned: false,
             size_given: given.is_some(),
+            sized_by: size.filter(|_| given.is_none()).map(|_| host),
             skip,
             resent_whole_at: body::whole_at(offset, skip),
             open_range,
@@ -790,6 +791,7 @@ impl RegistryRemote {
                     headers,
                     total,
                     total_given: given.is_some(),
+                    sized_by: given.is_none().then_some(host),
                     shared: self.inner.ranged.clone(),
                     address,
                     serving,

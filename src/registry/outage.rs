@@ -66,25 +66,22 @@ struct State {
     tickets: u64,
     /// The last failure counted, for the requests that waited on it, and when.
     last: Option<(Error, Instant)>,
-    /// The latest a request met by this outage wakes from its wait to ask again: counted
-    /// from when each began to sleep, not from the failure counted, which a request of the
-    /// same round may learn of its own much later (a timeout). Only requests that sleep
-    /// count: one that gave up asks nothing more. `None` while the host answers.
-    wakes: Option<Instant>,
+    /// Requests met by an outage sleeping now before they ask again ([`Asleep`]): each
+    /// until it wakes, however long after the failure counted it began to sleep (a
+    /// request of the same round may learn of its own much later: a timeout). Only
+    /// requests that sleep count: one that gave up, or was stopped while it slept, asks
+    /// nothing more.
+    sleepers: usize,
 }
 
-impl State {
-    /// A request met by the outage sleeps `wait` from now before it asks again.
-    fn sleeps(&mut self, wait: Duration) {
-        // A policy may let any backoff through: past the clock's range, the sum would
-        // panic. Thirty years is as long, as `HostPause` counts it.
-        let now = Instant::now();
-        let wakes = now
-            .checked_add(wait)
-            .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86400));
-        if self.wakes.is_none_or(|w| w < wakes) {
-            self.wakes = Some(wakes);
-        }
+/// A request met by the outage sleeping before it asks again: counted in
+/// [`State::sleepers`] until it wakes, or is stopped (dropped) before.
+struct Asleep<'a>(&'a Outage);
+
+impl Drop for Asleep<'_> {
+    fn drop(&mut self) {
+        let mut s = self.0.state.lock().expect("outage poisoned");
+        s.sleepers -= 1;
     }
 }
 
@@ -139,13 +136,13 @@ impl Outage {
                     .last
                     .as_ref()
                     .map(|(_, at)| pause.until().map_or(*at, |until| until.max(*at)));
-                let asleep = s.wakes.is_some_and(|w| w >= Instant::now());
-                if !asleep && quiet_since.is_some_and(|since| since.elapsed() > FORGET_AFTER) {
+                if s.sleepers == 0
+                    && quiet_since.is_some_and(|since| since.elapsed() > FORGET_AFTER)
+                {
                     self.streak.store(0, Ordering::Release);
                     self.ended.fetch_add(1, Ordering::AcqRel);
                     self.round.fetch_add(1, Ordering::AcqRel);
                     s.last = None;
-                    s.wakes = None;
                     self.settled.notify_waiters();
                     continue;
                 }
@@ -179,19 +176,29 @@ impl Outage {
         }
     }
 
-    /// A request the outage met sleeps `wait` before it asks again (its backoff, or the
-    /// server's `Retry-After`, which a gateway's 504 may send without pausing the host):
-    /// the outage is remembered until it woke. Called only before a sleep that is slept:
-    /// a request that gave up is no reason to remember the outage.
-    pub(crate) fn sleeping(&self, wait: Duration) {
+    /// Sleeps `wait` before a request asks again (its backoff, or the server's
+    /// `Retry-After`, which a gateway's 504 may send without pausing the host): an outage
+    /// it met is remembered while it sleeps. Only a sleep that is slept counts: a request
+    /// that gave up is no reason to remember the outage, nor is one stopped while it
+    /// slept (its download dropped), which was remembered until its wake time, on a host
+    /// no one was sleeping out.
+    pub(crate) async fn sleep_out(&self, wait: Duration) {
+        let _asleep = self.asleep();
+        tokio::time::sleep(wait).await;
+    }
+
+    /// Counts a request sleeping under the outage, if the host is failing.
+    fn asleep(&self) -> Option<Asleep<'_>> {
         // Nearly every request, on a host that answers: no lock.
         if self.streak.load(Ordering::Acquire) == 0 {
-            return;
+            return None;
         }
         let mut s = self.state.lock().expect("outage poisoned");
-        if self.streak.load(Ordering::Acquire) > 0 {
-            s.sleeps(wait);
+        if self.streak.load(Ordering::Acquire) == 0 {
+            return None;
         }
+        s.sleepers += 1;
+        Some(Asleep(self))
     }
 
     /// How a request comes to the host now: late, when the host has failed more than
@@ -229,7 +236,6 @@ impl Ticket<'_> {
             o.ended.fetch_add(1, Ordering::AcqRel);
             o.round.fetch_add(1, Ordering::AcqRel);
             s.last = None;
-            s.wakes = None;
             // Not only the probe's answer: those waiting go now, not once a probe that
             // may hang until `--timeout` is done.
             o.settled.notify_waiters();
@@ -295,6 +301,16 @@ mod tests {
             Admit::Send(t) => t,
             Admit::Failed(..) => panic!("expected to send"),
         }
+    }
+
+    /// A request sleeping `wait` under `o`'s outage, on its way once this returns.
+    async fn sleeping(o: &Arc<Outage>, wait: Duration) -> tokio::task::JoinHandle<()> {
+        let o = o.clone();
+        let sleeper = tokio::spawn(async move { o.sleep_out(wait).await });
+        // On this one thread, the sleeper runs until it sleeps.
+        tokio::task::yield_now().await;
+        assert!(!sleeper.is_finished());
+        sleeper
     }
 
     /// Requests that fail together are one round; past `HOLD_AFTER` rounds one request is
@@ -463,17 +479,40 @@ mod tests {
     async fn an_outage_outlives_the_longest_backoff_its_requests_sleep_out() {
         // The last backoff of a policy with 5 retries from 30 s, capped at its `max_delay`.
         let longest = Duration::from_secs(300);
-        let (o, pause) = (Outage::default(), HostPause::default());
+        let (o, pause) = (Arc::new(Outage::default()), HostPause::default());
         for _ in 0..HOLD_AFTER {
             send(o.admit(&pause).await).failed(&e503());
-            o.sleeping(longest);
         }
+        let sleeper = sleeping(&o, longest).await;
         // Past a minute and the host's pause, within the backoff a request sleeps.
         tokio::time::advance(longest - Duration::from_secs(1)).await;
         let probe = send(o.admit(&pause).await);
         assert!(probe.id.is_some(), "still one request for all");
         drop(probe);
         tokio::time::advance(Duration::from_secs(2)).await;
+        sleeper.await.unwrap();
+        assert!(send(o.admit(&pause).await).id.is_none(), "forgotten");
+    }
+
+    /// A request that sleeps under the outage, stopped before it woke (its download
+    /// dropped: a job cancelled, the parts of a blob that failed or went back to one
+    /// stream): it will ask nothing more, and the outage is forgotten a minute after the
+    /// last failure as if it had never slept. Remembered until its wake time, the next
+    /// object, a minute on, found a probe to wait for, or, past its rounds, one request
+    /// of its own, on a host no one was sleeping out.
+    #[tokio::test(start_paused = true)]
+    async fn a_sleep_stopped_before_it_woke_keeps_no_outage() {
+        let longest = Duration::from_secs(300);
+        let (o, pause) = (Outage::default(), HostPause::default());
+        for _ in 0..HOLD_AFTER {
+            send(o.admit(&pause).await).failed(&e503());
+        }
+        {
+            let sleep = std::pin::pin!(o.sleep_out(longest));
+            let polled = futures::poll!(sleep);
+            assert!(polled.is_pending(), "asleep");
+        }
+        tokio::time::advance(FORGET_AFTER + Duration::from_secs(1)).await;
         assert!(send(o.admit(&pause).await).id.is_none(), "forgotten");
     }
 
@@ -485,21 +524,23 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_outage_outlives_the_backoff_of_a_failure_known_late() {
         let long = Duration::from_secs(300);
-        let (o, pause) = (Outage::default(), HostPause::default());
+        let (o, pause) = (Arc::new(Outage::default()), HostPause::default());
         send(o.admit(&pause).await).failed(&e503());
         let (a, b) = (send(o.admit(&pause).await), send(o.admit(&pause).await));
         assert_eq!(a.failed(&e503()), (HOLD_AFTER, true));
-        o.sleeping(long);
+        let a = sleeping(&o, long).await;
         let late = Duration::from_secs(30);
         tokio::time::advance(late).await;
         assert_eq!(b.failed(&e503()), (HOLD_AFTER, false), "the same round");
-        o.sleeping(long);
+        let b = sleeping(&o, long).await;
         // Past the longest backoff since the failure counted, within b's.
         tokio::time::advance(long - late + Duration::from_secs(1)).await;
+        a.await.unwrap();
         let probe = send(o.admit(&pause).await);
         assert!(probe.id.is_some(), "still one request for all");
         drop(probe);
         tokio::time::advance(late).await;
+        b.await.unwrap();
         assert!(send(o.admit(&pause).await).id.is_none(), "forgotten");
     }
 }

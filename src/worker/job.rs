@@ -460,11 +460,12 @@ async fn start(
     // One longer than the blob is no head start: gone before the body is read, it keeps
     // out none of what this fetch would keep should it break. Not removed on the size
     // given alone, which may be wrong (`resume_within`): nor is it when an answer that
-    // declares no size (chunked, or coded) leaves the download that size.
+    // declares no size (chunked, or coded) leaves the download that size, until this
+    // download is kept unfinished, which then goes in its place (`hold_to`).
     if let (Some(digest), Some(size)) = (job.object.digest(), download.declared_size()) {
         store.remove_partial_past(digest, size);
     }
-    let temp = match (job.object.digest(), &download.meta().expected) {
+    let mut temp = match (job.object.digest(), &download.meta().expected) {
         (Some(digest), _) => store.temp_for(digest)?,
         (None, expected) => store.temp(
             expected
@@ -472,6 +473,9 @@ async fn start(
                 .map_or(crate::digest::Algorithm::Sha256, Digest::algorithm),
         )?,
     };
+    if let Some(size) = download.meta().size {
+        temp.hold_to(size);
+    }
     Ok(Started::Fetching(Box::new((download, temp))))
 }
 

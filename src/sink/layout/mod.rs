@@ -400,6 +400,7 @@ impl LayoutStore {
             kept: len,
             kept_modified,
             len,
+            held_to: None,
         };
         if len == 0 {
             blob.discard();
@@ -620,6 +621,7 @@ impl LayoutStore {
             kept: 0,
             kept_modified: None,
             len: 0,
+            held_to: None,
         })
     }
 

@@ -101,6 +101,8 @@ pub struct TempBlob {
     pub(super) kept_modified: Option<std::time::SystemTime>,
     /// Bytes the file holds once everything written to the blob has reached it.
     pub(super) len: u64,
+    /// The size the blob's content is held to, if known ([`TempBlob::hold_to`]).
+    pub(super) held_to: Option<u64>,
 }
 
 pub(super) enum Writing {
@@ -154,6 +156,16 @@ impl std::fmt::Debug for TempBlob {
 }
 
 impl TempBlob {
+    /// Holds the blob to `size` bytes: kept unfinished (see [`TempBlob::keep`]), the file
+    /// replaces a partial download longer than that, which the content it belongs to
+    /// cannot be carried on from. [`LayoutStore::resume_within`] leaves such a partial
+    /// for the registry's answer to judge, the size it was given alone; an answer that
+    /// declares no size judges nothing, and a fetch that broke or was stopped before the
+    /// end lost what it received to the longer partial, in every run given that size.
+    pub fn hold_to(&mut self, size: u64) {
+        self.held_to = Some(size);
+    }
+
     /// Deletes the file now, kept or not: its content is wrong (it failed verification)
     /// or cannot be trusted.
     pub fn discard(mut self) {
@@ -315,6 +327,9 @@ impl TempBlob {
         let Some(digest) = self.park.as_ref() else {
             return false;
         };
+        if let Some(size) = self.held_to {
+            self.store.remove_partial_past(digest, size);
+        }
         let partial = self.store.partial_path(digest);
         if !park(&self.path, len, &partial) {
             return false;

@@ -103,7 +103,8 @@ pub enum Fault {
     /// A ranged request answered from its start to the end of the blob, with a
     /// `Content-Range` saying so: a server that ignores where a range ends.
     RangeToEnd,
-    /// A ranged request answered with at most this many bytes from where it starts, under
+    /// A ranged request answered with at most this many bytes from where it starts (and
+    /// none past where it ends), under
     /// a `Content-Range` whose total is `*`: a server that sends what it has of a blob
     /// whose whole size it does not know (a cache still fetching it from its upstream). A
     /// request without `Range` is answered so from the first byte, as a broken cache that

@@ -224,7 +224,9 @@ fn respond(
             let content = state.content.lock().unwrap();
             match (start, content.blobs.get(&(name.clone(), digest.clone()))) {
                 (Some(start), Some(bytes)) if start < bytes.len() && *len > 0 => {
-                    let end = (start + len).min(bytes.len()) - 1;
+                    // Never past where a range asked for ends (a part's `bytes=N-M`).
+                    let asked = range_end(parts).map_or(bytes.len(), |end| end + 1);
+                    let end = (start + len).min(bytes.len()).min(asked) - 1;
                     let slice = bytes.slice(start..=end);
                     let octets = "application/octet-stream";
                     Prepared::typed(StatusCode::PARTIAL_CONTENT, octets, slice)
@@ -241,6 +243,17 @@ fn respond(
         faults::apply(&fault, prepared, challenge, conn),
         Some(fault),
     )
+}
+
+/// Where the `Range` a request asked for ends, if it says (`bytes=100-199` → 199).
+fn range_end(parts: &http::request::Parts) -> Option<usize> {
+    let range = parts.headers.get(http::header::RANGE)?.to_str().ok()?;
+    range
+        .strip_prefix("bytes=")?
+        .split_once('-')?
+        .1
+        .parse()
+        .ok()
 }
 
 /// Where the `Range` a request asked for starts, as written (`bytes=100-` → `100`).
