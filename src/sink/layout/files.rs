@@ -34,11 +34,15 @@ pub(super) fn made_in(root: &Path) -> Vec<PathBuf> {
 
 /// Removes the directories [`made_in`] listed as made on the way to a new layout since
 /// taken away (all but its last, which was there), deepest first, each only while empty:
-/// one that is not holds another run's output (a layout beside this one), and it and
-/// those above it stay. `-o a/b/out` that failed left the empty `a/b` and `a` behind.
+/// one that is not holds another run's output (a layout beside this one), and those above
+/// it stay with it. `-o a/b/out` that failed left the empty `a/b` and `a` behind. One that
+/// cannot be removed does not stop the rest: the making may have stopped above it (a
+/// `mkdir` refused by a full disk), and those made before it are still to go.
 pub(super) fn remove_made_on_the_way(made_in: &[PathBuf]) {
     if let Some((_, made)) = made_in.split_last() {
-        let _ = made.iter().try_for_each(std::fs::remove_dir);
+        for dir in made {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 }
 

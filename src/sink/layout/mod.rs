@@ -160,8 +160,11 @@ impl LayoutStore {
         let laid_out = created || std::fs::read_dir(&root).is_ok_and(|mut d| d.next().is_none());
         let blobs = root.join("blobs");
         if let Err(e) = make_skeleton(&root, &blobs) {
-            // A full disk, most often: what was begun of a new layout goes again.
-            if laid_out && remove_skeleton(&root, created).is_ok() {
+            // A full disk, most often: what was begun of a new layout goes again, and the
+            // directories made on the way to it, the layout's own directory made or not
+            // (a `mkdir` above it refused).
+            let never_made = created && std::fs::symlink_metadata(&root).is_err();
+            if laid_out && (never_made || remove_skeleton(&root, created).is_ok()) {
                 remove_made_on_the_way(&made_in);
             }
             return Err(e);
@@ -1168,6 +1171,20 @@ mod tests {
         assert!(store.remove_if_unused());
         assert!(!p.join("a/b").exists());
         assert!(p.join("a/other").is_dir(), "another run's");
+    }
+
+    /// A new layout whose directories could not all be made (here a name too long; a
+    /// full disk or an inode quota in the field refuses a `mkdir` the same way) takes
+    /// back those it made before the one refused: `-o a/<bad>/out` left the empty `a`.
+    #[test]
+    fn the_directories_made_before_one_refused_go_again() {
+        let parent = tempfile::tempdir().unwrap();
+        let p = parent.path();
+        let refused = p.join("a").join("x".repeat(256)).join("out");
+        let e = LayoutStore::open(&refused).unwrap_err();
+        assert!(e.to_string().contains("File name too long"), "{e}");
+        let left: Vec<_> = std::fs::read_dir(p).unwrap().collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
     }
 
     /// A run that created the directory and failed without storing anything takes the
