@@ -178,8 +178,9 @@ fn add_entry_within(
         }));
     };
     let text = serde_json::to_vec(&index).expect("JSON values serialise");
-    let mut tmp =
-        new_layout_file(root).map_err(|e| io_err("creating a temporary file in", root, e))?;
+    // Named by the file it is for, as when its write fails: "creating a temporary file in
+    // DIR" left the user to guess what dist meant to write there.
+    let mut tmp = new_layout_file(root).map_err(|e| io_err("writing", &path, e))?;
     tmp.write_all(&text)
         .and_then(|_| tmp.as_file().sync_all())
         .map_err(|e| io_err("writing", &path, e))?;
@@ -585,6 +586,30 @@ mod tests {
         assert_eq!(names(dir.path()).len(), 1);
         assert!(!target.exists(), "the link's target was created");
         assert!(std::fs::symlink_metadata(dir.path().join(INDEX_LOCK)).is_err());
+    }
+
+    /// A new `index.json` whose temporary file cannot be made is named, as one that cannot
+    /// be written is: "creating a temporary file in DIR" left the user to guess what dist
+    /// meant to write there. Here the temporary file's name is too long for the system
+    /// while the index's and the lock's are not (a full inode table, or no file
+    /// descriptor left, refuses it in the field).
+    #[test]
+    fn an_index_whose_new_file_cannot_be_made_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        // The longest path the lock's name fits under: `.dist-index.lock` is shorter than
+        // any temporary file's name (`.dist-tmp-<run>~` and six characters more).
+        let room = libc::PATH_MAX as usize - 1 - "/.dist-index.lock".len();
+        let mut root = dir.path().to_path_buf();
+        while root.as_os_str().len() < room {
+            let left = room - root.as_os_str().len() - 1;
+            root.push("d".repeat(left.clamp(1, 200)));
+        }
+        assert_eq!(root.as_os_str().len(), room);
+        std::fs::create_dir_all(&root).unwrap();
+        let e = add_entry(&root, &entry(b"a", Some("v1"))).unwrap_err();
+        // The message alone: the whole line is cut short at a few KiB, the path being 4.
+        let named = format!("writing {}", root.join("index.json").display());
+        assert_eq!(e.message(), named);
     }
 
     /// A FIFO planted under the lock's name is not taken for the lock, which spun for
