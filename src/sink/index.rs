@@ -178,8 +178,9 @@ fn add_entry_within(
         }));
     };
     let text = serde_json::to_vec(&index).expect("JSON values serialise");
-    let mut tmp =
-        new_layout_file(root).map_err(|e| io_err("creating a temporary file in", root, e))?;
+    // Named by the file it is for, as when its write fails: "creating a temporary file in
+    // DIR" left the user to guess what dist meant to write there.
+    let mut tmp = new_layout_file(root).map_err(|e| io_err("writing", &path, e))?;
     tmp.write_all(&text)
         .and_then(|_| tmp.as_file().sync_all())
         .map_err(|e| io_err("writing", &path, e))?;
@@ -351,15 +352,20 @@ impl IndexLock {
                 }
                 // Its holder removed it between the two opens.
                 Err(e) if !made && e.kind() == std::io::ErrorKind::NotFound => continue,
+                // A socket planted there does not open (`ENXIO`): every update failed,
+                // saying "No such device or address". It goes, as a FIFO there goes.
+                Err(_) if std::fs::symlink_metadata(&path).is_ok_and(|m| planted(&m)) => {
+                    remove_planted(&path)?;
+                    continue;
+                }
                 Err(e) => return Err(io_err("creating index.json's lock", &path, e)),
             };
             // A FIFO planted there (`mkfifo`, in a shared directory) opens and locks, but
             // is no file the lock can count for (`names_file`): the run spun here, at
             // full speed, until stopped. It goes, as a link there goes.
-            if file.metadata().is_ok_and(|m| !m.is_file()) {
+            if file.metadata().is_ok_and(|m| planted(&m)) {
                 drop(file);
-                tracing::warn!(path = %path.display(), "not a regular file under the index lock's name; removed");
-                std::fs::remove_file(&path).map_err(|e| io_err("removing", &path, e))?;
+                remove_planted(&path)?;
                 continue;
             }
             let locked = match lock(&file) {
@@ -398,6 +404,19 @@ impl IndexLock {
             pause = (pause * 2).min(Duration::from_millis(50));
         }
     }
+}
+
+/// Whether what is under the index lock's name is something planted there (a FIFO, a
+/// socket, a device) rather than a lock file: no run makes anything but a regular file
+/// there, and a directory is no file to remove.
+fn planted(m: &std::fs::Metadata) -> bool {
+    !m.is_file() && !m.is_dir()
+}
+
+/// Removes what was [`planted`] at the index lock's `path`, saying so.
+fn remove_planted(path: &Path) -> Result<()> {
+    tracing::warn!(path = %path.display(), "not a regular file under the index lock's name; removed");
+    std::fs::remove_file(path).map_err(|e| io_err("removing", path, e))
 }
 
 impl Drop for IndexLock {
@@ -587,6 +606,30 @@ mod tests {
         assert!(std::fs::symlink_metadata(dir.path().join(INDEX_LOCK)).is_err());
     }
 
+    /// A new `index.json` whose temporary file cannot be made is named, as one that cannot
+    /// be written is: "creating a temporary file in DIR" left the user to guess what dist
+    /// meant to write there. Here the temporary file's name is too long for the system
+    /// while the index's and the lock's are not (a full inode table, or no file
+    /// descriptor left, refuses it in the field).
+    #[test]
+    fn an_index_whose_new_file_cannot_be_made_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        // The longest path the lock's name fits under: `.dist-index.lock` is shorter than
+        // any temporary file's name (`.dist-tmp-<run>~` and six characters more).
+        let room = libc::PATH_MAX as usize - 1 - "/.dist-index.lock".len();
+        let mut root = dir.path().to_path_buf();
+        while root.as_os_str().len() < room {
+            let left = room - root.as_os_str().len() - 1;
+            root.push("d".repeat(left.clamp(1, 200)));
+        }
+        assert_eq!(root.as_os_str().len(), room);
+        std::fs::create_dir_all(&root).unwrap();
+        let e = add_entry(&root, &entry(b"a", Some("v1"))).unwrap_err();
+        // The message alone: the whole line is cut short at a few KiB, the path being 4.
+        let named = format!("writing {}", root.join("index.json").display());
+        assert_eq!(e.message(), named);
+    }
+
     /// A FIFO planted under the lock's name is not taken for the lock, which spun for
     /// ever (it opens and locks, but is no regular file): it is removed, and the entry
     /// added.
@@ -604,6 +647,20 @@ mod tests {
             .recv_timeout(Duration::from_secs(30))
             .expect("add_entry never returned");
         added.unwrap();
+        assert_eq!(names(dir.path()).len(), 1);
+        assert!(std::fs::symlink_metadata(&lock).is_err());
+    }
+
+    /// A socket planted under the lock's name goes as a FIFO there does, and the entry is
+    /// added: it cannot even be opened (`ENXIO`), and every update of the index failed
+    /// with "creating index.json's lock …: No such device or address", which named
+    /// neither the socket nor what to do about it.
+    #[test]
+    fn a_socket_under_the_lock_s_name_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join(INDEX_LOCK);
+        let _listening = std::os::unix::net::UnixListener::bind(&lock).unwrap();
+        add_entry(dir.path(), &entry(b"a", Some("v1"))).unwrap();
         assert_eq!(names(dir.path()).len(), 1);
         assert!(std::fs::symlink_metadata(&lock).is_err());
     }

@@ -32,13 +32,39 @@ pub(super) fn made_in(root: &Path) -> Vec<PathBuf> {
     dirs
 }
 
+/// `root` as it names directories on disk once made: each `..` after a name that is not
+/// there is taken back with that name (`x/../y/out`, no `x`: `y/out`), since what the
+/// name will be is a directory made for it, whose `..` is the directory it is made in.
+/// By name `x/../y` is not there, and the user's `y` (empty, say) was taken for a
+/// directory a run created or made on the way to its layout, and removed with it. A
+/// `..` after a name that is there (a link, say) is left for the system to follow.
+pub(super) fn on_disk(root: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut named = PathBuf::new();
+    let mut missing = false;
+    for c in root.components() {
+        if c == Component::ParentDir && missing {
+            named.pop();
+            missing = !named.as_os_str().is_empty() && std::fs::symlink_metadata(&named).is_err();
+            continue;
+        }
+        named.push(c);
+        missing = missing || std::fs::symlink_metadata(&named).is_err();
+    }
+    named
+}
+
 /// Removes the directories [`made_in`] listed as made on the way to a new layout since
 /// taken away (all but its last, which was there), deepest first, each only while empty:
-/// one that is not holds another run's output (a layout beside this one), and it and
-/// those above it stay. `-o a/b/out` that failed left the empty `a/b` and `a` behind.
+/// one that is not holds another run's output (a layout beside this one), and those above
+/// it stay with it. `-o a/b/out` that failed left the empty `a/b` and `a` behind. One that
+/// cannot be removed does not stop the rest: the making may have stopped above it (a
+/// `mkdir` refused by a full disk), and those made before it are still to go.
 pub(super) fn remove_made_on_the_way(made_in: &[PathBuf]) {
     if let Some((_, made)) = made_in.split_last() {
-        let _ = made.iter().try_for_each(std::fs::remove_dir);
+        for dir in made {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 }
 

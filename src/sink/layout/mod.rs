@@ -44,7 +44,7 @@ mod temp_blob;
 pub use files::hash_file;
 pub use files::sync_dir;
 use files::{
-    create_dirs, hash_reader, made_in, make_skeleton, memory_backed, open_regular,
+    create_dirs, hash_reader, made_in, make_skeleton, memory_backed, on_disk, open_regular,
     remove_made_on_the_way, remove_skeleton,
 };
 pub use locks::IngestLock;
@@ -152,16 +152,21 @@ impl LayoutStore {
     /// wait for a slow disk.
     pub fn open(root: impl Into<PathBuf>) -> Result<LayoutStore> {
         let root = root.into();
-        super::layout_check::check(&root)?;
-        let created = std::fs::symlink_metadata(&root).is_err();
-        let made_in = if created { made_in(&root) } else { Vec::new() };
+        // What is there is judged where the path leads once made (`x/../y`: `y`).
+        let there = on_disk(&root);
+        super::layout_check::check(&there)?;
+        let created = std::fs::symlink_metadata(&there).is_err();
+        let made_in = if created { made_in(&there) } else { Vec::new() };
         // `mkdir out; dist fetch … -o out`: the directory is the user's, the layout in it
         // this run's, as much as in a directory it made.
-        let laid_out = created || std::fs::read_dir(&root).is_ok_and(|mut d| d.next().is_none());
+        let laid_out = created || std::fs::read_dir(&there).is_ok_and(|mut d| d.next().is_none());
         let blobs = root.join("blobs");
         if let Err(e) = make_skeleton(&root, &blobs) {
-            // A full disk, most often: what was begun of a new layout goes again.
-            if laid_out && remove_skeleton(&root, created).is_ok() {
+            // A full disk, most often: what was begun of a new layout goes again, and the
+            // directories made on the way to it, the layout's own directory made or not
+            // (a `mkdir` above it refused).
+            let never_made = created && std::fs::symlink_metadata(&there).is_err();
+            if laid_out && (never_made || remove_skeleton(&root, created).is_ok()) {
                 remove_made_on_the_way(&made_in);
             }
             return Err(e);
@@ -1106,6 +1111,15 @@ mod tests {
             [PathBuf::from("surely-not-here"), PathBuf::from(".")]
         );
         assert_eq!(made_in(Path::new("/")), Vec::<PathBuf>::new());
+        assert_eq!(on_disk(&p.join("x/../y/new")), p.join("y/new"));
+        assert_eq!(on_disk(&p.join("x/y/../../z")), p.join("z"));
+        assert_eq!(on_disk(Path::new("x/../../z")), Path::new("../z"));
+        std::fs::create_dir(p.join("there")).unwrap();
+        assert_eq!(on_disk(&p.join("there/../z")), p.join("there/../z"));
+        assert_eq!(
+            made_in(Path::new("../surely-not-here/new")),
+            [PathBuf::from("../surely-not-here"), PathBuf::from("..")]
+        );
     }
 
     /// A failed run takes back the layout it created, and only a layout that is still
@@ -1170,6 +1184,50 @@ mod tests {
         assert!(store.remove_if_unused());
         assert!(!p.join("a/b").exists());
         assert!(p.join("a/other").is_dir(), "another run's");
+    }
+
+    /// A new layout whose directories could not all be made (here a name too long; a
+    /// full disk or an inode quota in the field refuses a `mkdir` the same way) takes
+    /// back those it made before the one refused: `-o a/<bad>/out` left the empty `a`.
+    #[test]
+    fn the_directories_made_before_one_refused_go_again() {
+        let parent = tempfile::tempdir().unwrap();
+        let p = parent.path();
+        let refused = p.join("a").join("x".repeat(256)).join("out");
+        let e = LayoutStore::open(&refused).unwrap_err();
+        assert!(e.to_string().contains("File name too long"), "{e}");
+        let left: Vec<_> = std::fs::read_dir(p).unwrap().collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+
+    /// A failed run into a new layout whose path goes up out of a directory it made
+    /// (`-o x/../y/new`, no `x`) takes back neither the directory `..` leads to (`y`,
+    /// the user's, empty) nor `x/..`: by name they were not there, on disk they were.
+    #[test]
+    fn a_directory_reached_through_dot_dot_is_not_taken_for_one_made() {
+        let parent = tempfile::tempdir().unwrap();
+        let p = parent.path();
+        std::fs::create_dir(p.join("y")).unwrap();
+        let store = LayoutStore::open(p.join("x/../y/new")).unwrap();
+        assert!(p.join("y/new/oci-layout").is_file());
+        assert!(store.remove_if_unused());
+        assert!(p.join("y").is_dir(), "the user's directory went");
+        assert!(!p.join("y/new").exists());
+    }
+
+    /// A failed run into the user's empty directory named through a `..` after a name not
+    /// there (`-o x/../y`, no `x`) leaves it, as `-o y` does: by name it was not there,
+    /// and it was taken for one the run created.
+    #[test]
+    fn a_directory_named_through_dot_dot_is_not_taken_for_one_created() {
+        let parent = tempfile::tempdir().unwrap();
+        let p = parent.path();
+        std::fs::create_dir(p.join("y")).unwrap();
+        let store = LayoutStore::open(p.join("x/../y")).unwrap();
+        assert!(p.join("y/oci-layout").is_file());
+        assert!(store.remove_if_unused());
+        assert!(p.join("y").is_dir(), "the user's directory went");
+        assert_eq!(std::fs::read_dir(p.join("y")).unwrap().count(), 0);
     }
 
     /// A run that created the directory and failed without storing anything takes the
