@@ -90,20 +90,29 @@ pub(crate) fn url_login_end(url: &str) -> Option<usize> {
 
 /// Where the login of `rest` (a URL after its scheme) ends when its valid `authority`
 /// is a user and a password's start that reads as a port (`mu:1234/s3cret@mirror.example`):
-/// an `@` in its path followed by what names a registry's host ([`names_a_host`]), or any `@` in its path when the host before the port
-/// is a plain word (`u:1234/s3cret@cdn/x`), as a user's name is and a registry's or CDN's
-/// seldom. Read as a path, `mu:1234` was the mirror, looked up and shown in every message
-/// with the rest of the password; a path's `@` before a plain word after a host with a dot
-/// (`https://mirror.example:5000/a@b`), or after a host with no port, stays the path's.
+/// an `@` in its path followed by what names a registry's host ([`names_a_host`]), or an
+/// `@` in its path's first segment when the host before the port is a plain word
+/// (`u:1234/s3cret@cdn/x`), as a user's name is and a registry's or CDN's seldom. Read as a
+/// path, `mu:1234` was the mirror, looked up and shown in every message with the rest of
+/// the password; a path's `@` before a plain word after a host with a dot
+/// (`https://mirror.example:5000/a@b`), after a host with no port, or in an object's key
+/// after its bucket on a one-word host (`http://minio:9000/bucket/x@y`, whose first segment,
+/// a bucket's name, holds no `@`), stays the path's.
 fn port_read_in_password(rest: &str, authority: &str) -> Option<usize> {
     if authority.starts_with('[') || !authority.contains(':') {
         return None;
     }
     let plain_word = !is_host(host_without_port(authority));
     let path = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
+    let segment = authority.len() + 1;
+    let first_segment_end = path
+        .get(segment..)
+        .and_then(|p| p.find('/'))
+        .map_or(path.len(), |i| segment + i);
     login_end(path).filter(|&end| {
         let after = &path[end..];
-        plain_word || names_a_host(&after[..after.find('/').unwrap_or(after.len())])
+        (plain_word && end <= first_segment_end)
+            || names_a_host(&after[..after.find('/').unwrap_or(after.len())])
     })
 }
 
