@@ -244,10 +244,10 @@ fn word_core_start(text: &str, span: &std::ops::Range<usize>) -> usize {
 
 /// The index among `words` of the word that starts the login of the `k`th, `login` (up to
 /// its `@`), when `login` has no start of its own (no `:` of `user:password` or
-/// `scheme://`): a password with spaces or tabs in it, split into words. One of the few
-/// words before it on its line, apart by spaces or tabs alone, that holds a `:` and is no
-/// digest (`http://me:s3`, `me:s3`); none when another word, a digest or a line's end
-/// comes first.
+/// `scheme://`): a password with spaces in it, split into words. One of the few words
+/// before it on its line, apart by white space inside a line alone ([`inside_a_line`]),
+/// that holds a `:` and is no digest (`http://me:s3`, `me:s3`); none when another word, a
+/// digest or a line's end comes first.
 fn login_start(
     text: &str,
     words: &[std::ops::Range<usize>],
@@ -259,7 +259,7 @@ fn login_start(
     }
     for m in (k.saturating_sub(4)..k).rev() {
         let gap = &text[words[m].end..words[m + 1].start];
-        if !gap.bytes().all(|b| b == b' ' || b == b'\t') {
+        if !gap.chars().all(inside_a_line) {
             return None;
         }
         let core = core_of(&text[words[m].clone()]);
@@ -271,6 +271,17 @@ fn login_start(
         }
     }
     None
+}
+
+/// Whether `c` is white space that parts words on one line: a space or a tab, and any of
+/// Unicode's spaces (a no-break space, as a password copied from a web page holds), but no
+/// line's end in any of its spellings.
+fn inside_a_line(c: char) -> bool {
+    c.is_whitespace()
+        && !matches!(
+            c,
+            '\n' | '\r' | '\u{b}' | '\u{c}' | '\u{85}' | '\u{2028}' | '\u{2029}'
+        )
 }
 
 #[cfg(test)]
@@ -362,6 +373,35 @@ mod tests {
             ),
         ] {
             assert_eq!(shown(&text), want, "{text}");
+        }
+    }
+
+    /// A password pasted from a web page or a chat may hold a no-break space (U+00A0) or
+    /// another of Unicode's spaces: they part words as a space does, but the words before
+    /// the one with the `@` were only looked at across ASCII spaces and tabs, and
+    /// `http://user:s3` was shown whole.
+    #[test]
+    fn a_password_with_any_space_on_its_line_is_shown_by_words_without_any_of_it() {
+        use crate::reference::without_credentials as shown;
+        for space in ['\u{a0}', '\u{2003}', '\u{202f}', '\u{3000}'] {
+            for (text, want) in [
+                (
+                    format!("http://user:s3{space}cret@reg.example/team/app"),
+                    "http://reg.example/team/app",
+                ),
+                (format!("user:s3{space}cret@reg.example"), "reg.example"),
+            ] {
+                assert_eq!(shown(&text), want, "{text:?}");
+            }
+        }
+        // A line's end is no space inside a password, in any of its spellings.
+        for end in ['\u{85}', '\u{2028}', '\u{2029}'] {
+            let text = format!("user:s3{end}cret@reg.example");
+            assert_eq!(
+                shown(&text),
+                format!("user:s3{end}…@reg.example"),
+                "{text:?}"
+            );
         }
     }
 
