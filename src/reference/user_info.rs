@@ -243,34 +243,36 @@ fn word_core_start(text: &str, span: &std::ops::Range<usize>) -> usize {
 }
 
 /// The index among `words` of the word that starts the login of the `k`th, `login` (up to
-/// its `@`), when `login` has no start of its own (no `:` of `user:password` or
-/// `scheme://`): a password with spaces in it, split into words. One of the few words
+/// its `@`), when `login` has no scheme to start it (`http://`): a password with spaces in
+/// it, split into words, of which the last may hold a `:` of the password's as well as of
+/// `user:password` (`me:a b:c d@host`, `me:a b c:d@host`). The farthest of the few words
 /// before it on its line, apart by white space inside a line alone ([`inside_a_line`]),
-/// that holds a `:` and is no digest (`http://me:s3`, `me:s3`); none when another word, a
-/// digest or a line's end comes first.
+/// that holds a `:` and is no digest (`http://me:s3`, `me:s3`), since a nearer one may be
+/// the password's; none when another word, a digest or a line's end comes first.
 fn login_start(
     text: &str,
     words: &[std::ops::Range<usize>],
     k: usize,
     login: &str,
 ) -> Option<usize> {
-    if login.contains(':') {
+    if login.contains("://") {
         return None;
     }
+    let mut start = None;
     for m in (k.saturating_sub(4)..k).rev() {
         let gap = &text[words[m].end..words[m + 1].start];
         if !gap.chars().all(inside_a_line) {
-            return None;
+            break;
         }
         let core = core_of(&text[words[m].clone()]);
         if core.parse::<Digest>().is_ok() || digest_mistyped(core) || core.contains('@') {
-            return None;
+            break;
         }
         if core.contains(':') {
-            return Some(m);
+            start = Some(m);
         }
     }
-    None
+    start
 }
 
 /// Whether `c` is white space that parts words on one line: a space or a tab, and any of
@@ -402,6 +404,26 @@ mod tests {
                 format!("user:s3{end}…@reg.example"),
                 "{text:?}"
             );
+        }
+    }
+
+    /// A password with a `:` in a word after a space (`a b:c d`): the login was taken to
+    /// start at the nearest word with a `:`, its own `b:c`, and `http://user:a` was shown.
+    #[test]
+    fn a_password_with_a_colon_after_a_space_is_shown_by_words_without_any_of_it() {
+        use crate::reference::without_credentials as shown;
+        for (text, want) in [
+            (
+                "http://user:a b:c d@reg.example/team/app".to_string(),
+                "http://reg.example/team/app",
+            ),
+            ("x user:a b:c d@reg.example".into(), "x reg.example"),
+            (
+                "user:a b:c:d e:f@reg.example:5000".into(),
+                "reg.example:5000",
+            ),
+        ] {
+            assert_eq!(shown(&text), want, "{text:?}");
         }
     }
 
