@@ -73,7 +73,7 @@ pub(crate) fn url_login_end(url: &str) -> Option<usize> {
     if let Some(i) = authority.rfind('@') {
         return Some(start + i + 1);
     }
-    if validate_host(authority).is_ok() {
+    if is_url_host(authority) {
         return port_read_in_password(rest, authority).map(|end| start + end);
     }
     // A password's `?` or `#` ended the authority as well as a `/` does, and what follows
@@ -86,6 +86,15 @@ pub(crate) fn url_login_end(url: &str) -> Option<usize> {
         rest
     };
     login_end(searched).map(|end| start + end)
+}
+
+/// Whether `authority` (no `@` in it) is a URL's `host[:port]`: a locator's, or one whose
+/// name holds a `_`, as a URL's may (RFC 3986's reg-name) and a compose project's hosts do
+/// (`my_minio:9000`, `proj_minio_1`). Read as no host, any `@` after it, in an object's key
+/// or a query, ended a password.
+fn is_url_host(authority: &str) -> bool {
+    validate_host(authority).is_ok()
+        || (authority.contains('_') && validate_host(&authority.replace('_', "u")).is_ok())
 }
 
 /// Where the login of `rest` (a URL after its scheme) ends when its valid `authority`

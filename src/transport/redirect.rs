@@ -296,6 +296,34 @@ mod tests {
         }
     }
 
+    /// A compose project's host names hold `_` (`my_minio`, `proj_minio_1`), which a URL's
+    /// host may (RFC 3986's reg-name) and a locator's not: read as no host at all, any `@`
+    /// after it, in an object's key or a query, was taken for a password's end, and the
+    /// redirect refused.
+    #[test]
+    fn a_storage_redirect_to_a_host_with_an_underscore_is_followed() {
+        let base = u("https://reg.example/v2/x/blobs/sha256:ab");
+        for (location, shown) in [
+            (
+                "http://my_minio:9000/bucket/x@y",
+                "http://my_minio:9000/bucket/x@y",
+            ),
+            (
+                "http://proj_minio_1:9000/bucket/blob?who=a@b",
+                "http://proj_minio_1:9000/bucket/blob?…",
+            ),
+            ("http://my_cdn/x@y.example/z", "http://my_cdn/x@y.example/z"),
+        ] {
+            let uri = resolve(&base, location).unwrap_or_else(|e| panic!("{location}: {e}"));
+            assert_eq!(uri, u(location));
+            assert_eq!(crate::transport::redact(&uri), shown);
+        }
+        // A user's name with a `_` before a password's start read as a port is a login.
+        let e = resolve(&base, "http://my_user:1234/s3cret@cdn/x").unwrap_err();
+        assert!(e.to_string().contains("carries credentials"), "{e}");
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+    }
+
     /// Dot segments go from every target path (RFC 3986, 5.2.2 resolves an absolute or
     /// `//host` reference's path too): a server takes `/a/../b` literally, and an object
     /// store refuses it or serves another key. `https:x`, of the base's own scheme, is the
