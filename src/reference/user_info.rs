@@ -126,17 +126,20 @@ fn port_read_in_password(rest: &str, authority: &str) -> Option<usize> {
 }
 
 /// Whether `s`, after an `@` in a URL's path, names a registry's host as a reference's
-/// first part does (a `.`, a `:` or `localhost`), and is no version (`team@v1.2`): a
-/// host's last label is no number (RFC 3696 2, no top-level domain is), unless it is an
-/// IPv4 address.
+/// first part does (a `.`, a `:` or `localhost`), and is no version (`team@v1.2`,
+/// `team@v1.2.3-rc1`): a host's last label starts with a letter, as every top-level
+/// domain's does (RFC 3696 2 allows no number), unless it is an IP address. A root's dot
+/// (`reg.example.`) ends no label.
 fn names_a_host(s: &str) -> bool {
     let name = host_without_port(s);
+    let name = name.strip_suffix('.').unwrap_or(name);
     is_host(s)
-        && (name.parse::<std::net::Ipv4Addr>().is_ok()
-            || !name
+        && (s.starts_with('[')
+            || name.parse::<std::net::Ipv4Addr>().is_ok()
+            || name
                 .rsplit('.')
                 .next()
-                .is_some_and(|label| label.bytes().all(|b| b.is_ascii_digit())))
+                .is_some_and(|label| label.starts_with(|c: char| c.is_ascii_alphabetic())))
 }
 
 /// Whether the `@` that ends a login in `s` may as well be a tag typed after `@` as a
@@ -433,6 +436,35 @@ mod tests {
             ),
         ] {
             assert_eq!(shown(&text), want, "{text:?}");
+        }
+    }
+
+    /// After a host with a port, a path's `@` before a version is the path's: one with a
+    /// pre-release or build (`team@v1.2.3-rc1`, `1.2.3+build`) was read as a host, its last
+    /// label no number, and the mirror refused. A host written with the root's dot
+    /// (`reg.example.`) was read as a version, its last label empty, and the login shown.
+    #[test]
+    fn a_version_after_a_path_s_at_is_the_path_s_and_a_root_s_dot_no_version() {
+        for url in [
+            "https://mirror.example:5000/team@v1.2.3-rc1/x",
+            "https://mirror.example:5000/team@1.2.3-beta",
+            "https://mirror.example:5000/team@v1.2.3+build/x",
+            "https://mirror.example:5000/team@v1.2",
+        ] {
+            assert_eq!(super::url_login_end(url), None, "{url}");
+        }
+        for url in [
+            "https://first.last:1234/s3cret@reg.example./v2/",
+            "https://first.last:1234/s3/cret@reg.example.:5000/v2/",
+            "https://first.last:1234/s3cret@[::1]:5000/v2/",
+            "https://first.last:1234/s3cret@10.0.0.5/v2/",
+            "https://first.last:1234/s3cret@team.example/v2/",
+        ] {
+            let shown = crate::error::redact_url(url);
+            assert!(
+                !shown.contains("cret") && !shown.contains("first"),
+                "{url}: {shown}"
+            );
         }
     }
 
