@@ -73,7 +73,7 @@ pub(crate) fn url_login_end(url: &str) -> Option<usize> {
     if let Some(i) = authority.rfind('@') {
         return Some(start + i + 1);
     }
-    if validate_host(authority).is_ok() {
+    if is_url_host(authority) {
         return port_read_in_password(rest, authority).map(|end| start + end);
     }
     // A password's `?` or `#` ended the authority as well as a `/` does, and what follows
@@ -88,37 +88,58 @@ pub(crate) fn url_login_end(url: &str) -> Option<usize> {
     login_end(searched).map(|end| start + end)
 }
 
+/// Whether `authority` (no `@` in it) is a URL's `host[:port]`: a locator's, or one whose
+/// name holds a `_`, as a URL's may (RFC 3986's reg-name) and a compose project's hosts do
+/// (`my_minio:9000`, `proj_minio_1`). Read as no host, any `@` after it, in an object's key
+/// or a query, ended a password.
+fn is_url_host(authority: &str) -> bool {
+    validate_host(authority).is_ok()
+        || (authority.contains('_') && validate_host(&authority.replace('_', "u")).is_ok())
+}
+
 /// Where the login of `rest` (a URL after its scheme) ends when its valid `authority`
 /// is a user and a password's start that reads as a port (`mu:1234/s3cret@mirror.example`):
-/// an `@` in its path followed by what names a registry's host ([`names_a_host`]), or any `@` in its path when the host before the port
-/// is a plain word (`u:1234/s3cret@cdn/x`), as a user's name is and a registry's or CDN's
-/// seldom. Read as a path, `mu:1234` was the mirror, looked up and shown in every message
-/// with the rest of the password; a path's `@` before a plain word after a host with a dot
-/// (`https://mirror.example:5000/a@b`), or after a host with no port, stays the path's.
+/// an `@` in its path followed by what names a registry's host ([`names_a_host`]), or an
+/// `@` in its path's first segment when the host before the port is a plain word
+/// (`u:1234/s3cret@cdn/x`), as a user's name is and a registry's or CDN's seldom. Read as a
+/// path, `mu:1234` was the mirror, looked up and shown in every message with the rest of
+/// the password; a path's `@` before a plain word after a host with a dot
+/// (`https://mirror.example:5000/a@b`), after a host with no port, or in an object's key
+/// after its bucket on a one-word host (`http://minio:9000/bucket/x@y`, whose first segment,
+/// a bucket's name, holds no `@`), stays the path's.
 fn port_read_in_password(rest: &str, authority: &str) -> Option<usize> {
     if authority.starts_with('[') || !authority.contains(':') {
         return None;
     }
     let plain_word = !is_host(host_without_port(authority));
     let path = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
+    let segment = authority.len() + 1;
+    let first_segment_end = path
+        .get(segment..)
+        .and_then(|p| p.find('/'))
+        .map_or(path.len(), |i| segment + i);
     login_end(path).filter(|&end| {
         let after = &path[end..];
-        plain_word || names_a_host(&after[..after.find('/').unwrap_or(after.len())])
+        (plain_word && end <= first_segment_end)
+            || names_a_host(&after[..after.find('/').unwrap_or(after.len())])
     })
 }
 
 /// Whether `s`, after an `@` in a URL's path, names a registry's host as a reference's
-/// first part does (a `.`, a `:` or `localhost`), and is no version (`team@v1.2`): a
-/// host's last label is no number (RFC 3696 2, no top-level domain is), unless it is an
-/// IPv4 address.
+/// first part does (a `.`, a `:` or `localhost`), and is no version (`team@v1.2`,
+/// `team@v1.2.3-rc1`): a host's last label starts with a letter, as every top-level
+/// domain's does (RFC 3696 2 allows no number), unless it is an IP address. A root's dot
+/// (`reg.example.`) ends no label.
 fn names_a_host(s: &str) -> bool {
     let name = host_without_port(s);
+    let name = name.strip_suffix('.').unwrap_or(name);
     is_host(s)
-        && (name.parse::<std::net::Ipv4Addr>().is_ok()
-            || !name
+        && (s.starts_with('[')
+            || name.parse::<std::net::Ipv4Addr>().is_ok()
+            || name
                 .rsplit('.')
                 .next()
-                .is_some_and(|label| label.bytes().all(|b| b.is_ascii_digit())))
+                .is_some_and(|label| label.starts_with(|c: char| c.is_ascii_alphabetic())))
 }
 
 /// Whether the `@` that ends a login in `s` may as well be a tag typed after `@` as a
@@ -234,34 +255,47 @@ fn word_core_start(text: &str, span: &std::ops::Range<usize>) -> usize {
 }
 
 /// The index among `words` of the word that starts the login of the `k`th, `login` (up to
-/// its `@`), when `login` has no start of its own (no `:` of `user:password` or
-/// `scheme://`): a password with spaces or tabs in it, split into words. One of the few
-/// words before it on its line, apart by spaces or tabs alone, that holds a `:` and is no
-/// digest (`http://me:s3`, `me:s3`); none when another word, a digest or a line's end
-/// comes first.
+/// its `@`), when `login` has no scheme to start it (`http://`): a password with spaces in
+/// it, split into words, of which the last may hold a `:` of the password's as well as of
+/// `user:password` (`me:a b:c d@host`, `me:a b c:d@host`). The farthest of the few words
+/// before it on its line, apart by white space inside a line alone ([`inside_a_line`]),
+/// that holds a `:` and is no digest (`http://me:s3`, `me:s3`), since a nearer one may be
+/// the password's; none when another word, a digest or a line's end comes first.
 fn login_start(
     text: &str,
     words: &[std::ops::Range<usize>],
     k: usize,
     login: &str,
 ) -> Option<usize> {
-    if login.contains(':') {
+    if login.contains("://") {
         return None;
     }
+    let mut start = None;
     for m in (k.saturating_sub(4)..k).rev() {
         let gap = &text[words[m].end..words[m + 1].start];
-        if !gap.bytes().all(|b| b == b' ' || b == b'\t') {
-            return None;
+        if !gap.chars().all(inside_a_line) {
+            break;
         }
         let core = core_of(&text[words[m].clone()]);
         if core.parse::<Digest>().is_ok() || digest_mistyped(core) || core.contains('@') {
-            return None;
+            break;
         }
         if core.contains(':') {
-            return Some(m);
+            start = Some(m);
         }
     }
-    None
+    start
+}
+
+/// Whether `c` is white space that parts words on one line: a space or a tab, and any of
+/// Unicode's spaces (a no-break space, as a password copied from a web page holds), but no
+/// line's end in any of its spellings.
+fn inside_a_line(c: char) -> bool {
+    c.is_whitespace()
+        && !matches!(
+            c,
+            '\n' | '\r' | '\u{b}' | '\u{c}' | '\u{85}' | '\u{2028}' | '\u{2029}'
+        )
 }
 
 #[cfg(test)]
@@ -353,6 +387,84 @@ mod tests {
             ),
         ] {
             assert_eq!(shown(&text), want, "{text}");
+        }
+    }
+
+    /// A password pasted from a web page or a chat may hold a no-break space (U+00A0) or
+    /// another of Unicode's spaces: they part words as a space does, but the words before
+    /// the one with the `@` were only looked at across ASCII spaces and tabs, and
+    /// `http://user:s3` was shown whole.
+    #[test]
+    fn a_password_with_any_space_on_its_line_is_shown_by_words_without_any_of_it() {
+        use crate::reference::without_credentials as shown;
+        for space in ['\u{a0}', '\u{2003}', '\u{202f}', '\u{3000}'] {
+            for (text, want) in [
+                (
+                    format!("http://user:s3{space}cret@reg.example/team/app"),
+                    "http://reg.example/team/app",
+                ),
+                (format!("user:s3{space}cret@reg.example"), "reg.example"),
+            ] {
+                assert_eq!(shown(&text), want, "{text:?}");
+            }
+        }
+        // A line's end is no space inside a password, in any of its spellings.
+        for end in ['\u{85}', '\u{2028}', '\u{2029}'] {
+            let text = format!("user:s3{end}cret@reg.example");
+            assert_eq!(
+                shown(&text),
+                format!("user:s3{end}…@reg.example"),
+                "{text:?}"
+            );
+        }
+    }
+
+    /// A password with a `:` in a word after a space (`a b:c d`): the login was taken to
+    /// start at the nearest word with a `:`, its own `b:c`, and `http://user:a` was shown.
+    #[test]
+    fn a_password_with_a_colon_after_a_space_is_shown_by_words_without_any_of_it() {
+        use crate::reference::without_credentials as shown;
+        for (text, want) in [
+            (
+                "http://user:a b:c d@reg.example/team/app".to_string(),
+                "http://reg.example/team/app",
+            ),
+            ("x user:a b:c d@reg.example".into(), "x reg.example"),
+            (
+                "user:a b:c:d e:f@reg.example:5000".into(),
+                "reg.example:5000",
+            ),
+        ] {
+            assert_eq!(shown(&text), want, "{text:?}");
+        }
+    }
+
+    /// After a host with a port, a path's `@` before a version is the path's: one with a
+    /// pre-release or build (`team@v1.2.3-rc1`, `1.2.3+build`) was read as a host, its last
+    /// label no number, and the mirror refused. A host written with the root's dot
+    /// (`reg.example.`) was read as a version, its last label empty, and the login shown.
+    #[test]
+    fn a_version_after_a_path_s_at_is_the_path_s_and_a_root_s_dot_no_version() {
+        for url in [
+            "https://mirror.example:5000/team@v1.2.3-rc1/x",
+            "https://mirror.example:5000/team@1.2.3-beta",
+            "https://mirror.example:5000/team@v1.2.3+build/x",
+            "https://mirror.example:5000/team@v1.2",
+        ] {
+            assert_eq!(super::url_login_end(url), None, "{url}");
+        }
+        for url in [
+            "https://first.last:1234/s3cret@reg.example./v2/",
+            "https://first.last:1234/s3/cret@reg.example.:5000/v2/",
+            "https://first.last:1234/s3cret@[::1]:5000/v2/",
+            "https://first.last:1234/s3cret@10.0.0.5/v2/",
+            "https://first.last:1234/s3cret@team.example/v2/",
+        ] {
+            let shown = crate::error::redact_url(url);
+            assert!(
+                !shown.contains("cret") && !shown.contains("first"),
+                "{url}: {shown}"
+            );
         }
     }
 

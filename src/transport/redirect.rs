@@ -259,6 +259,71 @@ mod tests {
         }
     }
 
+    /// Object storage on a one-word host with a port (`minio:9000` in a compose file) puts
+    /// the bucket first in the path and the key after it, which may hold an `@`: such a
+    /// redirect was refused as a login (`redirect to http://y carries credentials`), and
+    /// logged with the key's end for its host. A bucket's name holds no `@`, a password
+    /// read as a port and a path (`u:1234/s3cret@cdn/x`) its `@` in the first segment.
+    #[test]
+    fn a_storage_redirect_on_a_one_word_host_with_a_port_is_followed() {
+        let base = u("https://reg.example/v2/x/blobs/sha256:ab");
+        for (location, shown) in [
+            (
+                "http://minio:9000/bucket/x@y",
+                "http://minio:9000/bucket/x@y",
+            ),
+            (
+                "http://minio:9000/bucket/team/x@y/data?X-Amz-Signature=s",
+                "http://minio:9000/bucket/team/x@y/data?…",
+            ),
+            (
+                "http://registry:5000/v2/team/app/blobs/a@b",
+                "http://registry:5000/v2/team/app/blobs/a@b",
+            ),
+            ("http://localhost:5000/a@b", "http://localhost:5000/a@b"),
+            (
+                "http://127.0.0.1:9000/bucket/a@b",
+                "http://127.0.0.1:9000/bucket/a@b",
+            ),
+            (
+                "https://cdn.example:8443/a@b/x",
+                "https://cdn.example:8443/a@b/x",
+            ),
+        ] {
+            let uri = resolve(&base, location).unwrap_or_else(|e| panic!("{location}: {e}"));
+            assert_eq!(uri, u(location));
+            assert_eq!(crate::transport::redact(&uri), shown);
+        }
+    }
+
+    /// A compose project's host names hold `_` (`my_minio`, `proj_minio_1`), which a URL's
+    /// host may (RFC 3986's reg-name) and a locator's not: read as no host at all, any `@`
+    /// after it, in an object's key or a query, was taken for a password's end, and the
+    /// redirect refused.
+    #[test]
+    fn a_storage_redirect_to_a_host_with_an_underscore_is_followed() {
+        let base = u("https://reg.example/v2/x/blobs/sha256:ab");
+        for (location, shown) in [
+            (
+                "http://my_minio:9000/bucket/x@y",
+                "http://my_minio:9000/bucket/x@y",
+            ),
+            (
+                "http://proj_minio_1:9000/bucket/blob?who=a@b",
+                "http://proj_minio_1:9000/bucket/blob?…",
+            ),
+            ("http://my_cdn/x@y.example/z", "http://my_cdn/x@y.example/z"),
+        ] {
+            let uri = resolve(&base, location).unwrap_or_else(|e| panic!("{location}: {e}"));
+            assert_eq!(uri, u(location));
+            assert_eq!(crate::transport::redact(&uri), shown);
+        }
+        // A user's name with a `_` before a password's start read as a port is a login.
+        let e = resolve(&base, "http://my_user:1234/s3cret@cdn/x").unwrap_err();
+        assert!(e.to_string().contains("carries credentials"), "{e}");
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+    }
+
     /// Dot segments go from every target path (RFC 3986, 5.2.2 resolves an absolute or
     /// `//host` reference's path too): a server takes `/a/../b` literally, and an object
     /// store refuses it or serves another key. `https:x`, of the base's own scheme, is the
