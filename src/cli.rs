@@ -406,19 +406,23 @@ fn value_refused(e: &clap::Error) -> Option<(&str, &str)> {
 /// as though `--retries` had been meant as a duration.
 fn value_forgotten(e: &clap::Error) -> Option<String> {
     let (arg, value) = value_refused(e)?;
+    // An argument's (`<SHELL>`) is a word typed after `--`, as a value on purpose.
+    let option = arg.split(' ').next().filter(|o| o.starts_with('-'))?;
     let named = value.strip_prefix('-')?;
     if !named.starts_with(|c: char| c.is_ascii_alphabetic() || c == '-') {
         return None;
     }
     // `--timeout=--retries` gave it as the value, and is refused as one.
-    let option = arg.split(' ').next()?;
     let joined = format!("{option}={value}");
     if std::env::args_os().any(|a| a == *joined) {
         return None;
     }
+    let after = match value {
+        "--" => "ends the options",
+        _ => "is an option",
+    };
     Some(format!(
-        "a value is required for '{arg}' but none was supplied ('{value}' after it is an \
-         option)"
+        "a value is required for '{arg}' but none was supplied ('{value}' after it {after})"
     ))
 }
 

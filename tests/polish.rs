@@ -3359,6 +3359,29 @@ fn a_forgotten_value_is_said_missing_not_invalid() {
     }
 }
 
+/// A word after `--` is a value, the user's own: a shell's name refused there
+/// (`dist completions -- -zsh`) is refused as that value, not said to be an option whose
+/// value was forgotten; and `--` after a duration's option (`--timeout -- …`) ends the
+/// options, which is no option either.
+#[test]
+fn a_word_after_double_dash_is_no_forgotten_value() {
+    let dist = Dist::new();
+    let err = dist.fails(2, &["completions", "--", "-zsh"], b"");
+    assert!(err.contains("invalid value '-zsh'"), "{err}");
+    assert!(!err.contains("a value is required"), "{err}");
+    let err = dist.fails(
+        2,
+        &["fetch", "--timeout", "--", "127.0.0.1:1/team/app", "v1"],
+        b"",
+    );
+    assert!(
+        err.contains("a value is required for '--timeout <DURATION>'"),
+        "{err}"
+    );
+    assert!(!err.contains("is an option"), "{err}");
+    assert!(err.contains("'--' after it ends the options"), "{err}");
+}
+
 /// `dist pull oci:DIR -o DIR --verify-existing`, a layout pulled into itself with its
 /// objects hashed again, one of which does not verify: warned about once, by the check of
 /// what is stored, then its error. The read of it from the layout was warned about too

@@ -221,10 +221,14 @@ fn warn_store_unread(errors: &[rustls_native_certs::Error]) {
 
 /// How reading the system's store failed, in a line of its own size: the first failures
 /// and the count. A certificate directory of 200 files that cannot be read (a wrong
-/// owner after a copy) said each of them, a line of 200.
+/// owner after a copy) said each of them, a line of 200. The first by name: a directory
+/// lists its files in an order of its own, and the same store named others from one
+/// filesystem to the next.
 pub(crate) fn store_failures(said: &[String]) -> String {
     const SHOWN: usize = 2;
-    let mut line = said[..said.len().min(SHOWN)].join("; ");
+    let mut first: Vec<&str> = said.iter().map(String::as_str).collect();
+    first.sort_unstable();
+    let mut line = first[..said.len().min(SHOWN)].join("; ");
     if said.len() > SHOWN {
         line.push_str(&format!(
             "; and {} more ({} in all)",
@@ -438,6 +442,15 @@ mod tests {
         assert_eq!(store_failures(&said[..1]), "f0");
         assert_eq!(store_failures(&said[..2]), "f0; f1");
         assert_eq!(store_failures(&said), "f0; f1; and 3 more (5 in all)");
+    }
+
+    /// A directory's failures come in the order it lists its files, which is not the same
+    /// from one filesystem, or one copy, to the next: the two named are the first by name,
+    /// so that the same store is said in the same words every time.
+    #[test]
+    fn store_failures_named_are_the_first_by_name() {
+        let said: Vec<String> = ["f3", "f0", "f2", "f1"].map(String::from).to_vec();
+        assert_eq!(store_failures(&said), "f0; f1; and 2 more (4 in all)");
     }
 
     #[test]
