@@ -439,6 +439,11 @@ impl Host {
             };
             Err(e.with_url(&url))
         };
+        // A sleep before the next attempt ([`Outage::sleep_out`]), which keeps the outage
+        // it met remembered until this request came to the host again: only a request
+        // that will ask again is waited for, never one that gave up or was stopped
+        // asleep, and for as long as it sleeps, a `Retry-After` past its backoff included.
+        let mut _asleep = None;
         loop {
             // A mirror the registry stands behind is not waited for: the hosts are picked
             // before its pause, but a body it serves asks it for the rest, and its parts
@@ -474,11 +479,13 @@ impl Host {
                     }
                     Admit::Failed(e, _) => {
                         let wait = again(e.for_url(&url), retries, None)?;
-                        self.sleep_out(wait).await;
+                        _asleep = self.outage.sleep_out(wait).await;
                         continue;
                     }
                 }
             };
+            // Come to the host again: a sleep before is over.
+            _asleep = None;
             // Token requests fail as other requests do (a 503 or 429 from the token
             // server, a dropped connection) and are retried on the same budget.
             let grant = match self.auth.grant(policy).await {
@@ -522,7 +529,7 @@ impl Host {
                         _ => e,
                     };
                     let wait = again(e, retries, None)?;
-                    self.sleep_out(wait).await;
+                    _asleep = self.outage.sleep_out(wait).await;
                     continue;
                 }
             };
@@ -665,16 +672,8 @@ impl Host {
                 return Err(err.with_url(&url));
             }
             let wait = again(err, retries, asked)?;
-            self.sleep_out(wait).await;
+            _asleep = self.outage.sleep_out(wait).await;
         }
-    }
-
-    /// Sleeps `wait` before a request's next attempt. The outage it met, if any, is
-    /// remembered while it sleeps: only a request that will ask again is waited for, never
-    /// one that gave up or was stopped asleep, and for as long as it sleeps, a
-    /// `Retry-After` past its backoff included.
-    async fn sleep_out(&self, wait: Duration) {
-        self.outage.sleep_out(wait).await;
     }
 }
 

@@ -67,16 +67,18 @@ struct State {
     /// The last failure counted, for the requests that waited on it, and when.
     last: Option<(Error, Instant)>,
     /// Requests met by an outage sleeping now before they ask again ([`Asleep`]): each
-    /// until it wakes, however long after the failure counted it began to sleep (a
+    /// until it asks again, however long after the failure counted it began to sleep (a
     /// request of the same round may learn of its own much later: a timeout). Only
     /// requests that sleep count: one that gave up, or was stopped while it slept, asks
     /// nothing more.
     sleepers: usize,
 }
 
-/// A request met by the outage sleeping before it asks again: counted in
-/// [`State::sleepers`] until it wakes, or is stopped (dropped) before.
-struct Asleep<'a>(&'a Outage);
+/// A request met by the outage that sleeps before it asks again: counted in
+/// [`State::sleepers`] until it is dropped, once the request came to the host again
+/// ([`Outage::admit`]), or was stopped before.
+#[must_use = "the outage is remembered while this is held, until the request asks again"]
+pub(crate) struct Asleep<'a>(&'a Outage);
 
 impl Drop for Asleep<'_> {
     fn drop(&mut self) {
@@ -178,13 +180,18 @@ impl Outage {
 
     /// Sleeps `wait` before a request asks again (its backoff, or the server's
     /// `Retry-After`, which a gateway's 504 may send without pausing the host): an outage
-    /// it met is remembered while it sleeps. Only a sleep that is slept counts: a request
-    /// that gave up is no reason to remember the outage, nor is one stopped while it
-    /// slept (its download dropped), which was remembered until its wake time, on a host
-    /// no one was sleeping out.
-    pub(crate) async fn sleep_out(&self, wait: Duration) {
-        let _asleep = self.asleep();
+    /// it met is remembered while it sleeps, and after, while the caller holds what this
+    /// returns: until the request came to the host again. Counted out as it woke, the last
+    /// of a round's requests, all woken at once by the same `Retry-After`, found the
+    /// outage forgotten (its last failure more than a minute before) and went with
+    /// retries of its own. Only a sleep that is slept counts: a request that gave up is no
+    /// reason to remember the outage, nor is one stopped while it slept (its download
+    /// dropped), which was remembered until its wake time, on a host no one was sleeping
+    /// out.
+    pub(crate) async fn sleep_out(&self, wait: Duration) -> Option<Asleep<'_>> {
+        let asleep = self.asleep();
         tokio::time::sleep(wait).await;
+        asleep
     }
 
     /// Counts a request sleeping under the outage, if the host is failing.
@@ -306,7 +313,7 @@ mod tests {
     /// A request sleeping `wait` under `o`'s outage, on its way once this returns.
     async fn sleeping(o: &Arc<Outage>, wait: Duration) -> tokio::task::JoinHandle<()> {
         let o = o.clone();
-        let sleeper = tokio::spawn(async move { o.sleep_out(wait).await });
+        let sleeper = tokio::spawn(async move { drop(o.sleep_out(wait).await) });
         // On this one thread, the sleeper runs until it sleeps.
         tokio::task::yield_now().await;
         assert!(!sleeper.is_finished());
@@ -492,6 +499,24 @@ mod tests {
         tokio::time::advance(Duration::from_secs(2)).await;
         sleeper.await.unwrap();
         assert!(send(o.admit(&pause).await).id.is_none(), "forgotten");
+    }
+
+    /// A request woken from its sleep under the outage keeps it remembered until it came
+    /// to the host again: the requests a `Retry-After` of 90 s put to sleep all wake at
+    /// once, and the last of them to come, counted out when it woke, found the outage
+    /// forgotten (its last failure 90 s before) and went with retries of its own, as did
+    /// every request after it.
+    #[tokio::test(start_paused = true)]
+    async fn a_request_woken_from_its_sleep_keeps_the_outage_until_it_asks() {
+        let (o, pause) = (Outage::default(), HostPause::default());
+        for _ in 0..HOLD_AFTER {
+            send(o.admit(&pause).await).failed(&e503());
+        }
+        let woken = o.sleep_out(FORGET_AFTER + Duration::from_secs(30)).await;
+        assert!(woken.is_some(), "slept under the outage");
+        let probe = send(o.admit(&pause).await);
+        assert!(probe.id.is_some(), "still one request for all");
+        drop((probe, woken));
     }
 
     /// A request that sleeps under the outage, stopped before it woke (its download
