@@ -626,6 +626,13 @@ async fn fetch_part(
             .map_err(|e| e.with_url(url));
         let mut reply = match asked {
             Ok(reply) => reply,
+            // Short of the size a server declared: the same contradiction as a `416` to a
+            // single stream's rest, said so (a size mismatch, which the blob is fetched
+            // once more for), not as the bare status.
+            Err(e) if e.status() == Some(416) => {
+                return Err(crate::registry::part_refused(source, host, from, end)
+                    .map_or(e, |refused| refused.with_url(url)));
+            }
             Err(e) if together && e.is_transient() => {
                 attempt = 0;
                 let pause = strikes.strike(host, e, budget, remote.retry_policy())?;

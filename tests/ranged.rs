@@ -1103,3 +1103,22 @@ async fn a_416_to_the_rest_a_mirror_s_parts_handed_over_is_no_end() {
     );
     assert!(e.to_string().contains(&said), "{e}");
 }
+
+/// The registry declared the blob's size, then answers a part of it with a `416`: the
+/// registry contradicts itself, a size mismatch said so, as a `416` to a single stream's
+/// rest short of the size declared is (README, resumes). It failed as the bare HTTP
+/// error (`registry answered 416 Range Not Satisfiable`), which the worker does not
+/// fetch once more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_416_to_a_part_short_of_the_size_declared_is_a_size_mismatch() {
+    let (reg, _, digest) = split_blob(93, 3 << 20, Fault::Status(416), &[]);
+    let remote = two_retries(&reg.host(), small_ranges());
+    let e = read_to_end(&remote, &digest).await.unwrap_err();
+    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
+    let said = format!("), where the server declared {} bytes", 3 << 20);
+    let e = e.to_string();
+    assert!(
+        e.contains(&said) && e.contains(", got a 416 (the content ends at byte "),
+        "{e}"
+    );
+}

@@ -895,6 +895,17 @@ impl Rest {
     /// says the content ended, and against a size given alone, which verification says
     /// may be wrong.
     fn refused(&self, remote: &RegistryRemote, host: usize) -> Option<Error> {
+        self.refused_upto(remote, host, None)
+    }
+
+    /// [`Rest::refused`] for a request of the rest up to byte `end` (a part's range), if
+    /// it ends there.
+    fn refused_upto(
+        &self,
+        remote: &RegistryRemote,
+        host: usize,
+        end: Option<u64>,
+    ) -> Option<Error> {
         let size = self
             .size
             .filter(|&size| !self.given && self.offset < size)?;
@@ -903,13 +914,28 @@ impl Rest {
             _ => "server".to_string(),
         };
         let at = self.offset;
+        let end = end.map_or(String::new(), |end| end.to_string());
         let msg = format!(
-            "asked for bytes={at}-, got a 416 (the content ends at byte {at}), where the \
-             {who} declared {}",
+            "asked for bytes={at}-{end}, got a 416 (the content ends at byte {at}), where \
+             the {who} declared {}",
             crate::plural::Bytes(size)
         );
         Some(Error::new(ErrorKind::SizeMismatch, msg))
     }
+}
+
+/// The `416` with which `host` answered a split download's part `bytes=from-end`, as
+/// [`Rest::refused`] says it: short of a size a server declared, the server contradicts
+/// itself (or the host it took the parts over from), as it does answering a single
+/// stream's rest so. Failed as the bare status, the blob was not fetched once more, as one
+/// stream's is. `None` against a size given alone.
+pub(crate) fn part_refused(
+    source: &crate::ranged::Source,
+    host: usize,
+    from: u64,
+    end: u64,
+) -> Option<Error> {
+    Rest::at(source, from).refused_upto(&source.remote, host, Some(end))
 }
 
 /// Refuses a plain `206` to the `Range` `asked` (`bytes=500-`, a part's `bytes=500-999`)

@@ -32,7 +32,7 @@ use crate::reference::{Object, Repository};
 use crate::remote::Remote;
 use crate::retry::{Next, RetryPolicy};
 use crate::transport::{self, Transport};
-pub(crate) use body::{content_range, content_range_start, other_total};
+pub(crate) use body::{content_range, content_range_start, other_total, part_refused};
 pub(crate) use body::{hands_over, resume_budget, Address, Resumable, Serving, PIECE, PROGRESS};
 pub(crate) use coding::is_coded;
 pub(crate) use host::MAX_ERROR_BODY;
