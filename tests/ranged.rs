@@ -1122,3 +1122,22 @@ async fn a_416_to_a_part_short_of_the_size_declared_is_a_size_mismatch() {
         "{e}"
     );
 }
+
+/// A mirror failing its parts hands the rest to the registry, whose `206` declares the
+/// size the mirror did; the registry's body breaks, and it answers the rest with a `416`:
+/// the registry contradicts its own word, said as the server's, as a single stream handed
+/// over says it. It was said as the mirror's word alone (`where the mirror M declared`),
+/// the registry's confirmation of the size forgotten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_416_after_the_host_a_mirror_s_parts_handed_over_to_declared_the_size_is_its_own() {
+    let (reg, mirror, _, digest) = on_both(94);
+    mirror.set_fault_for_every(&digest, Fault::Status(500));
+    mirror.push_fault(&digest, slow());
+    reg.set_fault_for_every(&digest, Fault::Status(416));
+    reg.push_fault(&digest, Fault::DropAfter(64 << 10));
+    let remote = mirrored(&reg, &mirror, 2);
+    let e = read_to_end(&remote, &digest).await.unwrap_err();
+    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
+    let said = format!("where the server declared {} bytes", 3 << 20);
+    assert!(e.to_string().contains(&said), "{e}");
+}

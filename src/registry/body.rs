@@ -533,34 +533,37 @@ impl Resumable {
         Ok((rest.into_stream(), ranges))
     }
 
-    /// The `source`'s content `opened` from byte `offset` on, with no break yet.
+    /// The `source`'s content `opened` from byte `offset` on, with no break yet. Carried on
+    /// with its answer as a resume's is: a size it declares too is its host's word from
+    /// then on, which a later `416` short of it contradicts (said as the word of the host
+    /// the rest was handed over from alone, as if this one had confirmed nothing).
     fn opened(source: &crate::ranged::Source, opened: Opened, offset: u64) -> Resumable {
-        // A host that coded its answer would code a range of it too.
-        let whole = opened.answer.body.is_decoded();
-        let answer = opened.answer;
-        Resumable {
+        let mut rest = Resumable {
             remote: source.remote.clone(),
             host: opened.host,
-            body: answer.body,
+            body: Body::Gone,
             resume_url: Some(opened.url),
             retry_url: None,
-            whole,
+            // A host that coded its answer would code a range of it too.
+            whole: opened.answer.body.is_decoded(),
             headers: source.headers.clone(),
             offset,
             size: Some(source.total),
             size_learned: false,
             size_given: source.total_given,
             sized_by: source.sized_by,
-            skip: answer.skip,
-            resent_whole_at: whole_at(offset, answer.skip),
-            open_range: answer.extent.open_range(offset),
+            skip: 0,
+            resent_whole_at: None,
+            open_range: None,
             on_trust: None,
             resumes: opened.spent,
             progress_mark: offset,
             address: source.address.clone(),
             earlier: opened.earlier,
             serving: None,
-        }
+        };
+        rest.carry_on(opened.answer);
+        rest
     }
 }
 
