@@ -177,11 +177,13 @@ pub(crate) struct Source {
 }
 
 impl Source {
-    /// Moves to the host the first stream was handed over to, if a failing mirror did.
+    /// Moves to the host the first stream was handed over to, if a failing mirror did,
+    /// with the word of the size that host's answer gave.
     fn follow_first_stream(&mut self) {
-        let (host, url) = &*self.serving.lock().expect("serving host poisoned");
-        if *host != self.host {
-            (self.host, self.url) = (*host, url.clone());
+        let served = &*self.serving.lock().expect("serving host poisoned");
+        if served.host != self.host {
+            (self.host, self.url) = (served.host, served.url.clone());
+            (self.sized_by, self.total_given) = (served.sized_by, served.size_given);
         }
     }
 }

@@ -1141,3 +1141,21 @@ async fn a_416_after_the_host_a_mirror_s_parts_handed_over_to_declared_the_size_
     let said = format!("where the server declared {} bytes", 3 << 20);
     assert!(e.to_string().contains(&said), "{e}");
 }
+
+/// A mirror's first stream breaks and is handed over to the registry, whose `206`
+/// declares the size the mirror did; slow, the rest is split into parts there, which the
+/// registry answers with a `416`: its own word contradicted, said as the server's. The
+/// parts kept the size as the mirror's word alone (`where the mirror M declared`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_416_to_parts_after_the_first_stream_moved_names_the_host_that_confirmed_the_size() {
+    let (reg, mirror, _, digest) = on_both(95);
+    mirror.set_fault_for_every(&digest, Fault::DropAfter(32 << 10));
+    reg.set_fault_for_every(&digest, Fault::Status(416));
+    reg.push_fault(&digest, slow());
+    let remote = mirrored(&reg, &mirror, 2);
+    let e = read_to_end(&remote, &digest).await.unwrap_err();
+    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
+    let e = e.to_string();
+    let said = format!("where the server declared {} bytes", 3 << 20);
+    assert!(e.contains(&said) && e.contains("asked for bytes="), "{e}");
+}

@@ -78,7 +78,18 @@ pub(crate) struct Resumable {
 /// Which host serves a body now, and at which URL: the one that answered first, until a
 /// failing mirror hands the body over. A download split after that asks the host that
 /// took it over for its parts, not the mirror that had just failed.
-pub(crate) type Serving = std::sync::Arc<std::sync::Mutex<(usize, Uri)>>;
+pub(crate) type Serving = std::sync::Arc<std::sync::Mutex<Served>>;
+
+/// What [`Serving`] holds.
+pub(crate) struct Served {
+    pub(crate) host: usize,
+    pub(crate) url: Uri,
+    /// Whose word the content's size is now ([`Resumable::sized_by`]), and whether it is
+    /// the size given alone ([`Resumable::size_given`]): the host that took the body over
+    /// may have declared it too, and a `416` to a part from it then contradicts its own.
+    pub(crate) sized_by: Option<usize>,
+    pub(crate) size_given: bool,
+}
 
 /// The body a request for the content brought.
 pub(crate) enum Body {
@@ -359,6 +370,19 @@ impl Resumable {
         self.rest().refused(&self.remote, self.host)
     }
 
+    /// Who serves this body now, for the parts of a download split later.
+    fn served(&self) -> Served {
+        Served {
+            host: self.host,
+            url: self
+                .resume_url
+                .clone()
+                .expect("a body handed over has an address"),
+            sized_by: self.sized_by,
+            size_given: self.size_given,
+        }
+    }
+
     /// The content from the offset reached on, as far as this body knows it.
     fn rest(&self) -> Rest {
         Rest {
@@ -419,15 +443,15 @@ impl Resumable {
             return Ok(false);
         };
         self.host = next.host;
-        if let Some(serving) = &self.serving {
-            *serving.lock().expect("serving host poisoned") = (next.host, next.url.clone());
-        }
         self.resume_url = Some(next.url);
         // The next host's answers are its own: plain, its ranges continue the content
         // (the mirror's coding had sent every later break to the registry for the whole
         // content again); coded, they would not.
         self.whole = next.answer.body.is_decoded();
         self.carry_on(next.answer);
+        if let Some(serving) = &self.serving {
+            *serving.lock().expect("serving host poisoned") = self.served();
+        }
         self.resumes = next.spent;
         self.progress_mark = self.offset;
         self.earlier = next.earlier;
@@ -527,8 +551,8 @@ impl Resumable {
         let ranges =
             answer.skip == 0 && !answer.body.is_decoded() && answer.version < http::Version::HTTP_2;
         let serving = &source.serving;
-        *serving.lock().expect("serving host poisoned") = (next.host, next.url.clone());
         let mut rest = Resumable::opened(source, next, offset);
+        *serving.lock().expect("serving host poisoned") = rest.served();
         rest.serving = Some(serving.clone());
         Ok((rest.into_stream(), ranges))
     }
