@@ -1159,3 +1159,25 @@ async fn a_416_to_parts_after_the_first_stream_moved_names_the_host_that_confirm
     let said = format!("where the server declared {} bytes", 3 << 20);
     assert!(e.contains(&said) && e.contains("asked for bytes="), "{e}");
 }
+
+/// A part answered with the whole blob sends the rest back to one stream, which the
+/// registry that declared the blob's size answers with a `416`: the same contradiction
+/// as a `416` to a part or to a single stream's rest, said so. It failed as the bare
+/// status. Two streams: the first part's request, alone beside the first stream, meets
+/// the whole blob before any other part is asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_416_to_the_one_stream_parts_went_back_to_is_a_size_mismatch() {
+    let (reg, _, digest) = split_blob(96, 3 << 20, Fault::Status(416), &[Fault::IgnoreRange]);
+    let mut ranges = small_ranges();
+    ranges.streams = 2;
+    let remote = two_retries(&reg.host(), ranges);
+    let e = read_to_end(&remote, &digest).await.unwrap_err();
+    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
+    // `bytes=N-`, not a part's `bytes=N-M`.
+    let (one_stream, said) = (
+        "-, got a 416 (the content ends at byte ",
+        "), where the server declared 3145728 bytes",
+    );
+    let e = e.to_string();
+    assert!(e.contains(one_stream) && e.contains(said), "{e}");
+}

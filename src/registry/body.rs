@@ -497,7 +497,8 @@ impl Resumable {
 
     /// The content from byte `offset` on, from the `source`'s host and URL, resumable like a
     /// first response: what a split download goes back to when the server does not answer
-    /// ranges after all.
+    /// ranges after all. A `416` short of the size declared is the server contradicting
+    /// itself, as [`Rest::refused`] says.
     pub(crate) async fn from_offset(
         source: &crate::ranged::Source,
         offset: u64,
@@ -508,7 +509,17 @@ impl Resumable {
         let budget = resume_budget(remote, host, address);
         let retries = (&mut spent, budget);
         let rest = Rest::at(source, offset);
-        let answer = open_at(remote, host, &source.url, headers, rest, true, retries).await?;
+        let answer = match open_at(remote, host, &source.url, headers, rest, true, retries).await {
+            Ok(answer) => answer,
+            // Short of the size declared: the contradiction a `416` to a single stream's
+            // rest is, not the bare status.
+            Err(e) if e.status() == Some(416) => {
+                return Err(rest
+                    .refused(remote, host)
+                    .map_or(e, |refused| refused.with_url(&source.url)));
+            }
+            Err(e) => return Err(e),
+        };
         let opened = Opened {
             host,
             url: source.url.clone(),
