@@ -177,11 +177,13 @@ pub(crate) struct Source {
 }
 
 impl Source {
-    /// Moves to the host the first stream was handed over to, if a failing mirror did.
+    /// Moves to the host the first stream was handed over to, if a failing mirror did,
+    /// with the word of the size that host's answer gave.
     fn follow_first_stream(&mut self) {
-        let (host, url) = &*self.serving.lock().expect("serving host poisoned");
-        if *host != self.host {
-            (self.host, self.url) = (*host, url.clone());
+        let served = &*self.serving.lock().expect("serving host poisoned");
+        if served.host != self.host {
+            (self.host, self.url) = (served.host, served.url.clone());
+            (self.sized_by, self.total_given) = (served.sized_by, served.size_given);
         }
     }
 }
@@ -626,6 +628,13 @@ async fn fetch_part(
             .map_err(|e| e.with_url(url));
         let mut reply = match asked {
             Ok(reply) => reply,
+            // Short of the size a server declared: the same contradiction as a `416` to a
+            // single stream's rest, said so (a size mismatch, which the blob is fetched
+            // once more for), not as the bare status.
+            Err(e) if e.status() == Some(416) => {
+                return Err(crate::registry::part_refused(source, host, from, end)
+                    .map_or(e, |refused| refused.with_url(url)));
+            }
             Err(e) if together && e.is_transient() => {
                 attempt = 0;
                 let pause = strikes.strike(host, e, budget, remote.retry_policy())?;

@@ -1103,3 +1103,81 @@ async fn a_416_to_the_rest_a_mirror_s_parts_handed_over_is_no_end() {
     );
     assert!(e.to_string().contains(&said), "{e}");
 }
+
+/// The registry declared the blob's size, then answers a part of it with a `416`: the
+/// registry contradicts itself, a size mismatch said so, as a `416` to a single stream's
+/// rest short of the size declared is (README, resumes). It failed as the bare HTTP
+/// error (`registry answered 416 Range Not Satisfiable`), which the worker does not
+/// fetch once more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_416_to_a_part_short_of_the_size_declared_is_a_size_mismatch() {
+    let (reg, _, digest) = split_blob(93, 3 << 20, Fault::Status(416), &[]);
+    let remote = two_retries(&reg.host(), small_ranges());
+    let e = read_to_end(&remote, &digest).await.unwrap_err();
+    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
+    let said = format!("), where the server declared {} bytes", 3 << 20);
+    let e = e.to_string();
+    assert!(
+        e.contains(&said) && e.contains(", got a 416 (the content ends at byte "),
+        "{e}"
+    );
+}
+
+/// A mirror failing its parts hands the rest to the registry, whose `206` declares the
+/// size the mirror did; the registry's body breaks, and it answers the rest with a `416`:
+/// the registry contradicts its own word, said as the server's, as a single stream handed
+/// over says it. It was said as the mirror's word alone (`where the mirror M declared`),
+/// the registry's confirmation of the size forgotten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_416_after_the_host_a_mirror_s_parts_handed_over_to_declared_the_size_is_its_own() {
+    let (reg, mirror, _, digest) = on_both(94);
+    mirror.set_fault_for_every(&digest, Fault::Status(500));
+    mirror.push_fault(&digest, slow());
+    reg.set_fault_for_every(&digest, Fault::Status(416));
+    reg.push_fault(&digest, Fault::DropAfter(64 << 10));
+    let remote = mirrored(&reg, &mirror, 2);
+    let e = read_to_end(&remote, &digest).await.unwrap_err();
+    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
+    let said = format!("where the server declared {} bytes", 3 << 20);
+    assert!(e.to_string().contains(&said), "{e}");
+}
+
+/// A mirror's first stream breaks and is handed over to the registry, whose `206`
+/// declares the size the mirror did; slow, the rest is split into parts there, which the
+/// registry answers with a `416`: its own word contradicted, said as the server's. The
+/// parts kept the size as the mirror's word alone (`where the mirror M declared`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_416_to_parts_after_the_first_stream_moved_names_the_host_that_confirmed_the_size() {
+    let (reg, mirror, _, digest) = on_both(95);
+    mirror.set_fault_for_every(&digest, Fault::DropAfter(32 << 10));
+    reg.set_fault_for_every(&digest, Fault::Status(416));
+    reg.push_fault(&digest, slow());
+    let remote = mirrored(&reg, &mirror, 2);
+    let e = read_to_end(&remote, &digest).await.unwrap_err();
+    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
+    let e = e.to_string();
+    let said = format!("where the server declared {} bytes", 3 << 20);
+    assert!(e.contains(&said) && e.contains("asked for bytes="), "{e}");
+}
+
+/// A part answered with the whole blob sends the rest back to one stream, which the
+/// registry that declared the blob's size answers with a `416`: the same contradiction
+/// as a `416` to a part or to a single stream's rest, said so. It failed as the bare
+/// status. Two streams: the first part's request, alone beside the first stream, meets
+/// the whole blob before any other part is asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_416_to_the_one_stream_parts_went_back_to_is_a_size_mismatch() {
+    let (reg, _, digest) = split_blob(96, 3 << 20, Fault::Status(416), &[Fault::IgnoreRange]);
+    let mut ranges = small_ranges();
+    ranges.streams = 2;
+    let remote = two_retries(&reg.host(), ranges);
+    let e = read_to_end(&remote, &digest).await.unwrap_err();
+    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
+    // `bytes=N-`, not a part's `bytes=N-M`.
+    let (one_stream, said) = (
+        "-, got a 416 (the content ends at byte ",
+        "), where the server declared 3145728 bytes",
+    );
+    let e = e.to_string();
+    assert!(e.contains(one_stream) && e.contains(said), "{e}");
+}

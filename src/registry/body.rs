@@ -78,7 +78,18 @@ pub(crate) struct Resumable {
 /// Which host serves a body now, and at which URL: the one that answered first, until a
 /// failing mirror hands the body over. A download split after that asks the host that
 /// took it over for its parts, not the mirror that had just failed.
-pub(crate) type Serving = std::sync::Arc<std::sync::Mutex<(usize, Uri)>>;
+pub(crate) type Serving = std::sync::Arc<std::sync::Mutex<Served>>;
+
+/// What [`Serving`] holds.
+pub(crate) struct Served {
+    pub(crate) host: usize,
+    pub(crate) url: Uri,
+    /// Whose word the content's size is now ([`Resumable::sized_by`]), and whether it is
+    /// the size given alone ([`Resumable::size_given`]): the host that took the body over
+    /// may have declared it too, and a `416` to a part from it then contradicts its own.
+    pub(crate) sized_by: Option<usize>,
+    pub(crate) size_given: bool,
+}
 
 /// The body a request for the content brought.
 pub(crate) enum Body {
@@ -359,6 +370,19 @@ impl Resumable {
         self.rest().refused(&self.remote, self.host)
     }
 
+    /// Who serves this body now, for the parts of a download split later.
+    fn served(&self) -> Served {
+        Served {
+            host: self.host,
+            url: self
+                .resume_url
+                .clone()
+                .expect("a body handed over has an address"),
+            sized_by: self.sized_by,
+            size_given: self.size_given,
+        }
+    }
+
     /// The content from the offset reached on, as far as this body knows it.
     fn rest(&self) -> Rest {
         Rest {
@@ -419,15 +443,15 @@ impl Resumable {
             return Ok(false);
         };
         self.host = next.host;
-        if let Some(serving) = &self.serving {
-            *serving.lock().expect("serving host poisoned") = (next.host, next.url.clone());
-        }
         self.resume_url = Some(next.url);
         // The next host's answers are its own: plain, its ranges continue the content
         // (the mirror's coding had sent every later break to the registry for the whole
         // content again); coded, they would not.
         self.whole = next.answer.body.is_decoded();
         self.carry_on(next.answer);
+        if let Some(serving) = &self.serving {
+            *serving.lock().expect("serving host poisoned") = self.served();
+        }
         self.resumes = next.spent;
         self.progress_mark = self.offset;
         self.earlier = next.earlier;
@@ -473,7 +497,8 @@ impl Resumable {
 
     /// The content from byte `offset` on, from the `source`'s host and URL, resumable like a
     /// first response: what a split download goes back to when the server does not answer
-    /// ranges after all.
+    /// ranges after all. A `416` short of the size declared is the server contradicting
+    /// itself, as [`Rest::refused`] says.
     pub(crate) async fn from_offset(
         source: &crate::ranged::Source,
         offset: u64,
@@ -484,7 +509,17 @@ impl Resumable {
         let budget = resume_budget(remote, host, address);
         let retries = (&mut spent, budget);
         let rest = Rest::at(source, offset);
-        let answer = open_at(remote, host, &source.url, headers, rest, true, retries).await?;
+        let answer = match open_at(remote, host, &source.url, headers, rest, true, retries).await {
+            Ok(answer) => answer,
+            // Short of the size declared: the contradiction a `416` to a single stream's
+            // rest is, not the bare status.
+            Err(e) if e.status() == Some(416) => {
+                return Err(rest
+                    .refused(remote, host)
+                    .map_or(e, |refused| refused.with_url(&source.url)));
+            }
+            Err(e) => return Err(e),
+        };
         let opened = Opened {
             host,
             url: source.url.clone(),
@@ -527,40 +562,43 @@ impl Resumable {
         let ranges =
             answer.skip == 0 && !answer.body.is_decoded() && answer.version < http::Version::HTTP_2;
         let serving = &source.serving;
-        *serving.lock().expect("serving host poisoned") = (next.host, next.url.clone());
         let mut rest = Resumable::opened(source, next, offset);
+        *serving.lock().expect("serving host poisoned") = rest.served();
         rest.serving = Some(serving.clone());
         Ok((rest.into_stream(), ranges))
     }
 
-    /// The `source`'s content `opened` from byte `offset` on, with no break yet.
+    /// The `source`'s content `opened` from byte `offset` on, with no break yet. Carried on
+    /// with its answer as a resume's is: a size it declares too is its host's word from
+    /// then on, which a later `416` short of it contradicts (said as the word of the host
+    /// the rest was handed over from alone, as if this one had confirmed nothing).
     fn opened(source: &crate::ranged::Source, opened: Opened, offset: u64) -> Resumable {
-        // A host that coded its answer would code a range of it too.
-        let whole = opened.answer.body.is_decoded();
-        let answer = opened.answer;
-        Resumable {
+        let mut rest = Resumable {
             remote: source.remote.clone(),
             host: opened.host,
-            body: answer.body,
+            body: Body::Gone,
             resume_url: Some(opened.url),
             retry_url: None,
-            whole,
+            // A host that coded its answer would code a range of it too.
+            whole: opened.answer.body.is_decoded(),
             headers: source.headers.clone(),
             offset,
             size: Some(source.total),
             size_learned: false,
             size_given: source.total_given,
             sized_by: source.sized_by,
-            skip: answer.skip,
-            resent_whole_at: whole_at(offset, answer.skip),
-            open_range: answer.extent.open_range(offset),
+            skip: 0,
+            resent_whole_at: None,
+            open_range: None,
             on_trust: None,
             resumes: opened.spent,
             progress_mark: offset,
             address: source.address.clone(),
             earlier: opened.earlier,
             serving: None,
-        }
+        };
+        rest.carry_on(opened.answer);
+        rest
     }
 }
 
@@ -895,6 +933,17 @@ impl Rest {
     /// says the content ended, and against a size given alone, which verification says
     /// may be wrong.
     fn refused(&self, remote: &RegistryRemote, host: usize) -> Option<Error> {
+        self.refused_upto(remote, host, None)
+    }
+
+    /// [`Rest::refused`] for a request of the rest up to byte `end` (a part's range), if
+    /// it ends there.
+    fn refused_upto(
+        &self,
+        remote: &RegistryRemote,
+        host: usize,
+        end: Option<u64>,
+    ) -> Option<Error> {
         let size = self
             .size
             .filter(|&size| !self.given && self.offset < size)?;
@@ -903,13 +952,28 @@ impl Rest {
             _ => "server".to_string(),
         };
         let at = self.offset;
+        let end = end.map_or(String::new(), |end| end.to_string());
         let msg = format!(
-            "asked for bytes={at}-, got a 416 (the content ends at byte {at}), where the \
-             {who} declared {}",
+            "asked for bytes={at}-{end}, got a 416 (the content ends at byte {at}), where \
+             the {who} declared {}",
             crate::plural::Bytes(size)
         );
         Some(Error::new(ErrorKind::SizeMismatch, msg))
     }
+}
+
+/// The `416` with which `host` answered a split download's part `bytes=from-end`, as
+/// [`Rest::refused`] says it: short of a size a server declared, the server contradicts
+/// itself (or the host it took the parts over from), as it does answering a single
+/// stream's rest so. Failed as the bare status, the blob was not fetched once more, as one
+/// stream's is. `None` against a size given alone.
+pub(crate) fn part_refused(
+    source: &crate::ranged::Source,
+    host: usize,
+    from: u64,
+    end: u64,
+) -> Option<Error> {
+    Rest::at(source, from).refused_upto(&source.remote, host, Some(end))
 }
 
 /// Refuses a plain `206` to the `Range` `asked` (`bytes=500-`, a part's `bytes=500-999`)

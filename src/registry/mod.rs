@@ -32,7 +32,7 @@ use crate::reference::{Object, Repository};
 use crate::remote::Remote;
 use crate::retry::{Next, RetryPolicy};
 use crate::transport::{self, Transport};
-pub(crate) use body::{content_range, content_range_start, other_total};
+pub(crate) use body::{content_range, content_range_start, other_total, part_refused};
 pub(crate) use body::{hands_over, resume_budget, Address, Resumable, Serving, PIECE, PROGRESS};
 pub(crate) use coding::is_coded;
 pub(crate) use host::MAX_ERROR_BODY;
@@ -739,11 +739,16 @@ impl RegistryRemote {
         let retry_url = (resume_url.is_none() && offset == 0).then(|| url.clone());
         // Only content of unknown size may end on trust (see `Resumable::cut_short`).
         let on_trust = size.is_none().then(crate::fetch::OnTrust::default);
-        let serving = split
-            .as_ref()
-            .map(|(url, _)| Serving::new(std::sync::Mutex::new((host, url.clone()))));
         // A size the server did not declare is the caller's alone, and may be what is wrong.
         let given = (declared.is_none() && hints.size.is_some()).then_some(hints.origin_only);
+        let serving = split.as_ref().map(|(url, _)| {
+            Serving::new(std::sync::Mutex::new(body::Served {
+                host,
+                url: url.clone(),
+                sized_by: given.is_none().then_some(host),
+                size_given: given.is_some(),
+            }))
+        });
         // A coded body is decoded below the resumes, which then count the content's
         // bytes: a break asks for the whole content again and drops what was handed out,
         // instead of failing content that went to stdout already.
