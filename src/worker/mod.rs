@@ -337,12 +337,13 @@ fn spawn_job(
 ) -> BoxFuture<'static, Outcome> {
     let object = job.object.to_string();
     let progress_at_end = progress.clone();
-    let handle = AbortOnDrop(tokio::spawn(async move {
-        progress.started();
-        let outcome = job::run(remote.as_ref(), line, job, &destination, &progress).await;
-        progress.finished(outcome.status != Status::Error);
-        outcome
-    }));
+    let handle = AbortOnDrop(tokio::spawn(job_task(
+        remote,
+        line,
+        job,
+        destination,
+        progress,
+    )));
     Box::pin(async move {
         let outcome = match handle.join().await {
             Ok(o) => o,
@@ -371,6 +372,31 @@ fn spawn_job(
         }
         outcome
     })
+}
+
+/// The spawned task of one job. Its fetch's future is boxed: inline it made the task
+/// several KiB, which tokio allocated as the task's cell and copied in and out as it was
+/// spawned and joined, once per object. 1000 blobs from nginx: 3.1 million instructions
+/// fewer (`callgrind`) and about 1% less CPU (README, Performance), for the box's
+/// allocation.
+async fn job_task(
+    remote: Arc<dyn Remote>,
+    line: u64,
+    job: Job,
+    destination: Arc<Destination>,
+    progress: Arc<Progress>,
+) -> Outcome {
+    progress.started();
+    let fetch = Box::pin(job::run(
+        remote.as_ref(),
+        line,
+        job,
+        &destination,
+        &progress,
+    ));
+    let outcome = fetch.await;
+    progress.finished(outcome.status != Status::Error);
+    outcome
 }
 
 /// Cancels the task when the worker's stream is dropped (interrupt, early exit): its
@@ -660,6 +686,23 @@ mod tests {
         assert!(e.to_string().contains(d), "{e}");
         let s = progress.snapshot();
         assert_eq!((s.started, s.finished, s.failed), (1, 1, 1), "{s:?}");
+    }
+
+    /// A job's task stays small, whatever its fetch's future holds: the task's cell is
+    /// allocated, and moved whole, for each object of a batch.
+    #[test]
+    fn a_job_task_is_small() {
+        let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let job = line::parse_line(d).unwrap().unwrap();
+        let task = job_task(
+            Arc::new(Panics),
+            1,
+            job,
+            Arc::new(Destination::default()),
+            Arc::new(Progress::default()),
+        );
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 512, "a job's task takes {size} bytes");
     }
 
     /// Input that fails part-way (EIO from a failing disk or NFS, a reset socket).
