@@ -39,11 +39,28 @@ pub(super) fn made_in(root: &Path) -> Vec<PathBuf> {
 /// directory a run created or made on the way to its layout, and removed with it. A
 /// `..` after a name that is there (a link, say) is left for the system to follow.
 pub(super) fn on_disk(root: &Path) -> PathBuf {
+    walk_on_disk(root).0
+}
+
+/// The directories making `root` as named makes only to leave through a `..` after them
+/// (`x` of `x/../y/out` with no `x`; `x/y` and `x` of `x/y/../../z`), deepest first: not
+/// on the way to where `root` leads ([`on_disk`]), so not among those [`made_in`] lists,
+/// yet made all the same, by `create_dir_all` looking for the `..`'s directory.
+pub(super) fn made_aside(root: &Path) -> Vec<PathBuf> {
+    let mut aside = walk_on_disk(root).1;
+    aside.sort_by_key(|dir| std::cmp::Reverse(dir.components().count()));
+    aside
+}
+
+/// [`on_disk`], and the names not there that a `..` took back, for [`made_aside`].
+fn walk_on_disk(root: &Path) -> (PathBuf, Vec<PathBuf>) {
     use std::path::Component;
     let mut named = PathBuf::new();
+    let mut taken_back = Vec::new();
     let mut missing = false;
     for c in root.components() {
         if c == Component::ParentDir && missing {
+            taken_back.push(named.clone());
             named.pop();
             missing = !named.as_os_str().is_empty() && std::fs::symlink_metadata(&named).is_err();
             continue;
@@ -51,7 +68,7 @@ pub(super) fn on_disk(root: &Path) -> PathBuf {
         named.push(c);
         missing = missing || std::fs::symlink_metadata(&named).is_err();
     }
-    named
+    (named, taken_back)
 }
 
 /// Removes the directories [`made_in`] listed as made on the way to a new layout since
@@ -60,11 +77,12 @@ pub(super) fn on_disk(root: &Path) -> PathBuf {
 /// it stay with it. `-o a/b/out` that failed left the empty `a/b` and `a` behind. One that
 /// cannot be removed does not stop the rest: the making may have stopped above it (a
 /// `mkdir` refused by a full disk), and those made before it are still to go.
-pub(super) fn remove_made_on_the_way(made_in: &[PathBuf]) {
-    if let Some((_, made)) = made_in.split_last() {
-        for dir in made {
-            let _ = std::fs::remove_dir(dir);
-        }
+/// Those [`made_aside`] lists, `aside`, go first, each while empty too: one may hold
+/// another that `made_in` lists (`x/y/../new`: `x/y` in `x`).
+pub(super) fn remove_made_on_the_way(aside: &[PathBuf], made_in: &[PathBuf]) {
+    let made = made_in.split_last().map_or(&[][..], |(_, made)| made);
+    for dir in aside.iter().chain(made) {
+        let _ = std::fs::remove_dir(dir);
     }
 }
 

@@ -44,8 +44,8 @@ mod temp_blob;
 pub use files::hash_file;
 pub use files::sync_dir;
 use files::{
-    create_dirs, hash_reader, made_in, make_skeleton, memory_backed, on_disk, open_regular,
-    remove_made_on_the_way, remove_skeleton,
+    create_dirs, hash_reader, made_aside, made_in, make_skeleton, memory_backed, on_disk,
+    open_regular, remove_made_on_the_way, remove_skeleton,
 };
 pub use locks::IngestLock;
 pub(crate) use locks::WaitMark;
@@ -99,6 +99,9 @@ pub struct LayoutStore {
     /// the layout is in and, if `create_dir_all` made that too, each one up to the first
     /// that was there. Empty when the layout was there already.
     made_in: Vec<PathBuf>,
+    /// The directories made for names a `..` in the layout's path left again (`x` of
+    /// `-o x/../y`, no `x`), deepest first: a failed run takes them back with the rest.
+    made_aside: Vec<PathBuf>,
     /// The blobs this run waits for while another run holds their lock, by lock file: a
     /// run stopped meanwhile names them ([`LayoutStore::waiting_for_others`]).
     waiting: Arc<Mutex<BTreeMap<PathBuf, Digest>>>,
@@ -157,6 +160,7 @@ impl LayoutStore {
         super::layout_check::check(&there)?;
         let created = std::fs::symlink_metadata(&there).is_err();
         let made_in = if created { made_in(&there) } else { Vec::new() };
+        let made_aside = made_aside(&root);
         // `mkdir out; dist fetch … -o out`: the directory is the user's, the layout in it
         // this run's, as much as in a directory it made.
         let laid_out = created || std::fs::read_dir(&there).is_ok_and(|mut d| d.next().is_none());
@@ -167,7 +171,7 @@ impl LayoutStore {
             // (a `mkdir` above it refused).
             let never_made = created && std::fs::symlink_metadata(&there).is_err();
             if laid_out && (never_made || remove_skeleton(&root, created).is_ok()) {
-                remove_made_on_the_way(&made_in);
+                remove_made_on_the_way(&made_aside, &made_in);
             }
             return Err(e);
         }
@@ -182,6 +186,7 @@ impl LayoutStore {
             created,
             laid_out,
             made_in,
+            made_aside,
             waiting: Arc::default(),
             index_entry: Arc::default(),
         };
@@ -207,7 +212,7 @@ impl LayoutStore {
             return false;
         }
         if remove_skeleton(&self.root, self.created).is_ok() {
-            remove_made_on_the_way(&self.made_in);
+            remove_made_on_the_way(&self.made_aside, &self.made_in);
             return true;
         }
         // Another run into the same new directory (a shard beside this one) put something
@@ -1227,6 +1232,36 @@ mod tests {
         assert!(p.join("y/oci-layout").is_file());
         assert!(store.remove_if_unused());
         assert!(p.join("y").is_dir(), "the user's directory went");
+        assert_eq!(std::fs::read_dir(p.join("y")).unwrap().count(), 0);
+    }
+
+    /// A failed run into a layout named through a `..` after names not there takes back
+    /// the directories it made for them, each while empty, as those made on the way:
+    /// `-o x/y/../../z/new` made `x/y` and `x`, judged as `-o z/new`, and left them. So
+    /// does one whose layout's directory could not be made (here a name too long).
+    #[test]
+    fn the_directories_made_for_names_before_dot_dot_go_again() {
+        let parent = tempfile::tempdir().unwrap();
+        let p = parent.path();
+        let left = || {
+            let mut left: Vec<_> = std::fs::read_dir(p)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            left.sort();
+            left
+        };
+        let store = LayoutStore::open(p.join("x/y/../../z/new")).unwrap();
+        assert!(p.join("z/new/oci-layout").is_file());
+        assert!(store.remove_if_unused());
+        assert!(left().is_empty(), "left behind: {:?}", left());
+        std::fs::create_dir(p.join("y")).unwrap();
+        let store = LayoutStore::open(p.join("x/../y")).unwrap();
+        assert!(store.remove_if_unused());
+        assert_eq!(left(), ["y"], "the user's y stays, and x goes");
+        let refused = p.join("x/../y").join("n".repeat(256)).join("out");
+        LayoutStore::open(&refused).unwrap_err();
+        assert_eq!(left(), ["y"]);
         assert_eq!(std::fs::read_dir(p.join("y")).unwrap().count(), 0);
     }
 
