@@ -68,7 +68,41 @@ fn walk_on_disk(root: &Path) -> (PathBuf, Vec<PathBuf>) {
         named.push(c);
         missing = missing || std::fs::symlink_metadata(&named).is_err();
     }
+    // All taken back (`x/..`): the working directory, which an empty path names not.
+    if named.as_os_str().is_empty() {
+        named.push(".");
+    }
     (named, taken_back)
+}
+
+/// Takes back a new layout at `there` (where its path leads, [`on_disk`]) if unused, and
+/// the directories made for it, each only while empty; whether it went (or, with
+/// `never_made`, was never there). Those `aside` ([`made_aside`]) in `there` go first,
+/// since they would have the layout taken for one in use (`-o x/..`: `x`); then its own
+/// files ([`remove_skeleton`]), through `there`, as the path as named leads through those;
+/// then the other `aside`, and those [`made_in`] lists, of which one may hold one of them
+/// (`x/y/../new`: `x/y`, in `x`). Those out of the layout go only once it went: another
+/// run into it may still be reaching it through them.
+pub(super) fn take_back(
+    there: &Path,
+    and_root: bool,
+    never_made: bool,
+    aside: &[PathBuf],
+    made_in: &[PathBuf],
+) -> bool {
+    use std::path::Component;
+    let plain =
+        |p: &Path| -> PathBuf { p.components().filter(|c| *c != Component::CurDir).collect() };
+    let (within, beside): (Vec<&PathBuf>, Vec<&PathBuf>) = aside
+        .iter()
+        .partition(|dir| plain(dir).starts_with(plain(there)));
+    remove_dirs(within);
+    if !never_made && remove_skeleton(there, and_root).is_err() {
+        return false;
+    }
+    remove_dirs(beside);
+    remove_made_on_the_way(made_in);
+    true
 }
 
 /// Removes the directories [`made_in`] listed as made on the way to a new layout since
@@ -77,11 +111,15 @@ fn walk_on_disk(root: &Path) -> (PathBuf, Vec<PathBuf>) {
 /// it stay with it. `-o a/b/out` that failed left the empty `a/b` and `a` behind. One that
 /// cannot be removed does not stop the rest: the making may have stopped above it (a
 /// `mkdir` refused by a full disk), and those made before it are still to go.
-/// Those [`made_aside`] lists, `aside`, go first, each while empty too: one may hold
-/// another that `made_in` lists (`x/y/../new`: `x/y` in `x`).
-pub(super) fn remove_made_on_the_way(aside: &[PathBuf], made_in: &[PathBuf]) {
-    let made = made_in.split_last().map_or(&[][..], |(_, made)| made);
-    for dir in aside.iter().chain(made) {
+fn remove_made_on_the_way(made_in: &[PathBuf]) {
+    if let Some((_, made)) = made_in.split_last() {
+        remove_dirs(made);
+    }
+}
+
+/// Removes each of `dirs` in turn while empty, going on past any that cannot go.
+fn remove_dirs<P: AsRef<Path>>(dirs: impl IntoIterator<Item = P>) {
+    for dir in dirs {
         let _ = std::fs::remove_dir(dir);
     }
 }

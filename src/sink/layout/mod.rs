@@ -45,7 +45,7 @@ pub use files::hash_file;
 pub use files::sync_dir;
 use files::{
     create_dirs, hash_reader, made_aside, made_in, make_skeleton, memory_backed, on_disk,
-    open_regular, remove_made_on_the_way, remove_skeleton,
+    open_regular, take_back,
 };
 pub use locks::IngestLock;
 pub(crate) use locks::WaitMark;
@@ -74,6 +74,10 @@ const CLAIM_WAIT: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone)]
 pub struct LayoutStore {
     root: PathBuf,
+    /// Where `root` leads ([`on_disk`]): the same directory, named without going through
+    /// those [`made_aside`] lists, which a failed run may remove before its layout
+    /// ([`take_back`]).
+    there: PathBuf,
     /// The blobs live in memory (tmpfs): file operations never wait for a device.
     in_memory: bool,
     /// Partial downloads found when the store opened and not claimed yet. Looking here
@@ -170,14 +174,15 @@ impl LayoutStore {
             // directories made on the way to it, the layout's own directory made or not
             // (a `mkdir` above it refused).
             let never_made = created && std::fs::symlink_metadata(&there).is_err();
-            if laid_out && (never_made || remove_skeleton(&root, created).is_ok()) {
-                remove_made_on_the_way(&made_aside, &made_in);
+            if laid_out {
+                take_back(&there, created, never_made, &made_aside, &made_in);
             }
             return Err(e);
         }
         let in_memory = memory_backed(&blobs);
         let store = LayoutStore {
             root,
+            there,
             in_memory,
             partials: Arc::default(),
             unsynced: Arc::default(),
@@ -211,15 +216,20 @@ impl LayoutStore {
         if !self.laid_out {
             return false;
         }
-        if remove_skeleton(&self.root, self.created).is_ok() {
-            remove_made_on_the_way(&self.made_aside, &self.made_in);
+        if take_back(
+            &self.there,
+            self.created,
+            false,
+            &self.made_aside,
+            &self.made_in,
+        ) {
             return true;
         }
         // Another run into the same new directory (a shard beside this one) put something
         // in it while it was being taken apart, often because it found it going and
         // rebuilt it ([`Self::temp`]): the layout is that run's now, and needs back the
         // files this removal may already have taken.
-        if std::fs::symlink_metadata(&self.root).is_ok() {
+        if std::fs::symlink_metadata(&self.there).is_ok() {
             let _ = make_skeleton(&self.root, &self.root.join("blobs"));
         }
         false
@@ -1119,6 +1129,7 @@ mod tests {
         assert_eq!(on_disk(&p.join("x/../y/new")), p.join("y/new"));
         assert_eq!(on_disk(&p.join("x/y/../../z")), p.join("z"));
         assert_eq!(on_disk(Path::new("x/../../z")), Path::new("../z"));
+        assert_eq!(on_disk(Path::new("surely-not-here/..")), Path::new("."));
         std::fs::create_dir(p.join("there")).unwrap();
         assert_eq!(on_disk(&p.join("there/../z")), p.join("there/../z"));
         assert_eq!(
