@@ -2253,6 +2253,37 @@ fn a_failed_run_leaves_no_empty_layout_behind() {
     );
 }
 
+/// A failed run into the working directory, empty, named through a `..` after a name not
+/// there (`-o x/..`, no `x`) leaves it empty, as `-o .` does: judged where the path leads,
+/// it was an empty path, no directory at all, and taken for one the run created, whose
+/// removal through `x/..` could only fail: the layout was put back, with the `x` made on
+/// the way to `x/..`.
+#[test]
+fn a_failed_run_into_the_working_directory_named_through_dot_dot_leaves_it_empty() {
+    let dist = Dist::new();
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "pull",
+        "--retries",
+        "0",
+        "127.0.0.1:1/team/app:v1",
+        "-o",
+        "x/..",
+    ];
+    let out = dist
+        .command(&args)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left {left:?}");
+}
+
 /// A registry that is not there is named with the system's own words, without the HTTP
 /// client's wrapper ("client error (Connect)") between them and dist's.
 #[test]

@@ -106,9 +106,15 @@ fn is_url_host(authority: &str) -> bool {
 /// the password; a path's `@` before a plain word after a host with a dot
 /// (`https://mirror.example:5000/a@b`), after a host with no port, or in an object's key
 /// after its bucket on a one-word host (`http://minio:9000/bucket/x@y`, whose first segment,
-/// a bucket's name, holds no `@`), stays the path's.
+/// a bucket's name, holds no `@`), stays the path's; so does any after an IP address
+/// (`https://10.0.0.5:5000/team@1.2.3.4`), which is no user's name.
 fn port_read_in_password(rest: &str, authority: &str) -> Option<usize> {
-    if authority.starts_with('[') || !authority.contains(':') {
+    if authority.starts_with('[')
+        || !authority.contains(':')
+        || host_without_port(authority)
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok()
+    {
         return None;
     }
     let plain_word = !is_host(host_without_port(authority));
@@ -465,6 +471,30 @@ mod tests {
                 !shown.contains("cret") && !shown.contains("first"),
                 "{url}: {shown}"
             );
+        }
+    }
+
+    /// After an IP address and a port, a path's `@` is the path's, whatever follows it:
+    /// no user's name is an IP address. A mirror `https://10.0.0.5:5000/team@1.2.3.4` (a
+    /// version of four numbers) was refused as written with a login, and named as
+    /// `https://1.2.3.4`, a host nobody wrote; a redirect to an object whose key holds an
+    /// e-mail address was not followed.
+    #[test]
+    fn a_path_s_at_after_an_ip_address_and_a_port_is_the_path_s() {
+        for url in [
+            "https://10.0.0.5:5000/team@1.2.3.4",
+            "https://10.0.0.5:5000/team@1.2.3.4/x",
+            "http://192.168.1.9:9000/bucket/alice@example.com/o",
+            "http://192.168.1.9:9000/a@reg.example",
+        ] {
+            assert_eq!(super::url_login_end(url), None, "{url}");
+        }
+        for url in [
+            "https://me:s3cret@10.0.0.5:5000/x",
+            "https://me:5000/s3cret@10.0.0.5/x",
+        ] {
+            let shown = crate::error::redact_url(url);
+            assert!(!shown.contains("cret"), "{url}: {shown}");
         }
     }
 

@@ -340,32 +340,34 @@ impl IndexLock {
             };
             let file = match opened {
                 Ok(file) => file,
+                // Its holder removed it between the two opens.
+                Err(e) if !made && e.kind() == std::io::ErrorKind::NotFound => continue,
                 // A symbolic link under the lock's name was planted (a layout in a shared
                 // directory): following it created its target wherever it pointed, as
                 // whoever runs dist (often root), and the lock of that file never passed
                 // for the lock of the path, so the run spun here for ever. It goes, as a
-                // planted partial download's link goes, and the lock is made afresh.
-                Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                    tracing::warn!(path = %path.display(), "a symbolic link under the index lock's name; removed");
-                    std::fs::remove_file(&path).map_err(|e| io_err("removing", &path, e))?;
-                    continue;
-                }
-                // Its holder removed it between the two opens.
-                Err(e) if !made && e.kind() == std::io::ErrorKind::NotFound => continue,
-                // A socket planted there does not open (`ENXIO`): every update failed,
+                // planted partial download's link goes, and the lock is made afresh. A
+                // socket planted there does not open (`ENXIO`): every update failed,
                 // saying "No such device or address". It goes, as a FIFO there goes.
-                Err(_) if std::fs::symlink_metadata(&path).is_ok_and(|m| planted(&m)) => {
-                    remove_planted(&path)?;
+                Err(e) => {
+                    let link = e.raw_os_error() == Some(libc::ELOOP);
+                    match std::fs::symlink_metadata(&path) {
+                        Ok(there) if planted(&there) => remove_planted(&path, &there)?,
+                        // The link went meanwhile, and another run's lock file may be
+                        // there now: looked at again.
+                        Ok(there) if link && there.is_file() => {}
+                        Err(gone) if link && gone.kind() == std::io::ErrorKind::NotFound => {}
+                        _ => return Err(io_err("creating index.json's lock", &path, e)),
+                    }
                     continue;
                 }
-                Err(e) => return Err(io_err("creating index.json's lock", &path, e)),
             };
             // A FIFO planted there (`mkfifo`, in a shared directory) opens and locks, but
             // is no file the lock can count for (`names_file`): the run spun here, at
             // full speed, until stopped. It goes, as a link there goes.
-            if file.metadata().is_ok_and(|m| planted(&m)) {
+            if let Some(fifo) = file.metadata().ok().filter(planted) {
                 drop(file);
-                remove_planted(&path)?;
+                remove_planted(&path, &fifo)?;
                 continue;
             }
             let locked = match lock(&file) {
@@ -413,10 +415,34 @@ fn planted(m: &std::fs::Metadata) -> bool {
     !m.is_file() && !m.is_dir()
 }
 
-/// Removes what was [`planted`] at the index lock's `path`, saying so.
-fn remove_planted(path: &Path) -> Result<()> {
-    tracing::warn!(path = %path.display(), "not a regular file under the index lock's name; removed");
-    std::fs::remove_file(path).map_err(|e| io_err("removing", path, e))
+/// Removes what was [`planted`] at the index lock's `path` and judged so, `judged` (its
+/// metadata), saying so: only while the path still names that very file. Another run may
+/// have removed it meanwhile, then made the lock file there and locked it; removing
+/// whatever was at the path then unlinked that run's lock, and the next run to come took
+/// a lock of its own: two wrote `index.json` at once, and one's entries were lost. Gone
+/// or replaced meanwhile, it is left to the caller's next look.
+fn remove_planted(path: &Path, judged: &std::fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(now)
+            if now.dev() == judged.dev()
+                && now.ino() == judged.ino()
+                // An inode number is reused: the lock file made since may have the one
+                // the planted file had, but never its type.
+                && now.file_type() == judged.file_type() => {}
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err("reading", path, e)),
+    }
+    if judged.is_symlink() {
+        tracing::warn!(path = %path.display(), "a symbolic link under the index lock's name; removed");
+    } else {
+        tracing::warn!(path = %path.display(), "not a regular file under the index lock's name; removed");
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other.map_err(|e| io_err("removing", path, e)),
+    }
 }
 
 impl Drop for IndexLock {
@@ -663,6 +689,32 @@ mod tests {
         add_entry(dir.path(), &entry(b"a", Some("v1"))).unwrap();
         assert_eq!(names(dir.path()).len(), 1);
         assert!(std::fs::symlink_metadata(&lock).is_err());
+    }
+
+    /// What was judged planted under the lock's name and replaced before its removal by
+    /// the lock file of another run, which holds it (it removed the planted file first),
+    /// stays: whatever was at the path was removed, that run's lock with it, and a third
+    /// run took a lock of its own while that one still wrote `index.json`. Gone meanwhile,
+    /// it is no error either: two runs removing the same socket, one of them failed.
+    #[test]
+    fn a_lock_file_made_where_a_planted_one_was_judged_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join(INDEX_LOCK);
+        let listening = std::os::unix::net::UnixListener::bind(&lock).unwrap();
+        let judged = std::fs::symlink_metadata(&lock).unwrap();
+        assert!(planted(&judged));
+        std::fs::remove_file(&lock).unwrap();
+        drop(listening);
+        let held = IndexLock::try_acquire(dir.path()).unwrap().unwrap();
+        remove_planted(&lock, &judged).unwrap();
+        assert!(
+            std::fs::symlink_metadata(&lock).is_ok_and(|m| m.is_file()),
+            "the other run's lock file went"
+        );
+        assert!(IndexLock::try_acquire(dir.path()).unwrap().is_none());
+        drop(held);
+        assert!(std::fs::symlink_metadata(&lock).is_err());
+        remove_planted(&lock, &judged).unwrap();
     }
 
     /// A filesystem that refuses `flock` (NFS whose lock service is not running answers

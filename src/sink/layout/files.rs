@@ -39,11 +39,28 @@ pub(super) fn made_in(root: &Path) -> Vec<PathBuf> {
 /// directory a run created or made on the way to its layout, and removed with it. A
 /// `..` after a name that is there (a link, say) is left for the system to follow.
 pub(super) fn on_disk(root: &Path) -> PathBuf {
+    walk_on_disk(root).0
+}
+
+/// The directories making `root` as named makes only to leave through a `..` after them
+/// (`x` of `x/../y/out` with no `x`; `x/y` and `x` of `x/y/../../z`), deepest first: not
+/// on the way to where `root` leads ([`on_disk`]), so not among those [`made_in`] lists,
+/// yet made all the same, by `create_dir_all` looking for the `..`'s directory.
+pub(super) fn made_aside(root: &Path) -> Vec<PathBuf> {
+    let mut aside = walk_on_disk(root).1;
+    aside.sort_by_key(|dir| std::cmp::Reverse(dir.components().count()));
+    aside
+}
+
+/// [`on_disk`], and the names not there that a `..` took back, for [`made_aside`].
+fn walk_on_disk(root: &Path) -> (PathBuf, Vec<PathBuf>) {
     use std::path::Component;
     let mut named = PathBuf::new();
+    let mut taken_back = Vec::new();
     let mut missing = false;
     for c in root.components() {
         if c == Component::ParentDir && missing {
+            taken_back.push(named.clone());
             named.pop();
             missing = !named.as_os_str().is_empty() && std::fs::symlink_metadata(&named).is_err();
             continue;
@@ -51,7 +68,41 @@ pub(super) fn on_disk(root: &Path) -> PathBuf {
         named.push(c);
         missing = missing || std::fs::symlink_metadata(&named).is_err();
     }
-    named
+    // All taken back (`x/..`): the working directory, which an empty path names not.
+    if named.as_os_str().is_empty() {
+        named.push(".");
+    }
+    (named, taken_back)
+}
+
+/// Takes back a new layout at `there` (where its path leads, [`on_disk`]) if unused, and
+/// the directories made for it, each only while empty; whether it went (or, with
+/// `never_made`, was never there). Those `aside` ([`made_aside`]) in `there` go first,
+/// since they would have the layout taken for one in use (`-o x/..`: `x`); then its own
+/// files ([`remove_skeleton`]), through `there`, as the path as named leads through those;
+/// then the other `aside`, and those [`made_in`] lists, of which one may hold one of them
+/// (`x/y/../new`: `x/y`, in `x`). Those out of the layout go only once it went: another
+/// run into it may still be reaching it through them.
+pub(super) fn take_back(
+    there: &Path,
+    and_root: bool,
+    never_made: bool,
+    aside: &[PathBuf],
+    made_in: &[PathBuf],
+) -> bool {
+    use std::path::Component;
+    let plain =
+        |p: &Path| -> PathBuf { p.components().filter(|c| *c != Component::CurDir).collect() };
+    let (within, beside): (Vec<&PathBuf>, Vec<&PathBuf>) = aside
+        .iter()
+        .partition(|dir| plain(dir).starts_with(plain(there)));
+    remove_dirs(within);
+    if !never_made && remove_skeleton(there, and_root).is_err() {
+        return false;
+    }
+    remove_dirs(beside);
+    remove_made_on_the_way(made_in);
+    true
 }
 
 /// Removes the directories [`made_in`] listed as made on the way to a new layout since
@@ -60,11 +111,16 @@ pub(super) fn on_disk(root: &Path) -> PathBuf {
 /// it stay with it. `-o a/b/out` that failed left the empty `a/b` and `a` behind. One that
 /// cannot be removed does not stop the rest: the making may have stopped above it (a
 /// `mkdir` refused by a full disk), and those made before it are still to go.
-pub(super) fn remove_made_on_the_way(made_in: &[PathBuf]) {
+fn remove_made_on_the_way(made_in: &[PathBuf]) {
     if let Some((_, made)) = made_in.split_last() {
-        for dir in made {
-            let _ = std::fs::remove_dir(dir);
-        }
+        remove_dirs(made);
+    }
+}
+
+/// Removes each of `dirs` in turn while empty, going on past any that cannot go.
+fn remove_dirs<P: AsRef<Path>>(dirs: impl IntoIterator<Item = P>) {
+    for dir in dirs {
+        let _ = std::fs::remove_dir(dir);
     }
 }
 

@@ -44,8 +44,8 @@ mod temp_blob;
 pub use files::hash_file;
 pub use files::sync_dir;
 use files::{
-    create_dirs, hash_reader, made_in, make_skeleton, memory_backed, on_disk, open_regular,
-    remove_made_on_the_way, remove_skeleton,
+    create_dirs, hash_reader, made_aside, made_in, make_skeleton, memory_backed, on_disk,
+    open_regular, take_back,
 };
 pub use locks::IngestLock;
 pub(crate) use locks::WaitMark;
@@ -74,6 +74,10 @@ const CLAIM_WAIT: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone)]
 pub struct LayoutStore {
     root: PathBuf,
+    /// Where `root` leads ([`on_disk`]): the same directory, named without going through
+    /// those [`made_aside`] lists, which a failed run may remove before its layout
+    /// ([`take_back`]).
+    there: PathBuf,
     /// The blobs live in memory (tmpfs): file operations never wait for a device.
     in_memory: bool,
     /// Partial downloads found when the store opened and not claimed yet. Looking here
@@ -99,6 +103,9 @@ pub struct LayoutStore {
     /// the layout is in and, if `create_dir_all` made that too, each one up to the first
     /// that was there. Empty when the layout was there already.
     made_in: Vec<PathBuf>,
+    /// The directories made for names a `..` in the layout's path left again (`x` of
+    /// `-o x/../y`, no `x`), deepest first: a failed run takes them back with the rest.
+    made_aside: Vec<PathBuf>,
     /// The blobs this run waits for while another run holds their lock, by lock file: a
     /// run stopped meanwhile names them ([`LayoutStore::waiting_for_others`]).
     waiting: Arc<Mutex<BTreeMap<PathBuf, Digest>>>,
@@ -157,6 +164,7 @@ impl LayoutStore {
         super::layout_check::check(&there)?;
         let created = std::fs::symlink_metadata(&there).is_err();
         let made_in = if created { made_in(&there) } else { Vec::new() };
+        let made_aside = made_aside(&root);
         // `mkdir out; dist fetch … -o out`: the directory is the user's, the layout in it
         // this run's, as much as in a directory it made.
         let laid_out = created || std::fs::read_dir(&there).is_ok_and(|mut d| d.next().is_none());
@@ -166,14 +174,15 @@ impl LayoutStore {
             // directories made on the way to it, the layout's own directory made or not
             // (a `mkdir` above it refused).
             let never_made = created && std::fs::symlink_metadata(&there).is_err();
-            if laid_out && (never_made || remove_skeleton(&root, created).is_ok()) {
-                remove_made_on_the_way(&made_in);
+            if laid_out {
+                take_back(&there, created, never_made, &made_aside, &made_in);
             }
             return Err(e);
         }
         let in_memory = memory_backed(&blobs);
         let store = LayoutStore {
             root,
+            there,
             in_memory,
             partials: Arc::default(),
             unsynced: Arc::default(),
@@ -182,6 +191,7 @@ impl LayoutStore {
             created,
             laid_out,
             made_in,
+            made_aside,
             waiting: Arc::default(),
             index_entry: Arc::default(),
         };
@@ -206,15 +216,20 @@ impl LayoutStore {
         if !self.laid_out {
             return false;
         }
-        if remove_skeleton(&self.root, self.created).is_ok() {
-            remove_made_on_the_way(&self.made_in);
+        if take_back(
+            &self.there,
+            self.created,
+            false,
+            &self.made_aside,
+            &self.made_in,
+        ) {
             return true;
         }
         // Another run into the same new directory (a shard beside this one) put something
         // in it while it was being taken apart, often because it found it going and
         // rebuilt it ([`Self::temp`]): the layout is that run's now, and needs back the
         // files this removal may already have taken.
-        if std::fs::symlink_metadata(&self.root).is_ok() {
+        if std::fs::symlink_metadata(&self.there).is_ok() {
             let _ = make_skeleton(&self.root, &self.root.join("blobs"));
         }
         false
@@ -1114,6 +1129,7 @@ mod tests {
         assert_eq!(on_disk(&p.join("x/../y/new")), p.join("y/new"));
         assert_eq!(on_disk(&p.join("x/y/../../z")), p.join("z"));
         assert_eq!(on_disk(Path::new("x/../../z")), Path::new("../z"));
+        assert_eq!(on_disk(Path::new("surely-not-here/..")), Path::new("."));
         std::fs::create_dir(p.join("there")).unwrap();
         assert_eq!(on_disk(&p.join("there/../z")), p.join("there/../z"));
         assert_eq!(
@@ -1227,6 +1243,36 @@ mod tests {
         assert!(p.join("y/oci-layout").is_file());
         assert!(store.remove_if_unused());
         assert!(p.join("y").is_dir(), "the user's directory went");
+        assert_eq!(std::fs::read_dir(p.join("y")).unwrap().count(), 0);
+    }
+
+    /// A failed run into a layout named through a `..` after names not there takes back
+    /// the directories it made for them, each while empty, as those made on the way:
+    /// `-o x/y/../../z/new` made `x/y` and `x`, judged as `-o z/new`, and left them. So
+    /// does one whose layout's directory could not be made (here a name too long).
+    #[test]
+    fn the_directories_made_for_names_before_dot_dot_go_again() {
+        let parent = tempfile::tempdir().unwrap();
+        let p = parent.path();
+        let left = || {
+            let mut left: Vec<_> = std::fs::read_dir(p)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            left.sort();
+            left
+        };
+        let store = LayoutStore::open(p.join("x/y/../../z/new")).unwrap();
+        assert!(p.join("z/new/oci-layout").is_file());
+        assert!(store.remove_if_unused());
+        assert!(left().is_empty(), "left behind: {:?}", left());
+        std::fs::create_dir(p.join("y")).unwrap();
+        let store = LayoutStore::open(p.join("x/../y")).unwrap();
+        assert!(store.remove_if_unused());
+        assert_eq!(left(), ["y"], "the user's y stays, and x goes");
+        let refused = p.join("x/../y").join("n".repeat(256)).join("out");
+        LayoutStore::open(&refused).unwrap_err();
+        assert_eq!(left(), ["y"]);
         assert_eq!(std::fs::read_dir(p.join("y")).unwrap().count(), 0);
     }
 
