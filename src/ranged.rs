@@ -178,13 +178,14 @@ pub(crate) struct Source {
 
 impl Source {
     /// Moves to the host the first stream was handed over to, if a failing mirror did,
-    /// with the word of the size that host's answer gave.
+    /// with the word of the size its answers gave: a resume's on the same host too, which
+    /// may have confirmed a size given alone.
     fn follow_first_stream(&mut self) {
         let served = &*self.serving.lock().expect("serving host poisoned");
         if served.host != self.host {
             (self.host, self.url) = (served.host, served.url.clone());
-            (self.sized_by, self.total_given) = (served.sized_by, served.size_given);
         }
+        (self.sized_by, self.total_given) = (served.sized_by, served.size_given);
     }
 }
 

@@ -1181,3 +1181,34 @@ async fn a_416_to_the_one_stream_parts_went_back_to_is_a_size_mismatch() {
     let e = e.to_string();
     assert!(e.contains(one_stream) && e.contains(said), "{e}");
 }
+
+/// A registry that declared no size (its first answer unframed, closed early) confirms
+/// the size given alone in the `206` of the first stream's resume, which, slow, is split
+/// into parts there, each answered with a `416`: the registry contradicts its own word, a
+/// size mismatch said as the server's, as a `416` to that stream's own rest is. The parts
+/// kept the size as given alone, which the registry had confirmed, and the blob failed
+/// with the bare status, which the worker does not fetch once more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_416_to_parts_after_the_first_stream_s_resume_confirmed_the_size_given() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(97, 3 << 20));
+    reg.set_fault_for_every(&digest, Fault::Status(416));
+    reg.push_fault(&digest, Fault::Unframed(64 << 10));
+    reg.push_fault(&digest, slow());
+    let remote = two_retries(&reg.host(), small_ranges());
+    let object: Object = digest.parse().unwrap();
+    let mut hints = Hints::default();
+    hints.size = Some(3 << 20);
+    let mut download = remote.fetch(&object, &hints).await.unwrap();
+    let e = loop {
+        match download.chunk().await {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the blob ended"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
+    let said = format!("where the server declared {} bytes", 3 << 20);
+    let e = e.to_string();
+    assert!(e.contains(&said) && e.contains("asked for bytes="), "{e}");
+}

@@ -449,9 +449,6 @@ impl Resumable {
         // content again); coded, they would not.
         self.whole = next.answer.body.is_decoded();
         self.carry_on(next.answer);
-        if let Some(serving) = &self.serving {
-            *serving.lock().expect("serving host poisoned") = self.served();
-        }
         self.resumes = next.spent;
         self.progress_mark = self.offset;
         self.earlier = next.earlier;
@@ -493,6 +490,13 @@ impl Resumable {
         self.body = answer.body;
         self.skip = answer.skip;
         self.resent_whole_at = whole_at(self.offset, answer.skip);
+        // The parts of a download split later ask where this body is now, and take the
+        // size as its host's word: a resume on the same host may have confirmed a size
+        // given alone, which a `416` to a part then contradicts (told only at a
+        // hand-over, it failed as the bare status).
+        if let Some(serving) = &self.serving {
+            *serving.lock().expect("serving host poisoned") = self.served();
+        }
     }
 
     /// The content from byte `offset` on, from the `source`'s host and URL, resumable like a
