@@ -1212,3 +1212,38 @@ async fn a_416_to_parts_after_the_first_stream_s_resume_confirmed_the_size_given
     let e = e.to_string();
     assert!(e.contains(&said) && e.contains("asked for bytes="), "{e}");
 }
+
+/// A slow registry that declared no size (its first answer chunked) is split into parts
+/// against the size given alone; a part's `206` confirms that size, breaks, and the rest
+/// of the part is answered with a `416`: the registry contradicts its own word, a size
+/// mismatch said as the server's, as a `416` to a single stream's rest it confirmed the
+/// size for is. The part kept the size as given alone, and the blob failed with the bare
+/// status, which the worker does not fetch once more. Two streams: the first part, alone
+/// beside the first stream, meets the break, and its rest the `416`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_416_to_a_part_s_rest_after_its_206_confirmed_the_size_given() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(98, 3 << 20));
+    reg.set_fault_for_every(&digest, Fault::Status(416));
+    let (chunk, delay) = (16 << 10, Duration::from_millis(10));
+    reg.push_fault(&digest, Fault::SlowChunked { chunk, delay });
+    reg.push_fault(&digest, Fault::DropAfter(64 << 10));
+    let mut ranges = small_ranges();
+    ranges.streams = 2;
+    let remote = two_retries(&reg.host(), ranges);
+    let object: Object = digest.parse().unwrap();
+    let mut hints = Hints::default();
+    hints.size = Some(3 << 20);
+    let mut download = remote.fetch(&object, &hints).await.unwrap();
+    let e = loop {
+        match download.chunk().await {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the blob ended"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
+    let said = format!("where the server declared {} bytes", 3 << 20);
+    let e = e.to_string();
+    assert!(e.contains(&said) && e.contains("asked for bytes="), "{e}");
+}

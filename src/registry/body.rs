@@ -970,14 +970,19 @@ impl Rest {
 /// [`Rest::refused`] says it: short of a size a server declared, the server contradicts
 /// itself (or the host it took the parts over from), as it does answering a single
 /// stream's rest so. Failed as the bare status, the blob was not fetched once more, as one
-/// stream's is. `None` against a size given alone.
+/// stream's is. `None` against a size given alone, unless the part's own earlier answer
+/// from `host` `confirmed` it (a `206` whose total is that size, before a break).
 pub(crate) fn part_refused(
     source: &crate::ranged::Source,
     host: usize,
-    from: u64,
-    end: u64,
+    (from, end): (u64, u64),
+    confirmed: bool,
 ) -> Option<Error> {
-    Rest::at(source, from).refused_upto(&source.remote, host, Some(end))
+    let mut rest = Rest::at(source, from);
+    if confirmed {
+        (rest.given, rest.sized_by) = (false, Some(host));
+    }
+    rest.refused_upto(&source.remote, host, Some(end))
 }
 
 /// Refuses a plain `206` to the `Range` `asked` (`bytes=500-`, a part's `bytes=500-999`)
