@@ -1247,3 +1247,37 @@ async fn a_416_to_a_part_s_rest_after_its_206_confirmed_the_size_given() {
     let e = e.to_string();
     assert!(e.contains(&said) && e.contains("asked for bytes="), "{e}");
 }
+
+/// A mirror that declared no size (its first answer unframed, closed early) confirms the
+/// size given alone in its resume's `206`; slow, the rest is split into parts there,
+/// which fail, and the registry the rest is handed over to answers it with a `416`: the
+/// two contradict each other, said as the mirror's word. The hand-over judged the `416`
+/// against the size as given alone, took it for the content's end, and the blob failed
+/// as content that ended short of the size given, which may be wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_416_to_the_rest_a_mirror_s_parts_handed_over_after_its_resume_confirmed_the_size() {
+    let (reg, mirror, _, digest) = on_both(99);
+    mirror.set_fault_for_every(&digest, Fault::Status(500));
+    mirror.push_fault(&digest, Fault::Unframed(64 << 10));
+    mirror.push_fault(&digest, slow());
+    reg.set_fault_for_every(&digest, Fault::Status(416));
+    let remote = mirrored(&reg, &mirror, 2);
+    let object: Object = digest.parse().unwrap();
+    let mut hints = Hints::default();
+    hints.size = Some(3 << 20);
+    let mut download = remote.fetch(&object, &hints).await.unwrap();
+    let e = loop {
+        match download.chunk().await {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the blob ended"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
+    let said = format!(
+        "where the mirror {} declared {} bytes",
+        mirror.host(),
+        3 << 20
+    );
+    assert!(e.to_string().contains(&said), "{e}");
+}
