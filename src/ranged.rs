@@ -178,13 +178,14 @@ pub(crate) struct Source {
 
 impl Source {
     /// Moves to the host the first stream was handed over to, if a failing mirror did,
-    /// with the word of the size that host's answer gave.
+    /// with the word of the size its answers gave: a resume's on the same host too, which
+    /// may have confirmed a size given alone.
     fn follow_first_stream(&mut self) {
         let served = &*self.serving.lock().expect("serving host poisoned");
         if served.host != self.host {
             (self.host, self.url) = (served.host, served.url.clone());
-            (self.sized_by, self.total_given) = (served.sized_by, served.size_given);
         }
+        (self.sized_by, self.total_given) = (served.sized_by, served.size_given);
     }
 }
 
@@ -610,6 +611,9 @@ async fn fetch_part(
     let mut attempt = 0;
     // `got.len()` at the last break.
     let mut mark = 0;
+    // An answer of this part declared the blob's size (its `Content-Range` total): the
+    // host's own word from then on, a size given alone or not.
+    let mut confirmed = false;
     loop {
         if together {
             if let Some(e) = strikes.given_up(host) {
@@ -632,8 +636,8 @@ async fn fetch_part(
             // single stream's rest, said so (a size mismatch, which the blob is fetched
             // once more for), not as the bare status.
             Err(e) if e.status() == Some(416) => {
-                return Err(crate::registry::part_refused(source, host, from, end)
-                    .map_or(e, |refused| refused.with_url(url)));
+                let refused = crate::registry::part_refused(source, host, (from, end), confirmed);
+                return Err(refused.map_or(e, |refused| refused.with_url(url)));
             }
             Err(e) if together && e.is_transient() => {
                 attempt = 0;
@@ -679,6 +683,7 @@ async fn fetch_part(
         let (total, given) = (Some(source.total), source.total_given);
         crate::registry::other_total(&asked, total, given, remote.host(host), answered)
             .map_err(|e| e.with_url(url))?;
+        confirmed |= crate::registry::content_range_total(answered) == total;
         let transport = &remote.host(host).transport;
         // What the part holds once this answer is read whole.
         let upto = want - (end - last) as usize;

@@ -1181,3 +1181,103 @@ async fn a_416_to_the_one_stream_parts_went_back_to_is_a_size_mismatch() {
     let e = e.to_string();
     assert!(e.contains(one_stream) && e.contains(said), "{e}");
 }
+
+/// A registry that declared no size (its first answer unframed, closed early) confirms
+/// the size given alone in the `206` of the first stream's resume, which, slow, is split
+/// into parts there, each answered with a `416`: the registry contradicts its own word, a
+/// size mismatch said as the server's, as a `416` to that stream's own rest is. The parts
+/// kept the size as given alone, which the registry had confirmed, and the blob failed
+/// with the bare status, which the worker does not fetch once more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_416_to_parts_after_the_first_stream_s_resume_confirmed_the_size_given() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(97, 3 << 20));
+    reg.set_fault_for_every(&digest, Fault::Status(416));
+    reg.push_fault(&digest, Fault::Unframed(64 << 10));
+    reg.push_fault(&digest, slow());
+    let remote = two_retries(&reg.host(), small_ranges());
+    let object: Object = digest.parse().unwrap();
+    let mut hints = Hints::default();
+    hints.size = Some(3 << 20);
+    let mut download = remote.fetch(&object, &hints).await.unwrap();
+    let e = loop {
+        match download.chunk().await {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the blob ended"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
+    let said = format!("where the server declared {} bytes", 3 << 20);
+    let e = e.to_string();
+    assert!(e.contains(&said) && e.contains("asked for bytes="), "{e}");
+}
+
+/// A slow registry that declared no size (its first answer chunked) is split into parts
+/// against the size given alone; a part's `206` confirms that size, breaks, and the rest
+/// of the part is answered with a `416`: the registry contradicts its own word, a size
+/// mismatch said as the server's, as a `416` to a single stream's rest it confirmed the
+/// size for is. The part kept the size as given alone, and the blob failed with the bare
+/// status, which the worker does not fetch once more. Two streams: the first part, alone
+/// beside the first stream, meets the break, and its rest the `416`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_416_to_a_part_s_rest_after_its_206_confirmed_the_size_given() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(98, 3 << 20));
+    reg.set_fault_for_every(&digest, Fault::Status(416));
+    let (chunk, delay) = (16 << 10, Duration::from_millis(10));
+    reg.push_fault(&digest, Fault::SlowChunked { chunk, delay });
+    reg.push_fault(&digest, Fault::DropAfter(64 << 10));
+    let mut ranges = small_ranges();
+    ranges.streams = 2;
+    let remote = two_retries(&reg.host(), ranges);
+    let object: Object = digest.parse().unwrap();
+    let mut hints = Hints::default();
+    hints.size = Some(3 << 20);
+    let mut download = remote.fetch(&object, &hints).await.unwrap();
+    let e = loop {
+        match download.chunk().await {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the blob ended"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
+    let said = format!("where the server declared {} bytes", 3 << 20);
+    let e = e.to_string();
+    assert!(e.contains(&said) && e.contains("asked for bytes="), "{e}");
+}
+
+/// A mirror that declared no size (its first answer unframed, closed early) confirms the
+/// size given alone in its resume's `206`; slow, the rest is split into parts there,
+/// which fail, and the registry the rest is handed over to answers it with a `416`: the
+/// two contradict each other, said as the mirror's word. The hand-over judged the `416`
+/// against the size as given alone, took it for the content's end, and the blob failed
+/// as content that ended short of the size given, which may be wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_416_to_the_rest_a_mirror_s_parts_handed_over_after_its_resume_confirmed_the_size() {
+    let (reg, mirror, _, digest) = on_both(99);
+    mirror.set_fault_for_every(&digest, Fault::Status(500));
+    mirror.push_fault(&digest, Fault::Unframed(64 << 10));
+    mirror.push_fault(&digest, slow());
+    reg.set_fault_for_every(&digest, Fault::Status(416));
+    let remote = mirrored(&reg, &mirror, 2);
+    let object: Object = digest.parse().unwrap();
+    let mut hints = Hints::default();
+    hints.size = Some(3 << 20);
+    let mut download = remote.fetch(&object, &hints).await.unwrap();
+    let e = loop {
+        match download.chunk().await {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the blob ended"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
+    let said = format!(
+        "where the mirror {} declared {} bytes",
+        mirror.host(),
+        3 << 20
+    );
+    assert!(e.to_string().contains(&said), "{e}");
+}

@@ -449,9 +449,6 @@ impl Resumable {
         // content again); coded, they would not.
         self.whole = next.answer.body.is_decoded();
         self.carry_on(next.answer);
-        if let Some(serving) = &self.serving {
-            *serving.lock().expect("serving host poisoned") = self.served();
-        }
         self.resumes = next.spent;
         self.progress_mark = self.offset;
         self.earlier = next.earlier;
@@ -493,6 +490,13 @@ impl Resumable {
         self.body = answer.body;
         self.skip = answer.skip;
         self.resent_whole_at = whole_at(self.offset, answer.skip);
+        // The parts of a download split later ask where this body is now, and take the
+        // size as its host's word: a resume on the same host may have confirmed a size
+        // given alone, which a `416` to a part then contradicts (told only at a
+        // hand-over, it failed as the bare status).
+        if let Some(serving) = &self.serving {
+            *serving.lock().expect("serving host poisoned") = self.served();
+        }
     }
 
     /// The content from byte `offset` on, from the `source`'s host and URL, resumable like a
@@ -966,14 +970,19 @@ impl Rest {
 /// [`Rest::refused`] says it: short of a size a server declared, the server contradicts
 /// itself (or the host it took the parts over from), as it does answering a single
 /// stream's rest so. Failed as the bare status, the blob was not fetched once more, as one
-/// stream's is. `None` against a size given alone.
+/// stream's is. `None` against a size given alone, unless the part's own earlier answer
+/// from `host` `confirmed` it (a `206` whose total is that size, before a break).
 pub(crate) fn part_refused(
     source: &crate::ranged::Source,
     host: usize,
-    from: u64,
-    end: u64,
+    (from, end): (u64, u64),
+    confirmed: bool,
 ) -> Option<Error> {
-    Rest::at(source, from).refused_upto(&source.remote, host, Some(end))
+    let mut rest = Rest::at(source, from);
+    if confirmed {
+        (rest.given, rest.sized_by) = (false, Some(host));
+    }
+    rest.refused_upto(&source.remote, host, Some(end))
 }
 
 /// Refuses a plain `206` to the `Range` `asked` (`bytes=500-`, a part's `bytes=500-999`)

@@ -82,7 +82,7 @@ pub(crate) struct Asleep<'a>(&'a Outage);
 
 impl Drop for Asleep<'_> {
     fn drop(&mut self) {
-        let mut s = self.0.state.lock().expect("outage poisoned");
+        let mut s = self.0.state();
         s.sleepers -= 1;
     }
 }
@@ -113,6 +113,17 @@ pub(crate) struct Ticket<'a> {
 }
 
 impl Outage {
+    /// The state, poisoned or not. Its guards take it while they are dropped, which may be
+    /// while a panic unwinds (one under this lock, in [`Outage::admit`], unwinds through
+    /// the request's sleep and ticket): a second panic there aborted the process, every
+    /// other download with it. What a panic may leave half done here is a count the next
+    /// answer or the forgetting resets: at worst an outage remembered or forgotten early.
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Waits, while the host is failing, for the request sent for all to be answered, or
     /// becomes that request. The caller has waited out the host's `pause` first.
     pub(crate) async fn admit(&self, pause: &HostPause) -> Admit<'_> {
@@ -128,7 +139,7 @@ impl Outage {
             }
             let settled = self.settled.notified();
             {
-                let mut s = self.state.lock().expect("outage poisoned");
+                let mut s = self.state();
                 let round = self.round.load(Ordering::Acquire);
                 let streak = self.streak.load(Ordering::Acquire);
                 if streak < HOLD_AFTER {
@@ -200,7 +211,7 @@ impl Outage {
         if self.streak.load(Ordering::Acquire) == 0 {
             return None;
         }
-        let mut s = self.state.lock().expect("outage poisoned");
+        let mut s = self.state();
         if self.streak.load(Ordering::Acquire) == 0 {
             return None;
         }
@@ -237,7 +248,7 @@ impl Ticket<'_> {
         if self.id.is_none() && o.streak.load(Ordering::Acquire) == 0 {
             return;
         }
-        let mut s = o.state.lock().expect("outage poisoned");
+        let mut s = o.state();
         if o.streak.load(Ordering::Acquire) > 0 {
             o.streak.store(0, Ordering::Release);
             o.ended.fetch_add(1, Ordering::AcqRel);
@@ -255,7 +266,7 @@ impl Ticket<'_> {
     /// latest of them (so the caller pauses the host once per round).
     pub(crate) fn failed(mut self, e: &Error) -> (u32, bool) {
         let o = self.outage;
-        let mut s = o.state.lock().expect("outage poisoned");
+        let mut s = o.state();
         let counted = o.round.load(Ordering::Acquire) == self.round;
         if counted {
             o.streak.fetch_add(1, Ordering::AcqRel);
@@ -281,7 +292,7 @@ impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         if self.id.is_some() {
             let o = self.outage;
-            let mut s = o.state.lock().expect("outage poisoned");
+            let mut s = o.state();
             self.release(&mut s);
         }
     }
@@ -517,6 +528,38 @@ mod tests {
         let probe = send(o.admit(&pause).await);
         assert!(probe.id.is_some(), "still one request for all");
         drop((probe, woken));
+    }
+
+    /// A panic while the outage's lock is held (the lock poisoned) unwinds through a
+    /// request holding its sleep and its ticket ([`Host::request`] holds both across
+    /// [`Outage::admit`]): dropped then, each let go of the lock with a second panic, and
+    /// a panic while unwinding aborts the whole process, every other download with it.
+    /// Each counts itself out still, and the host goes on being asked.
+    ///
+    /// [`Host::request`]: super::super::host::Host::request
+    #[tokio::test(start_paused = true)]
+    async fn a_sleep_and_a_ticket_let_go_of_a_poisoned_outage_quietly() {
+        let (o, pause) = (Outage::default(), HostPause::default());
+        for _ in 0..HOLD_AFTER {
+            send(o.admit(&pause).await).failed(&e503());
+        }
+        let asleep = o.asleep().expect("under the outage");
+        let probe = send(o.admit(&pause).await);
+        let poisoned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _s = o.state.lock();
+            panic!("a panic under the outage's lock");
+        }));
+        assert!(poisoned.is_err() && o.state.is_poisoned());
+        let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            drop((probe, asleep));
+        }));
+        assert!(dropped.is_ok(), "dropped without a panic");
+        let counts = {
+            let s = o.state();
+            (s.sleepers, s.probe)
+        };
+        assert_eq!(counts, (0, None), "counted out");
+        assert!(send(o.admit(&pause).await).id.is_some(), "the next probe");
     }
 
     /// A request that sleeps under the outage, stopped before it woke (its download

@@ -76,6 +76,9 @@ pub enum Fault {
     HeldAfter(usize, Gate),
     /// The body in pieces of `chunk` bytes with `delay` between them.
     SlowBody { chunk: usize, delay: Duration },
+    /// The body as [`Fault::SlowBody`] sends it, without `Content-Length` (chunked): a
+    /// slow answer that declares no size (a proxy that streams what it relays).
+    SlowChunked { chunk: usize, delay: Duration },
     /// The body as [`Fault::SlowBody`] sends it, its first `upto` bytes only, then the
     /// connection aborted: a slow link that drops.
     SlowBodyDrop {
@@ -174,6 +177,7 @@ impl Fault {
                 | Fault::HeldAfter(..)
                 | Fault::SlowBody { .. }
                 | Fault::SlowBodyDrop { .. }
+                | Fault::SlowChunked { .. }
                 | Fault::Paced { .. }
                 | Fault::IgnoreRange
                 | Fault::RangeToEnd
@@ -440,6 +444,12 @@ pub fn apply(
         Fault::SlowBody { chunk, delay } => {
             let plan = slow_plan(&prepared.body, len, *chunk, *delay);
             streamed(prepared, plan)
+        }
+        Fault::SlowChunked { chunk, delay } => {
+            let plan = slow_plan(&prepared.body, len, *chunk, *delay);
+            let mut response = streamed(prepared, plan);
+            response.headers_mut().remove(CONTENT_LENGTH);
+            response
         }
         Fault::SlowBodyDrop { chunk, delay, upto } => {
             let plan = slow_plan(&prepared.body, (*upto).min(len), *chunk, *delay);
