@@ -82,6 +82,22 @@ async fn read_to_end(remote: &RegistryRemote, digest: &str) -> dist::Result<()> 
     Ok(())
 }
 
+/// The error that ends reading `digest` through `remote`, given `size` alone (a `size:`
+/// hint): the blob must not end without one.
+async fn error_given_size(remote: &RegistryRemote, digest: &str, size: u64) -> dist::Error {
+    let object: Object = digest.parse().unwrap();
+    let mut hints = Hints::default();
+    hints.size = Some(size);
+    let mut download = remote.fetch(&object, &hints).await.unwrap();
+    loop {
+        match download.chunk().await {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the blob ended"),
+            Err(e) => return e,
+        }
+    }
+}
+
 /// `reg`'s repository with `mirror` tried first, split into small parts, with `retries`
 /// and short pauses.
 fn mirrored(reg: &FakeRegistry, mirror: &FakeRegistry, retries: u32) -> RegistryRemote {
@@ -1196,17 +1212,7 @@ async fn a_416_to_parts_after_the_first_stream_s_resume_confirmed_the_size_given
     reg.push_fault(&digest, Fault::Unframed(64 << 10));
     reg.push_fault(&digest, slow());
     let remote = two_retries(&reg.host(), small_ranges());
-    let object: Object = digest.parse().unwrap();
-    let mut hints = Hints::default();
-    hints.size = Some(3 << 20);
-    let mut download = remote.fetch(&object, &hints).await.unwrap();
-    let e = loop {
-        match download.chunk().await {
-            Ok(Some(_)) => {}
-            Ok(None) => panic!("the blob ended"),
-            Err(e) => break e,
-        }
-    };
+    let e = error_given_size(&remote, &digest, 3 << 20).await;
     assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
     let said = format!("where the server declared {} bytes", 3 << 20);
     let e = e.to_string();
@@ -1231,17 +1237,7 @@ async fn a_416_to_a_part_s_rest_after_its_206_confirmed_the_size_given() {
     let mut ranges = small_ranges();
     ranges.streams = 2;
     let remote = two_retries(&reg.host(), ranges);
-    let object: Object = digest.parse().unwrap();
-    let mut hints = Hints::default();
-    hints.size = Some(3 << 20);
-    let mut download = remote.fetch(&object, &hints).await.unwrap();
-    let e = loop {
-        match download.chunk().await {
-            Ok(Some(_)) => {}
-            Ok(None) => panic!("the blob ended"),
-            Err(e) => break e,
-        }
-    };
+    let e = error_given_size(&remote, &digest, 3 << 20).await;
     assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
     let said = format!("where the server declared {} bytes", 3 << 20);
     let e = e.to_string();
@@ -1262,17 +1258,7 @@ async fn a_416_to_the_rest_a_mirror_s_parts_handed_over_after_its_resume_confirm
     mirror.push_fault(&digest, slow());
     reg.set_fault_for_every(&digest, Fault::Status(416));
     let remote = mirrored(&reg, &mirror, 2);
-    let object: Object = digest.parse().unwrap();
-    let mut hints = Hints::default();
-    hints.size = Some(3 << 20);
-    let mut download = remote.fetch(&object, &hints).await.unwrap();
-    let e = loop {
-        match download.chunk().await {
-            Ok(Some(_)) => {}
-            Ok(None) => panic!("the blob ended"),
-            Err(e) => break e,
-        }
-    };
+    let e = error_given_size(&remote, &digest, 3 << 20).await;
     assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
     let said = format!(
         "where the mirror {} declared {} bytes",
