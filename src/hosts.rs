@@ -158,19 +158,22 @@ impl HostsFile {
         }
     }
 
-    /// Refuses a `ca` that names no file, for [`HostsFile::load`] to say with the file it is
-    /// written in: found when its client was made, as `reading CA file …/nofile.pem`, it
-    /// left the user to find where it was configured. One under `skip_verify` is never
-    /// read, and is no error.
+    /// Refuses a `ca` that names no file, or a directory (`ca = ""`, the folder itself), for
+    /// [`HostsFile::load`] to say with the file it is written in: found when its client was
+    /// made, as `reading CA file …/nofile.pem`, it left the user to find where it was
+    /// configured. One under `skip_verify` is never read, and is no error.
     fn cas_found(&self) -> Result<()> {
         let registry = std::iter::once(("the registry".to_string(), &self.server_settings));
         let mirrors = (self.hosts.iter()).map(|h| (format!("host {:?}", h.url), &h.settings));
         for (whose, settings) in registry.chain(mirrors) {
             for ca in settings.ca.iter().filter(|_| !settings.skip_verify) {
-                if let Err(e) = std::fs::metadata(ca) {
-                    let ca = ca.display();
-                    return Err(Error::invalid(format!("{whose}: ca {ca}: {e}")));
-                }
+                let why = match std::fs::metadata(ca) {
+                    Err(e) => e.to_string(),
+                    Ok(m) if m.is_dir() => "is a directory, not a PEM file".to_string(),
+                    Ok(_) => continue,
+                };
+                let ca = ca.display();
+                return Err(Error::invalid(format!("{whose}: ca {ca}: {why}")));
             }
         }
         Ok(())

@@ -1525,17 +1525,22 @@ fn a_bad_host_key_in_hosts_toml_names_the_file() {
 }
 
 /// A `ca` in `hosts.toml` that names no file names the hosts file too: `reading CA file
-/// …/nofile.pem` left the user to find where it was configured. One under `skip_verify`,
-/// never read, is no error.
+/// …/nofile.pem` left the user to find where it was configured. So does one that names a
+/// directory (`ca = ""`, the folder itself: `reading CA file …/: Is a directory`). One
+/// under `skip_verify`, never read, is no error.
 #[test]
 fn a_missing_ca_file_in_hosts_toml_names_the_file() {
     let upstream = FakeRegistry::start();
     let digest = upstream.blob("team/app", b"x");
     let repo = format!("{}/team/app", upstream.host());
     let folder = upstream.host().replace(':', "_") + "_";
-    for toml in [
-        "ca = \"nofile.pem\"\n",
-        "[host.\"https://m.example\"]\n  ca = [\"nofile.pem\"]\n",
+    for (toml, named) in [
+        ("ca = \"nofile.pem\"\n", "nofile.pem"),
+        (
+            "[host.\"https://m.example\"]\n  ca = [\"nofile.pem\"]\n",
+            "nofile.pem",
+        ),
+        ("ca = \"\"\n", "is a directory"),
     ] {
         let dir = hosts_dir(&folder, toml);
         let file = dir.path().join(&folder).join("hosts.toml");
@@ -1551,7 +1556,7 @@ fn a_missing_ca_file_in_hosts_toml_names_the_file() {
             err.starts_with(&format!("dist: {}: ", file.display())),
             "{toml}: {err}"
         );
-        assert!(err.contains("nofile.pem"), "{toml}: {err}");
+        assert!(err.contains(named), "{toml}: {err}");
     }
     assert_eq!(upstream.request_count(), 0);
     let dir = hosts_dir(&folder, "ca = \"nofile.pem\"\nskip_verify = true\n");

@@ -2285,6 +2285,47 @@ fn a_pull_stopped_writing_its_report_names_the_report() {
     assert!(!err.contains("stdout"), "{err}");
 }
 
+/// A pull that failed with status 2 (here its tag refused, 401) and whose stdout reader
+/// then went while its `--report` FIFO was not read exits 2 still, as README's "Exit
+/// status" has it for a remote dist could not use: it exited 1, the reader's going alone.
+#[test]
+fn a_failed_pull_keeps_its_status_2_when_its_reader_goes_while_its_report_waits() {
+    let reg = FakeRegistry::start();
+    small_image(&reg, "v1");
+    reg.set_fault_for_every("manifests/v1", Fault::Status(401));
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("report");
+    let _reader = a_full_fifo(&fifo);
+    let out = dir.path().join("out");
+    let image = format!("{}:v1", repo(&reg));
+    let args = ["pull", &image, "-o", out.to_str().unwrap(), "--report"];
+    let mut child = Dist::new().start(&[&args[..], &[fifo.to_str().unwrap()]].concat());
+    drop(child.stdin.take());
+    let pid = child.id();
+    wait_for_a_write_to(pid, &fifo);
+    // Stdout's writer ends once the failure's line is in its pipe: the report is what is
+    // left, and the reader of stdout goes while it waits.
+    support::wait::until("stdout written", || {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten();
+        !tasks.flatten().any(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "dist-lines")
+        })
+    });
+    let mut stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    std::io::Read::read_to_string(&mut std::io::Read::take(&mut stdout, 1), &mut line).unwrap();
+    drop(stdout);
+    let limit = std::time::Duration::from_secs(30);
+    support::wait::exit_within(&mut child, limit, "the pull whose reader went");
+    let run = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(line, "{", "the failure's line was written to stdout");
+    assert!(err.contains("401"), "{err}");
+    assert_eq!(run.status.code(), Some(2), "{err}");
+}
+
 /// A worker stopped once it had handled every object, while the reader of its `--report`
 /// FIFO did not read, does not blame stdout alone: it said "a reader of stdout", of a
 /// frame well within its pipe. One thread writes both in turn (into `-o DIR` the report

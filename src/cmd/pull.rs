@@ -318,7 +318,8 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
         }
         Err(why) => {
             say_stopped_writing(&why, pulled, None);
-            return why.code();
+            // A failed pull's status 2 stays, as with Stop::code_after; a signal's wins.
+            return why.code().max(code);
         }
     };
     // The report's last lines and its sync (not after a line failed, which was said), under
@@ -334,7 +335,7 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
         // Stdout is written whole by now: it is the report that held the pull.
         Err(why) => {
             say_stopped_writing(&why, pulled, Some(&report_name));
-            why.code()
+            why.code().max(code)
         }
     }
 }

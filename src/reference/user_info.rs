@@ -26,7 +26,10 @@ pub(super) fn has_user_info(s: &str) -> bool {
     }
     // A user's name alone is a login too: registries take tokens as names.
     s.rsplit_once('@').is_some_and(|(_, host)| {
-        validate_host(host).is_ok() && host.parse::<Digest>().is_err() && !digest_mistyped(host)
+        validate_host(host).is_ok()
+            && host.parse::<Digest>().is_err()
+            && !digest_mistyped(host)
+            && !digest_half(host)
     })
 }
 
@@ -42,6 +45,7 @@ fn login_end(s: &str) -> Option<usize> {
 /// port is all digits, a digest's encoded part hardly ever.
 fn starts_digest(s: &str) -> bool {
     digest_mistyped(s)
+        || digest_half(s)
         || Digest::unsupported_algorithm(s).is_some_and(|_| {
             s.split_once(':')
                 .is_some_and(|(_, encoded)| !encoded.bytes().all(|b| b.is_ascii_digit()))
@@ -171,6 +175,15 @@ fn maybe_a_tag(s: &str) -> bool {
 fn digest_mistyped(host: &str) -> bool {
     host.split_once(':')
         .is_some_and(|(name, _)| matches!(name, "sha256" | "sha512"))
+}
+
+/// Whether `host` is half of a digest: its algorithm alone (`v1@sha256`) or its hex alone
+/// (`v1@$HEX`, the algorithm left out), each a one-word host's shape. Read as a login,
+/// the tag before the `@` was hidden and credentials blamed where the digest is wrong.
+fn digest_half(host: &str) -> bool {
+    matches!(host, "sha256" | "sha512")
+        || (matches!(host.len(), 64 | 128)
+            && host.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }
 
 /// The locator as it may be shown in a message: without user information
@@ -353,6 +366,29 @@ mod tests {
             let e = typed.parse::<Reference>().unwrap_err().to_string();
             assert!(e.contains("invalid digest"), "{typed}: {e}");
             assert!(!e.contains("credentials"), "{typed}: {e}");
+        }
+    }
+
+    /// A digest's algorithm alone or its hex alone after a tag's `@` (`v1@sha256`,
+    /// `v1@$HEX`, a variable left out) has a one-word host's shape, and was refused as a
+    /// login with the tag hidden, where the digest is what is wrong.
+    #[test]
+    fn a_digest_missing_its_half_after_an_at_is_no_login() {
+        let hex = "c2ac91f1faa0c4aebbf4d4589001c66271168d18c0182ebcc55dda9911b2af93";
+        let long = hex.repeat(2);
+        for typed in [
+            "v1@sha256".to_string(),
+            "v1@sha512".to_string(),
+            format!("v1@{hex}"),
+            format!("v1@{long}"),
+            format!("reg.example/app:v1@{hex}"),
+            "reg.example/app@sha256".to_string(),
+        ] {
+            let o = typed.parse::<Object>().unwrap_err().to_string();
+            assert!(!o.contains("credentials"), "{typed}: {o}");
+            let r = typed.parse::<Reference>().unwrap_err().to_string();
+            assert!(r.contains("invalid digest"), "{typed}: {r}");
+            assert!(!r.contains("credentials"), "{typed}: {r}");
         }
     }
 
