@@ -980,6 +980,24 @@ fn traced_output(
     Some(out)
 }
 
+/// `dist ARGS…` (with a `--timeout`) under `strace`, every `fsync` of the directory `held`
+/// held up 20 s, well past that timeout: its `strace` log and its stderr, once it was seen
+/// to reach such an `fsync` and to give up with status 124. `None` where `strace` cannot
+/// run.
+fn timed_out_in_fsync(args: &[&str], held: &str) -> Option<(String, String)> {
+    let options = ["-P", held, "-e", "inject=fsync:delay_enter=20000000"];
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let out = traced_output(&Dist::new(), args, log.path(), &options)?;
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        text.contains("fsync("),
+        "no fsync of {held} was held up: {text}"
+    );
+    assert_eq!(out.status.code(), Some(124), "{err}");
+    Some((text, err))
+}
+
 /// `dist ARGS…` under `strace`, its file operations logged to `log` (see
 /// [`file_operations`]), with `strace`'s own `options` too.
 fn traced(dist: &Dist, args: &[&str], log: &Path, options: &[&str]) -> std::process::Command {
@@ -2599,20 +2617,10 @@ fn a_report_s_directory_sync_does_not_hold_off_the_timeout() {
         "--report",
         r,
     ];
-    // Held up 20 s, well past the --timeout.
     let held = reports.to_str().unwrap();
-    let options = ["-P", held, "-e", "inject=fsync:delay_enter=20000000"];
-    let log = tempfile::NamedTempFile::new().unwrap();
-    let Some(out) = traced_output(&Dist::new(), &args, log.path(), &options) else {
+    let Some((text, err)) = timed_out_in_fsync(&args, held) else {
         return;
     };
-    let text = std::fs::read_to_string(log.path()).unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        text.contains("fsync("),
-        "no fsync of {held} was held up: {text}"
-    );
-    assert_eq!(out.status.code(), Some(124), "{err}");
     assert!(err.contains("gave up after the --timeout of 3s"), "{err}");
     // strace marks the held call `(DELAYED)` once it returns: the run waited for it.
     assert!(
@@ -2645,20 +2653,10 @@ fn a_failed_pull_stopped_in_its_last_sync_says_so() {
         layout.to_str().unwrap(),
     ];
     let blobs = layout.join("blobs/sha256");
-    // Held up 20 s, well past the --timeout.
     let held = blobs.to_str().unwrap();
-    let options = ["-P", held, "-e", "inject=fsync:delay_enter=20000000"];
-    let log = tempfile::NamedTempFile::new().unwrap();
-    let Some(out) = traced_output(&Dist::new(), &args, log.path(), &options) else {
+    let Some((_, err)) = timed_out_in_fsync(&args, held) else {
         return;
     };
-    let text = std::fs::read_to_string(log.path()).unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        text.contains("fsync("),
-        "no fsync of {held} was held up: {text}"
-    );
-    assert_eq!(out.status.code(), Some(124), "{err}");
     assert!(!err.contains("not fetched"), "{err}");
     let said = format!(
         "dist: gave up after the --timeout of 6s; the objects reported stored are in {}, but \
@@ -2759,21 +2757,11 @@ fn a_pull_stopped_in_its_sync_after_an_error_says_the_error() {
         "--platform",
         "linux/s390x",
     ];
-    // Held up 20 s, well past the --timeout.
     let blobs = layout.join("blobs/sha256");
     let held = blobs.to_str().unwrap();
-    let options = ["-P", held, "-e", "inject=fsync:delay_enter=20000000"];
-    let log = tempfile::NamedTempFile::new().unwrap();
-    let Some(out) = traced_output(&Dist::new(), &args, log.path(), &options) else {
+    let Some((_, err)) = timed_out_in_fsync(&args, held) else {
         return;
     };
-    let text = std::fs::read_to_string(log.path()).unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        text.contains("fsync("),
-        "no fsync of {held} was held up: {text}"
-    );
-    assert_eq!(out.status.code(), Some(124), "{err}");
     assert!(err.contains("no manifest for linux/s390x in"), "{err}");
     assert!(!err.contains("not fetched"), "{err}");
     let said = format!(
