@@ -1341,6 +1341,29 @@ fn nginx_s_page_for_a_missing_client_certificate_names_it() {
     }
 }
 
+/// The stderr of a fetch from a registry that redirects the blob's request to `store`, both
+/// trusted by `--ca-file`, which must fail with status 2.
+fn fetch_redirected_to(store: &TlsServer) -> String {
+    let target = format!("https://localhost:{}/blob", store.port);
+    let registry = start(Vec::new(), Some(target));
+    let dist = Dist::new();
+    let ca = dist.config_dir().join("cas.pem");
+    std::fs::write(&ca, format!("{}{}", registry.ca_pem, store.ca_pem)).unwrap();
+    let locator = format!("https://localhost:{}/team/app", registry.port);
+    let digest = sha256(b"blob");
+    dist.fails(
+        2,
+        &[
+            "fetch",
+            "--ca-file",
+            ca.to_str().unwrap(),
+            &locator,
+            &digest,
+        ],
+        b"",
+    )
+}
+
 /// A server answering every request as nginx with `ssl_verify_client on` does, with its
 /// `400` page saying `page`.
 fn nginx_page(page: &str) -> TlsServer {
@@ -1376,24 +1399,7 @@ fn nginx_s_certificate_page_on_a_redirect_s_target_names_that_host() {
         ),
     ] {
         let store = nginx_page(page);
-        let target = format!("https://localhost:{}/blob", store.port);
-        let registry = start(Vec::new(), Some(target));
-        let dist = Dist::new();
-        let ca = dist.config_dir().join("cas.pem");
-        std::fs::write(&ca, format!("{}{}", registry.ca_pem, store.ca_pem)).unwrap();
-        let locator = format!("https://localhost:{}/team/app", registry.port);
-        let digest = sha256(b"blob");
-        let err = dist.fails(
-            2,
-            &[
-                "fetch",
-                "--ca-file",
-                ca.to_str().unwrap(),
-                &locator,
-                &digest,
-            ],
-            b"",
-        );
+        let err = fetch_redirected_to(&store);
         assert!(err.contains(said), "{err}");
         assert!(
             err.contains("the redirect's target") && err.contains("no certs.d folder"),
@@ -1416,24 +1422,7 @@ fn nginx_s_certificate_page_on_a_redirect_s_target_names_that_host() {
 #[test]
 fn a_redirect_s_target_asking_for_a_client_certificate_by_tls_names_that_host() {
     let store = start_mutual(b"blob".to_vec());
-    let target = format!("https://localhost:{}/blob", store.port);
-    let registry = start(Vec::new(), Some(target));
-    let dist = Dist::new();
-    let ca = dist.config_dir().join("cas.pem");
-    std::fs::write(&ca, format!("{}{}", registry.ca_pem, store.ca_pem)).unwrap();
-    let locator = format!("https://localhost:{}/team/app", registry.port);
-    let digest = sha256(b"blob");
-    let err = dist.fails(
-        2,
-        &[
-            "fetch",
-            "--ca-file",
-            ca.to_str().unwrap(),
-            &locator,
-            &digest,
-        ],
-        b"",
-    );
+    let err = fetch_redirected_to(&store);
     assert!(err.contains("requires a client certificate"), "{err}");
     assert!(
         err.contains(&format!("localhost:{}/blob", store.port)),
