@@ -935,6 +935,26 @@ fn a_partial_holding_the_whole_blob_is_stored_without_a_fetch() {
     assert_stored_alone(dir.path(), &digest, &data);
 }
 
+/// Plants under `dir` a partial download of `digest` longer than its blob `data`: the
+/// blob, then more.
+fn plant_longer_partial(dir: &Path, digest: &str, data: &[u8]) {
+    let mut longer = data.to_vec();
+    longer.extend_from_slice(b"appended");
+    plant_partial(dir, digest, &longer);
+}
+
+/// Asserts that the partial download of `digest` kept under `dir` is what a whole fetch
+/// of `data` received before it broke: at least a MiB of it, short of the end.
+#[track_caller]
+fn assert_kept_a_prefix(dir: &Path, digest: &str, data: &[u8]) {
+    let kept = std::fs::read(partial_path(dir, digest)).expect("a partial is kept");
+    assert!(kept.len() >= 1 << 20 && kept.len() < LEN, "{}", kept.len());
+    assert!(
+        kept[..] == data[..kept.len()],
+        "the whole fetch's, a prefix of the blob"
+    );
+}
+
 /// A partial longer than the blob's known size (a file extended, or another put in its
 /// place) is no prefix of it: removed unread, and the blob fetched whole at once. It was
 /// hashed whole first (minutes for a large file), for the registry to refuse a range past
@@ -943,9 +963,7 @@ fn a_partial_holding_the_whole_blob_is_stored_without_a_fetch() {
 fn a_partial_longer_than_its_blob_is_not_carried_on() {
     let (reg, digest, data) = fake_with_blob();
     let dir = tempfile::tempdir().unwrap();
-    let mut longer = data.clone();
-    longer.extend_from_slice(b"appended");
-    plant_partial(dir.path(), &digest, &longer);
+    plant_longer_partial(dir.path(), &digest, &data);
     let line = format!("{digest} size:{LEN}");
     let (status, text) = fetch_into(&reg, dir.path(), &line, &[]);
     assert_eq!(status, 0, "{text}");
@@ -1018,9 +1036,7 @@ fn an_answer_declaring_no_size_leaves_a_partial_longer_than_the_hint() {
 fn a_partial_longer_than_the_size_given_makes_way_for_a_whole_fetch_that_breaks() {
     let (reg, digest, data) = fake_with_blob();
     let dir = tempfile::tempdir().unwrap();
-    let mut longer = data.clone();
-    longer.extend_from_slice(b"appended");
-    plant_partial(dir.path(), &digest, &longer);
+    plant_longer_partial(dir.path(), &digest, &data);
     // No `Content-Length`: the answer declares no size, and ends after 2 MiB; the rest is
     // refused.
     reg.push_fault(&digest, Fault::Unframed(2 << 20));
@@ -1028,12 +1044,7 @@ fn a_partial_longer_than_the_size_given_makes_way_for_a_whole_fetch_that_breaks(
     let line = format!("{digest} size:{LEN}");
     let (status, text) = fetch_into(&reg, dir.path(), &line, &["--retries", "0"]);
     assert_eq!(status, 1, "{text}");
-    let kept = std::fs::read(partial_path(dir.path(), &digest)).expect("a partial is kept");
-    assert!(kept.len() >= 1 << 20 && kept.len() < LEN, "{}", kept.len());
-    assert!(
-        kept[..] == data[..kept.len()],
-        "the whole fetch's, a prefix of the blob"
-    );
+    assert_kept_a_prefix(dir.path(), &digest, &data);
 }
 
 /// The same whole fetch stopped (here by `--timeout`, as by a signal) while its body, coded
@@ -1043,20 +1054,13 @@ fn a_partial_longer_than_the_size_given_makes_way_for_a_whole_fetch_that_breaks(
 fn a_partial_longer_than_the_size_given_makes_way_for_a_whole_fetch_stopped() {
     let (reg, digest, data) = fake_with_blob();
     let dir = tempfile::tempdir().unwrap();
-    let mut longer = data.clone();
-    longer.extend_from_slice(b"appended");
-    plant_partial(dir.path(), &digest, &longer);
+    plant_longer_partial(dir.path(), &digest, &data);
     let stall = Fault::StallAfter(2 << 20, std::time::Duration::from_secs(60));
     reg.push_fault(&digest, Fault::CodedAnd("gzip", Box::new(stall)));
     let line = format!("{digest} size:{LEN}");
     let (status, text) = fetch_into(&reg, dir.path(), &line, &["--timeout", "3s"]);
     assert_eq!(status, 124, "{text}");
-    let kept = std::fs::read(partial_path(dir.path(), &digest)).expect("a partial is kept");
-    assert!(kept.len() >= 1 << 20 && kept.len() < LEN, "{}", kept.len());
-    assert!(
-        kept[..] == data[..kept.len()],
-        "the whole fetch's, a prefix of the blob"
-    );
+    assert_kept_a_prefix(dir.path(), &digest, &data);
 }
 
 /// A partial longer than the size given, which the registry's answer confirms, goes then,
@@ -1066,20 +1070,13 @@ fn a_partial_longer_than_the_size_given_makes_way_for_a_whole_fetch_stopped() {
 fn a_partial_longer_than_a_size_the_registry_confirms_makes_way_for_the_whole_fetch_s() {
     let (reg, digest, data) = fake_with_blob();
     let dir = tempfile::tempdir().unwrap();
-    let mut longer = data.clone();
-    longer.extend_from_slice(b"appended");
-    plant_partial(dir.path(), &digest, &longer);
+    plant_longer_partial(dir.path(), &digest, &data);
     reg.push_fault(&digest, Fault::DropAfter(2 << 20));
     let line = format!("{digest} size:{LEN}");
     let (status, text) = fetch_into(&reg, dir.path(), &line, &["--retries", "0"]);
     assert_eq!(status, 1, "{text}");
     assert!(text.contains("longer than its blob"), "{text}");
-    let kept = std::fs::read(partial_path(dir.path(), &digest)).expect("a partial is kept");
-    assert!(kept.len() >= 1 << 20 && kept.len() < LEN, "{}", kept.len());
-    assert!(
-        kept[..] == data[..kept.len()],
-        "the whole fetch's, a prefix of the blob"
-    );
+    assert_kept_a_prefix(dir.path(), &digest, &data);
 }
 
 /// Content that does not verify is never kept for a later run.
