@@ -1485,6 +1485,27 @@ fn a_mirror_whose_password_holds_a_slash_is_refused_unshown() {
     }
 }
 
+/// The message of a fetch of `digest` from `repo` refused with status 2 for the
+/// `hosts.toml` `toml` in `folder` of a hosts directory, which it must begin by naming.
+#[track_caller]
+fn refused_naming_hosts_toml(folder: &str, toml: &str, repo: &str, digest: &str) -> String {
+    let dir = hosts_dir(folder, toml);
+    let file = dir.path().join(folder).join("hosts.toml");
+    let args = [
+        "fetch",
+        "--hosts-dir",
+        dir.path().to_str().unwrap(),
+        repo,
+        digest,
+    ];
+    let err = Dist::new().fails(2, &args, b"");
+    assert!(
+        err.starts_with(&format!("dist: {}: ", file.display())),
+        "{toml}: {err}"
+    );
+    err
+}
+
 /// Every error of a `hosts.toml` names the file: a `[host."…"]` key or a `server` that is
 /// no URL (a port past 65535, a space in it) was found only when its client was made, and
 /// said as `invalid mirror URL "https://m.example:99999"`, with a scheme nobody wrote and
@@ -1504,20 +1525,7 @@ fn a_bad_host_key_in_hosts_toml_names_the_file() {
         ("[host.\"https://[::1\"]\n", "https://[::1"),
         ("server = \"r.example:99999\"\n", "r.example:99999"),
     ] {
-        let dir = hosts_dir(&folder, toml);
-        let file = dir.path().join(&folder).join("hosts.toml");
-        let args = [
-            "fetch",
-            "--hosts-dir",
-            dir.path().to_str().unwrap(),
-            &repo,
-            &digest,
-        ];
-        let err = Dist::new().fails(2, &args, b"");
-        assert!(
-            err.starts_with(&format!("dist: {}: ", file.display())),
-            "{toml}: {err}"
-        );
+        let err = refused_naming_hosts_toml(&folder, toml, &repo, &digest);
         assert!(err.contains(&format!("{written:?}")), "{toml}: {err}");
         assert!(!err.contains("https://m.example:99999"), "{toml}: {err}");
     }
@@ -1542,20 +1550,7 @@ fn a_missing_ca_file_in_hosts_toml_names_the_file() {
         ),
         ("ca = \"\"\n", "is a directory"),
     ] {
-        let dir = hosts_dir(&folder, toml);
-        let file = dir.path().join(&folder).join("hosts.toml");
-        let args = [
-            "fetch",
-            "--hosts-dir",
-            dir.path().to_str().unwrap(),
-            &repo,
-            &digest,
-        ];
-        let err = Dist::new().fails(2, &args, b"");
-        assert!(
-            err.starts_with(&format!("dist: {}: ", file.display())),
-            "{toml}: {err}"
-        );
+        let err = refused_naming_hosts_toml(&folder, toml, &repo, &digest);
         assert!(err.contains(named), "{toml}: {err}");
     }
     assert_eq!(upstream.request_count(), 0);
