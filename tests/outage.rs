@@ -531,6 +531,17 @@ async fn a_gateway_s_long_retry_after_is_no_minute_without_a_request() {
     );
 }
 
+/// Blobs put on `reg`, one for each of the `seeds`, each answered 503 every time.
+fn failing(reg: &FakeRegistry, seeds: std::ops::Range<u64>) -> Vec<String> {
+    seeds
+        .map(|seed| {
+            let d = reg.blob("team/app", bytes(seed, 3000 + seed as usize % 100));
+            reg.set_fault_for_every(&d, Fault::Status(503));
+            d
+        })
+        .collect()
+}
+
 /// Requests that gave up sleep out no backoff: once every object has failed, the outage
 /// is forgotten a minute past the host's pause, as nothing asks it, and an object that
 /// comes after gets its retries. Each failure was taken for a request that would sleep
@@ -541,16 +552,7 @@ async fn a_gateway_s_long_retry_after_is_no_minute_without_a_request() {
 async fn an_outage_whose_requests_all_gave_up_is_forgotten_a_minute_past_its_pause() {
     const RETRIES: u32 = 3;
     let reg = FakeRegistry::start();
-    let failing = |seeds: std::ops::Range<u64>| -> Vec<String> {
-        seeds
-            .map(|seed| {
-                let d = reg.blob("team/app", bytes(seed, 3000 + seed as usize % 100));
-                reg.set_fault_for_every(&d, Fault::Status(503));
-                d
-            })
-            .collect()
-    };
-    let (before, after) = (failing(9440..9444), failing(9450..9451));
+    let (before, after) = (failing(&reg, 9440..9444), failing(&reg, 9450..9451));
     // The longest backoff 160 s; the host's last pause, the least backoff of the third
     // retry, 80 s.
     let policy = RetryPolicy {
@@ -588,16 +590,7 @@ async fn an_outage_whose_requests_all_gave_up_is_forgotten_a_minute_past_its_pau
 async fn an_object_late_to_an_outage_that_ended_keeps_its_retries_in_the_next() {
     const RETRIES: u32 = 2;
     let reg = FakeRegistry::start();
-    let failing = |seeds: std::ops::Range<u64>| -> Vec<String> {
-        seeds
-            .map(|seed| {
-                let d = reg.blob("team/app", bytes(seed, 3000 + seed as usize % 100));
-                reg.set_fault_for_every(&d, Fault::Status(503));
-                d
-            })
-            .collect()
-    };
-    let (before, beside) = (failing(9400..9404), failing(9410..9414));
+    let (before, beside) = (failing(&reg, 9400..9404), failing(&reg, 9410..9414));
     let late = reg.blob("team/app", bytes(9420, 4000));
     let held = Gate::default();
     reg.push_fault(
