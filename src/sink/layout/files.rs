@@ -32,28 +32,21 @@ pub(super) fn made_in(root: &Path) -> Vec<PathBuf> {
     dirs
 }
 
-/// `root` as it names directories on disk once made: each `..` after a name that is not
-/// there is taken back with that name (`x/../y/out`, no `x`: `y/out`), since what the
-/// name will be is a directory made for it, whose `..` is the directory it is made in.
-/// By name `x/../y` is not there, and the user's `y` (empty, say) was taken for a
-/// directory a run created or made on the way to its layout, and removed with it. A
-/// `..` after a name that is there (a link, say) is left for the system to follow.
-pub(super) fn on_disk(root: &Path) -> PathBuf {
-    walk_on_disk(root).0
-}
-
-/// The directories making `root` as named makes only to leave through a `..` after them
-/// (`x` of `x/../y/out` with no `x`; `x/y` and `x` of `x/y/../../z`), deepest first: not
-/// on the way to where `root` leads ([`on_disk`]), so not among those [`made_in`] lists,
-/// yet made all the same, by `create_dir_all` looking for the `..`'s directory.
-pub(super) fn made_aside(root: &Path) -> Vec<PathBuf> {
-    let mut aside = walk_on_disk(root).1;
-    aside.sort_by_key(|dir| std::cmp::Reverse(dir.components().count()));
-    aside
-}
-
-/// [`on_disk`], and the names not there that a `..` took back, for [`made_aside`].
-fn walk_on_disk(root: &Path) -> (PathBuf, Vec<PathBuf>) {
+/// `root` as it names directories on disk once made, and the directories made only to
+/// leave through a `..` after them.
+///
+/// Where it leads: each `..` after a name that is not there is taken back with that name
+/// (`x/../y/out`, no `x`: `y/out`), since what the name will be is a directory made for
+/// it, whose `..` is the directory it is made in. By name `x/../y` is not there, and the
+/// user's `y` (empty, say) was taken for a directory a run created or made on the way to
+/// its layout, and removed with it. A `..` after a name that is there (a link, say) is
+/// left for the system to follow.
+///
+/// Made aside, deepest first: `x` of `x/../y/out` with no `x`; `x/y` and `x` of
+/// `x/y/../../z`. Not on the way to where `root` leads, so not among those [`made_in`]
+/// lists, yet made all the same, by `create_dir_all` looking for the `..`'s directory.
+/// One walk gives both, a `lstat` for each name.
+pub(super) fn on_disk(root: &Path) -> (PathBuf, Vec<PathBuf>) {
     use std::path::Component;
     let mut named = PathBuf::new();
     let mut taken_back = Vec::new();
@@ -72,12 +65,13 @@ fn walk_on_disk(root: &Path) -> (PathBuf, Vec<PathBuf>) {
     if named.as_os_str().is_empty() {
         named.push(".");
     }
+    taken_back.sort_by_key(|dir| std::cmp::Reverse(dir.components().count()));
     (named, taken_back)
 }
 
 /// Takes back a new layout at `there` (where its path leads, [`on_disk`]) if unused, and
 /// the directories made for it, each only while empty; whether it went (or, with
-/// `never_made`, was never there). Those `aside` ([`made_aside`]) in `there` go first,
+/// `never_made`, was never there). Those `aside` ([`on_disk`]) in `there` go first,
 /// since they would have the layout taken for one in use (`-o x/..`: `x`); then its own
 /// files ([`remove_skeleton`]), through `there`, as the path as named leads through those;
 /// then the other `aside`, and those [`made_in`] lists, of which one may hold one of them

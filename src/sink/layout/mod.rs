@@ -44,8 +44,8 @@ mod temp_blob;
 pub use files::hash_file;
 pub use files::sync_dir;
 use files::{
-    create_dirs, hash_reader, made_aside, made_in, make_skeleton, memory_backed, on_disk,
-    open_regular, take_back,
+    create_dirs, hash_reader, made_in, make_skeleton, memory_backed, on_disk, open_regular,
+    take_back,
 };
 pub use locks::IngestLock;
 pub(crate) use locks::WaitMark;
@@ -75,8 +75,8 @@ const CLAIM_WAIT: Duration = Duration::from_secs(2);
 pub struct LayoutStore {
     root: PathBuf,
     /// Where `root` leads ([`on_disk`]): the same directory, named without going through
-    /// those [`made_aside`] lists, which a failed run may remove before its layout
-    /// ([`take_back`]).
+    /// the directories made aside (`made_aside`), which a failed run may remove before its
+    /// layout ([`take_back`]).
     there: PathBuf,
     /// The blobs live in memory (tmpfs): file operations never wait for a device.
     in_memory: bool,
@@ -160,11 +160,10 @@ impl LayoutStore {
     pub fn open(root: impl Into<PathBuf>) -> Result<LayoutStore> {
         let root = root.into();
         // What is there is judged where the path leads once made (`x/../y`: `y`).
-        let there = on_disk(&root);
+        let (there, made_aside) = on_disk(&root);
         super::layout_check::check(&there)?;
         let created = std::fs::symlink_metadata(&there).is_err();
         let made_in = if created { made_in(&there) } else { Vec::new() };
-        let made_aside = made_aside(&root);
         // `mkdir out; dist fetch … -o out`: the directory is the user's, the layout in it
         // this run's, as much as in a directory it made.
         let laid_out = created || std::fs::read_dir(&there).is_ok_and(|mut d| d.next().is_none());
@@ -1126,12 +1125,12 @@ mod tests {
             [PathBuf::from("surely-not-here"), PathBuf::from(".")]
         );
         assert_eq!(made_in(Path::new("/")), Vec::<PathBuf>::new());
-        assert_eq!(on_disk(&p.join("x/../y/new")), p.join("y/new"));
-        assert_eq!(on_disk(&p.join("x/y/../../z")), p.join("z"));
-        assert_eq!(on_disk(Path::new("x/../../z")), Path::new("../z"));
-        assert_eq!(on_disk(Path::new("surely-not-here/..")), Path::new("."));
+        assert_eq!(on_disk(&p.join("x/../y/new")).0, p.join("y/new"));
+        assert_eq!(on_disk(&p.join("x/y/../../z")).0, p.join("z"));
+        assert_eq!(on_disk(Path::new("x/../../z")).0, Path::new("../z"));
+        assert_eq!(on_disk(Path::new("surely-not-here/..")).0, Path::new("."));
         std::fs::create_dir(p.join("there")).unwrap();
-        assert_eq!(on_disk(&p.join("there/../z")), p.join("there/../z"));
+        assert_eq!(on_disk(&p.join("there/../z")).0, p.join("there/../z"));
         assert_eq!(
             made_in(Path::new("../surely-not-here/new")),
             [PathBuf::from("../surely-not-here"), PathBuf::from("..")]
