@@ -370,10 +370,23 @@ fn write_batch<W: Write>(
         // Held until the frames are out: the report's buffer reaches the file when full
         // or dropped, whatever became of stdout.
         let mut lines = Vec::new();
+        // Where each frame of the batch begins, and its object: the one a full disk cuts is
+        // named.
+        let mut frames: Vec<(u64, String)> = Vec::with_capacity(batch.len());
         for mut outcome in batch.drain(..) {
-            lines.extend(write_frame(out, report.is_some(), &mut outcome)?);
+            let start = out.taken();
+            match write_frame(out, report.is_some(), &mut outcome) {
+                Ok(line) => lines.extend(line),
+                Err(CopyError::Spool(e)) => return Err(spool_unreadable(&outcome.object, e)),
+                Err(CopyError::Out(e)) => {
+                    frames.push((start, std::mem::take(&mut outcome.object)));
+                    return Err(frame_cut(e, &frames, out.written()));
+                }
+            }
+            frames.push((start, std::mem::take(&mut outcome.object)));
         }
-        out.flush().map_err(stdout_failed)?;
+        out.flush()
+            .map_err(|e| frame_cut(e, &frames, out.written()))?;
         if let Some(r) = report {
             for line in &lines {
                 writeln!(r.out, "{line}").map_err(|e| r.failed("writing", e))?;
@@ -402,15 +415,30 @@ fn write_frame<W: Write>(
     out: &mut sink::gather::Gather<W>,
     reported: bool,
     outcome: &mut Outcome,
-) -> Result<Option<String>, Failure> {
+) -> Result<Option<String>, CopyError> {
     // Framed output without a report needs no JSON line at all. Made before the frame,
     // which takes the content.
     let line = reported.then(|| sink::report::json_line(outcome));
-    sink::framed::write_frame(out, outcome).map_err(|e| match e {
-        CopyError::Out(e) => stdout_failed(e),
-        CopyError::Spool(e) => spool_unreadable(&outcome.object, e),
-    })?;
+    sink::framed::write_frame(out, outcome)?;
     Ok(line)
+}
+
+/// A write of frames that failed (a full disk), `written` bytes of the stream having gone
+/// out, among `frames` (where each began, and its object): says whose frame the stream ends
+/// in, and how much of it went out, for a reader to tell the last object it has whole.
+fn frame_cut(e: std::io::Error, frames: &[(u64, String)], written: u64) -> Failure {
+    let cut = frames.iter().rev().find(|(start, _)| *start <= written);
+    match cut {
+        Some((start, object)) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            let into = written - start;
+            Failure::Write(if into == 0 {
+                format!("{object}: writing its frame to stdout, none of it written: {e}")
+            } else {
+                format!("{object}: writing its frame to stdout, cut short after {into} of its bytes: {e}")
+            })
+        }
+        _ => stdout_failed(e),
+    }
 }
 
 /// A spool read back for its frame that failed (EIO from a failing disk under `TMPDIR`):
@@ -523,6 +551,56 @@ mod tests {
         drop(report);
         let said = std::fs::read_to_string(&path).unwrap();
         assert_eq!(said.lines().count(), 0, "frames reported sent");
+    }
+
+    /// Stdout on a disk with room for `room` more bytes.
+    struct Filling {
+        room: usize,
+    }
+
+    impl Write for Filling {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.room == 0 {
+                return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            let n = buf.len().min(self.room);
+            self.room -= n;
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn fetched(line: u64, len: usize) -> Outcome {
+        let mut spool = dist::sink::spool::Spool::new(1 << 20);
+        spool.push(bytes::Bytes::from(vec![b'x'; len])).unwrap();
+        let mut o = Outcome::new(line, format!("sha256:{line:064}"));
+        o.status = dist::worker::Status::Ok;
+        o.size = Some(len as u64);
+        o.content = Some(spool);
+        o
+    }
+
+    /// Regression: a frame cut short by a full disk said only "writing to stdout: No
+    /// space left on device", not which object's frame the stream ends in.
+    #[test]
+    fn a_frame_cut_short_by_a_full_disk_is_named() {
+        let header = format!("{0} - 1000 -\n", fetched(1, 0).object).len();
+        let first_frame = header + 1000 + 1;
+        let mut out = sink::gather::Gather::new(Filling {
+            room: first_frame + 300,
+        });
+        let mut batch: Vec<Outcome> = (1..=3).map(|line| fetched(line, 1000)).collect();
+        let second = batch[1].object.clone();
+        let Err(Failure::Write(said)) = write_batch(&mut out, &mut None, true, &mut batch) else {
+            panic!("a full disk is no success, nor a reader gone");
+        };
+        assert!(said.starts_with(&format!("{second}: ")), "{said}");
+        assert!(said.contains("stdout"), "{said}");
+        assert!(said.contains("300 of its"), "{said}");
+        assert!(said.contains("No space left on device"), "{said}");
     }
 
     /// A frame goes out before its report line says it did.
