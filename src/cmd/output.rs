@@ -367,32 +367,7 @@ fn write_batch<W: Write>(
     batch: &mut Vec<Outcome>,
 ) -> Result<(), Failure> {
     if framed {
-        // Held until the frames are out: the report's buffer reaches the file when full
-        // or dropped, whatever became of stdout.
-        let mut lines = Vec::new();
-        // Where each frame of the batch begins, and its object: the one a full disk cuts is
-        // named.
-        let mut frames: Vec<(u64, String)> = Vec::with_capacity(batch.len());
-        for mut outcome in batch.drain(..) {
-            let start = out.taken();
-            match write_frame(out, report.is_some(), &mut outcome) {
-                Ok(line) => lines.extend(line),
-                Err(CopyError::Spool(e)) => return Err(spool_unreadable(&outcome.object, e)),
-                Err(CopyError::Out(e)) => {
-                    frames.push((start, std::mem::take(&mut outcome.object)));
-                    return Err(frame_cut(e, &frames, out.written()));
-                }
-            }
-            frames.push((start, std::mem::take(&mut outcome.object)));
-        }
-        out.flush()
-            .map_err(|e| frame_cut(e, &frames, out.written()))?;
-        if let Some(r) = report {
-            for line in &lines {
-                writeln!(r.out, "{line}").map_err(|e| r.failed("writing", e))?;
-            }
-        }
-        return flush_report(report);
+        return write_frames(out, report, batch);
     }
     let lines: Vec<String> = batch
         .drain(..)
@@ -408,6 +383,69 @@ fn write_batch<W: Write>(
         writeln!(out, "{line}").map_err(stdout_failed)?;
     }
     out.flush().map_err(stdout_failed)
+}
+
+/// [`write_batch`] for frames: each frame's report line follows it, written once the frames
+/// are out. Held until then: the report's buffer reaches the file when full or dropped,
+/// whatever became of stdout.
+fn write_frames<W: Write>(
+    out: &mut sink::gather::Gather<W>,
+    report: &mut Option<Report>,
+    batch: &mut Vec<Outcome>,
+) -> Result<(), Failure> {
+    let mut lines = Vec::new();
+    // Where each frame of the batch begins, and its object: the one a failed write cuts is
+    // named, and those before it are reported.
+    let mut frames: Vec<(u64, String)> = Vec::with_capacity(batch.len());
+    let mut failed = None;
+    for mut outcome in batch.drain(..) {
+        let start = out.taken();
+        let written = write_frame(out, report.is_some(), &mut outcome);
+        frames.push((start, std::mem::take(&mut outcome.object)));
+        match written {
+            Ok(line) => lines.extend(line),
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    let failure = match failed {
+        None => match out.flush() {
+            Ok(()) => None,
+            Err(e) => Some(frame_cut(e, &frames, out.written())),
+        },
+        Some(CopyError::Out(e)) => Some(frame_cut(e, &frames, out.written())),
+        Some(CopyError::Spool(e)) => {
+            // The frames gathered before it go out, and its own as far as it got, as its
+            // message says: the stream ended before them all.
+            let _ = out.flush();
+            let (_, object) = frames.last().expect("the frame that failed");
+            Some(spool_unreadable(object, e))
+        }
+    };
+    // The frames out whole: each ends where the next begins, the last where the stream
+    // given to stdout ends.
+    let taken = out.taken();
+    let written = out.written();
+    let whole = (0..lines.len())
+        .take_while(|&i| frames.get(i + 1).map_or(taken, |(start, _)| *start) <= written)
+        .count();
+    let reported = match report {
+        Some(r) => lines[..whole]
+            .iter()
+            .try_for_each(|line| writeln!(r.out, "{line}"))
+            .map_err(|e| r.failed("writing", e)),
+        None => Ok(()),
+    };
+    // Stdout's failure is the one said: the report's, if it failed too, is a second fault.
+    match failure {
+        Some(failure) => {
+            let _ = reported.and_then(|()| flush_report(report));
+            Err(failure)
+        }
+        None => reported.and_then(|()| flush_report(report)),
+    }
 }
 
 /// Writes one outcome's frame, and returns its report line if `reported`.
@@ -601,6 +639,37 @@ mod tests {
         assert!(said.contains("stdout"), "{said}");
         assert!(said.contains("300 of its"), "{said}");
         assert!(said.contains("No space left on device"), "{said}");
+    }
+
+    /// Regression: frames a full disk let out whole before the one it cut had no report
+    /// line when they went out in the same batch: the report said less than the stream held.
+    #[test]
+    fn the_report_says_which_frames_a_full_disk_let_out_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.jsonl");
+        let file = std::fs::File::create(&path).unwrap();
+        let mut report = Some(Report {
+            out: std::io::BufWriter::new(file),
+            path: path.display().to_string(),
+        });
+        let header = format!("{0} - 1000 -\n", fetched(1, 0).object).len();
+        let frame = header + 1000 + 1;
+        let mut out = sink::gather::Gather::new(Filling {
+            room: 2 * frame + 300,
+        });
+        let mut batch: Vec<Outcome> = (1..=4).map(|line| fetched(line, 1000)).collect();
+        assert!(write_batch(&mut out, &mut report, true, &mut batch).is_err());
+        drop(report);
+        let said = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<u64> = said
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["line"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(lines, [1, 2], "{said}");
     }
 
     /// A frame goes out before its report line says it did.
