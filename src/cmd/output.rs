@@ -468,6 +468,8 @@ fn frame_cut(e: std::io::Error, frames: &[(u64, String)], written: u64) -> Failu
     let cut = frames.iter().rev().find(|(start, _)| *start <= written);
     match cut {
         Some((start, object)) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            // A bad line's object is what it says, line breaks and escapes included.
+            let object = dist::server_text::one_line(object);
             let into = written - start;
             Failure::Write(if into == 0 {
                 format!("{object}: writing its frame to stdout, none of it written: {e}")
@@ -670,6 +672,21 @@ mod tests {
             })
             .collect();
         assert_eq!(lines, [1, 2], "{said}");
+    }
+
+    /// A bad line's object, control characters and all, is named on one line of text, as
+    /// every message names what it quotes.
+    #[test]
+    fn a_cut_frame_s_object_is_named_without_control_characters() {
+        let mut bad = Outcome::new(1, "\u{1b}[2Jv1\nx".into());
+        bad.fail(dist::Error::invalid("bad"));
+        let mut out = sink::gather::Gather::new(Filling { room: 0 });
+        let Err(Failure::Write(said)) = write_batch(&mut out, &mut None, true, &mut vec![bad])
+        else {
+            panic!("a full disk is no success, nor a reader gone");
+        };
+        assert!(!said.contains(char::is_control), "{said:?}");
+        assert!(said.contains("[2Jv1 x: writing its frame"), "{said:?}");
     }
 
     /// A frame goes out before its report line says it did.
