@@ -689,6 +689,63 @@ mod tests {
         assert!(said.contains("[2Jv1 x: writing its frame"), "{said:?}");
     }
 
+    /// An outcome of `len` bytes whose spool is in a file that can no longer be read
+    /// back: its descriptor is made a write-only one, as a failing disk under `TMPDIR`
+    /// fails its reads. Found among the process's open files by its size, which no other
+    /// file of the tests has.
+    fn unreadable(line: u64, len: usize) -> Outcome {
+        use std::os::fd::AsRawFd;
+        let mut spool = dist::sink::spool::Spool::new(0);
+        spool.push(bytes::Bytes::from(vec![b'y'; len])).unwrap();
+        spool.finish().unwrap();
+        let fd = std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .flatten()
+            .find(|e| {
+                let deleted = std::fs::read_link(e.path())
+                    .is_ok_and(|to| to.to_string_lossy().ends_with("(deleted)"));
+                deleted && std::fs::metadata(e.path()).is_ok_and(|m| m.len() == len as u64)
+            })
+            .and_then(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .expect("the spool's file");
+        let null = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .unwrap();
+        // SAFETY: both descriptors are open; `fd` is the spool's, which now writes nowhere.
+        assert_eq!(unsafe { libc::dup2(null.as_raw_fd(), fd) }, fd);
+        let mut o = Outcome::new(line, format!("sha256:{line:064}"));
+        o.status = dist::worker::Status::Ok;
+        o.size = Some(len as u64);
+        o.content = Some(spool);
+        o
+    }
+
+    /// Regression: a spool that could not be read back for its frame dropped the frames
+    /// gathered before it in the batch, unwritten, while the message said only its own
+    /// frame was cut short.
+    #[test]
+    fn frames_before_an_unreadable_spool_go_out() {
+        let mut stdout = Vec::new();
+        let mut out = sink::gather::Gather::new(&mut stdout);
+        let mut batch = vec![fetched(1, 1000), unreadable(2, 1_234_567)];
+        let Err(Failure::Write(said)) = write_batch(&mut out, &mut None, true, &mut batch) else {
+            panic!("an unreadable spool is no success");
+        };
+        assert!(said.contains("temporary file"), "{said}");
+        drop(out);
+        let first = format!("{} - 1000 -\n", fetched(1, 0).object);
+        assert!(
+            stdout.starts_with(first.as_bytes()),
+            "{:?}",
+            String::from_utf8_lossy(&stdout)
+        );
+        assert!(
+            stdout.len() > first.len() + 1001,
+            "the frame before it whole, then its own header"
+        );
+    }
+
     /// A frame goes out before its report line says it did.
     #[test]
     fn a_framed_report_line_follows_its_frame() {
