@@ -240,6 +240,9 @@ pub fn explain_or_exit(e: clap::Error) -> ! {
     if let Some(why) = variable_refused(&e) {
         refuse(&why);
     }
+    if let Some(unknown) = unknown_after_option(&e) {
+        explain_or_exit(unknown);
+    }
     if let Some(why) = value_forgotten(&e) {
         refuse(&why);
     }
@@ -397,6 +400,34 @@ fn value_refused(e: &clap::Error) -> Option<(&str, &str)> {
         (ContextValue::String(arg), ContextValue::String(value)) => Some((arg, value)),
         _ => None,
     }
+}
+
+/// `--timeout --bogus`: a word that is no option, taken for its value by an option that
+/// takes words starting with `-` (see [`value_forgotten`]). Refused as every other option
+/// that takes a value refuses it (`--retries --bogus`), as an unexpected argument: it was
+/// said to be an option whose value was forgotten. The error is clap's for the command line
+/// without the option, when it is about that word.
+fn unknown_after_option(e: &clap::Error) -> Option<clap::Error> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let (arg, value) = value_refused(e)?;
+    let option = arg.split(' ').next().filter(|o| o.starts_with('-'))?;
+    // A negative number (`--timeout -1`) is a value, an invalid one; `--` ends the options.
+    let named = value.strip_prefix('-')?;
+    if !named.starts_with(|c: char| c.is_ascii_alphabetic() || c == '-') || value == "--" {
+        return None;
+    }
+    // The arguments as the OS gave them: a path among them need not be UTF-8.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let at = args
+        .windows(2)
+        .position(|pair| pair[0] == *option && pair[1] == *value)?;
+    args.remove(at);
+    let again = Cli::try_parse_from(&args).err()?;
+    let ContextValue::String(unknown) = again.get(ContextKind::InvalidArg)? else {
+        return None;
+    };
+    let same = unknown == value || value.starts_with(&format!("{unknown}="));
+    (again.kind() == ErrorKind::UnknownArgument && same).then_some(again)
 }
 
 /// `--timeout --retries 3`: the value forgotten, and the next option taken for it by an

@@ -3394,6 +3394,31 @@ fn a_forgotten_value_is_said_missing_not_invalid() {
     }
 }
 
+/// A word after a duration's option that is no option at all (`--timeout --bogus`) is
+/// refused as every other option that takes a value refuses it (`--retries --bogus`): an
+/// unexpected argument. It was said to be an option whose value was forgotten.
+#[test]
+fn an_unknown_word_after_a_duration_s_option_is_no_option() {
+    let dist = Dist::new();
+    let repo = "127.0.0.1:1/team/app";
+    for option in [
+        "--timeout",
+        "--connect-timeout",
+        "--idle-timeout",
+        "--retries",
+    ] {
+        for word in ["--bogus", "-Z"] {
+            let args = ["fetch", option, word, repo, "v1"];
+            let err = dist.fails(2, &args, b"");
+            assert!(
+                err.contains(&format!("unexpected argument '{word}' found")),
+                "{args:?}: {err}"
+            );
+            assert!(!err.contains("is an option"), "{args:?}: {err}");
+        }
+    }
+}
+
 /// A word after `--` is a value, the user's own: a shell's name refused there
 /// (`dist completions -- -zsh`) is refused as that value, not said to be an option whose
 /// value was forgotten; and `--` after a duration's option (`--timeout -- …`) ends the

@@ -596,6 +596,61 @@ fn a_blob_past_the_file_size_limit_fails_alone() {
     }
 }
 
+/// A failed line says what its input line asked for, however far the fetch got: the
+/// digest the line names, its size and type if it gave them, and no path. Cut short by a
+/// full disk (here a limit on file size) a blob's line had none of them, while one whose
+/// disk filled at its rename had the digest and size received.
+#[test]
+fn a_failed_line_says_what_its_line_asked_for() {
+    let reg = FakeRegistry::start();
+    let missing = format!("sha256:{}", "e".repeat(64));
+    let large = bytes(97, 3 << 20);
+    let large_digest = reg.blob("team/app", &large);
+    let bare = reg.blob("team/app", bytes(98, 3 << 20));
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().to_str().unwrap();
+    let layer = "application/vnd.oci.image.layer.v1.tar";
+    let input = format!(
+        "{missing} size:5 mediatype:application/vnd.example.a\n\
+         {{\"digest\":\"{large_digest}\",\"size\":{},\"mediaType\":\"{layer}\"}}\n\
+         {bare}\n",
+        large.len()
+    );
+    let out = run_with_limit(
+        &Dist::new(),
+        &["fetch", &repo(&reg), "-", "-o", layout, "--ordered"],
+        input.as_bytes(),
+        libc::RLIMIT_FSIZE,
+        2 << 20,
+        libc::RLIM_INFINITY,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let lines = json_lines(&out.stdout);
+    let null = serde_json::Value::Null;
+    let want = [
+        (
+            missing.as_str(),
+            serde_json::json!(5),
+            serde_json::json!("application/vnd.example.a"),
+        ),
+        (
+            &large_digest,
+            serde_json::json!(large.len()),
+            serde_json::json!(layer),
+        ),
+        (&bare, null.clone(), null.clone()),
+    ];
+    assert_eq!(lines.len(), want.len(), "{err}");
+    for (line, (digest, size, media_type)) in lines.iter().zip(want) {
+        assert_eq!(line["status"], "error", "{line}");
+        assert_eq!(line["digest"], digest, "{line}");
+        assert_eq!(line["size"], size, "{line}");
+        assert_eq!(line["mediaType"], media_type, "{line}");
+        assert_eq!(line["path"], null, "{line}");
+    }
+}
+
 /// An image in the fake registry under `tag`: a config and one layer; returns the
 /// manifest's digest.
 fn small_image(reg: &FakeRegistry, tag: &str) -> String {

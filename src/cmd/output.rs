@@ -367,19 +367,7 @@ fn write_batch<W: Write>(
     batch: &mut Vec<Outcome>,
 ) -> Result<(), Failure> {
     if framed {
-        // Held until the frames are out: the report's buffer reaches the file when full
-        // or dropped, whatever became of stdout.
-        let mut lines = Vec::new();
-        for mut outcome in batch.drain(..) {
-            lines.extend(write_frame(out, report.is_some(), &mut outcome)?);
-        }
-        out.flush().map_err(stdout_failed)?;
-        if let Some(r) = report {
-            for line in &lines {
-                writeln!(r.out, "{line}").map_err(|e| r.failed("writing", e))?;
-            }
-        }
-        return flush_report(report);
+        return write_frames(out, report, batch);
     }
     let lines: Vec<String> = batch
         .drain(..)
@@ -397,20 +385,100 @@ fn write_batch<W: Write>(
     out.flush().map_err(stdout_failed)
 }
 
+/// [`write_batch`] for frames: each frame's report line follows it, written once the frames
+/// are out. Held until then: the report's buffer reaches the file when full or dropped,
+/// whatever became of stdout.
+fn write_frames<W: Write>(
+    out: &mut sink::gather::Gather<W>,
+    report: &mut Option<Report>,
+    batch: &mut Vec<Outcome>,
+) -> Result<(), Failure> {
+    let mut lines = Vec::new();
+    // Where each frame of the batch begins, and its object: the one a failed write cuts is
+    // named, and those before it are reported.
+    let mut frames: Vec<(u64, String)> = Vec::with_capacity(batch.len());
+    let mut failed = None;
+    for mut outcome in batch.drain(..) {
+        let start = out.taken();
+        let written = write_frame(out, report.is_some(), &mut outcome);
+        frames.push((start, std::mem::take(&mut outcome.object)));
+        match written {
+            Ok(line) => lines.extend(line),
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    let failure = match failed {
+        None => match out.flush() {
+            Ok(()) => None,
+            Err(e) => Some(frame_cut(e, &frames, out.written())),
+        },
+        Some(CopyError::Out(e)) => Some(frame_cut(e, &frames, out.written())),
+        Some(CopyError::Spool(e)) => {
+            // The frames gathered before it go out, and its own as far as it got, as its
+            // message says: the stream ended before them all.
+            let _ = out.flush();
+            let (_, object) = frames.last().expect("the frame that failed");
+            Some(spool_unreadable(object, e))
+        }
+    };
+    // The frames out whole: each ends where the next begins, the last where the stream
+    // given to stdout ends.
+    let taken = out.taken();
+    let written = out.written();
+    let whole = (0..lines.len())
+        .take_while(|&i| frames.get(i + 1).map_or(taken, |(start, _)| *start) <= written)
+        .count();
+    let reported = match report {
+        Some(r) => lines[..whole]
+            .iter()
+            .try_for_each(|line| writeln!(r.out, "{line}"))
+            .map_err(|e| r.failed("writing", e)),
+        None => Ok(()),
+    };
+    // Stdout's failure is the one said: the report's, if it failed too, is a second fault.
+    match failure {
+        Some(failure) => {
+            let _ = reported.and_then(|()| flush_report(report));
+            Err(failure)
+        }
+        None => reported.and_then(|()| flush_report(report)),
+    }
+}
+
 /// Writes one outcome's frame, and returns its report line if `reported`.
 fn write_frame<W: Write>(
     out: &mut sink::gather::Gather<W>,
     reported: bool,
     outcome: &mut Outcome,
-) -> Result<Option<String>, Failure> {
+) -> Result<Option<String>, CopyError> {
     // Framed output without a report needs no JSON line at all. Made before the frame,
     // which takes the content.
     let line = reported.then(|| sink::report::json_line(outcome));
-    sink::framed::write_frame(out, outcome).map_err(|e| match e {
-        CopyError::Out(e) => stdout_failed(e),
-        CopyError::Spool(e) => spool_unreadable(&outcome.object, e),
-    })?;
+    sink::framed::write_frame(out, outcome)?;
     Ok(line)
+}
+
+/// A write of frames that failed (a full disk), `written` bytes of the stream having gone
+/// out, among `frames` (where each began, and its object): says whose frame the stream ends
+/// in, and how much of it went out, for a reader to tell the last object it has whole.
+fn frame_cut(e: std::io::Error, frames: &[(u64, String)], written: u64) -> Failure {
+    let cut = frames.iter().rev().find(|(start, _)| *start <= written);
+    match cut {
+        Some((start, object)) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            // A bad line's object is what it says, line breaks and escapes included.
+            let object = dist::server_text::one_line(object);
+            let into = written - start;
+            Failure::Write(if into == 0 {
+                format!("{object}: writing its frame to stdout, none of it written: {e}")
+            } else {
+                format!("{object}: writing its frame to stdout, cut short after {into} of its bytes: {e}")
+            })
+        }
+        _ => stdout_failed(e),
+    }
 }
 
 /// A spool read back for its frame that failed (EIO from a failing disk under `TMPDIR`):
@@ -523,6 +591,159 @@ mod tests {
         drop(report);
         let said = std::fs::read_to_string(&path).unwrap();
         assert_eq!(said.lines().count(), 0, "frames reported sent");
+    }
+
+    /// Stdout on a disk with room for `room` more bytes.
+    struct Filling {
+        room: usize,
+    }
+
+    impl Write for Filling {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.room == 0 {
+                return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            let n = buf.len().min(self.room);
+            self.room -= n;
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn fetched(line: u64, len: usize) -> Outcome {
+        let mut spool = dist::sink::spool::Spool::new(1 << 20);
+        spool.push(bytes::Bytes::from(vec![b'x'; len])).unwrap();
+        let mut o = Outcome::new(line, format!("sha256:{line:064}"));
+        o.status = dist::worker::Status::Ok;
+        o.size = Some(len as u64);
+        o.content = Some(spool);
+        o
+    }
+
+    /// Regression: a frame cut short by a full disk said only "writing to stdout: No
+    /// space left on device", not which object's frame the stream ends in.
+    #[test]
+    fn a_frame_cut_short_by_a_full_disk_is_named() {
+        let header = format!("{0} - 1000 -\n", fetched(1, 0).object).len();
+        let first_frame = header + 1000 + 1;
+        let mut out = sink::gather::Gather::new(Filling {
+            room: first_frame + 300,
+        });
+        let mut batch: Vec<Outcome> = (1..=3).map(|line| fetched(line, 1000)).collect();
+        let second = batch[1].object.clone();
+        let Err(Failure::Write(said)) = write_batch(&mut out, &mut None, true, &mut batch) else {
+            panic!("a full disk is no success, nor a reader gone");
+        };
+        assert!(said.starts_with(&format!("{second}: ")), "{said}");
+        assert!(said.contains("stdout"), "{said}");
+        assert!(said.contains("300 of its"), "{said}");
+        assert!(said.contains("No space left on device"), "{said}");
+    }
+
+    /// Regression: frames a full disk let out whole before the one it cut had no report
+    /// line when they went out in the same batch: the report said less than the stream held.
+    #[test]
+    fn the_report_says_which_frames_a_full_disk_let_out_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.jsonl");
+        let file = std::fs::File::create(&path).unwrap();
+        let mut report = Some(Report {
+            out: std::io::BufWriter::new(file),
+            path: path.display().to_string(),
+        });
+        let header = format!("{0} - 1000 -\n", fetched(1, 0).object).len();
+        let frame = header + 1000 + 1;
+        let mut out = sink::gather::Gather::new(Filling {
+            room: 2 * frame + 300,
+        });
+        let mut batch: Vec<Outcome> = (1..=4).map(|line| fetched(line, 1000)).collect();
+        assert!(write_batch(&mut out, &mut report, true, &mut batch).is_err());
+        drop(report);
+        let said = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<u64> = said
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["line"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(lines, [1, 2], "{said}");
+    }
+
+    /// A bad line's object, control characters and all, is named on one line of text, as
+    /// every message names what it quotes.
+    #[test]
+    fn a_cut_frame_s_object_is_named_without_control_characters() {
+        let mut bad = Outcome::new(1, "\u{1b}[2Jv1\nx".into());
+        bad.fail(dist::Error::invalid("bad"));
+        let mut out = sink::gather::Gather::new(Filling { room: 0 });
+        let Err(Failure::Write(said)) = write_batch(&mut out, &mut None, true, &mut vec![bad])
+        else {
+            panic!("a full disk is no success, nor a reader gone");
+        };
+        assert!(!said.contains(char::is_control), "{said:?}");
+        assert!(said.contains("[2Jv1 x: writing its frame"), "{said:?}");
+    }
+
+    /// An outcome of `len` bytes whose spool is in a file that can no longer be read
+    /// back: its descriptor is made a write-only one, as a failing disk under `TMPDIR`
+    /// fails its reads. Found among the process's open files by its size, which no other
+    /// file of the tests has.
+    fn unreadable(line: u64, len: usize) -> Outcome {
+        use std::os::fd::AsRawFd;
+        let mut spool = dist::sink::spool::Spool::new(0);
+        spool.push(bytes::Bytes::from(vec![b'y'; len])).unwrap();
+        spool.finish().unwrap();
+        let fd = std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .flatten()
+            .find(|e| {
+                let deleted = std::fs::read_link(e.path())
+                    .is_ok_and(|to| to.to_string_lossy().ends_with("(deleted)"));
+                deleted && std::fs::metadata(e.path()).is_ok_and(|m| m.len() == len as u64)
+            })
+            .and_then(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .expect("the spool's file");
+        let null = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .unwrap();
+        // SAFETY: both descriptors are open; `fd` is the spool's, which now writes nowhere.
+        assert_eq!(unsafe { libc::dup2(null.as_raw_fd(), fd) }, fd);
+        let mut o = Outcome::new(line, format!("sha256:{line:064}"));
+        o.status = dist::worker::Status::Ok;
+        o.size = Some(len as u64);
+        o.content = Some(spool);
+        o
+    }
+
+    /// Regression: a spool that could not be read back for its frame dropped the frames
+    /// gathered before it in the batch, unwritten, while the message said only its own
+    /// frame was cut short.
+    #[test]
+    fn frames_before_an_unreadable_spool_go_out() {
+        let mut stdout = Vec::new();
+        let mut out = sink::gather::Gather::new(&mut stdout);
+        let mut batch = vec![fetched(1, 1000), unreadable(2, 1_234_567)];
+        let Err(Failure::Write(said)) = write_batch(&mut out, &mut None, true, &mut batch) else {
+            panic!("an unreadable spool is no success");
+        };
+        assert!(said.contains("temporary file"), "{said}");
+        drop(out);
+        let first = format!("{} - 1000 -\n", fetched(1, 0).object);
+        assert!(
+            stdout.starts_with(first.as_bytes()),
+            "{:?}",
+            String::from_utf8_lossy(&stdout)
+        );
+        assert!(
+            stdout.len() > first.len() + 1001,
+            "the frame before it whole, then its own header"
+        );
     }
 
     /// A frame goes out before its report line says it did.

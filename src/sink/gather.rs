@@ -33,6 +33,10 @@ pub struct Gather<W: Write> {
     pending_len: usize,
     /// Small writes (frame headers), copied, until the next shared chunk.
     small: BytesMut,
+    /// Bytes given to this writer so far, and of them, bytes `out` took: where a stream
+    /// that failed ends, which tells whose frame it cut.
+    taken: u64,
+    written: u64,
 }
 
 impl<W: Write + std::fmt::Debug> std::fmt::Debug for Gather<W> {
@@ -53,7 +57,20 @@ impl<W: Write> Gather<W> {
             pending: Vec::new(),
             pending_len: 0,
             small: BytesMut::new(),
+            taken: 0,
+            written: 0,
         }
+    }
+
+    /// How many bytes were given to this writer, written out yet or not.
+    pub fn taken(&self) -> u64 {
+        self.taken
+    }
+
+    /// How many bytes the underlying writer took: all of those [taken](Gather::taken)
+    /// after a successful flush, fewer where a write failed.
+    pub fn written(&self) -> u64 {
+        self.written
     }
 
     fn seal_small(&mut self) {
@@ -74,7 +91,11 @@ impl<W: Write> Gather<W> {
 
     fn write_pending(&mut self) -> io::Result<()> {
         self.seal_small();
-        let result = write_all_vectored(&mut self.out, &self.pending);
+        let mut counted = Counted {
+            out: &mut self.out,
+            written: &mut self.written,
+        };
+        let result = write_all_vectored(&mut counted, &self.pending);
         self.pending.clear();
         self.pending_len = 0;
         result
@@ -84,6 +105,7 @@ impl<W: Write> Gather<W> {
 impl<W: Write> Write for Gather<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.small.extend_from_slice(buf);
+        self.taken += buf.len() as u64;
         self.write_if_full()?;
         Ok(buf.len())
     }
@@ -97,9 +119,34 @@ impl<W: Write> Write for Gather<W> {
 impl<W: Write> FrameOut for Gather<W> {
     fn write_shared(&mut self, chunk: &Bytes) -> io::Result<()> {
         self.seal_small();
+        self.taken += chunk.len() as u64;
         self.pending_len += chunk.len();
         self.pending.push(chunk.clone());
         self.write_if_full()
+    }
+}
+
+/// A writer that counts the bytes it took.
+struct Counted<'a, W: Write> {
+    out: &'a mut W,
+    written: &'a mut u64,
+}
+
+impl<W: Write> Write for Counted<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(buf)?;
+        *self.written += n as u64;
+        Ok(n)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let n = self.out.write_vectored(bufs)?;
+        *self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
     }
 }
 

@@ -54,9 +54,20 @@ pub async fn run(
     if let Err(e) = result {
         tally.failed();
         outcome.fail(e.with_object(&job.object));
+        record_asked(&mut outcome, &job);
     }
     outcome.elapsed = started.elapsed();
     outcome
+}
+
+/// Records what a failed object's input line asked for, whatever the fetch had learnt when
+/// it failed: a disk that filled at the blob's rename left the digest and size received in
+/// its line, one that filled a write before it left none.
+fn record_asked(outcome: &mut Outcome, job: &Job) {
+    outcome.digest = job.object.digest().cloned();
+    outcome.size = job.hints.size;
+    outcome.media_type = job.hints.media_type().map(str::to_string);
+    outcome.path = None;
 }
 
 /// Records `digest`, whole in the store at `path` without a byte received: `size` bytes
