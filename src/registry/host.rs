@@ -465,13 +465,15 @@ impl Host {
             let ticket = if self.mirror || headers.contains_key(http::header::RANGE) {
                 None
             } else {
-                // A token first, beside every other task that needs one, whose failure
-                // they share: asked for behind the request sent for all, each task in
-                // turn asked a failing token server again, for itself alone.
-                if let Err(e) = self.auth.grant(policy).await {
-                    let wait = again(e, retries, None)?;
-                    _asleep = self.outage.sleep_out(wait).await;
-                    continue;
+                // Held, a token first, beside every other task that needs one, whose
+                // failure they share: asked for behind the request sent for all, each
+                // task in turn asked a failing token server again, for itself alone.
+                if self.outage.holds() {
+                    if let Err(e) = self.auth.grant(policy).await {
+                        let wait = again(e, retries, None)?;
+                        _asleep = self.outage.sleep_out(wait).await;
+                        continue;
+                    }
                 }
                 let came = *came.get_or_insert_with(|| self.outage.came(max_retries));
                 match self.outage.admit(&self.pause).await {
