@@ -624,3 +624,53 @@ async fn an_object_late_to_an_outage_that_ended_keeps_its_retries_in_the_next() 
     got.expect("the registry served it when asked again");
     assert_eq!(reg.requests_for(&late), 2);
 }
+
+/// The registry fails every request, one request at a time for all, when the token
+/// ends and its token server fails too (Docker Hub's registry and `auth.docker.io` down
+/// together): the tasks share the token server's failures, as README's Authentication
+/// says. Before, the token was asked for behind the request sent for all: each task in
+/// turn asked the token server again after its backoff, for itself alone, until the
+/// outage was forgotten a minute on (nothing reached the registry), and 16 objects with
+/// 5 retries cost about 20 token requests, where one failing request for all costs 6.
+#[tokio::test(start_paused = true)]
+async fn a_token_server_down_in_an_outage_is_asked_once_for_all() {
+    const N: u64 = 16;
+    const RETRIES: u32 = 5;
+    let ttl = Duration::from_secs(2);
+    let reg = FakeRegistry::builder()
+        .auth(support::fake::Auth::bearer(ttl))
+        .start();
+    let blobs = failing(&reg, 9460..9460 + N);
+    let policy = RetryPolicy {
+        retries: RETRIES,
+        ..RetryPolicy::default()
+    };
+    let remote = library_remote(&reg, policy);
+    let ticker = tick_while_idle();
+    let tasks: Vec<_> = blobs.iter().map(|d| spawn_fetch(&remote, d)).collect();
+    // Every object failed once, and one more request: the registry fails request after
+    // request, and its requests are held.
+    let failed = || {
+        let requests = reg.requests();
+        let failed = requests.iter().filter(|r| r.status == 503);
+        failed.count() as u64
+    };
+    while failed() <= N {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    reg.set_fault_for_every("/token", Fault::Status(503));
+    let asked = reg.token_requests();
+    // The token ends on the clock a token's expiry is read by, which goes on while
+    // this one, the runtime's, stands still.
+    std::thread::sleep(ttl + Duration::from_millis(100));
+    for (d, task) in blobs.iter().zip(tasks) {
+        let e = task.await.unwrap().expect_err("every request failed");
+        assert!(e.contains("503"), "{d}: {e}");
+    }
+    ticker.abort();
+    let asked = reg.token_requests() - asked;
+    assert!(
+        asked <= 2 * (RETRIES as usize + 1),
+        "{asked} token requests for {N} objects with {RETRIES} retries"
+    );
+}

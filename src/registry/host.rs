@@ -465,6 +465,16 @@ impl Host {
             let ticket = if self.mirror || headers.contains_key(http::header::RANGE) {
                 None
             } else {
+                // Held, a token first, beside every other task that needs one, whose
+                // failure they share: asked for behind the request sent for all, each
+                // task in turn asked a failing token server again, for itself alone.
+                if self.outage.holds() {
+                    if let Err(e) = self.auth.grant(policy).await {
+                        let wait = again(e, retries, None)?;
+                        _asleep = self.outage.sleep_out(wait).await;
+                        continue;
+                    }
+                }
                 let came = *came.get_or_insert_with(|| self.outage.came(max_retries));
                 match self.outage.admit(&self.pause).await {
                     Admit::Send(t) => Some(t),
@@ -492,9 +502,13 @@ impl Host {
                 Ok(g) => g,
                 Err(e) => {
                     // The token server's trouble says nothing of the registry: another
-                    // request may ask for all meanwhile.
+                    // request may ask for all meanwhile. An outage it met is remembered
+                    // while it sleeps, as after the registry's own failure: forgotten
+                    // while a token server was down for a minute, every request went to
+                    // the registry at once when it was back, each with its retries.
                     drop(ticket);
-                    tokio::time::sleep(again(e, retries, None)?).await;
+                    let wait = again(e, retries, None)?;
+                    _asleep = self.outage.sleep_out(wait).await;
                     continue;
                 }
             };

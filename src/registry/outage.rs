@@ -179,6 +179,12 @@ impl Outage {
         }
     }
 
+    /// Whether requests wait their turn now ([`admit`](Self::admit)): the host failed
+    /// rounds enough in a row.
+    pub(crate) fn holds(&self) -> bool {
+        self.streak.load(Ordering::Acquire) >= HOLD_AFTER
+    }
+
     /// A ticket for a request sent beside the one sent for all: the last attempt of a
     /// request that never went out itself.
     pub(crate) fn own(&self) -> Ticket<'_> {
