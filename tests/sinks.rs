@@ -1139,14 +1139,12 @@ fn what_the_layout_says_is_stored_is_synced_to_disk() {
         "index.json not synced: {ops:#?}"
     );
     // The new layout's own name, in the directory it was created in, and those of the
-    // directories made for it, up to the one that was there.
-    let last_blob = ops
-        .iter()
-        .rposition(|op| matches!(op, FileOp::Rename(_, to) if to.parent() == Some(&*blobs)));
+    // directories made for it, up to the one that was there: made at the start, they are
+    // synced once, before `index.json` names what they hold.
     for above in ["made/for", "made", ""] {
         let above = FileOp::Sync(parent.path().join(above).components().collect());
         assert!(
-            ops[last_blob.expect("blobs stored")..].contains(&above),
+            ops[..entry].contains(&above),
             "{above:?} not synced: {ops:#?}"
         );
     }
@@ -1164,6 +1162,35 @@ fn what_the_layout_says_is_stored_is_synced_to_disk() {
         dir_synced_after_renames(&ops, &blobs, ops.len()),
         "blobs not synced before exit: {ops:#?}"
     );
+}
+
+/// A layout another run made (a shard into the same `-o DIR` that started first, its
+/// `mkdir`s not synced yet) holds what this run stores only once the directories above it
+/// are durable too: only the run that created the layout synced those, and a shard that
+/// finished first exited 0 with its blobs' names hanging on directory entries a power
+/// loss could take back.
+#[test]
+fn the_directories_above_a_layout_another_run_made_are_synced() {
+    let reg = FakeRegistry::start();
+    let blob = reg.blob("team/app", bytes(97, 5000));
+    let parent = tempfile::tempdir().unwrap();
+    let layout = parent.path().join("made/for/new");
+    // Another shard's doing, as far as it got.
+    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    let args = ["fetch", &repo(&reg), &blob, "-o", layout.to_str().unwrap()];
+    let Some(ops) = traced_file_operations(&Dist::new(), &args, parent.path()) else {
+        eprintln!("strace cannot run here; not checked");
+        return;
+    };
+    let blobs = layout.join("blobs/sha256");
+    assert!(
+        dir_synced_after_renames(&ops, &blobs, ops.len()),
+        "blobs not synced before exit: {ops:#?}"
+    );
+    for above in ["made/for", "made", ""] {
+        let above = FileOp::Sync(parent.path().join(above).components().collect());
+        assert!(ops.contains(&above), "{above:?} not synced: {ops:#?}");
+    }
 }
 
 /// `dist fetch LOC - -o DIR` under `strace` with its `options`, fed through a pipe left open:

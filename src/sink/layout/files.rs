@@ -32,6 +32,31 @@ pub(super) fn made_in(root: &Path) -> Vec<PathBuf> {
     dirs
 }
 
+/// The directories whose entries hold the layout at `root` in place: the one it is in and
+/// each above it, as far as its filesystem goes (the entry of a mount's root, in the
+/// filesystem above, is no part of it). Whoever made them (this run, another shard into
+/// the same directory that has not synced them yet, a `mkdir -p` just before) a power loss
+/// may take them back unsynced, and the blobs with them. Real directories, not the names
+/// of links on the way. None when `root` cannot be found (it is gone: its own sync fails).
+pub(super) fn above(root: &Path) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let mut dirs = Vec::new();
+    let Ok(mut dir) = std::fs::canonicalize(root) else {
+        return dirs;
+    };
+    let Ok(dev) = std::fs::metadata(&dir).map(|m| m.dev()) else {
+        return dirs;
+    };
+    while let Some(parent) = dir.parent() {
+        if !std::fs::metadata(parent).is_ok_and(|m| m.dev() == dev) {
+            break;
+        }
+        dirs.push(parent.to_path_buf());
+        dir = parent.to_path_buf();
+    }
+    dirs
+}
+
 /// `root` as it names directories on disk once made, and the directories made only to
 /// leave through a `..` after them.
 ///
