@@ -1164,6 +1164,34 @@ fn what_the_layout_says_is_stored_is_synced_to_disk() {
     );
 }
 
+/// A pull killed (`kill -9`) as it stored a manifest left its temporary file, which the
+/// next run turned into the manifest's partial download; that run stored the manifest from
+/// the bytes it fetched (manifests are held in memory, never carried on) and left the
+/// partial beside it, a stray in the layout for a day. A blob stored takes its partial
+/// download with it.
+#[test]
+fn a_pull_leaves_no_partial_download_of_a_manifest_it_stored() {
+    let reg = FakeRegistry::start();
+    let manifest = small_image(&reg, "v1");
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let hex = manifest.strip_prefix("sha256:").unwrap();
+    let partial = layout
+        .join("blobs/sha256")
+        .join(format!(".dist-partial-{hex}"));
+    std::fs::create_dir_all(partial.parent().unwrap()).unwrap();
+    std::fs::write(&partial, br#"{"schemaVersion":2,"#).unwrap();
+    let image = format!("{}:v1", repo(&reg));
+    Dist::new().ok(&["pull", &image, "-o", layout.to_str().unwrap()]);
+    let left: Vec<String> = std::fs::read_dir(partial.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with('.'))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(layout.join("blobs/sha256").join(hex).is_file());
+}
+
 /// A layout another run made (a shard into the same `-o DIR` that started first, its
 /// `mkdir`s not synced yet) holds what this run stores only once the directories above it
 /// are durable too: only the run that created the layout synced those, and a shard that
