@@ -1192,6 +1192,34 @@ fn a_pull_leaves_no_partial_download_of_a_manifest_it_stored() {
     assert!(layout.join("blobs/sha256").join(hex).is_file());
 }
 
+/// A pull killed (`kill -9`) while it held `index.json`'s lock, once `index.json` named its
+/// image, left the lock file: the kernel drops the lock, but nothing removed the file, since
+/// the same pull run again finds its entry in place and takes no lock. It stayed in the
+/// layout for good. A run opening the layout removes it unless a live run holds it.
+#[test]
+fn an_index_lock_file_a_killed_run_left_goes_with_the_next_run() {
+    use std::os::fd::AsRawFd;
+    let reg = FakeRegistry::start();
+    small_image(&reg, "v1");
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let image = format!("{}:v1", repo(&reg));
+    let pull = || Dist::new().ok(&["pull", &image, "-o", layout.to_str().unwrap()]);
+    pull();
+    let lock = layout.join(".dist-index.lock");
+    std::fs::write(&lock, b"").unwrap();
+    pull();
+    assert!(!lock.exists(), "the killed run's lock file stayed");
+
+    // One a live run holds stays.
+    let held = std::fs::File::create(&lock).unwrap();
+    // SAFETY: flock on a descriptor this test owns; it touches no memory.
+    let locked = unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    assert_eq!(locked, 0, "{}", std::io::Error::last_os_error());
+    pull();
+    assert!(lock.exists(), "a held lock file went");
+}
+
 /// A layout another run made (a shard into the same `-o DIR` that started first, its
 /// `mkdir`s not synced yet) holds what this run stores only once the directories above it
 /// are durable too: only the run that created the layout synced those, and a shard that
