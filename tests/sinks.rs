@@ -1689,12 +1689,24 @@ fn the_sync_at_the_end_of_a_batch_does_not_hold_off_its_timeout() {
     assert!(layout.join("blobs/sha256").join(&blob[7..]).is_file());
 }
 
+/// How many directories above `dir` are on its filesystem: the first sync of a layout at
+/// `dir` makes their entries durable after `blobs/sha256`, `blobs` and `dir`.
+fn above_on_its_filesystem(dir: &Path) -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let dir = dir.canonicalize().unwrap();
+    let dev = std::fs::metadata(&dir).unwrap().dev();
+    dir.ancestors()
+        .skip(1)
+        .take_while(|above| std::fs::metadata(above).unwrap().dev() == dev)
+        .count()
+}
+
 /// A pull of an image already in a layout under a second tag, `v2`, stopped by a
 /// `--timeout` of 6 s while strace holds up what `options` picks (`held`: given the
 /// layout's directory and its `index.json`): with nothing to store, the only rename in the
 /// directory is `index.json`'s, and the thread that writes it syncs the blobs it found
-/// first (`blobs/sha256`, `blobs`, the directory), then the new `index.json` and the
-/// directory again; no other thread syncs anything. `None` where strace cannot run.
+/// first (`blobs/sha256`, `blobs`, the directory, those above it), then the new
+/// `index.json` and the directory again; no other thread syncs anything. `None` where strace cannot run.
 /// Returns the output, strace's log, `index.json`'s path and the directory holding it.
 fn pull_stopped_in_the_index(
     held: impl FnOnce(&str, &str) -> Vec<String>,
@@ -1838,14 +1850,15 @@ fn a_pull_stopped_in_the_sync_of_its_blobs_says_so() {
 }
 
 /// A pull stopped while it writes the new `index.json` (the temporary file's fsync held
-/// up: with nothing to store, the fourth on its thread, after the syncs of the blobs it
-/// found) says the stop came before the rename: it blamed another run's lock, which this
-/// run held itself.
+/// up: with nothing to store, the first on its thread after the syncs of the blobs it
+/// found and of the directories above the layout) says the stop came before the rename:
+/// it blamed another run's lock, which this run held itself.
 #[test]
 fn a_pull_stopped_writing_the_index_does_not_blame_a_lock() {
-    let held = |_: &str, _: &str| {
-        let inject = "inject=fsync:delay_enter=20000000:when=4";
-        ["-e", inject].map(String::from).to_vec()
+    let held = |layout: &str, _: &str| {
+        let first_round = 3 + above_on_its_filesystem(Path::new(layout));
+        let inject = format!("inject=fsync:delay_enter=20000000:when={}", first_round + 1);
+        ["-e".to_string(), inject].to_vec()
     };
     let Some((out, log, index, _dir)) = pull_stopped_in_the_index(held) else {
         return;
