@@ -1194,14 +1194,12 @@ fn what_the_layout_says_is_stored_is_synced_to_disk() {
         "index.json not synced: {ops:#?}"
     );
     // The new layout's own name, in the directory it was created in, and those of the
-    // directories made for it, up to the one that was there.
-    let last_blob = ops
-        .iter()
-        .rposition(|op| matches!(op, FileOp::Rename(_, to) if to.parent() == Some(&*blobs)));
+    // directories made for it, up to the one that was there: made at the start, they are
+    // synced once, before `index.json` names what they hold.
     for above in ["made/for", "made", ""] {
         let above = FileOp::Sync(parent.path().join(above).components().collect());
         assert!(
-            ops[last_blob.expect("blobs stored")..].contains(&above),
+            ops[..entry].contains(&above),
             "{above:?} not synced: {ops:#?}"
         );
     }
@@ -1219,6 +1217,91 @@ fn what_the_layout_says_is_stored_is_synced_to_disk() {
         dir_synced_after_renames(&ops, &blobs, ops.len()),
         "blobs not synced before exit: {ops:#?}"
     );
+}
+
+/// A pull killed (`kill -9`) as it stored a manifest left its temporary file, which the
+/// next run turned into the manifest's partial download; that run stored the manifest from
+/// the bytes it fetched (manifests are held in memory, never carried on) and left the
+/// partial beside it, a stray in the layout for a day. A blob stored takes its partial
+/// download with it.
+#[test]
+fn a_pull_leaves_no_partial_download_of_a_manifest_it_stored() {
+    let reg = FakeRegistry::start();
+    let manifest = small_image(&reg, "v1");
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let hex = manifest.strip_prefix("sha256:").unwrap();
+    let partial = layout
+        .join("blobs/sha256")
+        .join(format!(".dist-partial-{hex}"));
+    std::fs::create_dir_all(partial.parent().unwrap()).unwrap();
+    std::fs::write(&partial, br#"{"schemaVersion":2,"#).unwrap();
+    let image = format!("{}:v1", repo(&reg));
+    Dist::new().ok(&["pull", &image, "-o", layout.to_str().unwrap()]);
+    let left: Vec<String> = std::fs::read_dir(partial.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with('.'))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(layout.join("blobs/sha256").join(hex).is_file());
+}
+
+/// A pull killed (`kill -9`) while it held `index.json`'s lock, once `index.json` named its
+/// image, left the lock file: the kernel drops the lock, but nothing removed the file, since
+/// the same pull run again finds its entry in place and takes no lock. It stayed in the
+/// layout for good. A run opening the layout removes it unless a live run holds it.
+#[test]
+fn an_index_lock_file_a_killed_run_left_goes_with_the_next_run() {
+    use std::os::fd::AsRawFd;
+    let reg = FakeRegistry::start();
+    small_image(&reg, "v1");
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let image = format!("{}:v1", repo(&reg));
+    let pull = || Dist::new().ok(&["pull", &image, "-o", layout.to_str().unwrap()]);
+    pull();
+    let lock = layout.join(".dist-index.lock");
+    std::fs::write(&lock, b"").unwrap();
+    pull();
+    assert!(!lock.exists(), "the killed run's lock file stayed");
+
+    // One a live run holds stays.
+    let held = std::fs::File::create(&lock).unwrap();
+    // SAFETY: flock on a descriptor this test owns; it touches no memory.
+    let locked = unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    assert_eq!(locked, 0, "{}", std::io::Error::last_os_error());
+    pull();
+    assert!(lock.exists(), "a held lock file went");
+}
+
+/// A layout another run made (a shard into the same `-o DIR` that started first, its
+/// `mkdir`s not synced yet) holds what this run stores only once the directories above it
+/// are durable too: only the run that created the layout synced those, and a shard that
+/// finished first exited 0 with its blobs' names hanging on directory entries a power
+/// loss could take back.
+#[test]
+fn the_directories_above_a_layout_another_run_made_are_synced() {
+    let reg = FakeRegistry::start();
+    let blob = reg.blob("team/app", bytes(97, 5000));
+    let parent = tempfile::tempdir().unwrap();
+    let layout = parent.path().join("made/for/new");
+    // Another shard's doing, as far as it got.
+    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    let args = ["fetch", &repo(&reg), &blob, "-o", layout.to_str().unwrap()];
+    let Some(ops) = traced_file_operations(&Dist::new(), &args, parent.path()) else {
+        eprintln!("strace cannot run here; not checked");
+        return;
+    };
+    let blobs = layout.join("blobs/sha256");
+    assert!(
+        dir_synced_after_renames(&ops, &blobs, ops.len()),
+        "blobs not synced before exit: {ops:#?}"
+    );
+    for above in ["made/for", "made", ""] {
+        let above = FileOp::Sync(parent.path().join(above).components().collect());
+        assert!(ops.contains(&above), "{above:?} not synced: {ops:#?}");
+    }
 }
 
 /// `dist fetch LOC - -o DIR` under `strace` with its `options`, fed through a pipe left open:
@@ -1661,12 +1744,24 @@ fn the_sync_at_the_end_of_a_batch_does_not_hold_off_its_timeout() {
     assert!(layout.join("blobs/sha256").join(&blob[7..]).is_file());
 }
 
+/// How many directories above `dir` are on its filesystem: the first sync of a layout at
+/// `dir` makes their entries durable after `blobs/sha256`, `blobs` and `dir`.
+fn above_on_its_filesystem(dir: &Path) -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let dir = dir.canonicalize().unwrap();
+    let dev = std::fs::metadata(&dir).unwrap().dev();
+    dir.ancestors()
+        .skip(1)
+        .take_while(|above| std::fs::metadata(above).unwrap().dev() == dev)
+        .count()
+}
+
 /// A pull of an image already in a layout under a second tag, `v2`, stopped by a
 /// `--timeout` of 6 s while strace holds up what `options` picks (`held`: given the
 /// layout's directory and its `index.json`): with nothing to store, the only rename in the
 /// directory is `index.json`'s, and the thread that writes it syncs the blobs it found
-/// first (`blobs/sha256`, `blobs`, the directory), then the new `index.json` and the
-/// directory again; no other thread syncs anything. `None` where strace cannot run.
+/// first (`blobs/sha256`, `blobs`, the directory, those above it), then the new
+/// `index.json` and the directory again; no other thread syncs anything. `None` where strace cannot run.
 /// Returns the output, strace's log, `index.json`'s path and the directory holding it.
 fn pull_stopped_in_the_index(
     held: impl FnOnce(&str, &str) -> Vec<String>,
@@ -1810,14 +1905,15 @@ fn a_pull_stopped_in_the_sync_of_its_blobs_says_so() {
 }
 
 /// A pull stopped while it writes the new `index.json` (the temporary file's fsync held
-/// up: with nothing to store, the fourth on its thread, after the syncs of the blobs it
-/// found) says the stop came before the rename: it blamed another run's lock, which this
-/// run held itself.
+/// up: with nothing to store, the first on its thread after the syncs of the blobs it
+/// found and of the directories above the layout) says the stop came before the rename:
+/// it blamed another run's lock, which this run held itself.
 #[test]
 fn a_pull_stopped_writing_the_index_does_not_blame_a_lock() {
-    let held = |_: &str, _: &str| {
-        let inject = "inject=fsync:delay_enter=20000000:when=4";
-        ["-e", inject].map(String::from).to_vec()
+    let held = |layout: &str, _: &str| {
+        let first_round = 3 + above_on_its_filesystem(Path::new(layout));
+        let inject = format!("inject=fsync:delay_enter=20000000:when={}", first_round + 1);
+        ["-e".to_string(), inject].to_vec()
     };
     let Some((out, log, index, _dir)) = pull_stopped_in_the_index(held) else {
         return;

@@ -231,10 +231,11 @@ async fn a_whole_index_named_while_waiting_for_the_lock_stays_named() {
 fn a_pull_stopped_while_waiting_for_the_index_lock_writes_no_entry() {
     let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     source(src.path(), false);
-    LayoutStore::open(dst.path()).unwrap();
+    let store = LayoutStore::open(dst.path()).unwrap();
     let lock = crate::sink::index::IndexLock::acquire(dst.path()).unwrap();
     // Each try for the lock opens its file: the only sign the wait gives. Watched from
-    // before the pull starts, so that no try goes unseen.
+    // before the pull starts, so that no try goes unseen; the store is opened before, as
+    // its sweep opens the lock file too (to remove one nobody holds).
     let tries = Opens::of(&dst.path().join(".dist-index.lock"));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -242,9 +243,8 @@ fn a_pull_stopped_while_waiting_for_the_index_lock_writes_no_entry() {
         .build()
         .unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
-    let (from, to) = (src.path().to_owned(), dst.path().to_owned());
+    let from = src.path().to_owned();
     let pulling = runtime.spawn(async move {
-        let store = LayoutStore::open(&to).unwrap();
         let remote: Arc<dyn Remote> = Arc::new(LayoutRemote::new(&from));
         let opts = PullOptions {
             platforms: arm64(),

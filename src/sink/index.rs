@@ -17,7 +17,8 @@ use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::image::{entry_ref_name, Descriptor};
 
-const INDEX_LOCK: &str = ".dist-index.lock";
+/// The lock file of `index.json`, in the layout's root.
+pub(super) const INDEX_LOCK: &str = ".dist-index.lock";
 /// How long to wait for another process to finish its `index.json` update.
 pub(crate) const INDEX_LOCK_WAIT: Duration = Duration::from_secs(60);
 

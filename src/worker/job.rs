@@ -324,9 +324,6 @@ async fn to_store(
                     .clone();
                 outcome.path = Some(temp.commit(&digest).await?);
                 outcome.status = Status::Ok;
-                // One another process left, found once this fetch took the blob's lock
-                // too late to carry it on (the blob's size was not known before).
-                store.remove_partial(&digest);
                 return Ok(());
             }
             // A size the server contradicted (a resume's total other than the one it

@@ -32,6 +32,50 @@ pub(super) fn made_in(root: &Path) -> Vec<PathBuf> {
     dirs
 }
 
+/// The directories whose entries hold the layout at `root` in place: the one it is in and
+/// each above it, as far as its filesystem goes (the entry of a mount's root, in the
+/// filesystem above, is no part of it). Whoever made them (this run, another shard into
+/// the same directory that has not synced them yet, a `mkdir -p` just before) a power loss
+/// may take them back unsynced, and the blobs with them. Real directories, not the names
+/// of links on the way. With them, those holding a name `root` leaves again through a `..`
+/// (`x` of `x/y/../../z/out`, which holds `y`): the paths a run reports lead through it.
+/// None when `root` cannot be found (it is gone: its own sync fails).
+pub(super) fn above(root: &Path) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    use std::path::Component;
+    let mut dirs = Vec::new();
+    let Ok(there) = std::fs::canonicalize(root) else {
+        return dirs;
+    };
+    let Ok(dev) = std::fs::metadata(&there).map(|m| m.dev()) else {
+        return dirs;
+    };
+    let on_its_filesystem = |dir: &Path| std::fs::metadata(dir).is_ok_and(|m| m.dev() == dev);
+    let mut dir = there.as_path();
+    while let Some(parent) = dir.parent().filter(|p| on_its_filesystem(p)) {
+        dirs.push(parent.to_path_buf());
+        dir = parent;
+    }
+    // Each name on the way as written is in a directory: mostly one of those above, but
+    // not where a `..` leaves it again.
+    let mut named = PathBuf::new();
+    for c in root.components() {
+        if matches!(c, Component::Normal(_)) {
+            let holding = match named.as_os_str().is_empty() {
+                true => Path::new("."),
+                false => &named,
+            };
+            if let Ok(holding) = std::fs::canonicalize(holding) {
+                if holding != there && !dirs.contains(&holding) && on_its_filesystem(&holding) {
+                    dirs.push(holding);
+                }
+            }
+        }
+        named.push(c);
+    }
+    dirs
+}
+
 /// `root` as it names directories on disk once made, and the directories made only to
 /// leave through a `..` after them.
 ///
@@ -567,6 +611,29 @@ mod tests {
         place_new(empty(), &path).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), EMPTY_INDEX);
         assert!(!std::fs::symlink_metadata(&path).unwrap().is_symlink());
+    }
+
+    /// `-o x/y/../../z/out`: the paths a run reports lead through `x/y`, whose entry is in
+    /// `x`, no directory above where the path leads (`z/out`). Synced only above that, a
+    /// power loss could take `x/y` back with the layout still there, and every path
+    /// reported with it. (`x`, in the directory `z` is in, was synced.)
+    #[test]
+    fn the_directories_a_path_leaves_through_dot_dot_are_above_it_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let top = dir.path().canonicalize().unwrap();
+        std::fs::create_dir_all(top.join("x/y")).unwrap();
+        std::fs::create_dir_all(top.join("z/out")).unwrap();
+        let dirs = above(&top.join("x/y/../../z/out"));
+        for holds in ["z", "", "x"] {
+            let holds = top.join(holds).components().collect::<PathBuf>();
+            assert_eq!(
+                dirs.iter().filter(|d| **d == holds).count(),
+                1,
+                "{holds:?} once: {dirs:?}"
+            );
+        }
+        assert!(!dirs.contains(&top.join("z/out")), "{dirs:?}");
+        assert!(!dirs.contains(&top.join("x/y")), "{dirs:?}");
     }
 
     /// A layout's file that cannot be made is named, not the temporary file it goes

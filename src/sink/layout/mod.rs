@@ -27,7 +27,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,7 +44,7 @@ mod temp_blob;
 pub use files::hash_file;
 pub use files::sync_dir;
 use files::{
-    create_dirs, hash_reader, made_in, make_skeleton, memory_backed, on_disk, open_regular,
+    above, create_dirs, hash_reader, made_in, make_skeleton, memory_backed, on_disk, open_regular,
     take_back,
 };
 pub use locks::IngestLock;
@@ -103,6 +103,9 @@ pub struct LayoutStore {
     /// the layout is in and, if `create_dir_all` made that too, each one up to the first
     /// that was there. Empty when the layout was there already.
     made_in: Vec<PathBuf>,
+    /// The directories above the layout ([`above`]) are to be synced by the next round of
+    /// [`LayoutStore::sync`]: at first, and again once this run made the layout again.
+    above_unsynced: Arc<AtomicBool>,
     /// The directories made for names a `..` in the layout's path left again (`x` of
     /// `-o x/../y`, no `x`), deepest first: a failed run takes them back with the rest.
     made_aside: Vec<PathBuf>,
@@ -191,6 +194,7 @@ impl LayoutStore {
             laid_out,
             made_in,
             made_aside,
+            above_unsynced: Arc::new(AtomicBool::new(true)),
             waiting: Arc::default(),
             index_entry: Arc::default(),
         };
@@ -229,7 +233,7 @@ impl LayoutStore {
         // rebuilt it ([`Self::temp`]): the layout is that run's now, and needs back the
         // files this removal may already have taken.
         if std::fs::symlink_metadata(&self.there).is_ok() {
-            let _ = make_skeleton(&self.root, &self.root.join("blobs"));
+            let _ = self.make_again(&self.root.join("blobs"));
         }
         false
     }
@@ -510,7 +514,7 @@ impl LayoutStore {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     // The layout taken away by a failed run beside this one: made again,
                     // as for a temporary file ([`Self::temp`]).
-                    if make_skeleton(&self.root, &dir).is_err() {
+                    if self.make_again(&dir).is_err() {
                         return unlocked();
                     }
                     continue;
@@ -622,7 +626,7 @@ impl LayoutStore {
             match create() {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 5 => {
                     tries += 1;
-                    make_skeleton(&self.root, &dir)?;
+                    self.make_again(&dir)?;
                 }
                 other => break other,
             }
@@ -642,6 +646,15 @@ impl LayoutStore {
             len: 0,
             held_to: None,
         })
+    }
+
+    /// Makes the layout's skeleton again, up to `dir` ([`make_skeleton`]): another run took
+    /// it away, and the directories above it too, perhaps, which this run then made. Their
+    /// entries are synced again with the next round of [`Self::sync`].
+    fn make_again(&self, dir: &Path) -> Result<()> {
+        let made = make_skeleton(&self.root, dir);
+        self.above_unsynced.store(true, Ordering::Release);
+        made
     }
 
     /// Adds `entry` to `index.json`, atomically and safely against other runs; see
@@ -771,9 +784,9 @@ impl LayoutStore {
     /// without syncing yet. A blob's content is fsync'd before its rename into place, but
     /// the rename is only as durable as its directory: a power loss soon after a run that
     /// said it stored a blob could take the name back. The directories (each
-    /// `blobs/<algorithm>` a blob went into, `blobs/`, the layout's own, and the ones above
-    /// it whose entries this run made when it created the layout) are fsync'd here, not per
-    /// blob: once per blob cost 1000 small blobs a fifth to a third more time on ext4, once
+    /// `blobs/<algorithm>` a blob went into, `blobs/`, the layout's own, and in the first
+    /// round the ones above it on its filesystem, whoever made them) are fsync'd here, not
+    /// per blob: once per blob cost 1000 small blobs a fifth to a third more time on ext4, once
     /// per batch nothing measurable, nor once a second. A service whose batch never ends
     /// calls it every second or so, as `dist fetch LOC - -o DIR` does, or the names it
     /// stored may never be durable. Nothing to do when no blob was stored or found, or in
@@ -818,15 +831,23 @@ impl LayoutStore {
     /// One round of [`Self::sync`]: `dirs` and those every round syncs.
     fn sync_round(&self, dirs: &[PathBuf]) -> Result<()> {
         let blobs = self.root.join("blobs");
-        // A layout this run created holds its blobs only once its own name, and those of
-        // the directories made for it, are durable.
+        // A layout holds its blobs only once its own name, and those of the directories
+        // above it, are durable: made by another run into it (a shard that started first
+        // and has not synced them yet), they were left to that run, and a shard that
+        // finished first exited with its blobs hanging on them. Once per store, as they
+        // stay made (and once more if this run made them again); not the whole way up per
+        // round, an fsync each.
         // Every directory is tried whatever failed before it: after an EIO in one, the
         // others' names can still be made durable, and this round's list is not kept for
         // another (a second fsync of a failed directory may report success for what was
         // lost, as PostgreSQL learned).
         let mut first = None;
         let mut more = 0;
-        for dir in dirs.iter().chain([&blobs, &self.root]).chain(&self.made_in) {
+        let above = match self.above_unsynced.swap(false, Ordering::AcqRel) {
+            true => above(&self.root),
+            false => Vec::new(),
+        };
+        for dir in dirs.iter().chain([&blobs, &self.root]).chain(&above) {
             if let Err(e) = sync_dir(dir) {
                 match first {
                     None => first = Some((dir, e)),
@@ -941,6 +962,33 @@ mod tests {
             store.sync().unwrap();
             assert!(store.unsynced.lock().unwrap().is_empty());
         }
+    }
+
+    /// The directories above a layout are synced in the first round, and again once the
+    /// store made the layout again after another run took it away with the directory made
+    /// for it: synced only once, the entries made anew were left to a power loss.
+    #[test]
+    fn the_directories_above_a_layout_made_again_are_synced_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = dir.path().join("made");
+        let store = LayoutStore::open(made.join("new")).unwrap();
+        if store.in_memory {
+            eprintln!("a temporary directory in memory syncs nothing; not checked");
+            return;
+        }
+        let above_unsynced = || store.above_unsynced.load(Ordering::Acquire);
+        assert!(above_unsynced());
+        assert!(above(store.root()).contains(&made.canonicalize().unwrap()));
+        store.note_unsynced(&store.root().join("blobs"));
+        store.sync().unwrap();
+        assert!(!above_unsynced(), "synced in the first round");
+        store.note_unsynced(&store.root().join("blobs"));
+        store.sync().unwrap();
+        assert!(!above_unsynced());
+        std::fs::remove_dir_all(&made).unwrap();
+        let _temp = store.temp(Algorithm::Sha256).unwrap();
+        assert!(made.join("new/blobs/sha256").is_dir());
+        assert!(above_unsynced(), "made again: to be synced again");
     }
 
     /// A store whose sync, under way on its own thread, is held opening a FIFO noted as a

@@ -1,5 +1,6 @@
 //! Removing what killed or failed runs left in a layout: temporary files of processes
-//! that are gone, partial downloads nobody carried on, lock files nobody holds.
+//! that are gone, partial downloads nobody carried on, lock files nobody holds (the blobs'
+//! ingest locks, `index.json`'s).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use super::locks::{held, remove_unheld_lock};
 use super::temp_blob::{park, partial_in};
 use super::{LOCK_PREFIX, PARTIAL_AGE, PARTIAL_PREFIX, TMP_PREFIX};
+use crate::sink::index::INDEX_LOCK;
 
 /// A temporary file of another machine sharing the directory is left alone this long.
 const FOREIGN_TEMP_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -29,7 +31,9 @@ pub(super) fn remove_stale_in(dir: &Path) -> Vec<PathBuf> {
         if entry.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
         }
-        if name.starts_with(LOCK_PREFIX) {
+        // `index.json`'s too: a run killed once its entry was in place left it, and the
+        // same run again, finding the entry there, takes no lock to remove it.
+        if name.starts_with(LOCK_PREFIX) || name == INDEX_LOCK {
             remove_unheld_lock(&entry.path());
             continue;
         }

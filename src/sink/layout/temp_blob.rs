@@ -243,7 +243,8 @@ impl TempBlob {
         }
     }
 
-    /// Makes the verified content durable and moves it to its place for `digest`.
+    /// Makes the verified content durable and moves it to its place for `digest`; a
+    /// partial download of `digest` the store knows of goes ([`LayoutStore::remove_partial`]).
     ///
     /// The content is not hashed again here: `digest` is taken on the caller's word. Commit
     /// only once the [`Download`](crate::Download) whose chunks were written returned
@@ -272,6 +273,11 @@ impl TempBlob {
             self.store
                 .note_unsynced(dest.parent().expect("a blob is in a directory"));
         }
+        // A partial download of the blob that this content was not carried on from goes
+        // with it: one another process left, found once this fetch took the blob's lock too
+        // late to carry it on, or a killed run's of content held in memory (a pull's
+        // manifest), which is never carried on, and stayed beside the blob for a day.
+        self.store.remove_partial(digest);
         Ok(dest)
     }
 }
