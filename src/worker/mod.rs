@@ -57,13 +57,16 @@ pub struct Outcome {
     pub object: String,
     /// How it ended.
     pub status: Status,
-    /// The verified digest.
+    /// The verified digest. A failed object's (`Status::Error`) is at most the one its
+    /// input line named (none for a tag), not one verified: what was asked for, however
+    /// far the fetch got, not what was received.
     pub digest: Option<Digest>,
-    /// The content's size.
+    /// The content's size; a failed object's is the size its line gave (`size:`, a
+    /// descriptor's `size`), if any.
     pub size: Option<u64>,
-    /// The media type, if known.
+    /// The media type, if known; a failed object's is the one its line gave.
     pub media_type: Option<String>,
-    /// Where it was stored (directory output).
+    /// Where it was stored (directory output); a failed object has none.
     pub path: Option<PathBuf>,
     /// Why it failed.
     pub error: Option<Error>,
