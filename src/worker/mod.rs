@@ -691,6 +691,27 @@ mod tests {
         assert_eq!((s.started, s.finished, s.failed), (1, 1, 1), "{s:?}");
     }
 
+    /// Regression: a line whose fetch task ended abnormally (a panic) read as a whole, yet
+    /// its outcome had no digest, size or media type, as a line that does not read; every
+    /// other failed line says what its input line asked for.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_task_that_ended_abnormally_says_what_its_line_asked_for() {
+        use futures::StreamExt;
+        let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let layer = "application/vnd.oci.image.layer.v1.tar";
+        let line = format!("{{\"digest\":\"{d}\",\"size\":7,\"mediaType\":\"{layer}\"}}\n");
+        let remote: Arc<dyn Remote> = Arc::new(Panics);
+        let input = std::io::Cursor::new(line.into_bytes());
+        let outcomes: Vec<Outcome> = run(remote, input, WorkerOptions::default()).collect().await;
+        assert_eq!(outcomes.len(), 1);
+        let o = &outcomes[0];
+        assert_eq!(o.status, Status::Error);
+        assert_eq!(o.digest.as_ref().map(Digest::as_str), Some(d), "{o:?}");
+        assert_eq!(o.size, Some(7), "{o:?}");
+        assert_eq!(o.media_type.as_deref(), Some(layer), "{o:?}");
+        assert_eq!(o.path, None, "{o:?}");
+    }
+
     /// A job's task stays small, whatever its fetch's future holds: the task's cell is
     /// allocated, and moved whole, for each object of a batch.
     #[test]
