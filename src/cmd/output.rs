@@ -746,6 +746,110 @@ mod tests {
         );
     }
 
+    /// Stdout on a disk with room for `room` more bytes, taking at most `per` of them a
+    /// call and interrupted (`EINTR`) every other call.
+    struct Grudging {
+        room: usize,
+        per: usize,
+        interrupted: bool,
+    }
+
+    impl Write for Grudging {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.interrupted = !self.interrupted;
+            if self.interrupted {
+                return Err(std::io::ErrorKind::Interrupted.into());
+            }
+            if self.room == 0 {
+                return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            let n = buf.len().min(self.room).min(self.per);
+            self.room -= n;
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Wherever a full disk cuts a stream of several batches (frames large and small,
+    /// error frames, each batch's frames gathered into writes that the disk takes in
+    /// pieces), the object named is the one whose frame the stream ends in, with how much
+    /// of it went out, and the report has a line for each frame before it, in order.
+    #[test]
+    fn a_full_disk_anywhere_names_the_frame_it_cuts_and_reports_those_before_it() {
+        let sizes = [
+            5, 0, 100_000, 3, 200_000, 0, 1, 150_000, 7, 90_000, 0, 10, 300_000,
+        ];
+        let outcome = |i: usize| match sizes[i] {
+            0 => {
+                let mut bad = Outcome::new(i as u64 + 1, format!("bad{i}"));
+                bad.fail(dist::Error::invalid("bad"));
+                bad
+            }
+            len => fetched(i as u64 + 1, len),
+        };
+        let batches = [0..3, 3..7, 7..sizes.len()];
+        let mut ends = Vec::new();
+        let mut end = 0;
+        for i in 0..sizes.len() {
+            let mut frame = Vec::new();
+            dist::sink::framed::write_frame(&mut frame, &mut outcome(i)).unwrap();
+            end += frame.len();
+            ends.push(end);
+        }
+        let mut rooms: Vec<usize> = (0..end).step_by(49_999).collect();
+        for &e in &ends[..ends.len() - 1] {
+            rooms.extend([e - 1, e, e + 1]);
+        }
+        for per in [4093, usize::MAX] {
+            for &room in &rooms {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("report.jsonl");
+                let mut report = Some(Report {
+                    out: std::io::BufWriter::new(std::fs::File::create(&path).unwrap()),
+                    path: path.display().to_string(),
+                });
+                let mut out = sink::gather::Gather::new(Grudging {
+                    room,
+                    per,
+                    interrupted: false,
+                });
+                let failed = batches.iter().find_map(|lines| {
+                    let mut batch = lines.clone().map(outcome).collect();
+                    write_batch(&mut out, &mut report, true, &mut batch).err()
+                });
+                drop(report);
+                let case = format!("room {room}, {per} a write");
+                let Some(Failure::Write(said)) = failed else {
+                    panic!("{case}: a full disk is no success, nor a reader gone");
+                };
+                let cut = ends.iter().position(|&e| e > room).expect("a frame cut");
+                let start = cut.checked_sub(1).map_or(0, |i| ends[i]);
+                let object = outcome(cut).object;
+                assert!(said.starts_with(&format!("{object}: ")), "{case}: {said}");
+                let into = room - start;
+                let how = match into {
+                    0 => "none of it written".to_string(),
+                    _ => format!("cut short after {into} of its bytes"),
+                };
+                assert!(said.contains(&how), "{case}: {said}");
+                let reported: Vec<u64> = std::fs::read_to_string(&path)
+                    .unwrap()
+                    .lines()
+                    .map(|l| {
+                        serde_json::from_str::<serde_json::Value>(l).unwrap()["line"]
+                            .as_u64()
+                            .unwrap()
+                    })
+                    .collect();
+                let whole: Vec<u64> = (1..=cut as u64).collect();
+                assert_eq!(reported, whole, "{case}");
+            }
+        }
+    }
+
     /// A frame goes out before its report line says it did.
     #[test]
     fn a_framed_report_line_follows_its_frame() {

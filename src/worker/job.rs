@@ -9,6 +9,8 @@
 
 use std::time::Instant;
 
+use futures::FutureExt;
+
 use super::ingest::{self, Claimed, LOCK_FROM};
 use super::line::Job;
 use super::progress::{Progress, Tally};
@@ -32,25 +34,34 @@ pub async fn run(
     let started = Instant::now();
     let mut outcome = Outcome::new(line, job.object.to_string());
     let mut tally = Tally::new(progress, job.hints.size);
-    let result = match destination {
-        Destination::Spool { threshold } => {
-            to_spool(remote, &job, *threshold, &mut tally, &mut outcome).await
-        }
-        Destination::Store {
-            store,
-            verify_existing,
-        } => {
-            to_store(
-                remote,
-                &job,
+    let fetched = async {
+        match destination {
+            Destination::Spool { threshold } => {
+                to_spool(remote, &job, *threshold, &mut tally, &mut outcome).await
+            }
+            Destination::Store {
                 store,
-                *verify_existing,
-                &mut tally,
-                &mut outcome,
-            )
-            .await
+                verify_existing,
+            } => {
+                to_store(
+                    remote,
+                    &job,
+                    store,
+                    *verify_existing,
+                    &mut tally,
+                    &mut outcome,
+                )
+                .await
+            }
         }
     };
+    // A bug that panics in a fetch fails its object alone, caught here where the job is
+    // still at hand: caught by the task's join instead, its line said nothing of what it
+    // had asked for, as a line that does not read.
+    let result = std::panic::AssertUnwindSafe(fetched)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| Err(ended_abnormally(panic.as_ref())));
     if let Err(e) = result {
         tally.failed();
         outcome.fail(e.with_object(&job.object));
@@ -58,6 +69,17 @@ pub async fn run(
     }
     outcome.elapsed = started.elapsed();
     outcome
+}
+
+/// The error of a fetch that panicked, with the panic's message.
+fn ended_abnormally(panic: &(dyn std::any::Any + Send)) -> Error {
+    let said = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message");
+    Error::new(ErrorKind::Io, "fetch task ended abnormally")
+        .with_cause(format!("panicked with message {said:?}"))
 }
 
 /// Records what a failed object's input line asked for, whatever the fetch had learnt when

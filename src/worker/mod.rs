@@ -57,13 +57,16 @@ pub struct Outcome {
     pub object: String,
     /// How it ended.
     pub status: Status,
-    /// The verified digest.
+    /// The verified digest. A failed object's (`Status::Error`) is at most the one its
+    /// input line named (none for a tag), not one verified: what was asked for, however
+    /// far the fetch got, not what was received.
     pub digest: Option<Digest>,
-    /// The content's size.
+    /// The content's size; a failed object's is the size its line gave (`size:`, a
+    /// descriptor's `size`), if any.
     pub size: Option<u64>,
-    /// The media type, if known.
+    /// The media type, if known; a failed object's is the one its line gave.
     pub media_type: Option<String>,
-    /// Where it was stored (directory output).
+    /// Where it was stored (directory output); a failed object has none.
     pub path: Option<PathBuf>,
     /// Why it failed.
     pub error: Option<Error>,
@@ -686,6 +689,27 @@ mod tests {
         assert!(e.to_string().contains(d), "{e}");
         let s = progress.snapshot();
         assert_eq!((s.started, s.finished, s.failed), (1, 1, 1), "{s:?}");
+    }
+
+    /// Regression: a line whose fetch task ended abnormally (a panic) read as a whole, yet
+    /// its outcome had no digest, size or media type, as a line that does not read; every
+    /// other failed line says what its input line asked for.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_task_that_ended_abnormally_says_what_its_line_asked_for() {
+        use futures::StreamExt;
+        let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let layer = "application/vnd.oci.image.layer.v1.tar";
+        let line = format!("{{\"digest\":\"{d}\",\"size\":7,\"mediaType\":\"{layer}\"}}\n");
+        let remote: Arc<dyn Remote> = Arc::new(Panics);
+        let input = std::io::Cursor::new(line.into_bytes());
+        let outcomes: Vec<Outcome> = run(remote, input, WorkerOptions::default()).collect().await;
+        assert_eq!(outcomes.len(), 1);
+        let o = &outcomes[0];
+        assert_eq!(o.status, Status::Error);
+        assert_eq!(o.digest.as_ref().map(Digest::as_str), Some(d), "{o:?}");
+        assert_eq!(o.size, Some(7), "{o:?}");
+        assert_eq!(o.media_type.as_deref(), Some(layer), "{o:?}");
+        assert_eq!(o.path, None, "{o:?}");
     }
 
     /// A job's task stays small, whatever its fetch's future holds: the task's cell is
