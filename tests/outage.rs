@@ -665,7 +665,7 @@ async fn a_token_server_down_in_an_outage_is_asked_once_for_all() {
     std::thread::sleep(ttl + Duration::from_millis(100));
     for (d, task) in blobs.iter().zip(tasks) {
         let e = task.await.unwrap().expect_err("every request failed");
-        assert!(e.contains("503"), "{d}: {e}");
+        assert!(e.contains("/token: token request answered 503"), "{d}: {e}");
     }
     ticker.abort();
     let asked = reg.token_requests() - asked;
@@ -673,4 +673,47 @@ async fn a_token_server_down_in_an_outage_is_asked_once_for_all() {
         asked <= 2 * (RETRIES as usize + 1),
         "{asked} token requests for {N} objects with {RETRIES} retries"
     );
+}
+
+/// An outage nobody met for a minute is forgotten when the next object comes (a worker
+/// fed slowly), also when its token has ended and the token server fails it then: the
+/// object gets its retries, not one request as one late to the outage. Its token failure,
+/// asked for before its turn while the outage seemed to hold, slept as the outage's
+/// sleeper and kept it remembered: the object, late to it, failed on the registry's one
+/// passing 503.
+#[tokio::test(start_paused = true)]
+async fn an_outage_forgotten_when_the_next_object_finds_its_token_server_failing() {
+    const RETRIES: u32 = 2;
+    let ttl = Duration::from_secs(2);
+    let reg = FakeRegistry::builder()
+        .auth(support::fake::Auth::bearer(ttl))
+        .start();
+    let before = failing(&reg, 9470..9474);
+    let next = reg.blob("team/app", bytes(9480, 4000));
+    let policy = RetryPolicy {
+        retries: RETRIES,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_secs(60),
+    };
+    let remote = library_remote(&reg, policy);
+    let ticker = tick_while_idle();
+    // More rounds failed in a row than one object may be asked for, then a minute
+    // without a request.
+    all_fail_with_503(&remote, &before).await;
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    // The token ends on the clock a token's expiry is read by, which goes on while this
+    // one, the runtime's, stands still.
+    std::thread::sleep(ttl + Duration::from_millis(100));
+    let asked = reg.token_requests();
+    reg.push_fault("/token", Fault::Status(503));
+    reg.push_fault(&next, Fault::Status(503));
+    let got = spawn_fetch(&remote, &next).await.unwrap();
+    ticker.abort();
+    got.expect("the registry served it when asked again");
+    assert_eq!(
+        reg.token_requests() - asked,
+        2,
+        "the token server failed once"
+    );
+    assert_eq!(reg.requests_for(&next), 2);
 }

@@ -468,7 +468,7 @@ impl Host {
                 // Held, a token first, beside every other task that needs one, whose
                 // failure they share: asked for behind the request sent for all, each
                 // task in turn asked a failing token server again, for itself alone.
-                if self.outage.holds() {
+                if self.outage.holds(&self.pause) {
                     if let Err(e) = self.auth.grant(policy).await {
                         let wait = again(e, retries, None)?;
                         _asleep = self.outage.sleep_out(wait).await;

@@ -142,21 +142,7 @@ impl Outage {
                 let mut s = self.state();
                 let round = self.round.load(Ordering::Acquire);
                 let streak = self.streak.load(Ordering::Acquire);
-                if streak < HOLD_AFTER {
-                    continue;
-                }
-                let quiet_since = s
-                    .last
-                    .as_ref()
-                    .map(|(_, at)| pause.until().map_or(*at, |until| until.max(*at)));
-                if s.sleepers == 0
-                    && quiet_since.is_some_and(|since| since.elapsed() > FORGET_AFTER)
-                {
-                    self.streak.store(0, Ordering::Release);
-                    self.ended.fetch_add(1, Ordering::AcqRel);
-                    self.round.fetch_add(1, Ordering::AcqRel);
-                    s.last = None;
-                    self.settled.notify_waiters();
+                if streak < HOLD_AFTER || self.forgot(&mut s, pause) {
                     continue;
                 }
                 if seen.is_some_and(|seen| seen != round) {
@@ -180,9 +166,37 @@ impl Outage {
     }
 
     /// Whether requests wait their turn now ([`admit`](Self::admit)): the host failed
-    /// rounds enough in a row.
-    pub(crate) fn holds(&self) -> bool {
-        self.streak.load(Ordering::Acquire) >= HOLD_AFTER
+    /// rounds enough in a row, and the outage is not one to forget, as `admit` would. A
+    /// request that asks for its token first while the outage holds, and sleeps out the
+    /// token server's failure under it, kept an outage nobody met for a minute remembered
+    /// (and the next object late to it, on one request) before `admit` could forget it.
+    pub(crate) fn holds(&self, pause: &HostPause) -> bool {
+        // Nearly every request, on a host that answers: no lock.
+        if self.streak.load(Ordering::Acquire) < HOLD_AFTER {
+            return false;
+        }
+        let mut s = self.state();
+        !self.forgot(&mut s, pause) && self.streak.load(Ordering::Acquire) >= HOLD_AFTER
+    }
+
+    /// Forgets the outage, under its lock `s`, when nothing met it for [`FORGET_AFTER`]
+    /// past its last failure and the host's `pause`, and no request sleeps under it:
+    /// whether it did.
+    fn forgot(&self, s: &mut State, pause: &HostPause) -> bool {
+        let quiet_since = s
+            .last
+            .as_ref()
+            .map(|(_, at)| pause.until().map_or(*at, |until| until.max(*at)));
+        let quiet = quiet_since.is_some_and(|since| since.elapsed() > FORGET_AFTER);
+        if s.sleepers > 0 || !quiet {
+            return false;
+        }
+        self.streak.store(0, Ordering::Release);
+        self.ended.fetch_add(1, Ordering::AcqRel);
+        self.round.fetch_add(1, Ordering::AcqRel);
+        s.last = None;
+        self.settled.notify_waiters();
+        true
     }
 
     /// A ticket for a request sent beside the one sent for all: the last attempt of a
