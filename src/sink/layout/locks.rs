@@ -10,8 +10,17 @@ use std::time::Duration;
 /// lock first as a fetch would ([`LayoutStore::try_ingest`](super::LayoutStore::try_ingest)), so that a process that opened
 /// it meanwhile finds it gone once it gets the lock, and makes a new one.
 pub(super) fn remove_unheld_lock(path: &Path) {
+    remove_unheld_lock_with(path, try_flock)
+}
+
+/// [`remove_unheld_lock`], locking with `lock` ([`try_flock`]'s), which tests make answer
+/// as NFS does.
+fn remove_unheld_lock_with(
+    path: &Path,
+    lock: impl Fn(&std::fs::File, libc::c_int) -> std::io::Result<bool>,
+) {
     match open_lock(path, false) {
-        Ok(file) => match try_flock(&file, libc::LOCK_EX) {
+        Ok(file) => match exclusive_or_shared(&file, lock) {
             Ok(true) if names_file(path, &file) => {
                 let _ = std::fs::remove_file(path);
             }
@@ -25,6 +34,21 @@ pub(super) fn remove_unheld_lock(path: &Path) {
             let _ = std::fs::remove_file(path);
         }
         Err(_) => {}
+    }
+}
+
+/// Takes `file`'s lock with `lock`, exclusive, or shared where the file is open only to
+/// read and the filesystem wants a writer for an exclusive lock (NFS, `EBADF`): another
+/// user's lock file in a shared layout opens only so. Taken for a filesystem without locks,
+/// the lock file a live run held was removed. Shared, the lock says as well whether anyone
+/// holds the file, and keeps a run that would take it out until the file is gone.
+fn exclusive_or_shared(
+    file: &std::fs::File,
+    lock: impl Fn(&std::fs::File, libc::c_int) -> std::io::Result<bool>,
+) -> std::io::Result<bool> {
+    match lock(file, libc::LOCK_EX) {
+        Err(e) if e.raw_os_error() == Some(libc::EBADF) => lock(file, libc::LOCK_SH),
+        other => other,
     }
 }
 
@@ -196,5 +220,29 @@ mod tests {
         let flags = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&file), libc::F_GETFL) };
         assert_eq!(flags & libc::O_ACCMODE, libc::O_RDWR);
         assert!(try_flock(&file, libc::LOCK_EX).unwrap());
+    }
+
+    /// On NFS an exclusive `flock` of a file open only to read fails with `EBADF`, and
+    /// another user's lock file opens only so: taken for a filesystem without locks, the
+    /// lock file a live run held (`index.json`'s, under which it was writing the index)
+    /// was removed, and the next run made its own and wrote `index.json` beside it. One
+    /// nobody holds still goes.
+    #[test]
+    fn a_held_lock_nfs_lets_this_run_open_only_to_read_stays() {
+        // NFS's answer to an exclusive lock of a file open only to read; the rest local.
+        let as_nfs = |file: &std::fs::File, operation: libc::c_int| match operation {
+            libc::LOCK_EX => Err(std::io::Error::from_raw_os_error(libc::EBADF)),
+            _ => try_flock(file, operation),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".dist-index.lock");
+        let holder = open_lock(&path, true).unwrap();
+        assert!(try_flock(&holder, libc::LOCK_EX).unwrap());
+        remove_unheld_lock_with(&path, as_nfs);
+        assert!(path.exists(), "a held lock file was removed");
+
+        drop(holder);
+        remove_unheld_lock_with(&path, as_nfs);
+        assert!(!path.exists(), "a lock file nobody holds stayed");
     }
 }
