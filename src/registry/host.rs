@@ -465,6 +465,9 @@ impl Host {
             let ticket = if self.mirror || headers.contains_key(http::header::RANGE) {
                 None
             } else {
+                // When the request came to the outage, before any wait for its token: a
+                // slow token server must not make it late to an outage it came before.
+                let came = *came.get_or_insert_with(|| self.outage.came(max_retries));
                 // Held, a token first, beside every other task that needs one, whose
                 // failure they share: asked for behind the request sent for all, each
                 // task in turn asked a failing token server again, for itself alone.
@@ -475,7 +478,6 @@ impl Host {
                         continue;
                     }
                 }
-                let came = *came.get_or_insert_with(|| self.outage.came(max_retries));
                 match self.outage.admit(&self.pause).await {
                     Admit::Send(t) => Some(t),
                     // Its last attempt is its own, even when it went out itself before:
