@@ -1744,15 +1744,23 @@ fn the_sync_at_the_end_of_a_batch_does_not_hold_off_its_timeout() {
     assert!(layout.join("blobs/sha256").join(&blob[7..]).is_file());
 }
 
-/// How many directories above `dir` are on its filesystem: the first sync of a layout at
-/// `dir` makes their entries durable after `blobs/sha256`, `blobs` and `dir`.
+/// How many directories above `dir` are on its filesystem and changed in the last five
+/// minutes: the first sync of a layout at `dir` makes their entries durable after
+/// `blobs/sha256`, `blobs` and `dir`. (The temporary directory a test just made, and the
+/// one it is in, always are; `/` changing at the very second five minutes ago would
+/// miscount.)
 fn above_on_its_filesystem(dir: &Path) -> usize {
     use std::os::unix::fs::MetadataExt;
     let dir = dir.canonicalize().unwrap();
     let dev = std::fs::metadata(&dir).unwrap().dev();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     dir.ancestors()
         .skip(1)
         .take_while(|above| std::fs::metadata(above).unwrap().dev() == dev)
+        .filter(|above| std::fs::metadata(above).unwrap().ctime() >= now - 300)
         .count()
 }
 
