@@ -3149,3 +3149,72 @@ fn a_redirect_to_a_login_is_shown_without_it_in_errors_logs_and_reports() {
         }
     }
 }
+
+/// A redirect to `https://` on a server that speaks only plain HTTP (a blob store the
+/// registry is misconfigured to name with the wrong scheme) is said to be the redirect's
+/// target. It was told to use `--plain-http` or an `http://` locator, which change only
+/// how the registry itself is asked: the target's scheme is the registry's to choose, and
+/// with `--plain-http` given already the advice read as if it had not been.
+#[test]
+fn a_redirect_to_https_on_a_plain_http_server_is_said_to_be_the_targets() {
+    let reg = FakeRegistry::start();
+    let data = bytes(41, 4000);
+    let digest = reg.blob("team/app", &data);
+    let store = Recorder::serving(&data);
+    reg.set_fault_for_every(
+        &digest,
+        Fault::Redirect {
+            status: 307,
+            location: format!("https://{}/blob", store.host()),
+        },
+    );
+    for plain in [false, true] {
+        let mut args = vec!["fetch", "--retries", "0"];
+        if plain {
+            args.push("--plain-http");
+        }
+        let locator = repo(&reg);
+        args.extend([locator.as_str(), digest.as_str()]);
+        let err = Dist::new().fails(2, &args, b"");
+        assert!(err.contains("redirect"), "{err}");
+        assert!(!err.contains("use --plain-http"), "{err}");
+        assert!(
+            err.contains(&format!("https://{}/blob", store.host())),
+            "{err}"
+        );
+    }
+}
+
+/// A redirect to `http://` on a TLS port, which nginx answers with its `400` page (`The
+/// plain HTTP request was sent to HTTPS port`), is said to be the redirect's target too.
+/// It was told to write `https://` before the locator and drop `--plain-http`, neither of
+/// which reaches a URL the registry chose.
+#[test]
+fn a_redirect_to_http_on_a_tls_port_is_said_to_be_the_targets() {
+    let reg = FakeRegistry::start();
+    let data = bytes(42, 4000);
+    let digest = reg.blob("team/app", &data);
+    let store = FakeRegistry::start();
+    store.set_fault_for_every(
+        "blob",
+        Fault::Page {
+            status: 400,
+            content_type: "text/html",
+            body: "<html><head><title>400 The plain HTTP request was sent to HTTPS port</title>\
+                   </head><body><center><h1>400 Bad Request</h1></center><center>The plain \
+                   HTTP request was sent to HTTPS port</center></body></html>"
+                .into(),
+        },
+    );
+    reg.set_fault_for_every(
+        &digest,
+        Fault::Redirect {
+            status: 307,
+            location: format!("{}/blob", store.url()),
+        },
+    );
+    let err = Dist::new().fails(2, &["fetch", "--retries", "0", &repo(&reg), &digest], b"");
+    assert!(err.contains("redirect's target"), "{err}");
+    assert!(!err.contains("before the locator"), "{err}");
+    assert!(err.contains(&format!("{}/blob", store.url())), "{err}");
+}

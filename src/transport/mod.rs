@@ -89,7 +89,9 @@ pub mod tls;
 
 use failure::classify_client_error;
 pub use failure::lost_before_answer;
-pub(crate) use failure::{AT_REDIRECT_TARGET, CLIENT_CERTIFICATE_REQUIRED};
+pub(crate) use failure::{
+    AT_REDIRECT_TARGET, CLIENT_CERTIFICATE_REQUIRED, NOT_TLS_AT_REDIRECT_TARGET,
+};
 use handshake::{HandshakeDeadline, HandshakeDone};
 use limit::LimitedConnector;
 use pauses::Pauses;
@@ -650,9 +652,12 @@ impl Transport {
         let mut same_origin = true;
         for _ in 0..=MAX_REDIRECTS {
             let response = self.send_once(&req, same_origin).await.map_err(|e| {
-                match !same_origin && e.kind() == ErrorKind::Certificate {
-                    true => e.with_note(AT_REDIRECT_TARGET),
-                    false => e,
+                match (same_origin, e.kind()) {
+                    (false, ErrorKind::Certificate) => e.with_note(AT_REDIRECT_TARGET),
+                    (false, ErrorKind::NotTls) => {
+                        Error::new(ErrorKind::NotTls, NOT_TLS_AT_REDIRECT_TARGET).with_url(&req.url)
+                    }
+                    _ => e,
                 }
             })?;
             let status = response.status();
