@@ -818,6 +818,26 @@ fn a_refused_listing_does_not_stop_the_batch() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot use"));
 }
 
+/// A registry that implements no tag listing (405 or 501, the distribution spec's
+/// `UNSUPPORTED`: listing is its Content Discovery category, which a registry conforming
+/// for Pull alone need not serve) is reachable and lets the batch run, as a 404 does. It
+/// failed the batch with status 2 before a single object was asked for, though every one
+/// could be pulled.
+#[test]
+fn a_registry_without_tag_listing_does_not_stop_the_batch() {
+    let (reg, digest, data) = fake_with_blob(5000);
+    for status in [405, 501] {
+        reg.set_fault_for_every("tags/list", Fault::Status(status));
+        let frames = Dist::new().ok_fed(
+            &["fetch", &repo(&reg), "-"],
+            format!("{digest}\n").as_bytes(),
+        );
+        let frames = parse_frames(&frames);
+        assert_eq!(frames.len(), 1, "{status}");
+        assert!(frames[0].result.as_ref().unwrap().2 == data, "{status}");
+    }
+}
+
 /// A proxy that compresses whatever it passes on: dist asks for the stored bytes
 /// (`identity`), undoes `gzip` and `deflate` when it gets them anyway, and verifies what
 /// they decode to. A coding it cannot undo fails at once, before any byte is written.

@@ -940,6 +940,15 @@ impl Remote for RegistryRemote {
                         Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Denied) => {
                             Ok(())
                         }
+                        // Nor need a registry list tags at all (the distribution spec's
+                        // Content Discovery, beside the Pull a registry must serve): one
+                        // without that endpoint answers its `UNSUPPORTED`, 405, or 501.
+                        Err(e)
+                            if e.kind() == ErrorKind::Http
+                                && matches!(e.status(), Some(405 | 501)) =>
+                        {
+                            Ok(())
+                        }
                         Err(e) => Err(e),
                     }
                 }
