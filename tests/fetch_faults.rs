@@ -838,6 +838,27 @@ fn a_registry_without_tag_listing_does_not_stop_the_batch() {
     }
 }
 
+/// A server that labels content stored compressed (a gzip layer) `Content-Encoding: gzip`,
+/// as an S3 object uploaded with that metadata is served, sends bytes that verify only as
+/// sent: decoded, as a proxy's coding must be, they do not. The mismatch says it was of
+/// the decoded bytes, and of which coding; it read as corruption, with a size (of the
+/// decoded bytes) that is no size the layer has.
+#[test]
+fn a_mismatch_after_decoding_says_the_coding_was_undone() {
+    use std::io::Write;
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gzip.write_all(&bytes(43, 20_000)).unwrap();
+    let layer = gzip.finish().unwrap();
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", &layer);
+    reg.set_fault_for_every(&digest, Fault::Header("content-encoding", "gzip".into()));
+    let err = Dist::new().fails(1, &["fetch", &repo(&reg), &digest], b"");
+    let last = err.lines().last().unwrap();
+    assert!(last.contains("digest mismatch"), "{err}");
+    assert!(last.contains("gzip"), "{err}");
+    assert!(last.contains("undone"), "{err}");
+}
+
 /// A proxy that compresses whatever it passes on: dist asks for the stored bytes
 /// (`identity`), undoes `gzip` and `deflate` when it gets them anyway, and verifies what
 /// they decode to. A coding it cannot undo fails at once, before any byte is written.

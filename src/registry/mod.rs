@@ -830,6 +830,10 @@ impl RegistryRemote {
             Some(on_trust) => download.end_on_trust(on_trust),
             None => download,
         };
+        let download = match coded {
+            true => download.decoded_from(coding::names(&codings)),
+            false => download,
+        };
         if prefix.is_some() {
             return Ok(download);
         }
