@@ -184,6 +184,12 @@ fn unknown_shown(key: &str, value: &str) -> String {
     format!("{key}:{}", shown(value))
 }
 
+/// Whether `key` is a hint's (`size`, `mediatype`), or a misspelling of one that a hint
+/// warns about (`Size`, `media-type`).
+pub(crate) fn names_a_hint(key: &str) -> bool {
+    matches!(key, "mediatype" | "mediaType" | "size") || meant_key(key).is_some()
+}
+
 /// The known key an unknown one is most likely a misspelling of (`Size`, `media-type`,
 /// `mediatyp`): such a hint is ignored, as any unknown key is, but not in silence.
 fn meant_key(key: &str) -> Option<&'static str> {

@@ -74,6 +74,18 @@ impl FromStr for Object {
                 shown(s)
             )));
         }
+        // `dist fetch LOC size:123`, the object left out: read as a digest, it was one in
+        // an unsupported algorithm "size" whose object was `123` alone.
+        if let Some((key, _)) = s
+            .split_once(':')
+            .filter(|(k, _)| crate::hints::names_a_hint(k))
+        {
+            return Err(Error::invalid(format!(
+                "invalid object {:?}: a hint where the object goes; the object, a tag or \
+                 digest, comes first, and hints such as {key}: after it",
+                shown(s)
+            )));
+        }
         // `jq '.config.digest'` without `-r` prints a JSON string: the object is there, and
         // its parse error (`malformed algorithm`) would not say that the quotes are wrong.
         // So does a pretty-printed array's `"sha256:…",`. A word with a quote inside
@@ -375,6 +387,27 @@ mod tests {
         let e = message(&format!(" {d} "));
         assert!(e.contains("white space"), "{e}");
         assert!(message("\r").contains("neither a digest"));
+    }
+
+    /// A hint where the object goes (the object left out, or put after its hints) is told
+    /// so. `size:123` was an unsupported digest algorithm "size" whose object was `123`
+    /// alone, and `mediaType:…` a digest to write in lowercase.
+    #[test]
+    fn a_hint_where_the_object_goes_is_told_so() {
+        let message = |s: &str| s.parse::<Object>().unwrap_err().to_string();
+        for hint in [
+            "size:123",
+            "mediatype:application/vnd.oci.image.manifest.v1+json",
+            "mediaType:application/json",
+            "Size:12",
+        ] {
+            let e = message(hint);
+            assert!(e.contains("a hint where the object goes"), "{e}");
+            assert!(
+                !e.contains("invalid digest") && !e.contains("algorithm"),
+                "{e}"
+            );
+        }
     }
 
     #[test]
