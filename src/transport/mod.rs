@@ -369,6 +369,11 @@ impl Transport {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(opts.max_idle_per_host)
+            // A field folded over lines (obs-fold), as old servers and proxies fold a long
+            // `WWW-Authenticate`, is read with the fold as a space, as RFC 9112 (5.2)
+            // requires of a user agent and Go's client and curl do: refused, the whole
+            // response failed, and again at every retry.
+            .http1_allow_obsolete_multiline_headers_in_responses(true)
             .http2_max_header_list_size(MAX_RESPONSE_HEADER_LIST);
         match opts.http2_window {
             // The connection gets no more than one stream: whatever the number of streams,
