@@ -237,6 +237,8 @@ pub struct Download {
     on_trust: Option<OnTrust>,
     /// The codings undone to get the body (`gzip`), if any: see [`Download::decoded_from`].
     decoded_from: Option<String>,
+    /// The server labelled the body an HTML page: see [`Download::served_as_html`].
+    served_as_html: bool,
 }
 
 impl std::fmt::Debug for Download {
@@ -271,6 +273,7 @@ impl Download {
             size_given: None,
             on_trust: None,
             decoded_from: None,
+            served_as_html: false,
         }
     }
 
@@ -293,6 +296,7 @@ impl Download {
             size_given: None,
             on_trust: None,
             decoded_from: None,
+            served_as_html: false,
         }
     }
 
@@ -304,6 +308,7 @@ impl Download {
         let mut skipping = Download::after(self.meta, body, prefix).tried_first(self.tried_first);
         skipping.on_trust = self.on_trust;
         skipping.decoded_from = self.decoded_from;
+        skipping.served_as_html = self.served_as_html;
         skipping
     }
 
@@ -314,6 +319,16 @@ impl Download {
     /// corruption, its size of bytes the content never had.
     pub(crate) fn decoded_from(mut self, codings: String) -> Download {
         self.decoded_from = Some(codings);
+        self
+    }
+
+    /// The same download, its body labelled an HTML page (`text/html`), which no
+    /// registry's content is likely to be: content that then fails says that such a page
+    /// came in its place, as a proxy, firewall or captive portal answers with its own
+    /// sign-in or block page. It read as corrupt content, or as a registry's broken
+    /// manifest.
+    pub(crate) fn served_as_html(mut self) -> Download {
+        self.served_as_html = true;
         self
     }
 
@@ -607,9 +622,15 @@ impl Download {
     }
 
     fn fail(&self, kind: ErrorKind, msg: String) -> Error {
-        Error::new(kind, msg)
-            .with_object(&self.meta.object)
-            .with_url(&self.meta.url)
+        let e = Error::new(kind, msg);
+        let e = match self.served_as_html {
+            true => e.with_note(
+                "the server sent an HTML page (text/html) in its place: a proxy's, \
+                 firewall's or captive portal's own page, not the registry's answer?",
+            ),
+            false => e,
+        };
+        e.with_object(&self.meta.object).with_url(&self.meta.url)
     }
 }
 

@@ -859,6 +859,30 @@ fn a_mismatch_after_decoding_says_the_coding_was_undone() {
     assert!(last.contains("undone"), "{err}");
 }
 
+/// A proxy, firewall or captive portal that answers `200` with its own HTML page (a
+/// sign-in page) in place of the registry's answer: the blob's digest mismatch, and a
+/// tag's manifest that is no JSON, say that an HTML page came instead, where they read as
+/// corrupt content or a broken registry.
+#[test]
+fn an_html_page_in_place_of_the_content_is_said_to_be_one() {
+    let (reg, digest, _) = fake_with_blob(5000);
+    let page = Fault::Page {
+        status: 200,
+        content_type: "text/html; charset=utf-8",
+        body: "<!DOCTYPE html><html><head><title>Sign in to Corp Network</title></head>\
+               <body>Please sign in</body></html>"
+            .into(),
+    };
+    reg.set_fault_for_every(&digest, page.clone());
+    let err = Dist::new().fails(1, &["fetch", &repo(&reg), &digest], b"");
+    let last = err.lines().last().unwrap();
+    assert!(last.contains("digest mismatch"), "{err}");
+    assert!(last.contains("HTML page"), "{err}");
+    reg.set_fault_for_every("manifests/v1", page);
+    let err = Dist::new().fails(1, &["fetch", &repo(&reg), "v1"], b"");
+    assert!(err.lines().last().unwrap().contains("HTML page"), "{err}");
+}
+
 /// A proxy that compresses whatever it passes on: dist asks for the stored bytes
 /// (`identity`), undoes `gzip` and `deflate` when it gets them anyway, and verifies what
 /// they decode to. A coding it cannot undo fails at once, before any byte is written.

@@ -603,6 +603,10 @@ impl RegistryRemote {
             }
             None => None,
         };
+        let html = h
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| media::is(t, "text/html"));
         let content_type = h
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -832,6 +836,10 @@ impl RegistryRemote {
         };
         let download = match coded {
             true => download.decoded_from(coding::names(&codings)),
+            false => download,
+        };
+        let download = match html {
+            true => download.served_as_html(),
             false => download,
         };
         if prefix.is_some() {
