@@ -148,6 +148,13 @@ fn parse_repository(s: &str, explain: bool) -> Result<Repository> {
         "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_string(),
         _ => host,
     };
+    // `http:/host/…`, a slash short: read as the host `http` with an empty port, it was
+    // refused for that port alone.
+    if let Some(scheme) = ["http:", "https:", "docker:"].iter().find(|&&p| host == p) {
+        return Err(bad(&format!(
+            "{scheme} is followed by one slash; a URL's scheme takes two ({scheme}//…)"
+        )));
+    }
     validate_host(&host).map_err(|why| bad(&why))?;
     if host == DOCKER_HUB_WEB {
         return Err(bad(&hub_page(&path)));
@@ -411,6 +418,22 @@ mod tests {
         assert_eq!(r.to_string(), "ghcr.io/team/app");
         let r: crate::reference::Reference = "HTTPS://ghcr.io/team/app:v1".parse().unwrap();
         assert_eq!(r.to_string(), "ghcr.io/team/app:v1");
+    }
+
+    /// A scheme a slash short (`http:/host/…`) is told so: it was refused for the empty
+    /// port of a host `http`.
+    #[test]
+    fn a_scheme_a_slash_short_is_told_so() {
+        for (written, scheme) in [
+            ("http:/localhost:5000/team/app", "http:"),
+            ("HTTPS:/ghcr.io/team/app", "https:"),
+        ] {
+            let e = written.parse::<Repository>().unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("{scheme} is followed by one slash")),
+                "{e}"
+            );
+        }
     }
 
     /// Host names are case-insensitive: one written in capitals is the same registry,
