@@ -429,8 +429,9 @@ impl Remote for LayoutRemote {
                     return Error::new(
                         ErrorKind::NotFound,
                         format!(
-                            "{msg}: {e}; oci://HOST/…, as Helm and ORAS name a registry, is a \
-                             layout directory here: for the registry, write it without oci:// ({meant})"
+                            "{msg}: {e}; oci://HOST/…, as Helm and ORAS name a registry, is \
+                             a layout directory here: for the registry, write it without \
+                             oci:// ({meant})"
                         ),
                     );
                 }
