@@ -235,6 +235,10 @@ pub struct Download {
     size_given: Option<(Option<(String, bool)>, bool)>,
     /// Why the body's end was taken on trust, if it was: see [`Download::end_on_trust`].
     on_trust: Option<OnTrust>,
+    /// The codings undone to get the body (`gzip`), if any: see [`Download::decoded_from`].
+    decoded_from: Option<String>,
+    /// The server labelled the body an HTML page: see [`Download::served_as_html`].
+    served_as_html: bool,
 }
 
 impl std::fmt::Debug for Download {
@@ -268,6 +272,8 @@ impl Download {
             tried_first: Vec::new(),
             size_given: None,
             on_trust: None,
+            decoded_from: None,
+            served_as_html: false,
         }
     }
 
@@ -289,6 +295,8 @@ impl Download {
             tried_first: Vec::new(),
             size_given: None,
             on_trust: None,
+            decoded_from: None,
+            served_as_html: false,
         }
     }
 
@@ -299,7 +307,29 @@ impl Download {
         let body = skip_prefix(self.body, prefix.len);
         let mut skipping = Download::after(self.meta, body, prefix).tried_first(self.tried_first);
         skipping.on_trust = self.on_trust;
+        skipping.decoded_from = self.decoded_from;
+        skipping.served_as_html = self.served_as_html;
         skipping
+    }
+
+    /// The same download, its body what undoing the server's `codings` (`gzip`) gave: a
+    /// digest mismatch says it was of the decoded bytes. A server that labels content
+    /// stored compressed (a gzip layer, an S3 object uploaded with `Content-Encoding`
+    /// metadata) as coded sends bytes that verify only as sent, and the mismatch read as
+    /// corruption, its size of bytes the content never had.
+    pub(crate) fn decoded_from(mut self, codings: String) -> Download {
+        self.decoded_from = Some(codings);
+        self
+    }
+
+    /// The same download, its body labelled an HTML page (`text/html`), which no
+    /// registry's content is likely to be: content that then fails says that such a page
+    /// came in its place, as a proxy, firewall or captive portal answers with its own
+    /// sign-in or block page. It read as corrupt content, or as a registry's broken
+    /// manifest.
+    pub(crate) fn served_as_html(mut self) -> Download {
+        self.served_as_html = true;
+        self
     }
 
     /// The same download, any error it ends with naming how `hosts` (URL and reason each,
@@ -500,10 +530,19 @@ impl Download {
                     );
                     return Err(self.fail(ErrorKind::NotFound, msg));
                 }
-                let msg = format!(
-                    "digest mismatch: expected {expected}, got {actual} ({})",
-                    crate::plural::Bytes(self.received)
-                );
+                let msg = match &self.decoded_from {
+                    None => format!(
+                        "digest mismatch: expected {expected}, got {actual} ({})",
+                        crate::plural::Bytes(self.received)
+                    ),
+                    Some(codings) => format!(
+                        "digest mismatch: expected {expected}, got {actual} ({} once the \
+                         server's {codings} coding was undone: a server that labels content \
+                         stored compressed, such as a gzip layer, with Content-Encoding sends \
+                         bytes that verify only as sent)",
+                        crate::plural::Bytes(self.received)
+                    ),
+                };
                 let trusted = self.on_trust.as_ref();
                 let trusted = trusted.and_then(|t| t.lock().expect("on_trust poisoned").take());
                 if let Some(e) = trusted {
@@ -583,9 +622,15 @@ impl Download {
     }
 
     fn fail(&self, kind: ErrorKind, msg: String) -> Error {
-        Error::new(kind, msg)
-            .with_object(&self.meta.object)
-            .with_url(&self.meta.url)
+        let e = Error::new(kind, msg);
+        let e = match self.served_as_html {
+            true => e.with_note(
+                "the server sent an HTML page (text/html) in its place: a proxy's, \
+                 firewall's or captive portal's own page, not the registry's answer?",
+            ),
+            false => e,
+        };
+        e.with_object(&self.meta.object).with_url(&self.meta.url)
     }
 }
 

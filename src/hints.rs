@@ -69,8 +69,19 @@ impl Hints {
             match key {
                 "mediatype" | "mediaType" => {
                     if !media::well_formed(value) {
+                        // `a,b`, as `Accept` lists types: the comma is what is wrong.
+                        let types: Vec<&str> = value.split(',').map(str::trim).collect();
+                        let listed = types.len() > 1 && types.iter().all(|t| media::well_formed(t));
+                        let fix = match listed {
+                            true => {
+                                let each: Vec<String> =
+                                    types.iter().map(|t| format!("{key}:{t}")).collect();
+                                format!("; one type to a hint: {}", each.join(" "))
+                            }
+                            false => String::new(),
+                        };
                         return Err(Error::invalid(format!(
-                            "invalid media type hint {:?}",
+                            "invalid media type hint {:?}{fix}",
                             shown(value)
                         )));
                     }
@@ -182,6 +193,12 @@ fn unknown_shown(key: &str, value: &str) -> String {
         return shown_word;
     }
     format!("{key}:{}", shown(value))
+}
+
+/// Whether `key` is a hint's (`size`, `mediatype`), or a misspelling of one that a hint
+/// warns about (`Size`, `media-type`).
+pub(crate) fn names_a_hint(key: &str) -> bool {
+    matches!(key, "mediatype" | "mediaType" | "size") || meant_key(key).is_some()
 }
 
 /// The known key an unknown one is most likely a misspelling of (`Size`, `media-type`,
@@ -351,6 +368,21 @@ mod tests {
             let e = Hints::parse([typo]).unwrap_err();
             assert!(e.to_string().contains("invalid media type hint"), "{e}");
         }
+    }
+
+    /// Types joined with commas in one hint, as `Accept` lists them, are told to go one
+    /// to a hint: it was refused as an invalid media type, the comma unsaid.
+    #[test]
+    fn types_joined_with_commas_are_told_to_go_one_to_a_hint() {
+        let e = Hints::parse(["mediatype:application/a+json,application/b+json"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.ends_with(
+                "one type to a hint: mediatype:application/a+json mediatype:application/b+json"
+            ),
+            "{e}"
+        );
     }
 
     /// An unknown hint is logged by its key with only its login left out; a key that may

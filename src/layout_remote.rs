@@ -425,6 +425,16 @@ impl Remote for LayoutRemote {
                     return io_err("reading", &marker, e);
                 }
                 let msg = format!("{} is not an OCI image layout", self.root.display());
+                if let Some(meant) = registry_written_as_layout(&self.root) {
+                    return Error::new(
+                        ErrorKind::NotFound,
+                        format!(
+                            "{msg}: {e}; oci://HOST/…, as Helm and ORAS name a registry, is \
+                             a layout directory here: for the registry, write it without \
+                             oci:// ({meant})"
+                        ),
+                    );
+                }
                 match object_written_on(&self.root) {
                     // The spelling that works goes last: with the system's error after
                     // it, `oci:DIR v1: No such file or directory` read as its failure.
@@ -572,6 +582,17 @@ fn listed(entries: &[Descriptor], unusable: &[(Option<String>, UnusableEntry)]) 
         names.push(format!("… ({count} in all)"));
     }
     names.join(", ")
+}
+
+/// The locator `root` spells when it is `//HOST/NAME`, from `oci://HOST/NAME` as Helm
+/// (`helm pull oci://…`) and ORAS name a registry's repository, where `oci:` names a
+/// layout directory.
+fn registry_written_as_layout(root: &Path) -> Option<&str> {
+    let rest = root.to_str()?.strip_prefix("//")?.trim_end_matches('/');
+    let (host, _) = rest.split_once('/')?;
+    let named =
+        crate::reference::is_host(host) && rest.parse::<crate::reference::Repository>().is_ok();
+    named.then_some(rest)
 }
 
 /// `./dir:v1` or `./dir@sha256:…` where `./dir` is a layout: an image reference, as
@@ -781,6 +802,29 @@ mod tests {
         let e = LayoutRemote::new(f.dir.path()).check().await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
         assert!(e.to_string().contains("is not an OCI image layout"), "{e}");
+    }
+
+    /// `oci://ghcr.io/team/chart`, as Helm and ORAS name a registry, names the layout
+    /// directory `//ghcr.io/team/chart` here: missing, it is told the locator meant. It
+    /// said only that no such directory is a layout.
+    #[tokio::test]
+    async fn a_helm_style_oci_url_is_told_the_locator_meant() {
+        let e = LayoutRemote::new("//ghcr.io/team/chart")
+            .check()
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+        assert!(
+            e.to_string()
+                .ends_with("write it without oci:// (ghcr.io/team/chart)"),
+            "{e}"
+        );
+        // A path that names no registry is a path.
+        let e = LayoutRemote::new("//nonexistent/dir")
+            .check()
+            .await
+            .unwrap_err();
+        assert!(!e.to_string().contains("without oci://"), "{e}");
     }
 
     /// A manifest no entry lists, fetched by digest without a hint, is of the type its

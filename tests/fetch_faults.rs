@@ -818,6 +818,71 @@ fn a_refused_listing_does_not_stop_the_batch() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot use"));
 }
 
+/// A registry that implements no tag listing (405 or 501, the distribution spec's
+/// `UNSUPPORTED`: listing is its Content Discovery category, which a registry conforming
+/// for Pull alone need not serve) is reachable and lets the batch run, as a 404 does. It
+/// failed the batch with status 2 before a single object was asked for, though every one
+/// could be pulled.
+#[test]
+fn a_registry_without_tag_listing_does_not_stop_the_batch() {
+    let (reg, digest, data) = fake_with_blob(5000);
+    for status in [405, 501] {
+        reg.set_fault_for_every("tags/list", Fault::Status(status));
+        let frames = Dist::new().ok_fed(
+            &["fetch", &repo(&reg), "-"],
+            format!("{digest}\n").as_bytes(),
+        );
+        let frames = parse_frames(&frames);
+        assert_eq!(frames.len(), 1, "{status}");
+        assert!(frames[0].result.as_ref().unwrap().2 == data, "{status}");
+    }
+}
+
+/// A server that labels content stored compressed (a gzip layer) `Content-Encoding: gzip`,
+/// as an S3 object uploaded with that metadata is served, sends bytes that verify only as
+/// sent: decoded, as a proxy's coding must be, they do not. The mismatch says it was of
+/// the decoded bytes, and of which coding; it read as corruption, with a size (of the
+/// decoded bytes) that is no size the layer has.
+#[test]
+fn a_mismatch_after_decoding_says_the_coding_was_undone() {
+    use std::io::Write;
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gzip.write_all(&bytes(43, 20_000)).unwrap();
+    let layer = gzip.finish().unwrap();
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", &layer);
+    reg.set_fault_for_every(&digest, Fault::Header("content-encoding", "gzip".into()));
+    let err = Dist::new().fails(1, &["fetch", &repo(&reg), &digest], b"");
+    let last = err.lines().last().unwrap();
+    assert!(last.contains("digest mismatch"), "{err}");
+    assert!(last.contains("gzip"), "{err}");
+    assert!(last.contains("undone"), "{err}");
+}
+
+/// A proxy, firewall or captive portal that answers `200` with its own HTML page (a
+/// sign-in page) in place of the registry's answer: the blob's digest mismatch, and a
+/// tag's manifest that is no JSON, say that an HTML page came instead, where they read as
+/// corrupt content or a broken registry.
+#[test]
+fn an_html_page_in_place_of_the_content_is_said_to_be_one() {
+    let (reg, digest, _) = fake_with_blob(5000);
+    let page = Fault::Page {
+        status: 200,
+        content_type: "text/html; charset=utf-8",
+        body: "<!DOCTYPE html><html><head><title>Sign in to Corp Network</title></head>\
+               <body>Please sign in</body></html>"
+            .into(),
+    };
+    reg.set_fault_for_every(&digest, page.clone());
+    let err = Dist::new().fails(1, &["fetch", &repo(&reg), &digest], b"");
+    let last = err.lines().last().unwrap();
+    assert!(last.contains("digest mismatch"), "{err}");
+    assert!(last.contains("HTML page"), "{err}");
+    reg.set_fault_for_every("manifests/v1", page);
+    let err = Dist::new().fails(1, &["fetch", &repo(&reg), "v1"], b"");
+    assert!(err.lines().last().unwrap().contains("HTML page"), "{err}");
+}
+
 /// A proxy that compresses whatever it passes on: dist asks for the stored bytes
 /// (`identity`), undoes `gzip` and `deflate` when it gets them anyway, and verifies what
 /// they decode to. A coding it cannot undo fails at once, before any byte is written.
@@ -3148,4 +3213,73 @@ fn a_redirect_to_a_login_is_shown_without_it_in_errors_logs_and_reports() {
             }
         }
     }
+}
+
+/// A redirect to `https://` on a server that speaks only plain HTTP (a blob store the
+/// registry is misconfigured to name with the wrong scheme) is said to be the redirect's
+/// target. It was told to use `--plain-http` or an `http://` locator, which change only
+/// how the registry itself is asked: the target's scheme is the registry's to choose, and
+/// with `--plain-http` given already the advice read as if it had not been.
+#[test]
+fn a_redirect_to_https_on_a_plain_http_server_is_said_to_be_the_targets() {
+    let reg = FakeRegistry::start();
+    let data = bytes(41, 4000);
+    let digest = reg.blob("team/app", &data);
+    let store = Recorder::serving(&data);
+    reg.set_fault_for_every(
+        &digest,
+        Fault::Redirect {
+            status: 307,
+            location: format!("https://{}/blob", store.host()),
+        },
+    );
+    for plain in [false, true] {
+        let mut args = vec!["fetch", "--retries", "0"];
+        if plain {
+            args.push("--plain-http");
+        }
+        let locator = repo(&reg);
+        args.extend([locator.as_str(), digest.as_str()]);
+        let err = Dist::new().fails(2, &args, b"");
+        assert!(err.contains("redirect"), "{err}");
+        assert!(!err.contains("use --plain-http"), "{err}");
+        assert!(
+            err.contains(&format!("https://{}/blob", store.host())),
+            "{err}"
+        );
+    }
+}
+
+/// A redirect to `http://` on a TLS port, which nginx answers with its `400` page (`The
+/// plain HTTP request was sent to HTTPS port`), is said to be the redirect's target too.
+/// It was told to write `https://` before the locator and drop `--plain-http`, neither of
+/// which reaches a URL the registry chose.
+#[test]
+fn a_redirect_to_http_on_a_tls_port_is_said_to_be_the_targets() {
+    let reg = FakeRegistry::start();
+    let data = bytes(42, 4000);
+    let digest = reg.blob("team/app", &data);
+    let store = FakeRegistry::start();
+    store.set_fault_for_every(
+        "blob",
+        Fault::Page {
+            status: 400,
+            content_type: "text/html",
+            body: "<html><head><title>400 The plain HTTP request was sent to HTTPS port</title>\
+                   </head><body><center><h1>400 Bad Request</h1></center><center>The plain \
+                   HTTP request was sent to HTTPS port</center></body></html>"
+                .into(),
+        },
+    );
+    reg.set_fault_for_every(
+        &digest,
+        Fault::Redirect {
+            status: 307,
+            location: format!("{}/blob", store.url()),
+        },
+    );
+    let err = Dist::new().fails(2, &["fetch", "--retries", "0", &repo(&reg), &digest], b"");
+    assert!(err.contains("redirect's target"), "{err}");
+    assert!(!err.contains("before the locator"), "{err}");
+    assert!(err.contains(&format!("{}/blob", store.url())), "{err}");
 }

@@ -507,3 +507,44 @@ fn chunked_whole_answers_shorter_than_the_size_given_are_a_size_mismatch() {
     // one whole answer again that shows where the content ends.
     assert_eq!(fetches, 4, "{:?}", raw.seen());
 }
+
+/// A field folded over two lines (obs-fold: a line break, then a space), as old servers
+/// and proxies fold a long `WWW-Authenticate`, is read with the fold as a space: RFC 9112
+/// (5.2) requires it of a user agent, and Go's client and curl do so. hyper refused the
+/// whole response (`invalid HTTP header parsed`), and the fetch failed after its retries.
+#[test]
+fn a_folded_header_field_is_read_as_one_line() {
+    let data = bytes(23, 3000);
+    let digest = sha256(&data);
+    let body = data.clone();
+    let raw = Raw::start(move |req, _| {
+        let port = req.header("host").unwrap_or_default();
+        if req.header("authorization").as_deref() != Some("Bearer folded") {
+            if req.line().contains("/token") {
+                let token = br#"{"token":"folded"}"#;
+                let fields = [format!("Content-Length: {}", token.len())];
+                return Answer::keep(with_body(head("200 OK", &fields), token));
+            }
+            let fields = [
+                format!(
+                    "WWW-Authenticate: Bearer realm=\"http://{port}/token\",\r\n service=\"reg\""
+                ),
+                "Content-Length: 0".to_string(),
+            ];
+            return Answer::keep(head("401 Unauthorized", &fields));
+        }
+        let fields = [
+            "X-Served-By: cache-a,\r\n\tcache-b".to_string(),
+            format!("Content-Length: {}", body.len()),
+        ];
+        Answer::keep(with_body(head("200 OK", &fields), &body))
+    });
+    let dist = Dist::new();
+    assert_eq!(dist.ok(&["fetch", &raw.repo(), &digest]), data);
+    let token = raw.seen().into_iter().find(|r| r.line().contains("/token"));
+    assert!(
+        token.is_some_and(|r| r.line().contains("service=reg")),
+        "{:?}",
+        raw.seen()
+    );
+}

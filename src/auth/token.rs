@@ -241,7 +241,7 @@ pub async fn fetch(
         .await
         .map_err(|e| e.with_url(&shown))?;
     let received = Stamp::now();
-    let reply: Reply = serde_json::from_slice(&bytes).map_err(|e| {
+    let reply: Reply = serde_json::from_slice(without_bom(&bytes)).map_err(|e| {
         let mut msg = unreadable_reply(&bytes, content_type.as_deref(), &e);
         if let Some(unknown) = &unknown {
             msg = format!("{msg}; {}", unknown.reason());
@@ -343,6 +343,7 @@ pub(crate) fn realm_of(challenge: &Challenge) -> Result<(&str, Uri)> {
 /// otherwise. Field values are never shown: one of them may be a token after all.
 fn tokenless_reply(body: &[u8]) -> String {
     const SAID: &str = "token response has no token";
+    let body = without_bom(body);
     if let Some(said) = crate::server_text::json_error(body) {
         return format!("{SAID}: {said}");
     }
@@ -376,7 +377,7 @@ fn unreadable_reply(body: &[u8], content_type: Option<&str>, e: &serde_json::Err
     let typed = content_type.map_or("no Content-Type".to_string(), |t| {
         format!("Content-Type {t}")
     });
-    let text = String::from_utf8_lossy(body);
+    let text = String::from_utf8_lossy(without_bom(body));
     let text = text.trim();
     if text.is_empty() {
         return format!("token response is empty ({typed})");
@@ -410,6 +411,12 @@ fn unreadable_reply(body: &[u8], content_type: Option<&str>, e: &serde_json::Err
     }
     let said = crate::server_text::one_line(text);
     format!("token response is not JSON ({typed}): {said}")
+}
+
+/// `body` without a leading UTF-8 byte order mark, which RFC 8259 (8.1) forbids a sender
+/// and lets a parser pass over (.NET's writers add one): serde refuses it.
+fn without_bom(body: &[u8]) -> &[u8] {
+    body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body)
 }
 
 /// Whether `text` could carry a token: a word without white space (a bare token, a
@@ -649,6 +656,24 @@ mod tests {
             "service=reg&scope=repository%3Aa%3Apull%20repository%3Aa%3Apull%2Cpush\
              &grant_type=refresh_token&refresh_token=rt&client_id=dist"
         );
+    }
+
+    /// A reply that starts with a UTF-8 byte order mark (as .NET's writers add one) is
+    /// read as the JSON after it, as RFC 8259 (8.1) lets a parser; and one that is broken
+    /// JSON after the mark is not shown either: the mark hid its `{`, and a short token in
+    /// it was quoted in the error.
+    #[test]
+    fn a_reply_with_a_byte_order_mark_is_read_and_never_shown() {
+        let read = serde_json::from_slice::<Reply>(without_bom(b"\xef\xbb\xbf{\"token\":\"t1\"}"));
+        let Ok(reply) = read else {
+            panic!("not read past the mark")
+        };
+        assert_eq!(reply.token().as_deref(), Some("t1"));
+        let body = "\u{feff}{\"token\": \"t1\",}";
+        let e = serde_json::from_str::<Reply>(body).err().expect(body);
+        let said = unreadable_reply(body.as_bytes(), None, &e);
+        assert!(!said.contains("t1"), "{said}");
+        assert!(said.contains("not shown"), "{said}");
     }
 
     #[test]

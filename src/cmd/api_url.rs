@@ -12,10 +12,10 @@ fn host_and_path(pasted: &str) -> Option<(&str, &str)> {
     }
     let bare = ["http://", "https://"]
         .iter()
-        .find_map(|scheme| pasted.strip_prefix(scheme));
+        .find_map(|scheme| dist::reference::strip_scheme(pasted, scheme));
     // skopeo's `docker://` changes nothing, as in any reference: `docker://myorg/…` is
     // Docker Hub's, curl never given it.
-    let unprefixed = pasted.strip_prefix("docker://").unwrap_or(pasted);
+    let unprefixed = dist::reference::strip_scheme(pasted, "docker://").unwrap_or(pasted);
     let (host, path) = bare.unwrap_or(unprefixed).split_once('/')?;
     let named = bare.is_some() || dist::reference::is_host(host);
     (named && !host.contains('@')).then_some((host, path))
@@ -86,6 +86,13 @@ mod tests {
         assert!(told.contains("write myhost/app:prod"), "{told}");
         let told = as_locator("[::1]:5000/v2/app/manifests/prod", None).unwrap();
         assert!(told.contains("write [::1]:5000/app prod"), "{told}");
+    }
+
+    /// A scheme in capitals is a scheme: `HTTP://host/v2/…` was read as the host `HTTP:`.
+    #[test]
+    fn a_scheme_in_capitals_is_read_as_one() {
+        let told = as_locator("HTTP://localhost:5000/v2/app/manifests/prod", None).unwrap();
+        assert!(told.ends_with("write localhost:5000/app prod"), "{told}");
     }
 
     /// skopeo's `docker://` changes nothing in a reference: `docker://myorg/v2/app/manifests/

@@ -101,6 +101,15 @@ impl FromStr for Repository {
     }
 }
 
+/// `s` after `scheme` (`https://`), written in any case, as a URL's scheme may be (RFC
+/// 3986, 3.1); `None` when `s` does not start with it.
+pub fn strip_scheme<'a>(s: &'a str, scheme: &str) -> Option<&'a str> {
+    let written = s.get(..scheme.len())?;
+    written
+        .eq_ignore_ascii_case(scheme)
+        .then(|| &s[scheme.len()..])
+}
+
 /// Parses a locator; with `explain`, a refusal names the spelling that was likely meant.
 /// That asks whether a shorter locator parses, which asks for no explanation of its own:
 /// explained in turn, `host/app:a:b:…` recursed once per colon, and a few thousand of
@@ -109,12 +118,13 @@ fn parse_repository(s: &str, explain: bool) -> Result<Repository> {
     let bad = |why: &str| Error::invalid(format!("invalid locator {:?}: {why}", shown(s)));
     // An explicit scheme is not part of the grammar, but people paste URLs; and skopeo's
     // transport prefix, `docker://`, names a registry as a locator does. Left in, it was
-    // read as a host `docker` with an empty port, and refused for that port.
-    let (rest, scheme) = if let Some(r) = s.strip_prefix("https://") {
+    // read as a host `docker` with an empty port, and refused for that port. A scheme is
+    // case-insensitive (RFC 3986, 3.1): `HTTPS://` was refused so too.
+    let (rest, scheme) = if let Some(r) = strip_scheme(s, "https://") {
         (r, Some(false))
-    } else if let Some(r) = s.strip_prefix("http://") {
+    } else if let Some(r) = strip_scheme(s, "http://") {
         (r, Some(true))
-    } else if let Some(r) = s.strip_prefix("docker://") {
+    } else if let Some(r) = strip_scheme(s, "docker://") {
         (r, None)
     } else {
         (s, None)
@@ -138,6 +148,13 @@ fn parse_repository(s: &str, explain: bool) -> Result<Repository> {
         "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_string(),
         _ => host,
     };
+    // `http:/host/…`, a slash short: read as the host `http` with an empty port, it was
+    // refused for that port alone.
+    if let Some(scheme) = ["http:", "https:", "docker:"].iter().find(|&&p| host == p) {
+        return Err(bad(&format!(
+            "{scheme} is followed by one slash; a URL's scheme takes two ({scheme}//…)"
+        )));
+    }
     validate_host(&host).map_err(|why| bad(&why))?;
     if host == DOCKER_HUB_WEB {
         return Err(bad(&hub_page(&path)));
@@ -385,6 +402,38 @@ mod tests {
             .parse::<Repository>()
             .unwrap_err();
         assert!(e.to_string().contains("the next argument"), "{e}");
+    }
+
+    /// A scheme is case-insensitive (RFC 3986, 3.1), as curl reads `HTTPS://`: one in
+    /// capitals was read as a host `HTTP` with an empty port, and refused for that port.
+    #[test]
+    fn a_scheme_in_capitals_is_the_same_scheme() {
+        let r = repo("HTTP://localhost:5000/team/app");
+        assert_eq!(r.to_string(), "localhost:5000/team/app");
+        assert!(r.plain_http());
+        let r = repo("Https://127.0.0.1:5000/team/app");
+        assert_eq!(r.to_string(), "127.0.0.1:5000/team/app");
+        assert!(!r.plain_http());
+        let r = repo("DOCKER://GHCR.IO/team/app");
+        assert_eq!(r.to_string(), "ghcr.io/team/app");
+        let r: crate::reference::Reference = "HTTPS://ghcr.io/team/app:v1".parse().unwrap();
+        assert_eq!(r.to_string(), "ghcr.io/team/app:v1");
+    }
+
+    /// A scheme a slash short (`http:/host/…`) is told so: it was refused for the empty
+    /// port of a host `http`.
+    #[test]
+    fn a_scheme_a_slash_short_is_told_so() {
+        for (written, scheme) in [
+            ("http:/localhost:5000/team/app", "http:"),
+            ("HTTPS:/ghcr.io/team/app", "https:"),
+        ] {
+            let e = written.parse::<Repository>().unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("{scheme} is followed by one slash")),
+                "{e}"
+            );
+        }
     }
 
     /// Host names are case-insensitive: one written in capitals is the same registry,

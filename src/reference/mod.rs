@@ -18,7 +18,7 @@ pub(crate) use host::host_without_port;
 pub use host::{is_host, is_loopback};
 pub(crate) use image_reference::write_reference;
 pub use image_reference::{object_of, Reference, DEFAULT_TAG};
-pub use locator::{api_url_path, Locator, Repository};
+pub use locator::{api_url_path, strip_scheme, Locator, Repository};
 pub use object::Object;
 pub use user_info::shown_by_words as without_credentials;
 pub(crate) use user_info::{url_login_end, NO_CREDENTIALS_HERE};

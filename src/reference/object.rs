@@ -57,6 +57,35 @@ impl FromStr for Object {
     /// copied from `redis:7.2@sha256:…`): the digest, which pins the content, as Docker and
     /// containerd read such a reference.
     fn from_str(s: &str) -> Result<Object> {
+        // A value cut from HTTP headers (`curl -sI … | awk '{print $2}'`) or read from a
+        // file saved on Windows keeps its line's `\r`: the digest's complaint (`needs 64
+        // lowercase hex characters`) named a rule the 64 characters shown kept.
+        let trimmed = s.trim_matches(|c: char| c.is_ascii_whitespace());
+        if trimmed != s && !trimmed.is_empty() && trimmed.parse::<Object>().is_ok() {
+            let what = match s.ends_with('\r') {
+                true => {
+                    "ends in a carriage return (\\r), which a value cut from HTTP headers \
+                         (curl -I) or a Windows text file keeps"
+                }
+                false => "has white space around it",
+            };
+            return Err(Error::invalid(format!(
+                "invalid object {:?}: it {what}; without it, it is {trimmed}",
+                shown(s)
+            )));
+        }
+        // `dist fetch LOC size:123`, the object left out: read as a digest, it was one in
+        // an unsupported algorithm "size" whose object was `123` alone.
+        if let Some((key, _)) = s
+            .split_once(':')
+            .filter(|(k, _)| crate::hints::names_a_hint(k))
+        {
+            return Err(Error::invalid(format!(
+                "invalid object {:?}: a hint where the object goes; the object, a tag or \
+                 digest, comes first, and hints such as {key}: after it",
+                shown(s)
+            )));
+        }
         // `jq '.config.digest'` without `-r` prints a JSON string: the object is there, and
         // its parse error (`malformed algorithm`) would not say that the quotes are wrong.
         // So does a pretty-printed array's `"sha256:…",`. A word with a quote inside
@@ -338,6 +367,47 @@ mod tests {
             );
         }
         assert!("a".repeat(128).parse::<Object>().is_ok());
+    }
+
+    /// A digest or tag that kept the `\r` of the line it was cut from (HTTP headers, a
+    /// Windows file), or a space, says so: it was told that sha256 needs 64 lowercase hex
+    /// characters, which the digest shown had.
+    #[test]
+    fn an_object_with_a_carriage_return_or_space_says_so() {
+        let message = |s: &str| s.parse::<Object>().unwrap_err().to_string();
+        let d = format!("sha256:{}", "ab".repeat(32));
+        let e = message(&format!("{d}\r"));
+        assert!(e.contains("carriage return"), "{e}");
+        assert!(e.ends_with(&format!("without it, it is {d}")), "{e}");
+        let e = message("v1\r");
+        assert!(
+            e.contains("carriage return") && e.ends_with("it is v1"),
+            "{e}"
+        );
+        let e = message(&format!(" {d} "));
+        assert!(e.contains("white space"), "{e}");
+        assert!(message("\r").contains("neither a digest"));
+    }
+
+    /// A hint where the object goes (the object left out, or put after its hints) is told
+    /// so. `size:123` was an unsupported digest algorithm "size" whose object was `123`
+    /// alone, and `mediaType:…` a digest to write in lowercase.
+    #[test]
+    fn a_hint_where_the_object_goes_is_told_so() {
+        let message = |s: &str| s.parse::<Object>().unwrap_err().to_string();
+        for hint in [
+            "size:123",
+            "mediatype:application/vnd.oci.image.manifest.v1+json",
+            "mediaType:application/json",
+            "Size:12",
+        ] {
+            let e = message(hint);
+            assert!(e.contains("a hint where the object goes"), "{e}");
+            assert!(
+                !e.contains("invalid digest") && !e.contains("algorithm"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -109,6 +109,12 @@ pub(crate) fn codings(headers: &HeaderMap) -> Result<Vec<Coding>> {
     Ok(codings)
 }
 
+/// The names of `codings` in the order they were applied (`gzip`, `gzip, deflate`).
+pub(crate) fn names(codings: &[Coding]) -> String {
+    let names: Vec<&str> = codings.iter().map(|c| c.name()).collect();
+    names.join(", ")
+}
+
 /// Whether a response carries any coding but `identity`, undoable or not.
 pub(crate) fn is_coded(headers: &HeaderMap) -> bool {
     !matches!(codings(headers).as_deref(), Ok([]))

@@ -833,12 +833,24 @@ async fn status_error(transport: &Transport, reply: &mut transport::Reply, mirro
     {
         // Every request would get this answer: the registry cannot be used this way, which
         // is what the one-shot's status 2 and a mirror marked down say.
+        // At a redirect's target, the registry chose the `http://`: neither the locator
+        // nor `--plain-http` reaches it.
+        let advice = match reply.same_origin {
+            true => {
+                "for a TLS registry, write https:// before the locator (loopback \
+                     addresses get plain HTTP otherwise), without --plain-http or `plain-http` \
+                     in hosts.toml"
+            }
+            false => {
+                "that server is the redirect's target: the registry sent the request to \
+                      an http:// URL (a blob store or CDN) on its TLS port, which only the \
+                      registry's configuration can change"
+            }
+        };
         return Error::new(
             ErrorKind::NotTls,
             format!(
-                "the server speaks TLS, not plain HTTP (it answered {status}: {detail}); for a \
-                 TLS registry, write https:// before the locator (loopback addresses get plain \
-                 HTTP otherwise), without --plain-http or `plain-http` in hosts.toml"
+                "the server speaks TLS, not plain HTTP (it answered {status}: {detail}); {advice}"
             ),
         )
         .with_status(400)

@@ -603,6 +603,10 @@ impl RegistryRemote {
             }
             None => None,
         };
+        let html = h
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| media::is(t, "text/html"));
         let content_type = h
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -830,6 +834,14 @@ impl RegistryRemote {
             Some(on_trust) => download.end_on_trust(on_trust),
             None => download,
         };
+        let download = match coded {
+            true => download.decoded_from(coding::names(&codings)),
+            false => download,
+        };
+        let download = match html {
+            true => download.served_as_html(),
+            false => download,
+        };
         if prefix.is_some() {
             return Ok(download);
         }
@@ -938,6 +950,15 @@ impl Remote for RegistryRemote {
                         // and a registry may refuse listings (403) to credentials that may
                         // pull (an ECR policy without `ecr:ListImages`): the objects say.
                         Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Denied) => {
+                            Ok(())
+                        }
+                        // Nor need a registry list tags at all (the distribution spec's
+                        // Content Discovery, beside the Pull a registry must serve): one
+                        // without that endpoint answers its `UNSUPPORTED`, 405, or 501.
+                        Err(e)
+                            if e.kind() == ErrorKind::Http
+                                && matches!(e.status(), Some(405 | 501)) =>
+                        {
                             Ok(())
                         }
                         Err(e) => Err(e),

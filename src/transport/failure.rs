@@ -321,6 +321,12 @@ const HTTP1_ON_HTTP2: &str = "the server chose HTTP/2 by ALPN but answered in HT
 const NOT_TLS: &str = "the server does not speak TLS (a plain-HTTP registry?); for one \
      without TLS, use --plain-http, an http:// locator or `plain-http` in hosts.toml";
 
+/// [`NOT_TLS`] at a redirect's target: the registry chose its `https://`, so neither
+/// `--plain-http` nor the locator's scheme, which the advice for a registry names, reaches it.
+pub(crate) const NOT_TLS_AT_REDIRECT_TARGET: &str = "the redirect's target does not speak TLS: \
+     the registry sent the request to an https:// URL (a blob store or CDN) on a server that \
+     answers in plain HTTP, which only the registry's configuration can change";
+
 /// A server that has no certificate for the name asked for (by SNI): a host name mistyped,
 /// or one that the server, often a load balancer or ingress routing by name, is not set up
 /// for. It will say the same on every connection.

@@ -89,7 +89,9 @@ pub mod tls;
 
 use failure::classify_client_error;
 pub use failure::lost_before_answer;
-pub(crate) use failure::{AT_REDIRECT_TARGET, CLIENT_CERTIFICATE_REQUIRED};
+pub(crate) use failure::{
+    AT_REDIRECT_TARGET, CLIENT_CERTIFICATE_REQUIRED, NOT_TLS_AT_REDIRECT_TARGET,
+};
 use handshake::{HandshakeDeadline, HandshakeDone};
 use limit::LimitedConnector;
 use pauses::Pauses;
@@ -367,6 +369,11 @@ impl Transport {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(opts.max_idle_per_host)
+            // A field folded over lines (obs-fold), as old servers and proxies fold a long
+            // `WWW-Authenticate`, is read with the fold as a space, as RFC 9112 (5.2)
+            // requires of a user agent and Go's client and curl do: refused, the whole
+            // response failed, and again at every retry.
+            .http1_allow_obsolete_multiline_headers_in_responses(true)
             .http2_max_header_list_size(MAX_RESPONSE_HEADER_LIST);
         match opts.http2_window {
             // The connection gets no more than one stream: whatever the number of streams,
@@ -650,9 +657,12 @@ impl Transport {
         let mut same_origin = true;
         for _ in 0..=MAX_REDIRECTS {
             let response = self.send_once(&req, same_origin).await.map_err(|e| {
-                match !same_origin && e.kind() == ErrorKind::Certificate {
-                    true => e.with_note(AT_REDIRECT_TARGET),
-                    false => e,
+                match (same_origin, e.kind()) {
+                    (false, ErrorKind::Certificate) => e.with_note(AT_REDIRECT_TARGET),
+                    (false, ErrorKind::NotTls) => {
+                        Error::new(ErrorKind::NotTls, NOT_TLS_AT_REDIRECT_TARGET).with_url(&req.url)
+                    }
+                    _ => e,
                 }
             })?;
             let status = response.status();
