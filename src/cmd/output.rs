@@ -616,6 +616,11 @@ mod tests {
     fn fetched(line: u64, len: usize) -> Outcome {
         let mut spool = dist::sink::spool::Spool::new(1 << 20);
         spool.push(bytes::Bytes::from(vec![b'x'; len])).unwrap();
+        fetched_into(line, len, spool)
+    }
+
+    /// The outcome of line `line`, fetched: `len` bytes in `spool`.
+    fn fetched_into(line: u64, len: usize, spool: dist::sink::spool::Spool) -> Outcome {
         let mut o = Outcome::new(line, format!("sha256:{line:064}"));
         o.status = dist::worker::Status::Ok;
         o.size = Some(len as u64);
@@ -714,11 +719,7 @@ mod tests {
             .unwrap();
         // SAFETY: both descriptors are open; `fd` is the spool's, which now writes nowhere.
         assert_eq!(unsafe { libc::dup2(null.as_raw_fd(), fd) }, fd);
-        let mut o = Outcome::new(line, format!("sha256:{line:064}"));
-        o.status = dist::worker::Status::Ok;
-        o.size = Some(len as u64);
-        o.content = Some(spool);
-        o
+        fetched_into(line, len, spool)
     }
 
     /// Regression: a spool that could not be read back for its frame dropped the frames
