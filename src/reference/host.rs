@@ -95,6 +95,13 @@ pub(super) fn validate_host(host: &str) -> std::result::Result<(), String> {
                 "bad port {port:?}: a port is decimal digits, at most 65535"
             ));
         }
+        // Taken, it failed at the first request as "connection refused", as if a server
+        // were down: no server listens on port 0.
+        if port.parse::<u16>() == Ok(0) {
+            return Err(format!(
+                "bad port {port:?}: no server listens on port 0 (ports are 1 to 65535)"
+            ));
+        }
     }
     Ok(())
 }
@@ -229,6 +236,21 @@ mod tests {
         let e = "::1:+5000/app".parse::<Repository>().unwrap_err();
         assert!(!e.to_string().contains("[::1]:+5000"), "{e}");
         assert_eq!(repo("reg.example:05000/x").host(), "reg.example:05000");
+    }
+
+    /// Port 0 was taken, and the first request failed as "connection refused", as if a
+    /// registry were down there.
+    #[test]
+    fn port_0_is_refused() {
+        for s in ["localhost:0/app", "reg.example:00/app", "[::1]:0/app"] {
+            let e = s.parse::<Repository>().unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidInput, "{s}");
+            assert!(
+                e.to_string().contains("no server listens on port 0"),
+                "{s}: {e}"
+            );
+        }
+        assert_eq!(repo("localhost:1/x").host(), "localhost:1");
     }
 
     /// A URL reads `[::1]5000` as `[::1]` on the scheme's port: the locator was taken, and
