@@ -57,22 +57,14 @@ impl FromStr for Object {
     /// copied from `redis:7.2@sha256:…`): the digest, which pins the content, as Docker and
     /// containerd read such a reference.
     fn from_str(s: &str) -> Result<Object> {
-        // A value cut from HTTP headers (`curl -sI … | awk '{print $2}'`) or read from a
-        // file saved on Windows keeps its line's `\r`: the digest's complaint (`needs 64
-        // lowercase hex characters`) named a rule the 64 characters shown kept.
-        let trimmed = s.trim_matches(|c: char| c.is_ascii_whitespace());
-        if trimmed != s && !trimmed.is_empty() && trimmed.parse::<Object>().is_ok() {
-            let what = match s.ends_with('\r') {
-                true => {
-                    "ends in a carriage return (\\r), which a value cut from HTTP headers \
-                         (curl -I) or a Windows text file keeps"
-                }
-                false => "has white space around it",
-            };
-            return Err(Error::invalid(format!(
-                "invalid object {:?}: it {what}; without it, it is {trimmed}",
-                shown(s)
-            )));
+        // A value cut from HTTP headers keeps its line's `\r` (see `around_white_space`).
+        if let Some((trimmed, what)) = crate::digest::around_white_space(s) {
+            if trimmed.parse::<Object>().is_ok() {
+                return Err(Error::invalid(format!(
+                    "invalid object {:?}: it {what}; without it, it is {trimmed}",
+                    shown(s)
+                )));
+            }
         }
         // `dist fetch LOC size:123`, the object left out: read as a digest, it was one in
         // an unsupported algorithm "size" whose object was `123` alone.
