@@ -73,6 +73,17 @@ fn no_line_of_one(args: &FetchArgs) -> Option<dist::Error> {
         return None;
     }
     let words = std::iter::once(&args.object).chain(&args.hints);
+    // An object that kept only its line's `\r` (`$(curl -sI … | awk '{print $2}')`) is one
+    // object, not two lines: its own parse says so, with the object without it, as to stdout.
+    let cut_with_its_cr = args
+        .object
+        .strip_suffix('\r')
+        .is_some_and(|o| !o.contains(['\n', '\r']) && o.parse::<dist::Object>().is_ok());
+    if cut_with_its_cr {
+        if let Err(e) = args.object.parse::<dist::Object>() {
+            return Some(e);
+        }
+    }
     if words.clone().any(|w| w.contains(['\n', '\r'])) {
         return Some(dist::Error::invalid(
             "an object or hint given on the command line holds a line break; give one \
