@@ -197,10 +197,13 @@ fn unknown_shown(key: &str, value: &str) -> String {
     format!("{key}:{}", shown(value))
 }
 
-/// Whether `key` is a hint's (`size`, `mediatype`), or a misspelling of one that a hint
-/// warns about (`Size`, `media-type`).
-pub(crate) fn names_a_hint(key: &str) -> bool {
-    matches!(key, "mediatype" | "mediaType" | "size") || meant_key(key).is_some()
+/// The hint key `key` names: itself when it is one (`size`, `mediaType`), or the key it
+/// misspells, which a hint warns about and ignores (`size` for `Size`).
+pub(crate) fn hint_key(key: &str) -> Option<&str> {
+    match key {
+        "mediatype" | "mediaType" | "size" => Some(key),
+        _ => meant_key(key),
+    }
 }
 
 /// The known key an unknown one is most likely a misspelling of (`Size`, `media-type`,
