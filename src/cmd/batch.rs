@@ -73,13 +73,11 @@ fn no_line_of_one(args: &FetchArgs) -> Option<dist::Error> {
         return None;
     }
     let words = std::iter::once(&args.object).chain(&args.hints);
-    // An object that kept only its line's `\r` (`$(curl -sI … | awk '{print $2}')`) is one
-    // object, not two lines: its own parse says so, with the object without it, as to stdout.
-    let cut_with_its_cr = args
-        .object
-        .strip_suffix('\r')
-        .is_some_and(|o| !o.contains(['\n', '\r']) && o.parse::<dist::Object>().is_ok());
-    if cut_with_its_cr {
+    // An object with white space around it, as one that kept its line's `\r` (`$(curl -sI
+    // … | awk '{print $2}')`), is one object, not two lines, nor one the line's words fetch
+    // without it: its own parse says so, with the object without it, as to stdout.
+    let bare = args.object.trim_matches(|c: char| c.is_ascii_whitespace());
+    if bare != args.object && bare.parse::<dist::Object>().is_ok() {
         if let Err(e) = args.object.parse::<dist::Object>() {
             return Some(e);
         }
