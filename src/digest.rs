@@ -85,6 +85,25 @@ impl Digest {
     }
 }
 
+/// `s` without the white space around it, and what that white space is, when it has
+/// some: a value cut from HTTP headers (`curl -sI … | awk '{print $2}'`) or read from a
+/// file saved on Windows keeps its line's `\r`, and the rule a digest's parse names (`needs
+/// 64 lowercase hex characters`) is one the 64 characters shown kept.
+pub(crate) fn around_white_space(s: &str) -> Option<(&str, &'static str)> {
+    let trimmed = s.trim_matches(|c: char| c.is_ascii_whitespace());
+    if trimmed == s || trimmed.is_empty() {
+        return None;
+    }
+    let what = match s.ends_with('\r') {
+        true => {
+            "ends in a carriage return (\\r), which a value cut from HTTP headers (curl -I) \
+             or a Windows text file keeps"
+        }
+        false => "has white space around it",
+    };
+    Some((trimmed, what))
+}
+
 /// `algorithm ::= component ([+._-] component)*`, components of `[a-z0-9]+`.
 fn algorithm_ok(alg: &str) -> bool {
     !alg.is_empty()
@@ -119,6 +138,13 @@ impl FromStr for Digest {
                 crate::server_text::cut_to(crate::reference::without_credentials(s), MAX_SHOWN);
             Error::invalid(format!("invalid digest {shown:?}: {why}"))
         };
+        // A digest in an image reference (`dist pull host/app@sha256:…`), or a
+        // descriptor's, is cut from HTTP headers as often as an object is.
+        if let Some((trimmed, what)) = around_white_space(s) {
+            if trimmed.parse::<Digest>().is_ok() {
+                return Err(bad(&format!("it {what}; without it, it is {trimmed}")));
+            }
+        }
         let (alg, encoded) = s.split_once(':').ok_or_else(|| bad("missing ':'"))?;
         if !algorithm_ok(alg) {
             // `SHA256:ABC…` is a common paste from tools that print digests in capitals.

@@ -74,8 +74,10 @@ impl Hints {
                         let listed = types.len() > 1 && types.iter().all(|t| media::well_formed(t));
                         let fix = match listed {
                             true => {
-                                let each: Vec<String> =
-                                    types.iter().map(|t| format!("{key}:{t}")).collect();
+                                let each: Vec<String> = types
+                                    .iter()
+                                    .map(|t| format!("{key}:{}", shown(t)))
+                                    .collect();
                                 format!("; one type to a hint: {}", each.join(" "))
                             }
                             false => String::new(),
@@ -195,10 +197,13 @@ fn unknown_shown(key: &str, value: &str) -> String {
     format!("{key}:{}", shown(value))
 }
 
-/// Whether `key` is a hint's (`size`, `mediatype`), or a misspelling of one that a hint
-/// warns about (`Size`, `media-type`).
-pub(crate) fn names_a_hint(key: &str) -> bool {
-    matches!(key, "mediatype" | "mediaType" | "size") || meant_key(key).is_some()
+/// The hint key `key` names: itself when it is one (`size`, `mediaType`), or the key it
+/// misspells, which a hint warns about and ignores (`size` for `Size`).
+pub(crate) fn hint_key(key: &str) -> Option<&str> {
+    match key {
+        "mediatype" | "mediaType" | "size" => Some(key),
+        _ => meant_key(key),
+    }
 }
 
 /// The known key an unknown one is most likely a misspelling of (`Size`, `media-type`,
@@ -383,6 +388,20 @@ mod tests {
             ),
             "{e}"
         );
+    }
+
+    /// The hints a comma-joined media type is told to write show no login a parameter of
+    /// it holds, as the type itself is quoted without one.
+    #[test]
+    fn types_joined_with_commas_are_told_without_a_login() {
+        let e = Hints::parse(["mediatype:a/b,c/d;u=http://me:s3cret@example.com/x"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("one type to a hint: mediatype:a/b mediatype:c/d"),
+            "{e}"
+        );
+        assert!(!e.contains("s3cret"), "{e}");
     }
 
     /// An unknown hint is logged by its key with only its login left out; a key that may

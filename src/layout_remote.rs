@@ -35,6 +35,9 @@ pub struct LayoutRemote {
     /// asks for one per blob, and reading and parsing the index each time made a store
     /// of many entries cost its size once per blob.
     listed: Arc<Mutex<Option<Listed>>>,
+    /// The tag or digest after the directory, as a reference (`oci:DIR:v1`) names it:
+    /// `:v1`, `@sha256:…`; empty for a locator's layout.
+    named: String,
 }
 
 /// The types `index.json` records, and which version of the file they were read from.
@@ -103,6 +106,20 @@ impl LayoutRemote {
         LayoutRemote {
             root: root.into(),
             listed: Arc::default(),
+            named: String::new(),
+        }
+    }
+
+    /// The layout of `image` (`oci:DIR:v1`, as `dist pull` and `dist resolve` take one),
+    /// whose tag or digest a check's note on Helm's `oci://HOST/NAME` keeps in the
+    /// registry's spelling: without it, `HOST/NAME` is read as another image, its `latest`.
+    pub fn of_image(root: impl Into<PathBuf>, image: &crate::image::ImageRef) -> LayoutRemote {
+        // The reference's spelling after its locator's.
+        let (whole, locator) = (image.to_string(), image.locator.to_string());
+        let named = whole.strip_prefix(&locator).unwrap_or_default().to_string();
+        LayoutRemote {
+            named,
+            ..LayoutRemote::new(root)
         }
     }
 
@@ -431,7 +448,8 @@ impl Remote for LayoutRemote {
                         format!(
                             "{msg}: {e}; oci://HOST/…, as Helm and ORAS name a registry, is \
                              a layout directory here: for the registry, write it without \
-                             oci:// ({meant})"
+                             oci:// ({meant}{})",
+                            self.named
                         ),
                     );
                 }

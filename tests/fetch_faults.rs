@@ -281,6 +281,47 @@ fn one_shot_into_a_directory_reports_without_a_line_number() {
     );
 }
 
+/// An object that kept the `\r` of the line it was cut from (`$(curl -sI … | awk '{print
+/// $2}')`), with `-o DIR`, says so and names the object without it, as it does to stdout:
+/// it was told it holds a line break, as if two objects had been given.
+#[test]
+fn one_shot_into_a_directory_tells_an_object_its_carriage_return() {
+    let (reg, digest, _) = fake_with_blob(2_000);
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("out");
+    let object = format!("{digest}\r");
+    let args = ["fetch", &repo(&reg), &object, "-o", dir.to_str().unwrap()];
+    let err = Dist::new().fails(2, &args, b"");
+    assert!(err.contains("carriage return"), "{err}");
+    assert!(
+        err.contains(&format!("without it, it is {digest}")),
+        "{err}"
+    );
+    assert!(!dir.exists(), "a layout was made");
+    assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 0);
+}
+
+/// An object with a space around it, with `-o DIR`, is refused as it is to stdout, saying
+/// so: read as an input line, whose words the spaces only part, it was fetched, where the
+/// same command without `-o` refused it.
+#[test]
+fn one_shot_into_a_directory_refuses_an_object_with_space_around_it_as_to_stdout() {
+    let (reg, digest, _) = fake_with_blob(2_000);
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("out");
+    for object in [format!(" {digest}"), format!("{digest} ")] {
+        let args = ["fetch", &repo(&reg), &object, "-o", dir.to_str().unwrap()];
+        let err = Dist::new().fails(2, &args, b"");
+        assert!(err.contains("white space around it"), "{object:?}: {err}");
+        assert!(
+            err.contains(&format!("without it, it is {digest}")),
+            "{err}"
+        );
+        assert!(!dir.exists(), "{object:?}: a layout was made");
+    }
+    assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 0);
+}
+
 /// One object named on the command line with `-o DIR` that names nothing (blank, or what
 /// an input line would take for a comment), or that holds a line break (which made it
 /// two input lines): refused as a usage error before anything is made or asked. Each

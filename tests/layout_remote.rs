@@ -274,6 +274,40 @@ fn missing_corrupt_and_non_layouts_fail() {
     }
 }
 
+/// `oci://ghcr.io/team/chart:1.0`, Helm's spelling of a registry's chart, given to `dist
+/// pull` or `dist resolve` (which take a reference): the spelling the note names for the
+/// registry keeps the tag or digest written. It named `ghcr.io/team/chart` alone, which
+/// these read as its `latest`, another image than the one asked for.
+#[test]
+fn a_helm_style_reference_is_told_the_reference_meant() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let dist = Dist::new();
+    for (reference, meant) in [
+        (
+            "oci://ghcr.io/team/chart:1.0",
+            "ghcr.io/team/chart:1.0".to_string(),
+        ),
+        (
+            &format!("oci://ghcr.io/team/chart@{digest}"),
+            format!("ghcr.io/team/chart@{digest}"),
+        ),
+    ] {
+        let pull = ["pull", reference, "-o", out.to_str().unwrap()];
+        for args in [&["resolve", reference][..], &pull[..]] {
+            let run = dist.run(args, b"");
+            let err = String::from_utf8_lossy(&run.stderr);
+            assert_eq!(run.status.code(), Some(2), "{args:?}: {err}");
+            assert!(
+                err.trim_end()
+                    .ends_with(&format!("write it without oci:// ({meant})")),
+                "{args:?}: {err}"
+            );
+        }
+    }
+}
+
 /// `skopeo copy … oci:DIR` (no tag) writes an entry without a name, which `oci:DIR`
 /// (`latest`) does not find: the error says what `index.json` does list, the unnamed entry
 /// by its digest, so that it can be asked for so.

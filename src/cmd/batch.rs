@@ -73,6 +73,15 @@ fn no_line_of_one(args: &FetchArgs) -> Option<dist::Error> {
         return None;
     }
     let words = std::iter::once(&args.object).chain(&args.hints);
+    // An object with white space around it, as one that kept its line's `\r` (`$(curl -sI
+    // … | awk '{print $2}')`), is one object, not two lines, nor one the line's words fetch
+    // without it: its own parse says so, with the object without it, as to stdout.
+    let bare = args.object.trim_matches(|c: char| c.is_ascii_whitespace());
+    if bare != args.object && bare.parse::<dist::Object>().is_ok() {
+        if let Err(e) = args.object.parse::<dist::Object>() {
+            return Some(e);
+        }
+    }
     if words.clone().any(|w| w.contains(['\n', '\r'])) {
         return Some(dist::Error::invalid(
             "an object or hint given on the command line holds a line break; give one \

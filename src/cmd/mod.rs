@@ -368,6 +368,19 @@ pub fn open_locator(
     }
 }
 
+/// Builds the remote for the locator of `image`, a reference (`dist pull`, `dist resolve`):
+/// a layout's check then names what to write for a registry with the tag or digest given.
+pub fn open_image(
+    global: &Global,
+    image: &dist::image::ImageRef,
+    jobs: usize,
+) -> Result<Arc<dyn Remote>, Error> {
+    match &image.locator {
+        Locator::Layout(path) => Ok(Arc::new(LayoutRemote::of_image(path, image))),
+        Locator::Registry(_) => open_locator(global, image.locator.clone(), jobs),
+    }
+}
+
 /// The mirrors for `repo`: `--mirror` flags first, then its hosts file; and the registry's
 /// own address if the hosts file moves it, and how to talk to the registry.
 fn mirror_specs(

@@ -16,7 +16,7 @@ use dist::Error;
 
 use super::progress::Display;
 use super::{
-    check_before_batch, exit_for, first_steps, open_locator, report, report_file, run_stop,
+    check_before_batch, exit_for, first_steps, open_image, report, report_file, run_stop,
     unless_stopped, watch, Stop, EXIT_FAILED, EXIT_USAGE,
 };
 use crate::cli::{Global, PullArgs};
@@ -77,7 +77,7 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
             Err(code) => return code,
         };
     let jobs = super::jobs_within_file_limit(global, args.jobs);
-    let remote = match open_locator(global, image.locator.clone(), jobs) {
+    let remote = match open_image(global, &image, jobs) {
         Ok(r) => r,
         Err(e) => return report(&e, EXIT_USAGE),
     };

@@ -144,6 +144,22 @@ pub(crate) fn write_reference(
 mod tests {
     use super::*;
 
+    /// A reference whose digest kept the `\r` of the line it was cut from (`curl -sI … |
+    /// awk '{print $2}'`), as `dist pull` and `dist resolve` take one, says so, as an
+    /// object does: it was told that sha256 needs 64 lowercase hex characters, which the
+    /// digest shown had.
+    #[test]
+    fn a_digest_with_a_carriage_return_says_so() {
+        let d = format!("sha256:{}", "ab".repeat(32));
+        let e = format!("ghcr.io/team/app@{d}\r")
+            .parse::<Reference>()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("carriage return"), "{e}");
+        assert!(e.ends_with(&format!("without it, it is {d}")), "{e}");
+        assert!(!e.contains("hex characters"), "{e}");
+    }
+
     #[test]
     fn a_colon_typed_for_the_at_is_refused_with_the_spelling() {
         let digest = format!("sha256:{}", "c".repeat(64));

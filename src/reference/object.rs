@@ -57,28 +57,21 @@ impl FromStr for Object {
     /// copied from `redis:7.2@sha256:…`): the digest, which pins the content, as Docker and
     /// containerd read such a reference.
     fn from_str(s: &str) -> Result<Object> {
-        // A value cut from HTTP headers (`curl -sI … | awk '{print $2}'`) or read from a
-        // file saved on Windows keeps its line's `\r`: the digest's complaint (`needs 64
-        // lowercase hex characters`) named a rule the 64 characters shown kept.
-        let trimmed = s.trim_matches(|c: char| c.is_ascii_whitespace());
-        if trimmed != s && !trimmed.is_empty() && trimmed.parse::<Object>().is_ok() {
-            let what = match s.ends_with('\r') {
-                true => {
-                    "ends in a carriage return (\\r), which a value cut from HTTP headers \
-                         (curl -I) or a Windows text file keeps"
-                }
-                false => "has white space around it",
-            };
-            return Err(Error::invalid(format!(
-                "invalid object {:?}: it {what}; without it, it is {trimmed}",
-                shown(s)
-            )));
+        // A value cut from HTTP headers keeps its line's `\r` (see `around_white_space`).
+        if let Some((trimmed, what)) = crate::digest::around_white_space(s) {
+            if trimmed.parse::<Object>().is_ok() {
+                return Err(Error::invalid(format!(
+                    "invalid object {:?}: it {what}; without it, it is {trimmed}",
+                    shown(s)
+                )));
+            }
         }
         // `dist fetch LOC size:123`, the object left out: read as a digest, it was one in
-        // an unsupported algorithm "size" whose object was `123` alone.
-        if let Some((key, _)) = s
+        // an unsupported algorithm "size" whose object was `123` alone. The key is named
+        // in its own spelling: `Size:`, misspelt, would be ignored after the object too.
+        if let Some(key) = s
             .split_once(':')
-            .filter(|(k, _)| crate::hints::names_a_hint(k))
+            .and_then(|(k, _)| crate::hints::hint_key(k))
         {
             return Err(Error::invalid(format!(
                 "invalid object {:?}: a hint where the object goes; the object, a tag or \
@@ -387,6 +380,18 @@ mod tests {
         let e = message(&format!(" {d} "));
         assert!(e.contains("white space"), "{e}");
         assert!(message("\r").contains("neither a digest"));
+    }
+
+    /// A misspelt hint key where the object goes is told the key's spelling: told to put
+    /// `Size:` after the object, the hint was then ignored, as an unknown key is.
+    #[test]
+    fn a_misspelt_hint_where_the_object_goes_is_told_its_key() {
+        let e = "Size:12".parse::<Object>().unwrap_err().to_string();
+        assert!(e.ends_with("hints such as size: after it"), "{e}");
+        let e = "media-type:a/b".parse::<Object>().unwrap_err().to_string();
+        assert!(e.ends_with("hints such as mediatype: after it"), "{e}");
+        let e = "mediaType:a/b".parse::<Object>().unwrap_err().to_string();
+        assert!(e.ends_with("hints such as mediaType: after it"), "{e}");
     }
 
     /// A hint where the object goes (the object left out, or put after its hints) is told
