@@ -640,15 +640,17 @@ impl Download {
     fn fail(&self, kind: ErrorKind, msg: String) -> Error {
         let e = Error::new(kind, msg);
         let e = match self.served_as_html {
-            true => e.with_note(
-                "the server sent an HTML page (text/html) in its place: a proxy's, \
-                 firewall's or captive portal's own page, not the registry's answer?",
-            ),
+            true => e.with_note(HTML_IN_PLACE),
             false => e,
         };
         e.with_object(&self.meta.object).with_url(&self.meta.url)
     }
 }
+
+/// Said of content that failed under `Content-Type: text/html`, which no registry's
+/// content is likely to be (see [`Download::served_as_html`]).
+pub(crate) const HTML_IN_PLACE: &str = "the server sent an HTML page (text/html) in its \
+     place: a proxy's, firewall's or captive portal's own page, not the registry's answer?";
 
 /// Whether content that begins with `start` may be a JSON object, as every manifest is:
 /// false once its first byte past any whitespace is another.

@@ -957,6 +957,25 @@ fn an_html_page_in_place_of_the_content_is_said_to_be_one() {
     assert!(err.lines().last().unwrap().contains("HTML page"), "{err}");
 }
 
+/// The same page where the size is given (a descriptor's, as every `dist pull` fetch
+/// has it): the size it declares, or sends, is the page's, and the failure says an HTML
+/// page came, not that the size given is likely wrong.
+#[test]
+fn an_html_page_against_a_size_given_is_said_to_be_one() {
+    let (reg, digest, data) = fake_with_blob(5000);
+    let page = Fault::Page {
+        status: 200,
+        content_type: "text/html",
+        body: "<html><body>Access to this site is blocked by policy</body></html>".into(),
+    };
+    reg.set_fault_for_every(&digest, page);
+    let size = format!("size:{}", data.len());
+    let err = Dist::new().fails(1, &["fetch", &repo(&reg), &digest, &size], b"");
+    let last = err.lines().last().unwrap();
+    assert!(last.contains("HTML page"), "{err}");
+    assert!(!last.contains("likely wrong"), "{err}");
+}
+
 /// A proxy that compresses whatever it passes on: dist asks for the stored bytes
 /// (`identity`), undoes `gzip` and `deflate` when it gets them anyway, and verifies what
 /// they decode to. A coding it cannot undo fails at once, before any byte is written.

@@ -678,12 +678,14 @@ impl RegistryRemote {
                 // Asked again of the registry itself, past any mirror (or of the mirrors
                 // that stand in for a registry that may not be asked), after the same
                 // answer: two answers against one size given.
-                let e = match &again {
-                    Some(who) => e.with_note(format!(
+                // A page's length says nothing of the size given.
+                let e = match (&again, html) {
+                    (_, true) => e.with_note(crate::fetch::HTML_IN_PLACE),
+                    (Some(who), false) => e.with_note(format!(
                         "{who} declared {} again: the size given is likely wrong",
                         crate::plural::Bytes(d)
                     )),
-                    None => e,
+                    (None, false) => e,
                 };
                 let e = e.with_sizes(h, d).sized_by(self.host(host).mirror_name());
                 return Err(e.with_url(&url));
