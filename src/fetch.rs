@@ -624,7 +624,8 @@ impl Download {
             .with_sent(size, sent)
             .sized_by(mirror.map(str::to_string))
             .registry_next(registry_next);
-        if !again {
+        // A page's length says nothing of the size given.
+        if !again || self.served_as_html {
             return e;
         }
         let who = mirror.unwrap_or("the registry itself");
