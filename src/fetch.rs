@@ -6,6 +6,8 @@
 //! Consumers must therefore treat what they received as unverified until `chunk` returned
 //! `Ok(None)`; the sinks write into temporary files for exactly that reason.
 
+use std::sync::{Arc, OnceLock};
+
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -235,8 +237,9 @@ pub struct Download {
     size_given: Option<(Option<(String, bool)>, bool)>,
     /// Why the body's end was taken on trust, if it was: see [`Download::end_on_trust`].
     on_trust: Option<OnTrust>,
-    /// The codings undone to get the body (`gzip`), if any: see [`Download::decoded_from`].
-    decoded_from: Option<String>,
+    /// The codings undone to get the body (`gzip`), if any, and how many bytes were sent
+    /// once they verified as sent: see [`Download::decoded_from`].
+    decoded_from: Option<(String, Arc<OnceLock<u64>>)>,
     /// The server labelled the body an HTML page: see [`Download::served_as_html`].
     served_as_html: bool,
 }
@@ -316,9 +319,11 @@ impl Download {
     /// digest mismatch says it was of the decoded bytes. A server that labels content
     /// stored compressed (a gzip layer, an S3 object uploaded with `Content-Encoding`
     /// metadata) as coded sends bytes that verify only as sent, and the mismatch read as
-    /// corruption, its size of bytes the content never had.
-    pub(crate) fn decoded_from(mut self, codings: String) -> Download {
-        self.decoded_from = Some(codings);
+    /// corruption, its size of bytes the content never had. `as_sent` holds how many
+    /// bytes were sent once they verified so: the mismatch then says a fetch again takes
+    /// them as sent.
+    pub(crate) fn decoded_from(mut self, codings: String, as_sent: Arc<OnceLock<u64>>) -> Download {
+        self.decoded_from = Some((codings, as_sent));
         self
     }
 
@@ -535,13 +540,24 @@ impl Download {
                         "digest mismatch: expected {expected}, got {actual} ({})",
                         crate::plural::Bytes(self.received)
                     ),
-                    Some(codings) => format!(
-                        "digest mismatch: expected {expected}, got {actual} ({} once the \
-                         server's {codings} coding was undone: a server that labels content \
-                         stored compressed, such as a gzip layer, with Content-Encoding sends \
-                         bytes that verify only as sent)",
-                        crate::plural::Bytes(self.received)
-                    ),
+                    Some((codings, as_sent)) => match as_sent.get() {
+                        None => format!(
+                            "digest mismatch: expected {expected}, got {actual} ({} once the \
+                             server's {codings} coding was undone: a server that labels \
+                             content stored compressed, such as a gzip layer, with \
+                             Content-Encoding sends bytes that verify only as sent)",
+                            crate::plural::Bytes(self.received)
+                        ),
+                        Some(sent) => format!(
+                            "digest mismatch: expected {expected}, got {actual} ({} once the \
+                             server's {codings} coding was undone); the {} as sent verify: \
+                             the server keeps the content compressed and labels it with \
+                             Content-Encoding, so a fetch again takes them as sent, as does \
+                             one given their size (size:{sent})",
+                            crate::plural::Bytes(self.received),
+                            crate::plural::Bytes(*sent)
+                        ),
+                    },
                 };
                 let trusted = self.on_trust.as_ref();
                 let trusted = trusted.and_then(|t| t.lock().expect("on_trust poisoned").take());
@@ -608,7 +624,8 @@ impl Download {
             .with_sent(size, sent)
             .sized_by(mirror.map(str::to_string))
             .registry_next(registry_next);
-        if !again {
+        // A page's length says nothing of the size given.
+        if !again || self.served_as_html {
             return e;
         }
         let who = mirror.unwrap_or("the registry itself");
@@ -624,15 +641,17 @@ impl Download {
     fn fail(&self, kind: ErrorKind, msg: String) -> Error {
         let e = Error::new(kind, msg);
         let e = match self.served_as_html {
-            true => e.with_note(
-                "the server sent an HTML page (text/html) in its place: a proxy's, \
-                 firewall's or captive portal's own page, not the registry's answer?",
-            ),
+            true => e.with_note(HTML_IN_PLACE),
             false => e,
         };
         e.with_object(&self.meta.object).with_url(&self.meta.url)
     }
 }
+
+/// Said of content that failed under `Content-Type: text/html`, which no registry's
+/// content is likely to be (see [`Download::served_as_html`]).
+pub(crate) const HTML_IN_PLACE: &str = "the server sent an HTML page (text/html) in its \
+     place: a proxy's, firewall's or captive portal's own page, not the registry's answer?";
 
 /// Whether content that begins with `start` may be a JSON object, as every manifest is:
 /// false once its first byte past any whitespace is another.

@@ -76,10 +76,17 @@ pub(crate) fn error_detail(body: &[u8], status: &str) -> String {
     json_error(body).unwrap_or_else(|| excerpt(body, status))
 }
 
+/// `body` without a leading UTF-8 byte order mark, which RFC 8259 (8.1) forbids a sender
+/// and lets a parser pass over (.NET's writers add one): serde refuses it.
+pub(crate) fn without_bom(body: &[u8]) -> &[u8] {
+    body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body)
+}
+
 /// The messages of a JSON error `body` ([`error_detail`]'s fields), on one line; `None`
 /// when it is no JSON or names none of them, so a caller that must not show the rest of a
 /// body (a token server's) can use it alone.
 pub(crate) fn json_error(body: &[u8]) -> Option<String> {
+    let body = without_bom(body);
     #[derive(serde::Deserialize)]
     struct Said {
         #[serde(default)]
@@ -210,6 +217,17 @@ mod tests {
         for shown_as_is in [r#"{"errors":[{}]}"#, "{}", "[1]", r#"{"error":7}"#] {
             assert_eq!(detail(shown_as_is), shown_as_is);
         }
+    }
+
+    /// An error body that starts with a UTF-8 byte order mark (a .NET server's writers add
+    /// one) is read as the JSON after it: shown whole, it quoted the raw JSON.
+    #[test]
+    fn a_json_error_after_a_byte_order_mark_shows_its_messages() {
+        let body = "\u{feff}{\"errors\":[{\"code\":\"DENIED\",\"message\":\"no pull\"}]}";
+        assert_eq!(
+            error_detail(body.as_bytes(), "403 Forbidden"),
+            "DENIED: no pull"
+        );
     }
 
     #[test]

@@ -881,15 +881,14 @@ fn a_registry_without_tag_listing_does_not_stop_the_batch() {
 
 /// A server that labels content stored compressed (a gzip layer) `Content-Encoding: gzip`,
 /// as an S3 object uploaded with that metadata is served, sends bytes that verify only as
-/// sent: decoded, as a proxy's coding must be, they do not. The mismatch says it was of
-/// the decoded bytes, and of which coding; it read as corruption, with a size (of the
-/// decoded bytes) that is no size the layer has.
+/// sent: decoded, as a proxy's coding must be, they do not. Streamed to stdout past what
+/// is held back, the content cannot be fetched again; the mismatch says it was of the
+/// decoded bytes, of which coding, and that the bytes as sent verify, with the size to
+/// give to have them. It read as corruption, with a size (of the decoded bytes) that is
+/// no size the layer has.
 #[test]
 fn a_mismatch_after_decoding_says_the_coding_was_undone() {
-    use std::io::Write;
-    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gzip.write_all(&bytes(43, 20_000)).unwrap();
-    let layer = gzip.finish().unwrap();
+    let layer = gzip_layer(43, 2 << 20);
     let reg = FakeRegistry::start();
     let digest = reg.blob("team/app", &layer);
     reg.set_fault_for_every(&digest, Fault::Header("content-encoding", "gzip".into()));
@@ -898,6 +897,81 @@ fn a_mismatch_after_decoding_says_the_coding_was_undone() {
     assert!(last.contains("digest mismatch"), "{err}");
     assert!(last.contains("gzip"), "{err}");
     assert!(last.contains("undone"), "{err}");
+    assert!(last.contains(&format!("size:{}", layer.len())), "{err}");
+}
+
+/// A blob stored compressed under `Content-Encoding: gzip` metadata (an S3 object so
+/// uploaded, a gzip layer behind a web server that labels `.gz` files): its bytes as sent
+/// are the content. With the size given, as a manifest's descriptor gives it, a coded
+/// body whose `Content-Length` is that size is taken as sent, and verifies.
+#[test]
+fn a_layer_stored_under_content_encoding_is_the_bytes_sent_when_its_size_says_so() {
+    let layer = gzip_layer(44, 20_000);
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", &layer);
+    reg.set_fault_for_every(&digest, Fault::Header("content-encoding", "gzip".into()));
+    let size = format!("size:{}", layer.len());
+    let out = Dist::new().ok(&["fetch", &repo(&reg), &digest, &size]);
+    assert!(
+        out == layer,
+        "got {} bytes, not the layer's {}",
+        out.len(),
+        layer.len()
+    );
+}
+
+/// The same blob with no size given, by the worker into a directory: the decoded body
+/// fails, the bytes as sent verify, and the fetch once more takes them as sent.
+#[test]
+fn a_layer_stored_under_content_encoding_is_fetched_again_as_sent() {
+    let layer = gzip_layer(45, 20_000);
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", &layer);
+    reg.set_fault_for_every(&digest, Fault::Header("content-encoding", "gzip".into()));
+    let (out, dir) = into_dir(&reg, &digest, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    support::cli::assert_stored_alone(dir.path(), &digest, &layer);
+    // An answer a proxy compressed is still decoded, and verifies as before.
+    let (reg, digest, data) = fake_with_blob(30_000);
+    reg.set_fault_for_every(&digest, Fault::Coded("gzip"));
+    let (out, dir) = into_dir(&reg, &digest, &[]);
+    assert_eq!(out.status.code(), Some(0));
+    support::cli::assert_stored_alone(dir.path(), &digest, &data);
+}
+
+/// A layer stored under `Content-Encoding: gzip` whose body breaks: the resume's range,
+/// labelled so too, addresses the bytes as sent, and continues them; decoded, it was
+/// spliced into the content as bytes it never had.
+#[test]
+fn a_layer_stored_under_content_encoding_resumes_as_sent() {
+    let layer = gzip_layer(46, 300_000);
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", &layer);
+    let labelled = Fault::Labelled("gzip", Box::new(Fault::DropAfter(100_000)));
+    reg.push_fault(&digest, labelled);
+    reg.set_fault_for_every(&digest, Fault::Header("content-encoding", "gzip".into()));
+    let size = format!("size:{}", layer.len());
+    let out = Dist::new().ok(&["fetch", &repo(&reg), &digest, &size]);
+    assert!(
+        out == layer,
+        "got {} bytes, not the layer's {}",
+        out.len(),
+        layer.len()
+    );
+    assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 2);
+}
+
+/// A gzip layer of `len` bytes seeded with `seed`, compressed.
+fn gzip_layer(seed: u64, len: usize) -> Vec<u8> {
+    use std::io::Write;
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gzip.write_all(&bytes(seed, len)).unwrap();
+    gzip.finish().unwrap()
 }
 
 /// A proxy, firewall or captive portal that answers `200` with its own HTML page (a
@@ -922,6 +996,25 @@ fn an_html_page_in_place_of_the_content_is_said_to_be_one() {
     reg.set_fault_for_every("manifests/v1", page);
     let err = Dist::new().fails(1, &["fetch", &repo(&reg), "v1"], b"");
     assert!(err.lines().last().unwrap().contains("HTML page"), "{err}");
+}
+
+/// The same page where the size is given (a descriptor's, as every `dist pull` fetch
+/// has it): the size it declares, or sends, is the page's, and the failure says an HTML
+/// page came, not that the size given is likely wrong.
+#[test]
+fn an_html_page_against_a_size_given_is_said_to_be_one() {
+    let (reg, digest, data) = fake_with_blob(5000);
+    let page = Fault::Page {
+        status: 200,
+        content_type: "text/html",
+        body: "<html><body>Access to this site is blocked by policy</body></html>".into(),
+    };
+    reg.set_fault_for_every(&digest, page);
+    let size = format!("size:{}", data.len());
+    let err = Dist::new().fails(1, &["fetch", &repo(&reg), &digest, &size], b"");
+    let last = err.lines().last().unwrap();
+    assert!(last.contains("HTML page"), "{err}");
+    assert!(!last.contains("likely wrong"), "{err}");
 }
 
 /// A proxy that compresses whatever it passes on: dist asks for the stored bytes

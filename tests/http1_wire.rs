@@ -548,3 +548,30 @@ fn a_folded_header_field_is_read_as_one_line() {
         raw.seen()
     );
 }
+
+/// A proxy's or portal's HTML page, chunked, where content of a size given (a
+/// descriptor's) belongs: it ends short of that size, and the failure says an HTML page
+/// came in the content's place, not that the size given is likely wrong, which it said
+/// once the registry itself had sent the page again.
+#[test]
+fn a_chunked_html_page_short_of_the_size_given_does_not_blame_the_size() {
+    let digest = sha256(&bytes(24, 3000));
+    let raw = Raw::start(move |req, _| {
+        if req.line().contains("/tags/list") {
+            return Answer::keep(with_body(
+                head("200 OK", &["Content-Length: 2".into()]),
+                b"{}",
+            ));
+        }
+        let fields = [
+            "Content-Type: text/html".to_string(),
+            "Transfer-Encoding: chunked".to_string(),
+        ];
+        let page = b"<html><body>Access to this site is blocked by policy</body></html>";
+        Answer::keep(with_body(head("200 OK", &fields), &chunked(page, 1000)))
+    });
+    let err = Dist::new().fails(1, &["fetch", &raw.repo(), &digest, "size:3000"], b"");
+    let last = err.lines().last().unwrap();
+    assert!(last.contains("HTML page"), "{err}");
+    assert!(!last.contains("likely wrong"), "{err}");
+}

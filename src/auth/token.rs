@@ -17,6 +17,7 @@ use super::credentials::Credential;
 use crate::error::{Error, ErrorKind, Result};
 use crate::reference::is_loopback;
 use crate::registry::MAX_ERROR_BODY;
+use crate::server_text::without_bom;
 use crate::transport::{self, Outgoing, Transport};
 
 /// The lifetime assumed when the token endpoint does not say.
@@ -411,12 +412,6 @@ fn unreadable_reply(body: &[u8], content_type: Option<&str>, e: &serde_json::Err
     }
     let said = crate::server_text::one_line(text);
     format!("token response is not JSON ({typed}): {said}")
-}
-
-/// `body` without a leading UTF-8 byte order mark, which RFC 8259 (8.1) forbids a sender
-/// and lets a parser pass over (.NET's writers add one): serde refuses it.
-fn without_bom(body: &[u8]) -> &[u8] {
-    body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body)
 }
 
 /// Whether `text` could carry a token: a word without white space (a bare token, a

@@ -28,6 +28,9 @@ pub(crate) struct Resumable {
     /// range of coded bytes that cannot continue the content and costs a request for
     /// nothing.
     pub(crate) whole: bool,
+    /// The content is its bytes as sent under their `Content-Encoding` (see
+    /// [`coding::AsSent`]): the answers to resumes are taken as sent too.
+    pub(crate) as_sent: bool,
     pub(crate) headers: HeaderMap,
     /// Bytes handed out so far.
     pub(crate) offset: u64,
@@ -390,6 +393,7 @@ impl Resumable {
             size: self.size,
             given: self.size_given,
             sized_by: self.sized_by,
+            as_sent: self.as_sent,
         }
     }
 
@@ -585,6 +589,7 @@ impl Resumable {
             retry_url: None,
             // A host that coded its answer would code a range of it too.
             whole: opened.answer.body.is_decoded(),
+            as_sent: false,
             headers: source.headers.clone(),
             offset,
             size: Some(source.total),
@@ -835,7 +840,10 @@ async fn open_at(
             .await?;
         let h = reply.response.headers();
         let version = reply.response.version();
-        let codings = coding::codings(h).map_err(|e| e.with_url(url))?;
+        let codings = match rest.as_sent && coding::content_codings_only(h) {
+            true => Vec::new(),
+            false => coding::codings(h).map_err(|e| e.with_url(url))?,
+        };
         let ranged = headers.contains_key(http::header::RANGE);
         let status = reply.response.status();
         // All of the content (or of its coded bytes) under a range that says so is a part
@@ -917,6 +925,8 @@ struct Rest {
     size: Option<u64>,
     given: bool,
     sized_by: Option<usize>,
+    /// The content is its bytes as sent, coded or not ([`Resumable::as_sent`]).
+    as_sent: bool,
 }
 
 impl Rest {
@@ -927,6 +937,7 @@ impl Rest {
             size: Some(source.total),
             given: source.total_given,
             sized_by: source.sized_by,
+            as_sent: false,
         }
     }
 

@@ -10,14 +10,17 @@
 //! asked for whole again, and what was handed out dropped from the decoded bytes. Its
 //! `Content-Length` is not the content's size.
 
+use std::collections::HashSet;
 use std::io;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use async_compression::futures::bufread::{GzipDecoder, ZlibDecoder};
 use bytes::Bytes;
 use futures::{AsyncRead, AsyncReadExt, StreamExt, TryStreamExt};
 use http::HeaderMap;
 
+use crate::digest::{Digest, Hasher};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fetch::ByteStream;
 
@@ -118,6 +121,72 @@ pub(crate) fn names(codings: &[Coding]) -> String {
 /// Whether a response carries any coding but `identity`, undoable or not.
 pub(crate) fn is_coded(headers: &HeaderMap) -> bool {
     !matches!(codings(headers).as_deref(), Ok([]))
+}
+
+/// Whether a coded response's codings are all content codings (`Content-Encoding`), none
+/// a transfer coding: only the former may be how the content itself is stored.
+pub(crate) fn content_codings_only(headers: &HeaderMap) -> bool {
+    let mut transfer = headers.clone();
+    transfer.remove(http::header::CONTENT_ENCODING);
+    !is_coded(&transfer)
+}
+
+/// Digests whose content a server sends as stored, compressed and labelled with its
+/// `Content-Encoding` (an S3 object uploaded with that metadata, a `.gz` file a web server
+/// labels so): undone, such a coding leaves bytes that can never verify. Learned when a
+/// decoded body failed and the bytes as sent verified ([`check_as_sent`]); a fetch
+/// again takes them as sent. One entry per such object a run meets.
+#[derive(Debug, Default)]
+pub(crate) struct AsSent(Mutex<HashSet<Digest>>);
+
+impl AsSent {
+    /// Whether `digest`'s content was found to be its bytes as sent.
+    pub(crate) fn contains(&self, digest: &Digest) -> bool {
+        self.0
+            .lock()
+            .expect("as-sent set poisoned")
+            .contains(digest)
+    }
+
+    fn insert(&self, digest: Digest) {
+        self.0.lock().expect("as-sent set poisoned").insert(digest);
+    }
+}
+
+/// `body`, its coded bytes as they pass hashed: once it ended whole and they verify as
+/// `digest`, `digest` goes into `as_sent` and `verified` holds how many there were, for
+/// the decoded body's digest mismatch to say so. Only a coded body pays for the second
+/// hash.
+pub(crate) fn check_as_sent(
+    body: ByteStream,
+    digest: Digest,
+    as_sent: Arc<AsSent>,
+    verified: Arc<OnceLock<u64>>,
+) -> ByteStream {
+    let hasher = Hasher::new(digest.algorithm());
+    futures::stream::unfold(Some((body, hasher, 0u64)), move |state| {
+        let (digest, as_sent, verified) = (digest.clone(), as_sent.clone(), verified.clone());
+        async move {
+            let (mut body, mut hasher, len) = state?;
+            match body.next().await {
+                Some(Ok(chunk)) => {
+                    hasher.update(&chunk);
+                    let len = len + chunk.len() as u64;
+                    Some((Ok(chunk), Some((body, hasher, len))))
+                }
+                Some(Err(e)) => Some((Err(e), None)),
+                None => {
+                    if hasher.finish() == digest {
+                        tracing::debug!(%digest, "the coded bytes as sent verify");
+                        as_sent.insert(digest);
+                        let _ = verified.set(len);
+                    }
+                    None
+                }
+            }
+        }
+    })
+    .boxed()
 }
 
 /// `body` with `codings` undone (the last applied is undone first), and then its first

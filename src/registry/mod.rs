@@ -72,6 +72,8 @@ struct Inner {
     ranged: Arc<crate::ranged::Shared>,
     /// How long a mirror found unreachable is skipped at first.
     mirror_down: Duration,
+    /// Objects whose coded bytes as sent are their content (see [`coding::AsSent`]).
+    as_sent: Arc<coding::AsSent>,
 }
 
 impl std::fmt::Debug for RegistryRemote {
@@ -105,6 +107,7 @@ impl RegistryRemote {
                 ranged: ranges.shared(),
                 ranges,
                 mirror_down: host::MIRROR_DOWN,
+                as_sent: Arc::default(),
             }),
         }
     }
@@ -675,12 +678,14 @@ impl RegistryRemote {
                 // Asked again of the registry itself, past any mirror (or of the mirrors
                 // that stand in for a registry that may not be asked), after the same
                 // answer: two answers against one size given.
-                let e = match &again {
-                    Some(who) => e.with_note(format!(
+                // A page's length says nothing of the size given.
+                let e = match (&again, html) {
+                    (_, true) => e.with_note(crate::fetch::HTML_IN_PLACE),
+                    (Some(who), false) => e.with_note(format!(
                         "{who} declared {} again: the size given is likely wrong",
                         crate::plural::Bytes(d)
                     )),
-                    None => e,
+                    (None, false) => e,
                 };
                 let e = e.with_sizes(h, d).sized_by(self.host(host).mirror_name());
                 return Err(e.with_url(&url));
@@ -754,16 +759,45 @@ impl RegistryRemote {
                 size_given: given.is_some(),
             }))
         });
+        // Content stored compressed and labelled with its `Content-Encoding` (an S3 object
+        // uploaded with that metadata) is its bytes as sent: undone, they never verify.
+        // It is known by a body as long as the size given (a descriptor's), which a proxy
+        // that compresses would match only by chance, or by bytes as sent that verified
+        // before; either way the content is verified as any is.
+        let as_sent = coded && {
+            let h = reply.response.headers();
+            let sized = hints.size.is_some() && content_length(h) == hints.size;
+            let known = expected
+                .as_ref()
+                .is_some_and(|d| self.inner.as_sent.contains(d));
+            coding::content_codings_only(h) && (sized || known)
+        };
+        if as_sent {
+            tracing::debug!(%url, "a coded body taken as sent: its coding is how the content is stored");
+        }
+        let decode = coded && !as_sent;
+        // Set once the bytes as sent of a decoded body verified.
+        let verified_as_sent = Arc::new(std::sync::OnceLock::new());
         // A coded body is decoded below the resumes, which then count the content's
         // bytes: a break asks for the whole content again and drops what was handed out,
         // instead of failing content that went to stdout already.
-        let body = match coded {
+        let body = match decode {
             true => {
                 let response = &reply.response;
                 let at_close = coding::ends_at_close(response.version(), response.headers());
+                let content_only = coding::content_codings_only(response.headers());
                 let incoming = reply.response.into_body();
                 let transport = self.host(host).transport.clone();
                 let coded = body::incoming_stream(transport, incoming);
+                let coded = match &expected {
+                    Some(d) if content_only => coding::check_as_sent(
+                        coded,
+                        d.clone(),
+                        self.inner.as_sent.clone(),
+                        verified_as_sent.clone(),
+                    ),
+                    _ => coded,
+                };
                 body::Body::Decoded(coding::decode(coded, &codings, 0, at_close))
             }
             false => body::Body::Plain(reply.response.into_body()),
@@ -774,7 +808,8 @@ impl RegistryRemote {
             body,
             resume_url,
             retry_url,
-            whole: coded,
+            whole: decode,
+            as_sent,
             headers: headers.clone(),
             offset,
             size,
@@ -834,8 +869,8 @@ impl RegistryRemote {
             Some(on_trust) => download.end_on_trust(on_trust),
             None => download,
         };
-        let download = match coded {
-            true => download.decoded_from(coding::names(&codings)),
+        let download = match decode {
+            true => download.decoded_from(coding::names(&codings), verified_as_sent),
             false => download,
         };
         let download = match html {

@@ -134,6 +134,10 @@ pub enum Fault {
     /// The body coded as [`Fault::Coded`] codes it, then sent as this fault sends a body
     /// (`DropAfter` counting coded bytes): a proxy that compresses, and drops.
     CodedAnd(&'static str, Box<Fault>),
+    /// The response the fault makes, its bytes unchanged under this `Content-Encoding`:
+    /// content stored compressed and labelled so (an S3 object uploaded with that
+    /// metadata), and sent as the fault sends a body.
+    Labelled(&'static str, Box<Fault>),
     /// A `206` with the whole blob sent with this `Content-Encoding`, under a
     /// `Content-Range` of all of its coded bytes, whatever range was asked for, or none: a
     /// server that compresses and sends its whole answer as a range.
@@ -161,7 +165,10 @@ pub enum Fault {
 
 impl Fault {
     fn needs_body(&self) -> bool {
-        if let Fault::Without(_, Some(fault)) | Fault::HeldHead(_, fault) = self {
+        if let Fault::Without(_, Some(fault))
+        | Fault::HeldHead(_, fault)
+        | Fault::Labelled(_, fault) = self
+        {
             return fault.needs_body();
         }
         matches!(
@@ -507,6 +514,12 @@ pub fn apply(
             prepared.header(CONTENT_ENCODING, name).into_response()
         }
         Fault::ShortRangeAnd(_, fault) => apply(fault, prepared, challenge, conn),
+        Fault::Labelled(name, fault) => apply(
+            fault,
+            prepared.header(CONTENT_ENCODING, name),
+            challenge,
+            conn,
+        ),
         Fault::CodedAnd(name, fault) => {
             prepared.body = code(name, &prepared.body);
             apply(
