@@ -60,15 +60,8 @@ impl FromStr for Object {
         // A value cut from HTTP headers (`curl -sI … | awk '{print $2}'`) or read from a
         // file saved on Windows keeps its line's `\r`: the digest's complaint (`needs 64
         // lowercase hex characters`) named a rule the 64 characters shown kept.
-        let trimmed = s.trim_matches(|c: char| c.is_ascii_whitespace());
-        if trimmed != s && !trimmed.is_empty() && trimmed.parse::<Object>().is_ok() {
-            let what = match s.ends_with('\r') {
-                true => {
-                    "ends in a carriage return (\\r), which a value cut from HTTP headers \
-                         (curl -I) or a Windows text file keeps"
-                }
-                false => "has white space around it",
-            };
+        let around = crate::hints::white_space_around(s);
+        if let Some((trimmed, what)) = around.filter(|(t, _)| t.parse::<Object>().is_ok()) {
             return Err(Error::invalid(format!(
                 "invalid object {:?}: it {what}; without it, it is {trimmed}",
                 shown(s)
