@@ -157,19 +157,25 @@ pub(crate) fn expected_size(n: u64) -> String {
 /// A `size:` value: decimal digits, within the OCI descriptor's `int64`. Rust's own parser
 /// also takes a sign (`+5` was read as 5), and a `u64` past `int64` describes no content.
 fn parse_size(value: &str) -> Result<u64> {
-    value
-        .bytes()
-        .all(|b| b.is_ascii_digit())
-        .then(|| value.parse::<i64>().ok())
-        .flatten()
-        .and_then(|n| u64::try_from(n).ok())
-        .ok_or_else(|| {
-            Error::invalid(format!(
-                "invalid size hint {:?}: expected a byte count in decimal digits, at most {}",
-                shown(value),
-                i64::MAX
-            ))
-        })
+    let size = |value: &str| {
+        value
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| value.parse::<i64>().ok())
+            .flatten()
+            .and_then(|n| u64::try_from(n).ok())
+    };
+    size(value).ok_or_else(|| match crate::digest::around_white_space(value) {
+        Some((trimmed, what)) if size(trimmed).is_some() => Error::invalid(format!(
+            "invalid size hint {:?}: it {what}; without it, it is {trimmed}",
+            shown(value)
+        )),
+        _ => Error::invalid(format!(
+            "invalid size hint {:?}: expected a byte count in decimal digits, at most {}",
+            shown(value),
+            i64::MAX
+        )),
+    })
 }
 
 /// A hint's word or value as a message or log shows it: without the login a registry's
@@ -373,6 +379,22 @@ mod tests {
             let e = Hints::parse([typo]).unwrap_err();
             assert!(e.to_string().contains("invalid media type hint"), "{e}");
         }
+    }
+
+    /// A size cut from a `Content-Length` header (`curl -sI … | awk '{print $2}'`) keeps
+    /// the line's `\r`, as an object cut from `Docker-Content-Digest` does, and is told so
+    /// as that object is: it was told to be decimal digits, which the digits shown were.
+    #[test]
+    fn a_size_with_a_carriage_return_or_space_says_so() {
+        let message = |word: &str| Hints::parse([word]).unwrap_err().to_string();
+        let e = message("size:696\r");
+        assert!(e.contains("carriage return"), "{e}");
+        assert!(e.ends_with("without it, it is 696"), "{e}");
+        let e = message("size:696 ");
+        assert!(e.contains("white space"), "{e}");
+        // Not digits however trimmed: the rule it breaks.
+        let e = message("size:69x\r");
+        assert!(e.contains("decimal digits"), "{e}");
     }
 
     /// Types joined with commas in one hint, as `Accept` lists them, are told to go one
