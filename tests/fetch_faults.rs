@@ -345,6 +345,19 @@ fn one_shot_into_a_directory_tells_a_size_its_carriage_return_as_to_stdout() {
     assert!(err.ends_with("without it, it is 2000\n"), "{err:?}");
     assert_eq!(err, to_stdout);
     assert!(!dir.exists(), "a layout was made");
+    // Quoted with a space before it: ignored as an unknown key to stdout, a size with -o.
+    let to_stdout = Dist::new().fails(2, &["fetch", &repo(&reg), &digest, " size:2000"], b"");
+    assert!(to_stdout.contains("white space around it"), "{to_stdout}");
+    let args = [
+        "fetch",
+        &repo(&reg),
+        &digest,
+        " size:2000",
+        "-o",
+        dir.to_str().unwrap(),
+    ];
+    assert_eq!(Dist::new().fails(2, &args, b""), to_stdout);
+    assert!(!dir.exists(), "a layout was made");
     assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 0);
 }
 
