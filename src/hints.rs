@@ -86,6 +86,19 @@ impl Hints {
             })?;
             match key {
                 "mediatype" | "mediaType" => {
+                    // `mediatype:$(curl -sI … | awk '/Content-Type/{print $2}')` keeps the
+                    // header line's `\r`, which the type's check trims: the request failed
+                    // as "bad media type hint", the `\r` unsaid. (Spaces, which `Accept`
+                    // carries, are let be.)
+                    if let Some((trimmed, what)) = crate::digest::around_white_space(value)
+                        .filter(|(t, _)| value.contains(['\r', '\n']) && media::well_formed(t))
+                    {
+                        return Err(Error::invalid(format!(
+                            "invalid media type hint {:?}: it {what}; without it, it is {}",
+                            shown(value),
+                            shown(trimmed)
+                        )));
+                    }
                     if !media::well_formed(value) {
                         // `a,b`, as `Accept` lists types: the comma is what is wrong.
                         let types: Vec<&str> = value.split(',').map(str::trim).collect();
@@ -433,6 +446,19 @@ mod tests {
         assert!(Hints::parse([" x-producer:1"]).is_ok());
         // White space after the value is the value's, told as before.
         assert!(message("size:12\r").starts_with("invalid size hint"));
+    }
+
+    /// A media type that kept the `\r` of the `Content-Type` line it was cut from (`curl
+    /// -sI … | awk '/Content-Type/{print $2}'`) is told so, as a size is: the type's check
+    /// trims it, and the request then failed as "bad media type hint", the `\r` unsaid.
+    #[test]
+    fn a_media_type_with_a_carriage_return_says_so() {
+        let e = Hints::parse(["mediatype:application/json\r"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("invalid media type hint"), "{e}");
+        assert!(e.contains("carriage return"), "{e}");
+        assert!(e.ends_with("without it, it is application/json"), "{e}");
     }
 
     /// Types joined with commas in one hint, as `Accept` lists them, are told to go one
