@@ -55,6 +55,24 @@ impl Hints {
     pub fn parse<'a>(words: impl IntoIterator<Item = &'a str>) -> Result<Hints> {
         let mut hints = Hints::default();
         for word in words {
+            // `" size:12"`, quoted with the space before it: read as the unknown key
+            // ` size`, it was ignored without a word, where an input line's words are
+            // trimmed and it is a size. (White space after is the value's, told by it.)
+            if let Some((trimmed, what)) = word
+                .starts_with(|c: char| c.is_ascii_whitespace())
+                .then(|| crate::digest::around_white_space(word))
+                .flatten()
+                .filter(|(t, _)| {
+                    t.split_once(':')
+                        .is_some_and(|(k, _)| hint_key(k).is_some())
+                })
+            {
+                return Err(Error::invalid(format!(
+                    "invalid hint {:?}: it {what}; without it, it is {}",
+                    shown(word),
+                    shown(trimmed)
+                )));
+            }
             let (key, value) = word.split_once(':').ok_or_else(|| {
                 // `size=849`, as options and environment variables are written.
                 let fix = word
@@ -68,6 +86,19 @@ impl Hints {
             })?;
             match key {
                 "mediatype" | "mediaType" => {
+                    // `mediatype:$(curl -sI … | awk '/Content-Type/{print $2}')` keeps the
+                    // header line's `\r`, which the type's check trims: the request failed
+                    // as "bad media type hint", the `\r` unsaid. (Spaces, which `Accept`
+                    // carries, are let be.)
+                    if let Some((trimmed, what)) = crate::digest::around_white_space(value)
+                        .filter(|(t, _)| value.contains(['\r', '\n']) && media::well_formed(t))
+                    {
+                        return Err(Error::invalid(format!(
+                            "invalid media type hint {:?}: it {what}; without it, it is {}",
+                            shown(value),
+                            shown(trimmed)
+                        )));
+                    }
                     if !media::well_formed(value) {
                         // `a,b`, as `Accept` lists types: the comma is what is wrong.
                         let types: Vec<&str> = value.split(',').map(str::trim).collect();
@@ -395,6 +426,39 @@ mod tests {
         // Not digits however trimmed: the rule it breaks.
         let e = message("size:69x\r");
         assert!(e.contains("decimal digits"), "{e}");
+    }
+
+    /// A hint quoted with white space before it (`" size:12"`, as a script may build the
+    /// word) is told so: read as the unknown key ` size`, it was ignored without a word on
+    /// a fetch to stdout, where the same word on an input line is a size. Unknown keys
+    /// that way are still ignored.
+    #[test]
+    fn a_hint_with_white_space_before_its_key_says_so() {
+        let message = |word: &str| Hints::parse([word]).unwrap_err().to_string();
+        let e = message(" size:12");
+        assert!(e.contains("white space around it"), "{e}");
+        assert!(e.ends_with("without it, it is size:12"), "{e}");
+        let e = message("\tmediaType:application/json");
+        assert!(
+            e.ends_with("without it, it is mediaType:application/json"),
+            "{e}"
+        );
+        assert!(Hints::parse([" x-producer:1"]).is_ok());
+        // White space after the value is the value's, told as before.
+        assert!(message("size:12\r").starts_with("invalid size hint"));
+    }
+
+    /// A media type that kept the `\r` of the `Content-Type` line it was cut from (`curl
+    /// -sI … | awk '/Content-Type/{print $2}'`) is told so, as a size is: the type's check
+    /// trims it, and the request then failed as "bad media type hint", the `\r` unsaid.
+    #[test]
+    fn a_media_type_with_a_carriage_return_says_so() {
+        let e = Hints::parse(["mediatype:application/json\r"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("invalid media type hint"), "{e}");
+        assert!(e.contains("carriage return"), "{e}");
+        assert!(e.ends_with("without it, it is application/json"), "{e}");
     }
 
     /// Types joined with commas in one hint, as `Accept` lists them, are told to go one

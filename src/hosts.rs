@@ -532,6 +532,28 @@ mod tests {
         }
     }
 
+    /// Port 0 in a mirror's URL (`--mirror`, a hosts file's `server` or host) is refused,
+    /// as in a locator: taken, every request tried it first, failed as "connection
+    /// refused" and went on to the registry, the mirror never asked.
+    #[test]
+    fn a_mirror_on_port_0_is_refused() {
+        for value in [
+            "localhost:0",
+            "http://127.0.0.1:0/cache",
+            "https://[::1]:00",
+        ] {
+            for what in ["mirror", "registry server"] {
+                let e = with_scheme(value, None, what).unwrap_err();
+                assert_eq!(e.kind(), crate::ErrorKind::InvalidInput, "{value}");
+                let e = e.to_string();
+                assert!(e.contains("no server listens on port 0"), "{value}: {e}");
+                assert!(e.starts_with(&format!("invalid {what} {:?}", value)), "{e}");
+            }
+        }
+        assert!(with_scheme("localhost:1", None, "mirror").is_ok());
+        assert!(with_scheme("http://localhost:10/cache", None, "mirror").is_ok());
+    }
+
     /// `--mirror ::1:5002`, an address as `ss` shows it, was refused as
     /// `"http://::1:5002"`, which the user never wrote: the message quotes what was given.
     #[test]

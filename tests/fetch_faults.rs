@@ -322,6 +322,45 @@ fn one_shot_into_a_directory_refuses_an_object_with_space_around_it_as_to_stdout
     assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 0);
 }
 
+/// A size hint that kept the `\r` of the `Content-Length` line it was cut from (`size:$(curl
+/// -sI … | awk '/Content-Length/{print $2}')`), with `-o DIR`, is told so, as to stdout:
+/// it was told it held a line break, to give many objects as lines on stdin, as if it
+/// were two lines.
+#[test]
+fn one_shot_into_a_directory_tells_a_size_its_carriage_return_as_to_stdout() {
+    let (reg, digest, _) = fake_with_blob(2_000);
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("out");
+    let to_stdout = Dist::new().fails(2, &["fetch", &repo(&reg), &digest, "size:2000\r"], b"");
+    let args = [
+        "fetch",
+        &repo(&reg),
+        &digest,
+        "size:2000\r",
+        "-o",
+        dir.to_str().unwrap(),
+    ];
+    let err = Dist::new().fails(2, &args, b"");
+    assert!(err.contains("carriage return"), "{err}");
+    assert!(err.ends_with("without it, it is 2000\n"), "{err:?}");
+    assert_eq!(err, to_stdout);
+    assert!(!dir.exists(), "a layout was made");
+    // Quoted with a space before it: ignored as an unknown key to stdout, a size with -o.
+    let to_stdout = Dist::new().fails(2, &["fetch", &repo(&reg), &digest, " size:2000"], b"");
+    assert!(to_stdout.contains("white space around it"), "{to_stdout}");
+    let args = [
+        "fetch",
+        &repo(&reg),
+        &digest,
+        " size:2000",
+        "-o",
+        dir.to_str().unwrap(),
+    ];
+    assert_eq!(Dist::new().fails(2, &args, b""), to_stdout);
+    assert!(!dir.exists(), "a layout was made");
+    assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 0);
+}
+
 /// One object named on the command line with `-o DIR` that names nothing (blank, or what
 /// an input line would take for a comment), or that holds a line break (which made it
 /// two input lines): refused as a usage error before anything is made or asked. Each

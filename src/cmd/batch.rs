@@ -75,12 +75,22 @@ fn no_line_of_one(args: &FetchArgs) -> Option<dist::Error> {
     let words = std::iter::once(&args.object).chain(&args.hints);
     // An object with white space around it, as one that kept its line's `\r` (`$(curl -sI
     // … | awk '{print $2}')`), is one object, not two lines, nor one the line's words fetch
-    // without it: its own parse says so, with the object without it, as to stdout.
-    let bare = args.object.trim_matches(|c: char| c.is_ascii_whitespace());
-    if bare != args.object && bare.parse::<dist::Object>().is_ok() {
-        if let Err(e) = args.object.parse::<dist::Object>() {
-            return Some(e);
-        }
+    // without it: its own parse says so, with the object without it, as to stdout. So is a
+    // hint (`size:` cut from the `Content-Length` line, `\r` and all).
+    let told = |word: &str, parse: fn(&str) -> Option<dist::Error>| {
+        let bare = word.trim_matches(|c: char| c.is_ascii_whitespace());
+        (bare != word && parse(bare).is_none())
+            .then(|| parse(word))
+            .flatten()
+    };
+    let object = |w: &str| w.parse::<dist::Object>().err();
+    let hint = |w: &str| dist::Hints::parse([w]).err();
+    let own = std::iter::once(told(&args.object, object))
+        .chain(args.hints.iter().map(|h| told(h, hint)))
+        .flatten()
+        .next();
+    if own.is_some() {
+        return own;
     }
     if words.clone().any(|w| w.contains(['\n', '\r'])) {
         return Some(dist::Error::invalid(

@@ -993,6 +993,16 @@ pub(crate) fn api_root_of(
     what: &str,
     shown: &str,
 ) -> Result<(String, String)> {
+    // Taken, as the locator's was, every request tried it first and failed as "connection
+    // refused", and went on to the next host: a mirror never asked, without a word.
+    if url
+        .parse::<Uri>()
+        .is_ok_and(|uri| uri.port_u16() == Some(0))
+    {
+        return Err(Error::invalid(format!(
+            "invalid {what} {shown:?}: no server listens on port 0 (ports are 1 to 65535)"
+        )));
+    }
     api_root(url, override_path).ok_or_else(|| {
         // `--mirror http://::1:5000`, the address as ss or a log shows it, was refused
         // without a word of the brackets, as the locator no longer is.
