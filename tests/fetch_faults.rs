@@ -944,6 +944,28 @@ fn a_layer_stored_under_content_encoding_is_fetched_again_as_sent() {
     support::cli::assert_stored_alone(dir.path(), &digest, &data);
 }
 
+/// A zstd layer stored under `Content-Encoding: zstd` metadata (an S3 object so
+/// uploaded): dist undoes no zstd, but a body as long as the size given is the content as
+/// stored, as a gzip one is, and verifies. It failed as a coding dist does not decode.
+#[test]
+fn a_layer_stored_under_a_coding_dist_does_not_undo_is_the_bytes_sent_when_its_size_says_so() {
+    let layer = bytes(47, 20_000);
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", &layer);
+    reg.set_fault_for_every(&digest, Fault::Header("content-encoding", "zstd".into()));
+    let size = format!("size:{}", layer.len());
+    let out = Dist::new().ok(&["fetch", &repo(&reg), &digest, &size]);
+    assert!(
+        out == layer,
+        "got {} bytes, not the layer's {}",
+        out.len(),
+        layer.len()
+    );
+    // Without the size, nothing says the bytes are the content: refused before a byte.
+    let err = Dist::new().fails(1, &["fetch", &repo(&reg), &digest], b"");
+    assert!(err.contains("does not decode"), "{err}");
+}
+
 /// A layer stored under `Content-Encoding: gzip` whose body breaks: the resume's range,
 /// labelled so too, addresses the bytes as sent, and continues them; decoded, it was
 /// spliced into the content as bytes it never had.

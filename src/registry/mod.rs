@@ -536,8 +536,19 @@ impl RegistryRemote {
             )
             .await?;
         let h = reply.response.headers();
-        let codings = coding::codings(h).map_err(|e| e.with_url(&url))?;
-        let coded = !codings.is_empty();
+        // A coded body as long as the size given (a descriptor's) is content stored under
+        // its own `Content-Encoding`, taken as sent below; a proxy's coding matches that
+        // size only by chance. A coding dist cannot undo (a zstd layer's) is no obstacle
+        // to bytes not decoded, and is verified as any.
+        let sized = hints.size.is_some() && content_length(h) == hints.size;
+        let (codings, coded) = match coding::codings(h) {
+            Ok(codings) => {
+                let coded = !codings.is_empty();
+                (codings, coded)
+            }
+            Err(_) if sized && coding::content_codings_only(h) => (Vec::new(), true),
+            Err(e) => return Err(e.with_url(&url)),
+        };
         let partial = reply.response.status() == http::StatusCode::PARTIAL_CONTENT;
         // All of the content under a `206` that says so is a `200` in all but its status.
         let whole = partial.then(|| body::whole_range(h)).flatten();
@@ -761,12 +772,10 @@ impl RegistryRemote {
         });
         // Content stored compressed and labelled with its `Content-Encoding` (an S3 object
         // uploaded with that metadata) is its bytes as sent: undone, they never verify.
-        // It is known by a body as long as the size given (a descriptor's), which a proxy
-        // that compresses would match only by chance, or by bytes as sent that verified
-        // before; either way the content is verified as any is.
+        // It is known by a body as long as the size given (`sized`), or by bytes as sent
+        // that verified before; either way the content is verified as any is.
         let as_sent = coded && {
             let h = reply.response.headers();
-            let sized = hints.size.is_some() && content_length(h) == hints.size;
             let known = expected
                 .as_ref()
                 .is_some_and(|d| self.inner.as_sent.contains(d));
