@@ -320,8 +320,10 @@ impl Download {
     /// stored compressed (a gzip layer, an S3 object uploaded with `Content-Encoding`
     /// metadata) as coded sends bytes that verify only as sent, and the mismatch read as
     /// corruption, its size of bytes the content never had. `as_sent` holds how many
-    /// bytes were sent once they verified so: the mismatch then says a fetch again takes
-    /// them as sent.
+    /// bytes were sent once they verified so: the mismatch then says the size to give for
+    /// a fetch to take them as sent. Within a run a fetch again does so by itself (see
+    /// [`AsSent`](crate::registry::coding::AsSent)), but a one-shot run again learns
+    /// nothing from the last one.
     pub(crate) fn decoded_from(mut self, codings: String, as_sent: Arc<OnceLock<u64>>) -> Download {
         self.decoded_from = Some((codings, as_sent));
         self
@@ -552,8 +554,8 @@ impl Download {
                             "digest mismatch: expected {expected}, got {actual} ({} once the \
                              server's {codings} coding was undone); the {} as sent verify: \
                              the server keeps the content compressed and labels it with \
-                             Content-Encoding, so a fetch again takes them as sent, as does \
-                             one given their size (size:{sent})",
+                             Content-Encoding, and a fetch given their size (size:{sent}) \
+                             takes them as sent",
                             crate::plural::Bytes(self.received),
                             crate::plural::Bytes(*sent)
                         ),

@@ -898,6 +898,11 @@ fn a_mismatch_after_decoding_says_the_coding_was_undone() {
     assert!(last.contains("gzip"), "{err}");
     assert!(last.contains("undone"), "{err}");
     assert!(last.contains(&format!("size:{}", layer.len())), "{err}");
+    // A one-shot run again learns nothing from the last, and fails the same way: the size
+    // given is the way, and the message promises no fetch again more. It did.
+    let again = Dist::new().fails(1, &["fetch", &repo(&reg), &digest], b"");
+    assert!(again.contains("digest mismatch"), "{again}");
+    assert!(!last.contains("a fetch again"), "{err}");
 }
 
 /// A blob stored compressed under `Content-Encoding: gzip` metadata (an S3 object so
