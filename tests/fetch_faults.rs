@@ -949,6 +949,28 @@ fn a_layer_stored_under_content_encoding_is_fetched_again_as_sent() {
     support::cli::assert_stored_alone(dir.path(), &digest, &data);
 }
 
+/// Content stored zlib-compressed under `Content-Encoding: deflate` (a web server that
+/// labels `.zz` files so), no size given: the zlib decoder stops at its stream's end,
+/// and the bytes as sent must still be found to verify, and fetched again as sent.
+#[test]
+fn content_stored_under_deflate_is_fetched_again_as_sent() {
+    use std::io::Write;
+    let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    zlib.write_all(&bytes(48, 20_000)).unwrap();
+    let stored = zlib.finish().unwrap();
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", &stored);
+    reg.set_fault_for_every(&digest, Fault::Header("content-encoding", "deflate".into()));
+    let (out, dir) = into_dir(&reg, &digest, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    support::cli::assert_stored_alone(dir.path(), &digest, &stored);
+}
+
 /// A zstd layer stored under `Content-Encoding: zstd` metadata (an S3 object so
 /// uploaded): dist undoes no zstd, but a body as long as the size given is the content as
 /// stored, as a gzip one is, and verifies. It failed as a coding dist does not decode.
