@@ -539,8 +539,17 @@ impl RegistryRemote {
         // A coded body as long as the size given (a descriptor's) is content stored under
         // its own `Content-Encoding`, taken as sent below; a proxy's coding matches that
         // size only by chance. A coding dist cannot undo (a zstd layer's) is no obstacle
-        // to bytes not decoded, and is verified as any.
-        let sized = hints.size.is_some() && content_length(h) == hints.size;
+        // to bytes not decoded, and is verified as any. So is the rest of them asked for
+        // to carry on a partial an earlier run kept: a range of the bytes as stored, whose
+        // total is that size and whose length is the range's. A proxy that codes a range
+        // keeps the total it was sent, but its body's length matches only by chance.
+        let partial = reply.response.status() == http::StatusCode::PARTIAL_CONTENT;
+        let rest_of_it = partial
+            && offset > 0
+            && content_range_start(h) == Some(offset)
+            && body::content_range_total(h) == hints.size
+            && content_length(h) == hints.size.and_then(|s| s.checked_sub(offset));
+        let sized = hints.size.is_some() && (content_length(h) == hints.size || rest_of_it);
         let (codings, coded) = match coding::codings(h) {
             Ok(codings) => {
                 let coded = !codings.is_empty();
@@ -549,7 +558,6 @@ impl RegistryRemote {
             Err(_) if sized && coding::content_codings_only(h) => (Vec::new(), true),
             Err(e) => return Err(e.with_url(&url)),
         };
-        let partial = reply.response.status() == http::StatusCode::PARTIAL_CONTENT;
         // All of the content under a `206` that says so is a `200` in all but its status.
         let whole = partial.then(|| body::whole_range(h)).flatten();
         if offset == 0 && partial && whole.is_none() {
@@ -559,7 +567,8 @@ impl RegistryRemote {
         // where asked and says the total; a `200` (or a `206` of all of it) sends
         // everything, and the part already at hand is dropped on arrival.
         let (declared, skip) = if coded {
-            if partial && whole.is_none() {
+            let rest = partial && whole.is_none();
+            if rest && !(rest_of_it && coding::content_codings_only(h)) {
                 // Its range addresses coded bytes, which the server may code differently
                 // each time; a partial download is then fetched again from scratch.
                 return Err(Error::new(
@@ -571,8 +580,9 @@ impl RegistryRemote {
                 .with_url(&url));
             }
             // Content-Length counts the coded bytes, not the content's; so does the total
-            // of a `206` of all of them, which is a coded `200` in all but its status.
-            (None, offset)
+            // of a `206` of all of them, which is a coded `200` in all but its status. The
+            // rest of content stored so (`rest_of_it`) is taken as sent below.
+            (None, if rest { 0 } else { offset })
         } else if offset == 0 {
             (content_length(h), 0)
         } else if let Some(total) = whole {
