@@ -240,6 +240,9 @@ pub struct Download {
     /// The codings undone to get the body (`gzip`), if any, and how many bytes were sent
     /// once they verified as sent: see [`Download::decoded_from`].
     decoded_from: Option<(String, Arc<OnceLock<u64>>)>,
+    /// The `Content-Encoding` a body taken as sent was labelled with: see
+    /// [`Download::taken_as_sent`].
+    taken_as_sent: Option<String>,
     /// The server labelled the body an HTML page: see [`Download::served_as_html`].
     served_as_html: bool,
 }
@@ -276,6 +279,7 @@ impl Download {
             size_given: None,
             on_trust: None,
             decoded_from: None,
+            taken_as_sent: None,
             served_as_html: false,
         }
     }
@@ -299,6 +303,7 @@ impl Download {
             size_given: None,
             on_trust: None,
             decoded_from: None,
+            taken_as_sent: None,
             served_as_html: false,
         }
     }
@@ -326,6 +331,15 @@ impl Download {
     /// nothing from the last one.
     pub(crate) fn decoded_from(mut self, codings: String, as_sent: Arc<OnceLock<u64>>) -> Download {
         self.decoded_from = Some((codings, as_sent));
+        self
+    }
+
+    /// The same download, its body the bytes as sent under the server's `Content-Encoding`
+    /// (`coding`), not undone: taken for content stored so (see
+    /// [`AsSent`](crate::registry::coding::AsSent)). A digest mismatch says so: a proxy's
+    /// coding, taken so by chance, read as corruption.
+    pub(crate) fn taken_as_sent(mut self, coding: String) -> Download {
+        self.taken_as_sent = Some(coding);
         self
     }
 
@@ -538,10 +552,20 @@ impl Download {
                     return Err(self.fail(ErrorKind::NotFound, msg));
                 }
                 let msg = match &self.decoded_from {
-                    None => format!(
-                        "digest mismatch: expected {expected}, got {actual} ({})",
-                        crate::plural::Bytes(self.received)
-                    ),
+                    None => match &self.taken_as_sent {
+                        None => format!(
+                            "digest mismatch: expected {expected}, got {actual} ({})",
+                            crate::plural::Bytes(self.received)
+                        ),
+                        Some(coding) => format!(
+                            "digest mismatch: expected {expected}, got {actual} ({} as sent \
+                             under the server's Content-Encoding {coding:?}, not undone: \
+                             taken for content stored so, as the size given or bytes as sent \
+                             that verified before said; a proxy that compresses matches \
+                             either only by chance)",
+                            crate::plural::Bytes(self.received)
+                        ),
+                    },
                     Some((codings, as_sent)) => match as_sent.get() {
                         None => format!(
                             "digest mismatch: expected {expected}, got {actual} ({} once the \

@@ -971,6 +971,24 @@ fn content_stored_under_deflate_is_fetched_again_as_sent() {
     support::cli::assert_stored_alone(dir.path(), &digest, &stored);
 }
 
+/// A proxy that compresses, its coded body by chance as long as the size given: taken for
+/// content stored so, the bytes as sent fail, and the mismatch says they were taken as
+/// sent and why. It read as corruption of bytes dist had decoded before.
+#[test]
+fn a_mismatch_of_bytes_taken_as_sent_says_so() {
+    let data = bytes(50, 20_000);
+    let coded_len = gzip_layer(50, 20_000).len();
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", &data);
+    reg.set_fault_for_every(&digest, Fault::Coded("gzip"));
+    let size = format!("size:{coded_len}");
+    let err = Dist::new().fails(1, &["fetch", &repo(&reg), &digest, &size], b"");
+    let last = err.lines().last().unwrap();
+    assert!(last.contains("digest mismatch"), "{err}");
+    assert!(last.contains("as sent"), "{err}");
+    assert!(last.contains("gzip"), "{err}");
+}
+
 /// A zstd layer stored under `Content-Encoding: zstd` metadata (an S3 object so
 /// uploaded): dist undoes no zstd, but a body as long as the size given is the content as
 /// stored, as a gzip one is, and verifies. It failed as a coding dist does not decode.

@@ -130,6 +130,17 @@ pub(crate) fn content_codings_only(headers: &HeaderMap) -> bool {
     !is_coded(&transfer)
 }
 
+/// A response's `Content-Encoding` as it said it, to be shown: one line, cut short.
+pub(crate) fn content_encoding(headers: &HeaderMap) -> String {
+    let said: Vec<&str> = headers
+        .get_all(http::header::CONTENT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let said = crate::server_text::one_line(&said.join(", "));
+    crate::server_text::cut_to(said, crate::server_text::MAX_SHOWN)
+}
+
 /// Digests whose content a server sends as stored, compressed and labelled with its
 /// `Content-Encoding` (an S3 object uploaded with that metadata, a `.gz` file a web server
 /// labels so): undone, such a coding leaves bytes that can never verify. Learned when a

@@ -794,6 +794,11 @@ impl RegistryRemote {
         if as_sent {
             tracing::debug!(%url, "a coded body taken as sent: its coding is how the content is stored");
         }
+        // Said by a mismatch of the bytes taken as sent (a proxy's coding, taken so by chance).
+        let content_encoding = match as_sent {
+            true => coding::content_encoding(reply.response.headers()),
+            false => String::new(),
+        };
         let decode = coded && !as_sent;
         // Set once the bytes as sent of a decoded body verified.
         let verified_as_sent = Arc::new(std::sync::OnceLock::new());
@@ -888,9 +893,10 @@ impl RegistryRemote {
             Some(on_trust) => download.end_on_trust(on_trust),
             None => download,
         };
-        let download = match decode {
-            true => download.decoded_from(coding::names(&codings), verified_as_sent),
-            false => download,
+        let download = match (decode, as_sent) {
+            (true, _) => download.decoded_from(coding::names(&codings), verified_as_sent),
+            (false, true) => download.taken_as_sent(content_encoding),
+            (false, false) => download,
         };
         let download = match html {
             true => download.served_as_html(),
