@@ -989,6 +989,27 @@ fn a_mismatch_of_bytes_taken_as_sent_says_so() {
     assert!(last.contains("gzip"), "{err}");
 }
 
+/// The same blob whose first body breaks, no size given: asked for whole again, as a
+/// decoded body is, its bytes as sent are found to verify all the same, and the fetch
+/// once more takes them as sent.
+#[test]
+fn a_layer_stored_under_content_encoding_that_breaks_is_fetched_again_as_sent() {
+    let layer = gzip_layer(51, 300_000);
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", &layer);
+    let labelled = Fault::Labelled("gzip", Box::new(Fault::DropAfter(100_000)));
+    reg.push_fault(&digest, labelled);
+    reg.set_fault_for_every(&digest, Fault::Header("content-encoding", "gzip".into()));
+    let (out, dir) = into_dir(&reg, &digest, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    support::cli::assert_stored_alone(dir.path(), &digest, &layer);
+}
+
 /// A zstd layer stored under `Content-Encoding: zstd` metadata (an S3 object so
 /// uploaded): dist undoes no zstd, but a body as long as the size given is the content as
 /// stored, as a gzip one is, and verifies. It failed as a coding dist does not decode.

@@ -163,11 +163,36 @@ impl AsSent {
     }
 }
 
+/// What a decoded body's bytes as sent are checked against, on every answer that brings
+/// the content whole ([`check_as_sent`]): one that broke would never tell.
+#[derive(Debug, Clone)]
+pub(crate) struct AsSentCheck {
+    pub(crate) digest: Digest,
+    pub(crate) as_sent: Arc<AsSent>,
+    pub(crate) verified: Arc<OnceLock<u64>>,
+}
+
+impl AsSentCheck {
+    /// `body`, checked so, when `headers` name content codings alone (see
+    /// [`content_codings_only`]): only they may be how the content is stored.
+    pub(crate) fn wrap(check: Option<&Self>, body: ByteStream, headers: &HeaderMap) -> ByteStream {
+        match check {
+            Some(c) if content_codings_only(headers) => check_as_sent(
+                body,
+                c.digest.clone(),
+                c.as_sent.clone(),
+                c.verified.clone(),
+            ),
+            _ => body,
+        }
+    }
+}
+
 /// `body`, its coded bytes as they pass hashed: once it ended whole and they verify as
 /// `digest`, `digest` goes into `as_sent` and `verified` holds how many there were, for
 /// the decoded body's digest mismatch to say so. Only a coded body pays for the second
 /// hash.
-pub(crate) fn check_as_sent(
+fn check_as_sent(
     body: ByteStream,
     digest: Digest,
     as_sent: Arc<AsSent>,

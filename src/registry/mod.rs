@@ -802,6 +802,14 @@ impl RegistryRemote {
         let decode = coded && !as_sent;
         // Set once the bytes as sent of a decoded body verified.
         let verified_as_sent = Arc::new(std::sync::OnceLock::new());
+        let check_as_sent = match (&expected, decode) {
+            (Some(digest), true) => Some(coding::AsSentCheck {
+                digest: digest.clone(),
+                as_sent: self.inner.as_sent.clone(),
+                verified: verified_as_sent.clone(),
+            }),
+            _ => None,
+        };
         // A coded body is decoded below the resumes, which then count the content's
         // bytes: a break asks for the whole content again and drops what was handed out,
         // instead of failing content that went to stdout already.
@@ -809,19 +817,11 @@ impl RegistryRemote {
             true => {
                 let response = &reply.response;
                 let at_close = coding::ends_at_close(response.version(), response.headers());
-                let content_only = coding::content_codings_only(response.headers());
-                let incoming = reply.response.into_body();
+                let (parts, incoming) = reply.response.into_parts();
                 let transport = self.host(host).transport.clone();
                 let coded = body::incoming_stream(transport, incoming);
-                let coded = match &expected {
-                    Some(d) if content_only => coding::check_as_sent(
-                        coded,
-                        d.clone(),
-                        self.inner.as_sent.clone(),
-                        verified_as_sent.clone(),
-                    ),
-                    _ => coded,
-                };
+                let check = check_as_sent.as_ref();
+                let coded = coding::AsSentCheck::wrap(check, coded, &parts.headers);
                 body::Body::Decoded(coding::decode(coded, &codings, 0, at_close))
             }
             false => body::Body::Plain(reply.response.into_body()),
@@ -834,6 +834,7 @@ impl RegistryRemote {
             retry_url,
             whole: decode,
             as_sent,
+            check_as_sent,
             headers: headers.clone(),
             offset,
             size,
