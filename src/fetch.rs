@@ -240,6 +240,9 @@ pub struct Download {
     /// The codings undone to get the body (`gzip`), if any, and how many bytes were sent
     /// once they verified as sent: see [`Download::decoded_from`].
     decoded_from: Option<(String, Arc<OnceLock<u64>>)>,
+    /// The `Content-Encoding` a body taken as sent was labelled with: see
+    /// [`Download::taken_as_sent`].
+    taken_as_sent: Option<String>,
     /// The server labelled the body an HTML page: see [`Download::served_as_html`].
     served_as_html: bool,
 }
@@ -276,6 +279,7 @@ impl Download {
             size_given: None,
             on_trust: None,
             decoded_from: None,
+            taken_as_sent: None,
             served_as_html: false,
         }
     }
@@ -299,6 +303,7 @@ impl Download {
             size_given: None,
             on_trust: None,
             decoded_from: None,
+            taken_as_sent: None,
             served_as_html: false,
         }
     }
@@ -320,10 +325,21 @@ impl Download {
     /// stored compressed (a gzip layer, an S3 object uploaded with `Content-Encoding`
     /// metadata) as coded sends bytes that verify only as sent, and the mismatch read as
     /// corruption, its size of bytes the content never had. `as_sent` holds how many
-    /// bytes were sent once they verified so: the mismatch then says a fetch again takes
-    /// them as sent.
+    /// bytes were sent once they verified so: the mismatch then says the size to give for
+    /// a fetch to take them as sent. Within a run a fetch again does so by itself (see
+    /// [`AsSent`](crate::registry::coding::AsSent)), but a one-shot run again learns
+    /// nothing from the last one.
     pub(crate) fn decoded_from(mut self, codings: String, as_sent: Arc<OnceLock<u64>>) -> Download {
         self.decoded_from = Some((codings, as_sent));
+        self
+    }
+
+    /// The same download, its body the bytes as sent under the server's `Content-Encoding`
+    /// (`coding`), not undone: taken for content stored so (see
+    /// [`AsSent`](crate::registry::coding::AsSent)). A digest mismatch says so: a proxy's
+    /// coding, taken so by chance, read as corruption.
+    pub(crate) fn taken_as_sent(mut self, coding: String) -> Download {
+        self.taken_as_sent = Some(coding);
         self
     }
 
@@ -536,10 +552,20 @@ impl Download {
                     return Err(self.fail(ErrorKind::NotFound, msg));
                 }
                 let msg = match &self.decoded_from {
-                    None => format!(
-                        "digest mismatch: expected {expected}, got {actual} ({})",
-                        crate::plural::Bytes(self.received)
-                    ),
+                    None => match &self.taken_as_sent {
+                        None => format!(
+                            "digest mismatch: expected {expected}, got {actual} ({})",
+                            crate::plural::Bytes(self.received)
+                        ),
+                        Some(coding) => format!(
+                            "digest mismatch: expected {expected}, got {actual} ({} as sent \
+                             under the server's Content-Encoding {coding:?}, not undone: \
+                             taken for content stored so, as the size given or bytes as sent \
+                             that verified before said; a proxy that compresses matches \
+                             either only by chance)",
+                            crate::plural::Bytes(self.received)
+                        ),
+                    },
                     Some((codings, as_sent)) => match as_sent.get() {
                         None => format!(
                             "digest mismatch: expected {expected}, got {actual} ({} once the \
@@ -552,8 +578,8 @@ impl Download {
                             "digest mismatch: expected {expected}, got {actual} ({} once the \
                              server's {codings} coding was undone); the {} as sent verify: \
                              the server keeps the content compressed and labels it with \
-                             Content-Encoding, so a fetch again takes them as sent, as does \
-                             one given their size (size:{sent})",
+                             Content-Encoding, and a fetch given their size (size:{sent}) \
+                             takes them as sent",
                             crate::plural::Bytes(self.received),
                             crate::plural::Bytes(*sent)
                         ),

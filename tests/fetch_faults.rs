@@ -937,6 +937,11 @@ fn a_mismatch_after_decoding_says_the_coding_was_undone() {
     assert!(last.contains("gzip"), "{err}");
     assert!(last.contains("undone"), "{err}");
     assert!(last.contains(&format!("size:{}", layer.len())), "{err}");
+    // A one-shot run again learns nothing from the last, and fails the same way: the size
+    // given is the way, and the message promises no fetch again more. It did.
+    let again = Dist::new().fails(1, &["fetch", &repo(&reg), &digest], b"");
+    assert!(again.contains("digest mismatch"), "{again}");
+    assert!(!last.contains("a fetch again"), "{err}");
 }
 
 /// A blob stored compressed under `Content-Encoding: gzip` metadata (an S3 object so
@@ -981,6 +986,89 @@ fn a_layer_stored_under_content_encoding_is_fetched_again_as_sent() {
     let (out, dir) = into_dir(&reg, &digest, &[]);
     assert_eq!(out.status.code(), Some(0));
     support::cli::assert_stored_alone(dir.path(), &digest, &data);
+}
+
+/// Content stored zlib-compressed under `Content-Encoding: deflate` (a web server that
+/// labels `.zz` files so), no size given: the zlib decoder stops at its stream's end,
+/// and the bytes as sent must still be found to verify, and fetched again as sent.
+#[test]
+fn content_stored_under_deflate_is_fetched_again_as_sent() {
+    use std::io::Write;
+    let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    zlib.write_all(&bytes(48, 20_000)).unwrap();
+    let stored = zlib.finish().unwrap();
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", &stored);
+    reg.set_fault_for_every(&digest, Fault::Header("content-encoding", "deflate".into()));
+    let (out, dir) = into_dir(&reg, &digest, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    support::cli::assert_stored_alone(dir.path(), &digest, &stored);
+}
+
+/// A proxy that compresses, its coded body by chance as long as the size given: taken for
+/// content stored so, the bytes as sent fail, and the mismatch says they were taken as
+/// sent and why. It read as corruption of bytes dist had decoded before.
+#[test]
+fn a_mismatch_of_bytes_taken_as_sent_says_so() {
+    let data = bytes(50, 20_000);
+    let coded_len = gzip_layer(50, 20_000).len();
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", &data);
+    reg.set_fault_for_every(&digest, Fault::Coded("gzip"));
+    let size = format!("size:{coded_len}");
+    let err = Dist::new().fails(1, &["fetch", &repo(&reg), &digest, &size], b"");
+    let last = err.lines().last().unwrap();
+    assert!(last.contains("digest mismatch"), "{err}");
+    assert!(last.contains("as sent"), "{err}");
+    assert!(last.contains("gzip"), "{err}");
+}
+
+/// The same blob whose first body breaks, no size given: asked for whole again, as a
+/// decoded body is, its bytes as sent are found to verify all the same, and the fetch
+/// once more takes them as sent.
+#[test]
+fn a_layer_stored_under_content_encoding_that_breaks_is_fetched_again_as_sent() {
+    let layer = gzip_layer(51, 300_000);
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", &layer);
+    let labelled = Fault::Labelled("gzip", Box::new(Fault::DropAfter(100_000)));
+    reg.push_fault(&digest, labelled);
+    reg.set_fault_for_every(&digest, Fault::Header("content-encoding", "gzip".into()));
+    let (out, dir) = into_dir(&reg, &digest, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    support::cli::assert_stored_alone(dir.path(), &digest, &layer);
+}
+
+/// A zstd layer stored under `Content-Encoding: zstd` metadata (an S3 object so
+/// uploaded): dist undoes no zstd, but a body as long as the size given is the content as
+/// stored, as a gzip one is, and verifies. It failed as a coding dist does not decode.
+#[test]
+fn a_layer_stored_under_a_coding_dist_does_not_undo_is_the_bytes_sent_when_its_size_says_so() {
+    let layer = bytes(47, 20_000);
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", &layer);
+    reg.set_fault_for_every(&digest, Fault::Header("content-encoding", "zstd".into()));
+    let size = format!("size:{}", layer.len());
+    let out = Dist::new().ok(&["fetch", &repo(&reg), &digest, &size]);
+    assert!(
+        out == layer,
+        "got {} bytes, not the layer's {}",
+        out.len(),
+        layer.len()
+    );
+    // Without the size, nothing says the bytes are the content: refused before a byte.
+    let err = Dist::new().fails(1, &["fetch", &repo(&reg), &digest], b"");
+    assert!(err.contains("does not decode"), "{err}");
 }
 
 /// A layer stored under `Content-Encoding: gzip` whose body breaks: the resume's range,

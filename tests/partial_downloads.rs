@@ -28,10 +28,15 @@ fn plant_partial(dir: &Path, digest: &str, bytes: &[u8]) {
 
 /// Runs the worker into `dir` for `digest`; returns the exit status, stdout and stderr.
 fn fetch_into(reg: &FakeRegistry, dir: &Path, digest: &str, extra: &[&str]) -> (i32, String) {
+    fetch_line_into(reg, dir, digest, extra)
+}
+
+/// [`fetch_into`] for an input `line`: an object and its hints.
+fn fetch_line_into(reg: &FakeRegistry, dir: &Path, line: &str, extra: &[&str]) -> (i32, String) {
     let repo = format!("{}/team/app", reg.host());
     let mut args = vec!["fetch", &repo, "-", "-o", dir.to_str().unwrap()];
     args.extend_from_slice(extra);
-    let out = Dist::new().run(&args, format!("{digest}\n").as_bytes());
+    let out = Dist::new().run(&args, format!("{line}\n").as_bytes());
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -829,6 +834,45 @@ fn a_server_that_codes_its_answers_still_completes_the_partial() {
     plant_partial(dir.path(), &digest, &data[..(3 << 19)]);
     let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
     assert_eq!(status, 0, "{text}");
+    let gets = blob_gets(&reg, &digest, 0);
+    let ranges: Vec<_> = gets.iter().map(|r| r.range.as_deref()).collect();
+    assert_eq!(ranges, [Some("bytes=1572864-"), None], "{text}");
+    assert_stored_alone(dir.path(), &digest, &data);
+}
+
+/// A blob stored compressed under `Content-Encoding: gzip` metadata (an S3 object so
+/// uploaded), its size given, whose partial an earlier run kept: the range asked for is of
+/// the bytes as stored, labelled so too, and its total is the size given, so it continues
+/// the partial. It was taken for a proxy's coding, and the blob fetched again from scratch.
+#[test]
+fn a_partial_of_content_stored_under_its_coding_is_carried_on() {
+    let (reg, digest, data) = fake_with_blob();
+    reg.set_fault_for_every(&digest, Fault::Header("content-encoding", "gzip".into()));
+    let dir = tempfile::tempdir().unwrap();
+    plant_partial(dir.path(), &digest, &data[..(3 << 19)]);
+    let line = format!("{digest} size:{}", data.len());
+    let (status, text) = fetch_line_into(&reg, dir.path(), &line, &[]);
+    assert_eq!(status, 0, "{text}");
+    let gets = blob_gets(&reg, &digest, 0);
+    let ranges: Vec<_> = gets.iter().map(|r| r.range.as_deref()).collect();
+    assert_eq!(ranges, [Some("bytes=1572864-")], "{text}");
+    assert_stored_alone(dir.path(), &digest, &data);
+}
+
+/// The same partial with the size given, behind a proxy that codes a range it was sent
+/// under the `Content-Range` it was sent (the total is the size given): its body's length
+/// is no range's of the bytes as stored, and the blob is fetched again from scratch, as
+/// without the size, not taken as sent and blamed on the server.
+#[test]
+fn a_proxy_that_codes_a_range_is_not_taken_for_content_stored_so() {
+    let (reg, digest, data) = fake_with_blob();
+    reg.set_fault_for_every(&digest, Fault::Coded("gzip"));
+    let dir = tempfile::tempdir().unwrap();
+    plant_partial(dir.path(), &digest, &data[..(3 << 19)]);
+    let line = format!("{digest} size:{}", data.len());
+    let (status, text) = fetch_line_into(&reg, dir.path(), &line, &[]);
+    assert_eq!(status, 0, "{text}");
+    assert!(!text.contains("contradicted"), "{text}");
     let gets = blob_gets(&reg, &digest, 0);
     let ranges: Vec<_> = gets.iter().map(|r| r.range.as_deref()).collect();
     assert_eq!(ranges, [Some("bytes=1572864-"), None], "{text}");

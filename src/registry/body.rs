@@ -31,6 +31,9 @@ pub(crate) struct Resumable {
     /// The content is its bytes as sent under their `Content-Encoding` (see
     /// [`coding::AsSent`]): the answers to resumes are taken as sent too.
     pub(crate) as_sent: bool,
+    /// A decoded body's bytes as sent are checked against its digest, in every answer
+    /// that brings the content whole again too (see [`coding::AsSentCheck`]).
+    pub(crate) check_as_sent: Option<coding::AsSentCheck>,
     pub(crate) headers: HeaderMap,
     /// Bytes handed out so far.
     pub(crate) offset: u64,
@@ -387,13 +390,14 @@ impl Resumable {
     }
 
     /// The content from the offset reached on, as far as this body knows it.
-    fn rest(&self) -> Rest {
+    fn rest(&self) -> Rest<'static> {
         Rest {
             offset: self.offset,
             size: self.size,
             given: self.size_given,
             sized_by: self.sized_by,
             as_sent: self.as_sent,
+            check_as_sent: None,
         }
     }
 
@@ -461,7 +465,10 @@ impl Resumable {
 
     async fn reopen(&mut self, url: &Uri) -> Result<()> {
         let (remote, host) = (&self.remote, self.host);
-        let rest = self.rest();
+        let rest = Rest {
+            check_as_sent: self.check_as_sent.as_ref(),
+            ..self.rest()
+        };
         let budget = resume_budget(remote, host, self.address.as_ref());
         let resumes = (&mut self.resumes, budget);
         let ranged = !self.whole;
@@ -590,6 +597,7 @@ impl Resumable {
             // A host that coded its answer would code a range of it too.
             whole: opened.answer.body.is_decoded(),
             as_sent: false,
+            check_as_sent: None,
             headers: source.headers.clone(),
             offset,
             size: Some(source.total),
@@ -741,7 +749,7 @@ async fn open_on_next_host(
     mut host: usize,
     address: Option<&Address>,
     headers: &HeaderMap,
-    rest: Rest,
+    rest: Rest<'_>,
     mut e: Error,
     mut earlier: Vec<String>,
 ) -> Result<Option<Opened>> {
@@ -815,7 +823,7 @@ async fn open_at(
     host: usize,
     url: &Uri,
     headers: &HeaderMap,
-    rest: Rest,
+    rest: Rest<'_>,
     ranged: bool,
     retries: (&mut u32, u32),
 ) -> Result<Answer> {
@@ -878,7 +886,9 @@ async fn open_at(
             (false, false) => {
                 let transport = remote.host(host).transport.clone();
                 let at_close = coding::ends_at_close(version, h);
-                let body = incoming_stream(transport, reply.response.into_body());
+                let (parts, incoming) = reply.response.into_parts();
+                let body = incoming_stream(transport, incoming);
+                let body = coding::AsSentCheck::wrap(rest.check_as_sent, body, &parts.headers);
                 let body = Body::Decoded(coding::decode(body, &codings, 0, at_close));
                 return Ok(answer(body, offset));
             }
@@ -920,24 +930,28 @@ pub(crate) fn wrong_range(offset: u64, headers: &HeaderMap) -> Error {
 /// `given` when the size given alone, the server having declared none), declared by the
 /// host `sized_by`.
 #[derive(Clone, Copy)]
-struct Rest {
+struct Rest<'a> {
     offset: u64,
     size: Option<u64>,
     given: bool,
     sized_by: Option<usize>,
     /// The content is its bytes as sent, coded or not ([`Resumable::as_sent`]).
     as_sent: bool,
+    /// What a decoded answer's bytes as sent are checked against
+    /// ([`Resumable::check_as_sent`]).
+    check_as_sent: Option<&'a coding::AsSentCheck>,
 }
 
-impl Rest {
+impl Rest<'_> {
     /// The rest of a split download's content from `offset` on.
-    fn at(source: &crate::ranged::Source, offset: u64) -> Rest {
+    fn at(source: &crate::ranged::Source, offset: u64) -> Rest<'static> {
         Rest {
             offset,
             size: Some(source.total),
             given: source.total_given,
             sized_by: source.sized_by,
             as_sent: false,
+            check_as_sent: None,
         }
     }
 

@@ -12,7 +12,6 @@
 
 use std::collections::HashSet;
 use std::io;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use async_compression::futures::bufread::{GzipDecoder, ZlibDecoder};
@@ -131,6 +130,17 @@ pub(crate) fn content_codings_only(headers: &HeaderMap) -> bool {
     !is_coded(&transfer)
 }
 
+/// A response's `Content-Encoding` as it said it, to be shown: one line, cut short.
+pub(crate) fn content_encoding(headers: &HeaderMap) -> String {
+    let said: Vec<&str> = headers
+        .get_all(http::header::CONTENT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let said = crate::server_text::one_line(&said.join(", "));
+    crate::server_text::cut_to(said, crate::server_text::MAX_SHOWN)
+}
+
 /// Digests whose content a server sends as stored, compressed and labelled with its
 /// `Content-Encoding` (an S3 object uploaded with that metadata, a `.gz` file a web server
 /// labels so): undone, such a coding leaves bytes that can never verify. Learned when a
@@ -153,11 +163,36 @@ impl AsSent {
     }
 }
 
+/// What a decoded body's bytes as sent are checked against, on every answer that brings
+/// the content whole ([`check_as_sent`]): one that broke would never tell.
+#[derive(Debug, Clone)]
+pub(crate) struct AsSentCheck {
+    pub(crate) digest: Digest,
+    pub(crate) as_sent: Arc<AsSent>,
+    pub(crate) verified: Arc<OnceLock<u64>>,
+}
+
+impl AsSentCheck {
+    /// `body`, checked so, when `headers` name content codings alone (see
+    /// [`content_codings_only`]): only they may be how the content is stored.
+    pub(crate) fn wrap(check: Option<&Self>, body: ByteStream, headers: &HeaderMap) -> ByteStream {
+        match check {
+            Some(c) if content_codings_only(headers) => check_as_sent(
+                body,
+                c.digest.clone(),
+                c.as_sent.clone(),
+                c.verified.clone(),
+            ),
+            _ => body,
+        }
+    }
+}
+
 /// `body`, its coded bytes as they pass hashed: once it ended whole and they verify as
 /// `digest`, `digest` goes into `as_sent` and `verified` holds how many there were, for
 /// the decoded body's digest mismatch to say so. Only a coded body pays for the second
 /// hash.
-pub(crate) fn check_as_sent(
+fn check_as_sent(
     body: ByteStream,
     digest: Digest,
     as_sent: Arc<AsSent>,
@@ -233,17 +268,40 @@ pub(crate) fn ends_at_close(version: http::Version, headers: &HeaderMap) -> bool
     }
 }
 
+/// A body's coded bytes, as the decoders read them.
+type Coded =
+    futures::stream::IntoAsyncRead<futures::stream::MapErr<ByteStream, fn(Error) -> io::Error>>;
+
+/// A decoder, which lets the body under it be read on past its coding's end.
+trait Decoder: AsyncRead + Send + Unpin {
+    fn body(&mut self) -> &mut Coded;
+}
+
+impl Decoder for GzipDecoder<Coded> {
+    fn body(&mut self) -> &mut Coded {
+        self.get_mut()
+    }
+}
+
+impl Decoder for ZlibDecoder<Coded> {
+    fn body(&mut self) -> &mut Coded {
+        self.get_mut()
+    }
+}
+
 fn undo(body: ByteStream, coding: Coding, at_close: bool) -> ByteStream {
     // The decoders read from an `AsyncBufRead`, which carries `io::Error`: a failure of
     // the body travels through them wrapped, and is unwrapped on the way out.
-    let coded = body.map_err(io::Error::other).into_async_read();
-    let reader: Pin<Box<dyn AsyncRead + Send>> = match coding {
+    let coded = body
+        .map_err(io::Error::other as fn(Error) -> io::Error)
+        .into_async_read();
+    let reader: Box<dyn Decoder> = match coding {
         Coding::Gzip => {
             let mut decoder = GzipDecoder::new(coded);
             decoder.multiple_members(true);
-            Box::pin(decoder)
+            Box::new(decoder)
         }
-        Coding::Deflate => Box::pin(ZlibDecoder::new(coded)),
+        Coding::Deflate => Box::new(ZlibDecoder::new(coded)),
     };
     // One buffer for every read, its bytes copied out: a body that trickles in decodes a
     // few bytes per read, and a piece that kept the buffer it was read into would hold
@@ -256,6 +314,11 @@ fn undo(body: ByteStream, coding: Coding, at_close: bool) -> ByteStream {
             .await
             .map_err(|e| decoding_failed(e, coding, at_close))?;
         if n == 0 {
+            // The body is read on to its own end, past the coding's, which a zlib stream
+            // reaches without asking for it: only that end tells the bytes as sent came
+            // whole (`check_as_sent`). Whatever follows the coding was ever passed over,
+            // and so is a break after it: the content is whole.
+            while let Ok(1..) = reader.body().read(&mut buf).await {}
             return Ok(None);
         }
         Ok(Some((Bytes::copy_from_slice(&buf[..n]), (reader, buf))))

@@ -536,9 +536,28 @@ impl RegistryRemote {
             )
             .await?;
         let h = reply.response.headers();
-        let codings = coding::codings(h).map_err(|e| e.with_url(&url))?;
-        let coded = !codings.is_empty();
+        // A coded body as long as the size given (a descriptor's) is content stored under
+        // its own `Content-Encoding`, taken as sent below; a proxy's coding matches that
+        // size only by chance. A coding dist cannot undo (a zstd layer's) is no obstacle
+        // to bytes not decoded, and is verified as any. So is the rest of them asked for
+        // to carry on a partial an earlier run kept: a range of the bytes as stored, whose
+        // total is that size and whose length is the range's. A proxy that codes a range
+        // keeps the total it was sent, but its body's length matches only by chance.
         let partial = reply.response.status() == http::StatusCode::PARTIAL_CONTENT;
+        let rest_of_it = partial
+            && offset > 0
+            && content_range_start(h) == Some(offset)
+            && body::content_range_total(h) == hints.size
+            && content_length(h) == hints.size.and_then(|s| s.checked_sub(offset));
+        let sized = hints.size.is_some() && (content_length(h) == hints.size || rest_of_it);
+        let (codings, coded) = match coding::codings(h) {
+            Ok(codings) => {
+                let coded = !codings.is_empty();
+                (codings, coded)
+            }
+            Err(_) if sized && coding::content_codings_only(h) => (Vec::new(), true),
+            Err(e) => return Err(e.with_url(&url)),
+        };
         // All of the content under a `206` that says so is a `200` in all but its status.
         let whole = partial.then(|| body::whole_range(h)).flatten();
         if offset == 0 && partial && whole.is_none() {
@@ -548,7 +567,8 @@ impl RegistryRemote {
         // where asked and says the total; a `200` (or a `206` of all of it) sends
         // everything, and the part already at hand is dropped on arrival.
         let (declared, skip) = if coded {
-            if partial && whole.is_none() {
+            let rest = partial && whole.is_none();
+            if rest && !(rest_of_it && coding::content_codings_only(h)) {
                 // Its range addresses coded bytes, which the server may code differently
                 // each time; a partial download is then fetched again from scratch.
                 return Err(Error::new(
@@ -560,8 +580,9 @@ impl RegistryRemote {
                 .with_url(&url));
             }
             // Content-Length counts the coded bytes, not the content's; so does the total
-            // of a `206` of all of them, which is a coded `200` in all but its status.
-            (None, offset)
+            // of a `206` of all of them, which is a coded `200` in all but its status. The
+            // rest of content stored so (`rest_of_it`) is taken as sent below.
+            (None, if rest { 0 } else { offset })
         } else if offset == 0 {
             (content_length(h), 0)
         } else if let Some(total) = whole {
@@ -761,12 +782,10 @@ impl RegistryRemote {
         });
         // Content stored compressed and labelled with its `Content-Encoding` (an S3 object
         // uploaded with that metadata) is its bytes as sent: undone, they never verify.
-        // It is known by a body as long as the size given (a descriptor's), which a proxy
-        // that compresses would match only by chance, or by bytes as sent that verified
-        // before; either way the content is verified as any is.
+        // It is known by a body as long as the size given (`sized`), or by bytes as sent
+        // that verified before; either way the content is verified as any is.
         let as_sent = coded && {
             let h = reply.response.headers();
-            let sized = hints.size.is_some() && content_length(h) == hints.size;
             let known = expected
                 .as_ref()
                 .is_some_and(|d| self.inner.as_sent.contains(d));
@@ -775,9 +794,22 @@ impl RegistryRemote {
         if as_sent {
             tracing::debug!(%url, "a coded body taken as sent: its coding is how the content is stored");
         }
+        // Said by a mismatch of the bytes taken as sent (a proxy's coding, taken so by chance).
+        let content_encoding = match as_sent {
+            true => coding::content_encoding(reply.response.headers()),
+            false => String::new(),
+        };
         let decode = coded && !as_sent;
         // Set once the bytes as sent of a decoded body verified.
         let verified_as_sent = Arc::new(std::sync::OnceLock::new());
+        let check_as_sent = match (&expected, decode) {
+            (Some(digest), true) => Some(coding::AsSentCheck {
+                digest: digest.clone(),
+                as_sent: self.inner.as_sent.clone(),
+                verified: verified_as_sent.clone(),
+            }),
+            _ => None,
+        };
         // A coded body is decoded below the resumes, which then count the content's
         // bytes: a break asks for the whole content again and drops what was handed out,
         // instead of failing content that went to stdout already.
@@ -785,19 +817,11 @@ impl RegistryRemote {
             true => {
                 let response = &reply.response;
                 let at_close = coding::ends_at_close(response.version(), response.headers());
-                let content_only = coding::content_codings_only(response.headers());
-                let incoming = reply.response.into_body();
+                let (parts, incoming) = reply.response.into_parts();
                 let transport = self.host(host).transport.clone();
                 let coded = body::incoming_stream(transport, incoming);
-                let coded = match &expected {
-                    Some(d) if content_only => coding::check_as_sent(
-                        coded,
-                        d.clone(),
-                        self.inner.as_sent.clone(),
-                        verified_as_sent.clone(),
-                    ),
-                    _ => coded,
-                };
+                let check = check_as_sent.as_ref();
+                let coded = coding::AsSentCheck::wrap(check, coded, &parts.headers);
                 body::Body::Decoded(coding::decode(coded, &codings, 0, at_close))
             }
             false => body::Body::Plain(reply.response.into_body()),
@@ -810,6 +834,7 @@ impl RegistryRemote {
             retry_url,
             whole: decode,
             as_sent,
+            check_as_sent,
             headers: headers.clone(),
             offset,
             size,
@@ -869,9 +894,10 @@ impl RegistryRemote {
             Some(on_trust) => download.end_on_trust(on_trust),
             None => download,
         };
-        let download = match decode {
-            true => download.decoded_from(coding::names(&codings), verified_as_sent),
-            false => download,
+        let download = match (decode, as_sent) {
+            (true, _) => download.decoded_from(coding::names(&codings), verified_as_sent),
+            (false, true) => download.taken_as_sent(content_encoding),
+            (false, false) => download,
         };
         let download = match html {
             true => download.served_as_html(),
