@@ -287,18 +287,13 @@ fn one_shot_into_a_directory_reports_without_a_line_number() {
 #[test]
 fn one_shot_into_a_directory_tells_an_object_its_carriage_return() {
     let (reg, digest, _) = fake_with_blob(2_000);
-    let parent = tempfile::tempdir().unwrap();
-    let dir = parent.path().join("out");
-    let object = format!("{digest}\r");
-    let args = ["fetch", &repo(&reg), &object, "-o", dir.to_str().unwrap()];
-    let err = Dist::new().fails(2, &args, b"");
+    let (err, to_stdout) = refused_into_a_new_directory(&reg, &digest, &[&format!("{digest}\r")]);
     assert!(err.contains("carriage return"), "{err}");
     assert!(
         err.contains(&format!("without it, it is {digest}")),
         "{err}"
     );
-    assert!(!dir.exists(), "a layout was made");
-    assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 0);
+    assert_eq!(err, to_stdout);
 }
 
 /// An object with a space around it, with `-o DIR`, is refused as it is to stdout, saying
@@ -307,19 +302,15 @@ fn one_shot_into_a_directory_tells_an_object_its_carriage_return() {
 #[test]
 fn one_shot_into_a_directory_refuses_an_object_with_space_around_it_as_to_stdout() {
     let (reg, digest, _) = fake_with_blob(2_000);
-    let parent = tempfile::tempdir().unwrap();
-    let dir = parent.path().join("out");
     for object in [format!(" {digest}"), format!("{digest} ")] {
-        let args = ["fetch", &repo(&reg), &object, "-o", dir.to_str().unwrap()];
-        let err = Dist::new().fails(2, &args, b"");
+        let (err, to_stdout) = refused_into_a_new_directory(&reg, &digest, &[&object]);
         assert!(err.contains("white space around it"), "{object:?}: {err}");
         assert!(
             err.contains(&format!("without it, it is {digest}")),
             "{err}"
         );
-        assert!(!dir.exists(), "{object:?}: a layout was made");
+        assert_eq!(err, to_stdout);
     }
-    assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 0);
 }
 
 /// A size hint that kept the `\r` of the `Content-Length` line it was cut from (`size:$(curl
@@ -329,36 +320,38 @@ fn one_shot_into_a_directory_refuses_an_object_with_space_around_it_as_to_stdout
 #[test]
 fn one_shot_into_a_directory_tells_a_size_its_carriage_return_as_to_stdout() {
     let (reg, digest, _) = fake_with_blob(2_000);
-    let parent = tempfile::tempdir().unwrap();
-    let dir = parent.path().join("out");
-    let to_stdout = Dist::new().fails(2, &["fetch", &repo(&reg), &digest, "size:2000\r"], b"");
-    let args = [
-        "fetch",
-        &repo(&reg),
-        &digest,
-        "size:2000\r",
-        "-o",
-        dir.to_str().unwrap(),
-    ];
-    let err = Dist::new().fails(2, &args, b"");
+    let (err, to_stdout) = refused_into_a_new_directory(&reg, &digest, &[&digest, "size:2000\r"]);
     assert!(err.contains("carriage return"), "{err}");
     assert!(err.ends_with("without it, it is 2000\n"), "{err:?}");
     assert_eq!(err, to_stdout);
-    assert!(!dir.exists(), "a layout was made");
     // Quoted with a space before it: ignored as an unknown key to stdout, a size with -o.
-    let to_stdout = Dist::new().fails(2, &["fetch", &repo(&reg), &digest, " size:2000"], b"");
+    let (err, to_stdout) = refused_into_a_new_directory(&reg, &digest, &[&digest, " size:2000"]);
     assert!(to_stdout.contains("white space around it"), "{to_stdout}");
-    let args = [
-        "fetch",
-        &repo(&reg),
-        &digest,
-        " size:2000",
-        "-o",
-        dir.to_str().unwrap(),
-    ];
-    assert_eq!(Dist::new().fails(2, &args, b""), to_stdout);
-    assert!(!dir.exists(), "a layout was made");
-    assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 0);
+    assert_eq!(err, to_stdout);
+}
+
+/// `dist fetch` of `words` (an object and its hints) into a new `-o DIR` and to stdout,
+/// each refused with exit status 2 before a layout was made or `digest` asked for: what
+/// each said.
+fn refused_into_a_new_directory(
+    reg: &FakeRegistry,
+    digest: &str,
+    words: &[&str],
+) -> (String, String) {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("out");
+    let repo = repo(reg);
+    let to_stdout: Vec<&str> = ["fetch", repo.as_str()]
+        .into_iter()
+        .chain(words.iter().copied())
+        .collect();
+    let mut into_dir = to_stdout.clone();
+    into_dir.extend(["-o", dir.to_str().unwrap()]);
+    let said = Dist::new().fails(2, &into_dir, b"");
+    assert!(!dir.exists(), "{words:?}: a layout was made");
+    let said_to_stdout = Dist::new().fails(2, &to_stdout, b"");
+    assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 0, "{words:?}");
+    (said, said_to_stdout)
 }
 
 /// One object named on the command line with `-o DIR` that names nothing (blank, or what
