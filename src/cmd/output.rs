@@ -531,14 +531,19 @@ mod tests {
         o
     }
 
+    /// A `--report` file in `dir`: its path, and the report that writes it.
+    fn report_in(dir: &std::path::Path) -> (std::path::PathBuf, Option<Report>) {
+        let path = dir.join("report.jsonl");
+        let report = Report {
+            out: std::io::BufWriter::new(std::fs::File::create(&path).unwrap()),
+            path: path.display().to_string(),
+        };
+        (path, Some(report))
+    }
+
     fn report_of(batch: &mut Vec<Outcome>, framed: bool) -> (String, Option<u64>) {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("report.jsonl");
-        let file = std::fs::File::create(&path).unwrap();
-        let mut report = Some(Report {
-            out: std::io::BufWriter::new(file),
-            path: path.display().to_string(),
-        });
+        let (path, mut report) = report_in(dir.path());
         let then = std::cell::Cell::new(None);
         let mut out = sink::gather::Gather::new(Probe {
             report: &path,
@@ -579,12 +584,7 @@ mod tests {
     #[test]
     fn a_framed_report_says_nothing_of_frames_stdout_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("report.jsonl");
-        let file = std::fs::File::create(&path).unwrap();
-        let mut report = Some(Report {
-            out: std::io::BufWriter::new(file),
-            path: path.display().to_string(),
-        });
+        let (path, mut report) = report_in(dir.path());
         let mut out = sink::gather::Gather::new(Gone);
         let mut batch: Vec<Outcome> = (1..=200).map(stored).collect();
         assert!(write_batch(&mut out, &mut report, true, &mut batch).is_err());
@@ -653,12 +653,7 @@ mod tests {
     #[test]
     fn the_report_says_which_frames_a_full_disk_let_out_whole() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("report.jsonl");
-        let file = std::fs::File::create(&path).unwrap();
-        let mut report = Some(Report {
-            out: std::io::BufWriter::new(file),
-            path: path.display().to_string(),
-        });
+        let (path, mut report) = report_in(dir.path());
         let header = format!("{0} - 1000 -\n", fetched(1, 0).object).len();
         let frame = header + 1000 + 1;
         let mut out = sink::gather::Gather::new(Filling {
@@ -807,11 +802,7 @@ mod tests {
         for per in [4093, usize::MAX] {
             for &room in &rooms {
                 let dir = tempfile::tempdir().unwrap();
-                let path = dir.path().join("report.jsonl");
-                let mut report = Some(Report {
-                    out: std::io::BufWriter::new(std::fs::File::create(&path).unwrap()),
-                    path: path.display().to_string(),
-                });
+                let (path, mut report) = report_in(dir.path());
                 let mut out = sink::gather::Gather::new(Grudging {
                     room,
                     per,
