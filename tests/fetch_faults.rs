@@ -921,9 +921,7 @@ fn a_registry_without_tag_listing_does_not_stop_the_batch() {
 #[test]
 fn a_mismatch_after_decoding_says_the_coding_was_undone() {
     let layer = gzip_layer(43, 2 << 20);
-    let reg = FakeRegistry::start();
-    let digest = reg.blob("team/app", &layer);
-    reg.set_fault_for_every(&digest, Fault::Header("content-encoding", "gzip".into()));
+    let (reg, digest) = stored_under("gzip", &layer);
     let err = Dist::new().fails(1, &["fetch", &repo(&reg), &digest], b"");
     let last = err.lines().last().unwrap();
     assert!(last.contains("digest mismatch"), "{err}");
@@ -944,9 +942,7 @@ fn a_mismatch_after_decoding_says_the_coding_was_undone() {
 #[test]
 fn a_layer_stored_under_content_encoding_is_the_bytes_sent_when_its_size_says_so() {
     let layer = gzip_layer(44, 20_000);
-    let reg = FakeRegistry::start();
-    let digest = reg.blob("team/app", &layer);
-    reg.set_fault_for_every(&digest, Fault::Header("content-encoding", "gzip".into()));
+    let (reg, digest) = stored_under("gzip", &layer);
     let size = format!("size:{}", layer.len());
     let out = Dist::new().ok(&["fetch", &repo(&reg), &digest, &size]);
     assert!(
@@ -962,23 +958,12 @@ fn a_layer_stored_under_content_encoding_is_the_bytes_sent_when_its_size_says_so
 #[test]
 fn a_layer_stored_under_content_encoding_is_fetched_again_as_sent() {
     let layer = gzip_layer(45, 20_000);
-    let reg = FakeRegistry::start();
-    let digest = reg.blob("team/app", &layer);
-    reg.set_fault_for_every(&digest, Fault::Header("content-encoding", "gzip".into()));
-    let (out, dir) = into_dir(&reg, &digest, &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    support::cli::assert_stored_alone(dir.path(), &digest, &layer);
+    let (reg, digest) = stored_under("gzip", &layer);
+    stored_into_dir(&reg, &digest, &layer);
     // An answer a proxy compressed is still decoded, and verifies as before.
     let (reg, digest, data) = fake_with_blob(30_000);
     reg.set_fault_for_every(&digest, Fault::Coded("gzip"));
-    let (out, dir) = into_dir(&reg, &digest, &[]);
-    assert_eq!(out.status.code(), Some(0));
-    support::cli::assert_stored_alone(dir.path(), &digest, &data);
+    stored_into_dir(&reg, &digest, &data);
 }
 
 /// Content stored zlib-compressed under `Content-Encoding: deflate` (a web server that
@@ -990,17 +975,8 @@ fn content_stored_under_deflate_is_fetched_again_as_sent() {
     let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
     zlib.write_all(&bytes(48, 20_000)).unwrap();
     let stored = zlib.finish().unwrap();
-    let reg = FakeRegistry::start();
-    let digest = reg.blob("team/app", &stored);
-    reg.set_fault_for_every(&digest, Fault::Header("content-encoding", "deflate".into()));
-    let (out, dir) = into_dir(&reg, &digest, &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    support::cli::assert_stored_alone(dir.path(), &digest, &stored);
+    let (reg, digest) = stored_under("deflate", &stored);
+    stored_into_dir(&reg, &digest, &stored);
 }
 
 /// A proxy that compresses, its coded body by chance as long as the size given: taken for
@@ -1027,19 +1003,10 @@ fn a_mismatch_of_bytes_taken_as_sent_says_so() {
 #[test]
 fn a_layer_stored_under_content_encoding_that_breaks_is_fetched_again_as_sent() {
     let layer = gzip_layer(51, 300_000);
-    let reg = FakeRegistry::start();
-    let digest = reg.blob("team/app", &layer);
+    let (reg, digest) = stored_under("gzip", &layer);
     let labelled = Fault::Labelled("gzip", Box::new(Fault::DropAfter(100_000)));
     reg.push_fault(&digest, labelled);
-    reg.set_fault_for_every(&digest, Fault::Header("content-encoding", "gzip".into()));
-    let (out, dir) = into_dir(&reg, &digest, &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    support::cli::assert_stored_alone(dir.path(), &digest, &layer);
+    stored_into_dir(&reg, &digest, &layer);
 }
 
 /// A zstd layer stored under `Content-Encoding: zstd` metadata (an S3 object so
@@ -1048,9 +1015,7 @@ fn a_layer_stored_under_content_encoding_that_breaks_is_fetched_again_as_sent() 
 #[test]
 fn a_layer_stored_under_a_coding_dist_does_not_undo_is_the_bytes_sent_when_its_size_says_so() {
     let layer = bytes(47, 20_000);
-    let reg = FakeRegistry::start();
-    let digest = reg.blob("team/app", &layer);
-    reg.set_fault_for_every(&digest, Fault::Header("content-encoding", "zstd".into()));
+    let (reg, digest) = stored_under("zstd", &layer);
     let size = format!("size:{}", layer.len());
     let out = Dist::new().ok(&["fetch", &repo(&reg), &digest, &size]);
     assert!(
@@ -1070,11 +1035,9 @@ fn a_layer_stored_under_a_coding_dist_does_not_undo_is_the_bytes_sent_when_its_s
 #[test]
 fn a_layer_stored_under_content_encoding_resumes_as_sent() {
     let layer = gzip_layer(46, 300_000);
-    let reg = FakeRegistry::start();
-    let digest = reg.blob("team/app", &layer);
+    let (reg, digest) = stored_under("gzip", &layer);
     let labelled = Fault::Labelled("gzip", Box::new(Fault::DropAfter(100_000)));
     reg.push_fault(&digest, labelled);
-    reg.set_fault_for_every(&digest, Fault::Header("content-encoding", "gzip".into()));
     let size = format!("size:{}", layer.len());
     let out = Dist::new().ok(&["fetch", &repo(&reg), &digest, &size]);
     assert!(
@@ -1084,6 +1047,28 @@ fn a_layer_stored_under_content_encoding_resumes_as_sent() {
         layer.len()
     );
     assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 2);
+}
+
+/// A fake registry holding `content` (stored compressed) under its digest, which labels
+/// it `Content-Encoding: coding` in every answer, as S3 serves an object uploaded with
+/// that metadata: the registry and the digest.
+fn stored_under(coding: &str, content: &[u8]) -> (FakeRegistry, String) {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", content);
+    reg.set_fault_for_every(&digest, Fault::Header("content-encoding", coding.into()));
+    (reg, digest)
+}
+
+/// The worker fetches `digest` into a new `-o DIR`, exits 0, and stores `content` alone.
+fn stored_into_dir(reg: &FakeRegistry, digest: &str, content: &[u8]) {
+    let (out, dir) = into_dir(reg, digest, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    support::cli::assert_stored_alone(dir.path(), digest, content);
 }
 
 /// A gzip layer of `len` bytes seeded with `seed`, compressed.
