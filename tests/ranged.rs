@@ -98,6 +98,15 @@ async fn error_given_size(remote: &RegistryRemote, digest: &str, size: u64) -> d
     }
 }
 
+/// `e` is a size mismatch of parts asked for (`bytes=`) against the 3 MiB the server
+/// itself declared: its own word contradicted, said as the server's.
+fn assert_parts_contradicted_the_server(e: &dist::Error) {
+    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
+    let said = format!("where the server declared {} bytes", 3 << 20);
+    let e = e.to_string();
+    assert!(e.contains(&said) && e.contains("asked for bytes="), "{e}");
+}
+
 /// `reg`'s repository with `mirror` tried first, split into small parts, with `retries`
 /// and short pauses.
 fn mirrored(reg: &FakeRegistry, mirror: &FakeRegistry, retries: u32) -> RegistryRemote {
@@ -1170,10 +1179,7 @@ async fn a_416_to_parts_after_the_first_stream_moved_names_the_host_that_confirm
     reg.push_fault(&digest, slow());
     let remote = mirrored(&reg, &mirror, 2);
     let e = read_to_end(&remote, &digest).await.unwrap_err();
-    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
-    let e = e.to_string();
-    let said = format!("where the server declared {} bytes", 3 << 20);
-    assert!(e.contains(&said) && e.contains("asked for bytes="), "{e}");
+    assert_parts_contradicted_the_server(&e);
 }
 
 /// A part answered with the whole blob sends the rest back to one stream, which the
@@ -1213,10 +1219,7 @@ async fn a_416_to_parts_after_the_first_stream_s_resume_confirmed_the_size_given
     reg.push_fault(&digest, slow());
     let remote = two_retries(&reg.host(), small_ranges());
     let e = error_given_size(&remote, &digest, 3 << 20).await;
-    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
-    let said = format!("where the server declared {} bytes", 3 << 20);
-    let e = e.to_string();
-    assert!(e.contains(&said) && e.contains("asked for bytes="), "{e}");
+    assert_parts_contradicted_the_server(&e);
 }
 
 /// A slow registry that declared no size (its first answer chunked) is split into parts
@@ -1238,10 +1241,7 @@ async fn a_416_to_a_part_s_rest_after_its_206_confirmed_the_size_given() {
     ranges.streams = 2;
     let remote = two_retries(&reg.host(), ranges);
     let e = error_given_size(&remote, &digest, 3 << 20).await;
-    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
-    let said = format!("where the server declared {} bytes", 3 << 20);
-    let e = e.to_string();
-    assert!(e.contains(&said) && e.contains("asked for bytes="), "{e}");
+    assert_parts_contradicted_the_server(&e);
 }
 
 /// A mirror that declared no size (its first answer unframed, closed early) confirms the
