@@ -120,6 +120,14 @@ fn head(status: &str, fields: &[String]) -> Vec<u8> {
     h.into_bytes()
 }
 
+/// The answer to the check before a batch (a tag listing): an empty one, kept open.
+fn no_tags() -> Answer {
+    Answer::keep(with_body(
+        head("200 OK", &["Content-Length: 2".into()]),
+        b"{}",
+    ))
+}
+
 fn with_body(mut head: Vec<u8>, body: &[u8]) -> Vec<u8> {
     head.extend_from_slice(body);
     head
@@ -171,10 +179,7 @@ fn a_chunked_body_with_a_content_length_is_sized_by_its_chunks() {
     let body = data.clone();
     let raw = Raw::start(move |req, _| {
         if req.line().contains("/tags/list") {
-            return Answer::keep(with_body(
-                head("200 OK", &["Content-Length: 2".into()]),
-                b"{}",
-            ));
+            return no_tags();
         }
         let fields = [
             "Transfer-Encoding: chunked".to_string(),
@@ -212,10 +217,7 @@ fn a_close_delimited_body_cut_short_of_its_size_is_resumed() {
     // Content-Range say so), the third brings the rest.
     let raw = Raw::start(move |req, _| {
         if req.line().contains("/tags/list") {
-            return Answer::keep(with_body(
-                head("200 OK", &["Content-Length: 2".into()]),
-                b"{}",
-            ));
+            return no_tags();
         }
         let start = req
             .header("range")
@@ -319,10 +321,7 @@ fn a_body_broken_after_its_last_byte_is_not_asked_for_again() {
     let count = blobs.clone();
     let raw = Raw::start(move |req, _| {
         if req.line().contains("/tags/list") {
-            return Answer::keep(with_body(
-                head("200 OK", &["Content-Length: 2".into()]),
-                b"{}",
-            ));
+            return no_tags();
         }
         let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if n < 2 {
@@ -485,10 +484,7 @@ fn chunked_whole_answers_shorter_than_the_size_given_are_a_size_mismatch() {
     let body = data.clone();
     let raw = Raw::start(move |req, _| {
         if req.line().contains("/tags/list") {
-            return Answer::keep(with_body(
-                head("200 OK", &["Content-Length: 2".into()]),
-                b"{}",
-            ));
+            return no_tags();
         }
         let fields = ["Transfer-Encoding: chunked".to_string()];
         Answer::keep(with_body(head("200 OK", &fields), &chunked(&body, 1000)))
@@ -558,10 +554,7 @@ fn a_chunked_html_page_short_of_the_size_given_does_not_blame_the_size() {
     let digest = sha256(&bytes(24, 3000));
     let raw = Raw::start(move |req, _| {
         if req.line().contains("/tags/list") {
-            return Answer::keep(with_body(
-                head("200 OK", &["Content-Length: 2".into()]),
-                b"{}",
-            ));
+            return no_tags();
         }
         let fields = [
             "Content-Type: text/html".to_string(),
