@@ -123,11 +123,22 @@ pub(crate) fn is_coded(headers: &HeaderMap) -> bool {
 }
 
 /// Whether a coded response's codings are all content codings (`Content-Encoding`), none
-/// a transfer coding: only the former may be how the content itself is stored.
+/// a transfer coding: only the former may be how the content itself is stored. Its
+/// `Transfer-Encoding` names only what [`codings`] passes over there (`chunked`,
+/// `identity`), and is text.
 pub(crate) fn content_codings_only(headers: &HeaderMap) -> bool {
-    let mut transfer = headers.clone();
-    transfer.remove(http::header::CONTENT_ENCODING);
-    !is_coded(&transfer)
+    headers
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .all(|value| {
+            value.to_str().is_ok_and(|value| {
+                value.split(',').map(str::trim).all(|name| {
+                    name.is_empty()
+                        || name.eq_ignore_ascii_case("chunked")
+                        || name.eq_ignore_ascii_case("identity")
+                })
+            })
+        })
 }
 
 /// A response's `Content-Encoding` as it said it, to be shown: one line, cut short.
@@ -401,6 +412,31 @@ mod tests {
             all.extend_from_slice(&chunk);
         }
         Ok((all, largest))
+    }
+
+    /// Only a transfer coding but `chunked` or `identity` makes a coded answer more than
+    /// its content codings, whatever its `Content-Encoding` says.
+    #[test]
+    fn content_codings_only_looks_at_the_transfer_codings() {
+        let value = HeaderValue::from_static;
+        let with = |transfer: &[&'static str]| {
+            let mut h = headers(&["zstd"]);
+            for t in transfer {
+                h.append(http::header::TRANSFER_ENCODING, value(t));
+            }
+            content_codings_only(&h)
+        };
+        assert!(with(&[]) && with(&["chunked"]) && with(&["Chunked", "identity"]));
+        assert!(!with(&["gzip, chunked"]) && !with(&["chunked", "br"]));
+        let mut h = headers(&["gzip"]);
+        h.append(
+            http::header::TRANSFER_ENCODING,
+            HeaderValue::from_bytes(b"chunked\xff").unwrap(),
+        );
+        assert!(
+            !content_codings_only(&h),
+            "a Transfer-Encoding that is not text"
+        );
     }
 
     #[test]
