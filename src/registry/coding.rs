@@ -188,47 +188,34 @@ impl AsSentCheck {
     /// [`content_codings_only`]): only they may be how the content is stored.
     pub(crate) fn wrap(check: Option<&Self>, body: ByteStream, headers: &HeaderMap) -> ByteStream {
         match check {
-            Some(c) if content_codings_only(headers) => check_as_sent(
-                body,
-                c.digest.clone(),
-                c.as_sent.clone(),
-                c.verified.clone(),
-            ),
+            Some(c) if content_codings_only(headers) => check_as_sent(body, c.clone()),
             _ => body,
         }
     }
 }
 
 /// `body`, its coded bytes as they pass hashed: once it ended whole and they verify as
-/// `digest`, `digest` goes into `as_sent` and `verified` holds how many there were, for
-/// the decoded body's digest mismatch to say so. Only a coded body pays for the second
-/// hash.
-fn check_as_sent(
-    body: ByteStream,
-    digest: Digest,
-    as_sent: Arc<AsSent>,
-    verified: Arc<OnceLock<u64>>,
-) -> ByteStream {
-    let hasher = Hasher::new(digest.algorithm());
-    futures::stream::unfold(Some((body, hasher, 0u64)), move |state| {
-        let (digest, as_sent, verified) = (digest.clone(), as_sent.clone(), verified.clone());
-        async move {
-            let (mut body, mut hasher, len) = state?;
-            match body.next().await {
-                Some(Ok(chunk)) => {
-                    hasher.update(&chunk);
-                    let len = len + chunk.len() as u64;
-                    Some((Ok(chunk), Some((body, hasher, len))))
+/// the check's `digest`, that goes into `as_sent` and `verified` holds how many bytes there
+/// were, for the decoded body's digest mismatch to say so. Only a coded body pays for the
+/// second hash.
+fn check_as_sent(body: ByteStream, check: AsSentCheck) -> ByteStream {
+    let hasher = Hasher::new(check.digest.algorithm());
+    futures::stream::unfold(Some((body, hasher, 0u64, check)), |state| async move {
+        let (mut body, mut hasher, len, check) = state?;
+        match body.next().await {
+            Some(Ok(chunk)) => {
+                hasher.update(&chunk);
+                let len = len + chunk.len() as u64;
+                Some((Ok(chunk), Some((body, hasher, len, check))))
+            }
+            Some(Err(e)) => Some((Err(e), None)),
+            None => {
+                if hasher.finish() == check.digest {
+                    tracing::debug!(digest = %check.digest, "the coded bytes as sent verify");
+                    check.as_sent.insert(check.digest);
+                    let _ = check.verified.set(len);
                 }
-                Some(Err(e)) => Some((Err(e), None)),
-                None => {
-                    if hasher.finish() == digest {
-                        tracing::debug!(%digest, "the coded bytes as sent verify");
-                        as_sent.insert(digest);
-                        let _ = verified.set(len);
-                    }
-                    None
-                }
+                None
             }
         }
     })
