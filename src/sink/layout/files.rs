@@ -67,16 +67,16 @@ fn above_changed_after(root: &Path, after: u64) -> Vec<PathBuf> {
     let Ok(dev) = std::fs::metadata(&there).map(|m| m.dev()) else {
         return dirs;
     };
-    let on_its_filesystem = |dir: &Path| std::fs::metadata(dir).is_ok_and(|m| m.dev() == dev);
     // A name made in a directory, or renamed into it, changes the directory's ctime: one
     // unchanged since `after` holds no entry younger. Walked to the top all the same, for
-    // a directory renamed lately above an old one.
+    // a directory renamed lately above an old one. `None` off the layout's filesystem.
     let changed = |dir: &Path| {
-        std::fs::metadata(dir).is_ok_and(|m| u64::try_from(m.ctime()).map_or(true, |c| c >= after))
+        let m = std::fs::metadata(dir).ok().filter(|m| m.dev() == dev)?;
+        Some(u64::try_from(m.ctime()).map_or(true, |c| c >= after))
     };
     let mut dir = there.as_path();
-    while let Some(parent) = dir.parent().filter(|p| on_its_filesystem(p)) {
-        if changed(parent) {
+    while let Some((parent, lately)) = dir.parent().and_then(|p| Some((p, changed(p)?))) {
+        if lately {
             dirs.push(parent.to_path_buf());
         }
         dir = parent;
@@ -91,11 +91,7 @@ fn above_changed_after(root: &Path, after: u64) -> Vec<PathBuf> {
                 false => &named,
             };
             if let Ok(holding) = std::fs::canonicalize(holding) {
-                if holding != there
-                    && !dirs.contains(&holding)
-                    && on_its_filesystem(&holding)
-                    && changed(&holding)
-                {
+                if holding != there && !dirs.contains(&holding) && changed(&holding) == Some(true) {
                     dirs.push(holding);
                 }
             }
