@@ -541,6 +541,19 @@ mod tests {
         (path, Some(report))
     }
 
+    /// The input line numbers the report at `path` has lines for, in its order.
+    fn reported_lines(path: &std::path::Path) -> Vec<u64> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["line"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    }
+
     fn report_of(batch: &mut Vec<Outcome>, framed: bool) -> (String, Option<u64>) {
         let dir = tempfile::tempdir().unwrap();
         let (path, mut report) = report_in(dir.path());
@@ -663,15 +676,7 @@ mod tests {
         assert!(write_batch(&mut out, &mut report, true, &mut batch).is_err());
         drop(report);
         let said = std::fs::read_to_string(&path).unwrap();
-        let lines: Vec<u64> = said
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["line"]
-                    .as_u64()
-                    .unwrap()
-            })
-            .collect();
-        assert_eq!(lines, [1, 2], "{said}");
+        assert_eq!(reported_lines(&path), [1, 2], "{said}");
     }
 
     /// A bad line's object, control characters and all, is named on one line of text, as
@@ -827,15 +832,7 @@ mod tests {
                     _ => format!("cut short after {into} of its bytes"),
                 };
                 assert!(said.contains(&how), "{case}: {said}");
-                let reported: Vec<u64> = std::fs::read_to_string(&path)
-                    .unwrap()
-                    .lines()
-                    .map(|l| {
-                        serde_json::from_str::<serde_json::Value>(l).unwrap()["line"]
-                            .as_u64()
-                            .unwrap()
-                    })
-                    .collect();
+                let reported = reported_lines(&path);
                 let whole: Vec<u64> = (1..=cut as u64).collect();
                 assert_eq!(reported, whole, "{case}");
             }
