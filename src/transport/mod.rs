@@ -182,6 +182,11 @@ pub struct TransportOptions {
     /// [`DEFAULT_USER_AGENT`] unless changed; `None` sends none. Registries and the CDNs
     /// in front of them log it, and some throttle or refuse requests without one.
     pub user_agent: Option<String>,
+    /// The proxies requests go through; `None`, those the environment names
+    /// (`HTTPS_PROXY`, `NO_PROXY`, …), read when the transport is built. Given here
+    /// ([`Proxies::from_variables`]), two transports of one process may go through
+    /// different proxies.
+    pub proxies: Option<Proxies>,
 }
 
 /// The `User-Agent` a [`Transport`] sends unless told otherwise: `dist/<version>`.
@@ -200,6 +205,7 @@ impl Default for TransportOptions {
             http2_window: Http2Window::DEFAULT,
             client_identity: None,
             user_agent: Some(DEFAULT_USER_AGENT.to_string()),
+            proxies: None,
         }
     }
 }
@@ -340,7 +346,7 @@ impl Transport {
             opts.skip_verify,
             opts.client_identity.as_ref(),
         )?;
-        let proxies = Proxies::from_env();
+        let proxies = opts.proxies.clone().unwrap_or_else(Proxies::from_env);
         let mut http =
             HttpConnector::new_with_resolver(dns::TimedResolver::new(opts.connect_timeout));
         http.enforce_http(false);
