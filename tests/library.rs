@@ -604,3 +604,27 @@ async fn each_transport_goes_through_the_proxy_it_was_given() {
     let shown = format!("{opts:?} {:?}", Transport::new(opts.clone()).unwrap());
     assert!(!shown.contains("s3cret"), "{shown}");
 }
+
+/// A registry's 401 is in the error whichever scheme it challenged with: a service that
+/// logs or counts failures by HTTP status saw 401 for a token server's refusal, and none
+/// for a registry's own refusal of Basic credentials, or of none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_carries_its_401_whatever_the_scheme() {
+    for auth in [
+        Auth::basic("alice", "s3cret"),
+        Auth::bearer_for("alice", "s3cret"),
+    ] {
+        let reg = FakeRegistry::builder().auth(auth).start();
+        let digest: Object = reg.blob("team/app", b"content").parse().unwrap();
+        let wrong = Credential::Basic {
+            username: "alice".into(),
+            password: "wrong".into(),
+        };
+        for creds in [CredentialSource::None, CredentialSource::Fixed(wrong)] {
+            let remote = remote(&reg, TransportOptions::default(), creds);
+            let err = remote.fetch(&digest, &Hints::default()).await.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Unauthorized, "{err}");
+            assert_eq!(err.status(), Some(401), "{err}");
+        }
+    }
+}
