@@ -628,3 +628,33 @@ async fn a_refusal_carries_its_401_whatever_the_scheme() {
         }
     }
 }
+
+/// Headers a service configures for a mirror or a host are keys as often as not; they
+/// are not marked sensitive when the service builds them itself, and a `Debug` of the
+/// settings (in the service's own `#[derive(Debug)]` state, or a log line) showed them.
+#[test]
+fn configured_headers_never_show_in_debug() {
+    use dist::hosts::HostSettings;
+    use dist::registry::host::Mirror;
+    use http::HeaderValue;
+
+    let mut mirror = Mirror::new(
+        "https://mirror.example",
+        Transport::new(TransportOptions::default()).unwrap(),
+    );
+    mirror
+        .headers
+        .insert("x-api-key", HeaderValue::from_static("s3cret-key"));
+    let mut settings = HostSettings::default();
+    settings.headers.insert(
+        "authorization",
+        HeaderValue::from_static("Bearer s3cret-token"),
+    );
+    let shown = format!("{mirror:?} {settings:?}");
+    assert!(!shown.contains("s3cret"), "{shown}");
+    // The names still tell a reader what is set.
+    assert!(
+        shown.contains("x-api-key") && shown.contains("authorization"),
+        "{shown}"
+    );
+}

@@ -268,11 +268,20 @@ pub struct Outgoing {
     pub body: Bytes,
 }
 
+/// A header map shown by its names alone, for the `Debug` of what holds headers a user
+/// configured: they may be keys, and one the user built is not marked sensitive.
+pub(crate) struct HeaderNames<'a>(pub(crate) &'a HeaderMap);
+
+impl std::fmt::Debug for HeaderNames<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
+}
+
 impl std::fmt::Debug for Outgoing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The credential and the configured headers are secrets by design, and a
         // pre-signed URL's query is one too; the header names still help a reader.
-        let origin_headers: Vec<_> = self.origin_headers.keys().collect();
         f.debug_struct("Outgoing")
             .field("method", &self.method)
             .field("url", &redact(&self.url))
@@ -281,7 +290,7 @@ impl std::fmt::Debug for Outgoing {
                 "authorization",
                 &self.authorization.as_ref().map(|_| "<redacted>"),
             )
-            .field("origin_headers", &origin_headers)
+            .field("origin_headers", &HeaderNames(&self.origin_headers))
             .field("body", &self.body.len())
             .finish()
     }
