@@ -37,7 +37,7 @@ use crate::registry::host::{Capabilities, Server};
 use crate::transport::tls::ClientIdentity;
 
 /// How to talk to one host: whom to trust, which certificate to show, what to add.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HostSettings {
     /// CA certificates to trust for it, besides the system's.
@@ -46,12 +46,25 @@ pub struct HostSettings {
     pub skip_verify: bool,
     /// The client certificate to show it.
     pub client: Option<ClientIdentity>,
-    /// Headers for every request to it (a name may carry several values), marked
-    /// sensitive: they may be keys, and never reach a log.
+    /// Headers for every request to it (a name may carry several values). They may be
+    /// keys: read from `hosts.toml` they are marked sensitive, and `Debug` shows their
+    /// names alone, however they were made.
     pub headers: http::HeaderMap,
     /// How long establishing a connection to it may take (`dial_timeout`); short for a
     /// mirror that may be gone, so that the registry takes over quickly.
     pub dial_timeout: Option<std::time::Duration>,
+}
+
+impl std::fmt::Debug for HostSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostSettings")
+            .field("ca", &self.ca)
+            .field("skip_verify", &self.skip_verify)
+            .field("client", &self.client)
+            .field("headers", &crate::transport::HeaderNames(&self.headers))
+            .field("dial_timeout", &self.dial_timeout)
+            .finish()
+    }
 }
 
 /// One mirror as configured, before a client is built for it. Read from a file or a flag,

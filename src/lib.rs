@@ -7,7 +7,8 @@
 //! The layers, from names to bytes:
 //! - [`reference`](mod@reference) and [`digest`] parse locators, objects and digests (no I/O);
 //! - [`hints`] and [`media`] steer content negotiation;
-//! - [`transport`] is the one pooled HTTP client (TLS, HTTP/2, timeouts, redirects);
+//! - [`transport`] is the one pooled HTTP client (TLS, HTTP/2, proxies, timeouts,
+//!   redirects);
 //! - [`auth`] answers `WWW-Authenticate` challenges with tokens or credentials;
 //! - [`retry`] decides when a failure is worth another attempt;
 //! - [`registry`] implements the [`remote::Remote`] trait over the registry API, and

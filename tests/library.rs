@@ -541,3 +541,120 @@ async fn a_transport_sends_the_user_agent_it_was_given() {
     };
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
 }
+
+/// A service sets each transport's proxies itself, the environment unread: two remotes in
+/// one process go through different proxies, or none, which variables every client of the
+/// process shares cannot say. Given only by `HTTPS_PROXY` and the like, a program that
+/// embeds dist had to change its own environment (unsound beside other threads) to pick a
+/// proxy, and could not give two clients two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_transport_goes_through_the_proxy_it_was_given() {
+    use dist::transport::proxy::Proxies;
+    use support::proxy::ConnectProxy;
+
+    let reg = FakeRegistry::start();
+    let data = bytes(8, 5_000);
+    let digest: Object = reg.blob("team/app", &data).parse().unwrap();
+    // A name that resolves nowhere: only a proxy reaches the registry by it.
+    let repo = || {
+        let mut repo: dist::Repository = format!("registry.test:{}/team/app", reg.addr().port())
+            .parse()
+            .unwrap();
+        repo.force_plain_http();
+        repo
+    };
+    let through = |proxies: Proxies| {
+        let mut opts = TransportOptions::default();
+        opts.proxies = Some(proxies);
+        RegistryRemote::new(
+            repo(),
+            Transport::new(opts).unwrap(),
+            CredentialSource::None,
+            RetryPolicy {
+                retries: 0,
+                ..RetryPolicy::default()
+            },
+        )
+    };
+    let (first, second) = (ConnectProxy::start(), ConnectProxy::start());
+    for proxy in [&first, &second] {
+        let url = proxy.url();
+        let remote = through(Proxies::from_variables(|name| {
+            (name == "HTTP_PROXY").then(|| url.clone())
+        }));
+        let mut download = remote.fetch(&digest, &Hints::default()).await.unwrap();
+        assert_eq!(
+            dist::image::read_to_end(&mut download, 10_000)
+                .await
+                .unwrap(),
+            data
+        );
+    }
+    let asked = (first.tunnels().len(), second.tunnels().len());
+    assert!(asked.0 > 0 && asked.1 > 0, "{asked:?}");
+    // None given: direct, whatever the environment says, so the name resolves nowhere.
+    let direct = through(Proxies::from_variables(|_| None));
+    assert!(direct.fetch(&digest, &Hints::default()).await.is_err());
+    assert_eq!((first.tunnels().len(), second.tunnels().len()), asked);
+    // A proxy's password given so is no more shown than one from the environment.
+    let mut opts = TransportOptions::default();
+    opts.proxies = Some(Proxies::from_variables(|name| {
+        (name == "HTTPS_PROXY").then(|| "http://alice:s3cret@proxy.corp:3128".to_string())
+    }));
+    let shown = format!("{opts:?} {:?}", Transport::new(opts.clone()).unwrap());
+    assert!(!shown.contains("s3cret"), "{shown}");
+}
+
+/// A registry's 401 is in the error whichever scheme it challenged with: a service that
+/// logs or counts failures by HTTP status saw 401 for a token server's refusal, and none
+/// for a registry's own refusal of Basic credentials, or of none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_carries_its_401_whatever_the_scheme() {
+    for auth in [
+        Auth::basic("alice", "s3cret"),
+        Auth::bearer_for("alice", "s3cret"),
+    ] {
+        let reg = FakeRegistry::builder().auth(auth).start();
+        let digest: Object = reg.blob("team/app", b"content").parse().unwrap();
+        let wrong = Credential::Basic {
+            username: "alice".into(),
+            password: "wrong".into(),
+        };
+        for creds in [CredentialSource::None, CredentialSource::Fixed(wrong)] {
+            let remote = remote(&reg, TransportOptions::default(), creds);
+            let err = remote.fetch(&digest, &Hints::default()).await.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Unauthorized, "{err}");
+            assert_eq!(err.status(), Some(401), "{err}");
+        }
+    }
+}
+
+/// Headers a service configures for a mirror or a host are keys as often as not; they
+/// are not marked sensitive when the service builds them itself, and a `Debug` of the
+/// settings (in the service's own `#[derive(Debug)]` state, or a log line) showed them.
+#[test]
+fn configured_headers_never_show_in_debug() {
+    use dist::hosts::HostSettings;
+    use dist::registry::host::Mirror;
+    use http::HeaderValue;
+
+    let mut mirror = Mirror::new(
+        "https://mirror.example",
+        Transport::new(TransportOptions::default()).unwrap(),
+    );
+    mirror
+        .headers
+        .insert("x-api-key", HeaderValue::from_static("s3cret-key"));
+    let mut settings = HostSettings::default();
+    settings.headers.insert(
+        "authorization",
+        HeaderValue::from_static("Bearer s3cret-token"),
+    );
+    let shown = format!("{mirror:?} {settings:?}");
+    assert!(!shown.contains("s3cret"), "{shown}");
+    // The names still tell a reader what is set.
+    assert!(
+        shown.contains("x-api-key") && shown.contains("authorization"),
+        "{shown}"
+    );
+}

@@ -340,7 +340,7 @@ impl Authorizer {
                             Some(origin),
                             None,
                         );
-                        Error::new(ErrorKind::Unauthorized, message)
+                        Error::new(ErrorKind::Unauthorized, message).with_status(401)
                     });
                     // A refusal that stands, met again by a request that went without the
                     // credential, is no new one: counted as one, it would stand for as
@@ -361,7 +361,8 @@ impl Authorizer {
         Err(Error::new(
             ErrorKind::Unauthorized,
             format!("unsupported authentication challenge {said:?}"),
-        ))
+        )
+        .with_status(401))
     }
 }
 

@@ -61,6 +61,7 @@ impl Authorizer {
         )
     }
 
+    /// The registry's 401 challenged for `scheme`, and no credential for it was found.
     pub(super) fn no_credentials(&self, scheme: &str) -> Error {
         Error::new(
             ErrorKind::Unauthorized,
@@ -69,6 +70,7 @@ impl Authorizer {
                 self.registry_host, self.registry_host
             ),
         )
+        .with_status(401)
     }
 
     /// The credential found for a Basic challenge is a token, which only a Bearer
@@ -89,6 +91,7 @@ impl Authorizer {
                  with a user name and password (docker login {host})"
             ),
         )
+        .with_status(401)
     }
 }
 

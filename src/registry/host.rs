@@ -106,7 +106,7 @@ pub struct Server {
 ///     headers: Default::default(),
 /// };
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct Mirror {
     /// `scheme://host[:port][/path]`. The API root is `<path>/v2/`, or `<path>/` itself
@@ -119,6 +119,7 @@ pub struct Mirror {
     /// The client to reach it with (its own when it needs its own CA or trust settings).
     pub transport: Transport,
     /// Headers for every request to it (never sent along a redirect to another host).
+    /// They may be keys: `Debug` shows their names alone.
     pub headers: HeaderMap,
 }
 
@@ -137,6 +138,18 @@ impl Server {
             capabilities: Capabilities::ALL,
             override_path: false,
         }
+    }
+}
+
+impl std::fmt::Debug for Mirror {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mirror")
+            .field("url", &self.url)
+            .field("capabilities", &self.capabilities)
+            .field("override_path", &self.override_path)
+            .field("transport", &self.transport)
+            .field("headers", &crate::transport::HeaderNames(&self.headers))
+            .finish()
     }
 }
 

@@ -182,6 +182,11 @@ pub struct TransportOptions {
     /// [`DEFAULT_USER_AGENT`] unless changed; `None` sends none. Registries and the CDNs
     /// in front of them log it, and some throttle or refuse requests without one.
     pub user_agent: Option<String>,
+    /// The proxies requests go through; `None`, those the environment names
+    /// (`HTTPS_PROXY`, `NO_PROXY`, …), read when the transport is built. Given here
+    /// ([`Proxies::from_variables`]), two transports of one process may go through
+    /// different proxies.
+    pub proxies: Option<Proxies>,
 }
 
 /// The `User-Agent` a [`Transport`] sends unless told otherwise: `dist/<version>`.
@@ -200,6 +205,7 @@ impl Default for TransportOptions {
             http2_window: Http2Window::DEFAULT,
             client_identity: None,
             user_agent: Some(DEFAULT_USER_AGENT.to_string()),
+            proxies: None,
         }
     }
 }
@@ -262,11 +268,20 @@ pub struct Outgoing {
     pub body: Bytes,
 }
 
+/// A header map shown by its names alone, for the `Debug` of what holds headers a user
+/// configured: they may be keys, and one the user built is not marked sensitive.
+pub(crate) struct HeaderNames<'a>(pub(crate) &'a HeaderMap);
+
+impl std::fmt::Debug for HeaderNames<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
+}
+
 impl std::fmt::Debug for Outgoing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The credential and the configured headers are secrets by design, and a
         // pre-signed URL's query is one too; the header names still help a reader.
-        let origin_headers: Vec<_> = self.origin_headers.keys().collect();
         f.debug_struct("Outgoing")
             .field("method", &self.method)
             .field("url", &redact(&self.url))
@@ -275,7 +290,7 @@ impl std::fmt::Debug for Outgoing {
                 "authorization",
                 &self.authorization.as_ref().map(|_| "<redacted>"),
             )
-            .field("origin_headers", &origin_headers)
+            .field("origin_headers", &HeaderNames(&self.origin_headers))
             .field("body", &self.body.len())
             .finish()
     }
@@ -340,7 +355,7 @@ impl Transport {
             opts.skip_verify,
             opts.client_identity.as_ref(),
         )?;
-        let proxies = Proxies::from_env();
+        let proxies = opts.proxies.clone().unwrap_or_else(Proxies::from_env);
         let mut http =
             HttpConnector::new_with_resolver(dns::TimedResolver::new(opts.connect_timeout));
         http.enforce_http(false);

@@ -1,6 +1,7 @@
 //! Proxies named by the environment, read the way curl reads them: `HTTPS_PROXY`,
 //! `HTTP_PROXY` and `ALL_PROXY` (or their lower-case forms), with `NO_PROXY` listing the
-//! hosts, domains and networks to reach directly.
+//! hosts, domains and networks to reach directly; or the same variables given to one
+//! transport through the API ([`Proxies::from_variables`]), the environment unread.
 //!
 //! An https destination is reached through a `CONNECT` tunnel: TLS runs end to end through
 //! it, so the proxy learns the `host:port` and nothing else, no request, no token, no

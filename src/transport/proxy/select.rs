@@ -86,23 +86,42 @@ const MATCHED_SCHEMES: [&str; 6] = ["http", "https", "socks4", "socks4a", "socks
 impl Proxies {
     /// The proxies the environment names (none when it names none).
     pub fn from_env() -> Proxies {
-        Proxies::from_vars(|name| std::env::var(name).ok())
+        Proxies::from_variables(|name| std::env::var(name).ok())
     }
 
-    /// The proxies the variables `env` gives name.
-    fn from_vars(env: impl Fn(&str) -> Option<String>) -> Proxies {
+    /// The proxies that `vars` names, asked for the environment's variables by name
+    /// (`HTTPS_PROXY`, `https_proxy`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`, …) and read as
+    /// [`Proxies::from_env`] reads those: a program that embeds dist gives each
+    /// [`Transport`](crate::transport::Transport) its own
+    /// ([`TransportOptions::proxies`](crate::transport::TransportOptions::proxies)), the
+    /// environment every client of the process shares unread and unchanged. A `vars` that
+    /// names none (`|_| None`) reaches every host directly.
+    ///
+    /// ```
+    /// use dist::transport::{proxy::Proxies, Transport, TransportOptions};
+    ///
+    /// let mut opts = TransportOptions::default();
+    /// opts.proxies = Some(Proxies::from_variables(|name| match name {
+    ///     "HTTPS_PROXY" => Some("http://proxy.corp:3128".to_string()),
+    ///     "NO_PROXY" => Some("registry.corp,10.0.0.0/8".to_string()),
+    ///     _ => None,
+    /// }));
+    /// let transport = Transport::new(opts)?;
+    /// # let _ = transport; Ok::<_, dist::Error>(())
+    /// ```
+    pub fn from_variables(vars: impl Fn(&str) -> Option<String>) -> Proxies {
         // An empty variable counts as unset, as in curl and Go's clients: `HTTPS_PROXY=`
         // beside `https_proxy=http://proxy…` must not send everything direct, nor
         // `NO_PROXY=` beside `no_proxy=registry.corp` send that registry to the proxy.
         let var = |names: [&'static str; 2]| {
             names
                 .iter()
-                .find_map(|n| env(n).filter(|v| !v.trim().is_empty()).map(|v| (*n, v)))
+                .find_map(|n| vars(n).filter(|v| !v.trim().is_empty()).map(|v| (*n, v)))
                 .unwrap_or((names[0], String::new()))
         };
         // A CGI program's HTTP_PROXY comes from a request header; the matcher ignores
         // every proxy then, and so does this.
-        if env("REQUEST_METHOD").is_some() {
+        if vars("REQUEST_METHOD").is_some() {
             return Proxies::of_settings(("", ""), ("", ""), ("", ""), "");
         }
         let all = var(["ALL_PROXY", "all_proxy"]);
@@ -568,7 +587,7 @@ mod tests {
 
     /// The proxies the environment `set` names.
     fn vars(set: &'static [(&'static str, &'static str)]) -> Proxies {
-        Proxies::from_vars(move |name| {
+        Proxies::from_variables(move |name| {
             set.iter()
                 .find(|(n, _)| *n == name)
                 .map(|(_, v)| v.to_string())
