@@ -51,6 +51,9 @@ pub fn refetch_warning(e: &Error) -> String {
                 sent_bytes(sent)
             )
         }
+        (None, None) if e.announced_other() => {
+            format!("the {who}'s Docker-Content-Digest header names other content")
+        }
         (None, None) => return "content did not verify; fetching again".to_string(),
     };
     format!("{said}; fetching once more{from}")
