@@ -2212,6 +2212,39 @@ fn a_refusal_after_a_redirect_is_the_targets() {
     assert!(err.contains(&store.host()), "{err}");
 }
 
+/// A failure at a redirect's target (a CDN's refusal, a store that is not there) names the
+/// registry's URL that sent the request there as well as the target's: one debugging a
+/// CDN needs both, and the message named the target alone. The target's query (a
+/// pre-signed URL's signature) is shown in neither.
+#[test]
+fn a_failure_at_a_redirects_target_names_the_url_that_redirected_there() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(7, 4000));
+    let blob_url = format!("{}/v2/team/app/blobs/{digest}", reg.url());
+    let store = Recorder::refusing(http::StatusCode::FORBIDDEN);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nobody = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    // Refused: the object's failure (1); not there: the store cannot be used (2).
+    for (target, code) in [(store.url(), 1), (nobody, 2)] {
+        reg.set_fault_for_every(
+            &digest,
+            Fault::Redirect {
+                status: 307,
+                location: format!("{target}/cdn/{digest}?sig=s3cret"),
+            },
+        );
+        let args = ["--retries", "0", "fetch", &repo(&reg), &digest];
+        let err = Dist::new().fails(code, &args, b"");
+        assert!(err.contains(&format!("{target}/cdn/{digest}")), "{err}");
+        assert!(
+            err.contains(&format!("redirected there by {blob_url}")),
+            "{err}"
+        );
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+}
+
 /// A `Location` is the server's to choose, and may run to hundreds of KiB: the error
 /// still fits on a line, showing the start of the URL.
 #[test]

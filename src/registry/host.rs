@@ -892,9 +892,12 @@ async fn status_error(transport: &Transport, reply: &mut transport::Reply, mirro
         msg.push_str(": ");
         msg.push_str(&detail);
     }
-    Error::new(kind, msg)
-        .with_status(status.as_u16())
-        .with_url(url)
+    let e = Error::new(kind, msg);
+    let e = match &reply.redirected_by {
+        Some(from) => e.with_note(transport::redirected_by(from)),
+        None => e,
+    };
+    e.with_status(status.as_u16()).with_url(url)
 }
 
 /// The requests left in the quota a `RateLimit-Remaining` header reports (`0;w=21600`,
