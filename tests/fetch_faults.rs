@@ -3555,3 +3555,36 @@ fn a_redirect_to_http_on_a_tls_port_is_said_to_be_the_targets() {
     assert!(!err.contains("before the locator"), "{err}");
     assert!(err.contains(&format!("{}/blob", store.url())), "{err}");
 }
+
+/// A batch against a registry that asks to be retried later than dist waits: each object
+/// fails on its one request, its line saying what the registry asked for and how long
+/// dist waits, and no object is asked twice.
+#[test]
+fn a_batch_told_to_wait_longer_than_dist_waits_says_so_on_every_line() {
+    let reg = FakeRegistry::start();
+    let digests: Vec<String> = (0..4)
+        .map(|i| reg.blob("team/app", bytes(40 + i, 3000)))
+        .collect();
+    for d in &digests {
+        reg.set_fault_for_every(d, Fault::StatusWithRetryAfter(429, "120".into()));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let o = dir.path().to_str().unwrap();
+    let input = digests.join("\n") + "\n";
+    let out = Dist::new().run(&["fetch", &repo(&reg), "-", "-o", o], input.as_bytes());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let lines = json_lines(&out.stdout);
+    assert_eq!(lines.len(), digests.len(), "{err}");
+    for line in &lines {
+        assert_eq!(line["status"], "error", "{line}");
+        let said = line["error"].as_str().unwrap();
+        assert!(
+            said.contains("asks to be retried in 120 s, longer than dist waits (60 s)"),
+            "{said}"
+        );
+    }
+    for d in &digests {
+        assert_eq!(reg.requests_for(d), 1, "{err}");
+    }
+}
