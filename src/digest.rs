@@ -88,9 +88,11 @@ impl Digest {
 /// `s` without the white space around it, and what that white space is, when it has
 /// some: a value cut from HTTP headers (`curl -sI … | awk '{print $2}'`) or read from a
 /// file saved on Windows keeps its line's `\r`, and the rule a digest's parse names (`needs
-/// 64 lowercase hex characters`) is one the 64 characters shown kept.
+/// 64 lowercase hex characters`) is one the 64 characters shown kept. White space is the
+/// worker's input line's (`str::trim`, Unicode's): a no-break space pasted from a web page
+/// parts a line's words, and an object given on the command line is judged as its line.
 pub(crate) fn around_white_space(s: &str) -> Option<(&str, &'static str)> {
-    let trimmed = s.trim_matches(|c: char| c.is_ascii_whitespace());
+    let trimmed = s.trim();
     if trimmed == s || trimmed.is_empty() {
         return None;
     }

@@ -59,7 +59,7 @@ impl Hints {
             // ` size`, it was ignored without a word, where an input line's words are
             // trimmed and it is a size. (White space after is the value's, told by it.)
             if let Some((trimmed, what)) = word
-                .starts_with(|c: char| c.is_ascii_whitespace())
+                .starts_with(char::is_whitespace)
                 .then(|| crate::digest::around_white_space(word))
                 .flatten()
                 .filter(|(t, _)| {

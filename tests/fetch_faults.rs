@@ -313,6 +313,31 @@ fn one_shot_into_a_directory_refuses_an_object_with_space_around_it_as_to_stdout
     }
 }
 
+/// White space an input line's words are parted by that is not ASCII (a no-break space
+/// pasted from a web page, an ideographic space, a vertical tab) around an object or a
+/// hint, with `-o DIR`, is refused as to stdout and as ASCII white space is: the
+/// command line's own check trimmed ASCII only, the line then trimmed the rest, and the
+/// object was fetched with `-o` where the same command to stdout refused it, saying only
+/// that it was no digest.
+#[test]
+fn one_shot_into_a_directory_judges_unicode_white_space_as_to_stdout() {
+    let (reg, digest, _) = fake_with_blob(2_000);
+    for space in ["\u{a0}", "\u{3000}", "\u{b}"] {
+        let object = format!("{digest}{space}");
+        let (err, to_stdout) = refused_into_a_new_directory(&reg, &digest, &[&object]);
+        assert!(err.contains("white space around it"), "{object:?}: {err}");
+        assert!(
+            err.contains(&format!("without it, it is {digest}")),
+            "{err}"
+        );
+        assert_eq!(err, to_stdout);
+        let size = format!("size:2000{space}");
+        let (err, to_stdout) = refused_into_a_new_directory(&reg, &digest, &[&digest, &size]);
+        assert!(err.contains("white space around it"), "{size:?}: {err}");
+        assert_eq!(err, to_stdout);
+    }
+}
+
 /// A size hint that kept the `\r` of the `Content-Length` line it was cut from (`size:$(curl
 /// -sI … | awk '/Content-Length/{print $2}')`), with `-o DIR`, is told so, as to stdout:
 /// it was told it held a line break, to give many objects as lines on stdin, as if it
