@@ -444,6 +444,9 @@ impl Host {
         // that will ask again is waited for, never one that gave up or was stopped
         // asleep, and for as long as it sleeps, a `Retry-After` past its backoff included.
         let mut _asleep = None;
+        // The ticket of the request sent for all, kept through the credentials it renews
+        // after a 401 (see `reauth`).
+        let mut kept = None;
         loop {
             // A mirror the registry stands behind is not waited for: the hosts are picked
             // before its pause, but a body it serves asks it for the rest, and its parts
@@ -462,7 +465,9 @@ impl Host {
             // resume): it keeps its own retries, as an object's first request would not
             // under an outage that came before it, and the parts of one blob meeting a
             // few 503s in turn failed the blob.
-            let ticket = if self.mirror || headers.contains_key(http::header::RANGE) {
+            let ticket = if kept.is_some() {
+                kept.take()
+            } else if self.mirror || headers.contains_key(http::header::RANGE) {
                 None
             } else {
                 // When the request came to the outage, before any wait for its token: a
@@ -562,8 +567,20 @@ impl Host {
             // 500 (or 408, or 429) comes from a registry that is up, and may be the
             // object's own (a blob its storage lost), which other objects must not share.
             let failing = reply.same_origin && matches!(status.as_u16(), 502..=504);
+            // A 401 this request answers with credentials (a token renewed) says nothing
+            // yet of the registry's outage: the request sent for all stays that, and the
+            // others wait for its next answer. Taken for the registry answering, it let
+            // every held task go at once with the token just refused (tokens revoked in
+            // an outage: a 401 each, then a 503 each).
+            let reauth = status == StatusCode::UNAUTHORIZED
+                && reply.same_origin
+                && auth_rounds < MAX_AUTH_ROUNDS
+                && reply
+                    .response
+                    .headers()
+                    .contains_key(http::header::WWW_AUTHENTICATE);
             let ticket = match ticket {
-                Some(t) if !failing => {
+                Some(t) if !failing && !reauth => {
                     t.answered();
                     None
                 }
@@ -597,8 +614,19 @@ impl Host {
                         .challenged(&grant, &challenges, auth_rounds > 0, policy)
                         .await
                     {
-                        Ok(()) => auth_rounds += 1,
-                        Err(e) => tokio::time::sleep(again(e, retries, None)?).await,
+                        Ok(()) => {
+                            auth_rounds += 1;
+                            kept = ticket;
+                        }
+                        // No credentials renewed: the 401 is the registry's answer, as
+                        // it was before (held, the others would each wait for a 401
+                        // no credentials answer, one request at a time).
+                        Err(e) => {
+                            if let Some(t) = ticket {
+                                t.answered();
+                            }
+                            tokio::time::sleep(again(e, retries, None)?).await
+                        }
                     }
                     continue;
                 }
