@@ -2270,6 +2270,35 @@ fn a_failure_at_a_redirects_target_names_the_url_that_redirected_there() {
     }
 }
 
+/// Content a redirect's target serves that does not verify (a CDN's stale or corrupt
+/// copy) names the URL that sent the request there too: it named the target alone.
+#[test]
+fn content_that_fails_at_a_redirects_target_names_the_url_that_redirected_there() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(7, 4000));
+    let blob_url = format!("{}/v2/team/app/blobs/{digest}", reg.url());
+    let store = Recorder::serving(bytes(8, 4000));
+    reg.set_fault_for_every(
+        &digest,
+        Fault::Redirect {
+            status: 307,
+            location: format!("{}/cdn/{digest}?sig=s3cret", store.url()),
+        },
+    );
+    let err = Dist::new().fails(1, &["fetch", &repo(&reg), &digest], b"");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.contains("digest mismatch"), "{err}");
+    assert!(
+        last.contains(&format!("{}/cdn/{digest}", store.url())),
+        "{err}"
+    );
+    assert!(
+        last.contains(&format!("redirected there by {blob_url}")),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"), "{err}");
+}
+
 /// A `Location` is the server's to choose, and may run to hundreds of KiB: the error
 /// still fits on a line, showing the start of the URL.
 #[test]

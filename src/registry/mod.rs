@@ -909,6 +909,10 @@ impl RegistryRemote {
             true => download.served_as_html(),
             false => download,
         };
+        let download = match &reply.redirected_by {
+            Some(from) => download.redirected_by(transport::redirected_by(from)),
+            None => download,
+        };
         if prefix.is_some() {
             return Ok(download);
         }
