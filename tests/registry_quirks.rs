@@ -115,6 +115,14 @@ fn a_manifest_by_digest_is_verified_by_its_body_not_a_header_naming_other_conten
     assert_eq!(out.stdout, manifest);
     assert!(!err.contains("did not verify"), "{err}");
     assert_eq!(reg.requests_for(&format!("manifests/{digest}")), 1);
+    // `resolve`'s HEAD has no body to decide by: its GET does.
+    let reference = format!("{}@{digest}", repo(&reg));
+    let out = Dist::new().run(&["resolve", &reference], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let described: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(described["digest"], digest.as_str(), "{err}");
+    assert_eq!(described["size"], manifest.len(), "{err}");
 }
 
 /// A blob may stream out before its end is hashed, so one whose `Docker-Content-Digest`
