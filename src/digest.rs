@@ -88,9 +88,11 @@ impl Digest {
 /// `s` without the white space around it, and what that white space is, when it has
 /// some: a value cut from HTTP headers (`curl -sI … | awk '{print $2}'`) or read from a
 /// file saved on Windows keeps its line's `\r`, and the rule a digest's parse names (`needs
-/// 64 lowercase hex characters`) is one the 64 characters shown kept.
-pub(crate) fn around_white_space(s: &str) -> Option<(&str, &'static str)> {
-    let trimmed = s.trim_matches(|c: char| c.is_ascii_whitespace());
+/// 64 lowercase hex characters`) is one the 64 characters shown kept. White space is the
+/// worker's input line's (`str::trim`, Unicode's): a no-break space pasted from a web page
+/// parts a line's words, and an object given on the command line is judged as its line.
+fn around_white_space(s: &str) -> Option<(&str, &'static str)> {
+    let trimmed = s.trim();
     if trimmed == s || trimmed.is_empty() {
         return None;
     }
@@ -102,6 +104,16 @@ pub(crate) fn around_white_space(s: &str) -> Option<(&str, &'static str)> {
         false => "has white space around it",
     };
     Some((trimmed, what))
+}
+
+/// Why `s` is refused when it has white space around it ([`around_white_space`]) and
+/// would be `fine` without it: `it ends in a carriage return (…); without it, it is …`,
+/// in the words every parser that checks for it says them in (a digest, an object, a
+/// hint, a descriptor's type). `None` when it has none, or would be no better without it.
+pub(crate) fn refused_for_white_space(s: &str, fine: impl Fn(&str) -> bool) -> Option<String> {
+    let (trimmed, what) = around_white_space(s).filter(|(t, _)| fine(t))?;
+    let trimmed = crate::reference::without_credentials(trimmed);
+    Some(format!("it {what}; without it, it is {trimmed}"))
 }
 
 /// `algorithm ::= component ([+._-] component)*`, components of `[a-z0-9]+`.
@@ -140,10 +152,8 @@ impl FromStr for Digest {
         };
         // A digest in an image reference (`dist pull host/app@sha256:…`), or a
         // descriptor's, is cut from HTTP headers as often as an object is.
-        if let Some((trimmed, what)) = around_white_space(s) {
-            if trimmed.parse::<Digest>().is_ok() {
-                return Err(bad(&format!("it {what}; without it, it is {trimmed}")));
-            }
+        if let Some(why) = refused_for_white_space(s, |t| t.parse::<Digest>().is_ok()) {
+            return Err(bad(&why));
         }
         let (alg, encoded) = s.split_once(':').ok_or_else(|| bad("missing ':'"))?;
         if !algorithm_ok(alg) {

@@ -112,8 +112,12 @@ struct Inner {
     /// For content whose length did not match the size given, with no size declared (a
     /// chunked body): the size given, and the bytes sent (`None`: more than given).
     sent: Option<(u64, Option<u64>)>,
+    /// For content refused unread because the `Docker-Content-Digest` of the answer
+    /// named other content: nothing of it "did not verify".
+    announced_other: bool,
     /// The mirror (`mirror <host:port>`) that declared or sent the size of `sizes` or
-    /// `sent`; `None` for the registry.
+    /// `sent`, or announced the other content of `announced_other`; `None` for the
+    /// registry.
     sized_by: Option<String>,
     /// The fetch once more goes past the mirror of `sized_by` to the registry itself,
     /// which may pull the content (see [`Error::registry_next`]).
@@ -144,6 +148,7 @@ impl Error {
             ended_at_500: false,
             earlier: Vec::new(),
             sizes: None,
+            announced_other: false,
             sized_by: None,
             registry_next: false,
             sent: None,
@@ -343,6 +348,18 @@ impl Error {
         self.0.sizes
     }
 
+    /// Records that the content was refused before a byte of it was read, the answer's
+    /// `Docker-Content-Digest` naming other content.
+    pub(crate) fn announcing_other(mut self) -> Self {
+        self.0.announced_other = true;
+        self
+    }
+
+    /// What [`Self::announcing_other`] recorded.
+    pub(crate) fn announced_other(&self) -> bool {
+        self.0.announced_other
+    }
+
     /// Records that content sent with no size declared (a chunked body) did not have the
     /// size given, `given` bytes: it had `sent` (`None`: more than `given`).
     pub(crate) fn with_sent(mut self, given: u64, sent: Option<u64>) -> Self {
@@ -387,6 +404,7 @@ impl Error {
             ended_at_500: self.0.ended_at_500,
             earlier: self.0.earlier.clone(),
             sizes: self.0.sizes,
+            announced_other: self.0.announced_other,
             sized_by: self.0.sized_by.clone(),
             registry_next: self.0.registry_next,
             sent: self.0.sent,

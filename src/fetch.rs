@@ -51,6 +51,9 @@ pub fn refetch_warning(e: &Error) -> String {
                 sent_bytes(sent)
             )
         }
+        (None, None) if e.announced_other() => {
+            format!("the {who}'s Docker-Content-Digest header names other content")
+        }
         (None, None) => return "content did not verify; fetching again".to_string(),
     };
     format!("{said}; fetching once more{from}")
@@ -245,6 +248,9 @@ pub struct Download {
     taken_as_sent: Option<String>,
     /// The server labelled the body an HTML page: see [`Download::served_as_html`].
     served_as_html: bool,
+    /// Where a redirect to another host came from, as said: see
+    /// [`Download::redirected_by`].
+    redirected_by: Option<String>,
 }
 
 impl std::fmt::Debug for Download {
@@ -281,6 +287,7 @@ impl Download {
             decoded_from: None,
             taken_as_sent: None,
             served_as_html: false,
+            redirected_by: None,
         }
     }
 
@@ -305,6 +312,7 @@ impl Download {
             decoded_from: None,
             taken_as_sent: None,
             served_as_html: false,
+            redirected_by: None,
         }
     }
 
@@ -317,6 +325,7 @@ impl Download {
         skipping.on_trust = self.on_trust;
         skipping.decoded_from = self.decoded_from;
         skipping.served_as_html = self.served_as_html;
+        skipping.redirected_by = self.redirected_by;
         skipping
     }
 
@@ -350,6 +359,15 @@ impl Download {
     /// manifest.
     pub(crate) fn served_as_html(mut self) -> Download {
         self.served_as_html = true;
+        self
+    }
+
+    /// The same download, served by another host a redirect led to, `said` naming the URL
+    /// it came from ([`crate::transport::redirected_by`]): content that then fails names
+    /// both, as a failed request there does. It named the target alone, a CDN's URL that
+    /// one debugging its copy could not trace back.
+    pub(crate) fn redirected_by(mut self, said: String) -> Download {
+        self.redirected_by = Some(said);
         self
     }
 
@@ -669,6 +687,10 @@ impl Download {
         let e = match self.served_as_html {
             true => e.with_note(HTML_IN_PLACE),
             false => e,
+        };
+        let e = match &self.redirected_by {
+            Some(said) => e.with_note(said),
+            None => e,
         };
         e.with_object(&self.meta.object).with_url(&self.meta.url)
     }

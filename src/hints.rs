@@ -58,19 +58,18 @@ impl Hints {
             // `" size:12"`, quoted with the space before it: read as the unknown key
             // ` size`, it was ignored without a word, where an input line's words are
             // trimmed and it is a size. (White space after is the value's, told by it.)
-            if let Some((trimmed, what)) = word
-                .starts_with(|c: char| c.is_ascii_whitespace())
-                .then(|| crate::digest::around_white_space(word))
+            let known = |t: &str| {
+                t.split_once(':')
+                    .is_some_and(|(k, _)| hint_key(k).is_some())
+            };
+            if let Some(why) = word
+                .starts_with(char::is_whitespace)
+                .then(|| crate::digest::refused_for_white_space(word, known))
                 .flatten()
-                .filter(|(t, _)| {
-                    t.split_once(':')
-                        .is_some_and(|(k, _)| hint_key(k).is_some())
-                })
             {
                 return Err(Error::invalid(format!(
-                    "invalid hint {:?}: it {what}; without it, it is {}",
-                    shown(word),
-                    shown(trimmed)
+                    "invalid hint {:?}: {why}",
+                    shown(word)
                 )));
             }
             let (key, value) = word.split_once(':').ok_or_else(|| {
@@ -90,13 +89,12 @@ impl Hints {
                     // header line's `\r`, which the type's check trims: the request failed
                     // as "bad media type hint", the `\r` unsaid. (Spaces, which `Accept`
                     // carries, are let be.)
-                    if let Some((trimmed, what)) = crate::digest::around_white_space(value)
-                        .filter(|(t, _)| value.contains(['\r', '\n']) && media::well_formed(t))
-                    {
+                    let broken = value.contains(['\r', '\n']);
+                    let fine = |t: &str| broken && media::well_formed(t);
+                    if let Some(why) = crate::digest::refused_for_white_space(value, fine) {
                         return Err(Error::invalid(format!(
-                            "invalid media type hint {:?}: it {what}; without it, it is {}",
-                            shown(value),
-                            shown(trimmed)
+                            "invalid media type hint {:?}: {why}",
+                            shown(value)
                         )));
                     }
                     if !media::well_formed(value) {
@@ -196,16 +194,15 @@ fn parse_size(value: &str) -> Result<u64> {
             .flatten()
             .and_then(|n| u64::try_from(n).ok())
     };
-    size(value).ok_or_else(|| match crate::digest::around_white_space(value) {
-        Some((trimmed, what)) if size(trimmed).is_some() => Error::invalid(format!(
-            "invalid size hint {:?}: it {what}; without it, it is {trimmed}",
-            shown(value)
-        )),
-        _ => Error::invalid(format!(
-            "invalid size hint {:?}: expected a byte count in decimal digits, at most {}",
-            shown(value),
-            i64::MAX
-        )),
+    size(value).ok_or_else(|| {
+        match crate::digest::refused_for_white_space(value, |t| size(t).is_some()) {
+            Some(why) => Error::invalid(format!("invalid size hint {:?}: {why}", shown(value))),
+            None => Error::invalid(format!(
+                "invalid size hint {:?}: expected a byte count in decimal digits, at most {}",
+                shown(value),
+                i64::MAX
+            )),
+        }
     })
 }
 

@@ -313,6 +313,31 @@ fn one_shot_into_a_directory_refuses_an_object_with_space_around_it_as_to_stdout
     }
 }
 
+/// White space an input line's words are parted by that is not ASCII (a no-break space
+/// pasted from a web page, an ideographic space, a vertical tab) around an object or a
+/// hint, with `-o DIR`, is refused as to stdout and as ASCII white space is: the
+/// command line's own check trimmed ASCII only, the line then trimmed the rest, and the
+/// object was fetched with `-o` where the same command to stdout refused it, saying only
+/// that it was no digest.
+#[test]
+fn one_shot_into_a_directory_judges_unicode_white_space_as_to_stdout() {
+    let (reg, digest, _) = fake_with_blob(2_000);
+    for space in ["\u{a0}", "\u{3000}", "\u{b}"] {
+        let object = format!("{digest}{space}");
+        let (err, to_stdout) = refused_into_a_new_directory(&reg, &digest, &[&object]);
+        assert!(err.contains("white space around it"), "{object:?}: {err}");
+        assert!(
+            err.contains(&format!("without it, it is {digest}")),
+            "{err}"
+        );
+        assert_eq!(err, to_stdout);
+        let size = format!("size:2000{space}");
+        let (err, to_stdout) = refused_into_a_new_directory(&reg, &digest, &[&digest, &size]);
+        assert!(err.contains("white space around it"), "{size:?}: {err}");
+        assert_eq!(err, to_stdout);
+    }
+}
+
 /// A size hint that kept the `\r` of the `Content-Length` line it was cut from (`size:$(curl
 /// -sI … | awk '/Content-Length/{print $2}')`), with `-o DIR`, is told so, as to stdout:
 /// it was told it held a line break, to give many objects as lines on stdin, as if it
@@ -2212,6 +2237,68 @@ fn a_refusal_after_a_redirect_is_the_targets() {
     assert!(err.contains(&store.host()), "{err}");
 }
 
+/// A failure at a redirect's target (a CDN's refusal, a store that is not there) names the
+/// registry's URL that sent the request there as well as the target's: one debugging a
+/// CDN needs both, and the message named the target alone. The target's query (a
+/// pre-signed URL's signature) is shown in neither.
+#[test]
+fn a_failure_at_a_redirects_target_names_the_url_that_redirected_there() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(7, 4000));
+    let blob_url = format!("{}/v2/team/app/blobs/{digest}", reg.url());
+    let store = Recorder::refusing(http::StatusCode::FORBIDDEN);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nobody = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    // Refused: the object's failure (1); not there: the store cannot be used (2).
+    for (target, code) in [(store.url(), 1), (nobody, 2)] {
+        reg.set_fault_for_every(
+            &digest,
+            Fault::Redirect {
+                status: 307,
+                location: format!("{target}/cdn/{digest}?sig=s3cret"),
+            },
+        );
+        let args = ["--retries", "0", "fetch", &repo(&reg), &digest];
+        let err = Dist::new().fails(code, &args, b"");
+        assert!(err.contains(&format!("{target}/cdn/{digest}")), "{err}");
+        assert!(
+            err.contains(&format!("redirected there by {blob_url}")),
+            "{err}"
+        );
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+}
+
+/// Content a redirect's target serves that does not verify (a CDN's stale or corrupt
+/// copy) names the URL that sent the request there too: it named the target alone.
+#[test]
+fn content_that_fails_at_a_redirects_target_names_the_url_that_redirected_there() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(7, 4000));
+    let blob_url = format!("{}/v2/team/app/blobs/{digest}", reg.url());
+    let store = Recorder::serving(bytes(8, 4000));
+    reg.set_fault_for_every(
+        &digest,
+        Fault::Redirect {
+            status: 307,
+            location: format!("{}/cdn/{digest}?sig=s3cret", store.url()),
+        },
+    );
+    let err = Dist::new().fails(1, &["fetch", &repo(&reg), &digest], b"");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.contains("digest mismatch"), "{err}");
+    assert!(
+        last.contains(&format!("{}/cdn/{digest}", store.url())),
+        "{err}"
+    );
+    assert!(
+        last.contains(&format!("redirected there by {blob_url}")),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"), "{err}");
+}
+
 /// A `Location` is the server's to choose, and may run to hundreds of KiB: the error
 /// still fits on a line, showing the start of the URL.
 #[test]
@@ -3521,4 +3608,37 @@ fn a_redirect_to_http_on_a_tls_port_is_said_to_be_the_targets() {
     assert!(err.contains("redirect's target"), "{err}");
     assert!(!err.contains("before the locator"), "{err}");
     assert!(err.contains(&format!("{}/blob", store.url())), "{err}");
+}
+
+/// A batch against a registry that asks to be retried later than dist waits: each object
+/// fails on its one request, its line saying what the registry asked for and how long
+/// dist waits, and no object is asked twice.
+#[test]
+fn a_batch_told_to_wait_longer_than_dist_waits_says_so_on_every_line() {
+    let reg = FakeRegistry::start();
+    let digests: Vec<String> = (0..4)
+        .map(|i| reg.blob("team/app", bytes(40 + i, 3000)))
+        .collect();
+    for d in &digests {
+        reg.set_fault_for_every(d, Fault::StatusWithRetryAfter(429, "120".into()));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let o = dir.path().to_str().unwrap();
+    let input = digests.join("\n") + "\n";
+    let out = Dist::new().run(&["fetch", &repo(&reg), "-", "-o", o], input.as_bytes());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let lines = json_lines(&out.stdout);
+    assert_eq!(lines.len(), digests.len(), "{err}");
+    for line in &lines {
+        assert_eq!(line["status"], "error", "{line}");
+        let said = line["error"].as_str().unwrap();
+        assert!(
+            said.contains("asks to be retried in 120 s, longer than dist waits (60 s)"),
+            "{said}"
+        );
+    }
+    for d in &digests {
+        assert_eq!(reg.requests_for(d), 1, "{err}");
+    }
 }

@@ -717,3 +717,46 @@ async fn an_outage_forgotten_when_the_next_object_finds_its_token_server_failing
     );
     assert_eq!(reg.requests_for(&next), 2);
 }
+
+/// Tokens revoked while the registry fails request after request (a registry restarted
+/// with a new key, still failing): the one request sent for all meets the 401, and its
+/// new token is the answer it brings back, not the registry's. Taken for the registry
+/// answering again, the 401 ended the outage: every held task went at once with the
+/// revoked token, drew a 401 each, then a 503 each with the new one.
+#[tokio::test(start_paused = true)]
+async fn a_401_in_an_outage_is_answered_by_the_request_sent_for_all_alone() {
+    const N: u64 = 16;
+    const RETRIES: u32 = 8;
+    let reg = FakeRegistry::builder()
+        .auth(support::fake::Auth::bearer(Duration::from_secs(3600)))
+        .start();
+    let blobs = failing(&reg, 9480..9480 + N);
+    let policy = RetryPolicy {
+        retries: RETRIES,
+        ..RetryPolicy::default()
+    };
+    let remote = library_remote(&reg, policy);
+    let ticker = tick_while_idle();
+    let tasks: Vec<_> = blobs.iter().map(|d| spawn_fetch(&remote, d)).collect();
+    // Every object failed once, and one more request: its requests are held.
+    let failed = || reg.requests().iter().filter(|r| r.status == 503).count() as u64;
+    while failed() <= N {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    reg.invalidate_tokens();
+    // Each task's first request went without a token, and met a 401 of its own.
+    let at = reg.requests().len();
+    for (d, task) in blobs.iter().zip(tasks) {
+        let e = task.await.unwrap().expect_err("every request failed");
+        assert!(e.contains("503"), "{d}: {e}");
+    }
+    ticker.abort();
+    let since = &reg.requests()[at..];
+    let refused = since.iter().filter(|r| r.status == 401).count();
+    assert_eq!(refused, 1, "blob requests refused with the revoked token");
+    assert_eq!(
+        reg.token_requests(),
+        2,
+        "one token, then one renewed for all"
+    );
+}

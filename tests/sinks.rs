@@ -651,6 +651,42 @@ fn a_failed_line_says_what_its_line_asked_for() {
     }
 }
 
+/// A failed tag line is told apart in the report by `object`, the line's object as
+/// written (`tag@digest` being the digest it fetches, as README says): a tag names no
+/// digest (`null`), `tag@digest` and a digest name theirs. A script that keys on
+/// `digest` alone sees no tag; one that keys on `object` (or `line`) sees every line.
+#[test]
+fn a_failed_tag_line_is_reported_by_its_object_as_written() {
+    let reg = FakeRegistry::start();
+    let (one, two) = (
+        format!("sha256:{}", "e".repeat(64)),
+        format!("sha256:{}", "f".repeat(64)),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().to_str().unwrap();
+    let input = format!("nosuchtag\nv9@{one}\n{two}\n");
+    let args = ["fetch", &repo(&reg), "-", "-o", layout, "--ordered"];
+    let out = Dist::new().run(&args, input.as_bytes());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let reported: Vec<(String, serde_json::Value)> = json_lines(&out.stdout)
+        .iter()
+        .map(|l| {
+            assert_eq!(l["status"], "error", "{l}");
+            (
+                l["object"].as_str().unwrap().to_string(),
+                l["digest"].clone(),
+            )
+        })
+        .collect();
+    let want = vec![
+        ("nosuchtag".to_string(), serde_json::Value::Null),
+        (one.clone(), serde_json::json!(one)),
+        (two.clone(), serde_json::json!(two)),
+    ];
+    assert_eq!(reported, want, "{err}");
+}
+
 /// An image in the fake registry under `tag`: a config and one layer; returns the
 /// manifest's digest.
 fn small_image(reg: &FakeRegistry, tag: &str) -> String {

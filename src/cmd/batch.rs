@@ -76,9 +76,11 @@ fn no_line_of_one(args: &FetchArgs) -> Option<dist::Error> {
     // An object with white space around it, as one that kept its line's `\r` (`$(curl -sI
     // … | awk '{print $2}')`), is one object, not two lines, nor one the line's words fetch
     // without it: its own parse says so, with the object without it, as to stdout. So is a
-    // hint (`size:` cut from the `Content-Length` line, `\r` and all).
+    // hint (`size:` cut from the `Content-Length` line, `\r` and all). Trimmed as the line
+    // trims its words (`str::trim`): trimmed of ASCII alone, an object with a no-break
+    // space after it passed here, and the line then fetched it.
     let told = |word: &str, parse: fn(&str) -> Option<dist::Error>| {
-        let bare = word.trim_matches(|c: char| c.is_ascii_whitespace());
+        let bare = word.trim();
         (bare != word && parse(bare).is_none())
             .then(|| parse(word))
             .flatten()

@@ -58,13 +58,12 @@ impl FromStr for Object {
     /// containerd read such a reference.
     fn from_str(s: &str) -> Result<Object> {
         // A value cut from HTTP headers keeps its line's `\r` (see `around_white_space`).
-        if let Some((trimmed, what)) = crate::digest::around_white_space(s) {
-            if trimmed.parse::<Object>().is_ok() {
-                return Err(Error::invalid(format!(
-                    "invalid object {:?}: it {what}; without it, it is {trimmed}",
-                    shown(s)
-                )));
-            }
+        let fine = |t: &str| t.parse::<Object>().is_ok();
+        if let Some(why) = crate::digest::refused_for_white_space(s, fine) {
+            return Err(Error::invalid(format!(
+                "invalid object {:?}: {why}",
+                shown(s)
+            )));
         }
         // `dist fetch LOC size:123`, the object left out: read as a digest, it was one in
         // an unsupported algorithm "size" whose object was `123` alone. The key is named

@@ -457,6 +457,9 @@ impl Host {
         // that will ask again is waited for, never one that gave up or was stopped
         // asleep, and for as long as it sleeps, a `Retry-After` past its backoff included.
         let mut _asleep = None;
+        // The ticket of the request sent for all, kept through the credentials it renews
+        // after a 401 (see `reauth`).
+        let mut kept = None;
         loop {
             // A mirror the registry stands behind is not waited for: the hosts are picked
             // before its pause, but a body it serves asks it for the rest, and its parts
@@ -475,7 +478,9 @@ impl Host {
             // resume): it keeps its own retries, as an object's first request would not
             // under an outage that came before it, and the parts of one blob meeting a
             // few 503s in turn failed the blob.
-            let ticket = if self.mirror || headers.contains_key(http::header::RANGE) {
+            let ticket = if kept.is_some() {
+                kept.take()
+            } else if self.mirror || headers.contains_key(http::header::RANGE) {
                 None
             } else {
                 // When the request came to the outage, before any wait for its token: a
@@ -575,8 +580,20 @@ impl Host {
             // 500 (or 408, or 429) comes from a registry that is up, and may be the
             // object's own (a blob its storage lost), which other objects must not share.
             let failing = reply.same_origin && matches!(status.as_u16(), 502..=504);
+            // A 401 this request answers with credentials (a token renewed) says nothing
+            // yet of the registry's outage: the request sent for all stays that, and the
+            // others wait for its next answer. Taken for the registry answering, it let
+            // every held task go at once with the token just refused (tokens revoked in
+            // an outage: a 401 each, then a 503 each).
+            let reauth = status == StatusCode::UNAUTHORIZED
+                && reply.same_origin
+                && auth_rounds < MAX_AUTH_ROUNDS
+                && reply
+                    .response
+                    .headers()
+                    .contains_key(http::header::WWW_AUTHENTICATE);
             let ticket = match ticket {
-                Some(t) if !failing => {
+                Some(t) if !failing && !reauth => {
                     t.answered();
                     None
                 }
@@ -610,8 +627,19 @@ impl Host {
                         .challenged(&grant, &challenges, auth_rounds > 0, policy)
                         .await
                     {
-                        Ok(()) => auth_rounds += 1,
-                        Err(e) => tokio::time::sleep(again(e, retries, None)?).await,
+                        Ok(()) => {
+                            auth_rounds += 1;
+                            kept = ticket;
+                        }
+                        // No credentials renewed: the 401 is the registry's answer, as
+                        // it was before (held, the others would each wait for a 401
+                        // no credentials answer, one request at a time).
+                        Err(e) => {
+                            if let Some(t) = ticket {
+                                t.answered();
+                            }
+                            tokio::time::sleep(again(e, retries, None)?).await
+                        }
                     }
                     continue;
                 }
@@ -905,9 +933,12 @@ async fn status_error(transport: &Transport, reply: &mut transport::Reply, mirro
         msg.push_str(": ");
         msg.push_str(&detail);
     }
-    Error::new(kind, msg)
-        .with_status(status.as_u16())
-        .with_url(url)
+    let e = Error::new(kind, msg);
+    let e = match &reply.redirected_by {
+        Some(from) => e.with_note(transport::redirected_by(from)),
+        None => e,
+    };
+    e.with_status(status.as_u16()).with_url(url)
 }
 
 /// The requests left in the quota a `RateLimit-Remaining` header reports (`0;w=21600`,

@@ -666,14 +666,20 @@ impl RegistryRemote {
         }
         let expected = match object {
             Object::Digest(d) => {
-                if let Some(a) = &announced {
-                    if a.algorithm() == d.algorithm() && a != d {
-                        return Err(Error::new(
-                            ErrorKind::DigestMismatch,
-                            format!("registry announced digest {a} for {d}"),
-                        )
-                        .with_url(&url));
+                match &announced {
+                    Some(a) if a.algorithm() == d.algorithm() && a != d => {
+                        // A manifest is held back whole until it verifies, so its body
+                        // decides, as in containerd and crane: registries announce other
+                        // content's digest for good manifests. A blob may stream out
+                        // before its end is hashed, so a header naming other content
+                        // refuses it unread.
+                        if endpoint == Endpoint::Blobs {
+                            let who = self.host(host).mirror_name();
+                            return Err(announced_other(a, d, who).with_url(&url));
+                        }
+                        tracing::debug!(header = %a, %url, "a Docker-Content-Digest naming other content; the manifest's body is verified against the digest asked for");
                     }
+                    _ => {}
                 }
                 Some(d.clone())
             }
@@ -903,6 +909,10 @@ impl RegistryRemote {
             true => download.served_as_html(),
             false => download,
         };
+        let download = match &reply.redirected_by {
+            Some(from) => download.redirected_by(transport::redirected_by(from)),
+            None => download,
+        };
         if prefix.is_some() {
             return Ok(download);
         }
@@ -930,12 +940,12 @@ impl RegistryRemote {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<Digest>().ok());
         let digest = match (object, announced) {
+            // The GET decides by the manifest's body, as it does for any manifest asked
+            // for by digest; a length beside a header naming other content may be that
+            // content's, no size for this descriptor.
             (Object::Digest(d), Some(a)) if a.algorithm() == d.algorithm() && a != *d => {
-                return Err(Error::new(
-                    ErrorKind::DigestMismatch,
-                    format!("registry announced digest {a} for {d}"),
-                )
-                .with_url(&url))
+                tracing::debug!(header = %a, %url, "a HEAD's Docker-Content-Digest names other content");
+                return Ok(None);
             }
             (Object::Digest(d), _) => d.clone(),
             (Object::Tag(_), Some(a)) => a,
@@ -1083,6 +1093,22 @@ impl Remote for RegistryRemote {
         }
         .boxed()
     }
+}
+
+/// A blob asked for as `asked` whose answer's `Docker-Content-Digest` is `announced`:
+/// refused before its body is read, saying it was the header, not the content, that
+/// disagreed. `mirror` names the mirror that answered; `None`, the registry.
+fn announced_other(announced: &Digest, asked: &Digest, mirror: Option<String>) -> Error {
+    let who = mirror.as_deref().unwrap_or("registry");
+    Error::new(
+        ErrorKind::DigestMismatch,
+        format!(
+            "the {who}'s Docker-Content-Digest header names {announced}, not {asked} as \
+             asked; none of the content was read"
+        ),
+    )
+    .announcing_other()
+    .sized_by(mirror)
 }
 
 /// The headers every request for content starts from. The content is asked for as it is

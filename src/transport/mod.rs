@@ -96,6 +96,7 @@ use handshake::{HandshakeDeadline, HandshakeDone};
 use limit::LimitedConnector;
 use pauses::Pauses;
 use proxy::{Proxies, ProxyConnector};
+pub(crate) use redirect::redirected_by;
 pub use redirect::resolve;
 use redirect::{is_redirect, location_text, Origin};
 use refusal::{RefusalConnector, Refusals};
@@ -318,6 +319,8 @@ pub struct Reply {
     pub url: Uri,
     /// Whether the answer came from the origin the request was addressed to.
     pub same_origin: bool,
+    /// The URL the request was addressed to, when a redirect led it to another origin.
+    pub redirected_by: Option<Uri>,
 }
 
 impl std::fmt::Debug for Reply {
@@ -329,6 +332,7 @@ impl std::fmt::Debug for Reply {
             .field("headers", self.response.headers())
             .field("url", &redact(&self.url))
             .field("same_origin", &self.same_origin)
+            .field("redirected_by", &self.redirected_by.as_ref().map(redact))
             .finish_non_exhaustive()
     }
 }
@@ -670,13 +674,19 @@ impl Transport {
         // work outside hashing.
         let mut origin = None;
         let mut same_origin = true;
+        // The URL the request was addressed to, once a redirect leaves its origin.
+        let mut addressed: Option<Uri> = None;
         for _ in 0..=MAX_REDIRECTS {
             let response = self.send_once(&req, same_origin).await.map_err(|e| {
-                match (same_origin, e.kind()) {
+                let e = match (same_origin, e.kind()) {
                     (false, ErrorKind::Certificate) => e.with_note(AT_REDIRECT_TARGET),
                     (false, ErrorKind::NotTls) => {
                         Error::new(ErrorKind::NotTls, NOT_TLS_AT_REDIRECT_TARGET).with_url(&req.url)
                     }
+                    _ => e,
+                };
+                match (same_origin, &addressed) {
+                    (false, Some(from)) => e.with_note(redirected_by(from)),
                     _ => e,
                 }
             })?;
@@ -685,6 +695,7 @@ impl Transport {
                 return Ok(Reply {
                     response,
                     url: req.url,
+                    redirected_by: addressed.filter(|_| !same_origin),
                     same_origin,
                 });
             }
@@ -712,6 +723,7 @@ impl Transport {
             }
             tracing::debug!(from = %redact(&req.url), to = %redact(&next), status = status.as_u16(), "redirect");
             let origin = origin.get_or_insert_with(|| Origin::of(&req.url));
+            addressed.get_or_insert_with(|| req.url.clone());
             same_origin = Origin::of(&next) == *origin;
             if !same_origin {
                 if let Some(until) = self.pauses.until(&next) {

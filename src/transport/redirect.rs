@@ -28,6 +28,13 @@ impl Origin {
     }
 }
 
+/// The note on a failure at a redirect's target naming `from`, the URL the request was
+/// addressed to (the registry's): the error names the target's, and one debugging a blob
+/// store or CDN needs both. Redacted as any URL a message shows.
+pub(crate) fn redirected_by(from: &Uri) -> String {
+    format!("redirected there by {}", super::redact(from))
+}
+
 /// A `Location` as a URI reference: without its fragment, which is never sent, and with
 /// the bytes a URI may not hold (spaces, non-ASCII, `"<>`{}`) percent-encoded, as curl,
 /// Go's client and browsers send them. Servers write such locations unencoded (nginx's

@@ -125,6 +125,12 @@ fn parse_descriptor(line: &str) -> Result<Job> {
     if let Some(t) = d.media_type.filter(|t| !t.is_empty()) {
         // Checked as a `mediatype:` hint is, and for the space a word cannot hold: it is
         // sent as `Accept` and written into the report and frame headers as it is.
+        // One that kept the `\r` of a `Content-Type` line says so, as a hint does.
+        if let Some(why) = crate::digest::refused_for_white_space(&t, crate::media::well_formed) {
+            return Err(Error::invalid(format!(
+                "invalid descriptor media type {t:?}: {why}"
+            )));
+        }
         if t.trim() != t || !crate::media::well_formed(&t) {
             return Err(Error::invalid(format!(
                 "invalid descriptor media type {t:?}"
@@ -254,6 +260,20 @@ mod tests {
         let line = format!(r#"{{"digest":"{D}","mediaType":"application/json; charset=utf-8"}}"#);
         let j = parse_line(&line).unwrap().unwrap();
         assert_eq!(j.hints.media_types, ["application/json; charset=utf-8"]);
+    }
+
+    /// A descriptor's `mediaType` that kept the `\r` of a `Content-Type` line it was cut
+    /// from says so, and the type without it, as a `mediatype:` hint does: it was only an
+    /// "invalid descriptor media type".
+    #[test]
+    fn a_descriptor_media_type_with_white_space_around_it_says_so() {
+        let t = "application/vnd.oci.image.layer.v1.tar";
+        for (bad, said) in [(r"\r", "carriage return"), (" ", "white space around it")] {
+            let line = format!(r#"{{"digest":"{D}","mediaType":"{t}{bad}"}}"#);
+            let e = parse_line(&line).unwrap().unwrap_err().to_string();
+            assert!(e.contains(said), "{e}");
+            assert!(e.contains(&format!("without it, it is {t}")), "{e}");
+        }
     }
 
     /// A `size` that is no int64 byte count is named as that, the value shown: it was
