@@ -243,6 +243,8 @@ pub(crate) fn hint_key(key: &str) -> Option<&str> {
 /// The known key an unknown one is most likely a misspelling of (`Size`, `media-type`,
 /// `mediatyp`): such a hint is ignored, as any unknown key is, but not in silence.
 fn meant_key(key: &str) -> Option<&'static str> {
+    #[cfg(test)]
+    tests::MEANT_KEY_CALLS.with(|c| c.set(c.get() + 1));
     let folded: String = key
         .chars()
         .filter(|c| !matches!(c, '-' | '_' | '.'))
@@ -284,8 +286,15 @@ fn warn_once(key: &str, known: &str) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// How often this thread looked for the known key an unknown one misspells: work
+        /// an object that parses must not cost.
+        pub(crate) static MEANT_KEY_CALLS: Cell<usize> = const { Cell::new(0) };
+    }
 
     #[test]
     fn parses_known_and_skips_unknown() {
