@@ -2,7 +2,9 @@
 //! dist's error kinds, in words a user can act on.
 
 use super::refusal::Ending;
-use super::{dns, handshake, pinned, proxy, tls, MAX_RESPONSE_HEADER_LIST};
+use super::{
+    dns, handshake, pinned, proxy, tls, MAX_RESPONSE_HEADER_LIST, MAX_RESPONSE_HEAD_BYTES,
+};
 use crate::error::{Error, ErrorKind};
 use std::time::Duration;
 
@@ -162,7 +164,7 @@ pub(super) fn classify_client_error(
             ErrorKind::Protocol,
             format!(
                 "the response's head is too large (more than {max_fields} header fields, or \
-                 too many bytes of them)"
+                 more than {MAX_RESPONSE_HEAD_BYTES} bytes)"
             ),
         );
     }

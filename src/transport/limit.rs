@@ -136,7 +136,8 @@ impl Answered {
 }
 
 /// How many bytes an HTTP/1.1 connection may read without a byte of content reaching
-/// the reader of a body: a response's head (hyper holds at most about 408 KiB of it),
+/// the reader of a body: a response's head (at most about
+/// [`super::MAX_RESPONSE_HEAD_BYTES`]),
 /// and a body's framing and what hyper reads ahead (a few of its buffers) stay far below.
 /// hyper bounds a chunk's extensions and trailer fields but not its size line, which
 /// leading zeros make as long as a server likes, nor the blanks after it, nor the interim

@@ -116,6 +116,12 @@ use refusal::{RefusalConnector, Refusals};
 /// KiB), which cost a small blob's fetch about 5% of dist's CPU.
 pub const MAX_RESPONSE_HEADERS: usize = 1000;
 
+/// How many bytes an HTTP/1.1 response's head may take, fields and all: hyper's default
+/// buffer for reading a connection, which a head must fit (a head that arrives in one read
+/// as the buffer fills may pass by up to one more read). Set, not left to hyper, so that
+/// the failure past it can say the number.
+pub const MAX_RESPONSE_HEAD_BYTES: usize = 8192 + 4096 * 100;
+
 /// How many header fields an HTTP/1.1 response may have until its origin sent more: hyper's
 /// default, parsed on the stack.
 pub const USUAL_RESPONSE_HEADERS: usize = 100;
@@ -420,6 +426,7 @@ impl Transport {
             // requires of a user agent and Go's client and curl do: refused, the whole
             // response failed, and again at every retry.
             .http1_allow_obsolete_multiline_headers_in_responses(true)
+            .http1_max_buf_size(MAX_RESPONSE_HEAD_BYTES)
             .http2_max_header_list_size(MAX_RESPONSE_HEADER_LIST);
         match opts.http2_window {
             // The connection gets no more than one stream: whatever the number of streams,
