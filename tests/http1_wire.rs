@@ -620,3 +620,32 @@ fn interim_answers_without_end_are_cut_off() {
         .count();
     assert_eq!(asked, 1, "asked again: {:?}", raw.seen());
 }
+
+/// A registry's error coded although dist asked for `identity` (a proxy or CDN that gzips
+/// JSON whatever it is asked) is read decoded, as a token server's is: its coded bytes
+/// were shown as the registry's words, a line of replacement characters.
+#[test]
+fn a_gzip_coded_error_body_is_shown_decoded() {
+    use std::io::Write;
+    let digest = sha256(&bytes(27, 3000));
+    let said = br#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry"}]}"#;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(said).unwrap();
+    let coded = gz.finish().unwrap();
+    let raw = Raw::start(move |req, _| {
+        if req.line().contains("/tags/list") {
+            return no_tags();
+        }
+        let fields = [
+            "Content-Type: application/json".to_string(),
+            "Content-Encoding: gzip".to_string(),
+            format!("Content-Length: {}", coded.len()),
+        ];
+        Answer::keep(with_body(head("404 Not Found", &fields), &coded))
+    });
+    let err = Dist::new().fails(1, &["fetch", &raw.repo(), &digest], b"");
+    assert!(
+        err.contains("BLOB_UNKNOWN: blob unknown to registry"),
+        "{err}"
+    );
+}
