@@ -20,6 +20,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// How many hosts' caps are kept before those with no connection are forgotten.
+const KEEP_IDLE_HOSTS: usize = 64;
+
 /// Wraps a connector so that at most `limit` connections per host and port exist at once.
 #[derive(Clone, Debug)]
 pub struct LimitedConnector<C> {
@@ -52,6 +55,12 @@ impl<C> LimitedConnector<C> {
             uri.port_u16().unwrap_or(0)
         );
         let mut hosts = self.hosts.lock().expect("connection limits poisoned");
+        // A host none of whose connections is left (nor waited for: each holds the
+        // semaphore) needs no entry: a registry that sends each blob to a host of its own
+        // (a redirect per blob) made the map grow with the batch.
+        if hosts.len() >= KEEP_IDLE_HOSTS {
+            hosts.retain(|_, semaphore| Arc::strong_count(semaphore) > 1);
+        }
         hosts
             .entry(key)
             .or_insert_with(|| Arc::new(Semaphore::new(self.limit)))
@@ -251,6 +260,25 @@ mod tests {
             &sem("https://registry.example/v2/"),
             &sem("https://registry.example:5000/v2/")
         ));
+    }
+
+    /// The caps of hosts with no connection left are forgotten, those of hosts with one
+    /// kept: a registry that sends each blob to a host of its own made the map grow with
+    /// the batch.
+    #[test]
+    fn hosts_without_connections_are_forgotten() {
+        let limited = LimitedConnector::new((), 2);
+        let held = limited.semaphore(&"https://registry.example/v2/".parse().unwrap());
+        for i in 0..10_000 {
+            let uri = format!("https://blob-{i}.cdn.example/b").parse().unwrap();
+            drop(limited.semaphore(&uri));
+        }
+        let hosts = limited.hosts.lock().unwrap();
+        assert!(hosts.len() <= KEEP_IDLE_HOSTS, "{} hosts kept", hosts.len());
+        assert!(
+            hosts.values().any(|s| Arc::ptr_eq(s, &held)),
+            "the cap of a host with a connection was forgotten"
+        );
     }
 
     /// A connection holds its permit while it sits idle in the pool, which hands it only
