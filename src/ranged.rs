@@ -757,7 +757,7 @@ async fn fetch_part(
 /// its server ended short of them is for the caller to tell (see [`ended_short`]).
 async fn read_part(
     transport: &transport::Transport,
-    body: &mut hyper::body::Incoming,
+    body: &mut transport::ResponseBody,
     got: &mut BytesMut,
     upto: usize,
 ) -> Result<()> {

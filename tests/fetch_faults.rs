@@ -3163,6 +3163,18 @@ fn many_response_headers_are_taken_and_too_many_are_not_retried() {
     assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 2, "{err}");
 }
 
+/// A head of few fields but many bytes (a `WWW-Authenticate` of 2 MB) past hyper's
+/// buffer for one fails naming that limit, as the count of fields is named: "too many
+/// bytes" left the user to guess how many are allowed.
+#[test]
+fn a_head_too_long_names_its_limit_in_bytes() {
+    let (reg, digest, _) = fake_with_blob(5000);
+    reg.set_fault_for_every(&digest, Fault::Header("x-filler", "x".repeat(2_000_000)));
+    let err = Dist::new().fails(1, &["fetch", &repo(&reg), &digest], b"");
+    assert!(err.contains("more than 417792 bytes"), "{err}");
+    assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 2, "{err}");
+}
+
 /// ECR refuses a password past its 12 hours with `403 DENIED: Your authorization token
 /// has expired`, not a 401. From a file, no fresh one will come: that is credentials
 /// refused, as a 401 is, so the worker stops at its check (status 2) with one message

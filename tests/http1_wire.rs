@@ -568,3 +568,84 @@ fn a_chunked_html_page_short_of_the_size_given_does_not_blame_the_size() {
     assert!(last.contains("HTML page"), "{err}");
     assert!(!last.contains("likely wrong"), "{err}");
 }
+
+/// A chunk-size line hyper reads without end (leading zeros: a size of 0 however long)
+/// brings no content, so the idle timeout, which counts content, never saw it: dist took
+/// it at full speed and CPU until `--idle-timeout`, late by as long again on its one
+/// runtime thread, and then blamed a stall. Past 4 MiB read off the connection without a
+/// byte of content the body fails at once, saying so, and is not asked for again.
+#[test]
+fn chunk_framing_without_content_is_cut_off() {
+    let digest = sha256(&bytes(25, 3000));
+    let raw = Raw::start(move |req, _| {
+        if req.line().contains("/tags/list") {
+            return no_tags();
+        }
+        let mut body = vec![b'0'; 24 << 20];
+        body.extend_from_slice(b"\r\n\r\n");
+        let fields = ["Transfer-Encoding: chunked".to_string()];
+        Answer::keep(with_body(head("200 OK", &fields), &body))
+    });
+    let err = Dist::new().fails(1, &["fetch", &raw.repo(), &digest], b"");
+    assert!(err.contains("without content"), "{err}");
+    assert!(err.contains("/blobs/"), "names the URL: {err}");
+    let asked = raw
+        .seen()
+        .iter()
+        .filter(|r| r.line().contains("/blobs/"))
+        .count();
+    assert_eq!(asked, 1, "asked again: {:?}", raw.seen());
+}
+
+/// Interim answers (`102 Processing`) hyper passes over before the response, without end:
+/// read at full speed until the response's timeout, which each of them put off. They fail
+/// as content-less framing does.
+#[test]
+fn interim_answers_without_end_are_cut_off() {
+    let digest = sha256(&bytes(26, 3000));
+    let raw = Raw::start(move |req, _| {
+        if req.line().contains("/tags/list") {
+            return no_tags();
+        }
+        let mut answer = b"HTTP/1.1 102 Processing\r\n\r\n".repeat(1 << 20);
+        answer.extend_from_slice(&head("404 Not Found", &["Content-Length: 0".into()]));
+        Answer::keep(answer)
+    });
+    let err = Dist::new().fails(1, &["fetch", &raw.repo(), &digest], b"");
+    assert!(err.contains("without content"), "{err}");
+    let asked = raw
+        .seen()
+        .iter()
+        .filter(|r| r.line().contains("/blobs/"))
+        .count();
+    assert_eq!(asked, 1, "asked again: {:?}", raw.seen());
+}
+
+/// A registry's error coded although dist asked for `identity` (a proxy or CDN that gzips
+/// JSON whatever it is asked) is read decoded, as a token server's is: its coded bytes
+/// were shown as the registry's words, a line of replacement characters.
+#[test]
+fn a_gzip_coded_error_body_is_shown_decoded() {
+    use std::io::Write;
+    let digest = sha256(&bytes(27, 3000));
+    let said = br#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry"}]}"#;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(said).unwrap();
+    let coded = gz.finish().unwrap();
+    let raw = Raw::start(move |req, _| {
+        if req.line().contains("/tags/list") {
+            return no_tags();
+        }
+        let fields = [
+            "Content-Type: application/json".to_string(),
+            "Content-Encoding: gzip".to_string(),
+            format!("Content-Length: {}", coded.len()),
+        ];
+        Answer::keep(with_body(head("404 Not Found", &fields), &coded))
+    });
+    let err = Dist::new().fails(1, &["fetch", &raw.repo(), &digest], b"");
+    assert!(
+        err.contains("BLOB_UNKNOWN: blob unknown to registry"),
+        "{err}"
+    );
+}

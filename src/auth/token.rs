@@ -16,7 +16,7 @@ use super::clock::Stamp;
 use super::credentials::Credential;
 use crate::error::{Error, ErrorKind, Result};
 use crate::reference::is_loopback;
-use crate::registry::MAX_ERROR_BODY;
+use crate::registry::{coding, MAX_ERROR_BODY};
 use crate::server_text::without_bom;
 use crate::transport::{self, Outgoing, Transport};
 
@@ -192,18 +192,10 @@ pub async fn fetch(
     if !status.is_success() {
         // Docker Hub's token service sends 429 with `Retry-After` as its registry does.
         let asked = crate::retry::retry_after(reply.response.headers());
-        let (codings, unknown) = reply_codings(reply.response.headers());
+        let codings = coding::codings(reply.response.headers());
         let body = reply.response.body_mut();
         let text = transport::read_prefix(transport, body, MAX_ERROR_BODY).await;
-        // A coding that does not decode leaves the words unread, not shown as garbage; a
-        // label that names none leaves them as they came, unless they are no text.
-        let text = match unknown {
-            None => decoded(text, &codings, MAX_ERROR_BODY)
-                .await
-                .unwrap_or_default(),
-            Some(_) if std::str::from_utf8(&text).is_ok() => text,
-            Some(_) => Bytes::new(),
-        };
+        let text = coding::readable(text, codings, MAX_ERROR_BODY).await;
         let traded = matches!(credential, Some(Credential::IdentityToken(_)));
         let kind = match status.as_u16() {
             401 => ErrorKind::Unauthorized,
@@ -233,12 +225,22 @@ pub async fn fetch(
         .map(|v| crate::server_text::one_line(&String::from_utf8_lossy(v.as_bytes())));
     // A login page or captive portal often answers after a redirect elsewhere.
     let answered_by = (!reply.same_origin).then(|| transport::redact(&reply.url));
-    let (codings, unknown) = reply_codings(reply.response.headers());
+    // A label that names no coding dist undoes is often no coding at all
+    // (`Content-Encoding: UTF-8`, meant as the charset) on plain JSON, which Docker's
+    // client, undoing no coding it did not ask for, reads as it came: so is it read, and
+    // the error told only if it is no JSON.
+    let (codings, unknown) = match coding::codings(reply.response.headers()) {
+        Ok(codings) => (codings, None),
+        Err(e) => {
+            tracing::debug!(error = %e, "reading a token reply as it came");
+            (Vec::new(), Some(e))
+        }
+    };
     let body = reply.response.body_mut();
     let bytes = transport::read_limited(transport, body, MAX_TOKEN_RESPONSE)
         .await
         .map_err(|e| e.with_url(&shown))?;
-    let bytes = decoded(bytes, &codings, MAX_TOKEN_RESPONSE)
+    let bytes = coding::decode_whole(bytes, &codings, MAX_TOKEN_RESPONSE, "token response")
         .await
         .map_err(|e| e.with_url(&shown))?;
     let received = Stamp::now();
@@ -271,54 +273,6 @@ pub async fn fetch(
         lifetime,
         refresh_token,
     })
-}
-
-/// The codings a token reply's headers name, to undo; with no coding and the error, when
-/// they name one dist does not undo. Such a label is often no coding at all
-/// (`Content-Encoding: UTF-8`, meant as the charset) on plain JSON, which Docker's client,
-/// undoing no coding it did not ask for, reads as it came: so is it read, and the error
-/// told only if it is no JSON.
-fn reply_codings(
-    headers: &http::HeaderMap,
-) -> (Vec<crate::registry::coding::Coding>, Option<Error>) {
-    match crate::registry::coding::codings(headers) {
-        Ok(codings) => (codings, None),
-        Err(e) => {
-            tracing::debug!(error = %e, "reading a token reply as it came");
-            (Vec::new(), Some(e))
-        }
-    }
-}
-
-/// `body` with `codings` undone, at most `limit` bytes of it. A token request carries no
-/// `Accept-Encoding` but `identity`, yet a token server (or the proxy before it) may
-/// gzip its JSON anyway, as some do whatever they are asked; read as it came, the token
-/// was lost in a reply said to be no JSON.
-async fn decoded(
-    body: Bytes,
-    codings: &[crate::registry::coding::Coding],
-    limit: usize,
-) -> Result<Bytes> {
-    use futures::StreamExt;
-    if codings.is_empty() {
-        return Ok(body);
-    }
-    let coded = futures::stream::once(async move { Ok(body) }).boxed();
-    // Read whole already: a cut one is told as bad bytes, the token request retried as such.
-    let mut plain = crate::registry::coding::decode(coded, codings, 0, false);
-    let mut out = bytes::BytesMut::new();
-    while let Some(piece) = plain.next().await {
-        let piece = piece?;
-        // A few KiB that inflate a thousandfold stop here, not in memory.
-        if out.len() + piece.len() > limit {
-            return Err(Error::new(
-                ErrorKind::TooLarge,
-                format!("token response larger than {limit} bytes once decoded"),
-            ));
-        }
-        out.extend_from_slice(&piece);
-    }
-    Ok(out.freeze())
 }
 
 /// The realm `challenge` names, as given and as the http(s) URL a token is asked at; an

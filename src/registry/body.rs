@@ -1,9 +1,9 @@
 //! A response body that resumes with `Range` when the connection breaks part-way.
 
+use crate::transport::ResponseBody;
 use bytes::Bytes;
 use futures::StreamExt;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
-use hyper::body::Incoming;
 
 use super::host::Host;
 use super::{coding, Endpoint, RegistryRemote};
@@ -100,7 +100,7 @@ pub(crate) struct Served {
 /// The body a request for the content brought.
 pub(crate) enum Body {
     /// The content's own bytes, as they arrive.
-    Plain(Incoming),
+    Plain(ResponseBody),
     /// A whole answer a server coded although asked for identity (a CDN node that
     /// compresses), the coding undone: its bytes are the content's too, so a break in it
     /// resumes at the content's offset like a plain body's.
@@ -908,7 +908,7 @@ async fn open_at(
 /// `body` as a stream, each piece read within the transport's idle timeout.
 pub(super) fn incoming_stream(
     transport: crate::transport::Transport,
-    body: Incoming,
+    body: ResponseBody,
 ) -> ByteStream {
     futures::stream::try_unfold((transport, body), |(transport, mut body)| async move {
         let chunk = transport.next_chunk(&mut body).await?;

@@ -248,6 +248,52 @@ pub(crate) fn decode(
     crate::fetch::skip_prefix(decoded, skip)
 }
 
+/// `body`, read whole, with `codings` undone: at most `limit` bytes of it, or an error
+/// calling it `what`. A token server or a registry (or the proxy before either) may gzip
+/// JSON though dist asks for `identity`, as some do whatever they are asked: read as it
+/// came, a token was lost in a reply said to be no JSON, and an error's words shown as
+/// coded bytes.
+pub(crate) async fn decode_whole(
+    body: Bytes,
+    codings: &[Coding],
+    limit: usize,
+    what: &str,
+) -> Result<Bytes> {
+    if codings.is_empty() {
+        return Ok(body);
+    }
+    let coded = futures::stream::once(async move { Ok(body) }).boxed();
+    // Read whole already: a cut one is told as bad bytes, a token request retried as such.
+    let mut plain = decode(coded, codings, 0, false);
+    let mut out = bytes::BytesMut::new();
+    while let Some(piece) = plain.next().await {
+        let piece = piece?;
+        // A few KiB that inflate a thousandfold stop here, not in memory.
+        if out.len() + piece.len() > limit {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!("{what} larger than {limit} bytes once decoded"),
+            ));
+        }
+        out.extend_from_slice(&piece);
+    }
+    Ok(out.freeze())
+}
+
+/// The words of a reply read for them (an error's first bytes), its `codings` (as
+/// [`codings`] read them) undone. A coding that does not decode (a prefix of a longer
+/// body) leaves them unread, not shown as garbage; a label that names no coding dist
+/// undoes leaves them as they came, unless they are no text.
+pub(crate) async fn readable(body: Bytes, codings: Result<Vec<Coding>>, limit: usize) -> Bytes {
+    match codings {
+        Ok(codings) => decode_whole(body, &codings, limit, "response")
+            .await
+            .unwrap_or_default(),
+        Err(_) if std::str::from_utf8(&body).is_ok() => body,
+        Err(_) => Bytes::new(),
+    }
+}
+
 /// Whether a response of `version` with `headers` has a body that ends where its
 /// connection closes (RFC 9112, 6.3): HTTP/1 without `Content-Length` nor chunks. Such a
 /// body cut short ends as cleanly as a whole one.

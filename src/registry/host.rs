@@ -866,7 +866,9 @@ async fn status_error(transport: &Transport, reply: &mut transport::Reply, mirro
         .with_status(407)
         .with_url(url);
     }
+    let codings = super::coding::codings(reply.response.headers());
     let body = transport::read_prefix(transport, reply.response.body_mut(), MAX_ERROR_BODY).await;
+    let body = super::coding::readable(body, codings, MAX_ERROR_BODY).await;
     let detail = server_text::error_detail(&body, &status.to_string());
     if status == StatusCode::BAD_REQUEST
         && url.scheme_str() == Some("http")

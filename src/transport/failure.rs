@@ -2,7 +2,9 @@
 //! dist's error kinds, in words a user can act on.
 
 use super::refusal::Ending;
-use super::{dns, handshake, pinned, proxy, tls, MAX_RESPONSE_HEADER_LIST};
+use super::{
+    dns, handshake, pinned, proxy, tls, MAX_RESPONSE_HEADER_LIST, MAX_RESPONSE_HEAD_BYTES,
+};
 use crate::error::{Error, ErrorKind};
 use std::time::Duration;
 
@@ -81,6 +83,11 @@ pub(super) fn classify_client_error(
             ),
         );
     }
+    // Interim answers (`102 Processing`) without end, which hyper passes over: a server
+    // that sends them will again.
+    if let Some(said) = fruitless(&e) {
+        return Error::new(ErrorKind::Protocol, said);
+    }
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     while let Some(s) = source {
         // `10.0.0.256` or `127.1`: neither an IP address nor a name a certificate can be
@@ -157,7 +164,7 @@ pub(super) fn classify_client_error(
             ErrorKind::Protocol,
             format!(
                 "the response's head is too large (more than {max_fields} header fields, or \
-                 too many bytes of them)"
+                 more than {MAX_RESPONSE_HEAD_BYTES} bytes)"
             ),
         );
     }
@@ -231,6 +238,23 @@ pub(super) fn ended_under_body(idle_timeout: Duration) -> String {
         idle_timeout / 4,
         idle_timeout / 2
     )
+}
+
+/// The connection's reads stopped, somewhere in `e`'s causes, for bringing no content
+/// ([`super::limit::Fruitless`]): what it said, to be shown as the failure.
+pub(super) fn fruitless(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut source = Some(e);
+    while let Some(s) = source {
+        let said = s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<super::limit::Fruitless>());
+        if let Some(said) = said {
+            return Some(said.to_string());
+        }
+        source = s.source();
+    }
+    None
 }
 
 /// Whether one of `e`'s causes is a `T` for which `test` holds.

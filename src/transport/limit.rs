@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -19,6 +19,9 @@ use hyper_util::client::legacy::connect::{Connected, Connection};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How many hosts' caps are kept before those with no connection are forgotten.
+const KEEP_IDLE_HOSTS: usize = 64;
 
 /// Wraps a connector so that at most `limit` connections per host and port exist at once.
 #[derive(Clone, Debug)]
@@ -52,6 +55,12 @@ impl<C> LimitedConnector<C> {
             uri.port_u16().unwrap_or(0)
         );
         let mut hosts = self.hosts.lock().expect("connection limits poisoned");
+        // A host none of whose connections is left (nor waited for: each holds the
+        // semaphore) needs no entry: a registry that sends each blob to a host of its own
+        // (a redirect per blob) made the map grow with the batch.
+        if hosts.len() >= KEEP_IDLE_HOSTS {
+            hosts.retain(|_, semaphore| Arc::strong_count(semaphore) > 1);
+        }
         hosts
             .entry(key)
             .or_insert_with(|| Arc::new(Semaphore::new(self.limit)))
@@ -62,7 +71,7 @@ impl<C> LimitedConnector<C> {
 impl<C> tower_service::Service<Uri> for LimitedConnector<C>
 where
     C: tower_service::Service<Uri> + Clone + Send + 'static,
-    C::Response: Send,
+    C::Response: Connection + Send,
     C::Future: Send,
     C::Error: Into<BoxError>,
 {
@@ -83,10 +92,14 @@ where
         Box::pin(async move {
             let permit = semaphore.acquire_owned().await?;
             let io = inner.call(uri).await.map_err(Into::into)?;
+            // HTTP/2 frames say their own lengths, and a connection's bytes are many
+            // streams', read while their readers may wait: only HTTP/1.1 is watched.
+            let unfruitful = (!io.connected().is_negotiated_h2()).then(Unfruitful::default);
             Ok(Limited {
                 io,
                 _permit: permit,
                 answered: Answered::default(),
+                unfruitful,
             })
         })
     }
@@ -98,11 +111,17 @@ pub struct Limited<T> {
     io: T,
     _permit: OwnedSemaphorePermit,
     answered: Answered,
+    /// What an HTTP/1.1 connection has read without content; `None` over HTTP/2.
+    unfruitful: Option<Unfruitful>,
 }
 
 impl<T: Connection> Connection for Limited<T> {
     fn connected(&self) -> Connected {
-        self.io.connected().extra(self.answered.clone())
+        let connected = self.io.connected().extra(self.answered.clone());
+        match &self.unfruitful {
+            Some(unfruitful) => connected.extra(unfruitful.clone()),
+            None => connected,
+        }
     }
 }
 
@@ -125,7 +144,88 @@ impl Answered {
     }
 }
 
-pass_io_through!([T: Read + Write + Unpin] Limited<T>);
+/// How many bytes an HTTP/1.1 connection may read without a byte of content reaching
+/// the reader of a body: a response's head (at most about
+/// [`super::MAX_RESPONSE_HEAD_BYTES`]),
+/// and a body's framing and what hyper reads ahead (a few of its buffers) stay far below.
+/// hyper bounds a chunk's extensions and trailer fields but not its size line, which
+/// leading zeros make as long as a server likes, nor the blanks after it, nor the interim
+/// (1xx) answers it passes over before a response: read at full speed until the idle
+/// timeout, which counts content only, or the response's, which 1xx answers put off.
+pub const MAX_UNFRUITFUL: u64 = 4 << 20;
+
+/// Bytes an HTTP/1.1 connection has read since content last reached a body's reader, or
+/// since a response's head arrived, shared by the connection and the bodies read off it
+/// (the pool hands each response the connection's [`Connected`] extras). Past
+/// [`MAX_UNFRUITFUL`] the connection's reads fail with [`Fruitless`].
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Unfruitful(Arc<AtomicU64>);
+
+impl Unfruitful {
+    /// Content reached a reader, or a new response began: the count starts again.
+    pub(crate) fn fruit(&self) {
+        self.0.store(0, Ordering::Relaxed);
+    }
+
+    /// Counts `n` bytes read; whether they are more than a connection may read so.
+    fn read(&self, n: u64) -> bool {
+        self.0.fetch_add(n, Ordering::Relaxed) + n > MAX_UNFRUITFUL
+    }
+}
+
+/// Why an HTTP/1.1 connection stopped reading: more than [`MAX_UNFRUITFUL`] bytes
+/// without content.
+#[derive(Debug)]
+pub(crate) struct Fruitless;
+
+impl std::fmt::Display for Fruitless {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "more than {} of a response read without content (a chunk size line without \
+             end, or interim 1xx answers without end)",
+            crate::plural::Bytes(MAX_UNFRUITFUL)
+        )
+    }
+}
+
+impl std::error::Error for Fruitless {}
+
+impl<T: Read + Unpin> Read for Limited<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let Some(unfruitful) = &this.unfruitful else {
+            return Pin::new(&mut this.io).poll_read(cx, buf);
+        };
+        // The inner stream fills a buffer of our own over the same memory, which tells how
+        // many bytes it read, as hyper-util's `TokioIo` reads a tokio stream.
+        // SAFETY: the inner read, given the unfilled part as uninitialised, only writes to
+        // it (it cannot de-initialise a byte), and the cursor is advanced by the `n` bytes
+        // it filled.
+        let n = unsafe {
+            let mut inner = hyper::rt::ReadBuf::uninit(buf.as_mut());
+            match Pin::new(&mut this.io).poll_read(cx, inner.unfilled()) {
+                Poll::Ready(Ok(())) => inner.filled().len(),
+                other => return other,
+            }
+        };
+        // SAFETY: as above.
+        unsafe { buf.advance(n) };
+        if unfruitful.read(n as u64) {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                Fruitless,
+            )));
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+pass_writes_through!([T: Write + Unpin] Limited<T>);
 
 #[cfg(test)]
 mod tests {
@@ -162,6 +262,25 @@ mod tests {
         ));
     }
 
+    /// The caps of hosts with no connection left are forgotten, those of hosts with one
+    /// kept: a registry that sends each blob to a host of its own made the map grow with
+    /// the batch.
+    #[test]
+    fn hosts_without_connections_are_forgotten() {
+        let limited = LimitedConnector::new((), 2);
+        let held = limited.semaphore(&"https://registry.example/v2/".parse().unwrap());
+        for i in 0..10_000 {
+            let uri = format!("https://blob-{i}.cdn.example/b").parse().unwrap();
+            drop(limited.semaphore(&uri));
+        }
+        let hosts = limited.hosts.lock().unwrap();
+        assert!(hosts.len() <= KEEP_IDLE_HOSTS, "{} hosts kept", hosts.len());
+        assert!(
+            hosts.values().any(|s| Arc::ptr_eq(s, &held)),
+            "the cap of a host with a connection was forgotten"
+        );
+    }
+
     /// A connection holds its permit while it sits idle in the pool, which hands it only
     /// to requests of its own pool key, and hyper keys `host` and `host:443` apart: a
     /// request written the other way (a token realm, a `Location` with `:443`) that shared
@@ -172,15 +291,21 @@ mod tests {
         use tower_service::Service;
         #[derive(Clone)]
         struct AtOnce;
+        struct Conn;
+        impl Connection for Conn {
+            fn connected(&self) -> Connected {
+                Connected::new()
+            }
+        }
         impl Service<Uri> for AtOnce {
-            type Response = ();
+            type Response = Conn;
             type Error = std::io::Error;
-            type Future = std::future::Ready<std::io::Result<()>>;
+            type Future = std::future::Ready<std::io::Result<Conn>>;
             fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
                 Poll::Ready(Ok(()))
             }
             fn call(&mut self, _: Uri) -> Self::Future {
-                std::future::ready(Ok(()))
+                std::future::ready(Ok(Conn))
             }
         }
         let mut limited = LimitedConnector::new(AtOnce, 1);

@@ -35,6 +35,14 @@ macro_rules! pass_io_through {
             }
         }
 
+        pass_writes_through!([$($generics)*] $wrapper);
+    };
+}
+
+/// Implements hyper's `Write` alone for a connection wrapper, as [`pass_io_through`] does,
+/// for a wrapper whose `Read` keeps count of what it reads.
+macro_rules! pass_writes_through {
+    ([$($generics:tt)*] $wrapper:ty) => {
         impl<$($generics)*> hyper::rt::Write for $wrapper {
             fn poll_write(
                 self: std::pin::Pin<&mut Self>,
@@ -108,6 +116,12 @@ use refusal::{RefusalConnector, Refusals};
 /// each head into two arrays of this many fields, allocated and filled per response (64
 /// KiB), which cost a small blob's fetch about 5% of dist's CPU.
 pub const MAX_RESPONSE_HEADERS: usize = 1000;
+
+/// How many bytes an HTTP/1.1 response's head may take, fields and all: hyper's default
+/// buffer for reading a connection, which a head must fit (a head that arrives in one read
+/// as the buffer fills may pass by up to one more read). Set, not left to hyper, so that
+/// the failure past it can say the number.
+pub const MAX_RESPONSE_HEAD_BYTES: usize = 8192 + 4096 * 100;
 
 /// How many header fields an HTTP/1.1 response may have until its origin sent more: hyper's
 /// default, parsed on the stack.
@@ -311,10 +325,48 @@ impl Outgoing {
     }
 }
 
+/// A response's body as hyper reads it, which tells an HTTP/1.1 connection whenever
+/// content reaches its reader: one that reads more than [`limit::MAX_UNFRUITFUL`] bytes
+/// without (a chunk size line without end) fails its reads.
+#[derive(Debug)]
+pub struct ResponseBody {
+    inner: Incoming,
+    unfruitful: Option<limit::Unfruitful>,
+}
+
+impl http_body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::result::Result<http_body::Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
+        if let (Some(unfruitful), std::task::Poll::Ready(Some(Ok(frame)))) =
+            (&this.unfruitful, &polled)
+        {
+            if frame.data_ref().is_some_and(|data| !data.is_empty()) {
+                unfruitful.fruit();
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// A response and the URL it finally came from (after redirects).
 pub struct Reply {
     /// The response; its body is not read yet.
-    pub response: Response<Incoming>,
+    pub response: Response<ResponseBody>,
     /// The URL that answered.
     pub url: Uri,
     /// Whether the answer came from the origin the request was addressed to.
@@ -393,6 +445,7 @@ impl Transport {
             // requires of a user agent and Go's client and curl do: refused, the whole
             // response failed, and again at every retry.
             .http1_allow_obsolete_multiline_headers_in_responses(true)
+            .http1_max_buf_size(MAX_RESPONSE_HEAD_BYTES)
             .http2_max_header_list_size(MAX_RESPONSE_HEADER_LIST);
         match opts.http2_window {
             // The connection gets no more than one stream: whatever the number of streams,
@@ -480,7 +533,7 @@ impl Transport {
     /// Sends one request without following redirects, waiting at most the response timeout
     /// for the headers. `Authorization` and the origin's own headers go along only when
     /// `url` is still `origin`.
-    pub async fn send_once(&self, req: &Outgoing, origin: bool) -> Result<Response<Incoming>> {
+    pub async fn send_once(&self, req: &Outgoing, origin: bool) -> Result<Response<ResponseBody>> {
         let http1 = self.needs_http1(&req.url);
         match self.send_on(req, origin, http1).await {
             // A server (IIS, some proxies) that takes HTTP/2 for some requests only answers
@@ -557,7 +610,7 @@ impl Transport {
         req: &Outgoing,
         origin: bool,
         http1: bool,
-    ) -> Result<Response<Incoming>> {
+    ) -> Result<Response<ResponseBody>> {
         let started = std::time::Instant::now();
         // A request that can go again unchanged: a GET or HEAD, never the refresh-token
         // grant's POST, which may have been taken.
@@ -650,7 +703,11 @@ impl Transport {
                     if let Some(answered) = r.extensions().get::<limit::Answered>() {
                         answered.answer();
                     }
-                    break r;
+                    let unfruitful = r.extensions().get::<limit::Unfruitful>().cloned();
+                    if let Some(unfruitful) = &unfruitful {
+                        unfruitful.fruit();
+                    }
+                    break r.map(|inner| ResponseBody { inner, unfruitful });
                 }
             }
         };
@@ -758,7 +815,7 @@ impl Transport {
 
     /// Waits for the next piece of a body, failing when none arrives within the idle
     /// timeout. `Ok(None)` is the end of the body.
-    pub async fn next_chunk(&self, body: &mut Incoming) -> Result<Option<Bytes>> {
+    pub async fn next_chunk(&self, body: &mut ResponseBody) -> Result<Option<Bytes>> {
         loop {
             let frame = match tokio::time::timeout(self.opts.idle_timeout, body.frame()).await {
                 Err(_) => {
@@ -778,7 +835,11 @@ impl Transport {
                     return Err(Error::new(ErrorKind::Connect, said));
                 }
                 Ok(Some(Err(e))) => {
-                    return Err(Error::new(ErrorKind::Connect, "body interrupted").with_cause(e))
+                    // A server that sends framing without end will do so again: not retried.
+                    if let Some(said) = failure::fruitless(&e) {
+                        return Err(Error::new(ErrorKind::Protocol, said));
+                    }
+                    return Err(Error::new(ErrorKind::Connect, "body interrupted").with_cause(e));
                 }
                 Ok(Some(Ok(f))) => f,
             };
@@ -842,7 +903,7 @@ pub fn redact(url: &Uri) -> String {
 /// [`ErrorKind::TooLarge`], so a hostile server cannot make us buffer without bound.
 pub async fn read_limited(
     transport: &Transport,
-    body: &mut Incoming,
+    body: &mut ResponseBody,
     limit: usize,
 ) -> Result<Bytes> {
     let mut buf = bytes::BytesMut::new();
@@ -855,7 +916,7 @@ pub async fn read_limited(
 /// that asks for the rest.
 pub async fn read_onto(
     transport: &Transport,
-    body: &mut Incoming,
+    body: &mut ResponseBody,
     buf: &mut bytes::BytesMut,
     limit: usize,
 ) -> Result<()> {
@@ -877,7 +938,7 @@ pub async fn read_onto(
 /// until the caller drops the body, which a caller that asks the same host again meanwhile
 /// (a token from a realm on the registry's host) must do first: under the per-host cap,
 /// the next request waits for that connection.
-pub async fn read_prefix(transport: &Transport, body: &mut Incoming, limit: usize) -> Bytes {
+pub async fn read_prefix(transport: &Transport, body: &mut ResponseBody, limit: usize) -> Bytes {
     let mut buf = bytes::BytesMut::new();
     while buf.len() < limit {
         match transport.next_chunk(body).await {
