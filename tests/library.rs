@@ -658,3 +658,33 @@ fn configured_headers_never_show_in_debug() {
         "{shown}"
     );
 }
+
+/// A registry that answers a token fetched for its very challenge with another 401
+/// (`insufficient_scope`, or a bare challenge as Quay's and Harbor's) refuses the
+/// repository: `Denied`, and still the registry's own 401, as its 403 is a 403. The
+/// status was missing there alone among the refusals, and a service counting failures
+/// by HTTP status counted none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_refused_by_the_registry_carries_its_401() {
+    let reg = FakeRegistry::start();
+    let tokens = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(300)))
+        .start();
+    let digest = reg.blob("team/app", b"content");
+    let realm = format!("{}/token", tokens.url());
+    for challenge in [
+        format!(
+            r#"Bearer realm="{realm}",service="fake",scope="repository:team/app:pull",error="insufficient_scope""#
+        ),
+        format!(r#"Bearer realm="{realm}",service="quay.io""#),
+    ] {
+        reg.set_fault_for_every(&digest, Fault::Challenge(challenge.clone()));
+        let object: Object = digest.parse().unwrap();
+        let err = anonymous(&reg)
+            .fetch(&object, &Hints::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Denied, "{challenge}: {err}");
+        assert_eq!(err.status(), Some(401), "{challenge}: {err}");
+    }
+}
