@@ -688,3 +688,31 @@ async fn a_token_refused_by_the_registry_carries_its_401() {
         assert_eq!(err.status(), Some(401), "{challenge}: {err}");
     }
 }
+
+/// A login written into a mirror's or server's URL is refused when the remote is built,
+/// in a message that leaves it out; the `Debug` of the settings a service logs (before
+/// building, or to say which one failed) showed it whole.
+#[test]
+fn a_login_in_a_host_url_never_shows_in_debug() {
+    use dist::hosts::HostSpec;
+    use dist::registry::host::{Mirror, Server};
+
+    let url = "https://alice:s3cret@mirror.example/cache";
+    let mirror = Mirror::new(url, Transport::new(TransportOptions::default()).unwrap());
+    let server = Server::new(url);
+    let mut spec = HostSpec::from_flag("mirror.example").unwrap();
+    spec.url = url.to_string();
+    let shown = format!("{mirror:?} {server:?} {spec:?}");
+    assert!(!shown.contains("s3cret"), "{shown}");
+    // The host and path still tell a reader which it is.
+    assert!(shown.contains("mirror.example/cache"), "{shown}");
+    // As the refusal names it.
+    let err = remote(
+        &FakeRegistry::start(),
+        TransportOptions::default(),
+        CredentialSource::None,
+    )
+    .with_mirrors(&[mirror], CredentialSource::None)
+    .unwrap_err();
+    assert!(!err.to_string().contains("s3cret"), "{err}");
+}
