@@ -169,9 +169,16 @@ pub struct TransportOptions {
     /// An HTTP/2 connection silent for half of it is sent a PING, and closed when none
     /// comes back within a quarter more.
     pub idle_timeout: Duration,
-    /// Idle connections kept per host; the worker sets this to its job count.
+    /// Idle connections kept per host: 16, [`worker::DEFAULT_JOBS`](crate::worker::DEFAULT_JOBS);
+    /// the CLI sets it to its `--jobs`.
     pub max_idle_per_host: usize,
-    /// Connections per host at most, busy or idle; the worker sets this to its job count.
+    /// Connections per host at most, busy or idle: 16, as many as
+    /// [`worker::DEFAULT_JOBS`](crate::worker::DEFAULT_JOBS). Neither [`crate::worker::run`]
+    /// nor [`crate::pull::pull`] changes it: a caller that gives them more jobs
+    /// ([`WorkerOptions::jobs`](crate::worker::WorkerOptions::jobs)) raises it to match,
+    /// or over HTTP/1.1 the jobs past it wait for a connection. The CLI sets it to `--jobs`, plus
+    /// `--range-streams` - 1 ([`RangeOptions::streams`](crate::ranged::RangeOptions::streams))
+    /// for the parallel parts of large blobs.
     pub max_connections_per_host: usize,
     /// The HTTP/2 flow-control window.
     pub http2_window: Http2Window,
