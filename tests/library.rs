@@ -716,3 +716,45 @@ fn a_login_in_a_host_url_never_shows_in_debug() {
     .unwrap_err();
     assert!(!err.to_string().contains("s3cret"), "{err}");
 }
+
+/// A SOCKS proxy given through the API, with its login, as `ALL_PROXY` gives one: the
+/// name goes to the proxy unresolved (`socks5h`), the login with it, and neither the
+/// password nor the environment has a say.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socks_proxy_given_through_the_api_carries_the_name_and_the_login() {
+    use dist::transport::proxy::Proxies;
+    use support::socks::SocksProxy;
+
+    let reg = FakeRegistry::start();
+    let data = bytes(3, 2_000);
+    let digest: Object = reg.blob("team/app", &data).parse().unwrap();
+    let socks = SocksProxy::requiring("bob", "hun@ter2");
+    let setting = format!("socks5h://bob:hun@ter2@127.0.0.1:{}", socks.port());
+    let mut opts = TransportOptions::default();
+    opts.proxies = Some(Proxies::from_variables(|name| {
+        (name == "ALL_PROXY").then(|| setting.clone())
+    }));
+    let shown = format!("{opts:?}");
+    assert!(!shown.contains("hun@ter2"), "{shown}");
+    let mut repo: dist::Repository = format!("registry.test:{}/team/app", reg.addr().port())
+        .parse()
+        .unwrap();
+    repo.force_plain_http();
+    let remote = RegistryRemote::new(
+        repo,
+        Transport::new(opts).unwrap(),
+        CredentialSource::None,
+        RetryPolicy::none(),
+    );
+    let mut download = remote.fetch(&digest, &Hints::default()).await.unwrap();
+    let got = dist::image::read_to_end(&mut download, 10_000)
+        .await
+        .unwrap();
+    assert_eq!(got, data);
+    let connects = socks.connects();
+    assert!(!connects.is_empty());
+    for c in connects {
+        assert_eq!(c.target, format!("registry.test:{}", reg.addr().port()));
+        assert_eq!(c.user.as_deref(), Some("bob"));
+    }
+}
