@@ -658,3 +658,103 @@ fn configured_headers_never_show_in_debug() {
         "{shown}"
     );
 }
+
+/// A registry that answers a token fetched for its very challenge with another 401
+/// (`insufficient_scope`, or a bare challenge as Quay's and Harbor's) refuses the
+/// repository: `Denied`, and still the registry's own 401, as its 403 is a 403. The
+/// status was missing there alone among the refusals, and a service counting failures
+/// by HTTP status counted none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_refused_by_the_registry_carries_its_401() {
+    let reg = FakeRegistry::start();
+    let tokens = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(300)))
+        .start();
+    let digest = reg.blob("team/app", b"content");
+    let realm = format!("{}/token", tokens.url());
+    for challenge in [
+        format!(
+            r#"Bearer realm="{realm}",service="fake",scope="repository:team/app:pull",error="insufficient_scope""#
+        ),
+        format!(r#"Bearer realm="{realm}",service="quay.io""#),
+    ] {
+        reg.set_fault_for_every(&digest, Fault::Challenge(challenge.clone()));
+        let object: Object = digest.parse().unwrap();
+        let err = anonymous(&reg)
+            .fetch(&object, &Hints::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Denied, "{challenge}: {err}");
+        assert_eq!(err.status(), Some(401), "{challenge}: {err}");
+    }
+}
+
+/// A login written into a mirror's or server's URL is refused when the remote is built,
+/// in a message that leaves it out; the `Debug` of the settings a service logs (before
+/// building, or to say which one failed) showed it whole.
+#[test]
+fn a_login_in_a_host_url_never_shows_in_debug() {
+    use dist::hosts::HostSpec;
+    use dist::registry::host::{Mirror, Server};
+
+    let url = "https://alice:s3cret@mirror.example/cache";
+    let mirror = Mirror::new(url, Transport::new(TransportOptions::default()).unwrap());
+    let server = Server::new(url);
+    let mut spec = HostSpec::from_flag("mirror.example").unwrap();
+    spec.url = url.to_string();
+    let shown = format!("{mirror:?} {server:?} {spec:?}");
+    assert!(!shown.contains("s3cret"), "{shown}");
+    // The host and path still tell a reader which it is.
+    assert!(shown.contains("mirror.example/cache"), "{shown}");
+    // As the refusal names it.
+    let err = remote(
+        &FakeRegistry::start(),
+        TransportOptions::default(),
+        CredentialSource::None,
+    )
+    .with_mirrors(&[mirror], CredentialSource::None)
+    .unwrap_err();
+    assert!(!err.to_string().contains("s3cret"), "{err}");
+}
+
+/// A SOCKS proxy given through the API, with its login, as `ALL_PROXY` gives one: the
+/// name goes to the proxy unresolved (`socks5h`), the login with it, and neither the
+/// password nor the environment has a say.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socks_proxy_given_through_the_api_carries_the_name_and_the_login() {
+    use dist::transport::proxy::Proxies;
+    use support::socks::SocksProxy;
+
+    let reg = FakeRegistry::start();
+    let data = bytes(3, 2_000);
+    let digest: Object = reg.blob("team/app", &data).parse().unwrap();
+    let socks = SocksProxy::requiring("bob", "hun@ter2");
+    let setting = format!("socks5h://bob:hun@ter2@127.0.0.1:{}", socks.port());
+    let mut opts = TransportOptions::default();
+    opts.proxies = Some(Proxies::from_variables(|name| {
+        (name == "ALL_PROXY").then(|| setting.clone())
+    }));
+    let shown = format!("{opts:?}");
+    assert!(!shown.contains("hun@ter2"), "{shown}");
+    let mut repo: dist::Repository = format!("registry.test:{}/team/app", reg.addr().port())
+        .parse()
+        .unwrap();
+    repo.force_plain_http();
+    let remote = RegistryRemote::new(
+        repo,
+        Transport::new(opts).unwrap(),
+        CredentialSource::None,
+        RetryPolicy::none(),
+    );
+    let mut download = remote.fetch(&digest, &Hints::default()).await.unwrap();
+    let got = dist::image::read_to_end(&mut download, 10_000)
+        .await
+        .unwrap();
+    assert_eq!(got, data);
+    let connects = socks.connects();
+    assert!(!connects.is_empty());
+    for c in connects {
+        assert_eq!(c.target, format!("registry.test:{}", reg.addr().port()));
+        assert_eq!(c.user.as_deref(), Some("bob"));
+    }
+}

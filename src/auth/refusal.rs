@@ -43,6 +43,7 @@ impl Authorizer {
     /// A token that was fetched for the scope the registry asks for, and still does not
     /// open it. Registries (Docker Hub among them) answer so for a repository that does
     /// not exist as well as for one the caller may not read, so the message names both.
+    /// `Denied`, with the registry's status, 401.
     pub(super) async fn not_granted(&self, scope: Option<&str>, said: &str) -> Error {
         let caller = match (self.credential().await, self.withheld_from.get()) {
             (_, Some((realm, why))) => Caller::Withheld(realm, *why),
@@ -59,6 +60,8 @@ impl Authorizer {
                 caller,
             ),
         )
+        // The registry's 401 to the token, which a caller counting by status counts as one.
+        .with_status(401)
     }
 
     /// The registry's 401 challenged for `scheme`, and no credential for it was found.

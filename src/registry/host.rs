@@ -61,8 +61,11 @@ impl Capabilities {
 }
 
 /// Where the registry itself is served when a hosts file moves it (`server = …`).
-/// Built with [`Server::new`]: it may gain settings, as [`Mirror`] does.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Built with [`Server::new`]: it may gain settings, as [`Mirror`] does. `Debug` shows
+/// its URL without a login written into it (refused, by [`RegistryRemote::with_server`]).
+///
+/// [`RegistryRemote::with_server`]: crate::registry::RegistryRemote::with_server
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Server {
     /// `scheme://host[:port][/path]`. The API root is `<path>/v2/`, or `<path>/` itself
@@ -110,7 +113,7 @@ pub struct Server {
 #[non_exhaustive]
 pub struct Mirror {
     /// `scheme://host[:port][/path]`. The API root is `<path>/v2/`, or `<path>/` itself
-    /// with `override_path`.
+    /// with `override_path`. A login in it is refused, and `Debug` leaves it out.
     pub url: String,
     /// What it may be asked for.
     pub capabilities: Capabilities,
@@ -141,10 +144,22 @@ impl Server {
     }
 }
 
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("url", &crate::error::redact_url(&self.url))
+            .field("capabilities", &self.capabilities)
+            .field("override_path", &self.override_path)
+            .finish()
+    }
+}
+
 impl std::fmt::Debug for Mirror {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A login in the URL is refused when the remote is built, in words without it;
+        // the settings a service logs, before or to say which one failed, leave it out too.
         f.debug_struct("Mirror")
-            .field("url", &self.url)
+            .field("url", &crate::error::redact_url(&self.url))
             .field("capabilities", &self.capabilities)
             .field("override_path", &self.override_path)
             .field("transport", &self.transport)

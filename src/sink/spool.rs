@@ -11,13 +11,24 @@ use super::gather::FrameOut;
 /// Bytes kept in memory at most, per spool, before spilling to disk.
 pub const DEFAULT_THRESHOLD: usize = 1 << 20;
 
-/// Memory-then-file storage for one object.
-#[derive(Debug)]
+/// Memory-then-file storage for one object. Its `Debug` tells its size, not its content.
 pub struct Spool {
     threshold: usize,
     chunks: Vec<Bytes>,
     file: Option<io::BufWriter<std::fs::File>>,
     len: u64,
+}
+
+impl std::fmt::Debug for Spool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The content may be a MiB, and an image config's environment may hold secrets:
+        // an outcome logged with `{:?}` is a line about the object, not the object.
+        f.debug_struct("Spool")
+            .field("len", &self.len)
+            .field("threshold", &self.threshold)
+            .field("spilled", &self.spilled())
+            .finish()
+    }
 }
 
 impl Spool {
@@ -160,6 +171,20 @@ impl std::error::Error for CopyError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An outcome of framed output holds its content in a spool, up to a MiB of it in
+    /// memory, and a service logs outcomes with `{:?}`: the content (an image config's
+    /// environment among it) went into the log, escaped, a line of megabytes.
+    #[test]
+    fn its_debug_tells_the_size_not_the_content() {
+        let mut s = Spool::new(1 << 20);
+        s.push(Bytes::from(b"PASSWORD=s3cret ".repeat(1000)))
+            .unwrap();
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("16000"), "the length: {shown}");
+        assert!(shown.len() < 200, "{shown}");
+    }
 
     #[test]
     fn stays_in_memory_below_threshold() {

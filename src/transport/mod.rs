@@ -184,9 +184,16 @@ pub struct TransportOptions {
     /// An HTTP/2 connection silent for half of it is sent a PING, and closed when none
     /// comes back within a quarter more.
     pub idle_timeout: Duration,
-    /// Idle connections kept per host; the worker sets this to its job count.
+    /// Idle connections kept per host: 16, [`worker::DEFAULT_JOBS`](crate::worker::DEFAULT_JOBS);
+    /// the CLI sets it to its `--jobs`.
     pub max_idle_per_host: usize,
-    /// Connections per host at most, busy or idle; the worker sets this to its job count.
+    /// Connections per host at most, busy or idle: 16, as many as
+    /// [`worker::DEFAULT_JOBS`](crate::worker::DEFAULT_JOBS). Neither [`crate::worker::run`]
+    /// nor [`crate::pull::pull`] changes it: a caller that gives them more jobs
+    /// ([`WorkerOptions::jobs`](crate::worker::WorkerOptions::jobs)) raises it to match,
+    /// or over HTTP/1.1 the jobs past it wait for a connection. The CLI sets it to `--jobs`, plus
+    /// `--range-streams` - 1 ([`RangeOptions::streams`](crate::ranged::RangeOptions::streams))
+    /// for the parallel parts of large blobs.
     pub max_connections_per_host: usize,
     /// The HTTP/2 flow-control window.
     pub http2_window: Http2Window,
@@ -293,6 +300,24 @@ impl std::fmt::Debug for HeaderNames<'_> {
     }
 }
 
+/// A response's headers with their values, but for a cookie's, for the `Debug` of a
+/// [`Reply`]: a session cookie is a credential the server issued (dist never sends one
+/// back), and one marked sensitive by no one.
+struct AnswerHeaders<'a>(&'a HeaderMap);
+
+impl std::fmt::Debug for AnswerHeaders<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut map = f.debug_map();
+        for (name, value) in self.0 {
+            match name == http::header::SET_COOKIE {
+                true => map.entry(name, &"<redacted>"),
+                false => map.entry(name, value),
+            };
+        }
+        map.finish()
+    }
+}
+
 impl std::fmt::Debug for Outgoing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The credential and the configured headers are secrets by design, and a
@@ -381,7 +406,7 @@ impl std::fmt::Debug for Reply {
         f.debug_struct("Reply")
             .field("status", &self.response.status())
             .field("version", &self.response.version())
-            .field("headers", self.response.headers())
+            .field("headers", &AnswerHeaders(self.response.headers()))
             .field("url", &redact(&self.url))
             .field("same_origin", &self.same_origin)
             .field("redirected_by", &self.redirected_by.as_ref().map(redact))
@@ -999,6 +1024,32 @@ mod tests {
 
     fn u(s: &str) -> Uri {
         s.parse().unwrap()
+    }
+
+    /// A registry behind a session-based front (Nexus, a load balancer's login) answers
+    /// with a session cookie: a credential the server issued, which dist never sends
+    /// back. A service that logs a `Reply` with `{:?}` printed it whole.
+    #[tokio::test]
+    async fn a_reply_debugs_without_the_cookie_it_was_given() {
+        let (address, served) = one_shot::answer_once(
+            "HTTP/1.1 200 OK\r\nset-cookie: NXSESSIONID=sess-s3cret; Path=/\r\n\
+             content-type: application/json\r\ncontent-length: 0\r\n\r\n",
+        )
+        .await;
+        let port = address.port();
+        let transport = Transport::new(TransportOptions::default()).unwrap();
+        let reply = transport
+            .send(Outgoing::get(u(&format!("http://localhost:{port}/v2/"))))
+            .await
+            .unwrap();
+        let shown = format!("{reply:?}");
+        assert!(!shown.contains("sess-s3cret"), "{shown}");
+        // The other headers, and the cookie's name, still help a reader.
+        assert!(
+            shown.contains("set-cookie") && shown.contains("application/json"),
+            "{shown}"
+        );
+        served.await.unwrap();
     }
 
     /// An empty `Location` is no location: resolved, it is the URL that sent it.
