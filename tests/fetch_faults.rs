@@ -3654,3 +3654,42 @@ fn a_batch_told_to_wait_longer_than_dist_waits_says_so_on_every_line() {
         assert_eq!(reg.requests_for(d), 1, "{err}");
     }
 }
+
+/// A failure after two redirects (the registry to a second server, which sends it on to
+/// a blob store), and one of a resume whose request is redirected again, name the URL
+/// the request was addressed to once: each is one request's failure, said once.
+#[test]
+fn a_failure_after_redirects_names_the_url_that_redirected_there_once() {
+    let reg = FakeRegistry::start();
+    let data = bytes(7, 40_000);
+    let digest = reg.blob("team/app", &data);
+    let blob_url = format!("{}/v2/team/app/blobs/{digest}", reg.url());
+    let relay = FakeRegistry::start();
+    relay.blob("team/app", &data);
+    let store = Recorder::refusing(http::StatusCode::FORBIDDEN);
+    reg.set_fault_for_every(
+        &digest,
+        Fault::Redirect {
+            status: 307,
+            location: format!("{}/v2/team/app/blobs/{digest}", relay.url()),
+        },
+    );
+    relay.set_fault_for_every(
+        &digest,
+        Fault::Redirect {
+            status: 307,
+            location: format!("{}/cdn/{digest}?sig=s3cret", store.url()),
+        },
+    );
+    let said = format!("redirected there by {blob_url}");
+    let err = Dist::new().fails(1, &["--retries", "0", "fetch", &repo(&reg), &digest], b"");
+    assert_eq!(err.matches(&said).count(), 1, "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+    // The relay serves the blob, breaks, and refuses the rest it is sent for again.
+    relay.clear_faults();
+    relay.push_fault(&digest, Fault::DropAfter(10_000));
+    relay.set_fault_for_every(&digest, Fault::Status(403));
+    let err = Dist::new().fails(1, &["fetch", &repo(&reg), &digest], b"");
+    assert!(err.contains("403"), "{err}");
+    assert_eq!(err.matches(&said).count(), 1, "{err}");
+}

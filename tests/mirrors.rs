@@ -1587,3 +1587,66 @@ fn a_416_from_the_host_a_mirror_handed_over_to_is_no_end() {
     );
     assert!(err.contains(&said), "{err}");
 }
+
+/// A mirror whose `Docker-Content-Digest` for a blob names other content is passed over
+/// for the registry, as any mirror's failure is; where the registry may not be asked for
+/// content, the mirror is asked once more, the warning and the error naming the mirror's
+/// header, not the registry's, and not as content that did not verify.
+#[test]
+fn a_mirror_s_blob_header_naming_other_content_is_the_mirror_s() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let blob = bytes(9, 5000);
+    let digest = upstream.blob("team/app", &blob);
+    mirror.blob("team/app", &blob);
+    let other = format!("sha256:{}", "ab".repeat(32));
+    mirror.set_fault_for_every(
+        &digest,
+        Fault::Header("docker-content-digest", other.clone()),
+    );
+    let path = format!("blobs/{digest}");
+    let repo = format!("{}/team/app", upstream.host());
+    let out = Dist::new().run(&["fetch", "--mirror", &mirror.url(), &repo, &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(out.stdout, blob);
+    assert_eq!(
+        (mirror.requests_for(&path), upstream.requests_for(&path)),
+        (1, 1),
+        "{err}"
+    );
+    assert!(!err.contains("warning"), "{err}");
+
+    let repo = "registry.invalid/team/app";
+    let dir = hosts_dir(
+        "registry.invalid",
+        &format!(
+            "server = \"{}\"\ncapabilities = [\"resolve\"]\n\n[host.\"{}\"]\n  capabilities = [\"pull\"]\n",
+            upstream.url(),
+            mirror.url()
+        ),
+    );
+    let mut dist = Dist::new();
+    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    let err = dist.fails(1, &["fetch", repo, &digest], b"");
+    let who = format!("mirror {}", mirror.host());
+    assert!(
+        err.contains(&format!(
+            "the {who}'s Docker-Content-Digest header names other content; fetching once more"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("from the registry itself"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the {who}'s Docker-Content-Digest header names {other}, not {digest} as asked"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("did not verify"), "{err}");
+    assert_eq!(
+        (mirror.requests_for(&path), upstream.requests_for(&path)),
+        (3, 1),
+        "{err}"
+    );
+}

@@ -155,3 +155,151 @@ fn a_blob_refused_for_its_digest_header_says_the_header_disagreed() {
     );
     assert_eq!(reg.requests_for(&digest), 2);
 }
+
+/// The manifest of a small image told apart by `seed`, its config stored in `reg`.
+fn small_image(reg: &FakeRegistry, seed: u64) -> Vec<u8> {
+    let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":{seed}}}"#);
+    let config_digest = reg.blob("team/app", config.as_bytes());
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[]}}"#,
+        config.len()
+    )
+    .into_bytes()
+}
+
+/// A manifest asked for by digest that the registry answers with other content, under a
+/// `Docker-Content-Digest` naming that other content (a registry that mixed up its
+/// index): the body is hashed against the digest asked for, on every way a manifest is
+/// fetched, and the other content is neither handed out nor stored, nor reported by its
+/// own digest. The header agreeing with the body must not pass it.
+#[test]
+fn a_manifest_by_digest_answered_with_other_content_and_its_digest_is_refused_everywhere() {
+    let reg = FakeRegistry::start();
+    let oci = "application/vnd.oci.image.manifest.v1+json";
+    let asked = reg.manifest("team/app", "v1", oci, small_image(&reg, 1));
+    let other = small_image(&reg, 2);
+    // Served at the digest asked for, the route announcing the body's own digest.
+    let other_digest = reg.manifest("team/app", &asked, oci, &other);
+    assert_ne!(asked, other_digest);
+    let loc = repo(&reg);
+    let hint = format!("mediatype:{oci}");
+    let size = format!("size:{}", other.len());
+    for args in [
+        vec!["fetch", &loc, &asked],
+        vec!["fetch", &loc, &asked, &hint],
+        vec!["fetch", &loc, &asked, &hint, &size],
+    ] {
+        let out = Dist::new().run(&args, b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}: {err}");
+        assert!(err.contains("digest mismatch"), "{args:?}: {err}");
+    }
+    // Coded on its way, decoded or taken as sent: the bytes either way are hashed
+    // against the digest asked for.
+    for fault in [
+        Fault::Coded("gzip"),
+        Fault::Labelled("gzip", Box::new(Fault::ManyHeaders(0))),
+    ] {
+        reg.set_fault_for_every(&format!("manifests/{asked}"), fault.clone());
+        let out = Dist::new().run(&["fetch", &loc, &asked, &hint, &size], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{fault:?}: {err}");
+        assert!(out.stdout.is_empty(), "{fault:?}: {err}");
+        assert!(err.contains("digest mismatch"), "{fault:?}: {err}");
+    }
+    reg.clear_faults();
+    // The worker, framed and into a directory.
+    for line in [format!("{asked} {hint}\n"), format!("{asked}\n")] {
+        let out = Dist::new().run(&["fetch", &loc, "-"], line.as_bytes());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{line}: {err}");
+        let frames = support::cli::parse_frames(&out.stdout);
+        assert_eq!(frames.len(), 1, "{line}: {err}");
+        assert!(frames[0].result.is_err(), "{line}: {frames:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let o = dir.path().to_str().unwrap();
+        let out = Dist::new().run(&["fetch", &loc, "-", "-o", o], line.as_bytes());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{line}: {err}");
+        let lines = support::cli::json_lines(&out.stdout);
+        assert_eq!(lines.len(), 1, "{line}: {err}");
+        assert_eq!(lines[0]["status"], "error", "{line}: {err}");
+        assert!(files_in(dir.path()).is_empty(), "{line}: {err}");
+    }
+    // `resolve`'s HEAD and GET, and `pull`.
+    let reference = format!("{loc}@{asked}");
+    let out = Dist::new().run(&["resolve", &reference], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(&other_digest),
+        "{err}"
+    );
+    let layout = tempfile::tempdir().unwrap();
+    let image = layout.path().join("image");
+    let out = Dist::new().run(&["pull", &reference, "-o", image.to_str().unwrap()], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    let stored = image
+        .join("blobs/sha256")
+        .join(support::cli::hex(&other_digest));
+    assert!(!stored.exists(), "{err}");
+}
+
+/// Every file under `dir`, at any depth.
+fn files_in(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        match entry.path() {
+            p if p.is_dir() => files.extend(files_in(&p)),
+            p => files.push(p),
+        }
+    }
+    files
+}
+
+/// A manifest asked for by digest whose `Docker-Content-Digest` names other content is
+/// decided by its body on the worker's ways too (framed, into a directory) and by `pull`:
+/// the one-shot fetch and `resolve` were checked alone.
+#[test]
+fn a_manifest_whose_header_names_other_content_is_decided_by_its_body_in_a_batch_and_a_pull() {
+    let reg = FakeRegistry::start();
+    let oci = "application/vnd.oci.image.manifest.v1+json";
+    let manifest = small_image(&reg, 3);
+    let digest = reg.manifest("team/app", "v1", oci, &manifest);
+    let other = format!("sha256:{}", "ab".repeat(32));
+    reg.set_fault_for_every(
+        &format!("manifests/{digest}"),
+        Fault::Header("docker-content-digest", other.clone()),
+    );
+    let loc = repo(&reg);
+    let hint = format!("mediatype:{oci}");
+    for line in [format!("{digest} {hint}\n"), format!("{digest}\n")] {
+        let out = Dist::new().run(&["fetch", &loc, "-"], line.as_bytes());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{line}: {err}");
+        let frames = support::cli::parse_frames(&out.stdout);
+        assert_eq!(frames.len(), 1, "{line}: {err}");
+        let (got, _, body) = frames[0].result.clone().expect("fetched");
+        assert_eq!(
+            (got.as_str(), body.as_slice()),
+            (digest.as_str(), &manifest[..])
+        );
+        assert!(!err.contains("did not verify"), "{line}: {err}");
+        let dir = tempfile::tempdir().unwrap();
+        let o = dir.path().to_str().unwrap();
+        let out = Dist::new().run(&["fetch", &loc, "-", "-o", o], line.as_bytes());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{line}: {err}");
+        support::cli::assert_stored_alone(dir.path(), &digest, &manifest);
+    }
+    let layout = tempfile::tempdir().unwrap();
+    let image = layout.path().join("image");
+    let reference = format!("{loc}@{digest}");
+    let out = Dist::new().run(&["pull", &reference, "-o", image.to_str().unwrap()], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let stored = image.join("blobs/sha256").join(support::cli::hex(&digest));
+    assert_eq!(std::fs::read(stored).unwrap(), manifest, "{err}");
+}
