@@ -412,8 +412,13 @@ impl RegistryRemote {
         let mut first_err = None;
         for endpoint in order {
             match self.fetch_from(host, endpoint, object, hints, prefix).await {
+                // A 404 says only that this endpoint lacks the digest; content found there
+                // and refused (signed schema 1) says what the digest names, which the
+                // blobs endpoint's `BLOB_UNKNOWN` before it would hide.
                 Err(e) if e.kind() == ErrorKind::NotFound => {
-                    first_err.get_or_insert(e);
+                    if first_err.is_none() || e.status().is_none() {
+                        first_err = Some(e);
+                    }
                 }
                 other => return other,
             }
