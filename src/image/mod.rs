@@ -50,7 +50,8 @@ pub struct Descriptor {
     /// The content's digest.
     #[serde(with = "digest_serde")]
     pub digest: Digest,
-    /// The content's exact size in bytes.
+    /// The content's exact size in bytes: at most the largest int64, the spec's type for it.
+    #[serde(deserialize_with = "int64_size")]
     pub size: u64,
     /// Where else the content may be found; a layer with `urls` is non-distributable.
     #[serde(
@@ -133,6 +134,24 @@ where
     T: Default + Deserialize<'de>,
 {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A descriptor's `size`, refused past the largest int64 as a negative one is: the spec
+/// types it int64, so no content has such a size, and one taken as a `u64` failed later
+/// and elsewhere (an index entry for another platform spoiled the whole pull as more than
+/// 64 MiB of manifests, a layer failed with an error naming neither it nor its manifest).
+fn int64_size<'de, D>(d: D) -> std::result::Result<u64, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let n = u64::deserialize(d)?;
+    if i64::try_from(n).is_err() {
+        return Err(serde::de::Error::invalid_value(
+            serde::de::Unexpected::Unsigned(n),
+            &"a size of at most 9223372036854775807 (an int64)",
+        ));
+    }
+    Ok(n)
 }
 
 /// A field that is there, `null` included (`Some(None)`), as opposed to left out (`None`).

@@ -739,6 +739,65 @@ async fn entries_dist_cannot_fetch_spoil_no_other_platform() {
     assert_eq!(pulled.entry, None);
 }
 
+/// A size past the largest int64 (the spec's type for `size`) is no size, as a negative
+/// one is: its index entry is one dist cannot fetch, which spoils no other platform's
+/// pull (it failed every platform's, as an index listing more than 64 MiB of manifests),
+/// and the one that asks for it says why, naming the platform.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_size_past_int64_is_an_entry_dist_cannot_fetch() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let amd64 = serde_json::to_value(image(src.path(), "amd64", None)).unwrap();
+    let past = serde_json::Value::from(i64::MAX as u64 + 1);
+    tag_index_of_values(
+        src.path(),
+        vec![entry_for("arm64", amd64["digest"].clone(), past), amd64],
+    );
+    let amd = Platforms::One(Platform::new("linux", "amd64", None));
+    let (r, lines) = run(src.path(), dst.path(), amd).await;
+    let pulled = r.unwrap();
+    assert_eq!((pulled.fetched, pulled.failed), (5, 0), "{lines:?}");
+
+    let dst = tempfile::tempdir().unwrap();
+    let (r, lines) = run(src.path(), dst.path(), arm64()).await;
+    assert_eq!(r.unwrap().failed, 1, "{lines:?}");
+    let last: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    let said = last["error"].as_str().unwrap();
+    assert!(
+        said.contains("9223372036854775808") && said.contains("linux/arm64"),
+        "{said}"
+    );
+}
+
+/// A layer whose size is past the largest int64 makes its manifest no manifest, as a
+/// negative size does: it was fetched as a layer that failed with a line naming neither
+/// the layer nor its manifest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_size_past_int64_is_refused_with_its_manifest() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let config = put(
+        src.path(),
+        "application/vnd.oci.image.config.v1+json",
+        b"{}",
+    );
+    let layer = put(src.path(), LAYER, b"layer");
+    let mut layer = serde_json::to_value(layer).unwrap();
+    layer["size"] = serde_json::Value::from(i64::MAX as u64 + 1);
+    let m = serde_json::json!({
+        "schemaVersion": 2, "mediaType": media::OCI_MANIFEST, "config": config, "layers": [layer],
+    });
+    tag_v1(
+        src.path(),
+        put(src.path(), media::OCI_MANIFEST, m.to_string().as_bytes()),
+    );
+    let (r, lines) = run(src.path(), dst.path(), Platforms::All).await;
+    let e = r.unwrap_err();
+    let said = e.to_string();
+    assert!(
+        said.contains("not a manifest") && said.contains("9223372036854775808"),
+        "{said} {lines:?}"
+    );
+}
+
 /// An entry dist cannot fetch loses to one it can for the same platform (a producer
 /// moving to another algorithm may list both), but not to a worse fit: that would be
 /// another variant than the one the index has for the platform.
