@@ -121,6 +121,15 @@ impl Descriptor {
     }
 }
 
+/// A descriptor's `urls` as a message shows them. A manifest may list any number of URLs
+/// of any length: a line on stderr shows as much as one long URL, as an error's URL does.
+pub(crate) fn urls_shown(urls: &[String]) -> String {
+    crate::server_text::cut_to(
+        crate::server_text::printable(&urls.join(" ")).into_owned(),
+        crate::error::MAX_URL_SHOWN,
+    )
+}
+
 fn names_artifact_type(field: Option<&serde_json::Value>) -> bool {
     field.is_some_and(|t| !t.is_null() && t.as_str() != Some(""))
 }

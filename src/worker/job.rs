@@ -64,6 +64,15 @@ pub async fn run(
         .unwrap_or_else(|panic| Err(ended_abnormally(panic.as_ref())));
     if let Err(e) = result {
         tally.failed();
+        // A 404 for a layer kept at its `urls` reads as a registry that lost it.
+        let e = match e.kind() {
+            ErrorKind::NotFound if !job.urls.is_empty() => e.with_note(format!(
+                "its descriptor lists urls ({}): a non-distributable layer, which a registry \
+                 need not hold; dist fetches nothing from urls (dist pull skips such layers)",
+                crate::image::urls_shown(&job.urls)
+            )),
+            _ => e,
+        };
         outcome.fail(e.with_object(&job.object));
         record_asked(&mut outcome, &job);
     }
