@@ -419,8 +419,12 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
             if depth > MAX_DEPTH {
                 return Err(Error::new(
                     ErrorKind::Protocol,
-                    format!("indexes nested more than {MAX_DEPTH} deep"),
-                ));
+                    format!(
+                        "indexes nested more than {MAX_DEPTH} deep; no image needs more, so \
+                         dist stops before fetching the next"
+                    ),
+                )
+                .with_object(&top.digest));
             }
             self.manifest_bytes = level
                 .iter()
