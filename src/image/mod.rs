@@ -145,6 +145,20 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
+/// What JSON that is no object is, by its first byte: serde reads an array as a record's
+/// fields in order, and its error then names a field's type (`expected u64`), or names
+/// dist's own type for a manifest's fields.
+fn json_kind(bytes: &[u8]) -> Option<&'static str> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace())? {
+        b'[' => Some("a JSON array"),
+        b'"' => Some("a JSON string"),
+        b'-' | b'0'..=b'9' => Some("a JSON number"),
+        b't' | b'f' => Some("a JSON boolean"),
+        b'n' => Some("JSON null"),
+        _ => None,
+    }
+}
+
 /// A descriptor's `size`, refused past the largest int64 as a negative one is: the spec
 /// types it int64, so no content has such a size, and one taken as a `u64` failed later
 /// and elsewhere (an index entry for another platform spoiled the whole pull as more than
@@ -331,8 +345,13 @@ impl Manifest {
         lenient: bool,
     ) -> Result<(Manifest, Vec<UnusableEntry>)> {
         let bad = |why: String| Error::new(ErrorKind::Protocol, why);
-        let raw: RawManifest = serde_json::from_slice(bytes)
-            .map_err(|e| bad("not a manifest".into()).with_cause(e))?;
+        let raw: RawManifest =
+            serde_json::from_slice(bytes).map_err(|e| match json_kind(bytes) {
+                Some(kind) => bad(format!(
+                    "not a manifest: {kind}, where a manifest is a JSON object"
+                )),
+                None => bad("not a manifest".into()).with_cause(e),
+            })?;
         if raw.schema_version == Some(1) {
             return Err(bad("Docker schema 1 manifests are not supported".into()));
         }
@@ -510,6 +529,28 @@ mod tests {
 
     fn d(data: &[u8]) -> String {
         Digest::of(Algorithm::Sha256, data).to_string()
+    }
+
+    /// JSON that is no object is said to be so: an array was read as a record's fields
+    /// in order (`invalid type: map, expected u64`), and a string named dist's own type
+    /// for a manifest's fields (`expected struct RawManifest`).
+    #[test]
+    fn json_that_is_no_object_is_said_to_be_none() {
+        for (text, what) in [
+            (&br#" [{"a":1}]"#[..], "a JSON array"),
+            (br#""hello""#, "a JSON string"),
+            (b"2", "a JSON number"),
+        ] {
+            let e = Manifest::parse(Some(media::OCI_MANIFEST), text).unwrap_err();
+            let said = e.to_string();
+            assert!(
+                said.contains("not a manifest")
+                    && said.contains(what)
+                    && !said.contains("u64")
+                    && !said.contains("RawManifest"),
+                "{said}"
+            );
+        }
     }
 
     #[test]
