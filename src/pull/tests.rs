@@ -845,6 +845,44 @@ fn choose_prefers_an_entry_dist_can_fetch_only_as_good_a_fit() {
     assert!(cannot[0].platform.is_none());
 }
 
+/// A layer of a non-distributable type that lists no `urls` is fetched, as skopeo
+/// fetches it; one the source lacks failed as any missing layer does, which reads as a
+/// registry that lost it. Its error says what its type marks it as.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_non_distributable_layer_without_urls_is_said_to_be_one() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let root = src.path();
+    let config = put(
+        root,
+        "application/vnd.oci.image.config.v1+json",
+        br#"{"architecture":"amd64","os":"linux"}"#,
+    );
+    let absent = Descriptor::new(FOREIGN, Digest::of(Algorithm::Sha256, b"far"), 3);
+    let plain_absent = Descriptor::new(LAYER, Digest::of(Algorithm::Sha256, b"lost"), 4);
+    let m = serde_json::json!({
+        "schemaVersion": 2, "mediaType": media::OCI_MANIFEST, "config": config,
+        "layers": [absent, plain_absent],
+    });
+    tag_v1(
+        root,
+        put(root, media::OCI_MANIFEST, m.to_string().as_bytes()),
+    );
+    let (r, lines) = run(root, dst.path(), Platforms::All).await;
+    assert_eq!(r.unwrap().failed, 2, "{lines:?}");
+    let error_of = |digest: &Digest| {
+        let line = lines
+            .iter()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|l| l["object"] == digest.to_string())
+            .unwrap();
+        line["error"].as_str().unwrap().to_string()
+    };
+    let said = error_of(&absent.digest);
+    assert!(said.contains("non-distributable"), "{said}");
+    let said = error_of(&plain_absent.digest);
+    assert!(!said.contains("non-distributable"), "{said}");
+}
+
 /// `urls` make a layer non-distributable, not a config: an image without its config is
 /// no image (skopeo copies the config whatever it lists), and one whose config named a
 /// mirror in `urls` was recorded in index.json with the config absent.
