@@ -228,8 +228,11 @@ struct Walk<'a, F> {
     /// Declared sizes of the manifests and indexes fetched so far (see
     /// [`MAX_MANIFEST_BYTES`]).
     manifest_bytes: u64,
-    /// Every digest queued once: shared layers and repeated entries are fetched once.
-    seen: HashSet<Digest>,
+    /// Every digest queued once with each size it is listed with: shared layers and
+    /// repeated entries are fetched once, and a digest listed with two sizes (one of them
+    /// wrong) once with each, as the worker fetches such lines: by its digest alone, the
+    /// listing that came first decided whether the pull failed or the blob was stored.
+    seen: HashSet<(Digest, u64)>,
     /// Manifests fetched and not stored yet (see [`held`]).
     held: Vec<held::Held>,
     pulled: Pulled,
@@ -411,7 +414,7 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
         // the platform as good, which is then pulled instead (see `settle`).
         let mut cannot_take = Vec::new();
         loop {
-            level.retain(|d| self.seen.insert(d.digest.clone()));
+            level.retain(|d| self.seen.insert((d.digest.clone(), d.size)));
             if level.is_empty() {
                 break;
             }
@@ -572,21 +575,23 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
         let layers = images.iter().flat_map(|i| &i.layers).map(|l| (l, true));
         let listed = listed_blobs.iter().map(|b| (b, true));
         let all = || listed.clone().chain(configs.clone()).chain(layers.clone());
-        // A blob is fetched once, by its digest, and skipped only when nothing lists it
+        // A blob is fetched once, by its digest and size, and skipped only when nothing lists it
         // as distributable: one image's foreign base layer may be another's plain layer
         // (a copy that made it distributable), and skipping it by the first listing left
         // that other image without it, recorded in index.json all the same.
         let mut distributable = std::collections::HashMap::new();
         for (blob, may_skip) in all() {
             if blob.urls.is_empty() || !may_skip {
-                distributable.entry(&blob.digest).or_insert(blob);
+                distributable
+                    .entry((&blob.digest, blob.size))
+                    .or_insert(blob);
             }
         }
         for (blob, _) in all() {
-            if !self.seen.insert(blob.digest.clone()) {
+            if !self.seen.insert((blob.digest.clone(), blob.size)) {
                 continue;
             }
-            if let Some(fetched) = distributable.get(&blob.digest) {
+            if let Some(fetched) = distributable.get(&(&blob.digest, blob.size)) {
                 todo.push((*fetched).clone());
                 continue;
             }

@@ -845,6 +845,50 @@ fn choose_prefers_an_entry_dist_can_fetch_only_as_good_a_fit() {
     assert!(cannot[0].platform.is_none());
 }
 
+/// A manifest that lists one layer twice with two sizes cannot be right in both: each
+/// listing is fetched as it would be on its own, as the worker fetches such lines, so
+/// the wrong one fails and the layer is stored. By its digest alone the second listing
+/// was skipped: the pull succeeded when the right size came first, and when the wrong
+/// one did, it failed with the layer never fetched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_listed_twice_with_two_sizes_is_fetched_as_each() {
+    for wrong_first in [false, true] {
+        let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let root = src.path();
+        let config = put(
+            root,
+            "application/vnd.oci.image.config.v1+json",
+            br#"{"architecture":"amd64","os":"linux"}"#,
+        );
+        let right = put(root, LAYER, b"layer");
+        let mut wrong = right.clone();
+        wrong.size += 1;
+        let layers = match wrong_first {
+            true => [wrong, right.clone()],
+            false => [right.clone(), wrong],
+        };
+        let m = serde_json::json!({
+            "schemaVersion": 2, "mediaType": media::OCI_MANIFEST, "config": config,
+            "layers": layers,
+        });
+        tag_v1(
+            root,
+            put(root, media::OCI_MANIFEST, m.to_string().as_bytes()),
+        );
+        let (r, lines) = run(root, dst.path(), Platforms::All).await;
+        let pulled = r.unwrap();
+        assert_eq!(pulled.failed, 1, "wrong first: {wrong_first}: {lines:?}");
+        assert_eq!(pulled.entry, None, "{lines:?}");
+        assert!(
+            LayoutStore::open(dst.path())
+                .unwrap()
+                .blob_path(&right.digest)
+                .exists(),
+            "wrong first: {wrong_first}: {lines:?}"
+        );
+    }
+}
+
 /// A layer of a non-distributable type that lists no `urls` is fetched, as skopeo
 /// fetches it; one the source lacks failed as any missing layer does, which reads as a
 /// registry that lost it. Its error says what its type marks it as.
