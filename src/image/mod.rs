@@ -159,22 +159,32 @@ fn json_kind(bytes: &[u8]) -> Option<&'static str> {
     }
 }
 
-/// A descriptor's `size`, refused past the largest int64 as a negative one is: the spec
-/// types it int64, so no content has such a size, and one taken as a `u64` failed later
-/// and elsewhere (an index entry for another platform spoiled the whole pull as more than
-/// 64 MiB of manifests, a layer failed with an error naming neither it nor its manifest).
+/// A descriptor's `size`: a byte count the spec types int64, so one past the largest
+/// int64 is refused as a negative one is. Taken as a `u64`, such a size failed later and
+/// elsewhere (an index entry for another platform spoiled the whole pull as more than
+/// 64 MiB of manifests, a layer failed with an error naming neither it nor its manifest),
+/// and what no size is was told as `expected u64`.
 fn int64_size<'de, D>(d: D) -> std::result::Result<u64, D::Error>
 where
     D: serde::Deserializer<'de>,
 {
-    let n = u64::deserialize(d)?;
-    if i64::try_from(n).is_err() {
-        return Err(serde::de::Error::invalid_value(
-            serde::de::Unexpected::Unsigned(n),
-            &"a size of at most 9223372036854775807 (an int64)",
-        ));
+    struct ByteCount;
+    impl serde::de::Visitor<'_> for ByteCount {
+        type Value = u64;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "a byte count from 0 to {} (an int64)", i64::MAX)
+        }
+        fn visit_u64<E: serde::de::Error>(self, n: u64) -> std::result::Result<u64, E> {
+            match i64::try_from(n) {
+                Ok(_) => Ok(n),
+                Err(_) => Err(E::invalid_value(serde::de::Unexpected::Unsigned(n), &self)),
+            }
+        }
+        fn visit_i64<E: serde::de::Error>(self, n: i64) -> std::result::Result<u64, E> {
+            u64::try_from(n).map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(n), &self))
+        }
     }
-    Ok(n)
+    d.deserialize_u64(ByteCount)
 }
 
 /// A field that is there, `null` included (`Some(None)`), as opposed to left out (`None`).
@@ -529,6 +539,34 @@ mod tests {
 
     fn d(data: &[u8]) -> String {
         Digest::of(Algorithm::Sha256, data).to_string()
+    }
+
+    /// A descriptor's `size` that is no int64 byte count (negative, fractional, past the
+    /// largest int64) is told so in those words, where serde's were `expected u64`.
+    #[test]
+    fn a_size_that_is_no_byte_count_says_what_a_size_is() {
+        for size in ["-1", "1.5", "1e30", "9223372036854775808"] {
+            let text = format!(
+                r#"{{"mediaType":"a/b","digest":"{}","size":{size}}}"#,
+                d(b"a")
+            );
+            let e = serde_json::from_str::<Descriptor>(&text).unwrap_err();
+            let said = e.to_string();
+            assert!(
+                said.contains("expected a byte count from 0 to 9223372036854775807")
+                    && !said.contains("u64"),
+                "{size}: {said}"
+            );
+        }
+        let text = format!(
+            r#"{{"mediaType":"a/b","digest":"{}","size":{}}}"#,
+            d(b"a"),
+            i64::MAX
+        );
+        assert_eq!(
+            serde_json::from_str::<Descriptor>(&text).unwrap().size,
+            i64::MAX as u64
+        );
     }
 
     /// JSON that is no object is said to be so: an array was read as a record's fields
