@@ -452,6 +452,11 @@ pub fn sniff_media_type(bytes: &[u8]) -> Option<String> {
 /// Whether `bytes` are a signed Docker schema 1 manifest: its digest is that of the
 /// content without its `signatures`, so the bytes as served never match it.
 pub(crate) fn is_signed_schema1(bytes: &[u8]) -> bool {
+    schema1(bytes) == Some(true)
+}
+
+/// Whether `bytes` are a Docker schema 1 manifest, signed (`Some(true)`) or not.
+pub(crate) fn schema1(bytes: &[u8]) -> Option<bool> {
     #[derive(Deserialize)]
     struct Schema1 {
         #[serde(rename = "schemaVersion")]
@@ -459,7 +464,9 @@ pub(crate) fn is_signed_schema1(bytes: &[u8]) -> bool {
         signatures: Option<serde::de::IgnoredAny>,
     }
     serde_json::from_slice::<Schema1>(bytes)
-        .is_ok_and(|m| m.schema_version == Some(1) && m.signatures.is_some())
+        .ok()
+        .filter(|m| m.schema_version == Some(1))
+        .map(|m| m.signatures.is_some())
 }
 
 /// Reads a download to its end, verified, refusing more than `limit` bytes: at once when

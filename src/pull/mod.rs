@@ -459,14 +459,36 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                     Some(b) => b.clone(),
                     None => read_json_blob(self.store, desc).await?.into(),
                 };
-                let (parsed, unusable) =
-                    Manifest::parse_verified_leniently(&desc.media_type, &bytes).map_err(|e| {
-                        let e = e.with_object(&desc.digest);
-                        match self.remote.manifest_location(&desc.digest) {
-                            Some(url) => e.with_url(url),
-                            None => e,
+                let parsed = Manifest::parse_verified_leniently(&desc.media_type, &bytes);
+                let parsed = parsed.map_err(|e| {
+                    let e = e.with_object(&desc.digest);
+                    match self.remote.manifest_location(&desc.digest) {
+                        Some(url) => e.with_url(url),
+                        None => e,
+                    }
+                });
+                let (parsed, unusable) = match parsed {
+                    // An index's entry in unsigned schema 1 fails as that entry, as a
+                    // signed one does when it is fetched: it is no malformed manifest
+                    // that stops every platform's pull, only one dist does not pull.
+                    Err(e)
+                        if desc.digest != top.digest && crate::image::schema1(&bytes).is_some() =>
+                    {
+                        match self
+                            .held
+                            .iter()
+                            .position(|h| h.descriptor.digest == desc.digest)
+                        {
+                            Some(at) => {
+                                let held = self.held.remove(at);
+                                self.refused_entry(held, desc, e)?;
+                                continue;
+                            }
+                            None => return Err(e),
                         }
-                    })?;
+                    }
+                    parsed => parsed?,
+                };
                 // index.json records what the verified content is: a registry's
                 // Content-Type or an index entry may call an OCI manifest a Docker one,
                 // and readers of the layout go by the entry's type (skopeo passes over
@@ -608,6 +630,25 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
         self.level(&todo, Fetch::Store { verify_existing })
             .await
             .map(drop)
+    }
+
+    /// Reports a manifest fetched for an index's entry and refused (unsigned schema 1) as
+    /// a failed object, with its platform, and drops it unstored: the worker counted it
+    /// finished without failing, as [`Self::store_held`] finds for one it cannot store.
+    fn refused_entry(&mut self, held: held::Held, entry: &Descriptor, why: Error) -> Result<()> {
+        self.pulled.failed += 1;
+        if let Some(p) = &self.opts.progress {
+            p.failed_after_all();
+        }
+        let why = match &entry.platform {
+            Some(p) => why.with_note(format!("it is the index's entry for {p}")),
+            None => why,
+        };
+        let mut outcome = held.outcome;
+        outcome.fail(why);
+        self.line += 1;
+        outcome.line = self.line;
+        (self.on_event)(Event::Object(outcome))
     }
 
     /// Reports an index entry that was to be pulled but cannot be fetched as a failed

@@ -845,6 +845,56 @@ fn choose_prefers_an_entry_dist_can_fetch_only_as_good_a_fit() {
     assert!(cannot[0].platform.is_none());
 }
 
+/// An index entry that is an unsigned Docker schema 1 manifest fails as that entry, as a
+/// signed one (refused as it is fetched) does: the other platforms are pulled, and the
+/// one that asks for it names its platform. It stopped the whole pull, every platform's,
+/// storing nothing, with an error that named no platform.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsigned_schema1_entry_fails_as_that_entry() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let root = src.path();
+    let amd64 = serde_json::to_value(image(root, "amd64", None)).unwrap();
+    let schema1 = br#"{"schemaVersion":1,"name":"team/app","tag":"v1","architecture":"arm64","fsLayers":[],"history":[]}"#;
+    let s1 = put(
+        root,
+        "application/vnd.docker.distribution.manifest.v1+json",
+        schema1,
+    );
+    let mut s1 = serde_json::to_value(s1).unwrap();
+    s1["platform"] = serde_json::json!({"os": "linux", "architecture": "arm64"});
+    tag_index_of_values(root, vec![amd64, s1.clone()]);
+
+    let (r, lines) = run(root, dst.path(), Platforms::All).await;
+    let pulled = r.unwrap();
+    assert_eq!((pulled.fetched, pulled.failed), (5, 1), "{lines:?}");
+    let failed: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| l["status"] == "error")
+        .collect();
+    assert_eq!(failed.len(), 1, "{lines:?}");
+    assert_eq!(failed[0]["object"], s1["digest"]);
+    let said = failed[0]["error"].as_str().unwrap();
+    assert!(
+        said.contains("schema 1") && said.contains("linux/arm64"),
+        "{said}"
+    );
+    // Not stored: it is no manifest dist pulls.
+    let digest: Digest = s1["digest"].as_str().unwrap().parse().unwrap();
+    let store = LayoutStore::open(dst.path()).unwrap();
+    assert!(!store.blob_path(&digest).exists());
+
+    let dst = tempfile::tempdir().unwrap();
+    let (r, lines) = run(root, dst.path(), arm64()).await;
+    assert_eq!(r.unwrap().failed, 1, "{lines:?}");
+    let last: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    let said = last["error"].as_str().unwrap();
+    assert!(
+        said.contains("schema 1") && said.contains("linux/arm64"),
+        "{said}"
+    );
+}
+
 /// A manifest that lists one layer twice with two sizes cannot be right in both: each
 /// listing is fetched as it would be on its own, as the worker fetches such lines, so
 /// the wrong one fails and the layer is stored. By its digest alone the second listing
