@@ -429,6 +429,15 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                 )
                 .with_object(&top.digest));
             }
+            // One that declares more than any manifest has is refused as one fetched past
+            // the limit is, before it is fetched: counted first, it was refused as an
+            // image whose indexes list more than 64 MiB of manifests.
+            if let Some(e) = level
+                .iter()
+                .find_map(|d| held::too_large(d.size, &d.digest))
+            {
+                return Err(e);
+            }
             self.manifest_bytes = level
                 .iter()
                 .fold(self.manifest_bytes, |sum, d| sum.saturating_add(d.size));

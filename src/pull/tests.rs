@@ -768,6 +768,38 @@ async fn a_size_past_int64_is_an_entry_dist_cannot_fetch() {
     );
 }
 
+/// An index entry that declares more than the 4 MiB a manifest may have is refused as
+/// past that limit, before it is fetched, as one fetched past it is: it was refused as
+/// an image whose indexes list more than 64 MiB of manifests, which one entry of a bogus
+/// size is not. Another platform's pull does not fetch it, and goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_larger_than_any_manifest_is_refused_as_past_the_limit() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let amd64 = serde_json::to_value(image(src.path(), "amd64", None)).unwrap();
+    let huge = serde_json::Value::from(100u64 << 20);
+    tag_index_of_values(
+        src.path(),
+        vec![
+            entry_for("arm64", amd64["digest"].clone(), huge),
+            amd64.clone(),
+        ],
+    );
+    let (r, lines) = run(src.path(), dst.path(), Platforms::All).await;
+    let e = r.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TooLarge, "{e}");
+    let said = e.to_string();
+    assert!(
+        said.contains("exceeds the 4194304-byte limit") && !said.contains("64 MiB"),
+        "{said} {lines:?}"
+    );
+    assert_eq!(e.object(), amd64["digest"].as_str());
+
+    let dst = tempfile::tempdir().unwrap();
+    let amd = Platforms::One(Platform::new("linux", "amd64", None));
+    let (r, lines) = run(src.path(), dst.path(), amd).await;
+    assert_eq!(r.unwrap().failed, 0, "{lines:?}");
+}
+
 /// A layer whose size is past the largest int64 makes its manifest no manifest, as a
 /// negative size does: it was fetched as a layer that failed with a line naming neither
 /// the layer nor its manifest.
