@@ -64,6 +64,20 @@ pub fn is_image_config(media_type: &str) -> bool {
     matches!(canonical(media_type), OCI_CONFIG | DOCKER_CONFIG)
 }
 
+/// Whether the type marks a non-distributable layer: OCI's `nondistributable` layer
+/// types (deprecated by image-spec 1.1) and Docker's foreign layer, which a registry need
+/// not hold (a Windows base layer, kept at the URLs its descriptor lists).
+pub fn is_non_distributable(media_type: &str) -> bool {
+    const OCI: &str = "application/vnd.oci.image.layer.nondistributable.";
+    let t = essence(media_type);
+    t.get(..OCI.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(OCI))
+        || is(
+            t,
+            "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+        )
+}
+
 /// Whether `media_type` is `known`, whatever its parameters and the case it is written in.
 pub fn is(media_type: &str, known: &str) -> bool {
     essence(media_type).eq_ignore_ascii_case(known)
@@ -141,6 +155,25 @@ pub fn registered(media_type: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn non_distributable_types() {
+        for t in [
+            "application/vnd.oci.image.layer.nondistributable.v1.tar",
+            "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+            "Application/Vnd.Docker.Image.Rootfs.Foreign.Diff.Tar.Gzip; x=y",
+        ] {
+            assert!(is_non_distributable(t), "{t}");
+        }
+        for t in [
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            "application/vnd.oci.image.layer.nondistributable",
+            "",
+        ] {
+            assert!(!is_non_distributable(t), "{t}");
+        }
+    }
 
     #[test]
     fn vendor_types_are_told_from_generic_ones() {

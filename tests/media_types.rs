@@ -132,6 +132,50 @@ fn a_schema1_label_in_another_case_is_refused_on_the_header() {
     );
 }
 
+/// A signed schema 1 manifest asked for by digest, with no hint, is found at the manifests
+/// endpoint after the blobs endpoint's 404, and refused there as schema 1: the error says
+/// so, where it reported the blobs endpoint's `BLOB_UNKNOWN`, as if the registry had no
+/// such content.
+#[test]
+fn a_schema1_manifest_asked_for_by_digest_is_refused_as_schema1_not_as_unknown() {
+    let reg = FakeRegistry::start();
+    let signed = r#"{"schemaVersion":1,"name":"team/app","tag":"v1","architecture":"amd64","fsLayers":[],"history":[],"signatures":[{"header":{"alg":"ES256"},"signature":"c2ln","protected":"cHJv"}]}"#;
+    let digest = reg.manifest("team/app", "v1", SCHEMA1, signed);
+    let dist = Dist::new();
+    let err = dist.fails(1, &["fetch", &repo(&reg), &digest], b"");
+    assert!(
+        err.contains("signed Docker schema 1 manifest") && !err.contains("BLOB_UNKNOWN"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("/manifests/{digest}")), "{err}");
+}
+
+/// A signed schema 1 manifest asked for by digest is what the digest names: a registry
+/// falls back to schema 1 for a tag (it converts what it has), never for a digest. The
+/// error said it was the registry's fallback when it had none of the types asked for, as
+/// if another type might be had.
+#[test]
+fn a_schema1_manifest_asked_for_by_digest_is_no_fallback() {
+    let reg = FakeRegistry::start();
+    let signed = r#"{"schemaVersion":1,"name":"team/app","tag":"v1","architecture":"amd64","fsLayers":[],"history":[],"signatures":[{"header":{"alg":"ES256"},"signature":"c2ln","protected":"cHJv"}]}"#;
+    let digest = reg.manifest("team/app", "v1", SCHEMA1, signed);
+    let dist = Dist::new();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let image = format!("{}@{digest}", repo(&reg));
+    let err = dist.fails(1, &["pull", &image, "-o", out.to_str().unwrap()], b"");
+    assert!(
+        err.contains("the manifest is a signed Docker schema 1 manifest (")
+            && !err.contains("fallback"),
+        "{err}"
+    );
+    let err = dist.fails(1, &["fetch", &repo(&reg), &digest], b"");
+    assert!(!err.contains("fallback"), "{err}");
+    // A tag's is the fallback.
+    let err = dist.fails(1, &["fetch", &repo(&reg), "v1"], b"");
+    assert!(err.contains("fallback"), "{err}");
+}
+
 /// A `HEAD` whose `Content-Type` names a manifest type in another case describes the
 /// manifest: `resolve` took it for no manifest type and sent a `GET` too, which Docker Hub
 /// counts as a pull. The type is reported in its registered spelling.

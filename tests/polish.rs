@@ -3519,3 +3519,45 @@ fn retries_show_at_v_and_a_refetch_without_it() {
         "{err}"
     );
 }
+
+/// A descriptor line with `urls` names a non-distributable layer (a Windows base layer),
+/// which a registry need not hold: one that keeps it only at its URLs answers 404. `dist fetch LOC v1 | jq -c '.layers[]' | dist fetch LOC -
+/// -o DIR` failed it with the registry's `BLOB_UNKNOWN` alone, which reads as a registry
+/// that lost a layer; the error now says what the layer is, and where the manifest says
+/// it is. A plain layer's 404 says nothing more.
+#[test]
+fn a_missing_layer_whose_descriptor_lists_urls_is_said_to_be_non_distributable() {
+    let reg = FakeRegistry::start();
+    let missing = support::cli::sha256(b"far away");
+    let foreign = format!(
+        r#"{{"mediaType":"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip","digest":"{missing}","size":8,"urls":["https://far.example/layer"]}}"#
+    );
+    let plain = format!(
+        r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{missing}","size":9}}"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let repo = format!("{}/team/app", reg.host());
+    let args = ["fetch", &repo, "-", "-o", out.to_str().unwrap()];
+    let run = Dist::new().run(&args, format!("{foreign}\n{plain}\n").as_bytes());
+    assert_eq!(run.status.code(), Some(1));
+    let lines = json_lines(&run.stdout);
+    let error_of = |size: u64| {
+        let line = lines
+            .iter()
+            .find(|l| l["line"] == if size == 8 { 1 } else { 2 });
+        line.unwrap()["error"].as_str().unwrap().to_string()
+    };
+    let said = error_of(8);
+    assert!(
+        said.contains("404")
+            && said.contains("non-distributable")
+            && said.contains("https://far.example/layer"),
+        "{said}"
+    );
+    let said = error_of(9);
+    assert!(
+        said.contains("404") && !said.contains("non-distributable"),
+        "{said}"
+    );
+}

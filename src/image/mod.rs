@@ -50,7 +50,8 @@ pub struct Descriptor {
     /// The content's digest.
     #[serde(with = "digest_serde")]
     pub digest: Digest,
-    /// The content's exact size in bytes.
+    /// The content's exact size in bytes: at most the largest int64, the spec's type for it.
+    #[serde(deserialize_with = "int64_size")]
     pub size: u64,
     /// Where else the content may be found; a layer with `urls` is non-distributable.
     #[serde(
@@ -120,6 +121,15 @@ impl Descriptor {
     }
 }
 
+/// A descriptor's `urls` as a message shows them. A manifest may list any number of URLs
+/// of any length: a line on stderr shows as much as one long URL, as an error's URL does.
+pub(crate) fn urls_shown(urls: &[String]) -> String {
+    crate::server_text::cut_to(
+        crate::server_text::printable(&urls.join(" ")).into_owned(),
+        crate::error::MAX_URL_SHOWN,
+    )
+}
+
 fn names_artifact_type(field: Option<&serde_json::Value>) -> bool {
     field.is_some_and(|t| !t.is_null() && t.as_str() != Some(""))
 }
@@ -133,6 +143,48 @@ where
     T: Default + Deserialize<'de>,
 {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// What JSON that is no object is, by its first byte: serde reads an array as a record's
+/// fields in order, and its error then names a field's type (`expected u64`), or names
+/// dist's own type for a manifest's fields.
+fn json_kind(bytes: &[u8]) -> Option<&'static str> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace())? {
+        b'[' => Some("a JSON array"),
+        b'"' => Some("a JSON string"),
+        b'-' | b'0'..=b'9' => Some("a JSON number"),
+        b't' | b'f' => Some("a JSON boolean"),
+        b'n' => Some("JSON null"),
+        _ => None,
+    }
+}
+
+/// A descriptor's `size`: a byte count the spec types int64, so one past the largest
+/// int64 is refused as a negative one is. Taken as a `u64`, such a size failed later and
+/// elsewhere (an index entry for another platform spoiled the whole pull as more than
+/// 64 MiB of manifests, a layer failed with an error naming neither it nor its manifest),
+/// and what no size is was told as `expected u64`.
+fn int64_size<'de, D>(d: D) -> std::result::Result<u64, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct ByteCount;
+    impl serde::de::Visitor<'_> for ByteCount {
+        type Value = u64;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "a byte count from 0 to {} (an int64)", i64::MAX)
+        }
+        fn visit_u64<E: serde::de::Error>(self, n: u64) -> std::result::Result<u64, E> {
+            match i64::try_from(n) {
+                Ok(_) => Ok(n),
+                Err(_) => Err(E::invalid_value(serde::de::Unexpected::Unsigned(n), &self)),
+            }
+        }
+        fn visit_i64<E: serde::de::Error>(self, n: i64) -> std::result::Result<u64, E> {
+            u64::try_from(n).map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(n), &self))
+        }
+    }
+    d.deserialize_u64(ByteCount)
 }
 
 /// A field that is there, `null` included (`Some(None)`), as opposed to left out (`None`).
@@ -303,8 +355,13 @@ impl Manifest {
         lenient: bool,
     ) -> Result<(Manifest, Vec<UnusableEntry>)> {
         let bad = |why: String| Error::new(ErrorKind::Protocol, why);
-        let raw: RawManifest = serde_json::from_slice(bytes)
-            .map_err(|e| bad("not a manifest".into()).with_cause(e))?;
+        let raw: RawManifest =
+            serde_json::from_slice(bytes).map_err(|e| match json_kind(bytes) {
+                Some(kind) => bad(format!(
+                    "not a manifest: {kind}, where a manifest is a JSON object"
+                )),
+                None => bad("not a manifest".into()).with_cause(e),
+            })?;
         if raw.schema_version == Some(1) {
             return Err(bad("Docker schema 1 manifests are not supported".into()));
         }
@@ -395,6 +452,11 @@ pub fn sniff_media_type(bytes: &[u8]) -> Option<String> {
 /// Whether `bytes` are a signed Docker schema 1 manifest: its digest is that of the
 /// content without its `signatures`, so the bytes as served never match it.
 pub(crate) fn is_signed_schema1(bytes: &[u8]) -> bool {
+    schema1(bytes) == Some(true)
+}
+
+/// Whether `bytes` are a Docker schema 1 manifest, signed (`Some(true)`) or not.
+pub(crate) fn schema1(bytes: &[u8]) -> Option<bool> {
     #[derive(Deserialize)]
     struct Schema1 {
         #[serde(rename = "schemaVersion")]
@@ -402,7 +464,9 @@ pub(crate) fn is_signed_schema1(bytes: &[u8]) -> bool {
         signatures: Option<serde::de::IgnoredAny>,
     }
     serde_json::from_slice::<Schema1>(bytes)
-        .is_ok_and(|m| m.schema_version == Some(1) && m.signatures.is_some())
+        .ok()
+        .filter(|m| m.schema_version == Some(1))
+        .map(|m| m.signatures.is_some())
 }
 
 /// Reads a download to its end, verified, refusing more than `limit` bytes: at once when
@@ -482,6 +546,56 @@ mod tests {
 
     fn d(data: &[u8]) -> String {
         Digest::of(Algorithm::Sha256, data).to_string()
+    }
+
+    /// A descriptor's `size` that is no int64 byte count (negative, fractional, past the
+    /// largest int64) is told so in those words, where serde's were `expected u64`.
+    #[test]
+    fn a_size_that_is_no_byte_count_says_what_a_size_is() {
+        for size in ["-1", "1.5", "1e30", "9223372036854775808"] {
+            let text = format!(
+                r#"{{"mediaType":"a/b","digest":"{}","size":{size}}}"#,
+                d(b"a")
+            );
+            let e = serde_json::from_str::<Descriptor>(&text).unwrap_err();
+            let said = e.to_string();
+            assert!(
+                said.contains("expected a byte count from 0 to 9223372036854775807")
+                    && !said.contains("u64"),
+                "{size}: {said}"
+            );
+        }
+        let text = format!(
+            r#"{{"mediaType":"a/b","digest":"{}","size":{}}}"#,
+            d(b"a"),
+            i64::MAX
+        );
+        assert_eq!(
+            serde_json::from_str::<Descriptor>(&text).unwrap().size,
+            i64::MAX as u64
+        );
+    }
+
+    /// JSON that is no object is said to be so: an array was read as a record's fields
+    /// in order (`invalid type: map, expected u64`), and a string named dist's own type
+    /// for a manifest's fields (`expected struct RawManifest`).
+    #[test]
+    fn json_that_is_no_object_is_said_to_be_none() {
+        for (text, what) in [
+            (&br#" [{"a":1}]"#[..], "a JSON array"),
+            (br#""hello""#, "a JSON string"),
+            (b"2", "a JSON number"),
+        ] {
+            let e = Manifest::parse(Some(media::OCI_MANIFEST), text).unwrap_err();
+            let said = e.to_string();
+            assert!(
+                said.contains("not a manifest")
+                    && said.contains(what)
+                    && !said.contains("u64")
+                    && !said.contains("RawManifest"),
+                "{said}"
+            );
+        }
     }
 
     #[test]

@@ -69,12 +69,7 @@ impl Event {
 pub fn skip_reason(d: &Descriptor) -> String {
     format!(
         "non-distributable layer, not fetched (urls: {})",
-        // A manifest may list any number of URLs of any length: a line on stderr shows as
-        // much as one long URL, as an error's URL does.
-        crate::server_text::cut_to(
-            crate::server_text::printable(&d.urls.join(" ")).into_owned(),
-            crate::error::MAX_URL_SHOWN
-        )
+        crate::image::urls_shown(&d.urls)
     )
 }
 

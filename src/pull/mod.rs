@@ -228,8 +228,11 @@ struct Walk<'a, F> {
     /// Declared sizes of the manifests and indexes fetched so far (see
     /// [`MAX_MANIFEST_BYTES`]).
     manifest_bytes: u64,
-    /// Every digest queued once: shared layers and repeated entries are fetched once.
-    seen: HashSet<Digest>,
+    /// Every digest queued once with each size it is listed with: shared layers and
+    /// repeated entries are fetched once, and a digest listed with two sizes (one of them
+    /// wrong) once with each, as the worker fetches such lines: by its digest alone, the
+    /// listing that came first decided whether the pull failed or the blob was stored.
+    seen: HashSet<(Digest, u64)>,
     /// Manifests fetched and not stored yet (see [`held`]).
     held: Vec<held::Held>,
     pulled: Pulled,
@@ -411,7 +414,7 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
         // the platform as good, which is then pulled instead (see `settle`).
         let mut cannot_take = Vec::new();
         loop {
-            level.retain(|d| self.seen.insert(d.digest.clone()));
+            level.retain(|d| self.seen.insert((d.digest.clone(), d.size)));
             if level.is_empty() {
                 break;
             }
@@ -419,8 +422,21 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
             if depth > MAX_DEPTH {
                 return Err(Error::new(
                     ErrorKind::Protocol,
-                    format!("indexes nested more than {MAX_DEPTH} deep"),
-                ));
+                    format!(
+                        "indexes nested more than {MAX_DEPTH} deep; no image needs more, so \
+                         dist stops before fetching the next"
+                    ),
+                )
+                .with_object(&top.digest));
+            }
+            // One that declares more than any manifest has is refused as one fetched past
+            // the limit is, before it is fetched: counted first, it was refused as an
+            // image whose indexes list more than 64 MiB of manifests.
+            if let Some(e) = level
+                .iter()
+                .find_map(|d| held::too_large(d.size, &d.digest))
+            {
+                return Err(e);
             }
             self.manifest_bytes = level
                 .iter()
@@ -452,14 +468,36 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                     Some(b) => b.clone(),
                     None => read_json_blob(self.store, desc).await?.into(),
                 };
-                let (parsed, unusable) =
-                    Manifest::parse_verified_leniently(&desc.media_type, &bytes).map_err(|e| {
-                        let e = e.with_object(&desc.digest);
-                        match self.remote.manifest_location(&desc.digest) {
-                            Some(url) => e.with_url(url),
-                            None => e,
+                let parsed = Manifest::parse_verified_leniently(&desc.media_type, &bytes);
+                let parsed = parsed.map_err(|e| {
+                    let e = e.with_object(&desc.digest);
+                    match self.remote.manifest_location(&desc.digest) {
+                        Some(url) => e.with_url(url),
+                        None => e,
+                    }
+                });
+                let (parsed, unusable) = match parsed {
+                    // An index's entry in unsigned schema 1 fails as that entry, as a
+                    // signed one does when it is fetched: it is no malformed manifest
+                    // that stops every platform's pull, only one dist does not pull.
+                    Err(e)
+                        if desc.digest != top.digest && crate::image::schema1(&bytes).is_some() =>
+                    {
+                        match self
+                            .held
+                            .iter()
+                            .position(|h| h.descriptor.digest == desc.digest)
+                        {
+                            Some(at) => {
+                                let held = self.held.remove(at);
+                                self.refused_entry(held, desc, e)?;
+                                continue;
+                            }
+                            None => return Err(e),
                         }
-                    })?;
+                    }
+                    parsed => parsed?,
+                };
                 // index.json records what the verified content is: a registry's
                 // Content-Type or an index entry may call an OCI manifest a Docker one,
                 // and readers of the layout go by the entry's type (skopeo passes over
@@ -568,21 +606,23 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
         let layers = images.iter().flat_map(|i| &i.layers).map(|l| (l, true));
         let listed = listed_blobs.iter().map(|b| (b, true));
         let all = || listed.clone().chain(configs.clone()).chain(layers.clone());
-        // A blob is fetched once, by its digest, and skipped only when nothing lists it
+        // A blob is fetched once, by its digest and size, and skipped only when nothing lists it
         // as distributable: one image's foreign base layer may be another's plain layer
         // (a copy that made it distributable), and skipping it by the first listing left
         // that other image without it, recorded in index.json all the same.
         let mut distributable = std::collections::HashMap::new();
         for (blob, may_skip) in all() {
             if blob.urls.is_empty() || !may_skip {
-                distributable.entry(&blob.digest).or_insert(blob);
+                distributable
+                    .entry((&blob.digest, blob.size))
+                    .or_insert(blob);
             }
         }
         for (blob, _) in all() {
-            if !self.seen.insert(blob.digest.clone()) {
+            if !self.seen.insert((blob.digest.clone(), blob.size)) {
                 continue;
             }
-            if let Some(fetched) = distributable.get(&blob.digest) {
+            if let Some(fetched) = distributable.get(&(&blob.digest, blob.size)) {
                 todo.push((*fetched).clone());
                 continue;
             }
@@ -599,6 +639,25 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
         self.level(&todo, Fetch::Store { verify_existing })
             .await
             .map(drop)
+    }
+
+    /// Reports a manifest fetched for an index's entry and refused (unsigned schema 1) as
+    /// a failed object, with its platform, and drops it unstored: the worker counted it
+    /// finished without failing, as [`Self::store_held`] finds for one it cannot store.
+    fn refused_entry(&mut self, held: held::Held, entry: &Descriptor, why: Error) -> Result<()> {
+        self.pulled.failed += 1;
+        if let Some(p) = &self.opts.progress {
+            p.failed_after_all();
+        }
+        let why = match &entry.platform {
+            Some(p) => why.with_note(format!("it is the index's entry for {p}")),
+            None => why,
+        };
+        let mut outcome = held.outcome;
+        outcome.fail(why);
+        self.line += 1;
+        outcome.line = self.line;
+        (self.on_event)(Event::Object(outcome))
     }
 
     /// Reports an index entry that was to be pulled but cannot be fetched as a failed

@@ -739,6 +739,97 @@ async fn entries_dist_cannot_fetch_spoil_no_other_platform() {
     assert_eq!(pulled.entry, None);
 }
 
+/// A size past the largest int64 (the spec's type for `size`) is no size, as a negative
+/// one is: its index entry is one dist cannot fetch, which spoils no other platform's
+/// pull (it failed every platform's, as an index listing more than 64 MiB of manifests),
+/// and the one that asks for it says why, naming the platform.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_size_past_int64_is_an_entry_dist_cannot_fetch() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let amd64 = serde_json::to_value(image(src.path(), "amd64", None)).unwrap();
+    let past = serde_json::Value::from(i64::MAX as u64 + 1);
+    tag_index_of_values(
+        src.path(),
+        vec![entry_for("arm64", amd64["digest"].clone(), past), amd64],
+    );
+    let amd = Platforms::One(Platform::new("linux", "amd64", None));
+    let (r, lines) = run(src.path(), dst.path(), amd).await;
+    let pulled = r.unwrap();
+    assert_eq!((pulled.fetched, pulled.failed), (5, 0), "{lines:?}");
+
+    let dst = tempfile::tempdir().unwrap();
+    let (r, lines) = run(src.path(), dst.path(), arm64()).await;
+    assert_eq!(r.unwrap().failed, 1, "{lines:?}");
+    let last: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    let said = last["error"].as_str().unwrap();
+    assert!(
+        said.contains("9223372036854775808") && said.contains("linux/arm64"),
+        "{said}"
+    );
+}
+
+/// An index entry that declares more than the 4 MiB a manifest may have is refused as
+/// past that limit, before it is fetched, as one fetched past it is: it was refused as
+/// an image whose indexes list more than 64 MiB of manifests, which one entry of a bogus
+/// size is not. Another platform's pull does not fetch it, and goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_larger_than_any_manifest_is_refused_as_past_the_limit() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let amd64 = serde_json::to_value(image(src.path(), "amd64", None)).unwrap();
+    let huge = serde_json::Value::from(100u64 << 20);
+    tag_index_of_values(
+        src.path(),
+        vec![
+            entry_for("arm64", amd64["digest"].clone(), huge),
+            amd64.clone(),
+        ],
+    );
+    let (r, lines) = run(src.path(), dst.path(), Platforms::All).await;
+    let e = r.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TooLarge, "{e}");
+    let said = e.to_string();
+    assert!(
+        said.contains("exceeds the 4194304-byte limit") && !said.contains("64 MiB"),
+        "{said} {lines:?}"
+    );
+    assert_eq!(e.object(), amd64["digest"].as_str());
+
+    let dst = tempfile::tempdir().unwrap();
+    let amd = Platforms::One(Platform::new("linux", "amd64", None));
+    let (r, lines) = run(src.path(), dst.path(), amd).await;
+    assert_eq!(r.unwrap().failed, 0, "{lines:?}");
+}
+
+/// A layer whose size is past the largest int64 makes its manifest no manifest, as a
+/// negative size does: it was fetched as a layer that failed with a line naming neither
+/// the layer nor its manifest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_size_past_int64_is_refused_with_its_manifest() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let config = put(
+        src.path(),
+        "application/vnd.oci.image.config.v1+json",
+        b"{}",
+    );
+    let layer = put(src.path(), LAYER, b"layer");
+    let mut layer = serde_json::to_value(layer).unwrap();
+    layer["size"] = serde_json::Value::from(i64::MAX as u64 + 1);
+    let m = serde_json::json!({
+        "schemaVersion": 2, "mediaType": media::OCI_MANIFEST, "config": config, "layers": [layer],
+    });
+    tag_v1(
+        src.path(),
+        put(src.path(), media::OCI_MANIFEST, m.to_string().as_bytes()),
+    );
+    let (r, lines) = run(src.path(), dst.path(), Platforms::All).await;
+    let e = r.unwrap_err();
+    let said = e.to_string();
+    assert!(
+        said.contains("not a manifest") && said.contains("9223372036854775808"),
+        "{said} {lines:?}"
+    );
+}
+
 /// An entry dist cannot fetch loses to one it can for the same platform (a producer
 /// moving to another algorithm may list both), but not to a worse fit: that would be
 /// another variant than the one the index has for the platform.
@@ -784,6 +875,138 @@ fn choose_prefers_an_entry_dist_can_fetch_only_as_good_a_fit() {
     );
     assert_eq!((got.len(), cannot.len()), (0, 1));
     assert!(cannot[0].platform.is_none());
+}
+
+/// An index entry that is an unsigned Docker schema 1 manifest fails as that entry, as a
+/// signed one (refused as it is fetched) does: the other platforms are pulled, and the
+/// one that asks for it names its platform. It stopped the whole pull, every platform's,
+/// storing nothing, with an error that named no platform.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsigned_schema1_entry_fails_as_that_entry() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let root = src.path();
+    let amd64 = serde_json::to_value(image(root, "amd64", None)).unwrap();
+    let schema1 = br#"{"schemaVersion":1,"name":"team/app","tag":"v1","architecture":"arm64","fsLayers":[],"history":[]}"#;
+    let s1 = put(
+        root,
+        "application/vnd.docker.distribution.manifest.v1+json",
+        schema1,
+    );
+    let mut s1 = serde_json::to_value(s1).unwrap();
+    s1["platform"] = serde_json::json!({"os": "linux", "architecture": "arm64"});
+    tag_index_of_values(root, vec![amd64, s1.clone()]);
+
+    let (r, lines) = run(root, dst.path(), Platforms::All).await;
+    let pulled = r.unwrap();
+    assert_eq!((pulled.fetched, pulled.failed), (5, 1), "{lines:?}");
+    let failed: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| l["status"] == "error")
+        .collect();
+    assert_eq!(failed.len(), 1, "{lines:?}");
+    assert_eq!(failed[0]["object"], s1["digest"]);
+    let said = failed[0]["error"].as_str().unwrap();
+    assert!(
+        said.contains("schema 1") && said.contains("linux/arm64"),
+        "{said}"
+    );
+    // Not stored: it is no manifest dist pulls.
+    let digest: Digest = s1["digest"].as_str().unwrap().parse().unwrap();
+    let store = LayoutStore::open(dst.path()).unwrap();
+    assert!(!store.blob_path(&digest).exists());
+
+    let dst = tempfile::tempdir().unwrap();
+    let (r, lines) = run(root, dst.path(), arm64()).await;
+    assert_eq!(r.unwrap().failed, 1, "{lines:?}");
+    let last: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    let said = last["error"].as_str().unwrap();
+    assert!(
+        said.contains("schema 1") && said.contains("linux/arm64"),
+        "{said}"
+    );
+}
+
+/// A manifest that lists one layer twice with two sizes cannot be right in both: each
+/// listing is fetched as it would be on its own, as the worker fetches such lines, so
+/// the wrong one fails and the layer is stored. By its digest alone the second listing
+/// was skipped: the pull succeeded when the right size came first, and when the wrong
+/// one did, it failed with the layer never fetched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_listed_twice_with_two_sizes_is_fetched_as_each() {
+    for wrong_first in [false, true] {
+        let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let root = src.path();
+        let config = put(
+            root,
+            "application/vnd.oci.image.config.v1+json",
+            br#"{"architecture":"amd64","os":"linux"}"#,
+        );
+        let right = put(root, LAYER, b"layer");
+        let mut wrong = right.clone();
+        wrong.size += 1;
+        let layers = match wrong_first {
+            true => [wrong, right.clone()],
+            false => [right.clone(), wrong],
+        };
+        let m = serde_json::json!({
+            "schemaVersion": 2, "mediaType": media::OCI_MANIFEST, "config": config,
+            "layers": layers,
+        });
+        tag_v1(
+            root,
+            put(root, media::OCI_MANIFEST, m.to_string().as_bytes()),
+        );
+        let (r, lines) = run(root, dst.path(), Platforms::All).await;
+        let pulled = r.unwrap();
+        assert_eq!(pulled.failed, 1, "wrong first: {wrong_first}: {lines:?}");
+        assert_eq!(pulled.entry, None, "{lines:?}");
+        assert!(
+            LayoutStore::open(dst.path())
+                .unwrap()
+                .blob_path(&right.digest)
+                .exists(),
+            "wrong first: {wrong_first}: {lines:?}"
+        );
+    }
+}
+
+/// A layer of a non-distributable type that lists no `urls` is fetched, as skopeo
+/// fetches it; one the source lacks failed as any missing layer does, which reads as a
+/// registry that lost it. Its error says what its type marks it as.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_non_distributable_layer_without_urls_is_said_to_be_one() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let root = src.path();
+    let config = put(
+        root,
+        "application/vnd.oci.image.config.v1+json",
+        br#"{"architecture":"amd64","os":"linux"}"#,
+    );
+    let absent = Descriptor::new(FOREIGN, Digest::of(Algorithm::Sha256, b"far"), 3);
+    let plain_absent = Descriptor::new(LAYER, Digest::of(Algorithm::Sha256, b"lost"), 4);
+    let m = serde_json::json!({
+        "schemaVersion": 2, "mediaType": media::OCI_MANIFEST, "config": config,
+        "layers": [absent, plain_absent],
+    });
+    tag_v1(
+        root,
+        put(root, media::OCI_MANIFEST, m.to_string().as_bytes()),
+    );
+    let (r, lines) = run(root, dst.path(), Platforms::All).await;
+    assert_eq!(r.unwrap().failed, 2, "{lines:?}");
+    let error_of = |digest: &Digest| {
+        let line = lines
+            .iter()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|l| l["object"] == digest.to_string())
+            .unwrap();
+        line["error"].as_str().unwrap().to_string()
+    };
+    let said = error_of(&absent.digest);
+    assert!(said.contains("non-distributable"), "{said}");
+    let said = error_of(&plain_absent.digest);
+    assert!(!said.contains("non-distributable"), "{said}");
 }
 
 /// `urls` make a layer non-distributable, not a config: an image without its config is
@@ -1049,6 +1272,10 @@ async fn indexes_nested_too_deep_are_refused() {
             Err(e) if refused => {
                 assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
                 assert!(e.to_string().contains("nested more than"), "{e}");
+                // Named by the image's top index, as the other limits name it: the line
+                // on stderr named nothing.
+                let top = &index_entries(src.path())[0].digest;
+                assert_eq!(e.object(), Some(top.to_string().as_str()), "{e}");
                 assert!(
                     !dst.path().join("index.json").exists() || index_entries(dst.path()).is_empty()
                 );

@@ -412,8 +412,13 @@ impl RegistryRemote {
         let mut first_err = None;
         for endpoint in order {
             match self.fetch_from(host, endpoint, object, hints, prefix).await {
+                // A 404 says only that this endpoint lacks the digest; content found there
+                // and refused (signed schema 1) says what the digest names, which the
+                // blobs endpoint's `BLOB_UNKNOWN` before it would hide.
                 Err(e) if e.kind() == ErrorKind::NotFound => {
-                    first_err.get_or_insert(e);
+                    if first_err.is_none() || e.status().is_none() {
+                        first_err = Some(e);
+                    }
                 }
                 other => return other,
             }
@@ -642,11 +647,13 @@ impl RegistryRemote {
             // Refused before a byte is read: streamed to stdout, it would fail only at the
             // end, as a digest mismatch that looks like corruption.
             let asked = accept.to_str().unwrap_or_default();
-            let what = if asked
-                .split(',')
-                .any(|t| media::is(t, media::DOCKER_SCHEMA1_SIGNED))
+            let what = if matches!(object, Object::Digest(_))
+                || asked
+                    .split(',')
+                    .any(|t| media::is(t, media::DOCKER_SCHEMA1_SIGNED))
             {
-                // Asked for by name (the type a HEAD announced, a hint): no fallback.
+                // Asked for by name (the type a HEAD announced, a hint), or by digest, which
+                // a registry serves as stored: no fallback, which only a tag's is.
                 format!(
                     "the manifest is a signed Docker schema 1 manifest ({})",
                     media::DOCKER_SCHEMA1_SIGNED

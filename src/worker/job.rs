@@ -64,6 +64,25 @@ pub async fn run(
         .unwrap_or_else(|panic| Err(ended_abnormally(panic.as_ref())));
     if let Err(e) = result {
         tally.failed();
+        // A 404 for a layer kept at its `urls`, or whose type marks it as one a registry
+        // need not hold, reads as a registry that lost it.
+        let non_distributable = job
+            .hints
+            .media_types
+            .first()
+            .is_some_and(|t| crate::media::is_non_distributable(t));
+        let e = match e.kind() {
+            ErrorKind::NotFound if !job.urls.is_empty() => e.with_note(format!(
+                "its descriptor lists urls ({}): a non-distributable layer, which a registry \
+                 need not hold; dist fetches nothing from urls (dist pull skips such layers)",
+                crate::image::urls_shown(&job.urls)
+            )),
+            ErrorKind::NotFound if non_distributable => e.with_note(
+                "its media type marks a non-distributable layer, which a registry need not \
+                 hold, and its descriptor lists no urls where it is kept",
+            ),
+            _ => e,
+        };
         outcome.fail(e.with_object(&job.object));
         record_asked(&mut outcome, &job);
     }

@@ -19,6 +19,10 @@ pub struct Job {
     pub object: Object,
     /// How to fetch it.
     pub hints: Hints,
+    /// The `urls` of a descriptor line: where else a non-distributable layer is (a Windows
+    /// base layer), which a registry need not hold. dist does not fetch from them; its
+    /// error says they are there when the registry has no such content.
+    pub urls: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -28,6 +32,9 @@ struct Descriptor {
     media_type: Option<String>,
     // Read as it is written, so that one that is no byte count is named so, and shown.
     size: Option<serde_json::Value>,
+    // Read leniently: they only add to a message, so a list of no strings is no reason to
+    // refuse the line.
+    urls: Option<serde_json::Value>,
     // What a manifest or an index holds, which no descriptor does.
     config: Option<serde::de::IgnoredAny>,
     layers: Option<serde::de::IgnoredAny>,
@@ -71,6 +78,7 @@ pub fn parse_line(line: &str) -> Option<Result<Job>> {
             Ok(Job {
                 object,
                 hints: Hints::parse(words)?,
+                urls: Vec::new(),
             })
         })
     })
@@ -151,7 +159,19 @@ fn parse_descriptor(line: &str) -> Result<Job> {
         hints.media_types.push(crate::media::registered(&t));
         hints.media_types.extend(others);
     }
-    Ok(Job { object, hints })
+    let urls = d
+        .urls
+        .as_ref()
+        .and_then(|u| u.as_array())
+        .map(|u| u.iter().filter_map(|u| u.as_str()).map(str::to_string))
+        .into_iter()
+        .flatten()
+        .collect();
+    Ok(Job {
+        object,
+        hints,
+        urls,
+    })
 }
 
 /// A descriptor's `size` as a byte count: the spec's is an int64, so past it no content
