@@ -649,3 +649,54 @@ fn a_gzip_coded_error_body_is_shown_decoded() {
         "{err}"
     );
 }
+
+/// An error labelled `Content-Encoding: gzip` whose bytes are plain JSON (a server that
+/// labels what it did not code) is shown as it came, as an unknown label's text is: read
+/// as gzip, it did not decode and the registry's words were lost.
+#[test]
+fn an_error_labelled_gzip_but_plain_is_shown_as_it_came() {
+    let digest = sha256(&bytes(28, 3000));
+    let said = br#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry"}]}"#;
+    let raw = Raw::start(move |req, _| {
+        if req.line().contains("/tags/list") {
+            return no_tags();
+        }
+        let fields = [
+            "Content-Type: application/json".to_string(),
+            "Content-Encoding: gzip".to_string(),
+            format!("Content-Length: {}", said.len()),
+        ];
+        Answer::keep(with_body(head("404 Not Found", &fields), said))
+    });
+    let err = Dist::new().fails(1, &["fetch", &raw.repo(), &digest], b"");
+    assert!(
+        err.contains("BLOB_UNKNOWN: blob unknown to registry"),
+        "{err}"
+    );
+}
+
+/// A coded error page longer than dist reads of an error, once decoded, shows its start,
+/// as the same page sent plain does: past the limit it showed nothing.
+#[test]
+fn a_long_coded_error_page_shows_its_start() {
+    use std::io::Write;
+    let digest = sha256(&bytes(29, 3000));
+    let mut page = b"Service Unavailable: the backend is being upgraded\n".to_vec();
+    page.extend(std::iter::repeat_n(b'.', 200 << 10));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&page).unwrap();
+    let coded = gz.finish().unwrap();
+    let raw = Raw::start(move |req, _| {
+        if req.line().contains("/tags/list") {
+            return no_tags();
+        }
+        let fields = [
+            "Content-Type: text/plain".to_string(),
+            "Content-Encoding: gzip".to_string(),
+            format!("Content-Length: {}", coded.len()),
+        ];
+        Answer::keep(with_body(head("404 Not Found", &fields), &coded))
+    });
+    let err = Dist::new().fails(1, &["fetch", &raw.repo(), &digest], b"");
+    assert!(err.contains("the backend is being upgraded"), "{err}");
+}

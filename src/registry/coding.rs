@@ -281,17 +281,42 @@ pub(crate) async fn decode_whole(
 }
 
 /// The words of a reply read for them (an error's first bytes), its `codings` (as
-/// [`codings`] read them) undone. A coding that does not decode (a prefix of a longer
-/// body) leaves them unread, not shown as garbage; a label that names no coding dist
-/// undoes leaves them as they came, unless they are no text.
+/// [`codings`] read them) undone: at most `limit` bytes, the decoded start of a body
+/// longer than that or cut where reading it stopped (a prefix), as a plain body's start is
+/// shown. A body that does not decode at all, like one labelled with a coding dist does
+/// not undo, is left as it came when it is text (a label on bytes a server did not code),
+/// and unread when not.
 pub(crate) async fn readable(body: Bytes, codings: Result<Vec<Coding>>, limit: usize) -> Bytes {
-    match codings {
-        Ok(codings) => decode_whole(body, &codings, limit, "response")
-            .await
-            .unwrap_or_default(),
-        Err(_) if std::str::from_utf8(&body).is_ok() => body,
-        Err(_) => Bytes::new(),
+    let as_came = |body: Bytes| {
+        if std::str::from_utf8(&body).is_ok() {
+            body
+        } else {
+            Bytes::new()
+        }
+    };
+    let codings = match codings {
+        Ok(codings) if codings.is_empty() => return body,
+        Ok(codings) => codings,
+        Err(_) => return as_came(body),
+    };
+    let coded = futures::stream::once(futures::future::ready(Ok(body.clone()))).boxed();
+    let mut plain = decode(coded, &codings, 0, false);
+    let mut out = bytes::BytesMut::new();
+    // A few KiB that inflate a thousandfold stop at `limit`, not in memory.
+    while out.len() < limit {
+        match plain.next().await {
+            Some(Ok(piece)) => {
+                let take = piece.len().min(limit - out.len());
+                out.extend_from_slice(&piece[..take]);
+            }
+            // The end of the bytes read, or of what decodes of them.
+            Some(Err(_)) | None => break,
+        }
     }
+    if out.is_empty() {
+        return as_came(body);
+    }
+    out.freeze()
 }
 
 /// Whether a response of `version` with `headers` has a body that ends where its
@@ -584,6 +609,26 @@ mod tests {
             "{held} bytes held for {}",
             data.len()
         );
+    }
+
+    /// An error's words read coded: a bomb stops at the limit, a prefix cut by the read
+    /// shows what decodes of it, and a body that is no gzip shows as it came if text.
+    #[tokio::test]
+    async fn readable_keeps_the_decoded_start_within_the_limit() {
+        let bomb = Bytes::from(gzip(&vec![b'a'; 8 << 20]));
+        let out = readable(bomb, Ok(vec![Coding::Gzip]), 64 << 10).await;
+        assert_eq!(out.len(), 64 << 10);
+        let page: Vec<u8> = (0..200_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let mut coded = gzip(&page);
+        coded.truncate(coded.len() / 2);
+        let out = readable(coded.into(), Ok(vec![Coding::Gzip]), 1 << 20).await;
+        assert!(!out.is_empty() && page.starts_with(&out), "{}", out.len());
+        let plain = Bytes::from_static(b"{\"errors\":[]}");
+        let out = readable(plain.clone(), Ok(vec![Coding::Gzip]), 1 << 20).await;
+        assert_eq!(out, plain);
+        let binary = Bytes::from_static(b"\xff\xfe not text");
+        let out = readable(binary, Ok(vec![Coding::Gzip]), 1 << 20).await;
+        assert!(out.is_empty());
     }
 
     #[tokio::test]
