@@ -108,6 +108,12 @@ impl Raw {
     fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
+
+    /// How many requests for a blob it was sent.
+    fn blob_requests(&self) -> usize {
+        let seen = self.seen.lock().unwrap();
+        seen.iter().filter(|r| r.line().contains("/blobs/")).count()
+    }
 }
 
 fn head(status: &str, fields: &[String]) -> Vec<u8> {
@@ -192,11 +198,7 @@ fn a_chunked_body_with_a_content_length_is_sized_by_its_chunks() {
     assert_eq!(dist.ok(&["fetch", &raw.repo(), &digest]), data);
 
     assert_eq!(worker_stores(&dist, &raw, &digest, data.len()), data);
-    let fetches = raw
-        .seen()
-        .iter()
-        .filter(|r| r.line().contains("/blobs/"))
-        .count();
+    let fetches = raw.blob_requests();
     assert_eq!(fetches, 2, "one request per fetch: {:?}", raw.seen());
 }
 
@@ -494,11 +496,7 @@ fn chunked_whole_answers_shorter_than_the_size_given_are_a_size_mismatch() {
                 size:3001, or a descriptor's \"size\")";
     assert!(err.contains(said), "{err}");
     assert!(!err.contains("gave up after"), "{err}");
-    let fetches = raw
-        .seen()
-        .iter()
-        .filter(|r| r.line().contains("/blobs/"))
-        .count();
+    let fetches = raw.blob_requests();
     // Each of the two fetches (the second from the registry itself): its answer, and the
     // one whole answer again that shows where the content ends.
     assert_eq!(fetches, 4, "{:?}", raw.seen());
@@ -589,11 +587,7 @@ fn chunk_framing_without_content_is_cut_off() {
     let err = Dist::new().fails(1, &["fetch", &raw.repo(), &digest], b"");
     assert!(err.contains("without content"), "{err}");
     assert!(err.contains("/blobs/"), "names the URL: {err}");
-    let asked = raw
-        .seen()
-        .iter()
-        .filter(|r| r.line().contains("/blobs/"))
-        .count();
+    let asked = raw.blob_requests();
     assert_eq!(asked, 1, "asked again: {:?}", raw.seen());
 }
 
@@ -613,11 +607,7 @@ fn interim_answers_without_end_are_cut_off() {
     });
     let err = Dist::new().fails(1, &["fetch", &raw.repo(), &digest], b"");
     assert!(err.contains("without content"), "{err}");
-    let asked = raw
-        .seen()
-        .iter()
-        .filter(|r| r.line().contains("/blobs/"))
-        .count();
+    let asked = raw.blob_requests();
     assert_eq!(asked, 1, "asked again: {:?}", raw.seen());
 }
 
