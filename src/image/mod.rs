@@ -123,11 +123,21 @@ impl Descriptor {
 
 /// A descriptor's `urls` as a message shows them. A manifest may list any number of URLs
 /// of any length: a line on stderr shows as much as one long URL, as an error's URL does.
+/// Each is redacted as an error's URL is: a layer kept in cloud storage may be listed by a
+/// pre-signed URL, or one with a login, and these lines go to stderr and `--report` files.
 pub(crate) fn urls_shown(urls: &[String]) -> String {
-    crate::server_text::cut_to(
-        crate::server_text::printable(&urls.join(" ")).into_owned(),
-        crate::error::MAX_URL_SHOWN,
-    )
+    let max = crate::error::MAX_URL_SHOWN;
+    let mut shown = String::new();
+    for url in urls {
+        if shown.chars().count() > max {
+            break;
+        }
+        if !shown.is_empty() {
+            shown.push(' ');
+        }
+        shown.push_str(&crate::error::redact_url(url));
+    }
+    crate::server_text::cut_to(crate::server_text::printable(&shown).into_owned(), max)
 }
 
 fn names_artifact_type(field: Option<&serde_json::Value>) -> bool {
