@@ -157,8 +157,10 @@ where
 
 /// What JSON that is no object is, by its first byte: serde reads an array as a record's
 /// fields in order, and its error then names a field's type (`expected u64`), or names
-/// dist's own type for a manifest's fields.
+/// dist's own type for a manifest's fields. `None` for text that is no JSON at all,
+/// checked first: by its first byte alone, `404 page not found` was a JSON number.
 fn json_kind(bytes: &[u8]) -> Option<&'static str> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).ok()?;
     match bytes.iter().find(|b| !b.is_ascii_whitespace())? {
         b'[' => Some("a JSON array"),
         b'"' => Some("a JSON string"),
@@ -603,6 +605,29 @@ mod tests {
                     && said.contains(what)
                     && !said.contains("u64")
                     && !said.contains("RawManifest"),
+                "{said}"
+            );
+        }
+    }
+
+    /// Text that is no JSON is not named a kind of JSON by its first byte: Go's
+    /// `404 page not found`, served with a 200 by a proxy, was called a JSON number, and
+    /// `nothing here` JSON null.
+    #[test]
+    fn text_that_is_no_json_is_named_no_kind_of_json() {
+        for text in [
+            &b"404 page not found"[..],
+            b"nothing here",
+            b"true story",
+            b"[unclosed",
+            br#""unterminated"#,
+        ] {
+            let e = Manifest::parse(Some(media::OCI_MANIFEST), text).unwrap_err();
+            let said = e.to_string();
+            assert!(
+                said.contains("not a manifest")
+                    && !said.contains("a JSON")
+                    && !said.contains("JSON null"),
                 "{said}"
             );
         }
