@@ -758,3 +758,44 @@ async fn a_socks_proxy_given_through_the_api_carries_the_name_and_the_login() {
         assert_eq!(c.user.as_deref(), Some("bob"));
     }
 }
+
+/// A caller may build a job itself and run it (`worker::job::run`), as the worker runs a
+/// line's: with `Job::new`, the struct being non-exhaustive as the crate's other public
+/// structs are, so that a field added to it (as `urls` was) breaks no caller's literal.
+/// Its `urls`, set after, make a 404 say what the layer is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_built_by_a_caller_runs_as_a_line_does() {
+    use dist::worker::{job, line::Job, progress::Progress, Destination, Status};
+    let reg = FakeRegistry::start();
+    let remote = anonymous(&reg);
+    let data = b"layer".to_vec();
+    let digest: Digest = reg.blob("team/app", &data).parse().unwrap();
+    let mut hints = Hints::default();
+    hints.size = Some(data.len() as u64);
+    let job = Job::new(Object::Digest(digest.clone()), hints);
+    assert!(job.urls.is_empty());
+    let done = job::run(
+        &remote,
+        1,
+        job,
+        &Destination::default(),
+        &Progress::default(),
+    )
+    .await;
+    assert_eq!(done.status, Status::Ok, "{:?}", done.error);
+
+    let missing = Digest::of(dist::digest::Algorithm::Sha256, b"far");
+    let mut job = Job::new(Object::Digest(missing), Hints::default());
+    job.urls = vec!["https://far.example/layer".into()];
+    let done = job::run(
+        &remote,
+        2,
+        job,
+        &Destination::default(),
+        &Progress::default(),
+    )
+    .await;
+    let e = done.error.expect("a missing layer fails");
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert!(e.to_string().contains("https://far.example/layer"), "{e}");
+}

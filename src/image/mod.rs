@@ -123,11 +123,21 @@ impl Descriptor {
 
 /// A descriptor's `urls` as a message shows them. A manifest may list any number of URLs
 /// of any length: a line on stderr shows as much as one long URL, as an error's URL does.
+/// Each is redacted as an error's URL is: a layer kept in cloud storage may be listed by a
+/// pre-signed URL, or one with a login, and these lines go to stderr and `--report` files.
 pub(crate) fn urls_shown(urls: &[String]) -> String {
-    crate::server_text::cut_to(
-        crate::server_text::printable(&urls.join(" ")).into_owned(),
-        crate::error::MAX_URL_SHOWN,
-    )
+    let max = crate::error::MAX_URL_SHOWN;
+    let mut shown = String::new();
+    for url in urls {
+        if shown.chars().count() > max {
+            break;
+        }
+        if !shown.is_empty() {
+            shown.push(' ');
+        }
+        shown.push_str(&crate::error::redact_url(url));
+    }
+    crate::server_text::cut_to(crate::server_text::printable(&shown).into_owned(), max)
 }
 
 fn names_artifact_type(field: Option<&serde_json::Value>) -> bool {
@@ -147,8 +157,10 @@ where
 
 /// What JSON that is no object is, by its first byte: serde reads an array as a record's
 /// fields in order, and its error then names a field's type (`expected u64`), or names
-/// dist's own type for a manifest's fields.
+/// dist's own type for a manifest's fields. `None` for text that is no JSON at all,
+/// checked first: by its first byte alone, `404 page not found` was a JSON number.
 fn json_kind(bytes: &[u8]) -> Option<&'static str> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).ok()?;
     match bytes.iter().find(|b| !b.is_ascii_whitespace())? {
         b'[' => Some("a JSON array"),
         b'"' => Some("a JSON string"),
@@ -593,6 +605,29 @@ mod tests {
                     && said.contains(what)
                     && !said.contains("u64")
                     && !said.contains("RawManifest"),
+                "{said}"
+            );
+        }
+    }
+
+    /// Text that is no JSON is not named a kind of JSON by its first byte: Go's
+    /// `404 page not found`, served with a 200 by a proxy, was called a JSON number, and
+    /// `nothing here` JSON null.
+    #[test]
+    fn text_that_is_no_json_is_named_no_kind_of_json() {
+        for text in [
+            &b"404 page not found"[..],
+            b"nothing here",
+            b"true story",
+            b"[unclosed",
+            br#""unterminated"#,
+        ] {
+            let e = Manifest::parse(Some(media::OCI_MANIFEST), text).unwrap_err();
+            let said = e.to_string();
+            assert!(
+                said.contains("not a manifest")
+                    && !said.contains("a JSON")
+                    && !said.contains("JSON null"),
                 "{said}"
             );
         }

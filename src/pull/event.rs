@@ -93,6 +93,33 @@ mod tests {
         );
     }
 
+    /// A manifest's `urls` may be pre-signed (a storage account's SAS token, an S3
+    /// signature in the query) or carry a login: shown as they were, the skip line and
+    /// the worker's note for a missing layer put those credentials on stderr and into
+    /// `--report` files, where every other URL dist shows is redacted.
+    #[test]
+    fn a_skipped_layers_urls_print_redacted() {
+        let mut d = Descriptor::new(
+            "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+            Digest::of(Algorithm::Sha256, b"x"),
+            1,
+        );
+        d.urls = vec![
+            "https://acct.blob.core.windows.net/l/x?sv=2020&sig=s3cret".into(),
+            "https://user:hunter2@mirror.example/l/x".into(),
+        ];
+        let shown = skip_reason(&d);
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("hunter2") && !shown.contains("user"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("https://acct.blob.core.windows.net/l/x?…")
+                && shown.contains("https://mirror.example/l/x"),
+            "{shown}"
+        );
+    }
+
     #[test]
     fn a_skipped_layers_urls_print_cut() {
         let mut d = Descriptor::new(

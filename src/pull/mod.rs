@@ -480,21 +480,26 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                     // An index's entry in unsigned schema 1 fails as that entry, as a
                     // signed one does when it is fetched: it is no malformed manifest
                     // that stops every platform's pull, only one dist does not pull.
+                    // One read back from the store (a worker run with `-o DIR` stores
+                    // any content that verifies) was reported `exists` already: its
+                    // failure is a line of its own, and it stays where it was put.
                     Err(e)
                         if desc.digest != top.digest && crate::image::schema1(&bytes).is_some() =>
                     {
-                        match self
+                        let held = self
                             .held
                             .iter()
-                            .position(|h| h.descriptor.digest == desc.digest)
-                        {
-                            Some(at) => {
-                                let held = self.held.remove(at);
-                                self.refused_entry(held, desc, e)?;
-                                continue;
+                            .position(|h| h.descriptor.digest == desc.digest);
+                        let outcome = match held {
+                            Some(at) => self.held.remove(at).outcome,
+                            None => {
+                                let mut o = Outcome::new(0, desc.digest.to_string());
+                                o.media_type = Some(desc.media_type.clone());
+                                o
                             }
-                            None => return Err(e),
-                        }
+                        };
+                        self.refused_entry(outcome, desc, e)?;
+                        continue;
                     }
                     parsed => parsed?,
                 };
@@ -641,10 +646,16 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
             .map(drop)
     }
 
-    /// Reports a manifest fetched for an index's entry and refused (unsigned schema 1) as
-    /// a failed object, with its platform, and drops it unstored: the worker counted it
-    /// finished without failing, as [`Self::store_held`] finds for one it cannot store.
-    fn refused_entry(&mut self, held: held::Held, entry: &Descriptor, why: Error) -> Result<()> {
+    /// Reports a manifest fetched for an index's entry, or found stored, and refused
+    /// (unsigned schema 1) as a failed object, with its platform; one fetched is dropped
+    /// unstored. The worker counted it finished without failing, as [`Self::store_held`]
+    /// finds for one it cannot store.
+    fn refused_entry(
+        &mut self,
+        mut outcome: Outcome,
+        entry: &Descriptor,
+        why: Error,
+    ) -> Result<()> {
         self.pulled.failed += 1;
         if let Some(p) = &self.opts.progress {
             p.failed_after_all();
@@ -653,7 +664,6 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
             Some(p) => why.with_note(format!("it is the index's entry for {p}")),
             None => why,
         };
-        let mut outcome = held.outcome;
         outcome.fail(why);
         self.line += 1;
         outcome.line = self.line;

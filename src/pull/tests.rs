@@ -927,6 +927,50 @@ async fn an_unsigned_schema1_entry_fails_as_that_entry() {
     );
 }
 
+/// An unsigned schema 1 entry already in the layout (a worker run with `-o DIR` stored
+/// it, as it stores any content that verifies) fails as that entry, as one fetched does:
+/// read back from the store, it stopped every platform's pull, naming no platform.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsigned_schema1_entry_already_stored_fails_as_that_entry() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let root = src.path();
+    let amd64 = serde_json::to_value(image(root, "amd64", None)).unwrap();
+    let schema1 = br#"{"schemaVersion":1,"name":"team/app","tag":"v1","architecture":"arm64","fsLayers":[],"history":[]}"#;
+    let s1 = put(
+        root,
+        "application/vnd.docker.distribution.manifest.v1+json",
+        schema1,
+    );
+    put(
+        dst.path(),
+        "application/vnd.docker.distribution.manifest.v1+json",
+        schema1,
+    );
+    let mut s1 = serde_json::to_value(s1).unwrap();
+    s1["platform"] = serde_json::json!({"os": "linux", "architecture": "arm64"});
+    tag_index_of_values(root, vec![amd64, s1.clone()]);
+
+    for platforms in [Platforms::All, arm64()] {
+        let all = platforms == Platforms::All;
+        let (r, lines) = run(root, dst.path(), platforms).await;
+        let pulled = r.unwrap_or_else(|e| panic!("all: {all}: {e} {lines:?}"));
+        assert_eq!(pulled.failed, 1, "all: {all}: {lines:?}");
+        assert_eq!(pulled.entry, None, "all: {all}: {lines:?}");
+        let failed: Vec<serde_json::Value> = lines
+            .iter()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|l| l["status"] == "error")
+            .collect();
+        assert_eq!(failed.len(), 1, "all: {all}: {lines:?}");
+        assert_eq!(failed[0]["object"], s1["digest"], "all: {all}: {lines:?}");
+        let said = failed[0]["error"].as_str().unwrap();
+        assert!(
+            said.contains("schema 1") && said.contains("linux/arm64"),
+            "all: {all}: {said}"
+        );
+    }
+}
+
 /// A manifest that lists one layer twice with two sizes cannot be right in both: each
 /// listing is fetched as it would be on its own, as the worker fetches such lines, so
 /// the wrong one fails and the layer is stored. By its digest alone the second listing

@@ -12,8 +12,10 @@ use crate::error::{Error, Result};
 use crate::hints::Hints;
 use crate::reference::Object;
 
-/// One unit of work read from the input.
+/// One unit of work read from the input ([`parse_line`]), or built by a caller
+/// ([`Job::new`]) to run with [`super::job::run`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Job {
     /// The object to fetch.
     pub object: Object,
@@ -23,6 +25,17 @@ pub struct Job {
     /// base layer), which a registry need not hold. dist does not fetch from them; its
     /// error says they are there when the registry has no such content.
     pub urls: Vec<String>,
+}
+
+impl Job {
+    /// A job for `object`, fetched as `hints` say, with no `urls`.
+    pub fn new(object: Object, hints: Hints) -> Job {
+        Job {
+            object,
+            hints,
+            urls: Vec::new(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -74,13 +87,9 @@ pub fn parse_line(line: &str) -> Option<Result<Job>> {
     } else {
         let mut words = trimmed.split_whitespace();
         let object = words.next().expect("line is not blank");
-        object.parse().and_then(|object| {
-            Ok(Job {
-                object,
-                hints: Hints::parse(words)?,
-                urls: Vec::new(),
-            })
-        })
+        object
+            .parse()
+            .and_then(|object| Ok(Job::new(object, Hints::parse(words)?)))
     })
 }
 
