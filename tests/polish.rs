@@ -3599,3 +3599,44 @@ fn a_missing_repository_is_not_said_to_lack_a_non_distributable_layer() {
         "{no_code}"
     );
 }
+
+/// A layer whose type alone marks it non-distributable (no `urls`) gets its note on the
+/// blob's `BLOB_UNKNOWN`, and not on a repository's `NAME_UNKNOWN`.
+#[test]
+fn a_missing_layer_of_a_non_distributable_type_is_said_to_be_one_only_for_its_blob() {
+    let reg = FakeRegistry::start();
+    let missing = support::cli::sha256(b"typed far away");
+    let typed = format!(
+        r#"{{"mediaType":"application/vnd.oci.image.layer.nondistributable.v1.tar","digest":"{missing}","size":8}}"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let repo = format!("{}/team/app", reg.host());
+    let args = ["fetch", &repo, "-", "-o", out.to_str().unwrap()];
+    let said = || {
+        let run = Dist::new().run(&args, format!("{typed}\n").as_bytes());
+        assert_eq!(run.status.code(), Some(1));
+        let lines = json_lines(&run.stdout);
+        let line = lines.iter().find(|l| l["line"] == 1).unwrap();
+        line["error"].as_str().unwrap().to_string()
+    };
+    let blob_unknown = said();
+    assert!(
+        blob_unknown.contains("BLOB_UNKNOWN")
+            && blob_unknown.contains("its media type marks a non-distributable layer"),
+        "{blob_unknown}"
+    );
+    reg.set_fault_for_every(
+        &missing,
+        Fault::Page {
+            status: 404,
+            content_type: "application/json",
+            body: r#"{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known to registry"}]}"#.into(),
+        },
+    );
+    let unknown_name = said();
+    assert!(
+        unknown_name.contains("NAME_UNKNOWN") && !unknown_name.contains("non-distributable"),
+        "{unknown_name}"
+    );
+}
