@@ -126,6 +126,9 @@ struct Inner {
     /// locator names, when a note tells them in `dist fetch`'s spelling
     /// ([`Error::with_api_url_note`]).
     api_url_meant: Option<(String, String)>,
+    /// The codes of the registry's OCI `errors` in the answer (`BLOB_UNKNOWN`,
+    /// `NAME_UNKNOWN`): which of the things a 404 may lack is missing.
+    codes: Vec<String>,
 }
 
 /// The crate's result type.
@@ -153,6 +156,7 @@ impl Error {
             registry_next: false,
             sent: None,
             api_url_meant: None,
+            codes: Vec::new(),
         }))
     }
 
@@ -230,6 +234,17 @@ impl Error {
     pub fn with_status(mut self, status: u16) -> Self {
         self.0.status = Some(status);
         self
+    }
+
+    /// Records the codes of the registry's OCI `errors` in the answer.
+    pub(crate) fn with_codes(mut self, codes: Vec<String>) -> Self {
+        self.0.codes = codes;
+        self
+    }
+
+    /// The codes of the registry's OCI `errors` in the answer, empty when it named none.
+    pub(crate) fn codes(&self) -> &[String] {
+        &self.0.codes
     }
 
     /// Records how the hosts asked before this error's host failed (the mirrors tried
@@ -409,6 +424,7 @@ impl Error {
             registry_next: self.0.registry_next,
             sent: self.0.sent,
             api_url_meant: self.0.api_url_meant.clone(),
+            codes: self.0.codes.clone(),
         }))
     }
 

@@ -86,26 +86,7 @@ pub(crate) fn without_bom(body: &[u8]) -> &[u8] {
 /// when it is no JSON or names none of them, so a caller that must not show the rest of a
 /// body (a token server's) can use it alone.
 pub(crate) fn json_error(body: &[u8]) -> Option<String> {
-    let body = without_bom(body);
-    #[derive(serde::Deserialize)]
-    struct Said {
-        #[serde(default)]
-        errors: Vec<OciError>,
-        #[serde(default)]
-        error: Option<String>,
-        #[serde(default)]
-        error_description: Option<String>,
-        #[serde(default)]
-        details: Option<String>,
-    }
-    #[derive(serde::Deserialize)]
-    struct OciError {
-        #[serde(default)]
-        code: Option<String>,
-        #[serde(default)]
-        message: Option<String>,
-    }
-    let said = serde_json::from_slice::<Said>(body).ok()?;
+    let said = said(body)?;
     let pair = |code: Option<String>, message: Option<String>| {
         let parts: Vec<String> = [code, message]
             .into_iter()
@@ -127,6 +108,41 @@ pub(crate) fn json_error(body: &[u8]) -> Option<String> {
         said.details.filter(|d| !d.is_empty())?
     };
     Some(one_line(&all))
+}
+
+/// The codes of a registry's OCI `errors` in `body` (`BLOB_UNKNOWN`, `NAME_UNKNOWN`), in
+/// order; empty for a body that is no JSON or names none.
+pub(crate) fn error_codes(body: &[u8]) -> Vec<String> {
+    said(body)
+        .map(|s| s.errors.into_iter().filter_map(|e| e.code).collect())
+        .unwrap_or_default()
+}
+
+/// A JSON error `body` read into the fields [`json_error`] and [`error_codes`] look at.
+fn said(body: &[u8]) -> Option<Said> {
+    serde_json::from_slice(without_bom(body)).ok()
+}
+
+/// The fields of a registry's, an OAuth2 token server's or Docker Hub's error body.
+#[derive(serde::Deserialize)]
+struct Said {
+    #[serde(default)]
+    errors: Vec<OciError>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    error_description: Option<String>,
+    #[serde(default)]
+    details: Option<String>,
+}
+
+/// One of a registry's OCI `errors`.
+#[derive(serde::Deserialize)]
+struct OciError {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
 }
 
 /// `text` on one line of at most [`MAX_SHOWN`] characters, ending in `…` when cut.

@@ -3561,3 +3561,82 @@ fn a_missing_layer_whose_descriptor_lists_urls_is_said_to_be_non_distributable()
         "{said}"
     );
 }
+
+/// The note on a non-distributable layer is for the blob's own 404 (`BLOB_UNKNOWN`, or a
+/// 404 that names no code): a repository that does not exist (`NAME_UNKNOWN`) holds no
+/// blob at all, and "a registry need not hold" it sent the reader after the wrong cause.
+#[test]
+fn a_missing_repository_is_not_said_to_lack_a_non_distributable_layer() {
+    let reg = FakeRegistry::start();
+    let missing = support::cli::sha256(b"far away");
+    let foreign = format!(
+        r#"{{"mediaType":"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip","digest":"{missing}","size":8,"urls":["https://far.example/layer"]}}"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let repo = format!("{}/team/gone", reg.host());
+    let args = ["fetch", &repo, "-", "-o", out.to_str().unwrap()];
+    let said = |fault: Fault| {
+        reg.set_fault_for_every(&missing, fault);
+        let run = Dist::new().run(&args, format!("{foreign}\n").as_bytes());
+        assert_eq!(run.status.code(), Some(1));
+        let lines = json_lines(&run.stdout);
+        let line = lines.iter().find(|l| l["line"] == 1).unwrap();
+        line["error"].as_str().unwrap().to_string()
+    };
+    let unknown_name = said(Fault::Page {
+        status: 404,
+        content_type: "application/json",
+        body: r#"{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known to registry"}]}"#.into(),
+    });
+    assert!(
+        unknown_name.contains("NAME_UNKNOWN") && !unknown_name.contains("non-distributable"),
+        "{unknown_name}"
+    );
+    let no_code = said(Fault::Status(404));
+    assert!(
+        no_code.contains("404") && no_code.contains("non-distributable"),
+        "{no_code}"
+    );
+}
+
+/// A layer whose type alone marks it non-distributable (no `urls`) gets its note on the
+/// blob's `BLOB_UNKNOWN`, and not on a repository's `NAME_UNKNOWN`.
+#[test]
+fn a_missing_layer_of_a_non_distributable_type_is_said_to_be_one_only_for_its_blob() {
+    let reg = FakeRegistry::start();
+    let missing = support::cli::sha256(b"typed far away");
+    let typed = format!(
+        r#"{{"mediaType":"application/vnd.oci.image.layer.nondistributable.v1.tar","digest":"{missing}","size":8}}"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let repo = format!("{}/team/app", reg.host());
+    let args = ["fetch", &repo, "-", "-o", out.to_str().unwrap()];
+    let said = || {
+        let run = Dist::new().run(&args, format!("{typed}\n").as_bytes());
+        assert_eq!(run.status.code(), Some(1));
+        let lines = json_lines(&run.stdout);
+        let line = lines.iter().find(|l| l["line"] == 1).unwrap();
+        line["error"].as_str().unwrap().to_string()
+    };
+    let blob_unknown = said();
+    assert!(
+        blob_unknown.contains("BLOB_UNKNOWN")
+            && blob_unknown.contains("its media type marks a non-distributable layer"),
+        "{blob_unknown}"
+    );
+    reg.set_fault_for_every(
+        &missing,
+        Fault::Page {
+            status: 404,
+            content_type: "application/json",
+            body: r#"{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known to registry"}]}"#.into(),
+        },
+    );
+    let unknown_name = said();
+    assert!(
+        unknown_name.contains("NAME_UNKNOWN") && !unknown_name.contains("non-distributable"),
+        "{unknown_name}"
+    );
+}

@@ -171,6 +171,12 @@ fn json_kind(bytes: &[u8]) -> Option<&'static str> {
     }
 }
 
+/// What a descriptor's `size` must be, in the words every refusal of one uses: a line of
+/// `dist fetch -` as a manifest's entry.
+pub(crate) fn size_rule() -> String {
+    format!("a byte count from 0 to {} (an int64)", i64::MAX)
+}
+
 /// A descriptor's `size`: a byte count the spec types int64, so one past the largest
 /// int64 is refused as a negative one is. Taken as a `u64`, such a size failed later and
 /// elsewhere (an index entry for another platform spoiled the whole pull as more than
@@ -184,7 +190,7 @@ where
     impl serde::de::Visitor<'_> for ByteCount {
         type Value = u64;
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            write!(f, "a byte count from 0 to {} (an int64)", i64::MAX)
+            f.write_str(&size_rule())
         }
         fn visit_u64<E: serde::de::Error>(self, n: u64) -> std::result::Result<u64, E> {
             match i64::try_from(n) {

@@ -950,7 +950,7 @@ async fn status_error(transport: &Transport, reply: &mut transport::Reply, mirro
         msg.push_str(": ");
         msg.push_str(&detail);
     }
-    let e = Error::new(kind, msg);
+    let e = Error::new(kind, msg).with_codes(server_text::error_codes(&body));
     let e = match &reply.redirected_by {
         Some(from) => e.with_note(transport::redirected_by(from)),
         None => e,

@@ -164,7 +164,8 @@ pub(super) fn classify_client_error(
             ErrorKind::Protocol,
             format!(
                 "the response's head is too large (more than {max_fields} header fields, or \
-                 more than {MAX_RESPONSE_HEAD_BYTES} bytes)"
+                 more than {})",
+                crate::plural::Bytes(MAX_RESPONSE_HEAD_BYTES as u64)
             ),
         );
     }

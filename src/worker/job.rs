@@ -65,19 +65,22 @@ pub async fn run(
     if let Err(e) = result {
         tally.failed();
         // A 404 for a layer kept at its `urls`, or whose type marks it as one a registry
-        // need not hold, reads as a registry that lost it.
+        // need not hold, reads as a registry that lost it. Only the blob's own 404: a
+        // repository that does not exist (`NAME_UNKNOWN`) has a cause of its own.
+        let blob_missing = e.kind() == ErrorKind::NotFound
+            && (e.codes().is_empty() || e.codes().iter().any(|c| c == "BLOB_UNKNOWN"));
         let non_distributable = job
             .hints
             .media_types
             .first()
             .is_some_and(|t| crate::media::is_non_distributable(t));
-        let e = match e.kind() {
-            ErrorKind::NotFound if !job.urls.is_empty() => e.with_note(format!(
+        let e = match blob_missing {
+            true if !job.urls.is_empty() => e.with_note(format!(
                 "its descriptor lists urls ({}): a non-distributable layer, which a registry \
                  need not hold; dist fetches nothing from urls (dist pull skips such layers)",
                 crate::image::urls_shown(&job.urls)
             )),
-            ErrorKind::NotFound if non_distributable => e.with_note(
+            true if non_distributable => e.with_note(
                 "its media type marks a non-distributable layer, which a registry need not \
                  hold, and its descriptor lists no urls where it is kept",
             ),

@@ -183,21 +183,18 @@ fn parse_descriptor(line: &str) -> Result<Job> {
     })
 }
 
-/// A descriptor's `size` as a byte count: the spec's is an int64, so past it no content
-/// has that size, and a sign, a fraction or a string is none.
+/// A descriptor's `size` as a byte count (see [`crate::image::size_rule`]): past the
+/// spec's int64 no content has that size, and a sign, a fraction or a string is none.
 fn descriptor_size(size: &serde_json::Value) -> Result<u64> {
-    match size.as_u64() {
-        Some(n) if i64::try_from(n).is_ok() => Ok(n),
-        Some(n) => Err(Error::invalid(format!(
-            "descriptor \"size\" {n} is past the largest int64, {}",
-            i64::MAX
-        ))),
-        None => Err(Error::invalid(format!(
-            "descriptor \"size\" {} is no byte count: a whole number from 0 to {}",
-            crate::server_text::cut_to(size.to_string(), 40),
-            i64::MAX
-        ))),
-    }
+    size.as_u64()
+        .filter(|n| i64::try_from(*n).is_ok())
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "descriptor \"size\" {} is not {}",
+                crate::server_text::cut_to(size.to_string(), 40),
+                crate::image::size_rule()
+            ))
+        })
 }
 
 #[cfg(test)]
@@ -317,8 +314,10 @@ mod tests {
             let e = e.to_string();
             // Shown as JSON reads it back (`1e3` as `1000.0`).
             assert!(e.starts_with("descriptor \"size\" "), "{size}: {e}");
+            // In the words a manifest's descriptor is refused with.
             assert!(
-                e.contains("9223372036854775807") && !e.contains("u64"),
+                e.contains("a byte count from 0 to 9223372036854775807 (an int64)")
+                    && !e.contains("u64"),
                 "{size}: {e}"
             );
         }
