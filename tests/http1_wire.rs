@@ -294,12 +294,9 @@ fn a_redirect_to_an_unencoded_location_is_followed_encoded() {
 /// reads as corruption.
 #[test]
 fn a_gzip_transfer_coding_is_undone() {
-    use std::io::Write as _;
     let data = bytes(17, 50_000);
     let digest = sha256(&data);
-    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gzip.write_all(&data).unwrap();
-    let coded = gzip.finish().unwrap();
+    let coded = gzip(&data);
     let raw = Raw::start(move |_, _| {
         let fields = ["Transfer-Encoding: gzip, chunked".to_string()];
         Answer::keep(with_body(head("200 OK", &fields), &chunked(&coded, 4000)))
@@ -611,29 +608,41 @@ fn interim_answers_without_end_are_cut_off() {
     assert_eq!(asked, 1, "asked again: {:?}", raw.seen());
 }
 
-/// A registry's error coded although dist asked for `identity` (a proxy or CDN that gzips
-/// JSON whatever it is asked) is read decoded, as a token server's is: its coded bytes
-/// were shown as the registry's words, a line of replacement characters.
-#[test]
-fn a_gzip_coded_error_body_is_shown_decoded() {
-    use std::io::Write;
-    let digest = sha256(&bytes(27, 3000));
-    let said = br#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry"}]}"#;
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(said).unwrap();
-    let coded = gz.finish().unwrap();
+/// What `dist fetch` says of a blob's 404 whose body is `body`, labelled
+/// `Content-Encoding: gzip` and `content_type`.
+fn fails_with_a_404_labelled_gzip(seed: u64, content_type: &str, body: Vec<u8>) -> String {
+    let digest = sha256(&bytes(seed, 3000));
+    let content_type = format!("Content-Type: {content_type}");
     let raw = Raw::start(move |req, _| {
         if req.line().contains("/tags/list") {
             return no_tags();
         }
         let fields = [
-            "Content-Type: application/json".to_string(),
+            content_type.clone(),
             "Content-Encoding: gzip".to_string(),
-            format!("Content-Length: {}", coded.len()),
+            format!("Content-Length: {}", body.len()),
         ];
-        Answer::keep(with_body(head("404 Not Found", &fields), &coded))
+        Answer::keep(with_body(head("404 Not Found", &fields), &body))
     });
-    let err = Dist::new().fails(1, &["fetch", &raw.repo(), &digest], b"");
+    Dist::new().fails(1, &["fetch", &raw.repo(), &digest], b"")
+}
+
+fn gzip(plain: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(plain).unwrap();
+    gz.finish().unwrap()
+}
+
+const BLOB_UNKNOWN: &[u8] =
+    br#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry"}]}"#;
+
+/// A registry's error coded although dist asked for `identity` (a proxy or CDN that gzips
+/// JSON whatever it is asked) is read decoded, as a token server's is: its coded bytes
+/// were shown as the registry's words, a line of replacement characters.
+#[test]
+fn a_gzip_coded_error_body_is_shown_decoded() {
+    let err = fails_with_a_404_labelled_gzip(27, "application/json", gzip(BLOB_UNKNOWN));
     assert!(
         err.contains("BLOB_UNKNOWN: blob unknown to registry"),
         "{err}"
@@ -645,20 +654,7 @@ fn a_gzip_coded_error_body_is_shown_decoded() {
 /// as gzip, it did not decode and the registry's words were lost.
 #[test]
 fn an_error_labelled_gzip_but_plain_is_shown_as_it_came() {
-    let digest = sha256(&bytes(28, 3000));
-    let said = br#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry"}]}"#;
-    let raw = Raw::start(move |req, _| {
-        if req.line().contains("/tags/list") {
-            return no_tags();
-        }
-        let fields = [
-            "Content-Type: application/json".to_string(),
-            "Content-Encoding: gzip".to_string(),
-            format!("Content-Length: {}", said.len()),
-        ];
-        Answer::keep(with_body(head("404 Not Found", &fields), said))
-    });
-    let err = Dist::new().fails(1, &["fetch", &raw.repo(), &digest], b"");
+    let err = fails_with_a_404_labelled_gzip(28, "application/json", BLOB_UNKNOWN.to_vec());
     assert!(
         err.contains("BLOB_UNKNOWN: blob unknown to registry"),
         "{err}"
@@ -669,24 +665,8 @@ fn an_error_labelled_gzip_but_plain_is_shown_as_it_came() {
 /// as the same page sent plain does: past the limit it showed nothing.
 #[test]
 fn a_long_coded_error_page_shows_its_start() {
-    use std::io::Write;
-    let digest = sha256(&bytes(29, 3000));
     let mut page = b"Service Unavailable: the backend is being upgraded\n".to_vec();
     page.extend(std::iter::repeat_n(b'.', 200 << 10));
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(&page).unwrap();
-    let coded = gz.finish().unwrap();
-    let raw = Raw::start(move |req, _| {
-        if req.line().contains("/tags/list") {
-            return no_tags();
-        }
-        let fields = [
-            "Content-Type: text/plain".to_string(),
-            "Content-Encoding: gzip".to_string(),
-            format!("Content-Length: {}", coded.len()),
-        ];
-        Answer::keep(with_body(head("404 Not Found", &fields), &coded))
-    });
-    let err = Dist::new().fails(1, &["fetch", &raw.repo(), &digest], b"");
+    let err = fails_with_a_404_labelled_gzip(29, "text/plain", gzip(&page));
     assert!(err.contains("the backend is being upgraded"), "{err}");
 }

@@ -88,6 +88,12 @@ async fn run(src: &Path, dst: &Path, platforms: Platforms) -> (Result<Pulled>, V
     (r, lines)
 }
 
+/// The error of the last line a pull reported.
+fn last_error(lines: &[String]) -> String {
+    let last: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    last["error"].as_str().unwrap().to_string()
+}
+
 fn statuses(lines: &[String]) -> Vec<String> {
     lines
         .iter()
@@ -760,8 +766,7 @@ async fn a_size_past_int64_is_an_entry_dist_cannot_fetch() {
     let dst = tempfile::tempdir().unwrap();
     let (r, lines) = run(src.path(), dst.path(), arm64()).await;
     assert_eq!(r.unwrap().failed, 1, "{lines:?}");
-    let last: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
-    let said = last["error"].as_str().unwrap();
+    let said = last_error(&lines);
     assert!(
         said.contains("9223372036854775808") && said.contains("linux/arm64"),
         "{said}"
@@ -919,8 +924,7 @@ async fn an_unsigned_schema1_entry_fails_as_that_entry() {
     let dst = tempfile::tempdir().unwrap();
     let (r, lines) = run(root, dst.path(), arm64()).await;
     assert_eq!(r.unwrap().failed, 1, "{lines:?}");
-    let last: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
-    let said = last["error"].as_str().unwrap();
+    let said = last_error(&lines);
     assert!(
         said.contains("schema 1") && said.contains("linux/arm64"),
         "{said}"
