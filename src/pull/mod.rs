@@ -656,15 +656,26 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
         entry: &Descriptor,
         why: Error,
     ) -> Result<()> {
+        let why = match &entry.platform {
+            Some(p) => why.with_note(entry_note(p)),
+            None => why,
+        };
+        self.fail_after_all(&mut outcome, why);
+        self.report(outcome)
+    }
+
+    /// Fails `outcome`, an object the worker counted finished without failing: the
+    /// progress's summary said "0 failed" beside its error line.
+    fn fail_after_all(&mut self, outcome: &mut Outcome, why: Error) {
         self.pulled.failed += 1;
         if let Some(p) = &self.opts.progress {
             p.failed_after_all();
         }
-        let why = match &entry.platform {
-            Some(p) => why.with_note(format!("it is the index's entry for {p}")),
-            None => why,
-        };
         outcome.fail(why);
+    }
+
+    /// Reports `outcome` as the pull's next line.
+    fn report(&mut self, mut outcome: Outcome) -> Result<()> {
         self.line += 1;
         outcome.line = self.line;
         (self.on_event)(Event::Object(outcome))
@@ -683,7 +694,7 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
             error = error.with_url(url);
         }
         if let Some(p) = &entry.platform {
-            error = error.with_note(format!("it is the index's entry for {p}"));
+            error = error.with_note(entry_note(p));
         }
         let mut outcome = Outcome::new(self.line, object);
         outcome.media_type = Some(entry.media_type).filter(|t| !t.is_empty());
@@ -742,19 +753,9 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                     self.pulled.fetched += 1;
                     outcome.path = Some(path);
                 }
-                Err(e) => {
-                    self.pulled.failed += 1;
-                    // The worker counted it finished without failing: the summary said
-                    // "0 failed" beside its error line.
-                    if let Some(p) = &self.opts.progress {
-                        p.failed_after_all();
-                    }
-                    outcome.fail(e.with_object(&held.descriptor.digest));
-                }
+                Err(e) => self.fail_after_all(&mut outcome, e.with_object(&held.descriptor.digest)),
             }
-            self.line += 1;
-            outcome.line = self.line;
-            (self.on_event)(Event::Object(outcome))?;
+            self.report(outcome)?;
         }
         Ok(())
     }
@@ -822,12 +823,9 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
             // taken and dropped left its line `"error": null` and stderr silent.
             let platform = index.and_then(|i| descs.get(i)?.platform.as_ref());
             if let Some(p) = platform {
-                let note = format!("it is the index's entry for {p}");
-                outcome.error = outcome.error.take().map(|e| e.with_note(note));
+                outcome.error = outcome.error.take().map(|e| e.with_note(entry_note(p)));
             }
-            self.line += 1;
-            outcome.line = self.line;
-            (self.on_event)(Event::Object(outcome))?;
+            self.report(outcome)?;
         }
         Ok(stored)
     }
@@ -843,6 +841,12 @@ impl<F> Drop for Walk<'_, F> {
             p.unreported(n as u64);
         }
     }
+}
+
+/// The note on an index entry's error naming its platform: a digest alone does not say
+/// which of an index's images failed, nor so which `--platform` still pulls.
+fn entry_note(platform: &Platform) -> String {
+    format!("it is the index's entry for {platform}")
 }
 
 /// Where a worker run puts what it fetches.
