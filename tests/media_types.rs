@@ -10,6 +10,8 @@ use support::fake::{FakeRegistry, Fault};
 
 const OCI: &str = "application/vnd.oci.image.manifest.v1+json";
 const SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
+/// A signed Docker schema 1 manifest, as a registry serves it.
+const SIGNED_SCHEMA1: &str = r#"{"schemaVersion":1,"name":"team/app","tag":"v1","architecture":"amd64","fsLayers":[],"history":[],"signatures":[{"header":{"alg":"ES256"},"signature":"c2ln","protected":"cHJv"}]}"#;
 
 fn repo(reg: &FakeRegistry) -> String {
     format!("{}/team/app", reg.host())
@@ -104,7 +106,7 @@ fn a_tag_hinted_in_two_spellings_is_fetched_once() {
 #[test]
 fn a_schema1_label_in_another_case_is_refused_on_the_header() {
     let reg = FakeRegistry::start();
-    let signed = r#"{"schemaVersion":1,"name":"team/app","tag":"v1","architecture":"amd64","fsLayers":[],"history":[],"signatures":[{"header":{"alg":"ES256"},"signature":"c2ln","protected":"cHJv"}]}"#;
+    let signed = SIGNED_SCHEMA1;
     reg.manifest(
         "team/app",
         "v1",
@@ -139,7 +141,7 @@ fn a_schema1_label_in_another_case_is_refused_on_the_header() {
 #[test]
 fn a_schema1_manifest_asked_for_by_digest_is_refused_as_schema1_not_as_unknown() {
     let reg = FakeRegistry::start();
-    let signed = r#"{"schemaVersion":1,"name":"team/app","tag":"v1","architecture":"amd64","fsLayers":[],"history":[],"signatures":[{"header":{"alg":"ES256"},"signature":"c2ln","protected":"cHJv"}]}"#;
+    let signed = SIGNED_SCHEMA1;
     let digest = reg.manifest("team/app", "v1", SCHEMA1, signed);
     let dist = Dist::new();
     let err = dist.fails(1, &["fetch", &repo(&reg), &digest], b"");
@@ -157,7 +159,7 @@ fn a_schema1_manifest_asked_for_by_digest_is_refused_as_schema1_not_as_unknown()
 #[test]
 fn a_schema1_manifest_asked_for_by_digest_is_no_fallback() {
     let reg = FakeRegistry::start();
-    let signed = r#"{"schemaVersion":1,"name":"team/app","tag":"v1","architecture":"amd64","fsLayers":[],"history":[],"signatures":[{"header":{"alg":"ES256"},"signature":"c2ln","protected":"cHJv"}]}"#;
+    let signed = SIGNED_SCHEMA1;
     let digest = reg.manifest("team/app", "v1", SCHEMA1, signed);
     let dist = Dist::new();
     let dir = tempfile::tempdir().unwrap();
@@ -231,7 +233,7 @@ fn a_manifest_declaring_its_type_in_another_case_is_pulled() {
 #[test]
 fn resolve_refuses_a_schema1_tag_from_its_head() {
     let reg = FakeRegistry::start();
-    let signed = r#"{"schemaVersion":1,"name":"team/app","tag":"v1","architecture":"amd64","fsLayers":[],"history":[],"signatures":[{"header":{"alg":"ES256"},"signature":"c2ln","protected":"cHJv"}]}"#;
+    let signed = SIGNED_SCHEMA1;
     reg.manifest("team/app", "v1", SCHEMA1, signed);
     let out = Dist::new().run(&["resolve", &format!("{}:v1", repo(&reg))], b"");
     let err = String::from_utf8_lossy(&out.stderr);
