@@ -172,9 +172,10 @@ fn parse_descriptor(line: &str) -> Result<Job> {
         .urls
         .as_ref()
         .and_then(|u| u.as_array())
-        .map(|u| u.iter().filter_map(|u| u.as_str()).map(str::to_string))
         .into_iter()
         .flatten()
+        .filter_map(|u| u.as_str())
+        .map(str::to_string)
         .collect();
     Ok(Job {
         object,
