@@ -24,11 +24,14 @@ Environment:
   XDG_CONFIG_HOME        also holds containers/certs.d/<host>/: a registry's CAs (*.crt)
                          and client certificate (*.cert with its *.key), as do
                          /etc/containers/certs.d and /etc/docker/certs.d, asked after it
-  SSL_CERT_FILE          a PEM file of CAs trusted instead of the system's store
+  SSL_CERT_FILE, SSL_CERT_DIR
+                         a PEM file of CAs, or a folder of them, trusted instead of the
+                         system's store
   DIST_HOSTS_DIR         as --hosts-dir
   DIST_FETCH_TIMEOUT     as --timeout
   RUST_LOG               log filter, overriding -v (e.g. dist=debug)
   NO_COLOR               set and not empty: no colour in log lines on a terminal
+  TMPDIR                 where the worker's frames of objects past 1 MiB wait (else /tmp)
 
 Exit status:
   0        everything fetched and verified

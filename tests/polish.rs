@@ -1181,13 +1181,24 @@ fn completions_and_manual_come_from_the_real_options() {
     }
     let man = String::from_utf8(dist.ok(&["man"])).unwrap();
     assert!(man.contains(".TH dist 1"));
-    // The environment the tool reads is documented where users look for it.
+    // The environment the tool reads is documented where users look for it: every
+    // variable README says dist reads, `SSL_CERT_DIR` beside `SSL_CERT_FILE` and the
+    // `TMPDIR` that framed output spools to among them.
     let help = String::from_utf8(dist.ok(&["--help"])).unwrap();
     for name in [
         "HTTPS_PROXY",
         "NO_PROXY",
         "REGISTRY_AUTH_FILE",
         "DOCKER_CONFIG",
+        "XDG_RUNTIME_DIR",
+        "XDG_CONFIG_HOME",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "TMPDIR",
+        "DIST_HOSTS_DIR",
+        "DIST_FETCH_TIMEOUT",
+        "RUST_LOG",
+        "NO_COLOR",
     ] {
         assert!(help.contains(name), "--help names {name}");
         assert!(man.contains(name), "the manual names {name}");
