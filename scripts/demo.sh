@@ -30,7 +30,19 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 5077)
+# A free port: the kernel's pick where python3 is installed; otherwise a random one nothing
+# answers on (a fresh Debian often lacks python3, and a fixed port could be another server's).
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null && return
+  local p
+  for _ in $(seq 50); do
+    p=$((20000 + RANDOM % 40000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
+  done
+  echo "no free port found on 127.0.0.1" >&2
+  return 1
+}
+port=$(free_port)
 cat >"$work/config.yml" <<YML
 version: 0.1
 log: {level: warn, accesslog: {disabled: true}}
@@ -40,7 +52,17 @@ health: {storagedriver: {enabled: false}}
 YML
 docker-registry serve "$work/config.yml" >"$work/registry.log" 2>&1 &
 pid=$!
-for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/v2/" && break; sleep 0.1; done
+for _ in $(seq 100); do
+  # A registry that exited (port taken after all, bad config) must not leave us talking to
+  # whatever else answers there.
+  if ! kill -0 "$pid" 2>/dev/null; then
+    echo "docker-registry exited at start:" >&2
+    cat "$work/registry.log" >&2
+    exit 1
+  fi
+  curl -sf -o /dev/null "http://127.0.0.1:$port/v2/" && break
+  sleep 0.1
+done
 reg=http://127.0.0.1:$port
 repo=demo/app
 
