@@ -14,7 +14,13 @@ for spec in "$@"; do
 done
 [ ${#need[@]} -gt 0 ] || exit 0
 sudo=""
-[ "$(id -u)" -eq 0 ] || sudo=sudo
+if [ "$(id -u)" -ne 0 ]; then
+  if ! command -v sudo >/dev/null; then
+    echo "missing: ${need[*]}; install them as root (apt-get install ${need[*]}): not root, and no sudo here" >&2
+    exit 1
+  fi
+  sudo=sudo
+fi
 echo "installing: ${need[*]}"
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
