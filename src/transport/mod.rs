@@ -105,8 +105,8 @@ use limit::LimitedConnector;
 use pauses::Pauses;
 use proxy::{Proxies, ProxyConnector};
 pub(crate) use redirect::redirected_by;
-pub use redirect::resolve;
 use redirect::{is_redirect, location_text, Origin};
+pub use redirect::{resolve, Redirects};
 use refusal::{RefusalConnector, Refusals};
 
 /// How many header fields an HTTP/1.1 response may have. hyper's default, 100, is met by
@@ -396,8 +396,9 @@ pub struct Reply {
     pub url: Uri,
     /// Whether the answer came from the origin the request was addressed to.
     pub same_origin: bool,
-    /// The URL the request was addressed to, when a redirect led it to another origin.
-    pub redirected_by: Option<Uri>,
+    /// The redirects that led the request to another origin: the URL it was addressed
+    /// to, and the last hop.
+    pub redirected_by: Option<Redirects>,
 }
 
 impl std::fmt::Debug for Reply {
@@ -409,7 +410,10 @@ impl std::fmt::Debug for Reply {
             .field("headers", &AnswerHeaders(self.response.headers()))
             .field("url", &redact(&self.url))
             .field("same_origin", &self.same_origin)
-            .field("redirected_by", &self.redirected_by.as_ref().map(redact))
+            .field(
+                "redirected_by",
+                &self.redirected_by.as_ref().map(redirected_by),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -756,8 +760,9 @@ impl Transport {
         // work outside hashing.
         let mut origin = None;
         let mut same_origin = true;
-        // The URL the request was addressed to, once a redirect leaves its origin.
-        let mut addressed: Option<Uri> = None;
+        // The redirects followed, once one leaves the origin: the URL the request was
+        // addressed to, and the last hop.
+        let mut chain: Option<Redirects> = None;
         for _ in 0..=MAX_REDIRECTS {
             let response = self.send_once(&req, same_origin).await.map_err(|e| {
                 let e = match (same_origin, e.kind()) {
@@ -767,8 +772,8 @@ impl Transport {
                     }
                     _ => e,
                 };
-                match (same_origin, &addressed) {
-                    (false, Some(from)) => e.with_note(redirected_by(from)),
+                match (same_origin, &chain) {
+                    (false, Some(chain)) => e.with_note(redirected_by(chain)),
                     _ => e,
                 }
             })?;
@@ -777,7 +782,7 @@ impl Transport {
                 return Ok(Reply {
                     response,
                     url: req.url,
-                    redirected_by: addressed.filter(|_| !same_origin),
+                    redirected_by: chain.filter(|_| !same_origin),
                     same_origin,
                 });
             }
@@ -805,7 +810,13 @@ impl Transport {
             }
             tracing::debug!(from = %redact(&req.url), to = %redact(&next), status = status.as_u16(), "redirect");
             let origin = origin.get_or_insert_with(|| Origin::of(&req.url));
-            addressed.get_or_insert_with(|| req.url.clone());
+            let chain = chain.get_or_insert_with(|| Redirects {
+                addressed: req.url.clone(),
+                last_hop: req.url.clone(),
+                count: 0,
+            });
+            chain.last_hop = req.url.clone();
+            chain.count += 1;
             same_origin = Origin::of(&next) == *origin;
             if !same_origin {
                 if let Some(until) = self.pauses.until(&next) {
