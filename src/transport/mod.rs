@@ -423,9 +423,23 @@ impl Transport {
     ///
     /// Reads the CA files and the client identity at once, blocking (a few KB each); the
     /// system's roots are read at the first TLS handshake. Fails with
-    /// [`ErrorKind::InvalidInput`] for a file that does not parse or a key that does not
-    /// match its certificate, and with [`ErrorKind::Io`] for one that cannot be read.
+    /// [`ErrorKind::InvalidInput`] for a timeout of zero, a file that does not parse or a
+    /// key that does not match its certificate, and with [`ErrorKind::Io`] for one that
+    /// cannot be read.
     pub fn new(opts: TransportOptions) -> Result<Transport> {
+        // Zero is refused, as on the command line: no timeout here means "off", and one of
+        // zero failed every request at its first wait, as though the registry had.
+        for (field, limit) in [
+            ("connect_timeout", opts.connect_timeout),
+            ("response_timeout", opts.response_timeout),
+            ("idle_timeout", opts.idle_timeout),
+        ] {
+            if limit.is_zero() {
+                return Err(Error::invalid(format!(
+                    "TransportOptions::{field} is zero, no time at all; a timeout must be longer"
+                )));
+            }
+        }
         let user_agent = opts
             .user_agent
             .as_deref()
@@ -1012,6 +1026,25 @@ pub(crate) fn bad_port(uri: &Uri) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A timeout of zero is refused, as on the command line (`--idle-timeout 0`), naming
+    /// the field: taken, every request failed at its first wait ("no response headers
+    /// within 0ns"), which reads as the registry failing, not as the option given.
+    #[test]
+    fn a_zero_timeout_is_refused_naming_its_field() {
+        for field in ["connect_timeout", "response_timeout", "idle_timeout"] {
+            let mut options = TransportOptions::default();
+            match field {
+                "connect_timeout" => options.connect_timeout = Duration::ZERO,
+                "response_timeout" => options.response_timeout = Duration::ZERO,
+                _ => options.idle_timeout = Duration::ZERO,
+            }
+            let e = Transport::new(options).expect_err(field);
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+            assert!(e.to_string().contains(field), "{e}");
+        }
+        assert!(Transport::new(TransportOptions::default()).is_ok());
+    }
 
     /// A request on its way carries the registry's credential and the host's configured
     /// headers (API keys); its `Debug` shows neither, nor a pre-signed URL's query.
