@@ -96,7 +96,9 @@ struct Inner {
     /// How long the server asked to be left alone (`Retry-After`), where that is not
     /// read off the response by the one who asked (a token server's answer).
     retry_after: Option<std::time::Duration>,
-    cause: Option<Cause>,
+    /// Shared, not owned: the same failure said again ([`Error::shared`]) keeps the chain
+    /// a caller walks with `source()`, which no cause can be copied for.
+    cause: Option<std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>>,
     /// How many attempts were made in a row before giving up, when retries were spent.
     attempts: u32,
     /// The failures in a row so far, when the content broke part-way and cannot be
@@ -167,7 +169,7 @@ impl Error {
 
     /// Attach the underlying cause.
     pub fn with_cause(mut self, cause: impl Into<Cause>) -> Self {
-        self.0.cause = Some(cause.into());
+        self.0.cause = Some(std::sync::Arc::from(cause.into()));
         self
     }
 
@@ -401,19 +403,17 @@ impl Error {
     /// The same failure, for another task that waited on the request that met it, or for
     /// a caller that asks a failed download again: everything a caller matches on (kind,
     /// status, `Retry-After`, object, URL, the [`restart`](Self::restart) mark, the hosts
-    /// tried first) and the same reason, with the cause's words in the message (a cause
-    /// cannot be copied).
+    /// tried first), the same message and reason, and the same cause under `source()`.
     pub(crate) fn shared(&self) -> Error {
-        let (message, notes_at) = self.said();
         Error(Box::new(Inner {
             kind: self.0.kind,
-            message,
-            notes_at,
+            message: self.0.message.clone(),
+            notes_at: self.0.notes_at,
             object: self.0.object.clone(),
             url: self.0.url.clone(),
             status: self.0.status,
             retry_after: self.0.retry_after,
-            cause: None,
+            cause: self.0.cause.clone(),
             attempts: self.0.attempts,
             restart: self.0.restart,
             ended_at_500: self.0.ended_at_500,
@@ -706,6 +706,27 @@ mod tests {
             "body interrupted: connection reset; it is the index's entry for linux/arm64; \
              more (gave up after 2 attempts) (tried first: http://m/v2/x: mirror answered 500)"
         );
+    }
+
+    /// A failure said again dropped its cause, keeping only its words: a library user
+    /// walking `source()` for the `io::Error` under it (to tell a reset from a refusal)
+    /// found nothing on the second waiter's copy.
+    #[test]
+    fn a_failure_said_again_keeps_its_source_chain() {
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        let e = Error::new(ErrorKind::Connect, "request failed")
+            .with_cause(reset)
+            .with_note("it is the index's entry for linux/arm64");
+        for again in [e.shared(), e.shared().shared()] {
+            let source = std::error::Error::source(&again).expect("the cause");
+            let io = source
+                .downcast_ref::<std::io::Error>()
+                .expect("an io::Error");
+            assert_eq!(io.kind(), std::io::ErrorKind::ConnectionReset);
+            assert_eq!(again.reason(), e.reason());
+            assert_eq!(again.message(), e.message());
+            assert_eq!(again.to_string(), e.to_string());
+        }
     }
 
     #[test]

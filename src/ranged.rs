@@ -651,6 +651,14 @@ async fn fetch_part(
             // Errors came back as errors: this is a success without the range.
             return Ok(None);
         }
+        // A part is spliced in as a resume is: its answer's `Docker-Content-Digest`
+        // follows the first answer's rule.
+        crate::registry::refuse_other_at(
+            address.as_ref(),
+            reply.response.headers(),
+            remote.host(host),
+        )
+        .map_err(|e| e.with_url(url))?;
         if crate::registry::is_coded(reply.response.headers()) {
             // A range of coded bytes (a CDN node that compresses): it continues no
             // content, and spliced in, it failed verification as corruption. One stream

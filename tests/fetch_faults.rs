@@ -3648,7 +3648,10 @@ fn a_batch_told_to_wait_longer_than_dist_waits_says_so_on_every_line() {
 
 /// A failure after two redirects (the registry to a second server, which sends it on to
 /// a blob store), and one of a resume whose request is redirected again, name the URL
-/// the request was addressed to once: each is one request's failure, said once.
+/// that redirected there once: each is one request's failure, said once. After the
+/// chain, that is its last hop, beside the registry's URL the request was addressed to:
+/// the registry's alone left one debugging a CDN unable to tell which of its hosts sent
+/// the request on.
 #[test]
 fn a_failure_after_redirects_names_the_url_that_redirected_there_once() {
     let reg = FakeRegistry::start();
@@ -3672,10 +3675,13 @@ fn a_failure_after_redirects_names_the_url_that_redirected_there_once() {
             location: format!("{}/cdn/{digest}?sig=s3cret", store.url()),
         },
     );
-    let said = format!("redirected there by {blob_url}");
+    let relayed = format!("{}/v2/team/app/blobs/{digest}", relay.url());
+    let chain = format!("redirected there by {relayed}, after a redirect from {blob_url}");
     let err = Dist::new().fails(1, &["--retries", "0", "fetch", &repo(&reg), &digest], b"");
-    assert_eq!(err.matches(&said).count(), 1, "{err}");
+    assert_eq!(err.matches(&chain).count(), 1, "{err}");
+    assert_eq!(err.matches("redirected there by").count(), 1, "{err}");
     assert!(!err.contains("s3cret"), "{err}");
+    let said = format!("redirected there by {blob_url}");
     // The relay serves the blob, breaks, and refuses the rest it is sent for again.
     relay.clear_faults();
     relay.push_fault(&digest, Fault::DropAfter(10_000));

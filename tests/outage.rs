@@ -781,3 +781,82 @@ async fn a_401_in_an_outage_is_answered_by_the_request_sent_for_all_alone() {
         "one token, then one renewed for all"
     );
 }
+
+/// ECR's answer to a password past its 12 hours is a 403, which dist answers by asking
+/// the credential helper again, as it answers a 401 by renewing a token. Met by the one
+/// request sent for all while the registry fails every request, its renewed password is
+/// the answer it brings back, not the registry's: taken for the registry answering, the
+/// 403 ended the outage, and every held task went at once, each with the expired
+/// password, to draw a 403 of its own (and then a 503 each).
+#[test]
+fn a_403_answered_with_renewed_credentials_in_an_outage_is_the_probe_s_alone() {
+    const N: u64 = 12;
+    let reg = FakeRegistry::builder()
+        .auth(support::fake::Auth::basic("robot", "first"))
+        .start();
+    reg.forbid_stale_basic();
+    let data = |seed: u64| bytes(seed, 3000);
+    let first = reg.blob("team/app", data(9600));
+    let blobs: Vec<String> = (9601..9601 + N)
+        .map(|seed| reg.blob("team/app", data(seed)))
+        .collect();
+    for d in std::iter::once(&first).chain(&blobs) {
+        reg.set_fault_for_every(d, Fault::Status(503));
+    }
+    // Failed twice in a row by its requests alone, the registry is in an outage; the
+    // third, the request sent for all, is held while the other objects come.
+    let held = Gate::default();
+    reg.push_fault(&first, Fault::Status(503));
+    reg.push_fault(&first, Fault::Status(503));
+    reg.push_fault(
+        &first,
+        Fault::HeldHead(held.clone(), Box::new(Fault::Status(503))),
+    );
+    let mut dist = Dist::new();
+    let secret = dist.config_dir().join("secret");
+    std::fs::write(&secret, "first").unwrap();
+    support::cli::rotating_helper(&mut dist, &secret);
+    let jobs = (N + 1).to_string();
+    let mut child = dist.start(&["--retries", "8", "fetch", &repo(&reg), "-", "-j", &jobs]);
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{first}").unwrap();
+    let failed = |d: &str| {
+        let path = format!("/blobs/{d}");
+        let requests = reg.requests();
+        let failed = requests.iter().filter(|r| r.path.ends_with(&path));
+        failed.filter(|r| r.status == 503).count()
+    };
+    support::wait::until("the request sent for all held", || failed(&first) >= 3);
+    for d in &blobs {
+        writeln!(stdin, "{d}").unwrap();
+    }
+    drop(stdin);
+    // The password expires while the only request on its way is the one sent for all.
+    std::fs::write(&secret, "second").unwrap();
+    reg.set_auth(support::fake::Auth::basic("robot", "second"));
+    let at = reg.requests().len();
+    held.open();
+    // The next request sent for all meets the 403, and is sent again with the password
+    // the helper hands out now; once that one has failed too, the registry is back.
+    let after_refusal = || {
+        let since = &reg.requests()[at..];
+        since
+            .iter()
+            .position(|r| r.status == 403)
+            .is_some_and(|i| since[i + 1..].iter().any(|r| r.status == 503))
+    };
+    support::wait::until("a 403, and a request after it", after_refusal);
+    reg.clear_faults();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(parse_frames(&out.stdout).len(), N as usize + 1, "{err}");
+    let refused = reg.requests()[at..]
+        .iter()
+        .filter(|r| r.status == 403)
+        .count();
+    assert_eq!(
+        refused, 1,
+        "blob requests refused with the expired password: {err}"
+    );
+}

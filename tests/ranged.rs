@@ -1267,3 +1267,29 @@ async fn a_416_to_the_rest_a_mirror_s_parts_handed_over_after_its_resume_confirm
     );
     assert!(e.to_string().contains(&said), "{e}");
 }
+
+/// The parts of a split download are spliced in as a resume is: one whose answer's
+/// `Docker-Content-Digest` names other content is refused before its bytes are added, as
+/// the first answer would be, said as the header disagreeing. Taken, a part of another
+/// object under this address was spliced in, caught only by the digest at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_whose_digest_header_names_other_content_is_refused_unread() {
+    let other = format!("sha256:{}", "ab".repeat(32));
+    let (reg, _, digest) = split_blob(
+        98,
+        3 << 20,
+        Fault::Header("docker-content-digest", other.clone()),
+        &[],
+    );
+    let remote = two_retries(&reg.host(), small_ranges());
+    let e = read_to_end(&remote, &digest).await.unwrap_err();
+    assert_eq!(e.kind(), dist::ErrorKind::DigestMismatch, "{e}");
+    let said = format!("Docker-Content-Digest header names {other}, not {digest} as asked");
+    assert!(e.to_string().contains(&said), "{e}");
+    assert!(
+        range_requests(&reg)
+            .iter()
+            .any(|r| r.ends_with(char::is_numeric)),
+        "parts were asked for"
+    );
+}

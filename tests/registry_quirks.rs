@@ -303,3 +303,44 @@ fn a_manifest_whose_header_names_other_content_is_decided_by_its_body_in_a_batch
     let stored = image.join("blobs/sha256").join(support::cli::hex(&digest));
     assert_eq!(std::fs::read(stored).unwrap(), manifest, "{err}");
 }
+
+/// A resume's answer (a `206` for the rest) follows the first answer's rule: a
+/// `Docker-Content-Digest` naming other content refuses it before its bytes are spliced
+/// onto what arrived, as the first answer's does. Taken, the bytes of whatever object the
+/// server (a cache holding another under this address) sent were appended to a partial
+/// of this one and caught only by the digest, after the whole transfer.
+#[test]
+fn a_resume_whose_digest_header_names_other_content_is_refused_as_a_first_answer_is() {
+    let reg = FakeRegistry::start();
+    let data = bytes(7, 300_000);
+    let digest = reg.blob("team/app", &data);
+    let other = format!("sha256:{}", "ab".repeat(32));
+    reg.push_fault(&digest, Fault::DropAfter(100_000));
+    reg.push_fault(
+        &digest,
+        Fault::Header("docker-content-digest", other.clone()),
+    );
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "the registry's Docker-Content-Digest header names {other}, not {digest} as asked"
+        )),
+        "{err}"
+    );
+    assert!(out.status.success(), "{err}");
+    assert_eq!(out.stdout, data);
+    assert!(!err.contains("did not verify"), "{err}");
+    assert!(
+        err.contains("Docker-Content-Digest header names other content; fetching once more"),
+        "{err}"
+    );
+    let ranged: Vec<_> = reg
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with(&digest))
+        .map(|r| r.range.clone())
+        .collect();
+    assert_eq!(ranged[1].as_deref(), Some("bytes=100000-"), "{ranged:?}");
+    assert_eq!(ranged.len(), 3, "{ranged:?}");
+}

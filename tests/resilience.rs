@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::cli::{
-    bytes, downloads_on_disk, json_lines, parse_frames, sha256, write_program, Dist,
+    bytes, downloads_on_disk, json_lines, parse_frames, rotating_helper, sha256, Dist,
 };
 use support::fake::{Auth, FakeRegistry, Fault, RandomFaults};
 use support::wait::exit_within;
@@ -303,29 +303,6 @@ fn a_failing_token_server_is_asked_again_once_per_backoff() {
         (1..=4).contains(&failed),
         "{failed} token requests in the second the token server failed"
     );
-}
-
-/// A credential helper that prints the password kept in `secret` (a cloud's helper hands
-/// out an access token that lasts an hour, and a fresh one when asked again), for every
-/// registry, as `credsStore`.
-fn rotating_helper(dist: &mut Dist, secret: &Path) {
-    let bin = dist.config_dir().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let helper = bin.join("docker-credential-rotating");
-    // Each run leaves a line in `helper-runs` beside the config, for tests to count.
-    let script = format!(
-        "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread server\necho run >> {}\nprintf '{{\"Username\":\"robot\",\"Secret\":\"%s\"}}' \"$(cat {})\"\n",
-        dist.config_dir().join("helper-runs").display(),
-        secret.display()
-    );
-    write_program(&helper, &script);
-    dist.docker_config(r#"{"credsStore":"rotating"}"#);
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    dist.env("PATH", &path);
 }
 
 /// Runs a batch of 30 slowed blobs from `reg` with credentials from a helper whose

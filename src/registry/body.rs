@@ -349,6 +349,11 @@ impl Resumable {
         if let Some(status) = again.status() {
             err = err.with_status(status);
         }
+        // Refused for its digest header, unread: no content that "did not verify".
+        if again.announced_other() {
+            err = err.announcing_other();
+            err = err.sized_by(again.sizing_mirror().map(str::to_string));
+        }
         // A size given that the registry contradicted, to be said so.
         if let Some((given, declared)) = again.sizes() {
             err = err.with_sizes(given, declared);
@@ -390,8 +395,9 @@ impl Resumable {
     }
 
     /// The content from the offset reached on, as far as this body knows it.
-    fn rest(&self) -> Rest<'static> {
+    fn rest(&self) -> Rest<'_> {
         Rest {
+            address: self.address.as_ref(),
             offset: self.offset,
             size: self.size,
             given: self.size_given,
@@ -437,6 +443,7 @@ impl Resumable {
     /// Left to the mirror, one broken cache would fail the object while the registry has
     /// it. `e` stands when the failing host is the registry, or no host is left.
     async fn hand_over(&mut self, e: Error) -> Result<bool> {
+        let earlier = std::mem::take(&mut self.earlier);
         let next = open_on_next_host(
             &self.remote,
             self.host,
@@ -444,7 +451,7 @@ impl Resumable {
             &self.headers,
             self.rest(),
             e,
-            std::mem::take(&mut self.earlier),
+            earlier,
         )
         .await?;
         let Some(next) = next else {
@@ -470,10 +477,13 @@ impl Resumable {
             ..self.rest()
         };
         let budget = resume_budget(remote, host, self.address.as_ref());
-        let resumes = (&mut self.resumes, budget);
+        // Counted apart and put back, failed or not: `rest` borrows the body.
+        let mut spent = self.resumes;
         let ranged = !self.whole;
-        let answer = open_at(remote, host, url, &self.headers, rest, ranged, resumes).await?;
-        self.carry_on(answer);
+        let retries = (&mut spent, budget);
+        let answer = open_at(remote, host, url, &self.headers, rest, ranged, retries).await;
+        self.resumes = spent;
+        self.carry_on(answer?);
         Ok(())
     }
 
@@ -627,6 +637,21 @@ pub(crate) fn whole_at(offset: u64, skip: u64) -> Option<u64> {
 
 /// The content's endpoint and digest, which address it on every host.
 pub(crate) type Address = (Endpoint, String);
+
+/// An answer from `host` carrying on the content at `address` (a resume's, a hand-over's,
+/// a part's) whose `Docker-Content-Digest` names other content, refused as a first answer
+/// is (see [`refuse_announced_other`](super::refuse_announced_other)).
+pub(crate) fn refuse_other_at(
+    address: Option<&Address>,
+    headers: &HeaderMap,
+    host: &Host,
+) -> Result<()> {
+    let Some((endpoint, Ok(asked))) = address.map(|(e, d)| (*e, d.parse())) else {
+        return Ok(());
+    };
+    let announced = super::announced_digest(headers);
+    super::refuse_announced_other(announced.as_ref(), endpoint, &asked, host)
+}
 
 /// How many failures in a row (breaks, and failed requests for the rest) a body from
 /// `host` is asked for again after: a mirror with a host after it gets a mirror's one
@@ -847,6 +872,7 @@ async fn open_at(
             )
             .await?;
         let h = reply.response.headers();
+        refuse_other_at(rest.address, h, remote.host(host)).map_err(|e| e.with_url(url))?;
         let version = reply.response.version();
         let codings = match rest.as_sent && coding::content_codings_only(h) {
             true => Vec::new(),
@@ -931,6 +957,10 @@ pub(crate) fn wrong_range(offset: u64, headers: &HeaderMap) -> Error {
 /// host `sized_by`.
 #[derive(Clone, Copy)]
 struct Rest<'a> {
+    /// The content's endpoint and digest, when it has them: an answer whose
+    /// `Docker-Content-Digest` names other content is refused as a first answer is (see
+    /// [`refuse_announced_other`](super::refuse_announced_other)).
+    address: Option<&'a Address>,
     offset: u64,
     size: Option<u64>,
     given: bool,
@@ -944,8 +974,9 @@ struct Rest<'a> {
 
 impl Rest<'_> {
     /// The rest of a split download's content from `offset` on.
-    fn at(source: &crate::ranged::Source, offset: u64) -> Rest<'static> {
+    fn at(source: &crate::ranged::Source, offset: u64) -> Rest<'_> {
         Rest {
+            address: source.address.as_ref(),
             offset,
             size: Some(source.total),
             given: source.total_given,

@@ -283,24 +283,34 @@ pub(crate) async fn decode_whole(
 /// The words of a reply read for them (an error's first bytes), its `codings` (as
 /// [`codings`] read them) undone: at most `limit` bytes, the decoded start of a body
 /// longer than that or cut where reading it stopped (a prefix), as a plain body's start is
-/// shown. A body that does not decode at all, like one labelled with a coding dist does
-/// not undo, is left as it came when it is text (a label on bytes a server did not code),
-/// and unread when not.
+/// shown. The codings are undone one at a time, the last applied first: where one does
+/// not decode at all (a label on bytes a server did not code, `gzip, gzip` on a body
+/// coded once, a coding dist does not undo), what the codings before it made of the body
+/// is shown when it is text, and nothing when not.
 pub(crate) async fn readable(body: Bytes, codings: Result<Vec<Coding>>, limit: usize) -> Bytes {
-    let as_came = |body: Bytes| {
-        if std::str::from_utf8(&body).is_ok() {
-            body
-        } else {
-            Bytes::new()
+    let mut body = body;
+    if let Ok(codings) = codings {
+        if codings.is_empty() {
+            return body;
         }
-    };
-    let codings = match codings {
-        Ok(codings) if codings.is_empty() => return body,
-        Ok(codings) => codings,
-        Err(_) => return as_came(body),
-    };
-    let coded = futures::stream::once(futures::future::ready(Ok(body.clone()))).boxed();
-    let mut plain = decode(coded, &codings, 0, false);
+        for &coding in codings.iter().rev() {
+            match undo_start(body.clone(), coding, limit).await {
+                Some(plain) => body = plain,
+                None => break,
+            }
+        }
+    }
+    match std::str::from_utf8(&body) {
+        Ok(_) => body,
+        Err(_) => Bytes::new(),
+    }
+}
+
+/// At most `limit` bytes of `body` with `coding` undone, as far as it decodes; `None`
+/// when none of it does.
+async fn undo_start(body: Bytes, coding: Coding, limit: usize) -> Option<Bytes> {
+    let coded = futures::stream::once(futures::future::ready(Ok(body))).boxed();
+    let mut plain = decode(coded, &[coding], 0, false);
     let mut out = bytes::BytesMut::new();
     // A few KiB that inflate a thousandfold stop at `limit`, not in memory.
     while out.len() < limit {
@@ -313,10 +323,7 @@ pub(crate) async fn readable(body: Bytes, codings: Result<Vec<Coding>>, limit: u
             Some(Err(_)) | None => break,
         }
     }
-    if out.is_empty() {
-        return as_came(body);
-    }
-    out.freeze()
+    (!out.is_empty()).then(|| out.freeze())
 }
 
 /// Whether a response of `version` with `headers` has a body that ends where its
@@ -629,6 +636,25 @@ mod tests {
         let binary = Bytes::from_static(b"\xff\xfe not text");
         let out = readable(binary, Ok(vec![Coding::Gzip]), 1 << 20).await;
         assert!(out.is_empty());
+    }
+
+    /// A body labelled `gzip, gzip` but coded once (a proxy adding the label a second
+    /// time) showed no words at all: the inner gzip failed on text, and the body as it
+    /// came is no text. What decodes, layer by layer, is shown.
+    #[tokio::test]
+    async fn readable_shows_what_decodes_of_a_body_labelled_with_more_codings_than_it_has() {
+        let words = b"{\"errors\":[{\"code\":\"DENIED\",\"message\":\"not yours\"}]}";
+        let once = Bytes::from(gzip(words));
+        let out = readable(once.clone(), Ok(vec![Coding::Gzip, Coding::Gzip]), 1 << 20).await;
+        assert_eq!(out, &words[..]);
+        // Coded twice as labelled, both are undone.
+        let twice = Bytes::from(gzip(&gzip(words)));
+        let out = readable(twice, Ok(vec![Coding::Gzip, Coding::Gzip]), 1 << 20).await;
+        assert_eq!(out, &words[..]);
+        // Decoded to bytes that are no text, nothing is shown.
+        let binary = Bytes::from(gzip(b"\xff\xfe\x00 not text"));
+        let out = readable(binary, Ok(vec![Coding::Gzip, Coding::Gzip]), 1 << 20).await;
+        assert!(out.is_empty(), "{out:?}");
     }
 
     #[tokio::test]

@@ -473,7 +473,7 @@ impl Host {
         // asleep, and for as long as it sleeps, a `Retry-After` past its backoff included.
         let mut _asleep = None;
         // The ticket of the request sent for all, kept through the credentials it renews
-        // after a 401 (see `reauth`).
+        // after a 401 or a 403 (see `reauth`).
         let mut kept = None;
         loop {
             // A mirror the registry stands behind is not waited for: the hosts are picked
@@ -600,13 +600,20 @@ impl Host {
             // others wait for its next answer. Taken for the registry answering, it let
             // every held task go at once with the token just refused (tokens revoked in
             // an outage: a 401 each, then a 503 each).
-            let reauth = status == StatusCode::UNAUTHORIZED
-                && reply.same_origin
+            // So may a 403 to Basic credentials, which are looked up again (ECR's password
+            // past its 12 hours, see `Auth::forbidden`): taken for the registry
+            // answering, it let every held task go at once with the expired password, a
+            // 403 each, then a 503 each with the new one.
+            let reauth = reply.same_origin
                 && auth_rounds < MAX_AUTH_ROUNDS
-                && reply
-                    .response
-                    .headers()
-                    .contains_key(http::header::WWW_AUTHENTICATE);
+                && match status {
+                    StatusCode::UNAUTHORIZED => reply
+                        .response
+                        .headers()
+                        .contains_key(http::header::WWW_AUTHENTICATE),
+                    StatusCode::FORBIDDEN => grant.sends(b"Basic"),
+                    _ => false,
+                };
             let ticket = match ticket {
                 Some(t) if !failing && !reauth => {
                     t.answered();
@@ -659,15 +666,24 @@ impl Host {
                     continue;
                 }
             }
-            if status == StatusCode::FORBIDDEN
+            let ticket = if status == StatusCode::FORBIDDEN
                 && reply.same_origin
                 && auth_rounds < MAX_AUTH_ROUNDS
-                && self.auth.forbidden(&grant).await
             {
-                self.drain(&mut reply).await;
-                auth_rounds += 1;
-                continue;
-            }
+                if self.auth.forbidden(&grant).await {
+                    self.drain(&mut reply).await;
+                    auth_rounds += 1;
+                    kept = ticket;
+                    continue;
+                }
+                // No credentials renewed: the 403 is the registry's answer.
+                if let Some(t) = ticket {
+                    t.answered();
+                }
+                None
+            } else {
+                ticket
+            };
             let asked = retry::retry_after(reply.response.headers());
             let out_of_quota = status == StatusCode::TOO_MANY_REQUESTS
                 && asked.is_none()

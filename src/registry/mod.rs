@@ -34,7 +34,7 @@ use crate::retry::{Next, RetryPolicy};
 use crate::transport::{self, Transport};
 pub(crate) use body::{content_range, content_range_start, content_range_total};
 pub(crate) use body::{hands_over, resume_budget, Address, Resumable, Serving, PIECE, PROGRESS};
-pub(crate) use body::{other_total, part_refused};
+pub(crate) use body::{other_total, part_refused, refuse_other_at};
 pub(crate) use coding::is_coded;
 pub(crate) use host::MAX_ERROR_BODY;
 use host::{Host, Mirror, Server};
@@ -673,21 +673,8 @@ impl RegistryRemote {
         }
         let expected = match object {
             Object::Digest(d) => {
-                match &announced {
-                    Some(a) if a.algorithm() == d.algorithm() && a != d => {
-                        // A manifest is held back whole until it verifies, so its body
-                        // decides, as in containerd and crane: registries announce other
-                        // content's digest for good manifests. A blob may stream out
-                        // before its end is hashed, so a header naming other content
-                        // refuses it unread.
-                        if endpoint == Endpoint::Blobs {
-                            let who = self.host(host).mirror_name();
-                            return Err(announced_other(a, d, who).with_url(&url));
-                        }
-                        tracing::debug!(header = %a, %url, "a Docker-Content-Digest naming other content; the manifest's body is verified against the digest asked for");
-                    }
-                    _ => {}
-                }
+                refuse_announced_other(announced.as_ref(), endpoint, d, self.host(host))
+                    .map_err(|e| e.with_url(&url))?;
                 Some(d.clone())
             }
             Object::Tag(_) => announced,
@@ -1100,6 +1087,41 @@ impl Remote for RegistryRemote {
         }
         .boxed()
     }
+}
+
+/// The one rule for an answer's `Docker-Content-Digest` (`announced`) naming other
+/// content than the digest `asked` for, on the first answer, a resume's, a hand-over's
+/// and a part's alike. A manifest is held back whole until it verifies, so its body
+/// decides, as in containerd and crane: registries announce other content's digest for
+/// good manifests. A blob may stream out before its end is hashed, so a header naming
+/// other content refuses it unread, from `host`: spliced onto a partial, the bytes of
+/// another object were caught only by the digest, after the whole transfer.
+pub(crate) fn refuse_announced_other(
+    announced: Option<&Digest>,
+    endpoint: Endpoint,
+    asked: &Digest,
+    host: &Host,
+) -> Result<()> {
+    match announced {
+        Some(a) if a.algorithm() == asked.algorithm() && a != asked => {
+            if endpoint == Endpoint::Blobs {
+                return Err(announced_other(a, asked, host.mirror_name()));
+            }
+            tracing::debug!(header = %a, "a Docker-Content-Digest naming other content; the manifest's body is verified against the digest asked for");
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The `Docker-Content-Digest` of an answer for content asked for by digest, when it is a
+/// digest dist verifies; any other (unparsable, or in an algorithm dist does not verify)
+/// says nothing against content asked for by digest, which is checked against that digest.
+pub(crate) fn announced_digest(headers: &HeaderMap) -> Option<Digest> {
+    headers
+        .get("docker-content-digest")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
 }
 
 /// A blob asked for as `asked` whose answer's `Docker-Content-Digest` is `announced`:

@@ -105,8 +105,8 @@ use limit::LimitedConnector;
 use pauses::Pauses;
 use proxy::{Proxies, ProxyConnector};
 pub(crate) use redirect::redirected_by;
-pub use redirect::resolve;
 use redirect::{is_redirect, location_text, Origin};
+pub use redirect::{resolve, Redirects};
 use refusal::{RefusalConnector, Refusals};
 
 /// How many header fields an HTTP/1.1 response may have. hyper's default, 100, is met by
@@ -396,8 +396,9 @@ pub struct Reply {
     pub url: Uri,
     /// Whether the answer came from the origin the request was addressed to.
     pub same_origin: bool,
-    /// The URL the request was addressed to, when a redirect led it to another origin.
-    pub redirected_by: Option<Uri>,
+    /// The redirects that led the request to another origin: the URL it was addressed
+    /// to, and the last hop.
+    pub redirected_by: Option<Redirects>,
 }
 
 impl std::fmt::Debug for Reply {
@@ -409,7 +410,10 @@ impl std::fmt::Debug for Reply {
             .field("headers", &AnswerHeaders(self.response.headers()))
             .field("url", &redact(&self.url))
             .field("same_origin", &self.same_origin)
-            .field("redirected_by", &self.redirected_by.as_ref().map(redact))
+            .field(
+                "redirected_by",
+                &self.redirected_by.as_ref().map(redirected_by),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -419,9 +423,23 @@ impl Transport {
     ///
     /// Reads the CA files and the client identity at once, blocking (a few KB each); the
     /// system's roots are read at the first TLS handshake. Fails with
-    /// [`ErrorKind::InvalidInput`] for a file that does not parse or a key that does not
-    /// match its certificate, and with [`ErrorKind::Io`] for one that cannot be read.
+    /// [`ErrorKind::InvalidInput`] for a timeout of zero, a file that does not parse or a
+    /// key that does not match its certificate, and with [`ErrorKind::Io`] for one that
+    /// cannot be read.
     pub fn new(opts: TransportOptions) -> Result<Transport> {
+        // Zero is refused, as on the command line: no timeout here means "off", and one of
+        // zero failed every request at its first wait, as though the registry had.
+        for (field, limit) in [
+            ("connect_timeout", opts.connect_timeout),
+            ("response_timeout", opts.response_timeout),
+            ("idle_timeout", opts.idle_timeout),
+        ] {
+            if limit.is_zero() {
+                return Err(Error::invalid(format!(
+                    "TransportOptions::{field} is zero, no time at all; a timeout must be longer"
+                )));
+            }
+        }
         let user_agent = opts
             .user_agent
             .as_deref()
@@ -756,8 +774,9 @@ impl Transport {
         // work outside hashing.
         let mut origin = None;
         let mut same_origin = true;
-        // The URL the request was addressed to, once a redirect leaves its origin.
-        let mut addressed: Option<Uri> = None;
+        // The redirects followed, once one leaves the origin: the URL the request was
+        // addressed to, and the last hop.
+        let mut chain: Option<Redirects> = None;
         for _ in 0..=MAX_REDIRECTS {
             let response = self.send_once(&req, same_origin).await.map_err(|e| {
                 let e = match (same_origin, e.kind()) {
@@ -767,8 +786,8 @@ impl Transport {
                     }
                     _ => e,
                 };
-                match (same_origin, &addressed) {
-                    (false, Some(from)) => e.with_note(redirected_by(from)),
+                match (same_origin, &chain) {
+                    (false, Some(chain)) => e.with_note(redirected_by(chain)),
                     _ => e,
                 }
             })?;
@@ -777,7 +796,7 @@ impl Transport {
                 return Ok(Reply {
                     response,
                     url: req.url,
-                    redirected_by: addressed.filter(|_| !same_origin),
+                    redirected_by: chain.filter(|_| !same_origin),
                     same_origin,
                 });
             }
@@ -805,7 +824,13 @@ impl Transport {
             }
             tracing::debug!(from = %redact(&req.url), to = %redact(&next), status = status.as_u16(), "redirect");
             let origin = origin.get_or_insert_with(|| Origin::of(&req.url));
-            addressed.get_or_insert_with(|| req.url.clone());
+            let chain = chain.get_or_insert_with(|| Redirects {
+                addressed: req.url.clone(),
+                last_hop: req.url.clone(),
+                count: 0,
+            });
+            chain.last_hop = req.url.clone();
+            chain.count += 1;
             same_origin = Origin::of(&next) == *origin;
             if !same_origin {
                 if let Some(until) = self.pauses.until(&next) {
@@ -1001,6 +1026,25 @@ pub(crate) fn bad_port(uri: &Uri) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A timeout of zero is refused, as on the command line (`--idle-timeout 0`), naming
+    /// the field: taken, every request failed at its first wait ("no response headers
+    /// within 0ns"), which reads as the registry failing, not as the option given.
+    #[test]
+    fn a_zero_timeout_is_refused_naming_its_field() {
+        for field in ["connect_timeout", "response_timeout", "idle_timeout"] {
+            let mut options = TransportOptions::default();
+            match field {
+                "connect_timeout" => options.connect_timeout = Duration::ZERO,
+                "response_timeout" => options.response_timeout = Duration::ZERO,
+                _ => options.idle_timeout = Duration::ZERO,
+            }
+            let e = Transport::new(options).expect_err(field);
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+            assert!(e.to_string().contains(field), "{e}");
+        }
+        assert!(Transport::new(TransportOptions::default()).is_ok());
+    }
 
     /// A request on its way carries the registry's credential and the host's configured
     /// headers (API keys); its `Debug` shows neither, nor a pre-signed URL's query.

@@ -28,11 +28,40 @@ impl Origin {
     }
 }
 
-/// The note on a failure at a redirect's target naming `from`, the URL the request was
-/// addressed to (the registry's): the error names the target's, and one debugging a blob
-/// store or CDN needs both. Redacted as any URL a message shows.
-pub(crate) fn redirected_by(from: &Uri) -> String {
-    format!("redirected there by {}", super::redact(from))
+/// The redirects a request followed to another origin: the URL it was addressed to (the
+/// registry's), the one whose answer sent it to where it ended, and how many redirects
+/// lay between the two.
+#[derive(Clone, Debug)]
+pub struct Redirects {
+    /// The URL the request was addressed to.
+    pub addressed: Uri,
+    /// The URL that redirected the request to the one that answered last: `addressed`
+    /// after a single redirect, the last hop of a chain (a CDN's edge sending the request
+    /// on to its origin) otherwise.
+    pub last_hop: Uri,
+    /// Redirects followed in all, 1 or more.
+    pub count: usize,
+}
+
+/// The note on a failure at a redirect's target naming the hop that sent the request
+/// there and, after a chain, the URL it was addressed to (the registry's): the error names
+/// the target's, and one debugging a blob store or CDN needs the hop that sent the
+/// request on, which the registry's URL alone did not tell. Two URLs at most, however long
+/// the chain, each redacted as any URL a message shows.
+pub(crate) fn redirected_by(chain: &Redirects) -> String {
+    let last = super::redact(&chain.last_hop);
+    match chain.count {
+        0 | 1 => format!("redirected there by {last}"),
+        2 => format!(
+            "redirected there by {last}, after a redirect from {}",
+            super::redact(&chain.addressed)
+        ),
+        n => format!(
+            "redirected there by {last}, after {} redirects from {}",
+            n - 1,
+            super::redact(&chain.addressed)
+        ),
+    }
 }
 
 /// A `Location` as a URI reference: without its fragment, which is never sent, and with
@@ -193,6 +222,40 @@ mod tests {
 
     fn u(s: &str) -> Uri {
         s.parse().unwrap()
+    }
+
+    /// A chain's note names its last hop and the URL addressed, two URLs however long the
+    /// chain, neither with its query (a hop's signature).
+    #[test]
+    fn a_chain_is_noted_by_its_last_hop_and_the_url_addressed() {
+        let addressed = u("https://reg.example/v2/a/blobs/sha256:ab");
+        let note = |hop: &str, count| {
+            let chain = Redirects {
+                addressed: addressed.clone(),
+                last_hop: u(hop),
+                count,
+            };
+            redirected_by(&chain)
+        };
+        assert_eq!(
+            note("https://reg.example/v2/a/blobs/sha256:ab", 1),
+            "redirected there by https://reg.example/v2/a/blobs/sha256:ab"
+        );
+        let said = note("https://edge.example/x?X-Amz-Signature=s3cret", 2);
+        assert!(
+            said.starts_with("redirected there by https://edge.example/x"),
+            "{said}"
+        );
+        assert!(
+            said.ends_with(", after a redirect from https://reg.example/v2/a/blobs/sha256:ab"),
+            "{said}"
+        );
+        assert!(!said.contains("s3cret"), "{said}");
+        let said = note("https://origin.example/y", 4);
+        assert!(
+            said.contains("/y, after 3 redirects from https://reg.example/"),
+            "{said}"
+        );
     }
 
     #[test]

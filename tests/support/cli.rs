@@ -189,6 +189,29 @@ impl Dist {
     }
 }
 
+/// A credential helper that prints the password kept in `secret` (a cloud's helper hands
+/// out an access token that lasts an hour, and a fresh one when asked again), for every
+/// registry, as `credsStore`.
+pub fn rotating_helper(dist: &mut Dist, secret: &Path) {
+    let bin = dist.config_dir().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-rotating");
+    // Each run leaves a line in `helper-runs` beside the config, for tests to count.
+    let script = format!(
+        "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread server\necho run >> {}\nprintf '{{\"Username\":\"robot\",\"Secret\":\"%s\"}}' \"$(cat {})\"\n",
+        dist.config_dir().join("helper-runs").display(),
+        secret.display()
+    );
+    write_program(&helper, &script);
+    dist.docker_config(r#"{"credsStore":"rotating"}"#);
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    dist.env("PATH", &path);
+}
+
 /// Writes `text` into `path` as a program (mode 755), such as a credential helper dist
 /// runs. Written by `sh`, not through a descriptor of the test process's: a `dist` another
 /// test started meanwhile held a copy of that descriptor until it ran, and the script,
