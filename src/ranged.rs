@@ -380,6 +380,7 @@ impl Adaptive {
             next_start: cut,
             running: VecDeque::new(),
             strikes: Arc::default(),
+            confirmed: Arc::default(),
         });
         parts.top_up(extra);
         self.phase = Phase::Split { cut, parts };
@@ -416,6 +417,33 @@ struct Parts {
     running: VecDeque<PartTask>,
     /// The failures of the parts on a mirror, counted together.
     strikes: Arc<Strikes>,
+    /// The hosts whose answer to a part confirmed the blob's size.
+    confirmed: Arc<Confirmed>,
+}
+
+/// The hosts whose `206` to a part of a split download declared the blob's size (its
+/// `Content-Range` total): their own word for every part from then on, as a single
+/// stream's resume that declared it is for the rest after it. Kept by each part alone, a
+/// `416` to the next part, after another part's `206` confirmed a size given alone, failed
+/// as the bare status, which the worker does not fetch once more.
+#[derive(Default)]
+struct Confirmed(std::sync::Mutex<std::collections::HashSet<usize>>);
+
+impl Confirmed {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<usize>> {
+        // Every update is whole: a panic elsewhere leaves nothing half done.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `host` declared the size the parts are fetched against.
+    fn confirm(&self, host: usize) {
+        self.lock().insert(host);
+    }
+
+    /// Whether `host` declared it in an answer to any part.
+    fn by(&self, host: usize) -> bool {
+        self.lock().contains(&host)
+    }
 }
 
 /// The failures in a row of a split download's parts on a mirror that hands over to
@@ -502,10 +530,13 @@ impl Parts {
         // failing after its retry before the rest went to the registry as one stream.
         self.source.follow_first_stream();
         let source = self.source.clone();
-        let strikes = self.strikes.clone();
+        let (strikes, confirmed) = (self.strikes.clone(), self.confirmed.clone());
         // Each part runs as its own task so parts download in parallel with the hashing
         // of earlier ones.
-        let task = tokio::spawn(async move { fetch_part(&source, &strikes, start, end).await });
+        let task =
+            tokio::spawn(
+                async move { fetch_part(&source, (&strikes, &confirmed), start, end).await },
+            );
         self.running.push_back(PartTask {
             task,
             host: self.source.host,
@@ -585,10 +616,11 @@ impl Drop for PartTask {
 /// single stream's does.
 ///
 /// On a mirror that hands over to another host, the parts' failures count together in
-/// `strikes` instead: the mirror is given up on for all of them at once.
+/// `strikes` instead: the mirror is given up on for all of them at once. A size an answer
+/// to any of the parts declared is its host's word for them all (`confirmed`).
 async fn fetch_part(
     source: &Source,
-    strikes: &Strikes,
+    (strikes, confirmed): (&Strikes, &Confirmed),
     start: u64,
     end: u64,
 ) -> Result<Option<Bytes>> {
@@ -611,9 +643,6 @@ async fn fetch_part(
     let mut attempt = 0;
     // `got.len()` at the last break.
     let mut mark = 0;
-    // An answer of this part declared the blob's size (its `Content-Range` total): the
-    // host's own word from then on, a size given alone or not.
-    let mut confirmed = false;
     loop {
         if together {
             if let Some(e) = strikes.given_up(host) {
@@ -636,6 +665,7 @@ async fn fetch_part(
             // single stream's rest, said so (a size mismatch, which the blob is fetched
             // once more for), not as the bare status.
             Err(e) if e.status() == Some(416) => {
+                let confirmed = confirmed.by(host);
                 let refused = crate::registry::part_refused(source, host, (from, end), confirmed);
                 return Err(refused.map_or(e, |refused| refused.with_url(url)));
             }
@@ -683,7 +713,11 @@ async fn fetch_part(
         let (total, given) = (Some(source.total), source.total_given);
         crate::registry::other_total(&asked, total, given, remote.host(host), answered)
             .map_err(|e| e.with_url(url))?;
-        confirmed |= crate::registry::content_range_total(answered) == total;
+        // The blob's size declared (its `Content-Range` total): the host's own word from
+        // then on, for this part and the others, a size given alone or not.
+        if crate::registry::content_range_total(answered) == total {
+            confirmed.confirm(host);
+        }
         let transport = &remote.host(host).transport;
         // What the part holds once this answer is read whole.
         let upto = want - (end - last) as usize;

@@ -1267,3 +1267,25 @@ async fn a_416_to_the_rest_a_mirror_s_parts_handed_over_after_its_resume_confirm
     );
     assert!(e.to_string().contains(&said), "{e}");
 }
+
+/// A slow registry that declared no size (its first answer chunked) is split into parts
+/// against the size given alone; the first part's `206` confirms that size, and the next
+/// part is answered with a `416`: the registry contradicts its own word, as when the `416`
+/// answers the rest of the part whose `206` confirmed the size. Each part kept its own
+/// confirmation, and the blob failed with the bare status, which the worker does not fetch
+/// once more. Two streams: the first part runs alone beside the first stream, so the
+/// parts after it are asked for once it was answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_416_to_a_part_after_another_part_s_206_confirmed_the_size_given() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(100, 3 << 20));
+    reg.set_fault_for_every(&digest, Fault::Status(416));
+    let (chunk, delay) = (16 << 10, Duration::from_millis(10));
+    reg.push_fault(&digest, Fault::SlowChunked { chunk, delay });
+    reg.push_fault(&digest, Fault::ManyHeaders(1));
+    let mut ranges = small_ranges();
+    ranges.streams = 2;
+    let remote = two_retries(&reg.host(), ranges);
+    let e = error_given_size(&remote, &digest, 3 << 20).await;
+    assert_parts_contradicted_the_server(&e);
+}

@@ -995,8 +995,8 @@ impl Rest<'_> {
 /// [`Rest::refused`] says it: short of a size a server declared, the server contradicts
 /// itself (or the host it took the parts over from), as it does answering a single
 /// stream's rest so. Failed as the bare status, the blob was not fetched once more, as one
-/// stream's is. `None` against a size given alone, unless the part's own earlier answer
-/// from `host` `confirmed` it (a `206` whose total is that size, before a break).
+/// stream's is. `None` against a size given alone, unless an earlier answer from `host` to
+/// this part or another of the download `confirmed` it (a `206` whose total is that size).
 pub(crate) fn part_refused(
     source: &crate::ranged::Source,
     host: usize,
