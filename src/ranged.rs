@@ -187,6 +187,15 @@ impl Source {
         }
         (self.sized_by, self.total_given) = (served.sized_by, served.size_given);
     }
+
+    /// Takes the size as `host`'s word if its answer to a part `confirmed` it: a `416`
+    /// short of it, to the one stream the parts go back to or to the host they are handed
+    /// over to, is then a contradiction, not the end of content of a size given alone.
+    fn take_word(&mut self, host: usize, confirmed: &Confirmed) {
+        if confirmed.by(host) {
+            (self.sized_by, self.total_given) = (Some(host), false);
+        }
+    }
 }
 
 impl Adaptive {
@@ -238,6 +247,7 @@ impl Adaptive {
                 parts.top_up(streams - 1);
             } else {
                 self.first = None; // closes the first connection
+                let confirmed = parts.confirmed.clone();
                 match parts.next(streams).await {
                     Ok(Next::Part(bytes)) => {
                         self.offset += bytes.len() as u64;
@@ -245,9 +255,9 @@ impl Adaptive {
                         return Ok(Some(bytes));
                     }
                     Ok(Next::End) => return Ok(None),
-                    Ok(Next::RangeIgnored) => self.back_to_one_stream().await?,
-                    Ok(Next::Failed(e, host)) => self.hand_over(host, e).await?,
-                    Err(e) => self.hand_over(self.source.host, e).await?,
+                    Ok(Next::RangeIgnored) => self.back_to_one_stream(&confirmed).await?,
+                    Ok(Next::Failed(e, host)) => self.hand_over(host, e, &confirmed).await?,
+                    Err(e) => self.hand_over(self.source.host, e, &confirmed).await?,
                 }
             }
         }
@@ -286,15 +296,17 @@ impl Adaptive {
 
     /// A server that advertised ranges answered a part with the whole blob (a proxy or a
     /// redirect target that does not do ranges): the rest comes over one stream again, from
-    /// the next host if a mirror fails it.
-    async fn back_to_one_stream(&mut self) -> Result<()> {
+    /// the next host if a mirror fails it. A size the parts' answers `confirmed` is their
+    /// host's word for that stream too.
+    async fn back_to_one_stream(&mut self, confirmed: &Confirmed) -> Result<()> {
         self.source.follow_first_stream();
+        self.source.take_word(self.source.host, confirmed);
         let s = &self.source;
         tracing::debug!(url = %s.url, offset = self.offset, "a part was answered without its range; one stream for the rest");
         let rest = Resumable::from_offset(s, self.offset).await;
         let rest = match rest {
             Ok(rest) => rest,
-            Err(e) => return self.hand_over(s.host, e).await,
+            Err(e) => return self.hand_over(s.host, e, confirmed).await,
         };
         self.first = Some(rest);
         self.phase = Phase::Single; // drops the parts under way
@@ -306,8 +318,11 @@ impl Adaptive {
     /// while the registry has it); on the registry itself, `e` stands.
     ///
     /// The host that took the rest over is probed as the first host was, and split when
-    /// it is as slow: the rest went on as one stream, however large and slow.
-    async fn hand_over(&mut self, host: usize, e: Error) -> Result<()> {
+    /// it is as slow: the rest went on as one stream, however large and slow. A size the
+    /// parts' answers from `host` `confirmed` is its word, which the next host's answer is
+    /// held to.
+    async fn hand_over(&mut self, host: usize, e: Error, confirmed: &Confirmed) -> Result<()> {
+        self.source.take_word(host, confirmed);
         let (rest, ranges) = Resumable::after_failure(&self.source, host, self.offset, e).await?;
         self.first = Some(rest);
         self.phase = Phase::Single; // drops the parts under way

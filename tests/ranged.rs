@@ -1289,3 +1289,58 @@ async fn a_416_to_a_part_after_another_part_s_206_confirmed_the_size_given() {
     let e = error_given_size(&remote, &digest, 3 << 20).await;
     assert_parts_contradicted_the_server(&e);
 }
+
+/// As above, but the parts after the one whose `206` confirmed the size given are answered
+/// with the whole blob (a proxy that drops `Range`), and the one stream the rest goes back
+/// to with a `416`: the registry contradicts its own word there too. The stream was asked
+/// for against the size as given alone, and the blob failed with the bare status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_416_to_the_one_stream_after_a_part_s_206_confirmed_the_size_given() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(101, 3 << 20));
+    reg.set_fault_for_every(&digest, Fault::Status(416));
+    let (chunk, delay) = (16 << 10, Duration::from_millis(10));
+    reg.push_fault(&digest, Fault::SlowChunked { chunk, delay });
+    reg.push_fault(&digest, Fault::ManyHeaders(1));
+    // The two parts that start once the first stream reached its cut.
+    reg.push_fault(&digest, Fault::IgnoreRange);
+    reg.push_fault(&digest, Fault::IgnoreRange);
+    let mut ranges = small_ranges();
+    ranges.streams = 2;
+    let remote = two_retries(&reg.host(), ranges);
+    let e = error_given_size(&remote, &digest, 3 << 20).await;
+    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
+    let (one_stream, said) = (
+        "-, got a 416 (the content ends at byte ",
+        "), where the server declared 3145728 bytes",
+    );
+    let e = e.to_string();
+    assert!(e.contains(one_stream) && e.contains(said), "{e}");
+}
+
+/// A mirror that declared no size (its first answer chunked) confirms the size given alone
+/// in its `206` to the first part; the parts after it fail, and the registry the rest is
+/// handed over to answers it with a `416`: the two contradict each other, said as the
+/// mirror's word. The hand-over judged the `416` against the size as given alone, took it
+/// for the content's end, and the blob failed as content that ended short of the size
+/// given, which may be wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_416_to_the_rest_a_mirror_s_parts_handed_over_after_a_part_confirmed_the_size() {
+    let (reg, mirror, _, digest) = on_both(102);
+    mirror.set_fault_for_every(&digest, Fault::Status(500));
+    let (chunk, delay) = (16 << 10, Duration::from_millis(10));
+    mirror.push_fault(&digest, Fault::SlowChunked { chunk, delay });
+    mirror.push_fault(&digest, Fault::ManyHeaders(1));
+    reg.set_fault_for_every(&digest, Fault::Status(416));
+    let mut ranges = small_ranges();
+    ranges.streams = 2;
+    let remote = mirrored(&reg, &mirror, 2).with_ranges(ranges);
+    let e = error_given_size(&remote, &digest, 3 << 20).await;
+    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
+    let said = format!(
+        "where the mirror {} declared {} bytes",
+        mirror.host(),
+        3 << 20
+    );
+    assert!(e.to_string().contains(&said), "{e}");
+}
