@@ -725,7 +725,10 @@ async fn fetch_part(
         // not what was asked for, fetched once more (from the registry itself, or where it
         // may not pull, from the mirrors that may).
         let (asked, answered) = (format!("bytes={from}-{end}"), reply.response.headers());
-        let (total, given) = (Some(source.total), source.total_given);
+        // A size given alone that an answer to a part confirmed is the host's own word: a
+        // part declaring another contradicts the host, not the size given.
+        let given = source.total_given && !confirmed.by(host);
+        let total = Some(source.total);
         crate::registry::other_total(&asked, total, given, remote.host(host), answered)
             .map_err(|e| e.with_url(url))?;
         // The blob's size declared (its `Content-Range` total): the host's own word from

@@ -1344,3 +1344,30 @@ async fn a_416_to_the_rest_a_mirror_s_parts_handed_over_after_a_part_confirmed_t
     );
     assert!(e.to_string().contains(&said), "{e}");
 }
+
+/// A slow registry that declared no size (its first answer chunked) confirms the size given
+/// alone in its `206` to the first part, then gives the blob another size in its answer to
+/// the next part: the registry contradicts its own word, said as that (`where the content
+/// is`), not as a size given that the registry contradicts, which casts doubt on a size
+/// the registry had confirmed (and told the worker's caller the hint may be wrong).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_s_other_total_after_another_part_confirmed_the_size_given_is_the_server_s() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(103, 3 << 20));
+    reg.set_fault_for_every(&digest, Fault::RangeTotal((3 << 20) + 1));
+    let (chunk, delay) = (16 << 10, Duration::from_millis(10));
+    reg.push_fault(&digest, Fault::SlowChunked { chunk, delay });
+    reg.push_fault(&digest, Fault::ManyHeaders(1));
+    let mut ranges = small_ranges();
+    ranges.streams = 2;
+    let remote = two_retries(&reg.host(), ranges);
+    let e = error_given_size(&remote, &digest, 3 << 20).await;
+    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
+    let said = format!("bytes in all, where the content is {}", 3 << 20);
+    assert!(e.to_string().contains(&said), "{e}");
+    assert_eq!(
+        e.sizes(),
+        None,
+        "not the size given against the server's: {e}"
+    );
+}
