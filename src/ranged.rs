@@ -188,6 +188,18 @@ impl Source {
         (self.sized_by, self.total_given) = (served.sized_by, served.size_given);
     }
 
+    /// Whether `host` declared the size itself (no longer the size given alone): in an
+    /// answer to a part (`confirmed`), or in one to the first stream it serves now (a
+    /// resume's `206`), which may come while parts started before it are under way, with
+    /// the word of the size as it was when they started.
+    fn declared_by(&self, host: usize, confirmed: &Confirmed) -> bool {
+        if confirmed.by(host) {
+            return true;
+        }
+        let served = self.serving.lock().expect("serving host poisoned");
+        served.host == host && served.sized_by == Some(host) && !served.size_given
+    }
+
     /// Takes the size as `host`'s word if its answer to a part `confirmed` it: a `416`
     /// short of it, to the one stream the parts go back to or to the host they are handed
     /// over to, is then a contradiction, not the end of content of a size given alone.
@@ -632,7 +644,8 @@ impl Drop for PartTask {
 ///
 /// On a mirror that hands over to another host, the parts' failures count together in
 /// `strikes` instead: the mirror is given up on for all of them at once. A size an answer
-/// to any of the parts declared is its host's word for them all (`confirmed`).
+/// to any of the parts declared is its host's word for them all (`confirmed`), as is one
+/// the first stream's resume declared meanwhile.
 async fn fetch_part(
     source: &Source,
     (strikes, confirmed): (&Strikes, &Confirmed),
@@ -680,7 +693,7 @@ async fn fetch_part(
             // single stream's rest, said so (a size mismatch, which the blob is fetched
             // once more for), not as the bare status.
             Err(e) if e.status() == Some(416) => {
-                let confirmed = confirmed.by(host);
+                let confirmed = source.declared_by(host, confirmed);
                 let refused = crate::registry::part_refused(source, host, (from, end), confirmed);
                 return Err(refused.map_or(e, |refused| refused.with_url(url)));
             }
@@ -725,9 +738,10 @@ async fn fetch_part(
         // not what was asked for, fetched once more (from the registry itself, or where it
         // may not pull, from the mirrors that may).
         let (asked, answered) = (format!("bytes={from}-{end}"), reply.response.headers());
-        // A size given alone that an answer to a part confirmed is the host's own word: a
-        // part declaring another contradicts the host, not the size given.
-        let given = source.total_given && !confirmed.by(host);
+        // A size given alone that an answer confirmed (to a part, or to the first stream's
+        // resume) is the host's own word: a part declaring another contradicts the host,
+        // not the size given.
+        let given = source.total_given && !source.declared_by(host, confirmed);
         let total = Some(source.total);
         crate::registry::other_total(&asked, total, given, remote.host(host), answered)
             .map_err(|e| e.with_url(url))?;

@@ -1371,3 +1371,50 @@ async fn a_part_s_other_total_after_another_part_confirmed_the_size_given_is_the
         "not the size given against the server's: {e}"
     );
 }
+
+/// A slow registry that declared no size (its first answer chunked) is split into parts
+/// against the size given alone; its first stream then breaks, and the `206` to its resume
+/// confirms that size while the first part's request is still unanswered; that part is
+/// then answered with a `416`: the registry contradicts its own word. The part, started
+/// before the resume, kept the size as given alone, and the blob failed with the bare
+/// status, which the worker does not fetch once more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_416_to_a_part_under_way_when_the_first_stream_s_resume_confirmed_the_size_given() {
+    use support::fake::Gate;
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(106, 3 << 20));
+    let (chunk, delay, upto) = (16 << 10, Duration::from_millis(10), 448 << 10);
+    reg.push_fault(&digest, Fault::SlowChunkedDrop { chunk, delay, upto });
+    let held = Gate::default();
+    reg.push_fault(
+        &digest,
+        Fault::HeldHead(held.clone(), Box::new(Fault::Status(416))),
+    );
+    // The first stream's resume; the parts after the first part are refused too.
+    reg.push_fault(&digest, Fault::ManyHeaders(1));
+    reg.set_fault_for_every(&digest, Fault::Status(416));
+    let mut ranges = small_ranges();
+    ranges.streams = 2;
+    let remote = two_retries(&reg.host(), ranges);
+    let object: Object = digest.parse().unwrap();
+    let mut hints = Hints::default();
+    hints.size = Some(3 << 20);
+    let mut download = remote.fetch(&object, &hints).await.unwrap();
+    let mut received = 0;
+    // Past the break, the resume's answer was read: the part is answered only then.
+    while received <= upto {
+        received += download.chunk().await.unwrap().expect("not the end").len();
+    }
+    let asked = range_requests(&reg);
+    assert_eq!(asked.len(), 2, "the part, then the resume: {asked:?}");
+    assert!(asked[1].ends_with('-'), "the resume came second: {asked:?}");
+    held.open();
+    let e = loop {
+        match download.chunk().await {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the blob ended"),
+            Err(e) => break e,
+        }
+    };
+    assert_parts_contradicted_the_server(&e);
+}
