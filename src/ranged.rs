@@ -188,6 +188,17 @@ impl Source {
         (self.sized_by, self.total_given) = (served.sized_by, served.size_given);
     }
 
+    /// `host` declared the size in its answer to a part: its word for the other parts
+    /// (`confirmed`), and for the first stream when it serves that too, whose rest a `416`
+    /// then refuses short of the size the host declared, not of the size given alone.
+    fn confirm(&self, host: usize, confirmed: &Confirmed) {
+        confirmed.confirm(host);
+        let mut served = self.serving.lock().expect("serving host poisoned");
+        if served.host == host && served.size_given {
+            (served.sized_by, served.size_given) = (Some(host), false);
+        }
+    }
+
     /// Whether `host` declared the size itself (no longer the size given alone): in an
     /// answer to a part (`confirmed`), or in one to the first stream it serves now (a
     /// resume's `206`), which may come while parts started before it are under way, with
@@ -748,7 +759,7 @@ async fn fetch_part(
         // The blob's size declared (its `Content-Range` total): the host's own word from
         // then on, for this part and the others, a size given alone or not.
         if crate::registry::content_range_total(answered) == total {
-            confirmed.confirm(host);
+            source.confirm(host, confirmed);
         }
         let transport = &remote.host(host).transport;
         // What the part holds once this answer is read whole.

@@ -1418,3 +1418,26 @@ async fn a_416_to_a_part_under_way_when_the_first_stream_s_resume_confirmed_the_
     };
     assert_parts_contradicted_the_server(&e);
 }
+
+/// A slow registry that declared no size (its first answer chunked) is split into parts
+/// against the size given alone, and its `206` to the first part confirms that size; the
+/// first stream then breaks short of the part, and its rest is answered with a `416`: the
+/// registry contradicts its own word, said as the server's, as a `416` to a part is. The
+/// first stream took the `416` for the content's end against the size as given alone, and
+/// the blob failed as content that ended short of the size given, which may be wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_416_to_the_first_stream_s_rest_after_a_part_confirmed_the_size_given() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(107, 3 << 20));
+    reg.set_fault_for_every(&digest, Fault::Status(416));
+    let (chunk, delay, upto) = (16 << 10, Duration::from_millis(10), 448 << 10);
+    reg.push_fault(&digest, Fault::SlowChunkedDrop { chunk, delay, upto });
+    reg.push_fault(&digest, Fault::ManyHeaders(1));
+    let mut ranges = small_ranges();
+    ranges.streams = 2;
+    let remote = two_retries(&reg.host(), ranges);
+    let e = error_given_size(&remote, &digest, 3 << 20).await;
+    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
+    let said = format!("where the server declared {} bytes", 3 << 20);
+    assert!(e.to_string().contains(&said), "{e}");
+}
