@@ -187,6 +187,38 @@ impl Source {
         }
         (self.sized_by, self.total_given) = (served.sized_by, served.size_given);
     }
+
+    /// `host` declared the size in its answer to a part: its word for the other parts
+    /// (`confirmed`), and for the first stream when it serves that too, whose rest a `416`
+    /// then refuses short of the size the host declared, not of the size given alone.
+    fn confirm(&self, host: usize, confirmed: &Confirmed) {
+        confirmed.confirm(host);
+        let mut served = self.serving.lock().expect("serving host poisoned");
+        if served.host == host && served.size_given {
+            (served.sized_by, served.size_given) = (Some(host), false);
+        }
+    }
+
+    /// Whether `host` declared the size itself (no longer the size given alone): in an
+    /// answer to a part (`confirmed`), or in one to the first stream it serves now (a
+    /// resume's `206`), which may come while parts started before it are under way, with
+    /// the word of the size as it was when they started.
+    fn declared_by(&self, host: usize, confirmed: &Confirmed) -> bool {
+        if confirmed.by(host) {
+            return true;
+        }
+        let served = self.serving.lock().expect("serving host poisoned");
+        served.host == host && served.sized_by == Some(host) && !served.size_given
+    }
+
+    /// Takes the size as `host`'s word if its answer to a part `confirmed` it: a `416`
+    /// short of it, to the one stream the parts go back to or to the host they are handed
+    /// over to, is then a contradiction, not the end of content of a size given alone.
+    fn take_word(&mut self, host: usize, confirmed: &Confirmed) {
+        if confirmed.by(host) {
+            (self.sized_by, self.total_given) = (Some(host), false);
+        }
+    }
 }
 
 impl Adaptive {
@@ -238,6 +270,7 @@ impl Adaptive {
                 parts.top_up(streams - 1);
             } else {
                 self.first = None; // closes the first connection
+                let confirmed = parts.confirmed.clone();
                 match parts.next(streams).await {
                     Ok(Next::Part(bytes)) => {
                         self.offset += bytes.len() as u64;
@@ -245,9 +278,9 @@ impl Adaptive {
                         return Ok(Some(bytes));
                     }
                     Ok(Next::End) => return Ok(None),
-                    Ok(Next::RangeIgnored) => self.back_to_one_stream().await?,
-                    Ok(Next::Failed(e, host)) => self.hand_over(host, e).await?,
-                    Err(e) => self.hand_over(self.source.host, e).await?,
+                    Ok(Next::RangeIgnored) => self.back_to_one_stream(&confirmed).await?,
+                    Ok(Next::Failed(e, host)) => self.hand_over(host, e, &confirmed).await?,
+                    Err(e) => self.hand_over(self.source.host, e, &confirmed).await?,
                 }
             }
         }
@@ -286,15 +319,17 @@ impl Adaptive {
 
     /// A server that advertised ranges answered a part with the whole blob (a proxy or a
     /// redirect target that does not do ranges): the rest comes over one stream again, from
-    /// the next host if a mirror fails it.
-    async fn back_to_one_stream(&mut self) -> Result<()> {
+    /// the next host if a mirror fails it. A size the parts' answers `confirmed` is their
+    /// host's word for that stream too.
+    async fn back_to_one_stream(&mut self, confirmed: &Confirmed) -> Result<()> {
         self.source.follow_first_stream();
+        self.source.take_word(self.source.host, confirmed);
         let s = &self.source;
         tracing::debug!(url = %s.url, offset = self.offset, "a part was answered without its range; one stream for the rest");
         let rest = Resumable::from_offset(s, self.offset).await;
         let rest = match rest {
             Ok(rest) => rest,
-            Err(e) => return self.hand_over(s.host, e).await,
+            Err(e) => return self.hand_over(s.host, e, confirmed).await,
         };
         self.first = Some(rest);
         self.phase = Phase::Single; // drops the parts under way
@@ -306,8 +341,11 @@ impl Adaptive {
     /// while the registry has it); on the registry itself, `e` stands.
     ///
     /// The host that took the rest over is probed as the first host was, and split when
-    /// it is as slow: the rest went on as one stream, however large and slow.
-    async fn hand_over(&mut self, host: usize, e: Error) -> Result<()> {
+    /// it is as slow: the rest went on as one stream, however large and slow. A size the
+    /// parts' answers from `host` `confirmed` is its word, which the next host's answer is
+    /// held to.
+    async fn hand_over(&mut self, host: usize, e: Error, confirmed: &Confirmed) -> Result<()> {
+        self.source.take_word(host, confirmed);
         let (rest, ranges) = Resumable::after_failure(&self.source, host, self.offset, e).await?;
         self.first = Some(rest);
         self.phase = Phase::Single; // drops the parts under way
@@ -380,6 +418,7 @@ impl Adaptive {
             next_start: cut,
             running: VecDeque::new(),
             strikes: Arc::default(),
+            confirmed: Arc::default(),
         });
         parts.top_up(extra);
         self.phase = Phase::Split { cut, parts };
@@ -416,6 +455,33 @@ struct Parts {
     running: VecDeque<PartTask>,
     /// The failures of the parts on a mirror, counted together.
     strikes: Arc<Strikes>,
+    /// The hosts whose answer to a part confirmed the blob's size.
+    confirmed: Arc<Confirmed>,
+}
+
+/// The hosts whose `206` to a part of a split download declared the blob's size (its
+/// `Content-Range` total): their own word for every part from then on, as a single
+/// stream's resume that declared it is for the rest after it. Kept by each part alone, a
+/// `416` to the next part, after another part's `206` confirmed a size given alone, failed
+/// as the bare status, which the worker does not fetch once more.
+#[derive(Default)]
+struct Confirmed(std::sync::Mutex<std::collections::HashSet<usize>>);
+
+impl Confirmed {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<usize>> {
+        // Every update is whole: a panic elsewhere leaves nothing half done.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `host` declared the size the parts are fetched against.
+    fn confirm(&self, host: usize) {
+        self.lock().insert(host);
+    }
+
+    /// Whether `host` declared it in an answer to any part.
+    fn by(&self, host: usize) -> bool {
+        self.lock().contains(&host)
+    }
 }
 
 /// The failures in a row of a split download's parts on a mirror that hands over to
@@ -502,10 +568,13 @@ impl Parts {
         // failing after its retry before the rest went to the registry as one stream.
         self.source.follow_first_stream();
         let source = self.source.clone();
-        let strikes = self.strikes.clone();
+        let (strikes, confirmed) = (self.strikes.clone(), self.confirmed.clone());
         // Each part runs as its own task so parts download in parallel with the hashing
         // of earlier ones.
-        let task = tokio::spawn(async move { fetch_part(&source, &strikes, start, end).await });
+        let task =
+            tokio::spawn(
+                async move { fetch_part(&source, (&strikes, &confirmed), start, end).await },
+            );
         self.running.push_back(PartTask {
             task,
             host: self.source.host,
@@ -585,10 +654,12 @@ impl Drop for PartTask {
 /// single stream's does.
 ///
 /// On a mirror that hands over to another host, the parts' failures count together in
-/// `strikes` instead: the mirror is given up on for all of them at once.
+/// `strikes` instead: the mirror is given up on for all of them at once. A size an answer
+/// to any of the parts declared is its host's word for them all (`confirmed`), as is one
+/// the first stream's resume declared meanwhile.
 async fn fetch_part(
     source: &Source,
-    strikes: &Strikes,
+    (strikes, confirmed): (&Strikes, &Confirmed),
     start: u64,
     end: u64,
 ) -> Result<Option<Bytes>> {
@@ -611,9 +682,6 @@ async fn fetch_part(
     let mut attempt = 0;
     // `got.len()` at the last break.
     let mut mark = 0;
-    // An answer of this part declared the blob's size (its `Content-Range` total): the
-    // host's own word from then on, a size given alone or not.
-    let mut confirmed = false;
     loop {
         if together {
             if let Some(e) = strikes.given_up(host) {
@@ -636,6 +704,7 @@ async fn fetch_part(
             // single stream's rest, said so (a size mismatch, which the blob is fetched
             // once more for), not as the bare status.
             Err(e) if e.status() == Some(416) => {
+                let confirmed = source.declared_by(host, confirmed);
                 let refused = crate::registry::part_refused(source, host, (from, end), confirmed);
                 return Err(refused.map_or(e, |refused| refused.with_url(url)));
             }
@@ -688,10 +757,18 @@ async fn fetch_part(
         // not what was asked for, fetched once more (from the registry itself, or where it
         // may not pull, from the mirrors that may).
         let (asked, answered) = (format!("bytes={from}-{end}"), reply.response.headers());
-        let (total, given) = (Some(source.total), source.total_given);
+        // A size given alone that an answer confirmed (to a part, or to the first stream's
+        // resume) is the host's own word: a part declaring another contradicts the host,
+        // not the size given.
+        let given = source.total_given && !source.declared_by(host, confirmed);
+        let total = Some(source.total);
         crate::registry::other_total(&asked, total, given, remote.host(host), answered)
             .map_err(|e| e.with_url(url))?;
-        confirmed |= crate::registry::content_range_total(answered) == total;
+        // The blob's size declared (its `Content-Range` total): the host's own word from
+        // then on, for this part and the others, a size given alone or not.
+        if crate::registry::content_range_total(answered) == total {
+            source.confirm(host, confirmed);
+        }
         let transport = &remote.host(host).transport;
         // What the part holds once this answer is read whole.
         let upto = want - (end - last) as usize;

@@ -1293,3 +1293,177 @@ async fn a_part_whose_digest_header_names_other_content_is_refused_unread() {
         "parts were asked for"
     );
 }
+
+/// A slow registry that declared no size (its first answer chunked) is split into parts
+/// against the size given alone; the first part's `206` confirms that size, and the next
+/// part is answered with a `416`: the registry contradicts its own word, as when the `416`
+/// answers the rest of the part whose `206` confirmed the size. Each part kept its own
+/// confirmation, and the blob failed with the bare status, which the worker does not fetch
+/// once more. Two streams: the first part runs alone beside the first stream, so the
+/// parts after it are asked for once it was answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_416_to_a_part_after_another_part_s_206_confirmed_the_size_given() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(100, 3 << 20));
+    reg.set_fault_for_every(&digest, Fault::Status(416));
+    let (chunk, delay) = (16 << 10, Duration::from_millis(10));
+    reg.push_fault(&digest, Fault::SlowChunked { chunk, delay });
+    reg.push_fault(&digest, Fault::ManyHeaders(1));
+    let mut ranges = small_ranges();
+    ranges.streams = 2;
+    let remote = two_retries(&reg.host(), ranges);
+    let e = error_given_size(&remote, &digest, 3 << 20).await;
+    assert_parts_contradicted_the_server(&e);
+}
+
+/// As above, but the parts after the one whose `206` confirmed the size given are answered
+/// with the whole blob (a proxy that drops `Range`), and the one stream the rest goes back
+/// to with a `416`: the registry contradicts its own word there too. The stream was asked
+/// for against the size as given alone, and the blob failed with the bare status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_416_to_the_one_stream_after_a_part_s_206_confirmed_the_size_given() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(101, 3 << 20));
+    reg.set_fault_for_every(&digest, Fault::Status(416));
+    let (chunk, delay) = (16 << 10, Duration::from_millis(10));
+    reg.push_fault(&digest, Fault::SlowChunked { chunk, delay });
+    reg.push_fault(&digest, Fault::ManyHeaders(1));
+    // The two parts that start once the first stream reached its cut.
+    reg.push_fault(&digest, Fault::IgnoreRange);
+    reg.push_fault(&digest, Fault::IgnoreRange);
+    let mut ranges = small_ranges();
+    ranges.streams = 2;
+    let remote = two_retries(&reg.host(), ranges);
+    let e = error_given_size(&remote, &digest, 3 << 20).await;
+    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
+    let (one_stream, said) = (
+        "-, got a 416 (the content ends at byte ",
+        "), where the server declared 3145728 bytes",
+    );
+    let e = e.to_string();
+    assert!(e.contains(one_stream) && e.contains(said), "{e}");
+}
+
+/// A mirror that declared no size (its first answer chunked) confirms the size given alone
+/// in its `206` to the first part; the parts after it fail, and the registry the rest is
+/// handed over to answers it with a `416`: the two contradict each other, said as the
+/// mirror's word. The hand-over judged the `416` against the size as given alone, took it
+/// for the content's end, and the blob failed as content that ended short of the size
+/// given, which may be wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_416_to_the_rest_a_mirror_s_parts_handed_over_after_a_part_confirmed_the_size() {
+    let (reg, mirror, _, digest) = on_both(102);
+    mirror.set_fault_for_every(&digest, Fault::Status(500));
+    let (chunk, delay) = (16 << 10, Duration::from_millis(10));
+    mirror.push_fault(&digest, Fault::SlowChunked { chunk, delay });
+    mirror.push_fault(&digest, Fault::ManyHeaders(1));
+    reg.set_fault_for_every(&digest, Fault::Status(416));
+    let mut ranges = small_ranges();
+    ranges.streams = 2;
+    let remote = mirrored(&reg, &mirror, 2).with_ranges(ranges);
+    let e = error_given_size(&remote, &digest, 3 << 20).await;
+    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
+    let said = format!(
+        "where the mirror {} declared {} bytes",
+        mirror.host(),
+        3 << 20
+    );
+    assert!(e.to_string().contains(&said), "{e}");
+}
+
+/// A slow registry that declared no size (its first answer chunked) confirms the size given
+/// alone in its `206` to the first part, then gives the blob another size in its answer to
+/// the next part: the registry contradicts its own word, said as that (`where the content
+/// is`), not as a size given that the registry contradicts, which casts doubt on a size
+/// the registry had confirmed (and told the worker's caller the hint may be wrong).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_s_other_total_after_another_part_confirmed_the_size_given_is_the_server_s() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(103, 3 << 20));
+    reg.set_fault_for_every(&digest, Fault::RangeTotal((3 << 20) + 1));
+    let (chunk, delay) = (16 << 10, Duration::from_millis(10));
+    reg.push_fault(&digest, Fault::SlowChunked { chunk, delay });
+    reg.push_fault(&digest, Fault::ManyHeaders(1));
+    let mut ranges = small_ranges();
+    ranges.streams = 2;
+    let remote = two_retries(&reg.host(), ranges);
+    let e = error_given_size(&remote, &digest, 3 << 20).await;
+    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
+    let said = format!("bytes in all, where the content is {}", 3 << 20);
+    assert!(e.to_string().contains(&said), "{e}");
+    assert_eq!(
+        e.sizes(),
+        None,
+        "not the size given against the server's: {e}"
+    );
+}
+
+/// A slow registry that declared no size (its first answer chunked) is split into parts
+/// against the size given alone; its first stream then breaks, and the `206` to its resume
+/// confirms that size while the first part's request is still unanswered; that part is
+/// then answered with a `416`: the registry contradicts its own word. The part, started
+/// before the resume, kept the size as given alone, and the blob failed with the bare
+/// status, which the worker does not fetch once more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_416_to_a_part_under_way_when_the_first_stream_s_resume_confirmed_the_size_given() {
+    use support::fake::Gate;
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(106, 3 << 20));
+    let (chunk, delay, upto) = (16 << 10, Duration::from_millis(10), 448 << 10);
+    reg.push_fault(&digest, Fault::SlowChunkedDrop { chunk, delay, upto });
+    let held = Gate::default();
+    reg.push_fault(
+        &digest,
+        Fault::HeldHead(held.clone(), Box::new(Fault::Status(416))),
+    );
+    // The first stream's resume; the parts after the first part are refused too.
+    reg.push_fault(&digest, Fault::ManyHeaders(1));
+    reg.set_fault_for_every(&digest, Fault::Status(416));
+    let mut ranges = small_ranges();
+    ranges.streams = 2;
+    let remote = two_retries(&reg.host(), ranges);
+    let object: Object = digest.parse().unwrap();
+    let mut hints = Hints::default();
+    hints.size = Some(3 << 20);
+    let mut download = remote.fetch(&object, &hints).await.unwrap();
+    let mut received = 0;
+    // Past the break, the resume's answer was read: the part is answered only then.
+    while received <= upto {
+        received += download.chunk().await.unwrap().expect("not the end").len();
+    }
+    let asked = range_requests(&reg);
+    assert_eq!(asked.len(), 2, "the part, then the resume: {asked:?}");
+    assert!(asked[1].ends_with('-'), "the resume came second: {asked:?}");
+    held.open();
+    let e = loop {
+        match download.chunk().await {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the blob ended"),
+            Err(e) => break e,
+        }
+    };
+    assert_parts_contradicted_the_server(&e);
+}
+
+/// A slow registry that declared no size (its first answer chunked) is split into parts
+/// against the size given alone, and its `206` to the first part confirms that size; the
+/// first stream then breaks short of the part, and its rest is answered with a `416`: the
+/// registry contradicts its own word, said as the server's, as a `416` to a part is. The
+/// first stream took the `416` for the content's end against the size as given alone, and
+/// the blob failed as content that ended short of the size given, which may be wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_416_to_the_first_stream_s_rest_after_a_part_confirmed_the_size_given() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(107, 3 << 20));
+    reg.set_fault_for_every(&digest, Fault::Status(416));
+    let (chunk, delay, upto) = (16 << 10, Duration::from_millis(10), 448 << 10);
+    reg.push_fault(&digest, Fault::SlowChunkedDrop { chunk, delay, upto });
+    reg.push_fault(&digest, Fault::ManyHeaders(1));
+    let mut ranges = small_ranges();
+    ranges.streams = 2;
+    let remote = two_retries(&reg.host(), ranges);
+    let e = error_given_size(&remote, &digest, 3 << 20).await;
+    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
+    let said = format!("where the server declared {} bytes", 3 << 20);
+    assert!(e.to_string().contains(&said), "{e}");
+}

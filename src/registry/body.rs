@@ -93,6 +93,8 @@ pub(crate) struct Served {
     /// Whose word the content's size is now ([`Resumable::sized_by`]), and whether it is
     /// the size given alone ([`Resumable::size_given`]): the host that took the body over
     /// may have declared it too, and a `416` to a part from it then contradicts its own.
+    /// A part's answer from this host that declares the size given writes it here too, for
+    /// the body's rest ([`Resumable::take_parts_word`]).
     pub(crate) sized_by: Option<usize>,
     pub(crate) size_given: bool,
 }
@@ -274,6 +276,7 @@ impl Resumable {
     /// the content): from the same host while its retries last, then, from a mirror, from
     /// the next host. `false` when nothing lies past what arrived (416).
     async fn resume(&mut self, e: Error, ended: bool) -> Result<bool> {
+        self.take_parts_word();
         let Some(url) = self.resume_url.clone() else {
             return self.ask_again(e).await;
         };
@@ -326,6 +329,21 @@ impl Resumable {
         tokio::time::sleep(pause).await;
         tracing::debug!(url = %url, offset = self.offset, error = %e, "resuming body");
         self.ask_rest(&url, e).await
+    }
+
+    /// Takes a size given alone as its host's word when that host declared it in an
+    /// answer to a part of the download split after this body ([`Serving`]): a `416` to
+    /// the rest short of it is then the host contradicting itself, as it is to a part,
+    /// not the end of content of a size that may be wrong.
+    fn take_parts_word(&mut self) {
+        let Some(serving) = &self.serving else {
+            return;
+        };
+        let served = serving.lock().expect("serving host poisoned");
+        let declared = served.host == self.host && served.sized_by == Some(self.host);
+        if self.size_given && declared && !served.size_given {
+            (self.sized_by, self.size_given) = (Some(self.host), false);
+        }
     }
 
     /// Asks `url` for the rest after the body stopped short with `e`; as
@@ -1026,8 +1044,8 @@ impl Rest<'_> {
 /// [`Rest::refused`] says it: short of a size a server declared, the server contradicts
 /// itself (or the host it took the parts over from), as it does answering a single
 /// stream's rest so. Failed as the bare status, the blob was not fetched once more, as one
-/// stream's is. `None` against a size given alone, unless the part's own earlier answer
-/// from `host` `confirmed` it (a `206` whose total is that size, before a break).
+/// stream's is. `None` against a size given alone, unless an earlier answer from `host` to
+/// this part or another of the download `confirmed` it (a `206` whose total is that size).
 pub(crate) fn part_refused(
     source: &crate::ranged::Source,
     host: usize,

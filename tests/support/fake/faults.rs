@@ -86,6 +86,13 @@ pub enum Fault {
         delay: Duration,
         upto: usize,
     },
+    /// The body as [`Fault::SlowBodyDrop`] sends it, without `Content-Length` (chunked): a
+    /// slow answer that declares no size, and drops.
+    SlowChunkedDrop {
+        chunk: usize,
+        delay: Duration,
+        upto: usize,
+    },
     /// The body no faster than `bytes_per_sec`, its first byte after `first_byte`: a link
     /// whose every connection is capped, with a round trip. Paced against deadlines, so the
     /// rate holds over the whole body with no initial burst (unlike nginx's `limit_rate`,
@@ -184,6 +191,7 @@ impl Fault {
                 | Fault::HeldAfter(..)
                 | Fault::SlowBody { .. }
                 | Fault::SlowBodyDrop { .. }
+                | Fault::SlowChunkedDrop { .. }
                 | Fault::SlowChunked { .. }
                 | Fault::Paced { .. }
                 | Fault::IgnoreRange
@@ -461,6 +469,12 @@ pub fn apply(
         Fault::SlowBodyDrop { chunk, delay, upto } => {
             let plan = slow_plan(&prepared.body, (*upto).min(len), *chunk, *delay);
             streamed_then_abort(prepared, plan)
+        }
+        Fault::SlowChunkedDrop { chunk, delay, upto } => {
+            let plan = slow_plan(&prepared.body, (*upto).min(len), *chunk, *delay);
+            let mut response = streamed_then_abort(prepared, plan);
+            response.headers_mut().remove(CONTENT_LENGTH);
+            response
         }
         Fault::Paced {
             bytes_per_sec,
