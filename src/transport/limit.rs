@@ -5,12 +5,19 @@
 //! count. Registries (and the people who run them) count connections, so the cap is
 //! enforced where connections are made: a connection holds a permit of its host's
 //! semaphore for as long as it exists, and a new one waits for a permit.
+//!
+//! Connections in all, busy or idle, are capped too ([`Caps`]): each is a descriptor,
+//! and the pool keeps a host's connection idle for 90 s, so a batch whose blobs each
+//! redirect to a host of their own held one per host, past the limit on open files that
+//! counted one per job. At that cap the connection idle the longest is closed to make
+//! room: its reads end as if the server had closed it, which hyper's connection task,
+//! always reading, sees at once.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 
 use http::Uri;
@@ -23,23 +30,203 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// How many hosts' caps are kept before those with no connection are forgotten.
 const KEEP_IDLE_HOSTS: usize = 64;
 
+/// A cap on connections in all, busy or idle, shared by the connectors of one transport's
+/// clients, with the connections it counts: at the cap, the one idle the longest is
+/// closed to make room.
+#[derive(Debug)]
+pub struct Caps {
+    total: Arc<Semaphore>,
+    /// The connections alive (and some gone, pruned as they are looked through).
+    live: Mutex<Vec<Weak<Use>>>,
+    /// Connections being made that wait for a permit of `total`.
+    waiting: AtomicUsize,
+    /// Connections told to close that have not yet.
+    closing: AtomicUsize,
+    /// Counts uses, so that the connection idle the longest can be told.
+    clock: AtomicU64,
+}
+
+impl Caps {
+    /// At most `total` connections at once (at least one).
+    pub fn new(total: usize) -> Arc<Caps> {
+        Arc::new(Caps {
+            // A semaphore panics past its maximum; `usize::MAX` is "no cap".
+            total: Arc::new(Semaphore::new(total.clamp(1, Semaphore::MAX_PERMITS))),
+            live: Mutex::default(),
+            waiting: AtomicUsize::new(0),
+            closing: AtomicUsize::new(0),
+            clock: AtomicU64::new(0),
+        })
+    }
+
+    fn tick(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A permit for one more connection: at once while under the cap, else once an idle
+    /// connection told to close has closed (or a busy one, done, has been told).
+    async fn permit(self: &Arc<Self>) -> Result<OwnedSemaphorePermit, BoxError> {
+        if let Ok(permit) = self.total.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let _waiting = Waiting(&self.waiting);
+        self.close_idle();
+        Ok(self.total.clone().acquire_owned().await?)
+    }
+
+    /// Tells the connection idle the longest to close, while connections wait for a
+    /// permit that none of those closing will free. One that has sent a request (as far
+    /// as its writes tell) is passed over while another is idle: over HTTP/2 a connection
+    /// writes without a request too (a PING's answer), and one lost with its request
+    /// is sent again, as on any connection kept alive.
+    fn close_idle(&self) {
+        if self.waiting.load(Ordering::Relaxed) <= self.closing.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut live = self.live.lock().expect("connections poisoned");
+        live.retain(|conn| conn.upgrade().is_some_and(|conn| !conn.gone()));
+        let oldest = live
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|conn| !conn.close.load(Ordering::Relaxed) && conn.reading() == 0)
+            .min_by_key(|conn| (conn.pending.load(Ordering::Relaxed), conn.last()));
+        if let Some(conn) = oldest {
+            self.closing.fetch_add(1, Ordering::Relaxed);
+            conn.close.store(true, Ordering::Relaxed);
+            conn.waker.wake();
+        }
+    }
+
+    fn enlist(&self, conn: &Arc<Use>) {
+        let mut live = self.live.lock().expect("connections poisoned");
+        // Connections gone are pruned as the list doubles, keeping it near those alive.
+        if live.len() >= 64 && live.len().is_power_of_two() {
+            live.retain(|conn| conn.upgrade().is_some_and(|conn| !conn.gone()));
+        }
+        live.push(Arc::downgrade(conn));
+    }
+}
+
+/// How a connection is used, shared by the connection, the bodies read off it (through
+/// [`InUse`]) and its transport's [`Caps`], which may tell it to close while it is idle.
+#[derive(Debug)]
+pub(crate) struct Use {
+    caps: Arc<Caps>,
+    /// Bytes were written since the last answer: a request is on its way.
+    pending: AtomicBool,
+    /// Bodies being read.
+    reading: AtomicUsize,
+    /// When it was last used, by its caps' clock.
+    last: AtomicU64,
+    /// Told to close once idle.
+    close: AtomicBool,
+    /// Closed: its descriptor and permits given back.
+    gone: AtomicBool,
+    /// The task reading the connection, to be woken when it is told to close.
+    waker: futures::task::AtomicWaker,
+}
+
+impl Use {
+    fn reading(&self) -> usize {
+        self.reading.load(Ordering::Relaxed)
+    }
+
+    fn last(&self) -> u64 {
+        self.last.load(Ordering::Relaxed)
+    }
+
+    fn gone(&self) -> bool {
+        self.gone.load(Ordering::Relaxed)
+    }
+
+    fn idle(&self) -> bool {
+        self.reading() == 0 && !self.pending.load(Ordering::Relaxed)
+    }
+
+    /// Whether its reads should end now: told to close, and idle.
+    fn closes(&self) -> bool {
+        self.close.load(Ordering::Relaxed) && self.idle()
+    }
+}
+
+impl<T> Drop for Limited<T> {
+    fn drop(&mut self) {
+        // The pool keeps a connection's extras, this `Use` among them, until it finds the
+        // connection closed: what tells the connection gone is its own end.
+        let conn = &self.conn.0;
+        conn.gone.store(true, Ordering::Relaxed);
+        if conn.close.load(Ordering::Relaxed) {
+            conn.caps.closing.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A connection's [`Use`], as the responses read off it carry it.
+#[derive(Clone, Debug)]
+pub(crate) struct InUse(Arc<Use>);
+
+impl InUse {
+    /// A response arrived: its body is read until the [`Reading`] is dropped.
+    pub(crate) fn read(&self) -> Reading {
+        let conn = &self.0;
+        conn.reading.fetch_add(1, Ordering::Relaxed);
+        conn.pending.store(false, Ordering::Relaxed);
+        Reading(conn.clone())
+    }
+
+    /// A request failed on the connection, which may go on (an HTTP/2 stream reset).
+    pub(crate) fn failed(&self) {
+        self.0.pending.store(false, Ordering::Relaxed);
+    }
+}
+
+/// A body being read off a connection, which is not idle until it is dropped.
+#[derive(Debug)]
+pub(crate) struct Reading(Arc<Use>);
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        let conn = &self.0;
+        conn.last.store(conn.caps.tick(), Ordering::Relaxed);
+        if conn.reading.fetch_sub(1, Ordering::Relaxed) == 1 {
+            // Idle now, and maybe what a connection waiting for a permit needs.
+            conn.caps.close_idle();
+        }
+    }
+}
+
 /// Wraps a connector so that at most `limit` connections per host and port exist at once.
 #[derive(Clone, Debug)]
 pub struct LimitedConnector<C> {
     inner: C,
     limit: usize,
     hosts: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+    caps: Arc<Caps>,
 }
 
 impl<C> LimitedConnector<C> {
     /// Caps `inner` at `limit` connections per host (at least one).
     pub fn new(inner: C, limit: usize) -> Self {
+        Self::sharing(inner, limit, Caps::new(usize::MAX))
+    }
+
+    /// Caps `inner` at `limit` connections per host (at least one), and its connections
+    /// and those of the other connectors given `caps` at what `caps` allows in all.
+    pub fn sharing(inner: C, limit: usize, caps: Arc<Caps>) -> Self {
         LimitedConnector {
             inner,
             // A semaphore panics past its maximum; a library caller may pass any `usize`
             // (`usize::MAX` for "no cap"), and no host is ever near that many connections.
             limit: limit.clamp(1, Semaphore::MAX_PERMITS),
             hosts: Arc::default(),
+            caps,
         }
     }
 
@@ -89,27 +276,42 @@ where
         // for the next call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
+        let caps = self.caps.clone();
         Box::pin(async move {
             let permit = semaphore.acquire_owned().await?;
+            let total = caps.permit().await?;
             let io = inner.call(uri).await.map_err(Into::into)?;
             // HTTP/2 frames say their own lengths, and a connection's bytes are many
             // streams', read while their readers may wait: only HTTP/1.1 is watched.
             let unfruitful = (!io.connected().is_negotiated_h2()).then(Unfruitful::default);
+            let conn = Arc::new(Use {
+                last: AtomicU64::new(caps.tick()),
+                caps: caps.clone(),
+                pending: AtomicBool::new(false),
+                reading: AtomicUsize::new(0),
+                close: AtomicBool::new(false),
+                gone: AtomicBool::new(false),
+                waker: Default::default(),
+            });
+            caps.enlist(&conn);
             Ok(Limited {
                 io,
-                _permit: permit,
+                _permits: (permit, total),
                 answered: Answered::default(),
                 unfruitful,
+                conn: InUse(conn),
             })
         })
     }
 }
 
-/// A connection that gives its host's permit back when it is dropped.
+/// A connection that gives its host's permit, and its transport's, back when it is
+/// dropped.
 #[derive(Debug)]
 pub struct Limited<T> {
     io: T,
-    _permit: OwnedSemaphorePermit,
+    _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    conn: InUse,
     answered: Answered,
     /// What an HTTP/1.1 connection has read without content; `None` over HTTP/2.
     unfruitful: Option<Unfruitful>,
@@ -117,7 +319,11 @@ pub struct Limited<T> {
 
 impl<T: Connection> Connection for Limited<T> {
     fn connected(&self) -> Connected {
-        let connected = self.io.connected().extra(self.answered.clone());
+        let connected = self
+            .io
+            .connected()
+            .extra(self.answered.clone())
+            .extra(self.conn.clone());
         match &self.unfruitful {
             Some(unfruitful) => connected.extra(unfruitful.clone()),
             None => connected,
@@ -198,6 +404,11 @@ impl<T: Read + Unpin> Read for Limited<T> {
         mut buf: hyper::rt::ReadBufCursor<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
+        // Told to close while idle: the end of its input, as if the server had closed it.
+        if this.conn.0.closes() {
+            return Poll::Ready(Ok(()));
+        }
+        this.conn.0.waker.register(cx.waker());
         let Some(unfruitful) = &this.unfruitful else {
             return Pin::new(&mut this.io).poll_read(cx, buf);
         };
@@ -225,11 +436,106 @@ impl<T: Read + Unpin> Read for Limited<T> {
     }
 }
 
-pass_writes_through!([T: Write + Unpin] Limited<T>);
+impl<T: Write + Unpin> Write for Limited<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        this.conn.0.pending.store(true, Ordering::Relaxed);
+        Pin::new(&mut this.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        this.conn.0.pending.store(true, Ordering::Relaxed);
+        Pin::new(&mut this.io).poll_write_vectored(cx, bufs)
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A connector whose connections are made at once, and do nothing.
+    #[derive(Clone)]
+    struct AtOnce;
+    struct Conn;
+    impl Connection for Conn {
+        fn connected(&self) -> Connected {
+            Connected::new()
+        }
+    }
+    impl tower_service::Service<Uri> for AtOnce {
+        type Response = Conn;
+        type Error = std::io::Error;
+        type Future = std::future::Ready<std::io::Result<Conn>>;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _: Uri) -> Self::Future {
+            std::future::ready(Ok(Conn))
+        }
+    }
+
+    /// At the cap on connections in all, a new one is made once the connection idle the
+    /// longest has closed, which it is told to; one whose body is being read is not until
+    /// it is done.
+    #[test]
+    fn at_the_cap_the_connection_idle_the_longest_is_told_to_close() {
+        use futures::FutureExt;
+        use tower_service::Service;
+        let caps = Caps::new(2);
+        let mut a = LimitedConnector::sharing(AtOnce, 4, caps.clone());
+        let mut b = LimitedConnector::sharing(AtOnce, 4, caps.clone());
+        let connect = |c: &mut LimitedConnector<AtOnce>, host: &str| {
+            c.call(format!("http://{host}/").parse().unwrap())
+        };
+        let oldest = connect(&mut a, "one.example")
+            .now_or_never()
+            .unwrap()
+            .unwrap();
+        let busy = connect(&mut b, "two.example")
+            .now_or_never()
+            .unwrap()
+            .unwrap();
+        // `oldest` was idle earlier, but `busy` is read from after a request.
+        let reading = busy.conn.read();
+        let mut third = connect(&mut a, "three.example");
+        assert!((&mut third).now_or_never().is_none(), "made past the cap");
+        assert!(
+            oldest.conn.0.closes(),
+            "the idle connection was not told to close"
+        );
+        assert!(!busy.conn.0.close.load(Ordering::Relaxed));
+        drop(oldest);
+        let third = third.now_or_never().expect("a permit given back").unwrap();
+        // Both busy, a connection waits until one is done: `busy`, whose place it gets.
+        let _third_reading = third.conn.read();
+        let mut fourth = connect(&mut b, "four.example");
+        assert!((&mut fourth).now_or_never().is_none());
+        drop(reading);
+        assert!(busy.conn.0.closes() && !third.conn.0.closes());
+        drop(busy);
+        assert!(fourth.now_or_never().is_some());
+    }
 
     /// `usize::MAX` for "no cap", as a library caller may write it: the semaphore refused
     /// it with a panic at the host's first connection.
@@ -289,25 +595,6 @@ mod tests {
     fn idle_connections_of_another_pool_key_keep_no_request_waiting() {
         use futures::FutureExt;
         use tower_service::Service;
-        #[derive(Clone)]
-        struct AtOnce;
-        struct Conn;
-        impl Connection for Conn {
-            fn connected(&self) -> Connected {
-                Connected::new()
-            }
-        }
-        impl Service<Uri> for AtOnce {
-            type Response = Conn;
-            type Error = std::io::Error;
-            type Future = std::future::Ready<std::io::Result<Conn>>;
-            fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-                Poll::Ready(Ok(()))
-            }
-            fn call(&mut self, _: Uri) -> Self::Future {
-                std::future::ready(Ok(Conn))
-            }
-        }
         let mut limited = LimitedConnector::new(AtOnce, 1);
         let idle = limited
             .call("https://registry.example/v2/".parse().unwrap())

@@ -195,6 +195,11 @@ pub struct TransportOptions {
     /// `--range-streams` - 1 ([`RangeOptions::streams`](crate::ranged::RangeOptions::streams))
     /// for the parallel parts of large blobs.
     pub max_connections_per_host: usize,
+    /// Connections at most, busy or idle, to all hosts: no cap by default. The CLI sets it
+    /// to what the limit on open files leaves beside its jobs' files. At the cap, the
+    /// connection idle the longest is closed to make room: the pool keeps each host's
+    /// idle for 90 s, and a batch whose blobs redirect to a host each held one per host.
+    pub max_connections: usize,
     /// The HTTP/2 flow-control window.
     pub http2_window: Http2Window,
     /// A client certificate for servers that ask for one (mutual TLS).
@@ -224,6 +229,7 @@ impl Default for TransportOptions {
             idle_timeout: Duration::from_secs(60),
             max_idle_per_host: 16,
             max_connections_per_host: 16,
+            max_connections: usize::MAX,
             http2_window: Http2Window::DEFAULT,
             client_identity: None,
             user_agent: Some(DEFAULT_USER_AGENT.to_string()),
@@ -357,6 +363,8 @@ impl Outgoing {
 pub struct ResponseBody {
     inner: Incoming,
     unfruitful: Option<limit::Unfruitful>,
+    /// Keeps its connection from being closed as idle until the body is dropped.
+    _reading: Option<limit::Reading>,
 }
 
 impl http_body::Body for ResponseBody {
@@ -495,14 +503,16 @@ impl Transport {
             .http2_keep_alive_interval(opts.idle_timeout / 2)
             .http2_keep_alive_timeout(opts.idle_timeout / 4);
         let refusals = Refusals::default();
+        let caps = limit::Caps::new(opts.max_connections);
         // Each client caps its connections on its own: the HTTP/2 connection an origin
         // refused is left idle and closed by the pool, and sharing the cap with it left a
         // fetch capped at one connection nothing to fall back on until then.
         let pooled = |builder: &hyper_util::client::legacy::Builder, https| {
             let watched = RefusalConnector::new(HandshakeDone::new(https), refusals.clone());
-            builder.build(LimitedConnector::new(
+            builder.build(LimitedConnector::sharing(
                 watched,
                 opts.max_connections_per_host,
+                caps.clone(),
             ))
         };
         let client = pooled(&builder, https);
@@ -688,6 +698,9 @@ impl Transport {
                         continue;
                     }
                     let reused = e.connect_info().is_some_and(answered_before);
+                    if let Some(conn) = e.connect_info().and_then(in_use) {
+                        conn.failed();
+                    }
                     let refused = || self.refusals.of(&req.url);
                     let ours = self.opts.client_identity.as_ref();
                     let fields = if large {
@@ -732,7 +745,12 @@ impl Transport {
                     if let Some(unfruitful) = &unfruitful {
                         unfruitful.fruit();
                     }
-                    break r.map(|inner| ResponseBody { inner, unfruitful });
+                    let reading = r.extensions().get::<limit::InUse>().map(limit::InUse::read);
+                    break r.map(|inner| ResponseBody {
+                        inner,
+                        unfruitful,
+                        _reading: reading,
+                    });
                 }
             }
         };
@@ -885,6 +903,13 @@ fn answered_before(connected: &hyper_util::client::legacy::connect::Connected) -
     extras
         .get::<limit::Answered>()
         .is_some_and(limit::Answered::before)
+}
+
+/// The use of the connection a request failed on.
+fn in_use(connected: &hyper_util::client::legacy::connect::Connected) -> Option<limit::InUse> {
+    let mut extras = http::Extensions::new();
+    connected.get_extras(&mut extras);
+    extras.remove::<limit::InUse>()
 }
 
 /// Whether `url`'s origin is in `origins`; an empty set, nearly always the case, costs no
