@@ -538,3 +538,42 @@ fn empty_data_frames_without_end_are_no_content() {
         "{err}"
     );
 }
+
+/// A host capped at one connection (`-j 1 --range-streams 1`) that refuses a request over
+/// HTTP/2 gets it over HTTP/1.1 at once: the clients share the host's cap (each capped
+/// it on its own, and a host got up to three connections under a cap of one), and the
+/// HTTP/2 connection left idle is closed to make room.
+#[test]
+fn a_host_capped_at_one_connection_gets_one_across_http_versions() {
+    let blobs = blobs(960, 3, 5000);
+    let mut digests: Vec<String> = blobs.keys().cloned().collect();
+    digests.sort();
+    let refused = digests[1].clone();
+    let server = start(blobs.clone(), move |_, path| {
+        if path.ends_with(&refused) {
+            Plan::Reset(h2::Reason::HTTP_1_1_REQUIRED)
+        } else {
+            Plan::Serve
+        }
+    });
+    // Shared without closing the idle connection, the request over HTTP/1.1 waited for
+    // the pool to close it, 90 s on: past `--timeout`, status 124.
+    let args = [
+        "-j",
+        "1",
+        "--range-streams",
+        "1",
+        "--retries",
+        "0",
+        "--timeout",
+        "30s",
+    ];
+    let (out, dir) = worker(&server, &digests, &args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    for (digest, data) in &blobs {
+        assert_eq!(stored(&dir, digest).as_ref(), Some(data), "{digest}");
+    }
+    let http1 = server.seen.http1.lock().unwrap().clone();
+    assert_eq!(http1.len(), 2, "{http1:?}");
+}

@@ -30,11 +30,25 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// How many hosts' caps are kept before those with no connection are forgotten.
 const KEEP_IDLE_HOSTS: usize = 64;
 
-/// A cap on connections in all, busy or idle, shared by the connectors of one transport's
-/// clients, with the connections it counts: at the cap, the one idle the longest is
-/// closed to make room.
+/// One host's cap, shared by the connectors of one transport.
+#[derive(Debug)]
+struct Host {
+    permits: Arc<Semaphore>,
+    /// The connectors whose connections wait for a permit, one entry each: an idle
+    /// connection of another connector makes room for them.
+    waiting: Mutex<Vec<usize>>,
+}
+
+/// The caps on connections per host and in all, busy or idle, shared by the connectors
+/// of one transport's clients (the one that offers HTTP/2, and those for HTTP/1.1 alone),
+/// with the connections they count: at a cap, an idle connection is closed to make room.
+/// Each client capped a host on its own, and a host could get three times its cap.
 #[derive(Debug)]
 pub struct Caps {
+    per_host: usize,
+    hosts: Mutex<HashMap<String, Arc<Host>>>,
+    /// Numbers the connectors sharing the caps.
+    connectors: AtomicUsize,
     total: Arc<Semaphore>,
     /// The connections alive (and some gone, pruned as they are looked through).
     live: Mutex<Vec<Weak<Use>>>,
@@ -47,11 +61,17 @@ pub struct Caps {
 }
 
 impl Caps {
-    /// At most `total` connections at once (at least one).
-    pub fn new(total: usize) -> Arc<Caps> {
+    /// At most `per_host` connections per host and port, and `total` in all, at once
+    /// (at least one each).
+    pub fn new(per_host: usize, total: usize) -> Arc<Caps> {
+        // A semaphore panics past its maximum; a library caller may pass any `usize`
+        // (`usize::MAX` for "no cap"), and no host is ever near that many connections.
+        let cap = |n: usize| n.clamp(1, Semaphore::MAX_PERMITS);
         Arc::new(Caps {
-            // A semaphore panics past its maximum; `usize::MAX` is "no cap".
-            total: Arc::new(Semaphore::new(total.clamp(1, Semaphore::MAX_PERMITS))),
+            per_host: cap(per_host),
+            hosts: Mutex::default(),
+            connectors: AtomicUsize::new(0),
+            total: Arc::new(Semaphore::new(cap(total))),
             live: Mutex::default(),
             waiting: AtomicUsize::new(0),
             closing: AtomicUsize::new(0),
@@ -61,6 +81,65 @@ impl Caps {
 
     fn tick(&self) -> u64 {
         self.clock.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn host(&self, uri: &Uri) -> Arc<Host> {
+        // Keyed as hyper's pool keys its connections (scheme and authority, without
+        // case), since an idle connection holds its permit and the pool hands it only to
+        // its own key: `host` and `host:443` sharing one cap, a request written the other
+        // way waited for the permits of connections it could not use until they closed.
+        let key = format!(
+            "{}://{}:{}",
+            uri.scheme_str().unwrap_or(""),
+            uri.host().unwrap_or("").to_ascii_lowercase(),
+            uri.port_u16().unwrap_or(0)
+        );
+        let mut hosts = self.hosts.lock().expect("connection limits poisoned");
+        // A host none of whose connections is left (nor waited for: each holds the
+        // entry) needs no entry: a registry that sends each blob to a host of its own
+        // (a redirect per blob) made the map grow with the batch.
+        if hosts.len() >= KEEP_IDLE_HOSTS {
+            hosts.retain(|_, host| Arc::strong_count(host) > 1);
+        }
+        hosts
+            .entry(key)
+            .or_insert_with(|| {
+                Arc::new(Host {
+                    permits: Arc::new(Semaphore::new(self.per_host)),
+                    waiting: Mutex::default(),
+                })
+            })
+            .clone()
+    }
+
+    /// A permit for one more connection to `host` from `connector`: at once while under
+    /// the cap, else once one of the host's connections has closed. An idle one of
+    /// another connector is told to, now or once it is done; the connector's own are left
+    /// for its pool to hand to the request waiting.
+    async fn host_permit(
+        &self,
+        host: &Arc<Host>,
+        connector: usize,
+    ) -> Result<OwnedSemaphorePermit, BoxError> {
+        if let Ok(permit) = host.permits.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        struct Waiting<'a>(&'a Host, usize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                let mut waiting = self.0.waiting.lock().expect("waiting poisoned");
+                if let Some(at) = waiting.iter().position(|c| *c == self.1) {
+                    waiting.swap_remove(at);
+                }
+            }
+        }
+        host.waiting
+            .lock()
+            .expect("waiting poisoned")
+            .push(connector);
+        let _waiting = Waiting(host, connector);
+        self.close_oldest(|conn| Arc::ptr_eq(&conn.host, host) && conn.connector != connector);
+        Ok(host.permits.clone().acquire_owned().await?)
     }
 
     /// A permit for one more connection: at once while under the cap, else once an idle
@@ -87,20 +166,23 @@ impl Caps {
     /// writes without a request too (a PING's answer), and one lost with its request
     /// is sent again, as on any connection kept alive.
     fn close_idle(&self) {
-        if self.waiting.load(Ordering::Relaxed) <= self.closing.load(Ordering::Relaxed) {
-            return;
+        if self.waiting.load(Ordering::Relaxed) > self.closing.load(Ordering::Relaxed) {
+            self.close_oldest(|_| true);
         }
+    }
+
+    /// Tells the connection idle the longest of those `which` picks to close.
+    fn close_oldest(&self, which: impl Fn(&Use) -> bool) {
         let mut live = self.live.lock().expect("connections poisoned");
         live.retain(|conn| conn.upgrade().is_some_and(|conn| !conn.gone()));
         let oldest = live
             .iter()
             .filter_map(Weak::upgrade)
             .filter(|conn| !conn.close.load(Ordering::Relaxed) && conn.reading() == 0)
+            .filter(|conn| which(conn))
             .min_by_key(|conn| (conn.pending.load(Ordering::Relaxed), conn.last()));
         if let Some(conn) = oldest {
-            self.closing.fetch_add(1, Ordering::Relaxed);
-            conn.close.store(true, Ordering::Relaxed);
-            conn.waker.wake();
+            conn.tell_to_close();
         }
     }
 
@@ -119,6 +201,9 @@ impl Caps {
 #[derive(Debug)]
 pub(crate) struct Use {
     caps: Arc<Caps>,
+    host: Arc<Host>,
+    /// The connector that made it.
+    connector: usize,
     /// Bytes were written since the last answer: a request is on its way.
     pending: AtomicBool,
     /// Bodies being read.
@@ -153,6 +238,14 @@ impl Use {
     /// Whether its reads should end now: told to close, and idle.
     fn closes(&self) -> bool {
         self.close.load(Ordering::Relaxed) && self.idle()
+    }
+
+    /// Tells it to close once idle, waking the task that reads it to see so.
+    fn tell_to_close(&self) {
+        if !self.close.swap(true, Ordering::Relaxed) {
+            self.caps.closing.fetch_add(1, Ordering::Relaxed);
+            self.waker.wake();
+        }
     }
 }
 
@@ -196,8 +289,15 @@ impl Drop for Reading {
         let conn = &self.0;
         conn.last.store(conn.caps.tick(), Ordering::Relaxed);
         if conn.reading.fetch_sub(1, Ordering::Relaxed) == 1 {
-            // Idle now, and maybe what a connection waiting for a permit needs.
-            conn.caps.close_idle();
+            // Idle now, and maybe what a connection waiting for a permit needs: one of
+            // another connector to its host, or any.
+            let waiting = conn.host.waiting.lock().expect("waiting poisoned");
+            let wanted = waiting.iter().any(|c| *c != conn.connector);
+            drop(waiting);
+            match wanted {
+                true => conn.tell_to_close(),
+                false => conn.caps.close_idle(),
+            }
         }
     }
 }
@@ -206,52 +306,22 @@ impl Drop for Reading {
 #[derive(Clone, Debug)]
 pub struct LimitedConnector<C> {
     inner: C,
-    limit: usize,
-    hosts: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
     caps: Arc<Caps>,
+    /// Its number among the connectors sharing `caps`.
+    id: usize,
 }
 
 impl<C> LimitedConnector<C> {
     /// Caps `inner` at `limit` connections per host (at least one).
     pub fn new(inner: C, limit: usize) -> Self {
-        Self::sharing(inner, limit, Caps::new(usize::MAX))
+        Self::sharing(inner, Caps::new(limit, usize::MAX))
     }
 
-    /// Caps `inner` at `limit` connections per host (at least one), and its connections
-    /// and those of the other connectors given `caps` at what `caps` allows in all.
-    pub fn sharing(inner: C, limit: usize, caps: Arc<Caps>) -> Self {
-        LimitedConnector {
-            inner,
-            // A semaphore panics past its maximum; a library caller may pass any `usize`
-            // (`usize::MAX` for "no cap"), and no host is ever near that many connections.
-            limit: limit.clamp(1, Semaphore::MAX_PERMITS),
-            hosts: Arc::default(),
-            caps,
-        }
-    }
-
-    fn semaphore(&self, uri: &Uri) -> Arc<Semaphore> {
-        // Keyed as hyper's pool keys its connections (scheme and authority, without
-        // case), since an idle connection holds its permit and the pool hands it only to
-        // its own key: `host` and `host:443` sharing one cap, a request written the other
-        // way waited for the permits of connections it could not use until they closed.
-        let key = format!(
-            "{}://{}:{}",
-            uri.scheme_str().unwrap_or(""),
-            uri.host().unwrap_or("").to_ascii_lowercase(),
-            uri.port_u16().unwrap_or(0)
-        );
-        let mut hosts = self.hosts.lock().expect("connection limits poisoned");
-        // A host none of whose connections is left (nor waited for: each holds the
-        // semaphore) needs no entry: a registry that sends each blob to a host of its own
-        // (a redirect per blob) made the map grow with the batch.
-        if hosts.len() >= KEEP_IDLE_HOSTS {
-            hosts.retain(|_, semaphore| Arc::strong_count(semaphore) > 1);
-        }
-        hosts
-            .entry(key)
-            .or_insert_with(|| Arc::new(Semaphore::new(self.limit)))
-            .clone()
+    /// Caps `inner`'s connections, with those of the other connectors given `caps`, at
+    /// what `caps` allows per host and in all.
+    pub fn sharing(inner: C, caps: Arc<Caps>) -> Self {
+        let id = caps.connectors.fetch_add(1, Ordering::Relaxed);
+        LimitedConnector { inner, caps, id }
     }
 }
 
@@ -271,14 +341,15 @@ where
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let semaphore = self.semaphore(&uri);
+        let host = self.caps.host(&uri);
+        let connector = self.id;
         // The ready service is the one `poll_ready` was called on; keep a fresh clone
         // for the next call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let caps = self.caps.clone();
         Box::pin(async move {
-            let permit = semaphore.acquire_owned().await?;
+            let permit = caps.host_permit(&host, connector).await?;
             let total = caps.permit().await?;
             let io = inner.call(uri).await.map_err(Into::into)?;
             // HTTP/2 frames say their own lengths, and a connection's bytes are many
@@ -287,6 +358,8 @@ where
             let conn = Arc::new(Use {
                 last: AtomicU64::new(caps.tick()),
                 caps: caps.clone(),
+                host,
+                connector,
                 pending: AtomicBool::new(false),
                 reading: AtomicUsize::new(0),
                 close: AtomicBool::new(false),
@@ -495,6 +568,38 @@ mod tests {
         }
     }
 
+    /// A host's cap is one for the connectors that share their caps (a transport's three
+    /// clients): each capped it on its own, and a host could get three times the cap. The
+    /// idle connection of another connector is told to close to make room, at once or
+    /// once it is done; one of the connector's own is left for its pool to hand on.
+    #[test]
+    fn the_connectors_sharing_caps_share_each_hosts_cap() {
+        use futures::FutureExt;
+        use tower_service::Service;
+        let caps = Caps::new(1, usize::MAX);
+        let mut a = LimitedConnector::sharing(AtOnce, caps.clone());
+        let mut b = LimitedConnector::sharing(AtOnce, caps.clone());
+        let uri = || "https://registry.example/v2/".parse::<Uri>().unwrap();
+        let held = a.call(uri()).now_or_never().unwrap().unwrap();
+        let reading = held.conn.read();
+        let mut other = b.call(uri());
+        assert!(
+            (&mut other).now_or_never().is_none(),
+            "a second connection to a host capped at one"
+        );
+        assert!(!held.conn.0.closes(), "told to close while read from");
+        drop(reading);
+        assert!(held.conn.0.closes(), "not told to close once done");
+        drop(held);
+        let theirs = other.now_or_never().expect("the host's permit").unwrap();
+        let mut own = b.call(uri());
+        assert!((&mut own).now_or_never().is_none());
+        assert!(
+            !theirs.conn.0.closes(),
+            "an idle connection of its own told to close"
+        );
+    }
+
     /// At the cap on connections in all, a new one is made once the connection idle the
     /// longest has closed, which it is told to; one whose body is being read is not until
     /// it is done.
@@ -502,9 +607,9 @@ mod tests {
     fn at_the_cap_the_connection_idle_the_longest_is_told_to_close() {
         use futures::FutureExt;
         use tower_service::Service;
-        let caps = Caps::new(2);
-        let mut a = LimitedConnector::sharing(AtOnce, 4, caps.clone());
-        let mut b = LimitedConnector::sharing(AtOnce, 4, caps.clone());
+        let caps = Caps::new(4, 2);
+        let mut a = LimitedConnector::sharing(AtOnce, caps.clone());
+        let mut b = LimitedConnector::sharing(AtOnce, caps.clone());
         let connect = |c: &mut LimitedConnector<AtOnce>, host: &str| {
             c.call(format!("http://{host}/").parse().unwrap())
         };
@@ -542,9 +647,10 @@ mod tests {
     #[test]
     fn any_cap_makes_a_semaphore() {
         for cap in [0, 1, usize::MAX] {
-            let limited = LimitedConnector::new((), cap);
-            let sem = limited.semaphore(&"https://registry.example/v2/".parse().unwrap());
-            assert!(sem.available_permits() >= 1, "{cap}");
+            let caps = Caps::new(cap, cap);
+            let host = caps.host(&"https://registry.example/v2/".parse().unwrap());
+            assert!(host.permits.available_permits() >= 1, "{cap}");
+            assert!(caps.total.available_permits() >= 1, "{cap}");
         }
     }
 
@@ -552,8 +658,8 @@ mod tests {
     /// pool (`Authority` compares without case): a semaphore of its own doubled the cap.
     #[test]
     fn one_host_spelled_two_ways_shares_its_cap() {
-        let limited = LimitedConnector::new((), 2);
-        let sem = |u: &str| limited.semaphore(&u.parse().unwrap());
+        let caps = Caps::new(2, usize::MAX);
+        let sem = |u: &str| caps.host(&u.parse().unwrap());
         assert!(Arc::ptr_eq(
             &sem("https://registry.example/v2/"),
             &sem("https://Registry.Example/v2/x")
@@ -573,13 +679,13 @@ mod tests {
     /// the batch.
     #[test]
     fn hosts_without_connections_are_forgotten() {
-        let limited = LimitedConnector::new((), 2);
-        let held = limited.semaphore(&"https://registry.example/v2/".parse().unwrap());
+        let caps = Caps::new(2, usize::MAX);
+        let held = caps.host(&"https://registry.example/v2/".parse().unwrap());
         for i in 0..10_000 {
             let uri = format!("https://blob-{i}.cdn.example/b").parse().unwrap();
-            drop(limited.semaphore(&uri));
+            drop(caps.host(&uri));
         }
-        let hosts = limited.hosts.lock().unwrap();
+        let hosts = caps.hosts.lock().unwrap();
         assert!(hosts.len() <= KEEP_IDLE_HOSTS, "{} hosts kept", hosts.len());
         assert!(
             hosts.values().any(|s| Arc::ptr_eq(s, &held)),

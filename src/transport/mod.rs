@@ -503,17 +503,16 @@ impl Transport {
             .http2_keep_alive_interval(opts.idle_timeout / 2)
             .http2_keep_alive_timeout(opts.idle_timeout / 4);
         let refusals = Refusals::default();
-        let caps = limit::Caps::new(opts.max_connections);
-        // Each client caps its connections on its own: the HTTP/2 connection an origin
-        // refused is left idle and closed by the pool, and sharing the cap with it left a
-        // fetch capped at one connection nothing to fall back on until then.
+        // The clients share each host's cap: each capped it on its own, and a host got up
+        // to three times the cap (a connection of the client for large heads, one of the
+        // one for HTTP/1.1 alone, and the HTTP/2 one it refused). The connection one
+        // client holds idle, as the HTTP/2 connection an origin refused is left until the
+        // pool closes it, is closed when another client needs its place: shared without
+        // that, it left a fetch capped at one connection nothing to fall back on.
+        let caps = limit::Caps::new(opts.max_connections_per_host, opts.max_connections);
         let pooled = |builder: &hyper_util::client::legacy::Builder, https| {
             let watched = RefusalConnector::new(HandshakeDone::new(https), refusals.clone());
-            builder.build(LimitedConnector::sharing(
-                watched,
-                opts.max_connections_per_host,
-                caps.clone(),
-            ))
+            builder.build(LimitedConnector::sharing(watched, caps.clone()))
         };
         let client = pooled(&builder, https);
         let large = pooled(
