@@ -28,12 +28,35 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// How many hosts' caps are kept before those with no connection are forgotten.
-const KEEP_IDLE_HOSTS: usize = 64;
+pub(crate) const KEEP_IDLE_HOSTS: usize = 64;
 
-/// One host's cap, shared by the connectors of one transport.
+/// A host's key: as hyper's pool keys its connections (scheme and authority, without
+/// case), since an idle connection holds its permit and the pool hands it only to its own
+/// key: `host` and `host:443` sharing one cap, a request written the other way waited for
+/// the permits of connections it could not use until they closed.
+fn key(uri: &Uri) -> String {
+    format!(
+        "{}://{}:{}",
+        uri.scheme_str().unwrap_or(""),
+        uri.host().unwrap_or("").to_ascii_lowercase(),
+        uri.port_u16().unwrap_or(0)
+    )
+}
+
+/// What a host was found to need, kept with its cap and forgotten with it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Quirk {
+    /// It refused a request over HTTP/2 with `HTTP_1_1_REQUIRED`.
+    Http1Only,
+    /// It sent a head of more fields than hyper takes by default.
+    LargeHeads,
+}
+
+/// One host's cap, shared by the connectors of one transport, and what it needs.
 #[derive(Debug)]
 struct Host {
     permits: Arc<Semaphore>,
+    quirks: [AtomicBool; 2],
     /// The connectors whose connections wait for a permit, one entry each: an idle
     /// connection of another connector makes room for them.
     waiting: Mutex<Vec<usize>>,
@@ -49,6 +72,8 @@ pub struct Caps {
     hosts: Mutex<HashMap<String, Arc<Host>>>,
     /// Numbers the connectors sharing the caps.
     connectors: AtomicUsize,
+    /// Whether a host was ever found to need a quirk.
+    marked: AtomicBool,
     total: Arc<Semaphore>,
     /// The connections alive (and some gone, pruned as they are looked through).
     live: Mutex<Vec<Weak<Use>>>,
@@ -71,6 +96,7 @@ impl Caps {
             per_host: cap(per_host),
             hosts: Mutex::default(),
             connectors: AtomicUsize::new(0),
+            marked: AtomicBool::new(false),
             total: Arc::new(Semaphore::new(cap(total))),
             live: Mutex::default(),
             waiting: AtomicUsize::new(0),
@@ -83,17 +109,36 @@ impl Caps {
         self.clock.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Records that the host of `uri` needs `quirk`, for as long as its cap is kept: while
+    /// it has a connection, or fewer than [`KEEP_IDLE_HOSTS`] hosts are known. Forgotten,
+    /// the quirk is found again at the cost of a request.
+    pub(crate) fn mark(&self, uri: &Uri, quirk: Quirk) {
+        self.marked.store(true, Ordering::Relaxed);
+        self.host(uri).quirks[quirk as usize].store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the host of `uri` was found to need `quirk`. No host nearly always was,
+    /// which costs no look at the URL.
+    pub(crate) fn needs(&self, uri: &Uri, quirk: Quirk) -> bool {
+        if !self.marked.load(Ordering::Relaxed) {
+            return false;
+        }
+        let hosts = self.hosts.lock().expect("connection limits poisoned");
+        hosts
+            .get(&key(uri))
+            .is_some_and(|host| host.quirks[quirk as usize].load(Ordering::Relaxed))
+    }
+
+    /// How many hosts are known to need a quirk.
+    #[cfg(test)]
+    pub(crate) fn marked_hosts(&self) -> usize {
+        let hosts = self.hosts.lock().unwrap();
+        let marked = |host: &&Arc<Host>| host.quirks.iter().any(|q| q.load(Ordering::Relaxed));
+        hosts.values().filter(marked).count()
+    }
+
     fn host(&self, uri: &Uri) -> Arc<Host> {
-        // Keyed as hyper's pool keys its connections (scheme and authority, without
-        // case), since an idle connection holds its permit and the pool hands it only to
-        // its own key: `host` and `host:443` sharing one cap, a request written the other
-        // way waited for the permits of connections it could not use until they closed.
-        let key = format!(
-            "{}://{}:{}",
-            uri.scheme_str().unwrap_or(""),
-            uri.host().unwrap_or("").to_ascii_lowercase(),
-            uri.port_u16().unwrap_or(0)
-        );
+        let key = key(uri);
         let mut hosts = self.hosts.lock().expect("connection limits poisoned");
         // A host none of whose connections is left (nor waited for: each holds the
         // entry) needs no entry: a registry that sends each blob to a host of its own
@@ -106,6 +151,7 @@ impl Caps {
             .or_insert_with(|| {
                 Arc::new(Host {
                     permits: Arc::new(Semaphore::new(self.per_host)),
+                    quirks: Default::default(),
                     waiting: Mutex::default(),
                 })
             })

@@ -6,8 +6,7 @@
 //! Redirects are followed here so that one rule guards credentials: `Authorization` goes
 //! only to the origin it was meant for, and never from https down to http.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -249,14 +248,17 @@ type PooledClient = Client<LimitedConnector<RefusalConnector<TlsConnector>>, sta
 pub struct Transport {
     client: PooledClient,
     /// A client that offers only HTTP/1.1, for the origins that refused HTTP/2 with
-    /// `HTTP_1_1_REQUIRED` (listed in `http1_only`).
+    /// `HTTP_1_1_REQUIRED` ([`limit::Quirk::Http1Only`]).
     http1: PooledClient,
-    http1_only: Arc<Mutex<HashSet<Origin>>>,
     /// A client that offers only HTTP/1.1 and takes up to [`MAX_RESPONSE_HEADERS`] header
-    /// fields, for the origins that sent more than [`USUAL_RESPONSE_HEADERS`] (listed in
-    /// `large_heads`). Only HTTP/1.1 has that count: HTTP/2 limits the bytes of a head.
+    /// fields, for the origins that sent more than [`USUAL_RESPONSE_HEADERS`]
+    /// ([`limit::Quirk::LargeHeads`]). Only HTTP/1.1 has that count: HTTP/2 limits the
+    /// bytes of a head.
     large: PooledClient,
-    large_heads: Arc<Mutex<HashSet<Origin>>>,
+    /// The clients' caps on connections, and what each host was found to need, kept
+    /// with its cap: one entry per misbehaving origin, kept for the run, grew without
+    /// bound with a batch that met thousands.
+    caps: Arc<limit::Caps>,
     /// The `Retry-After` pauses of the origins redirects lead to.
     pauses: Arc<Pauses>,
     opts: Arc<TransportOptions>,
@@ -523,9 +525,8 @@ impl Transport {
         Ok(Transport {
             client,
             http1,
-            http1_only: Arc::default(),
             large,
-            large_heads: Arc::default(),
+            caps,
             pauses: Arc::default(),
             opts: Arc::new(opts),
             proxies,
@@ -575,10 +576,7 @@ impl Transport {
             // curl sends it, and so is every later request to that origin.
             Err(e) if !http1 && failure::http1_required(&e) => {
                 tracing::debug!(url = %redact(&req.url), error = %e, "HTTP/1.1 required; sending again over HTTP/1.1");
-                self.http1_only
-                    .lock()
-                    .expect("HTTP/1.1 origins poisoned")
-                    .insert(Origin::of(&req.url));
+                self.caps.mark(&req.url, limit::Quirk::Http1Only);
                 self.send_on(req, origin, true).await
             }
             other => other,
@@ -586,11 +584,11 @@ impl Transport {
     }
 
     fn needs_http1(&self, url: &Uri) -> bool {
-        listed(&self.http1_only, url)
+        self.caps.needs(url, limit::Quirk::Http1Only)
     }
 
     fn sends_large_heads(&self, url: &Uri) -> bool {
-        listed(&self.large_heads, url)
+        self.caps.needs(url, limit::Quirk::LargeHeads)
     }
 
     /// The request `req` stands for. `Authorization` and the origin's own headers go along
@@ -688,10 +686,7 @@ impl Transport {
                     // larger limit, as is every later request to its origin.
                     if !large && failure::head_too_large(&e) {
                         tracing::debug!(url = %redact(&req.url), "more than {USUAL_RESPONSE_HEADERS} header fields; asking again with room for {MAX_RESPONSE_HEADERS}");
-                        self.large_heads
-                            .lock()
-                            .expect("large-head origins poisoned")
-                            .insert(Origin::of(&req.url));
+                        self.caps.mark(&req.url, limit::Quirk::LargeHeads);
                         large = true;
                         client = &self.large;
                         continue;
@@ -909,13 +904,6 @@ fn in_use(connected: &hyper_util::client::legacy::connect::Connected) -> Option<
     let mut extras = http::Extensions::new();
     connected.get_extras(&mut extras);
     extras.remove::<limit::InUse>()
-}
-
-/// Whether `url`'s origin is in `origins`; an empty set, nearly always the case, costs no
-/// look at the URL.
-fn listed(origins: &Mutex<HashSet<Origin>>, url: &Uri) -> bool {
-    let origins = origins.lock().expect("origin list poisoned");
-    !origins.is_empty() && origins.contains(&Origin::of(url))
 }
 
 /// Whether `url` names its host by IP address, to which TLS sends no server name.
@@ -1200,6 +1188,27 @@ mod tests {
         let reply = queued.await.unwrap().unwrap();
         assert_eq!(reply.response.status(), StatusCode::NO_CONTENT);
         server.await.unwrap();
+    }
+
+    /// The origins found to need HTTP/1.1 or to send large heads are forgotten with their
+    /// hosts' caps, once no connection to them is left: one entry per misbehaving origin,
+    /// a batch that met thousands of them grew the lists without bound (20,000 entries for
+    /// 10,000 origins, where now at most 64 hosts are known).
+    #[test]
+    fn origins_listed_are_forgotten_with_their_connections() {
+        let transport = Transport::new(TransportOptions::default()).unwrap();
+        let kept = u("https://registry.example/v2/");
+        let caps = &transport.caps;
+        for i in 0..10_000 {
+            let url = u(&format!("https://blob-{i}.cdn.example/b"));
+            caps.mark(&url, limit::Quirk::Http1Only);
+            caps.mark(&url, limit::Quirk::LargeHeads);
+        }
+        let marked = caps.marked_hosts();
+        assert!(marked <= limit::KEEP_IDLE_HOSTS, "{marked} origins listed");
+        caps.mark(&kept, limit::Quirk::Http1Only);
+        assert!(transport.needs_http1(&kept));
+        assert!(!transport.sends_large_heads(&kept));
     }
 
     #[test]
