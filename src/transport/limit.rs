@@ -322,7 +322,11 @@ impl InUse {
 
     /// A request failed on the connection, which may go on (an HTTP/2 stream reset).
     pub(crate) fn failed(&self) {
-        self.0.pending.store(false, Ordering::Relaxed);
+        let conn = &self.0;
+        conn.pending.store(false, Ordering::Relaxed);
+        if conn.closes() {
+            conn.waker.wake();
+        }
     }
 }
 
@@ -335,6 +339,12 @@ impl Drop for Reading {
         let conn = &self.0;
         conn.last.store(conn.caps.tick(), Ordering::Relaxed);
         if conn.reading.fetch_sub(1, Ordering::Relaxed) == 1 {
+            // Told to close while busy, it closes now: its reader, waiting for the
+            // server, is woken to see so.
+            if conn.close.load(Ordering::Relaxed) {
+                conn.waker.wake();
+                return;
+            }
             // Idle now, and maybe what a connection waiting for a permit needs: one of
             // another connector to its host, or any.
             let waiting = conn.host.waiting.lock().expect("waiting poisoned");
@@ -686,6 +696,45 @@ mod tests {
         assert!(busy.conn.0.closes() && !third.conn.0.closes());
         drop(busy);
         assert!(fourth.now_or_never().is_some());
+    }
+
+    /// A connection told to close while a request was on it wakes its reader once done,
+    /// which reads the end then: its reader slept waiting for the server, and the
+    /// connection stayed open, its place not made, until the pool closed it 90 s on.
+    #[test]
+    fn a_connection_told_to_close_while_busy_closes_once_done() {
+        use futures::FutureExt;
+        use tower_service::Service;
+        struct Count(AtomicUsize);
+        impl futures::task::ArcWake for Count {
+            fn wake_by_ref(me: &Arc<Self>) {
+                me.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let woken = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = futures::task::waker(woken.clone());
+        let caps = Caps::new(4, 1);
+        let mut a = LimitedConnector::sharing(AtOnce, caps.clone());
+        let sending = a
+            .call("http://one.example/".parse().unwrap())
+            .now_or_never()
+            .unwrap()
+            .unwrap();
+        sending.conn.0.pending.store(true, Ordering::Relaxed);
+        sending.conn.0.waker.register(&waker);
+        let mut next = a.call("http://two.example/".parse().unwrap());
+        assert!((&mut next).now_or_never().is_none());
+        assert!(!sending.conn.0.closes(), "closed with a request on it");
+        sending.conn.0.waker.register(&waker);
+        let before = woken.0.load(Ordering::Relaxed);
+        drop(sending.conn.read());
+        assert!(sending.conn.0.closes());
+        assert!(
+            woken.0.load(Ordering::Relaxed) > before,
+            "its reader not woken"
+        );
+        drop(sending);
+        assert!(next.now_or_never().is_some());
     }
 
     /// `usize::MAX` for "no cap", as a library caller may write it: the semaphore refused
