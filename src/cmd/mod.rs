@@ -369,8 +369,9 @@ pub fn open_locator(
                     own.client_identity = client_identity;
                     own.skip_verify = s.skip_verify;
                     own.connect_timeout = s.dial_timeout.unwrap_or(global.connect_timeout);
-                    let transport = Transport::new(own)?;
-                    let mut mirror = Mirror::new(spec.url, transport);
+                    // The limit on open files is the process's: one budget for every pool.
+                    let own = Transport::sharing_connections(own, &transport)?;
+                    let mut mirror = Mirror::new(spec.url, own);
                     mirror.capabilities = spec.capabilities;
                     mirror.override_path = spec.override_path;
                     mirror.headers = s.headers.clone();

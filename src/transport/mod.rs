@@ -432,6 +432,19 @@ impl Transport {
     /// [`ErrorKind::InvalidInput`] for a file that does not parse or a key that does not
     /// match its certificate, and with [`ErrorKind::Io`] for one that cannot be read.
     pub fn new(opts: TransportOptions) -> Result<Transport> {
+        let caps = limit::Caps::new(opts.max_connections_per_host, opts.max_connections);
+        Transport::with_caps(opts, caps)
+    }
+
+    /// As [`Transport::new`], its connections capped with `other`'s: per host, and in all
+    /// at `other`'s [`TransportOptions::max_connections`] (the caps are `other`'s, and
+    /// this one's options for them are not read). A mirror's client has a pool of its
+    /// own, and each kept to the budget of open files on its own went past it together.
+    pub fn sharing_connections(opts: TransportOptions, other: &Transport) -> Result<Transport> {
+        Transport::with_caps(opts, other.caps.clone())
+    }
+
+    fn with_caps(opts: TransportOptions, caps: Arc<limit::Caps>) -> Result<Transport> {
         let user_agent = opts
             .user_agent
             .as_deref()
@@ -511,7 +524,6 @@ impl Transport {
         // client holds idle, as the HTTP/2 connection an origin refused is left until the
         // pool closes it, is closed when another client needs its place: shared without
         // that, it left a fetch capped at one connection nothing to fall back on.
-        let caps = limit::Caps::new(opts.max_connections_per_host, opts.max_connections);
         let pooled = |builder: &hyper_util::client::legacy::Builder, https| {
             let watched = RefusalConnector::new(HandshakeDone::new(https), refusals.clone());
             builder.build(LimitedConnector::sharing(watched, caps.clone()))
