@@ -254,6 +254,10 @@ pub(crate) struct Use {
     pending: AtomicBool,
     /// Bodies being read.
     reading: AtomicUsize,
+    /// It has answered a request. A request lost on a connection that had answered
+    /// before met one kept alive in the pool, which the server or the network may have
+    /// dropped while it sat idle.
+    answered: AtomicBool,
     /// When it was last used, by its caps' clock.
     last: AtomicU64,
     /// Told to close once idle.
@@ -307,14 +311,22 @@ impl<T> Drop for Limited<T> {
     }
 }
 
-/// A connection's [`Use`], as the responses read off it carry it.
+/// A connection's [`Use`], as the responses read off it carry it: the pool hands each
+/// request the connection's [`Connected`], extras and all (one extra more cost every
+/// response two allocations, 18 where 20).
 #[derive(Clone, Debug)]
 pub(crate) struct InUse(Arc<Use>);
 
 impl InUse {
+    /// Whether the connection has answered a request before.
+    pub(crate) fn answered_before(&self) -> bool {
+        self.0.answered.load(Ordering::Relaxed)
+    }
+
     /// A response arrived: its body is read until the [`Reading`] is dropped.
     pub(crate) fn read(&self) -> Reading {
         let conn = &self.0;
+        conn.answered.store(true, Ordering::Relaxed);
         conn.reading.fetch_add(1, Ordering::Relaxed);
         conn.pending.store(false, Ordering::Relaxed);
         Reading(conn.clone())
@@ -347,9 +359,12 @@ impl Drop for Reading {
             }
             // Idle now, and maybe what a connection waiting for a permit needs: one of
             // another connector to its host, or any.
-            let waiting = conn.host.waiting.lock().expect("waiting poisoned");
-            let wanted = waiting.iter().any(|c| *c != conn.connector);
-            drop(waiting);
+            // Connections wait for the host's permits only when none is left: nearly
+            // always one is, which spares every response a lock.
+            let wanted = conn.host.permits.available_permits() == 0 && {
+                let waiting = conn.host.waiting.lock().expect("waiting poisoned");
+                waiting.iter().any(|c| *c != conn.connector)
+            };
             match wanted {
                 true => conn.tell_to_close(),
                 false => conn.caps.close_idle(),
@@ -418,6 +433,7 @@ where
                 connector,
                 pending: AtomicBool::new(false),
                 reading: AtomicUsize::new(0),
+                answered: AtomicBool::new(false),
                 close: AtomicBool::new(false),
                 gone: AtomicBool::new(false),
                 waker: Default::default(),
@@ -426,7 +442,6 @@ where
             Ok(Limited {
                 io,
                 _permits: (permit, total),
-                answered: Answered::default(),
                 unfruitful,
                 conn: InUse(conn),
             })
@@ -441,41 +456,17 @@ pub struct Limited<T> {
     io: T,
     _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
     conn: InUse,
-    answered: Answered,
     /// What an HTTP/1.1 connection has read without content; `None` over HTTP/2.
     unfruitful: Option<Unfruitful>,
 }
 
 impl<T: Connection> Connection for Limited<T> {
     fn connected(&self) -> Connected {
-        let connected = self
-            .io
-            .connected()
-            .extra(self.answered.clone())
-            .extra(self.conn.clone());
+        let connected = self.io.connected().extra(self.conn.clone());
         match &self.unfruitful {
             Some(unfruitful) => connected.extra(unfruitful.clone()),
             None => connected,
         }
-    }
-}
-
-/// Whether a connection has answered a request yet, shared by every request sent on it
-/// (the pool hands each one the connection's [`Connected`], extras and all). A request
-/// lost on a connection that had answered before met one kept alive in the pool, which
-/// the server or the network may have dropped while it sat idle.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Answered(Arc<AtomicBool>);
-
-impl Answered {
-    /// Records an answer.
-    pub(crate) fn answer(&self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-
-    /// Whether the connection has answered a request.
-    pub(crate) fn before(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
     }
 }
 

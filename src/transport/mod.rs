@@ -703,8 +703,9 @@ impl Transport {
                         client = &self.large;
                         continue;
                     }
-                    let reused = e.connect_info().is_some_and(answered_before);
-                    if let Some(conn) = e.connect_info().and_then(in_use) {
+                    let conn = e.connect_info().and_then(in_use);
+                    let reused = conn.as_ref().is_some_and(limit::InUse::answered_before);
+                    if let Some(conn) = &conn {
                         conn.failed();
                     }
                     let refused = || self.refusals.of(&req.url);
@@ -744,9 +745,6 @@ impl Transport {
                     return Err(e);
                 }
                 Ok(Ok(r)) => {
-                    if let Some(answered) = r.extensions().get::<limit::Answered>() {
-                        answered.answer();
-                    }
                     let unfruitful = r.extensions().get::<limit::Unfruitful>().cloned();
                     if let Some(unfruitful) = &unfruitful {
                         unfruitful.fruit();
@@ -901,17 +899,8 @@ impl Transport {
     }
 }
 
-/// Whether the connection a request failed on had answered a request before: one kept
-/// alive in the pool.
-fn answered_before(connected: &hyper_util::client::legacy::connect::Connected) -> bool {
-    let mut extras = http::Extensions::new();
-    connected.get_extras(&mut extras);
-    extras
-        .get::<limit::Answered>()
-        .is_some_and(limit::Answered::before)
-}
-
-/// The use of the connection a request failed on.
+/// The use of the connection a request failed on: whether it had answered a request
+/// before (one kept alive in the pool).
 fn in_use(connected: &hyper_util::client::legacy::connect::Connected) -> Option<limit::InUse> {
     let mut extras = http::Extensions::new();
     connected.get_extras(&mut extras);
