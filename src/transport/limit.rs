@@ -208,9 +208,11 @@ impl Caps {
 
     /// Tells the connection idle the longest to close, while connections wait for a
     /// permit that none of those closing will free. One that has sent a request (as far
-    /// as its writes tell) is passed over while another is idle: over HTTP/2 a connection
-    /// writes without a request too (a PING's answer), and one lost with its request
-    /// is sent again, as on any connection kept alive.
+    /// as its writes tell) is told only when none is idle, and closes once it is: over
+    /// HTTP/2 a connection writes without a request too (a PING's answer). Its writes
+    /// do not tell an HTTP/2 connection's streams apart: one whose request went out
+    /// after another's answer may be closed under it, and is sent again as a request
+    /// lost on a connection kept alive is.
     fn close_idle(&self) {
         if self.waiting.load(Ordering::Relaxed) > self.closing.load(Ordering::Relaxed) {
             self.close_oldest(|_| true);
