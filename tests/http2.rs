@@ -30,6 +30,9 @@ enum Plan {
     ManyFields(usize),
     /// Resets the stream with this error code before any answer.
     Reset(h2::Reason),
+    /// Sends the headers and this many bytes of the blob, then empty DATA frames without
+    /// end, a few a second: frames, but no content.
+    EmptyFramesAfter(usize),
 }
 
 /// What the server saw.
@@ -261,10 +264,16 @@ async fn answer(
         return;
     };
     let cut = match plan {
-        Plan::FreezeAfter(n) => n.min(body.len()),
+        Plan::FreezeAfter(n) | Plan::EmptyFramesAfter(n) => n.min(body.len()),
         _ => body.len(),
     };
     let _ = send(&mut stream, &body[..cut], cut == body.len()).await;
+    if let Plan::EmptyFramesAfter(_) = plan {
+        while stream.send_data(Bytes::new(), false).is_ok() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        return;
+    }
     if let Plan::FreezeAfter(_) = plan {
         // What was sent reaches the socket before the connection stops.
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -492,4 +501,79 @@ fn a_connection_gone_silent_is_told_as_a_keep_alive_timeout() {
     assert!(err.contains("went silent (keep-alive timed out"), "{err}");
     assert!(err.contains("ended with no GOAWAY or reset"), "{err}");
     assert!(err.contains(&format!("/blobs/{digest}")), "{err}");
+}
+
+/// A server that sends empty DATA frames without end, and no content, stalls the body as
+/// one that sends nothing does: `--idle-timeout` counts content, over HTTP/2 as over
+/// HTTP/1.1 (whose framing without content the connection's own count bounds). The `h2`
+/// crate drops an empty DATA frame without END_STREAM before hyper sees it: were one to
+/// reach the body, each would start the idle timer again and the fetch wait until
+/// `--timeout` (status 124), or without one for ever.
+#[test]
+fn empty_data_frames_without_end_are_no_content() {
+    let large = blobs(820, 1, 100_000);
+    let digest = large.keys().next().unwrap().clone();
+    let server = start(large, |_, _| Plan::EmptyFramesAfter(10_000));
+    let dist = Dist::new();
+    let ca = server.ca_file(&dist);
+    let locator = server.locator();
+    let args = [
+        "fetch",
+        "--ca-file",
+        ca.to_str().unwrap(),
+        "--idle-timeout",
+        "1s",
+        "--retries",
+        "0",
+        "--timeout",
+        "30s",
+        &locator,
+        &digest,
+    ];
+    let out = dist.run(&args, b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("body stalled: nothing for 1s (--idle-timeout)"),
+        "{err}"
+    );
+}
+
+/// A host capped at one connection (`-j 1 --range-streams 1`) that refuses a request over
+/// HTTP/2 gets it over HTTP/1.1 at once: the clients share the host's cap (each capped
+/// it on its own, and a host got up to three connections under a cap of one), and the
+/// HTTP/2 connection left idle is closed to make room.
+#[test]
+fn a_host_capped_at_one_connection_gets_one_across_http_versions() {
+    let blobs = blobs(960, 3, 5000);
+    let mut digests: Vec<String> = blobs.keys().cloned().collect();
+    digests.sort();
+    let refused = digests[1].clone();
+    let server = start(blobs.clone(), move |_, path| {
+        if path.ends_with(&refused) {
+            Plan::Reset(h2::Reason::HTTP_1_1_REQUIRED)
+        } else {
+            Plan::Serve
+        }
+    });
+    // Shared without closing the idle connection, the request over HTTP/1.1 waited for
+    // the pool to close it, 90 s on: past `--timeout`, status 124.
+    let args = [
+        "-j",
+        "1",
+        "--range-streams",
+        "1",
+        "--retries",
+        "0",
+        "--timeout",
+        "30s",
+    ];
+    let (out, dir) = worker(&server, &digests, &args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    for (digest, data) in &blobs {
+        assert_eq!(stored(&dir, digest).as_ref(), Some(data), "{digest}");
+    }
+    let http1 = server.seen.http1.lock().unwrap().clone();
+    assert_eq!(http1.len(), 2, "{http1:?}");
 }

@@ -203,6 +203,20 @@ pub fn jobs_within_file_limit(global: &Global, jobs: usize) -> usize {
     fit
 }
 
+/// Connections a batch of `jobs` may hold in all, busy or idle, within the limit on open
+/// files: what the limit leaves beside the jobs' files and half the reserve (the standard
+/// streams, the runtime's, the report, the lock), and never fewer than one host's cap.
+/// The pool keeps a host's connection idle for 90 s: a batch whose blobs each redirect to
+/// a host of their own held one per host, and under `ulimit -n 64` failed objects with
+/// "Too many open files" past the fortieth host.
+fn connections_within_file_limit(jobs: usize, per_host: usize) -> usize {
+    let Some(limit) = raise_file_limit(0) else {
+        return usize::MAX;
+    };
+    let left = limit.saturating_sub(RESERVED_FILES / 2 + jobs as libc::rlim_t);
+    usize::try_from(left).unwrap_or(usize::MAX).max(per_host)
+}
+
 /// The fewest open files dist runs with: the standard streams, the runtime's (its poller,
 /// its waker, the signal pipe), a connection to the registry and one to its token server
 /// or a redirect's host, the file being written, and those read as it starts (credentials,
@@ -311,6 +325,8 @@ pub fn open_locator(
             // With only `max(jobs, streams)`, four slow blobs on four jobs left their
             // parts waiting for a connection: no gain at all.
             options.max_connections_per_host = jobs + global.range_streams - 1;
+            options.max_connections =
+                connections_within_file_limit(jobs, options.max_connections_per_host);
             // The hosts file's `dial_timeout` is about one host: it wins over the
             // flag, which is everyone's default.
             options.connect_timeout = server_settings
@@ -353,8 +369,9 @@ pub fn open_locator(
                     own.client_identity = client_identity;
                     own.skip_verify = s.skip_verify;
                     own.connect_timeout = s.dial_timeout.unwrap_or(global.connect_timeout);
-                    let transport = Transport::new(own)?;
-                    let mut mirror = Mirror::new(spec.url, transport);
+                    // The limit on open files is the process's: one budget for every pool.
+                    let own = Transport::sharing_connections(own, &transport)?;
+                    let mut mirror = Mirror::new(spec.url, own);
                     mirror.capabilities = spec.capabilities;
                     mirror.override_path = spec.override_path;
                     mirror.headers = s.headers.clone();

@@ -5,12 +5,19 @@
 //! count. Registries (and the people who run them) count connections, so the cap is
 //! enforced where connections are made: a connection holds a permit of its host's
 //! semaphore for as long as it exists, and a new one waits for a permit.
+//!
+//! Connections in all, busy or idle, are capped too ([`Caps`]): each is a descriptor,
+//! and the pool keeps a host's connection idle for 90 s, so a batch whose blobs each
+//! redirect to a host of their own held one per host, past the limit on open files that
+//! counted one per job. At that cap the connection idle the longest is closed to make
+//! room: its reads end as if the server had closed it, which hyper's connection task,
+//! always reading, sees at once.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 
 use http::Uri;
@@ -21,50 +28,373 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// How many hosts' caps are kept before those with no connection are forgotten.
-const KEEP_IDLE_HOSTS: usize = 64;
+pub(crate) const KEEP_IDLE_HOSTS: usize = 64;
+
+/// A host's key: as hyper's pool keys its connections (scheme and authority, without
+/// case), since an idle connection holds its permit and the pool hands it only to its own
+/// key: `host` and `host:443` sharing one cap, a request written the other way waited for
+/// the permits of connections it could not use until they closed.
+fn key(uri: &Uri) -> String {
+    format!(
+        "{}://{}:{}",
+        uri.scheme_str().unwrap_or(""),
+        uri.host().unwrap_or("").to_ascii_lowercase(),
+        uri.port_u16().unwrap_or(0)
+    )
+}
+
+/// What a host was found to need, kept with its cap and forgotten with it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Quirk {
+    /// It refused a request over HTTP/2 with `HTTP_1_1_REQUIRED`.
+    Http1Only,
+    /// It sent a head of more fields than hyper takes by default.
+    LargeHeads,
+}
+
+/// One host's cap, shared by the connectors of one transport, and what it needs.
+#[derive(Debug)]
+struct Host {
+    permits: Arc<Semaphore>,
+    quirks: [AtomicBool; 2],
+    /// The connectors whose connections wait for a permit, one entry each: an idle
+    /// connection of another connector makes room for them.
+    waiting: Mutex<Vec<usize>>,
+}
+
+/// The caps on connections per host and in all, busy or idle, shared by the connectors
+/// of one transport's clients (the one that offers HTTP/2, and those for HTTP/1.1 alone),
+/// with the connections they count: at a cap, an idle connection is closed to make room.
+/// Each client capped a host on its own, and a host could get three times its cap.
+#[derive(Debug)]
+pub struct Caps {
+    per_host: usize,
+    hosts: Mutex<HashMap<String, Arc<Host>>>,
+    /// Numbers the connectors sharing the caps.
+    connectors: AtomicUsize,
+    /// Whether a host was ever found to need a quirk.
+    marked: AtomicBool,
+    total: Arc<Semaphore>,
+    /// The connections alive (and some gone, pruned as they are looked through).
+    live: Mutex<Vec<Weak<Use>>>,
+    /// Connections being made that wait for a permit of `total`.
+    waiting: AtomicUsize,
+    /// Connections told to close that have not yet.
+    closing: AtomicUsize,
+    /// Counts uses, so that the connection idle the longest can be told.
+    clock: AtomicU64,
+}
+
+impl Caps {
+    /// At most `per_host` connections per host and port, and `total` in all, at once
+    /// (at least one each).
+    pub fn new(per_host: usize, total: usize) -> Arc<Caps> {
+        // A semaphore panics past its maximum; a library caller may pass any `usize`
+        // (`usize::MAX` for "no cap"), and no host is ever near that many connections.
+        let cap = |n: usize| n.clamp(1, Semaphore::MAX_PERMITS);
+        Arc::new(Caps {
+            per_host: cap(per_host),
+            hosts: Mutex::default(),
+            connectors: AtomicUsize::new(0),
+            marked: AtomicBool::new(false),
+            total: Arc::new(Semaphore::new(cap(total))),
+            live: Mutex::default(),
+            waiting: AtomicUsize::new(0),
+            closing: AtomicUsize::new(0),
+            clock: AtomicU64::new(0),
+        })
+    }
+
+    fn tick(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Records that the host of `uri` needs `quirk`, for as long as its cap is kept: while
+    /// it has a connection, or fewer than [`KEEP_IDLE_HOSTS`] hosts are known. Forgotten,
+    /// the quirk is found again at the cost of a request.
+    pub(crate) fn mark(&self, uri: &Uri, quirk: Quirk) {
+        self.marked.store(true, Ordering::Relaxed);
+        self.host(uri).quirks[quirk as usize].store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the host of `uri` was found to need `quirk`. No host nearly always was,
+    /// which costs no look at the URL.
+    pub(crate) fn needs(&self, uri: &Uri, quirk: Quirk) -> bool {
+        if !self.marked.load(Ordering::Relaxed) {
+            return false;
+        }
+        let hosts = self.hosts.lock().expect("connection limits poisoned");
+        hosts
+            .get(&key(uri))
+            .is_some_and(|host| host.quirks[quirk as usize].load(Ordering::Relaxed))
+    }
+
+    /// How many hosts are known to need a quirk.
+    #[cfg(test)]
+    pub(crate) fn marked_hosts(&self) -> usize {
+        let hosts = self.hosts.lock().unwrap();
+        let marked = |host: &&Arc<Host>| host.quirks.iter().any(|q| q.load(Ordering::Relaxed));
+        hosts.values().filter(marked).count()
+    }
+
+    fn host(&self, uri: &Uri) -> Arc<Host> {
+        let key = key(uri);
+        let mut hosts = self.hosts.lock().expect("connection limits poisoned");
+        // A host none of whose connections is left (nor waited for: each holds the
+        // entry) needs no entry: a registry that sends each blob to a host of its own
+        // (a redirect per blob) made the map grow with the batch.
+        if hosts.len() >= KEEP_IDLE_HOSTS {
+            hosts.retain(|_, host| Arc::strong_count(host) > 1);
+        }
+        hosts
+            .entry(key)
+            .or_insert_with(|| {
+                Arc::new(Host {
+                    permits: Arc::new(Semaphore::new(self.per_host)),
+                    quirks: Default::default(),
+                    waiting: Mutex::default(),
+                })
+            })
+            .clone()
+    }
+
+    /// A permit for one more connection to `host` from `connector`: at once while under
+    /// the cap, else once one of the host's connections has closed. An idle one of
+    /// another connector is told to, now or once it is done; the connector's own are left
+    /// for its pool to hand to the request waiting.
+    async fn host_permit(
+        &self,
+        host: &Arc<Host>,
+        connector: usize,
+    ) -> Result<OwnedSemaphorePermit, BoxError> {
+        if let Ok(permit) = host.permits.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        struct Waiting<'a>(&'a Host, usize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                let mut waiting = self.0.waiting.lock().expect("waiting poisoned");
+                if let Some(at) = waiting.iter().position(|c| *c == self.1) {
+                    waiting.swap_remove(at);
+                }
+            }
+        }
+        host.waiting
+            .lock()
+            .expect("waiting poisoned")
+            .push(connector);
+        let _waiting = Waiting(host, connector);
+        self.close_oldest(|conn| Arc::ptr_eq(&conn.host, host) && conn.connector != connector);
+        Ok(host.permits.clone().acquire_owned().await?)
+    }
+
+    /// A permit for one more connection: at once while under the cap, else once an idle
+    /// connection told to close has closed (or a busy one, done, has been told).
+    async fn permit(self: &Arc<Self>) -> Result<OwnedSemaphorePermit, BoxError> {
+        if let Ok(permit) = self.total.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let _waiting = Waiting(&self.waiting);
+        self.close_idle();
+        Ok(self.total.clone().acquire_owned().await?)
+    }
+
+    /// Tells the connection idle the longest to close, while connections wait for a
+    /// permit that none of those closing will free. One that has sent a request (as far
+    /// as its writes tell) is told only when none is idle, and closes once it is: over
+    /// HTTP/2 a connection writes without a request too (a PING's answer). Its writes
+    /// do not tell an HTTP/2 connection's streams apart: one whose request went out
+    /// after another's answer may be closed under it, and is sent again as a request
+    /// lost on a connection kept alive is.
+    fn close_idle(&self) {
+        if self.waiting.load(Ordering::Relaxed) > self.closing.load(Ordering::Relaxed) {
+            self.close_oldest(|_| true);
+        }
+    }
+
+    /// Tells the connection idle the longest of those `which` picks to close.
+    fn close_oldest(&self, which: impl Fn(&Use) -> bool) {
+        let mut live = self.live.lock().expect("connections poisoned");
+        live.retain(|conn| conn.upgrade().is_some_and(|conn| !conn.gone()));
+        let oldest = live
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|conn| !conn.close.load(Ordering::Relaxed) && conn.reading() == 0)
+            .filter(|conn| which(conn))
+            .min_by_key(|conn| (conn.pending.load(Ordering::Relaxed), conn.last()));
+        if let Some(conn) = oldest {
+            conn.tell_to_close();
+        }
+    }
+
+    fn enlist(&self, conn: &Arc<Use>) {
+        let mut live = self.live.lock().expect("connections poisoned");
+        // Connections gone are pruned as the list doubles, keeping it near those alive.
+        if live.len() >= 64 && live.len().is_power_of_two() {
+            live.retain(|conn| conn.upgrade().is_some_and(|conn| !conn.gone()));
+        }
+        live.push(Arc::downgrade(conn));
+    }
+}
+
+/// How a connection is used, shared by the connection, the bodies read off it (through
+/// [`InUse`]) and its transport's [`Caps`], which may tell it to close while it is idle.
+#[derive(Debug)]
+pub(crate) struct Use {
+    caps: Arc<Caps>,
+    host: Arc<Host>,
+    /// The connector that made it.
+    connector: usize,
+    /// Bytes were written since the last answer: a request is on its way.
+    pending: AtomicBool,
+    /// Bodies being read.
+    reading: AtomicUsize,
+    /// It has answered a request. A request lost on a connection that had answered
+    /// before met one kept alive in the pool, which the server or the network may have
+    /// dropped while it sat idle.
+    answered: AtomicBool,
+    /// When it was last used, by its caps' clock.
+    last: AtomicU64,
+    /// Told to close once idle.
+    close: AtomicBool,
+    /// Closed: its descriptor and permits given back.
+    gone: AtomicBool,
+    /// The task reading the connection, to be woken when it is told to close.
+    waker: futures::task::AtomicWaker,
+}
+
+impl Use {
+    fn reading(&self) -> usize {
+        self.reading.load(Ordering::Relaxed)
+    }
+
+    fn last(&self) -> u64 {
+        self.last.load(Ordering::Relaxed)
+    }
+
+    fn gone(&self) -> bool {
+        self.gone.load(Ordering::Relaxed)
+    }
+
+    fn idle(&self) -> bool {
+        self.reading() == 0 && !self.pending.load(Ordering::Relaxed)
+    }
+
+    /// Whether its reads should end now: told to close, and idle.
+    fn closes(&self) -> bool {
+        self.close.load(Ordering::Relaxed) && self.idle()
+    }
+
+    /// Tells it to close once idle, waking the task that reads it to see so.
+    fn tell_to_close(&self) {
+        if !self.close.swap(true, Ordering::Relaxed) {
+            self.caps.closing.fetch_add(1, Ordering::Relaxed);
+            self.waker.wake();
+        }
+    }
+}
+
+impl<T> Drop for Limited<T> {
+    fn drop(&mut self) {
+        // The pool keeps a connection's extras, this `Use` among them, until it finds the
+        // connection closed: what tells the connection gone is its own end.
+        let conn = &self.conn.0;
+        conn.gone.store(true, Ordering::Relaxed);
+        if conn.close.load(Ordering::Relaxed) {
+            conn.caps.closing.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A connection's [`Use`], as the responses read off it carry it: the pool hands each
+/// request the connection's [`Connected`], extras and all (one extra more cost every
+/// response two allocations, 18 where 20).
+#[derive(Clone, Debug)]
+pub(crate) struct InUse(Arc<Use>);
+
+impl InUse {
+    /// Whether the connection has answered a request before.
+    pub(crate) fn answered_before(&self) -> bool {
+        self.0.answered.load(Ordering::Relaxed)
+    }
+
+    /// A response arrived: its body is read until the [`Reading`] is dropped.
+    pub(crate) fn read(&self) -> Reading {
+        let conn = &self.0;
+        conn.answered.store(true, Ordering::Relaxed);
+        conn.reading.fetch_add(1, Ordering::Relaxed);
+        conn.pending.store(false, Ordering::Relaxed);
+        Reading(conn.clone())
+    }
+
+    /// A request failed on the connection, which may go on (an HTTP/2 stream reset).
+    pub(crate) fn failed(&self) {
+        let conn = &self.0;
+        conn.pending.store(false, Ordering::Relaxed);
+        if conn.closes() {
+            conn.waker.wake();
+        }
+    }
+}
+
+/// A body being read off a connection, which is not idle until it is dropped.
+#[derive(Debug)]
+pub(crate) struct Reading(Arc<Use>);
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        let conn = &self.0;
+        conn.last.store(conn.caps.tick(), Ordering::Relaxed);
+        if conn.reading.fetch_sub(1, Ordering::Relaxed) == 1 {
+            // Told to close while busy, it closes now: its reader, waiting for the
+            // server, is woken to see so.
+            if conn.close.load(Ordering::Relaxed) {
+                conn.waker.wake();
+                return;
+            }
+            // Idle now, and maybe what a connection waiting for a permit needs: one of
+            // another connector to its host, or any.
+            // Connections wait for the host's permits only when none is left: nearly
+            // always one is, which spares every response a lock.
+            let wanted = conn.host.permits.available_permits() == 0 && {
+                let waiting = conn.host.waiting.lock().expect("waiting poisoned");
+                waiting.iter().any(|c| *c != conn.connector)
+            };
+            match wanted {
+                true => conn.tell_to_close(),
+                false => conn.caps.close_idle(),
+            }
+        }
+    }
+}
 
 /// Wraps a connector so that at most `limit` connections per host and port exist at once.
 #[derive(Clone, Debug)]
 pub struct LimitedConnector<C> {
     inner: C,
-    limit: usize,
-    hosts: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+    caps: Arc<Caps>,
+    /// Its number among the connectors sharing `caps`.
+    id: usize,
 }
 
 impl<C> LimitedConnector<C> {
     /// Caps `inner` at `limit` connections per host (at least one).
     pub fn new(inner: C, limit: usize) -> Self {
-        LimitedConnector {
-            inner,
-            // A semaphore panics past its maximum; a library caller may pass any `usize`
-            // (`usize::MAX` for "no cap"), and no host is ever near that many connections.
-            limit: limit.clamp(1, Semaphore::MAX_PERMITS),
-            hosts: Arc::default(),
-        }
+        Self::sharing(inner, Caps::new(limit, usize::MAX))
     }
 
-    fn semaphore(&self, uri: &Uri) -> Arc<Semaphore> {
-        // Keyed as hyper's pool keys its connections (scheme and authority, without
-        // case), since an idle connection holds its permit and the pool hands it only to
-        // its own key: `host` and `host:443` sharing one cap, a request written the other
-        // way waited for the permits of connections it could not use until they closed.
-        let key = format!(
-            "{}://{}:{}",
-            uri.scheme_str().unwrap_or(""),
-            uri.host().unwrap_or("").to_ascii_lowercase(),
-            uri.port_u16().unwrap_or(0)
-        );
-        let mut hosts = self.hosts.lock().expect("connection limits poisoned");
-        // A host none of whose connections is left (nor waited for: each holds the
-        // semaphore) needs no entry: a registry that sends each blob to a host of its own
-        // (a redirect per blob) made the map grow with the batch.
-        if hosts.len() >= KEEP_IDLE_HOSTS {
-            hosts.retain(|_, semaphore| Arc::strong_count(semaphore) > 1);
-        }
-        hosts
-            .entry(key)
-            .or_insert_with(|| Arc::new(Semaphore::new(self.limit)))
-            .clone()
+    /// Caps `inner`'s connections, with those of the other connectors given `caps`, at
+    /// what `caps` allows per host and in all.
+    pub fn sharing(inner: C, caps: Arc<Caps>) -> Self {
+        let id = caps.connectors.fetch_add(1, Ordering::Relaxed);
+        LimitedConnector { inner, caps, id }
     }
 }
 
@@ -84,63 +414,61 @@ where
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let semaphore = self.semaphore(&uri);
+        let host = self.caps.host(&uri);
+        let connector = self.id;
         // The ready service is the one `poll_ready` was called on; keep a fresh clone
         // for the next call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
+        let caps = self.caps.clone();
         Box::pin(async move {
-            let permit = semaphore.acquire_owned().await?;
+            let permit = caps.host_permit(&host, connector).await?;
+            let total = caps.permit().await?;
             let io = inner.call(uri).await.map_err(Into::into)?;
             // HTTP/2 frames say their own lengths, and a connection's bytes are many
             // streams', read while their readers may wait: only HTTP/1.1 is watched.
             let unfruitful = (!io.connected().is_negotiated_h2()).then(Unfruitful::default);
+            let conn = Arc::new(Use {
+                last: AtomicU64::new(caps.tick()),
+                caps: caps.clone(),
+                host,
+                connector,
+                pending: AtomicBool::new(false),
+                reading: AtomicUsize::new(0),
+                answered: AtomicBool::new(false),
+                close: AtomicBool::new(false),
+                gone: AtomicBool::new(false),
+                waker: Default::default(),
+            });
+            caps.enlist(&conn);
             Ok(Limited {
                 io,
-                _permit: permit,
-                answered: Answered::default(),
+                _permits: (permit, total),
                 unfruitful,
+                conn: InUse(conn),
             })
         })
     }
 }
 
-/// A connection that gives its host's permit back when it is dropped.
+/// A connection that gives its host's permit, and its transport's, back when it is
+/// dropped.
 #[derive(Debug)]
 pub struct Limited<T> {
     io: T,
-    _permit: OwnedSemaphorePermit,
-    answered: Answered,
+    _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    conn: InUse,
     /// What an HTTP/1.1 connection has read without content; `None` over HTTP/2.
     unfruitful: Option<Unfruitful>,
 }
 
 impl<T: Connection> Connection for Limited<T> {
     fn connected(&self) -> Connected {
-        let connected = self.io.connected().extra(self.answered.clone());
+        let connected = self.io.connected().extra(self.conn.clone());
         match &self.unfruitful {
             Some(unfruitful) => connected.extra(unfruitful.clone()),
             None => connected,
         }
-    }
-}
-
-/// Whether a connection has answered a request yet, shared by every request sent on it
-/// (the pool hands each one the connection's [`Connected`], extras and all). A request
-/// lost on a connection that had answered before met one kept alive in the pool, which
-/// the server or the network may have dropped while it sat idle.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Answered(Arc<AtomicBool>);
-
-impl Answered {
-    /// Records an answer.
-    pub(crate) fn answer(&self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-
-    /// Whether the connection has answered a request.
-    pub(crate) fn before(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
     }
 }
 
@@ -198,6 +526,11 @@ impl<T: Read + Unpin> Read for Limited<T> {
         mut buf: hyper::rt::ReadBufCursor<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
+        // Told to close while idle: the end of its input, as if the server had closed it.
+        if this.conn.0.closes() {
+            return Poll::Ready(Ok(()));
+        }
+        this.conn.0.waker.register(cx.waker());
         let Some(unfruitful) = &this.unfruitful else {
             return Pin::new(&mut this.io).poll_read(cx, buf);
         };
@@ -225,20 +558,187 @@ impl<T: Read + Unpin> Read for Limited<T> {
     }
 }
 
-pass_writes_through!([T: Write + Unpin] Limited<T>);
+impl<T: Write + Unpin> Write for Limited<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        this.conn.0.pending.store(true, Ordering::Relaxed);
+        Pin::new(&mut this.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        this.conn.0.pending.store(true, Ordering::Relaxed);
+        Pin::new(&mut this.io).poll_write_vectored(cx, bufs)
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A connector whose connections are made at once, and do nothing.
+    #[derive(Clone)]
+    struct AtOnce;
+    struct Conn;
+    impl Connection for Conn {
+        fn connected(&self) -> Connected {
+            Connected::new()
+        }
+    }
+    impl tower_service::Service<Uri> for AtOnce {
+        type Response = Conn;
+        type Error = std::io::Error;
+        type Future = std::future::Ready<std::io::Result<Conn>>;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _: Uri) -> Self::Future {
+            std::future::ready(Ok(Conn))
+        }
+    }
+
+    /// A host's cap is one for the connectors that share their caps (a transport's three
+    /// clients): each capped it on its own, and a host could get three times the cap. The
+    /// idle connection of another connector is told to close to make room, at once or
+    /// once it is done; one of the connector's own is left for its pool to hand on.
+    #[test]
+    fn the_connectors_sharing_caps_share_each_hosts_cap() {
+        use futures::FutureExt;
+        use tower_service::Service;
+        let caps = Caps::new(1, usize::MAX);
+        let mut a = LimitedConnector::sharing(AtOnce, caps.clone());
+        let mut b = LimitedConnector::sharing(AtOnce, caps.clone());
+        let uri = || "https://registry.example/v2/".parse::<Uri>().unwrap();
+        let held = a.call(uri()).now_or_never().unwrap().unwrap();
+        let reading = held.conn.read();
+        let mut other = b.call(uri());
+        assert!(
+            (&mut other).now_or_never().is_none(),
+            "a second connection to a host capped at one"
+        );
+        assert!(!held.conn.0.closes(), "told to close while read from");
+        drop(reading);
+        assert!(held.conn.0.closes(), "not told to close once done");
+        drop(held);
+        let theirs = other.now_or_never().expect("the host's permit").unwrap();
+        let mut own = b.call(uri());
+        assert!((&mut own).now_or_never().is_none());
+        assert!(
+            !theirs.conn.0.closes(),
+            "an idle connection of its own told to close"
+        );
+    }
+
+    /// At the cap on connections in all, a new one is made once the connection idle the
+    /// longest has closed, which it is told to; one whose body is being read is not until
+    /// it is done.
+    #[test]
+    fn at_the_cap_the_connection_idle_the_longest_is_told_to_close() {
+        use futures::FutureExt;
+        use tower_service::Service;
+        let caps = Caps::new(4, 2);
+        let mut a = LimitedConnector::sharing(AtOnce, caps.clone());
+        let mut b = LimitedConnector::sharing(AtOnce, caps.clone());
+        let connect = |c: &mut LimitedConnector<AtOnce>, host: &str| {
+            c.call(format!("http://{host}/").parse().unwrap())
+        };
+        let oldest = connect(&mut a, "one.example")
+            .now_or_never()
+            .unwrap()
+            .unwrap();
+        let busy = connect(&mut b, "two.example")
+            .now_or_never()
+            .unwrap()
+            .unwrap();
+        // `oldest` was idle earlier, but `busy` is read from after a request.
+        let reading = busy.conn.read();
+        let mut third = connect(&mut a, "three.example");
+        assert!((&mut third).now_or_never().is_none(), "made past the cap");
+        assert!(
+            oldest.conn.0.closes(),
+            "the idle connection was not told to close"
+        );
+        assert!(!busy.conn.0.close.load(Ordering::Relaxed));
+        drop(oldest);
+        let third = third.now_or_never().expect("a permit given back").unwrap();
+        // Both busy, a connection waits until one is done: `busy`, whose place it gets.
+        let _third_reading = third.conn.read();
+        let mut fourth = connect(&mut b, "four.example");
+        assert!((&mut fourth).now_or_never().is_none());
+        drop(reading);
+        assert!(busy.conn.0.closes() && !third.conn.0.closes());
+        drop(busy);
+        assert!(fourth.now_or_never().is_some());
+    }
+
+    /// A connection told to close while a request was on it wakes its reader once done,
+    /// which reads the end then: its reader slept waiting for the server, and the
+    /// connection stayed open, its place not made, until the pool closed it 90 s on.
+    #[test]
+    fn a_connection_told_to_close_while_busy_closes_once_done() {
+        use futures::FutureExt;
+        use tower_service::Service;
+        struct Count(AtomicUsize);
+        impl futures::task::ArcWake for Count {
+            fn wake_by_ref(me: &Arc<Self>) {
+                me.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let woken = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = futures::task::waker(woken.clone());
+        let caps = Caps::new(4, 1);
+        let mut a = LimitedConnector::sharing(AtOnce, caps.clone());
+        let sending = a
+            .call("http://one.example/".parse().unwrap())
+            .now_or_never()
+            .unwrap()
+            .unwrap();
+        sending.conn.0.pending.store(true, Ordering::Relaxed);
+        sending.conn.0.waker.register(&waker);
+        let mut next = a.call("http://two.example/".parse().unwrap());
+        assert!((&mut next).now_or_never().is_none());
+        assert!(!sending.conn.0.closes(), "closed with a request on it");
+        sending.conn.0.waker.register(&waker);
+        let before = woken.0.load(Ordering::Relaxed);
+        drop(sending.conn.read());
+        assert!(sending.conn.0.closes());
+        assert!(
+            woken.0.load(Ordering::Relaxed) > before,
+            "its reader not woken"
+        );
+        drop(sending);
+        assert!(next.now_or_never().is_some());
+    }
 
     /// `usize::MAX` for "no cap", as a library caller may write it: the semaphore refused
     /// it with a panic at the host's first connection.
     #[test]
     fn any_cap_makes_a_semaphore() {
         for cap in [0, 1, usize::MAX] {
-            let limited = LimitedConnector::new((), cap);
-            let sem = limited.semaphore(&"https://registry.example/v2/".parse().unwrap());
-            assert!(sem.available_permits() >= 1, "{cap}");
+            let caps = Caps::new(cap, cap);
+            let host = caps.host(&"https://registry.example/v2/".parse().unwrap());
+            assert!(host.permits.available_permits() >= 1, "{cap}");
+            assert!(caps.total.available_permits() >= 1, "{cap}");
         }
     }
 
@@ -246,8 +746,8 @@ mod tests {
     /// pool (`Authority` compares without case): a semaphore of its own doubled the cap.
     #[test]
     fn one_host_spelled_two_ways_shares_its_cap() {
-        let limited = LimitedConnector::new((), 2);
-        let sem = |u: &str| limited.semaphore(&u.parse().unwrap());
+        let caps = Caps::new(2, usize::MAX);
+        let sem = |u: &str| caps.host(&u.parse().unwrap());
         assert!(Arc::ptr_eq(
             &sem("https://registry.example/v2/"),
             &sem("https://Registry.Example/v2/x")
@@ -267,13 +767,13 @@ mod tests {
     /// the batch.
     #[test]
     fn hosts_without_connections_are_forgotten() {
-        let limited = LimitedConnector::new((), 2);
-        let held = limited.semaphore(&"https://registry.example/v2/".parse().unwrap());
+        let caps = Caps::new(2, usize::MAX);
+        let held = caps.host(&"https://registry.example/v2/".parse().unwrap());
         for i in 0..10_000 {
             let uri = format!("https://blob-{i}.cdn.example/b").parse().unwrap();
-            drop(limited.semaphore(&uri));
+            drop(caps.host(&uri));
         }
-        let hosts = limited.hosts.lock().unwrap();
+        let hosts = caps.hosts.lock().unwrap();
         assert!(hosts.len() <= KEEP_IDLE_HOSTS, "{} hosts kept", hosts.len());
         assert!(
             hosts.values().any(|s| Arc::ptr_eq(s, &held)),
@@ -289,25 +789,6 @@ mod tests {
     fn idle_connections_of_another_pool_key_keep_no_request_waiting() {
         use futures::FutureExt;
         use tower_service::Service;
-        #[derive(Clone)]
-        struct AtOnce;
-        struct Conn;
-        impl Connection for Conn {
-            fn connected(&self) -> Connected {
-                Connected::new()
-            }
-        }
-        impl Service<Uri> for AtOnce {
-            type Response = Conn;
-            type Error = std::io::Error;
-            type Future = std::future::Ready<std::io::Result<Conn>>;
-            fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-                Poll::Ready(Ok(()))
-            }
-            fn call(&mut self, _: Uri) -> Self::Future {
-                std::future::ready(Ok(Conn))
-            }
-        }
         let mut limited = LimitedConnector::new(AtOnce, 1);
         let idle = limited
             .call("https://registry.example/v2/".parse().unwrap())

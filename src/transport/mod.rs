@@ -6,8 +6,7 @@
 //! Redirects are followed here so that one rule guards credentials: `Authorization` goes
 //! only to the origin it was meant for, and never from https down to http.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -195,6 +194,11 @@ pub struct TransportOptions {
     /// `--range-streams` - 1 ([`RangeOptions::streams`](crate::ranged::RangeOptions::streams))
     /// for the parallel parts of large blobs.
     pub max_connections_per_host: usize,
+    /// Connections at most, busy or idle, to all hosts: no cap by default. The CLI sets it
+    /// to what the limit on open files leaves beside its jobs' files. At the cap, the
+    /// connection idle the longest is closed to make room: the pool keeps each host's
+    /// idle for 90 s, and a batch whose blobs redirect to a host each held one per host.
+    pub max_connections: usize,
     /// The HTTP/2 flow-control window.
     pub http2_window: Http2Window,
     /// A client certificate for servers that ask for one (mutual TLS).
@@ -224,6 +228,7 @@ impl Default for TransportOptions {
             idle_timeout: Duration::from_secs(60),
             max_idle_per_host: 16,
             max_connections_per_host: 16,
+            max_connections: usize::MAX,
             http2_window: Http2Window::DEFAULT,
             client_identity: None,
             user_agent: Some(DEFAULT_USER_AGENT.to_string()),
@@ -243,14 +248,17 @@ type PooledClient = Client<LimitedConnector<RefusalConnector<TlsConnector>>, sta
 pub struct Transport {
     client: PooledClient,
     /// A client that offers only HTTP/1.1, for the origins that refused HTTP/2 with
-    /// `HTTP_1_1_REQUIRED` (listed in `http1_only`).
+    /// `HTTP_1_1_REQUIRED` ([`limit::Quirk::Http1Only`]).
     http1: PooledClient,
-    http1_only: Arc<Mutex<HashSet<Origin>>>,
     /// A client that offers only HTTP/1.1 and takes up to [`MAX_RESPONSE_HEADERS`] header
-    /// fields, for the origins that sent more than [`USUAL_RESPONSE_HEADERS`] (listed in
-    /// `large_heads`). Only HTTP/1.1 has that count: HTTP/2 limits the bytes of a head.
+    /// fields, for the origins that sent more than [`USUAL_RESPONSE_HEADERS`]
+    /// ([`limit::Quirk::LargeHeads`]). Only HTTP/1.1 has that count: HTTP/2 limits the
+    /// bytes of a head.
     large: PooledClient,
-    large_heads: Arc<Mutex<HashSet<Origin>>>,
+    /// The clients' caps on connections, and what each host was found to need, kept
+    /// with its cap: one entry per misbehaving origin, kept for the run, grew without
+    /// bound with a batch that met thousands.
+    caps: Arc<limit::Caps>,
     /// The `Retry-After` pauses of the origins redirects lead to.
     pauses: Arc<Pauses>,
     opts: Arc<TransportOptions>,
@@ -357,6 +365,8 @@ impl Outgoing {
 pub struct ResponseBody {
     inner: Incoming,
     unfruitful: Option<limit::Unfruitful>,
+    /// Keeps its connection from being closed as idle until the body is dropped.
+    _reading: Option<limit::Reading>,
 }
 
 impl http_body::Body for ResponseBody {
@@ -427,6 +437,19 @@ impl Transport {
     /// key that does not match its certificate, and with [`ErrorKind::Io`] for one that
     /// cannot be read.
     pub fn new(opts: TransportOptions) -> Result<Transport> {
+        let caps = limit::Caps::new(opts.max_connections_per_host, opts.max_connections);
+        Transport::with_caps(opts, caps)
+    }
+
+    /// As [`Transport::new`], its connections capped with `other`'s: per host, and in all
+    /// at `other`'s [`TransportOptions::max_connections`] (the caps are `other`'s, and
+    /// this one's options for them are not read). A mirror's client has a pool of its
+    /// own, and each kept to the budget of open files on its own went past it together.
+    pub fn sharing_connections(opts: TransportOptions, other: &Transport) -> Result<Transport> {
+        Transport::with_caps(opts, other.caps.clone())
+    }
+
+    fn with_caps(opts: TransportOptions, caps: Arc<limit::Caps>) -> Result<Transport> {
         // Zero is refused, as on the command line: no timeout here means "off", and one of
         // zero failed every request at its first wait, as though the registry had.
         for (field, limit) in [
@@ -513,15 +536,15 @@ impl Transport {
             .http2_keep_alive_interval(opts.idle_timeout / 2)
             .http2_keep_alive_timeout(opts.idle_timeout / 4);
         let refusals = Refusals::default();
-        // Each client caps its connections on its own: the HTTP/2 connection an origin
-        // refused is left idle and closed by the pool, and sharing the cap with it left a
-        // fetch capped at one connection nothing to fall back on until then.
+        // The clients share each host's cap: each capped it on its own, and a host got up
+        // to three times the cap (a connection of the client for large heads, one of the
+        // one for HTTP/1.1 alone, and the HTTP/2 one it refused). The connection one
+        // client holds idle, as the HTTP/2 connection an origin refused is left until the
+        // pool closes it, is closed when another client needs its place: shared without
+        // that, it left a fetch capped at one connection nothing to fall back on.
         let pooled = |builder: &hyper_util::client::legacy::Builder, https| {
             let watched = RefusalConnector::new(HandshakeDone::new(https), refusals.clone());
-            builder.build(LimitedConnector::new(
-                watched,
-                opts.max_connections_per_host,
-            ))
+            builder.build(LimitedConnector::sharing(watched, caps.clone()))
         };
         let client = pooled(&builder, https);
         let large = pooled(
@@ -532,9 +555,8 @@ impl Transport {
         Ok(Transport {
             client,
             http1,
-            http1_only: Arc::default(),
             large,
-            large_heads: Arc::default(),
+            caps,
             pauses: Arc::default(),
             opts: Arc::new(opts),
             proxies,
@@ -584,10 +606,7 @@ impl Transport {
             // curl sends it, and so is every later request to that origin.
             Err(e) if !http1 && failure::http1_required(&e) => {
                 tracing::debug!(url = %redact(&req.url), error = %e, "HTTP/1.1 required; sending again over HTTP/1.1");
-                self.http1_only
-                    .lock()
-                    .expect("HTTP/1.1 origins poisoned")
-                    .insert(Origin::of(&req.url));
+                self.caps.mark(&req.url, limit::Quirk::Http1Only);
                 self.send_on(req, origin, true).await
             }
             other => other,
@@ -595,11 +614,11 @@ impl Transport {
     }
 
     fn needs_http1(&self, url: &Uri) -> bool {
-        listed(&self.http1_only, url)
+        self.caps.needs(url, limit::Quirk::Http1Only)
     }
 
     fn sends_large_heads(&self, url: &Uri) -> bool {
-        listed(&self.large_heads, url)
+        self.caps.needs(url, limit::Quirk::LargeHeads)
     }
 
     /// The request `req` stands for. `Authorization` and the origin's own headers go along
@@ -697,15 +716,16 @@ impl Transport {
                     // larger limit, as is every later request to its origin.
                     if !large && failure::head_too_large(&e) {
                         tracing::debug!(url = %redact(&req.url), "more than {USUAL_RESPONSE_HEADERS} header fields; asking again with room for {MAX_RESPONSE_HEADERS}");
-                        self.large_heads
-                            .lock()
-                            .expect("large-head origins poisoned")
-                            .insert(Origin::of(&req.url));
+                        self.caps.mark(&req.url, limit::Quirk::LargeHeads);
                         large = true;
                         client = &self.large;
                         continue;
                     }
-                    let reused = e.connect_info().is_some_and(answered_before);
+                    let conn = e.connect_info().and_then(in_use);
+                    let reused = conn.as_ref().is_some_and(limit::InUse::answered_before);
+                    if let Some(conn) = &conn {
+                        conn.failed();
+                    }
                     let refused = || self.refusals.of(&req.url);
                     let ours = self.opts.client_identity.as_ref();
                     let fields = if large {
@@ -743,14 +763,16 @@ impl Transport {
                     return Err(e);
                 }
                 Ok(Ok(r)) => {
-                    if let Some(answered) = r.extensions().get::<limit::Answered>() {
-                        answered.answer();
-                    }
                     let unfruitful = r.extensions().get::<limit::Unfruitful>().cloned();
                     if let Some(unfruitful) = &unfruitful {
                         unfruitful.fruit();
                     }
-                    break r.map(|inner| ResponseBody { inner, unfruitful });
+                    let reading = r.extensions().get::<limit::InUse>().map(limit::InUse::read);
+                    break r.map(|inner| ResponseBody {
+                        inner,
+                        unfruitful,
+                        _reading: reading,
+                    });
                 }
             }
         };
@@ -902,21 +924,12 @@ impl Transport {
     }
 }
 
-/// Whether the connection a request failed on had answered a request before: one kept
-/// alive in the pool.
-fn answered_before(connected: &hyper_util::client::legacy::connect::Connected) -> bool {
+/// The use of the connection a request failed on: whether it had answered a request
+/// before (one kept alive in the pool).
+fn in_use(connected: &hyper_util::client::legacy::connect::Connected) -> Option<limit::InUse> {
     let mut extras = http::Extensions::new();
     connected.get_extras(&mut extras);
-    extras
-        .get::<limit::Answered>()
-        .is_some_and(limit::Answered::before)
-}
-
-/// Whether `url`'s origin is in `origins`; an empty set, nearly always the case, costs no
-/// look at the URL.
-fn listed(origins: &Mutex<HashSet<Origin>>, url: &Uri) -> bool {
-    let origins = origins.lock().expect("origin list poisoned");
-    !origins.is_empty() && origins.contains(&Origin::of(url))
+    extras.remove::<limit::InUse>()
 }
 
 /// Whether `url` names its host by IP address, to which TLS sends no server name.
@@ -1220,6 +1233,27 @@ mod tests {
         let reply = queued.await.unwrap().unwrap();
         assert_eq!(reply.response.status(), StatusCode::NO_CONTENT);
         server.await.unwrap();
+    }
+
+    /// The origins found to need HTTP/1.1 or to send large heads are forgotten with their
+    /// hosts' caps, once no connection to them is left: one entry per misbehaving origin,
+    /// a batch that met thousands of them grew the lists without bound (20,000 entries for
+    /// 10,000 origins, where now at most 64 hosts are known).
+    #[test]
+    fn origins_listed_are_forgotten_with_their_connections() {
+        let transport = Transport::new(TransportOptions::default()).unwrap();
+        let kept = u("https://registry.example/v2/");
+        let caps = &transport.caps;
+        for i in 0..10_000 {
+            let url = u(&format!("https://blob-{i}.cdn.example/b"));
+            caps.mark(&url, limit::Quirk::Http1Only);
+            caps.mark(&url, limit::Quirk::LargeHeads);
+        }
+        let marked = caps.marked_hosts();
+        assert!(marked <= limit::KEEP_IDLE_HOSTS, "{marked} origins listed");
+        caps.mark(&kept, limit::Quirk::Http1Only);
+        assert!(transport.needs_http1(&kept));
+        assert!(!transport.sends_large_heads(&kept));
     }
 
     #[test]
