@@ -141,6 +141,8 @@ impl FromStr for Digest {
     /// components of `[a-z0-9]`, `encoded ::= [a-zA-Z0-9=_-]+`, then requires a registered
     /// algorithm with its exact encoding (lowercase hex of the right length).
     fn from_str(s: &str) -> Result<Digest> {
+        #[cfg(test)]
+        tests::PARSES.with(|c| c.set(c.get() + 1));
         const MAX_SHOWN: usize = 160;
         let bad = |why: &str| {
             // A registry's header may hold hundreds of KiB: the start of it is enough to
@@ -290,8 +292,15 @@ fn text(algorithm: Algorithm, bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// How often this thread parsed a digest: a worker's line that is none must not
+        /// pay for building the same error twice.
+        pub(crate) static PARSES: Cell<usize> = const { Cell::new(0) };
+    }
 
     const EMPTY: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
