@@ -366,14 +366,15 @@ async fn one_stall_is_not_a_slow_link() {
     let data = bytes(82, 16 << 20);
     let digest = reg.blob("team/app", &data);
     // The pause comes 1 MiB in, inside the first window of 4 MiB, which then gets at most
-    // 4 MiB/s. The second window would need 200 ms of waiting to look slow.
+    // 2.7 MiB/s. The second window would need a second of waiting to look slow: at 20 MiB/s
+    // (200 ms for 4 MiB) a debug build serving itself while a build ran beside it did.
     reg.push_fault(
         &digest,
-        Fault::StallAfter(1 << 20, Duration::from_millis(1000)),
+        Fault::StallAfter(1 << 20, Duration::from_millis(1500)),
     );
     let mut ranges = small_ranges();
     ranges.probe = 4 << 20;
-    ranges.slow_below = 20 << 20;
+    ranges.slow_below = 4 << 20;
     assert_eq!(fetch_all(&reg, &digest, ranges).await, data);
     assert!(
         range_requests(&reg).is_empty(),
