@@ -328,6 +328,12 @@ fn a_resume_whose_digest_header_names_other_content_is_refused_as_a_first_answer
         )),
         "{err}"
     );
+    // The first 100000 bytes were read: the refusal is of the rest alone.
+    assert!(
+        err.contains(&format!("not {digest} as asked; none of the rest was read")),
+        "{err}"
+    );
+    assert!(!err.contains("none of the content was read"), "{err}");
     assert!(out.status.success(), "{err}");
     assert_eq!(out.stdout, data);
     assert!(!err.contains("did not verify"), "{err}");
