@@ -313,9 +313,7 @@ pub fn open_locator(
             options.max_connections_per_host = jobs + global.range_streams - 1;
             // The hosts file's `dial_timeout` is about one host: it wins over the
             // flag, which is everyone's default.
-            options.connect_timeout = server_settings
-                .dial_timeout
-                .unwrap_or(global.connect_timeout);
+            options.connect_timeout = server_settings.connect_timeout(global.connect_timeout);
             options.idle_timeout = global.idle_timeout;
             // Headers wait as long as a body may stall: a registry that is slow to
             // start a large blob is not broken.
@@ -352,7 +350,7 @@ pub fn open_locator(
                     own.ca_files = ca_files;
                     own.client_identity = client_identity;
                     own.skip_verify = s.skip_verify;
-                    own.connect_timeout = s.dial_timeout.unwrap_or(global.connect_timeout);
+                    own.connect_timeout = s.connect_timeout(global.connect_timeout);
                     let transport = Transport::new(own)?;
                     let mut mirror = Mirror::new(spec.url, transport);
                     mirror.capabilities = spec.capabilities;
