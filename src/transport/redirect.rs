@@ -29,8 +29,8 @@ impl Origin {
 }
 
 /// The redirects a request followed to another origin: the URL it was addressed to (the
-/// registry's), the one whose answer sent it to where it ended, and how many redirects
-/// lay between the two. Read, never built, outside dist: it may gain fields. Its `Debug`
+/// registry's), the one whose answer sent it to where it ended, and how many it followed
+/// in all. Read, never built, outside dist: it may gain fields. Its `Debug`
 /// shows the URLs as messages do, without a query (a pre-signed URL's signature).
 #[derive(Clone)]
 #[non_exhaustive]
