@@ -51,8 +51,23 @@ pub struct HostSettings {
     /// names alone, however they were made.
     pub headers: http::HeaderMap,
     /// How long establishing a connection to it may take (`dial_timeout`); short for a
-    /// mirror that may be gone, so that the registry takes over quickly.
+    /// mirror that may be gone, so that the registry takes over quickly. `None`, and a
+    /// zero (as `dial_timeout = "0s"` is in containerd), is none of its own: see
+    /// [`HostSettings::connect_timeout`].
     pub dial_timeout: Option<std::time::Duration>,
+}
+
+impl HostSettings {
+    /// The [`TransportOptions::connect_timeout`](crate::transport::TransportOptions) for
+    /// the host: its `dial_timeout`, else `default` (everyone's, `--connect-timeout`).
+    /// A zero `dial_timeout` is none of the host's own, as `"0s"` in `hosts.toml` is:
+    /// set as it is, `Transport::new` refused it naming `connect_timeout`, a field the
+    /// caller never set.
+    pub fn connect_timeout(&self, default: std::time::Duration) -> std::time::Duration {
+        self.dial_timeout
+            .filter(|d| !d.is_zero())
+            .unwrap_or(default)
+    }
 }
 
 impl std::fmt::Debug for HostSettings {
@@ -751,6 +766,26 @@ override_path = true
             "{}",
             e.reason()
         );
+    }
+
+    /// A library user's `dial_timeout` of zero is none of the host's own, as `"0s"` read
+    /// from `hosts.toml` is: taken as the host's, the transport built with it was refused
+    /// over a zero `connect_timeout`.
+    #[test]
+    fn a_zero_dial_timeout_is_none_of_the_host_s_own() {
+        let d = std::time::Duration::from_millis;
+        let default = d(30_000);
+        let mut s = HostSettings::default();
+        assert_eq!(s.connect_timeout(default), default);
+        s.dial_timeout = Some(d(250));
+        assert_eq!(s.connect_timeout(default), d(250));
+        s.dial_timeout = Some(d(0));
+        assert_eq!(s.connect_timeout(default), default);
+        let options = crate::transport::TransportOptions {
+            connect_timeout: s.connect_timeout(default),
+            ..Default::default()
+        };
+        assert!(crate::transport::Transport::new(options).is_ok());
     }
 
     #[test]

@@ -188,8 +188,8 @@
 //! # Room to grow
 //!
 //! What the crate reports grows with it: [`ErrorKind`], [`worker::Status`] and
-//! [`pull::Event`] may gain variants, and [`worker::Outcome`], [`pull::Pulled`] and
-//! [`worker::progress::Snapshot`] fields, in a minor release. They are `#[non_exhaustive]`,
+//! [`pull::Event`] may gain variants, and [`worker::Outcome`], [`pull::Pulled`],
+//! [`transport::Redirects`] and [`worker::progress::Snapshot`] fields, in a minor release. They are `#[non_exhaustive]`,
 //! so a `match` needs a `_` arm and a pattern a `..`:
 //!
 //! ```

@@ -726,6 +726,7 @@ async fn fetch_part(
             address.as_ref(),
             reply.response.headers(),
             remote.host(host),
+            "the part",
         )
         .map_err(|e| e.with_url(url))?;
         if crate::registry::is_coded(reply.response.headers()) {

@@ -802,6 +802,39 @@ fn a_416_below_the_declared_size_is_the_server_contradicting_itself() {
     assert!(partial[..] == data[..partial.len()], "a prefix of the blob");
 }
 
+/// A resume's answer whose `Docker-Content-Digest` names other content is refused unread
+/// (as a first answer's is), which says nothing of the partial download an earlier run
+/// kept: it is kept while the blob is fetched whole, as after a size the server
+/// contradicted. It was blamed ("did not verify with the rest", though nothing was
+/// verified) and thrown away.
+#[test]
+fn a_resume_refused_for_its_digest_header_keeps_the_partial_it_said_nothing_of() {
+    let (reg, digest, data) = fake_with_blob();
+    let dir = tempfile::tempdir().unwrap();
+    let (kept, short) = (3 << 19, 1 << 18);
+    plant_partial(dir.path(), &digest, &data[..kept]);
+    let other = format!("sha256:{}", "ab".repeat(32));
+    reg.push_fault(&digest, Fault::DropAfter(short));
+    reg.push_fault(
+        &digest,
+        Fault::Header("docker-content-digest", other.clone()),
+    );
+    // The whole fetch that follows fails: what is left for the next run is the partial.
+    reg.push_fault(&digest, Fault::Status(404));
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+    assert_eq!(status, 1, "{text}");
+    assert!(
+        text.contains(&format!(
+            "header names {other}, not {digest} as asked; none of the rest was read"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("did not verify with the rest"), "{text}");
+    let partial = std::fs::read(partial_path(dir.path(), &digest)).unwrap();
+    assert!(partial.len() >= kept, "{}", partial.len());
+    assert!(partial[..] == data[..partial.len()], "a prefix of the blob");
+}
+
 /// The same `416` below a size a resume's answer declared where none was known before
 /// (after a range of unknown total): the digest failed on what had arrived, the partial
 /// was blamed ("did not verify with the rest") and thrown away.

@@ -1285,7 +1285,9 @@ async fn a_part_whose_digest_header_names_other_content_is_refused_unread() {
     let remote = two_retries(&reg.host(), small_ranges());
     let e = read_to_end(&remote, &digest).await.unwrap_err();
     assert_eq!(e.kind(), dist::ErrorKind::DigestMismatch, "{e}");
-    let said = format!("Docker-Content-Digest header names {other}, not {digest} as asked");
+    let said = format!(
+        "Docker-Content-Digest header names {other}, not {digest} as asked; none of the part was read"
+    );
     assert!(e.to_string().contains(&said), "{e}");
     assert!(
         range_requests(&reg)

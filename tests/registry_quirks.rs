@@ -328,6 +328,12 @@ fn a_resume_whose_digest_header_names_other_content_is_refused_as_a_first_answer
         )),
         "{err}"
     );
+    // The first 100000 bytes were read: the refusal is of the rest alone.
+    assert!(
+        err.contains(&format!("not {digest} as asked; none of the rest was read")),
+        "{err}"
+    );
+    assert!(!err.contains("none of the content was read"), "{err}");
     assert!(out.status.success(), "{err}");
     assert_eq!(out.stdout, data);
     assert!(!err.contains("did not verify"), "{err}");
@@ -343,4 +349,27 @@ fn a_resume_whose_digest_header_names_other_content_is_refused_as_a_first_answer
         .collect();
     assert_eq!(ranged[1].as_deref(), Some("bytes=100000-"), "{ranged:?}");
     assert_eq!(ranged.len(), 3, "{ranged:?}");
+}
+
+/// A resume's answer without `Docker-Content-Digest` (a CDN's or blob store's `206`, which
+/// never sends one) says nothing against the content: the rest is spliced on, and the
+/// digest decides, as for a first answer without it.
+#[test]
+fn a_resume_whose_answer_has_no_digest_header_carries_on() {
+    let reg = FakeRegistry::start();
+    let data = bytes(8, 300_000);
+    let digest = reg.blob("team/app", &data);
+    reg.push_fault(&digest, Fault::DropAfter(100_000));
+    reg.push_fault(&digest, Fault::Without("docker-content-digest", None));
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(out.stdout, data);
+    let ranged: Vec<_> = reg
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with(&digest))
+        .map(|r| r.range.clone())
+        .collect();
+    assert_eq!(ranged, vec![None, Some("bytes=100000-".to_string())]);
 }

@@ -329,9 +329,7 @@ pub fn open_locator(
                 connections_within_file_limit(jobs, options.max_connections_per_host);
             // The hosts file's `dial_timeout` is about one host: it wins over the
             // flag, which is everyone's default.
-            options.connect_timeout = server_settings
-                .dial_timeout
-                .unwrap_or(global.connect_timeout);
+            options.connect_timeout = server_settings.connect_timeout(global.connect_timeout);
             options.idle_timeout = global.idle_timeout;
             // Headers wait as long as a body may stall: a registry that is slow to
             // start a large blob is not broken.
@@ -368,7 +366,7 @@ pub fn open_locator(
                     own.ca_files = ca_files;
                     own.client_identity = client_identity;
                     own.skip_verify = s.skip_verify;
-                    own.connect_timeout = s.dial_timeout.unwrap_or(global.connect_timeout);
+                    own.connect_timeout = s.connect_timeout(global.connect_timeout);
                     // The limit on open files is the process's: one budget for every pool.
                     let own = Transport::sharing_connections(own, &transport)?;
                     let mut mirror = Mirror::new(spec.url, own);

@@ -658,17 +658,19 @@ pub(crate) type Address = (Endpoint, String);
 
 /// An answer from `host` carrying on the content at `address` (a resume's, a hand-over's,
 /// a part's) whose `Docker-Content-Digest` names other content, refused as a first answer
-/// is (see [`refuse_announced_other`](super::refuse_announced_other)).
+/// is (see [`refuse_announced_other`](super::refuse_announced_other)), saying none of
+/// `unread` (`the rest`, `the part`) was read: the bytes before it were.
 pub(crate) fn refuse_other_at(
     address: Option<&Address>,
     headers: &HeaderMap,
     host: &Host,
+    unread: &str,
 ) -> Result<()> {
     let Some((endpoint, Ok(asked))) = address.map(|(e, d)| (*e, d.parse())) else {
         return Ok(());
     };
     let announced = super::announced_digest(headers);
-    super::refuse_announced_other(announced.as_ref(), endpoint, &asked, host)
+    super::refuse_announced_other(announced.as_ref(), endpoint, &asked, host, unread)
 }
 
 /// How many failures in a row (breaks, and failed requests for the rest) a body from
@@ -890,7 +892,8 @@ async fn open_at(
             )
             .await?;
         let h = reply.response.headers();
-        refuse_other_at(rest.address, h, remote.host(host)).map_err(|e| e.with_url(url))?;
+        refuse_other_at(rest.address, h, remote.host(host), "the rest")
+            .map_err(|e| e.with_url(url))?;
         let version = reply.response.version();
         let codings = match rest.as_sent && coding::content_codings_only(h) {
             true => Vec::new(),

@@ -286,7 +286,7 @@ pub(crate) async fn decode_whole(
 /// shown. The codings are undone one at a time, the last applied first: where one does
 /// not decode at all (a label on bytes a server did not code, `gzip, gzip` on a body
 /// coded once, a coding dist does not undo), what the codings before it made of the body
-/// is shown when it is text, and nothing when not.
+/// is shown when it is text (a last character cut short left out), and nothing when not.
 pub(crate) async fn readable(body: Bytes, codings: Result<Vec<Coding>>, limit: usize) -> Bytes {
     let mut body = body;
     if let Ok(codings) = codings {
@@ -302,6 +302,9 @@ pub(crate) async fn readable(body: Bytes, codings: Result<Vec<Coding>>, limit: u
     }
     match std::str::from_utf8(&body) {
         Ok(_) => body,
+        // Cut inside a character (at the limit, or where reading stopped): text still,
+        // up to its last whole character.
+        Err(e) if e.error_len().is_none() => body.slice(..e.valid_up_to()),
         Err(_) => Bytes::new(),
     }
 }
@@ -636,6 +639,24 @@ mod tests {
         let binary = Bytes::from_static(b"\xff\xfe not text");
         let out = readable(binary, Ok(vec![Coding::Gzip]), 1 << 20).await;
         assert!(out.is_empty());
+    }
+
+    /// Text decoded past the limit is cut where the limit falls, which may be inside a
+    /// character: that body is still text, shown up to its last whole character. Taken for
+    /// bytes that are no text, a page in the server's language longer than 64 KiB showed
+    /// none of its words.
+    #[tokio::test]
+    async fn readable_keeps_text_cut_inside_a_character() {
+        let page = format!("x{}", "é".repeat(40_000));
+        let coded = Bytes::from(gzip(page.as_bytes()));
+        let out = readable(coded, Ok(vec![Coding::Gzip]), 1 << 16).await;
+        assert_eq!(
+            out.len(),
+            (1 << 16) - 1,
+            "the last, cut, character is left out"
+        );
+        assert!(page.as_bytes().starts_with(&out));
+        std::str::from_utf8(&out).expect("text");
     }
 
     /// A body labelled `gzip, gzip` but coded once (a proxy adding the label a second

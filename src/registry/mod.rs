@@ -673,7 +673,14 @@ impl RegistryRemote {
         }
         let expected = match object {
             Object::Digest(d) => {
-                refuse_announced_other(announced.as_ref(), endpoint, d, self.host(host))
+                // Asked from an offset, the bytes before it are a partial's, read.
+                let unread = if offset > 0 {
+                    "the rest"
+                } else {
+                    "the content"
+                };
+                let host = self.host(host);
+                refuse_announced_other(announced.as_ref(), endpoint, d, host, unread)
                     .map_err(|e| e.with_url(&url))?;
                 Some(d.clone())
             }
@@ -1095,17 +1102,20 @@ impl Remote for RegistryRemote {
 /// decides, as in containerd and crane: registries announce other content's digest for
 /// good manifests. A blob may stream out before its end is hashed, so a header naming
 /// other content refuses it unread, from `host`: spliced onto a partial, the bytes of
-/// another object were caught only by the digest, after the whole transfer.
+/// another object were caught only by the digest, after the whole transfer. `unread` is
+/// what the answer carried (`the content`, `the rest`, `the part`): after a resume's
+/// refusal, "none of the content was read" denied the bytes that had arrived before.
 pub(crate) fn refuse_announced_other(
     announced: Option<&Digest>,
     endpoint: Endpoint,
     asked: &Digest,
     host: &Host,
+    unread: &str,
 ) -> Result<()> {
     match announced {
         Some(a) if a.algorithm() == asked.algorithm() && a != asked => {
             if endpoint == Endpoint::Blobs {
-                return Err(announced_other(a, asked, host.mirror_name()));
+                return Err(announced_other(a, asked, host.mirror_name(), unread));
             }
             tracing::debug!(header = %a, "a Docker-Content-Digest naming other content; the manifest's body is verified against the digest asked for");
             Ok(())
@@ -1126,14 +1136,20 @@ pub(crate) fn announced_digest(headers: &HeaderMap) -> Option<Digest> {
 
 /// A blob asked for as `asked` whose answer's `Docker-Content-Digest` is `announced`:
 /// refused before its body is read, saying it was the header, not the content, that
-/// disagreed. `mirror` names the mirror that answered; `None`, the registry.
-fn announced_other(announced: &Digest, asked: &Digest, mirror: Option<String>) -> Error {
+/// disagreed. `mirror` names the mirror that answered; `None`, the registry. `unread`
+/// is what the answer carried, none of which was read.
+fn announced_other(
+    announced: &Digest,
+    asked: &Digest,
+    mirror: Option<String>,
+    unread: &str,
+) -> Error {
     let who = mirror.as_deref().unwrap_or("registry");
     Error::new(
         ErrorKind::DigestMismatch,
         format!(
             "the {who}'s Docker-Content-Digest header names {announced}, not {asked} as \
-             asked; none of the content was read"
+             asked; none of {unread} was read"
         ),
     )
     .announcing_other()

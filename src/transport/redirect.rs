@@ -29,9 +29,11 @@ impl Origin {
 }
 
 /// The redirects a request followed to another origin: the URL it was addressed to (the
-/// registry's), the one whose answer sent it to where it ended, and how many redirects
-/// lay between the two.
-#[derive(Clone, Debug)]
+/// registry's), the one whose answer sent it to where it ended, and how many it followed
+/// in all. Read, never built, outside dist: it may gain fields. Its `Debug`
+/// shows the URLs as messages do, without a query (a pre-signed URL's signature).
+#[derive(Clone)]
+#[non_exhaustive]
 pub struct Redirects {
     /// The URL the request was addressed to.
     pub addressed: Uri,
@@ -41,6 +43,16 @@ pub struct Redirects {
     pub last_hop: Uri,
     /// Redirects followed in all, 1 or more.
     pub count: usize,
+}
+
+impl std::fmt::Debug for Redirects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redirects")
+            .field("addressed", &super::redact(&self.addressed))
+            .field("last_hop", &super::redact(&self.last_hop))
+            .field("count", &self.count)
+            .finish()
+    }
 }
 
 /// The note on a failure at a redirect's target naming the hop that sent the request
@@ -255,6 +267,24 @@ mod tests {
         assert!(
             said.contains("/y, after 3 redirects from https://reg.example/"),
             "{said}"
+        );
+    }
+
+    /// A library user's `{:?}` of a reply's redirects (in a log line) shows the URLs as
+    /// messages do: a hop's pre-signed query is a credential for as long as it is valid.
+    #[test]
+    fn redirects_debug_shows_no_query() {
+        let chain = Redirects {
+            addressed: u("https://reg.example/v2/a/blobs/sha256:ab?token=t0ken"),
+            last_hop: u("https://edge.example/x?X-Amz-Signature=s3cret"),
+            count: 2,
+        };
+        let shown = format!("{chain:?}");
+        assert!(shown.contains("https://edge.example/x"), "{shown}");
+        assert!(shown.contains("https://reg.example/v2/a/"), "{shown}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("t0ken"),
+            "{shown}"
         );
     }
 

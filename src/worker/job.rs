@@ -378,13 +378,19 @@ async fn to_store(
             // when it is carried on), it goes once the whole fetch below stores the blob.
             // Kept as it was claimed, with its age: a partial the server contradicts
             // itself over run after run is no more than it was, and the day-old sweep
-            // gives it up.
-            Err(e) if e.kind() == ErrorKind::SizeMismatch && resumed => {
+            // gives it up. So is one whose rest was refused unread for its
+            // `Docker-Content-Digest` header: blamed, it was thrown away as not verifying,
+            // though nothing was verified.
+            Err(e) if (e.kind() == ErrorKind::SizeMismatch || e.announced_other()) && resumed => {
                 temp.keep_as_claimed().await;
                 tally.again();
                 failures = 0;
                 attempt -= 1;
-                tracing::warn!(object = %job.object, error = %e, "the server contradicted the size it declared for the rest of the partial download an earlier run kept; keeping the partial, fetching the blob whole");
+                let what = match e.announced_other() {
+                    true => "the server's Docker-Content-Digest header for the rest of the partial download an earlier run kept names other content",
+                    false => "the server contradicted the size it declared for the rest of the partial download an earlier run kept",
+                };
+                tracing::warn!(object = %job.object, error = %e, "{what}; keeping the partial, fetching the blob whole");
             }
             // Most likely the partial's own bytes are wrong (a disk fault, a tampered
             // file), which says nothing of the transfer: the whole fetch that follows is a
