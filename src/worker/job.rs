@@ -313,8 +313,9 @@ async fn to_store(
                         resumed = true;
                         Ok(Started::Fetching(Box::new((download, temp))))
                     }
-                    // Refused over size before a byte was read: fetched once more below,
-                    // as any size refusal is (from the registry itself, or where it may not
+                    // Refused before a byte of the rest was read (over its size, or a
+                    // digest header naming other content): fetched once more below, as
+                    // any such refusal is (from the registry itself, or where it may not
                     // pull, from the mirrors that may). The partial is kept (dropping
                     // `temp` does that): the refusal says nothing of its bytes.
                     Err(e) if e.is_corruption() => Err(e),
