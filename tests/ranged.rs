@@ -1451,6 +1451,11 @@ async fn a_416_to_a_part_under_way_when_the_first_stream_s_resume_confirmed_the_
 /// registry contradicts its own word, said as the server's, as a `416` to a part is. The
 /// first stream took the `416` for the content's end against the size as given alone, and
 /// the blob failed as content that ended short of the size given, which may be wrong.
+///
+/// The break is met only when the first stream is read on, and the part's `206` is known
+/// to have been taken in once the part asks again for the rest of its answer, which breaks
+/// after it: the test waits for that request before it reads on to the break. (Read on
+/// at once, the part's answer had to come within the ~100 ms before the break.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_416_to_the_first_stream_s_rest_after_a_part_confirmed_the_size_given() {
     let reg = FakeRegistry::start();
@@ -1458,12 +1463,39 @@ async fn a_416_to_the_first_stream_s_rest_after_a_part_confirmed_the_size_given(
     reg.set_fault_for_every(&digest, Fault::Status(416));
     let (chunk, delay, upto) = (16 << 10, Duration::from_millis(10), 448 << 10);
     reg.push_fault(&digest, Fault::SlowChunkedDrop { chunk, delay, upto });
+    // The first part's answer, whose head confirms the size, breaks; its rest comes whole.
+    reg.push_fault(&digest, Fault::DropAfter(64 << 10));
     reg.push_fault(&digest, Fault::ManyHeaders(1));
     let mut ranges = small_ranges();
     ranges.streams = 2;
     let remote = two_retries(&reg.host(), ranges);
-    let e = error_given_size(&remote, &digest, 3 << 20).await;
+    let object: Object = digest.parse().unwrap();
+    let mut hints = Hints::default();
+    hints.size = Some(3 << 20);
+    let mut download = remote.fetch(&object, &hints).await.unwrap();
+    let part = format!("bytes={}-", 512 << 10);
+    let asked = |from: &str| range_requests(&reg).iter().any(|r| r.starts_with(from));
+    // Up to the split, and not past the last byte before the break.
+    let mut received = 0;
+    while received < upto && !asked(&part) {
+        received += download.chunk().await.unwrap().expect("not the end").len();
+    }
+    let again = format!("bytes={}-", (512 + 64) << 10);
+    tokio::task::block_in_place(|| {
+        support::wait::until("the first part asking for its rest", || asked(&again))
+    });
+    let e = loop {
+        match download.chunk().await {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the blob ended"),
+            Err(e) => break e,
+        }
+    };
     assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
     let said = format!("where the server declared {} bytes", 3 << 20);
     assert!(e.to_string().contains(&said), "{e}");
+    assert!(
+        e.to_string().contains("-, got a 416"),
+        "the first stream's rest: {e}"
+    );
 }
