@@ -1499,3 +1499,66 @@ async fn a_416_to_the_first_stream_s_rest_after_a_part_confirmed_the_size_given(
         "the first stream's rest: {e}"
     );
 }
+
+/// The error that ends a split of a slow registry that declared no size (its first answer
+/// chunked), given its size alone, whose `206` to the first part, which confirms that
+/// size, is held until the second part, asked for as the first stream reaches the first
+/// part, was answered with `status` (by `every`, which answers every later request): the
+/// parts' answers taken in out of order. Beside it, the second part's range.
+async fn second_part_answered_first(seed: u64, every: Fault, status: u16) -> (dist::Error, String) {
+    use support::fake::Gate;
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(seed, 3 << 20));
+    reg.set_fault_for_every(&digest, every);
+    let (chunk, delay) = (16 << 10, Duration::from_millis(10));
+    reg.push_fault(&digest, Fault::SlowChunked { chunk, delay });
+    let held = Gate::default();
+    let first_part = Fault::HeldHead(held.clone(), Box::new(Fault::ManyHeaders(1)));
+    reg.push_fault(&digest, first_part);
+    let mut ranges = small_ranges();
+    ranges.streams = 2;
+    let remote = two_retries(&reg.host(), ranges);
+    let reading = {
+        let digest = digest.clone();
+        tokio::spawn(async move { error_given_size(&remote, &digest, 3 << 20).await })
+    };
+    let second = format!("bytes={}-", 768 << 10);
+    let answered = || {
+        let mut asked = reg.requests().into_iter();
+        asked.any(|r| r.status == status && r.range.is_some_and(|r| r.starts_with(&second)))
+    };
+    tokio::task::block_in_place(|| support::wait::until("the second part answered", answered));
+    held.open();
+    (reading.await.unwrap(), second)
+}
+
+/// As a `416` to a part after another part's `206` confirmed the size given, but answered
+/// first: the server contradicts itself all the same, and the blob fails as the size
+/// mismatch that says so. Judged as it came, before the `206` that confirmed the size,
+/// the `416` failed as the bare status, which the worker does not fetch once more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_416_to_a_part_answered_before_an_earlier_part_s_206_confirmed_the_size_given() {
+    let (e, second) = second_part_answered_first(108, Fault::Status(416), 416).await;
+    assert_parts_contradicted_the_server(&e);
+    assert!(
+        e.to_string().contains(&second),
+        "the second part's 416: {e}"
+    );
+}
+
+/// As a part's other total after another part confirmed the size given, but answered
+/// first: the registry contradicts its own word, not the size given. Judged as it came,
+/// the other total was said against the size given, which the worker then doubted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_s_other_total_answered_before_an_earlier_part_confirmed_the_size_given() {
+    let every = Fault::RangeTotal((3 << 20) + 1);
+    let (e, _) = second_part_answered_first(109, every, 206).await;
+    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
+    let said = format!("bytes in all, where the content is {}", 3 << 20);
+    assert!(e.to_string().contains(&said), "{e}");
+    assert_eq!(
+        e.sizes(),
+        None,
+        "not the size given against the server's: {e}"
+    );
+}
