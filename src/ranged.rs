@@ -606,7 +606,7 @@ impl Parts {
         let mut head = self.running.pop_front().expect("a part is under way");
         let part = (&mut head.task)
             .await
-            .map_err(|e| Error::new(ErrorKind::Interrupted, "part task ended").with_cause(e))?;
+            .map_err(|e| Error::task_ended("part", e))?;
         // The rest goes on from the host after the one this part failed on: parts that
         // started before the first stream moved on failed on the host it left.
         let part = match part {
