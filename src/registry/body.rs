@@ -351,10 +351,16 @@ impl Resumable {
     async fn ask_rest(&mut self, url: &Uri, e: Error) -> Result<bool> {
         let again = match self.reopen(url).await {
             Ok(()) => return Ok(true),
-            Err(again) if again.status() == Some(416) => match self.refused_short() {
-                Some(contradiction) => contradiction.with_url(url),
-                None => return Ok(false),
-            },
+            // Judged with what the parts said while the request was on its way too: a
+            // part's `206` that confirmed the size given came after [`Resumable::resume`]
+            // looked, and the `416` was taken for the end of a size that may be wrong.
+            Err(again) if again.status() == Some(416) => {
+                self.take_parts_word();
+                match self.refused_short() {
+                    Some(contradiction) => contradiction.with_url(url),
+                    None => return Ok(false),
+                }
+            }
             Err(again) => again,
         };
         let msg = format!(
