@@ -43,7 +43,9 @@ pub struct RangeOptions {
     pub streams: usize,
     /// Blobs smaller than this are always fetched with one stream.
     pub threshold: u64,
-    /// Size of one part.
+    /// Size of one part. A part is held in memory while it is fetched, growing as its
+    /// bytes arrive: the parts of a remote's downloads hold up to `streams × part_size`
+    /// bytes, and two parts more per blob being split (see the module's docs).
     pub part_size: u64,
     /// How much the first stream receives before its speed is judged. A stream judged
     /// slow is probed once more, and split only if it is slow again: one stall of the
@@ -712,7 +714,10 @@ async fn fetch_part(
     // Counted together, a request's retries are the parts', not its own.
     let request_budget = if together { 0 } else { budget };
     let want = (end - start + 1) as usize;
-    let mut got = BytesMut::with_capacity(want);
+    // Room for a part of the default size at once; a larger one grows as bytes arrive. A
+    // library caller may set any `part_size`, and one of terabytes, taken whole up front,
+    // aborted the process on the allocation before a byte of it came.
+    let mut got = BytesMut::with_capacity(want.min(PART_SIZE as usize));
     let mut h = headers.clone();
     let mut attempt = 0;
     // `got.len()` at the last break.

@@ -1623,3 +1623,22 @@ async fn a_416_to_the_first_stream_s_rest_asked_for_before_a_part_confirmed_the_
         "the first stream's rest: {e}"
     );
 }
+
+/// A library caller may set any `part_size`: with a huge one and a size given that leaves
+/// room for two such parts (a wrong `size:` hint, the server declaring none), each part
+/// allocated its whole size before its first byte, and the process aborted on the
+/// allocation. The blob fails as content that ended short of the size given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_part_size_allocates_only_what_arrives() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(111, 3 << 20));
+    let (chunk, delay) = (16 << 10, Duration::from_millis(10));
+    reg.push_fault(&digest, Fault::SlowChunked { chunk, delay });
+    let mut ranges = small_ranges();
+    (ranges.streams, ranges.part_size) = (2, 1 << 45);
+    let remote = two_retries(&reg.host(), ranges);
+    let e = error_given_size(&remote, &digest, 1 << 50).await;
+    let said = format!("content ended after {} of {} bytes", 3 << 20, 1u64 << 50);
+    assert!(e.to_string().contains(&said), "{e}");
+    assert!(e.to_string().contains("(the size given: size:"), "{e}");
+}
