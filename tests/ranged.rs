@@ -1642,3 +1642,65 @@ async fn a_huge_part_size_allocates_only_what_arrives() {
     assert!(e.to_string().contains(&said), "{e}");
     assert!(e.to_string().contains("(the size given: size:"), "{e}");
 }
+
+/// As a `416` to the first stream's rest asked for before a part confirmed the size given,
+/// but that rest answered with a piece of unknown total (`bytes N-M/*`), and the `416`
+/// answering the rest after that piece: taking the piece in, the first stream told the
+/// parts its word of the size, the size given alone, over the part's confirmation, which
+/// it lost; the `416` was then taken for the content's end against the size given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_416_after_a_piece_of_the_rest_taken_in_after_a_part_confirmed_the_size_given() {
+    use support::fake::Gate;
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(112, 3 << 20));
+    reg.set_fault_for_every(&digest, Fault::Status(416));
+    let (chunk, delay, upto) = (16 << 10, Duration::from_millis(10), 448 << 10);
+    reg.push_fault(&digest, Fault::SlowChunkedDrop { chunk, delay, upto });
+    let (part_held, rest_held) = (Gate::default(), Gate::default());
+    let part = Fault::HeldHead(part_held.clone(), Box::new(Fault::DropAfter(64 << 10)));
+    reg.push_fault(&digest, part);
+    let rest = Fault::HeldHead(rest_held.clone(), Box::new(Fault::ShortRange(64 << 10)));
+    reg.push_fault(&digest, rest);
+    reg.push_fault(&digest, Fault::ManyHeaders(1));
+    let mut ranges = small_ranges();
+    ranges.streams = 2;
+    let remote = two_retries(&reg.host(), ranges);
+    let object: Object = digest.parse().unwrap();
+    let mut hints = Hints::default();
+    hints.size = Some(3 << 20);
+    let mut download = remote.fetch(&object, &hints).await.unwrap();
+    let part = format!("bytes={}-{}", 512 << 10, (768 << 10) - 1);
+    let asked = |range: &str| range_requests(&reg).iter().any(|r| r == range);
+    let mut received = 0;
+    while received < upto && !asked(&part) {
+        received += download.chunk().await.unwrap().expect("not the end").len();
+    }
+    let reading = tokio::spawn(async move {
+        loop {
+            match download.chunk().await {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the blob ended"),
+                Err(e) => break e,
+            }
+        }
+    });
+    let wait = |what: &str, done: &dyn Fn() -> bool| {
+        tokio::task::block_in_place(|| support::wait::until(what, done))
+    };
+    let rest_asked = || range_requests(&reg).iter().any(|r| r.ends_with('-'));
+    wait("the first stream's rest asked for", &rest_asked);
+    part_held.open();
+    let again = format!("bytes={}-{}", (512 + 64) << 10, (768 << 10) - 1);
+    wait("the first part asking for its rest", &|| asked(&again));
+    rest_held.open();
+    let e = reading.await.unwrap();
+    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
+    let said = format!("where the server declared {} bytes", 3 << 20);
+    assert!(e.to_string().contains(&said), "{e}");
+    let after_the_piece = format!("asked for bytes={}-, got a 416", 442368 + (64 << 10));
+    assert!(
+        e.to_string().contains(&after_the_piece),
+        "the rest after the piece: {e} {:?}",
+        range_requests(&reg)
+    );
+}
