@@ -400,6 +400,20 @@ impl Error {
         self.0.retry_after
     }
 
+    /// A spawned task of `what` ("fetch", "part") that did not end as it should: a panic,
+    /// a local fault said so ([`Io`](ErrorKind::Io)), or cancelled at the runtime's
+    /// shutdown ([`Interrupted`](ErrorKind::Interrupted)), the panic's message under the
+    /// cause. A part's panic read as interrupted, as if a signal had stopped it, and
+    /// otherwise than a fetch's.
+    pub(crate) fn task_ended(what: &str, e: tokio::task::JoinError) -> Error {
+        let kind = if e.is_cancelled() {
+            ErrorKind::Interrupted
+        } else {
+            ErrorKind::Io
+        };
+        Error::new(kind, format!("{what} task ended abnormally")).with_cause(e)
+    }
+
     /// The same failure, for another task that waited on the request that met it, or for
     /// a caller that asks a failed download again: everything a caller matches on (kind,
     /// status, `Retry-After`, object, URL, the [`restart`](Self::restart) mark, the hosts
@@ -639,6 +653,24 @@ pub(crate) const MAX_URL_SHOWN: usize = 512;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A part task's panic reads as a fetch task's does, a local fault with the panic's
+    /// message, not as a part interrupted (`part task ended`), as by a signal.
+    #[tokio::test]
+    async fn a_task_s_panic_reads_as_ended_abnormally() {
+        let panicked = tokio::spawn(async { panic!("boom") }).await.unwrap_err();
+        let e = Error::task_ended("part", panicked);
+        assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+        let said = e.to_string();
+        assert!(
+            said.contains("part task ended abnormally") && said.contains("boom"),
+            "{said}"
+        );
+        let pending = tokio::spawn(std::future::pending::<()>());
+        pending.abort();
+        let cancelled = Error::task_ended("part", pending.await.unwrap_err());
+        assert_eq!(cancelled.kind(), ErrorKind::Interrupted, "{cancelled}");
+    }
 
     #[test]
     fn display_names_object_url_and_cause() {

@@ -43,7 +43,9 @@ pub struct RangeOptions {
     pub streams: usize,
     /// Blobs smaller than this are always fetched with one stream.
     pub threshold: u64,
-    /// Size of one part.
+    /// Size of one part. A part is held in memory while it is fetched, growing as its
+    /// bytes arrive: the parts of a remote's downloads hold up to `streams × part_size`
+    /// bytes, and two parts more per blob being split (see the module's docs).
     pub part_size: u64,
     /// How much the first stream receives before its speed is judged. A stream judged
     /// slow is probed once more, and split only if it is slow again: one stall of the
@@ -606,12 +608,15 @@ impl Parts {
         let mut head = self.running.pop_front().expect("a part is under way");
         let part = (&mut head.task)
             .await
-            .map_err(|e| Error::new(ErrorKind::Interrupted, "part task ended").with_cause(e))?;
+            .map_err(|e| Error::task_ended("part", e))?;
         // The rest goes on from the host after the one this part failed on: parts that
         // started before the first stream moved on failed on the host it left.
         let part = match part {
             Ok(part) => part,
-            Err(e) => return Ok(Next::Failed(e, head.host)),
+            Err(failed) => {
+                let e = failed.judged(&self.source, head.host, &self.confirmed);
+                return Ok(Next::Failed(e, head.host));
+            }
         };
         // The part leaves for the hasher: its permit goes back, and the next part starts
         // while this one is hashed.
@@ -628,7 +633,7 @@ impl Parts {
 /// with the download (cancelled, or failed verification), it stops instead of finishing a
 /// transfer nobody will read.
 struct PartTask {
-    task: tokio::task::JoinHandle<Result<Option<Bytes>>>,
+    task: tokio::task::JoinHandle<std::result::Result<Option<Bytes>, PartFailure>>,
     /// The host it is fetched from.
     host: usize,
     _permit: OwnedSemaphorePermit,
@@ -637,6 +642,38 @@ struct PartTask {
 impl Drop for PartTask {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// How a part failed: `e`, and, where `e` judged its answer against a size given alone
+/// that no answer from its host had confirmed yet (a `416`, a `206` declaring another
+/// total), how it reads once one has. The parts' answers come in any order: a `206` to an
+/// earlier part that confirmed the size may be taken in after a later part's `416`, the
+/// server contradicting itself all the same. Judged as it came, that `416` failed as the
+/// bare status, which the worker does not fetch once more, and another total blamed the
+/// size given, depending on which answer came first.
+struct PartFailure {
+    e: Error,
+    if_confirmed: Option<Error>,
+}
+
+impl From<Error> for PartFailure {
+    fn from(e: Error) -> Self {
+        PartFailure {
+            e,
+            if_confirmed: None,
+        }
+    }
+}
+
+impl PartFailure {
+    /// The failure of a part on `host` as it reads when it is handed on, in order: by then
+    /// the parts before it are in, and any of their answers that confirmed the size.
+    fn judged(self, source: &Source, host: usize, confirmed: &Confirmed) -> Error {
+        match self.if_confirmed {
+            Some(e) if source.declared_by(host, confirmed) => e,
+            _ => self.e,
+        }
     }
 }
 
@@ -662,7 +699,7 @@ async fn fetch_part(
     (strikes, confirmed): (&Strikes, &Confirmed),
     start: u64,
     end: u64,
-) -> Result<Option<Bytes>> {
+) -> std::result::Result<Option<Bytes>, PartFailure> {
     let Source {
         remote,
         host,
@@ -677,7 +714,10 @@ async fn fetch_part(
     // Counted together, a request's retries are the parts', not its own.
     let request_budget = if together { 0 } else { budget };
     let want = (end - start + 1) as usize;
-    let mut got = BytesMut::with_capacity(want);
+    // Room for a part of the default size at once; a larger one grows as bytes arrive. A
+    // library caller may set any `part_size`, and one of terabytes, taken whole up front,
+    // aborted the process on the allocation before a byte of it came.
+    let mut got = BytesMut::with_capacity(want.min(PART_SIZE as usize));
     let mut h = headers.clone();
     let mut attempt = 0;
     // `got.len()` at the last break.
@@ -685,7 +725,7 @@ async fn fetch_part(
     loop {
         if together {
             if let Some(e) = strikes.given_up(host) {
-                return Err(e);
+                return Err(e.into());
             }
         }
         let from = start + got.len() as u64;
@@ -704,9 +744,15 @@ async fn fetch_part(
             // single stream's rest, said so (a size mismatch, which the blob is fetched
             // once more for), not as the bare status.
             Err(e) if e.status() == Some(416) => {
+                let refused = |confirmed| {
+                    crate::registry::part_refused(source, host, (from, end), confirmed)
+                        .map(|refused| refused.with_url(url))
+                };
                 let confirmed = source.declared_by(host, confirmed);
-                let refused = crate::registry::part_refused(source, host, (from, end), confirmed);
-                return Err(refused.map_or(e, |refused| refused.with_url(url)));
+                return Err(PartFailure {
+                    if_confirmed: if confirmed { None } else { refused(true) },
+                    e: refused(confirmed).unwrap_or(e),
+                });
             }
             Err(e) if together && e.is_transient() => {
                 attempt = 0;
@@ -714,7 +760,7 @@ async fn fetch_part(
                 tokio::time::sleep(pause).await;
                 continue;
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         if reply.response.status() != StatusCode::PARTIAL_CONTENT {
             // Errors came back as errors: this is a success without the range.
@@ -762,12 +808,23 @@ async fn fetch_part(
         // resume) is the host's own word: a part declaring another contradicts the host,
         // not the size given.
         let given = source.total_given && !source.declared_by(host, confirmed);
-        let total = Some(source.total);
-        crate::registry::other_total(&asked, total, given, remote.host(host), answered)
-            .map_err(|e| e.with_url(url))?;
+        let other = |given| {
+            crate::registry::other_total(
+                &asked,
+                Some(source.total),
+                given,
+                remote.host(host),
+                answered,
+            )
+            .map_err(|e| e.with_url(url))
+        };
+        if let Err(e) = other(given) {
+            let if_confirmed = if given { other(false).err() } else { None };
+            return Err(PartFailure { e, if_confirmed });
+        }
         // The blob's size declared (its `Content-Range` total): the host's own word from
         // then on, for this part and the others, a size given alone or not.
-        if crate::registry::content_range_total(answered) == total {
+        if crate::registry::content_range_total(answered) == Some(source.total) {
             source.confirm(host, confirmed);
         }
         let transport = &remote.host(host).transport;
@@ -827,13 +884,13 @@ async fn fetch_part(
                     attempt = 0;
                 }
                 if attempt >= budget {
-                    return Err(e.with_attempts(attempt + 1));
+                    return Err(e.with_attempts(attempt + 1).into());
                 }
                 attempt += 1;
                 mark = got.len();
                 tokio::time::sleep(remote.retry_policy().backoff(attempt - 1)).await;
             }
-            e => return Err(e),
+            e => return Err(e.into()),
         }
     }
 }

@@ -1454,6 +1454,11 @@ async fn a_416_to_a_part_under_way_when_the_first_stream_s_resume_confirmed_the_
 /// registry contradicts its own word, said as the server's, as a `416` to a part is. The
 /// first stream took the `416` for the content's end against the size as given alone, and
 /// the blob failed as content that ended short of the size given, which may be wrong.
+///
+/// The break is met only when the first stream is read on, and the part's `206` is known
+/// to have been taken in once the part asks again for the rest of its answer, which breaks
+/// after it: the test waits for that request before it reads on to the break. (Read on
+/// at once, the part's answer had to come within the ~100 ms before the break.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_416_to_the_first_stream_s_rest_after_a_part_confirmed_the_size_given() {
     let reg = FakeRegistry::start();
@@ -1461,12 +1466,244 @@ async fn a_416_to_the_first_stream_s_rest_after_a_part_confirmed_the_size_given(
     reg.set_fault_for_every(&digest, Fault::Status(416));
     let (chunk, delay, upto) = (16 << 10, Duration::from_millis(10), 448 << 10);
     reg.push_fault(&digest, Fault::SlowChunkedDrop { chunk, delay, upto });
+    // The first part's answer, whose head confirms the size, breaks; its rest comes whole.
+    reg.push_fault(&digest, Fault::DropAfter(64 << 10));
     reg.push_fault(&digest, Fault::ManyHeaders(1));
     let mut ranges = small_ranges();
     ranges.streams = 2;
     let remote = two_retries(&reg.host(), ranges);
-    let e = error_given_size(&remote, &digest, 3 << 20).await;
+    let object: Object = digest.parse().unwrap();
+    let mut hints = Hints::default();
+    hints.size = Some(3 << 20);
+    let mut download = remote.fetch(&object, &hints).await.unwrap();
+    let part = format!("bytes={}-", 512 << 10);
+    let asked = |from: &str| range_requests(&reg).iter().any(|r| r.starts_with(from));
+    // Up to the split, and not past the last byte before the break.
+    let mut received = 0;
+    while received < upto && !asked(&part) {
+        received += download.chunk().await.unwrap().expect("not the end").len();
+    }
+    let again = format!("bytes={}-", (512 + 64) << 10);
+    tokio::task::block_in_place(|| {
+        support::wait::until("the first part asking for its rest", || asked(&again))
+    });
+    let e = loop {
+        match download.chunk().await {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the blob ended"),
+            Err(e) => break e,
+        }
+    };
     assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
     let said = format!("where the server declared {} bytes", 3 << 20);
     assert!(e.to_string().contains(&said), "{e}");
+    assert!(
+        e.to_string().contains("-, got a 416"),
+        "the first stream's rest: {e}"
+    );
+}
+
+/// The error that ends a split of a slow registry that declared no size (its first answer
+/// chunked), given its size alone, whose `206` to the first part, which confirms that
+/// size, is held until the second part, asked for as the first stream reaches the first
+/// part, was answered with `status` (by `every`, which answers every later request): the
+/// parts' answers taken in out of order. Beside it, the second part's range.
+async fn second_part_answered_first(seed: u64, every: Fault, status: u16) -> (dist::Error, String) {
+    use support::fake::Gate;
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(seed, 3 << 20));
+    reg.set_fault_for_every(&digest, every);
+    let (chunk, delay) = (16 << 10, Duration::from_millis(10));
+    reg.push_fault(&digest, Fault::SlowChunked { chunk, delay });
+    let held = Gate::default();
+    let first_part = Fault::HeldHead(held.clone(), Box::new(Fault::ManyHeaders(1)));
+    reg.push_fault(&digest, first_part);
+    let mut ranges = small_ranges();
+    ranges.streams = 2;
+    let remote = two_retries(&reg.host(), ranges);
+    let reading = {
+        let digest = digest.clone();
+        tokio::spawn(async move { error_given_size(&remote, &digest, 3 << 20).await })
+    };
+    let second = format!("bytes={}-", 768 << 10);
+    let answered = || {
+        let mut asked = reg.requests().into_iter();
+        asked.any(|r| r.status == status && r.range.is_some_and(|r| r.starts_with(&second)))
+    };
+    tokio::task::block_in_place(|| support::wait::until("the second part answered", answered));
+    held.open();
+    (reading.await.unwrap(), second)
+}
+
+/// As a `416` to a part after another part's `206` confirmed the size given, but answered
+/// first: the server contradicts itself all the same, and the blob fails as the size
+/// mismatch that says so. Judged as it came, before the `206` that confirmed the size,
+/// the `416` failed as the bare status, which the worker does not fetch once more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_416_to_a_part_answered_before_an_earlier_part_s_206_confirmed_the_size_given() {
+    let (e, second) = second_part_answered_first(108, Fault::Status(416), 416).await;
+    assert_parts_contradicted_the_server(&e);
+    assert!(
+        e.to_string().contains(&second),
+        "the second part's 416: {e}"
+    );
+}
+
+/// As a part's other total after another part confirmed the size given, but answered
+/// first: the registry contradicts its own word, not the size given. Judged as it came,
+/// the other total was said against the size given, which the worker then doubted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_s_other_total_answered_before_an_earlier_part_confirmed_the_size_given() {
+    let every = Fault::RangeTotal((3 << 20) + 1);
+    let (e, _) = second_part_answered_first(109, every, 206).await;
+    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
+    let said = format!("bytes in all, where the content is {}", 3 << 20);
+    assert!(e.to_string().contains(&said), "{e}");
+    assert_eq!(
+        e.sizes(),
+        None,
+        "not the size given against the server's: {e}"
+    );
+}
+
+/// As a `416` to the first stream's rest after a part confirmed the size given, but the
+/// part's `206` taken in while the request for the rest was on its way: the rest was
+/// asked for against the size as given alone, and the `416` that answered it, after the
+/// part's `206`, was still judged so, taken for the content's end, and the blob failed as
+/// content that ended short of the size given, which may be wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_416_to_the_first_stream_s_rest_asked_for_before_a_part_confirmed_the_size_given() {
+    use support::fake::Gate;
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(110, 3 << 20));
+    let (chunk, delay, upto) = (16 << 10, Duration::from_millis(10), 448 << 10);
+    reg.push_fault(&digest, Fault::SlowChunkedDrop { chunk, delay, upto });
+    // The first part's answer, whose head confirms the size, breaks; its rest comes whole.
+    let (part_held, rest_held) = (Gate::default(), Gate::default());
+    let part = Fault::HeldHead(part_held.clone(), Box::new(Fault::DropAfter(64 << 10)));
+    reg.push_fault(&digest, part);
+    let rest = Fault::HeldHead(rest_held.clone(), Box::new(Fault::Status(416)));
+    reg.push_fault(&digest, rest);
+    reg.push_fault(&digest, Fault::ManyHeaders(1));
+    let mut ranges = small_ranges();
+    ranges.streams = 2;
+    let remote = two_retries(&reg.host(), ranges);
+    let object: Object = digest.parse().unwrap();
+    let mut hints = Hints::default();
+    hints.size = Some(3 << 20);
+    let mut download = remote.fetch(&object, &hints).await.unwrap();
+    let part = format!("bytes={}-{}", 512 << 10, (768 << 10) - 1);
+    let asked = |range: &str| range_requests(&reg).iter().any(|r| r == range);
+    // Up to the split, and not past the last byte before the break.
+    let mut received = 0;
+    while received < upto && !asked(&part) {
+        received += download.chunk().await.unwrap().expect("not the end").len();
+    }
+    let reading = tokio::spawn(async move {
+        loop {
+            match download.chunk().await {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the blob ended"),
+                Err(e) => break e,
+            }
+        }
+    });
+    let wait = |what: &str, done: &dyn Fn() -> bool| {
+        tokio::task::block_in_place(|| support::wait::until(what, done))
+    };
+    let rest_asked = || range_requests(&reg).iter().any(|r| r.ends_with('-'));
+    wait("the first stream's rest asked for", &rest_asked);
+    part_held.open();
+    let again = format!("bytes={}-{}", (512 + 64) << 10, (768 << 10) - 1);
+    wait("the first part asking for its rest", &|| asked(&again));
+    rest_held.open();
+    let e = reading.await.unwrap();
+    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
+    let said = format!("where the server declared {} bytes", 3 << 20);
+    assert!(e.to_string().contains(&said), "{e}");
+    assert!(
+        e.to_string().contains("-, got a 416"),
+        "the first stream's rest: {e}"
+    );
+}
+
+/// A library caller may set any `part_size`: with a huge one and a size given that leaves
+/// room for two such parts (a wrong `size:` hint, the server declaring none), each part
+/// allocated its whole size before its first byte, and the process aborted on the
+/// allocation. The blob fails as content that ended short of the size given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_part_size_allocates_only_what_arrives() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(111, 3 << 20));
+    let (chunk, delay) = (16 << 10, Duration::from_millis(10));
+    reg.push_fault(&digest, Fault::SlowChunked { chunk, delay });
+    let mut ranges = small_ranges();
+    (ranges.streams, ranges.part_size) = (2, 1 << 45);
+    let remote = two_retries(&reg.host(), ranges);
+    let e = error_given_size(&remote, &digest, 1 << 50).await;
+    let said = format!("content ended after {} of {} bytes", 3 << 20, 1u64 << 50);
+    assert!(e.to_string().contains(&said), "{e}");
+    assert!(e.to_string().contains("(the size given: size:"), "{e}");
+}
+
+/// As a `416` to the first stream's rest asked for before a part confirmed the size given,
+/// but that rest answered with a piece of unknown total (`bytes N-M/*`), and the `416`
+/// answering the rest after that piece: taking the piece in, the first stream told the
+/// parts its word of the size, the size given alone, over the part's confirmation, which
+/// it lost; the `416` was then taken for the content's end against the size given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_416_after_a_piece_of_the_rest_taken_in_after_a_part_confirmed_the_size_given() {
+    use support::fake::Gate;
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(112, 3 << 20));
+    reg.set_fault_for_every(&digest, Fault::Status(416));
+    let (chunk, delay, upto) = (16 << 10, Duration::from_millis(10), 448 << 10);
+    reg.push_fault(&digest, Fault::SlowChunkedDrop { chunk, delay, upto });
+    let (part_held, rest_held) = (Gate::default(), Gate::default());
+    let part = Fault::HeldHead(part_held.clone(), Box::new(Fault::DropAfter(64 << 10)));
+    reg.push_fault(&digest, part);
+    let rest = Fault::HeldHead(rest_held.clone(), Box::new(Fault::ShortRange(64 << 10)));
+    reg.push_fault(&digest, rest);
+    reg.push_fault(&digest, Fault::ManyHeaders(1));
+    let mut ranges = small_ranges();
+    ranges.streams = 2;
+    let remote = two_retries(&reg.host(), ranges);
+    let object: Object = digest.parse().unwrap();
+    let mut hints = Hints::default();
+    hints.size = Some(3 << 20);
+    let mut download = remote.fetch(&object, &hints).await.unwrap();
+    let part = format!("bytes={}-{}", 512 << 10, (768 << 10) - 1);
+    let asked = |range: &str| range_requests(&reg).iter().any(|r| r == range);
+    let mut received = 0;
+    while received < upto && !asked(&part) {
+        received += download.chunk().await.unwrap().expect("not the end").len();
+    }
+    let reading = tokio::spawn(async move {
+        loop {
+            match download.chunk().await {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the blob ended"),
+                Err(e) => break e,
+            }
+        }
+    });
+    let wait = |what: &str, done: &dyn Fn() -> bool| {
+        tokio::task::block_in_place(|| support::wait::until(what, done))
+    };
+    let rest_asked = || range_requests(&reg).iter().any(|r| r.ends_with('-'));
+    wait("the first stream's rest asked for", &rest_asked);
+    part_held.open();
+    let again = format!("bytes={}-{}", (512 + 64) << 10, (768 << 10) - 1);
+    wait("the first part asking for its rest", &|| asked(&again));
+    rest_held.open();
+    let e = reading.await.unwrap();
+    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
+    let said = format!("where the server declared {} bytes", 3 << 20);
+    assert!(e.to_string().contains(&said), "{e}");
+    let after_the_piece = format!("asked for bytes={}-, got a 416", 442368 + (64 << 10));
+    assert!(
+        e.to_string().contains(&after_the_piece),
+        "the rest after the piece: {e} {:?}",
+        range_requests(&reg)
+    );
 }

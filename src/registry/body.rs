@@ -336,10 +336,14 @@ impl Resumable {
     /// the rest short of it is then the host contradicting itself, as it is to a part,
     /// not the end of content of a size that may be wrong.
     fn take_parts_word(&mut self) {
-        let Some(serving) = &self.serving else {
+        let Some(serving) = self.serving.clone() else {
             return;
         };
-        let served = serving.lock().expect("serving host poisoned");
+        self.take_word_in(&serving.lock().expect("serving host poisoned"));
+    }
+
+    /// [`Resumable::take_parts_word`], from what `served` holds.
+    fn take_word_in(&mut self, served: &Served) {
         let declared = served.host == self.host && served.sized_by == Some(self.host);
         if self.size_given && declared && !served.size_given {
             (self.sized_by, self.size_given) = (Some(self.host), false);
@@ -351,10 +355,16 @@ impl Resumable {
     async fn ask_rest(&mut self, url: &Uri, e: Error) -> Result<bool> {
         let again = match self.reopen(url).await {
             Ok(()) => return Ok(true),
-            Err(again) if again.status() == Some(416) => match self.refused_short() {
-                Some(contradiction) => contradiction.with_url(url),
-                None => return Ok(false),
-            },
+            // Judged with what the parts said while the request was on its way too: a
+            // part's `206` that confirmed the size given came after [`Resumable::resume`]
+            // looked, and the `416` was taken for the end of a size that may be wrong.
+            Err(again) if again.status() == Some(416) => {
+                self.take_parts_word();
+                match self.refused_short() {
+                    Some(contradiction) => contradiction.with_url(url),
+                    None => return Ok(false),
+                }
+            }
             Err(again) => again,
         };
         let msg = format!(
@@ -533,8 +543,13 @@ impl Resumable {
         // size as its host's word: a resume on the same host may have confirmed a size
         // given alone, which a `416` to a part then contradicts (told only at a
         // hand-over, it failed as the bare status).
-        if let Some(serving) = &self.serving {
-            *serving.lock().expect("serving host poisoned") = self.served();
+        // A part's `206` that confirmed a size given alone while this answer was asked
+        // for is kept: written over by this body's word, the size given alone, it was lost
+        // to the rest, whose `416` was then taken for the content's end.
+        if let Some(serving) = self.serving.clone() {
+            let mut served = serving.lock().expect("serving host poisoned");
+            self.take_word_in(&served);
+            *served = self.served();
         }
     }
 

@@ -351,17 +351,12 @@ fn spawn_job(
         let outcome = match handle.join().await {
             Ok(o) => o,
             Err(e) => {
-                let kind = if e.is_cancelled() {
-                    ErrorKind::Interrupted
-                } else {
+                if !e.is_cancelled() {
                     // It panicked after it counted itself started, and never ended: counted
                     // in flight, the display showed it running to the end of the batch.
                     progress_at_end.finished(false);
-                    ErrorKind::Io
-                };
-                let error = Error::new(kind, "fetch task ended abnormally")
-                    .with_cause(e)
-                    .with_object(&object);
+                }
+                let error = Error::task_ended("fetch", e).with_object(&object);
                 let mut o = Outcome::new(line, object);
                 o.fail(error);
                 o

@@ -191,7 +191,12 @@ fn respond(
     let Some(fault) = fault else {
         return (prepared.into_response(), None);
     };
-    let prepared = match (&fault, &route) {
+    // A held answer is shaped as the fault it holds shapes it.
+    let shaping = match &fault {
+        Fault::HeldHead(_, held) => &**held,
+        fault => fault,
+    };
+    let prepared = match (shaping, &route) {
         (Fault::IgnoreRange | Fault::CodedWhole(_), Route::Blob { .. }) => {
             content(state, parts, &route, false)
         }
