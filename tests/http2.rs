@@ -577,3 +577,59 @@ fn a_host_capped_at_one_connection_gets_one_across_http_versions() {
     let http1 = server.seen.http1.lock().unwrap().clone();
     assert_eq!(http1.len(), 2, "{http1:?}");
 }
+
+/// At the cap on connections in all, an HTTP/2 connection idle since its last body is
+/// closed to make room for one to another host. Reading a body of more than half the
+/// window, the client writes WINDOW_UPDATE frames, which looked like a request on its way:
+/// told to close, the connection never was, and the request to the other host waited for
+/// the pool to close it, 90 s on.
+#[test]
+fn an_http2_connection_that_read_a_large_body_makes_room_at_the_cap() {
+    let large = blobs(990, 1, 9 << 20);
+    let small = blobs(991, 1, 3000);
+    let (first, second) = (
+        start(large.clone(), |_, _| Plan::Serve),
+        start(small.clone(), |_, _| Plan::Serve),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = dist::transport::TransportOptions::default();
+    for (i, server) in [&first, &second].iter().enumerate() {
+        let path = dir.path().join(format!("ca{i}.pem"));
+        std::fs::write(&path, &server.ca_pem).unwrap();
+        opts.ca_files.push(path);
+    }
+    opts.max_connections = 1;
+    let transport = dist::transport::Transport::new(opts).unwrap();
+    let url = |server: &H2Server, digest: &str| -> http::Uri {
+        format!(
+            "https://localhost:{}/v2/team/app/blobs/{digest}",
+            server.port
+        )
+        .parse()
+        .unwrap()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        for (server, blobs) in [(&first, &large), (&second, &small)] {
+            let (digest, data) = blobs.iter().next().unwrap();
+            let req = dist::transport::Outgoing::get(url(server, digest));
+            // A bound far past the moment it takes, far short of the pool's 90 s.
+            let fetch = async {
+                let mut reply = transport.send(req).await.unwrap();
+                let mut got = Vec::new();
+                while let Some(chunk) = transport
+                    .next_chunk(reply.response.body_mut())
+                    .await
+                    .unwrap()
+                {
+                    got.extend_from_slice(&chunk);
+                }
+                got
+            };
+            let got = tokio::time::timeout(Duration::from_secs(30), fetch)
+                .await
+                .expect("waited for the connection to the other host to close");
+            assert!(got == *data, "{digest}");
+        }
+    });
+}

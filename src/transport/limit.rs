@@ -208,11 +208,11 @@ impl Caps {
 
     /// Tells the connection idle the longest to close, while connections wait for a
     /// permit that none of those closing will free. One that has sent a request (as far
-    /// as its writes tell) is told only when none is idle, and closes once it is: over
-    /// HTTP/2 a connection writes without a request too (a PING's answer). Its writes
-    /// do not tell an HTTP/2 connection's streams apart: one whose request went out
-    /// after another's answer may be closed under it, and is sent again as a request
-    /// lost on a connection kept alive is.
+    /// as its writes tell: any write over HTTP/1.1, a HEADERS frame over HTTP/2) is told
+    /// only when none is idle, and closes once it is. Its writes do not tell an HTTP/2
+    /// connection's streams apart: one whose request went out after another's answer
+    /// may be closed under it, and is sent again as a request lost on a connection kept
+    /// alive is.
     fn close_idle(&self) {
         if self.waiting.load(Ordering::Relaxed) > self.closing.load(Ordering::Relaxed) {
             self.close_oldest(|_| true);
@@ -427,7 +427,8 @@ where
             let io = inner.call(uri).await.map_err(Into::into)?;
             // HTTP/2 frames say their own lengths, and a connection's bytes are many
             // streams', read while their readers may wait: only HTTP/1.1 is watched.
-            let unfruitful = (!io.connected().is_negotiated_h2()).then(Unfruitful::default);
+            let h2 = io.connected().is_negotiated_h2();
+            let unfruitful = (!h2).then(Unfruitful::default);
             let conn = Arc::new(Use {
                 last: AtomicU64::new(caps.tick()),
                 caps: caps.clone(),
@@ -445,6 +446,7 @@ where
                 io,
                 _permits: (permit, total),
                 unfruitful,
+                frames: h2.then(Frames::default),
                 conn: InUse(conn),
             })
         })
@@ -460,6 +462,61 @@ pub struct Limited<T> {
     conn: InUse,
     /// What an HTTP/1.1 connection has read without content; `None` over HTTP/2.
     unfruitful: Option<Unfruitful>,
+    /// Where an HTTP/2 connection's writes are in its frames; `None` over HTTP/1.1.
+    frames: Option<Frames>,
+}
+
+/// Where an HTTP/2 connection's writes are in its frames, to tell a request (a HEADERS
+/// frame) from what the connection writes on its own: WINDOW_UPDATE frames as a body is
+/// read, PINGs and their answers, SETTINGS acknowledged. Any write counted as a request:
+/// a connection that read a body of more than half its window looked busy from then on,
+/// and one told to close never did, a connection waiting for its place until the pool
+/// closed it, 90 s on.
+#[derive(Debug)]
+struct Frames {
+    /// Bytes of the preface or of a frame's payload still to pass.
+    skip: usize,
+    /// The frame header being written, and how much of it is.
+    head: [u8; 9],
+    filled: usize,
+}
+
+impl Default for Frames {
+    fn default() -> Self {
+        Frames {
+            // The client's preface, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", comes first.
+            skip: 24,
+            head: [0; 9],
+            filled: 0,
+        }
+    }
+}
+
+impl Frames {
+    /// Follows the frames through `bytes` written; whether a HEADERS frame began.
+    fn written(&mut self, mut bytes: &[u8]) -> bool {
+        const HEADERS: u8 = 0x1;
+        let mut request = false;
+        while !bytes.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(bytes.len());
+                self.skip -= n;
+                bytes = &bytes[n..];
+                continue;
+            }
+            let n = (self.head.len() - self.filled).min(bytes.len());
+            self.head[self.filled..self.filled + n].copy_from_slice(&bytes[..n]);
+            self.filled += n;
+            bytes = &bytes[n..];
+            if self.filled == self.head.len() {
+                let [a, b, c, kind, ..] = self.head;
+                self.skip = usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c);
+                self.filled = 0;
+                request |= kind == HEADERS;
+            }
+        }
+        request
+    }
 }
 
 impl<T: Connection> Connection for Limited<T> {
@@ -565,8 +622,17 @@ impl<T: Write + Unpin> Write for Limited<T> {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
-        this.conn.0.pending.store(true, Ordering::Relaxed);
-        Pin::new(&mut this.io).poll_write(cx, buf)
+        let Some(frames) = &mut this.frames else {
+            this.conn.0.pending.store(true, Ordering::Relaxed);
+            return Pin::new(&mut this.io).poll_write(cx, buf);
+        };
+        let written = Pin::new(&mut this.io).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = written {
+            if frames.written(&buf[..n]) {
+                this.conn.0.pending.store(true, Ordering::Relaxed);
+            }
+        }
+        written
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -587,8 +653,26 @@ impl<T: Write + Unpin> Write for Limited<T> {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
-        this.conn.0.pending.store(true, Ordering::Relaxed);
-        Pin::new(&mut this.io).poll_write_vectored(cx, bufs)
+        let Some(frames) = &mut this.frames else {
+            this.conn.0.pending.store(true, Ordering::Relaxed);
+            return Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        };
+        let written = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(mut n)) = written {
+            let mut request = false;
+            for buf in bufs {
+                let part = n.min(buf.len());
+                request |= frames.written(&buf[..part]);
+                n -= part;
+                if n == 0 {
+                    break;
+                }
+            }
+            if request {
+                this.conn.0.pending.store(true, Ordering::Relaxed);
+            }
+        }
+        written
     }
 }
 
@@ -728,6 +812,52 @@ mod tests {
         );
         drop(sending);
         assert!(next.now_or_never().is_some());
+    }
+
+    /// Only a HEADERS frame is a request on its way, wherever the writes split the
+    /// frames: a WINDOW_UPDATE or a PING's answer made a connection look busy for good.
+    #[test]
+    fn an_http2_request_is_told_by_its_headers_frame() {
+        let frame = |kind: u8, payload: &[u8]| {
+            let len = payload.len();
+            let mut f = vec![
+                (len >> 16) as u8,
+                (len >> 8) as u8,
+                len as u8,
+                kind,
+                0,
+                0,
+                0,
+                0,
+                1,
+            ];
+            f.extend_from_slice(payload);
+            f
+        };
+        let mut stream = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        stream.extend(frame(0x4, &[0; 6])); // SETTINGS
+        stream.extend(frame(0x8, &[0, 0, 0x80, 0])); // WINDOW_UPDATE
+        stream.extend(frame(0x6, &[1; 8])); // PING
+        let quiet = stream.len();
+        stream.extend(frame(0x1, &[0x82; 300])); // HEADERS
+        for split in [1, 5, 9, 24, 4096] {
+            let mut frames = Frames::default();
+            let mut at = 0;
+            let mut request_at = None;
+            for chunk in stream.chunks(split) {
+                if frames.written(chunk) && request_at.is_none() {
+                    request_at = Some(at);
+                }
+                at += chunk.len();
+            }
+            // Seen in the write that completes the HEADERS frame's header, and not before.
+            let header_end = quiet + 8;
+            assert_eq!(
+                request_at,
+                Some(header_end / split * split),
+                "split {split}"
+            );
+        }
     }
 
     /// `usize::MAX` for "no cap", as a library caller may write it: the semaphore refused
