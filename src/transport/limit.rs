@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 
@@ -226,7 +226,7 @@ impl Caps {
         let oldest = live
             .iter()
             .filter_map(Weak::upgrade)
-            .filter(|conn| !conn.close.load(Ordering::Relaxed) && conn.reading() == 0)
+            .filter(|conn| !conn.told() && conn.reading() == 0)
             .filter(|conn| which(conn))
             .min_by_key(|conn| (conn.pending.load(Ordering::Relaxed), conn.last()));
         if let Some(conn) = oldest {
@@ -262,15 +262,26 @@ pub(crate) struct Use {
     answered: AtomicBool,
     /// When it was last used, by its caps' clock.
     last: AtomicU64,
-    /// Told to close once idle.
-    close: AtomicBool,
-    /// Closed: its descriptor and permits given back.
-    gone: AtomicBool,
+    /// Told to close once idle ([`CLOSE`]), and closed, its descriptor and permits given
+    /// back ([`GONE`]): one word, so that a connection is counted among those closing
+    /// only while it is not gone, and counted out exactly once. Apart, one gone as it was
+    /// told (the server closed it before its body's reader let go) stayed counted for
+    /// good, and the cap on connections in all stopped closing idle ones.
+    state: AtomicU8,
     /// The task reading the connection, to be woken when it is told to close.
     waker: futures::task::AtomicWaker,
 }
 
+/// [`Use::state`]: told to close.
+const CLOSE: u8 = 1;
+/// [`Use::state`]: closed.
+const GONE: u8 = 2;
+
 impl Use {
+    fn told(&self) -> bool {
+        self.state.load(Ordering::Relaxed) & CLOSE != 0
+    }
+
     fn reading(&self) -> usize {
         self.reading.load(Ordering::Relaxed)
     }
@@ -280,7 +291,7 @@ impl Use {
     }
 
     fn gone(&self) -> bool {
-        self.gone.load(Ordering::Relaxed)
+        self.state.load(Ordering::Relaxed) & GONE != 0
     }
 
     fn idle(&self) -> bool {
@@ -289,12 +300,12 @@ impl Use {
 
     /// Whether its reads should end now: told to close, and idle.
     fn closes(&self) -> bool {
-        self.close.load(Ordering::Relaxed) && self.idle()
+        self.told() && self.idle()
     }
 
     /// Tells it to close once idle, waking the task that reads it to see so.
     fn tell_to_close(&self) {
-        if !self.close.swap(true, Ordering::Relaxed) {
+        if self.state.fetch_or(CLOSE, Ordering::AcqRel) == 0 {
             self.caps.closing.fetch_add(1, Ordering::Relaxed);
             self.waker.wake();
         }
@@ -306,8 +317,7 @@ impl<T> Drop for Limited<T> {
         // The pool keeps a connection's extras, this `Use` among them, until it finds the
         // connection closed: what tells the connection gone is its own end.
         let conn = &self.conn.0;
-        conn.gone.store(true, Ordering::Relaxed);
-        if conn.close.load(Ordering::Relaxed) {
+        if conn.state.fetch_or(GONE, Ordering::AcqRel) == CLOSE {
             conn.caps.closing.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -355,7 +365,7 @@ impl Drop for Reading {
         if conn.reading.fetch_sub(1, Ordering::Relaxed) == 1 {
             // Told to close while busy, it closes now: its reader, waiting for the
             // server, is woken to see so.
-            if conn.close.load(Ordering::Relaxed) {
+            if conn.told() {
                 conn.waker.wake();
                 return;
             }
@@ -437,8 +447,7 @@ where
                 pending: AtomicBool::new(false),
                 reading: AtomicUsize::new(0),
                 answered: AtomicBool::new(false),
-                close: AtomicBool::new(false),
-                gone: AtomicBool::new(false),
+                state: AtomicU8::new(0),
                 waker: Default::default(),
             });
             caps.enlist(&conn);
@@ -762,7 +771,7 @@ mod tests {
             oldest.conn.0.closes(),
             "the idle connection was not told to close"
         );
-        assert!(!busy.conn.0.close.load(Ordering::Relaxed));
+        assert!(!busy.conn.0.told());
         drop(oldest);
         let third = third.now_or_never().expect("a permit given back").unwrap();
         // Both busy, a connection waits until one is done: `busy`, whose place it gets.
@@ -858,6 +867,37 @@ mod tests {
                 "split {split}"
             );
         }
+    }
+
+    /// A connection the server closed at the end of a body (`Connection: close`) is gone
+    /// before the body's reader lets go of it; told to close then, as another connector
+    /// waited for its host, it was counted among those closing for good, and at the cap
+    /// on connections in all no idle one was told to close again: each request waited
+    /// for the pool to close one, 90 s on.
+    #[test]
+    fn a_connection_gone_before_its_body_is_dropped_is_not_counted_closing() {
+        use futures::FutureExt;
+        use tower_service::Service;
+        let caps = Caps::new(1, 2);
+        let mut a = LimitedConnector::sharing(AtOnce, caps.clone());
+        let mut b = LimitedConnector::sharing(AtOnce, caps.clone());
+        let uri = |host: &str| format!("http://{host}/").parse::<Uri>().unwrap();
+        let closed = a.call(uri("one.example")).now_or_never().unwrap().unwrap();
+        let reading = closed.conn.read();
+        let mut theirs = b.call(uri("one.example"));
+        assert!((&mut theirs).now_or_never().is_none());
+        // The server's close ends the connection, its permit handed to `theirs`.
+        drop(closed);
+        drop(reading);
+        let idle = theirs.now_or_never().expect("the host's permit").unwrap();
+        let other = a.call(uri("two.example")).now_or_never().unwrap().unwrap();
+        let mut third = a.call(uri("three.example"));
+        assert!((&mut third).now_or_never().is_none(), "made past the cap");
+        assert!(
+            idle.conn.0.closes() || other.conn.0.closes(),
+            "no idle connection told to close at the cap ({} counted closing)",
+            caps.closing.load(Ordering::Relaxed)
+        );
     }
 
     /// `usize::MAX` for "no cap", as a library caller may write it: the semaphore refused
