@@ -208,11 +208,11 @@ impl Caps {
 
     /// Tells the connection idle the longest to close, while connections wait for a
     /// permit that none of those closing will free. One that has sent a request (as far
-    /// as its writes tell: any write over HTTP/1.1, a HEADERS frame over HTTP/2) is told
-    /// only when none is idle, and closes once it is. Its writes do not tell an HTTP/2
-    /// connection's streams apart: one whose request went out after another's answer
-    /// may be closed under it, and is sent again as a request lost on a connection kept
-    /// alive is.
+    /// as its writes tell: any write over HTTP/1.1, a HEADERS frame not yet answered nor
+    /// reset over HTTP/2) is told only when none is idle, and closes once it is. Its
+    /// writes do not tell an HTTP/2 connection's streams apart: one whose request went
+    /// out after another's answer (or reset) may be closed under it, and is sent again as
+    /// a request lost on a connection kept alive is.
     fn close_idle(&self) {
         if self.waiting.load(Ordering::Relaxed) > self.closing.load(Ordering::Relaxed) {
             self.close_oldest(|_| true);
@@ -301,6 +301,15 @@ impl Use {
     /// Whether its reads should end now: told to close, and idle.
     fn closes(&self) -> bool {
         self.told() && self.idle()
+    }
+
+    /// An HTTP/2 request began (`true`) or was given up (`false`). Given up, it may leave
+    /// the connection idle, and one told to close closes then.
+    fn sent(&self, request: bool) {
+        self.pending.store(request, Ordering::Relaxed);
+        if !request && self.closes() {
+            self.waker.wake();
+        }
     }
 
     /// Tells it to close once idle, waking the task that reads it to see so.
@@ -502,10 +511,14 @@ impl Default for Frames {
 }
 
 impl Frames {
-    /// Follows the frames through `bytes` written; whether a HEADERS frame began.
-    fn written(&mut self, mut bytes: &[u8]) -> bool {
+    /// Follows the frames through `bytes` written: `Some(true)` when the last of them to
+    /// tell began a request (a HEADERS frame), `Some(false)` when it gave one up (a
+    /// RST_STREAM frame: a request dropped before its answer, its HEADERS never
+    /// answered, left the connection looking busy for good).
+    fn written(&mut self, mut bytes: &[u8]) -> Option<bool> {
         const HEADERS: u8 = 0x1;
-        let mut request = false;
+        const RST_STREAM: u8 = 0x3;
+        let mut request = None;
         while !bytes.is_empty() {
             if self.skip > 0 {
                 let n = self.skip.min(bytes.len());
@@ -521,7 +534,11 @@ impl Frames {
                 let [a, b, c, kind, ..] = self.head;
                 self.skip = usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c);
                 self.filled = 0;
-                request |= kind == HEADERS;
+                match kind {
+                    HEADERS => request = Some(true),
+                    RST_STREAM => request = Some(false),
+                    _ => {}
+                }
             }
         }
         request
@@ -637,8 +654,8 @@ impl<T: Write + Unpin> Write for Limited<T> {
         };
         let written = Pin::new(&mut this.io).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = written {
-            if frames.written(&buf[..n]) {
-                this.conn.0.pending.store(true, Ordering::Relaxed);
+            if let Some(request) = frames.written(&buf[..n]) {
+                this.conn.0.sent(request);
             }
         }
         written
@@ -668,17 +685,17 @@ impl<T: Write + Unpin> Write for Limited<T> {
         };
         let written = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(mut n)) = written {
-            let mut request = false;
+            let mut request = None;
             for buf in bufs {
                 let part = n.min(buf.len());
-                request |= frames.written(&buf[..part]);
+                request = frames.written(&buf[..part]).or(request);
                 n -= part;
                 if n == 0 {
                     break;
                 }
             }
-            if request {
-                this.conn.0.pending.store(true, Ordering::Relaxed);
+            if let Some(request) = request {
+                this.conn.0.sent(request);
             }
         }
         written
@@ -823,8 +840,9 @@ mod tests {
         assert!(next.now_or_never().is_some());
     }
 
-    /// Only a HEADERS frame is a request on its way, wherever the writes split the
-    /// frames: a WINDOW_UPDATE or a PING's answer made a connection look busy for good.
+    /// Only a HEADERS frame is a request on its way, and a RST_STREAM one gives it up,
+    /// wherever the writes split the frames: a WINDOW_UPDATE or a PING's answer made a
+    /// connection look busy for good, and so did a request dropped before its answer.
     #[test]
     fn an_http2_request_is_told_by_its_headers_frame() {
         let frame = |kind: u8, payload: &[u8]| {
@@ -849,23 +867,30 @@ mod tests {
         stream.extend(frame(0x6, &[1; 8])); // PING
         let quiet = stream.len();
         stream.extend(frame(0x1, &[0x82; 300])); // HEADERS
+        let given_up = stream.len();
+        stream.extend(frame(0x3, &[0, 0, 0, 8])); // RST_STREAM, CANCEL
         for split in [1, 5, 9, 24, 4096] {
             let mut frames = Frames::default();
             let mut at = 0;
-            let mut request_at = None;
+            let (mut request_at, mut given_up_at, mut last) = (None, None, None);
             for chunk in stream.chunks(split) {
-                if frames.written(chunk) && request_at.is_none() {
+                let told = frames.written(chunk);
+                if told == Some(true) && request_at.is_none() {
                     request_at = Some(at);
                 }
+                if told == Some(false) && given_up_at.is_none() {
+                    given_up_at = Some(at);
+                }
+                last = told.or(last);
                 at += chunk.len();
             }
-            // Seen in the write that completes the HEADERS frame's header, and not before.
-            let header_end = quiet + 8;
-            assert_eq!(
-                request_at,
-                Some(header_end / split * split),
-                "split {split}"
-            );
+            // Each seen in the write that completes its frame's header, and not before.
+            let seen_at = |start: usize| Some((start + 8) / split * split);
+            if seen_at(quiet) != seen_at(given_up) {
+                assert_eq!(request_at, seen_at(quiet), "split {split}");
+            }
+            assert_eq!(given_up_at, seen_at(given_up), "split {split}");
+            assert_eq!(last, Some(false), "split {split}");
         }
     }
 
