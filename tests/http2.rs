@@ -30,6 +30,8 @@ enum Plan {
     ManyFields(usize),
     /// Resets the stream with this error code before any answer.
     Reset(h2::Reason),
+    /// Leaves the request unanswered, the connection going on.
+    Unanswered,
     /// Sends the headers and this many bytes of the blob, then empty DATA frames without
     /// end, a few a second: frames, but no content.
     EmptyFramesAfter(usize),
@@ -227,6 +229,10 @@ async fn answer(
     if let Plan::Reset(reason) = plan {
         respond.send_reset(reason);
         return;
+    }
+    if let Plan::Unanswered = plan {
+        let _held = respond;
+        return std::future::pending().await;
     }
     let digest = path.rsplit('/').next().unwrap_or_default();
     let Some(blob) = blobs.get(digest) else {
@@ -576,4 +582,121 @@ fn a_host_capped_at_one_connection_gets_one_across_http_versions() {
     }
     let http1 = server.seen.http1.lock().unwrap().clone();
     assert_eq!(http1.len(), 2, "{http1:?}");
+}
+
+/// At the cap on connections in all, an HTTP/2 connection idle since its last body is
+/// closed to make room for one to another host. Reading a body of more than half the
+/// window, the client writes WINDOW_UPDATE frames, which looked like a request on its way:
+/// told to close, the connection never was, and the request to the other host waited for
+/// the pool to close it, 90 s on.
+#[test]
+fn an_http2_connection_that_read_a_large_body_makes_room_at_the_cap() {
+    let large = blobs(990, 1, 9 << 20);
+    let small = blobs(991, 1, 3000);
+    let (first, second) = (
+        start(large.clone(), |_, _| Plan::Serve),
+        start(small.clone(), |_, _| Plan::Serve),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = dist::transport::TransportOptions::default();
+    for (i, server) in [&first, &second].iter().enumerate() {
+        let path = dir.path().join(format!("ca{i}.pem"));
+        std::fs::write(&path, &server.ca_pem).unwrap();
+        opts.ca_files.push(path);
+    }
+    opts.max_connections = 1;
+    let transport = dist::transport::Transport::new(opts).unwrap();
+    let url = |server: &H2Server, digest: &str| -> http::Uri {
+        format!(
+            "https://localhost:{}/v2/team/app/blobs/{digest}",
+            server.port
+        )
+        .parse()
+        .unwrap()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        for (server, blobs) in [(&first, &large), (&second, &small)] {
+            let (digest, data) = blobs.iter().next().unwrap();
+            let req = dist::transport::Outgoing::get(url(server, digest));
+            // A bound far past the moment it takes, far short of the pool's 90 s.
+            let fetch = async {
+                let mut reply = transport.send(req).await.unwrap();
+                let mut got = Vec::new();
+                while let Some(chunk) = transport
+                    .next_chunk(reply.response.body_mut())
+                    .await
+                    .unwrap()
+                {
+                    got.extend_from_slice(&chunk);
+                }
+                got
+            };
+            let got = tokio::time::timeout(Duration::from_secs(30), fetch)
+                .await
+                .expect("waited for the connection to the other host to close");
+            assert!(got == *data, "{digest}");
+        }
+    });
+}
+
+/// A request given up before its answer (a timeout, a caller that lets go) leaves its
+/// HTTP/2 connection idle: told to close at the cap on connections in all, it closes. Its
+/// HEADERS frame, never answered, left the connection looking busy for good, and a
+/// request to another host waited for the pool to close it, 90 s on.
+#[test]
+fn an_http2_connection_whose_request_was_given_up_makes_room_at_the_cap() {
+    let silent = blobs(992, 1, 3000);
+    let small = blobs(993, 1, 3000);
+    let first = start(silent.clone(), |_, _| Plan::Unanswered);
+    let second = start(small.clone(), |_, _| Plan::Serve);
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = dist::transport::TransportOptions::default();
+    for (i, server) in [&first, &second].iter().enumerate() {
+        let path = dir.path().join(format!("ca{i}.pem"));
+        std::fs::write(&path, &server.ca_pem).unwrap();
+        opts.ca_files.push(path);
+    }
+    opts.max_connections = 1;
+    let transport = dist::transport::Transport::new(opts).unwrap();
+    let url = |server: &H2Server, digest: &str| -> http::Uri {
+        format!(
+            "https://localhost:{}/v2/team/app/blobs/{digest}",
+            server.port
+        )
+        .parse()
+        .unwrap()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (digest, _) = silent.iter().next().unwrap();
+        let given_up = transport.send(dist::transport::Outgoing::get(url(&first, digest)));
+        let seen = async {
+            while first.requests_for(digest).is_empty() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::select! {
+            _ = given_up => panic!("an unanswered request answered"),
+            _ = seen => {}
+        }
+        let (digest, data) = small.iter().next().unwrap();
+        let fetch = async {
+            let mut reply = transport
+                .send(dist::transport::Outgoing::get(url(&second, digest)))
+                .await
+                .unwrap();
+            let mut got = Vec::new();
+            let body = reply.response.body_mut();
+            while let Some(chunk) = transport.next_chunk(body).await.unwrap() {
+                got.extend_from_slice(&chunk);
+            }
+            got
+        };
+        // A bound far past the moment it takes, far short of the pool's 90 s.
+        let got = tokio::time::timeout(Duration::from_secs(30), fetch)
+            .await
+            .expect("waited for the connection to the other host to close");
+        assert!(got == *data, "{digest}");
+    });
 }

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 
@@ -208,11 +208,11 @@ impl Caps {
 
     /// Tells the connection idle the longest to close, while connections wait for a
     /// permit that none of those closing will free. One that has sent a request (as far
-    /// as its writes tell) is told only when none is idle, and closes once it is: over
-    /// HTTP/2 a connection writes without a request too (a PING's answer). Its writes
-    /// do not tell an HTTP/2 connection's streams apart: one whose request went out
-    /// after another's answer may be closed under it, and is sent again as a request
-    /// lost on a connection kept alive is.
+    /// as its writes tell: any write over HTTP/1.1, a HEADERS frame not yet answered nor
+    /// reset over HTTP/2) is told only when none is idle, and closes once it is. Its
+    /// writes do not tell an HTTP/2 connection's streams apart: one whose request went
+    /// out after another's answer (or reset) may be closed under it, and is sent again as
+    /// a request lost on a connection kept alive is.
     fn close_idle(&self) {
         if self.waiting.load(Ordering::Relaxed) > self.closing.load(Ordering::Relaxed) {
             self.close_oldest(|_| true);
@@ -226,7 +226,7 @@ impl Caps {
         let oldest = live
             .iter()
             .filter_map(Weak::upgrade)
-            .filter(|conn| !conn.close.load(Ordering::Relaxed) && conn.reading() == 0)
+            .filter(|conn| !conn.told() && conn.reading() == 0)
             .filter(|conn| which(conn))
             .min_by_key(|conn| (conn.pending.load(Ordering::Relaxed), conn.last()));
         if let Some(conn) = oldest {
@@ -262,15 +262,26 @@ pub(crate) struct Use {
     answered: AtomicBool,
     /// When it was last used, by its caps' clock.
     last: AtomicU64,
-    /// Told to close once idle.
-    close: AtomicBool,
-    /// Closed: its descriptor and permits given back.
-    gone: AtomicBool,
+    /// Told to close once idle ([`CLOSE`]), and closed, its descriptor and permits given
+    /// back ([`GONE`]): one word, so that a connection is counted among those closing
+    /// only while it is not gone, and counted out exactly once. Apart, one gone as it was
+    /// told (the server closed it before its body's reader let go) stayed counted for
+    /// good, and the cap on connections in all stopped closing idle ones.
+    state: AtomicU8,
     /// The task reading the connection, to be woken when it is told to close.
     waker: futures::task::AtomicWaker,
 }
 
+/// [`Use::state`]: told to close.
+const CLOSE: u8 = 1;
+/// [`Use::state`]: closed.
+const GONE: u8 = 2;
+
 impl Use {
+    fn told(&self) -> bool {
+        self.state.load(Ordering::Relaxed) & CLOSE != 0
+    }
+
     fn reading(&self) -> usize {
         self.reading.load(Ordering::Relaxed)
     }
@@ -280,7 +291,7 @@ impl Use {
     }
 
     fn gone(&self) -> bool {
-        self.gone.load(Ordering::Relaxed)
+        self.state.load(Ordering::Relaxed) & GONE != 0
     }
 
     fn idle(&self) -> bool {
@@ -289,12 +300,21 @@ impl Use {
 
     /// Whether its reads should end now: told to close, and idle.
     fn closes(&self) -> bool {
-        self.close.load(Ordering::Relaxed) && self.idle()
+        self.told() && self.idle()
+    }
+
+    /// An HTTP/2 request began (`true`) or was given up (`false`). Given up, it may leave
+    /// the connection idle, and one told to close closes then.
+    fn sent(&self, request: bool) {
+        self.pending.store(request, Ordering::Relaxed);
+        if !request && self.closes() {
+            self.waker.wake();
+        }
     }
 
     /// Tells it to close once idle, waking the task that reads it to see so.
     fn tell_to_close(&self) {
-        if !self.close.swap(true, Ordering::Relaxed) {
+        if self.state.fetch_or(CLOSE, Ordering::AcqRel) == 0 {
             self.caps.closing.fetch_add(1, Ordering::Relaxed);
             self.waker.wake();
         }
@@ -306,8 +326,7 @@ impl<T> Drop for Limited<T> {
         // The pool keeps a connection's extras, this `Use` among them, until it finds the
         // connection closed: what tells the connection gone is its own end.
         let conn = &self.conn.0;
-        conn.gone.store(true, Ordering::Relaxed);
-        if conn.close.load(Ordering::Relaxed) {
+        if conn.state.fetch_or(GONE, Ordering::AcqRel) == CLOSE {
             conn.caps.closing.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -355,7 +374,7 @@ impl Drop for Reading {
         if conn.reading.fetch_sub(1, Ordering::Relaxed) == 1 {
             // Told to close while busy, it closes now: its reader, waiting for the
             // server, is woken to see so.
-            if conn.close.load(Ordering::Relaxed) {
+            if conn.told() {
                 conn.waker.wake();
                 return;
             }
@@ -427,7 +446,8 @@ where
             let io = inner.call(uri).await.map_err(Into::into)?;
             // HTTP/2 frames say their own lengths, and a connection's bytes are many
             // streams', read while their readers may wait: only HTTP/1.1 is watched.
-            let unfruitful = (!io.connected().is_negotiated_h2()).then(Unfruitful::default);
+            let h2 = io.connected().is_negotiated_h2();
+            let unfruitful = (!h2).then(Unfruitful::default);
             let conn = Arc::new(Use {
                 last: AtomicU64::new(caps.tick()),
                 caps: caps.clone(),
@@ -436,8 +456,7 @@ where
                 pending: AtomicBool::new(false),
                 reading: AtomicUsize::new(0),
                 answered: AtomicBool::new(false),
-                close: AtomicBool::new(false),
-                gone: AtomicBool::new(false),
+                state: AtomicU8::new(0),
                 waker: Default::default(),
             });
             caps.enlist(&conn);
@@ -445,6 +464,7 @@ where
                 io,
                 _permits: (permit, total),
                 unfruitful,
+                frames: h2.then(Frames::default),
                 conn: InUse(conn),
             })
         })
@@ -460,6 +480,69 @@ pub struct Limited<T> {
     conn: InUse,
     /// What an HTTP/1.1 connection has read without content; `None` over HTTP/2.
     unfruitful: Option<Unfruitful>,
+    /// Where an HTTP/2 connection's writes are in its frames; `None` over HTTP/1.1.
+    frames: Option<Frames>,
+}
+
+/// Where an HTTP/2 connection's writes are in its frames, to tell a request (a HEADERS
+/// frame) from what the connection writes on its own: WINDOW_UPDATE frames as a body is
+/// read, PINGs and their answers, SETTINGS acknowledged. Any write counted as a request:
+/// a connection that read a body of more than half its window looked busy from then on,
+/// and one told to close never did, a connection waiting for its place until the pool
+/// closed it, 90 s on.
+#[derive(Debug)]
+struct Frames {
+    /// Bytes of the preface or of a frame's payload still to pass.
+    skip: usize,
+    /// The frame header being written, and how much of it is.
+    head: [u8; 9],
+    filled: usize,
+}
+
+impl Default for Frames {
+    fn default() -> Self {
+        Frames {
+            // The client's preface, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", comes first.
+            skip: 24,
+            head: [0; 9],
+            filled: 0,
+        }
+    }
+}
+
+impl Frames {
+    /// Follows the frames through `bytes` written: `Some(true)` when the last of them to
+    /// tell began a request (a HEADERS frame), `Some(false)` when it gave one up (a
+    /// RST_STREAM frame: a request dropped before its answer, its HEADERS never
+    /// answered, left the connection looking busy for good).
+    fn written(&mut self, mut bytes: &[u8]) -> Option<bool> {
+        const HEADERS: u8 = 0x1;
+        const RST_STREAM: u8 = 0x3;
+        let mut request = None;
+        while !bytes.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(bytes.len());
+                self.skip -= n;
+                bytes = &bytes[n..];
+                continue;
+            }
+            let n = (self.head.len() - self.filled).min(bytes.len());
+            self.head[self.filled..self.filled + n].copy_from_slice(&bytes[..n]);
+            self.filled += n;
+            bytes = &bytes[n..];
+            if self.filled == self.head.len() {
+                let [a, b, c, kind, ..] = self.head;
+                self.skip = usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c);
+                self.filled = 0;
+                match kind {
+                    HEADERS => request = Some(true),
+                    RST_STREAM => request = Some(false),
+                    _ => {}
+                }
+            }
+        }
+        request
+    }
 }
 
 impl<T: Connection> Connection for Limited<T> {
@@ -565,8 +648,17 @@ impl<T: Write + Unpin> Write for Limited<T> {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
-        this.conn.0.pending.store(true, Ordering::Relaxed);
-        Pin::new(&mut this.io).poll_write(cx, buf)
+        let Some(frames) = &mut this.frames else {
+            this.conn.0.pending.store(true, Ordering::Relaxed);
+            return Pin::new(&mut this.io).poll_write(cx, buf);
+        };
+        let written = Pin::new(&mut this.io).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = written {
+            if let Some(request) = frames.written(&buf[..n]) {
+                this.conn.0.sent(request);
+            }
+        }
+        written
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -587,8 +679,26 @@ impl<T: Write + Unpin> Write for Limited<T> {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
-        this.conn.0.pending.store(true, Ordering::Relaxed);
-        Pin::new(&mut this.io).poll_write_vectored(cx, bufs)
+        let Some(frames) = &mut this.frames else {
+            this.conn.0.pending.store(true, Ordering::Relaxed);
+            return Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        };
+        let written = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(mut n)) = written {
+            let mut request = None;
+            for buf in bufs {
+                let part = n.min(buf.len());
+                request = frames.written(&buf[..part]).or(request);
+                n -= part;
+                if n == 0 {
+                    break;
+                }
+            }
+            if let Some(request) = request {
+                this.conn.0.sent(request);
+            }
+        }
+        written
     }
 }
 
@@ -678,7 +788,7 @@ mod tests {
             oldest.conn.0.closes(),
             "the idle connection was not told to close"
         );
-        assert!(!busy.conn.0.close.load(Ordering::Relaxed));
+        assert!(!busy.conn.0.told());
         drop(oldest);
         let third = third.now_or_never().expect("a permit given back").unwrap();
         // Both busy, a connection waits until one is done: `busy`, whose place it gets.
@@ -728,6 +838,91 @@ mod tests {
         );
         drop(sending);
         assert!(next.now_or_never().is_some());
+    }
+
+    /// Only a HEADERS frame is a request on its way, and a RST_STREAM one gives it up,
+    /// wherever the writes split the frames: a WINDOW_UPDATE or a PING's answer made a
+    /// connection look busy for good, and so did a request dropped before its answer.
+    #[test]
+    fn an_http2_request_is_told_by_its_headers_frame() {
+        let frame = |kind: u8, payload: &[u8]| {
+            let len = payload.len();
+            let mut f = vec![
+                (len >> 16) as u8,
+                (len >> 8) as u8,
+                len as u8,
+                kind,
+                0,
+                0,
+                0,
+                0,
+                1,
+            ];
+            f.extend_from_slice(payload);
+            f
+        };
+        let mut stream = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        stream.extend(frame(0x4, &[0; 6])); // SETTINGS
+        stream.extend(frame(0x8, &[0, 0, 0x80, 0])); // WINDOW_UPDATE
+        stream.extend(frame(0x6, &[1; 8])); // PING
+        let quiet = stream.len();
+        stream.extend(frame(0x1, &[0x82; 300])); // HEADERS
+        let given_up = stream.len();
+        stream.extend(frame(0x3, &[0, 0, 0, 8])); // RST_STREAM, CANCEL
+        for split in [1, 5, 9, 24, 4096] {
+            let mut frames = Frames::default();
+            let mut at = 0;
+            let (mut request_at, mut given_up_at, mut last) = (None, None, None);
+            for chunk in stream.chunks(split) {
+                let told = frames.written(chunk);
+                if told == Some(true) && request_at.is_none() {
+                    request_at = Some(at);
+                }
+                if told == Some(false) && given_up_at.is_none() {
+                    given_up_at = Some(at);
+                }
+                last = told.or(last);
+                at += chunk.len();
+            }
+            // Each seen in the write that completes its frame's header, and not before.
+            let seen_at = |start: usize| Some((start + 8) / split * split);
+            if seen_at(quiet) != seen_at(given_up) {
+                assert_eq!(request_at, seen_at(quiet), "split {split}");
+            }
+            assert_eq!(given_up_at, seen_at(given_up), "split {split}");
+            assert_eq!(last, Some(false), "split {split}");
+        }
+    }
+
+    /// A connection the server closed at the end of a body (`Connection: close`) is gone
+    /// before the body's reader lets go of it; told to close then, as another connector
+    /// waited for its host, it was counted among those closing for good, and at the cap
+    /// on connections in all no idle one was told to close again: each request waited
+    /// for the pool to close one, 90 s on.
+    #[test]
+    fn a_connection_gone_before_its_body_is_dropped_is_not_counted_closing() {
+        use futures::FutureExt;
+        use tower_service::Service;
+        let caps = Caps::new(1, 2);
+        let mut a = LimitedConnector::sharing(AtOnce, caps.clone());
+        let mut b = LimitedConnector::sharing(AtOnce, caps.clone());
+        let uri = |host: &str| format!("http://{host}/").parse::<Uri>().unwrap();
+        let closed = a.call(uri("one.example")).now_or_never().unwrap().unwrap();
+        let reading = closed.conn.read();
+        let mut theirs = b.call(uri("one.example"));
+        assert!((&mut theirs).now_or_never().is_none());
+        // The server's close ends the connection, its permit handed to `theirs`.
+        drop(closed);
+        drop(reading);
+        let idle = theirs.now_or_never().expect("the host's permit").unwrap();
+        let other = a.call(uri("two.example")).now_or_never().unwrap().unwrap();
+        let mut third = a.call(uri("three.example"));
+        assert!((&mut third).now_or_never().is_none(), "made past the cap");
+        assert!(
+            idle.conn.0.closes() || other.conn.0.closes(),
+            "no idle connection told to close at the cap ({} counted closing)",
+            caps.closing.load(Ordering::Relaxed)
+        );
     }
 
     /// `usize::MAX` for "no cap", as a library caller may write it: the semaphore refused
