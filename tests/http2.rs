@@ -584,6 +584,54 @@ fn a_host_capped_at_one_connection_gets_one_across_http_versions() {
     assert_eq!(http1.len(), 2, "{http1:?}");
 }
 
+/// A client trusting `servers`, capped at one connection in all: a second host gets its
+/// connection only once the first host's is closed.
+fn one_connection_in_all(
+    servers: &[&H2Server],
+    dir: &std::path::Path,
+) -> dist::transport::Transport {
+    let mut opts = dist::transport::TransportOptions::default();
+    for (i, server) in servers.iter().enumerate() {
+        let path = dir.join(format!("ca{i}.pem"));
+        std::fs::write(&path, &server.ca_pem).unwrap();
+        opts.ca_files.push(path);
+    }
+    opts.max_connections = 1;
+    dist::transport::Transport::new(opts).unwrap()
+}
+
+fn blob_url(server: &H2Server, digest: &str) -> http::Uri {
+    format!(
+        "https://localhost:{}/v2/team/app/blobs/{digest}",
+        server.port
+    )
+    .parse()
+    .unwrap()
+}
+
+/// The body at `url`, read whole within a bound far past the moment it takes and far
+/// short of the pool's 90 s, after which an idle connection closes anyway.
+async fn read_before_the_pool_closes(
+    transport: &dist::transport::Transport,
+    url: http::Uri,
+) -> Vec<u8> {
+    let fetch = async {
+        let mut reply = transport
+            .send(dist::transport::Outgoing::get(url))
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let body = reply.response.body_mut();
+        while let Some(chunk) = transport.next_chunk(body).await.unwrap() {
+            got.extend_from_slice(&chunk);
+        }
+        got
+    };
+    tokio::time::timeout(Duration::from_secs(30), fetch)
+        .await
+        .expect("waited for the connection to the other host to close")
+}
+
 /// At the cap on connections in all, an HTTP/2 connection idle since its last body is
 /// closed to make room for one to another host. Reading a body of more than half the
 /// window, the client writes WINDOW_UPDATE frames, which looked like a request on its way:
@@ -598,43 +646,12 @@ fn an_http2_connection_that_read_a_large_body_makes_room_at_the_cap() {
         start(small.clone(), |_, _| Plan::Serve),
     );
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = dist::transport::TransportOptions::default();
-    for (i, server) in [&first, &second].iter().enumerate() {
-        let path = dir.path().join(format!("ca{i}.pem"));
-        std::fs::write(&path, &server.ca_pem).unwrap();
-        opts.ca_files.push(path);
-    }
-    opts.max_connections = 1;
-    let transport = dist::transport::Transport::new(opts).unwrap();
-    let url = |server: &H2Server, digest: &str| -> http::Uri {
-        format!(
-            "https://localhost:{}/v2/team/app/blobs/{digest}",
-            server.port
-        )
-        .parse()
-        .unwrap()
-    };
+    let transport = one_connection_in_all(&[&first, &second], dir.path());
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         for (server, blobs) in [(&first, &large), (&second, &small)] {
             let (digest, data) = blobs.iter().next().unwrap();
-            let req = dist::transport::Outgoing::get(url(server, digest));
-            // A bound far past the moment it takes, far short of the pool's 90 s.
-            let fetch = async {
-                let mut reply = transport.send(req).await.unwrap();
-                let mut got = Vec::new();
-                while let Some(chunk) = transport
-                    .next_chunk(reply.response.body_mut())
-                    .await
-                    .unwrap()
-                {
-                    got.extend_from_slice(&chunk);
-                }
-                got
-            };
-            let got = tokio::time::timeout(Duration::from_secs(30), fetch)
-                .await
-                .expect("waited for the connection to the other host to close");
+            let got = read_before_the_pool_closes(&transport, blob_url(server, digest)).await;
             assert!(got == *data, "{digest}");
         }
     });
@@ -651,26 +668,11 @@ fn an_http2_connection_whose_request_was_given_up_makes_room_at_the_cap() {
     let first = start(silent.clone(), |_, _| Plan::Unanswered);
     let second = start(small.clone(), |_, _| Plan::Serve);
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = dist::transport::TransportOptions::default();
-    for (i, server) in [&first, &second].iter().enumerate() {
-        let path = dir.path().join(format!("ca{i}.pem"));
-        std::fs::write(&path, &server.ca_pem).unwrap();
-        opts.ca_files.push(path);
-    }
-    opts.max_connections = 1;
-    let transport = dist::transport::Transport::new(opts).unwrap();
-    let url = |server: &H2Server, digest: &str| -> http::Uri {
-        format!(
-            "https://localhost:{}/v2/team/app/blobs/{digest}",
-            server.port
-        )
-        .parse()
-        .unwrap()
-    };
+    let transport = one_connection_in_all(&[&first, &second], dir.path());
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let (digest, _) = silent.iter().next().unwrap();
-        let given_up = transport.send(dist::transport::Outgoing::get(url(&first, digest)));
+        let given_up = transport.send(dist::transport::Outgoing::get(blob_url(&first, digest)));
         let seen = async {
             while first.requests_for(digest).is_empty() {
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -681,22 +683,7 @@ fn an_http2_connection_whose_request_was_given_up_makes_room_at_the_cap() {
             _ = seen => {}
         }
         let (digest, data) = small.iter().next().unwrap();
-        let fetch = async {
-            let mut reply = transport
-                .send(dist::transport::Outgoing::get(url(&second, digest)))
-                .await
-                .unwrap();
-            let mut got = Vec::new();
-            let body = reply.response.body_mut();
-            while let Some(chunk) = transport.next_chunk(body).await.unwrap() {
-                got.extend_from_slice(&chunk);
-            }
-            got
-        };
-        // A bound far past the moment it takes, far short of the pool's 90 s.
-        let got = tokio::time::timeout(Duration::from_secs(30), fetch)
-            .await
-            .expect("waited for the connection to the other host to close");
+        let got = read_before_the_pool_closes(&transport, blob_url(&second, digest)).await;
         assert!(got == *data, "{digest}");
     });
 }
