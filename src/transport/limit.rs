@@ -497,6 +497,9 @@ struct Frames {
     /// The frame header being written, and how much of it is.
     head: [u8; 9],
     filled: usize,
+    /// The stream of the latest HEADERS frame. A client's streams are numbered up, so a
+    /// RST_STREAM of an older one leaves that request (maybe unanswered) on its way.
+    latest: u32,
 }
 
 impl Default for Frames {
@@ -506,6 +509,7 @@ impl Default for Frames {
             skip: 24,
             head: [0; 9],
             filled: 0,
+            latest: 0,
         }
     }
 }
@@ -513,8 +517,8 @@ impl Default for Frames {
 impl Frames {
     /// Follows the frames through `bytes` written: `Some(true)` when the last of them to
     /// tell began a request (a HEADERS frame), `Some(false)` when it gave one up (a
-    /// RST_STREAM frame: a request dropped before its answer, its HEADERS never
-    /// answered, left the connection looking busy for good).
+    /// RST_STREAM frame of the latest request's stream: a request dropped before its
+    /// answer, its HEADERS never answered, left the connection looking busy for good).
     fn written(&mut self, mut bytes: &[u8]) -> Option<bool> {
         const HEADERS: u8 = 0x1;
         const RST_STREAM: u8 = 0x3;
@@ -531,12 +535,18 @@ impl Frames {
             self.filled += n;
             bytes = &bytes[n..];
             if self.filled == self.head.len() {
-                let [a, b, c, kind, ..] = self.head;
+                let [a, b, c, kind, _, s @ ..] = self.head;
                 self.skip = usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c);
                 self.filled = 0;
+                let stream = u32::from_be_bytes(s) & 0x7fff_ffff;
                 match kind {
-                    HEADERS => request = Some(true),
-                    RST_STREAM => request = Some(false),
+                    HEADERS => {
+                        self.latest = stream;
+                        request = Some(true);
+                    }
+                    // One of an older stream, given up while a later request is on its
+                    // way (in this write or an earlier one), leaves that one pending.
+                    RST_STREAM if stream >= self.latest => request = Some(false),
                     _ => {}
                 }
             }
@@ -892,6 +902,31 @@ mod tests {
             assert_eq!(given_up_at, seen_at(given_up), "split {split}");
             assert_eq!(last, Some(false), "split {split}");
         }
+    }
+
+    /// A RST_STREAM gives up its own stream's request, not one begun after it: a request
+    /// given up (a timeout) as another went out on the connection left it looking idle with
+    /// that other's HEADERS unanswered, and at a cap it was closed under it.
+    #[test]
+    fn a_reset_of_an_older_stream_leaves_a_newer_request_pending() {
+        let frame = |kind: u8, stream: u8, payload: &[u8]| {
+            let len = payload.len() as u8;
+            let mut f = vec![0, 0, len, kind, 0, 0, 0, 0, stream];
+            f.extend_from_slice(payload);
+            f
+        };
+        let mut frames = Frames::default();
+        assert_eq!(frames.written(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), None);
+        assert_eq!(frames.written(&frame(0x1, 1, &[0x82; 20])), Some(true));
+        assert_eq!(frames.written(&frame(0x1, 3, &[0x82; 20])), Some(true));
+        // Stream 1 given up while stream 3's request is unanswered, in a write of its
+        // own or after stream 3's HEADERS in the same one.
+        assert_eq!(frames.written(&frame(0x3, 1, &[0, 0, 0, 8])), None);
+        let mut both = frame(0x1, 5, &[0x82; 20]);
+        both.extend(frame(0x3, 3, &[0, 0, 0, 8]));
+        assert_eq!(frames.written(&both), Some(true));
+        // The newest request given up: nothing is left waiting as far as resets tell.
+        assert_eq!(frames.written(&frame(0x3, 5, &[0, 0, 0, 8])), Some(false));
     }
 
     /// A connection the server closed at the end of a body (`Connection: close`) is gone
