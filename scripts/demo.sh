@@ -63,6 +63,11 @@ for _ in $(seq 100); do
   curl -sf -o /dev/null "http://127.0.0.1:$port/v2/" && break
   sleep 0.1
 done
+curl -sf -o /dev/null "http://127.0.0.1:$port/v2/" || {
+  echo "docker-registry did not answer on 127.0.0.1:$port within 10 s:" >&2
+  cat "$work/registry.log" >&2
+  exit 1
+}
 reg=http://127.0.0.1:$port
 repo=demo/app
 

@@ -519,9 +519,10 @@ impl Resumable {
     /// declares where none was known is the content's from then on: a later body ending
     /// short of it is a cut (see [`Resumable::cut_short`]), where it was taken for the
     /// content's end, and the partial download blamed when the digest failed; a body
-    /// running past it is refused. A size given that it declares too is no longer the size given alone: a later answer declaring
-    /// another contradicts the server's own word, which was said as the registry against
-    /// the size given, casting doubt on a size the registry had confirmed.
+    /// running past it is refused. A size given that it declares too is no longer the size
+    /// given alone: a later answer declaring another contradicts the server's own word,
+    /// which was said as the registry against the size given, casting doubt on a size the
+    /// registry had confirmed.
     fn carry_on(&mut self, answer: Answer) {
         match self.size {
             None => {
