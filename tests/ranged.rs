@@ -1596,23 +1596,30 @@ async fn a_part_s_other_total_answered_before_an_earlier_part_confirmed_the_size
     );
 }
 
-/// As a `416` to the first stream's rest after a part confirmed the size given, but the
-/// part's `206` taken in while the request for the rest was on its way: the rest was
-/// asked for against the size as given alone, and the `416` that answered it, after the
-/// part's `206`, was still judged so, taken for the content's end, and the blob failed as
-/// content that ended short of the size given, which may be wrong.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_416_to_the_first_stream_s_rest_asked_for_before_a_part_confirmed_the_size_given() {
+/// The error that ends a slow registry's download that declared no size (its first answer
+/// chunked, breaking at 448 KiB), given its size alone and split in two streams, whose
+/// first stream's rest is answered with `rest` only after the first part's `206`, which
+/// confirms that size, was taken in; `every` answers every request after those. The part's
+/// answer is held until the rest is asked for, and the rest's until the part asks again
+/// for the rest of its own answer, which breaks: the order the test needs, waited for.
+async fn rest_answered_after_a_part_confirmed(
+    seed: u64,
+    every: Option<Fault>,
+    rest: Fault,
+) -> (FakeRegistry, dist::Error) {
     use support::fake::Gate;
     let reg = FakeRegistry::start();
-    let digest = reg.blob("team/app", bytes(110, 3 << 20));
+    let digest = reg.blob("team/app", bytes(seed, 3 << 20));
+    if let Some(every) = every {
+        reg.set_fault_for_every(&digest, every);
+    }
     let (chunk, delay, upto) = (16 << 10, Duration::from_millis(10), 448 << 10);
     reg.push_fault(&digest, Fault::SlowChunkedDrop { chunk, delay, upto });
     // The first part's answer, whose head confirms the size, breaks; its rest comes whole.
     let (part_held, rest_held) = (Gate::default(), Gate::default());
     let part = Fault::HeldHead(part_held.clone(), Box::new(Fault::DropAfter(64 << 10)));
     reg.push_fault(&digest, part);
-    let rest = Fault::HeldHead(rest_held.clone(), Box::new(Fault::Status(416)));
+    let rest = Fault::HeldHead(rest_held.clone(), Box::new(rest));
     reg.push_fault(&digest, rest);
     reg.push_fault(&digest, Fault::ManyHeaders(1));
     let mut ranges = small_ranges();
@@ -1647,7 +1654,17 @@ async fn a_416_to_the_first_stream_s_rest_asked_for_before_a_part_confirmed_the_
     let again = format!("bytes={}-{}", (512 + 64) << 10, (768 << 10) - 1);
     wait("the first part asking for its rest", &|| asked(&again));
     rest_held.open();
-    let e = reading.await.unwrap();
+    (reg, reading.await.unwrap())
+}
+
+/// As a `416` to the first stream's rest after a part confirmed the size given, but the
+/// part's `206` taken in while the request for the rest was on its way: the rest was
+/// asked for against the size as given alone, and the `416` that answered it, after the
+/// part's `206`, was still judged so, taken for the content's end, and the blob failed as
+/// content that ended short of the size given, which may be wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_416_to_the_first_stream_s_rest_asked_for_before_a_part_confirmed_the_size_given() {
+    let (_reg, e) = rest_answered_after_a_part_confirmed(110, None, Fault::Status(416)).await;
     assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
     let said = format!("where the server declared {} bytes", 3 << 20);
     assert!(e.to_string().contains(&said), "{e}");
@@ -1683,50 +1700,9 @@ async fn a_huge_part_size_allocates_only_what_arrives() {
 /// it lost; the `416` was then taken for the content's end against the size given.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_416_after_a_piece_of_the_rest_taken_in_after_a_part_confirmed_the_size_given() {
-    use support::fake::Gate;
-    let reg = FakeRegistry::start();
-    let digest = reg.blob("team/app", bytes(112, 3 << 20));
-    reg.set_fault_for_every(&digest, Fault::Status(416));
-    let (chunk, delay, upto) = (16 << 10, Duration::from_millis(10), 448 << 10);
-    reg.push_fault(&digest, Fault::SlowChunkedDrop { chunk, delay, upto });
-    let (part_held, rest_held) = (Gate::default(), Gate::default());
-    let part = Fault::HeldHead(part_held.clone(), Box::new(Fault::DropAfter(64 << 10)));
-    reg.push_fault(&digest, part);
-    let rest = Fault::HeldHead(rest_held.clone(), Box::new(Fault::ShortRange(64 << 10)));
-    reg.push_fault(&digest, rest);
-    reg.push_fault(&digest, Fault::ManyHeaders(1));
-    let mut ranges = small_ranges();
-    ranges.streams = 2;
-    let remote = two_retries(&reg.host(), ranges);
-    let object: Object = digest.parse().unwrap();
-    let mut hints = Hints::default();
-    hints.size = Some(3 << 20);
-    let mut download = remote.fetch(&object, &hints).await.unwrap();
-    let part = format!("bytes={}-{}", 512 << 10, (768 << 10) - 1);
-    let asked = |range: &str| range_requests(&reg).iter().any(|r| r == range);
-    let mut received = 0;
-    while received < upto && !asked(&part) {
-        received += download.chunk().await.unwrap().expect("not the end").len();
-    }
-    let reading = tokio::spawn(async move {
-        loop {
-            match download.chunk().await {
-                Ok(Some(_)) => {}
-                Ok(None) => panic!("the blob ended"),
-                Err(e) => break e,
-            }
-        }
-    });
-    let wait = |what: &str, done: &dyn Fn() -> bool| {
-        tokio::task::block_in_place(|| support::wait::until(what, done))
-    };
-    let rest_asked = || range_requests(&reg).iter().any(|r| r.ends_with('-'));
-    wait("the first stream's rest asked for", &rest_asked);
-    part_held.open();
-    let again = format!("bytes={}-{}", (512 + 64) << 10, (768 << 10) - 1);
-    wait("the first part asking for its rest", &|| asked(&again));
-    rest_held.open();
-    let e = reading.await.unwrap();
+    let every = Some(Fault::Status(416));
+    let (reg, e) =
+        rest_answered_after_a_part_confirmed(112, every, Fault::ShortRange(64 << 10)).await;
     assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
     let said = format!("where the server declared {} bytes", 3 << 20);
     assert!(e.to_string().contains(&said), "{e}");
