@@ -320,10 +320,93 @@ fn redirects_to_many_hosts_from_a_mirror_and_the_registry_fit_a_low_open_file_li
     redirected_to_many_hosts(true);
 }
 
+/// Runs `command` under `ulimit -n limit`, soft and hard.
+fn limit_open_files(command: &mut std::process::Command, limit: libc::rlim_t) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        });
+    }
+}
+
+/// `--range-streams 64` under `ulimit -n 20`: the cap on connections in all was never
+/// below one host's (`-j` + `--range-streams` - 1, here 64), far past the descriptors
+/// the limit leaves, and a slow large blob split into parts opened connections until
+/// "Too many open files" (8 at once, then each further part's connect failed and was
+/// retried; with `--retries 0` the object failed). The range streams are cut to what the
+/// limit leaves, and a warning says so. `-vv` shows each failed connect.
+#[test]
+fn range_streams_fit_a_low_open_file_limit() {
+    let reg = FakeRegistry::start();
+    // 16 parts of 8 MiB, each slow enough that all would be under way at once.
+    let data = bytes(41, 128 << 20);
+    let digest = reg.blob("team/app", &data);
+    reg.set_fault_for_every(
+        &digest,
+        Fault::Paced {
+            bytes_per_sec: 16 << 20,
+            first_byte: std::time::Duration::ZERO,
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let args = [
+        "-vv",
+        "--range-streams",
+        "64",
+        "fetch",
+        &repo(&reg),
+        "-",
+        "-j",
+        "1",
+        "-o",
+        out_dir.to_str().unwrap(),
+    ];
+    let mut command = Dist::new().command(&args);
+    limit_open_files(&mut command, 20);
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn dist");
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, format!("{digest}\n").as_bytes()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let ranged = reg.requests().iter().filter(|r| r.range.is_some()).count();
+    eprintln!(
+        "{ranged} ranged requests, {} connections, at most {} at once",
+        reg.connections(),
+        reg.max_open_connections(),
+    );
+    assert!(ranged > 0, "not split: the test shows nothing");
+    assert!(!stderr.contains("Too many open files"), "{stderr}");
+    assert!(
+        stderr.contains("--range-streams 64 needs up to 64 connections"),
+        "{stderr}"
+    );
+    let path = out_dir
+        .join("blobs/sha256")
+        .join(support::cli::hex(&digest));
+    let stored = std::fs::read(path);
+    assert!(stored.is_ok_and(|stored| stored == data), "{stderr}");
+}
+
 /// Fetches 50 blobs, each redirected to a store of its own, under `ulimit -n 64`; with
 /// `mirror`, the odd ones from a mirror, which redirects them to their stores.
 fn redirected_to_many_hosts(mirror: bool) {
-    use std::os::unix::process::CommandExt;
     let reg = FakeRegistry::start();
     let mirror = mirror.then(FakeRegistry::start);
     let stores: Vec<FakeRegistry> = (0..50).map(|_| FakeRegistry::start()).collect();
@@ -361,19 +444,7 @@ fn redirected_to_many_hosts(mirror: bool) {
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut command = Dist::new().command(&args);
-    // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
-    unsafe {
-        command.pre_exec(|| {
-            let limit = libc::rlimit {
-                rlim_cur: 64,
-                rlim_max: 64,
-            };
-            match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
-                0 => Ok(()),
-                _ => Err(std::io::Error::last_os_error()),
-            }
-        });
-    }
+    limit_open_files(&mut command, 64);
     let mut child = command
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

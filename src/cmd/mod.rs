@@ -205,16 +205,31 @@ pub fn jobs_within_file_limit(global: &Global, jobs: usize) -> usize {
 
 /// Connections a batch of `jobs` may hold in all, busy or idle, within the limit on open
 /// files: what the limit leaves beside the jobs' files and half the reserve (the standard
-/// streams, the runtime's, the report, the lock), and never fewer than one host's cap.
+/// streams, the runtime's, the report, the lock), and the range streams that fit in that
+/// beside the jobs' own connections (at least one, the job's). Both caps take the range
+/// streams so cut: the cap per host is never past the one in all.
 /// The pool keeps a host's connection idle for 90 s: a batch whose blobs each redirect to
 /// a host of their own held one per host, and under `ulimit -n 64` failed objects with
-/// "Too many open files" past the fortieth host.
-fn connections_within_file_limit(jobs: usize, per_host: usize) -> usize {
+/// "Too many open files" past the fortieth host. And the cap in all was never below one
+/// host's, `-j` + `--range-streams` - 1: `--range-streams 64` under `ulimit -n 20` split
+/// a slow blob into parts whose connections failed with "Too many open files".
+fn connections_within_file_limit(global: &Global, jobs: usize) -> (usize, usize) {
+    let streams = global.range_streams.max(1);
     let Some(limit) = raise_file_limit(0) else {
-        return usize::MAX;
+        return (usize::MAX, streams);
     };
     let left = limit.saturating_sub(RESERVED_FILES / 2 + jobs as libc::rlim_t);
-    usize::try_from(left).unwrap_or(usize::MAX).max(per_host)
+    let left = usize::try_from(left).unwrap_or(usize::MAX);
+    let fit = streams.min((left + 1).saturating_sub(jobs)).max(1);
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if fit < streams && !global.quiet && !WARNED.swap(true, Ordering::Relaxed) {
+        say!(
+            "dist: warning: --range-streams {streams} needs up to {} connections and the \
+             limit on open files is {limit} (ulimit -n): splitting a blob into {fit} at most",
+            jobs + streams - 1
+        );
+    }
+    (left.max(jobs + fit - 1), fit)
 }
 
 /// The fewest open files dist runs with: the standard streams, the runtime's (its poller,
@@ -324,9 +339,9 @@ pub fn open_locator(
             // budget is `range_streams` parts, one of which replaces a first stream).
             // With only `max(jobs, streams)`, four slow blobs on four jobs left their
             // parts waiting for a connection: no gain at all.
-            options.max_connections_per_host = jobs + global.range_streams - 1;
-            options.max_connections =
-                connections_within_file_limit(jobs, options.max_connections_per_host);
+            let (connections, streams) = connections_within_file_limit(global, jobs);
+            options.max_connections_per_host = jobs + streams - 1;
+            options.max_connections = connections;
             // The hosts file's `dial_timeout` is about one host: it wins over the
             // flag, which is everyone's default.
             options.connect_timeout = server_settings.connect_timeout(global.connect_timeout);
@@ -342,7 +357,7 @@ pub fn open_locator(
                 ..RetryPolicy::default()
             };
             let mut ranges = RangeOptions::default();
-            ranges.streams = global.range_streams;
+            ranges.streams = streams;
             let mut remote =
                 RegistryRemote::new(repo.clone(), transport.clone(), credentials.clone(), retry)
                     .with_ranges(ranges);

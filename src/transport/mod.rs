@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioTimer;
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -500,7 +500,7 @@ impl Transport {
             .enable_http1()
             .enable_http2()
             .wrap_connector(inner);
-        let mut builder = Client::builder(TokioExecutor::new());
+        let mut builder = Client::builder(limit::Background);
         builder
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
