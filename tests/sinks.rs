@@ -123,8 +123,20 @@ fn run_with_limit(
     soft: u64,
     hard: u64,
 ) -> std::process::Output {
-    use std::os::unix::process::CommandExt;
     let mut command = dist.command(args);
+    limit(&mut command, resource, soft, hard);
+    let child = spawn_fed(command, stdin);
+    child.wait_with_output().expect("wait for dist")
+}
+
+/// Sets a limit of `soft` (and `hard`) on `resource` for `command`'s process.
+fn limit(
+    command: &mut std::process::Command,
+    resource: libc::__rlimit_resource_t,
+    soft: u64,
+    hard: u64,
+) {
+    use std::os::unix::process::CommandExt;
     // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
     unsafe {
         command.pre_exec(move || {
@@ -138,8 +150,6 @@ fn run_with_limit(
             Ok(())
         });
     }
-    let child = spawn_fed(command, stdin);
-    child.wait_with_output().expect("wait for dist")
 }
 
 /// `command` started with stdout and stderr piped and `stdin` as its whole input.
@@ -320,24 +330,6 @@ fn redirects_to_many_hosts_from_a_mirror_and_the_registry_fit_a_low_open_file_li
     redirected_to_many_hosts(true);
 }
 
-/// Runs `command` under `ulimit -n limit`, soft and hard.
-fn limit_open_files(command: &mut std::process::Command, limit: libc::rlim_t) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
-    unsafe {
-        command.pre_exec(move || {
-            let limit = libc::rlimit {
-                rlim_cur: limit,
-                rlim_max: limit,
-            };
-            match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
-                0 => Ok(()),
-                _ => Err(std::io::Error::last_os_error()),
-            }
-        });
-    }
-}
-
 /// `--range-streams 64` under `ulimit -n 20`: the cap on connections in all was never
 /// below one host's (`-j` + `--range-streams` - 1, here 64), far past the descriptors
 /// the limit leaves, and a slow large blob split into parts opened connections until
@@ -371,18 +363,8 @@ fn range_streams_fit_a_low_open_file_limit() {
         "-o",
         out_dir.to_str().unwrap(),
     ];
-    let mut command = Dist::new().command(&args);
-    limit_open_files(&mut command, 20);
-    let mut child = command
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn dist");
-    let mut stdin = child.stdin.take().unwrap();
-    std::io::Write::write_all(&mut stdin, format!("{digest}\n").as_bytes()).unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
+    let input = format!("{digest}\n");
+    let out = run_with_file_limit(&Dist::new(), &args, input.as_bytes(), 20, 20);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let ranged = reg.requests().iter().filter(|r| r.range.is_some()).count();
@@ -444,7 +426,7 @@ fn redirected_to_many_hosts(mirror: bool) {
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut command = Dist::new().command(&args);
-    limit_open_files(&mut command, 64);
+    limit(&mut command, libc::RLIMIT_NOFILE, 64, 64);
     let mut child = command
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
