@@ -2394,6 +2394,32 @@ fn empty_input_succeeds_with_a_warning() {
     }
 }
 
+/// Input of blank lines only is empty input too: `dist fetch LOC - <<< "$digests"` and
+/// `echo "$digests" | dist fetch LOC -` send one line ending when what filled `digests`
+/// failed, and a Windows editor's empty file is its byte order mark. Each succeeded with
+/// nothing to do and said nothing, as if the list had been fetched.
+#[test]
+fn input_of_blank_lines_only_warns_as_empty_input() {
+    let reg = FakeRegistry::start();
+    let repo = format!("{}/team/app", reg.host());
+    let dist = Dist::new();
+    for input in [
+        &b"\n"[..],
+        b"\r\n",
+        b" \t\n\n",
+        b"\xef\xbb\xbf",
+        b"\xef\xbb\xbf\r\n\r\n",
+    ] {
+        let out = dist.run(&["fetch", &repo, "-"], input);
+        assert_eq!(out.status.code(), Some(0), "{input:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("the input was empty: no objects to fetch"),
+            "{input:?}: {err}"
+        );
+    }
+}
+
 /// A worker started with stdin closed (`<&-`, a daemon's job run with no descriptor 0) has
 /// no input to read: that is an error, as `cat <&-` says, not an empty batch. Rust's
 /// runtime opens /dev/null in place of the closed descriptor, and the worker read it as
