@@ -2394,6 +2394,70 @@ fn empty_input_succeeds_with_a_warning() {
     }
 }
 
+/// Input of blank lines only is empty input too: `dist fetch LOC - <<< "$digests"` and
+/// `echo "$digests" | dist fetch LOC -` send one line ending when what filled `digests`
+/// failed, and a Windows editor's empty file is its byte order mark. Each succeeded with
+/// nothing to do and said nothing, as if the list had been fetched.
+#[test]
+fn input_of_blank_lines_only_warns_as_empty_input() {
+    let reg = FakeRegistry::start();
+    let repo = format!("{}/team/app", reg.host());
+    let dist = Dist::new();
+    for input in [
+        &b"\n"[..],
+        b"\r\n",
+        b" \t\n\n",
+        b"\xef\xbb\xbf",
+        b"\xef\xbb\xbf\r\n\r\n",
+    ] {
+        let out = dist.run(&["fetch", &repo, "-"], input);
+        assert_eq!(out.status.code(), Some(0), "{input:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("the input was empty: no objects to fetch"),
+            "{input:?}: {err}"
+        );
+    }
+}
+
+/// A list whose lines end in a carriage return alone (a classic Mac file, `tr '\n' '\r'`)
+/// is one line to the worker. It was told `a digest where a hint goes …: objects go one to
+/// a line`, which each was, to the user's eye; and a list that began with a comment was
+/// one comment, skipped whole: the batch fetched nothing and succeeded.
+#[test]
+fn lines_ended_by_a_carriage_return_alone_are_told_so() {
+    let reg = FakeRegistry::start();
+    let repo = format!("{}/team/app", reg.host());
+    let a = reg.blob("team/app", bytes(91, 100));
+    let b = reg.blob("team/app", bytes(92, 200));
+    let dist = Dist::new();
+    for input in [
+        format!("{a}\r{b}\r"),
+        format!("# today's layers\r{a}\r{b}\r"),
+        "v1\rv2\r".to_string(),
+    ] {
+        let out = dist.run(&["fetch", &repo, "-"], input.as_bytes());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{input:?}: {err}");
+        assert!(
+            err.contains("line 1: ") && err.contains("carriage return"),
+            "{input:?}: {err}"
+        );
+        let frames = parse_frames(&out.stdout);
+        assert_eq!(frames.len(), 1, "{input:?}");
+        assert!(frames[0].result.is_err(), "{input:?}");
+    }
+    // Before white space it is white space still: `paste -d' '` of a list with `\r\n`
+    // endings and a list of hints.
+    let out = dist.run(
+        &["fetch", &repo, "-"],
+        format!("{a}\r size:100\n").as_bytes(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(parse_frames(&out.stdout).len(), 1);
+}
+
 /// A worker started with stdin closed (`<&-`, a daemon's job run with no descriptor 0) has
 /// no input to read: that is an error, as `cat <&-` says, not an empty batch. Rust's
 /// runtime opens /dev/null in place of the closed descriptor, and the worker read it as

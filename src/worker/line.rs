@@ -62,6 +62,20 @@ struct Descriptor {
 /// line so that it can be reported while the rest of the batch goes on.
 pub fn parse_line(line: &str) -> Option<Result<Job>> {
     let trimmed = line.trim();
+    // A carriage return right before a word is where lines ending in one alone (a classic
+    // Mac file, `tr '\n' '\r'`) met, all read as this one: its second object was told it
+    // stood where a hint goes, though each was on a line of its own to the user's eye,
+    // and a list that began with a comment was skipped whole. One before white space
+    // stays white space: `paste -d' '` of a file with `\r\n` endings puts it before the
+    // hint it joins on. JSON may hold one between its tokens.
+    let cr_alone = || Error::invalid(CR_ALONE);
+    let cr_before_word = trimmed
+        .as_bytes()
+        .windows(2)
+        .any(|w| w[0] == b'\r' && !w[1].is_ascii_whitespace());
+    if cr_before_word && !trimmed.starts_with('{') {
+        return Some(Err(cr_alone()));
+    }
     if trimmed.is_empty() || trimmed.starts_with('#') {
         return None;
     }
@@ -83,7 +97,10 @@ pub fn parse_line(line: &str) -> Option<Result<Job>> {
             "a line of pretty-printed JSON: give descriptors one per line, {AS_JQ_PRINTS}"
         )))
     } else if trimmed.starts_with('{') {
-        parse_descriptor(trimmed)
+        parse_descriptor(trimmed).map_err(|e| match cr_before_word {
+            true => cr_alone(),
+            false => e,
+        })
     } else {
         let mut words = trimmed.split_whitespace();
         let object = words.next().expect("line is not blank");
@@ -92,6 +109,11 @@ pub fn parse_line(line: &str) -> Option<Result<Job>> {
             .and_then(|object| Ok(Job::new(object, Hints::parse(words)?)))
     })
 }
+
+/// The error of a line with a carriage return inside it.
+const CR_ALONE: &str = "a carriage return (\\r) inside the line: lines end with a line feed \
+     (\\n or \\r\\n), and lines that end in \\r alone read as one (`tr '\\r' '\\n'` \
+     converts them)";
 
 /// How to have `jq` print a manifest's or an index's descriptors one per line.
 const AS_JQ_PRINTS: &str =

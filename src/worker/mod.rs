@@ -191,9 +191,12 @@ where
     let reports_bad_lines = shard.is_none_or(|s| s.reports_bad_lines());
     let progress = opts.progress.unwrap_or_default();
     let at_end = progress.clone();
+    // `blank`: every line so far was blank (white space, a byte order mark), which is no
+    // input either: `<<< "$digests"` and `echo "$digests"` send a line ending alone when
+    // what filled `digests` failed.
     let lines = futures::stream::unfold(
-        (input::Lines::new(input, input::MAX_LINE), 0u64, false),
-        move |(mut lines, n, done)| {
+        (input::Lines::new(input, input::MAX_LINE), 0u64, false, true),
+        move |(mut lines, n, done, blank)| {
             let at_end = at_end.clone();
             async move {
                 if done {
@@ -210,13 +213,15 @@ where
                 }
                 match lines.next().await {
                     Ok(Some(l)) => {
-                        Some((Ok((n + 1, input::without_bom(l))), (lines, n + 1, false)))
+                        let l = input::without_bom(l);
+                        let blank = blank && matches!(&l, RawLine::Text(t) if t.trim().is_empty());
+                        Some((Ok((n + 1, l)), (lines, n + 1, false, blank)))
                     }
                     Ok(None) => {
-                        at_end.input_ended(n == 0);
+                        at_end.input_ended(blank);
                         None
                     }
-                    Err(e) => Some((Err((n + 1, e)), (lines, n + 1, true))),
+                    Err(e) => Some((Err((n + 1, e)), (lines, n + 1, true, false))),
                 }
             }
         },

@@ -199,7 +199,7 @@ impl Progress {
         self.input_done.store(true, Ordering::Relaxed);
     }
 
-    /// Whether the input ended without a single line (a comment or a blank line counts).
+    /// Whether the input ended without a single line but blank ones (a comment counts).
     /// The batch then succeeds with nothing to do, which is most often a sign that what
     /// fed it failed (`jq` on a missing file, in a shell without `pipefail`).
     pub fn input_was_empty(&self) -> bool {
