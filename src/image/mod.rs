@@ -265,6 +265,10 @@ struct RawManifest {
     /// An artifact manifest's; read only for one, so that no other kind of manifest is
     /// refused for a field of that name it has no business with.
     blobs: Option<serde_json::Value>,
+    /// Docker schema 1's list of layers: read only to name schema 1 a body in its shape
+    /// that leaves out its `schemaVersion`.
+    #[serde(rename = "fsLayers")]
+    fs_layers: Option<serde::de::IgnoredAny>,
 }
 
 /// An index entry dist cannot fetch: a digest in an algorithm dist does not verify
@@ -380,7 +384,13 @@ impl Manifest {
                 )),
                 None => bad("not a manifest".into()).with_cause(e),
             })?;
-        if raw.schema_version == Some(1) {
+        // Schema 1's shape without its version (no schema 2 field to say otherwise) is
+        // schema 1 too, not a manifest of no known kind.
+        let schema1_shaped = raw.schema_version.is_none()
+            && raw.fs_layers.is_some()
+            && raw.config.is_none()
+            && raw.manifests.is_none();
+        if raw.schema_version == Some(1) || schema1_shaped {
             return Err(bad("Docker schema 1 manifests are not supported".into()));
         }
         let declared = declared
@@ -813,5 +823,22 @@ mod tests {
         assert!(Manifest::parse(None, b"not json").is_err());
         let index_without_list = format!(r#"{{"mediaType":"{}"}}"#, media::OCI_INDEX);
         assert!(Manifest::parse(None, index_without_list.as_bytes()).is_err());
+    }
+
+    /// A body in schema 1's shape that leaves out `schemaVersion` is refused as schema 1,
+    /// as one that has it is: it read "neither an index nor an image manifest", leaving a
+    /// user to wonder what it was.
+    #[test]
+    fn schema_1_shape_without_its_version_is_named_schema_1() {
+        let body = br#"{"name":"library/busybox","tag":"latest","architecture":"amd64","fsLayers":[{"blobSum":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}],"history":[{"v1Compatibility":"{}"}]}"#;
+        for declared in [None, Some(media::OCI_MANIFEST)] {
+            let e = Manifest::parse(declared, body).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
+            let said = e.to_string();
+            assert!(said.contains("Docker schema 1"), "{declared:?}: {said}");
+        }
+        // A schema 2 manifest that happens to carry a field of that name is still read.
+        let image = br#"{"schemaVersion":2,"fsLayers":[],"config":{"mediaType":"a/b","digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","size":0},"layers":[]}"#;
+        assert!(Manifest::parse(None, image).is_ok());
     }
 }
