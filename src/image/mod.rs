@@ -384,13 +384,12 @@ impl Manifest {
                 )),
                 None => bad("not a manifest".into()).with_cause(e),
             })?;
-        // Schema 1's shape without its version (no schema 2 field to say otherwise) is
-        // schema 1 too, not a manifest of no known kind.
-        let schema1_shaped = raw.schema_version.is_none()
-            && raw.fs_layers.is_some()
-            && raw.config.is_none()
-            && raw.manifests.is_none();
-        if raw.schema_version == Some(1) || schema1_shaped {
+        let fields = (
+            raw.fs_layers.is_some(),
+            raw.config.is_some(),
+            raw.manifests.is_some(),
+        );
+        if schema1_shaped(raw.schema_version, fields) {
             return Err(bad("Docker schema 1 manifests are not supported".into()));
         }
         let declared = declared
@@ -483,18 +482,42 @@ pub(crate) fn is_signed_schema1(bytes: &[u8]) -> bool {
     schema1(bytes) == Some(true)
 }
 
-/// Whether `bytes` are a Docker schema 1 manifest, signed (`Some(true)`) or not.
+/// Whether `bytes` are a Docker schema 1 manifest, signed (`Some(true)`) or not: by its
+/// `schemaVersion`, or by its shape when it leaves that out ([`schema1_shaped`]).
 pub(crate) fn schema1(bytes: &[u8]) -> Option<bool> {
+    use serde::de::IgnoredAny;
     #[derive(Deserialize)]
     struct Schema1 {
         #[serde(rename = "schemaVersion")]
         schema_version: Option<u64>,
-        signatures: Option<serde::de::IgnoredAny>,
+        signatures: Option<IgnoredAny>,
+        #[serde(rename = "fsLayers")]
+        fs_layers: Option<IgnoredAny>,
+        config: Option<IgnoredAny>,
+        manifests: Option<IgnoredAny>,
     }
     serde_json::from_slice::<Schema1>(bytes)
         .ok()
-        .filter(|m| m.schema_version == Some(1))
+        .filter(|m| {
+            let fields = (
+                m.fs_layers.is_some(),
+                m.config.is_some(),
+                m.manifests.is_some(),
+            );
+            schema1_shaped(m.schema_version, fields)
+        })
         .map(|m| m.signatures.is_some())
+}
+
+/// Whether a manifest of `schemaVersion` `version` with `(fsLayers, config, manifests)`
+/// is Docker schema 1: its version says so, or, left out, schema 1's `fsLayers` with no
+/// field of schema 2's. Without it, such a body was "neither an index nor an image
+/// manifest", and an index's entry so stopped every platform's pull.
+fn schema1_shaped(
+    version: Option<u64>,
+    (fs_layers, config, manifests): (bool, bool, bool),
+) -> bool {
+    version == Some(1) || (version.is_none() && fs_layers && !config && !manifests)
 }
 
 /// Reads a download to its end, verified, refusing more than `limit` bytes: at once when
