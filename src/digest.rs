@@ -92,6 +92,12 @@ impl Digest {
 /// worker's input line's (`str::trim`, Unicode's): a no-break space pasted from a web page
 /// parts a line's words, and an object given on the command line is judged as its line.
 fn around_white_space(s: &str) -> Option<(&str, &'static str)> {
+    // Asked of every digest, object and descriptor type parsed: edges that are printable
+    // ASCII, as every valid one's are, hold no white space, Unicode's included.
+    let printable = |b: Option<&u8>| b.is_some_and(u8::is_ascii_graphic);
+    if printable(s.as_bytes().first()) && printable(s.as_bytes().last()) {
+        return None;
+    }
     let trimmed = s.trim();
     if trimmed == s || trimmed.is_empty() {
         return None;
@@ -295,6 +301,29 @@ fn text(algorithm: Algorithm, bytes: &[u8]) -> String {
 pub(crate) mod tests {
     use super::*;
     use std::cell::Cell;
+
+    /// White space around a digest is told whatever it is, a no-break space (two bytes of
+    /// UTF-8, neither ASCII) or a `\r` at either end, past the check for printable edges
+    /// that spares every valid digest the search.
+    #[test]
+    fn white_space_around_a_digest_is_told_at_either_end() {
+        let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        for written in [
+            format!("\u{a0}{d}"),
+            format!("{d}\u{a0}"),
+            format!("{d}\r"),
+            format!("\t{d}"),
+        ] {
+            let e = written.parse::<Digest>().unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("without it, it is {d}")),
+                "{written:?}: {e}"
+            );
+        }
+        assert_eq!(around_white_space(d), None);
+        assert_eq!(around_white_space(""), None);
+        assert_eq!(around_white_space("a b"), None);
+    }
 
     thread_local! {
         /// How often this thread parsed a digest: a worker's line that is none must not

@@ -401,17 +401,18 @@ impl Error {
     }
 
     /// A spawned task of `what` ("fetch", "part") that did not end as it should: a panic,
-    /// a local fault said so ([`Io`](ErrorKind::Io)), or cancelled at the runtime's
-    /// shutdown ([`Interrupted`](ErrorKind::Interrupted)), the panic's message under the
-    /// cause. A part's panic read as interrupted, as if a signal had stopped it, and
-    /// otherwise than a fetch's.
+    /// a local fault that "ended abnormally" ([`Io`](ErrorKind::Io)), the panic's message
+    /// under the cause; or cancelled at the runtime's shutdown, which says so
+    /// ([`Interrupted`](ErrorKind::Interrupted)): worded as a panic, it sent a user looking
+    /// for a bug where dist had been stopped.
     pub(crate) fn task_ended(what: &str, e: tokio::task::JoinError) -> Error {
-        let kind = if e.is_cancelled() {
-            ErrorKind::Interrupted
-        } else {
-            ErrorKind::Io
-        };
-        Error::new(kind, format!("{what} task ended abnormally")).with_cause(e)
+        if e.is_cancelled() {
+            return Error::new(
+                ErrorKind::Interrupted,
+                format!("{what} task was cancelled: dist was shutting down"),
+            );
+        }
+        Error::new(ErrorKind::Io, format!("{what} task ended abnormally")).with_cause(e)
     }
 
     /// The same failure, for another task that waited on the request that met it, or for
@@ -670,6 +671,17 @@ mod tests {
         pending.abort();
         let cancelled = Error::task_ended("part", pending.await.unwrap_err());
         assert_eq!(cancelled.kind(), ErrorKind::Interrupted, "{cancelled}");
+    }
+
+    /// A task cancelled at the runtime's shutdown says so: it read "ended abnormally", the
+    /// words of a panic, so a user looked for a bug where dist had been stopped.
+    #[tokio::test]
+    async fn a_cancelled_task_says_it_was_cancelled() {
+        let pending = tokio::spawn(std::future::pending::<()>());
+        pending.abort();
+        let said = Error::task_ended("fetch", pending.await.unwrap_err()).to_string();
+        assert!(said.contains("fetch task was cancelled"), "{said}");
+        assert!(!said.contains("abnormally"), "{said}");
     }
 
     #[test]

@@ -328,7 +328,9 @@ impl Adaptive {
         self.source.take_word(self.source.host, confirmed);
         let s = &self.source;
         tracing::debug!(url = %s.url, offset = self.offset, "a part was answered without its range; one stream for the rest");
-        let rest = Resumable::from_offset(s, self.offset).await;
+        let host = s.host;
+        let by = move || confirmed.by(host).then_some(host);
+        let rest = Resumable::from_offset(s, self.offset, &by).await;
         let rest = match rest {
             Ok(rest) => rest,
             Err(e) => return self.hand_over(s.host, e, confirmed).await,
@@ -348,7 +350,9 @@ impl Adaptive {
     /// held to.
     async fn hand_over(&mut self, host: usize, e: Error, confirmed: &Confirmed) -> Result<()> {
         self.source.take_word(host, confirmed);
-        let (rest, ranges) = Resumable::after_failure(&self.source, host, self.offset, e).await?;
+        let by = move || confirmed.by(host).then_some(host);
+        let failed = (host, &by as &crate::registry::ConfirmedBy<'_>);
+        let (rest, ranges) = Resumable::after_failure(&self.source, failed, self.offset, e).await?;
         self.first = Some(rest);
         self.phase = Phase::Single; // drops the parts under way
         if ranges {

@@ -1367,6 +1367,73 @@ async fn a_416_to_the_one_stream_after_a_part_s_206_confirmed_the_size_given() {
     assert!(e.contains(one_stream) && e.contains(said), "{e}");
 }
 
+/// As above, but the part's `206` that confirms the size given comes while the one stream
+/// the rest goes back to is asked for: the stream's `416` is judged when it comes, against
+/// the size the registry has confirmed by then. It was judged against the word as it was
+/// before the request, the size as given alone, and the blob failed with the bare status,
+/// which the worker does not fetch once more.
+///
+/// Gates order it: the first part (answered with the whole blob) is held until the part
+/// after it was asked for; that part's `206` is held until the one stream was asked for,
+/// then breaks after its head, and the part's next request says its head was read; only
+/// then is the one stream answered with a `416`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_416_to_the_one_stream_while_a_part_s_206_confirmed_the_size_given() {
+    use support::fake::Gate;
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(107, 3 << 20));
+    reg.set_fault_for_every(&digest, Fault::Status(416));
+    let (chunk, delay) = (16 << 10, Duration::from_millis(10));
+    reg.push_fault(&digest, Fault::SlowChunked { chunk, delay });
+    let (first_part, second_part, one_stream) = (Gate::default(), Gate::default(), Gate::default());
+    let ignored = Fault::HeldHead(first_part.clone(), Box::new(Fault::IgnoreRange));
+    reg.push_fault(&digest, ignored);
+    let breaks = Fault::HeldHead(second_part.clone(), Box::new(Fault::DropAfter(1000)));
+    reg.push_fault(&digest, breaks);
+    let refused = Fault::HeldHead(one_stream.clone(), Box::new(Fault::Status(416)));
+    reg.push_fault(&digest, refused);
+    let mut ranges = small_ranges();
+    ranges.streams = 2;
+    let remote = two_retries(&reg.host(), ranges);
+    let reading = {
+        let digest = digest.clone();
+        tokio::spawn(async move { error_given_size(&remote, &digest, 3 << 20).await })
+    };
+    let asked = |end: &str| {
+        range_requests(&reg)
+            .iter()
+            .filter(|r| r.ends_with(end))
+            .count()
+    };
+    let wait = |what: &str, mut done: Box<dyn FnMut() -> bool + '_>| {
+        tokio::task::block_in_place(|| support::wait::until(what, &mut *done))
+    };
+    let second = format!("-{}", (1 << 20) - 1);
+    wait(
+        "the second part asked for",
+        Box::new(|| asked(&second) >= 1),
+    );
+    first_part.open();
+    let rest = format!("bytes={}-", 512 << 10);
+    wait(
+        "the one stream asked for",
+        Box::new(|| range_requests(&reg).contains(&rest)),
+    );
+    second_part.open();
+    wait(
+        "the second part asked for again",
+        Box::new(|| asked(&second) >= 2),
+    );
+    one_stream.open();
+    let e = reading.await.unwrap();
+    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
+    let said = format!(
+        "{rest}, got a 416 (the content ends at byte {}), where the server declared 3145728 bytes",
+        512 << 10
+    );
+    assert!(e.to_string().contains(&said), "{e}");
+}
+
 /// A mirror that declared no size (its first answer chunked) confirms the size given alone
 /// in its `206` to the first part; the parts after it fail, and the registry the rest is
 /// handed over to answers it with a `416`: the two contradict each other, said as the
@@ -1385,6 +1452,78 @@ async fn a_416_to_the_rest_a_mirror_s_parts_handed_over_after_a_part_confirmed_t
     ranges.streams = 2;
     let remote = mirrored(&reg, &mirror, 2).with_ranges(ranges);
     let e = error_given_size(&remote, &digest, 3 << 20).await;
+    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
+    let said = format!(
+        "where the mirror {} declared {} bytes",
+        mirror.host(),
+        3 << 20
+    );
+    assert!(e.to_string().contains(&said), "{e}");
+}
+
+/// A mirror that declared no size (its first answer chunked) has its first part refused
+/// (its `Docker-Content-Digest` names other content), and the rest is handed over to the
+/// registry; the mirror's `206` to the part after it confirms the size given alone while
+/// the registry is asked for the rest, which it answers with a `416`: the two contradict
+/// each other, said as the mirror's word. The hand-over judged the `416` against the word
+/// as it was before its request, the size as given alone, took it for the content's end,
+/// and the blob failed as content that ended short of the size given, which may be wrong.
+///
+/// Gates order it: the first part is held until the part after it was asked for; that
+/// part's `206` is held until the registry was asked for the rest, then breaks after its
+/// head, and the part's next request says its head was read; only then does the registry
+/// answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_416_to_the_rest_handed_over_while_a_mirror_s_part_confirmed_the_size() {
+    use support::fake::Gate;
+    let (reg, mirror, _, digest) = on_both(108);
+    mirror.set_fault_for_every(&digest, Fault::Status(500));
+    let (chunk, delay) = (16 << 10, Duration::from_millis(10));
+    mirror.push_fault(&digest, Fault::SlowChunked { chunk, delay });
+    let (first_part, second_part, handed_over) =
+        (Gate::default(), Gate::default(), Gate::default());
+    let other = format!("sha256:{}", "ab".repeat(32));
+    let refused = Fault::Header("docker-content-digest", other);
+    mirror.push_fault(
+        &digest,
+        Fault::HeldHead(first_part.clone(), Box::new(refused)),
+    );
+    let breaks = Fault::HeldHead(second_part.clone(), Box::new(Fault::DropAfter(1000)));
+    mirror.push_fault(&digest, breaks);
+    let short = Fault::HeldHead(handed_over.clone(), Box::new(Fault::Status(416)));
+    reg.push_fault(&digest, short);
+    let mut ranges = small_ranges();
+    ranges.streams = 2;
+    let remote = mirrored(&reg, &mirror, 2).with_ranges(ranges);
+    let reading = {
+        let digest = digest.clone();
+        tokio::spawn(async move { error_given_size(&remote, &digest, 3 << 20).await })
+    };
+    let asked = |end: &str| {
+        let asked = range_requests(&mirror);
+        asked.iter().filter(|r| r.ends_with(end)).count()
+    };
+    let wait = |what: &str, mut done: Box<dyn FnMut() -> bool + '_>| {
+        tokio::task::block_in_place(|| support::wait::until(what, &mut *done))
+    };
+    let second = format!("-{}", (1 << 20) - 1);
+    wait(
+        "the second part asked for",
+        Box::new(|| asked(&second) >= 1),
+    );
+    first_part.open();
+    let rest = format!("bytes={}-", 512 << 10);
+    wait(
+        "the rest handed over",
+        Box::new(|| range_requests(&reg).contains(&rest)),
+    );
+    second_part.open();
+    wait(
+        "the second part asked for again",
+        Box::new(|| asked(&second) >= 2),
+    );
+    handed_over.open();
+    let e = reading.await.unwrap();
     assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
     let said = format!(
         "where the mirror {} declared {} bytes",

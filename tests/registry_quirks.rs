@@ -5,7 +5,9 @@ mod support;
 
 use std::time::Duration;
 
-use support::cli::{bytes, Dist};
+use std::io::Write;
+
+use support::cli::{bytes, hex, Dist};
 use support::fake::{Auth, FakeRegistry, Fault};
 
 fn repo(reg: &FakeRegistry) -> String {
@@ -372,4 +374,48 @@ fn a_resume_whose_answer_has_no_digest_header_carries_on() {
         .map(|r| r.range.clone())
         .collect();
     assert_eq!(ranged, vec![None, Some("bytes=100000-".to_string())]);
+}
+
+/// A token request that fails mid-batch fails every object waiting on it, and each
+/// object's printed line says why (the token server's dropped connection), not only that
+/// the request failed: the objects after the first get its failure said again (shared).
+#[test]
+fn every_object_waiting_on_a_failed_token_request_says_why() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(300)))
+        .start();
+    let digests: Vec<String> = (0..4)
+        .map(|seed| reg.blob("team/app", bytes(seed, 1000)))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().to_str().unwrap();
+    let mut child =
+        Dist::new().start(&["--retries", "1", "fetch", &repo(&reg), "-", "-o", out_dir]);
+    let mut input = child.stdin.take().unwrap();
+    writeln!(input, "{}", digests[0]).unwrap();
+    let first = dir.path().join("blobs/sha256").join(hex(&digests[0]));
+    support::wait::until("the first blob stored", || first.exists());
+    // The token dist holds is refused from now on, and the token server drops every
+    // request for a new one unanswered.
+    reg.invalidate_tokens();
+    reg.set_fault_for_every("/token", Fault::CloseUnanswered);
+    for digest in &digests[1..] {
+        writeln!(input, "{digest}").unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(reg.token_requests() >= 2, "{err}");
+    for digest in &digests[1..] {
+        let lines: Vec<&str> = err
+            .lines()
+            .filter(|l| l.contains(digest.as_str()))
+            .collect();
+        assert!(!lines.is_empty(), "{digest}: {err}");
+        for line in lines {
+            assert!(line.contains("token"), "{line}\n{err}");
+            assert!(line.contains("closed"), "{line}\n{err}");
+        }
+    }
 }

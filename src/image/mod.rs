@@ -265,6 +265,10 @@ struct RawManifest {
     /// An artifact manifest's; read only for one, so that no other kind of manifest is
     /// refused for a field of that name it has no business with.
     blobs: Option<serde_json::Value>,
+    /// Docker schema 1's list of layers: read only to name schema 1 a body in its shape
+    /// that leaves out its `schemaVersion`.
+    #[serde(rename = "fsLayers")]
+    fs_layers: Option<serde::de::IgnoredAny>,
 }
 
 /// An index entry dist cannot fetch: a digest in an algorithm dist does not verify
@@ -380,7 +384,12 @@ impl Manifest {
                 )),
                 None => bad("not a manifest".into()).with_cause(e),
             })?;
-        if raw.schema_version == Some(1) {
+        let fields = (
+            raw.fs_layers.is_some(),
+            raw.config.is_some(),
+            raw.manifests.is_some(),
+        );
+        if schema1_shaped(raw.schema_version, fields) {
             return Err(bad("Docker schema 1 manifests are not supported".into()));
         }
         let declared = declared
@@ -473,18 +482,42 @@ pub(crate) fn is_signed_schema1(bytes: &[u8]) -> bool {
     schema1(bytes) == Some(true)
 }
 
-/// Whether `bytes` are a Docker schema 1 manifest, signed (`Some(true)`) or not.
+/// Whether `bytes` are a Docker schema 1 manifest, signed (`Some(true)`) or not: by its
+/// `schemaVersion`, or by its shape when it leaves that out ([`schema1_shaped`]).
 pub(crate) fn schema1(bytes: &[u8]) -> Option<bool> {
+    use serde::de::IgnoredAny;
     #[derive(Deserialize)]
     struct Schema1 {
         #[serde(rename = "schemaVersion")]
         schema_version: Option<u64>,
-        signatures: Option<serde::de::IgnoredAny>,
+        signatures: Option<IgnoredAny>,
+        #[serde(rename = "fsLayers")]
+        fs_layers: Option<IgnoredAny>,
+        config: Option<IgnoredAny>,
+        manifests: Option<IgnoredAny>,
     }
     serde_json::from_slice::<Schema1>(bytes)
         .ok()
-        .filter(|m| m.schema_version == Some(1))
+        .filter(|m| {
+            let fields = (
+                m.fs_layers.is_some(),
+                m.config.is_some(),
+                m.manifests.is_some(),
+            );
+            schema1_shaped(m.schema_version, fields)
+        })
         .map(|m| m.signatures.is_some())
+}
+
+/// Whether a manifest of `schemaVersion` `version` with `(fsLayers, config, manifests)`
+/// is Docker schema 1: its version says so, or, left out, schema 1's `fsLayers` with no
+/// field of schema 2's. Without it, such a body was "neither an index nor an image
+/// manifest", and an index's entry so stopped every platform's pull.
+fn schema1_shaped(
+    version: Option<u64>,
+    (fs_layers, config, manifests): (bool, bool, bool),
+) -> bool {
+    version == Some(1) || (version.is_none() && fs_layers && !config && !manifests)
 }
 
 /// Reads a download to its end, verified, refusing more than `limit` bytes: at once when
@@ -813,5 +846,22 @@ mod tests {
         assert!(Manifest::parse(None, b"not json").is_err());
         let index_without_list = format!(r#"{{"mediaType":"{}"}}"#, media::OCI_INDEX);
         assert!(Manifest::parse(None, index_without_list.as_bytes()).is_err());
+    }
+
+    /// A body in schema 1's shape that leaves out `schemaVersion` is refused as schema 1,
+    /// as one that has it is: it read "neither an index nor an image manifest", leaving a
+    /// user to wonder what it was.
+    #[test]
+    fn schema_1_shape_without_its_version_is_named_schema_1() {
+        let body = br#"{"name":"library/busybox","tag":"latest","architecture":"amd64","fsLayers":[{"blobSum":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}],"history":[{"v1Compatibility":"{}"}]}"#;
+        for declared in [None, Some(media::OCI_MANIFEST)] {
+            let e = Manifest::parse(declared, body).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
+            let said = e.to_string();
+            assert!(said.contains("Docker schema 1"), "{declared:?}: {said}");
+        }
+        // A schema 2 manifest that happens to carry a field of that name is still read.
+        let image = br#"{"schemaVersion":2,"fsLayers":[],"config":{"mediaType":"a/b","digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","size":0},"layers":[]}"#;
+        assert!(Manifest::parse(None, image).is_ok());
     }
 }

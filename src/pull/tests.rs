@@ -888,10 +888,23 @@ fn choose_prefers_an_entry_dist_can_fetch_only_as_good_a_fit() {
 /// storing nothing, with an error that named no platform.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unsigned_schema1_entry_fails_as_that_entry() {
+    let schema1 = br#"{"schemaVersion":1,"name":"team/app","tag":"v1","architecture":"arm64","fsLayers":[],"history":[]}"#;
+    unsigned_schema1_entry_fails_as_that_entry(schema1).await;
+}
+
+/// As above, for one in schema 1's shape that leaves out its `schemaVersion`: it stopped
+/// every platform's pull as a malformed manifest would, storing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema1_shaped_entry_without_its_version_fails_as_that_entry() {
+    let schema1 =
+        br#"{"name":"team/app","tag":"v1","architecture":"arm64","fsLayers":[],"history":[]}"#;
+    unsigned_schema1_entry_fails_as_that_entry(schema1).await;
+}
+
+async fn unsigned_schema1_entry_fails_as_that_entry(schema1: &[u8]) {
     let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let root = src.path();
     let amd64 = serde_json::to_value(image(root, "amd64", None)).unwrap();
-    let schema1 = br#"{"schemaVersion":1,"name":"team/app","tag":"v1","architecture":"arm64","fsLayers":[],"history":[]}"#;
     let s1 = put(
         root,
         "application/vnd.docker.distribution.manifest.v1+json",

@@ -432,6 +432,7 @@ impl Resumable {
             sized_by: self.sized_by,
             as_sent: self.as_sent,
             check_as_sent: None,
+            confirmed_by: None,
         }
     }
 
@@ -557,17 +558,22 @@ impl Resumable {
     /// The content from byte `offset` on, from the `source`'s host and URL, resumable like a
     /// first response: what a split download goes back to when the server does not answer
     /// ranges after all. A `416` short of the size declared is the server contradicting
-    /// itself, as [`Rest::refused`] says.
+    /// itself, as [`Rest::refused`] says; a size given alone is declared by the host
+    /// `confirmed_by` names as the answer comes, a part's answer having confirmed it.
     pub(crate) async fn from_offset(
         source: &crate::ranged::Source,
         offset: u64,
+        confirmed_by: &ConfirmedBy<'_>,
     ) -> Result<crate::fetch::ByteStream> {
         let (remote, host, headers) = (&source.remote, source.host, &source.headers);
         let address = source.address.as_ref();
         let mut spent = 0;
         let budget = resume_budget(remote, host, address);
         let retries = (&mut spent, budget);
-        let rest = Rest::at(source, offset);
+        let rest = Rest {
+            confirmed_by: Some(confirmed_by),
+            ..Rest::at(source, offset)
+        };
         let answer = match open_at(remote, host, &source.url, headers, rest, true, retries).await {
             Ok(answer) => answer,
             // Short of the size declared: the contradiction a `416` to a single stream's
@@ -586,7 +592,7 @@ impl Resumable {
             spent,
             earlier: Vec::new(),
         };
-        Ok(Resumable::opened(source, opened, offset).into_stream())
+        Ok(Resumable::opened(source, opened, rest.now()).into_stream())
     }
 
     /// The content from byte `offset` on, from the host after the mirror `host`, whose
@@ -596,24 +602,22 @@ impl Resumable {
     ///
     /// The `source`'s `serving` is told the host that took the rest over, now and at any
     /// later hand-over; `true` beside the stream when that host answered with a plain
-    /// range over HTTP/1, whose rest may be split into parts again.
+    /// range over HTTP/1, whose rest may be split into parts again. A size given alone is
+    /// declared by the host `confirmed_by` names as the answer comes, a part's answer
+    /// having confirmed it.
     pub(crate) async fn after_failure(
         source: &crate::ranged::Source,
-        host: usize,
+        (host, confirmed_by): (usize, &ConfirmedBy<'_>),
         offset: u64,
         e: Error,
     ) -> Result<(crate::fetch::ByteStream, bool)> {
         let (remote, headers, address) = (&source.remote, &source.headers, &source.address);
-        let next = open_on_next_host(
-            remote,
-            host,
-            address.as_ref(),
-            headers,
-            Rest::at(source, offset),
-            e,
-            Vec::new(),
-        )
-        .await?;
+        let rest = Rest {
+            confirmed_by: Some(confirmed_by),
+            ..Rest::at(source, offset)
+        };
+        let next =
+            open_on_next_host(remote, host, address.as_ref(), headers, rest, e, Vec::new()).await?;
         let Some(next) = next else {
             return Ok((futures::stream::empty().boxed(), false));
         };
@@ -621,17 +625,19 @@ impl Resumable {
         let ranges =
             answer.skip == 0 && !answer.body.is_decoded() && answer.version < http::Version::HTTP_2;
         let serving = &source.serving;
-        let mut rest = Resumable::opened(source, next, offset);
+        let mut rest = Resumable::opened(source, next, rest.now());
         *serving.lock().expect("serving host poisoned") = rest.served();
         rest.serving = Some(serving.clone());
         Ok((rest.into_stream(), ranges))
     }
 
-    /// The `source`'s content `opened` from byte `offset` on, with no break yet. Carried on
-    /// with its answer as a resume's is: a size it declares too is its host's word from
-    /// then on, which a later `416` short of it contradicts (said as the word of the host
-    /// the rest was handed over from alone, as if this one had confirmed nothing).
-    fn opened(source: &crate::ranged::Source, opened: Opened, offset: u64) -> Resumable {
+    /// The `source`'s content `opened` from the `rest`'s offset on, with no break yet, its
+    /// word of the size the rest's as its answer was judged. Carried on with its answer as
+    /// a resume's is: a size it declares too is its host's word from then on, which a
+    /// later `416` short of it contradicts (said as the word of the host the rest was
+    /// handed over from alone, as if this one had confirmed nothing).
+    fn opened(source: &crate::ranged::Source, opened: Opened, rest: Rest<'_>) -> Resumable {
+        let offset = rest.offset;
         let mut rest = Resumable {
             remote: source.remote.clone(),
             host: opened.host,
@@ -646,8 +652,8 @@ impl Resumable {
             offset,
             size: Some(source.total),
             size_learned: false,
-            size_given: source.total_given,
-            sized_by: source.sized_by,
+            size_given: rest.given,
+            sized_by: rest.sized_by,
             skip: 0,
             resent_whole_at: None,
             open_range: None,
@@ -938,9 +944,10 @@ async fn open_at(
                 .get(http::header::RANGE)
                 .and_then(|v| v.to_str().ok());
             let asked = asked.unwrap_or("the whole content");
+            let given = rest.now().given;
             match status {
-                StatusCode::PARTIAL_CONTENT => other_total(asked, rest.size, rest.given, who, h),
-                _ => other_length(asked, rest.size, rest.given, who, h),
+                StatusCode::PARTIAL_CONTENT => other_total(asked, rest.size, given, who, h),
+                _ => other_length(asked, rest.size, given, who, h),
             }
             .map_err(|e| e.with_url(url))?;
         }
@@ -1007,9 +1014,31 @@ struct Rest<'a> {
     /// What a decoded answer's bytes as sent are checked against
     /// ([`Resumable::check_as_sent`]).
     check_as_sent: Option<&'a coding::AsSentCheck>,
+    /// For a split download's rest: the host whose answer to a part has confirmed a size
+    /// given alone by now, read when an answer is judged ([`Rest::now`]).
+    confirmed_by: Option<&'a ConfirmedBy<'a>>,
 }
 
+/// Which host's answer to a split download's part has confirmed its size by now, if any:
+/// a part under way while the rest is asked for elsewhere may confirm it meanwhile.
+pub(crate) type ConfirmedBy<'a> = dyn Fn() -> Option<usize> + Send + Sync + 'a;
+
 impl Rest<'_> {
+    /// This rest as its answer is judged: a size given alone that an answer to a part
+    /// confirmed while the answer was awaited is that host's word. Taken before the
+    /// request, the word missed it, and a `416` short of the size failed as the bare
+    /// status (or ended the content short of the size given, blamed on it).
+    fn now(self) -> Self {
+        match self.confirmed_by.and_then(|by| by()) {
+            Some(host) if self.given => Rest {
+                given: false,
+                sized_by: Some(host),
+                ..self
+            },
+            _ => self,
+        }
+    }
+
     /// The rest of a split download's content from `offset` on.
     fn at(source: &crate::ranged::Source, offset: u64) -> Rest<'_> {
         Rest {
@@ -1020,6 +1049,7 @@ impl Rest<'_> {
             sized_by: source.sized_by,
             as_sent: false,
             check_as_sent: None,
+            confirmed_by: None,
         }
     }
 
@@ -1041,10 +1071,11 @@ impl Rest<'_> {
         host: usize,
         end: Option<u64>,
     ) -> Option<Error> {
-        let size = self
+        let rest = self.now();
+        let size = rest
             .size
-            .filter(|&size| !self.given && self.offset < size)?;
-        let who = match self.sized_by {
+            .filter(|&size| !rest.given && rest.offset < size)?;
+        let who = match rest.sized_by {
             Some(by) if by != host => remote.host(by).who(),
             _ => "server".to_string(),
         };

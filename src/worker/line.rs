@@ -164,15 +164,14 @@ fn parse_descriptor(line: &str) -> Result<Job> {
     if let Some(t) = d.media_type.filter(|t| !t.is_empty()) {
         // Checked as a `mediatype:` hint is, and for the space a word cannot hold: it is
         // sent as `Accept` and written into the report and frame headers as it is.
-        // One that kept the `\r` of a `Content-Type` line says so, as a hint does.
-        if let Some(why) = crate::digest::refused_for_white_space(&t, crate::media::well_formed) {
-            return Err(Error::invalid(format!(
-                "invalid descriptor media type {t:?}: {why}"
-            )));
-        }
+        // One that kept the `\r` of a `Content-Type` line says so, as a hint does; only a
+        // refused one is looked at for why, every valid line's type was checked twice.
         if t.trim() != t || !crate::media::well_formed(&t) {
+            let why = crate::digest::refused_for_white_space(&t, crate::media::well_formed)
+                .map(|why| format!(": {why}"))
+                .unwrap_or_default();
             return Err(Error::invalid(format!(
-                "invalid descriptor media type {t:?}"
+                "invalid descriptor media type {t:?}{why}"
             )));
         }
         // A descriptor's type for a manifest is a preference, not a demand: an index entry
@@ -323,6 +322,10 @@ mod tests {
             assert!(e.contains(said), "{e}");
             assert!(e.contains(&format!("without it, it is {t}")), "{e}");
         }
+        // One no better without its white space says no more than that it is invalid.
+        let line = format!(r#"{{"digest":"{D}","mediaType":" nonsense "}}"#);
+        let e = parse_line(&line).unwrap().unwrap_err().to_string();
+        assert_eq!(e, r#"invalid descriptor media type " nonsense ""#);
     }
 
     /// A `size` that is no int64 byte count is named as that, the value shown: it was
