@@ -223,9 +223,14 @@ fn connections_within_file_limit(global: &Global, jobs: usize) -> (usize, usize)
     let fit = streams.min((left + 1).saturating_sub(jobs)).max(1);
     static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if fit < streams && !global.quiet && !WARNED.swap(true, Ordering::Relaxed) {
+        // One stream is no split: "splitting a blob into 1" read as a split still made.
+        let cut = match fit {
+            1 => "not splitting blobs".to_owned(),
+            _ => format!("splitting a blob into {fit} at most"),
+        };
         say!(
             "dist: warning: --range-streams {streams} needs up to {} connections and the \
-             limit on open files is {limit} (ulimit -n): splitting a blob into {fit} at most",
+             limit on open files is {limit} (ulimit -n): {cut}",
             jobs + streams - 1
         );
     }
