@@ -388,7 +388,8 @@ fn range_streams_fit_a_low_open_file_limit() {
 
 /// Under `ulimit -n 17` the limit leaves one connection beside the job's file: a blob is
 /// not split at all, and the warning says so, where it said "splitting a blob into 1 at
-/// most".
+/// most". The one job asked for runs, and nothing says it was cut: a warning said "-j 1
+/// needs up to 38 open files … fetching 1 at a time".
 #[test]
 fn range_streams_cut_to_one_say_blobs_are_not_split() {
     let reg = FakeRegistry::start();
@@ -415,6 +416,7 @@ fn range_streams_cut_to_one_say_blobs_are_not_split() {
         ),
         "{stderr}"
     );
+    assert!(!stderr.contains("-j 1 needs"), "{stderr}");
 }
 
 /// Fetches 50 blobs, each redirected to a store of its own, under `ulimit -n 64`; with

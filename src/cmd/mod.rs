@@ -193,7 +193,9 @@ pub fn jobs_within_file_limit(global: &Global, jobs: usize) -> usize {
     }
     let fit = limit.saturating_sub(RESERVED_FILES + ranges) / 2;
     let fit = usize::try_from(fit).unwrap_or(usize::MAX).clamp(1, jobs);
-    if !global.quiet {
+    // Jobs not cut (one asked for, or what the range streams need is what does not
+    // fit, which their own warning says) are nothing to warn of.
+    if fit < jobs && !global.quiet {
         say!(
             "dist: warning: -j {jobs} needs up to {} open files and the limit is {limit} \
              (ulimit -n): fetching {fit} at a time",
