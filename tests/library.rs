@@ -800,13 +800,22 @@ async fn a_job_built_by_a_caller_runs_as_a_line_does() {
     assert!(e.to_string().contains("https://far.example/layer"), "{e}");
 }
 
-/// Many small blobs from two hosts at once through a transport capped at 4 connections in
-/// all and 4 per host, 8 fetches at a time. hyper-util starts a connection for a request
-/// that has to wait, and lets it go on in the background when an idle one comes back
-/// first: at the cap in all, that connection closed an idle one of the other host to make
-/// room, which the other host's next request then opened again. More connections were
-/// opened than requests sent (329 and 174 for 200, and two runs in three stalled for
-/// minutes); now 57 to 147.
+/// Many small blobs from one host and then from another through a transport capped at 4
+/// connections in all and 4 per host, 8 fetches at a time. hyper-util starts a connection
+/// for a request that has to wait, and lets it go on in the background when an idle one
+/// comes back first. Each such connection waited for one of the first host's permits,
+/// which its connections never gave back while the first host had the transport to
+/// itself; once the second host's requests closed them to make room, the permits went to
+/// those waiting connections, which opened connections to the first host nobody used
+/// and had the second host's closed for them. Interleaved, 329 and 174 connections were
+/// opened for 200 blobs, and two runs in three stalled for minutes; in turn, the first
+/// host got 77 to 100 connections, or the run stalled.
+///
+/// The first host needs its cap and never more: its blobs are fetched while it is alone
+/// (its permits run out before those in all), and none is asked of it afterwards. The
+/// second host's count is not bounded as tightly: a request it sends on a connection
+/// that was just handed to it may find that connection closed to make room (it looked
+/// idle, nothing written yet), and is sent again on a new one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_requests_at_the_cap_in_all_do_not_churn_connections() {
     use futures::StreamExt;
@@ -815,35 +824,32 @@ async fn waiting_requests_at_the_cap_in_all_do_not_churn_connections() {
     opts.max_connections = 4;
     opts.max_connections_per_host = 4;
     let transport = Transport::new(opts).unwrap();
-    let remotes = hosts.each_ref().map(|reg| {
+    for reg in &hosts {
         let repo = format!("{}/team/app", reg.host()).parse().unwrap();
         let retry = RetryPolicy::default();
-        RegistryRemote::new(repo, transport.clone(), CredentialSource::None, retry)
-    });
-    let blobs: Vec<(usize, Object, Vec<u8>)> = (0..200)
-        .map(|i| {
-            let data = bytes(600 + i as u64, 1000);
-            let digest = hosts[i % 2].blob("team/app", &data);
-            (i % 2, digest.parse().unwrap(), data)
-        })
-        .collect();
-    let fetches = futures::stream::iter(blobs.iter().map(|(host, object, data)| {
-        let remote = &remotes[*host];
-        async move {
-            let mut download = remote.fetch(object, &Hints::default()).await.unwrap();
-            let mut got = Vec::new();
-            while let Some(chunk) = download.chunk().await.unwrap() {
-                got.extend_from_slice(&chunk);
+        let remote = RegistryRemote::new(repo, transport.clone(), CredentialSource::None, retry);
+        let blobs: Vec<(Object, Vec<u8>)> = (0..100)
+            .map(|i| {
+                let data = bytes(600 + i, 1000);
+                (reg.blob("team/app", &data).parse().unwrap(), data)
+            })
+            .collect();
+        let fetches = futures::stream::iter(blobs.iter().map(|(object, data)| {
+            let remote = &remote;
+            async move {
+                let mut download = remote.fetch(object, &Hints::default()).await.unwrap();
+                let mut got = Vec::new();
+                while let Some(chunk) = download.chunk().await.unwrap() {
+                    got.extend_from_slice(&chunk);
+                }
+                assert!(got == *data, "{object}");
             }
-            assert!(got == *data, "{object}");
-        }
-    }));
-    fetches.buffer_unordered(8).collect::<Vec<()>>().await;
-    let opened: usize = hosts.iter().map(FakeRegistry::connections).sum();
-    let requests: usize = hosts.iter().map(|h| h.requests().len()).sum();
-    eprintln!("{opened} connections opened for {requests} requests");
+        }));
+        fetches.buffer_unordered(8).collect::<Vec<()>>().await;
+    }
+    let opened = hosts.each_ref().map(FakeRegistry::connections);
     assert!(
-        opened < requests,
-        "{opened} connections for {requests} requests"
+        opened[0] <= 4,
+        "{opened:?} connections opened for 100 blobs from each host in turn, at a cap of 4"
     );
 }

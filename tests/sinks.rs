@@ -386,6 +386,39 @@ fn range_streams_fit_a_low_open_file_limit() {
     assert!(stored.is_ok_and(|stored| stored == data), "{stderr}");
 }
 
+/// Under `ulimit -n 17` the limit leaves one connection beside the job's file: a blob is
+/// not split at all, and the warning says so, where it said "splitting a blob into 1 at
+/// most". The one job asked for runs, and nothing says it was cut: a warning said "-j 1
+/// needs up to 38 open files … fetching 1 at a time".
+#[test]
+fn range_streams_cut_to_one_say_blobs_are_not_split() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(42, 5000));
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let args = [
+        "fetch",
+        &repo(&reg),
+        "-",
+        "-j",
+        "1",
+        "-o",
+        out_dir.to_str().unwrap(),
+    ];
+    let input = format!("{digest}\n");
+    let out = run_with_file_limit(&Dist::new(), &args, input.as_bytes(), 17, 17);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(
+            "dist: warning: --range-streams 4 needs up to 4 connections and the limit on \
+             open files is 17 (ulimit -n): not splitting blobs"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("-j 1 needs"), "{stderr}");
+}
+
 /// Fetches 50 blobs, each redirected to a store of its own, under `ulimit -n 64`; with
 /// `mirror`, the odd ones from a mirror, which redirects them to their stores.
 fn redirected_to_many_hosts(mirror: bool) {

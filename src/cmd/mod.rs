@@ -193,7 +193,9 @@ pub fn jobs_within_file_limit(global: &Global, jobs: usize) -> usize {
     }
     let fit = limit.saturating_sub(RESERVED_FILES + ranges) / 2;
     let fit = usize::try_from(fit).unwrap_or(usize::MAX).clamp(1, jobs);
-    if !global.quiet {
+    // Jobs not cut (one asked for, or what the range streams need is what does not
+    // fit, which their own warning says) are nothing to warn of.
+    if fit < jobs && !global.quiet {
         say!(
             "dist: warning: -j {jobs} needs up to {} open files and the limit is {limit} \
              (ulimit -n): fetching {fit} at a time",
@@ -223,9 +225,14 @@ fn connections_within_file_limit(global: &Global, jobs: usize) -> (usize, usize)
     let fit = streams.min((left + 1).saturating_sub(jobs)).max(1);
     static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if fit < streams && !global.quiet && !WARNED.swap(true, Ordering::Relaxed) {
+        // One stream is no split: "splitting a blob into 1" read as a split still made.
+        let cut = match fit {
+            1 => "not splitting blobs".to_owned(),
+            _ => format!("splitting a blob into {fit} at most"),
+        };
         say!(
             "dist: warning: --range-streams {streams} needs up to {} connections and the \
-             limit on open files is {limit} (ulimit -n): splitting a blob into {fit} at most",
+             limit on open files is {limit} (ulimit -n): {cut}",
             jobs + streams - 1
         );
     }

@@ -27,6 +27,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// How long a connection waits for its host's permit before an idle connection of its own
+/// connector to the host, idle all that time, is told to close ([`Caps::host_permit`]).
+const OWN_IDLE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How many hosts' caps are kept before those with no connection are forgotten.
 pub(crate) const KEEP_IDLE_HOSTS: usize = 64;
 
@@ -161,7 +165,13 @@ impl Caps {
     /// A permit for one more connection to `host` from `connector`: at once while under
     /// the cap, else once one of the host's connections has closed. An idle one of
     /// another connector is told to, now or once it is done; the connector's own are left
-    /// for its pool to hand to the request waiting.
+    /// for its pool to hand to the request waiting, and told to close only once one has
+    /// stayed idle through [`OWN_IDLE_GRACE`] of waiting: the pool hands an idle connection
+    /// to a request waiting for one at once, so one left idle that long has no such
+    /// request. The request may wait for this connection alone: hyper-util falls back on
+    /// it when the idle connection its pool handed it was closed before it was used (told
+    /// to close to make room, or by the server), and its own connector's idle connections
+    /// held the host's permits until the pool let them go, 90 s on.
     async fn host_permit(
         &self,
         host: &Arc<Host>,
@@ -185,7 +195,21 @@ impl Caps {
             .push(connector);
         let _waiting = Waiting(host, connector);
         self.close_oldest(|conn| Arc::ptr_eq(&conn.host, host) && conn.connector != connector);
-        unless_in_background(host.permits.clone().acquire_owned()).await
+        let mut acquire =
+            std::pin::pin!(unless_in_background(host.permits.clone().acquire_owned()));
+        // Polled by hand, outside a runtime, there is no clock to wait with.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return acquire.await;
+        }
+        loop {
+            let since = self.tick();
+            match tokio::time::timeout(OWN_IDLE_GRACE, &mut acquire).await {
+                Ok(permit) => return permit,
+                Err(_) => self.close_oldest(|conn| {
+                    Arc::ptr_eq(&conn.host, host) && conn.idle() && conn.last() < since
+                }),
+            }
+        }
     }
 
     /// A permit for one more connection: at once while under the cap, else once an idle
@@ -807,6 +831,34 @@ mod tests {
             !theirs.conn.0.closes(),
             "an idle connection of its own told to close"
         );
+    }
+
+    /// A connection waiting for its host's permit, held by an idle connection of its own
+    /// connector that the pool hands nobody, gets it once that one has stayed idle a
+    /// while: hyper-util falls back on a request's own connection when the idle one its
+    /// pool handed it was closed before use, and no other request may come to take the
+    /// idle one. It waited until the pool let the idle one go, 90 s on (200 small blobs
+    /// from 2 hosts at a cap of 4 in all stalled there, one request short).
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_of_its_own_gives_way_to_one_waiting_for_the_host() {
+        use tower_service::Service;
+        let caps = Caps::new(1, usize::MAX);
+        let mut a = LimitedConnector::sharing(AtOnce, caps.clone());
+        let uri = || "https://registry.example/v2/".parse::<Uri>().unwrap();
+        let idle = a.call(uri()).await.unwrap();
+        let mut waiting = tokio::spawn(a.call(uri()));
+        // Paused, the clock moves only as far as the timers set: past the grace.
+        let waited = tokio::time::timeout(OWN_IDLE_GRACE * 3, &mut waiting).await;
+        assert!(
+            waited.is_err(),
+            "a second connection to a host capped at one"
+        );
+        assert!(
+            idle.conn.0.closes(),
+            "the idle connection holding the host's permit not told to close"
+        );
+        drop(idle);
+        waiting.await.unwrap().expect("the host's permit");
     }
 
     /// At the cap on connections in all, a new one is made once the connection idle the
