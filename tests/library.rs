@@ -809,22 +809,36 @@ async fn a_job_built_by_a_caller_runs_as_a_line_does() {
 /// minutes); now 57 to 147.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_requests_at_the_cap_in_all_do_not_churn_connections() {
+    let (opened, requests) = small_blobs_through_caps(2, 4, 4).await;
+    assert!(
+        opened < requests,
+        "{opened} connections for {requests} requests"
+    );
+}
+
+/// 200 small blobs from `hosts` hosts in turn, 8 fetches at a time, through one transport
+/// capped at `per_host` connections per host and `total` in all: the connections the
+/// hosts accepted, and the requests they were sent.
+async fn small_blobs_through_caps(hosts: usize, per_host: usize, total: usize) -> (usize, usize) {
     use futures::StreamExt;
-    let hosts = [FakeRegistry::start(), FakeRegistry::start()];
+    let hosts: Vec<FakeRegistry> = (0..hosts).map(|_| FakeRegistry::start()).collect();
     let mut opts = TransportOptions::default();
-    opts.max_connections = 4;
-    opts.max_connections_per_host = 4;
+    opts.max_connections = total;
+    opts.max_connections_per_host = per_host;
     let transport = Transport::new(opts).unwrap();
-    let remotes = hosts.each_ref().map(|reg| {
-        let repo = format!("{}/team/app", reg.host()).parse().unwrap();
-        let retry = RetryPolicy::default();
-        RegistryRemote::new(repo, transport.clone(), CredentialSource::None, retry)
-    });
+    let remotes: Vec<RegistryRemote> = hosts
+        .iter()
+        .map(|reg| {
+            let repo = format!("{}/team/app", reg.host()).parse().unwrap();
+            let retry = RetryPolicy::default();
+            RegistryRemote::new(repo, transport.clone(), CredentialSource::None, retry)
+        })
+        .collect();
     let blobs: Vec<(usize, Object, Vec<u8>)> = (0..200)
         .map(|i| {
             let data = bytes(600 + i as u64, 1000);
-            let digest = hosts[i % 2].blob("team/app", &data);
-            (i % 2, digest.parse().unwrap(), data)
+            let digest = hosts[i % hosts.len()].blob("team/app", &data);
+            (i % hosts.len(), digest.parse().unwrap(), data)
         })
         .collect();
     let fetches = futures::stream::iter(blobs.iter().map(|(host, object, data)| {
@@ -841,9 +855,32 @@ async fn waiting_requests_at_the_cap_in_all_do_not_churn_connections() {
     fetches.buffer_unordered(8).collect::<Vec<()>>().await;
     let opened: usize = hosts.iter().map(FakeRegistry::connections).sum();
     let requests: usize = hosts.iter().map(|h| h.requests().len()).sum();
-    eprintln!("{opened} connections opened for {requests} requests");
-    assert!(
-        opened < requests,
-        "{opened} connections for {requests} requests"
+    eprintln!(
+        "{} host(s), caps {per_host} per host and {total} in all: {opened} connections \
+         opened for {requests} requests",
+        hosts.len()
     );
+    (opened, requests)
+}
+
+/// A cap per host above the cap in all (the default 16 per host, a caller's 4 in all) is
+/// the cap in all: requests to one host went past the cap per host, where an idle
+/// connection of their host comes back to them, to wait for the cap in all, which told
+/// their host's connections to close to make room for more to the same host; the 200
+/// fetches stalled for good (no CPU at all half an hour on). Now 4 connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cap_per_host_above_the_cap_in_all_churns_no_connections() {
+    let (opened, requests) = small_blobs_through_caps(1, 16, 4).await;
+    assert!(
+        opened <= 8,
+        "{opened} connections for {requests} requests to one host, 4 at a time"
+    );
+}
+
+/// One host at a cap in all equal to its cap per host: the cap per host binds first, and
+/// the pool hands each idle connection to the next request (4 connections for 200).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_host_at_caps_alike_opens_few_connections() {
+    let (opened, requests) = small_blobs_through_caps(1, 4, 4).await;
+    assert!(opened <= 8, "{opened} connections for {requests} requests");
 }

@@ -87,13 +87,17 @@ pub struct Caps {
 
 impl Caps {
     /// At most `per_host` connections per host and port, and `total` in all, at once
-    /// (at least one each).
+    /// (at least one each). A cap per host above the one in all is the one in all.
     pub fn new(per_host: usize, total: usize) -> Arc<Caps> {
         // A semaphore panics past its maximum; a library caller may pass any `usize`
         // (`usize::MAX` for "no cap"), and no host is ever near that many connections.
         let cap = |n: usize| n.clamp(1, Semaphore::MAX_PERMITS);
         Arc::new(Caps {
-            per_host: cap(per_host),
+            // Past the cap in all, a host's requests waited for that cap instead, where
+            // nothing tells a waiter an idle connection of its own host comes back to it:
+            // it had one closed to make room, and 200 blobs from one host at 16 per host
+            // and 4 in all stalled for good.
+            per_host: cap(per_host).min(cap(total)),
             hosts: Mutex::default(),
             connectors: AtomicUsize::new(0),
             marked: AtomicBool::new(false),
@@ -1010,6 +1014,15 @@ mod tests {
             assert!(host.permits.available_permits() >= 1, "{cap}");
             assert!(caps.total.available_permits() >= 1, "{cap}");
         }
+    }
+
+    /// A cap per host above the one in all is the one in all: a host's requests waited
+    /// for the cap in all, closing their own host's connections to make room.
+    #[test]
+    fn a_cap_per_host_is_never_above_the_one_in_all() {
+        let caps = Caps::new(16, 4);
+        let host = caps.host(&"https://registry.example/v2/".parse().unwrap());
+        assert_eq!(host.permits.available_permits(), 4);
     }
 
     /// A host written in capitals is the host the cap is for, as it is one key of the
