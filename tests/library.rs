@@ -818,19 +818,35 @@ async fn a_job_built_by_a_caller_runs_as_a_line_does() {
 /// idle, nothing written yet), and is sent again on a new one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_requests_at_the_cap_in_all_do_not_churn_connections() {
+    let (opened, _) = small_blobs_through_caps(2, 4, 4).await;
+    assert!(
+        opened[0] <= 4,
+        "{opened:?} connections opened for 100 blobs from each host in turn, at a cap of 4"
+    );
+}
+
+/// 200 small blobs from `hosts` hosts, one host's share after another's, 8 fetches at a
+/// time, through one transport capped at `per_host` connections per host and `total` in
+/// all: the connections each host accepted, and the requests they were sent in all.
+async fn small_blobs_through_caps(
+    hosts: usize,
+    per_host: usize,
+    total: usize,
+) -> (Vec<usize>, usize) {
     use futures::StreamExt;
-    let hosts = [FakeRegistry::start(), FakeRegistry::start()];
+    let hosts: Vec<FakeRegistry> = (0..hosts).map(|_| FakeRegistry::start()).collect();
     let mut opts = TransportOptions::default();
-    opts.max_connections = 4;
-    opts.max_connections_per_host = 4;
+    opts.max_connections = total;
+    opts.max_connections_per_host = per_host;
     let transport = Transport::new(opts).unwrap();
-    for reg in &hosts {
+    let share = 200 / hosts.len();
+    for (h, reg) in hosts.iter().enumerate() {
         let repo = format!("{}/team/app", reg.host()).parse().unwrap();
         let retry = RetryPolicy::default();
         let remote = RegistryRemote::new(repo, transport.clone(), CredentialSource::None, retry);
-        let blobs: Vec<(Object, Vec<u8>)> = (0..100)
+        let blobs: Vec<(Object, Vec<u8>)> = (0..share)
             .map(|i| {
-                let data = bytes(600 + i, 1000);
+                let data = bytes(600 + (h * share + i) as u64, 1000);
                 (reg.blob("team/app", &data).parse().unwrap(), data)
             })
             .collect();
@@ -847,9 +863,37 @@ async fn waiting_requests_at_the_cap_in_all_do_not_churn_connections() {
         }));
         fetches.buffer_unordered(8).collect::<Vec<()>>().await;
     }
-    let opened = hosts.each_ref().map(FakeRegistry::connections);
+    let opened: Vec<usize> = hosts.iter().map(FakeRegistry::connections).collect();
+    let requests: usize = hosts.iter().map(|h| h.requests().len()).sum();
+    eprintln!(
+        "{} host(s), caps {per_host} per host and {total} in all: {opened:?} connections \
+         opened for {requests} requests",
+        hosts.len()
+    );
+    (opened, requests)
+}
+
+/// A cap per host above the cap in all (the default 16 per host, a caller's 4 in all) is
+/// the cap in all: requests to one host went past the cap per host, where an idle
+/// connection of their host comes back to them, to wait for the cap in all, which told
+/// their host's connections to close to make room for more to the same host; the 200
+/// fetches stalled for good (no CPU at all half an hour on). Now 4 connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cap_per_host_above_the_cap_in_all_churns_no_connections() {
+    let (opened, requests) = small_blobs_through_caps(1, 16, 4).await;
     assert!(
-        opened[0] <= 4,
-        "{opened:?} connections opened for 100 blobs from each host in turn, at a cap of 4"
+        opened[0] <= 8,
+        "{opened:?} connections for {requests} requests to one host, 4 at a time"
+    );
+}
+
+/// One host at a cap in all equal to its cap per host: the cap per host binds first, and
+/// the pool hands each idle connection to the next request (4 connections for 200).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_host_at_caps_alike_opens_few_connections() {
+    let (opened, requests) = small_blobs_through_caps(1, 4, 4).await;
+    assert!(
+        opened[0] <= 8,
+        "{opened:?} connections for {requests} requests"
     );
 }

@@ -419,6 +419,74 @@ fn range_streams_cut_to_one_say_blobs_are_not_split() {
     assert!(!stderr.contains("-j 1 needs"), "{stderr}");
 }
 
+/// `-j 16 --range-streams 8` under `ulimit -n 40`: the job count was worked out with all
+/// 8 range streams counted, `(40 - 32 - 8) / 2`, and the batch ran one job at a time,
+/// though the range streams are cut to what the jobs leave (here none need be: 4 jobs
+/// leave 20 connections). One split of the budget now gives both: 4 jobs, counted as
+/// requests held at the registry at once.
+#[test]
+fn range_streams_leave_the_jobs_that_fit_a_low_open_file_limit() {
+    let reg = FakeRegistry::start();
+    let held = Gate::default();
+    /// Lets the held bodies go however the test ends, so that dist ends too.
+    struct Opens(Gate);
+    impl Drop for Opens {
+        fn drop(&mut self) {
+            self.0.open();
+        }
+    }
+    let opens = Opens(held.clone());
+    let blobs: Vec<(String, Vec<u8>)> = (0..8)
+        .map(|i| {
+            let data = bytes(700 + i, 3000 + i as usize * 17);
+            let digest = reg.blob("team/app", &data);
+            reg.set_fault_for_every(&digest, Fault::HeldAfter(100, held.clone()));
+            (digest, data)
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("layout");
+    let args = [
+        "--range-streams",
+        "8",
+        "fetch",
+        &repo(&reg),
+        "-",
+        "-j",
+        "16",
+        "-o",
+        out_dir.to_str().unwrap(),
+    ];
+    let mut command = Dist::new().command(&args);
+    limit(&mut command, libc::RLIMIT_NOFILE, 40, 40);
+    let input: String = blobs.iter().map(|(d, _)| format!("{d}\n")).collect();
+    let child = spawn_fed(command, input.as_bytes());
+    let blob_requests = || {
+        let requests = reg.requests();
+        requests
+            .iter()
+            .filter(|r| r.path.contains("/blobs/"))
+            .count()
+    };
+    // Each body is held until the gate opens: the requests seen are fetches at once.
+    support::wait::until("4 blobs fetched at once", || blob_requests() >= 4);
+    drop(opens);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("-j 16 needs up to") && stderr.contains("fetching 4 at a time"),
+        "{stderr}"
+    );
+    for (digest, data) in &blobs {
+        let path = out_dir.join("blobs/sha256").join(support::cli::hex(digest));
+        assert!(
+            std::fs::read(&path).is_ok_and(|stored| stored == *data),
+            "{digest}: {stderr}"
+        );
+    }
+}
+
 /// Fetches 50 blobs, each redirected to a store of its own, under `ulimit -n 64`; with
 /// `mirror`, the odd ones from a mirror, which redirects them to their stores.
 fn redirected_to_many_hosts(mirror: bool) {

@@ -175,68 +175,101 @@ fn cannot_use(remote: &dyn Remote, e: &Error) -> u8 {
 /// open while a batch runs; the rest is margin.
 const RESERVED_FILES: libc::rlim_t = 32;
 
-/// The number of jobs a batch can run within the process's limit on open files. Each job
-/// holds a connection and a file (the temporary blob, or the spool of a framed object),
-/// and the parallel ranges of slow blobs hold a connection each. Past the limit, jobs
-/// failed with "Too many open files" (61 of 100 blobs with `-j 64` under `ulimit -n 64`)
-/// and connections were retried until they happened to fit. So the soft limit is raised
-/// as far as the hard one allows, as Go's runtime does for containerd and skopeo, and a
-/// batch that still does not fit runs fewer jobs at once and says so: slower, but whole.
+/// How a batch's open files are split, the one place that does: the jobs first (a
+/// connection and a file each, beside [`RESERVED_FILES`]), then the connections in all
+/// (what the limit leaves beside the jobs' files and half the reserve), and the range
+/// streams that fit in those beside the jobs' own connections (at least one, the job's).
+/// The job count once counted all of `--range-streams`, which are cut later anyway: `-j 16
+/// --range-streams 8` under `ulimit -n 40` ran one job at a time where 4 fit, each with
+/// its 8 streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileBudget {
+    jobs: usize,
+    connections: usize,
+    streams: usize,
+}
+
+impl FileBudget {
+    /// The split of `limit` open files (`None`: no limit known) for `jobs` jobs and
+    /// `streams` range streams wanted. A split's own jobs split again the same way.
+    fn split(limit: Option<libc::rlim_t>, jobs: usize, streams: usize) -> FileBudget {
+        let streams = streams.max(1);
+        let Some(limit) = limit else {
+            return FileBudget {
+                jobs,
+                connections: usize::MAX,
+                streams,
+            };
+        };
+        let fit = limit.saturating_sub(RESERVED_FILES) / 2;
+        let jobs = usize::try_from(fit)
+            .unwrap_or(usize::MAX)
+            .clamp(1, jobs.max(1));
+        let left = limit.saturating_sub(RESERVED_FILES / 2 + jobs as libc::rlim_t);
+        let left = usize::try_from(left).unwrap_or(usize::MAX);
+        let streams = streams.min((left + 1).saturating_sub(jobs)).max(1);
+        FileBudget {
+            jobs,
+            connections: left.max(jobs + streams - 1),
+            streams,
+        }
+    }
+}
+
+/// The number of jobs a batch can run within the process's limit on open files
+/// ([`FileBudget`]). Past the limit, jobs failed with "Too many open files" (61 of 100
+/// blobs with `-j 64` under `ulimit -n 64`) and connections were retried until they
+/// happened to fit. So the soft limit is raised as far as the hard one allows, as Go's
+/// runtime does for containerd and skopeo, and a batch that still does not fit runs fewer
+/// jobs at once and says so: slower, but whole.
 pub fn jobs_within_file_limit(global: &Global, jobs: usize) -> usize {
     let ranges = global.range_streams as libc::rlim_t;
-    let need = |jobs: usize| RESERVED_FILES + 2 * jobs as libc::rlim_t + ranges;
-    let Some(limit) = raise_file_limit(need(jobs)) else {
-        return jobs;
-    };
-    if limit >= need(jobs) {
-        return jobs;
-    }
-    let fit = limit.saturating_sub(RESERVED_FILES + ranges) / 2;
-    let fit = usize::try_from(fit).unwrap_or(usize::MAX).clamp(1, jobs);
+    let need = RESERVED_FILES + 2 * jobs as libc::rlim_t + ranges;
+    let limit = raise_file_limit(need);
+    let fit = FileBudget::split(limit, jobs, global.range_streams).jobs;
     // Jobs not cut (one asked for, or what the range streams need is what does not
     // fit, which their own warning says) are nothing to warn of.
     if fit < jobs && !global.quiet {
         say!(
-            "dist: warning: -j {jobs} needs up to {} open files and the limit is {limit} \
+            "dist: warning: -j {jobs} needs up to {need} open files and the limit is {} \
              (ulimit -n): fetching {fit} at a time",
-            need(jobs)
+            limit.unwrap_or_default()
         );
     }
     fit
 }
 
 /// Connections a batch of `jobs` may hold in all, busy or idle, within the limit on open
-/// files: what the limit leaves beside the jobs' files and half the reserve (the standard
-/// streams, the runtime's, the report, the lock), and the range streams that fit in that
-/// beside the jobs' own connections (at least one, the job's). Both caps take the range
-/// streams so cut: the cap per host is never past the one in all.
+/// files, and the range streams a blob is split into ([`FileBudget`]). Both caps take the
+/// range streams so cut: the cap per host is never past the one in all.
 /// The pool keeps a host's connection idle for 90 s: a batch whose blobs each redirect to
 /// a host of their own held one per host, and under `ulimit -n 64` failed objects with
 /// "Too many open files" past the fortieth host. And the cap in all was never below one
 /// host's, `-j` + `--range-streams` - 1: `--range-streams 64` under `ulimit -n 20` split
 /// a slow blob into parts whose connections failed with "Too many open files".
 fn connections_within_file_limit(global: &Global, jobs: usize) -> (usize, usize) {
-    let streams = global.range_streams.max(1);
-    let Some(limit) = raise_file_limit(0) else {
-        return (usize::MAX, streams);
-    };
-    let left = limit.saturating_sub(RESERVED_FILES / 2 + jobs as libc::rlim_t);
-    let left = usize::try_from(left).unwrap_or(usize::MAX);
-    let fit = streams.min((left + 1).saturating_sub(jobs)).max(1);
+    let wanted = global.range_streams.max(1);
+    let limit = raise_file_limit(0);
+    let FileBudget {
+        connections,
+        streams,
+        ..
+    } = FileBudget::split(limit, jobs, wanted);
     static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if fit < streams && !global.quiet && !WARNED.swap(true, Ordering::Relaxed) {
+    if streams < wanted && !global.quiet && !WARNED.swap(true, Ordering::Relaxed) {
         // One stream is no split: "splitting a blob into 1" read as a split still made.
-        let cut = match fit {
+        let cut = match streams {
             1 => "not splitting blobs".to_owned(),
-            _ => format!("splitting a blob into {fit} at most"),
+            _ => format!("splitting a blob into {streams} at most"),
         };
         say!(
-            "dist: warning: --range-streams {streams} needs up to {} connections and the \
-             limit on open files is {limit} (ulimit -n): {cut}",
-            jobs + streams - 1
+            "dist: warning: --range-streams {wanted} needs up to {} connections and the \
+             limit on open files is {} (ulimit -n): {cut}",
+            jobs + wanted - 1,
+            limit.unwrap_or_default()
         );
     }
-    (left.max(jobs + fit - 1), fit)
+    (connections, streams)
 }
 
 /// The fewest open files dist runs with: the standard streams, the runtime's (its poller,
@@ -814,6 +847,33 @@ pub fn report(e: &Error, code: u8) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The jobs are cut for the files they need, the range streams for what the jobs
+    /// leave; a split's jobs split again the same way, as the worker's jobs are split
+    /// once for the count and once more for the connections.
+    #[test]
+    fn the_open_file_budget_cuts_jobs_before_it_cuts_them_for_range_streams() {
+        let split = |limit, jobs, streams| FileBudget::split(Some(limit), jobs, streams);
+        let budget = |jobs, connections, streams| FileBudget {
+            jobs,
+            connections,
+            streams,
+        };
+        assert_eq!(split(40, 16, 8), budget(4, 20, 8));
+        assert_eq!(split(20, 1, 64), budget(1, 3, 3));
+        assert_eq!(split(1024, 64, 4), budget(64, 944, 4));
+        assert_eq!(split(64, 16, 64), budget(16, 32, 17));
+        for (limit, jobs, streams) in [(40, 16, 8), (16, 4, 4), (100, 64, 64), (64, 64, 1)] {
+            let once = split(limit, jobs, streams);
+            assert_eq!(
+                split(limit, once.jobs, streams),
+                once,
+                "{limit} {jobs} {streams}"
+            );
+            assert!(once.connections >= once.jobs + once.streams - 1);
+        }
+        assert_eq!(FileBudget::split(None, 64, 4), budget(64, usize::MAX, 4));
+    }
 
     /// Regression: with a stop and a send both ready, the unbiased pick dropped the
     /// outcome (an object already stored lost its JSON line) about half the time, and a

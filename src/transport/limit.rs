@@ -20,10 +20,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 
+use http::uri::Authority;
 use http::Uri;
 use hyper::rt::{Read, Write};
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::redirect::Origin;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -34,17 +37,22 @@ const OWN_IDLE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 /// How many hosts' caps are kept before those with no connection are forgotten.
 pub(crate) const KEEP_IDLE_HOSTS: usize = 64;
 
-/// A host's key: as hyper's pool keys its connections (scheme and authority, without
-/// case), since an idle connection holds its permit and the pool hands it only to its own
-/// key: `host` and `host:443` sharing one cap, a request written the other way waited for
-/// the permits of connections it could not use until they closed.
-fn key(uri: &Uri) -> String {
-    format!(
-        "{}://{}:{}",
-        uri.scheme_str().unwrap_or(""),
-        uri.host().unwrap_or("").to_ascii_lowercase(),
-        uri.port_u16().unwrap_or(0)
-    )
+/// A host's key: its origin, the scheme's port filled in and the host without case, so
+/// that `host` and `host:443` (a locator's explicit port, a redirect's `Location`) share
+/// one cap: hyper's pool keys them apart, and each had a cap of its own, two caps'
+/// worth of connections to one server. A connection idle under the other spelling is
+/// told to close for a request that waits ([`Pool`]), as one of another connector is.
+fn key(uri: &Uri) -> Origin {
+    Origin::of(uri)
+}
+
+/// Which pool a connection is in, and so which requests it can serve: the connector's
+/// (each client has a pool), under the authority as written, which the pool keys by
+/// (without case, as [`Authority`] compares).
+#[derive(Clone, Debug, PartialEq)]
+struct Pool {
+    connector: usize,
+    authority: Option<Authority>,
 }
 
 /// What a host was found to need, kept with its cap and forgotten with it.
@@ -61,9 +69,9 @@ pub(crate) enum Quirk {
 struct Host {
     permits: Arc<Semaphore>,
     quirks: [AtomicBool; 2],
-    /// The connectors whose connections wait for a permit, one entry each: an idle
-    /// connection of another connector makes room for them.
-    waiting: Mutex<Vec<usize>>,
+    /// The pools whose connections wait for a permit, one entry each: an idle
+    /// connection of another pool makes room for them.
+    waiting: Mutex<Vec<Pool>>,
 }
 
 /// The caps on connections per host and in all, busy or idle, shared by the connectors
@@ -73,7 +81,7 @@ struct Host {
 #[derive(Debug)]
 pub struct Caps {
     per_host: usize,
-    hosts: Mutex<HashMap<String, Arc<Host>>>,
+    hosts: Mutex<HashMap<Origin, Arc<Host>>>,
     /// Numbers the connectors sharing the caps.
     connectors: AtomicUsize,
     /// Whether a host was ever found to need a quirk.
@@ -91,13 +99,17 @@ pub struct Caps {
 
 impl Caps {
     /// At most `per_host` connections per host and port, and `total` in all, at once
-    /// (at least one each).
+    /// (at least one each). A cap per host above the one in all is the one in all.
     pub fn new(per_host: usize, total: usize) -> Arc<Caps> {
         // A semaphore panics past its maximum; a library caller may pass any `usize`
         // (`usize::MAX` for "no cap"), and no host is ever near that many connections.
         let cap = |n: usize| n.clamp(1, Semaphore::MAX_PERMITS);
         Arc::new(Caps {
-            per_host: cap(per_host),
+            // Past the cap in all, a host's requests waited for that cap instead, where
+            // nothing tells a waiter an idle connection of its own host comes back to it:
+            // it had one closed to make room, and 200 blobs from one host at 16 per host
+            // and 4 in all stalled for good.
+            per_host: cap(per_host).min(cap(total)),
             hosts: Mutex::default(),
             connectors: AtomicUsize::new(0),
             marked: AtomicBool::new(false),
@@ -162,29 +174,30 @@ impl Caps {
             .clone()
     }
 
-    /// A permit for one more connection to `host` from `connector`: at once while under
-    /// the cap, else once one of the host's connections has closed. An idle one of
-    /// another connector is told to, now or once it is done; the connector's own are left
-    /// for its pool to hand to the request waiting, and told to close only once one has
-    /// stayed idle through [`OWN_IDLE_GRACE`] of waiting: the pool hands an idle connection
-    /// to a request waiting for one at once, so one left idle that long has no such
-    /// request. The request may wait for this connection alone: hyper-util falls back on
-    /// it when the idle connection its pool handed it was closed before it was used (told
-    /// to close to make room, or by the server), and its own connector's idle connections
-    /// held the host's permits until the pool let them go, 90 s on.
+    /// A permit for one more connection to `host` in `pool`: at once while under the
+    /// cap, else once one of the host's connections has closed. An idle one of another
+    /// pool (another connector's, or the host spelled another way) is told to, now or
+    /// once it is done; the pool's own are left for it to hand to the request waiting,
+    /// and told to close only once one has stayed idle through [`OWN_IDLE_GRACE`] of
+    /// waiting: the pool hands an idle connection to a request waiting for one at once,
+    /// so one left idle that long has no such request. The request may wait for this
+    /// connection alone: hyper-util falls back on it when the idle connection its pool
+    /// handed it was closed before it was used (told to close to make room, or by the
+    /// server), and its own pool's idle connections held the host's permits until the
+    /// pool let them go, 90 s on.
     async fn host_permit(
         &self,
         host: &Arc<Host>,
-        connector: usize,
+        pool: &Pool,
     ) -> Result<OwnedSemaphorePermit, BoxError> {
         if let Ok(permit) = host.permits.clone().try_acquire_owned() {
             return Ok(permit);
         }
-        struct Waiting<'a>(&'a Host, usize);
+        struct Waiting<'a>(&'a Host, &'a Pool);
         impl Drop for Waiting<'_> {
             fn drop(&mut self) {
                 let mut waiting = self.0.waiting.lock().expect("waiting poisoned");
-                if let Some(at) = waiting.iter().position(|c| *c == self.1) {
+                if let Some(at) = waiting.iter().position(|p| p == self.1) {
                     waiting.swap_remove(at);
                 }
             }
@@ -192,9 +205,9 @@ impl Caps {
         host.waiting
             .lock()
             .expect("waiting poisoned")
-            .push(connector);
-        let _waiting = Waiting(host, connector);
-        self.close_oldest(|conn| Arc::ptr_eq(&conn.host, host) && conn.connector != connector);
+            .push(pool.clone());
+        let _waiting = Waiting(host, pool);
+        self.close_oldest(|conn| Arc::ptr_eq(&conn.host, host) && conn.pool != *pool);
         let mut acquire =
             std::pin::pin!(unless_in_background(host.permits.clone().acquire_owned()));
         // Polled by hand, outside a runtime, there is no clock to wait with.
@@ -314,8 +327,8 @@ where
 pub(crate) struct Use {
     caps: Arc<Caps>,
     host: Arc<Host>,
-    /// The connector that made it.
-    connector: usize,
+    /// The pool it is in.
+    pool: Pool,
     /// Bytes were written since the last answer: a request is on its way.
     pending: AtomicBool,
     /// Bodies being read.
@@ -443,12 +456,12 @@ impl Drop for Reading {
                 return;
             }
             // Idle now, and maybe what a connection waiting for a permit needs: one of
-            // another connector to its host, or any.
+            // another pool to its host, or any.
             // Connections wait for the host's permits only when none is left: nearly
             // always one is, which spares every response a lock.
             let wanted = conn.host.permits.available_permits() == 0 && {
                 let waiting = conn.host.waiting.lock().expect("waiting poisoned");
-                waiting.iter().any(|c| *c != conn.connector)
+                waiting.iter().any(|p| *p != conn.pool)
             };
             match wanted {
                 true => conn.tell_to_close(),
@@ -498,14 +511,17 @@ where
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let host = self.caps.host(&uri);
-        let connector = self.id;
+        let pool = Pool {
+            connector: self.id,
+            authority: uri.authority().cloned(),
+        };
         // The ready service is the one `poll_ready` was called on; keep a fresh clone
         // for the next call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let caps = self.caps.clone();
         Box::pin(async move {
-            let permit = caps.host_permit(&host, connector).await?;
+            let permit = caps.host_permit(&host, &pool).await?;
             let total = caps.permit().await?;
             let io = inner.call(uri).await.map_err(Into::into)?;
             // HTTP/2 frames say their own lengths, and a connection's bytes are many
@@ -516,7 +532,7 @@ where
                 last: AtomicU64::new(caps.tick()),
                 caps: caps.clone(),
                 host,
-                connector,
+                pool,
                 pending: AtomicBool::new(false),
                 reading: AtomicUsize::new(0),
                 answered: AtomicBool::new(false),
@@ -1064,8 +1080,18 @@ mod tests {
         }
     }
 
-    /// A host written in capitals is the host the cap is for, as it is one key of the
-    /// pool (`Authority` compares without case): a semaphore of its own doubled the cap.
+    /// A cap per host above the one in all is the one in all: a host's requests waited
+    /// for the cap in all, closing their own host's connections to make room.
+    #[test]
+    fn a_cap_per_host_is_never_above_the_one_in_all() {
+        let caps = Caps::new(16, 4);
+        let host = caps.host(&"https://registry.example/v2/".parse().unwrap());
+        assert_eq!(host.permits.available_permits(), 4);
+    }
+
+    /// A host written in capitals, or with its scheme's port, is the host the cap is
+    /// for: a semaphore of its own doubled the cap (`registry.example` redirecting blobs
+    /// to `registry.example:443` got two caps' worth of connections).
     #[test]
     fn one_host_spelled_two_ways_shares_its_cap() {
         let caps = Caps::new(2, usize::MAX);
@@ -1073,6 +1099,14 @@ mod tests {
         assert!(Arc::ptr_eq(
             &sem("https://registry.example/v2/"),
             &sem("https://Registry.Example/v2/x")
+        ));
+        assert!(Arc::ptr_eq(
+            &sem("https://registry.example/v2/"),
+            &sem("https://registry.example:443/v2/x")
+        ));
+        assert!(Arc::ptr_eq(
+            &sem("http://registry.example/v2/"),
+            &sem("http://REGISTRY.example:80/v2/x")
         ));
         assert!(!Arc::ptr_eq(
             &sem("https://registry.example/v2/"),
@@ -1106,7 +1140,9 @@ mod tests {
     /// A connection holds its permit while it sits idle in the pool, which hands it only
     /// to requests of its own pool key, and hyper keys `host` and `host:443` apart: a
     /// request written the other way (a token realm, a `Location` with `:443`) that shared
-    /// the cap waited for a permit until the pool closed an idle connection, 90 s on.
+    /// the cap waited for a permit until the pool closed an idle connection, 90 s on. The
+    /// idle connection of the other spelling is told to close, as one of another
+    /// connector is; one of the same spelling is left for the pool to hand on.
     #[test]
     fn idle_connections_of_another_pool_key_keep_no_request_waiting() {
         use futures::FutureExt;
@@ -1114,13 +1150,25 @@ mod tests {
         let mut limited = LimitedConnector::new(AtOnce, 1);
         let idle = limited
             .call("https://registry.example/v2/".parse().unwrap())
-            .now_or_never();
-        assert!(matches!(idle, Some(Ok(_))));
-        let other = limited
-            .call("https://registry.example:443/token".parse().unwrap())
-            .now_or_never();
+            .now_or_never()
+            .unwrap()
+            .unwrap();
+        let mut same = limited.call("https://Registry.example/v2/x".parse().unwrap());
+        assert!((&mut same).now_or_never().is_none(), "made past the cap");
         assert!(
-            matches!(other, Some(Ok(_))),
+            !idle.conn.0.told(),
+            "one its own pool hands on told to close"
+        );
+        drop(same);
+        let mut other = limited.call("https://registry.example:443/token".parse().unwrap());
+        assert!((&mut other).now_or_never().is_none(), "made past the cap");
+        assert!(
+            idle.conn.0.closes(),
+            "an idle connection the request cannot use was not told to close"
+        );
+        drop(idle);
+        assert!(
+            matches!(other.now_or_never(), Some(Ok(_))),
             "waited for a permit held by an idle connection it cannot use"
         );
     }

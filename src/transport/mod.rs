@@ -192,12 +192,14 @@ pub struct TransportOptions {
     /// ([`WorkerOptions::jobs`](crate::worker::WorkerOptions::jobs)) raises it to match,
     /// or over HTTP/1.1 the jobs past it wait for a connection. The CLI sets it to `--jobs`, plus
     /// `--range-streams` - 1 ([`RangeOptions::streams`](crate::ranged::RangeOptions::streams))
-    /// for the parallel parts of large blobs.
+    /// for the parallel parts of large blobs. One above [`TransportOptions::max_connections`]
+    /// is taken as that: setting only the cap in all caps each host at it too.
     pub max_connections_per_host: usize,
     /// Connections at most, busy or idle, to all hosts: no cap by default. The CLI sets it
     /// to what the limit on open files leaves beside its jobs' files. At the cap, the
     /// connection idle the longest is closed to make room: the pool keeps each host's
     /// idle for 90 s, and a batch whose blobs redirect to a host each held one per host.
+    /// It caps [`TransportOptions::max_connections_per_host`] too.
     pub max_connections: usize,
     /// The HTTP/2 flow-control window.
     pub http2_window: Http2Window,
