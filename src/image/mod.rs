@@ -384,10 +384,11 @@ impl Manifest {
                 )),
                 None => bad("not a manifest".into()).with_cause(e),
             })?;
+        // `"manifests": null` is no index's field, as [`schema1`] reads it for the pull.
         let fields = (
             raw.fs_layers.is_some(),
             raw.config.is_some(),
-            raw.manifests.is_some(),
+            matches!(raw.manifests, Some(Some(_))),
         );
         if schema1_shaped(raw.schema_version, fields) {
             return Err(bad("Docker schema 1 manifests are not supported".into()));
@@ -863,5 +864,20 @@ mod tests {
         // A schema 2 manifest that happens to carry a field of that name is still read.
         let image = br#"{"schemaVersion":2,"fsLayers":[],"config":{"mediaType":"a/b","digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","size":0},"layers":[]}"#;
         assert!(Manifest::parse(None, image).is_ok());
+    }
+
+    /// Go writes a nil slice as `null`: `"manifests": null` beside schema 1's `fsLayers`
+    /// is no index's field (as an index of none it has no index's shape either). The pull
+    /// asked of an entry ([`schema1`]) took it for schema 1, and parsing it did not:
+    /// "neither an index nor an image manifest", or "image manifest without \"config\""
+    /// for an entry called an image.
+    #[test]
+    fn schema_1_shape_with_null_schema_2_fields_is_schema_1_to_both_readers() {
+        let body = br#"{"name":"team/app","tag":"v1","fsLayers":[],"history":[],"manifests":null,"config":null}"#;
+        assert_eq!(schema1(body), Some(false));
+        for declared in [None, Some(media::OCI_MANIFEST)] {
+            let said = Manifest::parse(declared, body).unwrap_err().to_string();
+            assert!(said.contains("Docker schema 1"), "{declared:?}: {said}");
+        }
     }
 }

@@ -67,14 +67,16 @@ pub fn parse_line(line: &str) -> Option<Result<Job>> {
     // stood where a hint goes, though each was on a line of its own to the user's eye,
     // and a list that began with a comment was skipped whole. One before white space
     // stays white space: `paste -d' '` of a file with `\r\n` endings puts it before the
-    // hint it joins on. JSON may hold one between its tokens.
-    let cr_alone = || Error::invalid(CR_ALONE);
-    let cr_before_word = trimmed
-        .as_bytes()
-        .windows(2)
-        .any(|w| w[0] == b'\r' && !w[1].is_ascii_whitespace());
+    // hint it joins on. JSON may hold one between its tokens. Looked for first as any `\r`
+    // (a `memchr`), as nearly every line has none: the pairs alone, a byte at a time, cost
+    // every line ~75 ns (3x the line's trim), a million lines' 0.08 s of CPU.
+    let cr_before_word = trimmed.contains('\r')
+        && trimmed
+            .as_bytes()
+            .windows(2)
+            .any(|w| w[0] == b'\r' && !w[1].is_ascii_whitespace());
     if cr_before_word && !trimmed.starts_with('{') {
-        return Some(Err(cr_alone()));
+        return Some(Err(Error::invalid(CR_ALONE)));
     }
     if trimmed.is_empty() || trimmed.starts_with('#') {
         return None;
@@ -97,10 +99,7 @@ pub fn parse_line(line: &str) -> Option<Result<Job>> {
             "a line of pretty-printed JSON: give descriptors one per line, {AS_JQ_PRINTS}"
         )))
     } else if trimmed.starts_with('{') {
-        parse_descriptor(trimmed).map_err(|e| match cr_before_word {
-            true => cr_alone(),
-            false => e,
-        })
+        parse_descriptor(trimmed, cr_before_word)
     } else {
         let mut words = trimmed.split_whitespace();
         let object = words.next().expect("line is not blank");
@@ -130,9 +129,14 @@ fn is_pretty_json(line: &str) -> bool {
     member || matches!(line, "}" | "}," | "]" | "],")
 }
 
-fn parse_descriptor(line: &str) -> Result<Job> {
-    let d: Descriptor = serde_json::from_str(line)
-        .map_err(|e| Error::invalid("input line is not a JSON descriptor").with_cause(e))?;
+/// `cr_before_word`: the line holds a carriage return right before a word, which JSON
+/// reads as white space between its tokens; blamed only when the line is no JSON (lines
+/// ending in `\r` alone, read as one), a descriptor's other faults being its own.
+fn parse_descriptor(line: &str, cr_before_word: bool) -> Result<Job> {
+    let d: Descriptor = serde_json::from_str(line).map_err(|e| match cr_before_word {
+        true => Error::invalid(CR_ALONE),
+        false => Error::invalid("input line is not a JSON descriptor").with_cause(e),
+    })?;
     // `dist fetch LOC v1 | dist fetch LOC -`, or a `jq -c .` of one: no descriptor, but
     // what holds them.
     let whole = if d.manifests.is_some() {
@@ -423,5 +427,41 @@ mod tests {
         let e = parse_line(&index).unwrap().unwrap_err().to_string();
         assert!(e.contains("a whole index"), "{e}");
         assert!(e.contains("jq -c '.manifests[]'"), "{e}");
+    }
+
+    /// JSON lets a `\r` stand between its tokens: a descriptor so written is read, and one
+    /// wrong for another reason says that reason. Every error of such a line was the
+    /// carriage return's, "lines that end in \r alone read as one", of a line that was
+    /// one descriptor, its digest's or its size's fault unsaid.
+    #[test]
+    fn a_carriage_return_between_json_tokens_is_white_space() {
+        let j = parse_line(&format!("{{\"digest\":\"{D}\",\r\"size\":0}}"))
+            .unwrap()
+            .unwrap();
+        assert_eq!((j.object.to_string(), j.hints.size), (D.into(), Some(0)));
+        for (line, said) in [
+            (
+                "{\"digest\":\"sha256:zz\",\r\"size\":0}".to_string(),
+                "sha256:zz",
+            ),
+            (
+                format!("{{\"digest\":\"{D}\",\r\"size\":-1}}"),
+                "\"size\" -1",
+            ),
+            ("{\"size\":5,\r\"a\":1}".into(), "no \"digest\""),
+        ] {
+            let e = parse_line(&line).unwrap().unwrap_err().to_string();
+            assert!(
+                e.contains(said) && !e.contains("carriage return"),
+                "{line:?}: {e}"
+            );
+        }
+        // Descriptors on lines that end in `\r` alone read as one line, no JSON: that is
+        // what the carriage return is blamed for.
+        let e = parse_line(&format!("{{\"digest\":\"{D}\"}}\r{{\"digest\":\"{D}\"}}"))
+            .unwrap()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("carriage return"), "{e}");
     }
 }
