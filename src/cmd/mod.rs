@@ -183,15 +183,14 @@ const RESERVED_FILES: libc::rlim_t = 32;
 /// as far as the hard one allows, as Go's runtime does for containerd and skopeo, and a
 /// batch that still does not fit runs fewer jobs at once and says so: slower, but whole.
 pub fn jobs_within_file_limit(global: &Global, jobs: usize) -> usize {
-    let ranges = global.range_streams as libc::rlim_t;
-    let need = |jobs: usize| RESERVED_FILES + 2 * jobs as libc::rlim_t + ranges;
+    let need = |jobs: usize| files_needed(global, jobs);
     let Some(limit) = raise_file_limit(need(jobs)) else {
         return jobs;
     };
     if limit >= need(jobs) {
         return jobs;
     }
-    let fit = limit.saturating_sub(RESERVED_FILES + ranges) / 2;
+    let fit = limit.saturating_sub(files_needed(global, 0)) / 2;
     let fit = usize::try_from(fit).unwrap_or(usize::MAX).clamp(1, jobs);
     if !global.quiet {
         say!(
@@ -201,6 +200,12 @@ pub fn jobs_within_file_limit(global: &Global, jobs: usize) -> usize {
         );
     }
     fit
+}
+
+/// Open files `jobs` jobs need at most: two each (a connection and a file), one per range
+/// stream and [`RESERVED_FILES`].
+fn files_needed(global: &Global, jobs: usize) -> libc::rlim_t {
+    RESERVED_FILES + 2 * jobs as libc::rlim_t + global.range_streams as libc::rlim_t
 }
 
 /// Connections a batch of `jobs` may hold in all, busy or idle, within the limit on open
@@ -215,7 +220,9 @@ pub fn jobs_within_file_limit(global: &Global, jobs: usize) -> usize {
 /// a slow blob into parts whose connections failed with "Too many open files".
 fn connections_within_file_limit(global: &Global, jobs: usize) -> (usize, usize) {
     let streams = global.range_streams.max(1);
-    let Some(limit) = raise_file_limit(0) else {
+    // A one-shot fetch comes here with the soft limit only raised to what every run
+    // needs: its 64 range streams were cut to 15 where the hard limit had room for all.
+    let Some(limit) = raise_file_limit(files_needed(global, jobs)) else {
         return (usize::MAX, streams);
     };
     let left = limit.saturating_sub(RESERVED_FILES / 2 + jobs as libc::rlim_t);
