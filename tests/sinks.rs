@@ -386,6 +386,22 @@ fn range_streams_fit_a_low_open_file_limit() {
     assert!(stored.is_ok_and(|stored| stored == data), "{stderr}");
 }
 
+/// A one-shot fetch with `--range-streams 64` under a soft limit of 20 and a hard one of
+/// 4096: the soft limit was raised only to the 32 every run needs, and the streams were cut
+/// to 15 with a warning naming 32 as `ulimit -n`, where raising it further, as a worker
+/// does for its jobs, leaves room for all 64.
+#[test]
+fn range_streams_raise_a_soft_open_file_limit_the_hard_one_allows() {
+    let reg = FakeRegistry::start();
+    let data = bytes(43, 3000);
+    let digest = reg.blob("team/app", &data);
+    let args = ["--range-streams", "64", "fetch", &repo(&reg), &digest];
+    let out = run_with_file_limit(&Dist::new(), &args, b"", 20, 4096);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!((out.status.code(), out.stdout), (Some(0), data), "{stderr}");
+    assert!(!stderr.contains("--range-streams 64 needs"), "{stderr}");
+}
+
 /// Under `ulimit -n 17` the limit leaves one connection beside the job's file: a blob is
 /// not split at all, and the warning says so, where it said "splitting a blob into 1 at
 /// most". The one job asked for runs, and nothing says it was cut: a warning said "-j 1

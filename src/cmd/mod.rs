@@ -223,8 +223,7 @@ impl FileBudget {
 /// runtime does for containerd and skopeo, and a batch that still does not fit runs fewer
 /// jobs at once and says so: slower, but whole.
 pub fn jobs_within_file_limit(global: &Global, jobs: usize) -> usize {
-    let ranges = global.range_streams as libc::rlim_t;
-    let need = RESERVED_FILES + 2 * jobs as libc::rlim_t + ranges;
+    let need = files_needed(global, jobs);
     let limit = raise_file_limit(need);
     let fit = FileBudget::split(limit, jobs, global.range_streams).jobs;
     // Jobs not cut (one asked for, or what the range streams need is what does not
@@ -239,6 +238,12 @@ pub fn jobs_within_file_limit(global: &Global, jobs: usize) -> usize {
     fit
 }
 
+/// Open files `jobs` jobs need at most: two each (a connection and a file), one per range
+/// stream and [`RESERVED_FILES`].
+fn files_needed(global: &Global, jobs: usize) -> libc::rlim_t {
+    RESERVED_FILES + 2 * jobs as libc::rlim_t + global.range_streams as libc::rlim_t
+}
+
 /// Connections a batch of `jobs` may hold in all, busy or idle, within the limit on open
 /// files, and the range streams a blob is split into ([`FileBudget`]). Both caps take the
 /// range streams so cut: the cap per host is never past the one in all.
@@ -249,7 +254,9 @@ pub fn jobs_within_file_limit(global: &Global, jobs: usize) -> usize {
 /// a slow blob into parts whose connections failed with "Too many open files".
 fn connections_within_file_limit(global: &Global, jobs: usize) -> (usize, usize) {
     let wanted = global.range_streams.max(1);
-    let limit = raise_file_limit(0);
+    // A one-shot fetch comes here with the soft limit only raised to what every run
+    // needs: its 64 range streams were cut to 15 where the hard limit had room for all.
+    let limit = raise_file_limit(files_needed(global, jobs));
     let FileBudget {
         connections,
         streams,
