@@ -897,3 +897,49 @@ async fn one_host_at_caps_alike_opens_few_connections() {
         "{opened:?} connections for {requests} requests"
     );
 }
+
+/// A transport sharing another's connection caps passes over as many stale pooled
+/// connections as those caps let it hold, not as its own options say: the caps are the
+/// other's and its own are not read, yet the resend after a lost request counted to its
+/// own cap per host (1 here) and failed the first fetch after the connections it held (8)
+/// were dropped by the server unannounced, on the second stale one.
+#[tokio::test]
+async fn a_transport_sharing_caps_passes_over_every_stale_connection_its_caps_allow() {
+    let reg = FakeRegistry::start();
+    let mut opts = TransportOptions::default();
+    opts.max_connections_per_host = 8;
+    let other = Transport::new(opts).unwrap();
+    let mut own = TransportOptions::default();
+    own.max_connections_per_host = 1;
+    let transport = Transport::sharing_connections(own, &other).unwrap();
+    let repo: dist::Repository = format!("{}/team/app", reg.host()).parse().unwrap();
+    let remote = RegistryRemote::new(repo, transport, CredentialSource::None, RetryPolicy::none());
+    let blobs: Vec<Object> = (0..8)
+        .map(|i| {
+            reg.blob("team/app", bytes(900 + i, 2 << 20))
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    // Each held unread keeps its connection busy (2 MiB is past what hyper reads ahead,
+    // its buffer of a head's size): the next takes a connection of its own.
+    let mut held = Vec::new();
+    for object in &blobs {
+        held.push(remote.fetch(object, &Hints::default()).await.unwrap());
+    }
+    assert_eq!(reg.connections(), 8);
+    for mut download in held {
+        while download.chunk().await.unwrap().is_some() {}
+    }
+    reg.forget_connections();
+    let later: Object = reg.blob("team/app", bytes(977, 5000)).parse().unwrap();
+    let mut download = remote
+        .fetch(&later, &Hints::default())
+        .await
+        .expect("fetched past the stale connections");
+    let mut got = 0;
+    while let Some(chunk) = download.chunk().await.unwrap() {
+        got += chunk.len();
+    }
+    assert_eq!(got, 5000);
+}

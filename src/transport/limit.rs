@@ -121,6 +121,11 @@ impl Caps {
         })
     }
 
+    /// The cap per host, as clamped: what a host's pool can hold at most.
+    pub(crate) fn per_host(&self) -> usize {
+        self.per_host
+    }
+
     fn tick(&self) -> u64 {
         self.clock.fetch_add(1, Ordering::Relaxed)
     }

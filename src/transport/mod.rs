@@ -743,9 +743,11 @@ impl Transport {
                     // passed over, as Go's client does, before the caller counts a loss:
                     // it resent once and then retried, each time on the next stale
                     // connection, and failed the first object after an idle gap. The
-                    // pool holds no more connections than the cap.
+                    // pool holds no more connections than the caps' cap per host, as
+                    // clamped, and they may be another transport's: this one's option
+                    // failed a fetch on the second of eight stale connections.
                     if repeatable
-                        && stale < self.opts.max_connections_per_host
+                        && stale < self.caps.per_host()
                         && failure::lost_with_connection(&e)
                         && reused
                     {
