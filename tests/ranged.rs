@@ -1395,40 +1395,13 @@ async fn a_416_to_the_one_stream_while_a_part_s_206_confirmed_the_size_given() {
     let mut ranges = small_ranges();
     ranges.streams = 2;
     let remote = two_retries(&reg.host(), ranges);
-    let reading = {
-        let digest = digest.clone();
-        tokio::spawn(async move { error_given_size(&remote, &digest, 3 << 20).await })
-    };
-    let asked = |end: &str| {
-        range_requests(&reg)
-            .iter()
-            .filter(|r| r.ends_with(end))
-            .count()
-    };
-    let wait = |what: &str, mut done: Box<dyn FnMut() -> bool + '_>| {
-        tokio::task::block_in_place(|| support::wait::until(what, &mut *done))
-    };
-    let second = format!("-{}", (1 << 20) - 1);
-    wait(
-        "the second part asked for",
-        Box::new(|| asked(&second) >= 1),
-    );
-    first_part.open();
-    let rest = format!("bytes={}-", 512 << 10);
-    wait(
-        "the one stream asked for",
-        Box::new(|| range_requests(&reg).contains(&rest)),
-    );
-    second_part.open();
-    wait(
-        "the second part asked for again",
-        Box::new(|| asked(&second) >= 2),
-    );
-    one_stream.open();
-    let e = reading.await.unwrap();
+    let gates = [first_part, second_part, one_stream];
+    let e = a_416_while_a_part_confirms(remote, &digest, &reg, &reg, gates).await;
     assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
     let said = format!(
-        "{rest}, got a 416 (the content ends at byte {}), where the server declared 3145728 bytes",
+        "bytes={}-, got a 416 (the content ends at byte {}), where the server declared \
+         3145728 bytes",
+        512 << 10,
         512 << 10
     );
     assert!(e.to_string().contains(&said), "{e}");
@@ -1495,12 +1468,36 @@ async fn a_416_to_the_rest_handed_over_while_a_mirror_s_part_confirmed_the_size(
     let mut ranges = small_ranges();
     ranges.streams = 2;
     let remote = mirrored(&reg, &mirror, 2).with_ranges(ranges);
+    let gates = [first_part, second_part, handed_over];
+    let e = a_416_while_a_part_confirms(remote, &digest, &mirror, &reg, gates).await;
+    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
+    let said = format!(
+        "where the mirror {} declared {} bytes",
+        mirror.host(),
+        3 << 20
+    );
+    assert!(e.to_string().contains(&said), "{e}");
+}
+
+/// Fetches `digest` (3 MiB, its size given alone) split in two parts from `parts`, the
+/// rest after the first part from `rest`, ordered by three gates set on their answers:
+/// the first part's until the second part was asked for, the second part's until the
+/// rest was asked for (it then breaks after its head), and the rest's until the second
+/// part's next request says its head, which confirms the size given, was read. The
+/// fetch's error.
+async fn a_416_while_a_part_confirms(
+    remote: RegistryRemote,
+    digest: &str,
+    parts: &FakeRegistry,
+    rest: &FakeRegistry,
+    [first_part, second_part, rest_answer]: [support::fake::Gate; 3],
+) -> dist::Error {
     let reading = {
-        let digest = digest.clone();
+        let digest = digest.to_owned();
         tokio::spawn(async move { error_given_size(&remote, &digest, 3 << 20).await })
     };
     let asked = |end: &str| {
-        let asked = range_requests(&mirror);
+        let asked = range_requests(parts);
         asked.iter().filter(|r| r.ends_with(end)).count()
     };
     let wait = |what: &str, mut done: Box<dyn FnMut() -> bool + '_>| {
@@ -1512,25 +1509,18 @@ async fn a_416_to_the_rest_handed_over_while_a_mirror_s_part_confirmed_the_size(
         Box::new(|| asked(&second) >= 1),
     );
     first_part.open();
-    let rest = format!("bytes={}-", 512 << 10);
+    let from = format!("bytes={}-", 512 << 10);
     wait(
-        "the rest handed over",
-        Box::new(|| range_requests(&reg).contains(&rest)),
+        "the rest asked for",
+        Box::new(|| range_requests(rest).contains(&from)),
     );
     second_part.open();
     wait(
         "the second part asked for again",
         Box::new(|| asked(&second) >= 2),
     );
-    handed_over.open();
-    let e = reading.await.unwrap();
-    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
-    let said = format!(
-        "where the mirror {} declared {} bytes",
-        mirror.host(),
-        3 << 20
-    );
-    assert!(e.to_string().contains(&said), "{e}");
+    rest_answer.open();
+    reading.await.unwrap()
 }
 
 /// A slow registry that declared no size (its first answer chunked) confirms the size given
