@@ -373,7 +373,7 @@ fn range_streams_fit_a_low_open_file_limit() {
         reg.connections(),
         reg.max_open_connections(),
     );
-    assert!(ranged > 0, "not split: the test shows nothing");
+    assert!(ranged > 0, "not split: the test shows nothing\n{stderr}");
     assert!(!stderr.contains("Too many open files"), "{stderr}");
     assert!(
         stderr.contains("--range-streams 64 needs up to 64 connections"),
