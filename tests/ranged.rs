@@ -107,6 +107,18 @@ fn assert_parts_contradicted_the_server(e: &dist::Error) {
     assert!(e.contains(&said) && e.contains("asked for bytes="), "{e}");
 }
 
+/// `e` says the one stream's `416` (to `bytes=N-`, not a part's `bytes=N-M`) contradicts
+/// the 3 MiB the server declared.
+fn assert_one_stream_contradicted_the_server(e: &dist::Error) {
+    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
+    let (one_stream, said) = (
+        "-, got a 416 (the content ends at byte ",
+        "), where the server declared 3145728 bytes",
+    );
+    let e = e.to_string();
+    assert!(e.contains(one_stream) && e.contains(said), "{e}");
+}
+
 /// `reg`'s repository with `mirror` tried first, split into small parts, with `retries`
 /// and short pauses.
 fn mirrored(reg: &FakeRegistry, mirror: &FakeRegistry, retries: u32) -> RegistryRemote {
@@ -1195,14 +1207,7 @@ async fn a_416_to_the_one_stream_parts_went_back_to_is_a_size_mismatch() {
     ranges.streams = 2;
     let remote = two_retries(&reg.host(), ranges);
     let e = read_to_end(&remote, &digest).await.unwrap_err();
-    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
-    // `bytes=N-`, not a part's `bytes=N-M`.
-    let (one_stream, said) = (
-        "-, got a 416 (the content ends at byte ",
-        "), where the server declared 3145728 bytes",
-    );
-    let e = e.to_string();
-    assert!(e.contains(one_stream) && e.contains(said), "{e}");
+    assert_one_stream_contradicted_the_server(&e);
 }
 
 /// A registry that declared no size (its first answer unframed, closed early) confirms
@@ -1358,13 +1363,7 @@ async fn a_416_to_the_one_stream_after_a_part_s_206_confirmed_the_size_given() {
     tokio::task::block_in_place(|| support::wait::until("the two parts asked for", both_asked));
     held.open();
     let e = reading.await.unwrap();
-    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
-    let (one_stream, said) = (
-        "-, got a 416 (the content ends at byte ",
-        "), where the server declared 3145728 bytes",
-    );
-    let e = e.to_string();
-    assert!(e.contains(one_stream) && e.contains(said), "{e}");
+    assert_one_stream_contradicted_the_server(&e);
 }
 
 /// As above, but the part's `206` that confirms the size given comes while the one stream
