@@ -3299,3 +3299,81 @@ fn a_one_shot_stdout_that_fills_says_what_it_already_holds() {
         "{err}"
     );
 }
+
+/// A batch's frames written into a file that stops taking bytes (a full disk; here a limit
+/// on file size, which fails writes the same way, and `/dev/full`) name the frame the file
+/// ends in and how much of it went there, and the report has a line for each frame before
+/// it. The output's unit tests check that of a writer that fills; this, of the process,
+/// its stdout a real file.
+#[test]
+fn a_file_that_fills_under_a_batch_names_the_frame_it_cuts() {
+    use std::os::unix::process::CommandExt;
+    let reg = FakeRegistry::start();
+    const LEN: usize = 10_000;
+    let blobs: Vec<String> = (0..30u64)
+        .map(|i| reg.blob("team/app", bytes(400 + i, LEN)))
+        .collect();
+    let input: String = blobs.iter().map(|d| format!("{d}\n")).collect();
+    let frame = |digest: &String| format!("{digest} {digest} {LEN} -\n").len() + LEN + 1;
+    let five: usize = blobs[..5].iter().map(frame).sum();
+    let dir = tempfile::tempdir().unwrap();
+    let lines = dir.path().join("lines");
+    std::fs::write(&lines, &input).unwrap();
+    let repo = repo(&reg);
+    for (into, limit) in [("file", Some(five + 700)), ("/dev/full", None)] {
+        let report = dir.path().join("report");
+        let mut command = Dist::new().command(&[
+            "fetch",
+            &repo,
+            "-",
+            "--ordered",
+            "--report",
+            report.to_str().unwrap(),
+        ]);
+        let stdout = match limit {
+            Some(limit) => {
+                // SAFETY: only setrlimit, which is async-signal-safe, runs between fork
+                // and exec.
+                unsafe {
+                    command.pre_exec(move || {
+                        let limit = libc::rlimit {
+                            rlim_cur: limit as libc::rlim_t,
+                            rlim_max: libc::RLIM_INFINITY,
+                        };
+                        match libc::setrlimit(libc::RLIMIT_FSIZE, &limit) {
+                            0 => Ok(()),
+                            _ => Err(std::io::Error::last_os_error()),
+                        }
+                    });
+                }
+                std::fs::File::create(dir.path().join("frames")).unwrap()
+            }
+            None => std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap(),
+        };
+        let out = command
+            .stdin(std::fs::File::open(&lines).unwrap())
+            .stdout(stdout)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{into}: {err}");
+        let (cut, said, whole) = match limit {
+            Some(_) => (
+                &blobs[5],
+                "cut short after 700 of its bytes: File too large",
+                5,
+            ),
+            None => (&blobs[0], "none of it written: No space left on device", 0),
+        };
+        let message = format!("dist: {cut}: writing its frame to stdout, {said}");
+        assert_eq!(err.matches(&message).count(), 1, "{into}: {err}");
+        let reported: Vec<u64> = json_lines(&std::fs::read(&report).unwrap())
+            .iter()
+            .map(|l| l["line"].as_u64().unwrap())
+            .collect();
+        assert_eq!(reported, (1..=whole).collect::<Vec<u64>>(), "{into}");
+    }
+}
