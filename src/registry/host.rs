@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode, Uri};
 
-use crate::auth::{Authorizer, CredentialSource};
+use crate::auth::{Authorizer, CredentialSource, TokenTries};
 use crate::error::{Error, ErrorKind, Result};
 use crate::reference::Repository;
 use crate::retry::{self, HostPause, Next, RetryPolicy};
@@ -475,6 +475,9 @@ impl Host {
         // The ticket of the request sent for all, kept through the credentials it renews
         // after a 401 or a 403 (see `reauth`).
         let mut kept = None;
+        // The token requests whose failures this request took: its retry takes a later
+        // one's, made for all, rather than ask once more.
+        let mut tries = TokenTries::default();
         loop {
             // A mirror the registry stands behind is not waited for: the hosts are picked
             // before its pause, but a body it serves asks it for the rest, and its parts
@@ -505,7 +508,7 @@ impl Host {
                 // failure they share: asked for behind the request sent for all, each
                 // task in turn asked a failing token server again, for itself alone.
                 if self.outage.holds(&self.pause) {
-                    if let Err(e) = self.auth.grant(policy).await {
+                    if let Err(e) = self.auth.grant_again(policy, &mut tries).await {
                         let wait = again(e, retries, None)?;
                         _asleep = self.outage.sleep_out(wait).await;
                         continue;
@@ -533,7 +536,7 @@ impl Host {
             _asleep = None;
             // Token requests fail as other requests do (a 503 or 429 from the token
             // server, a dropped connection) and are retried on the same budget.
-            let grant = match self.auth.grant(policy).await {
+            let grant = match self.auth.grant_again(policy, &mut tries).await {
                 Ok(g) => g,
                 Err(e) => {
                     // The token server's trouble says nothing of the registry: another
@@ -646,7 +649,7 @@ impl Host {
                     drop(reply);
                     match self
                         .auth
-                        .challenged(&grant, &challenges, auth_rounds > 0, policy)
+                        .challenged_again(&grant, &challenges, auth_rounds > 0, &mut tries, policy)
                         .await
                     {
                         Ok(()) => {
