@@ -19,6 +19,7 @@ mod bearer;
 mod lookup;
 mod refusal;
 mod scope;
+mod sent;
 mod state;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,6 +36,7 @@ use clock::Stamp;
 /// The types [`CredentialSource`] holds, here beside it.
 pub use credentials::{Credential, DockerConfig};
 use refusal::refused_message;
+pub(crate) use sent::Sent;
 use state::State;
 pub use state::TokenTries;
 

@@ -209,7 +209,8 @@ pub async fn fetch(
             _ => ErrorKind::Http,
         };
         let mut msg = format!("token request answered {status}");
-        let said = crate::server_text::error_detail(&text, &status.to_string());
+        let sent = super::Sent::credential(credential);
+        let said = crate::server_text::error_detail_hiding(&text, &status.to_string(), &sent);
         if !said.is_empty() {
             msg = format!("{msg}: {said}");
         }
@@ -259,9 +260,17 @@ pub async fn fetch(
         .refresh_token
         .clone()
         .filter(|t| !t.is_empty() && matches!(credential, Some(Credential::IdentityToken(_))));
-    let token = reply
-        .token()
-        .ok_or_else(|| Error::new(ErrorKind::Protocol, tokenless_reply(&bytes)).with_url(&shown))?;
+    let token = reply.token().ok_or_else(|| {
+        // An OAuth2 refusal in a 200 may repeat the credential it refused.
+        let sent = super::Sent::credential(credential);
+        let said = match sent.is_empty() {
+            true => tokenless_reply(&bytes),
+            false => sent.hide(&tokenless_reply(
+                sent.hide(&String::from_utf8_lossy(&bytes)).as_bytes(),
+            )),
+        };
+        Error::new(ErrorKind::Protocol, said).with_url(&shown)
+    })?;
     let mut header = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
         Error::new(ErrorKind::Protocol, "token is not a valid header value").with_url(&shown)
     })?;

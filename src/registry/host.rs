@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode, Uri};
 
-use crate::auth::{Authorizer, CredentialSource, TokenTries};
+use crate::auth::{Authorizer, CredentialSource, Sent, TokenTries};
 use crate::error::{Error, ErrorKind, Result};
 use crate::reference::Repository;
 use crate::retry::{self, HostPause, Next, RetryPolicy};
@@ -698,7 +698,9 @@ impl Host {
             // and those that the registry sends there wait.
             let holding = asked.filter(|_| matches!(status.as_u16(), 429 | 503));
             let elsewhere = (holding.is_some() && !own).then(|| reply.url.clone());
-            let mut err = status_error(&self.transport, &mut reply, self.mirror).await;
+            let mut sent = Sent::header(grant.header.as_ref());
+            sent.extend_values(&self.headers);
+            let mut err = status_error(&self.transport, &mut reply, self.mirror, &sent).await;
             // Its connection is not held through what follows: a token or quota lookup
             // on this host, and the pause before the next attempt.
             drop(reply);
@@ -885,8 +887,14 @@ impl MirrorDown {
     }
 }
 
-/// Turns a failed response into an error naming the status and the registry's own words.
-async fn status_error(transport: &Transport, reply: &mut transport::Reply, mirror: bool) -> Error {
+/// Turns a failed response into an error naming the status and the registry's own words,
+/// without the secrets its request `sent`.
+async fn status_error(
+    transport: &Transport,
+    reply: &mut transport::Reply,
+    mirror: bool,
+    sent: &Sent,
+) -> Error {
     let status = reply.response.status();
     let url = reply.url.clone();
     if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
@@ -903,7 +911,7 @@ async fn status_error(transport: &Transport, reply: &mut transport::Reply, mirro
     let codings = super::coding::codings(reply.response.headers());
     let body = transport::read_prefix(transport, reply.response.body_mut(), MAX_ERROR_BODY).await;
     let body = super::coding::readable(body, codings, MAX_ERROR_BODY).await;
-    let detail = server_text::error_detail(&body, &status.to_string());
+    let detail = server_text::error_detail_hiding(&body, &status.to_string(), sent);
     if status == StatusCode::BAD_REQUEST
         && url.scheme_str() == Some("http")
         && tls_port_refusal(&body)
