@@ -770,6 +770,21 @@ mod coded_replies {
         assert!(e.to_string().contains("bad robot password"), "{e}");
     }
 
+    /// A token server that refuses a refresh token in a 200 (an OAuth2 `error` in place of
+    /// a token) and repeats it there: told in its words, without the refresh token.
+    #[tokio::test]
+    async fn a_tokenless_reply_that_repeats_the_refresh_token_does_not_show_it() {
+        let secret = "rt-0123-secret";
+        let body = format!(
+            r#"{{"error":"invalid_grant","error_description":"refresh token {secret} expired"}}"#
+        );
+        let traded = Credential::IdentityToken(secret.into());
+        let (got, _) = fetch_coded("200 OK", "identity", body.into_bytes(), Some(&traded)).await;
+        let e = got.unwrap_err().to_string();
+        assert!(!e.contains(secret), "{e}");
+        assert!(e.contains("refresh token <redacted> expired"), "{e}");
+    }
+
     /// A label that names no coding (`Content-Encoding: UTF-8`, as some servers mean the
     /// charset) on plain JSON: the reply is read as it came, as Docker's client, which
     /// undoes no coding it did not ask for, reads it, and as dist did before it decoded
