@@ -245,8 +245,15 @@ pub async fn fetch(
         .await
         .map_err(|e| e.with_url(&shown))?;
     let received = Stamp::now();
+    // What the server said instead of a token may repeat the credential traded for it.
+    let sent = super::Sent::credential(credential);
     let reply: Reply = serde_json::from_slice(without_bom(&bytes)).map_err(|e| {
-        let mut msg = unreadable_reply(&bytes, content_type.as_deref(), &e);
+        let hidden = sent.hide(&String::from_utf8_lossy(&bytes));
+        let mut msg = sent.hide(&unreadable_reply(
+            hidden.as_bytes(),
+            content_type.as_deref(),
+            &e,
+        ));
         if let Some(unknown) = &unknown {
             msg = format!("{msg}; {}", unknown.reason());
         }
@@ -261,8 +268,6 @@ pub async fn fetch(
         .clone()
         .filter(|t| !t.is_empty() && matches!(credential, Some(Credential::IdentityToken(_))));
     let token = reply.token().ok_or_else(|| {
-        // An OAuth2 refusal in a 200 may repeat the credential it refused.
-        let sent = super::Sent::credential(credential);
         let said = match sent.is_empty() {
             true => tokenless_reply(&bytes),
             false => sent.hide(&tokenless_reply(
@@ -783,6 +788,25 @@ mod coded_replies {
         let e = got.unwrap_err().to_string();
         assert!(!e.contains(secret), "{e}");
         assert!(e.contains("refresh token <redacted> expired"), "{e}");
+    }
+
+    /// A token server that answers a 200 of prose, not JSON, repeating the password it
+    /// was sent: shown without it.
+    #[tokio::test]
+    async fn a_prose_reply_that_repeats_the_password_does_not_show_it() {
+        let password = "s3cret-pw-x";
+        let body = format!("login failed: password {password} is wrong");
+        let sent = Credential::Basic {
+            username: "alice".into(),
+            password: password.into(),
+        };
+        let (got, _) = fetch_coded("200 OK", "identity", body.into_bytes(), Some(&sent)).await;
+        let e = got.unwrap_err().to_string();
+        assert!(!e.contains(password), "{e}");
+        assert!(
+            e.contains("login failed: password <redacted> is wrong"),
+            "{e}"
+        );
     }
 
     /// A label that names no coding (`Content-Encoding: UTF-8`, as some servers mean the
