@@ -86,6 +86,25 @@ pub(crate) fn without_bom(body: &[u8]) -> &[u8] {
 /// when it is no JSON or names none of them, so a caller that must not show the rest of a
 /// body (a token server's) can use it alone.
 pub(crate) fn json_error(body: &[u8]) -> Option<String> {
+    json_said(body).map(|all| one_line(&all))
+}
+
+/// What an error `body` says ([`error_detail`]), the secrets its request `sent` taken
+/// out: out of the text as it came, and out of the JSON strings read from it, which may
+/// have written them escaped (`\/` for a `/` of base64).
+pub(crate) fn error_detail_hiding(body: &[u8], status: &str, sent: &crate::auth::Sent) -> String {
+    if sent.is_empty() {
+        return error_detail(body, status);
+    }
+    let text = sent.hide(&String::from_utf8_lossy(body));
+    match json_said(text.as_bytes()) {
+        Some(all) => one_line(&sent.hide(&all)),
+        None => excerpt(text.as_bytes(), status),
+    }
+}
+
+/// [`json_error`]'s messages, before they are put on one line.
+fn json_said(body: &[u8]) -> Option<String> {
     let said = said(body)?;
     let pair = |code: Option<String>, message: Option<String>| {
         let parts: Vec<String> = [code, message]
@@ -107,7 +126,7 @@ pub(crate) fn json_error(body: &[u8]) -> Option<String> {
     } else {
         said.details.filter(|d| !d.is_empty())?
     };
-    Some(one_line(&all))
+    Some(all)
 }
 
 /// The codes of a registry's OCI `errors` in `body` (`BLOB_UNKNOWN`, `NAME_UNKNOWN`), in

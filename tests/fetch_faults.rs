@@ -2651,6 +2651,84 @@ fn token_server_answers(
     err
 }
 
+/// A registry, or the gateway before it, whose error echoes the request's `Authorization`
+/// back (a dump of the request) or names the password: dist's message shows what it said
+/// without them. Before, the password and its base64 were printed with the error.
+#[test]
+fn a_registry_error_that_echoes_the_credentials_does_not_print_them() {
+    use base64::Engine;
+    let password = "correct-horse~?battery";
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("alice:{password}"));
+    // JSON may write the `/` of its base64 as `\/`.
+    assert!(basic.contains('/'), "{basic}");
+    let escaped = basic.replace('/', "\\/");
+    for (content_type, body) in [
+        (
+            "application/json",
+            format!(
+                r#"{{"errors":[{{"code":"DENIED","message":"request had Authorization: Basic {escaped}"}}]}}"#
+            ),
+        ),
+        (
+            "text/plain",
+            format!("bad request; headers: Authorization: Basic {basic}\n"),
+        ),
+        (
+            "application/json",
+            format!(r#"{{"errors":[{{"code":"DENIED","message":"alice:{password} is locked"}}]}}"#),
+        ),
+    ] {
+        let reg = FakeRegistry::builder()
+            .auth(Auth::basic("alice", password))
+            .start();
+        let digest = reg.blob("team/app", bytes(37, 1000));
+        let page = Fault::Page {
+            status: 400,
+            content_type,
+            body,
+        };
+        reg.set_fault_for_every(&digest, page);
+        let dist = Dist::new();
+        dist.login(&reg.host(), "alice", password);
+        let err = dist.fails(1, &["fetch", &repo(&reg), &digest], b"");
+        assert!(!err.contains(password) && !err.contains(&basic), "{err}");
+        assert!(
+            err.contains("400 Bad Request") && err.contains("<redacted>"),
+            "{err}"
+        );
+        let sent = reg.requests().into_iter().filter_map(|r| r.authorization);
+        assert!(
+            sent.into_iter().any(|a| a.contains(&basic)),
+            "the credentials were sent"
+        );
+    }
+}
+
+/// A token server that repeats the password it refused in its error: the refusal is
+/// told in its words, without it.
+#[test]
+fn a_token_server_error_that_echoes_the_password_does_not_print_it() {
+    let password = "correct-horse-battery";
+    let reg = FakeRegistry::builder()
+        .auth(Auth::bearer_for("alice", password))
+        .start();
+    let digest = reg.blob("team/app", bytes(38, 1000));
+    let page = Fault::Page {
+        status: 401,
+        content_type: "application/json",
+        body: format!(r#"{{"details":"no user alice with password {password}"}}"#),
+    };
+    reg.set_fault_for_every("/token", page);
+    let dist = Dist::new();
+    dist.login(&reg.host(), "alice", password);
+    let err = dist.fails(2, &["--retries", "0", "fetch", &repo(&reg), &digest], b"");
+    assert!(!err.contains(password), "{err}");
+    assert!(
+        err.contains("no user alice with password <redacted>"),
+        "{err}"
+    );
+}
+
 /// A realm that redirects its callers to another host, which then asks them to
 /// authenticate, refused a request that carried no credentials: they go to the realm's
 /// origin only. Telling the user to log in again, as for the realm's own 401, would send

@@ -4,6 +4,7 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -303,6 +304,45 @@ fn a_failing_token_server_is_asked_again_once_per_backoff() {
         (1..=4).contains(&failed),
         "{failed} token requests in the second the token server failed"
     );
+}
+
+/// A token that ended while the token server fails every request: with `--retries N`,
+/// the token server is asked N + 1 times in all, the retries made for every task that
+/// needs the token. Before, a task whose own backoff ended after the retry made for all
+/// had failed asked once more for itself: 5 token requests for 8 objects with
+/// `--retries 3`.
+#[test]
+fn a_failing_token_server_is_asked_once_per_retry_for_all() {
+    const RETRIES: usize = 3;
+    let ttl = Duration::from_secs(2);
+    let reg = FakeRegistry::builder().auth(Auth::bearer(ttl)).start();
+    let blobs: Vec<String> = (0..9)
+        .map(|seed| reg.blob("team/app", bytes(9500 + seed, 1000)))
+        .collect();
+    let retries = RETRIES.to_string();
+    let mut child = Dist::new().start(&["--retries", &retries, "fetch", &repo(&reg), "-"]);
+    let mut input = child.stdin.take().unwrap();
+    writeln!(input, "{}", blobs[0]).unwrap();
+    first_blob_served(&reg);
+    std::thread::sleep(ttl + Duration::from_millis(100));
+    reg.set_fault_for_every("/token", Fault::Status(503));
+    let asked = reg.token_requests();
+    for digest in &blobs[1..] {
+        writeln!(input, "{digest}").unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for digest in &blobs[1..] {
+        let said = err.lines().find(|l| l.contains(digest.as_str()));
+        let said = said.unwrap_or_else(|| panic!("{digest}: {err}"));
+        assert!(
+            said.contains("/token: token request answered 503"),
+            "{said}"
+        );
+    }
+    assert_eq!(reg.token_requests() - asked, RETRIES + 1, "{err}");
 }
 
 /// Runs a batch of 30 slowed blobs from `reg` with credentials from a helper whose

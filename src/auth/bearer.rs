@@ -12,6 +12,7 @@ use super::clock::Stamp;
 use super::credentials::Credential;
 use super::refusal::refused_message;
 use super::scope::merged_scopes;
+use super::state::TokenTries;
 use super::{token, Authorizer, CredentialSource};
 use crate::error::{Error, ErrorKind, Result};
 use crate::retry::RetryPolicy;
@@ -26,11 +27,12 @@ fn renew_at(expires_at: Stamp, lifetime: Duration) -> Stamp {
 
 impl Authorizer {
     /// Renews an expired token unless another task already did since `generation`, or
-    /// tried and failed since `flights`.
+    /// tried and failed since `flights` or since the failure `tries` took.
     pub(super) async fn renew(
         &self,
         generation: u64,
         flights: u64,
+        tries: &mut TokenTries,
         policy: &RetryPolicy,
     ) -> Result<()> {
         let _flight = self.refresh.lock().await;
@@ -38,13 +40,30 @@ impl Authorizer {
         if s.generation != generation {
             return Ok(());
         }
-        if let Some(e) = s.failure_since(flights) {
+        if let Some(e) = s.failure_since(flights, tries) {
+            tries.took(s.flights);
             return Err(e);
         }
         match s.bearer {
-            Some(ch) => self.fetch_token(ch, policy).await,
+            Some(ch) => self.fetch_token_for(ch, tries, policy).await,
             None => Ok(()),
         }
+    }
+
+    /// [`fetch_token`](Self::fetch_token) for a request that notes in `tries` the failure
+    /// it takes. Called with the refresh lock held, so no other token request finishes
+    /// in between.
+    pub(super) async fn fetch_token_for(
+        &self,
+        ch: Challenge,
+        tries: &mut TokenTries,
+        policy: &RetryPolicy,
+    ) -> Result<()> {
+        let fetched = self.fetch_token(ch, policy).await;
+        if fetched.is_err() {
+            tries.took(self.snapshot().flights);
+        }
+        fetched
     }
 
     /// Renews a token due for renewal that is still valid, unless another task is at it,

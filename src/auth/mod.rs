@@ -19,6 +19,7 @@ mod bearer;
 mod lookup;
 mod refusal;
 mod scope;
+mod sent;
 mod state;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,7 +36,9 @@ use clock::Stamp;
 /// The types [`CredentialSource`] holds, here beside it.
 pub use credentials::{Credential, DockerConfig};
 use refusal::refused_message;
+pub(crate) use sent::Sent;
 use state::State;
+pub use state::TokenTries;
 
 /// Where credentials come from.
 #[derive(Debug, Clone)]
@@ -197,13 +200,19 @@ impl Authorizer {
     /// The header to send now. A bearer token close to expiry is renewed first, and one
     /// past it waits for its renewal; failed token requests are retried under `policy`.
     pub async fn grant(&self, policy: &RetryPolicy) -> Result<Grant> {
+        self.grant_again(policy, &mut TokenTries::default()).await
+    }
+
+    /// [`grant`](Self::grant) for a request that may have met a failed token request
+    /// before, noted in `tries`: a later one's failure is its retry's outcome.
+    pub async fn grant_again(&self, policy: &RetryPolicy, tries: &mut TokenTries) -> Result<Grant> {
         let mut s = self.snapshot();
         let now = Stamp::now();
         if s.expires_at.is_some_and(|t| now >= t) {
             if s.valid_until.is_some_and(|t| now < t) {
                 self.renew_early(s.generation, policy).await;
             } else {
-                self.renew(s.generation, s.flights, policy).await?;
+                self.renew(s.generation, s.flights, tries, policy).await?;
             }
             s = self.snapshot();
         }
@@ -279,6 +288,21 @@ impl Authorizer {
         again: bool,
         policy: &RetryPolicy,
     ) -> Result<()> {
+        let mut tries = TokenTries::default();
+        self.challenged_again(used, www_authenticate, again, &mut tries, policy)
+            .await
+    }
+
+    /// [`challenged`](Self::challenged) for a request that may have met a failed token
+    /// request before, noted in `tries`: a later one's failure is its retry's outcome.
+    pub async fn challenged_again(
+        &self,
+        used: &Grant,
+        www_authenticate: &[String],
+        again: bool,
+        tries: &mut TokenTries,
+        policy: &RetryPolicy,
+    ) -> Result<()> {
         let challenges: Vec<Challenge> = www_authenticate
             .iter()
             .flat_map(|h| challenge::parse(h))
@@ -289,7 +313,8 @@ impl Authorizer {
         if s.generation != used.generation {
             return Ok(()); // another task already reacted to the same 401
         }
-        if let Some(e) = s.failure_since(flights) {
+        if let Some(e) = s.failure_since(flights, tries) {
+            tries.took(s.flights);
             return Err(e);
         }
         let bearer = challenges.iter().find(|c| c.scheme == "bearer");
@@ -320,7 +345,7 @@ impl Authorizer {
                 };
                 return Err(self.not_granted(ch.param("scope"), said).await);
             }
-            return self.fetch_token(ch.clone(), policy).await;
+            return self.fetch_token_for(ch.clone(), tries, policy).await;
         }
         if basic.is_some() {
             let Some(found) = self.found().await? else {

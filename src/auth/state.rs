@@ -34,10 +34,28 @@ pub(super) struct State {
 }
 
 impl State {
-    /// The failure of the token request that finished while a task waited for the lock,
-    /// having seen `flights` before it.
-    pub(super) fn failure_since(&self, flights: u64) -> Option<Error> {
-        let failed = self.failed.as_ref().filter(|_| self.flights != flights)?;
+    /// The failure a task takes as its own rather than ask the token server itself: the
+    /// token request's that finished while it waited for the lock, having seen `flights`
+    /// before it; or, when it comes again after `tries`' failure, a later one's.
+    pub(super) fn failure_since(&self, flights: u64, tries: &TokenTries) -> Option<Error> {
+        let later = tries.0.is_some_and(|took| self.flights > took);
+        let failed = self.failed.as_ref();
+        let failed = failed.filter(|_| self.flights != flights || later)?;
         Some(failed.shared())
+    }
+}
+
+/// The token request whose failure one request last took as its own, counted in the
+/// authorizer's token requests finished. Its retry takes the failure of a token request
+/// made since for all, rather than wait out the backoff and ask once more for itself:
+/// each task that came late to the one retry made for all asked again, one request
+/// after another (3 token requests for `--retries 1`, the one retry and a third).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TokenTries(Option<u64>);
+
+impl TokenTries {
+    /// Notes that the request took the failure of the token requests finished at `flights`.
+    pub(super) fn took(&mut self, flights: u64) {
+        self.0 = Some(flights);
     }
 }

@@ -209,7 +209,8 @@ pub async fn fetch(
             _ => ErrorKind::Http,
         };
         let mut msg = format!("token request answered {status}");
-        let said = crate::server_text::error_detail(&text, &status.to_string());
+        let sent = super::Sent::credential(credential);
+        let said = crate::server_text::error_detail_hiding(&text, &status.to_string(), &sent);
         if !said.is_empty() {
             msg = format!("{msg}: {said}");
         }
@@ -244,8 +245,15 @@ pub async fn fetch(
         .await
         .map_err(|e| e.with_url(&shown))?;
     let received = Stamp::now();
+    // What the server said instead of a token may repeat the credential traded for it.
+    let sent = super::Sent::credential(credential);
     let reply: Reply = serde_json::from_slice(without_bom(&bytes)).map_err(|e| {
-        let mut msg = unreadable_reply(&bytes, content_type.as_deref(), &e);
+        let hidden = sent.hide(&String::from_utf8_lossy(&bytes));
+        let mut msg = sent.hide(&unreadable_reply(
+            hidden.as_bytes(),
+            content_type.as_deref(),
+            &e,
+        ));
         if let Some(unknown) = &unknown {
             msg = format!("{msg}; {}", unknown.reason());
         }
@@ -259,9 +267,15 @@ pub async fn fetch(
         .refresh_token
         .clone()
         .filter(|t| !t.is_empty() && matches!(credential, Some(Credential::IdentityToken(_))));
-    let token = reply
-        .token()
-        .ok_or_else(|| Error::new(ErrorKind::Protocol, tokenless_reply(&bytes)).with_url(&shown))?;
+    let token = reply.token().ok_or_else(|| {
+        let said = match sent.is_empty() {
+            true => tokenless_reply(&bytes),
+            false => sent.hide(&tokenless_reply(
+                sent.hide(&String::from_utf8_lossy(&bytes)).as_bytes(),
+            )),
+        };
+        Error::new(ErrorKind::Protocol, said).with_url(&shown)
+    })?;
     let mut header = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
         Error::new(ErrorKind::Protocol, "token is not a valid header value").with_url(&shown)
     })?;
@@ -759,6 +773,40 @@ mod coded_replies {
         let e = got.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Unauthorized);
         assert!(e.to_string().contains("bad robot password"), "{e}");
+    }
+
+    /// A token server that refuses a refresh token in a 200 (an OAuth2 `error` in place of
+    /// a token) and repeats it there: told in its words, without the refresh token.
+    #[tokio::test]
+    async fn a_tokenless_reply_that_repeats_the_refresh_token_does_not_show_it() {
+        let secret = "rt-0123-secret";
+        let body = format!(
+            r#"{{"error":"invalid_grant","error_description":"refresh token {secret} expired"}}"#
+        );
+        let traded = Credential::IdentityToken(secret.into());
+        let (got, _) = fetch_coded("200 OK", "identity", body.into_bytes(), Some(&traded)).await;
+        let e = got.unwrap_err().to_string();
+        assert!(!e.contains(secret), "{e}");
+        assert!(e.contains("refresh token <redacted> expired"), "{e}");
+    }
+
+    /// A token server that answers a 200 of prose, not JSON, repeating the password it
+    /// was sent: shown without it.
+    #[tokio::test]
+    async fn a_prose_reply_that_repeats_the_password_does_not_show_it() {
+        let password = "s3cret-pw-x";
+        let body = format!("login failed: password {password} is wrong");
+        let sent = Credential::Basic {
+            username: "alice".into(),
+            password: password.into(),
+        };
+        let (got, _) = fetch_coded("200 OK", "identity", body.into_bytes(), Some(&sent)).await;
+        let e = got.unwrap_err().to_string();
+        assert!(!e.contains(password), "{e}");
+        assert!(
+            e.contains("login failed: password <redacted> is wrong"),
+            "{e}"
+        );
     }
 
     /// A label that names no coding (`Content-Encoding: UTF-8`, as some servers mean the

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode, Uri};
 
-use crate::auth::{Authorizer, CredentialSource};
+use crate::auth::{Authorizer, CredentialSource, Sent, TokenTries};
 use crate::error::{Error, ErrorKind, Result};
 use crate::reference::Repository;
 use crate::retry::{self, HostPause, Next, RetryPolicy};
@@ -475,6 +475,9 @@ impl Host {
         // The ticket of the request sent for all, kept through the credentials it renews
         // after a 401 or a 403 (see `reauth`).
         let mut kept = None;
+        // The token requests whose failures this request took: its retry takes a later
+        // one's, made for all, rather than ask once more.
+        let mut tries = TokenTries::default();
         loop {
             // A mirror the registry stands behind is not waited for: the hosts are picked
             // before its pause, but a body it serves asks it for the rest, and its parts
@@ -505,7 +508,7 @@ impl Host {
                 // failure they share: asked for behind the request sent for all, each
                 // task in turn asked a failing token server again, for itself alone.
                 if self.outage.holds(&self.pause) {
-                    if let Err(e) = self.auth.grant(policy).await {
+                    if let Err(e) = self.auth.grant_again(policy, &mut tries).await {
                         let wait = again(e, retries, None)?;
                         _asleep = self.outage.sleep_out(wait).await;
                         continue;
@@ -533,7 +536,7 @@ impl Host {
             _asleep = None;
             // Token requests fail as other requests do (a 503 or 429 from the token
             // server, a dropped connection) and are retried on the same budget.
-            let grant = match self.auth.grant(policy).await {
+            let grant = match self.auth.grant_again(policy, &mut tries).await {
                 Ok(g) => g,
                 Err(e) => {
                     // The token server's trouble says nothing of the registry: another
@@ -646,7 +649,7 @@ impl Host {
                     drop(reply);
                     match self
                         .auth
-                        .challenged(&grant, &challenges, auth_rounds > 0, policy)
+                        .challenged_again(&grant, &challenges, auth_rounds > 0, &mut tries, policy)
                         .await
                     {
                         Ok(()) => {
@@ -695,7 +698,9 @@ impl Host {
             // and those that the registry sends there wait.
             let holding = asked.filter(|_| matches!(status.as_u16(), 429 | 503));
             let elsewhere = (holding.is_some() && !own).then(|| reply.url.clone());
-            let mut err = status_error(&self.transport, &mut reply, self.mirror).await;
+            let mut sent = Sent::header(grant.header.as_ref());
+            sent.extend_values(&self.headers);
+            let mut err = status_error(&self.transport, &mut reply, self.mirror, &sent).await;
             // Its connection is not held through what follows: a token or quota lookup
             // on this host, and the pause before the next attempt.
             drop(reply);
@@ -882,8 +887,14 @@ impl MirrorDown {
     }
 }
 
-/// Turns a failed response into an error naming the status and the registry's own words.
-async fn status_error(transport: &Transport, reply: &mut transport::Reply, mirror: bool) -> Error {
+/// Turns a failed response into an error naming the status and the registry's own words,
+/// without the secrets its request `sent`.
+async fn status_error(
+    transport: &Transport,
+    reply: &mut transport::Reply,
+    mirror: bool,
+    sent: &Sent,
+) -> Error {
     let status = reply.response.status();
     let url = reply.url.clone();
     if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
@@ -900,7 +911,7 @@ async fn status_error(transport: &Transport, reply: &mut transport::Reply, mirro
     let codings = super::coding::codings(reply.response.headers());
     let body = transport::read_prefix(transport, reply.response.body_mut(), MAX_ERROR_BODY).await;
     let body = super::coding::readable(body, codings, MAX_ERROR_BODY).await;
-    let detail = server_text::error_detail(&body, &status.to_string());
+    let detail = server_text::error_detail_hiding(&body, &status.to_string(), sent);
     if status == StatusCode::BAD_REQUEST
         && url.scheme_str() == Some("http")
         && tls_port_refusal(&body)

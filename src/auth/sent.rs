@@ -1,0 +1,125 @@
+//! The secrets a request carried, to be kept out of what its server answered: a server
+//! that echoes the request back in its error (a gateway's or debugging proxy's dump of
+//! the request, a token service repeating the password it refused) must not have dist
+//! print the credential in that error.
+
+use base64::Engine;
+use http::HeaderValue;
+
+use super::credentials::Credential;
+
+/// Shorter secrets are not taken out of a server's words: a password of a letter or two
+/// would cut every word it appears in, and says nothing to a reader anyway.
+const MIN_HIDDEN: usize = 4;
+
+/// The secrets one request sent, in the forms a server may echo them in.
+#[derive(Default)]
+pub(crate) struct Sent(Vec<String>);
+
+impl Sent {
+    /// What an `Authorization` header carries: its token or its Basic `user:password` in
+    /// base64, and the password that decodes from that.
+    pub(crate) fn header(header: Option<&HeaderValue>) -> Sent {
+        let mut sent = Sent::default();
+        let Some(text) = header.and_then(|h| h.to_str().ok()) else {
+            return sent;
+        };
+        let (scheme, secret) = text.split_once(' ').unwrap_or(("", text));
+        let secret = secret.trim();
+        if scheme.eq_ignore_ascii_case("basic") {
+            let decoded = base64::engine::general_purpose::STANDARD.decode(secret);
+            let decoded = decoded.ok().and_then(|d| String::from_utf8(d).ok());
+            if let Some((_, password)) = decoded.as_deref().and_then(|d| d.split_once(':')) {
+                sent.add(password);
+            }
+        }
+        sent.add(secret);
+        sent
+    }
+
+    /// What a token request trading `credential` sends of it.
+    pub(crate) fn credential(credential: Option<&Credential>) -> Sent {
+        match credential {
+            Some(Credential::Basic { .. }) => {
+                let header = credential.and_then(Credential::basic_header);
+                let header = header.and_then(|h| HeaderValue::from_str(&h).ok());
+                Sent::header(header.as_ref())
+            }
+            Some(Credential::IdentityToken(t) | Credential::RegistryToken(t)) => {
+                let mut sent = Sent::default();
+                sent.add(t);
+                sent
+            }
+            None => Sent::default(),
+        }
+    }
+
+    /// Adds the values of `headers` a user configured for the host (`hosts.toml`'s
+    /// `header`), which may be keys as well.
+    pub(crate) fn extend_values(&mut self, headers: &http::HeaderMap) {
+        for value in headers.values() {
+            if let Ok(value) = value.to_str() {
+                self.add(value.trim());
+            }
+        }
+    }
+
+    fn add(&mut self, secret: &str) {
+        if secret.chars().count() >= MIN_HIDDEN {
+            self.0.push(secret.to_string());
+        }
+    }
+
+    /// `text` with every secret sent shown as `<redacted>`.
+    pub(crate) fn hide(&self, text: &str) -> String {
+        // Longest first: a password is part of no token, but a token may hold it.
+        let mut secrets: Vec<&String> = self.0.iter().collect();
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.into_iter().fold(text.to_string(), |text, s| {
+            text.replace(s.as_str(), "<redacted>")
+        })
+    }
+
+    /// Whether nothing was sent to hide.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_basic_header_hides_its_base64_and_its_password() {
+        let header = HeaderValue::from_static("Basic YWxpY2U6czNjcmV0LXB3");
+        let sent = Sent::header(Some(&header));
+        assert_eq!(
+            sent.hide("got Basic YWxpY2U6czNjcmV0LXB3 for alice:s3cret-pw"),
+            "got Basic <redacted> for alice:<redacted>"
+        );
+        let bearer = HeaderValue::from_static("Bearer eyJ0.eyJ1.c2ln");
+        let sent = Sent::header(Some(&bearer));
+        assert_eq!(
+            sent.hide("token eyJ0.eyJ1.c2ln expired"),
+            "token <redacted> expired"
+        );
+        // A password of a letter would cut every word with that letter.
+        let short = Credential::Basic {
+            username: "u".into(),
+            password: "e".into(),
+        };
+        let sent = Sent::credential(Some(&short));
+        assert_eq!(sent.hide("user u refused"), "user u refused");
+        assert!(Sent::header(None).is_empty());
+    }
+
+    #[test]
+    fn a_configured_header_s_value_is_hidden() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-api-key", HeaderValue::from_static("k-8f1e2d"));
+        let mut sent = Sent::default();
+        sent.extend_values(&headers);
+        assert_eq!(sent.hide("key k-8f1e2d unknown"), "key <redacted> unknown");
+    }
+}
