@@ -435,6 +435,35 @@ fn range_streams_cut_to_one_say_blobs_are_not_split() {
     assert!(!stderr.contains("-j 1 needs"), "{stderr}");
 }
 
+/// Under `ulimit -Hn 20` the default 4 range streams are cut to 3: `resolve` and a fetch
+/// by tag, which fetch a manifest and never split a blob, said so all the same. A fetch by
+/// digest, which may be of a large blob, still does.
+#[test]
+fn range_streams_cut_are_said_only_by_commands_that_fetch_blobs() {
+    let reg = FakeRegistry::start();
+    let media = "application/vnd.oci.image.manifest.v1+json";
+    let manifest = br#"{"schemaVersion":2}"#;
+    let digest = reg.manifest("team/app", "v1", media, manifest);
+    let image = format!("{}:v1", repo(&reg));
+    let warning = "--range-streams 4 needs up to 4 connections and the limit on open files \
+                   is 20 (ulimit -n): splitting a blob into 3 at most";
+    for args in [vec!["resolve", &image], vec!["fetch", &repo(&reg), "v1"]] {
+        let out = run_with_file_limit(&Dist::new(), &args, b"", 20, 20);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("--range-streams"), "{args:?}: {stderr}");
+    }
+    let args = ["fetch", &repo(&reg), &digest];
+    let out = run_with_file_limit(&Dist::new(), &args, b"", 20, 20);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        (out.status.code(), &out.stdout[..]),
+        (Some(0), &manifest[..]),
+        "{stderr}"
+    );
+    assert!(stderr.contains(warning), "{stderr}");
+}
+
 /// `-j 16 --range-streams 8` under `ulimit -n 40`: the job count was worked out with all
 /// 8 range streams counted, `(40 - 32 - 8) / 2`, and the batch ran one job at a time,
 /// though the range streams are cut to what the jobs leave (here none need be: 4 jobs

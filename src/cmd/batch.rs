@@ -150,7 +150,7 @@ async fn run_into<S: std::future::Future<Output = Stop>>(
     };
     let jobs =
         super::jobs_within_file_limit(global, args.jobs.unwrap_or(dist::worker::DEFAULT_JOBS));
-    let remote = match open_remote(global, &args.locator, jobs) {
+    let remote = match open_remote(global, &args.locator, jobs, super::Downloads::Blobs) {
         Ok(r) => r,
         Err(e) => return report(&e, EXIT_USAGE),
     };

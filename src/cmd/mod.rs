@@ -252,7 +252,13 @@ fn files_needed(global: &Global, jobs: usize) -> libc::rlim_t {
 /// "Too many open files" past the fortieth host. And the cap in all was never below one
 /// host's, `-j` + `--range-streams` - 1: `--range-streams 64` under `ulimit -n 20` split
 /// a slow blob into parts whose connections failed with "Too many open files".
-fn connections_within_file_limit(global: &Global, jobs: usize) -> (usize, usize) {
+/// Cut streams are warned of only for `Downloads::Blobs`: `resolve` and a fetch by tag
+/// said "not splitting blobs" under `ulimit -Hn 20`, where no blob is fetched at all.
+fn connections_within_file_limit(
+    global: &Global,
+    jobs: usize,
+    downloads: Downloads,
+) -> (usize, usize) {
     let wanted = global.range_streams.max(1);
     // A one-shot fetch comes here with the soft limit only raised to what every run
     // needs: its 64 range streams were cut to 15 where the hard limit had room for all.
@@ -263,7 +269,11 @@ fn connections_within_file_limit(global: &Global, jobs: usize) -> (usize, usize)
         ..
     } = FileBudget::split(limit, jobs, wanted);
     static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if streams < wanted && !global.quiet && !WARNED.swap(true, Ordering::Relaxed) {
+    if streams < wanted
+        && downloads == Downloads::Blobs
+        && !global.quiet
+        && !WARNED.swap(true, Ordering::Relaxed)
+    {
         // One stream is no split: "splitting a blob into 1" read as a split still made.
         let cut = match streams {
             1 => "not splitting blobs".to_owned(),
@@ -324,9 +334,24 @@ fn raise_file_limit(want: libc::rlim_t) -> Option<libc::rlim_t> {
     Some(raised.rlim_cur)
 }
 
+/// What a command may download, which tells whether splitting blobs into ranges concerns
+/// it: only blobs are split.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Downloads {
+    /// Manifests only (`resolve`, a fetch by tag): no blob, so no split.
+    Manifests,
+    /// Blobs too (a fetch by digest, the worker, `pull`).
+    Blobs,
+}
+
 /// Builds the remote a locator names, sharing one transport.
-pub fn open_remote(global: &Global, locator: &str, jobs: usize) -> Result<Arc<dyn Remote>, Error> {
-    open_locator(global, locator.parse()?, jobs)
+pub fn open_remote(
+    global: &Global,
+    locator: &str,
+    jobs: usize,
+    downloads: Downloads,
+) -> Result<Arc<dyn Remote>, Error> {
+    open_locator(global, locator.parse()?, jobs, downloads)
 }
 
 /// `host[:port]` of a mirror's URL (`scheme://host[:port][/path]`), as certs.d names its
@@ -369,6 +394,7 @@ pub fn open_locator(
     global: &Global,
     locator: Locator,
     jobs: usize,
+    downloads: Downloads,
 ) -> Result<Arc<dyn Remote>, Error> {
     match locator {
         Locator::Registry(mut repo) => {
@@ -386,7 +412,7 @@ pub fn open_locator(
             // budget is `range_streams` parts, one of which replaces a first stream).
             // With only `max(jobs, streams)`, four slow blobs on four jobs left their
             // parts waiting for a connection: no gain at all.
-            let (connections, streams) = connections_within_file_limit(global, jobs);
+            let (connections, streams) = connections_within_file_limit(global, jobs, downloads);
             options.max_connections_per_host = jobs + streams - 1;
             options.max_connections = connections;
             // The hosts file's `dial_timeout` is about one host: it wins over the
@@ -451,10 +477,11 @@ pub fn open_image(
     global: &Global,
     image: &dist::image::ImageRef,
     jobs: usize,
+    downloads: Downloads,
 ) -> Result<Arc<dyn Remote>, Error> {
     match &image.locator {
         Locator::Layout(path) => Ok(Arc::new(LayoutRemote::of_image(path, image))),
-        Locator::Registry(_) => open_locator(global, image.locator.clone(), jobs),
+        Locator::Registry(_) => open_locator(global, image.locator.clone(), jobs, downloads),
     }
 }
 
