@@ -310,6 +310,7 @@ async fn run_into<S: std::future::Future<Output = Stop>>(
                     }
                     None => why.say_unwritten(super::Unwritten::Stdout),
                 },
+                LeftUndone::Input { read } => why.say_idle_input(read),
                 LeftUndone::Fetching => why.say(into_store),
             }
             why.say_waiting(&waiting);
@@ -333,6 +334,9 @@ enum LeftUndone<'a> {
     /// writing out what they came to was left. The stop may have come before an outcome
     /// reached the output, which loses its frame or line as a stuck reader does.
     Writing,
+    /// Every object read from the input was handled, but the input had not ended: the
+    /// stop came while waiting for more (`read` objects had come).
+    Input { read: u64 },
     /// Objects of the input were not handled.
     Fetching,
 }
@@ -348,8 +352,11 @@ fn left_undone<'a>(
     synced: bool,
     failed: usize,
 ) -> LeftUndone<'a> {
-    if !s.input_done || s.finished != s.objects {
+    if s.finished != s.objects {
         return LeftUndone::Fetching;
+    }
+    if !s.input_done {
+        return LeftUndone::Input { read: s.objects };
     }
     match store {
         Some(dir) if !synced => LeftUndone::Sync {
@@ -490,6 +497,9 @@ mod tests {
         assert_eq!(left_undone(&s, Some(dir), false, 0), LeftUndone::Fetching);
         s.finished = 3;
         s.input_done = false;
+        let idle = LeftUndone::Input { read: 3 };
+        assert_eq!(left_undone(&s, Some(dir), false, 0), idle);
+        s.finished = 2;
         assert_eq!(left_undone(&s, Some(dir), false, 0), LeftUndone::Fetching);
     }
 

@@ -689,6 +689,27 @@ impl Stop {
         );
     }
 
+    /// Says why a batch stopped while it waited for input, every object of the `read` it
+    /// had read being handled: "the others were not fetched" was said under `--timeout`
+    /// of a batch that had none, its stdin idle.
+    pub fn say_idle_input(&self, read: u64) {
+        if let Some(message) = self.idle_input(read) {
+            say!("{message}");
+        }
+    }
+
+    /// The message of [`Stop::say_idle_input`].
+    fn idle_input(&self, read: u64) -> Option<String> {
+        let why = self.why()?;
+        Some(match read {
+            0 => format!("dist: {why} while waiting for input; none had come, nothing was fetched"),
+            _ => format!(
+                "dist: {why} while waiting for more input; objects reported so far are \
+                 complete, and every one read had been handled"
+            ),
+        })
+    }
+
     /// Names the blobs the run was waiting for while other runs held their locks (stopped
     /// with Ctrl-Z, hung), once it stopped: what held it up, where the run showed nothing
     /// of them, and the lock files to look for their holders by (`fuser`, `lsof`).
@@ -932,6 +953,24 @@ mod tests {
         assert_eq!(Stop::Signal(130).code_after(&unusable), 130);
         let deadline = Stop::Deadline(std::time::Duration::ZERO);
         assert_eq!(deadline.code_after(&unusable), EXIT_TIMEOUT);
+    }
+
+    /// `--timeout` while stdin was idle, every object read handled, said "the others were
+    /// not fetched" of a batch that had none; with nothing read, it said objects reported
+    /// were complete where none was.
+    #[test]
+    fn a_stop_while_the_input_is_idle_says_nothing_was_left() {
+        let deadline = Stop::Deadline(std::time::Duration::from_secs(5));
+        let why = "dist: gave up after the --timeout of 5s while waiting";
+        let none = deadline.idle_input(0).unwrap();
+        assert_eq!(
+            none,
+            format!("{why} for input; none had come, nothing was fetched")
+        );
+        let some = deadline.idle_input(3).unwrap();
+        assert!(some.starts_with(&format!("{why} for more input")), "{some}");
+        assert!(!some.contains("not fetched"), "{some}");
+        assert_eq!(Stop::ReaderGone.idle_input(3), None);
     }
 
     /// A reader, disk or registry that never answers cannot hold off a stop.
