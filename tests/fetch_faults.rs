@@ -3690,3 +3690,37 @@ fn a_failure_after_redirects_names_the_url_that_redirected_there_once() {
     assert!(err.contains("403"), "{err}");
     assert_eq!(err.matches(&said).count(), 1, "{err}");
 }
+
+/// A body that breaks at a redirect's target (a blob store, a CDN) names the target's URL,
+/// where it broke, and the registry's as what sent it there: it named the registry's
+/// alone, sending one who debugs it to a server that had answered with a redirect. The
+/// same once the resumes (redirected again) are spent.
+#[test]
+fn a_body_broken_after_a_redirect_names_the_url_that_broke() {
+    let reg = FakeRegistry::start();
+    let store = FakeRegistry::start();
+    let data = bytes(7, 40000);
+    let digest = reg.blob("team/app", &data);
+    store.blob("team/app", &data);
+    store.set_fault_for_every(&digest, Fault::DropAfter(1000));
+    let blob_url = format!("{}/v2/team/app/blobs/{digest}", reg.url());
+    let target = format!("{}/v2/team/app/blobs/{digest}", store.url());
+    reg.set_fault_for_every(
+        &digest,
+        Fault::Redirect {
+            status: 307,
+            location: format!("{target}?sig=s3cret"),
+        },
+    );
+    for retries in ["0", "2"] {
+        let args = ["--retries", retries, "fetch", &repo(&reg), &digest];
+        let err = Dist::new().fails(2, &args, b"");
+        let broke = format!("{digest}: {target}?…: body interrupted");
+        assert!(err.contains(&broke), "{retries}: {err}");
+        assert!(
+            err.contains(&format!("; redirected there by {blob_url}")),
+            "{retries}: {err}"
+        );
+        assert!(!err.contains("s3cret"), "{retries}: {err}");
+    }
+}

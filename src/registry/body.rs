@@ -79,6 +79,30 @@ pub(crate) struct Resumable {
     /// Told which host serves the body after a hand-over, for the parts of a download
     /// that splits later (see [`Serving`]).
     pub(super) serving: Option<Serving>,
+    /// Where a redirect led the request for the current body, when one did: its break is
+    /// that URL's, not the registry's the request was addressed to.
+    pub(crate) hop: Option<Hop>,
+}
+
+/// The URL a redirect led a request to, which answered it, and the note naming the URL
+/// that sent it there ([`transport::redirected_by`](crate::transport::redirected_by)).
+#[derive(Clone, Debug)]
+pub(crate) struct Hop {
+    url: Uri,
+    note: Option<String>,
+}
+
+impl Hop {
+    /// Where `reply`, asked of `asked`, came from, when a redirect led elsewhere.
+    pub(crate) fn of(reply: &crate::transport::Reply, asked: &Uri) -> Option<Hop> {
+        (reply.url != *asked).then(|| Hop {
+            url: reply.url.clone(),
+            note: reply
+                .redirected_by
+                .as_ref()
+                .map(crate::transport::redirected_by),
+        })
+    }
 }
 
 /// Which host serves a body now, and at which URL: the one that answered first, until a
@@ -287,8 +311,9 @@ impl Resumable {
             return Ok(false);
         }
         // The body of the host asked last broke: after a hand-over, not the host the
-        // download's first answer (whose URL it names otherwise) came from.
-        let e = e.with_url(&url);
+        // download's first answer (whose URL it names otherwise) came from; after a
+        // redirect, the URL it led to (the registry's is named as what sent it there).
+        let e = self.at_hop(e, &url);
         let address = self.address.as_ref();
         // An answer its server ended short of the content that brought a piece of it (a
         // cache sending what it has so far, a server capping its answers) is no fault to
@@ -316,10 +341,11 @@ impl Resumable {
         }
         let budget = resume_budget(&self.remote, self.host, address);
         if !e.is_transient() {
-            return self.hand_over(e).await;
+            return self.hand_over(self.noted(e)).await;
         }
         if self.resumes >= budget {
-            return self.hand_over(e.with_attempts(self.resumes + 1)).await;
+            let e = self.noted(e.with_attempts(self.resumes + 1));
+            return self.hand_over(e).await;
         }
         self.resumes += 1;
         self.progress_mark = self.offset;
@@ -329,6 +355,26 @@ impl Resumable {
         tokio::time::sleep(pause).await;
         tracing::debug!(url = %url, offset = self.offset, error = %e, "resuming body");
         self.ask_rest(&url, e).await
+    }
+
+    /// `e`, a break of the current body asked of `asked`, naming where it broke: the URL
+    /// a redirect led to, or `asked`. Named by `asked`, a body broken at a blob store or
+    /// CDN sent its reader to the registry.
+    fn at_hop(&self, e: Error, asked: &Uri) -> Error {
+        match &self.hop {
+            Some(hop) => e.with_url(&hop.url),
+            None => e.with_url(asked),
+        }
+    }
+
+    /// `e`, the break [`Resumable::at_hop`] named, as the body's failure: with the URL
+    /// that redirected the request there. Not before: a resume's failure names its own
+    /// request's redirect, and the break, said inside it, would say one twice.
+    fn noted(&self, e: Error) -> Error {
+        match self.hop.as_ref().and_then(|hop| hop.note.as_ref()) {
+            Some(note) => e.with_note(note),
+            None => e,
+        }
     }
 
     /// Takes a size given alone as its host's word when that host declared it in an
@@ -445,19 +491,19 @@ impl Resumable {
     /// lost each time, a break after much of the content counts all the same.
     async fn ask_again(&mut self, e: Error) -> Result<bool> {
         let e = match &self.retry_url {
-            Some(url) => e.with_url(url),
+            Some(url) => self.at_hop(e, url),
             None => e,
         };
         if !e.is_transient() {
-            return Err(e);
+            return Err(self.noted(e));
         }
         let budget = resume_budget(&self.remote, self.host, None);
         if self.resumes >= budget {
-            return Err(e.with_attempts(self.resumes + 1));
+            return Err(self.noted(e.with_attempts(self.resumes + 1)));
         }
         let url = match &self.retry_url {
             Some(url) if self.offset == 0 => url.clone(),
-            _ => return Err(e.restartable(self.resumes + 1)),
+            _ => return Err(self.noted(e.restartable(self.resumes + 1))),
         };
         self.resumes += 1;
         let pause = self.remote.retry_policy().backoff(self.resumes - 1);
@@ -539,6 +585,7 @@ impl Resumable {
         }
         self.open_range = answer.extent.open_range(self.offset);
         self.body = answer.body;
+        self.hop = answer.hop;
         self.skip = answer.skip;
         self.resent_whole_at = whole_at(self.offset, answer.skip);
         // The parts of a download split later ask where this body is now, and take the
@@ -663,6 +710,7 @@ impl Resumable {
             address: source.address.clone(),
             earlier: opened.earlier,
             serving: None,
+            hop: None,
         };
         rest.carry_on(opened.answer);
         rest
@@ -764,6 +812,8 @@ struct Answer {
     /// The HTTP version it answered in.
     version: http::Version,
     extent: Extent,
+    /// Where a redirect led the request, when one did.
+    hop: Option<Hop>,
 }
 
 /// What an answer says of where the content ends.
@@ -932,11 +982,13 @@ async fn open_at(
             true => Extent::of_plain(status, h),
             false => Extent::Unsaid,
         };
+        let hop = Hop::of(&reply, url);
         let answer = |body, skip| Answer {
             body,
             skip,
             version,
             extent,
+            hop: hop.clone(),
         };
         if plain {
             let who = remote.host(host);

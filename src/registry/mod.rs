@@ -820,6 +820,7 @@ impl RegistryRemote {
         // A coded body is decoded below the resumes, which then count the content's
         // bytes: a break asks for the whole content again and drops what was handed out,
         // instead of failing content that went to stdout already.
+        let hop = body::Hop::of(&reply, &url);
         let body = match decode {
             true => {
                 let response = &reply.response;
@@ -857,6 +858,7 @@ impl RegistryRemote {
             address: address.clone(),
             earlier: Vec::new(),
             serving: serving.clone(),
+            hop,
         }
         .into_stream();
         let body = match split.zip(serving) {
