@@ -326,11 +326,17 @@ impl Adaptive {
     async fn back_to_one_stream(&mut self, confirmed: &Confirmed) -> Result<()> {
         self.source.follow_first_stream();
         self.source.take_word(self.source.host, confirmed);
+        let heads = self.heads();
         let s = &self.source;
         tracing::debug!(url = %s.url, offset = self.offset, "a part was answered without its range; one stream for the rest");
         let host = s.host;
         let by = move || confirmed.by(host).then_some(host);
-        let rest = Resumable::from_offset(s, self.offset, &by).await;
+        let settle = move || futures::FutureExt::boxed(heads.clone().settled());
+        let word = crate::registry::PartsWord {
+            by: &by,
+            settle: &settle,
+        };
+        let rest = Resumable::from_offset(s, self.offset, &word).await;
         let rest = match rest {
             Ok(rest) => rest,
             Err(e) => return self.hand_over(s.host, e, confirmed).await,
@@ -350,8 +356,14 @@ impl Adaptive {
     /// held to.
     async fn hand_over(&mut self, host: usize, e: Error, confirmed: &Confirmed) -> Result<()> {
         self.source.take_word(host, confirmed);
+        let heads = self.heads();
         let by = move || confirmed.by(host).then_some(host);
-        let failed = (host, &by as &crate::registry::ConfirmedBy<'_>);
+        let settle = move || futures::FutureExt::boxed(heads.clone().settled());
+        let word = crate::registry::PartsWord {
+            by: &by,
+            settle: &settle,
+        };
+        let failed = (host, &word);
         let (rest, ranges) = Resumable::after_failure(&self.source, failed, self.offset, e).await?;
         self.first = Some(rest);
         self.phase = Phase::Single; // drops the parts under way
@@ -363,6 +375,17 @@ impl Adaptive {
             self.begin_window();
         }
         Ok(())
+    }
+
+    /// The answers of the parts under way, to wait for before a `416` to the rest is
+    /// judged ([`Heads`]).
+    fn heads(&self) -> Heads {
+        match &self.phase {
+            Phase::Split { parts, .. } => {
+                Heads(parts.running.iter().map(|p| p.head.clone()).collect())
+            }
+            _ => Heads(Vec::new()),
+        }
     }
 
     /// Adds bytes handed on to what the remote's large downloads received in all.
@@ -575,15 +598,17 @@ impl Parts {
         self.source.follow_first_stream();
         let source = self.source.clone();
         let (strikes, confirmed) = (self.strikes.clone(), self.confirmed.clone());
+        let (judged, head) = tokio::sync::watch::channel(false);
         // Each part runs as its own task so parts download in parallel with the hashing
         // of earlier ones.
-        let task =
-            tokio::spawn(
-                async move { fetch_part(&source, (&strikes, &confirmed), start, end).await },
-            );
+        let task = tokio::spawn(async move {
+            let word = (&*strikes, &*confirmed, &judged);
+            fetch_part(&source, word, start, end).await
+        });
         self.running.push_back(PartTask {
             task,
             host: self.source.host,
+            head,
             _permit: permit,
         });
     }
@@ -633,6 +658,22 @@ impl Parts {
     }
 }
 
+/// Whether the parts under way have had their answers judged: each part's turns `true`
+/// once a `206` to it was read (and its size confirmed, if it declares the size), and is
+/// closed when the part ends.
+#[derive(Clone)]
+struct Heads(Vec<tokio::sync::watch::Receiver<bool>>);
+
+impl Heads {
+    /// Resolves once every part's answer was judged or the part ended. A part retrying a
+    /// failing request keeps it waiting, within the part's retries.
+    async fn settled(self) {
+        for mut head in self.0 {
+            let _ = head.wait_for(|&judged| judged).await;
+        }
+    }
+}
+
 /// A part being fetched, holding its share of the budget until it is handed on. Dropped
 /// with the download (cancelled, or failed verification), it stops instead of finishing a
 /// transfer nobody will read.
@@ -640,6 +681,8 @@ struct PartTask {
     task: tokio::task::JoinHandle<std::result::Result<Option<Bytes>, PartFailure>>,
     /// The host it is fetched from.
     host: usize,
+    /// Whether its answer was judged ([`Heads`]).
+    head: tokio::sync::watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -697,10 +740,11 @@ impl PartFailure {
 /// On a mirror that hands over to another host, the parts' failures count together in
 /// `strikes` instead: the mirror is given up on for all of them at once. A size an answer
 /// to any of the parts declared is its host's word for them all (`confirmed`), as is one
-/// the first stream's resume declared meanwhile.
+/// the first stream's resume declared meanwhile. `judged` turns `true` once a `206` was
+/// judged so ([`Heads`]).
 async fn fetch_part(
     source: &Source,
-    (strikes, confirmed): (&Strikes, &Confirmed),
+    (strikes, confirmed, judged): (&Strikes, &Confirmed, &tokio::sync::watch::Sender<bool>),
     start: u64,
     end: u64,
 ) -> std::result::Result<Option<Bytes>, PartFailure> {
@@ -831,6 +875,7 @@ async fn fetch_part(
         if crate::registry::content_range_total(answered) == Some(source.total) {
             source.confirm(host, confirmed);
         }
+        judged.send_replace(true);
         let transport = &remote.host(host).transport;
         // What the part holds once this answer is read whole.
         let upto = want - (end - last) as usize;

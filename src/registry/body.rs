@@ -479,6 +479,7 @@ impl Resumable {
             as_sent: self.as_sent,
             check_as_sent: None,
             confirmed_by: None,
+            settle: None,
         }
     }
 
@@ -605,12 +606,12 @@ impl Resumable {
     /// The content from byte `offset` on, from the `source`'s host and URL, resumable like a
     /// first response: what a split download goes back to when the server does not answer
     /// ranges after all. A `416` short of the size declared is the server contradicting
-    /// itself, as [`Rest::refused`] says; a size given alone is declared by the host
-    /// `confirmed_by` names as the answer comes, a part's answer having confirmed it.
+    /// itself, as [`Rest::refused`] says; a size given alone is declared by the host the
+    /// parts' `word` names as the answer is judged, a part's answer having confirmed it.
     pub(crate) async fn from_offset(
         source: &crate::ranged::Source,
         offset: u64,
-        confirmed_by: &ConfirmedBy<'_>,
+        word: &PartsWord<'_>,
     ) -> Result<crate::fetch::ByteStream> {
         let (remote, host, headers) = (&source.remote, source.host, &source.headers);
         let address = source.address.as_ref();
@@ -618,7 +619,8 @@ impl Resumable {
         let budget = resume_budget(remote, host, address);
         let retries = (&mut spent, budget);
         let rest = Rest {
-            confirmed_by: Some(confirmed_by),
+            confirmed_by: Some(word.by),
+            settle: Some(word.settle),
             ..Rest::at(source, offset)
         };
         let answer = match open_at(remote, host, &source.url, headers, rest, true, retries).await {
@@ -627,6 +629,8 @@ impl Resumable {
             // rest is, not the bare status.
             Err(e) if e.status() == Some(416) => {
                 return Err(rest
+                    .settled()
+                    .await
                     .refused(remote, host)
                     .map_or(e, |refused| refused.with_url(&source.url)));
             }
@@ -650,17 +654,18 @@ impl Resumable {
     /// The `source`'s `serving` is told the host that took the rest over, now and at any
     /// later hand-over; `true` beside the stream when that host answered with a plain
     /// range over HTTP/1, whose rest may be split into parts again. A size given alone is
-    /// declared by the host `confirmed_by` names as the answer comes, a part's answer
-    /// having confirmed it.
+    /// declared by the host the parts' `word` names as the answer is judged, a part's
+    /// answer having confirmed it.
     pub(crate) async fn after_failure(
         source: &crate::ranged::Source,
-        (host, confirmed_by): (usize, &ConfirmedBy<'_>),
+        (host, word): (usize, &PartsWord<'_>),
         offset: u64,
         e: Error,
     ) -> Result<(crate::fetch::ByteStream, bool)> {
         let (remote, headers, address) = (&source.remote, &source.headers, &source.address);
         let rest = Rest {
-            confirmed_by: Some(confirmed_by),
+            confirmed_by: Some(word.by),
+            settle: Some(word.settle),
             ..Rest::at(source, offset)
         };
         let next =
@@ -909,10 +914,12 @@ async fn open_on_next_host(
             // content is whole. Taken for the content's end, it failed as content that
             // ended short, naming the host that declared the size, not the one that
             // answered.
-            Err(again) if again.status() == Some(416) => match rest.refused(remote, host) {
-                Some(contradiction) => e = contradiction.with_url(&url),
-                None => return Ok(None),
-            },
+            Err(again) if again.status() == Some(416) => {
+                match rest.settled().await.refused(remote, host) {
+                    Some(contradiction) => e = contradiction.with_url(&url),
+                    None => return Ok(None),
+                }
+            }
             Err(again) => e = again,
         }
     }
@@ -1069,13 +1076,40 @@ struct Rest<'a> {
     /// For a split download's rest: the host whose answer to a part has confirmed a size
     /// given alone by now, read when an answer is judged ([`Rest::now`]).
     confirmed_by: Option<&'a ConfirmedBy<'a>>,
+    /// For a split download's rest: resolves once the parts under way have had their
+    /// answers judged ([`Rest::settled`]).
+    settle: Option<&'a Settle<'a>>,
 }
 
 /// Which host's answer to a split download's part has confirmed its size by now, if any:
 /// a part under way while the rest is asked for elsewhere may confirm it meanwhile.
 pub(crate) type ConfirmedBy<'a> = dyn Fn() -> Option<usize> + Send + Sync + 'a;
 
+/// Resolves once the parts of a split download under way have had their answers judged
+/// (their heads read, or the parts ended): a `206` among them may confirm the size.
+pub(crate) type Settle<'a> = dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync + 'a;
+
+/// What a split download's parts say of its size, for its rest ([`ConfirmedBy`],
+/// [`Settle`]).
+pub(crate) struct PartsWord<'a> {
+    pub(crate) by: &'a ConfirmedBy<'a>,
+    pub(crate) settle: &'a Settle<'a>,
+}
+
 impl Rest<'_> {
+    /// This rest once the parts under way have had their answers judged, for a `416` to
+    /// it, which a size given alone that no part confirmed yet takes for the content's
+    /// end (or the bare status): a part's `206` that confirms the size may be read after
+    /// the `416` came, and judged before it, the server's contradiction of its own word
+    /// failed the blob as the bare `416`. Waits only while the size is the one given alone
+    /// and unconfirmed, on the error's path.
+    async fn settled(self) -> Self {
+        if let Some(settle) = self.settle.filter(|_| self.now().given) {
+            settle().await;
+        }
+        self
+    }
+
     /// This rest as its answer is judged: a size given alone that an answer to a part
     /// confirmed while the answer was awaited is that host's word. Taken before the
     /// request, the word missed it, and a `416` short of the size failed as the bare
@@ -1102,6 +1136,7 @@ impl Rest<'_> {
             as_sent: false,
             check_as_sent: None,
             confirmed_by: None,
+            settle: None,
         }
     }
 

@@ -34,7 +34,7 @@ use crate::retry::{Next, RetryPolicy};
 use crate::transport::{self, Transport};
 pub(crate) use body::{content_range, content_range_start, content_range_total};
 pub(crate) use body::{hands_over, resume_budget, Address, Resumable, Serving, PIECE, PROGRESS};
-pub(crate) use body::{other_total, part_refused, refuse_other_at, ConfirmedBy};
+pub(crate) use body::{other_total, part_refused, refuse_other_at, PartsWord};
 pub(crate) use coding::is_coded;
 pub(crate) use host::MAX_ERROR_BODY;
 use host::{Host, Mirror, Server};
