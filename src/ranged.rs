@@ -6,7 +6,9 @@
 //! slower than [`RangeOptions::slow_below`] twice in a row, while the remote's large
 //! downloads together stay below [`RangeOptions::fast_link`], is the rest split into parts
 //! fetched concurrently, `streams` connections in all (the first stream counts until it
-//! reaches the end of its part). Parts are handed out strictly in order, so the digest is
+//! reaches the end of its part). A stream judged fast is probed again once it has received
+//! as much again: a burst at its start must not keep a slow link whole. Parts are handed
+//! out strictly in order, so the digest is
 //! still computed over the content in order. Each part being fetched holds one permit of
 //! a budget of `streams` parts shared by every download of a remote: however many blobs
 //! the worker fetches at once, parts under way hold at most `streams × part_size` bytes.
@@ -126,6 +128,9 @@ pub(crate) struct Shared {
 enum Phase {
     /// Judging the first stream's speed.
     Probing,
+    /// Fast when last judged: the first stream delivers, and is probed again once it
+    /// reaches `again` (see [`Adaptive::judge`]).
+    Fast { again: u64 },
     /// Fast enough, or too near the end to split: the first stream delivers everything.
     Single,
     /// Slow, but other downloads hold the budget: the first stream goes on, and the rest
@@ -151,6 +156,8 @@ pub(crate) struct Adaptive {
     shared_at_start: u64,
     /// The probe's first window was slow.
     slow_once: bool,
+    /// Where the first stream started.
+    origin: u64,
     phase: Phase,
 }
 
@@ -241,6 +248,7 @@ impl Adaptive {
             waited: Duration::ZERO,
             shared_at_start: 0,
             slow_once: false,
+            origin: start,
             phase: Phase::Probing,
         };
         adaptive.begin_window();
@@ -314,6 +322,12 @@ impl Adaptive {
                 self.judge()
             }
             Phase::Slow => self.try_split(),
+            Phase::Fast { again } if self.offset >= again => {
+                tracing::debug!(url = %self.source.url, offset = self.offset, "probing the stream again");
+                self.phase = Phase::Probing;
+                self.slow_once = false;
+                self.begin_window();
+            }
             _ => {}
         }
         Ok(Some(chunk))
@@ -400,8 +414,14 @@ impl Adaptive {
         let rate = ((self.offset - self.start) as f64 / waited.as_secs_f64()) as u64;
         let url = &self.source.url;
         if rate >= self.opts.slow_below {
-            tracing::debug!(%url, rate_mb_s = rate >> 20, "single stream is fast enough");
-            self.phase = Phase::Single;
+            // Probed again once it has received as much again: a server's burst (after a
+            // stall, or from a cache's first bytes) on a slow link was judged fast, and
+            // kept the rest of the blob on one slow stream. Doubling the distance keeps
+            // the probes few (a 16 GiB blob is probed some 13 times), each a stall's
+            // chance to split a fast link.
+            let again = self.offset + (self.offset - self.origin).max(self.opts.probe);
+            tracing::debug!(%url, rate_mb_s = rate >> 20, again, "single stream is fast enough");
+            self.phase = Phase::Fast { again };
             return;
         }
         let now = self.source.shared.received.load(Ordering::Relaxed);

@@ -429,6 +429,30 @@ async fn streams_sharing_a_fast_link_are_not_split() {
     assert!(!alone.is_empty(), "one blob at 2 MiB/s was not split");
 }
 
+/// A slow link whose server bursts first (a cache's first MiB, a server catching up after
+/// a stall) is split once the burst is past: the stream, judged fast on its burst, was
+/// never probed again, and the rest came over one slow stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_before_a_slow_stream_does_not_keep_it_from_being_split() {
+    let reg = FakeRegistry::start();
+    let data = bytes(109, 3 << 20);
+    let digest = reg.blob("team/app", &data);
+    let burst = Fault::BurstThenPaced {
+        burst: 1 << 20,
+        bytes_per_sec: 1 << 20,
+    };
+    reg.push_fault(&digest, burst);
+    let mut ranges = small_ranges();
+    // The burst, however slow this machine reads it, is fast; the pace after it is slow.
+    ranges.slow_below = 8 << 20;
+    assert_eq!(fetch_all(&reg, &digest, ranges).await, data);
+    let parts = range_requests(&reg);
+    assert!(
+        !parts.is_empty(),
+        "the slow stream after its burst was not split"
+    );
+}
+
 /// A fast server read by a slow consumer: the stream is slow only because the bytes are
 /// not asked for, and more connections would only hold more parts in memory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
