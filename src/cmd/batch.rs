@@ -207,6 +207,9 @@ async fn run_into<S: std::future::Future<Output = Stop>>(
     let mut outcomes = worker::run(remote, input, opts);
     let ticker = display.start();
     let mut failed = 0usize;
+    // Failures a later run would meet again (content missing or wrong, a sync): without
+    // them, every failure was the registry's for the moment (`EXIT_TEMPFAIL`).
+    let mut lasting = 0usize;
     let mut stopped = loop {
         // An outcome already there is an object already stored: reported before the stop,
         // not dropped by the pick between two ready branches.
@@ -216,6 +219,7 @@ async fn run_into<S: std::future::Future<Output = Stop>>(
                 // Exits with status 1 as the batch-end sync's failure does, and goes on.
                 if let Err(e) = synced {
                     failed += 1;
+                    lasting += 1;
                     display.message(&format!("dist: {e}"));
                 }
                 continue;
@@ -231,6 +235,7 @@ async fn run_into<S: std::future::Future<Output = Stop>>(
         }
         if let Some(e) = &outcome.error {
             failed += 1;
+            lasting += usize::from(!e.is_transient());
             if !global.quiet {
                 let message = if from_lines {
                     format!("dist: line {}: {e}", outcome.line)
@@ -272,6 +277,7 @@ async fn run_into<S: std::future::Future<Output = Stop>>(
             Ok(errors) => {
                 for e in errors {
                     failed += 1;
+                    lasting += 1;
                     display.message(&format!("dist: {e}"));
                 }
             }
@@ -296,7 +302,7 @@ async fn run_into<S: std::future::Future<Output = Stop>>(
     };
     display.finish(ticker);
     match ended {
-        Ok(finished) => finished_code(finished, failed),
+        Ok(finished) => finished_code(finished, failed, lasting),
         Err(why) => {
             let snapshot = progress.snapshot();
             match left_undone(&snapshot, args.output.as_deref(), synced, failed) {
@@ -458,10 +464,13 @@ fn joined(ended: Result<dist::Result<()>, tokio::task::JoinError>) -> dist::Resu
     })
 }
 
-/// The exit status of a batch that ran to its end.
-fn finished_code(finished: Result<(), Failure>, failed: usize) -> u8 {
+/// The exit status of a batch that ran to its end: with `failed` failures, `lasting` of
+/// them ones a later run would meet again; none such,
+/// [`EXIT_TEMPFAIL`](super::EXIT_TEMPFAIL).
+fn finished_code(finished: Result<(), Failure>, failed: usize, lasting: usize) -> u8 {
     match finished {
         Ok(()) if failed == 0 => 0,
+        Ok(()) if lasting == 0 => super::EXIT_TEMPFAIL,
         Ok(()) | Err(Failure::ReaderGone) => EXIT_FAILED,
         Err(Failure::Write(msg)) => {
             say!("dist: {msg}");

@@ -129,6 +129,11 @@ pub fn drain_stderr_on_panic() {
 pub const EXIT_FAILED: u8 = 1;
 /// Exit status for usage errors and remotes that cannot be used at all.
 pub const EXIT_USAGE: u8 = 2;
+/// Exit status of a batch whose every failed line failed for the moment: the registry
+/// could not be reached, or answered 429 or a 5xx, past the retries. sysexits.h's
+/// `EX_TEMPFAIL` ("try again later"), as mail transfer agents use it: a cron job tells
+/// "retry later" from content that is gone or wrong (status 1).
+pub const EXIT_TEMPFAIL: u8 = 75;
 /// Exit status when `--timeout` ran out, as timeout(1) has it.
 pub const EXIT_TIMEOUT: u8 = 124;
 
