@@ -6,7 +6,9 @@
 //! slower than [`RangeOptions::slow_below`] twice in a row, while the remote's large
 //! downloads together stay below [`RangeOptions::fast_link`], is the rest split into parts
 //! fetched concurrently, `streams` connections in all (the first stream counts until it
-//! reaches the end of its part). Parts are handed out strictly in order, so the digest is
+//! reaches the end of its part). A stream judged fast is probed again once it has received
+//! as much again: a burst at its start must not keep a slow link whole. Parts are handed
+//! out strictly in order, so the digest is
 //! still computed over the content in order. Each part being fetched holds one permit of
 //! a budget of `streams` parts shared by every download of a remote: however many blobs
 //! the worker fetches at once, parts under way hold at most `streams × part_size` bytes.
@@ -126,6 +128,9 @@ pub(crate) struct Shared {
 enum Phase {
     /// Judging the first stream's speed.
     Probing,
+    /// Fast when last judged: the first stream delivers, and is probed again once it
+    /// reaches `again` (see [`Adaptive::judge`]).
+    Fast { again: u64 },
     /// Fast enough, or too near the end to split: the first stream delivers everything.
     Single,
     /// Slow, but other downloads hold the budget: the first stream goes on, and the rest
@@ -151,6 +156,8 @@ pub(crate) struct Adaptive {
     shared_at_start: u64,
     /// The probe's first window was slow.
     slow_once: bool,
+    /// Where the first stream started.
+    origin: u64,
     phase: Phase,
 }
 
@@ -241,6 +248,7 @@ impl Adaptive {
             waited: Duration::ZERO,
             shared_at_start: 0,
             slow_once: false,
+            origin: start,
             phase: Phase::Probing,
         };
         adaptive.begin_window();
@@ -314,6 +322,12 @@ impl Adaptive {
                 self.judge()
             }
             Phase::Slow => self.try_split(),
+            Phase::Fast { again } if self.offset >= again => {
+                tracing::debug!(url = %self.source.url, offset = self.offset, "probing the stream again");
+                self.phase = Phase::Probing;
+                self.slow_once = false;
+                self.begin_window();
+            }
             _ => {}
         }
         Ok(Some(chunk))
@@ -326,11 +340,17 @@ impl Adaptive {
     async fn back_to_one_stream(&mut self, confirmed: &Confirmed) -> Result<()> {
         self.source.follow_first_stream();
         self.source.take_word(self.source.host, confirmed);
+        let heads = self.heads();
         let s = &self.source;
         tracing::debug!(url = %s.url, offset = self.offset, "a part was answered without its range; one stream for the rest");
         let host = s.host;
         let by = move || confirmed.by(host).then_some(host);
-        let rest = Resumable::from_offset(s, self.offset, &by).await;
+        let settle = move || futures::FutureExt::boxed(heads.clone().settled());
+        let word = crate::registry::PartsWord {
+            by: &by,
+            settle: &settle,
+        };
+        let rest = Resumable::from_offset(s, self.offset, &word).await;
         let rest = match rest {
             Ok(rest) => rest,
             Err(e) => return self.hand_over(s.host, e, confirmed).await,
@@ -350,8 +370,14 @@ impl Adaptive {
     /// held to.
     async fn hand_over(&mut self, host: usize, e: Error, confirmed: &Confirmed) -> Result<()> {
         self.source.take_word(host, confirmed);
+        let heads = self.heads();
         let by = move || confirmed.by(host).then_some(host);
-        let failed = (host, &by as &crate::registry::ConfirmedBy<'_>);
+        let settle = move || futures::FutureExt::boxed(heads.clone().settled());
+        let word = crate::registry::PartsWord {
+            by: &by,
+            settle: &settle,
+        };
+        let failed = (host, &word);
         let (rest, ranges) = Resumable::after_failure(&self.source, failed, self.offset, e).await?;
         self.first = Some(rest);
         self.phase = Phase::Single; // drops the parts under way
@@ -363,6 +389,17 @@ impl Adaptive {
             self.begin_window();
         }
         Ok(())
+    }
+
+    /// The answers of the parts under way, to wait for before a `416` to the rest is
+    /// judged ([`Heads`]).
+    fn heads(&self) -> Heads {
+        match &self.phase {
+            Phase::Split { parts, .. } => {
+                Heads(parts.running.iter().map(|p| p.head.clone()).collect())
+            }
+            _ => Heads(Vec::new()),
+        }
     }
 
     /// Adds bytes handed on to what the remote's large downloads received in all.
@@ -377,8 +414,14 @@ impl Adaptive {
         let rate = ((self.offset - self.start) as f64 / waited.as_secs_f64()) as u64;
         let url = &self.source.url;
         if rate >= self.opts.slow_below {
-            tracing::debug!(%url, rate_mb_s = rate >> 20, "single stream is fast enough");
-            self.phase = Phase::Single;
+            // Probed again once it has received as much again: a server's burst (after a
+            // stall, or from a cache's first bytes) on a slow link was judged fast, and
+            // kept the rest of the blob on one slow stream. Doubling the distance keeps
+            // the probes few (a 16 GiB blob is probed some 13 times), each a stall's
+            // chance to split a fast link.
+            let again = self.offset + (self.offset - self.origin).max(self.opts.probe);
+            tracing::debug!(%url, rate_mb_s = rate >> 20, again, "single stream is fast enough");
+            self.phase = Phase::Fast { again };
             return;
         }
         let now = self.source.shared.received.load(Ordering::Relaxed);
@@ -575,15 +618,17 @@ impl Parts {
         self.source.follow_first_stream();
         let source = self.source.clone();
         let (strikes, confirmed) = (self.strikes.clone(), self.confirmed.clone());
+        let (judged, head) = tokio::sync::watch::channel(false);
         // Each part runs as its own task so parts download in parallel with the hashing
         // of earlier ones.
-        let task =
-            tokio::spawn(
-                async move { fetch_part(&source, (&strikes, &confirmed), start, end).await },
-            );
+        let task = tokio::spawn(async move {
+            let word = (&*strikes, &*confirmed, &judged);
+            fetch_part(&source, word, start, end).await
+        });
         self.running.push_back(PartTask {
             task,
             host: self.source.host,
+            head,
             _permit: permit,
         });
     }
@@ -633,6 +678,22 @@ impl Parts {
     }
 }
 
+/// Whether the parts under way have had their answers judged: each part's turns `true`
+/// once a `206` to it was read (and its size confirmed, if it declares the size), and is
+/// closed when the part ends.
+#[derive(Clone)]
+struct Heads(Vec<tokio::sync::watch::Receiver<bool>>);
+
+impl Heads {
+    /// Resolves once every part's answer was judged or the part ended. A part retrying a
+    /// failing request keeps it waiting, within the part's retries.
+    async fn settled(self) {
+        for mut head in self.0 {
+            let _ = head.wait_for(|&judged| judged).await;
+        }
+    }
+}
+
 /// A part being fetched, holding its share of the budget until it is handed on. Dropped
 /// with the download (cancelled, or failed verification), it stops instead of finishing a
 /// transfer nobody will read.
@@ -640,6 +701,8 @@ struct PartTask {
     task: tokio::task::JoinHandle<std::result::Result<Option<Bytes>, PartFailure>>,
     /// The host it is fetched from.
     host: usize,
+    /// Whether its answer was judged ([`Heads`]).
+    head: tokio::sync::watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -697,10 +760,11 @@ impl PartFailure {
 /// On a mirror that hands over to another host, the parts' failures count together in
 /// `strikes` instead: the mirror is given up on for all of them at once. A size an answer
 /// to any of the parts declared is its host's word for them all (`confirmed`), as is one
-/// the first stream's resume declared meanwhile.
+/// the first stream's resume declared meanwhile. `judged` turns `true` once a `206` was
+/// judged so ([`Heads`]).
 async fn fetch_part(
     source: &Source,
-    (strikes, confirmed): (&Strikes, &Confirmed),
+    (strikes, confirmed, judged): (&Strikes, &Confirmed, &tokio::sync::watch::Sender<bool>),
     start: u64,
     end: u64,
 ) -> std::result::Result<Option<Bytes>, PartFailure> {
@@ -831,6 +895,7 @@ async fn fetch_part(
         if crate::registry::content_range_total(answered) == Some(source.total) {
             source.confirm(host, confirmed);
         }
+        judged.send_replace(true);
         let transport = &remote.host(host).transport;
         // What the part holds once this answer is read whole.
         let upto = want - (end - last) as usize;

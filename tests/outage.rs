@@ -62,7 +62,7 @@ fn a_batch_against_a_failing_registry_asks_it_once_per_pause() {
         let status = exit_within(&mut child, Duration::from_secs(60), "the failing batch");
         let out = child.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(status.code(), Some(1), "{fault:?}: {err}");
+        assert_eq!(status.code(), Some(75), "{fault:?}: {err}");
         let frames = parse_frames(&out.stdout);
         assert_eq!(frames.len(), OBJECTS, "{fault:?}: {err}");
         assert!(frames.iter().all(|f| f.result.is_err()), "{fault:?}");
@@ -103,6 +103,31 @@ fn a_batch_against_a_failing_registry_asks_it_once_per_pause() {
     }
 }
 
+/// A registry gone after the batch's first check (connections closed unanswered, or 503s
+/// past the retries) fails every line for the moment: the batch exits 75 (`EX_TEMPFAIL`,
+/// "try again later"). It exited 1, as for content that is gone or wrong, which a cron
+/// job could not tell from it. One line whose object is missing (404) makes it 1 again.
+#[test]
+fn a_batch_that_failed_only_for_the_moment_exits_75() {
+    for fault in [Fault::CloseUnanswered, Fault::Status(503)] {
+        let reg = FakeRegistry::start();
+        let blobs = fill(&reg);
+        for d in blobs.keys() {
+            reg.set_fault_for_every(d, fault.clone());
+        }
+        let args = ["fetch", &repo(&reg), "-", "--retries", "0"];
+        let out = Dist::new().run(&args, lines(&blobs).as_bytes());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(75), "{fault:?}: {err}");
+        let missing = reg.blob("team/app", bytes(9199, 100));
+        reg.set_fault_for_every(&missing, Fault::Status(404));
+        let input = format!("{}{missing}\n", lines(&blobs));
+        let out = Dist::new().run(&args, input.as_bytes());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{fault:?}: {err}");
+    }
+}
+
 /// So are digests hinted as manifests, whose manifests endpoint is asked first: their
 /// first request, made without retries so that a 500 could send them to the blobs
 /// endpoint, was each one's last attempt and so its own, and every object asked the
@@ -126,7 +151,7 @@ fn a_batch_of_manifests_against_a_failing_registry_asks_it_once_per_pause() {
     let status = exit_within(&mut child, Duration::from_secs(60), "the failing batch");
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(status.code(), Some(1), "{err}");
+    assert_eq!(status.code(), Some(75), "{err}");
     let frames = parse_frames(&out.stdout);
     assert_eq!(frames.len(), OBJECTS, "{err}");
     assert!(frames.iter().all(|f| f.result.is_err()), "{err}");
@@ -261,7 +286,7 @@ fn only_the_sick_fail(status: u16, retries: &str) {
     );
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{status}: {err}");
+    assert_eq!(out.status.code(), Some(75), "{status}: {err}");
     let frames = parse_frames(&out.stdout);
     assert_eq!(frames.len(), OBJECTS, "{status}: {err}");
     for f in frames {
@@ -346,7 +371,7 @@ fn a_blob_store_down_behind_redirects_is_no_outage_of_the_registry() {
     );
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(75), "{err}");
     assert_eq!(parse_frames(&out.stdout).len(), OBJECTS, "{err}");
     assert!(
         !err.contains("the registry failed every request"),
@@ -384,7 +409,7 @@ fn an_object_that_met_a_passing_503_is_asked_again_beside_failing_ones() {
         lines(&blobs).as_bytes(),
     );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(75), "{err}");
     let frames = parse_frames(&out.stdout);
     assert_eq!(frames.len(), OBJECTS, "{err}");
     for f in frames {

@@ -60,7 +60,7 @@ fn a_connection_lost_past_the_retries_keeps_the_partial_and_the_next_run_asks_fo
     reg.set_fault_for_every(&digest, Fault::DropAfter(2 << 20));
     let dir = tempfile::tempdir().unwrap();
     let (status, text) = fetch_into(&reg, dir.path(), &digest, &["--retries", "0"]);
-    assert_eq!(status, 1, "{text}");
+    assert_eq!(status, 75, "{text}");
     let kept = std::fs::read(partial_path(dir.path(), &digest)).unwrap();
     assert!(
         kept.len() > 1 << 20 && kept.len() <= 2 << 20,
@@ -557,7 +557,7 @@ fn a_range_of_unknown_total_whose_rest_fails_keeps_the_partial_and_says_why() {
     let kept = 3 << 19;
     plant_partial(dir.path(), &digest, &data[..kept]);
     let (status, text) = fetch_into(&reg, dir.path(), &digest, &["--retries", "2"]);
-    assert_eq!(status, 1, "{text}");
+    assert_eq!(status, 75, "{text}");
     assert!(text.contains("503"), "{text}");
     assert!(!text.contains("fetching the blob whole"), "{text}");
     assert!(
@@ -689,7 +689,7 @@ fn ranges_of_a_byte_each_still_spend_the_retries() {
     let kept = 3 << 19;
     plant_partial(dir.path(), &digest, &data[..kept]);
     let (status, text) = fetch_into(&reg, dir.path(), &digest, &["--retries", "2"]);
-    assert_eq!(status, 1, "{text}");
+    assert_eq!(status, 75, "{text}");
     let ranged = answers(&reg, &digest)
         .into_iter()
         .filter(|(range, _)| range.is_some())
@@ -716,7 +716,7 @@ fn the_whole_blob_sent_again_and_ended_short_spends_the_retries() {
     let dir = tempfile::tempdir().unwrap();
     let input = descriptor(&digest);
     let (status, text) = fetch_into(&reg, dir.path(), &input, &["--retries", "1"]);
-    assert_eq!(status, 1, "{text}");
+    assert_eq!(status, 75, "{text}");
     assert!(
         text.contains(&format!("body ended after {} of {LEN} bytes", 3 * piece)),
         "{text}"
@@ -765,7 +765,7 @@ fn a_range_of_unknown_total_broken_part_way_fails_with_its_break() {
     let dir = tempfile::tempdir().unwrap();
     plant_partial(dir.path(), &digest, &data[..kept]);
     let (status, text) = fetch_into(&reg, dir.path(), &digest, &["--retries", "0"]);
-    assert_eq!(status, 1, "{text}");
+    assert_eq!(status, 75, "{text}");
     assert!(!text.contains("fetching the blob whole"), "{text}");
     let partial = std::fs::read(partial_path(dir.path(), &digest)).unwrap();
     assert_eq!(partial.len(), kept + cut);
@@ -1120,7 +1120,7 @@ fn a_partial_longer_than_the_size_given_makes_way_for_a_whole_fetch_that_breaks(
     reg.set_fault_for_every(&digest, Fault::Status(503));
     let line = format!("{digest} size:{LEN}");
     let (status, text) = fetch_into(&reg, dir.path(), &line, &["--retries", "0"]);
-    assert_eq!(status, 1, "{text}");
+    assert_eq!(status, 75, "{text}");
     assert_kept_a_prefix(dir.path(), &digest, &data);
 }
 
@@ -1151,7 +1151,7 @@ fn a_partial_longer_than_a_size_the_registry_confirms_makes_way_for_the_whole_fe
     reg.push_fault(&digest, Fault::DropAfter(2 << 20));
     let line = format!("{digest} size:{LEN}");
     let (status, text) = fetch_into(&reg, dir.path(), &line, &["--retries", "0"]);
-    assert_eq!(status, 1, "{text}");
+    assert_eq!(status, 75, "{text}");
     assert!(text.contains("longer than its blob"), "{text}");
     assert_kept_a_prefix(dir.path(), &digest, &data);
 }

@@ -429,6 +429,30 @@ async fn streams_sharing_a_fast_link_are_not_split() {
     assert!(!alone.is_empty(), "one blob at 2 MiB/s was not split");
 }
 
+/// A slow link whose server bursts first (a cache's first MiB, a server catching up after
+/// a stall) is split once the burst is past: the stream, judged fast on its burst, was
+/// never probed again, and the rest came over one slow stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_before_a_slow_stream_does_not_keep_it_from_being_split() {
+    let reg = FakeRegistry::start();
+    let data = bytes(109, 3 << 20);
+    let digest = reg.blob("team/app", &data);
+    let burst = Fault::BurstThenPaced {
+        burst: 1 << 20,
+        bytes_per_sec: 1 << 20,
+    };
+    reg.push_fault(&digest, burst);
+    let mut ranges = small_ranges();
+    // The burst, however slow this machine reads it, is fast; the pace after it is slow.
+    ranges.slow_below = 8 << 20;
+    assert_eq!(fetch_all(&reg, &digest, ranges).await, data);
+    let parts = range_requests(&reg);
+    assert!(
+        !parts.is_empty(),
+        "the slow stream after its burst was not split"
+    );
+}
+
 /// A fast server read by a slow consumer: the stream is slow only because the bytes are
 /// not asked for, and more connections would only hold more parts in memory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1396,6 +1420,64 @@ async fn a_416_to_the_one_stream_while_a_part_s_206_confirmed_the_size_given() {
     let remote = two_retries(&reg.host(), ranges);
     let gates = [first_part, second_part, one_stream];
     let e = a_416_while_a_part_confirms(remote, &digest, &reg, &reg, gates).await;
+    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
+    let said = format!(
+        "bytes={}-, got a 416 (the content ends at byte {}), where the server declared \
+         3145728 bytes",
+        512 << 10,
+        512 << 10
+    );
+    assert!(e.to_string().contains(&said), "{e}");
+}
+
+/// As above, but the one stream's `416` comes before the part's `206` that confirms the
+/// size given: the `416` is judged once the parts under way have had their answers judged,
+/// the registry's contradiction of its own word said so. Judged as it came, against the
+/// size as given alone, it failed the blob with the bare status, which the worker does
+/// not fetch once more.
+///
+/// The gates order it: the `416` is let out, and the part's `206` only a while after.
+/// Without the wait, the blob had failed by then; with it, the order is all there is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_416_to_the_one_stream_before_a_part_s_206_confirmed_the_size_given() {
+    use support::fake::Gate;
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(108, 3 << 20));
+    reg.set_fault_for_every(&digest, Fault::Status(416));
+    let (chunk, delay) = (16 << 10, Duration::from_millis(10));
+    reg.push_fault(&digest, Fault::SlowChunked { chunk, delay });
+    let (first_part, second_part, one_stream) = (Gate::default(), Gate::default(), Gate::default());
+    let ignored = Fault::HeldHead(first_part.clone(), Box::new(Fault::IgnoreRange));
+    reg.push_fault(&digest, ignored);
+    let breaks = Fault::HeldHead(second_part.clone(), Box::new(Fault::DropAfter(1000)));
+    reg.push_fault(&digest, breaks);
+    let refused = Fault::HeldHead(one_stream.clone(), Box::new(Fault::Status(416)));
+    reg.push_fault(&digest, refused);
+    let mut ranges = small_ranges();
+    ranges.streams = 2;
+    let remote = two_retries(&reg.host(), ranges);
+    let reading = {
+        let digest = digest.clone();
+        tokio::spawn(async move { error_given_size(&remote, &digest, 3 << 20).await })
+    };
+    let wait = |what: &str, done: &dyn Fn() -> bool| {
+        tokio::task::block_in_place(|| support::wait::until(what, done))
+    };
+    let second = format!("-{}", (1 << 20) - 1);
+    wait("the second part asked for", &|| {
+        range_requests(&reg).iter().any(|r| r.ends_with(&second))
+    });
+    first_part.open();
+    let from = format!("bytes={}-", 512 << 10);
+    wait("the rest asked for", &|| {
+        range_requests(&reg).contains(&from)
+    });
+    one_stream.open();
+    // Time for the `416` to be judged, were it judged as it came: no assertion rests on
+    // it, which only lets the test see the blob fail before the part's answer.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    second_part.open();
+    let e = reading.await.unwrap();
     assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
     let said = format!(
         "bytes={}-, got a 416 (the content ends at byte {}), where the server declared \

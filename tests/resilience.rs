@@ -265,7 +265,7 @@ fn a_hanging_token_server_is_asked_once_for_every_task_waiting() {
     reg.invalidate_tokens();
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(75), "{err}");
     assert!(err.contains("/token: body stalled"), "{err}");
     assert_eq!(parse_frames(&out.stdout).len(), 32);
     let tokens = reg.token_requests();
@@ -1814,6 +1814,75 @@ fn a_batch_stopped_writing_out_says_every_object_was_handled() {
         "{rest}"
     );
     assert!(!rest.contains("reported so far"), "{rest}");
+}
+
+/// A batch stopped while its stdin is idle, every line read handled, says it was waiting
+/// for input: under `--timeout` it said "objects reported so far are complete, the others
+/// were not fetched", of a batch that had no others (none at all, with nothing read).
+/// Stopped by `--timeout` with no line sent, and by a signal once its one line was
+/// reported; stdin stays open throughout.
+#[test]
+fn a_batch_stopped_on_idle_input_says_nothing_was_left() {
+    use std::io::{BufRead, Read, Write};
+    let reg = FakeRegistry::start();
+    let blob = reg.blob("team/app", bytes(75, 100));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let repo = repo(&reg);
+    let args = [
+        "--timeout",
+        "2s",
+        "fetch",
+        &repo,
+        "-",
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    let mut child = Dist::new().start(&args);
+    let _input = child.stdin.take().unwrap();
+    let status = exit_within(&mut child, Duration::from_secs(30), "--timeout");
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(124), "{err}");
+    assert!(
+        err.contains(
+            "dist: gave up after the --timeout of 2s while waiting for input; none had come, \
+             nothing was fetched"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("were not fetched"), "{err}");
+
+    let args = ["fetch", &repo, "-", "-o", out.to_str().unwrap()];
+    let mut child = Dist::new().start(&args);
+    let mut input = child.stdin.take().unwrap();
+    writeln!(input, "{blob}").unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.contains("\"ok\""), "{line}");
+    assert_eq!(unsafe_kill(child.id(), libc::SIGTERM), 0);
+    let status = exit_within(&mut child, Duration::from_secs(30), "a stop");
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(143), "{err}");
+    assert!(
+        err.contains(
+            "dist: interrupted while waiting for more input; objects reported so far are \
+             complete, and every one read had been handled"
+        ),
+        "{err}"
+    );
 }
 
 /// A run stopped while it checks the registry, before any object is asked for, says that

@@ -435,6 +435,35 @@ fn range_streams_cut_to_one_say_blobs_are_not_split() {
     assert!(!stderr.contains("-j 1 needs"), "{stderr}");
 }
 
+/// Under `ulimit -Hn 20` the default 4 range streams are cut to 3: `resolve` and a fetch
+/// by tag, which fetch a manifest and never split a blob, said so all the same. A fetch by
+/// digest, which may be of a large blob, still does.
+#[test]
+fn range_streams_cut_are_said_only_by_commands_that_fetch_blobs() {
+    let reg = FakeRegistry::start();
+    let media = "application/vnd.oci.image.manifest.v1+json";
+    let manifest = br#"{"schemaVersion":2}"#;
+    let digest = reg.manifest("team/app", "v1", media, manifest);
+    let image = format!("{}:v1", repo(&reg));
+    let warning = "--range-streams 4 needs up to 4 connections and the limit on open files \
+                   is 20 (ulimit -n): splitting a blob into 3 at most";
+    for args in [vec!["resolve", &image], vec!["fetch", &repo(&reg), "v1"]] {
+        let out = run_with_file_limit(&Dist::new(), &args, b"", 20, 20);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("--range-streams"), "{args:?}: {stderr}");
+    }
+    let args = ["fetch", &repo(&reg), &digest];
+    let out = run_with_file_limit(&Dist::new(), &args, b"", 20, 20);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        (out.status.code(), &out.stdout[..]),
+        (Some(0), &manifest[..]),
+        "{stderr}"
+    );
+    assert!(stderr.contains(warning), "{stderr}");
+}
+
 /// `-j 16 --range-streams 8` under `ulimit -n 40`: the job count was worked out with all
 /// 8 range streams counted, `(40 - 32 - 8) / 2`, and the batch ran one job at a time,
 /// though the range streams are cut to what the jobs leave (here none need be: 4 jobs
@@ -818,8 +847,9 @@ fn a_layout_that_cannot_be_written_is_not_left_half_made() {
 /// saying why, as on a full disk: the others are stored and reported, and nothing of it is
 /// kept. The limit's signal killed the whole batch silently (status 153, no line written),
 /// and left a temporary file that every later run carried on past the limit, and died of.
-/// The error names the blob's place, which the user knows: it named the random temporary
-/// file, deleted by the time anyone read the message.
+/// The error names the blob and the directory that wants room: it named the random
+/// temporary file, deleted by the time anyone read the message, and then the blob's path,
+/// a file that does not exist.
 #[test]
 fn a_blob_past_the_file_size_limit_fails_alone() {
     let reg = FakeRegistry::start();
@@ -849,9 +879,14 @@ fn a_blob_past_the_file_size_limit_fails_alone() {
         assert_eq!(statuses, [want, "error", want], "run {run}: {err}");
         let error = lines[1]["error"].as_str().unwrap();
         assert!(error.contains("File too large"), "run {run}: {error}");
-        let place = dir.path().join("blobs/sha256").join(&large[7..]);
+        // The blob and the directory that wants room; not the blob's path, a file that
+        // never came to be.
+        let place = dir.path().join("blobs/sha256");
         assert!(
-            error.contains(&format!("writing {}: File too large", place.display())),
+            error.starts_with(&format!(
+                "{large}: writing into {}: File too large",
+                place.display()
+            )),
             "run {run}: {error}"
         );
         assert!(

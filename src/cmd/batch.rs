@@ -150,7 +150,7 @@ async fn run_into<S: std::future::Future<Output = Stop>>(
     };
     let jobs =
         super::jobs_within_file_limit(global, args.jobs.unwrap_or(dist::worker::DEFAULT_JOBS));
-    let remote = match open_remote(global, &args.locator, jobs) {
+    let remote = match open_remote(global, &args.locator, jobs, super::Downloads::Blobs) {
         Ok(r) => r,
         Err(e) => return report(&e, EXIT_USAGE),
     };
@@ -207,6 +207,9 @@ async fn run_into<S: std::future::Future<Output = Stop>>(
     let mut outcomes = worker::run(remote, input, opts);
     let ticker = display.start();
     let mut failed = 0usize;
+    // Failures a later run would meet again (content missing or wrong, a sync): without
+    // them, every failure was the registry's for the moment (`EXIT_TEMPFAIL`).
+    let mut lasting = 0usize;
     let mut stopped = loop {
         // An outcome already there is an object already stored: reported before the stop,
         // not dropped by the pick between two ready branches.
@@ -216,6 +219,7 @@ async fn run_into<S: std::future::Future<Output = Stop>>(
                 // Exits with status 1 as the batch-end sync's failure does, and goes on.
                 if let Err(e) = synced {
                     failed += 1;
+                    lasting += 1;
                     display.message(&format!("dist: {e}"));
                 }
                 continue;
@@ -231,6 +235,7 @@ async fn run_into<S: std::future::Future<Output = Stop>>(
         }
         if let Some(e) = &outcome.error {
             failed += 1;
+            lasting += usize::from(!e.is_transient());
             if !global.quiet {
                 let message = if from_lines {
                     format!("dist: line {}: {e}", outcome.line)
@@ -272,6 +277,7 @@ async fn run_into<S: std::future::Future<Output = Stop>>(
             Ok(errors) => {
                 for e in errors {
                     failed += 1;
+                    lasting += 1;
                     display.message(&format!("dist: {e}"));
                 }
             }
@@ -296,7 +302,7 @@ async fn run_into<S: std::future::Future<Output = Stop>>(
     };
     display.finish(ticker);
     match ended {
-        Ok(finished) => finished_code(finished, failed),
+        Ok(finished) => finished_code(finished, failed, lasting),
         Err(why) => {
             let snapshot = progress.snapshot();
             match left_undone(&snapshot, args.output.as_deref(), synced, failed) {
@@ -310,6 +316,7 @@ async fn run_into<S: std::future::Future<Output = Stop>>(
                     }
                     None => why.say_unwritten(super::Unwritten::Stdout),
                 },
+                LeftUndone::Input { read } => why.say_idle_input(read),
                 LeftUndone::Fetching => why.say(into_store),
             }
             why.say_waiting(&waiting);
@@ -333,6 +340,9 @@ enum LeftUndone<'a> {
     /// writing out what they came to was left. The stop may have come before an outcome
     /// reached the output, which loses its frame or line as a stuck reader does.
     Writing,
+    /// Every object read from the input was handled, but the input had not ended: the
+    /// stop came while waiting for more (`read` objects had come).
+    Input { read: u64 },
     /// Objects of the input were not handled.
     Fetching,
 }
@@ -348,8 +358,11 @@ fn left_undone<'a>(
     synced: bool,
     failed: usize,
 ) -> LeftUndone<'a> {
-    if !s.input_done || s.finished != s.objects {
+    if s.finished != s.objects {
         return LeftUndone::Fetching;
+    }
+    if !s.input_done {
+        return LeftUndone::Input { read: s.objects };
     }
     match store {
         Some(dir) if !synced => LeftUndone::Sync {
@@ -451,10 +464,13 @@ fn joined(ended: Result<dist::Result<()>, tokio::task::JoinError>) -> dist::Resu
     })
 }
 
-/// The exit status of a batch that ran to its end.
-fn finished_code(finished: Result<(), Failure>, failed: usize) -> u8 {
+/// The exit status of a batch that ran to its end: with `failed` failures, `lasting` of
+/// them ones a later run would meet again; none such,
+/// [`EXIT_TEMPFAIL`](super::EXIT_TEMPFAIL).
+fn finished_code(finished: Result<(), Failure>, failed: usize, lasting: usize) -> u8 {
     match finished {
         Ok(()) if failed == 0 => 0,
+        Ok(()) if lasting == 0 => super::EXIT_TEMPFAIL,
         Ok(()) | Err(Failure::ReaderGone) => EXIT_FAILED,
         Err(Failure::Write(msg)) => {
             say!("dist: {msg}");
@@ -490,6 +506,9 @@ mod tests {
         assert_eq!(left_undone(&s, Some(dir), false, 0), LeftUndone::Fetching);
         s.finished = 3;
         s.input_done = false;
+        let idle = LeftUndone::Input { read: 3 };
+        assert_eq!(left_undone(&s, Some(dir), false, 0), idle);
+        s.finished = 2;
         assert_eq!(left_undone(&s, Some(dir), false, 0), LeftUndone::Fetching);
     }
 

@@ -8,7 +8,7 @@ use dist::{Error, ErrorKind, Hints, Object, Remote};
 
 use super::output::RawStdout;
 use super::progress::Meter;
-use super::{check_layout, exit_for, open_locator, report, EXIT_USAGE};
+use super::{check_layout, exit_for, open_locator, report, Downloads, EXIT_USAGE};
 use crate::cli::{FetchArgs, Global};
 
 /// `dist fetch`: one object to stdout, or the worker ([`super::batch`]) for `-` or `-o`;
@@ -34,8 +34,16 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
         Ok(v) => v,
         Err(e) => return report(&e, EXIT_USAGE),
     };
+    // A tag names a manifest, never a blob: nothing to split.
+    let downloads = match object {
+        Object::Tag(_) => Downloads::Manifests,
+        Object::Digest(_) => Downloads::Blobs,
+    };
     let opened = args.locator.parse().and_then(|locator: dist::Locator| {
-        Ok((open_locator(global, locator.clone(), 1)?, locator))
+        Ok((
+            open_locator(global, locator.clone(), 1, downloads)?,
+            locator,
+        ))
     });
     let (remote, locator) = match opened {
         Ok(r) => r,

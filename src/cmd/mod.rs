@@ -129,6 +129,11 @@ pub fn drain_stderr_on_panic() {
 pub const EXIT_FAILED: u8 = 1;
 /// Exit status for usage errors and remotes that cannot be used at all.
 pub const EXIT_USAGE: u8 = 2;
+/// Exit status of a batch whose every failed line failed for the moment: the registry
+/// could not be reached, or answered 429 or a 5xx, past the retries. sysexits.h's
+/// `EX_TEMPFAIL` ("try again later"), as mail transfer agents use it: a cron job tells
+/// "retry later" from content that is gone or wrong (status 1).
+pub const EXIT_TEMPFAIL: u8 = 75;
 /// Exit status when `--timeout` ran out, as timeout(1) has it.
 pub const EXIT_TIMEOUT: u8 = 124;
 
@@ -252,7 +257,13 @@ fn files_needed(global: &Global, jobs: usize) -> libc::rlim_t {
 /// "Too many open files" past the fortieth host. And the cap in all was never below one
 /// host's, `-j` + `--range-streams` - 1: `--range-streams 64` under `ulimit -n 20` split
 /// a slow blob into parts whose connections failed with "Too many open files".
-fn connections_within_file_limit(global: &Global, jobs: usize) -> (usize, usize) {
+/// Cut streams are warned of only for `Downloads::Blobs`: `resolve` and a fetch by tag
+/// said "not splitting blobs" under `ulimit -Hn 20`, where no blob is fetched at all.
+fn connections_within_file_limit(
+    global: &Global,
+    jobs: usize,
+    downloads: Downloads,
+) -> (usize, usize) {
     let wanted = global.range_streams.max(1);
     // A one-shot fetch comes here with the soft limit only raised to what every run
     // needs: its 64 range streams were cut to 15 where the hard limit had room for all.
@@ -263,7 +274,11 @@ fn connections_within_file_limit(global: &Global, jobs: usize) -> (usize, usize)
         ..
     } = FileBudget::split(limit, jobs, wanted);
     static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if streams < wanted && !global.quiet && !WARNED.swap(true, Ordering::Relaxed) {
+    if streams < wanted
+        && downloads == Downloads::Blobs
+        && !global.quiet
+        && !WARNED.swap(true, Ordering::Relaxed)
+    {
         // One stream is no split: "splitting a blob into 1" read as a split still made.
         let cut = match streams {
             1 => "not splitting blobs".to_owned(),
@@ -324,9 +339,24 @@ fn raise_file_limit(want: libc::rlim_t) -> Option<libc::rlim_t> {
     Some(raised.rlim_cur)
 }
 
+/// What a command may download, which tells whether splitting blobs into ranges concerns
+/// it: only blobs are split.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Downloads {
+    /// Manifests only (`resolve`, a fetch by tag): no blob, so no split.
+    Manifests,
+    /// Blobs too (a fetch by digest, the worker, `pull`).
+    Blobs,
+}
+
 /// Builds the remote a locator names, sharing one transport.
-pub fn open_remote(global: &Global, locator: &str, jobs: usize) -> Result<Arc<dyn Remote>, Error> {
-    open_locator(global, locator.parse()?, jobs)
+pub fn open_remote(
+    global: &Global,
+    locator: &str,
+    jobs: usize,
+    downloads: Downloads,
+) -> Result<Arc<dyn Remote>, Error> {
+    open_locator(global, locator.parse()?, jobs, downloads)
 }
 
 /// `host[:port]` of a mirror's URL (`scheme://host[:port][/path]`), as certs.d names its
@@ -369,6 +399,7 @@ pub fn open_locator(
     global: &Global,
     locator: Locator,
     jobs: usize,
+    downloads: Downloads,
 ) -> Result<Arc<dyn Remote>, Error> {
     match locator {
         Locator::Registry(mut repo) => {
@@ -386,7 +417,7 @@ pub fn open_locator(
             // budget is `range_streams` parts, one of which replaces a first stream).
             // With only `max(jobs, streams)`, four slow blobs on four jobs left their
             // parts waiting for a connection: no gain at all.
-            let (connections, streams) = connections_within_file_limit(global, jobs);
+            let (connections, streams) = connections_within_file_limit(global, jobs, downloads);
             options.max_connections_per_host = jobs + streams - 1;
             options.max_connections = connections;
             // The hosts file's `dial_timeout` is about one host: it wins over the
@@ -451,10 +482,11 @@ pub fn open_image(
     global: &Global,
     image: &dist::image::ImageRef,
     jobs: usize,
+    downloads: Downloads,
 ) -> Result<Arc<dyn Remote>, Error> {
     match &image.locator {
         Locator::Layout(path) => Ok(Arc::new(LayoutRemote::of_image(path, image))),
-        Locator::Registry(_) => open_locator(global, image.locator.clone(), jobs),
+        Locator::Registry(_) => open_locator(global, image.locator.clone(), jobs, downloads),
     }
 }
 
@@ -660,6 +692,27 @@ impl Stop {
              ({held} that does not read, or a disk that does not answer, held it up): \
              {what} written whole"
         );
+    }
+
+    /// Says why a batch stopped while it waited for input, every object of the `read` it
+    /// had read being handled: "the others were not fetched" was said under `--timeout`
+    /// of a batch that had none, its stdin idle.
+    pub fn say_idle_input(&self, read: u64) {
+        if let Some(message) = self.idle_input(read) {
+            say!("{message}");
+        }
+    }
+
+    /// The message of [`Stop::say_idle_input`].
+    fn idle_input(&self, read: u64) -> Option<String> {
+        let why = self.why()?;
+        Some(match read {
+            0 => format!("dist: {why} while waiting for input; none had come, nothing was fetched"),
+            _ => format!(
+                "dist: {why} while waiting for more input; objects reported so far are \
+                 complete, and every one read had been handled"
+            ),
+        })
     }
 
     /// Names the blobs the run was waiting for while other runs held their locks (stopped
@@ -905,6 +958,24 @@ mod tests {
         assert_eq!(Stop::Signal(130).code_after(&unusable), 130);
         let deadline = Stop::Deadline(std::time::Duration::ZERO);
         assert_eq!(deadline.code_after(&unusable), EXIT_TIMEOUT);
+    }
+
+    /// `--timeout` while stdin was idle, every object read handled, said "the others were
+    /// not fetched" of a batch that had none; with nothing read, it said objects reported
+    /// were complete where none was.
+    #[test]
+    fn a_stop_while_the_input_is_idle_says_nothing_was_left() {
+        let deadline = Stop::Deadline(std::time::Duration::from_secs(5));
+        let why = "dist: gave up after the --timeout of 5s while waiting";
+        let none = deadline.idle_input(0).unwrap();
+        assert_eq!(
+            none,
+            format!("{why} for input; none had come, nothing was fetched")
+        );
+        let some = deadline.idle_input(3).unwrap();
+        assert!(some.starts_with(&format!("{why} for more input")), "{some}");
+        assert!(!some.contains("not fetched"), "{some}");
+        assert_eq!(Stop::ReaderGone.idle_input(3), None);
     }
 
     /// A reader, disk or registry that never answers cannot hold off a stop.

@@ -77,7 +77,7 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
             Err(code) => return code,
         };
     let jobs = super::jobs_within_file_limit(global, args.jobs);
-    let remote = match open_image(global, &image, jobs) {
+    let remote = match open_image(global, &image, jobs, super::Downloads::Blobs) {
         Ok(r) => r,
         Err(e) => return report(&e, EXIT_USAGE),
     };

@@ -2,7 +2,7 @@
 
 use dist::image::ImageRef;
 
-use super::{check_layout, exit_for, open_image, print_stdout, report, EXIT_USAGE};
+use super::{check_layout, exit_for, open_image, print_stdout, report, Downloads, EXIT_USAGE};
 use crate::cli::{Global, ResolveArgs};
 
 /// `dist resolve`: the descriptor a reference points to, as one JSON line.
@@ -14,7 +14,7 @@ pub async fn run(global: &Global, args: ResolveArgs) -> u8 {
         Ok(i) => i,
         Err(e) => return report(&e, EXIT_USAGE),
     };
-    let remote = match open_image(global, &image, 1) {
+    let remote = match open_image(global, &image, 1, Downloads::Manifests) {
         Ok(r) => r,
         Err(e) => return report(&e, EXIT_USAGE),
     };

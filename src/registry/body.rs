@@ -79,6 +79,30 @@ pub(crate) struct Resumable {
     /// Told which host serves the body after a hand-over, for the parts of a download
     /// that splits later (see [`Serving`]).
     pub(super) serving: Option<Serving>,
+    /// Where a redirect led the request for the current body, when one did: its break is
+    /// that URL's, not the registry's the request was addressed to.
+    pub(crate) hop: Option<Hop>,
+}
+
+/// The URL a redirect led a request to, which answered it, and the note naming the URL
+/// that sent it there ([`transport::redirected_by`](crate::transport::redirected_by)).
+#[derive(Clone, Debug)]
+pub(crate) struct Hop {
+    url: Uri,
+    note: Option<String>,
+}
+
+impl Hop {
+    /// Where `reply`, asked of `asked`, came from, when a redirect led elsewhere.
+    pub(crate) fn of(reply: &crate::transport::Reply, asked: &Uri) -> Option<Hop> {
+        (reply.url != *asked).then(|| Hop {
+            url: reply.url.clone(),
+            note: reply
+                .redirected_by
+                .as_ref()
+                .map(crate::transport::redirected_by),
+        })
+    }
 }
 
 /// Which host serves a body now, and at which URL: the one that answered first, until a
@@ -287,8 +311,9 @@ impl Resumable {
             return Ok(false);
         }
         // The body of the host asked last broke: after a hand-over, not the host the
-        // download's first answer (whose URL it names otherwise) came from.
-        let e = e.with_url(&url);
+        // download's first answer (whose URL it names otherwise) came from; after a
+        // redirect, the URL it led to (the registry's is named as what sent it there).
+        let e = self.at_hop(e, &url);
         let address = self.address.as_ref();
         // An answer its server ended short of the content that brought a piece of it (a
         // cache sending what it has so far, a server capping its answers) is no fault to
@@ -316,10 +341,11 @@ impl Resumable {
         }
         let budget = resume_budget(&self.remote, self.host, address);
         if !e.is_transient() {
-            return self.hand_over(e).await;
+            return self.hand_over(self.noted(e)).await;
         }
         if self.resumes >= budget {
-            return self.hand_over(e.with_attempts(self.resumes + 1)).await;
+            let e = self.noted(e.with_attempts(self.resumes + 1));
+            return self.hand_over(e).await;
         }
         self.resumes += 1;
         self.progress_mark = self.offset;
@@ -329,6 +355,26 @@ impl Resumable {
         tokio::time::sleep(pause).await;
         tracing::debug!(url = %url, offset = self.offset, error = %e, "resuming body");
         self.ask_rest(&url, e).await
+    }
+
+    /// `e`, a break of the current body asked of `asked`, naming where it broke: the URL
+    /// a redirect led to, or `asked`. Named by `asked`, a body broken at a blob store or
+    /// CDN sent its reader to the registry.
+    fn at_hop(&self, e: Error, asked: &Uri) -> Error {
+        match &self.hop {
+            Some(hop) => e.with_url(&hop.url),
+            None => e.with_url(asked),
+        }
+    }
+
+    /// `e`, the break [`Resumable::at_hop`] named, as the body's failure: with the URL
+    /// that redirected the request there. Not before: a resume's failure names its own
+    /// request's redirect, and the break, said inside it, would say one twice.
+    fn noted(&self, e: Error) -> Error {
+        match self.hop.as_ref().and_then(|hop| hop.note.as_ref()) {
+            Some(note) => e.with_note(note),
+            None => e,
+        }
     }
 
     /// Takes a size given alone as its host's word when that host declared it in an
@@ -433,6 +479,7 @@ impl Resumable {
             as_sent: self.as_sent,
             check_as_sent: None,
             confirmed_by: None,
+            settle: None,
         }
     }
 
@@ -445,19 +492,19 @@ impl Resumable {
     /// lost each time, a break after much of the content counts all the same.
     async fn ask_again(&mut self, e: Error) -> Result<bool> {
         let e = match &self.retry_url {
-            Some(url) => e.with_url(url),
+            Some(url) => self.at_hop(e, url),
             None => e,
         };
         if !e.is_transient() {
-            return Err(e);
+            return Err(self.noted(e));
         }
         let budget = resume_budget(&self.remote, self.host, None);
         if self.resumes >= budget {
-            return Err(e.with_attempts(self.resumes + 1));
+            return Err(self.noted(e.with_attempts(self.resumes + 1)));
         }
         let url = match &self.retry_url {
             Some(url) if self.offset == 0 => url.clone(),
-            _ => return Err(e.restartable(self.resumes + 1)),
+            _ => return Err(self.noted(e.restartable(self.resumes + 1))),
         };
         self.resumes += 1;
         let pause = self.remote.retry_policy().backoff(self.resumes - 1);
@@ -539,6 +586,7 @@ impl Resumable {
         }
         self.open_range = answer.extent.open_range(self.offset);
         self.body = answer.body;
+        self.hop = answer.hop;
         self.skip = answer.skip;
         self.resent_whole_at = whole_at(self.offset, answer.skip);
         // The parts of a download split later ask where this body is now, and take the
@@ -558,12 +606,12 @@ impl Resumable {
     /// The content from byte `offset` on, from the `source`'s host and URL, resumable like a
     /// first response: what a split download goes back to when the server does not answer
     /// ranges after all. A `416` short of the size declared is the server contradicting
-    /// itself, as [`Rest::refused`] says; a size given alone is declared by the host
-    /// `confirmed_by` names as the answer comes, a part's answer having confirmed it.
+    /// itself, as [`Rest::refused`] says; a size given alone is declared by the host the
+    /// parts' `word` names as the answer is judged, a part's answer having confirmed it.
     pub(crate) async fn from_offset(
         source: &crate::ranged::Source,
         offset: u64,
-        confirmed_by: &ConfirmedBy<'_>,
+        word: &PartsWord<'_>,
     ) -> Result<crate::fetch::ByteStream> {
         let (remote, host, headers) = (&source.remote, source.host, &source.headers);
         let address = source.address.as_ref();
@@ -571,7 +619,8 @@ impl Resumable {
         let budget = resume_budget(remote, host, address);
         let retries = (&mut spent, budget);
         let rest = Rest {
-            confirmed_by: Some(confirmed_by),
+            confirmed_by: Some(word.by),
+            settle: Some(word.settle),
             ..Rest::at(source, offset)
         };
         let answer = match open_at(remote, host, &source.url, headers, rest, true, retries).await {
@@ -580,6 +629,8 @@ impl Resumable {
             // rest is, not the bare status.
             Err(e) if e.status() == Some(416) => {
                 return Err(rest
+                    .settled()
+                    .await
                     .refused(remote, host)
                     .map_or(e, |refused| refused.with_url(&source.url)));
             }
@@ -603,17 +654,18 @@ impl Resumable {
     /// The `source`'s `serving` is told the host that took the rest over, now and at any
     /// later hand-over; `true` beside the stream when that host answered with a plain
     /// range over HTTP/1, whose rest may be split into parts again. A size given alone is
-    /// declared by the host `confirmed_by` names as the answer comes, a part's answer
-    /// having confirmed it.
+    /// declared by the host the parts' `word` names as the answer is judged, a part's
+    /// answer having confirmed it.
     pub(crate) async fn after_failure(
         source: &crate::ranged::Source,
-        (host, confirmed_by): (usize, &ConfirmedBy<'_>),
+        (host, word): (usize, &PartsWord<'_>),
         offset: u64,
         e: Error,
     ) -> Result<(crate::fetch::ByteStream, bool)> {
         let (remote, headers, address) = (&source.remote, &source.headers, &source.address);
         let rest = Rest {
-            confirmed_by: Some(confirmed_by),
+            confirmed_by: Some(word.by),
+            settle: Some(word.settle),
             ..Rest::at(source, offset)
         };
         let next =
@@ -663,6 +715,7 @@ impl Resumable {
             address: source.address.clone(),
             earlier: opened.earlier,
             serving: None,
+            hop: None,
         };
         rest.carry_on(opened.answer);
         rest
@@ -764,6 +817,8 @@ struct Answer {
     /// The HTTP version it answered in.
     version: http::Version,
     extent: Extent,
+    /// Where a redirect led the request, when one did.
+    hop: Option<Hop>,
 }
 
 /// What an answer says of where the content ends.
@@ -859,10 +914,12 @@ async fn open_on_next_host(
             // content is whole. Taken for the content's end, it failed as content that
             // ended short, naming the host that declared the size, not the one that
             // answered.
-            Err(again) if again.status() == Some(416) => match rest.refused(remote, host) {
-                Some(contradiction) => e = contradiction.with_url(&url),
-                None => return Ok(None),
-            },
+            Err(again) if again.status() == Some(416) => {
+                match rest.settled().await.refused(remote, host) {
+                    Some(contradiction) => e = contradiction.with_url(&url),
+                    None => return Ok(None),
+                }
+            }
             Err(again) => e = again,
         }
     }
@@ -932,11 +989,13 @@ async fn open_at(
             true => Extent::of_plain(status, h),
             false => Extent::Unsaid,
         };
+        let hop = Hop::of(&reply, url);
         let answer = |body, skip| Answer {
             body,
             skip,
             version,
             extent,
+            hop: hop.clone(),
         };
         if plain {
             let who = remote.host(host);
@@ -1017,13 +1076,40 @@ struct Rest<'a> {
     /// For a split download's rest: the host whose answer to a part has confirmed a size
     /// given alone by now, read when an answer is judged ([`Rest::now`]).
     confirmed_by: Option<&'a ConfirmedBy<'a>>,
+    /// For a split download's rest: resolves once the parts under way have had their
+    /// answers judged ([`Rest::settled`]).
+    settle: Option<&'a Settle<'a>>,
 }
 
 /// Which host's answer to a split download's part has confirmed its size by now, if any:
 /// a part under way while the rest is asked for elsewhere may confirm it meanwhile.
 pub(crate) type ConfirmedBy<'a> = dyn Fn() -> Option<usize> + Send + Sync + 'a;
 
+/// Resolves once the parts of a split download under way have had their answers judged
+/// (their heads read, or the parts ended): a `206` among them may confirm the size.
+pub(crate) type Settle<'a> = dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync + 'a;
+
+/// What a split download's parts say of its size, for its rest ([`ConfirmedBy`],
+/// [`Settle`]).
+pub(crate) struct PartsWord<'a> {
+    pub(crate) by: &'a ConfirmedBy<'a>,
+    pub(crate) settle: &'a Settle<'a>,
+}
+
 impl Rest<'_> {
+    /// This rest once the parts under way have had their answers judged, for a `416` to
+    /// it, which a size given alone that no part confirmed yet takes for the content's
+    /// end (or the bare status): a part's `206` that confirms the size may be read after
+    /// the `416` came, and judged before it, the server's contradiction of its own word
+    /// failed the blob as the bare `416`. Waits only while the size is the one given alone
+    /// and unconfirmed, on the error's path.
+    async fn settled(self) -> Self {
+        if let Some(settle) = self.settle.filter(|_| self.now().given) {
+            settle().await;
+        }
+        self
+    }
+
     /// This rest as its answer is judged: a size given alone that an answer to a part
     /// confirmed while the answer was awaited is that host's word. Taken before the
     /// request, the word missed it, and a `416` short of the size failed as the bare
@@ -1050,6 +1136,7 @@ impl Rest<'_> {
             as_sent: false,
             check_as_sent: None,
             confirmed_by: None,
+            settle: None,
         }
     }
 

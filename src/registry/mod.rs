@@ -34,7 +34,7 @@ use crate::retry::{Next, RetryPolicy};
 use crate::transport::{self, Transport};
 pub(crate) use body::{content_range, content_range_start, content_range_total};
 pub(crate) use body::{hands_over, resume_budget, Address, Resumable, Serving, PIECE, PROGRESS};
-pub(crate) use body::{other_total, part_refused, refuse_other_at, ConfirmedBy};
+pub(crate) use body::{other_total, part_refused, refuse_other_at, PartsWord};
 pub(crate) use coding::is_coded;
 pub(crate) use host::MAX_ERROR_BODY;
 use host::{Host, Mirror, Server};
@@ -820,6 +820,7 @@ impl RegistryRemote {
         // A coded body is decoded below the resumes, which then count the content's
         // bytes: a break asks for the whole content again and drops what was handed out,
         // instead of failing content that went to stdout already.
+        let hop = body::Hop::of(&reply, &url);
         let body = match decode {
             true => {
                 let response = &reply.response;
@@ -857,6 +858,7 @@ impl RegistryRemote {
             address: address.clone(),
             earlier: Vec::new(),
             serving: serving.clone(),
+            hop,
         }
         .into_stream();
         let body = match split.zip(serving) {

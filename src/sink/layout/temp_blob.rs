@@ -204,16 +204,17 @@ impl TempBlob {
         )
     }
 
-    /// What a failed write says it was writing: the blob's place when its digest is
-    /// known, else the directory the content goes into.
+    /// What a failed write says it was writing: the directory the file fills, which is
+    /// where room is wanted (`df` it); the object is the caller's to name (the worker and
+    /// `pull` do). The blob's own path was named, a file that never came to be, and the
+    /// temporary file is gone by the time anyone reads the message.
     fn writing_what(&self) -> String {
-        match &self.park {
-            Some(digest) => format!("writing {}", self.store.blob_path(digest).display()),
-            None => {
-                let dir = self.path.parent().unwrap_or(Path::new("."));
-                format!("writing into {}", dir.display())
-            }
-        }
+        format!("writing into {}", self.dir().display())
+    }
+
+    /// The directory the temporary file, and so the blob, is in.
+    fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
     }
 
     fn write_err(&self, e: std::io::Error) -> Error {
@@ -254,12 +255,13 @@ impl TempBlob {
         let (file, batch) = self.take_file().await?;
         let dest = self.store.blob_path(digest);
         let moved = dest.clone();
+        let dir = self.dir().to_owned();
         let finish = move || {
             crate::sink::gather::write_all_vectored(file.as_file(), &batch)
-                .map_err(|e| io_err("writing", &moved, e))?;
+                .map_err(|e| io_err("writing into", &dir, e))?;
             file.as_file()
                 .sync_all()
-                .map_err(|e| io_err("writing", &moved, e))?;
+                .map_err(|e| io_err("writing into", &dir, e))?;
             file.persist(&moved)
                 .map_err(|e| io_err("renaming into", &moved, e.error))?;
             Ok::<_, Error>(())

@@ -102,6 +102,10 @@ pub enum Fault {
         bytes_per_sec: u64,
         first_byte: Duration,
     },
+    /// The body's first `burst` bytes at once, then the rest as [`Fault::Paced`] sends it
+    /// (no pause before its first byte): a capped link whose server bursts first (a cache's
+    /// first bytes, a server catching up after a stall).
+    BurstThenPaced { burst: usize, bytes_per_sec: u64 },
     /// The normal response, its head sent only after this long: a server slow to answer
     /// at all (a cache fetching from its upstream), which the client's idle timeout ends.
     SlowHead(Duration),
@@ -195,6 +199,7 @@ impl Fault {
                 | Fault::SlowChunkedDrop { .. }
                 | Fault::SlowChunked { .. }
                 | Fault::Paced { .. }
+                | Fault::BurstThenPaced { .. }
                 | Fault::IgnoreRange
                 | Fault::RangeToEnd
                 | Fault::ShortRange(_)
@@ -480,7 +485,11 @@ pub fn apply(
         Fault::Paced {
             bytes_per_sec,
             first_byte,
-        } => paced(prepared, *bytes_per_sec, *first_byte),
+        } => paced(prepared, *bytes_per_sec, *first_byte, 0),
+        Fault::BurstThenPaced {
+            burst,
+            bytes_per_sec,
+        } => paced(prepared, *bytes_per_sec, Duration::ZERO, *burst),
         Fault::IgnoreRange | Fault::RangeToEnd | Fault::ShortRange(_) | Fault::WholeRange => {
             prepared.into_response()
         }
@@ -576,17 +585,25 @@ fn code(name: &str, body: &[u8]) -> Bytes {
 
 /// `prepared` with piece `i` of its body sent no earlier than `first_byte + offset / rate`
 /// after now.
-fn paced(prepared: Prepared, bytes_per_sec: u64, first_byte: Duration) -> Response<Body> {
+fn paced(
+    prepared: Prepared,
+    bytes_per_sec: u64,
+    first_byte: Duration,
+    burst: usize,
+) -> Response<Body> {
     const PIECE: usize = 16 << 10;
     let first = tokio::time::Instant::now() + first_byte;
     let body = prepared.body.clone();
+    let burst = burst.min(body.len());
     let rate = bytes_per_sec.max(1) as f64;
     // Each piece is due a piece's time after the one before it was due, or at once if that
     // time has passed: deadlines fixed from the start made a server task held up on a
     // loaded machine send every overdue piece at once, which a client measures as a fast
     // link (a 16 MiB/s link judged fast enough not to split). A timer's usual lateness,
     // well under a piece's time, still keeps the rate.
-    let frames = futures::stream::unfold((0, first), move |(at, due)| {
+    // The burst goes first, as one piece; the pacing starts after it.
+    let head = (burst > 0).then(|| Ok::<_, io::Error>(Frame::data(body.slice(..burst))));
+    let frames = futures::stream::unfold((burst, first), move |(at, due)| {
         let body = body.clone();
         async move {
             if at >= body.len() {
@@ -599,6 +616,7 @@ fn paced(prepared: Prepared, bytes_per_sec: u64, first_byte: Duration) -> Respon
             Some((Ok::<_, io::Error>(Frame::data(piece)), (at + PIECE, next)))
         }
     });
+    let frames = futures::stream::iter(head).chain(frames);
     prepared.respond_with(StreamBody::new(frames).boxed_unsync())
 }
 
