@@ -674,7 +674,8 @@ fn a_long_download_to_a_file_shows_a_meter() {
         screen.contains(" of 3.0 MB ("),
         "a meter with the size: {screen:?}"
     );
-    assert!(screen.contains("MB/s, ETA 0:0"), "{screen:?}");
+    // A rate and the time left: "kB/s" when a loaded machine paces the fake below 1 MB/s.
+    assert!(screen.contains("B/s, ETA 0:0"), "{screen:?}");
     assert!(screen.contains("3.0 MB in "), "a summary line: {screen:?}");
 
     assert_eq!(fetch(&digest, "-q"), "", "-q draws nothing");
