@@ -13,7 +13,8 @@
 //! room: its reads end as if the server had closed it, which hyper's connection task,
 //! always reading, sees at once. A connection made for a request is not told until it
 //! has sent something (`FRESH`): hyper-util sends a request again only off a connection
-//! used before.
+//! used before. One told just as the pool hands it to a request waiting for one may take
+//! that request with it unsent and never say so, which `transport::handed` sees.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -103,6 +104,9 @@ pub struct Caps {
     closing: AtomicUsize,
     /// Counts uses, so that the connection idle the longest can be told.
     clock: AtomicU64,
+    /// Whether a connection was ever told to close, or waited for the cap in all: from
+    /// then on, a request handed an idle connection may see it close under it.
+    closed_idle: AtomicBool,
 }
 
 impl Caps {
@@ -126,12 +130,21 @@ impl Caps {
             waiting: AtomicUsize::new(0),
             closing: AtomicUsize::new(0),
             clock: AtomicU64::new(0),
+            closed_idle: AtomicBool::new(false),
         })
     }
 
     /// The cap per host, as clamped: what a host's pool can hold at most.
     pub(crate) fn per_host(&self) -> usize {
         self.per_host
+    }
+
+    /// Whether idle connections were ever told to close to make room, or are about to be:
+    /// from then on, a request handed one may have it close before the request is sent
+    /// on it (see `transport::handed`). A request before that pays nothing to learn its
+    /// connection.
+    pub(crate) fn closes_idle(&self) -> bool {
+        self.closed_idle.load(Ordering::Relaxed)
     }
 
     fn tick(&self) -> u64 {
@@ -250,6 +263,7 @@ impl Caps {
                 self.0.fetch_sub(1, Ordering::Relaxed);
             }
         }
+        self.closed_idle.store(true, Ordering::Relaxed);
         self.waiting.fetch_add(1, Ordering::Relaxed);
         let _waiting = Waiting(&self.waiting);
         self.close_idle();
@@ -448,6 +462,7 @@ impl Use {
     /// Tells it to close once idle, waking the task that reads it to see so.
     fn tell_to_close(&self) {
         if self.state.fetch_or(CLOSE, Ordering::AcqRel) & (CLOSE | GONE) == 0 {
+            self.caps.closed_idle.store(true, Ordering::Relaxed);
             self.caps.closing.fetch_add(1, Ordering::Relaxed);
             self.waker.wake();
         }
@@ -486,6 +501,16 @@ impl InUse {
         Reading(conn.clone())
     }
 
+    /// Whether the connection is closed, its descriptor given back.
+    pub(crate) fn gone(&self) -> bool {
+        self.0.gone()
+    }
+
+    /// Whether `other` is the use of the same connection.
+    pub(crate) fn same(&self, other: &InUse) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     /// A request failed on the connection, which may go on (an HTTP/2 stream reset).
     pub(crate) fn failed(&self) {
         let conn = &self.0;
@@ -493,6 +518,39 @@ impl InUse {
         if conn.closes() {
             conn.waker.wake();
         }
+    }
+}
+
+#[cfg(test)]
+impl InUse {
+    /// The use of a connection that is closed.
+    pub(crate) fn closed() -> InUse {
+        InUse::in_state(GONE)
+    }
+
+    /// The use of a connection, idle and open.
+    pub(crate) fn open() -> InUse {
+        InUse::in_state(0)
+    }
+
+    fn in_state(state: u8) -> InUse {
+        let caps = Caps::new(1, 1);
+        let uri = Uri::from_static("http://registry.example/");
+        InUse(Arc::new(Use {
+            host: caps.host(&uri),
+            caps,
+            pool: Pool {
+                connector: 0,
+                authority: uri.authority().cloned(),
+            },
+            pending: AtomicBool::new(false),
+            reading: AtomicUsize::new(0),
+            answered: AtomicBool::new(false),
+            last: AtomicU64::new(0),
+            state: AtomicU8::new(state),
+            made: tokio::time::Instant::now(),
+            waker: Default::default(),
+        }))
     }
 }
 
