@@ -82,6 +82,7 @@ macro_rules! pass_writes_through {
 
 mod dns;
 mod failure;
+mod handed;
 mod handshake;
 pub mod limit;
 #[cfg(test)]
@@ -689,17 +690,22 @@ impl Transport {
             (false, true) => &self.http1,
             (false, false) => &self.client,
         };
-        let mut stale = 0;
+        let (mut stale, mut unsent) = (0, 0);
         let response = loop {
             // Built for each attempt, which is nearly always the only one: a copy kept for
             // the next would cost every request its headers twice.
             let progress = stage::Progress::default();
-            let request = self.request(req, origin, &progress)?;
+            let mut request = self.request(req, origin, &progress)?;
+            // Which connection the request is handed, once idle ones may be closed under
+            // it: learning it costs a request seven allocations, paid only then.
+            let handed = self
+                .caps
+                .closes_idle()
+                .then(|| hyper_util::client::legacy::connect::capture_connection(&mut request));
             let limit = self.opts.response_timeout;
-            match progress
-                .answered_within(limit, client.request(request))
-                .await
-            {
+            let handed = handed.map(|c| move || c.connection_metadata().as_ref().and_then(in_use));
+            let sent = handed::unless_lost(client.request(request), handed, &progress);
+            match progress.answered_within(limit, sent).await {
                 Err(()) => {
                     // Named with its limit and option: "in time" left the user to guess
                     // which of the timeouts ran out, and how long it was. A forwarding
@@ -713,7 +719,20 @@ impl Transport {
                     }
                     return Err(Error::new(ErrorKind::Timeout, said).with_url(&req.url));
                 }
-                Ok(Err(e)) => {
+                // Never sent, any request can go again, a POST too. Bounded as the resends
+                // after stale connections are, though each loss takes a connection closed
+                // to make room as it was handed over, which is rare.
+                Ok(Err(handed::Lost)) => {
+                    if unsent < self.caps.per_host() {
+                        unsent += 1;
+                        tracing::debug!(url = %redact(&req.url), "connection closed as it was handed the request, before sending it; sending again");
+                        continue;
+                    }
+                    let said =
+                        "request lost: each connection it was handed closed before it was sent";
+                    return Err(Error::new(ErrorKind::Connect, said).with_url(&req.url));
+                }
+                Ok(Ok(Err(e))) => {
                     // A head past hyper's usual count of fields: asked again with the
                     // larger limit, as is every later request to its origin.
                     if !large && failure::head_too_large(&e) {
@@ -766,7 +785,7 @@ impl Transport {
                     };
                     return Err(e);
                 }
-                Ok(Ok(r)) => {
+                Ok(Ok(Ok(r))) => {
                     let unfruitful = r.extensions().get::<limit::Unfruitful>().cloned();
                     if let Some(unfruitful) = &unfruitful {
                         unfruitful.fruit();

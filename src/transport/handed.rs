@@ -1,0 +1,116 @@
+//! A request handed a connection that closed before the request went out on it.
+//!
+//! At the cap on connections in all, the connection idle the longest is told to close
+//! ([`super::limit`]), at times just as hyper-util's pool hands it to a request waiting
+//! for one. The request is queued on the connection's channel as the connection's task, on
+//! another thread, drops the channel's receiver: tokio's unbounded channel checks that it
+//! is open before it pushes, and a message pushed during the drop is neither read nor
+//! dropped (tokio-rs/tokio#7714), so hyper never cancels the request and it waits for
+//! good; its response timeout runs only once it is written ([`super::stage`]). 200 small
+//! blobs from two hosts, interleaved, 8 at a time at a cap in all of 4 on a multi-thread
+//! runtime stalled so in about 1 run of 50, until the caller's own timeout.
+//!
+//! hyper-util says which connection it handed a request (`capture_connection`); one that
+//! is gone, and stays so, while the request was never taken is lost with the request,
+//! which went nowhere and can go again. A request that is sent again after its channel
+//! let it go (hyper-util does, off a connection used before) moves on to a connection
+//! soon, or waits in the pool: taken for lost there, it is sent again all the same.
+
+use std::future::Future;
+use std::time::Duration;
+
+use super::limit::InUse;
+use super::stage::Progress;
+
+/// How often a request not yet taken looks at the connection it was handed: the moment
+/// between a connection's end and its channel's letting go of what it holds is far
+/// shorter, and a lost request waits about twice this.
+const LOOK_EVERY: Duration = Duration::from_millis(100);
+
+/// A request lost with the connection it was handed, never sent.
+#[derive(Debug)]
+pub(crate) struct Lost;
+
+/// `request`'s output, or [`Lost`] once the connection `handed` says it was given
+/// (hyper-util's capture of it) has been gone for a look at it and the next, the request
+/// never taken by it (`progress`). Without `handed`, the request alone.
+pub(crate) async fn unless_lost<F: Future>(
+    request: F,
+    handed: Option<impl Fn() -> Option<InUse>>,
+    progress: &Progress,
+) -> Result<F::Output, Lost> {
+    let mut request = std::pin::pin!(request);
+    let Some(handed) = handed else {
+        return Ok(request.await);
+    };
+    let mut gone_before: Option<InUse> = None;
+    loop {
+        if let Ok(output) = tokio::time::timeout(LOOK_EVERY, &mut request).await {
+            return Ok(output);
+        }
+        // Written, a request lost with its connection fails as hyper tells it.
+        if progress.taken().is_some() {
+            return Ok(request.await);
+        }
+        let gone = handed().filter(InUse::gone);
+        match (&gone_before, &gone) {
+            (Some(before), Some(now)) if before.same(now) => return Err(Lost),
+            _ => gone_before = gone,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::poll;
+    use std::task::Poll;
+
+    /// A request queued on a connection that closed under it waits for good: once the
+    /// connection it was handed has been gone a while, the request never taken, it is
+    /// lost. One not handed a connection yet, or handed one that lives on, waits on.
+    #[tokio::test(start_paused = true)]
+    async fn a_request_never_taken_by_the_connection_it_was_handed_is_lost_with_it() {
+        let progress = Progress::default();
+        let gone = InUse::closed();
+        let lost = unless_lost(
+            std::future::pending::<()>(),
+            Some(|| Some(gone.clone())),
+            &progress,
+        );
+        let waited = tokio::time::timeout(LOOK_EVERY * 50, lost).await;
+        assert!(matches!(waited, Ok(Err(Lost))), "waited for good");
+
+        let open = InUse::open();
+        for handed in [None, Some(open)] {
+            let waiting = unless_lost(
+                std::future::pending::<()>(),
+                Some(|| handed.clone()),
+                &progress,
+            );
+            let waited = tokio::time::timeout(LOOK_EVERY * 50, waiting).await;
+            assert!(waited.is_err(), "lost without a connection gone");
+        }
+    }
+
+    /// A request taken by its connection is left to fail as hyper tells it: written, it
+    /// may have reached the server, and only a request that can go twice goes again.
+    #[tokio::test(start_paused = true)]
+    async fn a_request_taken_by_its_connection_is_never_lost() {
+        let progress = Progress::default();
+        let body = progress.body(bytes::Bytes::new());
+        assert!(http_body::Body::is_end_stream(&body));
+        let gone = InUse::closed();
+        let (answer, answered) = tokio::sync::oneshot::channel::<()>();
+        let mut waiting = std::pin::pin!(unless_lost(
+            answered,
+            Some(|| Some(gone.clone())),
+            &progress,
+        ));
+        assert!(poll!(&mut waiting).is_pending());
+        tokio::time::advance(LOOK_EVERY * 50).await;
+        assert!(poll!(&mut waiting).is_pending(), "a request taken was lost");
+        answer.send(()).unwrap();
+        assert!(matches!(poll!(&mut waiting), Poll::Ready(Ok(Ok(())))));
+    }
+}
