@@ -1693,6 +1693,50 @@ fn a_report_that_cannot_be_written_is_named_once() {
     }
 }
 
+/// A pull whose objects failed only for the moment (a 503 past the retries, a connection
+/// closed unanswered) exits 75 (`EX_TEMPFAIL`), as the worker's batch does: it exited 1,
+/// as for an object that is gone, which a cron job could not tell from it. A line that
+/// could not be written (stdout or `--report` on a full disk) makes it 1, as a failed
+/// write does: `max` kept the 75.
+#[test]
+fn a_pull_that_failed_only_for_the_moment_exits_75() {
+    for fault in [Fault::Status(503), Fault::CloseUnanswered] {
+        let reg = FakeRegistry::start();
+        let config = image_without_layers(&reg);
+        reg.set_fault_for_every(&config, fault.clone());
+        let reference = format!("{}/team/app:v1", reg.host());
+        let dir = tempfile::tempdir().unwrap();
+        let layout = dir.path().join("layout");
+        let l = layout.to_str().unwrap();
+        let err = Dist::new().fails(75, &["--retries", "0", "pull", &reference, "-o", l], b"");
+        assert!(err.contains(&config), "{fault:?}: {err}");
+        let args = [
+            "--retries",
+            "0",
+            "pull",
+            &reference,
+            "-o",
+            l,
+            "--report",
+            "/dev/full",
+        ];
+        let err = Dist::new().fails(1, &args, b"");
+        assert!(err.contains("/dev/full"), "{fault:?}: {err}");
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = Dist::new()
+            .command(&["--retries", "0", "pull", &reference, "-o", l])
+            .stdout(full)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{fault:?}: {err}");
+    }
+}
+
 /// A config or layer a pull fails on is said on stderr, once, and its JSON line says why,
 /// in the report file as on stdout: the error was dropped on its way to the line unless
 /// an index named the object's platform, and the pull exited 1 without a word.
