@@ -1208,8 +1208,9 @@ fn completions_and_manual_come_from_the_real_options() {
     assert!(man.contains(".SH \"DIST FETCH\""));
     assert!(!man.contains("dist\\-fetch(1)"));
     assert!(man.contains("shard"));
-    // So are the exit statuses scripts branch on.
-    for status in ["124", "130, 143"] {
+    // So are the exit statuses scripts branch on: 75, "try again later", among them (the
+    // worker's and pull's since they tell an outage from content that is gone).
+    for status in ["124", "130, 143", "75"] {
         assert!(
             help.contains(status),
             "--help explains exit status {status}"
