@@ -1208,8 +1208,9 @@ fn completions_and_manual_come_from_the_real_options() {
     assert!(man.contains(".SH \"DIST FETCH\""));
     assert!(!man.contains("dist\\-fetch(1)"));
     assert!(man.contains("shard"));
-    // So are the exit statuses scripts branch on.
-    for status in ["124", "130, 143"] {
+    // So are the exit statuses scripts branch on: 75, "try again later", among them (the
+    // worker's and pull's since they tell an outage from content that is gone).
+    for status in ["124", "130, 143", "75"] {
         assert!(
             help.contains(status),
             "--help explains exit status {status}"
@@ -1690,6 +1691,50 @@ fn a_report_that_cannot_be_written_is_named_once() {
         let said = "dist: writing the report /dev/full: No space left on device";
         assert_eq!(err.matches(said).count(), 1, "{args:?}: {err}");
         assert!(!err.contains("JSON lines"), "{args:?}: {err}");
+    }
+}
+
+/// A pull whose objects failed only for the moment (a 503 past the retries, a connection
+/// closed unanswered) exits 75 (`EX_TEMPFAIL`), as the worker's batch does: it exited 1,
+/// as for an object that is gone, which a cron job could not tell from it. A line that
+/// could not be written (stdout or `--report` on a full disk) makes it 1, as a failed
+/// write does: `max` kept the 75.
+#[test]
+fn a_pull_that_failed_only_for_the_moment_exits_75() {
+    for fault in [Fault::Status(503), Fault::CloseUnanswered] {
+        let reg = FakeRegistry::start();
+        let config = image_without_layers(&reg);
+        reg.set_fault_for_every(&config, fault.clone());
+        let reference = format!("{}/team/app:v1", reg.host());
+        let dir = tempfile::tempdir().unwrap();
+        let layout = dir.path().join("layout");
+        let l = layout.to_str().unwrap();
+        let err = Dist::new().fails(75, &["--retries", "0", "pull", &reference, "-o", l], b"");
+        assert!(err.contains(&config), "{fault:?}: {err}");
+        let args = [
+            "--retries",
+            "0",
+            "pull",
+            &reference,
+            "-o",
+            l,
+            "--report",
+            "/dev/full",
+        ];
+        let err = Dist::new().fails(1, &args, b"");
+        assert!(err.contains("/dev/full"), "{fault:?}: {err}");
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = Dist::new()
+            .command(&["--retries", "0", "pull", &reference, "-o", l])
+            .stdout(full)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{fault:?}: {err}");
     }
 }
 

@@ -129,8 +129,8 @@ pub fn drain_stderr_on_panic() {
 pub const EXIT_FAILED: u8 = 1;
 /// Exit status for usage errors and remotes that cannot be used at all.
 pub const EXIT_USAGE: u8 = 2;
-/// Exit status of a batch whose every failed line failed for the moment: the registry
-/// could not be reached, or answered 429 or a 5xx, past the retries. sysexits.h's
+/// Exit status of a batch (or a pull) whose every failed line failed for the moment: the
+/// registry could not be reached, or answered 429 or a 5xx, past the retries. sysexits.h's
 /// `EX_TEMPFAIL` ("try again later"), as mail transfer agents use it: a cron job tells
 /// "retry later" from content that is gone or wrong (status 1).
 pub const EXIT_TEMPFAIL: u8 = 75;

@@ -17,7 +17,7 @@ use dist::Error;
 use super::progress::Display;
 use super::{
     check_before_batch, exit_for, first_steps, open_image, report, report_file, run_stop,
-    unless_stopped, watch, Stop, EXIT_FAILED, EXIT_USAGE,
+    unless_stopped, watch, Stop, EXIT_FAILED, EXIT_TEMPFAIL, EXIT_USAGE,
 };
 use crate::cli::{Global, PullArgs};
 
@@ -137,6 +137,10 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
     // Synced below once the error is in hand (see there).
     opts.sync_after_error = false;
     let mut write_failed = false;
+    // Objects that failed in a way a later pull would meet again (missing, not what their
+    // digest says): without them, every failure was for the moment (`EXIT_TEMPFAIL`), as
+    // for the worker.
+    let mut lasting = 0usize;
     let mut last_line = 0;
     let started = std::time::Instant::now();
     let on_event = |event: dist::pull::Event| {
@@ -147,6 +151,7 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
         });
         match &event {
             dist::pull::Event::Object(o) => {
+                lasting += usize::from(o.error.as_ref().is_some_and(|e| !e.is_transient()));
                 if let Some(e) = o.error.as_ref().filter(|_| !global.quiet) {
                     display.message(&format!("dist: {e}"));
                 }
@@ -282,6 +287,7 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
     }
     let code = match result {
         Ok(p) if p.failed == 0 => 0,
+        Ok(_) if lasting == 0 => EXIT_TEMPFAIL,
         Ok(_) => EXIT_FAILED,
         Err(_) if write_failed => EXIT_FAILED,
         Err(e) => {
@@ -299,7 +305,7 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
             let line = dist::sink::report::json_line(&outcome);
             match write_line(&mut lines, &mut report_out, line) {
                 Ok(()) => code,
-                Err(_) => code.max(EXIT_FAILED),
+                Err(_) => failed_too(code),
             }
         }
     };
@@ -314,7 +320,7 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
         Ok(true) => code,
         Ok(false) => {
             write_failed = true;
-            code.max(EXIT_FAILED)
+            failed_too(code)
         }
         Err(why) => {
             say_stopped_writing(&why, pulled, None);
@@ -331,12 +337,21 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
     report.sync_at_end(!write_failed);
     match unless_stopped(report.finish(), stop).await {
         Ok(true) => code,
-        Ok(false) => code.max(EXIT_FAILED),
+        Ok(false) => failed_too(code),
         // Stdout is written whole by now: it is the report that held the pull.
         Err(why) => {
             say_stopped_writing(&why, pulled, Some(&report_name));
             why.code().max(code)
         }
+    }
+}
+
+/// `code` once a write failed as well, which a later pull would meet again: at least
+/// [`EXIT_FAILED`], and no longer [`EXIT_TEMPFAIL`] (`max` kept 75 over the 1 it was).
+fn failed_too(code: u8) -> u8 {
+    match code {
+        EXIT_TEMPFAIL => EXIT_FAILED,
+        code => code.max(EXIT_FAILED),
     }
 }
 
@@ -556,4 +571,19 @@ async fn image_name(image: &ImageRef) -> Option<String> {
     let entries = LayoutRemote::new(root).entries().await.ok()?;
     let entry = entries.into_iter().find(|e| e.ref_name() == Some(tag))?;
     entry.annotations.get(IMAGE_NAME).cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pull whose objects failed only for the moment (75) and whose lines could not all
+    /// be written exits 1, as a failed write does: `code.max(1)` kept the 75, telling a
+    /// cron job to retry what a full disk fails again. A stronger status stays.
+    #[test]
+    fn a_failed_write_after_failures_for_the_moment_is_status_1() {
+        assert_eq!(failed_too(EXIT_TEMPFAIL), EXIT_FAILED);
+        assert_eq!(failed_too(0), EXIT_FAILED);
+        assert_eq!(failed_too(EXIT_USAGE), EXIT_USAGE);
+    }
 }
