@@ -12,6 +12,12 @@ use super::credentials::Credential;
 /// would cut every word it appears in, and says nothing to a reader anyway.
 const MIN_HIDDEN: usize = 4;
 
+/// Secrets shorter than this are hidden only where they stand as a word of their own: a
+/// short password is often part of ordinary words (`test` of `latest`, `pass` of
+/// `password`), which hidden everywhere garbled the server's message. Tokens and the
+/// Basic `user:password` in base64 are longer, and hidden wherever they appear.
+const WHOLE_WORD_BELOW: usize = 8;
+
 /// The secrets one request sent, in the forms a server may echo them in.
 #[derive(Default)]
 pub(crate) struct Sent(Vec<String>);
@@ -75,15 +81,41 @@ impl Sent {
         // Longest first: a password is part of no token, but a token may hold it.
         let mut secrets: Vec<&String> = self.0.iter().collect();
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        secrets.into_iter().fold(text.to_string(), |text, s| {
-            text.replace(s.as_str(), "<redacted>")
-        })
+        secrets
+            .into_iter()
+            .fold(text.to_string(), |text, s| hidden(&text, s))
     }
 
     /// Whether nothing was sent to hide.
     pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+}
+
+/// `text` with `secret` shown as `<redacted>` where it appears, or only where it stands
+/// as a word of its own when it is short ([`WHOLE_WORD_BELOW`]).
+fn hidden(text: &str, secret: &str) -> String {
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    let whole_words = secret.chars().count() < WHOLE_WORD_BELOW;
+    let mut out = String::with_capacity(text.len());
+    let mut kept = 0;
+    for (at, _) in text.match_indices(secret) {
+        let end = at + secret.len();
+        let glued = |edge: Option<char>, outside: Option<char>| {
+            edge.is_some_and(word) && outside.is_some_and(word)
+        };
+        if whole_words
+            && (glued(secret.chars().next(), text[..at].chars().next_back())
+                || glued(secret.chars().next_back(), text[end..].chars().next()))
+        {
+            continue;
+        }
+        out.push_str(&text[kept..at]);
+        out.push_str("<redacted>");
+        kept = end;
+    }
+    out.push_str(&text[kept..]);
+    out
 }
 
 #[cfg(test)]
@@ -112,6 +144,29 @@ mod tests {
         let sent = Sent::credential(Some(&short));
         assert_eq!(sent.hide("user u refused"), "user u refused");
         assert!(Sent::header(None).is_empty());
+    }
+
+    /// A short password is hidden where the server repeats it, but not out of the words
+    /// that hold it: the message stays readable.
+    #[test]
+    fn a_short_password_is_hidden_as_a_word_only() {
+        let short = Credential::Basic {
+            username: "alice".into(),
+            password: "test".into(),
+        };
+        let sent = Sent::credential(Some(&short));
+        assert_eq!(
+            sent.hide("manifest latest unknown; password test refused (\"test\")"),
+            "manifest latest unknown; password <redacted> refused (\"<redacted>\")"
+        );
+        assert_eq!(sent.hide("test:testing"), "<redacted>:testing");
+        // A long one is hidden wherever it is, glued to other words or not.
+        let long = Credential::IdentityToken("s3cretToken".into());
+        let sent = Sent::credential(Some(&long));
+        assert_eq!(
+            sent.hide("refresh_token%3Ds3cretTokenXYZ"),
+            "refresh_token%3D<redacted>XYZ"
+        );
     }
 
     #[test]
