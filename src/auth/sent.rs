@@ -54,6 +54,9 @@ impl Sent {
             Some(Credential::IdentityToken(t) | Credential::RegistryToken(t)) => {
                 let mut sent = Sent::default();
                 sent.add(t);
+                // A refresh token goes in a form, which a server may echo as it came: a
+                // base64 token's `+`, `/` and `=` written `%2B`, `%2F` and `%3D`.
+                sent.add(&super::token::form_encoded(t));
                 sent
             }
             None => Sent::default(),

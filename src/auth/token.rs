@@ -486,6 +486,13 @@ fn may_carry_credentials(realm: &Uri, registry_origin: &str) -> bool {
     withheld(realm, registry_origin).is_none()
 }
 
+/// `value` as [`encode_form`] writes it in a form or query string.
+pub(super) fn form_encoded(value: &str) -> String {
+    let mut out = String::new();
+    percent_encode(value, &mut out);
+    out
+}
+
 fn percent_encode(s: &str, out: &mut String) {
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
@@ -788,6 +795,29 @@ mod coded_replies {
         let e = got.unwrap_err().to_string();
         assert!(!e.contains(secret), "{e}");
         assert!(e.contains("refresh token <redacted> expired"), "{e}");
+    }
+
+    /// A token server that refuses the refresh token's form and repeats the form as it
+    /// came: the token, percent-encoded there, is not shown.
+    #[tokio::test]
+    async fn a_refusal_that_repeats_the_form_does_not_show_the_refresh_token() {
+        let secret = "rt+0123/secret==";
+        let encoded = "rt%2B0123%2Fsecret%3D%3D";
+        let body = format!(
+            "bad request body: grant_type=refresh_token&refresh_token={encoded}&client_id=dist"
+        );
+        let traded = Credential::IdentityToken(secret.into());
+        let (got, request) = fetch_coded(
+            "400 Bad Request",
+            "identity",
+            body.into_bytes(),
+            Some(&traded),
+        )
+        .await;
+        assert!(request.contains(encoded), "the form sent it so: {request}");
+        let e = got.unwrap_err().to_string();
+        assert!(!e.contains(encoded) && !e.contains(secret), "{e}");
+        assert!(e.contains("refresh_token=<redacted>&client_id"), "{e}");
     }
 
     /// A token server that answers a 200 of prose, not JSON, repeating the password it
