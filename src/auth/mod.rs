@@ -38,7 +38,7 @@ pub use credentials::{Credential, DockerConfig};
 use refusal::refused_message;
 pub(crate) use sent::Sent;
 use state::State;
-pub use state::TokenTries;
+pub(crate) use state::TokenTries;
 
 /// Where credentials come from.
 #[derive(Debug, Clone)]
@@ -205,7 +205,11 @@ impl Authorizer {
 
     /// [`grant`](Self::grant) for a request that may have met a failed token request
     /// before, noted in `tries`: a later one's failure is its retry's outcome.
-    pub async fn grant_again(&self, policy: &RetryPolicy, tries: &mut TokenTries) -> Result<Grant> {
+    pub(crate) async fn grant_again(
+        &self,
+        policy: &RetryPolicy,
+        tries: &mut TokenTries,
+    ) -> Result<Grant> {
         let mut s = self.snapshot();
         let now = Stamp::now();
         if s.expires_at.is_some_and(|t| now >= t) {
@@ -295,7 +299,7 @@ impl Authorizer {
 
     /// [`challenged`](Self::challenged) for a request that may have met a failed token
     /// request before, noted in `tries`: a later one's failure is its retry's outcome.
-    pub async fn challenged_again(
+    pub(crate) async fn challenged_again(
         &self,
         used: &Grant,
         www_authenticate: &[String],

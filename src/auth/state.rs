@@ -51,7 +51,7 @@ impl State {
 /// each task that came late to the one retry made for all asked again, one request
 /// after another (3 token requests for `--retries 1`, the one retry and a third).
 #[derive(Debug, Default, Clone, Copy)]
-pub struct TokenTries(Option<u64>);
+pub(crate) struct TokenTries(Option<u64>);
 
 impl TokenTries {
     /// Notes that the request took the failure of the token requests finished at `flights`.
