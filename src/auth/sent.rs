@@ -64,11 +64,13 @@ impl Sent {
     }
 
     /// Adds the values of `headers` a user configured for the host (`hosts.toml`'s
-    /// `header`), which may be keys as well.
+    /// `header`), which may be keys as well: one written as an `Authorization` is
+    /// (`Bearer KEY`, `Basic BASE64`) hides its key, or its password, on its own too.
     pub(crate) fn extend_values(&mut self, headers: &http::HeaderMap) {
         for value in headers.values() {
-            if let Ok(value) = value.to_str() {
-                self.add(value.trim());
+            if let Ok(text) = value.to_str() {
+                self.add(text.trim());
+                self.0.extend(Sent::header(Some(value)).0);
             }
         }
     }
@@ -179,5 +181,19 @@ mod tests {
         let mut sent = Sent::default();
         sent.extend_values(&headers);
         assert_eq!(sent.hide("key k-8f1e2d unknown"), "key <redacted> unknown");
+        // Written as an `Authorization` is: its key, or its password, echoed alone.
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-auth", HeaderValue::from_static("Bearer key-7c1a9e"));
+        // `bob:pa55word-x`
+        headers.insert(
+            "x-basic",
+            HeaderValue::from_static("Basic Ym9iOnBhNTV3b3JkLXg="),
+        );
+        let mut sent = Sent::default();
+        sent.extend_values(&headers);
+        assert_eq!(
+            sent.hide("bad key key-7c1a9e; user bob:pa55word-x"),
+            "bad key <redacted>; user bob:<redacted>"
+        );
     }
 }
