@@ -245,9 +245,11 @@ pub async fn fetch(
         .await
         .map_err(|e| e.with_url(&shown))?;
     let received = Stamp::now();
-    // What the server said instead of a token may repeat the credential traded for it.
-    let sent = super::Sent::credential(credential);
+    // What the server said instead of a token may repeat the credential traded for it;
+    // read off the credential only then, not for every token.
+    let sent = || super::Sent::credential(credential);
     let reply: Reply = serde_json::from_slice(without_bom(&bytes)).map_err(|e| {
+        let sent = sent();
         let hidden = sent.hide(&String::from_utf8_lossy(&bytes));
         let mut msg = sent.hide(&unreadable_reply(
             hidden.as_bytes(),
@@ -268,6 +270,7 @@ pub async fn fetch(
         .clone()
         .filter(|t| !t.is_empty() && matches!(credential, Some(Credential::IdentityToken(_))));
     let token = reply.token().ok_or_else(|| {
+        let sent = sent();
         let said = match sent.is_empty() {
             true => tokenless_reply(&bytes),
             false => sent.hide(&tokenless_reply(
