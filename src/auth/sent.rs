@@ -43,6 +43,12 @@ impl Sent {
         sent
     }
 
+    /// Adds what another header holding credentials carries (a forwarding proxy's
+    /// `Proxy-Authorization`, which reads as an `Authorization` does).
+    pub(crate) fn extend_header(&mut self, header: Option<&HeaderValue>) {
+        self.0.extend(Sent::header(header).0);
+    }
+
     /// What a token request trading `credential` sends of it.
     pub(crate) fn credential(credential: Option<&Credential>) -> Sent {
         match credential {
@@ -70,7 +76,7 @@ impl Sent {
         for value in headers.values() {
             if let Ok(text) = value.to_str() {
                 self.add(text.trim());
-                self.0.extend(Sent::header(Some(value)).0);
+                self.extend_header(Some(value));
             }
         }
     }

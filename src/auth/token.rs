@@ -209,7 +209,8 @@ pub async fn fetch(
             _ => ErrorKind::Http,
         };
         let mut msg = format!("token request answered {status}");
-        let sent = super::Sent::credential(credential);
+        let mut sent = super::Sent::credential(credential);
+        sent.extend_header(transport.proxy_authorization(&reply.url).as_ref());
         let said = crate::server_text::error_detail_hiding(&text, &status.to_string(), &sent);
         if !said.is_empty() {
             msg = format!("{msg}: {said}");
