@@ -82,9 +82,21 @@ impl Sent {
     }
 
     fn add(&mut self, secret: &str) {
-        if secret.chars().count() >= MIN_HIDDEN {
-            self.0.push(secret.to_string());
+        if secret.chars().count() < MIN_HIDDEN {
+            return;
         }
+        // As a JSON string writes it: a JSON body that names no message dist reads is
+        // shown as it came, escapes and all (`\/` for a `/` of base64, `\"`, `\\`).
+        let json = serde_json::to_string(secret).unwrap_or_default();
+        let json = json
+            .get(1..json.len().saturating_sub(1))
+            .unwrap_or_default();
+        for escaped in [json.to_string(), json.replace('/', "\\/")] {
+            if escaped != secret && !self.0.contains(&escaped) {
+                self.0.push(escaped);
+            }
+        }
+        self.0.push(secret.to_string());
     }
 
     /// `text` with every secret sent shown as `<redacted>`.
@@ -177,6 +189,30 @@ mod tests {
         assert_eq!(
             sent.hide("refresh_token%3Ds3cretTokenXYZ"),
             "refresh_token%3D<redacted>XYZ"
+        );
+    }
+
+    /// A JSON body that names no message is shown as it came: the secrets in it, as
+    /// JSON escapes them, are hidden too.
+    #[test]
+    fn a_secret_escaped_by_json_is_hidden() {
+        // `alice:pa/ss"wo\rd?>`, whose base64 holds a `/`.
+        let secret = Credential::Basic {
+            username: "alice".into(),
+            password: r#"pa/ss"wo\rd?>"#.into(),
+        };
+        let sent = Sent::credential(Some(&secret));
+        let header = secret.basic_header().unwrap();
+        let base64 = header.strip_prefix("Basic ").unwrap();
+        assert!(base64.contains('/'), "{base64}");
+        let body = format!(
+            r#"{{"request":{{"authorization":"Basic {}","password":"pa\/ss\"wo\\rd?>"}}}}"#,
+            base64.replace('/', "\\/")
+        );
+        let shown = crate::server_text::error_detail_hiding(body.as_bytes(), "400", &sent);
+        assert_eq!(
+            shown,
+            r#"{"request":{"authorization":"Basic <redacted>","password":"<redacted>"}}"#
         );
     }
 
