@@ -74,8 +74,17 @@ impl Sent {
     /// (`Bearer KEY`, `Basic BASE64`) hides its key, or its password, on its own too.
     pub(crate) fn extend_values(&mut self, headers: &http::HeaderMap) {
         for value in headers.values() {
-            if let Ok(text) = value.to_str() {
-                self.add(text.trim());
+            let Ok(text) = value.to_str() else {
+                continue;
+            };
+            self.add(text.trim());
+            // Read so only when it names Basic or Bearer: the last word of any other
+            // value (`dist custom-agent`) would be hidden out of the server's words too.
+            let scheme = text.trim().split(' ').next().unwrap_or_default();
+            if ["basic", "bearer"]
+                .iter()
+                .any(|s| scheme.eq_ignore_ascii_case(s))
+            {
                 self.extend_header(Some(value));
             }
         }
@@ -231,11 +240,12 @@ mod tests {
             "x-basic",
             HeaderValue::from_static("Basic Ym9iOnBhNTV3b3JkLXg="),
         );
+        headers.insert("user-agent", HeaderValue::from_static("dist custom-agent"));
         let mut sent = Sent::default();
         sent.extend_values(&headers);
         assert_eq!(
-            sent.hide("bad key key-7c1a9e; user bob:pa55word-x"),
-            "bad key <redacted>; user bob:<redacted>"
+            sent.hide("bad key key-7c1a9e; user bob:pa55word-x; no custom-agent here"),
+            "bad key <redacted>; user bob:<redacted>; no custom-agent here"
         );
     }
 }
