@@ -3,7 +3,7 @@
 mod support;
 
 use support::cli::{bytes, Dist};
-use support::fake::FakeRegistry;
+use support::fake::{FakeRegistry, Fault};
 use support::proxy::ConnectProxy;
 use support::socks::{SocksConnect, SocksProxy};
 
@@ -130,6 +130,40 @@ fn a_forwarding_proxy_s_credentials_stay_with_the_proxy() {
             "registry (through the proxy 127.0.0.1:{}) answered 502",
             open.port()
         )),
+        "{err}"
+    );
+}
+
+/// A forwarding proxy, or the registry behind it, whose error dumps the request it got,
+/// the proxy's `Proxy-Authorization` with it: dist's message shows it without the proxy's
+/// credentials. Before, their base64 and the password were printed with the error.
+#[test]
+fn an_error_that_echoes_the_proxy_s_credentials_does_not_print_them() {
+    let (reg, _, digest, locator) = behind_a_name(34, 1_000);
+    let page = Fault::Page {
+        status: 400,
+        content_type: "text/plain",
+        body: "bad request; headers: Proxy-Authorization: Basic YWxpY2U6czNjcmV0 \
+               (alice:s3cret)\n"
+            .to_string(),
+    };
+    reg.set_fault_for_every(&digest, page);
+    let proxy = ConnectProxy::requiring("Basic YWxpY2U6czNjcmV0");
+    let mut dist = Dist::new();
+    dist.env(
+        "HTTP_PROXY",
+        &format!("http://alice:s3cret@127.0.0.1:{}", proxy.port()),
+    );
+    let args = ["--retries", "0", "fetch", "--plain-http", &locator, &digest];
+    let out = dist.run(&args, b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        !err.contains("YWxpY2U6czNjcmV0") && !err.contains("s3cret"),
+        "{err}"
+    );
+    assert!(
+        err.contains("400 Bad Request") && err.contains("Basic <redacted> (alice:<redacted>)"),
         "{err}"
     );
 }

@@ -26,8 +26,9 @@ fn renew_at(expires_at: Stamp, lifetime: Duration) -> Stamp {
 }
 
 impl Authorizer {
-    /// Renews an expired token unless another task already did since `generation`, or
-    /// tried and failed since `flights` or since the failure `tries` took.
+    /// Renews an expired token, or one the registry refused, unless another task already
+    /// did since `generation`, or tried and failed since `flights` or since the failure
+    /// `tries` took.
     pub(super) async fn renew(
         &self,
         generation: u64,
@@ -44,8 +45,8 @@ impl Authorizer {
             tries.took(s.flights);
             return Err(e);
         }
-        match s.bearer {
-            Some(ch) => self.fetch_token_for(ch, tries, policy).await,
+        match s.pending().or(s.bearer.as_ref()) {
+            Some(ch) => self.fetch_token_for(ch.clone(), tries, policy).await,
             None => Ok(()),
         }
     }
@@ -98,6 +99,9 @@ impl Authorizer {
                 s.failed = None;
                 s.failures = 0;
                 s.retry_at = None;
+                // Replaced, the refused token is no longer pending (its generation
+                // passed); not kept, as every snapshot would copy its challenge.
+                s.refused = None;
             }
             Err(e) => {
                 let wait = policy.wait(s.failures.min(policy.retries), e.retry_after());
@@ -371,6 +375,57 @@ mod tests {
         // The token server is gone: the renewal's failure shows it was asked.
         assert!(auth.grant(&policy).await.is_err());
         assert_eq!(auth.token_requests(), 1);
+    }
+
+    /// A token the registry refused (revoked) is not sent again while its renewal fails:
+    /// the next grant asks the token server instead of sending it to meet the same 401.
+    /// A challenge for a scope the token was never asked for refuses no token: it is
+    /// still sent for the others.
+    #[tokio::test]
+    async fn a_refused_token_is_not_granted_again_while_its_renewal_fails() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let origin = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let policy = RetryPolicy {
+            retries: 0,
+            ..RetryPolicy::default()
+        };
+        for (scope, refused) in [("repository:a:pull", true), ("repository:b:push", false)] {
+            let transport = Transport::new(Default::default()).unwrap();
+            let auth =
+                Authorizer::new(transport, "r.example", &origin, "a", CredentialSource::None);
+            let issued = Stamp::now();
+            let lifetime = Duration::from_secs(300);
+            {
+                let mut s = auth.state.lock().unwrap();
+                s.header = Some(HeaderValue::from_static("Bearer issued"));
+                s.expires_at = Some(renew_at(issued + lifetime, lifetime));
+                s.valid_until = Some(issued + lifetime);
+                // As the registry's ping challenges: no scope, dist's own asked for.
+                s.bearer = challenge::parse(&format!("Bearer realm=\"{origin}/token\""))
+                    .into_iter()
+                    .next();
+            }
+            let used = auth.grant(&policy).await.unwrap();
+            let challenge = format!(r#"Bearer realm="{origin}/token",scope="{scope}""#);
+            // The token server is gone: the renewal fails.
+            assert!(auth
+                .challenged(&used, &[challenge], false, &policy)
+                .await
+                .is_err());
+            assert_eq!(auth.token_requests(), 1);
+            let granted = auth.grant(&policy).await;
+            match refused {
+                true => {
+                    assert!(granted.is_err(), "{scope}: the refused token was granted");
+                    assert_eq!(auth.token_requests(), 2, "{scope}");
+                }
+                false => {
+                    assert_eq!(granted.unwrap().header.unwrap(), "Bearer issued");
+                    assert_eq!(auth.token_requests(), 1, "{scope}");
+                }
+            }
+        }
     }
 
     /// Two hosts of a run trade one identity token at one realm: the server rotated it for

@@ -36,9 +36,10 @@ use clock::Stamp;
 /// The types [`CredentialSource`] holds, here beside it.
 pub use credentials::{Credential, DockerConfig};
 use refusal::refused_message;
+use scope::merged_scopes;
 pub(crate) use sent::Sent;
 use state::State;
-pub use state::TokenTries;
+pub(crate) use state::TokenTries;
 
 /// Where credentials come from.
 #[derive(Debug, Clone)]
@@ -205,11 +206,17 @@ impl Authorizer {
 
     /// [`grant`](Self::grant) for a request that may have met a failed token request
     /// before, noted in `tries`: a later one's failure is its retry's outcome.
-    pub async fn grant_again(&self, policy: &RetryPolicy, tries: &mut TokenTries) -> Result<Grant> {
+    pub(crate) async fn grant_again(
+        &self,
+        policy: &RetryPolicy,
+        tries: &mut TokenTries,
+    ) -> Result<Grant> {
         let mut s = self.snapshot();
         let now = Stamp::now();
-        if s.expires_at.is_some_and(|t| now >= t) {
-            if s.valid_until.is_some_and(|t| now < t) {
+        // A token the registry refused is not sent again: it would meet the same 401.
+        let refused = s.pending().is_some();
+        if refused || s.expires_at.is_some_and(|t| now >= t) {
+            if !refused && s.valid_until.is_some_and(|t| now < t) {
                 self.renew_early(s.generation, policy).await;
             } else {
                 self.renew(s.generation, s.flights, tries, policy).await?;
@@ -295,7 +302,7 @@ impl Authorizer {
 
     /// [`challenged`](Self::challenged) for a request that may have met a failed token
     /// request before, noted in `tries`: a later one's failure is its retry's outcome.
-    pub async fn challenged_again(
+    pub(crate) async fn challenged_again(
         &self,
         used: &Grant,
         www_authenticate: &[String],
@@ -344,6 +351,18 @@ impl Authorizer {
                     "a token fetched for it was refused"
                 };
                 return Err(self.not_granted(ch.param("scope"), said).await);
+            }
+            // The token itself refused, not a scope it lacks: not sent again until
+            // another replaces it (see `State::refused`). Each request sent with it met the
+            // same 401 before it asked for the token, once per retry while the token
+            // server failed (32 for 8 objects with `--retries 3`). A wider scope asked
+            // for leaves it good for the others.
+            let held = s.bearer.as_ref().and_then(|b| b.param("scope"));
+            let held = merged_scopes(&self.scopes, held);
+            if used.sends(b"Bearer") && merged_scopes(&held, ch.param("scope")).len() == held.len()
+            {
+                let mut s = self.state.lock().expect("auth state poisoned");
+                s.refused = Some((used.generation, ch.clone()));
             }
             return self.fetch_token_for(ch.clone(), tries, policy).await;
         }

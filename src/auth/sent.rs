@@ -12,6 +12,12 @@ use super::credentials::Credential;
 /// would cut every word it appears in, and says nothing to a reader anyway.
 const MIN_HIDDEN: usize = 4;
 
+/// Secrets shorter than this are hidden only where they stand as a word of their own: a
+/// short password is often part of ordinary words (`test` of `latest`, `pass` of
+/// `password`), which hidden everywhere garbled the server's message. Tokens and the
+/// Basic `user:password` in base64 are longer, and hidden wherever they appear.
+const WHOLE_WORD_BELOW: usize = 8;
+
 /// The secrets one request sent, in the forms a server may echo them in.
 #[derive(Default)]
 pub(crate) struct Sent(Vec<String>);
@@ -37,6 +43,12 @@ impl Sent {
         sent
     }
 
+    /// Adds what another header holding credentials carries (a forwarding proxy's
+    /// `Proxy-Authorization`, which reads as an `Authorization` does).
+    pub(crate) fn extend_header(&mut self, header: Option<&HeaderValue>) {
+        self.0.extend(Sent::header(header).0);
+    }
+
     /// What a token request trading `credential` sends of it.
     pub(crate) fn credential(credential: Option<&Credential>) -> Sent {
         match credential {
@@ -48,6 +60,9 @@ impl Sent {
             Some(Credential::IdentityToken(t) | Credential::RegistryToken(t)) => {
                 let mut sent = Sent::default();
                 sent.add(t);
+                // A refresh token goes in a form, which a server may echo as it came: a
+                // base64 token's `+`, `/` and `=` written `%2B`, `%2F` and `%3D`.
+                sent.add(&super::token::form_encoded(t));
                 sent
             }
             None => Sent::default(),
@@ -55,19 +70,42 @@ impl Sent {
     }
 
     /// Adds the values of `headers` a user configured for the host (`hosts.toml`'s
-    /// `header`), which may be keys as well.
+    /// `header`), which may be keys as well: one written as an `Authorization` is
+    /// (`Bearer KEY`, `Basic BASE64`) hides its key, or its password, on its own too.
     pub(crate) fn extend_values(&mut self, headers: &http::HeaderMap) {
         for value in headers.values() {
-            if let Ok(value) = value.to_str() {
-                self.add(value.trim());
+            let Ok(text) = value.to_str() else {
+                continue;
+            };
+            self.add(text.trim());
+            // Read so only when it names Basic or Bearer: the last word of any other
+            // value (`dist custom-agent`) would be hidden out of the server's words too.
+            let scheme = text.trim().split(' ').next().unwrap_or_default();
+            if ["basic", "bearer"]
+                .iter()
+                .any(|s| scheme.eq_ignore_ascii_case(s))
+            {
+                self.extend_header(Some(value));
             }
         }
     }
 
     fn add(&mut self, secret: &str) {
-        if secret.chars().count() >= MIN_HIDDEN {
-            self.0.push(secret.to_string());
+        if secret.chars().count() < MIN_HIDDEN {
+            return;
         }
+        // As a JSON string writes it: a JSON body that names no message dist reads is
+        // shown as it came, escapes and all (`\/` for a `/` of base64, `\"`, `\\`).
+        let json = serde_json::to_string(secret).unwrap_or_default();
+        let json = json
+            .get(1..json.len().saturating_sub(1))
+            .unwrap_or_default();
+        for escaped in [json.to_string(), json.replace('/', "\\/")] {
+            if escaped != secret && !self.0.contains(&escaped) {
+                self.0.push(escaped);
+            }
+        }
+        self.0.push(secret.to_string());
     }
 
     /// `text` with every secret sent shown as `<redacted>`.
@@ -75,15 +113,41 @@ impl Sent {
         // Longest first: a password is part of no token, but a token may hold it.
         let mut secrets: Vec<&String> = self.0.iter().collect();
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        secrets.into_iter().fold(text.to_string(), |text, s| {
-            text.replace(s.as_str(), "<redacted>")
-        })
+        secrets
+            .into_iter()
+            .fold(text.to_string(), |text, s| hidden(&text, s))
     }
 
     /// Whether nothing was sent to hide.
     pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+}
+
+/// `text` with `secret` shown as `<redacted>` where it appears, or only where it stands
+/// as a word of its own when it is short ([`WHOLE_WORD_BELOW`]).
+fn hidden(text: &str, secret: &str) -> String {
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    let whole_words = secret.chars().count() < WHOLE_WORD_BELOW;
+    let mut out = String::with_capacity(text.len());
+    let mut kept = 0;
+    for (at, _) in text.match_indices(secret) {
+        let end = at + secret.len();
+        let glued = |edge: Option<char>, outside: Option<char>| {
+            edge.is_some_and(word) && outside.is_some_and(word)
+        };
+        if whole_words
+            && (glued(secret.chars().next(), text[..at].chars().next_back())
+                || glued(secret.chars().next_back(), text[end..].chars().next()))
+        {
+            continue;
+        }
+        out.push_str(&text[kept..at]);
+        out.push_str("<redacted>");
+        kept = end;
+    }
+    out.push_str(&text[kept..]);
+    out
 }
 
 #[cfg(test)]
@@ -114,6 +178,53 @@ mod tests {
         assert!(Sent::header(None).is_empty());
     }
 
+    /// A short password is hidden where the server repeats it, but not out of the words
+    /// that hold it: the message stays readable.
+    #[test]
+    fn a_short_password_is_hidden_as_a_word_only() {
+        let short = Credential::Basic {
+            username: "alice".into(),
+            password: "test".into(),
+        };
+        let sent = Sent::credential(Some(&short));
+        assert_eq!(
+            sent.hide("manifest latest unknown; password test refused (\"test\")"),
+            "manifest latest unknown; password <redacted> refused (\"<redacted>\")"
+        );
+        assert_eq!(sent.hide("test:testing"), "<redacted>:testing");
+        // A long one is hidden wherever it is, glued to other words or not.
+        let long = Credential::IdentityToken("s3cretToken".into());
+        let sent = Sent::credential(Some(&long));
+        assert_eq!(
+            sent.hide("refresh_token%3Ds3cretTokenXYZ"),
+            "refresh_token%3D<redacted>XYZ"
+        );
+    }
+
+    /// A JSON body that names no message is shown as it came: the secrets in it, as
+    /// JSON escapes them, are hidden too.
+    #[test]
+    fn a_secret_escaped_by_json_is_hidden() {
+        // `alice:pa/ss"wo\rd?>`, whose base64 holds a `/`.
+        let secret = Credential::Basic {
+            username: "alice".into(),
+            password: r#"pa/ss"wo\rd?>"#.into(),
+        };
+        let sent = Sent::credential(Some(&secret));
+        let header = secret.basic_header().unwrap();
+        let base64 = header.strip_prefix("Basic ").unwrap();
+        assert!(base64.contains('/'), "{base64}");
+        let body = format!(
+            r#"{{"request":{{"authorization":"Basic {}","password":"pa\/ss\"wo\\rd?>"}}}}"#,
+            base64.replace('/', "\\/")
+        );
+        let shown = crate::server_text::error_detail_hiding(body.as_bytes(), "400", &sent);
+        assert_eq!(
+            shown,
+            r#"{"request":{"authorization":"Basic <redacted>","password":"<redacted>"}}"#
+        );
+    }
+
     #[test]
     fn a_configured_header_s_value_is_hidden() {
         let mut headers = http::HeaderMap::new();
@@ -121,5 +232,20 @@ mod tests {
         let mut sent = Sent::default();
         sent.extend_values(&headers);
         assert_eq!(sent.hide("key k-8f1e2d unknown"), "key <redacted> unknown");
+        // Written as an `Authorization` is: its key, or its password, echoed alone.
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-auth", HeaderValue::from_static("Bearer key-7c1a9e"));
+        // `bob:pa55word-x`
+        headers.insert(
+            "x-basic",
+            HeaderValue::from_static("Basic Ym9iOnBhNTV3b3JkLXg="),
+        );
+        headers.insert("user-agent", HeaderValue::from_static("dist custom-agent"));
+        let mut sent = Sent::default();
+        sent.extend_values(&headers);
+        assert_eq!(
+            sent.hide("bad key key-7c1a9e; user bob:pa55word-x; no custom-agent here"),
+            "bad key <redacted>; user bob:<redacted>; no custom-agent here"
+        );
     }
 }

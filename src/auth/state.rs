@@ -31,9 +31,23 @@ pub(super) struct State {
     /// finds the token due.
     pub(super) failures: u32,
     pub(super) retry_at: Option<Instant>,
+    /// The generation whose bearer token the registry refused, and the challenge that
+    /// refused it, while no token has replaced it (the token request it led to is under
+    /// way or failed): a request then waits for a new token rather than meet the same
+    /// 401 again. Stale once the generation changed.
+    pub(super) refused: Option<(u64, Challenge)>,
 }
 
 impl State {
+    /// The challenge to ask a new token for when the registry refused the current one
+    /// and none has replaced it since.
+    pub(super) fn pending(&self) -> Option<&Challenge> {
+        let refused = self.refused.as_ref();
+        refused
+            .filter(|(g, _)| *g == self.generation)
+            .map(|(_, ch)| ch)
+    }
+
     /// The failure a task takes as its own rather than ask the token server itself: the
     /// token request's that finished while it waited for the lock, having seen `flights`
     /// before it; or, when it comes again after `tries`' failure, a later one's.
@@ -51,7 +65,7 @@ impl State {
 /// each task that came late to the one retry made for all asked again, one request
 /// after another (3 token requests for `--retries 1`, the one retry and a third).
 #[derive(Debug, Default, Clone, Copy)]
-pub struct TokenTries(Option<u64>);
+pub(crate) struct TokenTries(Option<u64>);
 
 impl TokenTries {
     /// Notes that the request took the failure of the token requests finished at `flights`.

@@ -209,7 +209,8 @@ pub async fn fetch(
             _ => ErrorKind::Http,
         };
         let mut msg = format!("token request answered {status}");
-        let sent = super::Sent::credential(credential);
+        let mut sent = super::Sent::credential(credential);
+        sent.extend_header(transport.proxy_authorization(&reply.url).as_ref());
         let said = crate::server_text::error_detail_hiding(&text, &status.to_string(), &sent);
         if !said.is_empty() {
             msg = format!("{msg}: {said}");
@@ -245,9 +246,11 @@ pub async fn fetch(
         .await
         .map_err(|e| e.with_url(&shown))?;
     let received = Stamp::now();
-    // What the server said instead of a token may repeat the credential traded for it.
-    let sent = super::Sent::credential(credential);
+    // What the server said instead of a token may repeat the credential traded for it;
+    // read off the credential only then, not for every token.
+    let sent = || super::Sent::credential(credential);
     let reply: Reply = serde_json::from_slice(without_bom(&bytes)).map_err(|e| {
+        let sent = sent();
         let hidden = sent.hide(&String::from_utf8_lossy(&bytes));
         let mut msg = sent.hide(&unreadable_reply(
             hidden.as_bytes(),
@@ -268,6 +271,7 @@ pub async fn fetch(
         .clone()
         .filter(|t| !t.is_empty() && matches!(credential, Some(Credential::IdentityToken(_))));
     let token = reply.token().ok_or_else(|| {
+        let sent = sent();
         let said = match sent.is_empty() {
             true => tokenless_reply(&bytes),
             false => sent.hide(&tokenless_reply(
@@ -484,6 +488,13 @@ pub(crate) fn withheld(realm: &Uri, registry_origin: &str) -> Option<Withheld> {
 /// is served over plain HTTP names it.
 fn may_carry_credentials(realm: &Uri, registry_origin: &str) -> bool {
     withheld(realm, registry_origin).is_none()
+}
+
+/// `value` as [`encode_form`] writes it in a form or query string.
+pub(super) fn form_encoded(value: &str) -> String {
+    let mut out = String::new();
+    percent_encode(value, &mut out);
+    out
 }
 
 fn percent_encode(s: &str, out: &mut String) {
@@ -788,6 +799,29 @@ mod coded_replies {
         let e = got.unwrap_err().to_string();
         assert!(!e.contains(secret), "{e}");
         assert!(e.contains("refresh token <redacted> expired"), "{e}");
+    }
+
+    /// A token server that refuses the refresh token's form and repeats the form as it
+    /// came: the token, percent-encoded there, is not shown.
+    #[tokio::test]
+    async fn a_refusal_that_repeats_the_form_does_not_show_the_refresh_token() {
+        let secret = "rt+0123/secret==";
+        let encoded = "rt%2B0123%2Fsecret%3D%3D";
+        let body = format!(
+            "bad request body: grant_type=refresh_token&refresh_token={encoded}&client_id=dist"
+        );
+        let traded = Credential::IdentityToken(secret.into());
+        let (got, request) = fetch_coded(
+            "400 Bad Request",
+            "identity",
+            body.into_bytes(),
+            Some(&traded),
+        )
+        .await;
+        assert!(request.contains(encoded), "the form sent it so: {request}");
+        let e = got.unwrap_err().to_string();
+        assert!(!e.contains(encoded) && !e.contains(secret), "{e}");
+        assert!(e.contains("refresh_token=<redacted>&client_id"), "{e}");
     }
 
     /// A token server that answers a 200 of prose, not JSON, repeating the password it

@@ -700,6 +700,7 @@ impl Host {
             let elsewhere = (holding.is_some() && !own).then(|| reply.url.clone());
             let mut sent = Sent::header(grant.header.as_ref());
             sent.extend_values(&self.headers);
+            sent.extend_header(self.transport.proxy_authorization(&reply.url).as_ref());
             let mut err = status_error(&self.transport, &mut reply, self.mirror, &sent).await;
             // Its connection is not held through what follows: a token or quota lookup
             // on this host, and the pause before the next attempt.

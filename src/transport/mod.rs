@@ -598,6 +598,12 @@ impl Transport {
         self.proxies.forwarding_proxy(url)
     }
 
+    /// The `Proxy-Authorization` a request to `url` carries, for a server's error that
+    /// repeats it to be shown without it.
+    pub(crate) fn proxy_authorization(&self, url: &Uri) -> Option<HeaderValue> {
+        self.proxies.forwarding_auth(url)
+    }
+
     /// Sends one request without following redirects, waiting at most the response timeout
     /// for the headers. `Authorization` and the origin's own headers go along only when
     /// `url` is still `origin`.
