@@ -100,7 +100,15 @@ impl Sent {
         let json = json
             .get(1..json.len().saturating_sub(1))
             .unwrap_or_default();
-        for escaped in [json.to_string(), json.replace('/', "\\/")] {
+        // Go's `encoding/json` (distribution, Harbor) also writes `<`, `>` and `&` as
+        // `\u003c`, `\u003e` and `\u0026`; Python's `json.dumps`, by default, all but ASCII as
+        // `\uXXXX`.
+        let go = json
+            .replace('<', "\\u003c")
+            .replace('>', "\\u003e")
+            .replace('&', "\\u0026");
+        let python = ascii_escaped(json);
+        for escaped in [json.to_string(), json.replace('/', "\\/"), go, python] {
             if escaped != secret && !self.0.contains(&escaped) {
                 self.0.push(escaped);
             }
@@ -122,6 +130,22 @@ impl Sent {
     pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+}
+
+/// `json` with every character past ASCII written `\uXXXX` (UTF-16 units), as a JSON
+/// writer keeping to ASCII writes it.
+fn ascii_escaped(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c.is_ascii() {
+            out.push(c);
+            continue;
+        }
+        for unit in c.encode_utf16(&mut [0; 2]) {
+            out.push_str(&format!("\\u{unit:04x}"));
+        }
+    }
+    out
 }
 
 /// `text` with `secret` shown as `<redacted>` where it appears, or only where it stands
@@ -223,6 +247,29 @@ mod tests {
             shown,
             r#"{"request":{"authorization":"Basic <redacted>","password":"<redacted>"}}"#
         );
+    }
+
+    /// JSON writers other than serde's escape more: Go's `<`, `>` and `&`, Python's all
+    /// but ASCII. A body that names no message, shown as it came, hides the secret so
+    /// written too.
+    #[test]
+    fn a_secret_escaped_by_go_or_python_json_is_hidden() {
+        let secret = Credential::Basic {
+            username: "alice".into(),
+            password: "pa<ss>&wörd𝄞".into(),
+        };
+        let sent = Sent::credential(Some(&secret));
+        for (writer, escaped) in [
+            ("go", r"pa\u003css\u003e\u0026wörd𝄞"),
+            ("python", r"pa<ss>&w\u00f6rd\ud834\udd1e"),
+        ] {
+            let body = format!(r#"{{"request":{{"password":"{escaped}"}}}}"#);
+            let shown = crate::server_text::error_detail_hiding(body.as_bytes(), "400", &sent);
+            assert_eq!(
+                shown, r#"{"request":{"password":"<redacted>"}}"#,
+                "{writer}"
+            );
+        }
     }
 
     #[test]
