@@ -104,8 +104,9 @@ pub struct Caps {
     closing: AtomicUsize,
     /// Counts uses, so that the connection idle the longest can be told.
     clock: AtomicU64,
-    /// Whether a connection was ever told to close, or waited for the cap in all: from
-    /// then on, a request handed an idle connection may see it close under it.
+    /// Whether a connection was ever told to close, or waited for a permit (a host's or
+    /// the cap in all's): from then on, a request handed an idle connection may see it
+    /// close under it.
     closed_idle: AtomicBool,
 }
 
@@ -139,7 +140,8 @@ impl Caps {
         self.per_host
     }
 
-    /// Whether idle connections were ever told to close to make room, or are about to be:
+    /// Whether idle connections were ever told to close to make room, or may be soon (a
+    /// connection waited for a permit, with requests queued behind it on the pool):
     /// from then on, a request handed one may have it close before the request is sent
     /// on it (see `transport::handed`). A request before that pays nothing to learn its
     /// connection.
@@ -228,6 +230,9 @@ impl Caps {
                 }
             }
         }
+        // Requests are handed connections from now on that a cap may close under them;
+        // the requests queued behind this one, built after, learn which they are handed.
+        self.closed_idle.store(true, Ordering::Relaxed);
         host.waiting
             .lock()
             .expect("waiting poisoned")
@@ -936,6 +941,29 @@ mod tests {
     fn served<T>(limited: Limited<T>) -> Limited<T> {
         limited.conn.0.state.fetch_and(!FRESH, Ordering::Relaxed);
         limited
+    }
+
+    /// Requests queued behind a host's cap wait in the pool for its connections, which
+    /// the cap in all may close as they are handed over: a request built before any
+    /// connection waited was not told which connection it was handed. With 100 requests to
+    /// one host at a cap of 1, then others to two hosts at a cap in all of 2, about 1 batch
+    /// in 45 stalled so; the first connection to wait for its host's permit turns on the
+    /// watch for the requests built after it.
+    #[test]
+    fn a_connection_waiting_for_its_hosts_permit_has_requests_watched() {
+        use futures::FutureExt;
+        use tower_service::Service;
+        let mut limited = LimitedConnector::new(AtOnce, 1);
+        let uri = || "https://registry.example/v2/".parse::<Uri>().unwrap();
+        let first = limited.call(uri()).now_or_never().unwrap().unwrap();
+        assert!(!limited.caps.closes_idle(), "watched under the caps");
+        let mut queued = limited.call(uri());
+        assert!((&mut queued).now_or_never().is_none(), "made past the cap");
+        assert!(
+            limited.caps.closes_idle(),
+            "requests queued behind a host's cap not watched"
+        );
+        drop(first);
     }
 
     /// A host's cap is one for the connectors that share their caps (a transport's three
