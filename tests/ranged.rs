@@ -1402,32 +1402,10 @@ async fn a_416_to_the_one_stream_after_a_part_s_206_confirmed_the_size_given() {
 /// then is the one stream answered with a `416`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_416_to_the_one_stream_while_a_part_s_206_confirmed_the_size_given() {
-    use support::fake::Gate;
-    let reg = FakeRegistry::start();
-    let digest = reg.blob("team/app", bytes(107, 3 << 20));
-    reg.set_fault_for_every(&digest, Fault::Status(416));
-    let (chunk, delay) = (16 << 10, Duration::from_millis(10));
-    reg.push_fault(&digest, Fault::SlowChunked { chunk, delay });
-    let (first_part, second_part, one_stream) = (Gate::default(), Gate::default(), Gate::default());
-    let ignored = Fault::HeldHead(first_part.clone(), Box::new(Fault::IgnoreRange));
-    reg.push_fault(&digest, ignored);
-    let breaks = Fault::HeldHead(second_part.clone(), Box::new(Fault::DropAfter(1000)));
-    reg.push_fault(&digest, breaks);
-    let refused = Fault::HeldHead(one_stream.clone(), Box::new(Fault::Status(416)));
-    reg.push_fault(&digest, refused);
-    let mut ranges = small_ranges();
-    ranges.streams = 2;
-    let remote = two_retries(&reg.host(), ranges);
+    let (reg, digest, remote, [first_part, second_part, one_stream]) = gated_one_stream_416(107);
     let gates = [first_part, second_part, one_stream];
     let e = a_416_while_a_part_confirms(remote, &digest, &reg, &reg, gates).await;
-    assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
-    let said = format!(
-        "bytes={}-, got a 416 (the content ends at byte {}), where the server declared \
-         3145728 bytes",
-        512 << 10,
-        512 << 10
-    );
-    assert!(e.to_string().contains(&said), "{e}");
+    assert_one_stream_416_at_its_offset(&e);
 }
 
 /// As above, but the one stream's `416` comes before the part's `206` that confirms the
@@ -1440,22 +1418,7 @@ async fn a_416_to_the_one_stream_while_a_part_s_206_confirmed_the_size_given() {
 /// Without the wait, the blob had failed by then; with it, the order is all there is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_416_to_the_one_stream_before_a_part_s_206_confirmed_the_size_given() {
-    use support::fake::Gate;
-    let reg = FakeRegistry::start();
-    let digest = reg.blob("team/app", bytes(108, 3 << 20));
-    reg.set_fault_for_every(&digest, Fault::Status(416));
-    let (chunk, delay) = (16 << 10, Duration::from_millis(10));
-    reg.push_fault(&digest, Fault::SlowChunked { chunk, delay });
-    let (first_part, second_part, one_stream) = (Gate::default(), Gate::default(), Gate::default());
-    let ignored = Fault::HeldHead(first_part.clone(), Box::new(Fault::IgnoreRange));
-    reg.push_fault(&digest, ignored);
-    let breaks = Fault::HeldHead(second_part.clone(), Box::new(Fault::DropAfter(1000)));
-    reg.push_fault(&digest, breaks);
-    let refused = Fault::HeldHead(one_stream.clone(), Box::new(Fault::Status(416)));
-    reg.push_fault(&digest, refused);
-    let mut ranges = small_ranges();
-    ranges.streams = 2;
-    let remote = two_retries(&reg.host(), ranges);
+    let (reg, digest, remote, [first_part, second_part, one_stream]) = gated_one_stream_416(108);
     let reading = {
         let digest = digest.clone();
         tokio::spawn(async move { error_given_size(&remote, &digest, 3 << 20).await })
@@ -1478,6 +1441,44 @@ async fn a_416_to_the_one_stream_before_a_part_s_206_confirmed_the_size_given() 
     tokio::time::sleep(Duration::from_millis(300)).await;
     second_part.open();
     let e = reading.await.unwrap();
+    assert_one_stream_416_at_its_offset(&e);
+}
+
+/// A 3 MiB blob whose split into parts of `small_ranges`, two streams, is choreographed
+/// by three gates: the first part (answered with the whole blob, its range ignored), the
+/// second part (its `206` breaks after its head) and the one stream the rest goes back to
+/// (a `416`); every later request is a `416` too.
+fn gated_one_stream_416(
+    seed: u64,
+) -> (
+    FakeRegistry,
+    String,
+    RegistryRemote,
+    [support::fake::Gate; 3],
+) {
+    use support::fake::Gate;
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(seed, 3 << 20));
+    reg.set_fault_for_every(&digest, Fault::Status(416));
+    let (chunk, delay) = (16 << 10, Duration::from_millis(10));
+    reg.push_fault(&digest, Fault::SlowChunked { chunk, delay });
+    let gates = [Gate::default(), Gate::default(), Gate::default()];
+    let [first_part, second_part, one_stream] = gates.clone();
+    let ignored = Fault::HeldHead(first_part, Box::new(Fault::IgnoreRange));
+    reg.push_fault(&digest, ignored);
+    let breaks = Fault::HeldHead(second_part, Box::new(Fault::DropAfter(1000)));
+    reg.push_fault(&digest, breaks);
+    let refused = Fault::HeldHead(one_stream, Box::new(Fault::Status(416)));
+    reg.push_fault(&digest, refused);
+    let mut ranges = small_ranges();
+    ranges.streams = 2;
+    let remote = two_retries(&reg.host(), ranges);
+    (reg, digest, remote, gates)
+}
+
+/// The one stream's `416` to `bytes=512K-`, said as the registry contradicting the size
+/// its part's `206` confirmed.
+fn assert_one_stream_416_at_its_offset(e: &dist::Error) {
     assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
     let said = format!(
         "bytes={}-, got a 416 (the content ends at byte {}), where the server declared \

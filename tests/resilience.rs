@@ -306,6 +306,18 @@ fn a_failing_token_server_is_asked_again_once_per_backoff() {
     );
 }
 
+/// Says that each of `digests` failed on the token server's 503, in `err`'s line for it.
+fn each_failed_at_the_token_server(digests: &[String], err: &str) {
+    for digest in digests {
+        let said = err.lines().find(|l| l.contains(digest.as_str()));
+        let said = said.unwrap_or_else(|| panic!("{digest}: {err}"));
+        assert!(
+            said.contains("/token: token request answered 503"),
+            "{said}"
+        );
+    }
+}
+
 /// A token that ended while the token server fails every request: with `--retries N`,
 /// the token server is asked N + 1 times in all, the retries made for every task that
 /// needs the token. Before, a task whose own backoff ended after the retry made for all
@@ -335,14 +347,7 @@ fn a_failing_token_server_is_asked_once_per_retry_for_all() {
     let err = String::from_utf8_lossy(&out.stderr);
     // Every line failed for the moment, the token server's 503s: "try again later".
     assert_eq!(out.status.code(), Some(75), "{err}");
-    for digest in &blobs[1..] {
-        let said = err.lines().find(|l| l.contains(digest.as_str()));
-        let said = said.unwrap_or_else(|| panic!("{digest}: {err}"));
-        assert!(
-            said.contains("/token: token request answered 503"),
-            "{said}"
-        );
-    }
+    each_failed_at_the_token_server(&blobs[1..], &err);
     assert_eq!(reg.token_requests() - asked, RETRIES + 1, "{err}");
 }
 
@@ -375,14 +380,7 @@ fn a_refused_token_is_not_sent_again_while_its_renewal_fails() {
     let err = String::from_utf8_lossy(&out.stderr);
     // Every line failed for the moment, the token server's 503s: "try again later".
     assert_eq!(out.status.code(), Some(75), "{err}");
-    for digest in &blobs[1..] {
-        let said = err.lines().find(|l| l.contains(digest.as_str()));
-        let said = said.unwrap_or_else(|| panic!("{digest}: {err}"));
-        assert!(
-            said.contains("/token: token request answered 503"),
-            "{said}"
-        );
-    }
+    each_failed_at_the_token_server(&blobs[1..], &err);
     let requests = reg.requests();
     let refused = requests[seen..]
         .iter()
