@@ -1870,7 +1870,7 @@ fn a_batch_stopped_writing_out_says_every_object_was_handled() {
 /// reported; stdin stays open throughout.
 #[test]
 fn a_batch_stopped_on_idle_input_says_nothing_was_left() {
-    use std::io::{BufRead, Read, Write};
+    use std::io::{BufRead, Write};
     let reg = FakeRegistry::start();
     let blob = reg.blob("team/app", bytes(75, 100));
     let dir = tempfile::tempdir().unwrap();
@@ -1888,13 +1888,7 @@ fn a_batch_stopped_on_idle_input_says_nothing_was_left() {
     let mut child = Dist::new().start(&args);
     let _input = child.stdin.take().unwrap();
     let status = exit_within(&mut child, Duration::from_secs(30), "--timeout");
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = stderr_of(&mut child);
     assert_eq!(status.code(), Some(124), "{err}");
     assert!(
         err.contains(
@@ -1915,13 +1909,7 @@ fn a_batch_stopped_on_idle_input_says_nothing_was_left() {
     assert!(line.contains("\"ok\""), "{line}");
     assert_eq!(unsafe_kill(child.id(), libc::SIGTERM), 0);
     let status = exit_within(&mut child, Duration::from_secs(30), "a stop");
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = stderr_of(&mut child);
     assert_eq!(status.code(), Some(143), "{err}");
     assert!(
         err.contains(
@@ -1930,6 +1918,17 @@ fn a_batch_stopped_on_idle_input_says_nothing_was_left() {
         ),
         "{err}"
     );
+}
+
+/// All a child that has exited wrote to its stderr.
+fn stderr_of(child: &mut std::process::Child) -> String {
+    use std::io::Read;
+    let mut err = String::new();
+    let stderr = child.stderr.take().unwrap();
+    std::io::BufReader::new(stderr)
+        .read_to_string(&mut err)
+        .unwrap();
+    err
 }
 
 /// A run stopped while it checks the registry, before any object is asked for, says that

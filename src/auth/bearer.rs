@@ -347,22 +347,8 @@ mod tests {
     /// does not count, is renewed before it is sent again, not after the 401 it would get.
     #[tokio::test]
     async fn a_token_that_ended_while_the_machine_slept_is_renewed() {
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let origin = format!("http://{}", closed.local_addr().unwrap());
-        drop(closed);
-        let transport = Transport::new(Default::default()).unwrap();
-        let auth = Authorizer::new(transport, "r.example", &origin, "a", CredentialSource::None);
-        let issued = Stamp::now();
-        let lifetime = Duration::from_secs(300);
-        {
-            let mut s = auth.state.lock().unwrap();
-            s.header = Some(HeaderValue::from_static("Bearer issued"));
-            s.expires_at = Some(renew_at(issued + lifetime, lifetime));
-            s.valid_until = Some(issued + lifetime);
-            s.bearer = challenge::parse(&format!("Bearer realm=\"{origin}/token\""))
-                .into_iter()
-                .next();
-        }
+        let origin = gone_origin();
+        let auth = issued_at(&origin);
         let policy = RetryPolicy {
             retries: 0,
             ..RetryPolicy::default()
@@ -377,35 +363,46 @@ mod tests {
         assert_eq!(auth.token_requests(), 1);
     }
 
+    /// An origin nothing listens on: a token server gone.
+    fn gone_origin() -> String {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let origin = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        origin
+    }
+
+    /// An authorizer holding a token issued now for 300 s by the realm at `origin`, its
+    /// challenge as the registry's ping gives it: no scope, dist's own asked for.
+    fn issued_at(origin: &str) -> Authorizer {
+        let transport = Transport::new(Default::default()).unwrap();
+        let auth = Authorizer::new(transport, "r.example", origin, "a", CredentialSource::None);
+        let issued = Stamp::now();
+        let lifetime = Duration::from_secs(300);
+        {
+            let mut s = auth.state.lock().unwrap();
+            s.header = Some(HeaderValue::from_static("Bearer issued"));
+            s.expires_at = Some(renew_at(issued + lifetime, lifetime));
+            s.valid_until = Some(issued + lifetime);
+            s.bearer = challenge::parse(&format!("Bearer realm=\"{origin}/token\""))
+                .into_iter()
+                .next();
+        }
+        auth
+    }
+
     /// A token the registry refused (revoked) is not sent again while its renewal fails:
     /// the next grant asks the token server instead of sending it to meet the same 401.
     /// A challenge for a scope the token was never asked for refuses no token: it is
     /// still sent for the others.
     #[tokio::test]
     async fn a_refused_token_is_not_granted_again_while_its_renewal_fails() {
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let origin = format!("http://{}", closed.local_addr().unwrap());
-        drop(closed);
+        let origin = gone_origin();
         let policy = RetryPolicy {
             retries: 0,
             ..RetryPolicy::default()
         };
         for (scope, refused) in [("repository:a:pull", true), ("repository:b:push", false)] {
-            let transport = Transport::new(Default::default()).unwrap();
-            let auth =
-                Authorizer::new(transport, "r.example", &origin, "a", CredentialSource::None);
-            let issued = Stamp::now();
-            let lifetime = Duration::from_secs(300);
-            {
-                let mut s = auth.state.lock().unwrap();
-                s.header = Some(HeaderValue::from_static("Bearer issued"));
-                s.expires_at = Some(renew_at(issued + lifetime, lifetime));
-                s.valid_until = Some(issued + lifetime);
-                // As the registry's ping challenges: no scope, dist's own asked for.
-                s.bearer = challenge::parse(&format!("Bearer realm=\"{origin}/token\""))
-                    .into_iter()
-                    .next();
-            }
+            let auth = issued_at(&origin);
             let used = auth.grant(&policy).await.unwrap();
             let challenge = format!(r#"Bearer realm="{origin}/token",scope="{scope}""#);
             // The token server is gone: the renewal fails.
