@@ -306,6 +306,27 @@ fn a_failing_token_server_is_asked_again_once_per_backoff() {
     );
 }
 
+/// Runs a batch of `blobs` from `reg` with `retries`: the first alone, then `between`
+/// (whose result it returns beside the batch's output), then the rest.
+fn batch_after_the_first_blob<T>(
+    reg: &FakeRegistry,
+    blobs: &[String],
+    retries: usize,
+    between: impl FnOnce() -> T,
+) -> (std::process::Output, T) {
+    let retries = retries.to_string();
+    let mut child = Dist::new().start(&["--retries", &retries, "fetch", &repo(reg), "-"]);
+    let mut input = child.stdin.take().unwrap();
+    writeln!(input, "{}", blobs[0]).unwrap();
+    first_blob_served(reg);
+    let mark = between();
+    for digest in &blobs[1..] {
+        writeln!(input, "{digest}").unwrap();
+    }
+    drop(input);
+    (child.wait_with_output().unwrap(), mark)
+}
+
 /// Says that each of `digests` failed on the token server's 503, in `err`'s line for it.
 fn each_failed_at_the_token_server(digests: &[String], err: &str) {
     for digest in digests {
@@ -331,19 +352,11 @@ fn a_failing_token_server_is_asked_once_per_retry_for_all() {
     let blobs: Vec<String> = (0..9)
         .map(|seed| reg.blob("team/app", bytes(9500 + seed, 1000)))
         .collect();
-    let retries = RETRIES.to_string();
-    let mut child = Dist::new().start(&["--retries", &retries, "fetch", &repo(&reg), "-"]);
-    let mut input = child.stdin.take().unwrap();
-    writeln!(input, "{}", blobs[0]).unwrap();
-    first_blob_served(&reg);
-    std::thread::sleep(ttl + Duration::from_millis(100));
-    reg.set_fault_for_every("/token", Fault::Status(503));
-    let asked = reg.token_requests();
-    for digest in &blobs[1..] {
-        writeln!(input, "{digest}").unwrap();
-    }
-    drop(input);
-    let out = child.wait_with_output().unwrap();
+    let (out, asked) = batch_after_the_first_blob(&reg, &blobs, RETRIES, || {
+        std::thread::sleep(ttl + Duration::from_millis(100));
+        reg.set_fault_for_every("/token", Fault::Status(503));
+        reg.token_requests()
+    });
     let err = String::from_utf8_lossy(&out.stderr);
     // Every line failed for the moment, the token server's 503s: "try again later".
     assert_eq!(out.status.code(), Some(75), "{err}");
@@ -364,19 +377,11 @@ fn a_refused_token_is_not_sent_again_while_its_renewal_fails() {
     let blobs: Vec<String> = (0..9)
         .map(|seed| reg.blob("team/app", bytes(9600 + seed, 1000)))
         .collect();
-    let retries = RETRIES.to_string();
-    let mut child = Dist::new().start(&["--retries", &retries, "fetch", &repo(&reg), "-"]);
-    let mut input = child.stdin.take().unwrap();
-    writeln!(input, "{}", blobs[0]).unwrap();
-    first_blob_served(&reg);
-    reg.set_fault_for_every("/token", Fault::Status(503));
-    reg.invalidate_tokens();
-    let seen = reg.requests().len();
-    for digest in &blobs[1..] {
-        writeln!(input, "{digest}").unwrap();
-    }
-    drop(input);
-    let out = child.wait_with_output().unwrap();
+    let (out, seen) = batch_after_the_first_blob(&reg, &blobs, RETRIES, || {
+        reg.set_fault_for_every("/token", Fault::Status(503));
+        reg.invalidate_tokens();
+        reg.requests().len()
+    });
     let err = String::from_utf8_lossy(&out.stderr);
     // Every line failed for the moment, the token server's 503s: "try again later".
     assert_eq!(out.status.code(), Some(75), "{err}");
