@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 
 /// A hash function the crate can verify content with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Algorithm {
     /// SHA-256, 64 lowercase hex characters. The registry default.
     Sha256,

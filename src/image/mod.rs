@@ -229,6 +229,7 @@ mod digest_serde {
 
 /// A parsed manifest: either a list of manifests (for several platforms), or one image.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Manifest {
     /// An OCI image index or Docker manifest list.
     Index(Vec<Descriptor>),

@@ -402,6 +402,7 @@ impl http_body::Body for ResponseBody {
 }
 
 /// A response and the URL it finally came from (after redirects).
+#[non_exhaustive]
 pub struct Reply {
     /// The response; its body is not read yet.
     pub response: Response<ResponseBody>,

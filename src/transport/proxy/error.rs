@@ -5,6 +5,7 @@ use super::{select, socks};
 /// A proxy that cannot give a tunnel, whatever the number of tries. It travels among the
 /// causes of the connection error, so the transport can tell it from a broken connection.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum ProxyError {
     /// The proxy answered `status` instead of opening a tunnel to `target`.
     Refused {
