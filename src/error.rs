@@ -404,12 +404,13 @@ impl Error {
     /// a local fault that "ended abnormally" ([`Io`](ErrorKind::Io)), the panic's message
     /// under the cause; or cancelled at the runtime's shutdown, which says so
     /// ([`Interrupted`](ErrorKind::Interrupted)): worded as a panic, it sent a user looking
-    /// for a bug where dist had been stopped.
+    /// for a bug where dist had been stopped. The runtime may be a library caller's, so the
+    /// message names the runtime, not dist.
     pub(crate) fn task_ended(what: &str, e: tokio::task::JoinError) -> Error {
         if e.is_cancelled() {
             return Error::new(
                 ErrorKind::Interrupted,
-                format!("{what} task was cancelled: dist was shutting down"),
+                format!("{what} task was cancelled: its runtime was shutting down"),
             );
         }
         Error::new(ErrorKind::Io, format!("{what} task ended abnormally")).with_cause(e)
@@ -682,6 +683,8 @@ mod tests {
         let said = Error::task_ended("fetch", pending.await.unwrap_err()).to_string();
         assert!(said.contains("fetch task was cancelled"), "{said}");
         assert!(!said.contains("abnormally"), "{said}");
+        // A library caller's runtime ends too, and "dist" is not a process there.
+        assert!(said.contains("its runtime was shutting down"), "{said}");
     }
 
     #[test]
