@@ -1020,9 +1020,28 @@ pub async fn read_onto(
                 format!("response larger than {limit} bytes"),
             ));
         }
+        grow_within(buf, chunk.len(), limit);
         buf.extend_from_slice(&chunk);
     }
     Ok(())
+}
+
+/// Makes room in `buf` for `more` bytes without its capacity passing `limit`, which
+/// `buf.len() + more` does not exceed. `BytesMut` grows by doubling, so a 9 MiB part read
+/// into a buffer of 8 MiB ended up holding 16 MiB: the bound of `streams × part_size`
+/// bytes for a remote's parts held only for parts of a power-of-two size.
+fn grow_within(buf: &mut bytes::BytesMut, more: usize, limit: usize) {
+    if buf.capacity() - buf.len() >= more {
+        return;
+    }
+    if buf.capacity().saturating_mul(2) <= limit {
+        buf.reserve(more);
+        return;
+    }
+    // Once, at most: the buffer then holds `limit`.
+    let mut grown = bytes::BytesMut::with_capacity(limit);
+    grown.extend_from_slice(buf);
+    *buf = grown;
 }
 
 /// Reads at most `limit` bytes of a body: for error bodies, where the first bytes explain
@@ -1069,6 +1088,26 @@ pub(crate) fn bad_port(uri: &Uri) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A part past a power of two of bytes is held in its own size, not the next power.
+    #[test]
+    fn a_buffer_grows_no_further_than_its_limit() {
+        const MIB: usize = 1 << 20;
+        let limit = 9 * MIB + 17;
+        let mut buf = bytes::BytesMut::with_capacity(8 * MIB);
+        let chunk = vec![7u8; 64 * 1024];
+        while buf.len() < limit {
+            let more = chunk.len().min(limit - buf.len());
+            grow_within(&mut buf, more, limit);
+            buf.extend_from_slice(&chunk[..more]);
+        }
+        assert_eq!(buf.len(), limit);
+        assert!(buf.capacity() <= limit, "{} > {limit}", buf.capacity());
+        // Below the limit, it still grows by doubling, not chunk by chunk.
+        let mut small = bytes::BytesMut::with_capacity(16);
+        grow_within(&mut small, 20, 1 << 30);
+        assert!(small.capacity() >= 32, "{}", small.capacity());
+    }
 
     /// A timeout of zero is refused, as on the command line (`--idle-timeout 0`), naming
     /// the field: taken, every request failed at its first wait ("no response headers
