@@ -48,16 +48,17 @@ pub(crate) const KEEP_IDLE_HOSTS: usize = 64;
 
 /// A host's key: its origin, the scheme's port filled in and the host without case, so
 /// that `host` and `host:443` (a locator's explicit port, a redirect's `Location`) share
-/// one cap: hyper's pool keys them apart, and each had a cap of its own, two caps'
-/// worth of connections to one server. A connection idle under the other spelling is
-/// told to close for a request that waits ([`Pool`]), as one of another connector is.
+/// one cap, where each had a cap of its own, two caps' worth of connections to one
+/// server. The transport hands hyper one spelling of each (`transport::spelling`), so
+/// they share one pool too.
 fn key(uri: &Uri) -> Origin {
     Origin::of(uri)
 }
 
 /// Which pool a connection is in, and so which requests it can serve: the connector's
-/// (each client has a pool), under the authority as written, which the pool keys by
-/// (without case, as [`Authority`] compares).
+/// (each client has a pool), under the authority it was made for, which the pool keys by
+/// (without case, as [`Authority`] compares). A URI made elsewhere than by the transport,
+/// with a default port written out, is a pool of its own.
 #[derive(Clone, Debug, PartialEq)]
 struct Pool {
     connector: usize,
