@@ -92,6 +92,7 @@ mod pinned;
 pub mod proxy;
 mod redirect;
 mod refusal;
+mod spelling;
 mod stage;
 pub mod tls;
 
@@ -639,9 +640,10 @@ impl Transport {
         origin: bool,
         progress: &stage::Progress,
     ) -> Result<Request<stage::Watched>> {
-        let mut builder = Request::builder()
-            .method(req.method.clone())
-            .uri(req.url.clone());
+        // hyper's pool keys by the authority as written: one host's spellings go to it
+        // as one, to share its connections.
+        let uri = spelling::for_pool(&req.url).unwrap_or_else(|| req.url.clone());
+        let mut builder = Request::builder().method(req.method.clone()).uri(uri);
         for (k, v) in &req.headers {
             builder = builder.header(k, v);
         }
@@ -1302,6 +1304,86 @@ mod tests {
         let reply = queued.await.unwrap().unwrap();
         assert_eq!(reply.response.status(), StatusCode::NO_CONTENT);
         server.await.unwrap();
+    }
+
+    /// A forwarding proxy on 127.0.0.1 that answers every request itself (204, kept
+    /// alive), counting the connections it accepted and noting each request's target.
+    async fn answering_proxy() -> (
+        u16,
+        Arc<std::sync::atomic::AtomicUsize>,
+        Arc<std::sync::Mutex<Vec<String>>>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let targets = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (count, log) = (accepted.clone(), targets.clone());
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while conn.read(&mut byte).await.unwrap_or(0) == 1 {
+                        head.push(byte[0]);
+                        if head.ends_with(b"\r\n\r\n") {
+                            let text = String::from_utf8_lossy(&head).to_string();
+                            let target = text.split(' ').nth(1).unwrap_or("").to_string();
+                            log.lock().unwrap().push(target);
+                            head.clear();
+                            let answer = b"HTTP/1.1 204 No Content\r\n\r\n";
+                            if conn.write_all(answer).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (port, accepted, targets)
+    }
+
+    /// `host` and `host:80` (`host:443` for https), and an IPv6 address however written,
+    /// are one host: hyper's pool keyed them apart, so a request under the second spelling
+    /// opened a connection of its own beside the first's idle one, and at a binding cap
+    /// told that one to close. A name with a trailing dot stays another host, as Docker
+    /// and containerd take it.
+    #[tokio::test]
+    async fn the_spellings_of_one_host_share_its_connections() {
+        let (port, accepted, targets) = answering_proxy().await;
+        let proxy = format!("http://127.0.0.1:{port}");
+        let transport = Transport::new(TransportOptions {
+            max_connections_per_host: 1,
+            proxies: Some(proxy::Proxies::from_variables(|name| {
+                (name == "HTTP_PROXY").then(|| proxy.clone())
+            })),
+            ..TransportOptions::default()
+        })
+        .unwrap();
+        let connections = || accepted.load(std::sync::atomic::Ordering::SeqCst);
+        for (first, second, apart) in [
+            (
+                "http://registry.test/v2/",
+                "http://registry.test:80/v2/t",
+                0,
+            ),
+            ("http://[2001:db8::1]/v2/", "http://[2001:DB8:0::1]/v2/t", 0),
+            ("http://other.test./v2/", "http://other.test/v2/t", 1),
+        ] {
+            let before = connections();
+            for url in [first, second] {
+                let reply = transport.send(Outgoing::get(u(url))).await.unwrap();
+                assert_eq!(reply.response.status(), StatusCode::NO_CONTENT, "{url}");
+            }
+            assert_eq!(
+                connections() - before,
+                1 + apart,
+                "{first} then {second}: {:?}",
+                targets.lock().unwrap()
+            );
+        }
     }
 
     /// The origins found to need HTTP/1.1 or to send large heads are forgotten with their

@@ -13,17 +13,14 @@ pub(super) fn is_redirect(s: StatusCode) -> bool {
 pub(super) struct Origin(Option<String>, Option<String>, u16);
 
 impl Origin {
+    /// The origin of `u`: its host as [`super::spelling::host`] writes it, and its port
+    /// filled in, so that every spelling of one server is one origin.
     pub(super) fn of(u: &Uri) -> Origin {
-        let scheme = u.scheme_str().map(str::to_ascii_lowercase);
-        let default = if scheme.as_deref() == Some("https") {
-            443
-        } else {
-            80
-        };
         Origin(
-            scheme,
-            u.host().map(str::to_ascii_lowercase),
-            u.port_u16().unwrap_or(default),
+            u.scheme_str().map(str::to_ascii_lowercase),
+            super::spelling::host(u),
+            u.port_u16()
+                .unwrap_or_else(|| super::spelling::default_port(u)),
         )
     }
 }
@@ -460,5 +457,9 @@ mod tests {
         assert!(
             Origin::of(&u("http://a.example:5000/")) != Origin::of(&u("http://a.example:5001/"))
         );
+        // An address is one origin however it is written (credentials going along between
+        // its spellings go to the one server); a name with a trailing dot is another.
+        assert!(Origin::of(&u("http://[0::1]:5000/")) == Origin::of(&u("http://[::1]:5000/")));
+        assert!(Origin::of(&u("https://a.example./")) != Origin::of(&u("https://a.example/")));
     }
 }

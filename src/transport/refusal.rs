@@ -85,8 +85,8 @@ fn origin(uri: &Uri) -> String {
     let scheme = uri.scheme_str().unwrap_or("");
     let port = uri
         .port_u16()
-        .unwrap_or(if scheme == "https" { 443 } else { 80 });
-    let host = uri.host().unwrap_or("").to_ascii_lowercase();
+        .unwrap_or_else(|| super::spelling::default_port(uri));
+    let host = super::spelling::host(uri).unwrap_or_default();
     format!("{scheme}://{host}:{port}")
 }
 

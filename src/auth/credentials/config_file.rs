@@ -289,6 +289,25 @@ mod tests {
         assert_eq!(reach("https://Index.Docker.IO/v1/", None), Some(0));
         assert_eq!(reach("DOCKER.IO/library", Some("library/redis")), Some(1));
         assert_eq!(key_reach("GHCR.IO", "ghcr.io", None), Some(0));
+        // A host is named as written, port and all, as Docker and containerd file it:
+        // `registry:443` is the server `registry` names, but a login to one is not sent
+        // to the other (nor does Docker send it), so none goes where it was not given.
+        assert_eq!(
+            key_reach("registry.example", "registry.example:443", None),
+            None
+        );
+        assert_eq!(
+            key_reach("registry.example:443", "registry.example", None),
+            None
+        );
+        assert_eq!(
+            key_reach(
+                "https://registry.example:443/v1/",
+                "registry.example:443",
+                None
+            ),
+            Some(0)
+        );
     }
 
     /// Which key answers must not depend on a hash map's order: the closest namespace,
