@@ -714,7 +714,7 @@ impl Transport {
             // connections may be closed under it, to go again told (`transport::handed`).
             let look = handed
                 .is_none()
-                .then_some((handed::UNTOLD_LOOK_EVERY, || self.caps.closes_idle()));
+                .then_some((handed::LOOK_EVERY, || self.caps.closes_idle()));
             let sent = handed::unless_lost(client.request(request), handed, &progress);
             match progress.answered_within(limit, sent, look).await {
                 Err(stage::Unanswered::Late) => {

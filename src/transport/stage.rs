@@ -43,7 +43,8 @@ impl Progress {
 
     /// `request`'s output, or [`Unanswered::Late`] once `limit` has passed since a
     /// connection took it. With `look`, while no connection has taken it, it is looked at
-    /// every `look.0`, and given up ([`Unanswered::GivenUp`]) at a look `look.1` says to.
+    /// every `look.0`, and given up ([`Unanswered::GivenUp`]) at a look `look.1` says to,
+    /// unless it is making a connection of its own.
     /// The common case, an answer within `limit` of the request's start, arms one timer.
     /// A limit past the clock's range (`Duration::MAX`, a library caller's "none", as
     /// `tokio::time::timeout` takes it) is none.
@@ -54,6 +55,14 @@ impl Progress {
         look: Option<(std::time::Duration, impl Fn() -> bool)>,
     ) -> Result<F::Output, Unanswered> {
         let mut request = std::pin::pin!(request);
+        // Whether its last poll made a connection for it: one waiting for its own
+        // connection has been handed none, and is not given up with that one's making.
+        let connecting = std::sync::atomic::AtomicBool::new(false);
+        let mut request = std::future::poll_fn(|cx| {
+            let (output, making) = super::limit::polling(|| request.as_mut().poll(cx));
+            connecting.store(making, std::sync::atomic::Ordering::Relaxed);
+            output
+        });
         let mut from = Instant::now();
         loop {
             let deadline = from.checked_add(limit);
@@ -73,7 +82,9 @@ impl Progress {
                 Err(_) => match self.taken() {
                     Some(taken) if taken > from || Some(wake) != deadline => from = taken,
                     Some(_) => return Err(Unanswered::Late),
-                    None if look.as_ref().is_some_and(|(_, give_up)| give_up()) => {
+                    None if !connecting.load(std::sync::atomic::Ordering::Relaxed)
+                        && look.as_ref().is_some_and(|(_, give_up)| give_up()) =>
+                    {
                         return Err(Unanswered::GivenUp)
                     }
                     // Still waiting for a connection: looked at again later.
@@ -234,6 +245,16 @@ mod tests {
         give_up.store(true, Ordering::Relaxed);
         let waited = tokio::time::timeout(every * 2, &mut waiting).await;
         assert_eq!(waited, Ok(Err(Unanswered::GivenUp)), "waited for good");
+
+        // Making a connection of its own, it was handed none: it waits on.
+        let progress = Progress::default();
+        let making = std::future::poll_fn(|_| {
+            super::super::limit::connecting();
+            Poll::<()>::Pending
+        });
+        let mut waiting = std::pin::pin!(progress.answered_within(limit, making, look));
+        let waited = tokio::time::timeout(limit * 5, &mut waiting).await;
+        assert!(waited.is_err(), "given up while making its connection");
 
         let progress = Progress::default();
         let body = progress.body(Bytes::new());
