@@ -1025,9 +1025,10 @@ impl Batch {
 /// of 3, 1 batch in 8 to 60 stalled so on a multi-thread runtime; now the request is sent
 /// again once its connection is gone. Each batch has a limit that a stall turns into a
 /// failure, far past what one takes (a fifth of a second). 25 batches, not more: under
-/// load 100 took 51-107 s, and a stall of another cause, about 1 batch in 1,600 (one in
-/// 16 runs of 100), is still open; at 7 stalls in 100 before the fix, 25 batches find it
-/// 5 runs in 6, and the unit tests of `transport::handed` every time.
+/// load 100 took 51-107 s; at 7 stalls in 100 before the fix, 25 batches find it 5 runs
+/// in 6, and the unit tests of `transport::handed` every time. A stall of another cause,
+/// about 1 batch in 1,600, was a request built before any connection waited, and so not
+/// told its connection: the one whose connection waited first (`transport::handed`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_handed_a_connection_closed_to_make_room_goes_again() {
     const BATCHES: usize = 25;

@@ -372,6 +372,31 @@ tokio::task_local! {
     static BACKGROUND: ();
 }
 
+thread_local! {
+    /// Set as a connection being made is polled ([`LimitedConnector`]'s future).
+    static CONNECTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Polls `poll`, and says whether a connection being made was polled within it: a
+/// request whose poll makes one waits in hyper-util's pool for a connection (its own,
+/// or one another request is done with), and was handed none, or was let go unsent by
+/// the one it was handed and is sent again by hyper-util. Called within `poll`, it
+/// says so to the caller around it too.
+pub(crate) fn polling<T>(poll: impl FnOnce() -> T) -> (T, bool) {
+    let before = CONNECTING.with(|c| c.replace(false));
+    let polled = poll();
+    let making = CONNECTING.with(|c| c.replace(before));
+    if making {
+        connecting();
+    }
+    (polled, making)
+}
+
+/// Marks a connection being made as polled, for [`polling`].
+pub(crate) fn connecting() {
+    CONNECTING.with(|c| c.set(true));
+}
+
 /// A permit `acquire` gives, given up once polled in the background: hyper-util lets a
 /// connection started for a request go on there when the request gets an idle one first,
 /// so as not to waste a socket, and nobody waits for it. Waiting for a permit, it was
@@ -681,7 +706,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let caps = self.caps.clone();
-        Box::pin(async move {
+        let making = async move {
             let permit = caps.host_permit(&host, &pool).await?;
             let total = caps.permit(&host, &pool).await?;
             let io = inner.call(uri).await.map_err(Into::into)?;
@@ -709,6 +734,14 @@ where
                 frames: h2.then(Frames::default),
                 conn: InUse(conn),
             })
+        };
+        Box::pin(async move {
+            let mut making = std::pin::pin!(making);
+            std::future::poll_fn(|cx| {
+                connecting();
+                making.as_mut().poll(cx)
+            })
+            .await
         })
     }
 }
@@ -1407,6 +1440,23 @@ mod tests {
         assert!(
             matches!(other.now_or_never(), Some(Ok(_))),
             "waited for a permit held by an idle connection it cannot use"
+        );
+    }
+
+    /// A connection made within a request's poll is told to each caller around it: the
+    /// watch of a request within the wait for its answer, each looking for it.
+    #[test]
+    fn a_connection_made_within_nested_polls_is_told_to_each() {
+        let (((), inner), outer) = polling(|| polling(connecting));
+        assert!(inner && outer, "inner {inner}, outer {outer}");
+        let (((), inner), outer) = polling(|| {
+            connecting();
+            polling(|| ())
+        });
+        assert!(!inner && outer, "inner {inner}, outer {outer}");
+        assert!(
+            !polling(|| ()).1,
+            "told of a connection made in an earlier poll"
         );
     }
 }

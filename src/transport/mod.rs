@@ -713,9 +713,14 @@ impl Transport {
                 .then(|| hyper_util::client::legacy::connect::capture_connection(&mut request));
             let limit = self.opts.response_timeout;
             let handed = handed.map(|c| move || c.connection_metadata().as_ref().and_then(in_use));
+            // One not told which connection it is handed is given up, unsent, once idle
+            // connections may be closed under it, to go again told (`transport::handed`).
+            let look = handed
+                .is_none()
+                .then_some((handed::LOOK_EVERY, || self.caps.closes_idle()));
             let sent = handed::unless_lost(client.request(request), handed, &progress);
-            match progress.answered_within(limit, sent).await {
-                Err(()) => {
+            match progress.answered_within(limit, sent, look).await {
+                Err(stage::Unanswered::Late) => {
                     // Named with its limit and option: "in time" left the user to guess
                     // which of the timeouts ran out, and how long it was. A forwarding
                     // proxy is named too: it is what did not answer, and the registry's URL
@@ -727,6 +732,12 @@ impl Transport {
                         ));
                     }
                     return Err(Error::new(ErrorKind::Timeout, said).with_url(&req.url));
+                }
+                // Built before idle connections could close under it, it is built again
+                // told which connection it is handed: once, as they can from then on.
+                Err(stage::Unanswered::GivenUp) => {
+                    tracing::debug!(url = %redact(&req.url), "not yet sent as idle connections began to be closed; sending again, watched");
+                    continue;
                 }
                 // Never sent, any request can go again, a POST too. Bounded as the resends
                 // after stale connections are, though each loss takes a connection closed

@@ -41,7 +41,10 @@ impl Progress {
         }
     }
 
-    /// `request`'s output, or `Err` once `limit` has passed since a connection took it.
+    /// `request`'s output, or [`Unanswered::Late`] once `limit` has passed since a
+    /// connection took it. With `look`, while no connection has taken it, it is looked at
+    /// every `look.0`, and given up ([`Unanswered::GivenUp`]) at a look `look.1` says to,
+    /// unless it is making a connection of its own.
     /// The common case, an answer within `limit` of the request's start, arms one timer.
     /// A limit past the clock's range (`Duration::MAX`, a library caller's "none", as
     /// `tokio::time::timeout` takes it) is none.
@@ -49,25 +52,56 @@ impl Progress {
         &self,
         limit: std::time::Duration,
         request: F,
-    ) -> Result<F::Output, ()> {
+        look: Option<(std::time::Duration, impl Fn() -> bool)>,
+    ) -> Result<F::Output, Unanswered> {
         let mut request = std::pin::pin!(request);
+        // Whether its last poll made a connection for it: one waiting for its own
+        // connection has been handed none, and is not given up with that one's making.
+        let connecting = std::sync::atomic::AtomicBool::new(false);
+        let mut request = std::future::poll_fn(|cx| {
+            let (output, making) = super::limit::polling(|| request.as_mut().poll(cx));
+            connecting.store(making, std::sync::atomic::Ordering::Relaxed);
+            output
+        });
         let mut from = Instant::now();
         loop {
-            let Some(deadline) = from.checked_add(limit) else {
+            let deadline = from.checked_add(limit);
+            // The looks share the limit's timer: a timer of their own made every
+            // request's future larger, past 4 KiB in a debug build.
+            let look_at = match &look {
+                Some((every, _)) if self.taken().is_none() => from.checked_add(*every),
+                _ => None,
+            };
+            let Some(wake) = deadline.into_iter().chain(look_at).min() else {
                 return Ok(request.await);
             };
-            match tokio::time::timeout_at(deadline, &mut request).await {
+            match tokio::time::timeout_at(wake, &mut request).await {
                 Ok(output) => return Ok(output),
-                // The limit ran from `from`: from a later moment, it runs on.
+                // The limit ran from `from`: from a later moment, it runs on, as it does
+                // from the moment it was taken once a look finds it so.
                 Err(_) => match self.taken() {
-                    Some(taken) if taken > from => from = taken,
-                    Some(_) => return Err(()),
-                    // Still waiting for a connection: looked at again `limit` on.
+                    Some(taken) if taken > from || Some(wake) != deadline => from = taken,
+                    Some(_) => return Err(Unanswered::Late),
+                    None if !connecting.load(std::sync::atomic::Ordering::Relaxed)
+                        && look.as_ref().is_some_and(|(_, give_up)| give_up()) =>
+                    {
+                        return Err(Unanswered::GivenUp)
+                    }
+                    // Still waiting for a connection: looked at again later.
                     None => from = Instant::now(),
                 },
             }
         }
     }
+}
+
+/// Why [`Progress::answered_within`] stopped waiting for a request.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Unanswered {
+    /// Its limit passed after a connection took it.
+    Late,
+    /// Given up at a look, no connection having taken it: it was never sent.
+    GivenUp,
 }
 
 /// A request's body that records when a connection takes the request: hyper asks every
@@ -110,6 +144,8 @@ mod tests {
     use http_body_util::BodyExt;
     use std::time::Duration;
 
+    const NO_LOOK: Option<(Duration, fn() -> bool)> = None;
+
     /// hyper asks an empty body (a GET's) only whether it is empty, and polls one with
     /// bytes (the token request's POST): either way the request is marked taken.
     #[tokio::test]
@@ -138,7 +174,8 @@ mod tests {
         let progress = Progress::default();
         let body = progress.body(Bytes::new());
         let (answer, answered) = tokio::sync::oneshot::channel::<()>();
-        let mut waiting = std::pin::pin!(progress.answered_within(Duration::MAX, answered));
+        let mut waiting =
+            std::pin::pin!(progress.answered_within(Duration::MAX, answered, NO_LOOK));
         assert!(poll!(&mut waiting).is_pending());
         assert!(body.is_end_stream());
         tokio::time::advance(Duration::from_secs(1 << 20)).await;
@@ -156,7 +193,7 @@ mod tests {
         let progress = Progress::default();
         let body = progress.body(Bytes::new());
         let (answer, answered) = tokio::sync::oneshot::channel::<()>();
-        let mut waiting = std::pin::pin!(progress.answered_within(limit, answered));
+        let mut waiting = std::pin::pin!(progress.answered_within(limit, answered, NO_LOOK));
         assert!(poll!(&mut waiting).is_pending());
         tokio::time::advance(limit * 5).await;
         assert!(
@@ -175,7 +212,7 @@ mod tests {
         let progress = Progress::default();
         let body = progress.body(Bytes::new());
         let mut waiting =
-            std::pin::pin!(progress.answered_within(limit, std::future::pending::<()>()));
+            std::pin::pin!(progress.answered_within(limit, std::future::pending::<()>(), NO_LOOK));
         assert!(poll!(&mut waiting).is_pending());
         tokio::time::advance(limit / 2).await;
         assert!(body.is_end_stream());
@@ -185,6 +222,63 @@ mod tests {
             "out of time within the limit"
         );
         tokio::time::advance(limit / 4).await;
-        assert_eq!(poll!(&mut waiting), Poll::Ready(Err(())));
+        assert_eq!(poll!(&mut waiting), Poll::Ready(Err(Unanswered::Late)));
+    }
+
+    /// A request built before idle connections could be closed is not told which
+    /// connection it is handed (`transport::handed`), and the first to wait for a permit
+    /// is one: handed an idle connection told to close, it waited for good. Not taken at
+    /// a look that says to give it up, it is given up (never sent); until then, or once
+    /// taken, it waits on, its limit running from the moment it was taken.
+    #[tokio::test(start_paused = true)]
+    async fn a_request_not_taken_is_given_up_at_a_look_that_says_so() {
+        use futures::poll;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let (every, limit) = (Duration::from_millis(100), Duration::from_secs(1));
+        let progress = Progress::default();
+        let give_up = AtomicBool::new(false);
+        let look = Some((every, || give_up.load(Ordering::Relaxed)));
+        let pending = std::future::pending::<()>();
+        let mut waiting = std::pin::pin!(progress.answered_within(limit, pending, look));
+        let waited = tokio::time::timeout(limit * 5, &mut waiting).await;
+        assert!(waited.is_err(), "given up before a look said so");
+        give_up.store(true, Ordering::Relaxed);
+        let waited = tokio::time::timeout(every * 2, &mut waiting).await;
+        assert_eq!(waited, Ok(Err(Unanswered::GivenUp)), "waited for good");
+
+        // Making a connection of its own, it was handed none: it waits on.
+        let progress = Progress::default();
+        let making = std::future::poll_fn(|_| {
+            super::super::limit::connecting();
+            Poll::<()>::Pending
+        });
+        let mut waiting = std::pin::pin!(progress.answered_within(limit, making, look));
+        let waited = tokio::time::timeout(limit * 5, &mut waiting).await;
+        assert!(waited.is_err(), "given up while making its connection");
+
+        let progress = Progress::default();
+        let body = progress.body(Bytes::new());
+        let look = Some((every, || true));
+        let (answer, answered) = tokio::sync::oneshot::channel::<()>();
+        let mut waiting = std::pin::pin!(progress.answered_within(limit, answered, look));
+        assert!(poll!(&mut waiting).is_pending());
+        assert!(body.is_end_stream());
+        tokio::time::advance(limit * 3 / 4).await;
+        assert!(poll!(&mut waiting).is_pending(), "a request taken given up");
+        answer.send(()).unwrap();
+        assert!(matches!(poll!(&mut waiting), Poll::Ready(Ok(Ok(())))));
+
+        let progress = Progress::default();
+        let body = progress.body(Bytes::new());
+        let pending = std::future::pending::<()>();
+        let mut waiting = std::pin::pin!(progress.answered_within(limit, pending, look));
+        assert!(poll!(&mut waiting).is_pending());
+        assert!(body.is_end_stream());
+        let waited = tokio::time::timeout(limit * 2, &mut waiting).await;
+        assert_eq!(
+            waited,
+            Ok(Err(Unanswered::Late)),
+            "a request taken given up"
+        );
     }
 }
