@@ -49,6 +49,11 @@ pub(super) fn for_pool(uri: &Uri) -> Option<Uri> {
     let written = authority.host();
     let port = uri.port_u16().filter(|&p| p != default_port(uri));
     let ipv6 = written.starts_with('[');
+    // The common case, a name or IPv4 address with no port or another one, allocates
+    // nothing: every request comes here (`tests/request_cost.rs`).
+    if !ipv6 && port == uri.port_u16() {
+        return None;
+    }
     let host = if ipv6 { host(uri)? } else { written.to_owned() };
     let canonical = match port {
         Some(port) => format!("{host}:{port}"),
