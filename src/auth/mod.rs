@@ -86,6 +86,17 @@ impl std::fmt::Debug for Grant {
     }
 }
 
+/// A registry's 401, as [`Authorizer::challenged_again`] reacts to it.
+pub(crate) struct Challenged<'a> {
+    /// Its `WWW-Authenticate` headers.
+    pub(crate) www_authenticate: &'a [String],
+    /// Whether the request already met a 401, so that what it sent came after it.
+    pub(crate) again: bool,
+    /// The secrets the request sent (its `Authorization`, configured headers, a proxy's
+    /// credentials), kept out of a challenge the error repeats.
+    pub(crate) sent: &'a Sent,
+}
+
 /// Per-repository authentication state shared by all tasks.
 pub struct Authorizer {
     transport: Transport,
@@ -296,8 +307,13 @@ impl Authorizer {
         policy: &RetryPolicy,
     ) -> Result<()> {
         let mut tries = TokenTries::default();
-        self.challenged_again(used, www_authenticate, again, &mut tries, policy)
-            .await
+        let sent = Sent::header(used.header.as_ref());
+        let reply = Challenged {
+            www_authenticate,
+            again,
+            sent: &sent,
+        };
+        self.challenged_again(used, reply, &mut tries, policy).await
     }
 
     /// [`challenged`](Self::challenged) for a request that may have met a failed token
@@ -305,11 +321,15 @@ impl Authorizer {
     pub(crate) async fn challenged_again(
         &self,
         used: &Grant,
-        www_authenticate: &[String],
-        again: bool,
+        reply: Challenged<'_>,
         tries: &mut TokenTries,
         policy: &RetryPolicy,
     ) -> Result<()> {
+        let Challenged {
+            www_authenticate,
+            again,
+            sent,
+        } = reply;
         let challenges: Vec<Challenge> = www_authenticate
             .iter()
             .flat_map(|h| challenge::parse(h))
@@ -400,13 +420,7 @@ impl Authorizer {
             self.put_basic(header);
             return Ok(());
         }
-        // The header is the server's text, of any length (hyper takes hundreds of KiB).
-        let said = crate::server_text::one_line(&www_authenticate.join(", "));
-        Err(Error::new(
-            ErrorKind::Unauthorized,
-            format!("unsupported authentication challenge {said:?}"),
-        )
-        .with_status(401))
+        Err(self.unsupported(www_authenticate, sent))
     }
 }
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode, Uri};
 
-use crate::auth::{Authorizer, CredentialSource, Sent, TokenTries};
+use crate::auth::{Authorizer, Challenged, CredentialSource, Sent, TokenTries};
 use crate::error::{Error, ErrorKind, Result};
 use crate::reference::Repository;
 use crate::retry::{self, HostPause, Next, RetryPolicy};
@@ -395,6 +395,16 @@ impl Host {
             .await;
     }
 
+    /// The secrets a request sent with `grant` to `url` carried, to be kept out of what
+    /// the server answered: its `Authorization`, the host's configured headers, and the
+    /// forwarding proxy's credentials.
+    fn sent_with(&self, grant: &crate::auth::Grant, url: &Uri) -> Sent {
+        let mut sent = Sent::header(grant.header.as_ref());
+        sent.extend_values(&self.headers);
+        sent.extend_header(self.transport.proxy_authorization(url).as_ref());
+        sent
+    }
+
     /// How many times a failed request (or a broken body) is tried again on this host.
     pub(crate) fn max_retries(&self, policy: &RetryPolicy) -> u32 {
         if self.mirror {
@@ -643,13 +653,19 @@ impl Host {
                     .collect();
                 if !challenges.is_empty() {
                     self.drain(&mut reply).await;
+                    let sent = self.sent_with(&grant, &reply.url);
                     // Let go before the token is asked for: a body longer than what is
                     // read of it keeps its connection, which a realm on this host, under
                     // the per-host cap, may wait for as long as `--timeout` lets it.
                     drop(reply);
+                    let challenged = Challenged {
+                        www_authenticate: &challenges,
+                        again: auth_rounds > 0,
+                        sent: &sent,
+                    };
                     match self
                         .auth
-                        .challenged_again(&grant, &challenges, auth_rounds > 0, &mut tries, policy)
+                        .challenged_again(&grant, challenged, &mut tries, policy)
                         .await
                     {
                         Ok(()) => {
@@ -698,9 +714,7 @@ impl Host {
             // and those that the registry sends there wait.
             let holding = asked.filter(|_| matches!(status.as_u16(), 429 | 503));
             let elsewhere = (holding.is_some() && !own).then(|| reply.url.clone());
-            let mut sent = Sent::header(grant.header.as_ref());
-            sent.extend_values(&self.headers);
-            sent.extend_header(self.transport.proxy_authorization(&reply.url).as_ref());
+            let sent = self.sent_with(&grant, &reply.url);
             let mut err = status_error(&self.transport, &mut reply, self.mirror, &sent).await;
             // Its connection is not held through what follows: a token or quota lookup
             // on this host, and the pause before the next attempt.
