@@ -20,6 +20,7 @@ mod lookup;
 mod refusal;
 mod scope;
 mod sent;
+mod spurned;
 mod state;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -121,6 +122,11 @@ pub struct Authorizer {
     /// backed by a directory locks the account after a few), unless looking up again
     /// gives another.
     refused: Mutex<Option<refusal::Refused>>,
+    /// The registry's refusal of the tokens its token server issues, while it stands:
+    /// each later request fails at its first 401 rather than ask for more tokens.
+    spurned: Mutex<Option<spurned::Spurned>>,
+    /// Whether `spurned` holds one: read for every request served, without the lock.
+    spurning: std::sync::atomic::AtomicBool,
     state: Mutex<State>,
     refresh: tokio::sync::Mutex<()>,
     token_requests: AtomicUsize,
@@ -158,6 +164,8 @@ impl Authorizer {
             relooked: Mutex::new(None),
             lookup_failed: Mutex::new(None),
             refused: Mutex::new(None),
+            spurned: Mutex::new(None),
+            spurning: Default::default(),
             state: Mutex::new(State::default()),
             refresh: tokio::sync::Mutex::new(()),
             token_requests: AtomicUsize::new(0),
