@@ -365,9 +365,10 @@ fn a_failing_token_server_is_asked_once_per_retry_for_all() {
 }
 
 /// Tokens revoked while the token server fails every request: the token the registry
-/// refused is not sent again while a new one is pending, so each object meets the
-/// registry's 401 once at most, and every retry goes to the token server's turn. Before,
-/// each attempt sent the refused token first: 32 401s for 8 objects with `--retries 3`.
+/// refused is not sent again while a new one is pending, but by one request, once, so
+/// each object meets the registry's 401 once at most, and one more, and every retry goes
+/// to the token server's turn. Before, each attempt sent the refused token first: 32
+/// 401s for 8 objects with `--retries 3`.
 #[test]
 fn a_refused_token_is_not_sent_again_while_its_renewal_fails() {
     const RETRIES: usize = 3;
@@ -392,9 +393,46 @@ fn a_refused_token_is_not_sent_again_while_its_renewal_fails() {
         .filter(|r| r.path.starts_with("/v2/") && r.status == 401)
         .count();
     assert!(
-        (1..=blobs.len() - 1).contains(&refused),
+        (1..=blobs.len()).contains(&refused),
         "{refused} requests met the registry's 401: {err}"
     );
+}
+
+/// A registry that refuses a good token once (a replica that had not heard of it yet)
+/// while its token server fails every request: the object that met the 401 fails on the
+/// token server's 503 (`--retries 0`), and the token, still valid, is sent once more
+/// when the next object's renewal fails, taken, and sent on. Before, every object after
+/// the 401 failed on the token server.
+#[test]
+fn a_token_refused_once_while_the_token_server_fails_is_sent_again() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(300)))
+        .start();
+    let blobs: Vec<String> = (0..9)
+        .map(|seed| reg.blob("team/app", bytes(9800 + seed, 1000)))
+        .collect();
+    let mut child = Dist::new().start(&["--retries", "0", "fetch", &repo(&reg), "-", "-j", "1"]);
+    let mut input = child.stdin.take().unwrap();
+    writeln!(input, "{}", blobs[0]).unwrap();
+    first_blob_served(&reg);
+    reg.set_fault_for_every("/token", Fault::Status(503));
+    reg.push_fault(&blobs[1], Fault::Unauthorized);
+    let asked = reg.token_requests();
+    for digest in &blobs[1..] {
+        writeln!(input, "{digest}").unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    // The one failure is the token server's: "try again later".
+    assert_eq!(out.status.code(), Some(75), "{err}");
+    each_failed_at_the_token_server(&blobs[1..2], &err);
+    for digest in &blobs[2..] {
+        assert!(!err.contains(digest.as_str()), "{digest}: {err}");
+    }
+    assert_eq!(parse_frames(&out.stdout).len(), blobs.len(), "{err}");
+    // The renewal the 401 asked for, and the next object's, before the token was sent.
+    assert_eq!(reg.token_requests() - asked, 2, "{err}");
 }
 
 /// A registry that refuses every token its token server issues (a signing key they do not

@@ -39,8 +39,8 @@ pub use credentials::{Credential, DockerConfig};
 use refusal::refused_message;
 use scope::merged_scopes;
 pub(crate) use sent::Sent;
-use state::State;
 pub(crate) use state::TokenTries;
+use state::{RefusedToken, State};
 
 /// Where credentials come from.
 #[derive(Debug, Clone)]
@@ -60,6 +60,8 @@ pub struct Grant {
     /// The header, or none for anonymous.
     pub header: Option<HeaderValue>,
     generation: u64,
+    /// A token the registry refused, sent once more ([`State::second_chance`]).
+    retried: bool,
 }
 
 impl Grant {
@@ -237,15 +239,38 @@ impl Authorizer {
         if refused || s.expires_at.is_some_and(|t| now >= t) {
             if !refused && s.valid_until.is_some_and(|t| now < t) {
                 self.renew_early(s.generation, policy).await;
-            } else {
-                self.renew(s.generation, s.flights, tries, policy).await?;
+            } else if let Err(e) = self.renew(s.generation, s.flights, tries, policy).await {
+                // Unless it was refused once, and is still valid: see `second_chance`.
+                let mut s = self.state.lock().expect("auth state poisoned");
+                let header = s.second_chance(Stamp::now()).ok_or(e)?;
+                tracing::debug!("the token's renewal failed; sending the token refused once again");
+                return Ok(Grant {
+                    header: Some(header),
+                    generation: s.generation,
+                    retried: true,
+                });
             }
             s = self.snapshot();
         }
         Ok(Grant {
             header: s.header,
             generation: s.generation,
+            retried: false,
         })
+    }
+
+    /// The registry served a request sent with `used`: a refusal of that token, or of the
+    /// tokens from its token server, was not the last word. Called for every request
+    /// served, and cheap for nearly all of them.
+    pub(crate) fn served(&self, used: &Grant) {
+        if used.retried {
+            // A token refused once, sent once more and taken: that refusal was spurious.
+            let mut s = self.state.lock().expect("auth state poisoned");
+            if s.refused_now().is_some() && s.generation == used.generation {
+                s.refused = None;
+            }
+        }
+        self.unspurned(used);
     }
 
     /// Reacts to a 403 that answered a request sent with `used`: ECR refuses a password
@@ -348,6 +373,17 @@ impl Authorizer {
         if s.generation != used.generation {
             return Ok(()); // another task already reacted to the same 401
         }
+        if used.retried {
+            // Refused twice: no spurious refusal. Its renewal is all that may help.
+            let mut s = self.state.lock().expect("auth state poisoned");
+            if let Some(r) = s
+                .refused
+                .as_mut()
+                .filter(|r| r.generation == used.generation)
+            {
+                r.again = true;
+            }
+        }
         if let Some(e) = s.failure_since(flights, tries) {
             tries.took(s.flights);
             return Err(e);
@@ -390,7 +426,15 @@ impl Authorizer {
             if used.sends(b"Bearer") && merged_scopes(&held, ch.param("scope")).len() == held.len()
             {
                 let mut s = self.state.lock().expect("auth state poisoned");
-                s.refused = Some((used.generation, ch.clone()));
+                let before = s.refused_now();
+                let again = before.is_some_and(|r| r.again) || used.retried;
+                let resent_at = before.and_then(|r| r.resent_at);
+                s.refused = Some(RefusedToken {
+                    generation: used.generation,
+                    challenge: ch.clone(),
+                    again,
+                    resent_at,
+                });
             }
             return self.fetch_token_for(ch.clone(), tries, policy).await;
         }
@@ -441,6 +485,7 @@ mod tests {
         let grant = |h: Option<&'static str>| Grant {
             header: h.map(HeaderValue::from_static),
             generation: 0,
+            retried: false,
         };
         assert!(grant(Some("Bearer abc")).sends(b"Bearer"));
         assert!(!grant(Some("Bearer abc")).sends(b"Basic"));
@@ -457,6 +502,7 @@ mod tests {
         let grant = Grant {
             header: Some(header),
             generation: 3,
+            retried: false,
         };
         let shown = format!("{grant:?}");
         assert!(!shown.contains("s3cret"), "{shown}");

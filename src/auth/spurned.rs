@@ -74,10 +74,10 @@ impl Authorizer {
         false
     }
 
-    /// The registry answered a request sent with `used`: a token it refused, or one issued
+    /// The registry served a request sent with `used`: a token it refused, or one issued
     /// since, taken (the clock that was behind the token's caught up), ends its refusal.
     /// One atomic load when none stands: called for every request served.
-    pub(crate) fn served(&self, used: &Grant) {
+    pub(super) fn unspurned(&self, used: &Grant) {
         if !self.spurning.load(Ordering::Relaxed) {
             return;
         }
@@ -102,6 +102,7 @@ mod tests {
         Grant {
             header: Some(HeaderValue::from_static("Bearer t")),
             generation,
+            retried: false,
         }
     }
 
@@ -125,11 +126,12 @@ mod tests {
         let anonymous = Grant {
             header: None,
             generation: 2,
+            retried: false,
         };
         assert!(!a.spurns(&anonymous, &pull), "no token sent");
-        a.served(&grant(1));
+        a.unspurned(&grant(1));
         assert!(a.spurns(&grant(2), &pull), "served before the refusal");
-        a.served(&grant(3));
+        a.unspurned(&grant(3));
         assert!(!a.spurns(&grant(3), &pull), "a token taken since");
 
         a.spurned(&grant(4), &pull);
