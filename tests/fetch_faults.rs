@@ -2360,6 +2360,42 @@ fn a_huge_challenge_makes_a_short_message() {
     }
 }
 
+/// A challenge in a scheme dist does not speak is shown, naming the scheme, with the URL
+/// it answered; but not what it repeats of the request (a gateway echoing the credentials
+/// it was sent), nor the login or query of a URL in it. Before, all of it was printed.
+#[test]
+fn an_unsupported_challenge_is_shown_without_the_secrets_in_it() {
+    use base64::Engine;
+    let password = "correct-horse-battery";
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("alice:{password}"));
+    let reg = FakeRegistry::builder()
+        .auth(Auth::basic("alice", password))
+        .start();
+    let digest = reg.blob("team/app", bytes(39, 1000));
+    // Answers the request that sent the credentials: the first one went without.
+    let challenge = format!(
+        r#"Negotiate {basic}, Digest realm="https://alice:{password}@sso.example/login?ticket=t-7f3e2a", nonce="{password}""#
+    );
+    reg.set_fault_for_every(&digest, Fault::Challenge(challenge));
+    let dist = Dist::new();
+    dist.login(&reg.host(), "alice", password);
+    let err = dist.fails(2, &["--retries", "0", "fetch", &repo(&reg), &digest], b"");
+    for secret in [password, &basic, "t-7f3e2a", "alice:"] {
+        assert!(!err.contains(secret), "{secret}: {err}");
+    }
+    assert!(
+        err.contains(r#"unsupported authentication challenge "Negotiate <redacted>, Digest realm=\"https://sso.example/login?…\", nonce=\"<redacted>\"""#),
+        "{err}"
+    );
+    let url = format!("{}/v2/team/app/blobs/{digest}", reg.url());
+    assert!(err.contains(&url), "{err}");
+    let sent = reg.requests().into_iter().filter_map(|r| r.authorization);
+    assert!(
+        sent.into_iter().any(|a| a.contains(&basic)),
+        "the credentials were sent"
+    );
+}
+
 /// A Bearer realm that is no http(s) URL fails as a bad realm. With credentials found,
 /// nothing may say beforehand that they were kept from a plain-HTTP realm elsewhere: the
 /// realm is no URL at all, and the user would look for a TLS problem that is not there.

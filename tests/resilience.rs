@@ -365,9 +365,10 @@ fn a_failing_token_server_is_asked_once_per_retry_for_all() {
 }
 
 /// Tokens revoked while the token server fails every request: the token the registry
-/// refused is not sent again while a new one is pending, so each object meets the
-/// registry's 401 once at most, and every retry goes to the token server's turn. Before,
-/// each attempt sent the refused token first: 32 401s for 8 objects with `--retries 3`.
+/// refused is not sent again while a new one is pending, but by one request, once, so
+/// each object meets the registry's 401 once at most, and one more, and every retry goes
+/// to the token server's turn. Before, each attempt sent the refused token first: 32
+/// 401s for 8 objects with `--retries 3`.
 #[test]
 fn a_refused_token_is_not_sent_again_while_its_renewal_fails() {
     const RETRIES: usize = 3;
@@ -392,9 +393,126 @@ fn a_refused_token_is_not_sent_again_while_its_renewal_fails() {
         .filter(|r| r.path.starts_with("/v2/") && r.status == 401)
         .count();
     assert!(
-        (1..=blobs.len() - 1).contains(&refused),
+        (1..=blobs.len()).contains(&refused),
         "{refused} requests met the registry's 401: {err}"
     );
+}
+
+/// A registry that refuses a good token once (a replica that had not heard of it yet)
+/// while its token server fails every request: the object that met the 401 fails on the
+/// token server's 503 (`--retries 0`), and the token, still valid, is sent once more
+/// when the next object's renewal fails, taken, and sent on. Before, every object after
+/// the 401 failed on the token server.
+#[test]
+fn a_token_refused_once_while_the_token_server_fails_is_sent_again() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(300)))
+        .start();
+    let blobs: Vec<String> = (0..9)
+        .map(|seed| reg.blob("team/app", bytes(9800 + seed, 1000)))
+        .collect();
+    let mut child = Dist::new().start(&["--retries", "0", "fetch", &repo(&reg), "-", "-j", "1"]);
+    let mut input = child.stdin.take().unwrap();
+    writeln!(input, "{}", blobs[0]).unwrap();
+    first_blob_served(&reg);
+    reg.set_fault_for_every("/token", Fault::Status(503));
+    reg.push_fault(&blobs[1], Fault::Unauthorized);
+    let asked = reg.token_requests();
+    for digest in &blobs[1..] {
+        writeln!(input, "{digest}").unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    // The one failure is the token server's: "try again later".
+    assert_eq!(out.status.code(), Some(75), "{err}");
+    each_failed_at_the_token_server(&blobs[1..2], &err);
+    for digest in &blobs[2..] {
+        assert!(!err.contains(digest.as_str()), "{digest}: {err}");
+    }
+    assert_eq!(parse_frames(&out.stdout).len(), blobs.len(), "{err}");
+    // The renewal the 401 asked for, and the next object's, before the token was sent.
+    assert_eq!(reg.token_requests() - asked, 2, "{err}");
+}
+
+/// A registry that refuses every token its token server issues (a signing key they do not
+/// share, a scope it reads otherwise, a clock behind the token's): the refusal, 2 tokens
+/// just issued and refused in a row, is established once. Each later object sends its
+/// request once, with the token it has, and fails at that 401 as the first did, asking
+/// no token; before, each cost 2 token requests and 3 401s. It stands only while the
+/// registry says the same: taking the token again, it serves, and challenging for
+/// another scope, it gets its tokens asked for again.
+#[test]
+fn a_registry_refusing_its_token_server_s_tokens_costs_one_round_per_run() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(300)))
+        .start();
+    let blobs: Vec<String> = (0..8)
+        .map(|seed| reg.blob("team/app", bytes(9700 + seed, 1000)))
+        .collect();
+    let challenge = |scope: &str| {
+        let realm = format!("{}/token", reg.url());
+        Fault::Challenge(format!(
+            r#"Bearer realm="{realm}",service="fake",scope="repository:team/app:{scope}",error="invalid_token""#
+        ))
+    };
+    for digest in &blobs[..5] {
+        reg.set_fault_for_every(digest, challenge("pull"));
+    }
+    for digest in &blobs[5..7] {
+        reg.set_fault_for_every(digest, challenge("pull,push"));
+    }
+    let mut child = Dist::new().start(&["fetch", &repo(&reg), "-", "-j", "1"]);
+    let mut input = child.stdin.take().unwrap();
+    let asked = |digest: &str| reg.requests_for(&format!("blobs/{digest}"));
+    writeln!(input, "{}", blobs[0]).unwrap();
+    // Its third request, with the second token it was issued.
+    support::wait::until("the refusal established", || asked(&blobs[0]) == 3);
+    let tokens = reg.token_requests();
+    for digest in &blobs[1..5] {
+        writeln!(input, "{digest}").unwrap();
+    }
+    support::wait::until("the fifth object asked for", || asked(&blobs[4]) > 0);
+    assert_eq!(
+        reg.token_requests(),
+        tokens,
+        "tokens asked for after the refusal"
+    );
+    // The registry takes the token again: the next object is served with it.
+    reg.clear_faults();
+    for digest in &blobs[5..7] {
+        reg.set_fault_for_every(digest, challenge("pull,push"));
+    }
+    for digest in &blobs[5..] {
+        writeln!(input, "{digest}").unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for digest in &blobs[1..5] {
+        assert_eq!(asked(digest), 1, "{digest}: {err}");
+    }
+    for digest in &blobs[..7] {
+        let said = err.lines().find(|l| l.contains(digest.as_str()));
+        let said = said.unwrap_or_else(|| panic!("{digest}: {err}"));
+        assert!(
+            said.contains(&format!("/v2/team/app/blobs/{digest}")),
+            "{said}"
+        );
+        assert!(
+            said.contains("answered 401 Unauthorized")
+                && said
+                    .contains("it refused 2 tokens in a row, each just issued by its token server"),
+            "{said}"
+        );
+    }
+    // Another scope asked for: a token for it, then another, both refused.
+    assert_eq!(asked(&blobs[5]), 3, "{err}");
+    assert_eq!(asked(&blobs[6]), 1, "{err}");
+    assert_eq!(reg.token_requests(), tokens + 2, "{err}");
+    assert_eq!(parse_frames(&out.stdout).len(), 8);
+    assert!(!err.contains(blobs[7].as_str()), "{err}");
 }
 
 /// Runs a batch of 30 slowed blobs from `reg` with credentials from a helper whose

@@ -390,10 +390,11 @@ mod tests {
         auth
     }
 
-    /// A token the registry refused (revoked) is not sent again while its renewal fails:
-    /// the next grant asks the token server instead of sending it to meet the same 401.
-    /// A challenge for a scope the token was never asked for refuses no token: it is
-    /// still sent for the others.
+    /// A token the registry refused (revoked) is sent once more when its renewal fails,
+    /// as a registry may refuse a good token once; refused again, it is not sent while its
+    /// renewal fails: the next grant asks the token server instead of sending it to meet
+    /// the same 401. A challenge for a scope the token was never asked for refuses no
+    /// token: it is still sent for the others.
     #[tokio::test]
     async fn a_refused_token_is_not_granted_again_while_its_renewal_fails() {
         let origin = gone_origin();
@@ -405,24 +406,67 @@ mod tests {
             let auth = issued_at(&origin);
             let used = auth.grant(&policy).await.unwrap();
             let challenge = format!(r#"Bearer realm="{origin}/token",scope="{scope}""#);
+            let challenge = [challenge];
             // The token server is gone: the renewal fails.
             assert!(auth
-                .challenged(&used, &[challenge], false, &policy)
+                .challenged(&used, &challenge, false, &policy)
                 .await
                 .is_err());
             assert_eq!(auth.token_requests(), 1);
-            let granted = auth.grant(&policy).await;
-            match refused {
-                true => {
-                    assert!(granted.is_err(), "{scope}: the refused token was granted");
-                    assert_eq!(auth.token_requests(), 2, "{scope}");
-                }
-                false => {
-                    assert_eq!(granted.unwrap().header.unwrap(), "Bearer issued");
-                    assert_eq!(auth.token_requests(), 1, "{scope}");
-                }
+            let granted = auth.grant(&policy).await.unwrap();
+            assert_eq!(granted.header.as_ref().unwrap(), "Bearer issued");
+            if !refused {
+                assert_eq!(auth.token_requests(), 1, "{scope}");
+                continue;
             }
+            // Its renewal asked for first, then the token refused once sent once more.
+            assert_eq!(auth.token_requests(), 2, "{scope}");
+            assert!(auth
+                .challenged(&granted, &challenge, false, &policy)
+                .await
+                .is_err());
+            assert_eq!(auth.token_requests(), 3, "{scope}");
+            let granted = auth.grant(&policy).await;
+            assert!(
+                granted.is_err(),
+                "{scope}: the token refused twice was granted"
+            );
+            assert_eq!(auth.token_requests(), 4, "{scope}");
         }
+    }
+
+    /// A registry that refuses a good token once (a replica that had not heard of it yet)
+    /// while the token server fails: the token, sent once more and taken, is sent on,
+    /// and the token server is not asked again. Before, every request asked it, and
+    /// failed when it did, as long as it failed.
+    #[tokio::test]
+    async fn a_token_refused_once_and_then_taken_is_sent_on() {
+        let origin = gone_origin();
+        let policy = RetryPolicy {
+            retries: 0,
+            ..RetryPolicy::default()
+        };
+        let auth = issued_at(&origin);
+        let used = auth.grant(&policy).await.unwrap();
+        let challenge = [format!(
+            r#"Bearer realm="{origin}/token",scope="repository:a:pull""#
+        )];
+        assert!(auth
+            .challenged(&used, &challenge, false, &policy)
+            .await
+            .is_err());
+        let retried = auth.grant(&policy).await.unwrap();
+        assert_eq!(auth.token_requests(), 2);
+        auth.served(&retried);
+        for _ in 0..3 {
+            let granted = auth.grant(&policy).await.unwrap();
+            assert_eq!(granted.header.unwrap(), "Bearer issued");
+        }
+        assert_eq!(
+            auth.token_requests(),
+            2,
+            "asked again after the token was taken"
+        );
     }
 
     /// Two hosts of a run trade one identity token at one realm: the server rotated it for

@@ -20,6 +20,7 @@ mod lookup;
 mod refusal;
 mod scope;
 mod sent;
+mod spurned;
 mod state;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -38,8 +39,8 @@ pub use credentials::{Credential, DockerConfig};
 use refusal::refused_message;
 use scope::merged_scopes;
 pub(crate) use sent::Sent;
-use state::State;
 pub(crate) use state::TokenTries;
+use state::{RefusedToken, State};
 
 /// Where credentials come from.
 #[derive(Debug, Clone)]
@@ -59,6 +60,8 @@ pub struct Grant {
     /// The header, or none for anonymous.
     pub header: Option<HeaderValue>,
     generation: u64,
+    /// A token the registry refused, sent once more ([`State::second_chance`]).
+    retried: bool,
 }
 
 impl Grant {
@@ -86,6 +89,17 @@ impl std::fmt::Debug for Grant {
     }
 }
 
+/// A registry's 401, as [`Authorizer::challenged_again`] reacts to it.
+pub(crate) struct Challenged<'a> {
+    /// Its `WWW-Authenticate` headers.
+    pub(crate) www_authenticate: &'a [String],
+    /// Whether the request already met a 401, so that what it sent came after it.
+    pub(crate) again: bool,
+    /// The secrets the request sent (its `Authorization`, configured headers, a proxy's
+    /// credentials), kept out of a challenge the error repeats.
+    pub(crate) sent: &'a Sent,
+}
+
 /// Per-repository authentication state shared by all tasks.
 pub struct Authorizer {
     transport: Transport,
@@ -110,6 +124,11 @@ pub struct Authorizer {
     /// backed by a directory locks the account after a few), unless looking up again
     /// gives another.
     refused: Mutex<Option<refusal::Refused>>,
+    /// The registry's refusal of the tokens its token server issues, while it stands:
+    /// each later request fails at its first 401 rather than ask for more tokens.
+    spurned: Mutex<Option<spurned::Spurned>>,
+    /// Whether `spurned` holds one: read for every request served, without the lock.
+    spurning: std::sync::atomic::AtomicBool,
     state: Mutex<State>,
     refresh: tokio::sync::Mutex<()>,
     token_requests: AtomicUsize,
@@ -147,6 +166,8 @@ impl Authorizer {
             relooked: Mutex::new(None),
             lookup_failed: Mutex::new(None),
             refused: Mutex::new(None),
+            spurned: Mutex::new(None),
+            spurning: Default::default(),
             state: Mutex::new(State::default()),
             refresh: tokio::sync::Mutex::new(()),
             token_requests: AtomicUsize::new(0),
@@ -218,15 +239,38 @@ impl Authorizer {
         if refused || s.expires_at.is_some_and(|t| now >= t) {
             if !refused && s.valid_until.is_some_and(|t| now < t) {
                 self.renew_early(s.generation, policy).await;
-            } else {
-                self.renew(s.generation, s.flights, tries, policy).await?;
+            } else if let Err(e) = self.renew(s.generation, s.flights, tries, policy).await {
+                // Unless it was refused once, and is still valid: see `second_chance`.
+                let mut s = self.state.lock().expect("auth state poisoned");
+                let header = s.second_chance(Stamp::now()).ok_or(e)?;
+                tracing::debug!("the token's renewal failed; sending the token refused once again");
+                return Ok(Grant {
+                    header: Some(header),
+                    generation: s.generation,
+                    retried: true,
+                });
             }
             s = self.snapshot();
         }
         Ok(Grant {
             header: s.header,
             generation: s.generation,
+            retried: false,
         })
+    }
+
+    /// The registry served a request sent with `used`: a refusal of that token, or of the
+    /// tokens from its token server, was not the last word. Called for every request
+    /// served, and cheap for nearly all of them.
+    pub(crate) fn served(&self, used: &Grant) {
+        if used.retried {
+            // A token refused once, sent once more and taken: that refusal was spurious.
+            let mut s = self.state.lock().expect("auth state poisoned");
+            if s.refused_now().is_some() && s.generation == used.generation {
+                s.refused = None;
+            }
+        }
+        self.unspurned(used);
     }
 
     /// Reacts to a 403 that answered a request sent with `used`: ECR refuses a password
@@ -296,8 +340,13 @@ impl Authorizer {
         policy: &RetryPolicy,
     ) -> Result<()> {
         let mut tries = TokenTries::default();
-        self.challenged_again(used, www_authenticate, again, &mut tries, policy)
-            .await
+        let sent = Sent::header(used.header.as_ref());
+        let reply = Challenged {
+            www_authenticate,
+            again,
+            sent: &sent,
+        };
+        self.challenged_again(used, reply, &mut tries, policy).await
     }
 
     /// [`challenged`](Self::challenged) for a request that may have met a failed token
@@ -305,11 +354,15 @@ impl Authorizer {
     pub(crate) async fn challenged_again(
         &self,
         used: &Grant,
-        www_authenticate: &[String],
-        again: bool,
+        reply: Challenged<'_>,
         tries: &mut TokenTries,
         policy: &RetryPolicy,
     ) -> Result<()> {
+        let Challenged {
+            www_authenticate,
+            again,
+            sent,
+        } = reply;
         let challenges: Vec<Challenge> = www_authenticate
             .iter()
             .flat_map(|h| challenge::parse(h))
@@ -319,6 +372,17 @@ impl Authorizer {
         let s = self.snapshot();
         if s.generation != used.generation {
             return Ok(()); // another task already reacted to the same 401
+        }
+        if used.retried {
+            // Refused twice: no spurious refusal. Its renewal is all that may help.
+            let mut s = self.state.lock().expect("auth state poisoned");
+            if let Some(r) = s
+                .refused
+                .as_mut()
+                .filter(|r| r.generation == used.generation)
+            {
+                r.again = true;
+            }
         }
         if let Some(e) = s.failure_since(flights, tries) {
             tries.took(s.flights);
@@ -362,7 +426,15 @@ impl Authorizer {
             if used.sends(b"Bearer") && merged_scopes(&held, ch.param("scope")).len() == held.len()
             {
                 let mut s = self.state.lock().expect("auth state poisoned");
-                s.refused = Some((used.generation, ch.clone()));
+                let before = s.refused_now();
+                let again = before.is_some_and(|r| r.again) || used.retried;
+                let resent_at = before.and_then(|r| r.resent_at);
+                s.refused = Some(RefusedToken {
+                    generation: used.generation,
+                    challenge: ch.clone(),
+                    again,
+                    resent_at,
+                });
             }
             return self.fetch_token_for(ch.clone(), tries, policy).await;
         }
@@ -400,13 +472,7 @@ impl Authorizer {
             self.put_basic(header);
             return Ok(());
         }
-        // The header is the server's text, of any length (hyper takes hundreds of KiB).
-        let said = crate::server_text::one_line(&www_authenticate.join(", "));
-        Err(Error::new(
-            ErrorKind::Unauthorized,
-            format!("unsupported authentication challenge {said:?}"),
-        )
-        .with_status(401))
+        Err(self.unsupported(www_authenticate, sent))
     }
 }
 
@@ -419,6 +485,7 @@ mod tests {
         let grant = |h: Option<&'static str>| Grant {
             header: h.map(HeaderValue::from_static),
             generation: 0,
+            retried: false,
         };
         assert!(grant(Some("Bearer abc")).sends(b"Bearer"));
         assert!(!grant(Some("Bearer abc")).sends(b"Basic"));
@@ -435,6 +502,7 @@ mod tests {
         let grant = Grant {
             header: Some(header),
             generation: 3,
+            retried: false,
         };
         let shown = format!("{grant:?}");
         assert!(!shown.contains("s3cret"), "{shown}");

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::credentials::Credential;
 use super::token::Withheld;
-use super::Authorizer;
+use super::{Authorizer, Sent};
 use crate::error::{Error, ErrorKind};
 
 /// How long a refusal stands for the credential it met. Directory-backed registries lock
@@ -64,6 +64,30 @@ impl Authorizer {
         .with_status(401)
     }
 
+    /// The registry's 401 challenged only in schemes dist does not speak (`Negotiate`,
+    /// `Digest`), in `www_authenticate`, which is shown: the schemes tell the user what the
+    /// registry wants. A challenge is the server's text, which may repeat what the request
+    /// `sent` (a gateway echoing the request), or hold a URL with a login or a token in
+    /// its query: those are hidden as in any server's words.
+    pub(super) fn unsupported(&self, www_authenticate: &[String], sent: &Sent) -> Error {
+        let text = sent.hide(&www_authenticate.join(", "));
+        // The credential itself, as a token server got it, when it was looked up: never
+        // looked up for a message, nor waited for while a helper runs.
+        let known = self
+            .credential
+            .try_lock()
+            .ok()
+            .and_then(|c| c.clone().flatten());
+        let text = Sent::credential(known.as_ref().map(|(c, _)| c)).hide(&text);
+        // Of any length (hyper takes hundreds of KiB): on one short line.
+        let said = crate::server_text::one_line(&urls_redacted(&text));
+        Error::new(
+            ErrorKind::Unauthorized,
+            format!("unsupported authentication challenge {said:?}"),
+        )
+        .with_status(401)
+    }
+
     /// The registry's 401 challenged for `scheme`, and no credential for it was found.
     pub(super) fn no_credentials(&self, scheme: &str) -> Error {
         Error::new(
@@ -118,6 +142,31 @@ pub(super) fn refused_message(
              it needs credentials (docker login {host}), or it does not exist"
         ),
     }
+}
+
+/// `text` with every URL in it shown as [`crate::error::redact_url`] shows one: without a
+/// login written into it, nor its query. A URL runs to the next space or quote: a quoted
+/// realm's ends there, and an unquoted one's may take the parameters after it along, which
+/// is better than the rest of a password with a `,` in it shown.
+fn urls_redacted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let scheme = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.');
+        let start = rest[..at]
+            .char_indices()
+            .rev()
+            .find(|&(_, c)| !scheme(c))
+            .map_or(0, |(i, c)| i + c.len_utf8());
+        let end = rest[at..]
+            .find(|c: char| c == '"' || c.is_whitespace())
+            .map_or(rest.len(), |n| at + n);
+        out.push_str(&rest[..start]);
+        out.push_str(&crate::error::redact_url(&rest[start..end]));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Who a token that did not open the repository was issued to.
@@ -221,6 +270,43 @@ mod tests {
             let kept = a.refused.lock().unwrap().as_ref().unwrap().at;
             assert_eq!(kept, at, "{challenge}: the refusal's time moved on");
         }
+    }
+
+    /// A challenge's URLs are shown without their logins or queries, wherever the URL
+    /// stands; the rest of the text is kept.
+    #[test]
+    fn a_challenge_s_urls_lose_their_logins_and_queries() {
+        assert_eq!(
+            urls_redacted(r#"Digest realm="https://me:pw@sso.example/in?t=1", qop="auth""#),
+            r#"Digest realm="https://sso.example/in?…", qop="auth""#
+        );
+        // Unquoted, and a password with a `/` and a `,` in it.
+        assert_eq!(
+            urls_redacted("X realm=http://me:p/w,x@h.example/a,b=c, Y ü=z+http://h/"),
+            "X realm=http://h.example/a,b=c, Y ü=z+http://h/"
+        );
+        assert_eq!(urls_redacted("no url: here"), "no url: here");
+    }
+
+    /// The credential looked up is hidden from an unsupported challenge even when the
+    /// request that met it sent none of it (a token traded for it).
+    #[tokio::test]
+    async fn an_unsupported_challenge_hides_the_credential_looked_up() {
+        let basic = Credential::Basic {
+            username: "alice".into(),
+            password: "s3cret-pw".into(),
+        };
+        let a = Authorizer::for_tests(super::super::CredentialSource::Fixed(basic));
+        a.found().await.unwrap();
+        let sent = Sent::header(Some(&http::HeaderValue::from_static("Bearer tok-123456")));
+        let challenge = ["Negotiate tok-123456, Digest nonce=\"s3cret-pw\"".to_string()];
+        let e = a.unsupported(&challenge, &sent);
+        assert_eq!(e.kind(), ErrorKind::Unauthorized);
+        assert_eq!(e.status(), Some(401));
+        assert_eq!(
+            e.message(),
+            r#"unsupported authentication challenge "Negotiate <redacted>, Digest nonce=\"<redacted>\"""#
+        );
     }
 
     #[test]

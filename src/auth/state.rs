@@ -31,21 +31,54 @@ pub(super) struct State {
     /// finds the token due.
     pub(super) failures: u32,
     pub(super) retry_at: Option<Instant>,
-    /// The generation whose bearer token the registry refused, and the challenge that
-    /// refused it, while no token has replaced it (the token request it led to is under
-    /// way or failed): a request then waits for a new token rather than meet the same
-    /// 401 again. Stale once the generation changed.
-    pub(super) refused: Option<(u64, Challenge)>,
+    /// The bearer token the registry refused, while no token has replaced it (the token
+    /// request it led to is under way or failed): a request then waits for a new token
+    /// rather than meet the same 401 again. Stale once the generation changed.
+    pub(super) refused: Option<RefusedToken>,
+}
+
+/// A bearer token the registry refused: its generation, the challenge that refused it,
+/// whether it was refused again when sent once more, its renewal having failed, and the
+/// token requests finished when it was last sent so.
+#[derive(Clone)]
+pub(super) struct RefusedToken {
+    pub(super) generation: u64,
+    pub(super) challenge: Challenge,
+    pub(super) again: bool,
+    pub(super) resent_at: Option<u64>,
 }
 
 impl State {
     /// The challenge to ask a new token for when the registry refused the current one
     /// and none has replaced it since.
     pub(super) fn pending(&self) -> Option<&Challenge> {
+        self.refused_now().map(|r| &r.challenge)
+    }
+
+    /// The refusal of the current token, if the registry refused it.
+    pub(super) fn refused_now(&self) -> Option<&RefusedToken> {
         let refused = self.refused.as_ref();
-        refused
-            .filter(|(g, _)| *g == self.generation)
-            .map(|(_, ch)| ch)
+        refused.filter(|r| r.generation == self.generation)
+    }
+
+    /// The current token, when the registry refused it once and the token request that
+    /// was to replace it failed, while it is still valid: a registry may refuse a good
+    /// token once (a replica that had not heard of it yet, a restart), and while its
+    /// token server fails, sent no more, it left every request to fail on that server.
+    /// One request sends it for all, once per failed token request (a request lost on
+    /// its way says nothing); refused again, it is not sent once more.
+    pub(super) fn second_chance(&mut self, now: Stamp) -> Option<HeaderValue> {
+        let valid = self.valid_until.is_some_and(|t| now < t);
+        let (generation, flights) = (self.generation, self.flights);
+        let refused = self
+            .refused
+            .as_mut()
+            .filter(|r| r.generation == generation)?;
+        if refused.again || !valid || refused.resent_at == Some(flights) {
+            return None;
+        }
+        refused.resent_at = Some(flights);
+        self.header.clone()
     }
 
     /// The failure a task takes as its own rather than ask the token server itself: the

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode, Uri};
 
-use crate::auth::{Authorizer, CredentialSource, Sent, TokenTries};
+use crate::auth::{Authorizer, Challenged, CredentialSource, Sent, TokenTries};
 use crate::error::{Error, ErrorKind, Result};
 use crate::reference::Repository;
 use crate::retry::{self, HostPause, Next, RetryPolicy};
@@ -395,6 +395,16 @@ impl Host {
             .await;
     }
 
+    /// The secrets a request sent with `grant` to `url` carried, to be kept out of what
+    /// the server answered: its `Authorization`, the host's configured headers, and the
+    /// forwarding proxy's credentials.
+    fn sent_with(&self, grant: &crate::auth::Grant, url: &Uri) -> Sent {
+        let mut sent = Sent::header(grant.header.as_ref());
+        sent.extend_values(&self.headers);
+        sent.extend_header(self.transport.proxy_authorization(url).as_ref());
+        sent
+    }
+
     /// How many times a failed request (or a broken body) is tried again on this host.
     pub(crate) fn max_retries(&self, policy: &RetryPolicy) -> u32 {
         if self.mirror {
@@ -607,13 +617,22 @@ impl Host {
             // past its 12 hours, see `Auth::forbidden`): taken for the registry
             // answering, it let every held task go at once with the expired password, a
             // 403 each, then a 503 each with the new one.
+            let challenges = match status {
+                StatusCode::UNAUTHORIZED if reply.same_origin => {
+                    challenges_of(reply.response.headers())
+                }
+                _ => Vec::new(),
+            };
+            // The registry refused its token server's tokens to an earlier request, and
+            // says the same again: a token asked for would be refused as those were
+            // (each object cost 2 token requests and 3 401s). Its 401 is the answer.
+            let spurned = !challenges.is_empty()
+                && auth_rounds < MAX_AUTH_ROUNDS
+                && self.auth.spurns(&grant, &challenges);
             let reauth = reply.same_origin
                 && auth_rounds < MAX_AUTH_ROUNDS
                 && match status {
-                    StatusCode::UNAUTHORIZED => reply
-                        .response
-                        .headers()
-                        .contains_key(http::header::WWW_AUTHENTICATE),
+                    StatusCode::UNAUTHORIZED => !challenges.is_empty() && !spurned,
                     StatusCode::FORBIDDEN => grant.sends(b"Basic"),
                     _ => false,
                 };
@@ -625,49 +644,42 @@ impl Host {
                 t => t,
             };
             if status.is_success() {
+                self.auth.served(&grant);
                 return Ok(reply);
             }
-            if status == StatusCode::UNAUTHORIZED
-                && reply.same_origin
-                && auth_rounds < MAX_AUTH_ROUNDS
-            {
-                let challenges: Vec<String> = reply
-                    .response
-                    .headers()
-                    .get_all(http::header::WWW_AUTHENTICATE)
-                    .iter()
-                    // Not `to_str`, which refuses any byte past ASCII: a realm in the
-                    // server's language (nginx's `auth_basic "Geschützt"`) dropped the
-                    // whole challenge, and the credentials were never sent.
-                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-                    .collect();
-                if !challenges.is_empty() {
-                    self.drain(&mut reply).await;
-                    // Let go before the token is asked for: a body longer than what is
-                    // read of it keeps its connection, which a realm on this host, under
-                    // the per-host cap, may wait for as long as `--timeout` lets it.
-                    drop(reply);
-                    match self
-                        .auth
-                        .challenged_again(&grant, &challenges, auth_rounds > 0, &mut tries, policy)
-                        .await
-                    {
-                        Ok(()) => {
-                            auth_rounds += 1;
-                            kept = ticket;
-                        }
-                        // No credentials renewed: the 401 is the registry's answer, as
-                        // it was before (held, the others would each wait for a 401
-                        // no credentials answer, one request at a time).
-                        Err(e) => {
-                            if let Some(t) = ticket {
-                                t.answered();
-                            }
-                            tokio::time::sleep(again(e, retries, None)?).await
-                        }
+            // This host's own 401, challenging: new credentials, and the request again.
+            if !challenges.is_empty() && auth_rounds < MAX_AUTH_ROUNDS && !spurned {
+                self.drain(&mut reply).await;
+                let sent = self.sent_with(&grant, &reply.url);
+                // Let go before the token is asked for: a body longer than what is
+                // read of it keeps its connection, which a realm on this host, under
+                // the per-host cap, may wait for as long as `--timeout` lets it.
+                drop(reply);
+                let challenged = Challenged {
+                    www_authenticate: &challenges,
+                    again: auth_rounds > 0,
+                    sent: &sent,
+                };
+                match self
+                    .auth
+                    .challenged_again(&grant, challenged, &mut tries, policy)
+                    .await
+                {
+                    Ok(()) => {
+                        auth_rounds += 1;
+                        kept = ticket;
                     }
-                    continue;
+                    // No credentials renewed: the 401 is the registry's answer, as
+                    // it was before (held, the others would each wait for a 401
+                    // no credentials answer, one request at a time).
+                    Err(e) => {
+                        if let Some(t) = ticket {
+                            t.answered();
+                        }
+                        tokio::time::sleep(again(e, retries, None)?).await
+                    }
                 }
+                continue;
             }
             let ticket = if status == StatusCode::FORBIDDEN
                 && reply.same_origin
@@ -698,9 +710,7 @@ impl Host {
             // and those that the registry sends there wait.
             let holding = asked.filter(|_| matches!(status.as_u16(), 429 | 503));
             let elsewhere = (holding.is_some() && !own).then(|| reply.url.clone());
-            let mut sent = Sent::header(grant.header.as_ref());
-            sent.extend_values(&self.headers);
-            sent.extend_header(self.transport.proxy_authorization(&reply.url).as_ref());
+            let sent = self.sent_with(&grant, &reply.url);
             let mut err = status_error(&self.transport, &mut reply, self.mirror, &sent).await;
             // Its connection is not held through what follows: a token or quota lookup
             // on this host, and the pause before the next attempt.
@@ -729,10 +739,13 @@ impl Host {
                 let advice = self.auth.quota_advice(&grant).await;
                 return Err(err.with_note(advice).with_url(&url));
             }
-            if status == StatusCode::UNAUTHORIZED
+            let rounds_spent = status == StatusCode::UNAUTHORIZED
                 && auth_rounds >= MAX_AUTH_ROUNDS
-                && grant.sends(b"Bearer")
-            {
+                && grant.sends(b"Bearer");
+            if rounds_spent {
+                self.auth.spurned(&grant, &challenges);
+            }
+            if rounds_spent || spurned {
                 // Its own words ask for authentication, which was sent: a registry that
                 // does not take its token server's tokens (a signing key they do not
                 // share) reads like a missing login otherwise.
@@ -1138,6 +1151,17 @@ fn api_root(url: &str, override_path: bool) -> Option<(String, String)> {
     };
     let api = format!("{scheme}://{authority}{path}{v2}/");
     Some((authority, api))
+}
+
+/// The `WWW-Authenticate` challenges of a 401's `headers`. Not read with `to_str`, which
+/// refuses any byte past ASCII: a realm in the server's language (nginx's `auth_basic
+/// "Geschützt"`) dropped the whole challenge, and the credentials were never sent.
+fn challenges_of(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(http::header::WWW_AUTHENTICATE)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect()
 }
 
 #[cfg(test)]
