@@ -1488,6 +1488,56 @@ fn verify_existing_replaces_a_damaged_blob() {
     assert_eq!(into(&["--verify-existing"])["status"], "exists");
 }
 
+/// A blob of 1 MiB or more that must be fetched is looked for again under its lock, where
+/// another run may have stored it meanwhile. The damaged file the first look judged was
+/// judged again there: hashed twice under `--verify-existing` (a wrong layer of gigabytes
+/// read twice), and each look warned, so every damaged large blob was warned of twice.
+#[test]
+fn a_damaged_large_blob_is_judged_and_warned_of_once() {
+    let (reg, digest, data) = fake_with_blob((1 << 20) + 5000);
+    let repo = repo(&reg);
+    let sized = format!("{digest} size:{}\n", data.len());
+    let bare = format!("{digest}\n");
+    let zeros = vec![0u8; data.len()];
+    // The damage, the line (with its size the lock is taken before the request, without
+    // it once the answer declared the size), the options, and the warning.
+    let cases: [(&[u8], &str, &[&str], &str); 4] = [
+        (
+            &zeros,
+            &sized,
+            &["--verify-existing"],
+            "does not match its name",
+        ),
+        (
+            &zeros,
+            &bare,
+            &["--verify-existing"],
+            "does not match its name",
+        ),
+        (b"", &sized, &[], "is empty, unlike its name"),
+        (
+            &data[..10],
+            &sized,
+            &[],
+            "is not the size its descriptor says",
+        ),
+    ];
+    for (damage, line, extra, warning) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = vec!["fetch", &repo, "-", "-o", dir.path().to_str().unwrap()];
+        args.extend_from_slice(extra);
+        Dist::new().ok_fed(&args, line.as_bytes());
+        let stored = dir.path().join("blobs/sha256").join(&digest[7..]);
+        std::fs::write(&stored, damage).unwrap();
+        let out = Dist::new().run(&args, line.as_bytes());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{line} {extra:?}: {err}");
+        assert_eq!(json_lines(&out.stdout)[0]["status"], "ok", "{err}");
+        assert_eq!(err.matches(warning).count(), 1, "{line} {extra:?}: {err}");
+        assert!(std::fs::read(&stored).unwrap() == data, "replaced");
+    }
+}
+
 #[test]
 fn retry_after_is_honoured() {
     let (reg, digest, data) = fake_with_blob(1000);

@@ -101,6 +101,73 @@ fn a_spool_that_fills_its_directory_at_its_end_fails_alone() {
     );
 }
 
+/// A `--report` whose disk fills (here a limit on file size, which fails a write as a full
+/// disk does) keeps its whole lines: it ended in the part of a line the disk took, and a
+/// reader of the report (`jq`) failed on it, or read it cut short where no key is missing
+/// (`"ms":13` for `"ms":1342`). The worker's, framed and with `-o`, and the pull's.
+#[test]
+fn a_report_whose_disk_fills_ends_with_a_whole_line() {
+    let reg = FakeRegistry::start();
+    let layers: Vec<String> = (0..6)
+        .map(|i| reg.blob("team/app", bytes(40 + i, 100)))
+        .collect();
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let config_digest = reg.blob("team/app", config);
+    let descriptors: Vec<String> = layers
+        .iter()
+        .map(|d| format!(r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{d}","size":100}}"#))
+        .collect();
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[{}]}}"#,
+        config.len(),
+        descriptors.join(",")
+    );
+    let oci = "application/vnd.oci.image.manifest.v1+json";
+    reg.manifest("team/app", "v1", oci, manifest.as_bytes());
+    let (repo, reference) = (repo(&reg), format!("{}/team/app:v1", reg.host()));
+    let input = layers.join("\n") + "\n";
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.jsonl");
+    let (r, layout) = (report.to_str().unwrap(), dir.path().join("layout"));
+    let l = layout.to_str().unwrap();
+    // Report lines are about 250 bytes long, and the files of the layout no longer than
+    // the manifest: the report fills first, part-way through one of its lines.
+    let cases: [&[&str]; 3] = [
+        &["fetch", &repo, "-", "--report", r],
+        &["fetch", &repo, "-", "-o", l, "--report", r],
+        &["pull", &reference, "-o", l, "--report", r],
+    ];
+    for args in cases {
+        let _ = std::fs::remove_dir_all(&layout);
+        let limit = manifest.len() as u64 + 200;
+        let out = run_with_limit(
+            &Dist::new(),
+            args,
+            input.as_bytes(),
+            libc::RLIMIT_FSIZE,
+            limit,
+            libc::RLIM_INFINITY,
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("writing the report {r}: File too large")),
+            "{args:?}: {stderr}"
+        );
+        let written = std::fs::read(&report).unwrap();
+        assert!(
+            !written.is_empty() && written.ends_with(b"\n"),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&written)
+        );
+        let lines = json_lines(&written);
+        assert!(
+            lines.iter().all(|l| l["ms"].is_u64()),
+            "{args:?}: {lines:?}"
+        );
+    }
+}
+
 /// `dist ARGS…` with `stdin`, under a limit on open files of `soft` (and `hard`).
 fn run_with_file_limit(
     dist: &Dist,

@@ -305,7 +305,7 @@ fn hung_up(fd: libc::c_int, timeout_ms: libc::c_int) -> bool {
 /// The `--report` file being written, and its path as given, which every message about it
 /// names: a job writing several files had to guess which one "the report" was.
 struct Report {
-    out: std::io::BufWriter<std::fs::File>,
+    out: std::io::BufWriter<super::report_file::WholeLines>,
     path: String,
 }
 
@@ -535,7 +535,9 @@ mod tests {
     fn report_in(dir: &std::path::Path) -> (std::path::PathBuf, Option<Report>) {
         let path = dir.join("report.jsonl");
         let report = Report {
-            out: std::io::BufWriter::new(std::fs::File::create(&path).unwrap()),
+            out: std::io::BufWriter::new(crate::cmd::report_file::WholeLines::new(
+                std::fs::File::create(&path).unwrap(),
+            )),
             path: path.display().to_string(),
         };
         (path, Some(report))

@@ -427,7 +427,7 @@ struct Lines {
 }
 
 /// The `--report` file, begun.
-type ReportFile = std::io::BufWriter<std::fs::File>;
+type ReportFile = std::io::BufWriter<report_file::WholeLines>;
 
 /// What a writer of [`Lines`] does with them: `Err` with what to say of its failure, if
 /// anything (a reader gone is said nothing of). Given the queue and whether to sync at

@@ -58,7 +58,7 @@ impl Opened {
 
     /// Empties the report for this run's lines: the batch starts. `Err` is the exit
     /// status, the reason already said.
-    pub fn begin(mut self) -> Result<BufWriter<File>, u8> {
+    pub fn begin(mut self) -> Result<BufWriter<WholeLines>, u8> {
         let file = self.file.take().expect("begun once");
         // A pipe or a device (`--report >(jq …)`, `/dev/null`) holds nothing to empty.
         let emptied = match file.metadata() {
@@ -67,7 +67,7 @@ impl Opened {
             Err(e) => Err(e),
         };
         match emptied {
-            Ok(()) => Ok(BufWriter::new(file)),
+            Ok(()) => Ok(BufWriter::new(WholeLines::new(file))),
             Err(e) => {
                 say!("dist: cannot empty report {}: {e}", self.path.display());
                 Err(EXIT_USAGE)
@@ -223,11 +223,76 @@ fn locked_by_another(file: &File) -> bool {
 /// otherwise leave it empty, since creating it truncated it. Once per run, not per line.
 /// A pipe or a device (`--report >(jq …)`, `/dev/null`) holds nothing to sync, and its
 /// fsync fails with `EINVAL`.
-pub fn sync(report: &File) -> std::io::Result<()> {
+pub fn sync(report: &WholeLines) -> std::io::Result<()> {
+    let report = &report.file;
     if report.metadata()?.is_file() {
         report.sync_data()
     } else {
         Ok(())
+    }
+}
+
+/// The report file under its buffer: a write that fails (a full disk, a limit on file
+/// size) cuts the file back to the end of its last whole line, and no write goes to it
+/// after that. The lines it ended with were cut wherever the disk filled, and a reader of
+/// the report (`jq`, a job's script) failed on the last of them, or read a line cut short
+/// where no key is missing (`"ms":13` for `"ms":1342`) for a whole one.
+pub struct WholeLines {
+    file: File,
+    /// Bytes the file took, and of them those up to the end of its last whole line.
+    taken: u64,
+    whole: u64,
+    failed: bool,
+}
+
+impl WholeLines {
+    /// `file`, emptied, under a count of what it took.
+    pub fn new(file: File) -> Self {
+        WholeLines {
+            file,
+            taken: 0,
+            whole: 0,
+            failed: false,
+        }
+    }
+
+    /// Cuts a regular file back to its whole lines; a pipe or a device keeps what it took.
+    fn cut_to_whole_lines(&mut self) {
+        if self.taken != self.whole && self.file.metadata().is_ok_and(|m| m.is_file()) {
+            // Shortening frees what it takes from the disk, so it succeeds on a full one.
+            let _ = self.file.set_len(self.whole);
+        }
+    }
+}
+
+impl std::io::Write for WholeLines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // The buffer above writes what it holds again as it is dropped: after a cut, that
+        // would go past the end, or after a hole.
+        if self.failed {
+            return Err(std::io::Error::other(
+                "an earlier write to the report failed",
+            ));
+        }
+        match self.file.write(buf) {
+            Ok(n) => {
+                if let Some(end) = buf[..n].iter().rposition(|&b| b == b'\n') {
+                    self.whole = self.taken + end as u64 + 1;
+                }
+                self.taken += n as u64;
+                Ok(n)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                self.failed = true;
+                self.cut_to_whole_lines();
+                Err(e)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
     }
 }
 

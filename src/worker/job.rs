@@ -228,14 +228,15 @@ async fn to_store(
     tally: &mut Tally<'_>,
     outcome: &mut Outcome,
 ) -> Result<()> {
+    let looks = &Looks::new(verify_existing);
     // Held until the blob is stored or its fetch failed: other runs into the store wait
     // for it instead of downloading the blob too. Taken before the request when the
     // descriptor says the blob is large enough, else once the registry said ([`start`]).
     let mut held = None;
     if let Some(digest) = job.object.digest() {
-        let mut present = stored(store, job, digest, verify_existing).await?;
+        let mut present = stored(store, job, digest, looks).await?;
         if present.is_none() && job.hints.size.is_some_and(|size| size >= LOCK_FROM) {
-            let look = || stored(store, job, digest, verify_existing);
+            let look = || stored(store, job, digest, looks);
             match ingest::claim(store, digest, look).await? {
                 Claimed::Mine(lock) => held = Some(lock),
                 Claimed::Stored(size) => present = Some(size),
@@ -263,7 +264,7 @@ async fn to_store(
                 // download, once the answer declared the size, the lock was free to a
                 // second run meanwhile, which downloaded the whole blob beside this one.
                 if held.is_none() {
-                    let look = || stored(store, job, digest, verify_existing);
+                    let look = || stored(store, job, digest, looks);
                     match ingest::claim(store, digest, look).await? {
                         Claimed::Mine(lock) => held = Some(lock),
                         Claimed::Stored(size) => {
@@ -305,7 +306,7 @@ async fn to_store(
                         tracing::warn!(object = %job.object, len, size = download.meta().size, "a partial download longer than its blob; removed, and the blob fetched whole");
                         drop(download);
                         temp.discard();
-                        start(remote, job, &hints, store, verify_existing, &mut held).await
+                        start(remote, job, &hints, store, looks, &mut held).await
                     }
                     Ok(download) => {
                         tracing::info!(object = %job.object, bytes = len, "carrying on from a partial download an earlier run kept");
@@ -324,11 +325,11 @@ async fn to_store(
                     Err(e) => {
                         tracing::debug!(object = %job.object, error = %e, "the partial download cannot be carried on; fetching from scratch");
                         temp.discard();
-                        start(remote, job, &hints, store, verify_existing, &mut held).await
+                        start(remote, job, &hints, store, looks, &mut held).await
                     }
                 }
             }
-            None => start(remote, job, &hints, store, verify_existing, &mut held).await,
+            None => start(remote, job, &hints, store, looks, &mut held).await,
         };
         let (mut download, mut temp) = match opened {
             Ok(Started::Fetching(opened)) => *opened,
@@ -433,15 +434,76 @@ async fn to_store(
     }
 }
 
+/// How a job looks for its blob among those stored: hashed first with `--verify-existing`,
+/// and the file a look judged not to be the blob passed over by the looks after it.
+struct Looks {
+    verify_existing: bool,
+    /// The file at the blob's place that a look judged wrong (empty, another size than
+    /// the descriptor's, or with `--verify-existing` other content), as it was then.
+    judged: std::sync::Mutex<Option<FileId>>,
+}
+
+impl Looks {
+    fn new(verify_existing: bool) -> Self {
+        Looks {
+            verify_existing,
+            judged: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn judged(&self) -> std::sync::MutexGuard<'_, Option<FileId>> {
+        self.judged.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A file as a look at it found it: another file renamed to its place (a run beside
+/// this one storing the blob) or the file changed since has another.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileId {
+    fn of(path: &std::path::Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some(FileId {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        })
+    }
+}
+
 /// The size of the blob `digest` if the store holds it (hashed first with
-/// `verify_existing`), as the job's descriptor says it should be.
+/// `--verify-existing`), as the job's descriptor says it should be. A blob that must be
+/// fetched is looked for again under its lock, and while another run holds that lock:
+/// the file an earlier look of the job judged wrong, unchanged, is passed over then, where
+/// it was hashed again (a wrong layer of gigabytes read twice, and more while waiting) and
+/// warned of again.
 async fn stored(
     store: &LayoutStore,
     job: &Job,
     digest: &Digest,
-    verify_existing: bool,
+    looks: &Looks,
 ) -> Result<Option<u64>> {
-    let present = if verify_existing {
+    let path = store.blob_path(digest);
+    let judged = *looks.judged();
+    if judged.is_some() && FileId::of(&path) == judged {
+        return Ok(None);
+    }
+    // Taken before a hash of the file, which takes long enough for a run beside this one
+    // to store the blob meanwhile: the file judged is then the one hashed, not the blob
+    // renamed over it. A look without a hash is one system call, after which a file's
+    // identity is read only when it was judged wrong.
+    let before = looks.verify_existing.then(|| FileId::of(&path)).flatten();
+    let present = if looks.verify_existing {
         // Re-hashing a stored blob is real work: off the runtime's thread.
         let (s, d) = (store.clone(), digest.clone());
         blocking::run("checking a stored blob failed", move || {
@@ -456,10 +518,10 @@ async fn stored(
     // Fetching again tells which: the fetch replaces a damaged blob, and fails on a
     // wrong descriptor, naming the size the registry declares, without touching the
     // blob.
-    Ok(present.filter(|&size| match job.hints.size {
+    let found = present.filter(|&size| match job.hints.size {
         Some(expected) if expected != size => {
             tracing::warn!(
-                path = %store.blob_path(digest).display(),
+                path = %path.display(),
                 size,
                 expected,
                 "stored blob is not the size its descriptor says; fetching again"
@@ -467,7 +529,14 @@ async fn stored(
             false
         }
         _ => true,
-    }))
+    });
+    if found.is_none() {
+        *looks.judged() = match looks.verify_existing {
+            true => before,
+            false => FileId::of(&path),
+        };
+    }
+    Ok(found)
 }
 
 /// What [`start`] began.
@@ -492,14 +561,14 @@ async fn start(
     job: &Job,
     hints: &crate::hints::Hints,
     store: &LayoutStore,
-    verify_existing: bool,
+    looks: &Looks,
     held: &mut Option<IngestLock>,
 ) -> Result<Started> {
     let download = remote.fetch(&job.object, hints).await?;
     if let Some(digest) = job.object.digest() {
         let large = download.meta().size.is_none_or(|size| size >= LOCK_FROM);
         if held.is_none() && large {
-            let mut look = || stored(store, job, digest, verify_existing);
+            let mut look = || stored(store, job, digest, looks);
             match ingest::try_claim(store, digest, &mut look).await? {
                 Some(Claimed::Stored(size)) => return Ok(Started::Stored(digest.clone(), size)),
                 Some(Claimed::Mine(lock)) => *held = Some(lock),
