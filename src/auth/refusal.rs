@@ -145,9 +145,10 @@ pub(super) fn refused_message(
 }
 
 /// `text` with every URL in it shown as [`crate::error::redact_url`] shows one: without a
-/// login written into it, nor its query. A URL runs to the next space or quote: a quoted
-/// realm's ends there, and an unquoted one's may take the parameters after it along, which
-/// is better than the rest of a password with a `,` in it shown.
+/// login written into it, nor its query. A quoted URL runs to its closing quote: cut at a
+/// space, a login with one (`me:my pw@`) or a query with one was shown from there. An
+/// unquoted one runs to the next space or quote, and may take the parameters after it
+/// along, which is better than the rest of a password with a `,` in it shown.
 fn urls_redacted(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -158,8 +159,9 @@ fn urls_redacted(text: &str) -> String {
             .rev()
             .find(|&(_, c)| !scheme(c))
             .map_or(0, |(i, c)| i + c.len_utf8());
+        let quoted = rest[..start].ends_with('"');
         let end = rest[at..]
-            .find(|c: char| c == '"' || c.is_whitespace())
+            .find(|c: char| c == '"' || (!quoted && c.is_whitespace()))
             .map_or(rest.len(), |n| at + n);
         out.push_str(&rest[..start]);
         out.push_str(&crate::error::redact_url(&rest[start..end]));
@@ -286,6 +288,11 @@ mod tests {
             "X realm=http://h.example/a,b=c, Y ü=z+http://h/"
         );
         assert_eq!(urls_redacted("no url: here"), "no url: here");
+        // Quoted, a space in its login or its query: none of either shown.
+        assert_eq!(
+            urls_redacted(r#"Digest realm="https://me:my pw@sso.example/in?t=a b", qop="auth""#),
+            r#"Digest realm="https://sso.example/in?…", qop="auth""#
+        );
     }
 
     /// The credential looked up is hidden from an unsupported challenge even when the

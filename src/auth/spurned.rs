@@ -2,18 +2,28 @@
 //! not share, a scope it reads otherwise than the token server writes it, a clock behind
 //! the token's. Once a request has had the tokens it was just issued refused in a row,
 //! each later request would ask for the same tokens and meet the same 401s; while the
-//! registry challenges the same way, it fails at its first 401 instead.
+//! registry challenges the same way, it fails at its first 401 instead, for a while.
 
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use super::challenge::{self, Challenge};
 use super::{Authorizer, Grant};
 
-/// What the registry said when it refused the tokens: the challenge of its last 401, and
-/// the generation of the token it refused.
+/// How long a refusal of the tokens stands. The token refused is sent on meanwhile, and
+/// nothing asks the token server: one fixed (its signing key the registry's again) is
+/// asked only once the token is due, after as long as the token server made it last (up
+/// to a day), which stopped a long-running worker for that long while its challenge read
+/// the same. Past this, the next 401 asks for tokens again: a round of 2 token requests
+/// each minute at most, as often as tokens that say no lifetime are renewed.
+const SPURNED_STANDS: Duration = super::token::DEFAULT_LIFETIME;
+
+/// What the registry said when it refused the tokens: the challenge of its last 401, the
+/// generation of the token it refused, and when.
 pub(super) struct Spurned {
     generation: u64,
     challenge: Challenge,
+    at: Instant,
 }
 
 /// The bearer challenge in `www_authenticate`, if there is one.
@@ -44,6 +54,7 @@ impl Authorizer {
         *spurned = Some(Spurned {
             generation: used.generation,
             challenge,
+            at: Instant::now(),
         });
         self.spurning.store(true, Ordering::Relaxed);
     }
@@ -51,9 +62,10 @@ impl Authorizer {
     /// Whether the registry's 401 to `used`, challenging with `www_authenticate`, repeats
     /// its refusal of the tokens from its token server ([`spurned`](Self::spurned)): the
     /// token sent is the one refused or one issued since, and the challenge asks what
-    /// it asked then. A token fetched for it would be refused as those were. A challenge
-    /// that asks anything else (another realm, service or scope, another error) ends the
-    /// refusal: the registry has changed, and its tokens are worth asking for again.
+    /// it asked then, within [`SPURNED_STANDS`]. A token fetched for it would be refused as
+    /// those were. A challenge that asks anything else (another realm, service or scope,
+    /// another error) ends the refusal: the registry has changed, and its tokens are worth
+    /// asking for again.
     pub(crate) fn spurns(&self, used: &Grant, www_authenticate: &[String]) -> bool {
         if !self.spurning.load(Ordering::Relaxed) || !used.sends(b"Bearer") {
             return false;
@@ -66,7 +78,8 @@ impl Authorizer {
             // Sent before the refusal: its own rounds are still to come.
             return false;
         }
-        if bearer(www_authenticate).is_some_and(|c| same(&c, &s.challenge)) {
+        let standing = s.at.elapsed() < SPURNED_STANDS;
+        if standing && bearer(www_authenticate).is_some_and(|c| same(&c, &s.challenge)) {
             return true;
         }
         *spurned = None;
@@ -142,5 +155,29 @@ mod tests {
         a.spurned(&grant(5), &[r#"Basic realm="r""#.to_string()]);
         a.spurned(&anonymous, &pull);
         assert!(!a.spurns(&grant(5), &pull));
+    }
+
+    /// A refusal of the tokens ends with its time even while the registry challenges the
+    /// same: its token server, fixed, is asked again. Before, it stood until the token
+    /// refused was due, which may be a day, and no request of a worker got past its 401.
+    #[test]
+    fn a_refusal_of_the_tokens_ends_with_its_time() {
+        let a = Authorizer::for_tests(CredentialSource::None);
+        let pull = challenged("repository:team/app:pull");
+        a.spurned(&grant(2), &pull);
+        assert!(a.spurns(&grant(2), &pull));
+        {
+            let mut spurned = a.spurned.lock().unwrap();
+            let s = spurned.as_mut().unwrap();
+            let Some(before) = s.at.checked_sub(SPURNED_STANDS) else {
+                return; // the clock began less than a minute ago: nothing to go back to
+            };
+            s.at = before;
+        }
+        assert!(!a.spurns(&grant(2), &pull), "a refusal past its time");
+        assert!(!a.spurns(&grant(2), &pull), "ended, not only skipped");
+        // Established again by the next request that spends its rounds, for as long.
+        a.spurned(&grant(3), &pull);
+        assert!(a.spurns(&grant(3), &pull));
     }
 }
