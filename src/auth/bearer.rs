@@ -45,6 +45,10 @@ impl Authorizer {
             tries.took(s.flights);
             return Err(e);
         }
+        if let Some(e) = s.failure_in_backoff(tries, Instant::now()) {
+            tries.took(s.flights);
+            return Err(e);
+        }
         match s.pending().or(s.bearer.as_ref()) {
             Some(ch) => self.fetch_token_for(ch.clone(), tries, policy).await,
             None => Ok(()),
@@ -388,6 +392,31 @@ mod tests {
                 .next();
         }
         auth
+    }
+
+    /// A request that finds the token ended during the backoff after a failed renewal
+    /// takes that failure as its first try's, rather than wait the backoff out and ask
+    /// for itself, a token request behind the others ever after.
+    #[tokio::test]
+    async fn a_request_during_the_renewal_s_backoff_takes_its_failure() {
+        let auth = issued_at(&gone_origin());
+        {
+            let mut s = auth.state.lock().unwrap();
+            s.expires_at = Some(Stamp::now());
+            s.valid_until = Some(Stamp::now());
+        }
+        let policy = RetryPolicy {
+            retries: 3,
+            base_delay: Duration::from_secs(30),
+            max_delay: Duration::from_secs(60),
+            ..RetryPolicy::default()
+        };
+        assert!(auth.grant(&policy).await.is_err());
+        assert_eq!(auth.token_requests(), 1);
+        let late = tokio::time::timeout(Duration::from_secs(5), auth.grant(&policy)).await;
+        let late = late.expect("waited out the backoff to ask for itself");
+        assert!(late.is_err());
+        assert_eq!(auth.token_requests(), 1);
     }
 
     /// A token the registry refused (revoked) is sent once more when its renewal fails,
