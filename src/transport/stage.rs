@@ -57,7 +57,9 @@ impl Progress {
     /// connection took it. With `look`, while no connection has taken it, it is looked at
     /// every `look.0`, and given up ([`Unanswered::GivenUp`]) at a look `look.1` says to,
     /// unless it is making a connection of its own.
-    /// The common case, an answer within `limit` of the request's start, arms one timer.
+    /// The common case, an answer within `limit` of the request's start (within `look.0`
+    /// with a look, as every request has until idle connections may close), arms one
+    /// timer; a slower one arms another once taken.
     /// A limit past the clock's range (`Duration::MAX`, a library caller's "none", as
     /// `tokio::time::timeout` takes it) is none.
     pub(crate) async fn answered_within<F: std::future::Future>(
