@@ -25,8 +25,9 @@
 //! pool hands that one to the request. Interleaved from two hosts, 8 at a time at caps
 //! of 3, such a request stalled about 1 batch of 200 in 1,600. Still not taken by a
 //! connection at a look once idle ones may close ([`super::stage`]), nor making one of
-//! its own, it is given up, never sent, and sent again, told which connection it is
-//! handed.
+//! its own, it is given up, never sent (a connection taking it just then sends a GET's
+//! head at most, never a body: [`super::stage::Unanswered::GivenUp`]), and sent again,
+//! told which connection it is handed.
 
 use std::future::Future;
 use std::time::Duration;

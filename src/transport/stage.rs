@@ -9,7 +9,6 @@
 //! making one has `--connect-timeout`, for the DNS lookup, the TCP connection, a proxy's
 //! tunnel and the TLS handshake each.
 
-use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
@@ -19,18 +18,31 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use tokio::time::Instant;
 
-/// When a request was taken by a connection, shared with the body that tells it.
+/// When a request was taken by a connection, shared with the body that tells it: set once,
+/// to the moment it was taken, or to `None` as it is given up unsent.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Progress(Arc<OnceLock<Instant>>);
+pub(crate) struct Progress(Arc<OnceLock<Option<Instant>>>);
 
 impl Progress {
     /// When a connection took the request, if one has.
     pub(crate) fn taken(&self) -> Option<Instant> {
-        self.0.get().copied()
+        self.0.get().copied().flatten()
+    }
+
+    /// Whether the request was given up before a connection took it.
+    fn given_up(&self) -> bool {
+        self.0.get().is_some_and(Option::is_none)
     }
 
     fn take(&self) {
-        self.0.get_or_init(Instant::now);
+        self.0.get_or_init(|| Some(Instant::now()));
+    }
+
+    /// Gives the request up unless a connection has taken it, saying whether it did. A
+    /// connection's task takes it apart from the request's: it may check for the request's
+    /// end just before and take it just after a look found it not taken.
+    fn give_up(&self) -> bool {
+        self.0.set(None).is_ok()
     }
 
     /// `body`, as the request's body that tells this when a connection takes the request.
@@ -45,7 +57,9 @@ impl Progress {
     /// connection took it. With `look`, while no connection has taken it, it is looked at
     /// every `look.0`, and given up ([`Unanswered::GivenUp`]) at a look `look.1` says to,
     /// unless it is making a connection of its own.
-    /// The common case, an answer within `limit` of the request's start, arms one timer.
+    /// The common case, an answer within `limit` of the request's start (within `look.0`
+    /// with a look, as every request has until idle connections may close), arms one
+    /// timer; a slower one arms another once taken.
     /// A limit past the clock's range (`Duration::MAX`, a library caller's "none", as
     /// `tokio::time::timeout` takes it) is none.
     pub(crate) async fn answered_within<F: std::future::Future>(
@@ -83,7 +97,8 @@ impl Progress {
                     Some(taken) if taken > from || Some(wake) != deadline => from = taken,
                     Some(_) => return Err(Unanswered::Late),
                     None if !connecting.load(std::sync::atomic::Ordering::Relaxed)
-                        && look.as_ref().is_some_and(|(_, give_up)| give_up()) =>
+                        && look.as_ref().is_some_and(|(_, give_up)| give_up())
+                        && self.give_up() =>
                     {
                         return Err(Unanswered::GivenUp)
                     }
@@ -100,9 +115,24 @@ impl Progress {
 pub(crate) enum Unanswered {
     /// Its limit passed after a connection took it.
     Late,
-    /// Given up at a look, no connection having taken it: it was never sent.
+    /// Given up at a look, no connection having taken it. A connection that takes it
+    /// after all, having looked for it just before, sends a GET's or HEAD's head alone,
+    /// harmless twice, and no body's bytes ([`NotSent`]): a POST is never had twice.
     GivenUp,
 }
+
+/// The error a given-up request's body ends with, should a connection take the request
+/// after all: the server gets a head whose body never comes, so never the request whole.
+#[derive(Debug)]
+pub(crate) struct NotSent;
+
+impl std::fmt::Display for NotSent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("request given up before a connection took it")
+    }
+}
+
+impl std::error::Error for NotSent {}
 
 /// A request's body that records when a connection takes the request: hyper asks every
 /// body whether it is empty as it writes the request's head (HTTP/1.1) or opens its stream
@@ -117,15 +147,20 @@ pub(crate) struct Watched {
 
 impl Body for Watched {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = NotSent;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, NotSent>>> {
         let this = self.get_mut();
         this.progress.take();
-        Pin::new(&mut this.body).poll_frame(cx)
+        if this.progress.given_up() {
+            return Poll::Ready(Some(Err(NotSent)));
+        }
+        Pin::new(&mut this.body)
+            .poll_frame(cx)
+            .map_err(|never| match never {})
     }
 
     fn is_end_stream(&self) -> bool {
@@ -223,6 +258,37 @@ mod tests {
         );
         tokio::time::advance(limit / 4).await;
         assert_eq!(poll!(&mut waiting), Poll::Ready(Err(Unanswered::Late)));
+    }
+
+    /// A connection's task takes a request apart from the request's own: checking, as
+    /// hyper does, that it is still wanted, then asking its body, while a look finds it
+    /// not taken and gives it up. Taken just after that look, the request was given up
+    /// and sent all the same, a token grant's POST whole. Now a request taken as it is
+    /// looked at is not given up, and one given up yields no bytes of its body.
+    #[tokio::test(start_paused = true)]
+    async fn a_request_given_up_is_never_sent_whole() {
+        use futures::poll;
+        let (every, limit) = (Duration::from_millis(100), Duration::from_secs(1));
+        let progress = Progress::default();
+        let body = progress.body(Bytes::new());
+        // Taken as the look asks whether to give it up, it says to: an empty body ends.
+        let taken_as_looked_at = Some((every, || body.is_end_stream()));
+        let (answer, answered) = tokio::sync::oneshot::channel::<()>();
+        let mut waiting =
+            std::pin::pin!(progress.answered_within(limit, answered, taken_as_looked_at));
+        let waited = tokio::time::timeout(every * 3, &mut waiting).await;
+        assert!(waited.is_err(), "given up once taken: {waited:?}");
+        answer.send(()).unwrap();
+        assert!(matches!(poll!(&mut waiting), Poll::Ready(Ok(Ok(())))));
+
+        let progress = Progress::default();
+        let form = progress.body(Bytes::from_static(b"grant_type=refresh_token"));
+        let look = Some((every, || true));
+        let pending = std::future::pending::<()>();
+        let waited = progress.answered_within(limit, pending, look).await;
+        assert_eq!(waited, Err(Unanswered::GivenUp));
+        let sent = form.collect().await.map(|f| f.to_bytes());
+        assert!(sent.is_err(), "a body given up sent: {sent:?}");
     }
 
     /// A request built before idle connections could be closed is not told which
