@@ -1187,6 +1187,45 @@ mod tests {
         fourth.await.expect("the place of the unused one");
     }
 
+    /// At the cap in all, a request whose own host's connection is busy waits for it a
+    /// moment before another host's idle one is closed for it, and only a moment: one
+    /// streaming a large blob stays busy for minutes, and the request goes on past
+    /// [`FRESH_GRACE`], on a current-thread runtime as the CLI's. One with no busy
+    /// connection of its own has room made at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_request_waits_for_its_hosts_busy_connection_a_moment_only() {
+        use futures::poll;
+        use tower_service::Service;
+        let caps = Caps::new(4, 2);
+        let mut a = LimitedConnector::sharing(AtOnce, caps.clone());
+        let uri = |host: &str| format!("http://{host}/").parse::<Uri>().unwrap();
+        let busy = a.call(uri("one.example")).await.unwrap();
+        busy.conn.0.sending();
+        let _streaming = busy.conn.read();
+        let idle = served(a.call(uri("two.example")).await.unwrap());
+        let mut patient = a.call(uri("one.example"));
+        assert!(poll!(&mut patient).is_pending(), "made past the cap");
+        assert!(
+            !idle.conn.0.told(),
+            "another host's idle connection closed while its own was busy"
+        );
+        // Paused, the clock moves only as far as the timers set: past the grace.
+        let waited = tokio::time::timeout(FRESH_GRACE * 3, &mut patient).await;
+        assert!(waited.is_err(), "made past the cap");
+        assert!(
+            idle.conn.0.closes(),
+            "no room made past the grace for a request whose connection stays busy"
+        );
+        drop(idle);
+        let made = patient.await.expect("the place of the idle one");
+        made.conn.0.sending();
+        drop(made.conn.read());
+        // A host with no busy connection of its own waits for none.
+        let mut other = a.call(uri("three.example"));
+        assert!(poll!(&mut other).is_pending(), "made past the cap");
+        assert!(made.conn.0.closes(), "room not made at once");
+    }
+
     /// A connection told to close while a request was on it wakes its reader once done,
     /// which reads the end then: its reader slept waiting for the server, and the
     /// connection stayed open, its place not made, until the pool closed it 90 s on.
