@@ -304,10 +304,25 @@ impl Caps {
         }
         // The idle connections passed over as fresh may be so no more, and a busy one of
         // its own still busy has its reader slow: room is made for this one now.
+        let mut next = tokio::time::Instant::now() + FRESH_GRACE;
         loop {
-            match tokio::time::timeout(FRESH_GRACE, &mut acquire).await {
+            match tokio::time::timeout_at(next, &mut acquire).await {
+                // Patient, it is first in line for the room made for one that is not
+                // (the semaphore serves in order), which then waited for the next
+                // connection to be done or its own grace to pass: passed on, it goes to
+                // that one, and this one waits on, to the same end of its patience.
+                Ok(Ok(permit)) if waiting.1 && self.unmet() => {
+                    drop(permit);
+                    // Left over, none was in line for it (the other is yet to ask): kept,
+                    // rather than passed on and taken back in a loop.
+                    if let Ok(permit) = self.total.clone().try_acquire_owned() {
+                        return Ok(permit);
+                    }
+                    acquire.set(unless_in_background(self.total.clone().acquire_owned()));
+                }
                 Ok(permit) => return permit,
                 Err(_) => {
+                    next += FRESH_GRACE;
                     if std::mem::take(&mut waiting.1) {
                         self.patient.fetch_sub(1, Ordering::Relaxed);
                     }
@@ -335,11 +350,17 @@ impl Caps {
     /// out after another's answer (or reset) may be closed under it, and is sent again as
     /// a request lost on a connection kept alive is.
     fn close_idle(&self) {
-        let waiting = self.waiting.load(Ordering::Relaxed);
-        let patient = self.patient.load(Ordering::Relaxed);
-        if waiting.saturating_sub(patient) > self.closing.load(Ordering::Relaxed) {
+        if self.unmet() {
             self.close_oldest(|_| true);
         }
+    }
+
+    /// Whether connections wait, not patiently, for more room than the connections
+    /// told to close will make.
+    fn unmet(&self) -> bool {
+        let waiting = self.waiting.load(Ordering::Relaxed);
+        let patient = self.patient.load(Ordering::Relaxed);
+        waiting.saturating_sub(patient) > self.closing.load(Ordering::Relaxed)
     }
 
     /// Tells the connection idle the longest of those `which` picks to close.
@@ -1224,6 +1245,38 @@ mod tests {
         let mut other = a.call(uri("three.example"));
         assert!(poll!(&mut other).is_pending(), "made past the cap");
         assert!(made.conn.0.closes(), "room not made at once");
+    }
+
+    /// At the cap in all, room made for a request with no busy connection of its own is
+    /// its, not that of one waiting patiently before it for its own host's busy one: the
+    /// semaphore served that one first, and this one waited for its grace to pass, or
+    /// another connection to be done, before room was made again.
+    #[tokio::test(start_paused = true)]
+    async fn room_made_for_an_impatient_request_is_not_taken_by_a_patient_one() {
+        use futures::poll;
+        use tower_service::Service;
+        let caps = Caps::new(4, 2);
+        let mut a = LimitedConnector::sharing(AtOnce, caps.clone());
+        let uri = |host: &str| format!("http://{host}/").parse::<Uri>().unwrap();
+        let busy = a.call(uri("one.example")).await.unwrap();
+        busy.conn.0.sending();
+        let _streaming = busy.conn.read();
+        let idle = served(a.call(uri("two.example")).await.unwrap());
+        let mut patient = a.call(uri("one.example"));
+        assert!(poll!(&mut patient).is_pending(), "made past the cap");
+        let mut other = a.call(uri("three.example"));
+        assert!(poll!(&mut other).is_pending(), "made past the cap");
+        assert!(idle.conn.0.closes(), "room not made at once");
+        drop(idle);
+        assert!(
+            poll!(&mut patient).is_pending(),
+            "took the room made for another"
+        );
+        let Poll::Ready(other) = poll!(&mut other) else {
+            panic!("the room made for it not its");
+        };
+        drop(other.expect("the place of the idle one"));
+        patient.await.expect("the place of the other");
     }
 
     /// A connection told to close while a request was on it wakes its reader once done,
