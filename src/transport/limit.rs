@@ -49,8 +49,9 @@ pub(crate) const KEEP_IDLE_HOSTS: usize = 64;
 /// A host's key: its origin, the scheme's port filled in and the host without case, so
 /// that `host` and `host:443` (a locator's explicit port, a redirect's `Location`) share
 /// one cap, where each had a cap of its own, two caps' worth of connections to one
-/// server. The transport hands hyper one spelling of each (`transport::spelling`), so
-/// they share one pool too.
+/// server. The transport hands hyper names without the default port
+/// (`transport::spelling`), so they share one pool too; an IPv6 address's spellings,
+/// sent as written, share the cap only.
 fn key(uri: &Uri) -> Origin {
     Origin::of(uri)
 }
