@@ -49,8 +49,9 @@ pub(crate) const KEEP_IDLE_HOSTS: usize = 64;
 /// A host's key: its origin, the scheme's port filled in and the host without case, so
 /// that `host` and `host:443` (a locator's explicit port, a redirect's `Location`) share
 /// one cap, where each had a cap of its own, two caps' worth of connections to one
-/// server. The transport hands hyper one spelling of each (`transport::spelling`), so
-/// they share one pool too.
+/// server. The transport hands hyper names without the default port
+/// (`transport::spelling`), so they share one pool too; an IPv6 address's spellings,
+/// sent as written, share the cap only.
 fn key(uri: &Uri) -> Origin {
     Origin::of(uri)
 }
@@ -304,10 +305,25 @@ impl Caps {
         }
         // The idle connections passed over as fresh may be so no more, and a busy one of
         // its own still busy has its reader slow: room is made for this one now.
+        let mut next = tokio::time::Instant::now() + FRESH_GRACE;
         loop {
-            match tokio::time::timeout(FRESH_GRACE, &mut acquire).await {
+            match tokio::time::timeout_at(next, &mut acquire).await {
+                // Patient, it is first in line for the room made for one that is not
+                // (the semaphore serves in order), which then waited for the next
+                // connection to be done or its own grace to pass: passed on, it goes to
+                // that one, and this one waits on, to the same end of its patience.
+                Ok(Ok(permit)) if waiting.1 && self.unmet() => {
+                    drop(permit);
+                    // Left over, none was in line for it (the other is yet to ask): kept,
+                    // rather than passed on and taken back in a loop.
+                    if let Ok(permit) = self.total.clone().try_acquire_owned() {
+                        return Ok(permit);
+                    }
+                    acquire.set(unless_in_background(self.total.clone().acquire_owned()));
+                }
                 Ok(permit) => return permit,
                 Err(_) => {
+                    next += FRESH_GRACE;
                     if std::mem::take(&mut waiting.1) {
                         self.patient.fetch_sub(1, Ordering::Relaxed);
                     }
@@ -335,11 +351,17 @@ impl Caps {
     /// out after another's answer (or reset) may be closed under it, and is sent again as
     /// a request lost on a connection kept alive is.
     fn close_idle(&self) {
-        let waiting = self.waiting.load(Ordering::Relaxed);
-        let patient = self.patient.load(Ordering::Relaxed);
-        if waiting.saturating_sub(patient) > self.closing.load(Ordering::Relaxed) {
+        if self.unmet() {
             self.close_oldest(|_| true);
         }
+    }
+
+    /// Whether connections wait, not patiently, for more room than the connections
+    /// told to close will make.
+    fn unmet(&self) -> bool {
+        let waiting = self.waiting.load(Ordering::Relaxed);
+        let patient = self.patient.load(Ordering::Relaxed);
+        waiting.saturating_sub(patient) > self.closing.load(Ordering::Relaxed)
     }
 
     /// Tells the connection idle the longest of those `which` picks to close.
@@ -1185,6 +1207,77 @@ mod tests {
         );
         drop(unused);
         fourth.await.expect("the place of the unused one");
+    }
+
+    /// At the cap in all, a request whose own host's connection is busy waits for it a
+    /// moment before another host's idle one is closed for it, and only a moment: one
+    /// streaming a large blob stays busy for minutes, and the request goes on past
+    /// [`FRESH_GRACE`], on a current-thread runtime as the CLI's. One with no busy
+    /// connection of its own has room made at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_request_waits_for_its_hosts_busy_connection_a_moment_only() {
+        use futures::poll;
+        use tower_service::Service;
+        let caps = Caps::new(4, 2);
+        let mut a = LimitedConnector::sharing(AtOnce, caps.clone());
+        let uri = |host: &str| format!("http://{host}/").parse::<Uri>().unwrap();
+        let busy = a.call(uri("one.example")).await.unwrap();
+        busy.conn.0.sending();
+        let _streaming = busy.conn.read();
+        let idle = served(a.call(uri("two.example")).await.unwrap());
+        let mut patient = a.call(uri("one.example"));
+        assert!(poll!(&mut patient).is_pending(), "made past the cap");
+        assert!(
+            !idle.conn.0.told(),
+            "another host's idle connection closed while its own was busy"
+        );
+        // Paused, the clock moves only as far as the timers set: past the grace.
+        let waited = tokio::time::timeout(FRESH_GRACE * 3, &mut patient).await;
+        assert!(waited.is_err(), "made past the cap");
+        assert!(
+            idle.conn.0.closes(),
+            "no room made past the grace for a request whose connection stays busy"
+        );
+        drop(idle);
+        let made = patient.await.expect("the place of the idle one");
+        made.conn.0.sending();
+        drop(made.conn.read());
+        // A host with no busy connection of its own waits for none.
+        let mut other = a.call(uri("three.example"));
+        assert!(poll!(&mut other).is_pending(), "made past the cap");
+        assert!(made.conn.0.closes(), "room not made at once");
+    }
+
+    /// At the cap in all, room made for a request with no busy connection of its own is
+    /// its, not that of one waiting patiently before it for its own host's busy one: the
+    /// semaphore served that one first, and this one waited for its grace to pass, or
+    /// another connection to be done, before room was made again.
+    #[tokio::test(start_paused = true)]
+    async fn room_made_for_an_impatient_request_is_not_taken_by_a_patient_one() {
+        use futures::poll;
+        use tower_service::Service;
+        let caps = Caps::new(4, 2);
+        let mut a = LimitedConnector::sharing(AtOnce, caps.clone());
+        let uri = |host: &str| format!("http://{host}/").parse::<Uri>().unwrap();
+        let busy = a.call(uri("one.example")).await.unwrap();
+        busy.conn.0.sending();
+        let _streaming = busy.conn.read();
+        let idle = served(a.call(uri("two.example")).await.unwrap());
+        let mut patient = a.call(uri("one.example"));
+        assert!(poll!(&mut patient).is_pending(), "made past the cap");
+        let mut other = a.call(uri("three.example"));
+        assert!(poll!(&mut other).is_pending(), "made past the cap");
+        assert!(idle.conn.0.closes(), "room not made at once");
+        drop(idle);
+        assert!(
+            poll!(&mut patient).is_pending(),
+            "took the room made for another"
+        );
+        let Poll::Ready(other) = poll!(&mut other) else {
+            panic!("the room made for it not its");
+        };
+        drop(other.expect("the place of the idle one"));
+        patient.await.expect("the place of the other");
     }
 
     /// A connection told to close while a request was on it wakes its reader once done,

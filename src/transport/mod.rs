@@ -640,8 +640,8 @@ impl Transport {
         origin: bool,
         progress: &stage::Progress,
     ) -> Result<Request<stage::Watched>> {
-        // hyper's pool keys by the authority as written: one host's spellings go to it
-        // as one, to share its connections.
+        // hyper's pool keys by the authority as written: a default port written out goes
+        // without, to share the host's connections.
         let uri = spelling::for_pool(&req.url).unwrap_or_else(|| req.url.clone());
         let mut builder = Request::builder().method(req.method.clone()).uri(uri);
         for (k, v) in &req.headers {
@@ -1356,11 +1356,11 @@ mod tests {
         (port, accepted, targets)
     }
 
-    /// `host` and `host:80` (`host:443` for https), and an IPv6 address however written,
-    /// are one host: hyper's pool keyed them apart, so a request under the second spelling
-    /// opened a connection of its own beside the first's idle one, and at a binding cap
-    /// told that one to close. A name with a trailing dot stays another host, as Docker
-    /// and containerd take it.
+    /// `host` and `host:80` (`host:443` for https), in any case, are one host: hyper's pool
+    /// keyed them apart, so a request under the second spelling opened a connection of its
+    /// own beside the first's idle one, and at a binding cap told that one to close. A
+    /// name with a trailing dot stays another host, as Docker and containerd take it. An
+    /// IPv6 address goes as written, its `Host` what a pre-signed URL's signer wrote.
     #[tokio::test]
     async fn the_spellings_of_one_host_share_its_connections() {
         let (port, accepted, targets) = answering_proxy().await;
@@ -1380,7 +1380,11 @@ mod tests {
                 "http://registry.test:80/v2/t",
                 0,
             ),
-            ("http://[2001:db8::1]/v2/", "http://[2001:DB8:0::1]/v2/t", 0),
+            (
+                "http://[2001:db8::1]/v2/",
+                "http://[2001:DB8::1]:80/v2/t",
+                0,
+            ),
             ("http://other.test./v2/", "http://other.test/v2/t", 1),
         ] {
             let before = connections();
@@ -1395,6 +1399,11 @@ mod tests {
                 targets.lock().unwrap()
             );
         }
+        let targets = targets.lock().unwrap();
+        assert!(
+            targets.iter().any(|t| t == "http://[2001:DB8::1]/v2/t"),
+            "an IPv6 address not sent as written: {targets:?}"
+        );
     }
 
     /// The origins found to need HTTP/1.1 or to send large heads are forgotten with their

@@ -2,10 +2,13 @@
 //!
 //! `registry` and `registry:443` (for https; `:80` for http), as a locator, a redirect's
 //! `Location` or a token realm may write them, are one server, and so are `[::1]` and
-//! `[0::1]`. hyper's pool keys connections by the authority as written, so each spelling
-//! had a pool of its own: a request under one opened a connection beside the other's idle
-//! one, and at a binding cap told it to close. Requests are handed to hyper in the form
-//! given here, and the caps and records kept per origin use the same host.
+//! `[0::1]`. hyper's pool keys connections by the authority as written (without case), so
+//! each spelling had a pool of its own: a request under one opened a connection beside
+//! the other's idle one, and at a binding cap told it to close. Requests are handed to
+//! hyper without the default port, and the caps and records kept per origin use
+//! [`host`]. An IPv6 address is handed as written: hyper sends it as the `Host` (and
+//! HTTP/2's `:authority`), which a pre-signed URL's signature covers as its signer wrote
+//! it, as Go's clients send it.
 //!
 //! Case aside, names are left as written: `registry.example.` (a name DNS takes as is)
 //! and `registry.example` (which the resolver may complete with a search domain) can
@@ -40,32 +43,24 @@ pub(super) fn host(uri: &Uri) -> Option<String> {
 }
 
 /// `uri` as handed to hyper, whose pool keys by its authority: the scheme's default port
-/// left out, an IPv6 address in canonical form. `None` when it already is so (nearly
-/// always), so that a request pays nothing for it. A name keeps its case: the pool
-/// compares authorities without it, and the `Host` header keeps what was written. hyper
-/// leaves a default port out of `Host` already, so HTTP/1.1 servers see no change.
+/// left out. `None` when it has none written (nearly always), so that a request pays
+/// nothing for it. The host keeps its spelling, case and all: the pool compares
+/// authorities without case, and the `Host` header keeps what was written (hyper leaves
+/// a default port out of it already, so HTTP/1.1 servers see no change).
 pub(super) fn for_pool(uri: &Uri) -> Option<Uri> {
     let authority = uri.authority()?;
-    let written = authority.host();
-    let port = uri.port_u16().filter(|&p| p != default_port(uri));
-    let ipv6 = written.starts_with('[');
-    // The common case, a name or IPv4 address with no port or another one, allocates
-    // nothing: every request comes here (`tests/request_cost.rs`).
-    if !ipv6 && port == uri.port_u16() {
+    // The common case, no port or another one, allocates nothing: every request comes
+    // here (`tests/request_cost.rs`).
+    if uri.port_u16() != Some(default_port(uri)) {
         return None;
     }
-    let host = if ipv6 { host(uri)? } else { written.to_owned() };
-    let canonical = match port {
-        Some(port) => format!("{host}:{port}"),
-        None => host,
-    };
     // User information is refused before a request is made; a URL that has it anyway
     // is left as it is rather than have it dropped here.
-    if canonical == authority.as_str() || authority.as_str().contains('@') {
+    if authority.as_str().contains('@') {
         return None;
     }
     let mut parts = uri.clone().into_parts();
-    parts.authority = Some(canonical.parse::<Authority>().ok()?);
+    parts.authority = Some(authority.host().parse::<Authority>().ok()?);
     Uri::from_parts(parts).ok()
 }
 
@@ -97,14 +92,15 @@ mod tests {
         assert_eq!(pooled("https://r.example:5000/"), "https://r.example:5000/");
     }
 
+    /// Its `Host`, which a pre-signed URL's signature covers, is as the signer wrote it.
     #[test]
-    fn an_ipv6_address_takes_its_canonical_form() {
-        assert_eq!(pooled("http://[0::1]:5000/v2/"), "http://[::1]:5000/v2/");
+    fn an_ipv6_address_keeps_its_spelling() {
+        assert_eq!(pooled("http://[0::1]:5000/v2/"), "http://[0::1]:5000/v2/");
         assert_eq!(
             pooled("https://[2001:DB8:0:0::1]:443/v2/"),
-            "https://[2001:db8::1]/v2/"
+            "https://[2001:DB8:0:0::1]/v2/"
         );
-        assert_eq!(pooled("http://[::1]:5000/v2/"), "http://[::1]:5000/v2/");
+        assert_eq!(pooled("http://[FD00::5]/v2/"), "http://[FD00::5]/v2/");
     }
 
     #[test]
