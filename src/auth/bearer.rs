@@ -409,7 +409,6 @@ mod tests {
             retries: 3,
             base_delay: Duration::from_secs(30),
             max_delay: Duration::from_secs(60),
-            ..RetryPolicy::default()
         };
         assert!(auth.grant(&policy).await.is_err());
         assert_eq!(auth.token_requests(), 1);
