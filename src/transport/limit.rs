@@ -1209,6 +1209,23 @@ mod tests {
         fourth.await.expect("the place of the unused one");
     }
 
+    /// A connector at its cap in all of 2: `one.example`'s connection busy streaming (kept
+    /// so while the second value lives), `two.example`'s idle.
+    async fn one_busy_one_idle_at_the_cap() -> (
+        LimitedConnector<AtOnce>,
+        (Limited<Conn>, Reading),
+        Limited<Conn>,
+    ) {
+        use tower_service::Service;
+        let mut a = LimitedConnector::sharing(AtOnce, Caps::new(4, 2));
+        let uri = |host: &str| format!("http://{host}/").parse::<Uri>().unwrap();
+        let busy = a.call(uri("one.example")).await.unwrap();
+        busy.conn.0.sending();
+        let streaming = busy.conn.read();
+        let idle = served(a.call(uri("two.example")).await.unwrap());
+        (a, (busy, streaming), idle)
+    }
+
     /// At the cap in all, a request whose own host's connection is busy waits for it a
     /// moment before another host's idle one is closed for it, and only a moment: one
     /// streaming a large blob stays busy for minutes, and the request goes on past
@@ -1218,13 +1235,8 @@ mod tests {
     async fn a_request_waits_for_its_hosts_busy_connection_a_moment_only() {
         use futures::poll;
         use tower_service::Service;
-        let caps = Caps::new(4, 2);
-        let mut a = LimitedConnector::sharing(AtOnce, caps.clone());
+        let (mut a, _busy, idle) = one_busy_one_idle_at_the_cap().await;
         let uri = |host: &str| format!("http://{host}/").parse::<Uri>().unwrap();
-        let busy = a.call(uri("one.example")).await.unwrap();
-        busy.conn.0.sending();
-        let _streaming = busy.conn.read();
-        let idle = served(a.call(uri("two.example")).await.unwrap());
         let mut patient = a.call(uri("one.example"));
         assert!(poll!(&mut patient).is_pending(), "made past the cap");
         assert!(
@@ -1256,13 +1268,8 @@ mod tests {
     async fn room_made_for_an_impatient_request_is_not_taken_by_a_patient_one() {
         use futures::poll;
         use tower_service::Service;
-        let caps = Caps::new(4, 2);
-        let mut a = LimitedConnector::sharing(AtOnce, caps.clone());
+        let (mut a, _busy, idle) = one_busy_one_idle_at_the_cap().await;
         let uri = |host: &str| format!("http://{host}/").parse::<Uri>().unwrap();
-        let busy = a.call(uri("one.example")).await.unwrap();
-        busy.conn.0.sending();
-        let _streaming = busy.conn.read();
-        let idle = served(a.call(uri("two.example")).await.unwrap());
         let mut patient = a.call(uri("one.example"));
         assert!(poll!(&mut patient).is_pending(), "made past the cap");
         let mut other = a.call(uri("three.example"));
