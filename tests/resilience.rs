@@ -1844,22 +1844,9 @@ fn a_failed_object_named_again_is_fetched_again_into_a_directory() {
 /// and more: well past what a 64 KiB pipe holds. Its reference.
 fn image_of_many_lines(reg: &FakeRegistry) -> String {
     let layers: Vec<String> = (0..600)
-        .map(|i| {
-            let digest = reg.blob("team/app", bytes(50_000 + i, 100));
-            format!(
-                r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{digest}","size":100}}"#
-            )
-        })
+        .map(|i| reg.blob("team/app", bytes(50_000 + i, 100)))
         .collect();
-    let config = br#"{"architecture":"amd64","os":"linux"}"#;
-    let config_digest = reg.blob("team/app", config);
-    let manifest = format!(
-        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[{}]}}"#,
-        config.len(),
-        layers.join(",")
-    );
-    let manifest_type = "application/vnd.oci.image.manifest.v1+json";
-    reg.manifest("team/app", "v1", manifest_type, manifest.as_bytes());
+    reg.image("team/app", "v1", &layers, 100);
     format!("{}:v1", repo(reg))
 }
 

@@ -111,19 +111,7 @@ fn a_report_whose_disk_fills_ends_with_a_whole_line() {
     let layers: Vec<String> = (0..6)
         .map(|i| reg.blob("team/app", bytes(40 + i, 100)))
         .collect();
-    let config = br#"{"architecture":"amd64","os":"linux"}"#;
-    let config_digest = reg.blob("team/app", config);
-    let descriptors: Vec<String> = layers
-        .iter()
-        .map(|d| format!(r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{d}","size":100}}"#))
-        .collect();
-    let manifest = format!(
-        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[{}]}}"#,
-        config.len(),
-        descriptors.join(",")
-    );
-    let oci = "application/vnd.oci.image.manifest.v1+json";
-    reg.manifest("team/app", "v1", oci, manifest.as_bytes());
+    let manifest = reg.image("team/app", "v1", &layers, 100);
     let (repo, reference) = (repo(&reg), format!("{}/team/app:v1", reg.host()));
     let input = layers.join("\n") + "\n";
     let dir = tempfile::tempdir().unwrap();

@@ -262,6 +262,30 @@ impl FakeRegistry {
         digest
     }
 
+    /// Stores an OCI image in `repo` under `tag`: a small config and a manifest listing
+    /// `layers` (digests of blobs stored already), each declared `layer_size` bytes long.
+    /// Returns the manifest.
+    pub fn image(&self, repo: &str, tag: &str, layers: &[String], layer_size: usize) -> String {
+        let config = br#"{"architecture":"amd64","os":"linux"}"#;
+        let config_digest = self.blob(repo, config);
+        let descriptors: Vec<String> = layers
+            .iter()
+            .map(|d| {
+                format!(
+                    r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{d}","size":{layer_size}}}"#
+                )
+            })
+            .collect();
+        let oci = "application/vnd.oci.image.manifest.v1+json";
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{oci}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[{}]}}"#,
+            config.len(),
+            descriptors.join(",")
+        );
+        self.manifest(repo, tag, oci, &manifest);
+        manifest
+    }
+
     /// Queues `fault` for the next request whose path matches `key` (see [`Fault`] for matching
     /// and for which requests consume which faults). Faults queue FIFO per key; once a key's
     /// queue is empty its requests are served normally.
