@@ -68,13 +68,9 @@ async fn watch<F: Future>(
     handed: impl Fn() -> Option<InUse>,
     progress: &Progress,
 ) -> Result<F::Output, Lost> {
-    let mut request = std::pin::pin!(request);
+    let request = std::pin::pin!(request);
     let connecting = std::sync::atomic::AtomicBool::new(false);
-    let mut polled = std::future::poll_fn(|cx| {
-        let (output, making) = super::limit::polling(|| request.as_mut().poll(cx));
-        connecting.store(making, std::sync::atomic::Ordering::Relaxed);
-        output
-    });
+    let mut polled = super::limit::noting_connections(request, &connecting);
     let mut gone_before: Option<InUse> = None;
     loop {
         if let Ok(output) = tokio::time::timeout(LOOK_EVERY, &mut polled).await {

@@ -414,6 +414,19 @@ pub(crate) fn polling<T>(poll: impl FnOnce() -> T) -> (T, bool) {
     (polled, making)
 }
 
+/// `request`, noting in `making` after each of its polls whether that poll made a
+/// connection ([`polling`]): what the watches of a request waiting for one go by.
+pub(crate) fn noting_connections<'a, F: Future + ?Sized>(
+    mut request: Pin<&'a mut F>,
+    making: &'a AtomicBool,
+) -> impl Future<Output = F::Output> + Unpin + 'a {
+    std::future::poll_fn(move |cx| {
+        let (output, made) = polling(|| request.as_mut().poll(cx));
+        making.store(made, Ordering::Relaxed);
+        output
+    })
+}
+
 /// Marks a connection being made as polled, for [`polling`].
 pub(crate) fn connecting() {
     CONNECTING.with(|c| c.set(true));
@@ -1034,6 +1047,11 @@ mod tests {
         }
     }
 
+    /// `http://host/`.
+    fn uri(host: &str) -> Uri {
+        format!("http://{host}/").parse().unwrap()
+    }
+
     /// `limited`, as a connection that has served a request: idle, and fresh no more.
     fn served<T>(limited: Limited<T>) -> Limited<T> {
         limited.conn.0.state.fetch_and(!FRESH, Ordering::Relaxed);
@@ -1178,7 +1196,6 @@ mod tests {
         use tower_service::Service;
         let caps = Caps::new(4, 2);
         let mut a = LimitedConnector::sharing(AtOnce, caps.clone());
-        let uri = |host: &str| format!("http://{host}/").parse::<Uri>().unwrap();
         let made = a.call(uri("one.example")).await.unwrap();
         let unused = a.call(uri("two.example")).await.unwrap();
         let mut third = a.call(uri("three.example"));
@@ -1218,7 +1235,6 @@ mod tests {
     ) {
         use tower_service::Service;
         let mut a = LimitedConnector::sharing(AtOnce, Caps::new(4, 2));
-        let uri = |host: &str| format!("http://{host}/").parse::<Uri>().unwrap();
         let busy = a.call(uri("one.example")).await.unwrap();
         busy.conn.0.sending();
         let streaming = busy.conn.read();
@@ -1236,7 +1252,6 @@ mod tests {
         use futures::poll;
         use tower_service::Service;
         let (mut a, _busy, idle) = one_busy_one_idle_at_the_cap().await;
-        let uri = |host: &str| format!("http://{host}/").parse::<Uri>().unwrap();
         let mut patient = a.call(uri("one.example"));
         assert!(poll!(&mut patient).is_pending(), "made past the cap");
         assert!(
@@ -1269,7 +1284,6 @@ mod tests {
         use futures::poll;
         use tower_service::Service;
         let (mut a, _busy, idle) = one_busy_one_idle_at_the_cap().await;
-        let uri = |host: &str| format!("http://{host}/").parse::<Uri>().unwrap();
         let mut patient = a.call(uri("one.example"));
         assert!(poll!(&mut patient).is_pending(), "made past the cap");
         let mut other = a.call(uri("three.example"));
@@ -1417,7 +1431,6 @@ mod tests {
         let caps = Caps::new(1, 2);
         let mut a = LimitedConnector::sharing(AtOnce, caps.clone());
         let mut b = LimitedConnector::sharing(AtOnce, caps.clone());
-        let uri = |host: &str| format!("http://{host}/").parse::<Uri>().unwrap();
         let closed = a.call(uri("one.example")).now_or_never().unwrap().unwrap();
         let reading = closed.conn.read();
         let mut theirs = b.call(uri("one.example"));

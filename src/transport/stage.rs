@@ -68,15 +68,11 @@ impl Progress {
         request: F,
         look: Option<(std::time::Duration, impl Fn() -> bool)>,
     ) -> Result<F::Output, Unanswered> {
-        let mut request = std::pin::pin!(request);
+        let request = std::pin::pin!(request);
         // Whether its last poll made a connection for it: one waiting for its own
         // connection has been handed none, and is not given up with that one's making.
         let connecting = std::sync::atomic::AtomicBool::new(false);
-        let mut request = std::future::poll_fn(|cx| {
-            let (output, making) = super::limit::polling(|| request.as_mut().poll(cx));
-            connecting.store(making, std::sync::atomic::Ordering::Relaxed);
-            output
-        });
+        let mut request = super::limit::noting_connections(request, &connecting);
         let mut from = Instant::now();
         loop {
             let deadline = from.checked_add(limit);
