@@ -237,12 +237,19 @@ impl Authorizer {
         // A token the registry refused is not sent again: it would meet the same 401.
         let refused = s.pending().is_some();
         if refused || s.expires_at.is_some_and(|t| now >= t) {
+            if let Some(header) = s.resend_held(tries, now) {
+                return Ok(Grant {
+                    header: Some(header),
+                    generation: s.generation,
+                    retried: true,
+                });
+            }
             if !refused && s.valid_until.is_some_and(|t| now < t) {
                 self.renew_early(s.generation, policy).await;
             } else if let Err(e) = self.renew(s.generation, s.flights, tries, policy).await {
                 // Unless it was refused once, and is still valid: see `second_chance`.
                 let mut s = self.state.lock().expect("auth state poisoned");
-                let header = s.second_chance(Stamp::now()).ok_or(e)?;
+                let header = s.second_chance(Stamp::now(), tries).ok_or(e)?;
                 tracing::debug!("the token's renewal failed; sending the token refused once again");
                 return Ok(Grant {
                     header: Some(header),
