@@ -227,7 +227,8 @@ impl Authorizer {
                     cfg.rotated.record(realm, ch.param("service"), &old, &new);
                 }
                 let rotated = (Credential::IdentityToken(new), origin);
-                *self.credential.lock().await = Some(Some(rotated));
+                let mut slot = self.credential.lock().await;
+                self.put_found(&mut slot, Some(rotated));
             }
         }
         let mut s = self.state.lock().expect("auth state poisoned");

@@ -111,6 +111,10 @@ pub struct Authorizer {
     /// The credential, once looked up, with where it was found (`None` until then); looked
     /// up again when it is refused.
     credential: tokio::sync::Mutex<Option<Option<(Credential, String)>>>,
+    /// The credential `credential` holds, readable while a lookup holds that lock (a
+    /// helper running for another task): a server's text an error repeats is kept clear
+    /// of it without waiting for the helper.
+    credential_known: Mutex<Option<Credential>>,
     /// When the credential was last looked up again after a refusal: a registry that
     /// refuses every request (a repository the account may not read) must not have the
     /// helper run for each of them.
@@ -163,6 +167,7 @@ impl Authorizer {
             scopes: vec![format!("repository:{repository}:pull")],
             source,
             credential: tokio::sync::Mutex::new(None),
+            credential_known: Mutex::new(None),
             relooked: Mutex::new(None),
             lookup_failed: Mutex::new(None),
             refused: Mutex::new(None),

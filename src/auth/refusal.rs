@@ -72,13 +72,14 @@ impl Authorizer {
     pub(super) fn unsupported(&self, www_authenticate: &[String], sent: &Sent) -> Error {
         let text = sent.hide(&www_authenticate.join(", "));
         // The credential itself, as a token server got it, when it was looked up: never
-        // looked up for a message, nor waited for while a helper runs.
+        // looked up for a message, nor waited for while a helper runs (taken from the
+        // lookup's lock, it was shown while another task's helper ran).
         let known = self
-            .credential
-            .try_lock()
-            .ok()
-            .and_then(|c| c.clone().flatten());
-        let text = Sent::credential(known.as_ref().map(|(c, _)| c)).hide(&text);
+            .credential_known
+            .lock()
+            .expect("auth state poisoned")
+            .clone();
+        let text = Sent::credential(known.as_ref()).hide(&text);
         // Of any length (hyper takes hundreds of KiB): on one short line.
         let said = crate::server_text::one_line(&urls_redacted(&text));
         Error::new(
@@ -209,6 +210,21 @@ fn not_granted_message(host: &str, scope: Option<&str>, said: &str, caller: Call
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A challenge that echoes the credential hides it while a lookup holds the
+    /// credential's lock (a helper running again for another task): the message is not
+    /// held for the helper, nor made without hiding.
+    #[tokio::test]
+    async fn an_echoed_challenge_hides_the_credential_while_a_lookup_runs() {
+        let secret = Credential::IdentityToken("refresh-5ecret-token".into());
+        let a = Authorizer::for_tests(super::super::CredentialSource::Fixed(secret));
+        a.found().await.unwrap();
+        let _helper_running = a.credential.lock().await;
+        let challenge = r#"Negotiate realm="r", seen="refresh-5ecret-token""#.to_string();
+        let e = a.unsupported(&[challenge], &Sent::default()).to_string();
+        assert!(!e.contains("5ecret"), "{e}");
+        assert!(e.contains(r#"seen=\"<redacted>\""#), "{e}");
+    }
 
     /// A refusal stands for five minutes, for that credential only: then the credential is
     /// tried once more, since a directory that was down refused it as it refuses a wrong
