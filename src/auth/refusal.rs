@@ -149,7 +149,10 @@ pub(super) fn refused_message(
 /// login written into it, nor its query. A quoted URL runs to its closing quote: cut at a
 /// space, a login with one (`me:my pw@`) or a query with one was shown from there. An
 /// unquoted one runs to the next space or quote, and may take the parameters after it
-/// along, which is better than the rest of a password with a `,` in it shown.
+/// along, which is better than the rest of a password with a `,` in it shown. Cut at a
+/// space before any host (`realm=https://me:my pw@sso.example/in`), it runs on to the
+/// next `@`: its login has a space, shown from there before. A space in an unquoted
+/// query (`?t=a b`) is no URL's, and what follows it is shown.
 fn urls_redacted(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -161,15 +164,32 @@ fn urls_redacted(text: &str) -> String {
             .find(|&(_, c)| !scheme(c))
             .map_or(0, |(i, c)| i + c.len_utf8());
         let quoted = rest[..start].ends_with('"');
-        let end = rest[at..]
-            .find(|c: char| c == '"' || (!quoted && c.is_whitespace()))
-            .map_or(rest.len(), |n| at + n);
+        let ends = |from: usize| {
+            rest[from..]
+                .find(|c: char| c == '"' || (!quoted && c.is_whitespace()))
+                .map_or(rest.len(), |n| from + n)
+        };
+        let mut end = ends(at);
+        if !quoted && login_runs_on(&rest[at + 3..end]) {
+            let quote = rest[end..].find('"').map_or(rest.len(), |n| end + n);
+            if let Some(i) = rest[end..quote].find('@') {
+                end = ends(end + i);
+            }
+        }
         out.push_str(&rest[..start]);
         out.push_str(&crate::error::redact_url(&rest[start..end]));
         rest = &rest[end..];
     }
     out.push_str(rest);
     out
+}
+
+/// Whether an unquoted URL cut at a space, `after` its `://`, was cut in its login: what
+/// it has is no host, and no `/`, `?`, `#` or `@` ended its authority.
+fn login_runs_on(after: &str) -> bool {
+    !after.is_empty()
+        && !after.contains(['/', '?', '#', '@'])
+        && !crate::reference::is_url_host(after)
 }
 
 /// Who a token that did not open the repository was issued to.
@@ -304,6 +324,17 @@ mod tests {
             "X realm=http://h.example/a,b=c, Y ü=z+http://h/"
         );
         assert_eq!(urls_redacted("no url: here"), "no url: here");
+        // Unquoted, a space in its login: the login runs on to its `@`.
+        assert_eq!(
+            urls_redacted("Digest realm=https://me:my pw@sso.example/in?t=1, qop=auth"),
+            "Digest realm=https://sso.example/in?… qop=auth"
+        );
+        // Unquoted and ended by a space after its host, it ends there: the next
+        // parameter's `@` is no login's.
+        assert_eq!(
+            urls_redacted("X realm=https://h.example to=me@example.org"),
+            "X realm=https://h.example to=me@example.org"
+        );
         // Quoted, a space in its login or its query: none of either shown.
         assert_eq!(
             urls_redacted(r#"Digest realm="https://me:my pw@sso.example/in?t=a b", qop="auth""#),
