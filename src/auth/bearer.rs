@@ -498,6 +498,36 @@ mod tests {
         );
     }
 
+    /// A request past a round of its own (a token fetched for its 401, then a 503) sends
+    /// the token another request had refused, once more, its renewal having failed; the
+    /// registry refuses it again. That refuses the token, not the repository: the request
+    /// asks for its renewal, and fails as the token server does, where it failed as
+    /// denied, for good, naming a repository the credentials may read.
+    #[tokio::test]
+    async fn a_token_sent_once_more_and_refused_again_is_renewed_not_denied() {
+        let origin = gone_origin();
+        let policy = RetryPolicy {
+            retries: 0,
+            ..RetryPolicy::default()
+        };
+        let auth = issued_at(&origin);
+        let used = auth.grant(&policy).await.unwrap();
+        let challenge = [format!(r#"Bearer realm="{origin}/token""#)];
+        assert!(auth
+            .challenged(&used, &challenge, false, &policy)
+            .await
+            .is_err());
+        let resent = auth.grant(&policy).await.unwrap();
+        assert_eq!(resent.header.as_ref().unwrap(), "Bearer issued");
+        assert_eq!(auth.token_requests(), 2);
+        let e = auth
+            .challenged(&resent, &challenge, true, &policy)
+            .await
+            .unwrap_err();
+        assert_ne!(e.kind(), ErrorKind::Denied, "{e}");
+        assert_eq!(auth.token_requests(), 3, "its renewal asked for: {e}");
+    }
+
     /// Two hosts of a run trade one identity token at one realm: the server rotated it for
     /// the other host's authorizer while this one's grant, with the old token, was on its
     /// way. The newest is tried before the refusal stands.

@@ -410,7 +410,12 @@ impl Authorizer {
             let same_scope = s.bearer.as_ref().and_then(|b| b.param("scope")) == ch.param("scope");
             let insufficient = ch.param("error") == Some("insufficient_scope");
             // A challenge that names another error (`invalid_token`) is about the token.
-            let fresh = again && ch.param("error").is_none() && used.sends(b"Bearer");
+            // A token sent once more after a refusal (`second_chance`) was fetched for no
+            // challenge of this request's: refused again, it is that token, whose renewal
+            // may open the repository, where the request, past a round of its own, was
+            // failed as denied for good.
+            let fresh =
+                again && ch.param("error").is_none() && used.sends(b"Bearer") && !used.retried;
             // A registry token was not fetched for any scope: refused, it is the
             // credential that is, which `put_registry_token` says.
             if used.header.is_some()
