@@ -483,6 +483,47 @@ fn a_token_sent_once_more_is_kept_by_its_request_through_the_registry_s_503s() {
     assert_eq!(reg.token_requests() - asked, 1, "{err}");
 }
 
+/// The same, with `--retries 1`: the request that was sending the token once more fails
+/// on its two 503s, and gives it back; the next object sends it, the registry takes it,
+/// and the rest are served. Before, it stayed spent, and every later object failed on
+/// the token server, which asked for an hour before it would issue another.
+#[test]
+fn a_token_sent_once_more_is_given_back_by_a_request_that_failed_unanswered() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(300)))
+        .start();
+    let blobs: Vec<String> = (0..6)
+        .map(|seed| reg.blob("team/app", bytes(9870 + seed, 1000)))
+        .collect();
+    let mut child = Dist::new().start(&["--retries", "1", "fetch", &repo(&reg), "-", "-j", "1"]);
+    let mut input = child.stdin.take().unwrap();
+    writeln!(input, "{}", blobs[0]).unwrap();
+    first_blob_served(&reg);
+    reg.set_fault_for_every(
+        "/token",
+        Fault::StatusWithRetryAfter(503, "3600".to_string()),
+    );
+    reg.push_fault(&blobs[1], Fault::Unauthorized);
+    reg.push_fault(&blobs[2], Fault::Status(503));
+    reg.push_fault(&blobs[2], Fault::Status(503));
+    for digest in &blobs[1..] {
+        writeln!(input, "{digest}").unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{err}");
+    each_failed_at_the_token_server(&blobs[1..2], &err);
+    let said = err.lines().find(|l| l.contains(blobs[2].as_str()));
+    let said = said.unwrap_or_else(|| panic!("{}: {err}", blobs[2]));
+    assert!(said.contains("answered 503"), "{said}");
+    assert!(!said.contains("/token"), "{said}");
+    for digest in &blobs[3..] {
+        assert!(!err.contains(digest.as_str()), "{digest}: {err}");
+    }
+    assert_eq!(parse_frames(&out.stdout).len(), blobs.len(), "{err}");
+}
+
 /// A registry that refuses every token its token server issues (a signing key they do not
 /// share, a scope it reads otherwise, a clock behind the token's): the refusal, 2 tokens
 /// just issued and refused in a row, is established once. Each later object sends its

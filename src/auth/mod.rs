@@ -89,6 +89,33 @@ impl std::fmt::Debug for Grant {
     }
 }
 
+/// A request's [`TokenTries`], from [`Authorizer::token_tries`].
+pub(crate) struct RequestTries<'a> {
+    auth: &'a Authorizer,
+    tries: TokenTries,
+}
+
+impl std::ops::Deref for RequestTries<'_> {
+    type Target = TokenTries;
+
+    fn deref(&self) -> &TokenTries {
+        &self.tries
+    }
+}
+
+impl std::ops::DerefMut for RequestTries<'_> {
+    fn deref_mut(&mut self) -> &mut TokenTries {
+        &mut self.tries
+    }
+}
+
+impl Drop for RequestTries<'_> {
+    fn drop(&mut self) {
+        let mut s = self.auth.state.lock().expect("auth state poisoned");
+        s.let_go(&self.tries);
+    }
+}
+
 /// A registry's 401, as [`Authorizer::challenged_again`] reacts to it.
 pub(crate) struct Challenged<'a> {
     /// Its `WWW-Authenticate` headers.
@@ -228,6 +255,16 @@ impl Authorizer {
     /// past it waits for its renewal; failed token requests are retried under `policy`.
     pub async fn grant(&self, policy: &RetryPolicy) -> Result<Grant> {
         self.grant_again(policy, &mut TokenTries::default()).await
+    }
+
+    /// The [`TokenTries`] of a request to this registry, which gives back, when dropped
+    /// with the request, the refused token it was given to send once more and never had
+    /// the registry's word on ([`State::let_go`]).
+    pub(crate) fn token_tries(&self) -> RequestTries<'_> {
+        RequestTries {
+            auth: self,
+            tries: TokenTries::default(),
+        }
     }
 
     /// [`grant`](Self::grant) for a request that may have met a failed token request

@@ -105,6 +105,21 @@ impl State {
             .flatten()
     }
 
+    /// Gives back the token sent once more that the request of `tries` holds, when it
+    /// ends with no word of the registry's on it (its retries spent on 503s): kept, it was
+    /// spent for every request until a token request failed again, and while the token
+    /// server asked for more than dist waits, none came, and each later object failed on
+    /// the token server although the registry would take the token.
+    pub(super) fn let_go(&mut self, tries: &TokenTries) {
+        let generation = self.generation;
+        let refused = self.refused.as_mut();
+        if let Some(r) = refused.filter(|r| r.generation == generation && !r.again) {
+            if tries.resend.is_some() && r.resent_at == tries.resend {
+                r.resent_at = None;
+            }
+        }
+    }
+
     /// The failure a task takes as its own rather than ask the token server itself: the
     /// token request's that finished while it waited for the lock, having seen `flights`
     /// before it; or, when it comes again after `tries`' failure, a later one's.
