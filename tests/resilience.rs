@@ -435,6 +435,95 @@ fn a_token_refused_once_while_the_token_server_fails_is_sent_again() {
     assert_eq!(reg.token_requests() - asked, 2, "{err}");
 }
 
+/// The token sent once more (above) goes with a request the registry leaves unanswered:
+/// two 503s, after which the request is held behind the registry's outage, asking for
+/// its token before it is let go and again after. While the token server asks for more
+/// than dist waits (`Retry-After: 3600`), no token request is made to give another
+/// resend: that request keeps its own and sends it again, the registry takes it, and
+/// the token is sent on. Before, the resend was spent on the 503 (under the outage, on
+/// the token asked for before the request was let go), and that object and every later
+/// one failed on the token server.
+#[test]
+fn a_token_sent_once_more_is_kept_by_its_request_through_the_registry_s_503s() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(300)))
+        .start();
+    let blobs: Vec<String> = (0..6)
+        .map(|seed| reg.blob("team/app", bytes(9850 + seed, 1000)))
+        .collect();
+    let mut child = Dist::new().start(&["--retries", "3", "fetch", &repo(&reg), "-", "-j", "1"]);
+    let mut input = child.stdin.take().unwrap();
+    writeln!(input, "{}", blobs[0]).unwrap();
+    first_blob_served(&reg);
+    reg.set_fault_for_every(
+        "/token",
+        Fault::StatusWithRetryAfter(503, "3600".to_string()),
+    );
+    reg.push_fault(&blobs[1], Fault::Unauthorized);
+    reg.push_fault(&blobs[2], Fault::Status(503));
+    reg.push_fault(&blobs[2], Fault::Status(503));
+    let asked = reg.token_requests();
+    for digest in &blobs[1..] {
+        writeln!(input, "{digest}").unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    // The one failure is the token server's, for the object that met the 401.
+    assert_eq!(out.status.code(), Some(75), "{err}");
+    each_failed_at_the_token_server(&blobs[1..2], &err);
+    for digest in &blobs[2..] {
+        assert!(!err.contains(digest.as_str()), "{digest}: {err}");
+    }
+    assert_eq!(parse_frames(&out.stdout).len(), blobs.len(), "{err}");
+    let requests = reg.requests();
+    let sent = |digest: &str| requests.iter().filter(|r| r.path.contains(digest)).count();
+    assert_eq!(sent(&blobs[2]), 3, "two 503s and the answer: {err}");
+    // The renewal the 401 asked for, and none while the token server asks to wait.
+    assert_eq!(reg.token_requests() - asked, 1, "{err}");
+}
+
+/// The same, with `--retries 1`: the request that was sending the token once more fails
+/// on its two 503s, and gives it back; the next object sends it, the registry takes it,
+/// and the rest are served. Before, it stayed spent, and every later object failed on
+/// the token server, which asked for an hour before it would issue another.
+#[test]
+fn a_token_sent_once_more_is_given_back_by_a_request_that_failed_unanswered() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(300)))
+        .start();
+    let blobs: Vec<String> = (0..6)
+        .map(|seed| reg.blob("team/app", bytes(9870 + seed, 1000)))
+        .collect();
+    let mut child = Dist::new().start(&["--retries", "1", "fetch", &repo(&reg), "-", "-j", "1"]);
+    let mut input = child.stdin.take().unwrap();
+    writeln!(input, "{}", blobs[0]).unwrap();
+    first_blob_served(&reg);
+    reg.set_fault_for_every(
+        "/token",
+        Fault::StatusWithRetryAfter(503, "3600".to_string()),
+    );
+    reg.push_fault(&blobs[1], Fault::Unauthorized);
+    reg.push_fault(&blobs[2], Fault::Status(503));
+    reg.push_fault(&blobs[2], Fault::Status(503));
+    for digest in &blobs[1..] {
+        writeln!(input, "{digest}").unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{err}");
+    each_failed_at_the_token_server(&blobs[1..2], &err);
+    let said = err.lines().find(|l| l.contains(blobs[2].as_str()));
+    let said = said.unwrap_or_else(|| panic!("{}: {err}", blobs[2]));
+    assert!(said.contains("answered 503"), "{said}");
+    assert!(!said.contains("/token"), "{said}");
+    for digest in &blobs[3..] {
+        assert!(!err.contains(digest.as_str()), "{digest}: {err}");
+    }
+    assert_eq!(parse_frames(&out.stdout).len(), blobs.len(), "{err}");
+}
+
 /// A registry that refuses every token its token server issues (a signing key they do not
 /// share, a scope it reads otherwise, a clock behind the token's): the refusal, 2 tokens
 /// just issued and refused in a row, is established once. Each later object sends its

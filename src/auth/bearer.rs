@@ -227,7 +227,8 @@ impl Authorizer {
                     cfg.rotated.record(realm, ch.param("service"), &old, &new);
                 }
                 let rotated = (Credential::IdentityToken(new), origin);
-                *self.credential.lock().await = Some(Some(rotated));
+                let mut slot = self.credential.lock().await;
+                self.put_found(&mut slot, Some(rotated));
             }
         }
         let mut s = self.state.lock().expect("auth state poisoned");
@@ -495,6 +496,36 @@ mod tests {
             2,
             "asked again after the token was taken"
         );
+    }
+
+    /// A request past a round of its own (a token fetched for its 401, then a 503) sends
+    /// the token another request had refused, once more, its renewal having failed; the
+    /// registry refuses it again. That refuses the token, not the repository: the request
+    /// asks for its renewal, and fails as the token server does, where it failed as
+    /// denied, for good, naming a repository the credentials may read.
+    #[tokio::test]
+    async fn a_token_sent_once_more_and_refused_again_is_renewed_not_denied() {
+        let origin = gone_origin();
+        let policy = RetryPolicy {
+            retries: 0,
+            ..RetryPolicy::default()
+        };
+        let auth = issued_at(&origin);
+        let used = auth.grant(&policy).await.unwrap();
+        let challenge = [format!(r#"Bearer realm="{origin}/token""#)];
+        assert!(auth
+            .challenged(&used, &challenge, false, &policy)
+            .await
+            .is_err());
+        let resent = auth.grant(&policy).await.unwrap();
+        assert_eq!(resent.header.as_ref().unwrap(), "Bearer issued");
+        assert_eq!(auth.token_requests(), 2);
+        let e = auth
+            .challenged(&resent, &challenge, true, &policy)
+            .await
+            .unwrap_err();
+        assert_ne!(e.kind(), ErrorKind::Denied, "{e}");
+        assert_eq!(auth.token_requests(), 3, "its renewal asked for: {e}");
     }
 
     /// Two hosts of a run trade one identity token at one realm: the server rotated it for

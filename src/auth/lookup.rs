@@ -56,7 +56,7 @@ impl Authorizer {
         let started = Instant::now();
         match self.look_up().await {
             Ok(found) => {
-                *known = Some(found.clone());
+                self.put_found(&mut known, found.clone());
                 Ok(found)
             }
             Err(e) => {
@@ -87,12 +87,23 @@ impl Authorizer {
         match self.look_up().await {
             Ok(Some((c, origin))) if c != *refused => {
                 tracing::debug!(registry = %self.registry_host, %origin, "refused credentials replaced by a fresh lookup");
-                *known = Some(Some((c.clone(), origin.clone())));
+                self.put_found(&mut known, Some((c.clone(), origin.clone())));
                 Some((c, origin))
             }
             // The refusal says more than a helper failing now would.
             _ => None,
         }
+    }
+
+    /// Puts `found` in `slot`, the `credential` lock's, and in `credential_known`.
+    pub(super) fn put_found(
+        &self,
+        slot: &mut Option<Option<(Credential, String)>>,
+        found: Option<(Credential, String)>,
+    ) {
+        let mut known = self.credential_known.lock().expect("auth state poisoned");
+        *known = found.as_ref().map(|(c, _)| c.clone());
+        *slot = Some(found);
     }
 
     async fn look_up(&self) -> Result<Option<(Credential, String)>> {

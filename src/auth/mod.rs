@@ -89,6 +89,33 @@ impl std::fmt::Debug for Grant {
     }
 }
 
+/// A request's [`TokenTries`], from [`Authorizer::token_tries`].
+pub(crate) struct RequestTries<'a> {
+    auth: &'a Authorizer,
+    tries: TokenTries,
+}
+
+impl std::ops::Deref for RequestTries<'_> {
+    type Target = TokenTries;
+
+    fn deref(&self) -> &TokenTries {
+        &self.tries
+    }
+}
+
+impl std::ops::DerefMut for RequestTries<'_> {
+    fn deref_mut(&mut self) -> &mut TokenTries {
+        &mut self.tries
+    }
+}
+
+impl Drop for RequestTries<'_> {
+    fn drop(&mut self) {
+        let mut s = self.auth.state.lock().expect("auth state poisoned");
+        s.let_go(&self.tries);
+    }
+}
+
 /// A registry's 401, as [`Authorizer::challenged_again`] reacts to it.
 pub(crate) struct Challenged<'a> {
     /// Its `WWW-Authenticate` headers.
@@ -111,6 +138,10 @@ pub struct Authorizer {
     /// The credential, once looked up, with where it was found (`None` until then); looked
     /// up again when it is refused.
     credential: tokio::sync::Mutex<Option<Option<(Credential, String)>>>,
+    /// The credential `credential` holds, readable while a lookup holds that lock (a
+    /// helper running for another task): a server's text an error repeats is kept clear
+    /// of it without waiting for the helper.
+    credential_known: Mutex<Option<Credential>>,
     /// When the credential was last looked up again after a refusal: a registry that
     /// refuses every request (a repository the account may not read) must not have the
     /// helper run for each of them.
@@ -163,6 +194,7 @@ impl Authorizer {
             scopes: vec![format!("repository:{repository}:pull")],
             source,
             credential: tokio::sync::Mutex::new(None),
+            credential_known: Mutex::new(None),
             relooked: Mutex::new(None),
             lookup_failed: Mutex::new(None),
             refused: Mutex::new(None),
@@ -225,6 +257,16 @@ impl Authorizer {
         self.grant_again(policy, &mut TokenTries::default()).await
     }
 
+    /// The [`TokenTries`] of a request to this registry, which gives back, when dropped
+    /// with the request, the refused token it was given to send once more and never had
+    /// the registry's word on ([`State::let_go`]).
+    pub(crate) fn token_tries(&self) -> RequestTries<'_> {
+        RequestTries {
+            auth: self,
+            tries: TokenTries::default(),
+        }
+    }
+
     /// [`grant`](Self::grant) for a request that may have met a failed token request
     /// before, noted in `tries`: a later one's failure is its retry's outcome.
     pub(crate) async fn grant_again(
@@ -237,12 +279,19 @@ impl Authorizer {
         // A token the registry refused is not sent again: it would meet the same 401.
         let refused = s.pending().is_some();
         if refused || s.expires_at.is_some_and(|t| now >= t) {
+            if let Some(header) = s.resend_held(tries, now) {
+                return Ok(Grant {
+                    header: Some(header),
+                    generation: s.generation,
+                    retried: true,
+                });
+            }
             if !refused && s.valid_until.is_some_and(|t| now < t) {
                 self.renew_early(s.generation, policy).await;
             } else if let Err(e) = self.renew(s.generation, s.flights, tries, policy).await {
                 // Unless it was refused once, and is still valid: see `second_chance`.
                 let mut s = self.state.lock().expect("auth state poisoned");
-                let header = s.second_chance(Stamp::now()).ok_or(e)?;
+                let header = s.second_chance(Stamp::now(), tries).ok_or(e)?;
                 tracing::debug!("the token's renewal failed; sending the token refused once again");
                 return Ok(Grant {
                     header: Some(header),
@@ -398,7 +447,12 @@ impl Authorizer {
             let same_scope = s.bearer.as_ref().and_then(|b| b.param("scope")) == ch.param("scope");
             let insufficient = ch.param("error") == Some("insufficient_scope");
             // A challenge that names another error (`invalid_token`) is about the token.
-            let fresh = again && ch.param("error").is_none() && used.sends(b"Bearer");
+            // A token sent once more after a refusal (`second_chance`) was fetched for no
+            // challenge of this request's: refused again, it is that token, whose renewal
+            // may open the repository, where the request, past a round of its own, was
+            // failed as denied for good.
+            let fresh =
+                again && ch.param("error").is_none() && used.sends(b"Bearer") && !used.retried;
             // A registry token was not fetched for any scope: refused, it is the
             // credential that is, which `put_registry_token` says.
             if used.header.is_some()

@@ -72,13 +72,14 @@ impl Authorizer {
     pub(super) fn unsupported(&self, www_authenticate: &[String], sent: &Sent) -> Error {
         let text = sent.hide(&www_authenticate.join(", "));
         // The credential itself, as a token server got it, when it was looked up: never
-        // looked up for a message, nor waited for while a helper runs.
+        // looked up for a message, nor waited for while a helper runs (taken from the
+        // lookup's lock, it was shown while another task's helper ran).
         let known = self
-            .credential
-            .try_lock()
-            .ok()
-            .and_then(|c| c.clone().flatten());
-        let text = Sent::credential(known.as_ref().map(|(c, _)| c)).hide(&text);
+            .credential_known
+            .lock()
+            .expect("auth state poisoned")
+            .clone();
+        let text = Sent::credential(known.as_ref()).hide(&text);
         // Of any length (hyper takes hundreds of KiB): on one short line.
         let said = crate::server_text::one_line(&urls_redacted(&text));
         Error::new(
@@ -148,7 +149,10 @@ pub(super) fn refused_message(
 /// login written into it, nor its query. A quoted URL runs to its closing quote: cut at a
 /// space, a login with one (`me:my pw@`) or a query with one was shown from there. An
 /// unquoted one runs to the next space or quote, and may take the parameters after it
-/// along, which is better than the rest of a password with a `,` in it shown.
+/// along, which is better than the rest of a password with a `,` in it shown. Cut at a
+/// space before any host (`realm=https://me:my pw@sso.example/in`), it runs on to the
+/// next `@`: its login has a space, shown from there before. A space in an unquoted
+/// query (`?t=a b`) is no URL's, and what follows it is shown.
 fn urls_redacted(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -160,15 +164,32 @@ fn urls_redacted(text: &str) -> String {
             .find(|&(_, c)| !scheme(c))
             .map_or(0, |(i, c)| i + c.len_utf8());
         let quoted = rest[..start].ends_with('"');
-        let end = rest[at..]
-            .find(|c: char| c == '"' || (!quoted && c.is_whitespace()))
-            .map_or(rest.len(), |n| at + n);
+        let ends = |from: usize| {
+            rest[from..]
+                .find(|c: char| c == '"' || (!quoted && c.is_whitespace()))
+                .map_or(rest.len(), |n| from + n)
+        };
+        let mut end = ends(at);
+        if !quoted && login_runs_on(&rest[at + 3..end]) {
+            let quote = rest[end..].find('"').map_or(rest.len(), |n| end + n);
+            if let Some(i) = rest[end..quote].find('@') {
+                end = ends(end + i);
+            }
+        }
         out.push_str(&rest[..start]);
         out.push_str(&crate::error::redact_url(&rest[start..end]));
         rest = &rest[end..];
     }
     out.push_str(rest);
     out
+}
+
+/// Whether an unquoted URL cut at a space, `after` its `://`, was cut in its login: what
+/// it has is no host, and no `/`, `?`, `#` or `@` ended its authority.
+fn login_runs_on(after: &str) -> bool {
+    !after.is_empty()
+        && !after.contains(['/', '?', '#', '@'])
+        && !crate::reference::is_url_host(after)
 }
 
 /// Who a token that did not open the repository was issued to.
@@ -209,6 +230,21 @@ fn not_granted_message(host: &str, scope: Option<&str>, said: &str, caller: Call
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A challenge that echoes the credential hides it while a lookup holds the
+    /// credential's lock (a helper running again for another task): the message is not
+    /// held for the helper, nor made without hiding.
+    #[tokio::test]
+    async fn an_echoed_challenge_hides_the_credential_while_a_lookup_runs() {
+        let secret = Credential::IdentityToken("refresh-5ecret-token".into());
+        let a = Authorizer::for_tests(super::super::CredentialSource::Fixed(secret));
+        a.found().await.unwrap();
+        let _helper_running = a.credential.lock().await;
+        let challenge = r#"Negotiate realm="r", seen="refresh-5ecret-token""#.to_string();
+        let e = a.unsupported(&[challenge], &Sent::default()).to_string();
+        assert!(!e.contains("5ecret"), "{e}");
+        assert!(e.contains(r#"seen=\"<redacted>\""#), "{e}");
+    }
 
     /// A refusal stands for five minutes, for that credential only: then the credential is
     /// tried once more, since a directory that was down refused it as it refuses a wrong
@@ -288,6 +324,17 @@ mod tests {
             "X realm=http://h.example/a,b=c, Y ü=z+http://h/"
         );
         assert_eq!(urls_redacted("no url: here"), "no url: here");
+        // Unquoted, a space in its login: the login runs on to its `@`.
+        assert_eq!(
+            urls_redacted("Digest realm=https://me:my pw@sso.example/in?t=1, qop=auth"),
+            "Digest realm=https://sso.example/in?… qop=auth"
+        );
+        // Unquoted and ended by a space after its host, it ends there: the next
+        // parameter's `@` is no login's.
+        assert_eq!(
+            urls_redacted("X realm=https://h.example to=me@example.org"),
+            "X realm=https://h.example to=me@example.org"
+        );
         // Quoted, a space in its login or its query: none of either shown.
         assert_eq!(
             urls_redacted(r#"Digest realm="https://me:my pw@sso.example/in?t=a b", qop="auth""#),

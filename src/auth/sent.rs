@@ -8,9 +8,11 @@ use http::HeaderValue;
 
 use super::credentials::Credential;
 
-/// Shorter secrets are not taken out of a server's words: a password of a letter or two
-/// would cut every word it appears in, and says nothing to a reader anyway.
-const MIN_HIDDEN: usize = 4;
+/// Shorter secrets are not taken out of a server's words: a password of a letter or two,
+/// hidden wherever it stands as a word, would be told by the words hidden (every `a`,
+/// every `1`), and is guessed in a few hundred tries anyway. One of 3 characters is hidden
+/// as a word ([`WHOLE_WORD_BELOW`]): shown, it was the password whole.
+const MIN_HIDDEN: usize = 3;
 
 /// Secrets shorter than this are hidden only where they stand as a word of their own: a
 /// short password is often part of ordinary words (`test` of `latest`, `pass` of
@@ -108,7 +110,11 @@ impl Sent {
             .replace('>', "\\u003e")
             .replace('&', "\\u0026");
         let python = ascii_escaped(json);
-        for escaped in [json.to_string(), json.replace('/', "\\/"), go, python] {
+        // An HTML error page shows its title as written, entities and all: a gateway's
+        // page repeating the password (`pa&amp;ss` for `pa&ss`).
+        let [html, go_html] = html_escaped(secret);
+        let forms = [json.to_string(), json.replace('/', "\\/"), go, python];
+        for escaped in forms.into_iter().chain([html, go_html]) {
             if escaped != secret && !self.0.contains(&escaped) {
                 self.0.push(escaped);
             }
@@ -130,6 +136,20 @@ impl Sent {
     pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+}
+
+/// `secret` as HTML writes text: `&`, `<` and `>` as entities, and the quotes as
+/// Python's `html.escape` writes them (`&quot;`, `&#x27;`) and as Go's `html` package does
+/// (`&#34;`, `&#39;`).
+fn html_escaped(secret: &str) -> [String; 2] {
+    let base = secret
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    [
+        base.replace('"', "&quot;").replace('\'', "&#x27;"),
+        base.replace('"', "&#34;").replace('\'', "&#39;"),
+    ]
 }
 
 /// `json` with every character past ASCII written `\uXXXX` (UTF-16 units), as a JSON
@@ -270,6 +290,42 @@ mod tests {
                 "{writer}"
             );
         }
+    }
+
+    /// An HTML error page's title is shown as written: a password it repeats, written
+    /// with entities, is hidden so.
+    #[test]
+    fn a_secret_written_as_html_is_hidden() {
+        let secret = Credential::Basic {
+            username: "alice".into(),
+            password: r#"pa&ss<"o'k">"#.into(),
+        };
+        let sent = Sent::credential(Some(&secret));
+        for title in [
+            "pa&amp;ss&lt;&quot;o&#x27;k&quot;&gt;",
+            "pa&amp;ss&lt;&#34;o&#39;k&#34;&gt;",
+        ] {
+            let page = format!("<html><title>denied: {title}</title></html>");
+            let shown = crate::server_text::error_detail_hiding(page.as_bytes(), "401", &sent);
+            assert_eq!(shown, "denied: <redacted>", "{title}");
+        }
+    }
+
+    /// A password of 3 characters is hidden where it stands as a word; one of 2 is not
+    /// hidden at all, which would tell it by the words hidden.
+    #[test]
+    fn a_three_character_password_is_hidden_as_a_word() {
+        let basic = |password: &str| Credential::Basic {
+            username: "alice".into(),
+            password: password.into(),
+        };
+        let sent = Sent::credential(Some(&basic("abc")));
+        assert_eq!(
+            sent.hide("password abc refused; abcd unknown"),
+            "password <redacted> refused; abcd unknown"
+        );
+        let sent = Sent::credential(Some(&basic("ab")));
+        assert_eq!(sent.hide("a b ab"), "a b ab");
     }
 
     #[test]

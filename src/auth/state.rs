@@ -66,8 +66,14 @@ impl State {
     /// token once (a replica that had not heard of it yet, a restart), and while its
     /// token server fails, sent no more, it left every request to fail on that server.
     /// One request sends it for all, once per failed token request (a request lost on
-    /// its way says nothing); refused again, it is not sent once more.
-    pub(super) fn second_chance(&mut self, now: Stamp) -> Option<HeaderValue> {
+    /// its way says nothing); refused again, it is not sent once more. The request that
+    /// sends it, noted in `tries`, keeps it until the registry answers it
+    /// ([`resend_held`](Self::resend_held)).
+    pub(super) fn second_chance(
+        &mut self,
+        now: Stamp,
+        tries: &mut TokenTries,
+    ) -> Option<HeaderValue> {
         let valid = self.valid_until.is_some_and(|t| now < t);
         let (generation, flights) = (self.generation, self.flights);
         let refused = self
@@ -78,14 +84,47 @@ impl State {
             return None;
         }
         refused.resent_at = Some(flights);
+        tries.resend = Some(flights);
         self.header.clone()
+    }
+
+    /// The token sent once more ([`second_chance`](Self::second_chance)) by the request
+    /// of `tries`, when no answer of the registry's has spoken of it since (a 503, a
+    /// connection lost, the wait behind an outage's request sent for all) and no token
+    /// request has failed since: that request sends it again. Taken anew, it was spent on
+    /// a request the registry never answered (held under an outage, the request asked for
+    /// its token before it was let go, and again after), and while the token server
+    /// asked for more than dist waits, no token request came to give another: every
+    /// object failed on the token server, as before the resend.
+    pub(super) fn resend_held(&self, tries: &TokenTries, now: Stamp) -> Option<HeaderValue> {
+        let r = self.refused_now()?;
+        let valid = self.valid_until.is_some_and(|t| now < t);
+        let ours = tries.resend.is_some() && r.resent_at == tries.resend;
+        (valid && ours && !r.again && r.resent_at == Some(self.flights))
+            .then(|| self.header.clone())
+            .flatten()
+    }
+
+    /// Gives back the token sent once more that the request of `tries` holds, when it
+    /// ends with no word of the registry's on it (its retries spent on 503s): kept, it was
+    /// spent for every request until a token request failed again, and while the token
+    /// server asked for more than dist waits, none came, and each later object failed on
+    /// the token server although the registry would take the token.
+    pub(super) fn let_go(&mut self, tries: &TokenTries) {
+        let generation = self.generation;
+        let refused = self.refused.as_mut();
+        if let Some(r) = refused.filter(|r| r.generation == generation && !r.again) {
+            if tries.resend.is_some() && r.resent_at == tries.resend {
+                r.resent_at = None;
+            }
+        }
     }
 
     /// The failure a task takes as its own rather than ask the token server itself: the
     /// token request's that finished while it waited for the lock, having seen `flights`
     /// before it; or, when it comes again after `tries`' failure, a later one's.
     pub(super) fn failure_since(&self, flights: u64, tries: &TokenTries) -> Option<Error> {
-        let later = tries.0.is_some_and(|took| self.flights > took);
+        let later = tries.took.is_some_and(|took| self.flights > took);
         let failed = self.failed.as_ref();
         let failed = failed.filter(|_| self.flights != flights || later)?;
         Some(failed.shared())
@@ -100,7 +139,7 @@ impl State {
     /// now joins theirs. A refused token has its own turn ([`second_chance`](Self::second_chance)),
     /// and a failure that is no passing one is not waited out, so neither is taken here.
     pub(super) fn failure_in_backoff(&self, tries: &TokenTries, now: Instant) -> Option<Error> {
-        if tries.0.is_some() || self.pending().is_some() {
+        if tries.took.is_some() || self.pending().is_some() {
             return None;
         }
         let failed = self.failed.as_ref().filter(|f| f.is_transient())?;
@@ -114,12 +153,17 @@ impl State {
 /// made since for all, rather than wait out the backoff and ask once more for itself:
 /// each task that came late to the one retry made for all asked again, one request
 /// after another (3 token requests for `--retries 1`, the one retry and a third).
+/// It also notes the token requests finished when it was given a refused token to send
+/// once more ([`State::second_chance`]).
 #[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct TokenTries(Option<u64>);
+pub(crate) struct TokenTries {
+    took: Option<u64>,
+    resend: Option<u64>,
+}
 
 impl TokenTries {
     /// Notes that the request took the failure of the token requests finished at `flights`.
     pub(super) fn took(&mut self, flights: u64) {
-        self.0 = Some(flights);
+        self.took = Some(flights);
     }
 }

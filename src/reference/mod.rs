@@ -21,7 +21,7 @@ pub use image_reference::{object_of, Reference, DEFAULT_TAG};
 pub use locator::{api_url_path, strip_scheme, Locator, Repository};
 pub use object::Object;
 pub use user_info::shown_by_words as without_credentials;
-pub(crate) use user_info::{url_login_end, NO_CREDENTIALS_HERE};
+pub(crate) use user_info::{is_url_host, url_login_end, NO_CREDENTIALS_HERE};
 
 /// Docker Hub's canonical name, as written in references and in `config.json`.
 pub const DOCKER_HUB: &str = "docker.io";

@@ -96,7 +96,7 @@ pub(crate) fn url_login_end(url: &str) -> Option<usize> {
 /// name holds a `_`, as a URL's may (RFC 3986's reg-name) and a compose project's hosts do
 /// (`my_minio:9000`, `proj_minio_1`). Read as no host, any `@` after it, in an object's key
 /// or a query, ended a password.
-fn is_url_host(authority: &str) -> bool {
+pub(crate) fn is_url_host(authority: &str) -> bool {
     validate_host(authority).is_ok()
         || (authority.contains('_') && validate_host(&authority.replace('_', "u")).is_ok())
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode, Uri};
 
-use crate::auth::{Authorizer, Challenged, CredentialSource, Sent, TokenTries};
+use crate::auth::{Authorizer, Challenged, CredentialSource, Sent};
 use crate::error::{Error, ErrorKind, Result};
 use crate::reference::Repository;
 use crate::retry::{self, HostPause, Next, RetryPolicy};
@@ -487,7 +487,8 @@ impl Host {
         let mut kept = None;
         // The token requests whose failures this request took: its retry takes a later
         // one's, made for all, rather than ask once more.
-        let mut tries = TokenTries::default();
+        // Dropped with the request, it gives back a refused token it was to send once more.
+        let mut tries = self.auth.token_tries();
         loop {
             // A mirror the registry stands behind is not waited for: the hosts are picked
             // before its pause, but a body it serves asks it for the rest, and its parts
