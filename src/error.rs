@@ -395,8 +395,13 @@ impl Error {
         self
     }
 
-    /// How long the server asked to be left alone, when the error carries it.
-    pub(crate) fn retry_after(&self) -> Option<std::time::Duration> {
+    /// How long the server asked to be left alone (`Retry-After`), when the error carries
+    /// it: a 429 or 503 asking for a pause longer than the
+    /// [`RetryPolicy`](crate::retry::RetryPolicy)'s `max_delay`, which the remote did not
+    /// sleep through, and a token server's refusal. A service that tries the object again
+    /// later waits at least this long. `None` when no pause was asked for, or when the
+    /// pause asked for was waited out and the retries were spent.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
         self.0.retry_after
     }
 

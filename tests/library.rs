@@ -350,6 +350,35 @@ async fn error_kinds_a_caller_matches_on() {
     assert!(!logged.contains("s3cret"), "{logged}");
 }
 
+/// A service that tries an object again in a later round learns from the error how long
+/// the registry asked to be left alone, when that was longer than the remote waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_longer_than_the_policy_waits_is_told_to_the_caller() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", b"content");
+    let object: Object = digest.parse().unwrap();
+    reg.set_fault_for_every(&digest, Fault::StatusWithRetryAfter(429, "3600".into()));
+    let err = anonymous(&reg)
+        .fetch(&object, &Hints::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TooManyRequests, "{err}");
+    assert!(err.is_transient());
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(3600)), "{err}");
+
+    // A pause within the policy's was waited out: nothing more to wait for.
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", b"content");
+    let object: Object = digest.parse().unwrap();
+    reg.set_fault_for_every(&digest, Fault::Status(503));
+    let err = anonymous(&reg)
+        .fetch(&object, &Hints::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(503), "{err}");
+    assert_eq!(err.retry_after(), None, "{err}");
+}
+
 /// A store kept open (a service's) learns of a partial download another process left
 /// after it opened once it takes the blob's lock: it carries it on, and removes it once
 /// the blob is stored. Looked for only when the store opened, it was never carried on,
