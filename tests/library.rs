@@ -136,6 +136,19 @@ fn handles_are_send_sync_and_static() {
     spawnable(&pull);
 }
 
+/// README's Library example is `examples/fetch_tag.rs` word for word, so that what a
+/// reader copies compiles (`cargo build --all-targets` builds the examples).
+#[test]
+fn the_readme_library_example_is_one_that_builds() {
+    let readme = include_str!("../README.md");
+    let example = include_str!("../examples/fetch_tag.rs");
+    let block = format!("```rust\n{example}```\n");
+    assert!(
+        readme.contains(&block),
+        "README's Library example differs from examples/fetch_tag.rs"
+    );
+}
+
 /// A service keeps these in its own `#[derive(Debug)]` structs and logs them.
 #[test]
 fn public_handles_implement_debug() {
