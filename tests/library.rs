@@ -363,6 +363,34 @@ async fn error_kinds_a_caller_matches_on() {
     assert!(!logged.contains("s3cret"), "{logged}");
 }
 
+/// A write to a blob dropped while it waits for the blob's writer thread (the losing
+/// branch of a caller's `select!`) has taken its chunk: the blob committed after it holds
+/// every chunk, in order, and not the content without the dropped one under its digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_write_dropped_while_it_waits_still_writes_its_chunk() {
+    use futures::FutureExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = LayoutStore::open(dir.path()).unwrap();
+    // Chunks larger than the writer's queue: each waits for the one before to be written.
+    let chunks: Vec<bytes::Bytes> = (0..8u8).map(|i| vec![i; 3 << 20].into()).collect();
+    let whole = chunks.concat();
+    let digest = Digest::of(dist::digest::Algorithm::Sha256, &whole);
+    let mut blob = store.temp(dist::digest::Algorithm::Sha256).unwrap();
+    let mut dropped = 0;
+    for chunk in &chunks {
+        match blob.write(chunk).now_or_never() {
+            Some(written) => written.unwrap(),
+            None => dropped += 1,
+        }
+    }
+    assert!(dropped > 0, "no write waited for the writer");
+    let path = blob.commit(&digest).await.unwrap();
+    assert!(
+        std::fs::read(path).unwrap() == whole,
+        "{dropped} writes dropped"
+    );
+}
+
 /// A service that tries an object again in a later round learns from the error how long
 /// the registry asked to be left alone, when that was longer than the remote waits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
