@@ -75,8 +75,8 @@ async fn fetch_into(
     descriptor: Descriptor,
     out: &std::path::Path,
 ) -> dist::Result<u64> {
-    let mut hints = Hints::default();
-    hints.size = Some(descriptor.size);
+    // Its size, and its media type for the `Accept` header.
+    let hints = Hints::for_descriptor(&descriptor)?;
     let object = Object::Digest(descriptor.digest.clone());
     let mut download = remote.fetch(&object, &hints).await?;
     let name = descriptor.digest.to_string().replace(':', "-");

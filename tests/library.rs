@@ -391,6 +391,49 @@ async fn a_blob_write_dropped_while_it_waits_still_writes_its_chunk() {
     );
 }
 
+/// An index's entry, or any manifest a descriptor names, fetched by digest as the
+/// descriptor says: from the manifests endpoint at once, not first asked for as a blob
+/// (which a registry need not serve a manifest as, nor this one does), and held to the
+/// descriptor's size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_a_descriptor_names_is_fetched_with_its_hints() {
+    let reg = FakeRegistry::start();
+    let (manifest_digest, _) = image(&reg, &[b"layer".to_vec()]);
+    let remote = anonymous(&reg);
+    let tag: Object = "v1".parse().unwrap();
+    let mut download = remote.fetch(&tag, &Hints::default()).await.unwrap();
+    let bytes = dist::image::read_to_end(&mut download, dist::fetch::MAX_MANIFEST_SIZE)
+        .await
+        .unwrap();
+    let entry = dist::image::Descriptor::new(
+        OCI_MANIFEST,
+        manifest_digest.parse().unwrap(),
+        bytes.len() as u64,
+    );
+
+    let object = Object::Digest(entry.digest.clone());
+    let before = reg.request_count();
+    let hints = Hints::for_descriptor(&entry).unwrap();
+    let mut download = remote.fetch(&object, &hints).await.unwrap();
+    let fetched = dist::image::read_to_end(&mut download, dist::fetch::MAX_MANIFEST_SIZE)
+        .await
+        .unwrap();
+    assert_eq!(fetched, bytes);
+    assert_eq!(download.meta().media_type.as_deref(), Some(OCI_MANIFEST));
+    let asked: Vec<String> = reg.requests()[before..]
+        .iter()
+        .map(|r| r.path.clone())
+        .collect();
+    let by_digest = format!("/v2/team/app/manifests/{manifest_digest}");
+    assert_eq!(asked, [by_digest], "one request, to the manifests endpoint");
+    assert_eq!(hints.size, Some(bytes.len() as u64));
+
+    let mut odd = entry.clone();
+    odd.media_type = "application/vnd.oci.image.manifest.v1+json\r".into();
+    let err = Hints::for_descriptor(&odd).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+}
+
 /// A service that tries an object again in a later round learns from the error how long
 /// the registry asked to be left alone, when that was longer than the remote waits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
