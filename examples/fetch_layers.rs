@@ -32,7 +32,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         RetryPolicy::default(),
     );
 
-    let (config, layers) = match image_manifest(&remote, &tag.parse()?).await? {
+    let (descriptor, bytes) = dist::image::fetch_manifest(&remote, &tag.parse()?).await?;
+    let (config, layers) = match Manifest::parse(Some(&descriptor.media_type), &bytes)? {
         Manifest::Image { config, layers } => (*config, layers),
         other => return Err(format!("{tag} is no single image: {other:?}").into()),
     };
@@ -60,13 +61,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         0 => Ok(()),
         n => Err(format!("{n} blobs failed").into()),
     }
-}
-
-/// The manifest `object` names, verified against its digest when the registry names one.
-async fn image_manifest(remote: &RegistryRemote, object: &Object) -> dist::Result<Manifest> {
-    let mut download = remote.fetch(object, &Hints::default()).await?;
-    let bytes = dist::image::read_to_end(&mut download, dist::fetch::MAX_MANIFEST_SIZE).await?;
-    Manifest::parse(download.meta().media_type.as_deref(), &bytes)
 }
 
 /// Streams one blob into `out/.DIGEST.part`, renamed to `out/DIGEST` once it verified.

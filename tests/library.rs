@@ -391,6 +391,33 @@ async fn a_blob_write_dropped_while_it_waits_still_writes_its_chunk() {
     );
 }
 
+/// A manifest by tag in one call, verified, with the descriptor a caller parses it by.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_by_tag_in_one_call() {
+    let reg = FakeRegistry::start();
+    let (manifest_digest, blobs) = image(&reg, &[b"one".to_vec(), b"two".to_vec()]);
+    let remote = anonymous(&reg);
+    let tag: Object = "v1".parse().unwrap();
+    let (descriptor, bytes) = dist::image::fetch_manifest(&remote, &tag).await.unwrap();
+    assert_eq!(descriptor.digest.to_string(), manifest_digest);
+    assert_eq!(descriptor.media_type, OCI_MANIFEST);
+    assert_eq!(descriptor.size, bytes.len() as u64);
+    let Manifest::Image { config, layers } =
+        Manifest::parse(Some(&descriptor.media_type), &bytes).unwrap()
+    else {
+        panic!("an image manifest");
+    };
+    assert_eq!(config.digest.to_string(), blobs[0].0);
+    let listed: Vec<String> = layers.iter().map(|l| l.digest.to_string()).collect();
+    assert_eq!(listed, [blobs[1].0.clone(), blobs[2].0.clone()]);
+
+    let missing: Object = "v2".parse().unwrap();
+    let err = dist::image::fetch_manifest(&remote, &missing)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+}
+
 /// An index's entry, or any manifest a descriptor names, fetched by digest as the
 /// descriptor says: from the manifests endpoint at once, not first asked for as a blob
 /// (which a registry need not serve a manifest as, nor this one does), and held to the
