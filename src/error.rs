@@ -31,8 +31,8 @@ pub enum ErrorKind {
     /// another name). Never retried: it will not change by itself.
     Certificate,
     /// The server answered the TLS handshake in plain HTTP: a registry without TLS, named
-    /// without `--plain-http`; or, the other way round, a TLS server answered a plain-HTTP
-    /// request saying that it speaks TLS. Never retried.
+    /// without `http://` (the CLI's `--plain-http`); or, the other way round, a TLS server
+    /// answered a plain-HTTP request saying that it speaks TLS. Never retried.
     NotTls,
     /// The server and dist have no TLS version or cipher suite in common (a server that
     /// speaks only TLS 1.0 or 1.1, or offers only CBC suites). Never retried.
