@@ -96,6 +96,8 @@
 //! temporary file, only, for one made by
 //! [`LayoutStore::temp_for`](sink::layout::LayoutStore::temp_for) with content written past
 //! its first MiB, the partial download a later fetch of that blob carries on.
+//! [`Download::chunk`] and [`TempBlob::write`](sink::layout::TempBlob::write) are
+//! cancel-safe: a call dropped by a `select!` or a timeout loses no content.
 //!
 //! ```
 //! # use dist::layout_remote::LayoutRemote;
