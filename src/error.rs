@@ -31,8 +31,8 @@ pub enum ErrorKind {
     /// another name). Never retried: it will not change by itself.
     Certificate,
     /// The server answered the TLS handshake in plain HTTP: a registry without TLS, named
-    /// without `--plain-http`; or, the other way round, a TLS server answered a plain-HTTP
-    /// request saying that it speaks TLS. Never retried.
+    /// without `http://` (the CLI's `--plain-http`); or, the other way round, a TLS server
+    /// answered a plain-HTTP request saying that it speaks TLS. Never retried.
     NotTls,
     /// The server and dist have no TLS version or cipher suite in common (a server that
     /// speaks only TLS 1.0 or 1.1, or offers only CBC suites). Never retried.
@@ -395,8 +395,13 @@ impl Error {
         self
     }
 
-    /// How long the server asked to be left alone, when the error carries it.
-    pub(crate) fn retry_after(&self) -> Option<std::time::Duration> {
+    /// How long the server asked to be left alone (`Retry-After`), when the error carries
+    /// it: a 429 or 503 asking for a pause longer than the
+    /// [`RetryPolicy`](crate::retry::RetryPolicy)'s `max_delay`, which the remote did not
+    /// sleep through, and a token server's refusal. A service that tries the object again
+    /// later waits at least this long. `None` when no pause was asked for, or when the
+    /// pause asked for was waited out and the retries were spent.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
         self.0.retry_after
     }
 

@@ -9,6 +9,7 @@
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 
@@ -131,6 +132,9 @@ enum Hashing {
     Inline(Box<Hasher>),
     /// On a blocking-pool thread fed through a bounded queue.
     Offloaded(Option<Handoff<Digest>>),
+    /// The queue closed, the thread's digest awaited: kept here, not in the call that
+    /// awaits it, so that a call dropped meanwhile leaves the digest to the next.
+    Finishing(BoxFuture<'static, std::result::Result<Digest, crate::handoff::Panicked>>),
 }
 
 impl Hashing {
@@ -153,38 +157,48 @@ impl Hashing {
         }
     }
 
+    /// Hashes `chunk`, or fails; dropped while it waits for room in the queue, the chunk
+    /// was not queued.
     async fn update(&mut self, chunk: &Bytes) -> Result<()> {
-        match self {
-            Hashing::Inline(h) => h.update(chunk),
-            Hashing::Offloaded(handoff) => {
-                let sent = match handoff {
-                    Some(h) => h.send(chunk.clone()).await.is_ok(),
-                    None => false,
-                };
-                if !sent {
-                    // The thread stops early only by panicking: its result says why.
-                    return Err(match self.finish().await {
-                        Err(e) => e,
-                        Ok(_) => Error::new(ErrorKind::Io, "the hashing thread stopped"),
-                    });
-                }
+        let sent = match self {
+            Hashing::Inline(h) => {
+                h.update(chunk);
+                true
             }
+            Hashing::Offloaded(Some(h)) => h.send(chunk.clone()).await.is_ok(),
+            Hashing::Offloaded(None) | Hashing::Finishing(_) => false,
+        };
+        if !sent {
+            // The thread stops early only by panicking: its result says why.
+            return Err(match self.finish().await {
+                Err(e) => e,
+                Ok(_) => Error::new(ErrorKind::Io, "the hashing thread stopped"),
+            });
         }
         Ok(())
     }
 
     async fn finish(&mut self) -> Result<Digest> {
-        match self {
-            Hashing::Inline(h) => {
-                Ok(std::mem::replace(h.as_mut(), Hasher::new(Algorithm::Sha256)).finish())
-            }
-            Hashing::Offloaded(handoff) => {
-                let handoff = handoff
-                    .take()
-                    .ok_or_else(|| Error::new(ErrorKind::Io, "the hash was already taken"))?;
-                handoff.finish().await.map_err(|p| {
-                    Error::new(ErrorKind::Io, format!("the hashing thread panicked: {p}"))
-                })
+        loop {
+            match self {
+                Hashing::Inline(h) => {
+                    return Ok(
+                        std::mem::replace(h.as_mut(), Hasher::new(Algorithm::Sha256)).finish(),
+                    )
+                }
+                Hashing::Offloaded(handoff) => {
+                    let handoff = handoff
+                        .take()
+                        .ok_or_else(|| Error::new(ErrorKind::Io, "the hash was already taken"))?;
+                    *self = Hashing::Finishing(Box::pin(handoff.finish()));
+                }
+                Hashing::Finishing(digest) => {
+                    let digest = digest.await;
+                    *self = Hashing::Offloaded(None);
+                    return digest.map_err(|p| {
+                        Error::new(ErrorKind::Io, format!("the hashing thread panicked: {p}"))
+                    });
+                }
             }
         }
     }
@@ -238,6 +252,13 @@ pub struct Download {
     /// registry) and whether the registry itself comes after it, and whether this is the
     /// fetch once more after the same mismatch. See [`Download::size_given`].
     size_given: Option<(Option<(String, bool)>, bool)>,
+    /// A chunk taken from the body but not yet hashed: a call to `chunk` dropped while
+    /// the hashing thread's queue was full (the losing branch of a caller's `select!`)
+    /// leaves it to the next call, which would otherwise hand out the chunk after it.
+    unhashed: Option<Bytes>,
+    /// The body ended: a call dropped while it awaited the digest leaves the next one to
+    /// take it, not to poll the body past its end.
+    ended: bool,
     /// Why the body's end was taken on trust, if it was: see [`Download::end_on_trust`].
     on_trust: Option<OnTrust>,
     /// The codings undone to get the body (`gzip`), if any, and how many bytes were sent
@@ -283,6 +304,8 @@ impl Download {
             unverifiable: false,
             tried_first: Vec::new(),
             size_given: None,
+            unhashed: None,
+            ended: false,
             on_trust: None,
             decoded_from: None,
             taken_as_sent: None,
@@ -308,6 +331,8 @@ impl Download {
             unverifiable: false,
             tried_first: Vec::new(),
             size_given: None,
+            unhashed: None,
+            ended: false,
             on_trust: None,
             decoded_from: None,
             taken_as_sent: None,
@@ -481,6 +506,10 @@ impl Download {
     ///
     /// An error is final: every later call returns it again, so a caller that goes on
     /// asking never reaches `Ok(None)` for content that failed.
+    ///
+    /// Cancel-safe: a call dropped before it returned (the losing branch of a
+    /// `tokio::select!`, a `tokio::time::timeout` that expired) loses no content; the next
+    /// call hands out the chunk it had taken, or the verdict it was waiting for.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>> {
         if self.verified.is_some() {
             return Ok(None);
@@ -497,44 +526,56 @@ impl Download {
     }
 
     async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
-        match self.body.next().await {
-            Some(Ok(chunk)) => {
-                let total = self.received + chunk.len() as u64;
-                if let Some(size) = self.meta.size {
-                    if total > size {
-                        let msg = format!(
-                            "content longer than its expected {}",
-                            crate::plural::Bytes(size)
-                        );
-                        return Err(self.wrong_size(msg, size, None));
-                    }
-                }
-                if let Some(limit) = self.meta.limit {
-                    if total > limit {
-                        return Err(self.fail(
-                            ErrorKind::TooLarge,
-                            format!("content larger than {limit} bytes"),
-                        ));
-                    }
-                }
-                if let Err(e) = self.hashing.update(&chunk).await {
-                    return Err(e.with_object(&self.meta.object).with_url(&self.meta.url));
-                }
-                self.received = total;
-                if let Some(kept) = &mut self.kept {
-                    kept.extend_from_slice(&chunk);
-                    if !may_be_json_object(kept) {
-                        self.kept = None;
-                    }
-                }
-                Ok(Some(chunk))
-            }
-            Some(Err(e)) => Err(e.with_object(&self.meta.object).with_url(&self.meta.url)),
-            None => {
+        // What a call dropped while it waited (see `unhashed`, `ended`) left to this one.
+        let chunk = match self.unhashed.take() {
+            Some(chunk) => chunk,
+            None if self.ended => {
                 self.finish().await?;
-                Ok(None)
+                return Ok(None);
+            }
+            None => match self.body.next().await {
+                Some(Ok(chunk)) => chunk,
+                Some(Err(e)) => {
+                    return Err(e.with_object(&self.meta.object).with_url(&self.meta.url))
+                }
+                None => {
+                    self.ended = true;
+                    self.finish().await?;
+                    return Ok(None);
+                }
+            },
+        };
+        let total = self.received + chunk.len() as u64;
+        if let Some(size) = self.meta.size {
+            if total > size {
+                let msg = format!(
+                    "content longer than its expected {}",
+                    crate::plural::Bytes(size)
+                );
+                return Err(self.wrong_size(msg, size, None));
             }
         }
+        if let Some(limit) = self.meta.limit {
+            if total > limit {
+                return Err(self.fail(
+                    ErrorKind::TooLarge,
+                    format!("content larger than {limit} bytes"),
+                ));
+            }
+        }
+        self.unhashed = Some(chunk.clone());
+        if let Err(e) = self.hashing.update(&chunk).await {
+            return Err(e.with_object(&self.meta.object).with_url(&self.meta.url));
+        }
+        self.unhashed = None;
+        self.received = total;
+        if let Some(kept) = &mut self.kept {
+            kept.extend_from_slice(&chunk);
+            if !may_be_json_object(kept) {
+                self.kept = None;
+            }
+        }
+        Ok(Some(chunk))
     }
 
     async fn finish(&mut self) -> Result<()> {
@@ -713,7 +754,7 @@ fn may_be_json_object(start: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures::stream;
+    use futures::{stream, FutureExt};
 
     fn meta(expected: Option<Digest>, size: Option<u64>) -> Meta {
         Meta {
@@ -837,6 +878,56 @@ mod tests {
             drain(&mut d).await.unwrap_err().kind(),
             ErrorKind::DigestMismatch
         );
+    }
+
+    /// A call to `chunk` dropped while it waits for the hashing thread (the losing branch
+    /// of a caller's `select!`, a timeout around it) loses nothing: mid-body, the chunk it
+    /// had taken from the body is handed out by the next call; at the end, the next call
+    /// takes the digest the thread computed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_chunk_call_dropped_while_it_waits_loses_nothing() {
+        let parts: [&'static [u8]; 3] = [b"first ", b"second ", b"third"];
+        let whole = parts.concat();
+        let want = Digest::of(Algorithm::Sha256, &whole);
+        for at_end in [false, true] {
+            let mut m = meta(Some(want.clone()), Some(whole.len() as u64));
+            m.limit = None;
+            // A body that may not be polled past its end, as hyper's may not.
+            let mut over = false;
+            let end = stream::poll_fn(move |_| {
+                assert!(!over, "the body was polled past its end");
+                over = true;
+                std::task::Poll::Ready(None)
+            });
+            let mut d = Download::new(m, body(&parts).chain(end).boxed());
+            // A thread held back until told: before it takes a chunk (its queue of one
+            // byte is full with the first), or before it hands out the digest.
+            let (go, held) = std::sync::mpsc::channel::<()>();
+            let hasher = Hasher::new(Algorithm::Sha256);
+            let gated = Handoff::spawn(1, hasher, move |mut h, chunks| {
+                if !at_end {
+                    let _ = held.recv();
+                }
+                for chunk in chunks {
+                    h.update(&chunk);
+                }
+                if at_end {
+                    let _ = held.recv();
+                }
+                h.finish()
+            });
+            d.hashing = Hashing::Offloaded(Some(gated.ok().unwrap()));
+            let mut got = Vec::new();
+            let taken = if at_end { parts.len() } else { 1 };
+            for _ in 0..taken {
+                got.extend_from_slice(&d.chunk().await.unwrap().unwrap());
+            }
+            assert!(d.chunk().now_or_never().is_none(), "the call waits");
+            go.send(()).unwrap();
+            got.extend_from_slice(&drain(&mut d).await.unwrap());
+            assert_eq!(got, whole, "at_end: {at_end}");
+            assert_eq!(d.digest(), Some(&want), "at_end: {at_end}");
+        }
     }
 
     /// A hashing thread that panics (mid-body, or as the body ends) fails the download

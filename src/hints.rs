@@ -50,6 +50,71 @@ impl Hints {
         hints
     }
 
+    /// The hints for fetching the content `descriptor` names (a manifest's config or
+    /// layer, an index's entry): its exact size, and its media type as the one preferred,
+    /// for a manifest followed by the other manifest types, as `dist pull` and a worker
+    /// input line of the descriptor fetch it. A manifest named by digest goes to the
+    /// manifests endpoint at once (`Hints::default()` asks for a digest as a blob first,
+    /// which not every registry serves a manifest as), and content of another size is
+    /// refused before it is read. Fails for a media type no `Accept` header carries.
+    ///
+    /// ```
+    /// use dist::image::Descriptor;
+    /// use dist::{digest::Algorithm, Digest, Hints};
+    ///
+    /// let entry = Descriptor::new(
+    ///     "application/vnd.oci.image.manifest.v1+json",
+    ///     Digest::of(Algorithm::Sha256, b"{}"),
+    ///     2,
+    /// );
+    /// let hints = Hints::for_descriptor(&entry)?;
+    /// assert_eq!(hints.size, Some(2));
+    /// assert!(hints.wants_manifest());
+    /// # Ok::<(), dist::Error>(())
+    /// ```
+    pub fn for_descriptor(descriptor: &crate::image::Descriptor) -> Result<Hints> {
+        let mut hints = Hints {
+            size: Some(descriptor.size),
+            ..Hints::default()
+        };
+        hints.add_descriptor_type(&descriptor.media_type)?;
+        Ok(hints)
+    }
+
+    /// Adds a descriptor's media type `t` (none when empty) to the types accepted.
+    pub(crate) fn add_descriptor_type(&mut self, t: &str) -> Result<()> {
+        if t.is_empty() {
+            return Ok(());
+        }
+        // Checked as a `mediatype:` hint is, and for the space a word cannot hold: it is
+        // sent as `Accept` and written into the report and frame headers as it is.
+        // One that kept the `\r` of a `Content-Type` line says so, as a hint does; only a
+        // refused one is looked at for why, every valid line's type was checked twice.
+        if t.trim() != t || !media::well_formed(t) {
+            let why = crate::digest::refused_for_white_space(t, media::well_formed)
+                .map(|why| format!(": {why}"))
+                .unwrap_or_default();
+            return Err(Error::invalid(format!(
+                "invalid descriptor media type {t:?}{why}"
+            )));
+        }
+        // A descriptor's type for a manifest is a preference, not a demand: an index entry
+        // may call an OCI manifest a Docker one, and a registry that honours Accept then
+        // answers 404. The digest decides what the content is, so the other manifest types
+        // follow (containerd sends the type, then `*/*`).
+        let others: Vec<String> = if media::is_manifest(t) {
+            let all = media::DEFAULT_MANIFEST_ACCEPT.iter();
+            all.filter(|other| !media::is(t, other))
+                .map(|other| other.to_string())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        self.media_types.push(media::registered(t));
+        self.media_types.extend(others);
+        Ok(())
+    }
+
     /// Parses hint words. A word without a colon, or a malformed value of a known key, is
     /// an error; unknown keys are logged at debug level and skipped.
     pub fn parse<'a>(words: impl IntoIterator<Item = &'a str>) -> Result<Hints> {

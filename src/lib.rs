@@ -96,6 +96,8 @@
 //! temporary file, only, for one made by
 //! [`LayoutStore::temp_for`](sink::layout::LayoutStore::temp_for) with content written past
 //! its first MiB, the partial download a later fetch of that blob carries on.
+//! [`Download::chunk`] and [`TempBlob::write`](sink::layout::TempBlob::write) are
+//! cancel-safe: a call dropped by a `select!` or a timeout loses no content.
 //!
 //! ```
 //! # use dist::layout_remote::LayoutRemote;
@@ -147,7 +149,9 @@
 //! [`Error::is_corruption`]), `TooLarge`, `InvalidInput`. [`Error::is_transient`] says
 //! whether the same request may succeed later (connection failures, timeouts, 408, 429,
 //! 500, 502, 503 and 504; not a 501 or 507, which say the server cannot, not that it cannot
-//! now); the remote has retried those already, as its [`retry::RetryPolicy`] allows.
+//! now); the remote has retried those already, as its [`retry::RetryPolicy`] allows, and
+//! [`Error::retry_after`] is the pause a registry asked for that was longer than the
+//! policy waits.
 //! [`Error::status`], [`Error::url`] and [`Error::object`] give the context; the `Display`
 //! form is one line with credentials and signed queries taken out.
 //!

@@ -136,6 +136,19 @@ fn handles_are_send_sync_and_static() {
     spawnable(&pull);
 }
 
+/// README's Library example is `examples/fetch_tag.rs` word for word, so that what a
+/// reader copies compiles (`cargo build --all-targets` builds the examples).
+#[test]
+fn the_readme_library_example_is_one_that_builds() {
+    let readme = include_str!("../README.md");
+    let example = include_str!("../examples/fetch_tag.rs");
+    let block = format!("```rust\n{example}```\n");
+    assert!(
+        readme.contains(&block),
+        "README's Library example differs from examples/fetch_tag.rs"
+    );
+}
+
 /// A service keeps these in its own `#[derive(Debug)]` structs and logs them.
 #[test]
 fn public_handles_implement_debug() {
@@ -348,6 +361,133 @@ async fn error_kinds_a_caller_matches_on() {
     // The credential never shows in what a service would log.
     let logged = format!("{remote:?} {download:?} {err:?}");
     assert!(!logged.contains("s3cret"), "{logged}");
+}
+
+/// A write to a blob dropped while it waits for the blob's writer thread (the losing
+/// branch of a caller's `select!`) has taken its chunk: the blob committed after it holds
+/// every chunk, in order, and not the content without the dropped one under its digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_write_dropped_while_it_waits_still_writes_its_chunk() {
+    use futures::FutureExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = LayoutStore::open(dir.path()).unwrap();
+    // Chunks larger than the writer's queue: each waits for the one before to be written.
+    let chunks: Vec<bytes::Bytes> = (0..8u8).map(|i| vec![i; 3 << 20].into()).collect();
+    let whole = chunks.concat();
+    let digest = Digest::of(dist::digest::Algorithm::Sha256, &whole);
+    let mut blob = store.temp(dist::digest::Algorithm::Sha256).unwrap();
+    let mut dropped = 0;
+    for chunk in &chunks {
+        match blob.write(chunk).now_or_never() {
+            Some(written) => written.unwrap(),
+            None => dropped += 1,
+        }
+    }
+    assert!(dropped > 0, "no write waited for the writer");
+    let path = blob.commit(&digest).await.unwrap();
+    assert!(
+        std::fs::read(path).unwrap() == whole,
+        "{dropped} writes dropped"
+    );
+}
+
+/// A manifest by tag in one call, verified, with the descriptor a caller parses it by.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_by_tag_in_one_call() {
+    let reg = FakeRegistry::start();
+    let (manifest_digest, blobs) = image(&reg, &[b"one".to_vec(), b"two".to_vec()]);
+    let remote = anonymous(&reg);
+    let tag: Object = "v1".parse().unwrap();
+    let (descriptor, bytes) = dist::image::fetch_manifest(&remote, &tag).await.unwrap();
+    assert_eq!(descriptor.digest.to_string(), manifest_digest);
+    assert_eq!(descriptor.media_type, OCI_MANIFEST);
+    assert_eq!(descriptor.size, bytes.len() as u64);
+    let Manifest::Image { config, layers } =
+        Manifest::parse(Some(&descriptor.media_type), &bytes).unwrap()
+    else {
+        panic!("an image manifest");
+    };
+    assert_eq!(config.digest.to_string(), blobs[0].0);
+    let listed: Vec<String> = layers.iter().map(|l| l.digest.to_string()).collect();
+    assert_eq!(listed, [blobs[1].0.clone(), blobs[2].0.clone()]);
+
+    let missing: Object = "v2".parse().unwrap();
+    let err = dist::image::fetch_manifest(&remote, &missing)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+}
+
+/// An index's entry, or any manifest a descriptor names, fetched by digest as the
+/// descriptor says: from the manifests endpoint at once, not first asked for as a blob
+/// (which a registry need not serve a manifest as, nor this one does), and held to the
+/// descriptor's size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_a_descriptor_names_is_fetched_with_its_hints() {
+    let reg = FakeRegistry::start();
+    let (manifest_digest, _) = image(&reg, &[b"layer".to_vec()]);
+    let remote = anonymous(&reg);
+    let tag: Object = "v1".parse().unwrap();
+    let mut download = remote.fetch(&tag, &Hints::default()).await.unwrap();
+    let bytes = dist::image::read_to_end(&mut download, dist::fetch::MAX_MANIFEST_SIZE)
+        .await
+        .unwrap();
+    let entry = dist::image::Descriptor::new(
+        OCI_MANIFEST,
+        manifest_digest.parse().unwrap(),
+        bytes.len() as u64,
+    );
+
+    let object = Object::Digest(entry.digest.clone());
+    let before = reg.request_count();
+    let hints = Hints::for_descriptor(&entry).unwrap();
+    let mut download = remote.fetch(&object, &hints).await.unwrap();
+    let fetched = dist::image::read_to_end(&mut download, dist::fetch::MAX_MANIFEST_SIZE)
+        .await
+        .unwrap();
+    assert_eq!(fetched, bytes);
+    assert_eq!(download.meta().media_type.as_deref(), Some(OCI_MANIFEST));
+    let asked: Vec<String> = reg.requests()[before..]
+        .iter()
+        .map(|r| r.path.clone())
+        .collect();
+    let by_digest = format!("/v2/team/app/manifests/{manifest_digest}");
+    assert_eq!(asked, [by_digest], "one request, to the manifests endpoint");
+    assert_eq!(hints.size, Some(bytes.len() as u64));
+
+    let mut odd = entry.clone();
+    odd.media_type = "application/vnd.oci.image.manifest.v1+json\r".into();
+    let err = Hints::for_descriptor(&odd).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+}
+
+/// A service that tries an object again in a later round learns from the error how long
+/// the registry asked to be left alone, when that was longer than the remote waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_longer_than_the_policy_waits_is_told_to_the_caller() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", b"content");
+    let object: Object = digest.parse().unwrap();
+    reg.set_fault_for_every(&digest, Fault::StatusWithRetryAfter(429, "3600".into()));
+    let err = anonymous(&reg)
+        .fetch(&object, &Hints::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TooManyRequests, "{err}");
+    assert!(err.is_transient());
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(3600)), "{err}");
+
+    // A pause within the policy's was waited out: nothing more to wait for.
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", b"content");
+    let object: Object = digest.parse().unwrap();
+    reg.set_fault_for_every(&digest, Fault::Status(503));
+    let err = anonymous(&reg)
+        .fetch(&object, &Hints::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(503), "{err}");
+    assert_eq!(err.retry_after(), None, "{err}");
 }
 
 /// A store kept open (a service's) learns of a partial download another process left

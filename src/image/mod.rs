@@ -556,6 +556,32 @@ pub async fn resolve_by_fetch<R: Remote + ?Sized>(
     remote: &R,
     object: &Object,
 ) -> Result<Descriptor> {
+    fetch_manifest(remote, object).await.map(|(d, _)| d)
+}
+
+/// Fetches the manifest or index `object` (a tag or a digest) names, whole and verified
+/// (at most [`MAX_MANIFEST_SIZE`]), with its descriptor: the media type it declares, the
+/// digest it verified against, its size. [`Manifest::parse`] reads it:
+///
+/// ```no_run
+/// # async fn demo(remote: &dist::registry::RegistryRemote) -> dist::Result<()> {
+/// use dist::image::{fetch_manifest, Manifest};
+///
+/// let (descriptor, bytes) = fetch_manifest(remote, &"v1".parse()?).await?;
+/// match Manifest::parse(Some(&descriptor.media_type), &bytes)? {
+///     Manifest::Image { config, layers } => { /* fetch them */ }
+///     Manifest::Index(entries) => { /* pick one, fetch it by its digest */ }
+///     _ => {}
+/// }
+/// # Ok(()) }
+/// ```
+///
+/// A body that broke where it cannot be resumed (a tag the registry announced no digest
+/// for) is fetched again whole, on the retries left.
+pub async fn fetch_manifest<R: Remote + ?Sized>(
+    remote: &R,
+    object: &Object,
+) -> Result<(Descriptor, Vec<u8>)> {
     // Every manifest type as a hint sends a digest to the manifests endpoint first; the
     // media type is then read from the content, not from the hint.
     let hints = Hints {
@@ -589,7 +615,8 @@ pub async fn resolve_by_fetch<R: Remote + ?Sized>(
         .digest()
         .expect("a download read to its end is verified")
         .clone();
-    Ok(Descriptor::new(media_type, digest, bytes.len() as u64))
+    let size = bytes.len() as u64;
+    Ok((Descriptor::new(media_type, digest, size), bytes))
 }
 
 #[cfg(test)]

@@ -165,33 +165,8 @@ fn parse_descriptor(line: &str, cr_before_word: bool) -> Result<Job> {
         size,
         ..Hints::default()
     };
-    if let Some(t) = d.media_type.filter(|t| !t.is_empty()) {
-        // Checked as a `mediatype:` hint is, and for the space a word cannot hold: it is
-        // sent as `Accept` and written into the report and frame headers as it is.
-        // One that kept the `\r` of a `Content-Type` line says so, as a hint does; only a
-        // refused one is looked at for why, every valid line's type was checked twice.
-        if t.trim() != t || !crate::media::well_formed(&t) {
-            let why = crate::digest::refused_for_white_space(&t, crate::media::well_formed)
-                .map(|why| format!(": {why}"))
-                .unwrap_or_default();
-            return Err(Error::invalid(format!(
-                "invalid descriptor media type {t:?}{why}"
-            )));
-        }
-        // A descriptor's type for a manifest is a preference, not a demand: an index entry
-        // may call an OCI manifest a Docker one, and a registry that honours Accept then
-        // answers 404. The digest decides what the content is, so the other manifest types
-        // follow (containerd sends the type, then `*/*`).
-        let others: Vec<String> = if crate::media::is_manifest(&t) {
-            let all = crate::media::DEFAULT_MANIFEST_ACCEPT.iter();
-            all.filter(|other| !crate::media::is(&t, other))
-                .map(|other| other.to_string())
-                .collect()
-        } else {
-            Vec::new()
-        };
-        hints.media_types.push(crate::media::registered(&t));
-        hints.media_types.extend(others);
+    if let Some(t) = &d.media_type {
+        hints.add_descriptor_type(t)?;
     }
     let urls = d
         .urls

@@ -424,6 +424,7 @@ impl LayoutStore {
             kept_modified,
             len,
             held_to: None,
+            unsent: Default::default(),
         };
         if len == 0 {
             blob.discard();
@@ -645,6 +646,7 @@ impl LayoutStore {
             kept_modified: None,
             len: 0,
             held_to: None,
+            unsent: Default::default(),
         })
     }
 

@@ -103,6 +103,11 @@ pub struct TempBlob {
     pub(super) len: u64,
     /// The size the blob's content is held to, if known ([`TempBlob::hold_to`]).
     pub(super) held_to: Option<u64>,
+    /// Chunks [`TempBlob::write`] took but has not queued for the writer yet, in order: a
+    /// call dropped while the queue was full (the losing branch of a caller's `select!`)
+    /// leaves its chunk to the next call, or to the commit, which would otherwise write
+    /// the content without it. Empty while gathering.
+    pub(super) unsent: std::collections::VecDeque<Bytes>,
 }
 
 pub(super) enum Writing {
@@ -173,6 +178,10 @@ impl TempBlob {
     }
 
     /// Appends a chunk.
+    ///
+    /// Cancel-safe: a call dropped before it returned (the losing branch of a
+    /// `tokio::select!`) has taken its chunk all the same, and the next call or the
+    /// commit writes it first.
     pub async fn write(&mut self, chunk: &Bytes) -> Result<()> {
         self.len += chunk.len() as u64;
         match &mut self.writing {
@@ -184,17 +193,32 @@ impl TempBlob {
                 }
                 Ok(())
             }
-            Writing::Streaming(writer) => {
-                if writer.write(chunk.clone()).await.is_err() {
-                    // The writer only stops early on an error, which taking the file back
-                    // reports.
-                    self.take_file().await?;
-                    return Err(self.failed());
-                }
-                Ok(())
+            Writing::Streaming(_) => {
+                // Taken before any wait, so that a call dropped while it waits has it.
+                self.unsent.push_back(chunk.clone());
+                self.send_unsent().await
             }
             Writing::Gone => Err(self.failed()),
         }
+    }
+
+    /// Queues the chunks taken and not yet queued for the writer, in order; dropped
+    /// while it waits, those it did not queue are left for the next call.
+    async fn send_unsent(&mut self) -> Result<()> {
+        while let Some(chunk) = self.unsent.front() {
+            let Writing::Streaming(writer) = &mut self.writing else {
+                return Err(self.failed());
+            };
+            if writer.write(chunk.clone()).await.is_err() {
+                self.unsent.clear();
+                // The writer only stops early on an error, which taking the file back
+                // reports.
+                self.take_file().await?;
+                return Err(self.failed());
+            }
+            self.unsent.pop_front();
+        }
+        Ok(())
     }
 
     fn failed(&self) -> Error {
@@ -252,6 +276,7 @@ impl TempBlob {
     /// `Ok(None)`, with the digest it verified ([`Download::digest`](crate::Download::digest));
     /// after an error, drop the blob (or [`discard`](Self::discard) it).
     pub async fn commit(mut self, digest: &Digest) -> Result<PathBuf> {
+        self.send_unsent().await?;
         let (file, batch) = self.take_file().await?;
         let dest = self.store.blob_path(digest);
         let moved = dest.clone();
@@ -296,7 +321,9 @@ impl TempBlob {
         }
         // Renamed first, as a drop does: a signal that cancels the wait below still
         // leaves the partial download, a prefix of the blob whatever the writer got to.
-        self.park_file(self.len);
+        // Chunks dropped writes left unsent are the last: the prefix goes without them.
+        let unsent: u64 = self.unsent.drain(..).map(|c| c.len() as u64).sum();
+        self.park_file(self.len - unsent);
         self.park = None;
         // The temporary name, if the rename failed, goes with the file; if the writer
         // failed, it went with its file already.
