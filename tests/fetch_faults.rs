@@ -3015,23 +3015,34 @@ fn first_token_answered(reg: &FakeRegistry, limit: Duration) -> std::time::Insta
     })
 }
 
-/// A token is renewed a little before it ends (here a quarter of its 6 s early); a renewal
+/// A token's lifetime for the tests of its early renewal: 20 s, the shortest renewed the
+/// full 5 s before its end (a shorter one is renewed a quarter of its life early), so a
+/// request sent [`RENEWAL_DUE`] after the token came finds it due and still valid even
+/// when a loaded machine adds up to nearly 5 s on the way. With a 6 s token that slack
+/// was 1 s, and about one run in 14 under load found the token ended instead.
+const RENEWED_TOKEN_LIFE: Duration = Duration::from_secs(20);
+
+/// How long a stalled object holds the one job: just past the token's renewal time (15 s
+/// after it came), which the stall alone guarantees, as it begins after the token came.
+const RENEWAL_DUE: Duration = Duration::from_millis(15_200);
+
+/// A token is renewed a little before it ends (here 5 s before its 20 s end); a renewal
 /// that fails then leaves the current token in use while it lasts. Before, the request
 /// that found the token due failed with the token server's 503 (with `--retries 0`, the
 /// object), though its token still opened the repository.
 #[test]
 fn a_failed_early_renewal_keeps_the_token_that_still_works() {
     let reg = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(6)))
+        .auth(Auth::bearer(RENEWED_TOKEN_LIFE))
         .start();
     let first = reg.blob("team/app", bytes(34, 1000));
     let second = reg.blob("team/app", bytes(35, 1000));
-    // Holds the one job until the token is due for renewal (4.5 s), not past its end (6 s).
-    reg.push_fault(&first, Fault::StallAfter(10, Duration::from_secs(5)));
+    // Holds the one job until the token is due for renewal, not past its end.
+    reg.push_fault(&first, Fault::StallAfter(10, RENEWAL_DUE));
     let input = format!("{first}\n{second}\n");
     let args = ["--retries", "0", "fetch", &repo(&reg), "-", "-j", "1"];
     let child = Dist::new().spawn(&args, input.as_bytes());
-    first_token_answered(&reg, Duration::from_secs(4));
+    first_token_answered(&reg, Duration::from_secs(30));
     reg.set_fault_for_every("/token", Fault::Status(503));
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -3042,29 +3053,32 @@ fn a_failed_early_renewal_keeps_the_token_that_still_works() {
 }
 
 /// A token server's 429 with `Retry-After` holds the token requests (the renewal is asked
-/// again after the 30 s asked), not the registry, whose requests carrying the token that
+/// again after the 50 s asked), not the registry, whose requests carrying the token that
 /// still works go on at once. Here the token endpoint is on the registry's own origin
 /// (as GitLab's and Harbor's are), so not even a pause by origin would be the token
 /// server's to set: a token server elsewhere (Docker Hub's `auth.docker.io`) holds less.
 #[test]
 fn a_token_server_s_retry_after_does_not_hold_the_registry() {
     let reg = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(6)))
+        .auth(Auth::bearer(RENEWED_TOKEN_LIFE))
         .start();
     let blobs = [36, 37, 38].map(|n| reg.blob("team/app", bytes(n, 1000)));
-    // Holds the one job until the token is due for renewal (4.5 s), not past its end (6 s).
-    reg.push_fault(&blobs[0], Fault::StallAfter(10, Duration::from_secs(5)));
+    // Holds the one job until the token is due for renewal, not past its end.
+    reg.push_fault(&blobs[0], Fault::StallAfter(10, RENEWAL_DUE));
     let input = blobs.join("\n") + "\n";
     let args = ["fetch", &repo(&reg), "-", "-j", "1"];
     let child = Dist::new().spawn(&args, input.as_bytes());
-    let started = first_token_answered(&reg, Duration::from_secs(4));
-    reg.set_fault_for_every("/token", Fault::StatusWithRetryAfter(429, "30".into()));
+    let started = first_token_answered(&reg, Duration::from_secs(30));
+    // 50 s, within the 60 s dist is willing to wait: a registry held for it would end
+    // the run past 65 s, 25 s beyond the bound below, which a run not held meets with
+    // as much to spare.
+    reg.set_fault_for_every("/token", Fault::StatusWithRetryAfter(429, "50".into()));
     let out = child.wait_with_output().unwrap();
     let took = started.elapsed();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert_eq!(parse_frames(&out.stdout).len(), 3, "{err}");
-    assert!(took < Duration::from_secs(10), "held for {took:?}: {err}");
+    assert!(took < Duration::from_secs(40), "held for {took:?}: {err}");
     assert_eq!(
         reg.token_requests(),
         2,
