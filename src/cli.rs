@@ -82,8 +82,11 @@ fn redraws(term: Option<&std::ffi::OsStr>) -> bool {
     term.is_none_or(|t| t != "dumb")
 }
 
-/// Options every command takes.
+/// Options every command takes. Listed after each command's own: their places in `--help`
+/// count on from the subcommands', and one that tied with a command's option was sorted
+/// by name among them (`-v` between `pull`'s `--report` and `--verify-existing`).
 #[derive(Debug, Args)]
+#[command(next_display_order = 100)]
 pub struct Global {
     /// Log requests, statuses and timings to stderr (-vv for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -660,6 +663,58 @@ mod tests {
         let help = jobs.get_help().unwrap().to_string();
         let default = format!("[default: {}]", dist::worker::DEFAULT_JOBS);
         assert!(help.contains(&default), "{help}");
+    }
+
+    /// The long names of the options `--help` lists for `command`, in its order.
+    fn listed_options(command: &str) -> Vec<String> {
+        use clap::CommandFactory;
+        let mut cli = Cli::command();
+        // Global options reach the subcommands as the command is built.
+        cli.build();
+        let help = cli
+            .find_subcommand_mut(command)
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        help.lines()
+            .filter(|l| l.starts_with("  -") || l.starts_with("      --"))
+            .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("--")))
+            .map(|w| w.trim_end_matches([',', '.']).to_string())
+            .collect()
+    }
+
+    /// A command's own options come first in its `--help`, then the global ones: `-v`, whose
+    /// place tied with `pull --verify-existing`'s, was listed between `pull`'s own by name.
+    /// `pull`'s are in the order of README's table of them.
+    #[test]
+    fn help_lists_a_command_s_own_options_first_in_the_readme_s_order() {
+        let globals = listed_options("resolve");
+        assert!(
+            globals.starts_with(&["--verbose".to_string()]),
+            "{globals:?}"
+        );
+        for command in ["fetch", "pull"] {
+            let listed = listed_options(command);
+            let own: Vec<&String> = listed.iter().filter(|o| !globals.contains(o)).collect();
+            assert_eq!(
+                listed[..own.len()].iter().collect::<Vec<_>>(),
+                own,
+                "{command}: {listed:?}"
+            );
+        }
+        let readme = include_str!("../README.md");
+        let table = &readme[readme.find("### Options of `dist pull`").unwrap()..];
+        let table = &table[..table.find("\n\n[").unwrap()];
+        let documented: Vec<String> = table
+            .lines()
+            .filter(|l| l.starts_with("| `-"))
+            .filter_map(|l| l.split(['`', ' ']).find(|w| w.starts_with("--")))
+            .map(|w| w.to_string())
+            .collect();
+        let listed = listed_options("pull");
+        assert!(documented.len() >= 6, "{documented:?}");
+        assert_eq!(listed[..documented.len()], documented[..], "{listed:?}");
+        assert_eq!(listed[documented.len()], "--verbose", "{listed:?}");
     }
 
     #[test]

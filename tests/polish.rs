@@ -6,7 +6,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use support::cli::{bytes, json_lines, parse_frames, Dist};
+use support::cli::{blob_names, bytes, json_lines, parse_frames, Dist};
 use support::fake::{Auth, FakeRegistry, Fault};
 
 fn fill(reg: &FakeRegistry, n: usize) -> BTreeMap<String, Vec<u8>> {
@@ -2464,6 +2464,59 @@ fn input_of_blank_lines_only_warns_as_empty_input() {
             "{input:?}: {err}"
         );
     }
+}
+
+/// Empty input into `-o DIR` leaves no layout made for it: the warning says the feeding
+/// command most often failed, and the empty layout left behind (`oci-layout`, an
+/// `index.json` without entries) looked like that job's finished output. A directory the
+/// user made stays, as empty as it was; a layout already there stays whole; input of
+/// comments alone, taken as meant, keeps the layout it made.
+#[test]
+fn empty_input_leaves_no_layout_made_for_it() {
+    let reg = FakeRegistry::start();
+    let repo = format!("{}/team/app", reg.host());
+    let dir = tempfile::tempdir().unwrap();
+    let dist = Dist::new();
+    let fresh = dir.path().join("a/b/out");
+    let report = dir.path().join("report.jsonl");
+    let out = dist.run(
+        &[
+            "fetch",
+            &repo,
+            "-",
+            "-o",
+            fresh.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ],
+        b"\n",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("the input was empty"), "{err}");
+    assert!(!dir.path().join("a").exists(), "{err}");
+    // The report, the run's record, says it handled nothing.
+    assert_eq!(std::fs::read(&report).unwrap(), b"");
+    let made = dir.path().join("made");
+    std::fs::create_dir(&made).unwrap();
+    dist.ok_fed(&["fetch", &repo, "-", "-o", made.to_str().unwrap()], b"");
+    assert_eq!(std::fs::read_dir(&made).unwrap().count(), 0);
+    // A layout with a blob in it is no layout made for nothing.
+    let blob = reg.blob("team/app", bytes(93, 100));
+    let full = dir.path().join("full");
+    dist.ok_fed(
+        &["fetch", &repo, "-", "-o", full.to_str().unwrap()],
+        format!("{blob}\n").as_bytes(),
+    );
+    dist.ok_fed(&["fetch", &repo, "-", "-o", full.to_str().unwrap()], b"");
+    assert!(full.join("oci-layout").is_file() && full.join("index.json").is_file());
+    assert_eq!(blob_names(&full), [blob["sha256:".len()..].to_string()]);
+    let comments = dir.path().join("comments");
+    dist.ok_fed(
+        &["fetch", &repo, "-", "-o", comments.to_str().unwrap()],
+        b"# nothing today\n",
+    );
+    assert!(comments.join("oci-layout").is_file());
 }
 
 /// A list whose lines end in a carriage return alone (a classic Mac file, `tr '\n' '\r'`)

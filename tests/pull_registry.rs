@@ -1826,3 +1826,45 @@ fn null_optional_fields_are_read_as_absent() {
         assert_eq!(inspect["Architecture"], host_arch(), "{extra:?}");
     }
 }
+
+/// A mistyped repository fails as a missing tag would (`docker-registry` answers its
+/// manifests `MANIFEST_UNKNOWN`, its blobs `BLOB_UNKNOWN`), so the check's tag listing,
+/// which says `NAME_UNKNOWN`, is told beside it: the name may be what is wrong. A tag
+/// missing from a repository that is there gets no such note, and a repository holding
+/// blobs but no tag yet (which lists as `NAME_UNKNOWN` too) still serves them.
+#[test]
+fn a_mistyped_repository_is_told_as_unknown_to_the_registry() {
+    let reg = Registry::start(Mode::Anonymous);
+    multi(&reg, "team/app", "v1", Flavor::Oci);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("layout");
+    let o = out.to_str().unwrap();
+    let dist = Dist::new();
+    let typo = format!("{}/team/ap:v1", reg.host());
+    let err = dist.fails(1, &["pull", &typo, "-o", o], b"");
+    assert!(
+        err.contains("MANIFEST_UNKNOWN")
+            && err.contains(
+                "the registry knows no repository team/ap (its tag listing answered NAME_UNKNOWN"
+            ),
+        "{err}"
+    );
+    let repo = format!("{}/team/ap", reg.host());
+    let err = dist.fails(1, &["fetch", &repo, "-", "-o", o], b"v1\n");
+    assert!(err.contains("knows no repository team/ap"), "{err}");
+    let missing = format!("{}/team/app:v2", reg.host());
+    let err = dist.fails(1, &["pull", &missing, "-o", o], b"");
+    assert!(
+        err.contains("MANIFEST_UNKNOWN") && !err.contains("knows no repository"),
+        "{err}"
+    );
+    let blob = reg.push_blob("team/untagged", b"a blob and no tag");
+    let untagged = format!("{}/team/untagged", reg.host());
+    let lines = json_lines(&dist.ok_fed(
+        &["fetch", &untagged, "-", "-o", o],
+        format!("{blob}\n").as_bytes(),
+    ));
+    assert_eq!(lines[0]["status"], "ok", "{lines:?}");
+    let err = dist.fails(1, &["fetch", &untagged, "-", "-o", o], b"v1\n");
+    assert!(err.contains("knows no repository team/untagged"), "{err}");
+}

@@ -609,3 +609,54 @@ fn a_blob_holding_a_tag_s_key_text_does_not_hide_the_tag() {
         ]
     );
 }
+
+/// A digest named with a wrong `mediatype:` hint (a Docker type for an OCI manifest, which
+/// `docker-registry` answers 404) is no duplicate of the same digest named with the right
+/// one on a later line: that line was skipped while the wrong one's fetch ran, got no line
+/// of its own, and the manifest was never fetched.
+#[test]
+fn a_wrong_type_hint_hides_no_later_line_with_the_right_one() {
+    let reg = Registry::start(Mode::Anonymous);
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let config_digest = reg.push_blob("hint/app", config);
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[]}}"#,
+        config.len()
+    );
+    let digest = reg.push_manifest(
+        "hint/app",
+        "v1",
+        "application/vnd.oci.image.manifest.v1+json",
+        manifest.as_bytes(),
+    );
+    let input = format!(
+        "{digest} mediatype:application/vnd.docker.distribution.manifest.v2+json\n\
+         {digest} mediatype:application/vnd.oci.image.manifest.v1+json\n"
+    );
+    let dist = Dist::new();
+    let out = dist.config_dir().join("out");
+    let repo = format!("{}/hint/app", reg.host());
+    let run = dist.run(
+        &[
+            "fetch",
+            &repo,
+            "-",
+            "-o",
+            out.to_str().unwrap(),
+            "--ordered",
+        ],
+        input.as_bytes(),
+    );
+    let err = String::from_utf8_lossy(&run.stderr);
+    // Line 1's wrong hint still fails the batch, as on its own.
+    assert_eq!(run.status.code(), Some(1), "{err}");
+    let lines = json_lines(&run.stdout);
+    let ends: Vec<(u64, &str)> = lines
+        .iter()
+        .map(|l| (l["line"].as_u64().unwrap(), l["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(ends, [(1, "error"), (2, "ok")], "{lines:?}");
+    let stored = std::fs::read(out.join("blobs/sha256").join(&digest["sha256:".len()..])).unwrap();
+    assert_eq!(stored, manifest.as_bytes());
+}

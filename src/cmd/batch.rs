@@ -52,11 +52,14 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
         },
         None => Destination::default(),
     };
-    let code = run_into(global, args, destination, &mut stop).await;
+    let progress = std::sync::Arc::new(dist::worker::progress::Progress::default());
+    let code = run_into(global, args, destination, progress.clone(), &mut stop).await;
     // A mistyped locator or an unusable registry leaves no empty layout behind, nor does a
     // stop before anything was stored, once the stopped downloads' temporary files are
-    // gone: they go as their tasks are dropped.
-    if let Some(store) = store.filter(|_| code != 0) {
+    // gone: they go as their tasks are dropped. Nor does empty input, which most often
+    // means the command feeding the batch failed: a layout left there looked like that
+    // job's finished output, to the next step and to the next run's look at the disk.
+    if let Some(store) = store.filter(|_| code != 0 || progress.input_was_empty()) {
         super::drop_cancelled_tasks().await;
         store.remove_if_unused();
     }
@@ -135,6 +138,7 @@ async fn run_into<S: std::future::Future<Output = Stop>>(
     global: &Global,
     args: FetchArgs,
     destination: Destination,
+    progress: std::sync::Arc<dist::worker::progress::Progress>,
     stop: &mut std::pin::Pin<&mut S>,
 ) -> u8 {
     let report_out = match first_steps::open_report(
@@ -179,7 +183,6 @@ async fn run_into<S: std::future::Future<Output = Stop>>(
             args.locator
         ));
     }
-    let progress = std::sync::Arc::new(dist::worker::progress::Progress::default());
     let display = Display::new(progress.clone(), global.draws_progress() && !typed);
     let mut opts = WorkerOptions::default();
     opts.jobs = jobs;

@@ -74,6 +74,30 @@ struct Inner {
     mirror_down: Duration,
     /// Objects whose coded bytes as sent are their content (see [`coding::AsSent`]).
     as_sent: Arc<coding::AsSent>,
+    /// The registry itself answered the check's tag listing `NAME_UNKNOWN`: it has no
+    /// repository of that name, or one with no tags ([`Inner::unknown_name_note`]).
+    name_unknown: std::sync::atomic::AtomicBool,
+}
+
+impl Inner {
+    /// `e` with a note saying that the registry knew no such repository at the check, for
+    /// a 404 that does not say so itself: `docker-registry` answers an unknown repository's
+    /// manifests `MANIFEST_UNKNOWN` and its blobs `BLOB_UNKNOWN`, which read as a tag or
+    /// blob missing from a repository that is there, when the name was mistyped.
+    fn unknown_name_note(&self, e: Error) -> Error {
+        if e.kind() != ErrorKind::NotFound
+            || !self.name_unknown.load(std::sync::atomic::Ordering::Relaxed)
+            || e.codes().iter().any(|c| c == "NAME_UNKNOWN")
+        {
+            return e;
+        }
+        let name = self.repo.name();
+        e.with_note(format!(
+            "the registry knows no repository {name} (its tag listing answered \
+             NAME_UNKNOWN: there is none of that name, or it has no tags yet): is the name \
+             right?"
+        ))
+    }
 }
 
 impl std::fmt::Debug for RegistryRemote {
@@ -108,6 +132,7 @@ impl RegistryRemote {
                 ranges,
                 mirror_down: host::MIRROR_DOWN,
                 as_sent: Arc::default(),
+                name_unknown: Default::default(),
             }),
         }
     }
@@ -985,7 +1010,11 @@ impl Remote for RegistryRemote {
         object: &'a Object,
         hints: &'a Hints,
     ) -> BoxFuture<'a, Result<Download>> {
-        self.fetch_after(object, hints, None).boxed()
+        async move {
+            let fetched = self.fetch_after(object, hints, None).await;
+            fetched.map_err(|e| self.inner.unknown_name_note(e))
+        }
+        .boxed()
     }
 
     fn fetch_rest<'a>(
@@ -994,7 +1023,11 @@ impl Remote for RegistryRemote {
         hints: &'a Hints,
         prefix: Prefix,
     ) -> BoxFuture<'a, Result<Download>> {
-        async move { self.fetch_after(object, hints, Some(&prefix)).await }.boxed()
+        async move {
+            let fetched = self.fetch_after(object, hints, Some(&prefix)).await;
+            fetched.map_err(|e| self.inner.unknown_name_note(e))
+        }
+        .boxed()
     }
 
     fn check<'a>(&'a self) -> BoxFuture<'a, Result<()>> {
@@ -1023,7 +1056,16 @@ impl Remote for RegistryRemote {
                         // An empty or unlisted repository is still reachable and authorized;
                         // and a registry may refuse listings (403) to credentials that may
                         // pull (an ECR policy without `ecr:ListImages`): the objects say.
+                        // The registry's own `NAME_UNKNOWN` is kept for their 404s, which
+                        // do not say it (a mirror's only says what the mirror lacks).
                         Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Denied) => {
+                            if !self.host(host).mirror
+                                && e.codes().iter().any(|c| c == "NAME_UNKNOWN")
+                            {
+                                self.inner
+                                    .name_unknown
+                                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                            }
                             Ok(())
                         }
                         // Nor need a registry list tags at all (the distribution spec's
@@ -1089,7 +1131,8 @@ impl Remote for RegistryRemote {
                     tracing::debug!(%object, error = %e, "HEAD failed; using GET")
                 }
                 Err(e) => {
-                    return Err(not_found_hint(e, object, &self.inner.repo).with_object(object))
+                    let e = self.inner.unknown_name_note(e);
+                    return Err(not_found_hint(e, object, &self.inner.repo).with_object(object));
                 }
             }
             crate::image::resolve_by_fetch(self, object).await

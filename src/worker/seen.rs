@@ -22,11 +22,13 @@ const BATCH: usize = 16 * 1024;
 
 /// The objects met so far, in 32 bytes each ([`key`]). The whole digest counts: input is
 /// untrusted, and a made-up digest sharing a real one's leading bytes must not pass for a
-/// duplicate and go unfetched. A tag counts together with its `mediatype:`
-/// hints: the registry may answer it differently for each (an index, or the one manifest
-/// it picks for a client that takes no indexes). Any object counts together with its
-/// `size:` hint: lines whose sizes disagree cannot both be right, and as duplicates the
-/// second took the first's end, a right size after a wrong one never fetched.
+/// duplicate and go unfetched. Any object counts together with its `mediatype:` hints: the
+/// registry may answer a tag differently for each (an index, or the one manifest it picks
+/// for a client that takes no indexes), and a digest's hint is asked for, where a wrong
+/// one fails (`docker-registry` answers 404 to an OCI manifest asked for as Docker's) and,
+/// as duplicates, took a later line's right one down with it. And with its `size:` hint:
+/// lines whose sizes disagree cannot both be right, and as duplicates the second took the
+/// first's end, a right size after a wrong one never fetched.
 pub(super) struct Seen {
     recent: HashSet<Key>,
     /// Every key not in `recent`, sorted, none twice.
@@ -118,27 +120,29 @@ impl Seen {
 }
 
 /// The key of `object` named with these `mediatype:` hints and this `size:` hint: a sha256
-/// digest's own bytes when no size is given, anything else (a sha512 digest, a tag with
-/// its hints, any object with a size) the first 32 bytes of the SHA-512 of a text that
+/// digest's own bytes when no hint is given, anything else (a sha512 digest, a tag, any
+/// object with a hint) the first 32 bytes of the SHA-512 of a text that
 /// says which kind of object it is. Not the SHA-256 of that text: a sha256
 /// digest is the SHA-256 of content, and the content may be the very text another object's
 /// key was hashed from (a blob holding `tag v1 `), which made that object a duplicate,
 /// skipped without a word; no content is known whose SHA-256 begins a SHA-512. And the
 /// common plain line, a sha256 digest alone, is not hashed at all: hashing it took 123 ms
 /// of CPU per million digests against 59 ms for reading its hex, about 6% of a
-/// million-line batch of duplicates. A descriptor line (which gives a size) is hashed: its
-/// JSON costs more than that already, and sizes that disagree must not share a key.
+/// million-line batch of duplicates. A descriptor line (which gives a size and a type) is
+/// hashed: its JSON costs more than that already, and sizes or types that disagree must
+/// not share a key.
 pub(super) fn key(object: &Object, media_types: &[String], size: Option<u64>) -> Key {
+    let types = media_types.join(" ");
     if let Some(size) = size {
         // "sized " begins no other text, and the size ends at the space after it.
         let size = size.to_string();
         return match object {
-            Object::Digest(d) => hashed(&["sized ", &size, " digest ", d.as_str()]),
-            Object::Tag(t) => hashed(&["sized ", &size, " tag ", t, " ", &media_types.join(" ")]),
+            Object::Digest(d) => hashed(&["sized ", &size, " digest ", d.as_str(), " ", &types]),
+            Object::Tag(t) => hashed(&["sized ", &size, " tag ", t, " ", &types]),
         };
     }
     match object {
-        Object::Digest(d) if d.algorithm() == Algorithm::Sha256 => {
+        Object::Digest(d) if d.algorithm() == Algorithm::Sha256 && media_types.is_empty() => {
             let mut k = [0u8; 32];
             for (i, pair) in d.encoded().as_bytes().chunks(2).enumerate() {
                 // The digest was validated as 64 lowercase hex characters.
@@ -146,8 +150,8 @@ pub(super) fn key(object: &Object, media_types: &[String], size: Option<u64>) ->
             }
             k
         }
-        Object::Digest(d) => hashed(&["digest ", d.as_str()]),
-        Object::Tag(t) => hashed(&["tag ", t, " ", &media_types.join(" ")]),
+        Object::Digest(d) => hashed(&["digest ", d.as_str(), " ", &types]),
+        Object::Tag(t) => hashed(&["tag ", t, " ", &types]),
     }
 }
 
@@ -197,11 +201,18 @@ mod tests {
         let long: Object = format!("sha512:{}", "ab".repeat(64)).parse().unwrap();
         assert!(first(&mut s, &long, &[]));
         assert!(!first(&mut s, &long, &[]));
-        // A digest pins its content whatever the hints; a tag's answer depends on them.
+        // Any object is the same only with the same type hints: a tag's answer depends on
+        // them, and a digest's type, wrong, fails where the right one succeeds.
         let index = ["application/vnd.oci.image.index.v1+json".to_string()];
-        assert!(!first(&mut s, &d, &index));
-        assert!(first(&mut s, &Object::Tag("latest".into()), &index));
-        assert!(!first(&mut s, &Object::Tag("latest".into()), &index));
+        let manifest = ["application/vnd.oci.image.manifest.v1+json".to_string()];
+        for object in [&d, &long, &Object::Tag("latest".into())] {
+            assert!(first(&mut s, object, &index), "{object}");
+            assert!(!first(&mut s, object, &index), "{object}");
+            assert!(first(&mut s, object, &manifest), "{object}");
+            assert!(!first(&mut s, object, &[]), "{object}");
+            assert!(s.first_time(key(object, &index, Some(10))), "{object}");
+            assert!(!s.first_time(key(object, &index, Some(10))), "{object}");
+        }
         // Any object is the same only with the same size, or none.
         for object in [&d, &long, &Object::Tag("latest".into())] {
             assert!(s.first_time(key(object, &[], Some(10))), "{object}");
@@ -221,14 +232,20 @@ mod tests {
         let index = ["application/vnd.oci.image.index.v1+json".to_string()];
         let sha256 = Object::Digest(crate::digest::Digest::of(Algorithm::Sha256, b""));
         for (object, media_types, size, text) in [
-            (&sha512, &[][..], None, format!("digest {sha512}")),
+            (&sha512, &[][..], None, format!("digest {sha512} ")),
+            (
+                &sha256,
+                &index[..],
+                None,
+                format!("digest {sha256} {}", index[0]),
+            ),
             (&v1, &[][..], None, "tag v1 ".to_string()),
             (&v1, &index[..], None, format!("tag v1 {}", index[0])),
             (
                 &sha256,
                 &[][..],
                 Some(7),
-                format!("sized 7 digest {sha256}"),
+                format!("sized 7 digest {sha256} "),
             ),
             (&v1, &[][..], Some(7), "sized 7 tag v1 ".to_string()),
         ] {

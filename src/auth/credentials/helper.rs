@@ -88,7 +88,13 @@ async fn run_program(
             .stderr(std::process::Stdio::piped()),
         process_group::separate(),
     )
-    .map_err(io_fail)?;
+    .map_err(|e| match e.kind() {
+        // "running …: No such file or directory" read as a file the helper wanted.
+        std::io::ErrorKind::NotFound if !program.contains('/') => fail(format!(
+            "credential helper {program} is not installed (no such program on PATH)"
+        )),
+        _ => io_fail(e),
+    })?;
     let child = group.child();
     if let Some(mut stdin) = child.stdin.take() {
         // A helper that exits without reading its input is fine; its output decides.

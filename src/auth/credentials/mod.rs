@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use config_file::{
     closest, entry_credential, hub_alias, not_a_config, search_paths, spelt_host, ConfigFile,
 };
@@ -208,16 +208,29 @@ impl Source {
         fn spelt<'k>(key: Option<&'k String>, host: &str) -> Option<&'k str> {
             key.and_then(|k| spelt_host(k, host))
         }
+        // A helper's failure names the file and key that chose it: the file may be one of
+        // several asked, and the cure is often to fix or empty that entry.
+        let file = self
+            .path
+            .as_deref()
+            .unwrap_or(Path::new("the credential file"));
+        let named_by = |field: String| {
+            move |e: Error| e.with_note(format!("{field} in {} names it", file.display()))
+        };
         match closest(&self.file.cred_helpers, host, repository) {
             Some((key, helper)) if !helper.is_empty() => {
-                let found = run_helper(helper, host, spelt(Some(key), host), helpers).await?;
+                let found = run_helper(helper, host, spelt(Some(key), host), helpers)
+                    .await
+                    .map_err(named_by(format!("credHelpers {key:?}")))?;
                 return Ok(helped(helper, found));
             }
             Some(_) => {}
             None => {
                 if let Some(store) = self.file.creds_store.as_deref().filter(|s| !s.is_empty()) {
                     let key = closest(&self.file.auths, host, repository).map(|(k, _)| k);
-                    let found = run_helper(store, host, spelt(key, host), helpers).await?;
+                    let found = run_helper(store, host, spelt(key, host), helpers)
+                        .await
+                        .map_err(named_by("credsStore".to_string()))?;
                     if let Some(found) = helped(store, found) {
                         return Ok(Some(found));
                     }
@@ -484,6 +497,39 @@ pub(crate) mod tests {
             Some(Credential::Basic { username, .. }) if username == "u"
         ));
         assert!(c.credential_for("other.example", None).await.is_err());
+    }
+
+    /// A helper's failure names the file and the key that chose it, and one not installed
+    /// says so: "running credential helper …: No such file or directory" read as a file
+    /// the helper wanted, and left the user to find which of several files named it.
+    #[tokio::test]
+    async fn a_helper_s_failure_names_the_entry_that_chose_it() {
+        let dir = tempfile::tempdir().unwrap();
+        helper(dir.path(), "locked", "echo 'keychain locked' >&2; exit 1");
+        let file = dir.path().join("config.json");
+        let with = |json: &str| DockerConfig {
+            sources: vec![Source {
+                file: serde_json::from_str(json).unwrap(),
+                path: Some(file.clone()),
+                ..Source::default()
+            }],
+            ..DockerConfig::default()
+        };
+        let c = with(r#"{"credsStore":"definitely-not-installed-xyz"}"#);
+        let e = c.credential_for("r.example", None).await.unwrap_err();
+        let shown = e.to_string();
+        let want = format!(
+            "credential helper docker-credential-definitely-not-installed-xyz is not installed \
+             (no such program on PATH); credsStore in {} names it",
+            file.display()
+        );
+        assert!(shown.contains(&want), "{shown}");
+        let c = with(r#"{"credHelpers":{"r.example":"locked"}}"#).with_helper_dir(dir.path());
+        let e = c.credential_for("r.example", None).await.unwrap_err();
+        let shown = e.to_string();
+        assert!(shown.contains("it said: keychain locked"), "{shown}");
+        let want = format!("credHelpers \"r.example\" in {} names it", file.display());
+        assert!(shown.contains(&want), "{shown}");
     }
 
     /// `docker login GHCR.IO` files the login under the name as typed, in the helper as in
