@@ -563,11 +563,12 @@ impl Download {
                 ));
             }
         }
-        self.unhashed = Some(chunk.clone());
-        if let Err(e) = self.hashing.update(&chunk).await {
+        // Moved there, not cloned: a clone of a chunk over a `Vec` (a file's, a decoded
+        // body's, a ranged part's) allocates, once per chunk of every blob.
+        if let Err(e) = self.hashing.update(self.unhashed.insert(chunk)).await {
             return Err(e.with_object(&self.meta.object).with_url(&self.meta.url));
         }
-        self.unhashed = None;
+        let chunk = self.unhashed.take().expect("the chunk just hashed");
         self.received = total;
         if let Some(kept) = &mut self.kept {
             kept.extend_from_slice(&chunk);
