@@ -97,7 +97,8 @@
 //! [`LayoutStore::temp_for`](sink::layout::LayoutStore::temp_for) with content written past
 //! its first MiB, the partial download a later fetch of that blob carries on.
 //! [`Download::chunk`] and [`TempBlob::write`](sink::layout::TempBlob::write) are
-//! cancel-safe: a call dropped by a `select!` or a timeout loses no content.
+//! cancel-safe: a call dropped by a `select!` or a timeout loses no content (a dropped
+//! `write` has taken its chunk: the next call writes the next chunk, not that one again).
 //!
 //! ```
 //! # use dist::layout_remote::LayoutRemote;

@@ -439,4 +439,38 @@ mod tests {
             .to_string();
         assert!(e.contains("carriage return"), "{e}");
     }
+
+    /// `Hints::for_descriptor` gives a library caller the hints a descriptor line (as
+    /// `dist pull` writes them) is fetched with: the same for a layer, a config, each
+    /// manifest type, an index, an artifact manifest, an unknown type and none.
+    #[test]
+    fn a_descriptor_s_hints_are_its_line_s() {
+        let types = [
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            "application/vnd.oci.image.config.v1+json",
+            "application/vnd.oci.image.manifest.v1+json",
+            "application/vnd.docker.distribution.manifest.v2+json",
+            "application/vnd.oci.image.index.v1+json",
+            "application/vnd.docker.distribution.manifest.list.v2+json",
+            "application/vnd.example.unknown+json",
+            "",
+        ];
+        for t in types {
+            let mut d = crate::image::Descriptor::new(t, D.parse().unwrap(), 7);
+            if t.contains("manifest.v1") {
+                d.extra
+                    .insert("artifactType".into(), "application/vnd.example.sbom".into());
+            }
+            let line = serde_json::to_string(&d).unwrap();
+            let job = parse_line(&line).unwrap().unwrap();
+            let hints = Hints::for_descriptor(&d).unwrap();
+            assert_eq!(hints, job.hints, "{line}");
+            assert_eq!(hints.size, Some(7), "{line}");
+            assert_eq!(
+                hints.wants_manifest(),
+                crate::media::is_manifest(t),
+                "{line}"
+            );
+        }
+    }
 }

@@ -181,7 +181,8 @@ impl TempBlob {
     ///
     /// Cancel-safe: a call dropped before it returned (the losing branch of a
     /// `tokio::select!`) has taken its chunk all the same, and the next call or the
-    /// commit writes it first.
+    /// commit writes it first: give the next call the next chunk, not that one again,
+    /// which would be stored twice under a digest [`commit`](Self::commit) does not check.
     pub async fn write(&mut self, chunk: &Bytes) -> Result<()> {
         self.len += chunk.len() as u64;
         match &mut self.writing {
