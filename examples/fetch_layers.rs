@@ -39,9 +39,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let out = std::path::Path::new(out);
     tokio::fs::create_dir_all(out).await?;
+    // Each blob once: an image may list one layer twice (an empty layer, a layer of the
+    // same files), and two fetches of one digest would write one `.part` file at once.
+    let mut seen = std::collections::HashSet::new();
+    let blobs = std::iter::once(config)
+        .chain(layers)
+        .filter(|d| seen.insert(d.digest.clone()));
     // Every blob is seen through, failed or not: a fetch dropped half-way (as `try_collect`
     // drops the others at the first error) would leave its `.part` file behind.
-    let results: Vec<dist::Result<u64>> = stream::iter(std::iter::once(config).chain(layers))
+    let results: Vec<dist::Result<u64>> = stream::iter(blobs)
         .map(|descriptor| fetch_into(&remote, descriptor, out))
         .buffer_unordered(JOBS)
         .collect()

@@ -149,6 +149,51 @@ fn the_readme_library_example_is_one_that_builds() {
     );
 }
 
+/// `examples/fetch_layers.rs` stores each blob of an image once, under its digest, and
+/// leaves no `.part` file: also when the image lists one layer twice, whose two fetches
+/// wrote one `.part` file at once (`cargo test` builds the examples, not `--test` alone).
+#[test]
+fn the_fetch_layers_example_stores_a_layer_listed_twice_once() {
+    let reg = FakeRegistry::start();
+    let (a, b) = (bytes(9901, 300_000), bytes(9902, 300_000));
+    let (da, db) = (reg.blob("team/app", &a), reg.blob("team/app", &b));
+    reg.image(
+        "team/app",
+        "v1",
+        &[da.clone(), db.clone(), da.clone()],
+        a.len(),
+    );
+    let example = std::env::current_exe().unwrap();
+    let example = example.parent().unwrap().parent().unwrap();
+    let example = example.join("examples").join("fetch_layers");
+    assert!(
+        example.is_file(),
+        "{example:?}: run `cargo test` or `cargo build --examples`"
+    );
+    let out = tempfile::tempdir().unwrap();
+    let repo = format!("{}/team/app", reg.host());
+    let run = std::process::Command::new(&example)
+        .args([repo.as_str(), "v1", out.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{err}");
+    assert!(
+        String::from_utf8_lossy(&run.stdout).starts_with("3 blobs,"),
+        "{err}"
+    );
+    let mut names: Vec<String> = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 3, "{names:?}");
+    for (digest, content) in [(&da, &a), (&db, &b)] {
+        let stored = std::fs::read(out.path().join(digest.replace(':', "-"))).unwrap();
+        assert!(stored == *content, "{digest}");
+    }
+}
+
 /// A service keeps these in its own `#[derive(Debug)]` structs and logs them.
 #[test]
 fn public_handles_implement_debug() {
