@@ -787,3 +787,38 @@ fn a_rotated_refresh_token_serves_every_host_of_the_run() {
     .unwrap();
     assert!(stored == image.manifest);
 }
+
+/// A helper on PATH that cannot start (its `#!` names an interpreter that is not there)
+/// is not said to be missing: the system's "No such file or directory" is the same as for
+/// a program not installed, and told so, its user looked for a helper that is there.
+#[test]
+fn a_helper_whose_interpreter_is_missing_is_not_told_as_not_installed() {
+    let reg = Registry::start_with(RegistryOptions {
+        private_prefix: Some("private/".into()),
+        ..RegistryOptions::new(Mode::Token)
+    });
+    let repo = format!("{}/private/app", reg.host());
+    let mut dist = Dist::new();
+    let bin = dist.config_dir().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-broken");
+    write_program(&helper, "#!/nonexistent/interpreter\nexit 0\n");
+    dist.docker_config(&format!(
+        r#"{{"credHelpers":{{"{}":"broken"}}}}"#,
+        reg.host()
+    ));
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    dist.env("PATH", &path);
+    let err = dist.fails(2, &["fetch", &repo, "v1"], b"");
+    assert!(!err.contains("not installed"), "{err}");
+    assert!(
+        err.contains(&format!("running credential helper {}", helper.display()))
+            && err.contains("interpreter"),
+        "{err}"
+    );
+    assert!(err.contains("credHelpers"), "{err}");
+}

@@ -1867,4 +1867,25 @@ fn a_mistyped_repository_is_told_as_unknown_to_the_registry() {
     assert_eq!(lines[0]["status"], "ok", "{lines:?}");
     let err = dist.fails(1, &["fetch", &untagged, "-", "-o", o], b"v1\n");
     assert!(err.contains("knows no repository team/untagged"), "{err}");
+    // A blob served shows the repository is there (pushed since the check, or holding no
+    // tag): a later 404 is no longer told the name may be wrong. One job, in line order,
+    // into a new layout, where the blob is not stored already.
+    let fresh = dir.path().join("fresh");
+    let err = dist.fails(
+        1,
+        &[
+            "fetch",
+            &untagged,
+            "-",
+            "-o",
+            fresh.to_str().unwrap(),
+            "-j",
+            "1",
+        ],
+        format!("{blob}\nv1\n").as_bytes(),
+    );
+    assert!(
+        err.contains("MANIFEST_UNKNOWN") && !err.contains("knows no repository"),
+        "{err}"
+    );
 }

@@ -75,7 +75,10 @@ struct Inner {
     /// Objects whose coded bytes as sent are their content (see [`coding::AsSent`]).
     as_sent: Arc<coding::AsSent>,
     /// The registry itself answered the check's tag listing `NAME_UNKNOWN`: it has no
-    /// repository of that name, or one with no tags ([`Inner::unknown_name_note`]).
+    /// repository of that name, or one with no tags ([`Inner::unknown_name_note`]). Until
+    /// an object is served: then the name is right (the repository held blobs and no tag,
+    /// or was pushed since), and a later 404 told "is the name right?" sent the user to
+    /// look for a typo that is not there.
     name_unknown: std::sync::atomic::AtomicBool,
 }
 
@@ -97,6 +100,22 @@ impl Inner {
              NAME_UNKNOWN: there is none of that name, or it has no tags yet): is the name \
              right?"
         ))
+    }
+
+    /// `fetched`, its error noted as [`Self::unknown_name_note`] says; an object served
+    /// shows the repository is there, and no later 404 is told it may not be. One load
+    /// per fetch, and a store only on the first object served after the check's answer.
+    fn noted<T>(&self, fetched: Result<T>) -> Result<T> {
+        use std::sync::atomic::Ordering::Relaxed;
+        match fetched {
+            Ok(served) => {
+                if self.name_unknown.load(Relaxed) {
+                    self.name_unknown.store(false, Relaxed);
+                }
+                Ok(served)
+            }
+            Err(e) => Err(self.unknown_name_note(e)),
+        }
     }
 }
 
@@ -1012,7 +1031,7 @@ impl Remote for RegistryRemote {
     ) -> BoxFuture<'a, Result<Download>> {
         async move {
             let fetched = self.fetch_after(object, hints, None).await;
-            fetched.map_err(|e| self.inner.unknown_name_note(e))
+            self.inner.noted(fetched)
         }
         .boxed()
     }
@@ -1025,7 +1044,7 @@ impl Remote for RegistryRemote {
     ) -> BoxFuture<'a, Result<Download>> {
         async move {
             let fetched = self.fetch_after(object, hints, Some(&prefix)).await;
-            fetched.map_err(|e| self.inner.unknown_name_note(e))
+            self.inner.noted(fetched)
         }
         .boxed()
     }
@@ -1110,7 +1129,7 @@ impl Remote for RegistryRemote {
                 })
                 .await;
             match head {
-                Ok(Some(d)) => return Ok(d),
+                Ok(Some(d)) => return self.inner.noted(Ok(d)),
                 Ok(None) => {
                     tracing::debug!(%object, "HEAD lacks digest, type or length; using GET")
                 }

@@ -132,7 +132,10 @@ impl Seen {
 /// hashed: its JSON costs more than that already, and sizes or types that disagree must
 /// not share a key.
 pub(super) fn key(object: &Object, media_types: &[String], size: Option<u64>) -> Key {
-    let types = media_types.join(" ");
+    // Joined by a line feed, which no type holds: a descriptor's type may hold a space
+    // (`a/b; c/d`), and joined by one it was the two hints `mediatype:a/b;
+    // mediatype:c/d`, a line asking otherwise skipped as its duplicate.
+    let types = media_types.join("\n");
     if let Some(size) = size {
         // "sized " begins no other text, and the size ends at the space after it.
         let size = size.to_string();
@@ -257,6 +260,27 @@ mod tests {
             assert!(first(&mut s, &holding_text, &[]));
             let k = key(object, media_types, size);
             assert!(s.first_time(k), "{object} {text:?}");
+        }
+    }
+
+    /// Lines whose type hints differ are no duplicates, however the types are spelt: a
+    /// descriptor's one type with a space in it is not two hints split there.
+    #[test]
+    fn types_split_otherwise_are_other_hints() {
+        let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let one = format!(r#"{{"digest":"{d}","mediaType":"a/b; c/d"}}"#);
+        let two = format!("{d} mediatype:a/b; mediatype:c/d");
+        let mut s = Seen::default();
+        for line in [&one, &two] {
+            let job = crate::worker::line::parse_line(line).unwrap().unwrap();
+            let k = key(&job.object, &job.hints.media_types, job.hints.size);
+            assert!(s.first_time(k), "{line} {:?}", job.hints.media_types);
+        }
+        // And the same lines again, as a list of descriptors given twice, are duplicates.
+        for line in [&one, &two] {
+            let job = crate::worker::line::parse_line(line).unwrap().unwrap();
+            let k = key(&job.object, &job.hints.media_types, job.hints.size);
+            assert!(!s.first_time(k), "{line}");
         }
     }
 

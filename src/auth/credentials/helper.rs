@@ -68,6 +68,14 @@ async fn ask_helper(program: &str, host: &str, within: Duration) -> Result<Optio
     }
 }
 
+/// Where `program` is on `PATH`, the first file of that name, as the system looks.
+fn on_path(program: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
 /// Runs a credential helper `program` (found on `PATH` unless it is a path) for `server`.
 /// A helper that exits with a failure has no credential for it if `refusal_is_absence`,
 /// as one that says "credentials not found" always has; else it fails.
@@ -89,10 +97,20 @@ async fn run_program(
         process_group::separate(),
     )
     .map_err(|e| match e.kind() {
-        // "running …: No such file or directory" read as a file the helper wanted.
-        std::io::ErrorKind::NotFound if !program.contains('/') => fail(format!(
-            "credential helper {program} is not installed (no such program on PATH)"
-        )),
+        // "running …: No such file or directory" read as a file the helper wanted. The
+        // system says the same of a script on PATH whose `#!` names a missing
+        // interpreter: told "not installed", its user went looking for one that is.
+        std::io::ErrorKind::NotFound if !program.contains('/') => match on_path(program) {
+            None => fail(format!(
+                "credential helper {program} is not installed (no such program on PATH)"
+            )),
+            Some(found) => fail(format!(
+                "running credential helper {} (is the interpreter its #! line names \
+                 missing?)",
+                found.display()
+            ))
+            .with_cause(e),
+        },
         _ => io_fail(e),
     })?;
     let child = group.child();
