@@ -1,9 +1,6 @@
 //! What reading a download costs in allocations, per chunk: the path every blob's content
 //! takes, a thousand small blobs or a large one in many chunks.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use bytes::Bytes;
 use futures::StreamExt;
 
@@ -11,25 +8,8 @@ use dist::digest::Algorithm;
 use dist::fetch::Meta;
 use dist::{Digest, Download, Object};
 
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: the system allocator's own calls, counted.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static COUNTING: Counting = Counting;
+#[path = "support/allocations.rs"]
+mod allocations;
 
 /// A chunk handed out costs no allocation, whatever its bytes are held in. Keeping a
 /// chunk for the next call (for `chunk` to be cancel-safe) by a clone cost one per chunk
@@ -54,11 +34,11 @@ async fn chunks_cost_no_allocation_each() {
     let body = futures::stream::iter(parts.into_iter().map(Ok)).boxed();
     let mut download = Download::new(meta, body);
     let mut got = 0;
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = allocations::so_far();
     while let Some(chunk) = download.chunk().await.unwrap() {
         got += chunk.len();
     }
-    let spent = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let spent = allocations::so_far() - before;
     assert_eq!(got, whole.len());
     assert_eq!(download.digest(), Some(&digest));
     assert!(

@@ -1,32 +1,12 @@
 //! What one request costs the transport in allocations, the hot path of a batch of small
 //! blobs: a request that costs more than it did shows here before it shows in a profile.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use dist::transport::{Outgoing, Transport, TransportOptions};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: the system allocator's own calls, counted.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static COUNTING: Counting = Counting;
+#[path = "support/allocations.rs"]
+mod allocations;
 
 /// Measured on a kept-alive HTTP/1.1 connection: 17 allocations a request (hyper's own,
 /// the request's headers, dist's `Reply`). Telling the user, when the idle timeout runs
@@ -70,11 +50,11 @@ async fn a_request_on_a_kept_connection_costs_few_allocations() {
         fetch().await;
     }
     const REQUESTS: usize = 1000;
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = allocations::so_far();
     for _ in 0..REQUESTS {
         fetch().await;
     }
-    let each = (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / REQUESTS as f64;
+    let each = (allocations::so_far() - before) as f64 / REQUESTS as f64;
     assert!(each <= 18.0, "{each} allocations a request");
     drop(transport);
     server.await.unwrap();
