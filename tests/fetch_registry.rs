@@ -373,10 +373,15 @@ fn credentials_from_the_containers_tools_auth_json() {
 /// `docker-credential-NAME` in a directory put first on dist's `PATH`, and names it in
 /// `credHelpers` for `reg`, in place of any helper named before.
 fn use_helper(dist: &mut Dist, reg: &Registry, name: &str, script: &str) {
+    use_program(dist, reg, name, &format!("#!/bin/sh\n{script}"));
+}
+
+/// [`use_helper`] with the whole program given, `#!` line and all; returns its path.
+fn use_program(dist: &mut Dist, reg: &Registry, name: &str, program: &str) -> std::path::PathBuf {
     let bin = dist.config_dir().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let helper = bin.join(format!("docker-credential-{name}"));
-    write_program(&helper, &format!("#!/bin/sh\n{script}"));
+    write_program(&helper, program);
     dist.docker_config(&format!(
         r#"{{"credHelpers":{{"{}":"{name}"}}}}"#,
         reg.host()
@@ -387,6 +392,7 @@ fn use_helper(dist: &mut Dist, reg: &Registry, name: &str, script: &str) {
         std::env::var("PATH").unwrap_or_default()
     );
     dist.env("PATH", &path);
+    helper
 }
 
 /// Where dist has a controlling terminal, a credential helper runs in its foreground
@@ -799,20 +805,8 @@ fn a_helper_whose_interpreter_is_missing_is_not_told_as_not_installed() {
     });
     let repo = format!("{}/private/app", reg.host());
     let mut dist = Dist::new();
-    let bin = dist.config_dir().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let helper = bin.join("docker-credential-broken");
-    write_program(&helper, "#!/nonexistent/interpreter\nexit 0\n");
-    dist.docker_config(&format!(
-        r#"{{"credHelpers":{{"{}":"broken"}}}}"#,
-        reg.host()
-    ));
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    dist.env("PATH", &path);
+    let program = "#!/nonexistent/interpreter\nexit 0\n";
+    let helper = use_program(&mut dist, &reg, "broken", program);
     let err = dist.fails(2, &["fetch", &repo, "v1"], b"");
     assert!(!err.contains("not installed"), "{err}");
     assert!(
