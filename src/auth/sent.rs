@@ -112,9 +112,8 @@ impl Sent {
         let python = ascii_escaped(json);
         // An HTML error page shows its title as written, entities and all: a gateway's
         // page repeating the password (`pa&amp;ss` for `pa&ss`).
-        let [html, go_html] = html_escaped(secret);
         let forms = [json.to_string(), json.replace('/', "\\/"), go, python];
-        for escaped in forms.into_iter().chain([html, go_html]) {
+        for escaped in forms.into_iter().chain(html_escaped(secret)) {
             if escaped != secret && !self.0.contains(&escaped) {
                 self.0.push(escaped);
             }
@@ -140,15 +139,18 @@ impl Sent {
 
 /// `secret` as HTML writes text: `&`, `<` and `>` as entities, and the quotes as
 /// Python's `html.escape` writes them (`&quot;`, `&#x27;`) and as Go's `html` package does
-/// (`&#34;`, `&#39;`).
-fn html_escaped(secret: &str) -> [String; 2] {
+/// (`&#34;`, `&#39;`); and as Go's `html/template` does, which also writes `+` as `&#43;`
+/// (base64's, in a token or a Basic header).
+fn html_escaped(secret: &str) -> [String; 3] {
     let base = secret
         .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;");
+    let go = base.replace('"', "&#34;").replace('\'', "&#39;");
     [
         base.replace('"', "&quot;").replace('\'', "&#x27;"),
-        base.replace('"', "&#34;").replace('\'', "&#39;"),
+        go.replace('+', "&#43;"),
+        go,
     ]
 }
 
@@ -316,6 +318,12 @@ mod tests {
             let shown = crate::server_text::error_detail_hiding(page.as_bytes(), "401", &sent);
             assert_eq!(shown, "denied: <redacted>", "{title}");
         }
+        // Go's html/template writes `+` too, as base64 has it.
+        let token = Credential::IdentityToken("ab+cd/ef==".into());
+        let sent = Sent::credential(Some(&token));
+        let page = "<html><title>refused ab&#43;cd/ef==</title></html>";
+        let shown = crate::server_text::error_detail_hiding(page.as_bytes(), "401", &sent);
+        assert_eq!(shown, "refused <redacted>");
     }
 
     /// A short password glued to a word where the server's text has it first, and on its
