@@ -528,6 +528,45 @@ mod tests {
         assert_eq!(auth.token_requests(), 3, "its renewal asked for: {e}");
     }
 
+    /// A token sent once more, its renewal having failed, and refused again by a 401
+    /// the request asks nothing more about (the refusal of the token server's tokens
+    /// standing, or the request's rounds spent) is refused twice: its request, ended,
+    /// does not give it back, and the next request does not send it a third time.
+    #[tokio::test]
+    async fn a_token_sent_once_more_and_refused_by_a_final_401_is_not_given_back() {
+        let origin = gone_origin();
+        let policy = RetryPolicy {
+            retries: 0,
+            ..RetryPolicy::default()
+        };
+        let challenge = [format!(
+            r#"Bearer realm="{origin}/token",error="invalid_token""#
+        )];
+        for spurned_before in [false, true] {
+            let auth = issued_at(&origin);
+            let used = auth.grant(&policy).await.unwrap();
+            assert!(auth
+                .challenged(&used, &challenge, false, &policy)
+                .await
+                .is_err());
+            if spurned_before {
+                // Another request's rounds, spent on the same token.
+                auth.spurned(&used, &challenge);
+            }
+            let mut tries = auth.token_tries();
+            let resent = auth.grant_again(&policy, &mut tries).await.unwrap();
+            assert!(resent.retried, "sent once more");
+            if spurned_before {
+                assert!(auth.spurns(&resent, &challenge), "its 401 is the answer");
+            } else {
+                auth.spurned(&resent, &challenge);
+            }
+            drop(tries);
+            let next = auth.grant(&policy).await;
+            assert!(next.is_err(), "sent a third time: {next:?}");
+        }
+    }
+
     /// Two hosts of a run trade one identity token at one realm: the server rotated it for
     /// the other host's authorizer while this one's grant, with the old token, was on its
     /// way. The newest is tried before the refusal stands.

@@ -322,6 +322,24 @@ impl Authorizer {
         self.unspurned(used);
     }
 
+    /// Notes the registry's 401 to `used` when it sent a refused token once more
+    /// ([`State::second_chance`]): refused twice, the refusal was no spurious one, and
+    /// the token is not sent again, nor given back by its request ([`State::let_go`]).
+    /// Its renewal is all that may help.
+    fn refused_again(&self, used: &Grant) {
+        if !used.retried {
+            return;
+        }
+        let mut s = self.state.lock().expect("auth state poisoned");
+        if let Some(r) = s
+            .refused
+            .as_mut()
+            .filter(|r| r.generation == used.generation)
+        {
+            r.again = true;
+        }
+    }
+
     /// Reacts to a 403 that answered a request sent with `used`: ECR refuses a password
     /// that has expired (its credential helper's last 12 hours) with `403 Your
     /// authorization token has expired`, not with a 401. When `used` carried Basic
@@ -422,17 +440,7 @@ impl Authorizer {
         if s.generation != used.generation {
             return Ok(()); // another task already reacted to the same 401
         }
-        if used.retried {
-            // Refused twice: no spurious refusal. Its renewal is all that may help.
-            let mut s = self.state.lock().expect("auth state poisoned");
-            if let Some(r) = s
-                .refused
-                .as_mut()
-                .filter(|r| r.generation == used.generation)
-            {
-                r.again = true;
-            }
-        }
+        self.refused_again(used);
         if let Some(e) = s.failure_since(flights, tries) {
             tries.took(s.flights);
             return Err(e);

@@ -112,9 +112,8 @@ impl Sent {
         let python = ascii_escaped(json);
         // An HTML error page shows its title as written, entities and all: a gateway's
         // page repeating the password (`pa&amp;ss` for `pa&ss`).
-        let [html, go_html] = html_escaped(secret);
         let forms = [json.to_string(), json.replace('/', "\\/"), go, python];
-        for escaped in forms.into_iter().chain([html, go_html]) {
+        for escaped in forms.into_iter().chain(html_escaped(secret)) {
             if escaped != secret && !self.0.contains(&escaped) {
                 self.0.push(escaped);
             }
@@ -140,15 +139,18 @@ impl Sent {
 
 /// `secret` as HTML writes text: `&`, `<` and `>` as entities, and the quotes as
 /// Python's `html.escape` writes them (`&quot;`, `&#x27;`) and as Go's `html` package does
-/// (`&#34;`, `&#39;`).
-fn html_escaped(secret: &str) -> [String; 2] {
+/// (`&#34;`, `&#39;`); and as Go's `html/template` does, which also writes `+` as `&#43;`
+/// (base64's, in a token or a Basic header).
+fn html_escaped(secret: &str) -> [String; 3] {
     let base = secret
         .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;");
+    let go = base.replace('"', "&#34;").replace('\'', "&#39;");
     [
         base.replace('"', "&quot;").replace('\'', "&#x27;"),
-        base.replace('"', "&#34;").replace('\'', "&#39;"),
+        go.replace('+', "&#43;"),
+        go,
     ]
 }
 
@@ -175,7 +177,9 @@ fn hidden(text: &str, secret: &str) -> String {
     let whole_words = secret.chars().count() < WHOLE_WORD_BELOW;
     let mut out = String::with_capacity(text.len());
     let mut kept = 0;
-    for (at, _) in text.match_indices(secret) {
+    let mut from = 0;
+    while let Some(n) = text[from..].find(secret).filter(|_| !secret.is_empty()) {
+        let at = from + n;
         let end = at + secret.len();
         let glued = |edge: Option<char>, outside: Option<char>| {
             edge.is_some_and(word) && outside.is_some_and(word)
@@ -184,11 +188,16 @@ fn hidden(text: &str, secret: &str) -> String {
             && (glued(secret.chars().next(), text[..at].chars().next_back())
                 || glued(secret.chars().next_back(), text[end..].chars().next()))
         {
+            // Looked for again from its next character, not past it: it may overlap one
+            // that stands as a word (`x.y.x` glued in `wx.y.x.y.x`, then on its own),
+            // shown when the search went on past the first.
+            from = at + text[at..].chars().next().map_or(1, char::len_utf8);
             continue;
         }
         out.push_str(&text[kept..at]);
         out.push_str("<redacted>");
         kept = end;
+        from = end;
     }
     out.push_str(&text[kept..]);
     out
@@ -309,6 +318,24 @@ mod tests {
             let shown = crate::server_text::error_detail_hiding(page.as_bytes(), "401", &sent);
             assert_eq!(shown, "denied: <redacted>", "{title}");
         }
+        // Go's html/template writes `+` too, as base64 has it.
+        let token = Credential::IdentityToken("ab+cd/ef==".into());
+        let sent = Sent::credential(Some(&token));
+        let page = "<html><title>refused ab&#43;cd/ef==</title></html>";
+        let shown = crate::server_text::error_detail_hiding(page.as_bytes(), "401", &sent);
+        assert_eq!(shown, "refused <redacted>");
+    }
+
+    /// A short password glued to a word where the server's text has it first, and on its
+    /// own right after, overlapping it, is hidden where it stands on its own.
+    #[test]
+    fn a_short_password_overlapping_a_glued_one_is_hidden() {
+        let sent = Sent::credential(Some(&Credential::Basic {
+            username: "alice".into(),
+            password: "x.y.x".into(),
+        }));
+        assert_eq!(sent.hide("wx.y.x.y.x"), "wx.y.<redacted>");
+        assert_eq!(sent.hide("wx.y.x.y.xz x.y.x"), "wx.y.x.y.xz <redacted>");
     }
 
     /// A password of 3 characters is hidden where it stands as a word; one of 2 is not

@@ -47,6 +47,9 @@ impl Authorizer {
     /// tokens a request was just issued and had refused in a row, challenging with
     /// `www_authenticate`: the refusal [`spurns`](Self::spurns) looks for from now on.
     pub(crate) fn spurned(&self, used: &Grant, www_authenticate: &[String]) {
+        // Its 401 is the request's answer, asked about no further: a token sent once more
+        // and refused so is refused again, not given back for the next request to send.
+        self.refused_again(used);
         let Some(challenge) = bearer(www_authenticate).filter(|_| used.sends(b"Bearer")) else {
             return;
         };
@@ -80,6 +83,9 @@ impl Authorizer {
         }
         let standing = s.at.elapsed() < SPURNED_STANDS;
         if standing && bearer(www_authenticate).is_some_and(|c| same(&c, &s.challenge)) {
+            drop(spurned);
+            // The 401 is the answer, as for `spurned`.
+            self.refused_again(used);
             return true;
         }
         *spurned = None;
