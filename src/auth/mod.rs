@@ -111,6 +111,11 @@ impl std::ops::DerefMut for RequestTries<'_> {
 
 impl Drop for RequestTries<'_> {
     fn drop(&mut self) {
+        // Nearly no request was given one: the lock every task takes for its grant is
+        // not taken once more for each request's end.
+        if !self.tries.was_given_resend() {
+            return;
+        }
         let mut s = self.auth.state.lock().expect("auth state poisoned");
         s.let_go(&self.tries);
     }

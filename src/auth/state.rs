@@ -166,4 +166,10 @@ impl TokenTries {
     pub(super) fn took(&mut self, flights: u64) {
         self.took = Some(flights);
     }
+
+    /// Whether the request was given a refused token to send once more, which it gives
+    /// back as it ends ([`State::let_go`]).
+    pub(super) fn was_given_resend(&self) -> bool {
+        self.resend.is_some()
+    }
 }
