@@ -451,29 +451,7 @@ fn a_token_refused_once_while_the_token_server_fails_is_sent_again() {
 /// one failed on the token server.
 #[test]
 fn a_token_sent_once_more_is_kept_by_its_request_through_the_registry_s_503s() {
-    let reg = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
-    let blobs: Vec<String> = (0..6)
-        .map(|seed| reg.blob("team/app", bytes(9850 + seed, 1000)))
-        .collect();
-    let mut child = Dist::new().start(&["--retries", "3", "fetch", &repo(&reg), "-", "-j", "1"]);
-    let mut input = child.stdin.take().unwrap();
-    writeln!(input, "{}", blobs[0]).unwrap();
-    first_blob_served(&reg);
-    reg.set_fault_for_every(
-        "/token",
-        Fault::StatusWithRetryAfter(503, "3600".to_string()),
-    );
-    reg.push_fault(&blobs[1], Fault::Unauthorized);
-    reg.push_fault(&blobs[2], Fault::Status(503));
-    reg.push_fault(&blobs[2], Fault::Status(503));
-    let asked = reg.token_requests();
-    for digest in &blobs[1..] {
-        writeln!(input, "{digest}").unwrap();
-    }
-    drop(input);
-    let out = child.wait_with_output().unwrap();
+    let (reg, blobs, asked, out) = a_refused_token_then_two_503s("3", 9850);
     let err = String::from_utf8_lossy(&out.stderr);
     // The one failure is the token server's, for the object that met the 401.
     assert_eq!(out.status.code(), Some(75), "{err}");
@@ -495,28 +473,7 @@ fn a_token_sent_once_more_is_kept_by_its_request_through_the_registry_s_503s() {
 /// the token server, which asked for an hour before it would issue another.
 #[test]
 fn a_token_sent_once_more_is_given_back_by_a_request_that_failed_unanswered() {
-    let reg = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
-    let blobs: Vec<String> = (0..6)
-        .map(|seed| reg.blob("team/app", bytes(9870 + seed, 1000)))
-        .collect();
-    let mut child = Dist::new().start(&["--retries", "1", "fetch", &repo(&reg), "-", "-j", "1"]);
-    let mut input = child.stdin.take().unwrap();
-    writeln!(input, "{}", blobs[0]).unwrap();
-    first_blob_served(&reg);
-    reg.set_fault_for_every(
-        "/token",
-        Fault::StatusWithRetryAfter(503, "3600".to_string()),
-    );
-    reg.push_fault(&blobs[1], Fault::Unauthorized);
-    reg.push_fault(&blobs[2], Fault::Status(503));
-    reg.push_fault(&blobs[2], Fault::Status(503));
-    for digest in &blobs[1..] {
-        writeln!(input, "{digest}").unwrap();
-    }
-    drop(input);
-    let out = child.wait_with_output().unwrap();
+    let (_reg, blobs, _, out) = a_refused_token_then_two_503s("1", 9870);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(75), "{err}");
     each_failed_at_the_token_server(&blobs[1..2], &err);
@@ -528,6 +485,40 @@ fn a_token_sent_once_more_is_given_back_by_a_request_that_failed_unanswered() {
         assert!(!err.contains(digest.as_str()), "{digest}: {err}");
     }
     assert_eq!(parse_frames(&out.stdout).len(), blobs.len(), "{err}");
+}
+
+/// The batch of the two tests above, with `--retries` at `retries`: six blobs, the first
+/// served; then the token server asks for an hour before it issues another, the second
+/// blob meets a 401 and the third two 503s. Returns the registry, the blobs, the token
+/// requests before the faults, and the batch's output.
+fn a_refused_token_then_two_503s(
+    retries: &str,
+    seed: u64,
+) -> (FakeRegistry, Vec<String>, usize, std::process::Output) {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(300)))
+        .start();
+    let blobs: Vec<String> = (0..6)
+        .map(|i| reg.blob("team/app", bytes(seed + i, 1000)))
+        .collect();
+    let mut child =
+        Dist::new().start(&["--retries", retries, "fetch", &repo(&reg), "-", "-j", "1"]);
+    let mut input = child.stdin.take().unwrap();
+    writeln!(input, "{}", blobs[0]).unwrap();
+    first_blob_served(&reg);
+    reg.set_fault_for_every(
+        "/token",
+        Fault::StatusWithRetryAfter(503, "3600".to_string()),
+    );
+    reg.push_fault(&blobs[1], Fault::Unauthorized);
+    reg.push_fault(&blobs[2], Fault::Status(503));
+    reg.push_fault(&blobs[2], Fault::Status(503));
+    let asked = reg.token_requests();
+    for digest in &blobs[1..] {
+        writeln!(input, "{digest}").unwrap();
+    }
+    drop(input);
+    (reg, blobs, asked, child.wait_with_output().unwrap())
 }
 
 /// A registry that refuses every token its token server issues (a signing key they do not
