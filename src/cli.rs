@@ -37,9 +37,11 @@ Exit status:
   0        everything fetched and verified
   1        an object failed (the others still completed), the reference does not
            resolve (pull, resolve), or no platform in it matches (pull)
-  2        usage error, or the remote cannot be reached or authenticated at all
-  75       objects failed, every one only for the moment (unreachable, 429 or 5xx
-           past the retries; fetch -o/-, pull): try again later
+  2        usage error, or a remote that retrying cannot cure (untrusted
+           certificate, TLS mismatch, unknown host, credentials refused)
+  75       the remote is down only for the moment (unreachable, 429 or 5xx past
+           the retries), at the start or for every object that failed: try again
+           later
   124      --timeout ran out (what was reported is complete)
   130, 143 interrupted by SIGINT, SIGTERM (what was reported is complete)
   129      the terminal closed (SIGHUP; what was reported is complete)";

@@ -1270,7 +1270,7 @@ fn a_retry_after_beyond_a_minute_fails_at_once_and_says_so() {
     let (reg, digest, _) = fake_with_blob(3000);
     reg.set_fault_for_every(&digest, Fault::StatusWithRetryAfter(429, "3600".into()));
     let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(75));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("429 Too Many Requests"), "{err}");
     assert!(
@@ -1288,7 +1288,7 @@ fn a_retry_after_past_any_number_fails_at_once_too() {
     let forever = "99999999999999999999999";
     reg.set_fault_for_every(&digest, Fault::StatusWithRetryAfter(503, forever.into()));
     let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(75));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("503 Service Unavailable"), "{err}");
     assert!(err.contains("longer than dist waits (60 s)"), "{err}");
@@ -1326,7 +1326,7 @@ fn a_spent_pull_quota_fails_at_once_and_says_to_log_in() {
         let before = reg.requests_for("manifests/v1");
         reg.set_fault_for_every("manifests/v1", fault.clone());
         let out = Dist::new().run(&["fetch", &repo(&reg), "v1"], b"");
-        assert_eq!(out.status.code(), Some(1), "{fault:?}");
+        assert_eq!(out.status.code(), Some(75), "{fault:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.contains("429 Too Many Requests"), "{err}");
@@ -1361,7 +1361,7 @@ fn a_spent_pull_quota_fails_at_once_and_says_to_log_in() {
     let logged_in = Dist::new();
     logged_in.login(&private.host(), "user", "password");
     let out = logged_in.run(&["fetch", &repo(&private), "v1"], b"");
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(75));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("a pull rate limit: the account logged in has used up its quota"),
@@ -1607,7 +1607,7 @@ fn a_retry_after_of_no_time_keeps_the_backoff() {
         let started = std::time::Instant::now();
         let out = Dist::new().run(&["--retries", "2", "fetch", &repo(&reg), &digest], b"");
         let took = started.elapsed();
-        assert_eq!(out.status.code(), Some(1), "{asked}");
+        assert_eq!(out.status.code(), Some(75), "{asked}");
         assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 3, "{asked}");
         assert!(
             took >= Duration::from_millis(300),
@@ -2101,7 +2101,7 @@ fn a_body_that_breaks_without_progress_runs_out_of_retries() {
 fn a_failure_after_retries_says_how_many_attempts_it_took() {
     let (reg, digest, _) = fake_with_blob(300_000);
     reg.set_fault_for_every(&digest, Fault::Status(503));
-    let err = Dist::new().fails(1, &["--retries", "2", "fetch", &repo(&reg), &digest], b"");
+    let err = Dist::new().fails(75, &["--retries", "2", "fetch", &repo(&reg), &digest], b"");
     assert!(
         err.contains("registry answered 503 Service Unavailable (gave up after 3 attempts)"),
         "{err}"
@@ -2138,7 +2138,7 @@ fn a_failure_after_retries_says_how_many_attempts_it_took() {
 fn a_long_retry_after_is_named_on_the_last_attempt() {
     let (reg, digest, _) = fake_with_blob(1000);
     reg.push_fault(&digest, Fault::StatusWithRetryAfter(429, "120".into()));
-    let err = Dist::new().fails(1, &["--retries", "0", "fetch", &repo(&reg), &digest], b"");
+    let err = Dist::new().fails(75, &["--retries", "0", "fetch", &repo(&reg), &digest], b"");
     assert!(err.contains("asks to be retried in 120 s"), "{err}");
 }
 
@@ -2291,8 +2291,8 @@ fn a_failure_at_a_redirects_target_names_the_url_that_redirected_there() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let nobody = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    // Refused: the object's failure (1); not there: the store cannot be used (2).
-    for (target, code) in [(store.url(), 1), (nobody, 2)] {
+    // Refused: the object's failure (1); not there: down for the moment (75), as in a batch.
+    for (target, code) in [(store.url(), 1), (nobody, 75)] {
         reg.set_fault_for_every(
             &digest,
             Fault::Redirect {
@@ -2997,7 +2997,7 @@ fn token_requests_are_retried_like_any_other() {
 
     let (reg, digest) = bearer();
     reg.set_fault_for_every("/token", Fault::Status(503));
-    let err = dist.fails(1, &["fetch", "--retries", "2", &repo(&reg), &digest], b"");
+    let err = dist.fails(75, &["fetch", "--retries", "2", &repo(&reg), &digest], b"");
     assert!(
         err.contains("/token") && err.contains("503"),
         "names the token server and what it said: {err}"
@@ -3283,7 +3283,7 @@ fn a_token_server_s_retry_after_is_heeded() {
 
     let (reg, digest) = bearer();
     reg.set_fault_for_every("/token", Fault::StatusWithRetryAfter(429, "120".into()));
-    let err = dist.fails(1, &["fetch", &repo(&reg), &digest], b"");
+    let err = dist.fails(75, &["fetch", &repo(&reg), &digest], b"");
     assert!(
         err.contains("/token") && err.contains("asks to be retried in 120 s"),
         "{err}"
@@ -3909,7 +3909,7 @@ fn a_body_broken_after_a_redirect_names_the_url_that_broke() {
     );
     for retries in ["0", "2"] {
         let args = ["--retries", retries, "fetch", &repo(&reg), &digest];
-        let err = Dist::new().fails(2, &args, b"");
+        let err = Dist::new().fails(75, &args, b"");
         let broke = format!("{digest}: {target}?…: body interrupted");
         assert!(err.contains(&broke), "{retries}: {err}");
         assert!(

@@ -885,3 +885,80 @@ fn a_403_answered_with_renewed_credentials_in_an_outage_is_the_probe_s_alone() {
         "blob requests refused with the expired password: {err}"
     );
 }
+
+/// What the worker and `dist pull` exit with when their remote fails the check before the
+/// batch (a tag listing of one entry), and what they say.
+fn at_the_check(locator: &str, reference: &str) -> Vec<(Vec<String>, Option<i32>, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let runs: [(Vec<&str>, &[u8]); 2] = [
+        (vec!["fetch", locator, "-"], b"latest\n"),
+        (vec!["pull", reference, "-o", layout.to_str().unwrap()], b""),
+    ];
+    runs.into_iter()
+        .map(|(args, input)| {
+            let args = [&args[..], &["--retries", "0"]].concat();
+            let out = Dist::new().run(&args, input);
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            let args = args.iter().map(|a| a.to_string()).collect();
+            (args, out.status.code(), err)
+        })
+        .collect()
+}
+
+/// A registry down for the moment when the worker or `dist pull` starts (connections
+/// refused, a restart at 03:00; 503s past the retries) fails the check before the batch:
+/// that was status 2, a "usage error" a cron job alerts on, where the same outage a second
+/// later, in the batch, was 75, which it retries. Now it is 75 at the check too, said so.
+#[test]
+fn a_registry_down_for_the_moment_at_the_check_exits_75() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let refused = format!("127.0.0.1:{port}/team/app");
+    for (args, code, err) in at_the_check(&refused, &format!("{refused}:v1")) {
+        assert_eq!(code, Some(75), "refused: {args:?}: {err}");
+        assert!(err.contains("Connection refused"), "{args:?}: {err}");
+        assert!(err.contains("a later run may succeed"), "{args:?}: {err}");
+    }
+    let reg = FakeRegistry::start();
+    reg.set_fault_for_every("tags/list", Fault::Status(503));
+    let unavailable = repo(&reg);
+    for (args, code, err) in at_the_check(&unavailable, &format!("{unavailable}:v1")) {
+        assert_eq!(code, Some(75), "503: {args:?}: {err}");
+        assert!(err.contains("503 Service Unavailable"), "{args:?}: {err}");
+        assert!(err.contains("a later run may succeed"), "{args:?}: {err}");
+    }
+    assert!(reg.requests().iter().all(|r| r.path.contains("tags/list")));
+}
+
+/// What retrying cannot cure stays status 2 at the check: credentials refused (401), and
+/// a host name that does not exist (most likely a typo; skipped where no resolver answers
+/// for `.invalid`, which RFC 6761 reserves for names that never exist). An untrusted
+/// certificate: tests/tls.rs.
+#[test]
+fn a_registry_retrying_cannot_cure_at_the_check_exits_2() {
+    let reg = FakeRegistry::start();
+    reg.set_auth(support::fake::Auth::basic("user", "secret"));
+    let locked = repo(&reg);
+    for (args, code, err) in at_the_check(&locked, &format!("{locked}:v1")) {
+        assert_eq!(code, Some(2), "401: {args:?}: {err}");
+        assert!(err.contains("cannot use"), "{args:?}: {err}");
+        assert!(!err.contains("a later run may succeed"), "{args:?}: {err}");
+    }
+    use std::net::ToSocketAddrs;
+    const HOST: &str = "no-such-registry.invalid";
+    match (HOST, 443).to_socket_addrs() {
+        Err(e) if e.to_string().contains("Name or service not known") => {}
+        other => {
+            eprintln!("skipped: the resolver answers {HOST} with {other:?}");
+            return;
+        }
+    }
+    let unknown = format!("{HOST}/team/app");
+    for (args, code, err) in at_the_check(&unknown, &format!("{unknown}:v1")) {
+        assert_eq!(code, Some(2), "unknown host: {args:?}: {err}");
+        assert!(err.contains("Name or service not known"), "{args:?}: {err}");
+    }
+}

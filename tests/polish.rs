@@ -1774,10 +1774,11 @@ fn a_pulls_failed_blob_is_said_and_reported() {
 }
 
 /// A registry that passes the check before a pull and then breaks on the tag (every
-/// connection closed unanswered, past the retries) is status 2 for `pull` as for `resolve`,
-/// in the same words: it was 1, an image that is not there, for `pull` alone.
+/// connection closed unanswered, past the retries) is status 75, for the moment, for
+/// `pull` as for `resolve`, in the same words: it was 1, an image that is not there, for
+/// `pull` alone (and then 2 for both, which retrying cannot cure).
 #[test]
-fn a_registry_broken_at_the_tag_is_status_2_for_pull_as_for_resolve() {
+fn a_registry_broken_at_the_tag_is_status_75_for_pull_as_for_resolve() {
     let reg = FakeRegistry::start();
     image_without_layers(&reg);
     reg.set_fault_for_every("manifests/v1", Fault::CloseUnanswered);
@@ -1787,7 +1788,7 @@ fn a_registry_broken_at_the_tag_is_status_2_for_pull_as_for_resolve() {
     let said = |args: &[&str]| {
         let out = Dist::new().run(args, b"");
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(75), "{args:?}: {err}");
         err
     };
     let resolved = said(&["--retries", "1", "resolve", &reference]);
@@ -2179,7 +2180,8 @@ fn a_run_that_cannot_start_keeps_the_previous_report() {
                 report,
             ],
         ] {
-            dist.fails(2, &args, b"latest\n");
+            // Refused connections: for the moment.
+            dist.fails(75, &args, b"latest\n");
         }
     }
     assert_eq!(std::fs::read_to_string(&old).unwrap(), "{\"line\":1}\n");
@@ -2256,13 +2258,13 @@ fn a_failed_run_leaves_no_empty_layout_behind() {
         (
             &["pull", "--retries", "0", &pull_nowhere, "-o", fresh_s],
             b"",
-            2,
+            75,
         ),
         (&["pull", &missing, "-o", fresh_s], b"", 1),
         (
             &["fetch", "--retries", "0", nowhere, "-", "-o", fresh_s],
             b"sha256:0000000000000000000000000000000000000000000000000000000000000000\n",
-            2,
+            75,
         ),
     ];
     for (args, stdin, code) in runs {
@@ -2303,7 +2305,7 @@ fn a_failed_run_leaves_no_empty_layout_behind() {
         &["pull", "--retries", "0", &pull_nowhere, "-o", existing_s],
         b"",
     );
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(75));
     assert!(
         existing.join("oci-layout").exists(),
         "not this run's to remove"
@@ -2333,7 +2335,8 @@ fn a_failed_run_into_the_working_directory_named_through_dot_dot_leaves_it_empty
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    // Port 1 refuses: down for the moment.
+    assert_eq!(out.status.code(), Some(75), "{err}");
     let left: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -2351,7 +2354,7 @@ fn a_registry_that_is_not_there_is_named_plainly() {
     };
     let locator = format!("127.0.0.1:{port}/team/app");
     let out = Dist::new().run(&["fetch", "--retries", "0", &locator, "latest"], b"");
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(75));
     let err = String::from_utf8_lossy(&out.stderr);
     let expected = format!(
         "dist: latest: http://127.0.0.1:{port}/v2/team/app/manifests/latest: cannot connect: "
@@ -2361,10 +2364,11 @@ fn a_registry_that_is_not_there_is_named_plainly() {
     assert!(!err.contains("client error"), "{err}");
 }
 
-/// A registry that takes the connection and never answers is one dist cannot use, status
-/// 2, for a one-shot fetch and `resolve` as for the worker, whose check says so, and as
-/// over TLS, where the handshake times out: it was status 1, an object that failed, which
-/// a script reads as "not there" rather than "try again later".
+/// A registry that takes the connection and never answers is one dist cannot use for the
+/// moment, status 75, for a one-shot fetch and `resolve` as for the worker, whose check
+/// says so, and as over TLS, where the handshake times out: it was status 1, an object
+/// that failed, which a script reads as "not there" rather than "try again later" (and
+/// then 2, which a cron job alerts on as a usage error).
 #[test]
 fn a_registry_that_never_answers_cannot_be_used() {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -2378,7 +2382,7 @@ fn a_registry_that_never_answers_cannot_be_used() {
         (vec!["fetch", &locator, "-"], "latest\n"),
     ] {
         let args = [&args[..], &quick[..]].concat();
-        let err = dist.fails(2, &args, input.as_bytes());
+        let err = dist.fails(75, &args, input.as_bytes());
         assert!(
             err.contains("no response headers within 300ms (--idle-timeout)"),
             "{args:?}: {err}"

@@ -147,15 +147,16 @@ fn a_stalled_body_does_not_hold_the_connection_its_resume_needs() {
     assert!(resumed, "{:?}", reg.requests());
 }
 
-/// A body that stalls past `--retries` is a registry that cannot be used for now, status 2,
-/// as a connection that keeps breaking is: 1 would say the object is not there.
+/// A body that stalls past `--retries` is a registry that cannot be used for now, status
+/// 75 as in a batch, as a connection that keeps breaking is: 1 would say the object is not
+/// there, and 2 (as it was) that retrying cannot cure it.
 #[test]
-fn a_one_shot_fetch_whose_body_keeps_stalling_exits_2() {
+fn a_one_shot_fetch_whose_body_keeps_stalling_exits_75() {
     let reg = FakeRegistry::start();
     let digest = reg.blob("team/app", bytes(3, 200_000));
     reg.set_fault_for_every(&digest, Fault::Stall(Duration::from_secs(5)));
     let err = Dist::new().fails(
-        2,
+        75,
         &[
             "fetch",
             "--idle-timeout",

@@ -208,6 +208,33 @@ fn serve_with(
     }
 }
 
+/// An untrusted certificate at the check before the batch is status 2 for the worker and
+/// `dist pull`: retrying cannot cure it, where a registry down for the moment there is 75
+/// (tests/outage.rs).
+#[test]
+fn an_untrusted_certificate_at_the_check_exits_2() {
+    let server = start(bytes(12, 100), None);
+    let locator = format!("https://localhost:{}/team/app", server.port);
+    let reference = format!("{locator}:v1");
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let runs: [(Vec<&str>, &[u8]); 2] = [
+        (vec!["fetch", &locator, "-"], b"latest\n"),
+        (
+            vec!["pull", &reference, "-o", layout.to_str().unwrap()],
+            b"",
+        ),
+    ];
+    for (args, input) in runs {
+        let args = [&args[..], &["--retries", "0"]].concat();
+        let err = Dist::new().fails(2, &args, input);
+        assert!(err.contains("cannot use"), "{args:?}: {err}");
+        assert!(err.contains("not trusted"), "{args:?}: {err}");
+        assert!(!err.contains("a later run may succeed"), "{args:?}: {err}");
+    }
+    assert_eq!(server.seen.requests.load(Ordering::SeqCst), 0);
+}
+
 #[test]
 fn verified_with_ca_file_over_http2() {
     let data = bytes(11, 100_000);
@@ -646,7 +673,8 @@ fn a_mirror_s_client_certificate_from_hosts_toml() {
 
     std::fs::write(m.folder.join("hosts.toml"), &mirror).unwrap();
     let out = m.dist.run(&args, b"");
-    assert_eq!(out.status.code(), Some(2));
+    // The last word is the registry's refused connection: for the moment, as in a batch.
+    assert_eq!(out.status.code(), Some(75));
     assert_eq!(m.server.seen.requests.load(Ordering::SeqCst), 0);
 
     let with_client = format!("{mirror}  client = \"me.pem\"\n");
@@ -918,7 +946,8 @@ fn a_host_name_the_tls_server_does_not_serve_is_named_as_such_and_not_retried() 
 /// A server that takes the connection and never answers the TLS greeting (hung, or a port
 /// that is not TLS and waits for a line) is given `--connect-timeout` for the handshake, as
 /// for the connection, not the idle timeout meant for a response; the failure says it was
-/// the handshake, and is the registry's (status 2), not the object's.
+/// the handshake, and is the registry's for the moment (status 75, as a hung registry's in
+/// a batch), not the object's.
 #[test]
 fn a_tls_handshake_that_stalls_ends_at_the_connect_timeout() {
     let listener = support::listen::Listener::start(|tcp| async move {
@@ -929,7 +958,7 @@ fn a_tls_handshake_that_stalls_ends_at_the_connect_timeout() {
     let locator = format!("https://localhost:{}/team/app", listener.port());
     let digest = sha256(b"never sent");
     let err = dist.fails(
-        2,
+        75,
         &[
             "fetch",
             "--connect-timeout",

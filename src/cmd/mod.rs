@@ -132,29 +132,47 @@ pub const EXIT_USAGE: u8 = 2;
 /// Exit status of a batch (or a pull) whose every failed line failed for the moment: the
 /// registry could not be reached, or answered 429 or a 5xx, past the retries. sysexits.h's
 /// `EX_TEMPFAIL` ("try again later"), as mail transfer agents use it: a cron job tells
-/// "retry later" from content that is gone or wrong (status 1).
+/// "retry later" from content that is gone or wrong (status 1). So too of any command
+/// whose registry is down for the moment when it starts ([`exit_for`]).
 pub const EXIT_TEMPFAIL: u8 = 75;
 /// Exit status when `--timeout` ran out, as timeout(1) has it.
 pub const EXIT_TIMEOUT: u8 = 124;
 
 /// The exit status of a one-shot command that failed with `e`, as the worker's check of
-/// its remote decides for a batch: a remote that cannot be reached (no connection, or one
-/// that broke past the retries; one that takes the connection and never answers, over
-/// plain HTTP as over TLS; an untrusted certificate, a server that does not speak TLS) or
-/// that refuses the credentials is status 2, as a usage error is; an object that failed
-/// otherwise (not found, refused, not what its digest says) is status 1. A script can
-/// tell a registry it cannot use from an object it cannot have.
+/// its remote decides for a batch ([`unusable_code`]): a registry down only for the moment
+/// (no connection, or one that broke past the retries; one that takes the connection and
+/// never answers; 429 or a 5xx past the retries) is [`EXIT_TEMPFAIL`], as a batch whose
+/// every line failed so is; one that retrying cannot cure (an untrusted certificate, a
+/// server that does not speak TLS, a name that does not exist, credentials refused) is
+/// status 2, as a usage error is; an object that failed otherwise (not found, refused, not
+/// what its digest says) is status 1. A script can tell a registry to retry later from one
+/// it cannot use and from an object it cannot have.
 pub fn exit_for(e: &Error) -> u8 {
     match e.kind() {
         ErrorKind::InvalidInput
-        | ErrorKind::Connect
-        | ErrorKind::Timeout
         | ErrorKind::UnknownHost
         | ErrorKind::Certificate
         | ErrorKind::NotTls
         | ErrorKind::TlsIncompatible
         | ErrorKind::Unauthorized => EXIT_USAGE,
+        _ if e.is_transient() => EXIT_TEMPFAIL,
         _ => EXIT_FAILED,
+    }
+}
+
+/// The exit status for a remote that could not be used because of `e`: [`EXIT_TEMPFAIL`]
+/// when it failed only for the moment, as a batch's lines count it ([`Error::is_transient`]:
+/// refused or broken connections, a DNS server that did not answer, timeouts, 429 and
+/// 5xx past the retries), so that a job run from cron retries a registry restarting at
+/// 03:00 instead of paging someone; otherwise [`EXIT_USAGE`], retrying cannot cure it.
+/// A refused connection is counted for the moment even though a mistyped port looks the
+/// same: the batch after the check counts it so, as containerd, crane and skopeo cannot
+/// tell them apart either.
+fn unusable_code(e: &Error) -> u8 {
+    if e.is_transient() {
+        EXIT_TEMPFAIL
+    } else {
+        EXIT_USAGE
     }
 }
 
@@ -169,10 +187,20 @@ pub async fn check_layout(remote: &dyn Remote, locator: &Locator) -> Result<(), 
     remote.check().await.map_err(|e| cannot_use(remote, &e))
 }
 
-/// Says that `remote` failed its check with `e`; the exit status for it.
+/// Says that `remote` failed its check with `e`; the exit status for it
+/// ([`unusable_code`]).
 fn cannot_use(remote: &dyn Remote, e: &Error) -> u8 {
-    say!("dist: cannot use {}: {e}", remote.describe());
-    EXIT_USAGE
+    let code = unusable_code(e);
+    if code == EXIT_TEMPFAIL {
+        say!(
+            "dist: cannot use {}: {e} (for the moment, it seems: a later run may succeed; \
+             exit status {code})",
+            remote.describe()
+        );
+    } else {
+        say!("dist: cannot use {}: {e}", remote.describe());
+    }
+    code
 }
 
 /// Open files a batch needs besides its jobs': the standard streams, the runtime's, the
@@ -596,10 +624,9 @@ impl Stop {
     }
 
     /// The exit status to end with when the stop came after the work had failed with
-    /// `e` (a pull's error, its sync under way): a remote it could not use (status 2)
-    /// stays status 2 when the reader then goes, as when its lines cannot be written
-    /// after its error, where [`code`](Self::code) alone made it 1; a signal or
-    /// `--timeout` has its own status still.
+    /// `e` (a pull's error, its sync under way): a remote it could not use (status 2, or
+    /// 75 for the moment) stays so when the reader then goes, where [`code`](Self::code)
+    /// alone made it 1; a signal or `--timeout` has its own status still.
     pub fn code_after(&self, e: &Error) -> u8 {
         self.code().max(exit_for(e))
     }
@@ -944,6 +971,47 @@ mod tests {
             let mut stop = std::pin::pin!(std::future::ready(Stop::Signal(130)));
             let sent = unless_stopped(std::future::ready(true), &mut stop).await;
             assert!(matches!(sent, Ok(true)), "the ready work was dropped");
+        }
+    }
+
+    /// One classifier, the batch's ([`Error::is_transient`]), decides the exit status of a
+    /// remote that failed: for the moment is 75 at the check and for a one-shot command,
+    /// as for a batch's lines; what retrying cannot cure is 2; an object's failure is 1.
+    /// A refused connection, a timeout or a 5xx at the check was status 2, and a 503 for a
+    /// one-shot command status 1.
+    #[test]
+    fn a_remote_down_for_the_moment_is_75_and_one_retrying_cannot_cure_is_2() {
+        let kind = |kind| Error::new(kind, "failed");
+        let http = |status| kind(ErrorKind::Http).with_status(status);
+        let too_many = kind(ErrorKind::TooManyRequests).with_status(429);
+        for e in [
+            kind(ErrorKind::Connect),
+            kind(ErrorKind::Timeout),
+            http(503),
+            too_many,
+        ] {
+            assert!(e.is_transient(), "{:?}", e.kind());
+            assert_eq!(unusable_code(&e), EXIT_TEMPFAIL, "{:?}", e.kind());
+            assert_eq!(exit_for(&e), EXIT_TEMPFAIL, "{:?}", e.kind());
+        }
+        for k in [
+            ErrorKind::UnknownHost,
+            ErrorKind::Certificate,
+            ErrorKind::NotTls,
+            ErrorKind::TlsIncompatible,
+            ErrorKind::Unauthorized,
+            ErrorKind::InvalidInput,
+        ] {
+            assert_eq!(unusable_code(&kind(k)), EXIT_USAGE, "{k:?}");
+            assert_eq!(exit_for(&kind(k)), EXIT_USAGE, "{k:?}");
+        }
+        for e in [
+            kind(ErrorKind::NotFound),
+            http(400),
+            kind(ErrorKind::Protocol),
+        ] {
+            assert_eq!(unusable_code(&e), EXIT_USAGE, "{:?}", e.kind());
+            assert_eq!(exit_for(&e), EXIT_FAILED, "{:?}", e.kind());
         }
     }
 

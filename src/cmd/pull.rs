@@ -293,8 +293,9 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
         Err(e) => {
             let e = e.spelt_as_reference();
             // The tag's answer is the one-shot resolve's: a registry that passed the check
-            // and then broke, or refused the credentials for the manifest, is status 2
-            // there and here alike, so a script can tell it from an image that is not there.
+            // and then broke (75, for the moment), or refused the credentials for the
+            // manifest (2), is so there and here alike, so a script can tell it from an
+            // image that is not there.
             let code = report(&e, exit_for(&e));
             // It is the last line too (a tag that does not resolve, no platform that
             // matches): a mirroring job reading the reports found an empty one, and the
@@ -324,7 +325,7 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
         }
         Err(why) => {
             say_stopped_writing(&why, pulled, None);
-            // A failed pull's status 2 stays, as with Stop::code_after; a signal's wins.
+            // A failed pull's status 2 or 75 stays, as with Stop::code_after; a signal's wins.
             return why.code().max(code);
         }
     };

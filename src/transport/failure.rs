@@ -74,7 +74,7 @@ pub(super) fn classify_client_error(
     // cannot speak to: all will be the same on the next try, so each has a kind that is
     // not retried.
     if let Some(limit) = handshake::timed_out(&e) {
-        // Like a connection not made in time: worth another try, and exit status 2.
+        // Like a connection not made in time: worth another try, and exit status 75.
         return Error::new(
             ErrorKind::Connect,
             format!(
