@@ -909,7 +909,8 @@ fn at_the_check(locator: &str, reference: &str) -> Vec<(Vec<String>, Option<i32>
 /// A registry down for the moment when the worker or `dist pull` starts (connections
 /// refused, a restart at 03:00; 503s past the retries) fails the check before the batch:
 /// that was status 2, a "usage error" a cron job alerts on, where the same outage a second
-/// later, in the batch, was 75, which it retries. Now it is 75 at the check too, said so.
+/// later, in the batch, was 75, which it retries. Now it is 75 at the check too, said so;
+/// so too for a token server down (503) in front of a registry that is up.
 #[test]
 fn a_registry_down_for_the_moment_at_the_check_exits_75() {
     let port = {
@@ -931,6 +932,20 @@ fn a_registry_down_for_the_moment_at_the_check_exits_75() {
         assert!(err.contains("a later run may succeed"), "{args:?}: {err}");
     }
     assert!(reg.requests().iter().all(|r| r.path.contains("tags/list")));
+    // The token server down, the registry up: the token cannot be had for the moment.
+    let reg = FakeRegistry::builder()
+        .auth(support::fake::Auth::bearer(Duration::from_secs(300)))
+        .start();
+    reg.set_fault_for_every("/token", Fault::Status(503));
+    let realm_down = repo(&reg);
+    for (args, code, err) in at_the_check(&realm_down, &format!("{realm_down}:v1")) {
+        assert_eq!(code, Some(75), "token 503: {args:?}: {err}");
+        assert!(
+            err.contains("token request answered 503"),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("a later run may succeed"), "{args:?}: {err}");
+    }
 }
 
 /// What retrying cannot cure stays status 2 at the check: credentials refused (401), and
