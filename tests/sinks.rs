@@ -2885,15 +2885,42 @@ fn a_pull_stopped_writing_its_report_names_the_report() {
 /// status" has it for a remote dist could not use: it exited 1, the reader's going alone.
 #[test]
 fn a_failed_pull_keeps_its_status_2_when_its_reader_goes_while_its_report_waits() {
+    let (code, err) = a_failed_pull_whose_reader_goes_while_its_report_waits(401);
+    assert!(err.contains("401"), "{err}");
+    assert_eq!(code, Some(2), "{err}");
+}
+
+/// A pull whose tag failed only for the moment (503, 75) and whose stdout reader then
+/// went exits 1, as the worker's batch does when its reader goes and as the pull does when
+/// a write finds its reader gone: it kept the 75 when the stop heard the reader go first,
+/// telling a cron job to retry what the write had made 1.
+#[test]
+fn a_pull_failed_for_the_moment_whose_reader_goes_is_status_1() {
+    let (code, err) = a_failed_pull_whose_reader_goes_while_its_report_waits(503);
+    assert!(err.contains("503"), "{err}");
+    assert_eq!(code, Some(1), "{err}");
+}
+
+/// Pulls a tag answered `status`, whose stdout reader goes once the failure's line is in
+/// its pipe, while its `--report` FIFO is not read: the exit status and stderr.
+fn a_failed_pull_whose_reader_goes_while_its_report_waits(status: u16) -> (Option<i32>, String) {
     let reg = FakeRegistry::start();
     small_image(&reg, "v1");
-    reg.set_fault_for_every("manifests/v1", Fault::Status(401));
+    reg.set_fault_for_every("manifests/v1", Fault::Status(status));
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("report");
     let _reader = a_full_fifo(&fifo);
     let out = dir.path().join("out");
     let image = format!("{}:v1", repo(&reg));
-    let args = ["pull", &image, "-o", out.to_str().unwrap(), "--report"];
+    let args = [
+        "pull",
+        "--retries",
+        "0",
+        &image,
+        "-o",
+        out.to_str().unwrap(),
+        "--report",
+    ];
     let mut child = Dist::new().start(&[&args[..], &[fifo.to_str().unwrap()]].concat());
     drop(child.stdin.take());
     let pid = child.id();
@@ -2915,10 +2942,9 @@ fn a_failed_pull_keeps_its_status_2_when_its_reader_goes_while_its_report_waits(
     let limit = std::time::Duration::from_secs(30);
     support::wait::exit_within(&mut child, limit, "the pull whose reader went");
     let run = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&run.stderr);
+    let err = String::from_utf8_lossy(&run.stderr).into_owned();
     assert_eq!(line, "{", "the failure's line was written to stdout");
-    assert!(err.contains("401"), "{err}");
-    assert_eq!(run.status.code(), Some(2), "{err}");
+    (run.status.code(), err)
 }
 
 /// A worker stopped once it had handled every object, while the reader of its `--report`

@@ -176,6 +176,15 @@ fn unusable_code(e: &Error) -> u8 {
     }
 }
 
+/// `code` once a write failed as well, which a later run would meet again: at least
+/// [`EXIT_FAILED`], and no longer [`EXIT_TEMPFAIL`] (`max` kept 75 over the 1 it was).
+pub fn failed_too(code: u8) -> u8 {
+    match code {
+        EXIT_TEMPFAIL => EXIT_FAILED,
+        code => code.max(EXIT_FAILED),
+    }
+}
+
 /// Checks an OCI layout remote before a one-shot command uses it, as the worker and `pull`
 /// check every remote: a path that is not a layout is a usage error (exit status 2) that
 /// names the directory, not a failed object. A registry is not checked there: the check
@@ -624,11 +633,24 @@ impl Stop {
     }
 
     /// The exit status to end with when the stop came after the work had failed with
-    /// `e` (a pull's error, its sync under way): a remote it could not use (status 2, or
-    /// 75 for the moment) stays so when the reader then goes, where [`code`](Self::code)
-    /// alone made it 1; a signal or `--timeout` has its own status still.
+    /// `e` (a pull's error, its sync under way): as [`code_over`](Self::code_over) its
+    /// status ([`exit_for`]).
     pub fn code_after(&self, e: &Error) -> u8 {
-        self.code().max(exit_for(e))
+        self.code_over(exit_for(e))
+    }
+
+    /// The exit status to end with when the stop came after the work had ended with
+    /// `code`, while its last lines were written: a signal or `--timeout` has its own
+    /// status; the reader's going keeps a remote it could not use (status 2) as it was,
+    /// where [`code`](Self::code) alone made it 1, and is otherwise a write that failed
+    /// ([`failed_too`]). A 75 does not stay: the worker's batch whose reader goes is 1
+    /// too, and `max` kept 75 only when the stop heard the reader go before a write found
+    /// it gone, which made it 1.
+    pub fn code_over(&self, code: u8) -> u8 {
+        match self {
+            Stop::ReaderGone => failed_too(code),
+            _ => self.code().max(code),
+        }
     }
 
     /// Says why, once output has been finished; see [`Stop::message`].
@@ -1016,13 +1038,22 @@ mod tests {
     }
 
     /// A stop after an error: the reader's going leaves an unusable remote's status 2
-    /// (and an object's 1) as it was; a signal or `--timeout` says its own.
+    /// (and an object's 1) as it was, and makes a 75 1; a signal or `--timeout` says its
+    /// own.
     #[test]
     fn a_stop_after_an_error_keeps_the_error_s_status_unless_it_is_a_signal() {
         let unusable = Error::new(ErrorKind::Unauthorized, "credentials refused");
         let missing = Error::new(ErrorKind::NotFound, "no such tag");
         assert_eq!(Stop::ReaderGone.code_after(&unusable), EXIT_USAGE);
         assert_eq!(Stop::ReaderGone.code_after(&missing), EXIT_FAILED);
+        // A remote down for the moment, then the reader gone: 1, as the worker's batch
+        // and a write that found the reader gone say it; `max` kept the 75.
+        let down = Error::new(ErrorKind::Connect, "connection refused");
+        assert_eq!(Stop::ReaderGone.code_after(&down), EXIT_FAILED);
+        assert_eq!(Stop::ReaderGone.code_over(EXIT_TEMPFAIL), EXIT_FAILED);
+        assert_eq!(Stop::ReaderGone.code_over(0), EXIT_FAILED);
+        assert_eq!(Stop::Signal(143).code_after(&down), 143);
+        assert_eq!(Stop::Signal(130).code_over(EXIT_TEMPFAIL), 130);
         assert_eq!(Stop::Signal(130).code_after(&unusable), 130);
         let deadline = Stop::Deadline(std::time::Duration::ZERO);
         assert_eq!(deadline.code_after(&unusable), EXIT_TIMEOUT);

@@ -16,8 +16,8 @@ use dist::Error;
 
 use super::progress::Display;
 use super::{
-    check_before_batch, exit_for, first_steps, open_image, report, report_file, run_stop,
-    unless_stopped, watch, Stop, EXIT_FAILED, EXIT_TEMPFAIL, EXIT_USAGE,
+    check_before_batch, exit_for, failed_too, first_steps, open_image, report, report_file,
+    run_stop, unless_stopped, watch, Stop, EXIT_FAILED, EXIT_TEMPFAIL, EXIT_USAGE,
 };
 use crate::cli::{Global, PullArgs};
 
@@ -325,8 +325,8 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
         }
         Err(why) => {
             say_stopped_writing(&why, pulled, None);
-            // A failed pull's status 2 or 75 stays, as with Stop::code_after; a signal's wins.
-            return why.code().max(code);
+            // A failed pull's status 2 stays, as with Stop::code_after; a signal's wins.
+            return why.code_over(code);
         }
     };
     // The report's last lines and its sync (not after a line failed, which was said), under
@@ -342,17 +342,8 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
         // Stdout is written whole by now: it is the report that held the pull.
         Err(why) => {
             say_stopped_writing(&why, pulled, Some(&report_name));
-            why.code().max(code)
+            why.code_over(code)
         }
-    }
-}
-
-/// `code` once a write failed as well, which a later pull would meet again: at least
-/// [`EXIT_FAILED`], and no longer [`EXIT_TEMPFAIL`] (`max` kept 75 over the 1 it was).
-fn failed_too(code: u8) -> u8 {
-    match code {
-        EXIT_TEMPFAIL => EXIT_FAILED,
-        code => code.max(EXIT_FAILED),
     }
 }
 

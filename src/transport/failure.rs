@@ -134,24 +134,7 @@ pub(super) fn classify_client_error(
             return Error::new(ErrorKind::TlsIncompatible, why);
         }
         if let Some(failed) = s.downcast_ref::<proxy::ProxyError>() {
-            let kind = match failed {
-                proxy::ProxyError::Refused { status: 407, .. } => ErrorKind::Unauthorized,
-                proxy::ProxyError::Refused {
-                    status: 500..=599, ..
-                } => ErrorKind::Connect,
-                proxy::ProxyError::Refused { .. } => ErrorKind::Denied,
-                proxy::ProxyError::Unsupported { .. } => ErrorKind::InvalidInput,
-                proxy::ProxyError::SocksCredentials { .. } => ErrorKind::Unauthorized,
-                proxy::ProxyError::SocksUnusable { .. } => ErrorKind::InvalidInput,
-                // The proxy's rules, or a request it cannot carry: the same next time.
-                proxy::ProxyError::SocksRefused {
-                    code: 2 | 7 | 8, ..
-                } => ErrorKind::Denied,
-                // Unreachable, refused, timed out beyond the proxy: like a broken
-                // connection, worth another try.
-                proxy::ProxyError::SocksRefused { .. } => ErrorKind::Connect,
-            };
-            return Error::new(kind, failed.to_string());
+            return Error::new(proxy_kind(failed), failed.to_string());
         }
         source = s.source();
     }
@@ -213,6 +196,32 @@ pub(super) fn classify_client_error(
         "request failed"
     };
     Error::new(ErrorKind::Connect, text).with_cause(e)
+}
+
+/// The kind of a proxy's refusal to carry a request.
+fn proxy_kind(failed: &proxy::ProxyError) -> ErrorKind {
+    match failed {
+        proxy::ProxyError::Refused { status: 407, .. } => ErrorKind::Unauthorized,
+        // The registry's own statuses for the moment (`Error::is_transient`): a proxy
+        // that cannot reach the registry, or is overloaded, like a broken connection,
+        // worth another try. Not 501 or 505, a proxy that does not tunnel at all: the same
+        // next time, which as a broken connection was retried and exited 75.
+        proxy::ProxyError::Refused {
+            status: 408 | 500 | 502 | 503 | 504,
+            ..
+        } => ErrorKind::Connect,
+        proxy::ProxyError::Refused { .. } => ErrorKind::Denied,
+        proxy::ProxyError::Unsupported { .. } => ErrorKind::InvalidInput,
+        proxy::ProxyError::SocksCredentials { .. } => ErrorKind::Unauthorized,
+        proxy::ProxyError::SocksUnusable { .. } => ErrorKind::InvalidInput,
+        // The proxy's rules, or a request it cannot carry: the same next time.
+        proxy::ProxyError::SocksRefused {
+            code: 2 | 7 | 8, ..
+        } => ErrorKind::Denied,
+        // Unreachable, refused, timed out beyond the proxy: like a broken connection,
+        // worth another try.
+        proxy::ProxyError::SocksRefused { .. } => ErrorKind::Connect,
+    }
 }
 
 /// Whether `e`, a body's failure, is its HTTP/2 connection ended under it with no word:
@@ -636,6 +645,26 @@ fn issued_for(expected: &rustls::pki_types::ServerName<'_>, presented: &[String]
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A proxy's refusal of a tunnel is for the moment when the registry's own answer of
+    /// that status would be ([`Error::is_transient`]): a 502 or 503 is retried, and exits
+    /// 75; a 501 or 505 (a proxy that does not tunnel) was too, as any 5xx was, and is
+    /// the same on every try.
+    #[test]
+    fn a_proxy_s_refusal_is_for_the_moment_as_the_registry_s_status_would_be() {
+        let refused = |status| proxy::ProxyError::Refused {
+            proxy: "127.0.0.1:3128".into(),
+            target: "registry.test:443".into(),
+            status,
+        };
+        for status in [403, 405, 407, 408, 500, 501, 502, 503, 504, 505] {
+            let proxied = Error::new(proxy_kind(&refused(status)), "refused");
+            let direct = Error::new(ErrorKind::Http, "answered").with_status(status);
+            assert_eq!(proxied.is_transient(), direct.is_transient(), "{status}");
+        }
+        assert_eq!(proxy_kind(&refused(407)), ErrorKind::Unauthorized);
+        assert_eq!(proxy_kind(&refused(501)), ErrorKind::Denied);
+    }
 
     /// A connection ended under a body with no word names both causes h2 leaves
     /// alike, and the keep-alive's times: "broken pipe" named none.
