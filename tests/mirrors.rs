@@ -1650,3 +1650,141 @@ fn a_mirror_s_blob_header_naming_other_content_is_the_mirror_s() {
         "{err}"
     );
 }
+
+/// The warnings a run's stderr holds about misconfigured mirrors.
+fn mirror_warnings(err: &str) -> Vec<&str> {
+    err.lines()
+        .filter(|l| l.starts_with("dist: warning: the mirror "))
+        .collect()
+}
+
+/// A mirror that refuses the login it is given was bypassed in silence, and asked (and
+/// refused) for every object: a pull-through cache set up to save egress went unused
+/// without a word. It is said once, naming the mirror and not the password, and left
+/// alone for the rest of the run.
+#[test]
+fn a_mirror_refusing_the_login_is_said_once_and_asked_once() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::builder()
+        .auth(Auth::basic("mu", "right-password"))
+        .start();
+    let digests: Vec<String> = (0..4)
+        .map(|n| {
+            let blob = bytes(70 + n, 2000);
+            mirror.blob("team/app", &blob);
+            upstream.blob("team/app", &blob)
+        })
+        .collect();
+    let repo = format!("{}/team/app", upstream.host());
+    let input = digests.join("\n") + "\n";
+    let mirror_url = mirror.url();
+    let dist = Dist::new();
+    dist.login(&mirror.host(), "mu", "wrong-s3cret");
+    let args = ["fetch", "--mirror", &mirror_url, &repo, "-", "-j", "1"];
+    let out = dist.run(&args, input.as_bytes());
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(support::cli::parse_frames(&out.stdout).len(), 4, "{err}");
+
+    let warnings = mirror_warnings(&err);
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(
+        warnings[0].contains(&format!("the mirror {mirror_url}/")),
+        "{err}"
+    );
+    assert!(warnings[0].contains("login (401)"), "{err}");
+    assert!(warnings[0].contains("from the registry instead"), "{err}");
+    assert!(!err.contains("wrong-s3cret"), "{err}");
+    // The first object met the refusal; the others went straight to the registry.
+    assert_eq!(asked(&mirror, &digests[1..]), vec![0; 3], "{err}");
+    assert_eq!(asked(&upstream, &digests), vec![1; 4], "{err}");
+}
+
+/// A mirror named with `https://` that speaks plain HTTP was bypassed in silence: said
+/// once for the run, its scheme blamed.
+#[test]
+fn a_mirror_of_the_wrong_scheme_is_said_once() {
+    let (upstream, mirror, digests) = mirrored_blobs(80);
+    let repo = format!("{}/team/app", upstream.host());
+    let input = digests.join("\n") + "\n";
+    let https = format!("https://{}", mirror.host());
+    let args = ["fetch", "--mirror", &https, &repo, "-", "-j", "1"];
+    let out = Dist::new().run(&args, input.as_bytes());
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let warnings = mirror_warnings(&err);
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(
+        warnings[0].contains(&format!("the mirror {https}/")),
+        "{err}"
+    );
+    assert!(warnings[0].contains("scheme"), "{err}");
+    assert_eq!(asked(&upstream, &digests), vec![1; 3], "{err}");
+}
+
+/// A pull-through cache lacking one object is normal: the registry serves it, and
+/// nothing is said.
+#[test]
+fn a_mirror_lacking_one_object_is_not_warned_about() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let digests: Vec<String> = (0..3)
+        .map(|n| {
+            let blob = bytes(90 + n, 2000);
+            if n > 0 {
+                mirror.blob("team/app", &blob);
+            }
+            upstream.blob("team/app", &blob)
+        })
+        .collect();
+    let err = batch_through_mirror(&upstream, &mirror, &digests, &[], "1");
+    assert!(!err.contains("warning"), "{err}");
+    assert_eq!(asked(&upstream, &digests), vec![1, 0, 0], "{err}");
+}
+
+/// The only host that may pull refusing an object (403): that object and every later one
+/// fail with the refusal. Left alone for the rest of the run, the mirror left no host
+/// that may pull, and the later objects read "no host may pull content by digest", a
+/// hosts file's fault, their cause lost.
+#[test]
+fn the_only_mirror_that_may_pull_refusing_fails_the_later_objects_with_the_refusal() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let digests: Vec<String> = (0..2)
+        .map(|n| mirror.blob("team/app", bytes(100 + n, 2000)))
+        .collect();
+    mirror.push_fault(&digests[0], Fault::Status(403));
+    let dir = hosts_dir(
+        "registry.invalid",
+        &format!(
+            "server = \"{}\"\ncapabilities = [\"resolve\"]\n\n[host.\"{}\"]\n  capabilities = [\"pull\"]\n",
+            upstream.url(),
+            mirror.url()
+        ),
+    );
+    let mut dist = Dist::new();
+    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    let input = digests.join("\n") + "\n";
+    let args = [
+        "fetch",
+        "registry.invalid/team/app",
+        "-",
+        "-j",
+        "1",
+        "--ordered",
+    ];
+    let out = dist.run(&args, input.as_bytes());
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    let frames = support::cli::parse_frames(&out.stdout);
+    assert_eq!(frames.len(), 2, "{err}");
+    for frame in &frames {
+        let reason = frame.result.as_ref().unwrap_err();
+        assert!(reason.contains("403"), "{reason}");
+        assert!(!reason.contains("no host may"), "{reason}");
+    }
+    let warnings = mirror_warnings(&err);
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(!warnings[0].contains("from the registry"), "{err}");
+    assert_eq!(asked(&mirror, &digests[1..]), vec![0], "{err}");
+}

@@ -335,6 +335,9 @@ impl Host {
             return true;
         }
         let mut down = self.down.lock().expect("mirror mark poisoned");
+        if down.refused.is_some() {
+            return false;
+        }
         match down.until {
             None => true,
             Some(until) if until > Instant::now() => false,
@@ -348,8 +351,11 @@ impl Host {
 
     /// Whether a failure on this host should send the request to the next host, marking
     /// an unreachable or untrusted mirror down for a while: `first` the first time, twice
-    /// as long each time it is still down when asked again.
-    pub(crate) fn fall_back(&self, e: &Error, first: Duration) -> bool {
+    /// as long each time it is still down when asked again. A mirror that refused dist
+    /// (401, 403) is left alone for the rest of the run, and a failure that will not pass
+    /// by itself is said once ([`super::misconfigured`]), `then_registry` when the
+    /// registry itself may serve what the mirror failed.
+    pub(crate) fn fall_back(&self, e: &Error, first: Duration, then_registry: bool) -> bool {
         if !self.mirror {
             return false;
         }
@@ -367,6 +373,14 @@ impl Host {
             _ => false,
         };
         tracing::debug!(mirror = %self.name, error = %e, "mirror failed; trying the next host");
+        if let Some(lasting) = super::misconfigured::lasting(e) {
+            lasting.warn_once(&self.api, e, then_registry);
+            if lasting.for_the_run {
+                let mut mark = self.down.lock().expect("mirror mark poisoned");
+                mark.refused
+                    .get_or_insert_with(|| (e.kind(), e.to_string()));
+            }
+        }
         if down {
             let mut mark = self.down.lock().expect("mirror mark poisoned");
             if let Some(skipped) = mark.mark(Instant::now(), first) {
@@ -374,6 +388,26 @@ impl Host {
             }
         }
         true
+    }
+
+    /// The refusal that keeps this mirror skipped for the rest of the run, when it may
+    /// serve tags (`tag`) or digests: the cause of a fetch no other host may serve, which
+    /// would otherwise read that no host may.
+    pub(crate) fn refusal(&self, tag: bool) -> Option<Error> {
+        let may = if tag {
+            self.capabilities.resolve
+        } else {
+            self.capabilities.pull
+        };
+        if !self.mirror || !may {
+            return None;
+        }
+        let down = self.down.lock().expect("mirror mark poisoned");
+        let (kind, words) = down.refused.as_ref()?;
+        Some(
+            Error::new(*kind, words.clone())
+                .with_note("the mirror refused dist earlier in this run and is not asked again"),
+        )
     }
 
     /// Who answered from this host, for what its answers declare: `registry`, or `mirror
@@ -877,6 +911,9 @@ struct MirrorDown {
     until: Option<Instant>,
     /// Marks since the mirror last answered: each skips it twice as long as the one before.
     marks: u32,
+    /// The kind and words of the refusal (401, 403) that keeps the mirror skipped for the
+    /// rest of the run: asking again would only be refused again.
+    refused: Option<(ErrorKind, String)>,
 }
 
 impl MirrorDown {

@@ -11,6 +11,7 @@
 mod body;
 pub(crate) mod coding;
 pub mod host;
+mod misconfigured;
 mod outage;
 
 use std::sync::Arc;
@@ -382,7 +383,8 @@ impl RegistryRemote {
         // Past the mirrors, unless the registry itself may not be asked: the hosts that
         // may then stand in for it. Asked of the registry alone, content a mirror failed
         // failed again with "the registry itself may not pull", its cause lost.
-        let past_mirrors = origin_only && self.registry_serves(tag);
+        let then_registry = self.registry_serves(tag);
+        let past_mirrors = origin_only && then_registry;
         for (i, host) in self.inner.hosts.iter().enumerate() {
             if !host.serves(tag)
                 || (past_mirrors && host.mirror)
@@ -391,13 +393,16 @@ impl RegistryRemote {
                 continue;
             }
             match attempt(i, &failed).await {
-                Err(e) if host.fall_back(&e, self.inner.mirror_down) => failed.push(e),
+                Err(e) if host.fall_back(&e, self.inner.mirror_down, then_registry) => {
+                    failed.push(e)
+                }
                 Err(e) => return Err(with_mirror_failures(e, &failed)),
                 ok => return ok,
             }
         }
         let last = failed.pop().map(|e| with_mirror_failures(e, &failed));
-        Err(last.unwrap_or_else(|| {
+        let refused = || self.inner.hosts.iter().find_map(|h| h.refusal(tag));
+        Err(last.or_else(refused).unwrap_or_else(|| {
             // Only a hosts file's capabilities leave nobody to ask.
             let what = if tag {
                 "resolve tags"

@@ -1,0 +1,96 @@
+//! A mirror that fails for a reason that will not pass by itself (credentials refused,
+//! a certificate not trusted, the wrong scheme) is said once per mirror, at the warning
+//! level: bypassed in silence, a pull-through cache set up to save egress would go
+//! unused for weeks with every object fetched from the registry. containerd only logs a
+//! failing host at debug level; a one-shot CLI has no daemon log to read later.
+
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock};
+
+use crate::error::{Error, ErrorKind};
+
+/// Why a mirror's failure will not pass by itself, and whether it is then left alone
+/// for the rest of the run; `None` for a failure that may (a 404 for content a
+/// pull-through cache lacks, a 5xx, a refused connection).
+pub(crate) fn lasting(e: &Error) -> Option<Lasting> {
+    let (cause, for_the_run) = match e.kind() {
+        ErrorKind::Unauthorized => ("does not accept dist's login (401)", true),
+        ErrorKind::Denied => ("refused access (403)", true),
+        ErrorKind::Certificate => ("has a certificate that is not trusted", false),
+        ErrorKind::NotTls => (
+            "speaks another scheme than its URL says (https to a plain-HTTP server, or \
+             the reverse)",
+            false,
+        ),
+        ErrorKind::TlsIncompatible => ("has no TLS version or cipher in common with dist", false),
+        _ => return None,
+    };
+    Some(Lasting { cause, for_the_run })
+}
+
+/// A mirror failure that will not pass by itself.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Lasting {
+    /// What is wrong, after "the mirror <url>".
+    cause: &'static str,
+    /// Whether the mirror is not asked again this run: asking again would only be
+    /// refused again, one round trip per object. A certificate or scheme is left to the
+    /// mark-down's timing instead (a certificate may be renewed during a long batch).
+    pub(crate) for_the_run: bool,
+}
+
+impl Lasting {
+    /// Says the failure, unless it was said for this mirror (`api`, its API root, which
+    /// holds no credentials) already in this process: each repository has hosts of its
+    /// own, and a batch over many would otherwise say it once per repository.
+    /// `then_registry`: whether the registry itself may serve what the mirror failed.
+    pub(crate) fn warn_once(&self, api: &str, e: &Error, then_registry: bool) {
+        if !first_time(api) {
+            return;
+        }
+        let instead = if then_registry {
+            "objects are fetched from the registry instead"
+        } else {
+            "the next host that may serve its objects is asked instead, if any"
+        };
+        let then = if self.for_the_run {
+            "it is not asked again this run"
+        } else {
+            "it is asked again later"
+        };
+        tracing::warn!(error = %e, "the mirror {api} {}; {instead}, and {then}", self.cause);
+    }
+}
+
+/// Whether `api` is said for the first time in this process.
+fn first_time(api: &str) -> bool {
+    static SAID: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    SAID.get_or_init(Mutex::default)
+        .lock()
+        .expect("mirror warnings poisoned")
+        .insert(api.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_credentials_last_for_the_run_and_a_404_does_not_last() {
+        let refused = Error::new(ErrorKind::Unauthorized, "401");
+        assert!(lasting(&refused).is_some_and(|l| l.for_the_run));
+        let untrusted = Error::new(ErrorKind::Certificate, "unknown issuer");
+        assert!(lasting(&untrusted).is_some_and(|l| !l.for_the_run));
+        assert!(lasting(&Error::new(ErrorKind::NotFound, "404")).is_none());
+        assert!(lasting(&Error::new(ErrorKind::Http, "503")).is_none());
+        assert!(lasting(&Error::new(ErrorKind::Connect, "refused")).is_none());
+    }
+
+    #[test]
+    fn a_mirror_is_said_once() {
+        let api = "http://misconfigured.invalid:1/v2/";
+        assert!(first_time(api));
+        assert!(!first_time(api));
+        assert!(first_time("http://another.invalid:1/v2/"));
+    }
+}
