@@ -1,8 +1,9 @@
 //! A mirror that fails for a reason that will not pass by itself (credentials refused,
 //! a certificate not trusted, the wrong scheme) is said once per mirror, at the warning
 //! level: bypassed in silence, a pull-through cache set up to save egress would go
-//! unused for weeks with every object fetched from the registry. containerd only logs a
-//! failing host at debug level; a one-shot CLI has no daemon log to read later.
+//! unused for weeks with every object fetched from the registry. containerd logs each
+//! host it passes over at the info level, in its daemon's log; a one-shot CLI has no
+//! daemon log to read later, and a line per object would bury a batch's other lines.
 
 use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock};
