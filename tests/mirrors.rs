@@ -16,6 +16,17 @@ fn hosts_dir(registry: &str, toml: &str) -> tempfile::TempDir {
     dir
 }
 
+/// A hosts directory for `registry.invalid`: its `server` at `upstream` may only resolve
+/// tags, and the mirror before it at `mirror` may only pull content by digest.
+fn resolve_only_behind_a_pulling_mirror(upstream: &str, mirror: &str) -> tempfile::TempDir {
+    hosts_dir(
+        "registry.invalid",
+        &format!(
+            "server = \"{upstream}\"\ncapabilities = [\"resolve\"]\n\n[host.\"{mirror}\"]\n  capabilities = [\"pull\"]\n"
+        ),
+    )
+}
+
 #[test]
 fn real_registries_mirror_then_fallback_then_mirror_down() {
     let upstream = Registry::start(Mode::Anonymous);
@@ -1186,14 +1197,7 @@ fn the_last_mirror_s_resumes_keep_the_run_s_retries() {
     let mirror = FakeRegistry::start();
     let blob = bytes(11, 100_000);
     let digest = mirror.blob("team/app", &blob);
-    let dir = hosts_dir(
-        "registry.invalid",
-        &format!(
-            "server = \"{}\"\ncapabilities = [\"resolve\"]\n\n[host.\"{}\"]\n  capabilities = [\"pull\"]\n",
-            upstream.url(),
-            mirror.url()
-        ),
-    );
+    let dir = resolve_only_behind_a_pulling_mirror(&upstream.url(), &mirror.url());
     mirror.push_fault(&digest, Fault::DropAfter(1000));
     mirror.push_fault(&digest, Fault::Status(503));
     let mut dist = Dist::new();
@@ -1255,14 +1259,7 @@ fn a_resolve_only_mirror_is_not_asked_for_a_tag_s_rest_by_digest() {
 fn a_resolve_only_registry_hands_a_tag_s_rest_to_a_mirror_that_may_pull() {
     let (upstream, mirror, digest) = tag_on_both();
     upstream.push_fault("manifests/v1", Fault::DropAfter(40));
-    let dir = hosts_dir(
-        "registry.invalid",
-        &format!(
-            "server = \"{}\"\ncapabilities = [\"resolve\"]\n\n[host.\"{}\"]\n  capabilities = [\"pull\"]\n",
-            upstream.url(),
-            mirror.url()
-        ),
-    );
+    let dir = resolve_only_behind_a_pulling_mirror(&upstream.url(), &mirror.url());
     let mut dist = Dist::new();
     dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
     let out = dist.run(&["fetch", "registry.invalid/team/app", "v1"], b"");
@@ -1377,14 +1374,7 @@ fn content_failed_by_the_only_mirror_that_may_pull_is_reported_as_the_mirror_s()
     let mirror = FakeRegistry::start();
     let blob = bytes(12, 2000);
     let digest = mirror.blob("team/app", &blob);
-    let dir = hosts_dir(
-        "registry.invalid",
-        &format!(
-            "server = \"{}\"\ncapabilities = [\"resolve\"]\n\n[host.\"{}\"]\n  capabilities = [\"pull\"]\n",
-            upstream.url(),
-            mirror.url()
-        ),
-    );
+    let dir = resolve_only_behind_a_pulling_mirror(&upstream.url(), &mirror.url());
     let mut dist = Dist::new();
     dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
     let args = ["fetch", "registry.invalid/team/app", &digest, "size:1999"];
@@ -1618,14 +1608,7 @@ fn a_mirror_s_blob_header_naming_other_content_is_the_mirror_s() {
     assert!(!err.contains("warning"), "{err}");
 
     let repo = "registry.invalid/team/app";
-    let dir = hosts_dir(
-        "registry.invalid",
-        &format!(
-            "server = \"{}\"\ncapabilities = [\"resolve\"]\n\n[host.\"{}\"]\n  capabilities = [\"pull\"]\n",
-            upstream.url(),
-            mirror.url()
-        ),
-    );
+    let dir = resolve_only_behind_a_pulling_mirror(&upstream.url(), &mirror.url());
     let mut dist = Dist::new();
     dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
     let err = dist.fails(1, &["fetch", repo, &digest], b"");
@@ -1754,14 +1737,7 @@ fn the_only_mirror_that_may_pull_refusing_fails_the_later_objects_with_the_refus
         .map(|n| mirror.blob("team/app", bytes(100 + n, 2000)))
         .collect();
     mirror.push_fault(&digests[0], Fault::Status(403));
-    let dir = hosts_dir(
-        "registry.invalid",
-        &format!(
-            "server = \"{}\"\ncapabilities = [\"resolve\"]\n\n[host.\"{}\"]\n  capabilities = [\"pull\"]\n",
-            upstream.url(),
-            mirror.url()
-        ),
-    );
+    let dir = resolve_only_behind_a_pulling_mirror(&upstream.url(), &mirror.url());
     let mut dist = Dist::new();
     dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
     let input = digests.join("\n") + "\n";
