@@ -321,7 +321,7 @@ impl Authorizer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::{challenge, clock, DockerConfig};
+    use crate::auth::{challenge, clock, DockerConfig, Grant};
     use crate::transport::Transport;
 
     /// A realm whose address has user information keeps the credentials for that, over
@@ -354,10 +354,7 @@ mod tests {
     async fn a_token_that_ended_while_the_machine_slept_is_renewed() {
         let origin = gone_origin();
         let auth = issued_at(&origin);
-        let policy = RetryPolicy {
-            retries: 0,
-            ..RetryPolicy::default()
-        };
+        let policy = no_retries();
         let sent = auth.grant(&policy).await.unwrap();
         assert_eq!(sent.header.unwrap(), "Bearer issued");
         assert_eq!(auth.token_requests(), 0);
@@ -366,6 +363,25 @@ mod tests {
         // The token server is gone: the renewal's failure shows it was asked.
         assert!(auth.grant(&policy).await.is_err());
         assert_eq!(auth.token_requests(), 1);
+    }
+
+    /// No retries: a token request that fails fails its grant at once.
+    fn no_retries() -> RetryPolicy {
+        RetryPolicy {
+            retries: 0,
+            ..RetryPolicy::default()
+        }
+    }
+
+    /// Grants `auth`'s token and has the registry refuse it with `challenge` while the
+    /// token server is gone, so that its renewal fails; returns the grant refused.
+    async fn refused_once(auth: &Authorizer, challenge: &[String], policy: &RetryPolicy) -> Grant {
+        let used = auth.grant(policy).await.unwrap();
+        assert!(auth
+            .challenged(&used, challenge, false, policy)
+            .await
+            .is_err());
+        used
     }
 
     /// An origin nothing listens on: a token server gone.
@@ -427,20 +443,11 @@ mod tests {
     #[tokio::test]
     async fn a_refused_token_is_not_granted_again_while_its_renewal_fails() {
         let origin = gone_origin();
-        let policy = RetryPolicy {
-            retries: 0,
-            ..RetryPolicy::default()
-        };
+        let policy = no_retries();
         for (scope, refused) in [("repository:a:pull", true), ("repository:b:push", false)] {
             let auth = issued_at(&origin);
-            let used = auth.grant(&policy).await.unwrap();
-            let challenge = format!(r#"Bearer realm="{origin}/token",scope="{scope}""#);
-            let challenge = [challenge];
-            // The token server is gone: the renewal fails.
-            assert!(auth
-                .challenged(&used, &challenge, false, &policy)
-                .await
-                .is_err());
+            let challenge = [format!(r#"Bearer realm="{origin}/token",scope="{scope}""#)];
+            refused_once(&auth, &challenge, &policy).await;
             assert_eq!(auth.token_requests(), 1);
             let granted = auth.grant(&policy).await.unwrap();
             assert_eq!(granted.header.as_ref().unwrap(), "Bearer issued");
@@ -471,19 +478,12 @@ mod tests {
     #[tokio::test]
     async fn a_token_refused_once_and_then_taken_is_sent_on() {
         let origin = gone_origin();
-        let policy = RetryPolicy {
-            retries: 0,
-            ..RetryPolicy::default()
-        };
+        let policy = no_retries();
         let auth = issued_at(&origin);
-        let used = auth.grant(&policy).await.unwrap();
         let challenge = [format!(
             r#"Bearer realm="{origin}/token",scope="repository:a:pull""#
         )];
-        assert!(auth
-            .challenged(&used, &challenge, false, &policy)
-            .await
-            .is_err());
+        refused_once(&auth, &challenge, &policy).await;
         let retried = auth.grant(&policy).await.unwrap();
         assert_eq!(auth.token_requests(), 2);
         auth.served(&retried);
@@ -506,17 +506,10 @@ mod tests {
     #[tokio::test]
     async fn a_token_sent_once_more_and_refused_again_is_renewed_not_denied() {
         let origin = gone_origin();
-        let policy = RetryPolicy {
-            retries: 0,
-            ..RetryPolicy::default()
-        };
+        let policy = no_retries();
         let auth = issued_at(&origin);
-        let used = auth.grant(&policy).await.unwrap();
         let challenge = [format!(r#"Bearer realm="{origin}/token""#)];
-        assert!(auth
-            .challenged(&used, &challenge, false, &policy)
-            .await
-            .is_err());
+        refused_once(&auth, &challenge, &policy).await;
         let resent = auth.grant(&policy).await.unwrap();
         assert_eq!(resent.header.as_ref().unwrap(), "Bearer issued");
         assert_eq!(auth.token_requests(), 2);
@@ -535,20 +528,13 @@ mod tests {
     #[tokio::test]
     async fn a_token_sent_once_more_and_refused_by_a_final_401_is_not_given_back() {
         let origin = gone_origin();
-        let policy = RetryPolicy {
-            retries: 0,
-            ..RetryPolicy::default()
-        };
+        let policy = no_retries();
         let challenge = [format!(
             r#"Bearer realm="{origin}/token",error="invalid_token""#
         )];
         for spurned_before in [false, true] {
             let auth = issued_at(&origin);
-            let used = auth.grant(&policy).await.unwrap();
-            assert!(auth
-                .challenged(&used, &challenge, false, &policy)
-                .await
-                .is_err());
+            let used = refused_once(&auth, &challenge, &policy).await;
             if spurned_before {
                 // Another request's rounds, spent on the same token.
                 auth.spurned(&used, &challenge);
