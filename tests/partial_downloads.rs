@@ -181,6 +181,11 @@ fn a_killed_ci_job_s_download_restored_on_another_runner_is_carried_on() {
         hex(&digest)
     ));
     std::fs::write(&left, &data[..2 << 20]).unwrap();
+    // Restored a minute before the job runs dist.
+    let restored = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    let file = std::fs::File::options().append(true).open(&left).unwrap();
+    file.set_modified(restored).unwrap();
+    drop(file);
 
     let before = reg.requests().len();
     let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);

@@ -1576,6 +1576,14 @@ mod tests {
         let live = Digest::of(Algorithm::Sha256, b"live");
         std::fs::write(elsewhere(&killed), b"kill").unwrap();
         std::fs::write(elsewhere(&live), b"li").unwrap();
+        let just_made = Digest::of(Algorithm::Sha256, b"just made");
+        std::fs::write(elsewhere(&just_made), b"just").unwrap();
+        // Restored a minute ago: past the moment a live run takes its file's lock.
+        let restored = std::time::SystemTime::now() - Duration::from_secs(60);
+        for d in [&killed, &live] {
+            let file = std::fs::File::options().append(true).open(elsewhere(d));
+            file.unwrap().set_modified(restored).unwrap();
+        }
         let writer = std::fs::File::options()
             .append(true)
             .open(elsewhere(&live))
@@ -1584,6 +1592,10 @@ mod tests {
         let store = LayoutStore::open(dir.path()).unwrap();
         assert!(elsewhere(&live).exists(), "a held file was taken");
         assert!(!store.has_partial(&live));
+        assert!(
+            elsewhere(&just_made).exists(),
+            "a file not locked yet was taken"
+        );
         if sweep::locks_are_this_kernels(&sha) {
             assert!(!elsewhere(&killed).exists(), "a killed run's file stayed");
             assert!(store.has_partial(&killed));

@@ -12,6 +12,9 @@ use crate::sink::index::INDEX_LOCK;
 
 /// A temporary file of another machine sharing the directory is left alone this long.
 const FOREIGN_TEMP_AGE: Duration = Duration::from_secs(24 * 3600);
+/// A temporary file of another host on a local disk, which its lock judges, is left alone
+/// this long after it was last written: its run creates it, then locks it.
+const FOREIGN_UNLOCKED_GRACE: Duration = Duration::from_secs(2);
 
 /// Removes the stale temporary files and partial downloads in `dir`; returns the paths of
 /// the partial downloads kept.
@@ -66,9 +69,11 @@ pub(super) fn remove_stale_in(dir: &Path) -> Vec<PathBuf> {
         // runner, a volume moved to another node) was written by this kernel or by a run
         // killed elsewhere: its lock says which. Judged by age alone, a killed run's
         // download was neither carried on nor removed for a day, and a cache restored with
-        // fresh mtimes kept it for good.
+        // fresh mtimes kept it for good. One just made may not be under its lock yet: its
+        // run takes it right after.
         let gone = crate::sink::owner::is_gone(owner, age, FOREIGN_TEMP_AGE)
             || (crate::sink::owner::is_foreign(owner)
+                && age.is_some_and(|a| a > FOREIGN_UNLOCKED_GRACE)
                 && *locks_are_local.get_or_insert_with(|| locks_are_this_kernels(dir))
                 && known_unheld(&entry.path()));
         if !gone || held(&entry.path()) {
