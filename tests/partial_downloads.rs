@@ -165,6 +165,40 @@ fn kill_9_then_carry_on(reap_first: bool) {
     assert_stored_alone(dir.path(), &digest, &data);
 }
 
+/// A CI job killed by its runner's hard timeout (`timeout -s KILL`) left its download in
+/// the cached layout; the next job restores the cache on another runner, whose host name
+/// differs, with fresh mtimes. Nobody holds the file on this local disk, so the job carries
+/// it on: it was taken for a live run of another machine, the blob fetched whole, and the
+/// file left in the layout (and the cache) for a day, which fresh mtimes never reach.
+#[test]
+fn a_killed_ci_job_s_download_restored_on_another_runner_is_carried_on() {
+    let (reg, digest, data) = fake_with_blob();
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = dir.path().join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let left = blobs.join(format!(
+        ".dist-tmp-4242.77@ci-runner-7f3a~{}~Ab12Cd",
+        hex(&digest)
+    ));
+    std::fs::write(&left, &data[..2 << 20]).unwrap();
+    // Restored a minute before the job runs dist.
+    let restored = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    let file = std::fs::File::options().append(true).open(&left).unwrap();
+    file.set_modified(restored).unwrap();
+    drop(file);
+
+    let before = reg.requests().len();
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
+    assert_eq!(status, 0, "{text}");
+    let gets = blob_gets(&reg, &digest, before);
+    assert_eq!(gets.len(), 1, "{gets:?}");
+    assert_eq!(
+        gets[0].range.as_deref(),
+        Some(format!("bytes={}-", 2 << 20).as_str())
+    );
+    assert_stored_alone(dir.path(), &digest, &data);
+}
+
 /// A partial file whose bytes are wrong (a disk fault, a tampered file) fails the digest
 /// when the rest has arrived; the blob is then fetched whole, and nothing wrong is kept.
 #[test]

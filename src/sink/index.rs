@@ -182,6 +182,7 @@ fn add_entry_within(
     // Named by the file it is for, as when its write fails: "creating a temporary file in
     // DIR" left the user to guess what dist meant to write there.
     let mut tmp = new_layout_file(root).map_err(|e| io_err("writing", &path, e))?;
+    like_the_file_it_replaces(tmp.as_file(), &path);
     tmp.write_all(&text)
         .and_then(|_| tmp.as_file().sync_all())
         .map_err(|e| io_err("writing", &path, e))?;
@@ -207,6 +208,24 @@ fn add_entry_within(
             .filter_map(|v| serde_json::from_value(v).ok())
             .collect(),
     )))
+}
+
+/// Gives the new `index.json` the mode of the one it replaces, and its owner where this
+/// run may (root), as `sed -i` and an editor's save keep them: a CI job under umask 077, or
+/// `sudo dist pull` into a user's layout, made the index unreadable to the users and tools
+/// that read it before, while the blobs beside it stayed as they were. A new file keeps the
+/// umask's mode; one that cannot be changed keeps it too, which only narrows who reads it.
+fn like_the_file_it_replaces(tmp: &std::fs::File, path: &Path) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Ok(old) = std::fs::metadata(path) else {
+        return;
+    };
+    if let Ok(new) = tmp.metadata() {
+        if (new.uid(), new.gid()) != (old.uid(), old.gid()) {
+            let _ = std::os::unix::fs::fchown(tmp, Some(old.uid()), Some(old.gid()));
+        }
+    }
+    let _ = tmp.set_permissions(std::fs::Permissions::from_mode(old.mode() & 0o7777));
 }
 
 /// The entry of `index` named `name` (or, for `None`, an unnamed one) whose digest is
@@ -527,6 +546,23 @@ mod tests {
         assert!(merge_value(&mut bad, None, a).is_err());
         std::fs::write(dir.path().join("index.json"), b"{").unwrap();
         assert!(add_entry(dir.path(), &entry(b"e", None)).is_err());
+    }
+
+    /// A rewritten `index.json` keeps the mode of the one it replaces, whatever the umask
+    /// of the run that rewrote it: under a CI job's umask 077 it became 0600.
+    #[test]
+    fn a_rewritten_index_keeps_the_mode_of_the_one_it_replaces() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.json");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        add_entry(dir.path(), &entry(b"a", Some("v1"))).unwrap();
+        for kept in [0o640, 0o604] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(kept)).unwrap();
+            add_entry(dir.path(), &entry(&[kept as u8], Some("v2"))).unwrap();
+            assert_eq!(mode(&path), kept, "{:o} became {:o}", kept, mode(&path));
+        }
+        assert_eq!(names(dir.path()).len(), 2);
     }
 
     /// Entries another tool wrote are kept as they were, even those dist cannot read, and

@@ -7,7 +7,8 @@
 //! killed, whose files would then look like those of a live process (this very one)
 //! forever. A directory may also be shared by machines (an NFS export, a Kubernetes volume
 //! under an Indexed Job), where another machine's PID says nothing here: only this host's
-//! owners are judged by their process; another host's are judged by age alone. A run in
+//! owners are judged by their process; another host's by age, or where the layout store
+//! knows its filesystem to be a local disk's, by their lock. A run in
 //! another PID namespace under this host name looks gone by its PID: the layout store
 //! asks the lock its live files are held under before it believes a name
 //! ([`super::layout`]).
@@ -102,6 +103,12 @@ pub fn is_gone(owner: &str, age: Option<Duration>, foreign_after: Duration) -> b
         (true, Ok(pid), None) => !Path::new(&format!("/proc/{pid}")).exists() || zombie(pid),
         _ => age.is_some_and(|a| a > foreign_after),
     }
+}
+
+/// Whether the owner `owner` (as written by [`me`]) is a process of another host: one
+/// whose PID says nothing here.
+pub fn is_foreign(owner: &str) -> bool {
+    owner.split_once('@').is_some_and(|(_, h)| h != host())
 }
 
 /// How long ago `path` was last modified.

@@ -100,6 +100,28 @@ struct Source {
     warned_entries: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
+/// A credential file's content. A UTF-8 byte order mark is skipped, as RFC 8259 lets a
+/// reader do and Docker's daemon does for its own JSON: Notepad and Windows PowerShell's
+/// `Set-Content -Encoding UTF8` write one, and a `config.json` made so and handed to a CI
+/// job was passed over as "not valid JSON at line 1, column 1", its logins unused.
+/// UTF-16 (PowerShell 5's `>` and `Out-File`) is said to be so, with how to convert it.
+fn parse_config(text: &[u8]) -> std::result::Result<ConfigFile, String> {
+    if text.starts_with(&[0xFF, 0xFE]) || text.starts_with(&[0xFE, 0xFF]) {
+        return Err(
+            "it is UTF-16 (it begins with a byte order mark), where a credential \
+                    file is UTF-8: convert it (iconv -f UTF-16 -t UTF-8)"
+                .into(),
+        );
+    }
+    let text = text.strip_prefix("\u{feff}".as_bytes()).unwrap_or(text);
+    // Docker reads an empty file (as `touch` or docker-py leave it) as no settings, not as
+    // a broken one.
+    if text.trim_ascii().is_empty() {
+        return Ok(ConfigFile::default());
+    }
+    serde_json::from_slice::<ConfigFile>(text).map_err(not_a_config)
+}
+
 impl DockerConfig {
     /// Reads every credential file from its usual place (see the module's documentation);
     /// missing files are skipped, so none at all means no credentials.
@@ -124,8 +146,7 @@ impl DockerConfig {
                 Err(e) => Err(format!("cannot read it: {e}")),
                 // Docker reads an empty file (as `touch` or docker-py leave it) as no
                 // settings, not as a broken one.
-                Ok(text) if text.trim_ascii().is_empty() => Ok(ConfigFile::default()),
-                Ok(text) => serde_json::from_slice::<ConfigFile>(&text).map_err(not_a_config),
+                Ok(text) => parse_config(&text),
             };
             let (file, broken) = match parsed {
                 Ok(file) => (file, None),
@@ -436,6 +457,34 @@ pub(crate) mod tests {
         ));
         let c = DockerConfig::from_paths(&[broken]).unwrap();
         assert_eq!(c.credential_for("r.example", None).await.unwrap(), None);
+    }
+
+    /// A file that begins with a UTF-8 byte order mark (Notepad's, Windows PowerShell's)
+    /// answers as it would without one; one in UTF-16 is passed over, saying so.
+    #[tokio::test]
+    async fn a_byte_order_mark_is_skipped_and_utf_16_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = r#"{"auths":{"r.example":{"username":"u","password":"p"}}}"#;
+        let bom = dir.path().join("bom.json");
+        std::fs::write(&bom, format!("\u{feff}{json}\r\n")).unwrap();
+        let c = DockerConfig::from_paths(&[bom]).unwrap();
+        assert!(matches!(
+            c.credential_for("r.example", None).await.unwrap(),
+            Some(Credential::Basic { .. })
+        ));
+        let utf16 = dir.path().join("utf16.json");
+        let bytes: Vec<u8> = "\u{feff}{}"
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        std::fs::write(&utf16, bytes).unwrap();
+        let c = DockerConfig::from_paths(&[utf16]).unwrap();
+        let why = c.sources[0].broken.as_deref().unwrap_or_default();
+        assert!(why.contains("UTF-16"), "{why}");
+        let empty = dir.path().join("empty.json");
+        std::fs::write(&empty, "\u{feff}\n").unwrap();
+        let c = DockerConfig::from_paths(&[empty]).unwrap();
+        assert_eq!(c.sources[0].broken, None);
     }
 
     /// Docker passes over a file with an entry it cannot read, the containers tools over

@@ -206,6 +206,13 @@ pub(super) fn held(path: &Path) -> bool {
     matches!(try_flock(&file, libc::LOCK_SH), Ok(false))
 }
 
+/// Whether `path` is known to be held by no process: this run took its lock, shared.
+/// False where that cannot be told (a file this run cannot open, a filesystem without
+/// locks), unlike [`held`], which judges such a file by its name.
+pub(super) fn known_unheld(path: &Path) -> bool {
+    open_lock(path, false).is_ok_and(|file| matches!(try_flock(&file, libc::LOCK_SH), Ok(true)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

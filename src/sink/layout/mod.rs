@@ -1556,6 +1556,57 @@ mod tests {
         assert_eq!(std::fs::read_dir(&sha).unwrap().count(), 1);
     }
 
+    /// Another host's killed run (a CI job's, its cache restored on the next job's
+    /// runner) left its download on a local disk: nobody holds it, so it becomes a partial
+    /// download as this host's would. It stayed, neither carried on nor removed, for a day,
+    /// and for good in a cache restored with fresh mtimes. A file of another host that a
+    /// process holds (a container on this kernel under a host name of its own) stays.
+    #[test]
+    fn another_hosts_killed_run_on_a_local_disk_leaves_a_partial_download() {
+        let dir = tempfile::tempdir().unwrap();
+        let sha = dir.path().join("blobs/sha256");
+        std::fs::create_dir_all(&sha).unwrap();
+        let elsewhere = |d: &Digest| {
+            sha.join(format!(
+                ".dist-tmp-4242.77@runner-elsewhere~{}~Ab1",
+                d.encoded()
+            ))
+        };
+        let killed = Digest::of(Algorithm::Sha256, b"killed");
+        let live = Digest::of(Algorithm::Sha256, b"live");
+        std::fs::write(elsewhere(&killed), b"kill").unwrap();
+        std::fs::write(elsewhere(&live), b"li").unwrap();
+        let just_made = Digest::of(Algorithm::Sha256, b"just made");
+        std::fs::write(elsewhere(&just_made), b"just").unwrap();
+        // Restored a minute ago: past the moment a live run takes its file's lock.
+        let restored = std::time::SystemTime::now() - Duration::from_secs(60);
+        for d in [&killed, &live] {
+            let file = std::fs::File::options().append(true).open(elsewhere(d));
+            file.unwrap().set_modified(restored).unwrap();
+        }
+        let writer = std::fs::File::options()
+            .append(true)
+            .open(elsewhere(&live))
+            .unwrap();
+        assert!(hold(&writer));
+        let store = LayoutStore::open(dir.path()).unwrap();
+        assert!(elsewhere(&live).exists(), "a held file was taken");
+        assert!(!store.has_partial(&live));
+        assert!(
+            elsewhere(&just_made).exists(),
+            "a file not locked yet was taken"
+        );
+        if sweep::locks_are_this_kernels(&sha) {
+            assert!(!elsewhere(&killed).exists(), "a killed run's file stayed");
+            assert!(store.has_partial(&killed));
+            let partial = sha.join(format!("{PARTIAL_PREFIX}{}", killed.encoded()));
+            assert_eq!(std::fs::read(partial).unwrap(), b"kill");
+        } else {
+            // A network filesystem's locks may not be this kernel's: judged by age.
+            assert!(elsewhere(&killed).exists());
+        }
+    }
+
     /// A run in another PID namespace under the same host name (containers of one pod
     /// sharing a volume) looks dead by its files' names; its lock says it lives. Its
     /// download is neither taken for a dead run's nor removed, and a partial download a

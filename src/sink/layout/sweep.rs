@@ -5,13 +5,16 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::locks::{held, remove_unheld_lock};
+use super::locks::{held, known_unheld, remove_unheld_lock};
 use super::temp_blob::{park, partial_in};
 use super::{LOCK_PREFIX, PARTIAL_AGE, PARTIAL_PREFIX, TMP_PREFIX};
 use crate::sink::index::INDEX_LOCK;
 
 /// A temporary file of another machine sharing the directory is left alone this long.
 const FOREIGN_TEMP_AGE: Duration = Duration::from_secs(24 * 3600);
+/// A temporary file of another host on a local disk, which its lock judges, is left alone
+/// this long after it was last written: its run creates it, then locks it.
+const FOREIGN_UNLOCKED_GRACE: Duration = Duration::from_secs(2);
 
 /// Removes the stale temporary files and partial downloads in `dir`; returns the paths of
 /// the partial downloads kept.
@@ -20,6 +23,7 @@ pub(super) fn remove_stale_in(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return kept;
     };
+    let mut locks_are_local = None;
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else {
@@ -61,7 +65,18 @@ pub(super) fn remove_stale_in(dir: &Path) -> Vec<PathBuf> {
         // volume): its PID means nothing here, and its live download was taken for a
         // dead run's, turned into a partial download under it, and its commit failed.
         // Its lock says it lives.
-        if !crate::sink::owner::is_gone(owner, age, FOREIGN_TEMP_AGE) || held(&entry.path()) {
+        // Another host's file on a local disk (a CI cache restored on the next job's
+        // runner, a volume moved to another node) was written by this kernel or by a run
+        // killed elsewhere: its lock says which. Judged by age alone, a killed run's
+        // download was neither carried on nor removed for a day, and a cache restored with
+        // fresh mtimes kept it for good. One just made may not be under its lock yet: its
+        // run takes it right after.
+        let gone = crate::sink::owner::is_gone(owner, age, FOREIGN_TEMP_AGE)
+            || (crate::sink::owner::is_foreign(owner)
+                && age.is_some_and(|a| a > FOREIGN_UNLOCKED_GRACE)
+                && *locks_are_local.get_or_insert_with(|| locks_are_this_kernels(dir))
+                && known_unheld(&entry.path()));
+        if !gone || held(&entry.path()) {
             continue;
         }
         // A killed run's download of a known blob: what it wrote is a partial download.
@@ -83,4 +98,35 @@ pub(super) fn remove_stale_in(dir: &Path) -> Vec<PathBuf> {
         }
     }
     kept
+}
+
+/// Whether every process that can write into `dir` takes its `flock`s from this kernel: a
+/// local disk's filesystem, not a network or cluster one (NFS, SMB, FUSE, Ceph, ...), on
+/// which another machine's run may write under a lock this kernel does not see, or under
+/// none (`nolock` mounts take `flock` locally). Only filesystems known to be local count.
+pub(super) fn locks_are_this_kernels(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    // Superblock magic numbers (statfs(2), linux/magic.h).
+    const LOCAL: [u32; 9] = [
+        0xEF53,      // ext2, ext3, ext4
+        0x5846_5342, // xfs
+        0x9123_683E, // btrfs
+        0x0102_1994, // tmpfs
+        0x794C_7630, // overlayfs (a container's own filesystem)
+        0x2FC1_2FC1, // zfs
+        0xF2F5_2010, // f2fs
+        0xCA45_1A4E, // bcachefs
+        0x8584_58F6, // ramfs
+    ];
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `statfs` is plain integers, for which all zeroes is a value.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path, and a struct of the type statfs fills.
+    if unsafe { libc::statfs(path.as_ptr(), &mut st) } != 0 {
+        return false;
+    }
+    // The field's type differs between architectures; the magic numbers fit in 32 bits.
+    LOCAL.contains(&(st.f_type as u32))
 }
