@@ -18,6 +18,15 @@ pub enum ErrorKind {
     Unauthorized,
     /// Authenticated, but access is refused (403).
     Denied,
+    /// The proxy the connection goes through refused to carry it, by its rules or because
+    /// it cannot (a `CONNECT` answered 403, 405, 501 or another status that is not for
+    /// the moment; a SOCKS proxy's rules, or a command or address type it does not
+    /// support). Nothing the registry said: retrying cannot cure it, only the proxy's
+    /// configuration, or the proxy chosen (`HTTPS_PROXY`, `NO_PROXY`), can. A proxy's
+    /// 407 (its credentials) is [`Unauthorized`](Self::Unauthorized), and a proxy that
+    /// cannot reach the registry for the moment (502, 503, 504) is
+    /// [`Connect`](Self::Connect). Never retried.
+    ProxyRefused,
     /// The registry throttled us (429) beyond the retry budget.
     TooManyRequests,
     /// The server answered with an unexpected status (5xx after retries, or anything else).
@@ -61,6 +70,7 @@ impl ErrorKind {
             ErrorKind::NotFound => "not found",
             ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::Denied => "denied",
+            ErrorKind::ProxyRefused => "proxy refused",
             ErrorKind::TooManyRequests => "too many requests",
             ErrorKind::Http => "http error",
             ErrorKind::Connect => "connection error",

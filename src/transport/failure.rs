@@ -210,14 +210,16 @@ fn proxy_kind(failed: &proxy::ProxyError) -> ErrorKind {
             status: 408 | 500 | 502 | 503 | 504,
             ..
         } => ErrorKind::Connect,
-        proxy::ProxyError::Refused { .. } => ErrorKind::Denied,
+        // The proxy's rules (403), or a proxy that does not tunnel (405, 501): nothing of
+        // the registry's, and the same next time.
+        proxy::ProxyError::Refused { .. } => ErrorKind::ProxyRefused,
         proxy::ProxyError::Unsupported { .. } => ErrorKind::InvalidInput,
         proxy::ProxyError::SocksCredentials { .. } => ErrorKind::Unauthorized,
         proxy::ProxyError::SocksUnusable { .. } => ErrorKind::InvalidInput,
         // The proxy's rules, or a request it cannot carry: the same next time.
         proxy::ProxyError::SocksRefused {
             code: 2 | 7 | 8, ..
-        } => ErrorKind::Denied,
+        } => ErrorKind::ProxyRefused,
         // Unreachable, refused, timed out beyond the proxy: like a broken connection,
         // worth another try.
         proxy::ProxyError::SocksRefused { .. } => ErrorKind::Connect,
@@ -663,7 +665,8 @@ mod tests {
             assert_eq!(proxied.is_transient(), direct.is_transient(), "{status}");
         }
         assert_eq!(proxy_kind(&refused(407)), ErrorKind::Unauthorized);
-        assert_eq!(proxy_kind(&refused(501)), ErrorKind::Denied);
+        assert_eq!(proxy_kind(&refused(403)), ErrorKind::ProxyRefused);
+        assert_eq!(proxy_kind(&refused(501)), ErrorKind::ProxyRefused);
     }
 
     /// A connection ended under a body with no word names both causes h2 leaves
