@@ -40,7 +40,8 @@ pub enum ErrorKind {
     /// another name). Never retried: it will not change by itself.
     Certificate,
     /// The server answered the TLS handshake in plain HTTP: a registry without TLS, named
-    /// without `http://` (the CLI's `--plain-http`); or, the other way round, a TLS server
+    /// without `http://` ([`Repository::force_plain_http`](crate::Repository::force_plain_http),
+    /// the CLI's `--plain-http`); or, the other way round, a TLS server
     /// answered a plain-HTTP request saying that it speaks TLS. Never retried.
     NotTls,
     /// The server and dist have no TLS version or cipher suite in common (a server that
@@ -514,7 +515,9 @@ impl Error {
 
     /// The reason alone (message and cause), for places that print object and URL themselves.
     pub fn reason(&self) -> String {
-        let (mut s, _) = self.said();
+        let (s, _) = self.said();
+        // The settings the program's users know, by the names they know them by.
+        let mut s = crate::setting::named(s);
         if self.0.attempts > 1 {
             s.push_str(&format!(" (gave up after {} attempts)", self.0.attempts));
         }

@@ -154,7 +154,10 @@
 //! [`Error::retry_after`] is the pause a registry asked for that was longer than the
 //! policy waits.
 //! [`Error::status`], [`Error::url`] and [`Error::object`] give the context; the `Display`
-//! form is one line with credentials and signed queries taken out.
+//! form is one line with credentials and signed queries taken out. A message that a
+//! setting may cure names it as the library has it (`TransportOptions::connect_timeout`);
+//! a program whose users know it by another name says so with
+//! [`setting::name_settings`].
 //!
 //! # Run the worker over a stream of objects
 //!
@@ -290,6 +293,7 @@ pub mod retry;
 // messages), so kept out of the docs and free to change.
 #[doc(hidden)]
 pub mod server_text;
+pub mod setting;
 pub mod sink;
 pub mod transport;
 mod user_dirs;

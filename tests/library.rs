@@ -1432,3 +1432,28 @@ async fn a_transport_sharing_caps_passes_over_every_stale_connection_its_caps_al
     }
     assert_eq!(got, 5000);
 }
+
+/// A message that a setting may cure names it as a library caller sets it (the
+/// `Repository` method), not by the CLI's flag (`--plain-http`), which they have never seen;
+/// `dist` itself says the flag (tests/tls.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_names_a_setting_as_the_library_has_it() {
+    let reg = FakeRegistry::start();
+    // A plain-HTTP registry asked in TLS.
+    let repo = format!("https://{}/team/app", reg.host()).parse().unwrap();
+    let remote = RegistryRemote::new(
+        repo,
+        Transport::new(TransportOptions::default()).unwrap(),
+        CredentialSource::None,
+        RetryPolicy::default(),
+    );
+    let tag: Object = "v1".parse().unwrap();
+    let err = remote.fetch(&tag, &Hints::default()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotTls, "{err}");
+    let said = err.to_string();
+    assert!(
+        said.contains("use `Repository::force_plain_http`, an http:// locator"),
+        "{said}"
+    );
+    assert!(!said.contains("--"), "{said}");
+}

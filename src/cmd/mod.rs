@@ -15,6 +15,7 @@ pub mod docs;
 mod drawer;
 pub mod fetch;
 mod first_steps;
+pub mod flags;
 pub mod layout_dir;
 pub mod log_line;
 mod nonblocking;
