@@ -406,12 +406,15 @@ impl Error {
         self
     }
 
-    /// How long the server asked to be left alone (`Retry-After`), when the error carries
-    /// it: a 429 or 503 asking for a pause longer than the
-    /// [`RetryPolicy`](crate::retry::RetryPolicy)'s `max_delay`, which the remote did not
-    /// sleep through, and a token server's refusal. A service that tries the object again
-    /// later waits at least this long. `None` when no pause was asked for, or when the
-    /// pause asked for was waited out and the retries were spent.
+    /// How long the server asked to be left alone (`Retry-After`) in the answer that ended
+    /// the request, a pause nobody has waited out: a 429 or 503 (or a token server's
+    /// refusal) asking for longer than the [`RetryPolicy`](crate::retry::RetryPolicy)'s
+    /// `max_delay`, which the remote did not sleep through (it failed at once), or the
+    /// answer to the last attempt, after which no retry was left. A service that tries the
+    /// object again later waits at least this long, counted from when the error came back.
+    /// `None` when that answer asked for no pause (pauses asked for by earlier answers were
+    /// waited out before the next attempt), or the failure was no answer at all (a broken
+    /// connection, a timeout): then the service's own backoff decides.
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         self.0.retry_after
     }

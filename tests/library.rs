@@ -614,7 +614,8 @@ async fn a_manifest_a_descriptor_names_is_fetched_with_its_hints() {
 }
 
 /// A service that tries an object again in a later round learns from the error how long
-/// the registry asked to be left alone, when that was longer than the remote waits.
+/// the registry asked to be left alone, when that was longer than the remote waits, or
+/// asked in the answer to the last attempt (which no retry waited out: it said nothing).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pause_longer_than_the_policy_waits_is_told_to_the_caller() {
     let reg = FakeRegistry::start();
@@ -629,7 +630,29 @@ async fn a_pause_longer_than_the_policy_waits_is_told_to_the_caller() {
     assert!(err.is_transient());
     assert_eq!(err.retry_after(), Some(Duration::from_secs(3600)), "{err}");
 
-    // A pause within the policy's was waited out: nothing more to wait for.
+    // The last attempt's answer asked for a pause within the policy's, which no retry
+    // waited out: the caller is told it too (it was not).
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", b"content");
+    let object: Object = digest.parse().unwrap();
+    reg.set_fault_for_every(&digest, Fault::StatusWithRetryAfter(503, "7".into()));
+    let no_retries = RetryPolicy {
+        retries: 0,
+        ..RetryPolicy::default()
+    };
+    let err = RegistryRemote::new(
+        format!("{}/team/app", reg.host()).parse().unwrap(),
+        Transport::new(TransportOptions::default()).unwrap(),
+        CredentialSource::None,
+        no_retries,
+    )
+    .fetch(&object, &Hints::default())
+    .await
+    .unwrap_err();
+    assert_eq!(err.status(), Some(503), "{err}");
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(7)), "{err}");
+
+    // No pause asked for: the caller's own backoff decides.
     let reg = FakeRegistry::start();
     let digest = reg.blob("team/app", b"content");
     let object: Object = digest.parse().unwrap();

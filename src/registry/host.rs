@@ -507,7 +507,12 @@ impl Host {
                 Next::WaitsTooLong(d) => {
                     waits_too_long(e, d, policy.max_delay).with_retry_after(Some(d))
                 }
-                Next::Spent => e.with_attempts(*retries + 1),
+                // The last answer's pause was not waited out (no attempt came after it):
+                // a caller that tries again later must not come back before it ends.
+                Next::Spent => {
+                    let last = asked.or_else(|| e.retry_after());
+                    e.with_attempts(*retries + 1).with_retry_after(last)
+                }
             };
             Err(e.with_url(&url))
         };
