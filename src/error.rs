@@ -483,7 +483,10 @@ impl Error {
         self.0.status
     }
 
-    /// The human description without object and URL.
+    /// The description as it was made: without object, URL, cause, attempts or the hosts
+    /// tried first, and with settings by their library names whatever
+    /// [`name_settings`](crate::setting::name_settings) said. To show a person, use
+    /// `Display`, [`reason`](Self::reason) or [`detail`](Self::detail).
     pub fn message(&self) -> &str {
         &self.0.message
     }

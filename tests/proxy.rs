@@ -534,6 +534,9 @@ fn socks5_credentials_and_refusals() {
         !err.contains("retrying"),
         "the proxy's rules do not change: {err}"
     );
+    // Its configuration, not the registry's refusal of one object: status 2, as for
+    // refused credentials.
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert_eq!(strict.connects().len(), 1);
 }
 

@@ -686,6 +686,17 @@ mod tests {
         assert_eq!(proxy_kind(&refused(407)), ErrorKind::Unauthorized);
         assert_eq!(proxy_kind(&refused(403)), ErrorKind::ProxyRefused);
         assert_eq!(proxy_kind(&refused(501)), ErrorKind::ProxyRefused);
+        let socks = |code| proxy::ProxyError::SocksRefused {
+            proxy: "127.0.0.1:1080".into(),
+            target: "registry.test:443".into(),
+            code,
+        };
+        // Its rules, or a command it does not carry: the same next time.
+        for code in [2, 7, 8] {
+            assert_eq!(proxy_kind(&socks(code)), ErrorKind::ProxyRefused, "{code}");
+        }
+        // Host unreachable, refused beyond the proxy: for the moment.
+        assert_eq!(proxy_kind(&socks(4)), ErrorKind::Connect);
     }
 
     /// A connection ended under a body with no word names both causes h2 leaves
