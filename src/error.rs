@@ -14,9 +14,11 @@ pub enum ErrorKind {
     InvalidInput,
     /// The registry does not have the object (404, `BLOB_UNKNOWN`, `MANIFEST_UNKNOWN`).
     NotFound,
-    /// Authentication failed or no credentials were accepted (401 after the challenge).
+    /// Authentication failed or no credentials were accepted (401 after the challenge), or
+    /// the proxy refused its credentials (407, a SOCKS proxy's login).
     Unauthorized,
-    /// Authenticated, but access is refused (403).
+    /// Authenticated, but the registry refuses access (403); a proxy's refusal is
+    /// [`ProxyRefused`](Self::ProxyRefused).
     Denied,
     /// The proxy the connection goes through refused to carry it, by its rules or because
     /// it cannot (a `CONNECT` answered 403, 405, 501 or another status that is not for
