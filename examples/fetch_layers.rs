@@ -1,6 +1,8 @@
 //! Mirror one image's blobs into a directory, as a service embedding `dist` would: resolve
 //! a remote, get the manifest a tag names, then fetch its config and layers with at most
 //! `JOBS` in flight, each into a file that is renamed to its digest only once verified.
+//! Non-distributable layers (those listing `urls`, as Windows base layers do) are skipped,
+//! as `dist pull`, skopeo and containerd skip them: registries need not serve them.
 //!
 //! ```text
 //! cargo run --example fetch_layers -- localhost:5000/team/app v1 OUT_DIR
@@ -32,8 +34,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         RetryPolicy::default(),
     );
 
-    let (descriptor, bytes) = dist::image::fetch_manifest(&remote, &tag.parse()?).await?;
-    let (config, layers) = match Manifest::parse(Some(&descriptor.media_type), &bytes)? {
+    let fetched = dist::image::fetch_manifest(&remote, &tag.parse()?).await?;
+    let (config, layers) = match fetched.parse()? {
         Manifest::Image { config, layers } => (*config, layers),
         other => return Err(format!("{tag} is no single image: {other:?}").into()),
     };
@@ -42,6 +44,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Each blob once: an image may list one layer twice (an empty layer, a layer of the
     // same files), and two fetches of one digest would write one `.part` file at once.
     let mut seen = std::collections::HashSet::new();
+    // The config is fetched whatever its `urls` say: an image is nothing without it.
+    let (foreign, layers): (Vec<Descriptor>, Vec<Descriptor>) =
+        layers.into_iter().partition(|d| !d.urls.is_empty());
+    for layer in &foreign {
+        // Its URLs are not shown: a pre-signed one carries a credential in its query.
+        eprintln!("{}: non-distributable layer, not fetched", layer.digest);
+    }
     let blobs = std::iter::once(config)
         .chain(layers)
         .filter(|d| seen.insert(d.digest.clone()));
@@ -62,7 +71,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
-    println!("{} blobs, {bytes} bytes, verified", results.len() - failed);
+    println!(
+        "{} blobs, {bytes} bytes, verified; {} non-distributable layers skipped",
+        results.len() - failed,
+        foreign.len()
+    );
     match failed {
         0 => Ok(()),
         n => Err(format!("{n} blobs failed").into()),

@@ -14,10 +14,21 @@ pub enum ErrorKind {
     InvalidInput,
     /// The registry does not have the object (404, `BLOB_UNKNOWN`, `MANIFEST_UNKNOWN`).
     NotFound,
-    /// Authentication failed or no credentials were accepted (401 after the challenge).
+    /// Authentication failed or no credentials were accepted (401 after the challenge), or
+    /// the proxy refused its credentials (407, a SOCKS proxy's login).
     Unauthorized,
-    /// Authenticated, but access is refused (403).
+    /// Authenticated, but the registry refuses access (403); a proxy's refusal is
+    /// [`ProxyRefused`](Self::ProxyRefused).
     Denied,
+    /// The proxy the connection goes through refused to carry it, by its rules or because
+    /// it cannot (a `CONNECT` answered 403, 405, 501 or another status that is not for
+    /// the moment; a SOCKS proxy's rules, or a command or address type it does not
+    /// support). Nothing the registry said: retrying cannot cure it, only the proxy's
+    /// configuration, or the proxy chosen (`HTTPS_PROXY`, `NO_PROXY`), can. A proxy's
+    /// 407 (its credentials) is [`Unauthorized`](Self::Unauthorized), and a proxy that
+    /// cannot reach the registry for the moment (502, 503, 504) is
+    /// [`Connect`](Self::Connect). Never retried.
+    ProxyRefused,
     /// The registry throttled us (429) beyond the retry budget.
     TooManyRequests,
     /// The server answered with an unexpected status (5xx after retries, or anything else).
@@ -31,7 +42,8 @@ pub enum ErrorKind {
     /// another name). Never retried: it will not change by itself.
     Certificate,
     /// The server answered the TLS handshake in plain HTTP: a registry without TLS, named
-    /// without `http://` (the CLI's `--plain-http`); or, the other way round, a TLS server
+    /// without `http://` ([`Repository::force_plain_http`](crate::Repository::force_plain_http),
+    /// the CLI's `--plain-http`); or, the other way round, a TLS server
     /// answered a plain-HTTP request saying that it speaks TLS. Never retried.
     NotTls,
     /// The server and dist have no TLS version or cipher suite in common (a server that
@@ -61,6 +73,7 @@ impl ErrorKind {
             ErrorKind::NotFound => "not found",
             ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::Denied => "denied",
+            ErrorKind::ProxyRefused => "proxy refused",
             ErrorKind::TooManyRequests => "too many requests",
             ErrorKind::Http => "http error",
             ErrorKind::Connect => "connection error",
@@ -395,12 +408,15 @@ impl Error {
         self
     }
 
-    /// How long the server asked to be left alone (`Retry-After`), when the error carries
-    /// it: a 429 or 503 asking for a pause longer than the
-    /// [`RetryPolicy`](crate::retry::RetryPolicy)'s `max_delay`, which the remote did not
-    /// sleep through, and a token server's refusal. A service that tries the object again
-    /// later waits at least this long. `None` when no pause was asked for, or when the
-    /// pause asked for was waited out and the retries were spent.
+    /// How long the server asked to be left alone (`Retry-After`) in the answer that ended
+    /// the request, a pause nobody has waited out: a 429 or 503 (or a token server's
+    /// refusal) asking for longer than the [`RetryPolicy`](crate::retry::RetryPolicy)'s
+    /// `max_delay`, which the remote did not sleep through (it failed at once), or the
+    /// answer to the last attempt, after which no retry was left. A service that tries the
+    /// object again later waits at least this long, counted from when the error came back.
+    /// `None` when that answer asked for no pause (pauses asked for by earlier answers were
+    /// waited out before the next attempt), or the failure was no answer at all (a broken
+    /// connection, a timeout): then the service's own backoff decides.
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         self.0.retry_after
     }
@@ -469,7 +485,10 @@ impl Error {
         self.0.status
     }
 
-    /// The human description without object and URL.
+    /// The description as it was made: without object, URL, cause, attempts or the hosts
+    /// tried first, and with settings by their library names whatever
+    /// [`name_settings`](crate::setting::name_settings) said. To show a person, use
+    /// `Display`, [`reason`](Self::reason) or [`detail`](Self::detail).
     pub fn message(&self) -> &str {
         &self.0.message
     }
@@ -504,7 +523,9 @@ impl Error {
 
     /// The reason alone (message and cause), for places that print object and URL themselves.
     pub fn reason(&self) -> String {
-        let (mut s, _) = self.said();
+        let (s, _) = self.said();
+        // The settings the program's users know, by the names they know them by.
+        let mut s = crate::setting::named(s);
         if self.0.attempts > 1 {
             s.push_str(&format!(" (gave up after {} attempts)", self.0.attempts));
         }

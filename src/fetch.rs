@@ -510,6 +510,49 @@ impl Download {
     /// Cancel-safe: a call dropped before it returned (the losing branch of a
     /// `tokio::select!`, a `tokio::time::timeout` that expired) loses no content; the next
     /// call hands out the chunk it had taken, or the verdict it was waiting for.
+    ///
+    /// # Errors
+    ///
+    /// Content that is not what was asked for ([`Error::is_corruption`], worth one more
+    /// fetch with [`Hints::for_attempt`](crate::Hints::for_attempt)):
+    /// [`ErrorKind::DigestMismatch`] for content that does not hash to its digest,
+    /// [`ErrorKind::SizeMismatch`] for more or fewer bytes than declared or given (a
+    /// `size:` hint, a descriptor's). Content past its limit (a manifest's 4 MiB) is
+    /// [`ErrorKind::TooLarge`]; a manifest nothing announced a digest for that is no JSON
+    /// object, or a body whose content coding is broken, [`ErrorKind::Protocol`]. A body
+    /// that broke or stalled ([`ErrorKind::Connect`], [`ErrorKind::Timeout`]) fails once
+    /// the resumes and retries of the remote's [`RetryPolicy`](crate::retry::RetryPolicy)
+    /// are spent ([`Error::is_transient`]); one that cannot be resumed says so with
+    /// [`Error::restart`]. A layout's file that cannot be read is [`ErrorKind::Io`].
+    ///
+    /// ```
+    /// use dist::layout_remote::LayoutRemote;
+    /// use dist::sink::layout::LayoutStore;
+    /// use dist::{digest::Algorithm, Digest, ErrorKind, Hints, Object, Remote};
+    ///
+    /// # #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
+    /// # async fn main() -> dist::Result<()> {
+    /// # let dir = tempfile::tempdir()?;
+    /// // A layout whose blob was damaged: "hellO" stored under the digest of "hello".
+    /// let store = LayoutStore::open(dir.path())?;
+    /// let digest = Digest::of(Algorithm::Sha256, b"hello");
+    /// let mut blob = store.temp(Algorithm::Sha256)?;
+    /// blob.write(&bytes::Bytes::from_static(b"hellO")).await?;
+    /// blob.commit(&digest).await?;
+    ///
+    /// let remote = LayoutRemote::new(dir.path());
+    /// let mut download = remote.fetch(&Object::Digest(digest), &Hints::default()).await?;
+    /// let e = loop {
+    ///     match download.chunk().await {
+    ///         Ok(Some(_)) => {} // not to be trusted until Ok(None)
+    ///         Ok(None) => unreachable!("the content does not verify"),
+    ///         Err(e) => break e,
+    ///     }
+    /// };
+    /// assert_eq!(e.kind(), ErrorKind::DigestMismatch);
+    /// assert!(e.is_corruption());
+    /// # Ok(()) }
+    /// ```
     pub async fn chunk(&mut self) -> Result<Option<Bytes>> {
         if self.verified.is_some() {
             return Ok(None);

@@ -151,10 +151,13 @@
 //! whether the same request may succeed later (connection failures, timeouts, 408, 429,
 //! 500, 502, 503 and 504; not a 501 or 507, which say the server cannot, not that it cannot
 //! now); the remote has retried those already, as its [`retry::RetryPolicy`] allows, and
-//! [`Error::retry_after`] is the pause a registry asked for that was longer than the
-//! policy waits.
+//! [`Error::retry_after`] is the pause the answer that ended the request asked for, which
+//! nobody waited out (one longer than the policy waits, or the last attempt's).
 //! [`Error::status`], [`Error::url`] and [`Error::object`] give the context; the `Display`
-//! form is one line with credentials and signed queries taken out.
+//! form is one line with credentials and signed queries taken out. A message that a
+//! setting may cure names it as the library has it (`TransportOptions::connect_timeout`);
+//! a program whose users know it by another name says so with
+//! [`setting::name_settings`].
 //!
 //! # Run the worker over a stream of objects
 //!
@@ -290,6 +293,7 @@ pub mod retry;
 // messages), so kept out of the docs and free to change.
 #[doc(hidden)]
 pub mod server_text;
+pub mod setting;
 pub mod sink;
 pub mod transport;
 mod user_dirs;

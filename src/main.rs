@@ -14,6 +14,7 @@ use cmd::{EXIT_TIMEOUT, EXIT_USAGE};
 
 fn main() -> ExitCode {
     cmd::drain_stderr_on_panic();
+    cmd::flags::name_settings_by_flag();
     let code = run_to_exit();
     // Messages and log lines are written by a thread of their own, which a terminal that
     // takes no output holds: what it has not written yet would go with the process.

@@ -8,6 +8,8 @@
 use futures::future::BoxFuture;
 
 use crate::digest::Digest;
+#[cfg(doc)]
+use crate::error::ErrorKind;
 use crate::error::{Error, Result};
 use crate::fetch::{Download, Prefix, VERIFY_ATTEMPTS};
 use crate::hints::Hints;
@@ -16,8 +18,40 @@ use crate::reference::Object;
 
 /// A source of content-addressed objects.
 pub trait Remote: Send + Sync {
-    /// Starts fetching `object`. The returned download verifies the content as it streams;
-    /// an object that does not exist fails with [`crate::ErrorKind::NotFound`].
+    /// Starts fetching `object`. The returned download verifies the content as it streams
+    /// ([`Download::chunk`] says how its content may fail).
+    ///
+    /// # Errors
+    ///
+    /// Of the object: [`ErrorKind::NotFound`] for one the remote does not have,
+    /// [`ErrorKind::Denied`] for one it refuses (403), [`ErrorKind::SizeMismatch`] or
+    /// [`ErrorKind::DigestMismatch`] for content refused before a byte was read (the
+    /// size it declared is not the one given; the digest it announced names other
+    /// content). Of the remote, the same for every object until its configuration
+    /// changes: [`ErrorKind::Unauthorized`] (no credentials, or refused ones),
+    /// [`ErrorKind::Certificate`], [`ErrorKind::NotTls`], [`ErrorKind::TlsIncompatible`],
+    /// [`ErrorKind::UnknownHost`], [`ErrorKind::ProxyRefused`]. For the moment
+    /// ([`Error::is_transient`], already retried as the remote's
+    /// [`RetryPolicy`](crate::retry::RetryPolicy) allows; [`Error::retry_after`] says how
+    /// long a registry asked to be left alone): [`ErrorKind::Connect`],
+    /// [`ErrorKind::Timeout`], [`ErrorKind::TooManyRequests`], [`ErrorKind::Http`] with a
+    /// 5xx. [`ErrorKind`] may gain kinds: match with a `_` arm.
+    ///
+    /// ```
+    /// use dist::layout_remote::LayoutRemote;
+    /// use dist::{digest::Algorithm, Digest, ErrorKind, Hints, Object, Remote};
+    ///
+    /// # #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
+    /// # async fn main() -> dist::Result<()> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # dist::sink::layout::LayoutStore::open(dir.path())?;
+    /// let remote = LayoutRemote::new(dir.path()); // an empty layout
+    /// let missing = Object::Digest(Digest::of(Algorithm::Sha256, b"not there"));
+    /// let e = remote.fetch(&missing, &Hints::default()).await.unwrap_err();
+    /// assert_eq!(e.kind(), ErrorKind::NotFound);
+    /// assert!(!e.is_transient());
+    /// # Ok(()) }
+    /// ```
     fn fetch<'a>(&'a self, object: &'a Object, hints: &'a Hints)
         -> BoxFuture<'a, Result<Download>>;
 
@@ -36,6 +70,16 @@ pub trait Remote: Send + Sync {
 
     /// Checks that the remote can be reached and, where it needs credentials, that they are
     /// accepted, so that a batch fails once instead of once per object.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Remote::fetch`] that say the remote cannot be used, as it is configured
+    /// ([`ErrorKind::Unauthorized`], [`ErrorKind::Certificate`], …) or for the moment
+    /// ([`Error::is_transient`]). A layout's directory without an `oci-layout` file is
+    /// [`ErrorKind::NotFound`], one whose files are not a layout's
+    /// [`ErrorKind::InvalidInput`], one that cannot be read [`ErrorKind::Io`]. A registry checks with a tag listing, and takes its
+    /// 404, 403, 405 and 501 (an empty repository, credentials that may pull but not list,
+    /// a registry that lists no tags) as a pass: the objects speak for themselves.
     fn check<'a>(&'a self) -> BoxFuture<'a, Result<()>>;
 
     /// A short description for messages (`localhost:5000/team/app`).

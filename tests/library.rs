@@ -163,6 +163,66 @@ fn the_fetch_layers_example_stores_a_layer_listed_twice_once() {
         &[da.clone(), db.clone(), da.clone()],
         a.len(),
     );
+    let out = tempfile::tempdir().unwrap();
+    let run = run_fetch_layers(&reg, "team/app", "v1", out.path());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{err}");
+    assert!(
+        String::from_utf8_lossy(&run.stdout).starts_with("3 blobs,"),
+        "{err}"
+    );
+    let names = file_names(out.path());
+    assert_eq!(names.len(), 3, "{names:?}");
+    for (digest, content) in [(&da, &a), (&db, &b)] {
+        let stored = std::fs::read(out.path().join(digest.replace(':', "-"))).unwrap();
+        assert!(stored == *content, "{digest}");
+    }
+}
+
+/// `examples/fetch_layers.rs` skips a non-distributable layer (one listing `urls`, which
+/// the registry does not hold), as `dist pull` does, saying so, and succeeds: it fetched
+/// it, failed with the registry's 404, and exited non-zero for an image it had whole.
+#[test]
+fn the_fetch_layers_example_skips_a_non_distributable_layer() {
+    let reg = FakeRegistry::start();
+    let layer = bytes(9903, 1000);
+    let stored = reg.blob("team/app", &layer);
+    let config = br#"{"architecture":"amd64","os":"windows"}"#;
+    let config_digest = reg.blob("team/app", config);
+    // Listed, never stored: a Windows base layer lives on the vendor's servers.
+    let foreign = dist::Digest::of(dist::digest::Algorithm::Sha256, b"far away").to_string();
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip","digest":"{foreign}","size":8,"urls":["https://far.example/layer?sig=s3cret"]}},{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{stored}","size":{}}}]}}"#,
+        config.len(),
+        layer.len()
+    );
+    reg.manifest("team/app", "v1", OCI_MANIFEST, &manifest);
+    let out = tempfile::tempdir().unwrap();
+    let run = run_fetch_layers(&reg, "team/app", "v1", out.path());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{err}");
+    let said = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        said.starts_with("2 blobs,") && said.contains("1 non-distributable layers skipped"),
+        "{said}"
+    );
+    assert!(
+        err.contains(&format!("{foreign}: non-distributable layer, not fetched")),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"), "{err}");
+    let mut want = vec![config_digest.replace(':', "-"), stored.replace(':', "-")];
+    want.sort();
+    assert_eq!(file_names(out.path()), want);
+}
+
+/// Runs the built `examples/fetch_layers` on `repo:tag` of `reg`, storing into `out`.
+fn run_fetch_layers(
+    reg: &FakeRegistry,
+    repo: &str,
+    tag: &str,
+    out: &std::path::Path,
+) -> std::process::Output {
     let example = std::env::current_exe().unwrap();
     let example = example.parent().unwrap().parent().unwrap();
     let example = example.join("examples").join("fetch_layers");
@@ -170,28 +230,21 @@ fn the_fetch_layers_example_stores_a_layer_listed_twice_once() {
         example.is_file(),
         "{example:?}: run `cargo test` or `cargo build --examples`"
     );
-    let out = tempfile::tempdir().unwrap();
-    let repo = format!("{}/team/app", reg.host());
-    let run = std::process::Command::new(&example)
-        .args([repo.as_str(), "v1", out.path().to_str().unwrap()])
+    let repo = format!("{}/{repo}", reg.host());
+    std::process::Command::new(&example)
+        .args([repo.as_str(), tag, out.to_str().unwrap()])
         .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "{err}");
-    assert!(
-        String::from_utf8_lossy(&run.stdout).starts_with("3 blobs,"),
-        "{err}"
-    );
-    let mut names: Vec<String> = std::fs::read_dir(out.path())
+        .unwrap()
+}
+
+/// The names in `dir`, sorted.
+fn file_names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     names.sort();
-    assert_eq!(names.len(), 3, "{names:?}");
-    for (digest, content) in [(&da, &a), (&db, &b)] {
-        let stored = std::fs::read(out.path().join(digest.replace(':', "-"))).unwrap();
-        assert!(stored == *content, "{digest}");
-    }
+    names
 }
 
 /// A service keeps these in its own `#[derive(Debug)]` structs and logs them.
@@ -494,13 +547,16 @@ async fn a_manifest_by_tag_in_one_call() {
     let (manifest_digest, blobs) = image(&reg, &[b"one".to_vec(), b"two".to_vec()]);
     let remote = anonymous(&reg);
     let tag: Object = "v1".parse().unwrap();
-    let (descriptor, bytes) = dist::image::fetch_manifest(&remote, &tag).await.unwrap();
+    let fetched = dist::image::fetch_manifest(&remote, &tag).await.unwrap();
+    let descriptor = &fetched.descriptor;
     assert_eq!(descriptor.digest.to_string(), manifest_digest);
     assert_eq!(descriptor.media_type, OCI_MANIFEST);
-    assert_eq!(descriptor.size, bytes.len() as u64);
-    let Manifest::Image { config, layers } =
-        Manifest::parse(Some(&descriptor.media_type), &bytes).unwrap()
-    else {
+    assert_eq!(descriptor.size, fetched.bytes.len() as u64);
+    assert_eq!(
+        dist::Digest::of(dist::digest::Algorithm::Sha256, &fetched.bytes).to_string(),
+        manifest_digest
+    );
+    let Manifest::Image { config, layers } = fetched.parse().unwrap() else {
         panic!("an image manifest");
     };
     assert_eq!(config.digest.to_string(), blobs[0].0);
@@ -558,7 +614,8 @@ async fn a_manifest_a_descriptor_names_is_fetched_with_its_hints() {
 }
 
 /// A service that tries an object again in a later round learns from the error how long
-/// the registry asked to be left alone, when that was longer than the remote waits.
+/// the registry asked to be left alone, when that was longer than the remote waits, or
+/// asked in the answer to the last attempt (which no retry waited out: it said nothing).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pause_longer_than_the_policy_waits_is_told_to_the_caller() {
     let reg = FakeRegistry::start();
@@ -573,7 +630,29 @@ async fn a_pause_longer_than_the_policy_waits_is_told_to_the_caller() {
     assert!(err.is_transient());
     assert_eq!(err.retry_after(), Some(Duration::from_secs(3600)), "{err}");
 
-    // A pause within the policy's was waited out: nothing more to wait for.
+    // The last attempt's answer asked for a pause within the policy's, which no retry
+    // waited out: the caller is told it too (it was not).
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", b"content");
+    let object: Object = digest.parse().unwrap();
+    reg.set_fault_for_every(&digest, Fault::StatusWithRetryAfter(503, "7".into()));
+    let no_retries = RetryPolicy {
+        retries: 0,
+        ..RetryPolicy::default()
+    };
+    let err = RegistryRemote::new(
+        format!("{}/team/app", reg.host()).parse().unwrap(),
+        Transport::new(TransportOptions::default()).unwrap(),
+        CredentialSource::None,
+        no_retries,
+    )
+    .fetch(&object, &Hints::default())
+    .await
+    .unwrap_err();
+    assert_eq!(err.status(), Some(503), "{err}");
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(7)), "{err}");
+
+    // No pause asked for: the caller's own backoff decides.
     let reg = FakeRegistry::start();
     let digest = reg.blob("team/app", b"content");
     let object: Object = digest.parse().unwrap();
@@ -1375,4 +1454,29 @@ async fn a_transport_sharing_caps_passes_over_every_stale_connection_its_caps_al
         got += chunk.len();
     }
     assert_eq!(got, 5000);
+}
+
+/// A message that a setting may cure names it as a library caller sets it (the
+/// `Repository` method), not by the CLI's flag (`--plain-http`), which they have never seen;
+/// `dist` itself says the flag (tests/tls.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_names_a_setting_as_the_library_has_it() {
+    let reg = FakeRegistry::start();
+    // A plain-HTTP registry asked in TLS.
+    let repo = format!("https://{}/team/app", reg.host()).parse().unwrap();
+    let remote = RegistryRemote::new(
+        repo,
+        Transport::new(TransportOptions::default()).unwrap(),
+        CredentialSource::None,
+        RetryPolicy::default(),
+    );
+    let tag: Object = "v1".parse().unwrap();
+    let err = remote.fetch(&tag, &Hints::default()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotTls, "{err}");
+    let said = err.to_string();
+    assert!(
+        said.contains("use `Repository::force_plain_http`, an http:// locator"),
+        "{said}"
+    );
+    assert!(!said.contains("--"), "{said}");
 }

@@ -253,12 +253,14 @@ fn an_unreachable_proxy_is_named_with_the_reason() {
 }
 
 /// A proxy that refuses a tunnel says why in a page after its answer's head, as Squid does:
-/// the refusal is still named with its status, and not retried.
+/// the refusal is still named with its status, and not retried. Its 403 is its policy,
+/// configuration that retrying cannot cure, as its 407 is: status 2, not the 1 of a
+/// registry's 403 for one object.
 #[test]
 fn a_tunnel_refused_with_an_error_page_is_named_with_the_status() {
     let strict = ConnectProxy::tunnelling_only_to_443();
     let locked = ConnectProxy::requiring("Basic YWxpY2U6czNjcmV0");
-    for (proxy, status, code) in [(&strict, 403, 1), (&locked, 407, 2)] {
+    for (proxy, status, code) in [(&strict, 403, 2), (&locked, 407, 2)] {
         let mut dist = Dist::new();
         dist.env("HTTPS_PROXY", &proxy.url());
         let out = dist.run(&["-v", "fetch", "registry.test:5000/team/app", "v1"], b"");
@@ -532,6 +534,9 @@ fn socks5_credentials_and_refusals() {
         !err.contains("retrying"),
         "the proxy's rules do not change: {err}"
     );
+    // Its configuration, not the registry's refusal of one object: status 2, as for
+    // refused credentials.
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert_eq!(strict.connects().len(), 1);
 }
 

@@ -15,6 +15,7 @@ pub mod docs;
 mod drawer;
 pub mod fetch;
 mod first_steps;
+pub mod flags;
 pub mod layout_dir;
 pub mod log_line;
 mod nonblocking;
@@ -143,7 +144,8 @@ pub const EXIT_TIMEOUT: u8 = 124;
 /// (no connection, or one that broke past the retries; one that takes the connection and
 /// never answers; 429 or a 5xx past the retries) is [`EXIT_TEMPFAIL`], as a batch whose
 /// every line failed so is; one that retrying cannot cure (an untrusted certificate, a
-/// server that does not speak TLS, a name that does not exist, credentials refused) is
+/// server that does not speak TLS, a name that does not exist, credentials refused, a
+/// proxy that refuses to carry the connection) is
 /// status 2, as a usage error is; an object that failed otherwise (not found, refused, not
 /// what its digest says) is status 1. A script can tell a registry to retry later from one
 /// it cannot use and from an object it cannot have.
@@ -154,6 +156,7 @@ pub fn exit_for(e: &Error) -> u8 {
         | ErrorKind::Certificate
         | ErrorKind::NotTls
         | ErrorKind::TlsIncompatible
+        | ErrorKind::ProxyRefused
         | ErrorKind::Unauthorized => EXIT_USAGE,
         _ if e.is_transient() => EXIT_TEMPFAIL,
         _ => EXIT_FAILED,
@@ -1021,6 +1024,7 @@ mod tests {
             ErrorKind::Certificate,
             ErrorKind::NotTls,
             ErrorKind::TlsIncompatible,
+            ErrorKind::ProxyRefused,
             ErrorKind::Unauthorized,
             ErrorKind::InvalidInput,
         ] {

@@ -556,19 +556,49 @@ pub async fn resolve_by_fetch<R: Remote + ?Sized>(
     remote: &R,
     object: &Object,
 ) -> Result<Descriptor> {
-    fetch_manifest(remote, object).await.map(|(d, _)| d)
+    fetch_manifest(remote, object)
+        .await
+        .map(|fetched| fetched.descriptor)
+}
+
+/// A manifest or index [`fetch_manifest`] fetched, whole and verified.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct FetchedManifest {
+    /// What arrived: the media type its content declares (or, for an OCI manifest that
+    /// leaves `mediaType` out, the one its shape says), the digest it verified against
+    /// (for a tag, the digest of what the tag named at that moment: fetch that digest to
+    /// get the same content again), and its size. Not what the server's `Content-Type`
+    /// said.
+    pub descriptor: Descriptor,
+    /// The content, byte for byte as it hashed to the descriptor's digest (what a
+    /// signature covers): parse it with [`FetchedManifest::parse`].
+    pub bytes: Vec<u8>,
+}
+
+impl FetchedManifest {
+    /// The manifest or index the content is, by the media type it declares.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Protocol`] for content dist cannot read as a manifest: one not of
+    /// the shape its type says (a malformed descriptor), or a Docker schema 1 manifest,
+    /// which is not supported.
+    pub fn parse(&self) -> Result<Manifest> {
+        Manifest::parse(Some(&self.descriptor.media_type), &self.bytes)
+    }
 }
 
 /// Fetches the manifest or index `object` (a tag or a digest) names, whole and verified
-/// (at most [`MAX_MANIFEST_SIZE`]), with its descriptor: the media type it declares, the
-/// digest it verified against, its size. [`Manifest::parse`] reads it:
+/// (at most [`MAX_MANIFEST_SIZE`]), with its descriptor ([`FetchedManifest`]):
 ///
 /// ```no_run
 /// # async fn demo(remote: &dist::registry::RegistryRemote) -> dist::Result<()> {
 /// use dist::image::{fetch_manifest, Manifest};
 ///
-/// let (descriptor, bytes) = fetch_manifest(remote, &"v1".parse()?).await?;
-/// match Manifest::parse(Some(&descriptor.media_type), &bytes)? {
+/// let fetched = fetch_manifest(remote, &"v1".parse()?).await?;
+/// println!("v1 is {}", fetched.descriptor.digest);
+/// match fetched.parse()? {
 ///     Manifest::Image { config, layers } => { /* fetch them */ }
 ///     Manifest::Index(entries) => { /* pick one, fetch it by its digest */ }
 ///     _ => {}
@@ -578,10 +608,19 @@ pub async fn resolve_by_fetch<R: Remote + ?Sized>(
 ///
 /// A body that broke where it cannot be resumed (a tag the registry announced no digest
 /// for) is fetched again whole, on the retries left.
+///
+/// # Errors
+///
+/// What [`Remote::fetch`] and [`Download::chunk`] return ([`ErrorKind::NotFound`] for a
+/// tag or digest the repository lacks, [`ErrorKind::Unauthorized`],
+/// [`ErrorKind::DigestMismatch`], a transient failure past the retries, …);
+/// [`ErrorKind::TooLarge`] for content past [`MAX_MANIFEST_SIZE`]; and
+/// [`ErrorKind::Protocol`] for content that is no manifest (a blob's digest, an HTML page
+/// served as a manifest).
 pub async fn fetch_manifest<R: Remote + ?Sized>(
     remote: &R,
     object: &Object,
-) -> Result<(Descriptor, Vec<u8>)> {
+) -> Result<FetchedManifest> {
     // Every manifest type as a hint sends a digest to the manifests endpoint first; the
     // media type is then read from the content, not from the hint.
     let hints = Hints {
@@ -616,7 +655,10 @@ pub async fn fetch_manifest<R: Remote + ?Sized>(
         .expect("a download read to its end is verified")
         .clone();
     let size = bytes.len() as u64;
-    Ok((Descriptor::new(media_type, digest, size), bytes))
+    Ok(FetchedManifest {
+        descriptor: Descriptor::new(media_type, digest, size),
+        bytes,
+    })
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ use crate::fetch::MAX_MANIFEST_SIZE;
 use crate::image::{Descriptor, Manifest, Platform, UnusableEntry, IMAGE_NAME, REF_NAME};
 use crate::reference::Object;
 use crate::remote::Remote;
+use crate::setting::Setting;
 use crate::sink::index::Added;
 use crate::sink::layout::LayoutStore;
 use crate::worker::{self, Destination, Outcome, Status, WorkerOptions};
@@ -278,24 +279,26 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                         ErrorKind::NotFound,
                         format!(
                             "no manifest for {} in {}: it is an artifact manifest (a \
-                             signature, an SBOM), no platform's image: --all-platforms pulls it",
+                             signature, an SBOM), no platform's image: {} pulls it",
                             want.as_looked_for(),
-                            top.digest
+                            top.digest,
+                            Setting::AllPlatforms
                         ),
                     )
                     .with_object(object));
                 }
                 let mut offered = offered.to_string();
                 if !listed_blobs.is_empty() {
-                    offered.push_str(
-                        "; the index lists blobs, not images (a build cache?): \
-                         --all-platforms pulls them",
-                    );
+                    offered.push_str(&format!(
+                        "; the index lists blobs, not images (a build cache?): {} pulls them",
+                        Setting::AllPlatforms
+                    ));
                 } else if artifacts {
-                    offered.push_str(
+                    offered.push_str(&format!(
                         "; the index lists artifacts without a platform (signatures, \
-                         SBOMs): --all-platforms pulls them",
-                    );
+                         SBOMs): {} pulls them",
+                        Setting::AllPlatforms
+                    ));
                 }
                 return Err(Error::new(
                     ErrorKind::NotFound,

@@ -4,9 +4,12 @@ use super::host::{host_without_port, is_host, validate_host};
 use crate::digest::Digest;
 
 /// Why `user:password@host/…` is refused.
-pub(crate) const NO_CREDENTIALS_HERE: &str =
-    "credentials do not go here; dist reads them from docker \
-     login, podman login or a credential helper (see --help)";
+pub(crate) const NO_CREDENTIALS_HERE: &str = concat!(
+    "credentials do not go here; dist reads them from docker login, podman login or a \
+     credential helper (see ",
+    crate::setting::setting_name!(credentials),
+    ")"
+);
 
 /// Whether `s` holds user information (`[scheme://]user[:password]@host/…`). A URL's
 /// authority runs to its first `/` (RFC 3986 3.2), but a password is pasted as it is, `/`

@@ -507,7 +507,12 @@ impl Host {
                 Next::WaitsTooLong(d) => {
                     waits_too_long(e, d, policy.max_delay).with_retry_after(Some(d))
                 }
-                Next::Spent => e.with_attempts(*retries + 1),
+                // The last answer's pause was not waited out (no attempt came after it):
+                // a caller that tries again later must not come back before it ends.
+                Next::Spent => {
+                    let last = asked.or_else(|| e.retry_after());
+                    e.with_attempts(*retries + 1).with_retry_after(last)
+                }
             };
             Err(e.with_url(&url))
         };
@@ -973,11 +978,12 @@ async fn status_error(
         // At a redirect's target, the registry chose the `http://`: neither the locator
         // nor `--plain-http` reaches it.
         let advice = match reply.same_origin {
-            true => {
-                "for a TLS registry, write https:// before the locator (loopback \
-                     addresses get plain HTTP otherwise), without --plain-http or `plain-http` \
-                     in hosts.toml"
-            }
+            true => concat!(
+                "for a TLS registry, write https:// before the locator (loopback addresses \
+                 get plain HTTP otherwise), without ",
+                crate::setting::setting_name!(plain_http),
+                " or `plain-http` in hosts.toml"
+            ),
             false => {
                 "that server is the redirect's target: the registry sent the request to \
                       an http:// URL (a blob store or CDN) on its TLS port, which only the \
@@ -1069,7 +1075,11 @@ fn client_certificate_refusal(body: &[u8]) -> Option<&'static str> {
         ),
         (
             b"<title>400 The SSL certificate error</title>",
-            "the server refused the client certificate (--cert and --key, or certs.d)",
+            concat!(
+                "the server refused the client certificate (",
+                crate::setting::setting_name!(client_identity),
+                ", or certs.d)"
+            ),
         ),
     ];
     SAID.iter()

@@ -17,6 +17,10 @@ pub(crate) fn lasting(e: &Error) -> Option<Lasting> {
     let (cause, for_the_run) = match e.kind() {
         ErrorKind::Unauthorized => ("does not accept dist's login (401)", true),
         ErrorKind::Denied => ("refused access (403)", true),
+        ErrorKind::ProxyRefused => (
+            "cannot be reached: the proxy refused to carry the connection",
+            true,
+        ),
         ErrorKind::Certificate => ("has a certificate that is not trusted", false),
         ErrorKind::NotTls => (
             "speaks another scheme than its URL says (https to a plain-HTTP server, or \

@@ -112,8 +112,10 @@ impl std::fmt::Display for LookupTimedOut {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "no address for {} within {:?} (--connect-timeout): the DNS lookup did not finish",
-            self.host, self.limit
+            "no address for {} within {:?} ({}): the DNS lookup did not finish",
+            self.host,
+            self.limit,
+            crate::setting::Setting::ConnectTimeout
         )
     }
 }
@@ -238,8 +240,8 @@ mod tests {
         assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
         assert_eq!(
             e.to_string(),
-            "no address for registry.example within 20ms (--connect-timeout): the DNS lookup \
-             did not finish"
+            "no address for registry.example within 20ms (`TransportOptions::connect_timeout`): \
+             the DNS lookup did not finish"
         );
     }
 

@@ -6,6 +6,7 @@ use super::{
     dns, handshake, pinned, proxy, tls, MAX_RESPONSE_HEADER_LIST, MAX_RESPONSE_HEAD_BYTES,
 };
 use crate::error::{Error, ErrorKind};
+use crate::setting::{setting_name, Setting};
 use std::time::Duration;
 
 /// Whether `e` is a request lost, before any answer, by a connection that had been made: a
@@ -78,8 +79,9 @@ pub(super) fn classify_client_error(
         return Error::new(
             ErrorKind::Connect,
             format!(
-                "the TLS handshake did not finish within {limit:?} (--connect-timeout): the \
-                 server took the connection but did not answer in TLS"
+                "the TLS handshake did not finish within {limit:?} ({}): the server took \
+                 the connection but did not answer in TLS",
+                Setting::ConnectTimeout
             ),
         );
     }
@@ -210,14 +212,16 @@ fn proxy_kind(failed: &proxy::ProxyError) -> ErrorKind {
             status: 408 | 500 | 502 | 503 | 504,
             ..
         } => ErrorKind::Connect,
-        proxy::ProxyError::Refused { .. } => ErrorKind::Denied,
+        // The proxy's rules (403), or a proxy that does not tunnel (405, 501): nothing of
+        // the registry's, and the same next time.
+        proxy::ProxyError::Refused { .. } => ErrorKind::ProxyRefused,
         proxy::ProxyError::Unsupported { .. } => ErrorKind::InvalidInput,
         proxy::ProxyError::SocksCredentials { .. } => ErrorKind::Unauthorized,
         proxy::ProxyError::SocksUnusable { .. } => ErrorKind::InvalidInput,
         // The proxy's rules, or a request it cannot carry: the same next time.
         proxy::ProxyError::SocksRefused {
             code: 2 | 7 | 8, ..
-        } => ErrorKind::Denied,
+        } => ErrorKind::ProxyRefused,
         // Unreachable, refused, timed out beyond the proxy: like a broken connection,
         // worth another try.
         proxy::ProxyError::SocksRefused { .. } => ErrorKind::Connect,
@@ -244,9 +248,10 @@ pub(super) fn ended_under_body(idle_timeout: Duration) -> String {
     format!(
         "body interrupted: the HTTP/2 connection ended with no GOAWAY or reset: the server \
          closed it, or it went silent (keep-alive timed out: no answer to a PING within \
-         {:?}, sent after {:?} without a frame; --idle-timeout)",
+         {:?}, sent after {:?} without a frame; {})",
         idle_timeout / 4,
-        idle_timeout / 2
+        idle_timeout / 2,
+        Setting::IdleTimeout
     )
 }
 
@@ -352,8 +357,11 @@ const HTTP1_ON_HTTP2: &str = "the server chose HTTP/2 by ALPN but answered in HT
 
 /// The most common way to meet a registry without TLS: an address that is not loopback,
 /// so dist speaks HTTPS, and the server answers the TLS greeting in plain HTTP.
-const NOT_TLS: &str = "the server does not speak TLS (a plain-HTTP registry?); for one \
-     without TLS, use --plain-http, an http:// locator or `plain-http` in hosts.toml";
+const NOT_TLS: &str = concat!(
+    "the server does not speak TLS (a plain-HTTP registry?); for one without TLS, use ",
+    setting_name!(plain_http),
+    ", an http:// locator or `plain-http` in hosts.toml"
+);
 
 /// [`NOT_TLS`] at a redirect's target: the registry chose its `https://`, so neither
 /// `--plain-http` nor the locator's scheme, which the advice for a registry names, reaches it.
@@ -410,8 +418,12 @@ fn incompatible(
             // OpenSSL's server under TLS 1.2 says the same of a client certificate it
             // required and was not shown, or refused: nothing in the alert tells them apart.
             let certificate = match ours {
-                None => "it requires a client certificate (--cert and --key, or certs.d), or "
-                    .to_string(),
+                None => concat!(
+                    "it requires a client certificate (",
+                    setting_name!(client_identity),
+                    ", or certs.d), or "
+                )
+                .to_string(),
                 Some(ours) => format!(
                     "it refused our client certificate {}, or ",
                     ours.cert.display()
@@ -460,8 +472,11 @@ fn certificate_failure(e: &rustls::Error, ours: Option<&tls::ClientIdentity>) ->
             // a registry with a private CA or its own certificate shows.
             let hint = match why {
                 rustls::CertificateError::UnknownIssuer | rustls::CertificateError::Other(_) => {
-                    "; trust its CA or its own certificate with --ca-file, `ca` in \
-                     hosts.toml or certs.d/<host>/*.crt"
+                    concat!(
+                        "; trust its CA or its own certificate with ",
+                        setting_name!(ca_files),
+                        ", `ca` in hosts.toml or certs.d/<host>/*.crt"
+                    )
                 }
                 _ => "",
             };
@@ -513,7 +528,10 @@ fn access_denied(ours: Option<&tls::ClientIdentity>) -> String {
 }
 
 /// Where a CA or a certificate is trusted for a registry.
-const TRUST_WITH: &str = "--ca-file, `ca` in hosts.toml or certs.d/<host>/*.crt";
+const TRUST_WITH: &str = concat!(
+    setting_name!(ca_files),
+    ", `ca` in hosts.toml or certs.d/<host>/*.crt"
+);
 
 /// Which certificate to trust, by the name the user will find in their files, for a
 /// certificate issued by an authority not trusted here; and, for one sent without an
@@ -548,8 +566,11 @@ fn unknown_issuer(unknown: &tls::UnknownIssuer) -> String {
     )
 }
 
-pub(crate) const CLIENT_CERTIFICATE_REQUIRED: &str =
-    "the server requires a client certificate (--cert and --key, or certs.d)";
+pub(crate) const CLIENT_CERTIFICATE_REQUIRED: &str = concat!(
+    "the server requires a client certificate (",
+    setting_name!(client_identity),
+    ", or certs.d)"
+);
 
 /// The note on a certificate's failure at a redirect's target: said as the registry's, it
 /// sent the user to configure a registry that had taken the connection as it was, or to a
@@ -663,7 +684,19 @@ mod tests {
             assert_eq!(proxied.is_transient(), direct.is_transient(), "{status}");
         }
         assert_eq!(proxy_kind(&refused(407)), ErrorKind::Unauthorized);
-        assert_eq!(proxy_kind(&refused(501)), ErrorKind::Denied);
+        assert_eq!(proxy_kind(&refused(403)), ErrorKind::ProxyRefused);
+        assert_eq!(proxy_kind(&refused(501)), ErrorKind::ProxyRefused);
+        let socks = |code| proxy::ProxyError::SocksRefused {
+            proxy: "127.0.0.1:1080".into(),
+            target: "registry.test:443".into(),
+            code,
+        };
+        // Its rules, or a command it does not carry: the same next time.
+        for code in [2, 7, 8] {
+            assert_eq!(proxy_kind(&socks(code)), ErrorKind::ProxyRefused, "{code}");
+        }
+        // Host unreachable, refused beyond the proxy: for the moment.
+        assert_eq!(proxy_kind(&socks(4)), ErrorKind::Connect);
     }
 
     /// A connection ended under a body with no word names both causes h2 leaves

@@ -725,7 +725,10 @@ impl Transport {
                     // which of the timeouts ran out, and how long it was. A forwarding
                     // proxy is named too: it is what did not answer, and the registry's URL
                     // alone sent the user looking for a stalled registry.
-                    let mut said = format!("no response headers within {limit:?} (--idle-timeout)");
+                    let mut said = format!(
+                        "no response headers within {limit:?} ({})",
+                        crate::setting::Setting::ResponseTimeout
+                    );
                     if let Some(proxy) = self.proxies.forwarding_proxy(&req.url) {
                         said.push_str(&format!(
                             " from the proxy {proxy}, which forwards the request"
@@ -937,8 +940,9 @@ impl Transport {
                     return Err(Error::new(
                         ErrorKind::Timeout,
                         format!(
-                            "body stalled: nothing for {:?} (--idle-timeout)",
-                            self.opts.idle_timeout
+                            "body stalled: nothing for {:?} ({})",
+                            self.opts.idle_timeout,
+                            crate::setting::Setting::IdleTimeout
                         ),
                     ))
                 }
