@@ -2923,6 +2923,31 @@ fn a_token_server_error_that_echoes_the_realm_s_query_does_not_print_it() {
     );
 }
 
+/// A realm with user information (`http://user:password@host/token`), which HTTP sends
+/// nowhere and credentials are withheld from: asked without it, it is in no log line,
+/// hyper-util's included, whose connection pool named the realm's authority at `debug`.
+#[test]
+fn a_realm_s_user_information_reaches_no_log() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(300)))
+        .start();
+    let data = bytes(41, 1000);
+    let digest = reg.blob("team/app", &data);
+    let key = "realm-pw-5e8b1d";
+    reg.set_challenges(&[&format!(
+        "Bearer realm=\"http://tok:{key}@{}/token\",service=\"fake-registry\",scope=\"{{scope}}\"",
+        reg.host()
+    )]);
+    let mut dist = Dist::new();
+    dist.env("RUST_LOG", "debug");
+    let out = dist.run(&["fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(out.stdout, data);
+    assert!(reg.token_requests() > 0);
+    assert!(!err.contains(key), "{err}");
+}
+
 /// A realm that redirects its callers to another host, which then asks them to
 /// authenticate, refused a request that carried no credentials: they go to the realm's
 /// origin only. Telling the user to log in again, as for the realm's own 401, would send

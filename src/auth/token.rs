@@ -100,6 +100,14 @@ pub async fn fetch(
 ) -> Result<Token> {
     let (realm, realm_uri) = realm_of(challenge)?;
     let credential = credential.filter(|_| may_carry_credentials(&realm_uri, registry_origin));
+    // User information in the realm (`https://user:pw@auth.example/token`) goes nowhere
+    // in HTTP, and the credentials are withheld from such a realm; left in the URL asked,
+    // it named the connection pool's entry, which hyper-util logs at `debug`.
+    let without_login = without_user_info(&realm_uri);
+    let (realm, realm_uri) = match &without_login {
+        Some((text, uri)) => (text.as_str(), uri.clone()),
+        None => (realm, realm_uri),
+    };
     // `service=""` names none: left out as when missing, as Docker's client does, and a
     // token server that checks the service it is sent refuses an empty one.
     let service = challenge.param("service").filter(|s| !s.is_empty());
@@ -309,6 +317,18 @@ fn sent_to(
         sent.extend_query(answered);
     }
     sent
+}
+
+/// `uri` without the user information of its authority, as text and parsed; `None` when
+/// it has none.
+fn without_user_info(uri: &Uri) -> Option<(String, Uri)> {
+    let authority = uri.authority()?.as_str();
+    let (_, host) = authority.rsplit_once('@')?;
+    let scheme = uri.scheme_str()?;
+    let rest = uri.path_and_query().map_or("", |p| p.as_str());
+    let text = format!("{scheme}://{host}{rest}");
+    let parsed = text.parse().ok()?;
+    Some((text, parsed))
 }
 
 /// The realm `challenge` names, as given and as the http(s) URL a token is asked at; an
