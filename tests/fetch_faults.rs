@@ -2311,6 +2311,82 @@ fn a_failure_at_a_redirects_target_names_the_url_that_redirected_there() {
     }
 }
 
+/// A redirect's target whose error repeats the pre-signed URL it was asked for (S3's
+/// `SignatureDoesNotMatch` shows the canonical request, a debugging proxy dumps the
+/// request line): dist's message, its log lines at `trace` and the report show what it
+/// said without the query's values, as written or percent-decoded. Before, the error
+/// printed the signature and the credential whole, at every log level.
+#[test]
+fn a_redirect_target_s_error_that_echoes_the_presigned_query_does_not_print_it() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", bytes(39, 1000));
+    let store = FakeRegistry::start();
+    let credential = "AKIAEXAMPLE7Q/20261207/us-east-1/s3/aws4_request";
+    let written = credential.replace('/', "%2F");
+    let query = format!(
+        "X-Amz-Credential={written}&X-Amz-Signature=f00dfacef00dface&sig=Zm9vYmFyYmF6cXV4&token=tok-0451"
+    );
+    reg.set_fault_for_every(
+        &digest,
+        Fault::Redirect {
+            status: 307,
+            location: format!("{}/cdn/{digest}?{query}", store.url()),
+        },
+    );
+    let echo = format!(
+        "<Error><Code>SignatureDoesNotMatch</Code><CanonicalRequest>GET /cdn/{digest} {query}\
+         </CanonicalRequest><Credential>{credential}</Credential></Error>"
+    );
+    store.set_fault_for_every(
+        &format!("cdn/{digest}"),
+        Fault::Page {
+            status: 403,
+            content_type: "application/xml",
+            body: echo,
+        },
+    );
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let mut dist = Dist::new();
+    dist.env("RUST_LOG", "trace");
+    let report_path = report.path().to_str().unwrap();
+    let args = [
+        "--retries",
+        "0",
+        "fetch",
+        "--report",
+        report_path,
+        &repo(&reg),
+        "-",
+    ];
+    let out = dist.run(&args, format!("{digest}\n").as_bytes());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("SignatureDoesNotMatch") && err.contains("<redacted>"),
+        "the store's words, shown: {err}"
+    );
+    let reported = std::fs::read_to_string(report.path()).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for shown in [&*err, &reported, &stdout] {
+        for secret in [
+            credential,
+            written.as_str(),
+            "f00dfacef00dface",
+            "Zm9vYmFyYmF6cXV4",
+            "tok-0451",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+    }
+    let asked = store.requests();
+    assert!(
+        asked
+            .iter()
+            .any(|r| r.query.as_deref() == Some(query.as_str())),
+        "the store was asked with the query: {asked:?}"
+    );
+}
+
 /// Content a redirect's target serves that does not verify (a CDN's stale or corrupt
 /// copy) names the URL that sent the request there too: it named the target alone.
 #[test]
@@ -2813,6 +2889,63 @@ fn a_token_server_error_that_echoes_the_password_does_not_print_it() {
         err.contains("no user alice with password <redacted>"),
         "{err}"
     );
+}
+
+/// A realm whose URL carries a key in its query (`?token=…`, as the challenge gave it) and
+/// a token server whose error repeats the request line: the key is not printed, in the
+/// message or in the log at `trace`, and what dist wrote of the request (`service`,
+/// `scope`) still reads. Before, the key was printed whole in the error.
+#[test]
+fn a_token_server_error_that_echoes_the_realm_s_query_does_not_print_it() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(300)))
+        .start();
+    let digest = reg.blob("team/app", bytes(40, 1000));
+    let key = "realm-key-7f3a9c";
+    reg.set_challenges(&[&format!(
+        "Bearer realm=\"{{realm}}?token={key}\",service=\"fake-registry\",scope=\"{{scope}}\""
+    )]);
+    let page = Fault::Page {
+        status: 500,
+        content_type: "text/plain",
+        body: format!(
+            "no route for GET /token?token={key}&service=fake-registry&scope=repository%3Ateam%2Fapp%3Apull"
+        ),
+    };
+    reg.set_fault_for_every("/token", page);
+    let mut dist = Dist::new();
+    dist.env("RUST_LOG", "trace");
+    let err = dist.fails(75, &["--retries", "0", "fetch", &repo(&reg), &digest], b"");
+    assert!(!err.contains(key), "{err}");
+    assert!(
+        err.contains("no route for GET /token?token=<redacted>&service=fake-registry&scope="),
+        "{err}"
+    );
+}
+
+/// A realm with user information (`http://user:password@host/token`), which HTTP sends
+/// nowhere and credentials are withheld from: asked without it, it is in no log line,
+/// hyper-util's included, whose connection pool named the realm's authority at `debug`.
+#[test]
+fn a_realm_s_user_information_reaches_no_log() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(300)))
+        .start();
+    let data = bytes(41, 1000);
+    let digest = reg.blob("team/app", &data);
+    let key = "realm-pw-5e8b1d";
+    reg.set_challenges(&[&format!(
+        "Bearer realm=\"http://tok:{key}@{}/token\",service=\"fake-registry\",scope=\"{{scope}}\"",
+        reg.host()
+    )]);
+    let mut dist = Dist::new();
+    dist.env("RUST_LOG", "debug");
+    let out = dist.run(&["fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(out.stdout, data);
+    assert!(reg.token_requests() > 0);
+    assert!(!err.contains(key), "{err}");
 }
 
 /// A realm that redirects its callers to another host, which then asks them to

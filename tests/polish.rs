@@ -3273,6 +3273,45 @@ fn a_pasted_api_url_with_a_login_is_refused_without_it() {
     }
 }
 
+/// A registry URL pasted with its query (a pre-signed link's `X-Amz-Signature`, a
+/// `?token=…`), as a locator or a reference: refused without the query in the message,
+/// and, for an API URL, with the spelling meant, which has none. Before, the refusal
+/// printed the query whole, the object meant included (`write host/team/app
+/// v1?token=…`).
+#[test]
+fn a_locator_with_a_query_is_refused_without_it() {
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let api = format!("https://127.0.0.1:9/v2/team/app/blobs/{digest}?X-Amz-Signature=s3cret");
+    let tagged = "http://127.0.0.1:9/v2/team/app/manifests/v1?token=s3cret".to_string();
+    let plain = "127.0.0.1:9/team/app?token=s3cret".to_string();
+    for (args, said) in [
+        (
+            vec!["fetch", &api, "v1"],
+            format!("write 127.0.0.1:9/team/app {digest}"),
+        ),
+        (
+            vec!["fetch", &tagged, "-"],
+            "write 127.0.0.1:9/team/app -".to_string(),
+        ),
+        (
+            vec!["resolve", &tagged],
+            "write 127.0.0.1:9/team/app:v1".to_string(),
+        ),
+        (
+            vec!["fetch", &plain, "v1"],
+            "a URL's query has no place here".to_string(),
+        ),
+        (
+            vec!["resolve", &plain],
+            "a URL's query has no place here".to_string(),
+        ),
+    ] {
+        let err = Dist::new().fails(2, &args, b"");
+        assert!(!err.contains("s3cret"), "{args:?}: {err}");
+        assert!(err.contains(&said) && err.contains("?…"), "{args:?}: {err}");
+    }
+}
+
 /// `jq -r` prints `null` for a field that is missing (`.config.digest` of an index, a
 /// misspelt key), and `null` is a valid tag: asked for, its 404 read as if an image were
 /// not there. The error says where the word most likely came from, one-shot and in the

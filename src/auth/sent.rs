@@ -92,6 +92,26 @@ impl Sent {
         }
     }
 
+    /// Adds the values of `url`'s query, as written and percent-decoded: the query of a
+    /// pre-signed URL a redirect led to (`X-Amz-Signature`, Azure's `sig`) or of a token
+    /// realm (`?token=…`) is a credential, which the server answering it may echo (a
+    /// storage service's `SignatureDoesNotMatch`, a gateway's dump of the request line).
+    /// Only a URL dist was sent to: the queries dist writes itself (`?ns=`, `?n=`) name
+    /// no secret, and hidden they would garble the server's words about them.
+    pub(crate) fn extend_query(&mut self, url: &http::Uri) {
+        let Some(query) = url.query() else {
+            return;
+        };
+        for pair in query.split('&') {
+            let value = pair.split_once('=').map_or("", |(_, v)| v);
+            let decoded = percent_decoded(value);
+            if decoded != value {
+                self.add(&decoded);
+            }
+            self.add(value);
+        }
+    }
+
     fn add(&mut self, secret: &str) {
         if secret.chars().count() < MIN_HIDDEN {
             return;
@@ -152,6 +172,32 @@ fn html_escaped(secret: &str) -> [String; 3] {
         go.replace('+', "&#43;"),
         go,
     ]
+}
+
+/// `value` of a query with its `%XX` escapes and form `+`s (spaces) undone; an escape that
+/// is not one, or bytes that decode to no UTF-8, as written.
+fn percent_decoded(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+            (b'+', _) => out.push(b' '),
+            (b, _) => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).unwrap_or_else(|_| value.to_string())
 }
 
 /// `json` with every character past ASCII written `\uXXXX` (UTF-16 units), as a JSON
@@ -377,5 +423,31 @@ mod tests {
             sent.hide("bad key key-7c1a9e; user bob:pa55word-x; no custom-agent here"),
             "bad key <redacted>; user bob:<redacted>; no custom-agent here"
         );
+    }
+
+    /// A pre-signed URL's query values are hidden as the URL writes them and decoded (a
+    /// storage service's error shows the credential's `/`s as such); a broken escape
+    /// decodes to itself.
+    #[test]
+    fn a_url_s_query_values_are_hidden_as_written_and_decoded() {
+        let url: http::Uri = "https://store.example/b?X-Amz-Credential=AKIA1%2F2026%2Fs3&\
+                              X-Amz-Signature=f00dface99&sig=a%2Bb%2Bc%3D%3D&odd=%zz9%4"
+            .parse()
+            .unwrap();
+        let mut sent = Sent::default();
+        sent.extend_query(&url);
+        assert_eq!(
+            sent.hide("credential AKIA1/2026/s3 (AKIA1%2F2026%2Fs3), signature f00dface99"),
+            "credential <redacted> (<redacted>), signature <redacted>"
+        );
+        assert_eq!(
+            sent.hide("sig a+b+c== or a%2Bb%2Bc%3D%3D"),
+            "sig <redacted> or <redacted>"
+        );
+        assert_eq!(percent_decoded("%zz9%4"), "%zz9%4");
+        assert_eq!(percent_decoded("a+b%20c%e2%9c%93"), "a b c\u{2713}");
+        let mut none = Sent::default();
+        none.extend_query(&"https://store.example/b".parse().unwrap());
+        assert!(none.is_empty());
     }
 }

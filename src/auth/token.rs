@@ -100,6 +100,14 @@ pub async fn fetch(
 ) -> Result<Token> {
     let (realm, realm_uri) = realm_of(challenge)?;
     let credential = credential.filter(|_| may_carry_credentials(&realm_uri, registry_origin));
+    // User information in the realm (`https://user:pw@auth.example/token`) goes nowhere
+    // in HTTP, and the credentials are withheld from such a realm; left in the URL asked,
+    // it named the connection pool's entry, which hyper-util logs at `debug`.
+    let without_login = without_user_info(&realm_uri);
+    let (realm, realm_uri) = match &without_login {
+        Some((text, uri)) => (text.as_str(), uri.clone()),
+        None => (realm, realm_uri),
+    };
     // `service=""` names none: left out as when missing, as Docker's client does, and a
     // token server that checks the service it is sent refuses an empty one.
     let service = challenge.param("service").filter(|s| !s.is_empty());
@@ -162,6 +170,7 @@ pub async fn fetch(
         HeaderValue::from_static("identity"),
     );
     let shown = realm_uri.clone();
+    let requested = req.url.clone();
     // A request lost with a kept-alive connection goes again at once, outside the retry
     // budget, as the registry's own requests do: the token server's connection has sat
     // idle for a token's lifetime when a renewal comes. Not a POST, which may have been
@@ -209,7 +218,7 @@ pub async fn fetch(
             _ => ErrorKind::Http,
         };
         let mut msg = format!("token request answered {status}");
-        let mut sent = super::Sent::credential(credential);
+        let mut sent = sent_to(credential, &realm_uri, &requested, &reply.url);
         sent.extend_header(transport.proxy_authorization(&reply.url).as_ref());
         let said = crate::server_text::error_detail_hiding(&text, &status.to_string(), &sent);
         if !said.is_empty() {
@@ -248,7 +257,7 @@ pub async fn fetch(
     let received = Stamp::now();
     // What the server said instead of a token may repeat the credential traded for it;
     // read off the credential only then, not for every token.
-    let sent = || super::Sent::credential(credential);
+    let sent = || sent_to(credential, &realm_uri, &requested, &reply.url);
     let reply: Reply = serde_json::from_slice(without_bom(&bytes)).map_err(|e| {
         let sent = sent();
         let hidden = sent.hide(&String::from_utf8_lossy(&bytes));
@@ -291,6 +300,35 @@ pub async fn fetch(
         lifetime,
         refresh_token,
     })
+}
+
+/// The secrets a token request for `asked` carried, to be kept out of what the server at
+/// `answered` said: the credential traded, the realm's own query (`?token=…`, which the
+/// challenge gave and dist did not write), and the query of a URL a redirect led it to.
+fn sent_to(
+    credential: Option<&Credential>,
+    realm: &Uri,
+    asked: &Uri,
+    answered: &Uri,
+) -> super::Sent {
+    let mut sent = super::Sent::credential(credential);
+    sent.extend_query(realm);
+    if answered != asked {
+        sent.extend_query(answered);
+    }
+    sent
+}
+
+/// `uri` without the user information of its authority, as text and parsed; `None` when
+/// it has none.
+fn without_user_info(uri: &Uri) -> Option<(String, Uri)> {
+    let authority = uri.authority()?.as_str();
+    let (_, host) = authority.rsplit_once('@')?;
+    let scheme = uri.scheme_str()?;
+    let rest = uri.path_and_query().map_or("", |p| p.as_str());
+    let text = format!("{scheme}://{host}{rest}");
+    let parsed = text.parse().ok()?;
+    Some((text, parsed))
 }
 
 /// The realm `challenge` names, as given and as the http(s) URL a token is asked at; an

@@ -18,6 +18,9 @@ fn host_and_path(pasted: &str) -> Option<(&str, &str)> {
     let unprefixed = dist::reference::strip_scheme(pasted, "docker://").unwrap_or(pasted);
     let (host, path) = bare.unwrap_or(unprefixed).split_once('/')?;
     let named = bare.is_some() || dist::reference::is_host(host);
+    // The query (a pre-signed link's signature, a `?token=…`) is no part of the
+    // object meant, and is never shown.
+    let path = path.split_once('?').map_or(path, |(path, _)| path);
     (named && !host.contains('@')).then_some((host, path))
 }
 
@@ -31,6 +34,7 @@ pub(crate) fn as_locator(locator: &str, given: Option<&str>) -> Option<String> {
         return None;
     };
     let object = if given == Some("-") { "-" } else { object };
+    let locator = dist::error::redact_url(locator);
     Some(format!(
         "invalid locator {locator:?}: a registry API URL, not a locator: write {host}/{name} \
          {object}"
@@ -65,6 +69,7 @@ pub(crate) fn as_reference(reference: &str) -> Option<String> {
         };
         format!("a registry API URL, not a reference: write {host}/{name}{separator}{object}")
     };
+    let reference = dist::error::redact_url(reference);
     Some(format!("invalid reference {reference:?}: {meant}"))
 }
 

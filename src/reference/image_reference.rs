@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::user_info::{has_user_info, refused, shown};
+use super::user_info::{has_user_info, refused, shown, NO_QUERY_HERE};
 use super::{Object, Repository};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -60,6 +60,12 @@ impl FromStr for Reference {
                 "invalid reference {:?}: {}",
                 shown(s),
                 refused(s)
+            )));
+        }
+        if s.contains('?') {
+            return Err(Error::invalid(format!(
+                "invalid reference {:?}: {NO_QUERY_HERE}",
+                shown(s)
             )));
         }
         let (rest, digest) = match s.split_once('@') {

@@ -3,6 +3,12 @@
 use super::host::{host_without_port, is_host, validate_host};
 use crate::digest::Digest;
 
+/// Why `host/…?query` is refused: a URL pasted with its query (a pre-signed link, one
+/// with `?token=…`), which no locator has, and which is not shown: it may be a credential.
+pub(crate) const NO_QUERY_HERE: &str =
+    "a URL's query has no place here (left out of this message: it may hold a signature \
+     or a token)";
+
 /// Why `user:password@host/…` is refused.
 pub(crate) const NO_CREDENTIALS_HERE: &str = concat!(
     "credentials do not go here; dist reads them from docker login, podman login or a \
@@ -190,8 +196,8 @@ fn digest_half(host: &str) -> bool {
 }
 
 /// The locator as it may be shown in a message: without user information
-/// (`user:password@host/…`), which has no place in a locator and must not reach a
-/// terminal or a log.
+/// (`user:password@host/…`) or a query (`?X-Amz-Signature=…`), which have no place in a
+/// locator and must not reach a terminal or a log.
 pub(crate) fn shown(s: &str) -> String {
     match login_end(s).filter(|_| has_user_info(s)) {
         // The login's start is not looked for: a password may hold any character.
@@ -206,7 +212,10 @@ pub(crate) fn shown(s: &str) -> String {
             let cut = if maybe_a_tag(s) { "…@" } else { "" };
             format!("{scheme}{cut}{}", crate::error::redact_url(&s[end..]))
         }
-        None => s.to_string(),
+        None => match s.split_once('?') {
+            Some((before, _)) => format!("{before}?…"),
+            None => s.to_string(),
+        },
     }
 }
 
@@ -340,6 +349,32 @@ mod tests {
             }
             assert!(e.contains("credentials do not go here"), "{typed}: {e}");
         }
+    }
+
+    /// A locator or reference with a query (a pre-signed link pasted whole) is refused
+    /// as one, without it; with a login as well, the login is what it is refused for.
+    #[test]
+    fn a_query_is_refused_unshown() {
+        for typed in [
+            "reg.example/team/app?X-Amz-Signature=s3cret",
+            "https://reg.example:5000/team/app?sig=s3cret&x=1",
+            "reg.example/team/app:v1?token=s3cret",
+        ] {
+            for e in [
+                typed.parse::<Repository>().unwrap_err(),
+                typed.parse::<Locator>().unwrap_err(),
+                typed.parse::<Reference>().unwrap_err(),
+            ] {
+                let e = e.to_string();
+                assert!(!e.contains("s3cret"), "{typed}: {e}");
+                assert!(
+                    e.contains("a URL's query has no place here"),
+                    "{typed}: {e}"
+                );
+                assert!(e.contains("?…\""), "{typed}: {e}");
+            }
+        }
+        refused_unshown("me:pw@reg.example/team/app?token=s3cret", &["s3cret", "pw"]);
     }
 
     /// A registry's URL with credentials and nothing after the host, as a login page or a

@@ -429,13 +429,18 @@ impl Host {
             .await;
     }
 
-    /// The secrets a request sent with `grant` to `url` carried, to be kept out of what
-    /// the server answered: its `Authorization`, the host's configured headers, and the
-    /// forwarding proxy's credentials.
-    fn sent_with(&self, grant: &crate::auth::Grant, url: &Uri) -> Sent {
+    /// The secrets a request for `asked` sent with `grant` carried, to be kept out of what
+    /// the server at `url` answered: its `Authorization`, the host's configured headers,
+    /// the forwarding proxy's credentials, and, when a redirect led it to `url`, that
+    /// URL's query (a pre-signed URL's signature, which the storage service's error may
+    /// repeat).
+    fn sent_with(&self, grant: &crate::auth::Grant, asked: &Uri, url: &Uri) -> Sent {
         let mut sent = Sent::header(grant.header.as_ref());
         sent.extend_values(&self.headers);
         sent.extend_header(self.transport.proxy_authorization(url).as_ref());
+        if url != asked {
+            sent.extend_query(url);
+        }
         sent
     }
 
@@ -690,7 +695,7 @@ impl Host {
             // This host's own 401, challenging: new credentials, and the request again.
             if !challenges.is_empty() && auth_rounds < MAX_AUTH_ROUNDS && !spurned {
                 self.drain(&mut reply).await;
-                let sent = self.sent_with(&grant, &reply.url);
+                let sent = self.sent_with(&grant, &url, &reply.url);
                 // Let go before the token is asked for: a body longer than what is
                 // read of it keeps its connection, which a realm on this host, under
                 // the per-host cap, may wait for as long as `--timeout` lets it.
@@ -750,7 +755,7 @@ impl Host {
             // and those that the registry sends there wait.
             let holding = asked.filter(|_| matches!(status.as_u16(), 429 | 503));
             let elsewhere = (holding.is_some() && !own).then(|| reply.url.clone());
-            let sent = self.sent_with(&grant, &reply.url);
+            let sent = self.sent_with(&grant, &url, &reply.url);
             let mut err = status_error(&self.transport, &mut reply, self.mirror, &sent).await;
             // Its connection is not held through what follows: a token or quota lookup
             // on this host, and the pause before the next attempt.

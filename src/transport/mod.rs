@@ -314,16 +314,21 @@ impl std::fmt::Debug for HeaderNames<'_> {
 
 /// A response's headers with their values, but for a cookie's, for the `Debug` of a
 /// [`Reply`]: a session cookie is a credential the server issued (dist never sends one
-/// back), and one marked sensitive by no one.
+/// back), and one marked sensitive by no one. A `Location` or `Content-Location` is
+/// shown without its query or login, as any URL dist shows: it may be a pre-signed URL.
 struct AnswerHeaders<'a>(&'a HeaderMap);
 
 impl std::fmt::Debug for AnswerHeaders<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut map = f.debug_map();
         for (name, value) in self.0 {
-            match name == http::header::SET_COOKIE {
-                true => map.entry(name, &"<redacted>"),
-                false => map.entry(name, value),
+            match name {
+                n if n == http::header::SET_COOKIE => map.entry(name, &"<redacted>"),
+                n if n == http::header::LOCATION || n == http::header::CONTENT_LOCATION => {
+                    let url = String::from_utf8_lossy(value.as_bytes());
+                    map.entry(name, &crate::error::redact_url(&url))
+                }
+                _ => map.entry(name, value),
             };
         }
         map.finish()
@@ -1190,6 +1195,34 @@ mod tests {
         // The other headers, and the cookie's name, still help a reader.
         assert!(
             shown.contains("set-cookie") && shown.contains("application/json"),
+            "{shown}"
+        );
+        served.await.unwrap();
+    }
+
+    /// A `Location` a reply keeps (a 300's, which is not followed) may be a pre-signed
+    /// URL: its `Debug` shows it without the query, as any URL dist shows.
+    #[tokio::test]
+    async fn a_reply_debugs_without_its_location_s_query() {
+        let (address, served) = one_shot::answer_once(
+            "HTTP/1.1 300 Multiple Choices\r\n\
+             location: https://cdn.example/b?X-Amz-Signature=sig-s3cret\r\n\
+             content-location: /b?token=tok-s3cret\r\ncontent-length: 0\r\n\r\n",
+        )
+        .await;
+        let port = address.port();
+        let transport = Transport::new(TransportOptions::default()).unwrap();
+        let reply = transport
+            .send(Outgoing::get(u(&format!("http://localhost:{port}/v2/"))))
+            .await
+            .unwrap();
+        assert_eq!(reply.response.status(), StatusCode::MULTIPLE_CHOICES);
+        let shown = format!("{reply:?}");
+        for secret in ["sig-s3cret", "tok-s3cret"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(
+            shown.contains("https://cdn.example/b?…") && shown.contains("/b?…"),
             "{shown}"
         );
         served.await.unwrap();
