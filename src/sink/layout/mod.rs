@@ -52,9 +52,9 @@ pub(crate) use locks::WaitMark;
 use locks::{hold_within, open_lock};
 pub(super) use locks::{names_file, try_flock};
 use sweep::remove_stale_in;
-pub(super) use temp_blob::new_layout_file;
 pub use temp_blob::TempBlob;
 use temp_blob::{blob_temp_prefix, new_named_file, partial_in, temp_prefix, Writing};
+pub(super) use temp_blob::{new_layout_file, new_layout_file_with_mode};
 
 pub(super) const TMP_PREFIX: &str = ".dist-tmp-";
 /// A partial download kept for the next run: `.dist-partial-<encoded>`.
