@@ -1560,7 +1560,8 @@ mod tests {
     /// runner) left its download on a local disk: nobody holds it, so it becomes a partial
     /// download as this host's would. It stayed, neither carried on nor removed, for a day,
     /// and for good in a cache restored with fresh mtimes. A file of another host that a
-    /// process holds (a container on this kernel under a host name of its own) stays.
+    /// process holds (a container on this kernel under a host name of its own) stays, and
+    /// so does a partial download such a run claims, renamed but not locked yet.
     #[test]
     fn another_hosts_killed_run_on_a_local_disk_leaves_a_partial_download() {
         let dir = tempfile::tempdir().unwrap();
@@ -1576,14 +1577,20 @@ mod tests {
         let live = Digest::of(Algorithm::Sha256, b"live");
         std::fs::write(elsewhere(&killed), b"kill").unwrap();
         std::fs::write(elsewhere(&live), b"li").unwrap();
+        // Restored (its ctime, which a restore cannot set back) past the moment a live run
+        // takes its file's lock.
+        std::thread::sleep(sweep::FOREIGN_UNLOCKED_GRACE + Duration::from_millis(100));
         let just_made = Digest::of(Algorithm::Sha256, b"just made");
         std::fs::write(elsewhere(&just_made), b"just").unwrap();
-        // Restored a minute ago: past the moment a live run takes its file's lock.
-        let restored = std::time::SystemTime::now() - Duration::from_secs(60);
-        for d in [&killed, &live] {
-            let file = std::fs::File::options().append(true).open(elsewhere(d));
-            file.unwrap().set_modified(restored).unwrap();
-        }
+        // A partial download written an hour ago that a run of another host name claims:
+        // renamed to its temporary name, the run locks it next.
+        let claimed = Digest::of(Algorithm::Sha256, b"claimed");
+        let partial = sha.join(format!("{PARTIAL_PREFIX}{}", claimed.encoded()));
+        std::fs::write(&partial, b"clai").unwrap();
+        let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+        let file = std::fs::File::options().append(true).open(&partial);
+        file.unwrap().set_modified(an_hour_ago).unwrap();
+        std::fs::rename(&partial, elsewhere(&claimed)).unwrap();
         let writer = std::fs::File::options()
             .append(true)
             .open(elsewhere(&live))
@@ -1596,6 +1603,11 @@ mod tests {
             elsewhere(&just_made).exists(),
             "a file not locked yet was taken"
         );
+        assert!(
+            elsewhere(&claimed).exists(),
+            "a claim not locked yet was taken back"
+        );
+        assert!(!store.has_partial(&claimed));
         if sweep::locks_are_this_kernels(&sha) {
             assert!(!elsewhere(&killed).exists(), "a killed run's file stayed");
             assert!(store.has_partial(&killed));
