@@ -589,6 +589,30 @@ mod tests {
         assert_eq!(names(dir.path()).len(), 2);
     }
 
+    /// Run as root (`sudo dist pull` into a user's layout), a rewritten `index.json` stays
+    /// its owner's, with its mode; as anyone else, the owner this run cannot give is
+    /// skipped, not a failure.
+    #[test]
+    fn a_rewritten_index_keeps_its_owner_where_the_run_may_give_it() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.json");
+        add_entry(dir.path(), &entry(b"a", Some("v1"))).unwrap();
+        // SAFETY: geteuid reads a number; it touches no memory.
+        let root = unsafe { libc::geteuid() } == 0;
+        if root {
+            std::os::unix::fs::chown(&path, Some(4242), Some(4243)).unwrap();
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let before = std::fs::metadata(&path).unwrap();
+        add_entry(dir.path(), &entry(b"b", Some("v2"))).unwrap();
+        let after = std::fs::metadata(&path).unwrap();
+        assert_ne!(before.ino(), after.ino(), "rewritten, not edited in place");
+        assert_eq!((after.uid(), after.gid()), (before.uid(), before.gid()));
+        assert_eq!(after.mode() & 0o7777, 0o640);
+        assert_eq!(names(dir.path()).len(), 2);
+    }
+
     /// The file a 0600 `index.json`'s replacement is written to is 0600 from the start:
     /// made 0644 (under umask 022) and set after, anyone could open it in between, and
     /// read the new index through that descriptor once written.
