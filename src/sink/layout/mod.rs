@@ -1556,6 +1556,19 @@ mod tests {
         assert_eq!(std::fs::read_dir(&sha).unwrap().count(), 1);
     }
 
+    /// Takes a write lock on the whole of `file` as an NFS server does for a client's
+    /// `flock`: a record lock, of this open file description.
+    fn record_lock(file: &std::fs::File) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: plain integers.
+        let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+        lock.l_type = libc::F_WRLCK as libc::c_short;
+        lock.l_whence = libc::SEEK_SET as libc::c_short;
+        // SAFETY: an open descriptor, and the struct F_OFD_SETLK reads.
+        let taken = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &lock) };
+        assert_eq!(taken, 0, "{}", std::io::Error::last_os_error());
+    }
+
     /// Another host's killed run (a CI job's, its cache restored on the next job's
     /// runner) left its download on a local disk: nobody holds it, so it becomes a partial
     /// download as this host's would. It stayed, neither carried on nor removed, for a day,
@@ -1577,6 +1590,8 @@ mod tests {
         let live = Digest::of(Algorithm::Sha256, b"live");
         std::fs::write(elsewhere(&killed), b"kill").unwrap();
         std::fs::write(elsewhere(&live), b"li").unwrap();
+        let exported = Digest::of(Algorithm::Sha256, b"exported");
+        std::fs::write(elsewhere(&exported), b"expo").unwrap();
         // Restored (its ctime, which a restore cannot set back) past the moment a live run
         // takes its file's lock.
         std::thread::sleep(sweep::FOREIGN_UNLOCKED_GRACE + Duration::from_millis(100));
@@ -1596,6 +1611,17 @@ mod tests {
             .open(elsewhere(&live))
             .unwrap();
         assert!(hold(&writer));
+        // An NFS client's live run, in a directory this machine exports: its `flock` is a
+        // record lock here, which the server holds for it.
+        let server = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .open(elsewhere(&exported))
+            .unwrap();
+        let seen = || locks::record_locked(&std::fs::File::open(elsewhere(&exported)).unwrap());
+        assert_eq!(seen(), Some(false));
+        record_lock(&server);
+        assert_eq!(seen(), Some(true));
         let store = LayoutStore::open(dir.path()).unwrap();
         assert!(elsewhere(&live).exists(), "a held file was taken");
         assert!(!store.has_partial(&live));
@@ -1607,6 +1633,11 @@ mod tests {
             elsewhere(&claimed).exists(),
             "a claim not locked yet was taken back"
         );
+        assert!(
+            elsewhere(&exported).exists(),
+            "a file under a record lock was taken"
+        );
+        assert!(!store.has_partial(&exported));
         assert!(!store.has_partial(&claimed));
         if sweep::locks_are_this_kernels(&sha) {
             assert!(!elsewhere(&killed).exists(), "a killed run's file stayed");

@@ -122,6 +122,8 @@ fn since_changed(entry: &std::fs::DirEntry) -> Option<Duration> {
 /// local disk's filesystem, not a network or cluster one (NFS, SMB, FUSE, Ceph, ...), on
 /// which another machine's run may write under a lock this kernel does not see, or under
 /// none (`nolock` mounts take `flock` locally). Only filesystems known to be local count.
+/// One this machine exports is written by other machines too, whose locks reach this
+/// kernel as record locks: [`known_unheld`] asks for those as well.
 pub(super) fn locks_are_this_kernels(dir: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
     // Superblock magic numbers (statfs(2), linux/magic.h).
