@@ -242,6 +242,9 @@ fn new_file_replacing(
 }
 
 /// Gives `tmp` the mode and, where this run may, the owner of `old` ([`new_index_file`]).
+/// Its permission bits only: set-user-ID, set-group-ID (without group execute, a mark for
+/// mandatory locking on older kernels) and sticky mean nothing good on a JSON file, and an
+/// `index.json` linked to a set-user-ID program had a root run make a set-user-ID root file.
 fn like_the_file_it_replaces(tmp: &std::fs::File, old: &std::fs::Metadata) {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     if let Ok(new) = tmp.metadata() {
@@ -249,7 +252,7 @@ fn like_the_file_it_replaces(tmp: &std::fs::File, old: &std::fs::Metadata) {
             let _ = std::os::unix::fs::fchown(tmp, Some(old.uid()), Some(old.gid()));
         }
     }
-    let _ = tmp.set_permissions(std::fs::Permissions::from_mode(old.mode() & 0o7777));
+    let _ = tmp.set_permissions(std::fs::Permissions::from_mode(old.mode() & 0o777));
 }
 
 /// The entry of `index` named `name` (or, for `None`, an unnamed one) whose digest is
@@ -587,6 +590,10 @@ mod tests {
             assert_eq!(mode(&path), kept, "{:o} became {:o}", kept, mode(&path));
         }
         assert_eq!(names(dir.path()).len(), 2);
+        // Its permission bits, not set-user-ID, set-group-ID or sticky.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o7755)).unwrap();
+        add_entry(dir.path(), &entry(b"s", Some("v3"))).unwrap();
+        assert_eq!(mode(&path), 0o755, "became {:o}", mode(&path));
     }
 
     /// Run as root (`sudo dist pull` into a user's layout), a rewritten `index.json` stays
