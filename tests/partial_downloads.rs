@@ -181,11 +181,13 @@ fn a_killed_ci_job_s_download_restored_on_another_runner_is_carried_on() {
         hex(&digest)
     ));
     std::fs::write(&left, &data[..2 << 20]).unwrap();
-    // Restored a minute before the job runs dist.
-    let restored = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    // Restored with the mtime it had, an hour ago, a few seconds before the job runs dist:
+    // the file's ctime, which dist judges a file just made by, is the restore's.
+    let written = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
     let file = std::fs::File::options().append(true).open(&left).unwrap();
-    file.set_modified(restored).unwrap();
+    file.set_modified(written).unwrap();
     drop(file);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
 
     let before = reg.requests().len();
     let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);

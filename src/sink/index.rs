@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::layout::{io_err, names_file, new_layout_file, try_flock};
+use super::layout::{io_err, names_file, new_layout_file, new_layout_file_with_mode, try_flock};
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::image::{entry_ref_name, Descriptor};
@@ -181,8 +181,7 @@ fn add_entry_within(
     let text = serde_json::to_vec(&index).expect("JSON values serialise");
     // Named by the file it is for, as when its write fails: "creating a temporary file in
     // DIR" left the user to guess what dist meant to write there.
-    let mut tmp = new_layout_file(root).map_err(|e| io_err("writing", &path, e))?;
-    like_the_file_it_replaces(tmp.as_file(), &path);
+    let mut tmp = new_index_file(root, &path).map_err(|e| io_err("writing", &path, e))?;
     tmp.write_all(&text)
         .and_then(|_| tmp.as_file().sync_all())
         .map_err(|e| io_err("writing", &path, e))?;
@@ -210,22 +209,50 @@ fn add_entry_within(
     )))
 }
 
-/// Gives the new `index.json` the mode of the one it replaces, and its owner where this
-/// run may (root), as `sed -i` and an editor's save keep them: a CI job under umask 077, or
-/// `sudo dist pull` into a user's layout, made the index unreadable to the users and tools
-/// that read it before, while the blobs beside it stayed as they were. A new file keeps the
-/// umask's mode; one that cannot be changed keeps it too, which only narrows who reads it.
-fn like_the_file_it_replaces(tmp: &std::fs::File, path: &Path) {
+/// The temporary file the new `index.json` at `path` is written to, in `root`: with the
+/// mode of the one it replaces, and its owner where this run may (root), as `sed -i` and an
+/// editor's save keep them. A CI job under umask 077, or `sudo dist pull` into a user's
+/// layout, made the index unreadable to the users and tools that read it before, while the
+/// blobs beside it stayed as they were. A new file keeps the umask's mode; one that cannot
+/// be changed keeps it too, which only narrows who reads it.
+///
+/// Made with the old mode (less the umask) rather than 0666: made 0644 and set to 0600
+/// after, the index of a user who keeps it to themselves could be opened by anyone in
+/// between, and read through that descriptor once written.
+fn new_index_file(root: &Path, path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    let old = std::fs::metadata(path).ok();
+    let tmp = new_file_replacing(root, old.as_ref())?;
+    if let Some(old) = &old {
+        like_the_file_it_replaces(tmp.as_file(), old);
+    }
+    Ok(tmp)
+}
+
+/// A temporary file in `root`, made with the mode of `old` (the file it will replace), if
+/// any, less the umask: never open to more than `old` is.
+fn new_file_replacing(
+    root: &Path,
+    old: Option<&std::fs::Metadata>,
+) -> std::io::Result<tempfile::NamedTempFile> {
+    use std::os::unix::fs::MetadataExt;
+    match old {
+        Some(old) => new_layout_file_with_mode(root, old.mode() & 0o777),
+        None => new_layout_file(root),
+    }
+}
+
+/// Gives `tmp` the mode and, where this run may, the owner of `old` ([`new_index_file`]).
+/// Its permission bits only: set-user-ID, set-group-ID (without group execute, a mark for
+/// mandatory locking on older kernels) and sticky mean nothing good on a JSON file, and an
+/// `index.json` linked to a set-user-ID program had a root run make a set-user-ID root file.
+fn like_the_file_it_replaces(tmp: &std::fs::File, old: &std::fs::Metadata) {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let Ok(old) = std::fs::metadata(path) else {
-        return;
-    };
     if let Ok(new) = tmp.metadata() {
         if (new.uid(), new.gid()) != (old.uid(), old.gid()) {
             let _ = std::os::unix::fs::fchown(tmp, Some(old.uid()), Some(old.gid()));
         }
     }
-    let _ = tmp.set_permissions(std::fs::Permissions::from_mode(old.mode() & 0o7777));
+    let _ = tmp.set_permissions(std::fs::Permissions::from_mode(old.mode() & 0o777));
 }
 
 /// The entry of `index` named `name` (or, for `None`, an unnamed one) whose digest is
@@ -563,6 +590,50 @@ mod tests {
             assert_eq!(mode(&path), kept, "{:o} became {:o}", kept, mode(&path));
         }
         assert_eq!(names(dir.path()).len(), 2);
+        // Its permission bits, not set-user-ID, set-group-ID or sticky.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o7755)).unwrap();
+        add_entry(dir.path(), &entry(b"s", Some("v3"))).unwrap();
+        assert_eq!(mode(&path), 0o755, "became {:o}", mode(&path));
+    }
+
+    /// Run as root (`sudo dist pull` into a user's layout), a rewritten `index.json` stays
+    /// its owner's, with its mode; as anyone else, the owner this run cannot give is
+    /// skipped, not a failure.
+    #[test]
+    fn a_rewritten_index_keeps_its_owner_where_the_run_may_give_it() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.json");
+        add_entry(dir.path(), &entry(b"a", Some("v1"))).unwrap();
+        // SAFETY: geteuid reads a number; it touches no memory.
+        let root = unsafe { libc::geteuid() } == 0;
+        if root {
+            std::os::unix::fs::chown(&path, Some(4242), Some(4243)).unwrap();
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let before = std::fs::metadata(&path).unwrap();
+        add_entry(dir.path(), &entry(b"b", Some("v2"))).unwrap();
+        let after = std::fs::metadata(&path).unwrap();
+        assert_ne!(before.ino(), after.ino(), "rewritten, not edited in place");
+        assert_eq!((after.uid(), after.gid()), (before.uid(), before.gid()));
+        assert_eq!(after.mode() & 0o7777, 0o640);
+        assert_eq!(names(dir.path()).len(), 2);
+    }
+
+    /// The file a 0600 `index.json`'s replacement is written to is 0600 from the start:
+    /// made 0644 (under umask 022) and set after, anyone could open it in between, and
+    /// read the new index through that descriptor once written.
+    #[test]
+    fn a_private_index_s_replacement_is_never_readable_by_others() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.json");
+        std::fs::write(&path, "{}").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let old = std::fs::metadata(&path).unwrap();
+        let tmp = new_file_replacing(dir.path(), Some(&old)).unwrap();
+        let made = tmp.as_file().metadata().unwrap().permissions().mode() & 0o7777;
+        assert_eq!(made & !0o600, 0, "made {made:o}");
     }
 
     /// Entries another tool wrote are kept as they were, even those dist cannot read, and

@@ -144,8 +144,6 @@ impl DockerConfig {
             let parsed = match std::fs::read(path) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => Err(format!("cannot read it: {e}")),
-                // Docker reads an empty file (as `touch` or docker-py leave it) as no
-                // settings, not as a broken one.
                 Ok(text) => parse_config(&text),
             };
             let (file, broken) = match parsed {

@@ -206,11 +206,43 @@ pub(super) fn held(path: &Path) -> bool {
     matches!(try_flock(&file, libc::LOCK_SH), Ok(false))
 }
 
-/// Whether `path` is known to be held by no process: this run took its lock, shared.
-/// False where that cannot be told (a file this run cannot open, a filesystem without
-/// locks), unlike [`held`], which judges such a file by its name.
+/// Whether `path` is known to be held by no process: this run took its lock, shared, and
+/// no record lock is on it ([`record_locked`]). False where that cannot be told (a file
+/// this run cannot open, a filesystem without locks), unlike [`held`], which judges such a
+/// file by its name.
 pub(super) fn known_unheld(path: &Path) -> bool {
-    open_lock(path, false).is_ok_and(|file| matches!(try_flock(&file, libc::LOCK_SH), Ok(true)))
+    open_lock(path, false).is_ok_and(|file| {
+        matches!(try_flock(&file, libc::LOCK_SH), Ok(true)) && record_locked(&file) == Some(false)
+    })
+}
+
+/// Whether any process holds a record (`fcntl`) lock on part of `file`; `None` where the
+/// kernel does not say. A local filesystem this machine exports over NFS (or SMB) is
+/// written by other machines' runs too, and their `flock` reaches this kernel as a record
+/// lock its server takes, which an `flock` here does not meet: that alone took a live
+/// download of an NFS client for a killed run's.
+pub(super) fn record_locked(file: &std::fs::File) -> Option<bool> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: `flock` is plain integers, for which all zeroes is a value.
+        let mut query: libc::flock = unsafe { std::mem::zeroed() };
+        // Whole-file (`l_start` and `l_len` 0) and for writing: met by any lock at all.
+        query.l_type = libc::F_WRLCK as libc::c_short;
+        query.l_whence = libc::SEEK_SET as libc::c_short;
+        // SAFETY: an open descriptor the caller owns, and a struct of the type
+        // F_OFD_GETLK fills. An open file description's query meets every process's
+        // record locks, this one's too, unlike F_GETLK's.
+        if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut query) } != 0 {
+            return None;
+        }
+        Some(query.l_type != libc::F_UNLCK as libc::c_short)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = file;
+        None
+    }
 }
 
 #[cfg(test)]

@@ -52,9 +52,9 @@ pub(crate) use locks::WaitMark;
 use locks::{hold_within, open_lock};
 pub(super) use locks::{names_file, try_flock};
 use sweep::remove_stale_in;
-pub(super) use temp_blob::new_layout_file;
 pub use temp_blob::TempBlob;
 use temp_blob::{blob_temp_prefix, new_named_file, partial_in, temp_prefix, Writing};
+pub(super) use temp_blob::{new_layout_file, new_layout_file_with_mode};
 
 pub(super) const TMP_PREFIX: &str = ".dist-tmp-";
 /// A partial download kept for the next run: `.dist-partial-<encoded>`.
@@ -1556,11 +1556,25 @@ mod tests {
         assert_eq!(std::fs::read_dir(&sha).unwrap().count(), 1);
     }
 
+    /// Takes a write lock on the whole of `file` as an NFS server does for a client's
+    /// `flock`: a record lock, of this open file description.
+    fn record_lock(file: &std::fs::File) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: plain integers.
+        let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+        lock.l_type = libc::F_WRLCK as libc::c_short;
+        lock.l_whence = libc::SEEK_SET as libc::c_short;
+        // SAFETY: an open descriptor, and the struct F_OFD_SETLK reads.
+        let taken = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &lock) };
+        assert_eq!(taken, 0, "{}", std::io::Error::last_os_error());
+    }
+
     /// Another host's killed run (a CI job's, its cache restored on the next job's
     /// runner) left its download on a local disk: nobody holds it, so it becomes a partial
     /// download as this host's would. It stayed, neither carried on nor removed, for a day,
     /// and for good in a cache restored with fresh mtimes. A file of another host that a
-    /// process holds (a container on this kernel under a host name of its own) stays.
+    /// process holds (a container on this kernel under a host name of its own) stays, and
+    /// so does a partial download such a run claims, renamed but not locked yet.
     #[test]
     fn another_hosts_killed_run_on_a_local_disk_leaves_a_partial_download() {
         let dir = tempfile::tempdir().unwrap();
@@ -1576,19 +1590,38 @@ mod tests {
         let live = Digest::of(Algorithm::Sha256, b"live");
         std::fs::write(elsewhere(&killed), b"kill").unwrap();
         std::fs::write(elsewhere(&live), b"li").unwrap();
+        let exported = Digest::of(Algorithm::Sha256, b"exported");
+        std::fs::write(elsewhere(&exported), b"expo").unwrap();
+        // Restored (its ctime, which a restore cannot set back) past the moment a live run
+        // takes its file's lock.
+        std::thread::sleep(sweep::FOREIGN_UNLOCKED_GRACE + Duration::from_millis(100));
         let just_made = Digest::of(Algorithm::Sha256, b"just made");
         std::fs::write(elsewhere(&just_made), b"just").unwrap();
-        // Restored a minute ago: past the moment a live run takes its file's lock.
-        let restored = std::time::SystemTime::now() - Duration::from_secs(60);
-        for d in [&killed, &live] {
-            let file = std::fs::File::options().append(true).open(elsewhere(d));
-            file.unwrap().set_modified(restored).unwrap();
-        }
+        // A partial download written an hour ago that a run of another host name claims:
+        // renamed to its temporary name, the run locks it next.
+        let claimed = Digest::of(Algorithm::Sha256, b"claimed");
+        let partial = sha.join(format!("{PARTIAL_PREFIX}{}", claimed.encoded()));
+        std::fs::write(&partial, b"clai").unwrap();
+        let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+        let file = std::fs::File::options().append(true).open(&partial);
+        file.unwrap().set_modified(an_hour_ago).unwrap();
+        std::fs::rename(&partial, elsewhere(&claimed)).unwrap();
         let writer = std::fs::File::options()
             .append(true)
             .open(elsewhere(&live))
             .unwrap();
         assert!(hold(&writer));
+        // An NFS client's live run, in a directory this machine exports: its `flock` is a
+        // record lock here, which the server holds for it.
+        let server = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .open(elsewhere(&exported))
+            .unwrap();
+        let seen = || locks::record_locked(&std::fs::File::open(elsewhere(&exported)).unwrap());
+        assert_eq!(seen(), Some(false));
+        record_lock(&server);
+        assert_eq!(seen(), Some(true));
         let store = LayoutStore::open(dir.path()).unwrap();
         assert!(elsewhere(&live).exists(), "a held file was taken");
         assert!(!store.has_partial(&live));
@@ -1596,6 +1629,16 @@ mod tests {
             elsewhere(&just_made).exists(),
             "a file not locked yet was taken"
         );
+        assert!(
+            elsewhere(&claimed).exists(),
+            "a claim not locked yet was taken back"
+        );
+        assert!(
+            elsewhere(&exported).exists(),
+            "a file under a record lock was taken"
+        );
+        assert!(!store.has_partial(&exported));
+        assert!(!store.has_partial(&claimed));
         if sweep::locks_are_this_kernels(&sha) {
             assert!(!elsewhere(&killed).exists(), "a killed run's file stayed");
             assert!(store.has_partial(&killed));

@@ -13,8 +13,9 @@ use crate::sink::index::INDEX_LOCK;
 /// A temporary file of another machine sharing the directory is left alone this long.
 const FOREIGN_TEMP_AGE: Duration = Duration::from_secs(24 * 3600);
 /// A temporary file of another host on a local disk, which its lock judges, is left alone
-/// this long after it was last written: its run creates it, then locks it.
-const FOREIGN_UNLOCKED_GRACE: Duration = Duration::from_secs(2);
+/// this long after it was last changed ([`since_changed`]): its run makes it, or renames a
+/// partial download to it, then locks it.
+pub(super) const FOREIGN_UNLOCKED_GRACE: Duration = Duration::from_secs(2);
 
 /// Removes the stale temporary files and partial downloads in `dir`; returns the paths of
 /// the partial downloads kept.
@@ -69,11 +70,11 @@ pub(super) fn remove_stale_in(dir: &Path) -> Vec<PathBuf> {
         // runner, a volume moved to another node) was written by this kernel or by a run
         // killed elsewhere: its lock says which. Judged by age alone, a killed run's
         // download was neither carried on nor removed for a day, and a cache restored with
-        // fresh mtimes kept it for good. One just made may not be under its lock yet: its
-        // run takes it right after.
+        // fresh mtimes kept it for good. One just made or renamed may not be under its lock
+        // yet: its run takes it right after.
         let gone = crate::sink::owner::is_gone(owner, age, FOREIGN_TEMP_AGE)
             || (crate::sink::owner::is_foreign(owner)
-                && age.is_some_and(|a| a > FOREIGN_UNLOCKED_GRACE)
+                && since_changed(&entry).is_some_and(|a| a > FOREIGN_UNLOCKED_GRACE)
                 && *locks_are_local.get_or_insert_with(|| locks_are_this_kernels(dir))
                 && known_unheld(&entry.path()));
         if !gone || held(&entry.path()) {
@@ -100,10 +101,29 @@ pub(super) fn remove_stale_in(dir: &Path) -> Vec<PathBuf> {
     kept
 }
 
+/// How long ago this kernel last changed the file at `entry` (its ctime): made, written,
+/// renamed, or its times set. Not its mtime, which a rename keeps: a partial download a
+/// run of another host name claims (renames to its temporary name, then locks) kept its
+/// mtime of hours ago, and in between its claim was taken for a killed run's file and
+/// renamed back under it, and its commit failed. Nor can a cache restored with mtimes of
+/// another clock set it, in the past or the future.
+fn since_changed(entry: &std::fs::DirEntry) -> Option<Duration> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = entry.metadata().ok()?;
+    let changed = std::time::UNIX_EPOCH
+        + Duration::new(
+            u64::try_from(meta.ctime()).ok()?,
+            u32::try_from(meta.ctime_nsec()).ok()?,
+        );
+    changed.elapsed().ok()
+}
+
 /// Whether every process that can write into `dir` takes its `flock`s from this kernel: a
 /// local disk's filesystem, not a network or cluster one (NFS, SMB, FUSE, Ceph, ...), on
 /// which another machine's run may write under a lock this kernel does not see, or under
 /// none (`nolock` mounts take `flock` locally). Only filesystems known to be local count.
+/// One this machine exports is written by other machines too, whose locks reach this
+/// kernel as record locks: [`known_unheld`] asks for those as well.
 pub(super) fn locks_are_this_kernels(dir: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
     // Superblock magic numbers (statfs(2), linux/magic.h).

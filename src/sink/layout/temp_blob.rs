@@ -60,16 +60,34 @@ pub(super) fn blob_temp_prefix(digest: &Digest) -> String {
 /// users and tools read a layout (skopeo or podman run by another user, a web server
 /// serving it), and a layout pulled with sudo was unreadable to everyone else.
 pub(in crate::sink) fn new_layout_file(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
-    new_named_file(dir, &temp_prefix())
+    new_layout_file_with_mode(dir, 0o666)
+}
+
+/// [`new_layout_file`] made with `mode` (less the umask) rather than 0666: a file that
+/// replaces one whose readers are fewer is never, even before its mode is set, open to
+/// more of them.
+pub(in crate::sink) fn new_layout_file_with_mode(
+    dir: &Path,
+    mode: u32,
+) -> std::io::Result<tempfile::NamedTempFile> {
+    new_named_file_with_mode(dir, &temp_prefix(), mode)
 }
 
 pub(super) fn new_named_file(dir: &Path, prefix: &str) -> std::io::Result<tempfile::NamedTempFile> {
+    new_named_file_with_mode(dir, prefix, 0o666)
+}
+
+fn new_named_file_with_mode(
+    dir: &Path,
+    prefix: &str,
+    mode: u32,
+) -> std::io::Result<tempfile::NamedTempFile> {
     let mut builder = tempfile::Builder::new();
     builder.prefix(prefix);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o666));
+        builder.permissions(std::fs::Permissions::from_mode(mode));
     }
     let file = builder.tempfile_in(dir)?;
     hold(file.as_file());
