@@ -2560,8 +2560,26 @@ fn on_a_non_blocking_pipe(
     let mut pipe = std::fs::File::from(read);
     let mut got = Vec::new();
     let mut buf = vec![0; 16 << 10];
-    // Slower than dist writes, so that the pipe fills.
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Read once the pipe is full, so that dist meets EAGAIN at least there, not after a
+    // fixed pause (it was 300 ms), which a loaded machine can end first; or once dist has
+    // ended, should its output fit in the pipe.
+    // SAFETY: F_GETPIPE_SZ on an open pipe.
+    let size = unsafe { libc::fcntl(fds[0], libc::F_GETPIPE_SZ) };
+    assert!(
+        size > 0,
+        "F_GETPIPE_SZ: {}",
+        std::io::Error::last_os_error()
+    );
+    support::wait::until("stdout's pipe full, or dist ended", || {
+        let mut queued: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int, the bytes waiting in the pipe we hold.
+        assert_eq!(
+            unsafe { libc::ioctl(fds[0], libc::FIONREAD, &mut queued) },
+            0
+        );
+        queued >= size || child.try_wait().unwrap().is_some()
+    });
+    // Slower than dist writes, so that the pipe fills again.
     loop {
         match pipe.read(&mut buf).unwrap() {
             0 => break,
