@@ -198,6 +198,17 @@ fn expiring_tokens_are_renewed_without_failures() {
         let (d, _, body) = f.result.unwrap();
         assert_eq!(blobs[&d], body);
     }
+    // Renewed before it ends (a quarter of its life early), a token never meets the
+    // registry's 401: only the first request, which has none yet, does. A token left to
+    // run out (renewed only on a 401) met one per request in flight, 5 in all, and the
+    // batch passed all the same.
+    let refused: Vec<_> = reg
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/v2/") && r.status == 401)
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
     // The batch lasts at least 3.2 s (10 rounds of 4 blobs of 320 ms) with 1 s tokens,
     // renewed a quarter early: about one token per 0.75 s it lasts, not one per object.
     // Bounded by the time the batch took, which a loaded machine stretches.
@@ -1162,10 +1173,10 @@ fn sigterm_with_stdin_still_open_stops_promptly() {
     let status = child.wait().unwrap();
     let took = signalled.elapsed();
     drop(input);
-    assert!(
-        took < Duration::from_millis(1500),
-        "stopped promptly: {took:?}"
-    );
+    // Timed, since only time tells the fault: the shutdown timeout waited out is 2 s
+    // before the exit, and nothing else marks it. So the bound is 2 s, the widest that
+    // still fails it (a stop takes some milliseconds), for a loaded machine's sake.
+    assert!(took < Duration::from_secs(2), "stopped promptly: {took:?}");
     assert_eq!(status.code(), Some(143));
 }
 
@@ -1370,29 +1381,23 @@ fn soak_thousand_blobs_through_the_fault_mix() {
     assert_eq!((ok0, ok1, stored1), (1000, 1000, 1000));
 }
 
+/// SIGTERM ends a batch whose reader has stopped reading: its output gets 2 s to finish
+/// (README), and without the stop the batch waits for the reader for ever.
 #[test]
 fn sigterm_is_honoured_while_nobody_reads_stdout() {
     let reg = FakeRegistry::start();
-    let blobs = fill(&reg, 40, 200_000);
-    let mut child = Dist::new().spawn(
-        &["fetch", &repo(&reg), "-", "-j", "4"],
-        lines(&blobs).as_bytes(),
-    );
-    // 8 MB of frames against a 64 KiB pipe nobody reads: output is stuck.
-    std::thread::sleep(Duration::from_millis(1000));
-    let signalled = Instant::now();
+    // Stuck on a full pipe, with dist's handlers set: a fixed pause (it was 1 s) could end
+    // before either on a loaded machine, and SIGTERM's default then killed dist.
+    let (mut child, _out) = a_batch_stuck_on_its_output(&reg);
     assert_eq!(unsafe_kill(child.id(), 15), 0);
+    // Not timed: a batch that waits for its reader never ends, and what is proved is that
+    // this one does, as a stop says.
     let status = exit_within(
         &mut child,
-        Duration::from_secs(6),
+        Duration::from_secs(30),
         "SIGTERM, a stuck reader",
     );
     assert_eq!(status.code(), Some(143));
-    assert!(
-        signalled.elapsed() < Duration::from_secs(4),
-        "{:?}",
-        signalled.elapsed()
-    );
 }
 
 /// A reader that leaves (`| head -c 10`) stops the batch there, not at the batch's next
@@ -1432,6 +1437,25 @@ fn a_batch_stops_when_its_reader_leaves() {
     assert!(!err.contains("interrupted"), "nothing to explain: {err}");
 }
 
+/// The sizes of the spools process `pid` holds, smallest first: its deleted temporary
+/// files (a spool is an anonymous file, written out whole once its object is done).
+fn spools_of(pid: u32) -> Vec<u64> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    let mut sizes: Vec<u64> = fds
+        .flatten()
+        .filter(|fd| {
+            std::fs::read_link(fd.path())
+                .is_ok_and(|target| target.to_string_lossy().ends_with(" (deleted)"))
+        })
+        // The link's own metadata is the descriptor's; followed, the file's.
+        .filter_map(|fd| Some(std::fs::metadata(fd.path()).ok()?.len()))
+        .collect();
+    sizes.sort_unstable();
+    sizes
+}
+
 /// Frames over 1 MiB wait in spool files and weigh only their file buffer in the output
 /// queue, so every object can be done while two such frames still wait for a reader that
 /// does not read.
@@ -1445,8 +1469,20 @@ fn a_stop_is_honoured_while_the_last_frames_wait_for_a_reader() {
         let mut args = vec!["fetch", loc.as_str(), "-"];
         args.extend_from_slice(extra);
         let mut child = Dist::new().spawn(&args, lines(&blobs).as_bytes());
-        // Long enough for every fetch to finish on the slowest machine.
-        std::thread::sleep(Duration::from_millis(2500));
+        // Every fetch done, both frames waiting in their spools: a fixed pause (it was
+        // 2.5 s) could end before on a loaded machine, and the stop then came in the
+        // fetches, the phase other tests cover, and passed all the same.
+        let mut whole: Vec<u64> = blobs.values().map(|b| b.len() as u64).collect();
+        whole.sort_unstable();
+        let mut spooled = Vec::new();
+        support::wait::until("both frames spooled", || {
+            if child.try_wait().unwrap().is_some() {
+                return true;
+            }
+            spooled = spools_of(child.id());
+            spooled == whole
+        });
+        assert_eq!(spooled, whole, "{extra:?}: dist ended first");
         if signal {
             assert_eq!(unsafe_kill(child.id(), 15), 0);
         }
