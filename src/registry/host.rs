@@ -439,7 +439,7 @@ impl Host {
         sent.extend_values(&self.headers);
         sent.extend_header(self.transport.proxy_authorization(url).as_ref());
         if url != asked {
-            sent.extend_query(url);
+            sent.extend_query(url, &asked.to_string());
         }
         sent
     }
