@@ -2923,6 +2923,52 @@ fn a_token_server_error_that_echoes_the_realm_s_query_does_not_print_it() {
     );
 }
 
+/// A realm that redirects its token requests elsewhere, the query kept, a signature added
+/// (`?service=…&scope=…&sig=…`), and a server there whose error names the service and
+/// scope: only the signature the redirect added is hidden. Before, the service and scope
+/// dist wrote were hidden too, and the message read `for service <redacted>, scope
+/// <redacted>`.
+#[test]
+fn a_redirected_token_request_s_error_keeps_what_dist_asked_for() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(300)))
+        .start();
+    let digest = reg.blob("team/app", bytes(42, 1000));
+    let elsewhere = FakeRegistry::start();
+    let sig = "sig-9b1e4d7c55";
+    reg.set_fault_for_every(
+        "/token",
+        Fault::Redirect {
+            status: 307,
+            location: format!(
+                "{}/elsewhere/token?service=fake-registry&\
+                 scope=repository%3Ateam%2Fapp%3Apull&sig={sig}",
+                elsewhere.url()
+            ),
+        },
+    );
+    elsewhere.set_fault_for_every(
+        "elsewhere/token",
+        Fault::Page {
+            status: 400,
+            content_type: "text/plain",
+            body: format!(
+                "bad signature {sig} for service fake-registry, scope repository:team/app:pull"
+            ),
+        },
+    );
+    let out = Dist::new().run(&["--retries", "0", "fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "bad signature <redacted> for service fake-registry, scope repository:team/app:pull"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains(sig), "{err}");
+}
+
 /// A realm with user information (`http://user:password@host/token`), which HTTP sends
 /// nowhere and credentials are withheld from: asked without it, it is in no log line,
 /// hyper-util's included, whose connection pool named the realm's authority at `debug`.

@@ -223,6 +223,39 @@ fn a_mirror_s_blob_store_asking_to_be_left_alone_is_paused_as_itself() {
     );
 }
 
+/// A hosts file's mirror written with a query (`?token=…`) is asked without it, as
+/// containerd asks it: that is said, the query unshown, not left for the user to find
+/// out from a mirror passed over without a word.
+#[test]
+fn a_hosts_file_mirror_with_a_query_is_warned_about() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let blob = bytes(4, 3000);
+    let digest = upstream.blob("team/app", &blob);
+    mirror.blob("team/app", &blob);
+    let dir = hosts_dir(
+        &upstream.host(),
+        &format!("[host.\"{}/?token=tokSECRET\"]\n", mirror.url()),
+    );
+    let mut dist = Dist::new();
+    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    let repo = format!("{}/team/app", upstream.host());
+    let out = dist.run(&["fetch", &repo, &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(out.stdout, blob);
+    assert!(
+        err.contains(&format!("names \"{}/?…\"", mirror.url()))
+            && err.contains("a query would never be sent"),
+        "{err}"
+    );
+    assert!(!err.contains("tokSECRET"), "{err}");
+    // Still used, as containerd uses it: without the query.
+    assert_eq!(mirror.requests_for(&format!("blobs/{digest}")), 1);
+    let quiet = dist.run(&["--quiet", "fetch", &repo, &digest], b"");
+    assert!(quiet.stderr.is_empty(), "{quiet:?}");
+}
+
 #[test]
 fn mirror_serves_what_it_has_and_only_what_it_may() {
     let upstream = FakeRegistry::start();

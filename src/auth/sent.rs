@@ -20,6 +20,21 @@ const MIN_HIDDEN: usize = 3;
 /// Basic `user:password` in base64 are longer, and hidden wherever they appear.
 const WHOLE_WORD_BELOW: usize = 8;
 
+/// The query parameters of the token protocol (distribution's token and OAuth2 specs)
+/// and of dist's own requests (`ns`, and the tag list's `n` and `last`): none names a
+/// secret, and their values are words a server's error repeats (`registry.docker.io`,
+/// `repository:team/app:pull`).
+const PUBLIC_PARAMETERS: [&str; 8] = [
+    "service",
+    "scope",
+    "account",
+    "client_id",
+    "offline_token",
+    "ns",
+    "n",
+    "last",
+];
+
 /// The secrets one request sent, in the forms a server may echo them in.
 #[derive(Default)]
 pub(crate) struct Sent(Vec<String>);
@@ -98,13 +113,24 @@ impl Sent {
     /// storage service's `SignatureDoesNotMatch`, a gateway's dump of the request line).
     /// Only a URL dist was sent to: the queries dist writes itself (`?ns=`, `?n=`) name
     /// no secret, and hidden they would garble the server's words about them.
-    pub(crate) fn extend_query(&mut self, url: &http::Uri) {
+    ///
+    /// Left out, for the same reason: the values of the parameters the token protocol and
+    /// dist name ([`PUBLIC_PARAMETERS`]: a realm's `?service=registry.docker.io`, the
+    /// `scope` a redirect kept), and those `asked` (the URL dist wrote, which it shows
+    /// itself) already holds: a digest or repository name in the target's query.
+    pub(crate) fn extend_query(&mut self, url: &http::Uri, asked: &str) {
         let Some(query) = url.query() else {
             return;
         };
         for pair in query.split('&') {
-            let value = pair.split_once('=').map_or("", |(_, v)| v);
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if PUBLIC_PARAMETERS.contains(&percent_decoded(key).to_ascii_lowercase().as_str()) {
+                continue;
+            }
             let decoded = percent_decoded(value);
+            if asked.contains(value) || asked.contains(&decoded) {
+                continue;
+            }
             if decoded != value {
                 self.add(&decoded);
             }
@@ -435,7 +461,7 @@ mod tests {
             .parse()
             .unwrap();
         let mut sent = Sent::default();
-        sent.extend_query(&url);
+        sent.extend_query(&url, "");
         assert_eq!(
             sent.hide("credential AKIA1/2026/s3 (AKIA1%2F2026%2Fs3), signature f00dface99"),
             "credential <redacted> (<redacted>), signature <redacted>"
@@ -447,7 +473,36 @@ mod tests {
         assert_eq!(percent_decoded("%zz9%4"), "%zz9%4");
         assert_eq!(percent_decoded("a+b%20c%e2%9c%93"), "a b c\u{2713}");
         let mut none = Sent::default();
-        none.extend_query(&"https://store.example/b".parse().unwrap());
+        none.extend_query(&"https://store.example/b".parse().unwrap(), "");
         assert!(none.is_empty());
+    }
+
+    /// A realm's `?service=registry.docker.io` or `?account=`, and what a redirect's
+    /// target repeats of the URL dist asked (the `scope` of a token request, a blob's
+    /// digest, its repository's name), are no secret: hidden, they garbled the server's
+    /// words about them (`service <redacted> unknown`). What the URL adds is hidden.
+    #[test]
+    fn public_parameters_and_what_dist_asked_are_not_hidden() {
+        let realm: http::Uri = "https://auth.docker.io/token?service=registry.docker.io&\
+                                Account=alice-bob&token=realm-key-1"
+            .parse()
+            .unwrap();
+        let mut sent = Sent::default();
+        sent.extend_query(&realm, "");
+        assert_eq!(
+            sent.hide("service registry.docker.io, account alice-bob: key realm-key-1"),
+            "service registry.docker.io, account alice-bob: key <redacted>"
+        );
+        let asked = "https://reg.example/v2/team/app/blobs/sha256:abcd1234";
+        let target: http::Uri = "https://cdn.example/x?digest=sha256%3Aabcd1234&\
+                                 repo=team%2Fapp&sig=f00dface99"
+            .parse()
+            .unwrap();
+        let mut sent = Sent::default();
+        sent.extend_query(&target, asked);
+        assert_eq!(
+            sent.hide("blob sha256:abcd1234 (sha256%3Aabcd1234) of team%2Fapp: sig f00dface99"),
+            "blob sha256:abcd1234 (sha256%3Aabcd1234) of team%2Fapp: sig <redacted>"
+        );
     }
 }

@@ -312,9 +312,9 @@ fn sent_to(
     answered: &Uri,
 ) -> super::Sent {
     let mut sent = super::Sent::credential(credential);
-    sent.extend_query(realm);
+    sent.extend_query(realm, "");
     if answered != asked {
-        sent.extend_query(answered);
+        sent.extend_query(answered, &asked.to_string());
     }
     sent
 }

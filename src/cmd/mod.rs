@@ -554,6 +554,19 @@ fn mirror_specs(
             );
         }
         if let Some(file) = HostsFile::load(dir, repo.host())? {
+            // Read as containerd reads it, the file's queries are dropped: said, not
+            // refused, so that a file shared with containerd keeps working.
+            let urls = file.hosts.iter().map(|h| &h.url);
+            for url in urls.chain(file.server.as_ref().map(|s| &s.url)) {
+                if url.contains('?') && !global.quiet {
+                    say!(
+                        "dist: warning: the hosts file of {} names {:?}: {}",
+                        repo.host(),
+                        dist::error::redact_url(url),
+                        dist::hosts::NO_QUERY_SENT
+                    );
+                }
+            }
             specs.extend(file.hosts);
             server = file.server;
             settings = file.server_settings;

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::user_info::{has_user_info, refused, shown};
+use super::user_info::{has_user_info, refused, shown, NO_QUERY_HERE};
 use super::Reference;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -118,6 +118,14 @@ impl FromStr for Object {
                 "invalid object {:?}: {}",
                 shown(s),
                 refused(s)
+            )));
+        }
+        // A registry URL's tail pasted with its query (`v1?token=…`, a pre-signed link's
+        // `sha256:…?X-Amz-Signature=…`), refused unshown as a locator's is.
+        if s.contains('?') {
+            return Err(Error::invalid(format!(
+                "invalid object {:?}: {NO_QUERY_HERE}",
+                shown(s)
             )));
         }
         if let Some((tag, digest)) = s.split_once('@') {
@@ -249,6 +257,30 @@ impl fmt::Display for Object {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An object pasted with a URL's query (`v1?token=…`, `sha256:…?X-Amz-Signature=…`),
+    /// as a fetch argument or a worker's input line, was echoed whole in its refusal
+    /// (`invalid digest "sha256:…?X-Amz-Signature=…"`), where a locator's query is not
+    /// shown: refused as one, the query shown as `?…`.
+    #[test]
+    fn an_object_with_a_query_is_refused_unshown() {
+        let digest = format!("sha256:{}", "0".repeat(64));
+        for s in [
+            "v1?token=s3cretQ".to_string(),
+            format!("{digest}?X-Amz-Signature=s3cretQ"),
+            format!("v1@{digest}?sig=s3cretQ"),
+            "\"v1?token=s3cretQ\"".to_string(),
+        ] {
+            let e = s.parse::<Object>().unwrap_err().to_string();
+            assert!(!e.contains("s3cretQ"), "{s}: {e}");
+            assert!(e.contains("?…"), "{s}: {e}");
+        }
+        let e = "v1?token=s3cretQ"
+            .parse::<Object>()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a URL's query has no place here"), "{e}");
+    }
 
     /// A quoted object that holds a login (`"me:s3cret@reg.example"`, a registry's URL
     /// printed by `jq` without `-r`) is refused without it: the word as given, quotes and

@@ -439,7 +439,7 @@ impl Host {
         sent.extend_values(&self.headers);
         sent.extend_header(self.transport.proxy_authorization(url).as_ref());
         if url != asked {
-            sent.extend_query(url);
+            sent.extend_query(url, &asked.to_string());
         }
         sent
     }
@@ -1148,6 +1148,8 @@ pub(crate) fn api_root_of(
     what: &str,
     shown: &str,
 ) -> Result<(String, String)> {
+    // Quoted without a query, which may hold a token (a mirror's `?token=…`).
+    let shown = &crate::error::redact_url(shown);
     // Taken, as the locator's was, every request tried it first and failed as "connection
     // refused", and went on to the next host: a mirror never asked, without a word.
     if url

@@ -315,7 +315,8 @@ impl std::fmt::Debug for HeaderNames<'_> {
 /// A response's headers with their values, but for a cookie's, for the `Debug` of a
 /// [`Reply`]: a session cookie is a credential the server issued (dist never sends one
 /// back), and one marked sensitive by no one. A `Location` or `Content-Location` is
-/// shown without its query or login, as any URL dist shows: it may be a pre-signed URL.
+/// shown without its query or login, as any URL dist shows: it may be a pre-signed URL;
+/// so is a challenge's realm (see [`ChallengeShown`]).
 struct AnswerHeaders<'a>(&'a HeaderMap);
 
 impl std::fmt::Debug for AnswerHeaders<'_> {
@@ -328,10 +329,48 @@ impl std::fmt::Debug for AnswerHeaders<'_> {
                     let url = String::from_utf8_lossy(value.as_bytes());
                     map.entry(name, &crate::error::redact_url(&url))
                 }
+                n if n == http::header::WWW_AUTHENTICATE
+                    || n == http::header::PROXY_AUTHENTICATE =>
+                {
+                    map.entry(name, &ChallengeShown(value))
+                }
                 _ => map.entry(name, value),
             };
         }
         map.finish()
+    }
+}
+
+/// A `WWW-Authenticate` value for a [`Reply`]'s `Debug`: as it came, unless a realm in it
+/// has a query or a login (`realm="https://auth.example/token?token=…"`), which may be a
+/// credential and is shown as any URL dist shows; the challenges are then written out
+/// from what was read of them, every realm so shown.
+struct ChallengeShown<'a>(&'a http::HeaderValue);
+
+impl std::fmt::Debug for ChallengeShown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = String::from_utf8_lossy(self.0.as_bytes());
+        let challenges = crate::auth::challenge::parse(&text);
+        let hides = |realm: &str| crate::error::redact_url(realm) != realm;
+        let any = challenges
+            .iter()
+            .any(|c| c.param("realm").is_some_and(hides));
+        if !any {
+            return std::fmt::Debug::fmt(self.0, f);
+        }
+        let written: Vec<String> = challenges
+            .iter()
+            .map(|c| {
+                let params = c.params.iter().map(|(k, v)| match k.as_str() {
+                    "" => v.clone(),
+                    "realm" => format!("realm={:?}", crate::error::redact_url(v)),
+                    _ => format!("{k}={v:?}"),
+                });
+                let params: Vec<String> = params.collect();
+                format!("{} {}", c.scheme, params.join(","))
+            })
+            .collect();
+        std::fmt::Debug::fmt(&written.join(", "), f)
     }
 }
 
@@ -1223,6 +1262,37 @@ mod tests {
         }
         assert!(
             shown.contains("https://cdn.example/b?…") && shown.contains("/b?…"),
+            "{shown}"
+        );
+        served.await.unwrap();
+    }
+
+    /// A 401's challenge may name a realm with a key in its query (`?token=…`) or a
+    /// login: its `Debug`, which a library caller prints, shows the realm without them, as
+    /// any URL dist shows, and the rest of the challenge as it came.
+    #[tokio::test]
+    async fn a_reply_debugs_without_its_realm_s_query() {
+        let (address, served) = one_shot::answer_once(
+            "HTTP/1.1 401 Unauthorized\r\n\
+             www-authenticate: Bearer realm=\"https://u:pw-s3cret@auth.example/token?token=tok-s3cret\",service=\"reg.example\"\r\n\
+             www-authenticate: Basic realm=\"Registry\"\r\ncontent-length: 0\r\n\r\n",
+        )
+        .await;
+        let port = address.port();
+        let transport = Transport::new(TransportOptions::default()).unwrap();
+        let reply = transport
+            .send(Outgoing::get(u(&format!("http://localhost:{port}/v2/"))))
+            .await
+            .unwrap();
+        assert_eq!(reply.response.status(), StatusCode::UNAUTHORIZED);
+        let shown = format!("{reply:?}");
+        for secret in ["tok-s3cret", "pw-s3cret"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(
+            shown.contains(r#"realm=\"https://auth.example/token?…\""#)
+                && shown.contains(r#"service=\"reg.example\""#)
+                && shown.contains(r#"Basic realm=\"Registry\""#),
             "{shown}"
         );
         served.await.unwrap();
