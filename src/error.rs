@@ -25,9 +25,10 @@ pub enum ErrorKind {
     /// the moment; a SOCKS proxy's rules, or a command or address type it does not
     /// support). Nothing the registry said: retrying cannot cure it, only the proxy's
     /// configuration, or the proxy chosen (`HTTPS_PROXY`, `NO_PROXY`), can. A proxy's
-    /// 407 (its credentials) is [`Unauthorized`](Self::Unauthorized), and a proxy that
+    /// 407 (its credentials) is [`Unauthorized`](Self::Unauthorized), a proxy that
     /// cannot reach the registry for the moment (502, 503, 504) is
-    /// [`Connect`](Self::Connect). Never retried.
+    /// [`Connect`](Self::Connect), and one throttling its clients (429)
+    /// [`TooManyRequests`](Self::TooManyRequests). Never retried.
     ProxyRefused,
     /// The registry throttled us (429) beyond the retry budget.
     TooManyRequests,
