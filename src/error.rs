@@ -413,7 +413,8 @@ impl Error {
     /// the request, a pause nobody has waited out: a 429 or 503 (or a token server's
     /// refusal) asking for longer than the [`RetryPolicy`](crate::retry::RetryPolicy)'s
     /// `max_delay`, which the remote did not sleep through (it failed at once), or the
-    /// answer to the last attempt, after which no retry was left. A service that tries the
+    /// answer to the last attempt, after which no retry was left (or none was made: an
+    /// object late to an outage of the registry's is asked once). A service that tries the
     /// object again later waits at least this long, counted from when the error came back.
     /// `None` when that answer asked for no pause (pauses asked for by earlier answers were
     /// waited out before the next attempt), or the failure was no answer at all (a broken

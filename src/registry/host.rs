@@ -756,7 +756,14 @@ impl Host {
             // on this host, and the pause before the next attempt.
             drop(reply);
             if let Some(t) = ticket {
-                err = self.outage_failed(t, err, &url, policy, came, (*retries, max_retries))?;
+                // Ended late to an outage, with retries left: its answer's pause was not
+                // waited out either, as after a last attempt (`Next::Spent`).
+                err = self
+                    .outage_failed(t, err, &url, policy, came, (*retries, max_retries))
+                    .map_err(|e| {
+                        let last = asked.or_else(|| e.retry_after());
+                        e.with_retry_after(last)
+                    })?;
             }
             // ECR's words for a password past its 12 hours: credentials refused, as a 401
             // says, and not a repository policy's 403, which names the action refused.
