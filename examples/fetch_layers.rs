@@ -47,13 +47,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The config is fetched whatever its `urls` say: an image is nothing without it.
     let (foreign, layers): (Vec<Descriptor>, Vec<Descriptor>) =
         layers.into_iter().partition(|d| !d.urls.is_empty());
+    let blobs: Vec<Descriptor> = std::iter::once(config)
+        .chain(layers)
+        .filter(|d| seen.insert(d.digest.clone()))
+        .collect();
+    // Skipped only when nothing lists it without `urls`, as `dist pull` skips it: a
+    // layer listed both ways is fetched, and a foreign one listed twice is said once.
+    let foreign: Vec<Descriptor> = foreign
+        .into_iter()
+        .filter(|d| seen.insert(d.digest.clone()))
+        .collect();
     for layer in &foreign {
         // Its URLs are not shown: a pre-signed one carries a credential in its query.
         eprintln!("{}: non-distributable layer, not fetched", layer.digest);
     }
-    let blobs = std::iter::once(config)
-        .chain(layers)
-        .filter(|d| seen.insert(d.digest.clone()));
     // Every blob is seen through, failed or not: a fetch dropped half-way (as `try_collect`
     // drops the others at the first error) would leave its `.part` file behind.
     let results: Vec<dist::Result<u64>> = stream::iter(blobs)

@@ -25,9 +25,10 @@ pub enum ErrorKind {
     /// the moment; a SOCKS proxy's rules, or a command or address type it does not
     /// support). Nothing the registry said: retrying cannot cure it, only the proxy's
     /// configuration, or the proxy chosen (`HTTPS_PROXY`, `NO_PROXY`), can. A proxy's
-    /// 407 (its credentials) is [`Unauthorized`](Self::Unauthorized), and a proxy that
+    /// 407 (its credentials) is [`Unauthorized`](Self::Unauthorized), a proxy that
     /// cannot reach the registry for the moment (502, 503, 504) is
-    /// [`Connect`](Self::Connect). Never retried.
+    /// [`Connect`](Self::Connect), and one throttling its clients (429)
+    /// [`TooManyRequests`](Self::TooManyRequests). Never retried.
     ProxyRefused,
     /// The registry throttled us (429) beyond the retry budget.
     TooManyRequests,
@@ -412,7 +413,8 @@ impl Error {
     /// the request, a pause nobody has waited out: a 429 or 503 (or a token server's
     /// refusal) asking for longer than the [`RetryPolicy`](crate::retry::RetryPolicy)'s
     /// `max_delay`, which the remote did not sleep through (it failed at once), or the
-    /// answer to the last attempt, after which no retry was left. A service that tries the
+    /// answer to the last attempt, after which no retry was left (or none was made: an
+    /// object late to an outage of the registry's is asked once). A service that tries the
     /// object again later waits at least this long, counted from when the error came back.
     /// `None` when that answer asked for no pause (pauses asked for by earlier answers were
     /// waited out before the next attempt), or the failure was no answer at all (a broken

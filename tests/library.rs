@@ -216,6 +216,55 @@ fn the_fetch_layers_example_skips_a_non_distributable_layer() {
     assert_eq!(file_names(out.path()), want);
 }
 
+/// A layer listed with `urls` and listed again without them is fetched, as `dist pull`
+/// fetches a blob anything lists as distributable: the example fetched it and said it had
+/// not ("non-distributable layer, not fetched", counted as skipped); and a foreign layer
+/// listed twice is said once.
+#[test]
+fn the_fetch_layers_example_skips_only_what_it_does_not_fetch() {
+    let reg = FakeRegistry::start();
+    let layer = bytes(9904, 1000);
+    let both = reg.blob("team/app", &layer);
+    let config = br#"{"architecture":"amd64","os":"windows"}"#;
+    let config_digest = reg.blob("team/app", config);
+    let foreign = dist::Digest::of(dist::digest::Algorithm::Sha256, b"far off").to_string();
+    let entry = |digest: &str, size: usize, urls: bool| {
+        let urls = match urls {
+            true => r#","urls":["https://far.example/layer"]"#,
+            false => "",
+        };
+        format!(
+            r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{digest}","size":{size}{urls}}}"#
+        )
+    };
+    let layers = [
+        entry(&both, layer.len(), true),
+        entry(&foreign, 7, true),
+        entry(&both, layer.len(), false),
+        entry(&foreign, 7, true),
+    ]
+    .join(",");
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[{layers}]}}"#,
+        config.len()
+    );
+    reg.manifest("team/app", "v1", OCI_MANIFEST, &manifest);
+    let out = tempfile::tempdir().unwrap();
+    let run = run_fetch_layers(&reg, "team/app", "v1", out.path());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{err}");
+    let said = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        said.starts_with("2 blobs,") && said.contains("1 non-distributable layers skipped"),
+        "{said}"
+    );
+    assert!(!err.contains(&both), "{err}");
+    assert_eq!(err.matches(&foreign).count(), 1, "{err}");
+    let mut want = vec![config_digest.replace(':', "-"), both.replace(':', "-")];
+    want.sort();
+    assert_eq!(file_names(out.path()), want);
+}
+
 /// Runs the built `examples/fetch_layers` on `repo:tag` of `reg`, storing into `out`.
 fn run_fetch_layers(
     reg: &FakeRegistry,

@@ -979,3 +979,38 @@ fn a_registry_retrying_cannot_cure_at_the_check_exits_2() {
         assert!(!err.contains("a later run may succeed"), "{args:?}: {err}");
     }
 }
+
+/// An object late to an outage is asked once for itself, and its error carries the
+/// `Retry-After` that answer asked for, which nobody waited out: a service scheduling the
+/// object again must not come back before it ends, as after a request whose retries ran
+/// out ([`dist::Error::retry_after`]). It ended with none, as if no pause had been asked.
+#[tokio::test(start_paused = true)]
+async fn an_object_late_to_an_outage_is_told_the_pause_its_answer_asked_for() {
+    const RETRIES: u32 = 2;
+    let reg = FakeRegistry::start();
+    let blobs: Vec<String> = (0..6)
+        .map(|i| reg.blob("team/app", bytes(9460 + i as u64, 3000 + i)))
+        .collect();
+    for d in &blobs {
+        reg.set_fault_for_every(d, Fault::StatusWithRetryAfter(503, "7".into()));
+    }
+    let (before, late) = blobs.split_at(5);
+    let policy = RetryPolicy {
+        retries: RETRIES,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_secs(60),
+    };
+    let remote = library_remote(&reg, policy);
+    let ticker = tick_while_idle();
+    // More rounds failed in a row than one object may be asked for.
+    all_fail_with_503(&remote, before).await;
+    let object: Object = late[0].parse().unwrap();
+    let e = remote.fetch(&object, &Hints::default()).await.unwrap_err();
+    ticker.abort();
+    assert!(
+        e.to_string().contains("the registry failed every request"),
+        "late to the outage: {e}"
+    );
+    assert_eq!(reg.requests_for(&late[0]), 1, "{e}");
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(7)), "{e}");
+}

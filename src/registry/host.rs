@@ -404,10 +404,15 @@ impl Host {
         }
         let down = self.down.lock().expect("mirror mark poisoned");
         let (kind, words) = down.refused.as_ref()?;
-        Some(
-            Error::new(*kind, words.clone())
-                .with_note("the mirror refused dist earlier in this run and is not asked again"),
-        )
+        // The proxy's refusal never reached the mirror: its access rules are not the cause.
+        let note = match kind {
+            ErrorKind::ProxyRefused => {
+                "the proxy refused to carry the connection to the mirror earlier in this run, \
+                 and the mirror is not asked again"
+            }
+            _ => "the mirror refused dist earlier in this run and is not asked again",
+        };
+        Some(Error::new(*kind, words.clone()).with_note(note))
     }
 
     /// Who answered from this host, for what its answers declare: `registry`, or `mirror
@@ -761,7 +766,14 @@ impl Host {
             // on this host, and the pause before the next attempt.
             drop(reply);
             if let Some(t) = ticket {
-                err = self.outage_failed(t, err, &url, policy, came, (*retries, max_retries))?;
+                // Ended late to an outage, with retries left: its answer's pause was not
+                // waited out either, as after a last attempt (`Next::Spent`).
+                err = self
+                    .outage_failed(t, err, &url, policy, came, (*retries, max_retries))
+                    .map_err(|e| {
+                        let last = asked.or_else(|| e.retry_after());
+                        e.with_retry_after(last)
+                    })?;
             }
             // ECR's words for a password past its 12 hours: credentials refused, as a 401
             // says, and not a repository policy's 403, which names the action refused.
@@ -1349,6 +1361,28 @@ mod tests {
         assert_eq!(down.mark(now, Duration::MAX), Some(Duration::MAX));
         assert!(down.until.is_some_and(|until| until > now));
         assert_eq!(down.mark(now, Duration::MAX), None, "still down");
+    }
+
+    /// A mirror skipped for the run because the proxy refused to carry the connection to
+    /// it says so when it is the cause of a fetch: "the mirror refused dist" sent the
+    /// reader to the mirror's access rules, which never saw the request.
+    #[test]
+    fn a_mirror_the_proxy_refused_is_said_to_be_the_proxy_s_refusal() {
+        for (kind, says) in [
+            (
+                ErrorKind::ProxyRefused,
+                "the proxy refused to carry the connection to the mirror",
+            ),
+            (ErrorKind::Denied, "the mirror refused dist"),
+        ] {
+            let m = mirror("https://cache.example", false);
+            let e = Error::new(kind, "refused");
+            assert!(m.fall_back(&e, Duration::from_secs(1), true));
+            let said = m.refusal(false).expect("skipped for the run").to_string();
+            assert!(said.contains(says), "{kind:?}: {said}");
+            let other = "the mirror refused dist";
+            assert_eq!(said.contains(other), kind == ErrorKind::Denied, "{said}");
+        }
     }
 
     fn mirror(url: &str, override_path: bool) -> Host {

@@ -212,6 +212,10 @@ fn proxy_kind(failed: &proxy::ProxyError) -> ErrorKind {
             status: 408 | 500 | 502 | 503 | 504,
             ..
         } => ErrorKind::Connect,
+        // A proxy throttling its clients: for the moment, as a registry's 429 is. Taken
+        // for a rule of the proxy's, it failed at once, and exited 2 as for a
+        // configuration to change, where a later run gets through.
+        proxy::ProxyError::Refused { status: 429, .. } => ErrorKind::TooManyRequests,
         // The proxy's rules (403), or a proxy that does not tunnel (405, 501): nothing of
         // the registry's, and the same next time.
         proxy::ProxyError::Refused { .. } => ErrorKind::ProxyRefused,
@@ -678,11 +682,19 @@ mod tests {
             target: "registry.test:443".into(),
             status,
         };
-        for status in [403, 405, 407, 408, 500, 501, 502, 503, 504, 505] {
+        for status in [403, 405, 407, 408, 429, 500, 501, 502, 503, 504, 505] {
             let proxied = Error::new(proxy_kind(&refused(status)), "refused");
-            let direct = Error::new(ErrorKind::Http, "answered").with_status(status);
+            // A registry's 429 is its own kind, as `status_error` makes it.
+            let direct = match status {
+                429 => ErrorKind::TooManyRequests,
+                _ => ErrorKind::Http,
+            };
+            let direct = Error::new(direct, "answered").with_status(status);
             assert_eq!(proxied.is_transient(), direct.is_transient(), "{status}");
         }
+        // A proxy throttling its clients asks for a pause, as a registry's 429 does: no
+        // rule of the proxy's, nor a configuration to change (exit status 2).
+        assert_eq!(proxy_kind(&refused(429)), ErrorKind::TooManyRequests);
         assert_eq!(proxy_kind(&refused(407)), ErrorKind::Unauthorized);
         assert_eq!(proxy_kind(&refused(403)), ErrorKind::ProxyRefused);
         assert_eq!(proxy_kind(&refused(501)), ErrorKind::ProxyRefused);
