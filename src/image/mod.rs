@@ -562,7 +562,7 @@ pub async fn resolve_by_fetch<R: Remote + ?Sized>(
 }
 
 /// A manifest or index [`fetch_manifest`] fetched, whole and verified.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct FetchedManifest {
     /// What arrived: the media type its content declares (or, for an OCI manifest that
@@ -574,6 +574,17 @@ pub struct FetchedManifest {
     /// The content, byte for byte as it hashed to the descriptor's digest (what a
     /// signature covers): parse it with [`FetchedManifest::parse`].
     pub bytes: Vec<u8>,
+}
+
+/// The descriptor and the content's length: a manifest's bytes (up to 4 MiB) printed as a
+/// list of numbers would bury the rest of a log line.
+impl std::fmt::Debug for FetchedManifest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FetchedManifest")
+            .field("descriptor", &self.descriptor)
+            .field("bytes", &format_args!("<{} bytes>", self.bytes.len()))
+            .finish()
+    }
 }
 
 impl FetchedManifest {
@@ -668,6 +679,22 @@ mod tests {
 
     fn d(data: &[u8]) -> String {
         Digest::of(Algorithm::Sha256, data).to_string()
+    }
+
+    /// A fetched manifest's `Debug` names its descriptor and its length, not every byte.
+    #[test]
+    fn a_fetched_manifest_debugs_as_its_descriptor_and_length() {
+        let bytes = br#"{"schemaVersion":2,"layers":[]}"#.to_vec();
+        let descriptor = Descriptor::new(media::OCI_MANIFEST, d(&bytes).parse().unwrap(), 31);
+        let shown = format!("{:?}", FetchedManifest { descriptor, bytes });
+        assert!(
+            shown.contains(&d(br#"{"schemaVersion":2,"layers":[]}"#)),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("<31 bytes>") && !shown.contains("123, 34"),
+            "{shown}"
+        );
     }
 
     /// A descriptor's `size` that is no int64 byte count (negative, fractional, past the
