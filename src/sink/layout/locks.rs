@@ -245,6 +245,34 @@ pub(super) fn record_locked(file: &std::fs::File) -> Option<bool> {
     }
 }
 
+/// The moments between two steps of making, claiming or taking a file over, where a test
+/// stops this run to act as another would ([`between`]).
+#[cfg(test)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Step {
+    /// A temporary file was made, and is not locked yet.
+    Made,
+}
+
+#[cfg(test)]
+type Hook = Box<dyn FnMut(Step, &Path)>;
+
+#[cfg(test)]
+thread_local! {
+    /// What [`between`] runs on this thread.
+    pub(super) static BETWEEN: std::cell::RefCell<Option<Hook>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs the hook a test set in [`BETWEEN`] at `step`, about `path`; out of its cell while
+/// it runs, so that what it does (a sweep) meets no hook.
+#[cfg(test)]
+pub(super) fn between(step: Step, path: &Path) {
+    if let Some(mut hook) = BETWEEN.with(|h| h.borrow_mut().take()) {
+        hook(step, path);
+        BETWEEN.with(|h| *h.borrow_mut() = Some(hook));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1697,6 +1697,69 @@ mod tests {
         assert_eq!(prefix.len, 2);
     }
 
+    /// Whether another open file of `path` finds it locked, as another run's probe does.
+    fn probed_held(path: &Path) -> bool {
+        let probe = std::fs::File::open(path).unwrap();
+        !try_flock(&probe, libc::LOCK_SH).unwrap()
+    }
+
+    /// Sets the hook run at each [`locks::Step`] on this thread, until the guard drops.
+    fn stop_between(hook: impl FnMut(locks::Step, &Path) + 'static) -> impl Drop {
+        struct Unset;
+        impl Drop for Unset {
+            fn drop(&mut self) {
+                locks::BETWEEN.with(|h| *h.borrow_mut() = None);
+            }
+        }
+        locks::BETWEEN.with(|h| *h.borrow_mut() = Some(Box::new(hook)));
+        Unset
+    }
+
+    /// Another run's probe (a shared lock, held a moment) that lands between the making
+    /// of a temporary file and its lock: the file stayed unlocked for its whole life, for
+    /// a sweep of a run in another PID namespace (or another host's) to take away.
+    #[test]
+    fn a_temporary_file_probed_as_it_is_made_is_still_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let _hook = stop_between(|step, path| {
+            if step == locks::Step::Made {
+                let probe = std::fs::File::open(path).unwrap();
+                assert!(try_flock(&probe, libc::LOCK_SH).unwrap());
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(100));
+                    drop(probe);
+                });
+            }
+        });
+        let file = new_layout_file(dir.path()).unwrap();
+        assert!(probed_held(file.path()), "a live run's file left unlocked");
+    }
+
+    /// A sweep that takes a temporary file away between its making and its lock (it
+    /// judged it by a name that misleads it): the run makes another rather than write
+    /// into one no name reaches, whose commit would fail.
+    #[test]
+    fn a_temporary_file_taken_before_its_lock_is_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = super::super::owner::me().split_once('@').unwrap().1;
+        // A PID that runs nothing here: its owner, in another namespace, looks dead.
+        let prefix = format!(".dist-tmp-2147483647.5@{host}~");
+        let swept = std::rc::Rc::new(std::cell::Cell::new(0));
+        let counted = swept.clone();
+        let swept_dir = dir.path().to_owned();
+        let _hook = stop_between(move |step, path| {
+            if step == locks::Step::Made && counted.get() == 0 {
+                sweep::remove_stale_in(&swept_dir);
+                assert!(!path.exists(), "the sweep left it");
+                counted.set(1);
+            }
+        });
+        let file = new_named_file(dir.path(), &prefix).unwrap();
+        assert_eq!(swept.get(), 1);
+        assert!(names_file(file.path(), file.as_file()), "its name is gone");
+        assert!(probed_held(file.path()));
+    }
+
     /// Two downloads of one blob at once (pulls of images sharing a layer, into one
     /// layout) both stopped: the longer partial download stays, whichever stopped last,
     /// and so it does when a killed run's file is turned into one beside a longer one.
