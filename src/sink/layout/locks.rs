@@ -252,6 +252,8 @@ pub(super) fn record_locked(file: &std::fs::File) -> Option<bool> {
 pub(super) enum Step {
     /// A temporary file was made, and is not locked yet.
     Made,
+    /// A partial download was renamed to the claim's temporary name.
+    Claimed,
 }
 
 #[cfg(test)]

@@ -342,26 +342,38 @@ impl LayoutStore {
             return Ok(None);
         };
         let dir = partial.parent().expect("a partial file is in a directory");
-        let claimed = tempfile::Builder::new()
-            .prefix(&blob_temp_prefix(digest))
-            .make_in(dir, |path| {
-                std::fs::rename(&partial, path)?;
-                open_regular(path)
-                    .and_then(|file| match hold_within(&file, CLAIM_WAIT) {
-                        true => Ok(file),
-                        false => Err(std::io::ErrorKind::ResourceBusy.into()),
-                    })
-                    .inspect_err(|e| {
-                        // Another user's, which this run may move but not write to, or a
-                        // file a live process still writes: it stays theirs.
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ResourceBusy
-                        ) && std::fs::rename(path, &partial).is_ok()
-                        {
-                            return;
+        // Locked before it is renamed to this run's name, and the name checked once it is
+        // (another run may have claimed it, or kept another partial over it, meanwhile):
+        // renamed first, a stall before the lock let a sweep take the claim for a killed
+        // run's file and move it back under this run, whose commit then failed.
+        let claimed = open_regular(&partial)
+            .and_then(|file| match hold_within(&file, CLAIM_WAIT) {
+                true if names_file(&partial, &file) => Ok(file),
+                true => Err(std::io::ErrorKind::NotFound.into()),
+                false => Err(std::io::ErrorKind::ResourceBusy.into()),
+            })
+            .inspect_err(|e| {
+                if e.kind() == std::io::ErrorKind::InvalidData {
+                    let _ = std::fs::remove_file(&partial);
+                }
+            })
+            .and_then(|file| {
+                let mut file = Some(file);
+                tempfile::Builder::new()
+                    .prefix(&blob_temp_prefix(digest))
+                    .make_in(dir, |path| {
+                        std::fs::rename(&partial, path)?;
+                        #[cfg(test)]
+                        locks::between(locks::Step::Claimed, path);
+                        match file.take() {
+                            Some(file) if names_file(path, &file) => Ok(file),
+                            // Another partial, kept over the one locked after it was:
+                            // it goes back, for a later fetch.
+                            _ => {
+                                let _ = std::fs::rename(path, &partial);
+                                Err(std::io::ErrorKind::NotFound.into())
+                            }
                         }
-                        let _ = std::fs::remove_file(path);
                     })
             });
         let file = match claimed {
@@ -1758,6 +1770,30 @@ mod tests {
         assert_eq!(swept.get(), 1);
         assert!(names_file(file.path(), file.as_file()), "its name is gone");
         assert!(probed_held(file.path()));
+    }
+
+    /// A claim of a partial download is under its lock as soon as it has the claiming
+    /// run's name: renamed first and locked next, a stall in between let a sweep of a run
+    /// in another PID namespace, to which that name looks dead, take the claim back.
+    #[test]
+    fn a_claimed_partial_download_is_locked_once_it_has_the_claim_s_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let sha = dir.path().join("blobs/sha256");
+        let d = Digest::of(Algorithm::Sha256, b"claimed");
+        std::fs::create_dir_all(&sha).unwrap();
+        std::fs::write(sha.join(format!("{PARTIAL_PREFIX}{}", d.encoded())), b"cla").unwrap();
+        let store = LayoutStore::open(dir.path()).unwrap();
+        let seen = std::rc::Rc::new(std::cell::Cell::new(None));
+        let judged = seen.clone();
+        let _hook = stop_between(move |step, path| {
+            if step == locks::Step::Claimed {
+                judged.set(Some(probed_held(path)));
+            }
+        });
+        let (blob, prefix) = store.resume(&d).unwrap().expect("claimed");
+        assert_eq!(prefix.len, 3);
+        assert_eq!(seen.get(), Some(true), "a claim not under its lock yet");
+        assert!(probed_held(&blob.path));
     }
 
     /// Two downloads of one blob at once (pulls of images sharing a layer, into one
