@@ -197,13 +197,21 @@ pub(super) fn hold_within(file: &std::fs::File, wait: Duration) -> bool {
     }
 }
 
-/// Whether a live process holds `path` under its lock ([`hold`]). A file this run cannot
-/// open to read is judged by its name alone.
-pub(super) fn held(path: &Path) -> bool {
+/// Takes the lock of `path`, shared, to remove or rename a file no live process holds
+/// ([`hold`]): `None` when one does, or when `path` no longer names the file locked. Kept
+/// until the file is taken, the lock keeps out the run that made it, which checks once it
+/// holds the lock that the name is still its file's: probed and let go, the lock was
+/// taken by that run in between, and its file taken away after. A file this run cannot
+/// open to read, or lock (a filesystem without locks), is judged by its name alone.
+pub(super) fn take_unheld(path: &Path) -> Option<Option<std::fs::File>> {
     let Ok(file) = open_lock(path, false) else {
-        return false;
+        return Some(None);
     };
-    matches!(try_flock(&file, libc::LOCK_SH), Ok(false))
+    match try_flock(&file, libc::LOCK_SH) {
+        Ok(false) => None,
+        Ok(true) if !names_file(path, &file) => None,
+        _ => Some(Some(file)),
+    }
 }
 
 /// Whether `path` is known to be held by no process: this run took its lock, shared, and
@@ -254,6 +262,9 @@ pub(super) enum Step {
     Made,
     /// A partial download was renamed to the claim's temporary name.
     Claimed,
+    /// The sweep judged a file abandoned and is about to take it (remove it, or make it
+    /// a partial download).
+    Taking,
 }
 
 #[cfg(test)]

@@ -1586,7 +1586,8 @@ mod tests {
     /// download as this host's would. It stayed, neither carried on nor removed, for a day,
     /// and for good in a cache restored with fresh mtimes. A file of another host that a
     /// process holds (a container on this kernel under a host name of its own) stays, and
-    /// so does a partial download such a run claims, renamed but not locked yet.
+    /// so does a partial download such a run of an earlier version claims, renamed but not
+    /// locked yet.
     #[test]
     fn another_hosts_killed_run_on_a_local_disk_leaves_a_partial_download() {
         let dir = tempfile::tempdir().unwrap();
@@ -1609,8 +1610,8 @@ mod tests {
         std::thread::sleep(sweep::FOREIGN_UNLOCKED_GRACE + Duration::from_millis(100));
         let just_made = Digest::of(Algorithm::Sha256, b"just made");
         std::fs::write(elsewhere(&just_made), b"just").unwrap();
-        // A partial download written an hour ago that a run of another host name claims:
-        // renamed to its temporary name, the run locks it next.
+        // A partial download written an hour ago that a run of an earlier version, of
+        // another host name, claims: renamed to its temporary name, it locks it next.
         let claimed = Digest::of(Algorithm::Sha256, b"claimed");
         let partial = sha.join(format!("{PARTIAL_PREFIX}{}", claimed.encoded()));
         std::fs::write(&partial, b"clai").unwrap();
@@ -1794,6 +1795,35 @@ mod tests {
         assert_eq!(prefix.len, 3);
         assert_eq!(seen.get(), Some(true), "a claim not under its lock yet");
         assert!(probed_held(&blob.path));
+    }
+
+    /// A sweep takes a file it judged abandoned under the file's lock: probed and let go,
+    /// the run that made it (its name misleading the sweep) could lock it in between,
+    /// find its name still its own, and go on writing into a file then taken away.
+    #[test]
+    fn the_sweep_takes_a_file_under_its_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let sha = dir.path().join("blobs/sha256");
+        std::fs::create_dir_all(&sha).unwrap();
+        let host = super::super::owner::me().split_once('@').unwrap().1;
+        let d = Digest::of(Algorithm::Sha256, b"taken");
+        let dead = sha.join(format!(".dist-tmp-2147483647.5@{host}~{}~Ab1", d.encoded()));
+        std::fs::write(&dead, b"tak").unwrap();
+        let lockable = std::rc::Rc::new(std::cell::Cell::new(None));
+        let tried = lockable.clone();
+        let _hook = stop_between(move |step, path| {
+            if step == locks::Step::Taking {
+                let owner = std::fs::File::options().append(true).open(path).unwrap();
+                tried.set(Some(hold(&owner)));
+            }
+        });
+        let store = LayoutStore::open(dir.path()).unwrap();
+        assert_eq!(
+            lockable.get(),
+            Some(false),
+            "taken while its run could lock it"
+        );
+        assert!(store.has_partial(&d));
     }
 
     /// Two downloads of one blob at once (pulls of images sharing a layer, into one
