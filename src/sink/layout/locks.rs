@@ -197,13 +197,21 @@ pub(super) fn hold_within(file: &std::fs::File, wait: Duration) -> bool {
     }
 }
 
-/// Whether a live process holds `path` under its lock ([`hold`]). A file this run cannot
-/// open to read is judged by its name alone.
-pub(super) fn held(path: &Path) -> bool {
+/// Takes the lock of `path`, shared, to remove or rename a file no live process holds
+/// ([`hold`]): `None` when one does, or when `path` no longer names the file locked. Kept
+/// until the file is taken, the lock keeps out the run that made it, which checks once it
+/// holds the lock that the name is still its file's: probed and let go, the lock was
+/// taken by that run in between, and its file taken away after. A file this run cannot
+/// open to read, or lock (a filesystem without locks), is judged by its name alone.
+pub(super) fn take_unheld(path: &Path) -> Option<Option<std::fs::File>> {
     let Ok(file) = open_lock(path, false) else {
-        return false;
+        return Some(None);
     };
-    matches!(try_flock(&file, libc::LOCK_SH), Ok(false))
+    match try_flock(&file, libc::LOCK_SH) {
+        Ok(false) => None,
+        Ok(true) if !names_file(path, &file) => None,
+        _ => Some(Some(file)),
+    }
 }
 
 /// Whether `path` is known to be held by no process: this run took its lock, shared, and
@@ -242,6 +250,39 @@ pub(super) fn record_locked(file: &std::fs::File) -> Option<bool> {
     {
         let _ = file;
         None
+    }
+}
+
+/// The moments between two steps of making, claiming or taking a file over, where a test
+/// stops this run to act as another would ([`between`]).
+#[cfg(test)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Step {
+    /// A temporary file was made, and is not locked yet.
+    Made,
+    /// A partial download was renamed to the claim's temporary name.
+    Claimed,
+    /// The sweep judged a file abandoned and is about to take it (remove it, or make it
+    /// a partial download).
+    Taking,
+}
+
+#[cfg(test)]
+type Hook = Box<dyn FnMut(Step, &Path)>;
+
+#[cfg(test)]
+thread_local! {
+    /// What [`between`] runs on this thread.
+    pub(super) static BETWEEN: std::cell::RefCell<Option<Hook>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs the hook a test set in [`BETWEEN`] at `step`, about `path`; out of its cell while
+/// it runs, so that what it does (a sweep) meets no hook.
+#[cfg(test)]
+pub(super) fn between(step: Step, path: &Path) {
+    if let Some(mut hook) = BETWEEN.with(|h| h.borrow_mut().take()) {
+        hook(step, path);
+        BETWEEN.with(|h| *h.borrow_mut() = Some(hook));
     }
 }
 

@@ -342,26 +342,38 @@ impl LayoutStore {
             return Ok(None);
         };
         let dir = partial.parent().expect("a partial file is in a directory");
-        let claimed = tempfile::Builder::new()
-            .prefix(&blob_temp_prefix(digest))
-            .make_in(dir, |path| {
-                std::fs::rename(&partial, path)?;
-                open_regular(path)
-                    .and_then(|file| match hold_within(&file, CLAIM_WAIT) {
-                        true => Ok(file),
-                        false => Err(std::io::ErrorKind::ResourceBusy.into()),
-                    })
-                    .inspect_err(|e| {
-                        // Another user's, which this run may move but not write to, or a
-                        // file a live process still writes: it stays theirs.
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ResourceBusy
-                        ) && std::fs::rename(path, &partial).is_ok()
-                        {
-                            return;
+        // Locked before it is renamed to this run's name, and the name checked once it is
+        // (another run may have claimed it, or kept another partial over it, meanwhile):
+        // renamed first, a stall before the lock let a sweep take the claim for a killed
+        // run's file and move it back under this run, whose commit then failed.
+        let claimed = open_regular(&partial)
+            .and_then(|file| match hold_within(&file, CLAIM_WAIT) {
+                true if names_file(&partial, &file) => Ok(file),
+                true => Err(std::io::ErrorKind::NotFound.into()),
+                false => Err(std::io::ErrorKind::ResourceBusy.into()),
+            })
+            .inspect_err(|e| {
+                if e.kind() == std::io::ErrorKind::InvalidData {
+                    let _ = std::fs::remove_file(&partial);
+                }
+            })
+            .and_then(|file| {
+                let mut file = Some(file);
+                tempfile::Builder::new()
+                    .prefix(&blob_temp_prefix(digest))
+                    .make_in(dir, |path| {
+                        std::fs::rename(&partial, path)?;
+                        #[cfg(test)]
+                        locks::between(locks::Step::Claimed, path);
+                        match file.take() {
+                            Some(file) if names_file(path, &file) => Ok(file),
+                            // Another partial, kept over the one locked after it was:
+                            // it goes back, for a later fetch.
+                            _ => {
+                                let _ = std::fs::rename(path, &partial);
+                                Err(std::io::ErrorKind::NotFound.into())
+                            }
                         }
-                        let _ = std::fs::remove_file(path);
                     })
             });
         let file = match claimed {
@@ -1576,7 +1588,8 @@ mod tests {
     /// download as this host's would. It stayed, neither carried on nor removed, for a day,
     /// and for good in a cache restored with fresh mtimes. A file of another host that a
     /// process holds (a container on this kernel under a host name of its own) stays, and
-    /// so does a partial download such a run claims, renamed but not locked yet.
+    /// so does a partial download such a run of an earlier version claims, renamed but not
+    /// locked yet.
     #[test]
     fn another_hosts_killed_run_on_a_local_disk_leaves_a_partial_download() {
         let dir = tempfile::tempdir().unwrap();
@@ -1599,8 +1612,8 @@ mod tests {
         std::thread::sleep(sweep::FOREIGN_UNLOCKED_GRACE + Duration::from_millis(100));
         let just_made = Digest::of(Algorithm::Sha256, b"just made");
         std::fs::write(elsewhere(&just_made), b"just").unwrap();
-        // A partial download written an hour ago that a run of another host name claims:
-        // renamed to its temporary name, the run locks it next.
+        // A partial download written an hour ago that a run of an earlier version, of
+        // another host name, claims: renamed to its temporary name, it locks it next.
         let claimed = Digest::of(Algorithm::Sha256, b"claimed");
         let partial = sha.join(format!("{PARTIAL_PREFIX}{}", claimed.encoded()));
         std::fs::write(&partial, b"clai").unwrap();
@@ -1697,6 +1710,122 @@ mod tests {
         let store = LayoutStore::open(dir.path()).unwrap();
         let (_, prefix) = store.resume(&kept).unwrap().expect("claimed once let go");
         assert_eq!(prefix.len, 2);
+    }
+
+    /// Whether another open file of `path` finds it locked, as another run's probe does.
+    fn probed_held(path: &Path) -> bool {
+        let probe = std::fs::File::open(path).unwrap();
+        !try_flock(&probe, libc::LOCK_SH).unwrap()
+    }
+
+    /// Sets the hook run at each [`locks::Step`] on this thread, until the guard drops.
+    fn stop_between(hook: impl FnMut(locks::Step, &Path) + 'static) -> impl Drop {
+        struct Unset;
+        impl Drop for Unset {
+            fn drop(&mut self) {
+                locks::BETWEEN.with(|h| *h.borrow_mut() = None);
+            }
+        }
+        locks::BETWEEN.with(|h| *h.borrow_mut() = Some(Box::new(hook)));
+        Unset
+    }
+
+    /// Another run's probe (a shared lock, held a moment) that lands between the making
+    /// of a temporary file and its lock: the file stayed unlocked for its whole life, for
+    /// a sweep of a run in another PID namespace (or another host's) to take away.
+    #[test]
+    fn a_temporary_file_probed_as_it_is_made_is_still_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let _hook = stop_between(|step, path| {
+            if step == locks::Step::Made {
+                let probe = std::fs::File::open(path).unwrap();
+                assert!(try_flock(&probe, libc::LOCK_SH).unwrap());
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(100));
+                    drop(probe);
+                });
+            }
+        });
+        let file = new_layout_file(dir.path()).unwrap();
+        assert!(probed_held(file.path()), "a live run's file left unlocked");
+    }
+
+    /// A sweep that takes a temporary file away between its making and its lock (it
+    /// judged it by a name that misleads it): the run makes another rather than write
+    /// into one no name reaches, whose commit would fail.
+    #[test]
+    fn a_temporary_file_taken_before_its_lock_is_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = super::super::owner::me().split_once('@').unwrap().1;
+        // A PID that runs nothing here: its owner, in another namespace, looks dead.
+        let prefix = format!(".dist-tmp-2147483647.5@{host}~");
+        let swept = std::rc::Rc::new(std::cell::Cell::new(0));
+        let counted = swept.clone();
+        let swept_dir = dir.path().to_owned();
+        let _hook = stop_between(move |step, path| {
+            if step == locks::Step::Made && counted.get() == 0 {
+                sweep::remove_stale_in(&swept_dir);
+                assert!(!path.exists(), "the sweep left it");
+                counted.set(1);
+            }
+        });
+        let file = new_named_file(dir.path(), &prefix).unwrap();
+        assert_eq!(swept.get(), 1);
+        assert!(names_file(file.path(), file.as_file()), "its name is gone");
+        assert!(probed_held(file.path()));
+    }
+
+    /// A claim of a partial download is under its lock as soon as it has the claiming
+    /// run's name: renamed first and locked next, a stall in between let a sweep of a run
+    /// in another PID namespace, to which that name looks dead, take the claim back.
+    #[test]
+    fn a_claimed_partial_download_is_locked_once_it_has_the_claim_s_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let sha = dir.path().join("blobs/sha256");
+        let d = Digest::of(Algorithm::Sha256, b"claimed");
+        std::fs::create_dir_all(&sha).unwrap();
+        std::fs::write(sha.join(format!("{PARTIAL_PREFIX}{}", d.encoded())), b"cla").unwrap();
+        let store = LayoutStore::open(dir.path()).unwrap();
+        let seen = std::rc::Rc::new(std::cell::Cell::new(None));
+        let judged = seen.clone();
+        let _hook = stop_between(move |step, path| {
+            if step == locks::Step::Claimed {
+                judged.set(Some(probed_held(path)));
+            }
+        });
+        let (blob, prefix) = store.resume(&d).unwrap().expect("claimed");
+        assert_eq!(prefix.len, 3);
+        assert_eq!(seen.get(), Some(true), "a claim not under its lock yet");
+        assert!(probed_held(&blob.path));
+    }
+
+    /// A sweep takes a file it judged abandoned under the file's lock: probed and let go,
+    /// the run that made it (its name misleading the sweep) could lock it in between,
+    /// find its name still its own, and go on writing into a file then taken away.
+    #[test]
+    fn the_sweep_takes_a_file_under_its_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let sha = dir.path().join("blobs/sha256");
+        std::fs::create_dir_all(&sha).unwrap();
+        let host = super::super::owner::me().split_once('@').unwrap().1;
+        let d = Digest::of(Algorithm::Sha256, b"taken");
+        let dead = sha.join(format!(".dist-tmp-2147483647.5@{host}~{}~Ab1", d.encoded()));
+        std::fs::write(&dead, b"tak").unwrap();
+        let lockable = std::rc::Rc::new(std::cell::Cell::new(None));
+        let tried = lockable.clone();
+        let _hook = stop_between(move |step, path| {
+            if step == locks::Step::Taking {
+                let owner = std::fs::File::options().append(true).open(path).unwrap();
+                tried.set(Some(hold(&owner)));
+            }
+        });
+        let store = LayoutStore::open(dir.path()).unwrap();
+        assert_eq!(
+            lockable.get(),
+            Some(false),
+            "taken while its run could lock it"
+        );
+        assert!(store.has_partial(&d));
     }
 
     /// Two downloads of one blob at once (pulls of images sharing a layer, into one

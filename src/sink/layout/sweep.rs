@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::locks::{held, known_unheld, remove_unheld_lock};
+use super::locks::{known_unheld, remove_unheld_lock, take_unheld};
 use super::temp_blob::{park, partial_in};
 use super::{LOCK_PREFIX, PARTIAL_AGE, PARTIAL_PREFIX, TMP_PREFIX};
 use crate::sink::index::INDEX_LOCK;
@@ -13,8 +13,10 @@ use crate::sink::index::INDEX_LOCK;
 /// A temporary file of another machine sharing the directory is left alone this long.
 const FOREIGN_TEMP_AGE: Duration = Duration::from_secs(24 * 3600);
 /// A temporary file of another host on a local disk, which its lock judges, is left alone
-/// this long after it was last changed ([`since_changed`]): its run makes it, or renames a
-/// partial download to it, then locks it.
+/// this long after it was last changed ([`since_changed`]). A run of this version never
+/// uses a file before its lock is had, nor gives a claim its name before ([`take_unheld`]
+/// keeps the two apart), and needs none: a run of an earlier version sharing the disk
+/// renamed a partial download to its name, then locked it.
 pub(super) const FOREIGN_UNLOCKED_GRACE: Duration = Duration::from_secs(2);
 
 /// Removes the stale temporary files and partial downloads in `dir`; returns the paths of
@@ -70,16 +72,26 @@ pub(super) fn remove_stale_in(dir: &Path) -> Vec<PathBuf> {
         // runner, a volume moved to another node) was written by this kernel or by a run
         // killed elsewhere: its lock says which. Judged by age alone, a killed run's
         // download was neither carried on nor removed for a day, and a cache restored with
-        // fresh mtimes kept it for good. One just made or renamed may not be under its lock
-        // yet: its run takes it right after.
+        // fresh mtimes kept it for good. One an earlier version's run just renamed may not
+        // be under its lock yet: that run takes it right after.
+        // No such grace for this host's names: a run of this version locks a file it made
+        // before using it, and makes another if the file was taken before it could
+        // (`new_named_file`); it claims a partial download under its lock before giving it
+        // its name (`resume_within`); and a file is taken here only under its lock, so
+        // never once its run holds it.
         let gone = crate::sink::owner::is_gone(owner, age, FOREIGN_TEMP_AGE)
             || (crate::sink::owner::is_foreign(owner)
                 && since_changed(&entry).is_some_and(|a| a > FOREIGN_UNLOCKED_GRACE)
                 && *locks_are_local.get_or_insert_with(|| locks_are_this_kernels(dir))
                 && known_unheld(&entry.path()));
-        if !gone || held(&entry.path()) {
+        if !gone {
             continue;
         }
+        let Some(_taking) = take_unheld(&entry.path()) else {
+            continue;
+        };
+        #[cfg(test)]
+        super::locks::between(super::locks::Step::Taking, &entry.path());
         // A killed run's download of a known blob: what it wrote is a partial download.
         let partial = blob
             .filter(|_| age.is_some_and(|a| a <= PARTIAL_AGE))
@@ -103,9 +115,9 @@ pub(super) fn remove_stale_in(dir: &Path) -> Vec<PathBuf> {
 
 /// How long ago this kernel last changed the file at `entry` (its ctime): made, written,
 /// renamed, or its times set. Not its mtime, which a rename keeps: a partial download a
-/// run of another host name claims (renames to its temporary name, then locks) kept its
-/// mtime of hours ago, and in between its claim was taken for a killed run's file and
-/// renamed back under it, and its commit failed. Nor can a cache restored with mtimes of
+/// run of an earlier version of another host name claimed (renamed to its temporary name,
+/// then locked) kept its mtime of hours ago, and in between its claim was taken for a
+/// killed run's file and renamed back under it, and its commit failed. Nor can a cache restored with mtimes of
 /// another clock set it, in the past or the future.
 fn since_changed(entry: &std::fs::DirEntry) -> Option<Duration> {
     use std::os::unix::fs::MetadataExt;

@@ -10,11 +10,14 @@ use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::sink::stream::StreamWriter;
 
-use super::locks::hold;
-use super::{io_err, os_error, LayoutStore, PARTIAL_AGE, PARTIAL_PREFIX, TMP_PREFIX};
+use super::locks::{hold_within, names_file};
+use super::{io_err, os_error, LayoutStore, CLAIM_WAIT, PARTIAL_AGE, PARTIAL_PREFIX, TMP_PREFIX};
 
 /// Content up to this size is written in one go at commit; beyond, it streams to a writer.
 const WRITE_BUFFER: usize = 1 << 20;
+/// How many temporary files are made, each taken away before it could be locked, before
+/// making one fails: a sweep takes one only when it is wrong about its owner.
+const MAKE_TRIES: usize = 5;
 
 /// Makes the file `from`, which holds (or is about to hold) `len` bytes, the partial
 /// download at `partial`, unless one at least as long is there already: two runs may
@@ -89,9 +92,23 @@ fn new_named_file_with_mode(
         use std::os::unix::fs::PermissionsExt;
         builder.permissions(std::fs::Permissions::from_mode(mode));
     }
-    let file = builder.tempfile_in(dir)?;
-    hold(file.as_file());
-    Ok(file)
+    // Another run's sweep may judge the file before its lock is taken: its probe (a
+    // shared lock, for a moment) is waited out, and a file it took away meanwhile (it
+    // acts under its lock, see `sweep`) no longer has this name once the lock is had.
+    // Either way this run never writes into a file that is not under its lock: a sweep
+    // would take it for a killed run's, and this run's commit fail.
+    for _ in 0..MAKE_TRIES {
+        let file = builder.tempfile_in(dir)?;
+        #[cfg(test)]
+        super::locks::between(super::locks::Step::Made, file.path());
+        if hold_within(file.as_file(), CLAIM_WAIT) && names_file(file.path(), file.as_file()) {
+            return Ok(file);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::ResourceBusy,
+        "another process locked or took each new temporary file before this run could lock it",
+    ))
 }
 
 /// Content on its way into the store. Dropping it without [`TempBlob::commit`] deletes it,
