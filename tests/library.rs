@@ -187,16 +187,13 @@ fn the_fetch_layers_example_skips_a_non_distributable_layer() {
     let reg = FakeRegistry::start();
     let layer = bytes(9903, 1000);
     let stored = reg.blob("team/app", &layer);
-    let config = br#"{"architecture":"amd64","os":"windows"}"#;
-    let config_digest = reg.blob("team/app", config);
     // Listed, never stored: a Windows base layer lives on the vendor's servers.
     let foreign = dist::Digest::of(dist::digest::Algorithm::Sha256, b"far away").to_string();
-    let manifest = format!(
-        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip","digest":"{foreign}","size":8,"urls":["https://far.example/layer?sig=s3cret"]}},{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{stored}","size":{}}}]}}"#,
-        config.len(),
+    let layers = format!(
+        r#"{{"mediaType":"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip","digest":"{foreign}","size":8,"urls":["https://far.example/layer?sig=s3cret"]}},{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{stored}","size":{}}}"#,
         layer.len()
     );
-    reg.manifest("team/app", "v1", OCI_MANIFEST, &manifest);
+    let config_digest = windows_image_v1(&reg, &layers);
     let out = tempfile::tempdir().unwrap();
     let run = run_fetch_layers(&reg, "team/app", "v1", out.path());
     let err = String::from_utf8_lossy(&run.stderr);
@@ -225,8 +222,6 @@ fn the_fetch_layers_example_skips_only_what_it_does_not_fetch() {
     let reg = FakeRegistry::start();
     let layer = bytes(9904, 1000);
     let both = reg.blob("team/app", &layer);
-    let config = br#"{"architecture":"amd64","os":"windows"}"#;
-    let config_digest = reg.blob("team/app", config);
     let foreign = dist::Digest::of(dist::digest::Algorithm::Sha256, b"far off").to_string();
     let entry = |digest: &str, size: usize, urls: bool| {
         let urls = match urls {
@@ -244,11 +239,7 @@ fn the_fetch_layers_example_skips_only_what_it_does_not_fetch() {
         entry(&foreign, 7, true),
     ]
     .join(",");
-    let manifest = format!(
-        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[{layers}]}}"#,
-        config.len()
-    );
-    reg.manifest("team/app", "v1", OCI_MANIFEST, &manifest);
+    let config_digest = windows_image_v1(&reg, &layers);
     let out = tempfile::tempdir().unwrap();
     let run = run_fetch_layers(&reg, "team/app", "v1", out.path());
     let err = String::from_utf8_lossy(&run.stderr);
@@ -263,6 +254,19 @@ fn the_fetch_layers_example_skips_only_what_it_does_not_fetch() {
     let mut want = vec![config_digest.replace(':', "-"), both.replace(':', "-")];
     want.sort();
     assert_eq!(file_names(out.path()), want);
+}
+
+/// Tags `team/app:v1` in `reg` as an image of a Windows config (stored) and `layers` (the
+/// JSON of its layers' descriptors, comma-separated); returns the config's digest.
+fn windows_image_v1(reg: &FakeRegistry, layers: &str) -> String {
+    let config = br#"{"architecture":"amd64","os":"windows"}"#;
+    let config_digest = reg.blob("team/app", config);
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[{layers}]}}"#,
+        config.len()
+    );
+    reg.manifest("team/app", "v1", OCI_MANIFEST, &manifest);
+    config_digest
 }
 
 /// Runs the built `examples/fetch_layers` on `repo:tag` of `reg`, storing into `out`.

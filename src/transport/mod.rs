@@ -1213,50 +1213,49 @@ mod tests {
         s.parse().unwrap()
     }
 
-    /// A registry behind a session-based front (Nexus, a load balancer's login) answers
-    /// with a session cookie: a credential the server issued, which dist never sends
-    /// back. A service that logs a `Reply` with `{:?}` printed it whole.
-    #[tokio::test]
-    async fn a_reply_debugs_without_the_cookie_it_was_given() {
-        let (address, served) = one_shot::answer_once(
-            "HTTP/1.1 200 OK\r\nset-cookie: NXSESSIONID=sess-s3cret; Path=/\r\n\
-             content-type: application/json\r\ncontent-length: 0\r\n\r\n",
-        )
-        .await;
+    /// The status and the `Debug` of the reply a one-shot server's `answer` makes.
+    async fn shown_reply(answer: &str) -> (StatusCode, String) {
+        let (address, served) = one_shot::answer_once(answer.to_string()).await;
         let port = address.port();
         let transport = Transport::new(TransportOptions::default()).unwrap();
         let reply = transport
             .send(Outgoing::get(u(&format!("http://localhost:{port}/v2/"))))
             .await
             .unwrap();
-        let shown = format!("{reply:?}");
+        served.await.unwrap();
+        (reply.response.status(), format!("{reply:?}"))
+    }
+
+    /// A registry behind a session-based front (Nexus, a load balancer's login) answers
+    /// with a session cookie: a credential the server issued, which dist never sends
+    /// back. A service that logs a `Reply` with `{:?}` printed it whole.
+    #[tokio::test]
+    async fn a_reply_debugs_without_the_cookie_it_was_given() {
+        let (status, shown) = shown_reply(
+            "HTTP/1.1 200 OK\r\nset-cookie: NXSESSIONID=sess-s3cret; Path=/\r\n\
+             content-type: application/json\r\ncontent-length: 0\r\n\r\n",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
         assert!(!shown.contains("sess-s3cret"), "{shown}");
         // The other headers, and the cookie's name, still help a reader.
         assert!(
             shown.contains("set-cookie") && shown.contains("application/json"),
             "{shown}"
         );
-        served.await.unwrap();
     }
 
     /// A `Location` a reply keeps (a 300's, which is not followed) may be a pre-signed
     /// URL: its `Debug` shows it without the query, as any URL dist shows.
     #[tokio::test]
     async fn a_reply_debugs_without_its_location_s_query() {
-        let (address, served) = one_shot::answer_once(
+        let (status, shown) = shown_reply(
             "HTTP/1.1 300 Multiple Choices\r\n\
              location: https://cdn.example/b?X-Amz-Signature=sig-s3cret\r\n\
              content-location: /b?token=tok-s3cret\r\ncontent-length: 0\r\n\r\n",
         )
         .await;
-        let port = address.port();
-        let transport = Transport::new(TransportOptions::default()).unwrap();
-        let reply = transport
-            .send(Outgoing::get(u(&format!("http://localhost:{port}/v2/"))))
-            .await
-            .unwrap();
-        assert_eq!(reply.response.status(), StatusCode::MULTIPLE_CHOICES);
-        let shown = format!("{reply:?}");
+        assert_eq!(status, StatusCode::MULTIPLE_CHOICES);
         for secret in ["sig-s3cret", "tok-s3cret"] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
@@ -1264,7 +1263,6 @@ mod tests {
             shown.contains("https://cdn.example/b?…") && shown.contains("/b?…"),
             "{shown}"
         );
-        served.await.unwrap();
     }
 
     /// A 401's challenge may name a realm with a key in its query (`?token=…`) or a
@@ -1272,20 +1270,13 @@ mod tests {
     /// any URL dist shows, and the rest of the challenge as it came.
     #[tokio::test]
     async fn a_reply_debugs_without_its_realm_s_query() {
-        let (address, served) = one_shot::answer_once(
+        let (status, shown) = shown_reply(
             "HTTP/1.1 401 Unauthorized\r\n\
              www-authenticate: Bearer realm=\"https://u:pw-s3cret@auth.example/token?token=tok-s3cret\",service=\"reg.example\"\r\n\
              www-authenticate: Basic realm=\"Registry\"\r\ncontent-length: 0\r\n\r\n",
         )
         .await;
-        let port = address.port();
-        let transport = Transport::new(TransportOptions::default()).unwrap();
-        let reply = transport
-            .send(Outgoing::get(u(&format!("http://localhost:{port}/v2/"))))
-            .await
-            .unwrap();
-        assert_eq!(reply.response.status(), StatusCode::UNAUTHORIZED);
-        let shown = format!("{reply:?}");
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
         for secret in ["tok-s3cret", "pw-s3cret"] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
@@ -1295,7 +1286,6 @@ mod tests {
                 && shown.contains(r#"Basic realm=\"Registry\""#),
             "{shown}"
         );
-        served.await.unwrap();
     }
 
     /// An empty `Location` is no location: resolved, it is the URL that sent it.
