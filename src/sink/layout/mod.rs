@@ -1777,6 +1777,31 @@ mod tests {
         assert!(probed_held(file.path()));
     }
 
+    /// Every new temporary file taken away before its lock (a sweep wrong about each): the
+    /// run makes a few, then fails saying why and naming the directory, and leaves none.
+    #[test]
+    fn temporary_files_each_taken_before_their_lock_fail_naming_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open(dir.path()).unwrap();
+        let made = std::rc::Rc::new(std::cell::Cell::new(0));
+        let counted = made.clone();
+        let _hook = stop_between(move |step, path| {
+            if step == locks::Step::Made {
+                std::fs::remove_file(path).unwrap();
+                counted.set(counted.get() + 1);
+            }
+        });
+        let Err(e) = store.temp(Algorithm::Sha256) else {
+            panic!("a file never locked was made");
+        };
+        assert_eq!(made.get(), 5);
+        let sha = dir.path().join("blobs/sha256");
+        let shown = e.to_string();
+        assert!(shown.contains(&sha.display().to_string()), "{shown}");
+        assert!(shown.contains("before this run could lock it"), "{shown}");
+        assert_eq!(std::fs::read_dir(&sha).unwrap().count(), 0);
+    }
+
     /// A claim of a partial download is under its lock as soon as it has the claiming
     /// run's name: renamed first and locked next, a stall in between let a sweep of a run
     /// in another PID namespace, to which that name looks dead, take the claim back.
