@@ -158,9 +158,9 @@ impl Drop for WaitMark {
 }
 
 /// Locks a file this run writes (`flock`, exclusive) for as long as it is open, which
-/// [`held`] sees from any process, whatever the file is named: as with `index.json`'s
-/// lock, the kernel drops it when its holder dies. False when another process holds it.
-/// (A filesystem without locks takes none: names alone judge its files.)
+/// [`take_unheld`] sees from any process, whatever the file is named: as with
+/// `index.json`'s lock, the kernel drops it when its holder dies. False when another
+/// process holds it. (A filesystem without locks takes none: names alone judge its files.)
 pub(super) fn hold(file: &std::fs::File) -> bool {
     !matches!(try_flock(file, libc::LOCK_EX), Ok(false))
 }
@@ -216,8 +216,8 @@ pub(super) fn take_unheld(path: &Path) -> Option<Option<std::fs::File>> {
 
 /// Whether `path` is known to be held by no process: this run took its lock, shared, and
 /// no record lock is on it ([`record_locked`]). False where that cannot be told (a file
-/// this run cannot open, a filesystem without locks), unlike [`held`], which judges such a
-/// file by its name.
+/// this run cannot open, a filesystem without locks), unlike [`take_unheld`], which judges
+/// such a file by its name.
 pub(super) fn known_unheld(path: &Path) -> bool {
     open_lock(path, false).is_ok_and(|file| {
         matches!(try_flock(&file, libc::LOCK_SH), Ok(true)) && record_locked(&file) == Some(false)

@@ -53,7 +53,7 @@ use locks::{hold_within, open_lock};
 pub(super) use locks::{names_file, try_flock};
 use sweep::remove_stale_in;
 pub use temp_blob::TempBlob;
-use temp_blob::{blob_temp_prefix, new_named_file, partial_in, temp_prefix, Writing};
+use temp_blob::{blob_temp_prefix, new_named_file, park, partial_in, temp_prefix, Writing};
 pub(super) use temp_blob::{new_layout_file, new_layout_file_with_mode};
 
 pub(super) const TMP_PREFIX: &str = ".dist-tmp-";
@@ -368,9 +368,11 @@ impl LayoutStore {
                         match file.take() {
                             Some(file) if names_file(path, &file) => Ok(file),
                             // Another partial, kept over the one locked after it was:
-                            // it goes back, for a later fetch.
+                            // it goes back, for a later fetch, unless one at least as
+                            // long was kept since (renamed back, it replaced that one).
                             _ => {
-                                let _ = std::fs::rename(path, &partial);
+                                let len = std::fs::symlink_metadata(path).map_or(0, |m| m.len());
+                                park(path, len, &partial);
                                 Err(std::io::ErrorKind::NotFound.into())
                             }
                         }
@@ -1775,6 +1777,31 @@ mod tests {
         assert!(probed_held(file.path()));
     }
 
+    /// Every new temporary file taken away before its lock (a sweep wrong about each): the
+    /// run makes a few, then fails saying why and naming the directory, and leaves none.
+    #[test]
+    fn temporary_files_each_taken_before_their_lock_fail_naming_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open(dir.path()).unwrap();
+        let made = std::rc::Rc::new(std::cell::Cell::new(0));
+        let counted = made.clone();
+        let _hook = stop_between(move |step, path| {
+            if step == locks::Step::Made {
+                std::fs::remove_file(path).unwrap();
+                counted.set(counted.get() + 1);
+            }
+        });
+        let Err(e) = store.temp(Algorithm::Sha256) else {
+            panic!("a file never locked was made");
+        };
+        assert_eq!(made.get(), 5);
+        let sha = dir.path().join("blobs/sha256");
+        let shown = e.to_string();
+        assert!(shown.contains(&sha.display().to_string()), "{shown}");
+        assert!(shown.contains("before this run could lock it"), "{shown}");
+        assert_eq!(std::fs::read_dir(&sha).unwrap().count(), 0);
+    }
+
     /// A claim of a partial download is under its lock as soon as it has the claiming
     /// run's name: renamed first and locked next, a stall in between let a sweep of a run
     /// in another PID namespace, to which that name looks dead, take the claim back.
@@ -1797,6 +1824,44 @@ mod tests {
         assert_eq!(prefix.len, 3);
         assert_eq!(seen.get(), Some(true), "a claim not under its lock yet");
         assert!(probed_held(&blob.path));
+    }
+
+    /// A claim that finds it renamed another partial download than the one it locked (a
+    /// longer one, kept over it meanwhile) gives that one back; and where a longer one
+    /// still was kept in its place since, that one stays: put back by a rename, the
+    /// shorter replaced it.
+    #[test]
+    fn a_partial_download_given_back_by_a_claim_keeps_a_longer_one_kept_since() {
+        let dir = tempfile::tempdir().unwrap();
+        let sha = dir.path().join("blobs/sha256");
+        let d = Digest::of(Algorithm::Sha256, b"given back");
+        let partial = sha.join(format!("{PARTIAL_PREFIX}{}", d.encoded()));
+        std::fs::create_dir_all(&sha).unwrap();
+        std::fs::write(&partial, b"g").unwrap();
+        let store = LayoutStore::open(dir.path()).unwrap();
+        let kept = partial.clone();
+        let _hook = stop_between(move |step, path| {
+            if step == locks::Step::Claimed {
+                // The file renamed is not the one locked: another run kept "gi" over it
+                // before the rename, and then "giv" after.
+                let other = path.with_extension("other");
+                std::fs::write(&other, b"gi").unwrap();
+                std::fs::rename(&other, path).unwrap();
+                std::fs::write(&other, b"giv").unwrap();
+                std::fs::rename(&other, &kept).unwrap();
+            }
+        });
+        assert!(store.resume(&d).unwrap().is_none());
+        assert_eq!(
+            std::fs::read(&partial).unwrap(),
+            b"giv",
+            "the longer one lost"
+        );
+        let left: Vec<_> = std::fs::read_dir(&sha)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left.len(), 1, "{left:?}");
     }
 
     /// A sweep takes a file it judged abandoned under the file's lock: probed and let go,
