@@ -36,7 +36,7 @@ pub(crate) fn lasting(e: &Error) -> Option<Lasting> {
 /// A mirror failure that will not pass by itself.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Lasting {
-    /// What is wrong, after "the mirror <url>".
+    /// What is wrong, after "the mirror `<url>`".
     cause: &'static str,
     /// Whether the mirror is not asked again this run: asking again would only be
     /// refused again, one round trip per object. A certificate or scheme is left to the

@@ -60,7 +60,7 @@ pub(super) fn head_too_large(e: &hyper_util::client::legacy::Error) -> bool {
 }
 
 /// A request's failure as dist's error. `refused` is the alert that ended the latest
-/// connection to the request's server (see [`refusal`]): a failure that says no more than
+/// connection to the request's server (see [`refusal`](super::refusal)): a failure that says no more than
 /// that a connection made was lost may be how the server refused our client certificate,
 /// `ours` (if we have one). `by_address`: the server was reached by IP address, so TLS sent
 /// it no server name.
@@ -458,7 +458,7 @@ fn incompatible(
 /// What a TLS failure that will not change by retrying says about certificates: ours
 /// (`ours`, if we have one) was missing or refused, or the server's is not trusted. (A
 /// server's refusal of our certificate shows only as its alert: under TLS 1.3, after the
-/// handshake, often read by the connection rather than the request; see [`refusal`].)
+/// handshake, often read by the connection rather than the request; see [`refusal`](super::refusal).)
 fn certificate_failure(e: &rustls::Error, ours: Option<&tls::ClientIdentity>) -> Option<String> {
     use rustls::AlertDescription as Alert;
     match e {
