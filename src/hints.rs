@@ -206,7 +206,7 @@ impl Hints {
                         ""
                     };
                     return Err(Error::invalid(format!(
-                        "a digest where a hint goes ({}): objects go one to a line of `dist fetch LOCATOR -`{case}",
+                        "a digest where a hint goes ({}): objects go one to a line of input{case}",
                         crate::server_text::cut_to(shown(word), 80)
                     )));
                 }
@@ -394,9 +394,9 @@ pub(crate) mod tests {
         let digest = format!("sha256:{}", "a".repeat(64));
         let e = Hints::parse([digest.as_str()]).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
+        // In the library's words: a `worker::run` caller runs no `dist fetch`.
         assert!(
-            e.to_string()
-                .ends_with("objects go one to a line of `dist fetch LOCATOR -`"),
+            e.to_string().ends_with("objects go one to a line of input"),
             "{e}"
         );
         assert!(Hints::parse(["sha512:abc"]).is_err());
@@ -405,9 +405,8 @@ pub(crate) mod tests {
         let e = Hints::parse([upper.as_str()]).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
         assert!(
-            e.to_string().ends_with(
-                "objects go one to a line of `dist fetch LOCATOR -`; digests are written in lowercase"
-            ),
+            e.to_string()
+                .ends_with("objects go one to a line of input; digests are written in lowercase"),
             "{e}"
         );
         assert!(Hints::parse(["Sha512:abc"]).is_err());

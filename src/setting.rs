@@ -50,10 +50,27 @@ macro_rules! setting_name {
 }
 pub(crate) use setting_name;
 
-/// A setting a message may name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Setting {
+/// Declares [`Setting`] and [`Setting::ALL`] from one list: a variant left out of `ALL`
+/// kept its library name in a program's messages, and a test listing the variants again
+/// passed as long as it was left out there too.
+macro_rules! settings {
+    ($( $(#[$doc:meta])* $variant:ident, )*) => {
+        /// A setting a message may name.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum Setting {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl Setting {
+            /// Every setting a message may name, in the order declared.
+            pub const ALL: [Setting; [$(stringify!($variant)),*].len()] =
+                [$(Setting::$variant),*];
+        }
+    };
+}
+
+settings! {
     /// [`TransportOptions::connect_timeout`](crate::transport::TransportOptions::connect_timeout):
     /// a DNS lookup, a TCP connection, a TLS handshake, a proxy's answer to `CONNECT`.
     ConnectTimeout,
@@ -81,18 +98,6 @@ pub enum Setting {
 }
 
 impl Setting {
-    /// Every setting a message may name.
-    pub const ALL: [Setting; 8] = [
-        Setting::ConnectTimeout,
-        Setting::ResponseTimeout,
-        Setting::IdleTimeout,
-        Setting::CaFiles,
-        Setting::ClientIdentity,
-        Setting::PlainHttp,
-        Setting::AllPlatforms,
-        Setting::Credentials,
-    ];
-
     /// How a message names the setting unless [`name_settings`] says otherwise: its
     /// Rust path, in backticks.
     pub fn library_name(self) -> &'static str {
@@ -175,22 +180,14 @@ mod tests {
         );
     }
 
-    /// `ALL` holds every setting, once: a program names those it lists, and a setting
-    /// left out would keep its library name. (The match fails to compile on a new one.)
+    /// `ALL` holds every setting, once, in the order declared (each at its discriminant):
+    /// a program names those it lists, and a setting left out would keep its library
+    /// name. `ALL` is made from the list that declares the variants, so none is left out.
     #[test]
     fn all_holds_every_setting() {
-        let place = |s: Setting| match s {
-            Setting::ConnectTimeout => 0,
-            Setting::ResponseTimeout => 1,
-            Setting::IdleTimeout => 2,
-            Setting::CaFiles => 3,
-            Setting::ClientIdentity => 4,
-            Setting::PlainHttp => 5,
-            Setting::AllPlatforms => 6,
-            Setting::Credentials => 7,
-        };
-        let places: Vec<usize> = Setting::ALL.iter().map(|s| place(*s)).collect();
-        assert_eq!(places, (0..Setting::ALL.len()).collect::<Vec<_>>());
+        for (place, setting) in Setting::ALL.iter().enumerate() {
+            assert_eq!(*setting as usize, place, "{setting:?}");
+        }
     }
 
     /// Each library name is its own: none holds another, which replacing it would break.

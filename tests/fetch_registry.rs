@@ -583,6 +583,22 @@ fn a_host_tls_cannot_name_fails_at_once_and_says_why() {
     }
 }
 
+/// A host label over the 63 bytes DNS allows is a usage error named as such, before any
+/// lookup: over https, TLS refused the name with a hint about an address that "ends in a
+/// number", and over http the resolver said only "Name or service not known".
+#[test]
+fn a_host_label_longer_than_dns_allows_is_named() {
+    let long = "x".repeat(64);
+    for locator in [
+        format!("{long}.example/team/app"),
+        format!("http://{long}.example/x"),
+    ] {
+        let err = Dist::new().fails(2, &["fetch", &locator, "v1"], b"");
+        assert!(err.contains("DNS allows at most 63"), "{err}");
+        assert!(!err.contains("ends in a number"), "{err}");
+    }
+}
+
 /// A registry that cannot be reached (for the moment, as far as dist can tell) is exit
 /// status 75 for the one-shot commands too, as for a batch, so that a script can tell it
 /// from an object that is not there (1).

@@ -1300,6 +1300,63 @@ fn another_users_partial_is_left_alone_and_the_blob_fetched_whole() {
     }
 }
 
+/// A wrong blob (an empty file) another user left in a sticky shared directory cannot be
+/// replaced by this run: the system says only "Operation not permitted", and dist says
+/// why (the directory is sticky, the file another user's) and what to do. Runs dist as
+/// `nobody` over root's file, which only root can set up.
+#[test]
+fn a_blob_another_user_owns_in_a_sticky_directory_is_named_as_theirs() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let set_mode = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    // SAFETY: geteuid has no preconditions and touches no memory.
+    let root = unsafe { libc::geteuid() } == 0;
+    assert!(
+        root,
+        "not root: this test runs dist as another user over root's file"
+    );
+    let (reg, digest, _) = fake_with_blob();
+    let base = tempfile::tempdir().unwrap();
+    set_mode(base.path(), 0o755);
+    let dir = base.path().join("shared");
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    let blob = dir.join("blobs/sha256").join(hex(&digest));
+    std::fs::write(&blob, b"").unwrap();
+    for sub in ["", "blobs", "blobs/sha256"] {
+        set_mode(&dir.join(sub), 0o1777);
+    }
+    let dist = Dist::new();
+    set_mode(dist.config_dir(), 0o755);
+    let repo = format!("{}/team/app", reg.host());
+    let mut cmd = dist.command(&["fetch", &repo, "-", "-o", dir.to_str().unwrap()]);
+    cmd.uid(65534).gid(65534);
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut child.stdin.take().unwrap(),
+        format!("{digest}\n").as_bytes(),
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("is a sticky directory") && text.contains("is another user's (uid 0)"),
+        "{text}"
+    );
+    assert!(text.contains("run as that user"), "{text}");
+    assert!(
+        std::fs::read(&blob).unwrap().is_empty(),
+        "root's file is left"
+    );
+}
+
 /// A registry that does not have the blob (a mistyped repository, or a private one asked
 /// without credentials, which many registries answer with 404) says nothing of the
 /// partial download, whose content is the digest's wherever it is served: it is kept for

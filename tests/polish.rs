@@ -2655,7 +2655,7 @@ fn digests_joined_on_a_line_fail_it_and_a_misspelt_hint_is_told_once() {
     assert_eq!(status(d[1]), None, "the second digest is not fetched alone");
     assert!(
         err.contains("a digest where a hint goes")
-            && err.contains("one to a line of `dist fetch LOCATOR -`"),
+            && err.contains("objects go one to a line of input"),
         "{err}"
     );
     assert_eq!(
@@ -3772,6 +3772,8 @@ fn a_missing_layer_whose_descriptor_lists_urls_is_said_to_be_non_distributable()
             && said.contains("https://far.example/layer"),
         "{said}"
     );
+    // In the library's words, which a `worker::run` caller reads too: no `dist pull`.
+    assert!(said.contains("(a pull skips such layers)"), "{said}");
     let said = error_of(9);
     assert!(
         said.contains("404") && !said.contains("non-distributable"),

@@ -45,6 +45,9 @@ pub fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
+/// The longest label (a dot-separated part) a DNS name can hold, RFC 1035 2.3.4.
+const MAX_LABEL: usize = 63;
+
 pub(super) fn validate_host(host: &str) -> std::result::Result<(), String> {
     let (name, port) = if let Some(v6) = host.strip_prefix('[') {
         let (addr, after) = v6
@@ -87,6 +90,15 @@ pub(super) fn validate_host(host: &str) -> std::result::Result<(), String> {
             });
         if !ok {
             return Err(format!("bad host name {name:?}"));
+        }
+        // Taken, it reached the resolver, which says only "Name or service not known",
+        // or over https TLS, refused with a hint about mistyped addresses.
+        if let Some(label) = name.split('.').find(|label| label.len() > MAX_LABEL) {
+            return Err(format!(
+                "bad host name {name:?}: its label {label:?} is {} bytes long, and DNS allows \
+                 at most {MAX_LABEL} (RFC 1035)",
+                label.len()
+            ));
         }
     }
     if let Some(port) = port {
@@ -251,6 +263,34 @@ mod tests {
             );
         }
         assert_eq!(repo("localhost:1/x").host(), "localhost:1");
+    }
+
+    /// A label over 63 bytes was taken: the resolver then said only "Name or service not
+    /// known", and over https TLS refused the name with a hint about mistyped addresses.
+    #[test]
+    fn a_label_longer_than_dns_allows_is_refused() {
+        let long = "x".repeat(64);
+        for s in [
+            format!("{long}.example/app"),
+            format!("reg.{long}:5000/app"),
+        ] {
+            let e = s.parse::<Repository>().unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidInput, "{s}");
+            assert!(
+                e.to_string()
+                    .contains("is 64 bytes long, and DNS allows at most 63"),
+                "{s}: {e}"
+            );
+        }
+        let e = format!("{long}.invalid/x:v1")
+            .parse::<Reference>()
+            .unwrap_err();
+        assert!(e.to_string().contains("DNS allows at most 63"), "{e}");
+        let most = "x".repeat(63);
+        assert_eq!(
+            repo(&format!("{most}.example/app")).host(),
+            format!("{most}.example")
+        );
     }
 
     /// A URL reads `[::1]5000` as `[::1]` on the scheme's port: the locator was taken, and

@@ -77,7 +77,7 @@ pub async fn run(
         let e = match blob_missing {
             true if !job.urls.is_empty() => e.with_note(format!(
                 "its descriptor lists urls ({}): a non-distributable layer, which a registry \
-                 need not hold; dist fetches nothing from urls (dist pull skips such layers)",
+                 need not hold; dist fetches nothing from urls (a pull skips such layers)",
                 crate::image::urls_shown(&job.urls)
             )),
             true if non_distributable => e.with_note(

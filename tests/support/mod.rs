@@ -13,11 +13,14 @@ pub mod token;
 pub mod wait;
 
 /// A host name the system resolver answers "no such name" for on every machine, with or
-/// without a DNS server: its first label is 64 bytes, one more than DNS allows (RFC 1035),
-/// so glibc refuses it itself, as `EAI_NONAME` ("Name or service not known"), without a
-/// query. A name under `.invalid` (RFC 6761) is answered so only where a DNS server
-/// answers it, and a machine without one says "Temporary failure in name resolution".
-/// Over https, TLS refuses the name before any lookup: reach it over `http://`.
+/// without a DNS server: 263 bytes, over the 255 a DNS name can carry (RFC 1035), so
+/// glibc refuses it itself, as `EAI_NONAME` ("Name or service not known"), without a
+/// query. Each label is 63 bytes, the most DNS allows, as dist refuses a longer one
+/// before any lookup. A name under `.invalid` (RFC 6761) is answered so only where a DNS
+/// server answers it, and a machine without one says "Temporary failure in name
+/// resolution". Over https, TLS refuses the name before any lookup: reach it over
+/// `http://`.
 pub fn no_such_host() -> String {
-    format!("{}.invalid", "x".repeat(64))
+    let label = "x".repeat(63);
+    format!("{label}.{label}.{label}.{label}.invalid")
 }

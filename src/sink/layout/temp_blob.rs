@@ -37,6 +37,36 @@ pub(super) fn park(from: &Path, len: u64, partial: &Path) -> bool {
     std::fs::rename(from, partial).is_ok()
 }
 
+/// The error of renaming a blob's content to `dest`. Over a file of another user's in a
+/// sticky directory (as /tmp is, or a shared store made so), the system says only
+/// "Operation not permitted", which reads as if the directory refused this user: only the
+/// file's owner (or the directory's, or root) may replace it, and the message says so.
+fn rename_err(dest: &Path, e: std::io::Error) -> Error {
+    use std::os::unix::fs::MetadataExt;
+    if e.kind() != std::io::ErrorKind::PermissionDenied {
+        return io_err("renaming into", dest, e);
+    }
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let (Ok(dir_meta), Ok(file_meta)) = (std::fs::metadata(dir), std::fs::symlink_metadata(dest))
+    else {
+        return io_err("renaming into", dest, e);
+    };
+    // SAFETY: geteuid(2) cannot fail and touches no memory of ours.
+    let me = unsafe { libc::geteuid() };
+    let sticky = dir_meta.mode() & 0o1000 != 0;
+    if !sticky || me == 0 || file_meta.uid() == me || dir_meta.uid() == me {
+        return io_err("renaming into", dest, e);
+    }
+    let words = format!(
+        "renaming into {}: {} is a sticky directory and the file there is another user's \
+         (uid {}), which only its owner may replace: run as that user, or remove the file",
+        dest.display(),
+        dir.display(),
+        file_meta.uid()
+    );
+    Error::new(ErrorKind::Io, words).with_cause(os_error(e))
+}
+
 /// Where the partial download of the blob `encoded` lies in `dir`, its algorithm's folder.
 pub(super) fn partial_in(dir: &Path, encoded: &str) -> PathBuf {
     dir.join(format!("{PARTIAL_PREFIX}{encoded}"))
@@ -324,7 +354,7 @@ impl TempBlob {
                 .sync_all()
                 .map_err(|e| io_err("writing into", &dir, e))?;
             file.persist(&moved)
-                .map_err(|e| io_err("renaming into", &moved, e.error))?;
+                .map_err(|e| rename_err(&moved, e.error))?;
             Ok::<_, Error>(())
         };
         // In memory, writing at most a megabyte, a no-op fsync and a rename take less time
