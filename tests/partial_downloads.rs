@@ -45,6 +45,41 @@ fn fetch_line_into(reg: &FakeRegistry, dir: &Path, line: &str, extra: &[&str]) -
     (out.status.code().unwrap_or(-1), text)
 }
 
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Runs the worker into `dir` for `digest` as the user and group `id` (`nobody`), or as
+/// the tests' own user; returns its output.
+fn fetch_into_as(
+    reg: &FakeRegistry,
+    dir: &Path,
+    digest: &str,
+    id: Option<u32>,
+) -> std::process::Output {
+    let dist = Dist::new();
+    set_mode(dist.config_dir(), 0o755);
+    let repo = format!("{}/team/app", reg.host());
+    let mut cmd = dist.command(&["fetch", &repo, "-", "-o", dir.to_str().unwrap()]);
+    if let Some(id) = id {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(id).gid(id);
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut child.stdin.take().unwrap(),
+        format!("{digest}\n").as_bytes(),
+    )
+    .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// The blob GETs the registry saw since `from`.
 fn blob_gets(reg: &FakeRegistry, digest: &str, from: usize) -> Vec<RequestRecord> {
     reg.requests()[from..]
@@ -1247,11 +1282,6 @@ fn a_partial_beside_its_stored_blob_is_removed() {
 /// `nobody` over root's file; otherwise over a file of its own that it may not write.
 #[test]
 fn another_users_partial_is_left_alone_and_the_blob_fetched_whole() {
-    use std::os::unix::fs::PermissionsExt;
-    use std::os::unix::process::CommandExt;
-    let set_mode = |path: &Path, mode: u32| {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-    };
     // SAFETY: geteuid has no preconditions and touches no memory.
     let root = unsafe { libc::geteuid() } == 0;
     let dir_modes: &[u32] = if root { &[0o777, 0o1777] } else { &[0o777] };
@@ -1266,25 +1296,7 @@ fn another_users_partial_is_left_alone_and_the_blob_fetched_whole() {
         }
         let partial = partial_path(&dir, &digest);
         set_mode(&partial, if root { 0o644 } else { 0o444 });
-        let dist = Dist::new();
-        set_mode(dist.config_dir(), 0o755);
-        let repo = format!("{}/team/app", reg.host());
-        let mut cmd = dist.command(&["fetch", &repo, "-", "-o", dir.to_str().unwrap()]);
-        if root {
-            cmd.uid(65534).gid(65534);
-        }
-        let mut child = cmd
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::io::Write::write_all(
-            &mut child.stdin.take().unwrap(),
-            format!("{digest}\n").as_bytes(),
-        )
-        .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = fetch_into_as(&reg, &dir, &digest, root.then_some(65534));
         let text = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "mode {dir_mode:o}: {text}");
         assert!(text.contains("may not write to"), "{text}");
@@ -1306,11 +1318,6 @@ fn another_users_partial_is_left_alone_and_the_blob_fetched_whole() {
 /// `nobody` over root's file, which only root can set up.
 #[test]
 fn a_blob_another_user_owns_in_a_sticky_directory_is_named_as_theirs() {
-    use std::os::unix::fs::PermissionsExt;
-    use std::os::unix::process::CommandExt;
-    let set_mode = |path: &Path, mode: u32| {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-    };
     // SAFETY: geteuid has no preconditions and touches no memory.
     let root = unsafe { libc::geteuid() } == 0;
     assert!(
@@ -1327,23 +1334,7 @@ fn a_blob_another_user_owns_in_a_sticky_directory_is_named_as_theirs() {
     for sub in ["", "blobs", "blobs/sha256"] {
         set_mode(&dir.join(sub), 0o1777);
     }
-    let dist = Dist::new();
-    set_mode(dist.config_dir(), 0o755);
-    let repo = format!("{}/team/app", reg.host());
-    let mut cmd = dist.command(&["fetch", &repo, "-", "-o", dir.to_str().unwrap()]);
-    cmd.uid(65534).gid(65534);
-    let mut child = cmd
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(
-        &mut child.stdin.take().unwrap(),
-        format!("{digest}\n").as_bytes(),
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = fetch_into_as(&reg, &dir, &digest, Some(65534));
     let text = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{text}");
     assert!(
