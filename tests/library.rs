@@ -11,7 +11,7 @@ use dist::auth::{Credential, CredentialSource};
 use dist::image::Manifest;
 use dist::registry::RegistryRemote;
 use dist::retry::RetryPolicy;
-use dist::sink::layout::LayoutStore;
+use dist::sink::layout::{LayoutStore, TempBlob};
 use dist::transport::{read_limited, Outgoing, Transport, TransportOptions};
 use dist::{Digest, Download, ErrorKind, Hints, Object, Remote};
 use support::cli::bytes;
@@ -519,7 +519,6 @@ async fn error_kinds_a_caller_matches_on() {
 /// every chunk, in order, and not the content without the dropped one under its digest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blob_write_dropped_while_it_waits_still_writes_its_chunk() {
-    use futures::FutureExt;
     let dir = tempfile::tempdir().unwrap();
     let store = LayoutStore::open(dir.path()).unwrap();
     // Chunks larger than the writer's queue: each waits for the one before to be written.
@@ -527,19 +526,28 @@ async fn a_blob_write_dropped_while_it_waits_still_writes_its_chunk() {
     let whole = chunks.concat();
     let digest = Digest::of(dist::digest::Algorithm::Sha256, &whole);
     let mut blob = store.temp(dist::digest::Algorithm::Sha256).unwrap();
-    let mut dropped = 0;
-    for chunk in &chunks {
-        match blob.write(chunk).now_or_never() {
-            Some(written) => written.unwrap(),
-            None => dropped += 1,
-        }
-    }
+    let dropped = write_each_dropped_at_its_wait(&mut blob, &chunks);
     assert!(dropped > 0, "no write waited for the writer");
     let path = blob.commit(&digest).await.unwrap();
     assert!(
         std::fs::read(path).unwrap() == whole,
         "{dropped} writes dropped"
     );
+}
+
+/// Writes each of `chunks` into `blob`, polling each write once and dropping it if it
+/// waits (a dropped write has taken its chunk: it is not written again); returns how many
+/// were dropped.
+fn write_each_dropped_at_its_wait(blob: &mut TempBlob, chunks: &[bytes::Bytes]) -> usize {
+    use futures::FutureExt;
+    let mut dropped = 0;
+    for chunk in chunks {
+        match blob.write(chunk).now_or_never() {
+            Some(written) => written.unwrap(),
+            None => dropped += 1,
+        }
+    }
+    dropped
 }
 
 /// Every call to `chunk` and to `TempBlob::write` dropped at its first wait, over a body
@@ -563,7 +571,7 @@ async fn chunk_and_write_dropped_at_every_wait_lose_and_repeat_nothing() {
     let object: Object = digest.parse().unwrap();
     let mut download = remote.fetch(&object, &Hints::default()).await.unwrap();
     let mut blob = store.temp(dist::digest::Algorithm::Sha256).unwrap();
-    let (mut chunk_drops, mut write_drops) = (0, 0);
+    let mut chunk_drops = 0;
     let mut chunks = Vec::new();
     loop {
         let next = loop {
@@ -577,13 +585,7 @@ async fn chunk_and_write_dropped_at_every_wait_lose_and_repeat_nothing() {
         chunks.push(chunk);
     }
     // Written after, all at once: the writer falls behind, and writes wait.
-    for chunk in &chunks {
-        // A dropped write has taken its chunk: it is not written again.
-        match blob.write(chunk).now_or_never() {
-            Some(written) => written.unwrap(),
-            None => write_drops += 1,
-        }
-    }
+    let write_drops = write_each_dropped_at_its_wait(&mut blob, &chunks);
     assert!(chunks.concat() == data, "{chunk_drops} chunk calls dropped");
     assert_eq!(download.digest().unwrap().to_string(), digest);
     assert!(

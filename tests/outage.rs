@@ -468,6 +468,23 @@ fn spawn_fetch(
 
 /// Fetches every one of `digests` at once, each on a task of its own, and fails the
 /// test unless each fails with a 503.
+/// `n` blobs of 3000 bytes and more (seeds from `seed`) in `reg`, each request for which
+/// is answered 503 with `Retry-After: after`.
+fn blobs_answered_503_with_retry_after(
+    reg: &FakeRegistry,
+    n: usize,
+    seed: u64,
+    after: &str,
+) -> Vec<String> {
+    let blobs: Vec<String> = (0..n)
+        .map(|i| reg.blob("team/app", bytes(seed + i as u64, 3000 + i)))
+        .collect();
+    for d in &blobs {
+        reg.set_fault_for_every(d, Fault::StatusWithRetryAfter(503, after.into()));
+    }
+    blobs
+}
+
 async fn all_fail_with_503(remote: &RegistryRemote, digests: &[String]) {
     all_fail_with(remote, digests, "503").await
 }
@@ -494,12 +511,7 @@ async fn a_long_retry_after_is_no_minute_without_a_request() {
     const N: usize = 8;
     const RETRIES: u32 = 5;
     let reg = FakeRegistry::start();
-    let blobs: Vec<String> = (0..N)
-        .map(|i| reg.blob("team/app", bytes(9300 + i as u64, 3000 + i)))
-        .collect();
-    for d in &blobs {
-        reg.set_fault_for_every(d, Fault::StatusWithRetryAfter(503, "90".into()));
-    }
+    let blobs = blobs_answered_503_with_retry_after(&reg, N, 9300, "90");
     let policy = RetryPolicy {
         retries: RETRIES,
         base_delay: Duration::from_millis(10),
@@ -988,12 +1000,7 @@ fn a_registry_retrying_cannot_cure_at_the_check_exits_2() {
 async fn an_object_late_to_an_outage_is_told_the_pause_its_answer_asked_for() {
     const RETRIES: u32 = 2;
     let reg = FakeRegistry::start();
-    let blobs: Vec<String> = (0..6)
-        .map(|i| reg.blob("team/app", bytes(9460 + i as u64, 3000 + i)))
-        .collect();
-    for d in &blobs {
-        reg.set_fault_for_every(d, Fault::StatusWithRetryAfter(503, "7".into()));
-    }
+    let blobs = blobs_answered_503_with_retry_after(&reg, 6, 9460, "7");
     let (before, late) = blobs.split_at(5);
     let policy = RetryPolicy {
         retries: RETRIES,

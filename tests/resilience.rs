@@ -357,6 +357,23 @@ fn each_failed_at_the_token_server(digests: &[String], err: &str) {
     }
 }
 
+/// Asserts that of a batch of `blobs`, the second alone failed, on the token server's 503
+/// ("try again later": status 75), and every object has its frame; returns stderr.
+#[track_caller]
+fn the_second_alone_failed_at_the_token_server(
+    blobs: &[String],
+    out: &std::process::Output,
+) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(75), "{err}");
+    each_failed_at_the_token_server(&blobs[1..2], &err);
+    for digest in &blobs[2..] {
+        assert!(!err.contains(digest.as_str()), "{digest}: {err}");
+    }
+    assert_eq!(parse_frames(&out.stdout).len(), blobs.len(), "{err}");
+    err
+}
+
 /// A token that ended while the token server fails every request: with `--retries N`,
 /// the token server is asked N + 1 times in all, the retries made for every task that
 /// needs the token. Before, a task whose own backoff ended after the retry made for all
@@ -441,14 +458,7 @@ fn a_token_refused_once_while_the_token_server_fails_is_sent_again() {
     }
     drop(input);
     let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    // The one failure is the token server's: "try again later".
-    assert_eq!(out.status.code(), Some(75), "{err}");
-    each_failed_at_the_token_server(&blobs[1..2], &err);
-    for digest in &blobs[2..] {
-        assert!(!err.contains(digest.as_str()), "{digest}: {err}");
-    }
-    assert_eq!(parse_frames(&out.stdout).len(), blobs.len(), "{err}");
+    let err = the_second_alone_failed_at_the_token_server(&blobs, &out);
     // The renewal the 401 asked for, and the next object's, before the token was sent.
     assert_eq!(reg.token_requests() - asked, 2, "{err}");
 }
@@ -464,14 +474,7 @@ fn a_token_refused_once_while_the_token_server_fails_is_sent_again() {
 #[test]
 fn a_token_sent_once_more_is_kept_by_its_request_through_the_registry_s_503s() {
     let (reg, blobs, asked, out) = a_refused_token_then_two_503s("3", 9850);
-    let err = String::from_utf8_lossy(&out.stderr);
-    // The one failure is the token server's, for the object that met the 401.
-    assert_eq!(out.status.code(), Some(75), "{err}");
-    each_failed_at_the_token_server(&blobs[1..2], &err);
-    for digest in &blobs[2..] {
-        assert!(!err.contains(digest.as_str()), "{digest}: {err}");
-    }
-    assert_eq!(parse_frames(&out.stdout).len(), blobs.len(), "{err}");
+    let err = the_second_alone_failed_at_the_token_server(&blobs, &out);
     let requests = reg.requests();
     let sent = |digest: &str| requests.iter().filter(|r| r.path.contains(digest)).count();
     assert_eq!(sent(&blobs[2]), 3, "two 503s and the answer: {err}");
