@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::user_info::{has_user_info, refused, shown, NO_QUERY_HERE};
+use super::user_info::{shown, url_part_refused};
 use super::{Object, Repository};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -55,16 +55,9 @@ impl FromStr for Reference {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Reference> {
-        if has_user_info(s) {
+        if let Some(why) = url_part_refused(s) {
             return Err(Error::invalid(format!(
-                "invalid reference {:?}: {}",
-                shown(s),
-                refused(s)
-            )));
-        }
-        if s.contains('?') {
-            return Err(Error::invalid(format!(
-                "invalid reference {:?}: {NO_QUERY_HERE}",
+                "invalid reference {:?}: {why}",
                 shown(s)
             )));
         }

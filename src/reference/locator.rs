@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::host::{is_host, is_loopback, validate_host};
-use super::user_info::{has_user_info, refused, shown, NO_QUERY_HERE};
+use super::user_info::{shown, url_part_refused};
 use super::{DOCKER_HUB, DOCKER_HUB_API};
 use crate::error::{Error, Result};
 
@@ -133,11 +133,8 @@ fn parse_repository(s: &str, explain: bool) -> Result<Repository> {
     if rest.is_empty() {
         return Err(bad("empty"));
     }
-    if has_user_info(s) {
-        return Err(bad(&refused(s)));
-    }
-    if rest.contains('?') {
-        return Err(bad(NO_QUERY_HERE));
+    if let Some(why) = url_part_refused(s) {
+        return Err(bad(&why));
     }
     let (host, path) = match rest.split_once('/') {
         Some((first, path)) if is_host(first) => (first.to_string(), path.to_string()),

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::user_info::{has_user_info, refused, shown, NO_QUERY_HERE};
+use super::user_info::{shown, url_part_refused};
 use super::Reference;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -113,18 +113,11 @@ impl FromStr for Object {
                 shown(inner)
             )));
         }
-        if has_user_info(s) {
+        // A login, or a registry URL's tail pasted with its query (`v1?token=…`, a
+        // pre-signed link's `sha256:…?X-Amz-Signature=…`), refused unshown as a locator's.
+        if let Some(why) = url_part_refused(s) {
             return Err(Error::invalid(format!(
-                "invalid object {:?}: {}",
-                shown(s),
-                refused(s)
-            )));
-        }
-        // A registry URL's tail pasted with its query (`v1?token=…`, a pre-signed link's
-        // `sha256:…?X-Amz-Signature=…`), refused unshown as a locator's is.
-        if s.contains('?') {
-            return Err(Error::invalid(format!(
-                "invalid object {:?}: {NO_QUERY_HERE}",
+                "invalid object {:?}: {why}",
                 shown(s)
             )));
         }

@@ -62,6 +62,19 @@ fn starts_digest(s: &str) -> bool {
 }
 
 /// Why `s`, holding user information, is refused.
+/// Why `s`, a word that names a registry's repository or object, holds what only a URL
+/// does: a login ([`refused`]), or a query ([`NO_QUERY_HERE`]). Either is shown by
+/// [`shown`] alone, since either may hold a secret.
+pub(super) fn url_part_refused(s: &str) -> Option<String> {
+    if has_user_info(s) {
+        Some(refused(s))
+    } else if s.contains('?') {
+        Some(NO_QUERY_HERE.to_string())
+    } else {
+        None
+    }
+}
+
 pub(super) fn refused(s: &str) -> String {
     if maybe_a_tag(s) {
         format!(
