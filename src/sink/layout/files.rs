@@ -207,23 +207,29 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Whether `dir` is on a filesystem kept in memory (tmpfs, ramfs).
-pub(super) fn memory_backed(dir: &Path) -> bool {
+/// Superblock magic number of tmpfs (statfs(2), linux/magic.h).
+pub(super) const TMPFS_MAGIC: u32 = 0x0102_1994;
+/// Superblock magic number of ramfs.
+pub(super) const RAMFS_MAGIC: u32 = 0x8584_58F6;
+
+/// The superblock magic number of the filesystem `dir` is on (statfs(2)); `None` where
+/// statfs fails (a missing directory).
+pub(super) fn fs_magic(dir: &Path) -> Option<u32> {
     use std::os::unix::ffi::OsStrExt;
-    const TMPFS_MAGIC: u64 = 0x0102_1994;
-    const RAMFS_MAGIC: u64 = 0x8584_58f6;
-    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
-        return false;
-    };
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
     let mut fs = std::mem::MaybeUninit::<libc::statfs>::uninit();
     // SAFETY: `path` is NUL-terminated and `fs` is large enough for the kernel's answer.
     if unsafe { libc::statfs(path.as_ptr(), fs.as_mut_ptr()) } != 0 {
-        return false;
+        return None;
     }
     // SAFETY: statfs succeeded, so it filled `fs`.
     // `f_type`'s width and sign differ between targets; the magic numbers fit in 32 bits.
-    let kind = unsafe { fs.assume_init() }.f_type as u64 & 0xffff_ffff;
-    kind == TMPFS_MAGIC || kind == RAMFS_MAGIC
+    Some(unsafe { fs.assume_init() }.f_type as u32)
+}
+
+/// Whether `dir` is on a filesystem kept in memory (tmpfs, ramfs).
+pub(super) fn memory_backed(dir: &Path) -> bool {
+    matches!(fs_magic(dir), Some(TMPFS_MAGIC | RAMFS_MAGIC))
 }
 
 /// Removes a new layout's files from `root` if it holds exactly those: `oci-layout` and

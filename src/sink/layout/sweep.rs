@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::files::{fs_magic, RAMFS_MAGIC, TMPFS_MAGIC};
 use super::locks::{known_unheld, remove_unheld_lock, take_unheld};
 use super::temp_blob::{park, partial_in};
 use super::{LOCK_PREFIX, PARTIAL_AGE, PARTIAL_PREFIX, TMP_PREFIX};
@@ -137,28 +138,17 @@ fn since_changed(entry: &std::fs::DirEntry) -> Option<Duration> {
 /// One this machine exports is written by other machines too, whose locks reach this
 /// kernel as record locks: [`known_unheld`] asks for those as well.
 pub(super) fn locks_are_this_kernels(dir: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
     // Superblock magic numbers (statfs(2), linux/magic.h).
     const LOCAL: [u32; 9] = [
         0xEF53,      // ext2, ext3, ext4
         0x5846_5342, // xfs
         0x9123_683E, // btrfs
-        0x0102_1994, // tmpfs
+        TMPFS_MAGIC,
         0x794C_7630, // overlayfs (a container's own filesystem)
         0x2FC1_2FC1, // zfs
         0xF2F5_2010, // f2fs
         0xCA45_1A4E, // bcachefs
-        0x8584_58F6, // ramfs
+        RAMFS_MAGIC,
     ];
-    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: `statfs` is plain integers, for which all zeroes is a value.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: a NUL-terminated path, and a struct of the type statfs fills.
-    if unsafe { libc::statfs(path.as_ptr(), &mut st) } != 0 {
-        return false;
-    }
-    // The field's type differs between architectures; the magic numbers fit in 32 bits.
-    LOCAL.contains(&(st.f_type as u32))
+    fs_magic(dir).is_some_and(|magic| LOCAL.contains(&magic))
 }
