@@ -19,7 +19,9 @@ Environment:
   HTTPS_PROXY, HTTP_PROXY, ALL_PROXY
                          an http:// proxy (credentials in its URL): tunnels (CONNECT)
                          for https, forwarded requests for plain http; or socks5://,
-                         socks5h:// (names resolved by the proxy)
+                         socks5h:// (names resolved by the proxy); none is read in a
+                         CGI program (REQUEST_METHOD set), as HTTP_PROXY may come from
+                         a request's Proxy header there
   NO_PROXY               hosts, domains and networks reached directly (loopback always is)
   XDG_CONFIG_HOME        also holds containers/certs.d/<host>/: a registry's CAs (*.crt)
                          and client certificate (*.cert with its *.key), as do
@@ -31,6 +33,7 @@ Environment:
   DIST_FETCH_TIMEOUT     as --timeout
   RUST_LOG               log filter, overriding -v (e.g. dist=debug)
   NO_COLOR               set and not empty: no colour in log lines on a terminal
+  TERM                   dumb: no progress line, which such a terminal cannot redraw
   TMPDIR                 where the worker's frames of objects past 1 MiB wait (else /tmp)
 
 Exit status:

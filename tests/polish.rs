@@ -1200,10 +1200,14 @@ fn completions_and_manual_come_from_the_real_options() {
         "DIST_FETCH_TIMEOUT",
         "RUST_LOG",
         "NO_COLOR",
+        "REQUEST_METHOD",
     ] {
         assert!(help.contains(name), "--help names {name}");
         assert!(man.contains(name), "the manual names {name}");
     }
+    // `TERM=dumb` turns the progress line off; "TERM" alone is also in SIGTERM.
+    assert!(help.contains("\n  TERM "), "--help names TERM");
+    assert!(man.contains("\\fBTERM\\fR"), "the manual names TERM");
     // Every subcommand in the one page `dist man` writes, referring to no other.
     assert!(man.contains(".SH \"DIST FETCH\""));
     assert!(!man.contains("dist\\-fetch(1)"));
