@@ -399,6 +399,46 @@ fn a_small_blob_is_fetched_without_waiting() {
     drop(lock);
 }
 
+/// Lines of one run naming a small blob with a `mediatype:` hint and without are two
+/// objects (README, Line protocol) but one blob: it is fetched once, and the later line
+/// reports it `exists`. Side by side, both downloaded it and both said `ok`, though no
+/// lock file makes a small blob wait. The first download is held until the second line
+/// has had the time to ask for it too.
+#[test]
+fn lines_of_one_run_naming_a_small_blob_twice_fetch_it_once() {
+    let reg = FakeRegistry::start();
+    let data = bytes(18, 4096);
+    let digest = reg.blob("team/app", &data);
+    let gate = Gate::default();
+    reg.push_fault(&digest, Fault::HeldAfter(0, gate.clone()));
+    let dir = tempfile::tempdir().unwrap();
+    let repo = format!("{}/team/app", reg.host());
+    let input = format!("{digest}\n{digest} mediatype:application/vnd.oci.image.layer.v1.tar\n");
+    let run = Dist::new().spawn(
+        &args(&repo, dir.path(), &["--timeout", "60s"]),
+        input.as_bytes(),
+    );
+    until("the first line's GET", || {
+        !blob_gets(&reg, &digest).is_empty()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    gate.open();
+    let out = run.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let mut statuses: Vec<String> = json_lines(&out.stdout)
+        .iter()
+        .map(|l| l["status"].as_str().unwrap().to_string())
+        .collect();
+    statuses.sort();
+    assert_eq!(statuses, ["exists", "ok"], "{}", text(&out));
+    assert_eq!(
+        blob_gets(&reg, &digest).len(),
+        1,
+        "the blob was downloaded twice"
+    );
+    assert_stored_alone(dir.path(), &digest, &data);
+}
+
 /// Pulls of two images sharing a large layer, into one layout at once: the layer is
 /// fetched once, and both images are stored whole.
 #[test]

@@ -531,7 +531,21 @@ fn unknown_tag_and_unmatched_platform_fail_clearly() {
         lines[0]["error"].as_str().unwrap().contains("v9"),
         "{lines:?}"
     );
+    assert_eq!(
+        lines[0]["digest"],
+        serde_json::Value::Null,
+        "a tag names none"
+    );
     assert_eq!(json_lines(&std::fs::read(&report).unwrap()), lines);
+    // A reference by digest names what it asked for, as a worker's failed line does.
+    let missing_digest = format!("sha256:{}", "0".repeat(64));
+    let by_digest = format!("{}/team/app@{missing_digest}", reg.host());
+    let missing = dist.run(&["pull", &by_digest, "-o", d], b"");
+    assert_eq!(missing.status.code(), Some(1));
+    let lines = json_lines(&missing.stdout);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["object"], by_digest.as_str());
+    assert_eq!(lines[0]["digest"], missing_digest.as_str(), "{lines:?}");
     let reference = format!("{}/team/app:v1", reg.host());
     let none = dist.run(
         &["pull", &reference, "-o", d, "--platform", "linux/s390x"],

@@ -1998,7 +1998,7 @@ fn a_pull_stopped_writing_out_its_lines_says_every_object_was_handled() {
         "linux/arm64",
     ];
     let child = Dist::new().spawn(&args, b"");
-    let (status, err) = stopped_after_its_first_line(child, Duration::from_secs(60), |first| {
+    let (status, err, _) = stopped_after_its_first_line(child, Duration::from_secs(60), |first| {
         assert!(first.ends_with("pulled as it is"), "{first}");
         assert!(std::fs::read_to_string(layout.join("index.json"))
             .unwrap()
@@ -2048,14 +2048,15 @@ fn a_pull_stops_while_nobody_reads_its_lines() {
 
 /// Holds `child`'s stdout unread (closed, the run would stop on its own), waits up to
 /// `limit` for its first line on stderr, checks it with `first` and then stops the run
-/// with SIGTERM. Returns its exit status and the lines it said after the first.
+/// with SIGTERM. Returns its exit status, the lines it said after the first, and its
+/// stdout, to read what the pipe held.
 fn stopped_after_its_first_line(
     mut child: std::process::Child,
     limit: Duration,
     first: impl FnOnce(&str),
-) -> (std::process::ExitStatus, String) {
+) -> (std::process::ExitStatus, String, std::process::ChildStdout) {
     use std::io::BufRead;
-    let _out = child.stdout.take().unwrap();
+    let out = child.stdout.take().unwrap();
     let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     let (tx, said) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
@@ -2068,13 +2069,15 @@ fn stopped_after_its_first_line(
     let status = exit_within(&mut child, Duration::from_secs(30), "a stop");
     reader.join().unwrap();
     let rest: Vec<String> = said.try_iter().collect();
-    (status, rest.join("\n"))
+    (status, rest.join("\n"), out)
 }
 
 /// A batch stopped while its output is held up after every object was handled says that:
 /// all were handled, and not all of the output was written. It said "objects reported so
 /// far are complete" (and under `--timeout` "the others were not fetched"), of a batch
-/// that had no others left.
+/// that had no others left. The frame the writer was stuck in is cut short where the pipe
+/// stopped taking it, as README says, and the message says so too: it said the output
+/// ended with the last frame written whole.
 #[test]
 fn a_batch_stopped_writing_out_says_every_object_was_handled() {
     let reg = FakeRegistry::start();
@@ -2085,9 +2088,10 @@ fn a_batch_stopped_writing_out_says_every_object_was_handled() {
     // One at a time: the second line is said failed only once the first was handled.
     let args = ["fetch", &repo(&reg), "-", "-j", "1"];
     let child = Dist::new().spawn(&args, format!("{large}\n{missing}\n").as_bytes());
-    let (status, rest) = stopped_after_its_first_line(child, Duration::from_secs(30), |first| {
-        assert!(first.starts_with("dist: line 2:"), "{first}");
-    });
+    let (status, rest, mut out) =
+        stopped_after_its_first_line(child, Duration::from_secs(30), |first| {
+            assert!(first.starts_with("dist: line 2:"), "{first}");
+        });
     assert_eq!(status.code(), Some(143), "{rest}");
     assert!(
         rest.contains(
@@ -2097,6 +2101,18 @@ fn a_batch_stopped_writing_out_says_every_object_was_handled() {
         "{rest}"
     );
     assert!(!rest.contains("reported so far"), "{rest}");
+    let mut held = Vec::new();
+    std::io::Read::read_to_end(&mut out, &mut held).unwrap();
+    let header = format!("{large} {large} 300000 -\n");
+    assert!(held.starts_with(header.as_bytes()), "{held:?}");
+    assert!(
+        held.len() < header.len() + 300_001,
+        "the frame went out whole"
+    );
+    assert!(
+        rest.contains("written whole, and perhaps part of the one being written, cut short"),
+        "{rest}"
+    );
 }
 
 /// A batch stopped while its stdin is idle, every line read handled, says it was waiting

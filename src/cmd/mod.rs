@@ -735,7 +735,10 @@ impl Stop {
     /// Says why a batch stopped while it wrote out the output of objects it had all
     /// handled: "the others were not fetched" was said where there were no others, and
     /// what was not done, the writing, went unsaid. `held` is what may have held it: "a
-    /// reader of stdout" was blamed for a `--report` FIFO whose reader did not read.
+    /// reader of stdout" was blamed for a `--report` FIFO whose reader did not read. The
+    /// write the stop found under way had put part of its frame or line out, which the
+    /// pipe keeps: "ends with the last frame written whole" sent a reader to look for no
+    /// cut.
     pub fn say_unwritten(&self, held: Unwritten<'_>) {
         let Some(why) = self.why() else { return };
         let (what, held) = match held {
@@ -755,7 +758,7 @@ impl Stop {
         say!(
             "dist: {why}; every object was handled, but not all of their output was written \
              ({held} that does not read, or a disk that does not answer, held it up): \
-             {what} written whole"
+             {what} written whole, and perhaps part of the one being written, cut short"
         );
     }
 

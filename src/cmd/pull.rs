@@ -301,6 +301,10 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
             // matches): a mirroring job reading the reports found an empty one, and the
             // reason only on stderr.
             let mut outcome = dist::worker::Outcome::new(last_line + 1, args.reference);
+            // What it asked for, as a worker's failed line says: the digest the reference
+            // names (`app@sha256:…`), `null` for a tag. It was `null` for both, and a job
+            // reading worker and pull reports alike lost the digest of a pull by digest.
+            outcome.digest = object.digest().cloned();
             outcome.elapsed = started.elapsed();
             outcome.fail(e);
             let line = dist::sink::report::json_line(&outcome);

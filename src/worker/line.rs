@@ -221,6 +221,22 @@ mod tests {
         );
     }
 
+    /// README (Line protocol): any white space parts words and is trimmed from the ends,
+    /// as Unicode counts it; it said "spaces or tabs", which a consumer took to make
+    /// `sha256:…<no-break space>size:5` one word, a bad digest.
+    #[test]
+    fn unicode_white_space_parts_words_as_a_space_does() {
+        for space in ["\u{a0}", "\u{2028}", "\u{c}", "\u{3000}", "\u{85}"] {
+            let j = parse_line(&format!("{space}{D}{space}size:5{space}"))
+                .unwrap()
+                .unwrap();
+            assert_eq!(j.object.to_string(), D, "{space:?}");
+            assert_eq!(j.hints.size, Some(5), "{space:?}");
+        }
+        // Not white space: a zero-width space stays in the word, which is then no digest.
+        assert!(parse_line(&format!("{D}\u{200b}size:5")).unwrap().is_err());
+    }
+
     #[test]
     fn descriptor_lines() {
         let j = parse_line(&format!(

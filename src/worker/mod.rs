@@ -8,6 +8,7 @@
 //! fetched once, unless that fetch failed before the second line was read: then it is
 //! fetched again.
 
+mod in_flight;
 mod ingest;
 pub mod input;
 pub mod job;
@@ -29,6 +30,7 @@ use crate::error::{Error, ErrorKind};
 use crate::remote::Remote;
 use crate::sink::layout::LayoutStore;
 use crate::sink::spool::{self, Spool};
+use in_flight::InFlight;
 use input::RawLine;
 use line::Job;
 use progress::Progress;
@@ -231,6 +233,7 @@ where
     // them before it looks at its next line. Sent before the failure's outcome leaves the
     // worker: a line written once that outcome was seen is read after it.
     let (failed_tx, failed_rx) = std::sync::mpsc::channel::<seen::Key>();
+    let in_flight = Arc::new(InFlight::default());
     let tasks = lines.filter_map(move |item| {
         for key in failed_rx.try_iter() {
             seen.forget(key);
@@ -275,6 +278,7 @@ where
                             job,
                             destination.clone(),
                             progress.clone(),
+                            in_flight.clone(),
                             failed,
                         ))
                     } else {
@@ -341,6 +345,7 @@ fn spawn_job(
     job: Job,
     destination: Arc<Destination>,
     progress: Arc<Progress>,
+    in_flight: Arc<InFlight>,
     failed: Forget,
 ) -> BoxFuture<'static, Outcome> {
     let object = job.object.to_string();
@@ -351,6 +356,7 @@ fn spawn_job(
         job,
         destination,
         progress,
+        in_flight,
     )));
     Box::pin(async move {
         let outcome = match handle.join().await {
@@ -388,7 +394,14 @@ async fn job_task(
     job: Job,
     destination: Arc<Destination>,
     progress: Arc<Progress>,
+    in_flight: Arc<InFlight>,
 ) -> Outcome {
+    // Another line of the batch fetching this digest into the store goes first: this one
+    // then finds it stored (`exists`), or fetches it itself if that fetch failed.
+    let _turn = match (destination.as_ref(), job.object.digest()) {
+        (Destination::Store { .. }, Some(digest)) => Some(in_flight.turn(digest).await),
+        _ => None,
+    };
     progress.started();
     let fetch = Box::pin(job::run(
         remote.as_ref(),
@@ -724,6 +737,7 @@ mod tests {
             job,
             Arc::new(Destination::default()),
             Arc::new(Progress::default()),
+            Arc::default(),
         );
         let size = std::mem::size_of_val(&task);
         assert!(size <= 512, "a job's task takes {size} bytes");
