@@ -197,6 +197,21 @@ pub(super) fn hold_within(file: &std::fs::File, wait: Duration) -> bool {
     }
 }
 
+/// [`hold_within`] for async code: the pauses between tries yield to the runtime, which
+/// the CLI's single thread shares with every transfer, timer and Ctrl-C's handling.
+pub(super) async fn hold_within_async(file: &std::fs::File, wait: Duration) -> bool {
+    let started = std::time::Instant::now();
+    loop {
+        if hold(file) {
+            return true;
+        }
+        if started.elapsed() >= wait {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Takes the lock of `path`, shared, to remove or rename a file no live process holds
 /// ([`hold`]): `None` when one does, or when `path` no longer names the file locked. Kept
 /// until the file is taken, the lock keeps out the run that made it, which checks once it
