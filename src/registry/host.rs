@@ -222,6 +222,7 @@ impl Host {
             ),
             Some(s) => {
                 no_credentials_in(&s.url, "registry server")?;
+                no_query_in(&s.url, "registry server")?;
                 let (authority, api) =
                     api_root_of(&s.url, s.override_path, "registry server", &s.url)?;
                 (authority, api, s.capabilities)
@@ -267,6 +268,7 @@ impl Host {
         credentials: CredentialSource,
     ) -> Result<Host> {
         no_credentials_in(&m.url, "mirror")?;
+        no_query_in(&m.url, "mirror")?;
         let (authority, api) = api_root_of(&m.url, m.override_path, "mirror URL", &m.url)?;
         let auth = Authorizer::new(
             m.transport.clone(),
@@ -1130,6 +1132,21 @@ fn serves_another(authority: &str, registry: &str) -> bool {
     !(hub || authority.eq_ignore_ascii_case(registry))
 }
 
+/// Refuses a query in the URL of a mirror or server (`what`), as the command line does
+/// for a mirror: the host is asked at its URL's path only, as containerd asks it, and a
+/// query (`?token=…`) taken out without a word left it asked without, failing, and passed
+/// over for the next host. Quoted without the query, which may hold a token.
+pub(crate) fn no_query_in(url: &str, what: &str) -> Result<()> {
+    if !url.contains('?') {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "invalid {what} {:?}: {}",
+        crate::error::redact_url(url.trim()),
+        crate::hosts::NO_QUERY_SENT
+    )))
+}
+
 /// Refuses `user:password@` in the URL of a mirror or server (`what`), as the command line
 /// and hosts files do for library callers too: never sent (credentials come from the
 /// same files as the registry's), it became part of the host's name, which messages
@@ -1616,6 +1633,35 @@ mod tests {
             assert!(!e.contains("s3cret"), "{e}");
             assert!(!e.contains("cret"), "{e}");
             assert!(e.contains("credentials do not go here"), "{e}");
+        }
+    }
+
+    /// A library's `Mirror` or `Server` with a query in its URL (`?token=…`, which the
+    /// command line refuses) was asked at its path alone, the query dropped without a
+    /// word: a mirror that needs it fails and is passed over for the registry.
+    #[test]
+    fn a_url_with_a_query_is_refused_without_showing_it() {
+        for url in [
+            "https://mirror.example/cache?token=s3cret",
+            "http://[::1]:5000?s3cret",
+        ] {
+            let e = try_mirror(url).err().expect(url);
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+            let e = e.to_string();
+            assert!(!e.contains("s3cret"), "{e}");
+            assert!(e.starts_with("invalid mirror"), "{e}");
+            assert!(e.contains("a query would never be sent"), "{e}");
+            let server = Server::new(url);
+            let transport = Transport::new(Default::default()).unwrap();
+            let repo: Repository = "registry.example/team/app".parse().unwrap();
+            let e = Host::upstream(&repo, Some(&server), transport, CredentialSource::None)
+                .err()
+                .expect(url);
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+            let e = e.to_string();
+            assert!(!e.contains("s3cret"), "{e}");
+            assert!(e.starts_with("invalid registry server"), "{e}");
+            assert!(e.contains("a query would never be sent"), "{e}");
         }
     }
 
