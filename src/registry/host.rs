@@ -767,15 +767,29 @@ impl Host {
             // Its connection is not held through what follows: a token or quota lookup
             // on this host, and the pause before the next attempt.
             drop(reply);
+            // Held before this request's own verdict: on its last attempt (always, with
+            // `--retries 0`) it fails, but the server's pause holds every request to it,
+            // where each other task drew a 429 of its own. One past the longest wait fails
+            // this request at once, and pauses no other for that long.
+            let hold_off = || match (holding.filter(|d| *d <= policy.max_delay), &elsewhere) {
+                (Some(asked), Some(target)) => self.transport.pause_origin(target, asked),
+                (Some(asked), None) => self.pause.pause_for(asked),
+                (None, _) => {}
+            };
             if let Some(t) = ticket {
                 // Ended late to an outage, with retries left: its answer's pause was not
-                // waited out either, as after a last attempt (`Next::Spent`).
-                err = self
-                    .outage_failed(t, err, &url, policy, came, (*retries, max_retries))
-                    .map_err(|e| {
+                // waited out either, as after a last attempt (`Next::Spent`), and holds the
+                // requests sent after it, as any other answer's does: the next object's,
+                // sent at once, met the server before the pause it asked for was over.
+                err = match self.outage_failed(t, err, &url, policy, came, (*retries, max_retries))
+                {
+                    Ok(err) => err,
+                    Err(e) => {
+                        hold_off();
                         let last = asked.or_else(|| e.retry_after());
-                        e.with_retry_after(last)
-                    })?;
+                        return Err(e.with_retry_after(last));
+                    }
+                };
             }
             // ECR's words for a password past its 12 hours: credentials refused, as a 401
             // says, and not a repository policy's 403, which names the action refused.
@@ -824,15 +838,7 @@ impl Host {
                 }
                 return Err(err.with_url(&url));
             }
-            // Held before this request's own verdict: on its last attempt (always, with
-            // `--retries 0`) it fails, but the server's pause holds every request to it,
-            // where each other task drew a 429 of its own. One past the longest wait fails
-            // this request at once, and pauses no other for that long.
-            match (holding.filter(|d| *d <= policy.max_delay), &elsewhere) {
-                (Some(asked), Some(target)) => self.transport.pause_origin(target, asked),
-                (Some(asked), None) => self.pause.pause_for(asked),
-                (None, _) => {}
-            }
+            hold_off();
             if ends_at_500 && own && status == StatusCode::INTERNAL_SERVER_ERROR {
                 let err = err.with_attempts(*retries + 1).ending_at_500();
                 return Err(err.with_url(&url));
