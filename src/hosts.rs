@@ -130,12 +130,7 @@ impl HostSpec {
         // for the registry without a word. A login is refused first, unshown: its
         // password may hold a `?`.
         no_login(value, "mirror")?;
-        if value.contains('?') {
-            return Err(Error::invalid(format!(
-                "invalid mirror {:?}: {NO_QUERY_SENT}",
-                crate::error::redact_url(value.trim())
-            )));
-        }
+        crate::registry::host::no_query_in(value, "mirror")?;
         Ok(HostSpec {
             url: with_scheme(value, None, "mirror")?,
             capabilities: Capabilities::ALL,
@@ -145,11 +140,13 @@ impl HostSpec {
     }
 }
 
-/// Why a mirror's URL with a query is refused on the command line, and warned about in a
-/// hosts file (which containerd reads so too): the query is never sent.
-pub const NO_QUERY_SENT: &str = "a mirror is asked at its URL's path only, and a query \
-     would never be sent (left out of this message: it may hold a token); a mirror's \
-     credentials come from docker login or podman login, or a `header` in hosts.toml";
+/// Why a mirror's or server's URL with a query is refused on the command line and in a
+/// [`Mirror`](crate::registry::host::Mirror) or [`Server`], and warned about in a hosts
+/// file (which containerd reads so too): the query is never sent.
+pub const NO_QUERY_SENT: &str = "a mirror (or a registry's server) is asked at its URL's \
+     path only, and a query would never be sent (left out of this message: it may hold a \
+     token); its credentials come from docker login or podman login, or a `header` in \
+     hosts.toml";
 
 /// The parsed `hosts.toml` of one registry.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

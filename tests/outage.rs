@@ -992,6 +992,43 @@ fn a_registry_retrying_cannot_cure_at_the_check_exits_2() {
     }
 }
 
+/// The answer that ends a request late to an outage holds the registry's other requests
+/// for the `Retry-After` it carries, as every other answer's does: it returned before
+/// setting the pause, and the next object, sent at once, met the server long before the
+/// pause it asked for was over (a worker's next line, a service's next fetch).
+#[tokio::test(start_paused = true)]
+async fn the_answer_that_ends_a_late_request_holds_the_next_one() {
+    const RETRIES: u32 = 2;
+    let reg = FakeRegistry::start();
+    let blobs = blobs_answered_503_with_retry_after(&reg, 7, 9470, "30");
+    let (before, late) = blobs.split_at(5);
+    let policy = RetryPolicy {
+        retries: RETRIES,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_secs(60),
+    };
+    let remote = library_remote(&reg, policy);
+    let ticker = tick_while_idle();
+    all_fail_with_503(&remote, before).await;
+    let first: Object = late[0].parse().unwrap();
+    let e = remote.fetch(&first, &Hints::default()).await.unwrap_err();
+    assert!(
+        e.to_string().contains("the registry failed every request"),
+        "{e}"
+    );
+    let answered = tokio::time::Instant::now();
+    let next: Object = late[1].parse().unwrap();
+    let e = remote.fetch(&next, &Hints::default()).await.unwrap_err();
+    let sent_after = answered.elapsed();
+    ticker.abort();
+    assert_eq!(reg.requests_for(&late[1]), 1, "{e}");
+    // On the paused clock: the pause, not the speed of the machine, decides it.
+    assert!(
+        sent_after >= Duration::from_secs(30),
+        "asked again {sent_after:?} after a 30 s Retry-After"
+    );
+}
+
 /// An object late to an outage is asked once for itself, and its error carries the
 /// `Retry-After` that answer asked for, which nobody waited out: a service scheduling the
 /// object again must not come back before it ends, as after a request whose retries ran

@@ -553,12 +553,14 @@ fn mirror_specs(
                 dir.display()
             );
         }
-        if let Some(file) = HostsFile::load(dir, repo.host())? {
+        if let Some(mut file) = HostsFile::load(dir, repo.host())? {
             // Read as containerd reads it, the file's queries are dropped: said, not
-            // refused, so that a file shared with containerd keeps working.
-            let urls = file.hosts.iter().map(|h| &h.url);
-            for url in urls.chain(file.server.as_ref().map(|s| &s.url)) {
-                if url.contains('?') && !global.quiet {
+            // refused, so that a file shared with containerd keeps working. Taken out here,
+            // where it is said: a `Mirror` or `Server` holding one is refused.
+            let urls = file.hosts.iter_mut().map(|h| &mut h.url);
+            for url in urls.chain(file.server.as_mut().map(|s| &mut s.url)) {
+                let Some(at) = url.find('?') else { continue };
+                if !global.quiet {
                     say!(
                         "dist: warning: the hosts file of {} names {:?}: {}",
                         repo.host(),
@@ -566,6 +568,7 @@ fn mirror_specs(
                         dist::hosts::NO_QUERY_SENT
                     );
                 }
+                url.truncate(at);
             }
             specs.extend(file.hosts);
             server = file.server;

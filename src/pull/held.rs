@@ -56,7 +56,7 @@ pub(super) fn too_large(len: u64, digest: &Digest) -> Option<Error> {
 /// Stores a held manifest under its digest (verified when it was fetched); where it is.
 pub(super) async fn store(store: &LayoutStore, held: &Held) -> Result<std::path::PathBuf> {
     let digest = &held.descriptor.digest;
-    let mut temp = store.temp_for(digest)?;
+    let mut temp = store.temp_async(digest.algorithm(), Some(digest)).await?;
     temp.write(&held.bytes).await?;
     temp.commit(digest).await
 }

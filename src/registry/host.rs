@@ -222,6 +222,7 @@ impl Host {
             ),
             Some(s) => {
                 no_credentials_in(&s.url, "registry server")?;
+                no_query_in(&s.url, "registry server")?;
                 let (authority, api) =
                     api_root_of(&s.url, s.override_path, "registry server", &s.url)?;
                 (authority, api, s.capabilities)
@@ -267,6 +268,7 @@ impl Host {
         credentials: CredentialSource,
     ) -> Result<Host> {
         no_credentials_in(&m.url, "mirror")?;
+        no_query_in(&m.url, "mirror")?;
         let (authority, api) = api_root_of(&m.url, m.override_path, "mirror URL", &m.url)?;
         let auth = Authorizer::new(
             m.transport.clone(),
@@ -765,15 +767,29 @@ impl Host {
             // Its connection is not held through what follows: a token or quota lookup
             // on this host, and the pause before the next attempt.
             drop(reply);
+            // Held before this request's own verdict: on its last attempt (always, with
+            // `--retries 0`) it fails, but the server's pause holds every request to it,
+            // where each other task drew a 429 of its own. One past the longest wait fails
+            // this request at once, and pauses no other for that long.
+            let hold_off = || match (holding.filter(|d| *d <= policy.max_delay), &elsewhere) {
+                (Some(asked), Some(target)) => self.transport.pause_origin(target, asked),
+                (Some(asked), None) => self.pause.pause_for(asked),
+                (None, _) => {}
+            };
             if let Some(t) = ticket {
                 // Ended late to an outage, with retries left: its answer's pause was not
-                // waited out either, as after a last attempt (`Next::Spent`).
-                err = self
-                    .outage_failed(t, err, &url, policy, came, (*retries, max_retries))
-                    .map_err(|e| {
+                // waited out either, as after a last attempt (`Next::Spent`), and holds the
+                // requests sent after it, as any other answer's does: the next object's,
+                // sent at once, met the server before the pause it asked for was over.
+                err = match self.outage_failed(t, err, &url, policy, came, (*retries, max_retries))
+                {
+                    Ok(err) => err,
+                    Err(e) => {
+                        hold_off();
                         let last = asked.or_else(|| e.retry_after());
-                        e.with_retry_after(last)
-                    })?;
+                        return Err(e.with_retry_after(last));
+                    }
+                };
             }
             // ECR's words for a password past its 12 hours: credentials refused, as a 401
             // says, and not a repository policy's 403, which names the action refused.
@@ -822,15 +838,7 @@ impl Host {
                 }
                 return Err(err.with_url(&url));
             }
-            // Held before this request's own verdict: on its last attempt (always, with
-            // `--retries 0`) it fails, but the server's pause holds every request to it,
-            // where each other task drew a 429 of its own. One past the longest wait fails
-            // this request at once, and pauses no other for that long.
-            match (holding.filter(|d| *d <= policy.max_delay), &elsewhere) {
-                (Some(asked), Some(target)) => self.transport.pause_origin(target, asked),
-                (Some(asked), None) => self.pause.pause_for(asked),
-                (None, _) => {}
-            }
+            hold_off();
             if ends_at_500 && own && status == StatusCode::INTERNAL_SERVER_ERROR {
                 let err = err.with_attempts(*retries + 1).ending_at_500();
                 return Err(err.with_url(&url));
@@ -1128,6 +1136,21 @@ fn serves_another(authority: &str, registry: &str) -> bool {
     let hub =
         registry == crate::reference::DOCKER_HUB && authority == crate::reference::DOCKER_HUB_API;
     !(hub || authority.eq_ignore_ascii_case(registry))
+}
+
+/// Refuses a query in the URL of a mirror or server (`what`), as the command line does
+/// for a mirror: the host is asked at its URL's path only, as containerd asks it, and a
+/// query (`?token=…`) taken out without a word left it asked without, failing, and passed
+/// over for the next host. Quoted without the query, which may hold a token.
+pub(crate) fn no_query_in(url: &str, what: &str) -> Result<()> {
+    if !url.contains('?') {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "invalid {what} {:?}: {}",
+        crate::error::redact_url(url.trim()),
+        crate::hosts::NO_QUERY_SENT
+    )))
 }
 
 /// Refuses `user:password@` in the URL of a mirror or server (`what`), as the command line
@@ -1616,6 +1639,35 @@ mod tests {
             assert!(!e.contains("s3cret"), "{e}");
             assert!(!e.contains("cret"), "{e}");
             assert!(e.contains("credentials do not go here"), "{e}");
+        }
+    }
+
+    /// A library's `Mirror` or `Server` with a query in its URL (`?token=…`, which the
+    /// command line refuses) was asked at its path alone, the query dropped without a
+    /// word: a mirror that needs it fails and is passed over for the registry.
+    #[test]
+    fn a_url_with_a_query_is_refused_without_showing_it() {
+        for url in [
+            "https://mirror.example/cache?token=s3cret",
+            "http://[::1]:5000?s3cret",
+        ] {
+            let e = try_mirror(url).err().expect(url);
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+            let e = e.to_string();
+            assert!(!e.contains("s3cret"), "{e}");
+            assert!(e.starts_with("invalid mirror"), "{e}");
+            assert!(e.contains("a query would never be sent"), "{e}");
+            let server = Server::new(url);
+            let transport = Transport::new(Default::default()).unwrap();
+            let repo: Repository = "registry.example/team/app".parse().unwrap();
+            let e = Host::upstream(&repo, Some(&server), transport, CredentialSource::None)
+                .err()
+                .expect(url);
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+            let e = e.to_string();
+            assert!(!e.contains("s3cret"), "{e}");
+            assert!(e.starts_with("invalid registry server"), "{e}");
+            assert!(e.contains("a query would never be sent"), "{e}");
         }
     }
 

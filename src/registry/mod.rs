@@ -160,6 +160,8 @@ impl RegistryRemote {
     /// Reaches the registry itself at `server` instead of its usual address, asking it only
     /// for what its capabilities allow (call before sharing the remote). Headers set with
     /// [`with_registry_headers`](Self::with_registry_headers) go on to it.
+    /// A URL that is no `http(s)://host[:port][/path]`, or holds a login or a query
+    /// (neither would be sent), is refused as invalid input.
     ///
     /// # Panics
     ///
@@ -204,6 +206,8 @@ impl RegistryRemote {
 
     /// Tries `mirrors`, in order, before the registry (call before sharing the remote).
     /// Credentials for each mirror are looked up under the mirror's own host name.
+    /// A URL that is no `http(s)://host[:port][/path]`, or holds a login or a query
+    /// (neither would be sent), is refused as invalid input.
     ///
     /// # Panics
     ///

@@ -594,12 +594,13 @@ async fn start(
         store.remove_partial_past(digest, size);
     }
     let mut temp = match (job.object.digest(), &download.meta().expected) {
-        (Some(digest), _) => store.temp_for(digest)?,
-        (None, expected) => store.temp(
-            expected
+        (Some(digest), _) => store.temp_async(digest.algorithm(), Some(digest)).await?,
+        (None, expected) => {
+            let algorithm = expected
                 .as_ref()
-                .map_or(crate::digest::Algorithm::Sha256, Digest::algorithm),
-        )?,
+                .map_or(crate::digest::Algorithm::Sha256, Digest::algorithm);
+            store.temp_async(algorithm, None).await?
+        }
     };
     if let Some(size) = download.meta().size {
         temp.hold_to(size);

@@ -104,14 +104,23 @@ struct Source {
 /// reader do and Docker's daemon does for its own JSON: Notepad and Windows PowerShell's
 /// `Set-Content -Encoding UTF8` write one, and a `config.json` made so and handed to a CI
 /// job was passed over as "not valid JSON at line 1, column 1", its logins unused.
-/// UTF-16 (PowerShell 5's `>` and `Out-File`) is said to be so, with how to convert it.
+/// UTF-16 (PowerShell 5's `>` and `Out-File`) or UTF-32 is said to be so, with how to
+/// convert it ([`wide_encoding`]).
 fn parse_config(text: &[u8]) -> std::result::Result<ConfigFile, String> {
-    if text.starts_with(&[0xFF, 0xFE]) || text.starts_with(&[0xFE, 0xFF]) {
-        return Err(
-            "it is UTF-16 (it begins with a byte order mark), where a credential \
-                    file is UTF-8: convert it (iconv -f UTF-16 -t UTF-8)"
-                .into(),
-        );
+    if let Some((family, order, how)) = wide_encoding(text) {
+        // iconv reads a byte order mark and takes the order from it; without one, it
+        // must be told the order.
+        let (how, from) = match how {
+            Told::ByteOrderMark => ("it begins with a byte order mark", family.to_string()),
+            Told::Nuls => (
+                "its first bytes hold NULs where its text has none",
+                format!("{family}{order}"),
+            ),
+        };
+        return Err(format!(
+            "it is {family}{order} ({how}), where a credential file is UTF-8: convert it \
+             (iconv -f {from} -t UTF-8)"
+        ));
     }
     let text = text.strip_prefix("\u{feff}".as_bytes()).unwrap_or(text);
     // Docker reads an empty file (as `touch` or docker-py leave it) as no settings, not as
@@ -120,6 +129,39 @@ fn parse_config(text: &[u8]) -> std::result::Result<ConfigFile, String> {
         return Ok(ConfigFile::default());
     }
     serde_json::from_slice::<ConfigFile>(text).map_err(not_a_config)
+}
+
+/// How [`wide_encoding`] told a file's encoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Told {
+    ByteOrderMark,
+    /// A JSON text begins with ASCII, which these encodings write with NULs beside it, in
+    /// a pattern of their own (RFC 4627, section 3): `{` is `7B 00` in UTF-16LE,
+    /// `7B 00 00 00` in UTF-32LE.
+    Nuls,
+}
+
+/// The encoding of `text`, a JSON file, if it is UTF-16 or UTF-32: the encoding, its byte
+/// order (`LE`, `BE`), and how that was told. UTF-32LE's mark begins as UTF-16LE's does
+/// (`FF FE`): it is looked for first.
+fn wide_encoding(text: &[u8]) -> Option<(&'static str, &'static str, Told)> {
+    const MARKS: [(&[u8], &str, &str); 4] = [
+        (&[0xFF, 0xFE, 0, 0], "UTF-32", "LE"),
+        (&[0, 0, 0xFE, 0xFF], "UTF-32", "BE"),
+        (&[0xFF, 0xFE], "UTF-16", "LE"),
+        (&[0xFE, 0xFF], "UTF-16", "BE"),
+    ];
+    if let Some((_, family, order)) = MARKS.iter().find(|(mark, ..)| text.starts_with(mark)) {
+        return Some((family, order, Told::ByteOrderMark));
+    }
+    let (family, order) = match text.get(..4)? {
+        [0, 0, 0, b] if *b != 0 => ("UTF-32", "BE"),
+        [a, 0, 0, 0] if *a != 0 => ("UTF-32", "LE"),
+        [0, a, 0, b] if *a != 0 && *b != 0 => ("UTF-16", "BE"),
+        [a, 0, b, 0] if *a != 0 && *b != 0 => ("UTF-16", "LE"),
+        _ => return None,
+    };
+    Some((family, order, Told::Nuls))
 }
 
 impl DockerConfig {
@@ -479,10 +521,64 @@ pub(crate) mod tests {
         let c = DockerConfig::from_paths(&[utf16]).unwrap();
         let why = c.sources[0].broken.as_deref().unwrap_or_default();
         assert!(why.contains("UTF-16"), "{why}");
+        assert!(why.contains("iconv -f UTF-16 -t"), "{why}");
         let empty = dir.path().join("empty.json");
         std::fs::write(&empty, "\u{feff}\n").unwrap();
         let c = DockerConfig::from_paths(&[empty]).unwrap();
         assert_eq!(c.sources[0].broken, None);
+    }
+
+    /// A file in UTF-16 or UTF-32 with no byte order mark (`iconv -t UTF-16LE`, .NET's
+    /// `Encoding.Unicode` without its preamble) was said to be no JSON, and UTF-32LE's
+    /// mark, which begins as UTF-16LE's does, was called UTF-16: each is named as it is,
+    /// with the byte order iconv must be told.
+    #[test]
+    fn utf_16_and_utf_32_are_named_with_or_without_a_byte_order_mark() {
+        let json = r#"{"auths":{}}"#;
+        let utf16 = |be: bool| -> Vec<u8> {
+            let units = json.encode_utf16();
+            units
+                .flat_map(|u| if be { u.to_be_bytes() } else { u.to_le_bytes() })
+                .collect()
+        };
+        let utf32 = |be: bool| -> Vec<u8> {
+            let chars = json.chars().map(u32::from);
+            chars
+                .flat_map(|c| if be { c.to_be_bytes() } else { c.to_le_bytes() })
+                .collect()
+        };
+        let marked = |mark: &[u8], text: Vec<u8>| [mark.to_vec(), text].concat();
+        for (text, said, iconv) in [
+            (utf16(false), "UTF-16LE (its first bytes", "UTF-16LE"),
+            (utf16(true), "UTF-16BE (its first bytes", "UTF-16BE"),
+            (utf32(false), "UTF-32LE (its first bytes", "UTF-32LE"),
+            (utf32(true), "UTF-32BE (its first bytes", "UTF-32BE"),
+            (
+                marked(&[0xFF, 0xFE, 0, 0], utf32(false)),
+                "UTF-32LE (it begins with a byte order mark",
+                "UTF-32",
+            ),
+            (
+                marked(&[0, 0, 0xFE, 0xFF], utf32(true)),
+                "UTF-32BE (it begins with a byte order mark",
+                "UTF-32",
+            ),
+            (
+                marked(&[0xFE, 0xFF], utf16(true)),
+                "UTF-16BE (it begins with a byte order mark",
+                "UTF-16",
+            ),
+        ] {
+            let why = parse_config(&text).unwrap_err();
+            assert!(why.contains(&format!("it is {said}")), "{why}");
+            assert!(
+                why.contains(&format!("(iconv -f {iconv} -t UTF-8)")),
+                "{why}"
+            );
+        }
+        // UTF-8, with or without its mark, is none of them.
+        assert!(parse_config(json.as_bytes()).is_ok());
+        assert!(parse_config(format!("\u{feff}{json}").as_bytes()).is_ok());
     }
 
     /// Docker passes over a file with an entry it cannot read, the containers tools over

@@ -197,20 +197,54 @@ pub(super) fn hold_within(file: &std::fs::File, wait: Duration) -> bool {
     }
 }
 
+/// [`hold_within`] for async code: the pauses between tries yield to the runtime, which
+/// the CLI's single thread shares with every transfer, timer and Ctrl-C's handling. The
+/// wait is on the runtime's clock, as its pauses are: a paused one (tests) passes both.
+pub(super) async fn hold_within_async(file: &std::fs::File, wait: Duration) -> bool {
+    let started = tokio::time::Instant::now();
+    loop {
+        if hold(file) {
+            return true;
+        }
+        if started.elapsed() >= wait {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// What [`take_unheld`] found of a file: whether it may be taken away, and what keeps its
+/// maker out meanwhile.
+#[derive(Debug)]
+pub(super) enum Unheld {
+    /// A live process holds it, or its name no longer names the file locked: left alone.
+    Held,
+    /// This run cannot open it to read: judged by its name alone, and taken unlocked.
+    ByName,
+    /// Held by no process: taken while this file, open, holds its lock (shared; none on a
+    /// filesystem without locks, where its name alone judged it). Keep it until the file
+    /// is taken.
+    Taken {
+        /// Held for its lock, never read.
+        _lock: std::fs::File,
+    },
+}
+
 /// Takes the lock of `path`, shared, to remove or rename a file no live process holds
-/// ([`hold`]): `None` when one does, or when `path` no longer names the file locked. Kept
-/// until the file is taken, the lock keeps out the run that made it, which checks once it
-/// holds the lock that the name is still its file's: probed and let go, the lock was
-/// taken by that run in between, and its file taken away after. A file this run cannot
-/// open to read, or lock (a filesystem without locks), is judged by its name alone.
-pub(super) fn take_unheld(path: &Path) -> Option<Option<std::fs::File>> {
+/// ([`hold`]): [`Unheld::Held`] when one does, or when `path` no longer names the file
+/// locked. Kept until the file is taken, the lock keeps out the run that made it, which
+/// checks once it holds the lock that the name is still its file's: probed and let go,
+/// the lock was taken by that run in between, and its file taken away after. A file this
+/// run cannot open to read, or lock (a filesystem without locks), is judged by its name
+/// alone.
+pub(super) fn take_unheld(path: &Path) -> Unheld {
     let Ok(file) = open_lock(path, false) else {
-        return Some(None);
+        return Unheld::ByName;
     };
     match try_flock(&file, libc::LOCK_SH) {
-        Ok(false) => None,
-        Ok(true) if !names_file(path, &file) => None,
-        _ => Some(Some(file)),
+        Ok(false) => Unheld::Held,
+        Ok(true) if !names_file(path, &file) => Unheld::Held,
+        _ => Unheld::Taken { _lock: file },
     }
 }
 

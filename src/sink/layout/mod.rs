@@ -53,7 +53,9 @@ use locks::{hold_within, open_lock};
 pub(super) use locks::{names_file, try_flock};
 use sweep::remove_stale_in;
 pub use temp_blob::TempBlob;
-use temp_blob::{blob_temp_prefix, new_named_file, park, partial_in, temp_prefix, Writing};
+use temp_blob::{
+    blob_temp_prefix, new_named_file, new_named_file_async, park, partial_in, temp_prefix, Writing,
+};
 pub(super) use temp_blob::{new_layout_file, new_layout_file_with_mode};
 
 pub(super) const TMP_PREFIX: &str = ".dist-tmp-";
@@ -494,6 +496,8 @@ impl LayoutStore {
     }
 
     /// A new temporary file for content of `algorithm`, in the directory it will end up in.
+    /// Blocks (a few system calls; seconds, rarely, while another run's sweep probes the
+    /// new file's lock).
     pub fn temp(&self, algorithm: Algorithm) -> Result<TempBlob> {
         self.new_temp(algorithm, None)
     }
@@ -647,7 +651,40 @@ impl LayoutStore {
             }
         }
         .map_err(|e| io_err("creating a temporary file in", &dir, e))?;
-        Ok(TempBlob {
+        Ok(self.temp_blob(file, digest))
+    }
+
+    /// [`Self::temp`] (`digest` `None`) or [`Self::temp_for`] for async code: the wait for
+    /// the new file's lock, up to [`CLAIM_WAIT`] a try while another run's sweep probes
+    /// it, yields to the runtime rather than stall every transfer on its thread.
+    pub(crate) async fn temp_async(
+        &self,
+        algorithm: Algorithm,
+        digest: Option<&Digest>,
+    ) -> Result<TempBlob> {
+        let dir = self.root.join("blobs").join(algorithm.as_str());
+        let prefix = match digest {
+            Some(d) => blob_temp_prefix(d),
+            None => temp_prefix(),
+        };
+        // As in `new_temp`: the directory made again only when the file cannot be made.
+        let mut tries = 0;
+        let file = loop {
+            match new_named_file_async(&dir, &prefix).await {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 5 => {
+                    tries += 1;
+                    self.make_again(&dir)?;
+                }
+                other => break other,
+            }
+        }
+        .map_err(|e| io_err("creating a temporary file in", &dir, e))?;
+        Ok(self.temp_blob(file, digest))
+    }
+
+    /// The new temporary file `file`, of the blob `digest` if known, as a [`TempBlob`].
+    fn temp_blob(&self, file: tempfile::NamedTempFile, digest: Option<&Digest>) -> TempBlob {
+        TempBlob {
             path: file.path().to_owned(),
             writing: Writing::Gathering {
                 file,
@@ -661,7 +698,7 @@ impl LayoutStore {
             len: 0,
             held_to: None,
             unsent: Default::default(),
-        })
+        }
     }
 
     /// Makes the layout's skeleton again, up to `dir` ([`make_skeleton`]): another run took
@@ -1750,6 +1787,44 @@ mod tests {
         });
         let file = new_layout_file(dir.path()).unwrap();
         assert!(probed_held(file.path()), "a live run's file left unlocked");
+    }
+
+    /// A new temporary file's lock held a while by another process (a sweep's probe that
+    /// lingers): the wait for it leaves the runtime's thread to other work, which the
+    /// CLI's one thread runs every transfer, timer and Ctrl-C on. Blocked, nothing else
+    /// ran, and after 2 s the file was given up for another.
+    #[tokio::test(flavor = "current_thread")]
+    async fn waiting_for_a_new_temporary_file_s_lock_lets_other_tasks_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open(dir.path()).unwrap();
+        let (go, gone) = std::sync::mpsc::channel::<()>();
+        let mut gone = Some(gone);
+        type Holder = (PathBuf, std::thread::JoinHandle<bool>);
+        let held = std::rc::Rc::new(std::cell::RefCell::new(None::<Holder>));
+        let holding = held.clone();
+        let _hook = stop_between(move |step, path| {
+            if step != locks::Step::Made {
+                return;
+            }
+            let Some(gone) = gone.take() else { return };
+            let probe = std::fs::File::open(path).unwrap();
+            assert!(try_flock(&probe, libc::LOCK_SH).unwrap());
+            // Let go once the other task ran; a bound only so that a run that never
+            // yields fails rather than hangs.
+            let holder = std::thread::spawn(move || {
+                let told = gone.recv_timeout(Duration::from_secs(30)).is_ok();
+                drop(probe);
+                told
+            });
+            *holding.borrow_mut() = Some((path.to_owned(), holder));
+        });
+        let other = tokio::spawn(async move { go.send(()).unwrap() });
+        let temp = store.temp_async(Algorithm::Sha256, None).await.unwrap();
+        let (path, holder) = held.borrow_mut().take().expect("no file was made");
+        assert_eq!(temp.path, path, "the file waited for was given up");
+        assert!(holder.join().unwrap(), "the lock was let go unasked");
+        other.await.unwrap();
+        assert!(probed_held(&temp.path));
     }
 
     /// A sweep that takes a temporary file away between its making and its lock (it

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::files::{fs_magic, RAMFS_MAGIC, TMPFS_MAGIC};
-use super::locks::{known_unheld, remove_unheld_lock, take_unheld};
+use super::locks::{known_unheld, remove_unheld_lock, take_unheld, Unheld};
 use super::temp_blob::{park, partial_in};
 use super::{LOCK_PREFIX, PARTIAL_AGE, PARTIAL_PREFIX, TMP_PREFIX};
 use crate::sink::index::INDEX_LOCK;
@@ -88,8 +88,10 @@ pub(super) fn remove_stale_in(dir: &Path) -> Vec<PathBuf> {
         if !gone {
             continue;
         }
-        let Some(_taking) = take_unheld(&entry.path()) else {
-            continue;
+        // Kept (a lock, or nothing) until the file is taken.
+        let _taking = match take_unheld(&entry.path()) {
+            Unheld::Held => continue,
+            taking @ (Unheld::ByName | Unheld::Taken { .. }) => taking,
         };
         #[cfg(test)]
         super::locks::between(super::locks::Step::Taking, &entry.path());

@@ -10,7 +10,7 @@ use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::sink::stream::StreamWriter;
 
-use super::locks::{hold_within, names_file};
+use super::locks::{hold_within, hold_within_async, names_file};
 use super::{io_err, os_error, LayoutStore, CLAIM_WAIT, PARTIAL_AGE, PARTIAL_PREFIX, TMP_PREFIX};
 
 /// Content up to this size is written in one go at commit; beyond, it streams to a writer.
@@ -115,6 +115,35 @@ fn new_named_file_with_mode(
     prefix: &str,
     mode: u32,
 ) -> std::io::Result<tempfile::NamedTempFile> {
+    let builder = builder(prefix, mode);
+    for _ in 0..MAKE_TRIES {
+        let file = made(&builder, dir)?;
+        if hold_within(file.as_file(), CLAIM_WAIT) && names_file(file.path(), file.as_file()) {
+            return Ok(file);
+        }
+    }
+    Err(none_locked())
+}
+
+/// [`new_named_file`] for async code: the wait for each file's lock yields to the runtime
+/// ([`hold_within_async`]).
+pub(super) async fn new_named_file_async(
+    dir: &Path,
+    prefix: &str,
+) -> std::io::Result<tempfile::NamedTempFile> {
+    let builder = builder(prefix, 0o666);
+    for _ in 0..MAKE_TRIES {
+        let file = made(&builder, dir)?;
+        if hold_within_async(file.as_file(), CLAIM_WAIT).await
+            && names_file(file.path(), file.as_file())
+        {
+            return Ok(file);
+        }
+    }
+    Err(none_locked())
+}
+
+fn builder(prefix: &str, mode: u32) -> tempfile::Builder<'_, '_> {
     let mut builder = tempfile::Builder::new();
     builder.prefix(prefix);
     #[cfg(unix)]
@@ -122,23 +151,27 @@ fn new_named_file_with_mode(
         use std::os::unix::fs::PermissionsExt;
         builder.permissions(std::fs::Permissions::from_mode(mode));
     }
-    // Another run's sweep may judge the file before its lock is taken: its probe (a
-    // shared lock, for a moment) is waited out, and a file it took away meanwhile (it
-    // acts under its lock, see `sweep`) no longer has this name once the lock is had.
-    // Either way this run never writes into a file that is not under its lock: a sweep
-    // would take it for a killed run's, and this run's commit fail.
-    for _ in 0..MAKE_TRIES {
-        let file = builder.tempfile_in(dir)?;
-        #[cfg(test)]
-        super::locks::between(super::locks::Step::Made, file.path());
-        if hold_within(file.as_file(), CLAIM_WAIT) && names_file(file.path(), file.as_file()) {
-            return Ok(file);
-        }
-    }
-    Err(std::io::Error::new(
+    builder
+}
+
+/// A new file in `dir`, not locked yet. Another run's sweep may judge the file before its
+/// lock is taken: its probe (a shared lock, for a moment) is waited out, and a file it
+/// took away meanwhile (it acts under its lock, see `sweep`) no longer has this name once
+/// the lock is had. Either way this run never writes into a file that is not under its
+/// lock: a sweep would take it for a killed run's, and this run's commit fail.
+fn made(builder: &tempfile::Builder, dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    let file = builder.tempfile_in(dir)?;
+    #[cfg(test)]
+    super::locks::between(super::locks::Step::Made, file.path());
+    Ok(file)
+}
+
+/// The error once [`MAKE_TRIES`] new files were each locked or taken by another process.
+fn none_locked() -> std::io::Error {
+    std::io::Error::new(
         std::io::ErrorKind::ResourceBusy,
         "another process locked or took each new temporary file before this run could lock it",
-    ))
+    )
 }
 
 /// Content on its way into the store. Dropping it without [`TempBlob::commit`] deletes it,
