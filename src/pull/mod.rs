@@ -495,8 +495,12 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
                             .position(|h| h.descriptor.digest == desc.digest);
                         let outcome = match held {
                             Some(at) => self.held.remove(at).outcome,
+                            // What the entry asked for, as a worker's failed line and
+                            // one fetched and refused say: its digest and size were null.
                             None => {
                                 let mut o = Outcome::new(0, desc.digest.to_string());
+                                o.digest = Some(desc.digest.clone());
+                                o.size = Some(desc.size);
                                 o.media_type = Some(desc.media_type.clone());
                                 o
                             }

@@ -924,6 +924,9 @@ async fn unsigned_schema1_entry_fails_as_that_entry(schema1: &[u8]) {
         .collect();
     assert_eq!(failed.len(), 1, "{lines:?}");
     assert_eq!(failed[0]["object"], s1["digest"]);
+    assert_eq!(failed[0]["digest"], s1["digest"], "{lines:?}");
+    assert_eq!(failed[0]["size"], s1["size"], "{lines:?}");
+    assert!(failed[0]["path"].is_null(), "{lines:?}");
     let said = failed[0]["error"].as_str().unwrap();
     assert!(
         said.contains("schema 1") && said.contains("linux/arm64"),
@@ -946,7 +949,8 @@ async fn unsigned_schema1_entry_fails_as_that_entry(schema1: &[u8]) {
 
 /// An unsigned schema 1 entry already in the layout (a worker run with `-o DIR` stored
 /// it, as it stores any content that verifies) fails as that entry, as one fetched does:
-/// read back from the store, it stopped every platform's pull, naming no platform.
+/// read back from the store, it stopped every platform's pull, naming no platform. Its line
+/// says what the entry asked for, as one fetched does: its digest and size were null.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unsigned_schema1_entry_already_stored_fails_as_that_entry() {
     let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -980,6 +984,8 @@ async fn an_unsigned_schema1_entry_already_stored_fails_as_that_entry() {
             .collect();
         assert_eq!(failed.len(), 1, "all: {all}: {lines:?}");
         assert_eq!(failed[0]["object"], s1["digest"], "all: {all}: {lines:?}");
+        assert_eq!(failed[0]["digest"], s1["digest"], "all: {all}: {lines:?}");
+        assert_eq!(failed[0]["size"], s1["size"], "all: {all}: {lines:?}");
         let said = failed[0]["error"].as_str().unwrap();
         assert!(
             said.contains("schema 1") && said.contains("linux/arm64"),
