@@ -77,6 +77,7 @@ fn list(text: &str, old: &str, entries: &[&RawValue], manifests: &[Value]) -> St
         .iter()
         .map(|e| serde_json::from_str(e.get()).ok())
         .collect();
+    let mut used = vec![false; entries.len()];
     let mut next = 0;
     let mut out = String::from("[");
     out.push_str(open);
@@ -85,10 +86,15 @@ fn list(text: &str, old: &str, entries: &[&RawValue], manifests: &[Value]) -> St
             out.push(',');
             out.push_str(open);
         }
-        match (next..entries.len()).find(|&j| parsed[j].as_ref() == Some(value)) {
+        let same = |j: &usize| !used[*j] && parsed[*j].as_ref() == Some(value);
+        // Kept entries come in the file's order; one an update moved to the end (an entry
+        // kept as its name's only one) is found before the cursor.
+        let found = (next..entries.len()).find(same);
+        match found.or_else(|| (0..next).find(same)) {
             Some(j) => {
                 out.push_str(entries[j].get());
-                next = j + 1;
+                used[j] = true;
+                next = next.max(j + 1);
             }
             None => out.push_str(&serde_json::to_string(value).expect("JSON values serialise")),
         }
@@ -172,6 +178,17 @@ mod tests {
                 serde_json::json!([{"b":2},{"c":3}])
             ),
             r#"{"manifests":[{"a":1}],"manifests":[{"b":2},{"c":3}]}"#
+        );
+    }
+
+    #[test]
+    fn an_entry_moved_to_the_end_keeps_its_text() {
+        assert_eq!(
+            rewritten(
+                r#"{"manifests":[{"b": 1.0},{"a": 1}]}"#,
+                serde_json::json!([{"a": 1}, {"b": 1.0}])
+            ),
+            r#"{"manifests":[{"a": 1},{"b": 1.0}]}"#
         );
     }
 
