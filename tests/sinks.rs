@@ -3486,6 +3486,8 @@ fn another_tool_s_index_json_keeps_its_text_where_the_pull_changes_nothing() {
         .strip_prefix(&format!("{head},\n    "))
         .and_then(|rest| rest.strip_suffix(tail))
         .unwrap_or_else(|| panic!("other tool's text changed:\n{text}"));
+    // In its fields' order, as the other tools write theirs.
+    assert!(ours.starts_with(r#"{"mediaType":"#), "{text}");
     let ours: serde_json::Value = serde_json::from_str(ours).unwrap();
     assert_eq!(ours["digest"], digest.as_str(), "{text}");
     assert_eq!(

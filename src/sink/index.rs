@@ -171,6 +171,13 @@ fn add_entry_within(
     }
     let (mut index, text) = read_index_text(&path)?;
     let (kept, value) = wanted(&index);
+    // The new entry in its fields' order (`mediaType`, `digest`, `size`, …), as other
+    // tools write theirs: the value's keys come sorted.
+    let fresh = match kept {
+        Some(_) => serde_json::to_string(&value),
+        None => serde_json::to_string(entry),
+    };
+    let fresh = (value.clone(), fresh.expect("descriptors serialise"));
     let merged = merge_value(&mut index, name, value)
         .map_err(|why| Error::invalid(format!("{}: {why}", path.display())))?;
     let Some(replaced) = merged else {
@@ -184,7 +191,7 @@ fn add_entry_within(
     let manifests = index["manifests"].as_array().map(Vec::as_slice);
     let text = text
         .zip(manifests)
-        .and_then(|(text, manifests)| super::index_text::rewrite(&text, manifests))
+        .and_then(|(text, manifests)| super::index_text::rewrite(&text, manifests, &fresh))
         .unwrap_or_else(|| serde_json::to_vec(&index).expect("JSON values serialise"));
     // Named by the file it is for, as when its write fails: "creating a temporary file in
     // DIR" left the user to guess what dist meant to write there.

@@ -18,10 +18,14 @@ use serde_json::Value;
 
 /// `text`, an `index.json` that reads as a JSON object, with its `manifests` list made
 /// `manifests`: the entries of the file equal to ones of `manifests` (in their order, as
-/// an update keeps them) written as the file has them, the others as compact JSON, set
-/// apart as the file's entries are. `None` when the text does not read so (the caller
-/// then writes the value whole).
-pub(super) fn rewrite(text: &[u8], manifests: &[Value]) -> Option<Vec<u8>> {
+/// an update keeps them) written as the file has them, one equal to `fresh`'s value as its
+/// text, the others as compact JSON, set apart as the file's entries are. `None` when the
+/// text does not read so (the caller then writes the value whole).
+pub(super) fn rewrite(
+    text: &[u8],
+    manifests: &[Value],
+    fresh: &(Value, String),
+) -> Option<Vec<u8>> {
     let text = std::str::from_utf8(text).ok()?;
     let Members(members) = serde_json::from_str(text).ok()?;
     // A key given twice is its last, as serde and Go read it.
@@ -38,7 +42,7 @@ pub(super) fn rewrite(text: &[u8], manifests: &[Value]) -> Option<Vec<u8>> {
                 .ok()?
                 .unwrap_or_default();
             out.push_str(&text[..at.start]);
-            out.push_str(&list(text, raw.get(), &entries, manifests));
+            out.push_str(&list(text, raw.get(), &entries, manifests, fresh));
             out.push_str(&text[at.end..]);
         }
         None => {
@@ -49,7 +53,7 @@ pub(super) fn rewrite(text: &[u8], manifests: &[Value]) -> Option<Vec<u8>> {
                 out.push(',');
             }
             out.push_str("\"manifests\":");
-            out.push_str(&list(text, "[]", &[], manifests));
+            out.push_str(&list(text, "[]", &[], manifests, fresh));
             out.push_str(&text[end..]);
         }
     }
@@ -57,8 +61,14 @@ pub(super) fn rewrite(text: &[u8], manifests: &[Value]) -> Option<Vec<u8>> {
 }
 
 /// The new list: `old`'s text is the file's list, `entries` its entries (slices of
-/// `text`).
-fn list(text: &str, old: &str, entries: &[&RawValue], manifests: &[Value]) -> String {
+/// `text`); `fresh` as for [`rewrite`].
+fn list(
+    text: &str,
+    old: &str,
+    entries: &[&RawValue],
+    manifests: &[Value],
+    fresh: &(Value, String),
+) -> String {
     // The white space the file puts after `[`, between entries and before `]`: an
     // indented file stays indented.
     let (open, close) = match (entries.first(), entries.last()) {
@@ -96,6 +106,7 @@ fn list(text: &str, old: &str, entries: &[&RawValue], manifests: &[Value]) -> St
                 used[j] = true;
                 next = next.max(j + 1);
             }
+            None if *value == fresh.0 => out.push_str(&fresh.1),
             None => out.push_str(&serde_json::to_string(value).expect("JSON values serialise")),
         }
     }
@@ -139,7 +150,8 @@ mod tests {
 
     fn rewritten(text: &str, manifests: Value) -> String {
         let manifests = manifests.as_array().unwrap().clone();
-        String::from_utf8(rewrite(text.as_bytes(), &manifests).unwrap()).unwrap()
+        let none = (Value::Null, String::new());
+        String::from_utf8(rewrite(text.as_bytes(), &manifests, &none).unwrap()).unwrap()
     }
 
     #[test]
@@ -193,8 +205,24 @@ mod tests {
     }
 
     #[test]
+    fn the_new_entry_is_written_as_its_text_gives_it() {
+        let fresh = r#"{"mediaType":"m","digest":"d","size":1}"#;
+        let value: Value = serde_json::from_str(fresh).unwrap();
+        let out = rewrite(
+            br#"{"manifests":[{"a": 1}]}"#,
+            &[serde_json::json!({"a": 1}), value.clone()],
+            &(value, fresh.to_string()),
+        );
+        assert_eq!(
+            String::from_utf8(out.unwrap()).unwrap(),
+            format!(r#"{{"manifests":[{{"a": 1}},{fresh}]}}"#)
+        );
+    }
+
+    #[test]
     fn text_that_is_no_object_is_left_to_the_caller() {
-        assert_eq!(rewrite(b"[1]", &[]), None);
-        assert_eq!(rewrite(br#"{"manifests":{}}"#, &[]), None);
+        let none = (Value::Null, String::new());
+        assert_eq!(rewrite(b"[1]", &[], &none), None);
+        assert_eq!(rewrite(br#"{"manifests":{}}"#, &[], &none), None);
     }
 }
