@@ -3448,3 +3448,50 @@ fn a_file_that_fills_under_a_batch_names_the_frame_it_cuts() {
         assert_eq!(reported, (1..=whole).collect::<Vec<u64>>(), "{into}");
     }
 }
+
+/// A layout shared with other tools (skopeo, crane, ORAS): pulling into it changes only
+/// the entries of `index.json` the pull replaces or adds. Everything else stays as the
+/// other tool wrote it, byte for byte: its layout, its key order, its escapes, and a field
+/// dist does not know holding a number past 64 bits. The file was parsed and written out
+/// again, its keys sorted, `\u00e9` decoded and `123456789012345678901234567890` turned
+/// into `1.2345678901234568e+29`.
+#[test]
+fn another_tool_s_index_json_keeps_its_text_where_the_pull_changes_nothing() {
+    let reg = FakeRegistry::start();
+    let digest = small_image(&reg, "v1");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("oci-layout"),
+        r#"{"imageLayoutVersion": "1.0.0"}"#,
+    )
+    .unwrap();
+    let theirs = format!(
+        "    {{\n      \"mediaType\": \"application/vnd.oci.image.manifest.v1+json\",\n      \
+         \"size\": 7,\n      \"digest\": \"sha256:{}\",\n      \"annotations\": \
+         {{\"org.opencontainers.image.ref.name\": \"other\", \"note\": \"caf\\u00e9\"}},\n      \
+         \"x-count\": 123456789012345678901234567890\n    }}",
+        "a".repeat(64)
+    );
+    let head = format!("{{\n  \"schemaVersion\": 2,\n  \"manifests\": [\n{theirs}");
+    let tail = "\n  ],\n  \"x-top\": 1.10\n}\n";
+    let index = dir.path().join("index.json");
+    std::fs::write(&index, format!("{head}{tail}")).unwrap();
+
+    let dist = Dist::new();
+    let layout = dir.path().to_str().unwrap();
+    dist.ok(&["pull", &format!("{}:v1", repo(&reg)), "-o", layout]);
+
+    let text = String::from_utf8(std::fs::read(&index).unwrap()).unwrap();
+    let ours = text
+        .strip_prefix(&format!("{head},\n    "))
+        .and_then(|rest| rest.strip_suffix(tail))
+        .unwrap_or_else(|| panic!("other tool's text changed:\n{text}"));
+    // In its fields' order, as the other tools write theirs.
+    assert!(ours.starts_with(r#"{"mediaType":"#), "{text}");
+    let ours: serde_json::Value = serde_json::from_str(ours).unwrap();
+    assert_eq!(ours["digest"], digest.as_str(), "{text}");
+    assert_eq!(
+        ours["annotations"]["org.opencontainers.image.ref.name"], "v1",
+        "{text}"
+    );
+}

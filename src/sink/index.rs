@@ -68,8 +68,9 @@ pub enum Added {
 /// Adds `entry` to `root/index.json`, atomically and under the layout's lock. An entry
 /// named by [`REF_NAME`](crate::image::REF_NAME) replaces every entry of that name (a tag names one image); an
 /// unnamed entry is added unless an unnamed entry for the same digest is already there.
-/// Fields of `index.json` other than `manifests` are kept. An `index.json` that already
-/// holds the entry is left as it is. Returns the entries replaced. Blocks.
+/// The rest of `index.json`, other tools' entries included, is kept as its text. An
+/// `index.json` that already holds the entry is left as it is. Returns the entries
+/// replaced. Blocks.
 pub fn add_entry(root: &Path, entry: &Descriptor) -> Result<Vec<Descriptor>> {
     match add_entry_unless(root, entry, None)? {
         Added::Replacing(replaced) => Ok(replaced),
@@ -168,8 +169,15 @@ fn add_entry_within(
     if !still_wanted() {
         return Ok(None);
     }
-    let mut index = read_index(&path)?;
+    let (mut index, text) = read_index_text(&path)?;
     let (kept, value) = wanted(&index);
+    // The new entry in its fields' order (`mediaType`, `digest`, `size`, …), as other
+    // tools write theirs: the value's keys come sorted.
+    let fresh = match kept {
+        Some(_) => serde_json::to_string(&value),
+        None => serde_json::to_string(entry),
+    };
+    let fresh = (value.clone(), fresh.expect("descriptors serialise"));
     let merged = merge_value(&mut index, name, value)
         .map_err(|why| Error::invalid(format!("{}: {why}", path.display())))?;
     let Some(replaced) = merged else {
@@ -178,7 +186,13 @@ fn add_entry_within(
             None => Added::Replacing(Vec::new()),
         }));
     };
-    let text = serde_json::to_vec(&index).expect("JSON values serialise");
+    // Another tool's entries and fields stay as it wrote them; a new file, or one that
+    // does not read as an object with a list, is written from the value.
+    let manifests = index["manifests"].as_array().map(Vec::as_slice);
+    let text = text
+        .zip(manifests)
+        .and_then(|(text, manifests)| super::index_text::rewrite(&text, manifests, &fresh))
+        .unwrap_or_else(|| serde_json::to_vec(&index).expect("JSON values serialise"));
     // Named by the file it is for, as when its write fails: "creating a temporary file in
     // DIR" left the user to guess what dist meant to write there.
     let mut tmp = new_index_file(root, &path).map_err(|e| io_err("writing", &path, e))?;
@@ -271,15 +285,26 @@ fn entry_in(
 
 /// `index.json` at `path` as JSON; an empty index when there is none.
 fn read_index(path: &Path) -> Result<serde_json::Value> {
+    read_index_text(path).map(|(index, _)| index)
+}
+
+/// [`read_index`], and the file's text (`None` when there is no file).
+fn read_index_text(path: &Path) -> Result<(serde_json::Value, Option<Vec<u8>>)> {
     Ok(match super::layout_check::read_layout_json(path) {
-        Ok(text) => serde_json::from_slice(&text).map_err(|e| {
-            Error::invalid(format!("{} is not valid JSON", path.display())).with_cause(e)
-        })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": crate::media::OCI_INDEX,
-            "manifests": [],
-        }),
+        Ok(text) => (
+            serde_json::from_slice(&text).map_err(|e| {
+                Error::invalid(format!("{} is not valid JSON", path.display())).with_cause(e)
+            })?,
+            Some(text),
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
+            serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": crate::media::OCI_INDEX,
+                "manifests": [],
+            }),
+            None,
+        ),
         Err(e) => return Err(io_err("reading", path, e)),
     })
 }

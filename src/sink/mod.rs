@@ -4,7 +4,8 @@
 //!   [`gather`], which writes them without copying their content;
 //! - [`layout`] stores blobs by digest in an OCI image layout, atomically;
 //! - [`layout_check`] refuses a directory that holds something other than a layout;
-//! - [`index`] adds entries to a layout's `index.json`, safely against concurrent runs;
+//! - [`index`] adds entries to a layout's `index.json`, safely against concurrent runs,
+//!   through `index_text`, which keeps what other tools wrote there as they wrote it;
 //! - [`report`] describes each input object as one JSON line;
 //! - [`spool`] holds an object's bytes until its frame can be written;
 //! - [`stream`] writes an object to a file or stdout from a thread of its own.
@@ -12,6 +13,7 @@
 pub mod framed;
 pub mod gather;
 pub mod index;
+mod index_text;
 pub mod layout;
 pub mod layout_check;
 pub mod owner;
