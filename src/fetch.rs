@@ -691,7 +691,13 @@ impl Download {
                 let trusted = self.on_trust.as_ref();
                 let trusted = trusted.and_then(|t| t.lock().expect("on_trust poisoned").take());
                 if let Some(e) = trusted {
-                    let e = e.with_note(format!("what had arrived did not verify ({msg})"));
+                    // That bytes arrived and were not all of it tells a transfer cut short
+                    // from one that failed at once; that nothing "did not verify", as the
+                    // empty content's digest, is no news.
+                    let e = match self.received {
+                        0 => e,
+                        _ => e.with_note(format!("what had arrived did not verify ({msg})")),
+                    };
                     return Err(e.with_object(&self.meta.object).with_url(&self.meta.url));
                 }
                 return Err(self.fail(ErrorKind::DigestMismatch, msg));

@@ -630,6 +630,8 @@ fn a_range_of_unknown_total_whose_rest_fails_keeps_the_partial_and_says_why() {
     let (status, text) = fetch_into(&reg, dir.path(), &digest, &["--retries", "2"]);
     assert_eq!(status, 75, "{text}");
     assert!(text.contains("503"), "{text}");
+    // Bytes arrived: that they did not verify says the content had not ended there.
+    assert!(text.contains("what had arrived did not verify"), "{text}");
     assert!(!text.contains("fetching the blob whole"), "{text}");
     assert!(
         answers(&reg, &digest)
