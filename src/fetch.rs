@@ -32,11 +32,12 @@ pub const VERIFY_ATTEMPTS: u32 = 2;
 /// the size given was right.
 pub fn refetch_warning(e: &Error) -> String {
     // Past a mirror to the registry itself, unless the registry may not be asked for the
-    // content: the mirrors are asked once more then.
+    // content: the mirrors are asked once more then. What the registry sized is asked of
+    // it again, mirrors or none: "itself" said so where no mirror was configured.
     let (who, from) = match e.sizing_mirror() {
         Some(mirror) if !e.is_registry_next() => (mirror, ""),
         Some(mirror) => (mirror, " from the registry itself"),
-        None => ("registry", " from the registry itself"),
+        None => ("registry", ""),
     };
     let said = match (e.sizes(), e.sent()) {
         (Some((given, declared)), _) => {
