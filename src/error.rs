@@ -138,6 +138,9 @@ struct Inner {
     /// The fetch once more goes past the mirror of `sized_by` to the registry itself,
     /// which may pull the content (see [`Error::registry_next`]).
     registry_next: bool,
+    /// The failure is of how the server is set up to speak to clients, not of the object
+    /// asked ([`Error::is_server_setup`]).
+    server_setup: bool,
     /// The repository (`host/team/app`) and object a registry API URL pasted as the
     /// locator names, when a note tells them in `dist fetch`'s spelling
     /// ([`Error::with_api_url_note`]).
@@ -170,6 +173,7 @@ impl Error {
             announced_other: false,
             sized_by: None,
             registry_next: false,
+            server_setup: false,
             sent: None,
             api_url_meant: None,
             codes: Vec::new(),
@@ -391,6 +395,25 @@ impl Error {
         self.0.announced_other
     }
 
+    /// Records that the failure is of the server's setup, which every request to it meets
+    /// whatever the object ([`Self::is_server_setup`]).
+    pub(crate) fn of_server_setup(mut self) -> Self {
+        self.0.server_setup = true;
+        self
+    }
+
+    /// Whether the failure is of how the server (or a proxy or load balancer before it) is
+    /// set up to speak to clients, not of the object asked or of a moment: it chose
+    /// HTTP/2 by ALPN and answered in HTTP/1.1, or its token service challenges or answers
+    /// in a way no token comes of (no realm, a realm that is no URL, an answer without a
+    /// token). Every request to it fails so, whatever the object, until its configuration
+    /// changes: the CLI exits 2 for it, as for an untrusted certificate. An
+    /// [`ErrorKind::Protocol`] failure without it is of one answer (its head, codings,
+    /// range, redirect or content), which other objects' answers may not share.
+    pub fn is_server_setup(&self) -> bool {
+        self.0.server_setup
+    }
+
     /// Records that content sent with no size declared (a chunked body) did not have the
     /// size given, `given` bytes: it had `sent` (`None`: more than `given`).
     pub(crate) fn with_sent(mut self, given: u64, sent: Option<u64>) -> Self {
@@ -461,6 +484,7 @@ impl Error {
             announced_other: self.0.announced_other,
             sized_by: self.0.sized_by.clone(),
             registry_next: self.0.registry_next,
+            server_setup: self.0.server_setup,
             sent: self.0.sent,
             api_url_meant: self.0.api_url_meant.clone(),
             codes: self.0.codes.clone(),

@@ -32,11 +32,12 @@ pub const VERIFY_ATTEMPTS: u32 = 2;
 /// the size given was right.
 pub fn refetch_warning(e: &Error) -> String {
     // Past a mirror to the registry itself, unless the registry may not be asked for the
-    // content: the mirrors are asked once more then.
+    // content: the mirrors are asked once more then. What the registry sized is asked of
+    // it again, mirrors or none: "itself" said so where no mirror was configured.
     let (who, from) = match e.sizing_mirror() {
         Some(mirror) if !e.is_registry_next() => (mirror, ""),
         Some(mirror) => (mirror, " from the registry itself"),
-        None => ("registry", " from the registry itself"),
+        None => ("registry", ""),
     };
     let said = match (e.sizes(), e.sent()) {
         (Some((given, declared)), _) => {
@@ -691,7 +692,13 @@ impl Download {
                 let trusted = self.on_trust.as_ref();
                 let trusted = trusted.and_then(|t| t.lock().expect("on_trust poisoned").take());
                 if let Some(e) = trusted {
-                    let e = e.with_note(format!("what had arrived did not verify ({msg})"));
+                    // That bytes arrived and were not all of it tells a transfer cut short
+                    // from one that failed at once; that nothing "did not verify", as the
+                    // empty content's digest, is no news.
+                    let e = match self.received {
+                        0 => e,
+                        _ => e.with_note(format!("what had arrived did not verify ({msg})")),
+                    };
                     return Err(e.with_object(&self.meta.object).with_url(&self.meta.url));
                 }
                 return Err(self.fail(ErrorKind::DigestMismatch, msg));

@@ -118,6 +118,25 @@ impl Hints {
     /// Parses hint words. A word without a colon, or a malformed value of a known key, is
     /// an error; unknown keys are logged at debug level and skipped.
     pub fn parse<'a>(words: impl IntoIterator<Item = &'a str>) -> Result<Hints> {
+        Hints::parse_given(words, "objects go one to a line of input")
+    }
+
+    /// Parses hint words given as a command's arguments after its one object, as
+    /// [`parse`](Self::parse) does an input line's: a digest among them, a second object,
+    /// is told to go on stdin, the user having typed no input line.
+    pub fn parse_arguments<'a>(words: impl IntoIterator<Item = &'a str>) -> Result<Hints> {
+        Hints::parse_given(
+            words,
+            "a command takes one object; give several as lines on stdin, with `-` for the \
+             object",
+        )
+    }
+
+    /// [`parse`](Self::parse), saying `one_object` of a digest where a hint goes.
+    fn parse_given<'a>(
+        words: impl IntoIterator<Item = &'a str>,
+        one_object: &str,
+    ) -> Result<Hints> {
         let mut hints = Hints::default();
         for word in words {
             // `" size:12"`, quoted with the space before it: read as the unknown key
@@ -206,7 +225,7 @@ impl Hints {
                         ""
                     };
                     return Err(Error::invalid(format!(
-                        "a digest where a hint goes ({}): objects go one to a line of input{case}",
+                        "a digest where a hint goes ({}): {one_object}{case}",
                         crate::server_text::cut_to(shown(word), 80)
                     )));
                 }
@@ -410,6 +429,16 @@ pub(crate) mod tests {
             "{e}"
         );
         assert!(Hints::parse(["Sha512:abc"]).is_err());
+        // Given on the command line, where no line of input was typed.
+        let e = Hints::parse_arguments(["size:5", digest.as_str()]).unwrap_err();
+        assert!(
+            e.to_string().ends_with(
+                "a command takes one object; give several as lines on stdin, with `-` for \
+                 the object"
+            ),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("line of input"), "{e}");
     }
 
     #[test]

@@ -452,6 +452,43 @@ fn a_tag_s_manifest_cut_short_with_nothing_to_verify_it_fails() {
     assert_eq!(gets, 2, "{:?}", raw.seen());
 }
 
+/// A tag's `Docker-Content-Digest` in bytes that are not text (obs-text, which HTTP/1.1
+/// lets through) was read as no header: the manifest, whole JSON, passed unchecked, where
+/// a header that is text but no digest fails it. It fails the same, naming the tag, the
+/// URL and the value with those bytes escaped, and what the header was for.
+#[test]
+fn a_tag_s_digest_header_that_is_not_text_is_refused_as_no_digest() {
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+    let raw = Raw::start(move |req, _| {
+        if req.line().contains("/tags/list") {
+            return no_tags();
+        }
+        let fields = [
+            "Content-Type: application/vnd.oci.image.manifest.v1+json".to_string(),
+            format!("Content-Length: {}", manifest.len()),
+        ];
+        let mut answer = head("200 OK", &fields);
+        // The field goes before the blank line that ends the head.
+        answer.truncate(answer.len() - 2);
+        answer.extend_from_slice(b"Docker-Content-Digest: sha256:\xff\tab\r\n\r\n");
+        if req.line().starts_with("HEAD") {
+            return Answer::keep(answer);
+        }
+        Answer::keep(with_body(answer, manifest))
+    });
+    let out = Dist::new().run(&["fetch", &raw.repo(), "v1"], b"");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(out.stdout.is_empty(), "{:?}", out.stdout);
+    let port = raw.listener.port();
+    let url = format!("http://127.0.0.1:{port}/v2/team/app/manifests/v1");
+    let said = format!(
+        "dist: v1: {url}: bad Docker-Content-Digest header: \"sha256:\\xff\\tab\" holds bytes \
+         that are not text; a tag's content is checked against it"
+    );
+    assert!(stderr.contains(&said), "{stderr}");
+}
+
 /// A tag answered `200` with `Content-Length: 0` and no digest (a proxy that lost the
 /// body, a misconfigured static mirror): its size was taken as verification, and
 /// `dist fetch` wrote nothing and exited 0, the manifest being "empty". A size says only
@@ -584,6 +621,8 @@ fn chunk_framing_without_content_is_cut_off() {
     let err = Dist::new().fails(1, &["fetch", &raw.repo(), &digest], b"");
     assert!(err.contains("without content"), "{err}");
     assert!(err.contains("/blobs/"), "names the URL: {err}");
+    // Nothing arrived: that nothing "did not verify" is no news.
+    assert!(!err.contains("did not verify"), "{err}");
     let asked = raw.blob_requests();
     assert_eq!(asked, 1, "asked again: {:?}", raw.seen());
 }

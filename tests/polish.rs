@@ -2616,6 +2616,33 @@ fn a_worker_started_without_stdin_fails_the_read() {
     assert!(!err.contains("i/o"), "{err}");
 }
 
+/// Two digests given on the command line: the second, where a hint goes, was told to go
+/// "one to a line of input", which the user had typed none of. It says how to give
+/// several instead, to stdout and into a layout alike, as the usage error it is.
+#[test]
+fn a_second_digest_on_the_command_line_is_not_told_of_input_lines() {
+    let reg = FakeRegistry::start();
+    let blobs = fill(&reg, 2);
+    let d: Vec<&String> = blobs.keys().collect();
+    let repo = format!("{}/team/app", reg.host());
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    for extra in [&[][..], &["-o", layout.to_str().unwrap()][..]] {
+        let mut args = vec!["fetch", &repo, d[0], d[1]];
+        args.extend_from_slice(extra);
+        let err = Dist::new().fails(2, &args, b"");
+        assert!(
+            err.contains("a digest where a hint goes"),
+            "{extra:?}: {err}"
+        );
+        assert!(
+            err.contains("a command takes one object; give several as lines on stdin"),
+            "{extra:?}: {err}"
+        );
+        assert!(!err.contains("line of input"), "{extra:?}: {err}");
+    }
+}
+
 /// Digests joined onto one line (`paste -s`, a `jq` without `[]`) were read as one object
 /// and hints, and every digest after the first was skipped in silence. Now the line fails
 /// and says why; a misspelt hint key (`Size:`) is ignored as unknown keys are, with one

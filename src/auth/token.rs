@@ -147,6 +147,7 @@ pub async fn fetch(
                             url.len()
                         ),
                     )
+                    .of_server_setup()
                 })?
             };
             let mut req = Outgoing::get(url);
@@ -196,7 +197,8 @@ pub async fn fetch(
             ),
         )
         .with_status(status.as_u16())
-        .with_url(&shown));
+        .with_url(&shown)
+        .of_server_setup());
     }
     if !status.is_success() {
         // Docker Hub's token service sends 429 with `Retry-After` as its registry does.
@@ -272,7 +274,9 @@ pub async fn fetch(
         if let Some(other) = answered_by {
             msg = format!("{msg} (answered by {other}, after a redirect)");
         }
-        Error::new(ErrorKind::Protocol, msg).with_url(&shown)
+        Error::new(ErrorKind::Protocol, msg)
+            .with_url(&shown)
+            .of_server_setup()
     })?;
     let lifetime = lifetime_of(reply.expires_in.as_ref()).unwrap_or(DEFAULT_LIFETIME);
     let refresh_token = reply
@@ -287,10 +291,14 @@ pub async fn fetch(
                 sent.hide(&String::from_utf8_lossy(&bytes)).as_bytes(),
             )),
         };
-        Error::new(ErrorKind::Protocol, said).with_url(&shown)
+        Error::new(ErrorKind::Protocol, said)
+            .with_url(&shown)
+            .of_server_setup()
     })?;
     let mut header = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-        Error::new(ErrorKind::Protocol, "token is not a valid header value").with_url(&shown)
+        Error::new(ErrorKind::Protocol, "token is not a valid header value")
+            .with_url(&shown)
+            .of_server_setup()
     })?;
     header.set_sensitive(true);
     tracing::debug!(realm = %transport::redact(&shown), lifetime_s = lifetime.as_secs(), "got bearer token");
@@ -334,16 +342,16 @@ fn without_user_info(uri: &Uri) -> Option<(String, Uri)> {
 /// The realm `challenge` names, as given and as the http(s) URL a token is asked at; an
 /// error when it names none, or one that is no such URL.
 pub(crate) fn realm_of(challenge: &Challenge) -> Result<(&str, Uri)> {
-    let realm = challenge
-        .param("realm")
-        .ok_or_else(|| Error::new(ErrorKind::Protocol, "Bearer challenge without realm"))?;
+    let realm = challenge.param("realm").ok_or_else(|| {
+        Error::new(ErrorKind::Protocol, "Bearer challenge without realm").of_server_setup()
+    })?;
     let uri = realm
         .parse()
         .ok()
         .filter(|u: &Uri| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some())
         .ok_or_else(|| {
             let shown = crate::error::redact_url(realm);
-            Error::new(ErrorKind::Protocol, format!("bad token realm {shown:?}"))
+            Error::new(ErrorKind::Protocol, format!("bad token realm {shown:?}")).of_server_setup()
         })?;
     Ok((realm, uri))
 }

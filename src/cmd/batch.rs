@@ -89,7 +89,7 @@ fn no_line_of_one(args: &FetchArgs) -> Option<dist::Error> {
             .flatten()
     };
     let object = |w: &str| w.parse::<dist::Object>().err();
-    let hint = |w: &str| dist::Hints::parse([w]).err();
+    let hint = |w: &str| dist::Hints::parse_arguments([w]).err();
     let own = std::iter::once(told(&args.object, object))
         .chain(args.hints.iter().map(|h| told(h, hint)))
         .flatten()
@@ -130,7 +130,20 @@ fn no_line_of_one(args: &FetchArgs) -> Option<dist::Error> {
             })
             // A malformed object or hint is the command line's mistake, as it is to
             // stdout: as the input's one bad line it was status 1, like a missing object.
-            .or(parsed.err()),
+            // A hint's is worded for the command line, where no line of input was typed.
+            .or_else(|| {
+                let line = parsed.err()?;
+                let hints = args.hints.iter().map(|h| h.trim());
+                Some(
+                    match (
+                        object.trim().parse::<dist::Object>(),
+                        dist::Hints::parse_arguments(hints),
+                    ) {
+                        (Ok(_), Err(hint)) => hint,
+                        _ => line,
+                    },
+                )
+            }),
     }
 }
 

@@ -26,10 +26,10 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
     if args.object == "-" || args.output.is_some() {
         return super::batch::run(global, args).await;
     }
-    let parsed = args
-        .object
-        .parse::<Object>()
-        .and_then(|o| Ok((o, Hints::parse(args.hints.iter().map(String::as_str))?)));
+    let parsed = args.object.parse::<Object>().and_then(|o| {
+        let hints = Hints::parse_arguments(args.hints.iter().map(String::as_str))?;
+        Ok((o, hints))
+    });
     let (object, hints) = match parsed {
         Ok(v) => v,
         Err(e) => return report(&e, EXIT_USAGE),

@@ -145,8 +145,8 @@ pub const EXIT_TIMEOUT: u8 = 124;
 /// never answers; 429 or a 5xx past the retries) is [`EXIT_TEMPFAIL`], as a batch whose
 /// every line failed so is; one that retrying cannot cure (an untrusted certificate, a
 /// server that does not speak TLS, a name that does not exist, credentials refused, a
-/// proxy that refuses to carry the connection) is
-/// status 2, as a usage error is; an object that failed otherwise (not found, refused, not
+/// proxy that refuses to carry the connection, a server set up to speak in a way dist
+/// cannot use: [`Error::is_server_setup`]) is status 2, as a usage error is; an object that failed otherwise (not found, refused, not
 /// what its digest says) is status 1. A script can tell a registry to retry later from one
 /// it cannot use and from an object it cannot have.
 pub fn exit_for(e: &Error) -> u8 {
@@ -158,6 +158,7 @@ pub fn exit_for(e: &Error) -> u8 {
         | ErrorKind::TlsIncompatible
         | ErrorKind::ProxyRefused
         | ErrorKind::Unauthorized => EXIT_USAGE,
+        _ if e.is_server_setup() => EXIT_USAGE,
         _ if e.is_transient() => EXIT_TEMPFAIL,
         _ => EXIT_FAILED,
     }

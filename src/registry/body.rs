@@ -423,6 +423,9 @@ impl Resumable {
         if let Some(status) = again.status() {
             err = err.with_status(status);
         }
+        if again.is_server_setup() {
+            err = err.of_server_setup();
+        }
         // Refused for its digest header, unread: no content that "did not verify".
         if again.announced_other() {
             err = err.announcing_other();

@@ -662,29 +662,8 @@ impl RegistryRemote {
             true => None,
             false => body::Extent::of_plain(reply.response.status(), h).open_range(offset),
         };
-        let header = h.get("docker-content-digest").and_then(|v| v.to_str().ok());
-        let announced = match header.map(|v| (v, v.parse::<Digest>())) {
-            Some((_, Ok(d))) => Some(d),
-            // A registry may announce its own canonical digest, in an algorithm dist cannot
-            // verify: it says nothing against content asked for by digest, and a tag's is
-            // then hashed and reported as for a registry that announces none.
-            Some((v, Err(_))) if Digest::unsupported_algorithm(v).is_some() => {
-                tracing::debug!(header = v, %url, "ignoring a Docker-Content-Digest in an algorithm dist does not verify");
-                None
-            }
-            // Content asked for by digest is checked against that digest, whatever the
-            // header says; `resolve`'s HEAD passes a bad one over too, as containerd does.
-            Some((_, Err(_))) if matches!(object, Object::Digest(_)) => None,
-            // For a tag the header is all there is to check the content against.
-            Some((_, Err(e))) => {
-                return Err(
-                    Error::new(ErrorKind::Protocol, "bad Docker-Content-Digest header")
-                        .with_cause(e)
-                        .with_url(&url),
-                )
-            }
-            None => None,
-        };
+        let announced = announced_for(object, h.get("docker-content-digest"), &url)
+            .map_err(|e| e.with_object(object).with_url(&url))?;
         let html = h
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -1195,6 +1174,70 @@ pub(crate) fn refuse_announced_other(
         }
         _ => Ok(()),
     }
+}
+
+/// The digest an answer's `Docker-Content-Digest` (`header`) announces for `object`, to
+/// check its content against; an error for a tag's header that names no digest. `url`
+/// is the answer's, for the log.
+fn announced_for(
+    object: &Object,
+    header: Option<&HeaderValue>,
+    url: &Uri,
+) -> Result<Option<Digest>> {
+    let Some(header) = header else {
+        return Ok(None);
+    };
+    // Bytes that are not text (obs-text, 0x80 and up) name no digest either: read as no
+    // header, they let a tag's content pass unchecked.
+    let Ok(text) = header.to_str() else {
+        return match object {
+            Object::Digest(_) => Ok(None),
+            Object::Tag(_) => {
+                let shown = crate::server_text::cut_to(escaped(header.as_bytes()), 160);
+                Err(bad_digest_header(format!(
+                    "\"{shown}\" holds bytes that are not text"
+                )))
+            }
+        };
+    };
+    match text.parse::<Digest>() {
+        Ok(d) => Ok(Some(d)),
+        // A registry may announce its own canonical digest, in an algorithm dist cannot
+        // verify: it says nothing against content asked for by digest, and a tag's is
+        // then hashed and reported as for a registry that announces none.
+        Err(_) if Digest::unsupported_algorithm(text).is_some() => {
+            tracing::debug!(header = text, %url, "ignoring a Docker-Content-Digest in an algorithm dist does not verify");
+            Ok(None)
+        }
+        // Content asked for by digest is checked against that digest, whatever the
+        // header says; `resolve`'s HEAD passes a bad one over too, as containerd does.
+        Err(_) if matches!(object, Object::Digest(_)) => Ok(None),
+        // For a tag the header is all there is to check the content against: one that
+        // names no digest is refused, as containerd refuses it, where none at all leaves
+        // the content to be hashed. The digest's error names the value, cut and escaped.
+        Err(e) => Err(bad_digest_header(e.reason())),
+    }
+}
+
+/// A tag's `Docker-Content-Digest` refused for `why`, saying what the header was for and
+/// that its absence would not have failed.
+fn bad_digest_header(why: String) -> Error {
+    Error::new(
+        ErrorKind::Protocol,
+        format!(
+            "bad Docker-Content-Digest header: {why}; a tag's content is checked against \
+             it, and one that names no digest is refused, as containerd refuses it (a tag \
+             answered without the header is hashed instead)"
+        ),
+    )
+}
+
+/// `raw` with each byte outside printable ASCII escaped (`\xff`, `\t`), as it is shown.
+fn escaped(raw: &[u8]) -> String {
+    raw.iter()
+        .flat_map(|&b| std::ascii::escape_default(b))
+        .map(char::from)
+        .collect()
 }
 
 /// The `Docker-Content-Digest` of an answer for content asked for by digest, when it is a

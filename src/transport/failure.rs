@@ -185,7 +185,7 @@ pub(super) fn classify_client_error(
             Some(Ending::Http1OnHttp2) => {
                 tracing::debug!(error = %e, "HTTP/1.1 on an HTTP/2 connection");
                 // The same on every connection: not retried.
-                return Error::new(ErrorKind::Protocol, HTTP1_ON_HTTP2);
+                return Error::new(ErrorKind::Protocol, HTTP1_ON_HTTP2).of_server_setup();
             }
             None => {}
         }
