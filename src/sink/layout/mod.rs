@@ -656,7 +656,8 @@ impl LayoutStore {
 
     /// [`Self::temp`] (`digest` `None`) or [`Self::temp_for`] for async code: the wait for
     /// the new file's lock, up to [`CLAIM_WAIT`] a try while another run's sweep probes
-    /// it, yields to the runtime rather than stall every transfer on its thread.
+    /// it, is on the blocking pool rather than stall every transfer on the runtime's
+    /// thread.
     pub(crate) async fn temp_async(
         &self,
         algorithm: Algorithm,
@@ -1824,6 +1825,37 @@ mod tests {
         assert_eq!(temp.path, path, "the file waited for was given up");
         assert!(holder.join().unwrap(), "the lock was let go unasked");
         other.await.unwrap();
+        assert!(probed_held(&temp.path));
+    }
+
+    /// The same wait on a paused clock (a library's test of its own code with
+    /// `start_paused`), the lock held by another process for a moment of real time: the
+    /// wait counted on tokio's clock, which runs ahead to each 10 ms pause while the
+    /// runtime idles, and gave up on the file at once (2 s of that clock), and on the next
+    /// four as soon, failing the fetch, while the holder had not yet let go.
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_new_temporary_file_s_lock_is_waited_for_in_real_time_on_a_paused_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open(dir.path()).unwrap();
+        let held = std::rc::Rc::new(std::cell::RefCell::new(None::<PathBuf>));
+        let holding = held.clone();
+        let _hook = stop_between(move |step, path| {
+            if step != locks::Step::Made || holding.borrow().is_some() {
+                return;
+            }
+            let probe = std::fs::File::open(path).unwrap();
+            assert!(try_flock(&probe, libc::LOCK_SH).unwrap());
+            // Well within the 2 s a try waits, and far longer than the runtime takes to
+            // run 200 idle pauses of a paused clock.
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(500));
+                drop(probe);
+            });
+            *holding.borrow_mut() = Some(path.to_owned());
+        });
+        let temp = store.temp_async(Algorithm::Sha256, None).await.unwrap();
+        let path = held.borrow_mut().take().expect("no file was made");
+        assert_eq!(temp.path, path, "the file waited for was given up");
         assert!(probed_held(&temp.path));
     }
 
