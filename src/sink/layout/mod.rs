@@ -626,27 +626,11 @@ impl LayoutStore {
     }
 
     fn new_temp(&self, algorithm: Algorithm, digest: Option<&Digest>) -> Result<TempBlob> {
-        let dir = self.root.join("blobs").join(algorithm.as_str());
-        let prefix = match digest {
-            Some(d) => blob_temp_prefix(d),
-            None => temp_prefix(),
-        };
-        let create = || new_named_file(&dir, &prefix);
-        // The directory nearly always exists: create it only when the file cannot be made.
-        // It may also be gone with the whole layout: a run that created the directory and
-        // failed without storing anything removes it ([`Self::remove_if_unused`]), while
-        // another run into it (a shard beside it) is still at work. That run needs the
-        // layout's files back too, or it stores blobs in a directory no tool takes for a
-        // layout. The removal may still be under way when the layout is made again, and
-        // take the new `blobs/<algorithm>` with it: another try or two finds it done (it
-        // runs once, and puts the layout back itself when it finds it taken over).
+        let (dir, prefix) = self.temp_place(algorithm, digest);
         let mut tries = 0;
         let file = loop {
-            match create() {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 5 => {
-                    tries += 1;
-                    self.make_again(&dir)?;
-                }
+            match new_named_file(&dir, &prefix) {
+                Err(e) if self.again_after(&dir, &e, &mut tries)? => {}
                 other => break other,
             }
         }
@@ -663,24 +647,46 @@ impl LayoutStore {
         algorithm: Algorithm,
         digest: Option<&Digest>,
     ) -> Result<TempBlob> {
-        let dir = self.root.join("blobs").join(algorithm.as_str());
-        let prefix = match digest {
-            Some(d) => blob_temp_prefix(d),
-            None => temp_prefix(),
-        };
-        // As in `new_temp`: the directory made again only when the file cannot be made.
+        let (dir, prefix) = self.temp_place(algorithm, digest);
         let mut tries = 0;
         let file = loop {
             match new_named_file_async(&dir, &prefix).await {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 5 => {
-                    tries += 1;
-                    self.make_again(&dir)?;
-                }
+                Err(e) if self.again_after(&dir, &e, &mut tries)? => {}
                 other => break other,
             }
         }
         .map_err(|e| io_err("creating a temporary file in", &dir, e))?;
         Ok(self.temp_blob(file, digest))
+    }
+
+    /// The directory a temporary file for content of `algorithm` is made in, and the
+    /// prefix of its name (which says the blob `digest`'s, if known).
+    fn temp_place(&self, algorithm: Algorithm, digest: Option<&Digest>) -> (PathBuf, String) {
+        let dir = self.root.join("blobs").join(algorithm.as_str());
+        let prefix = match digest {
+            Some(d) => blob_temp_prefix(d),
+            None => temp_prefix(),
+        };
+        (dir, prefix)
+    }
+
+    /// Whether a temporary file is made again in `dir` after failing with `e`, once the
+    /// directory is made again (`tries` counts the times). The directory nearly always
+    /// exists: it is made only when the file cannot be. It may also be gone with the whole
+    /// layout: a run that created the directory and failed without storing anything
+    /// removes it ([`Self::remove_if_unused`]), while another run into it (a shard beside
+    /// it) is still at work. That run needs the layout's files back too, or it stores
+    /// blobs in a directory no tool takes for a layout. The removal may still be under way
+    /// when the layout is made again, and take the new `blobs/<algorithm>` with it: another
+    /// try or two finds it done (it runs once, and puts the layout back itself when it
+    /// finds it taken over).
+    fn again_after(&self, dir: &Path, e: &std::io::Error, tries: &mut usize) -> Result<bool> {
+        if e.kind() != std::io::ErrorKind::NotFound || *tries >= 5 {
+            return Ok(false);
+        }
+        *tries += 1;
+        self.make_again(dir)?;
+        Ok(true)
     }
 
     /// The new temporary file `file`, of the blob `digest` if known, as a [`TempBlob`].
