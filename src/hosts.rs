@@ -270,12 +270,13 @@ impl HostsFile {
             .as_table()
             .ok_or_else(|| Error::invalid("\"host\" must be a table of tables"))?;
         for (url, entry) in hosts {
-            // Before the table's name is quoted by a message on one of its keys.
+            // Before the table's name is quoted by a message on one of its keys; quoted
+            // without a query, which may hold a token.
             no_login(url, "mirror")?;
+            let what = format!("host {:?}", crate::error::redact_url(url));
             let entry = entry
                 .as_table()
-                .ok_or_else(|| Error::invalid(format!("host {url:?} must be a table")))?;
-            let what = format!("host {url:?}");
+                .ok_or_else(|| Error::invalid(format!("{what} must be a table")))?;
             let plain = flag(entry, "plain-http", &what)? || flag(entry, "plain_http", &what)?;
             file.hosts.push(HostSpec {
                 url: with_scheme(url, Some(plain), "mirror")?,
@@ -496,9 +497,11 @@ fn scheme_added(value: &str, plain: Option<bool>, what: &str) -> Result<String> 
             return Ok(format!("{}://{rest}", scheme.to_ascii_lowercase()));
         }
     }
+    // Quoted without a query, which may hold a token.
+    let shown = crate::error::redact_url(value);
     if value.contains("://") {
         return Err(Error::invalid(format!(
-            "{what} {value:?}: only http and https are supported"
+            "{what} {shown:?}: only http and https are supported"
         )));
     }
     let host = value.split('/').next().unwrap_or(value);
@@ -506,7 +509,7 @@ fn scheme_added(value: &str, plain: Option<bool>, what: &str) -> Result<String> 
     // as written, with the spelling that works.
     if let Some(bracketed) = crate::reference::bracketed_ipv6(host) {
         return Err(Error::invalid(format!(
-            "invalid {what} {value:?}: an IPv6 address is written in brackets, as in URLs: \
+            "invalid {what} {shown:?}: an IPv6 address is written in brackets, as in URLs: \
              {bracketed}"
         )));
     }
@@ -561,6 +564,30 @@ mod tests {
                 .to_string();
             assert!(e.contains("credentials do not go here"), "{text}: {e}");
             assert!(!e.contains("SECRET") && !e.contains("mu:"), "{text}: {e}");
+        }
+    }
+
+    /// A hosts file's query is taken out with a warning that shows it as `?…` (it may be
+    /// a token), but the messages of the file's other faults quoted the URL whole: the
+    /// name of a `[host."…"]` table on a key's error, and a `server` or `host` with
+    /// another scheme or a bare IPv6 address.
+    #[test]
+    fn a_hosts_file_s_query_is_not_shown_by_its_other_errors() {
+        for text in [
+            "[host.\"https://mirror.example/x?token=SECRET\"]\nplain-http = \"yes\"\n",
+            "[host.\"https://mirror.example/x?token=SECRET\"]\ncapabilities = \"pull\"\n",
+            "[host.\"https://mirror.example/x?token=SECRET\"]\ndial_timeout = \"soon\"\n",
+            "host = { \"https://mirror.example/x?token=SECRET\" = 5 }\n",
+            "[host.\"ftp://mirror.example/x?token=SECRET\"]\n",
+            "[host.\"::1/x?token=SECRET\"]\n",
+            "server = \"ftp://registry.example/x?token=SECRET\"\n",
+            "server = \"::1/x?token=SECRET\"\n",
+        ] {
+            let e = HostsFile::parse(text, Path::new("/"))
+                .unwrap_err()
+                .to_string();
+            assert!(!e.contains("SECRET"), "{text}: {e}");
+            assert!(e.contains("?…"), "{text}: {e}");
         }
     }
 

@@ -197,22 +197,6 @@ pub(super) fn hold_within(file: &std::fs::File, wait: Duration) -> bool {
     }
 }
 
-/// [`hold_within`] for async code: the pauses between tries yield to the runtime, which
-/// the CLI's single thread shares with every transfer, timer and Ctrl-C's handling. The
-/// wait is on the runtime's clock, as its pauses are: a paused one (tests) passes both.
-pub(super) async fn hold_within_async(file: &std::fs::File, wait: Duration) -> bool {
-    let started = tokio::time::Instant::now();
-    loop {
-        if hold(file) {
-            return true;
-        }
-        if started.elapsed() >= wait {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// What [`take_unheld`] found of a file: whether it may be taken away, and what keeps its
 /// maker out meanwhile.
 #[derive(Debug)]

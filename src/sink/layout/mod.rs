@@ -626,27 +626,11 @@ impl LayoutStore {
     }
 
     fn new_temp(&self, algorithm: Algorithm, digest: Option<&Digest>) -> Result<TempBlob> {
-        let dir = self.root.join("blobs").join(algorithm.as_str());
-        let prefix = match digest {
-            Some(d) => blob_temp_prefix(d),
-            None => temp_prefix(),
-        };
-        let create = || new_named_file(&dir, &prefix);
-        // The directory nearly always exists: create it only when the file cannot be made.
-        // It may also be gone with the whole layout: a run that created the directory and
-        // failed without storing anything removes it ([`Self::remove_if_unused`]), while
-        // another run into it (a shard beside it) is still at work. That run needs the
-        // layout's files back too, or it stores blobs in a directory no tool takes for a
-        // layout. The removal may still be under way when the layout is made again, and
-        // take the new `blobs/<algorithm>` with it: another try or two finds it done (it
-        // runs once, and puts the layout back itself when it finds it taken over).
+        let (dir, prefix) = self.temp_place(algorithm, digest);
         let mut tries = 0;
         let file = loop {
-            match create() {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 5 => {
-                    tries += 1;
-                    self.make_again(&dir)?;
-                }
+            match new_named_file(&dir, &prefix) {
+                Err(e) if self.again_after(&dir, &e, &mut tries)? => {}
                 other => break other,
             }
         }
@@ -656,30 +640,53 @@ impl LayoutStore {
 
     /// [`Self::temp`] (`digest` `None`) or [`Self::temp_for`] for async code: the wait for
     /// the new file's lock, up to [`CLAIM_WAIT`] a try while another run's sweep probes
-    /// it, yields to the runtime rather than stall every transfer on its thread.
+    /// it, is on the blocking pool rather than stall every transfer on the runtime's
+    /// thread.
     pub(crate) async fn temp_async(
         &self,
         algorithm: Algorithm,
         digest: Option<&Digest>,
     ) -> Result<TempBlob> {
-        let dir = self.root.join("blobs").join(algorithm.as_str());
-        let prefix = match digest {
-            Some(d) => blob_temp_prefix(d),
-            None => temp_prefix(),
-        };
-        // As in `new_temp`: the directory made again only when the file cannot be made.
+        let (dir, prefix) = self.temp_place(algorithm, digest);
         let mut tries = 0;
         let file = loop {
             match new_named_file_async(&dir, &prefix).await {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 5 => {
-                    tries += 1;
-                    self.make_again(&dir)?;
-                }
+                Err(e) if self.again_after(&dir, &e, &mut tries)? => {}
                 other => break other,
             }
         }
         .map_err(|e| io_err("creating a temporary file in", &dir, e))?;
         Ok(self.temp_blob(file, digest))
+    }
+
+    /// The directory a temporary file for content of `algorithm` is made in, and the
+    /// prefix of its name (which says the blob `digest`'s, if known).
+    fn temp_place(&self, algorithm: Algorithm, digest: Option<&Digest>) -> (PathBuf, String) {
+        let dir = self.root.join("blobs").join(algorithm.as_str());
+        let prefix = match digest {
+            Some(d) => blob_temp_prefix(d),
+            None => temp_prefix(),
+        };
+        (dir, prefix)
+    }
+
+    /// Whether a temporary file is made again in `dir` after failing with `e`, once the
+    /// directory is made again (`tries` counts the times). The directory nearly always
+    /// exists: it is made only when the file cannot be. It may also be gone with the whole
+    /// layout: a run that created the directory and failed without storing anything
+    /// removes it ([`Self::remove_if_unused`]), while another run into it (a shard beside
+    /// it) is still at work. That run needs the layout's files back too, or it stores
+    /// blobs in a directory no tool takes for a layout. The removal may still be under way
+    /// when the layout is made again, and take the new `blobs/<algorithm>` with it: another
+    /// try or two finds it done (it runs once, and puts the layout back itself when it
+    /// finds it taken over).
+    fn again_after(&self, dir: &Path, e: &std::io::Error, tries: &mut usize) -> Result<bool> {
+        if e.kind() != std::io::ErrorKind::NotFound || *tries >= 5 {
+            return Ok(false);
+        }
+        *tries += 1;
+        self.make_again(dir)?;
+        Ok(true)
     }
 
     /// The new temporary file `file`, of the blob `digest` if known, as a [`TempBlob`].
@@ -1824,6 +1831,37 @@ mod tests {
         assert_eq!(temp.path, path, "the file waited for was given up");
         assert!(holder.join().unwrap(), "the lock was let go unasked");
         other.await.unwrap();
+        assert!(probed_held(&temp.path));
+    }
+
+    /// The same wait on a paused clock (a library's test of its own code with
+    /// `start_paused`), the lock held by another process for a moment of real time: the
+    /// wait counted on tokio's clock, which runs ahead to each 10 ms pause while the
+    /// runtime idles, and gave up on the file at once (2 s of that clock), and on the next
+    /// four as soon, failing the fetch, while the holder had not yet let go.
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_new_temporary_file_s_lock_is_waited_for_in_real_time_on_a_paused_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open(dir.path()).unwrap();
+        let held = std::rc::Rc::new(std::cell::RefCell::new(None::<PathBuf>));
+        let holding = held.clone();
+        let _hook = stop_between(move |step, path| {
+            if step != locks::Step::Made || holding.borrow().is_some() {
+                return;
+            }
+            let probe = std::fs::File::open(path).unwrap();
+            assert!(try_flock(&probe, libc::LOCK_SH).unwrap());
+            // Well within the 2 s a try waits, and far longer than the runtime takes to
+            // run 200 idle pauses of a paused clock.
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(500));
+                drop(probe);
+            });
+            *holding.borrow_mut() = Some(path.to_owned());
+        });
+        let temp = store.temp_async(Algorithm::Sha256, None).await.unwrap();
+        let path = held.borrow_mut().take().expect("no file was made");
+        assert_eq!(temp.path, path, "the file waited for was given up");
         assert!(probed_held(&temp.path));
     }
 

@@ -10,7 +10,7 @@ use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::sink::stream::StreamWriter;
 
-use super::locks::{hold_within, hold_within_async, names_file};
+use super::locks::{hold, hold_within, names_file};
 use super::{io_err, os_error, LayoutStore, CLAIM_WAIT, PARTIAL_AGE, PARTIAL_PREFIX, TMP_PREFIX};
 
 /// Content up to this size is written in one go at commit; beyond, it streams to a writer.
@@ -125,8 +125,13 @@ fn new_named_file_with_mode(
     Err(none_locked())
 }
 
-/// [`new_named_file`] for async code: the wait for each file's lock yields to the runtime
-/// ([`hold_within_async`]).
+/// [`new_named_file`] for async code: a file whose lock another process holds (a sweep's
+/// probe) is waited for on the blocking pool, up to [`CLAIM_WAIT`] of real time as the
+/// holder lets go in real time, while the runtime's thread (the CLI's one) runs every
+/// transfer, timer and Ctrl-C's handling. Counted on tokio's clock, a paused one (a
+/// library's test) ran ahead to each pause and gave every file up at once; a blocking
+/// task holds such a clock meanwhile. A file locked at once, as nearly all are, makes no
+/// trip to the pool.
 pub(super) async fn new_named_file_async(
     dir: &Path,
     prefix: &str,
@@ -134,9 +139,17 @@ pub(super) async fn new_named_file_async(
     let builder = builder(prefix, 0o666);
     for _ in 0..MAKE_TRIES {
         let file = made(&builder, dir)?;
-        if hold_within_async(file.as_file(), CLAIM_WAIT).await
-            && names_file(file.path(), file.as_file())
-        {
+        let (file, held) = if hold(file.as_file()) {
+            (file, true)
+        } else {
+            tokio::task::spawn_blocking(move || {
+                let held = hold_within(file.as_file(), CLAIM_WAIT);
+                (file, held)
+            })
+            .await
+            .map_err(std::io::Error::other)?
+        };
+        if held && names_file(file.path(), file.as_file()) {
             return Ok(file);
         }
     }
