@@ -466,8 +466,6 @@ fn spawn_fetch(
     })
 }
 
-/// Fetches every one of `digests` at once, each on a task of its own, and fails the
-/// test unless each fails with a 503.
 /// `n` blobs of 3000 bytes and more (seeds from `seed`) in `reg`, each request for which
 /// is answered 503 with `Retry-After: after`.
 fn blobs_answered_503_with_retry_after(
@@ -998,24 +996,9 @@ fn a_registry_retrying_cannot_cure_at_the_check_exits_2() {
 /// pause it asked for was over (a worker's next line, a service's next fetch).
 #[tokio::test(start_paused = true)]
 async fn the_answer_that_ends_a_late_request_holds_the_next_one() {
-    const RETRIES: u32 = 2;
     let reg = FakeRegistry::start();
-    let blobs = blobs_answered_503_with_retry_after(&reg, 7, 9470, "30");
-    let (before, late) = blobs.split_at(5);
-    let policy = RetryPolicy {
-        retries: RETRIES,
-        base_delay: Duration::from_millis(10),
-        max_delay: Duration::from_secs(60),
-    };
-    let remote = library_remote(&reg, policy);
-    let ticker = tick_while_idle();
-    all_fail_with_503(&remote, before).await;
-    let first: Object = late[0].parse().unwrap();
-    let e = remote.fetch(&first, &Hints::default()).await.unwrap_err();
-    assert!(
-        e.to_string().contains("the registry failed every request"),
-        "{e}"
-    );
+    let (remote, late, ticker) = late_to_an_outage(&reg, 7, 9470, "30").await;
+    fetch_late(&remote, &late[0]).await;
     let answered = tokio::time::Instant::now();
     let next: Object = late[1].parse().unwrap();
     let e = remote.fetch(&next, &Hints::default()).await.unwrap_err();
@@ -1035,26 +1018,45 @@ async fn the_answer_that_ends_a_late_request_holds_the_next_one() {
 /// out ([`dist::Error::retry_after`]). It ended with none, as if no pause had been asked.
 #[tokio::test(start_paused = true)]
 async fn an_object_late_to_an_outage_is_told_the_pause_its_answer_asked_for() {
-    const RETRIES: u32 = 2;
     let reg = FakeRegistry::start();
-    let blobs = blobs_answered_503_with_retry_after(&reg, 6, 9460, "7");
-    let (before, late) = blobs.split_at(5);
+    let (remote, late, ticker) = late_to_an_outage(&reg, 6, 9460, "7").await;
+    let e = fetch_late(&remote, &late[0]).await;
+    ticker.abort();
+    assert_eq!(reg.requests_for(&late[0]), 1, "{e}");
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(7)), "{e}");
+}
+
+/// `n` blobs of `reg` answered 503 with `Retry-After: after` (seeds from `seed`), the
+/// first five asked for at once on the paused clock, more rounds failed in a row than one
+/// object may be asked for (two retries): the remote, the blobs late to that outage, and
+/// the ticker of the clock ([`tick_while_idle`]), still running.
+async fn late_to_an_outage(
+    reg: &FakeRegistry,
+    n: usize,
+    seed: u64,
+    after: &str,
+) -> (RegistryRemote, Vec<String>, tokio::task::JoinHandle<()>) {
+    let mut blobs = blobs_answered_503_with_retry_after(reg, n, seed, after);
+    let late = blobs.split_off(5);
     let policy = RetryPolicy {
-        retries: RETRIES,
+        retries: 2,
         base_delay: Duration::from_millis(10),
         max_delay: Duration::from_secs(60),
     };
-    let remote = library_remote(&reg, policy);
+    let remote = library_remote(reg, policy);
     let ticker = tick_while_idle();
-    // More rounds failed in a row than one object may be asked for.
-    all_fail_with_503(&remote, before).await;
-    let object: Object = late[0].parse().unwrap();
+    all_fail_with_503(&remote, &blobs).await;
+    (remote, late, ticker)
+}
+
+/// Fetches `digest`, late to the outage of [`late_to_an_outage`]: its error, which says
+/// so.
+async fn fetch_late(remote: &RegistryRemote, digest: &str) -> dist::Error {
+    let object: Object = digest.parse().unwrap();
     let e = remote.fetch(&object, &Hints::default()).await.unwrap_err();
-    ticker.abort();
     assert!(
         e.to_string().contains("the registry failed every request"),
         "late to the outage: {e}"
     );
-    assert_eq!(reg.requests_for(&late[0]), 1, "{e}");
-    assert_eq!(e.retry_after(), Some(Duration::from_secs(7)), "{e}");
+    e
 }
