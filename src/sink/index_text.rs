@@ -9,6 +9,7 @@
 //! were removed or added change; each entry kept is its own text, byte for byte, and so is
 //! everything outside the list.
 
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::ops::Range;
 
@@ -17,9 +18,9 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// `text`, an `index.json` that reads as a JSON object, with its `manifests` list made
-/// `manifests`: the entries of the file equal to ones of `manifests` (in their order, as
-/// an update keeps them) written as the file has them, one equal to `fresh`'s value as its
-/// text, the others as compact JSON, set apart as the file's entries are. `None` when the
+/// `manifests`: each value of `manifests` is written as the first entry of the file equal
+/// to it that an earlier one did not take, if there is one; else one equal to `fresh`'s
+/// value as its text, the others as compact JSON; set apart as the file's entries are. `None` when the
 /// text does not read so (the caller then writes the value whole).
 pub(super) fn rewrite(
     text: &[u8],
@@ -83,12 +84,22 @@ fn list(
         }
         _ => ("", ""),
     };
-    let parsed: Vec<Option<Value>> = entries
-        .iter()
-        .map(|e| serde_json::from_str(e.get()).ok())
-        .collect();
-    let mut used = vec![false; entries.len()];
-    let mut next = 0;
+    // Each value of `manifests` is the file's first unused entry equal to it: the k-th
+    // of equal values is the k-th such entry, so entries kept are their own texts in the
+    // file's order, and one an update moved to the end (the entry kept as its name's
+    // only one) is the first of its name there, as readers took it. Equal entries can
+    // differ in text (a number past 64 bits in a field dist does not know reads as the
+    // same float), so the first one is the one meant. Keyed by the value's compact text:
+    // one look-up each, where a scan per value grew with the file.
+    let mut unused: HashMap<String, VecDeque<&RawValue>> = HashMap::new();
+    for entry in entries {
+        if let Ok(value) = serde_json::from_str::<Value>(entry.get()) {
+            unused
+                .entry(value.to_string())
+                .or_default()
+                .push_back(entry);
+        }
+    }
     let mut out = String::from("[");
     out.push_str(open);
     for (i, value) in manifests.iter().enumerate() {
@@ -96,18 +107,11 @@ fn list(
             out.push(',');
             out.push_str(open);
         }
-        let same = |j: &usize| !used[*j] && parsed[*j].as_ref() == Some(value);
-        // Kept entries come in the file's order; one an update moved to the end (an entry
-        // kept as its name's only one) is found before the cursor.
-        let found = (next..entries.len()).find(same);
-        match found.or_else(|| (0..next).find(same)) {
-            Some(j) => {
-                out.push_str(entries[j].get());
-                used[j] = true;
-                next = next.max(j + 1);
-            }
+        let key = value.to_string();
+        match unused.get_mut(&key).and_then(VecDeque::pop_front) {
+            Some(entry) => out.push_str(entry.get()),
             None if *value == fresh.0 => out.push_str(&fresh.1),
-            None => out.push_str(&serde_json::to_string(value).expect("JSON values serialise")),
+            None => out.push_str(&key),
         }
     }
     out.push_str(close);
