@@ -84,6 +84,14 @@ fn list(
         }
         _ => ("", ""),
     };
+    // What sets entries apart: the file's own between its first two (Python's `, `
+    // after a `[` followed by none), else a comma and the white space after `[`.
+    let between = match entries {
+        [first, second, ..] => {
+            text[span(text, first.get()).end..span(text, second.get()).start].to_string()
+        }
+        _ => format!(",{open}"),
+    };
     // Each value of `manifests` is the file's first unused entry equal to it: the k-th
     // of equal values is the k-th such entry, so entries kept are their own texts in the
     // file's order, and one an update moved to the end (the entry kept as its name's
@@ -104,8 +112,7 @@ fn list(
     out.push_str(open);
     for (i, value) in manifests.iter().enumerate() {
         if i > 0 {
-            out.push(',');
-            out.push_str(open);
+            out.push_str(&between);
         }
         let key = value.to_string();
         match unused.get_mut(&key).and_then(VecDeque::pop_front) {
@@ -184,6 +191,26 @@ mod tests {
             "{\"b\":1,\"manifests\":[{\"a\":1}]}\n"
         );
         assert_eq!(rewritten("{}", entry), r#"{"manifests":[{"a":1}]}"#);
+    }
+
+    /// Entries set apart otherwise than the list's first one from its `[` (Python's
+    /// `json.dumps` writes `[{...}, {...}]`) stay so: the space after each comma went.
+    #[test]
+    fn entries_stay_set_apart_as_the_file_sets_them() {
+        assert_eq!(
+            rewritten(
+                r#"{"manifests": [{"a": 1}, {"b": 2}]}"#,
+                serde_json::json!([{"a": 1}, {"b": 2}, {"c": 3}])
+            ),
+            r#"{"manifests": [{"a": 1}, {"b": 2}, {"c":3}]}"#
+        );
+        assert_eq!(
+            rewritten(
+                "{\"manifests\":[\n  {\"a\":1}\n  ,{\"b\":2}]}",
+                serde_json::json!([{"b": 2}, {"c": 3}])
+            ),
+            "{\"manifests\":[\n  {\"b\":2}\n  ,{\"c\":3}]}"
+        );
     }
 
     #[test]
