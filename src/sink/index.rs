@@ -712,6 +712,37 @@ mod tests {
         assert_eq!(names(dir.path()), vec![(Some("v1".into()), d(b"whole"))]);
     }
 
+    /// The entry kept for a tag listed twice is the first of the name for its digest, as
+    /// readers take it, with its own text: a number past 64 bits in a field dist does not
+    /// know rounds to the same float in its copy further down, and the copy's text, found
+    /// first after the entries kept before it, was written instead (`…891` for `…890`).
+    #[test]
+    fn the_entry_kept_for_a_tag_is_the_first_one_s_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.json");
+        let text = |d: &Descriptor, big: &str| {
+            let mut v = serde_json::to_string(d).unwrap();
+            v.insert_str(v.len() - 1, &format!(r#","x":{big}"#));
+            v
+        };
+        let (kept, other) = (entry(b"kept", Some("v1")), entry(b"other", Some("v2")));
+        let first = text(&kept, "123456789012345678901234567890");
+        let copy = text(&kept, "123456789012345678901234567891");
+        let other = serde_json::to_string(&other).unwrap();
+        std::fs::write(
+            &path,
+            format!(r#"{{"schemaVersion":2,"manifests":[{first},{other},{copy}]}}"#),
+        )
+        .unwrap();
+        let added =
+            add_entry_unless(dir.path(), &entry(b"new", Some("v1")), Some(&kept.digest)).unwrap();
+        assert!(matches!(added, Added::Kept(_)), "{added:?}");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!(r#"{{"schemaVersion":2,"manifests":[{other},{first}]}}"#)
+        );
+    }
+
     #[test]
     fn concurrent_updates_lose_nothing() {
         let dir = tempfile::tempdir().unwrap();

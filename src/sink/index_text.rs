@@ -9,6 +9,7 @@
 //! were removed or added change; each entry kept is its own text, byte for byte, and so is
 //! everything outside the list.
 
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::ops::Range;
 
@@ -17,9 +18,9 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// `text`, an `index.json` that reads as a JSON object, with its `manifests` list made
-/// `manifests`: the entries of the file equal to ones of `manifests` (in their order, as
-/// an update keeps them) written as the file has them, one equal to `fresh`'s value as its
-/// text, the others as compact JSON, set apart as the file's entries are. `None` when the
+/// `manifests`: each value of `manifests` is written as the first entry of the file equal
+/// to it that an earlier one did not take, if there is one; else one equal to `fresh`'s
+/// value as its text, the others as compact JSON; set apart as the file's entries are. `None` when the
 /// text does not read so (the caller then writes the value whole).
 pub(super) fn rewrite(
     text: &[u8],
@@ -83,31 +84,41 @@ fn list(
         }
         _ => ("", ""),
     };
-    let parsed: Vec<Option<Value>> = entries
-        .iter()
-        .map(|e| serde_json::from_str(e.get()).ok())
-        .collect();
-    let mut used = vec![false; entries.len()];
-    let mut next = 0;
+    // What sets entries apart: the file's own between its first two (Python's `, `
+    // after a `[` followed by none), else a comma and the white space after `[`.
+    let between = match entries {
+        [first, second, ..] => {
+            text[span(text, first.get()).end..span(text, second.get()).start].to_string()
+        }
+        _ => format!(",{open}"),
+    };
+    // Each value of `manifests` is the file's first unused entry equal to it: the k-th
+    // of equal values is the k-th such entry, so entries kept are their own texts in the
+    // file's order, and one an update moved to the end (the entry kept as its name's
+    // only one) is the first of its name there, as readers took it. Equal entries can
+    // differ in text (a number past 64 bits in a field dist does not know reads as the
+    // same float), so the first one is the one meant. Keyed by the value's compact text:
+    // one look-up each, where a scan per value grew with the file.
+    let mut unused: HashMap<String, VecDeque<&RawValue>> = HashMap::new();
+    for entry in entries {
+        if let Ok(value) = serde_json::from_str::<Value>(entry.get()) {
+            unused
+                .entry(value.to_string())
+                .or_default()
+                .push_back(entry);
+        }
+    }
     let mut out = String::from("[");
     out.push_str(open);
     for (i, value) in manifests.iter().enumerate() {
         if i > 0 {
-            out.push(',');
-            out.push_str(open);
+            out.push_str(&between);
         }
-        let same = |j: &usize| !used[*j] && parsed[*j].as_ref() == Some(value);
-        // Kept entries come in the file's order; one an update moved to the end (an entry
-        // kept as its name's only one) is found before the cursor.
-        let found = (next..entries.len()).find(same);
-        match found.or_else(|| (0..next).find(same)) {
-            Some(j) => {
-                out.push_str(entries[j].get());
-                used[j] = true;
-                next = next.max(j + 1);
-            }
+        let key = value.to_string();
+        match unused.get_mut(&key).and_then(VecDeque::pop_front) {
+            Some(entry) => out.push_str(entry.get()),
             None if *value == fresh.0 => out.push_str(&fresh.1),
-            None => out.push_str(&serde_json::to_string(value).expect("JSON values serialise")),
+            None => out.push_str(&key),
         }
     }
     out.push_str(close);
@@ -182,6 +193,26 @@ mod tests {
         assert_eq!(rewritten("{}", entry), r#"{"manifests":[{"a":1}]}"#);
     }
 
+    /// Entries set apart otherwise than the list's first one from its `[` (Python's
+    /// `json.dumps` writes `[{...}, {...}]`) stay so: the space after each comma went.
+    #[test]
+    fn entries_stay_set_apart_as_the_file_sets_them() {
+        assert_eq!(
+            rewritten(
+                r#"{"manifests": [{"a": 1}, {"b": 2}]}"#,
+                serde_json::json!([{"a": 1}, {"b": 2}, {"c": 3}])
+            ),
+            r#"{"manifests": [{"a": 1}, {"b": 2}, {"c":3}]}"#
+        );
+        assert_eq!(
+            rewritten(
+                "{\"manifests\":[\n  {\"a\":1}\n  ,{\"b\":2}]}",
+                serde_json::json!([{"b": 2}, {"c": 3}])
+            ),
+            "{\"manifests\":[\n  {\"b\":2}\n  ,{\"c\":3}]}"
+        );
+    }
+
     #[test]
     fn of_a_key_written_twice_the_last_is_the_list() {
         assert_eq!(
@@ -224,5 +255,181 @@ mod tests {
         let none = (Value::Null, String::new());
         assert_eq!(rewrite(b"[1]", &[], &none), None);
         assert_eq!(rewrite(br#"{"manifests":{}}"#, &[], &none), None);
+    }
+
+    /// A small deterministic generator (xorshift): the same files on every run.
+    struct Gen(u64);
+
+    impl Gen {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+        fn pick<T: Copy>(&mut self, of: &[T]) -> T {
+            of[self.below(of.len())]
+        }
+        /// White space as tools put it: none, spaces, LF or CRLF indentation, tabs.
+        fn space(&mut self) -> &'static str {
+            self.pick(&["", "", " ", "\n  ", "\r\n\t", "\n    "])
+        }
+        /// `s` as a JSON string, some of its characters escaped.
+        fn string(&mut self, s: &str) -> String {
+            let mut out = String::from("\"");
+            for c in s.chars() {
+                match c {
+                    '"' | '\\' => out.extend(['\\', c]),
+                    '/' if self.below(2) == 0 => out.push_str("\\/"),
+                    c if c.is_ascii_alphabetic() && self.below(8) == 0 => {
+                        out.push_str(&format!("\\u{:04x}", c as u32))
+                    }
+                    c if !c.is_ascii() && self.below(2) == 0 => {
+                        for unit in c.encode_utf16(&mut [0; 2]) {
+                            out.push_str(&format!("\\u{unit:04X}"));
+                        }
+                    }
+                    c => out.push(c),
+                }
+            }
+            out + "\""
+        }
+        /// An object of `members` (key, value's text), set apart with white space.
+        fn object(&mut self, members: &[(&str, String)]) -> String {
+            let members: Vec<String> = members
+                .iter()
+                .map(|(k, v)| {
+                    let (a, b, c, d) = (self.space(), self.space(), self.space(), self.space());
+                    format!("{a}{}{b}:{c}{v}{d}", self.string(k))
+                })
+                .collect();
+            format!("{{{}}}", members.join(","))
+        }
+        /// An index entry: few digests and names, so that entries repeat, with fields
+        /// whose text a value does not keep and strings that look like JSON's syntax.
+        fn entry(&mut self) -> String {
+            let digest = self.pick(&["sha256:aa", "sha256:bb", "sha256:cc"]);
+            let mut members = vec![
+                (
+                    "mediaType",
+                    self.string("application/vnd.oci.image.manifest.v1+json"),
+                ),
+                ("digest", self.string(digest)),
+                ("size", self.pick(&["1", "2"]).to_string()),
+            ];
+            let mut annotations = Vec::new();
+            if let Some(name) = self.pick(&[None, Some("v1"), Some("v2")]) {
+                annotations.push((crate::image::REF_NAME, self.string(name)));
+            }
+            if self.below(3) == 0 {
+                annotations.push(("x", self.string("}]\"manifests\": [é 😀 \\ /")));
+            }
+            if !annotations.is_empty() {
+                members.push(("annotations", self.object(&annotations)));
+            }
+            let numbers = [
+                "123456789012345678901234567890",
+                "123456789012345678901234567891",
+                "18446744073709551616",
+                "1.10",
+                "1.1",
+                "1e2",
+                "-0",
+                "0.30000000000000004",
+            ];
+            match self.below(6) {
+                0 => members.push(("n", self.pick(&numbers).to_string())),
+                1 => members.push(("manifests", "[{}]".to_string())),
+                2 => members.push(("a", "1".to_string())),
+                _ => {}
+            }
+            let (i, j) = (self.below(members.len()), self.below(members.len()));
+            members.swap(i, j);
+            self.object(&members)
+        }
+        /// A list of `entries`, as indented or compact as the file.
+        fn list(&mut self, entries: &[String]) -> String {
+            let (open, close) = (self.space(), self.space());
+            let between = format!(",{}", self.space());
+            format!("[{open}{}{close}]", entries.join(&between))
+        }
+    }
+
+    /// Whatever the file's text (indented, compact, CRLF, escapes, numbers a value
+    /// rounds, `manifests` twice or inside entries, equal entries), the rewritten file
+    /// reads as the file's value with its list made `manifests`, each entry kept is the
+    /// text of one of the file's, and what lies before the list is the file's own.
+    #[test]
+    fn generated_files_read_as_the_value_meant() {
+        for seed in 1..3000u64 {
+            let mut g = Gen(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+            let entries: Vec<String> = (0..g.below(6)).map(|_| g.entry()).collect();
+            let mut members = vec![("schemaVersion", "2".to_string())];
+            match g.below(6) {
+                0 => {}
+                1 => members.push(("manifests", "null".to_string())),
+                2 => {
+                    let decoy = g.entry();
+                    members.push(("manifests", g.list(&[decoy])));
+                    members.push(("manifests", g.list(&entries)));
+                }
+                _ => members.push(("manifests", g.list(&entries))),
+            }
+            if g.below(2) == 0 {
+                members.push(("annotations", g.object(&[("manifests", "\"]}\"".into())])));
+            }
+            let (i, j) = (g.below(members.len()), g.below(members.len()));
+            members.swap(i, j);
+            let text = format!("{}{}{}", g.space(), g.object(&members), g.space());
+            let old: Value = serde_json::from_str(&text).unwrap();
+
+            // What an update makes of the list: some entries go, one may move to the end,
+            // a new one may come.
+            let mut manifests: Vec<Value> = (old.get("manifests").and_then(Value::as_array))
+                .map_or(&[][..], Vec::as_slice)
+                .iter()
+                .filter(|_| g.below(4) != 0)
+                .cloned()
+                .collect();
+            if !manifests.is_empty() && g.below(3) == 0 {
+                let moved = manifests.remove(g.below(manifests.len()));
+                manifests.push(moved);
+            }
+            let fresh_text = r#"{"mediaType":"m","digest":"sha256:dd","size":3}"#;
+            let fresh = (
+                serde_json::from_str::<Value>(fresh_text).unwrap(),
+                fresh_text.to_string(),
+            );
+            if g.below(2) == 0 {
+                manifests.push(fresh.0.clone());
+            }
+
+            let out = rewrite(text.as_bytes(), &manifests, &fresh).expect("an object");
+            let out = String::from_utf8(out).unwrap();
+            let mut meant = old.clone();
+            meant["manifests"] = Value::Array(manifests.clone());
+            let read: Value = serde_json::from_str(&out)
+                .unwrap_or_else(|e| panic!("seed {seed}: {e}\n{text}\n=>\n{out}"));
+            assert_eq!(read, meant, "seed {seed}\n{text}\n=>\n{out}");
+
+            let Members(members) = serde_json::from_str(&out).unwrap();
+            let (_, list) = members
+                .iter()
+                .rev()
+                .find(|(k, _)| k == "manifests")
+                .unwrap();
+            let written: Vec<&RawValue> = serde_json::from_str(list.get()).unwrap();
+            for entry in written {
+                assert!(
+                    text.contains(entry.get()) || entry.get() == fresh.1,
+                    "seed {seed}: {} is no text of the file's\n{text}\n=>\n{out}",
+                    entry.get()
+                );
+            }
+            if old.get("manifests").is_some() {
+                let at = span(&out, list.get()).start;
+                assert_eq!(out[..at], text[..at], "seed {seed}");
+            }
+        }
     }
 }
