@@ -1195,7 +1195,9 @@ fn announced_for(
         return match object {
             Object::Digest(_) => Ok(None),
             Object::Tag(_) => {
-                let shown = crate::server_text::cut_to(escaped(header.as_bytes()), 160);
+                // Nor a login, as the digest's own error leaves it out of text.
+                let shown = crate::reference::without_credentials(&escaped(header.as_bytes()));
+                let shown = crate::server_text::cut_to(shown, 160);
                 Err(bad_digest_header(format!(
                     "\"{shown}\" holds bytes that are not text"
                 )))
