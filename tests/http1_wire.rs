@@ -417,6 +417,39 @@ fn a_long_401_body_does_not_hold_the_connection_its_token_request_needs() {
     );
 }
 
+/// A token answer with no length declared ends where its connection closes, as one cut
+/// short by a dropped connection does: JSON that ends early there is no token service set
+/// up wrong, and is not exit status 2 (retrying cannot cure it), as a whole answer
+/// without a token is.
+#[test]
+fn a_token_answer_that_may_have_been_cut_short_is_not_the_server_s_setup() {
+    for (token, status) in [(&br#"{"token":"t","expires_in":3"#[..], 1), (b"{}", 2)] {
+        let raw = Raw::start(move |req, _| {
+            if req.line().contains("/token") {
+                let fields = ["Content-Type: application/json".to_string()];
+                return Answer::close(with_body(head("200 OK", &fields), token));
+            }
+            let port = req
+                .header("host")
+                .and_then(|h| h.rsplit_once(':').map(|(_, p)| p.to_string()))
+                .unwrap_or_default();
+            let fields = [
+                format!(
+                    "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",\
+                     service=\"raw\""
+                ),
+                "Content-Length: 0".to_string(),
+            ];
+            Answer::keep(head("401 Unauthorized", &fields))
+        });
+        let digest = sha256(b"x");
+        let out = Dist::new().run(&["--retries", "0", "fetch", &raw.repo(), &digest], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("token response"), "{err}");
+        assert_eq!(out.status.code(), Some(status), "{err}");
+    }
+}
+
 /// A manifest by tag from a server that announces neither its digest nor its size, its
 /// body ending where the connection closes: cut short, it ended as cleanly as a whole
 /// one, and `dist fetch` wrote the first bytes of it and exited 0. Nothing verifies such
