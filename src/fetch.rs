@@ -70,6 +70,10 @@ fn sent_bytes(sent: Option<u64>) -> String {
     }
 }
 
+/// The mirror that answered and whether the registry itself comes after it; `None` for
+/// the registry.
+type AnsweringMirror = Option<(String, bool)>;
+
 /// The raw byte stream of an object, before verification.
 pub type ByteStream = BoxStream<'static, Result<Bytes>>;
 
@@ -250,9 +254,10 @@ pub struct Download {
     tried_first: Vec<String>,
     /// `meta.size` is the size given alone (a `size:` hint, a descriptor's), the server
     /// having declared none (a chunked body): with the mirror that answered (`None`: the
-    /// registry) and whether the registry itself comes after it, and whether this is the
-    /// fetch once more after the same mismatch. See [`Download::size_given`].
-    size_given: Option<(Option<(String, bool)>, bool)>,
+    /// registry) and whether the registry itself comes after it, and who answered the
+    /// fetch once more after the same mismatch, when this is it. See
+    /// [`Download::size_given`].
+    size_given: Option<(AnsweringMirror, Option<String>)>,
     /// A chunk taken from the body but not yet hashed: a call to `chunk` dropped while
     /// the hashing thread's queue was full (the losing branch of a caller's `select!`)
     /// leaves it to the next call, which would otherwise hand out the chunk after it.
@@ -411,13 +416,14 @@ impl Download {
     /// `mirror`: the mirror that answered (`mirror <host:port>`), `None` for the registry;
     /// `registry_next`: the registry itself may be asked for the content, and the fetch
     /// once more goes there, past the mirror ([`Error::registry_next`]).
-    /// `again`: this is the fetch once more, from the registry itself (or from the mirror
-    /// that stands in for a registry that may not be asked).
+    /// `again`: this is the fetch once more, answered by whom (`the registry itself`, past
+    /// its mirrors, `the registry` without any, or the mirror that stands in for a
+    /// registry that may not be asked).
     pub(crate) fn size_given(
         mut self,
         mirror: Option<String>,
         registry_next: bool,
-        again: bool,
+        again: Option<String>,
     ) -> Download {
         self.size_given = Some((mirror.map(|m| (m, registry_next)), again));
         self
@@ -761,10 +767,9 @@ impl Download {
             .sized_by(mirror.map(str::to_string))
             .registry_next(registry_next);
         // A page's length says nothing of the size given.
-        if !again || self.served_as_html {
+        let Some(who) = again.as_deref().filter(|_| !self.served_as_html) else {
             return e;
-        }
-        let who = mirror.unwrap_or("the registry itself");
+        };
         e.with_note(format!(
             "{who} sent {} again: the size given is likely wrong",
             sent.map_or_else(
@@ -879,7 +884,7 @@ mod tests {
     fn the_size_given_alone_is_no_declared_size() {
         let d = Download::new(meta(None, Some(3)), body(&[b"abc"]));
         assert_eq!(d.declared_size(), Some(3));
-        let d = d.size_given(None, true, false);
+        let d = d.size_given(None, true, None);
         assert_eq!(d.meta().size, Some(3));
         assert_eq!(d.declared_size(), None);
     }

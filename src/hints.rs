@@ -117,26 +117,10 @@ impl Hints {
 
     /// Parses hint words. A word without a colon, or a malformed value of a known key, is
     /// an error; unknown keys are logged at debug level and skipped.
+    ///
+    /// A digest among them is a second object, refused in the words of a worker's input
+    /// line ([`digest_where_hint_goes`]).
     pub fn parse<'a>(words: impl IntoIterator<Item = &'a str>) -> Result<Hints> {
-        Hints::parse_given(words, "objects go one to a line of input")
-    }
-
-    /// Parses hint words given as a command's arguments after its one object, as
-    /// [`parse`](Self::parse) does an input line's: a digest among them, a second object,
-    /// is told to go on stdin, the user having typed no input line.
-    pub fn parse_arguments<'a>(words: impl IntoIterator<Item = &'a str>) -> Result<Hints> {
-        Hints::parse_given(
-            words,
-            "a command takes one object; give several as lines on stdin, with `-` for the \
-             object",
-        )
-    }
-
-    /// [`parse`](Self::parse), saying `one_object` of a digest where a hint goes.
-    fn parse_given<'a>(
-        words: impl IntoIterator<Item = &'a str>,
-        one_object: &str,
-    ) -> Result<Hints> {
         let mut hints = Hints::default();
         for word in words {
             // `" size:12"`, quoted with the space before it: read as the unknown key
@@ -215,19 +199,8 @@ impl Hints {
                 // `jq` without `[]`): read as a hint, every digest after the first would
                 // be skipped without a word.
                 // `SHA256:…` too: as an unknown key it was skipped just as silently.
-                _ if ["sha256", "sha384", "sha512", "blake3"]
-                    .iter()
-                    .any(|a| key.eq_ignore_ascii_case(a)) =>
-                {
-                    let case = if key.bytes().any(|b| b.is_ascii_uppercase()) {
-                        "; digests are written in lowercase"
-                    } else {
-                        ""
-                    };
-                    return Err(Error::invalid(format!(
-                        "a digest where a hint goes ({}): {one_object}{case}",
-                        crate::server_text::cut_to(shown(word), 80)
-                    )));
+                _ if is_digest_key(key) => {
+                    return Err(misplaced_digest(word, key, ON_INPUT_LINES));
                 }
                 _ => match meant_key(key) {
                     Some(known) => warn_once(key, known),
@@ -292,6 +265,39 @@ fn parse_size(value: &str) -> Result<u64> {
 
 /// A hint's word or value as a message or log shows it: without the login a registry's
 /// URL pasted among the hints holds (`http://me:s3cret@host/…`).
+/// Whether a hint word's `key` is a digest algorithm's name, in any case.
+fn is_digest_key(key: &str) -> bool {
+    ["sha256", "sha384", "sha512", "blake3"]
+        .iter()
+        .any(|a| key.eq_ignore_ascii_case(a))
+}
+
+/// The error for `word` when it is a digest (`sha256:…`, its algorithm in any case) given
+/// where a hint goes, a second object; `None` for any other word. `several` says how to
+/// give several objects where the words came from ([`Hints::parse`]: as lines of a
+/// worker's input), which only the caller knows: a command line's hints say so in its
+/// own terms.
+pub fn digest_where_hint_goes(word: &str, several: &str) -> Option<Error> {
+    let (key, _) = word.split_once(':')?;
+    is_digest_key(key).then(|| misplaced_digest(word, key, several))
+}
+
+/// How several objects are given to a worker, said of a digest among an input line's hints.
+const ON_INPUT_LINES: &str = "objects go one to a line of input";
+
+/// [`digest_where_hint_goes`] for `word`, whose `key` names a digest algorithm.
+fn misplaced_digest(word: &str, key: &str, several: &str) -> Error {
+    let case = if key.bytes().any(|b| b.is_ascii_uppercase()) {
+        "; digests are written in lowercase"
+    } else {
+        ""
+    };
+    Error::invalid(format!(
+        "a digest where a hint goes ({}): {several}{case}",
+        crate::server_text::cut_to(shown(word), 80)
+    ))
+}
+
 fn shown(word: &str) -> String {
     crate::reference::without_credentials(word)
 }
@@ -429,16 +435,22 @@ pub(crate) mod tests {
             "{e}"
         );
         assert!(Hints::parse(["Sha512:abc"]).is_err());
-        // Given on the command line, where no line of input was typed.
-        let e = Hints::parse_arguments(["size:5", digest.as_str()]).unwrap_err();
+        // Elsewhere than on an input line, in the caller's words.
+        let e = digest_where_hint_goes(&upper, "one at a time").unwrap();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
         assert!(
-            e.to_string().ends_with(
-                "a command takes one object; give several as lines on stdin, with `-` for \
-                 the object"
-            ),
+            e.to_string()
+                .ends_with("one at a time; digests are written in lowercase"),
             "{e}"
         );
-        assert!(!e.to_string().contains("line of input"), "{e}");
+        for hint in [
+            "size:5",
+            "mediatype:application/json",
+            "sha256",
+            "annotation:x",
+        ] {
+            assert!(digest_where_hint_goes(hint, "").is_none(), "{hint}");
+        }
     }
 
     #[test]

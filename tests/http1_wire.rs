@@ -417,6 +417,39 @@ fn a_long_401_body_does_not_hold_the_connection_its_token_request_needs() {
     );
 }
 
+/// A token answer with no length declared ends where its connection closes, as one cut
+/// short by a dropped connection does: JSON that ends early there is no token service set
+/// up wrong, and is not exit status 2 (retrying cannot cure it), as a whole answer
+/// without a token is.
+#[test]
+fn a_token_answer_that_may_have_been_cut_short_is_not_the_server_s_setup() {
+    for (token, status) in [(&br#"{"token":"t","expires_in":3"#[..], 1), (b"{}", 2)] {
+        let raw = Raw::start(move |req, _| {
+            if req.line().contains("/token") {
+                let fields = ["Content-Type: application/json".to_string()];
+                return Answer::close(with_body(head("200 OK", &fields), token));
+            }
+            let port = req
+                .header("host")
+                .and_then(|h| h.rsplit_once(':').map(|(_, p)| p.to_string()))
+                .unwrap_or_default();
+            let fields = [
+                format!(
+                    "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",\
+                     service=\"raw\""
+                ),
+                "Content-Length: 0".to_string(),
+            ];
+            Answer::keep(head("401 Unauthorized", &fields))
+        });
+        let digest = sha256(b"x");
+        let out = Dist::new().run(&["--retries", "0", "fetch", &raw.repo(), &digest], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("token response"), "{err}");
+        assert_eq!(out.status.code(), Some(status), "{err}");
+    }
+}
+
 /// A manifest by tag from a server that announces neither its digest nor its size, its
 /// body ending where the connection closes: cut short, it ended as cleanly as a whole
 /// one, and `dist fetch` wrote the first bytes of it and exited 0. Nothing verifies such
@@ -458,6 +491,29 @@ fn a_tag_s_manifest_cut_short_with_nothing_to_verify_it_fails() {
 /// URL and the value with those bytes escaped, and what the header was for.
 #[test]
 fn a_tag_s_digest_header_that_is_not_text_is_refused_as_no_digest() {
+    let (code, stderr, url) = fetched_with_digest_header(b"sha256:\xff\tab");
+    assert_eq!(code, Some(1), "{stderr}");
+    let said = format!(
+        "dist: v1: {url}: bad Docker-Content-Digest header: \"sha256:\\xff\\tab\" holds bytes \
+         that are not text; a tag's content is checked against it"
+    );
+    assert!(stderr.contains(&said), "{stderr}");
+}
+
+/// A login in such a header (a registry's URL with its password) is left out of the value
+/// shown, as it is from a header that is text: it was shown escaped, password and all.
+#[test]
+fn a_login_in_a_tag_s_digest_header_that_is_not_text_is_not_shown() {
+    let (code, stderr, _) = fetched_with_digest_header(b"https://alice:s3cret@reg.example/\xff");
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("holds bytes that are not text"), "{stderr}");
+    assert!(stderr.contains("\\xff"), "{stderr}");
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+}
+
+/// `dist fetch REPO v1` from a server that answers the tag's manifest, whole JSON, with
+/// `Docker-Content-Digest: value`: the exit status, stderr, and the manifest's URL.
+fn fetched_with_digest_header(value: &'static [u8]) -> (Option<i32>, String, String) {
     let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
     let raw = Raw::start(move |req, _| {
         if req.line().contains("/tags/list") {
@@ -470,23 +526,20 @@ fn a_tag_s_digest_header_that_is_not_text_is_refused_as_no_digest() {
         let mut answer = head("200 OK", &fields);
         // The field goes before the blank line that ends the head.
         answer.truncate(answer.len() - 2);
-        answer.extend_from_slice(b"Docker-Content-Digest: sha256:\xff\tab\r\n\r\n");
+        answer.extend_from_slice(b"Docker-Content-Digest: ");
+        answer.extend_from_slice(value);
+        answer.extend_from_slice(b"\r\n\r\n");
         if req.line().starts_with("HEAD") {
             return Answer::keep(answer);
         }
         Answer::keep(with_body(answer, manifest))
     });
     let out = Dist::new().run(&["fetch", &raw.repo(), "v1"], b"");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.stdout.is_empty(), "{:?}", out.stdout);
     let port = raw.listener.port();
     let url = format!("http://127.0.0.1:{port}/v2/team/app/manifests/v1");
-    let said = format!(
-        "dist: v1: {url}: bad Docker-Content-Digest header: \"sha256:\\xff\\tab\" holds bytes \
-         that are not text; a tag's content is checked against it"
-    );
-    assert!(stderr.contains(&said), "{stderr}");
+    (out.status.code(), stderr, url)
 }
 
 /// A tag answered `200` with `Content-Length: 0` and no digest (a proxy that lost the

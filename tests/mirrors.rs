@@ -1472,6 +1472,11 @@ fn a_size_a_mirror_sent_is_fetched_once_more_from_the_registry_itself() {
         mirror.host()
     );
     assert!(err.contains(&warned), "{err}");
+    // Beside a mirror, the registry is told apart as itself in the error that stands too.
+    assert!(
+        err.contains("the registry itself declared 2000 bytes again"),
+        "{err}"
+    );
     let blob = format!("blobs/{}", digests[0]);
     assert_eq!(mirror.requests_for(&blob), 1, "{err}");
     assert_eq!(upstream.requests_for(&blob), 1, "{err}");

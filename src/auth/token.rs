@@ -249,6 +249,17 @@ pub async fn fetch(
             (Vec::new(), Some(e))
         }
     };
+    // An HTTP/1 body with no length declared ends where its connection closed, as one cut
+    // short by a dropped connection does: JSON that ends early there may be either.
+    let ends_at_close = reply.response.version() < http::Version::HTTP_2
+        && !reply
+            .response
+            .headers()
+            .contains_key(http::header::CONTENT_LENGTH)
+        && !reply
+            .response
+            .headers()
+            .contains_key(http::header::TRANSFER_ENCODING);
     let body = reply.response.body_mut();
     let bytes = transport::read_limited(transport, body, MAX_TOKEN_RESPONSE)
         .await
@@ -274,9 +285,13 @@ pub async fn fetch(
         if let Some(other) = answered_by {
             msg = format!("{msg} (answered by {other}, after a redirect)");
         }
-        Error::new(ErrorKind::Protocol, msg)
-            .with_url(&shown)
-            .of_server_setup()
+        let err = Error::new(ErrorKind::Protocol, msg).with_url(&shown);
+        // The token service's setup, which every request meets; not an answer that may
+        // have been cut short, which the next one may not be.
+        match e.is_eof() && ends_at_close {
+            true => err,
+            false => err.of_server_setup(),
+        }
     })?;
     let lifetime = lifetime_of(reply.expires_in.as_ref()).unwrap_or(DEFAULT_LIFETIME);
     let refresh_token = reply

@@ -89,7 +89,7 @@ fn no_line_of_one(args: &FetchArgs) -> Option<dist::Error> {
             .flatten()
     };
     let object = |w: &str| w.parse::<dist::Object>().err();
-    let hint = |w: &str| dist::Hints::parse_arguments([w]).err();
+    let hint = |w: &str| super::hint_words::parse(&[w]).err();
     let own = std::iter::once(told(&args.object, object))
         .chain(args.hints.iter().map(|h| told(h, hint)))
         .flatten()
@@ -133,11 +133,11 @@ fn no_line_of_one(args: &FetchArgs) -> Option<dist::Error> {
             // A hint's is worded for the command line, where no line of input was typed.
             .or_else(|| {
                 let line = parsed.err()?;
-                let hints = args.hints.iter().map(|h| h.trim());
+                let hints: Vec<&str> = args.hints.iter().map(|h| h.trim()).collect();
                 Some(
                     match (
                         object.trim().parse::<dist::Object>(),
-                        dist::Hints::parse_arguments(hints),
+                        super::hint_words::parse(&hints),
                     ) {
                         (Ok(_), Err(hint)) => hint,
                         _ => line,

@@ -27,8 +27,8 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
         return super::batch::run(global, args).await;
     }
     let parsed = args.object.parse::<Object>().and_then(|o| {
-        let hints = Hints::parse_arguments(args.hints.iter().map(String::as_str))?;
-        Ok((o, hints))
+        let words: Vec<&str> = args.hints.iter().map(String::as_str).collect();
+        Ok((o, super::hint_words::parse(&words)?))
     });
     let (object, hints) = match parsed {
         Ok(v) => v,

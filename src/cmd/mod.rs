@@ -16,6 +16,7 @@ mod drawer;
 pub mod fetch;
 mod first_steps;
 pub mod flags;
+mod hint_words;
 pub mod layout_dir;
 pub mod log_line;
 mod nonblocking;

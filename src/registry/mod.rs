@@ -720,9 +720,11 @@ impl RegistryRemote {
         };
         // The fetch once more after content failed: from the registry itself, or from a
         // mirror standing in for a registry that may not be asked (see `on_hosts`).
+        // "Itself" sets the registry apart from its mirrors, and says nothing without one.
         let again = hints.origin_only.then(|| match self.host(host).mirror {
             true => self.host(host).who(),
-            false => "the registry itself".to_string(),
+            false if self.inner.hosts.iter().any(|h| h.mirror) => "the registry itself".to_string(),
+            false => "the registry".to_string(),
         });
         let size = match (declared, hints.size) {
             (Some(d), Some(h)) if d != h => {
@@ -810,7 +812,7 @@ impl RegistryRemote {
         // Only content of unknown size may end on trust (see `Resumable::cut_short`).
         let on_trust = size.is_none().then(crate::fetch::OnTrust::default);
         // A size the server did not declare is the caller's alone, and may be what is wrong.
-        let given = (declared.is_none() && hints.size.is_some()).then_some(hints.origin_only);
+        let given = (declared.is_none() && hints.size.is_some()).then(|| again.clone());
         let serving = split.as_ref().map(|(url, _)| {
             Serving::new(std::sync::Mutex::new(body::Served {
                 host,
@@ -1193,7 +1195,9 @@ fn announced_for(
         return match object {
             Object::Digest(_) => Ok(None),
             Object::Tag(_) => {
-                let shown = crate::server_text::cut_to(escaped(header.as_bytes()), 160);
+                // Nor a login, as the digest's own error leaves it out of text.
+                let shown = crate::reference::without_credentials(&escaped(header.as_bytes()));
+                let shown = crate::server_text::cut_to(shown, 160);
                 Err(bad_digest_header(format!(
                     "\"{shown}\" holds bytes that are not text"
                 )))
