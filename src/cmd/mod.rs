@@ -140,16 +140,16 @@ pub const EXIT_TEMPFAIL: u8 = 75;
 /// Exit status when `--timeout` ran out, as timeout(1) has it.
 pub const EXIT_TIMEOUT: u8 = 124;
 
-/// The exit status of a one-shot command that failed with `e`, as the worker's check of
-/// its remote decides for a batch ([`unusable_code`]): a registry down only for the moment
-/// (no connection, or one that broke past the retries; one that takes the connection and
-/// never answers; 429 or a 5xx past the retries) is [`EXIT_TEMPFAIL`], as a batch whose
-/// every line failed so is; one that retrying cannot cure (an untrusted certificate, a
-/// server that does not speak TLS, a name that does not exist, credentials refused, a
-/// proxy that refuses to carry the connection, a server set up to speak in a way dist
-/// cannot use: [`Error::is_server_setup`]) is status 2, as a usage error is; an object that failed otherwise (not found, refused, not
-/// what its digest says) is status 1. A script can tell a registry to retry later from one
-/// it cannot use and from an object it cannot have.
+/// The exit status of a one-shot command that failed with `e`, as the worker's check of its
+/// remote decides for a batch ([`unusable_code`]): a registry down only for the moment (no
+/// connection, or one that broke past the retries; one that takes the connection and never
+/// answers; 429 or a 5xx past the retries) is [`EXIT_TEMPFAIL`], as a batch whose every line
+/// failed so is; one that retrying cannot cure (an untrusted certificate, a server that does
+/// not speak TLS, a name that does not exist, credentials refused, a proxy that refuses to
+/// carry the connection, a server set up to speak in a way dist cannot use:
+/// [`Error::is_server_setup`]) is status 2, as a usage error is; an object that failed
+/// otherwise (not found, refused, not what its digest says) is status 1. A script can tell a
+/// registry to retry later from one it cannot use and from an object it cannot have.
 pub fn exit_for(e: &Error) -> u8 {
     match e.kind() {
         ErrorKind::InvalidInput
