@@ -44,7 +44,7 @@ pub async fn run(global: &Global, args: PullArgs) -> u8 {
     };
     let mut stop = std::pin::pin!(run_stop(global));
     if let Some(why) = watch(&mut stop) {
-        why.say(true);
+        why.say(true, None);
         return why.code();
     }
     let store = match first_steps::open_layout(&args.output, true, &mut stop).await {
@@ -230,12 +230,13 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
             // The lines written first, as at the end: on a terminal they come above the
             // summary.
             let report = async {
-                if let Some(r) = report_out.as_mut() {
-                    r.finish_within(std::time::Duration::from_secs(2)).await;
+                match report_out.as_mut() {
+                    Some(r) => r.finish_within(std::time::Duration::from_secs(2)).await,
+                    None => true,
                 }
             };
             let grace = std::time::Duration::from_secs(2);
-            tokio::join!(lines.finish_within(grace), report);
+            let (written, report_written) = tokio::join!(lines.finish_within(grace), report);
             display.finish(ticker);
             let snapshot = progress.snapshot();
             if let Some(said) = failed {
@@ -259,7 +260,13 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
                 // Some failed: what was left was the sync of those stored, no name to come.
                 why.say_unsynced(&args.output, false);
             } else {
-                why.say(true);
+                // Stdout first: its writer's line may be cut short whatever the report's.
+                let cut = match (written, report_written) {
+                    (false, _) => Some(super::Unwritten::Stdout),
+                    (true, false) => Some(super::Unwritten::Report(&report_name)),
+                    (true, true) => None,
+                };
+                why.say(true, cut);
             }
             why.say_waiting(&waiting);
             return code;
@@ -397,10 +404,11 @@ fn say_unsynced(said: Option<String>) {
 /// "objects reported so far are complete" said of it that there were more to fetch.
 /// `report` is the report's path when it was its lines that waited, not stdout's.
 fn say_stopped_writing(why: &super::Stop, pulled: bool, report: Option<&str>) {
+    let held = report.map_or(super::Unwritten::Stdout, super::Unwritten::Report);
     if pulled {
-        why.say_unwritten(report.map_or(super::Unwritten::Stdout, super::Unwritten::Report));
+        why.say_unwritten(held);
     } else {
-        why.say(true);
+        why.say(true, Some(held));
     }
 }
 
@@ -552,10 +560,11 @@ impl Lines {
     }
 
     /// Like [`Lines::finish`], but gives up after `limit`: a stopped pull must end even
-    /// when its reader does not read.
-    async fn finish_within(&mut self, limit: std::time::Duration) {
+    /// when its reader does not read. Whether the writer ended in time: `false` when it
+    /// was still writing, the output ending perhaps in part of a line.
+    async fn finish_within(&mut self, limit: std::time::Duration) -> bool {
         self.queue.take();
-        let _ = tokio::time::timeout(limit, &mut self.done).await;
+        tokio::time::timeout(limit, &mut self.done).await.is_ok()
     }
 }
 
