@@ -129,7 +129,7 @@ impl HostSpec {
         // (`?token=…`) would never be sent, the mirror asked without it and passed over
         // for the registry without a word. A login is refused first, unshown: its
         // password may hold a `?`.
-        no_login(value, "mirror")?;
+        crate::registry::host::no_credentials_in(value, "mirror")?;
         crate::registry::host::no_query_in(value, "mirror")?;
         Ok(HostSpec {
             url: with_scheme(value, None, "mirror")?,
@@ -272,7 +272,7 @@ impl HostsFile {
         for (url, entry) in hosts {
             // Before the table's name is quoted by a message on one of its keys; quoted
             // without a query, which may hold a token.
-            no_login(url, "mirror")?;
+            crate::registry::host::no_credentials_in(url, "mirror")?;
             let what = format!("host {:?}", crate::error::redact_url(url));
             let entry = entry
                 .as_table()
@@ -456,20 +456,6 @@ fn client_identity(value: &toml::Value, base: &Path) -> Option<Option<ClientIden
     }
 }
 
-/// Refuses the address of a `what` (`mirror`, `registry server`) written with a login: a
-/// password there would be shown in messages and logs as part of the host's name, and never
-/// used: mirrors' credentials come from the same files as the registry's.
-fn no_login(value: &str, what: &str) -> Result<()> {
-    match crate::reference::url_login_end(value) {
-        Some(_) => Err(Error::invalid(format!(
-            "{what} {}: {}",
-            crate::error::redact_url(value),
-            crate::reference::NO_CREDENTIALS_HERE
-        ))),
-        None => Ok(()),
-    }
-}
-
 /// Adds a scheme to `host[:port][/path]`: http when `plain` says so (or, when unsaid, for
 /// loopback hosts, as for registries), https otherwise; and refuses, as the `what` it is
 /// (`mirror`, `registry server`) and quoted as written, what is no such URL (a port past
@@ -490,7 +476,7 @@ fn scheme_added(value: &str, plain: Option<bool>, what: &str) -> Result<String> 
     if value.is_empty() {
         return Err(Error::invalid(format!("empty {what} address")));
     }
-    no_login(value, what)?;
+    crate::registry::host::no_credentials_in(value, what)?;
     // A scheme is case-insensitive (RFC 3986, 3.1), and written in lower case from here on.
     if let Some((scheme, rest)) = value.split_once("://") {
         if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") {

@@ -421,16 +421,26 @@ fn lines_of_one_run_naming_a_small_blob_twice_fetch_it_once() {
     until("the first line's GET", || {
         !blob_gets(&reg, &digest).is_empty()
     });
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(1000));
     gate.open();
     let out = run.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let mut statuses: Vec<String> = json_lines(&out.stdout)
+    let lines = json_lines(&out.stdout);
+    let mut statuses: Vec<String> = lines
         .iter()
         .map(|l| l["status"].as_str().unwrap().to_string())
         .collect();
     statuses.sort();
     assert_eq!(statuses, ["exists", "ok"], "{}", text(&out));
+    // Its time counts its wait, as a wait on another run's lock file counts: it said 0 ms
+    // of a line that waited the whole of the held download.
+    let waited = lines.iter().find(|l| l["status"] == "exists").unwrap();
+    let ms = waited["ms"].as_u64().unwrap();
+    assert!(
+        ms >= 500,
+        "{ms} ms for a line that waited 1 s: {}",
+        text(&out)
+    );
     assert_eq!(
         blob_gets(&reg, &digest).len(),
         1,

@@ -982,6 +982,18 @@ fn a_registry_retrying_cannot_cure_at_the_check_exits_2() {
         );
         assert!(!err.contains("a later run may succeed"), "{args:?}: {err}");
     }
+    // Labels a DNS name may hold, but more bytes than one has: it was said to end in a
+    // number, "a mistyped address?".
+    let label = "a".repeat(60);
+    let long = format!("{label}.{label}.{label}.{label}.{label}:5000/team/app");
+    for (args, code, err) in at_the_check(&long, &format!("{long}:v1")) {
+        assert_eq!(code, Some(2), "too long a name: {args:?}: {err}");
+        assert!(
+            err.contains("it is 304 bytes long, and DNS allows at most 253"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("ends in a number"), "{args:?}: {err}");
+    }
     let unknown = format!("http://{}/team/app", support::no_such_host());
     for (args, code, err) in at_the_check(&unknown, &format!("{unknown}:v1")) {
         assert_eq!(code, Some(2), "unknown host: {args:?}: {err}");

@@ -2115,6 +2115,43 @@ fn a_batch_stopped_writing_out_says_every_object_was_handled() {
     );
 }
 
+/// A batch stopped while objects are still being fetched, its writer stuck in a frame that
+/// a reader stopped reading, says the output may end in part of that frame: it said
+/// "objects reported so far are complete" alone, of an output that ends cut short.
+#[test]
+fn a_batch_stopped_fetching_with_a_frame_cut_says_so() {
+    use std::io::Read;
+    let reg = FakeRegistry::start();
+    // Its frame alone is more than a pipe holds: the writer is stuck in it.
+    let large = reg.blob("team/app", bytes(77, 300_000));
+    // Still being fetched at the stop.
+    let stalled = reg.blob("team/app", bytes(78, 100));
+    reg.set_fault_for_every(&stalled, Fault::Stall(Duration::from_secs(60)));
+    let args = ["fetch", &repo(&reg), "-", "-j", "2"];
+    let mut child = Dist::new().spawn(&args, format!("{large}\n{stalled}\n").as_bytes());
+    let mut out = child.stdout.take().unwrap();
+    // Its header read, the writer is in the frame, which the pipe cannot take whole.
+    let header = format!("{large} {large} 300000 -\n");
+    let mut read = vec![0; header.len()];
+    out.read_exact(&mut read).unwrap();
+    assert_eq!(read, header.as_bytes());
+    assert_eq!(unsafe_kill(child.id(), libc::SIGTERM), 0);
+    let status = exit_within(&mut child, Duration::from_secs(30), "a stop");
+    let err = stderr_of(&mut child);
+    assert_eq!(status.code(), Some(143), "{err}");
+    assert!(
+        err.contains("dist: interrupted; objects reported so far are complete; "),
+        "{err}"
+    );
+    assert!(
+        err.contains("written whole, and perhaps part of the one being written, cut short"),
+        "{err}"
+    );
+    let mut rest = Vec::new();
+    out.read_to_end(&mut rest).unwrap();
+    assert!(rest.len() < 300_000, "the frame went out whole");
+}
+
 /// A batch stopped while its stdin is idle, every line read handled, says it was waiting
 /// for input: under `--timeout` it said "objects reported so far are complete, the others
 /// were not fetched", of a batch that had no others (none at all, with nothing read).

@@ -1445,17 +1445,23 @@ fn traced_output(dist: &Dist, args: &[&str], log: &Path, options: &[&str]) -> st
 /// held up 20 s, well past that timeout: its `strace` log and its stderr, once it was seen
 /// to reach such an `fsync` and to give up with status 124.
 fn timed_out_in_fsync(args: &[&str], held: &str) -> (String, String) {
+    let (text, out) = timed_out_in_fsync_output(args, held);
+    (text, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// As [`timed_out_in_fsync`], with the whole of its output: its stdout too.
+fn timed_out_in_fsync_output(args: &[&str], held: &str) -> (String, std::process::Output) {
     let options = ["-P", held, "-e", "inject=fsync:delay_enter=20000000"];
     let log = tempfile::NamedTempFile::new().unwrap();
     let out = traced_output(&Dist::new(), args, log.path(), &options);
     let text = std::fs::read_to_string(log.path()).unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         text.contains("fsync("),
         "no fsync of {held} was held up: {text}"
     );
     assert_eq!(out.status.code(), Some(124), "{err}");
-    (text, err)
+    (text, out)
 }
 
 /// `dist ARGS…` under `strace`, its file operations logged to `log` (see
@@ -3319,9 +3325,20 @@ fn a_pull_stopped_in_its_sync_after_an_error_says_the_error() {
     ];
     let blobs = layout.join("blobs/sha256");
     let held = blobs.to_str().unwrap();
-    let (_, err) = timed_out_in_fsync(&args, held);
+    let (_, out) = timed_out_in_fsync_output(&args, held);
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no manifest for linux/s390x in"), "{err}");
     assert!(!err.contains("not fetched"), "{err}");
+    // Its last line says it too, as a failed pull's does when no stop comes: it was on
+    // stderr only.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().expect(&stdout))
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(last["status"], "error", "{stdout}");
+    assert_eq!(last["object"], image.as_str(), "{stdout}");
+    assert_eq!(last["line"], 2, "{stdout}");
+    let error = last["error"].as_str().expect(&stdout);
+    assert!(error.contains("no manifest for linux/s390x in"), "{stdout}");
     let said = format!(
         "dist: gave up after the --timeout of 6s; the objects reported stored are in {}, but \
          the sync of its directories did not finish",

@@ -35,7 +35,7 @@ pub async fn run(global: &Global, args: FetchArgs) -> u8 {
     }
     let mut stop = std::pin::pin!(run_stop(global));
     if let Some(why) = watch(&mut stop) {
-        why.say(args.output.is_some());
+        why.say(args.output.is_some(), None);
         return why.code();
     }
     let store = match &args.output {
@@ -305,12 +305,14 @@ async fn run_into<S: std::future::Future<Output = Stop>>(
     }
     // Stopped before the last sync, a store's names may not be durable.
     let synced = stopped.is_none() || !into_store;
+    // Whether the stop found the writer under way, a frame or line perhaps cut short.
+    let mut cut = true;
     let ended = match stopped {
         // Every object is done; what is left is writing out, which a stuck reader can make
         // last for ever, and a signal or `--timeout` must still end.
         None => unless_stopped(output.finish(), stop).await,
         Some(why) => {
-            output
+            cut = !output
                 .finish_within(std::time::Duration::from_secs(2))
                 .await;
             Err(why)
@@ -321,19 +323,18 @@ async fn run_into<S: std::future::Future<Output = Stop>>(
         Ok(finished) => finished_code(finished, failed, lasting),
         Err(why) => {
             let snapshot = progress.snapshot();
+            // One thread writes stdout and the report in turn (the report first into `-o
+            // DIR`): either may be the one whose reader does not read.
+            let report = args.report.as_ref().map(|p| p.display().to_string());
+            let held = match &report {
+                Some(path) => super::Unwritten::StdoutOrReport(path),
+                None => super::Unwritten::Stdout,
+            };
             match left_undone(&snapshot, args.output.as_deref(), synced, failed) {
                 LeftUndone::Sync { dir, all_ok } => why.say_unsynced(dir, all_ok),
-                // One thread writes stdout and the report in turn (the report first
-                // into `-o DIR`): either may be the one whose reader does not read.
-                LeftUndone::Writing => match &args.report {
-                    Some(path) => {
-                        let path = path.display().to_string();
-                        why.say_unwritten(super::Unwritten::StdoutOrReport(&path))
-                    }
-                    None => why.say_unwritten(super::Unwritten::Stdout),
-                },
+                LeftUndone::Writing => why.say_unwritten(held),
                 LeftUndone::Input { read } => why.say_idle_input(read),
-                LeftUndone::Fetching => why.say(into_store),
+                LeftUndone::Fetching => why.say(into_store, cut.then_some(held)),
             }
             why.say_waiting(&waiting);
             why.code()

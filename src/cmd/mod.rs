@@ -643,6 +643,33 @@ pub enum Unwritten<'a> {
     StdoutOrReport(&'a str),
 }
 
+impl Unwritten<'_> {
+    /// What held up the output, and what it ends with, as a stopped batch says it: the
+    /// write under way when the stop came had put part of its frame or line out, which the
+    /// pipe keeps.
+    fn held_and_cut(self) -> String {
+        let (what, held) = match self {
+            Unwritten::Report(path) => (
+                format!("the report {path} ends with the last line"),
+                format!("a reader of {path}"),
+            ),
+            Unwritten::Stdout => (
+                "the output ends with the last frame or line".to_string(),
+                "a reader of stdout".to_string(),
+            ),
+            Unwritten::StdoutOrReport(path) => (
+                format!("the output and the report {path} end with the last frame or line"),
+                format!("a reader of stdout or of {path}"),
+            ),
+        };
+        format!(
+            "not all of their output was written ({held} that does not read, or a disk that \
+             does not answer, held it up): {what} written whole, and perhaps part of the one \
+             being written, cut short"
+        )
+    }
+}
+
 impl Stop {
     /// The exit status to end with.
     pub fn code(&self) -> u8 {
@@ -675,8 +702,8 @@ impl Stop {
     }
 
     /// Says why, once output has been finished; see [`Stop::message`].
-    pub fn say(&self, into_store: bool) {
-        if let Some(message) = self.message(into_store) {
+    pub fn say(&self, into_store: bool, cut: Option<Unwritten<'_>>) {
+        if let Some(message) = self.message(into_store, cut) {
             say!("{message}");
         }
     }
@@ -746,24 +773,9 @@ impl Stop {
     /// cut.
     pub fn say_unwritten(&self, held: Unwritten<'_>) {
         let Some(why) = self.why() else { return };
-        let (what, held) = match held {
-            Unwritten::Report(path) => (
-                format!("the report {path} ends with the last line"),
-                format!("a reader of {path}"),
-            ),
-            Unwritten::Stdout => (
-                "the output ends with the last frame or line".to_string(),
-                "a reader of stdout".to_string(),
-            ),
-            Unwritten::StdoutOrReport(path) => (
-                format!("the output and the report {path} end with the last frame or line"),
-                format!("a reader of stdout or of {path}"),
-            ),
-        };
         say!(
-            "dist: {why}; every object was handled, but not all of their output was written \
-             ({held} that does not read, or a disk that does not answer, held it up): \
-             {what} written whole, and perhaps part of the one being written, cut short"
+            "dist: {why}; every object was handled, but {}",
+            held.held_and_cut()
         );
     }
 
@@ -813,14 +825,21 @@ impl Stop {
         }
     }
 
-    /// Everything reported is complete. Into a layout (`into_store`), large downloads cut
-    /// short are kept, and the next run carries them on: worth knowing before deciding
-    /// whether to run again. Nothing for a reader that left: `| head` is no failure.
-    fn message(&self, into_store: bool) -> Option<String> {
+    /// Everything reported is complete. `cut` is the output the stop found a write under
+    /// way in, which ends with part of a frame or line: said so, where "complete" alone
+    /// sent a reader to trust a cut frame. Into a layout (`into_store`), large downloads
+    /// cut short are kept, and the next run carries them on: worth knowing before
+    /// deciding whether to run again. Nothing for a reader that left: `| head` is no
+    /// failure.
+    fn message(&self, into_store: bool, cut: Option<Unwritten<'_>>) -> Option<String> {
         let why = self.why()?;
         let mut text = format!("dist: {why}; objects reported so far are complete");
         if let Stop::Deadline(_) = self {
             text.push_str(", the others were not fetched");
+        }
+        if let Some(cut) = cut {
+            text.push_str("; ");
+            text.push_str(&cut.held_and_cut());
         }
         if into_store {
             text.push_str(

@@ -145,10 +145,11 @@ impl Output {
 
     /// Like [`Output::finish`], but gives up after `limit`: on interruption a reader that
     /// does not read must not keep the process alive. What the writer had not written by
-    /// then is lost with the process.
-    pub async fn finish_within(mut self, limit: std::time::Duration) {
+    /// then is lost with the process. Whether the writer ended in time: `false` when it
+    /// was still writing, the output ending perhaps in part of a frame or line.
+    pub async fn finish_within(mut self, limit: std::time::Duration) -> bool {
         self.close();
-        let _ = tokio::time::timeout(limit, &mut self.done).await;
+        tokio::time::timeout(limit, &mut self.done).await.is_ok()
     }
 }
 

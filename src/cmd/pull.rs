@@ -44,7 +44,7 @@ pub async fn run(global: &Global, args: PullArgs) -> u8 {
     };
     let mut stop = std::pin::pin!(run_stop(global));
     if let Some(why) = watch(&mut stop) {
-        why.say(true);
+        why.say(true, None);
         return why.code();
     }
     let store = match first_steps::open_layout(&args.output, true, &mut stop).await {
@@ -210,23 +210,40 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
                 },
                 other => other,
             };
+            let code = failed.as_ref().map_or(why.code(), |e| why.code_after(e));
+            // What to say of the pull's error: nothing when a line could not be written,
+            // said as it failed (the pull's error is that one).
+            let failed = failed.map(|e| {
+                if write_failed {
+                    return None;
+                }
+                let e = e.spelt_as_reference();
+                let said = format!("dist: {e}");
+                // Its last line, as when no stop comes (see there): a stop in the sync
+                // after it left the error on stderr only, and a job reading the lines
+                // found none.
+                let reference = args.reference.clone();
+                let line = failure_line(last_line + 1, reference, &object, started, e);
+                write_failed = write_line(&mut lines, &mut report_out, line).is_err();
+                Some(said)
+            });
             // The lines written first, as at the end: on a terminal they come above the
             // summary.
             let report = async {
-                if let Some(r) = report_out.as_mut() {
-                    r.finish_within(std::time::Duration::from_secs(2)).await;
+                match report_out.as_mut() {
+                    Some(r) => r.finish_within(std::time::Duration::from_secs(2)).await,
+                    None => true,
                 }
             };
             let grace = std::time::Duration::from_secs(2);
-            tokio::join!(lines.finish_within(grace), report);
+            let (written, report_written) = tokio::join!(lines.finish_within(grace), report);
             display.finish(ticker);
             let snapshot = progress.snapshot();
-            let code = failed.as_ref().map_or(why.code(), |e| why.code_after(e));
-            if let Some(e) = failed {
-                // The pull had failed: its error first (a line that could not be written
-                // was said as it failed), then the sync's failure or what was left of it.
-                if !write_failed {
-                    say!("dist: {}", e.spelt_as_reference());
+            if let Some(said) = failed {
+                // The pull had failed: its error first, then the sync's failure or what
+                // was left of it.
+                if let Some(said) = said {
+                    say!("{said}");
                 }
                 say_unsynced(unsynced);
                 why.say_unsynced(&args.output, false);
@@ -243,7 +260,13 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
                 // Some failed: what was left was the sync of those stored, no name to come.
                 why.say_unsynced(&args.output, false);
             } else {
-                why.say(true);
+                // Stdout first: its writer's line may be cut short whatever the report's.
+                let cut = match (written, report_written) {
+                    (false, _) => Some(super::Unwritten::Stdout),
+                    (true, false) => Some(super::Unwritten::Report(&report_name)),
+                    (true, true) => None,
+                };
+                why.say(true, cut);
             }
             why.say_waiting(&waiting);
             return code;
@@ -300,14 +323,7 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
             // It is the last line too (a tag that does not resolve, no platform that
             // matches): a mirroring job reading the reports found an empty one, and the
             // reason only on stderr.
-            let mut outcome = dist::worker::Outcome::new(last_line + 1, args.reference);
-            // What it asked for, as a worker's failed line says: the digest the reference
-            // names (`app@sha256:…`), `null` for a tag. It was `null` for both, and a job
-            // reading worker and pull reports alike lost the digest of a pull by digest.
-            outcome.digest = object.digest().cloned();
-            outcome.elapsed = started.elapsed();
-            outcome.fail(e);
-            let line = dist::sink::report::json_line(&outcome);
+            let line = failure_line(last_line + 1, args.reference, &object, started, e);
             match write_line(&mut lines, &mut report_out, line) {
                 Ok(()) => code,
                 Err(_) => failed_too(code),
@@ -388,11 +404,31 @@ fn say_unsynced(said: Option<String>) {
 /// "objects reported so far are complete" said of it that there were more to fetch.
 /// `report` is the report's path when it was its lines that waited, not stdout's.
 fn say_stopped_writing(why: &super::Stop, pulled: bool, report: Option<&str>) {
+    let held = report.map_or(super::Unwritten::Stdout, super::Unwritten::Report);
     if pulled {
-        why.say_unwritten(report.map_or(super::Unwritten::Stdout, super::Unwritten::Report));
+        why.say_unwritten(held);
     } else {
-        why.say(true);
+        why.say(true, Some(held));
     }
+}
+
+/// The JSON line of a pull that failed as a whole with `e`, numbered `line`, for the
+/// image `reference` names (`object`), begun at `started`.
+fn failure_line(
+    line: u64,
+    reference: String,
+    object: &dist::reference::Object,
+    started: std::time::Instant,
+    e: Error,
+) -> String {
+    let mut outcome = dist::worker::Outcome::new(line, reference);
+    // What it asked for, as a worker's failed line says: the digest the reference names
+    // (`app@sha256:…`), `null` for a tag. It was `null` for both, and a job reading worker
+    // and pull reports alike lost the digest of a pull by digest.
+    outcome.digest = object.digest().cloned();
+    outcome.elapsed = started.elapsed();
+    outcome.fail(e);
+    dist::sink::report::json_line(&outcome)
 }
 
 /// Hands one JSON line to the report's writer and to stdout's. `Err` once either failed,
@@ -524,10 +560,11 @@ impl Lines {
     }
 
     /// Like [`Lines::finish`], but gives up after `limit`: a stopped pull must end even
-    /// when its reader does not read.
-    async fn finish_within(&mut self, limit: std::time::Duration) {
+    /// when its reader does not read. Whether the writer ended in time: `false` when it
+    /// was still writing, the output ending perhaps in part of a line.
+    async fn finish_within(&mut self, limit: std::time::Duration) -> bool {
         self.queue.take();
-        let _ = tokio::time::timeout(limit, &mut self.done).await;
+        tokio::time::timeout(limit, &mut self.done).await.is_ok()
     }
 }
 

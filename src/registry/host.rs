@@ -1153,11 +1153,11 @@ pub(crate) fn no_query_in(url: &str, what: &str) -> Result<()> {
     )))
 }
 
-/// Refuses `user:password@` in the URL of a mirror or server (`what`), as the command line
-/// and hosts files do for library callers too: never sent (credentials come from the
-/// same files as the registry's), it became part of the host's name, which messages
-/// and logs show.
-fn no_credentials_in(url: &str, what: &str) -> Result<()> {
+/// Refuses `user:password@` in the URL of a mirror or server (`what`), written on the
+/// command line, in a hosts file or by a library caller: never sent (credentials come
+/// from the same files as the registry's), it became part of the host's name, which
+/// messages and logs show.
+pub(crate) fn no_credentials_in(url: &str, what: &str) -> Result<()> {
     if crate::reference::url_login_end(url).is_none() {
         return Ok(());
     }

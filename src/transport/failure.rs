@@ -9,6 +9,54 @@ use crate::error::{Error, ErrorKind};
 use crate::setting::{setting_name, Setting};
 use std::time::Duration;
 
+/// The longest DNS name TLS takes, in bytes (rustls counts the root's dot, if written).
+const MAX_DNS_NAME: usize = 253;
+
+/// The longest label (a dot-separated part) of a DNS name, RFC 1035 2.3.4.
+const MAX_DNS_LABEL: usize = 63;
+
+/// Why `host`, which rustls refused as a server name, is none: every refusal was said to
+/// be a name ending in a number (a mistyped address), also of one too long.
+fn not_a_dns_name(host: &str) -> String {
+    let name = host.strip_suffix('.').unwrap_or(host);
+    let labels = || name.split('.');
+    // Counted with the root's dot, as rustls counts it.
+    if host.len() > MAX_DNS_NAME {
+        return format!(
+            "it is {} bytes long, and DNS allows at most {MAX_DNS_NAME}",
+            host.len()
+        );
+    }
+    if let Some(label) = labels().find(|l| l.len() > MAX_DNS_LABEL) {
+        return format!(
+            "its label {label:?} is {} bytes long, and DNS allows at most {MAX_DNS_LABEL}",
+            label.len()
+        );
+    }
+    if labels().next_back().is_some_and(is_a_number) {
+        return "it ends in a number, as 10.0.0.256 or 127.1 do: a mistyped address?".into();
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !c.is_ascii_alphanumeric() && !matches!(c, '-' | '_' | '.'))
+    {
+        return format!("it holds {c:?}, which no DNS name does");
+    }
+    "a DNS name has no empty label, nor one that begins or ends with a hyphen".into()
+}
+
+/// Whether `label` reads as a number in an IPv4 address, as URLs read one (decimal, or
+/// `0x` and hex digits): a name whose last label does is taken for a mistyped address.
+fn is_a_number(label: &str) -> bool {
+    let hex = label
+        .strip_prefix("0x")
+        .or_else(|| label.strip_prefix("0X"));
+    match hex {
+        Some(digits) => digits.bytes().all(|b| b.is_ascii_hexdigit()),
+        None => !label.is_empty() && label.bytes().all(|b| b.is_ascii_digit()),
+    }
+}
+
 /// Whether `e` is a request lost, before any answer, by a connection that had been made: a
 /// kept-alive connection the server closed as the request went out, or HTTP/2 streams
 /// opened as a GOAWAY arrived (nginx sends one after `keepalive_requests`, CDNs at will).
@@ -63,12 +111,13 @@ pub(super) fn head_too_large(e: &hyper_util::client::legacy::Error) -> bool {
 /// connection to the request's server (see [`refusal`](super::refusal)): a failure that says no more than
 /// that a connection made was lost may be how the server refused our client certificate,
 /// `ours` (if we have one). `by_address`: the server was reached by IP address, so TLS sent
-/// it no server name.
+/// it no server name. `host` is the request's, as its URL names it.
 pub(super) fn classify_client_error(
     e: hyper_util::client::legacy::Error,
     refused: impl FnOnce() -> Option<Ending>,
     ours: Option<&tls::ClientIdentity>,
     by_address: bool,
+    host: &str,
     max_fields: usize,
 ) -> Error {
     // A certificate that is not trusted, a proxy that refuses the tunnel or that dist
@@ -98,9 +147,11 @@ pub(super) fn classify_client_error(
         if s.is::<rustls::pki_types::InvalidDnsNameError>() {
             return Error::new(
                 ErrorKind::UnknownHost,
-                "cannot connect: the host is neither an IP address nor a DNS name TLS can \
-                 verify (one that ends in a number, as 10.0.0.256 or 127.1: a mistyped \
-                 address?)",
+                format!(
+                    "cannot connect: the host is neither an IP address nor a DNS name TLS \
+                     can verify ({})",
+                    not_a_dns_name(host)
+                ),
             );
         }
         // Wrapped in an io::Error, whose `source` skips it.
@@ -669,6 +720,38 @@ fn issued_for(expected: &rustls::pki_types::ServerName<'_>, presented: &[String]
 
 #[cfg(test)]
 mod tests {
+    /// Each name rustls refuses is said what is wrong with it: all were said to end in a
+    /// number.
+    #[test]
+    fn a_name_tls_refuses_is_said_why() {
+        let long = format!("{}.example", "a".repeat(250));
+        let label = format!("{}.example", "b".repeat(64));
+        let cases = [
+            ("10.0.0.256", "it ends in a number"),
+            ("127.1", "it ends in a number"),
+            ("reg.0x1f.", "it ends in a number"),
+            (
+                long.as_str(),
+                "it is 258 bytes long, and DNS allows at most 253",
+            ),
+            (
+                label.as_str(),
+                "is 64 bytes long, and DNS allows at most 63",
+            ),
+            ("reg!.example", "it holds '!', which no DNS name does"),
+            ("reg..example", "no empty label"),
+            ("-reg.example", "begins or ends with a hyphen"),
+        ];
+        for (host, said) in cases {
+            assert!(
+                rustls::pki_types::ServerName::try_from(host).is_err(),
+                "{host}: rustls takes it"
+            );
+            let why = super::not_a_dns_name(host);
+            assert!(why.contains(said), "{host}: {why}");
+        }
+    }
+
     use super::*;
 
     /// A proxy's refusal of a tunnel is for the moment when the registry's own answer of

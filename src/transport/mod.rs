@@ -821,7 +821,9 @@ impl Transport {
                     } else {
                         USUAL_RESPONSE_HEADERS
                     };
-                    let e = classify_client_error(e, refused, ours, by_address(&req.url), fields)
+                    let host = req.url.host().unwrap_or_default();
+                    let by_address = by_address(&req.url);
+                    let e = classify_client_error(e, refused, ours, by_address, host, fields)
                         .with_url(&req.url);
                     // A worker fed slowly finds its pooled connections as it left them,
                     // though a load balancer or NAT may have dropped them all meanwhile,

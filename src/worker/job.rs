@@ -31,7 +31,20 @@ pub async fn run(
     destination: &Destination,
     progress: &Progress,
 ) -> Outcome {
-    let started = Instant::now();
+    run_since(remote, line, job, destination, progress, Instant::now()).await
+}
+
+/// As [`run`], its time (`ms`) counted from `started`: when the job began, before its
+/// turn among the batch's lines of its digest, as it counts a wait on another run's lock
+/// file.
+pub(super) async fn run_since(
+    remote: &dyn Remote,
+    line: u64,
+    job: Job,
+    destination: &Destination,
+    progress: &Progress,
+    started: Instant,
+) -> Outcome {
     let mut outcome = Outcome::new(line, job.object.to_string());
     let mut tally = Tally::new(progress, job.hints.size);
     let fetched = async {

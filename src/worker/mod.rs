@@ -396,6 +396,9 @@ async fn job_task(
     progress: Arc<Progress>,
     in_flight: Arc<InFlight>,
 ) -> Outcome {
+    // Its `ms` counts the wait for its turn, as it counts a wait on another run's lock
+    // file: a line that waited seconds said 0 ms.
+    let started = std::time::Instant::now();
     // Another line of the batch fetching this digest into the store goes first: this one
     // then finds it stored (`exists`), or fetches it itself if that fetch failed.
     let _turn = match (destination.as_ref(), job.object.digest()) {
@@ -403,12 +406,13 @@ async fn job_task(
         _ => None,
     };
     progress.started();
-    let fetch = Box::pin(job::run(
+    let fetch = Box::pin(job::run_since(
         remote.as_ref(),
         line,
         job,
         &destination,
         &progress,
+        started,
     ));
     let outcome = fetch.await;
     progress.finished(outcome.status != Status::Error);
