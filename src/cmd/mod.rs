@@ -638,8 +638,9 @@ pub enum Unwritten<'a> {
     Stdout,
     /// The `--report` file at this path, stdout written whole.
     Report(&'a str),
-    /// Stdout or the `--report` file at this path, written by one thread in turn: which
-    /// of them the stop found it in is not known.
+    /// Stdout or the `--report` file at this path: written by one thread in turn (the
+    /// worker's), which of them the stop found it in is not known; or each by its own
+    /// (`dist pull`'s), both found under way.
     StdoutOrReport(&'a str),
 }
 
