@@ -2209,6 +2209,43 @@ fn a_batch_stopped_on_idle_input_says_nothing_was_left() {
     );
 }
 
+/// A batch stopped while its stdin is idle, its writer stuck in a frame that a reader
+/// stopped reading, says the output may end in part of that frame: it said "objects
+/// reported so far are complete" alone, of an output that ends cut short, as a batch
+/// stopped while fetching did.
+#[test]
+fn a_batch_stopped_on_idle_input_with_a_frame_cut_says_so() {
+    use std::io::{Read, Write};
+    let reg = FakeRegistry::start();
+    // Its frame alone is more than a pipe holds: the writer is stuck in it.
+    let large = reg.blob("team/app", bytes(79, 300_000));
+    let mut child = Dist::new().start(&["fetch", &repo(&reg), "-"]);
+    // Kept open: the batch waits for more input.
+    let mut input = child.stdin.take().unwrap();
+    writeln!(input, "{large}").unwrap();
+    let mut out = child.stdout.take().unwrap();
+    // Its header read, the writer is in the frame, which the pipe cannot take whole.
+    let header = format!("{large} {large} 300000 -\n");
+    let mut read = vec![0; header.len()];
+    out.read_exact(&mut read).unwrap();
+    assert_eq!(read, header.as_bytes());
+    assert_eq!(unsafe_kill(child.id(), libc::SIGTERM), 0);
+    let status = exit_within(&mut child, Duration::from_secs(30), "a stop");
+    let err = stderr_of(&mut child);
+    assert_eq!(status.code(), Some(143), "{err}");
+    assert!(
+        err.contains("dist: interrupted while waiting for more input; "),
+        "{err}"
+    );
+    assert!(
+        err.contains("written whole, and perhaps part of the one being written, cut short"),
+        "{err}"
+    );
+    let mut rest = Vec::new();
+    out.read_to_end(&mut rest).unwrap();
+    assert!(rest.len() < 300_000, "the frame went out whole");
+}
+
 /// All a child that has exited wrote to its stderr.
 fn stderr_of(child: &mut std::process::Child) -> String {
     use std::io::Read;

@@ -638,8 +638,9 @@ pub enum Unwritten<'a> {
     Stdout,
     /// The `--report` file at this path, stdout written whole.
     Report(&'a str),
-    /// Stdout or the `--report` file at this path, written by one thread in turn: which
-    /// of them the stop found it in is not known.
+    /// Stdout or the `--report` file at this path: written by one thread in turn (the
+    /// worker's), which of them the stop found it in is not known; or each by its own
+    /// (`dist pull`'s), both found under way.
     StdoutOrReport(&'a str),
 }
 
@@ -781,23 +782,30 @@ impl Stop {
 
     /// Says why a batch stopped while it waited for input, every object of the `read` it
     /// had read being handled: "the others were not fetched" was said under `--timeout`
-    /// of a batch that had none, its stdin idle.
-    pub fn say_idle_input(&self, read: u64) {
-        if let Some(message) = self.idle_input(read) {
+    /// of a batch that had none, its stdin idle. `cut` is the output the stop found a
+    /// write under way in, as for [`Stop::say`].
+    pub fn say_idle_input(&self, read: u64, cut: Option<Unwritten<'_>>) {
+        if let Some(message) = self.idle_input(read, cut) {
             say!("{message}");
         }
     }
 
-    /// The message of [`Stop::say_idle_input`].
-    fn idle_input(&self, read: u64) -> Option<String> {
+    /// The message of [`Stop::say_idle_input`]. A write under way is said: "complete"
+    /// alone was said of an output ending in part of a frame, its reader stuck.
+    fn idle_input(&self, read: u64, cut: Option<Unwritten<'_>>) -> Option<String> {
         let why = self.why()?;
-        Some(match read {
+        let mut text = match read {
             0 => format!("dist: {why} while waiting for input; none had come, nothing was fetched"),
             _ => format!(
                 "dist: {why} while waiting for more input; objects reported so far are \
                  complete, and every one read had been handled"
             ),
-        })
+        };
+        if let Some(cut) = cut {
+            text.push_str("; ");
+            text.push_str(&cut.held_and_cut());
+        }
+        Some(text)
     }
 
     /// Names the blobs the run was waiting for while other runs held their locks (stopped
@@ -1110,15 +1118,21 @@ mod tests {
     fn a_stop_while_the_input_is_idle_says_nothing_was_left() {
         let deadline = Stop::Deadline(std::time::Duration::from_secs(5));
         let why = "dist: gave up after the --timeout of 5s while waiting";
-        let none = deadline.idle_input(0).unwrap();
+        let none = deadline.idle_input(0, None).unwrap();
         assert_eq!(
             none,
             format!("{why} for input; none had come, nothing was fetched")
         );
-        let some = deadline.idle_input(3).unwrap();
+        let some = deadline.idle_input(3, None).unwrap();
         assert!(some.starts_with(&format!("{why} for more input")), "{some}");
         assert!(!some.contains("not fetched"), "{some}");
-        assert_eq!(Stop::ReaderGone.idle_input(3), None);
+        assert!(!some.contains("cut short"), "{some}");
+        assert_eq!(Stop::ReaderGone.idle_input(3, None), None);
+        // A reader gone is no failure, its output cut or not.
+        assert_eq!(
+            Stop::ReaderGone.idle_input(3, Some(Unwritten::Stdout)),
+            None
+        );
     }
 
     /// A reader, disk or registry that never answers cannot hold off a stop.

@@ -260,13 +260,7 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
                 // Some failed: what was left was the sync of those stored, no name to come.
                 why.say_unsynced(&args.output, false);
             } else {
-                // Stdout first: its writer's line may be cut short whatever the report's.
-                let cut = match (written, report_written) {
-                    (false, _) => Some(super::Unwritten::Stdout),
-                    (true, false) => Some(super::Unwritten::Report(&report_name)),
-                    (true, true) => None,
-                };
-                why.say(true, cut);
+                why.say(true, cut_short(written, report_written, &report_name));
             }
             why.say_waiting(&waiting);
             return code;
@@ -409,6 +403,19 @@ fn say_stopped_writing(why: &super::Stop, pulled: bool, report: Option<&str>) {
         why.say_unwritten(held);
     } else {
         why.say(true, Some(held));
+    }
+}
+
+/// Which output a stopped pull found its writer still under way in (`written` and
+/// `report_written` false), its last line perhaps cut short: each has a thread of its own,
+/// and both may be held up (two FIFOs whose readers do not read), where stdout alone was
+/// named and a job reading the report trusted its cut line.
+fn cut_short(written: bool, report_written: bool, report: &str) -> Option<super::Unwritten<'_>> {
+    match (written, report_written) {
+        (false, false) => Some(super::Unwritten::StdoutOrReport(report)),
+        (false, true) => Some(super::Unwritten::Stdout),
+        (true, false) => Some(super::Unwritten::Report(report)),
+        (true, true) => None,
     }
 }
 
@@ -618,5 +625,23 @@ mod tests {
         assert_eq!(failed_too(EXIT_TEMPFAIL), EXIT_FAILED);
         assert_eq!(failed_too(0), EXIT_FAILED);
         assert_eq!(failed_too(EXIT_USAGE), EXIT_USAGE);
+    }
+
+    /// A pull stopped with both stdout and its report held up says both may end cut
+    /// short: stdout alone was named, and the report's cut line went unsaid.
+    #[test]
+    fn a_pull_stopped_with_both_outputs_held_up_names_both() {
+        let said = |w, r| cut_short(w, r, "r.jsonl").map(super::super::Unwritten::held_and_cut);
+        let both = said(false, false).unwrap();
+        assert!(
+            both.contains("the output and the report r.jsonl end with"),
+            "{both}"
+        );
+        let stdout = said(false, true).unwrap();
+        assert!(stdout.contains("the output ends with"), "{stdout}");
+        assert!(!stdout.contains("r.jsonl"), "{stdout}");
+        let report = said(true, false).unwrap();
+        assert!(report.contains("the report r.jsonl ends with"), "{report}");
+        assert!(said(true, true).is_none());
     }
 }
