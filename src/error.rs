@@ -104,6 +104,9 @@ struct Inner {
     /// Where the notes ([`Error::with_note`]) begin in `message`: the cause's words go
     /// before them, being the rest of what failed, not of what to do about it.
     notes_at: Option<usize>,
+    /// How long the words put before the message ([`Error::met_after`]) are: another
+    /// failure's, in which the cause's words are not looked for.
+    lead: usize,
     object: Option<String>,
     url: Option<String>,
     status: Option<u16>,
@@ -160,6 +163,7 @@ impl Error {
             kind,
             message: message.into(),
             notes_at: None,
+            lead: 0,
             object: None,
             url: None,
             status: None,
@@ -226,6 +230,17 @@ impl Error {
     pub fn with_note(mut self, note: impl fmt::Display) -> Self {
         self.0.notes_at.get_or_insert(self.0.message.len());
         self.0.message = format!("{}; {note}", self.0.message);
+        self
+    }
+
+    /// The same failure, its message after `words`: what it was met doing (a body's
+    /// resume, after the break that asked for it). Everything else stays as `self` said it
+    /// (status, `Retry-After`, attempts, sizes, cause, notes), for callers to match on.
+    pub(crate) fn met_after(mut self, words: impl fmt::Display) -> Self {
+        let words = words.to_string();
+        self.0.notes_at = self.0.notes_at.map(|at| at + words.len());
+        self.0.lead += words.len();
+        self.0.message.insert_str(0, &words);
         self
     }
 
@@ -471,6 +486,7 @@ impl Error {
             kind: self.0.kind,
             message: self.0.message.clone(),
             notes_at: self.0.notes_at,
+            lead: self.0.lead,
             object: self.0.object.clone(),
             url: self.0.url.clone(),
             status: self.0.status,
@@ -588,7 +604,9 @@ impl Error {
                 } else {
                     c.to_string()
                 };
-                if !text.is_empty() && !s.contains(&text) {
+                // Not looked for in the words put before the message: a break "(…:
+                // connection reset)" would hide the same cause of the resume's failure.
+                if !text.is_empty() && !s.get(self.0.lead..).unwrap_or(&s).contains(&text) {
                     s.push_str(": ");
                     s.push_str(&text);
                 }
@@ -826,6 +844,32 @@ mod tests {
             assert_eq!(again.message(), e.message());
             assert_eq!(again.to_string(), e.to_string());
         }
+    }
+
+    /// A failure met after another (a body's resume after its break) is said after the
+    /// first's words and stays itself: what callers read of it, and its cause's words,
+    /// which the first's may hold too ("connection reset" twice) and no longer hide.
+    #[test]
+    fn a_failure_met_after_another_keeps_all_it_said() {
+        let after = std::time::Duration::from_secs(60);
+        let met = Error::new(ErrorKind::Http, "request failed")
+            .with_status(503)
+            .with_retry_after(Some(after))
+            .with_cause(std::io::Error::other("connection reset"))
+            .with_note("it is a mirror")
+            .with_attempts(3)
+            .met_after("body broke (connection reset), and resuming failed: ");
+        assert_eq!(
+            met.reason(),
+            "body broke (connection reset), and resuming failed: request failed: \
+             connection reset; it is a mirror (gave up after 3 attempts)"
+        );
+        assert_eq!(
+            (met.kind(), met.status(), met.retry_after(), met.attempts()),
+            (ErrorKind::Http, Some(503), Some(after), 3)
+        );
+        assert!(std::error::Error::source(&met).is_some());
+        assert_eq!(met.shared().reason(), met.reason());
     }
 
     #[test]

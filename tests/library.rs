@@ -726,6 +726,32 @@ async fn a_pause_longer_than_the_policy_waits_is_told_to_the_caller() {
     assert_eq!(err.retry_after(), None, "{err}");
 }
 
+/// A body that broke and whose resume was answered 429 with a long `Retry-After` failed
+/// with an error built afresh from the resume's words: the pause, the status's attempts
+/// and the cause were lost, and a service scheduled the object again at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_s_refusal_is_told_to_the_caller_as_it_was_said() {
+    let reg = FakeRegistry::start();
+    let data = bytes(5, 256 << 10);
+    let digest = reg.blob("team/app", &data);
+    let object: Object = digest.parse().unwrap();
+    reg.push_fault(&digest, Fault::DropAfter(100 << 10));
+    reg.set_fault_for_every(&digest, Fault::StatusWithRetryAfter(429, "3600".into()));
+    let hints = Hints::default();
+    let mut download = anonymous(&reg).fetch(&object, &hints).await.unwrap();
+    let err = dist::image::read_to_end(&mut download, 1 << 20)
+        .await
+        .unwrap_err();
+    assert!(
+        err.reason().contains("resuming failed"),
+        "the resume's failure: {err}"
+    );
+    assert_eq!(err.kind(), ErrorKind::TooManyRequests, "{err}");
+    assert_eq!(err.status(), Some(429), "{err}");
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(3600)), "{err}");
+    assert!(err.is_transient(), "{err}");
+}
+
 /// A store kept open (a service's) learns of a partial download another process left
 /// after it opened once it takes the blob's lock: it carries it on, and removes it once
 /// the blob is stored. Looked for only when the store opened, it was never carried on,

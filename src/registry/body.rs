@@ -413,36 +413,17 @@ impl Resumable {
             }
             Err(again) => again,
         };
-        let msg = format!(
-            "body interrupted after {} ({}), and resuming failed: {}",
+        // Built from the resume's failure, only its words put after the break's: a
+        // caller reads what that answer said (its status, `Retry-After`, attempts, the
+        // sizes it contradicted) as it would of any request's failure.
+        let err = again.met_after(format_args!(
+            "body interrupted after {} ({}), and resuming failed: ",
             crate::plural::Bytes(self.offset),
             e.reason(),
-            again.reason()
-        );
-        let mut err = Error::new(again.kind(), msg);
-        if let Some(status) = again.status() {
-            err = err.with_status(status);
-        }
-        if again.is_server_setup() {
-            err = err.of_server_setup();
-        }
-        // Refused for its digest header, unread: no content that "did not verify".
-        if again.announced_other() {
-            err = err.announcing_other();
-            err = err.sized_by(again.sizing_mirror().map(str::to_string));
-        }
-        // A size given that the registry contradicted, to be said so.
-        if let Some((given, declared)) = again.sizes() {
-            err = err.with_sizes(given, declared);
-            err = err.sized_by(again.sizing_mirror().map(str::to_string));
-            err = err.registry_next(again.is_registry_next());
-        }
+        ));
         // Where the rest was refused: the download names the URL of its first
         // answer, which may be another host's (a mirror's, before a hand-over).
-        err = match again.url() {
-            Some(failed) => err.with_url(failed),
-            None => err.with_url(url),
-        };
+        let err = err.with_url(url);
         self.hand_over(err).await
     }
 

@@ -47,8 +47,14 @@ pub(super) fn rewrite(
             out.push_str(&text[at.end..]);
         }
         None => {
-            // Added as the object's last member: before its closing brace.
-            let end = text.rfind('}')?;
+            // Added as the object's last member: right after the value of the member
+            // written last, or the `{` of an object without any. Before the closing
+            // brace, it came after the white space of an indented file's last line
+            // (`{"a":1\n,"manifests":[…]}`).
+            let end = match members.last() {
+                Some((_, raw)) => span(text, raw.get()).end,
+                None => text.find('{')? + 1,
+            };
             out.push_str(&text[..end]);
             if !members.is_empty() {
                 out.push(',');
@@ -70,6 +76,10 @@ fn list(
     manifests: &[Value],
     fresh: &(Value, String),
 ) -> String {
+    // An empty list that stays so is the file's text, white space and all.
+    if entries.is_empty() && manifests.is_empty() && old.starts_with('[') {
+        return old.to_string();
+    }
     // The white space the file puts after `[`, between entries and before `]`: an
     // indented file stays indented.
     let (open, close) = match (entries.first(), entries.last()) {
@@ -191,6 +201,37 @@ mod tests {
             "{\"b\":1,\"manifests\":[{\"a\":1}]}\n"
         );
         assert_eq!(rewritten("{}", entry), r#"{"manifests":[{"a":1}]}"#);
+    }
+
+    /// A missing list is added right after the last member's value: before the closing
+    /// brace, an indented file's last line break came before it (`"a": 1\n,"manifests"…`).
+    #[test]
+    fn a_missing_list_follows_the_last_member_s_value() {
+        let entry = serde_json::json!([{"a": 1}]);
+        assert_eq!(
+            rewritten("{\n  \"b\": 1\n}\n", entry.clone()),
+            "{\n  \"b\": 1,\"manifests\":[{\"a\":1}]\n}\n"
+        );
+        assert_eq!(
+            rewritten("{\n  \"b\": {\"c\": 2} \r\n}", entry.clone()),
+            "{\n  \"b\": {\"c\": 2},\"manifests\":[{\"a\":1}] \r\n}"
+        );
+        assert_eq!(
+            rewritten(" {\n}\n", entry),
+            " {\"manifests\":[{\"a\":1}]\n}\n"
+        );
+    }
+
+    /// An empty list that the rewrite keeps empty is left as the file wrote it.
+    #[test]
+    fn an_empty_list_kept_empty_is_the_file_s_text() {
+        let text = "{\n  \"manifests\": [\n  ],\n  \"b\": 1\n}\n";
+        assert_eq!(rewritten(text, serde_json::json!([])), text);
+        // One of no list is written as one.
+        assert_eq!(
+            rewritten(r#"{"manifests": null}"#, serde_json::json!([])),
+            r#"{"manifests": []}"#
+        );
     }
 
     /// Entries set apart otherwise than the list's first one from its `[` (Python's
@@ -429,6 +470,26 @@ mod tests {
             if old.get("manifests").is_some() {
                 let at = span(&out, list.get()).start;
                 assert_eq!(out[..at], text[..at], "seed {seed}");
+            } else {
+                // Added right after the last member's value: the file's text is all
+                // there, around it.
+                let added = format!(",\"manifests\":{}", list.get());
+                let at = span(&out, list.get()).end - added.len();
+                assert_eq!(out[at..at + added.len()], added, "seed {seed}\n{out}");
+                assert_eq!(out[..at], text[..at], "seed {seed}");
+                assert_eq!(out[at + added.len()..], text[at..], "seed {seed}");
+                assert!(
+                    !text[..at].ends_with(char::is_whitespace),
+                    "seed {seed}\n{out}"
+                );
+            }
+            // An empty list kept empty: nothing changes.
+            let empty = old
+                .get("manifests")
+                .and_then(Value::as_array)
+                .is_some_and(Vec::is_empty);
+            if empty && manifests.is_empty() {
+                assert_eq!(out, text, "seed {seed}");
             }
         }
     }
