@@ -3347,6 +3347,104 @@ fn a_pull_stopped_in_its_sync_after_an_error_says_the_error() {
     assert!(err.contains(&said), "{err}");
 }
 
+/// A fetch into a layout (a batch of one) stopped by `--timeout` in its last sync (held
+/// up here: a slow disk), its writer stuck behind a reader of stdout that does not read,
+/// says its output may end cut short: it said only that the sync did not finish, of an
+/// output that ends short of the object it stored.
+#[test]
+fn a_batch_stopped_in_its_sync_with_its_output_held_says_so() {
+    let reg = FakeRegistry::start();
+    let blob = reg.blob("team/app", bytes(96, 5000));
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("mirror");
+    // `strace -P` needs the path to be there to match it.
+    std::fs::create_dir_all(&layout).unwrap();
+    let (repo, l) = (repo(&reg), layout.to_str().unwrap());
+    let args = ["--timeout", "6s", "fetch", &repo, &blob, "-o", l];
+    // The layout's own directory is fsync'd once, in the sync at the end.
+    let options = ["-P", l, "-e", "inject=fsync:delay_enter=10000000"];
+    let log = tempfile::NamedTempFile::new().unwrap();
+    // Held, unread: its line cannot go out.
+    let (_unread, stdout) = support::full_pipe();
+    let out = traced(&Dist::new(), &args, log.path(), &options)
+        .stdout(stdout)
+        .output()
+        .unwrap_or_else(|e| strace_cannot_run(&e.to_string()));
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.starts_with("strace: ") {
+        strace_cannot_run(&err);
+    }
+    let log = std::fs::read_to_string(log.path()).unwrap();
+    assert!(log.contains("fsync("), "no fsync of {l} was held up: {log}");
+    assert_eq!(out.status.code(), Some(124), "{err}");
+    assert!(
+        err.contains(&format!(
+            "every object was fetched and stored in {l}, but the sync of its directories did \
+             not finish"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("written whole, and perhaps part of the one being written, cut short"),
+        "{err}"
+    );
+}
+
+/// A failed pull stopped by `--timeout` in its sync (held up here: a slow disk), its last
+/// line queued behind a reader of stdout that does not read, says that line may be lost
+/// or cut: it said only that the sync did not finish, and a job reading the lines trusted
+/// an output that ends short of the pull's error.
+#[test]
+fn a_failed_pull_stopped_in_its_sync_with_its_line_held_says_so() {
+    let reg = FakeRegistry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("mirror");
+    let l = layout.to_str().unwrap();
+    let image = pulled_amd64_only(&reg, l);
+    let args = [
+        "--timeout",
+        "6s",
+        "pull",
+        &image,
+        "-o",
+        l,
+        "--platform",
+        "linux/s390x",
+    ];
+    let blobs = layout.join("blobs/sha256");
+    let options = [
+        "-P",
+        blobs.to_str().unwrap(),
+        "-e",
+        "inject=fsync:delay_enter=20000000",
+    ];
+    let log = tempfile::NamedTempFile::new().unwrap();
+    // Held, unread: its first line cannot go out.
+    let (_unread, stdout) = support::full_pipe();
+    let out = traced(&Dist::new(), &args, log.path(), &options)
+        .stdout(stdout)
+        .output()
+        .unwrap_or_else(|e| strace_cannot_run(&e.to_string()));
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.starts_with("strace: ") {
+        strace_cannot_run(&err);
+    }
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    assert!(text.contains("fsync("), "no fsync was held up: {text}");
+    assert_eq!(out.status.code(), Some(124), "{err}");
+    assert!(err.contains("no manifest for linux/s390x in"), "{err}");
+    let said = format!(
+        "dist: gave up after the --timeout of 6s; the objects reported stored are in {}, but \
+         the sync of its directories did not finish",
+        layout.display()
+    );
+    assert!(err.contains(&said), "{err}");
+    assert!(
+        err.contains("written whole, and perhaps part of the one being written, cut short"),
+        "{err}"
+    );
+}
+
 /// A one-shot fetch whose stdout, a file, stops taking bytes past the first MiB (a full
 /// disk; here a limit on file size, which fails writes the same way) says how much of the
 /// object the file already holds, as a fetch that fails after streaming does: `>

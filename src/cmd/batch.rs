@@ -331,7 +331,9 @@ async fn run_into<S: std::future::Future<Output = Stop>>(
                 None => super::Unwritten::Stdout,
             };
             match left_undone(&snapshot, args.output.as_deref(), synced, failed) {
-                LeftUndone::Sync { dir, all_ok } => why.say_unsynced(dir, all_ok),
+                LeftUndone::Sync { dir, all_ok } => {
+                    why.say_unsynced(dir, all_ok, cut.then_some(held))
+                }
                 LeftUndone::Writing => why.say_unwritten(held),
                 LeftUndone::Input { read } => why.say_idle_input(read, cut.then_some(held)),
                 LeftUndone::Fetching => why.say(into_store, cut.then_some(held)),

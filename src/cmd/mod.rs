@@ -671,6 +671,17 @@ impl Unwritten<'_> {
     }
 }
 
+/// A stop's message `text`, gone on to say that the output may end cut short when the
+/// stop found a write under way in `cut`: every message a stop says ends so, where one
+/// said "complete" or "stored" alone of an output that ends in part of a frame or line.
+fn with_cut(mut text: String, cut: Option<Unwritten<'_>>) -> String {
+    if let Some(cut) = cut {
+        text.push_str("; ");
+        text.push_str(&cut.held_and_cut());
+    }
+    text
+}
+
 impl Stop {
     /// The exit status to end with.
     pub fn code(&self) -> u8 {
@@ -714,55 +725,91 @@ impl Stop {
     /// got): "the others were not fetched" was said of a pull that had none left, "not
     /// named" of an image `index` named, its sync not finished, and another run's lock
     /// blamed for every stop before the name (a slow sync of the blobs included). A rename
-    /// still under way (a hung filesystem) is said as such, not waited for.
-    pub fn say_all_stored(&self, index: &std::path::Path, entry: dist::sink::index::IndexEntry) {
+    /// still under way (a hung filesystem) is said as such, not waited for. `cut` is the
+    /// output the stop found a write under way in, as for [`Stop::say`].
+    pub fn say_all_stored(
+        &self,
+        index: &std::path::Path,
+        entry: dist::sink::index::IndexEntry,
+        cut: Option<Unwritten<'_>>,
+    ) {
+        if let Some(message) = self.all_stored(index, entry, cut) {
+            say!("{message}");
+        }
+    }
+
+    /// The message of [`Stop::say_all_stored`].
+    fn all_stored(
+        &self,
+        index: &std::path::Path,
+        entry: dist::sink::index::IndexEntry,
+        cut: Option<Unwritten<'_>>,
+    ) -> Option<String> {
         use dist::sink::index::IndexEntry;
-        let Some(why) = self.why() else { return };
+        let why = self.why()?;
         let stored = "every object of the image was fetched and stored";
         let index = index.display();
         let again = "the same pull again names it without fetching anything";
-        match entry {
-            IndexEntry::Locked => say!(
+        let text = match entry {
+            IndexEntry::Locked => format!(
                 "dist: {why}; {stored}, but the image is not named in {index} (another run \
                  holds its lock, which a pull waits for); {again}"
             ),
-            IndexEntry::SyncingBlobs => say!(
+            IndexEntry::SyncingBlobs => format!(
                 "dist: {why}; {stored}, but the image is not named in {index} (the sync of \
                  the blobs stored, which comes before naming the image, had not finished); \
                  {again}"
             ),
-            IndexEntry::Unwritten => say!(
+            IndexEntry::Unwritten => format!(
                 "dist: {why}; {stored}, but the image is not named in {index} (the stop came \
                  before its new index was renamed into place); {again}"
             ),
-            IndexEntry::Unsynced => say!(
+            IndexEntry::Unsynced => format!(
                 "dist: {why}; {stored}, and the image is named in {index}, but the sync of \
                  its directory did not finish: the name may not survive a power loss"
             ),
-            IndexEntry::Durable => say!("dist: {why}; {stored}, and the image is named in {index}"),
+            IndexEntry::Durable => {
+                format!("dist: {why}; {stored}, and the image is named in {index}")
+            }
             // `Renaming`, and what the library may add later: nothing surer to say.
-            _ => say!(
+            _ => format!(
                 "dist: {why}; {stored}, and naming it in {index} was under way (its rename \
                  into place had not returned): it may name the image or not; {again}"
             ),
-        }
+        };
+        Some(with_cut(text, cut))
     }
 
     /// Says why a batch into the layout at `dir` stopped in its last sync, once every
     /// object had been handled (`all_ok`: and none failed): nothing was left to fetch, but
-    /// the names stored since the sync before may not be durable yet.
-    pub fn say_unsynced(&self, dir: &std::path::Path, all_ok: bool) {
-        let Some(why) = self.why() else { return };
+    /// the names stored since the sync before may not be durable yet. `cut` is the output
+    /// the stop found a write under way in, as for [`Stop::say`]: a failed pull's last
+    /// line, queued before its sync, or the worker's last frames, were said of nowhere.
+    pub fn say_unsynced(&self, dir: &std::path::Path, all_ok: bool, cut: Option<Unwritten<'_>>) {
+        if let Some(message) = self.unsynced(dir, all_ok, cut) {
+            say!("{message}");
+        }
+    }
+
+    /// The message of [`Stop::say_unsynced`].
+    fn unsynced(
+        &self,
+        dir: &std::path::Path,
+        all_ok: bool,
+        cut: Option<Unwritten<'_>>,
+    ) -> Option<String> {
+        let why = self.why()?;
         let stored = if all_ok {
             "every object was fetched and stored in"
         } else {
             "the objects reported stored are in"
         };
-        say!(
+        let text = format!(
             "dist: {why}; {stored} {}, but the sync of its directories did not finish: the \
              names of those stored last may not survive a power loss",
             dir.display()
         );
+        Some(with_cut(text, cut))
     }
 
     /// Says why a batch stopped while it wrote out the output of objects it had all
@@ -794,18 +841,14 @@ impl Stop {
     /// alone was said of an output ending in part of a frame, its reader stuck.
     fn idle_input(&self, read: u64, cut: Option<Unwritten<'_>>) -> Option<String> {
         let why = self.why()?;
-        let mut text = match read {
+        let text = match read {
             0 => format!("dist: {why} while waiting for input; none had come, nothing was fetched"),
             _ => format!(
                 "dist: {why} while waiting for more input; objects reported so far are \
                  complete, and every one read had been handled"
             ),
         };
-        if let Some(cut) = cut {
-            text.push_str("; ");
-            text.push_str(&cut.held_and_cut());
-        }
-        Some(text)
+        Some(with_cut(text, cut))
     }
 
     /// Names the blobs the run was waiting for while other runs held their locks (stopped
@@ -845,10 +888,7 @@ impl Stop {
         if let Stop::Deadline(_) = self {
             text.push_str(", the others were not fetched");
         }
-        if let Some(cut) = cut {
-            text.push_str("; ");
-            text.push_str(&cut.held_and_cut());
-        }
+        text = with_cut(text, cut);
         if into_store {
             text.push_str(
                 "; downloads cut short past their first MiB are kept for the next run to carry on",
@@ -1133,6 +1173,36 @@ mod tests {
             Stop::ReaderGone.idle_input(3, Some(Unwritten::Stdout)),
             None
         );
+    }
+
+    /// Every stop message goes on the same way when the stop found a write under way: a
+    /// pull stopped once every object was stored, or in its last sync, said "stored" alone
+    /// of lines that may end cut short; and says nothing more when it found none.
+    #[test]
+    fn every_stop_message_says_a_write_cut_short() {
+        use dist::sink::index::IndexEntry;
+        let signal = Stop::Signal(143);
+        let dir = std::path::Path::new("/m");
+        let index = dir.join("index.json");
+        let cut = Some(Unwritten::Report("r.jsonl"));
+        let tail = format!("; {}", Unwritten::Report("r.jsonl").held_and_cut());
+        let said = [
+            signal.all_stored(&index, IndexEntry::Durable, cut),
+            signal.unsynced(dir, false, cut),
+            signal.idle_input(3, cut),
+            signal.message(false, cut),
+        ];
+        for said in said {
+            let said = said.unwrap();
+            assert!(said.ends_with(&tail), "{said}");
+        }
+        let stored = signal
+            .all_stored(&index, IndexEntry::Durable, None)
+            .unwrap();
+        assert!(!stored.contains("cut short"), "{stored}");
+        let unsynced = signal.unsynced(dir, true, None).unwrap();
+        assert!(!unsynced.contains("cut short"), "{unsynced}");
+        assert_eq!(Stop::ReaderGone.unsynced(dir, true, cut), None);
     }
 
     /// A reader, disk or registry that never answers cannot hold off a stop.

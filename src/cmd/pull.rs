@@ -237,6 +237,9 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
             };
             let grace = std::time::Duration::from_secs(2);
             let (written, report_written) = tokio::join!(lines.finish_within(grace), report);
+            // Every branch below says it: a stop in the sync or the naming finds the lines
+            // held by a stuck reader as one while fetching does.
+            let cut = cut_short(written, report_written, &report_name);
             display.finish(ticker);
             let snapshot = progress.snapshot();
             if let Some(said) = failed {
@@ -246,7 +249,7 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
                     say!("{said}");
                 }
                 say_unsynced(unsynced);
-                why.say_unsynced(&args.output, false);
+                why.say_unsynced(&args.output, false, cut);
                 why.say_waiting(&waiting);
                 return code;
             }
@@ -255,12 +258,12 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
                 // Read once the pull is gone: no rename is to come, and one it began is
                 // done by now or said to be under way (never waited for: a hung filesystem
                 // would hold the stop).
-                why.say_all_stored(&args.output.join("index.json"), store.index_entry());
+                why.say_all_stored(&args.output.join("index.json"), store.index_entry(), cut);
             } else if every_object_handled(&snapshot) {
                 // Some failed: what was left was the sync of those stored, no name to come.
-                why.say_unsynced(&args.output, false);
+                why.say_unsynced(&args.output, false, cut);
             } else {
-                why.say(true, cut_short(written, report_written, &report_name));
+                why.say(true, cut);
             }
             why.say_waiting(&waiting);
             return code;
