@@ -403,7 +403,8 @@ fn tokenless_reply(body: &[u8]) -> String {
 
 /// Why a token endpoint's 200 `body` of `content_type` gave no token reply (`e`), with what
 /// it said when that cannot be a token: an HTML page (a captive portal, a single sign-on
-/// login) by its `<title>` alone, and prose (a proxy's notice) as one short line. A body
+/// login, a load balancer's maintenance page, which dist cannot tell apart) by its
+/// `<title>` alone, and prose (a proxy's notice) as one short line. A body
 /// that begins as JSON does, or holds a word that could be a token (a bare token, a form,
 /// a JWT in text), is not shown: JSON broken by a trailing comma still holds its token.
 /// Neither is serde's own message, which quotes a string it did not expect.
@@ -436,8 +437,8 @@ fn unreadable_reply(body: &[u8], content_type: Option<&str>, e: &serde_json::Err
             format!(": {title}")
         };
         return format!(
-            "token response is an HTML page, not JSON ({typed}){title}; a login page or a \
-             network's portal answered for the token service"
+            "token response is an HTML page, not JSON ({typed}){title}; a login page, a \
+             network's portal or a maintenance page answered for the token service"
         );
     }
     if may_be_a_token(text) {
@@ -755,7 +756,7 @@ mod tests {
         assert_eq!(
             unreadable_reply(page.as_bytes(), None, &e),
             "token response is an HTML page, not JSON (no Content-Type): Sign in; a login \
-             page or a network's portal answered for the token service"
+             page, a network's portal or a maintenance page answered for the token service"
         );
         let e = serde_json::from_str::<Reply>("").err().unwrap();
         assert_eq!(
