@@ -3111,6 +3111,21 @@ fn a_token_reply_that_is_no_json_says_what_came_instead() {
         "{err}"
     );
     assert!(!err.contains('<'), "{err}");
+    // A page served 200 in the token service's place (a login, a portal, a maintenance
+    // page: dist cannot tell them apart) lasts past any retry: 2, as README says; the same
+    // page served 503 is an outage for the moment: 75.
+    for (status, code) in [(200, 2), (503, 75)] {
+        reg.clear_faults();
+        let page = Fault::Page {
+            status,
+            content_type: "text/html",
+            body: portal.into(),
+        };
+        reg.set_fault_for_every("/token", page);
+        let out = Dist::new().run(&["--retries", "0", "fetch", &repo(&reg), &digest], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{status}: {err}");
+    }
 
     let secret = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ0ZXN0ZXIifQ.c2lnbmF0dXJl";
     for held in [
