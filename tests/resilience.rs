@@ -2120,7 +2120,6 @@ fn a_batch_stopped_writing_out_says_every_object_was_handled() {
 /// "objects reported so far are complete" alone, of an output that ends cut short.
 #[test]
 fn a_batch_stopped_fetching_with_a_frame_cut_says_so() {
-    use std::io::Read;
     let reg = FakeRegistry::start();
     // Its frame alone is more than a pipe holds: the writer is stuck in it.
     let large = reg.blob("team/app", bytes(77, 300_000));
@@ -2129,27 +2128,8 @@ fn a_batch_stopped_fetching_with_a_frame_cut_says_so() {
     reg.set_fault_for_every(&stalled, Fault::Stall(Duration::from_secs(60)));
     let args = ["fetch", &repo(&reg), "-", "-j", "2"];
     let mut child = Dist::new().spawn(&args, format!("{large}\n{stalled}\n").as_bytes());
-    let mut out = child.stdout.take().unwrap();
-    // Its header read, the writer is in the frame, which the pipe cannot take whole.
-    let header = format!("{large} {large} 300000 -\n");
-    let mut read = vec![0; header.len()];
-    out.read_exact(&mut read).unwrap();
-    assert_eq!(read, header.as_bytes());
-    assert_eq!(unsafe_kill(child.id(), libc::SIGTERM), 0);
-    let status = exit_within(&mut child, Duration::from_secs(30), "a stop");
-    let err = stderr_of(&mut child);
-    assert_eq!(status.code(), Some(143), "{err}");
-    assert!(
-        err.contains("dist: interrupted; objects reported so far are complete; "),
-        "{err}"
-    );
-    assert!(
-        err.contains("written whole, and perhaps part of the one being written, cut short"),
-        "{err}"
-    );
-    let mut rest = Vec::new();
-    out.read_to_end(&mut rest).unwrap();
-    assert!(rest.len() < 300_000, "the frame went out whole");
+    let said = "dist: interrupted; objects reported so far are complete; ";
+    stopped_in_a_frame(&mut child, &large, said);
 }
 
 /// A batch stopped while its stdin is idle, every line read handled, says it was waiting
@@ -2215,7 +2195,7 @@ fn a_batch_stopped_on_idle_input_says_nothing_was_left() {
 /// stopped while fetching did.
 #[test]
 fn a_batch_stopped_on_idle_input_with_a_frame_cut_says_so() {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let reg = FakeRegistry::start();
     // Its frame alone is more than a pipe holds: the writer is stuck in it.
     let large = reg.blob("team/app", bytes(79, 300_000));
@@ -2223,20 +2203,26 @@ fn a_batch_stopped_on_idle_input_with_a_frame_cut_says_so() {
     // Kept open: the batch waits for more input.
     let mut input = child.stdin.take().unwrap();
     writeln!(input, "{large}").unwrap();
+    let said = "dist: interrupted while waiting for more input; ";
+    stopped_in_a_frame(&mut child, &large, said);
+}
+
+/// Reads the header of the frame of `large` (300,000 bytes, more than a pipe holds) from
+/// `child`'s stdout, its writer then stuck in the frame, and stops the run by SIGTERM: it
+/// says `said` and that its output may end in part of a frame, which does not go out
+/// whole.
+fn stopped_in_a_frame(child: &mut std::process::Child, large: &str, said: &str) {
+    use std::io::Read;
     let mut out = child.stdout.take().unwrap();
-    // Its header read, the writer is in the frame, which the pipe cannot take whole.
     let header = format!("{large} {large} 300000 -\n");
     let mut read = vec![0; header.len()];
     out.read_exact(&mut read).unwrap();
     assert_eq!(read, header.as_bytes());
     assert_eq!(unsafe_kill(child.id(), libc::SIGTERM), 0);
-    let status = exit_within(&mut child, Duration::from_secs(30), "a stop");
-    let err = stderr_of(&mut child);
+    let status = exit_within(child, Duration::from_secs(30), "a stop");
+    let err = stderr_of(child);
     assert_eq!(status.code(), Some(143), "{err}");
-    assert!(
-        err.contains("dist: interrupted while waiting for more input; "),
-        "{err}"
-    );
+    assert!(err.contains(said), "{err}");
     assert!(
         err.contains("written whole, and perhaps part of the one being written, cut short"),
         "{err}"

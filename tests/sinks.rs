@@ -1431,7 +1431,22 @@ fn strace_cannot_run(why: &str) -> ! {
 
 /// [`traced`] run to its end; fails the test where strace cannot run.
 fn traced_output(dist: &Dist, args: &[&str], log: &Path, options: &[&str]) -> std::process::Output {
-    let out = traced(dist, args, log, options)
+    traced_output_to(dist, args, log, options, None)
+}
+
+/// [`traced_output`], its stdout `stdout` when given (else captured).
+fn traced_output_to(
+    dist: &Dist,
+    args: &[&str],
+    log: &Path,
+    options: &[&str],
+    stdout: Option<std::process::Stdio>,
+) -> std::process::Output {
+    let mut command = traced(dist, args, log, options);
+    if let Some(stdout) = stdout {
+        command.stdout(stdout);
+    }
+    let out = command
         .output()
         .unwrap_or_else(|e| strace_cannot_run(&e.to_string()));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -1451,9 +1466,18 @@ fn timed_out_in_fsync(args: &[&str], held: &str) -> (String, String) {
 
 /// As [`timed_out_in_fsync`], with the whole of its output: its stdout too.
 fn timed_out_in_fsync_output(args: &[&str], held: &str) -> (String, std::process::Output) {
+    timed_out_in_fsync_to(args, held, None)
+}
+
+/// [`timed_out_in_fsync_output`], its stdout `stdout` when given (else captured).
+fn timed_out_in_fsync_to(
+    args: &[&str],
+    held: &str,
+    stdout: Option<std::process::Stdio>,
+) -> (String, std::process::Output) {
     let options = ["-P", held, "-e", "inject=fsync:delay_enter=20000000"];
     let log = tempfile::NamedTempFile::new().unwrap();
-    let out = traced_output(&Dist::new(), args, log.path(), &options);
+    let out = traced_output_to(&Dist::new(), args, log.path(), &options, stdout);
     let text = std::fs::read_to_string(log.path()).unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -3361,22 +3385,11 @@ fn a_batch_stopped_in_its_sync_with_its_output_held_says_so() {
     std::fs::create_dir_all(&layout).unwrap();
     let (repo, l) = (repo(&reg), layout.to_str().unwrap());
     let args = ["--timeout", "6s", "fetch", &repo, &blob, "-o", l];
-    // The layout's own directory is fsync'd once, in the sync at the end.
-    let options = ["-P", l, "-e", "inject=fsync:delay_enter=10000000"];
-    let log = tempfile::NamedTempFile::new().unwrap();
-    // Held, unread: its line cannot go out.
+    // Held, unread: its line cannot go out. The layout's own directory is fsync'd once,
+    // in the sync at the end.
     let (_unread, stdout) = support::full_pipe();
-    let out = traced(&Dist::new(), &args, log.path(), &options)
-        .stdout(stdout)
-        .output()
-        .unwrap_or_else(|e| strace_cannot_run(&e.to_string()));
+    let (_, out) = timed_out_in_fsync_to(&args, l, Some(stdout.into()));
     let err = String::from_utf8_lossy(&out.stderr);
-    if err.starts_with("strace: ") {
-        strace_cannot_run(&err);
-    }
-    let log = std::fs::read_to_string(log.path()).unwrap();
-    assert!(log.contains("fsync("), "no fsync of {l} was held up: {log}");
-    assert_eq!(out.status.code(), Some(124), "{err}");
     assert!(
         err.contains(&format!(
             "every object was fetched and stored in {l}, but the sync of its directories did \
@@ -3412,26 +3425,10 @@ fn a_failed_pull_stopped_in_its_sync_with_its_line_held_says_so() {
         "linux/s390x",
     ];
     let blobs = layout.join("blobs/sha256");
-    let options = [
-        "-P",
-        blobs.to_str().unwrap(),
-        "-e",
-        "inject=fsync:delay_enter=20000000",
-    ];
-    let log = tempfile::NamedTempFile::new().unwrap();
     // Held, unread: its first line cannot go out.
     let (_unread, stdout) = support::full_pipe();
-    let out = traced(&Dist::new(), &args, log.path(), &options)
-        .stdout(stdout)
-        .output()
-        .unwrap_or_else(|e| strace_cannot_run(&e.to_string()));
+    let (_, out) = timed_out_in_fsync_to(&args, blobs.to_str().unwrap(), Some(stdout.into()));
     let err = String::from_utf8_lossy(&out.stderr);
-    if err.starts_with("strace: ") {
-        strace_cannot_run(&err);
-    }
-    let text = std::fs::read_to_string(log.path()).unwrap();
-    assert!(text.contains("fsync("), "no fsync was held up: {text}");
-    assert_eq!(out.status.code(), Some(124), "{err}");
     assert!(err.contains("no manifest for linux/s390x in"), "{err}");
     let said = format!(
         "dist: gave up after the --timeout of 6s; the objects reported stored are in {}, but \
