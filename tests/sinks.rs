@@ -3332,6 +3332,28 @@ fn a_failed_pull_s_error_comes_before_its_sync_s() {
 /// others were not fetched", never why the pull had failed.
 #[test]
 fn a_pull_stopped_in_its_sync_after_an_error_says_the_error() {
+    let (image, out, err) = failed_pull_stopped_in_its_sync(None);
+    assert!(!err.contains("not fetched"), "{err}");
+    // Its last line says it too, as a failed pull's does when no stop comes: it was on
+    // stderr only.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().expect(&stdout))
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(last["status"], "error", "{stdout}");
+    assert_eq!(last["object"], image.as_str(), "{stdout}");
+    assert_eq!(last["line"], 2, "{stdout}");
+    let error = last["error"].as_str().expect(&stdout);
+    assert!(error.contains("no manifest for linux/s390x in"), "{stdout}");
+}
+
+/// A pull for a platform the image lacks, into a layout a pull before filled (so objects
+/// were noted stored), stopped by `--timeout` in the sync of those objects that follows
+/// its error (held up: a slow disk), its stdout `stdout` when given: the image asked for,
+/// the run's output and its stderr, once seen to say the pull's error and that the sync
+/// did not finish.
+fn failed_pull_stopped_in_its_sync(
+    stdout: Option<std::process::Stdio>,
+) -> (String, std::process::Output, String) {
     let reg = FakeRegistry::start();
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("mirror");
@@ -3348,27 +3370,16 @@ fn a_pull_stopped_in_its_sync_after_an_error_says_the_error() {
         "linux/s390x",
     ];
     let blobs = layout.join("blobs/sha256");
-    let held = blobs.to_str().unwrap();
-    let (_, out) = timed_out_in_fsync_output(&args, held);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (_, out) = timed_out_in_fsync_to(&args, blobs.to_str().unwrap(), stdout);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(err.contains("no manifest for linux/s390x in"), "{err}");
-    assert!(!err.contains("not fetched"), "{err}");
-    // Its last line says it too, as a failed pull's does when no stop comes: it was on
-    // stderr only.
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().expect(&stdout))
-        .unwrap_or_else(|e| panic!("{e}: {stdout}"));
-    assert_eq!(last["status"], "error", "{stdout}");
-    assert_eq!(last["object"], image.as_str(), "{stdout}");
-    assert_eq!(last["line"], 2, "{stdout}");
-    let error = last["error"].as_str().expect(&stdout);
-    assert!(error.contains("no manifest for linux/s390x in"), "{stdout}");
     let said = format!(
         "dist: gave up after the --timeout of 6s; the objects reported stored are in {}, but \
          the sync of its directories did not finish",
         layout.display()
     );
     assert!(err.contains(&said), "{err}");
+    (image, out, err)
 }
 
 /// A fetch into a layout (a batch of one) stopped by `--timeout` in its last sync (held
@@ -3409,33 +3420,9 @@ fn a_batch_stopped_in_its_sync_with_its_output_held_says_so() {
 /// an output that ends short of the pull's error.
 #[test]
 fn a_failed_pull_stopped_in_its_sync_with_its_line_held_says_so() {
-    let reg = FakeRegistry::start();
-    let dir = tempfile::tempdir().unwrap();
-    let layout = dir.path().join("mirror");
-    let l = layout.to_str().unwrap();
-    let image = pulled_amd64_only(&reg, l);
-    let args = [
-        "--timeout",
-        "6s",
-        "pull",
-        &image,
-        "-o",
-        l,
-        "--platform",
-        "linux/s390x",
-    ];
-    let blobs = layout.join("blobs/sha256");
     // Held, unread: its first line cannot go out.
     let (_unread, stdout) = support::full_pipe();
-    let (_, out) = timed_out_in_fsync_to(&args, blobs.to_str().unwrap(), Some(stdout.into()));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no manifest for linux/s390x in"), "{err}");
-    let said = format!(
-        "dist: gave up after the --timeout of 6s; the objects reported stored are in {}, but \
-         the sync of its directories did not finish",
-        layout.display()
-    );
-    assert!(err.contains(&said), "{err}");
+    let (_, _, err) = failed_pull_stopped_in_its_sync(Some(stdout.into()));
     assert!(
         err.contains("written whole, and perhaps part of the one being written, cut short"),
         "{err}"
