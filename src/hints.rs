@@ -263,8 +263,6 @@ fn parse_size(value: &str) -> Result<u64> {
     })
 }
 
-/// A hint's word or value as a message or log shows it: without the login a registry's
-/// URL pasted among the hints holds (`http://me:s3cret@host/…`).
 /// Whether a hint word's `key` is a digest algorithm's name, in any case.
 fn is_digest_key(key: &str) -> bool {
     ["sha256", "sha384", "sha512", "blake3"]
@@ -298,6 +296,8 @@ fn misplaced_digest(word: &str, key: &str, several: &str) -> Error {
     ))
 }
 
+/// A hint's word or value as a message or log shows it: without the login a registry's
+/// URL pasted among the hints holds (`http://me:s3cret@host/…`).
 fn shown(word: &str) -> String {
     crate::reference::without_credentials(word)
 }
