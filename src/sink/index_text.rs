@@ -80,6 +80,11 @@ fn list(
     if entries.is_empty() && manifests.is_empty() && old.starts_with('[') {
         return old.to_string();
     }
+    // Every entry removed: the white space that set them apart would stay as a line of
+    // spaces between `[` and `]`.
+    if manifests.is_empty() {
+        return "[]".to_string();
+    }
     // The white space the file puts after `[`, between entries and before `]`: an
     // indented file stays indented.
     let (open, close) = match (entries.first(), entries.last()) {
@@ -182,6 +187,15 @@ mod tests {
         assert_eq!(
             out,
             "{\n  \"schemaVersion\": 2,\n  \"x\": 123456789012345678901234567890,\n  \"manifests\": [\n    {\"z\": 1.10, \"a\": \"\\u00e9\"},\n    {\"c\":3}\n  ],\n  \"annotations\": {\"k\": \"v\"}\n}\n"
+        );
+    }
+
+    #[test]
+    fn a_list_whose_entries_are_all_removed_is_empty_without_their_white_space() {
+        let text = "{\n  \"manifests\": [\n    {\"a\": 1},\n    {\"b\": 2}\n  ]\n}\n";
+        assert_eq!(
+            rewritten(text, serde_json::json!([])),
+            "{\n  \"manifests\": []\n}\n"
         );
     }
 
