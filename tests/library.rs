@@ -193,24 +193,12 @@ fn the_fetch_layers_example_skips_a_non_distributable_layer() {
         r#"{{"mediaType":"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip","digest":"{foreign}","size":8,"urls":["https://far.example/layer?sig=s3cret"]}},{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{stored}","size":{}}}"#,
         layer.len()
     );
-    let config_digest = windows_image_v1(&reg, &layers);
-    let out = tempfile::tempdir().unwrap();
-    let run = run_fetch_layers(&reg, "team/app", "v1", out.path());
-    let err = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "{err}");
-    let said = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        said.starts_with("2 blobs,") && said.contains("1 non-distributable layers skipped"),
-        "{said}"
-    );
+    let err = fetch_layers_skipping_one(&reg, &layers, &stored);
     assert!(
         err.contains(&format!("{foreign}: non-distributable layer, not fetched")),
         "{err}"
     );
     assert!(!err.contains("s3cret"), "{err}");
-    let mut want = vec![config_digest.replace(':', "-"), stored.replace(':', "-")];
-    want.sort();
-    assert_eq!(file_names(out.path()), want);
 }
 
 /// A layer listed with `urls` and listed again without them is fetched, as `dist pull`
@@ -239,21 +227,29 @@ fn the_fetch_layers_example_skips_only_what_it_does_not_fetch() {
         entry(&foreign, 7, true),
     ]
     .join(",");
-    let config_digest = windows_image_v1(&reg, &layers);
+    let err = fetch_layers_skipping_one(&reg, &layers, &both);
+    assert!(!err.contains(&both), "{err}");
+    assert_eq!(err.matches(&foreign).count(), 1, "{err}");
+}
+
+/// Runs the `fetch_layers` example on `team/app:v1`, an image of `layers` with a Windows
+/// config ([`windows_image_v1`]): it succeeds, having stored two blobs, the config and
+/// `stored`, and skipped one non-distributable layer. Its stderr.
+fn fetch_layers_skipping_one(reg: &FakeRegistry, layers: &str, stored: &str) -> String {
+    let config_digest = windows_image_v1(reg, layers);
     let out = tempfile::tempdir().unwrap();
-    let run = run_fetch_layers(&reg, "team/app", "v1", out.path());
-    let err = String::from_utf8_lossy(&run.stderr);
+    let run = run_fetch_layers(reg, "team/app", "v1", out.path());
+    let err = String::from_utf8_lossy(&run.stderr).into_owned();
     assert!(run.status.success(), "{err}");
     let said = String::from_utf8_lossy(&run.stdout);
     assert!(
         said.starts_with("2 blobs,") && said.contains("1 non-distributable layers skipped"),
         "{said}"
     );
-    assert!(!err.contains(&both), "{err}");
-    assert_eq!(err.matches(&foreign).count(), 1, "{err}");
-    let mut want = vec![config_digest.replace(':', "-"), both.replace(':', "-")];
+    let mut want = vec![config_digest.replace(':', "-"), stored.replace(':', "-")];
     want.sort();
     assert_eq!(file_names(out.path()), want);
+    err
 }
 
 /// Tags `team/app:v1` in `reg` as an image of a Windows config (stored) and `layers` (the
