@@ -8,11 +8,13 @@
 //! resume with `Range` (the `body` module); large blobs on slow links split into parallel ranges
 //! ([`crate::ranged`]).
 
+pub(crate) mod api_root;
 mod body;
 pub(crate) mod coding;
 pub mod host;
 mod misconfigured;
 mod outage;
+mod status;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,8 +39,8 @@ pub(crate) use body::{content_range, content_range_start, content_range_total};
 pub(crate) use body::{hands_over, resume_budget, Address, Resumable, Serving, PIECE, PROGRESS};
 pub(crate) use body::{other_total, part_refused, refuse_other_at, PartsWord};
 pub(crate) use coding::is_coded;
-pub(crate) use host::MAX_ERROR_BODY;
 use host::{Host, Mirror, Server};
+pub(crate) use status::MAX_ERROR_BODY;
 
 /// Which API endpoint an object is fetched from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
