@@ -717,7 +717,7 @@ pub(crate) type Address = (Endpoint, String);
 
 /// An answer from `host` carrying on the content at `address` (a resume's, a hand-over's,
 /// a part's) whose `Docker-Content-Digest` names other content, refused as a first answer
-/// is (see [`refuse_announced_other`](super::refuse_announced_other)), saying none of
+/// is (see [`refuse_announced_other`](super::digest_header::refuse_announced_other)), saying none of
 /// `unread` (`the rest`, `the part`) was read: the bytes before it were.
 pub(crate) fn refuse_other_at(
     address: Option<&Address>,
@@ -728,8 +728,8 @@ pub(crate) fn refuse_other_at(
     let Some((endpoint, Ok(asked))) = address.map(|(e, d)| (*e, d.parse())) else {
         return Ok(());
     };
-    let announced = super::announced_digest(headers);
-    super::refuse_announced_other(announced.as_ref(), endpoint, &asked, host, unread)
+    let announced = super::digest_header::announced_digest(headers);
+    super::digest_header::refuse_announced_other(announced.as_ref(), endpoint, &asked, host, unread)
 }
 
 /// How many failures in a row (breaks, and failed requests for the rest) a body from
@@ -1046,7 +1046,7 @@ pub(crate) fn wrong_range(offset: u64, headers: &HeaderMap) -> Error {
 struct Rest<'a> {
     /// The content's endpoint and digest, when it has them: an answer whose
     /// `Docker-Content-Digest` names other content is refused as a first answer is (see
-    /// [`refuse_announced_other`](super::refuse_announced_other)).
+    /// [`refuse_announced_other`](super::digest_header::refuse_announced_other)).
     address: Option<&'a Address>,
     offset: u64,
     size: Option<u64>,
