@@ -10,7 +10,9 @@ use std::sync::Arc;
 use http::{HeaderValue, Method};
 
 use super::{announced_for, content_range_start, refuse_announced_other};
-use super::{body, coding, content_length, default_manifest_accept, request_headers};
+use super::{
+    body, coding, content_length, default_manifest_accept, range_headers, request_headers,
+};
 use super::{Endpoint, RegistryRemote, Resumable, Serving};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fetch::{Download, Meta, Prefix, MAX_MANIFEST_SIZE};
@@ -93,7 +95,7 @@ impl RegistryRemote {
         let rest_of_it = partial
             && offset > 0
             && content_range_start(h) == Some(offset)
-            && body::content_range_total(h) == hints.size
+            && range_headers::content_range_total(h) == hints.size
             && content_length(h) == hints.size.and_then(|s| s.checked_sub(offset));
         let sized = hints.size.is_some() && (content_length(h) == hints.size || rest_of_it);
         let (codings, coded) = match coding::codings(h) {
@@ -105,9 +107,9 @@ impl RegistryRemote {
             Err(e) => return Err(e.with_url(&url)),
         };
         // All of the content under a `206` that says so is a `200` in all but its status.
-        let whole = partial.then(|| body::whole_range(h)).flatten();
+        let whole = partial.then(|| range_headers::whole_range(h)).flatten();
         if offset == 0 && partial && whole.is_none() {
-            return Err(body::unasked_range(h).with_url(&url));
+            return Err(range_headers::unasked_range(h).with_url(&url));
         }
         // Asked for the rest, the content's size is the whole range's: a `206` must start
         // where asked and says the total; a `200` (or a `206` of all of it) sends
@@ -135,20 +137,20 @@ impl RegistryRemote {
             (Some(total), offset)
         } else if partial {
             if content_range_start(h) != Some(offset) {
-                return Err(body::wrong_range(offset, h).with_url(&url));
+                return Err(range_headers::wrong_range(offset, h).with_url(&url));
             }
             // A total of `*` leaves the whole size unknown: the range may stop short of the
             // content's end (a cache sends what it has so far), and the body then asks for
             // the rest. Taken for the size, its end refused the whole content a resume
             // brought as a size mismatch.
-            (body::content_range_total(h), 0)
+            (range_headers::content_range_total(h), 0)
         } else {
             (content_length(h), offset)
         };
         // Where a range of unknown total started, whose clean end is no end of the content.
         let open_range = match coded {
             true => None,
-            false => body::Extent::of_plain(reply.response.status(), h).open_range(offset),
+            false => range_headers::Extent::of_plain(reply.response.status(), h).open_range(offset),
         };
         let announced = announced_for(object, h.get("docker-content-digest"), &url)
             .map_err(|e| e.with_object(object).with_url(&url))?;

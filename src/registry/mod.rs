@@ -17,6 +17,7 @@ mod download;
 pub mod host;
 mod misconfigured;
 mod outage;
+mod range_headers;
 mod status;
 
 use std::sync::Arc;
@@ -38,12 +39,12 @@ use crate::reference::{Object, Repository};
 use crate::remote::Remote;
 use crate::retry::{Next, RetryPolicy};
 use crate::transport::{self, Transport};
-pub(crate) use body::{content_range, content_range_start, content_range_total};
 pub(crate) use body::{hands_over, resume_budget, Address, Resumable, Serving, PIECE, PROGRESS};
 pub(crate) use body::{other_total, part_refused, refuse_other_at, PartsWord};
 pub(crate) use coding::is_coded;
 use digest_header::{announced_for, refuse_announced_other};
 use host::{Host, Mirror, Server};
+pub(crate) use range_headers::{content_range, content_range_start, content_range_total};
 pub(crate) use status::MAX_ERROR_BODY;
 
 /// Which API endpoint an object is fetched from.
