@@ -24,6 +24,7 @@ use crate::retry::{self, HostPause, Next, RetryPolicy};
 use crate::transport::{self, Outgoing, Transport};
 
 use super::api_root::{api_root_of, no_credentials_in, no_query_in, origin_of, serves_another};
+use super::mirror_down::MirrorDown;
 use super::outage::{Admit, Came, Outage, HOLD_AFTER};
 use super::status::{quota_left, status_error, MAX_ERROR_BODY};
 
@@ -37,12 +38,6 @@ const MIRROR_RETRIES: u32 = 1;
 /// each object its timeouts, and is given up on soon (and, asked again when its mark runs
 /// out, marked down again at its first timeout, having answered nothing in between).
 const MIRROR_TIMEOUTS: u32 = 2;
-/// How long a mirror marked down is skipped at first (see [`MirrorDown`]).
-pub(crate) const MIRROR_DOWN: Duration = Duration::from_secs(30);
-/// The longest a mirror marked down again and again is skipped at a time: a run of hours
-/// asks it again a few times an hour, each asking costing one object a failed connection.
-const MIRROR_DOWN_MAX: Duration = Duration::from_secs(600);
-
 /// What a mirror may be asked for, as in containerd's `hosts.toml`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Capabilities {
@@ -931,44 +926,6 @@ fn outage_over(
         .with_url(url))
 }
 
-/// A mirror found unreachable, not trusted or hanging is skipped for a while, not for the
-/// rest of the run: in a batch of hours, a cache restarted for a minute would otherwise
-/// send every later object to the registry (and its pull limits). containerd asks each
-/// host on every request; a mark spares each object a failed connection meanwhile.
-#[derive(Debug, Default)]
-struct MirrorDown {
-    /// Until when the mirror is skipped; `None` while it is asked.
-    until: Option<Instant>,
-    /// Marks since the mirror last answered: each skips it twice as long as the one before.
-    marks: u32,
-    /// The kind and words of the refusal (401, 403) that keeps the mirror skipped for the
-    /// rest of the run: asking again would only be refused again.
-    refused: Option<(ErrorKind, String)>,
-}
-
-impl MirrorDown {
-    /// Marks the mirror down at `now`, and returns for how long; `None` when it already is
-    /// (requests that were on their way when it went down fail one after another, and
-    /// would otherwise lengthen the mark each time).
-    fn mark(&mut self, now: Instant, first: Duration) -> Option<Duration> {
-        if self.until.is_some_and(|until| until > now) {
-            return None;
-        }
-        let longest = MIRROR_DOWN_MAX.max(first);
-        let skipped = first
-            .checked_mul(1 << self.marks.min(20))
-            .map_or(longest, |d| d.min(longest));
-        self.marks += 1;
-        // `with_mirror_down` takes any length, `Duration::MAX` for "not again this run":
-        // past the clock's range, the sum would panic. Thirty years is as long.
-        let until = now
-            .checked_add(skipped)
-            .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86400));
-        self.until = Some(until);
-        Some(skipped)
-    }
-}
-
 /// `err`, saying that the server asked for a pause longer than dist waits: without it, a
 /// registry's "come back in an hour" reads like any other refusal.
 fn waits_too_long(err: Error, asked: Duration, limit: Duration) -> Error {
@@ -1042,38 +999,6 @@ mod tests {
             "token server answered 429: slow down; it asks to be retried in 3600 s, longer \
              than dist waits (60 s) (tried first: http://m/v2/x: mirror answered 500)"
         );
-    }
-
-    #[test]
-    fn a_mirror_mark_doubles_while_it_stays_down_and_is_capped() {
-        let (first, start) = (Duration::from_secs(30), Instant::now());
-        let mut down = MirrorDown::default();
-        assert_eq!(down.mark(start, first), Some(first));
-        // Requests that were under way fail too: the mark stands as it is.
-        assert_eq!(down.mark(start + first / 2, first), None);
-        assert_eq!(down.until, Some(start + first));
-        let mut now = start + first;
-        for want in [60, 120, 240, 480, 600, 600] {
-            let skipped = down.mark(now, first).expect("the mark ran out");
-            assert_eq!(skipped, Duration::from_secs(want));
-            now += skipped;
-        }
-        for _ in 0..40 {
-            down.mark(now, first);
-            now += MIRROR_DOWN_MAX;
-        }
-        assert_eq!(down.mark(now, first), Some(MIRROR_DOWN_MAX), "no overflow");
-    }
-
-    /// `with_mirror_down(Duration::MAX)`, a library's way to say "not again this run",
-    /// made the first mark's end past the clock's range: a panic as the mirror failed.
-    #[test]
-    fn a_mark_past_the_clock_s_range_holds_the_mirror_down() {
-        let mut down = MirrorDown::default();
-        let now = Instant::now();
-        assert_eq!(down.mark(now, Duration::MAX), Some(Duration::MAX));
-        assert!(down.until.is_some_and(|until| until > now));
-        assert_eq!(down.mark(now, Duration::MAX), None, "still down");
     }
 
     /// A mirror skipped for the run because the proxy refused to carry the connection to

@@ -15,6 +15,7 @@ pub(crate) mod coding;
 mod digest_header;
 mod download;
 pub mod host;
+mod mirror_down;
 mod misconfigured;
 mod outage;
 mod range_headers;
@@ -157,7 +158,7 @@ impl RegistryRemote {
                 retry,
                 ranged: ranges.shared(),
                 ranges,
-                mirror_down: host::MIRROR_DOWN,
+                mirror_down: mirror_down::MIRROR_DOWN,
                 as_sent: Arc::default(),
                 name_unknown: Default::default(),
             }),
