@@ -25,7 +25,7 @@ use crate::transport::{self, Outgoing, Transport};
 
 use super::api_root::{api_root_of, no_credentials_in, no_query_in, origin_of, serves_another};
 use super::mirror_down::MirrorDown;
-use super::outage::{Admit, Came, Outage, HOLD_AFTER};
+use super::outage::{met_at, outage_over, Admit, Came, Outage, HOLD_AFTER};
 use super::status::{quota_left, status_error, MAX_ERROR_BODY};
 
 /// How many times one request reacts to a 401 before giving up.
@@ -884,48 +884,6 @@ impl Host {
     }
 }
 
-/// Whether `e`, a failure of sending `url`, was met at `url`'s own scheme, host and port,
-/// not at the server a redirect led to: the URL a transport error carries is the one it
-/// was sending, redacted (`with_url`) but with its origin whole. Said of none, it was.
-fn met_at(e: &Error, url: &Uri) -> bool {
-    let (Some(at), Some(scheme), Some(authority)) = (e.url(), url.scheme_str(), url.authority())
-    else {
-        return true;
-    };
-    let host = authority
-        .as_str()
-        .rsplit_once('@')
-        .map_or(authority.as_str(), |(_, h)| h);
-    at.strip_prefix(scheme)
-        .and_then(|at| at.strip_prefix("://"))
-        .and_then(|at| at.strip_prefix(host))
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '?']))
-}
-
-/// `e` as the request's last failure, with retries left, once the host has failed more
-/// rounds in a row than one object may be asked for, when the request came `late`, after
-/// those rounds: asking again for each object would go on as long as there are objects.
-/// `e` as it is otherwise, for the request's own retries to decide: one that came before
-/// met those rounds itself (the parts of one blob, failing by turns), and keeps them.
-fn outage_over(
-    e: Error,
-    url: &Uri,
-    streak: u32,
-    late: bool,
-    (retries, max_retries): (u32, u32),
-) -> Result<Error> {
-    // On its own last attempt, the request ends as any other does.
-    if !late || streak <= max_retries || retries >= max_retries {
-        return Ok(e);
-    }
-    Err(e
-        .with_note(format_args!(
-            "the registry failed every request, {streak} times in a row"
-        ))
-        .with_attempts(retries + 1)
-        .with_url(url))
-}
-
 /// `err`, saying that the server asked for a pause longer than dist waits: without it, a
 /// registry's "come back in an hour" reads like any other refusal.
 fn waits_too_long(err: Error, asked: Duration, limit: Duration) -> Error {
@@ -1060,30 +1018,6 @@ mod tests {
         );
         let size = std::mem::size_of_val(&request);
         assert!(size < 4 << 10, "a request's future takes {size} bytes");
-    }
-
-    /// A transport error is the registry's own when met at its origin, and not when met
-    /// where one of its redirects led.
-    #[test]
-    fn a_failure_is_met_at_the_origin_its_url_names() {
-        let url: Uri = "https://user:pw@reg.example:5000/v2/a/blobs/x"
-            .parse()
-            .unwrap();
-        let at = |u: &str| Error::new(ErrorKind::Connect, "refused").with_url(u);
-        assert!(met_at(&at("https://reg.example:5000/v2/a/blobs/x"), &url));
-        assert!(met_at(
-            &at("https://reg.example:5000/elsewhere?sig=1"),
-            &url
-        ));
-        assert!(met_at(&Error::new(ErrorKind::Connect, "refused"), &url));
-        for elsewhere in [
-            "https://reg.example:50001/v2/a/blobs/x",
-            "https://reg.example.cdn.example/x",
-            "http://reg.example:5000/v2/a/blobs/x",
-            "https://store.example/x?sig=1",
-        ] {
-            assert!(!met_at(&at(elsewhere), &url), "{elsewhere}");
-        }
     }
 
     #[test]
