@@ -488,6 +488,17 @@ fn a_malformed_entry_leaves_the_others_readable_and_is_kept() {
     let err = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(2), "{err}");
     assert!(err.contains("invalid digest \"sha256:ABC\""), "{err}");
+    // A pull of it too, as README's exit statuses say, before anything is stored; a tag
+    // not listed is 1.
+    let refused = dir.path().join("refused");
+    let to = refused.to_str().unwrap();
+    let run = dist.run(&["pull", &format!("{}:bad", src.loc()), "-o", to], b"");
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{err}");
+    assert!(err.contains("invalid digest \"sha256:ABC\""), "{err}");
+    let run = dist.run(&["pull", &format!("{}:v9", src.loc()), "-o", to], b"");
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{err}");
 
     let input = format!("v1\nbad\n{}\n", digest(&m));
     let run = dist.run(&["fetch", &src.loc(), "-"], input.as_bytes());
