@@ -2557,6 +2557,43 @@ fn a_bad_realm_with_credentials_says_only_that_it_is_bad() {
     assert!(!err.contains("plain HTTP"), "{err}");
 }
 
+/// Credentials kept from a realm (its address has user information) leave the token asked
+/// for anonymously; the token service's refusal of that says so, with the realm and why,
+/// not that the credentials were refused: they were never sent, and logging in again
+/// would not help. Before, it said `refused the credentials from …: log in again`.
+#[test]
+fn a_refused_anonymous_token_says_the_credentials_were_kept_back() {
+    let (reg, digest, _) = fake_with_blob(1000);
+    let tokens = FakeRegistry::builder()
+        .auth(Auth::bearer_for("alice", "pw"))
+        .start();
+    let challenge = format!(
+        r#"Bearer realm="http://me@{}/token",service="fake""#,
+        tokens.host()
+    );
+    reg.set_fault_for_every(&digest, Fault::Challenge(challenge));
+    let dist = Dist::new();
+    dist.login(&reg.host(), "alice", "pw");
+    let err = dist.fails(2, &["--retries", "0", "fetch", &repo(&reg), &digest], b"");
+    let realm = format!("http://{}/token", tokens.host());
+    assert!(
+        err.contains("gives anonymous callers no token for the repository team/app"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "the credentials found for it were not sent to its token service {realm}, whose \
+             address has user information"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("refused the credentials"), "{err}");
+    assert!(!err.contains("log in again"), "{err}");
+    let asked = tokens.requests();
+    assert!(!asked.is_empty(), "the token service was not asked");
+    assert!(asked.iter().all(|r| r.authorization.is_none()));
+}
+
 /// `service=""` names no service: Docker's client leaves the parameter out then, as for a
 /// challenge without one, and a token server that checks the service it is sent (Docker's
 /// reference one does) refuses an empty one.

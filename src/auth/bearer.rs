@@ -10,7 +10,7 @@ use http::HeaderValue;
 use super::challenge::Challenge;
 use super::clock::Stamp;
 use super::credentials::Credential;
-use super::refusal::refused_message;
+use super::refusal::{kept_back_message, refused_message};
 use super::scope::merged_scopes;
 use super::state::TokenTries;
 use super::{token, Authorizer, CredentialSource};
@@ -198,16 +198,25 @@ impl Authorizer {
                     self.remember_refusal(refused, &e);
                 }
                 let origin = found.as_ref().map(|(_, o)| o.as_str());
-                let mut refused = Error::new(
-                    ErrorKind::Unauthorized,
-                    refused_message(
+                let message = match (&found, withheld) {
+                    // The anonymous token asked for instead was refused: logging in again
+                    // would not change that, where the realm does.
+                    (Some(_), Some(why)) => kept_back_message(
+                        &self.registry_host,
+                        &self.repository,
+                        &crate::error::redact_url(ch.param("realm").unwrap_or_default()),
+                        why,
+                        e.message(),
+                    ),
+                    _ => refused_message(
                         &self.registry_host,
                         &self.repository,
                         origin,
                         Some(e.message()),
                     ),
-                )
-                .with_status(e.status().unwrap_or(401));
+                };
+                let mut refused = Error::new(ErrorKind::Unauthorized, message)
+                    .with_status(e.status().unwrap_or(401));
                 if let Some(url) = e.url() {
                     refused = refused.with_url(url);
                 }

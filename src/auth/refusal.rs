@@ -145,6 +145,23 @@ pub(super) fn refused_message(
     }
 }
 
+/// A token service's refusal, in its `reply`, of the anonymous token asked for because
+/// the credentials found were kept from its `realm`, for `why`: it names the realm and
+/// why, not the credentials, which were never sent.
+pub(super) fn kept_back_message(
+    host: &str,
+    repository: &str,
+    realm: &str,
+    why: Withheld,
+    reply: &str,
+) -> String {
+    format!(
+        "{host} gives anonymous callers no token for the repository {repository} ({reply}); \
+         the credentials found for it were not sent to its token service {realm}, {}",
+        why.says()
+    )
+}
+
 /// `text` with every URL in it shown as [`crate::error::redact_url`] shows one: without a
 /// login written into it, nor its query. A quoted URL runs to its closing quote: cut at a
 /// space, a login with one (`me:my pw@`) or a query with one was shown from there. An
