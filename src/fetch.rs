@@ -56,6 +56,11 @@ pub fn refetch_warning(e: &Error) -> String {
         (None, None) if e.announced_other() => {
             format!("the {who}'s Docker-Content-Digest header names other content")
         }
+        // A server's answers that contradict the size it declared (a `416` short of it, a
+        // `Content-Range` total other than it), a body cut short: nothing verified either.
+        (None, None) if e.kind() == ErrorKind::SizeMismatch => {
+            return "content is not the size it should be; fetching again".to_string();
+        }
         (None, None) => return "content did not verify; fetching again".to_string(),
     };
     format!("{said}; fetching once more{from}")

@@ -281,6 +281,32 @@ fn one_shot_into_a_directory_reports_without_a_line_number() {
     );
 }
 
+/// A server that cuts a body short and answers its resume with a `416`, contradicting the
+/// size it declared, is warned about as such before the one more fetch: its content was
+/// never verified, and "content did not verify" sent the reader looking for corruption.
+#[test]
+fn a_server_contradicting_its_size_is_not_warned_about_as_content_that_did_not_verify() {
+    let (reg, digest, _) = fake_with_blob(200_000);
+    reg.push_fault(&digest, Fault::DropAfter(70_000));
+    reg.set_fault_for_every(&digest, Fault::Status(416));
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("where the server declared 200000 bytes"),
+        "{err}"
+    );
+    let warning = err
+        .lines()
+        .find(|l| l.starts_with("dist: warning: "))
+        .unwrap_or_else(|| panic!("no warning: {err}"));
+    assert!(
+        warning.starts_with("dist: warning: content is not the size it should be; fetching again"),
+        "{err}"
+    );
+    assert!(!err.contains("did not verify"), "{err}");
+}
+
 /// An object that kept the `\r` of the line it was cut from (`$(curl -sI … | awk '{print
 /// $2}')`), with `-o DIR`, says so and names the object without it, as it does to stdout:
 /// it was told it holds a line break, as if two objects had been given.
