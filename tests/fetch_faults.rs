@@ -2560,7 +2560,8 @@ fn a_bad_realm_with_credentials_says_only_that_it_is_bad() {
 /// Credentials kept from a realm (its address has user information) leave the token asked
 /// for anonymously; the token service's refusal of that says so, with the realm and why,
 /// not that the credentials were refused: they were never sent, and logging in again
-/// would not help. Before, it said `refused the credentials from …: log in again`.
+/// would not help. Before, it said `refused the credentials from …: log in again`; then
+/// it named the realm twice, before the message and in it.
 #[test]
 fn a_refused_anonymous_token_says_the_credentials_were_kept_back() {
     let (reg, digest, _) = fake_with_blob(1000);
@@ -2582,11 +2583,22 @@ fn a_refused_anonymous_token_says_the_credentials_were_kept_back() {
     );
     assert!(
         err.contains(&format!(
-            "the credentials found for it were not sent to its token service {realm}, whose \
-             address has user information"
+            "{realm}: {} gives anonymous callers no token",
+            reg.host()
         )),
         "{err}"
     );
+    assert!(
+        err.contains(
+            "the credentials found for it were not sent to this token service, whose address \
+             has user information"
+        ),
+        "{err}"
+    );
+    // Named before the message, the realm is not named again in it (the warning before
+    // the error names it too).
+    let refusal = err.lines().find(|l| l.contains("gives anonymous")).unwrap();
+    assert_eq!(refusal.matches(&realm).count(), 1, "{err}");
     assert!(!err.contains("refused the credentials"), "{err}");
     assert!(!err.contains("log in again"), "{err}");
     let asked = tokens.requests();

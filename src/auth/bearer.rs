@@ -201,13 +201,9 @@ impl Authorizer {
                 let message = match (&found, withheld) {
                     // The anonymous token asked for instead was refused: logging in again
                     // would not change that, where the realm does.
-                    (Some(_), Some(why)) => kept_back_message(
-                        &self.registry_host,
-                        &self.repository,
-                        &crate::error::redact_url(ch.param("realm").unwrap_or_default()),
-                        why,
-                        e.message(),
-                    ),
+                    (Some(_), Some(why)) => {
+                        kept_back_message(&self.registry_host, &self.repository, why, e.message())
+                    }
                     _ => refused_message(
                         &self.registry_host,
                         &self.repository,
