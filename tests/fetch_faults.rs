@@ -2606,6 +2606,47 @@ fn a_refused_anonymous_token_says_the_credentials_were_kept_back() {
     assert!(asked.iter().all(|r| r.authorization.is_none()));
 }
 
+/// A token service that answers the anonymous token asked for, the credentials kept from
+/// it, with a 403 refuses it as one with a 401 does: the refusal says the credentials were
+/// kept back, and why. Before, it said only `token request answered 403 Forbidden`, with
+/// the credentials found seemingly refused.
+#[test]
+fn a_forbidden_anonymous_token_says_the_credentials_were_kept_back() {
+    let (reg, digest, _) = fake_with_blob(1000);
+    let tokens = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(300)))
+        .start();
+    let page = Fault::Page {
+        status: 403,
+        content_type: "application/json",
+        body: r#"{"details":"anonymous pulls are off"}"#.into(),
+    };
+    tokens.set_fault_for_every("/token", page);
+    let challenge = format!(
+        r#"Bearer realm="http://me@{}/token",service="fake""#,
+        tokens.host()
+    );
+    reg.set_fault_for_every(&digest, Fault::Challenge(challenge));
+    let dist = Dist::new();
+    dist.login(&reg.host(), "alice", "pw");
+    // Still a denial (1), as a 403 to a token is.
+    let err = dist.fails(1, &["--retries", "0", "fetch", &repo(&reg), &digest], b"");
+    let realm = format!("http://{}/token", tokens.host());
+    assert!(
+        err.contains(&format!(
+            "{realm}: {} gives anonymous callers no token for the repository team/app \
+             (token request answered 403 Forbidden: anonymous pulls are off); the credentials \
+             found for it were not sent to this token service, whose address has user \
+             information",
+            reg.host()
+        )),
+        "{err}"
+    );
+    let asked = tokens.requests();
+    assert!(!asked.is_empty(), "the token service was not asked");
+    assert!(asked.iter().all(|r| r.authorization.is_none()));
+}
+
 /// `service=""` names no service: Docker's client leaves the parameter out then, as for a
 /// challenge without one, and a token server that checks the service it is sent (Docker's
 /// reference one does) refuses an empty one.
