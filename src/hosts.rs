@@ -129,8 +129,8 @@ impl HostSpec {
         // (`?token=…`) would never be sent, the mirror asked without it and passed over
         // for the registry without a word. A login is refused first, unshown: its
         // password may hold a `?`.
-        crate::registry::host::no_credentials_in(value, "mirror")?;
-        crate::registry::host::no_query_in(value, "mirror")?;
+        crate::registry::api_root::no_credentials_in(value, "mirror")?;
+        crate::registry::api_root::no_query_in(value, "mirror")?;
         Ok(HostSpec {
             url: with_scheme(value, None, "mirror")?,
             capabilities: Capabilities::ALL,
@@ -272,7 +272,7 @@ impl HostsFile {
         for (url, entry) in hosts {
             // Before the table's name is quoted by a message on one of its keys; quoted
             // without a query, which may hold a token.
-            crate::registry::host::no_credentials_in(url, "mirror")?;
+            crate::registry::api_root::no_credentials_in(url, "mirror")?;
             let what = format!("host {:?}", crate::error::redact_url(url));
             let entry = entry
                 .as_table()
@@ -465,7 +465,7 @@ fn client_identity(value: &toml::Value, base: &Path) -> Option<Option<ClientIden
 fn with_scheme(value: &str, plain: Option<bool>, what: &str) -> Result<String> {
     let url = scheme_added(value, plain, what)?;
     let written = value.trim().trim_end_matches('/');
-    crate::registry::host::api_root_of(&url, false, what, written)?;
+    crate::registry::api_root::api_root_of(&url, false, what, written)?;
     Ok(url)
 }
 
@@ -476,7 +476,7 @@ fn scheme_added(value: &str, plain: Option<bool>, what: &str) -> Result<String> 
     if value.is_empty() {
         return Err(Error::invalid(format!("empty {what} address")));
     }
-    crate::registry::host::no_credentials_in(value, what)?;
+    crate::registry::api_root::no_credentials_in(value, what)?;
     // A scheme is case-insensitive (RFC 3986, 3.1), and written in lower case from here on.
     if let Some((scheme, rest)) = value.split_once("://") {
         if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") {

@@ -7,7 +7,8 @@
 //! `Host::request`, which adds authentication (reacting to 401 challenges), waits out
 //! the host's pause, retries transient failures with backoff (one request at a time for
 //! all while the registry fails every one, `outage`), and turns error statuses into
-//! typed errors carrying the registry's OCI error code.
+//! typed errors carrying the registry's OCI error code (`status`). A host's URL is checked
+//! and read into its API root by `api_root`.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
@@ -20,13 +21,13 @@ use crate::auth::{Authorizer, Challenged, CredentialSource, Sent};
 use crate::error::{Error, ErrorKind, Result};
 use crate::reference::Repository;
 use crate::retry::{self, HostPause, Next, RetryPolicy};
-use crate::server_text;
 use crate::transport::{self, Outgoing, Transport};
 
-use super::outage::{Admit, Came, Outage, HOLD_AFTER};
+use super::api_root::{api_root_of, no_credentials_in, no_query_in, origin_of, serves_another};
+use super::mirror_down::MirrorDown;
+use super::outage::{met_at, outage_over, Admit, Came, Outage, HOLD_AFTER};
+use super::status::{quota_left, status_error, MAX_ERROR_BODY};
 
-/// Error bodies are read up to this much for their message.
-pub(crate) const MAX_ERROR_BODY: usize = 64 << 10;
 /// How many times one request reacts to a 401 before giving up.
 const MAX_AUTH_ROUNDS: u32 = 2;
 /// A mirror is a shortcut, not the source of truth: it gets one retry, then the next host.
@@ -37,12 +38,6 @@ const MIRROR_RETRIES: u32 = 1;
 /// each object its timeouts, and is given up on soon (and, asked again when its mark runs
 /// out, marked down again at its first timeout, having answered nothing in between).
 const MIRROR_TIMEOUTS: u32 = 2;
-/// How long a mirror marked down is skipped at first (see [`MirrorDown`]).
-pub(crate) const MIRROR_DOWN: Duration = Duration::from_secs(30);
-/// The longest a mirror marked down again and again is skipped at a time: a run of hours
-/// asks it again a few times an hour, each asking costing one object a failed connection.
-const MIRROR_DOWN_MAX: Duration = Duration::from_secs(600);
-
 /// What a mirror may be asked for, as in containerd's `hosts.toml`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Capabilities {
@@ -889,229 +884,6 @@ impl Host {
     }
 }
 
-/// Whether `e`, a failure of sending `url`, was met at `url`'s own scheme, host and port,
-/// not at the server a redirect led to: the URL a transport error carries is the one it
-/// was sending, redacted (`with_url`) but with its origin whole. Said of none, it was.
-fn met_at(e: &Error, url: &Uri) -> bool {
-    let (Some(at), Some(scheme), Some(authority)) = (e.url(), url.scheme_str(), url.authority())
-    else {
-        return true;
-    };
-    let host = authority
-        .as_str()
-        .rsplit_once('@')
-        .map_or(authority.as_str(), |(_, h)| h);
-    at.strip_prefix(scheme)
-        .and_then(|at| at.strip_prefix("://"))
-        .and_then(|at| at.strip_prefix(host))
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '?']))
-}
-
-/// `e` as the request's last failure, with retries left, once the host has failed more
-/// rounds in a row than one object may be asked for, when the request came `late`, after
-/// those rounds: asking again for each object would go on as long as there are objects.
-/// `e` as it is otherwise, for the request's own retries to decide: one that came before
-/// met those rounds itself (the parts of one blob, failing by turns), and keeps them.
-fn outage_over(
-    e: Error,
-    url: &Uri,
-    streak: u32,
-    late: bool,
-    (retries, max_retries): (u32, u32),
-) -> Result<Error> {
-    // On its own last attempt, the request ends as any other does.
-    if !late || streak <= max_retries || retries >= max_retries {
-        return Ok(e);
-    }
-    Err(e
-        .with_note(format_args!(
-            "the registry failed every request, {streak} times in a row"
-        ))
-        .with_attempts(retries + 1)
-        .with_url(url))
-}
-
-/// A mirror found unreachable, not trusted or hanging is skipped for a while, not for the
-/// rest of the run: in a batch of hours, a cache restarted for a minute would otherwise
-/// send every later object to the registry (and its pull limits). containerd asks each
-/// host on every request; a mark spares each object a failed connection meanwhile.
-#[derive(Debug, Default)]
-struct MirrorDown {
-    /// Until when the mirror is skipped; `None` while it is asked.
-    until: Option<Instant>,
-    /// Marks since the mirror last answered: each skips it twice as long as the one before.
-    marks: u32,
-    /// The kind and words of the refusal (401, 403) that keeps the mirror skipped for the
-    /// rest of the run: asking again would only be refused again.
-    refused: Option<(ErrorKind, String)>,
-}
-
-impl MirrorDown {
-    /// Marks the mirror down at `now`, and returns for how long; `None` when it already is
-    /// (requests that were on their way when it went down fail one after another, and
-    /// would otherwise lengthen the mark each time).
-    fn mark(&mut self, now: Instant, first: Duration) -> Option<Duration> {
-        if self.until.is_some_and(|until| until > now) {
-            return None;
-        }
-        let longest = MIRROR_DOWN_MAX.max(first);
-        let skipped = first
-            .checked_mul(1 << self.marks.min(20))
-            .map_or(longest, |d| d.min(longest));
-        self.marks += 1;
-        // `with_mirror_down` takes any length, `Duration::MAX` for "not again this run":
-        // past the clock's range, the sum would panic. Thirty years is as long.
-        let until = now
-            .checked_add(skipped)
-            .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86400));
-        self.until = Some(until);
-        Some(skipped)
-    }
-}
-
-/// Turns a failed response into an error naming the status and the registry's own words,
-/// without the secrets its request `sent`.
-async fn status_error(
-    transport: &Transport,
-    reply: &mut transport::Reply,
-    mirror: bool,
-    sent: &Sent,
-) -> Error {
-    let status = reply.response.status();
-    let url = reply.url.clone();
-    if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
-        // Only a proxy forwarding plain-http requests answers this; its body is its own
-        // error page, not the registry's.
-        return Error::new(
-            ErrorKind::Unauthorized,
-            "the proxy answered 407 Proxy Authentication Required (proxy credentials missing \
-             or refused; they go in the proxy URL)",
-        )
-        .with_status(407)
-        .with_url(url);
-    }
-    let codings = super::coding::codings(reply.response.headers());
-    let body = transport::read_prefix(transport, reply.response.body_mut(), MAX_ERROR_BODY).await;
-    let body = super::coding::readable(body, codings, MAX_ERROR_BODY).await;
-    let detail = server_text::error_detail_hiding(&body, &status.to_string(), sent);
-    if status == StatusCode::BAD_REQUEST
-        && url.scheme_str() == Some("http")
-        && tls_port_refusal(&body)
-    {
-        // Every request would get this answer: the registry cannot be used this way, which
-        // is what the one-shot's status 2 and a mirror marked down say.
-        // At a redirect's target, the registry chose the `http://`: neither the locator
-        // nor `--plain-http` reaches it.
-        let advice = match reply.same_origin {
-            true => concat!(
-                "for a TLS registry, write https:// before the locator (loopback addresses \
-                 get plain HTTP otherwise), without ",
-                crate::setting::setting_name!(plain_http),
-                " or `plain-http` in hosts.toml"
-            ),
-            false => {
-                "that server is the redirect's target: the registry sent the request to \
-                      an http:// URL (a blob store or CDN) on its TLS port, which only the \
-                      registry's configuration can change"
-            }
-        };
-        return Error::new(
-            ErrorKind::NotTls,
-            format!(
-                "the server speaks TLS, not plain HTTP (it answered {status}: {detail}); {advice}"
-            ),
-        )
-        .with_status(400)
-        .with_url(url);
-    }
-    if status == StatusCode::BAD_REQUEST && url.scheme_str() == Some("https") {
-        if let Some(why) = client_certificate_refusal(&body) {
-            // As the TLS alert that Go's server sends in its place: every request gets it.
-            let e = Error::new(
-                ErrorKind::Certificate,
-                format!("{why} (it answered {status}: {detail})"),
-            );
-            let e = match reply.same_origin {
-                true => e,
-                false => e.with_note(transport::AT_REDIRECT_TARGET),
-            };
-            return e.with_status(400).with_url(url);
-        }
-    }
-    let kind = match status.as_u16() {
-        404 => ErrorKind::NotFound,
-        401 => ErrorKind::Unauthorized,
-        403 => ErrorKind::Denied,
-        429 => ErrorKind::TooManyRequests,
-        _ => ErrorKind::Http,
-    };
-    // A forwarding proxy's own refusals and gateway errors look like the registry's; and
-    // after a redirect, it is the blob store (a CDN, S3) that answered, not the registry.
-    let who = match (reply.same_origin, mirror) {
-        (true, false) => "registry",
-        (true, true) => "mirror",
-        (false, _) => "the redirect's target",
-    };
-    let mut msg = match transport.forwarding_proxy(&url) {
-        Some(proxy) => format!("{who} (through the proxy {proxy}) answered {status}"),
-        None => format!("{who} answered {status}"),
-    };
-    if !detail.is_empty() {
-        msg.push_str(": ");
-        msg.push_str(&detail);
-    }
-    let e = Error::new(kind, msg).with_codes(server_text::error_codes(&body));
-    let e = match &reply.redirected_by {
-        Some(from) => e.with_note(transport::redirected_by(from)),
-        None => e,
-    };
-    e.with_status(status.as_u16()).with_url(url)
-}
-
-/// The requests left in the quota a `RateLimit-Remaining` header reports (`0;w=21600`,
-/// Docker Hub's, or a bare `0` as the IETF draft writes it).
-fn quota_left(headers: &HeaderMap) -> Option<u64> {
-    let value = headers.get("ratelimit-remaining")?.to_str().ok()?;
-    value.split(';').next()?.trim().parse().ok()
-}
-
-/// Whether `body` is a TLS server's answer to a plain-HTTP request on its port, in the
-/// words of Go's `net/http` (the registry itself, Harbor, Zot, Traefik, Caddy), nginx and
-/// Apache httpd.
-fn tls_port_refusal(body: &[u8]) -> bool {
-    const SAID: [&[u8]; 3] = [
-        b"Client sent an HTTP request to an HTTPS server",
-        b"The plain HTTP request was sent to HTTPS port",
-        b"speaking plain HTTP to an SSL-enabled server port",
-    ];
-    SAID.iter().any(|said| transport::tls::contains(body, said))
-}
-
-/// What nginx's `400` page says when `ssl_verify_client` wants a client certificate that
-/// the handshake did not show, or refused the one it showed: nginx completes the handshake
-/// and answers in HTTP where Go's server sends a TLS alert. The page's title, not its
-/// words anywhere: a registry's own error quoting them (a pull-through cache relaying its
-/// upstream's refusal) is no refusal of dist's certificate.
-fn client_certificate_refusal(body: &[u8]) -> Option<&'static str> {
-    const SAID: [(&[u8], &str); 2] = [
-        (
-            b"<title>400 No required SSL certificate was sent</title>",
-            transport::CLIENT_CERTIFICATE_REQUIRED,
-        ),
-        (
-            b"<title>400 The SSL certificate error</title>",
-            concat!(
-                "the server refused the client certificate (",
-                crate::setting::setting_name!(client_identity),
-                ", or certs.d)"
-            ),
-        ),
-    ];
-    SAID.iter()
-        .find(|(said, _)| transport::tls::contains(body, said))
-        .map(|(_, why)| *why)
-}
-
 /// `err`, saying that the server asked for a pause longer than dist waits: without it, a
 /// registry's "come back in an hour" reads like any other refusal.
 fn waits_too_long(err: Error, asked: Duration, limit: Duration) -> Error {
@@ -1129,120 +901,6 @@ fn waits_too_long(err: Error, asked: Duration, limit: Duration) -> Error {
     ))
 }
 
-/// Whether requests to `authority` for `registry`'s content need `?ns=<registry>`, by
-/// containerd's rule (`isProxy`): every host but the registry itself, Docker Hub's API
-/// host counting as Docker Hub.
-fn serves_another(authority: &str, registry: &str) -> bool {
-    let hub =
-        registry == crate::reference::DOCKER_HUB && authority == crate::reference::DOCKER_HUB_API;
-    !(hub || authority.eq_ignore_ascii_case(registry))
-}
-
-/// Refuses a query in the URL of a mirror or server (`what`), as the command line does
-/// for a mirror: the host is asked at its URL's path only, as containerd asks it, and a
-/// query (`?token=…`) taken out without a word left it asked without, failing, and passed
-/// over for the next host. Quoted without the query, which may hold a token.
-pub(crate) fn no_query_in(url: &str, what: &str) -> Result<()> {
-    if !url.contains('?') {
-        return Ok(());
-    }
-    Err(Error::invalid(format!(
-        "invalid {what} {:?}: {}",
-        crate::error::redact_url(url.trim()),
-        crate::hosts::NO_QUERY_SENT
-    )))
-}
-
-/// Refuses `user:password@` in the URL of a mirror or server (`what`), written on the
-/// command line, in a hosts file or by a library caller: never sent (credentials come
-/// from the same files as the registry's), it became part of the host's name, which
-/// messages and logs show.
-pub(crate) fn no_credentials_in(url: &str, what: &str) -> Result<()> {
-    if crate::reference::url_login_end(url).is_none() {
-        return Ok(());
-    }
-    Err(Error::invalid(format!(
-        "{what} {}: {}",
-        crate::error::redact_url(url),
-        crate::reference::NO_CREDENTIALS_HERE
-    )))
-}
-
-/// `scheme://host[:port]` of an API root (`scheme://host[:port]/path/`).
-fn origin_of(api: &str) -> &str {
-    let path = api.find("://").map_or(0, |i| i + 3);
-    let end = api[path..].find('/').map_or(api.len(), |i| path + i);
-    &api[..end]
-}
-
-/// [`api_root`], or the error refusing `url` as the `what` (`mirror`, `registry server`)
-/// that was written `shown`: the user's own spelling, before a scheme was put in front.
-pub(crate) fn api_root_of(
-    url: &str,
-    override_path: bool,
-    what: &str,
-    shown: &str,
-) -> Result<(String, String)> {
-    // Quoted without a query, which may hold a token (a mirror's `?token=…`).
-    let shown = &crate::error::redact_url(shown);
-    // Taken, as the locator's was, every request tried it first and failed as "connection
-    // refused", and went on to the next host: a mirror never asked, without a word.
-    if url
-        .parse::<Uri>()
-        .is_ok_and(|uri| uri.port_u16() == Some(0))
-    {
-        return Err(Error::invalid(format!(
-            "invalid {what} {shown:?}: no server listens on port 0 (ports are 1 to 65535)"
-        )));
-    }
-    api_root(url, override_path).ok_or_else(|| {
-        // `--mirror http://::1:5000`, the address as ss or a log shows it, was refused
-        // without a word of the brackets, as the locator no longer is.
-        let host = url.split_once("://").map_or(url, |(_, rest)| rest);
-        let hint = crate::reference::bracketed_ipv6(host.split('/').next().unwrap_or(""))
-            .map(|b| format!("; an IPv6 address is written in brackets, as in URLs: {b}"))
-            .unwrap_or_default();
-        Error::invalid(format!(
-            "invalid {what} {shown:?} (scheme://host[:port][/path]){hint}"
-        ))
-    })
-}
-
-/// The authority and API root of `scheme://host[:port][/path]`, as containerd reads a
-/// hosts file: `<path>/v2/`, unless the path already ends in `/v2` or `override_path` says
-/// the path is the root. `None` for anything but an http(s) URL with a host.
-fn api_root(url: &str, override_path: bool) -> Option<(String, String)> {
-    let uri: Uri = url.parse().ok()?;
-    let scheme = uri
-        .scheme_str()
-        .filter(|s| matches!(*s, "http" | "https"))?;
-    let authority = uri.authority()?.as_str().to_string();
-    // `http::Uri` reads `[::1]5000` as `[::1]` on the scheme's port, the rest unread: a
-    // mirror written without its colon would be asked at port 80 or 443.
-    if let Some((_, after)) = authority.split_once(']') {
-        let port = || {
-            after
-                .strip_prefix(':')
-                .is_some_and(|p| p.parse::<u16>().is_ok())
-        };
-        if !after.is_empty() && !port() {
-            return None;
-        }
-    }
-    // `:+5000` was asked as `Host: reg.example:+5000`, and `:7x` at port 80 or 443.
-    if transport::bad_port(&uri) {
-        return None;
-    }
-    let path = uri.path().trim_end_matches('/');
-    let v2 = if override_path || path.ends_with("/v2") {
-        ""
-    } else {
-        "/v2"
-    };
-    let api = format!("{scheme}://{authority}{path}{v2}/");
-    Some((authority, api))
-}
-
 /// The `WWW-Authenticate` challenges of a 401's `headers`. Not read with `to_str`, which
 /// refuses any byte past ASCII: a realm in the server's language (nginx's `auth_basic
 /// "Geschützt"`) dropped the whole challenge, and the credentials were never sent.
@@ -1257,45 +915,6 @@ fn challenges_of(headers: &HeaderMap) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// `http::Uri` takes `[::1]5000` for `[::1]` on the scheme's port: a mirror written
-    /// without its colon was asked at port 80 or 443 of the address.
-    #[test]
-    fn a_mirror_s_ipv6_literal_is_followed_by_a_port_or_nothing() {
-        assert_eq!(
-            api_root("http://[::1]:5000", false),
-            Some(("[::1]:5000".into(), "http://[::1]:5000/v2/".into()))
-        );
-        assert_eq!(
-            api_root("https://[fd00::5]/cache", false),
-            Some(("[fd00::5]".into(), "https://[fd00::5]/cache/v2/".into()))
-        );
-        for url in [
-            "http://[::1]5000",
-            "https://[fd00::5]x/v2",
-            "http://[::1]:x",
-        ] {
-            assert_eq!(api_root(url, false), None, "{url}");
-        }
-    }
-
-    /// `http::Uri` reads a port with `u16::from_str`, which takes a leading '+': a mirror
-    /// at `reg.example:+5000` was asked with `Host: reg.example:+5000`; and it reads no
-    /// port from one that is no number up to 65535.
-    #[test]
-    fn a_mirror_s_port_is_digits_only() {
-        // A port `Uri` takes and then reads as none (`:7x`, `:99999`) was the scheme's
-        // default: the mirror was asked at port 80 or 443.
-        for url in [
-            "http://reg.example:+5000",
-            "http://[::1]:+5000/cache",
-            "http://reg.example:7x",
-            "https://reg.example:99999/cache",
-        ] {
-            assert_eq!(api_root(url, false), None, "{url}");
-        }
-        assert!(api_root("http://reg.example:5000", false).is_some());
-    }
 
     /// A `Retry-After` date read by the local clock is a fraction past whole seconds:
     /// 60.4 s read "asks to be retried in 60 s, longer than dist waits (60 s)".
@@ -1338,52 +957,6 @@ mod tests {
             "token server answered 429: slow down; it asks to be retried in 3600 s, longer \
              than dist waits (60 s) (tried first: http://m/v2/x: mirror answered 500)"
         );
-    }
-
-    #[test]
-    fn tls_servers_refusing_plain_http_are_recognised() {
-        for body in [
-            &b"Client sent an HTTP request to an HTTPS server.\n"[..],
-            b"<html>\r\n<head><title>400 The plain HTTP request was sent to HTTPS port</title>",
-            b"<p>Reason: You're speaking plain HTTP to an SSL-enabled server port.<br />",
-        ] {
-            assert!(tls_port_refusal(body), "{}", String::from_utf8_lossy(body));
-        }
-        assert!(!tls_port_refusal(
-            b"{\"errors\":[{\"code\":\"DIGEST_INVALID\"}]}"
-        ));
-    }
-
-    #[test]
-    fn a_mirror_mark_doubles_while_it_stays_down_and_is_capped() {
-        let (first, start) = (Duration::from_secs(30), Instant::now());
-        let mut down = MirrorDown::default();
-        assert_eq!(down.mark(start, first), Some(first));
-        // Requests that were under way fail too: the mark stands as it is.
-        assert_eq!(down.mark(start + first / 2, first), None);
-        assert_eq!(down.until, Some(start + first));
-        let mut now = start + first;
-        for want in [60, 120, 240, 480, 600, 600] {
-            let skipped = down.mark(now, first).expect("the mark ran out");
-            assert_eq!(skipped, Duration::from_secs(want));
-            now += skipped;
-        }
-        for _ in 0..40 {
-            down.mark(now, first);
-            now += MIRROR_DOWN_MAX;
-        }
-        assert_eq!(down.mark(now, first), Some(MIRROR_DOWN_MAX), "no overflow");
-    }
-
-    /// `with_mirror_down(Duration::MAX)`, a library's way to say "not again this run",
-    /// made the first mark's end past the clock's range: a panic as the mirror failed.
-    #[test]
-    fn a_mark_past_the_clock_s_range_holds_the_mirror_down() {
-        let mut down = MirrorDown::default();
-        let now = Instant::now();
-        assert_eq!(down.mark(now, Duration::MAX), Some(Duration::MAX));
-        assert!(down.until.is_some_and(|until| until > now));
-        assert_eq!(down.mark(now, Duration::MAX), None, "still down");
     }
 
     /// A mirror skipped for the run because the proxy refused to carry the connection to
@@ -1445,30 +1018,6 @@ mod tests {
         );
         let size = std::mem::size_of_val(&request);
         assert!(size < 4 << 10, "a request's future takes {size} bytes");
-    }
-
-    /// A transport error is the registry's own when met at its origin, and not when met
-    /// where one of its redirects led.
-    #[test]
-    fn a_failure_is_met_at_the_origin_its_url_names() {
-        let url: Uri = "https://user:pw@reg.example:5000/v2/a/blobs/x"
-            .parse()
-            .unwrap();
-        let at = |u: &str| Error::new(ErrorKind::Connect, "refused").with_url(u);
-        assert!(met_at(&at("https://reg.example:5000/v2/a/blobs/x"), &url));
-        assert!(met_at(
-            &at("https://reg.example:5000/elsewhere?sig=1"),
-            &url
-        ));
-        assert!(met_at(&Error::new(ErrorKind::Connect, "refused"), &url));
-        for elsewhere in [
-            "https://reg.example:50001/v2/a/blobs/x",
-            "https://reg.example.cdn.example/x",
-            "http://reg.example:5000/v2/a/blobs/x",
-            "https://store.example/x?sig=1",
-        ] {
-            assert!(!met_at(&at(elsewhere), &url), "{elsewhere}");
-        }
     }
 
     #[test]

@@ -6,13 +6,20 @@
 //! host; an unreachable mirror is skipped for a while, then asked again. Requests, with their
 //! authentication and retries, are the business of [`host`]; bodies that break mid-way
 //! resume with `Range` (the `body` module); large blobs on slow links split into parallel ranges
-//! ([`crate::ranged`]).
+//! ([`crate::ranged`]). One host's answer becomes a download in `download`; its
+//! `Docker-Content-Digest` is read and checked by `digest_header`.
 
+pub(crate) mod api_root;
 mod body;
 pub(crate) mod coding;
+mod digest_header;
+mod download;
 pub mod host;
+mod mirror_down;
 mod misconfigured;
 mod outage;
+mod range_headers;
+mod status;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,21 +31,22 @@ use http::{HeaderMap, HeaderValue, Method, Uri};
 use crate::auth::CredentialSource;
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
-use crate::fetch::{Download, Meta, Prefix, MAX_MANIFEST_SIZE};
+use crate::fetch::{Download, Prefix, MAX_MANIFEST_SIZE};
 use crate::hints::Hints;
 use crate::image::Descriptor;
 use crate::media;
-use crate::ranged::{Adaptive, RangeOptions, Source};
+use crate::ranged::RangeOptions;
 use crate::reference::{Object, Repository};
 use crate::remote::Remote;
 use crate::retry::{Next, RetryPolicy};
 use crate::transport::{self, Transport};
-pub(crate) use body::{content_range, content_range_start, content_range_total};
 pub(crate) use body::{hands_over, resume_budget, Address, Resumable, Serving, PIECE, PROGRESS};
 pub(crate) use body::{other_total, part_refused, refuse_other_at, PartsWord};
 pub(crate) use coding::is_coded;
-pub(crate) use host::MAX_ERROR_BODY;
+use digest_header::{announced_for, refuse_announced_other};
 use host::{Host, Mirror, Server};
+pub(crate) use range_headers::{content_range, content_range_start, content_range_total};
+pub(crate) use status::MAX_ERROR_BODY;
 
 /// Which API endpoint an object is fetched from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,7 +158,7 @@ impl RegistryRemote {
                 retry,
                 ranged: ranges.shared(),
                 ranges,
-                mirror_down: host::MIRROR_DOWN,
+                mirror_down: mirror_down::MIRROR_DOWN,
                 as_sent: Arc::default(),
                 name_unknown: Default::default(),
             }),
@@ -533,436 +541,6 @@ impl RegistryRemote {
             .await
     }
 
-    /// Fetches `object` from `endpoint` on host `host`, its request retried as any is;
-    /// the one exception, ended at the host's first 500, is [`Self::fetch_within`]'s.
-    async fn fetch_from(
-        &self,
-        host: usize,
-        endpoint: Endpoint,
-        object: &Object,
-        hints: &Hints,
-        prefix: Option<&Prefix>,
-    ) -> Result<Download> {
-        self.fetch_within(host, endpoint, object, hints, prefix, false)
-            .await
-    }
-
-    /// [`Self::fetch_from`], its request ended by the host's first 500 when `at_500`
-    /// (see [`host::Ask`]).
-    async fn fetch_within(
-        &self,
-        host: usize,
-        endpoint: Endpoint,
-        object: &Object,
-        hints: &Hints,
-        prefix: Option<&Prefix>,
-        at_500: bool,
-    ) -> Result<Download> {
-        let url = self.url(host, endpoint, object.as_str())?;
-        let accept = match endpoint {
-            Endpoint::Manifests if hints.media_types.is_empty() => default_manifest_accept(),
-            _ if hints.media_types.is_empty() => HeaderValue::from_static("*/*"),
-            _ => {
-                let joined = hints.media_types.join(", ");
-                HeaderValue::from_str(&joined)
-                    .map_err(|_| Error::invalid(format!("bad media type hint {joined:?}")))?
-            }
-        };
-        let headers = request_headers(accept.clone());
-        let offset = prefix.map_or(0, |p| p.len);
-        // `headers` go on to the resumes and parts, which set ranges of their own.
-        let mut asked = std::borrow::Cow::Borrowed(&headers);
-        if offset > 0 {
-            let range = format!("bytes={offset}-");
-            asked.to_mut().insert(
-                http::header::RANGE,
-                HeaderValue::from_str(&range).expect("ascii"),
-            );
-        }
-        // The retries this request takes count against its body's resumes too, as do the
-        // failures of the fetches before it that could not be resumed.
-        let mut spent = hints.failures;
-        let budget = self.host(host).max_retries(&self.inner.retry);
-        let reply = self
-            .request_ending(
-                host,
-                Method::GET,
-                url.clone(),
-                &asked,
-                (&mut spent, budget),
-                at_500,
-            )
-            .await?;
-        let h = reply.response.headers();
-        // A coded body as long as the size given (a descriptor's) is content stored under
-        // its own `Content-Encoding`, taken as sent below; a proxy's coding matches that
-        // size only by chance. A coding dist cannot undo (a zstd layer's) is no obstacle
-        // to bytes not decoded, and is verified as any. So is the rest of them asked for
-        // to carry on a partial an earlier run kept: a range of the bytes as stored, whose
-        // total is that size and whose length is the range's. A proxy that codes a range
-        // keeps the total it was sent, but its body's length matches only by chance.
-        let partial = reply.response.status() == http::StatusCode::PARTIAL_CONTENT;
-        let rest_of_it = partial
-            && offset > 0
-            && content_range_start(h) == Some(offset)
-            && body::content_range_total(h) == hints.size
-            && content_length(h) == hints.size.and_then(|s| s.checked_sub(offset));
-        let sized = hints.size.is_some() && (content_length(h) == hints.size || rest_of_it);
-        let (codings, coded) = match coding::codings(h) {
-            Ok(codings) => {
-                let coded = !codings.is_empty();
-                (codings, coded)
-            }
-            Err(_) if sized && coding::content_codings_only(h) => (Vec::new(), true),
-            Err(e) => return Err(e.with_url(&url)),
-        };
-        // All of the content under a `206` that says so is a `200` in all but its status.
-        let whole = partial.then(|| body::whole_range(h)).flatten();
-        if offset == 0 && partial && whole.is_none() {
-            return Err(body::unasked_range(h).with_url(&url));
-        }
-        // Asked for the rest, the content's size is the whole range's: a `206` must start
-        // where asked and says the total; a `200` (or a `206` of all of it) sends
-        // everything, and the part already at hand is dropped on arrival.
-        let (declared, skip) = if coded {
-            let rest = partial && whole.is_none();
-            if rest && !(rest_of_it && coding::content_codings_only(h)) {
-                // Its range addresses coded bytes, which the server may code differently
-                // each time; a partial download is then fetched again from scratch.
-                return Err(Error::new(
-                    ErrorKind::Protocol,
-                    "the server compressed the part of the content asked for \
-                     (Content-Encoding on a 206): its bytes are a part of the compressed \
-                     form, which cannot continue the content",
-                )
-                .with_url(&url));
-            }
-            // Content-Length counts the coded bytes, not the content's; so does the total
-            // of a `206` of all of them, which is a coded `200` in all but its status. The
-            // rest of content stored so (`rest_of_it`) is taken as sent below.
-            (None, if rest { 0 } else { offset })
-        } else if offset == 0 {
-            (content_length(h), 0)
-        } else if let Some(total) = whole {
-            (Some(total), offset)
-        } else if partial {
-            if content_range_start(h) != Some(offset) {
-                return Err(body::wrong_range(offset, h).with_url(&url));
-            }
-            // A total of `*` leaves the whole size unknown: the range may stop short of the
-            // content's end (a cache sends what it has so far), and the body then asks for
-            // the rest. Taken for the size, its end refused the whole content a resume
-            // brought as a size mismatch.
-            (body::content_range_total(h), 0)
-        } else {
-            (content_length(h), offset)
-        };
-        // Where a range of unknown total started, whose clean end is no end of the content.
-        let open_range = match coded {
-            true => None,
-            false => body::Extent::of_plain(reply.response.status(), h).open_range(offset),
-        };
-        let announced = announced_for(object, h.get("docker-content-digest"), &url)
-            .map_err(|e| e.with_object(object).with_url(&url))?;
-        let html = h
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|t| media::is(t, "text/html"));
-        let content_type = h
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|t| media::canonical(t).to_string())
-            .filter(|t| !t.is_empty() && !media::is(t, "application/octet-stream"));
-        if endpoint == Endpoint::Manifests
-            && content_type.as_deref() == Some(media::DOCKER_SCHEMA1_SIGNED)
-        {
-            // Refused before a byte is read: streamed to stdout, it would fail only at the
-            // end, as a digest mismatch that looks like corruption.
-            let asked = accept.to_str().unwrap_or_default();
-            let what = if matches!(object, Object::Digest(_))
-                || asked
-                    .split(',')
-                    .any(|t| media::is(t, media::DOCKER_SCHEMA1_SIGNED))
-            {
-                // Asked for by name (the type a HEAD announced, a hint), or by digest, which
-                // a registry serves as stored: no fallback, which only a tag's is.
-                format!(
-                    "the manifest is a signed Docker schema 1 manifest ({})",
-                    media::DOCKER_SCHEMA1_SIGNED
-                )
-            } else {
-                format!(
-                    "the registry answered with a signed Docker schema 1 manifest ({}), \
-                     its fallback when it has none of the types asked for ({asked})",
-                    media::DOCKER_SCHEMA1_SIGNED
-                )
-            };
-            return Err(Error::new(
-                ErrorKind::NotFound,
-                format!("{what}; {}", media::SCHEMA1_REFUSED),
-            )
-            .with_url(&url));
-        }
-        let expected = match object {
-            Object::Digest(d) => {
-                // Asked from an offset, the bytes before it are a partial's, read.
-                let unread = if offset > 0 {
-                    "the rest"
-                } else {
-                    "the content"
-                };
-                let host = self.host(host);
-                refuse_announced_other(announced.as_ref(), endpoint, d, host, unread)
-                    .map_err(|e| e.with_url(&url))?;
-                Some(d.clone())
-            }
-            Object::Tag(_) => announced,
-        };
-        // The fetch once more after content failed: from the registry itself, or from a
-        // mirror standing in for a registry that may not be asked (see `on_hosts`).
-        // "Itself" sets the registry apart from its mirrors, and says nothing without one.
-        let again = hints.origin_only.then(|| match self.host(host).mirror {
-            true => self.host(host).who(),
-            false if self.inner.hosts.iter().any(|h| h.mirror) => "the registry itself".to_string(),
-            false => "the registry".to_string(),
-        });
-        let size = match (declared, hints.size) {
-            (Some(d), Some(h)) if d != h => {
-                let e = Error::new(
-                    ErrorKind::SizeMismatch,
-                    format!(
-                        "{} declares {}, {}",
-                        self.host(host).who(),
-                        crate::plural::Bytes(d),
-                        crate::hints::expected_size(h)
-                    ),
-                );
-                // Asked again of the registry itself, past any mirror (or of the mirrors
-                // that stand in for a registry that may not be asked), after the same
-                // answer: two answers against one size given.
-                // A page's length says nothing of the size given.
-                let e = match (&again, html) {
-                    (_, true) => e.with_note(crate::fetch::HTML_IN_PLACE),
-                    (Some(who), false) => e.with_note(format!(
-                        "{who} declared {} again: the size given is likely wrong",
-                        crate::plural::Bytes(d)
-                    )),
-                    (None, false) => e,
-                };
-                let e = e.with_sizes(h, d).sized_by(self.host(host).mirror_name());
-                return Err(e.with_url(&url));
-            }
-            (d, h) => h.or(d),
-        };
-        let limit = (endpoint == Endpoint::Manifests).then_some(MAX_MANIFEST_SIZE);
-        if let (Some(limit), Some(size)) = (limit, size) {
-            if size > limit {
-                return Err(Error::new(
-                    ErrorKind::TooLarge,
-                    format!("manifest of {size} bytes exceeds the {limit}-byte limit"),
-                )
-                .with_url(&url));
-            }
-        }
-        // A manifest's own Content-Type is authoritative (a hint may list several
-        // acceptable types), unless it names no manifest type (`application/json`,
-        // `text/plain`, as static mirrors serve them): the manifest's own `mediaType` is
-        // then read once it arrived. A blob endpoint says only how its storage keeps
-        // bytes (S3's `binary/octet-stream` after a redirect, a file server's sniffed
-        // `text/plain`), so the hint is all there is, short of a vendor type (an OCI one)
-        // a registry labelled the blob with.
-        let typed_by_content = endpoint == Endpoint::Manifests
-            && !content_type.as_deref().is_some_and(media::is_manifest);
-        let media_type = match endpoint {
-            Endpoint::Manifests => content_type.or(hints.media_type().map(str::to_string)),
-            Endpoint::Blobs => hints
-                .media_type()
-                .map(str::to_string)
-                .or(content_type.filter(|t| media::is_vendor(t))),
-        };
-        // A tag may move between two requests; a resumed request must ask for the same
-        // content, so it goes by digest when the registry told us one. An object asked for
-        // by that digest already has its URL, and need not form it again.
-        let resume_url = match (&expected, object) {
-            (Some(d), Object::Digest(asked)) if d == asked => Some(url.clone()),
-            (Some(d), _) => Some(self.url(host, endpoint, d.as_str())?),
-            (None, _) => None,
-        };
-        let split = match (&resume_url, size) {
-            // A coded stream's parts would be asked for ranges a coding server codes.
-            (Some(url), Some(total))
-                if endpoint == Endpoint::Blobs
-                    && !coded
-                    && self.inner.ranges.applies(
-                        size,
-                        reply.response.headers(),
-                        reply.response.version(),
-                    ) =>
-            {
-                Some((url.clone(), total))
-            }
-            _ => None,
-        };
-        // Where a mirror's broken body can be served from by the next host.
-        let address = match (&resume_url, &expected) {
-            (Some(_), Some(d)) => Some((endpoint, d.to_string())),
-            _ => None,
-        };
-        let retry_url = (resume_url.is_none() && offset == 0).then(|| url.clone());
-        // Only content of unknown size may end on trust (see `Resumable::cut_short`).
-        let on_trust = size.is_none().then(crate::fetch::OnTrust::default);
-        // A size the server did not declare is the caller's alone, and may be what is wrong.
-        let given = (declared.is_none() && hints.size.is_some()).then(|| again.clone());
-        let serving = split.as_ref().map(|(url, _)| {
-            Serving::new(std::sync::Mutex::new(body::Served {
-                host,
-                url: url.clone(),
-                sized_by: given.is_none().then_some(host),
-                size_given: given.is_some(),
-            }))
-        });
-        // Content stored compressed and labelled with its `Content-Encoding` (an S3 object
-        // uploaded with that metadata) is its bytes as sent: undone, they never verify.
-        // It is known by a body as long as the size given (`sized`), or by bytes as sent
-        // that verified before; either way the content is verified as any is.
-        let as_sent = coded && {
-            let h = reply.response.headers();
-            let known = expected
-                .as_ref()
-                .is_some_and(|d| self.inner.as_sent.contains(d));
-            coding::content_codings_only(h) && (sized || known)
-        };
-        if as_sent {
-            tracing::debug!(%url, "a coded body taken as sent: its coding is how the content is stored");
-        }
-        // Said by a mismatch of the bytes taken as sent (a proxy's coding, taken so by chance).
-        let content_encoding = match as_sent {
-            true => coding::content_encoding(reply.response.headers()),
-            false => String::new(),
-        };
-        let decode = coded && !as_sent;
-        // Set once the bytes as sent of a decoded body verified.
-        let verified_as_sent = Arc::new(std::sync::OnceLock::new());
-        let check_as_sent = match (&expected, decode) {
-            (Some(digest), true) => Some(coding::AsSentCheck {
-                digest: digest.clone(),
-                as_sent: self.inner.as_sent.clone(),
-                verified: verified_as_sent.clone(),
-            }),
-            _ => None,
-        };
-        // A coded body is decoded below the resumes, which then count the content's
-        // bytes: a break asks for the whole content again and drops what was handed out,
-        // instead of failing content that went to stdout already.
-        let hop = body::Hop::of(&reply, &url);
-        let body = match decode {
-            true => {
-                let response = &reply.response;
-                let at_close = coding::ends_at_close(response.version(), response.headers());
-                let (parts, incoming) = reply.response.into_parts();
-                let transport = self.host(host).transport.clone();
-                let coded = body::incoming_stream(transport, incoming);
-                let check = check_as_sent.as_ref();
-                let coded = coding::AsSentCheck::wrap(check, coded, &parts.headers);
-                body::Body::Decoded(coding::decode(coded, &codings, 0, at_close))
-            }
-            false => body::Body::Plain(reply.response.into_body()),
-        };
-        let body = Resumable {
-            remote: self.clone(),
-            host,
-            body,
-            resume_url,
-            retry_url,
-            whole: decode,
-            as_sent,
-            check_as_sent,
-            headers: headers.clone(),
-            offset,
-            size,
-            size_learned: false,
-            size_given: given.is_some(),
-            sized_by: size.filter(|_| given.is_none()).map(|_| host),
-            skip,
-            resent_whole_at: body::whole_at(offset, skip),
-            open_range,
-            on_trust: on_trust.clone(),
-            resumes: spent,
-            progress_mark: offset,
-            address: address.clone(),
-            earlier: Vec::new(),
-            serving: serving.clone(),
-            hop,
-        }
-        .into_stream();
-        let body = match split.zip(serving) {
-            Some(((url, total), serving)) => {
-                let source = Source {
-                    remote: self.clone(),
-                    host,
-                    url,
-                    headers,
-                    total,
-                    total_given: given.is_some(),
-                    sized_by: given.is_none().then_some(host),
-                    shared: self.inner.ranged.clone(),
-                    address,
-                    serving,
-                };
-                Adaptive::new(body, offset, source, self.inner.ranges.clone()).into_stream()
-            }
-            None => body,
-        };
-        let meta = Meta {
-            object: object.clone(),
-            expected,
-            size,
-            media_type,
-            url: transport::redact(&reply.url),
-            limit,
-        };
-        let download = match prefix {
-            Some(p) => Download::after(meta, body, p.clone()),
-            None => Download::new(meta, body),
-        };
-        let download = match given {
-            Some(again) => {
-                let tag = matches!(object, Object::Tag(_));
-                let mirror = self.host(host).mirror_name();
-                download.size_given(mirror, self.registry_serves(tag), again)
-            }
-            None => download,
-        };
-        let download = match on_trust {
-            Some(on_trust) => download.end_on_trust(on_trust),
-            None => download,
-        };
-        let download = match (decode, as_sent) {
-            (true, _) => download.decoded_from(coding::names(&codings), verified_as_sent),
-            (false, true) => download.taken_as_sent(content_encoding),
-            (false, false) => download,
-        };
-        let download = match html {
-            true => download.served_as_html(),
-            false => download,
-        };
-        let download = match &reply.redirected_by {
-            Some(from) => download.redirected_by(transport::redirected_by(from)),
-            None => download,
-        };
-        if prefix.is_some() {
-            return Ok(download);
-        }
-        let download = match typed_by_content {
-            true => download.typed_by_content(),
-            false => download,
-        };
-        Ok(match endpoint {
-            Endpoint::Manifests => download.whole_json_unless_verified(),
-            Endpoint::Blobs => download,
-        })
-    }
-
     /// Describes a manifest from the answer to a `HEAD`, which Docker Hub does not count
     /// against the pull quota. `None` when the answer lacks what a descriptor needs.
     async fn head_manifest(&self, host: usize, object: &Object) -> Result<Option<Descriptor>> {
@@ -1148,132 +726,6 @@ impl Remote for RegistryRemote {
         }
         .boxed()
     }
-}
-
-/// The one rule for an answer's `Docker-Content-Digest` (`announced`) naming other
-/// content than the digest `asked` for, on the first answer, a resume's, a hand-over's
-/// and a part's alike. A manifest is held back whole until it verifies, so its body
-/// decides, as in containerd and crane: registries announce other content's digest for
-/// good manifests. A blob may stream out before its end is hashed, so a header naming
-/// other content refuses it unread, from `host`: spliced onto a partial, the bytes of
-/// another object were caught only by the digest, after the whole transfer. `unread` is
-/// what the answer carried (`the content`, `the rest`, `the part`): after a resume's
-/// refusal, "none of the content was read" denied the bytes that had arrived before.
-pub(crate) fn refuse_announced_other(
-    announced: Option<&Digest>,
-    endpoint: Endpoint,
-    asked: &Digest,
-    host: &Host,
-    unread: &str,
-) -> Result<()> {
-    match announced {
-        Some(a) if a.algorithm() == asked.algorithm() && a != asked => {
-            if endpoint == Endpoint::Blobs {
-                return Err(announced_other(a, asked, host.mirror_name(), unread));
-            }
-            tracing::debug!(header = %a, "a Docker-Content-Digest naming other content; the manifest's body is verified against the digest asked for");
-            Ok(())
-        }
-        _ => Ok(()),
-    }
-}
-
-/// The digest an answer's `Docker-Content-Digest` (`header`) announces for `object`, to
-/// check its content against; an error for a tag's header that names no digest. `url`
-/// is the answer's, for the log.
-fn announced_for(
-    object: &Object,
-    header: Option<&HeaderValue>,
-    url: &Uri,
-) -> Result<Option<Digest>> {
-    let Some(header) = header else {
-        return Ok(None);
-    };
-    // Bytes that are not text (obs-text, 0x80 and up) name no digest either: read as no
-    // header, they let a tag's content pass unchecked.
-    let Ok(text) = header.to_str() else {
-        return match object {
-            Object::Digest(_) => Ok(None),
-            Object::Tag(_) => {
-                // Nor a login, as the digest's own error leaves it out of text.
-                let shown = crate::reference::without_credentials(&escaped(header.as_bytes()));
-                let shown = crate::server_text::cut_to(shown, 160);
-                Err(bad_digest_header(format!(
-                    "\"{shown}\" holds bytes that are not text"
-                )))
-            }
-        };
-    };
-    match text.parse::<Digest>() {
-        Ok(d) => Ok(Some(d)),
-        // A registry may announce its own canonical digest, in an algorithm dist cannot
-        // verify: it says nothing against content asked for by digest, and a tag's is
-        // then hashed and reported as for a registry that announces none.
-        Err(_) if Digest::unsupported_algorithm(text).is_some() => {
-            tracing::debug!(header = text, %url, "ignoring a Docker-Content-Digest in an algorithm dist does not verify");
-            Ok(None)
-        }
-        // Content asked for by digest is checked against that digest, whatever the
-        // header says; `resolve`'s HEAD passes a bad one over too, as containerd does.
-        Err(_) if matches!(object, Object::Digest(_)) => Ok(None),
-        // For a tag the header is all there is to check the content against: one that
-        // names no digest is refused, as containerd refuses it, where none at all leaves
-        // the content to be hashed. The digest's error names the value, cut and escaped.
-        Err(e) => Err(bad_digest_header(e.reason())),
-    }
-}
-
-/// A tag's `Docker-Content-Digest` refused for `why`, saying what the header was for and
-/// that its absence would not have failed.
-fn bad_digest_header(why: String) -> Error {
-    Error::new(
-        ErrorKind::Protocol,
-        format!(
-            "bad Docker-Content-Digest header: {why}; a tag's content is checked against \
-             it, and one that names no digest is refused, as containerd refuses it (a tag \
-             answered without the header is hashed instead)"
-        ),
-    )
-}
-
-/// `raw` with each byte outside printable ASCII escaped (`\xff`, `\t`), as it is shown.
-fn escaped(raw: &[u8]) -> String {
-    raw.iter()
-        .flat_map(|&b| std::ascii::escape_default(b))
-        .map(char::from)
-        .collect()
-}
-
-/// The `Docker-Content-Digest` of an answer for content asked for by digest, when it is a
-/// digest dist verifies; any other (unparsable, or in an algorithm dist does not verify)
-/// says nothing against content asked for by digest, which is checked against that digest.
-pub(crate) fn announced_digest(headers: &HeaderMap) -> Option<Digest> {
-    headers
-        .get("docker-content-digest")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-}
-
-/// A blob asked for as `asked` whose answer's `Docker-Content-Digest` is `announced`:
-/// refused before its body is read, saying it was the header, not the content, that
-/// disagreed. `mirror` names the mirror that answered; `None`, the registry. `unread`
-/// is what the answer carried, none of which was read.
-fn announced_other(
-    announced: &Digest,
-    asked: &Digest,
-    mirror: Option<String>,
-    unread: &str,
-) -> Error {
-    let who = mirror.as_deref().unwrap_or("registry");
-    Error::new(
-        ErrorKind::DigestMismatch,
-        format!(
-            "the {who}'s Docker-Content-Digest header names {announced}, not {asked} as \
-             asked; none of {unread} was read"
-        ),
-    )
-    .announcing_other()
-    .sized_by(mirror)
 }
 
 /// The headers every request for content starts from. The content is asked for as it is

@@ -17,10 +17,11 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use http::Uri;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::retry::HostPause;
 
 /// Rounds failed in a row before requests wait for one another: one is a passing fault (a
@@ -316,6 +317,48 @@ impl Drop for Ticket<'_> {
             self.release(&mut s);
         }
     }
+}
+
+/// Whether `e`, a failure of sending `url`, was met at `url`'s own scheme, host and port,
+/// not at the server a redirect led to: the URL a transport error carries is the one it
+/// was sending, redacted (`with_url`) but with its origin whole. Said of none, it was.
+pub(super) fn met_at(e: &Error, url: &Uri) -> bool {
+    let (Some(at), Some(scheme), Some(authority)) = (e.url(), url.scheme_str(), url.authority())
+    else {
+        return true;
+    };
+    let host = authority
+        .as_str()
+        .rsplit_once('@')
+        .map_or(authority.as_str(), |(_, h)| h);
+    at.strip_prefix(scheme)
+        .and_then(|at| at.strip_prefix("://"))
+        .and_then(|at| at.strip_prefix(host))
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '?']))
+}
+
+/// `e` as the request's last failure, with retries left, once the host has failed more
+/// rounds in a row than one object may be asked for, when the request came `late`, after
+/// those rounds: asking again for each object would go on as long as there are objects.
+/// `e` as it is otherwise, for the request's own retries to decide: one that came before
+/// met those rounds itself (the parts of one blob, failing by turns), and keeps them.
+pub(super) fn outage_over(
+    e: Error,
+    url: &Uri,
+    streak: u32,
+    late: bool,
+    (retries, max_retries): (u32, u32),
+) -> Result<Error> {
+    // On its own last attempt, the request ends as any other does.
+    if !late || streak <= max_retries || retries >= max_retries {
+        return Ok(e);
+    }
+    Err(e
+        .with_note(format_args!(
+            "the registry failed every request, {streak} times in a row"
+        ))
+        .with_attempts(retries + 1)
+        .with_url(url))
 }
 
 #[cfg(test)]
@@ -630,5 +673,29 @@ mod tests {
         tokio::time::advance(late).await;
         b.await.unwrap();
         assert!(send(o.admit(&pause).await).id.is_none(), "forgotten");
+    }
+
+    /// A transport error is the registry's own when met at its origin, and not when met
+    /// where one of its redirects led.
+    #[test]
+    fn a_failure_is_met_at_the_origin_its_url_names() {
+        let url: Uri = "https://user:pw@reg.example:5000/v2/a/blobs/x"
+            .parse()
+            .unwrap();
+        let at = |u: &str| Error::new(ErrorKind::Connect, "refused").with_url(u);
+        assert!(met_at(&at("https://reg.example:5000/v2/a/blobs/x"), &url));
+        assert!(met_at(
+            &at("https://reg.example:5000/elsewhere?sig=1"),
+            &url
+        ));
+        assert!(met_at(&Error::new(ErrorKind::Connect, "refused"), &url));
+        for elsewhere in [
+            "https://reg.example:50001/v2/a/blobs/x",
+            "https://reg.example.cdn.example/x",
+            "http://reg.example:5000/v2/a/blobs/x",
+            "https://store.example/x?sig=1",
+        ] {
+            assert!(!met_at(&at(elsewhere), &url), "{elsewhere}");
+        }
     }
 }
