@@ -185,6 +185,21 @@ mod tests {
         assert_eq!(r("oci:dir:v1").image_name(), None);
     }
 
+    /// `oci:DIR:@`, tag and digest both left out: told the spelling of either, not a
+    /// digest after the empty tag (`oci:DIR:@sha256:…`), which is refused in turn.
+    #[test]
+    fn a_layout_reference_without_tag_or_digest_after_both_separators() {
+        let e = "oci:./dir:@".parse::<ImageRef>().unwrap_err().to_string();
+        assert!(
+            e.ends_with(
+                "nothing after ':' or '@'; write the tag after ':' (oci:./dir:v1) or the \
+                 digest after '@' (oci:./dir@sha256:…), or leave both out"
+            ),
+            "{e}"
+        );
+        assert_eq!(layout(&format!("oci:./dir@{D}")).0, "./dir");
+    }
+
     #[test]
     fn layout_references() {
         let s = |x: &str| Some(x.to_string());
