@@ -1802,3 +1802,28 @@ fn the_only_mirror_that_may_pull_refusing_fails_the_later_objects_with_the_refus
     assert!(!warnings[0].contains("from the registry"), "{err}");
     assert_eq!(asked(&mirror, &digests[1..]), vec![0], "{err}");
 }
+
+/// `-v` shows a URL as messages do, without its query: the "retrying" line printed a
+/// mirror's `?ns=…` in full, and so did the line of a body resumed from a mirror.
+#[test]
+fn verbose_lines_show_urls_without_their_queries() {
+    let (upstream, mirror, digests) = mirrored_blobs(90);
+    let digest = &digests[0];
+    mirror.push_fault(digest, Fault::Status(503));
+    let repo = format!("{}/team/app", upstream.host());
+    let args = ["-v", "fetch", "--mirror", &mirror.url(), &repo, digest];
+    let out = Dist::new().run(&args, b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("retrying"), "{err}");
+    assert!(!err.contains("ns="), "{err}");
+
+    // A mirror's body that breaks is asked for its rest at the mirror's URL.
+    mirror.push_fault(&digests[1], Fault::DropAfter(1000));
+    let args = ["-v", "fetch", "--mirror", &mirror.url(), &repo, &digests[1]];
+    let out = Dist::new().run(&args, b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("resuming body"), "{err}");
+    assert!(!err.contains("ns="), "{err}");
+}

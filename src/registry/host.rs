@@ -504,7 +504,7 @@ impl Host {
         let again = |e: Error, retries: &mut u32, asked: Option<Duration>| {
             let e = match policy.next(&e, *retries, max_retries, asked) {
                 Next::Retry(wait) => {
-                    tracing::debug!(url = %url, error = %e, retry = *retries + 1, wait_ms = wait.as_millis() as u64, "retrying");
+                    tracing::debug!(url = %crate::transport::redact(&url), error = %e, retry = *retries + 1, wait_ms = wait.as_millis() as u64, "retrying");
                     *retries += 1;
                     return Ok(wait);
                 }
@@ -620,7 +620,7 @@ impl Host {
                 // Once per request: a server that drops every request is a fault, retried
                 // (or not) by the policy below.
                 Err(e) if !resent && transport::lost_before_answer(&e) => {
-                    tracing::debug!(url = %url, error = %e, "connection lost before an answer; sending again");
+                    tracing::debug!(url = %crate::transport::redact(&url), error = %e, "connection lost before an answer; sending again");
                     resent = true;
                     continue;
                 }
