@@ -1682,7 +1682,8 @@ fn mirror_warnings(err: &str) -> Vec<&str> {
 /// A mirror that refuses the login it is given was bypassed in silence, and asked (and
 /// refused) for every object: a pull-through cache set up to save egress went unused
 /// without a word. It is said once, naming the mirror and not the password, and left
-/// alone for the rest of the run.
+/// alone for the rest of the run. Without a login, it is said to want one: "does not
+/// accept dist's login" sent a user with none looking for a wrong one.
 #[test]
 fn a_mirror_refusing_the_login_is_said_once_and_asked_once() {
     let upstream = FakeRegistry::start();
@@ -1713,12 +1714,31 @@ fn a_mirror_refusing_the_login_is_said_once_and_asked_once() {
         warnings[0].contains(&format!("the mirror {mirror_url}/")),
         "{err}"
     );
-    assert!(warnings[0].contains("login (401)"), "{err}");
+    let config = dist.config_dir().join("config.json");
+    assert!(
+        warnings[0].contains(&format!(
+            "refused the login from {} (401)",
+            config.display()
+        )),
+        "{err}"
+    );
     assert!(warnings[0].contains("from the registry instead"), "{err}");
     assert!(!err.contains("wrong-s3cret"), "{err}");
     // The first object met the refusal; the others went straight to the registry.
     assert_eq!(asked(&mirror, &digests[1..]), vec![0; 3], "{err}");
     assert_eq!(asked(&upstream, &digests), vec![1; 4], "{err}");
+
+    // With no login for the mirror, none was refused: it wants one.
+    let args = ["fetch", "--mirror", &mirror_url, &repo, &digests[0]];
+    let out = Dist::new().run(&args, b"");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let warnings = mirror_warnings(&err);
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(
+        warnings[0].contains("asks for a login (401), and dist sent none"),
+        "{err}"
+    );
 }
 
 /// A mirror named with `https://` that speaks plain HTTP was bypassed in silence: said
