@@ -1847,3 +1847,34 @@ fn verbose_lines_show_urls_without_their_queries() {
     assert!(err.contains("resuming body"), "{err}");
     assert!(!err.contains("ns="), "{err}");
 }
+
+/// A mirror behind a token server says the same of its refusal as one taking Basic: the
+/// login refused, named by where it came from, or none sent.
+#[test]
+fn a_token_mirror_s_refusal_says_whether_a_login_was_sent() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::builder()
+        .auth(Auth::bearer_for("mu", "right-password"))
+        .start();
+    let blob = bytes(95, 2000);
+    mirror.blob("team/app", &blob);
+    let digest = upstream.blob("team/app", &blob);
+    let repo = format!("{}/team/app", upstream.host());
+    let mirror_url = mirror.url();
+    let args = ["fetch", "--mirror", &mirror_url, &repo, &digest];
+    let logged_in = Dist::new();
+    logged_in.login(&mirror.host(), "mu", "wrong-s3cret");
+    let config = logged_in.config_dir().join("config.json");
+    let refused = format!("refused the login from {} (401)", config.display());
+    for (dist, says) in [
+        (logged_in, refused.as_str()),
+        (Dist::new(), "asks for a login (401), and dist sent none"),
+    ] {
+        let out = dist.run(&args, b"");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.stdout, blob, "{err}");
+        let warnings = mirror_warnings(&err);
+        assert_eq!(warnings.len(), 1, "{err}");
+        assert!(warnings[0].contains(says), "{err}");
+    }
+}
