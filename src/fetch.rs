@@ -56,6 +56,11 @@ pub fn refetch_warning(e: &Error) -> String {
         (None, None) if e.announced_other() => {
             format!("the {who}'s Docker-Content-Digest header names other content")
         }
+        // A server's answers that contradict the size it declared (a `416` short of it, a
+        // `Content-Range` total other than it), a body cut short: nothing verified either.
+        (None, None) if e.kind() == ErrorKind::SizeMismatch => {
+            return "content is not the size it should be; fetching again".to_string();
+        }
         (None, None) => return "content did not verify; fetching again".to_string(),
     };
     format!("{said}; fetching once more{from}")
@@ -297,27 +302,11 @@ impl Download {
             .as_ref()
             .map(Digest::algorithm)
             .unwrap_or(Algorithm::Sha256);
-        let hashing = Hashing::start(Hasher::new(algorithm), meta.size);
-        Download {
-            meta,
-            body,
-            hashing,
-            received: 0,
-            verified: None,
-            failed: None,
-            kept: None,
-            typed: false,
-            unverifiable: false,
-            tried_first: Vec::new(),
-            size_given: None,
-            unhashed: None,
-            ended: false,
-            on_trust: None,
-            decoded_from: None,
-            taken_as_sent: None,
-            served_as_html: false,
-            redirected_by: None,
-        }
+        let nothing = Prefix {
+            len: 0,
+            hasher: Hasher::new(algorithm),
+        };
+        Download::after(meta, body, nothing)
     }
 
     /// Wraps `body`, the content from byte `prefix.len` on, for verification of the whole

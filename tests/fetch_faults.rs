@@ -281,6 +281,32 @@ fn one_shot_into_a_directory_reports_without_a_line_number() {
     );
 }
 
+/// A server that cuts a body short and answers its resume with a `416`, contradicting the
+/// size it declared, is warned about as such before the one more fetch: its content was
+/// never verified, and "content did not verify" sent the reader looking for corruption.
+#[test]
+fn a_server_contradicting_its_size_is_not_warned_about_as_content_that_did_not_verify() {
+    let (reg, digest, _) = fake_with_blob(200_000);
+    reg.push_fault(&digest, Fault::DropAfter(70_000));
+    reg.set_fault_for_every(&digest, Fault::Status(416));
+    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("where the server declared 200000 bytes"),
+        "{err}"
+    );
+    let warning = err
+        .lines()
+        .find(|l| l.starts_with("dist: warning: "))
+        .unwrap_or_else(|| panic!("no warning: {err}"));
+    assert!(
+        warning.starts_with("dist: warning: content is not the size it should be; fetching again"),
+        "{err}"
+    );
+    assert!(!err.contains("did not verify"), "{err}");
+}
+
 /// An object that kept the `\r` of the line it was cut from (`$(curl -sI … | awk '{print
 /// $2}')`), with `-o DIR`, says so and names the object without it, as it does to stdout:
 /// it was told it holds a line break, as if two objects had been given.
@@ -2560,7 +2586,8 @@ fn a_bad_realm_with_credentials_says_only_that_it_is_bad() {
 /// Credentials kept from a realm (its address has user information) leave the token asked
 /// for anonymously; the token service's refusal of that says so, with the realm and why,
 /// not that the credentials were refused: they were never sent, and logging in again
-/// would not help. Before, it said `refused the credentials from …: log in again`.
+/// would not help. Before, it said `refused the credentials from …: log in again`; then
+/// it named the realm twice, before the message and in it.
 #[test]
 fn a_refused_anonymous_token_says_the_credentials_were_kept_back() {
     let (reg, digest, _) = fake_with_blob(1000);
@@ -2582,13 +2609,65 @@ fn a_refused_anonymous_token_says_the_credentials_were_kept_back() {
     );
     assert!(
         err.contains(&format!(
-            "the credentials found for it were not sent to its token service {realm}, whose \
-             address has user information"
+            "{realm}: {} gives anonymous callers no token",
+            reg.host()
         )),
         "{err}"
     );
+    assert!(
+        err.contains(
+            "the credentials found for it were not sent to this token service, whose address \
+             has user information"
+        ),
+        "{err}"
+    );
+    // Named before the message, the realm is not named again in it (the warning before
+    // the error names it too).
+    let refusal = err.lines().find(|l| l.contains("gives anonymous")).unwrap();
+    assert_eq!(refusal.matches(&realm).count(), 1, "{err}");
     assert!(!err.contains("refused the credentials"), "{err}");
     assert!(!err.contains("log in again"), "{err}");
+    let asked = tokens.requests();
+    assert!(!asked.is_empty(), "the token service was not asked");
+    assert!(asked.iter().all(|r| r.authorization.is_none()));
+}
+
+/// A token service that answers the anonymous token asked for, the credentials kept from
+/// it, with a 403 refuses it as one with a 401 does: the refusal says the credentials were
+/// kept back, and why. Before, it said only `token request answered 403 Forbidden`, with
+/// the credentials found seemingly refused.
+#[test]
+fn a_forbidden_anonymous_token_says_the_credentials_were_kept_back() {
+    let (reg, digest, _) = fake_with_blob(1000);
+    let tokens = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(300)))
+        .start();
+    let page = Fault::Page {
+        status: 403,
+        content_type: "application/json",
+        body: r#"{"details":"anonymous pulls are off"}"#.into(),
+    };
+    tokens.set_fault_for_every("/token", page);
+    let challenge = format!(
+        r#"Bearer realm="http://me@{}/token",service="fake""#,
+        tokens.host()
+    );
+    reg.set_fault_for_every(&digest, Fault::Challenge(challenge));
+    let dist = Dist::new();
+    dist.login(&reg.host(), "alice", "pw");
+    // Still a denial (1), as a 403 to a token is.
+    let err = dist.fails(1, &["--retries", "0", "fetch", &repo(&reg), &digest], b"");
+    let realm = format!("http://{}/token", tokens.host());
+    assert!(
+        err.contains(&format!(
+            "{realm}: {} gives anonymous callers no token for the repository team/app \
+             (token request answered 403 Forbidden: anonymous pulls are off); the credentials \
+             found for it were not sent to this token service, whose address has user \
+             information",
+            reg.host()
+        )),
+        "{err}"
+    );
     let asked = tokens.requests();
     assert!(!asked.is_empty(), "the token service was not asked");
     assert!(asked.iter().all(|r| r.authorization.is_none()));

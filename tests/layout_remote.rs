@@ -308,6 +308,47 @@ fn a_helm_style_reference_is_told_the_reference_meant() {
     }
 }
 
+/// `oci:DIR:`, `oci:DIR@` or `oci:DIR:@digest`, the tag or digest left out (a `${TAG}`
+/// unset): told what goes after the separator, as `host/name:` is. They were refused as
+/// `invalid tag ""` and `invalid digest "": missing ':'`, which named neither the
+/// separator nor the fix.
+#[test]
+fn a_layout_reference_ending_in_its_separator_says_what_goes_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, m) = tagged_v1(dir.path(), OCI_MANIFEST, 21);
+    let out = dir.path().join("out");
+    let loc = src.loc();
+    let dist = Dist::new();
+    for (sep, what, example) in [(':', "tag", "v1"), ('@', "digest", "sha256:…")] {
+        let reference = format!("{loc}{sep}");
+        let pull = ["pull", &reference, "-o", out.to_str().unwrap()];
+        for args in [&["resolve", &reference][..], &pull[..]] {
+            let run = dist.run(args, b"");
+            let err = String::from_utf8_lossy(&run.stderr);
+            assert_eq!(run.status.code(), Some(2), "{args:?}: {err}");
+            assert!(
+                err.contains(&format!(
+                    "nothing after '{sep}'; write the {what} there ({loc}{sep}{example}), or \
+                     leave the '{sep}' out"
+                )),
+                "{args:?}: {err}"
+            );
+        }
+    }
+    // `oci:DIR:${TAG}@${DIGEST}` with the tag unset: the digest alone is what was meant.
+    let run = dist.run(&["resolve", &format!("{loc}:@{}", digest(&m))], b"");
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "nothing between ':' and '@'; write the tag there, or leave the ':' out ({loc}@{})",
+            digest(&m)
+        )),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
+
 /// `skopeo copy … oci:DIR` (no tag) writes an entry without a name, which `oci:DIR`
 /// (`latest`) does not find: the error says what `index.json` does list, the unnamed entry
 /// by its digest, so that it can be asked for so.

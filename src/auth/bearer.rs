@@ -201,13 +201,9 @@ impl Authorizer {
                 let message = match (&found, withheld) {
                     // The anonymous token asked for instead was refused: logging in again
                     // would not change that, where the realm does.
-                    (Some(_), Some(why)) => kept_back_message(
-                        &self.registry_host,
-                        &self.repository,
-                        &crate::error::redact_url(ch.param("realm").unwrap_or_default()),
-                        why,
-                        e.message(),
-                    ),
+                    (Some(_), Some(why)) => {
+                        kept_back_message(&self.registry_host, &self.repository, why, e.message())
+                    }
                     _ => refused_message(
                         &self.registry_host,
                         &self.repository,
@@ -227,7 +223,21 @@ impl Authorizer {
                 }
                 return Err(refused);
             }
-            Err(e) => return Err(e),
+            Err(e) => match (e.kind(), &found, withheld) {
+                // A 403 to the anonymous token refuses it as a 401 does: said only as
+                // `403 Forbidden`, the credentials found seemed refused.
+                (ErrorKind::Denied, Some(_), Some(why)) => {
+                    let message =
+                        kept_back_message(&self.registry_host, &self.repository, why, e.message());
+                    let mut denied = Error::new(ErrorKind::Denied, message)
+                        .with_status(e.status().unwrap_or(403));
+                    if let Some(url) = e.url() {
+                        denied = denied.with_url(url);
+                    }
+                    return Err(denied);
+                }
+                _ => return Err(e),
+            },
         };
         // Docker keeps the newest refresh token for the session's later grants; a server
         // that rotates them no longer takes the one from the file. Kept in memory only.

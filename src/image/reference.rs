@@ -80,6 +80,12 @@ impl FromStr for ImageRef {
 fn split_layout(s: &str) -> std::result::Result<(PathBuf, Option<String>, Option<Digest>), String> {
     let after_slash = |t: &str| t.rfind('/').map_or(0, |i| i + 1);
     let (rest, digest) = match s.rfind('@') {
+        Some(at) if at + 1 == s.len() && at > 0 && at >= after_slash(s) => {
+            return Err(crate::reference::nothing_after(
+                &format!("oci:{}", &s[..at]),
+                '@',
+            ))
+        }
         Some(at) if at >= after_slash(s) => {
             let d = s[at + 1..].parse::<Digest>().map_err(|e| e.to_string())?;
             (&s[..at], Some(d))
@@ -90,6 +96,23 @@ fn split_layout(s: &str) -> std::result::Result<(PathBuf, Option<String>, Option
     let (path, tag) = match rest[start..].rfind(':') {
         Some(i) => {
             let tag = &rest[start + i + 1..];
+            let before = &rest[..start + i];
+            match (tag.is_empty() && !before.is_empty(), &digest) {
+                (true, None) => {
+                    return Err(crate::reference::nothing_after(
+                        &format!("oci:{before}"),
+                        ':',
+                    ))
+                }
+                // `oci:DIR:${TAG}@${DIGEST}` with the tag unset.
+                (true, Some(d)) => {
+                    return Err(format!(
+                        "nothing between ':' and '@'; write the tag there, or leave the ':' \
+                         out (oci:{before}@{d})"
+                    ))
+                }
+                (false, _) => {}
+            }
             match tag.parse::<Object>() {
                 Ok(Object::Tag(t)) => (&rest[..start + i], Some(t)),
                 _ => return Err(format!("invalid tag {tag:?}")),

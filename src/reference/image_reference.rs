@@ -11,12 +11,20 @@ use crate::error::{Error, Result};
 /// `host/app@` or `host/app:`: the object left out, or typed as the next argument.
 fn stray_separator(s: &str, repo: &str, sep: char) -> Error {
     Error::invalid(format!(
-        "invalid reference {:?}: nothing after {sep:?}; write the {} there ({repo}{sep}{}), \
-         or leave the {sep:?} out",
+        "invalid reference {:?}: {}",
         shown(s),
+        nothing_after(repo, sep)
+    ))
+}
+
+/// What a reference that ends in its separator `sep` (`:` or `@`) after `before` lacks,
+/// and how to write it: a registry's (`host/app:`) or a layout's (`oci:DIR:`).
+pub(crate) fn nothing_after(before: &str, sep: char) -> String {
+    format!(
+        "nothing after {sep:?}; write the {} there ({before}{sep}{}), or leave the {sep:?} out",
         if sep == '@' { "digest" } else { "tag" },
         if sep == '@' { "sha256:…" } else { "v1" },
-    ))
+    )
 }
 
 /// A full image reference, `host/name:tag` or `host/name@digest` (both may be given; the

@@ -16,7 +16,7 @@ pub(crate) use host::bracketed_ipv6;
 #[cfg(test)]
 pub(crate) use host::host_without_port;
 pub use host::{is_host, is_loopback};
-pub(crate) use image_reference::write_reference;
+pub(crate) use image_reference::{nothing_after, write_reference};
 pub use image_reference::{object_of, Reference, DEFAULT_TAG};
 pub use locator::{api_url_path, strip_scheme, Locator, Repository};
 pub use object::Object;
