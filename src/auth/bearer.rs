@@ -216,6 +216,11 @@ impl Authorizer {
                 if let Some(url) = e.url() {
                     refused = refused.with_url(url);
                 }
+                // The anonymous token asked for in place of a login kept back refuses
+                // no login of dist's.
+                if let (Some(origin), None) = (origin, withheld) {
+                    refused = refused.with_login_from(origin);
+                }
                 return Err(refused);
             }
             Err(e) => match (e.kind(), &found, withheld) {
@@ -271,7 +276,8 @@ impl Authorizer {
             return Err(Error::new(
                 ErrorKind::Unauthorized,
                 refused_message(&self.registry_host, &self.repository, Some(origin), None),
-            ));
+            )
+            .with_login_from(origin));
         }
         s.header = Some(header);
         s.expires_at = None;

@@ -323,7 +323,7 @@ impl RegistryRemote {
             coding::content_codings_only(h) && (sized || known)
         };
         if as_sent {
-            tracing::debug!(%url, "a coded body taken as sent: its coding is how the content is stored");
+            tracing::debug!(url = %crate::transport::redact(&url), "a coded body taken as sent: its coding is how the content is stored");
         }
         // Said by a mismatch of the bytes taken as sent (a proxy's coding, taken so by chance).
         let content_encoding = match as_sent {
