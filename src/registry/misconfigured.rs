@@ -14,6 +14,21 @@ use crate::error::{Error, ErrorKind};
 /// for the rest of the run; `None` for a failure that may (a 404 for content a
 /// pull-through cache lacks, a 5xx, a refused connection).
 pub(crate) fn lasting(e: &Error) -> Option<Lasting> {
+    // Refused anonymous, a login dist had and did not send: neither "refused access" nor
+    // "dist sent none" tells the user the login was found, and where.
+    if let (ErrorKind::Unauthorized | ErrorKind::Denied, Some(origin)) =
+        (e.kind(), e.login_kept_back())
+    {
+        let status = e.status().unwrap_or(401);
+        return Some(Lasting {
+            cause: format!(
+                "gives anonymous callers no token ({status}), and the login from {origin} was \
+                 kept back from its token service"
+            )
+            .into(),
+            for_the_run: true,
+        });
+    }
     let (cause, for_the_run) = match e.kind() {
         // Said as it is: "does not accept dist's login" sent a user with no login for
         // the mirror looking for a wrong one.
