@@ -1928,3 +1928,44 @@ fn a_mirror_s_refused_anonymous_token_says_the_login_was_kept_back() {
         assert!(tokens.requests().iter().all(|r| r.authorization.is_none()));
     }
 }
+
+/// A mirror given its login by `hosts.toml`'s `[header]` (an `Authorization` of its
+/// own, as containerd users configure a mirror that dist has no credentials file entry
+/// for) and refusing it is said to refuse that header: "dist sent none" was said of a
+/// request that carried one.
+#[test]
+fn a_mirror_refusing_its_configured_authorization_says_it_was_sent() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::builder()
+        .auth(Auth::basic("mu", "right-password"))
+        .start();
+    let blob = bytes(97, 2000);
+    mirror.blob("team/app", &blob);
+    let digest = upstream.blob("team/app", &blob);
+    let wrong = base64::engine::general_purpose::STANDARD.encode("mu:wrong-s3cret");
+    let toml = format!(
+        "[host.\"{}\"]\n  capabilities = [\"pull\"]\n\
+         [host.\"{}\".header]\n  Authorization = \"Basic {wrong}\"\n",
+        mirror.url(),
+        mirror.url()
+    );
+    let dir = hosts_dir(&upstream.host(), &toml);
+    let mut dist = Dist::new();
+    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    let repo = format!("{}/team/app", upstream.host());
+    let out = dist.run(&["fetch", &repo, &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.stdout, blob, "{err}");
+    let warnings = mirror_warnings(&err);
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(
+        warnings[0].contains("refused the Authorization its hosts.toml [header] sets (401)"),
+        "{err}"
+    );
+    assert!(!err.contains(&wrong), "{err}");
+    // The header did reach the mirror.
+    let sent = mirror.requests();
+    assert!(sent
+        .iter()
+        .any(|r| r.authorization.as_deref() == Some(&format!("Basic {wrong}"))));
+}

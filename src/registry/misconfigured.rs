@@ -12,8 +12,10 @@ use crate::error::{Error, ErrorKind};
 
 /// Why a mirror's failure will not pass by itself, and whether it is then left alone
 /// for the rest of the run; `None` for a failure that may (a 404 for content a
-/// pull-through cache lacks, a 5xx, a refused connection).
-pub(crate) fn lasting(e: &Error) -> Option<Lasting> {
+/// pull-through cache lacks, a 5xx, a refused connection). `configured_login`: whether
+/// the mirror's `hosts.toml` `[header]` sets an `Authorization`, which its requests carry
+/// whatever login dist found.
+pub(crate) fn lasting(e: &Error, configured_login: bool) -> Option<Lasting> {
     // Refused anonymous, a login dist had and did not send: neither "refused access" nor
     // "dist sent none" tells the user the login was found, and where.
     if let (ErrorKind::Unauthorized | ErrorKind::Denied, Some(origin)) =
@@ -36,6 +38,10 @@ pub(crate) fn lasting(e: &Error) -> Option<Lasting> {
             let status = e.status().unwrap_or(401);
             let cause = match e.login_from() {
                 Some(origin) => format!("refused the login from {origin} ({status})"),
+                // "dist sent none" of a request that carried the configured header.
+                None if configured_login => {
+                    format!("refused the Authorization its hosts.toml [header] sets ({status})")
+                }
                 None => format!("asks for a login ({status}), and dist sent none"),
             };
             return Some(Lasting {
@@ -113,14 +119,14 @@ mod tests {
     #[test]
     fn refused_credentials_last_for_the_run_and_a_404_does_not_last() {
         let refused = Error::new(ErrorKind::Unauthorized, "401");
-        assert!(lasting(&refused).is_some_and(|l| l.for_the_run));
+        assert!(lasting(&refused, false).is_some_and(|l| l.for_the_run));
         let refused = refused.with_login_from("/home/me/.docker/config.json");
-        assert!(lasting(&refused).is_some_and(|l| l.for_the_run));
+        assert!(lasting(&refused, false).is_some_and(|l| l.for_the_run));
         let untrusted = Error::new(ErrorKind::Certificate, "unknown issuer");
-        assert!(lasting(&untrusted).is_some_and(|l| !l.for_the_run));
-        assert!(lasting(&Error::new(ErrorKind::NotFound, "404")).is_none());
-        assert!(lasting(&Error::new(ErrorKind::Http, "503")).is_none());
-        assert!(lasting(&Error::new(ErrorKind::Connect, "refused")).is_none());
+        assert!(lasting(&untrusted, false).is_some_and(|l| !l.for_the_run));
+        assert!(lasting(&Error::new(ErrorKind::NotFound, "404"), false).is_none());
+        assert!(lasting(&Error::new(ErrorKind::Http, "503"), false).is_none());
+        assert!(lasting(&Error::new(ErrorKind::Connect, "refused"), false).is_none());
     }
 
     #[test]
