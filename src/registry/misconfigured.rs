@@ -32,6 +32,11 @@ pub(crate) fn lasting(e: &Error, configured_login: bool) -> Option<Lasting> {
         });
     }
     let (cause, for_the_run) = match e.kind() {
+        // Not the mirror's: it was never reached.
+        ErrorKind::Unauthorized if e.is_proxy_login() => (
+            "cannot be reached: its proxy's credentials are missing or refused",
+            true,
+        ),
         // Said as it is: "does not accept dist's login" sent a user with no login for
         // the mirror looking for a wrong one.
         ErrorKind::Unauthorized => {
