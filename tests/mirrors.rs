@@ -1969,3 +1969,31 @@ fn a_mirror_refusing_its_configured_authorization_says_it_was_sent() {
         .iter()
         .any(|r| r.authorization.as_deref() == Some(&format!("Basic {wrong}"))));
 }
+
+/// A mirror that answers the token it granted with `insufficient_scope` refuses access
+/// with a 401: the warning says the status the error line has. It said "refused access
+/// (403)" of every denial.
+#[test]
+fn a_mirror_s_denial_is_said_with_its_own_status() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let tokens = FakeRegistry::builder()
+        .auth(Auth::bearer(std::time::Duration::from_secs(300)))
+        .start();
+    let blob = bytes(98, 2000);
+    let digest = upstream.blob("team/app", &blob);
+    let challenge = format!(
+        r#"Bearer realm="{}/token",service="fake",scope="repository:team/app:pull",error="insufficient_scope""#,
+        tokens.url()
+    );
+    mirror.set_fault_for_every(&digest, Fault::Challenge(challenge));
+    let repo = format!("{}/team/app", upstream.host());
+    let args = ["fetch", "--mirror", &mirror.url(), &repo, &digest];
+    let out = Dist::new().run(&args, b"");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.stdout, blob, "{err}");
+    let warnings = mirror_warnings(&err);
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(warnings[0].contains("refused access (401)"), "{err}");
+    assert!(!warnings[0].contains("(403)"), "{err}");
+}

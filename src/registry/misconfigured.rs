@@ -54,7 +54,14 @@ pub(crate) fn lasting(e: &Error, configured_login: bool) -> Option<Lasting> {
                 for_the_run: true,
             });
         }
-        ErrorKind::Denied => ("refused access (403)", true),
+        // With the status the error line has: a token refused its scope is a 401.
+        ErrorKind::Denied => {
+            let status = e.status().unwrap_or(403);
+            return Some(Lasting {
+                cause: format!("refused access ({status})").into(),
+                for_the_run: true,
+            });
+        }
         ErrorKind::ProxyRefused => (
             "cannot be reached: the proxy refused to carry the connection",
             true,
