@@ -154,6 +154,12 @@ struct Inner {
     /// Where the login the server refused came from (a config file, a helper): `None`
     /// for a refusal of a request that carried no login of dist's.
     login_from: Option<String>,
+    /// Where the login kept back from a token service came from, when that service then
+    /// refused the anonymous token asked for instead: `None` unless dist had one.
+    login_kept_back: Option<String>,
+    /// The refusal is a proxy's, of its own credentials (a 407, a SOCKS proxy's), not
+    /// the server's ([`Error::is_proxy_login`]).
+    proxy_login: bool,
 }
 
 /// The crate's result type.
@@ -185,6 +191,8 @@ impl Error {
             api_url_meant: None,
             codes: Vec::new(),
             login_from: None,
+            login_kept_back: None,
+            proxy_login: false,
         }))
     }
 
@@ -458,6 +466,31 @@ impl Error {
         self.0.login_from.as_deref()
     }
 
+    /// Attach where the login kept back from a token service came from (`origin`), for
+    /// that service's refusal of the anonymous token asked for instead.
+    pub(crate) fn with_login_kept_back(mut self, origin: &str) -> Self {
+        self.0.login_kept_back = Some(origin.to_string());
+        self
+    }
+
+    /// Where the login kept back from the token service that refused the anonymous token
+    /// came from; `None` when no login was found, or one was sent.
+    pub(crate) fn login_kept_back(&self) -> Option<&str> {
+        self.0.login_kept_back.as_deref()
+    }
+
+    /// Mark a refusal as a proxy's, of the credentials it was given or wants.
+    pub(crate) fn of_proxy_login(mut self) -> Self {
+        self.0.proxy_login = true;
+        self
+    }
+
+    /// Whether the refusal is a proxy's, of its own credentials (a 407, a SOCKS proxy's):
+    /// the server behind it asked for nothing.
+    pub(crate) fn is_proxy_login(&self) -> bool {
+        self.0.proxy_login
+    }
+
     /// Attach how long the server asked to be left alone (its `Retry-After`).
     pub(crate) fn with_retry_after(mut self, after: Option<std::time::Duration>) -> Self {
         self.0.retry_after = after;
@@ -522,6 +555,8 @@ impl Error {
             api_url_meant: self.0.api_url_meant.clone(),
             codes: self.0.codes.clone(),
             login_from: self.0.login_from.clone(),
+            login_kept_back: self.0.login_kept_back.clone(),
+            proxy_login: self.0.proxy_login,
         }))
     }
 

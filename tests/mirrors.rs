@@ -1878,3 +1878,122 @@ fn a_token_mirror_s_refusal_says_whether_a_login_was_sent() {
         assert!(warnings[0].contains(says), "{err}");
     }
 }
+
+/// A mirror whose token service has user information in its address is asked for an
+/// anonymous token, the login found for the mirror kept back; the service's refusal of
+/// that (401 or 403) is said as such, the login named as kept back. Before, a 403 was
+/// warned about as "refused access (403)" and a 401 as "dist sent none", as if no login
+/// had been found for the mirror.
+#[test]
+fn a_mirror_s_refused_anonymous_token_says_the_login_was_kept_back() {
+    for status in [401, 403] {
+        let upstream = FakeRegistry::start();
+        let mirror = FakeRegistry::start();
+        let tokens = FakeRegistry::builder()
+            .auth(Auth::bearer(std::time::Duration::from_secs(300)))
+            .start();
+        tokens.set_fault_for_every(
+            "/token",
+            Fault::Page {
+                status,
+                content_type: "application/json",
+                body: r#"{"details":"anonymous pulls are off"}"#.into(),
+            },
+        );
+        let blob = bytes(96, 2000);
+        let digest = upstream.blob("team/app", &blob);
+        let challenge = format!(
+            r#"Bearer realm="http://me@{}/token",service="fake""#,
+            tokens.host()
+        );
+        mirror.set_fault_for_every(&digest, Fault::Challenge(challenge));
+        let dist = Dist::new();
+        dist.login(&mirror.host(), "mu", "pw");
+        let config = dist.config_dir().join("config.json");
+        let repo = format!("{}/team/app", upstream.host());
+        let args = ["fetch", "--mirror", &mirror.url(), &repo, &digest];
+        let out = dist.run(&args, b"");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.stdout, blob, "{status}: {err}");
+        let warnings = mirror_warnings(&err);
+        assert_eq!(warnings.len(), 1, "{status}: {err}");
+        let says = format!(
+            "gives anonymous callers no token ({status}), and the login from {} was kept \
+             back from its token service",
+            config.display()
+        );
+        assert!(warnings[0].contains(&says), "{status}: {err}");
+        assert!(!warnings[0].contains("refused access"), "{status}: {err}");
+        assert!(!warnings[0].contains("sent none"), "{status}: {err}");
+        assert!(tokens.requests().iter().all(|r| r.authorization.is_none()));
+    }
+}
+
+/// A mirror given its login by `hosts.toml`'s `[header]` (an `Authorization` of its
+/// own, as containerd users configure a mirror that dist has no credentials file entry
+/// for) and refusing it is said to refuse that header: "dist sent none" was said of a
+/// request that carried one.
+#[test]
+fn a_mirror_refusing_its_configured_authorization_says_it_was_sent() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::builder()
+        .auth(Auth::basic("mu", "right-password"))
+        .start();
+    let blob = bytes(97, 2000);
+    mirror.blob("team/app", &blob);
+    let digest = upstream.blob("team/app", &blob);
+    let wrong = base64::engine::general_purpose::STANDARD.encode("mu:wrong-s3cret");
+    let toml = format!(
+        "[host.\"{}\"]\n  capabilities = [\"pull\"]\n\
+         [host.\"{}\".header]\n  Authorization = \"Basic {wrong}\"\n",
+        mirror.url(),
+        mirror.url()
+    );
+    let dir = hosts_dir(&upstream.host(), &toml);
+    let mut dist = Dist::new();
+    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    let repo = format!("{}/team/app", upstream.host());
+    let out = dist.run(&["fetch", &repo, &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.stdout, blob, "{err}");
+    let warnings = mirror_warnings(&err);
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(
+        warnings[0].contains("refused the Authorization its hosts.toml [header] sets (401)"),
+        "{err}"
+    );
+    assert!(!err.contains(&wrong), "{err}");
+    // The header did reach the mirror.
+    let sent = mirror.requests();
+    assert!(sent
+        .iter()
+        .any(|r| r.authorization.as_deref() == Some(&format!("Basic {wrong}"))));
+}
+
+/// A mirror that answers the token it granted with `insufficient_scope` refuses access
+/// with a 401: the warning says the status the error line has. It said "refused access
+/// (403)" of every denial.
+#[test]
+fn a_mirror_s_denial_is_said_with_its_own_status() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let tokens = FakeRegistry::builder()
+        .auth(Auth::bearer(std::time::Duration::from_secs(300)))
+        .start();
+    let blob = bytes(98, 2000);
+    let digest = upstream.blob("team/app", &blob);
+    let challenge = format!(
+        r#"Bearer realm="{}/token",service="fake",scope="repository:team/app:pull",error="insufficient_scope""#,
+        tokens.url()
+    );
+    mirror.set_fault_for_every(&digest, Fault::Challenge(challenge));
+    let repo = format!("{}/team/app", upstream.host());
+    let args = ["fetch", "--mirror", &mirror.url(), &repo, &digest];
+    let out = Dist::new().run(&args, b"");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.stdout, blob, "{err}");
+    let warnings = mirror_warnings(&err);
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(warnings[0].contains("refused access (401)"), "{err}");
+    assert!(!warnings[0].contains("(403)"), "{err}");
+}

@@ -686,3 +686,43 @@ fn a_proxy_whose_port_is_no_number_is_not_told_its_scheme_is_unsupported() {
     assert!(!err.contains("only http://"), "{err}");
     assert!(!err.contains("hunter2") && !err.contains("carol"), "{err}");
 }
+
+/// A mirror reached through a proxy that wants credentials it was not given (a 407 to a
+/// forwarded request or to its `CONNECT`, or a SOCKS proxy's refusal) is said to be
+/// unreachable for its proxy's credentials: "the mirror asks for a login (401), and dist
+/// sent none" named a status nobody answered and a login the mirror never asked for.
+#[test]
+fn a_mirror_behind_a_proxy_wanting_credentials_is_said_so() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let data = bytes(35, 3_000);
+    let digest = upstream.blob("team/app", &data);
+    mirror.blob("team/app", &data);
+    let proxy = ConnectProxy::requiring("Basic YWxpY2U6czNjcmV0");
+    let socks = SocksProxy::requiring("alice", "s3cret");
+    let wrong = format!("socks5h://alice:wrong@127.0.0.1:{}", socks.port());
+    let repo = format!("{}/team/app", upstream.host());
+    // Plain HTTP is forwarded (a 407 to the request); the `CONNECT` of https is refused.
+    for (scheme, var, proxy_url) in [
+        ("http", "HTTP_PROXY", proxy.url()),
+        ("https", "HTTPS_PROXY", proxy.url()),
+        ("http", "ALL_PROXY", wrong),
+    ] {
+        let mirror_url = format!("{scheme}://registry.test:{}", mirror.addr().port());
+        let mut dist = Dist::new();
+        dist.env(var, &proxy_url);
+        let out = dist.run(&["fetch", "--mirror", &mirror_url, &repo, &digest], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.stdout, data, "{var}: {err}");
+        let warning = err
+            .lines()
+            .find(|l| l.starts_with("dist: warning: the mirror "))
+            .unwrap_or_else(|| panic!("{var}: no warning: {err}"));
+        assert!(
+            warning.contains("cannot be reached: its proxy's credentials are missing or refused"),
+            "{var}: {err}"
+        );
+        assert!(!warning.contains("asks for a login"), "{var}: {err}");
+        assert!(!err.contains("wrong@"), "{var}: {err}");
+    }
+}

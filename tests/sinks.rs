@@ -3621,6 +3621,15 @@ fn a_tag_and_its_digest_on_two_lines_are_both_stored() {
     }
     let stored = out_dir.path().join("blobs/sha256").join(&digest[7..]);
     assert_eq!(std::fs::read(stored).unwrap(), manifest);
+    // Stored before either line began: the digest's line finds it, and the tag's asks the
+    // registry all the same (README said either line would say `exists`).
+    let out = dist.run(&args, format!("v1\n{digest}\n").as_bytes());
+    let lines = json_lines(&out.stdout);
+    assert_eq!(lines.len(), 2);
+    for l in &lines {
+        let want = if l["object"] == "v1" { "ok" } else { "exists" };
+        assert_eq!(l["status"], want, "{l}");
+    }
 
     let input = format!("{digest}\n{digest} mediatype:{mt}\n");
     let lines = json_lines(&dist.run(&args, input.as_bytes()).stdout);

@@ -218,19 +218,22 @@ impl Authorizer {
                 }
                 // The anonymous token asked for in place of a login kept back refuses
                 // no login of dist's.
-                if let (Some(origin), None) = (origin, withheld) {
-                    refused = refused.with_login_from(origin);
-                }
+                refused = match (origin, withheld) {
+                    (Some(origin), None) => refused.with_login_from(origin),
+                    (Some(origin), Some(_)) => refused.with_login_kept_back(origin),
+                    (None, _) => refused,
+                };
                 return Err(refused);
             }
             Err(e) => match (e.kind(), &found, withheld) {
                 // A 403 to the anonymous token refuses it as a 401 does: said only as
                 // `403 Forbidden`, the credentials found seemed refused.
-                (ErrorKind::Denied, Some(_), Some(why)) => {
+                (ErrorKind::Denied, Some((_, origin)), Some(why)) => {
                     let message =
                         kept_back_message(&self.registry_host, &self.repository, why, e.message());
                     let mut denied = Error::new(ErrorKind::Denied, message)
-                        .with_status(e.status().unwrap_or(403));
+                        .with_status(e.status().unwrap_or(403))
+                        .with_login_kept_back(origin);
                     if let Some(url) = e.url() {
                         denied = denied.with_url(url);
                     }

@@ -370,7 +370,8 @@ impl Host {
             _ => false,
         };
         tracing::debug!(mirror = %self.name, error = %e, "mirror failed; trying the next host");
-        if let Some(lasting) = super::misconfigured::lasting(e) {
+        let configured_login = self.headers.contains_key(http::header::AUTHORIZATION);
+        if let Some(lasting) = super::misconfigured::lasting(e, configured_login) {
             lasting.warn_once(&self.api, e, then_registry);
             if lasting.for_the_run {
                 let mut mark = self.down.lock().expect("mirror mark poisoned");

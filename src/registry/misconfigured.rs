@@ -12,15 +12,41 @@ use crate::error::{Error, ErrorKind};
 
 /// Why a mirror's failure will not pass by itself, and whether it is then left alone
 /// for the rest of the run; `None` for a failure that may (a 404 for content a
-/// pull-through cache lacks, a 5xx, a refused connection).
-pub(crate) fn lasting(e: &Error) -> Option<Lasting> {
+/// pull-through cache lacks, a 5xx, a refused connection). `configured_login`: whether
+/// the mirror's `hosts.toml` `[header]` sets an `Authorization`, which its requests carry
+/// whatever login dist found.
+pub(crate) fn lasting(e: &Error, configured_login: bool) -> Option<Lasting> {
+    // Refused anonymous, a login dist had and did not send: neither "refused access" nor
+    // "dist sent none" tells the user the login was found, and where.
+    if let (ErrorKind::Unauthorized | ErrorKind::Denied, Some(origin)) =
+        (e.kind(), e.login_kept_back())
+    {
+        let status = e.status().unwrap_or(401);
+        return Some(Lasting {
+            cause: format!(
+                "gives anonymous callers no token ({status}), and the login from {origin} was \
+                 kept back from its token service"
+            )
+            .into(),
+            for_the_run: true,
+        });
+    }
     let (cause, for_the_run) = match e.kind() {
+        // Not the mirror's: it was never reached.
+        ErrorKind::Unauthorized if e.is_proxy_login() => (
+            "cannot be reached: its proxy's credentials are missing or refused",
+            true,
+        ),
         // Said as it is: "does not accept dist's login" sent a user with no login for
         // the mirror looking for a wrong one.
         ErrorKind::Unauthorized => {
             let status = e.status().unwrap_or(401);
             let cause = match e.login_from() {
                 Some(origin) => format!("refused the login from {origin} ({status})"),
+                // "dist sent none" of a request that carried the configured header.
+                None if configured_login => {
+                    format!("refused the Authorization its hosts.toml [header] sets ({status})")
+                }
                 None => format!("asks for a login ({status}), and dist sent none"),
             };
             return Some(Lasting {
@@ -28,7 +54,14 @@ pub(crate) fn lasting(e: &Error) -> Option<Lasting> {
                 for_the_run: true,
             });
         }
-        ErrorKind::Denied => ("refused access (403)", true),
+        // With the status the error line has: a token refused its scope is a 401.
+        ErrorKind::Denied => {
+            let status = e.status().unwrap_or(403);
+            return Some(Lasting {
+                cause: format!("refused access ({status})").into(),
+                for_the_run: true,
+            });
+        }
         ErrorKind::ProxyRefused => (
             "cannot be reached: the proxy refused to carry the connection",
             true,
@@ -98,14 +131,14 @@ mod tests {
     #[test]
     fn refused_credentials_last_for_the_run_and_a_404_does_not_last() {
         let refused = Error::new(ErrorKind::Unauthorized, "401");
-        assert!(lasting(&refused).is_some_and(|l| l.for_the_run));
+        assert!(lasting(&refused, false).is_some_and(|l| l.for_the_run));
         let refused = refused.with_login_from("/home/me/.docker/config.json");
-        assert!(lasting(&refused).is_some_and(|l| l.for_the_run));
+        assert!(lasting(&refused, false).is_some_and(|l| l.for_the_run));
         let untrusted = Error::new(ErrorKind::Certificate, "unknown issuer");
-        assert!(lasting(&untrusted).is_some_and(|l| !l.for_the_run));
-        assert!(lasting(&Error::new(ErrorKind::NotFound, "404")).is_none());
-        assert!(lasting(&Error::new(ErrorKind::Http, "503")).is_none());
-        assert!(lasting(&Error::new(ErrorKind::Connect, "refused")).is_none());
+        assert!(lasting(&untrusted, false).is_some_and(|l| !l.for_the_run));
+        assert!(lasting(&Error::new(ErrorKind::NotFound, "404"), false).is_none());
+        assert!(lasting(&Error::new(ErrorKind::Http, "503"), false).is_none());
+        assert!(lasting(&Error::new(ErrorKind::Connect, "refused"), false).is_none());
     }
 
     #[test]

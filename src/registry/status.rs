@@ -35,6 +35,7 @@ pub(super) async fn status_error(
              or refused; they go in the proxy URL)",
         )
         .with_status(407)
+        .of_proxy_login()
         .with_url(url);
     }
     let codings = super::coding::codings(reply.response.headers());

@@ -187,7 +187,11 @@ pub(super) fn classify_client_error(
             return Error::new(ErrorKind::TlsIncompatible, why);
         }
         if let Some(failed) = s.downcast_ref::<proxy::ProxyError>() {
-            return Error::new(proxy_kind(failed), failed.to_string());
+            let e = Error::new(proxy_kind(failed), failed.to_string());
+            return match e.kind() {
+                ErrorKind::Unauthorized => e.of_proxy_login(),
+                _ => e,
+            };
         }
         source = s.source();
     }
