@@ -78,7 +78,7 @@ impl FromStr for ImageRef {
 
 /// Splits `<path>[:tag][@digest]` by the rule in the module docs.
 fn split_layout(s: &str) -> std::result::Result<(PathBuf, Option<String>, Option<Digest>), String> {
-    let after_slash = |t: &str| t.rfind('/').map_or(0, |i| i + 1);
+    let after_slash = |t: &str| t.len() - last_component(t).len();
     let (rest, digest) = match s.rfind('@') {
         Some(at) if at + 1 == s.len() && at > 0 && at >= after_slash(s) => {
             return Err(ends_in_separator(s, &s[..at], '@'))
@@ -135,7 +135,7 @@ fn ends_in_separator(whole: &str, before: &str, sep: char) -> String {
         // The spelling without the separator keeps the slash too, so it is spelt out.
         advice = format!("{advice} ({written}{})", tag.trim_end_matches(':'));
     }
-    if std::path::Path::new(whole).join("oci-layout").is_file() {
+    if is_layout(whole) {
         format!("{advice}; for the layout {whole:?} itself, write oci:{whole}/")
     } else {
         advice
@@ -151,7 +151,7 @@ fn nothing_between(whole: &str, before: &str, d: &Digest) -> String {
          ({}@{d})",
         spelled(before)
     );
-    if std::path::Path::new(whole).join("oci-layout").is_file() {
+    if is_layout(whole) {
         format!("{advice}; for the layout {whole:?} itself, write oci:{whole}/@{d}")
     } else {
         advice
@@ -168,6 +168,12 @@ fn spelled(dir: &str) -> String {
         ""
     };
     format!("oci:{dir}{slash}")
+}
+
+/// Whether `dir` holds an OCI image layout: the one look at the disk a refusal's advice
+/// takes, to offer the spelling of a directory whose own name ends in a separator.
+fn is_layout(dir: &str) -> bool {
+    std::path::Path::new(dir).join("oci-layout").is_file()
 }
 
 /// Whether `s` is a tag, as what follows a layout's ':' must be.
