@@ -151,6 +151,9 @@ struct Inner {
     /// The codes of the registry's OCI `errors` in the answer (`BLOB_UNKNOWN`,
     /// `NAME_UNKNOWN`): which of the things a 404 may lack is missing.
     codes: Vec<String>,
+    /// Where the login the server refused came from (a config file, a helper): `None`
+    /// for a refusal of a request that carried no login of dist's.
+    login_from: Option<String>,
 }
 
 /// The crate's result type.
@@ -181,6 +184,7 @@ impl Error {
             sent: None,
             api_url_meant: None,
             codes: Vec::new(),
+            login_from: None,
         }))
     }
 
@@ -441,6 +445,19 @@ impl Error {
         self.0.sent
     }
 
+    /// Attach where the login the server refused came from (`origin`: a config file, a
+    /// helper), for a refusal of credentials dist sent.
+    pub(crate) fn with_login_from(mut self, origin: &str) -> Self {
+        self.0.login_from = Some(origin.to_string());
+        self
+    }
+
+    /// Where the login the server refused came from; `None` when the refused request
+    /// carried none (anonymous, or the credentials found were kept back).
+    pub(crate) fn login_from(&self) -> Option<&str> {
+        self.0.login_from.as_deref()
+    }
+
     /// Attach how long the server asked to be left alone (its `Retry-After`).
     pub(crate) fn with_retry_after(mut self, after: Option<std::time::Duration>) -> Self {
         self.0.retry_after = after;
@@ -504,6 +521,7 @@ impl Error {
             sent: self.0.sent,
             api_url_meant: self.0.api_url_meant.clone(),
             codes: self.0.codes.clone(),
+            login_from: self.0.login_from.clone(),
         }))
     }
 

@@ -302,27 +302,11 @@ impl Download {
             .as_ref()
             .map(Digest::algorithm)
             .unwrap_or(Algorithm::Sha256);
-        let hashing = Hashing::start(Hasher::new(algorithm), meta.size);
-        Download {
-            meta,
-            body,
-            hashing,
-            received: 0,
-            verified: None,
-            failed: None,
-            kept: None,
-            typed: false,
-            unverifiable: false,
-            tried_first: Vec::new(),
-            size_given: None,
-            unhashed: None,
-            ended: false,
-            on_trust: None,
-            decoded_from: None,
-            taken_as_sent: None,
-            served_as_html: false,
-            redirected_by: None,
-        }
+        let nothing = Prefix {
+            len: 0,
+            hasher: Hasher::new(algorithm),
+        };
+        Download::after(meta, body, nothing)
     }
 
     /// Wraps `body`, the content from byte `prefix.len` on, for verification of the whole

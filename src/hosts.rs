@@ -464,15 +464,17 @@ fn client_identity(value: &toml::Value, base: &Path) -> Option<Option<ClientIden
 /// its reading.
 fn with_scheme(value: &str, plain: Option<bool>, what: &str) -> Result<String> {
     let url = scheme_added(value, plain, what)?;
-    let written = value.trim().trim_end_matches('/');
-    crate::registry::api_root::api_root_of(&url, false, what, written)?;
+    crate::registry::api_root::api_root_of(&url, false, what, value.trim())?;
     Ok(url)
 }
 
 /// [`with_scheme`]'s URL, refusing what no scheme makes one: a login, another scheme, a
 /// bare IPv6 address.
 fn scheme_added(value: &str, plain: Option<bool>, what: &str) -> Result<String> {
-    let value = value.trim().trim_end_matches('/');
+    // Quoted with its trailing `/`, as written: a refusal of `http://m.example:99999/`
+    // quoted a spelling the user did not write.
+    let written = value.trim();
+    let value = written.trim_end_matches('/');
     if value.is_empty() {
         return Err(Error::invalid(format!("empty {what} address")));
     }
@@ -484,7 +486,7 @@ fn scheme_added(value: &str, plain: Option<bool>, what: &str) -> Result<String> 
         }
     }
     // Quoted without a query, which may hold a token.
-    let shown = crate::error::redact_url(value);
+    let shown = crate::error::redact_url(written);
     if value.contains("://") {
         return Err(Error::invalid(format!(
             "{what} {shown:?}: only http and https are supported"
@@ -644,6 +646,23 @@ mod tests {
         }
         assert!(with_scheme("localhost:1", None, "mirror").is_ok());
         assert!(with_scheme("http://localhost:10/cache", None, "mirror").is_ok());
+    }
+
+    /// A URL given with a trailing `/` was quoted without it, where refusals quote what
+    /// was written.
+    #[test]
+    fn a_refused_url_is_quoted_with_its_trailing_slash() {
+        for (value, want) in [
+            (
+                "http://127.0.0.1:99999/",
+                "invalid mirror \"http://127.0.0.1:99999/\"",
+            ),
+            ("ftp://m.example/", "mirror \"ftp://m.example/\""),
+            ("::1:5002/", "invalid mirror \"::1:5002/\""),
+        ] {
+            let e = HostSpec::from_flag(value).unwrap_err().to_string();
+            assert!(e.starts_with(want), "{value}: {e}");
+        }
     }
 
     /// `--mirror ::1:5002`, an address as `ss` shows it, was refused as

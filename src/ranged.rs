@@ -323,7 +323,7 @@ impl Adaptive {
             }
             Phase::Slow => self.try_split(),
             Phase::Fast { again } if self.offset >= again => {
-                tracing::debug!(url = %self.source.url, offset = self.offset, "probing the stream again");
+                tracing::debug!(url = %crate::transport::redact(&self.source.url), offset = self.offset, "probing the stream again");
                 self.phase = Phase::Probing;
                 self.slow_once = false;
                 self.begin_window();
@@ -342,7 +342,7 @@ impl Adaptive {
         self.source.take_word(self.source.host, confirmed);
         let heads = self.heads();
         let s = &self.source;
-        tracing::debug!(url = %s.url, offset = self.offset, "a part was answered without its range; one stream for the rest");
+        tracing::debug!(url = %crate::transport::redact(&s.url), offset = self.offset, "a part was answered without its range; one stream for the rest");
         let host = s.host;
         let by = move || confirmed.by(host).then_some(host);
         let settle = move || futures::FutureExt::boxed(heads.clone().settled());
@@ -383,7 +383,7 @@ impl Adaptive {
         self.phase = Phase::Single; // drops the parts under way
         if ranges {
             self.source.follow_first_stream();
-            tracing::debug!(url = %self.source.url, offset = self.offset, "the next host serves the rest; probing it");
+            tracing::debug!(url = %crate::transport::redact(&self.source.url), offset = self.offset, "the next host serves the rest; probing it");
             self.phase = Phase::Probing;
             self.slow_once = false;
             self.begin_window();
@@ -420,7 +420,7 @@ impl Adaptive {
             // the probes few (a 16 GiB blob is probed some 13 times), each a stall's
             // chance to split a fast link.
             let again = self.offset + (self.offset - self.origin).max(self.opts.probe);
-            tracing::debug!(%url, rate_mb_s = rate >> 20, again, "single stream is fast enough");
+            tracing::debug!(url = %crate::transport::redact(url), rate_mb_s = rate >> 20, again, "single stream is fast enough");
             self.phase = Phase::Fast { again };
             return;
         }
@@ -429,7 +429,7 @@ impl Adaptive {
         let window = self.started.elapsed().max(Duration::from_micros(100));
         let all_rate = (all as f64 / window.as_secs_f64()) as u64;
         if all_rate >= self.opts.fast_link {
-            tracing::debug!(%url, rate_mb_s = rate >> 20, all_mb_s = all_rate >> 20, "slow stream on a fast link: one stream");
+            tracing::debug!(url = %crate::transport::redact(url), rate_mb_s = rate >> 20, all_mb_s = all_rate >> 20, "slow stream on a fast link: one stream");
             self.phase = Phase::Single;
             return;
         }
@@ -437,12 +437,12 @@ impl Adaptive {
             // A stall (a busy registry, this process paused) fills one window; a throttled
             // link is slow in the next one too. Telling them apart costs a slow link one
             // more window before its parts start.
-            tracing::debug!(%url, rate_mb_s = rate >> 20, "slow window; probing again");
+            tracing::debug!(url = %crate::transport::redact(url), rate_mb_s = rate >> 20, "slow window; probing again");
             self.slow_once = true;
             self.begin_window();
             return;
         }
-        tracing::debug!(%url, rate_mb_s = rate >> 20, "slow stream");
+        tracing::debug!(url = %crate::transport::redact(url), rate_mb_s = rate >> 20, "slow stream");
         self.phase = Phase::Slow;
         self.try_split();
     }
@@ -460,7 +460,7 @@ impl Adaptive {
             return; // other downloads hold the budget; asked again at the next chunk
         }
         self.source.follow_first_stream();
-        tracing::debug!(url = %self.source.url, offset = self.offset, streams = self.opts.streams, "fetching the rest in parallel ranges");
+        tracing::debug!(url = %crate::transport::redact(&self.source.url), offset = self.offset, streams = self.opts.streams, "fetching the rest in parallel ranges");
         let mut parts = Box::new(Parts {
             source: self.source.clone(),
             part,

@@ -1298,7 +1298,7 @@ fn a_retry_after_beyond_a_minute_fails_at_once_and_says_so() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("429 Too Many Requests"), "{err}");
     assert!(
-        err.contains("asks to be retried in 3600 s, longer than dist waits (60 s)"),
+        err.contains("asks to be retried in 3600s, longer than dist waits (60s)"),
         "{err}"
     );
     assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 1);
@@ -1315,7 +1315,7 @@ fn a_retry_after_past_any_number_fails_at_once_too() {
     assert_eq!(out.status.code(), Some(75));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("503 Service Unavailable"), "{err}");
-    assert!(err.contains("longer than dist waits (60 s)"), "{err}");
+    assert!(err.contains("longer than dist waits (60s)"), "{err}");
     assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 1);
 }
 
@@ -1615,7 +1615,7 @@ fn a_head_answered_429_waits_as_asked() {
     let out = Dist::new().run(&["resolve", &reference], b"");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{err}");
-    assert!(err.contains("asks to be retried in 120 s"), "{err}");
+    assert!(err.contains("asks to be retried in 120s"), "{err}");
     assert_eq!(reg.requests_for("manifests/v1"), before + 1, "{err}");
 }
 
@@ -2163,7 +2163,7 @@ fn a_long_retry_after_is_named_on_the_last_attempt() {
     let (reg, digest, _) = fake_with_blob(1000);
     reg.push_fault(&digest, Fault::StatusWithRetryAfter(429, "120".into()));
     let err = Dist::new().fails(75, &["--retries", "0", "fetch", &repo(&reg), &digest], b"");
-    assert!(err.contains("asks to be retried in 120 s"), "{err}");
+    assert!(err.contains("asks to be retried in 120s"), "{err}");
 }
 
 #[test]
@@ -2586,7 +2586,8 @@ fn a_bad_realm_with_credentials_says_only_that_it_is_bad() {
 /// Credentials kept from a realm (its address has user information) leave the token asked
 /// for anonymously; the token service's refusal of that says so, with the realm and why,
 /// not that the credentials were refused: they were never sent, and logging in again
-/// would not help. Before, it said `refused the credentials from …: log in again`.
+/// would not help. Before, it said `refused the credentials from …: log in again`; then
+/// it named the realm twice, before the message and in it.
 #[test]
 fn a_refused_anonymous_token_says_the_credentials_were_kept_back() {
     let (reg, digest, _) = fake_with_blob(1000);
@@ -2608,13 +2609,65 @@ fn a_refused_anonymous_token_says_the_credentials_were_kept_back() {
     );
     assert!(
         err.contains(&format!(
-            "the credentials found for it were not sent to its token service {realm}, whose \
-             address has user information"
+            "{realm}: {} gives anonymous callers no token",
+            reg.host()
         )),
         "{err}"
     );
+    assert!(
+        err.contains(
+            "the credentials found for it were not sent to this token service, whose address \
+             has user information"
+        ),
+        "{err}"
+    );
+    // Named before the message, the realm is not named again in it (the warning before
+    // the error names it too).
+    let refusal = err.lines().find(|l| l.contains("gives anonymous")).unwrap();
+    assert_eq!(refusal.matches(&realm).count(), 1, "{err}");
     assert!(!err.contains("refused the credentials"), "{err}");
     assert!(!err.contains("log in again"), "{err}");
+    let asked = tokens.requests();
+    assert!(!asked.is_empty(), "the token service was not asked");
+    assert!(asked.iter().all(|r| r.authorization.is_none()));
+}
+
+/// A token service that answers the anonymous token asked for, the credentials kept from
+/// it, with a 403 refuses it as one with a 401 does: the refusal says the credentials were
+/// kept back, and why. Before, it said only `token request answered 403 Forbidden`, with
+/// the credentials found seemingly refused.
+#[test]
+fn a_forbidden_anonymous_token_says_the_credentials_were_kept_back() {
+    let (reg, digest, _) = fake_with_blob(1000);
+    let tokens = FakeRegistry::builder()
+        .auth(Auth::bearer(Duration::from_secs(300)))
+        .start();
+    let page = Fault::Page {
+        status: 403,
+        content_type: "application/json",
+        body: r#"{"details":"anonymous pulls are off"}"#.into(),
+    };
+    tokens.set_fault_for_every("/token", page);
+    let challenge = format!(
+        r#"Bearer realm="http://me@{}/token",service="fake""#,
+        tokens.host()
+    );
+    reg.set_fault_for_every(&digest, Fault::Challenge(challenge));
+    let dist = Dist::new();
+    dist.login(&reg.host(), "alice", "pw");
+    // Still a denial (1), as a 403 to a token is.
+    let err = dist.fails(1, &["--retries", "0", "fetch", &repo(&reg), &digest], b"");
+    let realm = format!("http://{}/token", tokens.host());
+    assert!(
+        err.contains(&format!(
+            "{realm}: {} gives anonymous callers no token for the repository team/app \
+             (token request answered 403 Forbidden: anonymous pulls are off); the credentials \
+             found for it were not sent to this token service, whose address has user \
+             information",
+            reg.host()
+        )),
+        "{err}"
+    );
     let asked = tokens.requests();
     assert!(!asked.is_empty(), "the token service was not asked");
     assert!(asked.iter().all(|r| r.authorization.is_none()));
@@ -3542,7 +3595,7 @@ fn a_token_server_s_retry_after_is_heeded() {
     reg.set_fault_for_every("/token", Fault::StatusWithRetryAfter(429, "120".into()));
     let err = dist.fails(75, &["fetch", &repo(&reg), &digest], b"");
     assert!(
-        err.contains("/token") && err.contains("asks to be retried in 120 s"),
+        err.contains("/token") && err.contains("asks to be retried in 120s"),
         "{err}"
     );
     assert_eq!(reg.token_requests(), 1, "{err}");
@@ -4089,7 +4142,7 @@ fn a_batch_told_to_wait_longer_than_dist_waits_says_so_on_every_line() {
         assert_eq!(line["status"], "error", "{line}");
         let said = line["error"].as_str().unwrap();
         assert!(
-            said.contains("asks to be retried in 120 s, longer than dist waits (60 s)"),
+            said.contains("asks to be retried in 120s, longer than dist waits (60s)"),
             "{said}"
         );
     }

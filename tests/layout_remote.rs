@@ -349,6 +349,41 @@ fn a_layout_reference_ending_in_its_separator_says_what_goes_there() {
     assert!(!out.exists());
 }
 
+/// A layout whose own directory name ends in `:` or `@` (`oci:./a:b:`): the advice for a
+/// tag or digest left out sent it to another directory (`oci:./a:b`, the tag `b` of `./a`),
+/// or back to the same refusal; it is told the spelling that reads it, a trailing slash.
+#[test]
+fn a_layout_whose_name_ends_in_its_separator_is_told_the_trailing_slash() {
+    let dir = tempfile::tempdir().unwrap();
+    let dist = Dist::new();
+    for name in ["a:b:", "dir::", "x@y@"] {
+        let mut src = Layout::new(dir.path().join(name));
+        let m = src.image(OCI_MANIFEST, 22);
+        src.tag(&m, "latest");
+        let loc = src.loc();
+        let run = dist.run(&["resolve", &loc], b"");
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{err}");
+        let meant = format!("{loc}/");
+        assert!(
+            err.contains(&format!(
+                "for the layout {:?} itself, write {meant}\n",
+                &loc[4..]
+            )),
+            "{err}"
+        );
+        let resolved: Value = serde_json::from_slice(&dist.ok(&["resolve", &meant])).unwrap();
+        assert_eq!(resolved["digest"], digest(&m), "{meant}");
+    }
+    // A directory that is no layout is told of the tag or digest alone, as before.
+    let run = dist.run(
+        &["resolve", &format!("oci:{}/none:", dir.path().display())],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(err.contains("or leave the ':' out\n"), "{err}");
+}
+
 /// `skopeo copy … oci:DIR` (no tag) writes an entry without a name, which `oci:DIR`
 /// (`latest`) does not find: the error says what `index.json` does list, the unnamed entry
 /// by its digest, so that it can be asked for so.
@@ -488,6 +523,17 @@ fn a_malformed_entry_leaves_the_others_readable_and_is_kept() {
     let err = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(2), "{err}");
     assert!(err.contains("invalid digest \"sha256:ABC\""), "{err}");
+    // A pull of it too, as README's exit statuses say, before anything is stored; a tag
+    // not listed is 1.
+    let refused = dir.path().join("refused");
+    let to = refused.to_str().unwrap();
+    let run = dist.run(&["pull", &format!("{}:bad", src.loc()), "-o", to], b"");
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{err}");
+    assert!(err.contains("invalid digest \"sha256:ABC\""), "{err}");
+    let run = dist.run(&["pull", &format!("{}:v9", src.loc()), "-o", to], b"");
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{err}");
 
     let input = format!("v1\nbad\n{}\n", digest(&m));
     let run = dist.run(&["fetch", &src.loc(), "-"], input.as_bytes());

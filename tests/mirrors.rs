@@ -1682,7 +1682,8 @@ fn mirror_warnings(err: &str) -> Vec<&str> {
 /// A mirror that refuses the login it is given was bypassed in silence, and asked (and
 /// refused) for every object: a pull-through cache set up to save egress went unused
 /// without a word. It is said once, naming the mirror and not the password, and left
-/// alone for the rest of the run.
+/// alone for the rest of the run. Without a login, it is said to want one: "does not
+/// accept dist's login" sent a user with none looking for a wrong one.
 #[test]
 fn a_mirror_refusing_the_login_is_said_once_and_asked_once() {
     let upstream = FakeRegistry::start();
@@ -1713,12 +1714,31 @@ fn a_mirror_refusing_the_login_is_said_once_and_asked_once() {
         warnings[0].contains(&format!("the mirror {mirror_url}/")),
         "{err}"
     );
-    assert!(warnings[0].contains("login (401)"), "{err}");
+    let config = dist.config_dir().join("config.json");
+    assert!(
+        warnings[0].contains(&format!(
+            "refused the login from {} (401)",
+            config.display()
+        )),
+        "{err}"
+    );
     assert!(warnings[0].contains("from the registry instead"), "{err}");
     assert!(!err.contains("wrong-s3cret"), "{err}");
     // The first object met the refusal; the others went straight to the registry.
     assert_eq!(asked(&mirror, &digests[1..]), vec![0; 3], "{err}");
     assert_eq!(asked(&upstream, &digests), vec![1; 4], "{err}");
+
+    // With no login for the mirror, none was refused: it wants one.
+    let args = ["fetch", "--mirror", &mirror_url, &repo, &digests[0]];
+    let out = Dist::new().run(&args, b"");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let warnings = mirror_warnings(&err);
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(
+        warnings[0].contains("asks for a login (401), and dist sent none"),
+        "{err}"
+    );
 }
 
 /// A mirror named with `https://` that speaks plain HTTP was bypassed in silence: said
@@ -1801,4 +1821,60 @@ fn the_only_mirror_that_may_pull_refusing_fails_the_later_objects_with_the_refus
     assert_eq!(warnings.len(), 1, "{err}");
     assert!(!warnings[0].contains("from the registry"), "{err}");
     assert_eq!(asked(&mirror, &digests[1..]), vec![0], "{err}");
+}
+
+/// `-v` shows a URL as messages do, without its query: the "retrying" line printed a
+/// mirror's `?ns=…` in full, and so did the line of a body resumed from a mirror.
+#[test]
+fn verbose_lines_show_urls_without_their_queries() {
+    let (upstream, mirror, digests) = mirrored_blobs(90);
+    let digest = &digests[0];
+    mirror.push_fault(digest, Fault::Status(503));
+    let repo = format!("{}/team/app", upstream.host());
+    let args = ["-v", "fetch", "--mirror", &mirror.url(), &repo, digest];
+    let out = Dist::new().run(&args, b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("retrying"), "{err}");
+    assert!(!err.contains("ns="), "{err}");
+
+    // A mirror's body that breaks is asked for its rest at the mirror's URL.
+    mirror.push_fault(&digests[1], Fault::DropAfter(1000));
+    let args = ["-v", "fetch", "--mirror", &mirror.url(), &repo, &digests[1]];
+    let out = Dist::new().run(&args, b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("resuming body"), "{err}");
+    assert!(!err.contains("ns="), "{err}");
+}
+
+/// A mirror behind a token server says the same of its refusal as one taking Basic: the
+/// login refused, named by where it came from, or none sent.
+#[test]
+fn a_token_mirror_s_refusal_says_whether_a_login_was_sent() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::builder()
+        .auth(Auth::bearer_for("mu", "right-password"))
+        .start();
+    let blob = bytes(95, 2000);
+    mirror.blob("team/app", &blob);
+    let digest = upstream.blob("team/app", &blob);
+    let repo = format!("{}/team/app", upstream.host());
+    let mirror_url = mirror.url();
+    let args = ["fetch", "--mirror", &mirror_url, &repo, &digest];
+    let logged_in = Dist::new();
+    logged_in.login(&mirror.host(), "mu", "wrong-s3cret");
+    let config = logged_in.config_dir().join("config.json");
+    let refused = format!("refused the login from {} (401)", config.display());
+    for (dist, says) in [
+        (logged_in, refused.as_str()),
+        (Dist::new(), "asks for a login (401), and dist sent none"),
+    ] {
+        let out = dist.run(&args, b"");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.stdout, blob, "{err}");
+        let warnings = mirror_warnings(&err);
+        assert_eq!(warnings.len(), 1, "{err}");
+        assert!(warnings[0].contains(says), "{err}");
+    }
 }

@@ -134,6 +134,49 @@ fn a_forwarding_proxy_s_credentials_stay_with_the_proxy() {
     );
 }
 
+/// A forwarding proxy's status counts as the registry's would, as README says, since dist
+/// cannot tell which sent it: a 501 (a proxy that forwards nothing) is the object's
+/// failure, status 1, and at the check of `dist pull` and the worker lets the batch run as
+/// a registry without tag listing does; a 505 is 1 for `fetch` and `resolve` and 2 at that
+/// check. Both name the proxy.
+#[test]
+fn a_forwarding_proxy_s_status_exits_as_the_registry_s_would() {
+    let (_reg, _data, digest, locator) = behind_a_name(35, 1_000);
+    let reference = format!("{locator}:v1");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let out = out.to_str().unwrap();
+    for (status, one_shot, batch) in [
+        ("501 Not Implemented", 1, 1),
+        ("505 HTTP Version Not Supported", 1, 2),
+    ] {
+        let proxy = ConnectProxy::forwarding_none(status);
+        let mut dist = Dist::new();
+        dist.env("HTTP_PROXY", &proxy.url());
+        let said = format!(
+            "registry (through the proxy 127.0.0.1:{}) answered {status}",
+            proxy.port()
+        );
+        let runs = [
+            (vec!["fetch", "--plain-http", &locator, &digest], one_shot),
+            (vec!["resolve", "--plain-http", &reference], one_shot),
+            (vec!["pull", "--plain-http", &reference, "-o", out], batch),
+            (
+                vec!["fetch", "--plain-http", &locator, "-", "-o", out],
+                batch,
+            ),
+        ];
+        for (args, code) in runs {
+            let mut args = args;
+            args.splice(0..0, ["--retries", "0"]);
+            let run = dist.run(&args, format!("{digest}\n").as_bytes());
+            let err = String::from_utf8_lossy(&run.stderr);
+            assert_eq!(run.status.code(), Some(code), "{args:?}: {err}");
+            assert!(err.contains(&said), "{args:?}: {err}");
+        }
+    }
+}
+
 /// A forwarding proxy, or the registry behind it, whose error dumps the request it got,
 /// the proxy's `Proxy-Authorization` with it: dist's message shows it without the proxy's
 /// credentials. Before, their base64 and the password were printed with the error.

@@ -3594,3 +3594,45 @@ fn another_tool_s_index_json_keeps_its_text_where_the_pull_changes_nothing() {
         "{text}"
     );
 }
+
+/// A tag and its digest on two lines of a batch into `-o DIR`, as README says: both are
+/// fetched or found, neither fails on the other's rename; found stored, a digest without
+/// a `mediatype:` hint has no type (the file is not read for it), one with a hint its hint.
+#[test]
+fn a_tag_and_its_digest_on_two_lines_are_both_stored() {
+    let reg = FakeRegistry::start();
+    let mt = "application/vnd.oci.image.manifest.v1+json";
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+    let digest = reg.manifest("team/app", "v1", mt, manifest);
+    let out_dir = tempfile::tempdir().unwrap();
+    let dir = out_dir.path().to_str().unwrap();
+    let args = ["fetch", &repo(&reg), "-", "-o", dir, "-j", "4"];
+    let dist = Dist::new();
+    for input in [format!("v1\n{digest}\n"), format!("{digest}\nv1\n")] {
+        let out = dist.run(&args, input.as_bytes());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        let lines = json_lines(&out.stdout);
+        assert_eq!(lines.len(), 2, "{err}");
+        for l in &lines {
+            assert!(l["status"] == "ok" || l["status"] == "exists", "{l}");
+            assert_eq!(l["digest"], digest.as_str(), "{l}");
+        }
+    }
+    let stored = out_dir.path().join("blobs/sha256").join(&digest[7..]);
+    assert_eq!(std::fs::read(stored).unwrap(), manifest);
+
+    let input = format!("{digest}\n{digest} mediatype:{mt}\n");
+    let lines = json_lines(&dist.run(&args, input.as_bytes()).stdout);
+    assert_eq!(lines.len(), 2);
+    for l in &lines {
+        assert_eq!(l["status"], "exists", "{l}");
+        let hinted = l["line"] == 2;
+        let want = if hinted {
+            serde_json::json!(mt)
+        } else {
+            serde_json::Value::Null
+        };
+        assert_eq!(l["mediaType"], want, "{l}");
+    }
+}

@@ -201,13 +201,9 @@ impl Authorizer {
                 let message = match (&found, withheld) {
                     // The anonymous token asked for instead was refused: logging in again
                     // would not change that, where the realm does.
-                    (Some(_), Some(why)) => kept_back_message(
-                        &self.registry_host,
-                        &self.repository,
-                        &crate::error::redact_url(ch.param("realm").unwrap_or_default()),
-                        why,
-                        e.message(),
-                    ),
+                    (Some(_), Some(why)) => {
+                        kept_back_message(&self.registry_host, &self.repository, why, e.message())
+                    }
                     _ => refused_message(
                         &self.registry_host,
                         &self.repository,
@@ -220,9 +216,28 @@ impl Authorizer {
                 if let Some(url) = e.url() {
                     refused = refused.with_url(url);
                 }
+                // The anonymous token asked for in place of a login kept back refuses
+                // no login of dist's.
+                if let (Some(origin), None) = (origin, withheld) {
+                    refused = refused.with_login_from(origin);
+                }
                 return Err(refused);
             }
-            Err(e) => return Err(e),
+            Err(e) => match (e.kind(), &found, withheld) {
+                // A 403 to the anonymous token refuses it as a 401 does: said only as
+                // `403 Forbidden`, the credentials found seemed refused.
+                (ErrorKind::Denied, Some(_), Some(why)) => {
+                    let message =
+                        kept_back_message(&self.registry_host, &self.repository, why, e.message());
+                    let mut denied = Error::new(ErrorKind::Denied, message)
+                        .with_status(e.status().unwrap_or(403));
+                    if let Some(url) = e.url() {
+                        denied = denied.with_url(url);
+                    }
+                    return Err(denied);
+                }
+                _ => return Err(e),
+            },
         };
         // Docker keeps the newest refresh token for the session's later grants; a server
         // that rotates them no longer takes the one from the file. Kept in memory only.
@@ -261,7 +276,8 @@ impl Authorizer {
             return Err(Error::new(
                 ErrorKind::Unauthorized,
                 refused_message(&self.registry_host, &self.repository, Some(origin), None),
-            ));
+            )
+            .with_login_from(origin));
         }
         s.header = Some(header);
         s.expires_at = None;

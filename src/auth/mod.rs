@@ -391,7 +391,9 @@ impl Authorizer {
             Some(&origin),
             Some(said),
         );
-        let e = Error::new(ErrorKind::Unauthorized, message).with_status(403);
+        let e = Error::new(ErrorKind::Unauthorized, message)
+            .with_status(403)
+            .with_login_from(&origin);
         let _flight = self.refresh.lock().await;
         // Otherwise another task already put other credentials in place.
         if self.snapshot().generation == used.generation {
@@ -523,7 +525,9 @@ impl Authorizer {
                             Some(origin),
                             None,
                         );
-                        Error::new(ErrorKind::Unauthorized, message).with_status(401)
+                        Error::new(ErrorKind::Unauthorized, message)
+                            .with_status(401)
+                            .with_login_from(origin)
                     });
                     // A refusal that stands, met again by a request that went without the
                     // credential, is no new one: counted as one, it would stand for as

@@ -146,18 +146,18 @@ pub(super) fn refused_message(
 }
 
 /// A token service's refusal, in its `reply`, of the anonymous token asked for because
-/// the credentials found were kept from its `realm`, for `why`: it names the realm and
-/// why, not the credentials, which were never sent.
+/// the credentials found were kept from it, for `why`: it says why, not that the
+/// credentials were refused, which were never sent. The realm is not named: the error
+/// carries its URL, which is shown before the message.
 pub(super) fn kept_back_message(
     host: &str,
     repository: &str,
-    realm: &str,
     why: Withheld,
     reply: &str,
 ) -> String {
     format!(
         "{host} gives anonymous callers no token for the repository {repository} ({reply}); \
-         the credentials found for it were not sent to its token service {realm}, {}",
+         the credentials found for it were not sent to this token service, {}",
         why.says()
     )
 }

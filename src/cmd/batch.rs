@@ -326,9 +326,13 @@ async fn run_into<S: std::future::Future<Output = Stop>>(
             // One thread writes stdout and the report in turn (the report first into `-o
             // DIR`): either may be the one whose reader does not read.
             let report = args.report.as_ref().map(|p| p.display().to_string());
+            let writes = match args.output {
+                Some(_) => super::Writes::Lines,
+                None => super::Writes::Frames,
+            };
             let held = match &report {
-                Some(path) => super::Unwritten::StdoutOrReport(path),
-                None => super::Unwritten::Stdout,
+                Some(path) => super::Unwritten::StdoutOrReport(writes, path),
+                None => super::Unwritten::Stdout(writes),
             };
             match left_undone(&snapshot, args.output.as_deref(), synced, failed) {
                 LeftUndone::Sync { dir, all_ok } => {

@@ -634,14 +634,34 @@ pub enum Stop {
 /// ([`Stop::say_unwritten`]).
 #[derive(Clone, Copy)]
 pub enum Unwritten<'a> {
-    /// Stdout, the only output.
-    Stdout,
+    /// Stdout, the only output, which holds what [`Writes`] says.
+    Stdout(Writes),
     /// The `--report` file at this path, stdout written whole.
     Report(&'a str),
-    /// Stdout or the `--report` file at this path: written by one thread in turn (the
-    /// worker's), which of them the stop found it in is not known; or each by its own
-    /// (`dist pull`'s), both found under way.
-    StdoutOrReport(&'a str),
+    /// Stdout (holding what [`Writes`] says) or the `--report` file at this path: written
+    /// by one thread in turn (the worker's), which of them the stop found it in is not
+    /// known; or each by its own (`dist pull`'s), both found under way.
+    StdoutOrReport(Writes, &'a str),
+}
+
+/// What a batch writes to stdout, in which a write cut short leaves part of one: a pull
+/// and the worker into `-o DIR` write JSON lines alone, where "frame or line" was said of
+/// a pull too; the framed worker writes frames.
+#[derive(Clone, Copy)]
+pub enum Writes {
+    /// The framed worker's frames.
+    Frames,
+    /// JSON lines.
+    Lines,
+}
+
+impl Writes {
+    fn unit(self) -> &'static str {
+        match self {
+            Writes::Frames => "frame",
+            Writes::Lines => "line",
+        }
+    }
 }
 
 impl Unwritten<'_> {
@@ -654,12 +674,18 @@ impl Unwritten<'_> {
                 format!("the report {path} ends with the last line"),
                 format!("a reader of {path}"),
             ),
-            Unwritten::Stdout => (
-                "the output ends with the last frame or line".to_string(),
+            Unwritten::Stdout(writes) => (
+                format!("the output ends with the last {}", writes.unit()),
                 "a reader of stdout".to_string(),
             ),
-            Unwritten::StdoutOrReport(path) => (
-                format!("the output and the report {path} end with the last frame or line"),
+            Unwritten::StdoutOrReport(Writes::Lines, path) => (
+                format!("the output and the report {path} end with the last line"),
+                format!("a reader of stdout or of {path}"),
+            ),
+            Unwritten::StdoutOrReport(Writes::Frames, path) => (
+                format!(
+                    "the output ends with the last frame and the report {path} with the last line"
+                ),
                 format!("a reader of stdout or of {path}"),
             ),
         };
@@ -1170,9 +1196,41 @@ mod tests {
         assert_eq!(Stop::ReaderGone.idle_input(3, None), None);
         // A reader gone is no failure, its output cut or not.
         assert_eq!(
-            Stop::ReaderGone.idle_input(3, Some(Unwritten::Stdout)),
+            Stop::ReaderGone.idle_input(3, Some(Unwritten::Stdout(Writes::Frames))),
             None
         );
+    }
+
+    /// A stopped batch says what its stdout ends with as it holds it: the framed worker's
+    /// frames, the JSON lines of a worker into `-o DIR` (or a pull), said "frame or line"
+    /// of both.
+    #[test]
+    fn a_stopped_batch_names_what_its_output_ends_with() {
+        let framed = Unwritten::Stdout(Writes::Frames).held_and_cut();
+        assert!(
+            framed.contains("the output ends with the last frame written whole"),
+            "{framed}"
+        );
+        let lines = Unwritten::Stdout(Writes::Lines).held_and_cut();
+        assert!(
+            lines.contains("the output ends with the last line written whole"),
+            "{lines}"
+        );
+        let both = Unwritten::StdoutOrReport(Writes::Frames, "r.jsonl").held_and_cut();
+        assert!(
+            both.contains(
+                "the output ends with the last frame and the report r.jsonl with the last line"
+            ),
+            "{both}"
+        );
+        let both = Unwritten::StdoutOrReport(Writes::Lines, "r.jsonl").held_and_cut();
+        assert!(
+            both.contains("the output and the report r.jsonl end with the last line"),
+            "{both}"
+        );
+        for said in [framed, lines, both] {
+            assert!(!said.contains("frame or line"), "{said}");
+        }
     }
 
     /// Every stop message goes on the same way when the stop found a write under way: a

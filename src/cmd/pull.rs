@@ -549,7 +549,10 @@ fn say_unsynced(said: Option<String>) {
 /// "objects reported so far are complete" said of it that there were more to fetch.
 /// `report` is the report's path when it was its lines that waited, not stdout's.
 fn say_stopped_writing(why: &super::Stop, pulled: bool, report: Option<&str>) {
-    let held = report.map_or(super::Unwritten::Stdout, super::Unwritten::Report);
+    let held = report.map_or(
+        super::Unwritten::Stdout(super::Writes::Lines),
+        super::Unwritten::Report,
+    );
     if pulled {
         why.say_unwritten(held);
     } else {
@@ -563,8 +566,11 @@ fn say_stopped_writing(why: &super::Stop, pulled: bool, report: Option<&str>) {
 /// named and a job reading the report trusted its cut line.
 fn cut_short(written: bool, report_written: bool, report: &str) -> Option<super::Unwritten<'_>> {
     match (written, report_written) {
-        (false, false) => Some(super::Unwritten::StdoutOrReport(report)),
-        (false, true) => Some(super::Unwritten::Stdout),
+        (false, false) => Some(super::Unwritten::StdoutOrReport(
+            super::Writes::Lines,
+            report,
+        )),
+        (false, true) => Some(super::Unwritten::Stdout(super::Writes::Lines)),
         (true, false) => Some(super::Unwritten::Report(report)),
         (true, true) => None,
     }
@@ -794,5 +800,10 @@ mod tests {
         let report = said(true, false).unwrap();
         assert!(report.contains("the report r.jsonl ends with"), "{report}");
         assert!(said(true, true).is_none());
+        // A pull writes JSON lines alone: no frame is ever cut short in its output.
+        for cut in [both, stdout, report] {
+            assert!(cut.contains("the last line"), "{cut}");
+            assert!(!cut.contains("frame"), "{cut}");
+        }
     }
 }

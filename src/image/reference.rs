@@ -81,10 +81,7 @@ fn split_layout(s: &str) -> std::result::Result<(PathBuf, Option<String>, Option
     let after_slash = |t: &str| t.rfind('/').map_or(0, |i| i + 1);
     let (rest, digest) = match s.rfind('@') {
         Some(at) if at + 1 == s.len() && at > 0 && at >= after_slash(s) => {
-            return Err(crate::reference::nothing_after(
-                &format!("oci:{}", &s[..at]),
-                '@',
-            ))
+            return Err(ends_in_separator(s, &s[..at], '@'))
         }
         Some(at) if at >= after_slash(s) => {
             let d = s[at + 1..].parse::<Digest>().map_err(|e| e.to_string())?;
@@ -98,12 +95,7 @@ fn split_layout(s: &str) -> std::result::Result<(PathBuf, Option<String>, Option
             let tag = &rest[start + i + 1..];
             let before = &rest[..start + i];
             match (tag.is_empty() && !before.is_empty(), &digest) {
-                (true, None) => {
-                    return Err(crate::reference::nothing_after(
-                        &format!("oci:{before}"),
-                        ':',
-                    ))
-                }
+                (true, None) => return Err(ends_in_separator(s, before, ':')),
                 // `oci:DIR:${TAG}@${DIGEST}` with the tag unset.
                 (true, Some(d)) => {
                     return Err(format!(
@@ -124,6 +116,19 @@ fn split_layout(s: &str) -> std::result::Result<(PathBuf, Option<String>, Option
         return Err("no directory".into());
     }
     Ok((PathBuf::from(path), tag, digest))
+}
+
+/// `oci:{whole}`, which ends in its separator `sep` after `before`: a tag or digest left
+/// out, as `host/name:` is told; or a layout directory whose own name ends in `sep`, which
+/// that advice would send to another directory, and which is written with a trailing slash.
+/// Only this refusal looks at the disk, to tell the two apart.
+fn ends_in_separator(whole: &str, before: &str, sep: char) -> String {
+    let advice = crate::reference::nothing_after(&format!("oci:{before}"), sep);
+    if std::path::Path::new(whole).join("oci-layout").is_file() {
+        format!("{advice}; for the layout {whole:?} itself, write oci:{whole}/")
+    } else {
+        advice
+    }
 }
 
 impl fmt::Display for ImageRef {
@@ -178,6 +183,21 @@ mod tests {
         let i = r(&format!("localhost:5000/team/app@{D}"));
         assert_eq!(i.image_name(), None);
         assert_eq!(r("oci:dir:v1").image_name(), None);
+    }
+
+    /// `oci:DIR:@`, tag and digest both left out: told the spelling of either, not a
+    /// digest after the empty tag (`oci:DIR:@sha256:…`), which is refused in turn.
+    #[test]
+    fn a_layout_reference_without_tag_or_digest_after_both_separators() {
+        let e = "oci:./dir:@".parse::<ImageRef>().unwrap_err().to_string();
+        assert!(
+            e.ends_with(
+                "nothing after ':' or '@'; write the tag after ':' (oci:./dir:v1) or the \
+                 digest after '@' (oci:./dir@sha256:…), or leave both out"
+            ),
+            "{e}"
+        );
+        assert_eq!(layout(&format!("oci:./dir@{D}")).0, "./dir");
     }
 
     #[test]

@@ -20,6 +20,14 @@ fn stray_separator(s: &str, repo: &str, sep: char) -> Error {
 /// What a reference that ends in its separator `sep` (`:` or `@`) after `before` lacks,
 /// and how to write it: a registry's (`host/app:`) or a layout's (`oci:DIR:`).
 pub(crate) fn nothing_after(before: &str, sep: char) -> String {
+    // `app:${TAG}@${DIGEST}` with both unset: the spelling for either alone, where the
+    // digest's example kept the empty tag's ':' and was refused in turn.
+    if let Some(name) = before.strip_suffix(':').filter(|_| sep == '@') {
+        return format!(
+            "nothing after ':' or '@'; write the tag after ':' ({name}:v1) or the digest \
+             after '@' ({name}@sha256:…), or leave both out"
+        );
+    }
     format!(
         "nothing after {sep:?}; write the {} there ({before}{sep}{}), or leave the {sep:?} out",
         if sep == '@' { "digest" } else { "tag" },
@@ -202,6 +210,22 @@ mod tests {
                 .contains("nothing after ':'; write the tag there (reg.example/team/app:v1)"),
             "{e}"
         );
+        // Both left out: the example for the digest has no empty tag before it, which
+        // was refused in turn.
+        let e = "reg.example:5000/team/app:@"
+            .parse::<Reference>()
+            .unwrap_err();
+        assert!(
+            e.to_string().ends_with(
+                "nothing after ':' or '@'; write the tag after ':' \
+                 (reg.example:5000/team/app:v1) or the digest after '@' \
+                 (reg.example:5000/team/app@sha256:…), or leave both out"
+            ),
+            "{e}"
+        );
+        for meant in ["reg.example:5000/team/app:v1", "reg.example:5000/team/app"] {
+            assert!(meant.parse::<Reference>().is_ok(), "{meant}");
+        }
         // A port's colon is no tag's.
         assert!("reg.example:5000/team/app".parse::<Reference>().is_ok());
     }

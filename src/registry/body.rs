@@ -313,7 +313,7 @@ impl Resumable {
         // Broken after its last byte (a chunked body closed without its last chunk): no
         // rest to ask for, and no retry to spend on a 416. Verification has the last word.
         if self.size.is_some_and(|size| self.offset >= size) {
-            tracing::debug!(url = %url, offset = self.offset, error = %e, "body broke after its last byte");
+            tracing::debug!(url = %crate::transport::redact(&url), offset = self.offset, error = %e, "body broke after its last byte");
             return Ok(false);
         }
         // The body of the host asked last broke: after a hand-over, not the host the
@@ -339,7 +339,7 @@ impl Resumable {
         {
             self.resumes = 0;
             self.progress_mark = self.offset;
-            tracing::debug!(url = %url, offset = self.offset, error = %e, "the answer ended short of the content; asking for the rest");
+            tracing::debug!(url = %crate::transport::redact(&url), offset = self.offset, error = %e, "the answer ended short of the content; asking for the rest");
             return self.ask_rest(&url, e).await;
         }
         if self.offset >= self.progress_mark.saturating_add(PROGRESS) {
@@ -359,7 +359,7 @@ impl Resumable {
         // restarts would otherwise use up every resume in milliseconds.
         let pause = self.remote.retry_policy().backoff(self.resumes - 1);
         tokio::time::sleep(pause).await;
-        tracing::debug!(url = %url, offset = self.offset, error = %e, "resuming body");
+        tracing::debug!(url = %crate::transport::redact(&url), offset = self.offset, error = %e, "resuming body");
         self.ask_rest(&url, e).await
     }
 
@@ -499,7 +499,7 @@ impl Resumable {
         self.resumes += 1;
         let pause = self.remote.retry_policy().backoff(self.resumes - 1);
         tokio::time::sleep(pause).await;
-        tracing::debug!(url = %url, error = %e, "body broke before its first byte; asking again");
+        tracing::debug!(url = %crate::transport::redact(&url), error = %e, "body broke before its first byte; asking again");
         self.reopen(&url).await?;
         Ok(true)
     }

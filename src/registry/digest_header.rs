@@ -73,7 +73,7 @@ pub(super) fn announced_for(
         // verify: it says nothing against content asked for by digest, and a tag's is
         // then hashed and reported as for a registry that announces none.
         Err(_) if Digest::unsupported_algorithm(text).is_some() => {
-            tracing::debug!(header = text, %url, "ignoring a Docker-Content-Digest in an algorithm dist does not verify");
+            tracing::debug!(header = text, url = %crate::transport::redact(url), "ignoring a Docker-Content-Digest in an algorithm dist does not verify");
             Ok(None)
         }
         // Content asked for by digest is checked against that digest, whatever the

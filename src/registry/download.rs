@@ -376,8 +376,7 @@ impl RegistryRemote {
             coding::content_codings_only(h) && (framing.sized || known)
         };
         if as_sent {
-            let url = &asked.url;
-            tracing::debug!(%url, "a coded body taken as sent: its coding is how the content is stored");
+            tracing::debug!(url = %crate::transport::redact(&asked.url), "a coded body taken as sent: its coding is how the content is stored");
         }
         let content_encoding = match as_sent {
             true => coding::content_encoding(reply.response.headers()),

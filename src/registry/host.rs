@@ -504,7 +504,7 @@ impl Host {
         let again = |e: Error, retries: &mut u32, asked: Option<Duration>| {
             let e = match policy.next(&e, *retries, max_retries, asked) {
                 Next::Retry(wait) => {
-                    tracing::debug!(url = %url, error = %e, retry = *retries + 1, wait_ms = wait.as_millis() as u64, "retrying");
+                    tracing::debug!(url = %crate::transport::redact(&url), error = %e, retry = *retries + 1, wait_ms = wait.as_millis() as u64, "retrying");
                     *retries += 1;
                     return Ok(wait);
                 }
@@ -620,7 +620,7 @@ impl Host {
                 // Once per request: a server that drops every request is a fault, retried
                 // (or not) by the policy below.
                 Err(e) if !resent && transport::lost_before_answer(&e) => {
-                    tracing::debug!(url = %url, error = %e, "connection lost before an answer; sending again");
+                    tracing::debug!(url = %crate::transport::redact(&url), error = %e, "connection lost before an answer; sending again");
                     resent = true;
                     continue;
                 }
@@ -888,16 +888,18 @@ impl Host {
 /// registry's "come back in an hour" reads like any other refusal.
 fn waits_too_long(err: Error, asked: Duration, limit: Duration) -> Error {
     // Rounded up: a date read by this machine's clock (no `Date` came with it) is a
-    // fraction of a second past whole, and "60 s, longer than dist waits (60 s)" said
+    // fraction of a second past whole, and "60s, longer than dist waits (60s)" said
     // nothing. Saturating: a number of seconds past what a u64 holds is `Duration::MAX`.
-    let asked_secs = asked
-        .as_secs()
-        .saturating_add(u64::from(asked.subsec_nanos() > 0));
+    let asked = Duration::from_secs(
+        asked
+            .as_secs()
+            .saturating_add(u64::from(asked.subsec_nanos() > 0)),
+    );
     // A note on the same error, not a new one: its cause, object and the hosts tried
-    // first are part of what failed.
+    // first are part of what failed. Written as dist's other messages write durations:
+    // whole seconds read a `--retry-max-delay 500ms` as "0 s".
     err.with_note(format_args!(
-        "it asks to be retried in {asked_secs} s, longer than dist waits ({} s)",
-        limit.as_secs()
+        "it asks to be retried in {asked:?}, longer than dist waits ({limit:?})"
     ))
 }
 
@@ -917,7 +919,7 @@ mod tests {
     use super::*;
 
     /// A `Retry-After` date read by the local clock is a fraction past whole seconds:
-    /// 60.4 s read "asks to be retried in 60 s, longer than dist waits (60 s)".
+    /// 60.4 s read "asks to be retried in 60s, longer than dist waits (60s)".
     #[test]
     fn a_wait_too_long_is_said_in_seconds_rounded_up() {
         let err = || Error::new(ErrorKind::Http, "registry answered 503").with_status(503);
@@ -925,12 +927,24 @@ mod tests {
         let said = waits_too_long(err(), Duration::from_millis(60_400), limit);
         assert_eq!(
             said.message(),
-            "registry answered 503; it asks to be retried in 61 s, longer than dist waits (60 s)"
+            "registry answered 503; it asks to be retried in 61s, longer than dist waits (60s)"
         );
         assert_eq!(said.status(), Some(503));
         let said = waits_too_long(err(), Duration::MAX, limit);
         assert!(
-            said.message().contains(&format!("in {} s", u64::MAX)),
+            said.message().contains(&format!("in {}s,", u64::MAX)),
+            "{said}"
+        );
+    }
+
+    /// `--retry-max-delay 500ms` was said as "longer than dist waits (0 s)".
+    #[test]
+    fn a_limit_under_a_second_is_said_as_written() {
+        let err = Error::new(ErrorKind::Http, "registry answered 503").with_status(503);
+        let said = waits_too_long(err, Duration::from_secs(1), Duration::from_millis(500));
+        assert!(
+            said.message()
+                .ends_with("it asks to be retried in 1s, longer than dist waits (500ms)"),
             "{said}"
         );
     }
@@ -954,8 +968,8 @@ mod tests {
         assert!(std::error::Error::source(&said).is_some());
         assert_eq!(
             said.reason(),
-            "token server answered 429: slow down; it asks to be retried in 3600 s, longer \
-             than dist waits (60 s) (tried first: http://m/v2/x: mirror answered 500)"
+            "token server answered 429: slow down; it asks to be retried in 3600s, longer \
+             than dist waits (60s) (tried first: http://m/v2/x: mirror answered 500)"
         );
     }
 

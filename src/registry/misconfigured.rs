@@ -15,7 +15,19 @@ use crate::error::{Error, ErrorKind};
 /// pull-through cache lacks, a 5xx, a refused connection).
 pub(crate) fn lasting(e: &Error) -> Option<Lasting> {
     let (cause, for_the_run) = match e.kind() {
-        ErrorKind::Unauthorized => ("does not accept dist's login (401)", true),
+        // Said as it is: "does not accept dist's login" sent a user with no login for
+        // the mirror looking for a wrong one.
+        ErrorKind::Unauthorized => {
+            let status = e.status().unwrap_or(401);
+            let cause = match e.login_from() {
+                Some(origin) => format!("refused the login from {origin} ({status})"),
+                None => format!("asks for a login ({status}), and dist sent none"),
+            };
+            return Some(Lasting {
+                cause: cause.into(),
+                for_the_run: true,
+            });
+        }
         ErrorKind::Denied => ("refused access (403)", true),
         ErrorKind::ProxyRefused => (
             "cannot be reached: the proxy refused to carry the connection",
@@ -30,14 +42,17 @@ pub(crate) fn lasting(e: &Error) -> Option<Lasting> {
         ErrorKind::TlsIncompatible => ("has no TLS version or cipher in common with dist", false),
         _ => return None,
     };
-    Some(Lasting { cause, for_the_run })
+    Some(Lasting {
+        cause: cause.into(),
+        for_the_run,
+    })
 }
 
 /// A mirror failure that will not pass by itself.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Lasting {
     /// What is wrong, after "the mirror `<url>`".
-    cause: &'static str,
+    cause: std::borrow::Cow<'static, str>,
     /// Whether the mirror is not asked again this run: asking again would only be
     /// refused again, one round trip per object. A certificate or scheme is left to the
     /// mark-down's timing instead (a certificate may be renewed during a long batch).
@@ -83,6 +98,8 @@ mod tests {
     #[test]
     fn refused_credentials_last_for_the_run_and_a_404_does_not_last() {
         let refused = Error::new(ErrorKind::Unauthorized, "401");
+        assert!(lasting(&refused).is_some_and(|l| l.for_the_run));
+        let refused = refused.with_login_from("/home/me/.docker/config.json");
         assert!(lasting(&refused).is_some_and(|l| l.for_the_run));
         let untrusted = Error::new(ErrorKind::Certificate, "unknown issuer");
         assert!(lasting(&untrusted).is_some_and(|l| !l.for_the_run));

@@ -559,7 +559,7 @@ impl RegistryRemote {
             // for by digest; a length beside a header naming other content may be that
             // content's, no size for this descriptor.
             (Object::Digest(d), Some(a)) if a.algorithm() == d.algorithm() && a != *d => {
-                tracing::debug!(header = %a, %url, "a HEAD's Docker-Content-Digest names other content");
+                tracing::debug!(header = %a, url = %crate::transport::redact(&url), "a HEAD's Docker-Content-Digest names other content");
                 return Ok(None);
             }
             (Object::Digest(d), _) => d.clone(),

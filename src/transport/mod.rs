@@ -1215,16 +1215,26 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// What sending the request `to` makes for a one-shot server's port gets from it,
+    /// the server answering `answer`; and the request as the server read it.
+    async fn sent_once(
+        answer: impl Into<Vec<u8>>,
+        to: impl FnOnce(u16) -> Outgoing,
+    ) -> (Result<Reply>, String) {
+        let (address, served) = one_shot::answer_once(answer).await;
+        let transport = Transport::new(TransportOptions::default()).unwrap();
+        let sent = transport.send(to(address.port())).await;
+        (sent, served.await.unwrap())
+    }
+
+    /// A GET of `/v2/` on `localhost:port`.
+    fn get_v2(port: u16) -> Outgoing {
+        Outgoing::get(u(&format!("http://localhost:{port}/v2/")))
+    }
+
     /// The status and the `Debug` of the reply a one-shot server's `answer` makes.
     async fn shown_reply(answer: &str) -> (StatusCode, String) {
-        let (address, served) = one_shot::answer_once(answer.to_string()).await;
-        let port = address.port();
-        let transport = Transport::new(TransportOptions::default()).unwrap();
-        let reply = transport
-            .send(Outgoing::get(u(&format!("http://localhost:{port}/v2/"))))
-            .await
-            .unwrap();
-        served.await.unwrap();
+        let reply = sent_once(answer, get_v2).await.0.unwrap();
         (reply.response.status(), format!("{reply:?}"))
     }
 
@@ -1293,18 +1303,10 @@ mod tests {
     /// An empty `Location` is no location: resolved, it is the URL that sent it.
     #[tokio::test]
     async fn an_empty_location_is_a_redirect_without_one() {
-        let (address, served) =
-            one_shot::answer_once("HTTP/1.1 302 Found\r\nlocation: \r\ncontent-length: 0\r\n\r\n")
-                .await;
-        let port = address.port();
-        let transport = Transport::new(TransportOptions::default()).unwrap();
-        let e = transport
-            .send(Outgoing::get(u(&format!("http://localhost:{port}/v2/"))))
-            .await
-            .unwrap_err();
+        let answer = "HTTP/1.1 302 Found\r\nlocation: \r\ncontent-length: 0\r\n\r\n";
+        let e = sent_once(answer, get_v2).await.0.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
         assert!(e.to_string().contains("302 Found without Location"), "{e}");
-        served.await.unwrap();
     }
 
     /// A 303 sends the request on as a GET without its body (RFC 9110, 15.4.4), as Go's
@@ -1343,15 +1345,15 @@ mod tests {
             answer.push_str(&format!("x-hop-{i}: proxy\r\n"));
         }
         answer.push_str("\r\n{}");
-        let (address, served) = one_shot::answer_once(answer).await;
-        let port = address.port();
-        let transport = Transport::new(TransportOptions::default()).unwrap();
-        let mut req = Outgoing::get(u(&format!("http://localhost:{port}/token")));
-        req.method = Method::POST;
-        req.body = Bytes::from_static(b"grant_type=refresh_token&refresh_token=r");
-        let reply = transport.send(req).await.unwrap();
-        assert_eq!(reply.response.status(), StatusCode::OK);
-        assert!(served.await.unwrap().starts_with("POST /token "));
+        let (reply, served) = sent_once(answer, |port| {
+            let mut req = Outgoing::get(u(&format!("http://localhost:{port}/token")));
+            req.method = Method::POST;
+            req.body = Bytes::from_static(b"grant_type=refresh_token&refresh_token=r");
+            req
+        })
+        .await;
+        assert_eq!(reply.unwrap().response.status(), StatusCode::OK);
+        assert!(served.starts_with("POST /token "));
     }
 
     /// The response timeout is for silence on a connection. Counted from the moment a

@@ -2,7 +2,7 @@
 //! tunnels, and forwards requests written in absolute form (`GET http://host:port/path`), as
 //! proxies carry plain http. It records every request asked of it, can demand Basic
 //! credentials (407 without them), can refuse tunnels to ports other than 443 (Squid's
-//! default), and resolves the names it is asked for to 127.0.0.1, so a client can be sent to
+//! default) or every request to forward, and resolves the names it is asked for to 127.0.0.1, so a client can be sent to
 //! `registry.test:PORT` and land on a local server.
 
 use std::sync::{Arc, Mutex};
@@ -30,6 +30,8 @@ struct Rules {
     required: Option<String>,
     /// Tunnels only to port 443; forwarding is not restricted.
     connect_only_443: bool,
+    /// Forwards nothing, answering every request in absolute form with this status line.
+    forwards_none: Option<&'static str>,
 }
 
 /// The running proxy; stopped when dropped.
@@ -56,6 +58,15 @@ impl ConnectProxy {
     pub fn tunnelling_only_to_443() -> ConnectProxy {
         Self::launch(Rules {
             connect_only_443: true,
+            ..Rules::default()
+        })
+    }
+
+    /// A proxy that forwards no request, answering each with `status` (`501 Not
+    /// Implemented`, as a proxy that only tunnels does); it still tunnels.
+    pub fn forwarding_none(status: &'static str) -> ConnectProxy {
+        Self::launch(Rules {
+            forwards_none: Some(status),
             ..Rules::default()
         })
     }
@@ -147,6 +158,10 @@ async fn serve(mut client: TcpStream, log: Arc<Mutex<Vec<Tunnel>>>, rules: Rules
         }
         if method == "CONNECT" {
             return tunnel(client, target, &rules).await;
+        }
+        if let Some(status) = rules.forwards_none {
+            let _ = client.write_all(&error_page(status)).await;
+            return;
         }
         // Absolute form: `http://host:port/path`. Every name resolves here.
         let Some(rest) = target.strip_prefix("http://") else {

@@ -276,7 +276,7 @@ pub(super) async fn open_at(
             }
             (true, _) if !ranged => return Err(unasked_range(h).with_url(url)),
             (true, false) => {
-                tracing::debug!(url = %url, offset, "a resume was answered with a coded range; asking for the whole content");
+                tracing::debug!(url = %crate::transport::redact(url), offset, "a resume was answered with a coded range; asking for the whole content");
                 headers.remove(http::header::RANGE);
             }
             (true, true) if content_range_start(h) != Some(offset) => {
