@@ -476,6 +476,11 @@ fn a_tag_s_manifest_cut_short_with_nothing_to_verify_it_fails() {
         stderr.contains("the manifest ended after 40 bytes, before its JSON did"),
         "{stderr}"
     );
+    // Warned about as cut short: nothing announced a digest, so nothing "did not verify".
+    assert!(
+        stderr.starts_with("dist: warning: content is not the size it should be; fetching again"),
+        "{stderr}"
+    );
     let gets = raw
         .seen()
         .iter()

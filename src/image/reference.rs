@@ -97,12 +97,7 @@ fn split_layout(s: &str) -> std::result::Result<(PathBuf, Option<String>, Option
             match (tag.is_empty() && !before.is_empty(), &digest) {
                 (true, None) => return Err(ends_in_separator(s, before, ':')),
                 // `oci:DIR:${TAG}@${DIGEST}` with the tag unset.
-                (true, Some(d)) => {
-                    return Err(format!(
-                        "nothing between ':' and '@'; write the tag there, or leave the ':' \
-                         out (oci:{before}@{d})"
-                    ))
-                }
+                (true, Some(d)) => return Err(nothing_between(rest, before, d)),
                 (false, _) => {}
             }
             match tag.parse::<Object>() {
@@ -123,9 +118,46 @@ fn split_layout(s: &str) -> std::result::Result<(PathBuf, Option<String>, Option
 /// that advice would send to another directory, and which is written with a trailing slash.
 /// Only this refusal looks at the disk, to tell the two apart.
 fn ends_in_separator(whole: &str, before: &str, sep: char) -> String {
-    let advice = crate::reference::nothing_after(&format!("oci:{before}"), sep);
+    // With both separators left (`oci:DIR:@`), the directory is before the ':'.
+    let (dir, both) = match before.strip_suffix(':') {
+        Some(dir) if sep == '@' => (dir, true),
+        _ => (before, false),
+    };
+    // A directory whose own name holds a ':' or '@' splits again when written bare
+    // (`oci:x@y` reads the digest `y`, `oci:a:b` the tag `b` of `./a`): every spelling
+    // offered keeps it whole with a trailing slash, the one without a separator too.
+    // `oci:a:b@` is the tag `b` of `./a` with its digest left out, as written.
+    let last = &dir[dir.rfind('/').map_or(0, |i| i + 1)..];
+    let splits = last.contains('@') || (last.contains(':') && (sep == ':' || both));
+    let advice = if splits {
+        let written = format!("oci:{dir}/{}", if both { ":" } else { "" });
+        let advice = crate::reference::nothing_after(&written, sep);
+        format!("{advice} (oci:{dir}/)")
+    } else {
+        crate::reference::nothing_after(&format!("oci:{before}"), sep)
+    };
     if std::path::Path::new(whole).join("oci-layout").is_file() {
         format!("{advice}; for the layout {whole:?} itself, write oci:{whole}/")
+    } else {
+        advice
+    }
+}
+
+/// `oci:{whole}@{d}`, where `whole` ends in the empty tag's `:` after `before`: the tag
+/// left out, spelled without its `:`; or a layout directory whose own name ends in `:`.
+/// A `before` whose last component holds a `:` would split again without its `:`
+/// (`oci:a:b@…` is the tag `b` of `./a`, `oci:c:@…` is refused), so its spelling keeps the
+/// path whole with a trailing slash. Like [`ends_in_separator`], only this refusal looks
+/// at the disk.
+fn nothing_between(whole: &str, before: &str, d: &Digest) -> String {
+    let last = &before[before.rfind('/').map_or(0, |i| i + 1)..];
+    let slash = if last.contains(':') { "/" } else { "" };
+    let advice = format!(
+        "nothing between ':' and '@'; write the tag there, or leave the ':' out \
+         (oci:{before}{slash}@{d})"
+    );
+    if std::path::Path::new(whole).join("oci-layout").is_file() {
+        format!("{advice}; for the layout {whole:?} itself, write oci:{whole}/@{d}")
     } else {
         advice
     }
@@ -198,6 +230,89 @@ mod tests {
             "{e}"
         );
         assert_eq!(layout(&format!("oci:./dir@{D}")).0, "./dir");
+    }
+
+    /// `oci:DIR@`, `oci:DIR:` or `oci:DIR:@` where `DIR`'s own name holds a `:` or `@`:
+    /// every spelling offered reads `DIR`, where `oci:x@y` (the `@` left out) and
+    /// `oci:x@y:v1` (the tag written) were refused in turn and `oci:a:b` read `./a`.
+    #[test]
+    fn a_directory_named_with_a_separator_is_told_spellings_that_read_it() {
+        let err = |s: &str| s.parse::<ImageRef>().unwrap_err().to_string();
+        for (written, offered) in [
+            (
+                "oci:./x@y@",
+                vec![format!("oci:./x@y/@{D}"), "oci:./x@y/".into()],
+            ),
+            (
+                "oci:./x@y:@",
+                vec![
+                    "oci:./x@y/:v1".into(),
+                    format!("oci:./x@y/@{D}"),
+                    "oci:./x@y/".into(),
+                ],
+            ),
+            (
+                "oci:./a:b:",
+                vec!["oci:./a:b/:v1".into(), "oci:./a:b/".into()],
+            ),
+        ] {
+            let e = err(written);
+            let dir = if written.contains("x@y") {
+                "./x@y/"
+            } else {
+                "./a:b/"
+            };
+            for spelling in offered {
+                // As offered, with `sha256:…` standing for a digest.
+                let shown = spelling.replace(D, "sha256:…");
+                assert!(e.contains(&format!("({shown})")), "{written}: {e}");
+                assert_eq!(layout(&spelling).0, dir, "{spelling}");
+            }
+        }
+        // A plain directory is told the bare spellings, as before; so is the tag `b` of
+        // `./a` with its digest left out.
+        let e = err("oci:./dir@");
+        assert!(e.ends_with("or leave the '@' out"), "{e}");
+        let e = err("oci:./a:b@");
+        assert!(
+            e.ends_with("(oci:./a:b@sha256:…), or leave the '@' out"),
+            "{e}"
+        );
+        assert_eq!(layout(&format!("oci:./a:b@{D}")).1.as_deref(), Some("b"));
+    }
+
+    /// `oci:DIR:@DIGEST` with the tag left out: the spelling without the `:` reads `DIR`,
+    /// even when `DIR`'s own name holds a `:`, where `oci:DIR@DIGEST` split again (another
+    /// directory, or the same refusal); a layout named with the `:` is told its slash.
+    #[test]
+    fn an_empty_tag_before_a_digest_is_told_a_spelling_that_reads_the_directory() {
+        let err = |s: &str| s.parse::<ImageRef>().unwrap_err().to_string();
+        for (before, meant) in [
+            ("./dir", format!("oci:./dir@{D}")),
+            ("./a:b", format!("oci:./a:b/@{D}")),
+            ("./c:", format!("oci:./c:/@{D}")),
+        ] {
+            let e = err(&format!("oci:{before}:@{D}"));
+            assert!(
+                e.ends_with(&format!("or leave the ':' out ({meant})")),
+                "{e}"
+            );
+            assert_eq!(layout(&meant).0.trim_end_matches('/'), before, "{meant}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let whole = dir.path().join("a:b:");
+        std::fs::create_dir(&whole).unwrap();
+        let whole = whole.display().to_string();
+        let e = err(&format!("oci:{whole}@{D}"));
+        assert!(!e.contains("for the layout"), "{e}");
+        std::fs::write(dir.path().join("a:b:/oci-layout"), "{}").unwrap();
+        let e = err(&format!("oci:{whole}@{D}"));
+        let meant = format!("oci:{whole}/@{D}");
+        assert!(
+            e.ends_with(&format!("; for the layout {whole:?} itself, write {meant}")),
+            "{e}"
+        );
+        assert_eq!(layout(&meant).0, format!("{whole}/"));
     }
 
     #[test]

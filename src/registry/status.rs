@@ -123,13 +123,14 @@ pub(super) fn quota_left(headers: &HeaderMap) -> Option<u64> {
 }
 
 /// Whether `body` is a TLS server's answer to a plain-HTTP request on its port, in the
-/// words of Go's `net/http` (the registry itself, Harbor, Zot, Traefik, Caddy), nginx and
-/// Apache httpd.
+/// words of Go's `net/http` (the registry itself, Harbor, Zot, Traefik, Caddy), nginx,
+/// Apache httpd and Tomcat (Spring Boot's default server).
 fn tls_port_refusal(body: &[u8]) -> bool {
-    const SAID: [&[u8]; 3] = [
+    const SAID: [&[u8]; 4] = [
         b"Client sent an HTTP request to an HTTPS server",
         b"The plain HTTP request was sent to HTTPS port",
         b"speaking plain HTTP to an SSL-enabled server port",
+        b"This combination of host and port requires TLS",
     ];
     SAID.iter().any(|said| transport::tls::contains(body, said))
 }
@@ -169,6 +170,7 @@ mod tests {
             &b"Client sent an HTTP request to an HTTPS server.\n"[..],
             b"<html>\r\n<head><title>400 The plain HTTP request was sent to HTTPS port</title>",
             b"<p>Reason: You're speaking plain HTTP to an SSL-enabled server port.<br />",
+            b"Bad Request\r\nThis combination of host and port requires TLS.\r\n",
         ] {
             assert!(tls_port_refusal(body), "{}", String::from_utf8_lossy(body));
         }
