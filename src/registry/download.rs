@@ -103,7 +103,8 @@ struct Findings {
     given: Option<Option<String>>,
     on_trust: Option<OnTrust>,
     decoding: Decoding,
-    codings: String,
+    /// The body's codings, named only for a body decoded: most fetches have none to name.
+    codings: Vec<coding::Coding>,
     html: bool,
     redirected_by: Option<String>,
     typed_by_content: bool,
@@ -199,7 +200,7 @@ impl RegistryRemote {
             given,
             on_trust,
             decoding,
-            codings: coding::names(&framing.codings),
+            codings: framing.codings,
             html: label.html,
             redirected_by: reply.redirected_by.as_ref().map(transport::redirected_by),
             typed_by_content,
@@ -524,7 +525,10 @@ impl RegistryRemote {
         };
         let decoding = findings.decoding;
         let download = match (decoding.decode, decoding.as_sent) {
-            (true, _) => download.decoded_from(findings.codings, decoding.verified_as_sent),
+            (true, _) => {
+                let codings = coding::names(&findings.codings);
+                download.decoded_from(codings, decoding.verified_as_sent)
+            }
             (false, true) => download.taken_as_sent(decoding.content_encoding),
             (false, false) => download,
         };
