@@ -1962,6 +1962,15 @@ fn a_mirror_refusing_its_configured_authorization_says_it_was_sent() {
         warnings[0].contains("refused the Authorization its hosts.toml [header] sets (401)"),
         "{err}"
     );
+    // The error line beside it says the same, not that a `docker login` is missing.
+    assert!(
+        warnings[0].contains("refused the Authorization its hosts.toml [header] sets: correct"),
+        "{err}"
+    );
+    assert!(
+        !warnings[0].contains("no credentials for it were found"),
+        "{err}"
+    );
     assert!(!err.contains(&wrong), "{err}");
     // The header did reach the mirror.
     let sent = mirror.requests();

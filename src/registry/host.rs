@@ -707,6 +707,9 @@ impl Host {
                     www_authenticate: &challenges,
                     again: auth_rounds > 0,
                     sent: &sent,
+                    configured_authorization: self
+                        .headers
+                        .contains_key(http::header::AUTHORIZATION),
                 };
                 match self
                     .auth
