@@ -200,6 +200,19 @@ pub async fn fetch(
         .with_url(&shown)
         .of_server_setup());
     }
+    // Only a proxy forwarding the plain-http token request answers this: its own
+    // credentials were refused, not the login, nor its absence (as for the registry's
+    // requests, `registry::status`).
+    if status == http::StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+        return Err(Error::new(
+            ErrorKind::Unauthorized,
+            "the proxy answered 407 Proxy Authentication Required to the token request \
+             (proxy credentials missing or refused; they go in the proxy URL)",
+        )
+        .with_status(407)
+        .of_proxy_login()
+        .with_url(&shown));
+    }
     if !status.is_success() {
         // Docker Hub's token service sends 429 with `Retry-After` as its registry does.
         let asked = crate::retry::retry_after(reply.response.headers());
