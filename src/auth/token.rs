@@ -86,6 +86,37 @@ fn lifetime_of(expires_in: Option<&serde_json::Value>) -> Option<Duration> {
     (secs >= 1.0).then(|| Duration::from_secs(secs.min(MAX_LIFETIME.as_secs_f64()) as u64))
 }
 
+/// What a token request carried and where it went: what its answer is read against.
+struct Asked<'a> {
+    credential: Option<&'a Credential>,
+    /// The realm, without user information: named in every error.
+    realm: Uri,
+    /// The URL asked, the service and scopes in its query.
+    requested: Uri,
+}
+
+impl Asked<'_> {
+    /// The secrets this request carried, for the answer from `answered` (see [`sent_to`]).
+    ///
+    /// What the server said instead of a token may repeat the credential traded for it;
+    /// read off the credential only then, not for every token.
+    fn sent(&self, answered: &Uri) -> super::Sent {
+        sent_to(self.credential, &self.realm, &self.requested, answered)
+    }
+}
+
+/// A token reply's body, read and decoded, with what explains it should it hold no token.
+struct Body {
+    bytes: Bytes,
+    content_type: Option<String>,
+    /// Where a redirect led: a login page or captive portal often answers there.
+    answered_by: Option<String>,
+    /// The coding label not undone, the body read as it came.
+    unknown: Option<Error>,
+    /// The body ended where its connection closed, as one cut short does.
+    ends_at_close: bool,
+}
+
 /// Asks the challenge's realm for a token covering `scopes`.
 ///
 /// Credentials go to the realm only over https, or when the realm is the registry's own
@@ -111,7 +142,31 @@ pub async fn fetch(
     // `service=""` names none: left out as when missing, as Docker's client does, and a
     // token server that checks the service it is sent refuses an empty one.
     let service = challenge.param("service").filter(|s| !s.is_empty());
+    let req = token_request(realm, &realm_uri, service, scopes, credential)?;
+    let asked = Asked {
+        credential,
+        requested: req.url.clone(),
+        realm: realm_uri,
+    };
+    let mut reply = send(transport, req, &asked.realm).await?;
+    refuse_redirected_refusal(&reply, &asked.realm)?;
+    if !reply.response.status().is_success() {
+        return Err(refusal(transport, &mut reply, &asked).await);
+    }
+    let body = read_body(transport, &mut reply, &asked.realm).await?;
+    let received = Stamp::now();
+    token_of(&body, received, &asked, &reply.url)
+}
 
+/// The request for a token: the OAuth2 refresh-token grant for an identity token, else a
+/// `GET` of the realm with the service and scopes, Basic credentials if any.
+fn token_request(
+    realm: &str,
+    realm_uri: &Uri,
+    service: Option<&str>,
+    scopes: &[String],
+    credential: Option<&Credential>,
+) -> Result<Outgoing> {
     let mut req = match credential {
         Some(Credential::IdentityToken(refresh)) => {
             let mut req = Outgoing::get(realm_uri.clone());
@@ -124,33 +179,7 @@ pub async fn fetch(
             req
         }
         _ => {
-            // Docker's token protocol: one `scope` parameter per scope.
-            let mut query: Vec<(&str, String)> = service
-                .map(|service| ("service", service.to_string()))
-                .into_iter()
-                .collect();
-            query.extend(scopes.iter().map(|s| ("scope", s.clone())));
-            let sep = if realm.contains('?') { '&' } else { '?' };
-            let url = if query.is_empty() {
-                realm_uri.clone()
-            } else {
-                let url = format!("{realm}{sep}{}", encode_form(&query));
-                // The realm itself parsed: what breaks the URL is what the challenge added
-                // (a service or scope of hundreds of KiB), and the message says so.
-                url.parse().map_err(|_| {
-                    Error::new(
-                        ErrorKind::Protocol,
-                        format!(
-                            "the token request URL for realm {} with the challenge's service \
-                             and scope is no valid URL ({} bytes)",
-                            crate::error::redact_url(realm),
-                            url.len()
-                        ),
-                    )
-                    .of_server_setup()
-                })?
-            };
-            let mut req = Outgoing::get(url);
+            let mut req = Outgoing::get(token_url(realm, realm_uri, service, scopes)?);
             if let Some(h) = credential.and_then(Credential::basic_header) {
                 req.authorization = Some(
                     HeaderValue::from_str(&h)
@@ -170,83 +199,137 @@ pub async fn fetch(
         http::header::ACCEPT_ENCODING,
         HeaderValue::from_static("identity"),
     );
-    let shown = realm_uri.clone();
-    let requested = req.url.clone();
-    // A request lost with a kept-alive connection goes again at once, outside the retry
-    // budget, as the registry's own requests do: the token server's connection has sat
-    // idle for a token's lifetime when a renewal comes. Not a POST, which may have been
-    // taken, as Go's client does not resend one.
+    Ok(req)
+}
+
+/// The realm's URL with the service and scopes in its query, as Docker's token protocol
+/// asks: one `scope` parameter per scope.
+fn token_url(
+    realm: &str,
+    realm_uri: &Uri,
+    service: Option<&str>,
+    scopes: &[String],
+) -> Result<Uri> {
+    let mut query: Vec<(&str, String)> = service
+        .map(|service| ("service", service.to_string()))
+        .into_iter()
+        .collect();
+    query.extend(scopes.iter().map(|s| ("scope", s.clone())));
+    if query.is_empty() {
+        return Ok(realm_uri.clone());
+    }
+    let sep = if realm.contains('?') { '&' } else { '?' };
+    let url = format!("{realm}{sep}{}", encode_form(&query));
+    // The realm itself parsed: what breaks the URL is what the challenge added
+    // (a service or scope of hundreds of KiB), and the message says so.
+    url.parse().map_err(|_| {
+        Error::new(
+            ErrorKind::Protocol,
+            format!(
+                "the token request URL for realm {} with the challenge's service \
+                 and scope is no valid URL ({} bytes)",
+                crate::error::redact_url(realm),
+                url.len()
+            ),
+        )
+        .of_server_setup()
+    })
+}
+
+/// Sends the token request, once more at once if its kept-alive connection was lost.
+///
+/// A request lost with a kept-alive connection goes again at once, outside the retry
+/// budget, as the registry's own requests do: the token server's connection has sat
+/// idle for a token's lifetime when a renewal comes. Not a POST, which may have been
+/// taken, as Go's client does not resend one.
+async fn send(transport: &Transport, req: Outgoing, shown: &Uri) -> Result<transport::Reply> {
     let sent = match transport.send(req.clone()).await {
         Err(e) if req.method == Method::GET && transport::lost_before_answer(&e) => {
-            tracing::debug!(realm = %transport::redact(&shown), error = %e, "connection lost before an answer; sending again");
+            tracing::debug!(realm = %transport::redact(shown), error = %e, "connection lost before an answer; sending again");
             transport.send(req).await
         }
         sent => sent,
     };
-    let mut reply = sent.map_err(|e| e.with_url(&shown))?;
+    sent.map_err(|e| e.with_url(shown))
+}
+
+/// Refuses a 401 or 403 from where a redirect led: credentials stay with the realm's
+/// origin, so this refusal is of a request that carried none, and "log in again", as
+/// for the realm's own 401, would never help.
+fn refuse_redirected_refusal(reply: &transport::Reply, shown: &Uri) -> Result<()> {
     let status = reply.response.status();
-    if !reply.same_origin && matches!(status.as_u16(), 401 | 403) {
-        // Credentials stay with the realm's origin, so this refusal is of a request that
-        // carried none: "log in again", as for the realm's own 401, would never help.
-        return Err(Error::new(
-            ErrorKind::Protocol,
-            format!(
-                "the token request was redirected to {}, which answered {status}; \
-                 credentials go only to the realm's own scheme, host and port",
-                transport::redact(&reply.url)
-            ),
-        )
-        .with_status(status.as_u16())
-        .with_url(&shown)
-        .of_server_setup());
+    if reply.same_origin || !matches!(status.as_u16(), 401 | 403) {
+        return Ok(());
     }
+    Err(Error::new(
+        ErrorKind::Protocol,
+        format!(
+            "the token request was redirected to {}, which answered {status}; \
+             credentials go only to the realm's own scheme, host and port",
+            transport::redact(&reply.url)
+        ),
+    )
+    .with_status(status.as_u16())
+    .with_url(shown)
+    .of_server_setup())
+}
+
+/// The error a token server's refusal (a status other than success) is: its kind judged
+/// from the status and what the server said, the secrets sent kept out of its message.
+async fn refusal(transport: &Transport, reply: &mut transport::Reply, asked: &Asked<'_>) -> Error {
+    let status = reply.response.status();
     // Only a proxy forwarding the plain-http token request answers this: its own
     // credentials were refused, not the login, nor its absence (as for the registry's
     // requests, `registry::status`).
     if status == http::StatusCode::PROXY_AUTHENTICATION_REQUIRED {
-        return Err(Error::new(
+        return Error::new(
             ErrorKind::Unauthorized,
             "the proxy answered 407 Proxy Authentication Required to the token request \
              (proxy credentials missing or refused; they go in the proxy URL)",
         )
         .with_status(407)
         .of_proxy_login()
-        .with_url(&shown));
+        .with_url(&asked.realm);
     }
-    if !status.is_success() {
-        // Docker Hub's token service sends 429 with `Retry-After` as its registry does.
-        let asked = crate::retry::retry_after(reply.response.headers());
-        let codings = coding::codings(reply.response.headers());
-        let body = reply.response.body_mut();
-        let text = transport::read_prefix(transport, body, MAX_ERROR_BODY).await;
-        let text = coding::readable(text, codings, MAX_ERROR_BODY).await;
-        let traded = matches!(credential, Some(Credential::IdentityToken(_)));
-        let kind = match status.as_u16() {
-            401 => ErrorKind::Unauthorized,
-            // RFC 6749's answer to a refresh token the server no longer takes: a refusal
-            // of the credentials like a 401, which its 400 status would hide.
-            400 if traded && String::from_utf8_lossy(&text).contains("invalid_grant") => {
-                ErrorKind::Unauthorized
-            }
-            403 => ErrorKind::Denied,
-            429 => ErrorKind::TooManyRequests,
-            _ => ErrorKind::Http,
-        };
-        let mut msg = format!("token request answered {status}");
-        let mut sent = sent_to(credential, &realm_uri, &requested, &reply.url);
-        sent.extend_header(transport.proxy_authorization(&reply.url).as_ref());
-        let said = crate::server_text::error_detail_hiding(&text, &status.to_string(), &sent);
-        if !said.is_empty() {
-            msg = format!("{msg}: {said}");
+    // Docker Hub's token service sends 429 with `Retry-After` as its registry does.
+    let retry_after = crate::retry::retry_after(reply.response.headers());
+    let codings = coding::codings(reply.response.headers());
+    let body = reply.response.body_mut();
+    let text = transport::read_prefix(transport, body, MAX_ERROR_BODY).await;
+    let text = coding::readable(text, codings, MAX_ERROR_BODY).await;
+    let traded = matches!(asked.credential, Some(Credential::IdentityToken(_)));
+    let kind = match status.as_u16() {
+        401 => ErrorKind::Unauthorized,
+        // RFC 6749's answer to a refresh token the server no longer takes: a refusal
+        // of the credentials like a 401, which its 400 status would hide.
+        400 if traded && String::from_utf8_lossy(&text).contains("invalid_grant") => {
+            ErrorKind::Unauthorized
         }
-        return Err(Error::new(kind, msg)
-            .with_status(status.as_u16())
-            .with_retry_after(asked)
-            .with_url(&shown));
+        403 => ErrorKind::Denied,
+        429 => ErrorKind::TooManyRequests,
+        _ => ErrorKind::Http,
+    };
+    let mut msg = format!("token request answered {status}");
+    let mut sent = asked.sent(&reply.url);
+    sent.extend_header(transport.proxy_authorization(&reply.url).as_ref());
+    let said = crate::server_text::error_detail_hiding(&text, &status.to_string(), &sent);
+    if !said.is_empty() {
+        msg = format!("{msg}: {said}");
     }
-    let content_type = reply
-        .response
-        .headers()
+    Error::new(kind, msg)
+        .with_status(status.as_u16())
+        .with_retry_after(retry_after)
+        .with_url(&asked.realm)
+}
+
+/// Reads a successful reply's body, decoded, with what its headers say of it.
+async fn read_body(
+    transport: &Transport,
+    reply: &mut transport::Reply,
+    shown: &Uri,
+) -> Result<Body> {
+    let h = reply.response.headers();
+    let content_type = h
         .get(http::header::CONTENT_TYPE)
         .map(|v| crate::server_text::one_line(&String::from_utf8_lossy(v.as_bytes())));
     // A login page or captive portal often answers after a redirect elsewhere.
@@ -255,7 +338,7 @@ pub async fn fetch(
     // (`Content-Encoding: UTF-8`, meant as the charset) on plain JSON, which Docker's
     // client, undoing no coding it did not ask for, reads as it came: so is it read, and
     // the error told only if it is no JSON.
-    let (codings, unknown) = match coding::codings(reply.response.headers()) {
+    let (codings, unknown) = match coding::codings(h) {
         Ok(codings) => (codings, None),
         Err(e) => {
             tracing::debug!(error = %e, "reading a token reply as it came");
@@ -265,76 +348,84 @@ pub async fn fetch(
     // An HTTP/1 body with no length declared ends where its connection closed, as one cut
     // short by a dropped connection does: JSON that ends early there may be either.
     let ends_at_close = reply.response.version() < http::Version::HTTP_2
-        && !reply
-            .response
-            .headers()
-            .contains_key(http::header::CONTENT_LENGTH)
-        && !reply
-            .response
-            .headers()
-            .contains_key(http::header::TRANSFER_ENCODING);
+        && !h.contains_key(http::header::CONTENT_LENGTH)
+        && !h.contains_key(http::header::TRANSFER_ENCODING);
     let body = reply.response.body_mut();
     let bytes = transport::read_limited(transport, body, MAX_TOKEN_RESPONSE)
         .await
-        .map_err(|e| e.with_url(&shown))?;
+        .map_err(|e| e.with_url(shown))?;
     let bytes = coding::decode_whole(bytes, &codings, MAX_TOKEN_RESPONSE, "token response")
         .await
-        .map_err(|e| e.with_url(&shown))?;
-    let received = Stamp::now();
-    // What the server said instead of a token may repeat the credential traded for it;
-    // read off the credential only then, not for every token.
-    let sent = || sent_to(credential, &realm_uri, &requested, &reply.url);
-    let reply: Reply = serde_json::from_slice(without_bom(&bytes)).map_err(|e| {
-        let sent = sent();
-        let hidden = sent.hide(&String::from_utf8_lossy(&bytes));
-        let mut msg = sent.hide(&unreadable_reply(
-            hidden.as_bytes(),
-            content_type.as_deref(),
-            &e,
-        ));
-        if let Some(unknown) = &unknown {
-            msg = format!("{msg}; {}", unknown.reason());
-        }
-        if let Some(other) = answered_by {
-            msg = format!("{msg} (answered by {other}, after a redirect)");
-        }
-        let err = Error::new(ErrorKind::Protocol, msg).with_url(&shown);
-        // The token service's setup, which every request meets; not an answer that may
-        // have been cut short, which the next one may not be.
-        match e.is_eof() && ends_at_close {
-            true => err,
-            false => err.of_server_setup(),
-        }
-    })?;
+        .map_err(|e| e.with_url(shown))?;
+    Ok(Body {
+        bytes,
+        content_type,
+        answered_by,
+        unknown,
+        ends_at_close,
+    })
+}
+
+/// The token a reply's body holds, valid from `received`, or why it holds none.
+fn token_of(body: &Body, received: Stamp, asked: &Asked<'_>, answered: &Uri) -> Result<Token> {
+    let shown = &asked.realm;
+    let bytes = &body.bytes;
+    let reply = parse_reply(body, asked, answered)?;
     let lifetime = lifetime_of(reply.expires_in.as_ref()).unwrap_or(DEFAULT_LIFETIME);
-    let refresh_token = reply
-        .refresh_token
-        .clone()
-        .filter(|t| !t.is_empty() && matches!(credential, Some(Credential::IdentityToken(_))));
+    let refresh_token = reply.refresh_token.clone().filter(|t| {
+        !t.is_empty() && matches!(asked.credential, Some(Credential::IdentityToken(_)))
+    });
     let token = reply.token().ok_or_else(|| {
-        let sent = sent();
+        let sent = asked.sent(answered);
         let said = match sent.is_empty() {
-            true => tokenless_reply(&bytes),
+            true => tokenless_reply(bytes),
             false => sent.hide(&tokenless_reply(
-                sent.hide(&String::from_utf8_lossy(&bytes)).as_bytes(),
+                sent.hide(&String::from_utf8_lossy(bytes)).as_bytes(),
             )),
         };
         Error::new(ErrorKind::Protocol, said)
-            .with_url(&shown)
+            .with_url(shown)
             .of_server_setup()
     })?;
     let mut header = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
         Error::new(ErrorKind::Protocol, "token is not a valid header value")
-            .with_url(&shown)
+            .with_url(shown)
             .of_server_setup()
     })?;
     header.set_sensitive(true);
-    tracing::debug!(realm = %transport::redact(&shown), lifetime_s = lifetime.as_secs(), "got bearer token");
+    tracing::debug!(realm = %transport::redact(shown), lifetime_s = lifetime.as_secs(), "got bearer token");
     Ok(Token {
         header,
         expires_at: received + lifetime,
         lifetime,
         refresh_token,
+    })
+}
+
+/// The reply's JSON, or an error saying what came instead, the secrets sent kept out.
+fn parse_reply(body: &Body, asked: &Asked<'_>, answered: &Uri) -> Result<Reply> {
+    let bytes = &body.bytes;
+    serde_json::from_slice(without_bom(bytes)).map_err(|e| {
+        let sent = asked.sent(answered);
+        let hidden = sent.hide(&String::from_utf8_lossy(bytes));
+        let mut msg = sent.hide(&unreadable_reply(
+            hidden.as_bytes(),
+            body.content_type.as_deref(),
+            &e,
+        ));
+        if let Some(unknown) = &body.unknown {
+            msg = format!("{msg}; {}", unknown.reason());
+        }
+        if let Some(other) = &body.answered_by {
+            msg = format!("{msg} (answered by {other}, after a redirect)");
+        }
+        let err = Error::new(ErrorKind::Protocol, msg).with_url(&asked.realm);
+        // The token service's setup, which every request meets; not an answer that may
+        // have been cut short, which the next one may not be.
+        match e.is_eof() && body.ends_at_close {
+            true => err,
+            false => err.of_server_setup(),
+        }
     })
 }
 

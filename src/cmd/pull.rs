@@ -9,7 +9,7 @@ use std::sync::Arc;
 use dist::image::{ImageRef, IMAGE_NAME};
 use dist::layout_remote::LayoutRemote;
 use dist::pull::{Platforms, PullOptions};
-use dist::reference::Locator;
+use dist::reference::{Locator, Object};
 use dist::server_text::one_line;
 use dist::sink::layout::LayoutStore;
 use dist::Error;
@@ -62,6 +62,40 @@ pub async fn run(global: &Global, args: PullArgs) -> u8 {
     code
 }
 
+/// Where the pull's JSON lines go, stdout and the report, and what the lines written so
+/// far tell the end of the run.
+struct Output {
+    lines: Lines,
+    report_out: Option<Lines>,
+    /// Named in every message about the report: a job writing several files had to guess.
+    report_name: String,
+    write_failed: bool,
+    /// Objects that failed in a way a later pull would meet again (missing, not what their
+    /// digest says): without them, every failure was for the moment (`EXIT_TEMPFAIL`), as
+    /// for the worker.
+    lasting: usize,
+    last_line: u64,
+}
+
+/// What the end of a pull goes by: what was asked, where it stored, and what it shows.
+struct Run<'a> {
+    global: &'a Global,
+    args: &'a PullArgs,
+    store: &'a LayoutStore,
+    object: &'a Object,
+    started: std::time::Instant,
+    display: &'a Display,
+    progress: &'a dist::worker::progress::Progress,
+}
+
+/// A pull ended by a stop: why, the objects it left waiting on other runs, and the pull's
+/// own error when the stop came in the sync after it.
+struct Halted {
+    why: Stop,
+    waiting: Vec<(dist::Digest, std::path::PathBuf)>,
+    failed: Option<Error>,
+}
+
 async fn pull_into<S: std::future::Future<Output = Stop>>(
     global: &Global,
     args: PullArgs,
@@ -69,94 +103,327 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
     store: &LayoutStore,
     stop: &mut std::pin::Pin<&mut S>,
 ) -> u8 {
-    let report_out =
-        match first_steps::open_report(args.report.as_deref(), Some(&args.output), false, stop)
-            .await
-        {
-            Ok(r) => r,
-            Err(code) => return code,
-        };
-    let jobs = super::jobs_within_file_limit(global, args.jobs);
-    let remote = match open_image(global, &image, jobs, super::Downloads::Blobs) {
-        Ok(r) => r,
-        Err(e) => return report(&e, EXIT_USAGE),
+    let (remote, jobs, mut out) = match start(global, &args, &image, stop).await {
+        Ok(started) => started,
+        Err(code) => return code,
     };
+    let progress = std::sync::Arc::new(dist::worker::progress::Progress::default());
+    let display = Display::new(progress.clone(), global.draws_progress());
+    let opts = options(&args, &image, jobs, progress.clone()).await;
+    let started = std::time::Instant::now();
+    let on_event = |event| out.on_event(event, &display, global.quiet);
+    let object = image.object();
+    let work = dist::pull::pull(remote, &object, image.ref_name(), store, &opts, on_event);
+    let ticker = display.start();
+    let result = {
+        let mut work = std::pin::pin!(work);
+        match unless_stopped(work.as_mut(), stop).await {
+            Ok(r) => Ok(r),
+            // Taken before the pull's jobs go, and their marks with them.
+            Err(why) => Err(Halted {
+                why,
+                waiting: store.waiting_for_others(),
+                failed: None,
+            }),
+        }
+    };
+    let mut unsynced = None;
+    let result = sync_after_failure(result, store, stop, &mut unsynced).await;
+    let run = Run {
+        global,
+        args: &args,
+        store,
+        object: &object,
+        started,
+        display: &display,
+        progress: &progress,
+    };
+    let result = match result {
+        Ok(r) => r,
+        Err(halted) => return run.halted(&mut out, halted, unsynced, ticker).await,
+    };
+    let pulled = result.is_ok();
+    if let (Ok(p), false) = (&result, global.quiet) {
+        warn_other_platform(p, &opts.platforms, &object);
+        warn_renamed(p, opts.image_name.as_deref(), &args.output);
+    }
+    let code = out.code_of(result, &run);
+    say_unsynced(unsynced);
+    out.finish(code, pulled, stop, &display, ticker).await
+}
+
+/// The pull's first steps: its report opened, the registry checked, its lines' writers
+/// started; `Err` holds the exit status of the one that failed.
+async fn start<S: std::future::Future<Output = Stop>>(
+    global: &Global,
+    args: &PullArgs,
+    image: &ImageRef,
+    stop: &mut std::pin::Pin<&mut S>,
+) -> Result<(Arc<dyn dist::Remote>, usize, Output), u8> {
+    let report_out =
+        first_steps::open_report(args.report.as_deref(), Some(&args.output), false, stop).await?;
+    let jobs = super::jobs_within_file_limit(global, args.jobs);
+    let remote = open_image(global, image, jobs, super::Downloads::Blobs)
+        .map_err(|e| report(&e, EXIT_USAGE))?;
     // After every usage error, which is status 2 and said whatever stdout is, and before
     // the registry is asked anything or the layout takes anything.
     if super::output::refused_before_start("writing to stdout") {
-        return EXIT_FAILED;
+        return Err(EXIT_FAILED);
     }
     // The run's one stop covers the check too: a registry that does not answer must not
     // hold the pull beyond --timeout or a signal. A reader of the JSON lines that went
     // away (`| head -1`) stops it too, as it does the worker: found out only at the next
     // line, that was after the largest layer in flight, minutes later.
-    if let Err(code) = check_before_batch(remote.as_ref(), stop).await {
-        return code;
-    }
-    let mut lines = match Lines::start() {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
-    // The previous run's report stays until now: a run that could not start keeps it.
-    // Named in every message about it: a job writing several files had to guess.
-    let report_name = args.report.as_ref().map(|p| p.display().to_string());
-    let report_name = report_name.unwrap_or_default();
-    // Its writer first: a thread asked for once the report was emptied, and not to be had,
-    // lost the previous run's report.
-    let writer = report_out
-        .as_ref()
-        .map(|_| Lines::report(report_name.clone()));
-    let writer = match writer.transpose() {
-        Ok(w) => w,
-        Err(code) => return code,
-    };
-    let mut report_out = match (
-        report_out.map(report_file::Opened::begin).transpose(),
-        writer,
-    ) {
-        (Ok(Some(file)), Some((lines, give))) => {
-            // The writer waits for it; one gone (a panic) fails the first line sent it.
-            let _ = give.send(file);
-            Some(lines)
-        }
-        (Ok(_), _) => None,
-        (Err(code), _) => return code,
-    };
-    let progress = std::sync::Arc::new(dist::worker::progress::Progress::default());
-    let display = Display::new(progress.clone(), global.draws_progress());
+    check_before_batch(remote.as_ref(), stop).await?;
+    let out = Output::open(report_out, args)?;
+    Ok((remote, jobs, out))
+}
+
+/// What the pull is asked to do, from the arguments.
+async fn options(
+    args: &PullArgs,
+    image: &ImageRef,
+    jobs: usize,
+    progress: Arc<dist::worker::progress::Progress>,
+) -> PullOptions {
     let mut opts = PullOptions::default();
-    opts.platforms = match (args.all_platforms, args.platform) {
+    opts.platforms = match (args.all_platforms, &args.platform) {
         (true, _) => Platforms::All,
-        (false, Some(p)) => Platforms::One(p),
+        (false, Some(p)) => Platforms::One(p.clone()),
         (false, None) => Platforms::One(dist::image::Platform::host()),
     };
     opts.jobs = jobs;
     opts.verify_existing = args.verify_existing;
-    opts.progress = Some(progress.clone());
-    opts.image_name = image_name(&image).await;
+    opts.progress = Some(progress);
+    opts.image_name = image_name(image).await;
     // Synced below once the error is in hand (see there).
     opts.sync_after_error = false;
-    let mut write_failed = false;
-    // Objects that failed in a way a later pull would meet again (missing, not what their
-    // digest says): without them, every failure was for the moment (`EXIT_TEMPFAIL`), as
-    // for the worker.
-    let mut lasting = 0usize;
-    let mut last_line = 0;
-    let started = std::time::Instant::now();
-    let on_event = |event: dist::pull::Event| {
-        last_line = last_line.max(match &event {
+    opts
+}
+
+/// Syncs a failed pull's objects reported stored, under the stop, once its error is in
+/// hand: synced in the library, a stop in a sync that did not return (a hung disk)
+/// dropped the error with the pull, and the run said only that "the others were not
+/// fetched", never why the pull had failed. A failure of that sync is left in
+/// `unsynced`, said after the pull's error, the cause first.
+async fn sync_after_failure<S: std::future::Future<Output = Stop>>(
+    result: Result<dist::Result<dist::pull::Pulled>, Halted>,
+    store: &LayoutStore,
+    stop: &mut std::pin::Pin<&mut S>,
+    unsynced: &mut Option<String>,
+) -> Result<dist::Result<dist::pull::Pulled>, Halted> {
+    match result {
+        Ok(Err(e)) => match sync_under(store, stop).await {
+            Ok(said) => {
+                *unsynced = said;
+                Ok(Err(e))
+            }
+            Err(why) => Err(Halted {
+                why,
+                waiting: Vec::new(),
+                failed: Some(e),
+            }),
+        },
+        other => other,
+    }
+}
+
+/// As Docker and podman do: a single-platform image for another platform is pulled,
+/// and said so, since it will not run here (or where --platform meant it to); not with
+/// -q, which promises no warnings.
+fn warn_other_platform(pulled: &dist::pull::Pulled, platforms: &Platforms, object: &Object) {
+    let Platforms::One(want) = platforms else {
+        return;
+    };
+    if let Some(have) = pulled.image_platform.as_ref().filter(|h| !want.matches(h)) {
+        let why = if pulled.image_platform_unlisted {
+            "its index names no platform for it"
+        } else {
+            "it has no index of platforms to choose from"
+        };
+        say!(
+            "dist: warning: {object} is an image for {have} only, not {want} ({why}); \
+             pulled as it is"
+        );
+    }
+}
+
+/// The tag alone names an entry, as skopeo reads it: another repository's image of the
+/// same tag took its name, which a mirror of many repositories into one layout lost
+/// without a word. A moved tag of the same repository is the usual update.
+fn warn_renamed(pulled: &dist::pull::Pulled, now: Option<&str>, output: &std::path::Path) {
+    let Some(now) = now else {
+        return;
+    };
+    for was in &pulled.replaced {
+        if let Some(before) = was.annotations.get(IMAGE_NAME).filter(|b| *b != now) {
+            // Names a layout's writer chose (the source's, or one pulled in before):
+            // shown, they must stay on the line and carry no terminal escapes.
+            let (before, now) = (one_line(before), one_line(now));
+            say!(
+                "dist: warning: {} in {} named {before} ({}); it names {now} now, and \
+                 {before} has no name there (one layout per repository keeps both)",
+                was.ref_name().unwrap_or_default(),
+                output.display(),
+                was.digest
+            );
+        }
+    }
+}
+
+impl Run<'_> {
+    /// The last line of a pull that failed as a whole, as a worker's failed line is.
+    fn failure_line(&self, line: u64, e: Error) -> String {
+        let reference = self.args.reference.clone();
+        failure_line(line, reference, self.object, self.started, e)
+    }
+
+    /// Ends a pull a stop ended: its lines written as far as they go, then what was
+    /// stored and what was not said; the exit status.
+    async fn halted(
+        &self,
+        out: &mut Output,
+        halted: Halted,
+        mut unsynced: Option<String>,
+        ticker: Option<tokio::task::JoinHandle<()>>,
+    ) -> u8 {
+        let Halted {
+            why,
+            waiting,
+            failed,
+        } = halted;
+        let why = match why {
+            Stop::ReaderGone => match sync_stored(self.global, self.store).await {
+                Ok(said) => {
+                    unsynced = said;
+                    why
+                }
+                Err(stop) => stop,
+            },
+            other => other,
+        };
+        let code = failed.as_ref().map_or(why.code(), |e| why.code_after(e));
+        // What to say of the pull's error: nothing when a line could not be written,
+        // said as it failed (the pull's error is that one).
+        let failed = failed.map(|e| {
+            if out.write_failed {
+                return None;
+            }
+            let e = e.spelt_as_reference();
+            let said = format!("dist: {e}");
+            // Its last line, as when no stop comes (see there): a stop in the sync
+            // after it left the error on stderr only, and a job reading the lines
+            // found none.
+            let line = self.failure_line(out.last_line + 1, e);
+            out.write_failed = out.write(line).is_err();
+            Some(said)
+        });
+        // The lines written first, as at the end: on a terminal they come above the
+        // summary.
+        let report = async {
+            match out.report_out.as_mut() {
+                Some(r) => r.finish_within(std::time::Duration::from_secs(2)).await,
+                None => true,
+            }
+        };
+        let grace = std::time::Duration::from_secs(2);
+        let (written, report_written) = tokio::join!(out.lines.finish_within(grace), report);
+        // Every branch below says it: a stop in the sync or the naming finds the lines
+        // held by a stuck reader as one while fetching does.
+        let cut = cut_short(written, report_written, &out.report_name);
+        self.display.finish(ticker);
+        let snapshot = self.progress.snapshot();
+        let output = &self.args.output;
+        if let Some(said) = failed {
+            // The pull had failed: its error first, then the sync's failure or what
+            // was left of it.
+            if let Some(said) = said {
+                say!("{said}");
+            }
+            say_unsynced(unsynced);
+            why.say_unsynced(output, false, cut);
+            why.say_waiting(&waiting);
+            return code;
+        }
+        say_unsynced(unsynced);
+        if every_object_stored(&snapshot) {
+            // Read once the pull is gone: no rename is to come, and one it began is
+            // done by now or said to be under way (never waited for: a hung filesystem
+            // would hold the stop).
+            why.say_all_stored(&output.join("index.json"), self.store.index_entry(), cut);
+        } else if every_object_handled(&snapshot) {
+            // Some failed: what was left was the sync of those stored, no name to come.
+            why.say_unsynced(output, false, cut);
+        } else {
+            why.say(true, cut);
+        }
+        why.say_waiting(&waiting);
+        code
+    }
+}
+
+impl Output {
+    /// Starts the writers of stdout's lines and of the report's, the report emptied once
+    /// both are there.
+    fn open(report_out: Option<report_file::Opened>, args: &PullArgs) -> Result<Output, u8> {
+        let lines = Lines::start()?;
+        // The previous run's report stays until now: a run that could not start keeps it.
+        // Named in every message about it: a job writing several files had to guess.
+        let report_name = args.report.as_ref().map(|p| p.display().to_string());
+        let report_name = report_name.unwrap_or_default();
+        // Its writer first: a thread asked for once the report was emptied, and not to be
+        // had, lost the previous run's report.
+        let writer = report_out
+            .as_ref()
+            .map(|_| Lines::report(report_name.clone()))
+            .transpose()?;
+        let report_out = match (
+            report_out.map(report_file::Opened::begin).transpose(),
+            writer,
+        ) {
+            (Ok(Some(file)), Some((lines, give))) => {
+                // The writer waits for it; one gone (a panic) fails the first line sent it.
+                let _ = give.send(file);
+                Some(lines)
+            }
+            (Ok(_), _) => None,
+            (Err(code), _) => return Err(code),
+        };
+        Ok(Output {
+            lines,
+            report_out,
+            report_name,
+            write_failed: false,
+            lasting: 0,
+            last_line: 0,
+        })
+    }
+
+    /// Hands one JSON line to the report's writer and to stdout's (see [`write_line`]).
+    fn write(&mut self, line: String) -> dist::Result<()> {
+        write_line(&mut self.lines, &mut self.report_out, line)
+    }
+
+    /// Writes one event's line, and says an object's failure or a platform skipped.
+    fn on_event(
+        &mut self,
+        event: dist::pull::Event,
+        display: &Display,
+        quiet: bool,
+    ) -> dist::Result<()> {
+        self.last_line = self.last_line.max(match &event {
             dist::pull::Event::Object(o) => o.line,
             dist::pull::Event::Skipped { line, .. } => *line,
             _ => 0,
         });
         match &event {
             dist::pull::Event::Object(o) => {
-                lasting += usize::from(o.error.as_ref().is_some_and(|e| !e.is_transient()));
-                if let Some(e) = o.error.as_ref().filter(|_| !global.quiet) {
+                self.lasting += usize::from(o.error.as_ref().is_some_and(|e| !e.is_transient()));
+                if let Some(e) = o.error.as_ref().filter(|_| !quiet) {
                     display.message(&format!("dist: {e}"));
                 }
             }
-            dist::pull::Event::Skipped { .. } if global.quiet => {}
+            dist::pull::Event::Skipped { .. } if quiet => {}
             // A warning, not an error: the pull goes on and succeeds without it (a log
             // reader alerting on ERROR was woken by every Windows image).
             dist::pull::Event::Skipped { descriptor, .. } => display.message(&format!(
@@ -167,199 +434,80 @@ async fn pull_into<S: std::future::Future<Output = Stop>>(
             // The library's events may grow; the JSON line below still reports one.
             _ => {}
         }
-        write_line(&mut lines, &mut report_out, event.json_line())
-            .inspect_err(|_| write_failed = true)
-    };
-    let object = image.object();
-    let work = dist::pull::pull(remote, &object, image.ref_name(), store, &opts, on_event);
-    let ticker = display.start();
-    let result = {
-        let mut work = std::pin::pin!(work);
-        match unless_stopped(work.as_mut(), stop).await {
-            Ok(r) => Ok(r),
-            // Taken before the pull's jobs go, and their marks with them.
-            Err(why) => Err((why, store.waiting_for_others(), None)),
-        }
-    };
-    // A failed pull's objects reported stored are synced here, under the stop, once its
-    // error is in hand: synced in the library, a stop in a sync that did not return (a
-    // hung disk) dropped the error with the pull, and the run said only that "the others
-    // were not fetched", never why the pull had failed. A failure of that sync is said
-    // after the pull's error, the cause first.
-    let mut unsynced = None;
-    let result = match result {
-        Ok(Err(e)) => match sync_under(store, stop).await {
-            Ok(said) => {
-                unsynced = said;
-                Ok(Err(e))
-            }
-            Err(why) => Err((why, Vec::new(), Some(e))),
-        },
-        other => other,
-    };
-    let result = match result {
-        Ok(r) => r,
-        Err((why, waiting, failed)) => {
-            let why = match why {
-                Stop::ReaderGone => match sync_stored(global, store).await {
-                    Ok(said) => {
-                        unsynced = said;
-                        why
-                    }
-                    Err(stop) => stop,
-                },
-                other => other,
-            };
-            let code = failed.as_ref().map_or(why.code(), |e| why.code_after(e));
-            // What to say of the pull's error: nothing when a line could not be written,
-            // said as it failed (the pull's error is that one).
-            let failed = failed.map(|e| {
-                if write_failed {
-                    return None;
-                }
+        self.write(event.json_line())
+            .inspect_err(|_| self.write_failed = true)
+    }
+
+    /// The exit status of a pull that ran to its end, writing its failure's line.
+    fn code_of(&mut self, result: dist::Result<dist::pull::Pulled>, run: &Run<'_>) -> u8 {
+        match result {
+            Ok(p) if p.failed == 0 => 0,
+            Ok(_) if self.lasting == 0 => EXIT_TEMPFAIL,
+            Ok(_) => EXIT_FAILED,
+            Err(_) if self.write_failed => EXIT_FAILED,
+            Err(e) => {
                 let e = e.spelt_as_reference();
-                let said = format!("dist: {e}");
-                // Its last line, as when no stop comes (see there): a stop in the sync
-                // after it left the error on stderr only, and a job reading the lines
-                // found none.
-                let reference = args.reference.clone();
-                let line = failure_line(last_line + 1, reference, &object, started, e);
-                write_failed = write_line(&mut lines, &mut report_out, line).is_err();
-                Some(said)
-            });
-            // The lines written first, as at the end: on a terminal they come above the
-            // summary.
-            let report = async {
-                match report_out.as_mut() {
-                    Some(r) => r.finish_within(std::time::Duration::from_secs(2)).await,
-                    None => true,
+                // The tag's answer is the one-shot resolve's: a registry that passed the
+                // check and then broke (75, for the moment), or refused the credentials for
+                // the manifest (2), is so there and here alike, so a script can tell it
+                // from an image that is not there.
+                let code = report(&e, exit_for(&e));
+                // It is the last line too (a tag that does not resolve, no platform that
+                // matches): a mirroring job reading the reports found an empty one, and
+                // the reason only on stderr.
+                let line = run.failure_line(self.last_line + 1, e);
+                match self.write(line) {
+                    Ok(()) => code,
+                    Err(_) => failed_too(code),
                 }
-            };
-            let grace = std::time::Duration::from_secs(2);
-            let (written, report_written) = tokio::join!(lines.finish_within(grace), report);
-            // Every branch below says it: a stop in the sync or the naming finds the lines
-            // held by a stuck reader as one while fetching does.
-            let cut = cut_short(written, report_written, &report_name);
-            display.finish(ticker);
-            let snapshot = progress.snapshot();
-            if let Some(said) = failed {
-                // The pull had failed: its error first, then the sync's failure or what
-                // was left of it.
-                if let Some(said) = said {
-                    say!("{said}");
-                }
-                say_unsynced(unsynced);
-                why.say_unsynced(&args.output, false, cut);
-                why.say_waiting(&waiting);
-                return code;
             }
-            say_unsynced(unsynced);
-            if every_object_stored(&snapshot) {
-                // Read once the pull is gone: no rename is to come, and one it began is
-                // done by now or said to be under way (never waited for: a hung filesystem
-                // would hold the stop).
-                why.say_all_stored(&args.output.join("index.json"), store.index_entry(), cut);
-            } else if every_object_handled(&snapshot) {
-                // Some failed: what was left was the sync of those stored, no name to come.
-                why.say_unsynced(&args.output, false, cut);
-            } else {
-                why.say(true, cut);
+        }
+    }
+
+    /// Writes the rest of the lines out, stdout's then the report's, under the stop, and
+    /// ends the progress display; the exit status.
+    ///
+    /// Every object is done; what is left is writing the lines out, which a reader that
+    /// does not read can make last for ever, and a signal or `--timeout` must still end.
+    /// The summary waits for them: on a terminal they come above it, as they came while
+    /// the pull ran.
+    async fn finish<S: std::future::Future<Output = Stop>>(
+        &mut self,
+        code: u8,
+        pulled: bool,
+        stop: &mut std::pin::Pin<&mut S>,
+        display: &Display,
+        ticker: Option<tokio::task::JoinHandle<()>>,
+    ) -> u8 {
+        let written = unless_stopped(self.lines.finish(), stop).await;
+        display.finish(ticker);
+        let code = match written {
+            Ok(true) => code,
+            Ok(false) => {
+                self.write_failed = true;
+                failed_too(code)
             }
-            why.say_waiting(&waiting);
+            Err(why) => {
+                say_stopped_writing(&why, pulled, None);
+                // A failed pull's status 2 stays, as with Stop::code_after; a signal's wins.
+                return why.code_over(code);
+            }
+        };
+        // The report's last lines and its sync (not after a line failed, which was said),
+        // under the stop as stdout's are: a reader of the report that does not read must
+        // not hold the pull either.
+        let Some(report) = self.report_out.as_mut() else {
             return code;
-        }
-    };
-    let pulled = result.is_ok();
-    // As Docker and podman do: a single-platform image for another platform is pulled,
-    // and said so, since it will not run here (or where --platform meant it to); not with
-    // -q, which promises no warnings.
-    if let (Ok(pulled), Platforms::One(want), false) = (&result, &opts.platforms, global.quiet) {
-        if let Some(have) = pulled.image_platform.as_ref().filter(|h| !want.matches(h)) {
-            let why = if pulled.image_platform_unlisted {
-                "its index names no platform for it"
-            } else {
-                "it has no index of platforms to choose from"
-            };
-            say!(
-                "dist: warning: {object} is an image for {have} only, not {want} ({why}); \
-                 pulled as it is"
-            );
-        }
-    }
-    // The tag alone names an entry, as skopeo reads it: another repository's image of the
-    // same tag took its name, which a mirror of many repositories into one layout lost
-    // without a word. A moved tag of the same repository is the usual update.
-    if let (Ok(pulled), Some(now), false) = (&result, &opts.image_name, global.quiet) {
-        for was in &pulled.replaced {
-            if let Some(before) = was.annotations.get(IMAGE_NAME).filter(|b| *b != now) {
-                // Names a layout's writer chose (the source's, or one pulled in before):
-                // shown, they must stay on the line and carry no terminal escapes.
-                let (before, now) = (one_line(before), one_line(now));
-                say!(
-                    "dist: warning: {} in {} named {before} ({}); it names {now} now, and \
-                     {before} has no name there (one layout per repository keeps both)",
-                    was.ref_name().unwrap_or_default(),
-                    args.output.display(),
-                    was.digest
-                );
+        };
+        report.sync_at_end(!self.write_failed);
+        match unless_stopped(report.finish(), stop).await {
+            Ok(true) => code,
+            Ok(false) => failed_too(code),
+            // Stdout is written whole by now: it is the report that held the pull.
+            Err(why) => {
+                say_stopped_writing(&why, pulled, Some(&self.report_name));
+                why.code_over(code)
             }
-        }
-    }
-    let code = match result {
-        Ok(p) if p.failed == 0 => 0,
-        Ok(_) if lasting == 0 => EXIT_TEMPFAIL,
-        Ok(_) => EXIT_FAILED,
-        Err(_) if write_failed => EXIT_FAILED,
-        Err(e) => {
-            let e = e.spelt_as_reference();
-            // The tag's answer is the one-shot resolve's: a registry that passed the check
-            // and then broke (75, for the moment), or refused the credentials for the
-            // manifest (2), is so there and here alike, so a script can tell it from an
-            // image that is not there.
-            let code = report(&e, exit_for(&e));
-            // It is the last line too (a tag that does not resolve, no platform that
-            // matches): a mirroring job reading the reports found an empty one, and the
-            // reason only on stderr.
-            let line = failure_line(last_line + 1, args.reference, &object, started, e);
-            match write_line(&mut lines, &mut report_out, line) {
-                Ok(()) => code,
-                Err(_) => failed_too(code),
-            }
-        }
-    };
-    say_unsynced(unsynced);
-    // Every object is done; what is left is writing the lines out, which a reader that
-    // does not read can make last for ever, and a signal or `--timeout` must still end.
-    // The summary waits for them: on a terminal they come above it, as they came while
-    // the pull ran.
-    let written = unless_stopped(lines.finish(), stop).await;
-    display.finish(ticker);
-    let code = match written {
-        Ok(true) => code,
-        Ok(false) => {
-            write_failed = true;
-            failed_too(code)
-        }
-        Err(why) => {
-            say_stopped_writing(&why, pulled, None);
-            // A failed pull's status 2 stays, as with Stop::code_after; a signal's wins.
-            return why.code_over(code);
-        }
-    };
-    // The report's last lines and its sync (not after a line failed, which was said), under
-    // the stop as stdout's are: a reader of the report that does not read must not hold
-    // the pull either.
-    let Some(report) = report_out.as_mut() else {
-        return code;
-    };
-    report.sync_at_end(!write_failed);
-    match unless_stopped(report.finish(), stop).await {
-        Ok(true) => code,
-        Ok(false) => failed_too(code),
-        // Stdout is written whole by now: it is the report that held the pull.
-        Err(why) => {
-            say_stopped_writing(&why, pulled, Some(&report_name));
-            why.code_over(code)
         }
     }
 }

@@ -78,7 +78,7 @@ impl FromStr for ImageRef {
 
 /// Splits `<path>[:tag][@digest]` by the rule in the module docs.
 fn split_layout(s: &str) -> std::result::Result<(PathBuf, Option<String>, Option<Digest>), String> {
-    let after_slash = |t: &str| t.rfind('/').map_or(0, |i| i + 1);
+    let after_slash = |t: &str| t.len() - last_component(t).len();
     let (rest, digest) = match s.rfind('@') {
         Some(at) if at + 1 == s.len() && at > 0 && at >= after_slash(s) => {
             return Err(ends_in_separator(s, &s[..at], '@'))
@@ -118,25 +118,24 @@ fn split_layout(s: &str) -> std::result::Result<(PathBuf, Option<String>, Option
 /// that advice would send to another directory, and which is written with a trailing slash.
 /// Only this refusal looks at the disk, to tell the two apart.
 fn ends_in_separator(whole: &str, before: &str, sep: char) -> String {
-    // With both separators left (`oci:DIR:@`), the directory is before the ':'.
-    let (dir, both) = match before.strip_suffix(':') {
-        Some(dir) if sep == '@' => (dir, true),
-        _ => (before, false),
+    // Before a missing digest, a ':' starts the tag as it would with the digest written
+    // (`oci:a:b@` is the tag `b` of `./a`); an empty tag is `oci:DIR:@`, both left out.
+    // A ':' that cannot start a tag is the directory's own.
+    let start = before.len() - last_component(before).len();
+    let (dir, tag) = match before[start..]
+        .rfind(':')
+        .map(|i| before.split_at(start + i))
+    {
+        Some((dir, tag)) if sep == '@' && (tag == ":" || is_tag(&tag[1..])) => (dir, tag),
+        _ => (before, ""),
     };
-    // A directory whose own name holds a ':' or '@' splits again when written bare
-    // (`oci:x@y` reads the digest `y`, `oci:a:b` the tag `b` of `./a`): every spelling
-    // offered keeps it whole with a trailing slash, the one without a separator too.
-    // `oci:a:b@` is the tag `b` of `./a` with its digest left out, as written.
-    let last = &dir[dir.rfind('/').map_or(0, |i| i + 1)..];
-    let splits = last.contains('@') || (last.contains(':') && (sep == ':' || both));
-    let advice = if splits {
-        let written = format!("oci:{dir}/{}", if both { ":" } else { "" });
-        let advice = crate::reference::nothing_after(&written, sep);
-        format!("{advice} (oci:{dir}/)")
-    } else {
-        crate::reference::nothing_after(&format!("oci:{before}"), sep)
-    };
-    if std::path::Path::new(whole).join("oci-layout").is_file() {
+    let written = spelled(dir);
+    let mut advice = crate::reference::nothing_after(&format!("{written}{tag}"), sep);
+    if written != format!("oci:{dir}") {
+        // The spelling without the separator keeps the slash too, so it is spelt out.
+        advice = format!("{advice} ({written}{})", tag.trim_end_matches(':'));
+    }
+    if is_layout(whole) {
         format!("{advice}; for the layout {whole:?} itself, write oci:{whole}/")
     } else {
         advice
@@ -145,22 +144,46 @@ fn ends_in_separator(whole: &str, before: &str, sep: char) -> String {
 
 /// `oci:{whole}@{d}`, where `whole` ends in the empty tag's `:` after `before`: the tag
 /// left out, spelled without its `:`; or a layout directory whose own name ends in `:`.
-/// A `before` whose last component holds a `:` would split again without its `:`
-/// (`oci:a:b@…` is the tag `b` of `./a`, `oci:c:@…` is refused), so its spelling keeps the
-/// path whole with a trailing slash. Like [`ends_in_separator`], only this refusal looks
-/// at the disk.
+/// Like [`ends_in_separator`], only this refusal looks at the disk.
 fn nothing_between(whole: &str, before: &str, d: &Digest) -> String {
-    let last = &before[before.rfind('/').map_or(0, |i| i + 1)..];
-    let slash = if last.contains(':') { "/" } else { "" };
     let advice = format!(
         "nothing between ':' and '@'; write the tag there, or leave the ':' out \
-         (oci:{before}{slash}@{d})"
+         ({}@{d})",
+        spelled(before)
     );
-    if std::path::Path::new(whole).join("oci-layout").is_file() {
+    if is_layout(whole) {
         format!("{advice}; for the layout {whole:?} itself, write oci:{whole}/@{d}")
     } else {
         advice
     }
+}
+
+/// `oci:{dir}` as advice writes it, to be followed by a tag or digest or nothing: a
+/// directory whose own name holds a ':' or '@' would split again written bare (`oci:x@y`
+/// reads the digest `y`, `oci:a:b` the tag `b` of `./a`), so it keeps a trailing slash.
+fn spelled(dir: &str) -> String {
+    let slash = if last_component(dir).contains([':', '@']) {
+        "/"
+    } else {
+        ""
+    };
+    format!("oci:{dir}{slash}")
+}
+
+/// Whether `dir` holds an OCI image layout: the one look at the disk a refusal's advice
+/// takes, to offer the spelling of a directory whose own name ends in a separator.
+fn is_layout(dir: &str) -> bool {
+    std::path::Path::new(dir).join("oci-layout").is_file()
+}
+
+/// Whether `s` is a tag, as what follows a layout's ':' must be.
+fn is_tag(s: &str) -> bool {
+    matches!(s.parse::<Object>(), Ok(Object::Tag(_)))
+}
+
+/// What follows the last `/` of `path`: where the separators are looked for.
+fn last_component(path: &str) -> &str {
+    &path[path.rfind('/').map_or(0, |i| i + 1)..]
 }
 
 impl fmt::Display for ImageRef {
@@ -279,6 +302,37 @@ mod tests {
             "{e}"
         );
         assert_eq!(layout(&format!("oci:./a:b@{D}")).1.as_deref(), Some("b"));
+    }
+
+    /// `oci:DIR:TAG@` with the digest left out, where `DIR`'s own name holds an `@`: the
+    /// spellings offered read the tag of `DIR`, as the reference does with the digest
+    /// written, not a directory named `DIR:TAG`; and a `:` before something that is no tag
+    /// (`oci:./a:.@`) is the directory's own, where `oci:./a:.@sha256:…` was refused.
+    #[test]
+    fn a_missing_digest_is_told_spellings_that_keep_the_tag_or_the_directory() {
+        // The tag meant, where one was written; without a digest `latest` is read.
+        for (written, dir, tag) in [
+            ("oci:./x@y:v1@", "./x@y/", Some("v1")),
+            ("oci:./a:.@", "./a:./", None),
+        ] {
+            let e = written.parse::<ImageRef>().unwrap_err().to_string();
+            let offered: Vec<String> = e
+                .split('(')
+                .skip(1)
+                .map(|s| s[..s.find(')').unwrap()].replace("sha256:…", D))
+                .collect();
+            assert_eq!(offered.len(), 2, "{e}");
+            for spelling in offered {
+                let (path, t, _) = layout(&spelling);
+                assert_eq!(path, dir, "{spelling}: {e}");
+                assert!(tag.is_none() || t.as_deref() == tag, "{spelling}: {e}");
+            }
+        }
+        let filled = layout(&format!("oci:./x@y:v1@{D}"));
+        assert_eq!(
+            (filled.0.as_str(), filled.1.as_deref()),
+            ("./x@y", Some("v1"))
+        );
     }
 
     /// `oci:DIR:@DIGEST` with the tag left out: the spelling without the `:` reads `DIR`,

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode, Uri};
 
-use crate::auth::{Authorizer, Challenged, CredentialSource, Sent};
+use crate::auth::{Authorizer, Challenged, CredentialSource, Grant, RequestTries, Sent};
 use crate::error::{Error, ErrorKind, Result};
 use crate::reference::Repository;
 use crate::retry::{self, HostPause, Next, RetryPolicy};
@@ -25,7 +25,7 @@ use crate::transport::{self, Outgoing, Transport};
 
 use super::api_root::{api_root_of, no_credentials_in, no_query_in, origin_of, serves_another};
 use super::mirror_down::MirrorDown;
-use super::outage::{met_at, outage_over, Admit, Came, Outage, HOLD_AFTER};
+use super::outage::{met_at, outage_over, Admit, Asleep, Came, Outage, Ticket, HOLD_AFTER};
 use super::status::{quota_left, status_error, MAX_ERROR_BODY};
 
 /// How many times one request reacts to a 401 before giving up.
@@ -490,60 +490,24 @@ impl Host {
         ask: Ask,
         (retries, max_retries): (&mut u32, u32),
     ) -> Result<transport::Reply> {
-        let Ask {
-            hands_off,
-            ends_at_500,
-        } = ask;
-        let mut auth_rounds = 0u32;
-        let mut resent = false;
-        // Whether this request came to the registry in an outage of more rounds than it
-        // may be asked for: then, while that outage lasts, one failure of its own ends it
-        // (`outage_over`). One that came before has met each round since as one of its
-        // retries, and spends them.
-        let mut came = None;
-        // How long to wait before trying again after `e` (counting the retry), or `e` with
-        // the URL, saying why, when it is not worth another attempt (the rule is the
-        // policy's, [`RetryPolicy::next`]). `asked` is read off the response; an error
-        // from elsewhere (a token server's) carries its own.
-        let again = |e: Error, retries: &mut u32, asked: Option<Duration>| {
-            let e = match policy.next(&e, *retries, max_retries, asked) {
-                Next::Retry(wait) => {
-                    tracing::debug!(url = %crate::transport::redact(&url), error = %e, retry = *retries + 1, wait_ms = wait.as_millis() as u64, "retrying");
-                    *retries += 1;
-                    return Ok(wait);
-                }
-                Next::Permanent => e,
-                // Carrying the wait asked for: a caller counting retries of its own (a
-                // mirror's parts together) must not ask again either.
-                Next::WaitsTooLong(d) => {
-                    waits_too_long(e, d, policy.max_delay).with_retry_after(Some(d))
-                }
-                // The last answer's pause was not waited out (no attempt came after it):
-                // a caller that tries again later must not come back before it ends.
-                Next::Spent => {
-                    let last = asked.or_else(|| e.retry_after());
-                    e.with_attempts(*retries + 1).with_retry_after(last)
-                }
-            };
-            Err(e.with_url(&url))
+        let mut a = Attempts {
+            policy,
+            url: &url,
+            headers,
+            retries,
+            max_retries,
+            auth_rounds: 0,
+            resent: false,
+            came: None,
+            tries: self.auth.token_tries(),
+            kept: None,
+            asleep: None,
         };
-        // A sleep before the next attempt ([`Outage::sleep_out`]), which keeps the outage
-        // it met remembered until this request came to the host again: only a request
-        // that will ask again is waited for, never one that gave up or was stopped
-        // asleep, and for as long as it sleeps, a `Retry-After` past its backoff included.
-        let mut _asleep = None;
-        // The ticket of the request sent for all, kept through the credentials it renews
-        // after a 401 or a 403 (see `reauth`).
-        let mut kept = None;
-        // The token requests whose failures this request took: its retry takes a later
-        // one's, made for all, rather than ask once more.
-        // Dropped with the request, it gives back a refused token it was to send once more.
-        let mut tries = self.auth.token_tries();
         loop {
             // A mirror the registry stands behind is not waited for: the hosts are picked
             // before its pause, but a body it serves asks it for the rest, and its parts
             // ask it, whenever they break, which would hold them for as long as it asked.
-            if hands_off && self.pause.running() {
+            if ask.hands_off && self.pause.running() {
                 let e = Error::new(
                     ErrorKind::TooManyRequests,
                     "the mirror asked to be left alone for now (Retry-After); the next host serves",
@@ -551,53 +515,15 @@ impl Host {
                 return Err(e.with_url(&url));
             }
             self.pause.wait().await;
-            // The registry failing request after request is asked once for all the
-            // requests waiting (`outage`); a mirror's failures hand them to the next host.
-            // A range asked for is part or the rest of a body under way (a ranged part, a
-            // resume): it keeps its own retries, as an object's first request would not
-            // under an outage that came before it, and the parts of one blob meeting a
-            // few 503s in turn failed the blob.
-            let ticket = if kept.is_some() {
-                kept.take()
-            } else if self.mirror || headers.contains_key(http::header::RANGE) {
-                None
-            } else {
-                // When the request came to the outage, before any wait for its token: a
-                // slow token server must not make it late to an outage it came before.
-                let came = *came.get_or_insert_with(|| self.outage.came(max_retries));
-                // Held, a token first, beside every other task that needs one, whose
-                // failure they share: asked for behind the request sent for all, each
-                // task in turn asked a failing token server again, for itself alone.
-                if self.outage.holds(&self.pause) {
-                    if let Err(e) = self.auth.grant_again(policy, &mut tries).await {
-                        let wait = again(e, retries, None)?;
-                        _asleep = self.outage.sleep_out(wait).await;
-                        continue;
-                    }
-                }
-                match self.outage.admit(&self.pause).await {
-                    Admit::Send(t) => Some(t),
-                    // Its last attempt is its own, even when it went out itself before:
-                    // an object the registry would serve is not failed for another's
-                    // 503, nor told of a URL never asked for.
-                    Admit::Failed(_, streak)
-                        if *retries >= max_retries
-                            || (self.outage.late(came) && streak > max_retries) =>
-                    {
-                        Some(self.outage.own())
-                    }
-                    Admit::Failed(e, _) => {
-                        let wait = again(e.for_url(&url), retries, None)?;
-                        _asleep = self.outage.sleep_out(wait).await;
-                        continue;
-                    }
-                }
+            let ticket = match self.turn(&mut a).await? {
+                Turn::Send(ticket) => ticket,
+                Turn::Waited => continue,
             };
             // Come to the host again: a sleep before is over.
-            _asleep = None;
+            a.asleep = None;
             // Token requests fail as other requests do (a 503 or 429 from the token
             // server, a dropped connection) and are retried on the same budget.
-            let grant = match self.auth.grant_again(policy, &mut tries).await {
+            let grant = match self.auth.grant_again(policy, &mut a.tries).await {
                 Ok(g) => g,
                 Err(e) => {
                     // The token server's trouble says nothing of the registry: another
@@ -606,89 +532,23 @@ impl Host {
                     // while a token server was down for a minute, every request went to
                     // the registry at once when it was back, each with its retries.
                     drop(ticket);
-                    let wait = again(e, retries, None)?;
-                    _asleep = self.outage.sleep_out(wait).await;
+                    a.wait_out(&self.outage, e, None).await?;
                     continue;
                 }
             };
-            let req = Outgoing {
-                method: method.clone(),
-                url: url.clone(),
-                headers: headers.clone(),
-                authorization: grant.header.clone(),
-                origin_headers: self.headers.clone(),
-                body: Bytes::new(),
+            let (mut reply, ticket) = match self.send(&mut a, &method, &grant, ticket).await? {
+                Some(answered) => answered,
+                None => continue,
             };
-            let mut reply = match self.transport.send(req).await {
-                Ok(r) => r,
-                // Once per request: a server that drops every request is a fault, retried
-                // (or not) by the policy below.
-                Err(e) if !resent && transport::lost_before_answer(&e) => {
-                    tracing::debug!(url = %crate::transport::redact(&url), error = %e, "connection lost before an answer; sending again");
-                    resent = true;
-                    continue;
-                }
-                Err(e) => {
-                    let e = match ticket {
-                        // The registry answered, with a redirect: the server it led to (a
-                        // blob store) failed, as its 503 would.
-                        Some(t) if !met_at(&e, &url) => {
-                            t.answered();
-                            e
-                        }
-                        Some(t) if e.is_transient() => {
-                            self.outage_failed(t, e, &url, policy, came, (*retries, max_retries))?
-                        }
-                        _ => e,
-                    };
-                    let wait = again(e, retries, None)?;
-                    _asleep = self.outage.sleep_out(wait).await;
-                    continue;
-                }
-            };
-            self.timeouts.store(0, Ordering::Relaxed);
-            if self.mirror {
-                let mut down = self.down.lock().expect("mirror mark poisoned");
-                if down.marks > 0 {
-                    *down = MirrorDown::default();
-                    tracing::debug!(mirror = %self.name, "mirror answers again");
-                }
-            }
+            self.answers();
             let status = reply.response.status();
             // The registry or the gateway before it unavailable, rather than an answer: a
             // 500 (or 408, or 429) comes from a registry that is up, and may be the
             // object's own (a blob its storage lost), which other objects must not share.
             let failing = reply.same_origin && matches!(status.as_u16(), 502..=504);
-            // A 401 this request answers with credentials (a token renewed) says nothing
-            // yet of the registry's outage: the request sent for all stays that, and the
-            // others wait for its next answer. Taken for the registry answering, it let
-            // every held task go at once with the token just refused (tokens revoked in
-            // an outage: a 401 each, then a 503 each).
-            // So may a 403 to Basic credentials, which are looked up again (ECR's password
-            // past its 12 hours, see `Auth::forbidden`): taken for the registry
-            // answering, it let every held task go at once with the expired password, a
-            // 403 each, then a 503 each with the new one.
-            let challenges = match status {
-                StatusCode::UNAUTHORIZED if reply.same_origin => {
-                    challenges_of(reply.response.headers())
-                }
-                _ => Vec::new(),
-            };
-            // The registry refused its token server's tokens to an earlier request, and
-            // says the same again: a token asked for would be refused as those were
-            // (each object cost 2 token requests and 3 401s). Its 401 is the answer.
-            let spurned = !challenges.is_empty()
-                && auth_rounds < MAX_AUTH_ROUNDS
-                && self.auth.spurns(&grant, &challenges);
-            let reauth = reply.same_origin
-                && auth_rounds < MAX_AUTH_ROUNDS
-                && match status {
-                    StatusCode::UNAUTHORIZED => !challenges.is_empty() && !spurned,
-                    StatusCode::FORBIDDEN => grant.sends(b"Basic"),
-                    _ => false,
-                };
+            let verdict = self.verdict(&reply, &grant, a.auth_rounds);
             let ticket = match ticket {
-                Some(t) if !failing && !reauth => {
+                Some(t) if !failing && !verdict.reauth => {
                     t.answered();
                     None
                 }
@@ -699,50 +559,20 @@ impl Host {
                 return Ok(reply);
             }
             // This host's own 401, challenging: new credentials, and the request again.
-            if !challenges.is_empty() && auth_rounds < MAX_AUTH_ROUNDS && !spurned {
-                self.drain(&mut reply).await;
-                let sent = self.sent_with(&grant, &url, &reply.url);
-                // Let go before the token is asked for: a body longer than what is
-                // read of it keeps its connection, which a realm on this host, under
-                // the per-host cap, may wait for as long as `--timeout` lets it.
-                drop(reply);
-                let challenged = Challenged {
-                    www_authenticate: &challenges,
-                    again: auth_rounds > 0,
-                    sent: &sent,
-                    configured_authorization: self
-                        .headers
-                        .contains_key(http::header::AUTHORIZATION),
-                };
-                match self
-                    .auth
-                    .challenged_again(&grant, challenged, &mut tries, policy)
-                    .await
-                {
-                    Ok(()) => {
-                        auth_rounds += 1;
-                        kept = ticket;
-                    }
-                    // No credentials renewed: the 401 is the registry's answer, as
-                    // it was before (held, the others would each wait for a 401
-                    // no credentials answer, one request at a time).
-                    Err(e) => {
-                        if let Some(t) = ticket {
-                            t.answered();
-                        }
-                        tokio::time::sleep(again(e, retries, None)?).await
-                    }
-                }
+            if !verdict.challenges.is_empty() && a.auth_rounds < MAX_AUTH_ROUNDS && !verdict.spurned
+            {
+                self.challenged(&mut a, &grant, reply, &verdict.challenges, ticket)
+                    .await?;
                 continue;
             }
             let ticket = if status == StatusCode::FORBIDDEN
                 && reply.same_origin
-                && auth_rounds < MAX_AUTH_ROUNDS
+                && a.auth_rounds < MAX_AUTH_ROUNDS
             {
                 if self.auth.forbidden(&grant).await {
                     self.drain(&mut reply).await;
-                    auth_rounds += 1;
-                    kept = ticket;
+                    a.auth_rounds += 1;
+                    a.kept = ticket;
                     continue;
                 }
                 // No credentials renewed: the 403 is the registry's answer.
@@ -753,102 +583,414 @@ impl Host {
             } else {
                 ticket
             };
-            let asked = retry::retry_after(reply.response.headers());
-            let out_of_quota = status == StatusCode::TOO_MANY_REQUESTS
-                && asked.is_none()
-                && quota_left(reply.response.headers()) == Some(0);
-            let own = reply.same_origin;
-            // A server that says how long to hold off (429, 503) says it to every request
-            // that reaches it, not only this one. After a redirect that is the blob store
-            // (a CDN, S3), not this host: the registry's other requests go on meanwhile,
-            // and those that the registry sends there wait.
-            let holding = asked.filter(|_| matches!(status.as_u16(), 429 | 503));
-            let elsewhere = (holding.is_some() && !own).then(|| reply.url.clone());
-            let sent = self.sent_with(&grant, &url, &reply.url);
-            let mut err = status_error(&self.transport, &mut reply, self.mirror, &sent).await;
-            // Its connection is not held through what follows: a token or quota lookup
-            // on this host, and the pause before the next attempt.
-            drop(reply);
-            // Held before this request's own verdict: on its last attempt (always, with
-            // `--retries 0`) it fails, but the server's pause holds every request to it,
-            // where each other task drew a 429 of its own. One past the longest wait fails
-            // this request at once, and pauses no other for that long.
-            let hold_off = || match (holding.filter(|d| *d <= policy.max_delay), &elsewhere) {
-                (Some(asked), Some(target)) => self.transport.pause_origin(target, asked),
-                (Some(asked), None) => self.pause.pause_for(asked),
-                (None, _) => {}
+            let refused = Refused {
+                reply,
+                grant,
+                ticket,
+                verdict,
             };
-            if let Some(t) = ticket {
-                // Ended late to an outage, with retries left: its answer's pause was not
-                // waited out either, as after a last attempt (`Next::Spent`), and holds the
-                // requests sent after it, as any other answer's does: the next object's,
-                // sent at once, met the server before the pause it asked for was over.
-                err = match self.outage_failed(t, err, &url, policy, came, (*retries, max_retries))
-                {
-                    Ok(err) => err,
-                    Err(e) => {
-                        hold_off();
-                        let last = asked.or_else(|| e.retry_after());
-                        return Err(e.with_retry_after(last));
-                    }
-                };
-            }
-            // ECR's words for a password past its 12 hours: credentials refused, as a 401
-            // says, and not a repository policy's 403, which names the action refused.
-            if status == StatusCode::FORBIDDEN
-                && own
-                && err.message().contains("authorization token has expired")
-            {
-                if let Some(refused) = self.auth.expired(&grant, err.message()).await {
-                    return Err(refused.with_url(&url));
-                }
-            }
-            // A spent quota (Docker Hub's pull limit) refills over hours and says so
-            // without a `Retry-After`: retries would only spend requests, which Docker
-            // Hub has counted against the quota too. Its words tell it where its headers
-            // are missing (a HEAD's answer has no body, a proxy may drop headers).
-            if status == StatusCode::TOO_MANY_REQUESTS
-                && asked.is_none()
-                && (out_of_quota || err.message().contains("pull rate limit"))
-            {
-                let advice = self.auth.quota_advice(&grant).await;
-                return Err(err.with_note(advice).with_url(&url));
-            }
-            let rounds_spent = status == StatusCode::UNAUTHORIZED
-                && auth_rounds >= MAX_AUTH_ROUNDS
-                && grant.sends(b"Bearer");
-            if rounds_spent {
-                self.auth.spurned(&grant, &challenges);
-            }
-            if rounds_spent || spurned {
-                // Its own words ask for authentication, which was sent: a registry that
-                // does not take its token server's tokens (a signing key they do not
-                // share) reads like a missing login otherwise.
-                err = err.with_note(format!(
-                    "it refused {MAX_AUTH_ROUNDS} tokens in a row, each just issued by its \
-                     token server"
-                ));
-            }
-            if let Some(asked) = holding.filter(|_| hands_off) {
-                // A mirror is a shortcut: waiting for it, object after object, while the
-                // registry would answer now, made a throttled cache slow the whole run. Its
-                // blob store's pause skips it too: its blobs would wait there.
-                let asked = asked.min(policy.max_delay);
-                self.pause.pause_for(asked);
-                if let Some(target) = &elsewhere {
-                    self.transport.pause_origin(target, asked);
-                }
-                return Err(err.with_url(&url));
-            }
-            hold_off();
-            if ends_at_500 && own && status == StatusCode::INTERNAL_SERVER_ERROR {
-                let err = err.with_attempts(*retries + 1).ending_at_500();
-                return Err(err.with_url(&url));
-            }
-            let wait = again(err, retries, asked)?;
-            _asleep = self.outage.sleep_out(wait).await;
+            self.refused(&mut a, refused, ask).await?;
         }
     }
+
+    /// The request's turn under the registry's outage (`outage`): the ticket it is sent
+    /// with, none where it keeps retries of its own, or a failure waited out (`Waited`),
+    /// after which the attempt starts over.
+    ///
+    /// The registry failing request after request is asked once for all the requests
+    /// waiting; a mirror's failures hand them to the next host. A range asked for is part
+    /// or the rest of a body under way (a ranged part, a resume): it keeps its own
+    /// retries, as an object's first request would not under an outage that came before
+    /// it, and the parts of one blob meeting a few 503s in turn failed the blob.
+    async fn turn<'a>(&'a self, a: &mut Attempts<'a>) -> Result<Turn<'a>> {
+        if a.kept.is_some() {
+            return Ok(Turn::Send(a.kept.take()));
+        }
+        if self.mirror || a.headers.contains_key(http::header::RANGE) {
+            return Ok(Turn::Send(None));
+        }
+        // When the request came to the outage, before any wait for its token: a
+        // slow token server must not make it late to an outage it came before.
+        let came = *a
+            .came
+            .get_or_insert_with(|| self.outage.came(a.max_retries));
+        // Held, a token first, beside every other task that needs one, whose
+        // failure they share: asked for behind the request sent for all, each
+        // task in turn asked a failing token server again, for itself alone.
+        if self.outage.holds(&self.pause) {
+            if let Err(e) = self.auth.grant_again(a.policy, &mut a.tries).await {
+                a.wait_out(&self.outage, e, None).await?;
+                return Ok(Turn::Waited);
+            }
+        }
+        match self.outage.admit(&self.pause).await {
+            Admit::Send(t) => Ok(Turn::Send(Some(t))),
+            // Its last attempt is its own, even when it went out itself before:
+            // an object the registry would serve is not failed for another's
+            // 503, nor told of a URL never asked for.
+            Admit::Failed(_, streak)
+                if *a.retries >= a.max_retries
+                    || (self.outage.late(came) && streak > a.max_retries) =>
+            {
+                Ok(Turn::Send(Some(self.outage.own())))
+            }
+            Admit::Failed(e, _) => {
+                a.wait_out(&self.outage, e.for_url(a.url), None).await?;
+                Ok(Turn::Waited)
+            }
+        }
+    }
+
+    /// Sends the request with `grant`: its answer, with the ticket it still holds, or
+    /// `None` for another attempt, after a failure waited out or a connection lost
+    /// before an answer.
+    async fn send<'a>(
+        &'a self,
+        a: &mut Attempts<'a>,
+        method: &Method,
+        grant: &Grant,
+        ticket: Option<Ticket<'a>>,
+    ) -> Result<Option<(transport::Reply, Option<Ticket<'a>>)>> {
+        let req = Outgoing {
+            method: method.clone(),
+            url: a.url.clone(),
+            headers: a.headers.clone(),
+            authorization: grant.header.clone(),
+            origin_headers: self.headers.clone(),
+            body: Bytes::new(),
+        };
+        let e = match self.transport.send(req).await {
+            Ok(r) => return Ok(Some((r, ticket))),
+            // Once per request: a server that drops every request is a fault, retried
+            // (or not) by the policy below.
+            Err(e) if !a.resent && transport::lost_before_answer(&e) => {
+                tracing::debug!(url = %crate::transport::redact(a.url), error = %e, "connection lost before an answer; sending again");
+                a.resent = true;
+                return Ok(None);
+            }
+            Err(e) => e,
+        };
+        let e = match ticket {
+            // The registry answered, with a redirect: the server it led to (a
+            // blob store) failed, as its 503 would.
+            Some(t) if !met_at(&e, a.url) => {
+                t.answered();
+                e
+            }
+            Some(t) if e.is_transient() => {
+                let spent = (*a.retries, a.max_retries);
+                self.outage_failed(t, e, a.url, a.policy, a.came, spent)?
+            }
+            _ => e,
+        };
+        a.wait_out(&self.outage, e, None).await?;
+        Ok(None)
+    }
+
+    /// The host answered: the marks of its failures go.
+    fn answers(&self) {
+        self.timeouts.store(0, Ordering::Relaxed);
+        if self.mirror {
+            let mut down = self.down.lock().expect("mirror mark poisoned");
+            if down.marks > 0 {
+                *down = MirrorDown::default();
+                tracing::debug!(mirror = %self.name, "mirror answers again");
+            }
+        }
+    }
+
+    /// What an answer says of the credentials sent with `grant`, after `auth_rounds`
+    /// renewed.
+    fn verdict(&self, reply: &transport::Reply, grant: &Grant, auth_rounds: u32) -> Verdict {
+        let status = reply.response.status();
+        let challenges = match status {
+            StatusCode::UNAUTHORIZED if reply.same_origin => {
+                challenges_of(reply.response.headers())
+            }
+            _ => Vec::new(),
+        };
+        // The registry refused its token server's tokens to an earlier request, and
+        // says the same again: a token asked for would be refused as those were
+        // (each object cost 2 token requests and 3 401s). Its 401 is the answer.
+        let spurned = !challenges.is_empty()
+            && auth_rounds < MAX_AUTH_ROUNDS
+            && self.auth.spurns(grant, &challenges);
+        let reauth = reply.same_origin
+            && auth_rounds < MAX_AUTH_ROUNDS
+            && match status {
+                StatusCode::UNAUTHORIZED => !challenges.is_empty() && !spurned,
+                StatusCode::FORBIDDEN => grant.sends(b"Basic"),
+                _ => false,
+            };
+        Verdict {
+            challenges,
+            spurned,
+            reauth,
+        }
+    }
+
+    /// Answers the host's own 401 with new credentials, the request to go again; `Err`
+    /// when none are to be had and no retry is left.
+    async fn challenged<'a>(
+        &'a self,
+        a: &mut Attempts<'a>,
+        grant: &Grant,
+        mut reply: transport::Reply,
+        challenges: &[String],
+        ticket: Option<Ticket<'a>>,
+    ) -> Result<()> {
+        self.drain(&mut reply).await;
+        let sent = self.sent_with(grant, a.url, &reply.url);
+        // Let go before the token is asked for: a body longer than what is
+        // read of it keeps its connection, which a realm on this host, under
+        // the per-host cap, may wait for as long as `--timeout` lets it.
+        drop(reply);
+        let challenged = Challenged {
+            www_authenticate: challenges,
+            again: a.auth_rounds > 0,
+            sent: &sent,
+            configured_authorization: self.headers.contains_key(http::header::AUTHORIZATION),
+        };
+        match self
+            .auth
+            .challenged_again(grant, challenged, &mut a.tries, a.policy)
+            .await
+        {
+            Ok(()) => {
+                a.auth_rounds += 1;
+                a.kept = ticket;
+            }
+            // No credentials renewed: the 401 is the registry's answer, as
+            // it was before (held, the others would each wait for a 401
+            // no credentials answer, one request at a time).
+            Err(e) => {
+                if let Some(t) = ticket {
+                    t.answered();
+                }
+                tokio::time::sleep(a.again(e, None)?).await
+            }
+        }
+        Ok(())
+    }
+
+    /// Judges an answer that is no success, its credentials past renewing: the error it
+    /// ends the request with, or its wait slept out before the next attempt. Its pause
+    /// asked for holds the host (or the blob store a redirect led to), as it says.
+    async fn refused<'a>(
+        &'a self,
+        a: &mut Attempts<'a>,
+        refused: Refused<'a>,
+        ask: Ask,
+    ) -> Result<()> {
+        let Refused {
+            mut reply,
+            grant,
+            ticket,
+            verdict,
+        } = refused;
+        let (policy, url) = (a.policy, a.url);
+        let status = reply.response.status();
+        let asked = retry::retry_after(reply.response.headers());
+        let out_of_quota = status == StatusCode::TOO_MANY_REQUESTS
+            && asked.is_none()
+            && quota_left(reply.response.headers()) == Some(0);
+        let own = reply.same_origin;
+        // A server that says how long to hold off (429, 503) says it to every request
+        // that reaches it, not only this one. After a redirect that is the blob store
+        // (a CDN, S3), not this host: the registry's other requests go on meanwhile,
+        // and those that the registry sends there wait.
+        let holding = asked.filter(|_| matches!(status.as_u16(), 429 | 503));
+        let elsewhere = (holding.is_some() && !own).then(|| reply.url.clone());
+        let sent = self.sent_with(&grant, url, &reply.url);
+        let mut err = status_error(&self.transport, &mut reply, self.mirror, &sent).await;
+        // Its connection is not held through what follows: a token or quota lookup
+        // on this host, and the pause before the next attempt.
+        drop(reply);
+        // Held before this request's own verdict: on its last attempt (always, with
+        // `--retries 0`) it fails, but the server's pause holds every request to it,
+        // where each other task drew a 429 of its own. One past the longest wait fails
+        // this request at once, and pauses no other for that long.
+        let hold_off = || match (holding.filter(|d| *d <= policy.max_delay), &elsewhere) {
+            (Some(asked), Some(target)) => self.transport.pause_origin(target, asked),
+            (Some(asked), None) => self.pause.pause_for(asked),
+            (None, _) => {}
+        };
+        if let Some(t) = ticket {
+            // Ended late to an outage, with retries left: its answer's pause was not
+            // waited out either, as after a last attempt (`Next::Spent`), and holds the
+            // requests sent after it, as any other answer's does: the next object's,
+            // sent at once, met the server before the pause it asked for was over.
+            let spent = (*a.retries, a.max_retries);
+            err = match self.outage_failed(t, err, url, policy, a.came, spent) {
+                Ok(err) => err,
+                Err(e) => {
+                    hold_off();
+                    let last = asked.or_else(|| e.retry_after());
+                    return Err(e.with_retry_after(last));
+                }
+            };
+        }
+        // ECR's words for a password past its 12 hours: credentials refused, as a 401
+        // says, and not a repository policy's 403, which names the action refused.
+        if status == StatusCode::FORBIDDEN
+            && own
+            && err.message().contains("authorization token has expired")
+        {
+            if let Some(refused) = self.auth.expired(&grant, err.message()).await {
+                return Err(refused.with_url(url));
+            }
+        }
+        // A spent quota (Docker Hub's pull limit) refills over hours and says so
+        // without a `Retry-After`: retries would only spend requests, which Docker
+        // Hub has counted against the quota too. Its words tell it where its headers
+        // are missing (a HEAD's answer has no body, a proxy may drop headers).
+        if status == StatusCode::TOO_MANY_REQUESTS
+            && asked.is_none()
+            && (out_of_quota || err.message().contains("pull rate limit"))
+        {
+            let advice = self.auth.quota_advice(&grant).await;
+            return Err(err.with_note(advice).with_url(url));
+        }
+        let rounds_spent = status == StatusCode::UNAUTHORIZED
+            && a.auth_rounds >= MAX_AUTH_ROUNDS
+            && grant.sends(b"Bearer");
+        if rounds_spent {
+            self.auth.spurned(&grant, &verdict.challenges);
+        }
+        if rounds_spent || verdict.spurned {
+            // Its own words ask for authentication, which was sent: a registry that
+            // does not take its token server's tokens (a signing key they do not
+            // share) reads like a missing login otherwise.
+            err = err.with_note(format!(
+                "it refused {MAX_AUTH_ROUNDS} tokens in a row, each just issued by its \
+                 token server"
+            ));
+        }
+        if let Some(asked) = holding.filter(|_| ask.hands_off) {
+            // A mirror is a shortcut: waiting for it, object after object, while the
+            // registry would answer now, made a throttled cache slow the whole run. Its
+            // blob store's pause skips it too: its blobs would wait there.
+            let asked = asked.min(policy.max_delay);
+            self.pause.pause_for(asked);
+            if let Some(target) = &elsewhere {
+                self.transport.pause_origin(target, asked);
+            }
+            return Err(err.with_url(url));
+        }
+        hold_off();
+        if ask.ends_at_500 && own && status == StatusCode::INTERNAL_SERVER_ERROR {
+            let err = err.with_attempts(*a.retries + 1).ending_at_500();
+            return Err(err.with_url(url));
+        }
+        a.wait_out(&self.outage, err, asked).await
+    }
+}
+
+/// One request's attempts on a host ([`Host::request`]): what they go by, and where
+/// they stand.
+struct Attempts<'a> {
+    policy: &'a RetryPolicy,
+    url: &'a Uri,
+    headers: &'a HeaderMap,
+    /// The failures counted against `max_retries` so far (see [`Host::request`]).
+    retries: &'a mut u32,
+    max_retries: u32,
+    auth_rounds: u32,
+    resent: bool,
+    /// Whether this request came to the registry in an outage of more rounds than it
+    /// may be asked for: then, while that outage lasts, one failure of its own ends it
+    /// (`outage_over`). One that came before has met each round since as one of its
+    /// retries, and spends them.
+    came: Option<Came>,
+    /// The token requests whose failures this request took: its retry takes a later
+    /// one's, made for all, rather than ask once more.
+    /// Dropped with the request, it gives back a refused token it was to send once more.
+    tries: RequestTries<'a>,
+    /// The ticket of the request sent for all, kept through the credentials it renews
+    /// after a 401 or a 403 (see `Verdict::reauth`).
+    kept: Option<Ticket<'a>>,
+    /// A sleep before the next attempt ([`Outage::sleep_out`]), which keeps the outage
+    /// it met remembered until this request came to the host again: only a request
+    /// that will ask again is waited for, never one that gave up or was stopped
+    /// asleep, and for as long as it sleeps, a `Retry-After` past its backoff included.
+    asleep: Option<Asleep<'a>>,
+}
+
+impl<'a> Attempts<'a> {
+    /// How long to wait before trying again after `e` (counting the retry), or `e` with
+    /// the URL, saying why, when it is not worth another attempt (the rule is the
+    /// policy's, [`RetryPolicy::next`]). `asked` is read off the response; an error
+    /// from elsewhere (a token server's) carries its own.
+    fn again(&mut self, e: Error, asked: Option<Duration>) -> Result<Duration> {
+        let (policy, retries, max_retries) = (self.policy, &mut *self.retries, self.max_retries);
+        let e = match policy.next(&e, *retries, max_retries, asked) {
+            Next::Retry(wait) => {
+                tracing::debug!(url = %crate::transport::redact(self.url), error = %e, retry = *retries + 1, wait_ms = wait.as_millis() as u64, "retrying");
+                *retries += 1;
+                return Ok(wait);
+            }
+            Next::Permanent => e,
+            // Carrying the wait asked for: a caller counting retries of its own (a
+            // mirror's parts together) must not ask again either.
+            Next::WaitsTooLong(d) => {
+                waits_too_long(e, d, policy.max_delay).with_retry_after(Some(d))
+            }
+            // The last answer's pause was not waited out (no attempt came after it):
+            // a caller that tries again later must not come back before it ends.
+            Next::Spent => {
+                let last = asked.or_else(|| e.retry_after());
+                e.with_attempts(*retries + 1).with_retry_after(last)
+            }
+        };
+        Err(e.with_url(self.url))
+    }
+
+    /// Sleeps out the wait before the next attempt after `e`, the outage it met
+    /// remembered meanwhile (see `asleep`), or ends the request with `e`.
+    async fn wait_out(
+        &mut self,
+        outage: &'a Outage,
+        e: Error,
+        asked: Option<Duration>,
+    ) -> Result<()> {
+        let wait = self.again(e, asked)?;
+        self.asleep = outage.sleep_out(wait).await;
+        Ok(())
+    }
+}
+
+/// The request's turn under the registry's outage ([`Host::turn`]).
+enum Turn<'a> {
+    /// Send it, with the ticket to settle with its outcome, if any.
+    Send(Option<Ticket<'a>>),
+    /// A failure was waited out: the attempt starts over.
+    Waited,
+}
+
+/// What an answer says of the credentials sent ([`Host::verdict`]).
+struct Verdict {
+    /// The host's own 401's challenges.
+    challenges: Vec<String>,
+    /// The registry refused its token server's tokens before, and does again.
+    spurned: bool,
+    /// The request goes again with credentials renewed: a 401 this request answers
+    /// with credentials (a token renewed) says nothing yet of the registry's outage: the
+    /// request sent for all stays that, and the others wait for its next answer. Taken
+    /// for the registry answering, it let every held task go at once with the token just
+    /// refused (tokens revoked in an outage: a 401 each, then a 503 each).
+    /// So may a 403 to Basic credentials, which are looked up again (ECR's password
+    /// past its 12 hours, see `Auth::forbidden`): taken for the registry
+    /// answering, it let every held task go at once with the expired password, a
+    /// 403 each, then a 503 each with the new one.
+    reauth: bool,
+}
+
+/// An answer that is no success, its credentials past renewing ([`Host::refused`]).
+struct Refused<'a> {
+    reply: transport::Reply,
+    grant: Grant,
+    ticket: Option<Ticket<'a>>,
+    verdict: Verdict,
 }
 
 /// What ends a request beside its status and its retries spent ([`Host::request`]).
@@ -873,7 +1015,7 @@ impl Host {
     /// object may be asked for, `e` ends a request that `came` late to this outage.
     fn outage_failed(
         &self,
-        t: super::outage::Ticket<'_>,
+        t: Ticket<'_>,
         e: Error,
         url: &Uri,
         policy: &RetryPolicy,

@@ -233,6 +233,36 @@ fn spool_failed(e: std::io::Error) -> Error {
     .with_cause(e)
 }
 
+/// One job's blob on its way into the store: what its attempts go by, and where they
+/// stand.
+struct Storing<'a, 't> {
+    remote: &'a dyn Remote,
+    job: &'a Job,
+    store: &'a LayoutStore,
+    looks: Looks,
+    tally: &'a mut Tally<'t>,
+    outcome: &'a mut Outcome,
+    /// Held until the blob is stored or its fetch failed: other runs into the store wait
+    /// for it instead of downloading the blob too. Taken before the request when the
+    /// descriptor says the blob is large enough, else once the registry said ([`start`]).
+    held: Option<IngestLock>,
+    attempt: u32,
+    /// Failures in a row of fetches that broke beyond a resume (see `Error::restart`).
+    failures: u32,
+    /// A partial download was claimed: one that failed verification is not looked for again.
+    claimed: bool,
+}
+
+/// Where an attempt at storing a blob goes next.
+enum Then<T> {
+    /// On, with this.
+    On(T),
+    /// The blob is stored, or was found stored: the job is done.
+    Done,
+    /// Another attempt.
+    Again,
+}
+
 async fn to_store(
     remote: &dyn Remote,
     job: &Job,
@@ -241,149 +271,216 @@ async fn to_store(
     tally: &mut Tally<'_>,
     outcome: &mut Outcome,
 ) -> Result<()> {
-    let looks = &Looks::new(verify_existing);
-    // Held until the blob is stored or its fetch failed: other runs into the store wait
-    // for it instead of downloading the blob too. Taken before the request when the
-    // descriptor says the blob is large enough, else once the registry said ([`start`]).
-    let mut held = None;
-    if let Some(digest) = job.object.digest() {
+    let mut s = Storing {
+        remote,
+        job,
+        store,
+        looks: Looks::new(verify_existing),
+        tally,
+        outcome,
+        held: None,
+        attempt: 0,
+        failures: 0,
+        claimed: false,
+    };
+    if s.found_stored().await? {
+        return Ok(());
+    }
+    loop {
+        s.attempt += 1;
+        let hints = job.hints.after_failures(s.attempt, s.failures);
+        let kept = match s.kept_partial().await? {
+            Then::On(kept) => kept,
+            Then::Done => return Ok(()),
+            Then::Again => continue,
+        };
+        let (opened, resumed) = s.open(kept, &hints).await?;
+        let (mut download, mut temp) = match s.fetching(opened)? {
+            Then::On(fetching) => fetching,
+            Then::Done => return Ok(()),
+            Then::Again => continue,
+        };
+        s.tally.sized(download.meta().size);
+        let received = s.receive(&mut download, &mut temp).await;
+        match s.judge(received, download, temp, resumed).await? {
+            Then::On(()) | Then::Done => return Ok(()),
+            Then::Again => continue,
+        }
+    }
+}
+
+impl Storing<'_, '_> {
+    /// Whether the blob is in the store already, recorded so; a large one is claimed
+    /// first, before it is asked for, should it not be.
+    async fn found_stored(&mut self) -> Result<bool> {
+        let (store, job, looks) = (self.store, self.job, &self.looks);
+        let Some(digest) = job.object.digest() else {
+            return Ok(false);
+        };
         let mut present = stored(store, job, digest, looks).await?;
         if present.is_none() && job.hints.size.is_some_and(|size| size >= LOCK_FROM) {
             let look = || stored(store, job, digest, looks);
             match ingest::claim(store, digest, look).await? {
-                Claimed::Mine(lock) => held = Some(lock),
+                Claimed::Mine(lock) => self.held = Some(lock),
                 Claimed::Stored(size) => present = Some(size),
             }
         }
-        if let Some(size) = present {
-            record_found(outcome, job, tally, store, digest, size);
-            return Ok(());
+        let Some(size) = present else {
+            return Ok(false);
+        };
+        record_found(self.outcome, job, self.tally, store, digest, size);
+        Ok(true)
+    }
+
+    /// The partial download this attempt carries on, claimed with the blob's lock; a
+    /// partial that holds the whole blob is stored as it is (`Done`).
+    ///
+    /// Only the first attempt carries on a partial download: after content that failed
+    /// verification, everything is fetched again.
+    async fn kept_partial(&mut self) -> Result<Then<Option<(TempBlob, Prefix)>>> {
+        let (store, job, looks) = (self.store, self.job, &self.looks);
+        let digest = match job.object.digest() {
+            Some(digest) if self.attempt == 1 && !self.claimed && store.has_partial(digest) => {
+                digest
+            }
+            _ => return Ok(Then::On(None)),
+        };
+        // A partial is only kept past its blob's first MiB: the blob is fetched
+        // under its lock whatever its size is known to be. Taken only by a fresh
+        // download, once the answer declared the size, the lock was free to a
+        // second run meanwhile, which downloaded the whole blob beside this one.
+        if self.held.is_none() {
+            let look = || stored(store, job, digest, looks);
+            match ingest::claim(store, digest, look).await? {
+                Claimed::Mine(lock) => self.held = Some(lock),
+                Claimed::Stored(size) => {
+                    record_found(self.outcome, job, self.tally, store, digest, size);
+                    return Ok(Then::Done);
+                }
+            }
+        }
+        self.claimed = true;
+        match claim_partial(store, digest, job.hints.size).await? {
+            // The whole blob already: a run killed between its last write and the
+            // rename (an fsync of gigabytes takes seconds), or stopped once the
+            // last chunk arrived. Nothing lies past it, so asking for the rest
+            // only got a 416 and the whole blob fetched again; it verified, and is
+            // stored as it is, as containerd commits an ingest that is complete.
+            Some((temp, prefix)) if holds_whole(&prefix, digest, job.hints.size) => {
+                let path = temp.commit(digest).await?;
+                record_whole(self.outcome, job, self.tally, digest, prefix.len, path);
+                self.outcome.status = Status::Ok;
+                Ok(Then::Done)
+            }
+            kept => Ok(Then::On(kept)),
         }
     }
-    let mut attempt = 0;
-    // Failures in a row of fetches that broke beyond a resume (see `Error::restart`).
-    let mut failures = 0;
-    // A partial download was claimed: one that failed verification is not looked for again.
-    let mut claimed = false;
-    loop {
-        attempt += 1;
-        let hints = job.hints.after_failures(attempt, failures);
-        // Only the first attempt carries on a partial download: after content that failed
-        // verification, everything is fetched again.
-        let kept = match job.object.digest() {
-            Some(digest) if attempt == 1 && !claimed && store.has_partial(digest) => {
-                // A partial is only kept past its blob's first MiB: the blob is fetched
-                // under its lock whatever its size is known to be. Taken only by a fresh
-                // download, once the answer declared the size, the lock was free to a
-                // second run meanwhile, which downloaded the whole blob beside this one.
-                if held.is_none() {
-                    let look = || stored(store, job, digest, looks);
-                    match ingest::claim(store, digest, look).await? {
-                        Claimed::Mine(lock) => held = Some(lock),
-                        Claimed::Stored(size) => {
-                            record_found(outcome, job, tally, store, digest, size);
-                            return Ok(());
-                        }
-                    }
-                }
-                claimed = true;
-                match claim_partial(store, digest, job.hints.size).await? {
-                    // The whole blob already: a run killed between its last write and the
-                    // rename (an fsync of gigabytes takes seconds), or stopped once the
-                    // last chunk arrived. Nothing lies past it, so asking for the rest
-                    // only got a 416 and the whole blob fetched again; it verified, and is
-                    // stored as it is, as containerd commits an ingest that is complete.
-                    Some((temp, prefix)) if holds_whole(&prefix, digest, job.hints.size) => {
-                        let path = temp.commit(digest).await?;
-                        record_whole(outcome, job, tally, digest, prefix.len, path);
-                        outcome.status = Status::Ok;
-                        return Ok(());
-                    }
-                    kept => kept,
-                }
-            }
-            _ => None,
+
+    /// The download this attempt reads, carrying on `kept` where it can, and whether it
+    /// does; `Err` ends the job at once, a partial that cannot be reached kept for a run
+    /// that can.
+    async fn open(
+        &mut self,
+        kept: Option<(TempBlob, Prefix)>,
+        hints: &crate::hints::Hints,
+    ) -> Result<(Result<Started>, bool)> {
+        let (remote, job, store, looks) = (self.remote, self.job, self.store, &self.looks);
+        let Some((temp, prefix)) = kept else {
+            let opened = start(remote, job, hints, store, looks, &mut self.held).await;
+            return Ok((opened, false));
         };
-        // This attempt carries on a partial download.
-        let mut resumed = false;
-        let opened = match kept {
-            Some((temp, prefix)) => {
-                let len = prefix.len;
-                match remote.fetch_rest(&job.object, &hints, prefix).await {
-                    // Longer than the blob the server declares (a file extended, with no
-                    // size given for `resume_within` to catch it): a server that ignores
-                    // `Range` sends it whole, all of it dropped as the partial's, to end
-                    // short of the partial, a size mismatch that was taken for the server
-                    // contradicting itself and kept the partial for every later run.
-                    Ok(download) if download.meta().size.is_some_and(|size| len > size) => {
-                        tracing::warn!(object = %job.object, len, size = download.meta().size, "a partial download longer than its blob; removed, and the blob fetched whole");
-                        drop(download);
-                        temp.discard();
-                        start(remote, job, &hints, store, looks, &mut held).await
-                    }
-                    Ok(download) => {
-                        tracing::info!(object = %job.object, bytes = len, "carrying on from a partial download an earlier run kept");
-                        tally.already_here(len);
-                        resumed = true;
-                        Ok(Started::Fetching(Box::new((download, temp))))
-                    }
-                    // Refused before a byte of the rest was read (over its size, or a
-                    // digest header naming other content): fetched once more below, as
-                    // any such refusal is (from the registry itself, or where it may not
-                    // pull, from the mirrors that may). The partial is kept (dropping
-                    // `temp` does that): the refusal says nothing of its bytes.
-                    Err(e) if e.is_corruption() => Err(e),
-                    // Kept again (dropping `temp` does that) for a run that can reach it.
-                    Err(e) if !cannot_carry_on(&e) => return Err(e),
-                    Err(e) => {
-                        tracing::debug!(object = %job.object, error = %e, "the partial download cannot be carried on; fetching from scratch");
-                        temp.discard();
-                        start(remote, job, &hints, store, looks, &mut held).await
-                    }
-                }
+        let len = prefix.len;
+        match remote.fetch_rest(&job.object, hints, prefix).await {
+            // Longer than the blob the server declares (a file extended, with no
+            // size given for `resume_within` to catch it): a server that ignores
+            // `Range` sends it whole, all of it dropped as the partial's, to end
+            // short of the partial, a size mismatch that was taken for the server
+            // contradicting itself and kept the partial for every later run.
+            Ok(download) if download.meta().size.is_some_and(|size| len > size) => {
+                tracing::warn!(object = %job.object, len, size = download.meta().size, "a partial download longer than its blob; removed, and the blob fetched whole");
+                drop(download);
+                temp.discard();
+                let opened = start(remote, job, hints, store, looks, &mut self.held).await;
+                Ok((opened, false))
             }
-            None => start(remote, job, &hints, store, looks, &mut held).await,
-        };
-        let (mut download, mut temp) = match opened {
-            Ok(Started::Fetching(opened)) => *opened,
+            Ok(download) => {
+                tracing::info!(object = %job.object, bytes = len, "carrying on from a partial download an earlier run kept");
+                self.tally.already_here(len);
+                Ok((Ok(Started::Fetching(Box::new((download, temp)))), true))
+            }
+            // Refused before a byte of the rest was read (over its size, or a
+            // digest header naming other content): fetched once more below, as
+            // any such refusal is (from the registry itself, or where it may not
+            // pull, from the mirrors that may). The partial is kept (dropping
+            // `temp` does that): the refusal says nothing of its bytes.
+            Err(e) if e.is_corruption() => Ok((Err(e), false)),
+            // Kept again (dropping `temp` does that) for a run that can reach it.
+            Err(e) if !cannot_carry_on(&e) => Err(e),
+            Err(e) => {
+                tracing::debug!(object = %job.object, error = %e, "the partial download cannot be carried on; fetching from scratch");
+                temp.discard();
+                let opened = start(remote, job, hints, store, looks, &mut self.held).await;
+                Ok((opened, false))
+            }
+        }
+    }
+
+    /// The download to read and the file it goes into, from what opening it came to: the
+    /// blob stored by another fetch meanwhile, or another attempt.
+    fn fetching(&mut self, opened: Result<Started>) -> Result<Then<(Download, TempBlob)>> {
+        match opened {
+            Ok(Started::Fetching(opened)) => Ok(Then::On(*opened)),
             Ok(Started::Stored(digest, size)) => {
-                record_found(outcome, job, tally, store, &digest, size);
-                return Ok(());
+                let (job, store) = (self.job, self.store);
+                record_found(self.outcome, job, self.tally, store, &digest, size);
+                Ok(Then::Done)
             }
             // Nothing received on this attempt: it starts again, as the first.
             Ok(Started::TakenOver) => {
-                attempt = 0;
-                claimed = false;
-                continue;
+                self.attempt = 0;
+                self.claimed = false;
+                Ok(Then::Again)
             }
             // As in `to_spool`: content announced as other than asked for is fetched again.
-            Err(e) if fetch_again(remote, &e, attempt) => {
-                tracing::warn!(object = %job.object, error = %e, "{}", crate::fetch::refetch_warning(&e));
-                tally.again();
-                failures = 0;
-                continue;
+            Err(e) if fetch_again(self.remote, &e, self.attempt) => {
+                tracing::warn!(object = %self.job.object, error = %e, "{}", crate::fetch::refetch_warning(&e));
+                self.tally.again();
+                self.failures = 0;
+                Ok(Then::Again)
             }
-            Err(e) => return Err(e),
-        };
-        tally.sized(download.meta().size);
-        let received: Result<()> = async {
-            while let Some(chunk) = download.chunk().await? {
-                tally.received(chunk.len() as u64);
-                temp.write(&chunk).await?;
-            }
-            Ok(())
+            Err(e) => Err(e),
         }
-        .await;
+    }
+
+    /// Reads the download's body into `temp`, counting it as it comes.
+    async fn receive(&mut self, download: &mut Download, temp: &mut TempBlob) -> Result<()> {
+        while let Some(chunk) = download.chunk().await? {
+            self.tally.received(chunk.len() as u64);
+            temp.write(&chunk).await?;
+        }
+        Ok(())
+    }
+
+    /// Stores the blob received whole (`Done`), or judges why it was not: another attempt,
+    /// the partial kept or given up as its failure says, or the job's failure.
+    async fn judge(
+        &mut self,
+        received: Result<()>,
+        download: Download,
+        temp: TempBlob,
+        resumed: bool,
+    ) -> Result<Then<()>> {
+        let object = &self.job.object;
         match received {
             Ok(()) => {
-                record(outcome, &download);
+                record(self.outcome, &download);
                 let digest = download
                     .digest()
                     .expect("verified download has a digest")
                     .clone();
-                outcome.path = Some(temp.commit(&digest).await?);
-                outcome.status = Status::Ok;
-                return Ok(());
+                self.outcome.path = Some(temp.commit(&digest).await?);
+                self.outcome.status = Status::Ok;
+                return Ok(Then::Done);
             }
             // A size the server contradicted (a resume's total other than the one it
             // declared before, a body running past it): its words alone, never the
@@ -398,14 +495,14 @@ async fn to_store(
             // though nothing was verified.
             Err(e) if (e.kind() == ErrorKind::SizeMismatch || e.announced_other()) && resumed => {
                 temp.keep_as_claimed().await;
-                tally.again();
-                failures = 0;
-                attempt -= 1;
+                self.tally.again();
+                self.failures = 0;
+                self.attempt -= 1;
                 let what = match e.announced_other() {
                     true => "the server's Docker-Content-Digest header for the rest of the partial download an earlier run kept names other content",
                     false => "the server contradicted the size it declared for the rest of the partial download an earlier run kept",
                 };
-                tracing::warn!(object = %job.object, error = %e, "{what}; keeping the partial, fetching the blob whole");
+                tracing::warn!(%object, error = %e, "{what}; keeping the partial, fetching the blob whole");
             }
             // Most likely the partial's own bytes are wrong (a disk fault, a tampered
             // file), which says nothing of the transfer: the whole fetch that follows is a
@@ -415,25 +512,25 @@ async fn to_store(
             // on the way failed it.
             Err(e) if e.is_corruption() && resumed => {
                 temp.discard();
-                tally.again();
-                failures = 0;
-                attempt -= 1;
-                tracing::warn!(object = %job.object, error = %e, "the partial download an earlier run kept did not verify with the rest; fetching the blob whole");
+                self.tally.again();
+                self.failures = 0;
+                self.attempt -= 1;
+                tracing::warn!(%object, error = %e, "the partial download an earlier run kept did not verify with the rest; fetching the blob whole");
             }
-            Err(e) if fetch_again(remote, &e, attempt) => {
+            Err(e) if fetch_again(self.remote, &e, self.attempt) => {
                 temp.discard();
-                tally.again();
-                failures = 0;
-                tracing::warn!(object = %job.object, error = %e, "{}", crate::fetch::refetch_warning(&e));
+                self.tally.again();
+                self.failures = 0;
+                tracing::warn!(%object, error = %e, "{}", crate::fetch::refetch_warning(&e));
             }
             // Broken beyond a resume (content without a digest, in a temporary file of its
             // own that no later run carries on): fetched whole again, as the same attempt.
             Err(e) if e.restart().is_some() => {
                 temp.discard();
-                tally.again();
-                failures = e.restart().unwrap_or_default();
-                attempt -= 1;
-                tracing::debug!(object = %job.object, error = %e, "the body broke and cannot be resumed; fetching again");
+                self.tally.again();
+                self.failures = e.restart().unwrap_or_default();
+                self.attempt -= 1;
+                tracing::debug!(%object, error = %e, "the body broke and cannot be resumed; fetching again");
             }
             Err(e) => {
                 if keeps_partial(&e) {
@@ -444,6 +541,7 @@ async fn to_store(
                 return Err(e);
             }
         }
+        Ok(Then::Again)
     }
 }
 
