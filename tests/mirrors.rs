@@ -1962,6 +1962,15 @@ fn a_mirror_refusing_its_configured_authorization_says_it_was_sent() {
         warnings[0].contains("refused the Authorization its hosts.toml [header] sets (401)"),
         "{err}"
     );
+    // The error line beside it says the same, not that a `docker login` is missing.
+    assert!(
+        warnings[0].contains("refused the Authorization its hosts.toml [header] sets: correct"),
+        "{err}"
+    );
+    assert!(
+        !warnings[0].contains("no credentials for it were found"),
+        "{err}"
+    );
     assert!(!err.contains(&wrong), "{err}");
     // The header did reach the mirror.
     let sent = mirror.requests();
@@ -1996,4 +2005,44 @@ fn a_mirror_s_denial_is_said_with_its_own_status() {
     assert_eq!(warnings.len(), 1, "{err}");
     assert!(warnings[0].contains("refused access (401)"), "{err}");
     assert!(!warnings[0].contains("(403)"), "{err}");
+}
+
+/// A mirror given an `Authorization` by `hosts.toml` whose token service refuses the
+/// anonymous token dist asks for: the header goes to the mirror alone, never to its token
+/// service, so the service refused no header of the user's. It was said to refuse "the
+/// Authorization its hosts.toml [header] sets", beside an error line saying the token
+/// service gives anonymous callers none.
+#[test]
+fn a_mirror_s_token_service_refusal_is_not_said_to_refuse_the_configured_header() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::builder()
+        .auth(Auth::bearer_for("mu", "right-password"))
+        .start();
+    let blob = bytes(98, 2000);
+    mirror.blob("team/app", &blob);
+    let digest = upstream.blob("team/app", &blob);
+    let toml = format!(
+        "[host.\"{}\"]\n  capabilities = [\"pull\"]\n\
+         [host.\"{}\".header]\n  Authorization = \"Bearer not-for-the-token-service\"\n",
+        mirror.url(),
+        mirror.url()
+    );
+    let dir = hosts_dir(&upstream.host(), &toml);
+    let mut dist = Dist::new();
+    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    let repo = format!("{}/team/app", upstream.host());
+    let out = dist.run(&["fetch", &repo, &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.stdout, blob, "{err}");
+    let warnings = mirror_warnings(&err);
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(
+        warnings[0].contains("gives anonymous callers no token"),
+        "{err}"
+    );
+    assert!(!warnings[0].contains("hosts.toml [header]"), "{err}");
+    assert!(
+        warnings[0].contains("asks for a login (401), and dist sent none"),
+        "{err}"
+    );
 }

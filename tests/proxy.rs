@@ -726,3 +726,56 @@ fn a_mirror_behind_a_proxy_wanting_credentials_is_said_so() {
         assert!(!err.contains("wrong@"), "{var}: {err}");
     }
 }
+
+/// A registry reached directly whose token realm is on a host reached through a proxy
+/// that refuses its credentials (a SOCKS proxy's refusal, a forwarding proxy's 407): the
+/// refusal is the proxy's, and said so. Before, the SOCKS one was taken for the token
+/// service's 401, "gives anonymous callers no token ...: it needs credentials (docker
+/// login …)", advice that would not help, and the 407 was a bare "token request answered
+/// 407", not said to be about the proxy URL's credentials.
+#[test]
+fn a_token_realm_behind_a_proxy_refusing_its_credentials_is_not_said_to_want_a_login() {
+    let reg = FakeRegistry::builder()
+        .auth(support::fake::Auth::bearer(std::time::Duration::from_secs(
+            300,
+        )))
+        .start();
+    let digest = reg.blob("team/app", bytes(36, 1_000));
+    let socks = SocksProxy::requiring("alice", "s3cret");
+    let proxy = ConnectProxy::requiring("Basic YWxpY2U6czNjcmV0");
+    // The registry is on loopback, reached directly; its realm's name goes to the proxy.
+    reg.set_challenges(&[&format!(
+        "Bearer realm=\"http://auth.test:{}/token\",service=\"fake-registry\",scope=\"{{scope}}\"",
+        reg.addr().port()
+    )]);
+    let wrong = format!("socks5h://alice:wrong@127.0.0.1:{}", socks.port());
+    for (var, proxy_url, said) in [
+        (
+            "ALL_PROXY",
+            wrong,
+            "did not accept the credentials in the proxy URL",
+        ),
+        (
+            "HTTP_PROXY",
+            proxy.url(),
+            "proxy credentials missing or refused; they go in the proxy URL",
+        ),
+    ] {
+        let mut dist = Dist::new();
+        dist.env(var, &proxy_url);
+        let repo = format!("{}/team/app", reg.host());
+        let out = dist.run(&["--retries", "0", "fetch", &repo, &digest], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{var}: {err}");
+        assert!(
+            err.contains(said),
+            "{var}: the proxy's refusal is said: {err}"
+        );
+        assert!(!err.contains("docker login"), "{var}: {err}");
+        assert!(
+            !err.contains("gives anonymous callers no token"),
+            "{var}: {err}"
+        );
+        assert!(!err.contains("wrong@"), "{var}: {err}");
+    }
+}

@@ -40,7 +40,7 @@ impl Authorizer {
     /// The `Authorization: Basic` of the credential `found`.
     pub(super) fn basic_header(&self, found: Option<&(Credential, String)>) -> Result<HeaderValue> {
         let Some((credential, origin)) = found else {
-            return Err(self.no_credentials("Basic"));
+            return Err(self.no_credentials("Basic", false));
         };
         let header = credential
             .basic_header()

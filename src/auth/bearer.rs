@@ -175,8 +175,10 @@ impl Authorizer {
             }
             None => self.token_for(&ch, &scopes, cred).await,
         };
+        // A proxy's refusal of its own credentials on the way to the realm (a 407 to
+        // the CONNECT, a SOCKS proxy's) says nothing of the login or its absence.
         if let (Err(e), Some(refused)) = (&token, sent) {
-            if e.kind() == ErrorKind::Unauthorized {
+            if e.kind() == ErrorKind::Unauthorized && !e.is_proxy_login() {
                 // Another host's authorizer may have had it rotated while this one asked.
                 let renewed = match self.rotated(&ch, found.as_ref()) {
                     Some(newer) => Some(newer),
@@ -193,7 +195,7 @@ impl Authorizer {
             Ok(token) => token,
             // The token server's 401 (or OAuth2's invalid_grant) is about the credentials
             // (or their absence), which its own words rarely say.
-            Err(e) if e.kind() == ErrorKind::Unauthorized => {
+            Err(e) if e.kind() == ErrorKind::Unauthorized && !e.is_proxy_login() => {
                 if let (Some((refused, _)), true) = (&found, credentials_sent) {
                     self.remember_refusal(refused, &e);
                 }

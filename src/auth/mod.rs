@@ -130,6 +130,10 @@ pub(crate) struct Challenged<'a> {
     /// The secrets the request sent (its `Authorization`, configured headers, a proxy's
     /// credentials), kept out of a challenge the error repeats.
     pub(crate) sent: &'a Sent,
+    /// Whether the request carried an `Authorization` its host's configuration (a
+    /// `hosts.toml` `[header]`) sets: refused with no login found, that header is what
+    /// the server turned down, and `docker login` is no remedy.
+    pub(crate) configured_authorization: bool,
 }
 
 /// Per-repository authentication state shared by all tasks.
@@ -419,6 +423,7 @@ impl Authorizer {
             www_authenticate,
             again,
             sent: &sent,
+            configured_authorization: false,
         };
         self.challenged_again(used, reply, &mut tries, policy).await
     }
@@ -436,6 +441,7 @@ impl Authorizer {
             www_authenticate,
             again,
             sent,
+            configured_authorization,
         } = reply;
         let challenges: Vec<Challenge> = www_authenticate
             .iter()
@@ -509,7 +515,7 @@ impl Authorizer {
         }
         if basic.is_some() {
             let Some(found) = self.found().await? else {
-                return Err(self.no_credentials("Basic"));
+                return Err(self.no_credentials("Basic", configured_authorization));
             };
             let mut header = self.basic_header(Some(&found))?;
             let (credential, origin) = &found;

@@ -90,15 +90,21 @@ impl Authorizer {
     }
 
     /// The registry's 401 challenged for `scheme`, and no credential for it was found.
-    pub(super) fn no_credentials(&self, scheme: &str) -> Error {
-        Error::new(
-            ErrorKind::Unauthorized,
+    /// `configured`: the request carried an `Authorization` its `hosts.toml` `[header]`
+    /// sets, which is what was refused: `docker login` alone would not change it.
+    pub(super) fn no_credentials(&self, scheme: &str, configured: bool) -> Error {
+        let host = &self.registry_host;
+        let message = if configured {
             format!(
-                "{} asks for {scheme} authentication and no credentials for it were found (docker login {})",
-                self.registry_host, self.registry_host
-            ),
-        )
-        .with_status(401)
+                "{host} asks for {scheme} authentication and refused the Authorization its \
+                 hosts.toml [header] sets: correct that header (or remove it and docker login {host})"
+            )
+        } else {
+            format!(
+                "{host} asks for {scheme} authentication and no credentials for it were found (docker login {host})"
+            )
+        };
+        Error::new(ErrorKind::Unauthorized, message).with_status(401)
     }
 
     /// The credential found for a Basic challenge is a token, which only a Bearer

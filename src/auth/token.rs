@@ -278,6 +278,19 @@ fn refuse_redirected_refusal(reply: &transport::Reply, shown: &Uri) -> Result<()
 /// from the status and what the server said, the secrets sent kept out of its message.
 async fn refusal(transport: &Transport, reply: &mut transport::Reply, asked: &Asked<'_>) -> Error {
     let status = reply.response.status();
+    // Only a proxy forwarding the plain-http token request answers this: its own
+    // credentials were refused, not the login, nor its absence (as for the registry's
+    // requests, `registry::status`).
+    if status == http::StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+        return Error::new(
+            ErrorKind::Unauthorized,
+            "the proxy answered 407 Proxy Authentication Required to the token request \
+             (proxy credentials missing or refused; they go in the proxy URL)",
+        )
+        .with_status(407)
+        .of_proxy_login()
+        .with_url(&asked.realm);
+    }
     // Docker Hub's token service sends 429 with `Retry-After` as its registry does.
     let retry_after = crate::retry::retry_after(reply.response.headers());
     let codings = coding::codings(reply.response.headers());

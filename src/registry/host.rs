@@ -370,7 +370,10 @@ impl Host {
             _ => false,
         };
         tracing::debug!(mirror = %self.name, error = %e, "mirror failed; trying the next host");
-        let configured_login = self.headers.contains_key(http::header::AUTHORIZATION);
+        // The configured header goes with the mirror's own API requests alone: a token
+        // service's refusal, or a redirect target's, turned down no header of the user's.
+        let configured_login = self.headers.contains_key(http::header::AUTHORIZATION)
+            && e.url().is_none_or(|url| url.starts_with(&self.api));
         if let Some(lasting) = super::misconfigured::lasting(e, configured_login) {
             lasting.warn_once(&self.api, e, then_registry);
             if lasting.for_the_run {
@@ -746,6 +749,7 @@ impl Host {
             www_authenticate: challenges,
             again: a.auth_rounds > 0,
             sent: &sent,
+            configured_authorization: self.headers.contains_key(http::header::AUTHORIZATION),
         };
         match self
             .auth
