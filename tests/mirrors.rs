@@ -1929,23 +1929,20 @@ fn a_mirror_s_refused_anonymous_token_says_the_login_was_kept_back() {
     }
 }
 
-/// A mirror given its login by `hosts.toml`'s `[header]` (an `Authorization` of its
-/// own, as containerd users configure a mirror that dist has no credentials file entry
-/// for) and refusing it is said to refuse that header: "dist sent none" was said of a
-/// request that carried one.
-#[test]
-fn a_mirror_refusing_its_configured_authorization_says_it_was_sent() {
-    let upstream = FakeRegistry::start();
-    let mirror = FakeRegistry::builder()
-        .auth(Auth::basic("mu", "right-password"))
-        .start();
+/// A blob fetched from `upstream` with `mirror` tried first, its `hosts.toml` giving the
+/// mirror the header `Authorization: {authorization}`: the fetch's stderr and its mirror
+/// warnings, the blob checked to come whole (from the registry, the mirror refusing).
+fn fetched_past_a_mirror_with(
+    upstream: &FakeRegistry,
+    mirror: &FakeRegistry,
+    authorization: &str,
+) -> (String, Vec<String>) {
     let blob = bytes(97, 2000);
     mirror.blob("team/app", &blob);
     let digest = upstream.blob("team/app", &blob);
-    let wrong = base64::engine::general_purpose::STANDARD.encode("mu:wrong-s3cret");
     let toml = format!(
         "[host.\"{}\"]\n  capabilities = [\"pull\"]\n\
-         [host.\"{}\".header]\n  Authorization = \"Basic {wrong}\"\n",
+         [host.\"{}\".header]\n  Authorization = \"{authorization}\"\n",
         mirror.url(),
         mirror.url()
     );
@@ -1956,7 +1953,25 @@ fn a_mirror_refusing_its_configured_authorization_says_it_was_sent() {
     let out = dist.run(&["fetch", &repo, &digest], b"");
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.stdout, blob, "{err}");
-    let warnings = mirror_warnings(&err);
+    let warnings = mirror_warnings(&err)
+        .into_iter()
+        .map(String::from)
+        .collect();
+    (err, warnings)
+}
+
+/// A mirror given its login by `hosts.toml`'s `[header]` (an `Authorization` of its
+/// own, as containerd users configure a mirror that dist has no credentials file entry
+/// for) and refusing it is said to refuse that header: "dist sent none" was said of a
+/// request that carried one.
+#[test]
+fn a_mirror_refusing_its_configured_authorization_says_it_was_sent() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::builder()
+        .auth(Auth::basic("mu", "right-password"))
+        .start();
+    let wrong = base64::engine::general_purpose::STANDARD.encode("mu:wrong-s3cret");
+    let (err, warnings) = fetched_past_a_mirror_with(&upstream, &mirror, &format!("Basic {wrong}"));
     assert_eq!(warnings.len(), 1, "{err}");
     assert!(
         warnings[0].contains("refused the Authorization its hosts.toml [header] sets (401)"),
@@ -2018,23 +2033,8 @@ fn a_mirror_s_token_service_refusal_is_not_said_to_refuse_the_configured_header(
     let mirror = FakeRegistry::builder()
         .auth(Auth::bearer_for("mu", "right-password"))
         .start();
-    let blob = bytes(98, 2000);
-    mirror.blob("team/app", &blob);
-    let digest = upstream.blob("team/app", &blob);
-    let toml = format!(
-        "[host.\"{}\"]\n  capabilities = [\"pull\"]\n\
-         [host.\"{}\".header]\n  Authorization = \"Bearer not-for-the-token-service\"\n",
-        mirror.url(),
-        mirror.url()
-    );
-    let dir = hosts_dir(&upstream.host(), &toml);
-    let mut dist = Dist::new();
-    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
-    let repo = format!("{}/team/app", upstream.host());
-    let out = dist.run(&["fetch", &repo, &digest], b"");
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.stdout, blob, "{err}");
-    let warnings = mirror_warnings(&err);
+    let (err, warnings) =
+        fetched_past_a_mirror_with(&upstream, &mirror, "Bearer not-for-the-token-service");
     assert_eq!(warnings.len(), 1, "{err}");
     assert!(
         warnings[0].contains("gives anonymous callers no token"),
