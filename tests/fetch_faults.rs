@@ -2583,6 +2583,34 @@ fn a_bad_realm_with_credentials_says_only_that_it_is_bad() {
     assert!(!err.contains("plain HTTP"), "{err}");
 }
 
+/// `digest` fetched from `reg` with a login for it, `reg` challenging with the realm of
+/// `tokens` written with user information, so that the login is kept from it: the error
+/// (the run exits `status`) and the realm as errors show it. The token service is checked
+/// to have been asked, and never with credentials.
+fn refused_past_a_realm_with_a_login(
+    reg: &FakeRegistry,
+    digest: &str,
+    tokens: &FakeRegistry,
+    status: i32,
+) -> (String, String) {
+    let challenge = format!(
+        r#"Bearer realm="http://me@{}/token",service="fake""#,
+        tokens.host()
+    );
+    reg.set_fault_for_every(digest, Fault::Challenge(challenge));
+    let dist = Dist::new();
+    dist.login(&reg.host(), "alice", "pw");
+    let err = dist.fails(
+        status,
+        &["--retries", "0", "fetch", &repo(reg), digest],
+        b"",
+    );
+    let asked = tokens.requests();
+    assert!(!asked.is_empty(), "the token service was not asked");
+    assert!(asked.iter().all(|r| r.authorization.is_none()));
+    (err, format!("http://{}/token", tokens.host()))
+}
+
 /// Credentials kept from a realm (its address has user information) leave the token asked
 /// for anonymously; the token service's refusal of that says so, with the realm and why,
 /// not that the credentials were refused: they were never sent, and logging in again
@@ -2594,15 +2622,7 @@ fn a_refused_anonymous_token_says_the_credentials_were_kept_back() {
     let tokens = FakeRegistry::builder()
         .auth(Auth::bearer_for("alice", "pw"))
         .start();
-    let challenge = format!(
-        r#"Bearer realm="http://me@{}/token",service="fake""#,
-        tokens.host()
-    );
-    reg.set_fault_for_every(&digest, Fault::Challenge(challenge));
-    let dist = Dist::new();
-    dist.login(&reg.host(), "alice", "pw");
-    let err = dist.fails(2, &["--retries", "0", "fetch", &repo(&reg), &digest], b"");
-    let realm = format!("http://{}/token", tokens.host());
+    let (err, realm) = refused_past_a_realm_with_a_login(&reg, &digest, &tokens, 2);
     assert!(
         err.contains("gives anonymous callers no token for the repository team/app"),
         "{err}"
@@ -2627,9 +2647,6 @@ fn a_refused_anonymous_token_says_the_credentials_were_kept_back() {
     assert_eq!(refusal.matches(&realm).count(), 1, "{err}");
     assert!(!err.contains("refused the credentials"), "{err}");
     assert!(!err.contains("log in again"), "{err}");
-    let asked = tokens.requests();
-    assert!(!asked.is_empty(), "the token service was not asked");
-    assert!(asked.iter().all(|r| r.authorization.is_none()));
 }
 
 /// A token service that answers the anonymous token asked for, the credentials kept from
@@ -2648,16 +2665,8 @@ fn a_forbidden_anonymous_token_says_the_credentials_were_kept_back() {
         body: r#"{"details":"anonymous pulls are off"}"#.into(),
     };
     tokens.set_fault_for_every("/token", page);
-    let challenge = format!(
-        r#"Bearer realm="http://me@{}/token",service="fake""#,
-        tokens.host()
-    );
-    reg.set_fault_for_every(&digest, Fault::Challenge(challenge));
-    let dist = Dist::new();
-    dist.login(&reg.host(), "alice", "pw");
     // Still a denial (1), as a 403 to a token is.
-    let err = dist.fails(1, &["--retries", "0", "fetch", &repo(&reg), &digest], b"");
-    let realm = format!("http://{}/token", tokens.host());
+    let (err, realm) = refused_past_a_realm_with_a_login(&reg, &digest, &tokens, 1);
     assert!(
         err.contains(&format!(
             "{realm}: {} gives anonymous callers no token for the repository team/app \
@@ -2668,9 +2677,6 @@ fn a_forbidden_anonymous_token_says_the_credentials_were_kept_back() {
         )),
         "{err}"
     );
-    let asked = tokens.requests();
-    assert!(!asked.is_empty(), "the token service was not asked");
-    assert!(asked.iter().all(|r| r.authorization.is_none()));
 }
 
 /// `service=""` names no service: Docker's client leaves the parameter out then, as for a
