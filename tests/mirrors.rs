@@ -8,6 +8,14 @@ use support::cli::{bytes, sha256, Dist};
 use support::fake::{Auth, FakeRegistry, Fault, Recorder};
 use support::registry::{Mode, Registry};
 
+/// A `dist` reading its hosts files from `dir` (`DIST_HOSTS_DIR`), as a user pointing it
+/// at a containerd-style hosts directory.
+fn dist_with_hosts(dir: &tempfile::TempDir) -> Dist {
+    let mut dist = Dist::new();
+    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    dist
+}
+
 fn hosts_dir(registry: &str, toml: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join(registry);
@@ -237,8 +245,7 @@ fn a_hosts_file_mirror_with_a_query_is_warned_about() {
         &upstream.host(),
         &format!("[host.\"{}/?token=tokSECRET\"]\n", mirror.url()),
     );
-    let mut dist = Dist::new();
-    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    let dist = dist_with_hosts(&dir);
     let repo = format!("{}/team/app", upstream.host());
     let out = dist.run(&["fetch", &repo, &digest], b"");
     let err = String::from_utf8_lossy(&out.stderr);
@@ -271,8 +278,7 @@ fn mirror_serves_what_it_has_and_only_what_it_may() {
         &upstream.host(),
         &format!("[host.\"{}\"]\n  capabilities = [\"pull\"]\n", mirror.url()),
     );
-    let mut dist = Dist::new();
-    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    let dist = dist_with_hosts(&dir);
     let repo = format!("{}/team/app", upstream.host());
     assert_eq!(dist.ok(&["fetch", &repo, &digest]), blob);
     assert_eq!(dist.ok(&["fetch", &repo, "v1"]), manifest);
@@ -462,8 +468,7 @@ fn configured_headers_reach_their_host_and_no_other() {
         mirror.url()
     );
     let dir = hosts_dir(&upstream.host(), &toml);
-    let mut dist = Dist::new();
-    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    let dist = dist_with_hosts(&dir);
     let repo = format!("{}/team/app", upstream.host());
     assert_eq!(dist.ok(&["fetch", &repo, &mirrored]), on_mirror);
     // Not on the mirror: the registry answers with a redirect to the CDN. With the HTTP
@@ -507,8 +512,7 @@ fn a_configured_user_agent_replaces_dist_s() {
     let blob = bytes(8, 5000);
     let digest = reg.blob("team/app", &blob);
     let dir = hosts_dir(&reg.host(), "[header]\n  User-Agent = \"corp-agent/1\"\n");
-    let mut dist = Dist::new();
-    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    let dist = dist_with_hosts(&dir);
     let repo = format!("{}/team/app", reg.host());
     assert_eq!(dist.ok(&["fetch", &repo, &digest]), blob);
     let requests = reg.requests();
@@ -540,8 +544,7 @@ fn a_hosts_file_server_moves_the_registry_under_a_path() {
         "registry.invalid",
         &format!("server = \"{}/cache/docker\"\n", prefixed.url()),
     );
-    let mut dist = Dist::new();
-    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    let dist = dist_with_hosts(&dir);
     assert_eq!(dist.ok(&["fetch", repo, &digest]), blob);
     assert_eq!(dist.ok(&["fetch", repo, "v1"]), manifest);
     assert_eq!(prefixed.requests_for(&format!("blobs/{digest}")), 1);
@@ -561,12 +564,10 @@ fn a_hosts_file_server_moves_the_registry_under_a_path() {
         )
     };
     let dir = hosts_dir("registry.invalid", &toml(true));
-    let mut dist = Dist::new();
-    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    let dist = dist_with_hosts(&dir);
     assert_eq!(dist.ok(&["fetch", repo, &digest]), blob);
     let dir = hosts_dir("registry.invalid", &toml(false));
-    let mut dist = Dist::new();
-    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    let dist = dist_with_hosts(&dir);
     let out = dist.run(&["fetch", "--retries", "0", repo, &digest], b"");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -603,8 +604,7 @@ fn a_pull_only_registry_leaves_tags_to_mirrors() {
             mirror.url()
         ),
     );
-    let mut dist = Dist::new();
-    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    let dist = dist_with_hosts(&dir);
     assert_eq!(dist.ok(&["fetch", repo, "v1"]), manifest);
     assert_eq!(dist.ok(&["fetch", repo, &digest]), blob);
     assert_eq!(mirror.requests_for("manifests/v1"), 1);
@@ -621,8 +621,7 @@ fn a_pull_only_registry_leaves_tags_to_mirrors() {
     );
 
     let dir = hosts_dir("registry.invalid", &server);
-    let mut dist = Dist::new();
-    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    let dist = dist_with_hosts(&dir);
     let out = dist.run(&["fetch", repo, "v1"], b"");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -672,8 +671,7 @@ fn dial_timeout_lets_a_dead_host_go_quickly() {
             hole.port
         ),
     );
-    let mut dist = Dist::new();
-    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    let dist = dist_with_hosts(&dir);
     let repo = format!("{}/team/app", upstream.host());
     // Everyone else's connect timeout is two minutes: only the file's can end the
     // mirror's two tries (and this test) within one.
@@ -694,8 +692,7 @@ fn dial_timeout_lets_a_dead_host_go_quickly() {
             hole.port
         ),
     );
-    let mut dist = Dist::new();
-    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    let dist = dist_with_hosts(&dir);
     let started = std::time::Instant::now();
     let out = dist.run(
         &[
@@ -1233,8 +1230,7 @@ fn the_last_mirror_s_resumes_keep_the_run_s_retries() {
     let dir = resolve_only_behind_a_pulling_mirror(&upstream.url(), &mirror.url());
     mirror.push_fault(&digest, Fault::DropAfter(1000));
     mirror.push_fault(&digest, Fault::Status(503));
-    let mut dist = Dist::new();
-    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    let dist = dist_with_hosts(&dir);
     let out = dist.run(&["fetch", "registry.invalid/team/app", &digest], b"");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
@@ -1270,8 +1266,7 @@ fn a_resolve_only_mirror_is_not_asked_for_a_tag_s_rest_by_digest() {
             mirror.url()
         ),
     );
-    let mut dist = Dist::new();
-    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    let dist = dist_with_hosts(&dir);
     let repo = format!("{}/team/app", upstream.host());
     let out = dist.run(&["fetch", &repo, "v1"], b"");
     let err = String::from_utf8_lossy(&out.stderr);
@@ -1293,8 +1288,7 @@ fn a_resolve_only_registry_hands_a_tag_s_rest_to_a_mirror_that_may_pull() {
     let (upstream, mirror, digest) = tag_on_both();
     upstream.push_fault("manifests/v1", Fault::DropAfter(40));
     let dir = resolve_only_behind_a_pulling_mirror(&upstream.url(), &mirror.url());
-    let mut dist = Dist::new();
-    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    let dist = dist_with_hosts(&dir);
     let out = dist.run(&["fetch", "registry.invalid/team/app", "v1"], b"");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && out.stdout == TAGGED, "{err}");
@@ -1408,8 +1402,7 @@ fn content_failed_by_the_only_mirror_that_may_pull_is_reported_as_the_mirror_s()
     let blob = bytes(12, 2000);
     let digest = mirror.blob("team/app", &blob);
     let dir = resolve_only_behind_a_pulling_mirror(&upstream.url(), &mirror.url());
-    let mut dist = Dist::new();
-    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    let dist = dist_with_hosts(&dir);
     let args = ["fetch", "registry.invalid/team/app", &digest, "size:1999"];
     let err = dist.fails(1, &args, b"");
     assert!(!err.contains("may not pull"), "{err}");
@@ -1647,8 +1640,7 @@ fn a_mirror_s_blob_header_naming_other_content_is_the_mirror_s() {
 
     let repo = "registry.invalid/team/app";
     let dir = resolve_only_behind_a_pulling_mirror(&upstream.url(), &mirror.url());
-    let mut dist = Dist::new();
-    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    let dist = dist_with_hosts(&dir);
     let err = dist.fails(1, &["fetch", repo, &digest], b"");
     let who = format!("mirror {}", mirror.host());
     assert!(
@@ -1796,8 +1788,7 @@ fn the_only_mirror_that_may_pull_refusing_fails_the_later_objects_with_the_refus
         .collect();
     mirror.push_fault(&digests[0], Fault::Status(403));
     let dir = resolve_only_behind_a_pulling_mirror(&upstream.url(), &mirror.url());
-    let mut dist = Dist::new();
-    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    let dist = dist_with_hosts(&dir);
     let input = digests.join("\n") + "\n";
     let args = [
         "fetch",
@@ -1947,8 +1938,7 @@ fn fetched_past_a_mirror_with(
         mirror.url()
     );
     let dir = hosts_dir(&upstream.host(), &toml);
-    let mut dist = Dist::new();
-    dist.env("DIST_HOSTS_DIR", dir.path().to_str().unwrap());
+    let dist = dist_with_hosts(&dir);
     let repo = format!("{}/team/app", upstream.host());
     let out = dist.run(&["fetch", &repo, &digest], b"");
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
