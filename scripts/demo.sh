@@ -9,6 +9,16 @@
 #   LAYERS=1000 scripts/demo.sh
 #   DIST=target/debug/dist scripts/demo.sh   # that binary, not built here (as the tests run it)
 set -euo pipefail
+# A DIST with a slash is a path from where the script was called, not from the repository
+# it moves into: `DIST=./dist` from elsewhere ran nothing, and failed only once the
+# registry was filled. One without is a command on PATH.
+case ${DIST:-} in
+  */*) DIST=$(realpath -m -- "$DIST") ;;
+esac
+if [ -n "${DIST:-}" ] && ! command -v "$DIST" >/dev/null; then
+  echo "DIST=$DIST: no such program" >&2
+  exit 1
+fi
 cd "$(dirname "$0")/.."
 LAYERS=${LAYERS:-200}
 

@@ -21,3 +21,46 @@ fn the_readme_demo_fetches_and_verifies_every_layer() {
     assert!(stdout.contains("; 0 failed a second check"), "{stdout}");
     assert!(stdout.ends_with("demo passed\n"), "{stdout}");
 }
+
+/// `DIST=PATH` is a path as the caller typed it: relative to where the script was called
+/// from, not to the repository the script moves into. It ran the binary from the
+/// repository's root, so `DIST=./dist` from elsewhere failed only after the registry was
+/// filled.
+#[test]
+fn the_readme_demo_takes_a_relative_dist_from_where_it_was_called() {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_dist"));
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/demo.sh");
+    let out = Command::new(&script)
+        .current_dir(bin.parent().expect("the binary's directory"))
+        .env(
+            "DIST",
+            format!("./{}", bin.file_name().unwrap().to_string_lossy()),
+        )
+        .env("LAYERS", "1")
+        .output()
+        .expect("run scripts/demo.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("fetched 2 objects in "), "{stdout}");
+    assert!(stdout.ends_with("demo passed\n"), "{stdout}");
+}
+
+/// A `DIST` that names no program is said before anything is started or filled.
+#[test]
+fn the_readme_demo_refuses_a_dist_that_is_not_there_before_it_starts() {
+    let out = Command::new("scripts/demo.sh")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("DIST", "/nonexistent/dist")
+        .env("LAYERS", "1")
+        .output()
+        .expect("run scripts/demo.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("filling"), "{stdout}");
+    assert!(
+        stderr.contains("DIST=/nonexistent/dist: no such program"),
+        "{stderr}"
+    );
+}
