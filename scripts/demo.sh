@@ -21,6 +21,14 @@ if [ -n "${DIST:-}" ] && ! command -v "$DIST" >/dev/null; then
 fi
 cd "$(dirname "$0")/.."
 LAYERS=${LAYERS:-200}
+# A count, checked before anything starts: seq took `1e3` for 1000, and the arithmetic
+# failed on it only once they were all pushed and fetched.
+case $LAYERS in
+  *[!0-9]*)
+    echo "LAYERS=$LAYERS: not a number of layers" >&2
+    exit 1
+    ;;
+esac
 
 scripts/install-missing.sh docker-registry curl jq
 if [ -z "${DIST:-}" ]; then

@@ -64,3 +64,25 @@ fn the_readme_demo_refuses_a_dist_that_is_not_there_before_it_starts() {
         "{stderr}"
     );
 }
+
+/// `LAYERS=n` is a count: anything else is said before the registry is started and filled
+/// (`LAYERS=1e3` pushed 1000 layers, then failed on the arithmetic at the very end).
+#[test]
+fn the_readme_demo_refuses_layers_that_are_not_a_count_before_it_starts() {
+    for layers in ["1e3", "abc", "-5"] {
+        let out = Command::new("scripts/demo.sh")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("DIST", env!("CARGO_BIN_EXE_dist"))
+            .env("LAYERS", layers)
+            .output()
+            .expect("run scripts/demo.sh");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{layers:?}: {stdout}\n{stderr}");
+        assert!(!stdout.contains("filling"), "{layers:?}: {stdout}");
+        assert!(
+            stderr.contains(&format!("LAYERS={layers}: not a number of layers")),
+            "{layers:?}: {stderr}"
+        );
+    }
+}
