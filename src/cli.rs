@@ -33,7 +33,8 @@ Environment:
   DIST_FETCH_TIMEOUT     as --timeout
   RUST_LOG               log filter, overriding -v (e.g. dist=debug)
   NO_COLOR               set and not empty: no colour in log lines on a terminal
-  TERM                   dumb: no progress line, which such a terminal cannot redraw
+  TERM                   dumb: no progress line and no colour, which such a terminal
+                         cannot show
   TMPDIR                 where the worker's frames of objects past 1 MiB wait (else /tmp)
 
 Exit status:
