@@ -115,7 +115,7 @@ curl -sf -o /dev/null -X PUT -H 'Content-Type: application/vnd.oci.image.manifes
   --data-binary @"$work/manifest.json" "$reg/v2/$repo/manifests/latest"
 
 loc=127.0.0.1:$port/$repo
-echo "+ dist fetch $loc latest mediatype:application/vnd.oci.image.manifest.v1+json | jq -c '.config, .layers[]' | dist fetch $loc - -o OUT"
+echo "+ dist fetch $loc latest mediatype:application/vnd.oci.image.manifest.v1+json | jq -c '.config, .layers[]' | dist fetch $loc - -o OUT --report REPORT > /dev/null"
 start=$(date +%s%N)
 "$DIST" fetch "$loc" latest mediatype:application/vnd.oci.image.manifest.v1+json \
   | jq -c '.config, .layers[]' \

@@ -18,6 +18,11 @@ fn the_readme_demo_fetches_and_verifies_every_layer() {
     assert!(out.status.success(), "{stdout}\n{stderr}");
     // The config and 25 layers, each stored and found whole by sha256sum.
     assert!(stdout.contains("fetched 26 objects in "), "{stdout}");
+    // The command it shows is the one it runs, the report it reads from included.
+    assert!(
+        stdout.contains(" - -o OUT --report REPORT > /dev/null\n"),
+        "{stdout}"
+    );
     assert!(stdout.contains("; 0 failed a second check"), "{stdout}");
     assert!(stdout.ends_with("demo passed\n"), "{stdout}");
 }
