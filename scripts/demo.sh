@@ -29,6 +29,8 @@ case $LAYERS in
     exit 1
     ;;
 esac
+# In decimal, as seq reads it: the shell's arithmetic takes `08` for octal, and refuses it.
+LAYERS=$((10#$LAYERS))
 
 scripts/install-missing.sh docker-registry curl jq
 if [ -z "${DIST:-}" ]; then

@@ -128,3 +128,21 @@ fn the_readme_demo_fails_when_an_object_was_not_fetched() {
     assert!(!out.status.success(), "{stdout}\n{stderr}");
     assert!(!stdout.contains("demo passed"), "{stdout}");
 }
+
+/// `LAYERS=08` is eight layers, as `seq` reads it: the closing arithmetic read it as octal
+/// and failed on it, after every layer was pushed and fetched.
+#[test]
+fn the_readme_demo_counts_layers_with_a_leading_zero_in_decimal() {
+    let out = Command::new("scripts/demo.sh")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("DIST", env!("CARGO_BIN_EXE_dist"))
+        .env("LAYERS", "08")
+        .output()
+        .expect("run scripts/demo.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("fetched 9 objects in "), "{stdout}");
+    assert!(!stderr.contains("value too great"), "{stderr}");
+    assert!(stdout.ends_with("demo passed\n"), "{stdout}");
+}
