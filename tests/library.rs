@@ -149,6 +149,77 @@ fn the_readme_library_example_is_one_that_builds() {
     );
 }
 
+/// Every public type marked `#[non_exhaustive]` is named where a service author learns to
+/// give its `match` a `_` arm and its pattern a `..` (README's "Room to grow", the crate
+/// documentation's): those lists had fallen behind the code, leaving out `Setting`,
+/// `FetchedManifest`, `Mirror` and others a struct expression or a full match fails on.
+#[test]
+fn the_room_to_grow_lists_name_every_non_exhaustive_type() {
+    fn sources(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                sources(&path, found);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                found.push(path);
+            }
+        }
+    }
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let mut marked = Vec::new();
+    for file in files {
+        // The binary's own types are no library user's.
+        let inner = file.strip_prefix(&src).unwrap();
+        if inner.starts_with("cmd") || inner == std::path::Path::new("main.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if line.trim() != "#[non_exhaustive]" {
+                continue;
+            }
+            // The item follows its attributes (a derive, another attribute, or none).
+            let item = lines[i + 1..]
+                .iter()
+                .map(|l| l.trim())
+                .find(|l| !l.starts_with("#["))
+                .unwrap();
+            let Some(rest) = item
+                .strip_prefix("pub struct ")
+                .or_else(|| item.strip_prefix("pub enum "))
+            else {
+                continue;
+            };
+            let name: String = rest.chars().take_while(|c| c.is_alphanumeric()).collect();
+            marked.push(name);
+        }
+    }
+    assert!(
+        marked.len() > 20,
+        "found too few to be the crate's: {marked:?}"
+    );
+    let readme = include_str!("../README.md");
+    let start = readme.find("- **Room to grow.**").expect("README's bullet");
+    let bullet = &readme[start..start + readme[start..].find("\n\n").unwrap()];
+    let crate_docs = include_str!("../src/lib.rs");
+    let start = crate_docs
+        .find("//! # Room to grow")
+        .expect("the crate docs' section");
+    let section = &crate_docs[start..];
+    for (listed_in, text) in [("README", bullet), ("src/lib.rs", section)] {
+        let missing: Vec<&String> = marked
+            .iter()
+            .filter(|name| {
+                !text.contains(&format!("`{name}`")) && !text.contains(&format!("::{name}`"))
+            })
+            .collect();
+        assert!(missing.is_empty(), "{listed_in} leaves out {missing:?}");
+    }
+}
+
 /// `examples/fetch_layers.rs` stores each blob of an image once, under its digest, and
 /// leaves no `.part` file: also when the image lists one layer twice, whose two fetches
 /// wrote one `.part` file at once (`cargo test` builds the examples, not `--test` alone).
