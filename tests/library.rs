@@ -439,6 +439,52 @@ async fn manifest_by_tag_then_its_blobs_from_many_tasks_sharing_one_remote() {
     assert!(reg.connections() <= 16, "{} connections", reg.connections());
 }
 
+/// README's "Sharing": clones of a remote share its token. Tasks each holding a clone,
+/// all starting at once against a registry that wants a bearer token, ask the token
+/// endpoint once between them, and the registry sees the one token from all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clones_of_a_remote_share_one_token() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::Bearer {
+            ttl: Duration::from_secs(300),
+            reply: Default::default(),
+            credentials: Some(("robot".into(), "s3cret".into())),
+        })
+        .start();
+    let layers: Vec<Vec<u8>> = (0..8).map(|i| bytes(i, 10_000)).collect();
+    let (_, blobs) = image(&reg, &layers);
+    let robot = Credential::Basic {
+        username: "robot".into(),
+        password: "s3cret".into(),
+    };
+    let remote = remote(
+        &reg,
+        TransportOptions::default(),
+        CredentialSource::Fixed(robot),
+    );
+    let start = Arc::new(tokio::sync::Barrier::new(blobs.len()));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (digest, data) in blobs {
+        let (remote, start) = (remote.clone(), start.clone());
+        tasks.spawn(async move {
+            start.wait().await;
+            let object = Object::Digest(digest.parse().unwrap());
+            let mut download = remote.fetch(&object, &Hints::default()).await?;
+            let mut got = Vec::new();
+            while let Some(chunk) = download.chunk().await? {
+                got.extend_from_slice(&chunk);
+            }
+            assert!(got == data, "{digest} whole");
+            Ok::<_, dist::Error>(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap().unwrap();
+    }
+    assert_eq!(reg.token_requests(), 1, "one token for all the clones");
+    assert_eq!(remote.token_requests(), 1);
+}
+
 /// A service that gives up on a fetch (the client went away) drops its future or aborts
 /// its task: the connection it held is not kept from others, and nothing unverified stays
 /// in the store.
