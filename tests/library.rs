@@ -1680,3 +1680,53 @@ async fn a_message_names_a_setting_as_the_library_has_it() {
     );
     assert!(!said.contains("--"), "{said}");
 }
+
+/// README's "Cancelling": a service carries a partial download on with
+/// `LayoutStore::resume` and `Remote::fetch_rest`. One as long as its blob (kept by a drop
+/// after the last chunk, before the commit) was met with the registry's bare 416, an
+/// `ErrorKind::Http` that said neither to commit nor to discard: dropped again as any
+/// other failure's blob, the partial met the same 416 in every later fetch. Whole, it is
+/// verified and committed without a byte more; of wrong bytes, it fails verification and
+/// goes with `discard`, as README says of such content.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_download_as_long_as_its_blob_is_committed_or_discarded() {
+    let reg = FakeRegistry::start();
+    let remote = anonymous(&reg);
+    let dir = tempfile::tempdir().unwrap();
+    let store = LayoutStore::open(dir.path()).unwrap();
+    for whole in [true, false] {
+        let data = bytes(if whole { 41 } else { 42 }, 3 << 20);
+        let digest: Digest = reg.blob("team/app", &data).parse().unwrap();
+        let object = Object::Digest(digest.clone());
+        let kept = if whole {
+            data.clone()
+        } else {
+            vec![0; data.len()]
+        };
+        let mut blob = store.temp_for(&digest).unwrap();
+        blob.write(&bytes::Bytes::from(kept)).await.unwrap();
+        drop(blob);
+
+        let (mut blob, prefix) = store.resume(&digest).unwrap().expect("kept");
+        assert_eq!(prefix.len, data.len() as u64);
+        let carried = remote.fetch_rest(&object, &Hints::default(), prefix).await;
+        if !whole {
+            let e = carried.unwrap_err();
+            assert!(e.is_corruption(), "{e}");
+            assert_eq!(e.status(), Some(416), "{e}");
+            blob.discard();
+            assert!(!store.has_partial(&digest));
+            assert!(temporary_files(dir.path()).is_empty());
+            continue;
+        }
+        let mut download = carried.unwrap();
+        while let Some(chunk) = download.chunk().await.unwrap() {
+            blob.write(&chunk).await.unwrap();
+        }
+        assert_eq!(download.digest(), Some(&digest));
+        let path = blob.commit(&digest).await.unwrap();
+        assert!(std::fs::read(path).unwrap() == data);
+        assert!(!store.has_partial(&digest));
+        assert!(temporary_files(dir.path()).is_empty());
+    }
+}
