@@ -1928,6 +1928,17 @@ fn fetched_past_a_mirror_with(
     mirror: &FakeRegistry,
     authorization: &str,
 ) -> (String, Vec<String>) {
+    fetched_past_a_logged_in_mirror_with(upstream, mirror, authorization, None)
+}
+
+/// [`fetched_past_a_mirror_with`], with a login for the mirror in dist's credentials file
+/// when `login` (user, password) is given.
+fn fetched_past_a_logged_in_mirror_with(
+    upstream: &FakeRegistry,
+    mirror: &FakeRegistry,
+    authorization: &str,
+    login: Option<(&str, &str)>,
+) -> (String, Vec<String>) {
     let blob = bytes(97, 2000);
     mirror.blob("team/app", &blob);
     let digest = upstream.blob("team/app", &blob);
@@ -1939,6 +1950,9 @@ fn fetched_past_a_mirror_with(
     );
     let dir = hosts_dir(&upstream.host(), &toml);
     let dist = dist_with_hosts(&dir);
+    if let Some((user, password)) = login {
+        dist.login(&mirror.host(), user, password);
+    }
     let repo = format!("{}/team/app", upstream.host());
     let out = dist.run(&["fetch", &repo, &digest], b"");
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -2035,4 +2049,44 @@ fn a_mirror_s_token_service_refusal_is_not_said_to_refuse_the_configured_header(
         warnings[0].contains("asks for a login (401), and dist sent none"),
         "{err}"
     );
+}
+
+/// A mirror given an `Authorization` by `hosts.toml` and a login in the credentials file:
+/// each request carries one `Authorization`, the configured one until the mirror's
+/// challenge is answered with the login, which then replaces it (as containerd's
+/// authorizer sets its own over the configured header). Both went on one request, and a
+/// server reads one of them or refuses the request; refused, the warning names the login,
+/// which is then what the mirror turned down.
+#[test]
+fn a_mirror_with_a_configured_authorization_and_a_login_is_sent_one_of_them() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::builder()
+        .auth(Auth::basic("mu", "right-password"))
+        .start();
+    let configured = base64::engine::general_purpose::STANDARD.encode("mu:configured-s3cret");
+    let login = base64::engine::general_purpose::STANDARD.encode("mu:wrong-s3cret");
+    let (err, warnings) = fetched_past_a_logged_in_mirror_with(
+        &upstream,
+        &mirror,
+        &format!("Basic {configured}"),
+        Some(("mu", "wrong-s3cret")),
+    );
+    let sent: Vec<Vec<String>> = mirror
+        .requests()
+        .iter()
+        .map(|r| {
+            r.headers
+                .get_all(http::header::AUTHORIZATION)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_string())
+                .collect()
+        })
+        .collect();
+    assert!(sent.iter().all(|values| values.len() <= 1), "{sent:?}");
+    // The configured header first, then the login in its place.
+    assert_eq!(sent.first(), Some(&vec![format!("Basic {configured}")]));
+    assert!(sent.contains(&vec![format!("Basic {login}")]), "{sent:?}");
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(warnings[0].contains("refused the login from "), "{err}");
+    assert!(!warnings[0].contains("hosts.toml [header]"), "{err}");
 }
