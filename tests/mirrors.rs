@@ -2090,3 +2090,41 @@ fn a_mirror_with_a_configured_authorization_and_a_login_is_sent_one_of_them() {
     assert!(warnings[0].contains("refused the login from "), "{err}");
     assert!(!warnings[0].contains("hosts.toml [header]"), "{err}");
 }
+
+/// A mirror whose token service has user information in its address grants the anonymous
+/// token asked for in place of the login kept back, and the mirror refuses that token the
+/// repository (`insufficient_scope`): the warning says the login was kept back, as the
+/// error line beside it does. It said "refused access (401)" alone.
+#[test]
+fn a_mirror_s_denial_of_an_anonymous_token_says_the_login_was_kept_back() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let tokens = FakeRegistry::builder()
+        .auth(Auth::bearer(std::time::Duration::from_secs(300)))
+        .start();
+    let blob = bytes(99, 2000);
+    let digest = upstream.blob("team/app", &blob);
+    let challenge = format!(
+        r#"Bearer realm="http://me@{}/token",service="fake",scope="repository:team/app:pull",error="insufficient_scope""#,
+        tokens.host()
+    );
+    mirror.set_fault_for_every(&digest, Fault::Challenge(challenge));
+    let dist = Dist::new();
+    dist.login(&mirror.host(), "mu", "pw");
+    let config = dist.config_dir().join("config.json");
+    let repo = format!("{}/team/app", upstream.host());
+    let args = ["fetch", "--mirror", &mirror.url(), &repo, &digest];
+    let out = dist.run(&args, b"");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.stdout, blob, "{err}");
+    let warnings = mirror_warnings(&err);
+    assert_eq!(warnings.len(), 1, "{err}");
+    let says = format!(
+        "gives anonymous callers no access (401), and the login from {} was kept back from \
+         its token service",
+        config.display()
+    );
+    assert!(warnings[0].contains(&says), "{err}");
+    assert!(!warnings[0].contains("refused access"), "{err}");
+    assert!(tokens.requests().iter().all(|r| r.authorization.is_none()));
+}

@@ -370,11 +370,11 @@ impl Host {
             _ => false,
         };
         tracing::debug!(mirror = %self.name, error = %e, "mirror failed; trying the next host");
-        // The configured header goes with the mirror's own API requests alone: a token
-        // service's refusal, or a redirect target's, turned down no header of the user's.
-        let configured_login = self.headers.contains_key(http::header::AUTHORIZATION)
-            && e.url().is_none_or(|url| url.starts_with(&self.api));
-        if let Some(lasting) = super::misconfigured::lasting(e, configured_login) {
+        let answered = super::misconfigured::Answered {
+            own: e.url().is_none_or(|url| url.starts_with(&self.api)),
+            configured_login: self.headers.contains_key(http::header::AUTHORIZATION),
+        };
+        if let Some(lasting) = super::misconfigured::lasting(e, answered) {
             lasting.warn_once(&self.api, e, then_registry);
             if lasting.for_the_run {
                 let mut mark = self.down.lock().expect("mirror mark poisoned");
