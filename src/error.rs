@@ -157,6 +157,9 @@ struct Inner {
     /// Where the login kept back from a token service came from, when that service then
     /// refused the anonymous token asked for instead: `None` unless dist had one.
     login_kept_back: Option<String>,
+    /// Where the login found came from and what it is (`an identity token`), when the
+    /// server's challenge asks for a scheme that cannot send it: `None` otherwise.
+    login_unsendable: Option<(String, &'static str)>,
     /// The refusal is a proxy's, of its own credentials (a 407, a SOCKS proxy's), not
     /// the server's ([`Error::is_proxy_login`]).
     proxy_login: bool,
@@ -192,6 +195,7 @@ impl Error {
             codes: Vec::new(),
             login_from: None,
             login_kept_back: None,
+            login_unsendable: None,
             proxy_login: false,
         }))
     }
@@ -479,6 +483,20 @@ impl Error {
         self.0.login_kept_back.as_deref()
     }
 
+    /// Attach where the login found came from (`origin`) and what it is (`what`: `an
+    /// identity token`), for a challenge in a scheme that cannot send it.
+    pub(crate) fn with_login_unsendable(mut self, origin: &str, what: &'static str) -> Self {
+        self.0.login_unsendable = Some((origin.to_string(), what));
+        self
+    }
+
+    /// Where the login found came from and what it is, when the challenge's scheme could
+    /// not send it; `None` when none was found, or it was sent.
+    pub(crate) fn login_unsendable(&self) -> Option<(&str, &'static str)> {
+        let (origin, what) = self.0.login_unsendable.as_ref()?;
+        Some((origin, what))
+    }
+
     /// Mark a refusal as a proxy's, of the credentials it was given or wants.
     pub(crate) fn of_proxy_login(mut self) -> Self {
         self.0.proxy_login = true;
@@ -556,6 +574,7 @@ impl Error {
             codes: self.0.codes.clone(),
             login_from: self.0.login_from.clone(),
             login_kept_back: self.0.login_kept_back.clone(),
+            login_unsendable: self.0.login_unsendable.clone(),
             proxy_login: self.0.proxy_login,
         }))
     }

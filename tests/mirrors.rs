@@ -2128,3 +2128,39 @@ fn a_mirror_s_denial_of_an_anonymous_token_says_the_login_was_kept_back() {
     assert!(!warnings[0].contains("refused access"), "{err}");
     assert!(tokens.requests().iter().all(|r| r.authorization.is_none()));
 }
+
+/// A mirror asking for Basic authentication, for which dist found an identity token (a
+/// `docker login` to a registry whose token service handed one out): Basic cannot send
+/// it, and the warning names it and where it came from, as the error line does. It said
+/// "asks for a login (401), and dist sent none", sending the user to log in when they had.
+#[test]
+fn a_mirror_s_basic_challenge_met_with_an_identity_token_names_it() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::builder()
+        .auth(Auth::basic("mu", "right-password"))
+        .start();
+    let blob = bytes(100, 2000);
+    mirror.blob("team/app", &blob);
+    let digest = upstream.blob("team/app", &blob);
+    let dist = Dist::new();
+    dist.docker_config(&format!(
+        r#"{{"auths":{{"{}":{{"identitytoken":"refresh-s3cret"}}}}}}"#,
+        mirror.host()
+    ));
+    let config = dist.config_dir().join("config.json");
+    let repo = format!("{}/team/app", upstream.host());
+    let args = ["fetch", "--mirror", &mirror.url(), &repo, &digest];
+    let out = dist.run(&args, b"");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.stdout, blob, "{err}");
+    let warnings = mirror_warnings(&err);
+    assert_eq!(warnings.len(), 1, "{err}");
+    let says = format!(
+        "asks for Basic authentication (401), and the login from {} is an identity token, \
+         which it cannot send",
+        config.display()
+    );
+    assert!(warnings[0].contains(&says), "{err}");
+    assert!(!warnings[0].contains("sent none"), "{err}");
+    assert!(!err.contains("refresh-s3cret"), "{err}");
+}

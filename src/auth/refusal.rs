@@ -134,6 +134,7 @@ impl Authorizer {
             ),
         )
         .with_status(401)
+        .with_login_unsendable(origin, what)
     }
 }
 

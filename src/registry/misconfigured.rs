@@ -45,13 +45,18 @@ pub(crate) fn lasting(e: &Error, answered: Answered) -> Option<Lasting> {
         // the mirror looking for a wrong one.
         ErrorKind::Unauthorized => {
             let status = e.status().unwrap_or(401);
-            let cause = match e.login_from() {
-                Some(origin) => format!("refused the login from {origin} ({status})"),
+            let cause = match (e.login_from(), e.login_unsendable()) {
+                (Some(origin), _) => format!("refused the login from {origin} ({status})"),
+                // A login was found, and is what the challenge cannot take.
+                (None, Some((origin, what))) => format!(
+                    "asks for Basic authentication ({status}), and the login from {origin} is \
+                     {what}, which it cannot send"
+                ),
                 // "dist sent none" of a request that carried the configured header.
-                None if configured_login => {
+                (None, None) if configured_login => {
                     format!("refused the Authorization its hosts.toml [header] sets ({status})")
                 }
-                None => format!("asks for a login ({status}), and dist sent none"),
+                (None, None) => format!("asks for a login ({status}), and dist sent none"),
             };
             return Some(Lasting {
                 cause: cause.into(),
