@@ -2164,3 +2164,52 @@ fn a_mirror_s_basic_challenge_met_with_an_identity_token_names_it() {
     assert!(!warnings[0].contains("sent none"), "{err}");
     assert!(!err.contains("refresh-s3cret"), "{err}");
 }
+
+/// A mirror that sends a blob's request on to another host (its blob store) which answers
+/// 401: dist sends the mirror's login to the mirror alone, on purpose, and the warning
+/// says so. It said "asks for a login (401), and dist sent none" of a mirror that had
+/// taken the login.
+#[test]
+fn a_mirror_s_redirect_target_asking_for_a_login_is_said_to_be_kept_from_it() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::builder()
+        .auth(Auth::basic("mu", "right-password"))
+        .start();
+    let store = FakeRegistry::start();
+    let blob = bytes(101, 2000);
+    let digest = upstream.blob("team/app", &blob);
+    mirror.set_fault_for_every(
+        &digest,
+        Fault::Redirect {
+            status: 307,
+            location: format!("{}/store/{digest}", store.url()),
+        },
+    );
+    store.set_fault_for_every(
+        &digest,
+        Fault::Page {
+            status: 401,
+            content_type: "text/plain",
+            body: "login first".into(),
+        },
+    );
+    let dist = Dist::new();
+    dist.login(&mirror.host(), "mu", "right-password");
+    let repo = format!("{}/team/app", upstream.host());
+    let args = ["fetch", "--mirror", &mirror.url(), &repo, &digest];
+    let out = dist.run(&args, b"");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.stdout, blob, "{err}");
+    assert!(!store.requests().is_empty(), "{err}");
+    assert!(store.requests().iter().all(|r| r.authorization.is_none()));
+    let warnings = mirror_warnings(&err);
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(
+        warnings[0].contains(
+            "sent dist on to a redirect's target that asks for a login (401), which dist \
+             sends no login to: a login goes to the host it is for alone"
+        ),
+        "{err}"
+    );
+    assert!(!warnings[0].contains("sent none"), "{err}");
+}

@@ -53,6 +53,11 @@ pub(crate) fn lasting(e: &Error, answered: Answered) -> Option<Lasting> {
                      {what}, which it cannot send"
                 ),
                 // "dist sent none" of a request that carried the configured header.
+                // Logins go to the host they are for alone, never along a redirect.
+                (None, None) if e.is_at_redirect_target() => format!(
+                    "sent dist on to a redirect's target that asks for a login ({status}), \
+                     which dist sends no login to: a login goes to the host it is for alone"
+                ),
                 (None, None) if configured_login => {
                     format!("refused the Authorization its hosts.toml [header] sets ({status})")
                 }
