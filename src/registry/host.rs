@@ -18,6 +18,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode, Uri};
 
 use crate::auth::{Authorizer, Challenged, CredentialSource, Grant, RequestTries, Sent};
+use crate::duration::Written;
 use crate::error::{Error, ErrorKind, Result};
 use crate::reference::Repository;
 use crate::retry::{self, HostPause, Next, RetryPolicy};
@@ -1046,9 +1047,10 @@ fn waits_too_long(err: Error, asked: Duration, limit: Duration) -> Error {
     );
     // A note on the same error, not a new one: its cause, object and the hosts tried
     // first are part of what failed. Written as dist's other messages write durations:
-    // whole seconds read a `--retry-max-delay 500ms` as "0 s".
+    // whole seconds read a `--retry-max-delay 500ms` as "0 s", and a day as "86400s".
+    let (asked, limit) = (Written(asked), Written(limit));
     err.with_note(format_args!(
-        "it asks to be retried in {asked:?}, longer than dist waits ({limit:?})"
+        "it asks to be retried in {asked}, longer than dist waits ({limit})"
     ))
 }
 
@@ -1068,7 +1070,9 @@ mod tests {
     use super::*;
 
     /// A `Retry-After` date read by the local clock is a fraction past whole seconds:
-    /// 60.4 s read "asks to be retried in 60s, longer than dist waits (60s)".
+    /// 60.4 s read "asks to be retried in 60s, longer than dist waits (60s)". A long one
+    /// is said in hours and minutes, as `--retry-max-delay` takes them: a day read
+    /// "86400s".
     #[test]
     fn a_wait_too_long_is_said_in_seconds_rounded_up() {
         let err = || Error::new(ErrorKind::Http, "registry answered 503").with_status(503);
@@ -1076,12 +1080,16 @@ mod tests {
         let said = waits_too_long(err(), Duration::from_millis(60_400), limit);
         assert_eq!(
             said.message(),
-            "registry answered 503; it asks to be retried in 61s, longer than dist waits (60s)"
+            "registry answered 503; it asks to be retried in 1m1s, longer than dist waits (1m)"
         );
         assert_eq!(said.status(), Some(503));
+        let said = waits_too_long(err(), Duration::from_secs(86_400), limit);
+        assert!(said.message().contains("in 24h, "), "{said}");
+        let said = waits_too_long(err(), Duration::from_millis(5_399_600), limit);
+        assert!(said.message().contains("in 1h30m, "), "{said}");
         let said = waits_too_long(err(), Duration::MAX, limit);
         assert!(
-            said.message().contains(&format!("in {}s,", u64::MAX)),
+            said.message().contains(&format!("in {}h", u64::MAX / 3600)),
             "{said}"
         );
     }
@@ -1117,8 +1125,8 @@ mod tests {
         assert!(std::error::Error::source(&said).is_some());
         assert_eq!(
             said.reason(),
-            "token server answered 429: slow down; it asks to be retried in 3600s, longer \
-             than dist waits (60s) (tried first: http://m/v2/x: mirror answered 500)"
+            "token server answered 429: slow down; it asks to be retried in 1h, longer \
+             than dist waits (1m) (tried first: http://m/v2/x: mirror answered 500)"
         );
     }
 

@@ -779,7 +779,8 @@ impl Transport {
                     // proxy is named too: it is what did not answer, and the registry's URL
                     // alone sent the user looking for a stalled registry.
                     let mut said = format!(
-                        "no response headers within {limit:?} ({})",
+                        "no response headers within {} ({})",
+                        crate::duration::Written(limit),
                         crate::setting::Setting::ResponseTimeout
                     );
                     if let Some(proxy) = self.proxies.forwarding_proxy(&req.url) {
