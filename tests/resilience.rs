@@ -1631,6 +1631,22 @@ fn option_variables_empty_are_unset_and_malformed_are_named() {
     assert_eq!(reg.request_count(), requests);
 }
 
+/// A blank `DIST_FETCH_TIMEOUT=" "` (a job template's `"${TIMEOUT} "`) is no timeout, as an
+/// empty one is and a blank `RUST_LOG` is: it was refused as an "empty duration", of a
+/// variable whose empty value counts as unset.
+#[test]
+fn a_blank_timeout_variable_is_unset_as_an_empty_one() {
+    let reg = FakeRegistry::start();
+    let data = bytes(32, 1000);
+    let digest = reg.blob("team/app", &data);
+    let mut dist = Dist::new();
+    dist.env("DIST_FETCH_TIMEOUT", " \t");
+    let out = dist.run(&["fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(out.stdout, data);
+}
+
 /// A timeout too far off to end (`1e19` seconds, past what the clock can count) is no
 /// deadline at all, for a one-shot command as for a batch; it panicked (status 101).
 #[test]

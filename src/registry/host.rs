@@ -1125,7 +1125,8 @@ fn waits_too_long(err: Error, asked: Duration, limit: Duration) -> Error {
     );
     // A note on the same error, not a new one: its cause, object and the hosts tried
     // first are part of what failed. Written as dist's other messages write durations:
-    // whole seconds read a `--retry-max-delay 500ms` as "0 s", and a day as "86400s".
+    // whole seconds read a `RetryPolicy::max_delay` of 500 ms as "0 s", and a day as
+    // "86400s".
     let (asked, limit) = (Written(asked), Written(limit));
     err.with_note(format_args!(
         "it asks to be retried in {asked}, longer than dist waits ({limit})"
@@ -1149,7 +1150,7 @@ mod tests {
 
     /// A `Retry-After` date read by the local clock is a fraction past whole seconds:
     /// 60.4 s read "asks to be retried in 60s, longer than dist waits (60s)". A long one
-    /// is said in hours and minutes, as `--retry-max-delay` takes them: a day read
+    /// is said in hours and minutes, as the options take durations: a day read
     /// "86400s".
     #[test]
     fn a_wait_too_long_is_said_in_seconds_rounded_up() {
@@ -1172,7 +1173,7 @@ mod tests {
         );
     }
 
-    /// `--retry-max-delay 500ms` was said as "longer than dist waits (0 s)".
+    /// A `RetryPolicy::max_delay` of 500 ms was said as "longer than dist waits (0 s)".
     #[test]
     fn a_limit_under_a_second_is_said_as_written() {
         let err = Error::new(ErrorKind::Http, "registry answered 503").with_status(503);
