@@ -29,6 +29,8 @@ case $LAYERS in
     exit 1
     ;;
 esac
+# In decimal, as seq reads it: the shell's arithmetic takes `08` for octal, and refuses it.
+LAYERS=$((10#$LAYERS))
 
 scripts/install-missing.sh docker-registry curl jq
 if [ -z "${DIST:-}" ]; then
@@ -127,5 +129,10 @@ while read -r digest path; do
   [ "sha256:$(sha256sum "$path" | cut -d' ' -f1)" = "$digest" ] || { echo "MISMATCH $path"; bad=$((bad + 1)); }
 done < <(jq -r '"\(.digest) \(.path)"' "$work/report.jsonl")
 echo "fetched $ok objects in $(((end - start) / 1000000)) ms; $bad failed a second check by sha256sum"
-[ "$ok" -eq $((LAYERS + 1)) ] && [ "$bad" -eq 0 ]
+# Not a `[ ] && [ ]` list: set -e lets all but its last command fail, and a demo that
+# fetched fewer objects than it pushed said it passed.
+if [ "$ok" -ne $((LAYERS + 1)) ] || [ "$bad" -ne 0 ]; then
+  echo "demo failed: $((LAYERS + 1)) objects pushed, $ok fetched, $bad of them wrong" >&2
+  exit 1
+fi
 echo "demo passed"

@@ -389,6 +389,9 @@ pub fn unset_empty_option_variables() {
 /// `DIST_FETCH_TIMEOUT=soon`, which clap refuses in the words of `--timeout`, an option
 /// the command line may not hold at all: said of the variable, where the value came from.
 fn variable_refused(e: &clap::Error) -> Option<String> {
+    if e.kind() == clap::error::ErrorKind::InvalidUtf8 {
+        return variable_not_utf8();
+    }
     let (arg, value) = value_refused(e)?;
     let option = arg.split(' ').next()?;
     let (variable, _) = OPTION_VARIABLES.iter().find(|(_, o)| *o == option)?;
@@ -399,6 +402,21 @@ fn variable_refused(e: &clap::Error) -> Option<String> {
     }
     let why = std::error::Error::source(e).map_or_else(|| "not valid".into(), |s| s.to_string());
     Some(format!("{variable} (as {option}): {why}"))
+}
+
+/// `DIST_FETCH_TIMEOUT` not UTF-8, which clap blamed on "one or more arguments" without a
+/// name: said of the variable when every word of the command line is UTF-8, so that the
+/// bytes were its. (`DIST_HOSTS_DIR`, a path, may be any bytes.)
+fn variable_not_utf8() -> Option<String> {
+    if std::env::args_os().any(|a| a.to_str().is_none()) {
+        return None;
+    }
+    let value = std::env::var_os("DIST_FETCH_TIMEOUT")?;
+    let shown = format!("{value:?}");
+    value
+        .to_str()
+        .is_none()
+        .then(|| format!("DIST_FETCH_TIMEOUT (as --timeout): {shown} is not UTF-8"))
 }
 
 /// The option (as clap names it, `--timeout <DURATION>`) and the value of a command line

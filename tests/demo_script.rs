@@ -91,3 +91,58 @@ fn the_readme_demo_refuses_layers_that_are_not_a_count_before_it_starts() {
         );
     }
 }
+
+/// A demo that fetched fewer objects than it pushed fails: its closing check was the first
+/// of an `&&` list, which `set -e` lets fail, so it said "demo passed" with objects missing.
+#[test]
+fn the_readme_demo_fails_when_an_object_was_not_fetched() {
+    // A dist that drops the last object of the list it is given to fetch.
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let wrapper = dir.path().join("dist");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/usr/bin/env bash\nif [ \"$3\" = - ]; then head -n -1 | {:?} \"$@\"; else {:?} \"$@\"; fi\n",
+            env!("CARGO_BIN_EXE_dist"),
+            env!("CARGO_BIN_EXE_dist")
+        ),
+    )
+    .expect("write the wrapper");
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("make the wrapper executable");
+    let out = Command::new("scripts/demo.sh")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("DIST", &wrapper)
+        .env("LAYERS", "2")
+        .output()
+        .expect("run scripts/demo.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains("fetched 2 objects in "),
+        "{stdout}\n{stderr}"
+    );
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("demo passed"), "{stdout}");
+}
+
+/// `LAYERS=08` is eight layers, as `seq` reads it: the closing arithmetic read it as octal
+/// and failed on it, after every layer was pushed and fetched.
+#[test]
+fn the_readme_demo_counts_layers_with_a_leading_zero_in_decimal() {
+    let out = Command::new("scripts/demo.sh")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("DIST", env!("CARGO_BIN_EXE_dist"))
+        .env("LAYERS", "08")
+        .output()
+        .expect("run scripts/demo.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("fetched 9 objects in "), "{stdout}");
+    assert!(!stderr.contains("value too great"), "{stderr}");
+    assert!(stdout.ends_with("demo passed\n"), "{stdout}");
+}
