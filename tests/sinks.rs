@@ -1443,17 +1443,67 @@ fn traced_output_to(
     stdout: Option<std::process::Stdio>,
 ) -> std::process::Output {
     let mut command = traced(dist, args, log, options);
-    if let Some(stdout) = stdout {
-        command.stdout(stdout);
-    }
-    let out = command
-        .output()
+    let captured = stdout.is_none();
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(stdout.unwrap_or_else(std::process::Stdio::piped))
+        .stderr(std::process::Stdio::piped());
+    let mut child = command
+        .spawn()
         .unwrap_or_else(|e| strace_cannot_run(&e.to_string()));
+    let read_all = |from: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut from) = from {
+                from.read_to_end(&mut bytes).unwrap();
+            }
+            bytes
+        })
+    };
+    let stdout = read_all(captured.then(|| Box::new(child.stdout.take().unwrap()) as _));
+    let stderr = read_all(Some(Box::new(child.stderr.take().unwrap())));
+    let status = traced_exit(&mut child, log);
+    let out = std::process::Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    };
     let err = String::from_utf8_lossy(&out.stderr);
     if err.starts_with("strace: ") {
         strace_cannot_run(&err);
     }
     out
+}
+
+/// The exit status of the `dist` that `strace` (its `child`, logging to `log`) traces, as
+/// soon as it exits. A call `strace` holds up (`delay_enter`) holds the thread that made
+/// it past dist's exit, and `strace` with it: each held run took the whole delay, 10 or
+/// 20 s, where dist gave up seconds before. The first thread to exit with a status other
+/// than 0 gives dist's (only `exit_group` gives one: a thread's own exit is 0, and these
+/// runs start no other program); `strace` is then killed by its PID (SIGTERM waits out a
+/// held call), which lets go of the thread it held, to die with the rest; its log keeps
+/// what it wrote by then, the held call's start among it. A run that exits 0 is waited
+/// for to its end.
+fn traced_exit(child: &mut std::process::Child, log: &Path) -> std::process::ExitStatus {
+    use std::os::unix::process::ExitStatusExt;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let exited = text.lines().find_map(|line| {
+            let code = line.split_once("+++ exited with ")?.1;
+            let code: i32 = code.strip_suffix(" +++")?.parse().ok()?;
+            (code != 0).then_some(code)
+        });
+        if let Some(code) = exited {
+            let pid = i32::try_from(child.id()).unwrap();
+            assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+            child.wait().unwrap();
+            return std::process::ExitStatus::from_raw(code << 8);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// `dist ARGS…` (with a `--timeout`) under `strace`, every `fsync` of the directory `held`
@@ -1489,11 +1539,12 @@ fn timed_out_in_fsync_to(
 }
 
 /// `dist ARGS…` under `strace`, its file operations logged to `log` (see
-/// [`file_operations`]), with `strace`'s own `options` too.
+/// [`file_operations`]), with `strace`'s own `options` too. The log keeps the threads'
+/// exits (`-q`, not `-qq`): [`traced_exit`] reads dist's status there.
 fn traced(dist: &Dist, args: &[&str], log: &Path, options: &[&str]) -> std::process::Command {
     let mut command = std::process::Command::new("strace");
     command
-        .args(["-f", "-y", "-qq", "-s", "4096", "-o"])
+        .args(["-f", "-y", "-q", "-s", "4096", "-o"])
         .arg(log)
         .args(["-e", "trace=fsync,fdatasync,rename,renameat,renameat2"])
         .args(options)
