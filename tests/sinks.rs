@@ -2370,6 +2370,40 @@ fn a_pull_stopped_in_the_sync_of_its_blobs_says_so() {
 /// it blamed another run's lock, which this run held itself.
 #[test]
 fn a_pull_stopped_writing_the_index_does_not_blame_a_lock() {
+    // A directory above whose change turned five minutes old during the run (or that
+    // changed) may have been synced by one count and not the other, and another fsync
+    // held: the run is not judged, and runs again. It returned instead, and passed having
+    // checked nothing.
+    for _ in 0..3 {
+        if let Some((out, log, index, named)) = a_pull_stopped_writing_the_index() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let dir = index.parent().unwrap().display().to_string();
+            assert!(
+                log.contains("fsync(") && log.contains(&format!("<{dir}/.dist-tmp")),
+                "no fsync of a new index.json in {dir} was held up: {log}"
+            );
+            assert!(err.contains("gave up after the --timeout of 6s"), "{err}");
+            assert!(!err.contains("lock"), "{err}");
+            let said = format!(
+                "every object of the image was fetched and stored, but the image is not named \
+                 in {} (the stop came before its new index was renamed into place); the same \
+                 pull again names it without fetching anything",
+                index.display()
+            );
+            assert!(err.contains(&said), "{err}");
+            assert!(!named.contains(r#""v2""#), "{named}");
+            return;
+        }
+        eprintln!("a directory above the layout changed its standing during the run; again");
+    }
+    panic!("a directory above the layout changed its standing during each of three runs");
+}
+
+/// [`pull_stopped_in_the_index`] with the fsync of the new `index.json` held up: its
+/// output, strace's log, `index.json`'s path (its directory since removed) and text, or
+/// `None` where the directories above the layout that the run syncs may have changed
+/// during it, and another fsync was held.
+fn a_pull_stopped_writing_the_index() -> Option<(std::process::Output, String, PathBuf, String)> {
     let counted = std::cell::RefCell::new(Vec::new());
     let held = |layout: &str, _: &str| {
         let above = above_on_its_filesystem(Path::new(layout));
@@ -2379,29 +2413,9 @@ fn a_pull_stopped_writing_the_index_does_not_blame_a_lock() {
         ["-e".to_string(), inject].to_vec()
     };
     let (out, log, index, _dir) = pull_stopped_in_the_index(held);
-    // A directory above whose change turned five minutes old during the run (or that
-    // changed) may have been synced by one count and not the other, and another fsync held.
-    if above_on_its_filesystem(index.parent().unwrap()) != *counted.borrow() {
-        eprintln!("a directory above the layout changed its standing during the run; not checked");
-        return;
-    }
-    let err = String::from_utf8_lossy(&out.stderr);
-    let dir = index.parent().unwrap().display().to_string();
-    assert!(
-        log.contains("fsync(") && log.contains(&format!("<{dir}/.dist-tmp")),
-        "no fsync of a new index.json in {dir} was held up: {log}"
-    );
-    assert!(err.contains("gave up after the --timeout of 6s"), "{err}");
-    assert!(!err.contains("lock"), "{err}");
-    let said = format!(
-        "every object of the image was fetched and stored, but the image is not named in {} \
-         (the stop came before its new index was renamed into place); the same pull again \
-         names it without fetching anything",
-        index.display()
-    );
-    assert!(err.contains(&said), "{err}");
     let named = std::fs::read_to_string(&index).unwrap();
-    assert!(!named.contains(r#""v2""#), "{named}");
+    let unchanged = above_on_its_filesystem(index.parent().unwrap()) == *counted.borrow();
+    unchanged.then_some((out, log, index, named))
 }
 
 /// The report is the record a finished job leaves (the Indexed Job's
