@@ -1419,6 +1419,28 @@ fn traced_file_operations(dist: &Dist, args: &[&str], under: &Path) -> Vec<FileO
     file_operations(&text, under)
 }
 
+/// Fails the test where `TMPDIR`, which holds its layouts, is in memory (tmpfs, ramfs):
+/// dist syncs nothing there, having nothing to make durable, and the tests that watch its
+/// syncs under `strace` failed for want of them without saying why ("blobs not synced",
+/// a status 0 where a held sync should have stopped the run).
+fn temp_dir_on_a_disk() {
+    use std::os::unix::ffi::OsStrExt;
+    // statfs(2)'s f_type of tmpfs and ramfs (linux/magic.h), as dist tells them.
+    const IN_MEMORY: [u32; 2] = [0x0102_1994, 0x8584_58f6];
+    let dir = std::env::temp_dir();
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
+    // SAFETY: `path` is a NUL-terminated string and `fs` a statfs for the call to fill.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    let found = unsafe { libc::statfs(path.as_ptr(), &mut fs) };
+    assert_eq!(found, 0, "statfs {}", dir.display());
+    assert!(
+        !IN_MEMORY.contains(&(fs.f_type as u32)),
+        "TMPDIR ({}) is in memory (tmpfs), where dist syncs nothing and this test, which \
+         watches its syncs, has nothing to check: point TMPDIR at a disk",
+        dir.display()
+    );
+}
+
 /// Fails the test, saying `why`: `strace` (which scripts/test.sh installs) cannot run here,
 /// not installed or not allowed to trace in this container. These tests returned early
 /// instead, and passed having checked nothing, their notice captured by the harness.
@@ -1542,6 +1564,7 @@ fn timed_out_in_fsync_to(
 /// [`file_operations`]), with `strace`'s own `options` too. The log keeps the threads'
 /// exits (`-q`, not `-qq`): [`traced_exit`] reads dist's status there.
 fn traced(dist: &Dist, args: &[&str], log: &Path, options: &[&str]) -> std::process::Command {
+    temp_dir_on_a_disk();
     let mut command = std::process::Command::new("strace");
     command
         .args(["-f", "-y", "-q", "-s", "4096", "-o"])
