@@ -5,7 +5,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use support::cli::{bytes, frame_media_types, json_lines, Dist};
+use support::cli::{bytes, frame_media_types, json_lines, Dist, Running};
 use support::fake::{FakeRegistry, Fault, Gate};
 
 fn repo(reg: &FakeRegistry) -> String {
@@ -2754,7 +2754,7 @@ fn mkfifo(path: &Path) {
 /// hung for ever, before it fetched anything.
 #[test]
 fn a_report_fifo_is_waited_for_within_the_timeout() {
-    let output_within = |mut child: std::process::Child, what: &str| {
+    let output_within = |mut child: Running, what: &str| {
         support::wait::exit_within(&mut child, std::time::Duration::from_secs(30), what);
         child.wait_with_output().unwrap()
     };
@@ -2896,12 +2896,7 @@ fn wait_for_a_write_to(pid: u32, fifo: &Path) {
 /// A pull of a small image whose `--report` is a FIFO kept full, its reader reading
 /// nothing, once the pull is in write(2) to it: what holds the pull's report up. The
 /// registry, the directory and the reader go with the test.
-fn a_pull_writing_an_unread_report() -> (
-    FakeRegistry,
-    tempfile::TempDir,
-    std::fs::File,
-    std::process::Child,
-) {
+fn a_pull_writing_an_unread_report() -> (FakeRegistry, tempfile::TempDir, std::fs::File, Running) {
     let reg = FakeRegistry::start();
     small_image(&reg, "v1");
     let dir = tempfile::tempdir().unwrap();
